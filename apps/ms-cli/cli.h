@@ -1,0 +1,24 @@
+// Shared pieces of the ms command line: global options and helpers each subcommand uses.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <optional>
+#include <string>
+
+namespace ms::cli {
+
+/// Options that every subcommand sees.
+struct GlobalOptions {
+  bool verbose = false;  ///< print the error context chain and info-level logs
+};
+
+/// Each subcommand lives in its own file and adds itself to the app here.
+void add_env_command(CLI::App& app, const GlobalOptions& global);
+void add_config_command(CLI::App& app, const GlobalOptions& global);
+void add_list_command(CLI::App& app, const GlobalOptions& global);
+
+/// Adds --threads to a subcommand that uses LibTorch.
+void add_threads_option(CLI::App& command, std::optional<int>& threads);
+
+}  // namespace ms::cli

@@ -1,0 +1,93 @@
+// `ms env`: what this ms sees: versions, LibTorch and CUDA, threads, cache, hub endpoint, token.
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <thread>
+
+#include "cli.h"
+#include "ms/core/error.h"
+#include "ms/core/settings.h"
+#include "ms/core/torch_runtime.h"
+#include "ms/core/version.h"
+
+namespace ms::cli {
+namespace {
+
+struct EnvOptions {
+  bool json = false;
+  std::optional<int> threads;
+};
+
+void run_env(const EnvOptions& options) {
+  nlohmann::ordered_json out;
+  out["ms_version"] = ms::version();
+  out["cache_dir"] = cache_dir().string();
+  out["hub_endpoint"] = hub_endpoint();
+  auto token = token_source();
+  out["token_configured"] = token.has_value();
+  if (token) out["token_source"] = *token;
+  out["cpu_cores"] = std::thread::hardware_concurrency();
+  out["torch_layer"] = torch_layer_path().string();
+
+  // LibTorch is loaded last so that everything above is reported even when it is missing.
+  std::optional<Error> torch_error;
+  nlohmann::ordered_json torch;
+  try {
+    TorchRuntime& runtime = load_torch_runtime(TorchOptions{options.threads});
+    const TorchInfo info = runtime.info();
+    torch["available"] = true;
+    torch["version"] = info.version;
+    torch["cuda_available"] = info.cuda_available;
+    torch["cuda_device_count"] = info.cuda_device_count;
+    torch["threads"] = info.num_threads;
+    torch["interop_threads"] = info.num_interop_threads;
+    torch["parallel_backend"] = info.parallel_backend;
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kMissingComponent) throw;
+    torch["available"] = false;
+    torch["error"] = e.what();
+    torch_error = e;
+  }
+  out["libtorch"] = torch;
+
+  if (options.json) {
+    std::printf("%s\n", out.dump(2).c_str());
+  } else {
+    auto line = [](const char* key, const std::string& value) {
+      std::printf("%-18s %s\n", key, value.c_str());
+    };
+    line("ms", ms::version());
+    if (torch["available"].get<bool>()) {
+      line("libtorch", torch["version"].get<std::string>());
+      line("cuda", torch["cuda_available"].get<bool>()
+                       ? fmt::format("available, {} device(s)", torch["cuda_device_count"].get<int>())
+                       : std::string("not available"));
+      line("threads", fmt::format("{} intra-op ({}), {} inter-op", torch["threads"].get<int>(),
+                                  torch["parallel_backend"].get<std::string>(),
+                                  torch["interop_threads"].get<int>()));
+    } else {
+      line("libtorch", "not available: " + torch["error"].get<std::string>());
+    }
+    line("cpu cores", std::to_string(std::thread::hardware_concurrency()));
+    line("cache dir", cache_dir().string());
+    line("hub endpoint", hub_endpoint());
+    line("token", token ? "configured (" + *token + ")" : std::string("not configured"));
+  }
+  std::fflush(stdout);
+  // The report is printed either way; a missing LibTorch still fails the command so scripts notice.
+  if (torch_error) throw *torch_error;
+}
+
+}  // namespace
+
+void add_env_command(CLI::App& app, const GlobalOptions& /*global*/) {
+  auto options = std::make_shared<EnvOptions>();
+  CLI::App* command = app.add_subcommand(
+      "env", "Show versions, LibTorch and CUDA, threads, cache folder, hub endpoint and token state");
+  command->add_flag("--json", options->json, "Print one JSON object on stdout");
+  add_threads_option(*command, options->threads);
+  command->footer("Exits 6 (after printing the report) when LibTorch cannot be loaded.");
+  command->callback([options] { run_env(*options); });
+}
+
+}  // namespace ms::cli

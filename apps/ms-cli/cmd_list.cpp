@@ -1,0 +1,60 @@
+// `ms list [REGISTRY]`: what components this ms has registered.
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+
+#include "cli.h"
+#include "ms/config/components.h"
+#include "ms/io/resource.h"
+
+namespace ms::cli {
+namespace {
+
+struct ListOptions {
+  std::string registry;
+  bool json = false;
+};
+
+Registries torch_free_registries() {
+  Registries registries;
+  register_config_components(registries);
+  io::register_io_components(registries);
+  return registries;
+}
+
+void run_list(const ListOptions& options) {
+  const Registries registries = torch_free_registries();
+  if (options.registry.empty()) {
+    if (options.json) {
+      std::printf("%s\n", nlohmann::json(registries.names()).dump().c_str());
+    } else {
+      for (const std::string& name : registries.names()) std::printf("%s\n", name.c_str());
+    }
+    return;
+  }
+  const RegistryBase& registry = registries.get(options.registry);
+  if (options.json) {
+    nlohmann::ordered_json out = nlohmann::ordered_json::array();
+    for (const RegistryEntry& entry : registry.entries()) {
+      out.push_back({{"group", entry.group}, {"type", entry.type}, {"description", entry.description}});
+    }
+    std::printf("%s\n", out.dump(2).c_str());
+    return;
+  }
+  for (const RegistryEntry& entry : registry.entries()) {
+    std::string name = entry.group == "default" ? entry.type : entry.group + "/" + entry.type;
+    std::printf("%-24s %s\n", name.c_str(), entry.description.c_str());
+  }
+}
+
+}  // namespace
+
+void add_list_command(CLI::App& app, const GlobalOptions& /*global*/) {
+  auto options = std::make_shared<ListOptions>();
+  CLI::App* command = app.add_subcommand("list", "List registries, or the components registered in one");
+  command->add_option("registry", options->registry, "Registry name; omit to list the registries");
+  command->add_flag("--json", options->json, "Print JSON");
+  command->callback([options] { run_list(*options); });
+}
+
+}  // namespace ms::cli

@@ -1,0 +1,72 @@
+// ms: the command-line front end. Parses arguments with CLI11 and hands each subcommand to the
+// library; every error becomes one line on stderr, a hint, and an exit code from one table.
+#include <cstdio>
+#include <exception>
+
+#include "cli.h"
+#include "ms/core/error.h"
+#include "ms/core/log.h"
+#include "ms/core/version.h"
+
+namespace {
+
+void print_error(const ms::Error& error, bool verbose) {
+  std::fprintf(stderr, "ms: error: %s\n", error.what());
+  if (!error.hint().empty()) std::fprintf(stderr, "  hint: %s\n", error.hint().c_str());
+  if (verbose) {
+    for (const std::string& frame : error.context()) std::fprintf(stderr, "  while %s\n", frame.c_str());
+    std::fprintf(stderr, "  (error kind: %s, exit code %d)\n", ms::error_code_name(error.code()),
+                 ms::exit_code(error.code()));
+  } else if (!error.context().empty()) {
+    std::fprintf(stderr, "  (run with --verbose for details)\n");
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "ms: download, serve, run and train ModelScope models from the shell.\n"
+      "Run 'ms COMMAND --help' for the options of a command.",
+      "ms"};
+  app.set_version_flag("--version", std::string("ms ") + ms::version(), "Print the ms version and exit");
+  app.require_subcommand(1);
+  app.fallthrough();
+
+  ms::cli::GlobalOptions global;
+  app.add_flag("-v,--verbose", global.verbose, "Show info logs and the full context of errors");
+  app.parse_complete_callback([&global] {
+    if (global.verbose && ms::log::level() > ms::log::Level::kInfo) ms::log::set_level(ms::log::Level::kInfo);
+  });
+  app.footer(
+      "Exit codes: 0 ok, 2 usage, 3 config, 4 not found, 5 network, 6 missing component,\n"
+      "7 integrity, 70 internal error, 74 I/O error.\n"
+      "Environment: MODELSCOPE_CACHE, MODELSCOPE_ENDPOINT (or MODELSCOPE_DOMAIN),\n"
+      "MODELSCOPE_API_TOKEN, MODELSCOPE_CREDENTIALS_PATH, MS_LOG_LEVEL, MS_NO_PROGRESS.");
+
+  ms::cli::add_env_command(app, global);
+  ms::cli::add_config_command(app, global);
+  ms::cli::add_list_command(app, global);
+
+  // Parse first: argument errors exit 2 (CLI11 prints them), --help and --version exit 0.
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  } catch (const ms::Error& e) {
+    // Subcommand callbacks run inside parse(); their errors land here.
+    print_error(e, global.verbose);
+    return ms::exit_code(e.code());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ms: internal error: %s\n", e.what());
+    return 70;
+  }
+  return 0;
+}

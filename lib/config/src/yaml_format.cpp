@@ -1,0 +1,125 @@
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <limits>
+#include <regex>
+
+#include "formats.h"
+
+namespace ms::detail {
+namespace {
+
+// YAML 1.2 core schema resolution of an untagged plain scalar.
+Json plain_scalar(const std::string& s) {
+  static const std::regex kInt(R"([-+]?[0-9]+)");
+  static const std::regex kHex(R"(0x[0-9a-fA-F]+)");
+  static const std::regex kFloat(R"([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?)");
+  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
+  if (s == "true" || s == "True" || s == "TRUE") return true;
+  if (s == "false" || s == "False" || s == "FALSE") return false;
+  try {
+    if (std::regex_match(s, kInt)) return std::stoll(s);
+    if (std::regex_match(s, kHex)) return std::stoll(s, nullptr, 16);
+    if (std::regex_match(s, kFloat)) return std::stod(s);
+  } catch (const std::out_of_range&) {
+    return std::stod(s);  // integers beyond 64 bits become doubles, as in Python's yaml
+  }
+  if (s == ".inf" || s == ".Inf" || s == ".INF" || s == "+.inf") return std::numeric_limits<double>::infinity();
+  if (s == "-.inf" || s == "-.Inf" || s == "-.INF") return -std::numeric_limits<double>::infinity();
+  if (s == ".nan" || s == ".NaN" || s == ".NAN") return std::numeric_limits<double>::quiet_NaN();
+  return s;
+}
+
+Json to_json(const YAML::Node& node, const std::string& source) {
+  switch (node.Type()) {
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined:
+      return nullptr;
+    case YAML::NodeType::Scalar:
+      // A quoted scalar carries the tag "!"; only plain scalars are typed.
+      if (node.Tag() == "!") return node.Scalar();
+      return plain_scalar(node.Scalar());
+    case YAML::NodeType::Sequence: {
+      Json out = Json::array();
+      for (const auto& item : node) out.push_back(to_json(item, source));
+      return out;
+    }
+    case YAML::NodeType::Map: {
+      Json out = Json::object();
+      for (const auto& entry : node) {
+        const YAML::Node& key = entry.first;
+        if (!key.IsScalar()) {
+          throw Error(ErrorCode::kConfig,
+                      fmt::format("{}:{}:{}: mapping keys must be plain strings", source,
+                                  key.Mark().line + 1, key.Mark().column + 1));
+        }
+        const std::string name = key.Scalar();
+        if (out.contains(name)) {
+          throw Error(ErrorCode::kConfig, fmt::format("{}:{}:{}: duplicate key '{}'", source,
+                                                      key.Mark().line + 1, key.Mark().column + 1, name));
+        }
+        out[name] = to_json(entry.second, source);
+      }
+      return out;
+    }
+  }
+  return nullptr;
+}
+
+void emit(YAML::Emitter& out, const Json& value) {
+  if (value.is_object()) {
+    out << YAML::BeginMap;
+    for (auto it = value.begin(); it != value.end(); ++it) {
+      out << YAML::Key << it.key() << YAML::Value;
+      emit(out, it.value());
+    }
+    out << YAML::EndMap;
+  } else if (value.is_array()) {
+    // Short lists of scalars read best inline: [1, 2, 3].
+    bool flat = value.size() <= 8 && std::all_of(value.begin(), value.end(),
+                                                 [](const Json& v) { return v.is_primitive(); });
+    if (flat) out << YAML::Flow;
+    out << YAML::BeginSeq;
+    for (const auto& item : value) emit(out, item);
+    out << YAML::EndSeq;
+  } else if (value.is_string()) {
+    const std::string& s = value.get_ref<const std::string&>();
+    // Quote strings that would otherwise read back as another type (numbers, booleans, null).
+    Json reread = plain_scalar(s);
+    if (!reread.is_string()) {
+      out << YAML::DoubleQuoted << s;
+    } else {
+      out << s;
+    }
+  } else if (value.is_null()) {
+    out << YAML::Null;
+  } else if (value.is_boolean()) {
+    out << value.get<bool>();
+  } else if (value.is_number_integer()) {
+    out << value.get<long long>();
+  } else {
+    out << value.dump();
+  }
+}
+
+}  // namespace
+
+Json parse_yaml_config(std::string_view text, const std::string& source) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(text));
+  } catch (const YAML::Exception& e) {
+    throw Error(ErrorCode::kConfig,
+                fmt::format("{}:{}:{}: invalid YAML: {}", source, e.mark.line + 1, e.mark.column + 1, e.msg),
+                "check indentation and quoting at that line");
+  }
+  return to_json(root, source);
+}
+
+std::string dump_yaml(const Json& value) {
+  YAML::Emitter out;
+  emit(out, value);
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace ms::detail

@@ -1,0 +1,88 @@
+// ms::Error: the one error type of the project, with an ErrorCode, a hint and a context chain.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ms {
+
+/// What kind of failure an Error is. The CLI maps each code to one exit code (exit_code()).
+enum class ErrorCode {
+  kUsage,             ///< bad command line or argument value (exit 2)
+  kConfig,            ///< malformed or invalid configuration (exit 3)
+  kNotFound,          ///< a file, key, repo or revision that does not exist (exit 4)
+  kNetwork,           ///< connection, timeout or HTTP failure (exit 5)
+  kMissingComponent,  ///< a library or plugin that is not installed or not built (exit 6)
+  kIntegrity,         ///< checksum mismatch, corrupt archive or data (exit 7)
+  kIo,                ///< local I/O failure such as a permission error or full disk (exit 74)
+  kInternal,          ///< a bug in ms (exit 70)
+};
+
+/// Process exit code for an error code: 2 usage, 3 config, 4 not found, 5 network,
+/// 6 missing component, 7 integrity, 74 I/O, 70 internal.
+int exit_code(ErrorCode code);
+
+/// Short lower-case name of a code ("config", "not-found", ...), used in --json error output.
+const char* error_code_name(ErrorCode code);
+
+/// The project's exception. `what()` is the one-line message; `hint()` tells the user how to fix
+/// it; `context()` lists what was being done, innermost first ("while reading configs/a.json").
+class Error : public std::runtime_error {
+ public:
+  Error(ErrorCode code, std::string message, std::string hint = {});
+
+  ErrorCode code() const { return code_; }
+  const std::string& hint() const { return hint_; }
+  const std::vector<std::string>& context() const { return context_; }
+
+  /// Adds one frame of context (what the caller was doing); returns *this for rethrowing.
+  Error& add_context(std::string frame);
+  Error& set_hint(std::string hint);
+
+ private:
+  ErrorCode code_;
+  std::string hint_;
+  std::vector<std::string> context_;
+};
+
+/// Throws an Error built from a format string.
+template <typename... Args>
+[[noreturn]] void fail(ErrorCode code, fmt::format_string<Args...> format, Args&&... args) {
+  throw Error(code, fmt::format(format, std::forward<Args>(args)...));
+}
+
+/// Runs `body`; an ms::Error escaping it gets `frame` added to its context chain, and any other
+/// std::exception is wrapped as an internal error with that frame.
+template <typename Body>
+auto with_context(const std::string& frame, Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (Error& e) {
+    e.add_context(frame);
+    throw;
+  } catch (const std::exception& e) {
+    Error wrapped(ErrorCode::kInternal, e.what());
+    wrapped.add_context(frame);
+    throw wrapped;
+  }
+}
+
+}  // namespace ms
+
+/// User-facing check: throws ms::Error(code, formatted message) when `cond` is false.
+#define MS_CHECK(cond, code, ...)                \
+  do {                                           \
+    if (!(cond)) ::ms::fail((code), __VA_ARGS__); \
+  } while (0)
+
+/// Internal invariant: a failure is a bug in ms, reported with file and line.
+#define MS_ASSERT(cond)                                                                        \
+  do {                                                                                         \
+    if (!(cond))                                                                               \
+      ::ms::fail(::ms::ErrorCode::kInternal, "internal error: assertion '{}' failed at {}:{}", \
+                 #cond, __FILE__, __LINE__);                                                   \
+  } while (0)

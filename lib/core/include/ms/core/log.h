@@ -1,0 +1,46 @@
+// Levelled logging to a replaceable sink (stderr by default); never writes to stdout.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace ms::log {
+
+enum class Level { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3, kOff = 4 };
+
+/// Receives each message that passes the level filter.
+using Sink = std::function<void(Level, std::string_view)>;
+
+/// Messages below `level` are dropped. Default: kWarning, or $MS_LOG_LEVEL (debug|info|warning|error|off).
+void set_level(Level level);
+Level level();
+
+/// Parses "debug", "info", "warning"/"warn", "error", "off"; throws ms::Error(kUsage) otherwise.
+Level parse_level(std::string_view name);
+
+/// Replaces the sink; passing nullptr restores the default stderr sink. Returns the previous one.
+Sink set_sink(Sink sink);
+
+void write(Level level, std::string_view message);
+
+template <typename... Args>
+void debug(fmt::format_string<Args...> f, Args&&... args) {
+  if (level() <= Level::kDebug) write(Level::kDebug, fmt::format(f, std::forward<Args>(args)...));
+}
+template <typename... Args>
+void info(fmt::format_string<Args...> f, Args&&... args) {
+  if (level() <= Level::kInfo) write(Level::kInfo, fmt::format(f, std::forward<Args>(args)...));
+}
+template <typename... Args>
+void warn(fmt::format_string<Args...> f, Args&&... args) {
+  if (level() <= Level::kWarning) write(Level::kWarning, fmt::format(f, std::forward<Args>(args)...));
+}
+template <typename... Args>
+void error(fmt::format_string<Args...> f, Args&&... args) {
+  if (level() <= Level::kError) write(Level::kError, fmt::format(f, std::forward<Args>(args)...));
+}
+
+}  // namespace ms::log

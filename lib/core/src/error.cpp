@@ -1,0 +1,46 @@
+#include "ms/core/error.h"
+
+namespace ms {
+
+int exit_code(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kUsage: return 2;
+    case ErrorCode::kConfig: return 3;
+    case ErrorCode::kNotFound: return 4;
+    case ErrorCode::kNetwork: return 5;
+    case ErrorCode::kMissingComponent: return 6;
+    case ErrorCode::kIntegrity: return 7;
+    case ErrorCode::kIo: return 74;  // sysexits.h EX_IOERR
+    case ErrorCode::kInternal: return 70;
+  }
+  return 70;
+}
+
+const char* error_code_name(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kUsage: return "usage";
+    case ErrorCode::kConfig: return "config";
+    case ErrorCode::kNotFound: return "not-found";
+    case ErrorCode::kNetwork: return "network";
+    case ErrorCode::kMissingComponent: return "missing-component";
+    case ErrorCode::kIntegrity: return "integrity";
+    case ErrorCode::kIo: return "io";
+    case ErrorCode::kInternal: return "internal";
+  }
+  return "internal";
+}
+
+Error::Error(ErrorCode code, std::string message, std::string hint)
+    : std::runtime_error(std::move(message)), code_(code), hint_(std::move(hint)) {}
+
+Error& Error::add_context(std::string frame) {
+  context_.push_back(std::move(frame));
+  return *this;
+}
+
+Error& Error::set_hint(std::string hint) {
+  hint_ = std::move(hint);
+  return *this;
+}
+
+}  // namespace ms

@@ -1,0 +1,74 @@
+#include "ms/core/file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "ms/core/error.h"
+
+namespace ms {
+namespace fs = std::filesystem;
+
+std::string read_file(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    throw Error(ErrorCode::kNotFound, fmt::format("{}: no such file", path.string()));
+  }
+  if (fs::is_directory(path, ec)) {
+    throw Error(ErrorCode::kUsage, fmt::format("{}: is a directory, expected a file", path.string()));
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw Error(ErrorCode::kIo, fmt::format("{}: cannot open: {}", path.string(), std::strerror(errno)));
+  }
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) throw Error(ErrorCode::kIo, fmt::format("{}: read failed", path.string()));
+  return buffer.str();
+}
+
+void write_file_atomic(const fs::path& path, std::string_view data, unsigned mode) {
+  const fs::path parent = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  std::error_code ec;
+  fs::create_directories(parent, ec);
+  if (ec) throw Error(ErrorCode::kIo, fmt::format("{}: cannot create folder: {}", parent.string(), ec.message()));
+
+  std::string temp = (parent / ("." + path.filename().string() + ".tmp.XXXXXX")).string();
+  int fd = mkstemp(temp.data());
+  if (fd < 0) {
+    throw Error(ErrorCode::kIo, fmt::format("{}: cannot create temp file: {}", parent.string(), std::strerror(errno)));
+  }
+  auto cleanup_and_fail = [&](const char* what) {
+    const int saved = errno;
+    close(fd);
+    unlink(temp.c_str());
+    throw Error(ErrorCode::kIo, fmt::format("{}: {}: {}", path.string(), what, std::strerror(saved)));
+  };
+  std::size_t written = 0;
+  while (written < data.size()) {
+    ssize_t n = ::write(fd, data.data() + written, data.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      cleanup_and_fail("write failed");
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (fchmod(fd, static_cast<mode_t>(mode)) != 0) cleanup_and_fail("chmod failed");
+  if (fsync(fd) != 0) cleanup_and_fail("fsync failed");
+  if (close(fd) != 0) {
+    unlink(temp.c_str());
+    throw Error(ErrorCode::kIo, fmt::format("{}: close failed: {}", path.string(), std::strerror(errno)));
+  }
+  if (std::rename(temp.c_str(), path.c_str()) != 0) {
+    const int saved = errno;
+    unlink(temp.c_str());
+    throw Error(ErrorCode::kIo, fmt::format("{}: rename failed: {}", path.string(), std::strerror(saved)));
+  }
+}
+
+}  // namespace ms

@@ -1,0 +1,83 @@
+#include "ms/core/log.h"
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+
+#include "ms/core/error.h"
+
+namespace ms::log {
+namespace {
+
+const char* level_tag(Level level) {
+  switch (level) {
+    case Level::kDebug: return "debug";
+    case Level::kInfo: return "info";
+    case Level::kWarning: return "warning";
+    case Level::kError: return "error";
+    case Level::kOff: return "off";
+  }
+  return "?";
+}
+
+void stderr_sink(Level level, std::string_view message) {
+  // One fprintf per line keeps lines from concurrent threads whole.
+  std::fprintf(stderr, "ms: %s: %.*s\n", level_tag(level), static_cast<int>(message.size()),
+               message.data());
+}
+
+Level initial_level() {
+  const char* env = std::getenv("MS_LOG_LEVEL");
+  if (env == nullptr || *env == '\0') return Level::kWarning;
+  try {
+    return parse_level(env);
+  } catch (const Error&) {
+    return Level::kWarning;
+  }
+}
+
+std::atomic<Level>& level_ref() {
+  static std::atomic<Level> current{initial_level()};
+  return current;
+}
+
+std::mutex& sink_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+Sink& sink_ref() {
+  static Sink sink = stderr_sink;
+  return sink;
+}
+
+}  // namespace
+
+void set_level(Level level) { level_ref().store(level); }
+Level level() { return level_ref().load(); }
+
+Level parse_level(std::string_view name) {
+  if (name == "debug") return Level::kDebug;
+  if (name == "info") return Level::kInfo;
+  if (name == "warning" || name == "warn") return Level::kWarning;
+  if (name == "error") return Level::kError;
+  if (name == "off") return Level::kOff;
+  throw Error(ErrorCode::kUsage, fmt::format("unknown log level '{}'", name),
+              "use one of: debug, info, warning, error, off");
+}
+
+Sink set_sink(Sink sink) {
+  std::lock_guard<std::mutex> lock(sink_mutex());
+  Sink previous = sink_ref();
+  sink_ref() = sink ? std::move(sink) : Sink(stderr_sink);
+  return previous;
+}
+
+void write(Level level, std::string_view message) {
+  if (level < level_ref().load() || level == Level::kOff) return;
+  std::lock_guard<std::mutex> lock(sink_mutex());
+  sink_ref()(level, message);
+}
+
+}  // namespace ms::log

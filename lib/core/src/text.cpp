@@ -1,0 +1,84 @@
+#include "ms/core/text.h"
+
+#include <algorithm>
+#include <cctype>
+
+namespace ms {
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t above = row[j];
+      std::size_t substitution = diagonal + (a[i - 1] == b[j - 1] ? 0 : 1);
+      row[j] = std::min({above + 1, row[j - 1] + 1, substitution});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+namespace {
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+}  // namespace
+
+std::vector<std::string> close_matches(std::string_view word, const std::vector<std::string>& candidates,
+                                       std::size_t limit) {
+  const std::string needle = lower(word);
+  // Allow roughly one edit per three characters, at least 2.
+  const std::size_t max_distance = std::max<std::size_t>(2, needle.size() / 3);
+  std::vector<std::pair<std::size_t, std::string>> scored;
+  for (const std::string& candidate : candidates) {
+    const std::string hay = lower(candidate);
+    std::size_t distance = edit_distance(needle, hay);
+    if (needle.size() >= 3 && (hay.find(needle) != std::string::npos || needle.find(hay) != std::string::npos)) {
+      distance = std::min<std::size_t>(distance, 1);
+    }
+    if (distance <= max_distance) scored.emplace_back(distance, candidate);
+  }
+  std::stable_sort(scored.begin(), scored.end(),
+                   [](const auto& x, const auto& y) { return x.first < y.first; });
+  std::vector<std::string> out;
+  for (const auto& entry : scored) {
+    if (out.size() >= limit) break;
+    out.push_back(entry.second);
+  }
+  return out;
+}
+
+std::string join(const std::vector<std::string>& items, std::string_view separator) {
+  std::string out;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += separator;
+    out += items[i];
+  }
+  return out;
+}
+
+std::vector<std::string> split(std::string_view text, char separator) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (true) {
+    std::size_t end = text.find(separator, start);
+    out.emplace_back(text.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
+    if (end == std::string_view::npos) break;
+    start = end + 1;
+  }
+  return out;
+}
+
+std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates) {
+  std::vector<std::string> matches = close_matches(word, candidates);
+  if (matches.empty()) return {};
+  for (std::string& m : matches) m = "'" + m + "'";
+  return "did you mean " + join(matches, ", ") + "?";
+}
+
+}  // namespace ms

@@ -1,0 +1,97 @@
+#include "ms/core/torch_runtime.h"
+
+#include <dlfcn.h>
+
+#include <mutex>
+#include <thread>
+
+#include "ms/core/error.h"
+#include "ms/core/log.h"
+#include "ms/core/settings.h"
+
+namespace ms {
+namespace {
+
+using EntryPoint = TorchRuntime* (*)(int);
+
+TorchRuntime* g_runtime = nullptr;
+std::mutex g_mutex;
+
+[[noreturn]] void missing(const std::string& message, const std::string& hint) {
+  throw Error(ErrorCode::kMissingComponent, message, hint);
+}
+
+constexpr const char* kInstallHint =
+    "install LibTorch (Debian/Ubuntu: run scripts/setup.sh, or apt-get install libtorch-dev "
+    "libopenblas0-openmp) and build with -DMS_WITH_TORCH=ON";
+
+int default_threads() {
+  if (auto omp = env_var("OMP_NUM_THREADS")) {
+    try {
+      int n = std::stoi(*omp);
+      if (n > 0) return n;
+    } catch (const std::exception&) {
+      log::warn("ignoring OMP_NUM_THREADS='{}': not a positive integer", *omp);
+    }
+  }
+  unsigned cores = std::thread::hardware_concurrency();
+  return cores == 0 ? 1 : static_cast<int>(cores);
+}
+
+}  // namespace
+
+std::filesystem::path torch_layer_path() {
+  if (auto override_path = env_var("MS_TORCH_LAYER")) return *override_path;
+  // libms_torch.so is installed beside libms.so; find the folder of the library holding this code.
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&torch_layer_path), &info) != 0 && info.dli_fname != nullptr) {
+    return std::filesystem::path(info.dli_fname).parent_path() / "libms_torch.so";
+  }
+  return "libms_torch.so";
+}
+
+TorchRuntime& load_torch_runtime(const TorchOptions& options) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (g_runtime != nullptr) return *g_runtime;
+
+  const std::filesystem::path path = torch_layer_path();
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    missing(fmt::format("the torch layer is not installed: {} does not exist (this ms was built "
+                        "without LibTorch)",
+                        path.string()),
+            kInstallHint);
+  }
+  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) {
+    const char* why = dlerror();
+    missing(fmt::format("cannot load the torch layer {}: {}", path.string(), why ? why : "unknown error"),
+            kInstallHint);
+  }
+  auto entry = reinterpret_cast<EntryPoint>(dlsym(handle, kTorchLayerEntryPoint));
+  if (entry == nullptr) {
+    dlclose(handle);
+    missing(fmt::format("{} is not an ms torch layer: it has no '{}' entry point", path.string(),
+                        kTorchLayerEntryPoint),
+            "reinstall ms so that libms.so and libms_torch.so come from the same build");
+  }
+  TorchRuntime* runtime = entry(kTorchLayerAbiVersion);
+  if (runtime == nullptr) {
+    missing(fmt::format("{} was built for another version of ms (ABI {} expected)", path.string(),
+                        kTorchLayerAbiVersion),
+            "reinstall ms so that libms.so and libms_torch.so come from the same build");
+  }
+  // The handle is kept open for the life of the process: LibTorch cannot be unloaded safely.
+  const int threads = options.threads.value_or(default_threads());
+  MS_CHECK(threads > 0, ErrorCode::kUsage, "--threads must be a positive integer, got {}", threads);
+  runtime->set_num_threads(threads);
+  g_runtime = runtime;
+  return *g_runtime;
+}
+
+bool torch_runtime_loaded() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  return g_runtime != nullptr;
+}
+
+}  // namespace ms

@@ -1,0 +1,7 @@
+#include "ms/core/version.h"
+
+namespace ms {
+
+const char* version() { return MS_VERSION_STRING; }
+
+}  // namespace ms

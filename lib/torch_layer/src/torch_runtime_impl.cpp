@@ -1,0 +1,77 @@
+// The torch layer's implementation of ms::TorchRuntime, and the extern "C" entry point that
+// libms.so looks up after dlopen'ing this library.
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+
+#include "ms/core/error.h"
+#include "ms/core/torch_runtime.h"
+
+namespace ms {
+namespace {
+
+class TorchRuntimeImpl final : public TorchRuntime {
+ public:
+  TorchInfo info() const override {
+    TorchInfo info;
+    info.version = TORCH_VERSION;
+    info.cuda_available = torch::cuda::is_available();
+    info.cuda_device_count = info.cuda_available ? static_cast<int>(torch::cuda::device_count()) : 0;
+    info.num_threads = at::get_num_threads();
+    info.num_interop_threads = at::get_num_interop_threads();
+    info.parallel_backend = parallel_backend();
+    return info;
+  }
+
+  void set_num_threads(int threads) override { at::set_num_threads(threads); }
+
+  std::string resolve_device(const DeviceSpec& spec) const override {
+    const bool cuda = torch::cuda::is_available();
+    const int count = cuda ? static_cast<int>(torch::cuda::device_count()) : 0;
+    switch (spec.kind) {
+      case DeviceSpec::Kind::kCpu:
+        return "cpu";
+      case DeviceSpec::Kind::kAuto:
+        return cuda ? "cuda:0" : "cpu";
+      case DeviceSpec::Kind::kCuda:
+        if (!cuda) {
+          throw Error(ErrorCode::kMissingComponent,
+                      fmt::format("device '{}' was requested but CUDA is not available (LibTorch {} on "
+                                  "this machine has no usable GPU)",
+                                  spec.to_string(), TORCH_VERSION),
+                      "use --device cpu, or --device auto to fall back to the CPU when no GPU is present");
+        }
+        {
+          const int index = spec.index < 0 ? 0 : spec.index;
+          if (index >= count) {
+            throw Error(ErrorCode::kUsage,
+                        fmt::format("device '{}' does not exist: this machine has {} CUDA device(s)",
+                                    spec.to_string(), count),
+                        fmt::format("use cuda:0 .. cuda:{}", count - 1));
+          }
+          return fmt::format("cuda:{}", index);
+        }
+    }
+    return "cpu";
+  }
+
+ private:
+  static std::string parallel_backend() {
+#if AT_PARALLEL_OPENMP
+    return "OpenMP";
+#elif AT_PARALLEL_NATIVE
+    return "native thread pool";
+#else
+    return "unknown";
+#endif
+  }
+};
+
+}  // namespace
+}  // namespace ms
+
+extern "C" __attribute__((visibility("default"))) ms::TorchRuntime* ms_torch_layer_entry(int abi_version) {
+  if (abi_version != ms::kTorchLayerAbiVersion) return nullptr;
+  static ms::TorchRuntimeImpl runtime;
+  return &runtime;
+}

@@ -1,0 +1,69 @@
+"""Shared helpers for the end-to-end tests: run the real `ms` binary and check what it did.
+
+Standard library only, so the tests run on any Python 3.9+ without installing anything.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import unittest
+
+MS_BIN = os.environ.get("MS_BIN") or shutil.which("ms")
+SOURCE_DIR = os.environ.get("MS_SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_ms(*args, env=None, timeout=120, input=None, cwd=None):
+    """Runs `ms ARGS...`; returns the CompletedProcess (text mode). Never raises on a non-zero exit."""
+    if not MS_BIN:
+        raise RuntimeError("set MS_BIN to the ms binary")
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    return subprocess.run([MS_BIN, *map(str, args)], capture_output=True, text=True, env=full_env,
+                          timeout=timeout, input=input, cwd=cwd)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MsTestCase(unittest.TestCase):
+    """Base class: a fresh temporary folder per test and assertions on ms results."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="ms-e2e-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def path(self, *parts):
+        return os.path.join(self.tmp, *parts)
+
+    def write(self, name, text, mode="w"):
+        p = self.path(name)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, mode) as f:
+            f.write(text)
+        return p
+
+    def assertExit(self, result, code, msg=None):
+        detail = f"\n--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
+        self.assertEqual(result.returncode, code, (msg or "unexpected exit code") + detail)
+
+    def assertOneLineError(self, result, *fragments):
+        """The error is one 'ms: error:' line (plus an optional hint) that names each fragment."""
+        lines = [l for l in result.stderr.splitlines() if l.strip()]
+        errors = [l for l in lines if l.startswith("ms: error:")]
+        self.assertEqual(len(errors), 1, f"expected one error line, got:\n{result.stderr}")
+        for fragment in fragments:
+            self.assertIn(fragment, errors[0], f"error line lacks {fragment!r}:\n{result.stderr}")
+        self.assertNotIn("terminate called", result.stderr)
+
+    def json_out(self, result):
+        try:
+            return json.loads(result.stdout)
+        except json.JSONDecodeError as e:
+            self.fail(f"stdout is not JSON ({e}):\n{result.stdout}")
