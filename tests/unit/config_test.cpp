@@ -1,0 +1,175 @@
+// Unit tests of Config: JSON/YAML parsing with locations, dotted access, overrides, merge, strict mode.
+#include "catch.h"
+#include "ms/config/config.h"
+
+using ms::Config;
+using ms::ErrorCode;
+using ms::Json;
+
+namespace {
+
+// Runs `body`, expecting an ms::Error with `code` whose message contains every fragment.
+template <typename Body>
+void expect_error(Body&& body, ErrorCode code, std::initializer_list<const char*> fragments) {
+  try {
+    body();
+    FAIL("expected an ms::Error");
+  } catch (const ms::Error& e) {
+    INFO("message: " << e.what());
+    CHECK(e.code() == code);
+    for (const char* fragment : fragments) CHECK(std::string(e.what()).find(fragment) != std::string::npos);
+  }
+}
+
+const char* kModelConfig = R"({
+  "framework": "pytorch",
+  "task": "text-classification",
+  "model": {"type": "bert", "num_labels": 2},
+  "train": {
+    "max_epochs": 1,
+    "optimizer": {"type": "AdamW", "lr": 2e-5},
+    "hooks": [{"type": "CheckpointHook", "interval": 1}, {"type": "EvaluationHook", "interval": 1}]
+  }
+})";
+
+}  // namespace
+
+TEST_CASE("JSON configs give typed access by dotted key", "[config]") {
+  Config c = Config::parse(kModelConfig, "json", "model/configuration.json");
+  CHECK(c.get<std::string>("task") == "text-classification");
+  CHECK(c.get<int>("model.num_labels") == 2);
+  CHECK(c.get<double>("train.optimizer.lr") == Approx(2e-5));
+  CHECK(c.get<int>("train.hooks.0.interval") == 1);
+  CHECK(c.get<int>("train.hooks.EvaluationHook.interval") == 1);
+  CHECK(c.get_or<int>("train.missing", 7) == 7);
+  CHECK(c.has("model.type"));
+  CHECK_FALSE(c.has("model.backbone"));
+}
+
+TEST_CASE("missing keys and wrong types name the file and the full key path", "[config]") {
+  Config c = Config::parse(kModelConfig, "json", "model/configuration.json");
+  expect_error([&] { c.at("train.optimzer.lr"); }, ErrorCode::kConfig,
+               {"model/configuration.json", "missing key 'train.optimzer.lr'"});
+  try {
+    c.at("train.optimzer.lr");
+  } catch (const ms::Error& e) {
+    CHECK(e.hint().find("optimizer") != std::string::npos);  // did you mean
+  }
+  expect_error([&] { c.get<int>("task"); }, ErrorCode::kConfig,
+               {"model/configuration.json", "key 'task' must be an integer, got string"});
+  expect_error([&] { c.get<std::string>("train.max_epochs"); }, ErrorCode::kConfig, {"'train.max_epochs' must be a string"});
+  expect_error([&] { c.at("train.hooks.LoggerHook"); }, ErrorCode::kConfig, {"missing key 'train.hooks.LoggerHook'"});
+}
+
+TEST_CASE("malformed JSON reports line and column", "[config]") {
+  const char* bad = "{\n  \"a\": 1,\n  \"b\": [1, 2,,]\n}\n";
+  expect_error([&] { Config::parse(bad, "json", "bad.json"); }, ErrorCode::kConfig, {"bad.json:3:", "invalid JSON"});
+  expect_error([&] { Config::parse("[1, 2]", "json", "list.json"); }, ErrorCode::kConfig,
+               {"list.json", "top level must be an object"});
+  expect_error([&] { Config::parse("", "json", "empty.json"); }, ErrorCode::kConfig, {"empty.json:1:"});
+}
+
+TEST_CASE("YAML configs type plain scalars and keep quoted strings", "[config]") {
+  const char* text =
+      "train:\n"
+      "  max_epochs: 3\n"
+      "  lr: 1.0e-4\n"
+      "  shuffle: true\n"
+      "  name: '3'\n"
+      "  nothing: ~\n"
+      "  metrics: [accuracy, f1]\n"
+      "  hex: 0x10\n";
+  Config c = Config::parse(text, "yaml", "train.yaml");
+  CHECK(c.get<int>("train.max_epochs") == 3);
+  CHECK(c.get<double>("train.lr") == Approx(1e-4));
+  CHECK(c.get<bool>("train.shuffle"));
+  CHECK(c.get<std::string>("train.name") == "3");
+  CHECK(c.at("train.nothing").is_null());
+  CHECK(c.get<std::vector<std::string>>("train.metrics") == std::vector<std::string>{"accuracy", "f1"});
+  CHECK(c.get<int>("train.hex") == 16);
+  CHECK(Config::parse("", "yaml", "empty.yaml").root().empty());
+}
+
+TEST_CASE("malformed YAML reports line and column", "[config]") {
+  expect_error([&] { Config::parse("a:\n  b: [1, 2\nc: 3\n", "yaml", "bad.yaml"); }, ErrorCode::kConfig,
+               {"bad.yaml:", "invalid YAML"});
+  expect_error([&] { Config::parse("a: 1\na: 2\n", "yaml", "dup.yaml"); }, ErrorCode::kConfig,
+               {"dup.yaml:2:1", "duplicate key 'a'"});
+  expect_error([&] { Config::parse("- 1\n- 2\n", "yaml", "list.yaml"); }, ErrorCode::kConfig,
+               {"top level must be an object"});
+}
+
+TEST_CASE("overrides take JSON literals and bare words", "[config][override]") {
+  Config c = Config::parse(kModelConfig, "json", "c.json");
+  c.apply_override("train.max_epochs=3");
+  c.apply_override("evaluation.metrics=[\"accuracy\"]");
+  c.apply_override("model.type=structbert");
+  c.apply_override("train.optimizer.lr=0.001");
+  c.apply_override("train.hooks.CheckpointHook.interval=2");
+  c.apply_override("train.hooks.1.interval=5");
+  c.apply_override("pipeline={\"type\": \"text-classification\"}");
+  c.apply_override("model.dropout=null");
+  c.apply_override("train.work_dir=");
+  CHECK(c.get<int>("train.max_epochs") == 3);
+  CHECK(c.at("evaluation.metrics") == Json::array({"accuracy"}));
+  CHECK(c.get<std::string>("model.type") == "structbert");
+  CHECK(c.get<double>("train.optimizer.lr") == Approx(0.001));
+  CHECK(c.get<int>("train.hooks.CheckpointHook.interval") == 2);
+  CHECK(c.get<int>("train.hooks.EvaluationHook.interval") == 5);
+  CHECK(c.get<std::string>("pipeline.type") == "text-classification");
+  CHECK(c.at("model.dropout").is_null());
+  CHECK(c.get<std::string>("train.work_dir").empty());
+}
+
+TEST_CASE("bad overrides are usage errors naming the assignment", "[config][override]") {
+  Config c = Config::parse(kModelConfig, "json", "c.json");
+  expect_error([&] { c.apply_override("train.max_epochs"); }, ErrorCode::kUsage, {"expected KEY=VALUE"});
+  expect_error([&] { c.apply_override("=3"); }, ErrorCode::kUsage, {"--set '=3'"});
+  expect_error([&] { c.apply_override("train..lr=3"); }, ErrorCode::kUsage, {"train..lr", "empty segment"});
+  expect_error([&] { c.apply_override("task.name=x"); }, ErrorCode::kUsage, {"'task' is a string, not an object"});
+  expect_error([&] { c.apply_override("metrics=[1, 2"); }, ErrorCode::kUsage, {"not valid JSON"});
+  expect_error([&] { c.apply_override("train.hooks.9.interval=1"); }, ErrorCode::kUsage, {"has no element '9'"});
+  expect_error([&] { c.apply_override("train.hooks.LoggerHook.interval=1"); }, ErrorCode::kUsage,
+               {"has no element 'LoggerHook'"});
+}
+
+TEST_CASE("merge follows ModelScope's rule for lists of typed objects", "[config][merge]") {
+  Config c = Config::parse(kModelConfig, "json", "c.json");
+  c.merge(Json::parse(R"({
+    "model": {"num_labels": 3},
+    "train": {"hooks": [{"type": "EvaluationHook", "interval": 2}, {"type": "TextLoggerHook"}]},
+    "preprocessor": {"type": "sen-cls-tokenizer"}
+  })"));
+  CHECK(c.get<int>("model.num_labels") == 3);
+  CHECK(c.get<std::string>("model.type") == "bert");
+  REQUIRE(c.at("train.hooks").size() == 3);
+  CHECK(c.get<int>("train.hooks.EvaluationHook.interval") == 2);
+  CHECK(c.get<int>("train.hooks.CheckpointHook.interval") == 1);
+  CHECK(c.has("train.hooks.TextLoggerHook"));
+  CHECK(c.get<std::string>("preprocessor.type") == "sen-cls-tokenizer");
+  // Plain lists are replaced, not merged.
+  c.merge(Json::parse(R"({"evaluation": {"metrics": ["a"]}})"));
+  c.merge(Json::parse(R"({"evaluation": {"metrics": ["b"]}})"));
+  CHECK(c.at("evaluation.metrics") == Json::array({"b"}));
+}
+
+TEST_CASE("strict mode lists keys nothing read", "[config][strict]") {
+  Config c = Config::parse(R"({"model": {"type": "bert", "hiden_size": 8}, "task": "x", "train": {"lr": 1}})",
+                           "json", "c.json");
+  c.get<std::string>("model.type");
+  c.get<std::string>("task");
+  c.at("train");  // reading a subtree marks all of it
+  CHECK(c.unread_keys() == std::vector<std::string>{"model.hiden_size"});
+  expect_error([&] { c.check_all_read(); }, ErrorCode::kConfig, {"model.hiden_size", "c.json"});
+  c.get<int>("model.hiden_size");
+  CHECK_NOTHROW(c.check_all_read());
+}
+
+TEST_CASE("dump writes YAML and JSON that parse back to the same tree", "[config]") {
+  Config c = Config::parse(kModelConfig, "json", "c.json");
+  c.apply_override("model.name=\"007\"");
+  Config from_yaml = Config::parse(c.dump("yaml"), "yaml", "dumped.yaml");
+  Config from_json = Config::parse(c.dump("json"), "json", "dumped.json");
+  CHECK(from_yaml.root() == c.root());
+  CHECK(from_json.root() == c.root());
+}

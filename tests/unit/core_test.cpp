@@ -1,0 +1,152 @@
+// Unit tests of the core module: errors and exit codes, device specs, text helpers, atomic files.
+#include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
+
+#include "catch.h"
+#include "ms/core/device.h"
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+#include "ms/core/log.h"
+#include "ms/core/settings.h"
+#include "ms/core/text.h"
+
+using ms::DeviceSpec;
+using ms::ErrorCode;
+
+TEST_CASE("error codes map to the documented exit codes", "[core][error]") {
+  CHECK(ms::exit_code(ErrorCode::kUsage) == 2);
+  CHECK(ms::exit_code(ErrorCode::kConfig) == 3);
+  CHECK(ms::exit_code(ErrorCode::kNotFound) == 4);
+  CHECK(ms::exit_code(ErrorCode::kNetwork) == 5);
+  CHECK(ms::exit_code(ErrorCode::kMissingComponent) == 6);
+  CHECK(ms::exit_code(ErrorCode::kIntegrity) == 7);
+  CHECK(ms::exit_code(ErrorCode::kInternal) == 70);
+  CHECK(ms::exit_code(ErrorCode::kIo) == 74);
+}
+
+TEST_CASE("MS_CHECK throws an Error with the formatted message", "[core][error]") {
+  auto check = [](int value) { MS_CHECK(value > 0, ErrorCode::kUsage, "value must be positive, got {}", value); };
+  CHECK_NOTHROW(check(1));
+  try {
+    check(-3);
+    FAIL("MS_CHECK did not throw");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ErrorCode::kUsage);
+    CHECK(std::string(e.what()) == "value must be positive, got -3");
+  }
+}
+
+TEST_CASE("MS_ASSERT reports an internal error with its location", "[core][error]") {
+  try {
+    MS_ASSERT(1 + 1 == 3);
+    FAIL("MS_ASSERT did not throw");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ErrorCode::kInternal);
+    CHECK(std::string(e.what()).find("1 + 1 == 3") != std::string::npos);
+    CHECK(std::string(e.what()).find("core_test.cpp") != std::string::npos);
+  }
+}
+
+TEST_CASE("with_context builds the context chain, innermost first", "[core][error]") {
+  try {
+    ms::with_context("loading the model", [] {
+      ms::with_context("reading configs/a.json", [] { ms::fail(ErrorCode::kConfig, "bad key"); });
+    });
+    FAIL("no throw");
+  } catch (const ms::Error& e) {
+    REQUIRE(e.context().size() == 2);
+    CHECK(e.context()[0] == "reading configs/a.json");
+    CHECK(e.context()[1] == "loading the model");
+    CHECK(e.code() == ErrorCode::kConfig);
+  }
+  // Foreign exceptions become internal errors carrying the frame.
+  try {
+    ms::with_context("parsing", [] { throw std::runtime_error("boom"); });
+    FAIL("no throw");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ErrorCode::kInternal);
+    CHECK(e.context().at(0) == "parsing");
+  }
+}
+
+TEST_CASE("device specs parse every accepted form", "[core][device]") {
+  CHECK(ms::parse_device("cpu") == DeviceSpec{DeviceSpec::Kind::kCpu, -1});
+  CHECK(ms::parse_device("CPU") == DeviceSpec{DeviceSpec::Kind::kCpu, -1});
+  CHECK(ms::parse_device("auto") == DeviceSpec{DeviceSpec::Kind::kAuto, -1});
+  CHECK(ms::parse_device("gpu") == DeviceSpec{DeviceSpec::Kind::kCuda, -1});
+  CHECK(ms::parse_device("cuda") == DeviceSpec{DeviceSpec::Kind::kCuda, -1});
+  CHECK(ms::parse_device("gpu:0") == DeviceSpec{DeviceSpec::Kind::kCuda, 0});
+  CHECK(ms::parse_device("cuda:3") == DeviceSpec{DeviceSpec::Kind::kCuda, 3});
+  CHECK(ms::parse_device("gpu:12").to_string() == "cuda:12");
+  CHECK(ms::parse_device("gpu").to_string() == "cuda");
+}
+
+TEST_CASE("bad device specs name the accepted forms", "[core][device]") {
+  for (const char* bad : {"", "tpu", "gpu:", "gpu:-1", "cuda:x", "gpu:1:2", "cuda0", "cpu:0", "gpu: 1", "gpu:99999"}) {
+    INFO("input: '" << bad << "'");
+    try {
+      ms::parse_device(bad);
+      FAIL("accepted");
+    } catch (const ms::Error& e) {
+      CHECK(e.code() == ErrorCode::kUsage);
+      CHECK(e.hint().find("cpu, gpu, gpu:N, cuda, cuda:N, auto") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("close matches suggest likely names", "[core][text]") {
+  const std::vector<std::string> names = {"text-classification", "token-classification", "fill-mask"};
+  auto matches = ms::close_matches("text-clasification", names);
+  REQUIRE_FALSE(matches.empty());
+  CHECK(matches.front() == "text-classification");
+  CHECK(ms::close_matches("zzzzzz", names).empty());
+  CHECK(ms::edit_distance("kitten", "sitting") == 3);
+  CHECK(ms::split("a..b", '.') == std::vector<std::string>{"a", "", "b"});
+}
+
+TEST_CASE("log sink is replaceable and filters by level", "[core][log]") {
+  std::vector<std::string> seen;
+  auto previous = ms::log::set_sink([&](ms::log::Level, std::string_view m) { seen.emplace_back(m); });
+  const auto old_level = ms::log::level();
+  ms::log::set_level(ms::log::Level::kInfo);
+  ms::log::debug("hidden {}", 1);
+  ms::log::info("shown {}", 2);
+  ms::log::set_level(old_level);
+  ms::log::set_sink(previous);
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0] == "shown 2");
+  CHECK_THROWS_AS(ms::log::parse_level("loud"), ms::Error);
+}
+
+TEST_CASE("atomic writes replace files whole and leave no temp files", "[core][file]") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("ms-core-test-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const fs::path target = dir / "sub" / "a.txt";
+  ms::write_file_atomic(target, "first");
+  ms::write_file_atomic(target, "second version", 0600);
+  CHECK(ms::read_file(target) == "second version");
+  CHECK((fs::status(target).permissions() & fs::perms::all) == (fs::perms::owner_read | fs::perms::owner_write));
+  int entries = 0;
+  for (const auto& e : fs::directory_iterator(dir / "sub")) {
+    (void)e;
+    ++entries;
+  }
+  CHECK(entries == 1);
+  try {
+    ms::read_file(dir / "missing.txt");
+    FAIL("no throw");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ErrorCode::kNotFound);
+    CHECK(std::string(e.what()).find("missing.txt") != std::string::npos);
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("endpoints are normalised", "[core][settings]") {
+  CHECK(ms::normalize_endpoint("www.modelscope.cn") == "https://www.modelscope.cn");
+  CHECK(ms::normalize_endpoint("http://127.0.0.1:8080/") == "http://127.0.0.1:8080");
+  CHECK(ms::normalize_endpoint("https://hub.example") == "https://hub.example");
+}
