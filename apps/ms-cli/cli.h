@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace ms::cli {
 
@@ -17,6 +18,15 @@ struct GlobalOptions {
 void add_env_command(CLI::App& app, const GlobalOptions& global);
 void add_config_command(CLI::App& app, const GlobalOptions& global);
 void add_list_command(CLI::App& app, const GlobalOptions& global);
+void add_download_command(CLI::App& app, const GlobalOptions& global);
+void add_upload_command(CLI::App& app, const GlobalOptions& global);
+void add_login_command(CLI::App& app, const GlobalOptions& global);
+
+/// Splits repeated, comma-separated glob options ("a,b" "c" -> a, b, c).
+std::vector<std::string> split_patterns(const std::vector<std::string>& values);
+
+/// nullopt for an empty string (an option not given).
+std::optional<std::string> optional_string(const std::string& value);
 
 /// Adds --threads to a subcommand that uses LibTorch.
 void add_threads_option(CLI::App& command, std::optional<int>& threads);

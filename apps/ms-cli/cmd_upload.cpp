@@ -1,0 +1,101 @@
+// `ms upload OWNER/NAME [LOCAL_PATH] [PATH_IN_REPO]`: send a file or folder to a hub.
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "cli.h"
+#include "ms/core/error.h"
+#include "ms/core/progress.h"
+#include "ms/hub/upload.h"
+
+namespace ms::cli {
+namespace {
+
+struct UploadCliOptions {
+  std::string repo;
+  std::string local_path;
+  std::string path_in_repo;
+  bool dataset = false;
+  std::string revision = "master";
+  std::vector<std::string> include;
+  std::vector<std::string> exclude;
+  std::string commit_message;
+  bool create = false;
+  bool is_private = false;
+  std::string tag;
+  std::string endpoint;
+  std::string token;
+  int max_workers = 4;
+  bool json = false;
+};
+
+void run_upload(const UploadCliOptions& o) {
+  hub::UploadOptions options;
+  options.type = o.dataset ? hub::RepoType::kDataset : hub::RepoType::kModel;
+  options.repo = hub::parse_repo_id(o.repo);
+  std::string local = o.local_path;
+  if (local.empty()) {
+    // As modelscope's CLI: ./<name> when it exists, else the current folder.
+    std::error_code ec;
+    local = std::filesystem::is_directory(options.repo.name, ec) ? options.repo.name : ".";
+  }
+  options.local_path = local;
+  options.path_in_repo = o.path_in_repo;
+  options.revision = o.revision;
+  options.include = split_patterns(o.include);
+  options.exclude = split_patterns(o.exclude);
+  options.commit_message = o.commit_message;
+  options.create = o.create;
+  options.is_private = o.is_private;
+  MS_CHECK(!o.is_private || o.create, ErrorCode::kUsage, "--private needs --create (it sets a new repo's visibility)");
+  if (!o.tag.empty()) options.tag = o.tag;
+  options.max_workers = o.max_workers;
+  const hub::HubOptions hub = hub::resolve_hub_options(optional_string(o.endpoint), optional_string(o.token));
+  const hub::UploadResult r = hub::upload(options, hub);
+  if (o.json) {
+    nlohmann::ordered_json out;
+    out["repo"] = options.repo.str();
+    out["revision"] = options.revision;
+    out["files"] = r.files;
+    out["files_committed"] = r.files_committed;
+    out["files_skipped"] = r.files_skipped;
+    out["blobs_uploaded"] = r.blobs_uploaded;
+    out["blobs_present"] = r.blobs_present;
+    out["bytes_uploaded"] = r.bytes_uploaded;
+    out["commits"] = r.commits;
+    if (options.tag) out["tag"] = *options.tag;
+    std::printf("%s\n", out.dump(2).c_str());
+    return;
+  }
+  std::printf("%s: %zu file(s), %zu committed, %zu unchanged; %zu blob(s) sent (%s), %zu already on the hub\n",
+              options.repo.str().c_str(), r.files, r.files_committed, r.files_skipped, r.blobs_uploaded,
+              Progress::format_bytes(static_cast<double>(r.bytes_uploaded)).c_str(), r.blobs_present);
+}
+
+}  // namespace
+
+void add_upload_command(CLI::App& app, const GlobalOptions& /*global*/) {
+  auto o = std::make_shared<UploadCliOptions>();
+  CLI::App* c = app.add_subcommand("upload", "Upload a file or folder to a model or dataset repo");
+  c->add_option("repo", o->repo, "OWNER/NAME of the repo")->required();
+  c->add_option("local_path", o->local_path, "File or folder to upload (default: ./NAME if present, else .)");
+  c->add_option("path_in_repo", o->path_in_repo, "Where it goes in the repo (default: the root)");
+  c->add_flag("--dataset", o->dataset, "The repo is a dataset");
+  c->add_option("--revision", o->revision, "Branch to commit to (default: master)");
+  c->add_option("--include", o->include, "Only files matching these globs")->expected(1, -1);
+  c->add_option("--exclude", o->exclude, "Skip files matching these globs")->expected(1, -1);
+  c->add_option("--commit-message", o->commit_message, "Commit message");
+  c->add_flag("--create", o->create, "Create the repo when it does not exist");
+  c->add_flag("--private", o->is_private, "With --create: make the new repo private");
+  c->add_option("--tag", o->tag, "Tag the revision after the upload");
+  c->add_option("--max-workers", o->max_workers, "Parallel hashing and blob uploads (default 4)")
+      ->check(CLI::Range(1, 64));
+  c->add_option("--endpoint", o->endpoint, "Hub URL (default: $MODELSCOPE_ENDPOINT, else modelscope.cn)");
+  c->add_option("--token", o->token, "Access token (default: $MODELSCOPE_API_TOKEN, else ms login's)");
+  c->add_flag("--json", o->json, "Print a JSON summary on stdout");
+  c->footer("Only blobs the hub lacks are sent; a re-run after an interruption sends nothing twice.");
+  c->callback([o] { run_upload(*o); });
+}
+
+}  // namespace ms::cli

@@ -1,0 +1,59 @@
+// The local model/dataset cache, laid out and indexed exactly as Python's modelscope does.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ms/hub/pickle.h"
+#include "ms/hub/repo_id.h"
+
+namespace ms::hub {
+
+/// Where one repo lives on disk.
+struct CacheLayout {
+  std::filesystem::path repo_dir;  ///< files plus .msc/.mdl/.mv
+  std::filesystem::path temp_dir;  ///< partial downloads (kept across runs: that is the resume)
+  std::filesystem::path lock_file; ///< per-repo flock file
+  std::filesystem::path dotted_link;  ///< symlink with the unmasked name, when the name has '.'
+};
+
+/// `$MODELSCOPE_CACHE/{models|datasets}/<owner>/<name___>`, or `<cache_dir>/<owner>/<name___>`,
+/// or `local_dir` itself. Temp: `<root>/._____temp/<owner>/<name>` (`<local_dir>/._____temp`).
+CacheLayout cache_layout(RepoType type, const RepoId& repo,
+                         const std::optional<std::filesystem::path>& cache_dir,
+                         const std::optional<std::filesystem::path>& local_dir);
+
+/// The `.msc` index of one repo folder, as ModelFileSystemCache keeps it.
+class RepoCache {
+ public:
+  /// Loads `.msc` from `repo_dir` (a corrupt one is renamed `.msc.corrupted` and reset).
+  explicit RepoCache(std::filesystem::path repo_dir);
+
+  const std::filesystem::path& dir() const { return dir_; }
+  const std::vector<CacheIndexEntry>& entries() const { return entries_; }
+
+  /// An entry for `path` whose revision is a prefix of `revision` or vice versa, with the file
+  /// present on disk (Python's ModelFileSystemCache.exists).
+  bool has(const std::string& path, const std::string& revision) const;
+
+  /// Moves `temp_file` to `<dir>/<path>` and records {path, revision}; rewrites `.msc` atomically.
+  void put(const std::string& path, const std::string& revision, const std::filesystem::path& temp_file);
+
+  /// Re-reads `.msc` from disk (another process may have added entries).
+  void reload();
+
+  /// Writes `.mdl` ({'id': 'owner/name'}) when missing or different.
+  void write_model_meta(const std::string& repo_id) const;
+  /// Writes `.mv`: `Revision:<rev>,CreatedAt:<unix>` (models) or the bare revision (datasets).
+  void write_version(const std::string& text) const;
+
+ private:
+  void save() const;
+
+  std::filesystem::path dir_;
+  std::vector<CacheIndexEntry> entries_;
+};
+
+}  // namespace ms::hub

@@ -1,0 +1,61 @@
+// Snapshot and file download into the modelscope-compatible cache: parallel, ranged, verified, resumable.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ms/hub/client.h"
+#include "ms/hub/repo_id.h"
+
+namespace ms::hub {
+
+/// What `ms download` was asked for.
+struct DownloadOptions {
+  RepoType type = RepoType::kModel;
+  RepoId repo;
+  std::string revision;             ///< empty: master
+  std::vector<std::string> files;   ///< exact paths or globs; each must match something
+  std::vector<std::string> include; ///< fnmatch globs on the repo path ('dir/' means 'dir/*')
+  std::vector<std::string> exclude;
+  std::optional<std::filesystem::path> cache_dir;
+  std::optional<std::filesystem::path> local_dir;
+  int max_workers = 8;
+  bool offline = false;  ///< zero network calls: serve from the cache or fail (kNotFound)
+  bool dry_run = false;  ///< list what would be fetched; write nothing
+  /// Files at least this big are fetched in ranged parts, in parallel.
+  std::uint64_t part_threshold = 64ull << 20;
+  std::uint64_t min_part_size = 16ull << 20;
+};
+
+/// One selected file.
+struct DownloadedFile {
+  std::string path;
+  std::uint64_t size = 0;
+  bool cached = false;  ///< was already in the cache (not fetched)
+};
+
+struct DownloadResult {
+  std::filesystem::path local_path;  ///< the repo folder (or the local dir)
+  std::string revision;
+  std::vector<DownloadedFile> files;
+  std::uint64_t bytes_to_fetch = 0;  ///< bytes not in the cache (fetched, or to fetch in a dry run)
+  std::uint64_t bytes_cached = 0;
+  std::uint64_t requests = 0;  ///< HTTP requests sent
+};
+
+/// Python's fnmatch.fnmatch on a repo path (case-sensitive, '*' crosses '/').
+bool path_matches(const std::string& path, const std::string& pattern);
+
+/// Whether a repo path passes include/exclude as Python's filter_files_by_patterns decides.
+bool selected_by_patterns(const std::string& path, const std::vector<std::string>& include,
+                          const std::vector<std::string>& exclude);
+
+/// Downloads a snapshot (or the listed files) into the cache. Holds a per-repo flock while it
+/// writes, so concurrent runs serialise and a killed run never leaves a lock that blocks.
+/// All files are tried; the first failure is rethrown afterwards (integrity failures win).
+DownloadResult snapshot_download(const DownloadOptions& options, const HubOptions& hub);
+
+}  // namespace ms::hub

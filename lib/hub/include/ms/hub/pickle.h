@@ -1,0 +1,31 @@
+// A reader and writer for the small subset of Python pickles the modelscope cache uses.
+#pragma once
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ms::hub {
+
+/// One cache index entry of `.msc`: a repo path and the revision (commit id) it came from.
+struct CacheIndexEntry {
+  std::string path;
+  std::string revision;
+};
+
+/// Pickles list[{'Path': str, 'Revision': str}] with protocol 4, as Python's pickle.dump does.
+std::string pickle_cache_index(const std::vector<CacheIndexEntry>& entries);
+
+/// Reads a `.msc` pickle (protocols 2-5). Entries lacking 'Path' or 'Revision' string values are
+/// skipped. Throws ms::Error(kIntegrity) on anything that is not a list of str-keyed dicts.
+std::vector<CacheIndexEntry> unpickle_cache_index(std::string_view data);
+
+/// Pickles a dict[str, str] (`.mdl` holds {'id': 'owner/name'}), protocol 4.
+std::string pickle_str_dict(const std::map<std::string, std::string>& dict);
+
+/// Reads a pickled dict whose keys are str; values that are not str are skipped.
+/// Throws ms::Error(kIntegrity) when the data is not such a pickle.
+std::map<std::string, std::string> unpickle_str_dict(std::string_view data);
+
+}  // namespace ms::hub

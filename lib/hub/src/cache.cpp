@@ -1,0 +1,103 @@
+#include "ms/hub/cache.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+#include "ms/core/log.h"
+#include "ms/core/settings.h"
+
+namespace ms::hub {
+namespace fs = std::filesystem;
+
+CacheLayout cache_layout(RepoType type, const RepoId& repo, const std::optional<fs::path>& cache_dir,
+                         const std::optional<fs::path>& local_dir) {
+  CacheLayout layout;
+  const fs::path system_cache = cache_dir ? *cache_dir : ms::cache_dir();
+  layout.lock_file = system_cache / ".lock" / (repo.owner + "___" + repo.name);
+  if (local_dir) {
+    layout.repo_dir = *local_dir;
+    layout.temp_dir = *local_dir / "._____temp";
+    return layout;
+  }
+  const fs::path root = cache_dir ? *cache_dir : ms::cache_dir() / repo_type_plural(type);
+  layout.repo_dir = root / repo.owner / repo.cache_name();
+  layout.temp_dir = root / "._____temp" / repo.owner / repo.name;
+  if (repo.cache_name() != repo.name) layout.dotted_link = root / repo.owner / repo.name;
+  return layout;
+}
+
+RepoCache::RepoCache(fs::path repo_dir) : dir_(std::move(repo_dir)) { reload(); }
+
+void RepoCache::reload() {
+  entries_.clear();
+  const fs::path msc = dir_ / ".msc";
+  std::error_code ec;
+  if (!fs::is_regular_file(msc, ec)) return;
+  try {
+    entries_ = unpickle_cache_index(read_file(msc));
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kIntegrity) throw;
+    log::warn("{}: {}; moved aside to .msc.corrupted, files will be fetched again", msc.string(), e.what());
+    fs::rename(msc, dir_ / ".msc.corrupted", ec);
+    entries_.clear();
+  }
+}
+
+bool RepoCache::has(const std::string& path, const std::string& revision) const {
+  for (const CacheIndexEntry& e : entries_) {
+    if (e.path != path) continue;
+    const bool match = revision.rfind(e.revision, 0) == 0 || e.revision.rfind(revision, 0) == 0;
+    if (!match) continue;
+    std::error_code ec;
+    return fs::is_regular_file(dir_ / path, ec);
+  }
+  return false;
+}
+
+void RepoCache::put(const std::string& path, const std::string& revision, const fs::path& temp_file) {
+  check_repo_path(path);
+  const fs::path target = dir_ / path;
+  std::error_code ec;
+  fs::create_directories(target.parent_path(), ec);
+  if (ec) fail(ErrorCode::kIo, "{}: cannot create folder: {}", target.parent_path().string(), ec.message());
+  fs::rename(temp_file, target, ec);
+  if (ec) fail(ErrorCode::kIo, "{}: cannot move into the cache: {}", target.string(), ec.message());
+  std::vector<CacheIndexEntry> kept;
+  for (CacheIndexEntry& e : entries_) {
+    if (e.path != path) kept.push_back(std::move(e));
+  }
+  kept.push_back({path, revision});
+  entries_ = std::move(kept);
+  save();
+}
+
+void RepoCache::save() const { write_file_atomic(dir_ / ".msc", pickle_cache_index(entries_)); }
+
+void RepoCache::write_model_meta(const std::string& repo_id) const {
+  const fs::path mdl = dir_ / ".mdl";
+  std::error_code ec;
+  if (fs::is_regular_file(mdl, ec)) {
+    try {
+      auto meta = unpickle_str_dict(read_file(mdl));
+      if (meta["id"] == repo_id) return;
+    } catch (const Error&) {
+    }
+  }
+  write_file_atomic(mdl, pickle_str_dict({{"id", repo_id}}));
+}
+
+void RepoCache::write_version(const std::string& text) const {
+  const fs::path mv = dir_ / ".mv";
+  std::error_code ec;
+  if (fs::is_regular_file(mv, ec)) {
+    try {
+      if (read_file(mv) == text) return;
+    } catch (const Error&) {
+    }
+  }
+  write_file_atomic(mv, text);
+}
+
+}  // namespace ms::hub

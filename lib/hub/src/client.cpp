@@ -1,0 +1,650 @@
+#include "ms/hub/client.h"
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+#include "ms/core/log.h"
+#include "ms/core/settings.h"
+#include "ms/core/version.h"
+
+namespace ms::hub {
+namespace {
+
+using json = nlohmann::json;
+
+void init_curl_once() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+std::string escape(const std::string& s) {
+  char* e = curl_easy_escape(nullptr, s.c_str(), static_cast<int>(s.size()));
+  std::string out(e);
+  curl_free(e);
+  return out;
+}
+
+std::string random_hex(std::size_t n) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char* digits = "0123456789abcdef";
+  std::string out(n, '0');
+  for (char& c : out) c = digits[rng() % 16];
+  return out;
+}
+
+// One HTTP exchange as curl saw it.
+struct Response {
+  long status = 0;
+  std::string body;
+  CURLcode curl_code = CURLE_OK;
+  std::string curl_error;
+  bool aborted_by_sink = false;
+  std::string set_cookie_session;
+  long retry_after_s = -1;
+};
+
+struct Request {
+  const char* method = "GET";
+  std::string url;
+  std::vector<std::string> headers;
+  std::string body;             // sent when `upload_fd` < 0 and method is POST/PUT
+  int upload_fd = -1;           // file streamed as the PUT body
+  std::uint64_t upload_size = 0;
+  const DataSink* sink = nullptr;  // receives a 2xx body instead of Response::body
+  bool api = true;                 // whole-request timeout applies
+  std::function<void(std::uint64_t)> upload_progress;
+};
+
+struct CallbackState {
+  Response* response;
+  const Request* request;
+  std::uint64_t uploaded = 0;
+};
+
+size_t on_header(char* buffer, size_t size, size_t count, void* user) {
+  auto* state = static_cast<CallbackState*>(user);
+  std::string line(buffer, size * count);
+  auto lower = line;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (lower.rfind("http/", 0) == 0) {
+    // A new response (after a redirect or 100-continue) starts; forget the old one's headers.
+    state->response->retry_after_s = -1;
+  } else if (lower.rfind("set-cookie:", 0) == 0) {
+    auto pos = line.find("m_session_id=");
+    if (pos != std::string::npos) {
+      auto start = pos + 13;
+      auto end = line.find_first_of(";\r\n", start);
+      state->response->set_cookie_session = line.substr(start, end - start);
+    }
+  } else if (lower.rfind("retry-after:", 0) == 0) {
+    state->response->retry_after_s = std::atol(line.c_str() + 12);
+  }
+  return size * count;
+}
+
+size_t on_body(char* ptr, size_t size, size_t count, void* user) {
+  auto* state = static_cast<CallbackState*>(user);
+  const size_t n = size * count;
+  // Only 2xx bodies are data; an error page goes to Response::body for the message.
+  Response& r = *state->response;
+  if (state->request->sink != nullptr && r.status >= 200 && r.status < 300) {
+    if (!(*state->request->sink)(ptr, n)) {
+      r.aborted_by_sink = true;
+      return 0;
+    }
+    return n;
+  }
+  if (r.body.size() < (1u << 20)) r.body.append(ptr, n);
+  return n;
+}
+
+size_t on_read(char* buffer, size_t size, size_t count, void* user) {
+  auto* state = static_cast<CallbackState*>(user);
+  const ssize_t n = ::read(state->request->upload_fd, buffer, size * count);
+  if (n < 0) return CURL_READFUNC_ABORT;
+  state->uploaded += static_cast<std::uint64_t>(n);
+  if (state->request->upload_progress) state->request->upload_progress(static_cast<std::uint64_t>(n));
+  return static_cast<size_t>(n);
+}
+
+bool is_retryable_curl(CURLcode code) {
+  switch (code) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_SSL_CONNECT_ERROR:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+struct HubClient::Impl {
+  HubOptions options;
+  std::mutex pool_mutex;
+  std::vector<CURL*> pool;
+  std::atomic<std::uint64_t> requests{0};
+  std::string user_agent;
+  std::string cookie;
+
+  explicit Impl(HubOptions o) : options(std::move(o)) {
+    init_curl_once();
+    user_agent = fmt::format("ms/{}; session_id/{}; platform/linux; env/custom; user/unknown", ms::version(),
+                             random_hex(32));
+    if (options.token) cookie = "m_session_id=" + *options.token;
+  }
+  ~Impl() {
+    for (CURL* c : pool) curl_easy_cleanup(c);
+  }
+
+  CURL* acquire() {
+    {
+      std::lock_guard<std::mutex> lock(pool_mutex);
+      if (!pool.empty()) {
+        CURL* c = pool.back();
+        pool.pop_back();
+        return c;
+      }
+    }
+    CURL* c = curl_easy_init();
+    MS_CHECK(c != nullptr, ErrorCode::kInternal, "curl_easy_init failed");
+    return c;
+  }
+  void release(CURL* c) {
+    std::lock_guard<std::mutex> lock(pool_mutex);
+    pool.push_back(c);
+  }
+
+  // One try, no retries.
+  Response perform(const Request& req) {
+    requests.fetch_add(1);
+    CURL* c = acquire();
+    curl_easy_reset(c);
+    Response response;
+    CallbackState state{&response, &req};
+    char error_buffer[CURL_ERROR_SIZE] = {0};
+    curl_easy_setopt(c, CURLOPT_URL, req.url.c_str());
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_USERAGENT, user_agent.c_str());
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error_buffer);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, options.connect_timeout_s);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, options.stall_timeout_s);
+    if (req.api) curl_easy_setopt(c, CURLOPT_TIMEOUT, options.api_timeout_s);
+    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024L);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &state);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &state);
+    if (!cookie.empty()) curl_easy_setopt(c, CURLOPT_COOKIE, cookie.c_str());
+    struct curl_slist* headers = nullptr;
+    headers = curl_slist_append(headers, ("X-Request-ID: " + random_hex(32)).c_str());
+    for (const std::string& h : req.headers) headers = curl_slist_append(headers, h.c_str());
+    const std::string method = req.method;
+    if (method == "PUT" && req.upload_fd >= 0) {
+      curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+      curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+      curl_easy_setopt(c, CURLOPT_READDATA, &state);
+      curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.upload_size));
+      headers = curl_slist_append(headers, "Expect:");
+    } else if (method == "POST" || method == "PUT") {
+      headers = curl_slist_append(headers, "Content-Type: application/json");
+      curl_easy_setopt(c, CURLOPT_POSTFIELDS, req.body.c_str());
+      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+      if (method == "PUT") curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
+    } else if (method != "GET") {
+      curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    // The status must be known before body bytes arrive so that only 2xx bodies reach the sink.
+    struct StatusPeek {
+      static size_t header(char* b, size_t s, size_t n, void* u) {
+        auto* st = static_cast<CallbackState*>(u);
+        std::string_view line(b, s * n);
+        if (line.rfind("HTTP/", 0) == 0) {
+          auto sp = line.find(' ');
+          if (sp != std::string_view::npos) st->response->status = std::atol(std::string(line.substr(sp + 1, 3)).c_str());
+        }
+        return on_header(b, s, n, u);
+      }
+    };
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, StatusPeek::header);
+    response.curl_code = curl_easy_perform(c);
+    curl_slist_free_all(headers);
+    if (response.curl_code != CURLE_OK) {
+      response.curl_error = error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(response.curl_code);
+    }
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    if (status != 0) response.status = status;
+    release(c);
+    return response;
+  }
+
+  void backoff(int attempt, long retry_after_s) {
+    long ms = std::min<long>(8000, static_cast<long>(options.backoff_ms) << std::min(attempt, 10));
+    if (retry_after_s > 0) ms = std::min<long>(retry_after_s * 1000, 30000);
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  }
+
+  [[noreturn]] void http_error(const Request& req, const Response& r, const std::string& what) {
+    std::string message;
+    try {
+      auto j = json::parse(r.body);
+      if (j.is_object()) {
+        for (const char* key : {"Message", "message", "error"}) {
+          if (j.contains(key) && j[key].is_string()) {
+            message = j[key].get<std::string>();
+            break;
+          }
+        }
+      }
+    } catch (const std::exception&) {
+    }
+    const std::string detail = message.empty() ? "" : ": " + message;
+    if (r.status == 404) {
+      throw Error(ErrorCode::kNotFound, fmt::format("{}: not found on {} (HTTP 404{})", what, options.endpoint, detail),
+                  options.token ? "check the id and revision" : "check the id; a private repo also needs --token or ms login");
+    }
+    if (r.status == 401 || r.status == 403) {
+      throw Error(ErrorCode::kNetwork, fmt::format("{}: HTTP {} (not authorised){}", what, r.status, detail),
+                  options.token ? "the token is invalid or lacks access; run 'ms login --token T' with a valid one"
+                                : "pass --token, set MODELSCOPE_API_TOKEN or run 'ms login --token T'");
+    }
+    throw Error(ErrorCode::kNetwork, fmt::format("{} {}: HTTP {}{}", req.method, req.url, r.status, detail),
+                r.status >= 500 ? "the hub failed; try again later" : "");
+  }
+
+  // Sends with retries on transport errors and 5xx (only idempotent calls unless `retry_post`).
+  Response send(const Request& req, const std::string& what, bool retryable = true) {
+    for (int attempt = 0;; ++attempt) {
+      Response r = perform(req);
+      const bool transport = r.curl_code != CURLE_OK;
+      const bool last = attempt + 1 >= options.max_attempts || !retryable;
+      if (transport) {
+        if (!is_retryable_curl(r.curl_code) || last) {
+          const bool timeout = r.curl_code == CURLE_OPERATION_TIMEDOUT;
+          throw Error(ErrorCode::kNetwork, fmt::format("{} {}: {}", req.method, req.url, r.curl_error),
+                      timeout ? "the hub did not answer in time; check it is up"
+                              : "check the endpoint (--endpoint, MODELSCOPE_ENDPOINT) and that the hub is reachable");
+        }
+        log::info("{} {}: {}; retrying ({}/{})", req.method, req.url, r.curl_error, attempt + 1, options.max_attempts);
+        backoff(attempt, -1);
+        continue;
+      }
+      if (r.status >= 500 && !last) {
+        log::info("{} {}: HTTP {}; retrying ({}/{})", req.method, req.url, r.status, attempt + 1, options.max_attempts);
+        backoff(attempt, r.retry_after_s);
+        continue;
+      }
+      if (r.status >= 400) http_error(req, r, what);
+      return r;
+    }
+  }
+
+  json envelope(const Response& r, const Request& req) {
+    json j;
+    try {
+      j = json::parse(r.body);
+    } catch (const std::exception& e) {
+      fail(ErrorCode::kNetwork, "{} {}: the hub answered with invalid JSON ({})", req.method, req.url, e.what());
+    }
+    if (j.is_object() && j.contains("Code") && j["Code"].is_number_integer() && j["Code"].get<long>() != 200) {
+      const long code = j["Code"].get<long>();
+      std::string message = j.value("Message", std::string());
+      if (code == 404) fail(ErrorCode::kNotFound, "{} {}: {}", req.method, req.url, message);
+      fail(ErrorCode::kNetwork, "{} {}: hub error {}: {}", req.method, req.url, code, message);
+    }
+    if (j.is_object() && j.contains("Data")) return j["Data"];
+    return j;
+  }
+
+  json api(const char* method, const std::string& path, const std::string& what, const std::string& body = {},
+           bool retryable = true) {
+    Request req;
+    req.method = method;
+    req.url = options.endpoint + path;
+    req.body = body;
+    Response r = send(req, what, retryable);
+    return envelope(r, req);
+  }
+};
+
+HubOptions resolve_hub_options(const std::optional<std::string>& endpoint, const std::optional<std::string>& token) {
+  HubOptions o;
+  o.endpoint = endpoint ? normalize_endpoint(*endpoint) : hub_endpoint();
+  if (token) {
+    o.token = *token;
+  } else if (auto env = env_var("MODELSCOPE_API_TOKEN")) {
+    o.token = *env;
+  } else {
+    o.token = stored_token();
+  }
+  if (auto v = env_var("MS_HUB_STALL_TIMEOUT")) o.stall_timeout_s = std::max(1L, std::atol(v->c_str()));
+  if (auto v = env_var("MS_HUB_RETRIES")) o.max_attempts = std::max(1, std::atoi(v->c_str()));
+  return o;
+}
+
+HubClient::HubClient(HubOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+HubClient::~HubClient() = default;
+
+const HubOptions& HubClient::options() const { return impl_->options; }
+std::uint64_t HubClient::request_count() const { return impl_->requests.load(); }
+
+namespace {
+std::string repo_path(RepoType type, const RepoId& repo) {
+  return fmt::format("/api/v1/{}/{}/{}", repo_type_plural(type), escape(repo.owner), escape(repo.name));
+}
+std::string describe(RepoType type, const RepoId& repo) {
+  return fmt::format("{} {}", repo_type_name(type), repo.str());
+}
+
+FileEntry to_entry(const json& f) {
+  FileEntry e;
+  e.path = f.value("Path", std::string());
+  check_repo_path(e.path);
+  e.revision = f.value("Revision", std::string());
+  e.sha256 = f.value("Sha256", std::string());
+  if (f.contains("Size") && f["Size"].is_number()) e.size = f["Size"].get<std::uint64_t>();
+  e.is_lfs = f.value("IsLFS", false);
+  return e;
+}
+
+bool keep_listed(const json& f) {
+  if (!f.is_object() || f.value("Type", std::string("blob")) == "tree") return false;
+  const std::string path = f.value("Path", std::string());
+  return path != ".gitignore" && path != ".gitattributes";
+}
+}  // namespace
+
+std::string HubClient::repo_info(RepoType type, const RepoId& repo) {
+  return impl_->api("GET", repo_path(type, repo), describe(type, repo)).dump();
+}
+
+std::vector<RevisionInfo> HubClient::revisions(RepoType type, const RepoId& repo) {
+  json data = impl_->api("GET", repo_path(type, repo) + "/revisions", describe(type, repo));
+  std::vector<RevisionInfo> out;
+  const json map = data.is_object() && data.contains("RevisionMap") ? data["RevisionMap"] : data;
+  for (const auto& [key, is_tag] : {std::pair<const char*, bool>{"Branches", false}, {"Tags", true}}) {
+    if (!map.is_object() || !map.contains(key) || !map[key].is_array()) continue;
+    for (const json& r : map[key]) {
+      RevisionInfo info;
+      info.name = r.value("Revision", std::string());
+      if (r.contains("CreatedAt") && r["CreatedAt"].is_number()) info.created_at = r["CreatedAt"].get<std::int64_t>();
+      info.is_tag = is_tag;
+      if (!info.name.empty()) out.push_back(info);
+    }
+  }
+  return out;
+}
+
+std::vector<FileEntry> HubClient::list_files(RepoType type, const RepoId& repo, const std::string& revision) {
+  std::vector<FileEntry> out;
+  const std::string what = fmt::format("{} at revision '{}'", describe(type, repo), revision);
+  if (type == RepoType::kModel) {
+    json data = impl_->api("GET", repo_path(type, repo) + "/repo/files?Revision=" + escape(revision) + "&Recursive=True",
+                           what);
+    if (data.is_object() && data.contains("Files") && data["Files"].is_array()) {
+      for (const json& f : data["Files"]) {
+        if (keep_listed(f)) out.push_back(to_entry(f));
+      }
+    }
+    return out;
+  }
+  json info = impl_->api("GET", repo_path(type, repo), describe(type, repo));
+  std::string id = repo_path(type, repo).substr(std::string("/api/v1/datasets/").size());
+  if (info.is_object() && info.contains("Id")) {
+    id = info["Id"].is_string() ? info["Id"].get<std::string>() : info["Id"].dump();
+  }
+  for (int page = 1;; ++page) {
+    json data = impl_->api("GET",
+                           fmt::format("/api/v1/datasets/{}/repo/tree?Revision={}&Root=/&Recursive=True&PageNumber={}&PageSize=100",
+                                       id, escape(revision), page),
+                           what);
+    std::size_t n = 0;
+    if (data.is_object() && data.contains("Files") && data["Files"].is_array()) {
+      n = data["Files"].size();
+      for (const json& f : data["Files"]) {
+        if (keep_listed(f)) out.push_back(to_entry(f));
+      }
+    }
+    if (n < 100 || page > 100000) break;
+  }
+  return out;
+}
+
+std::string HubClient::file_url(RepoType type, const RepoId& repo, const std::string& revision,
+                                const std::string& path) const {
+  if (type == RepoType::kDataset) {
+    return fmt::format("{}{}/repo?Source=SDK&Revision={}&FilePath={}&View=False", impl_->options.endpoint,
+                       repo_path(type, repo), escape(revision), escape(path));
+  }
+  return fmt::format("{}{}/repo?Revision={}&FilePath={}", impl_->options.endpoint, repo_path(type, repo),
+                     escape(revision), escape(path));
+}
+
+void HubClient::download_range(const std::string& url, std::uint64_t offset, std::uint64_t end, const DataSink& sink,
+                               std::uint64_t& written) {
+  DataSink counting = [&](const char* data, std::size_t n) {
+    if (!sink(data, n)) return false;
+    written += n;
+    return true;
+  };
+  for (int attempt = 0;; ++attempt) {
+    const std::uint64_t from = offset + written;
+    if (end != 0 && from >= end) return;
+    Request req;
+    req.url = url;
+    req.api = false;
+    req.sink = &counting;
+    if (from > 0 || end != 0) {
+      req.headers.push_back(end != 0 ? fmt::format("Range: bytes={}-{}", from, end - 1)
+                                     : fmt::format("Range: bytes={}-", from));
+    }
+    const std::uint64_t before = written;
+    Response r = impl_->perform(req);
+    if (r.aborted_by_sink) fail(ErrorCode::kIo, "GET {}: writing the data failed", url);
+    const bool last = attempt + 1 >= impl_->options.max_attempts;
+    if (r.curl_code == CURLE_OK && r.status >= 200 && r.status < 300) {
+      if (r.status == 200 && from > 0) {
+        fail(ErrorCode::kNetwork, "GET {}: the hub ignored the Range request (HTTP 200 instead of 206)", url);
+      }
+      if (end == 0 || offset + written >= end) return;
+      // A short body without an error: treat as a reset and resume.
+      r.curl_code = CURLE_PARTIAL_FILE;
+      r.curl_error = "connection closed early";
+    }
+    if (r.curl_code != CURLE_OK) {
+      if (!is_retryable_curl(r.curl_code) || last) {
+        throw Error(ErrorCode::kNetwork, fmt::format("GET {}: {}", url, r.curl_error),
+                    "the transfer failed repeatedly; run the command again to resume");
+      }
+      log::info("GET {}: {}; resuming at byte {} ({}/{})", url, r.curl_error, offset + written, attempt + 1,
+                impl_->options.max_attempts);
+      // Progress since the last try resets the backoff: a flaky but moving link keeps going.
+      impl_->backoff(written > before ? 0 : attempt, -1);
+      if (written > before) attempt = 0;
+      continue;
+    }
+    if (r.status >= 500 && !last) {
+      impl_->backoff(attempt, r.retry_after_s);
+      continue;
+    }
+    if (r.status == 416) fail(ErrorCode::kIntegrity, "GET {}: range {}- not satisfiable; the file changed on the hub", url, from);
+    impl_->http_error(req, r, "GET " + url);
+  }
+}
+
+LoginResult HubClient::login(const std::string& access_token) {
+  Request req;
+  req.method = "POST";
+  req.url = impl_->options.endpoint + "/api/v1/login";
+  req.body = json{{"AccessToken", access_token}}.dump();
+  Response r = impl_->send(req, "login", true);
+  json data = impl_->envelope(r, req);
+  LoginResult out;
+  if (data.is_object()) {
+    out.git_token = data.value("AccessToken", std::string());
+    out.username = data.value("Username", std::string());
+    out.email = data.value("Email", std::string());
+  }
+  out.session_cookie = r.set_cookie_session;
+  return out;
+}
+
+void HubClient::create_repo(RepoType type, const RepoId& repo, bool is_private, bool exist_ok) {
+  if (exist_ok) {
+    try {
+      repo_info(type, repo);
+      return;
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kNotFound) throw;
+    }
+  }
+  const int visibility = is_private ? 1 : 5;
+  json body = {{"Path", repo.owner}, {"Name", repo.name}, {"ChineseName", repo.name},
+               {"Visibility", visibility}, {"License", "Apache License 2.0"}};
+  if (type == RepoType::kDataset) {
+    body = {{"Name", repo.name}, {"Owner", repo.owner}, {"ChineseName", repo.name},
+            {"Visibility", visibility}, {"License", "Apache License 2.0"}, {"Description", ""}};
+  }
+  impl_->api("POST", fmt::format("/api/v1/{}", repo_type_plural(type)), "create " + describe(type, repo), body.dump(),
+             false);
+}
+
+std::vector<std::string> HubClient::lfs_upload_hrefs(RepoType type, const RepoId& repo,
+                                                     const std::vector<std::pair<std::string, std::uint64_t>>& objects) {
+  std::vector<std::string> out(objects.size());
+  for (std::size_t start = 0; start < objects.size(); start += 64) {
+    json objs = json::array();
+    for (std::size_t i = start; i < objects.size() && i < start + 64; ++i) {
+      objs.push_back({{"oid", objects[i].first}, {"size", objects[i].second}});
+    }
+    json body = {{"operation", "upload"}, {"objects", objs}};
+    json data = impl_->api("POST",
+                           fmt::format("/api/v1/repos/{}/{}/{}/info/lfs/objects/batch", repo_type_plural(type),
+                                       escape(repo.owner), escape(repo.name)),
+                           "LFS batch for " + describe(type, repo), body.dump(), true);
+    const json list = data.is_object() && data.contains("objects") ? data["objects"] : json::array();
+    for (const json& o : list) {
+      const std::string oid = o.value("oid", std::string());
+      std::string href;
+      if (o.contains("actions") && o["actions"].is_object() && o["actions"].contains("upload")) {
+        href = o["actions"]["upload"].value("href", std::string());
+      }
+      for (std::size_t i = start; i < objects.size() && i < start + 64; ++i) {
+        if (objects[i].first == oid) out[i] = href;
+      }
+    }
+  }
+  return out;
+}
+
+void HubClient::put_blob(const std::string& href, const std::string& local_path, std::uint64_t size,
+                         const std::function<void(std::uint64_t)>& progress) {
+  const std::string url = href.rfind("http", 0) == 0 ? href : impl_->options.endpoint + href;
+  for (int attempt = 0;; ++attempt) {
+    const int fd = ::open(local_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail(ErrorCode::kIo, "{}: cannot open for upload: {}", local_path, std::strerror(errno));
+    Request req;
+    req.method = "PUT";
+    req.url = url;
+    req.api = false;
+    req.upload_fd = fd;
+    req.upload_size = size;
+    std::uint64_t sent = 0;
+    req.upload_progress = [&](std::uint64_t n) {
+      sent += n;
+      if (progress) progress(n);
+    };
+    Response r = impl_->perform(req);
+    ::close(fd);
+    const bool last = attempt + 1 >= impl_->options.max_attempts;
+    const bool failed = r.curl_code != CURLE_OK || r.status >= 500;
+    if (failed && !last && (r.curl_code == CURLE_OK || is_retryable_curl(r.curl_code))) {
+      if (progress && sent > 0) progress(static_cast<std::uint64_t>(-static_cast<std::int64_t>(sent)));
+      impl_->backoff(attempt, r.retry_after_s);
+      continue;
+    }
+    if (r.curl_code != CURLE_OK) fail(ErrorCode::kNetwork, "PUT {}: {}", url, r.curl_error);
+    if (r.status >= 400) impl_->http_error(req, r, "upload of " + local_path);
+    impl_->envelope(r, req);
+    return;
+  }
+}
+
+std::string HubClient::commit(RepoType type, const RepoId& repo, const std::string& revision,
+                              const std::string& body_json) {
+  // A commit carries its whole content, so retrying a failed one cannot apply it twice with
+  // different results; the hub stores blobs by content.
+  json data = impl_->api("POST",
+                         fmt::format("/api/v1/repos/{}/{}/{}/commit/{}", repo_type_plural(type), escape(repo.owner),
+                                     escape(repo.name), escape(revision)),
+                         "commit to " + describe(type, repo), body_json, true);
+  if (data.is_object()) {
+    for (const char* key : {"oid", "Oid", "CommitId", "Revision"}) {
+      if (data.contains(key) && data[key].is_string()) return data[key].get<std::string>();
+    }
+  }
+  return {};
+}
+
+void HubClient::create_tag(RepoType type, const RepoId& repo, const std::string& tag, const std::string& ref) {
+  json body = {{"TagName", tag}, {"Ref", ref}};
+  impl_->api("POST", repo_path(type, repo) + "/repo/tag", "tag " + tag + " of " + describe(type, repo), body.dump(),
+             false);
+}
+
+std::optional<std::string> stored_token() {
+  std::error_code ec;
+  const auto path = credentials_dir() / "ms_session_id";
+  if (!std::filesystem::is_regular_file(path, ec)) return std::nullopt;
+  std::string token = read_file(path);
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
+  if (token.empty()) return std::nullopt;
+  return token;
+}
+
+LoginResult login_and_store(HubClient& client, const std::string& access_token) {
+  LoginResult result = client.login(access_token);
+  const auto dir = credentials_dir();
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) fail(ErrorCode::kIo, "{}: cannot create the credentials folder: {}", dir.string(), ec.message());
+  ::chmod(dir.c_str(), 0700);
+  if (!result.git_token.empty()) write_file_atomic(dir / "git_token", result.git_token, 0600);
+  write_file_atomic(dir / "user", result.username + ":" + result.email, 0600);
+  if (!std::filesystem::exists(dir / "session", ec)) write_file_atomic(dir / "session", random_hex(32), 0600);
+  // Python keeps the cookie jar as a pickle of requests' classes; ms keeps the m_session_id value
+  // itself, which is also what the hub accepts as a token.
+  write_file_atomic(dir / "ms_session_id", result.session_cookie.empty() ? access_token : result.session_cookie, 0600);
+  return result;
+}
+
+}  // namespace ms::hub

@@ -1,0 +1,583 @@
+#include "ms/hub/download.h"
+
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <ctime>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+#include "ms/core/text.h"
+#include "ms/core/log.h"
+#include "ms/core/progress.h"
+#include "ms/hub/cache.h"
+#include "ms/hub/sha256.h"
+
+namespace ms::hub {
+namespace fs = std::filesystem;
+
+bool path_matches(const std::string& path, const std::string& pattern) {
+  std::string p = pattern;
+  if (!p.empty() && p.back() == '/') p += '*';
+  return ::fnmatch(p.c_str(), path.c_str(), 0) == 0;
+}
+
+bool selected_by_patterns(const std::string& path, const std::vector<std::string>& include,
+                          const std::vector<std::string>& exclude) {
+  for (const std::string& p : exclude) {
+    if (path_matches(path, p)) return false;
+  }
+  if (include.empty()) return true;
+  for (const std::string& p : include) {
+    if (path_matches(path, p)) return true;
+  }
+  return false;
+}
+
+namespace {
+
+constexpr int kHashAttempts = 3;
+
+// A file descriptor closed on scope exit.
+struct Fd {
+  int fd = -1;
+  explicit Fd(int f) : fd(f) {}
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+};
+
+void write_all(int fd, const char* data, std::size_t n, std::uint64_t offset, const fs::path& path) {
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd, data, n, static_cast<off_t>(offset));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      fail(ErrorCode::kIo, "{}: write failed: {}", path.string(), std::strerror(errno));
+    }
+    data += w;
+    n -= static_cast<std::size_t>(w);
+    offset += static_cast<std::uint64_t>(w);
+  }
+}
+
+// The per-repo lock: flock on an fd, so the kernel drops it when the holder dies.
+class RepoLock {
+ public:
+  explicit RepoLock(const fs::path& path) {
+    std::error_code ec;
+    fs::create_directories(path.parent_path(), ec);
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) fail(ErrorCode::kIo, "{}: cannot open the lock file: {}", path.string(), std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
+    log::warn("waiting for another download of the same repo to finish (lock {})", path.string());
+    while (::flock(fd_, LOCK_EX) != 0) {
+      if (errno != EINTR) fail(ErrorCode::kIo, "{}: lock failed: {}", path.string(), std::strerror(errno));
+    }
+  }
+  ~RepoLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+struct Failure {
+  std::string path;
+  Error error;
+};
+
+// Shared state of one download run.
+struct Run {
+  const DownloadOptions& options;
+  HubClient& client;
+  RepoCache& cache;
+  const CacheLayout& layout;
+  std::string revision;
+  Progress* progress = nullptr;
+  std::mutex mutex;  // guards cache and failures
+  std::vector<Failure> failures;
+  std::atomic<std::uint64_t> fetched{0};
+
+  void record_failure(const std::string& path, const Error& e) {
+    std::lock_guard<std::mutex> lock(mutex);
+    failures.push_back({path, e});
+  }
+  void commit(const FileEntry& entry, const fs::path& temp) {
+    std::lock_guard<std::mutex> lock(mutex);
+    cache.put(entry.path, entry.revision, temp);
+  }
+  void advance(std::uint64_t n) {
+    fetched.fetch_add(n);
+    if (progress != nullptr) progress->advance(n);
+  }
+};
+
+[[noreturn]] void integrity_failure(const FileEntry& entry, const std::string& got) {
+  throw Error(ErrorCode::kIntegrity,
+              fmt::format("{}: sha256 mismatch after {} tries (expected {}, got {})", entry.path, kHashAttempts,
+                          entry.sha256, got),
+              "the hub serves corrupt data for this file; nothing was stored in the cache");
+}
+
+// Single-stream download into `<temp_dir>/<Path>` (the same temp path Python uses, so either
+// client resumes the other's partial file), hashing while streaming.
+void fetch_whole(Run& run, const FileEntry& entry) {
+  const fs::path temp = run.layout.temp_dir / entry.path;
+  std::error_code ec;
+  fs::create_directories(temp.parent_path(), ec);
+  if (ec) fail(ErrorCode::kIo, "{}: cannot create folder: {}", temp.parent_path().string(), ec.message());
+  const std::string url = run.client.file_url(run.options.type, run.options.repo, run.revision, entry.path);
+  std::string last_digest;
+  for (int attempt = 0; attempt < kHashAttempts; ++attempt) {
+    Fd fd(::open(temp.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (fd.fd < 0) fail(ErrorCode::kIo, "{}: cannot open: {}", temp.string(), std::strerror(errno));
+    struct stat st {};
+    ::fstat(fd.fd, &st);
+    std::uint64_t have = static_cast<std::uint64_t>(st.st_size);
+    if (have > entry.size) {
+      if (::ftruncate(fd.fd, 0) != 0) fail(ErrorCode::kIo, "{}: truncate failed", temp.string());
+      have = 0;
+    }
+    Sha256 hasher;
+    if (have > 0) {
+      // The resumed prefix is hashed from disk so the digest covers the whole file.
+      std::vector<char> buf(4 << 20);
+      std::uint64_t off = 0;
+      while (off < have) {
+        const ssize_t n = ::pread(fd.fd, buf.data(), std::min<std::uint64_t>(buf.size(), have - off), static_cast<off_t>(off));
+        if (n <= 0) fail(ErrorCode::kIo, "{}: read failed", temp.string());
+        hasher.update(buf.data(), static_cast<std::size_t>(n));
+        off += static_cast<std::uint64_t>(n);
+      }
+      log::info("{}: resuming at byte {} of {}", entry.path, have, entry.size);
+      run.advance(0);
+    }
+    std::uint64_t written = 0;
+    if (have < entry.size) {
+      std::uint64_t offset = have;
+      DataSink sink = [&](const char* data, std::size_t n) {
+        if (offset + n > entry.size) return false;
+        write_all(fd.fd, data, n, offset, temp);
+        hasher.update(data, n);
+        offset += n;
+        run.advance(n);
+        return true;
+      };
+      run.client.download_range(url, have, entry.size, sink, written);
+    }
+    const std::uint64_t total = have + written;
+    const std::string digest = hasher.hex_digest();
+    const bool size_ok = total == entry.size;
+    const bool hash_ok = entry.sha256.empty() || digest == entry.sha256;
+    if (size_ok && hash_ok) {
+      run.commit(entry, temp);
+      return;
+    }
+    last_digest = digest;
+    log::warn("{}: {} (try {}/{}); fetching it again", entry.path,
+              size_ok ? "sha256 mismatch" : fmt::format("got {} bytes, expected {}", total, entry.size), attempt + 1,
+              kHashAttempts);
+    ::unlink(temp.c_str());
+  }
+  integrity_failure(entry, last_digest);
+}
+
+// Ranged, parallel download of one big file. The data goes into `<temp>.ms-partial` at its
+// offsets; `<temp>.ms-parts` records how many bytes of each part are on disk, so a killed run
+// resumes every part where it stopped. A hasher thread follows the contiguous prefix.
+class PartedFile {
+ public:
+  PartedFile(Run& run, FileEntry entry, int parts) : run_(run), entry_(std::move(entry)) {
+    const fs::path base = run.layout.temp_dir / entry_.path;
+    data_path_ = base.string() + ".ms-partial";
+    state_path_ = base.string() + ".ms-parts";
+    const std::uint64_t part = (entry_.size + parts - 1) / parts;
+    for (std::uint64_t start = 0; start < entry_.size; start += part) {
+      parts_.push_back({start, std::min(entry_.size, start + part)});
+    }
+    done_.reset(new std::atomic<std::uint64_t>[parts_.size()]);
+    url_ = run.client.file_url(run.options.type, run.options.repo, run.revision, entry_.path);
+  }
+
+  std::size_t part_count() const { return parts_.size(); }
+
+  // Opens the files and restores progress; called once before parts run.
+  void open() {
+    std::error_code ec;
+    fs::create_directories(data_path_.parent_path(), ec);
+    data_fd_ = ::open(data_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    state_fd_ = ::open(state_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (data_fd_ < 0 || state_fd_ < 0) fail(ErrorCode::kIo, "{}: cannot open: {}", data_path_.string(), std::strerror(errno));
+    const std::string header = fmt::format("ms-parts 1 {} {} {}\n", entry_.size, parts_.size(), entry_.sha256);
+    header_size_ = header.size();
+    std::string existing(header.size() + parts_.size() * kRecord, '\0');
+    const ssize_t n = ::pread(state_fd_, existing.data(), existing.size(), 0);
+    bool resumed = n == static_cast<ssize_t>(existing.size()) && existing.compare(0, header.size(), header) == 0;
+    struct stat st {};
+    ::fstat(data_fd_, &st);
+    for (std::size_t i = 0; i < parts_.size(); ++i) {
+      std::uint64_t have = 0;
+      if (resumed) have = std::strtoull(existing.c_str() + header.size() + i * kRecord, nullptr, 10);
+      const std::uint64_t span = parts_[i].end - parts_[i].start;
+      // Bytes claimed but not on disk (the file is shorter) are fetched again.
+      if (have > span || parts_[i].start + have > static_cast<std::uint64_t>(st.st_size)) have = 0;
+      done_[i].store(have);
+    }
+    if (!resumed) {
+      if (::ftruncate(data_fd_, 0) != 0 || ::ftruncate(state_fd_, 0) != 0) fail(ErrorCode::kIo, "{}: truncate failed", data_path_.string());
+      write_all(state_fd_, header.data(), header.size(), 0, state_path_);
+      for (std::size_t i = 0; i < parts_.size(); ++i) save(i);
+    } else {
+      std::uint64_t have = 0;
+      for (std::size_t i = 0; i < parts_.size(); ++i) have += done_[i].load();
+      if (have > 0) log::info("{}: resuming with {} of {} bytes on disk", entry_.path, have, entry_.size);
+    }
+    if (::ftruncate(data_fd_, static_cast<off_t>(entry_.size)) != 0) fail(ErrorCode::kIo, "{}: cannot size", data_path_.string());
+    remaining_.store(parts_.size());
+    hasher_ = std::thread([this] { hash_loop(); });
+  }
+
+  // Fetches part `i`; the worker that finishes the last part verifies and commits the file.
+  void run_part(std::size_t i) {
+    try {
+      const Part& p = parts_[i];
+      std::uint64_t since_save = 0;
+      std::uint64_t written = 0;
+      const std::uint64_t have = done_[i].load();
+      DataSink sink = [&](const char* data, std::size_t n) {
+        if (abort_.load()) return false;
+        const std::uint64_t offset = p.start + have + written;
+        if (offset + n > p.end) return false;
+        write_all(data_fd_, data, n, offset, data_path_);
+        done_[i].fetch_add(n);
+        run_.advance(n);
+        since_save += n;
+        if (since_save >= (8u << 20)) {
+          save(i);
+          since_save = 0;
+        }
+        wake_hasher();
+        return true;
+      };
+      if (p.start + have < p.end) run_.client.download_range(url_, p.start + have, p.end, sink, written);
+      save(i);
+    } catch (const Error& e) {
+      std::lock_guard<std::mutex> lock(error_mutex_);
+      if (!error_) error_ = e;
+      abort_.store(true);
+    }
+    wake_hasher();
+    if (remaining_.fetch_sub(1) == 1) finish();
+  }
+
+ private:
+  struct Part {
+    std::uint64_t start;
+    std::uint64_t end;
+  };
+  static constexpr std::size_t kRecord = 21;
+
+  void save(std::size_t i) {
+    const std::string record = fmt::format("{:020d}\n", done_[i].load());
+    write_all(state_fd_, record.data(), record.size(), header_size_ + i * kRecord, state_path_);
+  }
+
+  void wake_hasher() {
+    std::lock_guard<std::mutex> lock(hash_mutex_);
+    hash_cv_.notify_one();
+  }
+
+  // Bytes from 0 that are on disk without a gap.
+  std::uint64_t contiguous() const {
+    std::uint64_t end = 0;
+    for (std::size_t i = 0; i < parts_.size(); ++i) {
+      const std::uint64_t have = done_[i].load();
+      end = parts_[i].start + have;
+      if (end < parts_[i].end) return end;
+    }
+    return end;
+  }
+
+  void hash_loop() {
+    std::vector<char> buf(4 << 20);
+    std::uint64_t pos = 0;
+    while (pos < entry_.size && !abort_.load()) {
+      std::uint64_t avail = contiguous();
+      if (avail <= pos) {
+        std::unique_lock<std::mutex> lock(hash_mutex_);
+        hash_cv_.wait_for(lock, std::chrono::milliseconds(20));
+        continue;
+      }
+      while (pos < avail) {
+        const ssize_t n = ::pread(data_fd_, buf.data(), std::min<std::uint64_t>(buf.size(), avail - pos), static_cast<off_t>(pos));
+        if (n <= 0) {
+          abort_.store(true);
+          break;
+        }
+        hasher_state_.update(buf.data(), static_cast<std::size_t>(n));
+        pos += static_cast<std::uint64_t>(n);
+      }
+    }
+    hashed_ = pos;
+  }
+
+  void finish() {
+    wake_hasher();
+    if (hasher_.joinable()) hasher_.join();
+    ::close(data_fd_);
+    ::close(state_fd_);
+    try {
+      if (error_) throw *error_;
+      const std::string digest = hasher_state_.hex_digest();
+      if (hashed_ == entry_.size && (entry_.sha256.empty() || digest == entry_.sha256)) {
+        run_.commit(entry_, data_path_);
+        ::unlink(state_path_.c_str());
+        return;
+      }
+      log::warn("{}: sha256 mismatch after a ranged download; fetching it again as one stream", entry_.path);
+      ::unlink(data_path_.c_str());
+      ::unlink(state_path_.c_str());
+      fetch_whole(run_, entry_);
+    } catch (const Error& e) {
+      run_.record_failure(entry_.path, e);
+    }
+  }
+
+  Run& run_;
+  FileEntry entry_;
+  std::string url_;
+  fs::path data_path_;
+  fs::path state_path_;
+  std::vector<Part> parts_;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> done_;
+  std::size_t header_size_ = 0;
+  int data_fd_ = -1;
+  int state_fd_ = -1;
+  std::atomic<std::size_t> remaining_{0};
+  std::atomic<bool> abort_{false};
+  std::mutex error_mutex_;
+  std::optional<Error> error_;
+  std::thread hasher_;
+  std::mutex hash_mutex_;
+  std::condition_variable hash_cv_;
+  Sha256 hasher_state_;
+  std::uint64_t hashed_ = 0;
+};
+
+std::vector<FileEntry> select(const std::vector<FileEntry>& listed, const DownloadOptions& options) {
+  std::vector<FileEntry> out;
+  std::vector<bool> file_used(options.files.size(), false);
+  for (const FileEntry& e : listed) {
+    if (!selected_by_patterns(e.path, options.include, options.exclude)) continue;
+    if (!options.files.empty()) {
+      bool any = false;
+      for (std::size_t i = 0; i < options.files.size(); ++i) {
+        if (e.path == options.files[i] || path_matches(e.path, options.files[i])) {
+          file_used[i] = true;
+          any = true;
+        }
+      }
+      if (!any) continue;
+    }
+    out.push_back(e);
+  }
+  for (std::size_t i = 0; i < options.files.size(); ++i) {
+    if (file_used[i]) continue;
+    std::vector<std::string> names;
+    for (const FileEntry& e : listed) names.push_back(e.path);
+    throw Error(ErrorCode::kNotFound,
+                fmt::format("{} has no file matching '{}' at revision '{}'", options.repo.str(), options.files[i],
+                            options.revision.empty() ? "master" : options.revision),
+                did_you_mean(options.files[i], names));
+  }
+  return out;
+}
+
+DownloadResult offline_result(const DownloadOptions& options, const CacheLayout& layout) {
+  RepoCache cache(layout.repo_dir);
+  if (cache.entries().empty()) {
+    throw Error(ErrorCode::kNotFound,
+                fmt::format("{} is not in the cache ({} has no .msc index)", options.repo.str(), layout.repo_dir.string()),
+                "download it once without --offline (and without MODELSCOPE_OFFLINE=1)");
+  }
+  std::vector<FileEntry> listed;
+  for (const CacheIndexEntry& e : cache.entries()) {
+    std::error_code ec;
+    const fs::path p = layout.repo_dir / e.path;
+    if (!is_safe_repo_path(e.path) || !fs::is_regular_file(p, ec)) continue;
+    FileEntry f;
+    f.path = e.path;
+    f.revision = e.revision;
+    f.size = fs::file_size(p, ec);
+    listed.push_back(f);
+  }
+  DownloadResult result;
+  result.local_path = layout.repo_dir;
+  result.revision = options.revision.empty() ? "master" : options.revision;
+  for (const FileEntry& e : select(listed, options)) {
+    result.files.push_back({e.path, e.size, true});
+    result.bytes_cached += e.size;
+  }
+  return result;
+}
+
+}  // namespace
+
+DownloadResult snapshot_download(const DownloadOptions& options, const HubOptions& hub) {
+  for (const std::string& f : options.files) {
+    if (f.find_first_of("*?[") == std::string::npos) check_repo_path(f);
+  }
+  const CacheLayout layout = cache_layout(options.type, options.repo, options.cache_dir, options.local_dir);
+  if (options.offline) return offline_result(options, layout);
+
+  HubClient client(hub);
+  const std::string revision = options.revision.empty() ? "master" : options.revision;
+  std::optional<RepoLock> lock;
+  if (!options.dry_run) lock.emplace(layout.lock_file);
+
+  std::vector<FileEntry> listed;
+  std::vector<RevisionInfo> revisions;
+  try {
+    listed = client.list_files(options.type, options.repo, revision);
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kNotFound || options.type != RepoType::kModel) throw;
+    // Tell a missing repo from a missing revision, and name the revisions that exist.
+    revisions = client.revisions(options.type, options.repo);
+    std::vector<std::string> names;
+    for (const RevisionInfo& r : revisions) names.push_back(r.name);
+    throw Error(ErrorCode::kNotFound,
+                fmt::format("{} has no branch or tag '{}' (it has: {})", options.repo.str(), revision, join(names, ", ")),
+                did_you_mean(revision, names));
+  }
+  const std::vector<FileEntry> selected = select(listed, options);
+
+  RepoCache cache(layout.repo_dir);
+  DownloadResult result;
+  result.local_path = layout.repo_dir;
+  result.revision = revision;
+  std::vector<FileEntry> todo;
+  for (const FileEntry& e : selected) {
+    const bool hit = cache.has(e.path, e.revision);
+    result.files.push_back({e.path, e.size, hit});
+    if (hit) {
+      result.bytes_cached += e.size;
+    } else {
+      result.bytes_to_fetch += e.size;
+      todo.push_back(e);
+    }
+  }
+  if (options.dry_run) {
+    result.requests = client.request_count();
+    return result;
+  }
+
+  std::error_code ec;
+  fs::create_directories(layout.repo_dir, ec);
+  if (ec) fail(ErrorCode::kIo, "{}: cannot create the cache folder: {}", layout.repo_dir.string(), ec.message());
+
+  if (!todo.empty()) {
+    Progress progress(fmt::format("{} ({} files)", options.repo.str(), todo.size()), result.bytes_to_fetch,
+                      Progress::Unit::kBytes);
+    Run run{options, client, cache, layout, revision, &progress, {}, {}, {}};
+    const int workers = std::max(1, options.max_workers);
+    std::vector<std::function<void()>> tasks;
+    std::vector<std::unique_ptr<PartedFile>> parted;
+    // Big files first: their parts keep every connection busy while small files fill gaps.
+    std::vector<FileEntry> order = todo;
+    std::stable_sort(order.begin(), order.end(), [](const FileEntry& a, const FileEntry& b) { return a.size > b.size; });
+    for (const FileEntry& e : order) {
+      if (workers > 1 && e.size >= options.part_threshold) {
+        const std::uint64_t by_size = std::max<std::uint64_t>(1, e.size / std::max<std::uint64_t>(1, options.min_part_size));
+        const int parts = static_cast<int>(std::min<std::uint64_t>(workers, by_size));
+        parted.push_back(std::make_unique<PartedFile>(run, e, parts));
+        PartedFile* pf = parted.back().get();
+        bool opened = true;
+        try {
+          pf->open();
+        } catch (const Error& err) {
+          run.record_failure(e.path, err);
+          opened = false;
+        }
+        if (!opened) continue;
+        for (std::size_t i = 0; i < pf->part_count(); ++i) tasks.push_back([pf, i] { pf->run_part(i); });
+      } else {
+        tasks.push_back([&run, e] {
+          try {
+            fetch_whole(run, e);
+          } catch (const Error& err) {
+            run.record_failure(e.path, err);
+          }
+        });
+      }
+    }
+    std::atomic<std::size_t> next{0};
+    std::vector<std::thread> threads;
+    const std::size_t n_threads = std::min<std::size_t>(workers, tasks.size());
+    for (std::size_t t = 0; t < n_threads; ++t) {
+      threads.emplace_back([&] {
+        for (std::size_t i = next.fetch_add(1); i < tasks.size(); i = next.fetch_add(1)) {
+          try {
+            tasks[i]();
+          } catch (const std::exception& e) {
+            run.record_failure("?", Error(ErrorCode::kInternal, e.what()));
+          }
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    progress.finish();
+    if (!run.failures.empty()) {
+      const Failure* worst = &run.failures.front();
+      for (const Failure& f : run.failures) {
+        if (f.error.code() == ErrorCode::kIntegrity) worst = &f;
+      }
+      Error e = worst->error;
+      if (run.failures.size() > 1) {
+        e.add_context(fmt::format("downloading {}: {} of {} files failed", options.repo.str(), run.failures.size(),
+                                  todo.size()));
+      }
+      throw e;
+    }
+  }
+
+  cache.write_model_meta(options.repo.str());
+  if (options.type == RepoType::kModel) {
+    std::int64_t created_at = 0;
+    std::string current;
+    if (fs::is_regular_file(layout.repo_dir / ".mv", ec)) current = read_file(layout.repo_dir / ".mv");
+    if (!todo.empty() || current.rfind("Revision:" + revision + ",", 0) != 0) {
+      try {
+        for (const RevisionInfo& r : client.revisions(options.type, options.repo)) {
+          if (r.name == revision) created_at = r.created_at;
+        }
+      } catch (const Error& e) {
+        log::info("revisions of {}: {}", options.repo.str(), e.what());
+      }
+      cache.write_version(fmt::format("Revision:{},CreatedAt:{}", revision, created_at));
+    }
+  } else {
+    cache.write_version(revision);
+  }
+  if (!layout.dotted_link.empty() && !fs::exists(fs::symlink_status(layout.dotted_link, ec))) {
+    fs::create_directory_symlink(layout.repo_dir.filename(), layout.dotted_link, ec);
+    if (ec) log::warn("{}: cannot create the dotted-name link: {}", layout.dotted_link.string(), ec.message());
+  }
+  result.requests = client.request_count();
+  return result;
+}
+
+}  // namespace ms::hub

@@ -1,0 +1,351 @@
+#include "ms/hub/upload.h"
+
+#include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <cstring>
+#include <set>
+#include <thread>
+
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+#include "ms/core/log.h"
+#include "ms/core/progress.h"
+#include "ms/core/settings.h"
+#include "ms/hub/download.h"
+#include "ms/hub/sha256.h"
+
+namespace ms::hub {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr std::uint64_t kLfsThreshold = 1ull << 20;
+constexpr std::uint64_t kInlineBatchLimit = 400ull << 20;
+
+std::string base64(const std::string& in) {
+  static const char* table = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    const unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
+                       static_cast<unsigned char>(in[i + 2]);
+    out += table[(v >> 18) & 63];
+    out += table[(v >> 12) & 63];
+    out += table[(v >> 6) & 63];
+    out += table[v & 63];
+  }
+  if (i < in.size()) {
+    unsigned v = static_cast<unsigned char>(in[i]) << 16;
+    if (i + 1 < in.size()) v |= static_cast<unsigned char>(in[i + 1]) << 8;
+    out += table[(v >> 18) & 63];
+    out += table[(v >> 12) & 63];
+    out += i + 1 < in.size() ? table[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+bool inside(const fs::path& root, const fs::path& p) {
+  auto r = root.begin();
+  auto q = p.begin();
+  for (; r != root.end(); ++r, ++q) {
+    if (q == p.end() || *r != *q) return false;
+  }
+  return true;
+}
+
+struct LocalFile {
+  fs::path local;
+  std::string repo_path;
+  std::uint64_t size = 0;
+  std::int64_t mtime_ns = 0;
+  std::string sha256;
+  bool lfs = false;
+  bool committed = false;  // by an earlier run, unchanged since
+};
+
+std::int64_t mtime_ns(const struct stat& st) {
+  return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+// Upload state of one (folder, repo, revision): what was hashed and committed.
+class UploadState {
+ public:
+  UploadState(const UploadOptions& o) {
+    const std::string key = sha256_hex(fs::absolute(o.local_path).lexically_normal().string() + "\n" +
+                                       repo_type_name(o.type) + "\n" + o.repo.str() + "\n" + o.revision + "\n" +
+                                       o.path_in_repo);
+    path_ = cache_dir() / ".upload" / (key.substr(0, 32) + ".json");
+    std::error_code ec;
+    if (fs::is_regular_file(path_, ec)) {
+      try {
+        data_ = json::parse(read_file(path_));
+      } catch (const std::exception& e) {
+        log::warn("{}: unreadable upload state ({}); starting over", path_.string(), e.what());
+      }
+    }
+    if (!data_.is_object()) data_ = json::object();
+  }
+  // Fills sha256/committed from the state when size and mtime still match.
+  bool lookup(LocalFile& f) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = data_.find(f.repo_path);
+    if (it == data_.end() || !it->is_object()) return false;
+    if (it->value("size", std::uint64_t(0)) != f.size || it->value("mtime_ns", std::int64_t(0)) != f.mtime_ns)
+      return false;
+    f.sha256 = it->value("sha256", std::string());
+    f.committed = it->value("committed", false);
+    return f.sha256.size() == 64;
+  }
+  void record(const LocalFile& f, bool committed) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    data_[f.repo_path] = {{"size", f.size}, {"mtime_ns", f.mtime_ns}, {"sha256", f.sha256}, {"committed", committed}};
+  }
+  void save() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    write_file_atomic(path_, data_.dump());
+  }
+
+ private:
+  fs::path path_;
+  json data_;
+  std::mutex mutex_;
+};
+
+template <typename Fn>
+void parallel_for(std::size_t n, int workers, Fn fn) {
+  std::atomic<std::size_t> next{0};
+  std::mutex error_mutex;
+  std::optional<Error> first;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < std::max(1, std::min<int>(workers, static_cast<int>(n))); ++t) {
+    threads.emplace_back([&] {
+      for (std::size_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
+        try {
+          fn(i);
+        } catch (const Error& e) {
+          std::lock_guard<std::mutex> lock(error_mutex);
+          if (!first) first = e;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  if (first) throw *first;
+}
+
+std::size_t batch_size(std::size_t n) {
+  if (n <= 10) return std::max<std::size_t>(1, n);
+  if (n <= 100) return std::max<std::size_t>(10, n / 10);
+  if (n <= 10000) return 256;
+  return 512;
+}
+
+}  // namespace
+
+bool is_lfs_file(const std::string& path, std::uint64_t size) {
+  if (size > kLfsThreshold) return true;
+  static const char* suffixes[] = {".bin", ".safetensors", ".pt", ".pth", ".onnx", ".pb", ".h5", ".ckpt",
+                                   ".npy", ".npz", ".parquet", ".arrow", ".zip", ".tar", ".gz", ".pkl",
+                                   ".msgpack", ".tflite", ".ot", ".model", ".7z", ".bz2", ".xz", ".gguf"};
+  for (const char* s : suffixes) {
+    const std::size_t n = std::strlen(s);
+    if (path.size() >= n && path.compare(path.size() - n, n, s) == 0) return true;
+  }
+  return false;
+}
+
+std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadOptions& options) {
+  std::error_code ec;
+  const fs::path local = options.local_path;
+  if (!fs::exists(local, ec)) {
+    throw Error(ErrorCode::kNotFound, fmt::format("{}: no such file or folder to upload", local.string()));
+  }
+  std::string prefix = options.path_in_repo;
+  while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
+  if (!prefix.empty()) check_repo_path(prefix);
+  std::vector<std::pair<fs::path, std::string>> out;
+  if (!fs::is_directory(local, ec)) {
+    std::string name = prefix.empty() ? local.filename().string() : prefix;
+    if (!options.path_in_repo.empty() && options.path_in_repo.back() == '/') name = prefix + "/" + local.filename().string();
+    check_repo_path(name);
+    out.emplace_back(local, name);
+    return out;
+  }
+  const fs::path root = fs::canonical(local, ec);
+  if (ec) fail(ErrorCode::kIo, "{}: cannot resolve: {}", local.string(), ec.message());
+  fs::recursive_directory_iterator it(root, fs::directory_options::none, ec), end;
+  if (ec) fail(ErrorCode::kIo, "{}: cannot list: {}", root.string(), ec.message());
+  for (; it != end; it.increment(ec)) {
+    if (ec) fail(ErrorCode::kIo, "{}: cannot list: {}", root.string(), ec.message());
+    const fs::path p = it->path();
+    const std::string name = p.filename().string();
+    const bool is_dir = it->is_directory(ec);
+    if (is_dir && (name == ".git" || name == ".cache" || name == "._____temp")) {
+      it.disable_recursion_pending();
+      continue;
+    }
+    if (it->is_symlink(ec)) {
+      const fs::path target = fs::weakly_canonical(p, ec);
+      if (ec || !inside(root, target)) {
+        throw Error(ErrorCode::kUsage,
+                    fmt::format("{}: symlink leads outside the folder being uploaded ({})", p.string(), target.string()),
+                    "replace the link with a copy of the file, or exclude it with --exclude");
+      }
+      if (fs::is_directory(target, ec)) {
+        // Links to folders inside the tree are skipped: their files are uploaded from the real path.
+        continue;
+      }
+    }
+    if (is_dir || !fs::is_regular_file(p, ec)) continue;
+    if (name == ".ms_upload_cache" || name == ".ms_upload_progress") continue;
+    std::string rel = p.lexically_relative(root).generic_string();
+    if (!is_safe_repo_path(rel)) {
+      throw Error(ErrorCode::kUsage, fmt::format("{}: the name cannot be a repo path", p.string()),
+                  "rename it, or exclude it with --exclude");
+    }
+    if (!selected_by_patterns(rel, options.include, options.exclude)) continue;
+    std::string repo_path = prefix.empty() ? rel : prefix + "/" + rel;
+    check_repo_path(repo_path);
+    out.emplace_back(p, repo_path);
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  return out;
+}
+
+UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
+  const auto listed = collect_upload_files(options);
+  MS_CHECK(!listed.empty(), ErrorCode::kUsage, "{}: no files to upload (after --include/--exclude)",
+           options.local_path.string());
+  HubClient client(hub);
+  if (options.create) {
+    client.create_repo(options.type, options.repo, options.is_private, true);
+  } else {
+    try {
+      client.repo_info(options.type, options.repo);
+    } catch (Error& e) {
+      if (e.code() == ErrorCode::kNotFound) e.set_hint("pass --create to create it (and --private to hide it)");
+      throw;
+    }
+  }
+
+  UploadState state(options);
+  std::vector<LocalFile> files(listed.size());
+  for (std::size_t i = 0; i < listed.size(); ++i) {
+    LocalFile& f = files[i];
+    f.local = listed[i].first;
+    f.repo_path = listed[i].second;
+    struct stat st {};
+    if (::stat(f.local.c_str(), &st) != 0) fail(ErrorCode::kIo, "{}: cannot stat", f.local.string());
+    f.size = static_cast<std::uint64_t>(st.st_size);
+    f.mtime_ns = mtime_ns(st);
+    f.lfs = is_lfs_file(f.repo_path, f.size);
+  }
+  {
+    std::vector<std::size_t> need_hash;
+    for (std::size_t i = 0; i < files.size(); ++i) {
+      if (!state.lookup(files[i])) need_hash.push_back(i);
+    }
+    parallel_for(need_hash.size(), options.max_workers, [&](std::size_t k) {
+      LocalFile& f = files[need_hash[k]];
+      f.sha256 = sha256_file(f.local);
+      f.committed = false;
+      state.record(f, false);
+    });
+    if (!need_hash.empty()) state.save();
+  }
+
+  UploadResult result;
+  result.files = files.size();
+  std::vector<LocalFile*> pending;
+  for (LocalFile& f : files) {
+    if (f.committed) {
+      ++result.files_skipped;
+    } else {
+      pending.push_back(&f);
+    }
+  }
+
+  // Blobs the hub lacks, each sent once even when several files share it.
+  std::vector<std::pair<std::string, std::uint64_t>> objects;
+  std::vector<LocalFile*> owners;
+  std::set<std::string> seen;
+  for (LocalFile* f : pending) {
+    if (f->lfs && seen.insert(f->sha256).second) {
+      objects.emplace_back(f->sha256, f->size);
+      owners.push_back(f);
+    }
+  }
+  if (!objects.empty()) {
+    const std::vector<std::string> hrefs = client.lfs_upload_hrefs(options.type, options.repo, objects);
+    std::vector<std::size_t> to_put;
+    std::uint64_t put_bytes = 0;
+    for (std::size_t i = 0; i < hrefs.size(); ++i) {
+      if (hrefs[i].empty()) {
+        ++result.blobs_present;
+      } else {
+        to_put.push_back(i);
+        put_bytes += objects[i].second;
+      }
+    }
+    Progress progress(fmt::format("upload {} ({} blobs)", options.repo.str(), to_put.size()), put_bytes,
+                      Progress::Unit::kBytes);
+    std::atomic<std::uint64_t> sent{0};
+    parallel_for(to_put.size(), options.max_workers, [&](std::size_t k) {
+      const std::size_t i = to_put[k];
+      client.put_blob(hrefs[i], owners[i]->local.string(), objects[i].second, [&](std::uint64_t n) {
+        progress.advance(n);
+      });
+      sent.fetch_add(objects[i].second);
+    });
+    progress.finish();
+    result.blobs_uploaded = to_put.size();
+    result.bytes_uploaded += sent.load();
+  }
+
+  const std::string message = options.commit_message.empty()
+                                  ? fmt::format("Upload {} file(s) with ms", pending.size())
+                                  : options.commit_message;
+  const std::size_t per_batch = batch_size(pending.size());
+  std::size_t start = 0;
+  while (start < pending.size()) {
+    json actions = json::array();
+    std::uint64_t inline_bytes = 0;
+    std::size_t end = start;
+    for (; end < pending.size() && end - start < per_batch; ++end) {
+      LocalFile& f = *pending[end];
+      if (f.lfs) {
+        actions.push_back({{"action", "create"}, {"path", f.repo_path}, {"type", "lfs"}, {"size", f.size},
+                           {"sha256", f.sha256}, {"content", ""}, {"encoding", ""}});
+      } else {
+        if (end > start && inline_bytes + f.size > kInlineBatchLimit) break;
+        const std::string content = read_file(f.local);
+        if (sha256_hex(content) != f.sha256) {
+          fail(ErrorCode::kIo, "{}: changed while uploading; run the upload again", f.local.string());
+        }
+        inline_bytes += content.size();
+        actions.push_back({{"action", "create"}, {"path", f.repo_path}, {"type", "normal"}, {"size", f.size},
+                           {"sha256", ""}, {"content", base64(content)}, {"encoding", "base64"}});
+      }
+    }
+    json body = {{"commit_message", message}, {"actions", actions}};
+    result.commits.push_back(client.commit(options.type, options.repo, options.revision, body.dump()));
+    result.bytes_uploaded += inline_bytes;
+    for (std::size_t i = start; i < end; ++i) state.record(*pending[i], true);
+    state.save();
+    result.files_committed += end - start;
+    start = end;
+  }
+  if (options.tag) client.create_tag(options.type, options.repo, *options.tag, options.revision);
+  result.requests = client.request_count();
+  return result;
+}
+
+}  // namespace ms::hub

@@ -1,0 +1,209 @@
+// Unit tests of the hub client pieces that need no server: pickles, cache index, patterns, upload file walk.
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "catch.h"
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+#include "ms/hub/cache.h"
+#include "ms/hub/download.h"
+#include "ms/hub/pickle.h"
+#include "ms/hub/upload.h"
+
+using namespace ms::hub;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string from_hex(const std::string& hex) {
+  std::string out;
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2) out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+  return out;
+}
+
+// Bytes written by CPython 3.11's pickle.dumps for the entries of python_entries().
+const char* kPythonProtocol4 = "8004958b010000000000005d94287d94288c0450617468948c0b636f6e6669672e6a736f6e948c085265766973696f6e948c0661626331323394757d942868028c0ce5908de5ad972f782e62696e9468046805757d94286802582c0100006161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161619468048c036465669475652e";
+const char* kPythonProtocol2 = "80025d7100287d7101285804000000506174687102580b000000636f6e6669672e6a736f6e710358080000005265766973696f6e710458060000006162633132337105757d7106286802580c000000e5908de5ad972f782e62696e710768046805757d7108286802582c010000616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161710968045803000000646566710a75652e";
+
+std::vector<CacheIndexEntry> python_entries() {
+  return {{"config.json", "abc123"}, {"名字/x.bin", "abc123"}, {std::string(300, 'a'), "def"}};
+}
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string t = (fs::temp_directory_path() / "ms-hub-test-XXXXXX").string();
+    REQUIRE(mkdtemp(t.data()) != nullptr);
+    path = t;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+void touch(const fs::path& p, const std::string& content) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << content;
+}
+
+}  // namespace
+
+TEST_CASE("the .msc pickle matches CPython's protocol-4 bytes", "[hub][pickle]") {
+  CHECK(pickle_cache_index(python_entries()) == from_hex(kPythonProtocol4));
+  CHECK(pickle_str_dict({{"id", "owner/name"}}) ==
+        from_hex("80049516000000000000007d948c026964948c0a6f776e65722f6e616d6594732e"));
+  CHECK(pickle_cache_index({}) == from_hex("80045d942e"));
+}
+
+TEST_CASE("pickles from CPython read back, protocols 2 to 5", "[hub][pickle]") {
+  for (const char* hex : {kPythonProtocol4, kPythonProtocol2}) {
+    auto entries = unpickle_cache_index(from_hex(hex));
+    REQUIRE(entries.size() == 3);
+    CHECK(entries[1].path == "名字/x.bin");
+    CHECK(entries[1].revision == "abc123");
+    CHECK(entries[2].path == std::string(300, 'a'));
+    CHECK(entries[2].revision == "def");
+  }
+  // Protocol 5 with extra keys of other types: the str entries are kept.
+  auto extra = unpickle_cache_index(from_hex(
+      "80059536000000000000005d947d94288c0450617468948c0178948c085265766973696f6e948c0172948c054578747261944b058c01"
+      "4294888c014e944e75612e"));
+  REQUIRE(extra.size() == 1);
+  CHECK(extra[0].path == "x");
+  CHECK(unpickle_str_dict(from_hex("80049516000000000000007d948c026964948c0a6f776e65722f6e616d6594732e")).at("id") ==
+        "owner/name");
+}
+
+TEST_CASE("large indexes round-trip (batches of 1000)", "[hub][pickle]") {
+  std::vector<CacheIndexEntry> many;
+  for (int i = 0; i < 2500; ++i) many.push_back({"dir/file" + std::to_string(i), i % 2 ? "rev-a" : "rev-b"});
+  auto back = unpickle_cache_index(pickle_cache_index(many));
+  REQUIRE(back.size() == many.size());
+  CHECK(back[2499].path == "dir/file2499");
+  CHECK(back[2499].revision == "rev-a");
+}
+
+TEST_CASE("corrupt pickles are integrity errors, never crashes", "[hub][pickle]") {
+  const std::string good = pickle_cache_index(python_entries());
+  for (std::size_t cut = 0; cut < good.size(); cut += 7) {
+    INFO(cut);
+    CHECK_THROWS_AS(unpickle_cache_index(good.substr(0, cut)), ms::Error);
+  }
+  for (const std::string bad : {std::string("garbage"), std::string("\x80\x04N."), std::string("\x80\x04\x8c\x01x."),
+                                std::string("\x80\x04h\x09."), std::string("\x80\x04]a.")}) {
+    try {
+      unpickle_cache_index(bad);
+      FAIL("accepted " << bad);
+    } catch (const ms::Error& e) {
+      CHECK(e.code() == ms::ErrorCode::kIntegrity);
+    }
+  }
+}
+
+TEST_CASE("cache layout follows modelscope", "[hub][cache]") {
+  RepoId id = parse_repo_id("owner/my.model");
+  auto l = cache_layout(RepoType::kModel, id, fs::path("/c"), std::nullopt);
+  CHECK(l.repo_dir == fs::path("/c/owner/my___model"));
+  CHECK(l.temp_dir == fs::path("/c/._____temp/owner/my.model"));
+  CHECK(l.lock_file == fs::path("/c/.lock/owner___my.model"));
+  CHECK(l.dotted_link == fs::path("/c/owner/my.model"));
+  setenv("MODELSCOPE_CACHE", "/mc", 1);
+  CHECK(cache_layout(RepoType::kDataset, id, std::nullopt, std::nullopt).repo_dir ==
+        fs::path("/mc/datasets/owner/my___model"));
+  CHECK(cache_layout(RepoType::kModel, id, std::nullopt, std::nullopt).repo_dir == fs::path("/mc/models/owner/my___model"));
+  auto local = cache_layout(RepoType::kModel, id, std::nullopt, fs::path("/d"));
+  CHECK(local.repo_dir == fs::path("/d"));
+  CHECK(local.temp_dir == fs::path("/d/._____temp"));
+  unsetenv("MODELSCOPE_CACHE");
+}
+
+TEST_CASE("RepoCache: put, revision prefixes, reload, corrupt index", "[hub][cache]") {
+  TempDir dir;
+  {
+    RepoCache cache(dir.path);
+    touch(dir.path / "tmpfile", "hello");
+    cache.put("sub/a.txt", "0123456789abcdef", dir.path / "tmpfile");
+    CHECK(cache.has("sub/a.txt", "0123456789abcdef"));
+    CHECK(cache.has("sub/a.txt", "01234567"));  // short id
+    CHECK_FALSE(cache.has("sub/a.txt", "ffff"));
+    CHECK_FALSE(cache.has("sub/b.txt", "0123456789abcdef"));
+    touch(dir.path / "tmpfile", "v2");
+    cache.put("sub/a.txt", "ffff", dir.path / "tmpfile");
+    CHECK(cache.entries().size() == 1);
+    CHECK(ms::read_file(dir.path / "sub/a.txt") == "v2");
+  }
+  RepoCache again(dir.path);
+  REQUIRE(again.entries().size() == 1);
+  CHECK(again.has("sub/a.txt", "ffff"));
+  fs::remove(dir.path / "sub/a.txt");
+  CHECK_FALSE(again.has("sub/a.txt", "ffff"));  // indexed but gone from disk
+  touch(dir.path / ".msc", "not a pickle");
+  RepoCache corrupt(dir.path);
+  CHECK(corrupt.entries().empty());
+  CHECK(fs::exists(dir.path / ".msc.corrupted"));
+  again.write_version("Revision:master,CreatedAt:5");
+  CHECK(ms::read_file(dir.path / ".mv") == "Revision:master,CreatedAt:5");
+  again.write_model_meta("a/b");
+  CHECK(unpickle_str_dict(ms::read_file(dir.path / ".mdl")).at("id") == "a/b");
+}
+
+TEST_CASE("include/exclude behave like Python's fnmatch filter", "[hub][patterns]") {
+  CHECK(path_matches("a/b/c.json", "*.json"));  // '*' crosses '/'
+  CHECK(path_matches("data/x.bin", "data/"));   // trailing '/' means the folder
+  CHECK_FALSE(path_matches("data2/x.bin", "data/"));
+  CHECK(path_matches("w.safetensors", "w.safe*"));
+  CHECK(path_matches("a1.txt", "a[0-9].txt"));
+  CHECK_FALSE(path_matches("A.txt", "a.txt"));
+  CHECK(selected_by_patterns("x.bin", {}, {}));
+  CHECK_FALSE(selected_by_patterns("x.bin", {"*.json"}, {}));
+  CHECK_FALSE(selected_by_patterns("x.json", {"*.json"}, {"x*"}));  // exclude wins
+  CHECK(selected_by_patterns("y.json", {"*.json"}, {"x*"}));
+}
+
+TEST_CASE("LFS rule: over 1 MiB or an LFS suffix", "[hub][upload]") {
+  CHECK(is_lfs_file("w.safetensors", 10));
+  CHECK(is_lfs_file("a.txt", (1u << 20) + 1));
+  CHECK_FALSE(is_lfs_file("a.txt", 1u << 20));
+  CHECK_FALSE(is_lfs_file("config.json", 100));
+}
+
+TEST_CASE("upload walk: sorted repo paths, skips .git, rejects links leading outside", "[hub][upload]") {
+  TempDir dir;
+  const fs::path root = dir.path / "model";
+  touch(root / "b.txt", "b");
+  touch(root / "sub/a.bin", "a");
+  touch(root / ".git/HEAD", "x");
+  touch(root / "empty", "");
+  UploadOptions o;
+  o.local_path = root;
+  auto files = collect_upload_files(o);
+  REQUIRE(files.size() == 3);
+  CHECK(files[0].second == "b.txt");
+  CHECK(files[1].second == "empty");
+  CHECK(files[2].second == "sub/a.bin");
+  o.path_in_repo = "pre/";
+  CHECK(collect_upload_files(o)[0].second == "pre/b.txt");
+  o.path_in_repo = "../x";
+  CHECK_THROWS_AS(collect_upload_files(o), ms::Error);
+  o.path_in_repo = "";
+  o.exclude = {"*.bin"};
+  CHECK(collect_upload_files(o).size() == 2);
+  o.exclude.clear();
+  touch(dir.path / "secret", "s");
+  fs::create_symlink(dir.path / "secret", root / "leak");
+  try {
+    collect_upload_files(o);
+    FAIL("a link leading outside was accepted");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ms::ErrorCode::kUsage);
+    CHECK(std::string(e.what()).find("leak") != std::string::npos);
+  }
+  fs::remove(root / "leak");
+  fs::create_symlink(root / "b.txt", root / "inside-link");
+  CHECK(collect_upload_files(o).size() == 4);
+  o.local_path = dir.path / "missing";
+  CHECK_THROWS_AS(collect_upload_files(o), ms::Error);
+}
