@@ -68,6 +68,7 @@ struct Request {
   const DataSink* sink = nullptr;  // receives a 2xx body instead of Response::body
   bool api = true;                 // whole-request timeout applies
   std::function<void(std::uint64_t)> upload_progress;
+  std::vector<std::pair<std::string, std::string>> form;  // sent as multipart/form-data when set
 };
 
 struct CallbackState {
@@ -204,6 +205,7 @@ struct HubClient::Impl {
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &state);
     if (!cookie.empty()) curl_easy_setopt(c, CURLOPT_COOKIE, cookie.c_str());
     struct curl_slist* headers = nullptr;
+    curl_mime* mime = nullptr;
     headers = curl_slist_append(headers, ("X-Request-ID: " + random_hex(32)).c_str());
     for (const std::string& h : req.headers) headers = curl_slist_append(headers, h.c_str());
     const std::string method = req.method;
@@ -213,6 +215,14 @@ struct HubClient::Impl {
       curl_easy_setopt(c, CURLOPT_READDATA, &state);
       curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.upload_size));
       headers = curl_slist_append(headers, "Expect:");
+    } else if (!req.form.empty()) {
+      mime = curl_mime_init(c);
+      for (const auto& [name, value] : req.form) {
+        curl_mimepart* part = curl_mime_addpart(mime);
+        curl_mime_name(part, name.c_str());
+        curl_mime_data(part, value.c_str(), value.size());
+      }
+      curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
     } else if (method == "POST" || method == "PUT") {
       headers = curl_slist_append(headers, "Content-Type: application/json");
       curl_easy_setopt(c, CURLOPT_POSTFIELDS, req.body.c_str());
@@ -237,6 +247,7 @@ struct HubClient::Impl {
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, StatusPeek::header);
     response.curl_code = curl_easy_perform(c);
     curl_slist_free_all(headers);
+    if (mime != nullptr) curl_mime_free(mime);
     if (response.curl_code != CURLE_OK) {
       response.curl_error = error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(response.curl_code);
     }
@@ -531,8 +542,14 @@ void HubClient::create_repo(RepoType type, const RepoId& repo, bool is_private, 
   json body = {{"Path", repo.owner}, {"Name", repo.name}, {"ChineseName", repo.name},
                {"Visibility", visibility}, {"License", "Apache License 2.0"}};
   if (type == RepoType::kDataset) {
-    body = {{"Name", repo.name}, {"Owner", repo.owner}, {"ChineseName", repo.name},
-            {"Visibility", visibility}, {"License", "Apache License 2.0"}, {"Description", ""}};
+    // Datasets are created with a multipart form, as modelscope sends it.
+    Request req;
+    req.method = "POST";
+    req.url = impl_->options.endpoint + "/api/v1/datasets";
+    req.form = {{"Name", repo.name}, {"ChineseName", repo.name}, {"Owner", repo.owner},
+                {"License", "Apache License 2.0"}, {"Visibility", std::to_string(visibility)}, {"Description", ""}};
+    impl_->envelope(impl_->send(req, "create " + describe(type, repo), false), req);
+    return;
   }
   impl_->api("POST", fmt::format("/api/v1/{}", repo_type_plural(type)), "create " + describe(type, repo), body.dump(),
              false);

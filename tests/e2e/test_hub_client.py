@@ -1,0 +1,439 @@
+"""End-to-end tests of `ms download`, `ms upload` and `ms login` against a real `ms hub serve`."""
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.request
+
+from harness import MS_BIN, MsTestCase, run_ms
+from hub_fixture import HubServer, find_blob, hub_server_available, python_with_modelscope
+
+ROUND_TRIP_FILES = {
+    "config.json": b'{"framework": "pytorch", "task": "text-classification"}',
+    "README.md": b"# a model\n",
+    "empty.txt": b"",
+    "v1.2.3.notes.txt": b"names with dots",
+    "nested/deep/er/weights.bin": os.urandom(300 * 1024),
+    "nested/big.dat": os.urandom((2 << 20) + 17),
+    "名字/数据.txt": "你好，世界".encode("utf-8"),
+    ".hidden": b"dotfile",
+}
+
+
+def make_tree(root, files):
+    for rel, data in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+    return root
+
+
+def read_tree(root, skip=(".msc", ".mdl", ".mv", "._____temp")):
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in skip]
+        for name in files:
+            if name in skip:
+                continue
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = f.read()
+    return out
+
+
+class HubClientTest(MsTestCase):
+    server = None
+
+    @classmethod
+    def setUpClass(cls):
+        if not hub_server_available():
+            raise unittest.SkipTest("this ms has no `ms hub serve` (built without the hub server)")
+        cls.server_root = tempfile.mkdtemp(prefix="ms-hub-root-")
+        cls.server = HubServer(cls.server_root)
+        cls.token = cls.server.token("alice")
+        cls.other_token = cls.server.token("bob")
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.server:
+            cls.server.stop()
+        shutil.rmtree(cls.server_root, True)
+
+    def env(self, **extra):
+        env = {
+            "MODELSCOPE_CACHE": self.path("cache"),
+            "MODELSCOPE_CREDENTIALS_PATH": self.path("credentials"),
+            "MODELSCOPE_ENDPOINT": self.server.endpoint,
+            "MODELSCOPE_API_TOKEN": "",
+            "MODELSCOPE_OFFLINE": "",
+        }
+        env.update(extra)
+        return env
+
+    def ms(self, *args, env=None, timeout=180):
+        return run_ms(*args, env=env or self.env(), timeout=timeout)
+
+    def upload(self, repo, folder, *extra, token=None, expect=0):
+        r = self.ms("upload", repo, folder, "--token", token or self.token, "--json", *extra)
+        self.assertExit(r, expect)
+        return self.json_out(r) if expect == 0 else r
+
+    def download(self, repo, *extra, env=None, expect=0):
+        r = self.ms("download", repo, "--json", *extra, env=env)
+        self.assertExit(r, expect)
+        return self.json_out(r) if expect == 0 else r
+
+    # --- round trip ---------------------------------------------------------------------------
+    def test_round_trip_bytes_cache_layout_and_warm_rerun(self):
+        src = make_tree(self.path("src"), ROUND_TRIP_FILES)
+        up = self.upload("alice/round.trip", src, "--create", "--commit-message", "first")
+        self.assertEqual(up["files"], len(ROUND_TRIP_FILES))
+        self.assertEqual(up["files_committed"], len(ROUND_TRIP_FILES))
+
+        out = self.download("alice/round.trip", "--token", self.token)
+        repo_dir = self.path("cache", "models", "alice", "round___trip")
+        self.assertEqual(out["local_path"], repo_dir)
+        self.assertEqual(read_tree(repo_dir), ROUND_TRIP_FILES)
+        self.assertTrue(os.path.islink(self.path("cache", "models", "alice", "round.trip")))
+        with open(os.path.join(repo_dir, ".msc"), "rb") as f:
+            index = pickle.load(f)
+        self.assertEqual(sorted(e["Path"] for e in index), sorted(ROUND_TRIP_FILES))
+        self.assertTrue(all(isinstance(e["Revision"], str) and e["Revision"] for e in index))
+        with open(os.path.join(repo_dir, ".mdl"), "rb") as f:
+            self.assertEqual(pickle.load(f), {"id": "alice/round.trip"})
+        with open(os.path.join(repo_dir, ".mv")) as f:
+            self.assertRegex(f.read(), r"^Revision:master,CreatedAt:\d+$")
+        self.assertFalse(os.listdir(self.path("cache", "models", "._____temp", "alice", "round.trip", "nested"))
+                         if os.path.isdir(self.path("cache", "models", "._____temp", "alice", "round.trip", "nested")) else [])
+
+        warm = self.download("alice/round.trip", "--token", self.token)
+        self.assertTrue(all(f["cached"] for f in warm["files"]))
+        self.assertEqual(warm["bytes_to_fetch"], 0)
+
+        # A second upload of the same folder sends nothing.
+        again = self.upload("alice/round.trip", src)
+        self.assertEqual(again["files_committed"], 0)
+        self.assertEqual(again["blobs_uploaded"], 0)
+        self.assertEqual(again["bytes_uploaded"], 0)
+
+        # Plain output is the folder only; --local-dir puts the files there.
+        r = self.ms("download", "alice/round.trip", "--token", self.token, "--local-dir", self.path("local"))
+        self.assertExit(r, 0)
+        self.assertEqual(r.stdout.strip(), self.path("local"))
+        self.assertEqual(read_tree(self.path("local")), ROUND_TRIP_FILES)
+        r = self.ms("download", "alice/round.trip", "--token", self.token, "--cache-dir", self.path("cd"))
+        self.assertExit(r, 0)
+        self.assertEqual(r.stdout.strip(), self.path("cd", "alice", "round___trip"))
+
+    def test_dataset_round_trip(self):
+        src = make_tree(self.path("src"), {"train.csv": b"a,b\n1,2\n", "sub/test.jsonl": b'{"x": 1}\n'})
+        self.upload("alice/ds1", src, "--dataset", "--create")
+        out = self.download("alice/ds1", "--dataset", "--token", self.token)
+        self.assertEqual(out["local_path"], self.path("cache", "datasets", "alice", "ds1"))
+        self.assertEqual(read_tree(out["local_path"]), {"train.csv": b"a,b\n1,2\n", "sub/test.jsonl": b'{"x": 1}\n'})
+        with open(os.path.join(out["local_path"], ".mv")) as f:
+            self.assertEqual(f.read(), "master")
+
+    # --- revisions, patterns, dry run ---------------------------------------------------------
+    def test_revisions_and_tags(self):
+        src = make_tree(self.path("src"), {"a.txt": b"version 1", "config.json": b"{}"})
+        self.upload("alice/revs", src, "--create", "--tag", "v1.0")
+        make_tree(src, {"a.txt": b"version 2", "new.txt": b"only in master"})
+        self.upload("alice/revs", src, "--tag", "v2.0")
+        old = self.download("alice/revs", "--token", self.token, "--revision", "v1.0", "--local-dir", self.path("v1"))
+        self.assertEqual(read_tree(self.path("v1")), {"a.txt": b"version 1", "config.json": b"{}"})
+        self.assertEqual(old["revision"], "v1.0")
+        self.download("alice/revs", "--token", self.token, "--local-dir", self.path("head"))
+        self.assertEqual(read_tree(self.path("head"))["a.txt"], b"version 2")
+        self.assertIn("new.txt", read_tree(self.path("head")))
+        # The same cache folder moving from v1.0 to master re-fetches only what changed.
+        self.download("alice/revs", "--token", self.token, "--revision", "v1.0")
+        moved = self.download("alice/revs", "--token", self.token)
+        cached = {f["path"]: f["cached"] for f in moved["files"]}
+        self.assertEqual(cached, {"a.txt": False, "config.json": True, "new.txt": False})
+        r = self.download("alice/revs", "--token", self.token, "--revision", "v9.9", expect=4)
+        self.assertOneLineError(r, "v9.9")
+        r = self.download("alice/no-such-repo", "--token", self.token, expect=4)
+        self.assertOneLineError(r, "alice/no-such-repo")
+
+    def test_include_exclude_files_and_dry_run(self):
+        files = {"config.json": b"{}", "a.bin": b"1" * 1000, "sub/b.bin": b"2" * 2000, "sub/c.json": b"[]"}
+        self.upload("alice/patterns", make_tree(self.path("src"), files), "--create")
+        dry = self.download("alice/patterns", "--token", self.token, "--dry-run")
+        self.assertEqual(dry["files_to_fetch"], 4)
+        self.assertEqual(dry["bytes_to_fetch"], sum(len(v) for v in files.values()))
+        self.assertFalse(os.path.exists(self.path("cache", "models", "alice", "patterns")))
+        got = self.download("alice/patterns", "--token", self.token, "--include", "*.json")
+        self.assertEqual(sorted(f["path"] for f in got["files"]), ["config.json", "sub/c.json"])
+        dry = self.download("alice/patterns", "--token", self.token, "--dry-run")
+        self.assertEqual(dry["files_to_fetch"], 2)
+        self.assertEqual(dry["bytes_to_fetch"], 3000)
+        self.assertEqual(dry["bytes_cached"], 4)
+        r = self.ms("download", "alice/patterns", "--token", self.token, "--dry-run")
+        self.assertExit(r, 0)
+        self.assertIn("Will download 2 file(s) (out of 4)", r.stdout)
+        got = self.download("alice/patterns", "--token", self.token, "--exclude", "sub/", "--local-dir", self.path("ex"))
+        self.assertEqual(sorted(read_tree(self.path("ex"))), ["a.bin", "config.json"])
+        got = self.download("alice/patterns", "sub/b.bin", "--token", self.token, "--local-dir", self.path("one"))
+        self.assertEqual(read_tree(self.path("one")), {"sub/b.bin": b"2" * 2000})
+        r = self.download("alice/patterns", "missing.txt", "--token", self.token, expect=4)
+        self.assertOneLineError(r, "missing.txt")
+
+    # --- auth ---------------------------------------------------------------------------------
+    def test_private_repo_token_and_login(self):
+        self.upload("alice/secret", make_tree(self.path("src"), {"w.bin": b"private bytes"}), "--create", "--private")
+        r = self.download("alice/secret", expect=4)
+        self.assertOneLineError(r, "alice/secret")
+        r = self.download("alice/secret", "--token", self.other_token, expect=4)
+        self.download("alice/secret", "--token", self.token)
+
+        r = self.ms("login", "--token", "not-a-token")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertOneLineError(r, "login")
+        r = self.ms("login", "--token", self.token, "--json")
+        self.assertExit(r, 0)
+        self.assertEqual(self.json_out(r)["username"], "alice")
+        cred = self.path("credentials")
+        for name in ("git_token", "user", "session", "ms_session_id"):
+            mode = stat.S_IMODE(os.stat(os.path.join(cred, name)).st_mode)
+            self.assertEqual(mode, 0o600, name)
+        with open(os.path.join(cred, "user")) as f:
+            self.assertTrue(f.read().startswith("alice:"))
+        # The stored credentials are used when no token is given.
+        self.download("alice/secret", "--local-dir", self.path("after-login"))
+        self.assertEqual(read_tree(self.path("after-login")), {"w.bin": b"private bytes"})
+        # Upload without a token fails with an auth hint, not a crash.
+        r = self.ms("upload", "alice/secret", self.path("src"), env=self.env(MODELSCOPE_CREDENTIALS_PATH=self.path("none")))
+        self.assertNotEqual(r.returncode, 0)
+        self.assertOneLineError(r)
+
+    # --- offline ------------------------------------------------------------------------------
+    def test_offline_makes_no_network_calls(self):
+        self.upload("alice/offline", make_tree(self.path("src"), {"a.txt": b"x", "b/c.txt": b"y"}), "--create")
+        self.download("alice/offline", "--token", self.token)
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(8)
+            listener.setblocking(False)
+            dead = f"http://127.0.0.1:{listener.getsockname()[1]}"
+            for args, env in ((["--offline"], self.env(MODELSCOPE_ENDPOINT=dead)),
+                              ([], self.env(MODELSCOPE_ENDPOINT=dead, MODELSCOPE_OFFLINE="1"))):
+                out = self.download("alice/offline", *args, env=env)
+                self.assertEqual(sorted(f["path"] for f in out["files"]), ["a.txt", "b/c.txt"])
+            r = self.download("alice/not-cached", "--offline", env=self.env(MODELSCOPE_ENDPOINT=dead), expect=4)
+            self.assertOneLineError(r, "alice/not-cached")
+            with self.assertRaises(BlockingIOError):
+                listener.accept()
+
+    # --- integrity ----------------------------------------------------------------------------
+    def test_corrupt_blob_on_server_exits_7_and_caches_nothing(self):
+        payload = os.urandom(200 * 1024)
+        self.upload("alice/corrupt", make_tree(self.path("src"), {"w.bin": payload, "ok.txt": b"fine"}), "--create")
+        blob = find_blob(self.server_root, hashlib.sha256(payload).hexdigest())
+        self.assertIsNotNone(blob, "blob not found under the server root")
+        os.chmod(blob, 0o644)
+        with open(blob, "r+b") as f:
+            f.seek(1000)
+            f.write(b"\0" * 64)
+        r = self.download("alice/corrupt", "--token", self.token, expect=7)
+        self.assertOneLineError(r, "w.bin", "sha256")
+        repo_dir = self.path("cache", "models", "alice", "corrupt")
+        self.assertFalse(os.path.exists(os.path.join(repo_dir, "w.bin")))
+        if os.path.exists(os.path.join(repo_dir, ".msc")):
+            with open(os.path.join(repo_dir, ".msc"), "rb") as f:
+                self.assertNotIn("w.bin", [e["Path"] for e in pickle.load(f)])
+        temp = self.path("cache", "models", "._____temp", "alice", "corrupt", "w.bin")
+        self.assertFalse(os.path.exists(temp), "a corrupt partial file was kept")
+
+    # --- concurrency --------------------------------------------------------------------------
+    def test_two_concurrent_downloads_leave_a_consistent_cache(self):
+        files = {f"f{i:02d}.txt": os.urandom(20000 + i) for i in range(40)}
+        files["big.bin"] = os.urandom(3 << 20)
+        self.upload("alice/concurrent", make_tree(self.path("src"), files), "--create")
+        env = dict(os.environ)
+        env.update(self.env())
+        procs = [subprocess.Popen([MS_BIN, "download", "alice/concurrent", "--token", self.token],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for _ in range(2)]
+        for p in procs:
+            _out, err = p.communicate(timeout=120)
+            self.assertEqual(p.returncode, 0, err)
+        repo_dir = self.path("cache", "models", "alice", "concurrent")
+        self.assertEqual(read_tree(repo_dir), files)
+        with open(os.path.join(repo_dir, ".msc"), "rb") as f:
+            paths = [e["Path"] for e in pickle.load(f)]
+        self.assertEqual(sorted(paths), sorted(files))
+
+    # --- path safety --------------------------------------------------------------------------
+    def test_traversal_paths_rejected(self):
+        src = make_tree(self.path("src"), {"a.txt": b"a"})
+        r = self.upload("alice/trav", src, "../evil", "--create", expect=2)
+        self.assertOneLineError(r, "../evil")
+        with open(self.path("outside.txt"), "w") as f:
+            f.write("secret")
+        os.symlink(self.path("outside.txt"), os.path.join(src, "link"))
+        r = self.upload("alice/trav", src, "--create", expect=2)
+        self.assertOneLineError(r, "link")
+        os.remove(os.path.join(src, "link"))
+        r = self.download("alice/trav", "../../etc/passwd", "--token", self.token, expect=2)
+        self.assertOneLineError(r, "../../etc/passwd")
+        # The server refuses such a path in a commit too.
+        self.upload("alice/trav", src, "--create")
+        body = json.dumps({"commit_message": "x", "actions": [
+            {"action": "create", "path": "../evil.txt", "type": "normal", "size": 1, "sha256": "",
+             "content": "eA==", "encoding": "base64"}]}).encode()
+        req = urllib.request.Request(self.server.endpoint + "/api/v1/repos/models/alice/trav/commit/master",
+                                     data=body, method="POST",
+                                     headers={"Content-Type": "application/json", "Cookie": "m_session_id=" + self.token})
+        with self.assertRaises(urllib.error.HTTPError) as ctx:
+            urllib.request.urlopen(req, timeout=10)
+        self.assertEqual(ctx.exception.code, 400)
+
+    # --- no LibTorch --------------------------------------------------------------------------
+    def test_hub_commands_do_not_load_libtorch(self):
+        self.upload("alice/notorch", make_tree(self.path("src"), {"a.txt": b"x"}), "--create")
+        for args in (["download", "alice/notorch", "--token", self.token],
+                     ["download", "alice/notorch", "--offline"],
+                     ["upload", "alice/notorch", self.path("src"), "--token", self.token],
+                     ["login", "--token", self.token]):
+            r = self.ms(*args, env=self.env(LD_DEBUG="libs"))
+            self.assertExit(r, 0, " ".join(args))
+            loaded = [l for l in r.stderr.splitlines() if "calling init:" in l]
+            self.assertTrue(loaded, "LD_DEBUG=libs printed nothing")
+            self.assertFalse([l for l in loaded if "libtorch" in l or "libms_torch" in l or "libc10" in l], args)
+
+    # --- Python interop -----------------------------------------------------------------------
+    def test_python_modelscope_reads_ms_cache_and_ms_reads_python_cache(self):
+        python = python_with_modelscope()
+        if not python:
+            self.skipTest("no python with the modelscope package (run scripts/setup_python_interop.sh, "
+                          "or set MS_MODELSCOPE_PYTHON)")
+        files = {"config.json": b'{"a": 1}', "sub/w.bin": os.urandom(50000), "x.y.txt": b"dots"}
+        self.upload("alice/inter.op", make_tree(self.path("src"), files), "--create")
+        self.download("alice/inter.op", "--token", self.token)
+        script = ("import os, sys\n"
+                  "from modelscope.hub.snapshot_download import snapshot_download\n"
+                  "p = snapshot_download(sys.argv[1], local_files_only=True)\n"
+                  "print(p)\n")
+        env = dict(os.environ)
+        env.update(self.env())
+        r = subprocess.run([python, "-c", script, "alice/inter.op"], capture_output=True, text=True, env=env, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(read_tree(r.stdout.strip().splitlines()[-1]), files)
+
+        # Python downloads into a fresh cache; ms finds it offline.
+        py_cache = self.path("py-cache")
+        script = ("import sys\n"
+                  "from modelscope.hub.snapshot_download import snapshot_download\n"
+                  "print(snapshot_download(sys.argv[1], endpoint=sys.argv[2], token=sys.argv[3]))\n")
+        env["MODELSCOPE_CACHE"] = py_cache
+        r = subprocess.run([python, "-c", script, "alice/inter.op", self.server.endpoint, self.token],
+                           capture_output=True, text=True, env=env, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = self.download("alice/inter.op", "--offline", env=self.env(MODELSCOPE_CACHE=py_cache))
+        self.assertEqual(out["local_path"], os.path.join(py_cache, "models", "alice", "inter___op"))
+        self.assertEqual(sorted(f["path"] for f in out["files"]), sorted(files))
+        # And ms finds nothing to fetch online either: Python's index is ms's index.
+        warm = self.download("alice/inter.op", "--token", self.token, env=self.env(MODELSCOPE_CACHE=py_cache))
+        self.assertTrue(all(f["cached"] for f in warm["files"]))
+
+
+class HubFaultTest(MsTestCase):
+    """Downloads against a server that injects 500s, resets and stalls; kill -9 then resume."""
+
+    def setUp(self):
+        super().setUp()
+        if not hub_server_available():
+            self.skipTest("this ms has no `ms hub serve`")
+        self.root = self.path("server-root")
+        self.servers = []
+
+    def tearDown(self):
+        for s in self.servers:
+            s.stop()
+
+    def start(self, faults=None):
+        s = HubServer(self.root, faults=faults)
+        self.servers.append(s)
+        return s
+
+    def env(self, server, **extra):
+        env = {"MODELSCOPE_CACHE": self.path("cache"), "MODELSCOPE_CREDENTIALS_PATH": self.path("cred"),
+               "MODELSCOPE_ENDPOINT": server.endpoint, "MODELSCOPE_API_TOKEN": "", "MODELSCOPE_OFFLINE": ""}
+        env.update(extra)
+        return env
+
+    def test_injected_500s_resets_and_stalls_complete(self):
+        server = self.start("status500=3,reset=5,stall=7,stall_seconds=3")
+        token = server.token("alice")
+        files = {f"small/{i:03d}.txt": os.urandom(1000 + i * 37) for i in range(30)}
+        files["huge.bin"] = os.urandom(70 << 20)
+        files["mid.bin"] = os.urandom(5 << 20)
+        src = make_tree(self.path("src"), files)
+        r = run_ms("upload", "alice/faulty", src, "--create", "--token", token, env=self.env(server), timeout=300)
+        self.assertExit(r, 0)
+        r = run_ms("download", "alice/faulty", "--token", token, "--json", "-v",
+                   env=self.env(server, MS_HUB_STALL_TIMEOUT="1"), timeout=300)
+        self.assertExit(r, 0)
+        self.assertIn("retrying", r.stderr + "resuming")
+        self.assertEqual(read_tree(self.path("cache", "models", "alice", "faulty")), files)
+
+    def wait_for(self, cond, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if cond():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def test_kill_9_mid_file_then_resume(self):
+        server = self.start()
+        token = server.token("alice")
+        files = {"model.bin": os.urandom(8 << 20), "huge.bin": os.urandom(80 << 20)}
+        r = run_ms("upload", "alice/resume", make_tree(self.path("src"), files), "--create", "--token", token,
+                   env=self.env(server), timeout=300)
+        self.assertExit(r, 0)
+        server.stop()
+        # Every content GET stalls at its midpoint for 60 s: the download is caught mid-file.
+        stalling = self.start("stall=1,stall_seconds=60")
+        temp = self.path("cache", "models", "._____temp", "alice", "resume")
+        env = dict(os.environ)
+        env.update(self.env(stalling))
+        for name, args, probe in (
+                ("model.bin", ["model.bin", "--max-workers", "1"], lambda: os.path.getsize(os.path.join(temp, "model.bin")) >= 4 << 20),
+                ("huge.bin", ["huge.bin"], lambda: os.path.getsize(os.path.join(temp, "huge.bin.ms-parts")) > 0
+                 and os.path.getsize(os.path.join(temp, "huge.bin.ms-partial")) > 0)):
+            proc = subprocess.Popen([MS_BIN, "download", "alice/resume", "--token", token, *args],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+            def reached():
+                try:
+                    return probe()
+                except OSError:
+                    return False
+            ok = self.wait_for(reached)
+            time.sleep(1.0)  # let every part reach its stall point
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            self.assertTrue(ok, f"{name}: the download never reached the stall")
+        self.assertFalse(os.path.exists(self.path("cache", "models", "alice", "resume", "huge.bin")))
+        stalling.stop()
+        server = self.start()
+        r = run_ms("download", "alice/resume", "--token", token, "-v", env=self.env(server), timeout=300)
+        self.assertExit(r, 0)
+        self.assertIn("model.bin: resuming at byte", r.stderr)
+        self.assertRegex(r.stderr, r"huge.bin: resuming with [1-9]\d* of \d+ bytes")
+        self.assertEqual(read_tree(self.path("cache", "models", "alice", "resume")), files)
+        self.assertEqual(os.listdir(temp), [])
+
+
+if __name__ == "__main__":
+    unittest.main()
