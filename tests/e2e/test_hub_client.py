@@ -112,8 +112,8 @@ class HubClientTest(MsTestCase):
             self.assertEqual(pickle.load(f), {"id": "alice/round.trip"})
         with open(os.path.join(repo_dir, ".mv")) as f:
             self.assertRegex(f.read(), r"^Revision:master,CreatedAt:\d+$")
-        self.assertFalse(os.listdir(self.path("cache", "models", "._____temp", "alice", "round.trip", "nested"))
-                         if os.path.isdir(self.path("cache", "models", "._____temp", "alice", "round.trip", "nested")) else [])
+        temp = self.path("cache", "models", "._____temp", "alice", "round.trip")
+        self.assertFalse(os.path.exists(temp) and [f for _, _, fs in os.walk(temp) for f in fs], "temp files left")
 
         warm = self.download("alice/round.trip", "--token", self.token)
         self.assertTrue(all(f["cached"] for f in warm["files"]))
@@ -383,7 +383,8 @@ class HubFaultTest(MsTestCase):
         r = run_ms("download", "alice/faulty", "--token", token, "--json", "-v",
                    env=self.env(server, MS_HUB_STALL_TIMEOUT="1"), timeout=300)
         self.assertExit(r, 0)
-        self.assertIn("retrying", r.stderr + "resuming")
+        self.assertIn("HTTP 500; retrying", r.stderr)
+        self.assertIn("resuming at byte", r.stderr)
         self.assertEqual(read_tree(self.path("cache", "models", "alice", "faulty")), files)
 
     def wait_for(self, cond, timeout=60):

@@ -504,6 +504,7 @@ void HubClient::download_range(const std::string& url, std::uint64_t offset, std
       continue;
     }
     if (r.status >= 500 && !last) {
+      log::info("GET {}: HTTP {}; retrying ({}/{})", url, r.status, attempt + 1, impl_->options.max_attempts);
       impl_->backoff(attempt, r.retry_after_s);
       continue;
     }

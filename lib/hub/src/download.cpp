@@ -435,6 +435,19 @@ DownloadResult offline_result(const DownloadOptions& options, const CacheLayout&
   return result;
 }
 
+// Removes the empty folders the temp area keeps after its files moved into the cache.
+void remove_empty_dirs(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return;
+  std::vector<fs::path> dirs;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->is_directory(ec) && !it->is_symlink(ec)) dirs.push_back(it->path());
+  }
+  // Deepest first, so a parent empties once its children are gone.
+  std::sort(dirs.begin(), dirs.end(), [](const fs::path& a, const fs::path& b) { return a.native().size() > b.native().size(); });
+  for (const fs::path& d : dirs) fs::remove(d, ec);  // fails (harmlessly) when not empty
+}
+
 }  // namespace
 
 DownloadResult snapshot_download(const DownloadOptions& options, const HubOptions& hub) {
@@ -554,6 +567,7 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
     }
   }
 
+  remove_empty_dirs(layout.temp_dir);
   cache.write_model_meta(options.repo.str());
   if (options.type == RepoType::kModel) {
     std::int64_t created_at = 0;
