@@ -73,6 +73,41 @@ void write_all(int fd, const char* data, std::size_t n, std::uint64_t offset, co
   }
 }
 
+// Collects small network chunks into 1 MiB pwrite() calls.
+class BufferedWriter {
+ public:
+  BufferedWriter(int fd, std::uint64_t offset, const fs::path& path) : fd_(fd), offset_(offset), path_(path) {
+    buffer_.reserve(kSize);
+  }
+  // Returns the number of bytes that reached the file with this call.
+  std::size_t append(const char* data, std::size_t n) {
+    std::size_t flushed = 0;
+    if (buffer_.size() + n > kSize) flushed = flush();
+    if (n >= kSize) {
+      write_all(fd_, data, n, offset_, path_);
+      offset_ += n;
+      return flushed + n;
+    }
+    buffer_.insert(buffer_.end(), data, data + n);
+    return flushed;
+  }
+  std::size_t flush() {
+    const std::size_t n = buffer_.size();
+    if (n == 0) return 0;
+    write_all(fd_, buffer_.data(), n, offset_, path_);
+    offset_ += n;
+    buffer_.clear();
+    return n;
+  }
+
+ private:
+  static constexpr std::size_t kSize = 1u << 20;
+  int fd_;
+  std::uint64_t offset_;
+  const fs::path& path_;
+  std::vector<char> buffer_;
+};
+
 // The per-repo lock: flock on an fd, so the kernel drops it when the holder dies.
 class RepoLock {
  public:
@@ -169,15 +204,22 @@ void fetch_whole(Run& run, const FileEntry& entry) {
     std::uint64_t written = 0;
     if (have < entry.size) {
       std::uint64_t offset = have;
+      BufferedWriter out(fd.fd, have, temp);
       DataSink sink = [&](const char* data, std::size_t n) {
         if (offset + n > entry.size) return false;
-        write_all(fd.fd, data, n, offset, temp);
+        out.append(data, n);
         hasher.update(data, n);
         offset += n;
         run.advance(n);
         return true;
       };
-      run.client.download_range(url, have, entry.size, sink, written);
+      try {
+        run.client.download_range(url, have, entry.size, sink, written);
+      } catch (const Error&) {
+        out.flush();  // what arrived is valid: keep it for the next run to resume from
+        throw;
+      }
+      out.flush();
     }
     const std::uint64_t total = have + written;
     const std::string digest = hasher.hex_digest();
@@ -258,22 +300,33 @@ class PartedFile {
       std::uint64_t since_save = 0;
       std::uint64_t written = 0;
       const std::uint64_t have = done_[i].load();
-      DataSink sink = [&](const char* data, std::size_t n) {
-        if (abort_.load()) return false;
-        const std::uint64_t offset = p.start + have + written;
-        if (offset + n > p.end) return false;
-        write_all(data_fd_, data, n, offset, data_path_);
+      BufferedWriter out(data_fd_, p.start + have, data_path_);
+      auto landed = [&](std::size_t n) {
+        if (n == 0) return;
         done_[i].fetch_add(n);
-        run_.advance(n);
         since_save += n;
         if (since_save >= (8u << 20)) {
           save(i);
           since_save = 0;
         }
         wake_hasher();
+      };
+      DataSink sink = [&](const char* data, std::size_t n) {
+        if (abort_.load()) return false;
+        const std::uint64_t offset = p.start + have + written;
+        if (offset + n > p.end) return false;
+        landed(out.append(data, n));
+        run_.advance(n);
         return true;
       };
-      if (p.start + have < p.end) run_.client.download_range(url_, p.start + have, p.end, sink, written);
+      try {
+        if (p.start + have < p.end) run_.client.download_range(url_, p.start + have, p.end, sink, written);
+      } catch (const Error&) {
+        landed(out.flush());
+        save(i);
+        throw;
+      }
+      landed(out.flush());
       save(i);
     } catch (const Error& e) {
       std::lock_guard<std::mutex> lock(error_mutex_);

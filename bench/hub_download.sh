@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Hub transfer benchmark on loopback, all clients against the same `ms hub serve` in one run:
+#   big file (BIG_MB, default 2048 MiB): `ms download` vs curl (one stream to a file),
+#   mixed repo (big file + SMALL_FILES small ones): `ms download` vs the Python modelscope client,
+#   warm re-run (everything cached) of `ms download`, and `ms upload` throughput.
+# Python peer: $MS_MODELSCOPE_PYTHON, else ~/.cache/ms-venv-modelscope136/bin/python, else skipped.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ms="${MS_BIN:-$root/build/bin/ms}"
+big_mb="${BIG_MB:-2048}"
+small_files="${SMALL_FILES:-200}"
+work="$(mktemp -d "${BENCH_DIR:-/tmp}/ms-hub-bench-XXXXXX")"
+server_pid=""
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+secs() { python3 -c "print(f'{$2 - $1:.3f}')"; }
+rate() { python3 -c "print(f'{$1 / ($3 - $2) / 2**20:.0f} MiB/s')"; }
+
+py="${MS_MODELSCOPE_PYTHON:-$HOME/.cache/ms-venv-modelscope136/bin/python}"
+[ -x "$py" ] && "$py" -c "import modelscope" 2>/dev/null || py=""
+
+echo "== preparing ${big_mb} MiB + ${small_files} small files in $work" >&2
+mkdir -p "$work/src"
+head -c "$((big_mb << 20))" /dev/urandom > "$work/src/big.bin"
+python3 - "$work/src" "$small_files" <<'PY'
+import os, random, sys
+random.seed(1)
+for i in range(int(sys.argv[2])):
+    d = os.path.join(sys.argv[1], "small", f"d{i % 10}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i:04d}.txt"), "wb") as f:
+        f.write(os.urandom(random.randint(1024, 64 * 1024)))
+PY
+total_bytes=$(du -sb "$work/src" | cut -f1)
+big_bytes=$((big_mb << 20))
+
+"$ms" hub serve --root "$work/root" --port 0 --json > "$work/serve.out" 2> "$work/serve.err" &
+server_pid=$!
+for _ in $(seq 100); do [ -s "$work/serve.out" ] && break; sleep 0.1; done
+endpoint=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['endpoint'])" "$work/serve.out")
+token=$("$ms" hub token create bench --root "$work/root")
+export MODELSCOPE_ENDPOINT="$endpoint" MODELSCOPE_API_TOKEN="$token" MS_NO_PROGRESS=1
+export MODELSCOPE_CREDENTIALS_PATH="$work/cred"
+
+t0=$(now); MODELSCOPE_CACHE="$work/up-cache" "$ms" upload bench/mixed "$work/src" --create > /dev/null; t1=$(now)
+upload_s=$(secs "$t0" "$t1"); upload_rate=$(rate "$total_bytes" "$t0" "$t1")
+
+url="$endpoint/api/v1/models/bench/mixed/repo?Revision=master&FilePath=big.bin"
+t0=$(now); curl -sf -b "m_session_id=$token" -o "$work/curl.bin" "$url"; t1=$(now)
+curl_s=$(secs "$t0" "$t1"); curl_rate=$(rate "$big_bytes" "$t0" "$t1"); rm -f "$work/curl.bin"
+
+t0=$(now); MODELSCOPE_CACHE="$work/ms-big" "$ms" download bench/mixed big.bin > /dev/null; t1=$(now)
+msbig_s=$(secs "$t0" "$t1"); msbig_rate=$(rate "$big_bytes" "$t0" "$t1"); rm -rf "$work/ms-big"
+
+t0=$(now); MODELSCOPE_CACHE="$work/ms-mixed" "$ms" download bench/mixed > /dev/null; t1=$(now)
+msmixed_s=$(secs "$t0" "$t1")
+cmp "$work/src/big.bin" "$work/ms-mixed/models/bench/mixed/big.bin"
+
+warm=()
+for _ in 1 2 3 4 5; do
+  t0=$(now); MODELSCOPE_CACHE="$work/ms-mixed" "$ms" download bench/mixed > /dev/null; t1=$(now)
+  warm+=("$(python3 -c "print(f'{($t1 - $t0) * 1000:.0f}')")")
+done
+rm -rf "$work/ms-mixed"
+
+py_s="n/a"
+if [ -n "$py" ]; then
+  t0=$(now)
+  MODELSCOPE_CACHE="$work/py-mixed" "$py" -c "import sys
+from modelscope.hub.snapshot_download import snapshot_download
+snapshot_download('bench/mixed', endpoint=sys.argv[1], token=sys.argv[2])" "$endpoint" "$token" > /dev/null 2>&1
+  t1=$(now); py_s=$(secs "$t0" "$t1"); rm -rf "$work/py-mixed"
+fi
+
+cat <<EOF2
+| measure | ms | peer | ratio |
+| --- | --- | --- | --- |
+| big file ${big_mb} MiB: ms download vs curl (one stream) | ${msbig_s} s (${msbig_rate}) | ${curl_s} s (${curl_rate}) | $(python3 -c "print(f'{$curl_s / $msbig_s:.2f}x curl')") |
+| mixed repo (big + ${small_files} small): ms vs Python modelscope | ${msmixed_s} s | ${py_s} s | $( [ "$py_s" = n/a ] && echo n/a || python3 -c "print(f'{$py_s / $msmixed_s:.2f}x Python')") |
+| warm re-run, all cached (5 runs, ms) | ${warm[*]} ms | | |
+| ms upload of the mixed repo ($((total_bytes >> 20)) MiB) | ${upload_s} s (${upload_rate}) | | |
+EOF2
