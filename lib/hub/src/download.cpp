@@ -297,18 +297,15 @@ class PartedFile {
   void run_part(std::size_t i) {
     try {
       const Part& p = parts_[i];
-      std::uint64_t since_save = 0;
       std::uint64_t written = 0;
       const std::uint64_t have = done_[i].load();
       BufferedWriter out(data_fd_, p.start + have, data_path_);
+      // Each flushed MiB is recorded at once (a 21-byte pwrite), so a kill loses at most the
+      // unflushed buffer of each part.
       auto landed = [&](std::size_t n) {
         if (n == 0) return;
         done_[i].fetch_add(n);
-        since_save += n;
-        if (since_save >= (8u << 20)) {
-          save(i);
-          since_save = 0;
-        }
+        save(i);
         wake_hasher();
       };
       DataSink sink = [&](const char* data, std::size_t n) {
