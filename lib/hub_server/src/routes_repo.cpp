@@ -16,6 +16,14 @@ bool valid_name(const std::string& name) {
          std::string::npos;
 }
 
+// A string field that may be absent or null.
+std::string text_field(const json& body, const char* key) {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return {};
+  if (!it->is_string()) throw HttpError{400, std::string("'") + key + "' must be a string"};
+  return it->get<std::string>();
+}
+
 int parse_visibility(const json& value) {
   int v = kPublic;
   if (value.is_number_integer()) {
@@ -127,7 +135,7 @@ void add_repo_routes(httplib::Server& server, Service& service) {
   server.Post("/api/v1/login", [&](const httplib::Request& req, httplib::Response& res) {
     guarded(req, res, [&] {
       const json body = json_body(req);
-      const std::string token = body.value("AccessToken", std::string());
+      const std::string token = text_field(body, "AccessToken");
       auto user = token.empty() ? std::nullopt : service.store.user_for_token(token);
       if (!user) throw HttpError{401, "login failed: the access token is invalid"};
       res.set_header("Set-Cookie", "m_session_id=" + token + "; Path=/; HttpOnly; Max-Age=2592000");
@@ -140,15 +148,11 @@ void add_repo_routes(httplib::Server& server, Service& service) {
     guarded(req, res, [&] {
       const json body = json_body(req);
       RepoRecord repo;
-      try {
-        repo.owner = body.value("Path", std::string());
-        repo.name = body.value("Name", std::string());
-        repo.chinese_name = body.value("ChineseName", std::string());
-        repo.license = body.value("License", std::string());
-        repo.description = body.value("Description", std::string());
-      } catch (const json::exception& e) {
-        throw HttpError{400, std::string("bad create-model request: ") + e.what()};
-      }
+      repo.owner = text_field(body, "Path");
+      repo.name = text_field(body, "Name");
+      repo.chinese_name = text_field(body, "ChineseName");
+      repo.license = text_field(body, "License");
+      repo.description = text_field(body, "Description");
       repo.visibility = parse_visibility(body.contains("Visibility") ? body["Visibility"] : json());
       create_repo(service, req, res, hub::RepoType::kModel, repo);
     });

@@ -92,6 +92,9 @@ void guarded(const httplib::Request& req, httplib::Response& res,
     const int status = status_for(e.code());
     if (status >= 500) log::error("hub serve: {} {}: {}", req.method, req.path, e.what());
     send_envelope(req, res, status, nullptr, e.what());
+  } catch (const nlohmann::json::exception& e) {
+    // A field of the wrong JSON type in the request.
+    send_envelope(req, res, 400, nullptr, std::string("bad request body: ") + e.what());
   } catch (const std::exception& e) {
     log::error("hub serve: {} {}: {}", req.method, req.path, e.what());
     send_envelope(req, res, 500, nullptr, std::string("internal error: ") + e.what());
