@@ -12,7 +12,8 @@ using nlohmann::json;
 // Owner and repo names as ModelScope accepts them.
 bool valid_name(const std::string& name) {
   if (name.empty() || name.size() > 128 || name == "." || name == "..") return false;
-  return name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") ==
+  return name.find_first_not_of(
+             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") ==
          std::string::npos;
 }
 
@@ -36,7 +37,8 @@ int parse_visibility(const json& value) {
     try {
       v = std::stoi(s);
     } catch (const std::exception&) {
-      throw HttpError{400, "Visibility must be 1 (private), 3 (internal) or 5 (public), got '" + s + "'"};
+      throw HttpError{
+          400, "Visibility must be 1 (private), 3 (internal) or 5 (public), got '" + s + "'"};
     }
   } else if (!value.is_null()) {
     throw HttpError{400, "Visibility must be 1 (private), 3 (internal) or 5 (public)"};
@@ -85,12 +87,13 @@ void create_repo(Service& service, const httplib::Request& req, httplib::Respons
                                                 : "authentication required to create a repo"};
   }
   if (!valid_name(repo.owner) || !valid_name(repo.name)) {
-    throw HttpError{400, fmt::format("invalid repo id '{}/{}': use letters, digits, '_', '.' and '-'",
-                                     repo.owner, repo.name)};
+    throw HttpError{400,
+                    fmt::format("invalid repo id '{}/{}': use letters, digits, '_', '.' and '-'",
+                                repo.owner, repo.name)};
   }
   if (*caller.user != repo.owner) {
-    throw HttpError{403, fmt::format("user {} may not create repos under {}", *caller.user,
-                                     repo.owner)};
+    throw HttpError{403,
+                    fmt::format("user {} may not create repos under {}", *caller.user, repo.owner)};
   }
   repo.type = type;
   if (service.store.find_repo(type, repo.owner, repo.name)) {
@@ -140,7 +143,9 @@ void add_repo_routes(httplib::Server& server, Service& service) {
       if (!user) throw HttpError{401, "login failed: the access token is invalid"};
       res.set_header("Set-Cookie", "m_session_id=" + token + "; Path=/; HttpOnly; Max-Age=2592000");
       send_ok(req, res,
-              {{"AccessToken", token}, {"Username", *user}, {"Email", service.store.user_email(*user)}});
+              {{"AccessToken", token},
+               {"Username", *user},
+               {"Email", service.store.user_email(*user)}});
     });
   });
 
@@ -215,7 +220,8 @@ void add_repo_routes(httplib::Server& server, Service& service) {
       json branches = json::array(), tags = json::array();
       for (const RefRecord& ref : service.store.refs(repo.id)) {
         auto commit = service.store.find_commit(ref.commit_id);
-        const std::int64_t created = ref.is_tag ? ref.created_at : (commit ? commit->created_at : 0);
+        const std::int64_t created =
+            ref.is_tag ? ref.created_at : (commit ? commit->created_at : 0);
         if (ref.is_tag && end_time > 0 && created > end_time) continue;
         json item = {{"Revision", ref.name},
                      {"CreatedAt", created},
@@ -239,8 +245,8 @@ void add_repo_routes(httplib::Server& server, Service& service) {
         throw HttpError{400, "TagName and Ref must be strings"};
       }
       try {
-        RefRecord created = service.store.create_tag(repo.id, tag.get<std::string>(),
-                                                     ref.get<std::string>());
+        RefRecord created =
+            service.store.create_tag(repo.id, tag.get<std::string>(), ref.get<std::string>());
         send_ok(req, res, {{"TagName", created.name}, {"CommitId", created.commit_id}});
       } catch (const Error& e) {
         // An unknown Ref is a bad request here, not a missing repo.
@@ -255,12 +261,14 @@ void add_repo_routes(httplib::Server& server, Service& service) {
       const Caller caller = identify(service, req);
       RepoRecord repo = repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2],
                                       req.matches[3]);
-      const CommitRecord head = resolve_revision(service, repo, param(req, "Ref", param(req, "Revision")));
+      const CommitRecord head =
+          resolve_revision(service, repo, param(req, "Ref", param(req, "Revision")));
       const std::size_t page = positive_param(req, "PageNumber", 1, 1u << 20);
       const std::size_t size = positive_param(req, "PageSize", 50, 1000);
       std::size_t total = 0;
       json commits = json::array();
-      for (const CommitRecord& c : service.store.history(head.id, (page - 1) * size, size, &total)) {
+      for (const CommitRecord& c :
+           service.store.history(head.id, (page - 1) * size, size, &total)) {
         commits.push_back(commit_json(c, service.store.user_email(c.author)));
       }
       nlohmann::ordered_json out;
@@ -275,12 +283,12 @@ void add_repo_routes(httplib::Server& server, Service& service) {
   });
 
   // Download counters and the intra-cloud region probe: accepted and ignored.
-  server.Post(repo_re + "/download/increase", [&](const httplib::Request& req, httplib::Response& res) {
-    send_ok(req, res, nullptr);
-  });
-  server.Post(repo_re + "/download/uv/([a-z]+)", [&](const httplib::Request& req, httplib::Response& res) {
-    send_ok(req, res, nullptr);
-  });
+  server.Post(
+      repo_re + "/download/increase",
+      [&](const httplib::Request& req, httplib::Response& res) { send_ok(req, res, nullptr); });
+  server.Post(
+      repo_re + "/download/uv/([a-z]+)",
+      [&](const httplib::Request& req, httplib::Response& res) { send_ok(req, res, nullptr); });
   server.Get("/api/v1/repos/internalAccelerationInfo",
              [&](const httplib::Request& req, httplib::Response& res) {
                send_envelope(req, res, 404, nullptr, "no intra-cloud acceleration here");

@@ -108,12 +108,12 @@ hub::RepoType parse_type(const std::string& plural) {
 RepoRecord repo_for_read(Service& service, const Caller& caller, hub::RepoType type,
                          const std::string& owner, const std::string& name) {
   auto repo = service.store.find_repo(type, owner, name);
-  const bool visible = repo && (repo->visibility == kPublic ||
-                                (repo->visibility == kInternal && caller.user) ||
-                                (caller.user && *caller.user == repo->owner));
+  const bool visible =
+      repo && (repo->visibility == kPublic || (repo->visibility == kInternal && caller.user) ||
+               (caller.user && *caller.user == repo->owner));
   if (!visible) {
-    throw HttpError{404, fmt::format("{} {}/{} does not exist", hub::repo_type_name(type), owner,
-                                     name)};
+    throw HttpError{404,
+                    fmt::format("{} {}/{} does not exist", hub::repo_type_name(type), owner, name)};
   }
   return *repo;
 }
@@ -121,10 +121,9 @@ RepoRecord repo_for_read(Service& service, const Caller& caller, hub::RepoType t
 RepoRecord repo_for_write(Service& service, const Caller& caller, hub::RepoType type,
                           const std::string& owner, const std::string& name) {
   if (!caller.user) {
-    throw HttpError{401, caller.presented_token
-                             ? "the access token is invalid"
-                             : "authentication required: send an access token "
-                               "(cookie m_session_id or Authorization: Bearer)"};
+    throw HttpError{401, caller.presented_token ? "the access token is invalid"
+                                                : "authentication required: send an access token "
+                                                  "(cookie m_session_id or Authorization: Bearer)"};
   }
   RepoRecord repo = repo_for_read(service, caller, type, owner, name);
   if (*caller.user != repo.owner) {
@@ -152,8 +151,8 @@ CommitRecord resolve_revision(Service& service, const RepoRecord& repo,
   const std::string rev = revision.empty() ? std::string("master") : revision;
   auto commit = service.store.resolve(repo.id, rev);
   if (!commit) {
-    throw HttpError{404, fmt::format("revision '{}' of {}/{} does not exist", rev, repo.owner,
-                                     repo.name)};
+    throw HttpError{
+        404, fmt::format("revision '{}' of {}/{} does not exist", rev, repo.owner, repo.name)};
   }
   return *commit;
 }

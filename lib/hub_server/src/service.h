@@ -3,10 +3,9 @@
 
 #include <httplib.h>
 
-#include <nlohmann/json.hpp>
-
 #include <atomic>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -49,7 +48,8 @@ inline void send_ok(const httplib::Request& req, httplib::Response& res, nlohman
 }
 
 /// Runs `body`, turning HttpError, ms::Error and other exceptions into envelope responses.
-void guarded(const httplib::Request& req, httplib::Response& res, const std::function<void()>& body);
+void guarded(const httplib::Request& req, httplib::Response& res,
+             const std::function<void()>& body);
 
 /// "models"/"datasets" -> RepoType.
 hub::RepoType parse_type(const std::string& plural);
@@ -70,7 +70,8 @@ std::string param(const httplib::Request& req, const char* key, const std::strin
 nlohmann::json json_body(const httplib::Request& req);
 
 /// The commit a revision names; HttpError 404 naming it.
-CommitRecord resolve_revision(Service& service, const RepoRecord& repo, const std::string& revision);
+CommitRecord resolve_revision(Service& service, const RepoRecord& repo,
+                              const std::string& revision);
 
 void add_repo_routes(httplib::Server& server, Service& service);
 void add_file_routes(httplib::Server& server, Service& service);

@@ -5,13 +5,12 @@
 #include <openssl/rand.h>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
-
 #include <cerrno>
 #include <cstring>
 #include <ctime>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <system_error>
 
 #include "ms/core/error.h"
@@ -90,7 +89,8 @@ void fsync_dir(const fs::path& dir) {
 void make_dirs(const fs::path& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) fail(ErrorCode::kIo, "hub store: cannot create folder {}: {}", dir.string(), ec.message());
+  if (ec)
+    fail(ErrorCode::kIo, "hub store: cannot create folder {}: {}", dir.string(), ec.message());
 }
 
 RepoRecord read_repo(const Statement& s) {
@@ -309,11 +309,13 @@ std::string Store::create_token(const std::string& user) {
   MS_CHECK(hub::is_safe_repo_path(user) && user.find('/') == std::string::npos &&
                user.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                       "0123456789_.-") == std::string::npos,
-           ErrorCode::kUsage, "invalid user name '{}': use letters, digits, '_', '.' and '-'", user);
+           ErrorCode::kUsage, "invalid user name '{}': use letters, digits, '_', '.' and '-'",
+           user);
   const std::string token = "ms-" + random_hex(20);
   std::lock_guard<std::mutex> lock(impl_->mu);
   Transaction txn(*impl_->db);
-  Statement(impl_->db->handle(), "INSERT OR IGNORE INTO users(name, email, created_at) VALUES(?,?,?)")
+  Statement(impl_->db->handle(),
+            "INSERT OR IGNORE INTO users(name, email, created_at) VALUES(?,?,?)")
       .bind(1, user)
       .bind(2, user + "@localhost")
       .bind(3, now_seconds())
@@ -378,7 +380,8 @@ RepoRecord Store::create_repo(RepoRecord repo, const std::string& author) {
 std::optional<RepoRecord> Store::find_repo(hub::RepoType type, const std::string& owner,
                                            const std::string& name) {
   std::lock_guard<std::mutex> lock(impl_->mu);
-  Statement s(impl_->db->handle(), std::string(kRepoColumns) + "WHERE type=? AND owner=? AND name=?");
+  Statement s(impl_->db->handle(),
+              std::string(kRepoColumns) + "WHERE type=? AND owner=? AND name=?");
   s.bind(1, std::string(hub::repo_type_name(type))).bind(2, owner).bind(3, name);
   if (!s.step()) return std::nullopt;
   return read_repo(s);
@@ -514,8 +517,8 @@ CommitRecord Store::commit(std::int64_t repo_id, const std::string& branch,
   Transaction txn(*impl_->db);
   std::string kind;
   std::optional<CommitRecord> head = impl_->ref_commit(repo_id, branch, &kind);
-  MS_CHECK(!head || kind == "branch", ErrorCode::kUsage,
-           "'{}' is a tag; commits go to branches", branch);
+  MS_CHECK(!head || kind == "branch", ErrorCode::kUsage, "'{}' is a tag; commits go to branches",
+           branch);
   if (!head) head = impl_->ref_commit(repo_id, "master", nullptr);
 
   std::map<std::string, TreeEntry> files;
@@ -558,9 +561,9 @@ CommitRecord Store::commit(std::int64_t repo_id, const std::string& branch,
   tree.reserve(files.size());
   for (auto& [path, entry] : files) tree.push_back(std::move(entry));
   const std::string tree_sha = impl_->write_tree(tree);
-  CommitRecord record = impl_->insert_commit(repo_id, head ? head->id : "", tree_sha,
-                                             message.empty() ? "Upload files" : message, author,
-                                             now, id);
+  CommitRecord record =
+      impl_->insert_commit(repo_id, head ? head->id : "", tree_sha,
+                           message.empty() ? "Upload files" : message, author, now, id);
   impl_->set_ref(repo_id, branch, "branch", id);
   txn.commit();
   return record;
@@ -582,8 +585,8 @@ std::optional<std::uint64_t> Store::blob_size(const std::string& sha256) {
 }
 
 BlobWriter Store::begin_blob(const std::string& sha256, std::uint64_t size) {
-  MS_CHECK(is_sha256_hex(sha256), ErrorCode::kUsage,
-           "blob id '{}' is not 64 lower-case hex digits", sha256);
+  MS_CHECK(is_sha256_hex(sha256), ErrorCode::kUsage, "blob id '{}' is not 64 lower-case hex digits",
+           sha256);
   auto state = std::make_unique<BlobWriter::State>();
   state->expected_sha = sha256;
   state->expected_size = size;
