@@ -271,14 +271,8 @@ void add_repo_routes(httplib::Server& server, Service& service) {
            service.store.history(head.id, (page - 1) * size, size, &total)) {
         commits.push_back(commit_json(c, service.store.user_email(c.author)));
       }
-      nlohmann::ordered_json out;
-      out["Code"] = 200;
-      out["Data"] = {{"Commit", commits}, {"TotalCount", total}};
-      out["Message"] = "success";
-      out["RequestId"] = req.get_header_value("X-Request-ID");
-      out["Success"] = true;
-      out["TotalCount"] = total;
-      res.set_content(out.dump(), "application/json");
+      send_envelope(req, res, 200, {{"Commit", commits}, {"TotalCount", total}}, "success",
+                    {{"TotalCount", total}});
     });
   });
 

@@ -103,7 +103,8 @@ void Server::start() {
   http.set_read_timeout(60);
   http.set_write_timeout(60);
   http.set_keep_alive_max_count(10000);
-  http.set_keep_alive_timeout(30);
+  // Idle keep-alive connections hold a worker until this expires, which also bounds shutdown.
+  http.set_keep_alive_timeout(5);
   http.set_tcp_nodelay(true);
 
   const std::uint64_t max_json = o.max_json_body;

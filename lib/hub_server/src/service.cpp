@@ -71,13 +71,16 @@ Caller identify(Service& service, const httplib::Request& req) {
 }
 
 void send_envelope(const httplib::Request& req, httplib::Response& res, int status,
-                   nlohmann::json data, const std::string& message) {
+                   nlohmann::json data, const std::string& message, const nlohmann::json& extra) {
   nlohmann::ordered_json out;
   out["Code"] = status;
   out["Data"] = std::move(data);
   out["Message"] = message;
   out["RequestId"] = request_id(req);
   out["Success"] = status == 200;
+  if (extra.is_object()) {
+    for (const auto& [key, value] : extra.items()) out[key] = value;
+  }
   res.status = status;
   res.set_content(out.dump(), "application/json");
 }

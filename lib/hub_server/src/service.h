@@ -22,7 +22,7 @@ struct HttpError {
 
 /// Everything a handler needs: the store, the options and the fault counter.
 struct Service {
-  Service(ServerOptions opts) : options(std::move(opts)), store(options.root) {}
+  explicit Service(ServerOptions opts) : options(std::move(opts)), store(options.root) {}
 
   ServerOptions options;
   Store store;
@@ -40,9 +40,11 @@ struct Caller {
 std::string request_token(const httplib::Request& req);
 Caller identify(Service& service, const httplib::Request& req);
 
-/// Writes {Code, Data, Message, RequestId, Success}.
+/// Writes {Code, Data, Message, RequestId, Success}, plus the members of `extra` (an object) at
+/// the top level where an endpoint has them (e.g. TotalCount of the commit history).
 void send_envelope(const httplib::Request& req, httplib::Response& res, int status,
-                   nlohmann::json data, const std::string& message);
+                   nlohmann::json data, const std::string& message,
+                   const nlohmann::json& extra = nullptr);
 inline void send_ok(const httplib::Request& req, httplib::Response& res, nlohmann::json data) {
   send_envelope(req, res, 200, std::move(data), "success");
 }
