@@ -29,7 +29,7 @@ curl -sf "${auth[@]}" -X POST "$endpoint/api/v1/models" -d '{"Path":"bench","Nam
 
 mbps() { python3 -c "import sys; print(f'{$bytes / float(sys.argv[1]) / 1e6:.0f}')" "$1"; }
 
-t="$(curl -sf "${auth[@]}" -X PUT -H 'Expect:' --data-binary @"$work/big.bin" -o /dev/null -w '%{time_total}' \
+t="$(curl -sf "${auth[@]}" -H 'Expect:' -T "$work/big.bin" -o /dev/null -w '%{time_total}' \
   "$endpoint/api/v1/repos/models/bench/m/info/lfs/objects/$sha")"
 echo "upload (PUT, sha256 verified, fsync): $(mbps "$t") MB/s"
 curl -sf "${auth[@]}" -X POST "$endpoint/api/v1/repos/models/bench/m/commit/master" \
