@@ -190,6 +190,24 @@ class HubServerTest(MsTestCase):
                                                  self.alice)
             self.assertEqual(status, 400, (body, out))
 
+    def test_interrupted_blob_upload_leaves_nothing(self):
+        repo = self.make_repo()
+        data = os.urandom(100000)
+        sha = hashlib.sha256(data).hexdigest()
+        with socket.create_connection((self.server.host, self.server.port), timeout=10) as s:
+            s.sendall((f"PUT /api/v1/repos/models/{repo}/info/lfs/objects/{sha} HTTP/1.1\r\n"
+                       f"Host: 127.0.0.1\r\nCookie: m_session_id={self.alice}\r\n"
+                       f"Content-Length: {len(data)}\r\n\r\n").encode() + data[:30000])
+        blob = os.path.join(self.root, "blobs", sha[:2], sha)
+        deadline = time.monotonic() + 10
+        while os.listdir(os.path.join(self.root, "tmp")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(os.listdir(os.path.join(self.root, "tmp")), [])
+        self.assertFalse(os.path.exists(blob))
+        # The batch check still asks for the blob, and a full upload then works.
+        self.assertEqual(self.server.upload_blob(self.alice, repo, data), sha)
+        self.assertTrue(os.path.exists(blob))
+
     # --- Range ----------------------------------------------------------------------------------
     def test_range_downloads(self):
         repo = self.make_repo()
