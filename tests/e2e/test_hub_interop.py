@@ -76,6 +76,7 @@ class ModelscopeInteropTest(MsTestCase):
 
         result = run("main")
         self.assertTrue(result["login"])
+        self.assertEqual(result["listed_models"], ["interop-model"])
         self.assertEqual(result["model_files"], {**expected, "extra/single.txt": hashlib.sha256(b"single file\n").hexdigest()})
         self.assertEqual(result["dataset_files"], expected)
         self.assertEqual(result["private_files"], {"secret.txt": hashlib.sha256(b"secret\n").hexdigest()})

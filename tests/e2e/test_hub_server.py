@@ -80,6 +80,20 @@ class HubServerTest(MsTestCase):
         # Unknown repo.
         self.assertEqual(self.server.api("GET", "/api/v1/models/alice/none")[0], 404)
 
+    def test_list_models(self):
+        self.make_repo("pub1")
+        self.make_repo("priv", visibility=1)
+        self.make_repo("pub2")
+        status, env = self.server.api("PUT", "/api/v1/models/", {"Path": "alice", "PageNumber": 1, "PageSize": 10})
+        self.assertEqual(status, 200, env)
+        self.assertEqual([m["Name"] for m in env["Data"]["Models"]], ["pub1", "pub2"])
+        self.assertEqual(env["Data"]["TotalCount"], 2)
+        status, env = self.server.api("PUT", "/api/v1/models/", {"Path": "alice", "PageNumber": 2, "PageSize": 2},
+                                      self.alice)
+        self.assertEqual(([m["Name"] for m in env["Data"]["Models"]], env["Data"]["TotalCount"]), (["pub2"], 3))
+        status, env = self.server.api("PUT", "/api/v1/models/", {"Path": "alice", "PageSize": 0})
+        self.assertEqual(status, 400, env)
+
     def test_login(self):
         status, headers, body = self.server.request("POST", "/api/v1/login", json.dumps({"AccessToken": self.alice}))
         self.assertEqual(status, 200, body)

@@ -1,4 +1,5 @@
 // Routes for accounts and repositories: login, create, info, revisions, tags, commit history.
+#include <algorithm>
 #include <ctime>
 
 #include "ms/core/error.h"
@@ -178,6 +179,34 @@ void add_repo_routes(httplib::Server& server, Service& service) {
       const std::string visibility = field("Visibility");
       repo.visibility = parse_visibility(visibility.empty() ? json() : json(visibility));
       create_repo(service, req, res, hub::RepoType::kDataset, repo);
+    });
+  });
+
+  // List models of an owner (HubApi.list_models): PUT with {Path, PageNumber, PageSize}.
+  server.Put(R"(/api/v1/models/?)", [&](const httplib::Request& req, httplib::Response& res) {
+    guarded(req, res, [&] {
+      const Caller caller = identify(service, req);
+      const json body = json_body(req);
+      const std::string owner = text_field(body, "Path");
+      std::int64_t page = body.value("PageNumber", std::int64_t{1});
+      std::int64_t size = body.value("PageSize", std::int64_t{10});
+      if (page < 1 || size < 1) throw HttpError{400, "PageNumber and PageSize must be positive"};
+      page = std::min<std::int64_t>(page, 1 << 20);
+      size = std::min<std::int64_t>(size, 1000);
+      json models = json::array();
+      std::size_t total = 0;
+      for (const RepoRecord& repo : service.store.list_repos(hub::RepoType::kModel, owner)) {
+        const bool visible = repo.visibility == kPublic ||
+                             (repo.visibility == kInternal && caller.user) ||
+                             (caller.user && *caller.user == repo.owner);
+        if (!visible) continue;
+        const std::size_t index = total++;
+        if (index >= static_cast<std::size_t>((page - 1) * size) &&
+            models.size() < static_cast<std::size_t>(size)) {
+          models.push_back(repo_json(service, repo));
+        }
+      }
+      send_ok(req, res, {{"Models", models}, {"TotalCount", total}});
     });
   });
 

@@ -114,7 +114,8 @@ void Server::start() {
         // Range is handled by the content route itself; keep httplib from slicing bodies again.
         // (The Request is a non-const local of httplib's connection loop.)
         const_cast<httplib::Request&>(req).ranges.clear();
-        const bool blob = req.method == "PUT";
+        const bool blob =
+            req.method == "PUT" && req.path.find("/info/lfs/objects/") != std::string::npos;
         const std::uint64_t limit = blob ? max_blob : max_json;
         if (req.has_header("Content-Length")) {
           std::uint64_t length = 0;

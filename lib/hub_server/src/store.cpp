@@ -415,6 +415,16 @@ std::optional<RepoRecord> Store::find_repo_by_id(std::int64_t id) {
   return read_repo(s);
 }
 
+std::vector<RepoRecord> Store::list_repos(hub::RepoType type, const std::string& owner) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Statement s(impl_->db->handle(),
+              std::string(kRepoColumns) + "WHERE type=? AND owner=? ORDER BY id");
+  s.bind(1, std::string(hub::repo_type_name(type))).bind(2, owner);
+  std::vector<RepoRecord> out;
+  while (s.step()) out.push_back(read_repo(s));
+  return out;
+}
+
 void Store::delete_repo(std::int64_t repo_id) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   Transaction txn(*impl_->db);

@@ -53,6 +53,7 @@ def main():
     api.upload_folder(repo_id="alice/interop-model", folder_path=src, commit_message="upload folder")
     api.upload_file(path_or_fileobj=b"single file\n", path_in_repo="extra/single.txt",
                     repo_id="alice/interop-model", commit_message="upload one file")
+    result["listed_models"] = [m["Name"] for m in api.list_models("alice")["Models"]]
     model_dir = snapshot_download("alice/interop-model", cache_dir=os.path.join(work, "cache"))
     result["model_files"] = tree_digest(model_dir)
 

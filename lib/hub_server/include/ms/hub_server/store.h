@@ -132,6 +132,8 @@ class Store {
   std::optional<RepoRecord> find_repo(hub::RepoType type, const std::string& owner,
                                       const std::string& name);
   std::optional<RepoRecord> find_repo_by_id(std::int64_t id);
+  /// Repos of one type under `owner`, oldest first.
+  std::vector<RepoRecord> list_repos(hub::RepoType type, const std::string& owner);
   /// Deletes the repo's metadata (blobs stay: they may be shared).
   void delete_repo(std::int64_t repo_id);
 
