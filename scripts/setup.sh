@@ -18,7 +18,7 @@ packages=(
   libcurl4-openssl-dev libssl-dev libsqlite3-dev zlib1g-dev
   libcpp-httplib-dev libzip-dev libturbojpeg0-dev libpng-dev
   libtorch-dev libopenblas0-openmp
-  python3 curl
+  python3 curl openssl
 )
 
 missing=()

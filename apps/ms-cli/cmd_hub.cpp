@@ -1,8 +1,7 @@
 // `ms hub serve` (the self-hosted hub server) and `ms hub token create` (access tokens for it).
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "cli.h"
 #include "ms/core/error.h"
@@ -72,7 +71,8 @@ void add_hub_command(CLI::App& app, const GlobalOptions&) {
   serve->add_option("--root", serve_options->root, "Storage folder (created when missing)")
       ->required();
   serve->add_option("--host", serve_options->host, "Address to bind")->capture_default_str();
-  serve->add_option("--port", serve_options->port, "Port (0 picks a free one)")->capture_default_str();
+  serve->add_option("--port", serve_options->port, "Port (0 picks a free one)")
+      ->capture_default_str();
   serve->add_option("--tls-cert", serve_options->tls_cert, "PEM certificate: serve https");
   serve->add_option("--tls-key", serve_options->tls_key, "PEM private key of --tls-cert");
   serve->add_option("--threads", serve_options->threads, "Worker threads")->capture_default_str();
@@ -85,7 +85,8 @@ void add_hub_command(CLI::App& app, const GlobalOptions&) {
   CLI::App* token = hub->add_subcommand("token", "Manage access tokens of a self-hosted hub");
   token->require_subcommand(1);
   auto token_options = std::make_shared<TokenOptions>();
-  CLI::App* create = token->add_subcommand("create", "Mint an access token for USER (created if new)");
+  CLI::App* create =
+      token->add_subcommand("create", "Mint an access token for USER (created if new)");
   create->add_option("USER", token_options->user, "User name")->required();
   create->add_option("--root", token_options->root, "Storage folder of the hub")->required();
   create->add_flag("--json", token_options->json, "Print {\"user\", \"token\"} as JSON");

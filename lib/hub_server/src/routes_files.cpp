@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -109,7 +111,8 @@ ByteRange parse_range(const std::string& header, std::uint64_t size) {
   }
   const std::string spec = header.substr(6);
   const std::size_t dash = spec.find('-');
-  const std::string a = spec.substr(0, dash), b = dash == std::string::npos ? "" : spec.substr(dash + 1);
+  const std::string a = spec.substr(0, dash),
+                    b = dash == std::string::npos ? "" : spec.substr(dash + 1);
   auto number = [](const std::string& s, std::uint64_t& out) {
     if (s.empty() || s.size() > 19 || s.find_first_not_of("0123456789") != std::string::npos) {
       return false;
@@ -158,8 +161,8 @@ Fault next_fault(Service& service) {
 
 void serve_content(Service& service, const httplib::Request& req, httplib::Response& res) {
   const Caller caller = identify(service, req);
-  RepoRecord repo = repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2],
-                                  req.matches[3]);
+  RepoRecord repo =
+      repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2], req.matches[3]);
   const std::string path = param(req, "FilePath");
   if (path.empty()) throw HttpError{400, "FilePath is required"};
   if (!hub::is_safe_repo_path(path)) throw HttpError{400, "invalid FilePath '" + path + "'"};
@@ -216,9 +219,8 @@ void serve_content(Service& service, const httplib::Request& req, httplib::Respo
   auto stalled = std::make_shared<bool>(false);
   res.set_content_provider(
       static_cast<std::size_t>(length), "application/octet-stream",
-      [file, buffer, base, middle, fault, stall_seconds, stalled](std::size_t offset,
-                                                                  std::size_t want,
-                                                                  httplib::DataSink& sink) {
+      [file, buffer, base, middle, fault, stall_seconds, stalled](
+          std::size_t offset, std::size_t want, httplib::DataSink& sink) {
         if (fault != Fault::kNone && offset == middle) {
           if (fault == Fault::kReset) return false;
           if (fault == Fault::kStall && !*stalled) {
@@ -251,8 +253,10 @@ void add_file_routes(httplib::Server& server, Service& service) {
       send_ok(req, res,
               {{"Files", files},
                {"LatestCommitter",
-                {{"CommitterName", commit.author}, {"CommittedDate", commit.created_at},
-                 {"Id", commit.id}, {"Message", commit.message}}}});
+                {{"CommitterName", commit.author},
+                 {"CommittedDate", commit.created_at},
+                 {"Id", commit.id},
+                 {"Message", commit.message}}}});
     });
   });
 

@@ -1,4 +1,5 @@
 // Routes for accounts and repositories: login, create, info, revisions, tags, commit history.
+#include <algorithm>
 #include <ctime>
 
 #include "ms/core/error.h"
@@ -12,8 +13,17 @@ using nlohmann::json;
 // Owner and repo names as ModelScope accepts them.
 bool valid_name(const std::string& name) {
   if (name.empty() || name.size() > 128 || name == "." || name == "..") return false;
-  return name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") ==
+  return name.find_first_not_of(
+             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") ==
          std::string::npos;
+}
+
+// A string field that may be absent or null.
+std::string text_field(const json& body, const char* key) {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return {};
+  if (!it->is_string()) throw HttpError{400, std::string("'") + key + "' must be a string"};
+  return it->get<std::string>();
 }
 
 int parse_visibility(const json& value) {
@@ -28,7 +38,8 @@ int parse_visibility(const json& value) {
     try {
       v = std::stoi(s);
     } catch (const std::exception&) {
-      throw HttpError{400, "Visibility must be 1 (private), 3 (internal) or 5 (public), got '" + s + "'"};
+      throw HttpError{
+          400, "Visibility must be 1 (private), 3 (internal) or 5 (public), got '" + s + "'"};
     }
   } else if (!value.is_null()) {
     throw HttpError{400, "Visibility must be 1 (private), 3 (internal) or 5 (public)"};
@@ -77,12 +88,13 @@ void create_repo(Service& service, const httplib::Request& req, httplib::Respons
                                                 : "authentication required to create a repo"};
   }
   if (!valid_name(repo.owner) || !valid_name(repo.name)) {
-    throw HttpError{400, fmt::format("invalid repo id '{}/{}': use letters, digits, '_', '.' and '-'",
-                                     repo.owner, repo.name)};
+    throw HttpError{400,
+                    fmt::format("invalid repo id '{}/{}': use letters, digits, '_', '.' and '-'",
+                                repo.owner, repo.name)};
   }
   if (*caller.user != repo.owner) {
-    throw HttpError{403, fmt::format("user {} may not create repos under {}", *caller.user,
-                                     repo.owner)};
+    throw HttpError{403,
+                    fmt::format("user {} may not create repos under {}", *caller.user, repo.owner)};
   }
   repo.type = type;
   if (service.store.find_repo(type, repo.owner, repo.name)) {
@@ -127,12 +139,14 @@ void add_repo_routes(httplib::Server& server, Service& service) {
   server.Post("/api/v1/login", [&](const httplib::Request& req, httplib::Response& res) {
     guarded(req, res, [&] {
       const json body = json_body(req);
-      const std::string token = body.value("AccessToken", std::string());
+      const std::string token = text_field(body, "AccessToken");
       auto user = token.empty() ? std::nullopt : service.store.user_for_token(token);
       if (!user) throw HttpError{401, "login failed: the access token is invalid"};
       res.set_header("Set-Cookie", "m_session_id=" + token + "; Path=/; HttpOnly; Max-Age=2592000");
       send_ok(req, res,
-              {{"AccessToken", token}, {"Username", *user}, {"Email", service.store.user_email(*user)}});
+              {{"AccessToken", token},
+               {"Username", *user},
+               {"Email", service.store.user_email(*user)}});
     });
   });
 
@@ -140,15 +154,11 @@ void add_repo_routes(httplib::Server& server, Service& service) {
     guarded(req, res, [&] {
       const json body = json_body(req);
       RepoRecord repo;
-      try {
-        repo.owner = body.value("Path", std::string());
-        repo.name = body.value("Name", std::string());
-        repo.chinese_name = body.value("ChineseName", std::string());
-        repo.license = body.value("License", std::string());
-        repo.description = body.value("Description", std::string());
-      } catch (const json::exception& e) {
-        throw HttpError{400, std::string("bad create-model request: ") + e.what()};
-      }
+      repo.owner = text_field(body, "Path");
+      repo.name = text_field(body, "Name");
+      repo.chinese_name = text_field(body, "ChineseName");
+      repo.license = text_field(body, "License");
+      repo.description = text_field(body, "Description");
       repo.visibility = parse_visibility(body.contains("Visibility") ? body["Visibility"] : json());
       create_repo(service, req, res, hub::RepoType::kModel, repo);
     });
@@ -169,6 +179,34 @@ void add_repo_routes(httplib::Server& server, Service& service) {
       const std::string visibility = field("Visibility");
       repo.visibility = parse_visibility(visibility.empty() ? json() : json(visibility));
       create_repo(service, req, res, hub::RepoType::kDataset, repo);
+    });
+  });
+
+  // List models of an owner (HubApi.list_models): PUT with {Path, PageNumber, PageSize}.
+  server.Put(R"(/api/v1/models/?)", [&](const httplib::Request& req, httplib::Response& res) {
+    guarded(req, res, [&] {
+      const Caller caller = identify(service, req);
+      const json body = json_body(req);
+      const std::string owner = text_field(body, "Path");
+      std::int64_t page = body.value("PageNumber", std::int64_t{1});
+      std::int64_t size = body.value("PageSize", std::int64_t{10});
+      if (page < 1 || size < 1) throw HttpError{400, "PageNumber and PageSize must be positive"};
+      page = std::min<std::int64_t>(page, 1 << 20);
+      size = std::min<std::int64_t>(size, 1000);
+      json models = json::array();
+      std::size_t total = 0;
+      for (const RepoRecord& repo : service.store.list_repos(hub::RepoType::kModel, owner)) {
+        const bool visible = repo.visibility == kPublic ||
+                             (repo.visibility == kInternal && caller.user) ||
+                             (caller.user && *caller.user == repo.owner);
+        if (!visible) continue;
+        const std::size_t index = total++;
+        if (index >= static_cast<std::size_t>((page - 1) * size) &&
+            models.size() < static_cast<std::size_t>(size)) {
+          models.push_back(repo_json(service, repo));
+        }
+      }
+      send_ok(req, res, {{"Models", models}, {"TotalCount", total}});
     });
   });
 
@@ -211,7 +249,8 @@ void add_repo_routes(httplib::Server& server, Service& service) {
       json branches = json::array(), tags = json::array();
       for (const RefRecord& ref : service.store.refs(repo.id)) {
         auto commit = service.store.find_commit(ref.commit_id);
-        const std::int64_t created = ref.is_tag ? ref.created_at : (commit ? commit->created_at : 0);
+        const std::int64_t created =
+            ref.is_tag ? ref.created_at : (commit ? commit->created_at : 0);
         if (ref.is_tag && end_time > 0 && created > end_time) continue;
         json item = {{"Revision", ref.name},
                      {"CreatedAt", created},
@@ -235,8 +274,8 @@ void add_repo_routes(httplib::Server& server, Service& service) {
         throw HttpError{400, "TagName and Ref must be strings"};
       }
       try {
-        RefRecord created = service.store.create_tag(repo.id, tag.get<std::string>(),
-                                                     ref.get<std::string>());
+        RefRecord created =
+            service.store.create_tag(repo.id, tag.get<std::string>(), ref.get<std::string>());
         send_ok(req, res, {{"TagName", created.name}, {"CommitId", created.commit_id}});
       } catch (const Error& e) {
         // An unknown Ref is a bad request here, not a missing repo.
@@ -251,32 +290,28 @@ void add_repo_routes(httplib::Server& server, Service& service) {
       const Caller caller = identify(service, req);
       RepoRecord repo = repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2],
                                       req.matches[3]);
-      const CommitRecord head = resolve_revision(service, repo, param(req, "Ref", param(req, "Revision")));
+      const CommitRecord head =
+          resolve_revision(service, repo, param(req, "Ref", param(req, "Revision")));
       const std::size_t page = positive_param(req, "PageNumber", 1, 1u << 20);
       const std::size_t size = positive_param(req, "PageSize", 50, 1000);
       std::size_t total = 0;
       json commits = json::array();
-      for (const CommitRecord& c : service.store.history(head.id, (page - 1) * size, size, &total)) {
+      for (const CommitRecord& c :
+           service.store.history(head.id, (page - 1) * size, size, &total)) {
         commits.push_back(commit_json(c, service.store.user_email(c.author)));
       }
-      nlohmann::ordered_json out;
-      out["Code"] = 200;
-      out["Data"] = {{"Commit", commits}, {"TotalCount", total}};
-      out["Message"] = "success";
-      out["RequestId"] = req.get_header_value("X-Request-ID");
-      out["Success"] = true;
-      out["TotalCount"] = total;
-      res.set_content(out.dump(), "application/json");
+      send_envelope(req, res, 200, {{"Commit", commits}, {"TotalCount", total}}, "success",
+                    {{"TotalCount", total}});
     });
   });
 
   // Download counters and the intra-cloud region probe: accepted and ignored.
-  server.Post(repo_re + "/download/increase", [&](const httplib::Request& req, httplib::Response& res) {
-    send_ok(req, res, nullptr);
-  });
-  server.Post(repo_re + "/download/uv/([a-z]+)", [&](const httplib::Request& req, httplib::Response& res) {
-    send_ok(req, res, nullptr);
-  });
+  server.Post(
+      repo_re + "/download/increase",
+      [&](const httplib::Request& req, httplib::Response& res) { send_ok(req, res, nullptr); });
+  server.Post(
+      repo_re + "/download/uv/([a-z]+)",
+      [&](const httplib::Request& req, httplib::Response& res) { send_ok(req, res, nullptr); });
   server.Get("/api/v1/repos/internalAccelerationInfo",
              [&](const httplib::Request& req, httplib::Response& res) {
                send_envelope(req, res, 404, nullptr, "no intra-cloud acceleration here");

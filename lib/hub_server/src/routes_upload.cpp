@@ -17,7 +17,8 @@ std::string decode_base64(const std::string& text, const std::string& path) {
   for (char c : text) {
     if (c != '\n' && c != '\r' && c != ' ') clean += c;
   }
-  if (clean.size() % 4 != 0) throw HttpError{400, "file '" + path + "': content is not valid base64"};
+  if (clean.size() % 4 != 0)
+    throw HttpError{400, "file '" + path + "': content is not valid base64"};
   std::string out(clean.size() / 4 * 3, '\0');
   const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
                                 reinterpret_cast<const unsigned char*>(clean.data()),
@@ -56,8 +57,8 @@ std::string base_url(Service& service, const httplib::Request& req) {
 void add_upload_routes(httplib::Server& server, Service& service) {
   const std::string repos_re = R"(/api/v1/repos/(models|datasets)/([^/]+)/([^/]+))";
 
-  server.Post(repos_re + "/info/lfs/objects/batch",
-              [&](const httplib::Request& req, httplib::Response& res) {
+  server.Post(repos_re + "/info/lfs/objects/batch", [&](const httplib::Request& req,
+                                                        httplib::Response& res) {
     guarded(req, res, [&] {
       const Caller caller = identify(service, req);
       RepoRecord repo = repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2],
@@ -95,39 +96,41 @@ void add_upload_routes(httplib::Server& server, Service& service) {
   server.Put(repos_re + "/info/lfs/objects/([0-9a-f]{64})",
              [&](const httplib::Request& req, httplib::Response& res,
                  const httplib::ContentReader& reader) {
-    guarded(req, res, [&] {
-      const Caller caller = identify(service, req);
-      repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2], req.matches[3]);
-      if (!req.has_header("Content-Length")) {
-        throw HttpError{411, "blob uploads need a Content-Length header"};
-      }
-      std::uint64_t size = 0;
-      try {
-        size = std::stoull(req.get_header_value("Content-Length"));
-      } catch (const std::exception&) {
-        throw HttpError{400, "bad Content-Length"};
-      }
-      const std::string declared = param(req, "size");
-      if (!declared.empty() && declared != std::to_string(size)) {
-        throw HttpError{400, fmt::format("Content-Length {} differs from the declared size {}", size,
-                                         declared)};
-      }
-      BlobWriter writer = service.store.begin_blob(req.matches[4], size);
-      std::optional<Error> failure;
-      reader([&](const char* data, std::size_t length) {
-        try {
-          writer.write(data, length);
-          return true;
-        } catch (const Error& e) {
-          failure = e;
-          return false;
-        }
-      });
-      if (failure) throw *failure;
-      writer.finish();
-      send_ok(req, res, {{"oid", std::string(req.matches[4])}, {"size", size}});
-    });
-  });
+               guarded(req, res, [&] {
+                 const Caller caller = identify(service, req);
+                 repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2],
+                                req.matches[3]);
+                 if (!req.has_header("Content-Length")) {
+                   throw HttpError{411, "blob uploads need a Content-Length header"};
+                 }
+                 std::uint64_t size = 0;
+                 try {
+                   size = std::stoull(req.get_header_value("Content-Length"));
+                 } catch (const std::exception&) {
+                   throw HttpError{400, "bad Content-Length"};
+                 }
+                 const std::string declared = param(req, "size");
+                 if (!declared.empty() && declared != std::to_string(size)) {
+                   throw HttpError{
+                       400, fmt::format("Content-Length {} differs from the declared size {}", size,
+                                        declared)};
+                 }
+                 BlobWriter writer = service.store.begin_blob(req.matches[4], size);
+                 std::optional<Error> failure;
+                 reader([&](const char* data, std::size_t length) {
+                   try {
+                     writer.write(data, length);
+                     return true;
+                   } catch (const Error& e) {
+                     failure = e;
+                     return false;
+                   }
+                 });
+                 if (failure) throw *failure;
+                 writer.finish();
+                 send_ok(req, res, {{"oid", std::string(req.matches[4])}, {"size", size}});
+               });
+             });
 
   server.Post(repos_re + "/commit/(.+)", [&](const httplib::Request& req, httplib::Response& res) {
     guarded(req, res, [&] {
@@ -162,9 +165,9 @@ void add_upload_routes(httplib::Server& server, Service& service) {
             change.content = encoding == "base64" ? decode_base64(content, change.path) : content;
             const json size = a.value("size", json());
             if (size.is_number_unsigned() && size.get<std::uint64_t>() != change.content.size()) {
-              throw HttpError{400, fmt::format("file '{}': declared size {} but content has {} bytes",
-                                               change.path, size.get<std::uint64_t>(),
-                                               change.content.size())};
+              throw HttpError{
+                  400, fmt::format("file '{}': declared size {} but content has {} bytes",
+                                   change.path, size.get<std::uint64_t>(), change.content.size())};
             }
           } else {
             throw HttpError{400, "file '" + change.path + "': unknown type '" + type + "'"};
@@ -178,8 +181,8 @@ void add_upload_routes(httplib::Server& server, Service& service) {
       const std::string description = body.value("commit_description", std::string());
       try {
         CommitRecord c = service.store.commit(
-            repo.id, branch, changes, description.empty() ? message : message + "\n\n" + description,
-            *caller.user);
+            repo.id, branch, changes,
+            description.empty() ? message : message + "\n\n" + description, *caller.user);
         send_ok(req, res, {{"oid", c.id}, {"commit_id", c.id}, {"branch", branch}});
       } catch (const Error& e) {
         // A missing blob or file is a bad commit, not a missing repo.

@@ -30,8 +30,7 @@ FaultSpec parse_fault_spec(const std::string& text) {
     const double number = value.empty() ? -1 : std::strtod(value.c_str(), &stop);
     const bool ok = stop && *stop == '\0' && number >= 0 && number < 1e9;
     auto bad = [&](const char* what) {
-      throw Error(ErrorCode::kUsage,
-                  fmt::format("--inject-faults: bad item '{}': {}", item, what),
+      throw Error(ErrorCode::kUsage, fmt::format("--inject-faults: bad item '{}': {}", item, what),
                   "use e.g. 'status500=3,reset=5,stall=7,stall_seconds=2'");
     };
     if (!ok) bad("expected KEY=NUMBER (>= 0)");
@@ -97,61 +96,66 @@ void Server::start() {
   }
   httplib::Server& http = *impl_->http;
   const int threads = o.threads;
-  http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
+  http.new_task_queue = [threads] {
+    return new httplib::ThreadPool(static_cast<std::size_t>(threads));
+  };
   http.set_payload_max_length(static_cast<std::size_t>(o.max_blob_size));
   http.set_read_timeout(60);
   http.set_write_timeout(60);
   http.set_keep_alive_max_count(10000);
-  http.set_keep_alive_timeout(30);
+  // Idle keep-alive connections hold a worker until this expires, which also bounds shutdown.
+  http.set_keep_alive_timeout(5);
   http.set_tcp_nodelay(true);
 
   const std::uint64_t max_json = o.max_json_body;
   const std::uint64_t max_blob = o.max_blob_size;
-  http.set_pre_routing_handler([max_json, max_blob](const httplib::Request& req,
-                                                    httplib::Response& res) {
-    // Range is handled by the content route itself; keep httplib from slicing bodies again.
-    // (The Request is a non-const local of httplib's connection loop.)
-    const_cast<httplib::Request&>(req).ranges.clear();
-    const bool blob = req.method == "PUT";
-    const std::uint64_t limit = blob ? max_blob : max_json;
-    if (req.has_header("Content-Length")) {
-      std::uint64_t length = 0;
-      try {
-        length = std::stoull(req.get_header_value("Content-Length"));
-      } catch (const std::exception&) {
-        send_envelope(req, res, 400, nullptr, "bad Content-Length");
-        return httplib::Server::HandlerResponse::Handled;
-      }
-      if (length > limit) {
-        send_envelope(req, res, 413, nullptr,
-                      fmt::format("request body of {} bytes exceeds the limit of {}", length, limit));
-        res.set_header("Connection", "close");
-        return httplib::Server::HandlerResponse::Handled;
-      }
-    } else if (req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos) {
-      send_envelope(req, res, 411, nullptr, "request bodies need a Content-Length header");
-      res.set_header("Connection", "close");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-  http.set_exception_handler([](const httplib::Request& req, httplib::Response& res,
-                                std::exception_ptr ep) {
-    std::string what = "unknown exception";
-    try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    log::error("hub serve: {} {}: {}", req.method, req.path, what);
-    send_envelope(req, res, 500, nullptr, "internal error: " + what);
-  });
+  http.set_pre_routing_handler(
+      [max_json, max_blob](const httplib::Request& req, httplib::Response& res) {
+        // Range is handled by the content route itself; keep httplib from slicing bodies again.
+        // (The Request is a non-const local of httplib's connection loop.)
+        const_cast<httplib::Request&>(req).ranges.clear();
+        const bool blob =
+            req.method == "PUT" && req.path.find("/info/lfs/objects/") != std::string::npos;
+        const std::uint64_t limit = blob ? max_blob : max_json;
+        if (req.has_header("Content-Length")) {
+          std::uint64_t length = 0;
+          try {
+            length = std::stoull(req.get_header_value("Content-Length"));
+          } catch (const std::exception&) {
+            send_envelope(req, res, 400, nullptr, "bad Content-Length");
+            return httplib::Server::HandlerResponse::Handled;
+          }
+          if (length > limit) {
+            send_envelope(
+                req, res, 413, nullptr,
+                fmt::format("request body of {} bytes exceeds the limit of {}", length, limit));
+            res.set_header("Connection", "close");
+            return httplib::Server::HandlerResponse::Handled;
+          }
+        } else if (req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos) {
+          send_envelope(req, res, 411, nullptr, "request bodies need a Content-Length header");
+          res.set_header("Connection", "close");
+          return httplib::Server::HandlerResponse::Handled;
+        }
+        return httplib::Server::HandlerResponse::Unhandled;
+      });
+  http.set_exception_handler(
+      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown exception";
+        try {
+          std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        log::error("hub serve: {} {}: {}", req.method, req.path, what);
+        send_envelope(req, res, 500, nullptr, "internal error: " + what);
+      });
   http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (res.body.empty()) {
-      send_envelope(req, res, res.status,
-                    nullptr, res.status == 404 ? "no such API: " + req.method + " " + req.path
-                                               : "HTTP error " + std::to_string(res.status));
+      send_envelope(req, res, res.status, nullptr,
+                    res.status == 404 ? "no such API: " + req.method + " " + req.path
+                                      : "HTTP error " + std::to_string(res.status));
     }
   });
   http.set_logger([](const httplib::Request& req, const httplib::Response& res) {

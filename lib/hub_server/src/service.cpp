@@ -71,13 +71,16 @@ Caller identify(Service& service, const httplib::Request& req) {
 }
 
 void send_envelope(const httplib::Request& req, httplib::Response& res, int status,
-                   nlohmann::json data, const std::string& message) {
+                   nlohmann::json data, const std::string& message, const nlohmann::json& extra) {
   nlohmann::ordered_json out;
   out["Code"] = status;
   out["Data"] = std::move(data);
   out["Message"] = message;
   out["RequestId"] = request_id(req);
   out["Success"] = status == 200;
+  if (extra.is_object()) {
+    for (const auto& [key, value] : extra.items()) out[key] = value;
+  }
   res.status = status;
   res.set_content(out.dump(), "application/json");
 }
@@ -92,6 +95,9 @@ void guarded(const httplib::Request& req, httplib::Response& res,
     const int status = status_for(e.code());
     if (status >= 500) log::error("hub serve: {} {}: {}", req.method, req.path, e.what());
     send_envelope(req, res, status, nullptr, e.what());
+  } catch (const nlohmann::json::exception& e) {
+    // A field of the wrong JSON type in the request.
+    send_envelope(req, res, 400, nullptr, std::string("bad request body: ") + e.what());
   } catch (const std::exception& e) {
     log::error("hub serve: {} {}: {}", req.method, req.path, e.what());
     send_envelope(req, res, 500, nullptr, std::string("internal error: ") + e.what());
@@ -105,12 +111,12 @@ hub::RepoType parse_type(const std::string& plural) {
 RepoRecord repo_for_read(Service& service, const Caller& caller, hub::RepoType type,
                          const std::string& owner, const std::string& name) {
   auto repo = service.store.find_repo(type, owner, name);
-  const bool visible = repo && (repo->visibility == kPublic ||
-                                (repo->visibility == kInternal && caller.user) ||
-                                (caller.user && *caller.user == repo->owner));
+  const bool visible =
+      repo && (repo->visibility == kPublic || (repo->visibility == kInternal && caller.user) ||
+               (caller.user && *caller.user == repo->owner));
   if (!visible) {
-    throw HttpError{404, fmt::format("{} {}/{} does not exist", hub::repo_type_name(type), owner,
-                                     name)};
+    throw HttpError{404,
+                    fmt::format("{} {}/{} does not exist", hub::repo_type_name(type), owner, name)};
   }
   return *repo;
 }
@@ -118,10 +124,9 @@ RepoRecord repo_for_read(Service& service, const Caller& caller, hub::RepoType t
 RepoRecord repo_for_write(Service& service, const Caller& caller, hub::RepoType type,
                           const std::string& owner, const std::string& name) {
   if (!caller.user) {
-    throw HttpError{401, caller.presented_token
-                             ? "the access token is invalid"
-                             : "authentication required: send an access token "
-                               "(cookie m_session_id or Authorization: Bearer)"};
+    throw HttpError{401, caller.presented_token ? "the access token is invalid"
+                                                : "authentication required: send an access token "
+                                                  "(cookie m_session_id or Authorization: Bearer)"};
   }
   RepoRecord repo = repo_for_read(service, caller, type, owner, name);
   if (*caller.user != repo.owner) {
@@ -149,8 +154,8 @@ CommitRecord resolve_revision(Service& service, const RepoRecord& repo,
   const std::string rev = revision.empty() ? std::string("master") : revision;
   auto commit = service.store.resolve(repo.id, rev);
   if (!commit) {
-    throw HttpError{404, fmt::format("revision '{}' of {}/{} does not exist", rev, repo.owner,
-                                     repo.name)};
+    throw HttpError{
+        404, fmt::format("revision '{}' of {}/{} does not exist", rev, repo.owner, repo.name)};
   }
   return *commit;
 }

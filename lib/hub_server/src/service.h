@@ -3,10 +3,9 @@
 
 #include <httplib.h>
 
-#include <nlohmann/json.hpp>
-
 #include <atomic>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -23,7 +22,7 @@ struct HttpError {
 
 /// Everything a handler needs: the store, the options and the fault counter.
 struct Service {
-  Service(ServerOptions opts) : options(std::move(opts)), store(options.root) {}
+  explicit Service(ServerOptions opts) : options(std::move(opts)), store(options.root) {}
 
   ServerOptions options;
   Store store;
@@ -41,15 +40,18 @@ struct Caller {
 std::string request_token(const httplib::Request& req);
 Caller identify(Service& service, const httplib::Request& req);
 
-/// Writes {Code, Data, Message, RequestId, Success}.
+/// Writes {Code, Data, Message, RequestId, Success}, plus the members of `extra` (an object) at
+/// the top level where an endpoint has them (e.g. TotalCount of the commit history).
 void send_envelope(const httplib::Request& req, httplib::Response& res, int status,
-                   nlohmann::json data, const std::string& message);
+                   nlohmann::json data, const std::string& message,
+                   const nlohmann::json& extra = nullptr);
 inline void send_ok(const httplib::Request& req, httplib::Response& res, nlohmann::json data) {
   send_envelope(req, res, 200, std::move(data), "success");
 }
 
 /// Runs `body`, turning HttpError, ms::Error and other exceptions into envelope responses.
-void guarded(const httplib::Request& req, httplib::Response& res, const std::function<void()>& body);
+void guarded(const httplib::Request& req, httplib::Response& res,
+             const std::function<void()>& body);
 
 /// "models"/"datasets" -> RepoType.
 hub::RepoType parse_type(const std::string& plural);
@@ -70,7 +72,8 @@ std::string param(const httplib::Request& req, const char* key, const std::strin
 nlohmann::json json_body(const httplib::Request& req);
 
 /// The commit a revision names; HttpError 404 naming it.
-CommitRecord resolve_revision(Service& service, const RepoRecord& repo, const std::string& revision);
+CommitRecord resolve_revision(Service& service, const RepoRecord& repo,
+                              const std::string& revision);
 
 void add_repo_routes(httplib::Server& server, Service& service);
 void add_file_routes(httplib::Server& server, Service& service);

@@ -27,15 +27,15 @@ FaultSpec parse_fault_spec(const std::string& text);
 
 /// How to run a server.
 struct ServerOptions {
-  std::filesystem::path root;    ///< storage folder (created when missing)
+  std::filesystem::path root;  ///< storage folder (created when missing)
   std::string host = "127.0.0.1";
-  int port = 0;                  ///< 0 picks a free port
+  int port = 0;                    ///< 0 picks a free port
   std::filesystem::path tls_cert;  ///< with tls_key: serve https
   std::filesystem::path tls_key;
   FaultSpec faults;
-  int threads = 32;              ///< worker threads
-  std::uint64_t max_json_body = 1ull << 30;   ///< bytes; larger non-blob bodies get 413
-  std::uint64_t max_blob_size = 1ull << 40;   ///< bytes; larger blob uploads get 413
+  int threads = 32;                          ///< worker threads
+  std::uint64_t max_json_body = 1ull << 30;  ///< bytes; larger non-blob bodies get 413
+  std::uint64_t max_blob_size = 1ull << 40;  ///< bytes; larger blob uploads get 413
 };
 
 /// A running hub server. start() binds and serves on background threads; stop() ends it.

@@ -8,9 +8,9 @@
 //                             crash never leaves a partial blob under its final name. Blobs are
 //                             served as stored: the server does not re-hash them per request.
 //   DIR/trees/ab/<sha256>.json  one full tree snapshot per distinct tree: a JSON array of
-//                             [path, sha256, size, is_lfs, last_commit_id, last_commit_time], sorted
-//                             by path. Commits point at a tree, so every old revision and tag stays
-//                             downloadable after later commits.
+//                             [path, sha256, size, is_lfs, last_commit_id, last_commit_time],
+//                             sorted by path. Commits point at a tree, so every old revision and
+//                             tag stays downloadable after later commits.
 //   DIR/tmp/                  uploads in progress (removed when they fail or finish).
 //
 // Tables: users(name, email, created_at), tokens(token, user, created_at),
@@ -53,7 +53,7 @@ struct TreeEntry {
   std::string sha256;
   std::uint64_t size = 0;
   bool lfs = false;
-  std::string commit_id;        ///< the commit that last changed this file
+  std::string commit_id;  ///< the commit that last changed this file
   std::int64_t committed_at = 0;
 };
 
@@ -80,9 +80,9 @@ struct CommitAction {
   enum class Kind { kCreate, kDelete };
   Kind kind = Kind::kCreate;
   std::string path;
-  bool lfs = false;      ///< kCreate: the content is the stored blob `sha256` (else inline `content`)
-  std::string content;   ///< kCreate, inline: the file bytes
-  std::string sha256;    ///< kCreate, lfs: the blob
+  bool lfs = false;  ///< kCreate: the content is the stored blob `sha256` (else inline `content`)
+  std::string content;  ///< kCreate, inline: the file bytes
+  std::string sha256;   ///< kCreate, lfs: the blob
   std::uint64_t size = 0;
 };
 
@@ -132,6 +132,8 @@ class Store {
   std::optional<RepoRecord> find_repo(hub::RepoType type, const std::string& owner,
                                       const std::string& name);
   std::optional<RepoRecord> find_repo_by_id(std::int64_t id);
+  /// Repos of one type under `owner`, oldest first.
+  std::vector<RepoRecord> list_repos(hub::RepoType type, const std::string& owner);
   /// Deletes the repo's metadata (blobs stay: they may be shared).
   void delete_repo(std::int64_t repo_id);
 
