@@ -141,6 +141,26 @@ class HubClientTest(MsTestCase):
         self.assertExit(r, 0)
         self.assertEqual(r.stdout.strip(), self.path("cd", "alice", "round___trip"))
 
+    def test_upload_resumes_without_sending_anything_twice(self):
+        files = {"a.bin": os.urandom(300000), "b.bin": os.urandom(400000), "c.txt": b"small", "d/e.txt": b"e"}
+        src = make_tree(self.path("src"), files)
+        # An upload that stopped after a.bin and c.txt (as an interrupted run leaves it) ...
+        first = self.upload("alice/resumable", src, "--create", "--include", "a.bin", "c.txt")
+        self.assertEqual((first["files_committed"], first["blobs_uploaded"]), (2, 1))
+        # ... then the whole folder: only b.bin's blob and the two new files go out.
+        second = self.upload("alice/resumable", src)
+        self.assertEqual(second["files_skipped"], 2)
+        self.assertEqual(second["files_committed"], 2)
+        self.assertEqual(second["blobs_uploaded"], 1)
+        self.assertEqual(second["bytes_uploaded"], 400000 + 1)
+        # A blob the hub already has (same content elsewhere) is not sent either.
+        copy = make_tree(self.path("copy"), {"same.bin": files["b.bin"]})
+        third = self.upload("alice/resumable", copy)
+        self.assertEqual((third["blobs_uploaded"], third["blobs_present"], third["bytes_uploaded"]), (0, 1, 0))
+        self.download("alice/resumable", "--token", self.token, "--local-dir", self.path("back"))
+        expected = dict(files, **{"same.bin": files["b.bin"]})
+        self.assertEqual(read_tree(self.path("back")), expected)
+
     def test_dataset_round_trip(self):
         src = make_tree(self.path("src"), {"train.csv": b"a,b\n1,2\n", "sub/test.jsonl": b'{"x": 1}\n'})
         self.upload("alice/ds1", src, "--dataset", "--create")

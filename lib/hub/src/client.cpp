@@ -379,7 +379,11 @@ std::string describe(RepoType type, const RepoId& repo) {
 FileEntry to_entry(const json& f) {
   FileEntry e;
   e.path = f.value("Path", std::string());
-  check_repo_path(e.path);
+  if (!is_safe_repo_path(e.path)) {
+    // A hub listing "../x" or "/etc/x" is hostile or broken; nothing from it is written.
+    throw Error(ErrorCode::kIntegrity, fmt::format("the hub listed an unsafe file path '{}'", e.path),
+                "the hub is misbehaving; nothing was downloaded");
+  }
   e.revision = f.value("Revision", std::string());
   e.sha256 = f.value("Sha256", std::string());
   if (f.contains("Size") && f["Size"].is_number()) e.size = f["Size"].get<std::uint64_t>();
