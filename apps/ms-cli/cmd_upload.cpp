@@ -68,9 +68,9 @@ void run_upload(const UploadCliOptions& o) {
     std::printf("%s\n", out.dump(2).c_str());
     return;
   }
-  std::printf("%s: %zu file(s), %zu committed, %zu unchanged; %zu blob(s) sent (%s), %zu already on the hub\n",
-              options.repo.str().c_str(), r.files, r.files_committed, r.files_skipped, r.blobs_uploaded,
-              Progress::format_bytes(static_cast<double>(r.bytes_uploaded)).c_str(), r.blobs_present);
+  std::printf("%s: %zu file(s), %zu committed, %zu unchanged; sent %s (%zu new LFS blob(s), %zu already on the hub)\n",
+              options.repo.str().c_str(), r.files, r.files_committed, r.files_skipped,
+              Progress::format_bytes(static_cast<double>(r.bytes_uploaded)).c_str(), r.blobs_uploaded, r.blobs_present);
 }
 
 }  // namespace
