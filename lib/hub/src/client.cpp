@@ -54,6 +54,7 @@ struct Response {
   CURLcode curl_code = CURLE_OK;
   std::string curl_error;
   bool aborted_by_sink = false;
+  bool range_ignored = false;
   std::string set_cookie_session;
   long retry_after_s = -1;
 };
@@ -67,6 +68,7 @@ struct Request {
   std::uint64_t upload_size = 0;
   const DataSink* sink = nullptr;  // receives a 2xx body instead of Response::body
   bool api = true;                 // whole-request timeout applies
+  bool expect_partial = false;     // a ranged GET: a 200 (whole file) must not reach the sink
   std::function<void(std::uint64_t)> upload_progress;
   std::vector<std::pair<std::string, std::string>> form;  // sent as multipart/form-data when set
 };
@@ -103,6 +105,10 @@ size_t on_body(char* ptr, size_t size, size_t count, void* user) {
   const size_t n = size * count;
   // Only 2xx bodies are data; an error page goes to Response::body for the message.
   Response& r = *state->response;
+  if (state->request->sink != nullptr && state->request->expect_partial && r.status == 200) {
+    r.range_ignored = true;
+    return 0;
+  }
   if (state->request->sink != nullptr && r.status >= 200 && r.status < 300) {
     if (!(*state->request->sink)(ptr, n)) {
       r.aborted_by_sink = true;
@@ -466,7 +472,12 @@ std::string HubClient::file_url(RepoType type, const RepoId& repo, const std::st
 
 void HubClient::download_range(const std::string& url, std::uint64_t offset, std::uint64_t end, const DataSink& sink,
                                std::uint64_t& written) {
+  bool overflow = false;
   DataSink counting = [&](const char* data, std::size_t n) {
+    if (end != 0 && offset + written + n > end) {
+      overflow = true;
+      return false;
+    }
     if (!sink(data, n)) return false;
     written += n;
     return true;
@@ -478,18 +489,20 @@ void HubClient::download_range(const std::string& url, std::uint64_t offset, std
     req.url = url;
     req.api = false;
     req.sink = &counting;
+    req.expect_partial = from > 0;
     if (from > 0 || end != 0) {
       req.headers.push_back(end != 0 ? fmt::format("Range: bytes={}-{}", from, end - 1)
                                      : fmt::format("Range: bytes={}-", from));
     }
     const std::uint64_t before = written;
     Response r = impl_->perform(req);
+    if (r.range_ignored || overflow) {
+      fail(ErrorCode::kNetwork, "GET {}: the hub ignored the Range request (sent {} instead of bytes {}-{})", url,
+           r.range_ignored ? "the whole file" : "more bytes", from, end == 0 ? std::string() : std::to_string(end - 1));
+    }
     if (r.aborted_by_sink) fail(ErrorCode::kIo, "GET {}: writing the data failed", url);
     const bool last = attempt + 1 >= impl_->options.max_attempts;
     if (r.curl_code == CURLE_OK && r.status >= 200 && r.status < 300) {
-      if (r.status == 200 && from > 0) {
-        fail(ErrorCode::kNetwork, "GET {}: the hub ignored the Range request (HTTP 200 instead of 206)", url);
-      }
       if (end == 0 || offset + written >= end) return;
       // A short body without an error: treat as a reset and resume.
       r.curl_code = CURLE_PARTIAL_FILE;

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <functional>
@@ -154,6 +155,11 @@ struct Run {
   void commit(const FileEntry& entry, const fs::path& temp) {
     std::lock_guard<std::mutex> lock(mutex);
     cache.put(entry.path, entry.revision, temp);
+    // Per-file report above the total bar, on a terminal only.
+    if (progress != nullptr && Progress::enabled()) {
+      std::fprintf(stderr, "\r\033[K  %s (%s)\n", entry.path.c_str(),
+                   Progress::format_bytes(static_cast<double>(entry.size)).c_str());
+    }
   }
   void advance(std::uint64_t n) {
     fetched.fetch_add(n);
