@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Hub transfer benchmark on loopback, all clients against the same `ms hub serve` in one run:
-#   big file (BIG_MB, default 2048 MiB): `ms download` vs curl (one stream to a file),
+#   big file (BIG_MB, default 2048 MiB): `ms download` vs curl (one stream to a file), also vs
+#   curl followed by sha256sum (ms verifies while streaming) and with 8 ranged parts forced,
 #   mixed repo (big file + SMALL_FILES small ones): `ms download` vs the Python modelscope client,
 #   warm re-run (everything cached) of `ms download`, and `ms upload` throughput.
 # RUNS rounds (default 3) interleave the clients; the table shows the best of each, stderr all.
@@ -53,12 +54,17 @@ upload_s=$(secs "$t0" "$t1"); upload_rate=$(rate "$total_bytes" "$t0" "$t1")
 
 url="$endpoint/api/v1/models/bench/mixed/repo?Revision=master&FilePath=big.bin"
 runs="${RUNS:-3}"
-curl_t=(); msbig_t=(); msmixed_t=(); py_t=()
+curl_t=(); curlsha_t=(); msbig_t=(); msparts_t=(); msmixed_t=(); py_t=()
 # Rounds interleave the clients so that load from other processes hits all of them alike.
 for round in $(seq "$runs"); do
   echo "== round $round of $runs" >&2
   t0=$(now); curl -sf -b "m_session_id=$token" -o "$work/curl.bin" "$url"; t1=$(now)
-  curl_t+=("$(secs "$t0" "$t1")"); rm -f "$work/curl.bin"
+  curl_t+=("$(secs "$t0" "$t1")")
+  t0=$(now); sha256sum "$work/curl.bin" > /dev/null; t1=$(now)
+  curlsha_t+=("$(python3 -c "print(f'{${curl_t[-1]} + $t1 - $t0:.3f}')")"); rm -f "$work/curl.bin"
+
+  t0=$(now); MODELSCOPE_CACHE="$work/ms-big" MS_DOWNLOAD_PARTS=8 "$ms" download bench/mixed big.bin > /dev/null; t1=$(now)
+  msparts_t+=("$(secs "$t0" "$t1")"); rm -rf "$work/ms-big"
 
   t0=$(now); MODELSCOPE_CACHE="$work/ms-big" "$ms" download bench/mixed big.bin > /dev/null; t1=$(now)
   msbig_t+=("$(secs "$t0" "$t1")"); rm -rf "$work/ms-big"
@@ -88,12 +94,15 @@ curl_s=$(best "${curl_t[@]}"); msbig_s=$(best "${msbig_t[@]}"); msmixed_s=$(best
 curl_rate=$(python3 -c "print(f'{$big_bytes / $curl_s / 2**20:.0f} MiB/s')")
 msbig_rate=$(python3 -c "print(f'{$big_bytes / $msbig_s / 2**20:.0f} MiB/s')")
 py_s="n/a"; [ -n "$py" ] && py_s=$(best "${py_t[@]}")
-echo "all times (s): curl ${curl_t[*]} | ms big ${msbig_t[*]} | ms mixed ${msmixed_t[*]} | python mixed ${py_t[*]:-n/a}" >&2
+curlsha_s=$(best "${curlsha_t[@]}"); msparts_s=$(best "${msparts_t[@]}")
+echo "all times (s): curl ${curl_t[*]} | curl+sha256sum ${curlsha_t[*]} | ms big ${msbig_t[*]} | ms big 8 parts ${msparts_t[*]} | ms mixed ${msmixed_t[*]} | python mixed ${py_t[*]:-n/a}" >&2
 
 cat <<EOF2
 | measure (best of ${runs}) | ms | peer | ratio |
 | --- | --- | --- | --- |
 | big file ${big_mb} MiB: ms download vs curl (one stream) | ${msbig_s} s (${msbig_rate}) | ${curl_s} s (${curl_rate}) | $(python3 -c "print(f'{$curl_s / $msbig_s:.2f}x curl')") |
+| big file: ms download vs curl then sha256sum (both verified) | ${msbig_s} s | ${curlsha_s} s | $(python3 -c "print(f'{$curlsha_s / $msbig_s:.2f}x')") |
+| big file: ms download with MS_DOWNLOAD_PARTS=8 vs curl | ${msparts_s} s | ${curl_s} s | $(python3 -c "print(f'{$curl_s / $msparts_s:.2f}x curl')") |
 | mixed repo (big + ${small_files} small): ms vs Python modelscope | ${msmixed_s} s | ${py_s} s | $( [ "$py_s" = n/a ] && echo n/a || python3 -c "print(f'{$py_s / $msmixed_s:.2f}x Python')") |
 | warm re-run, all cached (5 runs, ms) | ${warm[*]} ms | | |
 | ms upload of the mixed repo ($((total_bytes >> 20)) MiB) | ${upload_s} s (${upload_rate}) | | |

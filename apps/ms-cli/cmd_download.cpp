@@ -1,7 +1,9 @@
 // `ms download OWNER/NAME [FILES...]`: fetch a model or dataset into the modelscope cache.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 #include "cli.h"
 #include "ms/core/progress.h"
@@ -42,6 +44,7 @@ void run_download(const DownloadCliOptions& o) {
   options.max_workers = o.max_workers;
   options.offline = o.offline || env_flag("MODELSCOPE_OFFLINE");
   options.dry_run = o.dry_run;
+  if (auto parts = env_var("MS_DOWNLOAD_PARTS")) options.max_parts = std::max(1, std::atoi(parts->c_str()));
   const hub::HubOptions hub = hub::resolve_hub_options(optional_string(o.endpoint), optional_string(o.token));
   const hub::DownloadResult result = hub::snapshot_download(options, hub);
 

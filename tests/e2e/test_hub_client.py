@@ -408,7 +408,7 @@ class HubFaultTest(MsTestCase):
         r = run_ms("upload", "alice/faulty", src, "--create", "--token", token, env=self.env(server), timeout=300)
         self.assertExit(r, 0)
         r = run_ms("download", "alice/faulty", "--token", token, "--json", "-v",
-                   env=self.env(server, MS_HUB_STALL_TIMEOUT="1"), timeout=300)
+                   env=self.env(server, MS_HUB_STALL_TIMEOUT="1", MS_DOWNLOAD_PARTS="5"), timeout=300)
         self.assertExit(r, 0)
         self.assertIn("HTTP 500; retrying", r.stderr)
         self.assertIn("resuming at byte", r.stderr)
@@ -434,7 +434,7 @@ class HubFaultTest(MsTestCase):
         stalling = self.start("stall=1,stall_seconds=60")
         temp = self.path("cache", "models", "._____temp", "alice", "resume")
         env = dict(os.environ)
-        env.update(self.env(stalling))
+        env.update(self.env(stalling, MS_DOWNLOAD_PARTS="5"))
         for name, args, probe in (
                 ("model.bin", ["model.bin", "--max-workers", "1"], lambda: os.path.getsize(os.path.join(temp, "model.bin")) >= 4 << 20),
                 ("huge.bin", ["huge.bin"], lambda: parts_on_disk(os.path.join(temp, "huge.bin.ms-parts")) > 0)):
@@ -454,7 +454,8 @@ class HubFaultTest(MsTestCase):
         self.assertFalse(os.path.exists(self.path("cache", "models", "alice", "resume", "huge.bin")))
         stalling.stop()
         server = self.start()
-        r = run_ms("download", "alice/resume", "--token", token, "-v", env=self.env(server), timeout=300)
+        r = run_ms("download", "alice/resume", "--token", token, "-v", env=self.env(server, MS_DOWNLOAD_PARTS="5"),
+                   timeout=300)
         self.assertExit(r, 0)
         self.assertIn("model.bin: resuming at byte", r.stderr)
         self.assertRegex(r.stderr, r"huge.bin: resuming with [1-9]\d* of \d+ bytes")

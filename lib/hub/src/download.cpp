@@ -491,6 +491,15 @@ DownloadResult offline_result(const DownloadOptions& options, const CacheLayout&
   return result;
 }
 
+// Whether the endpoint's host is this machine (127.0.0.0/8, ::1, localhost).
+bool is_loopback(const std::string& endpoint) {
+  std::string host = endpoint.substr(endpoint.find("://") == std::string::npos ? 0 : endpoint.find("://") + 3);
+  host = host.substr(0, host.find('/'));
+  if (!host.empty() && host[0] == '[') return host.rfind("[::1]", 0) == 0;
+  host = host.substr(0, host.find(':'));
+  return host == "localhost" || host.rfind("127.", 0) == 0;
+}
+
 // Removes the empty folders the temp area keeps after its files moved into the cache.
 void remove_empty_dirs(const fs::path& dir) {
   std::error_code ec;
@@ -563,15 +572,23 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
                       Progress::Unit::kBytes);
     Run run{options, client, cache, layout, revision, &progress, {}, {}, {}};
     const int workers = std::max(1, options.max_workers);
+    // Ranged parts buy bandwidth from a remote hub, but cost a second pass over the data for the
+    // hash. A hub on this machine shares our cores, so there parts are capped by the cores left.
+    int max_parts = workers;
+    if (options.max_parts > 0) {
+      max_parts = options.max_parts;
+    } else if (is_loopback(hub.endpoint)) {
+      max_parts = std::max(1, std::min(workers, static_cast<int>(std::thread::hardware_concurrency() / 2)));
+    }
     std::vector<std::function<void()>> tasks;
     std::vector<std::unique_ptr<PartedFile>> parted;
     // Big files first: their parts keep every connection busy while small files fill gaps.
     std::vector<FileEntry> order = todo;
     std::stable_sort(order.begin(), order.end(), [](const FileEntry& a, const FileEntry& b) { return a.size > b.size; });
     for (const FileEntry& e : order) {
-      if (workers > 1 && e.size >= options.part_threshold) {
+      if (max_parts > 1 && e.size >= options.part_threshold) {
         const std::uint64_t by_size = std::max<std::uint64_t>(1, e.size / std::max<std::uint64_t>(1, options.min_part_size));
-        const int parts = static_cast<int>(std::min<std::uint64_t>(workers, by_size));
+        const int parts = static_cast<int>(std::min<std::uint64_t>(max_parts, by_size));
         parted.push_back(std::make_unique<PartedFile>(run, e, parts));
         PartedFile* pf = parted.back().get();
         bool opened = true;

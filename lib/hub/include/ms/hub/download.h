@@ -28,6 +28,9 @@ struct DownloadOptions {
   /// Files at least this big are fetched in ranged parts, in parallel.
   std::uint64_t part_threshold = 64ull << 20;
   std::uint64_t min_part_size = 16ull << 20;
+  /// Most ranged parts per file; 0: auto (max_workers, or half the cores when the hub is on
+  /// this machine, since its threads compete with ours). $MS_DOWNLOAD_PARTS sets it in the CLI.
+  int max_parts = 0;
 };
 
 /// One selected file.
