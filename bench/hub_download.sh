@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Hub transfer benchmark on loopback, all clients against the same `ms hub serve` in one run:
 #   big file (BIG_MB, default 2048 MiB): `ms download` vs curl (one stream to a file), also vs
-#   curl followed by sha256sum (ms verifies while streaming) and with 8 ranged parts forced,
+#   curl followed by openssl dgst -sha256 (ms verifies while streaming) and with 8 ranged parts forced,
 #   mixed repo (big file + SMALL_FILES small ones): `ms download` vs the Python modelscope client,
 #   warm re-run (everything cached) of `ms download`, and `ms upload` throughput.
 # RUNS rounds (default 3) interleave the clients; the table shows the best of each, stderr all.
@@ -20,6 +20,8 @@ cleanup() {
 trap cleanup EXIT
 
 now() { date +%s.%N; }
+# Flushes dirty pages left by the previous client, so that its writeback does not slow the next.
+settle() { sync; sleep 0.5; }
 secs() { python3 -c "print(f'{$2 - $1:.3f}')"; }
 rate() { python3 -c "print(f'{$1 / ($3 - $2) / 2**20:.0f} MiB/s')"; }
 
@@ -49,7 +51,7 @@ token=$("$ms" hub token create bench --root "$work/root")
 export MODELSCOPE_ENDPOINT="$endpoint" MODELSCOPE_API_TOKEN="$token" MS_NO_PROGRESS=1
 export MODELSCOPE_CREDENTIALS_PATH="$work/cred"
 
-t0=$(now); MODELSCOPE_CACHE="$work/up-cache" "$ms" upload bench/mixed "$work/src" --create > /dev/null; t1=$(now)
+settle; t0=$(now); MODELSCOPE_CACHE="$work/up-cache" "$ms" upload bench/mixed "$work/src" --create > /dev/null; t1=$(now)
 upload_s=$(secs "$t0" "$t1"); upload_rate=$(rate "$total_bytes" "$t0" "$t1")
 
 url="$endpoint/api/v1/models/bench/mixed/repo?Revision=master&FilePath=big.bin"
@@ -58,18 +60,18 @@ curl_t=(); curlsha_t=(); msbig_t=(); msparts_t=(); msmixed_t=(); py_t=()
 # Rounds interleave the clients so that load from other processes hits all of them alike.
 for round in $(seq "$runs"); do
   echo "== round $round of $runs" >&2
-  t0=$(now); curl -sf -b "m_session_id=$token" -o "$work/curl.bin" "$url"; t1=$(now)
+  settle; t0=$(now); curl -sf -b "m_session_id=$token" -o "$work/curl.bin" "$url"; t1=$(now)
   curl_t+=("$(secs "$t0" "$t1")")
-  t0=$(now); sha256sum "$work/curl.bin" > /dev/null; t1=$(now)
+  t0=$(now); openssl dgst -sha256 "$work/curl.bin" > /dev/null; t1=$(now)
   curlsha_t+=("$(python3 -c "print(f'{${curl_t[-1]} + $t1 - $t0:.3f}')")"); rm -f "$work/curl.bin"
 
-  t0=$(now); MODELSCOPE_CACHE="$work/ms-big" MS_DOWNLOAD_PARTS=8 "$ms" download bench/mixed big.bin > /dev/null; t1=$(now)
+  settle; t0=$(now); MODELSCOPE_CACHE="$work/ms-big" MS_DOWNLOAD_PARTS=8 "$ms" download bench/mixed big.bin > /dev/null; t1=$(now)
   msparts_t+=("$(secs "$t0" "$t1")"); rm -rf "$work/ms-big"
 
-  t0=$(now); MODELSCOPE_CACHE="$work/ms-big" "$ms" download bench/mixed big.bin > /dev/null; t1=$(now)
+  settle; t0=$(now); MODELSCOPE_CACHE="$work/ms-big" "$ms" download bench/mixed big.bin > /dev/null; t1=$(now)
   msbig_t+=("$(secs "$t0" "$t1")"); rm -rf "$work/ms-big"
 
-  t0=$(now); MODELSCOPE_CACHE="$work/ms-mixed" "$ms" download bench/mixed > /dev/null; t1=$(now)
+  settle; t0=$(now); MODELSCOPE_CACHE="$work/ms-mixed" "$ms" download bench/mixed > /dev/null; t1=$(now)
   msmixed_t+=("$(secs "$t0" "$t1")")
   if [ "$round" = 1 ]; then
     cmp "$work/src/big.bin" "$work/ms-mixed/models/bench/mixed/big.bin"
@@ -82,7 +84,7 @@ for round in $(seq "$runs"); do
   rm -rf "$work/ms-mixed"
 
   if [ -n "$py" ]; then
-    t0=$(now)
+    settle; t0=$(now)
     MODELSCOPE_CACHE="$work/py-mixed" "$py" -c "import sys
 from modelscope.hub.snapshot_download import snapshot_download
 snapshot_download('bench/mixed', endpoint=sys.argv[1], token=sys.argv[2])" "$endpoint" "$token" > /dev/null 2>&1
@@ -95,13 +97,13 @@ curl_rate=$(python3 -c "print(f'{$big_bytes / $curl_s / 2**20:.0f} MiB/s')")
 msbig_rate=$(python3 -c "print(f'{$big_bytes / $msbig_s / 2**20:.0f} MiB/s')")
 py_s="n/a"; [ -n "$py" ] && py_s=$(best "${py_t[@]}")
 curlsha_s=$(best "${curlsha_t[@]}"); msparts_s=$(best "${msparts_t[@]}")
-echo "all times (s): curl ${curl_t[*]} | curl+sha256sum ${curlsha_t[*]} | ms big ${msbig_t[*]} | ms big 8 parts ${msparts_t[*]} | ms mixed ${msmixed_t[*]} | python mixed ${py_t[*]:-n/a}" >&2
+echo "all times (s): curl ${curl_t[*]} | curl+openssl-sha256 ${curlsha_t[*]} | ms big ${msbig_t[*]} | ms big 8 parts ${msparts_t[*]} | ms mixed ${msmixed_t[*]} | python mixed ${py_t[*]:-n/a}" >&2
 
 cat <<EOF2
 | measure (best of ${runs}) | ms | peer | ratio |
 | --- | --- | --- | --- |
 | big file ${big_mb} MiB: ms download vs curl (one stream) | ${msbig_s} s (${msbig_rate}) | ${curl_s} s (${curl_rate}) | $(python3 -c "print(f'{$curl_s / $msbig_s:.2f}x curl')") |
-| big file: ms download vs curl then sha256sum (both verified) | ${msbig_s} s | ${curlsha_s} s | $(python3 -c "print(f'{$curlsha_s / $msbig_s:.2f}x')") |
+| big file: ms download vs curl then openssl dgst -sha256 (both verified) | ${msbig_s} s | ${curlsha_s} s | $(python3 -c "print(f'{$curlsha_s / $msbig_s:.2f}x')") |
 | big file: ms download with MS_DOWNLOAD_PARTS=8 vs curl | ${msparts_s} s | ${curl_s} s | $(python3 -c "print(f'{$curl_s / $msparts_s:.2f}x curl')") |
 | mixed repo (big + ${small_files} small): ms vs Python modelscope | ${msmixed_s} s | ${py_s} s | $( [ "$py_s" = n/a ] && echo n/a || python3 -c "print(f'{$py_s / $msmixed_s:.2f}x Python')") |
 | warm re-run, all cached (5 runs, ms) | ${warm[*]} ms | | |

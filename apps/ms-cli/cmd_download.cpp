@@ -1,9 +1,8 @@
 // `ms download OWNER/NAME [FILES...]`: fetch a model or dataset into the modelscope cache.
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 
 #include "cli.h"
 #include "ms/core/progress.h"
@@ -44,8 +43,10 @@ void run_download(const DownloadCliOptions& o) {
   options.max_workers = o.max_workers;
   options.offline = o.offline || env_flag("MODELSCOPE_OFFLINE");
   options.dry_run = o.dry_run;
-  if (auto parts = env_var("MS_DOWNLOAD_PARTS")) options.max_parts = std::max(1, std::atoi(parts->c_str()));
-  const hub::HubOptions hub = hub::resolve_hub_options(optional_string(o.endpoint), optional_string(o.token));
+  if (auto parts = env_var("MS_DOWNLOAD_PARTS"))
+    options.max_parts = std::max(1, std::atoi(parts->c_str()));
+  const hub::HubOptions hub =
+      hub::resolve_hub_options(optional_string(o.endpoint), optional_string(o.token));
   const hub::DownloadResult result = hub::snapshot_download(options, hub);
 
   std::size_t to_fetch = 0;
@@ -68,8 +69,9 @@ void run_download(const DownloadCliOptions& o) {
     return;
   }
   if (o.dry_run) {
-    std::printf("Will download %zu file(s) (out of %zu) totalling %s; %s already cached.\n", to_fetch,
-                result.files.size(), Progress::format_bytes(static_cast<double>(result.bytes_to_fetch)).c_str(),
+    std::printf("Will download %zu file(s) (out of %zu) totalling %s; %s already cached.\n",
+                to_fetch, result.files.size(),
+                Progress::format_bytes(static_cast<double>(result.bytes_to_fetch)).c_str(),
                 Progress::format_bytes(static_cast<double>(result.bytes_cached)).c_str());
     for (const auto& f : result.files) {
       std::printf("%-8s %12s  %s\n", f.cached ? "cached" : "fetch",
@@ -105,19 +107,28 @@ void add_download_command(CLI::App& app, const GlobalOptions& /*global*/) {
   c->add_option("files", o->files, "Only these files (repo paths or globs)");
   c->add_flag("--dataset", o->dataset, "The repo is a dataset");
   c->add_option("--revision", o->revision, "Branch or tag (default: master)");
-  c->add_option("--include", o->include, "Only paths matching these globs (comma lists allowed)")->expected(1, -1);
-  c->add_option("--exclude", o->exclude, "Skip paths matching these globs (comma lists allowed)")->expected(1, -1);
-  auto* local = c->add_option("--local-dir", o->local_dir, "Put the files in this folder instead of the cache");
-  auto* cache = c->add_option("--cache-dir", o->cache_dir, "Cache root to use instead of $MODELSCOPE_CACHE");
+  c->add_option("--include", o->include, "Only paths matching these globs (comma lists allowed)")
+      ->expected(1, -1);
+  c->add_option("--exclude", o->exclude, "Skip paths matching these globs (comma lists allowed)")
+      ->expected(1, -1);
+  auto* local = c->add_option("--local-dir", o->local_dir,
+                              "Put the files in this folder instead of the cache");
+  auto* cache =
+      c->add_option("--cache-dir", o->cache_dir, "Cache root to use instead of $MODELSCOPE_CACHE");
   local->excludes(cache);
-  c->add_option("--max-workers", o->max_workers, "Parallel connections (default 8)")->check(CLI::Range(1, 64));
-  c->add_option("--endpoint", o->endpoint, "Hub URL (default: $MODELSCOPE_ENDPOINT, else modelscope.cn)");
-  c->add_option("--token", o->token, "Access token (default: $MODELSCOPE_API_TOKEN, else ms login's)");
-  c->add_flag("--offline", o->offline, "Use only the cache; no network (also MODELSCOPE_OFFLINE=1)");
+  c->add_option("--max-workers", o->max_workers, "Parallel connections (default 8)")
+      ->check(CLI::Range(1, 64));
+  c->add_option("--endpoint", o->endpoint,
+                "Hub URL (default: $MODELSCOPE_ENDPOINT, else modelscope.cn)");
+  c->add_option("--token", o->token,
+                "Access token (default: $MODELSCOPE_API_TOKEN, else ms login's)");
+  c->add_flag("--offline", o->offline,
+              "Use only the cache; no network (also MODELSCOPE_OFFLINE=1)");
   c->add_flag("--dry-run", o->dry_run, "List the files and bytes to fetch; download nothing");
   c->add_flag("--json", o->json, "Print the local path and the files as JSON on stdout");
-  c->footer("Prints the local folder. Exits 4 when the repo, revision or a file does not exist, 5 on\n"
-            "network failure, 7 when a file keeps failing its sha256 check (nothing is cached then).");
+  c->footer(
+      "Prints the local folder. Exits 4 when the repo, revision or a file does not exist, 5 on\n"
+      "network failure, 7 when a file keeps failing its sha256 check (nothing is cached then).");
   c->callback([o] { run_download(*o); });
 }
 

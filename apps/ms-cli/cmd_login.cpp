@@ -1,7 +1,6 @@
 // `ms login --token T`: exchange an SDK token for credentials and store them as modelscope does.
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 #include "cli.h"
 #include "ms/core/settings.h"
@@ -29,18 +28,23 @@ void run_login(const LoginCliOptions& o) {
     return;
   }
   std::printf("Logged in to %s as %s; credentials in %s\n", options.endpoint.c_str(),
-              r.username.empty() ? "(unknown user)" : r.username.c_str(), credentials_dir().string().c_str());
+              r.username.empty() ? "(unknown user)" : r.username.c_str(),
+              credentials_dir().string().c_str());
 }
 
 }  // namespace
 
 void add_login_command(CLI::App& app, const GlobalOptions& /*global*/) {
   auto o = std::make_shared<LoginCliOptions>();
-  CLI::App* c = app.add_subcommand("login", "Log in to a hub with an access token and store the credentials");
+  CLI::App* c =
+      app.add_subcommand("login", "Log in to a hub with an access token and store the credentials");
   c->add_option("--token", o->token, "SDK access token")->required();
-  c->add_option("--endpoint", o->endpoint, "Hub URL (default: $MODELSCOPE_ENDPOINT, else modelscope.cn)");
+  c->add_option("--endpoint", o->endpoint,
+                "Hub URL (default: $MODELSCOPE_ENDPOINT, else modelscope.cn)");
   c->add_flag("--json", o->json, "Print the result as JSON on stdout");
-  c->footer("Credentials go to $MODELSCOPE_CREDENTIALS_PATH (default ~/.modelscope/credentials), mode 0600.");
+  c->footer(
+      "Credentials go to $MODELSCOPE_CREDENTIALS_PATH (default ~/.modelscope/credentials), mode "
+      "0600.");
   c->callback([o] { run_login(*o); });
 }
 

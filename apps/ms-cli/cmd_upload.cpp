@@ -1,8 +1,7 @@
 // `ms upload OWNER/NAME [LOCAL_PATH] [PATH_IN_REPO]`: send a file or folder to a hub.
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "cli.h"
 #include "ms/core/error.h"
@@ -48,10 +47,12 @@ void run_upload(const UploadCliOptions& o) {
   options.commit_message = o.commit_message;
   options.create = o.create;
   options.is_private = o.is_private;
-  MS_CHECK(!o.is_private || o.create, ErrorCode::kUsage, "--private needs --create (it sets a new repo's visibility)");
+  MS_CHECK(!o.is_private || o.create, ErrorCode::kUsage,
+           "--private needs --create (it sets a new repo's visibility)");
   if (!o.tag.empty()) options.tag = o.tag;
   options.max_workers = o.max_workers;
-  const hub::HubOptions hub = hub::resolve_hub_options(optional_string(o.endpoint), optional_string(o.token));
+  const hub::HubOptions hub =
+      hub::resolve_hub_options(optional_string(o.endpoint), optional_string(o.token));
   const hub::UploadResult r = hub::upload(options, hub);
   if (o.json) {
     nlohmann::ordered_json out;
@@ -68,9 +69,12 @@ void run_upload(const UploadCliOptions& o) {
     std::printf("%s\n", out.dump(2).c_str());
     return;
   }
-  std::printf("%s: %zu file(s), %zu committed, %zu unchanged; sent %s (%zu new LFS blob(s), %zu already on the hub)\n",
-              options.repo.str().c_str(), r.files, r.files_committed, r.files_skipped,
-              Progress::format_bytes(static_cast<double>(r.bytes_uploaded)).c_str(), r.blobs_uploaded, r.blobs_present);
+  std::printf(
+      "%s: %zu file(s), %zu committed, %zu unchanged; sent %s (%zu new LFS blob(s), %zu already on "
+      "the hub)\n",
+      options.repo.str().c_str(), r.files, r.files_committed, r.files_skipped,
+      Progress::format_bytes(static_cast<double>(r.bytes_uploaded)).c_str(), r.blobs_uploaded,
+      r.blobs_present);
 }
 
 }  // namespace
@@ -79,7 +83,8 @@ void add_upload_command(CLI::App& app, const GlobalOptions& /*global*/) {
   auto o = std::make_shared<UploadCliOptions>();
   CLI::App* c = app.add_subcommand("upload", "Upload a file or folder to a model or dataset repo");
   c->add_option("repo", o->repo, "OWNER/NAME of the repo")->required();
-  c->add_option("local_path", o->local_path, "File or folder to upload (default: ./NAME if present, else .)");
+  c->add_option("local_path", o->local_path,
+                "File or folder to upload (default: ./NAME if present, else .)");
   c->add_option("path_in_repo", o->path_in_repo, "Where it goes in the repo (default: the root)");
   c->add_flag("--dataset", o->dataset, "The repo is a dataset");
   c->add_option("--revision", o->revision, "Branch to commit to (default: master)");
@@ -91,10 +96,13 @@ void add_upload_command(CLI::App& app, const GlobalOptions& /*global*/) {
   c->add_option("--tag", o->tag, "Tag the revision after the upload");
   c->add_option("--max-workers", o->max_workers, "Parallel hashing and blob uploads (default 4)")
       ->check(CLI::Range(1, 64));
-  c->add_option("--endpoint", o->endpoint, "Hub URL (default: $MODELSCOPE_ENDPOINT, else modelscope.cn)");
-  c->add_option("--token", o->token, "Access token (default: $MODELSCOPE_API_TOKEN, else ms login's)");
+  c->add_option("--endpoint", o->endpoint,
+                "Hub URL (default: $MODELSCOPE_ENDPOINT, else modelscope.cn)");
+  c->add_option("--token", o->token,
+                "Access token (default: $MODELSCOPE_API_TOKEN, else ms login's)");
   c->add_flag("--json", o->json, "Print a JSON summary on stdout");
-  c->footer("Only blobs the hub lacks are sent; a re-run after an interruption sends nothing twice.");
+  c->footer(
+      "Only blobs the hub lacks are sent; a re-run after an interruption sends nothing twice.");
   c->callback([o] { run_upload(*o); });
 }
 

@@ -11,7 +11,8 @@
 namespace ms::hub {
 namespace fs = std::filesystem;
 
-CacheLayout cache_layout(RepoType type, const RepoId& repo, const std::optional<fs::path>& cache_dir,
+CacheLayout cache_layout(RepoType type, const RepoId& repo,
+                         const std::optional<fs::path>& cache_dir,
                          const std::optional<fs::path>& local_dir) {
   CacheLayout layout;
   const fs::path system_cache = cache_dir ? *cache_dir : ms::cache_dir();
@@ -39,7 +40,8 @@ void RepoCache::reload() {
     entries_ = unpickle_cache_index(read_file(msc));
   } catch (const Error& e) {
     if (e.code() != ErrorCode::kIntegrity) throw;
-    log::warn("{}: {}; moved aside to .msc.corrupted, files will be fetched again", msc.string(), e.what());
+    log::warn("{}: {}; moved aside to .msc.corrupted, files will be fetched again", msc.string(),
+              e.what());
     fs::rename(msc, dir_ / ".msc.corrupted", ec);
     entries_.clear();
   }
@@ -56,12 +58,15 @@ bool RepoCache::has(const std::string& path, const std::string& revision) const 
   return false;
 }
 
-void RepoCache::put(const std::string& path, const std::string& revision, const fs::path& temp_file) {
+void RepoCache::put(const std::string& path, const std::string& revision,
+                    const fs::path& temp_file) {
   check_repo_path(path);
   const fs::path target = dir_ / path;
   std::error_code ec;
   fs::create_directories(target.parent_path(), ec);
-  if (ec) fail(ErrorCode::kIo, "{}: cannot create folder: {}", target.parent_path().string(), ec.message());
+  if (ec)
+    fail(ErrorCode::kIo, "{}: cannot create folder: {}", target.parent_path().string(),
+         ec.message());
   fs::rename(temp_file, target, ec);
   if (ec) fail(ErrorCode::kIo, "{}: cannot move into the cache: {}", target.string(), ec.message());
   std::vector<CacheIndexEntry> kept;

@@ -5,14 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 
@@ -63,8 +62,8 @@ struct Request {
   const char* method = "GET";
   std::string url;
   std::vector<std::string> headers;
-  std::string body;             // sent when `upload_fd` < 0 and method is POST/PUT
-  int upload_fd = -1;           // file streamed as the PUT body
+  std::string body;    // sent when `upload_fd` < 0 and method is POST/PUT
+  int upload_fd = -1;  // file streamed as the PUT body
   std::uint64_t upload_size = 0;
   const DataSink* sink = nullptr;  // receives a 2xx body instead of Response::body
   bool api = true;                 // whole-request timeout applies
@@ -83,7 +82,8 @@ size_t on_header(char* buffer, size_t size, size_t count, void* user) {
   auto* state = static_cast<CallbackState*>(user);
   std::string line(buffer, size * count);
   auto lower = line;
-  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   if (lower.rfind("http/", 0) == 0) {
     // A new response (after a redirect or 100-continue) starts; forget the old one's headers.
     state->response->retry_after_s = -1;
@@ -125,7 +125,8 @@ size_t on_read(char* buffer, size_t size, size_t count, void* user) {
   const ssize_t n = ::read(state->request->upload_fd, buffer, size * count);
   if (n < 0) return CURL_READFUNC_ABORT;
   state->uploaded += static_cast<std::uint64_t>(n);
-  if (state->request->upload_progress) state->request->upload_progress(static_cast<std::uint64_t>(n));
+  if (state->request->upload_progress)
+    state->request->upload_progress(static_cast<std::uint64_t>(n));
   return static_cast<size_t>(n);
 }
 
@@ -158,8 +159,8 @@ struct HubClient::Impl {
 
   explicit Impl(HubOptions o) : options(std::move(o)) {
     init_curl_once();
-    user_agent = fmt::format("ms/{}; session_id/{}; platform/linux; env/custom; user/unknown", ms::version(),
-                             random_hex(32));
+    user_agent = fmt::format("ms/{}; session_id/{}; platform/linux; env/custom; user/unknown",
+                             ms::version(), random_hex(32));
     if (options.token) cookie = "m_session_id=" + *options.token;
   }
   ~Impl() {
@@ -245,7 +246,8 @@ struct HubClient::Impl {
         std::string_view line(b, s * n);
         if (line.rfind("HTTP/", 0) == 0) {
           auto sp = line.find(' ');
-          if (sp != std::string_view::npos) st->response->status = std::atol(std::string(line.substr(sp + 1, 3)).c_str());
+          if (sp != std::string_view::npos)
+            st->response->status = std::atol(std::string(line.substr(sp + 1, 3)).c_str());
         }
         return on_header(b, s, n, u);
       }
@@ -255,7 +257,8 @@ struct HubClient::Impl {
     curl_slist_free_all(headers);
     if (mime != nullptr) curl_mime_free(mime);
     if (response.curl_code != CURLE_OK) {
-      response.curl_error = error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(response.curl_code);
+      response.curl_error =
+          error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(response.curl_code);
     }
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -286,15 +289,21 @@ struct HubClient::Impl {
     }
     const std::string detail = message.empty() ? "" : ": " + message;
     if (r.status == 404) {
-      throw Error(ErrorCode::kNotFound, fmt::format("{}: not found on {} (HTTP 404{})", what, options.endpoint, detail),
-                  options.token ? "check the id and revision" : "check the id; a private repo also needs --token or ms login");
+      throw Error(ErrorCode::kNotFound,
+                  fmt::format("{}: not found on {} (HTTP 404{})", what, options.endpoint, detail),
+                  options.token ? "check the id and revision"
+                                : "check the id; a private repo also needs --token or ms login");
     }
     if (r.status == 401 || r.status == 403) {
-      throw Error(ErrorCode::kNetwork, fmt::format("{}: HTTP {} (not authorised){}", what, r.status, detail),
-                  options.token ? "the token is invalid or lacks access; run 'ms login --token T' with a valid one"
-                                : "pass --token, set MODELSCOPE_API_TOKEN or run 'ms login --token T'");
+      throw Error(
+          ErrorCode::kNetwork,
+          fmt::format("{}: HTTP {} (not authorised){}", what, r.status, detail),
+          options.token
+              ? "the token is invalid or lacks access; run 'ms login --token T' with a valid one"
+              : "pass --token, set MODELSCOPE_API_TOKEN or run 'ms login --token T'");
     }
-    throw Error(ErrorCode::kNetwork, fmt::format("{} {}: HTTP {}{}", req.method, req.url, r.status, detail),
+    throw Error(ErrorCode::kNetwork,
+                fmt::format("{} {}: HTTP {}{}", req.method, req.url, r.status, detail),
                 r.status >= 500 ? "the hub failed; try again later" : "");
   }
 
@@ -307,16 +316,20 @@ struct HubClient::Impl {
       if (transport) {
         if (!is_retryable_curl(r.curl_code) || last) {
           const bool timeout = r.curl_code == CURLE_OPERATION_TIMEDOUT;
-          throw Error(ErrorCode::kNetwork, fmt::format("{} {}: {}", req.method, req.url, r.curl_error),
+          throw Error(ErrorCode::kNetwork,
+                      fmt::format("{} {}: {}", req.method, req.url, r.curl_error),
                       timeout ? "the hub did not answer in time; check it is up"
-                              : "check the endpoint (--endpoint, MODELSCOPE_ENDPOINT) and that the hub is reachable");
+                              : "check the endpoint (--endpoint, MODELSCOPE_ENDPOINT) and that the "
+                                "hub is reachable");
         }
-        log::info("{} {}: {}; retrying ({}/{})", req.method, req.url, r.curl_error, attempt + 1, options.max_attempts);
+        log::info("{} {}: {}; retrying ({}/{})", req.method, req.url, r.curl_error, attempt + 1,
+                  options.max_attempts);
         backoff(attempt, -1);
         continue;
       }
       if (r.status >= 500 && !last) {
-        log::info("{} {}: HTTP {}; retrying ({}/{})", req.method, req.url, r.status, attempt + 1, options.max_attempts);
+        log::info("{} {}: HTTP {}; retrying ({}/{})", req.method, req.url, r.status, attempt + 1,
+                  options.max_attempts);
         backoff(attempt, r.retry_after_s);
         continue;
       }
@@ -330,9 +343,11 @@ struct HubClient::Impl {
     try {
       j = json::parse(r.body);
     } catch (const std::exception& e) {
-      fail(ErrorCode::kNetwork, "{} {}: the hub answered with invalid JSON ({})", req.method, req.url, e.what());
+      fail(ErrorCode::kNetwork, "{} {}: the hub answered with invalid JSON ({})", req.method,
+           req.url, e.what());
     }
-    if (j.is_object() && j.contains("Code") && j["Code"].is_number_integer() && j["Code"].get<long>() != 200) {
+    if (j.is_object() && j.contains("Code") && j["Code"].is_number_integer() &&
+        j["Code"].get<long>() != 200) {
       const long code = j["Code"].get<long>();
       std::string message = j.value("Message", std::string());
       if (code == 404) fail(ErrorCode::kNotFound, "{} {}: {}", req.method, req.url, message);
@@ -342,8 +357,8 @@ struct HubClient::Impl {
     return j;
   }
 
-  json api(const char* method, const std::string& path, const std::string& what, const std::string& body = {},
-           bool retryable = true) {
+  json api(const char* method, const std::string& path, const std::string& what,
+           const std::string& body = {}, bool retryable = true) {
     Request req;
     req.method = method;
     req.url = options.endpoint + path;
@@ -353,7 +368,8 @@ struct HubClient::Impl {
   }
 };
 
-HubOptions resolve_hub_options(const std::optional<std::string>& endpoint, const std::optional<std::string>& token) {
+HubOptions resolve_hub_options(const std::optional<std::string>& endpoint,
+                               const std::optional<std::string>& token) {
   HubOptions o;
   o.endpoint = endpoint ? normalize_endpoint(*endpoint) : hub_endpoint();
   if (token) {
@@ -363,7 +379,8 @@ HubOptions resolve_hub_options(const std::optional<std::string>& endpoint, const
   } else {
     o.token = stored_token();
   }
-  if (auto v = env_var("MS_HUB_STALL_TIMEOUT")) o.stall_timeout_s = std::max(1L, std::atol(v->c_str()));
+  if (auto v = env_var("MS_HUB_STALL_TIMEOUT"))
+    o.stall_timeout_s = std::max(1L, std::atol(v->c_str()));
   if (auto v = env_var("MS_HUB_RETRIES")) o.max_attempts = std::max(1, std::atoi(v->c_str()));
   return o;
 }
@@ -376,7 +393,8 @@ std::uint64_t HubClient::request_count() const { return impl_->requests.load(); 
 
 namespace {
 std::string repo_path(RepoType type, const RepoId& repo) {
-  return fmt::format("/api/v1/{}/{}/{}", repo_type_plural(type), escape(repo.owner), escape(repo.name));
+  return fmt::format("/api/v1/{}/{}/{}", repo_type_plural(type), escape(repo.owner),
+                     escape(repo.name));
 }
 std::string describe(RepoType type, const RepoId& repo) {
   return fmt::format("{} {}", repo_type_name(type), repo.str());
@@ -387,7 +405,8 @@ FileEntry to_entry(const json& f) {
   e.path = f.value("Path", std::string());
   if (!is_safe_repo_path(e.path)) {
     // A hub listing "../x" or "/etc/x" is hostile or broken; nothing from it is written.
-    throw Error(ErrorCode::kIntegrity, fmt::format("the hub listed an unsafe file path '{}'", e.path),
+    throw Error(ErrorCode::kIntegrity,
+                fmt::format("the hub listed an unsafe file path '{}'", e.path),
                 "the hub is misbehaving; nothing was downloaded");
   }
   e.revision = f.value("Revision", std::string());
@@ -412,12 +431,14 @@ std::vector<RevisionInfo> HubClient::revisions(RepoType type, const RepoId& repo
   json data = impl_->api("GET", repo_path(type, repo) + "/revisions", describe(type, repo));
   std::vector<RevisionInfo> out;
   const json map = data.is_object() && data.contains("RevisionMap") ? data["RevisionMap"] : data;
-  for (const auto& [key, is_tag] : {std::pair<const char*, bool>{"Branches", false}, {"Tags", true}}) {
+  for (const auto& [key, is_tag] :
+       {std::pair<const char*, bool>{"Branches", false}, {"Tags", true}}) {
     if (!map.is_object() || !map.contains(key) || !map[key].is_array()) continue;
     for (const json& r : map[key]) {
       RevisionInfo info;
       info.name = r.value("Revision", std::string());
-      if (r.contains("CreatedAt") && r["CreatedAt"].is_number()) info.created_at = r["CreatedAt"].get<std::int64_t>();
+      if (r.contains("CreatedAt") && r["CreatedAt"].is_number())
+        info.created_at = r["CreatedAt"].get<std::int64_t>();
       info.is_tag = is_tag;
       if (!info.name.empty()) out.push_back(info);
     }
@@ -425,12 +446,15 @@ std::vector<RevisionInfo> HubClient::revisions(RepoType type, const RepoId& repo
   return out;
 }
 
-std::vector<FileEntry> HubClient::list_files(RepoType type, const RepoId& repo, const std::string& revision) {
+std::vector<FileEntry> HubClient::list_files(RepoType type, const RepoId& repo,
+                                             const std::string& revision) {
   std::vector<FileEntry> out;
   const std::string what = fmt::format("{} at revision '{}'", describe(type, repo), revision);
   if (type == RepoType::kModel) {
-    json data = impl_->api("GET", repo_path(type, repo) + "/repo/files?Revision=" + escape(revision) + "&Recursive=True",
-                           what);
+    json data = impl_->api(
+        "GET",
+        repo_path(type, repo) + "/repo/files?Revision=" + escape(revision) + "&Recursive=True",
+        what);
     if (data.is_object() && data.contains("Files") && data["Files"].is_array()) {
       for (const json& f : data["Files"]) {
         if (keep_listed(f)) out.push_back(to_entry(f));
@@ -445,7 +469,8 @@ std::vector<FileEntry> HubClient::list_files(RepoType type, const RepoId& repo, 
   }
   for (int page = 1;; ++page) {
     json data = impl_->api("GET",
-                           fmt::format("/api/v1/datasets/{}/repo/tree?Revision={}&Root=/&Recursive=True&PageNumber={}&PageSize=100",
+                           fmt::format("/api/v1/datasets/{}/repo/tree?Revision={}&Root=/"
+                                       "&Recursive=True&PageNumber={}&PageSize=100",
                                        id, escape(revision), page),
                            what);
     std::size_t n = 0;
@@ -463,15 +488,16 @@ std::vector<FileEntry> HubClient::list_files(RepoType type, const RepoId& repo, 
 std::string HubClient::file_url(RepoType type, const RepoId& repo, const std::string& revision,
                                 const std::string& path) const {
   if (type == RepoType::kDataset) {
-    return fmt::format("{}{}/repo?Source=SDK&Revision={}&FilePath={}&View=False", impl_->options.endpoint,
-                       repo_path(type, repo), escape(revision), escape(path));
+    return fmt::format("{}{}/repo?Source=SDK&Revision={}&FilePath={}&View=False",
+                       impl_->options.endpoint, repo_path(type, repo), escape(revision),
+                       escape(path));
   }
-  return fmt::format("{}{}/repo?Revision={}&FilePath={}", impl_->options.endpoint, repo_path(type, repo),
-                     escape(revision), escape(path));
+  return fmt::format("{}{}/repo?Revision={}&FilePath={}", impl_->options.endpoint,
+                     repo_path(type, repo), escape(revision), escape(path));
 }
 
-void HubClient::download_range(const std::string& url, std::uint64_t offset, std::uint64_t end, const DataSink& sink,
-                               std::uint64_t& written) {
+void HubClient::download_range(const std::string& url, std::uint64_t offset, std::uint64_t end,
+                               const DataSink& sink, std::uint64_t& written) {
   bool overflow = false;
   DataSink counting = [&](const char* data, std::size_t n) {
     if (end != 0 && offset + written + n > end) {
@@ -497,8 +523,10 @@ void HubClient::download_range(const std::string& url, std::uint64_t offset, std
     const std::uint64_t before = written;
     Response r = impl_->perform(req);
     if (r.range_ignored || overflow) {
-      fail(ErrorCode::kNetwork, "GET {}: the hub ignored the Range request (sent {} instead of bytes {}-{})", url,
-           r.range_ignored ? "the whole file" : "more bytes", from, end == 0 ? std::string() : std::to_string(end - 1));
+      fail(ErrorCode::kNetwork,
+           "GET {}: the hub ignored the Range request (sent {} instead of bytes {}-{})", url,
+           r.range_ignored ? "the whole file" : "more bytes", from,
+           end == 0 ? std::string() : std::to_string(end - 1));
     }
     if (r.aborted_by_sink) fail(ErrorCode::kIo, "GET {}: writing the data failed", url);
     const bool last = attempt + 1 >= impl_->options.max_attempts;
@@ -513,19 +541,22 @@ void HubClient::download_range(const std::string& url, std::uint64_t offset, std
         throw Error(ErrorCode::kNetwork, fmt::format("GET {}: {}", url, r.curl_error),
                     "the transfer failed repeatedly; run the command again to resume");
       }
-      log::info("GET {}: {}; resuming at byte {} ({}/{})", url, r.curl_error, offset + written, attempt + 1,
-                impl_->options.max_attempts);
+      log::info("GET {}: {}; resuming at byte {} ({}/{})", url, r.curl_error, offset + written,
+                attempt + 1, impl_->options.max_attempts);
       // Progress since the last try resets the backoff: a flaky but moving link keeps going.
       impl_->backoff(written > before ? 0 : attempt, -1);
       if (written > before) attempt = 0;
       continue;
     }
     if (r.status >= 500 && !last) {
-      log::info("GET {}: HTTP {}; retrying ({}/{})", url, r.status, attempt + 1, impl_->options.max_attempts);
+      log::info("GET {}: HTTP {}; retrying ({}/{})", url, r.status, attempt + 1,
+                impl_->options.max_attempts);
       impl_->backoff(attempt, r.retry_after_s);
       continue;
     }
-    if (r.status == 416) fail(ErrorCode::kIntegrity, "GET {}: range {}- not satisfiable; the file changed on the hub", url, from);
+    if (r.status == 416)
+      fail(ErrorCode::kIntegrity, "GET {}: range {}- not satisfiable; the file changed on the hub",
+           url, from);
     impl_->http_error(req, r, "GET " + url);
   }
 }
@@ -557,24 +588,32 @@ void HubClient::create_repo(RepoType type, const RepoId& repo, bool is_private, 
     }
   }
   const int visibility = is_private ? 1 : 5;
-  json body = {{"Path", repo.owner}, {"Name", repo.name}, {"ChineseName", repo.name},
-               {"Visibility", visibility}, {"License", "Apache License 2.0"}};
+  json body = {{"Path", repo.owner},
+               {"Name", repo.name},
+               {"ChineseName", repo.name},
+               {"Visibility", visibility},
+               {"License", "Apache License 2.0"}};
   if (type == RepoType::kDataset) {
     // Datasets are created with a multipart form, as modelscope sends it.
     Request req;
     req.method = "POST";
     req.url = impl_->options.endpoint + "/api/v1/datasets";
-    req.form = {{"Name", repo.name}, {"ChineseName", repo.name}, {"Owner", repo.owner},
-                {"License", "Apache License 2.0"}, {"Visibility", std::to_string(visibility)}, {"Description", ""}};
+    req.form = {{"Name", repo.name},
+                {"ChineseName", repo.name},
+                {"Owner", repo.owner},
+                {"License", "Apache License 2.0"},
+                {"Visibility", std::to_string(visibility)},
+                {"Description", ""}};
     impl_->envelope(impl_->send(req, "create " + describe(type, repo), false), req);
     return;
   }
-  impl_->api("POST", fmt::format("/api/v1/{}", repo_type_plural(type)), "create " + describe(type, repo), body.dump(),
-             false);
+  impl_->api("POST", fmt::format("/api/v1/{}", repo_type_plural(type)),
+             "create " + describe(type, repo), body.dump(), false);
 }
 
-std::vector<std::string> HubClient::lfs_upload_hrefs(RepoType type, const RepoId& repo,
-                                                     const std::vector<std::pair<std::string, std::uint64_t>>& objects) {
+std::vector<std::string> HubClient::lfs_upload_hrefs(
+    RepoType type, const RepoId& repo,
+    const std::vector<std::pair<std::string, std::uint64_t>>& objects) {
   std::vector<std::string> out(objects.size());
   for (std::size_t start = 0; start < objects.size(); start += 64) {
     json objs = json::array();
@@ -582,11 +621,13 @@ std::vector<std::string> HubClient::lfs_upload_hrefs(RepoType type, const RepoId
       objs.push_back({{"oid", objects[i].first}, {"size", objects[i].second}});
     }
     json body = {{"operation", "upload"}, {"objects", objs}};
-    json data = impl_->api("POST",
-                           fmt::format("/api/v1/repos/{}/{}/{}/info/lfs/objects/batch", repo_type_plural(type),
-                                       escape(repo.owner), escape(repo.name)),
-                           "LFS batch for " + describe(type, repo), body.dump(), true);
-    const json list = data.is_object() && data.contains("objects") ? data["objects"] : json::array();
+    json data =
+        impl_->api("POST",
+                   fmt::format("/api/v1/repos/{}/{}/{}/info/lfs/objects/batch",
+                               repo_type_plural(type), escape(repo.owner), escape(repo.name)),
+                   "LFS batch for " + describe(type, repo), body.dump(), true);
+    const json list =
+        data.is_object() && data.contains("objects") ? data["objects"] : json::array();
     for (const json& o : list) {
       const std::string oid = o.value("oid", std::string());
       std::string href;
@@ -606,7 +647,8 @@ void HubClient::put_blob(const std::string& href, const std::string& local_path,
   const std::string url = href.rfind("http", 0) == 0 ? href : impl_->options.endpoint + href;
   for (int attempt = 0;; ++attempt) {
     const int fd = ::open(local_path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) fail(ErrorCode::kIo, "{}: cannot open for upload: {}", local_path, std::strerror(errno));
+    if (fd < 0)
+      fail(ErrorCode::kIo, "{}: cannot open for upload: {}", local_path, std::strerror(errno));
     Request req;
     req.method = "PUT";
     req.url = url;
@@ -623,7 +665,8 @@ void HubClient::put_blob(const std::string& href, const std::string& local_path,
     const bool last = attempt + 1 >= impl_->options.max_attempts;
     const bool failed = r.curl_code != CURLE_OK || r.status >= 500;
     if (failed && !last && (r.curl_code == CURLE_OK || is_retryable_curl(r.curl_code))) {
-      if (progress && sent > 0) progress(static_cast<std::uint64_t>(-static_cast<std::int64_t>(sent)));
+      if (progress && sent > 0)
+        progress(static_cast<std::uint64_t>(-static_cast<std::int64_t>(sent)));
       impl_->backoff(attempt, r.retry_after_s);
       continue;
     }
@@ -639,8 +682,8 @@ std::string HubClient::commit(RepoType type, const RepoId& repo, const std::stri
   // A commit carries its whole content, so retrying a failed one cannot apply it twice with
   // different results; the hub stores blobs by content.
   json data = impl_->api("POST",
-                         fmt::format("/api/v1/repos/{}/{}/{}/commit/{}", repo_type_plural(type), escape(repo.owner),
-                                     escape(repo.name), escape(revision)),
+                         fmt::format("/api/v1/repos/{}/{}/{}/commit/{}", repo_type_plural(type),
+                                     escape(repo.owner), escape(repo.name), escape(revision)),
                          "commit to " + describe(type, repo), body_json, true);
   if (data.is_object()) {
     for (const char* key : {"oid", "Oid", "CommitId", "Revision"}) {
@@ -650,10 +693,11 @@ std::string HubClient::commit(RepoType type, const RepoId& repo, const std::stri
   return {};
 }
 
-void HubClient::create_tag(RepoType type, const RepoId& repo, const std::string& tag, const std::string& ref) {
+void HubClient::create_tag(RepoType type, const RepoId& repo, const std::string& tag,
+                           const std::string& ref) {
   json body = {{"TagName", tag}, {"Ref", ref}};
-  impl_->api("POST", repo_path(type, repo) + "/repo/tag", "tag " + tag + " of " + describe(type, repo), body.dump(),
-             false);
+  impl_->api("POST", repo_path(type, repo) + "/repo/tag",
+             "tag " + tag + " of " + describe(type, repo), body.dump(), false);
 }
 
 std::optional<std::string> stored_token() {
@@ -661,7 +705,8 @@ std::optional<std::string> stored_token() {
   const auto path = credentials_dir() / "ms_session_id";
   if (!std::filesystem::is_regular_file(path, ec)) return std::nullopt;
   std::string token = read_file(path);
-  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' '))
+    token.pop_back();
   if (token.empty()) return std::nullopt;
   return token;
 }
@@ -671,14 +716,18 @@ LoginResult login_and_store(HubClient& client, const std::string& access_token) 
   const auto dir = credentials_dir();
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) fail(ErrorCode::kIo, "{}: cannot create the credentials folder: {}", dir.string(), ec.message());
+  if (ec)
+    fail(ErrorCode::kIo, "{}: cannot create the credentials folder: {}", dir.string(),
+         ec.message());
   ::chmod(dir.c_str(), 0700);
   if (!result.git_token.empty()) write_file_atomic(dir / "git_token", result.git_token, 0600);
   write_file_atomic(dir / "user", result.username + ":" + result.email, 0600);
-  if (!std::filesystem::exists(dir / "session", ec)) write_file_atomic(dir / "session", random_hex(32), 0600);
+  if (!std::filesystem::exists(dir / "session", ec))
+    write_file_atomic(dir / "session", random_hex(32), 0600);
   // Python keeps the cookie jar as a pickle of requests' classes; ms keeps the m_session_id value
   // itself, which is also what the hub accepts as a token.
-  write_file_atomic(dir / "ms_session_id", result.session_cookie.empty() ? access_token : result.session_cookie, 0600);
+  write_file_atomic(dir / "ms_session_id",
+                    result.session_cookie.empty() ? access_token : result.session_cookie, 0600);
   return result;
 }
 

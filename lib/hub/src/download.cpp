@@ -19,9 +19,9 @@
 
 #include "ms/core/error.h"
 #include "ms/core/file.h"
-#include "ms/core/text.h"
 #include "ms/core/log.h"
 #include "ms/core/progress.h"
+#include "ms/core/text.h"
 #include "ms/hub/cache.h"
 #include "ms/hub/sha256.h"
 
@@ -61,7 +61,8 @@ struct Fd {
   Fd& operator=(const Fd&) = delete;
 };
 
-void write_all(int fd, const char* data, std::size_t n, std::uint64_t offset, const fs::path& path) {
+void write_all(int fd, const char* data, std::size_t n, std::uint64_t offset,
+               const fs::path& path) {
   while (n > 0) {
     const ssize_t w = ::pwrite(fd, data, n, static_cast<off_t>(offset));
     if (w < 0) {
@@ -77,7 +78,8 @@ void write_all(int fd, const char* data, std::size_t n, std::uint64_t offset, co
 // Collects small network chunks into 1 MiB pwrite() calls.
 class BufferedWriter {
  public:
-  BufferedWriter(int fd, std::uint64_t offset, const fs::path& path) : fd_(fd), offset_(offset), path_(path) {
+  BufferedWriter(int fd, std::uint64_t offset, const fs::path& path)
+      : fd_(fd), offset_(offset), path_(path) {
     buffer_.reserve(kSize);
   }
   // Returns the number of bytes that reached the file with this call.
@@ -116,11 +118,14 @@ class RepoLock {
     std::error_code ec;
     fs::create_directories(path.parent_path(), ec);
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0) fail(ErrorCode::kIo, "{}: cannot open the lock file: {}", path.string(), std::strerror(errno));
+    if (fd_ < 0)
+      fail(ErrorCode::kIo, "{}: cannot open the lock file: {}", path.string(),
+           std::strerror(errno));
     if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
     log::warn("waiting for another download of the same repo to finish (lock {})", path.string());
     while (::flock(fd_, LOCK_EX) != 0) {
-      if (errno != EINTR) fail(ErrorCode::kIo, "{}: lock failed: {}", path.string(), std::strerror(errno));
+      if (errno != EINTR)
+        fail(ErrorCode::kIo, "{}: lock failed: {}", path.string(), std::strerror(errno));
     }
   }
   ~RepoLock() {
@@ -169,8 +174,8 @@ struct Run {
 
 [[noreturn]] void integrity_failure(const FileEntry& entry, const std::string& got) {
   throw Error(ErrorCode::kIntegrity,
-              fmt::format("{}: sha256 mismatch after {} tries (expected {}, got {})", entry.path, kHashAttempts,
-                          entry.sha256, got),
+              fmt::format("{}: sha256 mismatch after {} tries (expected {}, got {})", entry.path,
+                          kHashAttempts, entry.sha256, got),
               "the hub serves corrupt data for this file; nothing was stored in the cache");
 }
 
@@ -180,8 +185,10 @@ void fetch_whole(Run& run, const FileEntry& entry) {
   const fs::path temp = run.layout.temp_dir / entry.path;
   std::error_code ec;
   fs::create_directories(temp.parent_path(), ec);
-  if (ec) fail(ErrorCode::kIo, "{}: cannot create folder: {}", temp.parent_path().string(), ec.message());
-  const std::string url = run.client.file_url(run.options.type, run.options.repo, run.revision, entry.path);
+  if (ec)
+    fail(ErrorCode::kIo, "{}: cannot create folder: {}", temp.parent_path().string(), ec.message());
+  const std::string url =
+      run.client.file_url(run.options.type, run.options.repo, run.revision, entry.path);
   std::string last_digest;
   for (int attempt = 0; attempt < kHashAttempts; ++attempt) {
     Fd fd(::open(temp.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
@@ -199,7 +206,9 @@ void fetch_whole(Run& run, const FileEntry& entry) {
       std::vector<char> buf(4 << 20);
       std::uint64_t off = 0;
       while (off < have) {
-        const ssize_t n = ::pread(fd.fd, buf.data(), std::min<std::uint64_t>(buf.size(), have - off), static_cast<off_t>(off));
+        const ssize_t n =
+            ::pread(fd.fd, buf.data(), std::min<std::uint64_t>(buf.size(), have - off),
+                    static_cast<off_t>(off));
         if (n <= 0) fail(ErrorCode::kIo, "{}: read failed", temp.string());
         hasher.update(buf.data(), static_cast<std::size_t>(n));
         off += static_cast<std::uint64_t>(n);
@@ -236,9 +245,10 @@ void fetch_whole(Run& run, const FileEntry& entry) {
       return;
     }
     last_digest = digest;
-    log::warn("{}: {} (try {}/{}); fetching it again", entry.path,
-              size_ok ? "sha256 mismatch" : fmt::format("got {} bytes, expected {}", total, entry.size), attempt + 1,
-              kHashAttempts);
+    log::warn(
+        "{}: {} (try {}/{}); fetching it again", entry.path,
+        size_ok ? "sha256 mismatch" : fmt::format("got {} bytes, expected {}", total, entry.size),
+        attempt + 1, kHashAttempts);
     ::unlink(temp.c_str());
   }
   integrity_failure(entry, last_digest);
@@ -269,32 +279,39 @@ class PartedFile {
     fs::create_directories(data_path_.parent_path(), ec);
     data_fd_ = ::open(data_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     state_fd_ = ::open(state_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (data_fd_ < 0 || state_fd_ < 0) fail(ErrorCode::kIo, "{}: cannot open: {}", data_path_.string(), std::strerror(errno));
-    const std::string header = fmt::format("ms-parts 1 {} {} {}\n", entry_.size, parts_.size(), entry_.sha256);
+    if (data_fd_ < 0 || state_fd_ < 0)
+      fail(ErrorCode::kIo, "{}: cannot open: {}", data_path_.string(), std::strerror(errno));
+    const std::string header =
+        fmt::format("ms-parts 1 {} {} {}\n", entry_.size, parts_.size(), entry_.sha256);
     header_size_ = header.size();
     std::string existing(header.size() + parts_.size() * kRecord, '\0');
     const ssize_t n = ::pread(state_fd_, existing.data(), existing.size(), 0);
-    bool resumed = n == static_cast<ssize_t>(existing.size()) && existing.compare(0, header.size(), header) == 0;
+    bool resumed = n == static_cast<ssize_t>(existing.size()) &&
+                   existing.compare(0, header.size(), header) == 0;
     struct stat st {};
     ::fstat(data_fd_, &st);
     for (std::size_t i = 0; i < parts_.size(); ++i) {
       std::uint64_t have = 0;
-      if (resumed) have = std::strtoull(existing.c_str() + header.size() + i * kRecord, nullptr, 10);
+      if (resumed)
+        have = std::strtoull(existing.c_str() + header.size() + i * kRecord, nullptr, 10);
       const std::uint64_t span = parts_[i].end - parts_[i].start;
       // Bytes claimed but not on disk (the file is shorter) are fetched again.
       if (have > span || parts_[i].start + have > static_cast<std::uint64_t>(st.st_size)) have = 0;
       done_[i].store(have);
     }
     if (!resumed) {
-      if (::ftruncate(data_fd_, 0) != 0 || ::ftruncate(state_fd_, 0) != 0) fail(ErrorCode::kIo, "{}: truncate failed", data_path_.string());
+      if (::ftruncate(data_fd_, 0) != 0 || ::ftruncate(state_fd_, 0) != 0)
+        fail(ErrorCode::kIo, "{}: truncate failed", data_path_.string());
       write_all(state_fd_, header.data(), header.size(), 0, state_path_);
       for (std::size_t i = 0; i < parts_.size(); ++i) save(i);
     } else {
       std::uint64_t have = 0;
       for (std::size_t i = 0; i < parts_.size(); ++i) have += done_[i].load();
-      if (have > 0) log::info("{}: resuming with {} of {} bytes on disk", entry_.path, have, entry_.size);
+      if (have > 0)
+        log::info("{}: resuming with {} of {} bytes on disk", entry_.path, have, entry_.size);
     }
-    if (::ftruncate(data_fd_, static_cast<off_t>(entry_.size)) != 0) fail(ErrorCode::kIo, "{}: cannot size", data_path_.string());
+    if (::ftruncate(data_fd_, static_cast<off_t>(entry_.size)) != 0)
+      fail(ErrorCode::kIo, "{}: cannot size", data_path_.string());
     remaining_.store(parts_.size());
     hasher_ = std::thread([this] { hash_loop(); });
   }
@@ -323,7 +340,8 @@ class PartedFile {
         return true;
       };
       try {
-        if (p.start + have < p.end) run_.client.download_range(url_, p.start + have, p.end, sink, written);
+        if (p.start + have < p.end)
+          run_.client.download_range(url_, p.start + have, p.end, sink, written);
       } catch (const Error&) {
         landed(out.flush());
         save(i);
@@ -379,7 +397,9 @@ class PartedFile {
         continue;
       }
       while (pos < avail) {
-        const ssize_t n = ::pread(data_fd_, buf.data(), std::min<std::uint64_t>(buf.size(), avail - pos), static_cast<off_t>(pos));
+        const ssize_t n =
+            ::pread(data_fd_, buf.data(), std::min<std::uint64_t>(buf.size(), avail - pos),
+                    static_cast<off_t>(pos));
         if (n <= 0) {
           abort_.store(true);
           break;
@@ -404,7 +424,8 @@ class PartedFile {
         ::unlink(state_path_.c_str());
         return;
       }
-      log::warn("{}: sha256 mismatch after a ranged download; fetching it again as one stream", entry_.path);
+      log::warn("{}: sha256 mismatch after a ranged download; fetching it again as one stream",
+                entry_.path);
       ::unlink(data_path_.c_str());
       ::unlink(state_path_.c_str());
       fetch_whole(run_, entry_);
@@ -434,7 +455,8 @@ class PartedFile {
   std::uint64_t hashed_ = 0;
 };
 
-std::vector<FileEntry> select(const std::vector<FileEntry>& listed, const DownloadOptions& options) {
+std::vector<FileEntry> select(const std::vector<FileEntry>& listed,
+                              const DownloadOptions& options) {
   std::vector<FileEntry> out;
   std::vector<bool> file_used(options.files.size(), false);
   for (const FileEntry& e : listed) {
@@ -455,10 +477,11 @@ std::vector<FileEntry> select(const std::vector<FileEntry>& listed, const Downlo
     if (file_used[i]) continue;
     std::vector<std::string> names;
     for (const FileEntry& e : listed) names.push_back(e.path);
-    throw Error(ErrorCode::kNotFound,
-                fmt::format("{} has no file matching '{}' at revision '{}'", options.repo.str(), options.files[i],
-                            options.revision.empty() ? "master" : options.revision),
-                did_you_mean(options.files[i], names));
+    throw Error(
+        ErrorCode::kNotFound,
+        fmt::format("{} has no file matching '{}' at revision '{}'", options.repo.str(),
+                    options.files[i], options.revision.empty() ? "master" : options.revision),
+        did_you_mean(options.files[i], names));
   }
   return out;
 }
@@ -467,7 +490,8 @@ DownloadResult offline_result(const DownloadOptions& options, const CacheLayout&
   RepoCache cache(layout.repo_dir);
   if (cache.entries().empty()) {
     throw Error(ErrorCode::kNotFound,
-                fmt::format("{} is not in the cache ({} has no .msc index)", options.repo.str(), layout.repo_dir.string()),
+                fmt::format("{} is not in the cache ({} has no .msc index)", options.repo.str(),
+                            layout.repo_dir.string()),
                 "download it once without --offline (and without MODELSCOPE_OFFLINE=1)");
   }
   std::vector<FileEntry> listed;
@@ -493,7 +517,8 @@ DownloadResult offline_result(const DownloadOptions& options, const CacheLayout&
 
 // Whether the endpoint's host is this machine (127.0.0.0/8, ::1, localhost).
 bool is_loopback(const std::string& endpoint) {
-  std::string host = endpoint.substr(endpoint.find("://") == std::string::npos ? 0 : endpoint.find("://") + 3);
+  std::string host =
+      endpoint.substr(endpoint.find("://") == std::string::npos ? 0 : endpoint.find("://") + 3);
   host = host.substr(0, host.find('/'));
   if (!host.empty() && host[0] == '[') return host.rfind("[::1]", 0) == 0;
   host = host.substr(0, host.find(':'));
@@ -509,7 +534,9 @@ void remove_empty_dirs(const fs::path& dir) {
     if (it->is_directory(ec) && !it->is_symlink(ec)) dirs.push_back(it->path());
   }
   // Deepest first, so a parent empties once its children are gone.
-  std::sort(dirs.begin(), dirs.end(), [](const fs::path& a, const fs::path& b) { return a.native().size() > b.native().size(); });
+  std::sort(dirs.begin(), dirs.end(), [](const fs::path& a, const fs::path& b) {
+    return a.native().size() > b.native().size();
+  });
   for (const fs::path& d : dirs) fs::remove(d, ec);  // fails (harmlessly) when not empty
 }
 
@@ -519,7 +546,8 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   for (const std::string& f : options.files) {
     if (f.find_first_of("*?[") == std::string::npos) check_repo_path(f);
   }
-  const CacheLayout layout = cache_layout(options.type, options.repo, options.cache_dir, options.local_dir);
+  const CacheLayout layout =
+      cache_layout(options.type, options.repo, options.cache_dir, options.local_dir);
   if (options.offline) return offline_result(options, layout);
 
   HubClient client(hub);
@@ -538,7 +566,8 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
     std::vector<std::string> names;
     for (const RevisionInfo& r : revisions) names.push_back(r.name);
     throw Error(ErrorCode::kNotFound,
-                fmt::format("{} has no branch or tag '{}' (it has: {})", options.repo.str(), revision, join(names, ", ")),
+                fmt::format("{} has no branch or tag '{}' (it has: {})", options.repo.str(),
+                            revision, join(names, ", ")),
                 did_you_mean(revision, names));
   }
   const std::vector<FileEntry> selected = select(listed, options);
@@ -565,11 +594,13 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
 
   std::error_code ec;
   fs::create_directories(layout.repo_dir, ec);
-  if (ec) fail(ErrorCode::kIo, "{}: cannot create the cache folder: {}", layout.repo_dir.string(), ec.message());
+  if (ec)
+    fail(ErrorCode::kIo, "{}: cannot create the cache folder: {}", layout.repo_dir.string(),
+         ec.message());
 
   if (!todo.empty()) {
-    Progress progress(fmt::format("{} ({} files)", options.repo.str(), todo.size()), result.bytes_to_fetch,
-                      Progress::Unit::kBytes);
+    Progress progress(fmt::format("{} ({} files)", options.repo.str(), todo.size()),
+                      result.bytes_to_fetch, Progress::Unit::kBytes);
     Run run{options, client, cache, layout, revision, &progress, {}, {}, {}};
     const int workers = std::max(1, options.max_workers);
     // Ranged parts buy bandwidth from a remote hub, but cost a second pass over the data for the
@@ -578,16 +609,19 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
     if (options.max_parts > 0) {
       max_parts = options.max_parts;
     } else if (is_loopback(hub.endpoint)) {
-      max_parts = std::max(1, std::min(workers, static_cast<int>(std::thread::hardware_concurrency() / 2)));
+      max_parts =
+          std::max(1, std::min(workers, static_cast<int>(std::thread::hardware_concurrency() / 2)));
     }
     std::vector<std::function<void()>> tasks;
     std::vector<std::unique_ptr<PartedFile>> parted;
     // Big files first: their parts keep every connection busy while small files fill gaps.
     std::vector<FileEntry> order = todo;
-    std::stable_sort(order.begin(), order.end(), [](const FileEntry& a, const FileEntry& b) { return a.size > b.size; });
+    std::stable_sort(order.begin(), order.end(),
+                     [](const FileEntry& a, const FileEntry& b) { return a.size > b.size; });
     for (const FileEntry& e : order) {
       if (max_parts > 1 && e.size >= options.part_threshold) {
-        const std::uint64_t by_size = std::max<std::uint64_t>(1, e.size / std::max<std::uint64_t>(1, options.min_part_size));
+        const std::uint64_t by_size =
+            std::max<std::uint64_t>(1, e.size / std::max<std::uint64_t>(1, options.min_part_size));
         const int parts = static_cast<int>(std::min<std::uint64_t>(max_parts, by_size));
         parted.push_back(std::make_unique<PartedFile>(run, e, parts));
         PartedFile* pf = parted.back().get();
@@ -599,7 +633,8 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
           opened = false;
         }
         if (!opened) continue;
-        for (std::size_t i = 0; i < pf->part_count(); ++i) tasks.push_back([pf, i] { pf->run_part(i); });
+        for (std::size_t i = 0; i < pf->part_count(); ++i)
+          tasks.push_back([pf, i] { pf->run_part(i); });
       } else {
         tasks.push_back([&run, e] {
           try {
@@ -633,8 +668,8 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
       }
       Error e = worst->error;
       if (run.failures.size() > 1) {
-        e.add_context(fmt::format("downloading {}: {} of {} files failed", options.repo.str(), run.failures.size(),
-                                  todo.size()));
+        e.add_context(fmt::format("downloading {}: {} of {} files failed", options.repo.str(),
+                                  run.failures.size(), todo.size()));
       }
       throw e;
     }
@@ -645,7 +680,8 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   if (options.type == RepoType::kModel) {
     std::int64_t created_at = 0;
     std::string current;
-    if (fs::is_regular_file(layout.repo_dir / ".mv", ec)) current = read_file(layout.repo_dir / ".mv");
+    if (fs::is_regular_file(layout.repo_dir / ".mv", ec))
+      current = read_file(layout.repo_dir / ".mv");
     if (!todo.empty() || current.rfind("Revision:" + revision + ",", 0) != 0) {
       try {
         for (const RevisionInfo& r : client.revisions(options.type, options.repo)) {
@@ -661,7 +697,9 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   }
   if (!layout.dotted_link.empty() && !fs::exists(fs::symlink_status(layout.dotted_link, ec))) {
     fs::create_directory_symlink(layout.repo_dir.filename(), layout.dotted_link, ec);
-    if (ec) log::warn("{}: cannot create the dotted-name link: {}", layout.dotted_link.string(), ec.message());
+    if (ec)
+      log::warn("{}: cannot create the dotted-name link: {}", layout.dotted_link.string(),
+                ec.message());
   }
   result.requests = client.request_count();
   return result;

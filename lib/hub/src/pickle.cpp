@@ -48,8 +48,9 @@ struct Value {
 using ValuePtr = std::shared_ptr<Value>;
 
 [[noreturn]] void corrupt(const std::string& why) {
-  throw Error(ErrorCode::kIntegrity, "not a cache pickle: " + why,
-              "the file is damaged or was not written by modelscope; delete it to rebuild the index");
+  throw Error(
+      ErrorCode::kIntegrity, "not a cache pickle: " + why,
+      "the file is damaged or was not written by modelscope; delete it to rebuild the index");
 }
 
 class Reader {
@@ -60,28 +61,66 @@ class Reader {
     while (true) {
       const char op = byte();
       switch (op) {
-        case kProto: byte(); break;
-        case kFrame: skip(8); break;
+        case kProto:
+          byte();
+          break;
+        case kFrame:
+          skip(8);
+          break;
         case kStop:
           if (stack_.size() != 1) corrupt("stack not balanced at STOP");
           return stack_.back();
-        case kMark: push(Value{Mark{}}); break;
-        case kEmptyList: push(Value{List{}}); break;
-        case kEmptyDict: push(Value{Dict{}}); break;
-        case kNone: push(Value{}); break;
-        case kNewTrue: push(Value{true}); break;
-        case kNewFalse: push(Value{false}); break;
-        case kBinInt: push(Value{static_cast<std::int64_t>(static_cast<std::int32_t>(uint_le(4)))}); break;
-        case kBinInt1: push(Value{static_cast<std::int64_t>(uint_le(1))}); break;
-        case kBinInt2: push(Value{static_cast<std::int64_t>(uint_le(2))}); break;
-        case kShortBinUnicode: push(Value{text(uint_le(1))}); break;
-        case kBinUnicode: push(Value{text(uint_le(4))}); break;
-        case kBinUnicode8: push(Value{text(uint_le(8))}); break;
-        case kMemoize: memo_[memo_.size()] = top(); break;
-        case kBinPut: memo_[uint_le(1)] = top(); break;
-        case kLongBinPut: memo_[uint_le(4)] = top(); break;
-        case kBinGet: stack_.push_back(get(uint_le(1))); break;
-        case kLongBinGet: stack_.push_back(get(uint_le(4))); break;
+        case kMark:
+          push(Value{Mark{}});
+          break;
+        case kEmptyList:
+          push(Value{List{}});
+          break;
+        case kEmptyDict:
+          push(Value{Dict{}});
+          break;
+        case kNone:
+          push(Value{});
+          break;
+        case kNewTrue:
+          push(Value{true});
+          break;
+        case kNewFalse:
+          push(Value{false});
+          break;
+        case kBinInt:
+          push(Value{static_cast<std::int64_t>(static_cast<std::int32_t>(uint_le(4)))});
+          break;
+        case kBinInt1:
+          push(Value{static_cast<std::int64_t>(uint_le(1))});
+          break;
+        case kBinInt2:
+          push(Value{static_cast<std::int64_t>(uint_le(2))});
+          break;
+        case kShortBinUnicode:
+          push(Value{text(uint_le(1))});
+          break;
+        case kBinUnicode:
+          push(Value{text(uint_le(4))});
+          break;
+        case kBinUnicode8:
+          push(Value{text(uint_le(8))});
+          break;
+        case kMemoize:
+          memo_[memo_.size()] = top();
+          break;
+        case kBinPut:
+          memo_[uint_le(1)] = top();
+          break;
+        case kLongBinPut:
+          memo_[uint_le(4)] = top();
+          break;
+        case kBinGet:
+          stack_.push_back(get(uint_le(1)));
+          break;
+        case kLongBinGet:
+          stack_.push_back(get(uint_le(4)));
+          break;
         case kAppend: {
           ValuePtr item = pop();
           list_of(top()).push_back(item);
@@ -103,12 +142,13 @@ class Reader {
           std::vector<ValuePtr> items = pop_to_mark();
           if (items.size() % 2 != 0) corrupt("odd number of SETITEMS values");
           Dict& dict = dict_of(top());
-          for (std::size_t i = 0; i < items.size(); i += 2) dict.emplace_back(items[i], items[i + 1]);
+          for (std::size_t i = 0; i < items.size(); i += 2)
+            dict.emplace_back(items[i], items[i + 1]);
           break;
         }
         default:
-          corrupt(fmt::format("unsupported opcode 0x{:02x} at offset {}", static_cast<unsigned char>(op),
-                              pos_ - 1));
+          corrupt(fmt::format("unsupported opcode 0x{:02x} at offset {}",
+                              static_cast<unsigned char>(op), pos_ - 1));
       }
     }
   }

@@ -2,12 +2,11 @@
 
 #include <sys/stat.h>
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <atomic>
-#include <mutex>
 #include <cstring>
+#include <mutex>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 
@@ -34,7 +33,8 @@ std::string base64(const std::string& in) {
   out.reserve((in.size() + 2) / 3 * 4);
   std::size_t i = 0;
   for (; i + 2 < in.size(); i += 3) {
-    const unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
+    const unsigned v = (static_cast<unsigned char>(in[i]) << 16) |
+                       (static_cast<unsigned char>(in[i + 1]) << 8) |
                        static_cast<unsigned char>(in[i + 2]);
     out += table[(v >> 18) & 63];
     out += table[(v >> 12) & 63];
@@ -79,9 +79,9 @@ std::int64_t mtime_ns(const struct stat& st) {
 class UploadState {
  public:
   UploadState(const UploadOptions& o) {
-    const std::string key = sha256_hex(fs::absolute(o.local_path).lexically_normal().string() + "\n" +
-                                       repo_type_name(o.type) + "\n" + o.repo.str() + "\n" + o.revision + "\n" +
-                                       o.path_in_repo);
+    const std::string key = sha256_hex(fs::absolute(o.local_path).lexically_normal().string() +
+                                       "\n" + repo_type_name(o.type) + "\n" + o.repo.str() + "\n" +
+                                       o.revision + "\n" + o.path_in_repo);
     path_ = cache_dir() / ".upload" / (key.substr(0, 32) + ".json");
     std::error_code ec;
     if (fs::is_regular_file(path_, ec)) {
@@ -98,7 +98,8 @@ class UploadState {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = data_.find(f.repo_path);
     if (it == data_.end() || !it->is_object()) return false;
-    if (it->value("size", std::uint64_t(0)) != f.size || it->value("mtime_ns", std::int64_t(0)) != f.mtime_ns)
+    if (it->value("size", std::uint64_t(0)) != f.size ||
+        it->value("mtime_ns", std::int64_t(0)) != f.mtime_ns)
       return false;
     f.sha256 = it->value("sha256", std::string());
     f.committed = it->value("committed", false);
@@ -106,7 +107,8 @@ class UploadState {
   }
   void record(const LocalFile& f, bool committed) {
     std::lock_guard<std::mutex> lock(mutex_);
-    data_[f.repo_path] = {{"size", f.size}, {"mtime_ns", f.mtime_ns}, {"sha256", f.sha256}, {"committed", committed}};
+    data_[f.repo_path] = {
+        {"size", f.size}, {"mtime_ns", f.mtime_ns}, {"sha256", f.sha256}, {"committed", committed}};
   }
   void save() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -152,9 +154,10 @@ std::size_t batch_size(std::size_t n) {
 
 bool is_lfs_file(const std::string& path, std::uint64_t size) {
   if (size > kLfsThreshold) return true;
-  static const char* suffixes[] = {".bin", ".safetensors", ".pt", ".pth", ".onnx", ".pb", ".h5", ".ckpt",
-                                   ".npy", ".npz", ".parquet", ".arrow", ".zip", ".tar", ".gz", ".pkl",
-                                   ".msgpack", ".tflite", ".ot", ".model", ".7z", ".bz2", ".xz", ".gguf"};
+  static const char* suffixes[] = {".bin", ".safetensors", ".pt",  ".pth", ".onnx",    ".pb",
+                                   ".h5",  ".ckpt",        ".npy", ".npz", ".parquet", ".arrow",
+                                   ".zip", ".tar",         ".gz",  ".pkl", ".msgpack", ".tflite",
+                                   ".ot",  ".model",       ".7z",  ".bz2", ".xz",      ".gguf"};
   for (const char* s : suffixes) {
     const std::size_t n = std::strlen(s);
     if (path.size() >= n && path.compare(path.size() - n, n, s) == 0) return true;
@@ -166,7 +169,8 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
   std::error_code ec;
   const fs::path local = options.local_path;
   if (!fs::exists(local, ec)) {
-    throw Error(ErrorCode::kNotFound, fmt::format("{}: no such file or folder to upload", local.string()));
+    throw Error(ErrorCode::kNotFound,
+                fmt::format("{}: no such file or folder to upload", local.string()));
   }
   std::string prefix = options.path_in_repo;
   while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
@@ -174,7 +178,8 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
   std::vector<std::pair<fs::path, std::string>> out;
   if (!fs::is_directory(local, ec)) {
     std::string name = prefix.empty() ? local.filename().string() : prefix;
-    if (!options.path_in_repo.empty() && options.path_in_repo.back() == '/') name = prefix + "/" + local.filename().string();
+    if (!options.path_in_repo.empty() && options.path_in_repo.back() == '/')
+      name = prefix + "/" + local.filename().string();
     check_repo_path(name);
     out.emplace_back(local, name);
     return out;
@@ -196,11 +201,13 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
       const fs::path target = fs::weakly_canonical(p, ec);
       if (ec || !inside(root, target)) {
         throw Error(ErrorCode::kUsage,
-                    fmt::format("{}: symlink leads outside the folder being uploaded ({})", p.string(), target.string()),
+                    fmt::format("{}: symlink leads outside the folder being uploaded ({})",
+                                p.string(), target.string()),
                     "replace the link with a copy of the file, or exclude it with --exclude");
       }
       if (fs::is_directory(target, ec)) {
-        // Links to folders inside the tree are skipped: their files are uploaded from the real path.
+        // Links to folders inside the tree are skipped: their files are uploaded from the real
+        // path.
         continue;
       }
     }
@@ -216,7 +223,8 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
     check_repo_path(repo_path);
     out.emplace_back(p, repo_path);
   }
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.second < b.second; });
   return out;
 }
 
@@ -231,7 +239,8 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
     try {
       client.repo_info(options.type, options.repo);
     } catch (Error& e) {
-      if (e.code() == ErrorCode::kNotFound) e.set_hint("pass --create to create it (and --private to hide it)");
+      if (e.code() == ErrorCode::kNotFound)
+        e.set_hint("pass --create to create it (and --private to hide it)");
       throw;
     }
   }
@@ -243,7 +252,8 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
     f.local = listed[i].first;
     f.repo_path = listed[i].second;
     struct stat st {};
-    if (::stat(f.local.c_str(), &st) != 0) fail(ErrorCode::kIo, "{}: cannot stat", f.local.string());
+    if (::stat(f.local.c_str(), &st) != 0)
+      fail(ErrorCode::kIo, "{}: cannot stat", f.local.string());
     f.size = static_cast<std::uint64_t>(st.st_size);
     f.mtime_ns = mtime_ns(st);
     f.lfs = is_lfs_file(f.repo_path, f.size);
@@ -284,7 +294,8 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
     }
   }
   if (!objects.empty()) {
-    const std::vector<std::string> hrefs = client.lfs_upload_hrefs(options.type, options.repo, objects);
+    const std::vector<std::string> hrefs =
+        client.lfs_upload_hrefs(options.type, options.repo, objects);
     std::vector<std::size_t> to_put;
     std::uint64_t put_bytes = 0;
     for (std::size_t i = 0; i < hrefs.size(); ++i) {
@@ -295,14 +306,13 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
         put_bytes += objects[i].second;
       }
     }
-    Progress progress(fmt::format("upload {} ({} blobs)", options.repo.str(), to_put.size()), put_bytes,
-                      Progress::Unit::kBytes);
+    Progress progress(fmt::format("upload {} ({} blobs)", options.repo.str(), to_put.size()),
+                      put_bytes, Progress::Unit::kBytes);
     std::atomic<std::uint64_t> sent{0};
     parallel_for(to_put.size(), options.max_workers, [&](std::size_t k) {
       const std::size_t i = to_put[k];
-      client.put_blob(hrefs[i], owners[i]->local.string(), objects[i].second, [&](std::uint64_t n) {
-        progress.advance(n);
-      });
+      client.put_blob(hrefs[i], owners[i]->local.string(), objects[i].second,
+                      [&](std::uint64_t n) { progress.advance(n); });
       sent.fetch_add(objects[i].second);
     });
     progress.finish();
@@ -322,21 +332,33 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
     for (; end < pending.size() && end - start < per_batch; ++end) {
       LocalFile& f = *pending[end];
       if (f.lfs) {
-        actions.push_back({{"action", "create"}, {"path", f.repo_path}, {"type", "lfs"}, {"size", f.size},
-                           {"sha256", f.sha256}, {"content", ""}, {"encoding", ""}});
+        actions.push_back({{"action", "create"},
+                           {"path", f.repo_path},
+                           {"type", "lfs"},
+                           {"size", f.size},
+                           {"sha256", f.sha256},
+                           {"content", ""},
+                           {"encoding", ""}});
       } else {
         if (end > start && inline_bytes + f.size > kInlineBatchLimit) break;
         const std::string content = read_file(f.local);
         if (sha256_hex(content) != f.sha256) {
-          fail(ErrorCode::kIo, "{}: changed while uploading; run the upload again", f.local.string());
+          fail(ErrorCode::kIo, "{}: changed while uploading; run the upload again",
+               f.local.string());
         }
         inline_bytes += content.size();
-        actions.push_back({{"action", "create"}, {"path", f.repo_path}, {"type", "normal"}, {"size", f.size},
-                           {"sha256", ""}, {"content", base64(content)}, {"encoding", "base64"}});
+        actions.push_back({{"action", "create"},
+                           {"path", f.repo_path},
+                           {"type", "normal"},
+                           {"size", f.size},
+                           {"sha256", ""},
+                           {"content", base64(content)},
+                           {"encoding", "base64"}});
       }
     }
     json body = {{"commit_message", message}, {"actions", actions}};
-    result.commits.push_back(client.commit(options.type, options.repo, options.revision, body.dump()));
+    result.commits.push_back(
+        client.commit(options.type, options.repo, options.revision, body.dump()));
     result.bytes_uploaded += inline_bytes;
     for (std::size_t i = start; i < end; ++i) state.record(*pending[i], true);
     state.save();

@@ -13,9 +13,9 @@ namespace ms::hub {
 
 /// Where one repo lives on disk.
 struct CacheLayout {
-  std::filesystem::path repo_dir;  ///< files plus .msc/.mdl/.mv
-  std::filesystem::path temp_dir;  ///< partial downloads (kept across runs: that is the resume)
-  std::filesystem::path lock_file; ///< per-repo flock file
+  std::filesystem::path repo_dir;     ///< files plus .msc/.mdl/.mv
+  std::filesystem::path temp_dir;     ///< partial downloads (kept across runs: that is the resume)
+  std::filesystem::path lock_file;    ///< per-repo flock file
   std::filesystem::path dotted_link;  ///< symlink with the unmasked name, when the name has '.'
 };
 
@@ -39,7 +39,8 @@ class RepoCache {
   bool has(const std::string& path, const std::string& revision) const;
 
   /// Moves `temp_file` to `<dir>/<path>` and records {path, revision}; rewrites `.msc` atomically.
-  void put(const std::string& path, const std::string& revision, const std::filesystem::path& temp_file);
+  void put(const std::string& path, const std::string& revision,
+           const std::filesystem::path& temp_file);
 
   /// Re-reads `.msc` from disk (another process may have added entries).
   void reload();

@@ -100,8 +100,9 @@ class HubClient {
 
   /// LFS batch check: for each {sha256, size}, whether the hub still needs the blob and where to
   /// PUT it (empty href: the hub already has it).
-  std::vector<std::string> lfs_upload_hrefs(RepoType type, const RepoId& repo,
-                                            const std::vector<std::pair<std::string, std::uint64_t>>& objects);
+  std::vector<std::string> lfs_upload_hrefs(
+      RepoType type, const RepoId& repo,
+      const std::vector<std::pair<std::string, std::uint64_t>>& objects);
 
   /// PUTs a local file to an href from lfs_upload_hrefs(); calls `progress` with byte counts.
   void put_blob(const std::string& href, const std::string& local_path, std::uint64_t size,
@@ -113,7 +114,8 @@ class HubClient {
                      const std::string& body_json);
 
   /// POST /api/v1/models/{id}/repo/tag {TagName, Ref}.
-  void create_tag(RepoType type, const RepoId& repo, const std::string& tag, const std::string& ref);
+  void create_tag(RepoType type, const RepoId& repo, const std::string& tag,
+                  const std::string& ref);
 
  private:
   struct Impl;

@@ -1,4 +1,5 @@
-// Snapshot and file download into the modelscope-compatible cache: parallel, ranged, verified, resumable.
+// Snapshot and file download into the modelscope-compatible cache: parallel, ranged, verified,
+// resumable.
 #pragma once
 
 #include <cstdint>
@@ -16,9 +17,9 @@ namespace ms::hub {
 struct DownloadOptions {
   RepoType type = RepoType::kModel;
   RepoId repo;
-  std::string revision;             ///< empty: master
-  std::vector<std::string> files;   ///< exact paths or globs; each must match something
-  std::vector<std::string> include; ///< fnmatch globs on the repo path ('dir/' means 'dir/*')
+  std::string revision;              ///< empty: master
+  std::vector<std::string> files;    ///< exact paths or globs; each must match something
+  std::vector<std::string> include;  ///< fnmatch globs on the repo path ('dir/' means 'dir/*')
   std::vector<std::string> exclude;
   std::optional<std::filesystem::path> cache_dir;
   std::optional<std::filesystem::path> local_dir;

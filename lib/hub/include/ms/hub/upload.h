@@ -45,7 +45,8 @@ bool is_lfs_file(const std::string& path, std::uint64_t size);
 /// The files of `options.local_path` with their repo paths, after include/exclude. Skips .git,
 /// .cache and ms's own state; rejects (kUsage) symlinks that lead outside the folder and repo
 /// paths that fail check_repo_path().
-std::vector<std::pair<std::filesystem::path, std::string>> collect_upload_files(const UploadOptions& options);
+std::vector<std::pair<std::filesystem::path, std::string>> collect_upload_files(
+    const UploadOptions& options);
 
 /// Uploads. Resumable: per-file state (size, mtime, sha256, committed) is kept in
 /// $MODELSCOPE_CACHE/.upload/, so a re-run after an interruption sends nothing twice.
