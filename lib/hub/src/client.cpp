@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -54,6 +55,7 @@ struct Response {
   std::string curl_error;
   bool aborted_by_sink = false;
   bool range_ignored = false;
+  std::exception_ptr sink_error;
   std::string set_cookie_session;
   long retry_after_s = -1;
 };
@@ -110,7 +112,14 @@ size_t on_body(char* ptr, size_t size, size_t count, void* user) {
     return 0;
   }
   if (state->request->sink != nullptr && r.status >= 200 && r.status < 300) {
-    if (!(*state->request->sink)(ptr, n)) {
+    // Exceptions must not cross curl's C frames: keep it and rethrow after curl returns.
+    bool ok = false;
+    try {
+      ok = (*state->request->sink)(ptr, n);
+    } catch (...) {
+      r.sink_error = std::current_exception();
+    }
+    if (!ok) {
       r.aborted_by_sink = true;
       return 0;
     }
@@ -522,6 +531,7 @@ void HubClient::download_range(const std::string& url, std::uint64_t offset, std
     }
     const std::uint64_t before = written;
     Response r = impl_->perform(req);
+    if (r.sink_error) std::rethrow_exception(r.sink_error);
     if (r.range_ignored || overflow) {
       fail(ErrorCode::kNetwork,
            "GET {}: the hub ignored the Range request (sent {} instead of bytes {}-{})", url,

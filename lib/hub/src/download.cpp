@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <ctime>
 #include <functional>
 #include <mutex>
@@ -109,6 +110,106 @@ class BufferedWriter {
   std::uint64_t offset_;
   const fs::path& path_;
   std::vector<char> buffer_;
+};
+
+// Writes 1 MiB blocks with pwrite() and hashes them, on a second thread for big transfers so
+// that a free core hides the hash. At most kBlocks blocks are in flight (bounded memory).
+class HashingWriter {
+ public:
+  HashingWriter(int fd, std::uint64_t offset, const fs::path& path, Sha256& hasher, bool threaded)
+      : fd_(fd), offset_(offset), path_(path), hasher_(hasher), threaded_(threaded) {
+    current_.reserve(kSize);
+    if (threaded_) {
+      for (int i = 0; i < kBlocks; ++i) free_.emplace_back().reserve(kSize);
+      thread_ = std::thread([this] { hash_loop(); });
+    }
+  }
+  ~HashingWriter() { stop(); }
+  HashingWriter(const HashingWriter&) = delete;
+  HashingWriter& operator=(const HashingWriter&) = delete;
+
+  void append(const char* data, std::size_t n) {
+    while (n > 0) {
+      const std::size_t take = std::min(n, kSize - current_.size());
+      current_.insert(current_.end(), data, data + take);
+      data += take;
+      n -= take;
+      if (current_.size() == kSize) submit();
+    }
+  }
+  /// Writes what is buffered and waits until every byte is hashed.
+  void finish() {
+    submit();
+    stop();
+  }
+  /// Writes what is buffered (it is valid data to resume from); the hash is abandoned.
+  void abandon() {
+    if (!current_.empty()) {
+      write_all(fd_, current_.data(), current_.size(), offset_, path_);
+      current_.clear();
+    }
+    stop();
+  }
+
+ private:
+  static constexpr std::size_t kSize = 1u << 20;
+  static constexpr int kBlocks = 8;
+
+  void submit() {
+    if (current_.empty()) return;
+    write_all(fd_, current_.data(), current_.size(), offset_, path_);
+    offset_ += current_.size();
+    if (!threaded_) {
+      hasher_.update(current_.data(), current_.size());
+      current_.clear();
+      return;
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    full_.push_back(std::move(current_));
+    cv_.notify_all();
+    cv_.wait(lock, [this] { return !free_.empty(); });
+    current_ = std::move(free_.back());
+    free_.pop_back();
+    current_.clear();
+  }
+
+  void hash_loop() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (true) {
+      cv_.wait(lock, [this] { return !full_.empty() || stopping_; });
+      if (full_.empty()) return;
+      std::vector<char> block = std::move(full_.front());
+      full_.pop_front();
+      lock.unlock();
+      hasher_.update(block.data(), block.size());
+      lock.lock();
+      free_.push_back(std::move(block));
+      cv_.notify_all();
+    }
+  }
+
+  void stop() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+      cv_.notify_all();
+    }
+    thread_.join();
+  }
+
+  int fd_;
+  std::uint64_t offset_;
+  const fs::path& path_;
+  Sha256& hasher_;
+  bool threaded_;
+  std::vector<char> current_;
+  std::deque<std::vector<char>> full_;
+  std::vector<std::vector<char>> free_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
 };
 
 // The per-repo lock: flock on an fd, so the kernel drops it when the holder dies.
@@ -219,11 +320,11 @@ void fetch_whole(Run& run, const FileEntry& entry) {
     std::uint64_t written = 0;
     if (have < entry.size) {
       std::uint64_t offset = have;
-      BufferedWriter out(fd.fd, have, temp);
+      const bool threaded = entry.size - have >= (8u << 20) && std::thread::hardware_concurrency() > 1;
+      HashingWriter out(fd.fd, have, temp, hasher, threaded);
       DataSink sink = [&](const char* data, std::size_t n) {
         if (offset + n > entry.size) return false;
         out.append(data, n);
-        hasher.update(data, n);
         offset += n;
         run.advance(n);
         return true;
@@ -231,10 +332,10 @@ void fetch_whole(Run& run, const FileEntry& entry) {
       try {
         run.client.download_range(url, have, entry.size, sink, written);
       } catch (const Error&) {
-        out.flush();  // what arrived is valid: keep it for the next run to resume from
+        out.abandon();  // what arrived is valid: keep it for the next run to resume from
         throw;
       }
-      out.flush();
+      out.finish();
     }
     const std::uint64_t total = have + written;
     const std::string digest = hasher.hex_digest();
