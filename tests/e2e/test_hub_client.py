@@ -106,7 +106,8 @@ class HubClientTest(MsTestCase):
         self.assertEqual(up["files"], len(ROUND_TRIP_FILES))
         self.assertEqual(up["files_committed"], len(ROUND_TRIP_FILES))
 
-        out = self.download("alice/round.trip", "--token", self.token)
+        # MS_HASH_THREAD=1: the second-thread hashing path, which only big files on 4+ cores take.
+        out = self.download("alice/round.trip", "--token", self.token, env=self.env(MS_HASH_THREAD="1"))
         repo_dir = self.path("cache", "models", "alice", "round___trip")
         self.assertEqual(out["local_path"], repo_dir)
         self.assertEqual(read_tree(repo_dir), ROUND_TRIP_FILES)
@@ -408,7 +409,8 @@ class HubFaultTest(MsTestCase):
         r = run_ms("upload", "alice/faulty", src, "--create", "--token", token, env=self.env(server), timeout=300)
         self.assertExit(r, 0)
         r = run_ms("download", "alice/faulty", "--token", token, "--json", "-v",
-                   env=self.env(server, MS_HUB_STALL_TIMEOUT="1", MS_DOWNLOAD_PARTS="5"), timeout=300)
+                   env=self.env(server, MS_HUB_STALL_TIMEOUT="1", MS_DOWNLOAD_PARTS="5", MS_HASH_THREAD="1"),
+                   timeout=300)
         self.assertExit(r, 0)
         self.assertIn("HTTP 500; retrying", r.stderr)
         self.assertIn("resuming at byte", r.stderr)
