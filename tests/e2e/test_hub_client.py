@@ -170,6 +170,13 @@ class HubClientTest(MsTestCase):
         self.assertEqual(read_tree(out["local_path"]), {"train.csv": b"a,b\n1,2\n", "sub/test.jsonl": b'{"x": 1}\n'})
         with open(os.path.join(out["local_path"], ".mv")) as f:
             self.assertEqual(f.read(), "master")
+        # One file, to a path of its own in the repo.
+        single = self.write("notes.md", "# notes\n")
+        self.upload("alice/ds1", single, "docs/NOTES.md", "--dataset")
+        out = self.download("alice/ds1", "docs/NOTES.md", "--dataset", "--token", self.token)
+        self.assertEqual([f["path"] for f in out["files"]], ["docs/NOTES.md"])
+        with open(os.path.join(out["local_path"], "docs", "NOTES.md")) as f:
+            self.assertEqual(f.read(), "# notes\n")
 
     # --- revisions, patterns, dry run ---------------------------------------------------------
     def test_revisions_and_tags(self):
