@@ -4,6 +4,8 @@
 
 #include <signal.h>
 
+#include <chrono>
+
 #include <cstdlib>
 #include <thread>
 
@@ -179,6 +181,14 @@ void Server::start() {
   }
   impl_->thread = std::thread([&http] { http.listen_after_bind(); });
   impl_->started = true;
+  // Report ready only once the accept loop runs: httplib's stop() is a no-op before that, so a
+  // signal arriving right after the ready line would otherwise leave the server running.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!http.is_running()) {
+    MS_CHECK(std::chrono::steady_clock::now() < deadline, ErrorCode::kInternal,
+             "hub serve: the HTTP listener did not start within 30 s");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 int Server::port() const { return impl_->port; }
