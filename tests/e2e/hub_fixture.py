@@ -17,9 +17,11 @@ def hub_server_available():
 class HubServer:
     """`ms hub serve --root ROOT --port 0`, stopped by stop(). Bounded: start waits at most 20 s."""
 
-    def __init__(self, root, faults=None, extra_env=None):
+    def __init__(self, root, faults=None, extra_env=None, tls=None):
         self.root = root
         args = [MS_BIN, "hub", "serve", "--root", root, "--host", "127.0.0.1", "--port", "0", "--json"]
+        if tls:
+            args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         if faults:
             args += ["--inject-faults", faults]
         env = dict(os.environ)
@@ -77,3 +79,14 @@ def python_with_modelscope():
             if r.returncode == 0:
                 return c
     return None
+
+
+def make_certificate(folder):
+    """A self-signed certificate for 127.0.0.1 (cert, key), or None without the openssl tool."""
+    if not shutil.which("openssl"):
+        return None
+    cert, key = os.path.join(folder, "hub.pem"), os.path.join(folder, "hub.key")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", key, "-out", cert], capture_output=True, timeout=60)
+    return (cert, key) if r.returncode == 0 else None

@@ -14,7 +14,7 @@ import unittest
 import urllib.request
 
 from harness import MS_BIN, MsTestCase, run_ms
-from hub_fixture import HubServer, find_blob, hub_server_available, python_with_modelscope
+from hub_fixture import HubServer, find_blob, hub_server_available, make_certificate, python_with_modelscope
 
 ROUND_TRIP_FILES = {
     "config.json": b'{"framework": "pytorch", "task": "text-classification"}',
@@ -395,8 +395,8 @@ class HubFaultTest(MsTestCase):
         for s in self.servers:
             s.stop()
 
-    def start(self, faults=None):
-        s = HubServer(self.root, faults=faults)
+    def start(self, faults=None, tls=None):
+        s = HubServer(self.root, faults=faults, tls=tls)
         self.servers.append(s)
         return s
 
@@ -430,6 +430,26 @@ class HubFaultTest(MsTestCase):
                 return True
             time.sleep(0.05)
         return False
+
+    def test_https_hub_with_a_private_ca(self):
+        tls = make_certificate(self.tmp)
+        if not tls:
+            self.skipTest("no openssl tool to make a test certificate")
+        server = self.start(tls=tls)
+        self.assertTrue(server.endpoint.startswith("https://"), server.endpoint)
+        token = server.token("alice")
+        files = {"a.txt": b"over TLS", "w.bin": os.urandom(100000)}
+        env = self.env(server, REQUESTS_CA_BUNDLE=tls[0])
+        r = run_ms("upload", "alice/tls", make_tree(self.path("src"), files), "--create", "--token", token, env=env)
+        self.assertExit(r, 0)
+        r = run_ms("download", "alice/tls", "--token", token, env=env)
+        self.assertExit(r, 0)
+        self.assertEqual(read_tree(r.stdout.strip()), files)
+        r = run_ms("download", "alice/tls", "--token", token, "--local-dir", self.path("x"),
+                   env=self.env(server, REQUESTS_CA_BUNDLE="", CURL_CA_BUNDLE="", SSL_CERT_FILE=""))
+        self.assertExit(r, 5)
+        self.assertOneLineError(r, server.endpoint)
+        self.assertIn("REQUESTS_CA_BUNDLE", r.stderr)
 
     def test_kill_9_mid_file_then_resume(self):
         server = self.start()

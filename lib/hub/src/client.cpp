@@ -165,12 +165,20 @@ struct HubClient::Impl {
   std::atomic<std::uint64_t> requests{0};
   std::string user_agent;
   std::string cookie;
+  std::string ca_bundle;
 
   explicit Impl(HubOptions o) : options(std::move(o)) {
     init_curl_once();
     user_agent = fmt::format("ms/{}; session_id/{}; platform/linux; env/custom; user/unknown",
                              ms::version(), random_hex(32));
     if (options.token) cookie = "m_session_id=" + *options.token;
+    // The CA bundle variables Python's requests honours, for hubs with private certificates.
+    for (const char* name : {"REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"}) {
+      if (auto v = env_var(name)) {
+        ca_bundle = *v;
+        break;
+      }
+    }
   }
   ~Impl() {
     for (CURL* c : pool) curl_easy_cleanup(c);
@@ -220,6 +228,7 @@ struct HubClient::Impl {
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &state);
     if (!cookie.empty()) curl_easy_setopt(c, CURLOPT_COOKIE, cookie.c_str());
+    if (!ca_bundle.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, ca_bundle.c_str());
     struct curl_slist* headers = nullptr;
     curl_mime* mime = nullptr;
     headers = curl_slist_append(headers, ("X-Request-ID: " + random_hex(32)).c_str());
@@ -325,9 +334,13 @@ struct HubClient::Impl {
       if (transport) {
         if (!is_retryable_curl(r.curl_code) || last) {
           const bool timeout = r.curl_code == CURLE_OPERATION_TIMEDOUT;
+          const bool tls = r.curl_code == CURLE_PEER_FAILED_VERIFICATION ||
+                           r.curl_code == CURLE_SSL_CACERT_BADFILE;
           throw Error(ErrorCode::kNetwork,
                       fmt::format("{} {}: {}", req.method, req.url, r.curl_error),
                       timeout ? "the hub did not answer in time; check it is up"
+                      : tls   ? "the hub's TLS certificate is not trusted; point REQUESTS_CA_BUNDLE "
+                                "at its CA certificate"
                               : "check the endpoint (--endpoint, MODELSCOPE_ENDPOINT) and that the "
                                 "hub is reachable");
         }
