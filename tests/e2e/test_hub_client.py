@@ -380,6 +380,20 @@ class HubClientTest(MsTestCase):
         warm = self.download("alice/inter.op", "--token", self.token, env=self.env(MODELSCOPE_CACHE=py_cache))
         self.assertTrue(all(f["cached"] for f in warm["files"]))
 
+        # `modelscope login` in Python (a pickled cookie jar) lets ms read a private repo.
+        self.upload("alice/py-login", make_tree(self.path("priv"), {"p.txt": b"private"}), "--create", "--private")
+        script = ("import sys\n"
+                  "from modelscope.hub.api import HubApi\n"
+                  "HubApi(endpoint=sys.argv[1]).login(sys.argv[2])\n")
+        env["MODELSCOPE_CREDENTIALS_PATH"] = self.path("py-credentials")
+        r = subprocess.run([python, "-c", script, self.server.endpoint, self.token], capture_output=True, text=True,
+                           env=env, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.path.exists(self.path("py-credentials", "cookies")))
+        out = self.download("alice/py-login", "--local-dir", self.path("py-login"),
+                            env=self.env(MODELSCOPE_CREDENTIALS_PATH=self.path("py-credentials")))
+        self.assertEqual(read_tree(self.path("py-login")), {"p.txt": b"private"})
+
 
 class HubFaultTest(MsTestCase):
     """Downloads against a server that injects 500s, resets and stalls; kill -9 then resume."""

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <exception>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -21,6 +22,7 @@
 #include "ms/core/log.h"
 #include "ms/core/settings.h"
 #include "ms/core/version.h"
+#include "ms/hub/pickle.h"
 
 namespace ms::hub {
 namespace {
@@ -339,10 +341,10 @@ struct HubClient::Impl {
           throw Error(ErrorCode::kNetwork,
                       fmt::format("{} {}: {}", req.method, req.url, r.curl_error),
                       timeout ? "the hub did not answer in time; check it is up"
-                      : tls   ? "the hub's TLS certificate is not trusted; point REQUESTS_CA_BUNDLE "
-                                "at its CA certificate"
-                              : "check the endpoint (--endpoint, MODELSCOPE_ENDPOINT) and that the "
-                                "hub is reachable");
+                      : tls ? "the hub's TLS certificate is not trusted; point REQUESTS_CA_BUNDLE "
+                              "at its CA certificate"
+                            : "check the endpoint (--endpoint, MODELSCOPE_ENDPOINT) and that the "
+                              "hub is reachable");
         }
         log::info("{} {}: {}; retrying ({}/{})", req.method, req.url, r.curl_error, attempt + 1,
                   options.max_attempts);
@@ -726,7 +728,19 @@ void HubClient::create_tag(RepoType type, const RepoId& repo, const std::string&
 std::optional<std::string> stored_token() {
   std::error_code ec;
   const auto path = credentials_dir() / "ms_session_id";
-  if (!std::filesystem::is_regular_file(path, ec)) return std::nullopt;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    // Python's `modelscope login` keeps only its cookie jar, pickled.
+    const auto cookies = credentials_dir() / "cookies";
+    if (!std::filesystem::is_regular_file(cookies, ec)) return std::nullopt;
+    try {
+      return find_pickled_cookie(read_file(cookies), "m_session_id",
+                                 static_cast<std::int64_t>(std::time(nullptr)));
+    } catch (const Error& e) {
+      log::warn("{}: cannot read the stored login ({}); run 'ms login --token T'", cookies.string(),
+                e.what());
+      return std::nullopt;
+    }
+  }
   std::string token = read_file(path);
   while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' '))
     token.pop_back();

@@ -12,8 +12,8 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
-#include <deque>
 #include <ctime>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <thread>

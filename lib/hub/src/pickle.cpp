@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 #include <variant>
 
@@ -37,6 +38,17 @@ constexpr char kNewFalse = '\x89';
 constexpr char kBinInt = 'J';
 constexpr char kBinInt1 = 'K';
 constexpr char kBinInt2 = 'M';
+constexpr char kLong1 = '\x8a';
+constexpr char kBinFloat = 'G';
+constexpr char kEmptyTuple = ')';
+constexpr char kTuple = 't';
+constexpr char kTuple1 = '\x85';
+constexpr char kTuple2 = '\x86';
+constexpr char kTuple3 = '\x87';
+constexpr char kStackGlobal = '\x93';
+constexpr char kGlobal = 'c';
+constexpr char kNewObj = '\x81';
+constexpr char kBuild = 'b';
 
 struct Value;
 using List = std::vector<std::shared_ptr<Value>>;
@@ -146,6 +158,60 @@ class Reader {
             dict.emplace_back(items[i], items[i + 1]);
           break;
         }
+        case kLong1: {
+          const std::uint64_t n = uint_le(1);
+          if (n > 8) corrupt("integer too large");
+          std::uint64_t v = uint_le(static_cast<int>(n));
+          if (n > 0 && n < 8 && (v >> (8 * n - 1)) & 1) v |= ~0ull << (8 * n);  // sign-extend
+          push(Value{static_cast<std::int64_t>(v)});
+          break;
+        }
+        case kBinFloat:
+          skip(8);
+          push(Value{});
+          break;
+        // Tuples read as lists; objects (class + NEWOBJ/BUILD state) read as the dict of their
+        // state, which is all a reader of cookie jars needs.
+        case kEmptyTuple:
+          push(Value{List{}});
+          break;
+        case kTuple: {
+          std::vector<ValuePtr> items = pop_to_mark();
+          push(Value{List(items.begin(), items.end())});
+          break;
+        }
+        case kTuple1:
+        case kTuple2:
+        case kTuple3: {
+          const int n = op == kTuple1 ? 1 : op == kTuple2 ? 2 : 3;
+          List items(n);
+          for (int i = n - 1; i >= 0; --i) items[i] = pop();
+          push(Value{std::move(items)});
+          break;
+        }
+        case kStackGlobal:
+          pop();
+          pop();
+          push(Value{});
+          break;
+        case kGlobal:
+          line();
+          line();
+          push(Value{});
+          break;
+        case kNewObj:
+          pop();  // args
+          pop();  // class
+          push(Value{Dict{}});
+          break;
+        case kBuild: {
+          ValuePtr state = pop();
+          ValuePtr object = top();
+          if (auto* d = std::get_if<Dict>(&state->v)) {
+            if (auto* o = std::get_if<Dict>(&object->v)) o->insert(o->end(), d->begin(), d->end());
+          }
+          break;
+        }
         default:
           corrupt(fmt::format("unsupported opcode 0x{:02x} at offset {}",
                               static_cast<unsigned char>(op), pos_ - 1));
@@ -174,6 +240,11 @@ class Reader {
     std::string s(data_.substr(pos_, n));
     pos_ += n;
     return s;
+  }
+  void line() {
+    const std::size_t end = data_.find('\n', pos_);
+    if (end == std::string_view::npos) corrupt("truncated");
+    pos_ = end + 1;
   }
   void push(Value v) { stack_.push_back(std::make_shared<Value>(std::move(v))); }
   ValuePtr top() {
@@ -306,7 +377,43 @@ class Writer {
   std::uint64_t next_memo_ = 0;
 };
 
+// Depth-first search for a dict with name == `cookie` and a str value (an http.cookiejar.Cookie).
+void find_cookie(const ValuePtr& v, const std::string& cookie, std::int64_t now,
+                 std::optional<std::string>& out, int depth) {
+  if (out || depth > 64) return;
+  if (const auto* list = std::get_if<List>(&v->v)) {
+    for (const ValuePtr& item : *list) find_cookie(item, cookie, now, out, depth + 1);
+    return;
+  }
+  const auto* dict = std::get_if<Dict>(&v->v);
+  if (dict == nullptr) return;
+  const std::string* name = nullptr;
+  const std::string* value = nullptr;
+  std::optional<std::int64_t> expires;
+  for (const auto& [key, val] : *dict) {
+    const auto* k = std::get_if<std::string>(&key->v);
+    if (k == nullptr) continue;
+    if (*k == "name") name = std::get_if<std::string>(&val->v);
+    if (*k == "value") value = std::get_if<std::string>(&val->v);
+    if (*k == "expires") {
+      if (const auto* e = std::get_if<std::int64_t>(&val->v)) expires = *e;
+    }
+  }
+  if (name != nullptr && value != nullptr && *name == cookie) {
+    if (!expires || *expires > now) out = *value;
+    return;
+  }
+  for (const auto& [key, val] : *dict) find_cookie(val, cookie, now, out, depth + 1);
+}
+
 }  // namespace
+
+std::optional<std::string> find_pickled_cookie(std::string_view data, const std::string& name,
+                                               std::int64_t now) {
+  std::optional<std::string> out;
+  find_cookie(Reader(data).run(), name, now, out, 0);
+  return out;
+}
 
 std::string pickle_cache_index(const std::vector<CacheIndexEntry>& entries) {
   Writer w;

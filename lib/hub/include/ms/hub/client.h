@@ -122,7 +122,8 @@ class HubClient {
   std::unique_ptr<Impl> impl_;
 };
 
-/// The token stored by `ms login` (or Python's modelscope) under credentials_dir(), if any.
+/// The token stored under credentials_dir(), if any: `ms login`'s ms_session_id, else the
+/// unexpired m_session_id cookie in the jar Python's `modelscope login` pickles to `cookies`.
 std::optional<std::string> stored_token();
 
 /// Runs the login and stores the credentials where modelscope keeps them

@@ -1,7 +1,9 @@
 // A reader and writer for the small subset of Python pickles the modelscope cache uses.
 #pragma once
 
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,5 +29,11 @@ std::string pickle_str_dict(const std::map<std::string, std::string>& dict);
 /// Reads a pickled dict whose keys are str; values that are not str are skipped.
 /// Throws ms::Error(kIntegrity) when the data is not such a pickle.
 std::map<std::string, std::string> unpickle_str_dict(std::string_view data);
+
+/// The value of cookie `name` in a pickled cookie jar (Python modelscope's credentials/cookies:
+/// a requests RequestsCookieJar), unless it expired before `now` (unix seconds). Throws
+/// ms::Error(kIntegrity) when the data is not a pickle this reader understands.
+std::optional<std::string> find_pickled_cookie(std::string_view data, const std::string& name,
+                                               std::int64_t now);
 
 }  // namespace ms::hub
