@@ -697,7 +697,8 @@ void HubClient::put_blob(const std::string& href, const std::string& local_path,
     }
     if (r.curl_code != CURLE_OK) fail(ErrorCode::kNetwork, "PUT {}: {}", url, r.curl_error);
     if (r.status >= 400) impl_->http_error(req, r, "upload of " + local_path);
-    impl_->envelope(r, req);
+    // Blob stores may answer a PUT with an empty body; a JSON one may still carry an error Code.
+    if (!r.body.empty()) impl_->envelope(r, req);
     return;
   }
 }
