@@ -59,7 +59,7 @@ bool RepoCache::has(const std::string& path, const std::string& revision) const 
 }
 
 void RepoCache::put(const std::string& path, const std::string& revision,
-                    const fs::path& temp_file) {
+                    const fs::path& temp_file, bool save_index) {
   check_repo_path(path);
   const fs::path target = dir_ / path;
   std::error_code ec;
@@ -75,7 +75,7 @@ void RepoCache::put(const std::string& path, const std::string& revision,
   }
   kept.push_back({path, revision});
   entries_ = std::move(kept);
-  save();
+  if (save_index) save();
 }
 
 void RepoCache::save() const { write_file_atomic(dir_ / ".msc", pickle_cache_index(entries_)); }

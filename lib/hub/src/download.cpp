@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdio>
@@ -254,6 +255,8 @@ struct Run {
   std::mutex mutex;  // guards cache and failures
   std::vector<Failure> failures;
   std::atomic<std::uint64_t> fetched{0};
+  std::chrono::steady_clock::time_point last_save{};
+  bool unsaved = false;
 
   void record_failure(const std::string& path, const Error& e) {
     std::lock_guard<std::mutex> lock(mutex);
@@ -261,7 +264,13 @@ struct Run {
   }
   void commit(const FileEntry& entry, const fs::path& temp) {
     std::lock_guard<std::mutex> lock(mutex);
-    cache.put(entry.path, entry.revision, temp);
+    // Rewriting the index after every file is quadratic for repos of thousands of files, so it
+    // is saved at most every half second here, and once more at the end of the run.
+    const auto now = std::chrono::steady_clock::now();
+    const bool save = now - last_save >= std::chrono::milliseconds(500);
+    cache.put(entry.path, entry.revision, temp, save);
+    if (save) last_save = now;
+    unsaved = !save;
     // Per-file report above the total bar, on a terminal only.
     if (progress != nullptr && Progress::enabled()) {
       std::fprintf(stderr, "\r\033[K  %s (%s)\n", entry.path.c_str(),
@@ -706,7 +715,7 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   if (!todo.empty()) {
     Progress progress(fmt::format("{} ({} files)", options.repo.str(), todo.size()),
                       result.bytes_to_fetch, Progress::Unit::kBytes);
-    Run run{options, client, cache, layout, revision, &progress, {}, {}, {}};
+    Run run{options, client, cache, layout, revision, &progress, {}, {}, {}, {}, false};
     const int workers = std::max(1, options.max_workers);
     // Ranged parts buy bandwidth from a remote hub, but cost a second pass over the data for the
     // hash. A hub on this machine shares our cores, so there parts are capped by the cores left.
@@ -765,6 +774,7 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
       });
     }
     for (std::thread& t : threads) t.join();
+    if (run.unsaved) cache.save();
     progress.finish();
     if (!run.failures.empty()) {
       const Failure* worst = &run.failures.front();

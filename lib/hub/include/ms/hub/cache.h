@@ -38,9 +38,14 @@ class RepoCache {
   /// present on disk (Python's ModelFileSystemCache.exists).
   bool has(const std::string& path, const std::string& revision) const;
 
-  /// Moves `temp_file` to `<dir>/<path>` and records {path, revision}; rewrites `.msc` atomically.
+  /// Moves `temp_file` to `<dir>/<path>` and records {path, revision}; rewrites `.msc` atomically
+  /// unless `save_index` is false (then call save() later: a file moved in but not yet indexed
+  /// is only fetched again, never trusted).
   void put(const std::string& path, const std::string& revision,
-           const std::filesystem::path& temp_file);
+           const std::filesystem::path& temp_file, bool save_index = true);
+
+  /// Rewrites `.msc` atomically (temp file, fsync, rename).
+  void save() const;
 
   /// Re-reads `.msc` from disk (another process may have added entries).
   void reload();
@@ -51,8 +56,6 @@ class RepoCache {
   void write_version(const std::string& text) const;
 
  private:
-  void save() const;
-
   std::filesystem::path dir_;
   std::vector<CacheIndexEntry> entries_;
 };
