@@ -176,6 +176,23 @@ TEST_CASE("RepoCache: put, revision prefixes, reload, corrupt index", "[hub][cac
   CHECK(unpickle_str_dict(ms::read_file(dir.path / ".mdl")).at("id") == "a/b");
 }
 
+TEST_CASE("RepoCache: duplicate index entries collapse to one on put", "[hub][cache]") {
+  TempDir dir;
+  ms::write_file_atomic(dir.path / ".msc",
+                        pickle_cache_index({{"a", "r1"}, {"b", "r1"}, {"a", "r2"}}));
+  touch(dir.path / "a", "x");
+  RepoCache cache(dir.path);
+  CHECK(cache.has("a", "r1"));
+  CHECK(cache.has("a", "r2"));
+  touch(dir.path / "tmp", "y");
+  cache.put("a", "r3", dir.path / "tmp", false);
+  CHECK(cache.entries().size() == 2);
+  CHECK_FALSE(cache.has("a", "r1"));
+  CHECK(cache.has("a", "r3"));
+  cache.save();
+  CHECK(unpickle_cache_index(ms::read_file(dir.path / ".msc")).size() == 2);
+}
+
 TEST_CASE("include/exclude behave like Python's fnmatch filter", "[hub][patterns]") {
   CHECK(path_matches("a/b/c.json", "*.json"));  // '*' crosses '/'
   CHECK(path_matches("data/x.bin", "data/"));   // trailing '/' means the folder

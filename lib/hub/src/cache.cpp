@@ -33,6 +33,7 @@ RepoCache::RepoCache(fs::path repo_dir) : dir_(std::move(repo_dir)) { reload(); 
 
 void RepoCache::reload() {
   entries_.clear();
+  by_path_.clear();
   const fs::path msc = dir_ / ".msc";
   std::error_code ec;
   if (!fs::is_regular_file(msc, ec)) return;
@@ -45,11 +46,18 @@ void RepoCache::reload() {
     fs::rename(msc, dir_ / ".msc.corrupted", ec);
     entries_.clear();
   }
+  reindex();
+}
+
+void RepoCache::reindex() {
+  by_path_.clear();
+  for (std::size_t i = 0; i < entries_.size(); ++i) by_path_.emplace(entries_[i].path, i);
 }
 
 bool RepoCache::has(const std::string& path, const std::string& revision) const {
-  for (const CacheIndexEntry& e : entries_) {
-    if (e.path != path) continue;
+  const auto [begin, end] = by_path_.equal_range(path);
+  for (auto it = begin; it != end; ++it) {
+    const CacheIndexEntry& e = entries_[it->second];
     const bool match = revision.rfind(e.revision, 0) == 0 || e.revision.rfind(revision, 0) == 0;
     if (!match) continue;
     std::error_code ec;
@@ -69,12 +77,25 @@ void RepoCache::put(const std::string& path, const std::string& revision,
          ec.message());
   fs::rename(temp_file, target, ec);
   if (ec) fail(ErrorCode::kIo, "{}: cannot move into the cache: {}", target.string(), ec.message());
-  std::vector<CacheIndexEntry> kept;
-  for (CacheIndexEntry& e : entries_) {
-    if (e.path != path) kept.push_back(std::move(e));
+  // As Python's put_file: one entry per path, the newest revision.
+  const std::size_t count = by_path_.count(path);
+  if (count == 1) {
+    entries_[by_path_.find(path)->second].revision = revision;
+  } else {
+    if (count > 1) {
+      std::vector<CacheIndexEntry> kept;
+      for (CacheIndexEntry& e : entries_) {
+        if (e.path != path) kept.push_back(std::move(e));
+      }
+      entries_ = std::move(kept);
+    }
+    entries_.push_back({path, revision});
+    if (count > 1) {
+      reindex();
+    } else {
+      by_path_.emplace(path, entries_.size() - 1);
+    }
   }
-  kept.push_back({path, revision});
-  entries_ = std::move(kept);
   if (save_index) save();
 }
 

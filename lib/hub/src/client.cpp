@@ -57,6 +57,7 @@ struct Response {
   std::string curl_error;
   bool aborted_by_sink = false;
   bool range_ignored = false;
+  bool body_too_large = false;
   std::exception_ptr sink_error;
   std::string set_cookie_session;
   long retry_after_s = -1;
@@ -127,7 +128,15 @@ size_t on_body(char* ptr, size_t size, size_t count, void* user) {
     }
     return n;
   }
-  if (r.body.size() < (1u << 20)) r.body.append(ptr, n);
+  // API answers (listings of many thousand files) may be large; an error page in answer to a
+  // download only needs its start for the message.
+  const std::size_t limit = state->request->sink != nullptr ? (1u << 20) : (512u << 20);
+  if (r.body.size() + n > limit) {
+    if (state->request->sink != nullptr) return n;
+    r.body_too_large = true;
+    return 0;
+  }
+  r.body.append(ptr, n);
   return n;
 }
 
@@ -331,6 +340,7 @@ struct HubClient::Impl {
   Response send(const Request& req, const std::string& what, bool retryable = true) {
     for (int attempt = 0;; ++attempt) {
       Response r = perform(req);
+      if (r.body_too_large) fail(ErrorCode::kNetwork, "{} {}: the answer is over 512 MiB", req.method, req.url);
       const bool transport = r.curl_code != CURLE_OK;
       const bool last = attempt + 1 >= options.max_attempts || !retryable;
       if (transport) {

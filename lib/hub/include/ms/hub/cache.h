@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "ms/hub/pickle.h"
@@ -56,8 +57,11 @@ class RepoCache {
   void write_version(const std::string& text) const;
 
  private:
+  void reindex();
+
   std::filesystem::path dir_;
   std::vector<CacheIndexEntry> entries_;
+  std::unordered_multimap<std::string, std::size_t> by_path_;  // path -> index in entries_
 };
 
 }  // namespace ms::hub
