@@ -58,12 +58,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if hub.mode == "garbage_json":
                 return self.send_json(None, raw=b"<html>not json")
             size = len(CONTENT)
+            if hub.mode == "big_listing":
+                # 300 small files whose entries carry 5 KB of commit message: a 1.5 MB listing.
+                return self.send_json({"Files": [
+                    {"Path": f"many/f{i:03d}.txt", "Type": "blob", "Size": 3, "Revision": "c1",
+                     "Sha256": hashlib.sha256(b"abc").hexdigest(), "CommitMessage": "m" * 5000}
+                    for i in range(300)]})
             return self.send_json({"Files": [{"Path": hub.listed_path, "Name": "w.bin", "Type": "blob", "Size": size,
                                               "Sha256": hashlib.sha256(CONTENT).hexdigest(), "Revision": "c1"}]})
         if url.path.endswith("/revisions"):
             return self.send_json({"RevisionMap": {"Branches": [{"Revision": "master", "CreatedAt": 1}], "Tags": []}})
         if url.path.endswith("/repo") and "FilePath" in query:
             hub.gets += 1
+            if hub.mode == "big_listing":
+                self.send_response(200)
+                self.send_header("Content-Length", "3")
+                self.end_headers()
+                self.wfile.write(b"abc")
+                return
             rng = self.headers.get("Range")
             start = 0
             if rng and hub.mode not in ("ignore_range",):
@@ -143,6 +155,13 @@ class HostileHubTest(MsTestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertOneLineError(r)
         self.assertFalse(os.path.exists(self.cached()))
+
+    def test_listing_over_a_megabyte(self):
+        self.hub.mode = "big_listing"
+        r = self.download("--json")
+        self.assertExit(r, 0)
+        self.assertEqual(len(json.loads(r.stdout)["files"]), 300)
+        self.assertEqual(len(os.listdir(os.path.join(self.path("cache"), "models", "o", "n", "many"))), 300)
 
     def test_invalid_json_is_a_network_error(self):
         self.hub.mode = "garbage_json"
