@@ -1,0 +1,264 @@
+// RFC 4180 CSV and JSON lines parsing.
+#include "ms/data/csv.h"
+
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <unordered_map>
+
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+
+namespace ms::data {
+
+std::size_t first_invalid_utf8_line(std::string_view text) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const std::size_t n = text.size();
+  std::size_t line = 1;
+  std::size_t i = 0;
+  while (i < n) {
+    const unsigned char c = p[i];
+    if (c < 0x80) {
+      if (c == '\n') ++line;
+      ++i;
+      continue;
+    }
+    std::size_t len = 0;
+    unsigned cp = 0;
+    if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return line;
+    }
+    if (i + len > n) return line;
+    for (std::size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return line;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    // Overlong forms, surrogates and code points past U+10FFFF are invalid too.
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
+      return line;
+    }
+    i += len;
+  }
+  return 0;
+}
+
+namespace {
+
+[[noreturn]] void bad_line(const std::string& source, std::size_t line, const std::string& what) {
+  throw Error(ErrorCode::kIntegrity, fmt::format("{}:{}: {}", source, line, what),
+              "fix the file or choose the right format and delimiter");
+}
+
+void finish_table(Table& table) {
+  std::vector<Value*> cells;
+  cells.reserve(table.rows.size());
+  for (std::size_t c = 0; c < table.columns.size(); ++c) {
+    cells.clear();
+    for (auto& row : table.rows) cells.push_back(&row[c]);
+    table.columns[c].type = infer_and_convert(cells);
+  }
+}
+
+}  // namespace
+
+Table parse_csv(std::string_view text, const std::string& source, const CsvOptions& options) {
+  if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+  if (std::size_t bad = first_invalid_utf8_line(text)) bad_line(source, bad, "invalid UTF-8");
+  const char delim = options.delimiter;
+  MS_CHECK(delim != '"' && delim != '\n' && delim != '\r', ErrorCode::kUsage,
+           "CSV delimiter {:?} is not allowed", delim);
+
+  Table table;
+  std::vector<Value> record;
+  std::string field;
+  std::size_t line = 1;         // current physical line
+  std::size_t record_line = 1;  // line where the current record started
+  bool have_header = !options.header;
+  std::size_t width = 0;
+  const std::size_t n = text.size();
+  std::size_t i = 0;
+
+  auto end_record = [&]() {
+    // A blank line is one empty unquoted field: skip it, as pandas does.
+    if (record.size() == 1 && std::holds_alternative<std::monostate>(record[0])) {
+      record.clear();
+      return;
+    }
+    if (!have_header) {
+      for (std::size_t k = 0; k < record.size(); ++k) {
+        std::string name = std::holds_alternative<std::string>(record[k])
+                               ? std::get<std::string>(record[k])
+                               : std::string();
+        if (name.empty()) name = "column_" + std::to_string(k);
+        table.columns.push_back({name, ColumnType::kString});
+      }
+      width = record.size();
+      have_header = true;
+    } else {
+      if (width == 0) {
+        width = record.size();
+        for (std::size_t k = 0; k < width; ++k)
+          table.columns.push_back({"column_" + std::to_string(k), ColumnType::kString});
+      }
+      if (record.size() != width) {
+        bad_line(source, record_line,
+                 fmt::format("ragged row: {} fields, expected {} (as in the header)", record.size(),
+                             width));
+      }
+      table.rows.push_back(std::move(record));
+    }
+    record.clear();
+    record.reserve(width);
+  };
+
+  while (i < n) {
+    record_line = line;
+    // One record.
+    while (true) {
+      field.clear();
+      bool quoted = false;
+      if (i < n && text[i] == '"') {
+        quoted = true;
+        const std::size_t quote_line = line;
+        ++i;
+        while (true) {
+          if (i >= n) bad_line(source, quote_line, "unterminated quoted field");
+          const char c = text[i];
+          if (c == '"') {
+            if (i + 1 < n && text[i + 1] == '"') {
+              field.push_back('"');
+              i += 2;
+              continue;
+            }
+            ++i;
+            break;
+          }
+          if (c == '\n') ++line;
+          field.push_back(c);
+          ++i;
+        }
+        if (i < n && text[i] != delim && text[i] != '\n' && text[i] != '\r') {
+          bad_line(source, line, "unexpected text after a closing quote");
+        }
+      } else {
+        const std::size_t start = i;
+        while (i < n && text[i] != delim && text[i] != '\n' && text[i] != '\r') ++i;
+        field.assign(text.data() + start, i - start);
+      }
+      if (field.empty() && !quoted) {
+        record.emplace_back(std::monostate{});
+      } else {
+        record.emplace_back(field);
+      }
+      if (i >= n) break;
+      const char c = text[i];
+      if (c == delim) {
+        ++i;
+        if (i >= n) record.emplace_back(std::monostate{});
+        continue;
+      }
+      // End of record: LF, CRLF or a lone CR.
+      if (c == '\r') ++i;
+      if (i < n && text[i] == '\n') ++i;
+      ++line;
+      break;
+    }
+    end_record();
+  }
+  if (!table.columns.empty() || !table.rows.empty()) finish_table(table);
+  return table;
+}
+
+Table read_csv(const std::filesystem::path& path, const CsvOptions& options) {
+  return parse_csv(read_file(path), path.string(), options);
+}
+
+Table parse_jsonl(std::string_view text, const std::string& source) {
+  if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+  if (std::size_t bad = first_invalid_utf8_line(text)) bad_line(source, bad, "invalid UTF-8");
+  Table table;
+  std::unordered_map<std::string, std::size_t> index;
+  // Per column, which JSON kinds occur: 0 int, 1 float, 2 bool, 3 string, 4 array/object.
+  std::vector<std::array<bool, 5>> seen;
+  std::vector<nlohmann::json> objects;
+  std::size_t line = 0;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t eol = text.find('\n', pos);
+    if (eol == std::string_view::npos) eol = text.size();
+    std::string_view raw = text.substr(pos, eol - pos);
+    pos = eol + 1;
+    ++line;
+    if (raw.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    nlohmann::json obj;
+    try {
+      obj = nlohmann::json::parse(raw);
+    } catch (const nlohmann::json::parse_error& e) {
+      bad_line(source, line, std::string("bad JSON: ") + e.what());
+    }
+    if (!obj.is_object()) {
+      bad_line(source, line, "expected a JSON object, got " + std::string(obj.type_name()));
+    }
+    for (auto it = obj.begin(); it != obj.end(); ++it) {
+      auto [slot, inserted] = index.emplace(it.key(), table.columns.size());
+      if (inserted) {
+        table.columns.push_back({it.key(), ColumnType::kNull});
+        seen.push_back({false, false, false, false, false});
+      }
+      auto& s = seen[slot->second];
+      const nlohmann::json& v = it.value();
+      if (v.is_boolean()) s[2] = true;
+      else if (v.is_number_integer()) s[0] = true;
+      else if (v.is_number()) s[1] = true;
+      else if (v.is_string()) s[3] = true;
+      else if (!v.is_null()) s[4] = true;
+    }
+    objects.push_back(std::move(obj));
+  }
+  // One type per column: ints widen to float; any other mix becomes JSON text.
+  for (std::size_t c = 0; c < table.columns.size(); ++c) {
+    const auto& s = seen[c];
+    const int kinds = s[0] + s[1] + s[2] + s[3] + s[4];
+    ColumnType type = ColumnType::kNull;
+    if (kinds == 0) type = ColumnType::kNull;
+    else if (s[4] || kinds > 2 || (kinds == 2 && !(s[0] && s[1]))) type = ColumnType::kJson;
+    else if (s[1]) type = ColumnType::kFloat;
+    else if (s[0]) type = ColumnType::kInt;
+    else if (s[2]) type = ColumnType::kBool;
+    else type = ColumnType::kString;
+    table.columns[c].type = type;
+  }
+  table.rows.reserve(objects.size());
+  for (const nlohmann::json& obj : objects) {
+    std::vector<Value> row(table.columns.size());
+    for (std::size_t c = 0; c < table.columns.size(); ++c) {
+      auto it = obj.find(table.columns[c].name);
+      if (it == obj.end() || it->is_null()) continue;
+      switch (table.columns[c].type) {
+        case ColumnType::kInt: row[c] = it->get<std::int64_t>(); break;
+        case ColumnType::kFloat: row[c] = it->get<double>(); break;
+        case ColumnType::kBool: row[c] = it->get<bool>(); break;
+        case ColumnType::kString: row[c] = it->get<std::string>(); break;
+        default: row[c] = it->dump(); break;
+      }
+    }
+    table.rows.push_back(std::move(row));
+  }
+  return table;
+}
+
+Table read_jsonl(const std::filesystem::path& path) {
+  return parse_jsonl(read_file(path), path.string());
+}
+
+}  // namespace ms::data
