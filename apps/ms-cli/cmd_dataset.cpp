@@ -33,6 +33,7 @@ struct DatasetOptions {
   std::string shard;
   std::string transform;
   int epochs = 1;
+  std::string save_batch;
 };
 
 data::LoadOptions load_options(const DatasetOptions& o) {
@@ -149,6 +150,14 @@ void run_iter(const DatasetOptions& o) {
       samples += batch->size();
       skipped += batch->skipped_bad;
       for (std::size_t i = 0; i < batch->images.size(); i += 4099) checksum += batch->images[i];
+      if (batches == 1 && !o.save_batch.empty()) {
+        MS_CHECK(!batch->images.empty(), ErrorCode::kUsage, "--save-batch: split '{}' has no image column",
+                 split.name);
+        data::write_npy(o.save_batch,
+                        {batch->size(), static_cast<std::size_t>(batch->channels),
+                         static_cast<std::size_t>(batch->height), static_cast<std::size_t>(batch->width)},
+                        batch->images);
+      }
       if (!o.json && batches == 1) {
         std::fprintf(stderr, "first batch: %zu rows, images %zux%dx%dx%d, rows [%s]\n", batch->size(),
                      batch->size(), batch->channels, batch->height, batch->width,
@@ -233,6 +242,8 @@ void add_dataset_command(CLI::App& app, const GlobalOptions& /*global*/) {
                        "Image transform: a JSON file or inline JSON, e.g. "
                        "'{\"resize\":[224,224],\"mean\":[0.485,0.456,0.406],\"std\":[0.229,0.224,0.225]}'");
   iter_cmd->add_option("--epochs", iter->epochs, "Passes over the split")->check(CLI::PositiveNumber);
+  iter_cmd->add_option("--save-batch", iter->save_batch,
+                       "Write the first batch's images (N x C x H x W float32) to this .npy file");
   iter_cmd->callback([iter] { run_iter(*iter); });
 }
 

@@ -538,7 +538,7 @@ Dataset load_dataset(const DatasetSpec& spec, const LoadOptions& options_in) {
   if (options.cache_root.empty()) options.cache_root = cache_dir() / "datasets";
   Dataset ds;
   ds.kind = spec.kind;
-  ds.spec = std::string(source_kind_name(spec.kind)) + ":" + spec.location;
+  ds.spec = !spec.text.empty() ? spec.text : std::string(source_kind_name(spec.kind)) + ":" + spec.location;
   ds.subsets = {"default"};
   const std::optional<std::string> subset = options.subset ? options.subset : spec.subset;
   const std::optional<std::string> split = options.split ? options.split : spec.split;
@@ -603,9 +603,7 @@ Dataset load_dataset(const DatasetSpec& spec, const LoadOptions& options_in) {
 }
 
 Dataset load_dataset(std::string_view spec, const LoadOptions& options) {
-  Dataset ds = load_dataset(parse_dataset_spec(spec), options);
-  ds.spec = std::string(spec);
-  return ds;
+  return load_dataset(parse_dataset_spec(spec), options);
 }
 
 }  // namespace ms::data

@@ -119,7 +119,19 @@ void parse_hub(std::string_view rest, DatasetSpec& spec) {
 
 }  // namespace
 
+namespace {
+DatasetSpec parse_dataset_spec_impl(std::string_view text);
+}  // namespace
+
 DatasetSpec parse_dataset_spec(std::string_view text) {
+  DatasetSpec spec = parse_dataset_spec_impl(text);
+  spec.text = std::string(text);
+  return spec;
+}
+
+namespace {
+
+DatasetSpec parse_dataset_spec_impl(std::string_view text) {
   MS_CHECK(!text.empty(), ErrorCode::kUsage, "empty dataset spec");
   static const std::vector<std::string> kPrefixes = {"csv", "tsv", "jsonl", "json", "imagefolder",
                                                      "folder", "zip", "hub"};
@@ -165,6 +177,8 @@ DatasetSpec parse_dataset_spec(std::string_view text) {
   }
   return infer_from_path(std::string(text));
 }
+
+}  // namespace
 
 namespace {
 

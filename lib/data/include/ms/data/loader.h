@@ -66,6 +66,9 @@ class DataLoader {
   std::unique_ptr<State> state_;
 };
 
+/// Writes float32 data of `shape` as a NumPy .npy file (atomically), for checks against Python.
+void write_npy(const std::string& path, const std::vector<std::size_t>& shape, const std::vector<float>& data);
+
 /// Deterministic Fisher-Yates permutation of 0..n-1 from a seed (SplitMix64 generator).
 std::vector<std::size_t> shuffled_indices(std::size_t n, std::uint64_t seed);
 

@@ -23,6 +23,7 @@ const char* source_kind_name(SourceKind kind);
 
 /// A parsed dataset spec.
 struct DatasetSpec {
+  std::string text;               ///< the spec as given
   SourceKind kind = SourceKind::kCsv;
   std::string location;           ///< path, URL, or OWNER/NAME for kHub
   char delimiter = ',';           ///< CSV delimiter ('\t' for tsv: specs and .tsv files)
