@@ -190,7 +190,7 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
   std::unordered_map<std::string, std::size_t> index;
   // Per column, which JSON kinds occur: 0 int, 1 float, 2 bool, 3 string, 4 array/object.
   std::vector<std::array<bool, 5>> seen;
-  std::vector<nlohmann::json> objects;
+  std::vector<nlohmann::ordered_json> objects;
   std::size_t line = 0;
   std::size_t pos = 0;
   while (pos < text.size()) {
@@ -200,9 +200,9 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
     pos = eol + 1;
     ++line;
     if (raw.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    nlohmann::json obj;
+    nlohmann::ordered_json obj;
     try {
-      obj = nlohmann::json::parse(raw);
+      obj = nlohmann::ordered_json::parse(raw);
     } catch (const nlohmann::json::parse_error& e) {
       bad_line(source, line, std::string("bad JSON: ") + e.what());
     }
@@ -216,7 +216,7 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
         seen.push_back({false, false, false, false, false});
       }
       auto& s = seen[slot->second];
-      const nlohmann::json& v = it.value();
+      const nlohmann::ordered_json& v = it.value();
       if (v.is_boolean()) s[2] = true;
       else if (v.is_number_integer()) s[0] = true;
       else if (v.is_number()) s[1] = true;
@@ -239,7 +239,7 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
     table.columns[c].type = type;
   }
   table.rows.reserve(objects.size());
-  for (const nlohmann::json& obj : objects) {
+  for (const nlohmann::ordered_json& obj : objects) {
     std::vector<Value> row(table.columns.size());
     for (std::size_t c = 0; c < table.columns.size(); ++c) {
       auto it = obj.find(table.columns[c].name);
