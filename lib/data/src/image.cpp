@@ -158,6 +158,37 @@ inline std::uint8_t clip8(int v) {
   return static_cast<std::uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
+template <int kChannels>
+void horizontal_rows(const Image& in, const Coefficients& c, Image& out) {
+  const int ch = kChannels > 0 ? kChannels : in.channels;
+  for (int y = 0; y < in.height; ++y) {
+    const std::uint8_t* row = &in.pixels[static_cast<std::size_t>(y) * in.width * ch];
+    std::uint8_t* dst = &out.pixels[static_cast<std::size_t>(y) * out.width * ch];
+    for (int xx = 0; xx < out.width; ++xx) {
+      const int xmin = c.bounds[xx * 2], count = c.bounds[xx * 2 + 1];
+      const int* k = &c.weights[static_cast<std::size_t>(xx) * c.ksize];
+      const std::uint8_t* src = row + static_cast<std::size_t>(xmin) * ch;
+      if constexpr (kChannels == 3) {
+        int s0 = 1 << (kPrecisionBits - 1), s1 = s0, s2 = s0;
+        for (int x = 0; x < count; ++x) {
+          s0 += src[x * 3] * k[x];
+          s1 += src[x * 3 + 1] * k[x];
+          s2 += src[x * 3 + 2] * k[x];
+        }
+        dst[xx * 3] = clip8(s0);
+        dst[xx * 3 + 1] = clip8(s1);
+        dst[xx * 3 + 2] = clip8(s2);
+      } else {
+        for (int b = 0; b < ch; ++b) {
+          int ss = 1 << (kPrecisionBits - 1);
+          for (int x = 0; x < count; ++x) ss += src[x * ch + b] * k[x];
+          dst[xx * ch + b] = clip8(ss);
+        }
+      }
+    }
+  }
+}
+
 Image resize_horizontal(const Image& in, int out_width) {
   const Coefficients c = precompute(in.width, out_width);
   Image out;
@@ -165,19 +196,10 @@ Image resize_horizontal(const Image& in, int out_width) {
   out.width = out_width;
   out.channels = in.channels;
   out.pixels.resize(static_cast<std::size_t>(out.height) * out.width * out.channels);
-  const int ch = in.channels;
-  for (int y = 0; y < in.height; ++y) {
-    const std::uint8_t* row = &in.pixels[static_cast<std::size_t>(y) * in.width * ch];
-    std::uint8_t* dst = &out.pixels[static_cast<std::size_t>(y) * out_width * ch];
-    for (int xx = 0; xx < out_width; ++xx) {
-      const int xmin = c.bounds[xx * 2], count = c.bounds[xx * 2 + 1];
-      const int* k = &c.weights[static_cast<std::size_t>(xx) * c.ksize];
-      for (int b = 0; b < ch; ++b) {
-        int ss = 1 << (kPrecisionBits - 1);
-        for (int x = 0; x < count; ++x) ss += row[(x + xmin) * ch + b] * k[x];
-        dst[xx * ch + b] = clip8(ss);
-      }
-    }
+  if (in.channels == 3) {
+    horizontal_rows<3>(in, c, out);
+  } else {
+    horizontal_rows<0>(in, c, out);
   }
   return out;
 }
@@ -190,15 +212,20 @@ Image resize_vertical(const Image& in, int out_height) {
   out.channels = in.channels;
   const std::size_t stride = static_cast<std::size_t>(in.width) * in.channels;
   out.pixels.resize(static_cast<std::size_t>(out_height) * stride);
+  // Taps outside, pixels inside: the inner loop runs over a contiguous row and vectorises.
+  std::vector<int> acc(stride);
   for (int yy = 0; yy < out_height; ++yy) {
     const int ymin = c.bounds[yy * 2], count = c.bounds[yy * 2 + 1];
     const int* k = &c.weights[static_cast<std::size_t>(yy) * c.ksize];
-    std::uint8_t* dst = &out.pixels[yy * stride];
-    for (std::size_t i = 0; i < stride; ++i) {
-      int ss = 1 << (kPrecisionBits - 1);
-      for (int y = 0; y < count; ++y) ss += in.pixels[(y + ymin) * stride + i] * k[y];
-      dst[i] = clip8(ss);
+    std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
+    for (int y = 0; y < count; ++y) {
+      const std::uint8_t* src = &in.pixels[(y + ymin) * stride];
+      const int w = k[y];
+      int* a = acc.data();
+      for (std::size_t i = 0; i < stride; ++i) a[i] += src[i] * w;
     }
+    std::uint8_t* dst = &out.pixels[yy * stride];
+    for (std::size_t i = 0; i < stride; ++i) dst[i] = clip8(acc[i]);
   }
   return out;
 }
@@ -319,18 +346,31 @@ void ImageTransform::apply(const Image& image, std::vector<float>& out) const {
   const std::size_t plane = static_cast<std::size_t>(src->height) * src->width;
   const std::size_t base = out.size();
   out.resize(base + plane * channels);
+  // One 256-entry table per channel: (v / 255 - mean) / std, or (v - mean) / std for 0..255 means.
+  float lut[3][256];
   for (int c = 0; c < channels; ++c) {
     float scale = 1.0f / 255.0f, shift = 0.0f;
     if (!mean.empty()) {
       const float m = mean[mean.size() == 1 ? 0 : c];
       const float s = std[std.size() == 1 ? 0 : c];
-      // (v / 255 - m) / s, or (v - m) / s for means given in 0..255, as v * scale + shift.
       scale = mean_in_255 ? 1.0f / s : 1.0f / (255.0f * s);
       shift = -m / s;
     }
-    float* dst = &out[base + c * plane];
-    const std::uint8_t* p = src->pixels.data() + c;
-    for (std::size_t i = 0; i < plane; ++i) dst[i] = p[i * channels] * scale + shift;
+    for (int v = 0; v < 256; ++v) lut[c][v] = v * scale + shift;
+  }
+  const std::uint8_t* p = src->pixels.data();
+  if (channels == 3) {
+    float* r = &out[base];
+    float* g = r + plane;
+    float* b = g + plane;
+    for (std::size_t i = 0; i < plane; ++i) {
+      r[i] = lut[0][p[i * 3]];
+      g[i] = lut[1][p[i * 3 + 1]];
+      b[i] = lut[2][p[i * 3 + 2]];
+    }
+  } else {
+    float* dst = &out[base];
+    for (std::size_t i = 0; i < plane; ++i) dst[i] = lut[0][p[i]];
   }
 }
 
