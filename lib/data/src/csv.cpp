@@ -4,6 +4,8 @@
 #include <nlohmann/json.hpp>
 
 #include <array>
+#include <cstdint>
+#include <cstring>
 #include <unordered_map>
 
 #include "ms/core/error.h"
@@ -17,6 +19,16 @@ std::size_t first_invalid_utf8_line(std::string_view text) {
   std::size_t line = 1;
   std::size_t i = 0;
   while (i < n) {
+    // ASCII fast path, eight bytes at a time.
+    if (i + 8 <= n) {
+      std::uint64_t word;
+      std::memcpy(&word, p + i, 8);
+      if ((word & 0x8080808080808080ULL) == 0) {
+        for (int k = 0; k < 8; ++k) line += p[i + k] == '\n';
+        i += 8;
+        continue;
+      }
+    }
     const unsigned char c = p[i];
     if (c < 0x80) {
       if (c == '\n') ++line;
@@ -59,16 +71,6 @@ namespace {
               "fix the file or choose the right format and delimiter");
 }
 
-void finish_table(Table& table) {
-  std::vector<Value*> cells;
-  cells.reserve(table.rows.size());
-  for (std::size_t c = 0; c < table.columns.size(); ++c) {
-    cells.clear();
-    for (auto& row : table.rows) cells.push_back(&row[c]);
-    table.columns[c].type = infer_and_convert(cells);
-  }
-}
-
 }  // namespace
 
 Table parse_csv(std::string_view text, const std::string& source, const CsvOptions& options) {
@@ -87,6 +89,8 @@ Table parse_csv(std::string_view text, const std::string& source, const CsvOptio
   std::size_t width = 0;
   const std::size_t n = text.size();
   std::size_t i = 0;
+  bool stop[256] = {};
+  stop[static_cast<unsigned char>(delim)] = stop['\n'] = stop['\r'] = true;
 
   auto end_record = [&]() {
     // A blank line is one empty unquoted field: skip it, as pandas does.
@@ -126,9 +130,7 @@ Table parse_csv(std::string_view text, const std::string& source, const CsvOptio
     // One record.
     while (true) {
       field.clear();
-      bool quoted = false;
       if (i < n && text[i] == '"') {
-        quoted = true;
         const std::size_t quote_line = line;
         ++i;
         while (true) {
@@ -150,15 +152,15 @@ Table parse_csv(std::string_view text, const std::string& source, const CsvOptio
         if (i < n && text[i] != delim && text[i] != '\n' && text[i] != '\r') {
           bad_line(source, line, "unexpected text after a closing quote");
         }
+        record.emplace_back(std::in_place_type<std::string>, std::move(field));
       } else {
         const std::size_t start = i;
-        while (i < n && text[i] != delim && text[i] != '\n' && text[i] != '\r') ++i;
-        field.assign(text.data() + start, i - start);
-      }
-      if (field.empty() && !quoted) {
-        record.emplace_back(std::monostate{});
-      } else {
-        record.emplace_back(field);
+        while (i < n && !stop[static_cast<unsigned char>(text[i])]) ++i;
+        if (i == start) {
+          record.emplace_back(std::monostate{});
+        } else {
+          record.emplace_back(std::in_place_type<std::string>, text.data() + start, i - start);
+        }
       }
       if (i >= n) break;
       const char c = text[i];
@@ -175,7 +177,7 @@ Table parse_csv(std::string_view text, const std::string& source, const CsvOptio
     }
     end_record();
   }
-  if (!table.columns.empty() || !table.rows.empty()) finish_table(table);
+  if (!table.columns.empty()) infer_table_types(table);
   return table;
 }
 

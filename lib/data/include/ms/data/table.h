@@ -39,4 +39,7 @@ struct Table {
 /// take part; a column of only empty fields is kNull.
 ColumnType infer_and_convert(std::vector<Value*>& cells);
 
+/// infer_and_convert() for every column of a table whose cells are still text or null.
+void infer_table_types(Table& table);
+
 }  // namespace ms::data
