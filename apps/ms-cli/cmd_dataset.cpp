@@ -1,9 +1,8 @@
 // `ms dataset info|head|iter SPEC`: what a dataset holds, its first rows, and a timed pass of the
 // batch loader (decode + resize + normalise) for throughput checks.
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 #include "cli.h"
 #include "ms/core/error.h"
@@ -99,7 +98,8 @@ void run_head(const DatasetOptions& o) {
       }
       if (label_col >= 0 && !ds.labels.empty()) {
         if (auto* id = std::get_if<std::int64_t>(&s.table.rows[r][label_col])) {
-          if (*id >= 0 && static_cast<std::size_t>(*id) < ds.labels.size()) row["label_name"] = ds.labels[*id];
+          if (*id >= 0 && static_cast<std::size_t>(*id) < ds.labels.size())
+            row["label_name"] = ds.labels[*id];
         }
       }
       std::printf("%s\n", row.dump().c_str());
@@ -112,7 +112,8 @@ void run_iter(const DatasetOptions& o) {
   if (ds.splits.size() != 1) {
     std::vector<std::string> names;
     for (const auto& s : ds.splits) names.push_back(s.name);
-    throw Error(ErrorCode::kUsage, fmt::format("{} has splits {}; choose one", ds.spec, join(names, ", ")),
+    throw Error(ErrorCode::kUsage,
+                fmt::format("{} has splits {}; choose one", ds.spec, join(names, ", ")),
                 "pass --split NAME");
   }
   const data::Split& split = ds.splits.front();
@@ -135,8 +136,9 @@ void run_iter(const DatasetOptions& o) {
     }
   }
   if (!o.transform.empty()) {
-    const Config config = o.transform.front() == '{' ? Config::parse(o.transform, "json", "--transform")
-                                                     : Config::from_file(o.transform);
+    const Config config = o.transform.front() == '{'
+                              ? Config::parse(o.transform, "json", "--transform")
+                              : Config::from_file(o.transform);
     lo.transform = data::ImageTransform::from_config(config);
   }
   data::DataLoader loader(split, lo);
@@ -151,16 +153,17 @@ void run_iter(const DatasetOptions& o) {
       skipped += batch->skipped_bad;
       for (std::size_t i = 0; i < batch->images.size(); i += 4099) checksum += batch->images[i];
       if (batches == 1 && !o.save_batch.empty()) {
-        MS_CHECK(!batch->images.empty(), ErrorCode::kUsage, "--save-batch: split '{}' has no image column",
-                 split.name);
-        data::write_npy(o.save_batch,
-                        {batch->size(), static_cast<std::size_t>(batch->channels),
-                         static_cast<std::size_t>(batch->height), static_cast<std::size_t>(batch->width)},
-                        batch->images);
+        MS_CHECK(!batch->images.empty(), ErrorCode::kUsage,
+                 "--save-batch: split '{}' has no image column", split.name);
+        data::write_npy(
+            o.save_batch,
+            {batch->size(), static_cast<std::size_t>(batch->channels),
+             static_cast<std::size_t>(batch->height), static_cast<std::size_t>(batch->width)},
+            batch->images);
       }
       if (!o.json && batches == 1) {
-        std::fprintf(stderr, "first batch: %zu rows, images %zux%dx%dx%d, rows [%s]\n", batch->size(),
-                     batch->size(), batch->channels, batch->height, batch->width,
+        std::fprintf(stderr, "first batch: %zu rows, images %zux%dx%dx%d, rows [%s]\n",
+                     batch->size(), batch->size(), batch->channels, batch->height, batch->width,
                      [&] {
                        std::vector<std::string> r;
                        for (std::size_t i = 0; i < batch->rows.size() && i < 8; ++i)
@@ -190,8 +193,8 @@ void run_iter(const DatasetOptions& o) {
   if (o.json) {
     std::printf("%s\n", out.dump(2).c_str());
   } else {
-    std::printf("%zu samples in %zu batches, %.3f s, %.1f samples/s (%d workers)\n", samples, batches,
-                seconds, out["samples_per_second"].get<double>(), o.workers);
+    std::printf("%zu samples in %zu batches, %.3f s, %.1f samples/s (%d workers)\n", samples,
+                batches, seconds, out["samples_per_second"].get<double>(), o.workers);
   }
 }
 
@@ -201,7 +204,8 @@ void add_common(CLI::App* c, DatasetOptions& o) {
                 "hub:OWNER/NAME[@REV][:SUBSET[/SPLIT]], or a path")
       ->required();
   c->add_option("--subset", o.subset, "Subset (dataset config name)");
-  c->add_option("--split", o.split, "One split, optionally sliced: train, train[:10%], test[100:200]");
+  c->add_option("--split", o.split,
+                "One split, optionally sliced: train, train[:10%], test[100:200]");
   c->add_option("--version", o.version, "Hub revision (branch, tag or commit)");
   c->add_flag("--verify", o.verify, "Decode every image now (a bad one is an error naming it)");
   c->add_flag("--skip-bad", o.skip_bad, "Skip and count images that fail to decode");
@@ -215,21 +219,25 @@ void add_dataset_command(CLI::App& app, const GlobalOptions& /*global*/) {
   dataset->require_subcommand(1);
 
   auto info = std::make_shared<DatasetOptions>();
-  CLI::App* info_cmd = dataset->add_subcommand("info", "Splits, row counts, columns and types, labels");
+  CLI::App* info_cmd =
+      dataset->add_subcommand("info", "Splits, row counts, columns and types, labels");
   add_common(info_cmd, *info);
   info_cmd->callback([info] { run_info(*info); });
 
   auto head = std::make_shared<DatasetOptions>();
-  CLI::App* head_cmd = dataset->add_subcommand("head", "Print the first rows of each split as JSON lines");
+  CLI::App* head_cmd =
+      dataset->add_subcommand("head", "Print the first rows of each split as JSON lines");
   add_common(head_cmd, *head);
   head_cmd->add_option("-n,--rows", head->rows, "Rows per split")->check(CLI::NonNegativeNumber);
   head_cmd->callback([head] { run_head(*head); });
 
   auto iter = std::make_shared<DatasetOptions>();
   CLI::App* iter_cmd = dataset->add_subcommand(
-      "iter", "Run the batch loader over one split (decode, resize, normalise) and report samples/s");
+      "iter",
+      "Run the batch loader over one split (decode, resize, normalise) and report samples/s");
   add_common(iter_cmd, *iter);
-  iter_cmd->add_option("--batch-size", iter->batch_size, "Rows per batch")->check(CLI::PositiveNumber);
+  iter_cmd->add_option("--batch-size", iter->batch_size, "Rows per batch")
+      ->check(CLI::PositiveNumber);
   iter_cmd->add_option("--workers", iter->workers, "Decoding threads (0 = main thread)")
       ->check(CLI::Range(0, 256));
   iter_cmd->add_option("--prefetch", iter->prefetch, "Batches each worker may run ahead")
@@ -238,10 +246,12 @@ void add_dataset_command(CLI::App& app, const GlobalOptions& /*global*/) {
   iter_cmd->add_option("--seed", iter->seed, "Shuffle seed (same seed, same order)");
   iter_cmd->add_flag("--drop-last", iter->drop_last, "Drop a last, smaller batch");
   iter_cmd->add_option("--shard", iter->shard, "Only shard I of N (rows I, I+N, ...), as I/N");
-  iter_cmd->add_option("--transform", iter->transform,
-                       "Image transform: a JSON file or inline JSON, e.g. "
-                       "'{\"resize\":[224,224],\"mean\":[0.485,0.456,0.406],\"std\":[0.229,0.224,0.225]}'");
-  iter_cmd->add_option("--epochs", iter->epochs, "Passes over the split")->check(CLI::PositiveNumber);
+  iter_cmd->add_option(
+      "--transform", iter->transform,
+      "Image transform: a JSON file or inline JSON, e.g. "
+      "'{\"resize\":[224,224],\"mean\":[0.485,0.456,0.406],\"std\":[0.229,0.224,0.225]}'");
+  iter_cmd->add_option("--epochs", iter->epochs, "Passes over the split")
+      ->check(CLI::PositiveNumber);
   iter_cmd->add_option("--save-batch", iter->save_batch,
                        "Write the first batch's images (N x C x H x W float32) to this .npy file");
   iter_cmd->callback([iter] { run_iter(*iter); });

@@ -84,21 +84,27 @@ TEST_CASE("CSV: TSV delimiter, no header, trailing empty field", "[data]") {
 TEST_CASE("CSV errors name the file and line", "[data]") {
   CHECK(message_of([] { parse_csv("a,b\n1,2\n3\n", "r.csv"); }).find("r.csv:3: ragged row") == 0);
   CHECK(message_of([] { parse_csv("a,b\n1,2\n4,5,6\n", "r.csv"); }).find("r.csv:3") == 0);
-  CHECK(message_of([] { parse_csv("a,b\n\"x\ny\",2\n1,\xC3\x28\n", "u.csv"); }).find("u.csv:4: invalid UTF-8") == 0);
-  CHECK(message_of([] { parse_csv("a,b\n\"open,2\n", "q.csv"); }).find("q.csv:2: unterminated") == 0);
-  CHECK(message_of([] { parse_csv("a,b\n\"x\"y,2\n", "j.csv"); }).find("j.csv:2: unexpected text") == 0);
+  CHECK(message_of([] {
+          parse_csv("a,b\n\"x\ny\",2\n1,\xC3\x28\n", "u.csv");
+        }).find("u.csv:4: invalid UTF-8") == 0);
+  CHECK(message_of([] { parse_csv("a,b\n\"open,2\n", "q.csv"); }).find("q.csv:2: unterminated") ==
+        0);
+  CHECK(message_of([] {
+          parse_csv("a,b\n\"x\"y,2\n", "j.csv");
+        }).find("j.csv:2: unexpected text") == 0);
   CHECK(code_of([] { parse_csv("a\n1\n2,3\n", "x.csv"); }) == ms::ErrorCode::kIntegrity);
 }
 
 TEST_CASE("UTF-8 validation rejects overlong forms and surrogates", "[data]") {
   CHECK(first_invalid_utf8_line("h\xC3\xA9llo \xE4\xB8\xAD \xF0\x9F\x98\x80") == 0);
-  CHECK(first_invalid_utf8_line("ok\n\xC0\xAF") == 2);          // overlong '/'
-  CHECK(first_invalid_utf8_line("\xED\xA0\x80") == 1);          // surrogate
-  CHECK(first_invalid_utf8_line("a\nb\n\xE4\xB8") == 3);        // truncated sequence
+  CHECK(first_invalid_utf8_line("ok\n\xC0\xAF") == 2);    // overlong '/'
+  CHECK(first_invalid_utf8_line("\xED\xA0\x80") == 1);    // surrogate
+  CHECK(first_invalid_utf8_line("a\nb\n\xE4\xB8") == 3);  // truncated sequence
 }
 
 TEST_CASE("JSON lines: union of keys, widening, nested values, bad lines", "[data]") {
-  const Table t = parse_jsonl("{\"a\":1,\"b\":\"x\"}\n\n{\"a\":2.5,\"c\":[1,2]}\n{\"b\":null}\n", "d.jsonl");
+  const Table t =
+      parse_jsonl("{\"a\":1,\"b\":\"x\"}\n\n{\"a\":2.5,\"c\":[1,2]}\n{\"b\":null}\n", "d.jsonl");
   REQUIRE(t.columns.size() == 3);
   CHECK(t.columns[0].type == ColumnType::kFloat);
   CHECK(t.columns[1].type == ColumnType::kString);
@@ -107,8 +113,17 @@ TEST_CASE("JSON lines: union of keys, widening, nested values, bad lines", "[dat
   CHECK(std::get<double>(t.rows[0][0]) == 1.0);
   CHECK(std::get<std::string>(t.rows[1][2]) == "[1,2]");
   CHECK(std::holds_alternative<std::monostate>(t.rows[2][0]));
-  CHECK(message_of([] { parse_jsonl("{\"a\":1}\n{oops}\n", "b.jsonl"); }).find("b.jsonl:2: bad JSON") == 0);
-  CHECK(message_of([] { parse_jsonl("[1]\n", "b.jsonl"); }).find("b.jsonl:1: expected a JSON object") == 0);
+  CHECK(message_of([] {
+          parse_jsonl("{\"a\":1}\n{oops}\n", "b.jsonl");
+        }).find("b.jsonl:2: bad JSON") == 0);
+  CHECK(message_of([] {
+          parse_jsonl("{\"a\":1}\n[1]\n", "b.jsonl");
+        }).find("b.jsonl:2: expected a JSON object") == 0);
+  const Table arr = parse_jsonl(" [{\"z\": 1, \"a\": true},\n {\"z\": 2}]", "a.json");
+  CHECK(arr.rows.size() == 2);
+  CHECK(arr.columns[0].name == "z");
+  CHECK(arr.columns[1].type == ColumnType::kBool);
+  CHECK(message_of([] { parse_jsonl("[{\"a\":1}, 3]", "a.json"); }).find("a.json: element 1") == 0);
 }
 
 TEST_CASE("Dataset specs", "[data]") {
@@ -138,8 +153,8 @@ TEST_CASE("Split slices resolve like HF datasets and reject bad input", "[data]"
   CHECK(parse_split("train[-10:]").resolve(100) == std::pair<std::size_t, std::size_t>{90, 100});
   CHECK(parse_split("train[10%:-10%]").resolve(10) == std::pair<std::size_t, std::size_t>{1, 9});
   CHECK(parse_split("train[:10%]").str() == "train[:10%]");
-  for (const char* bad : {"train[", "train[1]", "train[a:b]", "train[1:2%]", "train[:200%]", "[1:2]",
-                          "train[1:2:3]", "train]"}) {
+  for (const char* bad : {"train[", "train[1]", "train[a:b]", "train[1:2%]", "train[:200%]",
+                          "[1:2]", "train[1:2:3]", "train]"}) {
     INFO(bad);
     CHECK(code_of([&] { parse_split(bad); }) == ms::ErrorCode::kUsage);
   }
@@ -188,13 +203,15 @@ TEST_CASE("Loader: batching, drop_last, shards, workers give the same batches", 
   std::vector<std::int64_t> sync_labels, threaded_labels;
   {
     DataLoader l(split, o);
-    while (auto b = l.next()) sync_labels.insert(sync_labels.end(), b->labels.begin(), b->labels.end());
+    while (auto b = l.next())
+      sync_labels.insert(sync_labels.end(), b->labels.begin(), b->labels.end());
   }
   o.workers = 3;
   o.prefetch = 1;
   {
     DataLoader l(split, o);
-    while (auto b = l.next()) threaded_labels.insert(threaded_labels.end(), b->labels.begin(), b->labels.end());
+    while (auto b = l.next())
+      threaded_labels.insert(threaded_labels.end(), b->labels.begin(), b->labels.end());
     // A second epoch reshuffles.
     l.start(1);
     std::vector<std::int64_t> epoch1;
@@ -237,7 +254,8 @@ TEST_CASE("Bilinear resize: constant stays constant, identity is a copy, shapes"
   CHECK(up.width == 13);
   CHECK(std::all_of(up.pixels.begin(), up.pixels.end(), [](std::uint8_t v) { return v == 77; }));
   const Image down = resize_bilinear(up, 3, 2);
-  CHECK(std::all_of(down.pixels.begin(), down.pixels.end(), [](std::uint8_t v) { return v == 77; }));
+  CHECK(
+      std::all_of(down.pixels.begin(), down.pixels.end(), [](std::uint8_t v) { return v == 77; }));
   for (std::size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = static_cast<std::uint8_t>(i);
   CHECK(resize_bilinear(img, 7, 5).pixels == img.pixels);
   // A 2x1 ramp shrunk to 1x1 is the mean (PIL: (0 + 255) / 2 rounds to 128).
@@ -266,8 +284,8 @@ TEST_CASE("Transform configs: resize, mode, mean/std, errors name file and key",
   REQUIRE(out.size() == 3 * 4 * 6);
   CHECK(out[0] == Approx(1.0f));
   CHECK(out[24] == Approx(2.0f));
-  const ms::Config mm = ms::Config::parse(R"({"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]})",
-                                          "json", "mm.json");
+  const ms::Config mm = ms::Config::parse(
+      R"({"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]})", "json", "mm.json");
   const ImageTransform t2 = ImageTransform::from_config(mm);
   CHECK(t2.mean_in_255);
   out.clear();
@@ -276,7 +294,8 @@ TEST_CASE("Transform configs: resize, mode, mean/std, errors name file and key",
   for (const char* bad : {R"({"resize": [0, 3]})", R"({"resize": "big"})", R"({"mode": "CMYK"})",
                           R"({"mean": [0.5, 0.5]})", R"({"std": [0]})"}) {
     INFO(bad);
-    const std::string msg = message_of([&] { ImageTransform::from_config(ms::Config::parse(bad, "json", "bad.json")); });
+    const std::string msg = message_of(
+        [&] { ImageTransform::from_config(ms::Config::parse(bad, "json", "bad.json")); });
     CHECK(msg.find("bad.json") != std::string::npos);
   }
 }
@@ -298,15 +317,16 @@ TEST_CASE("Image decoding: real JPEG, garbage and truncation name the file", "[d
   const Image grey = decode_image(bytes, china, 1);
   CHECK(grey.channels == 1);
   CHECK(grey.pixels.size() == 640u * 427u);
-  const std::string msg = message_of([&] { decode_image(bytes.substr(0, bytes.size() / 3), "cut.jpg"); });
+  const std::string msg =
+      message_of([&] { decode_image(bytes.substr(0, bytes.size() / 3), "cut.jpg"); });
   CHECK(msg.find("cut.jpg: corrupt image") == 0);
 }
 
 TEST_CASE("imagefolder: sorted class ids shared by splits, non-images counted", "[data]") {
   const fs::path dir = fs::temp_directory_path() / ("ms-data-test-" + std::to_string(::getpid()));
   fs::remove_all(dir);
-  for (const char* p : {"train/zebra/1.png", "train/ant/2.jpg", "train/ant/notes.txt", "val/ant/3.png",
-                        "val/mole/4.PNG"}) {
+  for (const char* p : {"train/zebra/1.png", "train/ant/2.jpg", "train/ant/notes.txt",
+                        "val/ant/3.png", "val/mole/4.PNG"}) {
     ms::write_file_atomic(dir / p, "x");
   }
   const Dataset ds = load_dataset("imagefolder:" + dir.string());
@@ -323,11 +343,13 @@ TEST_CASE("imagefolder: sorted class ids shared by splits, non-images counted", 
   only_val.split = "validation[:1]";
   CHECK(load_dataset("imagefolder:" + dir.string(), only_val).splits[0].table.rows.size() == 1);
   only_val.split = "tset";
-  const std::string msg = message_of([&] { load_dataset("imagefolder:" + dir.string(), only_val); });
+  const std::string msg =
+      message_of([&] { load_dataset("imagefolder:" + dir.string(), only_val); });
   CHECK(msg.find("available: train, validation") != std::string::npos);
   LoadOptions verify;
   verify.verify_images = true;
-  CHECK(code_of([&] { load_dataset("imagefolder:" + dir.string(), verify); }) == ms::ErrorCode::kIntegrity);
+  CHECK(code_of([&] { load_dataset("imagefolder:" + dir.string(), verify); }) ==
+        ms::ErrorCode::kIntegrity);
   verify.skip_bad = true;
   const Dataset skipped = load_dataset("imagefolder:" + dir.string(), verify);
   CHECK(skipped.splits[0].table.rows.empty());

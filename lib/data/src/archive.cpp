@@ -64,14 +64,15 @@ std::string temp_sibling(const fs::path& dest) {
   return dest.string() + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(rd());
 }
 
-void write_entry(zip_t* archive, zip_uint64_t index, const fs::path& zip_path, const std::string& name,
-                 const fs::path& target, std::uint64_t& total, const ExtractLimits& limits) {
+void write_entry(zip_t* archive, zip_uint64_t index, const fs::path& zip_path,
+                 const std::string& name, const fs::path& target, std::uint64_t& total,
+                 const ExtractLimits& limits) {
   std::unique_ptr<zip_file_t, FileCloser> file(zip_fopen_index(archive, index, 0));
   if (!file) bad_archive(zip_path, fmt::format("entry '{}': {}", name, zip_strerror(archive)));
   const int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0) {
-    throw Error(ErrorCode::kIo, fmt::format("cannot create '{}': {}", target.string(),
-                                            std::strerror(errno)));
+    throw Error(ErrorCode::kIo,
+                fmt::format("cannot create '{}': {}", target.string(), std::strerror(errno)));
   }
   std::vector<char> buffer(1 << 16);
   while (true) {
@@ -85,22 +86,24 @@ void write_entry(zip_t* archive, zip_uint64_t index, const fs::path& zip_path, c
     total += static_cast<std::uint64_t>(n);
     if (total > limits.max_bytes) {
       ::close(fd);
-      bad_archive(zip_path, fmt::format("extracts to more than {} bytes (MS_DATASET_MAX_EXTRACT_BYTES)",
-                                        limits.max_bytes));
+      bad_archive(zip_path,
+                  fmt::format("extracts to more than {} bytes (MS_DATASET_MAX_EXTRACT_BYTES)",
+                              limits.max_bytes));
     }
     for (zip_int64_t done = 0; done < n;) {
       const ssize_t w = ::write(fd, buffer.data() + done, static_cast<std::size_t>(n - done));
       if (w < 0) {
         const int err = errno;
         ::close(fd);
-        throw Error(ErrorCode::kIo, fmt::format("cannot write '{}': {}", target.string(),
-                                                std::strerror(err)));
+        throw Error(ErrorCode::kIo,
+                    fmt::format("cannot write '{}': {}", target.string(), std::strerror(err)));
       }
       done += w;
     }
   }
   if (::close(fd) != 0) {
-    throw Error(ErrorCode::kIo, fmt::format("cannot write '{}': {}", target.string(), std::strerror(errno)));
+    throw Error(ErrorCode::kIo,
+                fmt::format("cannot write '{}': {}", target.string(), std::strerror(errno)));
   }
 }
 
@@ -127,21 +130,25 @@ bool climbs_or_absolute(const std::string& target) {
 
 void extract_zip(const fs::path& zip_path, const fs::path& dest, const ExtractLimits& limits) {
   int error = 0;
-  std::unique_ptr<zip_t, ZipCloser> archive(zip_open(zip_path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &error));
+  std::unique_ptr<zip_t, ZipCloser> archive(
+      zip_open(zip_path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &error));
   if (!archive) {
     zip_error_t ze;
     zip_error_init_with_code(&ze, error);
     const std::string message = zip_error_strerror(&ze);
     zip_error_fini(&ze);
     if (error == ZIP_ER_NOENT || error == ZIP_ER_OPEN) {
-      throw Error(ErrorCode::kNotFound, fmt::format("cannot open zip '{}': {}", zip_path.string(), message));
+      throw Error(ErrorCode::kNotFound,
+                  fmt::format("cannot open zip '{}': {}", zip_path.string(), message));
     }
     bad_archive(zip_path, "not a readable zip archive: " + message);
   }
   const zip_int64_t count = zip_get_num_entries(archive.get(), 0);
   if (static_cast<std::uint64_t>(count) > limits.max_entries) {
-    bad_archive(zip_path, fmt::format("{} entries is more than the limit of {} (MS_DATASET_MAX_EXTRACT_ENTRIES)",
-                                      count, limits.max_entries));
+    bad_archive(
+        zip_path,
+        fmt::format("{} entries is more than the limit of {} (MS_DATASET_MAX_EXTRACT_ENTRIES)",
+                    count, limits.max_entries));
   }
   // Check every name and the declared sizes before writing anything.
   std::uint64_t declared = 0;
@@ -153,13 +160,16 @@ void extract_zip(const fs::path& zip_path, const fs::path& dest, const ExtractLi
     std::string name = st.name;
     if (!name.empty() && name.back() == '/') name.pop_back();
     if (!hub::is_safe_repo_path(name)) {
-      bad_archive(zip_path, fmt::format("unsafe entry name '{}' (absolute, '..' or odd characters)", st.name));
+      bad_archive(zip_path, fmt::format("unsafe entry name '{}' (absolute, '..' or odd characters)",
+                                        st.name));
     }
     if (st.valid & ZIP_STAT_SIZE) declared += st.size;
   }
   if (declared > limits.max_bytes) {
-    bad_archive(zip_path, fmt::format("declares {} bytes, more than the limit of {} (MS_DATASET_MAX_EXTRACT_BYTES)",
-                                      declared, limits.max_bytes));
+    bad_archive(
+        zip_path,
+        fmt::format("declares {} bytes, more than the limit of {} (MS_DATASET_MAX_EXTRACT_BYTES)",
+                    declared, limits.max_bytes));
   }
 
   const std::string temp = temp_sibling(dest);
@@ -187,7 +197,8 @@ void extract_zip(const fs::path& zip_path, const fs::path& dest, const ExtractLi
         }
         link.resize(static_cast<std::size_t>(n));
         if (climbs_or_absolute(link)) {
-          bad_archive(zip_path, fmt::format("symlink '{}' -> '{}' points outside the archive", name, link));
+          bad_archive(zip_path,
+                      fmt::format("symlink '{}' -> '{}' points outside the archive", name, link));
         }
         links.emplace_back(name, link);
         continue;

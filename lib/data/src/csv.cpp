@@ -1,11 +1,10 @@
 // RFC 4180 CSV and JSON lines parsing.
 #include "ms/data/csv.h"
 
-#include <nlohmann/json.hpp>
-
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <unordered_map>
 
 #include "ms/core/error.h"
@@ -193,24 +192,7 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
   // Per column, which JSON kinds occur: 0 int, 1 float, 2 bool, 3 string, 4 array/object.
   std::vector<std::array<bool, 5>> seen;
   std::vector<nlohmann::ordered_json> objects;
-  std::size_t line = 0;
-  std::size_t pos = 0;
-  while (pos < text.size()) {
-    std::size_t eol = text.find('\n', pos);
-    if (eol == std::string_view::npos) eol = text.size();
-    std::string_view raw = text.substr(pos, eol - pos);
-    pos = eol + 1;
-    ++line;
-    if (raw.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    nlohmann::ordered_json obj;
-    try {
-      obj = nlohmann::ordered_json::parse(raw);
-    } catch (const nlohmann::json::parse_error& e) {
-      bad_line(source, line, std::string("bad JSON: ") + e.what());
-    }
-    if (!obj.is_object()) {
-      bad_line(source, line, "expected a JSON object, got " + std::string(obj.type_name()));
-    }
+  auto add = [&](nlohmann::ordered_json obj) {
     for (auto it = obj.begin(); it != obj.end(); ++it) {
       auto [slot, inserted] = index.emplace(it.key(), table.columns.size());
       if (inserted) {
@@ -219,25 +201,76 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
       }
       auto& s = seen[slot->second];
       const nlohmann::ordered_json& v = it.value();
-      if (v.is_boolean()) s[2] = true;
-      else if (v.is_number_integer()) s[0] = true;
-      else if (v.is_number()) s[1] = true;
-      else if (v.is_string()) s[3] = true;
-      else if (!v.is_null()) s[4] = true;
+      if (v.is_boolean())
+        s[2] = true;
+      else if (v.is_number_integer())
+        s[0] = true;
+      else if (v.is_number())
+        s[1] = true;
+      else if (v.is_string())
+        s[3] = true;
+      else if (!v.is_null())
+        s[4] = true;
     }
     objects.push_back(std::move(obj));
+  };
+  const std::size_t first = text.find_first_not_of(" \t\r\n");
+  if (first != std::string_view::npos && text[first] == '[') {
+    // A .json file holding one array of objects (HF's json builder reads these too).
+    nlohmann::ordered_json doc;
+    try {
+      doc = nlohmann::ordered_json::parse(text);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw Error(ErrorCode::kIntegrity, fmt::format("{}: bad JSON: {}", source, e.what()),
+                  "fix the file: it must be JSON lines or one array of objects");
+    }
+    for (std::size_t k = 0; k < doc.size(); ++k) {
+      if (!doc[k].is_object()) {
+        throw Error(ErrorCode::kIntegrity,
+                    fmt::format("{}: element {} of the top-level array is {}, expected an object",
+                                source, k, doc[k].type_name()));
+      }
+      add(std::move(doc[k]));
+    }
+  } else {
+    std::size_t line = 0;
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+      std::size_t eol = text.find('\n', pos);
+      if (eol == std::string_view::npos) eol = text.size();
+      std::string_view raw = text.substr(pos, eol - pos);
+      pos = eol + 1;
+      ++line;
+      if (raw.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+      nlohmann::ordered_json obj;
+      try {
+        obj = nlohmann::ordered_json::parse(raw);
+      } catch (const nlohmann::json::parse_error& e) {
+        bad_line(source, line, std::string("bad JSON: ") + e.what());
+      }
+      if (!obj.is_object()) {
+        bad_line(source, line, "expected a JSON object, got " + std::string(obj.type_name()));
+      }
+      add(std::move(obj));
+    }
   }
   // One type per column: ints widen to float; any other mix becomes JSON text.
   for (std::size_t c = 0; c < table.columns.size(); ++c) {
     const auto& s = seen[c];
     const int kinds = s[0] + s[1] + s[2] + s[3] + s[4];
     ColumnType type = ColumnType::kNull;
-    if (kinds == 0) type = ColumnType::kNull;
-    else if (s[4] || kinds > 2 || (kinds == 2 && !(s[0] && s[1]))) type = ColumnType::kJson;
-    else if (s[1]) type = ColumnType::kFloat;
-    else if (s[0]) type = ColumnType::kInt;
-    else if (s[2]) type = ColumnType::kBool;
-    else type = ColumnType::kString;
+    if (kinds == 0)
+      type = ColumnType::kNull;
+    else if (s[4] || kinds > 2 || (kinds == 2 && !(s[0] && s[1])))
+      type = ColumnType::kJson;
+    else if (s[1])
+      type = ColumnType::kFloat;
+    else if (s[0])
+      type = ColumnType::kInt;
+    else if (s[2])
+      type = ColumnType::kBool;
+    else
+      type = ColumnType::kString;
     table.columns[c].type = type;
   }
   table.rows.reserve(objects.size());
@@ -247,11 +280,21 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
       auto it = obj.find(table.columns[c].name);
       if (it == obj.end() || it->is_null()) continue;
       switch (table.columns[c].type) {
-        case ColumnType::kInt: row[c] = it->get<std::int64_t>(); break;
-        case ColumnType::kFloat: row[c] = it->get<double>(); break;
-        case ColumnType::kBool: row[c] = it->get<bool>(); break;
-        case ColumnType::kString: row[c] = it->get<std::string>(); break;
-        default: row[c] = it->dump(); break;
+        case ColumnType::kInt:
+          row[c] = it->get<std::int64_t>();
+          break;
+        case ColumnType::kFloat:
+          row[c] = it->get<double>();
+          break;
+        case ColumnType::kBool:
+          row[c] = it->get<bool>();
+          break;
+        case ColumnType::kString:
+          row[c] = it->get<std::string>();
+          break;
+        default:
+          row[c] = it->dump();
+          break;
       }
     }
     table.rows.push_back(std::move(row));

@@ -41,7 +41,8 @@ std::vector<std::string> split_names(const std::vector<Split>& splits) {
   return names;
 }
 
-[[noreturn]] void unknown_choice(const char* what, const std::string& name, const std::string& where,
+[[noreturn]] void unknown_choice(const char* what, const std::string& name,
+                                 const std::string& where,
                                  const std::vector<std::string>& available) {
   std::string hint = did_you_mean(name, available);
   hint += hint.empty() ? "" : " ";
@@ -68,7 +69,9 @@ struct RawSplit {
 void collect_images(const fs::path& dir, const std::string& label, RawSplit& out) {
   std::vector<fs::path> entries;
   std::error_code ec;
-  for (fs::recursive_directory_iterator it(dir, fs::directory_options::follow_directory_symlink, ec), end;
+  for (fs::recursive_directory_iterator
+           it(dir, fs::directory_options::follow_directory_symlink, ec),
+       end;
        !ec && it != end; it.increment(ec)) {
     if (is_hidden(it->path())) {
       if (it->is_directory()) it.disable_recursion_pending();
@@ -76,7 +79,8 @@ void collect_images(const fs::path& dir, const std::string& label, RawSplit& out
     }
     if (it->is_regular_file()) entries.push_back(it->path());
   }
-  if (ec) throw Error(ErrorCode::kIo, fmt::format("cannot list '{}': {}", dir.string(), ec.message()));
+  if (ec)
+    throw Error(ErrorCode::kIo, fmt::format("cannot list '{}': {}", dir.string(), ec.message()));
   std::sort(entries.begin(), entries.end());
   for (const auto& p : entries) {
     if (has_image_extension(p.filename().string())) {
@@ -95,8 +99,10 @@ RawSplit scan_split_dir(const fs::path& dir, const std::string& name) {
   std::vector<fs::path> loose;
   for (const auto& entry : fs::directory_iterator(dir)) {
     if (is_hidden(entry.path())) continue;
-    if (entry.is_directory()) class_dirs.push_back(entry.path());
-    else if (entry.is_regular_file()) loose.push_back(entry.path());
+    if (entry.is_directory())
+      class_dirs.push_back(entry.path());
+    else if (entry.is_regular_file())
+      loose.push_back(entry.path());
   }
   std::sort(class_dirs.begin(), class_dirs.end());
   std::sort(loose.begin(), loose.end());
@@ -159,7 +165,7 @@ void load_imagefolder(const fs::path& root, Dataset& ds) {
   } else {
     if (!others.empty()) {
       log::warn("imagefolder {}: ignoring folders that are not splits: {}", root.string(),
-                   join(others, ", "));
+                join(others, ", "));
     }
     for (const char* name : {"train", "validation", "test"}) {
       if (split_dirs.count(name)) raw.push_back(scan_split_dir(split_dirs[name], name));
@@ -172,7 +178,8 @@ void load_imagefolder(const fs::path& root, Dataset& ds) {
       if (!f.second.empty()) classes.insert(f.second);
   ds.labels.assign(classes.begin(), classes.end());
   std::map<std::string, std::int64_t> ids;
-  for (std::size_t i = 0; i < ds.labels.size(); ++i) ids[ds.labels[i]] = static_cast<std::int64_t>(i);
+  for (std::size_t i = 0; i < ds.labels.size(); ++i)
+    ids[ds.labels[i]] = static_cast<std::int64_t>(i);
   for (auto& r : raw) {
     Split split;
     split.name = r.name;
@@ -185,8 +192,10 @@ void load_imagefolder(const fs::path& root, Dataset& ds) {
       std::vector<Value> row;
       row.emplace_back(std::move(path));
       if (!ds.labels.empty()) {
-        if (label.empty()) row.emplace_back(std::monostate{});
-        else row.emplace_back(ids[label]);
+        if (label.empty())
+          row.emplace_back(std::monostate{});
+        else
+          row.emplace_back(ids[label]);
       }
       split.table.rows.push_back(std::move(row));
     }
@@ -195,7 +204,8 @@ void load_imagefolder(const fs::path& root, Dataset& ds) {
   ds.root = root;
 }
 
-// ---- CSV / JSON lines ----------------------------------------------------------------------------
+// ---- CSV / JSON lines
+// ----------------------------------------------------------------------------
 
 Table read_table(const fs::path& path, char delimiter) {
   std::string ext = path.extension().string();
@@ -218,28 +228,33 @@ void resolve_file_columns(Table& table, const fs::path& base, const std::string&
       std::string rel = std::visit(
           [](const auto& x) -> std::string {
             using T = std::decay_t<decltype(x)>;
-            if constexpr (std::is_same_v<T, std::string>) return x;
-            else if constexpr (std::is_same_v<T, std::monostate>) return "";
-            else return fmt::format("{}", x);
+            if constexpr (std::is_same_v<T, std::string>)
+              return x;
+            else if constexpr (std::is_same_v<T, std::monostate>)
+              return "";
+            else
+              return fmt::format("{}", x);
           },
           v);
       if (!hub::is_safe_repo_path(rel)) {
-        throw Error(ErrorCode::kIntegrity,
-                    fmt::format("{}: row {}: column '{}' holds unsafe path '{}'", source, r + 1, name, rel),
-                    "paths in :FILE columns are relative to the extracted archive, without '..'");
+        throw Error(
+            ErrorCode::kIntegrity,
+            fmt::format("{}: row {}: column '{}' holds unsafe path '{}'", source, r + 1, name, rel),
+            "paths in :FILE columns are relative to the extracted archive, without '..'");
       }
       const fs::path full = base / rel;
       std::error_code ec;
       if (!fs::exists(full, ec)) {
         throw Error(ErrorCode::kNotFound,
-                    fmt::format("{}: row {}: file '{}' of column '{}' is not in '{}'", source, r + 1,
-                                rel, name, base.string()),
+                    fmt::format("{}: row {}: file '{}' of column '{}' is not in '{}'", source,
+                                r + 1, rel, name, base.string()),
                     "check that the split's archive matches its meta file");
       }
       all_images = all_images && has_image_extension(rel);
       v = full.string();
     }
-    table.columns[c].type = all_images && !table.rows.empty() ? ColumnType::kImage : ColumnType::kFile;
+    table.columns[c].type =
+        all_images && !table.rows.empty() ? ColumnType::kImage : ColumnType::kFile;
   }
 }
 
@@ -258,11 +273,13 @@ void load_single_file(const fs::path& path, char delimiter, Dataset& ds) {
 std::optional<fs::path> find_dataset_config(const fs::path& dir) {
   std::error_code ec;
   const std::string name = fs::absolute(dir, ec).lexically_normal().filename().string();
-  if (!name.empty() && fs::is_regular_file(dir / (name + ".json"), ec)) return dir / (name + ".json");
+  if (!name.empty() && fs::is_regular_file(dir / (name + ".json"), ec))
+    return dir / (name + ".json");
   std::vector<fs::path> jsons;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     if (entry.is_regular_file() && entry.path().extension() == ".json" &&
-        entry.path().filename() != "dataset_infos.json" && entry.path().filename() != "configuration.json") {
+        entry.path().filename() != "dataset_infos.json" &&
+        entry.path().filename() != "configuration.json") {
       jsons.push_back(entry.path());
     }
   }
@@ -287,8 +304,10 @@ std::optional<fs::path> find_dataset_config(const fs::path& dir) {
 }
 
 fs::path fetch_to_cache(const std::string& location, const fs::path& cache_root) {
-  if (!io::is_url(location) || io::scheme_of(location) == "file") return io::local_path_of(location);
-  const fs::path target = cache_root / "downloads" / (hub::sha256_hex(location).substr(0, 16) + ".zip");
+  if (!io::is_url(location) || io::scheme_of(location) == "file")
+    return io::local_path_of(location);
+  const fs::path target =
+      cache_root / "downloads" / (hub::sha256_hex(location).substr(0, 16) + ".zip");
   std::error_code ec;
   if (fs::is_regular_file(target, ec)) {
     log::info("reusing downloaded {} at {}", location, target.string());
@@ -300,8 +319,8 @@ fs::path fetch_to_cache(const std::string& location, const fs::path& cache_root)
   return target;
 }
 
-fs::path materialize_file(const fs::path& folder, const std::string& file, const fs::path& cache_root,
-                          const std::string& source) {
+fs::path materialize_file(const fs::path& folder, const std::string& file,
+                          const fs::path& cache_root, const std::string& source) {
   fs::path local;
   if (io::is_url(file)) {
     local = fetch_to_cache(file, cache_root);
@@ -329,7 +348,8 @@ fs::path unwrap_single_folder(fs::path dir) {
     for (const auto& e : fs::directory_iterator(dir)) {
       if (!is_hidden(e.path()) && e.path().filename() != "__MACOSX") entries.push_back(e.path());
     }
-    if (entries.size() != 1 || !fs::is_directory(entries[0]) || !split_name_of(entries[0].filename().string()).empty()) {
+    if (entries.size() != 1 || !fs::is_directory(entries[0]) ||
+        !split_name_of(entries[0].filename().string()).empty()) {
       return dir;
     }
     dir = entries[0];
@@ -353,7 +373,8 @@ void load_config_folder(const fs::path& dir, const fs::path& config_path, Datase
   for (auto it = root.begin(); it != root.end(); ++it) ds.subsets.push_back(it.key());
   std::string subset;
   if (subset_choice) {
-    if (!root.contains(*subset_choice)) unknown_choice("subset", *subset_choice, source, ds.subsets);
+    if (!root.contains(*subset_choice))
+      unknown_choice("subset", *subset_choice, source, ds.subsets);
     subset = *subset_choice;
   } else {
     if (ds.subsets.size() != 1) {
@@ -373,19 +394,25 @@ void load_config_folder(const fs::path& dir, const fs::path& config_path, Datase
   for (auto it = splits.begin(); it != splits.end(); ++it) {
     const Json& s = it.value();
     if (!s.is_object()) continue;
-    const bool has_meta = s.contains("meta") && s["meta"].is_string() && !s["meta"].get<std::string>().empty();
-    const bool has_file = s.contains("file") && s["file"].is_string() && !s["file"].get<std::string>().empty();
+    const bool has_meta =
+        s.contains("meta") && s["meta"].is_string() && !s["meta"].get<std::string>().empty();
+    const bool has_file =
+        s.contains("file") && s["file"].is_string() && !s["file"].get<std::string>().empty();
     if (has_meta || has_file) available.push_back(it.key());
   }
-  if (wanted_split && std::find(available.begin(), available.end(), *wanted_split) == available.end()) {
-    unknown_choice("split", *wanted_split, fmt::format("subset '{}' of {}", subset, source), available);
+  if (wanted_split &&
+      std::find(available.begin(), available.end(), *wanted_split) == available.end()) {
+    unknown_choice("split", *wanted_split, fmt::format("subset '{}' of {}", subset, source),
+                   available);
   }
   for (const std::string& name : available) {
     if (wanted_split && name != *wanted_split) continue;
     const Json& s = splits.at(name);
     const std::string key = subset + "." + name;
-    const std::string meta = s.contains("meta") && s["meta"].is_string() ? s["meta"].get<std::string>() : "";
-    const std::string file = s.contains("file") && s["file"].is_string() ? s["file"].get<std::string>() : "";
+    const std::string meta =
+        s.contains("meta") && s["meta"].is_string() ? s["meta"].get<std::string>() : "";
+    const std::string file =
+        s.contains("file") && s["file"].is_string() ? s["file"].get<std::string>() : "";
     char delimiter = ',';
     if (s.contains("args") && s["args"].is_object() && s["args"].contains("delimiter")) {
       const Json& d = s["args"]["delimiter"];
@@ -394,7 +421,8 @@ void load_config_folder(const fs::path& dir, const fs::path& config_path, Datase
       delimiter = d.get<std::string>()[0];
     }
     fs::path data_dir = dir;
-    if (!file.empty()) data_dir = materialize_file(dir, file, options.cache_root, source + ": " + key);
+    if (!file.empty())
+      data_dir = materialize_file(dir, file, options.cache_root, source + ": " + key);
     Split split;
     split.name = name;
     split.selection = name;
@@ -402,11 +430,13 @@ void load_config_folder(const fs::path& dir, const fs::path& config_path, Datase
       fs::path meta_path;
       if (io::is_url(meta)) {
         const std::string text = io::read_resource(meta);
-        meta_path = options.cache_root / "meta" / (hub::sha256_hex(meta).substr(0, 16) + fs::path(meta).extension().string());
+        meta_path = options.cache_root / "meta" /
+                    (hub::sha256_hex(meta).substr(0, 16) + fs::path(meta).extension().string());
         write_file_atomic(meta_path, text);
       } else {
         MS_CHECK(hub::is_safe_repo_path(meta), ErrorCode::kConfig,
-                 "{}: key '{}.meta' must be a relative path inside the dataset, got '{}'", source, key, meta);
+                 "{}: key '{}.meta' must be a relative path inside the dataset, got '{}'", source,
+                 key, meta);
         meta_path = dir / meta;
       }
       split.table = read_table(meta_path, delimiter);
@@ -518,7 +548,8 @@ Json Dataset::info() const {
     if (s.selection != s.name) sj["selection"] = s.selection;
     sj["rows"] = s.table.rows.size();
     Json cols = Json::array();
-    for (const auto& c : s.table.columns) cols.push_back({{"name", c.name}, {"type", column_type_name(c.type)}});
+    for (const auto& c : s.table.columns)
+      cols.push_back({{"name", c.name}, {"type", column_type_name(c.type)}});
     sj["columns"] = cols;
     if (s.skipped_non_image) sj["skipped_non_image"] = s.skipped_non_image;
     if (s.skipped_bad) {
@@ -538,7 +569,8 @@ Dataset load_dataset(const DatasetSpec& spec, const LoadOptions& options_in) {
   if (options.cache_root.empty()) options.cache_root = cache_dir() / "datasets";
   Dataset ds;
   ds.kind = spec.kind;
-  ds.spec = !spec.text.empty() ? spec.text : std::string(source_kind_name(spec.kind)) + ":" + spec.location;
+  ds.spec = !spec.text.empty() ? spec.text
+                               : std::string(source_kind_name(spec.kind)) + ":" + spec.location;
   ds.subsets = {"default"};
   const std::optional<std::string> subset = options.subset ? options.subset : spec.subset;
   const std::optional<std::string> split = options.split ? options.split : spec.split;
@@ -553,9 +585,9 @@ Dataset load_dataset(const DatasetSpec& spec, const LoadOptions& options_in) {
     case SourceKind::kJsonl: {
       const fs::path path = io::local_path_of(spec.location);
       local_only_subset(path.string());
-      MS_CHECK(!io::is_url(spec.location) || io::scheme_of(spec.location) == "file", ErrorCode::kUsage,
-               "{} datasets are read from local files; got URL '{}'", source_kind_name(spec.kind),
-               spec.location);
+      MS_CHECK(!io::is_url(spec.location) || io::scheme_of(spec.location) == "file",
+               ErrorCode::kUsage, "{} datasets are read from local files; got URL '{}'",
+               source_kind_name(spec.kind), spec.location);
       if (spec.kind == SourceKind::kJsonl) {
         Split s;
         s.name = s.selection = "train";
@@ -579,7 +611,8 @@ Dataset load_dataset(const DatasetSpec& spec, const LoadOptions& options_in) {
       break;
     case SourceKind::kZip: {
       const fs::path zip = fetch_to_cache(spec.location, options.cache_root);
-      MS_CHECK(fs::exists(zip), ErrorCode::kNotFound, "zip dataset '{}' does not exist", spec.location);
+      MS_CHECK(fs::exists(zip), ErrorCode::kNotFound, "zip dataset '{}' does not exist",
+               spec.location);
       const fs::path dir = extract_zip_cached(zip, options.cache_root / "extracted");
       const SourceKind kind = ds.kind;
       load_folder(unwrap_single_folder(dir), ds, options, subset, split_name);

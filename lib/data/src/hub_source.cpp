@@ -32,11 +32,12 @@ std::filesystem::path dataset_snapshot(const hub::RepoId& repo, const std::strin
     p = provider();
   }
   if (!p) {
-    throw Error(ErrorCode::kMissingComponent,
-                fmt::format("cannot load hub dataset '{}': hub datasets are not available in this build",
-                            repo.str()),
-                "download the dataset with the hub client and load its folder (folder:DIR), or use "
-                "csv:, jsonl:, imagefolder:, zip: specs");
+    throw Error(
+        ErrorCode::kMissingComponent,
+        fmt::format("cannot load hub dataset '{}': hub datasets are not available in this build",
+                    repo.str()),
+        "download the dataset with the hub client and load its folder (folder:DIR), or use "
+        "csv:, jsonl:, imagefolder:, zip: specs");
   }
   return p(repo, revision);
 }

@@ -37,7 +37,8 @@ bool is_png(std::string_view b) { return b.size() >= 8 && b.substr(0, 8) == "\x8
 void check_size(const std::string& source, long long width, long long height) {
   if (width <= 0 || height <= 0) corrupt(source, "zero width or height");
   if (width * height > kMaxPixels) {
-    corrupt(source, fmt::format("{}x{} pixels is more than the limit of {}", width, height, kMaxPixels));
+    corrupt(source,
+            fmt::format("{}x{} pixels is more than the limit of {}", width, height, kMaxPixels));
   }
 }
 
@@ -50,7 +51,8 @@ Image decode_jpeg(std::string_view bytes, const std::string& source, int channel
   MS_ASSERT(handle);
   int width = 0, height = 0, subsamp = 0, colorspace = 0;
   auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
-  if (tjDecompressHeader3(handle.get(), data, bytes.size(), &width, &height, &subsamp, &colorspace) != 0) {
+  if (tjDecompressHeader3(handle.get(), data, bytes.size(), &width, &height, &subsamp,
+                          &colorspace) != 0) {
     corrupt(source, tjGetErrorStr2(handle.get()));
   }
   check_size(source, width, height);
@@ -84,7 +86,8 @@ Image decode_png(std::string_view bytes, const std::string& source, int channels
   const int read_channels = channels + (has_alpha ? 1 : 0);
   png.format = channels == 1 ? (has_alpha ? PNG_FORMAT_GA : PNG_FORMAT_GRAY)
                              : (has_alpha ? PNG_FORMAT_RGBA : PNG_FORMAT_RGB);
-  std::vector<std::uint8_t> buffer(static_cast<std::size_t>(png.width) * png.height * read_channels);
+  std::vector<std::uint8_t> buffer(static_cast<std::size_t>(png.width) * png.height *
+                                   read_channels);
   if (!png_image_finish_read(&png, nullptr, buffer.data(), 0, nullptr)) {
     std::string message = png.message;
     png_image_free(&png);
@@ -107,14 +110,15 @@ Image decode_png(std::string_view bytes, const std::string& source, int channels
 }
 #endif
 
-// PIL's resampling (Imaging/Resample.c semantics, written from its documented algorithm): per output
-// pixel a window of the triangle filter scaled by max(scale, 1), normalised, in 22-bit fixed point.
+// PIL's resampling (Imaging/Resample.c semantics, written from its documented algorithm): per
+// output pixel a window of the triangle filter scaled by max(scale, 1), normalised, in 22-bit fixed
+// point.
 constexpr int kPrecisionBits = 32 - 8 - 2;
 
 struct Coefficients {
   int ksize = 0;
-  std::vector<int> bounds;  // per output pixel: xmin, count
-  std::vector<int> weights; // per output pixel: ksize fixed-point weights
+  std::vector<int> bounds;   // per output pixel: xmin, count
+  std::vector<int> weights;  // per output pixel: ksize fixed-point weights
 };
 
 Coefficients precompute(int in_size, int out_size) {
@@ -144,8 +148,8 @@ Coefficients precompute(int in_size, int out_size) {
     }
     for (int x = 0; x < xmax; ++x) {
       const double w = ww != 0.0 ? k[x] / ww : k[x];
-      c.weights[static_cast<std::size_t>(xx) * c.ksize + x] =
-          static_cast<int>(w < 0 ? -0.5 + w * (1 << kPrecisionBits) : 0.5 + w * (1 << kPrecisionBits));
+      c.weights[static_cast<std::size_t>(xx) * c.ksize + x] = static_cast<int>(
+          w < 0 ? -0.5 + w * (1 << kPrecisionBits) : 0.5 + w * (1 << kPrecisionBits));
     }
     c.bounds[xx * 2] = xmin;
     c.bounds[xx * 2 + 1] = xmax;
@@ -245,8 +249,8 @@ bool has_image_extension(std::string_view name) {
 }
 
 Image decode_image(std::string_view bytes, const std::string& source, int channels) {
-  MS_CHECK(channels == 1 || channels == 3, ErrorCode::kUsage, "image channels must be 1 or 3, got {}",
-           channels);
+  MS_CHECK(channels == 1 || channels == 3, ErrorCode::kUsage,
+           "image channels must be 1 or 3, got {}", channels);
   if (is_jpeg(bytes)) {
 #if MS_WITH_JPEG
     return decode_jpeg(bytes, source, channels);
@@ -260,7 +264,8 @@ Image decode_image(std::string_view bytes, const std::string& source, int channe
 #if MS_WITH_PNG
     return decode_png(bytes, source, channels);
 #else
-    throw Error(ErrorCode::kMissingComponent, fmt::format("{}: PNG support is not built in", source),
+    throw Error(ErrorCode::kMissingComponent,
+                fmt::format("{}: PNG support is not built in", source),
                 "rebuild with -DMS_WITH_PNG=ON (Debian package libpng-dev)");
 #endif
   }
@@ -286,26 +291,29 @@ Image resize_bilinear(const Image& image, int height, int width) {
 }
 
 ImageTransform ImageTransform::from_config(const Config& config, const std::string& prefix) {
-  auto key = [&](const char* name) { return prefix.empty() ? std::string(name) : prefix + "." + name; };
+  auto key = [&](const char* name) {
+    return prefix.empty() ? std::string(name) : prefix + "." + name;
+  };
   ImageTransform t;
   if (config.has(key("resize"))) {
     const Json& r = config.at(key("resize"));
     if (r.is_number_integer()) {
       t.height = t.width = config.get<int>(key("resize"));
     } else {
-      MS_CHECK(r.is_array() && r.size() == 2 && r[0].is_number_integer() && r[1].is_number_integer(),
-               ErrorCode::kConfig, "{}: key '{}' must be an integer or [height, width], got {}",
-               config.source(), key("resize"), r.dump());
+      MS_CHECK(
+          r.is_array() && r.size() == 2 && r[0].is_number_integer() && r[1].is_number_integer(),
+          ErrorCode::kConfig, "{}: key '{}' must be an integer or [height, width], got {}",
+          config.source(), key("resize"), r.dump());
       t.height = r[0].get<int>();
       t.width = r[1].get<int>();
     }
-    MS_CHECK(t.height > 0 && t.width > 0 && t.height <= 16384 && t.width <= 16384, ErrorCode::kConfig,
-             "{}: key '{}' must be within 1..16384, got {}", config.source(), key("resize"),
-             r.dump());
+    MS_CHECK(t.height > 0 && t.width > 0 && t.height <= 16384 && t.width <= 16384,
+             ErrorCode::kConfig, "{}: key '{}' must be within 1..16384, got {}", config.source(),
+             key("resize"), r.dump());
   }
   const std::string mode = config.get_or<std::string>(key("mode"), "RGB");
-  MS_CHECK(mode == "RGB" || mode == "L", ErrorCode::kConfig, "{}: key '{}' must be RGB or L, got '{}'",
-           config.source(), key("mode"), mode);
+  MS_CHECK(mode == "RGB" || mode == "L", ErrorCode::kConfig,
+           "{}: key '{}' must be RGB or L, got '{}'", config.source(), key("mode"), mode);
   t.channels = mode == "RGB" ? 3 : 1;
   auto floats = [&](const char* name) {
     std::vector<float> v;

@@ -174,8 +174,8 @@ DataLoader::DataLoader(const Split& split, LoaderOptions options)
   const Table& t = split.table;
   if (!o.image_column.empty()) {
     state_->image_col = t.column_index(o.image_column);
-    MS_CHECK(state_->image_col >= 0, ErrorCode::kNotFound, "split '{}' has no column '{}'", split.name,
-             o.image_column);
+    MS_CHECK(state_->image_col >= 0, ErrorCode::kNotFound, "split '{}' has no column '{}'",
+             split.name, o.image_column);
   } else {
     state_->image_col = t.column_index("image");
     if (state_->image_col < 0 || t.columns[state_->image_col].type != ColumnType::kImage) {

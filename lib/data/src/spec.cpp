@@ -17,12 +17,18 @@ namespace ms::data {
 
 const char* source_kind_name(SourceKind kind) {
   switch (kind) {
-    case SourceKind::kCsv: return "csv";
-    case SourceKind::kJsonl: return "jsonl";
-    case SourceKind::kImageFolder: return "imagefolder";
-    case SourceKind::kFolder: return "folder";
-    case SourceKind::kZip: return "zip";
-    case SourceKind::kHub: return "hub";
+    case SourceKind::kCsv:
+      return "csv";
+    case SourceKind::kJsonl:
+      return "jsonl";
+    case SourceKind::kImageFolder:
+      return "imagefolder";
+    case SourceKind::kFolder:
+      return "folder";
+    case SourceKind::kZip:
+      return "zip";
+    case SourceKind::kHub:
+      return "hub";
   }
   return "?";
 }
@@ -64,8 +70,9 @@ DatasetSpec infer_from_path(const std::string& location) {
   const fs::path path = io::local_path_of(location);
   std::error_code ec;
   if (!fs::exists(path, ec)) {
-    throw Error(ErrorCode::kNotFound, fmt::format("dataset path '{}' does not exist", location),
-                "give a path, or a spec such as csv:PATH, imagefolder:DIR, zip:URL, hub:OWNER/NAME");
+    throw Error(
+        ErrorCode::kNotFound, fmt::format("dataset path '{}' does not exist", location),
+        "give a path, or a spec such as csv:PATH, imagefolder:DIR, zip:URL, hub:OWNER/NAME");
   }
   if (fs::is_directory(path, ec)) {
     spec.kind = has_dataset_config(path) ? SourceKind::kFolder : SourceKind::kImageFolder;
@@ -100,8 +107,8 @@ void parse_hub(std::string_view rest, DatasetSpec& spec) {
   if (auto at = repo.find('@'); at != std::string_view::npos) {
     spec.revision = std::string(repo.substr(at + 1));
     repo = repo.substr(0, at);
-    MS_CHECK(!spec.revision.empty(), ErrorCode::kUsage, "dataset spec 'hub:{}' has an empty revision",
-             rest);
+    MS_CHECK(!spec.revision.empty(), ErrorCode::kUsage,
+             "dataset spec 'hub:{}' has an empty revision", rest);
   }
   MS_CHECK(!repo.empty(), ErrorCode::kUsage, "dataset spec 'hub:{}' has no OWNER/NAME", rest);
   spec.location = std::string(repo);
@@ -133,8 +140,8 @@ namespace {
 
 DatasetSpec parse_dataset_spec_impl(std::string_view text) {
   MS_CHECK(!text.empty(), ErrorCode::kUsage, "empty dataset spec");
-  static const std::vector<std::string> kPrefixes = {"csv", "tsv", "jsonl", "json", "imagefolder",
-                                                     "folder", "zip", "hub"};
+  static const std::vector<std::string> kPrefixes = {"csv",         "tsv",    "jsonl", "json",
+                                                     "imagefolder", "folder", "zip",   "hub"};
   const auto colon = text.find(':');
   if (colon != std::string_view::npos && colon > 1) {
     const std::string prefix(text.substr(0, colon));
@@ -169,10 +176,11 @@ DatasetSpec parse_dataset_spec_impl(std::string_view text) {
                                    !(rest.size() >= 2 && rest.substr(0, 2) == "//");
     std::error_code ec;
     if (looks_like_prefix && !fs::exists(fs::path(std::string(text)), ec)) {
-      throw Error(ErrorCode::kUsage, fmt::format("unknown dataset kind '{}' in '{}'", prefix, text),
-                  did_you_mean(prefix, kPrefixes).empty()
-                      ? "kinds: " + join(kPrefixes, ", ")
-                      : did_you_mean(prefix, kPrefixes) + " (kinds: " + join(kPrefixes, ", ") + ")");
+      throw Error(
+          ErrorCode::kUsage, fmt::format("unknown dataset kind '{}' in '{}'", prefix, text),
+          did_you_mean(prefix, kPrefixes).empty()
+              ? "kinds: " + join(kPrefixes, ", ")
+              : did_you_mean(prefix, kPrefixes) + " (kinds: " + join(kPrefixes, ", ") + ")");
     }
   }
   return infer_from_path(std::string(text));
@@ -227,7 +235,8 @@ SplitSelector parse_split(std::string_view text) {
   std::string_view inner = text.substr(open + 1, text.size() - open - 2);
   const auto colon = inner.find(':');
   MS_CHECK(colon != std::string_view::npos && inner.find(':', colon + 1) == std::string_view::npos,
-           ErrorCode::kUsage, "bad split slice '{}': expected NAME[FROM:TO], e.g. train[:10%]", text);
+           ErrorCode::kUsage, "bad split slice '{}': expected NAME[FROM:TO], e.g. train[:10%]",
+           text);
   bool has_percent = false;
   sel.sliced = true;
   sel.from = parse_bound(inner.substr(0, colon), sel.percent, has_percent, text);

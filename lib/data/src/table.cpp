@@ -8,14 +8,22 @@ namespace ms::data {
 
 const char* column_type_name(ColumnType type) {
   switch (type) {
-    case ColumnType::kNull: return "null";
-    case ColumnType::kInt: return "int";
-    case ColumnType::kFloat: return "float";
-    case ColumnType::kBool: return "bool";
-    case ColumnType::kString: return "string";
-    case ColumnType::kJson: return "json";
-    case ColumnType::kFile: return "file";
-    case ColumnType::kImage: return "image";
+    case ColumnType::kNull:
+      return "null";
+    case ColumnType::kInt:
+      return "int";
+    case ColumnType::kFloat:
+      return "float";
+    case ColumnType::kBool:
+      return "bool";
+    case ColumnType::kString:
+      return "string";
+    case ColumnType::kJson:
+      return "json";
+    case ColumnType::kFile:
+      return "file";
+    case ColumnType::kImage:
+      return "image";
   }
   return "?";
 }
@@ -86,12 +94,16 @@ ColumnType infer_and_convert(std::vector<Value*>& cells) {
       }
     }
     if (!all_int && all_float) {
-      if (parse_float(*s, f)) floats.push_back(f);
-      else all_float = false;
+      if (parse_float(*s, f))
+        floats.push_back(f);
+      else
+        all_float = false;
     }
     if (all_bool) {
-      if (parse_bool(*s, b)) bools.push_back(b);
-      else all_bool = false;
+      if (parse_bool(*s, b))
+        bools.push_back(b);
+      else
+        all_bool = false;
     }
     if (!all_int && !all_float && !all_bool) return ColumnType::kString;
   }
@@ -99,9 +111,12 @@ ColumnType infer_and_convert(std::vector<Value*>& cells) {
   std::size_t k = 0;
   for (Value* cell : cells) {
     if (!std::holds_alternative<std::string>(*cell)) continue;
-    if (all_int) *cell = ints[k];
-    else if (all_float) *cell = floats[k];
-    else *cell = bools[k] != 0;
+    if (all_int)
+      *cell = ints[k];
+    else if (all_float)
+      *cell = floats[k];
+    else
+      *cell = bools[k] != 0;
     ++k;
   }
   return all_int ? ColumnType::kInt : all_float ? ColumnType::kFloat : ColumnType::kBool;
@@ -128,11 +143,11 @@ void infer_table_types(Table& table) {
   std::vector<ColumnType> types(width);
   bool convert = false;
   for (std::size_t c = 0; c < width; ++c) {
-    types[c] = !any[c]         ? ColumnType::kNull
-               : all_int[c]    ? ColumnType::kInt
-               : all_float[c]  ? ColumnType::kFloat
-               : all_bool[c]   ? ColumnType::kBool
-                               : ColumnType::kString;
+    types[c] = !any[c]        ? ColumnType::kNull
+               : all_int[c]   ? ColumnType::kInt
+               : all_float[c] ? ColumnType::kFloat
+               : all_bool[c]  ? ColumnType::kBool
+                              : ColumnType::kString;
     table.columns[c].type = types[c];
     convert = convert || types[c] == ColumnType::kInt || types[c] == ColumnType::kFloat ||
               types[c] == ColumnType::kBool;

@@ -24,7 +24,8 @@ Table parse_csv(std::string_view text, const std::string& source, const CsvOptio
 /// Reads and parses a CSV file (kNotFound when it does not exist).
 Table read_csv(const std::filesystem::path& path, const CsvOptions& options = {});
 
-/// Parses JSON lines: one JSON object per non-blank line. Columns are the union of keys in order of
+/// Parses JSON lines: one JSON object per non-blank line (or, when the text starts with '[', one
+/// JSON array of objects). Columns are the union of keys in order of
 /// first appearance; a missing key is null; nested arrays and objects become kJson columns. A bad
 /// line is ms::Error(kIntegrity) naming `source` and the line.
 Table parse_jsonl(std::string_view text, const std::string& source);

@@ -19,20 +19,20 @@ struct Split {
   std::string name;       ///< "train", "validation", "test", ...
   std::string selection;  ///< the split as asked, with its slice ("train[:10%]"), else the name
   Table table;
-  std::size_t skipped_non_image = 0;  ///< imagefolder: files that are not images
-  std::size_t skipped_bad = 0;        ///< images that failed to decode (with verify + skip_bad)
-  std::vector<std::string> bad_files; ///< their paths (first 100)
+  std::size_t skipped_non_image = 0;   ///< imagefolder: files that are not images
+  std::size_t skipped_bad = 0;         ///< images that failed to decode (with verify + skip_bad)
+  std::vector<std::string> bad_files;  ///< their paths (first 100)
 };
 
 /// A loaded dataset: one subset, its splits, and the label map shared by them.
 struct Dataset {
-  std::string spec;                  ///< the spec text it was loaded from
+  std::string spec;  ///< the spec text it was loaded from
   SourceKind kind = SourceKind::kCsv;
-  std::filesystem::path root;        ///< local folder or file the rows come from
+  std::filesystem::path root;  ///< local folder or file the rows come from
   std::string subset = "default";
   std::vector<std::string> subsets;  ///< all subsets the source offers
   std::vector<Split> splits;
-  std::vector<std::string> labels;   ///< label id -> class name (imagefolder); empty otherwise
+  std::vector<std::string> labels;  ///< label id -> class name (imagefolder); empty otherwise
 
   /// The split named `name`; ms::Error(kNotFound) listing the available ones otherwise.
   const Split& split(const std::string& name) const;

@@ -17,13 +17,13 @@ namespace ms::data {
 struct LoaderOptions {
   std::size_t batch_size = 32;
   bool shuffle = false;
-  std::uint64_t seed = 0;    ///< same seed, same order (on every machine: the shuffle is our own)
-  bool drop_last = false;    ///< drop a last batch smaller than batch_size
-  int workers = 0;           ///< decoding threads; 0 = decode in the calling thread
-  int prefetch = 2;          ///< batches each worker may run ahead of the consumer
-  std::size_t shard_index = 0;   ///< this machine's shard ...
-  std::size_t num_shards = 1;    ///< ... of this many: rows i, i + n, ... of the (shuffled) order
-  bool skip_bad = false;     ///< drop undecodable images from their batch (counted) instead of failing
+  std::uint64_t seed = 0;  ///< same seed, same order (on every machine: the shuffle is our own)
+  bool drop_last = false;  ///< drop a last batch smaller than batch_size
+  int workers = 0;         ///< decoding threads; 0 = decode in the calling thread
+  int prefetch = 2;        ///< batches each worker may run ahead of the consumer
+  std::size_t shard_index = 0;  ///< this machine's shard ...
+  std::size_t num_shards = 1;   ///< ... of this many: rows i, i + n, ... of the (shuffled) order
+  bool skip_bad = false;  ///< drop undecodable images from their batch (counted) instead of failing
   std::string image_column;  ///< default: "image", else the first image column
   ImageTransform transform;  ///< resize + normalise for images
 };
@@ -67,7 +67,8 @@ class DataLoader {
 };
 
 /// Writes float32 data of `shape` as a NumPy .npy file (atomically), for checks against Python.
-void write_npy(const std::string& path, const std::vector<std::size_t>& shape, const std::vector<float>& data);
+void write_npy(const std::string& path, const std::vector<std::size_t>& shape,
+               const std::vector<float>& data);
 
 /// Deterministic Fisher-Yates permutation of 0..n-1 from a seed (SplitMix64 generator).
 std::vector<std::size_t> shuffled_indices(std::size_t n, std::uint64_t seed);

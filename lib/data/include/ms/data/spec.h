@@ -23,11 +23,11 @@ const char* source_kind_name(SourceKind kind);
 
 /// A parsed dataset spec.
 struct DatasetSpec {
-  std::string text;               ///< the spec as given
+  std::string text;  ///< the spec as given
   SourceKind kind = SourceKind::kCsv;
-  std::string location;           ///< path, URL, or OWNER/NAME for kHub
-  char delimiter = ',';           ///< CSV delimiter ('\t' for tsv: specs and .tsv files)
-  std::string revision;           ///< hub revision (empty = master)
+  std::string location;  ///< path, URL, or OWNER/NAME for kHub
+  char delimiter = ',';  ///< CSV delimiter ('\t' for tsv: specs and .tsv files)
+  std::string revision;  ///< hub revision (empty = master)
   std::optional<std::string> subset;
   std::optional<std::string> split;  ///< may carry a slice: "train[:10%]"
 };
