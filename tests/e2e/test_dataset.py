@@ -14,7 +14,7 @@ import unittest
 import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import MsTestCase, SOURCE_DIR, run_ms  # noqa: E402
+from harness import MS_BIN, MsTestCase, SOURCE_DIR, run_ms  # noqa: E402
 
 FMNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 SKLEARN = "/usr/lib/python3/dist-packages/sklearn/datasets"
@@ -301,6 +301,17 @@ class DatasetTest(MsTestCase):
         d = self.info(z2)
         self.assertEqual(d["kind"], "zip")
         self.assertEqual(len(d["labels"]), 10)
+
+    def test_concurrent_extraction(self):
+        z = self.zip_folder(os.path.join(FIXTURES, "fmnist"), self.path("c.zip"))
+        env = dict(os.environ, **self.env)
+        procs = [subprocess.Popen([MS_BIN, "dataset", "info", "zip:" + z, "--json"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for _ in range(4)]
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            self.assertEqual(p.returncode, 0, err)
+            self.assertEqual(json.loads(out)["splits"][0]["rows"], 120)
+        self.assertEqual(len(os.listdir(self.path("cache", "datasets", "extracted"))), 1)
 
     def test_zip_over_http(self):
         z = self.zip_folder(os.path.join(FIXTURES, "fmnist"), self.path("serve", "img.zip"))

@@ -322,6 +322,39 @@ TEST_CASE("Image decoding: real JPEG, garbage and truncation name the file", "[d
   CHECK(msg.find("cut.jpg: corrupt image") == 0);
 }
 
+TEST_CASE("Split names of data files", "[data]") {
+  CHECK(split_of_file("train") == "train");
+  CHECK(split_of_file("train-00000-of-00002") == "train");
+  CHECK(split_of_file("dev") == "validation");
+  CHECK(split_of_file("Validation_2") == "validation");
+  CHECK(split_of_file("test.part1") == "test");
+  CHECK(split_of_file("my_train") == "");
+  CHECK(split_of_file("trainer") == "");
+  CHECK(split_of_file("2020-train") == "");
+}
+
+TEST_CASE("Table folders: split files, shards concatenated, data/ sub-folder", "[data]") {
+  const fs::path dir = fs::temp_directory_path() / ("ms-data-tables-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  ms::write_file_atomic(dir / "data" / "train-00000-of-00002.csv", "a,b\n1,x\n2,y\n");
+  ms::write_file_atomic(dir / "data" / "train-00001-of-00002.csv", "a,b\n3.5,z\n");
+  ms::write_file_atomic(dir / "data" / "test.csv", "a,b\n4,w\n");
+  ms::write_file_atomic(dir / "README.md", "# x\n");
+  const Dataset ds = load_dataset("folder:" + dir.string());
+  REQUIRE(ds.splits.size() == 2);
+  CHECK(ds.splits[0].name == "train");
+  CHECK(ds.splits[0].table.rows.size() == 3);
+  CHECK(ds.splits[0].table.columns[0].type == ColumnType::kFloat);
+  CHECK(ds.splits[1].name == "test");
+  ms::write_file_atomic(dir / "data" / "test-2.csv", "a,c\n4,w\n");
+  CHECK(message_of([&] { load_dataset("folder:" + dir.string()); }).find("other columns") !=
+        std::string::npos);
+  fs::remove_all(dir);
+  fs::create_directories(dir / "empty");
+  CHECK(code_of([&] { load_dataset(dir.string()); }) == ms::ErrorCode::kNotFound);
+  fs::remove_all(dir);
+}
+
 TEST_CASE("imagefolder: sorted class ids shared by splits, non-images counted", "[data]") {
   const fs::path dir = fs::temp_directory_path() / ("ms-data-test-" + std::to_string(::getpid()));
   fs::remove_all(dir);

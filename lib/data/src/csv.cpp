@@ -176,7 +176,7 @@ Table parse_csv(std::string_view text, const std::string& source, const CsvOptio
     }
     end_record();
   }
-  if (!table.columns.empty()) infer_table_types(table);
+  if (!table.columns.empty() && options.infer_types) infer_table_types(table);
   return table;
 }
 

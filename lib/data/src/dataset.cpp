@@ -33,6 +33,14 @@ std::string split_name_of(std::string_view name) {
   return "";
 }
 
+std::string split_of_file(std::string_view stem) {
+  std::string whole = split_name_of(stem);
+  if (!whole.empty()) return whole;
+  const auto end = stem.find_first_of("-._ 0123456789");
+  if (end == std::string_view::npos || end == 0) return "";
+  return split_name_of(stem.substr(0, end));
+}
+
 namespace {
 
 std::vector<std::string> split_names(const std::vector<Split>& splits) {
@@ -171,12 +179,21 @@ void load_imagefolder(const fs::path& root, Dataset& ds) {
       if (split_dirs.count(name)) raw.push_back(scan_split_dir(split_dirs[name], name));
     }
   }
+  std::size_t total = 0;
+  for (const auto& r : raw) total += r.files.size();
+  if (total == 0) {
+    throw Error(ErrorCode::kNotFound,
+                fmt::format("no images, tables or dataset config found in '{}'", root.string()),
+                "an imagefolder holds <class>/<image> (optionally under train/ validation/ test/); "
+                "tables are .csv, .tsv, .jsonl files; parquet is not supported");
+  }
   // Label ids: sorted class names over all splits, so train and test share one map.
   std::set<std::string> classes;
   for (const auto& r : raw)
     for (const auto& f : r.files)
       if (!f.second.empty()) classes.insert(f.second);
-  ds.labels.assign(classes.begin(), classes.end());
+  // One class folder is not a labelling (HF datasets #5153): no label column then.
+  if (classes.size() > 1) ds.labels.assign(classes.begin(), classes.end());
   std::map<std::string, std::int64_t> ids;
   for (std::size_t i = 0; i < ds.labels.size(); ++i)
     ids[ds.labels[i]] = static_cast<std::int64_t>(i);
@@ -463,30 +480,93 @@ void load_config_folder(const fs::path& dir, const fs::path& config_path, Datase
   ds.root = dir;
 }
 
-// Table files at the top of a folder named by split keywords (train.csv, test.jsonl, ...).
-bool load_table_folder(const fs::path& dir, Dataset& ds) {
-  std::map<std::string, fs::path> files;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    if (!e.is_regular_file()) continue;
-    std::string ext = e.path().extension().string();
-    for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (ext != ".csv" && ext != ".tsv" && ext != ".jsonl") continue;
-    std::string split = split_name_of(e.path().stem().string());
-    if (split.empty()) split = e.path().stem().string();
-    MS_CHECK(!files.count(split), ErrorCode::kIntegrity, "folder '{}' has two files for split '{}'",
-             dir.string(), split);
-    files[split] = e.path();
+bool is_table_file(const fs::path& path) {
+  std::string ext = path.extension().string();
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return ext == ".csv" || ext == ".tsv" || ext == ".jsonl" || ext == ".ndjson";
+}
+
+// Tables of one split read from several files (train-00000-of-00002.csv, ...): same columns in
+// the same order; CSV types are inferred over all of them together.
+Table read_tables(const std::vector<fs::path>& files) {
+  if (files.size() == 1) return read_table(files[0], ',');
+  Table all;
+  bool csv = true;
+  for (const auto& f : files) csv = csv && f.extension() != ".jsonl" && f.extension() != ".ndjson";
+  for (const auto& f : files) {
+    Table t;
+    if (csv) {
+      CsvOptions o;
+      o.delimiter = f.extension() == ".tsv" ? '\t' : ',';
+      o.infer_types = false;
+      t = read_csv(f, o);
+    } else {
+      t = read_table(f, ',');
+    }
+    if (all.columns.empty() && all.rows.empty()) {
+      all = std::move(t);
+      continue;
+    }
+    bool same = t.columns.size() == all.columns.size();
+    for (std::size_t c = 0; same && c < t.columns.size(); ++c) {
+      same = t.columns[c].name == all.columns[c].name &&
+             (csv || t.columns[c].type == all.columns[c].type);
+    }
+    if (!same) {
+      throw Error(ErrorCode::kIntegrity,
+                  fmt::format("'{}' has other columns (or column types) than '{}'", f.string(),
+                              files[0].string()),
+                  "files of one split must share their columns");
+    }
+    all.rows.insert(all.rows.end(), std::make_move_iterator(t.rows.begin()),
+                    std::make_move_iterator(t.rows.end()));
   }
-  if (files.empty()) return false;
-  for (auto& [name, path] : files) {
+  if (csv) infer_table_types(all);
+  return all;
+}
+
+// Table files named by split keywords (train.csv, test.jsonl, train-00000-of-00002.csv), at the
+// top of the folder or, HF style, in its data/ sub-folder. Files without a keyword form one
+// split each (named by the file), or "train" when there is only one.
+bool load_table_folder(const fs::path& dir, Dataset& ds) {
+  fs::path where = dir;
+  std::vector<fs::path> found;
+  for (const fs::path& candidate : {dir, dir / "data"}) {
+    std::error_code ec;
+    if (!fs::is_directory(candidate, ec)) continue;
+    for (const auto& e : fs::directory_iterator(candidate)) {
+      if (e.is_regular_file() && !is_hidden(e.path()) && is_table_file(e.path()))
+        found.push_back(e.path());
+    }
+    if (!found.empty()) {
+      where = candidate;
+      break;
+    }
+  }
+  if (found.empty()) return false;
+  std::sort(found.begin(), found.end());
+  std::map<std::string, std::vector<fs::path>> files;
+  for (const auto& f : found) {
+    std::string split = split_of_file(f.stem().string());
+    if (split.empty()) split = found.size() == 1 ? "train" : f.stem().string();
+    files[split].push_back(f);
+  }
+  for (auto& [name, paths] : files) {
     Split split;
     split.name = name;
     split.selection = name;
-    split.table = read_table(path, ',');
-    resolve_file_columns(split.table, dir, path.string());
+    split.table = read_tables(paths);
+    resolve_file_columns(split.table, where, paths[0].string());
     ds.splits.push_back(std::move(split));
   }
-  ds.root = dir;
+  // train, validation, test first, in that order; other splits after them by name.
+  auto rank = [](const std::string& n) {
+    return n == "train" ? 0 : n == "validation" ? 1 : n == "test" ? 2 : 3;
+  };
+  std::stable_sort(ds.splits.begin(), ds.splits.end(),
+                   [&](const Split& a, const Split& b) { return rank(a.name) < rank(b.name); });
+  ds.kind = SourceKind::kCsv;
+  ds.root = where;
   return true;
 }
 

@@ -11,8 +11,9 @@ namespace ms::data {
 
 /// How to read a CSV file.
 struct CsvOptions {
-  char delimiter = ',';  ///< ',' for CSV, '\t' for TSV
-  bool header = true;    ///< the first record names the columns (else column_0, column_1, ...)
+  char delimiter = ',';     ///< ',' for CSV, '\t' for TSV
+  bool header = true;       ///< the first record names the columns (else column_0, column_1, ...)
+  bool infer_types = true;  ///< false: every non-empty cell stays text (typed later by the caller)
 };
 
 /// Parses CSV text per RFC 4180: quoted fields with embedded delimiters, newlines and doubled
