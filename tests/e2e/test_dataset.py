@@ -22,6 +22,13 @@ IRIS = f"{SKLEARN}/data/iris.csv"
 CHINA = f"{SKLEARN}/images/china.jpg"
 HAVE_DATA = os.path.exists(FMNIST) and os.path.exists(IRIS)
 FIXTURES = None
+# Which optional decoders this build has (set by CTest from the CMake options; default: all).
+WITH = {k: os.environ.get(f"MS_WITH_{k}", "1") not in ("0", "OFF", "FALSE") for k in ("ZIP", "JPEG", "PNG")}
+
+
+def needs(*parts):
+    missing = [p for p in parts if not WITH[p]]
+    return unittest.skipIf(missing, f"built without {', '.join('MS_WITH_' + p for p in missing)}")
 
 
 def setUpModule():
@@ -95,6 +102,7 @@ class DatasetTest(MsTestCase):
         self.assertExit(r, 4)
         self.assertOneLineError(r, "tset", "available: train, test")
 
+    @needs("PNG", "JPEG")
     def test_non_images_and_corrupt_images(self):
         root = self.path("imgs")
         shutil.copytree(os.path.join(FIXTURES, "fmnist", "test"), root)
@@ -139,6 +147,7 @@ class DatasetTest(MsTestCase):
         self.assertExit(r, 0)
         return self.json_out(r)
 
+    @needs("PNG")
     def test_loader_seed_workers_shards(self):
         a = self.iter_json("--shuffle", "--seed", "5", "--batch-size", "7")
         b = self.iter_json("--shuffle", "--seed", "5", "--batch-size", "7", "--workers", "2", "--prefetch", "1")
@@ -160,6 +169,7 @@ class DatasetTest(MsTestCase):
         self.assertExit(r, 2)
         self.assertOneLineError(r, "train, test")
 
+    @needs("PNG", "JPEG")
     def test_different_sizes_need_resize(self):
         os.makedirs(self.path("mixed", "a"))
         shutil.copy(CHINA, self.path("mixed", "a", "1.jpg"))
@@ -174,6 +184,7 @@ class DatasetTest(MsTestCase):
         self.assertExit(r, 3)
         self.assertOneLineError(r, "mode")
 
+    @needs("PNG", "JPEG")
     def test_resize_matches_pil(self):
         py = "/usr/bin/python3"
         probe = subprocess.run([py, "-c", "import PIL, numpy"], capture_output=True)
@@ -248,6 +259,7 @@ class DatasetTest(MsTestCase):
 
     # --- zip datasets with a dataset config ---------------------------------------------------
 
+    @needs("ZIP", "PNG")
     def test_dataset_config_folder(self):
         folder = os.path.join(FIXTURES, "fmnist_zip")
         r = self.ms("dataset", "info", folder)
@@ -284,6 +296,7 @@ class DatasetTest(MsTestCase):
                     z.write(full, os.path.relpath(full, os.path.dirname(src)))
         return dest
 
+    @needs("ZIP")
     def test_zip_extracted_once_and_reused(self):
         z = self.zip_folder(os.path.join(FIXTURES, "fmnist_zip"), self.path("ds.zip"))
         d = self.info("zip:" + z, "--subset", "default", "--split", "train[:25%]")
@@ -302,6 +315,7 @@ class DatasetTest(MsTestCase):
         self.assertEqual(d["kind"], "zip")
         self.assertEqual(len(d["labels"]), 10)
 
+    @needs("ZIP")
     def test_concurrent_extraction(self):
         z = self.zip_folder(os.path.join(FIXTURES, "fmnist"), self.path("c.zip"))
         env = dict(os.environ, **self.env)
@@ -313,6 +327,7 @@ class DatasetTest(MsTestCase):
             self.assertEqual(json.loads(out)["splits"][0]["rows"], 120)
         self.assertEqual(len(os.listdir(self.path("cache", "datasets", "extracted"))), 1)
 
+    @needs("ZIP")
     def test_zip_over_http(self):
         z = self.zip_folder(os.path.join(FIXTURES, "fmnist"), self.path("serve", "img.zip"))
         directory = os.path.dirname(z)
@@ -334,6 +349,7 @@ class DatasetTest(MsTestCase):
         self.assertExit(r, 4)
         self.assertOneLineError(r, "missing.zip")
 
+    @needs("ZIP")
     def test_unsafe_archives_rejected(self):
         cases = {}
         with zipfile.ZipFile(self.path("slip.zip"), "w") as z:
