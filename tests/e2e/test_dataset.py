@@ -365,6 +365,17 @@ class DatasetTest(MsTestCase):
             info.external_attr = 0o120777 << 16
             z.writestr(info, "../../../etc")
         cases["link.zip"] = "points outside"
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zipfile warns about the duplicate name
+            with zipfile.ZipFile(self.path("dup.zip"), "w") as z:
+                z.writestr("d/x.csv", "a\n1\n")
+                z.writestr("d/x.csv", "a\n2\n")
+        cases["dup.zip"] = "already exists"  # libzip refuses duplicate names when opening
+        with zipfile.ZipFile(self.path("clash.zip"), "w") as z:
+            z.writestr("d", "a file")
+            z.writestr("d/x.csv", "a\n1\n")
+        cases["clash.zip"] = "clashes"
         for name, fragment in cases.items():
             r = self.ms("dataset", "info", "zip:" + self.path(name))
             self.assertExit(r, 7, name)

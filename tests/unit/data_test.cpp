@@ -81,6 +81,15 @@ TEST_CASE("CSV: TSV delimiter, no header, trailing empty field", "[data]") {
   CHECK(h.columns[1].name == "column_1");
 }
 
+TEST_CASE("CSV: repeated header names are numbered, an empty file is an error", "[data]") {
+  const Table t = parse_csv("a,b,a,a\n1,2,3,4\n", "d.csv");
+  REQUIRE(t.columns.size() == 4);
+  CHECK(t.columns[2].name == "a.1");
+  CHECK(t.columns[3].name == "a.2");
+  CHECK(message_of([] { parse_csv("", "e.csv"); }).find("e.csv:1: empty file") == 0);
+  CHECK(parse_csv("a,b\n", "h.csv").rows.empty());
+}
+
 TEST_CASE("CSV errors name the file and line", "[data]") {
   CHECK(message_of([] { parse_csv("a,b\n1,2\n3\n", "r.csv"); }).find("r.csv:3: ragged row") == 0);
   CHECK(message_of([] { parse_csv("a,b\n1,2\n4,5,6\n", "r.csv"); }).find("r.csv:3") == 0);

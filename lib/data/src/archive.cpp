@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <random>
 #include <system_error>
 #include <vector>
@@ -70,6 +72,10 @@ void write_entry(zip_t* archive, zip_uint64_t index, const fs::path& zip_path,
   std::unique_ptr<zip_file_t, FileCloser> file(zip_fopen_index(archive, index, 0));
   if (!file) bad_archive(zip_path, fmt::format("entry '{}': {}", name, zip_strerror(archive)));
   const int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0 && (errno == EEXIST || errno == EISDIR || errno == ENOTDIR)) {
+    bad_archive(zip_path, fmt::format("entry '{}' clashes with an earlier entry ({})", name,
+                                      std::strerror(errno)));
+  }
   if (fd < 0) {
     throw Error(ErrorCode::kIo,
                 fmt::format("cannot create '{}': {}", target.string(), std::strerror(errno)));
@@ -179,33 +185,45 @@ void extract_zip(const fs::path& zip_path, const fs::path& dest, const ExtractLi
     std::vector<std::pair<std::string, std::string>> links;  // made last: name, target
     for (zip_int64_t i = 0; i < count; ++i) {
       std::string name = zip_get_name(archive.get(), i, 0);
-      const bool is_dir = !name.empty() && name.back() == '/';
-      if (is_dir) name.pop_back();
-      const fs::path target = fs::path(temp) / name;
-      if (is_dir) {
-        fs::create_directories(target);
-        continue;
-      }
-      fs::create_directories(target.parent_path());
-      if (is_link_entry(archive.get(), i)) {
-        std::unique_ptr<zip_file_t, FileCloser> file(zip_fopen_index(archive.get(), i, 0));
-        if (!file) bad_archive(zip_path, fmt::format("entry '{}' is unreadable", name));
-        std::string link(4096, '\0');
-        const zip_int64_t n = zip_fread(file.get(), link.data(), link.size());
-        if (n <= 0 || n >= static_cast<zip_int64_t>(link.size())) {
-          bad_archive(zip_path, fmt::format("symlink entry '{}' is unreadable", name));
+      try {
+        const bool is_dir = !name.empty() && name.back() == '/';
+        if (is_dir) name.pop_back();
+        const fs::path target = fs::path(temp) / name;
+        if (is_dir) {
+          fs::create_directories(target);
+          continue;
         }
-        link.resize(static_cast<std::size_t>(n));
-        if (climbs_or_absolute(link)) {
-          bad_archive(zip_path,
-                      fmt::format("symlink '{}' -> '{}' points outside the archive", name, link));
+        fs::create_directories(target.parent_path());
+        if (is_link_entry(archive.get(), i)) {
+          std::unique_ptr<zip_file_t, FileCloser> file(zip_fopen_index(archive.get(), i, 0));
+          if (!file) bad_archive(zip_path, fmt::format("entry '{}' is unreadable", name));
+          std::string link(4096, '\0');
+          const zip_int64_t n = zip_fread(file.get(), link.data(), link.size());
+          if (n <= 0 || n >= static_cast<zip_int64_t>(link.size())) {
+            bad_archive(zip_path, fmt::format("symlink entry '{}' is unreadable", name));
+          }
+          link.resize(static_cast<std::size_t>(n));
+          if (climbs_or_absolute(link)) {
+            bad_archive(zip_path,
+                        fmt::format("symlink '{}' -> '{}' points outside the archive", name, link));
+          }
+          links.emplace_back(name, link);
+          continue;
         }
-        links.emplace_back(name, link);
-        continue;
+        write_entry(archive.get(), i, zip_path, name, target, total, limits);
+      } catch (const fs::filesystem_error& e) {
+        bad_archive(zip_path, fmt::format("entry '{}' clashes with an earlier entry ({})", name,
+                                          e.code().message()));
       }
-      write_entry(archive.get(), i, zip_path, name, target, total, limits);
     }
-    for (const auto& [name, link] : links) fs::create_symlink(link, fs::path(temp) / name);
+    for (const auto& [name, link] : links) {
+      std::error_code link_error;
+      fs::create_symlink(link, fs::path(temp) / name, link_error);
+      if (link_error) {
+        bad_archive(zip_path, fmt::format("symlink entry '{}' clashes with an earlier entry ({})",
+                                          name, link_error.message()));
+      }
+    }
     std::error_code ec;
     fs::rename(temp, dest, ec);
     if (ec) {

@@ -103,6 +103,10 @@ Table parse_csv(std::string_view text, const std::string& source, const CsvOptio
                                ? std::get<std::string>(record[k])
                                : std::string();
         if (name.empty()) name = "column_" + std::to_string(k);
+        // Repeated names get ".1", ".2", ... as pandas does, so every column stays addressable.
+        const std::string base = name;
+        for (int dup = 1; table.column_index(name) >= 0; ++dup)
+          name = base + "." + std::to_string(dup);
         table.columns.push_back({name, ColumnType::kString});
       }
       width = record.size();
@@ -176,6 +180,7 @@ Table parse_csv(std::string_view text, const std::string& source, const CsvOptio
     }
     end_record();
   }
+  if (options.header && table.columns.empty()) bad_line(source, 1, "empty file: no header row");
   if (!table.columns.empty() && options.infer_types) infer_table_types(table);
   return table;
 }

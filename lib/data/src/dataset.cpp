@@ -644,7 +644,24 @@ Json Dataset::info() const {
   return out;
 }
 
-Dataset load_dataset(const DatasetSpec& spec, const LoadOptions& options_in) {
+namespace {
+Dataset load_dataset_impl(const DatasetSpec& spec, const LoadOptions& options_in);
+}  // namespace
+
+Dataset load_dataset(const DatasetSpec& spec, const LoadOptions& options) {
+  // Filesystem failures (permissions, vanished files) become I/O errors naming the path.
+  try {
+    return load_dataset_impl(spec, options);
+  } catch (const fs::filesystem_error& e) {
+    throw Error(ErrorCode::kIo,
+                fmt::format("cannot read '{}': {}", e.path1().string(), e.code().message()),
+                "check that the dataset files are readable");
+  }
+}
+
+namespace {
+
+Dataset load_dataset_impl(const DatasetSpec& spec, const LoadOptions& options_in) {
   LoadOptions options = options_in;
   if (options.cache_root.empty()) options.cache_root = cache_dir() / "datasets";
   Dataset ds;
@@ -714,6 +731,8 @@ Dataset load_dataset(const DatasetSpec& spec, const LoadOptions& options_in) {
   }
   return ds;
 }
+
+}  // namespace
 
 Dataset load_dataset(std::string_view spec, const LoadOptions& options) {
   return load_dataset(parse_dataset_spec(spec), options);
