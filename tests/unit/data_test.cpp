@@ -11,6 +11,7 @@
 #include "ms/core/file.h"
 #include "ms/data/csv.h"
 #include "ms/data/dataset.h"
+#include "ms/data/hub_source.h"
 #include "ms/data/image.h"
 #include "ms/data/loader.h"
 #include "ms/data/spec.h"
@@ -396,5 +397,49 @@ TEST_CASE("imagefolder: sorted class ids shared by splits, non-images counted", 
   const Dataset skipped = load_dataset("imagefolder:" + dir.string(), verify);
   CHECK(skipped.splits[0].table.rows.empty());
   CHECK(skipped.splits[0].skipped_bad == 2);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("hub: specs go through the installed snapshot provider", "[data]") {
+  const fs::path dir = fs::temp_directory_path() / ("ms-data-hub-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const fs::path snap = dir / "snap";
+  ms::write_file_atomic(snap / "ds.json",
+                        R"({"en": {"train": {"meta": "train.csv"}, "test": {"meta": "test.jsonl"}},
+                            "zh": {"train": {"meta": "zh.csv"}}})");
+  ms::write_file_atomic(snap / "train.csv", "text,label\nhello,1\nbye,0\n");
+  ms::write_file_atomic(snap / "test.jsonl", "{\"text\": \"hi\", \"label\": 1}\n");
+  ms::write_file_atomic(snap / "zh.csv", "text,label\nni hao,1\n");
+  // Another JSON file in the repo: the structure file is found by the dataset's name.
+  ms::write_file_atomic(snap / "other.json", R"({"a": {"b": {}}})");
+  std::string seen_repo, seen_revision;
+  set_dataset_snapshot_provider([&](const ms::hub::RepoId& repo, const std::string& revision) {
+    seen_repo = repo.str();
+    seen_revision = revision;
+    if (repo.name == "missing") throw ms::Error(ms::ErrorCode::kNotFound, "no such dataset");
+    return snap;
+  });
+  const Dataset ds = load_dataset("hub:owner/ds@v2:en/train[:1]");
+  CHECK(seen_repo == "owner/ds");
+  CHECK(seen_revision == "v2");
+  CHECK(ds.kind == SourceKind::kHub);
+  CHECK(ds.subset == "en");
+  CHECK(ds.subsets == std::vector<std::string>{"en", "zh"});
+  REQUIRE(ds.splits.size() == 1);
+  CHECK(ds.splits[0].table.rows.size() == 1);
+  CHECK(ds.splits[0].selection == "train[:1]");
+  LoadOptions o;
+  o.subset = "en";
+  o.revision = "master";
+  CHECK(load_dataset("hub:owner/ds", o).splits.size() == 2);
+  CHECK(seen_revision == "master");
+  const std::string msg = message_of([] { load_dataset("hub:owner/ds:fr"); });
+  CHECK(msg.find("subset 'fr' not found") != std::string::npos);
+  CHECK(msg.find("available: en, zh") != std::string::npos);
+  CHECK(code_of([] { load_dataset("hub:owner/ds"); }) == ms::ErrorCode::kUsage);  // two subsets
+  CHECK(code_of([] { load_dataset("hub:owner/ds:en/dev"); }) == ms::ErrorCode::kNotFound);
+  CHECK(code_of([] { load_dataset("hub:owner/missing:en"); }) == ms::ErrorCode::kNotFound);
+  set_dataset_snapshot_provider(nullptr);
+  CHECK(code_of([] { load_dataset("hub:owner/ds:en"); }) == ms::ErrorCode::kMissingComponent);
   fs::remove_all(dir);
 }

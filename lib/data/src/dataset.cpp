@@ -287,8 +287,12 @@ void load_single_file(const fs::path& path, char delimiter, Dataset& ds) {
 
 // ---- dataset-config folders (ModelScope: <name>.json = subset -> split -> {meta, file}) -------
 
-std::optional<fs::path> find_dataset_config(const fs::path& dir) {
+std::optional<fs::path> find_dataset_config(const fs::path& dir, const std::string& name_hint) {
   std::error_code ec;
+  // ModelScope names the structure file after the dataset: <name>.json.
+  if (!name_hint.empty() && fs::is_regular_file(dir / (name_hint + ".json"), ec)) {
+    return dir / (name_hint + ".json");
+  }
   const std::string name = fs::absolute(dir, ec).lexically_normal().filename().string();
   if (!name.empty() && fs::is_regular_file(dir / (name + ".json"), ec))
     return dir / (name + ".json");
@@ -376,7 +380,7 @@ fs::path unwrap_single_folder(fs::path dir) {
 
 void load_folder(const fs::path& dir, Dataset& ds, const LoadOptions& options,
                  const std::optional<std::string>& subset_choice,
-                 const std::optional<std::string>& wanted_split);
+                 const std::optional<std::string>& wanted_split, const std::string& name_hint = "");
 
 void load_config_folder(const fs::path& dir, const fs::path& config_path, Dataset& ds,
                         const LoadOptions& options, const std::optional<std::string>& subset_choice,
@@ -572,11 +576,11 @@ bool load_table_folder(const fs::path& dir, Dataset& ds) {
 
 void load_folder(const fs::path& dir, Dataset& ds, const LoadOptions& options,
                  const std::optional<std::string>& subset_choice,
-                 const std::optional<std::string>& wanted_split) {
+                 const std::optional<std::string>& wanted_split, const std::string& name_hint) {
   std::error_code ec;
   MS_CHECK(fs::is_directory(dir, ec), ErrorCode::kNotFound, "dataset folder '{}' does not exist",
            dir.string());
-  if (auto config = find_dataset_config(dir)) {
+  if (auto config = find_dataset_config(dir, name_hint)) {
     ds.kind = SourceKind::kFolder;
     load_config_folder(dir, *config, ds, options, subset_choice, wanted_split);
     return;
@@ -720,7 +724,7 @@ Dataset load_dataset_impl(const DatasetSpec& spec, const LoadOptions& options_in
       const hub::RepoId repo = hub::parse_repo_id(spec.location);
       const std::string revision = options.revision ? *options.revision : spec.revision;
       const fs::path dir = dataset_snapshot(repo, revision);
-      load_folder(dir, ds, options, subset, split_name);
+      load_folder(dir, ds, options, subset, split_name, repo.name);
       ds.kind = SourceKind::kHub;
       break;
     }
