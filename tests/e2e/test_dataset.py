@@ -302,11 +302,11 @@ class DatasetTest(MsTestCase):
         d = self.info("zip:" + z, "--subset", "default", "--split", "train[:25%]")
         self.assertEqual(d["splits"][0]["rows"], 30)
         extracted = self.path("cache", "datasets", "extracted")
-        first = sorted(os.listdir(extracted))
+        first = sorted(e for e in os.listdir(extracted) if not e.startswith("."))
         stamp = {e: os.stat(os.path.join(extracted, e)).st_mtime_ns for e in first}
         d = self.info("zip:file://" + z, "--subset", "iris")
         self.assertEqual(d["splits"][0]["rows"], 150)
-        self.assertEqual(sorted(os.listdir(extracted)), first)
+        self.assertEqual(sorted(e for e in os.listdir(extracted) if not e.startswith(".")), first)
         self.assertEqual({e: os.stat(os.path.join(extracted, e)).st_mtime_ns for e in first}, stamp)
         self.assertFalse([e for e in first if ".tmp-" in e])
         # An imagefolder inside a zip, named by a bare .zip path.
@@ -314,6 +314,13 @@ class DatasetTest(MsTestCase):
         d = self.info(z2)
         self.assertEqual(d["kind"], "zip")
         self.assertEqual(len(d["labels"]), 10)
+        # The same path with new content is extracted afresh, not served from the old folder.
+        os.makedirs(self.path("tables"))
+        shutil.copy(IRIS, self.path("tables", "train.csv"))
+        self.zip_folder(self.path("tables"), z2)
+        d = self.info(z2)
+        self.assertEqual(d["splits"][0]["rows"], 150)
+        self.assertEqual(d["labels"], [])
 
     @needs("ZIP")
     def test_concurrent_extraction(self):
@@ -325,7 +332,8 @@ class DatasetTest(MsTestCase):
             out, err = p.communicate(timeout=120)
             self.assertEqual(p.returncode, 0, err)
             self.assertEqual(json.loads(out)["splits"][0]["rows"], 120)
-        self.assertEqual(len(os.listdir(self.path("cache", "datasets", "extracted"))), 1)
+        self.assertEqual(len([e for e in os.listdir(self.path("cache", "datasets", "extracted"))
+                              if not e.startswith(".")]), 1)
 
     @needs("ZIP")
     def test_zip_over_http(self):
@@ -382,7 +390,8 @@ class DatasetTest(MsTestCase):
             self.assertOneLineError(r, name, fragment)
         self.assertFalse(os.path.exists(self.path("evil.csv")))
         extracted = self.path("cache", "datasets", "extracted")
-        self.assertEqual(os.listdir(extracted) if os.path.exists(extracted) else [], [])
+        self.assertEqual([e for e in os.listdir(extracted) if not e.startswith(".")]
+                         if os.path.exists(extracted) else [], [])
         with zipfile.ZipFile(self.path("bomb.zip"), "w", zipfile.ZIP_DEFLATED) as z:
             z.writestr("big.bin", b"\0" * (20 << 20))
         r = run_ms("dataset", "info", "zip:" + self.path("bomb.zip"),

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ms/core/error.h"
+#include "ms/core/file.h"
 #include "ms/core/log.h"
 #include "ms/core/settings.h"
 #include "ms/hub/repo_id.h"
@@ -252,7 +253,26 @@ fs::path extract_zip_cached(const fs::path& zip_path, const fs::path& cache_root
   std::error_code ec;
   MS_CHECK(fs::is_regular_file(zip_path, ec), ErrorCode::kNotFound, "zip file '{}' does not exist",
            zip_path.string());
-  const std::string digest = hub::sha256_file(zip_path);
+  // Hashing a large archive on every load is slow: remember the digest per (path, size, mtime).
+  struct stat st {};
+  MS_CHECK(::stat(zip_path.c_str(), &st) == 0, ErrorCode::kIo, "cannot stat '{}': {}",
+           zip_path.string(), std::strerror(errno));
+  const std::string stat_key = hub::sha256_hex(
+      fmt::format("{}\n{}\n{}.{}", fs::absolute(zip_path).lexically_normal().string(),
+                  static_cast<long long>(st.st_size), static_cast<long long>(st.st_mtim.tv_sec),
+                  static_cast<long long>(st.st_mtim.tv_nsec)));
+  const fs::path memo = cache_root / ".digests" / stat_key.substr(0, 32);
+  std::string digest;
+  if (fs::is_regular_file(memo, ec)) {
+    digest = read_file(memo);
+    if (digest.size() != 64 || digest.find_first_not_of("0123456789abcdef") != std::string::npos) {
+      digest.clear();
+    }
+  }
+  if (digest.empty()) {
+    digest = hub::sha256_file(zip_path);
+    write_file_atomic(memo, digest);
+  }
   const fs::path dest = cache_root / digest.substr(0, 16);
   if (fs::is_directory(dest, ec)) {
     log::info("reusing extracted {} at {}", zip_path.string(), dest.string());

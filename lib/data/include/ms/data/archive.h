@@ -28,7 +28,8 @@ void extract_zip(const std::filesystem::path& zip_path, const std::filesystem::p
                  const ExtractLimits& limits = ExtractLimits::from_env());
 
 /// Extracts once into the cache and returns the folder: `cache_root`/<first 16 hex of the
-/// archive's sha256>. An existing folder is reused (it only exists when complete).
+/// archive's sha256>. An existing folder is reused (it only exists when complete). The digest is
+/// remembered per (path, size, mtime) under `cache_root`/.digests, so a reload does not re-hash.
 std::filesystem::path extract_zip_cached(const std::filesystem::path& zip_path,
                                          const std::filesystem::path& cache_root);
 
