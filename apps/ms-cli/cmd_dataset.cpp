@@ -128,12 +128,20 @@ void run_iter(const DatasetOptions& o) {
   if (!o.shard.empty()) {
     const auto parts = ms::split(o.shard, '/');
     MS_CHECK(parts.size() == 2, ErrorCode::kUsage, "--shard must be I/N, got '{}'", o.shard);
-    try {
-      lo.shard_index = std::stoul(parts[0]);
-      lo.num_shards = std::stoul(parts[1]);
-    } catch (const std::logic_error&) {
-      fail(ErrorCode::kUsage, "--shard must be I/N with numbers, got '{}'", o.shard);
-    }
+    auto number = [&](const std::string& text) {
+      std::size_t used = 0;
+      unsigned long value = 0;
+      try {
+        value = std::stoul(text, &used);
+      } catch (const std::logic_error&) {
+        used = 0;
+      }
+      MS_CHECK(used == text.size() && !text.empty() && text[0] != '-', ErrorCode::kUsage,
+               "--shard must be I/N with numbers, got '{}'", o.shard);
+      return static_cast<std::size_t>(value);
+    };
+    lo.shard_index = number(parts[0]);
+    lo.num_shards = number(parts[1]);
   }
   if (!o.transform.empty()) {
     const Config config = o.transform.front() == '{'
@@ -162,15 +170,16 @@ void run_iter(const DatasetOptions& o) {
             batch->images);
       }
       if (!o.json && batches == 1) {
-        std::fprintf(stderr, "first batch: %zu rows, images %zux%dx%dx%d, rows [%s]\n",
-                     batch->size(), batch->size(), batch->channels, batch->height, batch->width,
-                     [&] {
-                       std::vector<std::string> r;
-                       for (std::size_t i = 0; i < batch->rows.size() && i < 8; ++i)
-                         r.push_back(std::to_string(batch->rows[i]));
-                       return join(r, ",");
-                     }()
-                         .c_str());
+        std::vector<std::string> rows;
+        for (std::size_t i = 0; i < batch->rows.size() && i < 8; ++i) {
+          rows.push_back(std::to_string(batch->rows[i]));
+        }
+        std::string images = batch->images.empty()
+                                 ? std::string("no images")
+                                 : fmt::format("images {}x{}x{}x{}", batch->size(), batch->channels,
+                                               batch->height, batch->width);
+        std::fprintf(stderr, "first batch: %zu rows, %s, rows [%s%s]\n", batch->size(),
+                     images.c_str(), join(rows, ",").c_str(), batch->size() > 8 ? ",..." : "");
       }
     }
   }

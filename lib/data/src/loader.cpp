@@ -165,9 +165,10 @@ DataLoader::DataLoader(const Split& split, LoaderOptions options)
     : state_(std::make_unique<State>(split, std::move(options))) {
   const LoaderOptions& o = state_->options;
   MS_CHECK(o.batch_size > 0, ErrorCode::kUsage, "batch size must be at least 1");
-  MS_CHECK(o.num_shards > 0 && o.shard_index < o.num_shards, ErrorCode::kUsage,
+  MS_CHECK(o.num_shards > 0, ErrorCode::kUsage, "the number of shards must be at least 1");
+  MS_CHECK(o.shard_index < o.num_shards, ErrorCode::kUsage,
            "shard {} of {} is out of range (shards are 0..{})", o.shard_index, o.num_shards,
-           o.num_shards == 0 ? 0 : o.num_shards - 1);
+           o.num_shards - 1);
   MS_CHECK(o.workers >= 0 && o.workers <= 256, ErrorCode::kUsage, "workers must be 0..256, got {}",
            o.workers);
   MS_CHECK(o.prefetch >= 1, ErrorCode::kUsage, "prefetch must be at least 1, got {}", o.prefetch);
