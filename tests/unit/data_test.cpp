@@ -443,3 +443,32 @@ TEST_CASE("hub: specs go through the installed snapshot provider", "[data]") {
   CHECK(code_of([] { load_dataset("hub:owner/ds:en"); }) == ms::ErrorCode::kMissingComponent);
   fs::remove_all(dir);
 }
+
+TEST_CASE("imagefolder with HF metadata.csv, and text files", "[data]") {
+  const fs::path dir = fs::temp_directory_path() / ("ms-data-meta-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  ms::write_file_atomic(dir / "train" / "a" / "1.png", "x");
+  ms::write_file_atomic(dir / "train" / "b" / "2.png", "x");
+  ms::write_file_atomic(dir / "train" / "metadata.csv",
+                        "file_name,caption\na/1.png,a cat\nb/2.png,a dog\n");
+  const Dataset ds = load_dataset("imagefolder:" + dir.string());
+  REQUIRE(ds.splits.size() == 1);
+  CHECK(ds.labels.empty());
+  const Table& t = ds.splits[0].table;
+  REQUIRE(t.columns.size() == 2);
+  CHECK(t.columns[0].name == "image");
+  CHECK(t.columns[0].type == ColumnType::kImage);
+  CHECK(std::get<std::string>(t.rows[1][0]) == (dir / "train" / "b" / "2.png").string());
+  CHECK(std::get<std::string>(t.rows[1][1]) == "a dog");
+  ms::write_file_atomic(dir / "train" / "metadata.csv", "file_name,caption\n../../etc/passwd,x\n");
+  CHECK(code_of([&] { load_dataset("imagefolder:" + dir.string()); }) == ms::ErrorCode::kIntegrity);
+  ms::write_file_atomic(dir / "train" / "metadata.csv", "file_name,caption\nc/3.png,x\n");
+  CHECK(code_of([&] { load_dataset("imagefolder:" + dir.string()); }) == ms::ErrorCode::kNotFound);
+  ms::write_file_atomic(dir / "lines.txt", "one\r\n\ntwo\n");
+  const Dataset text = load_dataset((dir / "lines.txt").string());
+  CHECK(text.kind == SourceKind::kText);
+  REQUIRE(text.splits[0].table.rows.size() == 3);
+  CHECK(std::get<std::string>(text.splits[0].table.rows[0][0]) == "one");
+  CHECK(std::get<std::string>(text.splits[0].table.rows[1][0]).empty());
+  fs::remove_all(dir);
+}

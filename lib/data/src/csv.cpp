@@ -307,6 +307,23 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
   return table;
 }
 
+Table parse_text_lines(std::string_view text, const std::string& source) {
+  if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+  if (std::size_t bad = first_invalid_utf8_line(text)) bad_line(source, bad, "invalid UTF-8");
+  Table table;
+  table.columns.push_back({"text", ColumnType::kString});
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t eol = text.find('\n', pos);
+    if (eol == std::string_view::npos) eol = text.size();
+    std::string_view line = text.substr(pos, eol - pos);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    table.rows.push_back({Value(std::string(line))});
+    pos = eol + 1;
+  }
+  return table;
+}
+
 Table read_jsonl(const std::filesystem::path& path) {
   return parse_jsonl(read_file(path), path.string());
 }

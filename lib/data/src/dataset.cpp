@@ -68,8 +68,12 @@ bool is_hidden(const fs::path& p) {
 
 // ---- imagefolder -------------------------------------------------------------------------------
 
+Table read_table(const fs::path& path, char delimiter);
+
 struct RawSplit {
   std::string name;
+  fs::path dir;
+  std::optional<fs::path> metadata;  // HF's metadata.csv / metadata.jsonl with a file_name column
   std::vector<std::pair<std::string, std::string>> files;  // path, class ("" = none)
   std::size_t non_image = 0;
 };
@@ -103,6 +107,11 @@ void collect_images(const fs::path& dir, const std::string& label, RawSplit& out
 RawSplit scan_split_dir(const fs::path& dir, const std::string& name) {
   RawSplit split;
   split.name = name;
+  split.dir = dir;
+  for (const char* meta : {"metadata.csv", "metadata.jsonl"}) {
+    std::error_code ec;
+    if (fs::is_regular_file(dir / meta, ec)) split.metadata = dir / meta;
+  }
   std::vector<fs::path> class_dirs;
   std::vector<fs::path> loose;
   for (const auto& entry : fs::directory_iterator(dir)) {
@@ -180,7 +189,7 @@ void load_imagefolder(const fs::path& root, Dataset& ds) {
     }
   }
   std::size_t total = 0;
-  for (const auto& r : raw) total += r.files.size();
+  for (const auto& r : raw) total += r.files.size() + (r.metadata ? 1 : 0);
   if (total == 0) {
     throw Error(ErrorCode::kNotFound,
                 fmt::format("no images, tables or dataset config found in '{}'", root.string()),
@@ -192,8 +201,11 @@ void load_imagefolder(const fs::path& root, Dataset& ds) {
   for (const auto& r : raw)
     for (const auto& f : r.files)
       if (!f.second.empty()) classes.insert(f.second);
-  // One class folder is not a labelling (HF datasets #5153): no label column then.
-  if (classes.size() > 1) ds.labels.assign(classes.begin(), classes.end());
+  // One class folder is not a labelling (HF datasets #5153): no label column then. A metadata
+  // file turns labels off too, as in HF's imagefolder.
+  bool any_metadata = false;
+  for (const auto& r : raw) any_metadata = any_metadata || r.metadata.has_value();
+  if (classes.size() > 1 && !any_metadata) ds.labels.assign(classes.begin(), classes.end());
   std::map<std::string, std::int64_t> ids;
   for (std::size_t i = 0; i < ds.labels.size(); ++i)
     ids[ds.labels[i]] = static_cast<std::int64_t>(i);
@@ -202,6 +214,32 @@ void load_imagefolder(const fs::path& root, Dataset& ds) {
     split.name = r.name;
     split.selection = r.name;
     split.skipped_non_image = r.non_image;
+    if (r.metadata) {
+      // Rows come from the metadata file; its file_name column (relative to the folder) becomes
+      // the image column and the other columns come along.
+      split.skipped_non_image = r.non_image > 0 ? r.non_image - 1 : 0;
+      split.table = read_table(*r.metadata, ',');
+      const int col = split.table.column_index("file_name");
+      MS_CHECK(col >= 0, ErrorCode::kIntegrity, "{}: metadata needs a 'file_name' column",
+               r.metadata->string());
+      split.table.columns[col] = {"image", ColumnType::kImage};
+      for (std::size_t i = 0; i < split.table.rows.size(); ++i) {
+        Value& v = split.table.rows[i][col];
+        const auto* rel = std::get_if<std::string>(&v);
+        if (!rel || !hub::is_safe_repo_path(*rel)) {
+          throw Error(ErrorCode::kIntegrity,
+                      fmt::format("{}: row {}: file_name must be a relative path inside the folder",
+                                  r.metadata->string(), i + 1));
+        }
+        const fs::path full = r.dir / *rel;
+        std::error_code ec;
+        MS_CHECK(fs::is_regular_file(full, ec), ErrorCode::kNotFound,
+                 "{}: row {}: image '{}' does not exist", r.metadata->string(), i + 1, *rel);
+        v = full.string();
+      }
+      ds.splits.push_back(std::move(split));
+      continue;
+    }
     split.table.columns.push_back({"image", ColumnType::kImage});
     if (!ds.labels.empty()) split.table.columns.push_back({"label", ColumnType::kInt});
     split.table.rows.reserve(r.files.size());
@@ -683,13 +721,20 @@ Dataset load_dataset_impl(const DatasetSpec& spec, const LoadOptions& options_in
   };
   switch (spec.kind) {
     case SourceKind::kCsv:
+    case SourceKind::kText:
     case SourceKind::kJsonl: {
       const fs::path path = io::local_path_of(spec.location);
       local_only_subset(path.string());
       MS_CHECK(!io::is_url(spec.location) || io::scheme_of(spec.location) == "file",
                ErrorCode::kUsage, "{} datasets are read from local files; got URL '{}'",
                source_kind_name(spec.kind), spec.location);
-      if (spec.kind == SourceKind::kJsonl) {
+      if (spec.kind == SourceKind::kText) {
+        Split s;
+        s.name = s.selection = "train";
+        s.table = parse_text_lines(read_file(path), path.string());
+        ds.splits.push_back(std::move(s));
+        ds.root = path;
+      } else if (spec.kind == SourceKind::kJsonl) {
         Split s;
         s.name = s.selection = "train";
         s.table = read_jsonl(path);

@@ -21,6 +21,8 @@ const char* source_kind_name(SourceKind kind) {
       return "csv";
     case SourceKind::kJsonl:
       return "jsonl";
+    case SourceKind::kText:
+      return "text";
     case SourceKind::kImageFolder:
       return "imagefolder";
     case SourceKind::kFolder:
@@ -86,6 +88,8 @@ DatasetSpec infer_from_path(const std::string& location) {
     spec.delimiter = '\t';
   } else if (ext == ".jsonl" || ext == ".json" || ext == ".ndjson") {
     spec.kind = SourceKind::kJsonl;
+  } else if (ext == ".txt") {
+    spec.kind = SourceKind::kText;
   } else if (ext == ".zip") {
     spec.kind = SourceKind::kZip;
   } else {
@@ -140,8 +144,8 @@ namespace {
 
 DatasetSpec parse_dataset_spec_impl(std::string_view text) {
   MS_CHECK(!text.empty(), ErrorCode::kUsage, "empty dataset spec");
-  static const std::vector<std::string> kPrefixes = {"csv",         "tsv",    "jsonl", "json",
-                                                     "imagefolder", "folder", "zip",   "hub"};
+  static const std::vector<std::string> kPrefixes = {
+      "csv", "tsv", "jsonl", "json", "text", "imagefolder", "folder", "zip", "hub"};
   const auto colon = text.find(':');
   if (colon != std::string_view::npos && colon > 1) {
     const std::string prefix(text.substr(0, colon));
@@ -159,6 +163,8 @@ DatasetSpec parse_dataset_spec_impl(std::string_view text) {
         spec.delimiter = '\t';
       } else if (prefix == "jsonl" || prefix == "json") {
         spec.kind = SourceKind::kJsonl;
+      } else if (prefix == "text") {
+        spec.kind = SourceKind::kText;
       } else if (prefix == "imagefolder") {
         spec.kind = SourceKind::kImageFolder;
       } else if (prefix == "folder") {

@@ -34,6 +34,10 @@ Table parse_jsonl(std::string_view text, const std::string& source);
 /// Reads and parses a JSON lines file.
 Table read_jsonl(const std::filesystem::path& path);
 
+/// Plain text: one row per line in a "text" column (HF's text builder); a trailing newline does
+/// not add an empty row, CRLF endings are trimmed. Invalid UTF-8 is an error naming the line.
+Table parse_text_lines(std::string_view text, const std::string& source);
+
 /// The line (1-based) of the first invalid UTF-8 byte in `text`, or 0 when it is all valid.
 std::size_t first_invalid_utf8_line(std::string_view text);
 

@@ -12,13 +12,14 @@ namespace ms::data {
 enum class SourceKind {
   kCsv,          ///< one CSV/TSV file -> split "train"
   kJsonl,        ///< one JSON lines file -> split "train"
+  kText,         ///< one text file, a row per line -> split "train"
   kImageFolder,  ///< class folders, optionally under train/ validation/ test/
   kFolder,       ///< a folder holding a dataset config <name>.json (ModelScope layout)
   kZip,          ///< a zip file or URL, extracted into the cache, then loaded as a folder
   kHub,          ///< OWNER/NAME on the hub, through the registered snapshot provider
 };
 
-/// "csv", "jsonl", "imagefolder", "folder", "zip", "hub".
+/// "csv", "jsonl", "text", "imagefolder", "folder", "zip", "hub".
 const char* source_kind_name(SourceKind kind);
 
 /// A parsed dataset spec.
@@ -32,11 +33,11 @@ struct DatasetSpec {
   std::optional<std::string> split;  ///< may carry a slice: "train[:10%]"
 };
 
-/// Parses a spec: `csv:PATH`, `tsv:PATH`, `jsonl:PATH` (or `json:`), `imagefolder:DIR`,
-/// `folder:DIR`, `zip:PATH_OR_URL`, `hub:OWNER/NAME[@REV][:SUBSET[/SPLIT]]`, or a bare path whose
-/// kind is inferred from its extension (.csv .tsv .jsonl .json .zip) or, for a folder, its layout
-/// (a dataset config json -> folder, else imagefolder). Throws kUsage for an unknown prefix or an
-/// empty location and kNotFound for a bare path that does not exist.
+/// Parses a spec: `csv:PATH`, `tsv:PATH`, `jsonl:PATH` (or `json:`), `text:PATH`,
+/// `imagefolder:DIR`, `folder:DIR`, `zip:PATH_OR_URL`, `hub:OWNER/NAME[@REV][:SUBSET[/SPLIT]]`, or
+/// a bare path whose kind is inferred from its extension (.csv .tsv .jsonl .json .txt .zip) or, for
+/// a folder, its layout (a dataset config json -> folder, else imagefolder). Throws kUsage for an
+/// unknown prefix or an empty location and kNotFound for a bare path that does not exist.
 DatasetSpec parse_dataset_spec(std::string_view text);
 
 /// A split name with an optional slice, as in HF datasets: "train", "train[:10%]",
