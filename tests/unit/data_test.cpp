@@ -313,6 +313,10 @@ TEST_CASE("Transform configs: resize, mode, mean/std, errors name file and key",
 TEST_CASE("Image decoding: real JPEG, garbage and truncation name the file", "[data]") {
   const std::string china = "/usr/lib/python3/dist-packages/sklearn/datasets/images/china.jpg";
   CHECK(code_of([] { decode_image("not an image", "x.bin"); }) == ms::ErrorCode::kIntegrity);
+  CHECK(code_of([] { decode_image("GIF89a....", "x.gif"); }) == ms::ErrorCode::kMissingComponent);
+  CHECK(message_of([] {
+          decode_image(std::string("RIFF\x10\0\0\0WEBPVP8 ", 16), "x.webp");
+        }).find("x.webp: WebP images are not supported") == 0);
   CHECK(message_of([] { decode_image("", "empty.png"); }).find("empty.png") != std::string::npos);
   CHECK(code_of([] { decode_image(std::string("\x89PNG\r\n\x1a\n", 8) + "garbage!", "g.png"); }) ==
         ms::ErrorCode::kIntegrity);

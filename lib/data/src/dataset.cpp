@@ -145,7 +145,10 @@ void verify_split_images(Split& split, bool skip_bad) {
     try {
       read_image(path, 3);
     } catch (const Error& e) {
-      if (!skip_bad || e.code() != ErrorCode::kIntegrity) throw;
+      if (!skip_bad ||
+          (e.code() != ErrorCode::kIntegrity && e.code() != ErrorCode::kMissingComponent)) {
+        throw;
+      }
       ++split.skipped_bad;
       if (split.bad_files.size() < 100) split.bad_files.push_back(path);
       log::warn("skipping bad image: {}", e.what());

@@ -270,6 +270,22 @@ Image decode_image(std::string_view bytes, const std::string& source, int channe
 #endif
   }
   if (bytes.empty()) corrupt(source, "empty file");
+  // Recognised but not decoded: say so instead of calling the file corrupt.
+  const char* format = nullptr;
+  if (bytes.size() >= 2 && bytes.substr(0, 2) == "BM") format = "BMP";
+  if (bytes.size() >= 4 && bytes.substr(0, 4) == "GIF8") format = "GIF";
+  if (bytes.size() >= 12 && bytes.substr(0, 4) == "RIFF" && bytes.substr(8, 4) == "WEBP") {
+    format = "WebP";
+  }
+  if (bytes.size() >= 4 && (bytes.substr(0, 4) == std::string_view("II*\0", 4) ||
+                            bytes.substr(0, 4) == std::string_view("MM\0*", 4))) {
+    format = "TIFF";
+  }
+  if (format) {
+    throw Error(ErrorCode::kMissingComponent,
+                fmt::format("{}: {} images are not supported (JPEG and PNG are)", source, format),
+                "convert the images to PNG or JPEG, or skip them with --skip-bad");
+  }
   corrupt(source, "not a JPEG or PNG file (unknown signature)");
 }
 

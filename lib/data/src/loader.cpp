@@ -93,7 +93,10 @@ struct DataLoader::State {
         try {
           image = read_image(*path, options.transform.channels);
         } catch (const Error& e) {
-          if (!options.skip_bad || e.code() != ErrorCode::kIntegrity) throw;
+          if (!options.skip_bad ||
+              (e.code() != ErrorCode::kIntegrity && e.code() != ErrorCode::kMissingComponent)) {
+            throw;
+          }
           log::warn("skipping bad image: {}", e.what());
           ++batch.skipped_bad;
           continue;

@@ -26,8 +26,8 @@ bool png_supported();
 bool has_image_extension(std::string_view name);
 
 /// Decodes JPEG or PNG bytes (told apart by their signature) to `channels` (1 grey or 3 RGB).
-/// A corrupt or truncated image is ms::Error(kIntegrity) naming `source`; an unsupported format,
-/// or one whose decoder is not built in, is kMissingComponent / kIntegrity naming it too.
+/// A corrupt or truncated image is ms::Error(kIntegrity) naming `source`; a recognised format that
+/// is not decoded (BMP, GIF, WebP, TIFF) or a decoder not built in is kMissingComponent.
 Image decode_image(std::string_view bytes, const std::string& source, int channels = 3);
 
 /// Reads and decodes an image file.
