@@ -18,7 +18,7 @@ packages=(
   libcurl4-openssl-dev libssl-dev libsqlite3-dev zlib1g-dev
   libcpp-httplib-dev libzip-dev libturbojpeg0-dev libpng-dev
   libtorch-dev libopenblas0-openmp
-  python3 curl
+  python3 curl openssl
   # Test data (pinned by sha256 in scripts/make_dataset_fixtures.py) and dataset benchmarks:
   # libjpeg-turbo's tjbench, PIL + numpy + torch + pandas under /usr/bin/python3 as peers.
   dataset-fashion-mnist python3-sklearn

@@ -16,9 +16,14 @@ namespace {
 struct EnvOptions {
   bool json = false;
   std::optional<int> threads;
+  std::optional<std::string> device;
 };
 
 void run_env(const EnvOptions& options) {
+  // Parse --device before anything else so that a typo fails fast with a usage error.
+  std::optional<DeviceSpec> device;
+  if (options.device) device = parse_device(*options.device);
+
   nlohmann::ordered_json out;
   out["ms_version"] = ms::version();
   out["cache_dir"] = cache_dir().string();
@@ -31,6 +36,7 @@ void run_env(const EnvOptions& options) {
 
   // LibTorch is loaded last so that everything above is reported even when it is missing.
   std::optional<Error> torch_error;
+  std::optional<Error> device_error;
   nlohmann::ordered_json torch;
   try {
     TorchRuntime& runtime = load_torch_runtime(TorchOptions{options.threads});
@@ -42,6 +48,15 @@ void run_env(const EnvOptions& options) {
     torch["threads"] = info.num_threads;
     torch["interop_threads"] = info.num_interop_threads;
     torch["parallel_backend"] = info.parallel_backend;
+    if (device) {
+      // A device that is not usable here is reported after the rest of the report.
+      try {
+        torch["device"] = runtime.resolve_device(*device);
+      } catch (const Error& e) {
+        torch["device_error"] = e.what();
+        device_error = e;
+      }
+    }
   } catch (const Error& e) {
     if (e.code() != ErrorCode::kMissingComponent) throw;
     torch["available"] = false;
@@ -68,6 +83,7 @@ void run_env(const EnvOptions& options) {
     } else {
       line("libtorch", "not available: " + torch["error"].get<std::string>());
     }
+    if (torch.contains("device")) line("device", torch["device"].get<std::string>());
     line("cpu cores", std::to_string(std::thread::hardware_concurrency()));
     line("cache dir", cache_dir().string());
     line("hub endpoint", hub_endpoint());
@@ -76,6 +92,7 @@ void run_env(const EnvOptions& options) {
   std::fflush(stdout);
   // The report is printed either way; a missing LibTorch still fails the command so scripts notice.
   if (torch_error) throw *torch_error;
+  if (device_error) throw *device_error;
 }
 
 }  // namespace
@@ -86,7 +103,11 @@ void add_env_command(CLI::App& app, const GlobalOptions& /*global*/) {
       "env", "Show versions, LibTorch and CUDA, threads, cache folder, hub endpoint and token state");
   command->add_flag("--json", options->json, "Print one JSON object on stdout");
   add_threads_option(*command, options->threads);
-  command->footer("Exits 6 (after printing the report) when LibTorch cannot be loaded.");
+  command->add_option("--device", options->device,
+                      "Also check that this device is usable: cpu, gpu, gpu:N, cuda, cuda:N or auto");
+  command->footer(
+      "Exits 6 (after printing the report) when LibTorch cannot be loaded, or when --device names a\n"
+      "GPU and CUDA is not available; exits 2 for a malformed --device.");
   command->callback([options] { run_env(*options); });
 }
 

@@ -1,0 +1,107 @@
+"""End-to-end: the ms command line itself: version, help, exit codes, env, list, devices."""
+import os
+import unittest
+
+from harness import MsTestCase, run_ms
+
+
+class CliTest(MsTestCase):
+    def test_version(self):
+        r = run_ms("--version")
+        self.assertExit(r, 0)
+        self.assertRegex(r.stdout.strip(), r"^ms \d+\.\d+\.\d+$")
+
+    def test_help_lists_commands_and_exit_codes(self):
+        r = run_ms("--help")
+        self.assertExit(r, 0)
+        for word in ("env", "config", "list", "Exit codes"):
+            self.assertIn(word, r.stdout)
+
+    def test_no_command_is_a_usage_error(self):
+        self.assertExit(run_ms(), 2)
+
+    def test_unknown_command_and_option_are_usage_errors(self):
+        self.assertExit(run_ms("frobnicate"), 2)
+        self.assertExit(run_ms("env", "--no-such-option"), 2)
+        self.assertExit(run_ms("env", "--threads", "0"), 2)
+        self.assertExit(run_ms("env", "--threads", "many"), 2)
+
+    def test_env_json_names_libtorch(self):
+        r = run_ms("env", "--json")
+        self.assertExit(r, 0)
+        env = self.json_out(r)
+        self.assertEqual(env["libtorch"]["available"], True)
+        self.assertRegex(env["libtorch"]["version"], r"^\d+\.\d+")
+        for key in ("ms_version", "cache_dir", "hub_endpoint", "token_configured", "cpu_cores"):
+            self.assertIn(key, env)
+        self.assertIn("cuda_available", env["libtorch"])
+
+    def test_env_reads_modelscope_variables(self):
+        r = run_ms("env", "--json", env={"MODELSCOPE_CACHE": self.tmp, "MODELSCOPE_DOMAIN": "hub.example:8080",
+                                         "MODELSCOPE_API_TOKEN": "abc"})
+        env = self.json_out(r)
+        self.assertEqual(env["cache_dir"], self.tmp)
+        self.assertEqual(env["hub_endpoint"], "https://hub.example:8080")
+        self.assertTrue(env["token_configured"])
+        r = run_ms("env", "--json", env={"MODELSCOPE_ENDPOINT": "http://127.0.0.1:9/", "MODELSCOPE_API_TOKEN": "",
+                                         "MODELSCOPE_CREDENTIALS_PATH": self.tmp})
+        env = self.json_out(r)
+        self.assertEqual(env["hub_endpoint"], "http://127.0.0.1:9")
+        self.assertFalse(env["token_configured"])
+
+    def test_env_text_report(self):
+        r = run_ms("env")
+        self.assertExit(r, 0)
+        self.assertIn("libtorch", r.stdout)
+        self.assertIn("cache dir", r.stdout)
+
+    def test_device_strings(self):
+        self.assertExit(run_ms("env", "--json", "--device", "cpu"), 0)
+        self.assertEqual(self.json_out(run_ms("env", "--json", "--device", "CPU"))["libtorch"]["device"], "cpu")
+        auto = self.json_out(run_ms("env", "--json", "--device", "auto"))
+        self.assertIn(auto["libtorch"]["device"], ("cpu", "cuda:0"))
+        for bad in ("tpu", "gpu:", "gpu:-1", "cuda:x", "gpu:1:2", ""):
+            with self.subTest(device=bad):
+                r = run_ms("env", "--device", bad)
+                self.assertExit(r, 2)
+                self.assertOneLineError(r, "invalid device")
+                self.assertIn("cpu, gpu, gpu:N, cuda, cuda:N, auto", r.stderr)
+
+    def test_gpu_is_honoured_exactly(self):
+        env = self.json_out(run_ms("env", "--json"))
+        if env["libtorch"]["cuda_available"]:
+            count = env["libtorch"]["cuda_device_count"]
+            r = run_ms("env", "--device", f"gpu:{count}")
+            self.assertExit(r, 2)
+            self.assertOneLineError(r, "does not exist")
+        else:
+            # No silent CPU fallback: asking for a GPU without CUDA fails (after the report).
+            for device in ("gpu", "cuda:0", "gpu:1"):
+                r = run_ms("env", "--device", device)
+                self.assertExit(r, 6)
+                self.assertOneLineError(r, "CUDA is not available")
+                self.assertIn("libtorch", r.stdout)
+
+    def test_list_registries(self):
+        r = run_ms("list")
+        self.assertExit(r, 0)
+        self.assertIn("config_formats", r.stdout.split())
+        r = run_ms("list", "config_formats", "--json")
+        self.assertExit(r, 0)
+        types = {e["type"] for e in self.json_out(r)}
+        self.assertEqual(types, {"json", "yaml"})
+
+    def test_unknown_registry_suggests_close_match(self):
+        r = run_ms("list", "config_format")
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "unknown registry 'config_format'")
+        self.assertIn("did you mean 'config_formats'", r.stderr)
+
+    def test_verbose_shows_error_kind(self):
+        r = run_ms("--verbose", "list", "nope")
+        self.assertExit(r, 4)
+        self.assertIn("error kind: not-found", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,96 @@
+// `ms hub serve` (the self-hosted hub server) and `ms hub token create` (access tokens for it).
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "cli.h"
+#include "ms/core/error.h"
+#include "ms/hub_server/server.h"
+
+namespace ms::cli {
+namespace {
+
+struct ServeOptions {
+  std::string root;
+  std::string host = "127.0.0.1";
+  int port = 0;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string faults;
+  int threads = 32;
+  bool json = false;
+};
+
+struct TokenOptions {
+  std::string user;
+  std::string root;
+  bool json = false;
+};
+
+void run_serve(const ServeOptions& options) {
+  hub_server::ServerOptions server_options;
+  server_options.root = options.root;
+  server_options.host = options.host;
+  server_options.port = options.port;
+  server_options.tls_cert = options.tls_cert;
+  server_options.tls_key = options.tls_key;
+  server_options.faults = hub_server::parse_fault_spec(options.faults);
+  server_options.threads = options.threads;
+  // Before any thread starts, so that only wait_for_shutdown_signal() receives SIGINT/SIGTERM.
+  hub_server::block_shutdown_signals();
+  hub_server::Server server(server_options);
+  server.start();
+  if (options.json) {
+    std::printf("%s\n", nlohmann::json{{"endpoint", server.endpoint()}}.dump().c_str());
+  } else {
+    std::printf("ms hub serve: listening on %s\n", server.endpoint().c_str());
+  }
+  std::fflush(stdout);
+  server.wait_for_shutdown_signal();
+  server.stop();
+}
+
+void run_token_create(const TokenOptions& options) {
+  const std::string token = hub_server::create_token(options.root, options.user);
+  if (options.json) {
+    std::printf("%s\n", nlohmann::json{{"user", options.user}, {"token", token}}.dump().c_str());
+  } else {
+    std::printf("%s\n", token.c_str());
+  }
+}
+
+}  // namespace
+
+void add_hub_command(CLI::App& app, const GlobalOptions&) {
+  CLI::App* hub = app.add_subcommand("hub", "Run a self-hosted ModelScope-compatible hub");
+  hub->require_subcommand(1);
+
+  auto serve_options = std::make_shared<ServeOptions>();
+  CLI::App* serve = hub->add_subcommand(
+      "serve", "Serve the ModelScope hub API (models and datasets) from a local folder");
+  serve->add_option("--root", serve_options->root, "Storage folder (created when missing)")
+      ->required();
+  serve->add_option("--host", serve_options->host, "Address to bind")->capture_default_str();
+  serve->add_option("--port", serve_options->port, "Port (0 picks a free one)")
+      ->capture_default_str();
+  serve->add_option("--tls-cert", serve_options->tls_cert, "PEM certificate: serve https");
+  serve->add_option("--tls-key", serve_options->tls_key, "PEM private key of --tls-cert");
+  serve->add_option("--threads", serve_options->threads, "Worker threads")->capture_default_str();
+  serve->add_option("--inject-faults", serve_options->faults,
+                    "TEST ONLY: fail file downloads on purpose, e.g. "
+                    "'status500=3,reset=5,stall=7,stall_seconds=2'");
+  serve->add_flag("--json", serve_options->json, "Print the endpoint as JSON when ready");
+  serve->callback([serve_options] { run_serve(*serve_options); });
+
+  CLI::App* token = hub->add_subcommand("token", "Manage access tokens of a self-hosted hub");
+  token->require_subcommand(1);
+  auto token_options = std::make_shared<TokenOptions>();
+  CLI::App* create =
+      token->add_subcommand("create", "Mint an access token for USER (created if new)");
+  create->add_option("USER", token_options->user, "User name")->required();
+  create->add_option("--root", token_options->root, "Storage folder of the hub")->required();
+  create->add_flag("--json", token_options->json, "Print {\"user\", \"token\"} as JSON");
+  create->callback([token_options] { run_token_create(*token_options); });
+}
+
+}  // namespace ms::cli

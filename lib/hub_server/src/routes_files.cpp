@@ -1,0 +1,303 @@
+// Routes that read files: recursive listings (models and paged dataset trees) and file content
+// with HTTP Range and the test-only fault injection.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "ms/core/error.h"
+#include "ms/hub/repo_id.h"
+#include "service.h"
+
+namespace ms::hub_server {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::size_t kChunk = 1 << 20;
+
+bool truthy(const std::string& s) { return s == "True" || s == "true" || s == "1"; }
+
+// Entries (files, and folders as "tree" entries) under `root`, recursively or one level deep.
+json list_entries(Service& service, const CommitRecord& commit, std::string root, bool recursive) {
+  while (!root.empty() && root.front() == '/') root.erase(0, 1);
+  while (!root.empty() && root.back() == '/') root.pop_back();
+  if (!root.empty() && !hub::is_safe_repo_path(root)) {
+    throw HttpError{400, "invalid Root '" + root + "'"};
+  }
+  const std::string prefix = root.empty() ? "" : root + "/";
+  auto tree = service.store.tree(commit);
+  std::map<std::string, std::string> messages;  // commit id -> message
+  auto message_of = [&](const std::string& id) -> const std::string& {
+    auto it = messages.find(id);
+    if (it == messages.end()) {
+      auto c = service.store.find_commit(id);
+      it = messages.emplace(id, c ? c->message : "").first;
+    }
+    return it->second;
+  };
+  json files = json::array();
+  std::set<std::string> dirs;
+  auto add_dir = [&](const std::string& dir, const TreeEntry& e) {
+    if (!dirs.insert(dir).second) return;
+    const std::size_t slash = dir.rfind('/');
+    files.push_back({{"Name", slash == std::string::npos ? dir : dir.substr(slash + 1)},
+                     {"Path", dir},
+                     {"Type", "tree"},
+                     {"Size", 0},
+                     {"Sha256", ""},
+                     {"IsLFS", false},
+                     {"Mode", "40000"},
+                     {"Revision", e.commit_id},
+                     {"CommitId", e.commit_id},
+                     {"CommitMessage", message_of(e.commit_id)},
+                     {"CommittedDate", e.committed_at},
+                     {"CommitterName", commit.author},
+                     {"InCheck", false}});
+  };
+  for (const TreeEntry& e : *tree) {
+    if (e.path.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string rest = e.path.substr(prefix.size());
+    const std::size_t slash = rest.find('/');
+    if (!recursive && slash != std::string::npos) {
+      add_dir(prefix + rest.substr(0, slash), e);
+      continue;
+    }
+    if (recursive) {
+      for (std::size_t s = rest.find('/'); s != std::string::npos; s = rest.find('/', s + 1)) {
+        add_dir(prefix + rest.substr(0, s), e);
+      }
+    }
+    const std::size_t name_at = e.path.rfind('/');
+    files.push_back({{"Name", name_at == std::string::npos ? e.path : e.path.substr(name_at + 1)},
+                     {"Path", e.path},
+                     {"Type", "blob"},
+                     {"Size", e.size},
+                     {"Sha256", e.sha256},
+                     {"IsLFS", e.lfs},
+                     {"Mode", "33188"},
+                     {"Revision", e.commit_id},
+                     {"CommitId", e.commit_id},
+                     {"CommitMessage", message_of(e.commit_id)},
+                     {"CommittedDate", e.committed_at},
+                     {"CommitterName", commit.author},
+                     {"InCheck", false}});
+  }
+  return files;
+}
+
+// A single "bytes=" range resolved against `size`: [first, last], or nullopt when unsatisfiable.
+// Returns {0, size-1} with `whole` set when there is no usable Range header.
+struct ByteRange {
+  std::uint64_t first = 0;
+  std::uint64_t last = 0;
+  bool partial = false;
+  bool satisfiable = true;
+};
+
+ByteRange parse_range(const std::string& header, std::uint64_t size) {
+  ByteRange r;
+  r.last = size == 0 ? 0 : size - 1;
+  if (header.empty()) return r;
+  if (header.rfind("bytes=", 0) != 0 || header.find(',') != std::string::npos) {
+    // Other units and multi-range requests: answer with the whole file (allowed by RFC 9110).
+    return r;
+  }
+  const std::string spec = header.substr(6);
+  const std::size_t dash = spec.find('-');
+  const std::string a = spec.substr(0, dash),
+                    b = dash == std::string::npos ? "" : spec.substr(dash + 1);
+  auto number = [](const std::string& s, std::uint64_t& out) {
+    if (s.empty() || s.size() > 19 || s.find_first_not_of("0123456789") != std::string::npos) {
+      return false;
+    }
+    out = std::stoull(s);
+    return true;
+  };
+  r.partial = true;
+  std::uint64_t x = 0, y = 0;
+  if (dash == std::string::npos) {
+    r.satisfiable = false;
+  } else if (a.empty()) {  // suffix: the last y bytes
+    if (!number(b, y) || y == 0 || size == 0) {
+      r.satisfiable = false;
+    } else {
+      r.first = y >= size ? 0 : size - y;
+      r.last = size - 1;
+    }
+  } else if (!number(a, x) || x >= size || (!b.empty() && (!number(b, y) || y < x))) {
+    r.satisfiable = false;
+  } else {
+    r.first = x;
+    r.last = b.empty() ? size - 1 : std::min(y, size - 1);
+  }
+  return r;
+}
+
+struct FileHandle {
+  int fd = -1;
+  ~FileHandle() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+enum class Fault { kNone, kStatus500, kReset, kStall };
+
+Fault next_fault(Service& service) {
+  const FaultSpec& f = service.options.faults;
+  if (!f.any()) return Fault::kNone;
+  const std::uint64_t n = ++service.content_gets;
+  if (f.status500 > 0 && n % static_cast<std::uint64_t>(f.status500) == 0) return Fault::kStatus500;
+  if (f.reset > 0 && n % static_cast<std::uint64_t>(f.reset) == 0) return Fault::kReset;
+  if (f.stall > 0 && n % static_cast<std::uint64_t>(f.stall) == 0) return Fault::kStall;
+  return Fault::kNone;
+}
+
+void serve_content(Service& service, const httplib::Request& req, httplib::Response& res) {
+  const Caller caller = identify(service, req);
+  RepoRecord repo =
+      repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2], req.matches[3]);
+  const std::string path = param(req, "FilePath");
+  if (path.empty()) throw HttpError{400, "FilePath is required"};
+  if (!hub::is_safe_repo_path(path)) throw HttpError{400, "invalid FilePath '" + path + "'"};
+  const CommitRecord commit = resolve_revision(service, repo, param(req, "Revision"));
+  auto tree = service.store.tree(commit);
+  auto it = std::lower_bound(tree->begin(), tree->end(), path,
+                             [](const TreeEntry& e, const std::string& p) { return e.path < p; });
+  if (it == tree->end() || it->path != path) {
+    throw HttpError{404, fmt::format("file '{}' does not exist in {}/{} at revision '{}'", path,
+                                     repo.owner, repo.name, param(req, "Revision", "master"))};
+  }
+  const TreeEntry entry = *it;
+  auto file = std::make_shared<FileHandle>();
+  const std::string blob = service.store.blob_path(entry.sha256).string();
+  file->fd = ::open(blob.c_str(), O_RDONLY | O_CLOEXEC);
+  if (file->fd < 0) {
+    throw Error(ErrorCode::kIo, fmt::format("blob {} of '{}' is missing on the server: {}",
+                                            entry.sha256, path, std::strerror(errno)));
+  }
+  // The size on disk is what gets served (a corrupted blob is served as stored).
+  const off_t disk_size = ::lseek(file->fd, 0, SEEK_END);
+  const std::uint64_t size = disk_size < 0 ? 0 : static_cast<std::uint64_t>(disk_size);
+
+  const Fault fault = req.method == "HEAD" ? Fault::kNone : next_fault(service);
+  if (fault == Fault::kStatus500) {
+    send_envelope(req, res, 500, nullptr, "injected fault: status 500");
+    return;
+  }
+  const ByteRange range = parse_range(req.get_header_value("Range"), size);
+  res.set_header("Accept-Ranges", "bytes");
+  if (!range.satisfiable) {
+    res.set_header("Content-Range", fmt::format("bytes */{}", size));
+    send_envelope(req, res, 416, nullptr,
+                  fmt::format("range '{}' is not satisfiable for {} bytes",
+                              req.get_header_value("Range"), size));
+    return;
+  }
+  const std::uint64_t length = size == 0 ? 0 : range.last - range.first + 1;
+  if (range.partial) {
+    res.status = 206;
+    res.set_header("Content-Range", fmt::format("bytes {}-{}/{}", range.first, range.last, size));
+  } else {
+    res.status = 200;
+  }
+  res.set_header("X-Sha256", entry.sha256);
+  if (length == 0) {
+    res.set_content("", "application/octet-stream");
+    return;
+  }
+  const std::uint64_t base = range.first;
+  const std::uint64_t middle = length / 2;
+  const double stall_seconds = service.options.faults.stall_seconds;
+  auto buffer = std::make_shared<std::vector<char>>();
+  auto stalled = std::make_shared<bool>(false);
+  res.set_content_provider(
+      static_cast<std::size_t>(length), "application/octet-stream",
+      [file, buffer, base, middle, fault, stall_seconds, stalled](
+          std::size_t offset, std::size_t want, httplib::DataSink& sink) {
+        if (fault != Fault::kNone && offset == middle) {
+          if (fault == Fault::kReset) return false;
+          if (fault == Fault::kStall && !*stalled) {
+            *stalled = true;
+            std::this_thread::sleep_for(std::chrono::duration<double>(stall_seconds));
+          }
+        }
+        std::size_t n = std::min(want, kChunk);
+        if (fault != Fault::kNone && offset < middle) n = std::min<std::size_t>(n, middle - offset);
+        if (buffer->size() < n) buffer->resize(kChunk);
+        const ssize_t got = ::pread(file->fd, buffer->data(), n, static_cast<off_t>(base + offset));
+        if (got <= 0) return false;  // the blob shrank underneath us: drop the connection
+        return sink.write(buffer->data(), static_cast<std::size_t>(got));
+      });
+}
+
+}  // namespace
+
+void add_file_routes(httplib::Server& server, Service& service) {
+  const std::string repo_re = R"(/api/v1/(models|datasets)/([^/]+)/([^/]+))";
+
+  server.Get(repo_re + "/repo/files", [&](const httplib::Request& req, httplib::Response& res) {
+    guarded(req, res, [&] {
+      const Caller caller = identify(service, req);
+      RepoRecord repo = repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2],
+                                      req.matches[3]);
+      const CommitRecord commit = resolve_revision(service, repo, param(req, "Revision"));
+      json files = list_entries(service, commit, param(req, "Root"),
+                                truthy(param(req, "Recursive", "False")));
+      send_ok(req, res,
+              {{"Files", files},
+               {"LatestCommitter",
+                {{"CommitterName", commit.author},
+                 {"CommittedDate", commit.created_at},
+                 {"Id", commit.id},
+                 {"Message", commit.message}}}});
+    });
+  });
+
+  server.Get(R"(/api/v1/datasets/(\d+)/repo/tree)", [&](const httplib::Request& req,
+                                                        httplib::Response& res) {
+    guarded(req, res, [&] {
+      const Caller caller = identify(service, req);
+      std::int64_t id = 0;
+      try {
+        id = std::stoll(req.matches[1]);
+      } catch (const std::exception&) {
+        throw HttpError{404, "dataset " + std::string(req.matches[1]) + " does not exist"};
+      }
+      auto found = service.store.find_repo_by_id(id);
+      if (!found || found->type != hub::RepoType::kDataset) {
+        throw HttpError{404, "dataset " + std::string(req.matches[1]) + " does not exist"};
+      }
+      RepoRecord repo = repo_for_read(service, caller, found->type, found->owner, found->name);
+      const CommitRecord commit = resolve_revision(service, repo, param(req, "Revision"));
+      json all = list_entries(service, commit, param(req, "Root"),
+                              truthy(param(req, "Recursive", "False")));
+      std::size_t page = 1, size = 100;
+      try {
+        page = std::stoul(param(req, "PageNumber", "1"));
+        size = std::stoul(param(req, "PageSize", "100"));
+      } catch (const std::exception&) {
+        throw HttpError{400, "PageNumber and PageSize must be positive integers"};
+      }
+      if (page < 1 || size < 1) throw HttpError{400, "PageNumber and PageSize must be positive"};
+      size = std::min<std::size_t>(size, 10000);
+      json files = json::array();
+      for (std::size_t i = (page - 1) * size; i < all.size() && files.size() < size; ++i) {
+        files.push_back(all[i]);
+      }
+      send_ok(req, res, {{"Files", files}, {"TotalCount", all.size()}});
+    });
+  });
+
+  server.Get(repo_re + "/repo", [&](const httplib::Request& req, httplib::Response& res) {
+    guarded(req, res, [&] { serve_content(service, req, res); });
+  });
+}
+
+}  // namespace ms::hub_server

@@ -1,0 +1,321 @@
+// Routes for accounts and repositories: login, create, info, revisions, tags, commit history.
+#include <algorithm>
+#include <ctime>
+
+#include "ms/core/error.h"
+#include "service.h"
+
+namespace ms::hub_server {
+namespace {
+
+using nlohmann::json;
+
+// Owner and repo names as ModelScope accepts them.
+bool valid_name(const std::string& name) {
+  if (name.empty() || name.size() > 128 || name == "." || name == "..") return false;
+  return name.find_first_not_of(
+             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") ==
+         std::string::npos;
+}
+
+// A string field that may be absent or null.
+std::string text_field(const json& body, const char* key) {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return {};
+  if (!it->is_string()) throw HttpError{400, std::string("'") + key + "' must be a string"};
+  return it->get<std::string>();
+}
+
+int parse_visibility(const json& value) {
+  int v = kPublic;
+  if (value.is_number_integer()) {
+    v = value.get<int>();
+  } else if (value.is_string()) {
+    const std::string s = value.get<std::string>();
+    if (s == "private") return kPrivate;
+    if (s == "internal") return kInternal;
+    if (s == "public") return kPublic;
+    try {
+      v = std::stoi(s);
+    } catch (const std::exception&) {
+      throw HttpError{
+          400, "Visibility must be 1 (private), 3 (internal) or 5 (public), got '" + s + "'"};
+    }
+  } else if (!value.is_null()) {
+    throw HttpError{400, "Visibility must be 1 (private), 3 (internal) or 5 (public)"};
+  }
+  if (v != kPrivate && v != kInternal && v != kPublic) {
+    throw HttpError{400, "Visibility must be 1 (private), 3 (internal) or 5 (public), got " +
+                             std::to_string(v)};
+  }
+  return v;
+}
+
+json repo_json(Service& service, const RepoRecord& repo) {
+  std::int64_t updated = repo.created_at;
+  if (auto head = service.store.resolve(repo.id, "master")) updated = head->created_at;
+  json data = {{"Id", repo.id},
+               {"Name", repo.name},
+               {"Path", repo.owner},
+               {"Owner", repo.owner},
+               {"ChineseName", repo.chinese_name},
+               {"Visibility", repo.visibility},
+               {"License", repo.license},
+               {"Description", repo.description},
+               {"CreatedTime", repo.created_at},
+               {"CreatedAt", repo.created_at},
+               {"LastUpdatedTime", updated},
+               {"Downloads", 0},
+               {"Stars", 0},
+               {"IsPublished", 1},
+               {"DefaultBranch", "master"}};
+  if (repo.type == hub::RepoType::kModel) {
+    data["Tasks"] = json::array();
+    data["ModelType"] = json::array();
+    data["Frameworks"] = json::array();
+  } else {
+    // 4 = "general" dataset: files served as they are stored.
+    data["Type"] = 4;
+  }
+  return data;
+}
+
+void create_repo(Service& service, const httplib::Request& req, httplib::Response& res,
+                 hub::RepoType type, RepoRecord repo) {
+  const Caller caller = identify(service, req);
+  if (!caller.user) {
+    throw HttpError{401, caller.presented_token ? "the access token is invalid"
+                                                : "authentication required to create a repo"};
+  }
+  if (!valid_name(repo.owner) || !valid_name(repo.name)) {
+    throw HttpError{400,
+                    fmt::format("invalid repo id '{}/{}': use letters, digits, '_', '.' and '-'",
+                                repo.owner, repo.name)};
+  }
+  if (*caller.user != repo.owner) {
+    throw HttpError{403,
+                    fmt::format("user {} may not create repos under {}", *caller.user, repo.owner)};
+  }
+  repo.type = type;
+  if (service.store.find_repo(type, repo.owner, repo.name)) {
+    throw HttpError{409, fmt::format("{} {}/{} already exists", hub::repo_type_name(type),
+                                     repo.owner, repo.name)};
+  }
+  RepoRecord created = service.store.create_repo(repo, *caller.user);
+  send_ok(req, res, repo_json(service, created));
+}
+
+json commit_json(const CommitRecord& c, const std::string& email) {
+  const std::string title = c.message.substr(0, c.message.find('\n'));
+  return {{"Id", c.id},
+          {"ShortId", c.id.substr(0, 8)},
+          {"Title", title},
+          {"Message", c.message},
+          {"AuthorName", c.author},
+          {"AuthorEmail", email},
+          {"AuthoredDate", c.created_at},
+          {"CommitterName", c.author},
+          {"CommitterEmail", email},
+          {"CommittedDate", c.created_at},
+          {"CreatedAt", c.created_at},
+          {"ParentIds", c.parent.empty() ? json::array() : json::array({c.parent})}};
+}
+
+std::size_t positive_param(const httplib::Request& req, const char* key, std::size_t fallback,
+                           std::size_t max) {
+  const std::string text = param(req, key);
+  if (text.empty()) return fallback;
+  try {
+    const long long v = std::stoll(text);
+    if (v >= 1) return std::min(static_cast<std::size_t>(v), max);
+  } catch (const std::exception&) {
+  }
+  throw HttpError{400, fmt::format("{} must be a positive integer, got '{}'", key, text)};
+}
+
+}  // namespace
+
+void add_repo_routes(httplib::Server& server, Service& service) {
+  server.Post("/api/v1/login", [&](const httplib::Request& req, httplib::Response& res) {
+    guarded(req, res, [&] {
+      const json body = json_body(req);
+      const std::string token = text_field(body, "AccessToken");
+      auto user = token.empty() ? std::nullopt : service.store.user_for_token(token);
+      if (!user) throw HttpError{401, "login failed: the access token is invalid"};
+      res.set_header("Set-Cookie", "m_session_id=" + token + "; Path=/; HttpOnly; Max-Age=2592000");
+      send_ok(req, res,
+              {{"AccessToken", token},
+               {"Username", *user},
+               {"Email", service.store.user_email(*user)}});
+    });
+  });
+
+  server.Post("/api/v1/models", [&](const httplib::Request& req, httplib::Response& res) {
+    guarded(req, res, [&] {
+      const json body = json_body(req);
+      RepoRecord repo;
+      repo.owner = text_field(body, "Path");
+      repo.name = text_field(body, "Name");
+      repo.chinese_name = text_field(body, "ChineseName");
+      repo.license = text_field(body, "License");
+      repo.description = text_field(body, "Description");
+      repo.visibility = parse_visibility(body.contains("Visibility") ? body["Visibility"] : json());
+      create_repo(service, req, res, hub::RepoType::kModel, repo);
+    });
+  });
+
+  server.Post("/api/v1/datasets", [&](const httplib::Request& req, httplib::Response& res) {
+    guarded(req, res, [&] {
+      auto field = [&](const char* key) {
+        if (req.has_file(key)) return req.get_file_value(key).content;
+        return param(req, key);
+      };
+      RepoRecord repo;
+      repo.owner = field("Owner");
+      repo.name = field("Name");
+      repo.chinese_name = field("ChineseName");
+      repo.license = field("License");
+      repo.description = field("Description");
+      const std::string visibility = field("Visibility");
+      repo.visibility = parse_visibility(visibility.empty() ? json() : json(visibility));
+      create_repo(service, req, res, hub::RepoType::kDataset, repo);
+    });
+  });
+
+  // List models of an owner (HubApi.list_models): PUT with {Path, PageNumber, PageSize}.
+  server.Put(R"(/api/v1/models/?)", [&](const httplib::Request& req, httplib::Response& res) {
+    guarded(req, res, [&] {
+      const Caller caller = identify(service, req);
+      const json body = json_body(req);
+      const std::string owner = text_field(body, "Path");
+      std::int64_t page = body.value("PageNumber", std::int64_t{1});
+      std::int64_t size = body.value("PageSize", std::int64_t{10});
+      if (page < 1 || size < 1) throw HttpError{400, "PageNumber and PageSize must be positive"};
+      page = std::min<std::int64_t>(page, 1 << 20);
+      size = std::min<std::int64_t>(size, 1000);
+      json models = json::array();
+      std::size_t total = 0;
+      for (const RepoRecord& repo : service.store.list_repos(hub::RepoType::kModel, owner)) {
+        const bool visible = repo.visibility == kPublic ||
+                             (repo.visibility == kInternal && caller.user) ||
+                             (caller.user && *caller.user == repo.owner);
+        if (!visible) continue;
+        const std::size_t index = total++;
+        if (index >= static_cast<std::size_t>((page - 1) * size) &&
+            models.size() < static_cast<std::size_t>(size)) {
+          models.push_back(repo_json(service, repo));
+        }
+      }
+      send_ok(req, res, {{"Models", models}, {"TotalCount", total}});
+    });
+  });
+
+  const std::string repo_re = R"(/api/v1/(models|datasets)/([^/]+)/([^/]+))";
+
+  server.Get(repo_re, [&](const httplib::Request& req, httplib::Response& res) {
+    guarded(req, res, [&] {
+      const Caller caller = identify(service, req);
+      RepoRecord repo = repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2],
+                                      req.matches[3]);
+      if (req.has_param("Revision")) resolve_revision(service, repo, param(req, "Revision"));
+      send_ok(req, res, repo_json(service, repo));
+    });
+  });
+
+  server.Delete(repo_re, [&](const httplib::Request& req, httplib::Response& res) {
+    guarded(req, res, [&] {
+      const Caller caller = identify(service, req);
+      RepoRecord repo = repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2],
+                                       req.matches[3]);
+      service.store.delete_repo(repo.id);
+      send_ok(req, res, nullptr);
+    });
+  });
+
+  server.Get(repo_re + "/revisions", [&](const httplib::Request& req, httplib::Response& res) {
+    guarded(req, res, [&] {
+      const Caller caller = identify(service, req);
+      RepoRecord repo = repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2],
+                                      req.matches[3]);
+      std::int64_t end_time = 0;
+      const std::string end_text = param(req, "EndTime");
+      if (!end_text.empty()) {
+        try {
+          end_time = std::stoll(end_text);
+        } catch (const std::exception&) {
+          throw HttpError{400, "EndTime must be a unix timestamp, got '" + end_text + "'"};
+        }
+      }
+      json branches = json::array(), tags = json::array();
+      for (const RefRecord& ref : service.store.refs(repo.id)) {
+        auto commit = service.store.find_commit(ref.commit_id);
+        const std::int64_t created =
+            ref.is_tag ? ref.created_at : (commit ? commit->created_at : 0);
+        if (ref.is_tag && end_time > 0 && created > end_time) continue;
+        json item = {{"Revision", ref.name},
+                     {"CreatedAt", created},
+                     {"CommitId", ref.commit_id},
+                     {"Message", commit ? commit->message : ""}};
+        (ref.is_tag ? tags : branches).push_back(item);
+      }
+      send_ok(req, res, {{"RevisionMap", {{"Branches", branches}, {"Tags", tags}}}});
+    });
+  });
+
+  server.Post(repo_re + "/repo/tag", [&](const httplib::Request& req, httplib::Response& res) {
+    guarded(req, res, [&] {
+      const Caller caller = identify(service, req);
+      RepoRecord repo = repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2],
+                                       req.matches[3]);
+      const json body = json_body(req);
+      const json tag = body.value("TagName", json());
+      const json ref = body.value("Ref", json("master"));
+      if (!tag.is_string() || !ref.is_string()) {
+        throw HttpError{400, "TagName and Ref must be strings"};
+      }
+      try {
+        RefRecord created =
+            service.store.create_tag(repo.id, tag.get<std::string>(), ref.get<std::string>());
+        send_ok(req, res, {{"TagName", created.name}, {"CommitId", created.commit_id}});
+      } catch (const Error& e) {
+        // An unknown Ref is a bad request here, not a missing repo.
+        if (e.code() == ErrorCode::kNotFound) throw HttpError{400, e.what()};
+        throw;
+      }
+    });
+  });
+
+  server.Get(repo_re + "/commits", [&](const httplib::Request& req, httplib::Response& res) {
+    guarded(req, res, [&] {
+      const Caller caller = identify(service, req);
+      RepoRecord repo = repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2],
+                                      req.matches[3]);
+      const CommitRecord head =
+          resolve_revision(service, repo, param(req, "Ref", param(req, "Revision")));
+      const std::size_t page = positive_param(req, "PageNumber", 1, 1u << 20);
+      const std::size_t size = positive_param(req, "PageSize", 50, 1000);
+      std::size_t total = 0;
+      json commits = json::array();
+      for (const CommitRecord& c :
+           service.store.history(head.id, (page - 1) * size, size, &total)) {
+        commits.push_back(commit_json(c, service.store.user_email(c.author)));
+      }
+      send_envelope(req, res, 200, {{"Commit", commits}, {"TotalCount", total}}, "success",
+                    {{"TotalCount", total}});
+    });
+  });
+
+  // Download counters and the intra-cloud region probe: accepted and ignored.
+  server.Post(
+      repo_re + "/download/increase",
+      [&](const httplib::Request& req, httplib::Response& res) { send_ok(req, res, nullptr); });
+  server.Post(
+      repo_re + "/download/uv/([a-z]+)",
+      [&](const httplib::Request& req, httplib::Response& res) { send_ok(req, res, nullptr); });
+  server.Get("/api/v1/repos/internalAccelerationInfo",
+             [&](const httplib::Request& req, httplib::Response& res) {
+               send_envelope(req, res, 404, nullptr, "no intra-cloud acceleration here");
+             });
+}
+
+}  // namespace ms::hub_server

@@ -1,0 +1,163 @@
+// Envelope, authentication and error mapping shared by all routes.
+#include "service.h"
+
+#include <openssl/rand.h>
+
+#include "ms/core/error.h"
+#include "ms/core/log.h"
+
+namespace ms::hub_server {
+namespace {
+
+int status_for(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kUsage:
+    case ErrorCode::kConfig:
+    case ErrorCode::kIntegrity:
+      return 400;
+    case ErrorCode::kNotFound:
+      return 404;
+    default:
+      return 500;
+  }
+}
+
+std::string request_id(const httplib::Request& req) {
+  std::string id = req.get_header_value("X-Request-ID");
+  if (!id.empty() && id.size() <= 64) return id;
+  unsigned char raw[16];
+  RAND_bytes(raw, sizeof raw);
+  static const char* kHex = "0123456789abcdef";
+  for (unsigned char c : raw) {
+    id += kHex[c >> 4];
+    id += kHex[c & 15];
+  }
+  return id;
+}
+
+}  // namespace
+
+std::string request_token(const httplib::Request& req) {
+  const std::string auth = req.get_header_value("Authorization");
+  if (auth.rfind("Bearer ", 0) == 0) return auth.substr(7);
+  // Cookie: a=b; m_session_id=TOKEN; c=d
+  const std::string cookies = req.get_header_value("Cookie");
+  std::size_t pos = 0;
+  while (pos < cookies.size()) {
+    std::size_t end = cookies.find(';', pos);
+    if (end == std::string::npos) end = cookies.size();
+    std::string item = cookies.substr(pos, end - pos);
+    const std::size_t first = item.find_first_not_of(' ');
+    if (first != std::string::npos) item = item.substr(first);
+    if (item.rfind("m_session_id=", 0) == 0) {
+      std::string value = item.substr(13);
+      if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+        value = value.substr(1, value.size() - 2);
+      }
+      return value;
+    }
+    pos = end + 1;
+  }
+  return {};
+}
+
+Caller identify(Service& service, const httplib::Request& req) {
+  Caller caller;
+  const std::string token = request_token(req);
+  if (token.empty()) return caller;
+  caller.presented_token = true;
+  caller.user = service.store.user_for_token(token);
+  return caller;
+}
+
+void send_envelope(const httplib::Request& req, httplib::Response& res, int status,
+                   nlohmann::json data, const std::string& message, const nlohmann::json& extra) {
+  nlohmann::ordered_json out;
+  out["Code"] = status;
+  out["Data"] = std::move(data);
+  out["Message"] = message;
+  out["RequestId"] = request_id(req);
+  out["Success"] = status == 200;
+  if (extra.is_object()) {
+    for (const auto& [key, value] : extra.items()) out[key] = value;
+  }
+  res.status = status;
+  res.set_content(out.dump(), "application/json");
+}
+
+void guarded(const httplib::Request& req, httplib::Response& res,
+             const std::function<void()>& body) {
+  try {
+    body();
+  } catch (const HttpError& e) {
+    send_envelope(req, res, e.status, nullptr, e.message);
+  } catch (const Error& e) {
+    const int status = status_for(e.code());
+    if (status >= 500) log::error("hub serve: {} {}: {}", req.method, req.path, e.what());
+    send_envelope(req, res, status, nullptr, e.what());
+  } catch (const nlohmann::json::exception& e) {
+    // A field of the wrong JSON type in the request.
+    send_envelope(req, res, 400, nullptr, std::string("bad request body: ") + e.what());
+  } catch (const std::exception& e) {
+    log::error("hub serve: {} {}: {}", req.method, req.path, e.what());
+    send_envelope(req, res, 500, nullptr, std::string("internal error: ") + e.what());
+  }
+}
+
+hub::RepoType parse_type(const std::string& plural) {
+  return plural == "datasets" ? hub::RepoType::kDataset : hub::RepoType::kModel;
+}
+
+RepoRecord repo_for_read(Service& service, const Caller& caller, hub::RepoType type,
+                         const std::string& owner, const std::string& name) {
+  auto repo = service.store.find_repo(type, owner, name);
+  const bool visible =
+      repo && (repo->visibility == kPublic || (repo->visibility == kInternal && caller.user) ||
+               (caller.user && *caller.user == repo->owner));
+  if (!visible) {
+    throw HttpError{404,
+                    fmt::format("{} {}/{} does not exist", hub::repo_type_name(type), owner, name)};
+  }
+  return *repo;
+}
+
+RepoRecord repo_for_write(Service& service, const Caller& caller, hub::RepoType type,
+                          const std::string& owner, const std::string& name) {
+  if (!caller.user) {
+    throw HttpError{401, caller.presented_token ? "the access token is invalid"
+                                                : "authentication required: send an access token "
+                                                  "(cookie m_session_id or Authorization: Bearer)"};
+  }
+  RepoRecord repo = repo_for_read(service, caller, type, owner, name);
+  if (*caller.user != repo.owner) {
+    throw HttpError{403, fmt::format("user {} may not write to {}/{}", *caller.user, owner, name)};
+  }
+  return repo;
+}
+
+std::string param(const httplib::Request& req, const char* key, const std::string& fallback) {
+  return req.has_param(key) ? req.get_param_value(key) : fallback;
+}
+
+nlohmann::json json_body(const httplib::Request& req) {
+  try {
+    nlohmann::json body = nlohmann::json::parse(req.body);
+    if (!body.is_object()) throw HttpError{400, "the request body must be a JSON object"};
+    return body;
+  } catch (const nlohmann::json::exception& e) {
+    throw HttpError{400, std::string("the request body is not valid JSON: ") + e.what()};
+  }
+}
+
+CommitRecord resolve_revision(Service& service, const RepoRecord& repo,
+                              const std::string& revision) {
+  const std::string rev = revision.empty() ? std::string("master") : revision;
+  auto commit = service.store.resolve(repo.id, rev);
+  if (!commit) {
+    throw HttpError{
+        404, fmt::format("revision '{}' of {}/{} does not exist", rev, repo.owner, repo.name)};
+  }
+  return *commit;
+}
+
+}  // namespace ms::hub_server

@@ -1,0 +1,82 @@
+// Shared state and helpers of the hub server's route handlers (private to lib/hub_server).
+#pragma once
+
+#include <httplib.h>
+
+#include <atomic>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "ms/hub_server/server.h"
+#include "ms/hub_server/store.h"
+
+namespace ms::hub_server {
+
+/// An HTTP error answered with the ModelScope envelope.
+struct HttpError {
+  int status;
+  std::string message;
+};
+
+/// Everything a handler needs: the store, the options and the fault counter.
+struct Service {
+  explicit Service(ServerOptions opts) : options(std::move(opts)), store(options.root) {}
+
+  ServerOptions options;
+  Store store;
+  std::string scheme = "http";
+  std::atomic<std::uint64_t> content_gets{0};  ///< file-content GETs so far (fault counters)
+};
+
+/// Who sent a request: the user of a valid token, if any.
+struct Caller {
+  std::optional<std::string> user;
+  bool presented_token = false;
+};
+
+/// Token from `Authorization: Bearer` or the `m_session_id` cookie.
+std::string request_token(const httplib::Request& req);
+Caller identify(Service& service, const httplib::Request& req);
+
+/// Writes {Code, Data, Message, RequestId, Success}, plus the members of `extra` (an object) at
+/// the top level where an endpoint has them (e.g. TotalCount of the commit history).
+void send_envelope(const httplib::Request& req, httplib::Response& res, int status,
+                   nlohmann::json data, const std::string& message,
+                   const nlohmann::json& extra = nullptr);
+inline void send_ok(const httplib::Request& req, httplib::Response& res, nlohmann::json data) {
+  send_envelope(req, res, 200, std::move(data), "success");
+}
+
+/// Runs `body`, turning HttpError, ms::Error and other exceptions into envelope responses.
+void guarded(const httplib::Request& req, httplib::Response& res,
+             const std::function<void()>& body);
+
+/// "models"/"datasets" -> RepoType.
+hub::RepoType parse_type(const std::string& plural);
+
+/// The repo if it exists and `caller` may see it; HttpError 404 otherwise (private repos look
+/// missing to others).
+RepoRecord repo_for_read(Service& service, const Caller& caller, hub::RepoType type,
+                         const std::string& owner, const std::string& name);
+/// The repo if `caller` may write to it: 404 when invisible, 401 without a valid token, 403 when
+/// the caller is not the owner.
+RepoRecord repo_for_write(Service& service, const Caller& caller, hub::RepoType type,
+                          const std::string& owner, const std::string& name);
+
+/// Query parameter or `fallback`.
+std::string param(const httplib::Request& req, const char* key, const std::string& fallback = "");
+
+/// Parses a JSON body; HttpError 400 naming the problem.
+nlohmann::json json_body(const httplib::Request& req);
+
+/// The commit a revision names; HttpError 404 naming it.
+CommitRecord resolve_revision(Service& service, const RepoRecord& repo,
+                              const std::string& revision);
+
+void add_repo_routes(httplib::Server& server, Service& service);
+void add_file_routes(httplib::Server& server, Service& service);
+void add_upload_routes(httplib::Server& server, Service& service);
+
+}  // namespace ms::hub_server

@@ -1,0 +1,514 @@
+"""End-to-end tests of `ms hub serve`: the ModelScope HTTP API against a real server on 127.0.0.1."""
+import hashlib
+import http.client
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import unittest
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import MsTestCase, run_ms  # noqa: E402
+from hubserver import HubServer  # noqa: E402
+
+
+class HubServerTest(MsTestCase):
+    def setUp(self):
+        super().setUp()
+        self.root = self.path("root")
+        self.server = HubServer(self.root)
+        self.alice = self.server.token("alice")
+        self.bob = self.server.token("bob")
+        self.server.start()
+        self.addCleanup(self.server.stop)
+
+    def make_repo(self, name="m", visibility=5):
+        status, env = self.server.create_model(self.alice, "alice", name, visibility)
+        self.assertEqual(status, 200, env)
+        return f"alice/{name}"
+
+    # --- repos, revisions, tags ---------------------------------------------------------------
+    def test_create_info_revisions_tags(self):
+        repo = self.make_repo()
+        status, env = self.server.api("GET", f"/api/v1/models/{repo}")
+        self.assertEqual(status, 200)
+        self.assertEqual(set(env), {"Code", "Data", "Message", "RequestId", "Success"})
+        self.assertTrue(env["Success"])
+        self.assertEqual(env["Data"]["Name"], "m")
+        self.assertEqual(env["Data"]["Visibility"], 5)
+        status, env = self.server.create_model(self.alice, "alice", "m")
+        self.assertEqual(status, 409, env)
+        self.assertFalse(env["Success"])
+        # Visibility must be a known code.
+        status, env = self.server.create_model(self.alice, "alice", "bad", visibility=2)
+        self.assertEqual(status, 400, env)
+
+        self.assertEqual(self.server.commit(self.alice, repo, {"a.txt": b"one"})[0], 200)
+        status, env = self.server.api("POST", f"/api/v1/models/{repo}/repo/tag",
+                                      {"TagName": "v1", "Ref": "master"}, self.alice)
+        self.assertEqual(status, 200, env)
+        for reserved in ("master", "main", "v1"):
+            status, env = self.server.api("POST", f"/api/v1/models/{repo}/repo/tag",
+                                          {"TagName": reserved, "Ref": "master"}, self.alice)
+            self.assertEqual(status, 400, (reserved, env))
+        status, env = self.server.api("POST", f"/api/v1/models/{repo}/repo/tag",
+                                      {"TagName": "v2", "Ref": "nope"}, self.alice)
+        self.assertEqual(status, 400, env)
+        self.assertEqual(self.server.commit(self.alice, repo, {"a.txt": b"two"})[0], 200)
+        status, env = self.server.api("GET", f"/api/v1/models/{repo}/revisions")
+        self.assertEqual(status, 200)
+        rmap = env["Data"]["RevisionMap"]
+        self.assertEqual([b["Revision"] for b in rmap["Branches"]], ["master"])
+        self.assertEqual([t["Revision"] for t in rmap["Tags"]], ["v1"])
+        self.assertIsInstance(rmap["Tags"][0]["CreatedAt"], int)
+        # The tag still serves the old content; master the new one.
+        self.assertEqual(self.server.download(repo, "a.txt", "v1")[2], b"one")
+        self.assertEqual(self.server.download(repo, "a.txt", "master")[2], b"two")
+        status, _, _ = self.server.download(repo, "a.txt", "nope")
+        self.assertEqual(status, 404)
+        # Commit history, newest first, paged.
+        status, env = self.server.api("GET", f"/api/v1/models/{repo}/commits?Ref=master&PageNumber=1&PageSize=2")
+        self.assertEqual(status, 200)
+        self.assertEqual(env["TotalCount"], 3)
+        self.assertEqual(len(env["Data"]["Commit"]), 2)
+        self.assertEqual(env["Data"]["Commit"][0]["Message"], "test commit")
+        status, env = self.server.api("GET", f"/api/v1/models/{repo}/commits?Ref=master&PageNumber=2&PageSize=2")
+        self.assertEqual(env["Data"]["Commit"][0]["Title"], "Initial commit")
+        # Unknown repo.
+        self.assertEqual(self.server.api("GET", "/api/v1/models/alice/none")[0], 404)
+
+    def test_list_models(self):
+        self.make_repo("pub1")
+        self.make_repo("priv", visibility=1)
+        self.make_repo("pub2")
+        status, env = self.server.api("PUT", "/api/v1/models/", {"Path": "alice", "PageNumber": 1, "PageSize": 10})
+        self.assertEqual(status, 200, env)
+        self.assertEqual([m["Name"] for m in env["Data"]["Models"]], ["pub1", "pub2"])
+        self.assertEqual(env["Data"]["TotalCount"], 2)
+        status, env = self.server.api("PUT", "/api/v1/models/", {"Path": "alice", "PageNumber": 2, "PageSize": 2},
+                                      self.alice)
+        self.assertEqual(([m["Name"] for m in env["Data"]["Models"]], env["Data"]["TotalCount"]), (["pub2"], 3))
+        status, env = self.server.api("PUT", "/api/v1/models/", {"Path": "alice", "PageSize": 0})
+        self.assertEqual(status, 400, env)
+
+    def test_login(self):
+        status, headers, body = self.server.request("POST", "/api/v1/login", json.dumps({"AccessToken": self.alice}))
+        self.assertEqual(status, 200, body)
+        env = json.loads(body)
+        self.assertEqual(env["Data"]["Username"], "alice")
+        self.assertTrue(env["Data"]["AccessToken"])
+        self.assertIn("m_session_id=" + self.alice, headers.get("set-cookie", ""))
+        status, env = self.server.api("POST", "/api/v1/login", {"AccessToken": "ms-wrong"})
+        self.assertEqual(status, 401)
+        self.assertFalse(env["Success"])
+        status, env = self.server.api("POST", "/api/v1/login", None, headers={"Content-Type": "application/json"})
+        self.assertEqual(status, 400)
+
+    # --- upload flow and listing ----------------------------------------------------------------
+    def test_commit_inline_lfs_dedup_and_listing(self):
+        repo = self.make_repo()
+        big = os.urandom(3 * 1024 * 1024 + 7)
+        sha = hashlib.sha256(big).hexdigest()
+        status, env = self.server.commit(self.alice, repo, files={"config.json": b"{}", "empty.txt": b"",
+                                                                  "dir/ünï code.txt": b"x"},
+                                         lfs={"weights/model.bin": big})
+        self.assertEqual(status, 200, env)
+        self.assertEqual(len(env["Data"]["oid"]), 40)
+        # The server now has the blob: the batch check asks for no upload.
+        status, env = self.server.api("POST", f"/api/v1/repos/models/{repo}/info/lfs/objects/batch",
+                                      {"operation": "upload", "objects": [{"oid": sha, "size": len(big)},
+                                                                          {"oid": "0" * 64, "size": 3}]}, self.alice)
+        self.assertEqual(status, 200, env)
+        objs = {o["oid"]: o for o in env["Data"]["objects"]}
+        self.assertNotIn("actions", objs[sha])
+        self.assertIn("href", objs["0" * 64]["actions"]["upload"])
+
+        status, env = self.server.files(repo)
+        self.assertEqual(status, 200)
+        entries = {f["Path"]: f for f in env["Data"]["Files"]}
+        self.assertIn(".gitattributes", entries)
+        for key in ("Path", "Name", "Type", "Size", "Sha256", "Revision", "IsLFS", "CommittedDate",
+                    "CommitMessage", "CommitterName", "Mode", "InCheck"):
+            self.assertIn(key, entries["weights/model.bin"], key)
+        w = entries["weights/model.bin"]
+        self.assertEqual((w["Type"], w["Size"], w["Sha256"], w["IsLFS"], w["Name"]),
+                         ("blob", len(big), sha, True, "model.bin"))
+        self.assertEqual(entries["config.json"]["IsLFS"], False)
+        self.assertEqual(entries["empty.txt"]["Size"], 0)
+        self.assertEqual(entries["empty.txt"]["Sha256"], hashlib.sha256(b"").hexdigest())
+        self.assertEqual(entries["weights"]["Type"], "tree")
+        self.assertIn("dir/ünï code.txt", entries)
+        # Non-recursive and Root-filtered listings.
+        _, env = self.server.files(repo, recursive=False)
+        self.assertEqual(sorted(f["Path"] for f in env["Data"]["Files"]),
+                         [".gitattributes", "config.json", "dir", "empty.txt", "weights"])
+        _, env = self.server.files(repo, root="weights")
+        self.assertEqual([f["Path"] for f in env["Data"]["Files"]], ["weights/model.bin"])
+        # Content round trip, and the per-file Revision is a commit that serves it.
+        status, _, body = self.server.download(repo, "weights/model.bin", w["Revision"])
+        self.assertEqual((status, hashlib.sha256(body).hexdigest()), (200, sha))
+        status, _, body = self.server.download(repo, "dir/ünï code.txt")
+        self.assertEqual((status, body), (200, b"x"))
+        status, headers, body = self.server.download(repo, "empty.txt")
+        self.assertEqual((status, body), (200, b""))
+        # Delete a file and a folder.
+        status, env = self.server.commit(self.alice, repo, deletes=["config.json", "weights"])
+        self.assertEqual(status, 200, env)
+        _, env = self.server.files(repo)
+        self.assertEqual(sorted(f["Path"] for f in env["Data"]["Files"] if f["Type"] == "blob"),
+                         [".gitattributes", "dir/ünï code.txt", "empty.txt"])
+        status, env = self.server.commit(self.alice, repo, deletes=["config.json"])
+        self.assertEqual(status, 400, env)
+        # A file cannot also be a folder.
+        status, env = self.server.commit(self.alice, repo, {"empty.txt/x": b"1"})
+        self.assertEqual(status, 400, env)
+
+    def test_lfs_commit_without_blob_and_bad_blobs(self):
+        repo = self.make_repo()
+        missing = hashlib.sha256(b"never uploaded").hexdigest()
+        status, env = self.server.api("POST", f"/api/v1/repos/models/{repo}/commit/master", {
+            "commit_message": "x",
+            "actions": [{"action": "create", "path": "w.bin", "type": "lfs", "size": 14, "sha256": missing}]},
+            self.alice)
+        self.assertEqual(status, 400, env)
+        self.assertIn(missing, env["Message"])
+        # A blob whose bytes do not hash to the URL's sha256 is rejected and not stored.
+        data = b"these bytes are not what the sha says"
+        wrong = hashlib.sha256(b"other").hexdigest()
+        path = f"/api/v1/repos/models/{repo}/info/lfs/objects/{wrong}"
+        status, _, body = self.server.request("PUT", path, data, self.alice)
+        self.assertEqual(status, 400, body)
+        self.assertIn("mismatch", json.loads(body)["Message"])
+        self.assertFalse(os.path.exists(os.path.join(self.root, "blobs", wrong[:2], wrong)))
+        self.assertEqual(os.listdir(os.path.join(self.root, "tmp")), [])
+        # Declared size differs from the body.
+        right = hashlib.sha256(data).hexdigest()
+        status, _, body = self.server.request(
+            "PUT", f"/api/v1/repos/models/{repo}/info/lfs/objects/{right}?size={len(data) + 1}", data, self.alice)
+        self.assertEqual(status, 400, body)
+        # Committing with a size that differs from the stored blob fails too.
+        self.server.upload_blob(self.alice, repo, data)
+        status, env = self.server.api("POST", f"/api/v1/repos/models/{repo}/commit/master", {
+            "actions": [{"action": "create", "path": "w.bin", "type": "lfs", "size": 1, "sha256": right}]},
+            self.alice)
+        self.assertEqual(status, 400, env)
+        # Malformed bodies.
+        for body in (b"not json", b"[]", json.dumps({"actions": "x"}).encode(),
+                     json.dumps({"actions": [{"action": "create", "path": 5}]}).encode(),
+                     json.dumps({"actions": [{"action": "rename", "path": "a"}]}).encode(),
+                     json.dumps({"actions": [{"action": "create", "path": "a", "content": "!!!"}]}).encode()):
+            status, _, out = self.server.request("POST", f"/api/v1/repos/models/{repo}/commit/master", body,
+                                                 self.alice)
+            self.assertEqual(status, 400, (body, out))
+
+    def test_interrupted_blob_upload_leaves_nothing(self):
+        repo = self.make_repo()
+        data = os.urandom(100000)
+        sha = hashlib.sha256(data).hexdigest()
+        with socket.create_connection((self.server.host, self.server.port), timeout=10) as s:
+            s.sendall((f"PUT /api/v1/repos/models/{repo}/info/lfs/objects/{sha} HTTP/1.1\r\n"
+                       f"Host: 127.0.0.1\r\nCookie: m_session_id={self.alice}\r\n"
+                       f"Content-Length: {len(data)}\r\n\r\n").encode() + data[:30000])
+        blob = os.path.join(self.root, "blobs", sha[:2], sha)
+        deadline = time.monotonic() + 10
+        while os.listdir(os.path.join(self.root, "tmp")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(os.listdir(os.path.join(self.root, "tmp")), [])
+        self.assertFalse(os.path.exists(blob))
+        # The batch check still asks for the blob, and a full upload then works.
+        self.assertEqual(self.server.upload_blob(self.alice, repo, data), sha)
+        self.assertTrue(os.path.exists(blob))
+
+    # --- Range ----------------------------------------------------------------------------------
+    def test_range_downloads(self):
+        repo = self.make_repo()
+        data = bytes(range(256)) * 40
+        self.server.commit(self.alice, repo, lfs={"f.bin": data})
+        cases = {"bytes=0-9": (0, 9), "bytes=100-": (100, len(data) - 1), "bytes=-16": (len(data) - 16, len(data) - 1),
+                 "bytes=10-99999999": (10, len(data) - 1), f"bytes={len(data) - 1}-": (len(data) - 1, len(data) - 1)}
+        for rng, (a, b) in cases.items():
+            status, headers, body = self.server.download(repo, "f.bin", headers={"Range": rng})
+            self.assertEqual(status, 206, rng)
+            self.assertEqual(body, data[a:b + 1], rng)
+            self.assertEqual(headers["content-range"], f"bytes {a}-{b}/{len(data)}", rng)
+        for rng in (f"bytes={len(data)}-", "bytes=50-10", "bytes=-0", "bytes=abc", "bytes=1-2-3"):
+            status, headers, body = self.server.download(repo, "f.bin", headers={"Range": rng})
+            self.assertEqual(status, 416, (rng, body[:200]))
+        status, headers, body = self.server.download(repo, "f.bin")
+        self.assertEqual((status, body, headers.get("accept-ranges")), (200, data, "bytes"))
+
+    # --- security -------------------------------------------------------------------------------
+    def test_private_repo_visibility(self):
+        repo = self.make_repo("secret", visibility=1)
+        self.assertEqual(self.server.commit(self.alice, repo, {"s.txt": b"s"})[0], 200)
+        paths = [f"/api/v1/models/{repo}", f"/api/v1/models/{repo}/revisions",
+                 f"/api/v1/models/{repo}/repo/files?Recursive=True",
+                 f"/api/v1/models/{repo}/repo?Revision=master&FilePath=s.txt",
+                 f"/api/v1/models/{repo}/commits"]
+        for path in paths:
+            for token in (None, "ms-wrong", self.bob):
+                status, _, body = self.server.request("GET", path, token=token)
+                self.assertEqual(status, 404, (path, token, body))
+            for cookie in (True, False):
+                status, _, body = self.server.request("GET", path, token=self.alice, cookie=cookie)
+                self.assertEqual(status, 200, (path, cookie, body))
+        # Missing and private look the same.
+        _, _, body_missing = self.server.request("GET", "/api/v1/models/alice/nothing")
+        self.assertEqual(json.loads(body_missing)["Code"], 404)
+
+    def test_write_auth(self):
+        repo = self.make_repo()
+        for token, expected in ((None, 401), ("ms-wrong", 401), (self.bob, 403)):
+            status, env = self.server.commit(token, repo, {"a.txt": b"a"}) if token else \
+                self.server.api("POST", f"/api/v1/repos/models/{repo}/commit/master", {"actions": []})
+            self.assertEqual(status, expected, (token, env))
+            status, env = self.server.api("POST", f"/api/v1/repos/models/{repo}/info/lfs/objects/batch",
+                                          {"operation": "upload", "objects": []}, token)
+            self.assertEqual(status, expected, env)
+        # Creating under someone else's name.
+        status, env = self.server.create_model(self.bob, "alice", "x")
+        self.assertEqual(status, 403, env)
+        status, env = self.server.create_model(None, "alice", "x")
+        self.assertEqual(status, 401, env)
+        status, env = self.server.create_model(self.alice, "alice", "../x")
+        self.assertEqual(status, 400, env)
+
+    def test_traversal_paths_rejected(self):
+        repo = self.make_repo()
+        for bad in ("../x", "/etc/passwd", "a/../../x", "a\\b", "a\x00b", "./a", "a//b", ""):
+            status, env = self.server.commit(self.alice, repo, {bad: b"x"})
+            self.assertEqual(status, 400, (bad, env))
+        for bad in ("../x", "/etc/passwd", "a\\b", "..%2Fx"):
+            q = urllib.parse.urlencode({"Revision": "master", "FilePath": bad})
+            status, _, body = self.server.request("GET", f"/api/v1/models/{repo}/repo?{q}")
+            self.assertIn(status, (400, 404), (bad, body))
+            if bad != "..%2Fx":
+                self.assertEqual(status, 400, (bad, body))
+        _, env = self.server.files(repo)
+        self.assertEqual([f["Path"] for f in env["Data"]["Files"]], [".gitattributes"])
+
+    def test_body_limits(self):
+        # Chunked bodies on JSON routes are refused; so are declared sizes over the limit.
+        conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=10)
+        conn.putrequest("POST", "/api/v1/models")
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        conn.send(b"2\r\n{}\r\n0\r\n\r\n")
+        self.assertEqual(conn.getresponse().status, 411)
+        conn.close()
+        conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=10)
+        conn.putrequest("POST", "/api/v1/models")
+        conn.putheader("Content-Length", str(1 << 40))
+        conn.endheaders()
+        self.assertEqual(conn.getresponse().status, 413)
+        conn.close()
+
+    # --- datasets -------------------------------------------------------------------------------
+    def test_dataset_flow(self):
+        boundary = "----msboundary"
+        fields = {"Name": "ds", "ChineseName": "", "Owner": "alice", "License": "MIT", "Visibility": "5",
+                  "Description": "d"}
+        body = "".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+                       for k, v in fields.items()) + f"--{boundary}--\r\n"
+        status, _, out = self.server.request("POST", "/api/v1/datasets", body.encode(), self.alice,
+                                             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        self.assertEqual(status, 200, out)
+        status, env = self.server.api("GET", "/api/v1/datasets/alice/ds")
+        self.assertEqual(status, 200)
+        ds_id = env["Data"]["Id"]
+        self.assertIsInstance(ds_id, int)
+        files = {f"data/part{i}.csv": f"row,{i}\n".encode() for i in range(5)}
+        status, env = self.server.commit(self.alice, "alice/ds", files=files, kind="datasets")
+        self.assertEqual(status, 200, env)
+        seen = []
+        for page in range(1, 10):
+            q = urllib.parse.urlencode({"Revision": "master", "Root": "/", "Recursive": "True",
+                                        "PageNumber": page, "PageSize": 2})
+            status, env = self.server.api("GET", f"/api/v1/datasets/{ds_id}/repo/tree?{q}")
+            self.assertEqual(status, 200, env)
+            got = env["Data"]["Files"]
+            seen += [f["Path"] for f in got if f["Type"] == "blob"]
+            if len(got) < 2:
+                break
+        self.assertEqual(sorted(seen), sorted([".gitattributes", *files]))
+        q = urllib.parse.urlencode({"Source": "SDK", "Revision": "master", "FilePath": "data/part3.csv", "View": "False"})
+        status, _, body = self.server.request("GET", f"/api/v1/datasets/alice/ds/repo?{q}")
+        self.assertEqual((status, body), (200, b"row,3\n"))
+        self.assertEqual(self.server.api("GET", "/api/v1/datasets/999999/repo/tree?Revision=master")[0], 404)
+
+    # --- concurrency, faults, lifecycle ---------------------------------------------------------
+    def test_concurrent_uploads_and_downloads(self):
+        repo = self.make_repo()
+        base = os.urandom(512 * 1024)
+        self.server.commit(self.alice, repo, lfs={"base.bin": base})
+        errors = []
+
+        def uploader(i):
+            try:
+                status, env = self.server.commit(self.alice, repo, files={f"u/{i}.txt": str(i).encode()},
+                                                 lfs={f"w/{i}.bin": os.urandom(64 * 1024 + i)})
+                if status != 200:
+                    errors.append(env)
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+
+        def downloader():
+            try:
+                for _ in range(5):
+                    status, _, body = self.server.download(repo, "base.bin")
+                    if status != 200 or body != base:
+                        errors.append(f"download {status} {len(body)}")
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=uploader, args=(i,)) for i in range(8)]
+        threads += [threading.Thread(target=downloader) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertEqual(errors, [])
+        _, env = self.server.files(repo)
+        paths = {f["Path"] for f in env["Data"]["Files"]}
+        for i in range(8):
+            self.assertIn(f"u/{i}.txt", paths)
+            self.assertIn(f"w/{i}.bin", paths)
+        _, env = self.server.api("GET", f"/api/v1/models/{repo}/commits?PageSize=100")
+        self.assertEqual(env["TotalCount"], 10)
+
+    def test_shutdown_and_restart_keep_data(self):
+        repo = self.make_repo()
+        big = os.urandom(200000)
+        self.server.commit(self.alice, repo, files={"a.txt": b"a"}, lfs={"b.bin": big})
+        started = time.monotonic()
+        self.assertEqual(self.server.stop(), 0)
+        self.assertLess(time.monotonic() - started, 10)
+        again = HubServer(self.root).start()
+        self.addCleanup(again.stop)
+        self.assertEqual(again.download(repo, "b.bin")[2], big)
+        self.assertEqual(again.download(repo, "a.txt")[2], b"a")
+        self.assertEqual(again.commit(self.alice, repo, {"c.txt": b"c"})[0], 200)
+        self.assertEqual(again.stop(), 0)
+
+    def test_corrupt_blob_is_served_as_stored(self):
+        repo = self.make_repo()
+        data = b"good bytes " * 100
+        self.server.commit(self.alice, repo, lfs={"f.bin": data})
+        sha = hashlib.sha256(data).hexdigest()
+        blob = os.path.join(self.root, "blobs", sha[:2], sha)
+        with open(blob, "r+b") as f:
+            f.write(b"BAD!")
+        status, _, body = self.server.download(repo, "f.bin")
+        self.assertEqual(status, 200)
+        self.assertEqual(body, b"BAD!" + data[4:])
+        _, env = self.server.files(repo)
+        self.assertEqual({f["Path"]: f["Sha256"] for f in env["Data"]["Files"]}["f.bin"], sha)
+
+
+class FaultInjectionTest(MsTestCase):
+    def start(self, spec):
+        root = self.path("root")
+        token = HubServer(root).token("alice")
+        server = HubServer(root, "--inject-faults", spec).start()
+        self.addCleanup(server.stop)
+        server.create_model(token, "alice", "m")
+        self.data = os.urandom(256 * 1024)
+        self.assertEqual(server.commit(token, "alice/m", lfs={"f.bin": self.data})[0], 200)
+        return server
+
+    def fetch(self, server):
+        """(status, bytes received, error) for one file-content GET."""
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
+        try:
+            conn.request("GET", "/api/v1/models/alice/m/repo?Revision=master&FilePath=f.bin")
+            resp = conn.getresponse()
+            try:
+                return resp.status, resp.read(), None
+            except http.client.IncompleteRead as e:
+                return resp.status, e.partial, e
+        except (ConnectionError, http.client.HTTPException) as e:
+            return None, b"", e
+        finally:
+            conn.close()
+
+    def test_status500_every_third(self):
+        server = self.start("status500=3")
+        statuses = [self.fetch(server)[0] for _ in range(6)]
+        self.assertEqual(statuses, [200, 200, 500, 200, 200, 500])
+
+    def test_reset_every_second(self):
+        server = self.start("reset=2")
+        status, body, error = self.fetch(server)
+        self.assertEqual((status, body, error), (200, self.data, None))
+        status, body, error = self.fetch(server)
+        self.assertIsNotNone(error)
+        self.assertLess(len(body), len(self.data))
+        self.assertEqual(self.fetch(server)[1], self.data)
+        # Listing and other API calls are not counted.
+        self.assertEqual(server.files("alice/m")[0], 200)
+
+    def test_stall(self):
+        server = self.start("stall=1,stall_seconds=1.5")
+        started = time.monotonic()
+        status, body, error = self.fetch(server)
+        self.assertEqual((status, error), (200, None))
+        self.assertEqual(body, self.data)
+        self.assertGreaterEqual(time.monotonic() - started, 1.4)
+
+    def test_bad_fault_spec(self):
+        r = run_ms("hub", "serve", "--root", self.path("r"), "--inject-faults", "bogus=1")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "bogus=1")
+        r = run_ms("hub", "serve", "--root", self.path("r"), "--inject-faults", "reset=x")
+        self.assertExit(r, 2)
+
+
+class ServeCliTest(MsTestCase):
+    def test_port_in_use_and_bad_tls(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen(1)
+            port = s.getsockname()[1]
+            r = run_ms("hub", "serve", "--root", self.path("r"), "--port", port, timeout=30)
+            self.assertExit(r, 74)
+            self.assertOneLineError(r, str(port))
+        r = run_ms("hub", "serve", "--root", self.path("r"), "--tls-cert", self.path("none.pem"),
+                   "--tls-key", self.path("none.key"))
+        self.assertExit(r, 4)
+        bad = self.write("bad.pem", "not a certificate")
+        r = run_ms("hub", "serve", "--root", self.path("r"), "--tls-cert", bad, "--tls-key", bad)
+        self.assertExit(r, 3)
+        r = run_ms("hub", "serve", "--root", self.path("r"), "--tls-cert", bad)
+        self.assertExit(r, 2)
+
+    def test_token_create(self):
+        r = run_ms("hub", "token", "create", "carol", "--root", self.path("r"), "--json")
+        self.assertExit(r, 0)
+        out = self.json_out(r)
+        self.assertEqual(out["user"], "carol")
+        self.assertTrue(out["token"].startswith("ms-"))
+        r = run_ms("hub", "token", "create", "../evil", "--root", self.path("r"))
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "../evil")
+
+    def test_json_ready_line(self):
+        import subprocess
+        from harness import MS_BIN
+        p = subprocess.Popen([MS_BIN, "hub", "serve", "--root", self.path("r"), "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            line = p.stdout.readline()
+            self.assertTrue(json.loads(line)["endpoint"].startswith("http://127.0.0.1:"))
+        finally:
+            p.terminate()
+            code = p.wait(15)
+            p.stdout.close()
+            p.stderr.close()
+        self.assertEqual(code, 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
