@@ -23,7 +23,8 @@ CHINA = f"{SKLEARN}/images/china.jpg"
 HAVE_DATA = os.path.exists(FMNIST) and os.path.exists(IRIS)
 FIXTURES = None
 # Which optional decoders this build has (set by CTest from the CMake options; default: all).
-WITH = {k: os.environ.get(f"MS_WITH_{k}", "1") not in ("0", "OFF", "FALSE") for k in ("ZIP", "JPEG", "PNG")}
+WITH = {k: os.environ.get(f"MS_WITH_{k}", "1") not in ("0", "OFF", "FALSE")
+        for k in ("ZIP", "JPEG", "PNG", "HUB_SERVER")}
 
 
 def needs(*parts):
@@ -356,6 +357,55 @@ class DatasetTest(MsTestCase):
         r = self.ms("dataset", "info", f"zip:{url}/missing.zip")
         self.assertExit(r, 4)
         self.assertOneLineError(r, "missing.zip")
+
+    @needs("ZIP", "HUB_SERVER")
+    def test_dataset_served_by_ms_hub_serve(self):
+        """The ModelScope layout uploaded to a real `ms hub serve`: the files fetched back the way
+        a snapshot download does (tree listing, then each file) load as a dataset folder, and a
+        zip loads straight from its hub file URL."""
+        import urllib.parse
+        from hubserver import HubServer
+        server = HubServer(self.path("hubroot"))
+        token = server.token("alice")
+        server.start()
+        self.addCleanup(server.stop)
+        boundary = "----msds"
+        fields = {"Name": "fmnist_zip", "ChineseName": "", "Owner": "alice", "License": "MIT",
+                  "Visibility": "5", "Description": "Fashion-MNIST sample"}
+        body = "".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+                       for k, v in fields.items()) + f"--{boundary}--\r\n"
+        status, _, out = server.request("POST", "/api/v1/datasets", body.encode(), token,
+                                        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        self.assertEqual(status, 200, out)
+        src = os.path.join(FIXTURES, "fmnist_zip")
+        small, big = {}, {}
+        for name in os.listdir(src):
+            with open(os.path.join(src, name), "rb") as f:
+                (big if name.endswith(".zip") else small)[name] = f.read()
+        status, env = server.commit(token, "alice/fmnist_zip", files=small, lfs=big, kind="datasets")
+        self.assertEqual(status, 200, env)
+
+        status, env = server.api("GET", "/api/v1/datasets/alice/fmnist_zip")
+        ds_id = env["Data"]["Id"]
+        q = urllib.parse.urlencode({"Revision": "master", "Root": "/", "Recursive": "True",
+                                    "PageNumber": 1, "PageSize": 100})
+        status, env = server.api("GET", f"/api/v1/datasets/{ds_id}/repo/tree?{q}")
+        self.assertEqual(status, 200, env)
+        snap = self.path("snapshot", "fmnist_zip")
+        for entry in env["Data"]["Files"]:
+            if entry["Type"] != "blob":
+                continue
+            status, _, data = server.download("alice/fmnist_zip", entry["Path"], kind="datasets")
+            self.assertEqual(status, 200)
+            self.write(os.path.join("snapshot", "fmnist_zip", entry["Path"]), data, "wb")
+        d = self.info("folder:" + snap, "--subset", "default")
+        self.assertEqual([(s["name"], s["rows"]) for s in d["splits"]], [("train", 120), ("test", 40)])
+        self.assertEqual(self.info(snap, "--subset", "iris")["splits"][0]["rows"], 150)
+
+        q = urllib.parse.urlencode({"Source": "SDK", "Revision": "master", "FilePath": "train.zip"})
+        d = self.info(f"zip:{server.endpoint}/api/v1/datasets/alice/fmnist_zip/repo?{q}")
+        self.assertEqual([(s["name"], s["rows"]) for s in d["splits"]], [("train", 120)])
+        self.assertEqual(len(d["labels"]), 10)
 
     @needs("ZIP")
     def test_unsafe_archives_rejected(self):
