@@ -1,6 +1,7 @@
 // RFC 4180 CSV and JSON lines parsing.
 #include "ms/data/csv.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -12,10 +13,12 @@
 
 namespace ms::data {
 
-std::size_t first_invalid_utf8_line(std::string_view text) {
+namespace {
+
+// Offset of the first invalid UTF-8 byte, or npos.
+std::size_t first_invalid_utf8(std::string_view text) {
   const auto* p = reinterpret_cast<const unsigned char*>(text.data());
   const std::size_t n = text.size();
-  std::size_t line = 1;
   std::size_t i = 0;
   while (i < n) {
     // ASCII fast path, eight bytes at a time.
@@ -23,14 +26,12 @@ std::size_t first_invalid_utf8_line(std::string_view text) {
       std::uint64_t word;
       std::memcpy(&word, p + i, 8);
       if ((word & 0x8080808080808080ULL) == 0) {
-        for (int k = 0; k < 8; ++k) line += p[i + k] == '\n';
         i += 8;
         continue;
       }
     }
     const unsigned char c = p[i];
     if (c < 0x80) {
-      if (c == '\n') ++line;
       ++i;
       continue;
     }
@@ -46,21 +47,29 @@ std::size_t first_invalid_utf8_line(std::string_view text) {
       len = 4;
       cp = c & 0x07;
     } else {
-      return line;
+      return i;
     }
-    if (i + len > n) return line;
+    if (i + len > n) return i;
     for (std::size_t k = 1; k < len; ++k) {
-      if ((p[i + k] & 0xC0) != 0x80) return line;
+      if ((p[i + k] & 0xC0) != 0x80) return i;
       cp = (cp << 6) | (p[i + k] & 0x3F);
     }
     // Overlong forms, surrogates and code points past U+10FFFF are invalid too.
     if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
         (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
-      return line;
+      return i;
     }
     i += len;
   }
-  return 0;
+  return std::string_view::npos;
+}
+
+}  // namespace
+
+std::size_t first_invalid_utf8_line(std::string_view text) {
+  const std::size_t bad = first_invalid_utf8(text);
+  if (bad == std::string_view::npos) return 0;
+  return 1 + static_cast<std::size_t>(std::count(text.begin(), text.begin() + bad, '\n'));
 }
 
 namespace {
