@@ -34,6 +34,7 @@ bool is_png(std::string_view b) { return b.size() >= 8 && b.substr(0, 8) == "\x8
               "replace or remove the file (datasets can skip bad images with --skip-bad)");
 }
 
+#if MS_WITH_JPEG || MS_WITH_PNG
 void check_size(const std::string& source, long long width, long long height) {
   if (width <= 0 || height <= 0) corrupt(source, "zero width or height");
   if (width * height > kMaxPixels) {
@@ -41,6 +42,7 @@ void check_size(const std::string& source, long long width, long long height) {
             fmt::format("{}x{} pixels is more than the limit of {}", width, height, kMaxPixels));
   }
 }
+#endif
 
 #if MS_WITH_JPEG
 Image decode_jpeg(std::string_view bytes, const std::string& source, int channels) {
