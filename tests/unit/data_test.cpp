@@ -372,10 +372,13 @@ TEST_CASE("Table folders: split files, shards concatenated, data/ sub-folder", "
 TEST_CASE("imagefolder: sorted class ids shared by splits, non-images counted", "[data]") {
   const fs::path dir = fs::temp_directory_path() / ("ms-data-test-" + std::to_string(::getpid()));
   fs::remove_all(dir);
-  for (const char* p : {"train/zebra/1.png", "train/ant/2.jpg", "train/ant/notes.txt",
-                        "val/ant/3.png", "val/mole/4.PNG"}) {
+  for (const char* p :
+       {"train/zebra/1.png", "train/ant/2.jpg", "train/ant/notes.txt", "val/ant/3.png",
+        "val/mole/4.PNG", "train/__MACOSX/ant/._2.jpg", "train/ant/.DS_Store"}) {
     ms::write_file_atomic(dir / p, "x");
   }
+  // A symlink loop inside a class folder is not followed.
+  fs::create_directory_symlink(".", dir / "train" / "ant" / "loop");
   const Dataset ds = load_dataset("imagefolder:" + dir.string());
   REQUIRE(ds.splits.size() == 2);
   CHECK(ds.splits[0].name == "train");

@@ -61,9 +61,10 @@ std::vector<std::string> split_names(const std::vector<Split>& splits) {
               hint);
 }
 
+// Dot files and macOS archive debris (__MACOSX/ folders) are not data.
 bool is_hidden(const fs::path& p) {
   const std::string name = p.filename().string();
-  return !name.empty() && name[0] == '.';
+  return (!name.empty() && name[0] == '.') || name == "__MACOSX";
 }
 
 // ---- imagefolder -------------------------------------------------------------------------------
@@ -82,7 +83,8 @@ void collect_images(const fs::path& dir, const std::string& label, RawSplit& out
   std::vector<fs::path> entries;
   std::error_code ec;
   for (fs::recursive_directory_iterator
-           it(dir, fs::directory_options::follow_directory_symlink, ec),
+           // Symlinked sub-folders are not followed: a link to "." would recurse forever.
+           it(dir, fs::directory_options::none, ec),
        end;
        !ec && it != end; it.increment(ec)) {
     if (is_hidden(it->path())) {
