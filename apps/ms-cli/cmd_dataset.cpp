@@ -21,6 +21,8 @@ struct DatasetOptions {
   bool verify = false;
   bool skip_bad = false;
   bool json = false;
+  std::string delimiter;
+  bool no_header = false;
   std::size_t rows = 5;
   // iter
   std::size_t batch_size = 32;
@@ -42,6 +44,17 @@ data::LoadOptions load_options(const DatasetOptions& o) {
   l.revision = o.version;
   l.verify_images = o.verify;
   l.skip_bad = o.skip_bad;
+  l.header = !o.no_header;
+  if (!o.delimiter.empty()) {
+    const std::string& d = o.delimiter;
+    if (d == "\\t" || d == "tab" || d == "\t") {
+      l.delimiter = '\t';
+    } else {
+      MS_CHECK(d.size() == 1 && d != "\"" && d != "\n" && d != "\r", ErrorCode::kUsage,
+               "--delimiter must be one character (or 'tab'), got '{}'", d);
+      l.delimiter = d[0];
+    }
+  }
   return l;
 }
 
@@ -218,6 +231,9 @@ void add_common(CLI::App* c, DatasetOptions& o) {
   c->add_option("--version", o.version, "Hub revision (branch, tag or commit)");
   c->add_flag("--verify", o.verify, "Decode every image now (a bad one is an error naming it)");
   c->add_flag("--skip-bad", o.skip_bad, "Skip and count images that fail to decode");
+  c->add_option("--delimiter", o.delimiter,
+                "CSV field separator for csv: specs (one character or 'tab')");
+  c->add_flag("--no-header", o.no_header, "The CSV has no header row (columns are column_0, ...)");
   c->add_flag("--json", o.json, "Machine-readable output on stdout");
 }
 

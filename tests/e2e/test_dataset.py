@@ -236,6 +236,12 @@ class DatasetTest(MsTestCase):
         t = self.write("t.tsv", "a\tb\n1\tx,y\n")
         self.assertEqual(self.head(t), [{"a": 1, "b": "x,y"}])
         self.assertEqual(self.head("tsv:" + self.write("t.txt", "a\tb\n1\t2\n")), [{"a": 1, "b": 2}])
+        semi = self.write("s.csv", "a;b\n1;x,y\n")
+        self.assertEqual(self.head(semi, "--delimiter", ";"), [{"a": 1, "b": "x,y"}])
+        self.assertEqual(self.head(semi, "--delimiter", ";", "--no-header"),
+                         [{"column_0": "a", "column_1": "b"}, {"column_0": "1", "column_1": "x,y"}])
+        r = self.ms("dataset", "info", semi, "--delimiter", ";;")
+        self.assertExit(r, 2)
         r = self.ms("dataset", "info", self.write("r.csv", "a,b\n1,2\n\"x\ny\",3\n4\n"))
         self.assertExit(r, 7)
         self.assertOneLineError(r, "r.csv:5", "ragged row")

@@ -318,11 +318,11 @@ void resolve_file_columns(Table& table, const fs::path& base, const std::string&
   }
 }
 
-void load_single_file(const fs::path& path, char delimiter, Dataset& ds) {
+void load_single_file(const fs::path& path, const CsvOptions& csv, Dataset& ds) {
   Split split;
   split.name = "train";
   split.selection = "train";
-  split.table = read_table(path, delimiter);
+  split.table = read_csv(path, csv);
   resolve_file_columns(split.table, path.parent_path(), path.string());
   ds.splits.push_back(std::move(split));
   ds.root = path;
@@ -747,7 +747,10 @@ Dataset load_dataset_impl(const DatasetSpec& spec, const LoadOptions& options_in
         ds.splits.push_back(std::move(s));
         ds.root = path;
       } else {
-        load_single_file(path, spec.delimiter, ds);
+        CsvOptions csv;
+        csv.delimiter = options.delimiter ? *options.delimiter : spec.delimiter;
+        csv.header = options.header;
+        load_single_file(path, csv, ds);
       }
       break;
     }

@@ -49,6 +49,8 @@ struct LoadOptions {
   bool verify_images = false;           ///< decode every image now (errors name the file)
   bool skip_bad = false;                ///< with verify_images: drop and count bad images
   std::filesystem::path cache_root;     ///< default: ms::cache_dir() / "datasets"
+  std::optional<char> delimiter;        ///< CSV files named by the spec: overrides ',' / tsv's tab
+  bool header = true;                   ///< CSV files named by the spec: first row names columns
 };
 
 /// Loads a dataset. Errors: kNotFound for missing files and unknown subsets or splits (listing the
