@@ -40,7 +40,8 @@ struct Batch {
   std::size_t size() const { return rows.size(); }
 };
 
-/// Iterates batches of one split. Not copyable; one pass per begin()..next() cycle.
+/// Iterates batches of one split, which must outlive the loader. Not copyable; start(epoch)
+/// begins a pass (the constructor starts epoch 0) and next() walks it in order.
 class DataLoader {
  public:
   DataLoader(const Split& split, LoaderOptions options);
