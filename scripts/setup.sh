@@ -19,6 +19,10 @@ packages=(
   libcpp-httplib-dev libzip-dev libturbojpeg0-dev libpng-dev
   libtorch-dev libopenblas0-openmp
   python3 curl openssl
+  # Test data (pinned by sha256 in scripts/make_dataset_fixtures.py) and dataset benchmarks:
+  # libjpeg-turbo's tjbench, PIL + numpy + torch + pandas under /usr/bin/python3 as peers.
+  dataset-fashion-mnist python3-sklearn
+  libjpeg-turbo-progs python3-pil python3-numpy python3-pandas python3-torch
 )
 
 missing=()

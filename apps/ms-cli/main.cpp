@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   ms::cli::add_upload_command(app, global);
   ms::cli::add_login_command(app, global);
   ms::cli::add_hub_command(app, global);
+  ms::cli::add_dataset_command(app, global);
 
   // Parse first: argument errors exit 2 (CLI11 prints them), --help and --version exit 0.
   try {

@@ -1,0 +1,285 @@
+// `ms dataset info|head|iter SPEC`: what a dataset holds, its first rows, and a timed pass of the
+// batch loader (decode + resize + normalise) for throughput checks.
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli.h"
+#include "ms/core/error.h"
+#include "ms/core/text.h"
+#include "ms/data/dataset.h"
+#include "ms/data/loader.h"
+
+namespace ms::cli {
+namespace {
+
+struct DatasetOptions {
+  std::string spec;
+  std::optional<std::string> subset;
+  std::optional<std::string> split;
+  std::optional<std::string> version;
+  bool verify = false;
+  bool skip_bad = false;
+  bool json = false;
+  std::string delimiter;
+  bool no_header = false;
+  std::size_t rows = 5;
+  // iter
+  std::size_t batch_size = 32;
+  int workers = 0;
+  int prefetch = 2;
+  bool shuffle = false;
+  std::uint64_t seed = 0;
+  bool drop_last = false;
+  std::string shard;
+  std::string transform;
+  int epochs = 1;
+  std::string save_batch;
+};
+
+data::LoadOptions load_options(const DatasetOptions& o) {
+  data::LoadOptions l;
+  l.subset = o.subset;
+  l.split = o.split;
+  l.revision = o.version;
+  l.verify_images = o.verify;
+  l.skip_bad = o.skip_bad;
+  l.header = !o.no_header;
+  if (!o.delimiter.empty()) {
+    const std::string& d = o.delimiter;
+    if (d == "\\t" || d == "tab" || d == "\t") {
+      l.delimiter = '\t';
+    } else {
+      MS_CHECK(d.size() == 1 && d != "\"" && d != "\n" && d != "\r", ErrorCode::kUsage,
+               "--delimiter must be one character (or 'tab'), got '{}'", d);
+      l.delimiter = d[0];
+    }
+  }
+  return l;
+}
+
+void print_info(const data::Dataset& ds) {
+  std::printf("dataset  %s (%s)\n", ds.spec.c_str(), data::source_kind_name(ds.kind));
+  std::printf("root     %s\n", ds.root.string().c_str());
+  std::printf("subset   %s (of %s)\n", ds.subset.c_str(), join(ds.subsets, ", ").c_str());
+  for (const auto& s : ds.splits) {
+    std::printf("split    %s: %zu rows\n", s.selection.c_str(), s.table.rows.size());
+    for (const auto& c : s.table.columns) {
+      std::printf("  %-24s %s\n", c.name.c_str(), data::column_type_name(c.type));
+    }
+    if (s.skipped_non_image) std::printf("  skipped %zu non-image files\n", s.skipped_non_image);
+    if (s.skipped_bad) std::printf("  skipped %zu bad images\n", s.skipped_bad);
+  }
+  if (!ds.labels.empty()) {
+    std::printf("labels   %zu: ", ds.labels.size());
+    for (std::size_t i = 0; i < ds.labels.size(); ++i) {
+      std::printf("%s%zu=%s", i ? ", " : "", i, ds.labels[i].c_str());
+    }
+    std::printf("\n");
+  }
+}
+
+void run_info(const DatasetOptions& o) {
+  const data::Dataset ds = data::load_dataset(o.spec, load_options(o));
+  if (o.json) {
+    std::printf("%s\n", ds.info().dump(2).c_str());
+  } else {
+    print_info(ds);
+  }
+}
+
+Json cell_json(const data::Value& v, data::ColumnType type) {
+  if (std::holds_alternative<std::monostate>(v)) return nullptr;
+  if (auto* i = std::get_if<std::int64_t>(&v)) return *i;
+  if (auto* d = std::get_if<double>(&v)) return *d;
+  if (auto* b = std::get_if<bool>(&v)) return *b;
+  const std::string& s = std::get<std::string>(v);
+  if (type == data::ColumnType::kJson) return Json::parse(s, nullptr, false);
+  return s;
+}
+
+void run_head(const DatasetOptions& o) {
+  const data::Dataset ds = data::load_dataset(o.spec, load_options(o));
+  for (const auto& s : ds.splits) {
+    if (!o.json && ds.splits.size() > 1) std::printf("# split %s\n", s.name.c_str());
+    const int label_col = s.table.column_index("label");
+    for (std::size_t r = 0; r < s.table.rows.size() && r < o.rows; ++r) {
+      Json row = Json::object();
+      if (o.json && ds.splits.size() > 1) row["_split"] = s.name;
+      for (std::size_t c = 0; c < s.table.columns.size(); ++c) {
+        row[s.table.columns[c].name] = cell_json(s.table.rows[r][c], s.table.columns[c].type);
+      }
+      if (label_col >= 0 && !ds.labels.empty()) {
+        if (auto* id = std::get_if<std::int64_t>(&s.table.rows[r][label_col])) {
+          if (*id >= 0 && static_cast<std::size_t>(*id) < ds.labels.size())
+            row["label_name"] = ds.labels[*id];
+        }
+      }
+      std::printf("%s\n", row.dump().c_str());
+    }
+  }
+}
+
+void run_iter(const DatasetOptions& o) {
+  const data::Dataset ds = data::load_dataset(o.spec, load_options(o));
+  if (ds.splits.size() != 1) {
+    std::vector<std::string> names;
+    for (const auto& s : ds.splits) names.push_back(s.name);
+    throw Error(ErrorCode::kUsage,
+                fmt::format("{} has splits {}; choose one", ds.spec, join(names, ", ")),
+                "pass --split NAME");
+  }
+  const data::Split& split = ds.splits.front();
+  data::LoaderOptions lo;
+  lo.batch_size = o.batch_size;
+  lo.workers = o.workers;
+  lo.prefetch = o.prefetch;
+  lo.shuffle = o.shuffle;
+  lo.seed = o.seed;
+  lo.drop_last = o.drop_last;
+  lo.skip_bad = o.skip_bad;
+  if (!o.shard.empty()) {
+    const auto parts = ms::split(o.shard, '/');
+    MS_CHECK(parts.size() == 2, ErrorCode::kUsage, "--shard must be I/N, got '{}'", o.shard);
+    auto number = [&](const std::string& text) {
+      std::size_t used = 0;
+      unsigned long value = 0;
+      try {
+        value = std::stoul(text, &used);
+      } catch (const std::logic_error&) {
+        used = 0;
+      }
+      MS_CHECK(used == text.size() && !text.empty() && text[0] != '-', ErrorCode::kUsage,
+               "--shard must be I/N with numbers, got '{}'", o.shard);
+      return static_cast<std::size_t>(value);
+    };
+    lo.shard_index = number(parts[0]);
+    lo.num_shards = number(parts[1]);
+  }
+  if (!o.transform.empty()) {
+    const Config config = o.transform.front() == '{'
+                              ? Config::parse(o.transform, "json", "--transform")
+                              : Config::from_file(o.transform);
+    lo.transform = data::ImageTransform::from_config(config);
+  }
+  data::DataLoader loader(split, lo);
+  std::size_t samples = 0, batches = 0, skipped = 0;
+  double checksum = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int epoch = 0; epoch < o.epochs; ++epoch) {
+    if (epoch > 0) loader.start(epoch);
+    while (auto batch = loader.next()) {
+      ++batches;
+      samples += batch->size();
+      skipped += batch->skipped_bad;
+      for (std::size_t i = 0; i < batch->images.size(); i += 4099) checksum += batch->images[i];
+      if (batches == 1 && !o.save_batch.empty()) {
+        MS_CHECK(!batch->images.empty(), ErrorCode::kUsage,
+                 "--save-batch: split '{}' has no image column", split.name);
+        data::write_npy(
+            o.save_batch,
+            {batch->size(), static_cast<std::size_t>(batch->channels),
+             static_cast<std::size_t>(batch->height), static_cast<std::size_t>(batch->width)},
+            batch->images);
+      }
+      if (!o.json && batches == 1) {
+        std::vector<std::string> rows;
+        for (std::size_t i = 0; i < batch->rows.size() && i < 8; ++i) {
+          rows.push_back(std::to_string(batch->rows[i]));
+        }
+        std::string images = batch->images.empty()
+                                 ? std::string("no images")
+                                 : fmt::format("images {}x{}x{}x{}", batch->size(), batch->channels,
+                                               batch->height, batch->width);
+        std::fprintf(stderr, "first batch: %zu rows, %s, rows [%s%s]\n", batch->size(),
+                     images.c_str(), join(rows, ",").c_str(), batch->size() > 8 ? ",..." : "");
+      }
+    }
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  Json out = Json::object();
+  out["split"] = split.selection;
+  out["batches"] = batches;
+  out["samples"] = samples;
+  out["skipped_bad"] = skipped;
+  out["seconds"] = seconds;
+  out["samples_per_second"] = seconds > 0 ? samples / seconds : 0.0;
+  out["workers"] = o.workers;
+  out["order"] = Json::array();
+  for (std::size_t i : loader.order(0)) {
+    if (out["order"].size() >= 16) break;
+    out["order"].push_back(i);
+  }
+  out["checksum"] = checksum;
+  if (o.json) {
+    std::printf("%s\n", out.dump(2).c_str());
+  } else {
+    std::printf("%zu samples in %zu batches, %.3f s, %.1f samples/s (%d workers)\n", samples,
+                batches, seconds, out["samples_per_second"].get<double>(), o.workers);
+  }
+}
+
+void add_common(CLI::App* c, DatasetOptions& o) {
+  c->add_option("spec", o.spec,
+                "csv:PATH, tsv:PATH, jsonl:PATH, imagefolder:DIR, folder:DIR, zip:PATH_OR_URL, "
+                "hub:OWNER/NAME[@REV][:SUBSET[/SPLIT]], or a path")
+      ->required();
+  c->add_option("--subset", o.subset, "Subset (dataset config name)");
+  c->add_option("--split", o.split,
+                "One split, optionally sliced: train, train[:10%], test[100:200]");
+  c->add_option("--version", o.version, "Hub revision (branch, tag or commit)");
+  c->add_flag("--verify", o.verify, "Decode every image now (a bad one is an error naming it)");
+  c->add_flag("--skip-bad", o.skip_bad, "Skip and count images that fail to decode");
+  c->add_option("--delimiter", o.delimiter,
+                "CSV field separator for csv: specs (one character or 'tab')");
+  c->add_flag("--no-header", o.no_header, "The CSV has no header row (columns are column_0, ...)");
+  c->add_flag("--json", o.json, "Machine-readable output on stdout");
+}
+
+}  // namespace
+
+void add_dataset_command(CLI::App& app, const GlobalOptions& /*global*/) {
+  CLI::App* dataset = app.add_subcommand("dataset", "Inspect and iterate datasets");
+  dataset->require_subcommand(1);
+
+  auto info = std::make_shared<DatasetOptions>();
+  CLI::App* info_cmd =
+      dataset->add_subcommand("info", "Splits, row counts, columns and types, labels");
+  add_common(info_cmd, *info);
+  info_cmd->callback([info] { run_info(*info); });
+
+  auto head = std::make_shared<DatasetOptions>();
+  CLI::App* head_cmd =
+      dataset->add_subcommand("head", "Print the first rows of each split as JSON lines");
+  add_common(head_cmd, *head);
+  head_cmd->add_option("-n,--rows", head->rows, "Rows per split")->check(CLI::NonNegativeNumber);
+  head_cmd->callback([head] { run_head(*head); });
+
+  auto iter = std::make_shared<DatasetOptions>();
+  CLI::App* iter_cmd = dataset->add_subcommand(
+      "iter",
+      "Run the batch loader over one split (decode, resize, normalise) and report samples/s");
+  add_common(iter_cmd, *iter);
+  iter_cmd->add_option("--batch-size", iter->batch_size, "Rows per batch")
+      ->check(CLI::PositiveNumber);
+  iter_cmd->add_option("--workers", iter->workers, "Decoding threads (0 = main thread)")
+      ->check(CLI::Range(0, 256));
+  iter_cmd->add_option("--prefetch", iter->prefetch, "Batches each worker may run ahead")
+      ->check(CLI::PositiveNumber);
+  iter_cmd->add_flag("--shuffle", iter->shuffle, "Shuffle rows (see --seed)");
+  iter_cmd->add_option("--seed", iter->seed, "Shuffle seed (same seed, same order)");
+  iter_cmd->add_flag("--drop-last", iter->drop_last, "Drop a last, smaller batch");
+  iter_cmd->add_option("--shard", iter->shard, "Only shard I of N (rows I, I+N, ...), as I/N");
+  iter_cmd->add_option(
+      "--transform", iter->transform,
+      "Image transform: a JSON file or inline JSON, e.g. "
+      "'{\"resize\":[224,224],\"mean\":[0.485,0.456,0.406],\"std\":[0.229,0.224,0.225]}'");
+  iter_cmd->add_option("--epochs", iter->epochs, "Passes over the split")
+      ->check(CLI::PositiveNumber);
+  iter_cmd->add_option("--save-batch", iter->save_batch,
+                       "Write the first batch's images (N x C x H x W float32) to this .npy file");
+  iter_cmd->callback([iter] { run_iter(*iter); });
+}
+
+}  // namespace ms::cli

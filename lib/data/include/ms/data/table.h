@@ -1,0 +1,45 @@
+// In-memory rows of one dataset split: typed columns (int, float, bool, string, json, file, image).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace ms::data {
+
+/// Type of a column. CSV types are inferred per column; `kFile` holds a resolved path (ModelScope's
+/// `:FILE` columns), `kImage` a path to an image file (imagefolder), `kJson` a nested JSON value.
+enum class ColumnType { kNull, kInt, kFloat, kBool, kString, kJson, kFile, kImage };
+
+/// "int", "float", "bool", "string", "json", "file", "image" ("null" for an all-empty column).
+const char* column_type_name(ColumnType type);
+
+/// One cell: null (empty CSV field or missing JSON key), integer, float, bool or text. kJson,
+/// kFile and kImage cells hold text (the JSON dump or the path).
+using Value = std::variant<std::monostate, std::int64_t, double, bool, std::string>;
+
+/// A column's name and type.
+struct Column {
+  std::string name;
+  ColumnType type = ColumnType::kNull;
+};
+
+/// Rows of equal width; row i, column j is rows[i][j].
+struct Table {
+  std::vector<Column> columns;
+  std::vector<std::vector<Value>> rows;
+
+  /// Index of a column by name, or -1.
+  int column_index(const std::string& name) const;
+};
+
+/// Infers one column type from raw text fields and converts them: all integers -> kInt, all numbers
+/// -> kFloat, all true/false (any case) -> kBool, else kString. Empty fields are nulls and do not
+/// take part; a column of only empty fields is kNull.
+ColumnType infer_and_convert(std::vector<Value*>& cells);
+
+/// infer_and_convert() for every column of a table whose cells are still text or null.
+void infer_table_types(Table& table);
+
+}  // namespace ms::data

@@ -1,0 +1,287 @@
+// Zip extraction with path checks, size and entry limits, and an atomic rename into place.
+#include "ms/data/archive.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+#include <system_error>
+#include <vector>
+
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+#include "ms/core/log.h"
+#include "ms/core/settings.h"
+#include "ms/hub/repo_id.h"
+#include "ms/hub/sha256.h"
+
+#if MS_WITH_ZIP
+#include <zip.h>
+#endif
+
+namespace fs = std::filesystem;
+
+namespace ms::data {
+
+ExtractLimits ExtractLimits::from_env() {
+  ExtractLimits limits;
+  auto read = [](const char* name, std::uint64_t& out) {
+    if (auto v = env_var(name)) {
+      try {
+        std::size_t used = 0;
+        const unsigned long long n = std::stoull(*v, &used);
+        MS_CHECK(used == v->size(), ErrorCode::kUsage, "{}={} is not a number", name, *v);
+        out = n;
+      } catch (const std::logic_error&) {
+        fail(ErrorCode::kUsage, "{}={} is not a number", name, *v);
+      }
+    }
+  };
+  read("MS_DATASET_MAX_EXTRACT_BYTES", limits.max_bytes);
+  read("MS_DATASET_MAX_EXTRACT_ENTRIES", limits.max_entries);
+  return limits;
+}
+
+bool zip_supported() { return MS_WITH_ZIP != 0; }
+
+#if MS_WITH_ZIP
+namespace {
+
+[[noreturn]] void bad_archive(const fs::path& zip_path, const std::string& what) {
+  throw Error(ErrorCode::kIntegrity, fmt::format("{}: {}", zip_path.string(), what),
+              "the archive is unsafe or corrupt; it was not extracted");
+}
+
+struct ZipCloser {
+  void operator()(zip_t* z) const { zip_discard(z); }
+};
+struct FileCloser {
+  void operator()(zip_file_t* f) const { zip_fclose(f); }
+};
+
+std::string temp_sibling(const fs::path& dest) {
+  std::random_device rd;
+  return dest.string() + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(rd());
+}
+
+void write_entry(zip_t* archive, zip_uint64_t index, const fs::path& zip_path,
+                 const std::string& name, const fs::path& target, std::uint64_t& total,
+                 const ExtractLimits& limits) {
+  std::unique_ptr<zip_file_t, FileCloser> file(zip_fopen_index(archive, index, 0));
+  if (!file) bad_archive(zip_path, fmt::format("entry '{}': {}", name, zip_strerror(archive)));
+  const int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0 && (errno == EEXIST || errno == EISDIR || errno == ENOTDIR)) {
+    bad_archive(zip_path, fmt::format("entry '{}' clashes with an earlier entry ({})", name,
+                                      std::strerror(errno)));
+  }
+  if (fd < 0) {
+    throw Error(ErrorCode::kIo,
+                fmt::format("cannot create '{}': {}", target.string(), std::strerror(errno)));
+  }
+  std::vector<char> buffer(1 << 16);
+  while (true) {
+    const zip_int64_t n = zip_fread(file.get(), buffer.data(), buffer.size());
+    if (n < 0) {
+      ::close(fd);
+      bad_archive(zip_path, fmt::format("entry '{}': {}", name, zip_file_strerror(file.get())));
+    }
+    if (n == 0) break;
+    // Count actual bytes: the sizes in the directory are the archive's claim, not a fact.
+    total += static_cast<std::uint64_t>(n);
+    if (total > limits.max_bytes) {
+      ::close(fd);
+      bad_archive(zip_path,
+                  fmt::format("extracts to more than {} bytes (MS_DATASET_MAX_EXTRACT_BYTES)",
+                              limits.max_bytes));
+    }
+    for (zip_int64_t done = 0; done < n;) {
+      const ssize_t w = ::write(fd, buffer.data() + done, static_cast<std::size_t>(n - done));
+      if (w < 0) {
+        const int err = errno;
+        ::close(fd);
+        throw Error(ErrorCode::kIo,
+                    fmt::format("cannot write '{}': {}", target.string(), std::strerror(err)));
+      }
+      done += w;
+    }
+  }
+  if (::close(fd) != 0) {
+    throw Error(ErrorCode::kIo,
+                fmt::format("cannot write '{}': {}", target.string(), std::strerror(errno)));
+  }
+}
+
+bool is_link_entry(zip_t* archive, zip_uint64_t index) {
+  zip_uint8_t opsys = 0;
+  zip_uint32_t attributes = 0;
+  if (zip_file_get_external_attributes(archive, index, 0, &opsys, &attributes) != 0) return false;
+  return opsys == ZIP_OPSYS_UNIX && S_ISLNK(attributes >> 16);
+}
+
+bool climbs_or_absolute(const std::string& target) {
+  if (target.empty() || target[0] == '/' || target.find('\\') != std::string::npos) return true;
+  std::size_t start = 0;
+  while (start <= target.size()) {
+    std::size_t end = target.find('/', start);
+    if (end == std::string::npos) end = target.size();
+    if (target.compare(start, end - start, "..") == 0) return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+}  // namespace
+
+void extract_zip(const fs::path& zip_path, const fs::path& dest, const ExtractLimits& limits) {
+  int error = 0;
+  std::unique_ptr<zip_t, ZipCloser> archive(
+      zip_open(zip_path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &error));
+  if (!archive) {
+    zip_error_t ze;
+    zip_error_init_with_code(&ze, error);
+    const std::string message = zip_error_strerror(&ze);
+    zip_error_fini(&ze);
+    if (error == ZIP_ER_NOENT || error == ZIP_ER_OPEN) {
+      throw Error(ErrorCode::kNotFound,
+                  fmt::format("cannot open zip '{}': {}", zip_path.string(), message));
+    }
+    bad_archive(zip_path, "not a readable zip archive: " + message);
+  }
+  const zip_int64_t count = zip_get_num_entries(archive.get(), 0);
+  if (static_cast<std::uint64_t>(count) > limits.max_entries) {
+    bad_archive(
+        zip_path,
+        fmt::format("{} entries is more than the limit of {} (MS_DATASET_MAX_EXTRACT_ENTRIES)",
+                    count, limits.max_entries));
+  }
+  // Check every name and the declared sizes before writing anything.
+  std::uint64_t declared = 0;
+  for (zip_int64_t i = 0; i < count; ++i) {
+    zip_stat_t st;
+    if (zip_stat_index(archive.get(), i, 0, &st) != 0 || !(st.valid & ZIP_STAT_NAME)) {
+      bad_archive(zip_path, fmt::format("entry {} is unreadable", i));
+    }
+    std::string name = st.name;
+    if (!name.empty() && name.back() == '/') name.pop_back();
+    if (!hub::is_safe_repo_path(name)) {
+      bad_archive(zip_path, fmt::format("unsafe entry name '{}' (absolute, '..' or odd characters)",
+                                        st.name));
+    }
+    if (st.valid & ZIP_STAT_SIZE) declared += st.size;
+  }
+  if (declared > limits.max_bytes) {
+    bad_archive(
+        zip_path,
+        fmt::format("declares {} bytes, more than the limit of {} (MS_DATASET_MAX_EXTRACT_BYTES)",
+                    declared, limits.max_bytes));
+  }
+
+  const std::string temp = temp_sibling(dest);
+  fs::create_directories(fs::path(temp));
+  try {
+    std::uint64_t total = 0;
+    std::vector<std::pair<std::string, std::string>> links;  // made last: name, target
+    for (zip_int64_t i = 0; i < count; ++i) {
+      std::string name = zip_get_name(archive.get(), i, 0);
+      try {
+        const bool is_dir = !name.empty() && name.back() == '/';
+        if (is_dir) name.pop_back();
+        const fs::path target = fs::path(temp) / name;
+        if (is_dir) {
+          fs::create_directories(target);
+          continue;
+        }
+        fs::create_directories(target.parent_path());
+        if (is_link_entry(archive.get(), i)) {
+          std::unique_ptr<zip_file_t, FileCloser> file(zip_fopen_index(archive.get(), i, 0));
+          if (!file) bad_archive(zip_path, fmt::format("entry '{}' is unreadable", name));
+          std::string link(4096, '\0');
+          const zip_int64_t n = zip_fread(file.get(), link.data(), link.size());
+          if (n <= 0 || n >= static_cast<zip_int64_t>(link.size())) {
+            bad_archive(zip_path, fmt::format("symlink entry '{}' is unreadable", name));
+          }
+          link.resize(static_cast<std::size_t>(n));
+          if (climbs_or_absolute(link)) {
+            bad_archive(zip_path,
+                        fmt::format("symlink '{}' -> '{}' points outside the archive", name, link));
+          }
+          links.emplace_back(name, link);
+          continue;
+        }
+        write_entry(archive.get(), i, zip_path, name, target, total, limits);
+      } catch (const fs::filesystem_error& e) {
+        bad_archive(zip_path, fmt::format("entry '{}' clashes with an earlier entry ({})", name,
+                                          e.code().message()));
+      }
+    }
+    for (const auto& [name, link] : links) {
+      std::error_code link_error;
+      fs::create_symlink(link, fs::path(temp) / name, link_error);
+      if (link_error) {
+        bad_archive(zip_path, fmt::format("symlink entry '{}' clashes with an earlier entry ({})",
+                                          name, link_error.message()));
+      }
+    }
+    std::error_code ec;
+    fs::rename(temp, dest, ec);
+    if (ec) {
+      // Another process finished the same extraction first: keep theirs.
+      fs::remove_all(temp);
+      if (!fs::is_directory(dest)) {
+        throw Error(ErrorCode::kIo, fmt::format("cannot move extracted '{}' to '{}': {}", temp,
+                                                dest.string(), ec.message()));
+      }
+    }
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(temp, ec);
+    throw;
+  }
+}
+#else
+void extract_zip(const fs::path& zip_path, const fs::path&, const ExtractLimits&) {
+  throw Error(ErrorCode::kMissingComponent,
+              fmt::format("cannot read '{}': zip support is not built in", zip_path.string()),
+              "rebuild with -DMS_WITH_ZIP=ON (Debian package libzip-dev)");
+}
+#endif
+
+fs::path extract_zip_cached(const fs::path& zip_path, const fs::path& cache_root) {
+  std::error_code ec;
+  MS_CHECK(fs::is_regular_file(zip_path, ec), ErrorCode::kNotFound, "zip file '{}' does not exist",
+           zip_path.string());
+  // Hashing a large archive on every load is slow: remember the digest per (path, size, mtime).
+  struct stat st {};
+  MS_CHECK(::stat(zip_path.c_str(), &st) == 0, ErrorCode::kIo, "cannot stat '{}': {}",
+           zip_path.string(), std::strerror(errno));
+  const std::string stat_key = hub::sha256_hex(
+      fmt::format("{}\n{}\n{}.{}", fs::absolute(zip_path).lexically_normal().string(),
+                  static_cast<long long>(st.st_size), static_cast<long long>(st.st_mtim.tv_sec),
+                  static_cast<long long>(st.st_mtim.tv_nsec)));
+  const fs::path memo = cache_root / ".digests" / stat_key.substr(0, 32);
+  std::string digest;
+  if (fs::is_regular_file(memo, ec)) {
+    digest = read_file(memo);
+    if (digest.size() != 64 || digest.find_first_not_of("0123456789abcdef") != std::string::npos) {
+      digest.clear();
+    }
+  }
+  if (digest.empty()) {
+    digest = hub::sha256_file(zip_path);
+    write_file_atomic(memo, digest);
+  }
+  const fs::path dest = cache_root / digest.substr(0, 16);
+  if (fs::is_directory(dest, ec)) {
+    log::info("reusing extracted {} at {}", zip_path.string(), dest.string());
+    return dest;
+  }
+  fs::create_directories(cache_root);
+  log::info("extracting {} into {}", zip_path.string(), dest.string());
+  extract_zip(zip_path, dest);
+  return dest;
+}
+
+}  // namespace ms::data

@@ -1,0 +1,340 @@
+// RFC 4180 CSV and JSON lines parsing.
+#include "ms/data/csv.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+
+namespace ms::data {
+
+namespace {
+
+// Offset of the first invalid UTF-8 byte, or npos.
+std::size_t first_invalid_utf8(std::string_view text) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const std::size_t n = text.size();
+  std::size_t i = 0;
+  while (i < n) {
+    // ASCII fast path, eight bytes at a time.
+    if (i + 8 <= n) {
+      std::uint64_t word;
+      std::memcpy(&word, p + i, 8);
+      if ((word & 0x8080808080808080ULL) == 0) {
+        i += 8;
+        continue;
+      }
+    }
+    const unsigned char c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len = 0;
+    unsigned cp = 0;
+    if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return i;
+    }
+    if (i + len > n) return i;
+    for (std::size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    // Overlong forms, surrogates and code points past U+10FFFF are invalid too.
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
+      return i;
+    }
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+}  // namespace
+
+std::size_t first_invalid_utf8_line(std::string_view text) {
+  const std::size_t bad = first_invalid_utf8(text);
+  if (bad == std::string_view::npos) return 0;
+  return 1 + static_cast<std::size_t>(std::count(text.begin(), text.begin() + bad, '\n'));
+}
+
+namespace {
+
+[[noreturn]] void bad_line(const std::string& source, std::size_t line, const std::string& what) {
+  throw Error(ErrorCode::kIntegrity, fmt::format("{}:{}: {}", source, line, what),
+              "fix the file or choose the right format and delimiter");
+}
+
+}  // namespace
+
+Table parse_csv(std::string_view text, const std::string& source, const CsvOptions& options) {
+  if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+  if (std::size_t bad = first_invalid_utf8_line(text)) bad_line(source, bad, "invalid UTF-8");
+  const char delim = options.delimiter;
+  MS_CHECK(delim != '"' && delim != '\n' && delim != '\r', ErrorCode::kUsage,
+           "CSV delimiter {:?} is not allowed", delim);
+
+  Table table;
+  std::vector<Value> record;
+  std::string field;
+  std::size_t line = 1;         // current physical line
+  std::size_t record_line = 1;  // line where the current record started
+  bool have_header = !options.header;
+  std::size_t width = 0;
+  const std::size_t n = text.size();
+  std::size_t i = 0;
+  bool stop[256] = {};
+  stop[static_cast<unsigned char>(delim)] = stop['\n'] = stop['\r'] = true;
+
+  auto end_record = [&]() {
+    // A blank line is one empty unquoted field: skip it, as pandas does.
+    if (record.size() == 1 && std::holds_alternative<std::monostate>(record[0])) {
+      record.clear();
+      return;
+    }
+    if (!have_header) {
+      for (std::size_t k = 0; k < record.size(); ++k) {
+        std::string name = std::holds_alternative<std::string>(record[k])
+                               ? std::get<std::string>(record[k])
+                               : std::string();
+        if (name.empty()) name = "column_" + std::to_string(k);
+        // Repeated names get ".1", ".2", ... as pandas does, so every column stays addressable.
+        const std::string base = name;
+        for (int dup = 1; table.column_index(name) >= 0; ++dup)
+          name = base + "." + std::to_string(dup);
+        table.columns.push_back({name, ColumnType::kString});
+      }
+      width = record.size();
+      have_header = true;
+    } else {
+      if (width == 0) {
+        width = record.size();
+        for (std::size_t k = 0; k < width; ++k)
+          table.columns.push_back({"column_" + std::to_string(k), ColumnType::kString});
+      }
+      if (record.size() != width) {
+        bad_line(source, record_line,
+                 fmt::format("ragged row: {} fields, expected {} (as in the header)", record.size(),
+                             width));
+      }
+      table.rows.push_back(std::move(record));
+    }
+    record.clear();
+    record.reserve(width);
+  };
+
+  while (i < n) {
+    record_line = line;
+    // One record.
+    while (true) {
+      field.clear();
+      if (i < n && text[i] == '"') {
+        const std::size_t quote_line = line;
+        ++i;
+        while (true) {
+          if (i >= n) bad_line(source, quote_line, "unterminated quoted field");
+          const char c = text[i];
+          if (c == '"') {
+            if (i + 1 < n && text[i + 1] == '"') {
+              field.push_back('"');
+              i += 2;
+              continue;
+            }
+            ++i;
+            break;
+          }
+          if (c == '\n') ++line;
+          field.push_back(c);
+          ++i;
+        }
+        if (i < n && text[i] != delim && text[i] != '\n' && text[i] != '\r') {
+          bad_line(source, line, "unexpected text after a closing quote");
+        }
+        record.emplace_back(std::in_place_type<std::string>, std::move(field));
+      } else {
+        const std::size_t start = i;
+        while (i < n && !stop[static_cast<unsigned char>(text[i])]) ++i;
+        if (i == start) {
+          record.emplace_back(std::monostate{});
+        } else {
+          record.emplace_back(std::in_place_type<std::string>, text.data() + start, i - start);
+        }
+      }
+      if (i >= n) break;
+      const char c = text[i];
+      if (c == delim) {
+        ++i;
+        if (i >= n) record.emplace_back(std::monostate{});
+        continue;
+      }
+      // End of record: LF, CRLF or a lone CR.
+      if (c == '\r') ++i;
+      if (i < n && text[i] == '\n') ++i;
+      ++line;
+      break;
+    }
+    end_record();
+  }
+  if (options.header && table.columns.empty()) bad_line(source, 1, "empty file: no header row");
+  if (!table.columns.empty() && options.infer_types) infer_table_types(table);
+  return table;
+}
+
+Table read_csv(const std::filesystem::path& path, const CsvOptions& options) {
+  return parse_csv(read_file(path), path.string(), options);
+}
+
+Table parse_jsonl(std::string_view text, const std::string& source) {
+  if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+  if (std::size_t bad = first_invalid_utf8_line(text)) bad_line(source, bad, "invalid UTF-8");
+  Table table;
+  std::unordered_map<std::string, std::size_t> index;
+  // Per column, which JSON kinds occur: 0 int, 1 float, 2 bool, 3 string, 4 array/object.
+  std::vector<std::array<bool, 5>> seen;
+  std::vector<nlohmann::ordered_json> objects;
+  auto add = [&](nlohmann::ordered_json obj) {
+    for (auto it = obj.begin(); it != obj.end(); ++it) {
+      auto [slot, inserted] = index.emplace(it.key(), table.columns.size());
+      if (inserted) {
+        table.columns.push_back({it.key(), ColumnType::kNull});
+        seen.push_back({false, false, false, false, false});
+      }
+      auto& s = seen[slot->second];
+      const nlohmann::ordered_json& v = it.value();
+      if (v.is_boolean())
+        s[2] = true;
+      else if (v.is_number_integer())
+        s[0] = true;
+      else if (v.is_number())
+        s[1] = true;
+      else if (v.is_string())
+        s[3] = true;
+      else if (!v.is_null())
+        s[4] = true;
+    }
+    objects.push_back(std::move(obj));
+  };
+  const std::size_t first = text.find_first_not_of(" \t\r\n");
+  if (first != std::string_view::npos && text[first] == '[') {
+    // A .json file holding one array of objects (HF's json builder reads these too).
+    nlohmann::ordered_json doc;
+    try {
+      doc = nlohmann::ordered_json::parse(text);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw Error(ErrorCode::kIntegrity, fmt::format("{}: bad JSON: {}", source, e.what()),
+                  "fix the file: it must be JSON lines or one array of objects");
+    }
+    for (std::size_t k = 0; k < doc.size(); ++k) {
+      if (!doc[k].is_object()) {
+        throw Error(ErrorCode::kIntegrity,
+                    fmt::format("{}: element {} of the top-level array is {}, expected an object",
+                                source, k, doc[k].type_name()));
+      }
+      add(std::move(doc[k]));
+    }
+  } else {
+    std::size_t line = 0;
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+      std::size_t eol = text.find('\n', pos);
+      if (eol == std::string_view::npos) eol = text.size();
+      std::string_view raw = text.substr(pos, eol - pos);
+      pos = eol + 1;
+      ++line;
+      if (raw.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+      nlohmann::ordered_json obj;
+      try {
+        obj = nlohmann::ordered_json::parse(raw);
+      } catch (const nlohmann::json::parse_error& e) {
+        bad_line(source, line, std::string("bad JSON: ") + e.what());
+      }
+      if (!obj.is_object()) {
+        bad_line(source, line, "expected a JSON object, got " + std::string(obj.type_name()));
+      }
+      add(std::move(obj));
+    }
+  }
+  // One type per column: ints widen to float; any other mix becomes JSON text.
+  for (std::size_t c = 0; c < table.columns.size(); ++c) {
+    const auto& s = seen[c];
+    const int kinds = s[0] + s[1] + s[2] + s[3] + s[4];
+    ColumnType type = ColumnType::kNull;
+    if (kinds == 0)
+      type = ColumnType::kNull;
+    else if (s[4] || kinds > 2 || (kinds == 2 && !(s[0] && s[1])))
+      type = ColumnType::kJson;
+    else if (s[1])
+      type = ColumnType::kFloat;
+    else if (s[0])
+      type = ColumnType::kInt;
+    else if (s[2])
+      type = ColumnType::kBool;
+    else
+      type = ColumnType::kString;
+    table.columns[c].type = type;
+  }
+  table.rows.reserve(objects.size());
+  for (const nlohmann::ordered_json& obj : objects) {
+    std::vector<Value> row(table.columns.size());
+    for (std::size_t c = 0; c < table.columns.size(); ++c) {
+      auto it = obj.find(table.columns[c].name);
+      if (it == obj.end() || it->is_null()) continue;
+      switch (table.columns[c].type) {
+        case ColumnType::kInt:
+          row[c] = it->get<std::int64_t>();
+          break;
+        case ColumnType::kFloat:
+          row[c] = it->get<double>();
+          break;
+        case ColumnType::kBool:
+          row[c] = it->get<bool>();
+          break;
+        case ColumnType::kString:
+          row[c] = it->get<std::string>();
+          break;
+        default:
+          row[c] = it->dump();
+          break;
+      }
+    }
+    table.rows.push_back(std::move(row));
+  }
+  return table;
+}
+
+Table parse_text_lines(std::string_view text, const std::string& source) {
+  if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+  if (std::size_t bad = first_invalid_utf8_line(text)) bad_line(source, bad, "invalid UTF-8");
+  Table table;
+  table.columns.push_back({"text", ColumnType::kString});
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t eol = text.find('\n', pos);
+    if (eol == std::string_view::npos) eol = text.size();
+    std::string_view line = text.substr(pos, eol - pos);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    table.rows.push_back({Value(std::string(line))});
+    pos = eol + 1;
+  }
+  return table;
+}
+
+Table read_jsonl(const std::filesystem::path& path) {
+  return parse_jsonl(read_file(path), path.string());
+}
+
+}  // namespace ms::data

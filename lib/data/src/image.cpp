@@ -1,0 +1,403 @@
+// Image decoding, PIL-compatible bilinear resizing and normalisation into float CHW.
+#include "ms/data/image.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+
+#if MS_WITH_JPEG
+#include <turbojpeg.h>
+#endif
+#if MS_WITH_PNG
+#include <png.h>
+#endif
+
+namespace ms::data {
+namespace {
+
+// Images larger than this are refused before decoding (decompression bombs).
+constexpr long long kMaxPixels = 1LL << 28;
+
+bool is_jpeg(std::string_view b) {
+  return b.size() >= 3 && static_cast<unsigned char>(b[0]) == 0xFF &&
+         static_cast<unsigned char>(b[1]) == 0xD8 && static_cast<unsigned char>(b[2]) == 0xFF;
+}
+
+bool is_png(std::string_view b) { return b.size() >= 8 && b.substr(0, 8) == "\x89PNG\r\n\x1a\n"; }
+
+[[noreturn]] void corrupt(const std::string& source, const std::string& what) {
+  throw Error(ErrorCode::kIntegrity, fmt::format("{}: corrupt image: {}", source, what),
+              "replace or remove the file (datasets can skip bad images with --skip-bad)");
+}
+
+#if MS_WITH_JPEG || MS_WITH_PNG
+void check_size(const std::string& source, long long width, long long height) {
+  if (width <= 0 || height <= 0) corrupt(source, "zero width or height");
+  if (width * height > kMaxPixels) {
+    corrupt(source,
+            fmt::format("{}x{} pixels is more than the limit of {}", width, height, kMaxPixels));
+  }
+}
+#endif
+
+#if MS_WITH_JPEG
+Image decode_jpeg(std::string_view bytes, const std::string& source, int channels) {
+  struct Closer {
+    void operator()(void* h) const { tjDestroy(h); }
+  };
+  std::unique_ptr<void, Closer> handle(tjInitDecompress());
+  MS_ASSERT(handle);
+  int width = 0, height = 0, subsamp = 0, colorspace = 0;
+  auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
+  if (tjDecompressHeader3(handle.get(), data, bytes.size(), &width, &height, &subsamp,
+                          &colorspace) != 0) {
+    corrupt(source, tjGetErrorStr2(handle.get()));
+  }
+  check_size(source, width, height);
+  Image image;
+  image.width = width;
+  image.height = height;
+  image.channels = channels;
+  image.pixels.resize(static_cast<std::size_t>(width) * height * channels);
+  const int format = channels == 1 ? TJPF_GRAY : TJPF_RGB;
+  // Warnings (a truncated file: "premature end of data") are errors too: the pixels are partly
+  // grey fill, and silently training on them is worse than stopping.
+  if (tjDecompress2(handle.get(), data, bytes.size(), image.pixels.data(), width, 0, height, format,
+                    0) != 0) {
+    corrupt(source, tjGetErrorStr2(handle.get()));
+  }
+  return image;
+}
+#endif
+
+#if MS_WITH_PNG
+Image decode_png(std::string_view bytes, const std::string& source, int channels) {
+  png_image png;
+  std::memset(&png, 0, sizeof png);
+  png.version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_memory(&png, bytes.data(), bytes.size())) {
+    corrupt(source, png.message);
+  }
+  check_size(source, png.width, png.height);
+  // Read with alpha and drop it afterwards, as PIL's convert("RGB") does (libpng would composite).
+  const bool has_alpha = (png.format & PNG_FORMAT_FLAG_ALPHA) != 0;
+  const int read_channels = channels + (has_alpha ? 1 : 0);
+  png.format = channels == 1 ? (has_alpha ? PNG_FORMAT_GA : PNG_FORMAT_GRAY)
+                             : (has_alpha ? PNG_FORMAT_RGBA : PNG_FORMAT_RGB);
+  std::vector<std::uint8_t> buffer(static_cast<std::size_t>(png.width) * png.height *
+                                   read_channels);
+  if (!png_image_finish_read(&png, nullptr, buffer.data(), 0, nullptr)) {
+    std::string message = png.message;
+    png_image_free(&png);
+    corrupt(source, message);
+  }
+  Image image;
+  image.width = static_cast<int>(png.width);
+  image.height = static_cast<int>(png.height);
+  image.channels = channels;
+  if (!has_alpha) {
+    image.pixels = std::move(buffer);
+  } else {
+    const std::size_t n = static_cast<std::size_t>(image.width) * image.height;
+    image.pixels.resize(n * channels);
+    for (std::size_t i = 0; i < n; ++i) {
+      std::memcpy(&image.pixels[i * channels], &buffer[i * read_channels], channels);
+    }
+  }
+  return image;
+}
+#endif
+
+// PIL's resampling (Imaging/Resample.c semantics, written from its documented algorithm): per
+// output pixel a window of the triangle filter scaled by max(scale, 1), normalised, in 22-bit fixed
+// point.
+constexpr int kPrecisionBits = 32 - 8 - 2;
+
+struct Coefficients {
+  int ksize = 0;
+  std::vector<int> bounds;   // per output pixel: xmin, count
+  std::vector<int> weights;  // per output pixel: ksize fixed-point weights
+};
+
+Coefficients precompute(int in_size, int out_size) {
+  const double scale = static_cast<double>(in_size) / out_size;
+  const double filterscale = std::max(scale, 1.0);
+  const double support = 1.0 * filterscale;
+  Coefficients c;
+  c.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
+  c.bounds.resize(out_size * 2);
+  c.weights.assign(static_cast<std::size_t>(out_size) * c.ksize, 0);
+  std::vector<double> k(c.ksize);
+  for (int xx = 0; xx < out_size; ++xx) {
+    const double center = (xx + 0.5) * scale;
+    const double ss = 1.0 / filterscale;
+    int xmin = static_cast<int>(center - support + 0.5);
+    if (xmin < 0) xmin = 0;
+    int xmax = static_cast<int>(center + support + 0.5);
+    if (xmax > in_size) xmax = in_size;
+    xmax -= xmin;
+    double ww = 0.0;
+    for (int x = 0; x < xmax; ++x) {
+      double t = (x + xmin - center + 0.5) * ss;
+      if (t < 0) t = -t;
+      const double w = t < 1.0 ? 1.0 - t : 0.0;
+      k[x] = w;
+      ww += w;
+    }
+    for (int x = 0; x < xmax; ++x) {
+      const double w = ww != 0.0 ? k[x] / ww : k[x];
+      c.weights[static_cast<std::size_t>(xx) * c.ksize + x] = static_cast<int>(
+          w < 0 ? -0.5 + w * (1 << kPrecisionBits) : 0.5 + w * (1 << kPrecisionBits));
+    }
+    c.bounds[xx * 2] = xmin;
+    c.bounds[xx * 2 + 1] = xmax;
+  }
+  return c;
+}
+
+inline std::uint8_t clip8(int v) {
+  v >>= kPrecisionBits;
+  return static_cast<std::uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+template <int kChannels>
+void horizontal_rows(const Image& in, const Coefficients& c, Image& out) {
+  const int ch = kChannels > 0 ? kChannels : in.channels;
+  for (int y = 0; y < in.height; ++y) {
+    const std::uint8_t* row = &in.pixels[static_cast<std::size_t>(y) * in.width * ch];
+    std::uint8_t* dst = &out.pixels[static_cast<std::size_t>(y) * out.width * ch];
+    for (int xx = 0; xx < out.width; ++xx) {
+      const int xmin = c.bounds[xx * 2], count = c.bounds[xx * 2 + 1];
+      const int* k = &c.weights[static_cast<std::size_t>(xx) * c.ksize];
+      const std::uint8_t* src = row + static_cast<std::size_t>(xmin) * ch;
+      if constexpr (kChannels == 3) {
+        int s0 = 1 << (kPrecisionBits - 1), s1 = s0, s2 = s0;
+        for (int x = 0; x < count; ++x) {
+          s0 += src[x * 3] * k[x];
+          s1 += src[x * 3 + 1] * k[x];
+          s2 += src[x * 3 + 2] * k[x];
+        }
+        dst[xx * 3] = clip8(s0);
+        dst[xx * 3 + 1] = clip8(s1);
+        dst[xx * 3 + 2] = clip8(s2);
+      } else {
+        for (int b = 0; b < ch; ++b) {
+          int ss = 1 << (kPrecisionBits - 1);
+          for (int x = 0; x < count; ++x) ss += src[x * ch + b] * k[x];
+          dst[xx * ch + b] = clip8(ss);
+        }
+      }
+    }
+  }
+}
+
+Image resize_horizontal(const Image& in, int out_width) {
+  const Coefficients c = precompute(in.width, out_width);
+  Image out;
+  out.height = in.height;
+  out.width = out_width;
+  out.channels = in.channels;
+  out.pixels.resize(static_cast<std::size_t>(out.height) * out.width * out.channels);
+  if (in.channels == 3) {
+    horizontal_rows<3>(in, c, out);
+  } else {
+    horizontal_rows<0>(in, c, out);
+  }
+  return out;
+}
+
+Image resize_vertical(const Image& in, int out_height) {
+  const Coefficients c = precompute(in.height, out_height);
+  Image out;
+  out.height = out_height;
+  out.width = in.width;
+  out.channels = in.channels;
+  const std::size_t stride = static_cast<std::size_t>(in.width) * in.channels;
+  out.pixels.resize(static_cast<std::size_t>(out_height) * stride);
+  // Taps outside, pixels inside: the inner loop runs over a contiguous row and vectorises.
+  std::vector<int> acc(stride);
+  for (int yy = 0; yy < out_height; ++yy) {
+    const int ymin = c.bounds[yy * 2], count = c.bounds[yy * 2 + 1];
+    const int* k = &c.weights[static_cast<std::size_t>(yy) * c.ksize];
+    std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
+    for (int y = 0; y < count; ++y) {
+      const std::uint8_t* src = &in.pixels[(y + ymin) * stride];
+      const int w = k[y];
+      int* a = acc.data();
+      for (std::size_t i = 0; i < stride; ++i) a[i] += src[i] * w;
+    }
+    std::uint8_t* dst = &out.pixels[yy * stride];
+    for (std::size_t i = 0; i < stride; ++i) dst[i] = clip8(acc[i]);
+  }
+  return out;
+}
+
+}  // namespace
+
+bool jpeg_supported() { return MS_WITH_JPEG != 0; }
+bool png_supported() { return MS_WITH_PNG != 0; }
+
+bool has_image_extension(std::string_view name) {
+  const auto dot = name.rfind('.');
+  if (dot == std::string_view::npos) return false;
+  std::string ext(name.substr(dot + 1));
+  for (char& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return ext == "jpg" || ext == "jpeg" || ext == "png" || ext == "bmp" || ext == "gif" ||
+         ext == "webp" || ext == "tif" || ext == "tiff";
+}
+
+Image decode_image(std::string_view bytes, const std::string& source, int channels) {
+  MS_CHECK(channels == 1 || channels == 3, ErrorCode::kUsage,
+           "image channels must be 1 or 3, got {}", channels);
+  if (is_jpeg(bytes)) {
+#if MS_WITH_JPEG
+    return decode_jpeg(bytes, source, channels);
+#else
+    throw Error(ErrorCode::kMissingComponent,
+                fmt::format("{}: JPEG support is not built in", source),
+                "rebuild with -DMS_WITH_JPEG=ON (Debian package libturbojpeg0-dev)");
+#endif
+  }
+  if (is_png(bytes)) {
+#if MS_WITH_PNG
+    return decode_png(bytes, source, channels);
+#else
+    throw Error(ErrorCode::kMissingComponent,
+                fmt::format("{}: PNG support is not built in", source),
+                "rebuild with -DMS_WITH_PNG=ON (Debian package libpng-dev)");
+#endif
+  }
+  if (bytes.empty()) corrupt(source, "empty file");
+  // Recognised but not decoded: say so instead of calling the file corrupt.
+  const char* format = nullptr;
+  if (bytes.size() >= 2 && bytes.substr(0, 2) == "BM") format = "BMP";
+  if (bytes.size() >= 4 && bytes.substr(0, 4) == "GIF8") format = "GIF";
+  if (bytes.size() >= 12 && bytes.substr(0, 4) == "RIFF" && bytes.substr(8, 4) == "WEBP") {
+    format = "WebP";
+  }
+  if (bytes.size() >= 4 && (bytes.substr(0, 4) == std::string_view("II*\0", 4) ||
+                            bytes.substr(0, 4) == std::string_view("MM\0*", 4))) {
+    format = "TIFF";
+  }
+  if (format) {
+    throw Error(ErrorCode::kMissingComponent,
+                fmt::format("{}: {} images are not supported (JPEG and PNG are)", source, format),
+                "convert the images to PNG or JPEG, or skip them with --skip-bad");
+  }
+  corrupt(source, "not a JPEG or PNG file (unknown signature)");
+}
+
+Image read_image(const std::string& path, int channels) {
+  return decode_image(read_file(path), path, channels);
+}
+
+Image resize_bilinear(const Image& image, int height, int width) {
+  MS_CHECK(height > 0 && width > 0, ErrorCode::kUsage, "resize to {}x{}: sizes must be positive",
+           height, width);
+  MS_CHECK(image.height > 0 && image.width > 0, ErrorCode::kUsage, "cannot resize an empty image");
+  // Horizontal first, then vertical, each only when that size changes (as PIL does).
+  if (width != image.width && height != image.height) {
+    return resize_vertical(resize_horizontal(image, width), height);
+  }
+  if (width != image.width) return resize_horizontal(image, width);
+  if (height != image.height) return resize_vertical(image, height);
+  return image;
+}
+
+ImageTransform ImageTransform::from_config(const Config& config, const std::string& prefix) {
+  auto key = [&](const char* name) {
+    return prefix.empty() ? std::string(name) : prefix + "." + name;
+  };
+  ImageTransform t;
+  if (config.has(key("resize"))) {
+    const Json& r = config.at(key("resize"));
+    if (r.is_number_integer()) {
+      t.height = t.width = config.get<int>(key("resize"));
+    } else {
+      MS_CHECK(
+          r.is_array() && r.size() == 2 && r[0].is_number_integer() && r[1].is_number_integer(),
+          ErrorCode::kConfig, "{}: key '{}' must be an integer or [height, width], got {}",
+          config.source(), key("resize"), r.dump());
+      t.height = r[0].get<int>();
+      t.width = r[1].get<int>();
+    }
+    MS_CHECK(t.height > 0 && t.width > 0 && t.height <= 16384 && t.width <= 16384,
+             ErrorCode::kConfig, "{}: key '{}' must be within 1..16384, got {}", config.source(),
+             key("resize"), r.dump());
+  }
+  const std::string mode = config.get_or<std::string>(key("mode"), "RGB");
+  MS_CHECK(mode == "RGB" || mode == "L", ErrorCode::kConfig,
+           "{}: key '{}' must be RGB or L, got '{}'", config.source(), key("mode"), mode);
+  t.channels = mode == "RGB" ? 3 : 1;
+  auto floats = [&](const char* name) {
+    std::vector<float> v;
+    if (!config.has(key(name))) return v;
+    const Json& j = config.at(key(name));
+    MS_CHECK(j.is_array(), ErrorCode::kConfig, "{}: key '{}' must be a list of numbers",
+             config.source(), key(name));
+    for (const Json& x : j) {
+      MS_CHECK(x.is_number(), ErrorCode::kConfig, "{}: key '{}' must be a list of numbers, got {}",
+               config.source(), key(name), j.dump());
+      v.push_back(x.get<float>());
+    }
+    MS_CHECK(v.size() == 1 || v.size() == static_cast<std::size_t>(t.channels), ErrorCode::kConfig,
+             "{}: key '{}' needs 1 or {} values (mode {}), got {}", config.source(), key(name),
+             t.channels, mode, v.size());
+    return v;
+  };
+  t.mean = floats("mean");
+  t.std = floats("std");
+  if (t.std.empty() && !t.mean.empty()) t.std.assign(t.mean.size(), 1.0f);
+  if (t.mean.empty() && !t.std.empty()) t.mean.assign(t.std.size(), 0.0f);
+  for (float s : t.std) {
+    MS_CHECK(s != 0.0f, ErrorCode::kConfig, "{}: key '{}' must not contain 0", config.source(),
+             key("std"));
+  }
+  for (float m : t.mean) t.mean_in_255 = t.mean_in_255 || m > 1.0f;
+  return t;
+}
+
+void ImageTransform::apply(const Image& image, std::vector<float>& out) const {
+  MS_ASSERT(image.channels == channels);
+  const Image* src = &image;
+  Image resized;
+  if (height > 0 && (image.height != height || image.width != width)) {
+    resized = resize_bilinear(image, height, width);
+    src = &resized;
+  }
+  const std::size_t plane = static_cast<std::size_t>(src->height) * src->width;
+  const std::size_t base = out.size();
+  out.resize(base + plane * channels);
+  // One 256-entry table per channel: (v / 255 - mean) / std, or (v - mean) / std for 0..255 means.
+  float lut[3][256];
+  for (int c = 0; c < channels; ++c) {
+    float scale = 1.0f / 255.0f, shift = 0.0f;
+    if (!mean.empty()) {
+      const float m = mean[mean.size() == 1 ? 0 : c];
+      const float s = std[std.size() == 1 ? 0 : c];
+      scale = mean_in_255 ? 1.0f / s : 1.0f / (255.0f * s);
+      shift = -m / s;
+    }
+    for (int v = 0; v < 256; ++v) lut[c][v] = v * scale + shift;
+  }
+  const std::uint8_t* p = src->pixels.data();
+  if (channels == 3) {
+    float* r = &out[base];
+    float* g = r + plane;
+    float* b = g + plane;
+    for (std::size_t i = 0; i < plane; ++i) {
+      r[i] = lut[0][p[i * 3]];
+      g[i] = lut[1][p[i * 3 + 1]];
+      b[i] = lut[2][p[i * 3 + 2]];
+    }
+  } else {
+    float* dst = &out[base];
+    for (std::size_t i = 0; i < plane; ++i) dst[i] = lut[0][p[i]];
+  }
+}
+
+}  // namespace ms::data

@@ -1,0 +1,186 @@
+// Column types and per-column type inference.
+#include "ms/data/table.h"
+
+#include <charconv>
+#include <cstring>
+
+namespace ms::data {
+
+const char* column_type_name(ColumnType type) {
+  switch (type) {
+    case ColumnType::kNull:
+      return "null";
+    case ColumnType::kInt:
+      return "int";
+    case ColumnType::kFloat:
+      return "float";
+    case ColumnType::kBool:
+      return "bool";
+    case ColumnType::kString:
+      return "string";
+    case ColumnType::kJson:
+      return "json";
+    case ColumnType::kFile:
+      return "file";
+    case ColumnType::kImage:
+      return "image";
+  }
+  return "?";
+}
+
+int Table::column_index(const std::string& name) const {
+  for (std::size_t i = 0; i < columns.size(); ++i) {
+    if (columns[i].name == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+namespace {
+
+bool parse_int(const std::string& s, std::int64_t& out) {
+  const char* begin = s.data();
+  const char* end = s.data() + s.size();
+  if (begin != end && *begin == '+') ++begin;
+  auto [ptr, ec] = std::from_chars(begin, end, out);
+  return ec == std::errc() && ptr == end;
+}
+
+bool parse_float(const std::string& s, double& out) {
+  const char* begin = s.data();
+  const char* end = s.data() + s.size();
+  if (begin != end && *begin == '+') ++begin;
+  auto [ptr, ec] = std::from_chars(begin, end, out);
+  return ec == std::errc() && ptr == end;
+}
+
+bool parse_bool(const std::string& s, bool& out) {
+  if (s.size() < 4 || s.size() > 5) return false;
+  if (s.size() == 4 && strncasecmp(s.data(), "true", 4) == 0) {
+    out = true;
+    return true;
+  }
+  if (s.size() == 5 && strncasecmp(s.data(), "false", 5) == 0) {
+    out = false;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+ColumnType infer_and_convert(std::vector<Value*>& cells) {
+  // One parsing pass that keeps the parsed numbers, then one assignment pass.
+  bool all_int = true, all_float = true, all_bool = true, any = false;
+  std::vector<std::int64_t> ints;
+  std::vector<double> floats;
+  std::vector<char> bools;
+  ints.reserve(cells.size());
+  for (Value* cell : cells) {
+    auto* s = std::get_if<std::string>(cell);
+    if (!s) continue;
+    any = true;
+    std::int64_t i = 0;
+    double f = 0;
+    bool b = false;
+    if (all_int) {
+      if (parse_int(*s, i)) {
+        ints.push_back(i);
+      } else {
+        all_int = false;
+        // Earlier integers are exact in double up to 2^53; re-read them as floats.
+        floats.reserve(cells.size());
+        for (std::int64_t v : ints) floats.push_back(static_cast<double>(v));
+        ints.clear();
+      }
+    }
+    if (!all_int && all_float) {
+      if (parse_float(*s, f))
+        floats.push_back(f);
+      else
+        all_float = false;
+    }
+    if (all_bool) {
+      if (parse_bool(*s, b))
+        bools.push_back(b);
+      else
+        all_bool = false;
+    }
+    if (!all_int && !all_float && !all_bool) return ColumnType::kString;
+  }
+  if (!any) return ColumnType::kNull;
+  std::size_t k = 0;
+  for (Value* cell : cells) {
+    if (!std::holds_alternative<std::string>(*cell)) continue;
+    if (all_int)
+      *cell = ints[k];
+    else if (all_float)
+      *cell = floats[k];
+    else
+      *cell = bools[k] != 0;
+    ++k;
+  }
+  return all_int ? ColumnType::kInt : all_float ? ColumnType::kFloat : ColumnType::kBool;
+}
+
+void infer_table_types(Table& table) {
+  // Row-major passes: rows are separate allocations, so walking one column at a time over a
+  // large table would miss the cache on every cell.
+  const std::size_t width = table.columns.size();
+  std::vector<char> all_int(width, 1), all_float(width, 1), all_bool(width, 1), any(width, 0);
+  for (const auto& row : table.rows) {
+    for (std::size_t c = 0; c < width; ++c) {
+      const auto* s = std::get_if<std::string>(&row[c]);
+      if (!s) continue;
+      any[c] = 1;
+      std::int64_t i;
+      double f;
+      bool b;
+      if (all_int[c] && !parse_int(*s, i)) all_int[c] = 0;
+      if (!all_int[c] && all_float[c] && !parse_float(*s, f)) all_float[c] = 0;
+      if (all_bool[c] && !parse_bool(*s, b)) all_bool[c] = 0;
+    }
+  }
+  std::vector<ColumnType> types(width);
+  bool convert = false;
+  for (std::size_t c = 0; c < width; ++c) {
+    types[c] = !any[c]        ? ColumnType::kNull
+               : all_int[c]   ? ColumnType::kInt
+               : all_float[c] ? ColumnType::kFloat
+               : all_bool[c]  ? ColumnType::kBool
+                              : ColumnType::kString;
+    table.columns[c].type = types[c];
+    convert = convert || types[c] == ColumnType::kInt || types[c] == ColumnType::kFloat ||
+              types[c] == ColumnType::kBool;
+  }
+  if (!convert) return;
+  for (auto& row : table.rows) {
+    for (std::size_t c = 0; c < width; ++c) {
+      auto* s = std::get_if<std::string>(&row[c]);
+      if (!s) continue;
+      switch (types[c]) {
+        case ColumnType::kInt: {
+          std::int64_t i = 0;
+          parse_int(*s, i);
+          row[c] = i;
+          break;
+        }
+        case ColumnType::kFloat: {
+          double f = 0;
+          parse_float(*s, f);
+          row[c] = f;
+          break;
+        }
+        case ColumnType::kBool: {
+          bool b = false;
+          parse_bool(*s, b);
+          row[c] = b;
+          break;
+        }
+        default:
+          break;
+      }
+    }
+  }
+}
+
+}  // namespace ms::data

@@ -1,0 +1,488 @@
+"""End to end: `ms dataset info|head|iter` on real data (Fashion-MNIST PNGs and scikit-learn CSVs
+from Debian packages, built by scripts/make_dataset_fixtures.py), ModelScope-style zip datasets
+(local, file:// and http:// on 127.0.0.1), and bad input: ragged CSV, invalid UTF-8, corrupt and
+truncated images, unsafe archives, unknown subsets and splits, bad slices."""
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import unittest
+import zipfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import MS_BIN, MsTestCase, SOURCE_DIR, run_ms  # noqa: E402
+
+FMNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+SKLEARN = "/usr/lib/python3/dist-packages/sklearn/datasets"
+IRIS = f"{SKLEARN}/data/iris.csv"
+CHINA = f"{SKLEARN}/images/china.jpg"
+HAVE_DATA = os.path.exists(FMNIST) and os.path.exists(IRIS)
+FIXTURES = None
+# Which optional decoders this build has (set by CTest from the CMake options; default: all).
+WITH = {k: os.environ.get(f"MS_WITH_{k}", "1") not in ("0", "OFF", "FALSE")
+        for k in ("ZIP", "JPEG", "PNG", "HUB_SERVER")}
+
+
+def needs(*parts):
+    missing = [p for p in parts if not WITH[p]]
+    return unittest.skipIf(missing, f"built without {', '.join('MS_WITH_' + p for p in missing)}")
+
+
+def setUpModule():
+    global FIXTURES
+    if not HAVE_DATA:
+        return
+    FIXTURES = tempfile.mkdtemp(prefix="ms-ds-fixtures-")
+    subprocess.run([sys.executable, os.path.join(SOURCE_DIR, "scripts", "make_dataset_fixtures.py"), FIXTURES,
+                    "--per-class", "12", "--test-per-class", "4"], check=True, capture_output=True, timeout=120)
+
+
+def tearDownModule():
+    if FIXTURES:
+        shutil.rmtree(FIXTURES, True)
+
+
+@unittest.skipUnless(HAVE_DATA, "needs Debian dataset-fashion-mnist and python3-sklearn (scripts/setup.sh)")
+class DatasetTest(MsTestCase):
+    def setUp(self):
+        super().setUp()
+        self.env = {"MODELSCOPE_CACHE": self.path("cache")}
+
+    def ms(self, *args, **kw):
+        return run_ms(*args, env=self.env, **kw)
+
+    def info(self, *args):
+        r = self.ms("dataset", "info", *args, "--json")
+        self.assertExit(r, 0)
+        return self.json_out(r)
+
+    def head(self, *args):
+        r = self.ms("dataset", "head", *args, "--json")
+        self.assertExit(r, 0)
+        return [json.loads(line) for line in r.stdout.splitlines()]
+
+    # --- imagefolder --------------------------------------------------------------------------
+
+    def test_imagefolder_splits_labels_and_ids(self):
+        d = self.info(os.path.join(FIXTURES, "fmnist"))
+        self.assertEqual(d["kind"], "imagefolder")
+        self.assertEqual([(s["name"], s["rows"]) for s in d["splits"]], [("train", 120), ("test", 40)])
+        self.assertEqual(d["labels"], sorted(d["labels"]))
+        self.assertEqual(len(d["labels"]), 10)
+        self.assertNotIn("train", d["labels"])
+        self.assertEqual(d["splits"][0]["columns"], [{"name": "image", "type": "image"},
+                                                     {"name": "label", "type": "int"}])
+        # Every row's label id is the index of its folder name in the sorted class list.
+        with open(os.path.join(FIXTURES, "fmnist_labels.json")) as f:
+            truth = {os.path.join(FIXTURES, "fmnist", rel): name for split in json.load(f).values()
+                     for rel, name in split}
+        rows = self.head("imagefolder:" + os.path.join(FIXTURES, "fmnist"), "-n", "1000")
+        self.assertEqual(len(rows), 160)
+        for row in rows:
+            self.assertEqual(row["label_name"], truth[row["image"]])
+            self.assertEqual(row["label"], d["labels"].index(truth[row["image"]]))
+
+    def test_text_output_and_slices(self):
+        r = self.ms("dataset", "info", os.path.join(FIXTURES, "fmnist"), "--split", "train[:10%]")
+        self.assertExit(r, 0)
+        self.assertIn("train[:10%]: 12 rows", r.stdout)
+        self.assertIn("0=ankle_boot", r.stdout)
+        d = self.info(os.path.join(FIXTURES, "fmnist"), "--split", "test[10:20]")
+        self.assertEqual([(s["name"], s["rows"]) for s in d["splits"]], [("test", 10)])
+        for bad in ["train[5:2]", "train[x:]", "train[:150%]", "train[1:2%]", "train[500:]"]:
+            r = self.ms("dataset", "info", os.path.join(FIXTURES, "fmnist"), "--split", bad)
+            self.assertExit(r, 2, bad)
+            self.assertOneLineError(r, bad)
+
+    def test_unknown_split_lists_available(self):
+        r = self.ms("dataset", "info", os.path.join(FIXTURES, "fmnist"), "--split", "tset")
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "tset", "available: train, test")
+
+    @needs("PNG", "JPEG")
+    def test_non_images_and_corrupt_images(self):
+        root = self.path("imgs")
+        shutil.copytree(os.path.join(FIXTURES, "fmnist", "test"), root)
+        cls = os.path.join(root, "bag")
+        good = sorted(os.listdir(cls))[0]
+        with open(os.path.join(cls, good), "rb") as f:
+            png = f.read()
+        with open(CHINA, "rb") as f:
+            jpeg = f.read()
+        self.write("imgs/bag/zz_trunc.png", png[:len(png) // 2], "wb")
+        self.write("imgs/coat/zz_trunc.jpg", jpeg[:len(jpeg) // 3], "wb")
+        self.write("imgs/coat/zz_corrupt.jpg", jpeg[:200] + bytes(range(256)) * 20, "wb")
+        self.write("imgs/coat/readme.txt", "not an image")
+        d = self.info(root)
+        self.assertEqual(d["splits"][0]["rows"], 43)
+        self.assertEqual(d["splits"][0]["skipped_non_image"], 1)
+        for name in ["zz_trunc.png", "zz_trunc.jpg", "zz_corrupt.jpg"]:
+            one = self.path("one_" + name)
+            os.makedirs(os.path.join(one, "c"))
+            shutil.copy(os.path.join(root, "bag" if name.endswith("png") else "coat", name), os.path.join(one, "c"))
+            r = self.ms("dataset", "iter", one, "--transform", '{"resize": [16, 16]}')
+            self.assertExit(r, 7, name)
+            self.assertOneLineError(r, name, "corrupt image")
+        r = self.ms("dataset", "info", root, "--verify")
+        self.assertExit(r, 7)
+        r = self.ms("dataset", "info", root, "--verify", "--skip-bad", "--json")
+        self.assertExit(r, 0)
+        d = self.json_out(r)
+        self.assertEqual(d["splits"][0]["rows"], 40)
+        self.assertEqual(d["splits"][0]["skipped_bad"], 3)
+        r = self.ms("dataset", "iter", root, "--skip-bad", "--workers", "2", "--json", "--transform",
+                    '{"resize": [16, 16]}')
+        self.assertExit(r, 0)
+        self.assertEqual(self.json_out(r)["samples"], 40)
+        self.assertEqual(self.json_out(r)["skipped_bad"], 3)
+
+    # --- loader -------------------------------------------------------------------------------
+
+    def iter_json(self, *args):
+        r = self.ms("dataset", "iter", os.path.join(FIXTURES, "fmnist"), "--split", "train", "--json",
+                    "--transform", '{"resize": [20, 20], "mean": [0.5], "std": [0.25]}', *args)
+        self.assertExit(r, 0)
+        return self.json_out(r)
+
+    @needs("PNG")
+    def test_loader_seed_workers_shards(self):
+        a = self.iter_json("--shuffle", "--seed", "5", "--batch-size", "7")
+        b = self.iter_json("--shuffle", "--seed", "5", "--batch-size", "7", "--workers", "2", "--prefetch", "1")
+        c = self.iter_json("--shuffle", "--seed", "6", "--batch-size", "7")
+        self.assertEqual(a["order"], b["order"])
+        self.assertAlmostEqual(a["checksum"], b["checksum"], places=3)
+        self.assertNotEqual(a["order"], c["order"])
+        self.assertEqual(a["samples"], 120)
+        self.assertEqual(a["batches"], 18)
+        d = self.iter_json("--batch-size", "7", "--drop-last")
+        self.assertEqual((d["samples"], d["batches"]), (119, 17))
+        s0 = self.iter_json("--shard", "0/2")
+        s1 = self.iter_json("--shard", "1/2")
+        self.assertEqual(s0["samples"] + s1["samples"], 120)
+        self.assertTrue(set(s0["order"]).isdisjoint(s1["order"]))
+        r = self.ms("dataset", "iter", os.path.join(FIXTURES, "fmnist"), "--split", "train", "--shard", "2/2")
+        self.assertExit(r, 2)
+        r = self.ms("dataset", "iter", os.path.join(FIXTURES, "fmnist"))
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "train, test")
+
+    @needs("PNG", "JPEG")
+    def test_different_sizes_need_resize(self):
+        os.makedirs(self.path("mixed", "a"))
+        shutil.copy(CHINA, self.path("mixed", "a", "1.jpg"))
+        shutil.copy(os.path.join(FIXTURES, "fmnist", "test", "bag", sorted(os.listdir(os.path.join(FIXTURES, "fmnist", "test", "bag")))[0]),
+                    self.path("mixed", "a", "2.png"))
+        r = self.ms("dataset", "iter", self.path("mixed"))
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "2.png")
+        r = self.ms("dataset", "iter", self.path("mixed"), "--transform", '{"resize": [8, 8], "mode": "L"}', "--json")
+        self.assertExit(r, 0)
+        r = self.ms("dataset", "iter", self.path("mixed"), "--transform", '{"mode": "CMYK"}')
+        self.assertExit(r, 3)
+        self.assertOneLineError(r, "mode")
+
+    @needs("PNG", "JPEG")
+    def test_resize_matches_pil(self):
+        py = "/usr/bin/python3"
+        probe = subprocess.run([py, "-c", "import PIL, numpy"], capture_output=True)
+        if probe.returncode != 0:
+            self.skipTest("Debian python3-pil and python3-numpy are needed for the PIL comparison")
+        os.makedirs(self.path("pil", "a"))
+        shutil.copy(CHINA, self.path("pil", "a", "1.jpg"))
+        shutil.copy(f"{SKLEARN}/images/flower.jpg", self.path("pil", "a", "2.jpg"))
+        fm = os.path.join(FIXTURES, "fmnist", "test", "dress")
+        shutil.copy(os.path.join(fm, sorted(os.listdir(fm))[0]), self.path("pil", "a", "3.png"))
+        npy = self.path("batch.npy")
+        r = self.ms("dataset", "iter", self.path("pil"), "--batch-size", "3", "--save-batch", npy,
+                    "--transform", '{"resize": [224, 200]}')
+        self.assertExit(r, 0)
+        script = (
+            "import numpy as np, sys, os\n"
+            "from PIL import Image\n"
+            "b = np.load(sys.argv[1]); d = sys.argv[2]; worst = 0\n"
+            "for i, f in enumerate(sorted(os.listdir(d))):\n"
+            "    a = np.asarray(Image.open(os.path.join(d, f)).convert('RGB').resize((200, 224), Image.BILINEAR))\n"
+            "    worst = max(worst, float(np.abs(a.transpose(2, 0, 1) / 255.0 - b[i]).max() * 255))\n"
+            "print(b.shape, worst)\n")
+        out = subprocess.run([py, "-c", script, npy, self.path("pil", "a")], capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        shape, worst = out.stdout.split(") ")
+        self.assertEqual(shape + ")", "(3, 3, 224, 200)")
+        self.assertLessEqual(float(worst), 1.0, "resize differs from PIL by more than one grey level")
+
+    # --- CSV / JSON lines ---------------------------------------------------------------------
+
+    def test_sklearn_csvs(self):
+        d = self.info(IRIS)
+        self.assertEqual(d["kind"], "csv")
+        self.assertEqual(d["splits"][0]["rows"], 150)
+        self.assertEqual([c["type"] for c in d["splits"][0]["columns"]], ["float"] * 4 + ["int"])
+        # scikit-learn's own layout: a short "178,13,class_0,..." first line, then 14-field rows.
+        r = self.ms("dataset", "info", f"csv:{SKLEARN}/data/wine_data.csv")
+        self.assertExit(r, 7)
+        self.assertOneLineError(r, "wine_data.csv:2", "ragged row: 14 fields, expected 5")
+        rows = self.head(IRIS, "-n", "2")
+        self.assertEqual(rows[0], {"150": 5.1, "4": 3.5, "setosa": 1.4, "versicolor": 0.2, "virginica": 0})
+
+    def test_csv_edge_cases_and_errors(self):
+        p = self.write("q.csv", "\ufeffname,\"a, b\",n\r\nx,\"multi\nline \"\"q\"\"\",1\r\n\r\ny,,2.5\r\n")
+        rows = self.head(p)
+        self.assertEqual(rows, [{"name": "x", "a, b": "multi\nline \"q\"", "n": 1.0},
+                                {"name": "y", "a, b": None, "n": 2.5}])
+        t = self.write("t.tsv", "a\tb\n1\tx,y\n")
+        self.assertEqual(self.head(t), [{"a": 1, "b": "x,y"}])
+        self.assertEqual(self.head("tsv:" + self.write("t.txt", "a\tb\n1\t2\n")), [{"a": 1, "b": 2}])
+        semi = self.write("s.csv", "a;b\n1;x,y\n")
+        self.assertEqual(self.head(semi, "--delimiter", ";"), [{"a": 1, "b": "x,y"}])
+        self.assertEqual(self.head(semi, "--delimiter", ";", "--no-header"),
+                         [{"column_0": "a", "column_1": "b"}, {"column_0": "1", "column_1": "x,y"}])
+        r = self.ms("dataset", "info", semi, "--delimiter", ";;")
+        self.assertExit(r, 2)
+        r = self.ms("dataset", "info", self.write("r.csv", "a,b\n1,2\n\"x\ny\",3\n4\n"))
+        self.assertExit(r, 7)
+        self.assertOneLineError(r, "r.csv:5", "ragged row")
+        r = self.ms("dataset", "info", self.write("u.csv", b"a,b\n1,2\n3,\xff\xfe\n", "wb"))
+        self.assertExit(r, 7)
+        self.assertOneLineError(r, "u.csv:3", "invalid UTF-8")
+        r = self.ms("dataset", "info", self.write("o.csv", "a,b\n\"open,2\n"))
+        self.assertExit(r, 7)
+        self.assertOneLineError(r, "o.csv:2", "unterminated")
+
+    def test_jsonl(self):
+        p = self.write("d.jsonl", '{"text": "hi", "label": 1}\n\n{"text": "yo", "label": 0, "tags": ["a"]}\n')
+        d = self.info(p)
+        self.assertEqual(d["splits"][0]["rows"], 2)
+        self.assertEqual(d["splits"][0]["columns"], [{"name": "text", "type": "string"},
+                                                     {"name": "label", "type": "int"},
+                                                     {"name": "tags", "type": "json"}])
+        self.assertEqual(self.head(p)[1]["tags"], ["a"])
+        r = self.ms("dataset", "info", self.write("b.jsonl", '{"a": 1}\n{"a": 2,}\n'))
+        self.assertExit(r, 7)
+        self.assertOneLineError(r, "b.jsonl:2")
+
+    # --- zip datasets with a dataset config ---------------------------------------------------
+
+    @needs("ZIP", "PNG")
+    def test_dataset_config_folder(self):
+        folder = os.path.join(FIXTURES, "fmnist_zip")
+        r = self.ms("dataset", "info", folder)
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "default, iris")
+        d = self.info(folder, "--subset", "default")
+        self.assertEqual(d["subsets"], ["default", "iris"])
+        # "validation" has neither meta nor file: dropped, as ModelScope does.
+        self.assertEqual([(s["name"], s["rows"]) for s in d["splits"]], [("train", 120), ("test", 40)])
+        self.assertEqual(d["splits"][0]["columns"][0], {"name": "image:FILE", "type": "image"})
+        for row in self.head(folder, "--subset", "default", "-n", "500"):
+            self.assertTrue(os.path.isfile(row["image:FILE"]), row)
+            self.assertTrue(row["image:FILE"].startswith(self.path("cache", "datasets", "extracted")))
+            self.assertIn("/" + row["category"] + "/", row["image:FILE"])
+        d = self.info(folder, "--subset", "iris")
+        self.assertEqual(d["splits"][0]["rows"], 150)
+        r = self.ms("dataset", "info", folder, "--subset", "irsi")
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "irsi", "available: default, iris")
+        r = self.ms("dataset", "info", folder, "--subset", "default", "--split", "validation")
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "validation", "available: train, test")
+        r = self.ms("dataset", "iter", folder, "--subset", "default", "--split", "test", "--workers", "2",
+                    "--transform", '{"resize": [28, 28]}', "--json")
+        self.assertExit(r, 0)
+        self.assertEqual(self.json_out(r)["samples"], 40)
+
+    def zip_folder(self, src, dest):
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as z:
+            for root, _, files in os.walk(src):
+                for f in files:
+                    full = os.path.join(root, f)
+                    z.write(full, os.path.relpath(full, os.path.dirname(src)))
+        return dest
+
+    @needs("ZIP")
+    def test_zip_extracted_once_and_reused(self):
+        z = self.zip_folder(os.path.join(FIXTURES, "fmnist_zip"), self.path("ds.zip"))
+        d = self.info("zip:" + z, "--subset", "default", "--split", "train[:25%]")
+        self.assertEqual(d["splits"][0]["rows"], 30)
+        extracted = self.path("cache", "datasets", "extracted")
+        first = sorted(e for e in os.listdir(extracted) if not e.startswith("."))
+        stamp = {e: os.stat(os.path.join(extracted, e)).st_mtime_ns for e in first}
+        d = self.info("zip:file://" + z, "--subset", "iris")
+        self.assertEqual(d["splits"][0]["rows"], 150)
+        self.assertEqual(sorted(e for e in os.listdir(extracted) if not e.startswith(".")), first)
+        self.assertEqual({e: os.stat(os.path.join(extracted, e)).st_mtime_ns for e in first}, stamp)
+        self.assertFalse([e for e in first if ".tmp-" in e])
+        # An imagefolder inside a zip, named by a bare .zip path.
+        z2 = self.zip_folder(os.path.join(FIXTURES, "fmnist"), self.path("img.zip"))
+        d = self.info(z2)
+        self.assertEqual(d["kind"], "zip")
+        self.assertEqual(len(d["labels"]), 10)
+        # The same path with new content is extracted afresh, not served from the old folder.
+        os.makedirs(self.path("tables"))
+        shutil.copy(IRIS, self.path("tables", "train.csv"))
+        self.zip_folder(self.path("tables"), z2)
+        d = self.info(z2)
+        self.assertEqual(d["splits"][0]["rows"], 150)
+        self.assertEqual(d["labels"], [])
+
+    @needs("ZIP")
+    def test_concurrent_extraction(self):
+        z = self.zip_folder(os.path.join(FIXTURES, "fmnist"), self.path("c.zip"))
+        env = dict(os.environ, **self.env)
+        procs = [subprocess.Popen([MS_BIN, "dataset", "info", "zip:" + z, "--json"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for _ in range(4)]
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            self.assertEqual(p.returncode, 0, err)
+            self.assertEqual(json.loads(out)["splits"][0]["rows"], 120)
+        self.assertEqual(len([e for e in os.listdir(self.path("cache", "datasets", "extracted"))
+                              if not e.startswith(".")]), 1)
+
+    @needs("ZIP")
+    def test_zip_over_http(self):
+        z = self.zip_folder(os.path.join(FIXTURES, "fmnist"), self.path("serve", "img.zip"))
+        directory = os.path.dirname(z)
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *a, **kw):
+                super().__init__(*a, directory=directory, **kw)
+
+            def log_message(self, *a):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.shutdown)
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        d = self.info(f"zip:{url}/img.zip", "--split", "test")
+        self.assertEqual(d["splits"][0]["rows"], 40)
+        r = self.ms("dataset", "info", f"zip:{url}/missing.zip")
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "missing.zip")
+
+    @needs("ZIP", "HUB_SERVER")
+    def test_dataset_served_by_ms_hub_serve(self):
+        """The ModelScope layout uploaded to a real `ms hub serve`: the files fetched back the way
+        a snapshot download does (tree listing, then each file) load as a dataset folder, and a
+        zip loads straight from its hub file URL."""
+        import urllib.parse
+        from hubserver import HubServer
+        server = HubServer(self.path("hubroot"))
+        token = server.token("alice")
+        server.start()
+        self.addCleanup(server.stop)
+        boundary = "----msds"
+        fields = {"Name": "fmnist_zip", "ChineseName": "", "Owner": "alice", "License": "MIT",
+                  "Visibility": "5", "Description": "Fashion-MNIST sample"}
+        body = "".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+                       for k, v in fields.items()) + f"--{boundary}--\r\n"
+        status, _, out = server.request("POST", "/api/v1/datasets", body.encode(), token,
+                                        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        self.assertEqual(status, 200, out)
+        src = os.path.join(FIXTURES, "fmnist_zip")
+        small, big = {}, {}
+        for name in os.listdir(src):
+            with open(os.path.join(src, name), "rb") as f:
+                (big if name.endswith(".zip") else small)[name] = f.read()
+        status, env = server.commit(token, "alice/fmnist_zip", files=small, lfs=big, kind="datasets")
+        self.assertEqual(status, 200, env)
+
+        status, env = server.api("GET", "/api/v1/datasets/alice/fmnist_zip")
+        ds_id = env["Data"]["Id"]
+        q = urllib.parse.urlencode({"Revision": "master", "Root": "/", "Recursive": "True",
+                                    "PageNumber": 1, "PageSize": 100})
+        status, env = server.api("GET", f"/api/v1/datasets/{ds_id}/repo/tree?{q}")
+        self.assertEqual(status, 200, env)
+        snap = self.path("snapshot", "fmnist_zip")
+        for entry in env["Data"]["Files"]:
+            if entry["Type"] != "blob":
+                continue
+            status, _, data = server.download("alice/fmnist_zip", entry["Path"], kind="datasets")
+            self.assertEqual(status, 200)
+            self.write(os.path.join("snapshot", "fmnist_zip", entry["Path"]), data, "wb")
+        d = self.info("folder:" + snap, "--subset", "default")
+        self.assertEqual([(s["name"], s["rows"]) for s in d["splits"]], [("train", 120), ("test", 40)])
+        self.assertEqual(self.info(snap, "--subset", "iris")["splits"][0]["rows"], 150)
+
+        q = urllib.parse.urlencode({"Source": "SDK", "Revision": "master", "FilePath": "train.zip"})
+        d = self.info(f"zip:{server.endpoint}/api/v1/datasets/alice/fmnist_zip/repo?{q}")
+        self.assertEqual([(s["name"], s["rows"]) for s in d["splits"]], [("train", 120)])
+        self.assertEqual(len(d["labels"]), 10)
+
+    @needs("ZIP")
+    def test_unsafe_archives_rejected(self):
+        cases = {}
+        with zipfile.ZipFile(self.path("slip.zip"), "w") as z:
+            z.writestr("ok/a.csv", "a\n1\n")
+            z.writestr("ok/../../evil.csv", "a\n1\n")
+        cases["slip.zip"] = "../evil.csv"
+        with zipfile.ZipFile(self.path("abs.zip"), "w") as z:
+            z.writestr("/tmp/evil.csv", "a\n1\n")
+        cases["abs.zip"] = "/tmp/evil.csv"
+        with zipfile.ZipFile(self.path("link.zip"), "w") as z:
+            info = zipfile.ZipInfo("data/link")
+            info.create_system = 3
+            info.external_attr = 0o120777 << 16
+            z.writestr(info, "../../../etc")
+        cases["link.zip"] = "points outside"
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zipfile warns about the duplicate name
+            with zipfile.ZipFile(self.path("dup.zip"), "w") as z:
+                z.writestr("d/x.csv", "a\n1\n")
+                z.writestr("d/x.csv", "a\n2\n")
+        cases["dup.zip"] = "already exists"  # libzip refuses duplicate names when opening
+        with zipfile.ZipFile(self.path("clash.zip"), "w") as z:
+            z.writestr("d", "a file")
+            z.writestr("d/x.csv", "a\n1\n")
+        cases["clash.zip"] = "clashes"
+        for name, fragment in cases.items():
+            r = self.ms("dataset", "info", "zip:" + self.path(name))
+            self.assertExit(r, 7, name)
+            self.assertOneLineError(r, name, fragment)
+        self.assertFalse(os.path.exists(self.path("evil.csv")))
+        extracted = self.path("cache", "datasets", "extracted")
+        self.assertEqual([e for e in os.listdir(extracted) if not e.startswith(".")]
+                         if os.path.exists(extracted) else [], [])
+        with zipfile.ZipFile(self.path("bomb.zip"), "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("big.bin", b"\0" * (20 << 20))
+        r = run_ms("dataset", "info", "zip:" + self.path("bomb.zip"),
+                   env={**self.env, "MS_DATASET_MAX_EXTRACT_BYTES": "1000000"})
+        self.assertExit(r, 7)
+        self.assertOneLineError(r, "bomb.zip", "1000000")
+        with zipfile.ZipFile(self.path("many.zip"), "w") as z:
+            for i in range(50):
+                z.writestr(f"f{i}.txt", "x")
+        r = run_ms("dataset", "info", "zip:" + self.path("many.zip"),
+                   env={**self.env, "MS_DATASET_MAX_EXTRACT_ENTRIES": "10"})
+        self.assertExit(r, 7)
+        self.assertOneLineError(r, "many.zip", "50 entries")
+        r = self.ms("dataset", "info", "zip:" + self.write("notzip.zip", "plain text"))
+        self.assertExit(r, 7)
+
+    # --- specs --------------------------------------------------------------------------------
+
+    def test_specs_and_hub_placeholder(self):
+        r = self.ms("dataset", "info", "hub:owner/name@v1:default/train")
+        self.assertExit(r, 6)
+        self.assertOneLineError(r, "owner/name")
+        r = self.ms("dataset", "info", "cvs:" + IRIS)
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "cvs")
+        r = self.ms("dataset", "info", self.path("nope.csv"))
+        self.assertExit(r, 4)
+        r = self.ms("dataset", "info", "csv:" + self.path("nope.csv"))
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "nope.csv")
+        r = self.ms("dataset", "info", "imagefolder:" + self.path("nope"))
+        self.assertExit(r, 4)
+        r = self.ms("dataset", "info", IRIS, "--subset", "other")
+        self.assertExit(r, 4)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,481 @@
+// Unit tests of the data module: CSV / JSON lines parsing, specs and slices, shuffling, the
+// loader's batching and sharding, PIL-compatible resizing and transform configs.
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include "catch.h"
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+#include "ms/data/csv.h"
+#include "ms/data/dataset.h"
+#include "ms/data/hub_source.h"
+#include "ms/data/image.h"
+#include "ms/data/loader.h"
+#include "ms/data/spec.h"
+
+namespace fs = std::filesystem;
+using namespace ms::data;
+#ifdef MS_CATCH2_V3
+using Catch::Approx;
+#endif
+
+namespace {
+
+ms::ErrorCode code_of(const std::function<void()>& body) {
+  try {
+    body();
+  } catch (const ms::Error& e) {
+    return e.code();
+  }
+  FAIL("expected an ms::Error");
+  return ms::ErrorCode::kInternal;
+}
+
+std::string message_of(const std::function<void()>& body) {
+  try {
+    body();
+  } catch (const ms::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("CSV: RFC 4180 quoting, embedded newlines, BOM, CRLF and typed columns", "[data]") {
+  const std::string text =
+      "\xEF\xBB\xBFid,name,score,ok\r\n"
+      "1,\"Smith, J\",1.5,true\r\n"
+      "2,\"line1\nline2 \"\"q\"\"\",2,FALSE\r\n"
+      "\r\n"
+      "3,,-3e2,true\r\n";
+  const Table t = parse_csv(text, "t.csv");
+  REQUIRE(t.columns.size() == 4);
+  CHECK(t.columns[0].name == "id");
+  CHECK(t.columns[0].type == ColumnType::kInt);
+  CHECK(t.columns[1].type == ColumnType::kString);
+  CHECK(t.columns[2].type == ColumnType::kFloat);
+  CHECK(t.columns[3].type == ColumnType::kBool);
+  REQUIRE(t.rows.size() == 3);
+  CHECK(std::get<std::string>(t.rows[0][1]) == "Smith, J");
+  CHECK(std::get<std::string>(t.rows[1][1]) == "line1\nline2 \"q\"");
+  CHECK(std::holds_alternative<std::monostate>(t.rows[2][1]));
+  CHECK(std::get<double>(t.rows[2][2]) == -300.0);
+  CHECK(std::get<double>(t.rows[1][2]) == 2.0);
+  CHECK(std::get<bool>(t.rows[1][3]) == false);
+}
+
+TEST_CASE("CSV: TSV delimiter, no header, trailing empty field", "[data]") {
+  CsvOptions tsv;
+  tsv.delimiter = '\t';
+  const Table t = parse_csv("a\tb\nx,y\t\n", "t.tsv", tsv);
+  REQUIRE(t.rows.size() == 1);
+  CHECK(std::get<std::string>(t.rows[0][0]) == "x,y");
+  CHECK(t.columns[1].type == ColumnType::kNull);
+  CsvOptions headless;
+  headless.header = false;
+  const Table h = parse_csv("1,2\n3,4\n", "h.csv", headless);
+  CHECK(h.rows.size() == 2);
+  CHECK(h.columns[1].name == "column_1");
+}
+
+TEST_CASE("CSV: repeated header names are numbered, an empty file is an error", "[data]") {
+  const Table t = parse_csv("a,b,a,a\n1,2,3,4\n", "d.csv");
+  REQUIRE(t.columns.size() == 4);
+  CHECK(t.columns[2].name == "a.1");
+  CHECK(t.columns[3].name == "a.2");
+  CHECK(message_of([] { parse_csv("", "e.csv"); }).find("e.csv:1: empty file") == 0);
+  CHECK(parse_csv("a,b\n", "h.csv").rows.empty());
+}
+
+TEST_CASE("CSV errors name the file and line", "[data]") {
+  CHECK(message_of([] { parse_csv("a,b\n1,2\n3\n", "r.csv"); }).find("r.csv:3: ragged row") == 0);
+  CHECK(message_of([] { parse_csv("a,b\n1,2\n4,5,6\n", "r.csv"); }).find("r.csv:3") == 0);
+  CHECK(message_of([] {
+          parse_csv("a,b\n\"x\ny\",2\n1,\xC3\x28\n", "u.csv");
+        }).find("u.csv:4: invalid UTF-8") == 0);
+  CHECK(message_of([] { parse_csv("a,b\n\"open,2\n", "q.csv"); }).find("q.csv:2: unterminated") ==
+        0);
+  CHECK(message_of([] {
+          parse_csv("a,b\n\"x\"y,2\n", "j.csv");
+        }).find("j.csv:2: unexpected text") == 0);
+  CHECK(code_of([] { parse_csv("a\n1\n2,3\n", "x.csv"); }) == ms::ErrorCode::kIntegrity);
+}
+
+TEST_CASE("UTF-8 validation rejects overlong forms and surrogates", "[data]") {
+  CHECK(first_invalid_utf8_line("h\xC3\xA9llo \xE4\xB8\xAD \xF0\x9F\x98\x80") == 0);
+  CHECK(first_invalid_utf8_line("ok\n\xC0\xAF") == 2);    // overlong '/'
+  CHECK(first_invalid_utf8_line("\xED\xA0\x80") == 1);    // surrogate
+  CHECK(first_invalid_utf8_line("a\nb\n\xE4\xB8") == 3);  // truncated sequence
+}
+
+TEST_CASE("JSON lines: union of keys, widening, nested values, bad lines", "[data]") {
+  const Table t =
+      parse_jsonl("{\"a\":1,\"b\":\"x\"}\n\n{\"a\":2.5,\"c\":[1,2]}\n{\"b\":null}\n", "d.jsonl");
+  REQUIRE(t.columns.size() == 3);
+  CHECK(t.columns[0].type == ColumnType::kFloat);
+  CHECK(t.columns[1].type == ColumnType::kString);
+  CHECK(t.columns[2].type == ColumnType::kJson);
+  REQUIRE(t.rows.size() == 3);
+  CHECK(std::get<double>(t.rows[0][0]) == 1.0);
+  CHECK(std::get<std::string>(t.rows[1][2]) == "[1,2]");
+  CHECK(std::holds_alternative<std::monostate>(t.rows[2][0]));
+  CHECK(message_of([] {
+          parse_jsonl("{\"a\":1}\n{oops}\n", "b.jsonl");
+        }).find("b.jsonl:2: bad JSON") == 0);
+  CHECK(message_of([] {
+          parse_jsonl("{\"a\":1}\n[1]\n", "b.jsonl");
+        }).find("b.jsonl:2: expected a JSON object") == 0);
+  const Table arr = parse_jsonl(" [{\"z\": 1, \"a\": true},\n {\"z\": 2}]", "a.json");
+  CHECK(arr.rows.size() == 2);
+  CHECK(arr.columns[0].name == "z");
+  CHECK(arr.columns[1].type == ColumnType::kBool);
+  CHECK(message_of([] { parse_jsonl("[{\"a\":1}, 3]", "a.json"); }).find("a.json: element 1") == 0);
+}
+
+TEST_CASE("Dataset specs", "[data]") {
+  DatasetSpec s = parse_dataset_spec("hub:owner/name@v1.0:sub/train[:10%]");
+  CHECK(s.kind == SourceKind::kHub);
+  CHECK(s.location == "owner/name");
+  CHECK(s.revision == "v1.0");
+  CHECK(*s.subset == "sub");
+  CHECK(*s.split == "train[:10%]");
+  s = parse_dataset_spec("hub:owner/name");
+  CHECK(!s.subset);
+  CHECK(s.revision.empty());
+  CHECK(parse_dataset_spec("tsv:/x/y.txt").delimiter == '\t');
+  CHECK(parse_dataset_spec("zip:https://host/a.zip").kind == SourceKind::kZip);
+  CHECK(parse_dataset_spec("https://host/a.zip?x=1").kind == SourceKind::kZip);
+  CHECK(code_of([] { parse_dataset_spec("cvs:/x.csv"); }) == ms::ErrorCode::kUsage);
+  CHECK(code_of([] { parse_dataset_spec("csv:"); }) == ms::ErrorCode::kUsage);
+  CHECK(code_of([] { parse_dataset_spec("hub:a/b@:x"); }) == ms::ErrorCode::kUsage);
+  CHECK(code_of([] { parse_dataset_spec("/no/such/file.csv"); }) == ms::ErrorCode::kNotFound);
+  CHECK(code_of([] { load_dataset("hub:a/b"); }) == ms::ErrorCode::kMissingComponent);
+}
+
+TEST_CASE("Split slices resolve like HF datasets and reject bad input", "[data]") {
+  CHECK(parse_split("train").resolve(100) == std::pair<std::size_t, std::size_t>{0, 100});
+  CHECK(parse_split("train[:10%]").resolve(200) == std::pair<std::size_t, std::size_t>{0, 20});
+  CHECK(parse_split("test[100:200]").resolve(150) == std::pair<std::size_t, std::size_t>{100, 150});
+  CHECK(parse_split("train[-10:]").resolve(100) == std::pair<std::size_t, std::size_t>{90, 100});
+  CHECK(parse_split("train[10%:-10%]").resolve(10) == std::pair<std::size_t, std::size_t>{1, 9});
+  CHECK(parse_split("train[:10%]").str() == "train[:10%]");
+  for (const char* bad : {"train[", "train[1]", "train[a:b]", "train[1:2%]", "train[:200%]",
+                          "[1:2]", "train[1:2:3]", "train]"}) {
+    INFO(bad);
+    CHECK(code_of([&] { parse_split(bad); }) == ms::ErrorCode::kUsage);
+  }
+  CHECK(code_of([] { parse_split("train[5:2]").resolve(10); }) == ms::ErrorCode::kUsage);
+  CHECK(code_of([] { parse_split("train[20:]").resolve(10); }) == ms::ErrorCode::kUsage);
+}
+
+TEST_CASE("Shuffling is deterministic and a permutation", "[data]") {
+  const auto a = shuffled_indices(1000, 42);
+  CHECK(a == shuffled_indices(1000, 42));
+  CHECK(a != shuffled_indices(1000, 43));
+  std::set<std::size_t> s(a.begin(), a.end());
+  CHECK(s.size() == 1000);
+  CHECK(*s.rbegin() == 999);
+  // Pinned: the order must not change between builds or machines.
+  const auto small = shuffled_indices(5, 7);
+  CHECK(std::set<std::size_t>(small.begin(), small.end()).size() == 5);
+}
+
+TEST_CASE("Loader: batching, drop_last, shards, workers give the same batches", "[data]") {
+  Split split;
+  split.name = "train";
+  split.table.columns = {{"label", ColumnType::kInt}};
+  for (int i = 0; i < 103; ++i) split.table.rows.push_back({ms::data::Value(std::int64_t{i})});
+
+  LoaderOptions o;
+  o.batch_size = 10;
+  {
+    DataLoader l(split, o);
+    CHECK(l.num_batches() == 11);
+    std::size_t n = 0, last = 0;
+    while (auto b = l.next()) {
+      n += b->size();
+      last = b->size();
+      CHECK(b->labels.size() == b->size());
+    }
+    CHECK(n == 103);
+    CHECK(last == 3);
+  }
+  o.drop_last = true;
+  CHECK(DataLoader(split, o).num_batches() == 10);
+
+  o.drop_last = false;
+  o.shuffle = true;
+  o.seed = 9;
+  std::vector<std::int64_t> sync_labels, threaded_labels;
+  {
+    DataLoader l(split, o);
+    while (auto b = l.next())
+      sync_labels.insert(sync_labels.end(), b->labels.begin(), b->labels.end());
+  }
+  o.workers = 3;
+  o.prefetch = 1;
+  {
+    DataLoader l(split, o);
+    while (auto b = l.next())
+      threaded_labels.insert(threaded_labels.end(), b->labels.begin(), b->labels.end());
+    // A second epoch reshuffles.
+    l.start(1);
+    std::vector<std::int64_t> epoch1;
+    while (auto b = l.next()) epoch1.insert(epoch1.end(), b->labels.begin(), b->labels.end());
+    CHECK(epoch1.size() == 103);
+    CHECK(epoch1 != threaded_labels);
+  }
+  CHECK(sync_labels == threaded_labels);
+  CHECK(sync_labels.size() == 103);
+
+  // Shards are disjoint and cover everything.
+  std::set<std::size_t> seen;
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < 3; ++i) {
+    o.shard_index = i;
+    o.num_shards = 3;
+    DataLoader l(split, o);
+    for (std::size_t r : l.order()) {
+      seen.insert(r);
+      ++total;
+    }
+  }
+  CHECK(total == 103);
+  CHECK(seen.size() == 103);
+  o.shard_index = 3;
+  CHECK(code_of([&] { DataLoader(split, o); }) == ms::ErrorCode::kUsage);
+  o.shard_index = 0;
+  o.batch_size = 0;
+  CHECK(code_of([&] { DataLoader(split, o); }) == ms::ErrorCode::kUsage);
+}
+
+TEST_CASE("Bilinear resize: constant stays constant, identity is a copy, shapes", "[data]") {
+  Image img;
+  img.height = 7;
+  img.width = 5;
+  img.channels = 3;
+  img.pixels.assign(7 * 5 * 3, 77);
+  const Image up = resize_bilinear(img, 20, 13);
+  CHECK(up.height == 20);
+  CHECK(up.width == 13);
+  CHECK(std::all_of(up.pixels.begin(), up.pixels.end(), [](std::uint8_t v) { return v == 77; }));
+  const Image down = resize_bilinear(up, 3, 2);
+  CHECK(
+      std::all_of(down.pixels.begin(), down.pixels.end(), [](std::uint8_t v) { return v == 77; }));
+  for (std::size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = static_cast<std::uint8_t>(i);
+  CHECK(resize_bilinear(img, 7, 5).pixels == img.pixels);
+  // A 2x1 ramp shrunk to 1x1 is the mean (PIL: (0 + 255) / 2 rounds to 128).
+  Image ramp;
+  ramp.height = 1;
+  ramp.width = 2;
+  ramp.channels = 1;
+  ramp.pixels = {0, 255};
+  CHECK(resize_bilinear(ramp, 1, 1).pixels[0] == 128);
+}
+
+TEST_CASE("Transform configs: resize, mode, mean/std, errors name file and key", "[data]") {
+  const ms::Config c = ms::Config::parse(
+      R"({"t": {"resize": [4, 6], "mode": "RGB", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.25, 0.5]}})",
+      "json", "x.json");
+  const ImageTransform t = ImageTransform::from_config(c, "t");
+  CHECK(t.height == 4);
+  CHECK(t.width == 6);
+  Image img;
+  img.height = 2;
+  img.width = 3;
+  img.channels = 3;
+  img.pixels.assign(18, 255);
+  std::vector<float> out;
+  t.apply(img, out);
+  REQUIRE(out.size() == 3 * 4 * 6);
+  CHECK(out[0] == Approx(1.0f));
+  CHECK(out[24] == Approx(2.0f));
+  const ms::Config mm = ms::Config::parse(
+      R"({"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]})", "json", "mm.json");
+  const ImageTransform t2 = ImageTransform::from_config(mm);
+  CHECK(t2.mean_in_255);
+  out.clear();
+  t2.apply(img, out);
+  CHECK(out[0] == Approx((255 - 123.675) / 58.395));
+  for (const char* bad : {R"({"resize": [0, 3]})", R"({"resize": "big"})", R"({"mode": "CMYK"})",
+                          R"({"mean": [0.5, 0.5]})", R"({"std": [0]})"}) {
+    INFO(bad);
+    const std::string msg = message_of(
+        [&] { ImageTransform::from_config(ms::Config::parse(bad, "json", "bad.json")); });
+    CHECK(msg.find("bad.json") != std::string::npos);
+  }
+}
+
+TEST_CASE("Image decoding: real JPEG, garbage and truncation name the file", "[data]") {
+  const std::string china = "/usr/lib/python3/dist-packages/sklearn/datasets/images/china.jpg";
+  CHECK(code_of([] { decode_image("not an image", "x.bin"); }) == ms::ErrorCode::kIntegrity);
+  CHECK(code_of([] { decode_image("GIF89a....", "x.gif"); }) == ms::ErrorCode::kMissingComponent);
+  CHECK(message_of([] {
+          decode_image(std::string("RIFF\x10\0\0\0WEBPVP8 ", 16), "x.webp");
+        }).find("x.webp: WebP images are not supported") == 0);
+  CHECK(message_of([] { decode_image("", "empty.png"); }).find("empty.png") != std::string::npos);
+  CHECK(code_of([] { decode_image(std::string("\x89PNG\r\n\x1a\n", 8) + "garbage!", "g.png"); }) ==
+        ms::ErrorCode::kIntegrity);
+  if (!fs::exists(china) || !jpeg_supported()) {
+    WARN("python3-sklearn's china.jpg or JPEG support missing; skipping the real-image part");
+    return;
+  }
+  const std::string bytes = ms::read_file(china);
+  const Image rgb = decode_image(bytes, china, 3);
+  CHECK(rgb.width == 640);
+  CHECK(rgb.height == 427);
+  const Image grey = decode_image(bytes, china, 1);
+  CHECK(grey.channels == 1);
+  CHECK(grey.pixels.size() == 640u * 427u);
+  const std::string msg =
+      message_of([&] { decode_image(bytes.substr(0, bytes.size() / 3), "cut.jpg"); });
+  CHECK(msg.find("cut.jpg: corrupt image") == 0);
+}
+
+TEST_CASE("Split names of data files", "[data]") {
+  CHECK(split_of_file("train") == "train");
+  CHECK(split_of_file("train-00000-of-00002") == "train");
+  CHECK(split_of_file("dev") == "validation");
+  CHECK(split_of_file("Validation_2") == "validation");
+  CHECK(split_of_file("test.part1") == "test");
+  CHECK(split_of_file("my_train") == "");
+  CHECK(split_of_file("trainer") == "");
+  CHECK(split_of_file("2020-train") == "");
+}
+
+TEST_CASE("Table folders: split files, shards concatenated, data/ sub-folder", "[data]") {
+  const fs::path dir = fs::temp_directory_path() / ("ms-data-tables-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  ms::write_file_atomic(dir / "data" / "train-00000-of-00002.csv", "a,b\n1,x\n2,y\n");
+  ms::write_file_atomic(dir / "data" / "train-00001-of-00002.csv", "a,b\n3.5,z\n");
+  ms::write_file_atomic(dir / "data" / "test.csv", "a,b\n4,w\n");
+  ms::write_file_atomic(dir / "README.md", "# x\n");
+  const Dataset ds = load_dataset("folder:" + dir.string());
+  REQUIRE(ds.splits.size() == 2);
+  CHECK(ds.splits[0].name == "train");
+  CHECK(ds.splits[0].table.rows.size() == 3);
+  CHECK(ds.splits[0].table.columns[0].type == ColumnType::kFloat);
+  CHECK(ds.splits[1].name == "test");
+  ms::write_file_atomic(dir / "data" / "test-2.csv", "a,c\n4,w\n");
+  CHECK(message_of([&] { load_dataset("folder:" + dir.string()); }).find("other columns") !=
+        std::string::npos);
+  fs::remove_all(dir);
+  fs::create_directories(dir / "empty");
+  CHECK(code_of([&] { load_dataset(dir.string()); }) == ms::ErrorCode::kNotFound);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("imagefolder: sorted class ids shared by splits, non-images counted", "[data]") {
+  const fs::path dir = fs::temp_directory_path() / ("ms-data-test-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  for (const char* p :
+       {"train/zebra/1.png", "train/ant/2.jpg", "train/ant/notes.txt", "val/ant/3.png",
+        "val/mole/4.PNG", "train/__MACOSX/ant/._2.jpg", "train/ant/.DS_Store"}) {
+    ms::write_file_atomic(dir / p, "x");
+  }
+  // A symlink loop inside a class folder is not followed.
+  fs::create_directory_symlink(".", dir / "train" / "ant" / "loop");
+  const Dataset ds = load_dataset("imagefolder:" + dir.string());
+  REQUIRE(ds.splits.size() == 2);
+  CHECK(ds.splits[0].name == "train");
+  CHECK(ds.splits[1].name == "validation");
+  CHECK(ds.labels == std::vector<std::string>{"ant", "mole", "zebra"});
+  CHECK(ds.splits[0].table.rows.size() == 2);
+  CHECK(ds.splits[0].skipped_non_image == 1);
+  CHECK(std::get<std::int64_t>(ds.splits[0].table.rows[0][1]) == 0);  // ant
+  CHECK(std::get<std::int64_t>(ds.splits[0].table.rows[1][1]) == 2);  // zebra
+  CHECK(std::get<std::int64_t>(ds.splits[1].table.rows[1][1]) == 1);  // mole
+  LoadOptions only_val;
+  only_val.split = "validation[:1]";
+  CHECK(load_dataset("imagefolder:" + dir.string(), only_val).splits[0].table.rows.size() == 1);
+  only_val.split = "tset";
+  const std::string msg =
+      message_of([&] { load_dataset("imagefolder:" + dir.string(), only_val); });
+  CHECK(msg.find("available: train, validation") != std::string::npos);
+  LoadOptions verify;
+  verify.verify_images = true;
+  CHECK(code_of([&] { load_dataset("imagefolder:" + dir.string(), verify); }) ==
+        ms::ErrorCode::kIntegrity);
+  verify.skip_bad = true;
+  const Dataset skipped = load_dataset("imagefolder:" + dir.string(), verify);
+  CHECK(skipped.splits[0].table.rows.empty());
+  CHECK(skipped.splits[0].skipped_bad == 2);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("hub: specs go through the installed snapshot provider", "[data]") {
+  const fs::path dir = fs::temp_directory_path() / ("ms-data-hub-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const fs::path snap = dir / "snap";
+  ms::write_file_atomic(snap / "ds.json",
+                        R"({"en": {"train": {"meta": "train.csv"}, "test": {"meta": "test.jsonl"}},
+                            "zh": {"train": {"meta": "zh.csv"}}})");
+  ms::write_file_atomic(snap / "train.csv", "text,label\nhello,1\nbye,0\n");
+  ms::write_file_atomic(snap / "test.jsonl", "{\"text\": \"hi\", \"label\": 1}\n");
+  ms::write_file_atomic(snap / "zh.csv", "text,label\nni hao,1\n");
+  // Another JSON file in the repo: the structure file is found by the dataset's name.
+  ms::write_file_atomic(snap / "other.json", R"({"a": {"b": {}}})");
+  std::string seen_repo, seen_revision;
+  set_dataset_snapshot_provider([&](const ms::hub::RepoId& repo, const std::string& revision) {
+    seen_repo = repo.str();
+    seen_revision = revision;
+    if (repo.name == "missing") throw ms::Error(ms::ErrorCode::kNotFound, "no such dataset");
+    return snap;
+  });
+  const Dataset ds = load_dataset("hub:owner/ds@v2:en/train[:1]");
+  CHECK(seen_repo == "owner/ds");
+  CHECK(seen_revision == "v2");
+  CHECK(ds.kind == SourceKind::kHub);
+  CHECK(ds.subset == "en");
+  CHECK(ds.subsets == std::vector<std::string>{"en", "zh"});
+  REQUIRE(ds.splits.size() == 1);
+  CHECK(ds.splits[0].table.rows.size() == 1);
+  CHECK(ds.splits[0].selection == "train[:1]");
+  LoadOptions o;
+  o.subset = "en";
+  o.revision = "master";
+  CHECK(load_dataset("hub:owner/ds", o).splits.size() == 2);
+  CHECK(seen_revision == "master");
+  const std::string msg = message_of([] { load_dataset("hub:owner/ds:fr"); });
+  CHECK(msg.find("subset 'fr' not found") != std::string::npos);
+  CHECK(msg.find("available: en, zh") != std::string::npos);
+  CHECK(code_of([] { load_dataset("hub:owner/ds"); }) == ms::ErrorCode::kUsage);  // two subsets
+  CHECK(code_of([] { load_dataset("hub:owner/ds:en/dev"); }) == ms::ErrorCode::kNotFound);
+  CHECK(code_of([] { load_dataset("hub:owner/missing:en"); }) == ms::ErrorCode::kNotFound);
+  set_dataset_snapshot_provider(nullptr);
+  CHECK(code_of([] { load_dataset("hub:owner/ds:en"); }) == ms::ErrorCode::kMissingComponent);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("imagefolder with HF metadata.csv, and text files", "[data]") {
+  const fs::path dir = fs::temp_directory_path() / ("ms-data-meta-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  ms::write_file_atomic(dir / "train" / "a" / "1.png", "x");
+  ms::write_file_atomic(dir / "train" / "b" / "2.png", "x");
+  ms::write_file_atomic(dir / "train" / "metadata.csv",
+                        "file_name,caption\na/1.png,a cat\nb/2.png,a dog\n");
+  const Dataset ds = load_dataset("imagefolder:" + dir.string());
+  REQUIRE(ds.splits.size() == 1);
+  CHECK(ds.labels.empty());
+  const Table& t = ds.splits[0].table;
+  REQUIRE(t.columns.size() == 2);
+  CHECK(t.columns[0].name == "image");
+  CHECK(t.columns[0].type == ColumnType::kImage);
+  CHECK(std::get<std::string>(t.rows[1][0]) == (dir / "train" / "b" / "2.png").string());
+  CHECK(std::get<std::string>(t.rows[1][1]) == "a dog");
+  ms::write_file_atomic(dir / "train" / "metadata.csv", "file_name,caption\n../../etc/passwd,x\n");
+  CHECK(code_of([&] { load_dataset("imagefolder:" + dir.string()); }) == ms::ErrorCode::kIntegrity);
+  ms::write_file_atomic(dir / "train" / "metadata.csv", "file_name,caption\nc/3.png,x\n");
+  CHECK(code_of([&] { load_dataset("imagefolder:" + dir.string()); }) == ms::ErrorCode::kNotFound);
+  ms::write_file_atomic(dir / "lines.txt", "one\r\n\ntwo\n");
+  const Dataset text = load_dataset((dir / "lines.txt").string());
+  CHECK(text.kind == SourceKind::kText);
+  REQUIRE(text.splits[0].table.rows.size() == 3);
+  CHECK(std::get<std::string>(text.splits[0].table.rows[0][0]) == "one");
+  CHECK(std::get<std::string>(text.splits[0].table.rows[1][0]).empty());
+  fs::remove_all(dir);
+}
