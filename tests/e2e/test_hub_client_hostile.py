@@ -59,11 +59,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.send_json(None, raw=b"<html>not json")
             size = len(CONTENT)
             if hub.mode == "big_listing":
-                # 300 small files whose entries carry 5 KB of commit message: a 1.5 MB listing.
+                # 60 small files whose entries carry 25 KB of commit message: a 1.5 MB listing.
                 return self.send_json({"Files": [
                     {"Path": f"many/f{i:03d}.txt", "Type": "blob", "Size": 3, "Revision": "c1",
-                     "Sha256": hashlib.sha256(b"abc").hexdigest(), "CommitMessage": "m" * 5000}
-                    for i in range(300)]})
+                     "Sha256": hashlib.sha256(b"abc").hexdigest(), "CommitMessage": "m" * 25000}
+                    for i in range(60)]})
             return self.send_json({"Files": [{"Path": hub.listed_path, "Name": "w.bin", "Type": "blob", "Size": size,
                                               "Sha256": hashlib.sha256(CONTENT).hexdigest(), "Revision": "c1"}]})
         if url.path.endswith("/revisions"):
@@ -160,8 +160,8 @@ class HostileHubTest(MsTestCase):
         self.hub.mode = "big_listing"
         r = self.download("--json")
         self.assertExit(r, 0)
-        self.assertEqual(len(json.loads(r.stdout)["files"]), 300)
-        self.assertEqual(len(os.listdir(os.path.join(self.path("cache"), "models", "o", "n", "many"))), 300)
+        self.assertEqual(len(json.loads(r.stdout)["files"]), 60)
+        self.assertEqual(len(os.listdir(os.path.join(self.path("cache"), "models", "o", "n", "many"))), 60)
 
     def test_invalid_json_is_a_network_error(self):
         self.hub.mode = "garbage_json"
