@@ -385,6 +385,17 @@ class PartedFile {
     url_ = run.client.file_url(run.options.type, run.options.repo, run.revision, entry_.path);
   }
 
+  // Normally finish() has joined the hasher and closed the files; this covers a run cut short.
+  ~PartedFile() {
+    abort_.store(true);
+    wake_hasher();
+    if (hasher_.joinable()) hasher_.join();
+    if (data_fd_ >= 0) ::close(data_fd_);
+    if (state_fd_ >= 0) ::close(state_fd_);
+  }
+  PartedFile(const PartedFile&) = delete;
+  PartedFile& operator=(const PartedFile&) = delete;
+
   std::size_t part_count() const { return parts_.size(); }
 
   // Opens the files and restores progress; called once before parts run.
@@ -530,6 +541,7 @@ class PartedFile {
     if (hasher_.joinable()) hasher_.join();
     ::close(data_fd_);
     ::close(state_fd_);
+    data_fd_ = state_fd_ = -1;
     try {
       if (error_) throw *error_;
       const std::string digest = hasher_state_.hex_digest();
