@@ -11,6 +11,31 @@ import tempfile
 import unittest
 
 MS_BIN = os.environ.get("MS_BIN") or shutil.which("ms")
+
+# scripts/test.sh (and so CI) sets MS_TESTS_STRICT=1: there every prerequisite is installed, so a
+# test that would skip (missing package, venv or build option) fails instead of passing silently.
+STRICT = os.environ.get("MS_TESTS_STRICT") == "1"
+
+
+def _strict_skip_test(self, reason):
+    self.fail(f"MS_TESTS_STRICT=1 forbids skipping: {reason}")
+
+
+def _strict_skip_if(condition, reason):
+    def decorate(obj):
+        if not condition:
+            return obj
+        if isinstance(obj, type):
+            obj.setUp = lambda self: self.fail(f"MS_TESTS_STRICT=1 forbids skipping: {reason}")
+            return obj
+        return lambda self, *a, **k: self.fail(f"MS_TESTS_STRICT=1 forbids skipping: {reason}")
+    return decorate
+
+
+if STRICT:
+    unittest.TestCase.skipTest = _strict_skip_test
+    unittest.skipIf = _strict_skip_if
+    unittest.skipUnless = lambda condition, reason: _strict_skip_if(not condition, reason)
 SOURCE_DIR = os.environ.get("MS_SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
