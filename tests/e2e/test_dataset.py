@@ -413,6 +413,21 @@ class DatasetTest(MsTestCase):
         self.assertEqual([(s["name"], s["rows"]) for s in d["splits"]], [("train", 120)])
         self.assertEqual(len(d["labels"]), 10)
 
+        # The same dataset by its hub id: downloaded through the hub client into the cache, then
+        # found there offline with the server gone.
+        self.env["MODELSCOPE_ENDPOINT"] = server.endpoint
+        d = self.info("hub:alice/fmnist_zip:default/test")
+        self.assertEqual([(s["name"], s["rows"]) for s in d["splits"]], [("test", 40)])
+        self.assertTrue(os.path.isfile(self.path("cache", "datasets", "alice", "fmnist_zip", "test.zip")))
+        r = self.ms("dataset", "info", "hub:alice/fmnist_zip:nosuch")
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "nosuch")
+        self.assertIn("default", r.stderr)
+        server.stop()
+        self.env["MODELSCOPE_OFFLINE"] = "1"
+        d = self.info("hub:alice/fmnist_zip", "--subset", "iris")
+        self.assertEqual(d["splits"][0]["rows"], 150)
+
     @needs("ZIP")
     def test_unsafe_archives_rejected(self):
         cases = {}
@@ -466,9 +481,11 @@ class DatasetTest(MsTestCase):
 
     # --- specs --------------------------------------------------------------------------------
 
-    def test_specs_and_hub_placeholder(self):
-        r = self.ms("dataset", "info", "hub:owner/name@v1:default/train")
-        self.assertExit(r, 6)
+    def test_specs_and_hub_datasets_offline(self):
+        # Offline with an empty cache: the hub client makes no call and names the repo.
+        r = run_ms("dataset", "info", "hub:owner/name@v1:default/train",
+                   env={**self.env, "MODELSCOPE_OFFLINE": "1", "MODELSCOPE_ENDPOINT": "http://127.0.0.1:1"})
+        self.assertExit(r, 4)
         self.assertOneLineError(r, "owner/name")
         r = self.ms("dataset", "info", "cvs:" + IRIS)
         self.assertExit(r, 2)

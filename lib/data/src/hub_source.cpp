@@ -1,9 +1,11 @@
-// Holder of the hub snapshot provider used by hub: dataset specs.
+// The hub snapshot provider used by hub: dataset specs: the hub client by default, replaceable.
 #include "ms/data/hub_source.h"
 
 #include <mutex>
 
 #include "ms/core/error.h"
+#include "ms/core/settings.h"
+#include "ms/hub/download.h"
 
 namespace ms::data {
 namespace {
@@ -13,8 +15,20 @@ std::mutex& provider_mutex() {
   return m;
 }
 
+// Downloads the dataset repo into the modelscope cache (or finds it there), with the endpoint and
+// token from the environment and stored credentials; MODELSCOPE_OFFLINE=1 makes no network calls.
+std::filesystem::path download_with_hub_client(const hub::RepoId& repo, const std::string& revision) {
+  hub::DownloadOptions options;
+  options.type = hub::RepoType::kDataset;
+  options.repo = repo;
+  options.revision = revision;
+  options.offline = env_flag("MODELSCOPE_OFFLINE");
+  return hub::snapshot_download(options, hub::resolve_hub_options(std::nullopt, std::nullopt))
+      .local_path;
+}
+
 SnapshotProvider& provider() {
-  static SnapshotProvider p;
+  static SnapshotProvider p = download_with_hub_client;
   return p;
 }
 

@@ -14,8 +14,9 @@ namespace ms::data {
 using SnapshotProvider =
     std::function<std::filesystem::path(const hub::RepoId& repo, const std::string& revision)>;
 
-/// Installs the provider used for `hub:` dataset specs (the hub client calls this at start-up).
-/// An empty function removes it.
+/// Replaces the provider used for `hub:` dataset specs. The default downloads through the hub
+/// client (ms::hub::snapshot_download, endpoint and token from the environment). An empty
+/// function removes it, after which hub: specs fail with kMissingComponent.
 void set_dataset_snapshot_provider(SnapshotProvider provider);
 
 /// The local snapshot folder of a hub dataset through the installed provider; without one,
