@@ -6,6 +6,8 @@
 
 #include "ms/core/error.h"
 #include "ms/core/torch_runtime.h"
+#include "ms/infer/pipeline.h"
+#include "ms/pipelines/registry.h"
 
 namespace ms {
 namespace {
@@ -24,6 +26,11 @@ class TorchRuntimeImpl final : public TorchRuntime {
   }
 
   void set_num_threads(int threads) override { at::set_num_threads(threads); }
+
+  void* component(const std::string& name) override {
+    if (name == infer::kPipelineFactoryComponent) return &pipelines::pipeline_factory();
+    return nullptr;
+  }
 
   std::string resolve_device(const DeviceSpec& spec) const override {
     const bool cuda = torch::cuda::is_available();

@@ -1,0 +1,23 @@
+// Pipelines registered per task (the torch layer's side of ms::infer::PipelineFactory).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "ms/config/registry.h"
+#include "ms/infer/pipeline.h"
+
+namespace ms::pipelines {
+
+/// Builds a pipeline for a model folder on a resolved torch device ("cpu", "cuda:0").
+using PipelineBuilder =
+    std::function<std::unique_ptr<infer::Pipeline>(const infer::ModelInfo& model, const std::string& device)>;
+
+/// Adds the text pipelines (sentence-embedding, ...) to `registry`, grouped by task.
+void register_text_pipelines(Registry<PipelineBuilder>& registry);
+
+/// The factory the torch runtime hands out as "pipeline-factory".
+infer::PipelineFactory& pipeline_factory();
+
+}  // namespace ms::pipelines
