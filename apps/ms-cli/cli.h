@@ -18,6 +18,7 @@ void add_env_command(CLI::App& app, const GlobalOptions& global);
 void add_config_command(CLI::App& app, const GlobalOptions& global);
 void add_list_command(CLI::App& app, const GlobalOptions& global);
 void add_infer_command(CLI::App& app, const GlobalOptions& global);
+void add_tokenize_command(CLI::App& app, const GlobalOptions& global);
 
 /// Adds --threads to a subcommand that uses LibTorch.
 void add_threads_option(CLI::App& command, std::optional<int>& threads);
