@@ -104,6 +104,12 @@ std::string format_line(const PipelineInput& input, const PipelineResult& result
     for (auto it = result.output.begin(); it != result.output.end(); ++it) line[it.key()] = it.value();
   }
   std::string text = line.dump(-1, ' ', false, Json::error_handler_t::replace);
+  if (!result.error && !result.raw_members.empty()) {
+    text.pop_back();  // the closing brace
+    text += ',';
+    text += result.raw_members;
+    text += '}';
+  }
   text.push_back('\n');
   return text;
 }
@@ -171,7 +177,7 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs, c
   const auto t0 = std::chrono::steady_clock::now();
   // Inputs are taken a window at a time, sorted by length inside the window so that batches pad
   // little, and written back in input order once the whole window is done.
-  const std::size_t window = options.batch_size * 16;
+  const std::size_t window = options.batch_size * 64;
   for (std::size_t w = 0; w < todo.size(); w += window) {
     const std::size_t n = std::min(window, todo.size() - w);
     std::vector<std::size_t> order(n);

@@ -7,6 +7,10 @@
 #include <torch/nn/modules/normalization.h>
 
 #include <ATen/ops/arange.h>
+#include <ATen/ops/baddbmm.h>
+#include <ATen/ops/bmm.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/linear.h>
 #include <ATen/ops/cumsum.h>
 #include <ATen/ops/gelu.h>
 #include <ATen/ops/matmul.h>
@@ -14,6 +18,7 @@
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/tanh.h>
 #include <ATen/ops/zeros_like.h>
+#include <c10/core/GradMode.h>
 #include <c10/core/InferenceMode.h>
 
 #include <cmath>
@@ -47,17 +52,27 @@ struct SelfAttention : torch::nn::Module {
         heads_(heads),
         head_dim_(hidden / heads) {}
 
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& mask_bias) {
-    const int64_t b = x.size(0), t = x.size(1);
-    auto split = [&](const at::Tensor& y) { return y.view({b, t, heads_, head_dim_}).transpose(1, 2); };
-    const at::Tensor q = split(query(x)).mul(1.0 / std::sqrt(static_cast<double>(head_dim_)));
-    const at::Tensor k = split(key(x));
-    const at::Tensor v = split(value(x));
-    at::Tensor scores = at::matmul(q, k.transpose(-1, -2));
-    scores.add_(mask_bias);
-    const at::Tensor probs = at::softmax(scores, -1);
-    return at::matmul(probs, v).transpose(1, 2).reshape({b, t, heads_ * head_dim_});
+  // Query, key and value in one GEMM: one [3H, H] weight built after loading (fuse()).
+  void fuse() {
+    qkv_weight_ = at::cat({query->weight, key->weight, value->weight}, 0).contiguous();
+    qkv_bias_ = at::cat({query->bias, key->bias, value->bias}, 0).contiguous();
   }
+
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& mask_bias) {
+    const int64_t b = x.size(0), t = x.size(1), h = heads_ * head_dim_;
+    if (!qkv_weight_.defined() || qkv_weight_.device() != x.device()) fuse();
+    // [b, t, 3, heads, d] -> three [b*heads, t, d]
+    const at::Tensor qkv = at::linear(x, qkv_weight_, qkv_bias_).view({b, t, 3, heads_, head_dim_}).permute({2, 0, 3, 1, 4});
+    const at::Tensor q = qkv[0].reshape({b * heads_, t, head_dim_});
+    const at::Tensor k = qkv[1].reshape({b * heads_, t, head_dim_});
+    const at::Tensor v = qkv[2].reshape({b * heads_, t, head_dim_});
+    // scores = mask + (q k^T) / sqrt(d), in one call.
+    const at::Tensor bias = mask_bias.expand({b, heads_, t, t}).reshape({b * heads_, t, t});
+    const at::Tensor scores = at::baddbmm(bias, q, k.transpose(1, 2), 1.0, 1.0 / std::sqrt(static_cast<double>(head_dim_)));
+    const at::Tensor probs = at::softmax(scores, -1);
+    return at::bmm(probs, v).view({b, heads_, t, head_dim_}).transpose(1, 2).reshape({b, t, h});
+  }
+  at::Tensor qkv_weight_, qkv_bias_;
   Linear query, key, value;
   int64_t heads_, head_dim_;
 };
@@ -208,8 +223,12 @@ std::string BertModel::load(const tensor::WeightMap& weights, const std::string&
     impl_->root->pooler = impl_->root->register_module("pooler", std::make_shared<Pooler>(impl_->config));
   }
   tensor::WeightMap own;
+  // Only the encoder's own top-level modules; heads (classifier., cls., ...) load their keys.
   for (const auto& [name, t] : weights) {
-    if (name.compare(0, prefix.size(), prefix) == 0) own.emplace(name.substr(prefix.size()), t);
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string rest = name.substr(prefix.size());
+    const std::string top = rest.substr(0, rest.find('.'));
+    if (top == "embeddings" || top == "encoder" || top == "pooler") own.emplace(rest, t);
   }
   std::map<std::string, at::Tensor> params;
   for (const auto& p : impl_->root->named_parameters()) params.emplace(p.key(), p.value());
@@ -221,6 +240,8 @@ std::string BertModel::load(const tensor::WeightMap& weights, const std::string&
 void BertModel::to(const std::string& device) {
   impl_->root->to(c10::Device(device));
   impl_->root->eval();
+  c10::NoGradGuard no_grad;
+  for (const auto& layer : impl_->layers) layer->attention->self->fuse();
 }
 
 bool BertModel::has_pooler() const { return impl_->root->pooler != nullptr; }

@@ -3,12 +3,25 @@
 #include <ATen/ops/clamp_min.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/linalg_vector_norm.h>
+#include <ATen/ops/layer_norm.h>
+#include <ATen/ops/linear.h>
+#include <ATen/ops/softmax.h>
 #include <ATen/ops/sum.h>
+#include <ATen/ops/tanh.h>
+#include <ATen/ops/gelu.h>
+#include <ATen/ops/relu.h>
+#include <ATen/ops/topk.h>
+#include <ATen/ops/nonzero.h>
+#include <ATen/ops/index_select.h>
+#include <fmt/ranges.h>
 #include <c10/core/InferenceMode.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <numeric>
+#include <cmath>
 #include <cstdlib>
+#include <iterator>
 
 #include "ms/core/error.h"
 #include "ms/core/file.h"
@@ -17,6 +30,7 @@
 #include "ms/pipelines/registry.h"
 #include "ms/tensor/weights.h"
 #include "ms/text/bert_tokenizer.h"
+#include "ms/text/unicode.h"
 
 namespace ms::pipelines {
 namespace {
@@ -37,12 +51,21 @@ std::optional<Json> read_json(const std::filesystem::path& path) {
   }
 }
 
-// A float as the shortest decimal that reads back as the same float (not as a 17-digit double).
-Json short_float(float value) {
-  char buffer[32];
-  const auto end = fmt::format_to_n(buffer, sizeof(buffer) - 1, "{}", value).out;
-  *end = '\0';
-  return Json(std::strtod(buffer, nullptr));
+// `"key":[v,...]` with each float as the shortest decimal that reads back as the same float.
+std::string float_array_member(const char* key, const float* data, int64_t n) {
+  fmt::memory_buffer out;
+  fmt::format_to(std::back_inserter(out), "\"{}\":[", key);
+  for (int64_t i = 0; i < n; ++i) {
+    if (i > 0) out.push_back(',');
+    // JSON has no NaN/Infinity; they would only come from a broken model.
+    if (std::isfinite(data[i])) {
+      fmt::format_to(std::back_inserter(out), "{}", data[i]);
+    } else {
+      fmt::format_to(std::back_inserter(out), "null");
+    }
+  }
+  out.push_back(']');
+  return fmt::to_string(out);
 }
 
 // Batches of encodings as int64 tensors, padded to the longest.
@@ -140,6 +163,33 @@ class BertTextPipeline : public infer::Pipeline {
     return ok;
   }
 
+  // A head weight by name (outside the encoder's prefix), moved to the device.
+  at::Tensor head_weight(const std::string& name, bool required = true) {
+    auto it = weights_.find(name);
+    if (it == weights_.end()) {
+      MS_CHECK(!required, ErrorCode::kConfig, "weights in {} lack '{}', which the {} head needs", dir_.string(),
+               name, task_);
+      return {};
+    }
+    return it->second.to(c10::Device(device_)).to(at::kFloat).contiguous();
+  }
+
+  // config.json's id2label as a list, or LABEL_i for `n` labels.
+  std::vector<std::string> labels(int64_t n) const {
+    std::vector<std::string> out;
+    const auto hf = read_json(dir_ / "config.json");
+    for (int64_t i = 0; i < n; ++i) {
+      std::string name = fmt::format("LABEL_{}", i);
+      if (hf && hf->contains("id2label") && (*hf)["id2label"].is_object()) {
+        const auto& m = (*hf)["id2label"];
+        auto it = m.find(std::to_string(i));
+        if (it != m.end() && it->is_string()) name = it->get<std::string>();
+      }
+      out.push_back(std::move(name));
+    }
+    return out;
+  }
+
   // Encoder forward; c10 errors (e.g. out of memory) become ms errors naming the device.
   at::Tensor hidden(const TextBatch& b) {
     try {
@@ -214,10 +264,8 @@ class SentenceEmbeddingPipeline final : public BertTextPipeline {
     const int64_t dim = cpu.size(1);
     const float* data = cpu.data_ptr<float>();
     for (std::size_t k = 0; k < ok.size(); ++k) {
-      Json vec = Json::array();
-      for (int64_t d = 0; d < dim; ++d) vec.push_back(short_float(data[k * dim + d]));
       results[ok[k]].output = Json::object();
-      results[ok[k]].output["text_embedding"] = std::move(vec);
+      results[ok[k]].raw_members = float_array_member("text_embedding", data + k * dim, dim);
     }
     return results;
   }
@@ -227,15 +275,351 @@ class SentenceEmbeddingPipeline final : public BertTextPipeline {
   bool normalize_ = true;
 };
 
+// text-classification / sentence-similarity: BERT pooler + classifier, or the RoBERTa head
+// (dense + tanh + out_proj on the first token); softmax scores sorted high to low.
+class SequenceClassificationPipeline final : public BertTextPipeline {
+ public:
+  SequenceClassificationPipeline(const infer::ModelInfo& model, const std::string& device, std::string task)
+      : BertTextPipeline(model, device, std::move(task)) {
+    if (weights_.count("classifier.out_proj.weight") != 0) {
+      dense_w_ = head_weight("classifier.dense.weight");
+      dense_b_ = head_weight("classifier.dense.bias");
+      out_w_ = head_weight("classifier.out_proj.weight");
+      out_b_ = head_weight("classifier.out_proj.bias");
+    } else {
+      MS_CHECK(encoder_->has_pooler(), ErrorCode::kConfig, "weights in {} have no pooler, which the {} head needs",
+               dir_.string(), task_);
+      out_w_ = head_weight("classifier.weight");
+      out_b_ = head_weight("classifier.bias");
+    }
+    MS_CHECK(out_w_.dim() == 2 && out_w_.size(1) == config_.hidden_size, ErrorCode::kConfig,
+             "classifier weight in {} has shape {}, expected [labels, {}]", dir_.string(),
+             fmt::join(out_w_.sizes(), "x"), config_.hidden_size);
+    labels_ = labels(out_w_.size(0));
+    weights_.clear();
+    encoder_->to(device_);
+  }
+
+  std::vector<infer::PipelineResult> run(const std::vector<const infer::PipelineInput*>& batch) override {
+    std::vector<infer::PipelineResult> results;
+    std::vector<text::Encoding> encs;
+    std::vector<const infer::PipelineInput*> usable;
+    if (task_ == "sentence-similarity") {
+      for (const auto* in : batch) {
+        if (!in->text_pair) {
+          infer::PipelineResult r;
+          r.error = Error(ErrorCode::kUsage, "sentence-similarity needs a sentence pair",
+                          "give text and text_pair (or sentence1 and sentence2) in a .jsonl or .csv input");
+          results.push_back(r);
+        }
+      }
+      if (!results.empty()) return fill_errors(batch, results);
+    }
+    const std::vector<std::size_t> ok = encode(batch, results, encs);
+    if (ok.empty()) return results;
+    c10::InferenceMode guard;
+    const TextBatch b = collate(encs, tokenizer_->pad_id(), device_);
+    const at::Tensor h = hidden(b);
+    at::Tensor logits;
+    if (dense_w_.defined()) {
+      logits = at::linear(at::tanh(at::linear(h.select(1, 0), dense_w_, dense_b_)), out_w_, out_b_);
+    } else {
+      logits = at::linear(encoder_->pool(h), out_w_, out_b_);
+    }
+    const at::Tensor probs = at::softmax(logits.to(at::kFloat), -1).cpu().contiguous();
+    const int64_t n = probs.size(1);
+    const float* p = probs.data_ptr<float>();
+    for (std::size_t k = 0; k < ok.size(); ++k) {
+      std::vector<int64_t> order(static_cast<std::size_t>(n));
+      std::iota(order.begin(), order.end(), 0);
+      const float* row = p + k * n;
+      std::stable_sort(order.begin(), order.end(), [row](int64_t a, int64_t c) { return row[a] > row[c]; });
+      Json scores = Json::array(), names = Json::array();
+      for (int64_t i : order) {
+        scores.push_back(static_cast<double>(row[i]));
+        names.push_back(labels_[static_cast<std::size_t>(i)]);
+      }
+      results[ok[k]].output = {{"scores", scores}, {"labels", names}};
+    }
+    return results;
+  }
+
+ private:
+  // Every item of a pair task without its pair fails alone; the rest still run.
+  std::vector<infer::PipelineResult> fill_errors(const std::vector<const infer::PipelineInput*>& batch,
+                                                 const std::vector<infer::PipelineResult>&) {
+    std::vector<infer::PipelineResult> out(batch.size());
+    std::vector<const infer::PipelineInput*> good;
+    std::vector<std::size_t> slots;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (batch[i]->text_pair) {
+        good.push_back(batch[i]);
+        slots.push_back(i);
+      } else {
+        out[i].error = Error(ErrorCode::kUsage, "sentence-similarity needs a sentence pair",
+                             "give text and text_pair (or sentence1 and sentence2) in a .jsonl or .csv input");
+      }
+    }
+    if (!good.empty()) {
+      auto r = run(good);
+      for (std::size_t k = 0; k < slots.size(); ++k) out[slots[k]] = std::move(r[k]);
+    }
+    return out;
+  }
+
+  at::Tensor dense_w_, dense_b_, out_w_, out_b_;
+  std::vector<std::string> labels_;
+};
+
+// One labelled span over code points [start, end).
+struct Span {
+  std::string type;
+  std::size_t start, end;
+};
+
+// BIO / BIES / BIOES tags over words -> spans. "O" is outside; a tag without "-TYPE" has type "".
+std::vector<Span> decode_spans(const std::vector<std::string>& tags,
+                               const std::vector<std::pair<std::size_t, std::size_t>>& words) {
+  std::vector<Span> spans;
+  std::optional<Span> cur;
+  auto close = [&] {
+    if (cur) spans.push_back(*cur);
+    cur.reset();
+  };
+  for (std::size_t i = 0; i < tags.size(); ++i) {
+    const std::string& tag = tags[i];
+    if (tag == "O") {
+      close();
+      continue;
+    }
+    const auto dash = tag.find('-');
+    const std::string prefix = dash == std::string::npos ? tag : tag.substr(0, dash);
+    const std::string type = dash == std::string::npos ? "" : tag.substr(dash + 1);
+    const bool continues = cur && cur->type == type;
+    if (prefix == "B") {
+      close();
+      cur = Span{type, words[i].first, words[i].second};
+    } else if (prefix == "I" || prefix == "M") {
+      if (continues) {
+        cur->end = words[i].second;
+      } else {
+        close();
+        cur = Span{type, words[i].first, words[i].second};
+      }
+    } else if (prefix == "E" || prefix == "L") {
+      if (continues) {
+        cur->end = words[i].second;
+      } else {
+        close();
+        cur = Span{type, words[i].first, words[i].second};
+      }
+      close();
+    } else {  // S, U, or an unknown scheme: a span of its own
+      close();
+      spans.push_back(Span{type, words[i].first, words[i].second});
+    }
+  }
+  close();
+  return spans;
+}
+
+// token-classification / named-entity-recognition / word-segmentation: a label per token; a word
+// takes its first token's label; tags are decoded into spans (entities or words).
+class TokenClassificationPipeline final : public BertTextPipeline {
+ public:
+  TokenClassificationPipeline(const infer::ModelInfo& model, const std::string& device, std::string task)
+      : BertTextPipeline(model, device, std::move(task)) {
+    out_w_ = head_weight("classifier.weight");
+    out_b_ = head_weight("classifier.bias");
+    MS_CHECK(out_w_.dim() == 2 && out_w_.size(1) == config_.hidden_size, ErrorCode::kConfig,
+             "classifier weight in {} has shape {}, expected [labels, {}]", dir_.string(),
+             fmt::join(out_w_.sizes(), "x"), config_.hidden_size);
+    labels_ = labels(out_w_.size(0));
+    weights_.clear();
+    encoder_->to(device_);
+  }
+
+  std::vector<infer::PipelineResult> run(const std::vector<const infer::PipelineInput*>& batch) override {
+    std::vector<infer::PipelineResult> results;
+    std::vector<text::Encoding> encs;
+    const std::vector<std::size_t> ok = encode(batch, results, encs);
+    if (ok.empty()) return results;
+    c10::InferenceMode guard;
+    const TextBatch b = collate(encs, tokenizer_->pad_id(), device_);
+    const at::Tensor probs =
+        at::softmax(at::linear(hidden(b), out_w_, out_b_).to(at::kFloat), -1).cpu().contiguous();
+    const int64_t t = probs.size(1), n = probs.size(2);
+    const float* p = probs.data_ptr<float>();
+    for (std::size_t k = 0; k < ok.size(); ++k) {
+      const text::Encoding& e = encs[k];
+      const std::u32string text = text::decode_utf8(text_of(*batch[ok[k]]));
+      Json token_labels = Json::array(), token_scores = Json::array();
+      std::vector<std::string> word_tags;
+      std::vector<std::pair<std::size_t, std::size_t>> word_spans;
+      std::int64_t last_word = -1;
+      for (std::size_t i = 0; i < e.ids.size(); ++i) {
+        if (e.word_ids[i] < 0) continue;
+        const float* row = p + (k * t + i) * n;
+        const int64_t best = std::max_element(row, row + n) - row;
+        token_labels.push_back(labels_[static_cast<std::size_t>(best)]);
+        token_scores.push_back(static_cast<double>(row[best]));
+        if (e.word_ids[i] != last_word) {
+          word_tags.push_back(labels_[static_cast<std::size_t>(best)]);
+          word_spans.push_back(e.offsets[i]);
+          last_word = e.word_ids[i];
+        } else {
+          word_spans.back().second = e.offsets[i].second;
+        }
+      }
+      auto substr = [&text](std::size_t a, std::size_t z) { return text::encode_utf8(text.substr(a, z - a)); };
+      Json output = Json::array();
+      if (task_ == "word-segmentation") {
+        // Every word lands somewhere: words tagged O stand alone.
+        std::vector<std::string> seg_tags = word_tags;
+        for (auto& tag : seg_tags) {
+          if (tag == "O") tag = "S";
+        }
+        for (const Span& s : decode_spans(seg_tags, word_spans)) output.push_back(substr(s.start, s.end));
+      } else {
+        for (const Span& s : decode_spans(word_tags, word_spans)) {
+          output.push_back({{"type", s.type}, {"start", s.start}, {"end", s.end}, {"span", substr(s.start, s.end)}});
+        }
+      }
+      results[ok[k]].output = {{"output", output}, {"labels", token_labels}, {"scores", token_scores}};
+    }
+    return results;
+  }
+
+ private:
+  static std::string text_of(const infer::PipelineInput& in) {
+    return in.text.empty() && !in.path.empty() ? read_file(in.path) : in.text;
+  }
+  at::Tensor out_w_, out_b_;
+  std::vector<std::string> labels_;
+};
+
+// fill-mask: the BERT masked-LM head (dense + act + LayerNorm + decoder tied to the word
+// embeddings unless the checkpoint has its own) at each [MASK]; top-k tokens with scores.
+class FillMaskPipeline final : public BertTextPipeline {
+ public:
+  FillMaskPipeline(const infer::ModelInfo& model, const std::string& device)
+      : BertTextPipeline(model, device, "fill-mask") {
+    MS_CHECK(tokenizer_->mask_id() >= 0, ErrorCode::kConfig, "the vocabulary in {} has no mask token '{}'",
+             dir_.string(), tokenizer_->options().mask_token);
+    dense_w_ = head_weight("cls.predictions.transform.dense.weight");
+    dense_b_ = head_weight("cls.predictions.transform.dense.bias");
+    norm_w_ = head_weight("cls.predictions.transform.LayerNorm.weight");
+    norm_b_ = head_weight("cls.predictions.transform.LayerNorm.bias");
+    bias_ = head_weight("cls.predictions.bias");
+    decoder_ = head_weight("cls.predictions.decoder.weight", false);
+    if (!decoder_.defined()) decoder_ = head_weight(prefix_ + "embeddings.word_embeddings.weight");
+    top_k_ = model.config.get_or<int64_t>("pipeline.top_k", 5);
+    MS_CHECK(top_k_ > 0, ErrorCode::kConfig, "{}: pipeline.top_k must be positive", model.config.source());
+    weights_.clear();
+    encoder_->to(device_);
+  }
+
+  std::vector<infer::PipelineResult> run(const std::vector<const infer::PipelineInput*>& batch) override {
+    std::vector<infer::PipelineResult> results;
+    std::vector<text::Encoding> encs;
+    std::vector<std::size_t> ok = encode(batch, results, encs);
+    // An input without a mask has nothing to fill.
+    std::vector<std::size_t> keep;
+    std::vector<text::Encoding> kept;
+    for (std::size_t k = 0; k < ok.size(); ++k) {
+      if (std::find(encs[k].ids.begin(), encs[k].ids.end(), tokenizer_->mask_id()) == encs[k].ids.end()) {
+        results[ok[k]].error = Error(ErrorCode::kUsage, fmt::format("the input has no {} token to fill",
+                                                                    tokenizer_->options().mask_token));
+      } else {
+        keep.push_back(ok[k]);
+        kept.push_back(std::move(encs[k]));
+      }
+    }
+    if (keep.empty()) return results;
+    c10::InferenceMode guard;
+    const TextBatch b = collate(kept, tokenizer_->pad_id(), device_);
+    const at::Tensor h = hidden(b);
+    const at::Tensor where = b.ids.eq(tokenizer_->mask_id()).nonzero().cpu();  // [m, 2]
+    const at::Tensor flat = (where.select(1, 0) * h.size(1) + where.select(1, 1)).to(h.device());
+    at::Tensor x = h.reshape({-1, h.size(2)}).index_select(0, flat);
+    x = at::linear(x, dense_w_, dense_b_);
+    x = config_.hidden_act == "gelu" ? at::gelu(x) : (config_.hidden_act == "relu" ? at::relu(x) : at::gelu(x, "tanh"));
+    x = at::layer_norm(x, {config_.hidden_size}, norm_w_, norm_b_, config_.layer_norm_eps);
+    const at::Tensor probs = at::softmax(at::linear(x, decoder_, bias_).to(at::kFloat), -1);
+    const auto top = probs.topk(std::min<int64_t>(top_k_, probs.size(1)), -1);
+    const at::Tensor values = std::get<0>(top).cpu().contiguous(), indices = std::get<1>(top).cpu().contiguous();
+    const int64_t kk = values.size(1);
+    std::vector<Json> predictions(keep.size(), Json::array());
+    std::vector<std::vector<std::int64_t>> filled(kept.size());
+    for (std::size_t k = 0; k < kept.size(); ++k) filled[k] = kept[k].ids;
+    const int64_t* rows = where.data_ptr<int64_t>();
+    for (int64_t m = 0; m < where.size(0); ++m) {
+      const auto item = static_cast<std::size_t>(rows[2 * m]);
+      const auto pos = static_cast<std::size_t>(rows[2 * m + 1]);
+      Json options = Json::array();
+      for (int64_t j = 0; j < kk; ++j) {
+        const int64_t id = indices.data_ptr<int64_t>()[m * kk + j];
+        options.push_back({{"token", tokenizer_->id_to_token(id)}, {"score", values.data_ptr<float>()[m * kk + j]}});
+      }
+      filled[item][pos] = indices.data_ptr<int64_t>()[m * kk];
+      predictions[item].push_back(std::move(options));
+    }
+    for (std::size_t k = 0; k < keep.size(); ++k) {
+      results[keep[k]].output = {{"text", detokenize(filled[k])}, {"predictions", predictions[k]}};
+    }
+    return results;
+  }
+
+ private:
+  // Tokens joined by spaces, "##" continuations glued on, special tokens dropped.
+  std::string detokenize(const std::vector<std::int64_t>& ids) const {
+    std::string out;
+    const auto& o = tokenizer_->options();
+    for (std::int64_t id : ids) {
+      const std::string& t = tokenizer_->id_to_token(id);
+      if (t == o.cls_token || t == o.sep_token || t == o.pad_token) continue;
+      if (t.rfind(o.continuing_prefix, 0) == 0) {
+        out += t.substr(o.continuing_prefix.size());
+      } else {
+        if (!out.empty()) out += ' ';
+        out += t;
+      }
+    }
+    return out;
+  }
+  at::Tensor dense_w_, dense_b_, norm_w_, norm_b_, bias_, decoder_;
+  int64_t top_k_ = 5;
+};
+
 }  // namespace
 
 void register_text_pipelines(Registry<PipelineBuilder>& registry) {
+  using infer::ModelInfo;
+  using Ptr = std::unique_ptr<infer::Pipeline>;
   registry.add(
       "sentence-embedding",
-      [](const infer::ModelInfo& m, const std::string& d) -> std::unique_ptr<infer::Pipeline> {
-        return std::make_unique<SentenceEmbeddingPipeline>(m, d);
-      },
+      [](const ModelInfo& m, const std::string& d) -> Ptr { return std::make_unique<SentenceEmbeddingPipeline>(m, d); },
       "BERT-family encoder, mean/cls/max pooling, L2 normalisation", "sentence-embedding");
+  for (const char* task : {"text-classification", "sentence-similarity"}) {
+    const std::string t = task;
+    registry.add(
+        t, [t](const ModelInfo& m, const std::string& d) -> Ptr {
+          return std::make_unique<SequenceClassificationPipeline>(m, d, t);
+        },
+        "BERT/RoBERTa sequence classifier: softmax scores and labels", t);
+  }
+  for (const char* task : {"token-classification", "named-entity-recognition", "word-segmentation"}) {
+    const std::string t = task;
+    registry.add(
+        t, [t](const ModelInfo& m, const std::string& d) -> Ptr {
+          return std::make_unique<TokenClassificationPipeline>(m, d, t);
+        },
+        "BERT token classifier: per-token labels, BIO/BIES spans", t);
+  }
+  registry.add(
+      "fill-mask",
+      [](const ModelInfo& m, const std::string& d) -> Ptr { return std::make_unique<FillMaskPipeline>(m, d); },
+      "BERT masked-LM head: top-k tokens per [MASK]", "fill-mask");
 }
 
 }  // namespace ms::pipelines

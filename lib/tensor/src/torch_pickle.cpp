@@ -102,7 +102,8 @@ class Unpickler {
         case 'C': push_string(byte()); break;          // SHORT_BINBYTES
         case 'c': {                                    // GLOBAL
           auto v = make(Value::Kind::kGlobal);
-          v->s = line() + "." + line();
+          const std::string module = line();  // two statements: operand order is unspecified
+          v->s = module + "." + line();
           push(v);
           break;
         }

@@ -119,70 +119,101 @@ const std::string& BertTokenizer::id_to_token(std::int64_t id) const {
   return vocab_[static_cast<std::size_t>(id)];
 }
 
-std::vector<std::u32string> BertTokenizer::split_words(std::string_view text) const {
+std::vector<BertTokenizer::Word> BertTokenizer::split_words(std::string_view text) const {
   const std::u32string input = decode_utf8(text);
   // Normaliser: clean-up, CJK spacing, accent stripping, lower-casing (in Hugging Face's order).
+  // Each character keeps the index of the input character it came from, for offsets.
   std::u32string cleaned;
+  std::vector<std::size_t> src;
   cleaned.reserve(input.size() + 8);
-  for (char32_t cp : input) {
+  src.reserve(input.size() + 8);
+  for (std::size_t i = 0; i < input.size(); ++i) {
+    char32_t cp = input[i];
     if (options_.clean_text) {
       if (cp == 0 || cp == 0xFFFD || is_control(cp)) continue;
       if (is_whitespace(cp)) cp = ' ';
     }
     if (options_.tokenize_chinese_chars && is_cjk(cp)) {
-      cleaned.push_back(' ');
-      cleaned.push_back(cp);
-      cleaned.push_back(' ');
+      cleaned.append({U' ', cp, U' '});
+      src.insert(src.end(), {i, i, i});
     } else {
       cleaned.push_back(cp);
+      src.push_back(i);
     }
   }
+  std::u32string scratch;
+  std::vector<std::size_t> scratch_src;
   if (options_.strip_accents.value_or(options_.lowercase)) {
-    std::u32string decomposed;
-    decomposed.reserve(cleaned.size());
-    for (char32_t cp : cleaned) append_nfd(decomposed, cp);
-    cleaned.clear();
-    for (char32_t cp : decomposed) {
-      if (!is_nonspacing_mark(cp)) cleaned.push_back(cp);
+    scratch.clear();
+    scratch_src.clear();
+    for (std::size_t k = 0; k < cleaned.size(); ++k) {
+      const std::size_t before = scratch.size();
+      append_nfd(scratch, cleaned[k]);
+      scratch_src.resize(scratch.size(), src[k]);
+      // Drop the non-spacing marks that decomposition produced or that were there.
+      std::size_t w = before;
+      for (std::size_t r = before; r < scratch.size(); ++r) {
+        if (!is_nonspacing_mark(scratch[r])) {
+          scratch[w] = scratch[r];
+          scratch_src[w] = scratch_src[r];
+          ++w;
+        }
+      }
+      scratch.resize(w);
+      scratch_src.resize(w);
     }
+    cleaned.swap(scratch);
+    src.swap(scratch_src);
   }
   if (options_.lowercase) {
-    std::u32string lowered;
-    lowered.reserve(cleaned.size());
-    for (char32_t cp : cleaned) append_lower(lowered, cp);
-    cleaned.swap(lowered);
+    scratch.clear();
+    scratch_src.clear();
+    for (std::size_t k = 0; k < cleaned.size(); ++k) {
+      append_lower(scratch, cleaned[k]);
+      scratch_src.resize(scratch.size(), src[k]);
+    }
+    cleaned.swap(scratch);
+    src.swap(scratch_src);
   }
   // Pre-tokeniser: split on whitespace, and every punctuation character is a word of its own.
-  std::vector<std::u32string> words;
-  std::u32string current;
-  for (char32_t cp : cleaned) {
+  std::vector<Word> words;
+  Word current;
+  auto flush = [&] {
+    if (!current.text.empty()) words.push_back(std::move(current));
+    current = Word{};
+  };
+  for (std::size_t k = 0; k < cleaned.size(); ++k) {
+    const char32_t cp = cleaned[k];
     if (is_whitespace(cp)) {
-      if (!current.empty()) words.push_back(std::move(current));
-      current.clear();
+      flush();
     } else if (is_punctuation(cp)) {
-      if (!current.empty()) words.push_back(std::move(current));
-      current.clear();
-      words.emplace_back(1, cp);
+      flush();
+      words.push_back(Word{std::u32string(1, cp), {src[k]}});
     } else {
-      current.push_back(cp);
+      current.text.push_back(cp);
+      current.source.push_back(src[k]);
     }
   }
-  if (!current.empty()) words.push_back(std::move(current));
+  flush();
   return words;
 }
 
 std::vector<std::string> BertTokenizer::basic_tokenize(std::string_view text) const {
   std::vector<std::string> out;
-  for (const std::u32string& w : split_words(text)) out.push_back(encode_utf8(w));
+  for (const Word& w : split_words(text)) out.push_back(encode_utf8(w.text));
   return out;
 }
 
-void BertTokenizer::wordpiece(const std::u32string& word, std::vector<std::int64_t>& ids) const {
+void BertTokenizer::wordpiece(const Word& w, std::size_t base, std::int64_t word_id, Pieces& out) const {
+  const std::u32string& word = w.text;
+  const std::pair<std::size_t, std::size_t> whole{base + w.source.front(), base + w.source.back() + 1};
   if (word.size() > options_.max_input_chars_per_word) {
-    ids.push_back(unk_id_);
+    out.ids.push_back(unk_id_);
+    out.offsets.push_back(whole);
+    out.word_ids.push_back(word_id);
     return;
   }
-  const std::size_t mark = ids.size();
+  const std::size_t mark = out.ids.size();
   std::string piece;
   std::size_t start = 0;
   while (start < word.size()) {
@@ -201,18 +232,31 @@ void BertTokenizer::wordpiece(const std::u32string& word, std::vector<std::int64
     }
     if (found < 0) {
       // One unmatched piece makes the whole word unknown.
-      ids.resize(mark);
-      ids.push_back(unk_id_);
+      out.ids.resize(mark);
+      out.offsets.resize(mark);
+      out.word_ids.resize(mark);
+      out.ids.push_back(unk_id_);
+      out.offsets.push_back(whole);
+      out.word_ids.push_back(word_id);
       return;
     }
-    ids.push_back(found);
+    out.ids.push_back(found);
+    out.offsets.emplace_back(base + w.source[start], base + w.source[end - 1] + 1);
+    out.word_ids.push_back(word_id);
     start = end;
   }
 }
 
-void BertTokenizer::append_ids(std::string_view text, std::vector<std::int64_t>& ids) const {
+BertTokenizer::Pieces BertTokenizer::pieces(std::string_view text) const {
   // Special tokens written in the text (e.g. "[MASK]") are kept whole, as added tokens are.
-  std::size_t pos = 0;
+  Pieces out;
+  std::size_t pos = 0, base = 0;
+  std::int64_t word_id = 0;
+  auto code_points = [](std::string_view s) {
+    std::size_t n = 0;
+    for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+    return n;
+  };
   while (pos <= text.size()) {
     std::size_t best = std::string_view::npos;
     const std::string* which = nullptr;
@@ -225,18 +269,20 @@ void BertTokenizer::append_ids(std::string_view text, std::vector<std::int64_t>&
     }
     const std::string_view chunk =
         text.substr(pos, best == std::string_view::npos ? std::string_view::npos : best - pos);
-    for (const std::u32string& word : split_words(chunk)) wordpiece(word, ids);
+    for (const Word& word : split_words(chunk)) wordpiece(word, base, word_id++, out);
     if (which == nullptr) break;
-    ids.push_back(index_.at(*which));
+    base += code_points(chunk);
+    const std::size_t len = code_points(*which);
+    out.ids.push_back(index_.at(*which));
+    out.offsets.emplace_back(base, base + len);
+    out.word_ids.push_back(word_id++);
+    base += len;
     pos = best + which->size();
   }
+  return out;
 }
 
-std::vector<std::int64_t> BertTokenizer::token_ids(std::string_view text) const {
-  std::vector<std::int64_t> ids;
-  append_ids(text, ids);
-  return ids;
-}
+std::vector<std::int64_t> BertTokenizer::token_ids(std::string_view text) const { return pieces(text).ids; }
 
 std::vector<std::string> BertTokenizer::tokenize(std::string_view text) const {
   std::vector<std::string> out;
@@ -247,20 +293,20 @@ std::vector<std::string> BertTokenizer::tokenize(std::string_view text) const {
 Encoding BertTokenizer::encode(std::string_view text, std::optional<std::string_view> pair,
                                std::size_t max_length) const {
   if (max_length == 0) max_length = options_.model_max_length;
-  std::vector<std::int64_t> a = token_ids(text);
-  std::vector<std::int64_t> b;
-  if (pair) b = token_ids(*pair);
+  Pieces a = pieces(text);
+  Pieces b;
+  if (pair) b = pieces(*pair);
   const std::size_t specials = pair ? 3 : 2;
   MS_CHECK(max_length > specials, ErrorCode::kUsage,
            "max_length {} leaves no room for text next to the {} special tokens", max_length,
            specials);
   const std::size_t budget = max_length - specials;
-  if (a.size() + b.size() > budget) {
+  std::size_t n1 = a.ids.size(), n2 = b.ids.size();
+  if (n1 + n2 > budget) {
     if (!pair) {
-      a.resize(budget);
+      n1 = budget;
     } else {
       // Longest-first: trim the longer side; if both are long, split the budget in half.
-      std::size_t n1 = a.size(), n2 = b.size();
       const bool swapped = n1 > n2;
       if (swapped) std::swap(n1, n2);
       n2 = n1 > budget ? n1 : std::max(n1, budget - n1);
@@ -269,20 +315,30 @@ Encoding BertTokenizer::encode(std::string_view text, std::optional<std::string_
         n2 = n1 + budget % 2;
       }
       if (swapped) std::swap(n1, n2);
-      a.resize(std::min(a.size(), n1));
-      b.resize(std::min(b.size(), n2));
+      n1 = std::min(n1, a.ids.size());
+      n2 = std::min(n2, b.ids.size());
     }
   }
   Encoding out;
-  out.ids.reserve(a.size() + b.size() + specials);
-  out.ids.push_back(cls_id_);
-  out.ids.insert(out.ids.end(), a.begin(), a.end());
-  out.ids.push_back(sep_id_);
-  out.type_ids.assign(out.ids.size(), 0);
+  out.ids.reserve(n1 + n2 + specials);
+  auto special = [&out](std::int64_t id, std::int64_t type) {
+    out.ids.push_back(id);
+    out.type_ids.push_back(type);
+    out.offsets.emplace_back(0, 0);
+    out.word_ids.push_back(-1);
+  };
+  auto append = [&out](const Pieces& p, std::size_t n, std::int64_t type) {
+    out.ids.insert(out.ids.end(), p.ids.begin(), p.ids.begin() + static_cast<long>(n));
+    out.offsets.insert(out.offsets.end(), p.offsets.begin(), p.offsets.begin() + static_cast<long>(n));
+    out.word_ids.insert(out.word_ids.end(), p.word_ids.begin(), p.word_ids.begin() + static_cast<long>(n));
+    out.type_ids.resize(out.ids.size(), type);
+  };
+  special(cls_id_, 0);
+  append(a, n1, 0);
+  special(sep_id_, 0);
   if (pair) {
-    out.ids.insert(out.ids.end(), b.begin(), b.end());
-    out.ids.push_back(sep_id_);
-    out.type_ids.resize(out.ids.size(), 1);
+    append(b, n2, 1);
+    special(sep_id_, 1);
   }
   return out;
 }

@@ -26,7 +26,10 @@ struct PipelineInput {
 
 /// The outcome for one input: a result object keyed like ModelScope's OutputKeys, or an error.
 struct PipelineResult {
-  Json output;            ///< e.g. {"text_embedding": [...]}; empty on error
+  Json output;            ///< e.g. {"label": ...}; empty on error
+  /// Members already serialised as JSON text (`"key":value,...`), written after `output`'s: large
+  /// float arrays are formatted once here instead of going through Json.
+  std::string raw_members;
   std::optional<Error> error;
 };
 

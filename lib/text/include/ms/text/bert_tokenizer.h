@@ -31,6 +31,11 @@ struct BertTokenizerOptions {
 struct Encoding {
   std::vector<std::int64_t> ids;
   std::vector<std::int64_t> type_ids;
+  /// Per token: [begin, end) in code points of the text it came from ({0, 0} for [CLS]/[SEP]).
+  std::vector<std::pair<std::size_t, std::size_t>> offsets;
+  /// Per token: index of the word it belongs to in its text (-1 for [CLS]/[SEP]); the first
+  /// token of a word starts it, the others are its "##" continuations.
+  std::vector<std::int64_t> word_ids;
 };
 
 /// Text -> WordPiece tokens and ids. Thread-safe after construction.
@@ -63,9 +68,18 @@ class BertTokenizer {
   const BertTokenizerOptions& options() const { return options_; }
 
  private:
-  void wordpiece(const std::u32string& word, std::vector<std::int64_t>& ids) const;
-  void append_ids(std::string_view text, std::vector<std::int64_t>& ids) const;
-  std::vector<std::u32string> split_words(std::string_view text) const;
+  struct Word {
+    std::u32string text;
+    std::vector<std::size_t> source;  // code point index in the input of each character
+  };
+  struct Pieces {
+    std::vector<std::int64_t> ids;
+    std::vector<std::pair<std::size_t, std::size_t>> offsets;
+    std::vector<std::int64_t> word_ids;
+  };
+  void wordpiece(const Word& word, std::size_t base, std::int64_t word_id, Pieces& out) const;
+  Pieces pieces(std::string_view text) const;
+  std::vector<Word> split_words(std::string_view text) const;
 
   std::vector<std::string> vocab_;
   std::unordered_map<std::string, std::int64_t> index_;
