@@ -14,6 +14,8 @@ from harness import SOURCE_DIR, MsTestCase, run_ms
 
 TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
 TOL = 1e-4
+# scripts/gpu-check.sh runs these tests again with MS_INFER_DEVICE=gpu:0.
+DEVICE = os.environ.get("MS_INFER_DEVICE", "cpu")
 
 
 def expected(name):
@@ -72,7 +74,8 @@ class HeadsTest(MsTestCase):
         return p
 
     def infer(self, model, *args, code=0):
-        r = run_ms("infer", "--model", os.path.join(TINY, model) if "/" not in model else model, *args)
+        r = run_ms("infer", "--model", os.path.join(TINY, model) if "/" not in model else model,
+                   "--device", DEVICE, *args)
         self.assertExit(r, code)
         return lines(r.stdout) if code == 0 else r
 
@@ -116,7 +119,7 @@ class HeadsTest(MsTestCase):
 
     def test_fill_mask(self):
         ref = expected("mlm")
-        got = self.infer("mlm", "--input", *[it["text"] for it in ref["items"]], "--input-dir" if False else "-b", "2")
+        got = self.infer("mlm", "--input", *[it["text"] for it in ref["items"]], "-b", "2")
         for want, out in zip(ref["items"], got):
             self.assertEqual(len(out["predictions"]), len(want["tokens"]))
             for preds, toks, scores in zip(out["predictions"], want["tokens"], want["scores"]):
