@@ -8,7 +8,10 @@ namespace {
 
 class Factory final : public infer::PipelineFactory {
  public:
-  Factory() : registry_("pipelines") { register_text_pipelines(registry_); }
+  Factory() : registry_("pipelines") {
+    register_text_pipelines(registry_);
+    register_image_pipelines(registry_);
+  }
 
   std::unique_ptr<infer::Pipeline> create(const infer::ModelInfo& model,
                                           const infer::PipelineOptions& options) override {

@@ -17,6 +17,9 @@ using PipelineBuilder =
 /// Adds the text pipelines (sentence-embedding, ...) to `registry`, grouped by task.
 void register_text_pipelines(Registry<PipelineBuilder>& registry);
 
+/// Adds image-classification (ResNet family, small CNN).
+void register_image_pipelines(Registry<PipelineBuilder>& registry);
+
 /// The factory the torch runtime hands out as "pipeline-factory".
 infer::PipelineFactory& pipeline_factory();
 
