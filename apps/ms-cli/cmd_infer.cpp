@@ -53,8 +53,8 @@ void run_infer(const InferOptions& o) {
   log::info("{} inputs: {} written ({} errors), {} skipped, {:.3f} s", stats.total, stats.done,
             stats.errors, stats.skipped, stats.seconds);
   if (stats.errors > 0) {
-    std::fprintf(stderr, "ms infer: %zu of %zu inputs failed (see the \"error\" lines)\n", stats.errors,
-                 stats.done);
+    std::fprintf(stderr, "ms infer: %zu of %zu inputs failed (see the \"error\" lines)\n",
+                 stats.errors, stats.done);
   }
 }
 
@@ -64,7 +64,8 @@ void add_infer_command(CLI::App& app, const GlobalOptions& /*global*/) {
   auto opts = std::make_shared<InferOptions>();
   CLI::App* cmd = app.add_subcommand(
       "infer", "Run a model's pipeline on inputs; one JSON line per input, in input order");
-  cmd->add_option("--model,-m", opts->model, "Model folder (ModelScope or Hugging Face layout) or hub id")
+  cmd->add_option("--model,-m", opts->model,
+                  "Model folder (ModelScope or Hugging Face layout) or hub id")
       ->required();
   cmd->add_option("--task,-t", opts->task, "Task (default: the model's configuration.json)");
   cmd->add_option("--input,-i", opts->inputs, "Input text(s)");
@@ -75,10 +76,13 @@ void add_infer_command(CLI::App& app, const GlobalOptions& /*global*/) {
   cmd->add_option("--device,-d", opts->device, "cpu, gpu, gpu:N, cuda:N or auto (gpu if present)");
   add_threads_option(*cmd, opts->threads);
   cmd->add_option("--output,-o", opts->output, "Write JSON lines here (default: stdout)");
-  cmd->add_flag("--resume", opts->resume, "Continue a stopped job: keep --output's lines, skip their ids");
+  cmd->add_flag("--resume", opts->resume,
+                "Continue a stopped job: keep --output's lines, skip their ids");
   cmd->add_option("--shard", opts->shard, "Only inputs i, i+n, i+2n, ... of 'i/n'");
-  cmd->add_option("--set,--cfg-options", opts->overrides, "Override a configuration key: KEY=VALUE");
-  cmd->add_flag("--fail-fast", opts->fail_fast, "Stop at the first bad input instead of writing an error line");
+  cmd->add_option("--set,--cfg-options", opts->overrides,
+                  "Override a configuration key: KEY=VALUE");
+  cmd->add_flag("--fail-fast", opts->fail_fast,
+                "Stop at the first bad input instead of writing an error line");
   cmd->callback([opts] { run_infer(*opts); });
 }
 

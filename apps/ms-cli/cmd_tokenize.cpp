@@ -29,7 +29,8 @@ void run_tokenize(const TokenizeOptions& o) {
     try {
       MS_CHECK(in.invalid.empty(), ErrorCode::kUsage, "{}", in.invalid);
       const text::Encoding enc = tokenizer.encode(
-          in.text, in.text_pair ? std::optional<std::string_view>(*in.text_pair) : std::nullopt, o.max_length);
+          in.text, in.text_pair ? std::optional<std::string_view>(*in.text_pair) : std::nullopt,
+          o.max_length);
       result.output["input_ids"] = enc.ids;
       result.output["token_type_ids"] = enc.type_ids;
       if (o.tokens) {
@@ -49,11 +50,16 @@ void run_tokenize(const TokenizeOptions& o) {
 
 void add_tokenize_command(CLI::App& app, const GlobalOptions& /*global*/) {
   auto opts = std::make_shared<TokenizeOptions>();
-  CLI::App* cmd = app.add_subcommand("tokenize", "Tokenise inputs with a model folder's WordPiece tokenizer");
-  cmd->add_option("--model,-m", opts->model, "Model folder with vocab.txt (and tokenizer_config.json)")->required();
+  CLI::App* cmd =
+      app.add_subcommand("tokenize", "Tokenise inputs with a model folder's WordPiece tokenizer");
+  cmd->add_option("--model,-m", opts->model,
+                  "Model folder with vocab.txt (and tokenizer_config.json)")
+      ->required();
   cmd->add_option("--input,-i", opts->inputs, "Input text(s)");
-  cmd->add_option("--input-file", opts->input_file, "Inputs: .txt, .jsonl (text / text_pair) or .csv");
-  cmd->add_option("--max-length", opts->max_length, "Truncate to this many tokens (default: the model's)");
+  cmd->add_option("--input-file", opts->input_file,
+                  "Inputs: .txt, .jsonl (text / text_pair) or .csv");
+  cmd->add_option("--max-length", opts->max_length,
+                  "Truncate to this many tokens (default: the model's)");
   cmd->add_flag("--tokens", opts->tokens, "Also print the tokens");
   cmd->callback([opts] { run_tokenize(*opts); });
 }

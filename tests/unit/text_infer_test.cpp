@@ -18,15 +18,17 @@ using ms::text::BertTokenizer;
 namespace {
 
 BertTokenizer tiny(bool lowercase = true) {
-  std::vector<std::string> vocab = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "un", "##aff",
-                                    "##able", "hello", "world", ",", "!", "cafe", "北", "京", "i",
-                                    "istanbul", "Hello"};
+  std::vector<std::string> vocab = {"[PAD]", "[UNK]",  "[CLS]", "[SEP]", "[MASK]",   "un",
+                                    "##aff", "##able", "hello", "world", ",",        "!",
+                                    "cafe",  "北",     "京",    "i",     "istanbul", "Hello"};
   ms::text::BertTokenizerOptions o;
   o.lowercase = lowercase;
   return BertTokenizer(vocab, o);
 }
 
-std::vector<std::string> tokens(const BertTokenizer& t, const std::string& text) { return t.tokenize(text); }
+std::vector<std::string> tokens(const BertTokenizer& t, const std::string& text) {
+  return t.tokenize(text);
+}
 
 struct TempDir {
   TempDir() : path(fs::temp_directory_path() / ("ms-infer-test-" + std::to_string(::getpid()))) {
@@ -86,9 +88,9 @@ TEST_CASE("invalid UTF-8 is a usage error naming the offset", "[text]") {
     CHECK(e.code() == ms::ErrorCode::kUsage);
     CHECK(std::string(e.what()).find("offset 3") != std::string::npos);
   }
-  CHECK_FALSE(ms::text::is_valid_utf8("\xC0\xAF"));          // overlong
-  CHECK_FALSE(ms::text::is_valid_utf8("\xED\xA0\x80"));      // surrogate
-  CHECK(ms::text::is_valid_utf8("\xF0\x9F\x98\x80"));        // emoji
+  CHECK_FALSE(ms::text::is_valid_utf8("\xC0\xAF"));      // overlong
+  CHECK_FALSE(ms::text::is_valid_utf8("\xED\xA0\x80"));  // surrogate
+  CHECK(ms::text::is_valid_utf8("\xF0\x9F\x98\x80"));    // emoji
 }
 
 TEST_CASE("Unicode classes", "[text]") {
@@ -131,7 +133,8 @@ TEST_CASE("inputs: txt, jsonl, csv; duplicate ids rejected", "[infer]") {
   REQUIRE(in.size() == 4);
   CHECK(in[1].text == "two");
   CHECK(in[3].id == 3);
-  ms::write_file_atomic(dir.path / "b.jsonl", "{\"id\":\"x\",\"sentence1\":\"a\",\"sentence2\":\"b\"}\n\"plain\"\n[1]\n");
+  ms::write_file_atomic(dir.path / "b.jsonl",
+                        "{\"id\":\"x\",\"sentence1\":\"a\",\"sentence2\":\"b\"}\n\"plain\"\n[1]\n");
   spec.file = dir.path / "b.jsonl";
   in = ms::infer::read_inputs(spec);
   REQUIRE(in.size() == 3);
@@ -146,7 +149,8 @@ TEST_CASE("inputs: txt, jsonl, csv; duplicate ids rejected", "[infer]") {
   CHECK(in[0].text == "a, \"quoted\"");
   CHECK(in[0].id == "7");
   CHECK_FALSE(in[1].invalid.empty());
-  ms::write_file_atomic(dir.path / "d.jsonl", "{\"id\":1,\"text\":\"a\"}\n{\"id\":1,\"text\":\"b\"}\n");
+  ms::write_file_atomic(dir.path / "d.jsonl",
+                        "{\"id\":1,\"text\":\"a\"}\n{\"id\":1,\"text\":\"b\"}\n");
   spec.file = dir.path / "d.jsonl";
   CHECK_THROWS_AS(ms::infer::read_inputs(spec), ms::Error);
   ms::infer::InputSpec none;

@@ -39,12 +39,13 @@ const Json* pick(const Json& obj, std::initializer_list<const char*> keys) {
   return nullptr;
 }
 
-constexpr std::initializer_list<const char*> kTextKeys = {"text", "sentence", "sentence1", "text_a",
-                                                          "source_sentence", "input"};
+constexpr std::initializer_list<const char*> kTextKeys = {"text",   "sentence",        "sentence1",
+                                                          "text_a", "source_sentence", "input"};
 constexpr std::initializer_list<const char*> kPairKeys = {"text_pair", "sentence2", "text_b"};
 
 // RFC 4180 CSV: quoted fields may hold separators, doubled quotes and newlines.
-std::vector<std::vector<std::string>> parse_csv(const std::string& text, const std::string& source) {
+std::vector<std::vector<std::string>> parse_csv(const std::string& text,
+                                                const std::string& source) {
   std::vector<std::vector<std::string>> rows;
   std::vector<std::string> row;
   std::string field;
@@ -115,14 +116,15 @@ void read_jsonl(const std::filesystem::path& file, std::vector<PipelineInput>& o
         in.path = p->get<std::string>();
         if (in.path.is_relative()) in.path = file.parent_path() / in.path;
       } else {
-        in.invalid = fmt::format("{} line {}: no text field (expected one of text, sentence, "
-                                 "sentence1, text_a, source_sentence, input, or path/image)",
-                                 file.string(), i + 1);
+        in.invalid = fmt::format(
+            "{} line {}: no text field (expected one of text, sentence, "
+            "sentence1, text_a, source_sentence, input, or path/image)",
+            file.string(), i + 1);
       }
       if (const Json* p = pick(j, kPairKeys)) in.text_pair = p->get<std::string>();
     } else {
-      in.invalid = fmt::format("{} line {}: expected a JSON object or string, got {}", file.string(),
-                               i + 1, Config::type_name(j));
+      in.invalid = fmt::format("{} line {}: expected a JSON object or string, got {}",
+                               file.string(), i + 1, Config::type_name(j));
     }
     out.push_back(std::move(in));
   }
@@ -130,7 +132,8 @@ void read_jsonl(const std::filesystem::path& file, std::vector<PipelineInput>& o
 
 void read_csv(const std::filesystem::path& file, std::vector<PipelineInput>& out) {
   const auto rows = parse_csv(read_file(file), file.string());
-  MS_CHECK(!rows.empty(), ErrorCode::kUsage, "{} is empty (a CSV input needs a header row)", file.string());
+  MS_CHECK(!rows.empty(), ErrorCode::kUsage, "{} is empty (a CSV input needs a header row)",
+           file.string());
   const auto& header = rows[0];
   auto column = [&header](std::initializer_list<const char*> names) -> int {
     for (const char* n : names) {
@@ -228,9 +231,10 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
   std::set<std::string> seen;
   for (const PipelineInput& in : out) {
     const std::string key = in.id.dump();
-    MS_CHECK(seen.insert(key).second, ErrorCode::kUsage,
-             "duplicate input id {} in {}: ids must be unique so that --resume can tell inputs apart",
-             key, spec.file ? spec.file->string() : spec.dir->string());
+    MS_CHECK(
+        seen.insert(key).second, ErrorCode::kUsage,
+        "duplicate input id {} in {}: ids must be unique so that --resume can tell inputs apart",
+        key, spec.file ? spec.file->string() : spec.dir->string());
   }
   return out;
 }

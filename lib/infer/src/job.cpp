@@ -27,8 +27,10 @@ class Sink {
       std::error_code ec;
       std::filesystem::create_directories(path_.parent_path(), ec);
     }
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0644);
-    MS_CHECK(fd_ >= 0, ErrorCode::kIo, "cannot open output {}: {}", path_.string(), std::strerror(errno));
+    fd_ =
+        ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0644);
+    MS_CHECK(fd_ >= 0, ErrorCode::kIo, "cannot open output {}: {}", path_.string(),
+             std::strerror(errno));
   }
   ~Sink() {
     if (fd_ >= 0) ::close(fd_);
@@ -51,7 +53,8 @@ class Sink {
       off += static_cast<std::size_t>(n);
     }
     // A finished window must survive a crash: --resume trusts every complete line it finds.
-    MS_CHECK(::fsync(fd_) == 0, ErrorCode::kIo, "cannot fsync {}: {}", path_.string(), std::strerror(errno));
+    MS_CHECK(::fsync(fd_) == 0, ErrorCode::kIo, "cannot fsync {}: {}", path_.string(),
+             std::strerror(errno));
   }
 
  private:
@@ -67,7 +70,8 @@ PipelineResult error_result(ErrorCode code, std::string message, std::string hin
 
 // Runs one batch; if the batch as a whole fails, each item is retried alone so that one bad
 // input cannot take its neighbours down.
-std::vector<PipelineResult> run_batch(Pipeline& pipeline, const std::vector<const PipelineInput*>& batch) {
+std::vector<PipelineResult> run_batch(Pipeline& pipeline,
+                                      const std::vector<const PipelineInput*>& batch) {
   try {
     auto results = pipeline.run(batch);
     MS_ASSERT(results.size() == batch.size());
@@ -101,7 +105,8 @@ std::string format_line(const PipelineInput& input, const PipelineResult& result
     if (!result.error->hint().empty()) err["hint"] = result.error->hint();
     line["error"] = std::move(err);
   } else if (result.output.is_object()) {
-    for (auto it = result.output.begin(); it != result.output.end(); ++it) line[it.key()] = it.value();
+    for (auto it = result.output.begin(); it != result.output.end(); ++it)
+      line[it.key()] = it.value();
   }
   std::string text = line.dump(-1, ' ', false, Json::error_handler_t::replace);
   if (!result.error && !result.raw_members.empty()) {
@@ -122,7 +127,8 @@ std::vector<Json> read_done_ids(const std::filesystem::path& output, bool trunca
   const std::size_t complete = text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1;
   if (complete < text.size()) {
     // The last line was torn by a kill: drop it, it will be recomputed.
-    log::warn("{}: dropping an incomplete last line ({} bytes)", output.string(), text.size() - complete);
+    log::warn("{}: dropping an incomplete last line ({} bytes)", output.string(),
+              text.size() - complete);
     if (truncate_partial) {
       MS_CHECK(::truncate(output.c_str(), static_cast<off_t>(complete)) == 0, ErrorCode::kIo,
                "cannot truncate {}: {}", output.string(), std::strerror(errno));
@@ -151,7 +157,8 @@ std::vector<Json> read_done_ids(const std::filesystem::path& output, bool trunca
   return ids;
 }
 
-JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs, const JobOptions& options) {
+JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
+                 const JobOptions& options) {
   MS_CHECK(options.batch_size > 0, ErrorCode::kUsage, "--batch-size must be positive");
   MS_CHECK(!options.resume || options.output, ErrorCode::kUsage, "--resume needs --output FILE");
   MS_CHECK(options.shard_count > 0 && options.shard_index < options.shard_count, ErrorCode::kUsage,
@@ -183,8 +190,10 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs, c
     std::vector<std::size_t> order(n);
     std::iota(order.begin(), order.end(), 0);
     std::vector<std::size_t> cost(n);
-    for (std::size_t k = 0; k < n; ++k) cost[k] = todo[w + k]->invalid.empty() ? pipeline.cost(*todo[w + k]) : 0;
-    std::stable_sort(order.begin(), order.end(), [&cost](std::size_t a, std::size_t b) { return cost[a] > cost[b]; });
+    for (std::size_t k = 0; k < n; ++k)
+      cost[k] = todo[w + k]->invalid.empty() ? pipeline.cost(*todo[w + k]) : 0;
+    std::stable_sort(order.begin(), order.end(),
+                     [&cost](std::size_t a, std::size_t b) { return cost[a] > cost[b]; });
     std::vector<PipelineResult> results(n);
     std::vector<const PipelineInput*> batch;
     std::vector<std::size_t> slots;

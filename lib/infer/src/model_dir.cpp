@@ -35,7 +35,8 @@ std::optional<std::string> infer_hf_task(const std::filesystem::path& dir, const
   }
   const std::string name = (*arch)[0].get<std::string>();
   auto ends = [&name](const std::string& suffix) {
-    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return name.size() >= suffix.size() &&
+           name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
   if (ends("ForSequenceClassification")) return std::string("text-classification");
   if (ends("ForTokenClassification")) return std::string("token-classification");
@@ -52,10 +53,14 @@ void set_model_resolver(std::shared_ptr<ModelResolver> resolver) {
 }
 
 const std::vector<std::string>& known_tasks() {
-  static const std::vector<std::string> tasks = {
-      "sentence-embedding", "text-classification", "sentence-similarity",
-      "token-classification", "named-entity-recognition", "word-segmentation",
-      "fill-mask", "image-classification"};
+  static const std::vector<std::string> tasks = {"sentence-embedding",
+                                                 "text-classification",
+                                                 "sentence-similarity",
+                                                 "token-classification",
+                                                 "named-entity-recognition",
+                                                 "word-segmentation",
+                                                 "fill-mask",
+                                                 "image-classification"};
   return tasks;
 }
 
@@ -77,7 +82,8 @@ ModelInfo open_model(const std::string& model, const std::optional<std::string>&
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) {
     if (std::filesystem::exists(dir, ec)) {
-      throw Error(ErrorCode::kUsage, fmt::format("--model '{}' is a file, not a model folder", model),
+      throw Error(ErrorCode::kUsage,
+                  fmt::format("--model '{}' is a file, not a model folder", model),
                   "pass the folder that holds configuration.json or config.json");
     }
     std::shared_ptr<ModelResolver> resolver;
@@ -90,11 +96,12 @@ ModelInfo open_model(const std::string& model, const std::optional<std::string>&
                   "pass a local model folder, or a hub id such as owner/name");
     }
     if (!resolver) {
-      throw Error(ErrorCode::kMissingComponent,
-                  fmt::format("'{}' is not a local folder, and this ms cannot resolve hub model ids "
-                              "for inference yet",
-                              model),
-                  "download it first (ms download " + model + " --local-dir DIR) and pass --model DIR");
+      throw Error(
+          ErrorCode::kMissingComponent,
+          fmt::format("'{}' is not a local folder, and this ms cannot resolve hub model ids "
+                      "for inference yet",
+                      model),
+          "download it first (ms download " + model + " --local-dir DIR) and pass --model DIR");
     }
     dir = resolver->resolve(model, "");
   }
@@ -127,9 +134,8 @@ ModelInfo open_model(const std::string& model, const std::optional<std::string>&
   if (task) {
     info.task = canonical_task(*task);
   } else if (info.config.has("task")) {
-    info.task = with_context("reading " + info.config.source(), [&] {
-      return canonical_task(info.config.get<std::string>("task"));
-    });
+    info.task = with_context("reading " + info.config.source(),
+                             [&] { return canonical_task(info.config.get<std::string>("task")); });
   } else {
     throw Error(ErrorCode::kUsage,
                 fmt::format("cannot tell the task of {}: {} names none", dir.string(),
@@ -142,7 +148,8 @@ ModelInfo open_model(const std::string& model, const std::optional<std::string>&
              "{}: framework '{}' is not supported (only pytorch)", info.config.source(), framework);
   }
   if (info.config.has("model.type")) info.model_type = info.config.get<std::string>("model.type");
-  if (info.config.has("pipeline.type")) info.pipeline_type = info.config.get<std::string>("pipeline.type");
+  if (info.config.has("pipeline.type"))
+    info.pipeline_type = info.config.get<std::string>("pipeline.type");
   return info;
 }
 

@@ -1,18 +1,12 @@
 #include "ms/models/bert.h"
 
-#include <torch/nn/module.h>
-#include <torch/nn/modules/container/modulelist.h>
-#include <torch/nn/modules/embedding.h>
-#include <torch/nn/modules/linear.h>
-#include <torch/nn/modules/normalization.h>
-
 #include <ATen/ops/arange.h>
 #include <ATen/ops/baddbmm.h>
 #include <ATen/ops/bmm.h>
 #include <ATen/ops/cat.h>
-#include <ATen/ops/linear.h>
 #include <ATen/ops/cumsum.h>
 #include <ATen/ops/gelu.h>
+#include <ATen/ops/linear.h>
 #include <ATen/ops/matmul.h>
 #include <ATen/ops/relu.h>
 #include <ATen/ops/softmax.h>
@@ -20,6 +14,11 @@
 #include <ATen/ops/zeros_like.h>
 #include <c10/core/GradMode.h>
 #include <c10/core/InferenceMode.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
 
 #include <cmath>
 #include <limits>
@@ -39,7 +38,9 @@ struct DenseNorm : torch::nn::Module {
   DenseNorm(int64_t in, int64_t out, double eps)
       : dense(register_module("dense", Linear(in, out))),
         norm(register_module("LayerNorm", LayerNorm(LayerNormOptions({out}).eps(eps)))) {}
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& residual) { return norm(dense(x) + residual); }
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& residual) {
+    return norm(dense(x) + residual);
+  }
   Linear dense;
   LayerNorm norm;
 };
@@ -62,13 +63,16 @@ struct SelfAttention : torch::nn::Module {
     const int64_t b = x.size(0), t = x.size(1), h = heads_ * head_dim_;
     if (!qkv_weight_.defined() || qkv_weight_.device() != x.device()) fuse();
     // [b, t, 3, heads, d] -> three [b*heads, t, d]
-    const at::Tensor qkv = at::linear(x, qkv_weight_, qkv_bias_).view({b, t, 3, heads_, head_dim_}).permute({2, 0, 3, 1, 4});
+    const at::Tensor qkv = at::linear(x, qkv_weight_, qkv_bias_)
+                               .view({b, t, 3, heads_, head_dim_})
+                               .permute({2, 0, 3, 1, 4});
     const at::Tensor q = qkv[0].reshape({b * heads_, t, head_dim_});
     const at::Tensor k = qkv[1].reshape({b * heads_, t, head_dim_});
     const at::Tensor v = qkv[2].reshape({b * heads_, t, head_dim_});
     // scores = mask + (q k^T) / sqrt(d), in one call.
     const at::Tensor bias = mask_bias.expand({b, heads_, t, t}).reshape({b * heads_, t, t});
-    const at::Tensor scores = at::baddbmm(bias, q, k.transpose(1, 2), 1.0, 1.0 / std::sqrt(static_cast<double>(head_dim_)));
+    const at::Tensor scores = at::baddbmm(bias, q, k.transpose(1, 2), 1.0,
+                                          1.0 / std::sqrt(static_cast<double>(head_dim_)));
     const at::Tensor probs = at::softmax(scores, -1);
     return at::bmm(probs, v).view({b, heads_, t, head_dim_}).transpose(1, 2).reshape({b, t, h});
   }
@@ -79,14 +83,17 @@ struct SelfAttention : torch::nn::Module {
 
 struct Attention : torch::nn::Module {
   Attention(const BertConfig& c)
-      : self(register_module("self", std::make_shared<SelfAttention>(c.hidden_size, c.num_attention_heads))),
-        output(register_module("output", std::make_shared<DenseNorm>(c.hidden_size, c.hidden_size, c.layer_norm_eps))) {}
+      : self(register_module(
+            "self", std::make_shared<SelfAttention>(c.hidden_size, c.num_attention_heads))),
+        output(register_module("output", std::make_shared<DenseNorm>(c.hidden_size, c.hidden_size,
+                                                                     c.layer_norm_eps))) {}
   std::shared_ptr<SelfAttention> self;
   std::shared_ptr<DenseNorm> output;
 };
 
 struct Intermediate : torch::nn::Module {
-  explicit Intermediate(const BertConfig& c) : dense(register_module("dense", Linear(c.hidden_size, c.intermediate_size))) {}
+  explicit Intermediate(const BertConfig& c)
+      : dense(register_module("dense", Linear(c.hidden_size, c.intermediate_size))) {}
   Linear dense;
 };
 
@@ -94,7 +101,9 @@ struct Layer : torch::nn::Module {
   explicit Layer(const BertConfig& c)
       : attention(register_module("attention", std::make_shared<Attention>(c))),
         intermediate(register_module("intermediate", std::make_shared<Intermediate>(c))),
-        output(register_module("output", std::make_shared<DenseNorm>(c.intermediate_size, c.hidden_size, c.layer_norm_eps))),
+        output(register_module(
+            "output",
+            std::make_shared<DenseNorm>(c.intermediate_size, c.hidden_size, c.layer_norm_eps))),
         act_(c.hidden_act) {}
 
   at::Tensor forward(const at::Tensor& x, const at::Tensor& mask_bias) {
@@ -118,15 +127,19 @@ struct Layer : torch::nn::Module {
 struct Embeddings : torch::nn::Module {
   explicit Embeddings(const BertConfig& c)
       : word_embeddings(register_module("word_embeddings", Embedding(c.vocab_size, c.hidden_size))),
-        position_embeddings(register_module("position_embeddings", Embedding(c.max_position_embeddings, c.hidden_size))),
-        token_type_embeddings(register_module("token_type_embeddings", Embedding(c.type_vocab_size, c.hidden_size))),
-        norm(register_module("LayerNorm", LayerNorm(LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)))) {}
+        position_embeddings(register_module("position_embeddings",
+                                            Embedding(c.max_position_embeddings, c.hidden_size))),
+        token_type_embeddings(
+            register_module("token_type_embeddings", Embedding(c.type_vocab_size, c.hidden_size))),
+        norm(register_module("LayerNorm",
+                             LayerNorm(LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)))) {}
   Embedding word_embeddings, position_embeddings, token_type_embeddings;
   LayerNorm norm;
 };
 
 struct Pooler : torch::nn::Module {
-  explicit Pooler(const BertConfig& c) : dense(register_module("dense", Linear(c.hidden_size, c.hidden_size))) {}
+  explicit Pooler(const BertConfig& c)
+      : dense(register_module("dense", Linear(c.hidden_size, c.hidden_size))) {}
   Linear dense;
 };
 
@@ -160,24 +173,30 @@ int64_t int_field(const Json& j, const char* key, int64_t fallback, const std::s
 BertConfig BertConfig::from_json(const Json& j, const std::string& source) {
   MS_CHECK(j.is_object(), ErrorCode::kConfig, "{} is not a JSON object", source);
   BertConfig c;
-  if (j.contains("model_type") && j["model_type"].is_string()) c.model_type = j["model_type"].get<std::string>();
+  if (j.contains("model_type") && j["model_type"].is_string())
+    c.model_type = j["model_type"].get<std::string>();
   c.vocab_size = int_field(j, "vocab_size", c.vocab_size, source);
   c.hidden_size = int_field(j, "hidden_size", c.hidden_size, source);
   c.num_hidden_layers = int_field(j, "num_hidden_layers", c.num_hidden_layers, source);
   c.num_attention_heads = int_field(j, "num_attention_heads", c.num_attention_heads, source);
   c.intermediate_size = int_field(j, "intermediate_size", c.intermediate_size, source);
-  c.max_position_embeddings = int_field(j, "max_position_embeddings", c.max_position_embeddings, source);
+  c.max_position_embeddings =
+      int_field(j, "max_position_embeddings", c.max_position_embeddings, source);
   c.type_vocab_size = int_field(j, "type_vocab_size", c.type_vocab_size, source);
-  if (j.contains("pad_token_id") && j["pad_token_id"].is_number_integer()) c.pad_token_id = j["pad_token_id"].get<int64_t>();
-  if (j.contains("layer_norm_eps") && j["layer_norm_eps"].is_number()) c.layer_norm_eps = j["layer_norm_eps"].get<double>();
+  if (j.contains("pad_token_id") && j["pad_token_id"].is_number_integer())
+    c.pad_token_id = j["pad_token_id"].get<int64_t>();
+  if (j.contains("layer_norm_eps") && j["layer_norm_eps"].is_number())
+    c.layer_norm_eps = j["layer_norm_eps"].get<double>();
   if (j.contains("hidden_act")) {
-    MS_CHECK(j["hidden_act"].is_string(), ErrorCode::kConfig, "{}: key 'hidden_act' must be a string", source);
+    MS_CHECK(j["hidden_act"].is_string(), ErrorCode::kConfig,
+             "{}: key 'hidden_act' must be a string", source);
     c.hidden_act = j["hidden_act"].get<std::string>();
   }
   MS_CHECK(c.hidden_act == "gelu" || c.hidden_act == "relu" || c.hidden_act == "gelu_new" ||
                c.hidden_act == "gelu_pytorch_tanh",
-           ErrorCode::kConfig, "{}: hidden_act '{}' is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)",
-           source, c.hidden_act);
+           ErrorCode::kConfig,
+           "{}: hidden_act '{}' is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)", source,
+           c.hidden_act);
   MS_CHECK(c.hidden_size % c.num_attention_heads == 0, ErrorCode::kConfig,
            "{}: hidden_size {} is not a multiple of num_attention_heads {}", source, c.hidden_size,
            c.num_attention_heads);
@@ -186,7 +205,8 @@ BertConfig BertConfig::from_json(const Json& j, const std::string& source) {
     MS_CHECK(p == "absolute", ErrorCode::kConfig,
              "{}: position_embedding_type '{}' is not supported (only absolute)", source, p);
   }
-  c.roberta_positions = c.model_type == "roberta" || c.model_type == "xlm-roberta" || c.model_type == "camembert";
+  c.roberta_positions =
+      c.model_type == "roberta" || c.model_type == "xlm-roberta" || c.model_type == "camembert";
   return c;
 }
 
@@ -198,7 +218,8 @@ struct BertModel::Impl {
 };
 
 BertModel::BertModel(const BertConfig& config) : impl_(std::make_unique<Impl>(config)) {
-  for (const auto& m : *impl_->root->encoder->layer) impl_->layers.push_back(std::dynamic_pointer_cast<Layer>(m));
+  for (const auto& m : *impl_->root->encoder->layer)
+    impl_->layers.push_back(std::dynamic_pointer_cast<Layer>(m));
   impl_->root->eval();
 }
 
@@ -211,16 +232,19 @@ std::string BertModel::load(const tensor::WeightMap& weights, const std::string&
   bool found = false;
   for (const auto& [name, t] : weights) {
     const std::string suffix = "embeddings.word_embeddings.weight";
-    if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    if (name.size() >= suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
       prefix = name.substr(0, name.size() - suffix.size());
       found = true;
       break;
     }
   }
-  MS_CHECK(found, ErrorCode::kConfig, "{} has no '[prefix.]embeddings.word_embeddings.weight': not a BERT-family checkpoint",
+  MS_CHECK(found, ErrorCode::kConfig,
+           "{} has no '[prefix.]embeddings.word_embeddings.weight': not a BERT-family checkpoint",
            source);
   if (weights.count(prefix + "pooler.dense.weight") != 0 && !impl_->root->pooler) {
-    impl_->root->pooler = impl_->root->register_module("pooler", std::make_shared<Pooler>(impl_->config));
+    impl_->root->pooler =
+        impl_->root->register_module("pooler", std::make_shared<Pooler>(impl_->config));
   }
   tensor::WeightMap own;
   // Only the encoder's own top-level modules; heads (classifier., cls., ...) load their keys.
@@ -251,8 +275,9 @@ at::Tensor BertModel::forward(const at::Tensor& input_ids, const at::Tensor& tok
   const BertConfig& c = impl_->config;
   auto& emb = *impl_->root->embeddings;
   const int64_t t = input_ids.size(1);
-  MS_CHECK(t <= c.max_position_embeddings - (c.roberta_positions ? c.pad_token_id + 1 : 0), ErrorCode::kUsage,
-           "input of {} tokens is longer than the model's {} positions", t, c.max_position_embeddings);
+  MS_CHECK(t <= c.max_position_embeddings - (c.roberta_positions ? c.pad_token_id + 1 : 0),
+           ErrorCode::kUsage, "input of {} tokens is longer than the model's {} positions", t,
+           c.max_position_embeddings);
   at::Tensor positions;
   if (c.roberta_positions) {
     const at::Tensor not_pad = input_ids.ne(c.pad_token_id).to(at::kLong);
@@ -264,14 +289,17 @@ at::Tensor BertModel::forward(const at::Tensor& input_ids, const at::Tensor& tok
                  emb.token_type_embeddings(token_type_ids);
   x = emb.norm(x);
   // Additive mask: 0 where attended, the lowest float where padded (as Hugging Face does).
-  const at::Tensor mask_bias =
-      (1.0 - attention_mask.to(x.scalar_type())).mul_(std::numeric_limits<float>::lowest()).unsqueeze(1).unsqueeze(1);
+  const at::Tensor mask_bias = (1.0 - attention_mask.to(x.scalar_type()))
+                                   .mul_(std::numeric_limits<float>::lowest())
+                                   .unsqueeze(1)
+                                   .unsqueeze(1);
   for (const auto& layer : impl_->layers) x = layer->forward(x, mask_bias);
   return x;
 }
 
 at::Tensor BertModel::pool(const at::Tensor& hidden) {
-  MS_CHECK(impl_->root->pooler != nullptr, ErrorCode::kConfig, "the checkpoint has no pooler weights");
+  MS_CHECK(impl_->root->pooler != nullptr, ErrorCode::kConfig,
+           "the checkpoint has no pooler weights");
   return at::tanh(impl_->root->pooler->dense(hidden.select(1, 0)));
 }
 

@@ -2,6 +2,7 @@
 
 #include <ATen/ops/adaptive_avg_pool2d.h>
 #include <ATen/ops/relu.h>
+#include <c10/core/GradMode.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/batchnorm.h>
@@ -9,7 +10,6 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/pooling.h>
-#include <c10/core/GradMode.h>
 
 #include <cstring>
 
@@ -44,7 +44,8 @@ struct Block : torch::nn::Module {
       bn2 = register_module("bn2", BatchNorm2d(planes));
     }
     if (stride != 1 || in != out) {
-      downsample = register_module("downsample", torch::nn::Sequential(conv(in, out, 1, stride, 0), BatchNorm2d(out)));
+      downsample = register_module(
+          "downsample", torch::nn::Sequential(conv(in, out, 1, stride, 0), BatchNorm2d(out)));
     }
   }
   at::Tensor forward(const at::Tensor& x) {
@@ -64,12 +65,23 @@ struct ResNet : torch::nn::Module {
     std::vector<int> blocks;
     bool bottleneck = depth >= 50;
     switch (depth) {
-      case 18: blocks = {2, 2, 2, 2}; break;
-      case 34: blocks = {3, 4, 6, 3}; break;
-      case 50: blocks = {3, 4, 6, 3}; break;
-      case 101: blocks = {3, 4, 23, 3}; break;
-      case 152: blocks = {3, 8, 36, 3}; break;
-      default: fail(ErrorCode::kConfig, "ResNet depth {} is not supported (18, 34, 50, 101, 152)", depth);
+      case 18:
+        blocks = {2, 2, 2, 2};
+        break;
+      case 34:
+        blocks = {3, 4, 6, 3};
+        break;
+      case 50:
+        blocks = {3, 4, 6, 3};
+        break;
+      case 101:
+        blocks = {3, 4, 23, 3};
+        break;
+      case 152:
+        blocks = {3, 8, 36, 3};
+        break;
+      default:
+        fail(ErrorCode::kConfig, "ResNet depth {} is not supported (18, 34, 50, 101, 152)", depth);
     }
     conv1 = register_module("conv1", conv(3, 64, 7, 2, 3));
     bn1 = register_module("bn1", BatchNorm2d(64));
@@ -88,7 +100,8 @@ struct ResNet : torch::nn::Module {
   }
   at::Tensor forward(const at::Tensor& x) {
     at::Tensor y = at::relu(bn1(conv1(x)));
-    y = torch::nn::functional::max_pool2d(y, torch::nn::functional::MaxPool2dFuncOptions(3).stride(2).padding(1));
+    y = torch::nn::functional::max_pool2d(
+        y, torch::nn::functional::MaxPool2dFuncOptions(3).stride(2).padding(1));
     for (auto& layer : layers) y = layer->forward(y);
     return fc(at::adaptive_avg_pool2d(y, {1, 1}).flatten(1));
   }
@@ -100,7 +113,8 @@ struct ResNet : torch::nn::Module {
 
 struct SmallCnn : torch::nn::Module {
   SmallCnn(const std::vector<int64_t>& channels, int64_t classes) {
-    MS_CHECK(!channels.empty(), ErrorCode::kConfig, "small-cnn needs model.channels (e.g. [8, 16])");
+    MS_CHECK(!channels.empty(), ErrorCode::kConfig,
+             "small-cnn needs model.channels (e.g. [8, 16])");
     int64_t in = 3;
     for (int64_t c : channels) {
       features->push_back(Conv2d(Conv2dOptions(in, c, 3).padding(1)));
@@ -155,7 +169,8 @@ void ImageClassifier::load(const tensor::WeightMap& weights, const std::string& 
   // num_batches_tracked is a training counter that inference never reads.
   std::vector<std::string> optional;
   for (auto it = params.begin(); it != params.end();) {
-    if (it->first.size() > 20 && it->first.compare(it->first.size() - 20, 20, ".num_batches_tracked") == 0) {
+    if (it->first.size() > 20 &&
+        it->first.compare(it->first.size() - 20, 20, ".num_batches_tracked") == 0) {
       optional.push_back(it->first);
       if (own.count(it->first) == 0) {
         it = params.erase(it);

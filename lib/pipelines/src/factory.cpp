@@ -17,8 +17,8 @@ class Factory final : public infer::PipelineFactory {
                                           const infer::PipelineOptions& options) override {
     const std::vector<std::string> types = registry_.types(model.task);
     MS_CHECK(!types.empty(), ErrorCode::kMissingComponent,
-             "no pipeline is registered for task '{}' in this build (registered tasks: {})", model.task,
-             join(registry_.groups(), ", "));
+             "no pipeline is registered for task '{}' in this build (registered tasks: {})",
+             model.task, join(registry_.groups(), ", "));
     // pipeline.type picks a registered pipeline; ModelScope's many task-specific names that are
     // not registered here fall back to the task's own pipeline.
     std::string type = registry_.contains(model.task, model.task) ? model.task : types.front();
@@ -26,8 +26,8 @@ class Factory final : public infer::PipelineFactory {
       if (registry_.contains(model.pipeline_type, model.task)) {
         type = model.pipeline_type;
       } else {
-        log::info("pipeline.type '{}' is not registered for task '{}'; using '{}'", model.pipeline_type,
-                  model.task, type);
+        log::info("pipeline.type '{}' is not registered for task '{}'; using '{}'",
+                  model.pipeline_type, model.task, type);
       }
     }
     const std::string device = load_torch_runtime().resolve_device(options.device);

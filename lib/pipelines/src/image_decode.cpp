@@ -1,9 +1,9 @@
 #include "image_decode.h"
 
+#include <cstring>
+
 #include "ms/core/error.h"
 #include "ms/core/file.h"
-
-#include <cstring>
 
 #if MS_HAVE_IMAGE_CODECS
 #include <png.h>
@@ -27,7 +27,8 @@ RgbImage decode_image(const std::filesystem::path& path) {
   if (png) {
     png_image image{};
     image.version = PNG_IMAGE_VERSION;
-    if (!png_image_begin_read_from_memory(&image, data.data(), data.size())) throw bad(image.message);
+    if (!png_image_begin_read_from_memory(&image, data.data(), data.size()))
+      throw bad(image.message);
     image.format = PNG_FORMAT_RGB;
     img.width = static_cast<int>(image.width);
     img.height = static_cast<int>(image.height);
@@ -42,7 +43,8 @@ RgbImage decode_image(const std::filesystem::path& path) {
   tjhandle tj = tjInitDecompress();
   MS_CHECK(tj != nullptr, ErrorCode::kInternal, "cannot start the JPEG decoder");
   int w = 0, h = 0, subsamp = 0, colorspace = 0;
-  if (tjDecompressHeader3(tj, bytes, static_cast<unsigned long>(data.size()), &w, &h, &subsamp, &colorspace) != 0 ||
+  if (tjDecompressHeader3(tj, bytes, static_cast<unsigned long>(data.size()), &w, &h, &subsamp,
+                          &colorspace) != 0 ||
       w <= 0 || h <= 0) {
     const std::string why = tjGetErrorStr2(tj);
     tjDestroy(tj);
@@ -51,8 +53,8 @@ RgbImage decode_image(const std::filesystem::path& path) {
   img.width = w;
   img.height = h;
   img.pixels.resize(static_cast<std::size_t>(w) * h * 3);
-  if (tjDecompress2(tj, bytes, static_cast<unsigned long>(data.size()), img.pixels.data(), w, 0, h, TJPF_RGB,
-                    TJFLAG_ACCURATEDCT) != 0) {
+  if (tjDecompress2(tj, bytes, static_cast<unsigned long>(data.size()), img.pixels.data(), w, 0, h,
+                    TJPF_RGB, TJFLAG_ACCURATEDCT) != 0) {
     const std::string why = tjGetErrorStr2(tj);
     tjDestroy(tj);
     throw bad(why);
@@ -60,9 +62,10 @@ RgbImage decode_image(const std::filesystem::path& path) {
   tjDestroy(tj);
   return img;
 #else
-  throw Error(ErrorCode::kMissingComponent,
-              fmt::format("cannot decode {}: this ms was built without the image codecs", path.string()),
-              "install libpng-dev and libturbojpeg0-dev and rebuild with -DMS_WITH_IMAGE_CODECS=ON");
+  throw Error(
+      ErrorCode::kMissingComponent,
+      fmt::format("cannot decode {}: this ms was built without the image codecs", path.string()),
+      "install libpng-dev and libturbojpeg0-dev and rebuild with -DMS_WITH_IMAGE_CODECS=ON");
 #endif
 }
 

@@ -23,7 +23,7 @@ namespace {
 
 struct Transform {
   std::string type;
-  int64_t h = 0, w = 0;       // Resize (w == 0: shorter side to h) / CenterCrop
+  int64_t h = 0, w = 0;  // Resize (w == 0: shorter side to h) / CenterCrop
   std::vector<double> mean, std;
 };
 
@@ -33,7 +33,8 @@ std::pair<int64_t, int64_t> size_of(const Json& v, const std::string& where) {
       v[0].get<int64_t>() > 0 && v[1].get<int64_t>() > 0) {
     return {v[0].get<int64_t>(), v[1].get<int64_t>()};
   }
-  fail(ErrorCode::kConfig, "{}: 'size' must be a positive integer or [height, width], got {}", where, v.dump());
+  fail(ErrorCode::kConfig, "{}: 'size' must be a positive integer or [height, width], got {}",
+       where, v.dump());
 }
 
 std::vector<Transform> parse_transforms(const Config& config) {
@@ -104,14 +105,16 @@ at::Tensor apply_transforms(const std::vector<Transform>& transforms, at::Tensor
       }
       x = at::upsample_bilinear2d(x.unsqueeze(0), {nh, nw}, false).squeeze(0);
     } else if (t.type == "CenterCrop") {
-      MS_CHECK(h >= t.h && w >= t.w, ErrorCode::kUsage, "image of {}x{} is smaller than the {}x{} crop", h, w,
-               t.h, t.w);
+      MS_CHECK(h >= t.h && w >= t.w, ErrorCode::kUsage,
+               "image of {}x{} is smaller than the {}x{} crop", h, w, t.h, t.w);
       const auto top = static_cast<int64_t>(std::round((h - t.h) / 2.0));
       const auto left = static_cast<int64_t>(std::round((w - t.w) / 2.0));
       x = x.narrow(1, top, t.h).narrow(2, left, t.w);
     } else if (t.type == "Normalize") {
-      const at::Tensor mean = at::tensor(std::vector<float>(t.mean.begin(), t.mean.end())).view({3, 1, 1});
-      const at::Tensor std = at::tensor(std::vector<float>(t.std.begin(), t.std.end())).view({3, 1, 1});
+      const at::Tensor mean =
+          at::tensor(std::vector<float>(t.mean.begin(), t.mean.end())).view({3, 1, 1});
+      const at::Tensor std =
+          at::tensor(std::vector<float>(t.std.begin(), t.std.end())).view({3, 1, 1});
       x = (x - mean) / std;
     }
   }
@@ -119,31 +122,35 @@ at::Tensor apply_transforms(const std::vector<Transform>& transforms, at::Tensor
 }
 
 const std::vector<std::string>& vision_types() {
-  static const std::vector<std::string> types = {"resnet", "resnet18", "resnet34", "resnet50", "resnet101",
-                                                 "resnet152", "small-cnn"};
+  static const std::vector<std::string> types = {"resnet",    "resnet18",  "resnet34", "resnet50",
+                                                 "resnet101", "resnet152", "small-cnn"};
   return types;
 }
 
 class ImageClassificationPipeline final : public infer::Pipeline {
  public:
-  ImageClassificationPipeline(const infer::ModelInfo& model, const std::string& device) : device_(device) {
+  ImageClassificationPipeline(const infer::ModelInfo& model, const std::string& device)
+      : device_(device) {
     std::string type = model.model_type;
-    std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::transform(type.begin(), type.end(), type.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
     std::replace(type.begin(), type.end(), '_', '-');
     const auto& known = vision_types();
     if (std::find(known.begin(), known.end(), type) == known.end()) {
       std::string hint = did_you_mean(type, known);
-      throw Error(ErrorCode::kUsage,
-                  fmt::format("model type '{}' ({}) is not supported by the image-classification pipeline", type,
-                              model.config.source()),
-                  (hint.empty() ? std::string() : hint + "; ") + "supported: " + join(known, ", "));
+      throw Error(
+          ErrorCode::kUsage,
+          fmt::format("model type '{}' ({}) is not supported by the image-classification pipeline",
+                      type, model.config.source()),
+          (hint.empty() ? std::string() : hint + "; ") + "supported: " + join(known, ", "));
     }
     models::VisionConfig vc;
     if (type == "small-cnn") {
       vc.kind = "small-cnn";
       vc.channels = model.config.get<std::vector<int64_t>>("model.channels");
     } else {
-      vc.depth = type == "resnet" ? model.config.get_or<int>("model.depth", 18) : std::stoi(type.substr(6));
+      vc.depth = type == "resnet" ? model.config.get_or<int>("model.depth", 18)
+                                  : std::stoi(type.substr(6));
     }
     tensor::WeightMap weights = tensor::load_model_weights(model.dir);
     // The class count comes from the head's weight, so a config cannot disagree with it.
@@ -157,12 +164,14 @@ class ImageClassificationPipeline final : public infer::Pipeline {
     net_->to(device_);
     transforms_ = parse_transforms(model.config);
     top_k_ = model.config.get_or<int64_t>("pipeline.top_k", 5);
-    MS_CHECK(top_k_ > 0, ErrorCode::kConfig, "{}: pipeline.top_k must be positive", model.config.source());
+    MS_CHECK(top_k_ > 0, ErrorCode::kConfig, "{}: pipeline.top_k must be positive",
+             model.config.source());
     for (int64_t i = 0; i < vc.num_classes; ++i) labels_.push_back(fmt::format("LABEL_{}", i));
     if (model.config.has("model.labels")) {
       const auto names = model.config.get<std::vector<std::string>>("model.labels");
       MS_CHECK(static_cast<int64_t>(names.size()) == vc.num_classes, ErrorCode::kConfig,
-               "{}: model.labels has {} names for {} classes", model.config.source(), names.size(), vc.num_classes);
+               "{}: model.labels has {} names for {} classes", model.config.source(), names.size(),
+               vc.num_classes);
       labels_ = names;
     }
   }
@@ -171,7 +180,8 @@ class ImageClassificationPipeline final : public infer::Pipeline {
   std::string device() const override { return device_; }
   std::size_t cost(const infer::PipelineInput&) const override { return 1; }
 
-  std::vector<infer::PipelineResult> run(const std::vector<const infer::PipelineInput*>& batch) override {
+  std::vector<infer::PipelineResult> run(
+      const std::vector<const infer::PipelineInput*>& batch) override {
     std::vector<infer::PipelineResult> results(batch.size());
     // Images of one shape after the transforms go through the network together.
     std::map<std::vector<int64_t>, std::vector<std::pair<std::size_t, at::Tensor>>> groups;
@@ -180,7 +190,8 @@ class ImageClassificationPipeline final : public infer::Pipeline {
         MS_CHECK(!batch[i]->path.empty(), ErrorCode::kUsage,
                  "image-classification needs image files (--input-dir, or a path column/field)");
         RgbImage img = decode_image(batch[i]->path);
-        at::Tensor x = at::from_blob(img.pixels.data(), {img.height, img.width, 3}, at::TensorOptions().dtype(at::kByte))
+        at::Tensor x = at::from_blob(img.pixels.data(), {img.height, img.width, 3},
+                                     at::TensorOptions().dtype(at::kByte))
                            .permute({2, 0, 1})
                            .to(at::kFloat)
                            .div_(255.0);
@@ -194,15 +205,18 @@ class ImageClassificationPipeline final : public infer::Pipeline {
     for (auto& [shape, items] : groups) {
       std::vector<at::Tensor> xs;
       for (auto& it : items) xs.push_back(it.second);
-      const at::Tensor probs = at::softmax(net_->forward(at::stack(xs).to(c10::Device(device_))), -1).cpu();
+      const at::Tensor probs =
+          at::softmax(net_->forward(at::stack(xs).to(c10::Device(device_))), -1).cpu();
       const auto top = probs.topk(std::min<int64_t>(top_k_, probs.size(1)), -1);
-      const at::Tensor values = std::get<0>(top).contiguous(), indices = std::get<1>(top).contiguous();
+      const at::Tensor values = std::get<0>(top).contiguous(),
+                       indices = std::get<1>(top).contiguous();
       const int64_t k = values.size(1);
       for (std::size_t j = 0; j < items.size(); ++j) {
         Json scores = Json::array(), labels = Json::array();
         for (int64_t c = 0; c < k; ++c) {
           scores.push_back(values.data_ptr<float>()[j * k + c]);
-          labels.push_back(labels_[static_cast<std::size_t>(indices.data_ptr<int64_t>()[j * k + c])]);
+          labels.push_back(
+              labels_[static_cast<std::size_t>(indices.data_ptr<int64_t>()[j * k + c])]);
         }
         results[items[j].first].output = {{"scores", scores}, {"labels", labels}};
       }
@@ -226,7 +240,8 @@ void register_image_pipelines(Registry<PipelineBuilder>& registry) {
       [](const infer::ModelInfo& m, const std::string& d) -> std::unique_ptr<infer::Pipeline> {
         return std::make_unique<ImageClassificationPipeline>(m, d);
       },
-      "ResNet family / small CNN with Resize, CenterCrop, Normalize from the config", "image-classification");
+      "ResNet family / small CNN with Resize, CenterCrop, Normalize from the config",
+      "image-classification");
 }
 
 }  // namespace ms::pipelines

@@ -2,27 +2,27 @@
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/clamp_min.h>
 #include <ATen/ops/from_blob.h>
-#include <ATen/ops/linalg_vector_norm.h>
+#include <ATen/ops/gelu.h>
+#include <ATen/ops/index_select.h>
 #include <ATen/ops/layer_norm.h>
+#include <ATen/ops/linalg_vector_norm.h>
 #include <ATen/ops/linear.h>
+#include <ATen/ops/nonzero.h>
+#include <ATen/ops/relu.h>
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/sum.h>
 #include <ATen/ops/tanh.h>
-#include <ATen/ops/gelu.h>
-#include <ATen/ops/relu.h>
 #include <ATen/ops/topk.h>
-#include <ATen/ops/nonzero.h>
-#include <ATen/ops/index_select.h>
-#include <fmt/ranges.h>
 #include <c10/core/InferenceMode.h>
 #include <c10/util/Exception.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
-#include <numeric>
-#include <unordered_map>
 #include <cmath>
 #include <cstdlib>
 #include <iterator>
+#include <numeric>
+#include <unordered_map>
 
 #include "ms/core/error.h"
 #include "ms/core/file.h"
@@ -37,8 +37,8 @@ namespace ms::pipelines {
 namespace {
 
 const std::vector<std::string>& bert_family_types() {
-  static const std::vector<std::string> types = {"bert", "structbert", "roberta", "xlm-roberta", "camembert",
-                                                 "minilm"};
+  static const std::vector<std::string> types = {"bert",        "structbert", "roberta",
+                                                 "xlm-roberta", "camembert",  "minilm"};
   return types;
 }
 
@@ -48,7 +48,8 @@ std::optional<Json> read_json(const std::filesystem::path& path) {
   try {
     return Json::parse(read_file(path));
   } catch (const nlohmann::json::exception& e) {
-    throw Error(ErrorCode::kConfig, fmt::format("{} is not valid JSON: {}", path.string(), e.what()));
+    throw Error(ErrorCode::kConfig,
+                fmt::format("{} is not valid JSON: {}", path.string(), e.what()));
   }
 }
 
@@ -74,18 +75,22 @@ struct TextBatch {
   at::Tensor ids, type_ids, mask;
 };
 
-TextBatch collate(const std::vector<text::Encoding>& encs, int64_t pad_id, const std::string& device) {
+TextBatch collate(const std::vector<text::Encoding>& encs, int64_t pad_id,
+                  const std::string& device) {
   std::size_t longest = 0;
   for (const auto& e : encs) longest = std::max(longest, e.ids.size());
   const auto b = static_cast<int64_t>(encs.size()), t = static_cast<int64_t>(longest);
-  std::vector<int64_t> ids(static_cast<std::size_t>(b * t), pad_id), types(ids.size(), 0), mask(ids.size(), 0);
+  std::vector<int64_t> ids(static_cast<std::size_t>(b * t), pad_id), types(ids.size(), 0),
+      mask(ids.size(), 0);
   for (std::size_t i = 0; i < encs.size(); ++i) {
     std::copy(encs[i].ids.begin(), encs[i].ids.end(), ids.begin() + static_cast<long>(i * longest));
-    std::copy(encs[i].type_ids.begin(), encs[i].type_ids.end(), types.begin() + static_cast<long>(i * longest));
+    std::copy(encs[i].type_ids.begin(), encs[i].type_ids.end(),
+              types.begin() + static_cast<long>(i * longest));
     std::fill_n(mask.begin() + static_cast<long>(i * longest), encs[i].ids.size(), 1);
   }
   auto make = [&](std::vector<int64_t>& v) {
-    return at::from_blob(v.data(), {b, t}, at::TensorOptions().dtype(at::kLong)).to(c10::Device(device));
+    return at::from_blob(v.data(), {b, t}, at::TensorOptions().dtype(at::kLong))
+        .to(c10::Device(device));
   };
   // from_blob does not own: .to() on the CPU returns the same tensor, so clone there.
   TextBatch out{make(ids), make(types), make(mask)};
@@ -104,11 +109,12 @@ class BertTextPipeline : public infer::Pipeline {
       : task_(std::move(task)), device_(device), dir_(model.dir) {
     const std::filesystem::path config_path = model.dir / "config.json";
     const auto hf = read_json(config_path);
-    MS_CHECK(hf.has_value(), ErrorCode::kNotFound, "{} does not exist: a BERT-family model needs its config.json",
-             config_path.string());
+    MS_CHECK(hf.has_value(), ErrorCode::kNotFound,
+             "{} does not exist: a BERT-family model needs its config.json", config_path.string());
     config_ = models::BertConfig::from_json(*hf, config_path.string());
     std::string type = model.model_type.empty() ? config_.model_type : model.model_type;
-    std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::transform(type.begin(), type.end(), type.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
     std::replace(type.begin(), type.end(), '_', '-');
     const auto& known = bert_family_types();
     if (std::find(known.begin(), known.end(), type) == known.end()) {
@@ -119,8 +125,9 @@ class BertTextPipeline : public infer::Pipeline {
                   (hint.empty() ? std::string() : hint + "; ") + "supported: " + join(known, ", "));
     }
     tokenizer_ = std::make_unique<text::BertTokenizer>(text::BertTokenizer::from_dir(model.dir));
-    std::size_t max_len = std::min<std::size_t>(tokenizer_->options().model_max_length,
-                                                static_cast<std::size_t>(config_.max_position_embeddings));
+    std::size_t max_len =
+        std::min<std::size_t>(tokenizer_->options().model_max_length,
+                              static_cast<std::size_t>(config_.max_position_embeddings));
     if (auto st = read_json(model.dir / "sentence_bert_config.json")) {
       if (st->contains("max_seq_length") && (*st)["max_seq_length"].is_number_unsigned()) {
         max_len = (*st)["max_seq_length"].get<std::size_t>();
@@ -153,7 +160,8 @@ class BertTextPipeline : public infer::Pipeline {
  protected:
   // Turns the batch into encodings; items that fail (empty, bad UTF-8) get their error instead.
   std::vector<std::size_t> encode(const std::vector<const infer::PipelineInput*>& batch,
-                                  std::vector<infer::PipelineResult>& results, std::vector<text::Encoding>& encs) {
+                                  std::vector<infer::PipelineResult>& results,
+                                  std::vector<text::Encoding>& encs) {
     std::vector<std::size_t> ok;
     results.assign(batch.size(), {});
     for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -178,17 +186,19 @@ class BertTextPipeline : public infer::Pipeline {
   text::Encoding encode_one(const infer::PipelineInput& in) const {
     std::string text = in.text;
     if (text.empty() && !in.path.empty()) text = read_file(in.path);
-    MS_CHECK(text.find_first_not_of(" \t\r\n") != std::string::npos, ErrorCode::kUsage, "input text is empty");
-    return tokenizer_->encode(text, in.text_pair ? std::optional<std::string_view>(*in.text_pair) : std::nullopt,
-                              max_length_);
+    MS_CHECK(text.find_first_not_of(" \t\r\n") != std::string::npos, ErrorCode::kUsage,
+             "input text is empty");
+    return tokenizer_->encode(
+        text, in.text_pair ? std::optional<std::string_view>(*in.text_pair) : std::nullopt,
+        max_length_);
   }
 
   // A head weight by name (outside the encoder's prefix), moved to the device.
   at::Tensor head_weight(const std::string& name, bool required = true) {
     auto it = weights_.find(name);
     if (it == weights_.end()) {
-      MS_CHECK(!required, ErrorCode::kConfig, "weights in {} lack '{}', which the {} head needs", dir_.string(),
-               name, task_);
+      MS_CHECK(!required, ErrorCode::kConfig, "weights in {} lack '{}', which the {} head needs",
+               dir_.string(), name, task_);
       return {};
     }
     return it->second.to(c10::Device(device_)).to(at::kFloat).contiguous();
@@ -215,7 +225,8 @@ class BertTextPipeline : public infer::Pipeline {
     try {
       return encoder_->forward(b.ids, b.type_ids, b.mask);
     } catch (const c10::Error& e) {
-      throw Error(ErrorCode::kInternal, fmt::format("forward pass on {} failed: {}", device_, e.what_without_backtrace()));
+      throw Error(ErrorCode::kInternal, fmt::format("forward pass on {} failed: {}", device_,
+                                                    e.what_without_backtrace()));
     }
   }
 
@@ -254,7 +265,8 @@ class SentenceEmbeddingPipeline final : public BertTextPipeline {
           }
         }
         MS_CHECK(type.find("Dense") == std::string::npos, ErrorCode::kUsage,
-                 "{}: sentence-transformers Dense modules are not supported yet", model.dir.string());
+                 "{}: sentence-transformers Dense modules are not supported yet",
+                 model.dir.string());
       }
     }
     pooling_ = model.config.get_or<std::string>("model.pooling", pooling_);
@@ -265,7 +277,8 @@ class SentenceEmbeddingPipeline final : public BertTextPipeline {
     encoder_->to(device_);
   }
 
-  std::vector<infer::PipelineResult> run(const std::vector<const infer::PipelineInput*>& batch) override {
+  std::vector<infer::PipelineResult> run(
+      const std::vector<const infer::PipelineInput*>& batch) override {
     std::vector<infer::PipelineResult> results;
     std::vector<text::Encoding> encs;
     const std::vector<std::size_t> ok = encode(batch, results, encs);
@@ -305,7 +318,8 @@ class SentenceEmbeddingPipeline final : public BertTextPipeline {
 // (dense + tanh + out_proj on the first token); softmax scores sorted high to low.
 class SequenceClassificationPipeline final : public BertTextPipeline {
  public:
-  SequenceClassificationPipeline(const infer::ModelInfo& model, const std::string& device, std::string task)
+  SequenceClassificationPipeline(const infer::ModelInfo& model, const std::string& device,
+                                 std::string task)
       : BertTextPipeline(model, device, std::move(task)) {
     if (weights_.count("classifier.out_proj.weight") != 0) {
       dense_w_ = head_weight("classifier.dense.weight");
@@ -313,8 +327,8 @@ class SequenceClassificationPipeline final : public BertTextPipeline {
       out_w_ = head_weight("classifier.out_proj.weight");
       out_b_ = head_weight("classifier.out_proj.bias");
     } else {
-      MS_CHECK(encoder_->has_pooler(), ErrorCode::kConfig, "weights in {} have no pooler, which the {} head needs",
-               dir_.string(), task_);
+      MS_CHECK(encoder_->has_pooler(), ErrorCode::kConfig,
+               "weights in {} have no pooler, which the {} head needs", dir_.string(), task_);
       out_w_ = head_weight("classifier.weight");
       out_b_ = head_weight("classifier.bias");
     }
@@ -326,7 +340,8 @@ class SequenceClassificationPipeline final : public BertTextPipeline {
     encoder_->to(device_);
   }
 
-  std::vector<infer::PipelineResult> run(const std::vector<const infer::PipelineInput*>& batch) override {
+  std::vector<infer::PipelineResult> run(
+      const std::vector<const infer::PipelineInput*>& batch) override {
     std::vector<infer::PipelineResult> results;
     std::vector<text::Encoding> encs;
     std::vector<const infer::PipelineInput*> usable;
@@ -334,8 +349,9 @@ class SequenceClassificationPipeline final : public BertTextPipeline {
       for (const auto* in : batch) {
         if (!in->text_pair) {
           infer::PipelineResult r;
-          r.error = Error(ErrorCode::kUsage, "sentence-similarity needs a sentence pair",
-                          "give text and text_pair (or sentence1 and sentence2) in a .jsonl or .csv input");
+          r.error = Error(
+              ErrorCode::kUsage, "sentence-similarity needs a sentence pair",
+              "give text and text_pair (or sentence1 and sentence2) in a .jsonl or .csv input");
           results.push_back(r);
         }
       }
@@ -359,7 +375,8 @@ class SequenceClassificationPipeline final : public BertTextPipeline {
       std::vector<int64_t> order(static_cast<std::size_t>(n));
       std::iota(order.begin(), order.end(), 0);
       const float* row = p + k * n;
-      std::stable_sort(order.begin(), order.end(), [row](int64_t a, int64_t c) { return row[a] > row[c]; });
+      std::stable_sort(order.begin(), order.end(),
+                       [row](int64_t a, int64_t c) { return row[a] > row[c]; });
       Json scores = Json::array(), names = Json::array();
       for (int64_t i : order) {
         scores.push_back(static_cast<double>(row[i]));
@@ -372,8 +389,9 @@ class SequenceClassificationPipeline final : public BertTextPipeline {
 
  private:
   // Every item of a pair task without its pair fails alone; the rest still run.
-  std::vector<infer::PipelineResult> fill_errors(const std::vector<const infer::PipelineInput*>& batch,
-                                                 const std::vector<infer::PipelineResult>&) {
+  std::vector<infer::PipelineResult> fill_errors(
+      const std::vector<const infer::PipelineInput*>& batch,
+      const std::vector<infer::PipelineResult>&) {
     std::vector<infer::PipelineResult> out(batch.size());
     std::vector<const infer::PipelineInput*> good;
     std::vector<std::size_t> slots;
@@ -382,8 +400,9 @@ class SequenceClassificationPipeline final : public BertTextPipeline {
         good.push_back(batch[i]);
         slots.push_back(i);
       } else {
-        out[i].error = Error(ErrorCode::kUsage, "sentence-similarity needs a sentence pair",
-                             "give text and text_pair (or sentence1 and sentence2) in a .jsonl or .csv input");
+        out[i].error =
+            Error(ErrorCode::kUsage, "sentence-similarity needs a sentence pair",
+                  "give text and text_pair (or sentence1 and sentence2) in a .jsonl or .csv input");
       }
     }
     if (!good.empty()) {
@@ -453,7 +472,8 @@ std::vector<Span> decode_spans(const std::vector<std::string>& tags,
 // takes its first token's label; tags are decoded into spans (entities or words).
 class TokenClassificationPipeline final : public BertTextPipeline {
  public:
-  TokenClassificationPipeline(const infer::ModelInfo& model, const std::string& device, std::string task)
+  TokenClassificationPipeline(const infer::ModelInfo& model, const std::string& device,
+                              std::string task)
       : BertTextPipeline(model, device, std::move(task)) {
     out_w_ = head_weight("classifier.weight");
     out_b_ = head_weight("classifier.bias");
@@ -465,7 +485,8 @@ class TokenClassificationPipeline final : public BertTextPipeline {
     encoder_->to(device_);
   }
 
-  std::vector<infer::PipelineResult> run(const std::vector<const infer::PipelineInput*>& batch) override {
+  std::vector<infer::PipelineResult> run(
+      const std::vector<const infer::PipelineInput*>& batch) override {
     std::vector<infer::PipelineResult> results;
     std::vector<text::Encoding> encs;
     const std::vector<std::size_t> ok = encode(batch, results, encs);
@@ -497,7 +518,9 @@ class TokenClassificationPipeline final : public BertTextPipeline {
           word_spans.back().second = e.offsets[i].second;
         }
       }
-      auto substr = [&text](std::size_t a, std::size_t z) { return text::encode_utf8(text.substr(a, z - a)); };
+      auto substr = [&text](std::size_t a, std::size_t z) {
+        return text::encode_utf8(text.substr(a, z - a));
+      };
       Json output = Json::array();
       if (task_ == "word-segmentation") {
         // Every word lands somewhere: words tagged O stand alone.
@@ -505,13 +528,18 @@ class TokenClassificationPipeline final : public BertTextPipeline {
         for (auto& tag : seg_tags) {
           if (tag == "O") tag = "S";
         }
-        for (const Span& s : decode_spans(seg_tags, word_spans)) output.push_back(substr(s.start, s.end));
+        for (const Span& s : decode_spans(seg_tags, word_spans))
+          output.push_back(substr(s.start, s.end));
       } else {
         for (const Span& s : decode_spans(word_tags, word_spans)) {
-          output.push_back({{"type", s.type}, {"start", s.start}, {"end", s.end}, {"span", substr(s.start, s.end)}});
+          output.push_back({{"type", s.type},
+                            {"start", s.start},
+                            {"end", s.end},
+                            {"span", substr(s.start, s.end)}});
         }
       }
-      results[ok[k]].output = {{"output", output}, {"labels", token_labels}, {"scores", token_scores}};
+      results[ok[k]].output = {
+          {"output", output}, {"labels", token_labels}, {"scores", token_scores}};
     }
     return results;
   }
@@ -530,8 +558,9 @@ class FillMaskPipeline final : public BertTextPipeline {
  public:
   FillMaskPipeline(const infer::ModelInfo& model, const std::string& device)
       : BertTextPipeline(model, device, "fill-mask") {
-    MS_CHECK(tokenizer_->mask_id() >= 0, ErrorCode::kConfig, "the vocabulary in {} has no mask token '{}'",
-             dir_.string(), tokenizer_->options().mask_token);
+    MS_CHECK(tokenizer_->mask_id() >= 0, ErrorCode::kConfig,
+             "the vocabulary in {} has no mask token '{}'", dir_.string(),
+             tokenizer_->options().mask_token);
     dense_w_ = head_weight("cls.predictions.transform.dense.weight");
     dense_b_ = head_weight("cls.predictions.transform.dense.bias");
     norm_w_ = head_weight("cls.predictions.transform.LayerNorm.weight");
@@ -540,12 +569,14 @@ class FillMaskPipeline final : public BertTextPipeline {
     decoder_ = head_weight("cls.predictions.decoder.weight", false);
     if (!decoder_.defined()) decoder_ = head_weight(prefix_ + "embeddings.word_embeddings.weight");
     top_k_ = model.config.get_or<int64_t>("pipeline.top_k", 5);
-    MS_CHECK(top_k_ > 0, ErrorCode::kConfig, "{}: pipeline.top_k must be positive", model.config.source());
+    MS_CHECK(top_k_ > 0, ErrorCode::kConfig, "{}: pipeline.top_k must be positive",
+             model.config.source());
     weights_.clear();
     encoder_->to(device_);
   }
 
-  std::vector<infer::PipelineResult> run(const std::vector<const infer::PipelineInput*>& batch) override {
+  std::vector<infer::PipelineResult> run(
+      const std::vector<const infer::PipelineInput*>& batch) override {
     std::vector<infer::PipelineResult> results;
     std::vector<text::Encoding> encs;
     std::vector<std::size_t> ok = encode(batch, results, encs);
@@ -553,9 +584,11 @@ class FillMaskPipeline final : public BertTextPipeline {
     std::vector<std::size_t> keep;
     std::vector<text::Encoding> kept;
     for (std::size_t k = 0; k < ok.size(); ++k) {
-      if (std::find(encs[k].ids.begin(), encs[k].ids.end(), tokenizer_->mask_id()) == encs[k].ids.end()) {
-        results[ok[k]].error = Error(ErrorCode::kUsage, fmt::format("the input has no {} token to fill",
-                                                                    tokenizer_->options().mask_token));
+      if (std::find(encs[k].ids.begin(), encs[k].ids.end(), tokenizer_->mask_id()) ==
+          encs[k].ids.end()) {
+        results[ok[k]].error = Error(
+            ErrorCode::kUsage,
+            fmt::format("the input has no {} token to fill", tokenizer_->options().mask_token));
       } else {
         keep.push_back(ok[k]);
         kept.push_back(std::move(encs[k]));
@@ -569,11 +602,14 @@ class FillMaskPipeline final : public BertTextPipeline {
     const at::Tensor flat = (where.select(1, 0) * h.size(1) + where.select(1, 1)).to(h.device());
     at::Tensor x = h.reshape({-1, h.size(2)}).index_select(0, flat);
     x = at::linear(x, dense_w_, dense_b_);
-    x = config_.hidden_act == "gelu" ? at::gelu(x) : (config_.hidden_act == "relu" ? at::relu(x) : at::gelu(x, "tanh"));
+    x = config_.hidden_act == "gelu"
+            ? at::gelu(x)
+            : (config_.hidden_act == "relu" ? at::relu(x) : at::gelu(x, "tanh"));
     x = at::layer_norm(x, {config_.hidden_size}, norm_w_, norm_b_, config_.layer_norm_eps);
     const at::Tensor probs = at::softmax(at::linear(x, decoder_, bias_).to(at::kFloat), -1);
     const auto top = probs.topk(std::min<int64_t>(top_k_, probs.size(1)), -1);
-    const at::Tensor values = std::get<0>(top).cpu().contiguous(), indices = std::get<1>(top).cpu().contiguous();
+    const at::Tensor values = std::get<0>(top).cpu().contiguous(),
+                     indices = std::get<1>(top).cpu().contiguous();
     const int64_t kk = values.size(1);
     std::vector<Json> predictions(keep.size(), Json::array());
     std::vector<std::vector<std::int64_t>> filled(kept.size());
@@ -585,7 +621,8 @@ class FillMaskPipeline final : public BertTextPipeline {
       Json options = Json::array();
       for (int64_t j = 0; j < kk; ++j) {
         const int64_t id = indices.data_ptr<int64_t>()[m * kk + j];
-        options.push_back({{"token", tokenizer_->id_to_token(id)}, {"score", values.data_ptr<float>()[m * kk + j]}});
+        options.push_back({{"token", tokenizer_->id_to_token(id)},
+                           {"score", values.data_ptr<float>()[m * kk + j]}});
       }
       filled[item][pos] = indices.data_ptr<int64_t>()[m * kk];
       predictions[item].push_back(std::move(options));
@@ -624,27 +661,34 @@ void register_text_pipelines(Registry<PipelineBuilder>& registry) {
   using Ptr = std::unique_ptr<infer::Pipeline>;
   registry.add(
       "sentence-embedding",
-      [](const ModelInfo& m, const std::string& d) -> Ptr { return std::make_unique<SentenceEmbeddingPipeline>(m, d); },
+      [](const ModelInfo& m, const std::string& d) -> Ptr {
+        return std::make_unique<SentenceEmbeddingPipeline>(m, d);
+      },
       "BERT-family encoder, mean/cls/max pooling, L2 normalisation", "sentence-embedding");
   for (const char* task : {"text-classification", "sentence-similarity"}) {
     const std::string t = task;
     registry.add(
-        t, [t](const ModelInfo& m, const std::string& d) -> Ptr {
+        t,
+        [t](const ModelInfo& m, const std::string& d) -> Ptr {
           return std::make_unique<SequenceClassificationPipeline>(m, d, t);
         },
         "BERT/RoBERTa sequence classifier: softmax scores and labels", t);
   }
-  for (const char* task : {"token-classification", "named-entity-recognition", "word-segmentation"}) {
+  for (const char* task :
+       {"token-classification", "named-entity-recognition", "word-segmentation"}) {
     const std::string t = task;
     registry.add(
-        t, [t](const ModelInfo& m, const std::string& d) -> Ptr {
+        t,
+        [t](const ModelInfo& m, const std::string& d) -> Ptr {
           return std::make_unique<TokenClassificationPipeline>(m, d, t);
         },
         "BERT token classifier: per-token labels, BIO/BIES spans", t);
   }
   registry.add(
       "fill-mask",
-      [](const ModelInfo& m, const std::string& d) -> Ptr { return std::make_unique<FillMaskPipeline>(m, d); },
+      [](const ModelInfo& m, const std::string& d) -> Ptr {
+        return std::make_unique<FillMaskPipeline>(m, d);
+      },
       "BERT masked-LM head: top-k tokens per [MASK]", "fill-mask");
 }
 

@@ -3,13 +3,13 @@
 #include <ATen/ops/from_blob.h>
 #include <c10/core/ScalarType.h>
 #include <fcntl.h>
-#include <nlohmann/json.hpp>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "ms/core/error.h"
 #include "ms/core/file.h"
@@ -41,7 +41,8 @@ constexpr DtypeInfo kDtypes[] = {
 };
 
 [[noreturn]] void bad(const std::filesystem::path& path, const std::string& what) {
-  throw Error(ErrorCode::kIntegrity, fmt::format("{} is not a valid safetensors file: {}", path.string(), what),
+  throw Error(ErrorCode::kIntegrity,
+              fmt::format("{} is not a valid safetensors file: {}", path.string(), what),
               "re-download or re-export the weights");
 }
 
@@ -62,14 +63,17 @@ WeightMap load_safetensors(const std::filesystem::path& path) {
     ::close(fd);
     bad(path, fmt::format("only {} bytes long", map->size));
   }
-  // Private and writable (copy-on-write): tensors over it may be modified without touching the file.
+  // Private and writable (copy-on-write): tensors over it may be modified without touching the
+  // file.
   map->base = ::mmap(nullptr, map->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
   ::close(fd);
-  MS_CHECK(map->base != MAP_FAILED, ErrorCode::kIo, "cannot map {}: {}", path.string(), std::strerror(errno));
+  MS_CHECK(map->base != MAP_FAILED, ErrorCode::kIo, "cannot map {}: {}", path.string(),
+           std::strerror(errno));
   const auto* bytes = static_cast<const unsigned char*>(map->base);
   std::uint64_t header_size = 0;
   for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | bytes[i];
-  if (header_size > map->size - 8) bad(path, fmt::format("header size {} exceeds the file", header_size));
+  if (header_size > map->size - 8)
+    bad(path, fmt::format("header size {} exceeds the file", header_size));
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(bytes + 8, bytes + 8 + header_size);
@@ -84,7 +88,8 @@ WeightMap load_safetensors(const std::filesystem::path& path) {
     if (it.key() == "__metadata__") continue;
     const std::string& name = it.key();
     const auto& spec = it.value();
-    if (!spec.is_object() || !spec.contains("dtype") || !spec.contains("shape") || !spec.contains("data_offsets")) {
+    if (!spec.is_object() || !spec.contains("dtype") || !spec.contains("shape") ||
+        !spec.contains("data_offsets")) {
       bad(path, fmt::format("tensor '{}' lacks dtype, shape or data_offsets", name));
     }
     const DtypeInfo* dtype = nullptr;
@@ -92,7 +97,8 @@ WeightMap load_safetensors(const std::filesystem::path& path) {
     for (const auto& d : kDtypes) {
       if (dname == d.name) dtype = &d;
     }
-    if (dtype == nullptr) bad(path, fmt::format("tensor '{}' has unsupported dtype '{}'", name, dname));
+    if (dtype == nullptr)
+      bad(path, fmt::format("tensor '{}' has unsupported dtype '{}'", name, dname));
     std::vector<int64_t> shape;
     std::size_t numel = 1;
     for (const auto& d : spec["shape"]) {
@@ -101,21 +107,24 @@ WeightMap load_safetensors(const std::filesystem::path& path) {
       numel *= d.get<std::size_t>();
     }
     const auto& off = spec["data_offsets"];
-    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned()) {
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
+        !off[1].is_number_unsigned()) {
       bad(path, fmt::format("tensor '{}' has bad data_offsets", name));
     }
     const auto begin = off[0].get<std::size_t>(), end = off[1].get<std::size_t>();
     if (begin > end || end > data_size || end - begin != numel * dtype->size) {
-      bad(path, fmt::format("tensor '{}' ({} {}) has data_offsets [{}, {}] that do not fit its size or the "
-                            "file ({} data bytes)",
-                            name, dname, spec["shape"].dump(), begin, end, data_size));
+      bad(path, fmt::format(
+                    "tensor '{}' ({} {}) has data_offsets [{}, {}] that do not fit its size or the "
+                    "file ({} data bytes)",
+                    name, dname, spec["shape"].dump(), begin, end, data_size));
     }
     void* data = const_cast<unsigned char*>(bytes) + data_start + begin;
     const auto options = at::TensorOptions().dtype(dtype->type);
     at::Tensor t;
     if (reinterpret_cast<std::uintptr_t>(data) % dtype->size == 0) {
       auto keep = map;
-      t = at::from_blob(data, shape, [keep](void*) {}, options);
+      t = at::from_blob(
+          data, shape, [keep](void*) {}, options);
     } else {
       t = at::empty(shape, options);
       std::memcpy(t.data_ptr(), data, end - begin);
@@ -135,16 +144,20 @@ void save_safetensors(const std::filesystem::path& path, const WeightMap& weight
     for (const auto& d : kDtypes) {
       if (d.type == t.scalar_type()) dtype = &d;
     }
-    MS_CHECK(dtype != nullptr, ErrorCode::kUsage, "tensor '{}': dtype {} cannot be stored in safetensors", name,
+    MS_CHECK(dtype != nullptr, ErrorCode::kUsage,
+             "tensor '{}': dtype {} cannot be stored in safetensors", name,
              c10::toString(t.scalar_type()));
     const std::size_t n = t.numel() * dtype->size;
-    header[name] = {{"dtype", dtype->name}, {"shape", t.sizes().vec()}, {"data_offsets", {data.size(), data.size() + n}}};
+    header[name] = {{"dtype", dtype->name},
+                    {"shape", t.sizes().vec()},
+                    {"data_offsets", {data.size(), data.size() + n}}};
     data.append(static_cast<const char*>(t.data_ptr()), n);
   }
   std::string h = header.dump();
   h.append((8 - h.size() % 8) % 8, ' ');
   std::string file(8, '\0');
-  for (int i = 0; i < 8; ++i) file[i] = static_cast<char>((static_cast<std::uint64_t>(h.size()) >> (8 * i)) & 0xFF);
+  for (int i = 0; i < 8; ++i)
+    file[i] = static_cast<char>((static_cast<std::uint64_t>(h.size()) >> (8 * i)) & 0xFF);
   file += h;
   file += data;
   write_file_atomic(path, file);

@@ -25,7 +25,21 @@ struct Storage {
 };
 
 struct Value {
-  enum class Kind { kNone, kBool, kInt, kFloat, kString, kTuple, kList, kDict, kGlobal, kStorage, kTensor, kMark, kObject };
+  enum class Kind {
+    kNone,
+    kBool,
+    kInt,
+    kFloat,
+    kString,
+    kTuple,
+    kList,
+    kDict,
+    kGlobal,
+    kStorage,
+    kTensor,
+    kMark,
+    kObject
+  };
   Kind kind = Kind::kNone;
   std::int64_t i = 0;
   double f = 0;
@@ -44,49 +58,80 @@ ValuePtr make(Value::Kind k) {
 
 c10::ScalarType storage_dtype(const std::string& global, const std::string& source) {
   static const std::unordered_map<std::string, c10::ScalarType> kTypes = {
-      {"FloatStorage", c10::ScalarType::Float},   {"DoubleStorage", c10::ScalarType::Double},
-      {"HalfStorage", c10::ScalarType::Half},     {"BFloat16Storage", c10::ScalarType::BFloat16},
-      {"LongStorage", c10::ScalarType::Long},     {"IntStorage", c10::ScalarType::Int},
-      {"ShortStorage", c10::ScalarType::Short},   {"CharStorage", c10::ScalarType::Char},
-      {"ByteStorage", c10::ScalarType::Byte},     {"BoolStorage", c10::ScalarType::Bool}};
+      {"FloatStorage", c10::ScalarType::Float}, {"DoubleStorage", c10::ScalarType::Double},
+      {"HalfStorage", c10::ScalarType::Half},   {"BFloat16Storage", c10::ScalarType::BFloat16},
+      {"LongStorage", c10::ScalarType::Long},   {"IntStorage", c10::ScalarType::Int},
+      {"ShortStorage", c10::ScalarType::Short}, {"CharStorage", c10::ScalarType::Char},
+      {"ByteStorage", c10::ScalarType::Byte},   {"BoolStorage", c10::ScalarType::Bool}};
   const auto dot = global.rfind('.');
   auto it = kTypes.find(dot == std::string::npos ? global : global.substr(dot + 1));
-  MS_CHECK(it != kTypes.end(), ErrorCode::kIntegrity, "{}: unsupported storage type '{}'", source, global);
+  MS_CHECK(it != kTypes.end(), ErrorCode::kIntegrity, "{}: unsupported storage type '{}'", source,
+           global);
   return it->second;
 }
 
 class Unpickler {
  public:
-  Unpickler(const std::string& data, caffe2::serialize::PyTorchStreamReader& reader, std::string source)
+  Unpickler(const std::string& data, caffe2::serialize::PyTorchStreamReader& reader,
+            std::string source)
       : data_(data), reader_(reader), source_(std::move(source)) {}
 
   ValuePtr run() {
     while (true) {
       const unsigned char op = byte();
       switch (op) {
-        case 0x80: byte(); break;                      // PROTO
-        case 0x95: bytes(8); break;                    // FRAME
-        case '.': return pop();                        // STOP
-        case '(': push(make(Value::Kind::kMark)); break;
-        case ')': push(make(Value::Kind::kTuple)); break;
-        case ']': push(make(Value::Kind::kList)); break;
-        case '}': push(make(Value::Kind::kDict)); break;
-        case 'N': push(make(Value::Kind::kNone)); break;
-        case 0x88: case 0x89: { auto v = make(Value::Kind::kBool); v->i = op == 0x88; push(v); break; }
-        case 'K': push_int(byte()); break;
-        case 'M': push_int(le(2)); break;
-        case 'J': push_int(static_cast<std::int32_t>(le(4))); break;
-        case 0x8a: {                                   // LONG1
+        case 0x80:
+          byte();
+          break;  // PROTO
+        case 0x95:
+          bytes(8);
+          break;  // FRAME
+        case '.':
+          return pop();  // STOP
+        case '(':
+          push(make(Value::Kind::kMark));
+          break;
+        case ')':
+          push(make(Value::Kind::kTuple));
+          break;
+        case ']':
+          push(make(Value::Kind::kList));
+          break;
+        case '}':
+          push(make(Value::Kind::kDict));
+          break;
+        case 'N':
+          push(make(Value::Kind::kNone));
+          break;
+        case 0x88:
+        case 0x89: {
+          auto v = make(Value::Kind::kBool);
+          v->i = op == 0x88;
+          push(v);
+          break;
+        }
+        case 'K':
+          push_int(byte());
+          break;
+        case 'M':
+          push_int(le(2));
+          break;
+        case 'J':
+          push_int(static_cast<std::int32_t>(le(4)));
+          break;
+        case 0x8a: {  // LONG1
           const std::size_t n = byte();
           std::uint64_t v = 0;
-          for (std::size_t k = 0; k < n && k < 8; ++k) v |= static_cast<std::uint64_t>(byte()) << (8 * k);
+          for (std::size_t k = 0; k < n && k < 8; ++k)
+            v |= static_cast<std::uint64_t>(byte()) << (8 * k);
           for (std::size_t k = 8; k < n; ++k) byte();
           std::int64_t sv = static_cast<std::int64_t>(v);
-          if (n > 0 && n < 8 && (v >> (8 * n - 1)) & 1) sv -= static_cast<std::int64_t>(1ULL << (8 * n));
+          if (n > 0 && n < 8 && (v >> (8 * n - 1)) & 1)
+            sv -= static_cast<std::int64_t>(1ULL << (8 * n));
           push_int(sv);
           break;
         }
-        case 'G': {                                    // BINFLOAT, big-endian
+        case 'G': {  // BINFLOAT, big-endian
           std::uint64_t bits = 0;
           for (int k = 0; k < 8; ++k) bits = (bits << 8) | byte();
           auto v = make(Value::Kind::kFloat);
@@ -94,20 +139,32 @@ class Unpickler {
           push(v);
           break;
         }
-        case 'X': push_string(le(4)); break;           // BINUNICODE
-        case 0x8c: push_string(byte()); break;         // SHORT_BINUNICODE
-        case 'T': push_string(le(4)); break;           // BINSTRING
-        case 'U': push_string(byte()); break;          // SHORT_BINSTRING
-        case 'B': push_string(le(4)); break;           // BINBYTES
-        case 'C': push_string(byte()); break;          // SHORT_BINBYTES
-        case 'c': {                                    // GLOBAL
+        case 'X':
+          push_string(le(4));
+          break;  // BINUNICODE
+        case 0x8c:
+          push_string(byte());
+          break;  // SHORT_BINUNICODE
+        case 'T':
+          push_string(le(4));
+          break;  // BINSTRING
+        case 'U':
+          push_string(byte());
+          break;  // SHORT_BINSTRING
+        case 'B':
+          push_string(le(4));
+          break;  // BINBYTES
+        case 'C':
+          push_string(byte());
+          break;     // SHORT_BINBYTES
+        case 'c': {  // GLOBAL
           auto v = make(Value::Kind::kGlobal);
           const std::string module = line();  // two statements: operand order is unspecified
           v->s = module + "." + line();
           push(v);
           break;
         }
-        case 0x93: {                                   // STACK_GLOBAL
+        case 0x93: {  // STACK_GLOBAL
           auto name = pop();
           auto module = pop();
           auto v = make(Value::Kind::kGlobal);
@@ -115,32 +172,90 @@ class Unpickler {
           push(v);
           break;
         }
-        case 'q': memo_[byte()] = top(); break;        // BINPUT
-        case 'r': memo_[le(4)] = top(); break;         // LONG_BINPUT
-        case 0x94: memo_[memo_.size()] = top(); break; // MEMOIZE
-        case 'h': push(memo(byte())); break;           // BINGET
-        case 'j': push(memo(le(4))); break;            // LONG_BINGET
-        case 't': { auto v = make(Value::Kind::kTuple); v->items = pop_mark(); push(v); break; }
-        case 0x85: tuple_n(1); break;
-        case 0x86: tuple_n(2); break;
-        case 0x87: tuple_n(3); break;
-        case 'l': { auto v = make(Value::Kind::kList); v->items = pop_mark(); push(v); break; }
-        case 'a': { auto v = pop(); top()->items.push_back(v); break; }
-        case 'e': { auto items = pop_mark(); auto& l = top()->items; l.insert(l.end(), items.begin(), items.end()); break; }
-        case 's': { auto v = pop(); auto k = pop(); top()->dict.emplace_back(k, v); break; }
+        case 'q':
+          memo_[byte()] = top();
+          break;  // BINPUT
+        case 'r':
+          memo_[le(4)] = top();
+          break;  // LONG_BINPUT
+        case 0x94:
+          memo_[memo_.size()] = top();
+          break;  // MEMOIZE
+        case 'h':
+          push(memo(byte()));
+          break;  // BINGET
+        case 'j':
+          push(memo(le(4)));
+          break;  // LONG_BINGET
+        case 't': {
+          auto v = make(Value::Kind::kTuple);
+          v->items = pop_mark();
+          push(v);
+          break;
+        }
+        case 0x85:
+          tuple_n(1);
+          break;
+        case 0x86:
+          tuple_n(2);
+          break;
+        case 0x87:
+          tuple_n(3);
+          break;
+        case 'l': {
+          auto v = make(Value::Kind::kList);
+          v->items = pop_mark();
+          push(v);
+          break;
+        }
+        case 'a': {
+          auto v = pop();
+          top()->items.push_back(v);
+          break;
+        }
+        case 'e': {
+          auto items = pop_mark();
+          auto& l = top()->items;
+          l.insert(l.end(), items.begin(), items.end());
+          break;
+        }
+        case 's': {
+          auto v = pop();
+          auto k = pop();
+          top()->dict.emplace_back(k, v);
+          break;
+        }
         case 'u': {
           auto items = pop_mark();
           MS_CHECK(items.size() % 2 == 0, ErrorCode::kIntegrity, "{}: odd SETITEMS", source_);
-          for (std::size_t k = 0; k < items.size(); k += 2) top()->dict.emplace_back(items[k], items[k + 1]);
+          for (std::size_t k = 0; k < items.size(); k += 2)
+            top()->dict.emplace_back(items[k], items[k + 1]);
           break;
         }
-        case 'b': pop(); break;                        // BUILD: object state is not needed
-        case 'R': { auto args = pop(); auto fn = pop(); push(reduce(*fn, *args)); break; }
-        case 0x81: { auto args = pop(); auto cls = pop(); push(reduce(*cls, *args)); break; }  // NEWOBJ
-        case 'Q': push(persistent(*pop())); break;     // BINPERSID
-        case '0': pop(); break;                        // POP
+        case 'b':
+          pop();
+          break;  // BUILD: object state is not needed
+        case 'R': {
+          auto args = pop();
+          auto fn = pop();
+          push(reduce(*fn, *args));
+          break;
+        }
+        case 0x81: {
+          auto args = pop();
+          auto cls = pop();
+          push(reduce(*cls, *args));
+          break;
+        }  // NEWOBJ
+        case 'Q':
+          push(persistent(*pop()));
+          break;  // BINPERSID
+        case '0':
+          pop();
+          break;  // POP
         default:
-          fail(ErrorCode::kIntegrity, "{}: unsupported pickle opcode 0x{:02x} at offset {}", source_, op, pos_ - 1);
+          fail(ErrorCode::kIntegrity, "{}: unsupported pickle opcode 0x{:02x} at offset {}",
+               source_, op, pos_ - 1);
       }
     }
   }
@@ -169,8 +284,16 @@ class Unpickler {
     return out;
   }
   void push(ValuePtr v) { stack_.push_back(std::move(v)); }
-  void push_int(std::int64_t i) { auto v = make(Value::Kind::kInt); v->i = i; push(v); }
-  void push_string(std::size_t n) { auto v = make(Value::Kind::kString); v->s = bytes(n); push(v); }
+  void push_int(std::int64_t i) {
+    auto v = make(Value::Kind::kInt);
+    v->i = i;
+    push(v);
+  }
+  void push_string(std::size_t n) {
+    auto v = make(Value::Kind::kString);
+    v->s = bytes(n);
+    push(v);
+  }
   ValuePtr pop() {
     MS_CHECK(!stack_.empty(), ErrorCode::kIntegrity, "{}: pickle stack underflow", source_);
     auto v = std::move(stack_.back());
@@ -209,16 +332,18 @@ class Unpickler {
   }
 
   ValuePtr reduce(const Value& fn, const Value& args) {
-    if (fn.s == "collections.OrderedDict" || fn.s == "builtins.dict") return make(Value::Kind::kDict);
+    if (fn.s == "collections.OrderedDict" || fn.s == "builtins.dict")
+      return make(Value::Kind::kDict);
     if (fn.s == "torch._utils._rebuild_tensor_v2" || fn.s == "torch._utils._rebuild_tensor") {
-      MS_CHECK(args.items.size() >= 4 && args.items[0]->kind == Value::Kind::kStorage, ErrorCode::kIntegrity,
-               "{}: malformed tensor record", source_);
+      MS_CHECK(args.items.size() >= 4 && args.items[0]->kind == Value::Kind::kStorage,
+               ErrorCode::kIntegrity, "{}: malformed tensor record", source_);
       auto v = make(Value::Kind::kTensor);
-      v->tensor = at::as_strided(args.items[0]->storage->flat, ints(*args.items[2]), ints(*args.items[3]),
-                                 args.items[1]->i);
+      v->tensor = at::as_strided(args.items[0]->storage->flat, ints(*args.items[2]),
+                                 ints(*args.items[3]), args.items[1]->i);
       return v;
     }
-    if (fn.s == "torch._utils._rebuild_parameter" || fn.s == "torch._utils._rebuild_parameter_with_state") {
+    if (fn.s == "torch._utils._rebuild_parameter" ||
+        fn.s == "torch._utils._rebuild_parameter_with_state") {
       MS_CHECK(!args.items.empty(), ErrorCode::kIntegrity, "{}: malformed parameter", source_);
       return args.items[0];
     }
@@ -228,8 +353,9 @@ class Unpickler {
   }
 
   ValuePtr persistent(const Value& pid) {
-    MS_CHECK(pid.kind == Value::Kind::kTuple && pid.items.size() >= 5 && pid.items[0]->s == "storage",
-             ErrorCode::kIntegrity, "{}: unexpected persistent id", source_);
+    MS_CHECK(
+        pid.kind == Value::Kind::kTuple && pid.items.size() >= 5 && pid.items[0]->s == "storage",
+        ErrorCode::kIntegrity, "{}: unexpected persistent id", source_);
     const std::string key = pid.items[2]->s;
     auto it = storages_.find(key);
     if (it == storages_.end()) {
@@ -239,8 +365,9 @@ class Unpickler {
       const std::size_t nbytes = std::get<1>(record);
       const std::size_t elem = c10::elementSize(dtype);
       auto storage = std::make_shared<Storage>();
-      storage->flat = at::from_blob(holder->get(), {static_cast<int64_t>(nbytes / elem)},
-                                    [holder](void*) {}, at::TensorOptions().dtype(dtype));
+      storage->flat = at::from_blob(
+          holder->get(), {static_cast<int64_t>(nbytes / elem)}, [holder](void*) {},
+          at::TensorOptions().dtype(dtype));
       it = storages_.emplace(key, storage).first;
     }
     auto v = make(Value::Kind::kStorage);
@@ -259,7 +386,8 @@ class Unpickler {
 
 bool collect(const Value& dict, WeightMap& out) {
   for (const auto& [k, v] : dict.dict) {
-    if (k->kind == Value::Kind::kString && v->kind == Value::Kind::kTensor) out.emplace(k->s, v->tensor);
+    if (k->kind == Value::Kind::kString && v->kind == Value::Kind::kTensor)
+      out.emplace(k->s, v->tensor);
   }
   return !out.empty();
 }
@@ -275,13 +403,15 @@ WeightMap load_torch_pickle(const std::filesystem::path& path) {
                 fmt::format("{} is not a zip-format torch.save file (legacy pre-1.6 files are not "
                             "supported)",
                             path.string()),
-                "re-save it with torch.save(state_dict, f) from PyTorch 1.6+, or convert it to safetensors");
+                "re-save it with torch.save(state_dict, f) from PyTorch 1.6+, or convert it to "
+                "safetensors");
   }
   try {
-    MS_CHECK(reader->hasRecord("data.pkl"), ErrorCode::kIntegrity, "{} has no data.pkl: not a torch.save file",
-             path.string());
+    MS_CHECK(reader->hasRecord("data.pkl"), ErrorCode::kIntegrity,
+             "{} has no data.pkl: not a torch.save file", path.string());
     auto record = reader->getRecord("data.pkl");
-    const std::string pickle(static_cast<const char*>(std::get<0>(record).get()), std::get<1>(record));
+    const std::string pickle(static_cast<const char*>(std::get<0>(record).get()),
+                             std::get<1>(record));
     Unpickler unpickler(pickle, *reader, path.string());
     ValuePtr root = unpickler.run();
     WeightMap out;
@@ -290,8 +420,8 @@ WeightMap load_torch_pickle(const std::filesystem::path& path) {
     if (!collect(*root, out)) {
       // Checkpoints often wrap the state dict: {"state_dict": {...}} or {"model": {...}}.
       for (const auto& [k, v] : root->dict) {
-        if (v->kind == Value::Kind::kDict && (k->s == "state_dict" || k->s == "model" || k->s == "module") &&
-            collect(*v, out)) {
+        if (v->kind == Value::Kind::kDict &&
+            (k->s == "state_dict" || k->s == "model" || k->s == "module") && collect(*v, out)) {
           break;
         }
       }
@@ -299,7 +429,8 @@ WeightMap load_torch_pickle(const std::filesystem::path& path) {
     MS_CHECK(!out.empty(), ErrorCode::kIntegrity, "{} holds no tensors", path.string());
     return out;
   } catch (const c10::Error& e) {
-    throw Error(ErrorCode::kIntegrity, fmt::format("cannot read {}: {}", path.string(), e.what_without_backtrace()));
+    throw Error(ErrorCode::kIntegrity,
+                fmt::format("cannot read {}: {}", path.string(), e.what_without_backtrace()));
   }
 }
 

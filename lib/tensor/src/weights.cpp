@@ -1,9 +1,10 @@
+#include "ms/tensor/weights.h"
+
 #include <ATen/ops/zeros.h>
 #include <c10/core/GradMode.h>
 #include <fmt/ranges.h>
 
 #include "ms/core/error.h"
-#include "ms/tensor/weights.h"
 
 namespace ms::tensor {
 
@@ -15,10 +16,11 @@ WeightMap load_model_weights(const std::filesystem::path& dir) {
   if (std::filesystem::is_regular_file(dir / "pytorch_model.bin", ec)) {
     return load_torch_pickle(dir / "pytorch_model.bin");
   }
-  throw Error(ErrorCode::kNotFound,
-              fmt::format("no weights in {}: neither model.safetensors nor pytorch_model.bin exists",
-                          dir.string()),
-              "copy the model's weight file into the folder (sharded checkpoints are not supported yet)");
+  throw Error(
+      ErrorCode::kNotFound,
+      fmt::format("no weights in {}: neither model.safetensors nor pytorch_model.bin exists",
+                  dir.string()),
+      "copy the model's weight file into the folder (sharded checkpoints are not supported yet)");
 }
 
 void copy_weights(const WeightMap& weights, const std::map<std::string, at::Tensor>& params,
@@ -29,13 +31,14 @@ void copy_weights(const WeightMap& weights, const std::map<std::string, at::Tens
     if (it == weights.end()) {
       missing.push_back(name);
     } else if (it->second.sizes() != param.sizes()) {
-      misshaped.push_back(fmt::format("{} (file {}, model {})", name, fmt::join(it->second.sizes(), "x"),
+      misshaped.push_back(fmt::format("{} (file {}, model {})", name,
+                                      fmt::join(it->second.sizes(), "x"),
                                       fmt::join(param.sizes(), "x")));
     }
   }
   for (const auto& [name, tensor] : weights) {
-    if (params.count(name) == 0 &&
-        std::find(ignore_unexpected.begin(), ignore_unexpected.end(), name) == ignore_unexpected.end()) {
+    if (params.count(name) == 0 && std::find(ignore_unexpected.begin(), ignore_unexpected.end(),
+                                             name) == ignore_unexpected.end()) {
       unexpected.push_back(name);
     }
   }
@@ -44,9 +47,10 @@ void copy_weights(const WeightMap& weights, const std::map<std::string, at::Tens
     auto add = [&message](const char* what, const std::vector<std::string>& names) {
       if (names.empty()) return;
       const std::size_t shown = std::min<std::size_t>(names.size(), 8);
-      message += fmt::format(" {} {} key(s): {}{};", names.size(), what,
-                             fmt::join(names.begin(), names.begin() + static_cast<long>(shown), ", "),
-                             names.size() > shown ? ", ..." : "");
+      message +=
+          fmt::format(" {} {} key(s): {}{};", names.size(), what,
+                      fmt::join(names.begin(), names.begin() + static_cast<long>(shown), ", "),
+                      names.size() > shown ? ", ..." : "");
     };
     add("missing", missing);
     add("unexpected", unexpected);

@@ -1,8 +1,7 @@
 #include "ms/text/bert_tokenizer.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
+#include <nlohmann/json.hpp>
 
 #include "ms/core/error.h"
 #include "ms/core/file.h"
@@ -18,7 +17,8 @@ std::optional<nlohmann::json> read_json_file(const std::filesystem::path& path) 
   try {
     return nlohmann::json::parse(read_file(path));
   } catch (const nlohmann::json::exception& e) {
-    throw Error(ErrorCode::kConfig, fmt::format("{} is not valid JSON: {}", path.string(), e.what()),
+    throw Error(ErrorCode::kConfig,
+                fmt::format("{} is not valid JSON: {}", path.string(), e.what()),
                 "fix or delete the file");
   }
 }
@@ -204,9 +204,11 @@ std::vector<std::string> BertTokenizer::basic_tokenize(std::string_view text) co
   return out;
 }
 
-void BertTokenizer::wordpiece(const Word& w, std::size_t base, std::int64_t word_id, Pieces& out) const {
+void BertTokenizer::wordpiece(const Word& w, std::size_t base, std::int64_t word_id,
+                              Pieces& out) const {
   const std::u32string& word = w.text;
-  const std::pair<std::size_t, std::size_t> whole{base + w.source.front(), base + w.source.back() + 1};
+  const std::pair<std::size_t, std::size_t> whole{base + w.source.front(),
+                                                  base + w.source.back() + 1};
   if (word.size() > options_.max_input_chars_per_word) {
     out.ids.push_back(unk_id_);
     out.offsets.push_back(whole);
@@ -282,7 +284,9 @@ BertTokenizer::Pieces BertTokenizer::pieces(std::string_view text) const {
   return out;
 }
 
-std::vector<std::int64_t> BertTokenizer::token_ids(std::string_view text) const { return pieces(text).ids; }
+std::vector<std::int64_t> BertTokenizer::token_ids(std::string_view text) const {
+  return pieces(text).ids;
+}
 
 std::vector<std::string> BertTokenizer::tokenize(std::string_view text) const {
   std::vector<std::string> out;
@@ -329,8 +333,10 @@ Encoding BertTokenizer::encode(std::string_view text, std::optional<std::string_
   };
   auto append = [&out](const Pieces& p, std::size_t n, std::int64_t type) {
     out.ids.insert(out.ids.end(), p.ids.begin(), p.ids.begin() + static_cast<long>(n));
-    out.offsets.insert(out.offsets.end(), p.offsets.begin(), p.offsets.begin() + static_cast<long>(n));
-    out.word_ids.insert(out.word_ids.end(), p.word_ids.begin(), p.word_ids.begin() + static_cast<long>(n));
+    out.offsets.insert(out.offsets.end(), p.offsets.begin(),
+                       p.offsets.begin() + static_cast<long>(n));
+    out.word_ids.insert(out.word_ids.end(), p.word_ids.begin(),
+                        p.word_ids.begin() + static_cast<long>(n));
     out.type_ids.resize(out.ids.size(), type);
   };
   special(cls_id_, 0);

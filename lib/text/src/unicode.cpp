@@ -80,9 +80,10 @@ std::u32string decode_utf8(std::string_view text) {
   for (std::size_t i = 0; i < text.size();) {
     const std::size_t len = invalid_at(text, i);
     if (len == 0) {
-      throw Error(ErrorCode::kUsage,
-                  fmt::format("input text is not valid UTF-8 (bad byte 0x{:02X} at offset {})", s[i], i),
-                  "convert the input to UTF-8 first, e.g. with iconv -t UTF-8");
+      throw Error(
+          ErrorCode::kUsage,
+          fmt::format("input text is not valid UTF-8 (bad byte 0x{:02X} at offset {})", s[i], i),
+          "convert the input to UTF-8 first, e.g. with iconv -t UTF-8");
     }
     char32_t cp = len == 1 ? s[i] : (s[i] & (0xFF >> (len + 1)));
     for (std::size_t k = 1; k < len; ++k) cp = (cp << 6) | (s[i + k] & 0x3F);
@@ -130,8 +131,20 @@ bool is_punctuation(char32_t cp) { return (flags_of(cp) & kPunct) != 0; }
 
 bool is_whitespace(char32_t cp) {
   switch (cp) {
-    case 0x09: case 0x0A: case 0x0B: case 0x0C: case 0x0D: case 0x20: case 0x85: case 0xA0:
-    case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F: case 0x3000:
+    case 0x09:
+    case 0x0A:
+    case 0x0B:
+    case 0x0C:
+    case 0x0D:
+    case 0x20:
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
+    case 0x3000:
       return true;
     default:
       return cp >= 0x2000 && cp <= 0x200A;

@@ -15,7 +15,7 @@ namespace ms::infer {
 
 /// Where the inputs come from: exactly one of texts, file or dir.
 struct InputSpec {
-  std::vector<std::string> texts;          ///< --input TEXT ... (ids 0, 1, ...)
+  std::vector<std::string> texts;             ///< --input TEXT ... (ids 0, 1, ...)
   std::optional<std::filesystem::path> file;  ///< .txt (id = line number), .jsonl, .csv
   std::optional<std::filesystem::path> dir;   ///< every regular file, sorted (id = relative path)
 };
@@ -33,7 +33,7 @@ struct JobOptions {
   std::optional<std::filesystem::path> output;  ///< unset: stdout
   bool resume = false;                          ///< skip ids already in `output`
   std::size_t shard_index = 0, shard_count = 1;
-  bool fail_fast = false;                       ///< stop at the first bad item
+  bool fail_fast = false;  ///< stop at the first bad item
 };
 
 struct JobStats {
@@ -49,7 +49,8 @@ std::vector<Json> read_done_ids(const std::filesystem::path& output, bool trunca
 
 /// Runs `pipeline` over `inputs`. With fail_fast, the first error item throws its ms::Error after
 /// the lines before it are written.
-JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs, const JobOptions& options);
+JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
+                 const JobOptions& options);
 
 /// One output line for an input: {"id": ..., <result keys>} or {"id": ..., "error": {...}}.
 std::string format_line(const PipelineInput& input, const PipelineResult& result);

@@ -17,7 +17,8 @@ class ModelResolver {
  public:
   virtual ~ModelResolver() = default;
   /// Returns the local snapshot folder of `model_id` at `revision` (empty: default revision).
-  virtual std::filesystem::path resolve(const std::string& model_id, const std::string& revision) = 0;
+  virtual std::filesystem::path resolve(const std::string& model_id,
+                                        const std::string& revision) = 0;
 };
 
 /// Installs the resolver used for hub ids (nullptr removes it).

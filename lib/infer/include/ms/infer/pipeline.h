@@ -26,7 +26,7 @@ struct PipelineInput {
 
 /// The outcome for one input: a result object keyed like ModelScope's OutputKeys, or an error.
 struct PipelineResult {
-  Json output;            ///< e.g. {"label": ...}; empty on error
+  Json output;  ///< e.g. {"label": ...}; empty on error
   /// Members already serialised as JSON text (`"key":value,...`), written after `output`'s: large
   /// float arrays are formatted once here instead of going through Json.
   std::string raw_members;
@@ -56,7 +56,8 @@ class PipelineFactory {
  public:
   virtual ~PipelineFactory() = default;
   /// Throws ms::Error(kUsage) naming the registered pipelines for an unknown task or type.
-  virtual std::unique_ptr<Pipeline> create(const ModelInfo& model, const PipelineOptions& options) = 0;
+  virtual std::unique_ptr<Pipeline> create(const ModelInfo& model,
+                                           const PipelineOptions& options) = 0;
   /// Registered pipeline names per task ("task: type"), for `ms list pipelines`.
   virtual std::vector<std::string> registered() const = 0;
 };

@@ -11,8 +11,8 @@
 namespace ms::pipelines {
 
 /// Builds a pipeline for a model folder on a resolved torch device ("cpu", "cuda:0").
-using PipelineBuilder =
-    std::function<std::unique_ptr<infer::Pipeline>(const infer::ModelInfo& model, const std::string& device)>;
+using PipelineBuilder = std::function<std::unique_ptr<infer::Pipeline>(
+    const infer::ModelInfo& model, const std::string& device)>;
 
 /// Adds the text pipelines (sentence-embedding, ...) to `registry`, grouped by task.
 void register_text_pipelines(Registry<PipelineBuilder>& registry);
