@@ -5,6 +5,7 @@
   python scripts/make_tiny_vision.py --resnet 18 DIR # a random torchvision ResNet-18 model folder in DIR
                                                      # with expected.json (used by the e2e test at run time:
                                                      # ResNet weights are too big to commit)
+Also writes tests/data/infer/vision/torchscript: the small CNN traced with torch.jit.trace.
 Needs torch, torchvision, PIL and safetensors.
 """
 import json
@@ -114,8 +115,19 @@ def main():
     write_model(folder, model, {"framework": "pytorch", "task": "image-classification",
                                 "model": {"type": "small-cnn", "channels": [4, 8], "labels": ["cat", "dog", "bird"]},
                                 "preprocessor": {"val": transforms(20, 16)}})
+    reference = {"versions": versions, "labels": ["cat", "dog", "bird"], "items": expected(model, images, 20, 16, 3)}
     with open(os.path.join(folder, "expected.json"), "w") as f:
-        json.dump({"versions": versions, "labels": ["cat", "dog", "bird"], "items": expected(model, images, 20, 16, 3)}, f)
+        json.dump(reference, f)
+    # The same network as a traced TorchScript module, for the generic TorchScript pipeline.
+    folder = os.path.join(ROOT, "torchscript")
+    os.makedirs(folder, exist_ok=True)
+    torch.jit.trace(model, torch.randn(1, 3, 16, 16)).save(os.path.join(folder, "model.pt"))
+    with open(os.path.join(folder, "configuration.json"), "w") as f:
+        json.dump({"framework": "pytorch", "task": "image-classification",
+                   "model": {"type": "torchscript", "file": "model.pt", "labels": ["cat", "dog", "bird"]},
+                   "preprocessor": {"val": transforms(20, 16)}}, f, indent=2)
+    with open(os.path.join(folder, "expected.json"), "w") as f:
+        json.dump(reference, f)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`ms infer` image-classification: a small CNN (committed fixture) and ResNet-18/50 (random
+"""`ms infer` image-classification: a small CNN (committed fixture, also as a traced TorchScript
+module for the generic TorchScript pipeline) and ResNet-18/50 (random
 torchvision weights generated at test time by scripts/make_tiny_vision.py, since they are too big
 to commit) against torchvision within 1e-4; undecodable and non-image inputs become error lines.
 
@@ -54,6 +55,22 @@ class ImageTest(MsTestCase):
 
     def test_small_cnn(self):
         self.check(os.path.join(VISION, "small-cnn"), ["cat", "dog", "bird"])
+
+    def test_torchscript_pipeline(self):
+        self.check(os.path.join(VISION, "torchscript"), ["cat", "dog", "bird"])
+
+    def test_corrupt_torchscript_archive(self):
+        import shutil
+        d = self.path("ts")
+        shutil.copytree(os.path.join(VISION, "torchscript"), d)
+        with open(os.path.join(d, "model.pt"), "wb") as f:
+            f.write(b"PK\x03\x04 not really a zip")
+        r = run_ms("infer", "-m", d, "--input-dir", IMAGES)
+        self.assertExit(r, 7)
+        self.assertOneLineError(r, "model.pt", "TorchScript")
+        os.remove(os.path.join(d, "model.pt"))
+        r = run_ms("infer", "-m", d, "--input-dir", IMAGES)
+        self.assertExit(r, 4)
 
     def resnet(self, depth):
         py = torchvision_python()

@@ -7,6 +7,7 @@
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/upsample_bilinear2d.h>
 #include <c10/core/InferenceMode.h>
+#include <fmt/ranges.h>
 
 #include <cmath>
 #include <map>
@@ -14,6 +15,7 @@
 #include "image_decode.h"
 #include "ms/core/error.h"
 #include "ms/core/text.h"
+#include "ms/models/torchscript.h"
 #include "ms/models/vision.h"
 #include "ms/pipelines/registry.h"
 #include "ms/tensor/weights.h"
@@ -123,7 +125,7 @@ at::Tensor apply_transforms(const std::vector<Transform>& transforms, at::Tensor
 
 const std::vector<std::string>& vision_types() {
   static const std::vector<std::string> types = {"resnet",    "resnet18",  "resnet34", "resnet50",
-                                                 "resnet101", "resnet152", "small-cnn"};
+                                                 "resnet101", "resnet152", "small-cnn", "torchscript"};
   return types;
 }
 
@@ -144,6 +146,20 @@ class ImageClassificationPipeline final : public infer::Pipeline {
                       type, model.config.source()),
           (hint.empty() ? std::string() : hint + "; ") + "supported: " + join(known, ", "));
     }
+    transforms_ = parse_transforms(model.config);
+    top_k_ = model.config.get_or<int64_t>("pipeline.top_k", 5);
+    MS_CHECK(top_k_ > 0, ErrorCode::kConfig, "{}: pipeline.top_k must be positive",
+             model.config.source());
+    softmax_ = model.config.get_or<bool>("pipeline.softmax", true);
+    if (model.config.has("model.labels")) {
+      labels_ = model.config.get<std::vector<std::string>>("model.labels");
+    }
+    if (type == "torchscript") {
+      // A generic TorchScript classifier: the configured transforms in, scores out.
+      script_ = std::make_unique<models::ScriptModule>(
+          model.dir / model.config.get_or<std::string>("model.file", "model.pt"), device_);
+      return;
+    }
     models::VisionConfig vc;
     if (type == "small-cnn") {
       vc.kind = "small-cnn";
@@ -159,21 +175,12 @@ class ImageClassificationPipeline final : public infer::Pipeline {
       if (it != weights.end() && it->second.dim() == 2) vc.num_classes = it->second.size(0);
     }
     vc.num_classes = model.config.get_or<int64_t>("model.num_classes", vc.num_classes);
+    MS_CHECK(labels_.empty() || static_cast<int64_t>(labels_.size()) == vc.num_classes,
+             ErrorCode::kConfig, "{}: model.labels has {} names for {} classes",
+             model.config.source(), labels_.size(), vc.num_classes);
     net_ = std::make_unique<models::ImageClassifier>(vc);
     net_->load(weights, model.dir.string());
     net_->to(device_);
-    transforms_ = parse_transforms(model.config);
-    top_k_ = model.config.get_or<int64_t>("pipeline.top_k", 5);
-    MS_CHECK(top_k_ > 0, ErrorCode::kConfig, "{}: pipeline.top_k must be positive",
-             model.config.source());
-    for (int64_t i = 0; i < vc.num_classes; ++i) labels_.push_back(fmt::format("LABEL_{}", i));
-    if (model.config.has("model.labels")) {
-      const auto names = model.config.get<std::vector<std::string>>("model.labels");
-      MS_CHECK(static_cast<int64_t>(names.size()) == vc.num_classes, ErrorCode::kConfig,
-               "{}: model.labels has {} names for {} classes", model.config.source(), names.size(),
-               vc.num_classes);
-      labels_ = names;
-    }
   }
 
   const std::string& task() const override { return task_; }
@@ -205,8 +212,14 @@ class ImageClassificationPipeline final : public infer::Pipeline {
     for (auto& [shape, items] : groups) {
       std::vector<at::Tensor> xs;
       for (auto& it : items) xs.push_back(it.second);
-      const at::Tensor probs =
-          at::softmax(net_->forward(at::stack(xs).to(c10::Device(device_))), -1).cpu();
+      const at::Tensor input = at::stack(xs).to(c10::Device(device_));
+      at::Tensor out = script_ ? script_->forward(input) : net_->forward(input);
+      MS_CHECK(out.dim() == 2 && out.size(0) == input.size(0), ErrorCode::kUsage,
+               "the model returned shape [{}], expected [batch, classes]", fmt::join(out.sizes(), ", "));
+      MS_CHECK(labels_.empty() || static_cast<int64_t>(labels_.size()) == out.size(1),
+               ErrorCode::kConfig, "model.labels has {} names but the model scores {} classes",
+               labels_.size(), out.size(1));
+      const at::Tensor probs = (softmax_ ? at::softmax(out.to(at::kFloat), -1) : out.to(at::kFloat)).cpu();
       const auto top = probs.topk(std::min<int64_t>(top_k_, probs.size(1)), -1);
       const at::Tensor values = std::get<0>(top).contiguous(),
                        indices = std::get<1>(top).contiguous();
@@ -215,8 +228,9 @@ class ImageClassificationPipeline final : public infer::Pipeline {
         Json scores = Json::array(), labels = Json::array();
         for (int64_t c = 0; c < k; ++c) {
           scores.push_back(values.data_ptr<float>()[j * k + c]);
-          labels.push_back(
-              labels_[static_cast<std::size_t>(indices.data_ptr<int64_t>()[j * k + c])]);
+          const auto index = static_cast<std::size_t>(indices.data_ptr<int64_t>()[j * k + c]);
+          labels.push_back(index < labels_.size() ? labels_[index]
+                                                  : fmt::format("LABEL_{}", index));
         }
         results[items[j].first].output = {{"scores", scores}, {"labels", labels}};
       }
@@ -227,6 +241,8 @@ class ImageClassificationPipeline final : public infer::Pipeline {
  private:
   std::string task_ = "image-classification", device_;
   std::unique_ptr<models::ImageClassifier> net_;
+  std::unique_ptr<models::ScriptModule> script_;
+  bool softmax_ = true;
   std::vector<Transform> transforms_;
   std::vector<std::string> labels_;
   int64_t top_k_ = 5;
