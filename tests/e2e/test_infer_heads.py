@@ -64,8 +64,24 @@ def bies_words(text, tags, offsets, word_ids):
         out.append(cur)
     return [text[a:b] for a, b in out]
 
+_TORCH = None
+
+
+def torch_available():
+    """Whether this ms has its torch layer (a -DMS_WITH_TORCH=OFF build has not)."""
+    global _TORCH
+    if _TORCH is None:
+        r = run_ms("env", "--json")
+        _TORCH = bool(json.loads(r.stdout)["libtorch"].get("available"))
+    return _TORCH
+
 
 class HeadsTest(MsTestCase):
+    def setUp(self):
+        super().setUp()
+        if not torch_available() and not self._testMethodName.startswith("test_without_torch"):
+            self.skipTest("this ms is built without LibTorch")
+
     def jsonl(self, name, records):
         p = self.path(name)
         with open(p, "w", encoding="utf-8") as f:
@@ -78,6 +94,15 @@ class HeadsTest(MsTestCase):
                    "--device", DEVICE, *args)
         self.assertExit(r, code)
         return lines(r.stdout) if code == 0 else r
+
+    def test_without_torch_infer_fails_clearly(self):
+        if torch_available():
+            self.skipTest("this ms has LibTorch")
+        r = run_ms("infer", "--model", os.path.join(TINY, "cls"), "--input", "x")
+        self.assertExit(r, 6)
+        self.assertOneLineError(r, "torch layer")
+        r = run_ms("tokenize", "--model", os.path.join(TINY, "cls"), "--input", "the cat")
+        self.assertExit(r, 0)
 
     def test_text_classification_single(self):
         ref = expected("cls")
