@@ -18,6 +18,9 @@ packages=(
   libcurl4-openssl-dev libssl-dev libsqlite3-dev zlib1g-dev
   libcpp-httplib-dev libzip-dev libturbojpeg0-dev libpng-dev
   libtorch-dev libopenblas0-openmp
+  # Python torch/torchvision on the same LibTorch: fixture generators, the ResNet fidelity tests
+  # (skipped without them) and bench/setup_st_venv.sh (sentence-transformers for bench/).
+  python3-torchvision python3-venv
   python3 curl
 )
 

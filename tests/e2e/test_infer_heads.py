@@ -104,6 +104,14 @@ class HeadsTest(MsTestCase):
         r = run_ms("tokenize", "--model", os.path.join(TINY, "cls"), "--input", "the cat")
         self.assertExit(r, 0)
 
+    def test_list_pipelines(self):
+        r = run_ms("list", "pipelines", "--json")
+        self.assertExit(r, 0)
+        rows = {(x["group"], x["type"]) for x in json.loads(r.stdout)}
+        for task in ("sentence-embedding", "text-classification", "sentence-similarity", "word-segmentation",
+                     "named-entity-recognition", "token-classification", "fill-mask", "image-classification"):
+            self.assertIn((task, task), rows)
+
     def test_text_classification_single(self):
         ref = expected("cls")
         got = self.infer("cls", "--input", *ref["texts"], "-b", "3")
