@@ -13,6 +13,7 @@
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/core/log.h"
+#include "ms/core/progress.h"
 
 namespace ms::infer {
 namespace {
@@ -181,6 +182,7 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
   if (options.resume) log::info("resume: {} of {} inputs already done", stats.skipped, stats.total);
 
   Sink sink(options.output, options.resume);
+  Progress progress("infer", todo.size());
   const auto t0 = std::chrono::steady_clock::now();
   // Inputs are taken a window at a time, sorted by length inside the window so that batches pad
   // little, and written back in input order once the whole window is done.
@@ -229,7 +231,9 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
       text += format_line(*todo[w + k], results[k]);
     }
     sink.write(text);
+    progress.advance(n);
   }
+  progress.finish();
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return stats;
 }

@@ -344,18 +344,9 @@ class SequenceClassificationPipeline final : public BertTextPipeline {
       const std::vector<const infer::PipelineInput*>& batch) override {
     std::vector<infer::PipelineResult> results;
     std::vector<text::Encoding> encs;
-    std::vector<const infer::PipelineInput*> usable;
-    if (task_ == "sentence-similarity") {
-      for (const auto* in : batch) {
-        if (!in->text_pair) {
-          infer::PipelineResult r;
-          r.error = Error(
-              ErrorCode::kUsage, "sentence-similarity needs a sentence pair",
-              "give text and text_pair (or sentence1 and sentence2) in a .jsonl or .csv input");
-          results.push_back(r);
-        }
-      }
-      if (!results.empty()) return fill_errors(batch, results);
+    if (task_ == "sentence-similarity" &&
+        std::any_of(batch.begin(), batch.end(), [](const auto* in) { return !in->text_pair; })) {
+      return run_pairs_only(batch);
     }
     const std::vector<std::size_t> ok = encode(batch, results, encs);
     if (ok.empty()) return results;
@@ -389,9 +380,8 @@ class SequenceClassificationPipeline final : public BertTextPipeline {
 
  private:
   // Every item of a pair task without its pair fails alone; the rest still run.
-  std::vector<infer::PipelineResult> fill_errors(
-      const std::vector<const infer::PipelineInput*>& batch,
-      const std::vector<infer::PipelineResult>&) {
+  std::vector<infer::PipelineResult> run_pairs_only(
+      const std::vector<const infer::PipelineInput*>& batch) {
     std::vector<infer::PipelineResult> out(batch.size());
     std::vector<const infer::PipelineInput*> good;
     std::vector<std::size_t> slots;
