@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "ms/core/device.h"
 #include "ms/core/log.h"
+#include "ms/core/torch_runtime.h"
 #include "ms/infer/job.h"
 #include "ms/infer/model_dir.h"
 #include "ms/infer/pipeline.h"
@@ -26,6 +27,7 @@ struct InferOptions {
   std::optional<std::string> shard;
   std::vector<std::string> overrides;
   bool fail_fast = false;
+  std::optional<std::size_t> workers;
 };
 
 void run_infer(const InferOptions& o) {
@@ -47,8 +49,14 @@ void run_infer(const InferOptions& o) {
 
   infer::PipelineOptions popts;
   popts.device = device;
-  auto pipeline = infer::pipeline_factory(o.threads).create(model, popts);
-  log::info("{}: task {} on {}", model.dir.string(), pipeline->task(), pipeline->device());
+  infer::PipelineFactory& factory = infer::pipeline_factory(o.threads);
+  auto pipeline = factory.create(model, popts);
+  // On the CPU, one single-threaded batch per core; on a GPU, one stream of batches.
+  const int threads = load_torch_runtime().info().num_threads;
+  job.workers =
+      o.workers.value_or(pipeline->device() == "cpu" ? static_cast<std::size_t>(threads) : 1);
+  log::info("{}: task {} on {}, {} worker(s)", model.dir.string(), pipeline->task(),
+            pipeline->device(), job.workers);
   const infer::JobStats stats = infer::run_job(*pipeline, inputs, job);
   log::info("{} inputs: {} written ({} errors), {} skipped, {:.3f} s", stats.total, stats.done,
             stats.errors, stats.skipped, stats.seconds);
@@ -81,6 +89,10 @@ void add_infer_command(CLI::App& app, const GlobalOptions& /*global*/) {
   cmd->add_option("--shard", opts->shard, "Only inputs i, i+n, i+2n, ... of 'i/n'");
   cmd->add_option("--set,--cfg-options", opts->overrides,
                   "Override a configuration key: KEY=VALUE");
+  cmd->add_option(
+         "--workers", opts->workers,
+         "Batches run at once, one thread each (default: --threads on the CPU, 1 on a GPU)")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--fail-fast", opts->fail_fast,
                 "Stop at the first bad input instead of writing an error line");
   cmd->callback([opts] { run_infer(*opts); });

@@ -1,7 +1,6 @@
 // `ms list [REGISTRY]`: what components this ms has registered.
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 #include "cli.h"
 #include "ms/config/components.h"
@@ -59,7 +58,8 @@ void run_list(const ListOptions& options) {
   if (options.json) {
     nlohmann::ordered_json out = nlohmann::ordered_json::array();
     for (const RegistryEntry& entry : registry.entries()) {
-      out.push_back({{"group", entry.group}, {"type", entry.type}, {"description", entry.description}});
+      out.push_back(
+          {{"group", entry.group}, {"type", entry.type}, {"description", entry.description}});
     }
     std::printf("%s\n", out.dump(2).c_str());
     return;
@@ -74,7 +74,8 @@ void run_list(const ListOptions& options) {
 
 void add_list_command(CLI::App& app, const GlobalOptions& /*global*/) {
   auto options = std::make_shared<ListOptions>();
-  CLI::App* command = app.add_subcommand("list", "List registries, or the components registered in one");
+  CLI::App* command =
+      app.add_subcommand("list", "List registries, or the components registered in one");
   command->add_option("registry", options->registry,
                       "Registry name ('pipelines' loads LibTorch); omit to list the registries");
   command->add_flag("--json", options->json, "Print JSON");

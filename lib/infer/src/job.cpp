@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <numeric>
+#include <thread>
 #include <unordered_set>
 
 #include "ms/core/error.h"
@@ -181,6 +183,7 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
   }
   if (options.resume) log::info("resume: {} of {} inputs already done", stats.skipped, stats.total);
 
+  const std::size_t workers = pipeline.concurrent() ? std::max<std::size_t>(1, options.workers) : 1;
   Sink sink(options.output, options.resume);
   Progress progress("infer", todo.size());
   const auto t0 = std::chrono::steady_clock::now();
@@ -197,26 +200,38 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
     std::stable_sort(order.begin(), order.end(),
                      [&cost](std::size_t a, std::size_t b) { return cost[a] > cost[b]; });
     std::vector<PipelineResult> results(n);
-    std::vector<const PipelineInput*> batch;
-    std::vector<std::size_t> slots;
-    auto flush = [&] {
-      if (batch.empty()) return;
-      auto out = run_batch(pipeline, batch);
-      for (std::size_t k = 0; k < slots.size(); ++k) results[slots[k]] = std::move(out[k]);
-      batch.clear();
-      slots.clear();
-    };
+    // Cut the sorted window into batches first, then run them (in parallel when allowed).
+    std::vector<std::vector<std::size_t>> batches;
     for (std::size_t k : order) {
       const PipelineInput* in = todo[w + k];
       if (!in->invalid.empty()) {
         results[k] = error_result(ErrorCode::kUsage, in->invalid);
         continue;
       }
-      batch.push_back(in);
-      slots.push_back(k);
-      if (batch.size() == options.batch_size) flush();
+      if (batches.empty() || batches.back().size() == options.batch_size) batches.emplace_back();
+      batches.back().push_back(k);
     }
-    flush();
+    std::atomic<std::size_t> next{0};
+    auto work = [&] {
+      for (std::size_t b = next++; b < batches.size(); b = next++) {
+        std::vector<const PipelineInput*> batch;
+        for (std::size_t k : batches[b]) batch.push_back(todo[w + k]);
+        auto out = run_batch(pipeline, batch);
+        for (std::size_t i = 0; i < out.size(); ++i) results[batches[b][i]] = std::move(out[i]);
+      }
+    };
+    if (workers <= 1 || batches.size() <= 1) {
+      work();
+    } else {
+      std::vector<std::thread> pool;
+      for (std::size_t t = 0; t < std::min(workers, batches.size()); ++t) {
+        pool.emplace_back([&pipeline, &work] {
+          pipeline.prepare_worker(1);
+          work();
+        });
+      }
+      for (auto& th : pool) th.join();
+    }
     std::string text;
     for (std::size_t k = 0; k < n; ++k) {
       if (results[k].error && options.fail_fast) {

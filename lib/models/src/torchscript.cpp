@@ -20,10 +20,11 @@ ScriptModule::ScriptModule(const std::filesystem::path& path, const std::string&
   try {
     impl_->module = torch::jit::load(path.string(), c10::Device(device));
   } catch (const c10::Error& e) {
-    throw Error(ErrorCode::kIntegrity,
-                fmt::format("{} is not a TorchScript archive: {}", path.string(),
-                            e.what_without_backtrace()),
-                "save it with torch.jit.script(model).save(path) or torch.jit.trace(...).save(path)");
+    throw Error(
+        ErrorCode::kIntegrity,
+        fmt::format("{} is not a TorchScript archive: {}", path.string(),
+                    e.what_without_backtrace()),
+        "save it with torch.jit.script(model).save(path) or torch.jit.trace(...).save(path)");
   }
   impl_->module.eval();
 }

@@ -1,3 +1,6 @@
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
+
 #include "ms/core/error.h"
 #include "ms/core/log.h"
 #include "ms/core/torch_runtime.h"
@@ -45,6 +48,38 @@ class Factory final : public infer::PipelineFactory {
 };
 
 }  // namespace
+
+namespace {
+
+using SetThreads = void (*)(int);
+
+// omp_set_num_threads of the OpenMP runtime LibTorch itself uses (pip wheels bundle their own
+// libgomp, so linking one here could bind to a different runtime): looked up through libtorch's
+// own handle. nullptr when LibTorch was built without OpenMP.
+SetThreads torch_omp_set_num_threads() {
+  static const SetThreads fn = []() -> SetThreads {
+    Dl_info info{};
+    if (dladdr(reinterpret_cast<void*>(&at::get_num_threads), &info) == 0 ||
+        info.dli_fname == nullptr) {
+      return nullptr;
+    }
+    void* handle = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+    if (handle == nullptr) return nullptr;
+    return reinterpret_cast<SetThreads>(dlsym(handle, "omp_set_num_threads"));
+  }();
+  return fn;
+}
+
+}  // namespace
+
+bool per_thread_intra_op_threads() { return torch_omp_set_num_threads() != nullptr; }
+
+void set_thread_intra_op_threads(int threads) {
+  // ATen initialises each thread's count from the global setting on first use; do that first so
+  // that it cannot overwrite ours later.
+  (void)at::get_num_threads();
+  if (SetThreads fn = torch_omp_set_num_threads()) fn(threads);
+}
 
 infer::PipelineFactory& pipeline_factory() {
   static Factory factory;

@@ -124,8 +124,9 @@ at::Tensor apply_transforms(const std::vector<Transform>& transforms, at::Tensor
 }
 
 const std::vector<std::string>& vision_types() {
-  static const std::vector<std::string> types = {"resnet",    "resnet18",  "resnet34", "resnet50",
-                                                 "resnet101", "resnet152", "small-cnn", "torchscript"};
+  static const std::vector<std::string> types = {"resnet",    "resnet18",   "resnet34",
+                                                 "resnet50",  "resnet101",  "resnet152",
+                                                 "small-cnn", "torchscript"};
   return types;
 }
 
@@ -186,6 +187,8 @@ class ImageClassificationPipeline final : public infer::Pipeline {
   const std::string& task() const override { return task_; }
   std::string device() const override { return device_; }
   std::size_t cost(const infer::PipelineInput&) const override { return 1; }
+  bool concurrent() const override { return per_thread_intra_op_threads(); }
+  void prepare_worker(int threads) override { set_thread_intra_op_threads(threads); }
 
   std::vector<infer::PipelineResult> run(
       const std::vector<const infer::PipelineInput*>& batch) override {
@@ -215,11 +218,13 @@ class ImageClassificationPipeline final : public infer::Pipeline {
       const at::Tensor input = at::stack(xs).to(c10::Device(device_));
       at::Tensor out = script_ ? script_->forward(input) : net_->forward(input);
       MS_CHECK(out.dim() == 2 && out.size(0) == input.size(0), ErrorCode::kUsage,
-               "the model returned shape [{}], expected [batch, classes]", fmt::join(out.sizes(), ", "));
+               "the model returned shape [{}], expected [batch, classes]",
+               fmt::join(out.sizes(), ", "));
       MS_CHECK(labels_.empty() || static_cast<int64_t>(labels_.size()) == out.size(1),
                ErrorCode::kConfig, "model.labels has {} names but the model scores {} classes",
                labels_.size(), out.size(1));
-      const at::Tensor probs = (softmax_ ? at::softmax(out.to(at::kFloat), -1) : out.to(at::kFloat)).cpu();
+      const at::Tensor probs =
+          (softmax_ ? at::softmax(out.to(at::kFloat), -1) : out.to(at::kFloat)).cpu();
       const auto top = probs.topk(std::min<int64_t>(top_k_, probs.size(1)), -1);
       const at::Tensor values = std::get<0>(top).contiguous(),
                        indices = std::get<1>(top).contiguous();

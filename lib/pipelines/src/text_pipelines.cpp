@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <iterator>
+#include <mutex>
 #include <numeric>
 #include <unordered_map>
 
@@ -143,6 +144,9 @@ class BertTextPipeline : public infer::Pipeline {
 
   const std::string& task() const override { return task_; }
   std::string device() const override { return device_; }
+  // Forward passes share only read-only weights; the tokenizer is const; the cache is locked.
+  bool concurrent() const override { return per_thread_intra_op_threads(); }
+  void prepare_worker(int threads) override { set_thread_intra_op_threads(threads); }
   // The exact token count, so that batches sorted by cost carry almost no padding (sorting by
   // characters, as sentence-transformers does, pads about 15 % more). The encoding is kept for
   // run(), so each input is tokenised once.
@@ -150,6 +154,7 @@ class BertTextPipeline : public infer::Pipeline {
     try {
       Cached c{in.text, in.text_pair, encode_one(in)};
       const std::size_t n = c.encoding.ids.size();
+      std::lock_guard<std::mutex> lock(cache_mutex_);
       cache_[&in] = std::move(c);
       return n;
     } catch (const Error&) {
@@ -166,15 +171,18 @@ class BertTextPipeline : public infer::Pipeline {
     results.assign(batch.size(), {});
     for (std::size_t i = 0; i < batch.size(); ++i) {
       try {
-        auto cached = cache_.find(batch[i]);
-        // The address alone could be a recycled one: the text must match too.
-        if (cached != cache_.end() && cached->second.text == batch[i]->text &&
-            cached->second.text_pair == batch[i]->text_pair) {
-          encs.push_back(std::move(cached->second.encoding));
-          cache_.erase(cached);
-        } else {
-          encs.push_back(encode_one(*batch[i]));
+        std::optional<text::Encoding> hit;
+        {
+          std::lock_guard<std::mutex> lock(cache_mutex_);
+          auto cached = cache_.find(batch[i]);
+          // The address alone could be a recycled one: the text must match too.
+          if (cached != cache_.end() && cached->second.text == batch[i]->text &&
+              cached->second.text_pair == batch[i]->text_pair) {
+            hit = std::move(cached->second.encoding);
+            cache_.erase(cached);
+          }
         }
+        encs.push_back(hit ? std::move(*hit) : encode_one(*batch[i]));
         ok.push_back(i);
       } catch (const Error& e) {
         results[i].error = e;
@@ -244,6 +252,7 @@ class BertTextPipeline : public infer::Pipeline {
     text::Encoding encoding;
   };
   mutable std::unordered_map<const infer::PipelineInput*, Cached> cache_;
+  mutable std::mutex cache_mutex_;
 };
 
 // sentence-embedding: pooled (mean / cls / max) and optionally L2-normalised encoder output,

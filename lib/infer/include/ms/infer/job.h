@@ -34,6 +34,10 @@ struct JobOptions {
   bool resume = false;                          ///< skip ids already in `output`
   std::size_t shard_index = 0, shard_count = 1;
   bool fail_fast = false;  ///< stop at the first bad item
+  /// Batches run at once, each by its own thread with one intra-op thread (only when the pipeline
+  /// is concurrent()). On a CPU, N single-threaded workers beat one N-threaded forward: small
+  /// GEMMs and element-wise kernels scale poorly inside one batch.
+  std::size_t workers = 1;
 };
 
 struct JobStats {

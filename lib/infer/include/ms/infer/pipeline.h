@@ -44,6 +44,11 @@ class Pipeline {
   virtual std::size_t cost(const PipelineInput& input) const = 0;
   /// Runs a batch. A bad item gives an error result of its own; the others are unaffected.
   virtual std::vector<PipelineResult> run(const std::vector<const PipelineInput*>& batch) = 0;
+  /// Whether run() may be called from several threads at once (each after prepare_worker()).
+  virtual bool concurrent() const { return false; }
+  /// Called once in each worker thread before its first run(): sets that thread's intra-op
+  /// thread count (the torch layer uses OpenMP's per-thread setting).
+  virtual void prepare_worker(int intra_op_threads) { (void)intra_op_threads; }
 };
 
 /// How to build a pipeline.

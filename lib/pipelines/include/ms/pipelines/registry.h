@@ -20,6 +20,13 @@ void register_text_pipelines(Registry<PipelineBuilder>& registry);
 /// Adds image-classification (ResNet family, small CNN).
 void register_image_pipelines(Registry<PipelineBuilder>& registry);
 
+/// Sets the calling thread's intra-op thread count (OpenMP's per-thread setting) without touching
+/// other threads: what Pipeline::prepare_worker does.
+void set_thread_intra_op_threads(int threads);
+
+/// Whether set_thread_intra_op_threads works here (LibTorch uses OpenMP).
+bool per_thread_intra_op_threads();
+
 /// The factory the torch runtime hands out as "pipeline-factory".
 infer::PipelineFactory& pipeline_factory();
 
