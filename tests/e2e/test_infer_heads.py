@@ -104,6 +104,18 @@ class HeadsTest(MsTestCase):
         r = run_ms("tokenize", "--model", os.path.join(TINY, "cls"), "--input", "the cat")
         self.assertExit(r, 0)
 
+    def test_parallel_workers_give_identical_lines(self):
+        ref = expected("ner")
+        texts = [it["text"] for it in ref["items"]] * 5
+        outs = []
+        for workers in ("1", "3"):
+            r = run_ms("infer", "-m", os.path.join(TINY, "ner"), "--device", DEVICE, "-b", "2",
+                       "--workers", workers, "--input", *texts)
+            self.assertExit(r, 0)
+            outs.append(r.stdout)
+        self.assertEqual(outs[0], outs[1])
+        self.assertEqual([l["id"] for l in lines(outs[0])], list(range(len(texts))))
+
     def test_list_pipelines(self):
         r = run_ms("list", "pipelines", "--json")
         self.assertExit(r, 0)
