@@ -23,6 +23,9 @@ packages=(
   # libjpeg-turbo's tjbench, PIL + numpy + torch + pandas under /usr/bin/python3 as peers.
   dataset-fashion-mnist python3-sklearn
   libjpeg-turbo-progs python3-pil python3-numpy python3-pandas python3-torch
+  # Python torch/torchvision on the same LibTorch: fixture generators, the ResNet fidelity tests
+  # and bench/setup_st_venv.sh (sentence-transformers for bench/).
+  python3-torchvision python3-venv
 )
 
 missing=()

@@ -21,14 +21,16 @@ void add_list_command(CLI::App& app, const GlobalOptions& global);
 void add_download_command(CLI::App& app, const GlobalOptions& global);
 void add_upload_command(CLI::App& app, const GlobalOptions& global);
 void add_login_command(CLI::App& app, const GlobalOptions& global);
+void add_hub_command(CLI::App& app, const GlobalOptions& global);
+void add_dataset_command(CLI::App& app, const GlobalOptions& global);
+void add_infer_command(CLI::App& app, const GlobalOptions& global);
+void add_tokenize_command(CLI::App& app, const GlobalOptions& global);
 
 /// Splits repeated, comma-separated glob options ("a,b" "c" -> a, b, c).
 std::vector<std::string> split_patterns(const std::vector<std::string>& values);
 
 /// nullopt for an empty string (an option not given).
 std::optional<std::string> optional_string(const std::string& value);
-void add_hub_command(CLI::App& app, const GlobalOptions& global);
-void add_dataset_command(CLI::App& app, const GlobalOptions& global);
 
 /// Adds --threads to a subcommand that uses LibTorch.
 void add_threads_option(CLI::App& command, std::optional<int>& threads);

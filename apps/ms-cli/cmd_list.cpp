@@ -1,10 +1,10 @@
 // `ms list [REGISTRY]`: what components this ms has registered.
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 #include "cli.h"
 #include "ms/config/components.h"
+#include "ms/infer/pipeline.h"
 #include "ms/io/resource.h"
 
 namespace ms::cli {
@@ -22,7 +22,29 @@ Registries torch_free_registries() {
   return registries;
 }
 
+// Pipelines live in the torch layer: listing them loads LibTorch, so only on request.
+void list_pipelines(bool json) {
+  const std::vector<std::string> rows = infer::pipeline_factory().registered();
+  if (json) {
+    nlohmann::ordered_json out = nlohmann::ordered_json::array();
+    for (const std::string& row : rows) {
+      const auto colon = row.find(": ");
+      out.push_back({{"group", row.substr(0, colon)}, {"type", row.substr(colon + 2)}});
+    }
+    std::printf("%s\n", out.dump(2).c_str());
+    return;
+  }
+  for (const std::string& row : rows) {
+    const auto colon = row.find(": ");
+    std::printf("%s/%s\n", row.substr(0, colon).c_str(), row.substr(colon + 2).c_str());
+  }
+}
+
 void run_list(const ListOptions& options) {
+  if (options.registry == "pipelines") {
+    list_pipelines(options.json);
+    return;
+  }
   const Registries registries = torch_free_registries();
   if (options.registry.empty()) {
     if (options.json) {
@@ -36,7 +58,8 @@ void run_list(const ListOptions& options) {
   if (options.json) {
     nlohmann::ordered_json out = nlohmann::ordered_json::array();
     for (const RegistryEntry& entry : registry.entries()) {
-      out.push_back({{"group", entry.group}, {"type", entry.type}, {"description", entry.description}});
+      out.push_back(
+          {{"group", entry.group}, {"type", entry.type}, {"description", entry.description}});
     }
     std::printf("%s\n", out.dump(2).c_str());
     return;
@@ -51,8 +74,10 @@ void run_list(const ListOptions& options) {
 
 void add_list_command(CLI::App& app, const GlobalOptions& /*global*/) {
   auto options = std::make_shared<ListOptions>();
-  CLI::App* command = app.add_subcommand("list", "List registries, or the components registered in one");
-  command->add_option("registry", options->registry, "Registry name; omit to list the registries");
+  CLI::App* command =
+      app.add_subcommand("list", "List registries, or the components registered in one");
+  command->add_option("registry", options->registry,
+                      "Registry name ('pipelines' loads LibTorch); omit to list the registries");
   command->add_flag("--json", options->json, "Print JSON");
   command->callback([options] { run_list(*options); });
 }

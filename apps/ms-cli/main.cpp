@@ -52,6 +52,8 @@ int main(int argc, char** argv) {
   ms::cli::add_login_command(app, global);
   ms::cli::add_hub_command(app, global);
   ms::cli::add_dataset_command(app, global);
+  ms::cli::add_infer_command(app, global);
+  ms::cli::add_tokenize_command(app, global);
 
   // Parse first: argument errors exit 2 (CLI11 prints them), --help and --version exit 0.
   try {

@@ -1,11 +1,16 @@
 // The torch layer's implementation of ms::TorchRuntime, and the extern "C" entry point that
 // libms.so looks up after dlopen'ing this library.
 #include <ATen/Parallel.h>
+#include <malloc.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include <cstdlib>
+
 #include "ms/core/error.h"
 #include "ms/core/torch_runtime.h"
+#include "ms/infer/pipeline.h"
+#include "ms/pipelines/registry.h"
 
 namespace ms {
 namespace {
@@ -16,7 +21,8 @@ class TorchRuntimeImpl final : public TorchRuntime {
     TorchInfo info;
     info.version = TORCH_VERSION;
     info.cuda_available = torch::cuda::is_available();
-    info.cuda_device_count = info.cuda_available ? static_cast<int>(torch::cuda::device_count()) : 0;
+    info.cuda_device_count =
+        info.cuda_available ? static_cast<int>(torch::cuda::device_count()) : 0;
     info.num_threads = at::get_num_threads();
     info.num_interop_threads = at::get_num_interop_threads();
     info.parallel_backend = parallel_backend();
@@ -24,6 +30,11 @@ class TorchRuntimeImpl final : public TorchRuntime {
   }
 
   void set_num_threads(int threads) override { at::set_num_threads(threads); }
+
+  void* component(const std::string& name) override {
+    if (name == infer::kPipelineFactoryComponent) return &pipelines::pipeline_factory();
+    return nullptr;
+  }
 
   std::string resolve_device(const DeviceSpec& spec) const override {
     const bool cuda = torch::cuda::is_available();
@@ -35,19 +46,21 @@ class TorchRuntimeImpl final : public TorchRuntime {
         return cuda ? "cuda:0" : "cpu";
       case DeviceSpec::Kind::kCuda:
         if (!cuda) {
-          throw Error(ErrorCode::kMissingComponent,
-                      fmt::format("device '{}' was requested but CUDA is not available (LibTorch {} on "
-                                  "this machine has no usable GPU)",
-                                  spec.to_string(), TORCH_VERSION),
-                      "use --device cpu, or --device auto to fall back to the CPU when no GPU is present");
+          throw Error(
+              ErrorCode::kMissingComponent,
+              fmt::format("device '{}' was requested but CUDA is not available (LibTorch {} on "
+                          "this machine has no usable GPU)",
+                          spec.to_string(), TORCH_VERSION),
+              "use --device cpu, or --device auto to fall back to the CPU when no GPU is present");
         }
         {
           const int index = spec.index < 0 ? 0 : spec.index;
           if (index >= count) {
-            throw Error(ErrorCode::kUsage,
-                        fmt::format("device '{}' does not exist: this machine has {} CUDA device(s)",
-                                    spec.to_string(), count),
-                        fmt::format("use cuda:0 .. cuda:{}", count - 1));
+            throw Error(
+                ErrorCode::kUsage,
+                fmt::format("device '{}' does not exist: this machine has {} CUDA device(s)",
+                            spec.to_string(), count),
+                fmt::format("use cuda:0 .. cuda:{}", count - 1));
           }
           return fmt::format("cuda:{}", index);
         }
@@ -70,8 +83,14 @@ class TorchRuntimeImpl final : public TorchRuntime {
 }  // namespace
 }  // namespace ms
 
-extern "C" __attribute__((visibility("default"))) ms::TorchRuntime* ms_torch_layer_entry(int abi_version) {
+extern "C" __attribute__((visibility("default"))) ms::TorchRuntime* ms_torch_layer_entry(
+    int abi_version) {
   if (abi_version != ms::kTorchLayerAbiVersion) return nullptr;
+  // Activations are large, short-lived blocks. glibc would mmap and unmap each one, paying page
+  // faults and zeroing on every batch (about 10 % of MiniLM inference on the CPU); keeping them in
+  // the heap reuses the pages. The user's own MALLOC_* settings win.
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, 512 << 20);
+  if (std::getenv("MALLOC_TRIM_THRESHOLD_") == nullptr) mallopt(M_TRIM_THRESHOLD, 1 << 30);
   static ms::TorchRuntimeImpl runtime;
   return &runtime;
 }

@@ -31,10 +31,13 @@ class TorchRuntime {
   /// "cuda:0"). kCuda without CUDA is an error (never a silent CPU fallback); kAuto picks cuda:0
   /// when available, else cpu.
   virtual std::string resolve_device(const DeviceSpec& spec) const = 0;
+  /// A named service of the torch layer (e.g. "pipeline-factory", see ms/infer/pipeline.h), or
+  /// nullptr when it has none by that name. The caller casts it to the interface the name stands for.
+  virtual void* component(const std::string& name) = 0;
 };
 
 /// Bumped whenever TorchRuntime or the entry point changes; both sides must agree.
-constexpr int kTorchLayerAbiVersion = 1;
+constexpr int kTorchLayerAbiVersion = 2;
 
 /// Name of the extern "C" entry point exported by libms_torch.so:
 ///   ms::TorchRuntime* ms_torch_layer_entry(int abi_version);

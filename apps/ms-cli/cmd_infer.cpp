@@ -1,0 +1,101 @@
+// `ms infer`: run a model folder's pipeline over texts, a file or a folder of inputs, writing one
+// JSON line per input in input order.
+#include <cstdio>
+
+#include "cli.h"
+#include "ms/core/device.h"
+#include "ms/core/log.h"
+#include "ms/core/torch_runtime.h"
+#include "ms/infer/job.h"
+#include "ms/infer/model_dir.h"
+#include "ms/infer/pipeline.h"
+
+namespace ms::cli {
+namespace {
+
+struct InferOptions {
+  std::string model;
+  std::optional<std::string> task;
+  std::vector<std::string> inputs;
+  std::optional<std::string> input_file;
+  std::optional<std::string> input_dir;
+  std::size_t batch_size = 32;
+  std::string device = "cpu";
+  std::optional<int> threads;
+  std::optional<std::string> output;
+  bool resume = false;
+  std::optional<std::string> shard;
+  std::vector<std::string> overrides;
+  bool fail_fast = false;
+  std::optional<std::size_t> workers;
+};
+
+void run_infer(const InferOptions& o) {
+  infer::InputSpec spec;
+  spec.texts = o.inputs;
+  if (o.input_file) spec.file = *o.input_file;
+  if (o.input_dir) spec.dir = *o.input_dir;
+  // Everything that can be checked without LibTorch is checked first.
+  const DeviceSpec device = parse_device(o.device);
+  infer::JobOptions job;
+  job.batch_size = o.batch_size;
+  if (o.output) job.output = *o.output;
+  job.resume = o.resume;
+  job.fail_fast = o.fail_fast;
+  if (o.shard) std::tie(job.shard_index, job.shard_count) = infer::parse_shard(*o.shard);
+  MS_CHECK(!job.resume || job.output, ErrorCode::kUsage, "--resume needs --output FILE");
+  const std::vector<infer::PipelineInput> inputs = infer::read_inputs(spec);
+  const infer::ModelInfo model = infer::open_model(o.model, o.task, o.overrides);
+
+  infer::PipelineOptions popts;
+  popts.device = device;
+  infer::PipelineFactory& factory = infer::pipeline_factory(o.threads);
+  auto pipeline = factory.create(model, popts);
+  // On the CPU, one single-threaded batch per core; on a GPU, one stream of batches.
+  const int threads = load_torch_runtime().info().num_threads;
+  job.workers =
+      o.workers.value_or(pipeline->device() == "cpu" ? static_cast<std::size_t>(threads) : 1);
+  log::info("{}: task {} on {}, {} worker(s)", model.dir.string(), pipeline->task(),
+            pipeline->device(), job.workers);
+  const infer::JobStats stats = infer::run_job(*pipeline, inputs, job);
+  log::info("{} inputs: {} written ({} errors), {} skipped, {:.3f} s", stats.total, stats.done,
+            stats.errors, stats.skipped, stats.seconds);
+  if (stats.errors > 0) {
+    std::fprintf(stderr, "ms infer: %zu of %zu inputs failed (see the \"error\" lines)\n",
+                 stats.errors, stats.done);
+  }
+}
+
+}  // namespace
+
+void add_infer_command(CLI::App& app, const GlobalOptions& /*global*/) {
+  auto opts = std::make_shared<InferOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "infer", "Run a model's pipeline on inputs; one JSON line per input, in input order");
+  cmd->add_option("--model,-m", opts->model,
+                  "Model folder (ModelScope or Hugging Face layout) or hub id")
+      ->required();
+  cmd->add_option("--task,-t", opts->task, "Task (default: the model's configuration.json)");
+  cmd->add_option("--input,-i", opts->inputs, "Input text(s)");
+  cmd->add_option("--input-file", opts->input_file, "Inputs: .txt (one per line), .jsonl or .csv");
+  cmd->add_option("--input-dir", opts->input_dir, "Inputs: every file in a folder");
+  cmd->add_option("--batch-size,-b", opts->batch_size, "Inputs per forward pass")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--device,-d", opts->device, "cpu, gpu, gpu:N, cuda:N or auto (gpu if present)");
+  add_threads_option(*cmd, opts->threads);
+  cmd->add_option("--output,-o", opts->output, "Write JSON lines here (default: stdout)");
+  cmd->add_flag("--resume", opts->resume,
+                "Continue a stopped job: keep --output's lines, skip their ids");
+  cmd->add_option("--shard", opts->shard, "Only inputs i, i+n, i+2n, ... of 'i/n'");
+  cmd->add_option("--set,--cfg-options", opts->overrides,
+                  "Override a configuration key: KEY=VALUE");
+  cmd->add_option(
+         "--workers", opts->workers,
+         "Batches run at once, one thread each (default: --threads on the CPU, 1 on a GPU)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--fail-fast", opts->fail_fast,
+                "Stop at the first bad input instead of writing an error line");
+  cmd->callback([opts] { run_infer(*opts); });
+}
+
+}  // namespace ms::cli

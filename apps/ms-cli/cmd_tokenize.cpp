@@ -1,0 +1,67 @@
+// `ms tokenize`: a model folder's WordPiece tokenizer over inputs, one JSON line per input (ids,
+// segment ids and tokens). Torch-free: it never loads LibTorch.
+#include <cstdio>
+
+#include "cli.h"
+#include "ms/infer/job.h"
+#include "ms/infer/model_dir.h"
+#include "ms/text/bert_tokenizer.h"
+
+namespace ms::cli {
+namespace {
+
+struct TokenizeOptions {
+  std::string model;
+  std::vector<std::string> inputs;
+  std::optional<std::string> input_file;
+  std::size_t max_length = 0;
+  bool tokens = false;
+};
+
+void run_tokenize(const TokenizeOptions& o) {
+  infer::InputSpec spec;
+  spec.texts = o.inputs;
+  if (o.input_file) spec.file = *o.input_file;
+  const auto inputs = infer::read_inputs(spec);
+  const text::BertTokenizer tokenizer = text::BertTokenizer::from_dir(o.model);
+  for (const auto& in : inputs) {
+    infer::PipelineResult result;
+    try {
+      MS_CHECK(in.invalid.empty(), ErrorCode::kUsage, "{}", in.invalid);
+      const text::Encoding enc = tokenizer.encode(
+          in.text, in.text_pair ? std::optional<std::string_view>(*in.text_pair) : std::nullopt,
+          o.max_length);
+      result.output["input_ids"] = enc.ids;
+      result.output["token_type_ids"] = enc.type_ids;
+      if (o.tokens) {
+        Json tokens = Json::array();
+        for (auto id : enc.ids) tokens.push_back(tokenizer.id_to_token(id));
+        result.output["tokens"] = std::move(tokens);
+      }
+    } catch (const Error& e) {
+      result.error = e;
+    }
+    const std::string line = infer::format_line(in, result);
+    std::fwrite(line.data(), 1, line.size(), stdout);
+  }
+}
+
+}  // namespace
+
+void add_tokenize_command(CLI::App& app, const GlobalOptions& /*global*/) {
+  auto opts = std::make_shared<TokenizeOptions>();
+  CLI::App* cmd =
+      app.add_subcommand("tokenize", "Tokenise inputs with a model folder's WordPiece tokenizer");
+  cmd->add_option("--model,-m", opts->model,
+                  "Model folder with vocab.txt (and tokenizer_config.json)")
+      ->required();
+  cmd->add_option("--input,-i", opts->inputs, "Input text(s)");
+  cmd->add_option("--input-file", opts->input_file,
+                  "Inputs: .txt, .jsonl (text / text_pair) or .csv");
+  cmd->add_option("--max-length", opts->max_length,
+                  "Truncate to this many tokens (default: the model's)");
+  cmd->add_flag("--tokens", opts->tokens, "Also print the tokens");
+  cmd->callback([opts] { run_tokenize(*opts); });
+}
+
+}  // namespace ms::cli

@@ -1,0 +1,62 @@
+// Batch inference jobs: read inputs, batch them by length, run a pipeline, write one JSON line per
+// input in input order, resumably (append + fsync per window of batches).
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ms/infer/pipeline.h"
+
+namespace ms::infer {
+
+/// Where the inputs come from: exactly one of texts, file or dir.
+struct InputSpec {
+  std::vector<std::string> texts;             ///< --input TEXT ... (ids 0, 1, ...)
+  std::optional<std::filesystem::path> file;  ///< .txt (id = line number), .jsonl, .csv
+  std::optional<std::filesystem::path> dir;   ///< every regular file, sorted (id = relative path)
+};
+
+/// Reads the inputs. Text lines keep their content as written (a bad one becomes an error line
+/// later); a malformed file (bad JSON line, CSV without a text column, duplicate ids) is an
+/// ms::Error naming the file and line.
+std::vector<PipelineInput> read_inputs(const InputSpec& spec);
+
+/// Parses "i/n" (0 <= i < n); throws kUsage otherwise.
+std::pair<std::size_t, std::size_t> parse_shard(const std::string& text);
+
+struct JobOptions {
+  std::size_t batch_size = 32;
+  std::optional<std::filesystem::path> output;  ///< unset: stdout
+  bool resume = false;                          ///< skip ids already in `output`
+  std::size_t shard_index = 0, shard_count = 1;
+  bool fail_fast = false;  ///< stop at the first bad item
+  /// Batches run at once, each by its own thread with one intra-op thread (only when the pipeline
+  /// is concurrent()). On a CPU, N single-threaded workers beat one N-threaded forward: small
+  /// GEMMs and element-wise kernels scale poorly inside one batch.
+  std::size_t workers = 1;
+};
+
+struct JobStats {
+  std::size_t total = 0;    ///< inputs in this shard
+  std::size_t skipped = 0;  ///< already done (resume)
+  std::size_t done = 0;     ///< written in this run
+  std::size_t errors = 0;   ///< error lines written in this run
+  double seconds = 0;       ///< wall time of the run loop
+};
+
+/// Ids already written to an output file (complete lines only; a torn last line is cut off).
+std::vector<Json> read_done_ids(const std::filesystem::path& output, bool truncate_partial);
+
+/// Runs `pipeline` over `inputs`. With fail_fast, the first error item throws its ms::Error after
+/// the lines before it are written.
+JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
+                 const JobOptions& options);
+
+/// One output line for an input: {"id": ..., <result keys>} or {"id": ..., "error": {...}}.
+std::string format_line(const PipelineInput& input, const PipelineResult& result);
+
+}  // namespace ms::infer

@@ -1,0 +1,77 @@
+// The torch-free face of inference pipelines: inputs, per-item results, and the factory that the
+// torch layer implements (reached through ms::load_torch_runtime(), never linked directly).
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ms/config/config.h"
+#include "ms/core/device.h"
+#include "ms/infer/model_dir.h"
+
+namespace ms::infer {
+
+/// One input item: a text (or text pair) or a file path, with the id it is reported under.
+struct PipelineInput {
+  Json id;                               ///< line number, record id or path
+  std::string text;                      ///< text tasks
+  std::optional<std::string> text_pair;  ///< second sentence (pair tasks)
+  std::filesystem::path path;            ///< file tasks (images); text tasks read it as text
+  std::string invalid;                   ///< set when the input could not be read: an error item
+};
+
+/// The outcome for one input: a result object keyed like ModelScope's OutputKeys, or an error.
+struct PipelineResult {
+  Json output;  ///< e.g. {"label": ...}; empty on error
+  /// Members already serialised as JSON text (`"key":value,...`), written after `output`'s: large
+  /// float arrays are formatted once here instead of going through Json.
+  std::string raw_members;
+  std::optional<Error> error;
+};
+
+/// A loaded pipeline: preprocess -> forward -> postprocess over a batch of inputs.
+class Pipeline {
+ public:
+  virtual ~Pipeline() = default;
+  virtual const std::string& task() const = 0;
+  /// The device the model runs on ("cpu", "cuda:0").
+  virtual std::string device() const = 0;
+  /// A cheap size estimate used to group inputs of similar length into batches.
+  virtual std::size_t cost(const PipelineInput& input) const = 0;
+  /// Runs a batch. A bad item gives an error result of its own; the others are unaffected.
+  virtual std::vector<PipelineResult> run(const std::vector<const PipelineInput*>& batch) = 0;
+  /// Whether run() may be called from several threads at once (each after prepare_worker()).
+  virtual bool concurrent() const { return false; }
+  /// Called once in each worker thread before its first run(): sets that thread's intra-op
+  /// thread count (the torch layer uses OpenMP's per-thread setting).
+  virtual void prepare_worker(int intra_op_threads) { (void)intra_op_threads; }
+};
+
+/// How to build a pipeline.
+struct PipelineOptions {
+  DeviceSpec device{DeviceSpec::Kind::kCpu, -1};
+};
+
+/// Implemented by the torch layer: builds the pipeline registered for a model's task.
+class PipelineFactory {
+ public:
+  virtual ~PipelineFactory() = default;
+  /// Throws ms::Error(kUsage) naming the registered pipelines for an unknown task or type.
+  virtual std::unique_ptr<Pipeline> create(const ModelInfo& model,
+                                           const PipelineOptions& options) = 0;
+  /// Registered pipeline names per task ("task: type"), for `ms list pipelines`.
+  virtual std::vector<std::string> registered() const = 0;
+};
+
+/// Name under which the torch runtime exposes its PipelineFactory (TorchRuntime::component).
+constexpr const char* kPipelineFactoryComponent = "pipeline-factory";
+
+/// Loads the torch layer (with `threads`) and returns its pipeline factory. Throws
+/// ms::Error(kMissingComponent) when LibTorch is not installed.
+PipelineFactory& pipeline_factory(std::optional<int> threads = std::nullopt);
+
+}  // namespace ms::infer

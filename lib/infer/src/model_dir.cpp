@@ -1,0 +1,156 @@
+#include "ms/infer/model_dir.h"
+
+#include <algorithm>
+#include <mutex>
+
+#include "ms/core/error.h"
+#include "ms/core/text.h"
+
+namespace ms::infer {
+namespace {
+
+std::mutex g_resolver_mutex;
+std::shared_ptr<ModelResolver> g_resolver;
+
+bool exists_file(const std::filesystem::path& p) {
+  std::error_code ec;
+  return std::filesystem::is_regular_file(p, ec);
+}
+
+// A hub id is "owner/name" with no further slashes and not an existing path.
+bool looks_like_hub_id(const std::string& text) {
+  const auto slash = text.find('/');
+  return slash != std::string::npos && slash > 0 && slash + 1 < text.size() &&
+         text.find('/', slash + 1) == std::string::npos && text[0] != '.' && text[0] != '~';
+}
+
+// Task of a Hugging Face folder, from sentence-transformers files or config.json's architectures.
+std::optional<std::string> infer_hf_task(const std::filesystem::path& dir, const Json& hf) {
+  if (exists_file(dir / "modules.json") || exists_file(dir / "sentence_bert_config.json")) {
+    return std::string("sentence-embedding");
+  }
+  auto arch = hf.find("architectures");
+  if (arch == hf.end() || !arch->is_array() || arch->empty() || !(*arch)[0].is_string()) {
+    return std::nullopt;
+  }
+  const std::string name = (*arch)[0].get<std::string>();
+  auto ends = [&name](const std::string& suffix) {
+    return name.size() >= suffix.size() &&
+           name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  if (ends("ForSequenceClassification")) return std::string("text-classification");
+  if (ends("ForTokenClassification")) return std::string("token-classification");
+  if (ends("ForMaskedLM")) return std::string("fill-mask");
+  if (ends("ForImageClassification")) return std::string("image-classification");
+  return std::nullopt;
+}
+
+}  // namespace
+
+void set_model_resolver(std::shared_ptr<ModelResolver> resolver) {
+  std::lock_guard<std::mutex> lock(g_resolver_mutex);
+  g_resolver = std::move(resolver);
+}
+
+const std::vector<std::string>& known_tasks() {
+  static const std::vector<std::string> tasks = {"sentence-embedding",
+                                                 "text-classification",
+                                                 "sentence-similarity",
+                                                 "token-classification",
+                                                 "named-entity-recognition",
+                                                 "word-segmentation",
+                                                 "fill-mask",
+                                                 "image-classification"};
+  return tasks;
+}
+
+std::string canonical_task(const std::string& task) {
+  std::string t = task;
+  std::replace(t.begin(), t.end(), '_', '-');
+  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
+  const auto& tasks = known_tasks();
+  if (std::find(tasks.begin(), tasks.end(), t) != tasks.end()) return t;
+  std::string hint = did_you_mean(t, tasks);
+  throw Error(ErrorCode::kUsage, fmt::format("unknown task '{}'", task),
+              (hint.empty() ? std::string() : hint + "; ") + "known tasks: " + join(tasks, ", "));
+}
+
+ModelInfo open_model(const std::string& model, const std::optional<std::string>& task,
+                     const std::vector<std::string>& overrides) {
+  MS_CHECK(!model.empty(), ErrorCode::kUsage, "--model is empty");
+  std::filesystem::path dir = model;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    if (std::filesystem::exists(dir, ec)) {
+      throw Error(ErrorCode::kUsage,
+                  fmt::format("--model '{}' is a file, not a model folder", model),
+                  "pass the folder that holds configuration.json or config.json");
+    }
+    std::shared_ptr<ModelResolver> resolver;
+    {
+      std::lock_guard<std::mutex> lock(g_resolver_mutex);
+      resolver = g_resolver;
+    }
+    if (!looks_like_hub_id(model)) {
+      throw Error(ErrorCode::kNotFound, fmt::format("model folder '{}' does not exist", model),
+                  "pass a local model folder, or a hub id such as owner/name");
+    }
+    if (!resolver) {
+      throw Error(
+          ErrorCode::kMissingComponent,
+          fmt::format("'{}' is not a local folder, and this ms cannot resolve hub model ids "
+                      "for inference yet",
+                      model),
+          "download it first (ms download " + model + " --local-dir DIR) and pass --model DIR");
+    }
+    dir = resolver->resolve(model, "");
+  }
+
+  ModelInfo info;
+  info.dir = dir;
+  const std::filesystem::path ms_config = dir / "configuration.json";
+  const std::filesystem::path hf_config = dir / "config.json";
+  if (exists_file(ms_config)) {
+    info.config = Config::from_file(ms_config);
+  } else if (exists_file(hf_config)) {
+    const Config hf = Config::from_file(hf_config);
+    info.hf_layout = true;
+    Json root = Json::object();
+    root["framework"] = "pytorch";
+    if (auto t = infer_hf_task(dir, hf.root())) root["task"] = *t;
+    if (hf.root().contains("model_type") && hf.root()["model_type"].is_string()) {
+      root["model"]["type"] = hf.root()["model_type"];
+    }
+    info.config = Config(root, hf_config.string() + " (Hugging Face layout)");
+  } else {
+    throw Error(ErrorCode::kNotFound,
+                fmt::format("{} is not a model folder: it has neither configuration.json nor "
+                            "config.json",
+                            dir.string()),
+                "pass a ModelScope model folder, or a Hugging Face folder with --task");
+  }
+  for (const std::string& o : overrides) info.config.apply_override(o);
+
+  if (task) {
+    info.task = canonical_task(*task);
+  } else if (info.config.has("task")) {
+    info.task = with_context("reading " + info.config.source(),
+                             [&] { return canonical_task(info.config.get<std::string>("task")); });
+  } else {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("cannot tell the task of {}: {} names none", dir.string(),
+                            info.config.source()),
+                "pass --task (one of: " + join(known_tasks(), ", ") + ")");
+  }
+  if (info.config.has("framework")) {
+    const std::string framework = info.config.get<std::string>("framework");
+    MS_CHECK(framework == "pytorch" || framework == "torch", ErrorCode::kConfig,
+             "{}: framework '{}' is not supported (only pytorch)", info.config.source(), framework);
+  }
+  if (info.config.has("model.type")) info.model_type = info.config.get<std::string>("model.type");
+  if (info.config.has("pipeline.type"))
+    info.pipeline_type = info.config.get<std::string>("pipeline.type");
+  return info;
+}
+
+}  // namespace ms::infer

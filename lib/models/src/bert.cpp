@@ -1,0 +1,306 @@
+#include "ms/models/bert.h"
+
+#include <ATen/ops/arange.h>
+#include <ATen/ops/baddbmm.h>
+#include <ATen/ops/bmm.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/cumsum.h>
+#include <ATen/ops/gelu.h>
+#include <ATen/ops/linear.h>
+#include <ATen/ops/matmul.h>
+#include <ATen/ops/relu.h>
+#include <ATen/ops/softmax.h>
+#include <ATen/ops/tanh.h>
+#include <ATen/ops/zeros_like.h>
+#include <c10/core/GradMode.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+#include <cmath>
+#include <limits>
+
+#include "ms/core/error.h"
+
+namespace ms::models {
+namespace {
+
+using torch::nn::Embedding;
+using torch::nn::LayerNorm;
+using torch::nn::LayerNormOptions;
+using torch::nn::Linear;
+
+struct DenseNorm : torch::nn::Module {
+  // attention.output / output: dense -> dropout -> LayerNorm(x + residual)
+  DenseNorm(int64_t in, int64_t out, double eps)
+      : dense(register_module("dense", Linear(in, out))),
+        norm(register_module("LayerNorm", LayerNorm(LayerNormOptions({out}).eps(eps)))) {}
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& residual) {
+    return norm(dense(x) + residual);
+  }
+  Linear dense;
+  LayerNorm norm;
+};
+
+struct SelfAttention : torch::nn::Module {
+  SelfAttention(int64_t hidden, int64_t heads)
+      : query(register_module("query", Linear(hidden, hidden))),
+        key(register_module("key", Linear(hidden, hidden))),
+        value(register_module("value", Linear(hidden, hidden))),
+        heads_(heads),
+        head_dim_(hidden / heads) {}
+
+  // Query, key and value in one GEMM: one [3H, H] weight built after loading (fuse()).
+  void fuse() {
+    qkv_weight_ = at::cat({query->weight, key->weight, value->weight}, 0).contiguous();
+    qkv_bias_ = at::cat({query->bias, key->bias, value->bias}, 0).contiguous();
+  }
+
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& mask_bias) {
+    const int64_t b = x.size(0), t = x.size(1), h = heads_ * head_dim_;
+    if (!qkv_weight_.defined() || qkv_weight_.device() != x.device()) fuse();
+    // [b, t, 3, heads, d] -> three [b*heads, t, d]
+    const at::Tensor qkv = at::linear(x, qkv_weight_, qkv_bias_)
+                               .view({b, t, 3, heads_, head_dim_})
+                               .permute({2, 0, 3, 1, 4});
+    const at::Tensor q = qkv[0].reshape({b * heads_, t, head_dim_});
+    const at::Tensor k = qkv[1].reshape({b * heads_, t, head_dim_});
+    const at::Tensor v = qkv[2].reshape({b * heads_, t, head_dim_});
+    // scores = mask + (q k^T) / sqrt(d), in one call.
+    const at::Tensor bias = mask_bias.expand({b, heads_, t, t}).reshape({b * heads_, t, t});
+    const at::Tensor scores = at::baddbmm(bias, q, k.transpose(1, 2), 1.0,
+                                          1.0 / std::sqrt(static_cast<double>(head_dim_)));
+    const at::Tensor probs = at::softmax(scores, -1);
+    return at::bmm(probs, v).view({b, heads_, t, head_dim_}).transpose(1, 2).reshape({b, t, h});
+  }
+  at::Tensor qkv_weight_, qkv_bias_;
+  Linear query, key, value;
+  int64_t heads_, head_dim_;
+};
+
+struct Attention : torch::nn::Module {
+  Attention(const BertConfig& c)
+      : self(register_module(
+            "self", std::make_shared<SelfAttention>(c.hidden_size, c.num_attention_heads))),
+        output(register_module("output", std::make_shared<DenseNorm>(c.hidden_size, c.hidden_size,
+                                                                     c.layer_norm_eps))) {}
+  std::shared_ptr<SelfAttention> self;
+  std::shared_ptr<DenseNorm> output;
+};
+
+struct Intermediate : torch::nn::Module {
+  explicit Intermediate(const BertConfig& c)
+      : dense(register_module("dense", Linear(c.hidden_size, c.intermediate_size))) {}
+  Linear dense;
+};
+
+struct Layer : torch::nn::Module {
+  explicit Layer(const BertConfig& c)
+      : attention(register_module("attention", std::make_shared<Attention>(c))),
+        intermediate(register_module("intermediate", std::make_shared<Intermediate>(c))),
+        output(register_module(
+            "output",
+            std::make_shared<DenseNorm>(c.intermediate_size, c.hidden_size, c.layer_norm_eps))),
+        act_(c.hidden_act) {}
+
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& mask_bias) {
+    const at::Tensor a = attention->output->forward(attention->self->forward(x, mask_bias), x);
+    at::Tensor h = intermediate->dense(a);
+    if (act_ == "gelu") {
+      h = at::gelu(h);
+    } else if (act_ == "relu") {
+      h = at::relu(h);
+    } else {
+      h = at::gelu(h, "tanh");
+    }
+    return output->forward(h, a);
+  }
+  std::shared_ptr<Attention> attention;
+  std::shared_ptr<Intermediate> intermediate;
+  std::shared_ptr<DenseNorm> output;
+  std::string act_;
+};
+
+struct Embeddings : torch::nn::Module {
+  explicit Embeddings(const BertConfig& c)
+      : word_embeddings(register_module("word_embeddings", Embedding(c.vocab_size, c.hidden_size))),
+        position_embeddings(register_module("position_embeddings",
+                                            Embedding(c.max_position_embeddings, c.hidden_size))),
+        token_type_embeddings(
+            register_module("token_type_embeddings", Embedding(c.type_vocab_size, c.hidden_size))),
+        norm(register_module("LayerNorm",
+                             LayerNorm(LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)))) {}
+  Embedding word_embeddings, position_embeddings, token_type_embeddings;
+  LayerNorm norm;
+};
+
+struct Pooler : torch::nn::Module {
+  explicit Pooler(const BertConfig& c)
+      : dense(register_module("dense", Linear(c.hidden_size, c.hidden_size))) {}
+  Linear dense;
+};
+
+struct Encoder : torch::nn::Module {
+  explicit Encoder(const BertConfig& c) {
+    layer = register_module("layer", torch::nn::ModuleList());
+    for (int64_t i = 0; i < c.num_hidden_layers; ++i) layer->push_back(std::make_shared<Layer>(c));
+  }
+  torch::nn::ModuleList layer;
+};
+
+struct Root : torch::nn::Module {
+  explicit Root(const BertConfig& c)
+      : embeddings(register_module("embeddings", std::make_shared<Embeddings>(c))),
+        encoder(register_module("encoder", std::make_shared<Encoder>(c))) {}
+  std::shared_ptr<Embeddings> embeddings;
+  std::shared_ptr<Encoder> encoder;
+  std::shared_ptr<Pooler> pooler;
+};
+
+int64_t int_field(const Json& j, const char* key, int64_t fallback, const std::string& source) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  MS_CHECK(it->is_number_integer() && it->get<int64_t>() > 0, ErrorCode::kConfig,
+           "{}: key '{}' must be a positive integer, got {}", source, key, it->dump());
+  return it->get<int64_t>();
+}
+
+}  // namespace
+
+BertConfig BertConfig::from_json(const Json& j, const std::string& source) {
+  MS_CHECK(j.is_object(), ErrorCode::kConfig, "{} is not a JSON object", source);
+  BertConfig c;
+  if (j.contains("model_type") && j["model_type"].is_string())
+    c.model_type = j["model_type"].get<std::string>();
+  c.vocab_size = int_field(j, "vocab_size", c.vocab_size, source);
+  c.hidden_size = int_field(j, "hidden_size", c.hidden_size, source);
+  c.num_hidden_layers = int_field(j, "num_hidden_layers", c.num_hidden_layers, source);
+  c.num_attention_heads = int_field(j, "num_attention_heads", c.num_attention_heads, source);
+  c.intermediate_size = int_field(j, "intermediate_size", c.intermediate_size, source);
+  c.max_position_embeddings =
+      int_field(j, "max_position_embeddings", c.max_position_embeddings, source);
+  c.type_vocab_size = int_field(j, "type_vocab_size", c.type_vocab_size, source);
+  if (j.contains("pad_token_id") && j["pad_token_id"].is_number_integer())
+    c.pad_token_id = j["pad_token_id"].get<int64_t>();
+  if (j.contains("layer_norm_eps") && j["layer_norm_eps"].is_number())
+    c.layer_norm_eps = j["layer_norm_eps"].get<double>();
+  if (j.contains("hidden_act")) {
+    MS_CHECK(j["hidden_act"].is_string(), ErrorCode::kConfig,
+             "{}: key 'hidden_act' must be a string", source);
+    c.hidden_act = j["hidden_act"].get<std::string>();
+  }
+  MS_CHECK(c.hidden_act == "gelu" || c.hidden_act == "relu" || c.hidden_act == "gelu_new" ||
+               c.hidden_act == "gelu_pytorch_tanh",
+           ErrorCode::kConfig,
+           "{}: hidden_act '{}' is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)", source,
+           c.hidden_act);
+  MS_CHECK(c.hidden_size % c.num_attention_heads == 0, ErrorCode::kConfig,
+           "{}: hidden_size {} is not a multiple of num_attention_heads {}", source, c.hidden_size,
+           c.num_attention_heads);
+  if (j.contains("position_embedding_type") && j["position_embedding_type"].is_string()) {
+    const std::string p = j["position_embedding_type"].get<std::string>();
+    MS_CHECK(p == "absolute", ErrorCode::kConfig,
+             "{}: position_embedding_type '{}' is not supported (only absolute)", source, p);
+  }
+  c.roberta_positions =
+      c.model_type == "roberta" || c.model_type == "xlm-roberta" || c.model_type == "camembert";
+  return c;
+}
+
+struct BertModel::Impl {
+  explicit Impl(const BertConfig& c) : config(c), root(std::make_shared<Root>(c)) {}
+  BertConfig config;
+  std::shared_ptr<Root> root;
+  std::vector<std::shared_ptr<Layer>> layers;
+};
+
+BertModel::BertModel(const BertConfig& config) : impl_(std::make_unique<Impl>(config)) {
+  for (const auto& m : *impl_->root->encoder->layer)
+    impl_->layers.push_back(std::dynamic_pointer_cast<Layer>(m));
+  impl_->root->eval();
+}
+
+BertModel::~BertModel() = default;
+
+const BertConfig& BertModel::config() const { return impl_->config; }
+
+std::string BertModel::load(const tensor::WeightMap& weights, const std::string& source) {
+  std::string prefix;
+  bool found = false;
+  for (const auto& [name, t] : weights) {
+    const std::string suffix = "embeddings.word_embeddings.weight";
+    if (name.size() >= suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      prefix = name.substr(0, name.size() - suffix.size());
+      found = true;
+      break;
+    }
+  }
+  MS_CHECK(found, ErrorCode::kConfig,
+           "{} has no '[prefix.]embeddings.word_embeddings.weight': not a BERT-family checkpoint",
+           source);
+  if (weights.count(prefix + "pooler.dense.weight") != 0 && !impl_->root->pooler) {
+    impl_->root->pooler =
+        impl_->root->register_module("pooler", std::make_shared<Pooler>(impl_->config));
+  }
+  tensor::WeightMap own;
+  // Only the encoder's own top-level modules; heads (classifier., cls., ...) load their keys.
+  for (const auto& [name, t] : weights) {
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string rest = name.substr(prefix.size());
+    const std::string top = rest.substr(0, rest.find('.'));
+    if (top == "embeddings" || top == "encoder" || top == "pooler") own.emplace(rest, t);
+  }
+  std::map<std::string, at::Tensor> params;
+  for (const auto& p : impl_->root->named_parameters()) params.emplace(p.key(), p.value());
+  // position_ids is a non-persistent buffer that older checkpoints saved.
+  tensor::copy_weights(own, params, {"embeddings.position_ids"}, source);
+  return prefix;
+}
+
+void BertModel::to(const std::string& device) {
+  impl_->root->to(c10::Device(device));
+  impl_->root->eval();
+  c10::NoGradGuard no_grad;
+  for (const auto& layer : impl_->layers) layer->attention->self->fuse();
+}
+
+bool BertModel::has_pooler() const { return impl_->root->pooler != nullptr; }
+
+at::Tensor BertModel::forward(const at::Tensor& input_ids, const at::Tensor& token_type_ids,
+                              const at::Tensor& attention_mask) {
+  const BertConfig& c = impl_->config;
+  auto& emb = *impl_->root->embeddings;
+  const int64_t t = input_ids.size(1);
+  MS_CHECK(t <= c.max_position_embeddings - (c.roberta_positions ? c.pad_token_id + 1 : 0),
+           ErrorCode::kUsage, "input of {} tokens is longer than the model's {} positions", t,
+           c.max_position_embeddings);
+  at::Tensor positions;
+  if (c.roberta_positions) {
+    const at::Tensor not_pad = input_ids.ne(c.pad_token_id).to(at::kLong);
+    positions = at::cumsum(not_pad, 1).mul_(not_pad).add_(c.pad_token_id);
+  } else {
+    positions = at::arange(t, input_ids.options().dtype(at::kLong)).unsqueeze(0);
+  }
+  at::Tensor x = emb.word_embeddings(input_ids) + emb.position_embeddings(positions) +
+                 emb.token_type_embeddings(token_type_ids);
+  x = emb.norm(x);
+  // Additive mask: 0 where attended, the lowest float where padded (as Hugging Face does).
+  const at::Tensor mask_bias = (1.0 - attention_mask.to(x.scalar_type()))
+                                   .mul_(std::numeric_limits<float>::lowest())
+                                   .unsqueeze(1)
+                                   .unsqueeze(1);
+  for (const auto& layer : impl_->layers) x = layer->forward(x, mask_bias);
+  return x;
+}
+
+at::Tensor BertModel::pool(const at::Tensor& hidden) {
+  MS_CHECK(impl_->root->pooler != nullptr, ErrorCode::kConfig,
+           "the checkpoint has no pooler weights");
+  return at::tanh(impl_->root->pooler->dense(hidden.select(1, 0)));
+}
+
+}  // namespace ms::models

@@ -1,0 +1,33 @@
+// Pipelines registered per task (the torch layer's side of ms::infer::PipelineFactory).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "ms/config/registry.h"
+#include "ms/infer/pipeline.h"
+
+namespace ms::pipelines {
+
+/// Builds a pipeline for a model folder on a resolved torch device ("cpu", "cuda:0").
+using PipelineBuilder = std::function<std::unique_ptr<infer::Pipeline>(
+    const infer::ModelInfo& model, const std::string& device)>;
+
+/// Adds the text pipelines (sentence-embedding, ...) to `registry`, grouped by task.
+void register_text_pipelines(Registry<PipelineBuilder>& registry);
+
+/// Adds image-classification (ResNet family, small CNN).
+void register_image_pipelines(Registry<PipelineBuilder>& registry);
+
+/// Sets the calling thread's intra-op thread count (OpenMP's per-thread setting) without touching
+/// other threads: what Pipeline::prepare_worker does.
+void set_thread_intra_op_threads(int threads);
+
+/// Whether set_thread_intra_op_threads works here (LibTorch uses OpenMP).
+bool per_thread_intra_op_threads();
+
+/// The factory the torch runtime hands out as "pipeline-factory".
+infer::PipelineFactory& pipeline_factory();
+
+}  // namespace ms::pipelines

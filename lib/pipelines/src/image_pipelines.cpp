@@ -1,0 +1,268 @@
+// Image classification: decode -> transforms from configuration.json (Resize, CenterCrop,
+// Normalize) -> ResNet / small CNN -> softmax top-k scores and labels.
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/softmax.h>
+#include <ATen/ops/stack.h>
+#include <ATen/ops/tensor.h>
+#include <ATen/ops/upsample_bilinear2d.h>
+#include <c10/core/InferenceMode.h>
+#include <fmt/ranges.h>
+
+#include <cmath>
+#include <map>
+
+#include "image_decode.h"
+#include "ms/core/error.h"
+#include "ms/core/text.h"
+#include "ms/models/torchscript.h"
+#include "ms/models/vision.h"
+#include "ms/pipelines/registry.h"
+#include "ms/tensor/weights.h"
+
+namespace ms::pipelines {
+namespace {
+
+struct Transform {
+  std::string type;
+  int64_t h = 0, w = 0;  // Resize (w == 0: shorter side to h) / CenterCrop
+  std::vector<double> mean, std;
+};
+
+std::pair<int64_t, int64_t> size_of(const Json& v, const std::string& where) {
+  if (v.is_number_integer() && v.get<int64_t>() > 0) return {v.get<int64_t>(), 0};
+  if (v.is_array() && v.size() == 2 && v[0].is_number_integer() && v[1].is_number_integer() &&
+      v[0].get<int64_t>() > 0 && v[1].get<int64_t>() > 0) {
+    return {v[0].get<int64_t>(), v[1].get<int64_t>()};
+  }
+  fail(ErrorCode::kConfig, "{}: 'size' must be a positive integer or [height, width], got {}",
+       where, v.dump());
+}
+
+std::vector<Transform> parse_transforms(const Config& config) {
+  const Json* list = nullptr;
+  for (const char* key : {"preprocessor.val", "preprocessor.transforms", "preprocessor"}) {
+    if (config.has(key) && config.at(key).is_array()) {
+      list = &config.at(key);
+      break;
+    }
+  }
+  std::vector<Transform> out;
+  if (list == nullptr) {
+    // torchvision's ImageNet evaluation recipe.
+    out.push_back({"Resize", 256, 0, {}, {}});
+    out.push_back({"CenterCrop", 224, 224, {}, {}});
+    out.push_back({"Normalize", 0, 0, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}});
+    return out;
+  }
+  static const std::vector<std::string> known = {"Resize", "CenterCrop", "Normalize", "ToTensor"};
+  for (std::size_t i = 0; i < list->size(); ++i) {
+    const Json& t = (*list)[i];
+    const std::string where = fmt::format("{}: preprocessor transform {}", config.source(), i);
+    MS_CHECK(t.is_object() && t.contains("type") && t["type"].is_string(), ErrorCode::kConfig,
+             "{} must be an object with a 'type'", where);
+    Transform tr;
+    tr.type = t["type"].get<std::string>();
+    if (std::find(known.begin(), known.end(), tr.type) == known.end()) {
+      throw Error(ErrorCode::kConfig, fmt::format("{}: unknown type '{}'", where, tr.type),
+                  did_you_mean(tr.type, known) + " known: " + join(known, ", "));
+    }
+    if (tr.type == "ToTensor") continue;  // images are tensors in [0, 1] from the start
+    if (tr.type == "Resize" || tr.type == "CenterCrop") {
+      MS_CHECK(t.contains("size"), ErrorCode::kConfig, "{} ({}) needs 'size'", where, tr.type);
+      std::tie(tr.h, tr.w) = size_of(t["size"], where);
+      if (tr.type == "CenterCrop" && tr.w == 0) tr.w = tr.h;
+    } else {
+      for (const char* key : {"mean", "std"}) {
+        MS_CHECK(t.contains(key) && t[key].is_array() && t[key].size() == 3, ErrorCode::kConfig,
+                 "{} (Normalize) needs '{}' with 3 numbers", where, key);
+      }
+      tr.mean = t["mean"].get<std::vector<double>>();
+      tr.std = t["std"].get<std::vector<double>>();
+      // mmcv-style configs give 0-255 statistics; images here are in [0, 1].
+      if (tr.mean[0] > 1.0 || tr.std[0] > 1.0) {
+        for (auto& v : tr.mean) v /= 255.0;
+        for (auto& v : tr.std) v /= 255.0;
+      }
+    }
+    out.push_back(std::move(tr));
+  }
+  return out;
+}
+
+// torchvision semantics on tensors (bilinear, antialias off).
+at::Tensor apply_transforms(const std::vector<Transform>& transforms, at::Tensor x) {
+  for (const Transform& t : transforms) {
+    const int64_t h = x.size(1), w = x.size(2);
+    if (t.type == "Resize") {
+      int64_t nh = t.h, nw = t.w;
+      if (t.w == 0) {  // shorter side to t.h, the other keeps the aspect ratio (truncated)
+        if (h <= w) {
+          nh = t.h;
+          nw = static_cast<int64_t>(static_cast<double>(t.h) * w / h);
+        } else {
+          nw = t.h;
+          nh = static_cast<int64_t>(static_cast<double>(t.h) * h / w);
+        }
+      }
+      x = at::upsample_bilinear2d(x.unsqueeze(0), {nh, nw}, false).squeeze(0);
+    } else if (t.type == "CenterCrop") {
+      MS_CHECK(h >= t.h && w >= t.w, ErrorCode::kUsage,
+               "image of {}x{} is smaller than the {}x{} crop", h, w, t.h, t.w);
+      const auto top = static_cast<int64_t>(std::round((h - t.h) / 2.0));
+      const auto left = static_cast<int64_t>(std::round((w - t.w) / 2.0));
+      x = x.narrow(1, top, t.h).narrow(2, left, t.w);
+    } else if (t.type == "Normalize") {
+      const at::Tensor mean =
+          at::tensor(std::vector<float>(t.mean.begin(), t.mean.end())).view({3, 1, 1});
+      const at::Tensor std =
+          at::tensor(std::vector<float>(t.std.begin(), t.std.end())).view({3, 1, 1});
+      x = (x - mean) / std;
+    }
+  }
+  return x.contiguous();
+}
+
+const std::vector<std::string>& vision_types() {
+  static const std::vector<std::string> types = {"resnet",    "resnet18",   "resnet34",
+                                                 "resnet50",  "resnet101",  "resnet152",
+                                                 "small-cnn", "torchscript"};
+  return types;
+}
+
+class ImageClassificationPipeline final : public infer::Pipeline {
+ public:
+  ImageClassificationPipeline(const infer::ModelInfo& model, const std::string& device)
+      : device_(device) {
+    std::string type = model.model_type;
+    std::transform(type.begin(), type.end(), type.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    std::replace(type.begin(), type.end(), '_', '-');
+    const auto& known = vision_types();
+    if (std::find(known.begin(), known.end(), type) == known.end()) {
+      std::string hint = did_you_mean(type, known);
+      throw Error(
+          ErrorCode::kUsage,
+          fmt::format("model type '{}' ({}) is not supported by the image-classification pipeline",
+                      type, model.config.source()),
+          (hint.empty() ? std::string() : hint + "; ") + "supported: " + join(known, ", "));
+    }
+    transforms_ = parse_transforms(model.config);
+    top_k_ = model.config.get_or<int64_t>("pipeline.top_k", 5);
+    MS_CHECK(top_k_ > 0, ErrorCode::kConfig, "{}: pipeline.top_k must be positive",
+             model.config.source());
+    softmax_ = model.config.get_or<bool>("pipeline.softmax", true);
+    if (model.config.has("model.labels")) {
+      labels_ = model.config.get<std::vector<std::string>>("model.labels");
+    }
+    if (type == "torchscript") {
+      // A generic TorchScript classifier: the configured transforms in, scores out.
+      script_ = std::make_unique<models::ScriptModule>(
+          model.dir / model.config.get_or<std::string>("model.file", "model.pt"), device_);
+      return;
+    }
+    models::VisionConfig vc;
+    if (type == "small-cnn") {
+      vc.kind = "small-cnn";
+      vc.channels = model.config.get<std::vector<int64_t>>("model.channels");
+    } else {
+      vc.depth = type == "resnet" ? model.config.get_or<int>("model.depth", 18)
+                                  : std::stoi(type.substr(6));
+    }
+    tensor::WeightMap weights = tensor::load_model_weights(model.dir);
+    // The class count comes from the head's weight, so a config cannot disagree with it.
+    for (const char* head : {"fc.weight", "classifier.weight", "head.fc.weight"}) {
+      auto it = weights.find(head);
+      if (it != weights.end() && it->second.dim() == 2) vc.num_classes = it->second.size(0);
+    }
+    vc.num_classes = model.config.get_or<int64_t>("model.num_classes", vc.num_classes);
+    MS_CHECK(labels_.empty() || static_cast<int64_t>(labels_.size()) == vc.num_classes,
+             ErrorCode::kConfig, "{}: model.labels has {} names for {} classes",
+             model.config.source(), labels_.size(), vc.num_classes);
+    net_ = std::make_unique<models::ImageClassifier>(vc);
+    net_->load(weights, model.dir.string());
+    net_->to(device_);
+  }
+
+  const std::string& task() const override { return task_; }
+  std::string device() const override { return device_; }
+  std::size_t cost(const infer::PipelineInput&) const override { return 1; }
+  bool concurrent() const override { return per_thread_intra_op_threads(); }
+  void prepare_worker(int threads) override { set_thread_intra_op_threads(threads); }
+
+  std::vector<infer::PipelineResult> run(
+      const std::vector<const infer::PipelineInput*>& batch) override {
+    std::vector<infer::PipelineResult> results(batch.size());
+    // Images of one shape after the transforms go through the network together.
+    std::map<std::vector<int64_t>, std::vector<std::pair<std::size_t, at::Tensor>>> groups;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      try {
+        MS_CHECK(!batch[i]->path.empty(), ErrorCode::kUsage,
+                 "image-classification needs image files (--input-dir, or a path column/field)");
+        RgbImage img = decode_image(batch[i]->path);
+        at::Tensor x = at::from_blob(img.pixels.data(), {img.height, img.width, 3},
+                                     at::TensorOptions().dtype(at::kByte))
+                           .permute({2, 0, 1})
+                           .to(at::kFloat)
+                           .div_(255.0);
+        x = apply_transforms(transforms_, x);
+        groups[x.sizes().vec()].emplace_back(i, x);
+      } catch (const Error& e) {
+        results[i].error = e;
+      }
+    }
+    c10::InferenceMode guard;
+    for (auto& [shape, items] : groups) {
+      std::vector<at::Tensor> xs;
+      for (auto& it : items) xs.push_back(it.second);
+      const at::Tensor input = at::stack(xs).to(c10::Device(device_));
+      at::Tensor out = script_ ? script_->forward(input) : net_->forward(input);
+      MS_CHECK(out.dim() == 2 && out.size(0) == input.size(0), ErrorCode::kUsage,
+               "the model returned shape [{}], expected [batch, classes]",
+               fmt::join(out.sizes(), ", "));
+      MS_CHECK(labels_.empty() || static_cast<int64_t>(labels_.size()) == out.size(1),
+               ErrorCode::kConfig, "model.labels has {} names but the model scores {} classes",
+               labels_.size(), out.size(1));
+      const at::Tensor probs =
+          (softmax_ ? at::softmax(out.to(at::kFloat), -1) : out.to(at::kFloat)).cpu();
+      const auto top = probs.topk(std::min<int64_t>(top_k_, probs.size(1)), -1);
+      const at::Tensor values = std::get<0>(top).contiguous(),
+                       indices = std::get<1>(top).contiguous();
+      const int64_t k = values.size(1);
+      for (std::size_t j = 0; j < items.size(); ++j) {
+        Json scores = Json::array(), labels = Json::array();
+        for (int64_t c = 0; c < k; ++c) {
+          scores.push_back(values.data_ptr<float>()[j * k + c]);
+          const auto index = static_cast<std::size_t>(indices.data_ptr<int64_t>()[j * k + c]);
+          labels.push_back(index < labels_.size() ? labels_[index]
+                                                  : fmt::format("LABEL_{}", index));
+        }
+        results[items[j].first].output = {{"scores", scores}, {"labels", labels}};
+      }
+    }
+    return results;
+  }
+
+ private:
+  std::string task_ = "image-classification", device_;
+  std::unique_ptr<models::ImageClassifier> net_;
+  std::unique_ptr<models::ScriptModule> script_;
+  bool softmax_ = true;
+  std::vector<Transform> transforms_;
+  std::vector<std::string> labels_;
+  int64_t top_k_ = 5;
+};
+
+}  // namespace
+
+void register_image_pipelines(Registry<PipelineBuilder>& registry) {
+  registry.add(
+      "image-classification",
+      [](const infer::ModelInfo& m, const std::string& d) -> std::unique_ptr<infer::Pipeline> {
+        return std::make_unique<ImageClassificationPipeline>(m, d);
+      },
+      "ResNet family / small CNN with Resize, CenterCrop, Normalize from the config",
+      "image-classification");
+}
+
+}  // namespace ms::pipelines

@@ -1,0 +1,91 @@
+// BERT's WordPiece tokenizer (text -> token ids), equal to Hugging Face's BertTokenizerFast.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace ms::text {
+
+/// Normalisation and special-token settings, as in tokenizer_config.json.
+struct BertTokenizerOptions {
+  bool lowercase = true;              ///< do_lower_case
+  std::optional<bool> strip_accents;  ///< unset: follow `lowercase` (as Hugging Face does)
+  bool tokenize_chinese_chars = true;
+  bool clean_text = true;
+  std::string unk_token = "[UNK]";
+  std::string cls_token = "[CLS]";
+  std::string sep_token = "[SEP]";
+  std::string pad_token = "[PAD]";
+  std::string mask_token = "[MASK]";
+  std::string continuing_prefix = "##";
+  std::size_t max_input_chars_per_word = 100;
+  std::size_t model_max_length = 512;  ///< longest encoding, special tokens included
+};
+
+/// One encoded input: [CLS] A [SEP] (B [SEP]), with segment ids 0 for A and 1 for B.
+struct Encoding {
+  std::vector<std::int64_t> ids;
+  std::vector<std::int64_t> type_ids;
+  /// Per token: [begin, end) in code points of the text it came from ({0, 0} for [CLS]/[SEP]).
+  std::vector<std::pair<std::size_t, std::size_t>> offsets;
+  /// Per token: index of the word it belongs to in its text (-1 for [CLS]/[SEP]); the first
+  /// token of a word starts it, the others are its "##" continuations.
+  std::vector<std::int64_t> word_ids;
+};
+
+/// Text -> WordPiece tokens and ids. Thread-safe after construction.
+class BertTokenizer {
+ public:
+  BertTokenizer(std::vector<std::string> vocab, BertTokenizerOptions options);
+
+  /// Reads vocab.txt and, when present, tokenizer_config.json and special_tokens_map.json from a
+  /// model folder. Throws ms::Error(kNotFound) when vocab.txt is missing, kConfig when a config
+  /// file is malformed or names special tokens the vocabulary lacks.
+  static BertTokenizer from_dir(const std::filesystem::path& dir);
+
+  /// Words after clean-up, lower-casing, accent stripping and punctuation/CJK splitting.
+  std::vector<std::string> basic_tokenize(std::string_view text) const;
+  /// WordPiece tokens of `text` (without [CLS]/[SEP]); special tokens in the text stay whole.
+  std::vector<std::string> tokenize(std::string_view text) const;
+  /// Ids of `text`'s tokens (without [CLS]/[SEP]).
+  std::vector<std::int64_t> token_ids(std::string_view text) const;
+
+  /// Full encoding of a text or a text pair, truncated longest-first to `max_length` tokens
+  /// (0: model_max_length). Throws ms::Error(kUsage) on invalid UTF-8.
+  Encoding encode(std::string_view text, std::optional<std::string_view> pair = std::nullopt,
+                  std::size_t max_length = 0) const;
+
+  std::int64_t token_to_id(std::string_view token) const;  ///< -1 when absent
+  const std::string& id_to_token(std::int64_t id) const;
+  std::size_t vocab_size() const { return vocab_.size(); }
+  std::int64_t pad_id() const { return pad_id_; }
+  std::int64_t mask_id() const { return mask_id_; }
+  const BertTokenizerOptions& options() const { return options_; }
+
+ private:
+  struct Word {
+    std::u32string text;
+    std::vector<std::size_t> source;  // code point index in the input of each character
+  };
+  struct Pieces {
+    std::vector<std::int64_t> ids;
+    std::vector<std::pair<std::size_t, std::size_t>> offsets;
+    std::vector<std::int64_t> word_ids;
+  };
+  void wordpiece(const Word& word, std::size_t base, std::int64_t word_id, Pieces& out) const;
+  Pieces pieces(std::string_view text) const;
+  std::vector<Word> split_words(std::string_view text) const;
+
+  std::vector<std::string> vocab_;
+  std::unordered_map<std::string, std::int64_t> index_;
+  BertTokenizerOptions options_;
+  std::vector<std::string> specials_;  // matched whole in raw text, longest first
+  std::int64_t unk_id_ = -1, cls_id_ = -1, sep_id_ = -1, pad_id_ = -1, mask_id_ = -1;
+};
+
+}  // namespace ms::text

@@ -1,0 +1,352 @@
+#include "ms/text/bert_tokenizer.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+#include "ms/text/unicode.h"
+
+namespace ms::text {
+namespace {
+
+// Reads an optional JSON file; a malformed one is a config error naming the file.
+std::optional<nlohmann::json> read_json_file(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return std::nullopt;
+  try {
+    return nlohmann::json::parse(read_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorCode::kConfig,
+                fmt::format("{} is not valid JSON: {}", path.string(), e.what()),
+                "fix or delete the file");
+  }
+}
+
+// Special tokens may be written as plain strings or as {"content": "..."} objects.
+std::optional<std::string> token_value(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) {
+    return (*it)["content"].get<std::string>();
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+BertTokenizer::BertTokenizer(std::vector<std::string> vocab, BertTokenizerOptions options)
+    : vocab_(std::move(vocab)), options_(std::move(options)) {
+  index_.reserve(vocab_.size() * 2);
+  for (std::size_t i = 0; i < vocab_.size(); ++i) {
+    // The first occurrence wins, as in Hugging Face's loader.
+    index_.emplace(vocab_[i], static_cast<std::int64_t>(i));
+  }
+  auto need = [this](const std::string& token, const char* what) {
+    const std::int64_t id = token_to_id(token);
+    MS_CHECK(id >= 0, ErrorCode::kConfig, "the vocabulary has no {} token '{}'", what, token);
+    return id;
+  };
+  unk_id_ = need(options_.unk_token, "unknown (unk_token)");
+  cls_id_ = need(options_.cls_token, "classifier (cls_token)");
+  sep_id_ = need(options_.sep_token, "separator (sep_token)");
+  pad_id_ = need(options_.pad_token, "padding (pad_token)");
+  mask_id_ = token_to_id(options_.mask_token);
+  for (const std::string* t : {&options_.unk_token, &options_.cls_token, &options_.sep_token,
+                               &options_.pad_token, &options_.mask_token}) {
+    if (!t->empty() && token_to_id(*t) >= 0) specials_.push_back(*t);
+  }
+  std::sort(specials_.begin(), specials_.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+}
+
+BertTokenizer BertTokenizer::from_dir(const std::filesystem::path& dir) {
+  const std::filesystem::path vocab_path = dir / "vocab.txt";
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(vocab_path, ec)) {
+    throw Error(ErrorCode::kNotFound,
+                fmt::format("no WordPiece vocabulary: {} does not exist", vocab_path.string()),
+                "a BERT-family model folder needs vocab.txt next to its weights");
+  }
+  const std::string text = read_file(vocab_path);
+  std::vector<std::string> vocab;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string token = text.substr(start, end - start);
+    if (!token.empty() && token.back() == '\r') token.pop_back();
+    vocab.push_back(std::move(token));
+    start = end + 1;
+  }
+  MS_CHECK(!vocab.empty(), ErrorCode::kConfig, "{} is empty", vocab_path.string());
+
+  BertTokenizerOptions options;
+  auto apply = [&options](const nlohmann::json& j) {
+    if (!j.is_object()) return;
+    if (j.contains("do_lower_case") && j["do_lower_case"].is_boolean())
+      options.lowercase = j["do_lower_case"].get<bool>();
+    if (j.contains("strip_accents") && j["strip_accents"].is_boolean())
+      options.strip_accents = j["strip_accents"].get<bool>();
+    if (j.contains("tokenize_chinese_chars") && j["tokenize_chinese_chars"].is_boolean())
+      options.tokenize_chinese_chars = j["tokenize_chinese_chars"].get<bool>();
+    if (j.contains("model_max_length") && j["model_max_length"].is_number_unsigned()) {
+      // Hugging Face writes a huge sentinel when the length is unknown.
+      const auto n = j["model_max_length"].get<std::uint64_t>();
+      if (n > 0 && n < 1000000) options.model_max_length = n;
+    }
+    if (auto v = token_value(j, "unk_token")) options.unk_token = *v;
+    if (auto v = token_value(j, "cls_token")) options.cls_token = *v;
+    if (auto v = token_value(j, "sep_token")) options.sep_token = *v;
+    if (auto v = token_value(j, "pad_token")) options.pad_token = *v;
+    if (auto v = token_value(j, "mask_token")) options.mask_token = *v;
+  };
+  if (auto j = read_json_file(dir / "special_tokens_map.json")) apply(*j);
+  if (auto j = read_json_file(dir / "tokenizer_config.json")) apply(*j);
+  return with_context("reading the tokenizer in " + dir.string(),
+                      [&] { return BertTokenizer(std::move(vocab), std::move(options)); });
+}
+
+std::int64_t BertTokenizer::token_to_id(std::string_view token) const {
+  auto it = index_.find(std::string(token));
+  return it == index_.end() ? -1 : it->second;
+}
+
+const std::string& BertTokenizer::id_to_token(std::int64_t id) const {
+  MS_CHECK(id >= 0 && static_cast<std::size_t>(id) < vocab_.size(), ErrorCode::kUsage,
+           "token id {} is outside the vocabulary (size {})", id, vocab_.size());
+  return vocab_[static_cast<std::size_t>(id)];
+}
+
+std::vector<BertTokenizer::Word> BertTokenizer::split_words(std::string_view text) const {
+  const std::u32string input = decode_utf8(text);
+  // Normaliser: clean-up, CJK spacing, accent stripping, lower-casing (in Hugging Face's order).
+  // Each character keeps the index of the input character it came from, for offsets.
+  std::u32string cleaned;
+  std::vector<std::size_t> src;
+  cleaned.reserve(input.size() + 8);
+  src.reserve(input.size() + 8);
+  for (std::size_t i = 0; i < input.size(); ++i) {
+    char32_t cp = input[i];
+    if (options_.clean_text) {
+      if (cp == 0 || cp == 0xFFFD || is_control(cp)) continue;
+      if (is_whitespace(cp)) cp = ' ';
+    }
+    if (options_.tokenize_chinese_chars && is_cjk(cp)) {
+      cleaned.append({U' ', cp, U' '});
+      src.insert(src.end(), {i, i, i});
+    } else {
+      cleaned.push_back(cp);
+      src.push_back(i);
+    }
+  }
+  std::u32string scratch;
+  std::vector<std::size_t> scratch_src;
+  if (options_.strip_accents.value_or(options_.lowercase)) {
+    scratch.clear();
+    scratch_src.clear();
+    for (std::size_t k = 0; k < cleaned.size(); ++k) {
+      const std::size_t before = scratch.size();
+      append_nfd(scratch, cleaned[k]);
+      scratch_src.resize(scratch.size(), src[k]);
+      // Drop the non-spacing marks that decomposition produced or that were there.
+      std::size_t w = before;
+      for (std::size_t r = before; r < scratch.size(); ++r) {
+        if (!is_nonspacing_mark(scratch[r])) {
+          scratch[w] = scratch[r];
+          scratch_src[w] = scratch_src[r];
+          ++w;
+        }
+      }
+      scratch.resize(w);
+      scratch_src.resize(w);
+    }
+    cleaned.swap(scratch);
+    src.swap(scratch_src);
+  }
+  if (options_.lowercase) {
+    scratch.clear();
+    scratch_src.clear();
+    for (std::size_t k = 0; k < cleaned.size(); ++k) {
+      append_lower(scratch, cleaned[k]);
+      scratch_src.resize(scratch.size(), src[k]);
+    }
+    cleaned.swap(scratch);
+    src.swap(scratch_src);
+  }
+  // Pre-tokeniser: split on whitespace, and every punctuation character is a word of its own.
+  std::vector<Word> words;
+  Word current;
+  auto flush = [&] {
+    if (!current.text.empty()) words.push_back(std::move(current));
+    current = Word{};
+  };
+  for (std::size_t k = 0; k < cleaned.size(); ++k) {
+    const char32_t cp = cleaned[k];
+    if (is_whitespace(cp)) {
+      flush();
+    } else if (is_punctuation(cp)) {
+      flush();
+      words.push_back(Word{std::u32string(1, cp), {src[k]}});
+    } else {
+      current.text.push_back(cp);
+      current.source.push_back(src[k]);
+    }
+  }
+  flush();
+  return words;
+}
+
+std::vector<std::string> BertTokenizer::basic_tokenize(std::string_view text) const {
+  std::vector<std::string> out;
+  for (const Word& w : split_words(text)) out.push_back(encode_utf8(w.text));
+  return out;
+}
+
+void BertTokenizer::wordpiece(const Word& w, std::size_t base, std::int64_t word_id,
+                              Pieces& out) const {
+  const std::u32string& word = w.text;
+  const std::pair<std::size_t, std::size_t> whole{base + w.source.front(),
+                                                  base + w.source.back() + 1};
+  if (word.size() > options_.max_input_chars_per_word) {
+    out.ids.push_back(unk_id_);
+    out.offsets.push_back(whole);
+    out.word_ids.push_back(word_id);
+    return;
+  }
+  const std::size_t mark = out.ids.size();
+  std::string piece;
+  std::size_t start = 0;
+  while (start < word.size()) {
+    std::size_t end = word.size();
+    std::int64_t found = -1;
+    while (start < end) {
+      piece.clear();
+      if (start > 0) piece = options_.continuing_prefix;
+      for (std::size_t k = start; k < end; ++k) append_utf8(piece, word[k]);
+      auto it = index_.find(piece);
+      if (it != index_.end()) {
+        found = it->second;
+        break;
+      }
+      --end;
+    }
+    if (found < 0) {
+      // One unmatched piece makes the whole word unknown.
+      out.ids.resize(mark);
+      out.offsets.resize(mark);
+      out.word_ids.resize(mark);
+      out.ids.push_back(unk_id_);
+      out.offsets.push_back(whole);
+      out.word_ids.push_back(word_id);
+      return;
+    }
+    out.ids.push_back(found);
+    out.offsets.emplace_back(base + w.source[start], base + w.source[end - 1] + 1);
+    out.word_ids.push_back(word_id);
+    start = end;
+  }
+}
+
+BertTokenizer::Pieces BertTokenizer::pieces(std::string_view text) const {
+  // Special tokens written in the text (e.g. "[MASK]") are kept whole, as added tokens are.
+  Pieces out;
+  std::size_t pos = 0, base = 0;
+  std::int64_t word_id = 0;
+  auto code_points = [](std::string_view s) {
+    std::size_t n = 0;
+    for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+    return n;
+  };
+  while (pos <= text.size()) {
+    std::size_t best = std::string_view::npos;
+    const std::string* which = nullptr;
+    for (const std::string& s : specials_) {
+      const std::size_t at = text.find(s, pos);
+      if (at != std::string_view::npos && (best == std::string_view::npos || at < best)) {
+        best = at;
+        which = &s;
+      }
+    }
+    const std::string_view chunk =
+        text.substr(pos, best == std::string_view::npos ? std::string_view::npos : best - pos);
+    for (const Word& word : split_words(chunk)) wordpiece(word, base, word_id++, out);
+    if (which == nullptr) break;
+    base += code_points(chunk);
+    const std::size_t len = code_points(*which);
+    out.ids.push_back(index_.at(*which));
+    out.offsets.emplace_back(base, base + len);
+    out.word_ids.push_back(word_id++);
+    base += len;
+    pos = best + which->size();
+  }
+  return out;
+}
+
+std::vector<std::int64_t> BertTokenizer::token_ids(std::string_view text) const {
+  return pieces(text).ids;
+}
+
+std::vector<std::string> BertTokenizer::tokenize(std::string_view text) const {
+  std::vector<std::string> out;
+  for (std::int64_t id : token_ids(text)) out.push_back(vocab_[static_cast<std::size_t>(id)]);
+  return out;
+}
+
+Encoding BertTokenizer::encode(std::string_view text, std::optional<std::string_view> pair,
+                               std::size_t max_length) const {
+  if (max_length == 0) max_length = options_.model_max_length;
+  Pieces a = pieces(text);
+  Pieces b;
+  if (pair) b = pieces(*pair);
+  const std::size_t specials = pair ? 3 : 2;
+  MS_CHECK(max_length > specials, ErrorCode::kUsage,
+           "max_length {} leaves no room for text next to the {} special tokens", max_length,
+           specials);
+  const std::size_t budget = max_length - specials;
+  std::size_t n1 = a.ids.size(), n2 = b.ids.size();
+  if (n1 + n2 > budget) {
+    if (!pair) {
+      n1 = budget;
+    } else {
+      // Longest-first: trim the longer side; if both are long, split the budget in half.
+      const bool swapped = n1 > n2;
+      if (swapped) std::swap(n1, n2);
+      n2 = n1 > budget ? n1 : std::max(n1, budget - n1);
+      if (n1 + n2 > budget) {
+        n1 = budget / 2;
+        n2 = n1 + budget % 2;
+      }
+      if (swapped) std::swap(n1, n2);
+      n1 = std::min(n1, a.ids.size());
+      n2 = std::min(n2, b.ids.size());
+    }
+  }
+  Encoding out;
+  out.ids.reserve(n1 + n2 + specials);
+  auto special = [&out](std::int64_t id, std::int64_t type) {
+    out.ids.push_back(id);
+    out.type_ids.push_back(type);
+    out.offsets.emplace_back(0, 0);
+    out.word_ids.push_back(-1);
+  };
+  auto append = [&out](const Pieces& p, std::size_t n, std::int64_t type) {
+    out.ids.insert(out.ids.end(), p.ids.begin(), p.ids.begin() + static_cast<long>(n));
+    out.offsets.insert(out.offsets.end(), p.offsets.begin(),
+                       p.offsets.begin() + static_cast<long>(n));
+    out.word_ids.insert(out.word_ids.end(), p.word_ids.begin(),
+                        p.word_ids.begin() + static_cast<long>(n));
+    out.type_ids.resize(out.ids.size(), type);
+  };
+  special(cls_id_, 0);
+  append(a, n1, 0);
+  special(sep_id_, 0);
+  if (pair) {
+    append(b, n2, 1);
+    special(sep_id_, 1);
+  }
+  return out;
+}
+
+}  // namespace ms::text

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Image-classification fixtures checked against torchvision.
+
+  python scripts/make_tiny_vision.py                 # writes tests/data/infer/vision (small CNN + images)
+  python scripts/make_tiny_vision.py --resnet 18 DIR # a random torchvision ResNet-18 model folder in DIR
+                                                     # with expected.json (used by the e2e test at run time:
+                                                     # ResNet weights are too big to commit)
+Also writes tests/data/infer/vision/torchscript: the small CNN traced with torch.jit.trace.
+Needs torch, torchvision, PIL and safetensors.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torchvision
+import torchvision.transforms.functional as TF
+from PIL import Image
+from safetensors.torch import save_file
+from torch import nn
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "infer", "vision")
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+def load(path):
+    return TF.to_tensor(Image.open(path).convert("RGB"))  # [3, H, W] in [0, 1]
+
+
+def preprocess(x, resize, crop):
+    x = TF.resize(x, resize, interpolation=TF.InterpolationMode.BILINEAR, antialias=False)
+    x = TF.center_crop(x, crop)
+    return TF.normalize(x, MEAN, STD)
+
+
+def expected(model, images, resize, crop, k=5):
+    out = {}
+    with torch.no_grad():
+        for name in images:
+            x = preprocess(load(os.path.join(ROOT, "images", name)), resize, crop)
+            p = torch.softmax(model(x.unsqueeze(0))[0], -1)
+            top = p.topk(min(k, p.numel()))
+            out[name] = {"scores": top.values.tolist(), "indices": top.indices.tolist()}
+    return out
+
+
+def small_cnn(channels, classes):
+    layers, c_in = [], 3
+    for c in channels:
+        layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)]
+        c_in = c
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(*layers)
+            self.classifier = nn.Linear(c_in, classes)
+
+        def forward(self, x):
+            return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1))
+    return Net()
+
+
+def randomise_bn(model):
+    # Non-trivial running statistics, so that eval-mode BatchNorm is really exercised.
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+
+
+def write_model(folder, model, config):
+    os.makedirs(folder, exist_ok=True)
+    sd = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(sd, os.path.join(folder, "model.safetensors"))
+    with open(os.path.join(folder, "configuration.json"), "w") as f:
+        json.dump(config, f, indent=2)
+
+
+def transforms(resize, crop):
+    return [{"type": "Resize", "size": resize}, {"type": "CenterCrop", "size": crop}, {"type": "ToTensor"},
+            {"type": "Normalize", "mean": MEAN, "std": STD}]
+
+
+def main():
+    torch.manual_seed(0)
+    versions = {"torch": torch.__version__, "torchvision": torchvision.__version__}
+    images = ["a.png", "b.png"]
+    if len(sys.argv) == 4 and sys.argv[1] == "--resnet":
+        depth, out = int(sys.argv[2]), sys.argv[3]
+        model = getattr(torchvision.models, f"resnet{depth}")(num_classes=10).eval()
+        randomise_bn(model)
+        write_model(out, model, {"framework": "pytorch", "task": "image-classification",
+                                 "model": {"type": f"resnet{depth}"},
+                                 "preprocessor": {"val": transforms(72, 64)}})
+        with open(os.path.join(out, "expected.json"), "w") as f:
+            json.dump({"versions": versions, "items": expected(model, images, 72, 64)}, f)
+        return
+    os.makedirs(os.path.join(ROOT, "images"), exist_ok=True)
+    rng = np.random.default_rng(0)
+    # Smooth random images (a gradient plus noise) so that resizing has something to interpolate.
+    for name, (h, w) in (("a.png", (24, 32)), ("b.png", (40, 20))):
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = np.stack([xx / w, yy / h, (xx + yy) / (w + h)], -1) * 200
+        img = np.clip(base + rng.normal(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(os.path.join(ROOT, "images", name))
+    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(os.path.join(ROOT, "images", "c.jpg"), quality=90)
+    with open(os.path.join(ROOT, "images", "broken.png"), "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    model = small_cnn([4, 8], 3).eval()
+    randomise_bn(model)
+    folder = os.path.join(ROOT, "small-cnn")
+    write_model(folder, model, {"framework": "pytorch", "task": "image-classification",
+                                "model": {"type": "small-cnn", "channels": [4, 8], "labels": ["cat", "dog", "bird"]},
+                                "preprocessor": {"val": transforms(20, 16)}})
+    reference = {"versions": versions, "labels": ["cat", "dog", "bird"], "items": expected(model, images, 20, 16, 3)}
+    with open(os.path.join(folder, "expected.json"), "w") as f:
+        json.dump(reference, f)
+    # The same network as a traced TorchScript module, for the generic TorchScript pipeline.
+    folder = os.path.join(ROOT, "torchscript")
+    os.makedirs(folder, exist_ok=True)
+    torch.jit.trace(model, torch.randn(1, 3, 16, 16)).save(os.path.join(folder, "model.pt"))
+    with open(os.path.join(folder, "configuration.json"), "w") as f:
+        json.dump({"framework": "pytorch", "task": "image-classification",
+                   "model": {"type": "torchscript", "file": "model.pt", "labels": ["cat", "dog", "bird"]},
+                   "preprocessor": {"val": transforms(20, 16)}}, f, indent=2)
+    with open(os.path.join(folder, "expected.json"), "w") as f:
+        json.dump(reference, f)
+
+
+if __name__ == "__main__":
+    main()

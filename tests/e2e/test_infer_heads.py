@@ -1,0 +1,294 @@
+"""`ms infer` task heads on small random-initialised models (tests/data/infer/tiny, written by
+scripts/make_tiny_bert.py with transformers): text-classification (single, pair),
+named-entity-recognition, word-segmentation, fill-mask, sentence-embedding from a torch.save
+pytorch_model.bin and a RoBERTa-style encoder; all within 1e-4 of transformers. Also the
+model-folder errors: unknown task/type, missing weights, mis-shaped weights, hub ids.
+"""
+import json
+import math
+import os
+import shutil
+import unittest
+
+from harness import SOURCE_DIR, MsTestCase, run_ms
+
+TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
+TOL = 1e-4
+# scripts/gpu-check.sh runs these tests again with MS_INFER_DEVICE=gpu:0.
+DEVICE = os.environ.get("MS_INFER_DEVICE", "cpu")
+
+
+def expected(name):
+    with open(os.path.join(TINY, name, "expected.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def lines(text):
+    return [json.loads(l) for l in text.splitlines() if l.strip()]
+
+
+def bies_words(text, tags, offsets, word_ids):
+    """The word-segmentation rule, written independently: a word takes its first token's tag."""
+    words, spans, last = [], [], None
+    for tag, off, wid in zip(tags, offsets, word_ids):
+        if wid != last:
+            words.append(tag if tag != "O" else "S")
+            spans.append(list(off))
+            last = wid
+        else:
+            spans[-1][1] = off[1]
+    out, cur = [], None
+    for tag, (a, b) in zip(words, spans):
+        if tag == "B":
+            if cur:
+                out.append(cur)
+            cur = [a, b]
+        elif tag in ("I", "M"):
+            if cur:
+                cur[1] = b
+            else:
+                cur = [a, b]
+        elif tag == "E":
+            if cur:
+                cur[1] = b
+                out.append(cur)
+            else:
+                out.append([a, b])
+            cur = None
+        else:
+            if cur:
+                out.append(cur)
+            cur = None
+            out.append([a, b])
+    if cur:
+        out.append(cur)
+    return [text[a:b] for a, b in out]
+
+_TORCH = None
+
+
+def torch_available():
+    """Whether this ms has its torch layer (a -DMS_WITH_TORCH=OFF build has not)."""
+    global _TORCH
+    if _TORCH is None:
+        r = run_ms("env", "--json")
+        _TORCH = bool(json.loads(r.stdout)["libtorch"].get("available"))
+    return _TORCH
+
+
+class HeadsTest(MsTestCase):
+    def setUp(self):
+        super().setUp()
+        if not torch_available() and not self._testMethodName.startswith("test_without_torch"):
+            self.skipTest("this ms is built without LibTorch")
+
+    def jsonl(self, name, records):
+        p = self.path(name)
+        with open(p, "w", encoding="utf-8") as f:
+            for r in records:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        return p
+
+    def infer(self, model, *args, code=0):
+        r = run_ms("infer", "--model", os.path.join(TINY, model) if "/" not in model else model,
+                   "--device", DEVICE, *args)
+        self.assertExit(r, code)
+        return lines(r.stdout) if code == 0 else r
+
+    def test_without_torch_infer_fails_clearly(self):
+        if torch_available():
+            self.skipTest("this ms has LibTorch")
+        r = run_ms("infer", "--model", os.path.join(TINY, "cls"), "--input", "x")
+        self.assertExit(r, 6)
+        self.assertOneLineError(r, "torch layer")
+        r = run_ms("tokenize", "--model", os.path.join(TINY, "cls"), "--input", "the cat")
+        self.assertExit(r, 0)
+
+    def test_parallel_workers_give_identical_lines(self):
+        ref = expected("ner")
+        texts = [it["text"] for it in ref["items"]] * 5
+        outs = []
+        for workers in ("1", "3"):
+            r = run_ms("infer", "-m", os.path.join(TINY, "ner"), "--device", DEVICE, "-b", "2",
+                       "--workers", workers, "--input", *texts)
+            self.assertExit(r, 0)
+            outs.append(r.stdout)
+        self.assertEqual(outs[0], outs[1])
+        self.assertEqual([l["id"] for l in lines(outs[0])], list(range(len(texts))))
+
+    def test_list_pipelines(self):
+        r = run_ms("list", "pipelines", "--json")
+        self.assertExit(r, 0)
+        rows = {(x["group"], x["type"]) for x in json.loads(r.stdout)}
+        for task in ("sentence-embedding", "text-classification", "sentence-similarity", "word-segmentation",
+                     "named-entity-recognition", "token-classification", "fill-mask", "image-classification"):
+            self.assertIn((task, task), rows)
+
+    def test_text_classification_single(self):
+        ref = expected("cls")
+        got = self.infer("cls", "--input", *ref["texts"], "-b", "3")
+        for probs, out in zip(ref["probs"], got):
+            want = sorted(zip(probs, ref["labels"]), reverse=True)
+            self.assertEqual(out["labels"], [l for _, l in want])
+            for (p, _), s in zip(want, out["scores"]):
+                self.assertLess(abs(p - s), TOL)
+
+    def test_sentence_similarity_pairs(self):
+        ref = expected("cls")
+        src = self.jsonl("pairs.jsonl", [{"sentence1": a, "sentence2": b} for a, b in ref["pairs"]] + [{"text": "alone"}])
+        got = self.infer("cls", "--task", "sentence-similarity", "--input-file", src)
+        for probs, out in zip(ref["pair_probs"], got):
+            by_label = dict(zip(out["labels"], out["scores"]))
+            for p, label in zip(probs, ref["labels"]):
+                self.assertLess(abs(by_label[label] - p), TOL)
+        self.assertIn("pair", got[-1]["error"]["message"])
+
+    def test_named_entity_recognition(self):
+        ref = expected("ner")
+        got = self.infer("ner", "--input", *[it["text"] for it in ref["items"]])
+        for want, out in zip(ref["items"], got):
+            self.assertEqual(out["labels"], want["labels"], want["text"])
+            for a, b in zip(out["scores"], want["scores"]):
+                self.assertLess(abs(a - b), TOL)
+            for ent in out["output"]:
+                self.assertEqual(want["text"][ent["start"]:ent["end"]], ent["span"])
+                self.assertIn(ent["type"], ("PER", "LOC"))
+
+    def test_word_segmentation_bies(self):
+        ref = expected("ws")
+        got = self.infer("ws", "--input", *[it["text"] for it in ref["items"]])
+        for want, out in zip(ref["items"], got):
+            self.assertEqual(out["labels"], want["labels"], want["text"])
+            words = bies_words(want["text"], want["labels"], want["offsets"], want["word_ids"])
+            self.assertEqual(out["output"], words, want["text"])
+
+    def test_fill_mask(self):
+        ref = expected("mlm")
+        got = self.infer("mlm", "--input", *[it["text"] for it in ref["items"]], "-b", "2")
+        for want, out in zip(ref["items"], got):
+            self.assertEqual(len(out["predictions"]), len(want["tokens"]))
+            for preds, toks, scores in zip(out["predictions"], want["tokens"], want["scores"]):
+                self.assertEqual([p["token"] for p in preds], toks)
+                for p, s in zip(preds, scores):
+                    self.assertLess(abs(p["score"] - s), TOL)
+        r = run_ms("infer", "-m", os.path.join(TINY, "mlm"), "--input", "no mask here")
+        self.assertIn("no [MASK]", lines(r.stdout)[0]["error"]["message"])
+
+    def check_embeddings(self, name):
+        ref = expected(name)
+        got = self.infer(name, "--input", *ref["texts"], "-b", "4")
+        for want, out in zip(ref["embeddings"], got):
+            e = out["text_embedding"]
+            self.assertEqual(len(e), len(want))
+            self.assertLess(max(abs(a - b) for a, b in zip(e, want)), TOL)
+
+    def test_pytorch_model_bin(self):
+        self.check_embeddings("bin")
+
+    def test_roberta_positions(self):
+        self.check_embeddings("roberta")
+
+    def copy_model(self, name):
+        d = self.path(name)
+        shutil.copytree(os.path.join(TINY, name), d)
+        return d
+
+    def test_unknown_task_lists_close_matches(self):
+        r = self.infer("cls", "--task", "text-clasification", "--input", "x", code=2)
+        self.assertOneLineError(r, "unknown task 'text-clasification'")
+        self.assertIn("text-classification", r.stderr)
+
+    def test_unknown_model_type(self):
+        d = self.copy_model("cls")
+        r = self.infer(d, "--set", "model.type=bret", "--input", "x", code=2)
+        self.assertOneLineError(r, "model type 'bret'")
+        self.assertIn("bert", r.stderr)
+
+    def test_missing_weights(self):
+        d = self.copy_model("cls")
+        os.remove(os.path.join(d, "model.safetensors"))
+        r = self.infer(d, "--input", "x", code=4)
+        self.assertOneLineError(r, "no weights", "model.safetensors")
+
+    def test_mis_shaped_and_missing_keys_are_named(self):
+        d = self.copy_model("cls")
+        cfg_path = os.path.join(d, "config.json")
+        with open(cfg_path) as f:
+            cfg = json.load(f)
+        cfg["num_hidden_layers"] = 3
+        cfg["intermediate_size"] = 40
+        with open(cfg_path, "w") as f:
+            json.dump(cfg, f)
+        r = self.infer(d, "--input", "x", code=3)
+        self.assertOneLineError(r, "missing", "encoder.layer.2.attention.self.query.weight", "mis-shaped",
+                                "encoder.layer.0.intermediate.dense.weight (file 37x32, model 40x32)")
+
+    def test_corrupt_safetensors(self):
+        d = self.copy_model("cls")
+        with open(os.path.join(d, "model.safetensors"), "r+b") as f:
+            f.truncate(1000)
+        r = self.infer(d, "--input", "x", code=7)
+        self.assertOneLineError(r, "model.safetensors")
+
+    def test_corrupt_pytorch_model_bin(self):
+        d = self.copy_model("bin")
+        with open(os.path.join(d, "pytorch_model.bin"), "wb") as f:
+            f.write(b"not a zip file at all")
+        r = self.infer(d, "--input", "x", code=7)
+        self.assertOneLineError(r, "pytorch_model.bin")
+
+    def test_hub_id_without_resolver_is_a_clear_error(self):
+        r = run_ms("infer", "--model", "damo/nlp_structbert_no-such-model", "--input", "x")
+        self.assertExit(r, 6)
+        self.assertOneLineError(r, "damo/nlp_structbert_no-such-model", "hub model ids")
+
+    def test_missing_folder_and_task(self):
+        r = run_ms("infer", "--model", self.path("nope"), "--input", "x")
+        self.assertExit(r, 4)
+        d = self.copy_model("cls")
+        os.remove(os.path.join(d, "configuration.json"))
+        with open(os.path.join(d, "config.json")) as f:
+            cfg = json.load(f)
+        cfg.pop("architectures", None)
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(cfg, f)
+        r = run_ms("infer", "--model", d, "--input", "x")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "cannot tell the task")
+        # Hugging Face layout with --task works.
+        self.assertEqual(len(self.infer(d, "--task", "text-classification", "--input", "x")), 1)
+
+    def test_input_formats_csv_and_dir(self):
+        src = self.path("in.csv")
+        with open(src, "w", encoding="utf-8") as f:
+            f.write('id,text\nfirst,"the cat, quoted"\nsecond,"multi\nline"\n')
+        got = self.infer("cls", "--input-file", src)
+        self.assertEqual([g["id"] for g in got], ["first", "second"])
+        os.makedirs(self.path("docs", "sub"))
+        for name, text in (("b.txt", "the dog"), ("a.txt", "the cat"), ("sub/c.txt", "a movie")):
+            with open(self.path("docs", name), "w") as f:
+                f.write(text)
+        got = self.infer("cls", "--input-dir", self.path("docs"))
+        self.assertEqual([g["id"] for g in got], ["a.txt", "b.txt", "sub/c.txt"])
+        bad = self.path("bad.csv")
+        with open(bad, "w") as f:
+            f.write("id,body\n1,x\n")
+        r = self.infer("cls", "--input-file", bad, code=2)
+        self.assertOneLineError(r, "no text column")
+
+    def test_bad_jsonl_line_is_an_error_item(self):
+        src = self.path("in.jsonl")
+        with open(src, "w") as f:
+            f.write('{"text": "the cat"}\n{broken\n{"id": 5, "text": "the dog"}\n')
+        got = self.infer("cls", "--input-file", src)
+        self.assertEqual([g["id"] for g in got], [0, 1, 5])
+        self.assertIn("not valid JSON", got[1]["error"]["message"])
+        dup = self.path("dup.jsonl")
+        with open(dup, "w") as f:
+            f.write('{"id": 1, "text": "a"}\n{"id": 1, "text": "b"}\n')
+        r = self.infer("cls", "--input-file", dup, code=2)
+        self.assertOneLineError(r, "duplicate input id 1")
+
+
+if __name__ == "__main__":
+    unittest.main()

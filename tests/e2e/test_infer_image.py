@@ -1,0 +1,123 @@
+"""`ms infer` image-classification: a small CNN (committed fixture, also as a traced TorchScript
+module for the generic TorchScript pipeline) and ResNet-18/50 (random
+torchvision weights generated at test time by scripts/make_tiny_vision.py, since they are too big
+to commit) against torchvision within 1e-4; undecodable and non-image inputs become error lines.
+
+The ResNet cases need a Python with torch + torchvision + safetensors: $MS_TORCHVISION_PYTHON,
+else ~/.cache/ms-infer/venv/bin/python, else /usr/bin/python3; they are skipped (with the reason)
+when none has them.
+"""
+import json
+import os
+import subprocess
+import unittest
+
+from harness import SOURCE_DIR, MsTestCase, run_ms
+
+VISION = os.path.join(SOURCE_DIR, "tests", "data", "infer", "vision")
+IMAGES = os.path.join(VISION, "images")
+DEVICE = os.environ.get("MS_INFER_DEVICE", "cpu")
+
+
+def lines(text):
+    return [json.loads(l) for l in text.splitlines() if l.strip()]
+
+
+def torchvision_python():
+    for py in (os.environ.get("MS_TORCHVISION_PYTHON"), os.path.expanduser("~/.cache/ms-infer/venv/bin/python"),
+               "/usr/bin/python3"):
+        if py and os.path.exists(py):
+            r = subprocess.run([py, "-c", "import torch, torchvision, safetensors, PIL"], capture_output=True)
+            if r.returncode == 0:
+                return py
+    return None
+
+_TORCH = None
+
+
+def torch_available():
+    """Whether this ms has its torch layer (a -DMS_WITH_TORCH=OFF build has not)."""
+    global _TORCH
+    if _TORCH is None:
+        r = run_ms("env", "--json")
+        _TORCH = bool(json.loads(r.stdout)["libtorch"].get("available"))
+    return _TORCH
+
+
+class ImageTest(MsTestCase):
+    def setUp(self):
+        super().setUp()
+        if not torch_available() and not self._testMethodName.startswith("test_without_torch"):
+            self.skipTest("this ms is built without LibTorch")
+
+    def check(self, model_dir, labels=None):
+        with open(os.path.join(model_dir, "expected.json")) as f:
+            ref = json.load(f)
+        r = run_ms("infer", "-m", model_dir, "--input-dir", IMAGES, "-b", "3", "--device", DEVICE, timeout=300)
+        self.assertExit(r, 0)
+        got = {g["id"]: g for g in lines(r.stdout)}
+        self.assertEqual(sorted(got), ["a.png", "b.png", "broken.png", "c.jpg"])
+        for name, want in ref["items"].items():
+            names = [labels[i] if labels else f"LABEL_{i}" for i in want["indices"]]
+            have = got[name]
+            # Ties at (numerically) zero probability may order differently; compare what matters.
+            for s_want, s_have, n_want, n_have in zip(want["scores"], have["scores"], names, have["labels"]):
+                self.assertLess(abs(s_want - s_have), 1e-4, name)
+                if s_want > 1e-6:
+                    self.assertEqual(n_want, n_have, name)
+        self.assertIn("cannot decode image", got["broken.png"]["error"]["message"])
+        self.assertIn("scores", got["c.jpg"])
+        self.assertIn("1 of 4 inputs failed", r.stderr)
+
+    def test_small_cnn(self):
+        self.check(os.path.join(VISION, "small-cnn"), ["cat", "dog", "bird"])
+
+    def test_torchscript_pipeline(self):
+        self.check(os.path.join(VISION, "torchscript"), ["cat", "dog", "bird"])
+
+    def test_corrupt_torchscript_archive(self):
+        import shutil
+        d = self.path("ts")
+        shutil.copytree(os.path.join(VISION, "torchscript"), d)
+        with open(os.path.join(d, "model.pt"), "wb") as f:
+            f.write(b"PK\x03\x04 not really a zip")
+        r = run_ms("infer", "-m", d, "--input-dir", IMAGES)
+        self.assertExit(r, 7)
+        self.assertOneLineError(r, "model.pt", "TorchScript")
+        os.remove(os.path.join(d, "model.pt"))
+        r = run_ms("infer", "-m", d, "--input-dir", IMAGES)
+        self.assertExit(r, 4)
+
+    def resnet(self, depth):
+        py = torchvision_python()
+        if py is None:
+            self.skipTest("no Python with torch + torchvision + safetensors to generate ResNet weights")
+        out = self.path(f"resnet{depth}")
+        r = subprocess.run([py, os.path.join(SOURCE_DIR, "scripts", "make_tiny_vision.py"), "--resnet", str(depth), out],
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.check(out)
+
+    def test_resnet18(self):
+        self.resnet(18)
+
+    def test_resnet50(self):
+        self.resnet(50)
+
+    def test_text_input_to_an_image_model(self):
+        r = run_ms("infer", "-m", os.path.join(VISION, "small-cnn"), "--input", "not an image")
+        self.assertExit(r, 0)
+        self.assertIn("needs image files", lines(r.stdout)[0]["error"]["message"])
+        r = run_ms("infer", "-m", os.path.join(VISION, "small-cnn"), "--input-dir", IMAGES, "--fail-fast")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "broken.png")
+
+    def test_bad_transform_is_a_config_error(self):
+        r = run_ms("infer", "-m", os.path.join(VISION, "small-cnn"), "--input-dir", IMAGES,
+                   "--set", 'preprocessor.val=[{"type": "Resise", "size": 20}]')
+        self.assertExit(r, 3)
+        self.assertOneLineError(r, "unknown type 'Resise'")
+
+
+if __name__ == "__main__":
+    unittest.main()

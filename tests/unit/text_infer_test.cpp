@@ -1,0 +1,184 @@
+// Unit tests of the WordPiece tokenizer (small hand-made vocabulary), Unicode helpers, and the
+// torch-free inference front: inputs, shards, resume bookkeeping.
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "catch.h"
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+#include "ms/infer/job.h"
+#include "ms/infer/model_dir.h"
+#include "ms/text/bert_tokenizer.h"
+#include "ms/text/unicode.h"
+
+namespace fs = std::filesystem;
+using ms::text::BertTokenizer;
+
+namespace {
+
+BertTokenizer tiny(bool lowercase = true) {
+  std::vector<std::string> vocab = {"[PAD]", "[UNK]",  "[CLS]", "[SEP]", "[MASK]",   "un",
+                                    "##aff", "##able", "hello", "world", ",",        "!",
+                                    "cafe",  "北",     "京",    "i",     "istanbul", "Hello"};
+  ms::text::BertTokenizerOptions o;
+  o.lowercase = lowercase;
+  return BertTokenizer(vocab, o);
+}
+
+std::vector<std::string> tokens(const BertTokenizer& t, const std::string& text) {
+  return t.tokenize(text);
+}
+
+struct TempDir {
+  TempDir() : path(fs::temp_directory_path() / ("ms-infer-test-" + std::to_string(::getpid()))) {
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  fs::path path;
+};
+
+}  // namespace
+
+TEST_CASE("WordPiece splits greedily, longest match first", "[text]") {
+  const BertTokenizer t = tiny();
+  CHECK(tokens(t, "unaffable") == std::vector<std::string>{"un", "##aff", "##able"});
+  CHECK(tokens(t, "unaffablex") == std::vector<std::string>{"[UNK]"});
+  CHECK(tokens(t, "Hello, WORLD!") == std::vector<std::string>{"hello", ",", "world", "!"});
+}
+
+TEST_CASE("normalisation: accents, CJK, control characters, special tokens", "[text]") {
+  const BertTokenizer t = tiny();
+  CHECK(tokens(t, "Café") == std::vector<std::string>{"cafe"});
+  CHECK(tokens(t, "Cafe\xCC\x81") == std::vector<std::string>{"cafe"});  // combining acute
+  CHECK(tokens(t, "北京") == std::vector<std::string>{"北", "京"});
+  // NUL is dropped, so "hello\0world" is one word that WordPiece cannot cover.
+  CHECK(tokens(t, std::string("hello\0world", 11)) == std::vector<std::string>{"[UNK]"});
+  CHECK(tokens(t, "hello\xE2\x80\x8Bworld").size() == 1);  // U+200B is a format char: removed
+  CHECK(tokens(t, "\xC4\xB0stanbul") == std::vector<std::string>{"istanbul"});  // U+0130
+  CHECK(tokens(t, "hello [MASK] world") == std::vector<std::string>{"hello", "[MASK]", "world"});
+  CHECK(tokens(t, "hello[MASK]") == std::vector<std::string>{"hello", "[MASK]"});
+  const BertTokenizer cased = tiny(false);
+  CHECK(tokens(cased, "Hello") == std::vector<std::string>{"Hello"});
+}
+
+TEST_CASE("encode adds specials, segment ids, offsets and truncates longest first", "[text]") {
+  const BertTokenizer t = tiny();
+  const auto e = t.encode("hello world", std::string_view("un"));
+  CHECK(e.ids == std::vector<std::int64_t>{2, 8, 9, 3, 5, 3});
+  CHECK(e.type_ids == std::vector<std::int64_t>{0, 0, 0, 0, 1, 1});
+  CHECK(e.offsets[1] == std::pair<std::size_t, std::size_t>{0, 5});
+  CHECK(e.offsets[2] == std::pair<std::size_t, std::size_t>{6, 11});
+  CHECK(e.word_ids == std::vector<std::int64_t>{-1, 0, 1, -1, 0, -1});
+  const auto u = t.encode("unaffable");
+  CHECK(u.word_ids == std::vector<std::int64_t>{-1, 0, 0, 0, -1});
+  CHECK(u.offsets[2] == std::pair<std::size_t, std::size_t>{2, 5});
+  const auto cut = t.encode("hello world hello world", std::string_view("un un"), 7);
+  CHECK(cut.ids.size() == 7);
+  CHECK(cut.ids == std::vector<std::int64_t>{2, 8, 9, 3, 5, 5, 3});
+  CHECK_THROWS_AS(t.encode("x", std::nullopt, 2), ms::Error);
+}
+
+TEST_CASE("invalid UTF-8 is a usage error naming the offset", "[text]") {
+  const BertTokenizer t = tiny();
+  try {
+    t.encode("ok \xFF bad");
+    FAIL("expected an error");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ms::ErrorCode::kUsage);
+    CHECK(std::string(e.what()).find("offset 3") != std::string::npos);
+  }
+  CHECK_FALSE(ms::text::is_valid_utf8("\xC0\xAF"));      // overlong
+  CHECK_FALSE(ms::text::is_valid_utf8("\xED\xA0\x80"));  // surrogate
+  CHECK(ms::text::is_valid_utf8("\xF0\x9F\x98\x80"));    // emoji
+}
+
+TEST_CASE("Unicode classes", "[text]") {
+  using namespace ms::text;
+  CHECK(is_punctuation(U'!'));
+  CHECK(is_punctuation(U'$'));       // ASCII symbols count as punctuation for BERT
+  CHECK(is_punctuation(U'\u3002'));  // ideographic full stop
+  CHECK_FALSE(is_punctuation(U'a'));
+  CHECK(is_whitespace(U'\u3000'));
+  CHECK(is_control(U'\u200b'));
+  CHECK_FALSE(is_control(U'\t'));
+  CHECK(is_cjk(U'\u4e2d'));
+  CHECK_FALSE(is_cjk(U'\u3042'));  // hiragana is not split
+  std::u32string out;
+  append_nfd(out, U'\uac00');  // Hangul syllable GA -> two jamo
+  CHECK(out == U"\u1100\u1161");
+}
+
+TEST_CASE("vocabulary files: missing vocab.txt and special tokens", "[text]") {
+  TempDir dir;
+  CHECK_THROWS_AS(BertTokenizer::from_dir(dir.path), ms::Error);
+  ms::write_file_atomic(dir.path / "vocab.txt", "[PAD]\n[CLS]\n[SEP]\nhello\n");
+  try {
+    BertTokenizer::from_dir(dir.path);
+    FAIL("expected an error");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ms::ErrorCode::kConfig);
+    CHECK(std::string(e.what()).find("[UNK]") != std::string::npos);
+  }
+  ms::write_file_atomic(dir.path / "tokenizer_config.json", R"({"unk_token": "hello"})");
+  CHECK(BertTokenizer::from_dir(dir.path).tokenize("xyz") == std::vector<std::string>{"hello"});
+}
+
+TEST_CASE("inputs: txt, jsonl, csv; duplicate ids rejected", "[infer]") {
+  TempDir dir;
+  ms::write_file_atomic(dir.path / "a.txt", "one\ntwo\r\n\nfour");
+  ms::infer::InputSpec spec;
+  spec.file = dir.path / "a.txt";
+  auto in = ms::infer::read_inputs(spec);
+  REQUIRE(in.size() == 4);
+  CHECK(in[1].text == "two");
+  CHECK(in[3].id == 3);
+  ms::write_file_atomic(dir.path / "b.jsonl",
+                        "{\"id\":\"x\",\"sentence1\":\"a\",\"sentence2\":\"b\"}\n\"plain\"\n[1]\n");
+  spec.file = dir.path / "b.jsonl";
+  in = ms::infer::read_inputs(spec);
+  REQUIRE(in.size() == 3);
+  CHECK(in[0].id == "x");
+  CHECK(in[0].text_pair.value_or("") == "b");
+  CHECK(in[1].text == "plain");
+  CHECK_FALSE(in[2].invalid.empty());
+  ms::write_file_atomic(dir.path / "c.csv", "text,id\n\"a, \"\"quoted\"\"\",7\nshort\n");
+  spec.file = dir.path / "c.csv";
+  in = ms::infer::read_inputs(spec);
+  REQUIRE(in.size() == 2);
+  CHECK(in[0].text == "a, \"quoted\"");
+  CHECK(in[0].id == "7");
+  CHECK_FALSE(in[1].invalid.empty());
+  ms::write_file_atomic(dir.path / "d.jsonl",
+                        "{\"id\":1,\"text\":\"a\"}\n{\"id\":1,\"text\":\"b\"}\n");
+  spec.file = dir.path / "d.jsonl";
+  CHECK_THROWS_AS(ms::infer::read_inputs(spec), ms::Error);
+  ms::infer::InputSpec none;
+  CHECK_THROWS_AS(ms::infer::read_inputs(none), ms::Error);
+}
+
+TEST_CASE("shards and task names", "[infer]") {
+  CHECK(ms::infer::parse_shard("1/4") == std::pair<std::size_t, std::size_t>{1, 4});
+  for (const char* bad : {"4/4", "-1/2", "1/0", "a/b", "1", "1/2/3", "1/"}) {
+    CHECK_THROWS_AS(ms::infer::parse_shard(bad), ms::Error);
+  }
+  CHECK(ms::infer::canonical_task("Sentence_Similarity") == "sentence-similarity");
+  try {
+    ms::infer::canonical_task("fill-mast");
+    FAIL("expected an error");
+  } catch (const ms::Error& e) {
+    CHECK(std::string(e.hint()).find("fill-mask") != std::string::npos);
+  }
+}
+
+TEST_CASE("resume reads finished ids and cuts a torn last line", "[infer]") {
+  TempDir dir;
+  const fs::path out = dir.path / "out.jsonl";
+  ms::write_file_atomic(out, "{\"id\":0,\"x\":1}\n{\"id\":\"b\"}\n{\"id\":2,\"x\"");
+  const auto ids = ms::infer::read_done_ids(out, true);
+  REQUIRE(ids.size() == 2);
+  CHECK(ids[1] == "b");
+  CHECK(ms::read_file(out) == "{\"id\":0,\"x\":1}\n{\"id\":\"b\"}\n");
+  ms::write_file_atomic(out, "not json\n");
+  CHECK_THROWS_AS(ms::infer::read_done_ids(out, false), ms::Error);
+}
