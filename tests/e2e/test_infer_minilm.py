@@ -107,6 +107,21 @@ class MiniLmTest(MsTestCase):
         self.assertAlmostEqual(cosine(e[0], e[0]), 1.0, places=5)
         self.assertGreater(cosine(e[0], e[1]), cosine(e[0], e[2]) + 0.2)
 
+    def test_pairs_score_by_cosine_of_separate_embeddings(self):
+        # A text_pair is embedded on its own; "scores" is the cosine of the two embeddings, which
+        # must equal the one computed from the sentence-transformers references.
+        ref = json.loads(read(os.path.join(DATA, "minilm_embeddings.json")))["items"]
+        pairs = [(ref[0], ref[1]), (ref[2], ref[5]), (ref[3], ref[3])]
+        path = self.write_jsonl("pairs.jsonl", [{"text": a["text"], "text_pair": b["text"]} for a, b in pairs]
+                                + [{"text": "fine", "text_pair": "  "}])
+        r = run_ms("infer", "--model", model_dir(), "--input-file", path, "--batch-size", "2")
+        self.assertExit(r, 0)
+        got = lines(r.stdout)
+        for (a, b), have in zip(pairs, got):
+            self.assertAlmostEqual(have["scores"][0], cosine(a["embedding"], b["embedding"]), places=4)
+            self.assertGreaterEqual(cosine(a["embedding"], have["text_embedding"]), 0.9999)
+        self.assertIn("text_pair is empty", got[3]["error"]["message"])
+
     def corpus(self, n=120):
         words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
         return [" ".join(words[: 1 + (i * 7) % len(words)]) + f" number {i}" for i in range(n)]

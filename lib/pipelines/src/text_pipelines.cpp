@@ -191,14 +191,23 @@ class BertTextPipeline : public infer::Pipeline {
     return ok;
   }
 
-  text::Encoding encode_one(const infer::PipelineInput& in) const {
-    std::string text = in.text;
-    if (text.empty() && !in.path.empty()) text = read_file(in.path);
-    MS_CHECK(text.find_first_not_of(" \t\r\n") != std::string::npos, ErrorCode::kUsage,
-             "input text is empty");
-    return tokenizer_->encode(
-        text, in.text_pair ? std::optional<std::string_view>(*in.text_pair) : std::nullopt,
-        max_length_);
+  // The encoding of one input: its text, and its text_pair as the second segment.
+  virtual text::Encoding encode_one(const infer::PipelineInput& in) const {
+    return encode_text(input_text(in),
+                       in.text_pair ? std::optional<std::string_view>(*in.text_pair) : std::nullopt);
+  }
+
+  static std::string input_text(const infer::PipelineInput& in) {
+    return in.text.empty() && !in.path.empty() ? read_file(in.path) : in.text;
+  }
+
+  // `what` names the text in the error for a blank one ("text", "text_pair").
+  text::Encoding encode_text(std::string_view text, std::optional<std::string_view> pair,
+                             const char* what = "text") const {
+    auto blank = [](std::string_view t) { return t.find_first_not_of(" \t\r\n") == t.npos; };
+    MS_CHECK(!blank(text), ErrorCode::kUsage, "input {} is empty", what);
+    MS_CHECK(!pair || !blank(*pair), ErrorCode::kUsage, "input text_pair is empty");
+    return tokenizer_->encode(text, pair, max_length_);
   }
 
   // A head weight by name (outside the encoder's prefix), moved to the device.
@@ -292,6 +301,20 @@ class SentenceEmbeddingPipeline final : public BertTextPipeline {
     std::vector<text::Encoding> encs;
     const std::vector<std::size_t> ok = encode(batch, results, encs);
     if (ok.empty()) return results;
+    // A text_pair is embedded on its own (as sentence-transformers does), in extra rows after
+    // the batch; its cosine similarity to the text becomes the item's "scores" (ModelScope's
+    // sentence-embedding output for sentences_to_compare).
+    std::vector<std::int64_t> pair_row(ok.size(), -1);
+    for (std::size_t k = 0; k < ok.size(); ++k) {
+      const infer::PipelineInput& in = *batch[ok[k]];
+      if (!in.text_pair) continue;
+      try {
+        encs.push_back(encode_text(*in.text_pair, std::nullopt, "text_pair"));
+        pair_row[k] = static_cast<std::int64_t>(encs.size() - 1);
+      } catch (const Error& e) {
+        results[ok[k]].error = e;
+      }
+    }
     c10::InferenceMode guard;
     const TextBatch b = collate(encs, tokenizer_->pad_id(), device_);
     const at::Tensor h = hidden(b);
@@ -312,13 +335,36 @@ class SentenceEmbeddingPipeline final : public BertTextPipeline {
     const int64_t dim = cpu.size(1);
     const float* data = cpu.data_ptr<float>();
     for (std::size_t k = 0; k < ok.size(); ++k) {
-      results[ok[k]].output = Json::object();
-      results[ok[k]].raw_members = float_array_member("text_embedding", data + k * dim, dim);
+      infer::PipelineResult& result = results[ok[k]];
+      if (result.error) continue;  // its text_pair was unusable
+      const float* row = data + k * dim;
+      result.output = Json::object();
+      if (pair_row[k] >= 0) {
+        const float* other = data + pair_row[k] * dim;
+        result.output["scores"] = Json::array({cosine(row, other, dim)});
+      }
+      result.raw_members = float_array_member("text_embedding", row, dim);
     }
     return results;
   }
 
+ protected:
+  // Only the text is tokenised up front (for batching by length); the pair is embedded apart.
+  text::Encoding encode_one(const infer::PipelineInput& in) const override {
+    return encode_text(input_text(in), std::nullopt);
+  }
+
  private:
+  static double cosine(const float* a, const float* b, int64_t dim) {
+    double dot = 0, na = 0, nb = 0;
+    for (int64_t i = 0; i < dim; ++i) {
+      dot += static_cast<double>(a[i]) * b[i];
+      na += static_cast<double>(a[i]) * a[i];
+      nb += static_cast<double>(b[i]) * b[i];
+    }
+    return na > 0 && nb > 0 ? dot / std::sqrt(na * nb) : 0.0;
+  }
+
   std::string pooling_ = "mean";
   bool normalize_ = true;
 };
