@@ -19,6 +19,9 @@ struct InferOptions {
   std::vector<std::string> inputs;
   std::optional<std::string> input_file;
   std::optional<std::string> input_dir;
+  std::optional<std::string> dataset;
+  std::optional<std::string> split;
+  infer::HubModelOptions hub;
   std::size_t batch_size = 32;
   std::string device = "cpu";
   std::optional<int> threads;
@@ -35,6 +38,8 @@ void run_infer(const InferOptions& o) {
   spec.texts = o.inputs;
   if (o.input_file) spec.file = *o.input_file;
   if (o.input_dir) spec.dir = *o.input_dir;
+  spec.dataset = o.dataset;
+  spec.split = o.split;
   // Everything that can be checked without LibTorch is checked first.
   const DeviceSpec device = parse_device(o.device);
   infer::JobOptions job;
@@ -45,7 +50,7 @@ void run_infer(const InferOptions& o) {
   if (o.shard) std::tie(job.shard_index, job.shard_count) = infer::parse_shard(*o.shard);
   MS_CHECK(!job.resume || job.output, ErrorCode::kUsage, "--resume needs --output FILE");
   const std::vector<infer::PipelineInput> inputs = infer::read_inputs(spec);
-  const infer::ModelInfo model = infer::open_model(o.model, o.task, o.overrides);
+  const infer::ModelInfo model = infer::open_model(o.model, o.task, o.overrides, o.hub);
 
   infer::PipelineOptions popts;
   popts.device = device;
@@ -73,12 +78,22 @@ void add_infer_command(CLI::App& app, const GlobalOptions& /*global*/) {
   CLI::App* cmd = app.add_subcommand(
       "infer", "Run a model's pipeline on inputs; one JSON line per input, in input order");
   cmd->add_option("--model,-m", opts->model,
-                  "Model folder (ModelScope or Hugging Face layout) or hub id")
+                  "Model folder (ModelScope or Hugging Face layout), or a hub id OWNER/NAME "
+                  "(downloaded into the cache once; see --revision, --offline)")
       ->required();
   cmd->add_option("--task,-t", opts->task, "Task (default: the model's configuration.json)");
   cmd->add_option("--input,-i", opts->inputs, "Input text(s)");
   cmd->add_option("--input-file", opts->input_file, "Inputs: .txt (one per line), .jsonl or .csv");
   cmd->add_option("--input-dir", opts->input_dir, "Inputs: every file in a folder");
+  cmd->add_option("--dataset", opts->dataset,
+                  "Inputs: the rows of a dataset (csv:F, jsonl:F, imagefolder:DIR, zip:F, "
+                  "hub:OWNER/NAME[@REV][:SUBSET[/SPLIT]]; see ms dataset info)");
+  cmd->add_option("--split", opts->split, "With --dataset: the split, optionally sliced (test[:100])");
+  cmd->add_option("--revision", opts->hub.revision, "Hub model ids: branch or tag (default master)");
+  cmd->add_flag("--offline", opts->hub.offline,
+                "Hub model ids: use the cache only, no network (also MODELSCOPE_OFFLINE=1)");
+  cmd->add_option("--endpoint", opts->hub.endpoint, "Hub model ids: the hub URL");
+  cmd->add_option("--token", opts->hub.token, "Hub model ids: access token");
   cmd->add_option("--batch-size,-b", opts->batch_size, "Inputs per forward pass")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--device,-d", opts->device, "cpu, gpu, gpu:N, cuda:N or auto (gpu if present)");

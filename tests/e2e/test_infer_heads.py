@@ -237,10 +237,61 @@ class HeadsTest(MsTestCase):
         r = self.infer(d, "--input", "x", code=7)
         self.assertOneLineError(r, "pytorch_model.bin")
 
-    def test_hub_id_without_resolver_is_a_clear_error(self):
-        r = run_ms("infer", "--model", "damo/nlp_structbert_no-such-model", "--input", "x")
-        self.assertExit(r, 6)
-        self.assertOneLineError(r, "damo/nlp_structbert_no-such-model", "hub model ids")
+    def test_hub_model_id_downloads_then_works_offline(self):
+        from hubserver import HubServer
+        server = HubServer(self.path("hubroot"))
+        token = server.token("alice")
+        server.start()
+        self.addCleanup(server.stop)
+        env = {"MODELSCOPE_ENDPOINT": server.endpoint, "MODELSCOPE_API_TOKEN": token,
+               "MODELSCOPE_CACHE": self.path("cache"), "MODELSCOPE_CREDENTIALS_PATH": self.path("cred")}
+        r = run_ms("upload", "alice/tiny-cls", os.path.join(TINY, "cls"), "--create", env=env)
+        self.assertExit(r, 0)
+        ref = expected("cls")
+        r = run_ms("infer", "--model", "alice/tiny-cls", "--device", DEVICE, "--input", ref["texts"][0], env=env)
+        self.assertExit(r, 0)
+        by_id = lines(r.stdout)[0]
+        local = lines(run_ms("infer", "--model", os.path.join(TINY, "cls"), "--device", DEVICE,
+                             "--input", ref["texts"][0]).stdout)[0]
+        self.assertEqual(by_id["labels"], local["labels"])
+        self.assertTrue(os.path.isfile(self.path("cache", "models", "alice", "tiny-cls", "configuration.json")))
+        # Unknown ids and revisions come back from the hub as not-found errors naming them.
+        r = run_ms("infer", "--model", "alice/no-such-model", "--input", "x", env=env)
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "alice/no-such-model")
+        r = run_ms("infer", "--model", "alice/tiny-cls", "--revision", "v9", "--input", "x", env=env)
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "v9")
+        # With the hub gone, --offline (or MODELSCOPE_OFFLINE=1) serves the cached copy.
+        self.assertEqual(server.stop(), 0)
+        r = run_ms("infer", "--model", "alice/tiny-cls", "--offline", "--input", ref["texts"][0], env=env)
+        self.assertExit(r, 0)
+        self.assertEqual(lines(r.stdout)[0]["labels"], local["labels"])
+        r = run_ms("infer", "--model", "alice/other", "--input", "x", env={**env, "MODELSCOPE_OFFLINE": "1"})
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "alice/other")
+
+    def test_dataset_inputs(self):
+        ref = expected("cls")
+        with open(self.path("d.csv"), "w", encoding="utf-8") as f:
+            f.write("id,text,label\n" + "".join(f'r{i},"{t}",0\n' for i, t in enumerate(ref["texts"])))
+        got = self.infer("cls", "--dataset", "csv:" + self.path("d.csv"))
+        self.assertEqual([g["id"] for g in got], [f"r{i}" for i in range(len(ref["texts"]))])
+        want = self.infer("cls", "--input", *ref["texts"])
+        self.assertEqual([g["labels"] for g in got], [w["labels"] for w in want])
+        got = self.infer("cls", "--dataset", "csv:" + self.path("d.csv"), "--split", "train[1:2]")
+        self.assertEqual([g["id"] for g in got], ["r1"])
+        os.makedirs(self.path("splits"))
+        for split in ("train", "test"):
+            with open(self.path("splits", split + ".jsonl"), "w") as f:
+                f.write(json.dumps({"text": ref["texts"][0]}) + "\n")
+        r = self.infer("cls", "--dataset", self.path("splits"), code=2)
+        self.assertOneLineError(r, "--split")
+        self.assertIn("test", r.stderr)
+        self.assertEqual(len(self.infer("cls", "--dataset", self.path("splits"), "--split", "test")), 1)
+        r = self.infer("cls", "--dataset", self.path("splits"), "--split", "dev", code=4)
+        r = self.infer("cls", "--dataset", "csv:" + self.path("nope.csv"), code=4)
+        self.assertOneLineError(r, "nope.csv")
 
     def test_missing_folder_and_task(self):
         r = run_ms("infer", "--model", self.path("nope"), "--input", "x")

@@ -142,13 +142,35 @@ TEST_CASE("inputs: txt, jsonl, csv; duplicate ids rejected", "[infer]") {
   CHECK(in[0].text_pair.value_or("") == "b");
   CHECK(in[1].text == "plain");
   CHECK_FALSE(in[2].invalid.empty());
-  ms::write_file_atomic(dir.path / "c.csv", "text,id\n\"a, \"\"quoted\"\"\",7\nshort\n");
+  ms::write_file_atomic(dir.path / "c.csv", "text,id\n\"a, \"\"quoted\"\"\",7\nplain,8\n");
   spec.file = dir.path / "c.csv";
   in = ms::infer::read_inputs(spec);
   REQUIRE(in.size() == 2);
   CHECK(in[0].text == "a, \"quoted\"");
   CHECK(in[0].id == "7");
-  CHECK_FALSE(in[1].invalid.empty());
+  CHECK(in[1].text == "plain");
+  // A ragged row is a malformed file (later rows cannot be trusted): an error naming file and line.
+  ms::write_file_atomic(dir.path / "r.csv", "text,id\na,1\nshort\n");
+  spec.file = dir.path / "r.csv";
+  try {
+    ms::infer::read_inputs(spec);
+    FAIL("expected an error");
+  } catch (const ms::Error& e) {
+    CHECK(std::string(e.what()).find("r.csv") != std::string::npos);
+    CHECK(std::string(e.what()).find("3") != std::string::npos);
+  }
+  ms::write_file_atomic(dir.path / "t.tsv", "id\ttext\nx\ta, b\n");
+  spec.file = dir.path / "t.tsv";
+  in = ms::infer::read_inputs(spec);
+  REQUIRE(in.size() == 1);
+  CHECK(in[0].text == "a, b");
+  CHECK(in[0].id == "x");
+  ms::infer::InputSpec ds;
+  ds.dataset = "csv:" + (dir.path / "c.csv").string();
+  in = ms::infer::read_inputs(ds);
+  REQUIRE(in.size() == 2);
+  CHECK(in[1].text == "plain");
+  CHECK(in[1].id == 8);  // typed by the dataset loader
   ms::write_file_atomic(dir.path / "d.jsonl",
                         "{\"id\":1,\"text\":\"a\"}\n{\"id\":1,\"text\":\"b\"}\n");
   spec.file = dir.path / "d.jsonl";

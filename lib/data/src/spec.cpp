@@ -60,6 +60,20 @@ bool has_dataset_config(const fs::path& dir) {
   return json_files == 1 && zips > 0;
 }
 
+// Table files (.csv, .tsv, .jsonl, .ndjson) directly in `dir`: then it is a folder of tables, one
+// per split, rather than an imagefolder.
+bool has_table_files(const fs::path& dir) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string ext = lower_extension(entry.path());
+    if (entry.is_regular_file(ec) &&
+        (ext == ".csv" || ext == ".tsv" || ext == ".jsonl" || ext == ".ndjson")) {
+      return true;
+    }
+  }
+  return false;
+}
+
 DatasetSpec infer_from_path(const std::string& location) {
   DatasetSpec spec;
   spec.location = location;
@@ -77,7 +91,8 @@ DatasetSpec infer_from_path(const std::string& location) {
         "give a path, or a spec such as csv:PATH, imagefolder:DIR, zip:URL, hub:OWNER/NAME");
   }
   if (fs::is_directory(path, ec)) {
-    spec.kind = has_dataset_config(path) ? SourceKind::kFolder : SourceKind::kImageFolder;
+    spec.kind = has_dataset_config(path) || has_table_files(path) ? SourceKind::kFolder
+                                                                    : SourceKind::kImageFolder;
     return spec;
   }
   const std::string ext = lower_extension(path);

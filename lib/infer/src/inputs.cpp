@@ -5,6 +5,9 @@
 
 #include "ms/core/error.h"
 #include "ms/core/file.h"
+#include "ms/core/text.h"
+#include "ms/data/csv.h"
+#include "ms/data/dataset.h"
 #include "ms/infer/job.h"
 
 namespace ms::infer {
@@ -42,55 +45,6 @@ const Json* pick(const Json& obj, std::initializer_list<const char*> keys) {
 constexpr std::initializer_list<const char*> kTextKeys = {"text",   "sentence",        "sentence1",
                                                           "text_a", "source_sentence", "input"};
 constexpr std::initializer_list<const char*> kPairKeys = {"text_pair", "sentence2", "text_b"};
-
-// RFC 4180 CSV: quoted fields may hold separators, doubled quotes and newlines.
-std::vector<std::vector<std::string>> parse_csv(const std::string& text,
-                                                const std::string& source) {
-  std::vector<std::vector<std::string>> rows;
-  std::vector<std::string> row;
-  std::string field;
-  bool quoted = false, field_started = false;
-  std::size_t line = 1;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (quoted) {
-      if (c == '"') {
-        if (i + 1 < text.size() && text[i + 1] == '"') {
-          field.push_back('"');
-          ++i;
-        } else {
-          quoted = false;
-        }
-      } else {
-        if (c == '\n') ++line;
-        field.push_back(c);
-      }
-    } else if (c == '"' && !field_started) {
-      quoted = field_started = true;
-    } else if (c == ',') {
-      row.push_back(std::move(field));
-      field.clear();
-      field_started = false;
-    } else if (c == '\n' || c == '\r') {
-      if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
-      row.push_back(std::move(field));
-      field.clear();
-      field_started = false;
-      rows.push_back(std::move(row));
-      row.clear();
-      ++line;
-    } else {
-      field.push_back(c);
-      field_started = true;
-    }
-  }
-  MS_CHECK(!quoted, ErrorCode::kUsage, "{}: unterminated quoted field (line {})", source, line);
-  if (field_started || !row.empty()) {
-    row.push_back(std::move(field));
-    rows.push_back(std::move(row));
-  }
-  return rows;
-}
 
 void read_jsonl(const std::filesystem::path& file, std::vector<PipelineInput>& out) {
   const std::vector<std::string> lines = split_lines(read_file(file));
@@ -130,53 +84,104 @@ void read_jsonl(const std::filesystem::path& file, std::vector<PipelineInput>& o
   }
 }
 
-void read_csv(const std::filesystem::path& file, std::vector<PipelineInput>& out) {
-  const auto rows = parse_csv(read_file(file), file.string());
-  MS_CHECK(!rows.empty(), ErrorCode::kUsage, "{} is empty (a CSV input needs a header row)",
-           file.string());
-  const auto& header = rows[0];
-  auto column = [&header](std::initializer_list<const char*> names) -> int {
+// Text of a table cell: CSV cells read untyped are strings; dataset columns may be typed.
+std::string cell_text(const data::Value& v) {
+  if (const auto* s = std::get_if<std::string>(&v)) return *s;
+  if (const auto* i = std::get_if<std::int64_t>(&v)) return std::to_string(*i);
+  if (const auto* d = std::get_if<double>(&v)) return fmt::format("{}", *d);
+  if (const auto* b = std::get_if<bool>(&v)) return *b ? "true" : "false";
+  return {};
+}
+
+Json cell_id(const data::Value& v, std::size_t row) {
+  if (const auto* i = std::get_if<std::int64_t>(&v)) return *i;
+  if (const auto* s = std::get_if<std::string>(&v)) return *s;
+  return row;
+}
+
+// Rows of a table (a CSV input or a dataset split) as inputs: a text column (and optionally a
+// second-sentence column), or a file/image column; an "id" column names them, else the row number
+// (image rows: their path relative to `base`).
+void inputs_from_table(const data::Table& table, const std::string& source,
+                       const std::filesystem::path& base, std::vector<PipelineInput>& out) {
+  auto column = [&table](std::initializer_list<const char*> names) -> int {
     for (const char* n : names) {
-      auto it = std::find(header.begin(), header.end(), n);
-      if (it != header.end()) return static_cast<int>(it - header.begin());
+      if (int i = table.column_index(n); i >= 0) return i;
     }
     return -1;
   };
   const int text_col = column(kTextKeys);
   const int pair_col = column(kPairKeys);
   const int id_col = column({"id"});
-  const int path_col = column({"path", "image", "file"});
-  if (text_col < 0 && path_col < 0) {
-    throw Error(ErrorCode::kUsage,
-                fmt::format("{}: the header has no text column (columns: {})", file.string(),
-                            fmt::join(header, ", ")),
-                "name the text column 'text' (and the second sentence 'text_pair' for pairs)");
+  int path_col = column({"path", "image", "file"});
+  for (std::size_t c = 0; path_col < 0 && c < table.columns.size(); ++c) {
+    const data::ColumnType t = table.columns[c].type;
+    if (t == data::ColumnType::kImage || t == data::ColumnType::kFile) path_col = static_cast<int>(c);
   }
-  for (std::size_t r = 1; r < rows.size(); ++r) {
-    const auto& row = rows[r];
-    if (row.size() == 1 && row[0].empty()) continue;  // blank line
+  if (text_col < 0 && path_col < 0) {
+    std::vector<std::string> names;
+    for (const auto& c : table.columns) names.push_back(c.name);
+    throw Error(ErrorCode::kUsage,
+                fmt::format("{}: the header has no text column (columns: {})", source,
+                            fmt::join(names, ", ")),
+                "name the text column 'text' (and the second sentence 'text_pair' for pairs), "
+                "or the file column 'path' or 'image'");
+  }
+  for (std::size_t r = 0; r < table.rows.size(); ++r) {
+    const auto& row = table.rows[r];
     PipelineInput in;
-    in.id = r - 1;
-    if (row.size() != header.size()) {
-      in.invalid = fmt::format("{} row {}: {} fields, the header has {}", file.string(), r + 1,
-                               row.size(), header.size());
-      out.push_back(std::move(in));
-      continue;
+    in.id = r;
+    if (text_col >= 0) {
+      in.text = cell_text(row[static_cast<std::size_t>(text_col)]);
+      if (pair_col >= 0) in.text_pair = cell_text(row[static_cast<std::size_t>(pair_col)]);
+    } else {
+      in.path = cell_text(row[static_cast<std::size_t>(path_col)]);
+      if (in.path.is_relative()) in.path = base / in.path;
+      std::error_code ec;
+      const auto relative = std::filesystem::relative(in.path, base, ec);
+      if (!ec && !relative.empty() && *relative.begin() != "..") in.id = relative.generic_string();
     }
-    if (id_col >= 0) in.id = row[static_cast<std::size_t>(id_col)];
-    if (text_col >= 0) in.text = row[static_cast<std::size_t>(text_col)];
-    if (pair_col >= 0) in.text_pair = row[static_cast<std::size_t>(pair_col)];
-    if (text_col < 0) in.path = row[static_cast<std::size_t>(path_col)];
+    if (id_col >= 0) in.id = cell_id(row[static_cast<std::size_t>(id_col)], r);
     out.push_back(std::move(in));
   }
+}
+
+void read_csv(const std::filesystem::path& file, std::vector<PipelineInput>& out) {
+  data::CsvOptions options;
+  options.infer_types = false;  // ids and texts stay exactly as written
+  if (lower_ext(file) == ".tsv") options.delimiter = '\t';
+  inputs_from_table(data::read_csv(file, options), file.string(), file.parent_path(), out);
+}
+
+void read_dataset(const std::string& spec, const std::optional<std::string>& split_name,
+                  std::vector<PipelineInput>& out) {
+  data::LoadOptions options;
+  options.split = split_name;
+  const data::Dataset ds = data::load_dataset(spec, options);
+  std::vector<std::string> names;
+  for (const auto& s : ds.splits) names.push_back(s.selection);
+  MS_CHECK(!ds.splits.empty(), ErrorCode::kNotFound, "dataset {} has no splits", spec);
+  if (ds.splits.size() > 1) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("dataset {} has {} splits: choose one with --split", spec,
+                            ds.splits.size()),
+                "splits: " + join(names, ", "));
+  }
+  const data::Split& split = ds.splits.front();
+  const std::filesystem::path base =
+      std::filesystem::is_directory(ds.root) ? ds.root : ds.root.parent_path();
+  inputs_from_table(split.table, fmt::format("{} ({})", spec, split.selection), base, out);
 }
 
 }  // namespace
 
 std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
-  const int sources = (!spec.texts.empty()) + spec.file.has_value() + spec.dir.has_value();
+  const int sources = (!spec.texts.empty()) + spec.file.has_value() + spec.dir.has_value() +
+                      spec.dataset.has_value();
   MS_CHECK(sources == 1, ErrorCode::kUsage,
-           "give exactly one input source: --input TEXT..., --input-file FILE or --input-dir DIR");
+           "give exactly one input source: --input TEXT..., --input-file FILE, --input-dir DIR "
+           "or --dataset SPEC");
+  MS_CHECK(!spec.split || spec.dataset, ErrorCode::kUsage, "--split goes with --dataset");
   std::vector<PipelineInput> out;
   if (!spec.texts.empty()) {
     for (std::size_t i = 0; i < spec.texts.size(); ++i) {
@@ -187,7 +192,10 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
     }
     return out;
   }
-  if (spec.file) {
+  if (spec.dataset) {
+    read_dataset(*spec.dataset, spec.split, out);
+    MS_CHECK(!out.empty(), ErrorCode::kUsage, "dataset {} holds no rows", *spec.dataset);
+  } else if (spec.file) {
     const std::filesystem::path& file = *spec.file;
     std::error_code ec;
     MS_CHECK(std::filesystem::is_regular_file(file, ec), ErrorCode::kNotFound,
@@ -195,7 +203,7 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
     const std::string ext = lower_ext(file);
     if (ext == ".jsonl" || ext == ".ndjson") {
       read_jsonl(file, out);
-    } else if (ext == ".csv") {
+    } else if (ext == ".csv" || ext == ".tsv") {
       read_csv(file, out);
     } else {
       const std::vector<std::string> lines = split_lines(read_file(file));
@@ -234,7 +242,7 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
     MS_CHECK(
         seen.insert(key).second, ErrorCode::kUsage,
         "duplicate input id {} in {}: ids must be unique so that --resume can tell inputs apart",
-        key, spec.file ? spec.file->string() : spec.dir->string());
+        key, spec.dataset ? *spec.dataset : spec.file ? spec.file->string() : spec.dir->string());
   }
   return out;
 }

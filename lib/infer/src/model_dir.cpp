@@ -1,16 +1,14 @@
 #include "ms/infer/model_dir.h"
 
 #include <algorithm>
-#include <mutex>
 
 #include "ms/core/error.h"
+#include "ms/core/settings.h"
 #include "ms/core/text.h"
+#include "ms/hub/download.h"
 
 namespace ms::infer {
 namespace {
-
-std::mutex g_resolver_mutex;
-std::shared_ptr<ModelResolver> g_resolver;
 
 bool exists_file(const std::filesystem::path& p) {
   std::error_code ec;
@@ -47,11 +45,6 @@ std::optional<std::string> infer_hf_task(const std::filesystem::path& dir, const
 
 }  // namespace
 
-void set_model_resolver(std::shared_ptr<ModelResolver> resolver) {
-  std::lock_guard<std::mutex> lock(g_resolver_mutex);
-  g_resolver = std::move(resolver);
-}
-
 const std::vector<std::string>& known_tasks() {
   static const std::vector<std::string> tasks = {"sentence-embedding",
                                                  "text-classification",
@@ -76,7 +69,7 @@ std::string canonical_task(const std::string& task) {
 }
 
 ModelInfo open_model(const std::string& model, const std::optional<std::string>& task,
-                     const std::vector<std::string>& overrides) {
+                     const std::vector<std::string>& overrides, const HubModelOptions& hub) {
   MS_CHECK(!model.empty(), ErrorCode::kUsage, "--model is empty");
   std::filesystem::path dir = model;
   std::error_code ec;
@@ -86,24 +79,18 @@ ModelInfo open_model(const std::string& model, const std::optional<std::string>&
                   fmt::format("--model '{}' is a file, not a model folder", model),
                   "pass the folder that holds configuration.json or config.json");
     }
-    std::shared_ptr<ModelResolver> resolver;
-    {
-      std::lock_guard<std::mutex> lock(g_resolver_mutex);
-      resolver = g_resolver;
-    }
     if (!looks_like_hub_id(model)) {
       throw Error(ErrorCode::kNotFound, fmt::format("model folder '{}' does not exist", model),
                   "pass a local model folder, or a hub id such as owner/name");
     }
-    if (!resolver) {
-      throw Error(
-          ErrorCode::kMissingComponent,
-          fmt::format("'{}' is not a local folder, and this ms cannot resolve hub model ids "
-                      "for inference yet",
-                      model),
-          "download it first (ms download " + model + " --local-dir DIR) and pass --model DIR");
-    }
-    dir = resolver->resolve(model, "");
+    hub::DownloadOptions download;
+    download.repo = hub::parse_repo_id(model);
+    download.revision = hub.revision;
+    download.offline = hub.offline || env_flag("MODELSCOPE_OFFLINE");
+    dir = with_context("fetching model " + model + " from the hub", [&] {
+      return hub::snapshot_download(download, hub::resolve_hub_options(hub.endpoint, hub.token))
+          .local_path;
+    });
   }
 
   ModelInfo info;

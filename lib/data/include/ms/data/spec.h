@@ -36,7 +36,8 @@ struct DatasetSpec {
 /// Parses a spec: `csv:PATH`, `tsv:PATH`, `jsonl:PATH` (or `json:`), `text:PATH`,
 /// `imagefolder:DIR`, `folder:DIR`, `zip:PATH_OR_URL`, `hub:OWNER/NAME[@REV][:SUBSET[/SPLIT]]`, or
 /// a bare path whose kind is inferred from its extension (.csv .tsv .jsonl .json .txt .zip) or, for
-/// a folder, its layout (a dataset config json -> folder, else imagefolder). Throws kUsage for an
+/// a folder, its layout (a dataset config json or top-level .csv/.tsv/.jsonl tables -> folder, else
+/// imagefolder). Throws kUsage for an
 /// unknown prefix or an empty location and kNotFound for a bare path that does not exist.
 DatasetSpec parse_dataset_spec(std::string_view text);
 

@@ -13,11 +13,15 @@
 
 namespace ms::infer {
 
-/// Where the inputs come from: exactly one of texts, file or dir.
+/// Where the inputs come from: exactly one of texts, file, dir or dataset.
 struct InputSpec {
   std::vector<std::string> texts;             ///< --input TEXT ... (ids 0, 1, ...)
-  std::optional<std::filesystem::path> file;  ///< .txt (id = line number), .jsonl, .csv
+  std::optional<std::filesystem::path> file;  ///< .txt (id = line number), .jsonl, .csv, .tsv
   std::optional<std::filesystem::path> dir;   ///< every regular file, sorted (id = relative path)
+  /// A dataset spec (ms::data: csv:, jsonl:, imagefolder:, zip:, hub:...): rows of one split,
+  /// by their "id" column, else row number (image rows: path relative to the dataset root).
+  std::optional<std::string> dataset;
+  std::optional<std::string> split;  ///< with dataset: which split (may be sliced, "test[:100]")
 };
 
 /// Reads the inputs. Text lines keep their content as written (a bad one becomes an error line

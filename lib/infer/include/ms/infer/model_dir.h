@@ -1,5 +1,5 @@
 // Model folders for inference: ModelScope layout (configuration.json) or Hugging Face layout
-// (config.json + weights) with an explicit task; hub ids resolve through a pluggable resolver.
+// (config.json + weights) with an explicit task; hub ids are downloaded into the cache first.
 #pragma once
 
 #include <filesystem>
@@ -12,17 +12,13 @@
 
 namespace ms::infer {
 
-/// Turns a hub model id into a local folder (download or cache). The hub client installs one.
-class ModelResolver {
- public:
-  virtual ~ModelResolver() = default;
-  /// Returns the local snapshot folder of `model_id` at `revision` (empty: default revision).
-  virtual std::filesystem::path resolve(const std::string& model_id,
-                                        const std::string& revision) = 0;
+/// Where a hub model id is fetched from (a local folder ignores all of this).
+struct HubModelOptions {
+  std::string revision;  ///< branch or tag; empty: master
+  bool offline = false;  ///< only the cache; no network (also MODELSCOPE_OFFLINE=1)
+  std::optional<std::string> endpoint;  ///< default: MODELSCOPE_ENDPOINT / MODELSCOPE_DOMAIN
+  std::optional<std::string> token;     ///< default: MODELSCOPE_API_TOKEN / stored login
 };
-
-/// Installs the resolver used for hub ids (nullptr removes it).
-void set_model_resolver(std::shared_ptr<ModelResolver> resolver);
 
 /// A model folder and what its configuration says about it.
 struct ModelInfo {
@@ -41,11 +37,13 @@ const std::vector<std::string>& known_tasks();
 /// ms::Error(kUsage) listing close matches for an unknown task.
 std::string canonical_task(const std::string& task);
 
-/// Opens `model` (a folder, or a hub id when a resolver is installed). `task` overrides the
+/// Opens `model`: a folder, or a hub id (OWNER/NAME) that is not a local path, downloaded through
+/// the hub client into the modelscope cache (a cached copy is used offline). `task` overrides the
 /// configured one and is required for a HF layout whose task cannot be inferred. `overrides` are
 /// --set KEY=VALUE assignments applied to the configuration. Throws kNotFound, kConfig or kUsage
-/// naming the folder, file or key.
+/// naming the folder, file or key, and the hub client's errors for hub ids.
 ModelInfo open_model(const std::string& model, const std::optional<std::string>& task,
-                     const std::vector<std::string>& overrides = {});
+                     const std::vector<std::string>& overrides = {},
+                     const HubModelOptions& hub = {});
 
 }  // namespace ms::infer
