@@ -72,6 +72,24 @@ class ImageTest(MsTestCase):
     def test_small_cnn(self):
         self.check(os.path.join(VISION, "small-cnn"), ["cat", "dog", "bird"])
 
+    def test_imagefolder_dataset_input(self):
+        # An imagefolder's rows run through the same pipeline; ids are the paths in the folder.
+        import shutil
+        for cls, name in (("cat", "a.png"), ("dog", "c.jpg"), ("dog", "b.png")):
+            os.makedirs(self.path("imgs", "test", cls), exist_ok=True)
+            shutil.copy(os.path.join(IMAGES, name), self.path("imgs", "test", cls, name))
+        model = os.path.join(VISION, "small-cnn")
+        r = run_ms("infer", "-m", model, "--dataset", "imagefolder:" + self.path("imgs"), "--device", DEVICE)
+        self.assertExit(r, 0)
+        got = {g["id"]: g for g in lines(r.stdout)}
+        self.assertEqual(sorted(got), ["test/cat/a.png", "test/dog/b.png", "test/dog/c.jpg"])
+        r = run_ms("infer", "-m", model, "--input-dir", IMAGES, "--device", DEVICE)
+        direct = {g["id"]: g for g in lines(r.stdout)}
+        for path, out in got.items():
+            self.assertEqual(out["labels"], direct[os.path.basename(path)]["labels"])
+            for a, b in zip(out["scores"], direct[os.path.basename(path)]["scores"]):
+                self.assertLess(abs(a - b), 1e-6)
+
     def test_torchscript_pipeline(self):
         self.check(os.path.join(VISION, "torchscript"), ["cat", "dog", "bird"])
 
