@@ -65,7 +65,7 @@ class ImageTest(MsTestCase):
                 self.assertLess(abs(s_want - s_have), 1e-4, name)
                 if s_want > 1e-6:
                     self.assertEqual(n_want, n_have, name)
-        self.assertIn("cannot decode image", got["broken.png"]["error"]["message"])
+        self.assertIn("broken.png: corrupt image", got["broken.png"]["error"]["message"])
         self.assertIn("scores", got["c.jpg"])
         self.assertIn("1 of 4 inputs failed", r.stderr)
 
@@ -127,7 +127,7 @@ class ImageTest(MsTestCase):
         self.assertExit(r, 0)
         self.assertIn("needs image files", lines(r.stdout)[0]["error"]["message"])
         r = run_ms("infer", "-m", os.path.join(VISION, "small-cnn"), "--input-dir", IMAGES, "--fail-fast")
-        self.assertExit(r, 2)
+        self.assertExit(r, 7)  # a corrupt image is an integrity error, as in `ms dataset`
         self.assertOneLineError(r, "broken.png")
 
     def test_bad_transform_is_a_config_error(self):

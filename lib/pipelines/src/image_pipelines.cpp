@@ -12,7 +12,7 @@
 #include <cmath>
 #include <map>
 
-#include "image_decode.h"
+#include "ms/data/image.h"
 #include "ms/core/error.h"
 #include "ms/core/text.h"
 #include "ms/models/torchscript.h"
@@ -199,7 +199,7 @@ class ImageClassificationPipeline final : public infer::Pipeline {
       try {
         MS_CHECK(!batch[i]->path.empty(), ErrorCode::kUsage,
                  "image-classification needs image files (--input-dir, or a path column/field)");
-        RgbImage img = decode_image(batch[i]->path);
+        data::Image img = data::read_image(batch[i]->path.string(), 3);
         at::Tensor x = at::from_blob(img.pixels.data(), {img.height, img.width, 3},
                                      at::TensorOptions().dtype(at::kByte))
                            .permute({2, 0, 1})
