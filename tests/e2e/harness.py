@@ -92,3 +92,25 @@ class MsTestCase(unittest.TestCase):
             return json.loads(result.stdout)
         except json.JSONDecodeError as e:
             self.fail(f"stdout is not JSON ({e}):\n{result.stdout}")
+
+
+_TORCH = None
+
+
+def torch_available():
+    """Whether this ms has its torch layer (a -DMS_WITH_TORCH=OFF build has not)."""
+    global _TORCH
+    if _TORCH is None:
+        r = run_ms("env", "--json")
+        _TORCH = bool(json.loads(r.stdout)["libtorch"].get("available"))
+    return _TORCH
+
+
+class TorchTestCase(MsTestCase):
+    """Tests of commands that need LibTorch: skipped on a build without it, except the tests
+    named test_without_torch_*, which check how such a build fails."""
+
+    def setUp(self):
+        super().setUp()
+        if not torch_available() and not self._testMethodName.startswith("test_without_torch"):
+            self.skipTest("this ms is built without LibTorch")

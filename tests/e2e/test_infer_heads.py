@@ -10,7 +10,7 @@ import os
 import shutil
 import unittest
 
-from harness import SOURCE_DIR, MsTestCase, run_ms
+from harness import MsTestCase, SOURCE_DIR, TorchTestCase, run_ms, torch_available
 
 TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
 TOL = 1e-4
@@ -64,24 +64,7 @@ def bies_words(text, tags, offsets, word_ids):
         out.append(cur)
     return [text[a:b] for a, b in out]
 
-_TORCH = None
-
-
-def torch_available():
-    """Whether this ms has its torch layer (a -DMS_WITH_TORCH=OFF build has not)."""
-    global _TORCH
-    if _TORCH is None:
-        r = run_ms("env", "--json")
-        _TORCH = bool(json.loads(r.stdout)["libtorch"].get("available"))
-    return _TORCH
-
-
-class HeadsTest(MsTestCase):
-    def setUp(self):
-        super().setUp()
-        if not torch_available() and not self._testMethodName.startswith("test_without_torch"):
-            self.skipTest("this ms is built without LibTorch")
-
+class HeadsTest(TorchTestCase):
     def jsonl(self, name, records):
         p = self.path(name)
         with open(p, "w", encoding="utf-8") as f:

@@ -12,7 +12,7 @@ import os
 import subprocess
 import unittest
 
-from harness import SOURCE_DIR, MsTestCase, run_ms
+from harness import MsTestCase, SOURCE_DIR, TorchTestCase, run_ms, torch_available
 
 VISION = os.path.join(SOURCE_DIR, "tests", "data", "infer", "vision")
 IMAGES = os.path.join(VISION, "images")
@@ -32,24 +32,7 @@ def torchvision_python():
                 return py
     return None
 
-_TORCH = None
-
-
-def torch_available():
-    """Whether this ms has its torch layer (a -DMS_WITH_TORCH=OFF build has not)."""
-    global _TORCH
-    if _TORCH is None:
-        r = run_ms("env", "--json")
-        _TORCH = bool(json.loads(r.stdout)["libtorch"].get("available"))
-    return _TORCH
-
-
-class ImageTest(MsTestCase):
-    def setUp(self):
-        super().setUp()
-        if not torch_available() and not self._testMethodName.startswith("test_without_torch"):
-            self.skipTest("this ms is built without LibTorch")
-
+class ImageTest(TorchTestCase):
     def check(self, model_dir, labels=None):
         with open(os.path.join(model_dir, "expected.json")) as f:
             ref = json.load(f)

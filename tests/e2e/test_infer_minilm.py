@@ -12,7 +12,7 @@ import subprocess
 import time
 import unittest
 
-from harness import MS_BIN, SOURCE_DIR, MsTestCase, run_ms
+from harness import MS_BIN, MsTestCase, SOURCE_DIR, TorchTestCase, run_ms, torch_available
 
 DATA = os.path.join(SOURCE_DIR, "tests", "data", "infer")
 _model_dir = None
@@ -43,24 +43,7 @@ def cosine(a, b):
 def lines(text):
     return [json.loads(l) for l in text.splitlines() if l.strip()]
 
-_TORCH = None
-
-
-def torch_available():
-    """Whether this ms has its torch layer (a -DMS_WITH_TORCH=OFF build has not)."""
-    global _TORCH
-    if _TORCH is None:
-        r = run_ms("env", "--json")
-        _TORCH = bool(json.loads(r.stdout)["libtorch"].get("available"))
-    return _TORCH
-
-
-class MiniLmTest(MsTestCase):
-    def setUp(self):
-        super().setUp()
-        if not torch_available() and not self._testMethodName.startswith("test_without_torch"):
-            self.skipTest("this ms is built without LibTorch")
-
+class MiniLmTest(TorchTestCase):
     def write_jsonl(self, name, records):
         with open(self.path(name), "w", encoding="utf-8") as f:
             for r in records:

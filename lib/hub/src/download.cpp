@@ -702,7 +702,7 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   DownloadResult result;
   result.local_path = layout.repo_dir;
   result.revision = revision;
-  std::vector<FileEntry> todo;
+  std::vector<FileEntry> to_fetch;
   for (const FileEntry& e : selected) {
     const bool hit = cache.has(e.path, e.revision);
     result.files.push_back({e.path, e.size, hit});
@@ -710,7 +710,7 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
       result.bytes_cached += e.size;
     } else {
       result.bytes_to_fetch += e.size;
-      todo.push_back(e);
+      to_fetch.push_back(e);
     }
   }
   if (options.dry_run) {
@@ -724,8 +724,8 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
     fail(ErrorCode::kIo, "{}: cannot create the cache folder: {}", layout.repo_dir.string(),
          ec.message());
 
-  if (!todo.empty()) {
-    Progress progress(fmt::format("{} ({} files)", options.repo.str(), todo.size()),
+  if (!to_fetch.empty()) {
+    Progress progress(fmt::format("{} ({} files)", options.repo.str(), to_fetch.size()),
                       result.bytes_to_fetch, Progress::Unit::kBytes);
     Run run{options, client, cache, layout, revision, &progress, {}, {}, {}, {}, false};
     const int workers = std::max(1, options.max_workers);
@@ -741,7 +741,7 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
     std::vector<std::function<void()>> tasks;
     std::vector<std::unique_ptr<PartedFile>> parted;
     // Big files first: their parts keep every connection busy while small files fill gaps.
-    std::vector<FileEntry> order = todo;
+    std::vector<FileEntry> order = to_fetch;
     std::stable_sort(order.begin(), order.end(),
                      [](const FileEntry& a, const FileEntry& b) { return a.size > b.size; });
     for (const FileEntry& e : order) {
@@ -796,7 +796,7 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
       Error e = worst->error;
       if (run.failures.size() > 1) {
         e.add_context(fmt::format("downloading {}: {} of {} files failed", options.repo.str(),
-                                  run.failures.size(), todo.size()));
+                                  run.failures.size(), to_fetch.size()));
       }
       throw e;
     }
@@ -809,7 +809,7 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
     std::string current;
     if (fs::is_regular_file(layout.repo_dir / ".mv", ec))
       current = read_file(layout.repo_dir / ".mv");
-    if (!todo.empty() || current.rfind("Revision:" + revision + ",", 0) != 0) {
+    if (!to_fetch.empty() || current.rfind("Revision:" + revision + ",", 0) != 0) {
       try {
         for (const RevisionInfo& r : client.revisions(options.type, options.repo)) {
           if (r.name == revision) created_at = r.created_at;

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "ms/core/error.h"
+#include "ms/core/utf8.h"
 
 namespace ms::text {
 namespace {
@@ -41,35 +42,6 @@ const CharMapping* find_mapping(const CharMapping* begin, const CharMapping* end
 constexpr char32_t kSBase = 0xAC00, kLBase = 0x1100, kVBase = 0x1161, kTBase = 0x11A7;
 constexpr int kVCount = 21, kTCount = 28, kNCount = kVCount * kTCount, kSCount = 11172;
 
-std::size_t invalid_at(std::string_view text, std::size_t& i) {
-  // Returns the length of the valid sequence at i, or 0.
-  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
-  const std::size_t n = text.size();
-  unsigned char c = s[i];
-  if (c < 0x80) return 1;
-  std::size_t len;
-  char32_t cp;
-  if ((c & 0xE0) == 0xC0) {
-    len = 2;
-    cp = c & 0x1F;
-  } else if ((c & 0xF0) == 0xE0) {
-    len = 3;
-    cp = c & 0x0F;
-  } else if ((c & 0xF8) == 0xF0) {
-    len = 4;
-    cp = c & 0x07;
-  } else {
-    return 0;
-  }
-  if (i + len > n) return 0;
-  for (std::size_t k = 1; k < len; ++k) {
-    if ((s[i + k] & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (s[i + k] & 0x3F);
-  }
-  static constexpr char32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-  return len;
-}
 
 }  // namespace
 
@@ -78,7 +50,7 @@ std::u32string decode_utf8(std::string_view text) {
   out.reserve(text.size());
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());
   for (std::size_t i = 0; i < text.size();) {
-    const std::size_t len = invalid_at(text, i);
+    const std::size_t len = utf8_sequence_length(text, i);
     if (len == 0) {
       throw Error(
           ErrorCode::kUsage,
@@ -95,7 +67,7 @@ std::u32string decode_utf8(std::string_view text) {
 
 bool is_valid_utf8(std::string_view text) {
   for (std::size_t i = 0; i < text.size();) {
-    const std::size_t len = invalid_at(text, i);
+    const std::size_t len = utf8_sequence_length(text, i);
     if (len == 0) return false;
     i += len;
   }
