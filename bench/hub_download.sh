@@ -5,7 +5,7 @@
 #   mixed repo (big file + SMALL_FILES small ones): `ms download` vs the Python modelscope client,
 #   warm re-run (everything cached) of `ms download`, and `ms upload` throughput.
 # RUNS rounds (default 3) interleave the clients; the table shows the best of each, stderr all.
-# Python peer: $MS_MODELSCOPE_PYTHON, else ~/.cache/ms-venv-modelscope136/bin/python, else skipped.
+# Python peer: $MS_MODELSCOPE_PYTHON, else the interop venv (scripts/setup_python_interop.sh), else skipped.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ms="${MS_BIN:-$root/build/bin/ms}"
@@ -25,7 +25,7 @@ settle() { sync; sleep 0.5; }
 secs() { python3 -c "print(f'{$2 - $1:.3f}')"; }
 rate() { python3 -c "print(f'{$1 / ($3 - $2) / 2**20:.0f} MiB/s')"; }
 
-py="${MS_MODELSCOPE_PYTHON:-$HOME/.cache/ms-venv-modelscope136/bin/python}"
+py="${MS_MODELSCOPE_PYTHON:-$root/build/venv-modelscope/bin/python}"
 [ -x "$py" ] && "$py" -c "import modelscope" 2>/dev/null || py=""
 
 echo "== preparing ${big_mb} MiB + ${small_files} small files in $work" >&2
