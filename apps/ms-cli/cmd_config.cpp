@@ -19,8 +19,9 @@ void run_config_show(const ConfigShowOptions& options) {
   for (const std::string& assignment : options.overrides) config.apply_override(assignment);
   if (!options.key.empty()) {
     const Json& value = config.at(options.key);
-    std::printf("%s\n", options.json || !value.is_string() ? value.dump(options.json ? 2 : -1).c_str()
-                                                          : value.get<std::string>().c_str());
+    std::printf("%s\n", options.json || !value.is_string()
+                            ? value.dump(options.json ? 2 : -1).c_str()
+                            : value.get<std::string>().c_str());
     return;
   }
   std::fputs(config.dump(options.json ? "json" : "yaml").c_str(), stdout);
@@ -34,8 +35,10 @@ void add_config_command(CLI::App& app, const GlobalOptions& /*global*/) {
 
   auto options = std::make_shared<ConfigShowOptions>();
   CLI::App* show = config->add_subcommand(
-      "show", "Print a configuration (JSON or YAML file, or a model folder) with overrides applied");
-  show->add_option("path", options->path, "A .json/.yaml/.yml file, or a folder with configuration.json")
+      "show",
+      "Print a configuration (JSON or YAML file, or a model folder) with overrides applied");
+  show->add_option("path", options->path,
+                   "A .json/.yaml/.yml file, or a folder with configuration.json")
       ->required();
   show->add_option("--set,--cfg-options", options->overrides,
                    "Override a key: KEY=VALUE, VALUE a JSON literal or a bare word "
@@ -45,7 +48,8 @@ void add_config_command(CLI::App& app, const GlobalOptions& /*global*/) {
   show->add_option("--key", options->key, "Print only this dotted key (e.g. train.optimizer.lr)");
   show->add_flag("--json", options->json, "Print JSON instead of YAML");
   show->footer(
-      "Lists of objects with a 'type' can be addressed by type: --set train.hooks.CheckpointHook.interval=2");
+      "Lists of objects with a 'type' can be addressed by type: --set "
+      "train.hooks.CheckpointHook.interval=2");
   show->callback([options] { run_config_show(*options); });
 }
 

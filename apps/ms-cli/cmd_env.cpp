@@ -1,7 +1,6 @@
 // `ms env`: what this ms sees: versions, LibTorch and CUDA, threads, cache, hub endpoint, token.
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "cli.h"
@@ -74,9 +73,10 @@ void run_env(const EnvOptions& options) {
     line("ms", ms::version());
     if (torch["available"].get<bool>()) {
       line("libtorch", torch["version"].get<std::string>());
-      line("cuda", torch["cuda_available"].get<bool>()
-                       ? fmt::format("available, {} device(s)", torch["cuda_device_count"].get<int>())
-                       : std::string("not available"));
+      line("cuda",
+           torch["cuda_available"].get<bool>()
+               ? fmt::format("available, {} device(s)", torch["cuda_device_count"].get<int>())
+               : std::string("not available"));
       line("threads", fmt::format("{} intra-op ({}), {} inter-op", torch["threads"].get<int>(),
                                   torch["parallel_backend"].get<std::string>(),
                                   torch["interop_threads"].get<int>()));
@@ -100,13 +100,16 @@ void run_env(const EnvOptions& options) {
 void add_env_command(CLI::App& app, const GlobalOptions& /*global*/) {
   auto options = std::make_shared<EnvOptions>();
   CLI::App* command = app.add_subcommand(
-      "env", "Show versions, LibTorch and CUDA, threads, cache folder, hub endpoint and token state");
+      "env",
+      "Show versions, LibTorch and CUDA, threads, cache folder, hub endpoint and token state");
   command->add_flag("--json", options->json, "Print one JSON object on stdout");
   add_threads_option(*command, options->threads);
-  command->add_option("--device", options->device,
-                      "Also check that this device is usable: cpu, gpu, gpu:N, cuda, cuda:N or auto");
+  command->add_option(
+      "--device", options->device,
+      "Also check that this device is usable: cpu, gpu, gpu:N, cuda, cuda:N or auto");
   command->footer(
-      "Exits 6 (after printing the report) when LibTorch cannot be loaded, or when --device names a\n"
+      "Exits 6 (after printing the report) when LibTorch cannot be loaded, or when --device names "
+      "a\n"
       "GPU and CUDA is not available; exits 2 for a malformed --device.");
   command->callback([options] { run_env(*options); });
 }

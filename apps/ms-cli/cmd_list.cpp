@@ -15,37 +15,19 @@ struct ListOptions {
   bool json = false;
 };
 
-Registries torch_free_registries() {
+// Every registry this ms knows. Pipelines live in the torch layer: their registry is listed by
+// name at once but loads LibTorch only when asked for.
+Registries all_registries() {
   Registries registries;
   register_config_components(registries);
   io::register_io_components(registries);
+  registries.add_deferred(
+      "pipelines", []() -> const RegistryBase& { return infer::pipeline_factory().registry(); });
   return registries;
 }
 
-// Pipelines live in the torch layer: listing them loads LibTorch, so only on request.
-void list_pipelines(bool json) {
-  const std::vector<std::string> rows = infer::pipeline_factory().registered();
-  if (json) {
-    nlohmann::ordered_json out = nlohmann::ordered_json::array();
-    for (const std::string& row : rows) {
-      const auto colon = row.find(": ");
-      out.push_back({{"group", row.substr(0, colon)}, {"type", row.substr(colon + 2)}});
-    }
-    std::printf("%s\n", out.dump(2).c_str());
-    return;
-  }
-  for (const std::string& row : rows) {
-    const auto colon = row.find(": ");
-    std::printf("%s/%s\n", row.substr(0, colon).c_str(), row.substr(colon + 2).c_str());
-  }
-}
-
 void run_list(const ListOptions& options) {
-  if (options.registry == "pipelines") {
-    list_pipelines(options.json);
-    return;
-  }
-  const Registries registries = torch_free_registries();
+  const Registries registries = all_registries();
   if (options.registry.empty()) {
     if (options.json) {
       std::printf("%s\n", nlohmann::json(registries.names()).dump().c_str());

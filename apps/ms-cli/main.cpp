@@ -14,7 +14,8 @@ void print_error(const ms::Error& error, bool verbose) {
   std::fprintf(stderr, "ms: error: %s\n", error.what());
   if (!error.hint().empty()) std::fprintf(stderr, "  hint: %s\n", error.hint().c_str());
   if (verbose) {
-    for (const std::string& frame : error.context()) std::fprintf(stderr, "  while %s\n", frame.c_str());
+    for (const std::string& frame : error.context())
+      std::fprintf(stderr, "  while %s\n", frame.c_str());
     std::fprintf(stderr, "  (error kind: %s, exit code %d)\n", ms::error_code_name(error.code()),
                  ms::exit_code(error.code()));
   } else if (!error.context().empty()) {
@@ -29,14 +30,16 @@ int main(int argc, char** argv) {
       "ms: download, serve, run and train ModelScope models from the shell.\n"
       "Run 'ms COMMAND --help' for the options of a command.",
       "ms"};
-  app.set_version_flag("--version", std::string("ms ") + ms::version(), "Print the ms version and exit");
+  app.set_version_flag("--version", std::string("ms ") + ms::version(),
+                       "Print the ms version and exit");
   app.require_subcommand(1);
   app.fallthrough();
 
   ms::cli::GlobalOptions global;
   app.add_flag("-v,--verbose", global.verbose, "Show info logs and the full context of errors");
   app.parse_complete_callback([&global] {
-    if (global.verbose && ms::log::level() > ms::log::Level::kInfo) ms::log::set_level(ms::log::Level::kInfo);
+    if (global.verbose && ms::log::level() > ms::log::Level::kInfo)
+      ms::log::set_level(ms::log::Level::kInfo);
   });
   app.footer(
       "Exit codes: 0 ok, 2 usage, 3 config, 4 not found, 5 network, 6 missing component,\n"

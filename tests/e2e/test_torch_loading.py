@@ -45,6 +45,14 @@ class TorchLoadingTest(MsTestCase):
         report = self.json_out(r)  # the report is still printed
         self.assertFalse(report["libtorch"]["available"])
 
+    def test_torch_registries_are_listed_without_loading_torch(self):
+        r, libs = self.run_traced("list")
+        self.assertIn("pipelines", r.stdout.split())
+        self.assertNoTorch(libs)
+        r = run_ms("list", "pipelines", env={"MS_TORCH_LAYER": self.path("nowhere", "libms_torch.so")})
+        self.assertExit(r, 6)
+        self.assertOneLineError(r, "torch layer is not installed")
+
     def test_library_without_entry_point_is_rejected(self):
         lib_dir = os.path.join(os.path.dirname(os.path.dirname(MS_BIN)), "lib")
         candidates = glob.glob(os.path.join(lib_dir, "libms.so*"))

@@ -1,6 +1,8 @@
-// Unit tests of Config: JSON/YAML parsing with locations, dotted access, overrides, merge, strict mode.
-#include "catch.h"
+// Unit tests of Config: JSON/YAML parsing with locations, dotted access, overrides, merge, strict
+// mode.
 #include "ms/config/config.h"
+
+#include "catch.h"
 
 using ms::Config;
 using ms::ErrorCode;
@@ -17,7 +19,8 @@ void expect_error(Body&& body, ErrorCode code, std::initializer_list<const char*
   } catch (const ms::Error& e) {
     INFO("message: " << e.what());
     CHECK(e.code() == code);
-    for (const char* fragment : fragments) CHECK(std::string(e.what()).find(fragment) != std::string::npos);
+    for (const char* fragment : fragments)
+      CHECK(std::string(e.what()).find(fragment) != std::string::npos);
   }
 }
 
@@ -57,16 +60,20 @@ TEST_CASE("missing keys and wrong types name the file and the full key path", "[
   }
   expect_error([&] { c.get<int>("task"); }, ErrorCode::kConfig,
                {"model/configuration.json", "key 'task' must be an integer, got string"});
-  expect_error([&] { c.get<std::string>("train.max_epochs"); }, ErrorCode::kConfig, {"'train.max_epochs' must be a string"});
-  expect_error([&] { c.at("train.hooks.LoggerHook"); }, ErrorCode::kConfig, {"missing key 'train.hooks.LoggerHook'"});
+  expect_error([&] { c.get<std::string>("train.max_epochs"); }, ErrorCode::kConfig,
+               {"'train.max_epochs' must be a string"});
+  expect_error([&] { c.at("train.hooks.LoggerHook"); }, ErrorCode::kConfig,
+               {"missing key 'train.hooks.LoggerHook'"});
 }
 
 TEST_CASE("malformed JSON reports line and column", "[config]") {
   const char* bad = "{\n  \"a\": 1,\n  \"b\": [1, 2,,]\n}\n";
-  expect_error([&] { Config::parse(bad, "json", "bad.json"); }, ErrorCode::kConfig, {"bad.json:3:", "invalid JSON"});
+  expect_error([&] { Config::parse(bad, "json", "bad.json"); }, ErrorCode::kConfig,
+               {"bad.json:3:", "invalid JSON"});
   expect_error([&] { Config::parse("[1, 2]", "json", "list.json"); }, ErrorCode::kConfig,
                {"list.json", "top level must be an object"});
-  expect_error([&] { Config::parse("", "json", "empty.json"); }, ErrorCode::kConfig, {"empty.json:1:"});
+  expect_error([&] { Config::parse("", "json", "empty.json"); }, ErrorCode::kConfig,
+               {"empty.json:1:"});
 }
 
 TEST_CASE("YAML configs type plain scalars and keep quoted strings", "[config]") {
@@ -85,14 +92,15 @@ TEST_CASE("YAML configs type plain scalars and keep quoted strings", "[config]")
   CHECK(c.get<bool>("train.shuffle"));
   CHECK(c.get<std::string>("train.name") == "3");
   CHECK(c.at("train.nothing").is_null());
-  CHECK(c.get<std::vector<std::string>>("train.metrics") == std::vector<std::string>{"accuracy", "f1"});
+  CHECK(c.get<std::vector<std::string>>("train.metrics") ==
+        std::vector<std::string>{"accuracy", "f1"});
   CHECK(c.get<int>("train.hex") == 16);
   CHECK(Config::parse("", "yaml", "empty.yaml").root().empty());
 }
 
 TEST_CASE("malformed YAML reports line and column", "[config]") {
-  expect_error([&] { Config::parse("a:\n  b: [1, 2\nc: 3\n", "yaml", "bad.yaml"); }, ErrorCode::kConfig,
-               {"bad.yaml:", "invalid YAML"});
+  expect_error([&] { Config::parse("a:\n  b: [1, 2\nc: 3\n", "yaml", "bad.yaml"); },
+               ErrorCode::kConfig, {"bad.yaml:", "invalid YAML"});
   expect_error([&] { Config::parse("a: 1\na: 2\n", "yaml", "dup.yaml"); }, ErrorCode::kConfig,
                {"dup.yaml:2:1", "duplicate key 'a'"});
   expect_error([&] { Config::parse("- 1\n- 2\n", "yaml", "list.yaml"); }, ErrorCode::kConfig,
@@ -123,12 +131,16 @@ TEST_CASE("overrides take JSON literals and bare words", "[config][override]") {
 
 TEST_CASE("bad overrides are usage errors naming the assignment", "[config][override]") {
   Config c = Config::parse(kModelConfig, "json", "c.json");
-  expect_error([&] { c.apply_override("train.max_epochs"); }, ErrorCode::kUsage, {"expected KEY=VALUE"});
+  expect_error([&] { c.apply_override("train.max_epochs"); }, ErrorCode::kUsage,
+               {"expected KEY=VALUE"});
   expect_error([&] { c.apply_override("=3"); }, ErrorCode::kUsage, {"--set '=3'"});
-  expect_error([&] { c.apply_override("train..lr=3"); }, ErrorCode::kUsage, {"train..lr", "empty segment"});
-  expect_error([&] { c.apply_override("task.name=x"); }, ErrorCode::kUsage, {"'task' is a string, not an object"});
+  expect_error([&] { c.apply_override("train..lr=3"); }, ErrorCode::kUsage,
+               {"train..lr", "empty segment"});
+  expect_error([&] { c.apply_override("task.name=x"); }, ErrorCode::kUsage,
+               {"'task' is a string, not an object"});
   expect_error([&] { c.apply_override("metrics=[1, 2"); }, ErrorCode::kUsage, {"not valid JSON"});
-  expect_error([&] { c.apply_override("train.hooks.9.interval=1"); }, ErrorCode::kUsage, {"has no element '9'"});
+  expect_error([&] { c.apply_override("train.hooks.9.interval=1"); }, ErrorCode::kUsage,
+               {"has no element '9'"});
   expect_error([&] { c.apply_override("train.hooks.LoggerHook.interval=1"); }, ErrorCode::kUsage,
                {"has no element 'LoggerHook'"});
 }
@@ -154,8 +166,9 @@ TEST_CASE("merge follows ModelScope's rule for lists of typed objects", "[config
 }
 
 TEST_CASE("strict mode lists keys nothing read", "[config][strict]") {
-  Config c = Config::parse(R"({"model": {"type": "bert", "hiden_size": 8}, "task": "x", "train": {"lr": 1}})",
-                           "json", "c.json");
+  Config c = Config::parse(
+      R"({"model": {"type": "bert", "hiden_size": 8}, "task": "x", "train": {"lr": 1}})", "json",
+      "c.json");
   c.get<std::string>("model.type");
   c.get<std::string>("task");
   c.at("train");  // reading a subtree marks all of it

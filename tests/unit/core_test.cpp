@@ -1,8 +1,8 @@
 // Unit tests of the core module: errors and exit codes, device specs, text helpers, atomic files.
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
-
-#include <unistd.h>
 
 #include "catch.h"
 #include "ms/core/device.h"
@@ -27,7 +27,9 @@ TEST_CASE("error codes map to the documented exit codes", "[core][error]") {
 }
 
 TEST_CASE("MS_CHECK throws an Error with the formatted message", "[core][error]") {
-  auto check = [](int value) { MS_CHECK(value > 0, ErrorCode::kUsage, "value must be positive, got {}", value); };
+  auto check = [](int value) {
+    MS_CHECK(value > 0, ErrorCode::kUsage, "value must be positive, got {}", value);
+  };
   CHECK_NOTHROW(check(1));
   try {
     check(-3);
@@ -84,7 +86,8 @@ TEST_CASE("device specs parse every accepted form", "[core][device]") {
 }
 
 TEST_CASE("bad device specs name the accepted forms", "[core][device]") {
-  for (const char* bad : {"", "tpu", "gpu:", "gpu:-1", "cuda:x", "gpu:1:2", "cuda0", "cpu:0", "gpu: 1", "gpu:99999"}) {
+  for (const char* bad : {"", "tpu", "gpu:", "gpu:-1", "cuda:x", "gpu:1:2", "cuda0", "cpu:0",
+                          "gpu: 1", "gpu:99999"}) {
     INFO("input: '" << bad << "'");
     try {
       ms::parse_device(bad);
@@ -97,7 +100,8 @@ TEST_CASE("bad device specs name the accepted forms", "[core][device]") {
 }
 
 TEST_CASE("close matches suggest likely names", "[core][text]") {
-  const std::vector<std::string> names = {"text-classification", "token-classification", "fill-mask"};
+  const std::vector<std::string> names = {"text-classification", "token-classification",
+                                          "fill-mask"};
   auto matches = ms::close_matches("text-clasification", names);
   REQUIRE_FALSE(matches.empty());
   CHECK(matches.front() == "text-classification");
@@ -108,7 +112,8 @@ TEST_CASE("close matches suggest likely names", "[core][text]") {
 
 TEST_CASE("log sink is replaceable and filters by level", "[core][log]") {
   std::vector<std::string> seen;
-  auto previous = ms::log::set_sink([&](ms::log::Level, std::string_view m) { seen.emplace_back(m); });
+  auto previous =
+      ms::log::set_sink([&](ms::log::Level, std::string_view m) { seen.emplace_back(m); });
   const auto old_level = ms::log::level();
   ms::log::set_level(ms::log::Level::kInfo);
   ms::log::debug("hidden {}", 1);
@@ -128,7 +133,8 @@ TEST_CASE("atomic writes replace files whole and leave no temp files", "[core][f
   ms::write_file_atomic(target, "first");
   ms::write_file_atomic(target, "second version", 0600);
   CHECK(ms::read_file(target) == "second version");
-  CHECK((fs::status(target).permissions() & fs::perms::all) == (fs::perms::owner_read | fs::perms::owner_write));
+  CHECK((fs::status(target).permissions() & fs::perms::all) ==
+        (fs::perms::owner_read | fs::perms::owner_write));
   int entries = 0;
   for (const auto& e : fs::directory_iterator(dir / "sub")) {
     (void)e;

@@ -19,14 +19,15 @@ TEST_CASE("repo ids parse OWNER/NAME and mask dots for the cache", "[hub]") {
 }
 
 TEST_CASE("repo paths reject traversal, absolute paths, backslashes and NUL", "[hub]") {
-  for (const char* good : {"a.txt", "dir/sub/file.bin", ".gitattributes", "名字/文件.txt", "a..b"}) {
+  for (const char* good :
+       {"a.txt", "dir/sub/file.bin", ".gitattributes", "名字/文件.txt", "a..b"}) {
     INFO(good);
     CHECK(is_safe_repo_path(good));
   }
-  for (const std::string bad : {std::string(""), std::string("/etc/passwd"), std::string("../x"),
-                                std::string("a/../../x"), std::string("a\\b"), std::string("a//b"),
-                                std::string("./a"), std::string("a/."), std::string("a\0b", 3),
-                                std::string("a\nb")}) {
+  for (const std::string bad :
+       {std::string(""), std::string("/etc/passwd"), std::string("../x"), std::string("a/../../x"),
+        std::string("a\\b"), std::string("a//b"), std::string("./a"), std::string("a/."),
+        std::string("a\0b", 3), std::string("a\nb")}) {
     INFO(bad);
     CHECK_FALSE(is_safe_repo_path(bad));
     CHECK_THROWS_AS(check_repo_path(bad), ms::Error);

@@ -1,9 +1,10 @@
 // Unit tests of Registry<T> and Registries.
+#include "ms/config/registry.h"
+
 #include <functional>
 
 #include "catch.h"
 #include "ms/config/components.h"
-#include "ms/config/registry.h"
 
 TEST_CASE("registry stores components by group and type", "[registry]") {
   ms::Registry<int> r("models");
@@ -47,4 +48,33 @@ TEST_CASE("Registries lists and finds registries by name", "[registry]") {
   CHECK(all.get("config_formats").entries().size() == 2);
   CHECK_THROWS_AS(all.get("config_format"), ms::Error);
   CHECK_THROWS_AS(ms::register_config_components(all), ms::Error);  // added twice
+}
+
+TEST_CASE("deferred registries load on first use only", "[registry]") {
+  ms::Registry<int> late("models");
+  late.add("bert", 1);
+  int loads = 0;
+  ms::Registries all;
+  ms::register_config_components(all);
+  all.add_deferred("models", [&]() -> const ms::RegistryBase& {
+    ++loads;
+    return late;
+  });
+  CHECK(all.names() == std::vector<std::string>{"config_formats", "models"});
+  CHECK(all.contains("models"));
+  CHECK(loads == 0);
+  CHECK(all.get("models").entries().size() == 1);
+  CHECK(loads == 1);
+  CHECK_THROWS_AS(
+      all.add_deferred("config_formats", [&]() -> const ms::RegistryBase& { return late; }),
+      ms::Error);
+  all.add_deferred("broken", []() -> const ms::RegistryBase& {
+    throw ms::Error(ms::ErrorCode::kMissingComponent, "no torch layer");
+  });
+  try {
+    all.get("broken");
+    FAIL("no throw");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ms::ErrorCode::kMissingComponent);
+  }
 }

@@ -15,8 +15,6 @@ const Registry<ConfigParser>& config_formats() {
   return formats;
 }
 
-void register_config_components(Registries& registries) {
-  registries.add(config_formats());
-}
+void register_config_components(Registries& registries) { registries.add(config_formats()); }
 
 }  // namespace ms

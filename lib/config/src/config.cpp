@@ -15,7 +15,8 @@ namespace {
 
 bool is_index(const std::string& segment) {
   return !segment.empty() && segment.size() < 10 &&
-         std::all_of(segment.begin(), segment.end(), [](unsigned char c) { return std::isdigit(c); });
+         std::all_of(segment.begin(), segment.end(),
+                     [](unsigned char c) { return std::isdigit(c); });
 }
 
 // Position in `list` addressed by `segment`: an index, or the element whose "type" equals it.
@@ -55,7 +56,8 @@ std::string describe(const Json& value) {
 }
 
 bool all_typed_objects(const Json& list) {
-  return list.is_array() && !list.empty() && std::all_of(list.begin(), list.end(), [](const Json& item) {
+  return list.is_array() && !list.empty() &&
+         std::all_of(list.begin(), list.end(), [](const Json& item) {
            return item.is_object() && item.contains("type") && item["type"].is_string();
          });
 }
@@ -99,7 +101,8 @@ void merge_json(Json& base, const Json& other) {
   base = other;
 }
 
-Config::Config(Json root, std::string source) : root_(std::move(root)), source_(std::move(source)) {}
+Config::Config(Json root, std::string source)
+    : root_(std::move(root)), source_(std::move(source)) {}
 
 Config Config::from_file(const fs::path& given) {
   fs::path path = given;
@@ -133,23 +136,31 @@ Config Config::parse(std::string_view text, std::string_view format, std::string
   if (root.is_null()) root = Json::object();  // an empty YAML file is an empty configuration
   if (!root.is_object()) {
     throw Error(ErrorCode::kConfig,
-                fmt::format("{}: the top level must be an object (key: value pairs), got {}", source,
-                            type_name(root)));
+                fmt::format("{}: the top level must be an object (key: value pairs), got {}",
+                            source, type_name(root)));
   }
   return Config(std::move(root), std::move(source));
 }
 
 std::string Config::type_name(const Json& value) {
   switch (value.type()) {
-    case Json::value_t::null: return "null";
-    case Json::value_t::object: return "object";
-    case Json::value_t::array: return "list";
-    case Json::value_t::string: return "string";
-    case Json::value_t::boolean: return "boolean";
+    case Json::value_t::null:
+      return "null";
+    case Json::value_t::object:
+      return "object";
+    case Json::value_t::array:
+      return "list";
+    case Json::value_t::string:
+      return "string";
+    case Json::value_t::boolean:
+      return "boolean";
     case Json::value_t::number_integer:
-    case Json::value_t::number_unsigned: return "integer";
-    case Json::value_t::number_float: return "number";
-    default: return "value";
+    case Json::value_t::number_unsigned:
+      return "integer";
+    case Json::value_t::number_float:
+      return "number";
+    default:
+      return "value";
   }
 }
 
@@ -207,7 +218,8 @@ const Json& Config::at(std::string_view key) const {
       const std::string& missing = segments[parent.empty() ? 0 : split_key(parent).size()];
       hint = did_you_mean(missing, keys);
       if (hint.empty() && !keys.empty()) {
-        hint = fmt::format("keys under '{}': {}", parent.empty() ? "<top>" : parent, join(keys, ", "));
+        hint =
+            fmt::format("keys under '{}': {}", parent.empty() ? "<top>" : parent, join(keys, ", "));
       }
     } else if (scope->is_array()) {
       hint = "in '" + parent + "' use " + list_choices(*scope);
@@ -237,14 +249,15 @@ void Config::set(std::string_view key, Json value) {
       std::size_t at = list_position(*node, segment);
       if (at >= node->size()) {
         throw Error(ErrorCode::kConfig,
-                    fmt::format("{}: cannot set '{}': '{}' has no element '{}'", source_, key, walked, segment),
+                    fmt::format("{}: cannot set '{}': '{}' has no element '{}'", source_, key,
+                                walked, segment),
                     "use " + list_choices(*node));
       }
       node = &(*node)[at];
     } else {
       throw Error(ErrorCode::kConfig,
-                  fmt::format("{}: cannot set '{}': '{}' is a {}, not an object", source_, key, walked,
-                              type_name(*node)));
+                  fmt::format("{}: cannot set '{}': '{}' is a {}, not an object", source_, key,
+                              walked, type_name(*node)));
     }
     walked += walked.empty() ? segment : "." + segment;
     if (last) *node = std::move(value);
@@ -267,9 +280,10 @@ void Config::apply_override(std::string_view assignment) {
     // not parse is a mistake worth reporting rather than silently storing as a string.
     const char first = text.empty() ? '\0' : text.front();
     if (first == '[' || first == '{' || first == '"') {
-      throw Error(ErrorCode::kUsage,
-                  fmt::format("--set '{}': value is not valid JSON: {}", assignment, e.what()),
-                  "quote the whole argument for the shell, e.g. --set 'evaluation.metrics=[\"accuracy\"]'");
+      throw Error(
+          ErrorCode::kUsage,
+          fmt::format("--set '{}': value is not valid JSON: {}", assignment, e.what()),
+          "quote the whole argument for the shell, e.g. --set 'evaluation.metrics=[\"accuracy\"]'");
     }
     value = std::string(text);
   }
@@ -293,7 +307,8 @@ std::vector<std::string> Config::unread_keys() const {
       prefix.resize(dot);
     }
   };
-  std::function<void(const Json&, const std::string&)> walk = [&](const Json& node, const std::string& path) {
+  std::function<void(const Json&, const std::string&)> walk = [&](const Json& node,
+                                                                  const std::string& path) {
     if ((node.is_object() || node.is_array()) && !node.empty()) {
       std::size_t index = 0;
       for (auto it = node.begin(); it != node.end(); ++it, ++index) {
@@ -311,9 +326,10 @@ std::vector<std::string> Config::unread_keys() const {
 void Config::check_all_read() const {
   std::vector<std::string> unread = unread_keys();
   if (unread.empty()) return;
-  throw Error(ErrorCode::kConfig,
-              fmt::format("{}: {} key(s) were not used: {}", source_, unread.size(), join(unread, ", ")),
-              "these are often misspelt; remove them or fix their names");
+  throw Error(
+      ErrorCode::kConfig,
+      fmt::format("{}: {} key(s) were not used: {}", source_, unread.size(), join(unread, ", ")),
+      "these are often misspelt; remove them or fix their names");
 }
 
 std::string Config::dump(std::string_view format) const {

@@ -20,8 +20,8 @@ std::pair<std::size_t, std::size_t> line_and_column(std::string_view text, std::
   return {line, column};
 }
 
-// nlohmann's messages start with "[json.exception.parse_error.101] parse error at line 3, column 5: ";
-// keep only the part after that prefix, since the location is printed in our own form.
+// nlohmann's messages start with "[json.exception.parse_error.101] parse error at line 3, column 5:
+// "; keep only the part after that prefix, since the location is printed in our own form.
 std::string reason_of(const nlohmann::json::parse_error& e) {
   std::string what = e.what();
   const std::string marker = ": ";
@@ -41,9 +41,10 @@ Json parse_json_config(std::string_view text, const std::string& source) {
   } catch (const nlohmann::json::parse_error& e) {
     // e.byte is one past the offending character.
     auto [line, column] = line_and_column(text, e.byte == 0 ? 0 : e.byte - 1);
-    throw Error(ErrorCode::kConfig,
-                fmt::format("{}:{}:{}: invalid JSON: {}", source, line, column, reason_of(e)),
-                "fix the syntax at that line (a missing comma, quote or bracket is the usual cause)");
+    throw Error(
+        ErrorCode::kConfig,
+        fmt::format("{}:{}:{}: invalid JSON: {}", source, line, column, reason_of(e)),
+        "fix the syntax at that line (a missing comma, quote or bracket is the usual cause)");
   }
 }
 

@@ -24,7 +24,8 @@ Json plain_scalar(const std::string& s) {
   } catch (const std::out_of_range&) {
     return std::stod(s);  // integers beyond 64 bits become doubles, as in Python's yaml
   }
-  if (s == ".inf" || s == ".Inf" || s == ".INF" || s == "+.inf") return std::numeric_limits<double>::infinity();
+  if (s == ".inf" || s == ".Inf" || s == ".INF" || s == "+.inf")
+    return std::numeric_limits<double>::infinity();
   if (s == "-.inf" || s == "-.Inf" || s == "-.INF") return -std::numeric_limits<double>::infinity();
   if (s == ".nan" || s == ".NaN" || s == ".NAN") return std::numeric_limits<double>::quiet_NaN();
   return s;
@@ -55,8 +56,9 @@ Json to_json(const YAML::Node& node, const std::string& source) {
         }
         const std::string name = key.Scalar();
         if (out.contains(name)) {
-          throw Error(ErrorCode::kConfig, fmt::format("{}:{}:{}: duplicate key '{}'", source,
-                                                      key.Mark().line + 1, key.Mark().column + 1, name));
+          throw Error(ErrorCode::kConfig,
+                      fmt::format("{}:{}:{}: duplicate key '{}'", source, key.Mark().line + 1,
+                                  key.Mark().column + 1, name));
         }
         out[name] = to_json(entry.second, source);
       }
@@ -110,7 +112,8 @@ Json parse_yaml_config(std::string_view text, const std::string& source) {
     root = YAML::Load(std::string(text));
   } catch (const YAML::Exception& e) {
     throw Error(ErrorCode::kConfig,
-                fmt::format("{}:{}:{}: invalid YAML: {}", source, e.mark.line + 1, e.mark.column + 1, e.msg),
+                fmt::format("{}:{}:{}: invalid YAML: {}", source, e.mark.line + 1,
+                            e.mark.column + 1, e.msg),
                 "check indentation and quoting at that line");
   }
   return to_json(root, source);

@@ -8,7 +8,8 @@
 namespace ms {
 namespace {
 
-constexpr const char* kAcceptedForms = "accepted: cpu, gpu, gpu:N, cuda, cuda:N, auto (N = 0, 1, ...)";
+constexpr const char* kAcceptedForms =
+    "accepted: cpu, gpu, gpu:N, cuda, cuda:N, auto (N = 0, 1, ...)";
 
 [[noreturn]] void bad_device(std::string_view text) {
   throw Error(ErrorCode::kUsage, fmt::format("invalid device '{}'", text), kAcceptedForms);
@@ -28,9 +29,12 @@ int parse_ordinal(std::string_view digits, std::string_view whole) {
 
 std::string DeviceSpec::to_string() const {
   switch (kind) {
-    case Kind::kCpu: return "cpu";
-    case Kind::kAuto: return "auto";
-    case Kind::kCuda: return index < 0 ? "cuda" : fmt::format("cuda:{}", index);
+    case Kind::kCpu:
+      return "cpu";
+    case Kind::kAuto:
+      return "auto";
+    case Kind::kCuda:
+      return index < 0 ? "cuda" : fmt::format("cuda:{}", index);
   }
   return "cpu";
 }
@@ -43,7 +47,8 @@ DeviceSpec parse_device(std::string_view text) {
   if (s == "auto") return {DeviceSpec::Kind::kAuto, -1};
   for (std::string_view prefix : {std::string_view("gpu"), std::string_view("cuda")}) {
     if (s == prefix) return {DeviceSpec::Kind::kCuda, -1};
-    if (s.size() > prefix.size() && s.substr(0, prefix.size()) == prefix && s[prefix.size()] == ':') {
+    if (s.size() > prefix.size() && s.substr(0, prefix.size()) == prefix &&
+        s[prefix.size()] == ':') {
       return {DeviceSpec::Kind::kCuda, parse_ordinal(s.substr(prefix.size() + 1), text)};
     }
   }

@@ -4,28 +4,44 @@ namespace ms {
 
 int exit_code(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kUsage: return 2;
-    case ErrorCode::kConfig: return 3;
-    case ErrorCode::kNotFound: return 4;
-    case ErrorCode::kNetwork: return 5;
-    case ErrorCode::kMissingComponent: return 6;
-    case ErrorCode::kIntegrity: return 7;
-    case ErrorCode::kIo: return 74;  // sysexits.h EX_IOERR
-    case ErrorCode::kInternal: return 70;
+    case ErrorCode::kUsage:
+      return 2;
+    case ErrorCode::kConfig:
+      return 3;
+    case ErrorCode::kNotFound:
+      return 4;
+    case ErrorCode::kNetwork:
+      return 5;
+    case ErrorCode::kMissingComponent:
+      return 6;
+    case ErrorCode::kIntegrity:
+      return 7;
+    case ErrorCode::kIo:
+      return 74;  // sysexits.h EX_IOERR
+    case ErrorCode::kInternal:
+      return 70;
   }
   return 70;
 }
 
 const char* error_code_name(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kUsage: return "usage";
-    case ErrorCode::kConfig: return "config";
-    case ErrorCode::kNotFound: return "not-found";
-    case ErrorCode::kNetwork: return "network";
-    case ErrorCode::kMissingComponent: return "missing-component";
-    case ErrorCode::kIntegrity: return "integrity";
-    case ErrorCode::kIo: return "io";
-    case ErrorCode::kInternal: return "internal";
+    case ErrorCode::kUsage:
+      return "usage";
+    case ErrorCode::kConfig:
+      return "config";
+    case ErrorCode::kNotFound:
+      return "not-found";
+    case ErrorCode::kNetwork:
+      return "network";
+    case ErrorCode::kMissingComponent:
+      return "missing-component";
+    case ErrorCode::kIntegrity:
+      return "integrity";
+    case ErrorCode::kIo:
+      return "io";
+    case ErrorCode::kInternal:
+      return "internal";
   }
   return "internal";
 }

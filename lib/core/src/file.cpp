@@ -20,11 +20,13 @@ std::string read_file(const fs::path& path) {
     throw Error(ErrorCode::kNotFound, fmt::format("{}: no such file", path.string()));
   }
   if (fs::is_directory(path, ec)) {
-    throw Error(ErrorCode::kUsage, fmt::format("{}: is a directory, expected a file", path.string()));
+    throw Error(ErrorCode::kUsage,
+                fmt::format("{}: is a directory, expected a file", path.string()));
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    throw Error(ErrorCode::kIo, fmt::format("{}: cannot open: {}", path.string(), std::strerror(errno)));
+    throw Error(ErrorCode::kIo,
+                fmt::format("{}: cannot open: {}", path.string(), std::strerror(errno)));
   }
   std::ostringstream buffer;
   buffer << in.rdbuf();
@@ -36,18 +38,22 @@ void write_file_atomic(const fs::path& path, std::string_view data, unsigned mod
   const fs::path parent = path.has_parent_path() ? path.parent_path() : fs::path(".");
   std::error_code ec;
   fs::create_directories(parent, ec);
-  if (ec) throw Error(ErrorCode::kIo, fmt::format("{}: cannot create folder: {}", parent.string(), ec.message()));
+  if (ec)
+    throw Error(ErrorCode::kIo,
+                fmt::format("{}: cannot create folder: {}", parent.string(), ec.message()));
 
   std::string temp = (parent / ("." + path.filename().string() + ".tmp.XXXXXX")).string();
   int fd = mkstemp(temp.data());
   if (fd < 0) {
-    throw Error(ErrorCode::kIo, fmt::format("{}: cannot create temp file: {}", parent.string(), std::strerror(errno)));
+    throw Error(ErrorCode::kIo, fmt::format("{}: cannot create temp file: {}", parent.string(),
+                                            std::strerror(errno)));
   }
   auto cleanup_and_fail = [&](const char* what) {
     const int saved = errno;
     close(fd);
     unlink(temp.c_str());
-    throw Error(ErrorCode::kIo, fmt::format("{}: {}: {}", path.string(), what, std::strerror(saved)));
+    throw Error(ErrorCode::kIo,
+                fmt::format("{}: {}: {}", path.string(), what, std::strerror(saved)));
   };
   std::size_t written = 0;
   while (written < data.size()) {
@@ -62,12 +68,14 @@ void write_file_atomic(const fs::path& path, std::string_view data, unsigned mod
   if (fsync(fd) != 0) cleanup_and_fail("fsync failed");
   if (close(fd) != 0) {
     unlink(temp.c_str());
-    throw Error(ErrorCode::kIo, fmt::format("{}: close failed: {}", path.string(), std::strerror(errno)));
+    throw Error(ErrorCode::kIo,
+                fmt::format("{}: close failed: {}", path.string(), std::strerror(errno)));
   }
   if (std::rename(temp.c_str(), path.c_str()) != 0) {
     const int saved = errno;
     unlink(temp.c_str());
-    throw Error(ErrorCode::kIo, fmt::format("{}: rename failed: {}", path.string(), std::strerror(saved)));
+    throw Error(ErrorCode::kIo,
+                fmt::format("{}: rename failed: {}", path.string(), std::strerror(saved)));
   }
 }
 

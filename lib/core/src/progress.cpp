@@ -1,11 +1,10 @@
 #include "ms/core/progress.h"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
-
-#include <fmt/format.h>
 
 namespace ms {
 
@@ -25,7 +24,8 @@ std::string Progress::format_bytes(double bytes) {
     bytes /= 1024.0;
     ++unit;
   }
-  return unit == 0 ? fmt::format("{:.0f} {}", bytes, kUnits[unit]) : fmt::format("{:.1f} {}", bytes, kUnits[unit]);
+  return unit == 0 ? fmt::format("{:.0f} {}", bytes, kUnits[unit])
+                   : fmt::format("{:.1f} {}", bytes, kUnits[unit]);
 }
 
 Progress::Progress(std::string label, std::uint64_t total, Unit unit)
@@ -83,7 +83,8 @@ void Progress::draw(bool final_draw) {
     bar = "[" + std::string(filled, '#') + std::string(kWidth - filled, '.') + "] ";
     bar += fmt::format("{:3.0f}% ", 100.0 * std::min(1.0, done / total));
   }
-  std::fprintf(stderr, "\r\033[K%s: %s%s %s", label_.c_str(), bar.c_str(), amount.c_str(), speed.c_str());
+  std::fprintf(stderr, "\r\033[K%s: %s%s %s", label_.c_str(), bar.c_str(), amount.c_str(),
+               speed.c_str());
   std::fflush(stderr);
 }
 

@@ -25,7 +25,8 @@ bool env_flag(const char* name) {
 
 std::filesystem::path home_dir() {
   if (auto home = env_var("HOME")) return *home;
-  if (const passwd* pw = getpwuid(getuid()); pw != nullptr && pw->pw_dir != nullptr) return pw->pw_dir;
+  if (const passwd* pw = getpwuid(getuid()); pw != nullptr && pw->pw_dir != nullptr)
+    return pw->pw_dir;
   return "/";
 }
 

@@ -29,7 +29,8 @@ std::string lower(std::string_view s) {
 }
 }  // namespace
 
-std::vector<std::string> close_matches(std::string_view word, const std::vector<std::string>& candidates,
+std::vector<std::string> close_matches(std::string_view word,
+                                       const std::vector<std::string>& candidates,
                                        std::size_t limit) {
   const std::string needle = lower(word);
   // Allow roughly one edit per three characters, at least 2.
@@ -38,7 +39,8 @@ std::vector<std::string> close_matches(std::string_view word, const std::vector<
   for (const std::string& candidate : candidates) {
     const std::string hay = lower(candidate);
     std::size_t distance = edit_distance(needle, hay);
-    if (needle.size() >= 3 && (hay.find(needle) != std::string::npos || needle.find(hay) != std::string::npos)) {
+    if (needle.size() >= 3 &&
+        (hay.find(needle) != std::string::npos || needle.find(hay) != std::string::npos)) {
       distance = std::min<std::size_t>(distance, 1);
     }
     if (distance <= max_distance) scored.emplace_back(distance, candidate);
@@ -67,7 +69,8 @@ std::vector<std::string> split(std::string_view text, char separator) {
   std::size_t start = 0;
   while (true) {
     std::size_t end = text.find(separator, start);
-    out.emplace_back(text.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
+    out.emplace_back(
+        text.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
     if (end == std::string_view::npos) break;
     start = end + 1;
   }

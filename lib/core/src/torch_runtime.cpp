@@ -65,7 +65,8 @@ TorchRuntime& load_torch_runtime(const TorchOptions& options) {
   void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
     const char* why = dlerror();
-    missing(fmt::format("cannot load the torch layer {}: {}", path.string(), why ? why : "unknown error"),
+    missing(fmt::format("cannot load the torch layer {}: {}", path.string(),
+                        why ? why : "unknown error"),
             kInstallHint);
   }
   auto entry = reinterpret_cast<EntryPoint>(dlsym(handle, kTorchLayerEntryPoint));

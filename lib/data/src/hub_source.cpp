@@ -17,7 +17,8 @@ std::mutex& provider_mutex() {
 
 // Downloads the dataset repo into the modelscope cache (or finds it there), with the endpoint and
 // token from the environment and stored credentials; MODELSCOPE_OFFLINE=1 makes no network calls.
-std::filesystem::path download_with_hub_client(const hub::RepoId& repo, const std::string& revision) {
+std::filesystem::path download_with_hub_client(const hub::RepoId& repo,
+                                               const std::string& revision) {
   hub::DownloadOptions options;
   options.type = hub::RepoType::kDataset;
   options.repo = repo;

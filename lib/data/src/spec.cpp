@@ -92,7 +92,7 @@ DatasetSpec infer_from_path(const std::string& location) {
   }
   if (fs::is_directory(path, ec)) {
     spec.kind = has_dataset_config(path) || has_table_files(path) ? SourceKind::kFolder
-                                                                    : SourceKind::kImageFolder;
+                                                                  : SourceKind::kImageFolder;
     return spec;
   }
   const std::string ext = lower_extension(path);

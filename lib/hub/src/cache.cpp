@@ -66,8 +66,8 @@ bool RepoCache::has(const std::string& path, const std::string& revision) const 
   return false;
 }
 
-void RepoCache::put(const std::string& path, const std::string& revision,
-                    const fs::path& temp_file, bool save_index) {
+void RepoCache::put(const std::string& path, const std::string& revision, const fs::path& temp_file,
+                    bool save_index) {
   check_repo_path(path);
   const fs::path target = dir_ / path;
   std::error_code ec;

@@ -340,7 +340,8 @@ struct HubClient::Impl {
   Response send(const Request& req, const std::string& what, bool retryable = true) {
     for (int attempt = 0;; ++attempt) {
       Response r = perform(req);
-      if (r.body_too_large) fail(ErrorCode::kNetwork, "{} {}: the answer is over 512 MiB", req.method, req.url);
+      if (r.body_too_large)
+        fail(ErrorCode::kNetwork, "{} {}: the answer is over 512 MiB", req.method, req.url);
       const bool transport = r.curl_code != CURLE_OK;
       const bool last = attempt + 1 >= options.max_attempts || !retryable;
       if (transport) {

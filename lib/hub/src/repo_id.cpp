@@ -8,7 +8,9 @@
 namespace ms::hub {
 
 const char* repo_type_name(RepoType type) { return type == RepoType::kModel ? "model" : "dataset"; }
-const char* repo_type_plural(RepoType type) { return type == RepoType::kModel ? "models" : "datasets"; }
+const char* repo_type_plural(RepoType type) {
+  return type == RepoType::kModel ? "models" : "datasets";
+}
 
 std::string RepoId::cache_name() const {
   std::string out;

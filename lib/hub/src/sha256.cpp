@@ -29,13 +29,15 @@ Sha256& Sha256::operator=(Sha256&&) noexcept = default;
 
 void Sha256::update(const void* data, std::size_t size) {
   if (size == 0) return;
-  if (EVP_DigestUpdate(state_->ctx, data, size) != 1) fail(ErrorCode::kInternal, "OpenSSL: SHA-256 update failed");
+  if (EVP_DigestUpdate(state_->ctx, data, size) != 1)
+    fail(ErrorCode::kInternal, "OpenSSL: SHA-256 update failed");
 }
 
 std::string Sha256::hex_digest() {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
-  if (EVP_DigestFinal_ex(state_->ctx, digest, &length) != 1) fail(ErrorCode::kInternal, "OpenSSL: SHA-256 final failed");
+  if (EVP_DigestFinal_ex(state_->ctx, digest, &length) != 1)
+    fail(ErrorCode::kInternal, "OpenSSL: SHA-256 final failed");
   static const char* kHex = "0123456789abcdef";
   std::string out;
   out.reserve(length * 2);
@@ -58,7 +60,8 @@ std::string sha256_file(const std::filesystem::path& path) {
   Sha256 hasher;
   std::vector<char> buffer(16 << 20);
   std::size_t n;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), file.get())) > 0) hasher.update(buffer.data(), n);
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), file.get())) > 0)
+    hasher.update(buffer.data(), n);
   if (std::ferror(file.get())) fail(ErrorCode::kIo, "{}: read failed while hashing", path.string());
   return hasher.hex_digest();
 }

@@ -5,7 +5,6 @@
 #include <signal.h>
 
 #include <chrono>
-
 #include <cstdlib>
 #include <thread>
 

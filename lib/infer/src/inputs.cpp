@@ -116,7 +116,8 @@ void inputs_from_table(const data::Table& table, const std::string& source,
   int path_col = column({"path", "image", "file"});
   for (std::size_t c = 0; path_col < 0 && c < table.columns.size(); ++c) {
     const data::ColumnType t = table.columns[c].type;
-    if (t == data::ColumnType::kImage || t == data::ColumnType::kFile) path_col = static_cast<int>(c);
+    if (t == data::ColumnType::kImage || t == data::ColumnType::kFile)
+      path_col = static_cast<int>(c);
   }
   if (text_col < 0 && path_col < 0) {
     std::vector<std::string> names;
@@ -162,10 +163,10 @@ void read_dataset(const std::string& spec, const std::optional<std::string>& spl
   for (const auto& s : ds.splits) names.push_back(s.selection);
   MS_CHECK(!ds.splits.empty(), ErrorCode::kNotFound, "dataset {} has no splits", spec);
   if (ds.splits.size() > 1) {
-    throw Error(ErrorCode::kUsage,
-                fmt::format("dataset {} has {} splits: choose one with --split", spec,
-                            ds.splits.size()),
-                "splits: " + join(names, ", "));
+    throw Error(
+        ErrorCode::kUsage,
+        fmt::format("dataset {} has {} splits: choose one with --split", spec, ds.splits.size()),
+        "splits: " + join(names, ", "));
   }
   const data::Split& split = ds.splits.front();
   const std::filesystem::path base =
@@ -242,7 +243,10 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
     MS_CHECK(
         seen.insert(key).second, ErrorCode::kUsage,
         "duplicate input id {} in {}: ids must be unique so that --resume can tell inputs apart",
-        key, spec.dataset ? *spec.dataset : spec.file ? spec.file->string() : spec.dir->string());
+        key,
+        spec.dataset ? *spec.dataset
+        : spec.file  ? spec.file->string()
+                     : spec.dir->string());
   }
   return out;
 }

@@ -56,7 +56,8 @@ std::string read_http(std::string_view url_view, const ReadOptions& options) {
   // A transfer slower than 1 byte/s for stall_timeout_s seconds is treated as stalled.
   curl_easy_setopt(curl.get(), CURLOPT_LOW_SPEED_LIMIT, 1L);
   curl_easy_setopt(curl.get(), CURLOPT_LOW_SPEED_TIME, options.stall_timeout_s);
-  if (options.total_timeout_s > 0) curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT, options.total_timeout_s);
+  if (options.total_timeout_s > 0)
+    curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT, options.total_timeout_s);
   curl_easy_setopt(curl.get(), CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(curl.get(), CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 

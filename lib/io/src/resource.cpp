@@ -38,7 +38,8 @@ std::string read_local(std::string_view location, const ReadOptions& options) {
   const std::string path = local_path_of(location);
   std::string data = read_file(path);
   if (options.max_bytes != 0 && data.size() > options.max_bytes) {
-    fail(ErrorCode::kIo, "{}: {} bytes is over the limit of {}", path, data.size(), options.max_bytes);
+    fail(ErrorCode::kIo, "{}: {} bytes is over the limit of {}", path, data.size(),
+         options.max_bytes);
   }
   return data;
 }
@@ -70,9 +71,11 @@ std::string local_path_of(std::string_view location) {
   const std::size_t slash = rest.find('/');
   const std::string_view host = rest.substr(0, slash);
   if (!host.empty() && host != "localhost") {
-    fail(ErrorCode::kUsage, "{}: file:// URLs with a remote host ('{}') are not supported", location, host);
+    fail(ErrorCode::kUsage, "{}: file:// URLs with a remote host ('{}') are not supported",
+         location, host);
   }
-  MS_CHECK(slash != std::string_view::npos, ErrorCode::kUsage, "{}: file:// URL has no path", location);
+  MS_CHECK(slash != std::string_view::npos, ErrorCode::kUsage, "{}: file:// URL has no path",
+           location);
   return percent_decode(rest.substr(slash), location);
 }
 

@@ -37,11 +37,7 @@ class Factory final : public infer::PipelineFactory {
     return registry_.get(type, model.task)(model, device);
   }
 
-  std::vector<std::string> registered() const override {
-    std::vector<std::string> out;
-    for (const auto& e : registry_.entries()) out.push_back(e.group + ": " + e.type);
-    return out;
-  }
+  const RegistryBase& registry() const override { return registry_; }
 
  private:
   Registry<PipelineBuilder> registry_;

@@ -12,9 +12,9 @@
 #include <cmath>
 #include <map>
 
-#include "ms/data/image.h"
 #include "ms/core/error.h"
 #include "ms/core/text.h"
+#include "ms/data/image.h"
 #include "ms/models/torchscript.h"
 #include "ms/models/vision.h"
 #include "ms/pipelines/registry.h"

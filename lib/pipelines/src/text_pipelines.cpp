@@ -193,8 +193,8 @@ class BertTextPipeline : public infer::Pipeline {
 
   // The encoding of one input: its text, and its text_pair as the second segment.
   virtual text::Encoding encode_one(const infer::PipelineInput& in) const {
-    return encode_text(input_text(in),
-                       in.text_pair ? std::optional<std::string_view>(*in.text_pair) : std::nullopt);
+    return encode_text(input_text(in), in.text_pair ? std::optional<std::string_view>(*in.text_pair)
+                                                    : std::nullopt);
   }
 
   static std::string input_text(const infer::PipelineInput& in) {

@@ -42,7 +42,6 @@ const CharMapping* find_mapping(const CharMapping* begin, const CharMapping* end
 constexpr char32_t kSBase = 0xAC00, kLBase = 0x1100, kVBase = 0x1161, kTBase = 0x11A7;
 constexpr int kVCount = 21, kTCount = 28, kNCount = kVCount * kTCount, kSCount = 11172;
 
-
 }  // namespace
 
 std::u32string decode_utf8(std::string_view text) {

@@ -1,9 +1,8 @@
 // Config: one configuration tree read from JSON or YAML, with dotted-key access and overrides.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <string_view>
@@ -27,7 +26,8 @@ class Config {
   explicit Config(Json root = Json::object(), std::string source = "<config>");
 
   /// Reads a .json, .yaml or .yml file. A folder means its configuration.json (ModelScope's
-  /// layout). Throws kNotFound for a missing file and kConfig (with line and column) for bad syntax.
+  /// layout). Throws kNotFound for a missing file and kConfig (with line and column) for bad
+  /// syntax.
   static Config from_file(const std::filesystem::path& path);
 
   /// Parses text in the given format ("json" or "yaml"); `source` names it in messages.
@@ -84,7 +84,8 @@ class Config {
  private:
   template <typename T>
   T convert(const Json& value, std::string_view key) const;
-  [[noreturn]] void type_error(std::string_view key, std::string_view expected, const Json& value) const;
+  [[noreturn]] void type_error(std::string_view key, std::string_view expected,
+                               const Json& value) const;
 
   /// Walks `key`; returns nullptr if absent. `canonical` receives the path with list indices.
   const Json* find(std::string_view key, std::string* canonical) const;

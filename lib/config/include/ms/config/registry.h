@@ -1,6 +1,7 @@
 // Registry<T>: named components grouped by task, with close-match suggestions for unknown types.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -41,7 +42,8 @@ class Registry : public RegistryBase {
   using RegistryBase::RegistryBase;
 
   /// Registers `value` as `type` in `group`. Registering the same type twice in a group is a bug.
-  void add(std::string type, T value, std::string description = {}, std::string group = kDefaultGroup) {
+  void add(std::string type, T value, std::string description = {},
+           std::string group = kDefaultGroup) {
     auto& slot = groups_[group];
     if (slot.count(type) != 0) {
       fail(ErrorCode::kInternal, "duplicate registration of '{}' in registry '{}' group '{}'", type,
@@ -115,6 +117,9 @@ class Registries {
  public:
   /// Adds a registry; a second registry with the same name is a bug.
   void add(const RegistryBase& registry);
+  /// Adds a registry that lives in a component loaded on demand (the torch layer): its name is
+  /// listed at once, and `load` runs on the first get() (and may throw, e.g. kMissingComponent).
+  void add_deferred(std::string name, std::function<const RegistryBase&()> load);
   /// The registry called `name`; unknown names are kNotFound with close matches.
   const RegistryBase& get(std::string_view name) const;
   bool contains(std::string_view name) const;
@@ -122,6 +127,7 @@ class Registries {
 
  private:
   std::map<std::string, const RegistryBase*, std::less<>> registries_;
+  std::map<std::string, std::function<const RegistryBase&()>, std::less<>> deferred_;
 };
 
 }  // namespace ms

@@ -15,7 +15,9 @@ struct DeviceSpec {
 
   /// Canonical text: "cpu", "cuda", "cuda:1" or "auto".
   std::string to_string() const;
-  bool operator==(const DeviceSpec& other) const { return kind == other.kind && index == other.index; }
+  bool operator==(const DeviceSpec& other) const {
+    return kind == other.kind && index == other.index;
+  }
 };
 
 /// Parses a device string, case-insensitively. Throws ms::Error(kUsage) naming the accepted forms

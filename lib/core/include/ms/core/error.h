@@ -74,8 +74,8 @@ auto with_context(const std::string& frame, Body&& body) -> decltype(body()) {
 }  // namespace ms
 
 /// User-facing check: throws ms::Error(code, formatted message) when `cond` is false.
-#define MS_CHECK(cond, code, ...)                \
-  do {                                           \
+#define MS_CHECK(cond, code, ...)                 \
+  do {                                            \
     if (!(cond)) ::ms::fail((code), __VA_ARGS__); \
   } while (0)
 

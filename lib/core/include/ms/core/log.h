@@ -14,7 +14,8 @@ enum class Level { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3, kOff = 4 };
 /// Receives each message that passes the level filter.
 using Sink = std::function<void(Level, std::string_view)>;
 
-/// Messages below `level` are dropped. Default: kWarning, or $MS_LOG_LEVEL (debug|info|warning|error|off).
+/// Messages below `level` are dropped. Default: kWarning, or $MS_LOG_LEVEL
+/// (debug|info|warning|error|off).
 void set_level(Level level);
 Level level();
 
@@ -36,7 +37,8 @@ void info(fmt::format_string<Args...> f, Args&&... args) {
 }
 template <typename... Args>
 void warn(fmt::format_string<Args...> f, Args&&... args) {
-  if (level() <= Level::kWarning) write(Level::kWarning, fmt::format(f, std::forward<Args>(args)...));
+  if (level() <= Level::kWarning)
+    write(Level::kWarning, fmt::format(f, std::forward<Args>(args)...));
 }
 template <typename... Args>
 void error(fmt::format_string<Args...> f, Args&&... args) {

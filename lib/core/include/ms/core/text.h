@@ -10,8 +10,10 @@ namespace ms {
 /// Levenshtein distance between two strings (bytes).
 std::size_t edit_distance(std::string_view a, std::string_view b);
 
-/// Candidates close to `word` (by edit distance, or sharing it as a substring), best first, at most `limit`.
-std::vector<std::string> close_matches(std::string_view word, const std::vector<std::string>& candidates,
+/// Candidates close to `word` (by edit distance, or sharing it as a substring), best first, at most
+/// `limit`.
+std::vector<std::string> close_matches(std::string_view word,
+                                       const std::vector<std::string>& candidates,
                                        std::size_t limit = 3);
 
 /// Joins items with a separator.

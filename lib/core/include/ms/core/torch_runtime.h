@@ -14,9 +14,9 @@ struct TorchInfo {
   std::string version;          ///< LibTorch version, e.g. "1.13.0"
   bool cuda_available = false;  ///< built with CUDA and a device is visible
   int cuda_device_count = 0;
-  int num_threads = 0;          ///< intra-op threads in effect
+  int num_threads = 0;  ///< intra-op threads in effect
   int num_interop_threads = 0;
-  std::string parallel_backend; ///< e.g. "OpenMP"
+  std::string parallel_backend;  ///< e.g. "OpenMP"
 };
 
 /// Interface implemented by libms_torch.so. Everything torch-related reached from torch-free code
@@ -32,12 +32,13 @@ class TorchRuntime {
   /// when available, else cpu.
   virtual std::string resolve_device(const DeviceSpec& spec) const = 0;
   /// A named service of the torch layer (e.g. "pipeline-factory", see ms/infer/pipeline.h), or
-  /// nullptr when it has none by that name. The caller casts it to the interface the name stands for.
+  /// nullptr when it has none by that name. The caller casts it to the interface the name stands
+  /// for.
   virtual void* component(const std::string& name) = 0;
 };
 
 /// Bumped whenever TorchRuntime or the entry point changes; both sides must agree.
-constexpr int kTorchLayerAbiVersion = 2;
+constexpr int kTorchLayerAbiVersion = 3;
 
 /// Name of the extern "C" entry point exported by libms_torch.so:
 ///   ms::TorchRuntime* ms_torch_layer_entry(int abi_version);

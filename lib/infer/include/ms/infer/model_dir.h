@@ -14,8 +14,8 @@ namespace ms::infer {
 
 /// Where a hub model id is fetched from (a local folder ignores all of this).
 struct HubModelOptions {
-  std::string revision;  ///< branch or tag; empty: master
-  bool offline = false;  ///< only the cache; no network (also MODELSCOPE_OFFLINE=1)
+  std::string revision;                 ///< branch or tag; empty: master
+  bool offline = false;                 ///< only the cache; no network (also MODELSCOPE_OFFLINE=1)
   std::optional<std::string> endpoint;  ///< default: MODELSCOPE_ENDPOINT / MODELSCOPE_DOMAIN
   std::optional<std::string> token;     ///< default: MODELSCOPE_API_TOKEN / stored login
 };

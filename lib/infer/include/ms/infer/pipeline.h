@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ms/config/config.h"
+#include "ms/config/registry.h"
 #include "ms/core/device.h"
 #include "ms/infer/model_dir.h"
 
@@ -63,8 +64,8 @@ class PipelineFactory {
   /// Throws ms::Error(kUsage) naming the registered pipelines for an unknown task or type.
   virtual std::unique_ptr<Pipeline> create(const ModelInfo& model,
                                            const PipelineOptions& options) = 0;
-  /// Registered pipeline names per task ("task: type"), for `ms list pipelines`.
-  virtual std::vector<std::string> registered() const = 0;
+  /// The registered pipelines, grouped by task (`ms list pipelines`).
+  virtual const RegistryBase& registry() const = 0;
 };
 
 /// Name under which the torch runtime exposes its PipelineFactory (TorchRuntime::component).
