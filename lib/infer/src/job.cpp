@@ -171,7 +171,7 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
   if (options.resume) {
     for (const Json& id : read_done_ids(*options.output, true)) done.insert(id.dump());
   }
-  std::vector<const PipelineInput*> todo;
+  std::vector<const PipelineInput*> pending;
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     if (i % options.shard_count != options.shard_index) continue;
     ++stats.total;
@@ -179,31 +179,31 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
       ++stats.skipped;
       continue;
     }
-    todo.push_back(&inputs[i]);
+    pending.push_back(&inputs[i]);
   }
   if (options.resume) log::info("resume: {} of {} inputs already done", stats.skipped, stats.total);
 
   const std::size_t workers = pipeline.concurrent() ? std::max<std::size_t>(1, options.workers) : 1;
   Sink sink(options.output, options.resume);
-  Progress progress("infer", todo.size());
+  Progress progress("infer", pending.size());
   const auto t0 = std::chrono::steady_clock::now();
   // Inputs are taken a window at a time, sorted by length inside the window so that batches pad
   // little, and written back in input order once the whole window is done.
   const std::size_t window = options.batch_size * 64;
-  for (std::size_t w = 0; w < todo.size(); w += window) {
-    const std::size_t n = std::min(window, todo.size() - w);
+  for (std::size_t w = 0; w < pending.size(); w += window) {
+    const std::size_t n = std::min(window, pending.size() - w);
     std::vector<std::size_t> order(n);
     std::iota(order.begin(), order.end(), 0);
     std::vector<std::size_t> cost(n);
     for (std::size_t k = 0; k < n; ++k)
-      cost[k] = todo[w + k]->invalid.empty() ? pipeline.cost(*todo[w + k]) : 0;
+      cost[k] = pending[w + k]->invalid.empty() ? pipeline.cost(*pending[w + k]) : 0;
     std::stable_sort(order.begin(), order.end(),
                      [&cost](std::size_t a, std::size_t b) { return cost[a] > cost[b]; });
     std::vector<PipelineResult> results(n);
     // Cut the sorted window into batches first, then run them (in parallel when allowed).
     std::vector<std::vector<std::size_t>> batches;
     for (std::size_t k : order) {
-      const PipelineInput* in = todo[w + k];
+      const PipelineInput* in = pending[w + k];
       if (!in->invalid.empty()) {
         results[k] = error_result(ErrorCode::kUsage, in->invalid);
         continue;
@@ -215,7 +215,7 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
     auto work = [&] {
       for (std::size_t b = next++; b < batches.size(); b = next++) {
         std::vector<const PipelineInput*> batch;
-        for (std::size_t k : batches[b]) batch.push_back(todo[w + k]);
+        for (std::size_t k : batches[b]) batch.push_back(pending[w + k]);
         auto out = run_batch(pipeline, batch);
         for (std::size_t i = 0; i < out.size(); ++i) results[batches[b][i]] = std::move(out[i]);
       }
@@ -238,12 +238,12 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
         sink.write(text);
         Error e = *results[k].error;
         e.add_context(fmt::format("running input {} (--fail-fast stops at the first bad input)",
-                                  todo[w + k]->id.dump()));
+                                  pending[w + k]->id.dump()));
         throw e;
       }
       if (results[k].error) ++stats.errors;
       ++stats.done;
-      text += format_line(*todo[w + k], results[k]);
+      text += format_line(*pending[w + k], results[k]);
     }
     sink.write(text);
     progress.advance(n);
