@@ -122,14 +122,7 @@ void run_head(const DatasetOptions& o) {
 
 void run_iter(const DatasetOptions& o) {
   const data::Dataset ds = data::load_dataset(o.spec, load_options(o));
-  if (ds.splits.size() != 1) {
-    std::vector<std::string> names;
-    for (const auto& s : ds.splits) names.push_back(s.name);
-    throw Error(ErrorCode::kUsage,
-                fmt::format("{} has splits {}; choose one", ds.spec, join(names, ", ")),
-                "pass --split NAME");
-  }
-  const data::Split& split = ds.splits.front();
+  const data::Split& split = ds.only_split();
   data::LoaderOptions lo;
   lo.batch_size = o.batch_size;
   lo.workers = o.workers;

@@ -44,22 +44,25 @@ json list_entries(Service& service, const CommitRecord& commit, std::string root
   };
   json files = json::array();
   std::set<std::string> dirs;
+  // One listing entry; folders take their newest file's commit, as the hub shows them.
+  auto entry = [&](const std::string& path, bool folder, const TreeEntry& e) {
+    const std::size_t slash = path.rfind('/');
+    return json{{"Name", slash == std::string::npos ? path : path.substr(slash + 1)},
+                {"Path", path},
+                {"Type", folder ? "tree" : "blob"},
+                {"Size", folder ? 0 : e.size},
+                {"Sha256", folder ? "" : e.sha256},
+                {"IsLFS", folder ? false : e.lfs},
+                {"Mode", folder ? "40000" : "33188"},
+                {"Revision", e.commit_id},
+                {"CommitId", e.commit_id},
+                {"CommitMessage", message_of(e.commit_id)},
+                {"CommittedDate", e.committed_at},
+                {"CommitterName", commit.author},
+                {"InCheck", false}};
+  };
   auto add_dir = [&](const std::string& dir, const TreeEntry& e) {
-    if (!dirs.insert(dir).second) return;
-    const std::size_t slash = dir.rfind('/');
-    files.push_back({{"Name", slash == std::string::npos ? dir : dir.substr(slash + 1)},
-                     {"Path", dir},
-                     {"Type", "tree"},
-                     {"Size", 0},
-                     {"Sha256", ""},
-                     {"IsLFS", false},
-                     {"Mode", "40000"},
-                     {"Revision", e.commit_id},
-                     {"CommitId", e.commit_id},
-                     {"CommitMessage", message_of(e.commit_id)},
-                     {"CommittedDate", e.committed_at},
-                     {"CommitterName", commit.author},
-                     {"InCheck", false}});
+    if (dirs.insert(dir).second) files.push_back(entry(dir, true, e));
   };
   for (const TreeEntry& e : *tree) {
     if (e.path.compare(0, prefix.size(), prefix) != 0) continue;
@@ -74,20 +77,7 @@ json list_entries(Service& service, const CommitRecord& commit, std::string root
         add_dir(prefix + rest.substr(0, s), e);
       }
     }
-    const std::size_t name_at = e.path.rfind('/');
-    files.push_back({{"Name", name_at == std::string::npos ? e.path : e.path.substr(name_at + 1)},
-                     {"Path", e.path},
-                     {"Type", "blob"},
-                     {"Size", e.size},
-                     {"Sha256", e.sha256},
-                     {"IsLFS", e.lfs},
-                     {"Mode", "33188"},
-                     {"Revision", e.commit_id},
-                     {"CommitId", e.commit_id},
-                     {"CommitMessage", message_of(e.commit_id)},
-                     {"CommittedDate", e.committed_at},
-                     {"CommitterName", commit.author},
-                     {"InCheck", false}});
+    files.push_back(entry(e.path, false, e));
   }
   return files;
 }

@@ -5,7 +5,6 @@
 
 #include "ms/core/error.h"
 #include "ms/core/file.h"
-#include "ms/core/text.h"
 #include "ms/data/csv.h"
 #include "ms/data/dataset.h"
 #include "ms/infer/job.h"
@@ -159,16 +158,7 @@ void read_dataset(const std::string& spec, const std::optional<std::string>& spl
   data::LoadOptions options;
   options.split = split_name;
   const data::Dataset ds = data::load_dataset(spec, options);
-  std::vector<std::string> names;
-  for (const auto& s : ds.splits) names.push_back(s.selection);
-  MS_CHECK(!ds.splits.empty(), ErrorCode::kNotFound, "dataset {} has no splits", spec);
-  if (ds.splits.size() > 1) {
-    throw Error(
-        ErrorCode::kUsage,
-        fmt::format("dataset {} has {} splits: choose one with --split", spec, ds.splits.size()),
-        "splits: " + join(names, ", "));
-  }
-  const data::Split& split = ds.splits.front();
+  const data::Split& split = ds.only_split();
   const std::filesystem::path base =
       std::filesystem::is_directory(ds.root) ? ds.root : ds.root.parent_path();
   inputs_from_table(split.table, fmt::format("{} ({})", spec, split.selection), base, out);

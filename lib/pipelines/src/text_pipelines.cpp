@@ -222,6 +222,20 @@ class BertTextPipeline : public infer::Pipeline {
   }
 
   // config.json's id2label as a list, or LABEL_i for `n` labels.
+  // Checks a [labels, hidden] classifier weight and returns the label names it implies.
+  std::vector<std::string> classifier_labels(const at::Tensor& weight) const {
+    MS_CHECK(weight.dim() == 2 && weight.size(1) == config_.hidden_size, ErrorCode::kConfig,
+             "classifier weight in {} has shape {}, expected [labels, {}]", dir_.string(),
+             fmt::join(weight.sizes(), "x"), config_.hidden_size);
+    return labels(weight.size(0));
+  }
+
+  // After the heads took their weights: drop the loaded file's tensors, move the encoder.
+  void finish_loading() {
+    weights_.clear();
+    encoder_->to(device_);
+  }
+
   std::vector<std::string> labels(int64_t n) const {
     std::vector<std::string> out;
     const auto hf = read_json(dir_ / "config.json");
@@ -291,8 +305,7 @@ class SentenceEmbeddingPipeline final : public BertTextPipeline {
     normalize_ = model.config.get_or<bool>("model.normalize", normalize_);
     MS_CHECK(pooling_ == "mean" || pooling_ == "cls" || pooling_ == "max", ErrorCode::kConfig,
              "{}: model.pooling '{}' must be mean, cls or max", model.config.source(), pooling_);
-    weights_.clear();
-    encoder_->to(device_);
+    finish_loading();
   }
 
   std::vector<infer::PipelineResult> run(
@@ -387,12 +400,8 @@ class SequenceClassificationPipeline final : public BertTextPipeline {
       out_w_ = head_weight("classifier.weight");
       out_b_ = head_weight("classifier.bias");
     }
-    MS_CHECK(out_w_.dim() == 2 && out_w_.size(1) == config_.hidden_size, ErrorCode::kConfig,
-             "classifier weight in {} has shape {}, expected [labels, {}]", dir_.string(),
-             fmt::join(out_w_.sizes(), "x"), config_.hidden_size);
-    labels_ = labels(out_w_.size(0));
-    weights_.clear();
-    encoder_->to(device_);
+    labels_ = classifier_labels(out_w_);
+    finish_loading();
   }
 
   std::vector<infer::PipelineResult> run(
@@ -522,12 +531,8 @@ class TokenClassificationPipeline final : public BertTextPipeline {
       : BertTextPipeline(model, device, std::move(task)) {
     out_w_ = head_weight("classifier.weight");
     out_b_ = head_weight("classifier.bias");
-    MS_CHECK(out_w_.dim() == 2 && out_w_.size(1) == config_.hidden_size, ErrorCode::kConfig,
-             "classifier weight in {} has shape {}, expected [labels, {}]", dir_.string(),
-             fmt::join(out_w_.sizes(), "x"), config_.hidden_size);
-    labels_ = labels(out_w_.size(0));
-    weights_.clear();
-    encoder_->to(device_);
+    labels_ = classifier_labels(out_w_);
+    finish_loading();
   }
 
   std::vector<infer::PipelineResult> run(
@@ -616,8 +621,7 @@ class FillMaskPipeline final : public BertTextPipeline {
     top_k_ = model.config.get_or<int64_t>("pipeline.top_k", 5);
     MS_CHECK(top_k_ > 0, ErrorCode::kConfig, "{}: pipeline.top_k must be positive",
              model.config.source());
-    weights_.clear();
-    encoder_->to(device_);
+    finish_loading();
   }
 
   std::vector<infer::PipelineResult> run(

@@ -37,6 +37,10 @@ struct Dataset {
   /// The split named `name`; ms::Error(kNotFound) listing the available ones otherwise.
   const Split& split(const std::string& name) const;
 
+  /// The one split of a dataset loaded for a single split (`--split`, or a source with only one);
+  /// ms::Error(kUsage) listing the splits when there are several, kNotFound when there are none.
+  const Split& only_split() const;
+
   /// Summary: kind, subset(s), per split its rows and columns with types, labels, skip counts.
   Json info() const;
 };
