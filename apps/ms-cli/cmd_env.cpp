@@ -8,6 +8,9 @@
 #include "ms/core/settings.h"
 #include "ms/core/torch_runtime.h"
 #include "ms/core/version.h"
+#include "ms/data/archive.h"
+#include "ms/data/image.h"
+#include "ms/hub_server/server.h"
 
 namespace ms::cli {
 namespace {
@@ -32,6 +35,13 @@ void run_env(const EnvOptions& options) {
   if (token) out["token_source"] = *token;
   out["cpu_cores"] = std::thread::hardware_concurrency();
   out["torch_layer"] = torch_layer_path().string();
+  // Optional parts that a build may lack (their libraries were missing or switched off).
+  nlohmann::ordered_json components;
+  components["hub_server"] = hub_server::hub_server_available();
+  components["zip"] = data::zip_supported();
+  components["jpeg"] = data::jpeg_supported();
+  components["png"] = data::png_supported();
+  out["components"] = components;
 
   // LibTorch is loaded last so that everything above is reported even when it is missing.
   std::optional<Error> torch_error;
@@ -84,6 +94,10 @@ void run_env(const EnvOptions& options) {
       line("libtorch", "not available: " + torch["error"].get<std::string>());
     }
     if (torch.contains("device")) line("device", torch["device"].get<std::string>());
+    std::string built, missing;
+    for (const auto& [name, on] : components.items()) (on.get<bool>() ? built : missing) += " " + name;
+    line("components", "built:" + (built.empty() ? " none" : built) +
+                           (missing.empty() ? "" : "; not built:" + missing));
     line("cpu cores", std::to_string(std::thread::hardware_concurrency()));
     line("cache dir", cache_dir().string());
     line("hub endpoint", hub_endpoint());

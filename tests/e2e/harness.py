@@ -95,6 +95,15 @@ class MsTestCase(unittest.TestCase):
 
 
 _TORCH = None
+_COMPONENTS = None
+
+
+def component_available(name):
+    """Whether this ms was built with an optional part: hub_server, zip, jpeg or png."""
+    global _COMPONENTS
+    if _COMPONENTS is None:
+        _COMPONENTS = json.loads(run_ms("env", "--json").stdout).get("components", {})
+    return bool(_COMPONENTS.get(name))
 
 
 def torch_available():
