@@ -95,7 +95,8 @@ void run_env(const EnvOptions& options) {
     }
     if (torch.contains("device")) line("device", torch["device"].get<std::string>());
     std::string built, missing;
-    for (const auto& [name, on] : components.items()) (on.get<bool>() ? built : missing) += " " + name;
+    for (const auto& [name, on] : components.items())
+      (on.get<bool>() ? built : missing) += " " + name;
     line("components", "built:" + (built.empty() ? " none" : built) +
                            (missing.empty() ? "" : "; not built:" + missing));
     line("cpu cores", std::to_string(std::thread::hardware_concurrency()));

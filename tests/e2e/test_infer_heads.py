@@ -87,6 +87,32 @@ class HeadsTest(TorchTestCase):
         r = run_ms("tokenize", "--model", os.path.join(TINY, "cls"), "--input", "the cat")
         self.assertExit(r, 0)
 
+    def test_fused_cpu_kernels_match_libtorch_ops(self):
+        # The CPU path runs attention and GELU in ms's own kernels; MS_BERT_KERNELS=torch runs
+        # LibTorch's ops. Same numbers within float rounding, for a head size handled by the
+        # generic kernel (8) and one by the compile-time kernel (32), with padding in every batch.
+        texts = ["a", "the cat sat on the mat", "dogs bark", "an unusually long sentence about "
+                 "nothing in particular that goes on and on", "é ü ñ", "x y", "hello world again"]
+        for heads in (4, 1):
+            model = self.path(f"cls-{heads}")
+            shutil.copytree(os.path.join(TINY, "cls"), model)
+            with open(os.path.join(model, "config.json")) as f:
+                config = json.load(f)
+            config["num_attention_heads"] = heads
+            with open(os.path.join(model, "config.json"), "w") as f:
+                json.dump(config, f)
+            outs = {}
+            for kernels in ("ms", "torch"):
+                r = run_ms("infer", "-m", model, "--device", DEVICE, "-b", "3", "--input", *texts,
+                           env={"MS_BERT_KERNELS": kernels})
+                self.assertExit(r, 0)
+                outs[kernels] = lines(r.stdout)
+            self.assertEqual(len(outs["ms"]), len(texts))
+            for a, b in zip(outs["ms"], outs["torch"]):
+                self.assertEqual(a["labels"], b["labels"])
+                for x, y in zip(a["scores"], b["scores"]):
+                    self.assertLess(abs(x - y), 1e-5, (heads, a, b))
+
     def test_parallel_workers_give_identical_lines(self):
         ref = expected("ner")
         texts = [it["text"] for it in ref["items"]] * 5

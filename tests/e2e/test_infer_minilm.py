@@ -50,6 +50,32 @@ class MiniLmTest(TorchTestCase):
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
         return self.path(name)
 
+    def test_fused_cpu_kernels_match_libtorch_ops(self):
+        # ms's own attention and GELU kernels (the CPU default) against LibTorch's ops
+        # (MS_BERT_KERNELS=torch) on the real weights, split into heads of 32 (MiniLM's own),
+        # 64 (BERT-base's; both compile-time kernels) and 16 (the generic kernel).
+        ref = json.loads(read(os.path.join(DATA, "minilm_embeddings.json")))
+        texts = [it["text"] for it in ref["items"]][:16]
+        for heads in (12, 6, 24):
+            model = self.path(f"minilm-{heads}")
+            os.makedirs(model)
+            for name in os.listdir(model_dir()):
+                if name != "config.json":
+                    os.symlink(os.path.join(model_dir(), name), os.path.join(model, name))
+            config = json.loads(read(os.path.join(model_dir(), "config.json")))
+            config["num_attention_heads"] = heads
+            with open(os.path.join(model, "config.json"), "w") as f:
+                json.dump(config, f)
+            outs = {}
+            for kernels in ("ms", "torch"):
+                r = run_ms("infer", "-m", model, "-b", "5", "--input", *texts,
+                           env={"MS_BERT_KERNELS": kernels})
+                self.assertExit(r, 0)
+                outs[kernels] = [l["text_embedding"] for l in lines(r.stdout)]
+            self.assertEqual(len(outs["ms"]), len(texts))
+            worst = max(abs(x - y) for a, b in zip(outs["ms"], outs["torch"]) for x, y in zip(a, b))
+            self.assertLess(worst, 2e-6, f"{heads} heads")
+
     def test_token_ids_equal_hugging_face(self):
         ref = json.loads(read(os.path.join(DATA, "tokenizer_reference.json")))
         path = self.write_jsonl("in.jsonl", [{"text": it["text"]} for it in ref["items"]])

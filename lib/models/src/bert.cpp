@@ -1,10 +1,12 @@
 #include "ms/models/bert.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/baddbmm.h>
 #include <ATen/ops/bmm.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/cumsum.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/gelu.h>
 #include <ATen/ops/linear.h>
 #include <ATen/ops/matmul.h>
@@ -21,8 +23,12 @@
 #include <torch/nn/modules/normalization.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
+#include <vector>
 
+#include "cpu_kernels.h"
 #include "ms/core/error.h"
 
 namespace ms::models {
@@ -32,6 +38,27 @@ using torch::nn::Embedding;
 using torch::nn::LayerNorm;
 using torch::nn::LayerNormOptions;
 using torch::nn::Linear;
+
+// What every layer needs to know about the padding of the batch.
+struct Mask {
+  at::Tensor bias;                 // [b, 1, 1, t]: 0 where attended, lowest float where padded
+  bool fused = false;              // use the fused CPU kernels (cpu_kernels.h)
+  at::Tensor key_bias;             // fused only: bias as a contiguous [b, t] float tensor
+  std::vector<int64_t> key_count;  // fused only: keys past this index are all padding
+};
+
+// The fused kernels cover float32 on the CPU; MS_BERT_KERNELS=torch keeps LibTorch's ops (to
+// compare the two, or to rule the kernels out when chasing a numerical difference).
+bool fused_kernels_allowed() {
+  const char* choice = std::getenv("MS_BERT_KERNELS");
+  return choice == nullptr || std::strcmp(choice, "torch") != 0;
+}
+
+// Runs fn(begin, end) over [0, n) on LibTorch's intra-op threads.
+template <typename Fn>
+void parallel_over(int64_t n, int64_t grain, const Fn& fn) {
+  at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) { fn(begin, end); });
+}
 
 struct DenseNorm : torch::nn::Module {
   // attention.output / output: dense -> dropout -> LayerNorm(x + residual)
@@ -59,9 +86,23 @@ struct SelfAttention : torch::nn::Module {
     qkv_bias_ = at::cat({query->bias, key->bias, value->bias}, 0).contiguous();
   }
 
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& mask_bias) {
+  at::Tensor forward(const at::Tensor& x, const Mask& mask) {
     const int64_t b = x.size(0), t = x.size(1), h = heads_ * head_dim_;
     if (!qkv_weight_.defined() || qkv_weight_.device() != x.device()) fuse();
+    if (mask.fused) {
+      // [b, t, 3H] straight from the GEMM; the kernel reads Q, K, V in place.
+      const at::Tensor qkv = at::linear(x, qkv_weight_, qkv_bias_).contiguous();
+      at::Tensor out = at::empty({b, t, h}, x.options());
+      const cpu::AttentionShape shape{b, t, heads_, head_dim_};
+      const float* qkv_data = qkv.data_ptr<float>();
+      const float* bias_data = mask.key_bias.data_ptr<float>();
+      float* out_data = out.data_ptr<float>();
+      parallel_over(b * heads_, 4, [&](int64_t begin, int64_t end) {
+        cpu::attention(qkv_data, bias_data, mask.key_count.data(), out_data, shape, begin, end);
+      });
+      return out;
+    }
+    const at::Tensor& mask_bias = mask.bias;
     // [b, t, 3, heads, d] -> three [b*heads, t, d]
     const at::Tensor qkv = at::linear(x, qkv_weight_, qkv_bias_)
                                .view({b, t, 3, heads_, head_dim_})
@@ -106,10 +147,16 @@ struct Layer : torch::nn::Module {
             std::make_shared<DenseNorm>(c.intermediate_size, c.hidden_size, c.layer_norm_eps))),
         act_(c.hidden_act) {}
 
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& mask_bias) {
-    const at::Tensor a = attention->output->forward(attention->self->forward(x, mask_bias), x);
+  at::Tensor forward(const at::Tensor& x, const Mask& mask) {
+    const at::Tensor a = attention->output->forward(attention->self->forward(x, mask), x);
     at::Tensor h = intermediate->dense(a);
-    if (act_ == "gelu") {
+    if (act_ == "gelu" && mask.fused) {
+      h = h.contiguous();
+      float* data = h.data_ptr<float>();
+      parallel_over(h.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
+        cpu::gelu_erf_inplace(data + begin, end - begin);
+      });
+    } else if (act_ == "gelu") {
       h = at::gelu(h);
     } else if (act_ == "relu") {
       h = at::relu(h);
@@ -118,6 +165,7 @@ struct Layer : torch::nn::Module {
     }
     return output->forward(h, a);
   }
+
   std::shared_ptr<Attention> attention;
   std::shared_ptr<Intermediate> intermediate;
   std::shared_ptr<DenseNorm> output;
@@ -211,10 +259,12 @@ BertConfig BertConfig::from_json(const Json& j, const std::string& source) {
 }
 
 struct BertModel::Impl {
-  explicit Impl(const BertConfig& c) : config(c), root(std::make_shared<Root>(c)) {}
+  explicit Impl(const BertConfig& c)
+      : config(c), root(std::make_shared<Root>(c)), fused_kernels(fused_kernels_allowed()) {}
   BertConfig config;
   std::shared_ptr<Root> root;
   std::vector<std::shared_ptr<Layer>> layers;
+  bool fused_kernels;
 };
 
 BertModel::BertModel(const BertConfig& config) : impl_(std::make_unique<Impl>(config)) {
@@ -289,11 +339,21 @@ at::Tensor BertModel::forward(const at::Tensor& input_ids, const at::Tensor& tok
                  emb.token_type_embeddings(token_type_ids);
   x = emb.norm(x);
   // Additive mask: 0 where attended, the lowest float where padded (as Hugging Face does).
-  const at::Tensor mask_bias = (1.0 - attention_mask.to(x.scalar_type()))
-                                   .mul_(std::numeric_limits<float>::lowest())
-                                   .unsqueeze(1)
-                                   .unsqueeze(1);
-  for (const auto& layer : impl_->layers) x = layer->forward(x, mask_bias);
+  Mask mask;
+  const at::Tensor key_bias =
+      (1.0 - attention_mask.to(x.scalar_type())).mul_(std::numeric_limits<float>::lowest());
+  mask.bias = key_bias.unsqueeze(1).unsqueeze(1);
+  mask.fused = impl_->fused_kernels && x.device().is_cpu() && x.scalar_type() == at::kFloat;
+  if (mask.fused) {
+    mask.key_bias = key_bias.contiguous();
+    const at::Tensor attended = attention_mask.to(at::kLong).contiguous();
+    const int64_t* m = attended.data_ptr<int64_t>();
+    mask.key_count.assign(static_cast<size_t>(input_ids.size(0)), 0);
+    for (int64_t i = 0; i < input_ids.size(0); ++i)
+      for (int64_t j = 0; j < t; ++j)
+        if (m[i * t + j] != 0) mask.key_count[i] = j + 1;
+  }
+  for (const auto& layer : impl_->layers) x = layer->forward(x, mask);
   return x;
 }
 
