@@ -114,8 +114,9 @@ class BufferedWriter {
   std::vector<char> buffer_;
 };
 
-// Writes 1 MiB blocks with pwrite() and hashes them, on a second thread for big transfers so
-// that a free core hides the hash. At most kBlocks blocks are in flight (bounded memory).
+// Writes and hashes what the network delivers: inline (no copy for big chunks), or for big
+// transfers on a machine with cores to spare, in 1 MiB blocks hashed on a second thread so that
+// a free core hides the hash. At most kBlocks blocks are in flight (bounded memory).
 class HashingWriter {
  public:
   HashingWriter(int fd, std::uint64_t offset, const fs::path& path, Sha256& hasher, bool threaded)
@@ -131,6 +132,16 @@ class HashingWriter {
   HashingWriter& operator=(const HashingWriter&) = delete;
 
   void append(const char* data, std::size_t n) {
+    if (!threaded_) {
+      // Hashed straight from the network buffer, and written from it too when it is big
+      // enough: no copy of the data in user space.
+      hasher_.update(data, n);
+      if (current_.empty() && n >= kDirectWrite) {
+        write_all(fd_, data, n, offset_, path_);
+        offset_ += n;
+        return;
+      }
+    }
     while (n > 0) {
       const std::size_t take = std::min(n, kSize - current_.size());
       current_.insert(current_.end(), data, data + take);
@@ -155,14 +166,14 @@ class HashingWriter {
 
  private:
   static constexpr std::size_t kSize = 1u << 20;
+  static constexpr std::size_t kDirectWrite = 256u << 10;
   static constexpr int kBlocks = 8;
 
   void submit() {
     if (current_.empty()) return;
     write_all(fd_, current_.data(), current_.size(), offset_, path_);
     offset_ += current_.size();
-    if (!threaded_) {
-      hasher_.update(current_.data(), current_.size());
+    if (!threaded_) {  // append() hashed it already
       current_.clear();
       return;
     }
