@@ -67,6 +67,9 @@ e2e_on_gpu() {  # test script -> summary, with the first failures in full
 }
 e2e_on_gpu tests/e2e/test_infer_heads.py
 
+step "weight formats and sentence-transformers modules on gpu:0 (tests/e2e/test_infer_formats.py)"
+e2e_on_gpu tests/e2e/test_infer_formats.py
+
 step "vision (small CNN, TorchScript, ResNet where torchvision exists) on gpu:0"
 e2e_on_gpu tests/e2e/test_infer_image.py
 

@@ -1,16 +1,13 @@
 // Text pipelines over the BERT-family encoder: tokenise -> pad -> forward -> pool/head -> JSON.
 #include <ATen/TensorOperators.h>
-#include <ATen/ops/clamp_min.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/gelu.h>
 #include <ATen/ops/index_select.h>
 #include <ATen/ops/layer_norm.h>
-#include <ATen/ops/linalg_vector_norm.h>
 #include <ATen/ops/linear.h>
 #include <ATen/ops/nonzero.h>
 #include <ATen/ops/relu.h>
 #include <ATen/ops/softmax.h>
-#include <ATen/ops/sum.h>
 #include <ATen/ops/tanh.h>
 #include <ATen/ops/topk.h>
 #include <c10/core/InferenceMode.h>
@@ -33,6 +30,7 @@
 #include "ms/tensor/weights.h"
 #include "ms/text/bert_tokenizer.h"
 #include "ms/text/unicode.h"
+#include "sentence_head.h"
 
 namespace ms::pipelines {
 namespace {
@@ -278,33 +276,13 @@ class BertTextPipeline : public infer::Pipeline {
   mutable std::mutex cache_mutex_;
 };
 
-// sentence-embedding: pooled (mean / cls / max) and optionally L2-normalised encoder output,
-// configured like sentence-transformers (1_Pooling/config.json, modules.json's Normalize).
+// sentence-embedding: the encoder, then the sentence-transformers modules that modules.json lists
+// (Pooling, Dense, Normalize; see sentence_head.h).
 class SentenceEmbeddingPipeline final : public BertTextPipeline {
  public:
   SentenceEmbeddingPipeline(const infer::ModelInfo& model, const std::string& device)
-      : BertTextPipeline(model, device, "sentence-embedding") {
-    if (auto modules = read_json(model.dir / "modules.json")) {
-      normalize_ = false;
-      for (const auto& m : *modules) {
-        const std::string type = m.value("type", "");
-        if (type.find("Normalize") != std::string::npos) normalize_ = true;
-        if (type.find("Pooling") != std::string::npos) {
-          if (auto pool = read_json(model.dir / m.value("path", "1_Pooling") / "config.json")) {
-            if (pool->value("pooling_mode_cls_token", false)) pooling_ = "cls";
-            if (pool->value("pooling_mode_max_tokens", false)) pooling_ = "max";
-            if (pool->value("pooling_mode_mean_tokens", false)) pooling_ = "mean";
-          }
-        }
-        MS_CHECK(type.find("Dense") == std::string::npos, ErrorCode::kUsage,
-                 "{}: sentence-transformers Dense modules are not supported yet",
-                 model.dir.string());
-      }
-    }
-    pooling_ = model.config.get_or<std::string>("model.pooling", pooling_);
-    normalize_ = model.config.get_or<bool>("model.normalize", normalize_);
-    MS_CHECK(pooling_ == "mean" || pooling_ == "cls" || pooling_ == "max", ErrorCode::kConfig,
-             "{}: model.pooling '{}' must be mean, cls or max", model.config.source(), pooling_);
+      : BertTextPipeline(model, device, "sentence-embedding"),
+        head_(model.dir, config_.hidden_size, model.config, device) {
     finish_loading();
   }
 
@@ -330,21 +308,7 @@ class SentenceEmbeddingPipeline final : public BertTextPipeline {
     }
     c10::InferenceMode guard;
     const TextBatch b = collate(encs, tokenizer_->pad_id(), device_);
-    const at::Tensor h = hidden(b);
-    at::Tensor pooled;
-    if (pooling_ == "cls") {
-      pooled = h.select(1, 0);
-    } else if (pooling_ == "max") {
-      const at::Tensor m = b.mask.unsqueeze(-1).to(h.scalar_type());
-      pooled = std::get<0>(h.masked_fill(m.eq(0), -1e9).max(1));
-    } else {
-      const at::Tensor m = b.mask.unsqueeze(-1).to(h.scalar_type());
-      pooled = at::sum(h * m, 1) / at::clamp_min(at::sum(m, 1), 1e-9);
-    }
-    if (normalize_) {
-      pooled = pooled / at::clamp_min(at::linalg_vector_norm(pooled, 2, {1}, true), 1e-12);
-    }
-    const at::Tensor cpu = pooled.to(at::kFloat).cpu().contiguous();
+    const at::Tensor cpu = head_.forward(hidden(b), b.mask).cpu().contiguous();
     const int64_t dim = cpu.size(1);
     const float* data = cpu.data_ptr<float>();
     for (std::size_t k = 0; k < ok.size(); ++k) {
@@ -378,8 +342,7 @@ class SentenceEmbeddingPipeline final : public BertTextPipeline {
     return na > 0 && nb > 0 ? dot / std::sqrt(na * nb) : 0.0;
   }
 
-  std::string pooling_ = "mean";
-  bool normalize_ = true;
+  SentenceHead head_;
 };
 
 // text-classification / sentence-similarity: BERT pooler + classifier, or the RoBERTa head
@@ -713,7 +676,8 @@ void register_text_pipelines(Registry<PipelineBuilder>& registry) {
       [](const ModelInfo& m, const std::string& d) -> Ptr {
         return std::make_unique<SentenceEmbeddingPipeline>(m, d);
       },
-      "BERT-family encoder, mean/cls/max pooling, L2 normalisation", "sentence-embedding");
+      "BERT-family encoder + sentence-transformers Pooling, Dense, Normalize",
+      "sentence-embedding");
   for (const char* task : {"text-classification", "sentence-similarity"}) {
     const std::string t = task;
     registry.add(

@@ -2,29 +2,18 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <c10/core/ScalarType.h>
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "mapped_file.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/tensor/weights.h"
 
 namespace ms::tensor {
 namespace {
-
-struct Mapping {
-  void* base = MAP_FAILED;
-  std::size_t size = 0;
-  ~Mapping() {
-    if (base != MAP_FAILED) ::munmap(base, size);
-  }
-};
 
 struct DtypeInfo {
   const char* name;
@@ -49,27 +38,9 @@ constexpr DtypeInfo kDtypes[] = {
 }  // namespace
 
 WeightMap load_safetensors(const std::filesystem::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  MS_CHECK(fd >= 0, errno == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo, "cannot open {}: {}",
-           path.string(), std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    fail(ErrorCode::kIo, "cannot stat {}: {}", path.string(), std::strerror(errno));
-  }
-  auto map = std::make_shared<Mapping>();
-  map->size = static_cast<std::size_t>(st.st_size);
-  if (map->size < 8) {
-    ::close(fd);
-    bad(path, fmt::format("only {} bytes long", map->size));
-  }
-  // Private and writable (copy-on-write): tensors over it may be modified without touching the
-  // file.
-  map->base = ::mmap(nullptr, map->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  MS_CHECK(map->base != MAP_FAILED, ErrorCode::kIo, "cannot map {}: {}", path.string(),
-           std::strerror(errno));
-  const auto* bytes = static_cast<const unsigned char*>(map->base);
+  auto map = MappedFile::open(path);
+  if (map->size < 8) bad(path, fmt::format("only {} bytes long", map->size));
+  const auto* bytes = map->bytes();
   std::uint64_t header_size = 0;
   for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | bytes[i];
   if (header_size > map->size - 8)

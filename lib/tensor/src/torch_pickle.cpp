@@ -1,16 +1,25 @@
-// pytorch_model.bin as written by torch.save(state_dict): a zip (PyTorchStreamReader) holding
-// data.pkl, a pickle whose tensors refer by key to data/<key> records. LibTorch 1.13's own
-// unpickler rejects OrderedDict and SETITEM, so this is a small pickle interpreter of our own
-// covering what torch.save emits.
+// pytorch_model.bin as written by torch.save(state_dict), in either of its two layouts:
+// - zip (PyTorch 1.6+): data.pkl, a pickle whose tensors refer by key to data/<key> records;
+// - legacy (before 1.6, or _use_new_zipfile_serialization=False): five pickles in a row (magic
+//   number, protocol version, sys_info, the state dict, the sorted storage keys), then each
+//   storage's int64 element count and raw bytes in key order.
+// LibTorch 1.13's own unpickler rejects OrderedDict and SETITEM, so this is a small pickle
+// interpreter of our own covering what torch.save emits; only the storage lookup differs.
 #include <ATen/ops/as_strided.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <caffe2/serialize/inline_container.h>
 
 #include <cstring>
+#include <fstream>
+#include <functional>
 #include <memory>
+#include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <variant>
 
+#include "mapped_file.h"
 #include "ms/core/error.h"
 #include "ms/tensor/weights.h"
 
@@ -70,11 +79,16 @@ c10::ScalarType storage_dtype(const std::string& global, const std::string& sour
   return it->second;
 }
 
+// Turns a persistent id (torch.save's reference to a storage) into a kStorage value.
+using PersistentLoad = std::function<ValuePtr(const Value& pid)>;
+
+// Runs one pickle starting at `pos` in `data`; pos() is then just past its STOP.
 class Unpickler {
  public:
-  Unpickler(const std::string& data, caffe2::serialize::PyTorchStreamReader& reader,
-            std::string source)
-      : data_(data), reader_(reader), source_(std::move(source)) {}
+  Unpickler(std::string_view data, std::size_t pos, PersistentLoad load, std::string source)
+      : data_(data), source_(std::move(source)), load_(std::move(load)), pos_(pos) {}
+
+  std::size_t pos() const { return pos_; }
 
   ValuePtr run() {
     while (true) {
@@ -119,16 +133,17 @@ class Unpickler {
         case 'J':
           push_int(static_cast<std::int32_t>(le(4)));
           break;
-        case 0x8a: {  // LONG1
+        case 0x8a: {  // LONG1; the raw bytes stay in `s` for wider numbers (the legacy magic)
           const std::size_t n = byte();
+          const std::string raw = bytes(n);
           std::uint64_t v = 0;
           for (std::size_t k = 0; k < n && k < 8; ++k)
-            v |= static_cast<std::uint64_t>(byte()) << (8 * k);
-          for (std::size_t k = 8; k < n; ++k) byte();
+            v |= static_cast<std::uint64_t>(static_cast<unsigned char>(raw[k])) << (8 * k);
           std::int64_t sv = static_cast<std::int64_t>(v);
           if (n > 0 && n < 8 && (v >> (8 * n - 1)) & 1)
             sv -= static_cast<std::int64_t>(1ULL << (8 * n));
           push_int(sv);
+          top()->s = raw;
           break;
         }
         case 'G': {  // BINFLOAT, big-endian
@@ -241,15 +256,19 @@ class Unpickler {
           push(reduce(*fn, *args));
           break;
         }
-        case 0x81: {
+        case 0x81: {  // NEWOBJ
           auto args = pop();
           auto cls = pop();
           push(reduce(*cls, *args));
           break;
-        }  // NEWOBJ
-        case 'Q':
-          push(persistent(*pop()));
-          break;  // BINPERSID
+        }
+        case 'Q': {  // BINPERSID
+          auto pid = pop();
+          MS_CHECK(load_ != nullptr, ErrorCode::kIntegrity,
+                   "{}: unexpected storage reference at offset {}", source_, pos_ - 1);
+          push(load_(*pid));
+          break;
+        }
         case '0':
           pop();
           break;  // POP
@@ -262,12 +281,14 @@ class Unpickler {
 
  private:
   unsigned char byte() {
-    MS_CHECK(pos_ < data_.size(), ErrorCode::kIntegrity, "{}: pickle ends early", source_);
+    MS_CHECK(pos_ < data_.size(), ErrorCode::kIntegrity,
+             "{}: pickle ends early (the file is truncated or corrupt)", source_);
     return static_cast<unsigned char>(data_[pos_++]);
   }
   std::string bytes(std::size_t n) {
-    MS_CHECK(n <= data_.size() - pos_, ErrorCode::kIntegrity, "{}: pickle ends early", source_);
-    std::string out = data_.substr(pos_, n);
+    MS_CHECK(n <= data_.size() - pos_, ErrorCode::kIntegrity,
+             "{}: pickle ends early (the file is truncated or corrupt)", source_);
+    std::string out(data_.substr(pos_, n));
     pos_ += n;
     return out;
   }
@@ -278,8 +299,8 @@ class Unpickler {
   }
   std::string line() {
     const auto end = data_.find('\n', pos_);
-    MS_CHECK(end != std::string::npos, ErrorCode::kIntegrity, "{}: bad GLOBAL", source_);
-    std::string out = data_.substr(pos_, end - pos_);
+    MS_CHECK(end != std::string_view::npos, ErrorCode::kIntegrity, "{}: bad GLOBAL", source_);
+    std::string out(data_.substr(pos_, end - pos_));
     pos_ = end + 1;
     return out;
   }
@@ -352,36 +373,12 @@ class Unpickler {
     return v;
   }
 
-  ValuePtr persistent(const Value& pid) {
-    MS_CHECK(
-        pid.kind == Value::Kind::kTuple && pid.items.size() >= 5 && pid.items[0]->s == "storage",
-        ErrorCode::kIntegrity, "{}: unexpected persistent id", source_);
-    const std::string key = pid.items[2]->s;
-    auto it = storages_.find(key);
-    if (it == storages_.end()) {
-      const c10::ScalarType dtype = storage_dtype(pid.items[1]->s, source_);
-      auto record = reader_.getRecord("data/" + key);
-      auto holder = std::make_shared<at::DataPtr>(std::move(std::get<0>(record)));
-      const std::size_t nbytes = std::get<1>(record);
-      const std::size_t elem = c10::elementSize(dtype);
-      auto storage = std::make_shared<Storage>();
-      storage->flat = at::from_blob(
-          holder->get(), {static_cast<int64_t>(nbytes / elem)}, [holder](void*) {},
-          at::TensorOptions().dtype(dtype));
-      it = storages_.emplace(key, storage).first;
-    }
-    auto v = make(Value::Kind::kStorage);
-    v->storage = it->second;
-    return v;
-  }
-
-  const std::string& data_;
-  caffe2::serialize::PyTorchStreamReader& reader_;
+  std::string_view data_;
   std::string source_;
+  PersistentLoad load_;
   std::size_t pos_ = 0;
   std::vector<ValuePtr> stack_;
   std::unordered_map<std::size_t, ValuePtr> memo_;
-  std::unordered_map<std::string, std::shared_ptr<Storage>> storages_;
 };
 
 bool collect(const Value& dict, WeightMap& out) {
@@ -392,46 +389,198 @@ bool collect(const Value& dict, WeightMap& out) {
   return !out.empty();
 }
 
+// The tensors of an unpickled torch.save object: a state dict, or one wrapped in a checkpoint
+// ({"state_dict": {...}}, {"model": {...}}, {"module": {...}}).
+WeightMap state_dict(const Value& root, const std::filesystem::path& path) {
+  MS_CHECK(root.kind == Value::Kind::kDict, ErrorCode::kIntegrity,
+           "{} does not hold a state dict (top-level object is not a dict)", path.string());
+  WeightMap out;
+  if (!collect(root, out)) {
+    for (const auto& [k, v] : root.dict) {
+      if (v->kind == Value::Kind::kDict &&
+          (k->s == "state_dict" || k->s == "model" || k->s == "module") && collect(*v, out)) {
+        break;
+      }
+    }
+  }
+  MS_CHECK(!out.empty(), ErrorCode::kIntegrity, "{} holds no tensors", path.string());
+  return out;
+}
+
+// A storage reference: ('storage', storage type, key, location, numel[, view metadata]).
+void check_storage_pid(const Value& pid, std::size_t items, const std::string& source) {
+  MS_CHECK(pid.kind == Value::Kind::kTuple && pid.items.size() >= items &&
+               pid.items[0]->kind == Value::Kind::kString && pid.items[0]->s == "storage" &&
+               pid.items[1]->kind == Value::Kind::kGlobal &&
+               pid.items[2]->kind == Value::Kind::kString &&
+               pid.items[4]->kind == Value::Kind::kInt && pid.items[4]->i >= 0,
+           ErrorCode::kIntegrity, "{}: malformed storage reference", source);
+}
+
+WeightMap load_zip(const std::filesystem::path& path) {
+  const std::string source = path.string();
+  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
+  try {
+    reader = std::make_unique<caffe2::serialize::PyTorchStreamReader>(source);
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::kIntegrity,
+                fmt::format("{} is not a valid zip-format torch.save file", source),
+                "re-download or re-export the weights");
+  }
+  MS_CHECK(reader->hasRecord("data.pkl"), ErrorCode::kIntegrity,
+           "{} has no data.pkl: not a torch.save file", source);
+  auto record = reader->getRecord("data.pkl");
+  const std::string pickle(static_cast<const char*>(std::get<0>(record).get()),
+                           std::get<1>(record));
+  // Each storage is the zip record data/<key>, shared by every tensor that views it.
+  std::unordered_map<std::string, std::shared_ptr<Storage>> storages;
+  auto load = [&](const Value& pid) {
+    check_storage_pid(pid, 5, source);
+    const std::string& key = pid.items[2]->s;
+    auto it = storages.find(key);
+    if (it == storages.end()) {
+      const c10::ScalarType dtype = storage_dtype(pid.items[1]->s, source);
+      MS_CHECK(reader->hasRecord("data/" + key), ErrorCode::kIntegrity,
+               "{}: storage record data/{} is missing", source, key);
+      auto data = reader->getRecord("data/" + key);
+      auto holder = std::make_shared<at::DataPtr>(std::move(std::get<0>(data)));
+      const std::size_t nbytes = std::get<1>(data);
+      const std::size_t elem = c10::elementSize(dtype);
+      auto storage = std::make_shared<Storage>();
+      storage->flat = at::from_blob(
+          holder->get(), {static_cast<int64_t>(nbytes / elem)}, [holder](void*) {},
+          at::TensorOptions().dtype(dtype));
+      it = storages.emplace(key, storage).first;
+    }
+    auto v = make(Value::Kind::kStorage);
+    v->storage = it->second;
+    return v;
+  };
+  Unpickler unpickler(pickle, 0, load, source);
+  return state_dict(*unpickler.run(), path);
+}
+
+// The legacy magic number 0x1950a86a20f9469cfc6c, little-endian, as pickled by LONG1.
+constexpr std::string_view kLegacyMagic("\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19", 10);
+constexpr std::int64_t kLegacyProtocol = 1001;
+
+WeightMap load_legacy(const std::filesystem::path& path) {
+  const std::string source = path.string();
+  const auto map = MappedFile::open(path);
+  const std::string_view data = map->view();
+  auto next = [&](std::size_t pos, PersistentLoad load = nullptr) {
+    Unpickler u(data, pos, std::move(load), source);
+    ValuePtr v = u.run();
+    return std::make_pair(v, u.pos());
+  };
+  auto [magic, pos] = next(0);
+  MS_CHECK(magic->kind == Value::Kind::kInt && magic->s == kLegacyMagic, ErrorCode::kIntegrity,
+           "{} is neither a zip nor a legacy torch.save file (no torch magic number)", source);
+  ValuePtr protocol, sys_info;
+  std::tie(protocol, pos) = next(pos);
+  MS_CHECK(protocol->kind == Value::Kind::kInt && protocol->i == kLegacyProtocol,
+           ErrorCode::kIntegrity, "{}: legacy torch.save protocol {} is not supported (only {})",
+           source, protocol->i, kLegacyProtocol);
+  std::tie(sys_info, pos) = next(pos);
+  for (const auto& [k, v] : sys_info->dict) {
+    // Storage bytes are in the writer's byte order; they are read here as little-endian.
+    MS_CHECK(k->s != "little_endian" || v->i == 1, ErrorCode::kIntegrity,
+             "{} was written on a big-endian machine, which is not supported", source);
+  }
+
+  // Storages are allocated as the state dict names them and filled from the data that follows.
+  struct Root {
+    at::Tensor flat;
+    bool filled = false;
+  };
+  std::unordered_map<std::string, Root> roots;
+  auto load = [&](const Value& pid) {
+    check_storage_pid(pid, 6, source);
+    const c10::ScalarType dtype = storage_dtype(pid.items[1]->s, source);
+    const std::string& key = pid.items[2]->s;
+    const auto numel = static_cast<std::uint64_t>(pid.items[4]->i);
+    auto it = roots.find(key);
+    if (it == roots.end()) {
+      // Every byte must come from the file: a larger claim is corruption, not a request to
+      // allocate.
+      MS_CHECK(numel <= data.size() / c10::elementSize(dtype), ErrorCode::kIntegrity,
+               "{}: storage {} claims {} elements, more than the file holds", source, key, numel);
+      Root root;
+      root.flat = at::empty({static_cast<int64_t>(numel)}, at::TensorOptions().dtype(dtype));
+      it = roots.emplace(key, std::move(root)).first;
+    }
+    const at::Tensor& flat = it->second.flat;
+    MS_CHECK(flat.scalar_type() == dtype && static_cast<std::uint64_t>(flat.numel()) == numel,
+             ErrorCode::kIntegrity, "{}: storage {} is referenced with two types or sizes", source,
+             key);
+    auto v = make(Value::Kind::kStorage);
+    v->storage = std::make_shared<Storage>();
+    v->storage->flat = flat;
+    // Files from PyTorch before 1.0 may reference a slice of a storage: (view key, offset, size).
+    const Value& view = *pid.items[5];
+    if (view.kind != Value::Kind::kNone) {
+      MS_CHECK(view.kind == Value::Kind::kTuple && view.items.size() == 3 &&
+                   view.items[1]->i >= 0 && view.items[2]->i >= 0 &&
+                   view.items[1]->i <= flat.numel() - view.items[2]->i,
+               ErrorCode::kIntegrity, "{}: malformed view of storage {}", source, key);
+      v->storage->flat = flat.narrow(0, view.items[1]->i, view.items[2]->i);
+    }
+    return v;
+  };
+  ValuePtr root, keys;
+  std::tie(root, pos) = next(pos, load);
+  std::tie(keys, pos) = next(pos);
+  MS_CHECK(keys->kind == Value::Kind::kList, ErrorCode::kIntegrity,
+           "{}: the storage key list is malformed", source);
+  for (const auto& key : keys->items) {
+    auto it = roots.find(key->s);
+    MS_CHECK(key->kind == Value::Kind::kString && it != roots.end() && !it->second.filled,
+             ErrorCode::kIntegrity, "{}: storage key list names an unknown storage '{}'", source,
+             key->s);
+    at::Tensor& flat = it->second.flat;
+    const std::size_t nbytes = flat.numel() * flat.element_size();
+    MS_CHECK(data.size() - pos >= 8, ErrorCode::kIntegrity,
+             "{} ends early: storage {} is missing (the file is truncated)", source, key->s);
+    std::int64_t count = 0;
+    std::memcpy(&count, data.data() + pos, 8);
+    pos += 8;
+    MS_CHECK(count == flat.numel(), ErrorCode::kIntegrity,
+             "{}: storage {} holds {} elements, the state dict says {}", source, key->s, count,
+             flat.numel());
+    MS_CHECK(data.size() - pos >= nbytes, ErrorCode::kIntegrity,
+             "{} ends early: storage {} needs {} bytes, {} are left (the file is truncated)",
+             source, key->s, nbytes, data.size() - pos);
+    if (nbytes > 0) std::memcpy(flat.data_ptr(), data.data() + pos, nbytes);
+    pos += nbytes;
+    it->second.filled = true;
+  }
+  for (const auto& [key, r] : roots) {
+    MS_CHECK(r.filled, ErrorCode::kIntegrity, "{}: storage {} has no data", source, key);
+  }
+  return state_dict(*root, path);
+}
+
 }  // namespace
 
 WeightMap load_torch_pickle(const std::filesystem::path& path) {
-  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
-  try {
-    reader = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path.string());
-  } catch (const std::exception& e) {
-    throw Error(ErrorCode::kIntegrity,
-                fmt::format("{} is not a zip-format torch.save file (legacy pre-1.6 files are not "
-                            "supported)",
-                            path.string()),
-                "re-save it with torch.save(state_dict, f) from PyTorch 1.6+, or convert it to "
-                "safetensors");
+  // A zip starts with "PK\3\4"; a legacy file with the PROTO opcode of its magic-number pickle.
+  char head[4] = {};
+  {
+    std::ifstream in(path, std::ios::binary);
+    MS_CHECK(in.good(), ErrorCode::kNotFound, "cannot open {}", path.string());
+    in.read(head, sizeof head);
   }
   try {
-    MS_CHECK(reader->hasRecord("data.pkl"), ErrorCode::kIntegrity,
-             "{} has no data.pkl: not a torch.save file", path.string());
-    auto record = reader->getRecord("data.pkl");
-    const std::string pickle(static_cast<const char*>(std::get<0>(record).get()),
-                             std::get<1>(record));
-    Unpickler unpickler(pickle, *reader, path.string());
-    ValuePtr root = unpickler.run();
-    WeightMap out;
-    MS_CHECK(root->kind == Value::Kind::kDict, ErrorCode::kIntegrity,
-             "{} does not hold a state dict (top-level object is not a dict)", path.string());
-    if (!collect(*root, out)) {
-      // Checkpoints often wrap the state dict: {"state_dict": {...}} or {"model": {...}}.
-      for (const auto& [k, v] : root->dict) {
-        if (v->kind == Value::Kind::kDict &&
-            (k->s == "state_dict" || k->s == "model" || k->s == "module") && collect(*v, out)) {
-          break;
-        }
-      }
-    }
-    MS_CHECK(!out.empty(), ErrorCode::kIntegrity, "{} holds no tensors", path.string());
-    return out;
+    if (std::string_view(head, 4) == std::string_view("PK\x03\x04", 4)) return load_zip(path);
+    if (static_cast<unsigned char>(head[0]) == 0x80) return load_legacy(path);
   } catch (const c10::Error& e) {
     throw Error(ErrorCode::kIntegrity,
                 fmt::format("cannot read {}: {}", path.string(), e.what_without_backtrace()));
   }
+  throw Error(
+      ErrorCode::kIntegrity,
+      fmt::format("{} is not a torch.save file (neither zip nor legacy format)", path.string()),
+      "re-download the weights, or convert them to safetensors");
 }
 
 }  // namespace ms::tensor

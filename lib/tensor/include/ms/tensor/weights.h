@@ -1,5 +1,6 @@
-// Weight files -> named tensors: safetensors (memory-mapped), pytorch_model.bin (torch.save zip),
-// and the checks that match them against a model's parameters by name and shape.
+// Weight files -> named tensors: safetensors (memory-mapped), pytorch_model.bin (torch.save zip
+// or legacy), sharded checkpoints (*.index.json), and the checks that match them against a
+// model's parameters by name and shape.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -19,11 +20,20 @@ using WeightMap = std::map<std::string, at::Tensor>;
 /// and tensor for a malformed header, an unknown dtype or offsets outside the file.
 WeightMap load_safetensors(const std::filesystem::path& path);
 
-/// Reads a pytorch_model.bin written by torch.save(state_dict) (zip + pickle). Throws
-/// ms::Error(kIntegrity) for legacy (non-zip) files and pickles that are not state dicts.
+/// Reads a pytorch_model.bin written by torch.save(state_dict): the zip format (PyTorch 1.6+) or
+/// the legacy one (magic-number pickles, then raw storages). Throws ms::Error(kIntegrity) for
+/// truncated or malformed files and pickles that are not state dicts.
 WeightMap load_torch_pickle(const std::filesystem::path& path);
 
-/// Loads the weights of a model folder: model.safetensors, else pytorch_model.bin. Throws
+/// Reads a Hugging Face sharded checkpoint: `index` ({"weight_map": {tensor: shard file}}) next to
+/// its shards, each read with `load_shard`. Shard names must be plain file names in the index's
+/// folder. Throws ms::Error(kIntegrity) for a malformed index, an unsafe shard name or a listed
+/// tensor absent from its shard, and ms::Error(kNotFound) for a missing shard.
+WeightMap load_sharded(const std::filesystem::path& index,
+                       WeightMap (*load_shard)(const std::filesystem::path&));
+
+/// Loads the weights of a model folder, the first that exists of: model.safetensors,
+/// model.safetensors.index.json, pytorch_model.bin, pytorch_model.bin.index.json. Throws
 /// ms::Error(kNotFound) naming the folder and the names looked for when there is none.
 WeightMap load_model_weights(const std::filesystem::path& dir);
 
