@@ -17,7 +17,8 @@ if [ ! -f "$carry/minilm-fp16/model.safetensors" ]; then
 fi
 deps="$carry/deps"
 rm -rf "$deps" && mkdir -p "$deps/include" "$deps/lib/pkgconfig"
-cp /usr/include/httplib.h /usr/include/sqlite3.h /usr/include/sqlite3ext.h "$deps/include/"
+cp /usr/include/httplib.h /usr/include/sqlite3.h /usr/include/sqlite3ext.h /usr/include/zlib.h /usr/include/zconf.h "$deps/include/"
+cp -r /usr/include/brotli "$deps/include/"
 lib=/usr/lib/x86_64-linux-gnu
 cp -P "$lib"/libcpp-httplib.so* "$lib"/libsqlite3.so* "$lib"/libbrotli{common,dec,enc}.so.1* "$deps/lib/"
 cat > "$deps/lib/pkgconfig/cpp-httplib.pc" <<PC

@@ -281,6 +281,9 @@ class HubClientTest(MsTestCase):
             f.write(b"\0" * 64)
         r = self.download("alice/corrupt", "--token", self.token, expect=7)
         self.assertOneLineError(r, "w.bin", "sha256")
+        # The same through the hashing thread, which reads the written bytes back.
+        r = self.download("alice/corrupt", "--token", self.token, expect=7, env=self.env(MS_HASH_THREAD="1"))
+        self.assertOneLineError(r, "w.bin", "sha256")
         repo_dir = self.path("cache", "models", "alice", "corrupt")
         self.assertFalse(os.path.exists(os.path.join(repo_dir, "w.bin")))
         if os.path.exists(os.path.join(repo_dir, ".msc")):
@@ -436,6 +439,13 @@ class HubFaultTest(MsTestCase):
         self.assertIn("HTTP 500; retrying", r.stderr)
         self.assertIn("resuming at byte", r.stderr)
         self.assertEqual(read_tree(self.path("cache", "models", "alice", "faulty")), files)
+        # One stream per file, hashed on the second thread: resets and stalls resume mid-file.
+        r = run_ms("download", "alice/faulty", "--token", token, "-v", "--local-dir", self.path("one"),
+                   env=self.env(server, MS_HUB_STALL_TIMEOUT="1", MS_DOWNLOAD_PARTS="1", MS_HASH_THREAD="1"),
+                   timeout=300)
+        self.assertExit(r, 0)
+        self.assertIn("resuming at byte", r.stderr)
+        self.assertEqual(read_tree(self.path("one")), files)
 
     def wait_for(self, cond, timeout=60):
         deadline = time.time() + timeout
