@@ -14,7 +14,6 @@ ms="${MS_BIN:-$root/build/bin/ms}"
 py=/usr/bin/python3
 n="${1:-600}"
 dir="${MS_BENCH_DIR:-/tmp/ms-bench-data}/jpeg-$n"
-sk=/usr/lib/python3/dist-packages/sklearn/datasets/images
 
 peer() {  # DIR H W MODE MEAN STD
   "$py" - "$@" <<'PY'
@@ -65,29 +64,16 @@ ms_loader() {  # SPEC SPLIT TRANSFORM
   done
 }
 
-if [ ! -d "$dir" ]; then
-  "$py" - "$dir" "$n" "$sk" <<'PY'
-import os, random, sys
-from PIL import Image
-out, n, sk = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-srcs = [Image.open(os.path.join(sk, f)).convert("RGB") for f in ("china.jpg", "flower.jpg")]
-rng = random.Random(0)
-tmp = out + ".tmp"
-for i in range(n):
-    src = srcs[i % 2]
-    x, y = rng.randrange(0, 80), rng.randrange(0, 60)
-    img = src.crop((x, y, x + 560, y + 367)).resize((640, 480), Image.BILINEAR)
-    cls = os.path.join(tmp, f"class{i % 4}")
-    os.makedirs(cls, exist_ok=True)
-    img.save(os.path.join(cls, f"{i:05d}.jpg"), quality=90)
-os.rename(tmp, out)
-PY
-fi
+[ -d "$dir" ] || "$py" "$root/bench/make_jpegs.py" "$dir" "$n"
 one="$(find "$dir" -name '*.jpg' | sort | head -1)"
 transform='{"resize": [224, 224], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}'
 
 echo "== $n JPEGs 640x480 -> 224x224 float CHW, batch 32, cores: $(nproc)"
-tj="$(tjbench "$one" -rgb -benchtime 2 -warmup 1 2>/dev/null | awk '/Frame rate/ {print $(NF-1); exit}')"
+# tjbench writes its decoded output next to its input: give it a copy outside the image folder.
+tjdir="$(mktemp -d)"
+cp "$one" "$tjdir/"
+tj="$(tjbench "$tjdir/$(basename "$one")" -rgb -benchtime 2 -warmup 1 2>/dev/null | awk '/Frame rate/ {print $(NF-1); exit}')"
+rm -rf "$tjdir"
 echo "tjbench decode only (1 core, RGB):   ${tj} images/s"
 
 ms_loader "imagefolder:$dir" train "$transform"
