@@ -1,60 +1,28 @@
 """A real `ms hub serve` on 127.0.0.1 for end-to-end tests of the hub client (standard library only)."""
-import json
 import os
 import shutil
 import subprocess
-import time
 
-from harness import MS_BIN, run_ms
+import hubserver
+from harness import component_available
 
 
 def hub_server_available():
     """Whether this ms was built with `ms hub serve`."""
-    result = run_ms("hub", "serve", "--help")
-    return result.returncode == 0
+    return component_available("hub_server")
 
 
-class HubServer:
-    """`ms hub serve --root ROOT --port 0`, stopped by stop(). Bounded: start waits at most 20 s."""
+class HubServer(hubserver.HubServer):
+    """hubserver.HubServer, started at construction, with fault injection and TLS as arguments."""
 
     def __init__(self, root, faults=None, extra_env=None, tls=None):
-        self.root = root
-        args = [MS_BIN, "hub", "serve", "--root", root, "--host", "127.0.0.1", "--port", "0", "--json"]
+        extra = ["--host", "127.0.0.1"]
         if tls:
-            args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+            extra += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         if faults:
-            args += ["--inject-faults", faults]
-        env = dict(os.environ)
-        env.update(extra_env or {})
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        deadline = time.time() + 20
-        line = ""
-        while time.time() < deadline:
-            line = self.proc.stdout.readline()
-            if line.strip() or self.proc.poll() is not None:
-                break
-        if not line.strip():
-            self.stop()
-            raise RuntimeError("ms hub serve did not start: " + (self.proc.stderr.read() or ""))
-        self.endpoint = json.loads(line)["endpoint"]
-
-    def token(self, user):
-        result = run_ms("hub", "token", "create", user, "--root", self.root, "--json")
-        if result.returncode != 0:
-            raise RuntimeError("token create failed: " + result.stderr)
-        return json.loads(result.stdout)["token"]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream:
-                stream.close()
+            extra += ["--inject-faults", faults]
+        super().__init__(root, *extra)
+        self.start(env=extra_env)
 
 
 def find_blob(root, sha256):

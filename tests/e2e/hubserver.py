@@ -22,8 +22,8 @@ class HubServer:
         self.proc = None
         self.endpoint = None
 
-    def start(self, timeout=20):
-        env = dict(os.environ)
+    def start(self, timeout=20, env=None):
+        env = {**os.environ, **(env or {})}
         # stderr goes to a file next to the root: a pipe nobody reads could fill up and block.
         self.stderr = open(self.root.rstrip("/") + ".stderr", "a")
         self.proc = subprocess.Popen([MS_BIN, "hub", "serve", "--root", self.root, "--port", "0", *self.extra],
