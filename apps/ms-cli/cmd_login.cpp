@@ -44,7 +44,8 @@ void add_login_command(CLI::App& app, const GlobalOptions& /*global*/) {
   c->add_flag("--json", o->json, "Print the result as JSON on stdout");
   c->footer(
       "Credentials go to $MODELSCOPE_CREDENTIALS_PATH (default ~/.modelscope/credentials), mode "
-      "0600.");
+      "0600, in the files Python's modelscope reads: cookies (the pickled m_session_id cookie), "
+      "git_token, user, session.");
   c->callback([o] { run_login(*o); });
 }
 

@@ -238,7 +238,7 @@ class HubClientTest(MsTestCase):
         self.assertExit(r, 0)
         self.assertEqual(self.json_out(r)["username"], "alice")
         cred = self.path("credentials")
-        for name in ("git_token", "user", "session", "ms_session_id"):
+        for name in ("git_token", "user", "session", "cookies"):
             mode = stat.S_IMODE(os.stat(os.path.join(cred, name)).st_mode)
             self.assertEqual(mode, 0o600, name)
         with open(os.path.join(cred, "user")) as f:
@@ -250,6 +250,36 @@ class HubClientTest(MsTestCase):
         r = self.ms("upload", "alice/secret", self.path("src"), env=self.env(MODELSCOPE_CREDENTIALS_PATH=self.path("none")))
         self.assertNotEqual(r.returncode, 0)
         self.assertOneLineError(r)
+
+    def test_corrupt_stored_login_warns_and_login_replaces_it(self):
+        self.upload("alice/secret2", make_tree(self.path("src"), {"w.bin": b"private"}), "--create", "--private")
+        cred = self.path("credentials")
+        os.makedirs(cred)
+        for garbage in (b"", b"not a pickle", b"\x80\x04\x95\xff\xff\xff\xff\xff\xff\xff\x7f", os.urandom(512)):
+            with open(os.path.join(cred, "cookies"), "wb") as f:
+                f.write(garbage)
+            # Other commands warn (an empty file is simply no login) and carry on without a login.
+            r = self.download("alice/secret2", expect=4)
+            self.assertOneLineError(r, "alice/secret2")
+            if garbage:
+                self.assertIn("cannot read the stored login", r.stderr)
+            r = self.ms("upload", "alice/secret2", self.path("src"))
+            self.assertNotEqual(r.returncode, 0)
+            self.assertOneLineError(r)
+        # `ms login` replaces the corrupt jar instead of reading it.
+        r = self.ms("login", "--token", self.token)
+        self.assertExit(r, 0)
+        self.assertNotIn("warning", r.stderr)
+        with open(os.path.join(cred, "cookies"), "rb") as f:
+            self.assertNotEqual(f.read(), garbage)
+        self.download("alice/secret2", "--local-dir", self.path("ok"))
+        self.assertEqual(read_tree(self.path("ok")), {"w.bin": b"private"})
+        # A cookies path that is a folder is an I/O error with one line, not a crash.
+        shutil.rmtree(cred)
+        os.makedirs(os.path.join(cred, "cookies", "x"))
+        r = self.ms("login", "--token", self.token)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertOneLineError(r, "cookies")
 
     # --- offline ------------------------------------------------------------------------------
     def test_offline_makes_no_network_calls(self):
@@ -396,6 +426,62 @@ class HubClientTest(MsTestCase):
         out = self.download("alice/py-login", "--local-dir", self.path("py-login"),
                             env=self.env(MODELSCOPE_CREDENTIALS_PATH=self.path("py-credentials")))
         self.assertEqual(read_tree(self.path("py-login")), {"p.txt": b"private"})
+
+    def test_python_modelscope_uses_the_login_ms_stored(self):
+        python = python_with_modelscope()
+        if not python:
+            self.skipTest("no python with the modelscope package (run scripts/setup_python_interop.sh, "
+                          "or set MS_MODELSCOPE_PYTHON)")
+        files = {"p.txt": b"private to alice", "d/w.bin": os.urandom(3000)}
+        self.upload("alice/ms-login", make_tree(self.path("priv"), files), "--create", "--private")
+        ms_cred = self.path("ms-credentials")
+        r = self.ms("login", "--token", self.token, "--endpoint", self.server.endpoint,
+                    env=self.env(MODELSCOPE_CREDENTIALS_PATH=ms_cred))
+        self.assertExit(r, 0)
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(ms_cred, "cookies")).st_mode), 0o600)
+
+        # Python reads ms's jar as its own login (no token anywhere), downloads the private repo,
+        # and the cookie equals the one Python's own HubApi.login stores for the same hub.
+        script = ("import json, sys, time\n"
+                  "from modelscope.hub.api import HubApi, ModelScopeConfig\n"
+                  "from modelscope.hub.snapshot_download import snapshot_download\n"
+                  "endpoint, repo, token, py_cred = sys.argv[1:]\n"
+                  "jar = ModelScopeConfig.get_cookies()\n"
+                  "out = {'type': type(jar).__module__ + '.' + type(jar).__name__,\n"
+                  "       'm_session_id': jar['m_session_id'], 'count': len(jar)}\n"
+                  "ms_cookie = dict(vars(next(iter(jar))))\n"
+                  "out['path'] = snapshot_download(repo, endpoint=endpoint)\n"
+                  "ModelScopeConfig.path_credential = py_cred\n"
+                  "HubApi(endpoint=endpoint).login(token)\n"
+                  "py_cookie = dict(vars(next(iter(ModelScopeConfig.get_cookies()))))\n"
+                  "out['expires'] = [ms_cookie.pop('expires'), py_cookie.pop('expires'), time.time()]\n"
+                  "out['ms_cookie'], out['py_cookie'] = ms_cookie, py_cookie\n"
+                  "print(json.dumps(out))\n")
+        env = dict(os.environ)
+        env.update(self.env(MODELSCOPE_CREDENTIALS_PATH=ms_cred, MODELSCOPE_CACHE=self.path("py-cache")))
+        r = subprocess.run([python, "-c", script, self.server.endpoint, "alice/ms-login", self.token,
+                            self.path("py-credentials")], capture_output=True, text=True, env=env, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        self.assertEqual(out["type"], "requests.cookies.RequestsCookieJar")
+        self.assertEqual(out["m_session_id"], self.token)
+        self.assertEqual(out["count"], 1)
+        self.assertEqual(read_tree(out["path"]), files)
+        self.assertEqual(out["ms_cookie"], out["py_cookie"])
+        ms_expires, py_expires, now = out["expires"]
+        self.assertLess(abs(ms_expires - py_expires), 600)
+        self.assertGreater(ms_expires, now + 29 * 86400)
+
+        # Without that login, the same download fails in Python.
+        script = ("import sys\n"
+                  "from modelscope.hub.snapshot_download import snapshot_download\n"
+                  "snapshot_download(sys.argv[2], endpoint=sys.argv[1])\n")
+        env.update(self.env(MODELSCOPE_CREDENTIALS_PATH=self.path("no-credentials"),
+                            MODELSCOPE_CACHE=self.path("py-cache-2")))
+        r = subprocess.run([python, "-c", script, self.server.endpoint, "alice/ms-login"], capture_output=True,
+                           text=True, env=env, timeout=300)
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertFalse(os.path.exists(self.path("py-cache-2", "models", "alice", "ms-login", "p.txt")))
 
 
 class HubFaultTest(MsTestCase):

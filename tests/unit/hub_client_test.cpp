@@ -9,6 +9,8 @@
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/hub/cache.h"
+#include "ms/hub/client.h"
+#include "ms/hub/cookie.h"
 #include "ms/hub/download.h"
 #include "ms/hub/pickle.h"
 #include "ms/hub/upload.h"
@@ -331,4 +333,117 @@ TEST_CASE("the m_session_id cookie is found in Python's pickled cookie jar", "[h
     INFO(cut);
     CHECK_THROWS_AS(find_pickled_cookie(jar.substr(0, cut), "m_session_id", 0), ms::Error);
   }
+}
+
+TEST_CASE("the cookie jar ms pickles reads back through find_pickled_cookie", "[hub][pickle]") {
+  Cookie login;
+  login.name = "m_session_id";
+  login.value = "ms-TOKEN";
+  login.domain = "127.0.0.1";
+  login.http_only = true;
+  login.expires = 1800000000;
+  Cookie other = login;
+  other.name = "other";
+  other.value = "zzz";
+  other.domain = ".example.com";
+  other.expires.reset();  // a session cookie never expires for the reader
+  const std::string jar = pickle_cookie_jar({login, other});
+  // Protocol 4, and only the opcodes pickle.load needs with the standard library and requests.
+  CHECK(jar.substr(0, 2) == std::string("\x80\x04", 2));
+  CHECK(jar.find("requests.cookies") != std::string::npos);
+  CHECK(jar.find("RequestsCookieJar") != std::string::npos);
+  CHECK(jar.back() == '.');
+  CHECK(find_pickled_cookie(jar, "m_session_id", 1700000000) == "ms-TOKEN");
+  CHECK_FALSE(find_pickled_cookie(jar, "m_session_id", 1800000000));  // expired at `expires`
+  CHECK(find_pickled_cookie(jar, "other", 2000000000) == "zzz");
+  CHECK_FALSE(find_pickled_cookie(jar, "missing", 0));
+
+  // Expiries past 2038 take LONG1; negative and small ones the short integer forms.
+  for (std::int64_t expires : {std::int64_t{4102444800}, std::int64_t{1} << 40, std::int64_t{70000},
+                               std::int64_t{300}, std::int64_t{5}}) {
+    INFO(expires);
+    login.expires = expires;
+    const std::string one = pickle_cookie_jar({login});
+    CHECK(find_pickled_cookie(one, "m_session_id", expires - 1) == "ms-TOKEN");
+    CHECK_FALSE(find_pickled_cookie(one, "m_session_id", expires));
+  }
+  // An empty jar is still a jar (Python reads it as "not logged in").
+  CHECK_FALSE(find_pickled_cookie(pickle_cookie_jar({}), "m_session_id", 0));
+  // Damaged copies are errors, never crashes.
+  for (std::size_t cut = 0; cut < jar.size(); cut += 7) {
+    INFO(cut);
+    CHECK_THROWS_AS(find_pickled_cookie(jar.substr(0, cut), "m_session_id", 0), ms::Error);
+  }
+}
+
+TEST_CASE("Set-Cookie headers become cookies as Python's requests keeps them", "[hub][cookie]") {
+  CHECK(cookie_request_host("http://127.0.0.1:8080/api") == "127.0.0.1");
+  CHECK(cookie_request_host("https://WWW.ModelScope.cn") == "www.modelscope.cn");
+  CHECK(cookie_request_host("http://localhost:9000") == "localhost.local");
+  CHECK(cookie_request_host("http://u:p@hub.example:1/x?y") == "hub.example");
+  CHECK(cookie_request_host("http://[::1]:8080/") == "[::1].local");
+
+  // What `ms hub serve` sends.
+  auto c = parse_set_cookie("m_session_id=ms-abc; Path=/; HttpOnly; Max-Age=2592000",
+                            "http://127.0.0.1:5000", 1000);
+  REQUIRE(c);
+  CHECK(c->name == "m_session_id");
+  CHECK(c->value == "ms-abc");
+  CHECK(c->domain == "127.0.0.1");
+  CHECK_FALSE(c->domain_specified);
+  CHECK(c->path == "/");
+  CHECK(c->http_only);
+  CHECK_FALSE(c->secure);
+  CHECK(c->expires == 1000 + 2592000);
+
+  // A domain cookie with a date; Max-Age wins over Expires in either order.
+  c = parse_set_cookie(
+      "m_session_id=v; Domain=ModelScope.cn; Expires=Wed, 21 Oct 2037 07:28:00 GMT; Secure",
+      "https://www.modelscope.cn", 0);
+  REQUIRE(c);
+  CHECK(c->domain == ".modelscope.cn");
+  CHECK(c->domain_specified);
+  CHECK_FALSE(c->domain_initial_dot);
+  CHECK(c->secure);
+  CHECK(c->expires == 2139722880);
+  c = parse_set_cookie("a=b; Max-Age=10; expires=Wed, 21-Oct-2037 07:28:00 GMT", "http://h.x", 5);
+  REQUIRE(c);
+  CHECK(c->expires == 15);
+  c = parse_set_cookie("a=b; Expires=Wednesday, 21-Oct-37 07:28:00 GMT", "http://h.x", 5);
+  REQUIRE(c);
+  CHECK(c->expires == 2139722880);
+
+  // Bad attributes are ignored, not fatal: a foreign Domain, a relative Path, junk dates.
+  c = parse_set_cookie("a=; Domain=.other.org; Path=rel; Max-Age=soon; Expires=never", "http://h.x",
+                       0);
+  REQUIRE(c);
+  CHECK(c->value.empty());
+  CHECK(c->domain == "h.x");
+  CHECK(c->path == "/");
+  CHECK_FALSE(c->expires);
+  CHECK_FALSE(parse_set_cookie("", "http://h.x", 0));
+  CHECK_FALSE(parse_set_cookie("novalue; Path=/", "http://h.x", 0));
+  CHECK_FALSE(parse_set_cookie("=x", "http://h.x", 0));
+}
+
+TEST_CASE("a corrupt stored login is warned about, and the legacy file still works",
+          "[hub][cookie]") {
+  TempDir dir;
+  setenv("MODELSCOPE_CREDENTIALS_PATH", dir.path.c_str(), 1);
+  CHECK_FALSE(stored_token());
+  touch(dir.path / "cookies", "\x80\x04garbage");
+  CHECK_FALSE(stored_token());
+  touch(dir.path / "ms_session_id", "ms-legacy\n");
+  CHECK(stored_token() == "ms-legacy");
+  Cookie login;
+  login.name = "m_session_id";
+  login.value = "ms-jar";
+  login.domain = "h.x";
+  login.expires = 4102444800;
+  touch(dir.path / "cookies", pickle_cookie_jar({login}));
+  CHECK(stored_token() == "ms-jar");  // the jar wins over the legacy file
+  login.expires = 1000;
+  touch(dir.path / "cookies", pickle_cookie_jar({login}));
+  CHECK_FALSE(stored_token());  // an expired login is no login, as in Python
+  unsetenv("MODELSCOPE_CREDENTIALS_PATH");
 }

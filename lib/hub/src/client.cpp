@@ -59,7 +59,7 @@ struct Response {
   bool range_ignored = false;
   bool body_too_large = false;
   std::exception_ptr sink_error;
-  std::string set_cookie_session;
+  std::string set_cookie_session;  // the Set-Cookie header value that set m_session_id
   long retry_after_s = -1;
 };
 
@@ -93,12 +93,12 @@ size_t on_header(char* buffer, size_t size, size_t count, void* user) {
     // A new response (after a redirect or 100-continue) starts; forget the old one's headers.
     state->response->retry_after_s = -1;
   } else if (lower.rfind("set-cookie:", 0) == 0) {
-    auto pos = line.find("m_session_id=");
-    if (pos != std::string::npos) {
-      auto start = pos + 13;
-      auto end = line.find_first_of(";\r\n", start);
-      state->response->set_cookie_session = line.substr(start, end - start);
-    }
+    // The whole header, attributes included: a login stores the cookie as Python's jar would.
+    const auto start = line.find_first_not_of(" \t", 11);
+    const auto end = line.find_last_not_of(" \t\r\n");
+    if (start != std::string::npos && end != std::string::npos && end >= start &&
+        line.compare(start, 13, "m_session_id=") == 0)
+      state->response->set_cookie_session = line.substr(start, end + 1 - start);
   } else if (lower.rfind("retry-after:", 0) == 0) {
     state->response->retry_after_s = std::atol(line.c_str() + 12);
   }
@@ -610,7 +610,11 @@ LoginResult HubClient::login(const std::string& access_token) {
     out.username = data.value("Username", std::string());
     out.email = data.value("Email", std::string());
   }
-  out.session_cookie = r.set_cookie_session;
+  if (!r.set_cookie_session.empty()) {
+    out.cookie = parse_set_cookie(r.set_cookie_session, impl_->options.endpoint,
+                                  static_cast<std::int64_t>(std::time(nullptr)));
+    if (out.cookie) out.session_cookie = out.cookie->value;
+  }
   return out;
 }
 
@@ -738,22 +742,29 @@ void HubClient::create_tag(RepoType type, const RepoId& repo, const std::string&
 }
 
 std::optional<std::string> stored_token() {
+  const auto dir = credentials_dir();
   std::error_code ec;
-  const auto path = credentials_dir() / "ms_session_id";
-  if (!std::filesystem::is_regular_file(path, ec)) {
-    // Python's `modelscope login` keeps only its cookie jar, pickled.
-    const auto cookies = credentials_dir() / "cookies";
-    if (!std::filesystem::is_regular_file(cookies, ec)) return std::nullopt;
+  const auto cookies = dir / "cookies";
+  if (std::filesystem::is_regular_file(cookies, ec)) {
     try {
+      // As in Python's ModelScopeConfig.get_cookies(): an expired m_session_id is no login.
       return find_pickled_cookie(read_file(cookies), "m_session_id",
                                  static_cast<std::int64_t>(std::time(nullptr)));
     } catch (const Error& e) {
       log::warn("{}: cannot read the stored login ({}); run 'ms login --token T'", cookies.string(),
                 e.what());
-      return std::nullopt;
     }
   }
-  std::string token = read_file(path);
+  // Earlier versions of `ms login` stored the cookie value alone, in ms_session_id.
+  const auto legacy = dir / "ms_session_id";
+  if (!std::filesystem::is_regular_file(legacy, ec)) return std::nullopt;
+  std::string token;
+  try {
+    token = read_file(legacy);
+  } catch (const Error& e) {
+    log::warn("{}: cannot read the stored login ({})", legacy.string(), e.what());
+    return std::nullopt;
+  }
   while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' '))
     token.pop_back();
   if (token.empty()) return std::nullopt;
@@ -773,10 +784,29 @@ LoginResult login_and_store(HubClient& client, const std::string& access_token) 
   write_file_atomic(dir / "user", result.username + ":" + result.email, 0600);
   if (!std::filesystem::exists(dir / "session", ec))
     write_file_atomic(dir / "session", random_hex(32), 0600);
-  // Python keeps the cookie jar as a pickle of requests' classes; ms keeps the m_session_id value
-  // itself, which is also what the hub accepts as a token.
-  write_file_atomic(dir / "ms_session_id",
-                    result.session_cookie.empty() ? access_token : result.session_cookie, 0600);
+
+  // `cookies` is the jar Python's ModelScopeConfig.save_cookies() pickles: the hub's m_session_id
+  // cookie as requests keeps it, or, when the hub set none, one for the endpoint's host carrying
+  // the token (which the hub accepts as m_session_id, as HubApi's token cookies show).
+  const auto now = static_cast<std::int64_t>(std::time(nullptr));
+  Cookie cookie;
+  if (result.cookie) {
+    cookie = *result.cookie;
+  } else {
+    cookie.name = "m_session_id";
+    cookie.domain = cookie_request_host(client.options().endpoint);
+  }
+  if (cookie.value.empty()) cookie.value = access_token;
+  // Without an expiry the login would never lapse in Python and one already past would be no
+  // login at all; both get 30 days, the span HubApi.login's documentation gives a login.
+  constexpr std::int64_t kLoginSeconds = 30LL * 24 * 3600;
+  if (!cookie.expires || *cookie.expires <= now) cookie.expires = now + kLoginSeconds;
+  result.cookie = cookie;
+  result.session_cookie = cookie.value;
+  // Replaces whatever was there, a corrupt file included: it is never read here.
+  write_file_atomic(dir / "cookies", pickle_cookie_jar({cookie}), 0600);
+  // The jar supersedes the ms_session_id of earlier ms versions, which would otherwise outlive it.
+  std::filesystem::remove(dir / "ms_session_id", ec);
   return result;
 }
 

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <optional>
 #include <unordered_map>
@@ -13,7 +14,7 @@ namespace ms::hub {
 namespace {
 
 // Opcodes (Python's Lib/pickle.py) for the subset Python writes for lists and dicts of str,
-// int, bool and None.
+// int, bool and None, and for plain objects (class, NEWOBJ or REDUCE, BUILD with a state dict).
 constexpr char kProto = '\x80';
 constexpr char kFrame = '\x95';
 constexpr char kStop = '.';
@@ -49,6 +50,7 @@ constexpr char kStackGlobal = '\x93';
 constexpr char kGlobal = 'c';
 constexpr char kNewObj = '\x81';
 constexpr char kBuild = 'b';
+constexpr char kReduce = 'R';
 
 struct Value;
 using List = std::vector<std::shared_ptr<Value>>;
@@ -61,8 +63,9 @@ using ValuePtr = std::shared_ptr<Value>;
 
 [[noreturn]] void corrupt(const std::string& why) {
   throw Error(
-      ErrorCode::kIntegrity, "not a cache pickle: " + why,
-      "the file is damaged or was not written by modelscope; delete it to rebuild the index");
+      ErrorCode::kIntegrity, "not a modelscope pickle: " + why,
+      "the file is damaged or was not written by modelscope; delete it (a cache index is rebuilt, "
+      "a login is made again with 'ms login')");
 }
 
 class Reader {
@@ -200,8 +203,9 @@ class Reader {
           push(Value{});
           break;
         case kNewObj:
+        case kReduce:
           pop();  // args
-          pop();  // class
+          pop();  // class or callable
           push(Value{Dict{}});
           break;
         case kBuild: {
@@ -321,6 +325,46 @@ class Writer {
     memo_[s] = next_memo_ - 1;
   }
   void op(char c) { body_ += c; }
+  void none() { op(kNone); }
+  void boolean(bool b) { op(b ? kNewTrue : kNewFalse); }
+  // The smallest of BININT1, BININT2, BININT and LONG1, as Python's save_long picks.
+  void integer(std::int64_t v) {
+    if (v >= 0 && v < 256) {
+      op(kBinInt1);
+      uint_le(static_cast<std::uint64_t>(v), 1);
+    } else if (v >= 0 && v < 65536) {
+      op(kBinInt2);
+      uint_le(static_cast<std::uint64_t>(v), 2);
+    } else if (v >= INT32_MIN && v <= INT32_MAX) {
+      op(kBinInt);
+      uint_le(static_cast<std::uint32_t>(static_cast<std::int32_t>(v)), 4);
+    } else {
+      // Little-endian two's complement, cut to the fewest bytes that keep the sign.
+      std::string bytes;
+      for (int i = 0; i < 8; ++i)
+        bytes += static_cast<char>((static_cast<std::uint64_t>(v) >> (8 * i)) & 0xff);
+      while (bytes.size() > 1) {
+        const auto last = static_cast<unsigned char>(bytes.back());
+        const bool prev_negative =
+            (static_cast<unsigned char>(bytes[bytes.size() - 2]) & 0x80) != 0;
+        if ((last == 0x00 && !prev_negative) || (last == 0xff && prev_negative)) {
+          bytes.pop_back();
+        } else {
+          break;
+        }
+      }
+      op(kLong1);
+      body_ += static_cast<char>(bytes.size());
+      body_ += bytes;
+    }
+  }
+  // A class or function by module and qualified name (STACK_GLOBAL, memoized as Python does).
+  void global(const std::string& module, const std::string& name) {
+    str(module);
+    str(name);
+    op(kStackGlobal);
+    memoize();
+  }
   void memoize() {
     body_ += kMemoize;
     ++next_memo_;
@@ -413,6 +457,116 @@ std::optional<std::string> find_pickled_cookie(std::string_view data, const std:
   std::optional<std::string> out;
   find_cookie(Reader(data).run(), name, now, out, 0);
   return out;
+}
+
+namespace {
+
+// An http.cookiejar.Cookie as Python pickles one: the class, NEWOBJ with no arguments (no
+// __init__), then BUILD with its __dict__ in the order Cookie.__init__ assigns it.
+void pickle_cookie(Writer& w, const Cookie& c) {
+  w.global("http.cookiejar", "Cookie");
+  w.op(kEmptyTuple);
+  w.op(kNewObj);
+  w.memoize();
+  w.op(kEmptyDict);
+  w.memoize();
+  w.op(kMark);
+  w.str("version");
+  w.integer(0);
+  w.str("name");
+  w.str(c.name);
+  w.str("value");
+  w.str(c.value);
+  w.str("port");
+  w.none();
+  w.str("port_specified");
+  w.boolean(false);
+  w.str("domain");
+  w.str(c.domain);
+  w.str("domain_specified");
+  w.boolean(c.domain_specified);
+  w.str("domain_initial_dot");
+  w.boolean(c.domain_initial_dot);
+  w.str("path");
+  w.str(c.path);
+  w.str("path_specified");
+  w.boolean(c.path_specified);
+  w.str("secure");
+  w.boolean(c.secure);
+  w.str("expires");
+  if (c.expires) {
+    w.integer(*c.expires);
+  } else {
+    w.none();
+  }
+  // http.cookiejar discards cookies without an expiry at the end of the session.
+  w.str("discard");
+  w.boolean(!c.expires);
+  w.str("comment");
+  w.none();
+  w.str("comment_url");
+  w.none();
+  w.str("rfc2109");
+  w.boolean(false);
+  w.str("_rest");
+  w.op(kEmptyDict);
+  w.memoize();
+  if (c.http_only) {
+    w.str("HttpOnly");
+    w.none();
+    w.op(kSetItem);
+  }
+  w.op(kSetItems);
+  w.op(kBuild);
+}
+
+}  // namespace
+
+std::string pickle_cookie_jar(const std::vector<Cookie>& cookies) {
+  // CookieJar._cookies nests domain -> path -> name -> Cookie.
+  std::map<std::string, std::map<std::string, std::map<std::string, const Cookie*>>> tree;
+  for (const Cookie& c : cookies) tree[c.domain][c.path][c.name] = &c;
+
+  Writer w;
+  w.global("requests.cookies", "RequestsCookieJar");
+  w.op(kEmptyTuple);
+  w.op(kNewObj);
+  w.memoize();
+  // The state RequestsCookieJar.__setstate__ takes: its __dict__ less the lock, which
+  // __setstate__ creates anew.
+  w.op(kEmptyDict);
+  w.memoize();
+  w.op(kMark);
+  w.str("_policy");
+  // The policy is made by calling DefaultCookiePolicy() (REDUCE) instead of restoring a copy of
+  // its attributes, so it has whatever attributes the loading Python's version defines.
+  w.global("http.cookiejar", "DefaultCookiePolicy");
+  w.op(kEmptyTuple);
+  w.op(kReduce);
+  w.memoize();
+  w.str("_cookies");
+  w.op(kEmptyDict);
+  w.memoize();
+  for (const auto& [domain, paths] : tree) {
+    w.str(domain);
+    w.op(kEmptyDict);
+    w.memoize();
+    for (const auto& [path, names] : paths) {
+      w.str(path);
+      w.op(kEmptyDict);
+      w.memoize();
+      for (const auto& [name, cookie] : names) {
+        w.str(name);
+        pickle_cookie(w, *cookie);
+        w.op(kSetItem);
+      }
+      w.op(kSetItem);
+    }
+    w.op(kSetItem);
+  }
+  w.op(kSetItems);
+  w.op(kBuild);
+  return w.finish();
 }
 
 std::string pickle_cache_index(const std::vector<CacheIndexEntry>& entries) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "ms/hub/cookie.h"
 #include "ms/hub/repo_id.h"
 
 namespace ms::hub {
@@ -50,7 +51,8 @@ struct LoginResult {
   std::string git_token;
   std::string username;
   std::string email;
-  std::string session_cookie;  ///< the m_session_id the hub set, or empty
+  std::string session_cookie;    ///< the m_session_id the hub set, or empty
+  std::optional<Cookie> cookie;  ///< that cookie with its attributes (Set-Cookie), if any
 };
 
 /// Called with each chunk of a download; returns false to abort the transfer.
@@ -122,14 +124,16 @@ class HubClient {
   std::unique_ptr<Impl> impl_;
 };
 
-/// The token stored under credentials_dir(), if any: `ms login`'s ms_session_id, else the
-/// unexpired m_session_id cookie in the jar Python's `modelscope login` pickles to `cookies`.
+/// The token stored under credentials_dir(), if any: the unexpired m_session_id cookie in the
+/// pickled jar `cookies` (written by `ms login` or Python's `modelscope login`), else the
+/// ms_session_id file of earlier `ms login` versions. A corrupt jar is warned about.
 std::optional<std::string> stored_token();
 
 /// Runs the login and stores the credentials where modelscope keeps them
-/// ($MODELSCOPE_CREDENTIALS_PATH or ~/.modelscope/credentials): git_token, user (name:email),
-/// session (32 hex), and ms_session_id (the cookie ms sends). Files are mode 0600, written
-/// atomically. Returns the result.
+/// ($MODELSCOPE_CREDENTIALS_PATH or ~/.modelscope/credentials), in its formats: git_token, user
+/// (name:email), session (32 hex, when absent) and cookies (a pickled RequestsCookieJar holding
+/// m_session_id, which Python's ModelScopeConfig.get_cookies() loads). Files are mode 0600,
+/// written atomically. Returns the result, with the stored cookie.
 LoginResult login_and_store(HubClient& client, const std::string& access_token);
 
 }  // namespace ms::hub

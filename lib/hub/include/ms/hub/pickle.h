@@ -1,4 +1,5 @@
-// A reader and writer for the small subset of Python pickles the modelscope cache uses.
+// A reader and writer for the small subset of Python pickles modelscope uses: the cache index
+// (`.msc`, `.mdl`) and the login's cookie jar (credentials/`cookies`).
 #pragma once
 
 #include <cstdint>
@@ -7,6 +8,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "ms/hub/cookie.h"
 
 namespace ms::hub {
 
@@ -35,5 +38,10 @@ std::map<std::string, std::string> unpickle_str_dict(std::string_view data);
 /// ms::Error(kIntegrity) when the data is not a pickle this reader understands.
 std::optional<std::string> find_pickled_cookie(std::string_view data, const std::string& name,
                                                std::int64_t now);
+
+/// Pickles a requests.cookies.RequestsCookieJar holding `cookies` (protocol 4), as Python's
+/// ModelScopeConfig.save_cookies() writes `cookies`: pickle.load gives the jar back with the
+/// standard library and requests only. Cookies with the same domain, path and name: the last wins.
+std::string pickle_cookie_jar(const std::vector<Cookie>& cookies);
 
 }  // namespace ms::hub
