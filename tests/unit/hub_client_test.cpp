@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "catch.h"
 #include "ms/core/error.h"
@@ -424,6 +425,57 @@ TEST_CASE("Set-Cookie headers become cookies as Python's requests keeps them", "
   CHECK_FALSE(parse_set_cookie("", "http://h.x", 0));
   CHECK_FALSE(parse_set_cookie("novalue; Path=/", "http://h.x", 0));
   CHECK_FALSE(parse_set_cookie("=x", "http://h.x", 0));
+}
+
+TEST_CASE("hostile Set-Cookie attributes: huge Max-Age saturates, empty Domain is ignored",
+          "[hub][cookie]") {
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  // now + Max-Age used to overflow (UB) into the past, making the login look expired at once.
+  for (const char* age : {"9223372036854775807", "99999999999999999999999"}) {
+    INFO(age);
+    auto c = parse_set_cookie(std::string("a=b; Max-Age=") + age, "http://h.x", 1700000000);
+    REQUIRE(c);
+    CHECK(c->expires == kMax);
+    CHECK(find_pickled_cookie(pickle_cookie_jar({*c}), "a", 1700000000) == "b");
+  }
+  auto c = parse_set_cookie("a=b; Max-Age=-5", "http://h.x", 100);
+  REQUIRE(c);
+  CHECK(c->expires == 95);
+  // Domain="" used to call front() on an empty string.
+  c = parse_set_cookie("a=b; Domain=\"\"", "http://h.x", 0);
+  REQUIRE(c);
+  CHECK(c->domain == "h.x");
+  CHECK_FALSE(c->domain_specified);
+}
+
+TEST_CASE("hostile cookie pickles: shared, self-referencing and deeply nested containers",
+          "[hub][pickle]") {
+  // 200 lists, each holding the previous one twice through the memo: 2^200 paths for a naive
+  // search, a few hundred bytes of file.
+  std::string shared = "\x80\x04(]\x94";
+  for (int k = 1; k < 200; ++k) {
+    shared += "]\x94(h";
+    shared += static_cast<char>(k - 1);
+    shared += 'h';
+    shared += static_cast<char>(k - 1);
+    shared += 'e';
+  }
+  shared += "t.";
+  CHECK_FALSE(find_pickled_cookie(shared, "m_session_id", 0));
+  // A list appended to itself, and a dict built from itself.
+  CHECK_FALSE(find_pickled_cookie(std::string("\x80\x04]\x94h\x00"
+                                              "a.",
+                                              8),
+                                  "x", 0));
+  CHECK_FALSE(find_pickled_cookie(std::string("\x80\x04}\x94h\x00"
+                                              "b.",
+                                              8),
+                                  "x", 0));
+  // Lists nested a million deep (2 MB): freeing them recursively overflowed the stack.
+  const std::size_t depth = 1000000;
+  const std::string deep = "\x80\x04" + std::string(depth, ']') + std::string(depth - 1, 'a') + ".";
+  CHECK_FALSE(find_pickled_cookie(deep, "m_session_id", 0));
+  CHECK_THROWS_AS(unpickle_cache_index(deep), ms::Error);
 }
 
 TEST_CASE("a corrupt stored login is warned about, and the legacy file still works",

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cstdlib>
 #include <ctime>
+#include <limits>
 #include <string>
 
 namespace ms::hub {
@@ -96,7 +97,7 @@ std::optional<Cookie> parse_set_cookie(std::string_view header, std::string_view
       first = false;
     } else if (!key.empty()) {
       const std::string k = lower(key);
-      if (k == "domain" && !value.empty()) {
+      if (k == "domain" && !strip_quotes(value).empty()) {
         std::string domain = lower(strip_quotes(value));
         const bool initial_dot = domain.front() == '.';
         if (!initial_dot) domain.insert(0, ".");
@@ -114,8 +115,11 @@ std::optional<Cookie> parse_set_cookie(std::string_view header, std::string_view
         const std::string digits(value);
         char* end = nullptr;
         const long long seconds = std::strtoll(digits.c_str(), &end, 10);
+        // Python's int has no limit; here a huge Max-Age saturates instead of overflowing into
+        // the past (which would make the login look expired at once).
+        constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
         if (!digits.empty() && end != nullptr && *end == '\0')
-          max_age_expires = now + static_cast<std::int64_t>(seconds);
+          max_age_expires = seconds > 0 && seconds > kMax - now ? kMax : now + seconds;
       } else if (k == "expires") {
         date_expires = parse_http_date(value);
       } else if (k == "secure") {

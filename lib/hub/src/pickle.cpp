@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 #include <variant>
 
 #include "ms/core/error.h"
@@ -57,9 +58,39 @@ using List = std::vector<std::shared_ptr<Value>>;
 using Dict = std::vector<std::pair<std::shared_ptr<Value>, std::shared_ptr<Value>>>;
 struct Mark {};
 struct Value {
+  Value() = default;
+  template <typename T>
+  Value(T x) : v(std::move(x)) {}  // NOLINT: a Value is any of its alternatives
+  Value(Value&&) = default;
+  Value& operator=(Value&&) = default;
+  ~Value();
   std::variant<std::monostate, bool, std::int64_t, std::string, List, Dict, Mark> v;
 };
 using ValuePtr = std::shared_ptr<Value>;
+
+// Frees the children one at a time instead of recursively: a hostile pickle nests containers a
+// million deep in a few megabytes, and a recursive free would overflow the stack.
+Value::~Value() {
+  std::vector<ValuePtr> pending;
+  auto take_children = [&pending](Value& value) {
+    if (auto* list = std::get_if<List>(&value.v)) {
+      for (ValuePtr& item : *list) pending.push_back(std::move(item));
+      list->clear();
+    } else if (auto* dict = std::get_if<Dict>(&value.v)) {
+      for (auto& [key, item] : *dict) {
+        pending.push_back(std::move(key));
+        pending.push_back(std::move(item));
+      }
+      dict->clear();
+    }
+  };
+  take_children(*this);
+  while (!pending.empty()) {
+    ValuePtr next = std::move(pending.back());
+    pending.pop_back();
+    if (next && next.use_count() == 1) take_children(*next);
+  }
+}
 
 [[noreturn]] void corrupt(const std::string& why) {
   throw Error(
@@ -211,8 +242,11 @@ class Reader {
         case kBuild: {
           ValuePtr state = pop();
           ValuePtr object = top();
+          // A copy of the state: it may be the object itself (BINGET of the same memo entry).
           if (auto* d = std::get_if<Dict>(&state->v)) {
-            if (auto* o = std::get_if<Dict>(&object->v)) o->insert(o->end(), d->begin(), d->end());
+            const Dict items = *d;
+            if (auto* o = std::get_if<Dict>(&object->v))
+              o->insert(o->end(), items.begin(), items.end());
           }
           break;
         }
@@ -422,11 +456,15 @@ class Writer {
 };
 
 // Depth-first search for a dict with name == `cookie` and a str value (an http.cookiejar.Cookie).
+// Each container is searched once: memo references can share one container among many parents
+// (or make it its own child), and a hostile file of a few hundred bytes would otherwise send the
+// search down 2^64 paths.
 void find_cookie(const ValuePtr& v, const std::string& cookie, std::int64_t now,
-                 std::optional<std::string>& out, int depth) {
-  if (out || depth > 64) return;
+                 std::optional<std::string>& out, int depth,
+                 std::unordered_set<const Value*>& seen) {
+  if (out || depth > 64 || !seen.insert(v.get()).second) return;
   if (const auto* list = std::get_if<List>(&v->v)) {
-    for (const ValuePtr& item : *list) find_cookie(item, cookie, now, out, depth + 1);
+    for (const ValuePtr& item : *list) find_cookie(item, cookie, now, out, depth + 1, seen);
     return;
   }
   const auto* dict = std::get_if<Dict>(&v->v);
@@ -447,7 +485,7 @@ void find_cookie(const ValuePtr& v, const std::string& cookie, std::int64_t now,
     if (!expires || *expires > now) out = *value;
     return;
   }
-  for (const auto& [key, val] : *dict) find_cookie(val, cookie, now, out, depth + 1);
+  for (const auto& [key, val] : *dict) find_cookie(val, cookie, now, out, depth + 1, seen);
 }
 
 }  // namespace
@@ -455,7 +493,8 @@ void find_cookie(const ValuePtr& v, const std::string& cookie, std::int64_t now,
 std::optional<std::string> find_pickled_cookie(std::string_view data, const std::string& name,
                                                std::int64_t now) {
   std::optional<std::string> out;
-  find_cookie(Reader(data).run(), name, now, out, 0);
+  std::unordered_set<const Value*> seen;
+  find_cookie(Reader(data).run(), name, now, out, 0, seen);
   return out;
 }
 
