@@ -89,6 +89,63 @@ def write_safetensors(path, tensors):
         f.write(struct.pack("<Q", len(h)) + h + body)
 
 
+# A legacy torch.save file written with the standard library alone: stand-in torch.FloatStorage
+# and torch._utils._rebuild_tensor_v2 globals, a persistent id per storage, then the raw data.
+# Every tensor views a slice (storage view metadata, as PyTorch before 1.0 wrote) of one root
+# storage, starting `pad` elements in.
+def write_legacy_views(path, tensors, pad=3):
+    import collections
+    import pickle
+    import types
+    torch_mod = sys.modules.setdefault("torch", types.ModuleType("torch"))
+    utils_mod = sys.modules.setdefault("torch._utils", types.ModuleType("torch._utils"))
+    storage_cls = type("FloatStorage", (), {"__module__": "torch"})
+    torch_mod.FloatStorage = storage_cls
+
+    def _rebuild_tensor_v2(*args):
+        return args
+    _rebuild_tensor_v2.__module__ = "torch._utils"
+    _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
+    utils_mod._rebuild_tensor_v2 = _rebuild_tensor_v2
+
+    class Ref:
+        def __init__(self, pid):
+            self.pid = pid
+
+    class Tensor:
+        def __init__(self, ref, shape):
+            self.ref, self.shape = ref, shape
+
+        def __reduce__(self):
+            strides, acc = [], 1
+            for n in reversed(self.shape):
+                strides.insert(0, acc)
+                acc *= n
+            return (_rebuild_tensor_v2, (self.ref, 0, tuple(self.shape), tuple(strides), False,
+                                         collections.OrderedDict()))
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            return obj.pid if isinstance(obj, Ref) else None
+
+    data, state = b"\0" * (4 * pad), {}
+    for name, (spec, raw) in sorted(tensors.items()):
+        assert spec["dtype"] == "F32"
+        view = (f"v{len(state)}", len(data) // 4, len(raw) // 4)
+        state[name] = Tensor(Ref(("storage", storage_cls, "0", "cpu", 0, view)), spec["shape"])
+        data += raw
+    numel = len(data) // 4
+    for t in state.values():
+        t.ref.pid = t.ref.pid[:4] + (numel,) + t.ref.pid[5:]
+    with open(path, "wb") as f:
+        pickle.dump(0x1950a86a20f9469cfc6c, f, protocol=2)
+        pickle.dump(1001, f, protocol=2)
+        pickle.dump({"protocol_version": 1001, "little_endian": True}, f, protocol=2)
+        Pickler(f, protocol=2).dump(state)
+        pickle.dump(["0"], f, protocol=2)
+        f.write(struct.pack("<q", numel) + data)
+
+
 def lines(text):
     return [json.loads(l) for l in text.splitlines() if l.strip()]
 
@@ -195,6 +252,35 @@ class FormatsTest(TorchTestCase):
         self.assertOneLineError(r, "model-00003-of-00003.safetensors")
 
     # --- legacy pytorch_model.bin --------------------------------------------------------------
+
+    def test_legacy_storage_views_count_from_the_view(self):
+        # Tensors over a slice of a storage start at the slice, not at the storage's first byte.
+        d = self.copy_model("cls", "legacy_views")
+        tensors = read_safetensors(os.path.join(d, "model.safetensors"))
+        os.remove(os.path.join(d, "model.safetensors"))
+        write_legacy_views(os.path.join(d, "pytorch_model.bin"), tensors)
+        self.assertEqual(self.infer(d, "--input", *TEXTS).stdout, self.reference_lines())
+
+    def test_hostile_weight_files_fail_cleanly(self):
+        d = self.copy_model("cls", "hostile")
+        st = os.path.join(d, "model.safetensors")
+        tensors = read_safetensors(st)
+        name = next(n for n, (spec, _) in tensors.items() if len(spec["shape"]) == 2)
+        # [2^62, 32] float32 is 2^69 bytes: wrapped to 0, it matched empty data_offsets.
+        for shape in ([2 ** 62, 32], [2 ** 32, 2 ** 32], [2 ** 63, 1], [2 ** 64 - 1, 2]):
+            with self.subTest(shape=shape):
+                spec, _ = tensors[name]
+                write_safetensors(st, {**tensors, name: ({**spec, "shape": shape}, b"")})
+                r = self.infer(d, "--input", "x", code=7)
+                self.assertOneLineError(r, "model.safetensors", name)
+        # A pickle of lists nested a million deep: freeing it recursively overflowed the stack.
+        os.remove(st)
+        with open(os.path.join(d, "pytorch_model.bin"), "wb") as f:
+            f.write(b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.")
+            f.write(b"\x80\x02M\xe9\x03.\x80\x02}.")
+            f.write(b"\x80\x02" + b"]" * 1000000 + b"a" * 999999 + b".")
+        r = self.infer(d, "--input", "x", code=7)
+        self.assertOneLineError(r, "pytorch_model.bin")
 
     def test_legacy_bin_matches_safetensors(self):
         d = self.copy_model("cls", "legacy")

@@ -16,6 +16,7 @@
 #include <ATen/ops/zeros_like.h>
 #include <c10/core/GradMode.h>
 #include <c10/core/InferenceMode.h>
+#include <fmt/ranges.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/embedding.h>
@@ -324,6 +325,15 @@ at::Tensor BertModel::forward(const at::Tensor& input_ids, const at::Tensor& tok
                               const at::Tensor& attention_mask) {
   const BertConfig& c = impl_->config;
   auto& emb = *impl_->root->embeddings;
+  // The fused kernels index the mask as [batch, tokens]; a broadcastable [1, tokens] one, fine
+  // for LibTorch's ops, would make them read past its end.
+  MS_CHECK(input_ids.dim() == 2 && token_type_ids.sizes() == input_ids.sizes() &&
+               attention_mask.sizes() == input_ids.sizes(),
+           ErrorCode::kUsage,
+           "BERT forward: input_ids, token_type_ids and attention_mask must all be [batch, tokens] "
+           "(got {}, {} and {})",
+           fmt::join(input_ids.sizes(), "x"), fmt::join(token_type_ids.sizes(), "x"),
+           fmt::join(attention_mask.sizes(), "x"));
   const int64_t t = input_ids.size(1);
   MS_CHECK(t <= c.max_position_embeddings - (c.roberta_positions ? c.pad_token_id + 1 : 0),
            ErrorCode::kUsage, "input of {} tokens is longer than the model's {} positions", t,

@@ -4,6 +4,7 @@
 #include <c10/core/ScalarType.h>
 
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -74,8 +75,14 @@ WeightMap load_safetensors(const std::filesystem::path& path) {
     std::size_t numel = 1;
     for (const auto& d : spec["shape"]) {
       if (!d.is_number_unsigned()) bad(path, fmt::format("tensor '{}' has a bad shape", name));
-      shape.push_back(d.get<int64_t>());
-      numel *= d.get<std::size_t>();
+      // The byte count must not wrap: [2^62, 32] of F32 would otherwise need "0 bytes".
+      const auto dim = d.get<std::uint64_t>();
+      const std::uint64_t limit = std::numeric_limits<int64_t>::max() / dtype->size;
+      if (dim > limit || (dim != 0 && numel > limit / dim))
+        bad(path, fmt::format("tensor '{}' has a shape {} too large for any file", name,
+                              spec["shape"].dump()));
+      shape.push_back(static_cast<int64_t>(dim));
+      numel *= dim;
     }
     const auto& off = spec["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||

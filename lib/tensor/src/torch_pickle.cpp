@@ -57,6 +57,30 @@ struct Value {
   std::vector<std::pair<ValuePtr, ValuePtr>> dict;
   at::Tensor tensor;
   std::shared_ptr<Storage> storage;
+
+  Value() = default;
+  Value(const Value&) = delete;
+  Value& operator=(const Value&) = delete;
+  // Frees the children one at a time instead of recursively: a hostile pickle nests lists a
+  // million deep in a few megabytes, and a recursive free would overflow the stack.
+  ~Value() {
+    std::vector<ValuePtr> pending;
+    auto take_children = [&pending](Value& v) {
+      for (ValuePtr& item : v.items) pending.push_back(std::move(item));
+      for (auto& [key, item] : v.dict) {
+        pending.push_back(std::move(key));
+        pending.push_back(std::move(item));
+      }
+      v.items.clear();
+      v.dict.clear();
+    };
+    take_children(*this);
+    while (!pending.empty()) {
+      ValuePtr next = std::move(pending.back());
+      pending.pop_back();
+      if (next && next.use_count() == 1) take_children(*next);
+    }
+  }
 };
 
 ValuePtr make(Value::Kind k) {
@@ -358,9 +382,16 @@ class Unpickler {
     if (fn.s == "torch._utils._rebuild_tensor_v2" || fn.s == "torch._utils._rebuild_tensor") {
       MS_CHECK(args.items.size() >= 4 && args.items[0]->kind == Value::Kind::kStorage,
                ErrorCode::kIntegrity, "{}: malformed tensor record", source_);
+      // as_strided counts the offset from the start of the whole storage; a legacy file's view of
+      // a storage (see load_legacy) starts further in, and its tensors count from the view.
+      const at::Tensor& flat = args.items[0]->storage->flat;
+      const std::int64_t offset = args.items[1]->i;
+      MS_CHECK(offset >= 0 && offset <= flat.numel(), ErrorCode::kIntegrity,
+               "{}: tensor offset {} lies outside its storage of {} elements", source_, offset,
+               flat.numel());
       auto v = make(Value::Kind::kTensor);
-      v->tensor = at::as_strided(args.items[0]->storage->flat, ints(*args.items[2]),
-                                 ints(*args.items[3]), args.items[1]->i);
+      v->tensor = at::as_strided(flat, ints(*args.items[2]), ints(*args.items[3]),
+                                 flat.storage_offset() + offset);
       return v;
     }
     if (fn.s == "torch._utils._rebuild_parameter" ||
