@@ -446,6 +446,11 @@ TEST_CASE("hostile Set-Cookie attributes: huge Max-Age saturates, empty Domain i
   REQUIRE(c);
   CHECK(c->domain == "h.x");
   CHECK_FALSE(c->domain_specified);
+  // Bytes >= 0x80 are Latin-1, as Python's http.client reads headers: the pickle stays UTF-8.
+  c = parse_set_cookie("a=caf\xe9\xff", "http://h.x", 0);
+  REQUIRE(c);
+  CHECK(c->value == "caf\xc3\xa9\xc3\xbf");
+  CHECK(find_pickled_cookie(pickle_cookie_jar({*c}), "a", 0) == "caf\xc3\xa9\xc3\xbf");
 }
 
 TEST_CASE("hostile cookie pickles: shared, self-referencing and deeply nested containers",

@@ -75,8 +75,30 @@ std::string cookie_request_host(std::string_view url) {
   return host;
 }
 
-std::optional<Cookie> parse_set_cookie(std::string_view header, std::string_view url,
+namespace {
+
+// Python's http.client decodes header bytes as ISO-8859-1, so a byte >= 0x80 is that code
+// point. Doing the same keeps every pickled string valid UTF-8, which pickle.load requires.
+std::string latin1_to_utf8(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  for (const unsigned char c : bytes) {
+    if (c < 0x80) {
+      out += static_cast<char>(c);
+    } else {
+      out += static_cast<char>(0xC0 | (c >> 6));
+      out += static_cast<char>(0x80 | (c & 0x3F));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<Cookie> parse_set_cookie(std::string_view raw_header, std::string_view url,
                                        std::int64_t now) {
+  const std::string decoded = latin1_to_utf8(raw_header);
+  std::string_view header = decoded;
   Cookie cookie;
   const std::string host = cookie_request_host(url);
   cookie.domain = host;
