@@ -55,12 +55,6 @@ bool fused_kernels_allowed() {
   return choice == nullptr || std::strcmp(choice, "torch") != 0;
 }
 
-// Runs fn(begin, end) over [0, n) on LibTorch's intra-op threads.
-template <typename Fn>
-void parallel_over(int64_t n, int64_t grain, const Fn& fn) {
-  at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) { fn(begin, end); });
-}
-
 struct DenseNorm : torch::nn::Module {
   // attention.output / output: dense -> dropout -> LayerNorm(x + residual)
   DenseNorm(int64_t in, int64_t out, double eps)
@@ -98,7 +92,7 @@ struct SelfAttention : torch::nn::Module {
       const float* qkv_data = qkv.data_ptr<float>();
       const float* bias_data = mask.key_bias.data_ptr<float>();
       float* out_data = out.data_ptr<float>();
-      parallel_over(b * heads_, 4, [&](int64_t begin, int64_t end) {
+      at::parallel_for(0, b * heads_, 4, [&](int64_t begin, int64_t end) {
         cpu::attention(qkv_data, bias_data, mask.key_count.data(), out_data, shape, begin, end);
       });
       return out;
@@ -154,7 +148,7 @@ struct Layer : torch::nn::Module {
     if (act_ == "gelu" && mask.fused) {
       h = h.contiguous();
       float* data = h.data_ptr<float>();
-      parallel_over(h.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
+      at::parallel_for(0, h.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
         cpu::gelu_erf_inplace(data + begin, end - begin);
       });
     } else if (act_ == "gelu") {
