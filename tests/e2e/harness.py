@@ -94,25 +94,25 @@ class MsTestCase(unittest.TestCase):
             self.fail(f"stdout is not JSON ({e}):\n{result.stdout}")
 
 
-_TORCH = None
-_COMPONENTS = None
+_ENV = None
+
+
+def ms_env():
+    """`ms env --json` of the binary under test, read once per test process."""
+    global _ENV
+    if _ENV is None:
+        _ENV = json.loads(run_ms("env", "--json").stdout)
+    return _ENV
 
 
 def component_available(name):
     """Whether this ms was built with an optional part: hub_server, zip, jpeg or png."""
-    global _COMPONENTS
-    if _COMPONENTS is None:
-        _COMPONENTS = json.loads(run_ms("env", "--json").stdout).get("components", {})
-    return bool(_COMPONENTS.get(name))
+    return bool(ms_env().get("components", {}).get(name))
 
 
 def torch_available():
     """Whether this ms has its torch layer (a -DMS_WITH_TORCH=OFF build has not)."""
-    global _TORCH
-    if _TORCH is None:
-        r = run_ms("env", "--json")
-        _TORCH = bool(json.loads(r.stdout)["libtorch"].get("available"))
-    return _TORCH
+    return bool(ms_env()["libtorch"].get("available"))
 
 
 class TorchTestCase(MsTestCase):

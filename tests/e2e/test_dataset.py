@@ -14,7 +14,7 @@ import unittest
 import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import MS_BIN, MsTestCase, SOURCE_DIR, run_ms  # noqa: E402
+from harness import MS_BIN, MsTestCase, SOURCE_DIR, component_available, run_ms  # noqa: E402
 
 FMNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 SKLEARN = "/usr/lib/python3/dist-packages/sklearn/datasets"
@@ -22,13 +22,9 @@ IRIS = f"{SKLEARN}/data/iris.csv"
 CHINA = f"{SKLEARN}/images/china.jpg"
 HAVE_DATA = os.path.exists(FMNIST) and os.path.exists(IRIS)
 FIXTURES = None
-# Which optional decoders this build has (set by CTest from the CMake options; default: all).
-WITH = {k: os.environ.get(f"MS_WITH_{k}", "1") not in ("0", "OFF", "FALSE")
-        for k in ("ZIP", "JPEG", "PNG", "HUB_SERVER")}
-
-
 def needs(*parts):
-    missing = [p for p in parts if not WITH[p]]
+    """Skips a test on a build without these optional parts (as `ms env` lists them)."""
+    missing = [p for p in parts if not component_available(p.lower())]
     return unittest.skipIf(missing, f"built without {', '.join('MS_WITH_' + p for p in missing)}")
 
 
