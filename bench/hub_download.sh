@@ -4,7 +4,8 @@
 #   curl followed by openssl dgst -sha256 (ms verifies while streaming) and with 8 ranged parts forced,
 #   mixed repo (big file + SMALL_FILES small ones): `ms download` vs the Python modelscope client,
 #   warm re-run (everything cached) of `ms download`, and `ms upload` throughput.
-# RUNS rounds (default 3) interleave the clients; the table shows the best of each, stderr all.
+# RUNS rounds (default 5) interleave the clients; the table shows the best and the median of each,
+# stderr every time.
 # Python peer: $MS_MODELSCOPE_PYTHON, else the interop venv (scripts/setup_python_interop.sh), else skipped.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -55,8 +56,8 @@ settle; t0=$(now); MODELSCOPE_CACHE="$work/up-cache" "$ms" upload bench/mixed "$
 upload_s=$(secs "$t0" "$t1"); upload_rate=$(rate "$total_bytes" "$t0" "$t1")
 
 url="$endpoint/api/v1/models/bench/mixed/repo?Revision=master&FilePath=big.bin"
-runs="${RUNS:-3}"
-curl_t=(); curlsha_t=(); msbig_t=(); msparts_t=(); msone_t=(); msmixed_t=(); py_t=()
+runs="${RUNS:-5}"
+curl_t=(); curlsha_t=(); msbig_t=(); msparts_t=(); msmixed_t=(); py_t=()
 # Rounds interleave the clients so that load from other processes hits all of them alike.
 for round in $(seq "$runs"); do
   echo "== round $round of $runs" >&2
@@ -67,9 +68,6 @@ for round in $(seq "$runs"); do
 
   settle; t0=$(now); MODELSCOPE_CACHE="$work/ms-big" MS_DOWNLOAD_PARTS=8 "$ms" download bench/mixed big.bin > /dev/null; t1=$(now)
   msparts_t+=("$(secs "$t0" "$t1")"); rm -rf "$work/ms-big"
-
-  settle; t0=$(now); MODELSCOPE_CACHE="$work/ms-big" MS_DOWNLOAD_PARTS=1 "$ms" download bench/mixed big.bin > /dev/null; t1=$(now)
-  msone_t+=("$(secs "$t0" "$t1")"); rm -rf "$work/ms-big"
 
   settle; t0=$(now); MODELSCOPE_CACHE="$work/ms-big" "$ms" download bench/mixed big.bin > /dev/null; t1=$(now)
   msbig_t+=("$(secs "$t0" "$t1")"); rm -rf "$work/ms-big"
@@ -95,23 +93,25 @@ snapshot_download('bench/mixed', endpoint=sys.argv[1], token=sys.argv[2])" "$end
   fi
 done
 best() { python3 -c "import sys; print(min(map(float, sys.argv[1:])))" "$@"; }
+median() { python3 -c "import statistics, sys; print(f'{statistics.median(map(float, sys.argv[1:])):.3f}')" "$@"; }
 curl_s=$(best "${curl_t[@]}"); msbig_s=$(best "${msbig_t[@]}"); msmixed_s=$(best "${msmixed_t[@]}")
+curl_m=$(median "${curl_t[@]}"); msbig_m=$(median "${msbig_t[@]}"); msmixed_m=$(median "${msmixed_t[@]}")
 curl_rate=$(python3 -c "print(f'{$big_bytes / $curl_s / 2**20:.0f} MiB/s')")
 msbig_rate=$(python3 -c "print(f'{$big_bytes / $msbig_s / 2**20:.0f} MiB/s')")
-py_s="n/a"; [ -n "$py" ] && py_s=$(best "${py_t[@]}")
-curlsha_s=$(best "${curlsha_t[@]}"); msparts_s=$(best "${msparts_t[@]}"); msone_s=$(best "${msone_t[@]}")
-echo "all times (s): curl ${curl_t[*]} | curl+openssl-sha256 ${curlsha_t[*]} | ms big ${msbig_t[*]} | ms big 8 parts ${msparts_t[*]} | ms big 1 stream ${msone_t[*]} | ms mixed ${msmixed_t[*]} | python mixed ${py_t[*]:-n/a}" >&2
+py_s="n/a"; py_m="n/a"; [ -n "$py" ] && py_s=$(best "${py_t[@]}") && py_m=$(median "${py_t[@]}")
+curlsha_s=$(best "${curlsha_t[@]}"); msparts_s=$(best "${msparts_t[@]}")
+echo "all times (s): curl ${curl_t[*]} | curl+openssl-sha256 ${curlsha_t[*]} | ms big ${msbig_t[*]} | ms big 8 parts ${msparts_t[*]} | ms mixed ${msmixed_t[*]} | python mixed ${py_t[*]:-n/a}" >&2
+ratio() { python3 -c "print(f'{$1 / $2:.2f}x')"; }
 
 cat <<EOF2
 $(nproc) cores: $(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load average $(cut -d' ' -f1-3 /proc/loadavg)
 
-| measure (best of ${runs}) | ms | peer | ratio |
+| measure (best of ${runs}; median) | ms | peer | ratio |
 | --- | --- | --- | --- |
-| big file ${big_mb} MiB: ms download vs curl (one stream) | ${msbig_s} s (${msbig_rate}) | ${curl_s} s (${curl_rate}) | $(python3 -c "print(f'{$curl_s / $msbig_s:.2f}x curl')") |
-| big file: ms download vs curl then openssl dgst -sha256 (both verified) | ${msbig_s} s | ${curlsha_s} s | $(python3 -c "print(f'{$curlsha_s / $msbig_s:.2f}x')") |
-| big file: ms download, one stream (MS_DOWNLOAD_PARTS=1) vs curl | ${msone_s} s | ${curl_s} s | $(python3 -c "print(f'{$curl_s / $msone_s:.2f}x curl')") |
-| big file: ms download with MS_DOWNLOAD_PARTS=8 vs curl | ${msparts_s} s | ${curl_s} s | $(python3 -c "print(f'{$curl_s / $msparts_s:.2f}x curl')") |
-| mixed repo (big + ${small_files} small): ms vs Python modelscope | ${msmixed_s} s | ${py_s} s | $( [ "$py_s" = n/a ] && echo n/a || python3 -c "print(f'{$py_s / $msmixed_s:.2f}x Python')") |
+| big file ${big_mb} MiB: ms download vs curl -o (one stream, no verification) | ${msbig_s} s (${msbig_rate}); ${msbig_m} s | ${curl_s} s (${curl_rate}); ${curl_m} s | $(ratio "$curl_s" "$msbig_s") curl; $(ratio "$curl_m" "$msbig_m") |
+| big file: ms download vs curl then openssl dgst -sha256 (both verified) | ${msbig_s} s | ${curlsha_s} s | $(ratio "$curlsha_s" "$msbig_s") |
+| big file: ms download with MS_DOWNLOAD_PARTS=8 vs curl | ${msparts_s} s | ${curl_s} s | $(ratio "$curl_s" "$msparts_s") curl |
+| mixed repo (big + ${small_files} small): ms vs Python modelscope | ${msmixed_s} s; ${msmixed_m} s | ${py_s} s; ${py_m} s | $( [ "$py_s" = n/a ] && echo n/a || echo "$(ratio "$py_s" "$msmixed_s") Python; $(ratio "$py_m" "$msmixed_m")") |
 | warm re-run, all cached (5 runs, ms) | ${warm[*]} ms | | |
 | ms upload of the mixed repo ($((total_bytes >> 20)) MiB) | ${upload_s} s (${upload_rate}) | | |
 EOF2

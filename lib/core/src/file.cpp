@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -32,6 +33,21 @@ std::string read_file(const fs::path& path) {
   buffer << in.rdbuf();
   if (in.bad()) throw Error(ErrorCode::kIo, fmt::format("{}: read failed", path.string()));
   return buffer.str();
+}
+
+void write_all_at(int fd, const char* data, std::size_t n, std::uint64_t offset,
+                  const fs::path& path) {
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd, data, std::min(n, kWritePiece), static_cast<off_t>(offset));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      throw Error(ErrorCode::kIo,
+                  fmt::format("{}: write failed: {}", path.string(), std::strerror(errno)));
+    }
+    data += w;
+    n -= static_cast<std::size_t>(w);
+    offset += static_cast<std::uint64_t>(w);
+  }
 }
 
 void write_file_atomic(const fs::path& path, std::string_view data, unsigned mode) {

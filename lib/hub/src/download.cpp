@@ -16,6 +16,7 @@
 #include <ctime>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -66,16 +67,7 @@ struct Fd {
 
 void write_all(int fd, const char* data, std::size_t n, std::uint64_t offset,
                const fs::path& path) {
-  while (n > 0) {
-    const ssize_t w = ::pwrite(fd, data, n, static_cast<off_t>(offset));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      fail(ErrorCode::kIo, "{}: write failed: {}", path.string(), std::strerror(errno));
-    }
-    data += w;
-    n -= static_cast<std::size_t>(w);
-    offset += static_cast<std::uint64_t>(w);
-  }
+  write_all_at(fd, data, n, offset, path);  // in 32 KiB pieces: see ms/core/file.h
 }
 
 // Collects small network chunks into 1 MiB pwrite() calls.
@@ -114,15 +106,19 @@ class BufferedWriter {
   std::vector<char> buffer_;
 };
 
-// Writes what the network delivers straight from libcurl's buffer (no copy in user space) and
-// hashes it: inline, or, for big transfers on a machine with cores to spare, on a second thread
-// that reads the bytes back from the page cache behind the writer, so that the receiving thread
-// does no more work than curl -o does and a free core hides the hash.
+// Collects what the network delivers (about 16 KiB per libcurl callback on loopback) into 1 MiB
+// blocks, writes each block with one pwrite() and hashes it: inline, or, for big transfers on a
+// machine with cores to spare, on a second thread that hashes a block while the receiving thread
+// fills the next ones. The receiving thread then does little more than curl -o does, and the
+// hash needs no second read of the data (an earlier version read it back from the page cache).
 class HashingWriter {
  public:
-  HashingWriter(int fd, std::uint64_t offset, const fs::path& path, Sha256& hasher, bool threaded)
-      : fd_(fd), offset_(offset), written_(offset), hashed_(offset), path_(path),
-        hasher_(hasher), threaded_(threaded) {
+  /// Writes from `offset` on; `expected` bytes are due (it only sizes the buffers).
+  HashingWriter(int fd, std::uint64_t offset, std::uint64_t expected, const fs::path& path,
+                Sha256& hasher, bool threaded)
+      : fd_(fd), offset_(offset), path_(path), hasher_(hasher), threaded_(threaded),
+        block_size_(static_cast<std::size_t>(std::min<std::uint64_t>(kBlock, std::max<std::uint64_t>(expected, 1)))),
+        blocks_(threaded ? kRing : 1) {
     if (threaded_) thread_ = std::thread([this] { hash_loop(); });
   }
   ~HashingWriter() { stop(); }
@@ -130,62 +126,84 @@ class HashingWriter {
   HashingWriter& operator=(const HashingWriter&) = delete;
 
   void append(const char* data, std::size_t n) {
-    if (!threaded_) hasher_.update(data, n);
-    write_all(fd_, data, n, offset_, path_);
-    offset_ += n;
-    if (threaded_) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      written_ = offset_;
-      if (written_ - hashed_ >= kBlock) cv_.notify_one();
+    while (n > 0) {
+      if (fill_ == 0) acquire_block();
+      const std::size_t take = std::min(n, block_size_ - fill_);
+      std::memcpy(current().data.get() + fill_, data, take);
+      fill_ += take;
+      data += take;
+      n -= take;
+      if (fill_ == block_size_) hand_over();
     }
   }
-  /// Waits until every written byte is hashed; throws what the hashing thread hit.
+  /// Writes the last partial block and waits until every byte is hashed.
   void finish() {
+    if (fill_ > 0) hand_over();
     stop();
-    if (error_) std::rethrow_exception(error_);
   }
-  /// Everything written is valid data to resume from; the hash is abandoned.
+  /// What arrived is valid data to resume from: it reaches the file; the hash is abandoned.
   void abandon() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       abandoned_ = true;
     }
     stop();
+    if (fill_ > 0) write_all(fd_, current().data.get(), fill_, offset_, path_);
+    fill_ = 0;
   }
 
  private:
   static constexpr std::size_t kBlock = 1u << 20;
+  // Blocks in flight: the hashing thread may fall this far behind (it gets preempted on a busy
+  // machine) before the receiving thread waits for it.
+  static constexpr std::size_t kRing = 8;
 
-  void hash_loop() {
-    std::vector<char> block(kBlock);
-    std::unique_lock<std::mutex> lock(mutex_);
-    while (true) {
-      cv_.wait(lock, [this] { return written_ - hashed_ >= kBlock || stopping_; });
-      if (abandoned_ || (stopping_ && hashed_ == written_)) return;
-      const std::uint64_t from = hashed_;
-      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kBlock, written_ - from));
-      lock.unlock();
-      try {
-        read_exact(block.data(), n, from);
-        hasher_.update(block.data(), n);
-      } catch (...) {
-        lock.lock();
-        error_ = std::current_exception();
-        return;
-      }
-      lock.lock();
-      hashed_ = from + n;
+  struct Block {
+    std::unique_ptr<char[]> data;  // allocated on first use, never zero-filled
+    std::size_t size = 0;
+  };
+
+  Block& current() { return blocks_[filled_ % blocks_.size()]; }
+
+  // Waits for the next block in the ring to be free (hashed) and makes sure it has memory.
+  void acquire_block() {
+    if (threaded_) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      free_cv_.wait(lock, [this] { return filled_ - hashed_ < blocks_.size(); });
     }
+    Block& b = current();
+    if (!b.data) b.data.reset(new char[block_size_]);
   }
 
-  void read_exact(char* data, std::size_t n, std::uint64_t offset) {
-    while (n > 0) {
-      const ssize_t got = ::pread(fd_, data, n, static_cast<off_t>(offset));
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) fail(ErrorCode::kIo, "{}: read back for hashing failed", path_.string());
-      data += got;
-      n -= static_cast<std::size_t>(got);
-      offset += static_cast<std::uint64_t>(got);
+  // The block being filled is complete (or the transfer ended): to the file, then to the hash.
+  void hand_over() {
+    Block& b = current();
+    b.size = fill_;
+    fill_ = 0;
+    write_all(fd_, b.data.get(), b.size, offset_, path_);
+    offset_ += b.size;
+    if (!threaded_) {
+      hasher_.update(b.data.get(), b.size);
+      ++filled_;
+      ++hashed_;
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++filled_;
+    ready_cv_.notify_one();
+  }
+
+  void hash_loop() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (true) {
+      ready_cv_.wait(lock, [this] { return hashed_ < filled_ || stopping_ || abandoned_; });
+      if (abandoned_ || hashed_ == filled_) return;  // stopping with everything hashed
+      const Block& b = blocks_[hashed_ % blocks_.size()];
+      lock.unlock();
+      hasher_.update(b.data.get(), b.size);
+      lock.lock();
+      ++hashed_;
+      free_cv_.notify_one();
     }
   }
 
@@ -194,21 +212,23 @@ class HashingWriter {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       stopping_ = true;
-      cv_.notify_one();
+      ready_cv_.notify_one();
     }
     thread_.join();
   }
 
   int fd_;
-  std::uint64_t offset_;   // next byte to write (receiving thread only)
-  std::uint64_t written_, hashed_;  // shared with the hashing thread, under mutex_
+  std::uint64_t offset_;  // next byte to write (receiving thread only)
   const fs::path& path_;
   Sha256& hasher_;
   bool threaded_;
+  std::size_t block_size_;
+  std::vector<Block> blocks_;
+  std::size_t fill_ = 0;  // bytes in the block being filled (receiving thread only)
+  std::uint64_t filled_ = 0, hashed_ = 0;  // blocks handed over / hashed; under mutex_ if threaded
   bool stopping_ = false, abandoned_ = false;
-  std::exception_ptr error_;
   std::mutex mutex_;
-  std::condition_variable cv_;
+  std::condition_variable ready_cv_, free_cv_;
   std::thread thread_;
 };
 
@@ -328,12 +348,12 @@ void fetch_whole(Run& run, const FileEntry& entry) {
     std::uint64_t written = 0;
     if (have < entry.size) {
       std::uint64_t offset = have;
-      // Big files are hashed on a second thread that reads the written bytes back. On 2 cores
-      // shared with a local hub, a 2 GiB file took 1.58-1.68 s that way against 2.36-2.71 s
-      // hashed inline (curl -o: 1.34-1.71 s); one core has no second thread to give.
+      // Big files are hashed on a second thread, as they arrive. On 2 cores shared with a local
+      // hub this took a 2 GiB file from 2.36-2.71 s (hashed inline) to about 1.6 s (curl -o:
+      // 1.34-1.71 s); one core has no second thread to give.
       bool threaded = entry.size - have >= (8u << 20) && std::thread::hardware_concurrency() >= 2;
       if (auto force = env_var("MS_HASH_THREAD")) threaded = *force == "1";
-      HashingWriter out(fd.fd, have, temp, hasher, threaded);
+      HashingWriter out(fd.fd, have, entry.size - have, temp, hasher, threaded);
       DataSink sink = [&](const char* data, std::size_t n) {
         if (offset + n > entry.size) return false;
         out.append(data, n);

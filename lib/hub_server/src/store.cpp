@@ -166,16 +166,11 @@ struct BlobWriter::State {
   // Network reads arrive in small pieces; writing them in 1 MiB blocks saves syscalls.
   std::vector<char> buffer;
 
+  std::uint64_t file_offset = 0;  // bytes in the temp file (the rest are in `buffer`)
+
   void write_all(const char* data, std::size_t size) {
-    std::size_t off = 0;
-    while (off < size) {
-      const ssize_t n = ::write(fd, data + off, size - off);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        fail(ErrorCode::kIo, "hub store: cannot write {}: {}", temp.string(), std::strerror(errno));
-      }
-      off += static_cast<std::size_t>(n);
-    }
+    write_all_at(fd, data, size, file_offset, temp);  // in 32 KiB pieces: see ms/core/file.h
+    file_offset += size;
   }
 
   void flush() {
