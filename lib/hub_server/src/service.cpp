@@ -1,6 +1,7 @@
 // Envelope, authentication and error mapping shared by all routes.
 #include "service.h"
 
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "ms/core/error.h"
@@ -40,6 +41,22 @@ std::string request_id(const httplib::Request& req) {
 std::string request_token(const httplib::Request& req) {
   const std::string auth = req.get_header_value("Authorization");
   if (auth.rfind("Bearer ", 0) == 0) return auth.substr(7);
+  if (auth.rfind("Basic ", 0) == 0) {
+    const std::string encoded = auth.substr(6);
+    std::string decoded(encoded.size() / 4 * 3 + 3, '\0');
+    const int n = encoded.size() % 4 != 0 || encoded.size() > 4096
+                      ? -1
+                      : EVP_DecodeBlock(reinterpret_cast<unsigned char*>(decoded.data()),
+                                        reinterpret_cast<const unsigned char*>(encoded.data()),
+                                        static_cast<int>(encoded.size()));
+    if (n > 0) {
+      decoded.resize(static_cast<std::size_t>(n));
+      // EVP_DecodeBlock keeps the zero bytes that padding stands for.
+      while (!decoded.empty() && decoded.back() == '\0') decoded.pop_back();
+      const std::size_t colon = decoded.find(':');
+      if (colon != std::string::npos) return decoded.substr(colon + 1);
+    }
+  }
   // Cookie: a=b; m_session_id=TOKEN; c=d
   const std::string cookies = req.get_header_value("Cookie");
   std::size_t pos = 0;
@@ -108,13 +125,15 @@ hub::RepoType parse_type(const std::string& plural) {
   return plural == "datasets" ? hub::RepoType::kDataset : hub::RepoType::kModel;
 }
 
+bool can_see(const RepoRecord& repo, const Caller& caller) {
+  return repo.visibility == kPublic || (repo.visibility == kInternal && caller.user) ||
+         (caller.user && *caller.user == repo.owner);
+}
+
 RepoRecord repo_for_read(Service& service, const Caller& caller, hub::RepoType type,
                          const std::string& owner, const std::string& name) {
   auto repo = service.store.find_repo(type, owner, name);
-  const bool visible =
-      repo && (repo->visibility == kPublic || (repo->visibility == kInternal && caller.user) ||
-               (caller.user && *caller.user == repo->owner));
-  if (!visible) {
+  if (!repo || !can_see(*repo, caller)) {
     throw HttpError{404,
                     fmt::format("{} {}/{} does not exist", hub::repo_type_name(type), owner, name)};
   }
