@@ -55,6 +55,7 @@ std::string GitExporter::inline_blob_sha1(const TreeEntry& entry) {
   }
   const std::string sha1 = object_sha1_raw("blob", read_file(store_.blob_path(entry.sha256)));
   std::lock_guard<std::mutex> lock(mu_);
+  if (blob_sha1_.size() >= (1u << 20)) blob_sha1_.clear();  // bounds memory on huge hubs
   blob_sha1_.emplace(entry.sha256, sha1);
   return sha1;
 }
