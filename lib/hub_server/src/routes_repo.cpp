@@ -329,6 +329,8 @@ void add_repo_routes(httplib::Server& server, Service& service) {
                    "success");
     } catch (const HttpError& e) {
       send_openapi(res, e.status, nullptr, e.message);
+    } catch (const std::exception& e) {
+      send_openapi(res, 500, nullptr, std::string("internal error: ") + e.what());
     }
   });
 

@@ -38,24 +38,33 @@ std::string request_id(const httplib::Request& req) {
 
 }  // namespace
 
+std::optional<std::string> decode_base64(const std::string& text) {
+  std::string clean;
+  clean.reserve(text.size());
+  for (char c : text) {
+    if (c != '\n' && c != '\r' && c != ' ') clean += c;
+  }
+  if (clean.size() % 4 != 0) return std::nullopt;
+  std::string out(clean.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(clean.data()),
+                                static_cast<int>(clean.size()));
+  if (n < 0) return std::nullopt;
+  std::size_t size = static_cast<std::size_t>(n);
+  // EVP_DecodeBlock counts padding bytes as zeros; drop them.
+  if (!clean.empty() && clean.back() == '=') --size;
+  if (clean.size() >= 2 && clean[clean.size() - 2] == '=') --size;
+  out.resize(size);
+  return out;
+}
+
 std::string request_token(const httplib::Request& req) {
   const std::string auth = req.get_header_value("Authorization");
   if (auth.rfind("Bearer ", 0) == 0) return auth.substr(7);
-  if (auth.rfind("Basic ", 0) == 0) {
-    const std::string encoded = auth.substr(6);
-    std::string decoded(encoded.size() / 4 * 3 + 3, '\0');
-    const int n = encoded.size() % 4 != 0 || encoded.size() > 4096
-                      ? -1
-                      : EVP_DecodeBlock(reinterpret_cast<unsigned char*>(decoded.data()),
-                                        reinterpret_cast<const unsigned char*>(encoded.data()),
-                                        static_cast<int>(encoded.size()));
-    if (n > 0) {
-      decoded.resize(static_cast<std::size_t>(n));
-      // EVP_DecodeBlock keeps the zero bytes that padding stands for.
-      while (!decoded.empty() && decoded.back() == '\0') decoded.pop_back();
-      const std::size_t colon = decoded.find(':');
-      if (colon != std::string::npos) return decoded.substr(colon + 1);
-    }
+  if (auth.rfind("Basic ", 0) == 0 && auth.size() < 4096) {
+    const auto decoded = decode_base64(auth.substr(6));
+    const std::size_t colon = decoded ? decoded->find(':') : std::string::npos;
+    if (colon != std::string::npos) return decoded->substr(colon + 1);
   }
   // Cookie: a=b; m_session_id=TOKEN; c=d
   const std::string cookies = req.get_header_value("Cookie");

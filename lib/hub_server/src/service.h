@@ -73,6 +73,9 @@ RepoRecord repo_for_read(Service& service, const Caller& caller, hub::RepoType t
 RepoRecord repo_for_write(Service& service, const Caller& caller, hub::RepoType type,
                           const std::string& owner, const std::string& name);
 
+/// Decodes standard base64 (line breaks and spaces ignored); nullopt when it is not valid.
+std::optional<std::string> decode_base64(const std::string& text);
+
 /// Query parameter or `fallback`.
 std::string param(const httplib::Request& req, const char* key, const std::string& fallback = "");
 
