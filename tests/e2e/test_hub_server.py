@@ -344,6 +344,12 @@ class HubServerTest(MsTestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("does not accept git pushes", r.stderr)
         self.assertEqual(self.server.api("GET", "/alice/absent.git/info/refs")[0], 404)
+        # Datasets live under /datasets/.
+        self.assertEqual(self.server.api("POST", "/api/v1/datasets?Name=d&Owner=alice", None, self.alice)[0], 200)
+        self.assertEqual(self.server.commit(self.alice, "alice/d", {"t.csv": b"a,b\n"}, kind="datasets")[0], 200)
+        r = git("clone", f"{self.server.endpoint}/datasets/alice/d.git", self.path("d"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.path.exists(os.path.join(self.path("d"), "t.csv")))
 
     def test_write_auth(self):
         repo = self.make_repo()
