@@ -294,6 +294,14 @@ class HubServerTest(MsTestCase):
         status, env = self.server.api("GET", "/openapi/v1/datasets?page_size=0")
         self.assertEqual((status, env["success"]), (400, False), env)
 
+    def test_unsupported_services_say_so(self):
+        for method, path in [("GET", "/api/v1/datasets/alice/d/ststoken?Revision=master"),
+                             ("GET", "/api/v1/datasets/alice/d/oss/tree/?MaxLimit=-1"),
+                             ("POST", "/api/v1/models/aigc"), ("GET", "/api/v1/deployer/endpoint")]:
+            status, env = self.server.api(method, path, {} if method == "POST" else None, self.alice)
+            self.assertEqual(status, 501, (path, env))
+            self.assertIn("is not supported by ms hub serve", env["Message"])
+
     @unittest.skipUnless(shutil.which("git"), "git is not installed")
     def test_git_clone_is_read_only(self):
         repo = self.make_repo()

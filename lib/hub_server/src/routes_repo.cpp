@@ -407,6 +407,24 @@ void add_repo_routes(httplib::Server& server, Service& service) {
     });
   });
 
+  // Services of modelscope.cn this hub does not have: 501 naming the feature, rather than a 404
+  // that reads as "the repo does not exist" (the datahub calls show the Message).
+  auto unsupported = [](std::string feature) {
+    return [feature](const httplib::Request& req, httplib::Response& res) {
+      send_envelope(req, res, 501, nullptr, feature + " is not supported by ms hub serve");
+    };
+  };
+  const std::string oss_re = R"(/api/v1/datasets/[^/]+/[^/]+/oss(/.*)?)";
+  server.Get(
+      R"(/api/v1/datasets/[^/]+/[^/]+/ststoken)",
+      unsupported("OSS storage credentials (ststoken, used by legacy MsDataset OSS datasets)"));
+  server.Get(oss_re, unsupported("OSS dataset storage"));
+  server.Delete(oss_re, unsupported("OSS dataset storage"));
+  server.Post(R"(/api/v1/models/aigc(/repo/tag)?)", unsupported("AIGC model creation"));
+  server.Get(R"(/api/v1/deployer/.*)", unsupported("Model deployment (deployer)"));
+  server.Post(R"(/api/v1/deployer/.*)", unsupported("Model deployment (deployer)"));
+  server.Delete(R"(/api/v1/deployer/.*)", unsupported("Model deployment (deployer)"));
+
   // Download counters and the intra-cloud region probe: accepted and ignored.
   server.Post(
       repo_re + "/download/increase",
