@@ -316,6 +316,7 @@ class HubServerTest(MsTestCase):
         self.assertEqual(self.server.commit(self.alice, secret, {"s.txt": b"s"})[0], 200)
         env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_LFS_SKIP_SMUDGE="1", GIT_CONFIG_NOSYSTEM="1",
                    HOME=self.path("home"))
+        os.makedirs(env["HOME"], exist_ok=True)
 
         def git(*args, cwd=None):
             return subprocess.run(["git", *args], capture_output=True, text=True, env=env, cwd=cwd,
@@ -336,6 +337,30 @@ class HubServerTest(MsTestCase):
         r = git("clone", "--branch", "dev", f"{self.server.endpoint}/{repo}.git", self.path("dev"))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertTrue(os.path.exists(os.path.join(self.path("dev"), "dev.txt")))
+        # git-lfs batch API: downloads of this repo's LFS files; uploads refused with a message.
+        oid = hashlib.sha256(big).hexdigest()
+        status, _, body = self.server.request(
+            "POST", f"/{repo}.git/info/lfs/objects/batch",
+            {"operation": "download", "objects": [{"oid": oid, "size": len(big)}, {"oid": "0" * 64, "size": 1}]})
+        self.assertEqual(status, 200, body)
+        found, missing = json.loads(body)["objects"]
+        self.assertEqual(missing["error"]["code"], 404)
+        href = urllib.parse.urlparse(found["actions"]["download"]["href"])
+        self.assertEqual(href.path, f"/{repo}.git/info/lfs/objects/{oid}")
+        status, _, data = self.server.request("GET", href.path)
+        self.assertEqual((status, hashlib.sha256(data).hexdigest()), (200, oid))
+        status, _, body = self.server.request("POST", f"/{repo}.git/info/lfs/objects/batch",
+                                              {"operation": "upload", "objects": []}, self.alice)
+        self.assertEqual(status, 403)
+        self.assertIn("does not accept git pushes", json.loads(body)["message"])
+        if shutil.which("git-lfs"):  # with git-lfs, a clone checks out the real LFS content
+            self.assertEqual(git("lfs", "install", "--skip-repo").returncode, 0)
+            env.pop("GIT_LFS_SKIP_SMUDGE")
+            r = git("clone", f"{self.server.endpoint}/{repo}.git", self.path("lfs"))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(os.path.join(self.path("lfs"), "sub", "w.bin"), "rb") as f:
+                self.assertEqual(f.read(), big)
+            env["GIT_LFS_SKIP_SMUDGE"] = "1"
         # Private repos: invisible without a token, cloned with the token as the URL's password.
         r = git("clone", f"{self.server.endpoint}/{secret}.git", self.path("s1"))
         self.assertNotEqual(r.returncode, 0)
@@ -343,6 +368,15 @@ class HubServerTest(MsTestCase):
         r = git("clone", f"{authed}/{secret}.git", self.path("s2"))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertTrue(os.path.exists(os.path.join(self.path("s2"), "s.txt")))
+        # A blob of a private repo cannot be fetched through a public repo by its sha256.
+        secret_blob = os.urandom(1000)
+        self.assertEqual(self.server.commit(self.alice, secret, lfs={"b.bin": secret_blob})[0], 200)
+        status, _, _ = self.server.request(
+            "GET", f"/{repo}.git/info/lfs/objects/{hashlib.sha256(secret_blob).hexdigest()}")
+        self.assertEqual(status, 404)
+        status, _, _ = self.server.request(
+            "GET", f"/{secret}.git/info/lfs/objects/{hashlib.sha256(secret_blob).hexdigest()}")
+        self.assertEqual(status, 401)
         # Pushing is refused with a message saying what to use instead.
         with open(os.path.join(clone, "new.txt"), "w") as f:
             f.write("n")

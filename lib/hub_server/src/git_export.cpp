@@ -104,6 +104,7 @@ std::shared_ptr<const GitSnapshot> GitExporter::snapshot(const CommitRecord& com
                           ""};
         sha1 = object_sha1_raw("blob", pointer.body);
         add(std::move(pointer), sha1);
+        out->lfs_objects.emplace(entry->sha256, entry->size);
       } else {
         sha1 = inline_blob_sha1(*entry);
         add(GitObject{"blob", "", entry->sha256}, sha1);

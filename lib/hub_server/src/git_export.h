@@ -3,7 +3,8 @@
 // Python's `HubApi.create_repo` (and `modelscope create`) git-clones a new model to push a default
 // configuration.json; the clone must succeed or the call fails. Each branch or tag is exported as
 // one parentless git commit of its tree (history is not exported), with LFS files as git-lfs
-// pointer blobs and inline files as their bytes. Objects are built on demand and cached by commit.
+// pointer blobs (their content comes from the git-lfs batch API of routes_git.cpp) and inline
+// files as their bytes. Objects are built on demand and cached by commit.
 #pragma once
 
 #include <cstdint>
@@ -27,8 +28,9 @@ struct GitObject {
 
 /// The git objects of one hub commit.
 struct GitSnapshot {
-  std::string commit_sha1;                             ///< 40 hex digits
-  std::unordered_map<std::string, GitObject> objects;  ///< by 40-hex sha1
+  std::string commit_sha1;                                     ///< 40 hex digits
+  std::unordered_map<std::string, GitObject> objects;          ///< by 40-hex sha1
+  std::unordered_map<std::string, std::uint64_t> lfs_objects;  ///< LFS files: sha256 -> size
 };
 
 /// Builds and caches git snapshots of commits. Thread-safe.

@@ -1,7 +1,15 @@
 // Read-only git over HTTP ("dumb" protocol: info/refs, HEAD, loose objects), so that
-// `git clone {endpoint}/{owner}/{name}.git` works, as Python's HubApi.create_repo needs. Pushing is
-// refused with a message git shows as "remote error: ..." (uploads go through the HTTP API).
+// `git clone {endpoint}/{owner}/{name}.git` works, as Python's HubApi.create_repo needs, plus the
+// git-lfs batch API for downloads so that LFS files check out with git-lfs installed. Pushing is
+// refused with a message git (and git-lfs) show (uploads go through the HTTP API).
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <unordered_map>
+#include <vector>
 
 #include "git_export.h"
 #include "ms/core/error.h"
@@ -42,6 +50,48 @@ void for_each_ref(Service& service, const RepoRecord& repo, Fn&& body) {
     if (!commit) continue;
     body(ref, *service.git.snapshot(*commit, service.store.user_email(commit->author)));
   }
+}
+
+// Sizes of the LFS files of every branch and tag, by sha256: what this repo may serve via LFS.
+std::unordered_map<std::string, std::uint64_t> lfs_objects(Service& service,
+                                                           const RepoRecord& repo) {
+  std::unordered_map<std::string, std::uint64_t> out;
+  for_each_ref(service, repo, [&](const RefRecord&, const GitSnapshot& snapshot) {
+    out.insert(snapshot.lfs_objects.begin(), snapshot.lfs_objects.end());
+  });
+  return out;
+}
+
+void send_lfs_json(httplib::Response& res, int status, const nlohmann::json& body) {
+  res.status = status;
+  res.set_content(body.dump(), "application/vnd.git-lfs+json");
+}
+
+// Streams a stored blob as the whole response body.
+void send_blob(Service& service, const std::string& sha256, httplib::Response& res) {
+  struct Fd {
+    int fd = -1;
+    ~Fd() {
+      if (fd >= 0) ::close(fd);
+    }
+  };
+  auto file = std::make_shared<Fd>();
+  const std::string path = service.store.blob_path(sha256).string();
+  file->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (file->fd < 0) {
+    throw Error(ErrorCode::kIo, fmt::format("blob {} is missing on the server: {}", sha256,
+                                            std::strerror(errno)));
+  }
+  const off_t size = ::lseek(file->fd, 0, SEEK_END);
+  res.set_content_provider(
+      static_cast<std::size_t>(size < 0 ? 0 : size), "application/octet-stream",
+      [file](std::size_t offset, std::size_t want, httplib::DataSink& sink) {
+        std::vector<char> buffer(std::min<std::size_t>(want, 1 << 20));
+        const ssize_t got =
+            ::pread(file->fd, buffer.data(), buffer.size(), static_cast<off_t>(offset));
+        if (got <= 0) return false;
+        return sink.write(buffer.data(), static_cast<std::size_t>(got));
+      });
 }
 
 }  // namespace
@@ -93,6 +143,59 @@ void add_git_routes(httplib::Server& server, Service& service) {
                  });
                  if (found.empty()) throw HttpError{404, "no git object " + sha1};
                  res.set_content(found, "application/x-git-loose-object");
+               });
+             });
+
+  // git-lfs batch API (https://github.com/git-lfs/git-lfs/blob/main/docs/api/batch.md):
+  // downloads point at the route below, with the caller's Authorization header passed on.
+  server.Post(repo_re + "/info/lfs/objects/batch", [&](const httplib::Request& req,
+                                                       httplib::Response& res) {
+    guarded(req, res, [&] {
+      const RepoRecord repo = git_repo(service, req, res);
+      const nlohmann::json body = json_body(req);
+      if (body.value("operation", std::string()) != "download") {
+        send_lfs_json(res, 403, {{"message", kPushRefused}});
+        return;
+      }
+      const auto available = lfs_objects(service, repo);
+      const std::string prefix =
+          base_url(service, req) + req.path.substr(0, req.path.find(".git/") + 4);
+      nlohmann::json header = nlohmann::json::object();
+      if (req.has_header("Authorization")) {
+        header["Authorization"] = req.get_header_value("Authorization");
+      }
+      nlohmann::json objects = nlohmann::json::array();
+      for (const nlohmann::json& o : body.value("objects", nlohmann::json::array())) {
+        const std::string oid = o.is_object() ? o.value("oid", std::string()) : "";
+        auto it = available.find(oid);
+        if (it == available.end()) {
+          objects.push_back(
+              {{"oid", oid}, {"error", {{"code", 404}, {"message", "object not in this repo"}}}});
+          continue;
+        }
+        objects.push_back({{"oid", oid},
+                           {"size", it->second},
+                           {"authenticated", true},
+                           {"actions",
+                            {{"download",
+                              {{"href", prefix + "/info/lfs/objects/" + oid},
+                               {"header", header},
+                               {"expires_in", 86400}}}}}});
+      }
+      send_lfs_json(res, 200, {{"transfer", "basic"}, {"objects", objects}});
+    });
+  });
+
+  server.Get(repo_re + "/info/lfs/objects/([0-9a-f]{64})",
+             [&](const httplib::Request& req, httplib::Response& res) {
+               guarded(req, res, [&] {
+                 const RepoRecord repo = git_repo(service, req, res);
+                 const std::string oid = req.matches[4];
+                 // Only blobs of this repo: sha256 alone must not reach other repos' files.
+                 if (lfs_objects(service, repo).count(oid) == 0) {
+                   throw HttpError{404, "LFS object " + oid + " is not in this repo"};
+                 }
+                 send_blob(service, oid, res);
                });
              });
 

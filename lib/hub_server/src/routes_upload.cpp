@@ -21,14 +21,6 @@ std::string checked_path(const json& action) {
   return path;
 }
 
-std::string base_url(Service& service, const httplib::Request& req) {
-  std::string host = req.get_header_value("Host");
-  if (host.empty() || host.find_first_of("/ \r\n") != std::string::npos) {
-    host = service.options.host + ":" + std::to_string(req.local_port);
-  }
-  return service.scheme + "://" + host;
-}
-
 }  // namespace
 
 void add_upload_routes(httplib::Server& server, Service& service) {

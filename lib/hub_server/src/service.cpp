@@ -163,6 +163,14 @@ RepoRecord repo_for_write(Service& service, const Caller& caller, hub::RepoType 
   return repo;
 }
 
+std::string base_url(Service& service, const httplib::Request& req) {
+  std::string host = req.get_header_value("Host");
+  if (host.empty() || host.find_first_of("/ \r\n") != std::string::npos) {
+    host = service.options.host + ":" + std::to_string(req.local_port);
+  }
+  return service.scheme + "://" + host;
+}
+
 std::string param(const httplib::Request& req, const char* key, const std::string& fallback) {
   return req.has_param(key) ? req.get_param_value(key) : fallback;
 }

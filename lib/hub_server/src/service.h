@@ -76,6 +76,10 @@ RepoRecord repo_for_write(Service& service, const Caller& caller, hub::RepoType 
 /// Decodes standard base64 (line breaks and spaces ignored); nullopt when it is not valid.
 std::optional<std::string> decode_base64(const std::string& text);
 
+/// "scheme://host:port" as the client reached this server (from the Host header), for links the
+/// client follows (LFS upload and download hrefs).
+std::string base_url(Service& service, const httplib::Request& req);
+
 /// Query parameter or `fallback`.
 std::string param(const httplib::Request& req, const char* key, const std::string& fallback = "");
 
