@@ -41,18 +41,32 @@ class ModelscopeInteropTest(MsTestCase):
         if not shutil.which("openssl"):
             self.skipTest("openssl is needed to make a self-signed certificate")
 
-    def test_upload_and_download_with_python_modelscope(self):
+    def start_tls_server(self):
+        """A fresh `ms hub serve` over https with a self-signed certificate; (server, token, cert)."""
         cert, key = self.path("cert.pem"), self.path("key.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
-                        "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
-                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-                       check=True, capture_output=True, timeout=60)
+        if not os.path.exists(cert):
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                            "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                           check=True, capture_output=True, timeout=60)
         root = self.path("root")
         token = HubServer(root).token("alice")
         server = HubServer(root, "--tls-cert", cert, "--tls-key", key).start()
         self.addCleanup(server.stop)
         self.assertTrue(server.endpoint.startswith("https://127.0.0.1:"))
+        return server, token, cert
 
+    def client_env(self, server, cert, work, name):
+        """Environment for the Python client: the server as MODELSCOPE_DOMAIN, its certificate
+        trusted by requests and by git (create_repo clones), fresh credentials per `name`."""
+        env = dict(os.environ, MODELSCOPE_DOMAIN=f"127.0.0.1:{server.port}", REQUESTS_CA_BUNDLE=cert,
+                   GIT_SSL_CAINFO=cert, MODELSCOPE_CREDENTIALS_PATH=os.path.join(work, "cred-" + name),
+                   MODELSCOPE_CACHE=os.path.join(work, "mscache"), GIT_TERMINAL_PROMPT="0")
+        env.pop("MODELSCOPE_API_TOKEN", None)
+        return env
+
+    def test_upload_and_download_with_python_modelscope(self):
+        server, token, cert = self.start_tls_server()
         work = self.path("work")
         files = {"configuration.json": b'{"framework": "pytorch"}', "empty.txt": b"",
                  "sub/dir/notes.v1.md": b"# notes\n", "sub/ünïcode.txt": "ünï\n".encode(),
@@ -65,12 +79,8 @@ class ModelscopeInteropTest(MsTestCase):
         expected = {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()}
 
         def run(mode):
-            env = dict(os.environ, MODELSCOPE_DOMAIN=f"127.0.0.1:{server.port}", REQUESTS_CA_BUNDLE=cert,
-                       MODELSCOPE_CREDENTIALS_PATH=os.path.join(work, "cred-" + mode),
-                       MODELSCOPE_CACHE=os.path.join(work, "mscache"))
-            env.pop("MODELSCOPE_API_TOKEN", None)
             r = subprocess.run([self.python, CLIENT, mode, token, work], capture_output=True, text=True,
-                               env=env, timeout=300)
+                               env=self.client_env(server, cert, work, mode), timeout=300)
             self.assertEqual(r.returncode, 0, r.stderr[-4000:])
             return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -82,6 +92,122 @@ class ModelscopeInteropTest(MsTestCase):
         self.assertEqual(result["private_files"], {"secret.txt": hashlib.sha256(b"secret\n").hexdigest()})
         self.assertEqual(run("anonymous")["private_without_token"], "HTTPError")
 
+        self.assertEqual(server.stop(), 0)
+
+    def test_hub_api_surface(self):
+        """HubApi beyond upload/download: each call of interop/modelscope_client.py's "apis" mode."""
+        server, token, cert = self.start_tls_server()
+        work = self.path("work")
+        r = subprocess.run([self.python, CLIENT, "apis", token, work], capture_output=True, text=True,
+                           env=self.client_env(server, cert, work, "apis"), timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr[-4000:])
+        got = json.loads(r.stdout.strip().splitlines()[-1])
+        top = ["README.md", "a.txt", "b.json", "sub", "sub/c.txt"]
+        meta = [".mdl", ".msc", ".mv"]
+        expected = {
+            # The git clone of create_repo's default configuration succeeds; its push is refused
+            # (and ignored by the client), so the call returns normally.
+            "create_repo_default": True,
+            "create_repo": True,
+            "create_model_tag": True,
+            "upload_file_commit": 40,
+            "get_model": {"Name": "api-model", "Path": "alice", "Visibility": 5},
+            "repo_exists": [True, False, False],
+            "file_exists": [True, False],
+            "branches_and_tags": [["dev", "master"], ["v1.0"]],
+            "list_model_revisions": ["v1.0"],
+            "get_valid_revision": "v1.0",
+            "get_model_files": ["README.md", "a.txt", "b.json", "later.txt", "sub"],
+            "get_model_files_recursive": sorted(top + ["later.txt"]),
+            "get_model_files_tag": top,
+            "get_model_files_branch": sorted(top + ["dev.txt"]),
+            "get_model_files_root": ["sub/c.txt"],
+            "list_repo_commits": ["later", "first (batch 1/1)", "Initial commit"],
+            "model_info": sorted(top + ["later.txt"]),
+            "get_endpoint_for_read": True,
+            "snapshot_tag": sorted(meta + ["README.md", "a.txt", "b.json", "sub/c.txt"]),
+            "snapshot_branch": sorted(meta + ["README.md", "a.txt", "b.json", "dev.txt", "sub/c.txt"]),
+            "snapshot_allow": sorted(meta + ["a.txt", "later.txt", "sub/c.txt"]),
+            "snapshot_ignore": sorted(meta + ["b.json"]),
+            "snapshot_local_dir": [".msc", ".mv", "README.md", "a.txt", "b.json", "later.txt", "sub/c.txt"],
+            "model_file_download": "c\n",
+            "model_file_download_tag": "a.txt",
+            "model_file_download_local_dir": "later\n",
+            "get_dataset": {"Name": "api-data", "Visibility": 5},
+            "get_dataset_files": [".gitattributes"] + top,
+            "get_dataset_files_flat": [".gitattributes", "README.md", "a.txt", "b.json", "sub"],
+            "dataset_info": [".gitattributes"] + top,
+            "list_repo_commits_dataset": 2,
+            "list_datasets": ["alice/api-data"],
+            "dataset_file_download": "c\n",
+            "dataset_snapshot_allow": sorted(meta + ["sub/c.txt"]),
+            "delete_files_model": ["b.json"],
+            "delete_files_dataset": ["sub/c.txt"],
+            "files_after_delete": [["README.md", "a.txt", "later.txt", "sub", "sub/c.txt"],
+                                   [".gitattributes", "README.md", "a.txt", "b.json"]],
+            "set_visibility_model": 200,
+            "set_visibility_dataset": 200,
+            "visibility_after": [1, 1],
+            "delete_repo": [None, None, False, False],
+        }
+        for name, want in expected.items():
+            self.assertEqual(got.get(name), want, f"{name}: {got.get(name)}")
+        # A missing repo or file is the client's own "does not exist" error, not a crash.
+        self.assertIn("alice/absent does not exist", got["get_model_missing"]["error"])
+        self.assertIn("NotExistError", got["model_file_download_missing"]["error"])
+        self.assertEqual(server.stop(), 0)
+
+    def test_modelscope_cli(self):
+        """The `modelscope` command line: login, create, upload, download (models and datasets)."""
+        cli = os.path.join(os.path.dirname(self.python), "modelscope")
+        if not os.path.exists(cli):
+            self.skipTest(f"{cli} is absent")
+        server, token, cert = self.start_tls_server()
+        work = self.path("work")
+        env = self.client_env(server, cert, work, "cli")
+        src = os.path.join(work, "up")
+        for rel, data in {"a.txt": "a\n", "sub/b.txt": "b\n", "config.json": "{}"}.items():
+            os.makedirs(os.path.dirname(os.path.join(src, rel)), exist_ok=True)
+            with open(os.path.join(src, rel), "w") as f:
+                f.write(data)
+
+        def modelscope(*args):
+            r = subprocess.run([cli, *args], capture_output=True, text=True, env=env, timeout=120,
+                               cwd=work)
+            self.assertEqual(r.returncode, 0, f"modelscope {' '.join(args)}:\n{r.stdout[-2000:]}{r.stderr[-3000:]}")
+            return r
+
+        def files(folder):
+            out = []
+            for base, dirs, names in os.walk(folder):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                out += [os.path.relpath(os.path.join(base, n), folder) for n in names if not n.startswith(".")]
+            return sorted(out)
+
+        modelscope("login", "--token", token)
+        modelscope("create", "alice/cli-model")  # git-clones the new repo (default configuration)
+        modelscope("create", "alice/cli-data", "--repo_type", "dataset")
+        modelscope("upload", "alice/cli-model", src, "--commit-message", "from the cli")
+        modelscope("upload", "alice/cli-model", os.path.join(src, "a.txt"), "renamed.txt")
+        modelscope("upload", "alice/cli-data", src, "--repo-type", "dataset")
+
+        d = lambda name: os.path.join(work, name)  # noqa: E731
+        modelscope("download", "--model", "alice/cli-model", "--local_dir", d("all"))
+        self.assertEqual(files(d("all")), ["a.txt", "config.json", "renamed.txt", "sub/b.txt"])
+        modelscope("download", "--model", "alice/cli-model", "sub/b.txt", "--local_dir", d("one"))
+        self.assertEqual(files(d("one")), ["sub/b.txt"])
+        modelscope("download", "--model", "alice/cli-model", "a.txt", "config.json", "--local_dir", d("two"))
+        self.assertEqual(files(d("two")), ["a.txt", "config.json"])
+        modelscope("download", "--model", "alice/cli-model", "--include", "*.txt", "--exclude", "sub/*",
+                   "--local_dir", d("filtered"))
+        self.assertEqual(files(d("filtered")), ["a.txt", "renamed.txt"])
+        modelscope("download", "--model", "alice/cli-model", "--revision", "master", "--cache_dir", d("cache"))
+        self.assertEqual(files(os.path.join(d("cache"), "alice", "cli-model")),
+                         ["a.txt", "config.json", "renamed.txt", "sub/b.txt"])
+        modelscope("download", "--dataset", "alice/cli-data", "--local_dir", d("data"))
+        self.assertEqual(files(d("data")), ["a.txt", "config.json", "sub/b.txt"])
+        modelscope("download", "--dataset", "alice/cli-data", "sub/b.txt", "--local_dir", d("data1"))
+        self.assertEqual(files(d("data1")), ["sub/b.txt"])
         self.assertEqual(server.stop(), 0)
 
 

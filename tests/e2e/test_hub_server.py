@@ -3,7 +3,9 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -258,6 +260,138 @@ class HubServerTest(MsTestCase):
         # Missing and private look the same.
         _, _, body_missing = self.server.request("GET", "/api/v1/models/alice/nothing")
         self.assertEqual(json.loads(body_missing)["Code"], 404)
+
+    def test_settings_update_and_openapi_dataset_listing(self):
+        repo = self.make_repo()
+        # Model settings by owner/name; only the owner may change them.
+        status, env = self.server.api("PUT", f"/api/v1/models/{repo}", {"Visibility": 1}, self.bob)
+        self.assertEqual(status, 403, env)
+        status, env = self.server.api("PUT", f"/api/v1/models/{repo}",
+                                      {"Visibility": 1, "Description": "d", "ModelFramework": "Pytorch"},
+                                      self.alice)
+        self.assertEqual(status, 200, env)
+        self.assertEqual((env["Data"]["Visibility"], env["Data"]["Description"]), (1, "d"))
+        self.assertEqual(self.server.api("GET", f"/api/v1/models/{repo}")[0], 404)  # now private
+        status, env = self.server.api("PUT", f"/api/v1/models/{repo}", {"Visibility": 7}, self.alice)
+        self.assertEqual(status, 400, env)
+        # Datasets by their numeric hub id, as HubApi.set_repo_visibility sends it.
+        status, env = self.server.api("POST", "/api/v1/datasets?Name=d&Owner=alice&Visibility=5",
+                                      None, self.alice)
+        self.assertEqual(status, 200, env)
+        hub_id = env["Data"]["Id"]
+        status, env = self.server.api("PUT", f"/api/v1/datasets/{hub_id}", {"Visibility": 1}, self.alice)
+        self.assertEqual((status, env["Data"]["Visibility"]), (200, 1), env)
+        self.assertEqual(self.server.api("PUT", "/api/v1/datasets/999999", {"Visibility": 5}, self.alice)[0],
+                         404)
+        # OpenAPI listing: {success, data: {datasets, total_count, page_number, page_size}}; private
+        # datasets only for their owner (Authorization: Bearer).
+        status, env = self.server.api("GET", "/openapi/v1/datasets?author=alice&page_size=5")
+        self.assertEqual((status, env["success"], env["data"]["total_count"]), (200, True, 0), env)
+        status, env = self.server.api("GET", "/openapi/v1/datasets?author=alice&search=d", token=self.alice,
+                                      cookie=False)
+        self.assertEqual([d["id"] for d in env["data"]["datasets"]], ["alice/d"], env)
+        self.assertEqual((env["data"]["page_number"], env["data"]["page_size"]), (1, 10))
+        status, env = self.server.api("GET", "/openapi/v1/datasets?page_size=0")
+        self.assertEqual((status, env["success"]), (400, False), env)
+
+    def test_unsupported_services_say_so(self):
+        for method, path in [("GET", "/api/v1/datasets/alice/d/ststoken?Revision=master"),
+                             ("GET", "/api/v1/datasets/alice/d/oss/tree/?MaxLimit=-1"),
+                             ("POST", "/api/v1/models/aigc"), ("GET", "/api/v1/deployer/endpoint")]:
+            status, env = self.server.api(method, path, {} if method == "POST" else None, self.alice)
+            self.assertEqual(status, 501, (path, env))
+            self.assertIn("is not supported by ms hub serve", env["Message"])
+
+    @unittest.skipUnless(shutil.which("git"), "git is not installed")
+    def test_git_clone_is_read_only(self):
+        repo = self.make_repo()
+        big = os.urandom(1 << 20)
+        self.assertEqual(self.server.commit(self.alice, repo, {"a.txt": b"a\n", "sub/deep/x.md": b"x",
+                                                                "sub-file.txt": b"y", "sub.txt": b"z"},
+                                            lfs={"sub/w.bin": big})[0], 200)
+        self.assertEqual(self.server.api("POST", f"/api/v1/models/{repo}/repo/tag",
+                                         {"TagName": "v1", "Ref": "master"}, self.alice)[0], 200)
+        self.assertEqual(self.server.commit(self.alice, repo, {"dev.txt": b"d"}, revision="dev")[0], 200)
+        secret = self.make_repo("secret", visibility=1)
+        self.assertEqual(self.server.commit(self.alice, secret, {"s.txt": b"s"})[0], 200)
+        env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_LFS_SKIP_SMUDGE="1", GIT_CONFIG_NOSYSTEM="1",
+                   HOME=self.path("home"))
+        os.makedirs(env["HOME"], exist_ok=True)
+
+        def git(*args, cwd=None):
+            return subprocess.run(["git", *args], capture_output=True, text=True, env=env, cwd=cwd,
+                                  timeout=60)
+
+        clone = self.path("clone")
+        r = git("clone", f"{self.server.endpoint}/{repo}.git", clone)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(git("fsck", "--full", cwd=clone).returncode, 0)
+        with open(os.path.join(clone, "a.txt"), "rb") as f:
+            self.assertEqual(f.read(), b"a\n")
+        with open(os.path.join(clone, "sub", "w.bin")) as f:  # LFS files are git-lfs pointers
+            self.assertEqual(f.read(), "version https://git-lfs.github.com/spec/v1\noid sha256:"
+                             f"{hashlib.sha256(big).hexdigest()}\nsize {len(big)}\n")
+        refs = git("ls-remote", f"{self.server.endpoint}/{repo}.git").stdout
+        self.assertEqual(sorted(line.split("\t")[1] for line in refs.splitlines()),
+                         ["HEAD", "refs/heads/dev", "refs/heads/master", "refs/tags/v1"])
+        r = git("clone", "--branch", "dev", f"{self.server.endpoint}/{repo}.git", self.path("dev"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.path.exists(os.path.join(self.path("dev"), "dev.txt")))
+        # git-lfs batch API: downloads of this repo's LFS files; uploads refused with a message.
+        oid = hashlib.sha256(big).hexdigest()
+        status, _, body = self.server.request(
+            "POST", f"/{repo}.git/info/lfs/objects/batch",
+            {"operation": "download", "objects": [{"oid": oid, "size": len(big)}, {"oid": "0" * 64, "size": 1}]})
+        self.assertEqual(status, 200, body)
+        found, missing = json.loads(body)["objects"]
+        self.assertEqual(missing["error"]["code"], 404)
+        href = urllib.parse.urlparse(found["actions"]["download"]["href"])
+        self.assertEqual(href.path, f"/{repo}.git/info/lfs/objects/{oid}")
+        status, _, data = self.server.request("GET", href.path)
+        self.assertEqual((status, hashlib.sha256(data).hexdigest()), (200, oid))
+        status, _, body = self.server.request("POST", f"/{repo}.git/info/lfs/objects/batch",
+                                              {"operation": "upload", "objects": []}, self.alice)
+        self.assertEqual(status, 403)
+        self.assertIn("does not accept git pushes", json.loads(body)["message"])
+        if shutil.which("git-lfs"):  # with git-lfs, a clone checks out the real LFS content
+            self.assertEqual(git("lfs", "install", "--skip-repo").returncode, 0)
+            env.pop("GIT_LFS_SKIP_SMUDGE")
+            r = git("clone", f"{self.server.endpoint}/{repo}.git", self.path("lfs"))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(os.path.join(self.path("lfs"), "sub", "w.bin"), "rb") as f:
+                self.assertEqual(f.read(), big)
+            env["GIT_LFS_SKIP_SMUDGE"] = "1"
+        # Private repos: invisible without a token, cloned with the token as the URL's password.
+        r = git("clone", f"{self.server.endpoint}/{secret}.git", self.path("s1"))
+        self.assertNotEqual(r.returncode, 0)
+        authed = self.server.endpoint.replace("http://", f"http://oauth2:{self.alice}@")
+        r = git("clone", f"{authed}/{secret}.git", self.path("s2"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.path.exists(os.path.join(self.path("s2"), "s.txt")))
+        # A blob of a private repo cannot be fetched through a public repo by its sha256.
+        secret_blob = os.urandom(1000)
+        self.assertEqual(self.server.commit(self.alice, secret, lfs={"b.bin": secret_blob})[0], 200)
+        status, _, _ = self.server.request(
+            "GET", f"/{repo}.git/info/lfs/objects/{hashlib.sha256(secret_blob).hexdigest()}")
+        self.assertEqual(status, 404)
+        status, _, _ = self.server.request(
+            "GET", f"/{secret}.git/info/lfs/objects/{hashlib.sha256(secret_blob).hexdigest()}")
+        self.assertEqual(status, 401)
+        # Pushing is refused with a message saying what to use instead.
+        with open(os.path.join(clone, "new.txt"), "w") as f:
+            f.write("n")
+        git("add", "new.txt", cwd=clone)
+        git("-c", "user.name=a", "-c", "user.email=a@b", "commit", "-qm", "n", cwd=clone)
+        r = git("push", cwd=clone)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("does not accept git pushes", r.stderr)
+        self.assertEqual(self.server.api("GET", "/alice/absent.git/info/refs")[0], 404)
+        # Datasets live under /datasets/.
+        self.assertEqual(self.server.api("POST", "/api/v1/datasets?Name=d&Owner=alice", None, self.alice)[0], 200)
+        self.assertEqual(self.server.commit(self.alice, "alice/d", {"t.csv": b"a,b\n"}, kind="datasets")[0], 200)
+        r = git("clone", f"{self.server.endpoint}/datasets/alice/d.git", self.path("d"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.path.exists(os.path.join(self.path("d"), "t.csv")))
 
     def test_write_auth(self):
         repo = self.make_repo()

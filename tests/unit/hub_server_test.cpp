@@ -86,6 +86,27 @@ TEST_CASE("store: a new repo has master with a default .gitattributes", "[hub_se
   CHECK_FALSE(store.find_repo(ms::hub::RepoType::kDataset, "alice", "m"));
 }
 
+TEST_CASE("store: repo settings update and listing across owners", "[hub_server]") {
+  TempRoot root;
+  Store store(root.path);
+  RepoRecord repo = make_repo(store);
+  RepoRecord other;
+  other.owner = "bob";
+  other.name = "n";
+  store.create_repo(other, "bob");
+  repo.visibility = kPrivate;
+  repo.description = "about";
+  repo.license = "MIT";
+  store.update_repo_settings(repo);
+  const RepoRecord stored = *store.find_repo(ms::hub::RepoType::kModel, "alice", "m");
+  CHECK(stored.visibility == kPrivate);
+  CHECK(stored.description == "about");
+  CHECK(stored.license == "MIT");
+  CHECK(store.list_repos(ms::hub::RepoType::kModel, "alice").size() == 1);
+  CHECK(store.list_repos(ms::hub::RepoType::kModel, "").size() == 2);
+  CHECK(store.list_repos(ms::hub::RepoType::kDataset, "").empty());
+}
+
 TEST_CASE("store: commits are immutable snapshots; branches advance, tags stay", "[hub_server]") {
   TempRoot root;
   Store store(root.path);

@@ -133,6 +133,50 @@ std::size_t positive_param(const httplib::Request& req, const char* key, std::si
   throw HttpError{400, fmt::format("{} must be a positive integer, got '{}'", key, text)};
 }
 
+// Applies a settings update (HubApi.set_repo_visibility sends the model's full settings plus
+// the new Visibility; datasets send only Visibility). Fields absent from the body stay as they are.
+void update_settings(Service& service, const httplib::Request& req, httplib::Response& res,
+                     RepoRecord repo) {
+  const json body = json_body(req);
+  if (body.contains("Visibility")) repo.visibility = parse_visibility(body["Visibility"]);
+  auto keep_or_set = [&](const char* key, std::string& field) {
+    auto it = body.find(key);
+    if (it != body.end() && it->is_string()) field = it->get<std::string>();
+  };
+  keep_or_set("License", repo.license);
+  keep_or_set("ChineseName", repo.chinese_name);
+  keep_or_set("Description", repo.description);
+  service.store.update_repo_settings(repo);
+  send_ok(req, res, repo_json(service, repo));
+}
+
+// One item of the OpenAPI dataset listing (GET /openapi/v1/datasets), snake_case as OpenAPI is.
+json openapi_dataset_json(Service& service, const RepoRecord& repo) {
+  std::int64_t updated = repo.created_at;
+  if (auto head = service.store.resolve(repo.id, "master")) updated = head->created_at;
+  return {{"id", repo.owner + "/" + repo.name},
+          {"hub_id", repo.id},
+          {"name", repo.name},
+          {"owner", repo.owner},
+          {"author", repo.owner},
+          {"chinese_name", repo.chinese_name},
+          {"description", repo.description},
+          {"license", repo.license},
+          {"visibility", repo.visibility},
+          {"downloads", 0},
+          {"likes", 0},
+          {"created_at", repo.created_at},
+          {"last_modified", updated}};
+}
+
+// Writes the OpenAPI envelope {"success", "data", "message"}.
+void send_openapi(httplib::Response& res, int status, json data, const std::string& message) {
+  res.status = status;
+  res.set_content(
+      json{{"success", status == 200}, {"data", std::move(data)}, {"message", message}}.dump(),
+      "application/json");
+}
+
 }  // namespace
 
 void add_repo_routes(httplib::Server& server, Service& service) {
@@ -196,10 +240,7 @@ void add_repo_routes(httplib::Server& server, Service& service) {
       json models = json::array();
       std::size_t total = 0;
       for (const RepoRecord& repo : service.store.list_repos(hub::RepoType::kModel, owner)) {
-        const bool visible = repo.visibility == kPublic ||
-                             (repo.visibility == kInternal && caller.user) ||
-                             (caller.user && *caller.user == repo.owner);
-        if (!visible) continue;
+        if (!can_see(repo, caller)) continue;
         const std::size_t index = total++;
         if (index >= static_cast<std::size_t>((page - 1) * size) &&
             models.size() < static_cast<std::size_t>(size)) {
@@ -230,6 +271,67 @@ void add_repo_routes(httplib::Server& server, Service& service) {
       service.store.delete_repo(repo.id);
       send_ok(req, res, nullptr);
     });
+  });
+
+  server.Put(repo_re, [&](const httplib::Request& req, httplib::Response& res) {
+    guarded(req, res, [&] {
+      const Caller caller = identify(service, req);
+      update_settings(service, req, res,
+                      repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2],
+                                     req.matches[3]));
+    });
+  });
+
+  // Datasets are also addressed by their numeric hub id (set_repo_visibility does so).
+  server.Put(R"(/api/v1/datasets/(\d+))", [&](const httplib::Request& req, httplib::Response& res) {
+    guarded(req, res, [&] {
+      const Caller caller = identify(service, req);
+      std::optional<RepoRecord> found;
+      try {
+        found = service.store.find_repo_by_id(std::stoll(req.matches[1]));
+      } catch (const std::exception&) {
+      }
+      if (!found || found->type != hub::RepoType::kDataset) {
+        throw HttpError{404, "dataset " + std::string(req.matches[1]) + " does not exist"};
+      }
+      update_settings(service, req, res,
+                      repo_for_write(service, caller, found->type, found->owner, found->name));
+    });
+  });
+
+  // OpenAPI dataset listing (HubApi.list_datasets): filter by author and a search substring,
+  // paged by page_number/page_size; sort keys are accepted, the order is oldest first.
+  server.Get("/openapi/v1/datasets", [&](const httplib::Request& req, httplib::Response& res) {
+    try {
+      const Caller caller = identify(service, req);
+      const std::size_t page = positive_param(req, "page_number", 1, 1u << 20);
+      const std::size_t size = positive_param(req, "page_size", 10, 1000);
+      const std::string search = param(req, "search");
+      json datasets = json::array();
+      std::size_t total = 0;
+      for (const RepoRecord& repo :
+           service.store.list_repos(hub::RepoType::kDataset, param(req, "author"))) {
+        if (!can_see(repo, caller)) continue;
+        if (!search.empty() && repo.name.find(search) == std::string::npos &&
+            repo.owner.find(search) == std::string::npos &&
+            repo.chinese_name.find(search) == std::string::npos) {
+          continue;
+        }
+        if (total++ >= (page - 1) * size && datasets.size() < size) {
+          datasets.push_back(openapi_dataset_json(service, repo));
+        }
+      }
+      send_openapi(res, 200,
+                   {{"datasets", datasets},
+                    {"total_count", total},
+                    {"page_number", page},
+                    {"page_size", size}},
+                   "success");
+    } catch (const HttpError& e) {
+      send_openapi(res, e.status, nullptr, e.message);
+    } catch (const std::exception& e) {
+      send_openapi(res, 500, nullptr, std::string("internal error: ") + e.what());
+    }
   });
 
   server.Get(repo_re + "/revisions", [&](const httplib::Request& req, httplib::Response& res) {
@@ -304,6 +406,24 @@ void add_repo_routes(httplib::Server& server, Service& service) {
                     {{"TotalCount", total}});
     });
   });
+
+  // Services of modelscope.cn this hub does not have: 501 naming the feature, rather than a 404
+  // that reads as "the repo does not exist" (the datahub calls show the Message).
+  auto unsupported = [](std::string feature) {
+    return [feature](const httplib::Request& req, httplib::Response& res) {
+      send_envelope(req, res, 501, nullptr, feature + " is not supported by ms hub serve");
+    };
+  };
+  const std::string oss_re = R"(/api/v1/datasets/[^/]+/[^/]+/oss(/.*)?)";
+  server.Get(
+      R"(/api/v1/datasets/[^/]+/[^/]+/ststoken)",
+      unsupported("OSS storage credentials (ststoken, used by legacy MsDataset OSS datasets)"));
+  server.Get(oss_re, unsupported("OSS dataset storage"));
+  server.Delete(oss_re, unsupported("OSS dataset storage"));
+  server.Post(R"(/api/v1/models/aigc(/repo/tag)?)", unsupported("AIGC model creation"));
+  server.Get(R"(/api/v1/deployer/.*)", unsupported("Model deployment (deployer)"));
+  server.Post(R"(/api/v1/deployer/.*)", unsupported("Model deployment (deployer)"));
+  server.Delete(R"(/api/v1/deployer/.*)", unsupported("Model deployment (deployer)"));
 
   // Download counters and the intra-cloud region probe: accepted and ignored.
   server.Post(

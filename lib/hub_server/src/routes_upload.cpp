@@ -1,7 +1,5 @@
 // Routes that write: the LFS batch check, blob upload (verified while streaming), commits with
 // inline and LFS files, and file deletion.
-#include <openssl/evp.h>
-
 #include "ms/core/error.h"
 #include "ms/hub/repo_id.h"
 #include "service.h"
@@ -10,27 +8,6 @@ namespace ms::hub_server {
 namespace {
 
 using nlohmann::json;
-
-std::string decode_base64(const std::string& text, const std::string& path) {
-  std::string clean;
-  clean.reserve(text.size());
-  for (char c : text) {
-    if (c != '\n' && c != '\r' && c != ' ') clean += c;
-  }
-  if (clean.size() % 4 != 0)
-    throw HttpError{400, "file '" + path + "': content is not valid base64"};
-  std::string out(clean.size() / 4 * 3, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(clean.data()),
-                                static_cast<int>(clean.size()));
-  if (n < 0) throw HttpError{400, "file '" + path + "': content is not valid base64"};
-  std::size_t size = static_cast<std::size_t>(n);
-  // EVP_DecodeBlock counts padding bytes as zeros; drop them.
-  if (!clean.empty() && clean.back() == '=') --size;
-  if (clean.size() >= 2 && clean[clean.size() - 2] == '=') --size;
-  out.resize(size);
-  return out;
-}
 
 std::string checked_path(const json& action) {
   const json p = action.value("path", json());
@@ -42,14 +19,6 @@ std::string checked_path(const json& action) {
                              "control characters are not allowed"};
   }
   return path;
-}
-
-std::string base_url(Service& service, const httplib::Request& req) {
-  std::string host = req.get_header_value("Host");
-  if (host.empty() || host.find_first_of("/ \r\n") != std::string::npos) {
-    host = service.options.host + ":" + std::to_string(req.local_port);
-  }
-  return service.scheme + "://" + host;
 }
 
 }  // namespace
@@ -162,7 +131,15 @@ void add_upload_routes(httplib::Server& server, Service& service) {
           } else if (type == "normal") {
             const std::string encoding = a.value("encoding", std::string("base64"));
             const std::string content = a.value("content", std::string());
-            change.content = encoding == "base64" ? decode_base64(content, change.path) : content;
+            if (encoding == "base64") {
+              auto decoded = decode_base64(content);
+              if (!decoded) {
+                throw HttpError{400, "file '" + change.path + "': content is not valid base64"};
+              }
+              change.content = std::move(*decoded);
+            } else {
+              change.content = content;
+            }
             const json size = a.value("size", json());
             if (size.is_number_unsigned() && size.get<std::uint64_t>() != change.content.size()) {
               throw HttpError{

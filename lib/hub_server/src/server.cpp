@@ -166,6 +166,7 @@ void Server::start() {
   add_repo_routes(http, service);
   add_file_routes(http, service);
   add_upload_routes(http, service);
+  add_git_routes(http, service);
 
   if (o.port == 0) {
     impl_->port = http.bind_to_any_port(o.host);

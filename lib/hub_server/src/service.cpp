@@ -1,6 +1,7 @@
 // Envelope, authentication and error mapping shared by all routes.
 #include "service.h"
 
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "ms/core/error.h"
@@ -37,9 +38,34 @@ std::string request_id(const httplib::Request& req) {
 
 }  // namespace
 
+std::optional<std::string> decode_base64(const std::string& text) {
+  std::string clean;
+  clean.reserve(text.size());
+  for (char c : text) {
+    if (c != '\n' && c != '\r' && c != ' ') clean += c;
+  }
+  if (clean.size() % 4 != 0) return std::nullopt;
+  std::string out(clean.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(clean.data()),
+                                static_cast<int>(clean.size()));
+  if (n < 0) return std::nullopt;
+  std::size_t size = static_cast<std::size_t>(n);
+  // EVP_DecodeBlock counts padding bytes as zeros; drop them.
+  if (!clean.empty() && clean.back() == '=') --size;
+  if (clean.size() >= 2 && clean[clean.size() - 2] == '=') --size;
+  out.resize(size);
+  return out;
+}
+
 std::string request_token(const httplib::Request& req) {
   const std::string auth = req.get_header_value("Authorization");
   if (auth.rfind("Bearer ", 0) == 0) return auth.substr(7);
+  if (auth.rfind("Basic ", 0) == 0 && auth.size() < 4096) {
+    const auto decoded = decode_base64(auth.substr(6));
+    const std::size_t colon = decoded ? decoded->find(':') : std::string::npos;
+    if (colon != std::string::npos) return decoded->substr(colon + 1);
+  }
   // Cookie: a=b; m_session_id=TOKEN; c=d
   const std::string cookies = req.get_header_value("Cookie");
   std::size_t pos = 0;
@@ -108,13 +134,15 @@ hub::RepoType parse_type(const std::string& plural) {
   return plural == "datasets" ? hub::RepoType::kDataset : hub::RepoType::kModel;
 }
 
+bool can_see(const RepoRecord& repo, const Caller& caller) {
+  return repo.visibility == kPublic || (repo.visibility == kInternal && caller.user) ||
+         (caller.user && *caller.user == repo.owner);
+}
+
 RepoRecord repo_for_read(Service& service, const Caller& caller, hub::RepoType type,
                          const std::string& owner, const std::string& name) {
   auto repo = service.store.find_repo(type, owner, name);
-  const bool visible =
-      repo && (repo->visibility == kPublic || (repo->visibility == kInternal && caller.user) ||
-               (caller.user && *caller.user == repo->owner));
-  if (!visible) {
+  if (!repo || !can_see(*repo, caller)) {
     throw HttpError{404,
                     fmt::format("{} {}/{} does not exist", hub::repo_type_name(type), owner, name)};
   }
@@ -133,6 +161,14 @@ RepoRecord repo_for_write(Service& service, const Caller& caller, hub::RepoType 
     throw HttpError{403, fmt::format("user {} may not write to {}/{}", *caller.user, owner, name)};
   }
   return repo;
+}
+
+std::string base_url(Service& service, const httplib::Request& req) {
+  std::string host = req.get_header_value("Host");
+  if (host.empty() || host.find_first_of("/ \r\n") != std::string::npos) {
+    host = service.options.host + ":" + std::to_string(req.local_port);
+  }
+  return service.scheme + "://" + host;
 }
 
 std::string param(const httplib::Request& req, const char* key, const std::string& fallback) {

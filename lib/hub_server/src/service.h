@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "git_export.h"
 #include "ms/hub_server/server.h"
 #include "ms/hub_server/store.h"
 
@@ -22,10 +23,12 @@ struct HttpError {
 
 /// Everything a handler needs: the store, the options and the fault counter.
 struct Service {
-  explicit Service(ServerOptions opts) : options(std::move(opts)), store(options.root) {}
+  explicit Service(ServerOptions opts)
+      : options(std::move(opts)), store(options.root), git(store) {}
 
   ServerOptions options;
   Store store;
+  GitExporter git;  ///< read-only git view of the store (routes_git.cpp)
   std::string scheme = "http";
   std::atomic<std::uint64_t> content_gets{0};  ///< file-content GETs so far (fault counters)
 };
@@ -36,7 +39,8 @@ struct Caller {
   bool presented_token = false;
 };
 
-/// Token from `Authorization: Bearer` or the `m_session_id` cookie.
+/// Token from `Authorization: Bearer`, the `m_session_id` cookie, or the password of
+/// `Authorization: Basic` (git sends the token of a clone URL https://oauth2:TOKEN@host/ so).
 std::string request_token(const httplib::Request& req);
 Caller identify(Service& service, const httplib::Request& req);
 
@@ -56,6 +60,10 @@ void guarded(const httplib::Request& req, httplib::Response& res,
 /// "models"/"datasets" -> RepoType.
 hub::RepoType parse_type(const std::string& plural);
 
+/// Whether `caller` may see `repo`: public repos to all, internal ones to any signed-in user,
+/// private ones to their owner.
+bool can_see(const RepoRecord& repo, const Caller& caller);
+
 /// The repo if it exists and `caller` may see it; HttpError 404 otherwise (private repos look
 /// missing to others).
 RepoRecord repo_for_read(Service& service, const Caller& caller, hub::RepoType type,
@@ -64,6 +72,13 @@ RepoRecord repo_for_read(Service& service, const Caller& caller, hub::RepoType t
 /// the caller is not the owner.
 RepoRecord repo_for_write(Service& service, const Caller& caller, hub::RepoType type,
                           const std::string& owner, const std::string& name);
+
+/// Decodes standard base64 (line breaks and spaces ignored); nullopt when it is not valid.
+std::optional<std::string> decode_base64(const std::string& text);
+
+/// "scheme://host:port" as the client reached this server (from the Host header), for links the
+/// client follows (LFS upload and download hrefs).
+std::string base_url(Service& service, const httplib::Request& req);
 
 /// Query parameter or `fallback`.
 std::string param(const httplib::Request& req, const char* key, const std::string& fallback = "");
@@ -78,5 +93,6 @@ CommitRecord resolve_revision(Service& service, const RepoRecord& repo,
 void add_repo_routes(httplib::Server& server, Service& service);
 void add_file_routes(httplib::Server& server, Service& service);
 void add_upload_routes(httplib::Server& server, Service& service);
+void add_git_routes(httplib::Server& server, Service& service);
 
 }  // namespace ms::hub_server

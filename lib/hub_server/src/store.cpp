@@ -413,11 +413,19 @@ std::optional<RepoRecord> Store::find_repo_by_id(std::int64_t id) {
 std::vector<RepoRecord> Store::list_repos(hub::RepoType type, const std::string& owner) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   Statement s(impl_->db->handle(),
-              std::string(kRepoColumns) + "WHERE type=? AND owner=? ORDER BY id");
-  s.bind(1, std::string(hub::repo_type_name(type))).bind(2, owner);
+              std::string(kRepoColumns) + "WHERE type=? AND (?='' OR owner=?) ORDER BY id");
+  s.bind(1, std::string(hub::repo_type_name(type))).bind(2, owner).bind(3, owner);
   std::vector<RepoRecord> out;
   while (s.step()) out.push_back(read_repo(s));
   return out;
+}
+
+void Store::update_repo_settings(const RepoRecord& repo) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Statement s(impl_->db->handle(),
+              "UPDATE repos SET visibility=?, license=?, chinese_name=?, description=? WHERE id=?");
+  s.bind(1, static_cast<std::int64_t>(repo.visibility)).bind(2, repo.license);
+  s.bind(3, repo.chinese_name).bind(4, repo.description).bind(5, repo.id).run();
 }
 
 void Store::delete_repo(std::int64_t repo_id) {

@@ -1,8 +1,11 @@
 """Runs inside the venv with the official `modelscope` package (scripts/setup_python_interop.sh):
 uploads to and downloads from `ms hub serve` through HubApi / snapshot_download, and prints one
 JSON object with what it saw. Arguments: MODE TOKEN WORKDIR, MODE "main" (logs in, uploads,
-downloads) or "anonymous" (no credentials: a private repo must stay invisible). MODELSCOPE_DOMAIN
-points at the server, MODELSCOPE_CREDENTIALS_PATH at a fresh folder per mode.
+downloads), "anonymous" (no credentials: a private repo must stay invisible) or "apis" (the wider
+HubApi surface: info, revisions, tags, branches, file lists, commits, single-file and filtered
+downloads, deletes, visibility, git clone of create_repo; each call's result or error is reported
+by name). MODELSCOPE_DOMAIN points at the server, MODELSCOPE_CREDENTIALS_PATH at a fresh folder per
+mode.
 
 The client sends an explicit `token=` as a cookie whose domain is the endpoint's host:port, which
 cookie matching drops when the endpoint has a port; the cookie saved by login() has no port and
@@ -37,10 +40,117 @@ def anonymous(work):
         return {"private_without_token": type(e).__name__}
 
 
+def listing(folder):
+    """Relative paths of every file under `folder`, metadata files (.msc, .mv, ...) included."""
+    out = []
+    for base, _, files in os.walk(folder):
+        out += [os.path.relpath(os.path.join(base, name), folder) for name in files]
+    return sorted(out)
+
+
+def read_text(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def apis(token, work):
+    """Calls each API once; returns {name: result} or {name: {"error": "Type: message"}}."""
+    from modelscope.hub.file_download import dataset_file_download, model_file_download
+
+    result = {}
+
+    def call(name, fn):
+        try:
+            result[name] = fn()
+        except Exception as e:  # noqa: BLE001
+            result[name] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+
+    def paths(files):
+        return sorted(f["Path"] for f in files)
+
+    api = HubApi()
+    api.login(token)
+    src = os.path.join(work, "apisrc")
+    for rel, data in {"a.txt": "a\n", "b.json": "{}", "sub/c.txt": "c\n", "README.md": "# m\n"}.items():
+        os.makedirs(os.path.dirname(os.path.join(src, rel)), exist_ok=True)
+        with open(os.path.join(src, rel), "w") as f:
+            f.write(data)
+    m, d = "alice/api-model", "alice/api-data"
+
+    # create_repo's default create_default_config=True git-clones the new repo.
+    call("create_repo_default", lambda: api.create_repo("alice/api-git").endswith("/models/alice/api-git"))
+    call("create_repo", lambda: api.create_repo(m, create_default_config=False).endswith("/models/" + m))
+    api.upload_folder(repo_id=m, folder_path=src, commit_message="first")
+    call("create_model_tag", lambda: api.create_model_tag(m, "v1.0").endswith("/tags/v1.0"))
+    api.upload_file(path_or_fileobj=b"dev\n", path_in_repo="dev.txt", repo_id=m, revision="dev",
+                    commit_message="on dev")
+    call("upload_file_commit", lambda: len(api.upload_file(
+        path_or_fileobj=b"later\n", path_in_repo="later.txt", repo_id=m, commit_message="later").oid))
+
+    call("get_model", lambda: {k: api.get_model(m)[k] for k in ("Name", "Path", "Visibility")})
+    call("get_model_missing", lambda: api.get_model("alice/absent"))
+    call("repo_exists", lambda: [api.repo_exists(m), api.repo_exists("alice/absent"),
+                                 api.repo_exists(d, repo_type="dataset")])
+    call("file_exists", lambda: [api.file_exists(m, "sub/c.txt"), api.file_exists(m, "absent.txt")])
+    call("branches_and_tags", lambda: [sorted(x) for x in api.get_model_branches_and_tags(m)])
+    call("list_model_revisions", lambda: api.list_model_revisions(m, cutoff_timestamp=4102444800))
+    call("get_valid_revision", lambda: api.get_valid_revision(m, revision="v1.0"))
+    call("get_model_files", lambda: paths(api.get_model_files(m)))
+    call("get_model_files_recursive", lambda: paths(api.get_model_files(m, recursive=True)))
+    call("get_model_files_tag", lambda: paths(api.get_model_files(m, revision="v1.0", recursive=True)))
+    call("get_model_files_branch", lambda: paths(api.get_model_files(m, revision="dev", recursive=True)))
+    call("get_model_files_root", lambda: paths(api.get_model_files(m, root="sub")))
+    call("list_repo_commits", lambda: [c.title for c in api.list_repo_commits(m).commits])
+    call("model_info", lambda: sorted(s.rfilename for s in api.model_info(m).siblings))
+    call("get_endpoint_for_read", lambda: api.get_endpoint_for_read(m) == api.endpoint)
+
+    cache = os.path.join(work, "apicache")
+    call("snapshot_tag", lambda: listing(snapshot_download(m, revision="v1.0", cache_dir=cache + "1")))
+    call("snapshot_branch", lambda: listing(snapshot_download(m, revision="dev", cache_dir=cache + "2")))
+    call("snapshot_allow", lambda: listing(snapshot_download(m, allow_patterns=["*.txt"], cache_dir=cache + "3")))
+    call("snapshot_ignore", lambda: listing(snapshot_download(m, ignore_patterns=["*.txt", "*.md"],
+                                                              cache_dir=cache + "4")))
+    call("snapshot_local_dir", lambda: listing(snapshot_download(m, local_dir=os.path.join(work, "apild"))))
+    call("model_file_download", lambda: read_text(model_file_download(m, "sub/c.txt", cache_dir=cache + "5")))
+    call("model_file_download_tag", lambda: os.path.basename(
+        model_file_download(m, "a.txt", revision="v1.0", cache_dir=cache + "6")))
+    call("model_file_download_local_dir", lambda: read_text(
+        model_file_download(m, "later.txt", local_dir=os.path.join(work, "apild2"))))
+    call("model_file_download_missing", lambda: model_file_download(m, "absent.txt", cache_dir=cache + "7"))
+
+    # Datasets.
+    api.create_repo(d, repo_type="dataset")
+    api.upload_folder(repo_id=d, folder_path=src, repo_type="dataset")
+    call("get_dataset", lambda: {k: api.get_dataset(d)[k] for k in ("Name", "Visibility")})
+    call("get_dataset_files", lambda: paths(api.get_dataset_files(d)))
+    call("get_dataset_files_flat", lambda: paths(api.get_dataset_files(d, recursive=False)))
+    call("dataset_info", lambda: sorted(s.rfilename for s in api.dataset_info(d).siblings))
+    call("list_repo_commits_dataset", lambda: len(api.list_repo_commits(d, repo_type="dataset").commits))
+    call("list_datasets", lambda: [x["id"] for x in api.list_datasets("alice")["datasets"]])
+    call("dataset_file_download", lambda: read_text(dataset_file_download(d, "sub/c.txt", cache_dir=cache + "8")))
+    call("dataset_snapshot_allow", lambda: listing(dataset_snapshot_download(
+        d, allow_file_pattern=["sub/*"], cache_dir=cache + "9")))
+
+    # Changes: delete files, visibility, delete repos.
+    call("delete_files_model", lambda: api.delete_files(m, "model", "*.json")["deleted_files"])
+    call("delete_files_dataset", lambda: api.delete_files(d, "dataset", "sub/*")["deleted_files"])
+    call("files_after_delete", lambda: [paths(api.get_model_files(m, recursive=True)),
+                                        paths(api.get_dataset_files(d))])
+    call("set_visibility_model", lambda: api.set_repo_visibility(m, "model", "private")["Code"])
+    call("set_visibility_dataset", lambda: api.set_repo_visibility(d, "dataset", "private")["Code"])
+    call("visibility_after", lambda: [api.get_model(m)["Visibility"], api.get_dataset(d)["Visibility"]])
+    call("delete_repo", lambda: [api.delete_repo("alice/api-git", "model"), api.delete_repo(d, "dataset"),
+                                 api.repo_exists("alice/api-git"), api.repo_exists(d, repo_type="dataset")])
+    return result
+
+
 def main():
     mode, token, work = sys.argv[1], sys.argv[2], sys.argv[3]
     if mode == "anonymous":
         print(json.dumps(anonymous(work)))
+        return
+    if mode == "apis":
+        print(json.dumps(apis(token, work)))
         return
     result = {}
     src = os.path.join(work, "src")

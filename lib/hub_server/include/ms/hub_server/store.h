@@ -132,8 +132,11 @@ class Store {
   std::optional<RepoRecord> find_repo(hub::RepoType type, const std::string& owner,
                                       const std::string& name);
   std::optional<RepoRecord> find_repo_by_id(std::int64_t id);
-  /// Repos of one type under `owner`, oldest first.
+  /// Repos of one type under `owner` (every owner when empty), oldest first.
   std::vector<RepoRecord> list_repos(hub::RepoType type, const std::string& owner);
+  /// Stores the editable settings of `repo` (visibility, license, Chinese name, description),
+  /// found by its id.
+  void update_repo_settings(const RepoRecord& repo);
   /// Deletes the repo's metadata (blobs stay: they may be shared).
   void delete_repo(std::int64_t repo_id);
 

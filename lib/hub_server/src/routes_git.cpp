@@ -1,0 +1,208 @@
+// Read-only git over HTTP ("dumb" protocol: info/refs, HEAD, loose objects), so that
+// `git clone {endpoint}/{owner}/{name}.git` works, as Python's HubApi.create_repo needs, plus the
+// git-lfs batch API for downloads so that LFS files check out with git-lfs installed. Pushing is
+// refused with a message git (and git-lfs) show (uploads go through the HTTP API).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <unordered_map>
+#include <vector>
+
+#include "git_export.h"
+#include "ms/core/error.h"
+#include "service.h"
+
+namespace ms::hub_server {
+namespace {
+
+constexpr const char* kPushRefused =
+    "ms hub serve does not accept git pushes; upload with HubApi.upload_folder / upload_file, "
+    "`modelscope upload` or `ms upload`";
+
+// One git pkt-line: 4 hex digits of length (including themselves), then the payload.
+std::string pkt_line(const std::string& payload) {
+  return fmt::format("{:04x}", payload.size() + 4) + payload;
+}
+
+// The repo a git URL names. Models are /{owner}/{name}.git, datasets /datasets/{owner}/{name}.git.
+// A private repo asked for without credentials gets a Basic challenge, so that git retries with
+// the token from the clone URL (https://oauth2:TOKEN@host/...).
+RepoRecord git_repo(Service& service, const httplib::Request& req, httplib::Response& res) {
+  const hub::RepoType type =
+      req.matches[1].length() > 0 ? hub::RepoType::kDataset : hub::RepoType::kModel;
+  const Caller caller = identify(service, req);
+  auto repo = service.store.find_repo(type, req.matches[2], req.matches[3]);
+  if (repo && !can_see(*repo, caller) && !caller.user) {
+    res.set_header("WWW-Authenticate", "Basic realm=\"ms hub serve\"");
+    throw HttpError{401, "authentication required"};
+  }
+  return repo_for_read(service, caller, type, req.matches[2], req.matches[3]);
+}
+
+// Runs `body` for each branch and tag with its git snapshot.
+template <typename Fn>
+void for_each_ref(Service& service, const RepoRecord& repo, Fn&& body) {
+  for (const RefRecord& ref : service.store.refs(repo.id)) {
+    auto commit = service.store.find_commit(ref.commit_id);
+    if (!commit) continue;
+    body(ref, *service.git.snapshot(*commit, service.store.user_email(commit->author)));
+  }
+}
+
+// Sizes of the LFS files of every branch and tag, by sha256: what this repo may serve via LFS.
+std::unordered_map<std::string, std::uint64_t> lfs_objects(Service& service,
+                                                           const RepoRecord& repo) {
+  std::unordered_map<std::string, std::uint64_t> out;
+  for_each_ref(service, repo, [&](const RefRecord&, const GitSnapshot& snapshot) {
+    out.insert(snapshot.lfs_objects.begin(), snapshot.lfs_objects.end());
+  });
+  return out;
+}
+
+void send_lfs_json(httplib::Response& res, int status, const nlohmann::json& body) {
+  res.status = status;
+  res.set_content(body.dump(), "application/vnd.git-lfs+json");
+}
+
+// Streams a stored blob as the whole response body.
+void send_blob(Service& service, const std::string& sha256, httplib::Response& res) {
+  struct Fd {
+    int fd = -1;
+    ~Fd() {
+      if (fd >= 0) ::close(fd);
+    }
+  };
+  auto file = std::make_shared<Fd>();
+  const std::string path = service.store.blob_path(sha256).string();
+  file->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (file->fd < 0) {
+    throw Error(ErrorCode::kIo, fmt::format("blob {} is missing on the server: {}", sha256,
+                                            std::strerror(errno)));
+  }
+  const off_t size = ::lseek(file->fd, 0, SEEK_END);
+  res.set_content_provider(
+      static_cast<std::size_t>(size < 0 ? 0 : size), "application/octet-stream",
+      [file](std::size_t offset, std::size_t want, httplib::DataSink& sink) {
+        std::vector<char> buffer(std::min<std::size_t>(want, 1 << 20));
+        const ssize_t got =
+            ::pread(file->fd, buffer.data(), buffer.size(), static_cast<off_t>(offset));
+        if (got <= 0) return false;
+        return sink.write(buffer.data(), static_cast<std::size_t>(got));
+      });
+}
+
+}  // namespace
+
+void add_git_routes(httplib::Server& server, Service& service) {
+  const std::string repo_re = R"(/(datasets/)?([^/]+)/([^/]+)\.git)";
+
+  server.Get(repo_re + "/info/refs", [&](const httplib::Request& req, httplib::Response& res) {
+    guarded(req, res, [&] {
+      if (param(req, "service") == "git-receive-pack") {
+        // A smart-protocol advertisement holding only an error line: git prints it and stops.
+        res.set_content(pkt_line("# service=git-receive-pack\n") + "0000" +
+                            pkt_line(std::string("ERR ") + kPushRefused + "\n"),
+                        "application/x-git-receive-pack-advertisement");
+        return;
+      }
+      const RepoRecord repo = git_repo(service, req, res);
+      // Dumb protocol: "<sha1>\t<ref>" lines, sorted by ref name as `git update-server-info` does.
+      std::vector<std::pair<std::string, std::string>> lines;
+      for_each_ref(service, repo, [&](const RefRecord& ref, const GitSnapshot& snapshot) {
+        lines.emplace_back((ref.is_tag ? "refs/tags/" : "refs/heads/") + ref.name,
+                           snapshot.commit_sha1);
+      });
+      std::sort(lines.begin(), lines.end());
+      std::string body;
+      for (const auto& [name, sha1] : lines) body += sha1 + "\t" + name + "\n";
+      res.set_content(body, "text/plain");
+    });
+  });
+
+  server.Get(repo_re + "/HEAD", [&](const httplib::Request& req, httplib::Response& res) {
+    guarded(req, res, [&] {
+      git_repo(service, req, res);
+      res.set_content("ref: refs/heads/master\n", "text/plain");
+    });
+  });
+
+  server.Get(repo_re + R"(/objects/([0-9a-f]{2})/([0-9a-f]{38}))",
+             [&](const httplib::Request& req, httplib::Response& res) {
+               guarded(req, res, [&] {
+                 const RepoRecord repo = git_repo(service, req, res);
+                 const std::string sha1 = std::string(req.matches[4]) + std::string(req.matches[5]);
+                 std::string found;
+                 for_each_ref(service, repo, [&](const RefRecord&, const GitSnapshot& snapshot) {
+                   auto it = snapshot.objects.find(sha1);
+                   if (found.empty() && it != snapshot.objects.end()) {
+                     found = service.git.loose_object(it->second);
+                   }
+                 });
+                 if (found.empty()) throw HttpError{404, "no git object " + sha1};
+                 res.set_content(found, "application/x-git-loose-object");
+               });
+             });
+
+  // git-lfs batch API (https://github.com/git-lfs/git-lfs/blob/main/docs/api/batch.md):
+  // downloads point at the route below, with the caller's Authorization header passed on.
+  server.Post(repo_re + "/info/lfs/objects/batch", [&](const httplib::Request& req,
+                                                       httplib::Response& res) {
+    guarded(req, res, [&] {
+      const RepoRecord repo = git_repo(service, req, res);
+      const nlohmann::json body = json_body(req);
+      if (body.value("operation", std::string()) != "download") {
+        send_lfs_json(res, 403, {{"message", kPushRefused}});
+        return;
+      }
+      const auto available = lfs_objects(service, repo);
+      const std::string prefix =
+          base_url(service, req) + req.path.substr(0, req.path.find(".git/") + 4);
+      nlohmann::json header = nlohmann::json::object();
+      if (req.has_header("Authorization")) {
+        header["Authorization"] = req.get_header_value("Authorization");
+      }
+      nlohmann::json objects = nlohmann::json::array();
+      for (const nlohmann::json& o : body.value("objects", nlohmann::json::array())) {
+        const std::string oid = o.is_object() ? o.value("oid", std::string()) : "";
+        auto it = available.find(oid);
+        if (it == available.end()) {
+          objects.push_back(
+              {{"oid", oid}, {"error", {{"code", 404}, {"message", "object not in this repo"}}}});
+          continue;
+        }
+        objects.push_back({{"oid", oid},
+                           {"size", it->second},
+                           {"authenticated", true},
+                           {"actions",
+                            {{"download",
+                              {{"href", prefix + "/info/lfs/objects/" + oid},
+                               {"header", header},
+                               {"expires_in", 86400}}}}}});
+      }
+      send_lfs_json(res, 200, {{"transfer", "basic"}, {"objects", objects}});
+    });
+  });
+
+  server.Get(repo_re + "/info/lfs/objects/([0-9a-f]{64})",
+             [&](const httplib::Request& req, httplib::Response& res) {
+               guarded(req, res, [&] {
+                 const RepoRecord repo = git_repo(service, req, res);
+                 const std::string oid = req.matches[4];
+                 // Only blobs of this repo: sha256 alone must not reach other repos' files.
+                 if (lfs_objects(service, repo).count(oid) == 0) {
+                   throw HttpError{404, "LFS object " + oid + " is not in this repo"};
+                 }
+                 send_blob(service, oid, res);
+               });
+             });
+
+  server.Post(repo_re + "/git-receive-pack",
+              [&](const httplib::Request& req, httplib::Response& res) {
+                send_envelope(req, res, 403, nullptr, kPushRefused);
+              });
+}
+
+}  // namespace ms::hub_server
