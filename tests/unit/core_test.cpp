@@ -1,4 +1,5 @@
 // Unit tests of the core module: errors and exit codes, device specs, text helpers, atomic files.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -149,6 +150,35 @@ TEST_CASE("atomic writes replace files whole and leave no temp files", "[core][f
     CHECK(std::string(e.what()).find("missing.txt") != std::string::npos);
   }
   fs::remove_all(dir);
+}
+
+TEST_CASE("write_all_at writes every byte at its offset, in pieces, and names the file on error",
+          "[core][file]") {
+  namespace fs = std::filesystem;
+  const fs::path path =
+      fs::temp_directory_path() / ("ms-core-write-" + std::to_string(::getpid()) + ".bin");
+  // Longer than several pieces and not a multiple of one, after a gap left at the start.
+  std::string data(3 * ms::kWritePiece + 1234, '\0');
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7 + i / 4096);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
+  REQUIRE(fd >= 0);
+  ms::write_all_at(fd, data.data(), data.size(), 5, path);
+  ::close(fd);
+  const std::string back = ms::read_file(path);
+  REQUIRE(back.size() == data.size() + 5);
+  CHECK(back.substr(0, 5) == std::string(5, '\0'));
+  CHECK(back.substr(5) == data);
+  fs::remove(path);
+
+  const int read_only = ::open("/dev/null", O_RDONLY);
+  try {
+    ms::write_all_at(read_only, data.data(), 10, 0, "some/target.bin");
+    FAIL("no throw");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ErrorCode::kIo);
+    CHECK(std::string(e.what()).find("some/target.bin") != std::string::npos);
+  }
+  ::close(read_only);
 }
 
 TEST_CASE("endpoints are normalised", "[core][settings]") {
