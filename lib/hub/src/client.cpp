@@ -56,7 +56,8 @@ struct Response {
   CURLcode curl_code = CURLE_OK;
   std::string curl_error;
   bool aborted_by_sink = false;
-  bool range_ignored = false;
+  bool range_ignored = false;         // a ranged GET was answered with the whole file (200)
+  bool stopped_at_range_end = false;  // ... and cut on purpose once the range's end arrived
   bool body_too_large = false;
   std::exception_ptr sink_error;
   std::string set_cookie_session;  // the Set-Cookie header value that set m_session_id
@@ -72,7 +73,9 @@ struct Request {
   std::uint64_t upload_size = 0;
   const DataSink* sink = nullptr;  // receives a 2xx body instead of Response::body
   bool api = true;                 // whole-request timeout applies
-  bool expect_partial = false;     // a ranged GET: a 200 (whole file) must not reach the sink
+  bool expect_partial = false;     // a ranged GET: a 200 carries the whole file, not the range
+  std::uint64_t range_from = 0;    // with expect_partial: the range asked for, [from, end)
+  std::uint64_t range_end = 0;     // 0: to the end of the file
   std::function<void(std::uint64_t)> upload_progress;
   std::vector<std::pair<std::string, std::string>> form;  // sent as multipart/form-data when set
 };
@@ -81,7 +84,22 @@ struct CallbackState {
   Response* response;
   const Request* request;
   std::uint64_t uploaded = 0;
+  std::uint64_t whole_body_seen = 0;  // bytes of a whole-file answer to a ranged GET so far
 };
+
+// Hands body bytes to the request's sink; false stops the transfer.
+bool deliver(CallbackState* state, const char* data, std::size_t n) {
+  Response& r = *state->response;
+  // Exceptions must not cross curl's C frames: keep it and rethrow after curl returns.
+  bool ok = false;
+  try {
+    ok = (*state->request->sink)(data, n);
+  } catch (...) {
+    r.sink_error = std::current_exception();
+  }
+  if (!ok) r.aborted_by_sink = true;
+  return ok;
+}
 
 size_t on_header(char* buffer, size_t size, size_t count, void* user) {
   auto* state = static_cast<CallbackState*>(user);
@@ -110,23 +128,27 @@ size_t on_body(char* ptr, size_t size, size_t count, void* user) {
   const size_t n = size * count;
   // Only 2xx bodies are data; an error page goes to Response::body for the message.
   Response& r = *state->response;
-  if (state->request->sink != nullptr && state->request->expect_partial && r.status == 200) {
+  const Request& req = *state->request;
+  if (req.sink != nullptr && req.expect_partial && r.status == 200) {
+    // The hub ignored the Range header and sends the whole file (plain file servers and some
+    // proxies do). The bytes before the range are dropped and the transfer is cut at its end,
+    // so a partial download still resumes, at the cost of receiving its prefix again.
     r.range_ignored = true;
-    return 0;
-  }
-  if (state->request->sink != nullptr && r.status >= 200 && r.status < 300) {
-    // Exceptions must not cross curl's C frames: keep it and rethrow after curl returns.
-    bool ok = false;
-    try {
-      ok = (*state->request->sink)(ptr, n);
-    } catch (...) {
-      r.sink_error = std::current_exception();
-    }
-    if (!ok) {
-      r.aborted_by_sink = true;
+    const std::uint64_t pos = state->whole_body_seen;
+    state->whole_body_seen += n;
+    const std::uint64_t from = std::max(pos, req.range_from);
+    const std::uint64_t to =
+        req.range_end != 0 ? std::min<std::uint64_t>(pos + n, req.range_end) : pos + n;
+    if (from < to && !deliver(state, ptr + (from - pos), static_cast<std::size_t>(to - from)))
+      return 0;
+    if (req.range_end != 0 && pos + n >= req.range_end) {
+      r.stopped_at_range_end = true;
       return 0;
     }
     return n;
+  }
+  if (req.sink != nullptr && r.status >= 200 && r.status < 300) {
+    return deliver(state, ptr, n) ? n : 0;
   }
   // API answers (listings of many thousand files) may be large; an error page in answer to a
   // download only needs its start for the message.
@@ -149,6 +171,45 @@ size_t on_read(char* buffer, size_t size, size_t count, void* user) {
     state->request->upload_progress(static_cast<std::uint64_t>(n));
   return static_cast<size_t>(n);
 }
+
+// The endpoint's host name as curl matches cookie domains: lower case, no port, no brackets.
+std::string endpoint_host(const std::string& endpoint) {
+  CURLU* url = curl_url();
+  char* host = nullptr;
+  std::string out;
+  if (url != nullptr && curl_url_set(url, CURLUPART_URL, endpoint.c_str(), 0) == CURLUE_OK &&
+      curl_url_get(url, CURLUPART_HOST, &host, 0) == CURLUE_OK && host != nullptr) {
+    out = host;
+  }
+  curl_free(host);
+  curl_url_cleanup(url);
+  if (out.size() >= 2 && out.front() == '[' && out.back() == ']')
+    out = out.substr(1, out.size() - 2);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+// The token as a Netscape cookie-file line for the endpoint's host only (no tail match), so
+// that curl's cookie engine sends it to the hub but not to a host the hub redirects to (a CDN,
+// or anyone a hostile hub names). CURLOPT_COOKIE would go to every host of a redirect chain.
+std::string session_cookie_line(const std::string& endpoint, const std::string& token) {
+  if (token.find_first_of("\t\r\n;") != std::string::npos) {
+    throw Error(ErrorCode::kUsage, "the access token contains a tab, newline or ';'",
+                "pass the token exactly as the hub issued it (--token, MODELSCOPE_API_TOKEN)");
+  }
+  const std::string host = endpoint_host(endpoint);
+  if (host.empty()) {
+    throw Error(ErrorCode::kUsage, fmt::format("endpoint '{}' has no host name", endpoint),
+                "use a URL such as https://www.modelscope.cn or http://127.0.0.1:8080");
+  }
+  // domain, tail match, path, secure only, expiry (0: session), name, value
+  return fmt::format("{}\tFALSE\t/\tFALSE\t0\tm_session_id\t{}", host, token);
+}
+
+// Answers worth another try: the hub failed (5xx) or asked the client to slow down (429, which
+// urllib3 retries for Python's client too, after the Retry-After it names).
+bool is_retryable_status(long status) { return status >= 500 || status == 429; }
 
 bool is_retryable_curl(CURLcode code) {
   switch (code) {
@@ -175,14 +236,15 @@ struct HubClient::Impl {
   std::vector<CURL*> pool;
   std::atomic<std::uint64_t> requests{0};
   std::string user_agent;
-  std::string cookie;
+  std::string cookie_line;  // Netscape-format m_session_id cookie for the endpoint host
   std::string ca_bundle;
 
   explicit Impl(HubOptions o) : options(std::move(o)) {
     init_curl_once();
     user_agent = fmt::format("ms/{}; session_id/{}; platform/linux; env/custom; user/unknown",
                              ms::version(), random_hex(32));
-    if (options.token) cookie = "m_session_id=" + *options.token;
+    if (options.token && !options.token->empty())
+      cookie_line = session_cookie_line(options.endpoint, *options.token);
     // The CA bundle variables Python's requests honours, for hubs with private certificates.
     for (const char* name : {"REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"}) {
       if (auto v = env_var(name)) {
@@ -238,7 +300,9 @@ struct HubClient::Impl {
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &state);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &state);
-    if (!cookie.empty()) curl_easy_setopt(c, CURLOPT_COOKIE, cookie.c_str());
+    // The cookie engine keeps its cookies across curl_easy_reset: start each request afresh.
+    curl_easy_setopt(c, CURLOPT_COOKIELIST, "ALL");
+    if (!cookie_line.empty()) curl_easy_setopt(c, CURLOPT_COOKIELIST, cookie_line.c_str());
     if (!ca_bundle.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, ca_bundle.c_str());
     struct curl_slist* headers = nullptr;
     curl_mime* mime = nullptr;
@@ -333,7 +397,7 @@ struct HubClient::Impl {
     }
     throw Error(ErrorCode::kNetwork,
                 fmt::format("{} {}: HTTP {}{}", req.method, req.url, r.status, detail),
-                r.status >= 500 ? "the hub failed; try again later" : "");
+                is_retryable_status(r.status) ? "the hub failed or is busy; try again later" : "");
   }
 
   // Sends with retries on transport errors and 5xx (only idempotent calls unless `retry_post`).
@@ -362,7 +426,7 @@ struct HubClient::Impl {
         backoff(attempt, -1);
         continue;
       }
-      if (r.status >= 500 && !last) {
+      if (is_retryable_status(r.status) && !last) {
         log::info("{} {}: HTTP {}; retrying ({}/{})", req.method, req.url, r.status, attempt + 1,
                   options.max_attempts);
         backoff(attempt, r.retry_after_s);
@@ -551,6 +615,8 @@ void HubClient::download_range(const std::string& url, std::uint64_t offset, std
     req.api = false;
     req.sink = &counting;
     req.expect_partial = from > 0;
+    req.range_from = from;
+    req.range_end = end;
     if (from > 0 || end != 0) {
       req.headers.push_back(end != 0 ? fmt::format("Range: bytes={}-{}", from, end - 1)
                                      : fmt::format("Range: bytes={}-", from));
@@ -558,13 +624,16 @@ void HubClient::download_range(const std::string& url, std::uint64_t offset, std
     const std::uint64_t before = written;
     Response r = impl_->perform(req);
     if (r.sink_error) std::rethrow_exception(r.sink_error);
-    if (r.range_ignored || overflow) {
-      fail(ErrorCode::kNetwork,
-           "GET {}: the hub ignored the Range request (sent {} instead of bytes {}-{})", url,
-           r.range_ignored ? "the whole file" : "more bytes", from,
-           end == 0 ? std::string() : std::to_string(end - 1));
+    if (overflow) {
+      fail(ErrorCode::kNetwork, "GET {}: the hub sent more than the {} bytes asked for", url,
+           end - offset);
     }
     if (r.aborted_by_sink) fail(ErrorCode::kIo, "GET {}: writing the data failed", url);
+    if (r.range_ignored) {
+      log::warn("GET {}: the hub ignored the Range request; the first {} bytes came again", url,
+                from);
+    }
+    if (r.stopped_at_range_end) return;
     const bool last = attempt + 1 >= impl_->options.max_attempts;
     if (r.curl_code == CURLE_OK && r.status >= 200 && r.status < 300) {
       if (end == 0 || offset + written >= end) return;
@@ -584,7 +653,7 @@ void HubClient::download_range(const std::string& url, std::uint64_t offset, std
       if (written > before) attempt = 0;
       continue;
     }
-    if (r.status >= 500 && !last) {
+    if (is_retryable_status(r.status) && !last) {
       log::info("GET {}: HTTP {}; retrying ({}/{})", url, r.status, attempt + 1,
                 impl_->options.max_attempts);
       impl_->backoff(attempt, r.retry_after_s);
@@ -703,7 +772,7 @@ void HubClient::put_blob(const std::string& href, const std::string& local_path,
     Response r = impl_->perform(req);
     ::close(fd);
     const bool last = attempt + 1 >= impl_->options.max_attempts;
-    const bool failed = r.curl_code != CURLE_OK || r.status >= 500;
+    const bool failed = r.curl_code != CURLE_OK || is_retryable_status(r.status);
     if (failed && !last && (r.curl_code == CURLE_OK || is_retryable_curl(r.curl_code))) {
       if (progress && sent > 0)
         progress(static_cast<std::uint64_t>(-static_cast<std::int64_t>(sent)));
