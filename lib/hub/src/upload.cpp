@@ -177,6 +177,13 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
   if (!prefix.empty()) check_repo_path(prefix);
   std::vector<std::pair<fs::path, std::string>> out;
   if (!fs::is_directory(local, ec)) {
+    // Reading a FIFO, a device or a socket would block or never end.
+    if (!fs::is_regular_file(local, ec)) {
+      throw Error(
+          ErrorCode::kUsage,
+          fmt::format("{}: not a regular file or folder, so it cannot be uploaded", local.string()),
+          "upload a regular file, or a folder of them");
+    }
     std::string name = prefix.empty() ? local.filename().string() : prefix;
     if (!options.path_in_repo.empty() && options.path_in_repo.back() == '/')
       name = prefix + "/" + local.filename().string();
@@ -197,28 +204,38 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
       it.disable_recursion_pending();
       continue;
     }
-    if (it->is_symlink(ec)) {
+    const bool is_link = it->is_symlink(ec);
+    if (is_dir && !is_link) continue;
+    if (name == ".ms_upload_cache" || name == ".ms_upload_progress") continue;
+    const std::string rel = p.lexically_relative(root).generic_string();
+    // Patterns first: an excluded file or link is never resolved, read or checked, which is what
+    // the hints below offer.
+    if (!selected_by_patterns(rel, options.include, options.exclude)) continue;
+    if (is_link) {
       const fs::path target = fs::weakly_canonical(p, ec);
-      if (ec || !inside(root, target)) {
+      if (ec) {
+        throw Error(ErrorCode::kUsage,
+                    fmt::format("{}: cannot resolve the symlink: {}", p.string(), ec.message()),
+                    "fix or remove the link, or exclude it with --exclude");
+      }
+      if (!inside(root, target)) {
         throw Error(ErrorCode::kUsage,
                     fmt::format("{}: symlink leads outside the folder being uploaded ({})",
                                 p.string(), target.string()),
                     "replace the link with a copy of the file, or exclude it with --exclude");
       }
-      if (fs::is_directory(target, ec)) {
-        // Links to folders inside the tree are skipped: their files are uploaded from the real
-        // path.
-        continue;
-      }
+      // Links to folders inside the tree are skipped: their files are uploaded from the real
+      // path.
+      if (fs::is_directory(target, ec)) continue;
     }
-    if (is_dir || !fs::is_regular_file(p, ec)) continue;
-    if (name == ".ms_upload_cache" || name == ".ms_upload_progress") continue;
-    std::string rel = p.lexically_relative(root).generic_string();
-    if (!is_safe_repo_path(rel)) {
-      throw Error(ErrorCode::kUsage, fmt::format("{}: the name cannot be a repo path", p.string()),
-                  "rename it, or exclude it with --exclude");
+    // FIFOs, sockets, devices and dangling links are not files to upload.
+    if (!fs::is_regular_file(p, ec)) continue;
+    try {
+      check_repo_path(rel);
+    } catch (Error& e) {
+      e.set_hint("rename it, or exclude it with --exclude");
+      throw;
     }
-    if (!selected_by_patterns(rel, options.include, options.exclude)) continue;
     std::string repo_path = prefix.empty() ? rel : prefix + "/" + rel;
     check_repo_path(repo_path);
     out.emplace_back(p, repo_path);
