@@ -204,6 +204,29 @@ class HubServerTest(MsTestCase):
                                                  self.alice)
             self.assertEqual(status, 400, (body, out))
 
+    def test_inline_content_must_be_strict_base64(self):
+        repo = self.make_repo()
+        commit_path = f"/api/v1/repos/models/{repo}/commit/master"
+
+        def commit(content):
+            return self.server.api("POST", commit_path, {"actions": [
+                {"action": "create", "path": "b.txt", "type": "normal", "content": content,
+                 "encoding": "base64"}]}, self.alice)
+
+        # Padding in the middle, or where no data precedes it, used to be decoded into bytes
+        # nobody sent ("YQ==YQ==" was stored as "a\0\0a").
+        for garbage in ("YQ==YQ==", "=YQ=", "Y===", "YQ", "YQ=", "!!!!", "YW\u00e9j", "YWJj\u0000==="):
+            status, env = commit(garbage)
+            self.assertEqual(status, 400, (garbage, env))
+            self.assertIn("not valid base64", env["Message"])
+        _, env = self.server.files(repo, token=self.alice)
+        self.assertNotIn("b.txt", [f["Path"] for f in env["Data"]["Files"]])
+        for text, data in (("", b""), ("YQ==", b"a"), ("YWI=", b"ab"), ("YWJj", b"abc"),
+                           ("YWJj\nZGVm\r\n", b"abcdef"), ("/+/+", bytes([0xff, 0xef, 0xfe]))):
+            status, env = commit(text)
+            self.assertEqual(status, 200, (text, env))
+            self.assertEqual(self.server.download(repo, "b.txt")[2], data, text)
+
     def test_interrupted_blob_upload_leaves_nothing(self):
         repo = self.make_repo()
         data = os.urandom(100000)

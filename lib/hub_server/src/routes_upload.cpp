@@ -1,7 +1,5 @@
 // Routes that write: the LFS batch check, blob upload (verified while streaming), commits with
 // inline and LFS files, and file deletion.
-#include <openssl/evp.h>
-
 #include "ms/core/error.h"
 #include "ms/hub/repo_id.h"
 #include "service.h"
@@ -11,24 +9,52 @@ namespace {
 
 using nlohmann::json;
 
+// Strict standard base64 (RFC 4648 section 4); line breaks and spaces are skipped. Padding only
+// at the very end: EVP_DecodeBlock took '=' anywhere and "YQ==YQ==" became "a\0\0a", so content
+// the client never sent was stored.
 std::string decode_base64(const std::string& text, const std::string& path) {
+  auto bad = [&](const std::string& why) {
+    return HttpError{400, "file '" + path + "': content is not valid base64 (" + why + ")"};
+  };
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
   std::string clean;
   clean.reserve(text.size());
   for (char c : text) {
-    if (c != '\n' && c != '\r' && c != ' ') clean += c;
+    if (c != '\n' && c != '\r' && c != ' ' && c != '\t') clean += c;
   }
-  if (clean.size() % 4 != 0)
-    throw HttpError{400, "file '" + path + "': content is not valid base64"};
-  std::string out(clean.size() / 4 * 3, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(clean.data()),
-                                static_cast<int>(clean.size()));
-  if (n < 0) throw HttpError{400, "file '" + path + "': content is not valid base64"};
-  std::size_t size = static_cast<std::size_t>(n);
-  // EVP_DecodeBlock counts padding bytes as zeros; drop them.
-  if (!clean.empty() && clean.back() == '=') --size;
-  if (clean.size() >= 2 && clean[clean.size() - 2] == '=') --size;
-  out.resize(size);
+  if (clean.size() % 4 != 0) throw bad("its length is not a multiple of 4");
+  std::size_t padding = 0;
+  while (padding < 2 && padding < clean.size() && clean[clean.size() - 1 - padding] == '=') {
+    ++padding;
+  }
+  std::string out;
+  out.reserve(clean.size() / 4 * 3);
+  std::uint32_t bits = 0;
+  for (std::size_t i = 0; i < clean.size() - padding; ++i) {
+    const int v = value(clean[i]);
+    if (v < 0) throw bad(fmt::format("unexpected character at offset {}", i));
+    bits = (bits << 6) | static_cast<std::uint32_t>(v);
+    if (i % 4 == 3) {
+      out += static_cast<char>((bits >> 16) & 0xff);
+      out += static_cast<char>((bits >> 8) & 0xff);
+      out += static_cast<char>(bits & 0xff);
+      bits = 0;
+    }
+  }
+  // The last group: 2 or 3 characters carry 1 or 2 bytes.
+  if (padding == 2) {
+    out += static_cast<char>((bits >> 4) & 0xff);
+  } else if (padding == 1) {
+    out += static_cast<char>((bits >> 10) & 0xff);
+    out += static_cast<char>((bits >> 2) & 0xff);
+  }
   return out;
 }
 
