@@ -23,6 +23,8 @@ class MockHub(http.server.ThreadingHTTPServer):
         self.gets = 0
         self.listings = 0
         self.cookies = []  # (Host header, Cookie header) of every request
+        self.repo_created = False
+        self.commits = 0
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
 
@@ -117,9 +119,32 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             self.wfile.write(body)
             return
+        if url.path == "/api/v1/models/o/n" and hub.mode == "create_race":
+            if not hub.repo_created:
+                return self.send_status(404, "model o/n does not exist")
+            return self.send_json({"Id": 1, "Name": "n"})
         self.send_response(404)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+    def send_status(self, status, message):
+        body = json.dumps({"Code": status, "Success": False, "Message": message}).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        hub = self.server
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.path == "/api/v1/models":
+            # Another client created the repo between this client's check and its create.
+            hub.repo_created = True
+            return self.send_status(409, "model o/n already exists")
+        if self.path.startswith("/api/v1/repos/models/o/n/commit/"):
+            hub.commits += 1
+            return self.send_json({"oid": "c2"})
+        self.send_status(404, "no such API")
 
 
 class HostileHubTest(MsTestCase):
@@ -199,6 +224,19 @@ class HostileHubTest(MsTestCase):
         self.assertTrue(to_hub and all(c and "m_session_id=SECRET-TOKEN" in c for c in to_hub))
         self.assertTrue(elsewhere, "the download did not follow the redirect")
         self.assertTrue(all(c is None or "SECRET-TOKEN" not in c for c in elsewhere), elsewhere)
+
+    def test_upload_create_loses_a_race_to_another_client(self):
+        self.hub.mode = "create_race"
+        src = self.path("src")
+        os.makedirs(src)
+        with open(os.path.join(src, "a.txt"), "w") as f:
+            f.write("a")
+        env = {"MODELSCOPE_CACHE": self.path("cache"), "MODELSCOPE_CREDENTIALS_PATH": self.path("cred"),
+               "MODELSCOPE_API_TOKEN": "", "MS_HUB_RETRIES": "2"}
+        r = run_ms("upload", "o/n", src, "--create", "--endpoint", self.hub.endpoint, "--token", "t",
+                   env=env, timeout=60)
+        self.assertExit(r, 0)
+        self.assertEqual(self.hub.commits, 1)
 
     def test_oversized_body_is_refused(self):
         self.hub.mode = "oversized"

@@ -114,5 +114,26 @@ class HubFaultsTest(MsTestCase):
         self.assertExit(self.upload("alice/links", src, "--exclude", "loop*", "outside"), 0)
 
 
+    # --- concurrent clients -------------------------------------------------------------------
+    def spawn(self, *args, cache):
+        env = dict(os.environ)
+        env.update(self.env(MODELSCOPE_CACHE=cache))
+        return subprocess.Popen([MS_BIN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)
+
+    def test_two_uploads_creating_the_same_repo_both_succeed(self):
+        trees = {side: make_tree(self.path(side), {f"{side}{i}.txt": side.encode() * i for i in range(10)})
+                 for side in ("a", "b")}
+        for n in range(4):
+            repo = f"alice/race{n}"
+            procs = [self.spawn("upload", repo, trees[side], "--create", "--token", self.token,
+                                cache=self.path("cache-" + side)) for side in trees]
+            for p in procs:
+                _out, err = p.communicate(timeout=60)
+                self.assertEqual(p.returncode, 0, err)
+            # Both commits landed: neither upload lost the other's files.
+            self.assertEqual(len(self.listing(repo)), 21)
+
+
 if __name__ == "__main__":
     unittest.main()

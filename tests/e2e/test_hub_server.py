@@ -80,6 +80,20 @@ class HubServerTest(MsTestCase):
         # Unknown repo.
         self.assertEqual(self.server.api("GET", "/api/v1/models/alice/none")[0], 404)
 
+    def test_concurrent_creates_of_one_repo(self):
+        results = []
+
+        def create():
+            results.append(self.server.create_model(self.alice, "alice", "contested")[0])
+
+        threads = [threading.Thread(target=create) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        # One wins; every other sees the 409 a create after it would get.
+        self.assertEqual(sorted(results), [200] + [409] * 7)
+
     def test_list_models(self):
         self.make_repo("pub1")
         self.make_repo("priv", visibility=1)

@@ -702,22 +702,34 @@ void HubClient::create_repo(RepoType type, const RepoId& repo, bool is_private, 
                {"ChineseName", repo.name},
                {"Visibility", visibility},
                {"License", "Apache License 2.0"}};
-  if (type == RepoType::kDataset) {
-    // Datasets are created with a multipart form, as modelscope sends it.
-    Request req;
-    req.method = "POST";
-    req.url = impl_->options.endpoint + "/api/v1/datasets";
-    req.form = {{"Name", repo.name},
-                {"ChineseName", repo.name},
-                {"Owner", repo.owner},
-                {"License", "Apache License 2.0"},
-                {"Visibility", std::to_string(visibility)},
-                {"Description", ""}};
-    impl_->envelope(impl_->send(req, "create " + describe(type, repo), false), req);
-    return;
+  try {
+    if (type == RepoType::kDataset) {
+      // Datasets are created with a multipart form, as modelscope sends it.
+      Request req;
+      req.method = "POST";
+      req.url = impl_->options.endpoint + "/api/v1/datasets";
+      req.form = {{"Name", repo.name},
+                  {"ChineseName", repo.name},
+                  {"Owner", repo.owner},
+                  {"License", "Apache License 2.0"},
+                  {"Visibility", std::to_string(visibility)},
+                  {"Description", ""}};
+      impl_->envelope(impl_->send(req, "create " + describe(type, repo), false), req);
+      return;
+    }
+    impl_->api("POST", fmt::format("/api/v1/{}", repo_type_plural(type)),
+               "create " + describe(type, repo), body.dump(), false);
+  } catch (const Error&) {
+    // Another client (two uploads started together) may have created it since the check above.
+    if (!exist_ok) throw;
+    bool exists = false;
+    try {
+      repo_info(type, repo);
+      exists = true;
+    } catch (const Error&) {
+    }
+    if (!exists) throw;  // the create's own failure
   }
-  impl_->api("POST", fmt::format("/api/v1/{}", repo_type_plural(type)),
-             "create " + describe(type, repo), body.dump(), false);
 }
 
 std::vector<std::string> HubClient::lfs_upload_hrefs(
