@@ -3,6 +3,7 @@ upload sources (FIFOs, devices, unsafe names, broken symlinks), processes killed
 concurrent clients. Bounded: small files, every subprocess with a timeout."""
 import hashlib
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -133,6 +134,26 @@ class HubFaultsTest(MsTestCase):
                 self.assertEqual(p.returncode, 0, err)
             # Both commits landed: neither upload lost the other's files.
             self.assertEqual(len(self.listing(repo)), 21)
+
+    def test_two_downloads_into_one_local_dir_from_different_caches(self):
+        # Different cache roots mean different repo locks; both runs still share the folder and
+        # its .msc index. They used to race: 'cannot move into the cache' (exit 74), and an index
+        # missing files that the other run had moved in.
+        files = {f"f{i:02d}.bin": os.urandom(100000 + i) for i in range(30)}
+        files["big.bin"] = os.urandom(3 << 20)
+        self.assertExit(self.upload("alice/shared-dir", make_tree(self.path("src"), files)), 0)
+        for n in range(5):
+            local = self.path(f"local{n}")
+            procs = [self.spawn("download", "alice/shared-dir", "--local-dir", local, "--token", self.token,
+                                "--max-workers", "4", cache=self.path(f"cache{n}-{side}")) for side in "ab"]
+            for p in procs:
+                _out, err = p.communicate(timeout=120)
+                self.assertEqual(p.returncode, 0, err)
+            for name, data in files.items():
+                with open(os.path.join(local, name), "rb") as f:
+                    self.assertEqual(f.read(), data, name)
+            with open(os.path.join(local, ".msc"), "rb") as f:
+                self.assertEqual(sorted(e["Path"] for e in pickle.load(f)), sorted(files))
 
 
 if __name__ == "__main__":

@@ -212,26 +212,39 @@ class HashingWriter {
   std::thread thread_;
 };
 
-// The per-repo lock: flock on an fd, so the kernel drops it when the holder dies.
-class RepoLock {
+// An exclusive flock held for the object's life; the kernel drops it when the holder dies, so a
+// killed run never leaves a lock behind.
+class ExclusiveLock {
  public:
-  explicit RepoLock(const fs::path& path) {
+  enum class Target {
+    kLockFile,  // a lock file, created if missing (Python's <cache>/.lock/<owner>___<name>)
+    kFolder,    // the folder itself (created if missing): no extra file in a --local-dir
+  };
+
+  ExclusiveLock(const fs::path& path, Target target) {
+    const fs::path folder = target == Target::kFolder ? path : path.parent_path();
     std::error_code ec;
-    fs::create_directories(path.parent_path(), ec);
-    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    fs::create_directories(folder, ec);
+    if (ec) fail(ErrorCode::kIo, "{}: cannot create folder: {}", folder.string(), ec.message());
+    fd_ = target == Target::kFolder ? ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                                    : ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0)
-      fail(ErrorCode::kIo, "{}: cannot open the lock file: {}", path.string(),
-           std::strerror(errno));
+      fail(ErrorCode::kIo, "{}: cannot open for locking: {}", path.string(), std::strerror(errno));
     if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
-    log::warn("waiting for another download of the same repo to finish (lock {})", path.string());
+    log::warn(
+        "waiting for another download of the same repo or into the same folder to finish "
+        "(lock {})",
+        path.string());
     while (::flock(fd_, LOCK_EX) != 0) {
       if (errno != EINTR)
         fail(ErrorCode::kIo, "{}: lock failed: {}", path.string(), std::strerror(errno));
     }
   }
-  ~RepoLock() {
+  ~ExclusiveLock() {
     if (fd_ >= 0) ::close(fd_);
   }
+  ExclusiveLock(const ExclusiveLock&) = delete;
+  ExclusiveLock& operator=(const ExclusiveLock&) = delete;
 
  private:
   int fd_ = -1;
@@ -677,8 +690,9 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
 
   HubClient client(hub);
   const std::string revision = options.revision.empty() ? "master" : options.revision;
-  std::optional<RepoLock> lock;
-  if (!options.dry_run) lock.emplace(layout.lock_file);
+  // The repo's lock, where Python's client takes it too ...
+  std::optional<ExclusiveLock> repo_lock;
+  if (!options.dry_run) repo_lock.emplace(layout.lock_file, ExclusiveLock::Target::kLockFile);
 
   std::vector<FileEntry> listed;
   std::vector<RevisionInfo> revisions;
@@ -697,6 +711,10 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   }
   const std::vector<FileEntry> selected = select(listed, options);
 
+  // ... and the destination folder's, taken once the repo is known to exist: runs with different
+  // cache roots (so different repo locks) can share a --local-dir, and each rewrites its .msc.
+  std::optional<ExclusiveLock> folder_lock;
+  if (!options.dry_run) folder_lock.emplace(layout.repo_dir, ExclusiveLock::Target::kFolder);
   RepoCache cache(layout.repo_dir);
   DownloadResult result;
   result.local_path = layout.repo_dir;
