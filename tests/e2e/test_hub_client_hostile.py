@@ -24,6 +24,7 @@ class MockHub(http.server.ThreadingHTTPServer):
         self.listings = 0
         self.cookies = []  # (Host header, Cookie header) of every request
         self.repo_created = False
+        self.entry_changes = None  # a list of dicts: the listing holds w.bin once per dict, changed by it
         self.commits = 0
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
@@ -78,8 +79,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     {"Path": f"many/f{i:03d}.txt", "Type": "blob", "Size": 3, "Revision": "c1",
                      "Sha256": hashlib.sha256(b"abc").hexdigest(), "CommitMessage": "m" * 25000}
                     for i in range(60)]})
-            return self.send_json({"Files": [{"Path": hub.listed_path, "Name": "w.bin", "Type": "blob", "Size": size,
-                                              "Sha256": hashlib.sha256(CONTENT).hexdigest(), "Revision": "c1"}]})
+            entry = {"Path": hub.listed_path, "Name": "w.bin", "Type": "blob", "Size": size,
+                     "Sha256": hashlib.sha256(CONTENT).hexdigest(), "Revision": "c1"}
+            return self.send_json({"Files": [dict(entry, **change) for change in hub.entry_changes or [{}]]})
         if url.path.endswith("/revisions"):
             return self.send_json({"RevisionMap": {"Branches": [{"Revision": "master", "CreatedAt": 1}], "Tags": []}})
         if hub.mode == "redirect" and url.path.endswith("/repo") and self.headers.get("Host", "").startswith("127."):
@@ -237,6 +239,31 @@ class HostileHubTest(MsTestCase):
                    env=env, timeout=60)
         self.assertExit(r, 0)
         self.assertEqual(self.hub.commits, 1)
+
+    def test_bad_sizes_and_types_in_the_listing_are_refused(self):
+        # A size of 2**64-1 made a parted download loop for ever building parts of 0 bytes; a
+        # non-string Path or null Revision ended in 'internal error' (exit 70).
+        for change in ({"Size": -1}, {"Size": 2 ** 64 - 1}, {"Size": 1e30}, {"Size": 2.5}, {"Size": "3145728"},
+                       {"Path": 5}, {"Sha256": ["x"]}):
+            with self.subTest(change=change):
+                self.hub.entry_changes = [change]
+                r = self.download("--max-workers", "4", env={"MS_DOWNLOAD_PARTS": "4"})
+                self.assertExit(r, 7)
+                self.assertOneLineError(r, "bad file entry")
+                self.assertFalse(os.path.exists(self.cached()))
+        self.assertEqual(self.hub.gets, 0)
+
+    def test_lenient_listing_details(self):
+        # A path listed twice (a paged listing read while the repo changed), an upper-case
+        # digest and a null Revision still give the one right file.
+        sha = hashlib.sha256(CONTENT).hexdigest()
+        self.hub.entry_changes = [{"Sha256": sha.upper(), "Revision": None}, {}]
+        r = self.download("--max-workers", "4")
+        self.assertExit(r, 0)
+        self.assertIn("more than once", r.stderr)
+        with open(self.cached(), "rb") as f:
+            self.assertEqual(f.read(), CONTENT)
+        self.assertEqual(self.hub.gets, 1)
 
     def test_oversized_body_is_refused(self):
         self.hub.mode = "oversized"

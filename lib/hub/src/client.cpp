@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
+#include <unordered_set>
 
 #include "ms/core/error.h"
 #include "ms/core/file.h"
@@ -499,26 +500,75 @@ std::string describe(RepoType type, const RepoId& repo) {
   return fmt::format("{} {}", repo_type_name(type), repo.str());
 }
 
+// Listed files are at most this big (1 PiB): enough for any model, and far from the 64-bit
+// overflows a hostile size would cause in part arithmetic.
+constexpr std::uint64_t kMaxListedSize = 1ull << 50;
+
+[[noreturn]] void bad_listing(const json& f, const std::string& what) {
+  std::string shown = f.dump();
+  if (shown.size() > 200) shown = shown.substr(0, 200) + "...";
+  throw Error(ErrorCode::kIntegrity,
+              fmt::format("the hub listed a bad file entry ({}): {}", what, shown),
+              "the hub is misbehaving; nothing was downloaded");
+}
+
+// A string member; absent or null gives "", any other type is a bad entry.
+std::string listed_text(const json& f, const char* key) {
+  const auto it = f.find(key);
+  if (it == f.end() || it->is_null()) return {};
+  if (!it->is_string()) bad_listing(f, fmt::format("'{}' is not a string", key));
+  return it->get<std::string>();
+}
+
 FileEntry to_entry(const json& f) {
   FileEntry e;
-  e.path = f.value("Path", std::string());
+  e.path = listed_text(f, "Path");
   if (!is_safe_repo_path(e.path)) {
     // A hub listing "../x" or "/etc/x" is hostile or broken; nothing from it is written.
     throw Error(ErrorCode::kIntegrity,
                 fmt::format("the hub listed an unsafe file path '{}'", e.path),
                 "the hub is misbehaving; nothing was downloaded");
   }
-  e.revision = f.value("Revision", std::string());
-  e.sha256 = f.value("Sha256", std::string());
-  if (f.contains("Size") && f["Size"].is_number()) e.size = f["Size"].get<std::uint64_t>();
-  e.is_lfs = f.value("IsLFS", false);
+  e.revision = listed_text(f, "Revision");
+  // hashlib's hexdigest is lower case; a hub writing upper case means the same digest.
+  e.sha256 = listed_text(f, "Sha256");
+  std::transform(e.sha256.begin(), e.sha256.end(), e.sha256.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  const auto size = f.find("Size");
+  if (size != f.end() && !size->is_null()) {
+    // Negative, fractional or absurd sizes would wrap around in offsets and part counts.
+    if (!size->is_number_unsigned() || size->get<std::uint64_t>() > kMaxListedSize)
+      bad_listing(f, "'Size' is not a byte count");
+    e.size = size->get<std::uint64_t>();
+  }
+  const auto lfs = f.find("IsLFS");
+  e.is_lfs = lfs != f.end() && lfs->is_boolean() && lfs->get<bool>();
   return e;
 }
 
 bool keep_listed(const json& f) {
-  if (!f.is_object() || f.value("Type", std::string("blob")) == "tree") return false;
-  const std::string path = f.value("Path", std::string());
-  return path != ".gitignore" && path != ".gitattributes";
+  if (!f.is_object()) return false;
+  const auto type = f.find("Type");
+  if (type != f.end() && type->is_string() && type->get<std::string>() == "tree") return false;
+  const auto path = f.find("Path");
+  const bool hidden_git_file =
+      path != f.end() && path->is_string() && (*path == ".gitignore" || *path == ".gitattributes");
+  return !hidden_git_file;
+}
+
+// Appends the listed files; a path listed twice (a paged listing read while the repo changed)
+// is kept once, as first listed.
+void add_listed(std::vector<FileEntry>& out, std::unordered_set<std::string>& seen,
+                const json& files) {
+  for (const json& f : files) {
+    if (!keep_listed(f)) continue;
+    FileEntry e = to_entry(f);
+    if (!seen.insert(e.path).second) {
+      log::warn("the hub listed '{}' more than once; using the first entry", e.path);
+      continue;
+    }
+    out.push_back(std::move(e));
+  }
 }
 }  // namespace
 
@@ -548,6 +598,7 @@ std::vector<RevisionInfo> HubClient::revisions(RepoType type, const RepoId& repo
 std::vector<FileEntry> HubClient::list_files(RepoType type, const RepoId& repo,
                                              const std::string& revision) {
   std::vector<FileEntry> out;
+  std::unordered_set<std::string> seen;
   const std::string what = fmt::format("{} at revision '{}'", describe(type, repo), revision);
   if (type == RepoType::kModel) {
     json data = impl_->api(
@@ -555,9 +606,7 @@ std::vector<FileEntry> HubClient::list_files(RepoType type, const RepoId& repo,
         repo_path(type, repo) + "/repo/files?Revision=" + escape(revision) + "&Recursive=True",
         what);
     if (data.is_object() && data.contains("Files") && data["Files"].is_array()) {
-      for (const json& f : data["Files"]) {
-        if (keep_listed(f)) out.push_back(to_entry(f));
-      }
+      add_listed(out, seen, data["Files"]);
     }
     return out;
   }
@@ -575,9 +624,7 @@ std::vector<FileEntry> HubClient::list_files(RepoType type, const RepoId& repo,
     std::size_t n = 0;
     if (data.is_object() && data.contains("Files") && data["Files"].is_array()) {
       n = data["Files"].size();
-      for (const json& f : data["Files"]) {
-        if (keep_listed(f)) out.push_back(to_entry(f));
-      }
+      add_listed(out, seen, data["Files"]);
     }
     if (n < 100 || page > 100000) break;
   }

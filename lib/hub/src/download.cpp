@@ -389,7 +389,9 @@ class PartedFile {
     const fs::path base = run.layout.temp_dir / entry_.path;
     data_path_ = base.string() + ".ms-partial";
     state_path_ = base.string() + ".ms-parts";
-    const std::uint64_t part = (entry_.size + parts - 1) / parts;
+    // Rounded up without overflow; never 0, so the loop below ends whatever the size.
+    const std::uint64_t part =
+        std::max<std::uint64_t>(1, entry_.size / parts + (entry_.size % parts != 0 ? 1 : 0));
     for (std::uint64_t start = 0; start < entry_.size; start += part) {
       parts_.push_back({start, std::min(entry_.size, start + part)});
     }
