@@ -296,6 +296,55 @@ class HubServerTest(MsTestCase):
         _, _, body_missing = self.server.request("GET", "/api/v1/models/alice/nothing")
         self.assertEqual(json.loads(body_missing)["Code"], 404)
 
+    def test_a_sha256_alone_does_not_copy_a_private_file(self):
+        secret = os.urandom(300000)
+        sha = hashlib.sha256(secret).hexdigest()
+        repo = self.make_repo("vault", visibility=1)
+        self.assertEqual(self.server.commit(self.alice, repo, lfs={"w.bin": secret})[0], 200)
+        status, env = self.server.create_model(self.bob, "bob", "thief")
+        self.assertEqual(status, 200, env)
+        lfs_action = {"action": "create", "path": "stolen.bin", "type": "lfs", "size": len(secret), "sha256": sha}
+        # The batch answer does not reveal that the server has the blob ...
+        status, env = self.server.api("POST", "/api/v1/repos/models/bob/thief/info/lfs/objects/batch",
+                                      {"operation": "upload", "objects": [{"oid": sha, "size": len(secret)}]}, self.bob)
+        self.assertEqual(status, 200, env)
+        self.assertIn("actions", env["Data"]["objects"][0])
+        # ... and a commit naming it is refused in the words used for a blob never uploaded.
+        status, env = self.server.api("POST", "/api/v1/repos/models/bob/thief/commit/master",
+                                      {"actions": [lfs_action]}, self.bob)
+        self.assertEqual(status, 400, env)
+        self.assertIn("has not been uploaded", env["Message"])
+        self.assertEqual(self.server.download("bob/thief", "stolen.bin")[0], 404)
+        # Sending the bytes proves possession; then the commit goes through.
+        self.assertEqual(self.server.upload_blob(self.bob, "bob/thief", secret), sha)
+        status, env = self.server.api("POST", "/api/v1/repos/models/bob/thief/commit/master",
+                                      {"actions": [lfs_action]}, self.bob)
+        self.assertEqual(status, 200, env)
+        # The owner's other repos still share the blob without a new upload.
+        self.make_repo("copy")
+        status, env = self.server.api("POST", "/api/v1/repos/models/alice/copy/info/lfs/objects/batch",
+                                      {"operation": "upload", "objects": [{"oid": sha, "size": len(secret)}]}, self.alice)
+        self.assertNotIn("actions", env["Data"]["objects"][0])
+
+    def test_store_from_before_repo_blobs_is_migrated(self):
+        repo = self.make_repo()
+        big = os.urandom(100000)
+        sha = hashlib.sha256(big).hexdigest()
+        self.server.commit(self.alice, repo, lfs={"b.bin": big})
+        self.assertEqual(self.server.stop(), 0)
+        import sqlite3
+        db = sqlite3.connect(os.path.join(self.root, "meta.sqlite3"))
+        db.execute("DROP TABLE repo_blobs")
+        db.commit()
+        db.close()
+        again = HubServer(self.root).start()
+        self.addCleanup(again.stop)
+        # The blob committed before is the repo's again: a commit may name it without an upload.
+        status, env = again.api("POST", f"/api/v1/repos/models/{repo}/commit/master", {"actions": [
+            {"action": "create", "path": "again.bin", "type": "lfs", "size": len(big), "sha256": sha}]}, self.alice)
+        self.assertEqual(status, 200, env)
+        self.assertEqual(again.download(repo, "again.bin")[2], big)
+
     def test_write_auth(self):
         repo = self.make_repo()
         for token, expected in ((None, 401), ("ms-wrong", 401), (self.bob, 403)):
