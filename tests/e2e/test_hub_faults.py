@@ -115,6 +115,31 @@ class HubFaultsTest(MsTestCase):
         self.assertExit(self.upload("alice/links", src, "--exclude", "loop*", "outside"), 0)
 
 
+    # --- interrupted and repeated uploads ------------------------------------------------------
+    def test_rerun_without_the_upload_state_sends_nothing_twice(self):
+        # The state of an earlier run can be gone: another machine, a cleared cache, or a run
+        # killed after the hub applied its commit but before the state was saved.
+        files = {"w.bin": os.urandom(300000), "a.txt": b"a", "d/b.txt": b"b"}
+        src = make_tree(self.path("src"), files)
+        first = self.json_out(self.upload("alice/stateless", src, "--json"))
+        self.assertEqual(first["files_committed"], 3)
+        shutil.rmtree(self.path("cache", ".upload"))
+        again = self.json_out(self.upload("alice/stateless", src, "--json"))
+        self.assertEqual((again["files_committed"], again["files_skipped"], again["bytes_uploaded"],
+                          again["blobs_uploaded"], again["commits"]), (0, 3, 0, 0, []))
+        # A changed file still goes out, alone.
+        with open(os.path.join(src, "a.txt"), "wb") as f:
+            f.write(b"changed")
+        shutil.rmtree(self.path("cache", ".upload"))
+        changed = self.json_out(self.upload("alice/stateless", src, "--json"))
+        self.assertEqual((changed["files_committed"], changed["bytes_uploaded"]), (1, len(b"changed")))
+        # A new branch is created even when its files equal master's.
+        branch = self.json_out(self.upload("alice/stateless", src, "--json", "--revision", "dev"))
+        self.assertEqual(branch["files_committed"], 3)
+        r = self.ms("download", "alice/stateless", "--revision", "dev", "--token", self.token,
+                    "--local-dir", self.path("dev"))
+        self.assertExit(r, 0)
+
     # --- concurrent clients -------------------------------------------------------------------
     def spawn(self, *args, cache):
         env = dict(os.environ)

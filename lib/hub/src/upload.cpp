@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
+#include <unordered_map>
 
 #include "ms/core/error.h"
 #include "ms/core/file.h"
@@ -287,6 +288,30 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
       state.record(f, false);
     });
     if (!need_hash.empty()) state.save();
+  }
+
+  // Files the revision already holds with the same content need no commit either: the state
+  // of an earlier run may be gone (another machine, a cleared cache), or a run may have died
+  // between the hub applying its commit and saving the state.
+  if (std::any_of(files.begin(), files.end(), [](const LocalFile& f) { return !f.committed; })) {
+    std::unordered_map<std::string, std::string> remote;  // path -> sha256
+    try {
+      for (const FileEntry& e : client.list_files(options.type, options.repo, options.revision))
+        remote.emplace(e.path, e.sha256);
+    } catch (const Error& e) {
+      // A branch this upload creates has no files yet (and must be created even if its files
+      // match master's).
+      if (e.code() != ErrorCode::kNotFound) throw;
+    }
+    bool changed = false;
+    for (LocalFile& f : files) {
+      auto it = remote.find(f.repo_path);
+      if (f.committed || it == remote.end() || it->second != f.sha256) continue;
+      f.committed = true;
+      state.record(f, true);
+      changed = true;
+    }
+    if (changed) state.save();
   }
 
   UploadResult result;
