@@ -140,6 +140,26 @@ class HubFaultsTest(MsTestCase):
                     "--local-dir", self.path("dev"))
         self.assertExit(r, 0)
 
+    def test_rewritten_file_with_its_old_size_and_mtime_is_uploaded(self):
+        # tar, cp -p and reproducible builds (SOURCE_DATE_EPOCH) give new content the old size
+        # and mtime; the upload state must not call such a file unchanged.
+        src = make_tree(self.path("src"), {"w.bin": b"A" * 200000, "a.txt": b"old!"})
+        stamp = 1_600_000_000 * 10 ** 9
+        for name in ("w.bin", "a.txt"):
+            os.utime(os.path.join(src, name), ns=(stamp, stamp))
+        self.assertExit(self.upload("alice/stamped", src), 0)
+        new = {"w.bin": b"B" * 200000, "a.txt": b"new!"}
+        time.sleep(0.01)  # a later ctime, even on coarse clocks
+        for name, data in new.items():
+            path = os.path.join(src, name)
+            with open(path, "wb") as f:
+                f.write(data)
+            os.utime(path, ns=(stamp, stamp))
+        again = self.json_out(self.upload("alice/stamped", src, "--json"))
+        self.assertEqual(again["files_committed"], 2)
+        for name, data in new.items():
+            self.assertEqual(self.server.download("alice/stamped", name, token=self.token)[2], data)
+
     # --- concurrent clients -------------------------------------------------------------------
     def spawn(self, *args, cache):
         env = dict(os.environ)

@@ -67,13 +67,17 @@ struct LocalFile {
   std::string repo_path;
   std::uint64_t size = 0;
   std::int64_t mtime_ns = 0;
+  // Unlike mtime, ctime cannot be set back: tar, cp -p and reproducible builds give a rewritten
+  // file its old size and mtime, but every write moves ctime (git's index relies on the same).
+  std::int64_t ctime_ns = 0;
+  std::uint64_t inode = 0;
   std::string sha256;
   bool lfs = false;
   bool committed = false;  // by an earlier run, unchanged since
 };
 
-std::int64_t mtime_ns(const struct stat& st) {
-  return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+std::int64_t nanoseconds(const struct timespec& t) {
+  return static_cast<std::int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
 }
 
 // Upload state of one (folder, repo, revision): what was hashed and committed.
@@ -100,7 +104,9 @@ class UploadState {
     auto it = data_.find(f.repo_path);
     if (it == data_.end() || !it->is_object()) return false;
     if (it->value("size", std::uint64_t(0)) != f.size ||
-        it->value("mtime_ns", std::int64_t(0)) != f.mtime_ns)
+        it->value("mtime_ns", std::int64_t(0)) != f.mtime_ns ||
+        it->value("ctime_ns", std::int64_t(0)) != f.ctime_ns ||
+        it->value("inode", std::uint64_t(0)) != f.inode)
       return false;
     f.sha256 = it->value("sha256", std::string());
     f.committed = it->value("committed", false);
@@ -108,8 +114,8 @@ class UploadState {
   }
   void record(const LocalFile& f, bool committed) {
     std::lock_guard<std::mutex> lock(mutex_);
-    data_[f.repo_path] = {
-        {"size", f.size}, {"mtime_ns", f.mtime_ns}, {"sha256", f.sha256}, {"committed", committed}};
+    data_[f.repo_path] = {{"size", f.size},   {"mtime_ns", f.mtime_ns}, {"ctime_ns", f.ctime_ns},
+                          {"inode", f.inode}, {"sha256", f.sha256},     {"committed", committed}};
   }
   void save() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -273,7 +279,9 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
     if (::stat(f.local.c_str(), &st) != 0)
       fail(ErrorCode::kIo, "{}: cannot stat", f.local.string());
     f.size = static_cast<std::uint64_t>(st.st_size);
-    f.mtime_ns = mtime_ns(st);
+    f.mtime_ns = nanoseconds(st.st_mtim);
+    f.ctime_ns = nanoseconds(st.st_ctim);
+    f.inode = static_cast<std::uint64_t>(st.st_ino);
     f.lfs = is_lfs_file(f.repo_path, f.size);
   }
   {
