@@ -55,6 +55,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def paging_ignored(self, url):
+        # A dataset hub that answers every PageNumber with the same full page of 100 files.
+        hub = self.server
+        if url.path == "/api/v1/datasets/o/d":
+            return self.send_json({"Id": 7})
+        if url.path == "/api/v1/datasets/7/repo/tree":
+            hub.listings += 1
+            sha = hashlib.sha256(b"x").hexdigest()
+            return self.send_json({"Files": [{"Path": f"f{i:03d}.txt", "Type": "blob", "Size": 1, "Sha256": sha,
+                                              "Revision": "c1"} for i in range(100)]})
+        hub.gets += 1
+        self.send_response(200)
+        self.send_header("Content-Length", "1")
+        self.end_headers()
+        self.wfile.write(b"x")
+
     def send_busy(self):
         self.send_response(429)
         self.send_header("Retry-After", "1")
@@ -66,6 +82,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         url = urllib.parse.urlparse(self.path)
         query = urllib.parse.parse_qs(url.query)
         hub.cookies.append((self.headers.get("Host"), self.headers.get("Cookie")))
+        if hub.mode == "paging_ignored":
+            return self.paging_ignored(url)
         if url.path.endswith("/repo/files"):
             hub.listings += 1
             if hub.mode == "busy" and hub.listings == 1:
@@ -264,6 +282,17 @@ class HostileHubTest(MsTestCase):
         with open(self.cached(), "rb") as f:
             self.assertEqual(f.read(), CONTENT)
         self.assertEqual(self.hub.gets, 1)
+
+    def test_dataset_hub_ignoring_page_numbers(self):
+        # Each page was asked for up to the 100000-page cap, the same 100 files every time.
+        self.hub.mode = "paging_ignored"
+        env = {"MODELSCOPE_CACHE": self.path("cache"), "MODELSCOPE_CREDENTIALS_PATH": self.path("cred"),
+               "MODELSCOPE_API_TOKEN": "", "MODELSCOPE_OFFLINE": ""}
+        r = run_ms("download", "o/d", "--dataset", "--endpoint", self.hub.endpoint, env=env, timeout=60)
+        self.assertExit(r, 0)
+        self.assertEqual(self.hub.listings, 2)
+        self.assertEqual(self.hub.gets, 100)
+        self.assertEqual(len([l for l in r.stderr.splitlines() if "more than once" in l]), 1)
 
     def test_oversized_body_is_refused(self):
         self.hub.mode = "oversized"

@@ -557,18 +557,27 @@ bool keep_listed(const json& f) {
 }
 
 // Appends the listed files; a path listed twice (a paged listing read while the repo changed)
-// is kept once, as first listed.
-void add_listed(std::vector<FileEntry>& out, std::unordered_set<std::string>& seen,
-                const json& files) {
+// is kept once, as first listed. Returns how many entries were new.
+std::size_t add_listed(std::vector<FileEntry>& out, std::unordered_set<std::string>& seen,
+                       const json& files) {
+  std::size_t added = 0;
+  std::size_t repeated = 0;
+  std::string first_repeated;
   for (const json& f : files) {
     if (!keep_listed(f)) continue;
     FileEntry e = to_entry(f);
     if (!seen.insert(e.path).second) {
-      log::warn("the hub listed '{}' more than once; using the first entry", e.path);
+      if (repeated++ == 0) first_repeated = e.path;
       continue;
     }
     out.push_back(std::move(e));
+    ++added;
   }
+  if (repeated > 0) {
+    log::warn("the hub listed {} path(s) more than once (the first: '{}'); using the first entries",
+              repeated, first_repeated);
+  }
+  return added;
 }
 }  // namespace
 
@@ -622,11 +631,14 @@ std::vector<FileEntry> HubClient::list_files(RepoType type, const RepoId& repo,
                                        id, escape(revision), page),
                            what);
     std::size_t n = 0;
+    std::size_t added = 0;
     if (data.is_object() && data.contains("Files") && data["Files"].is_array()) {
       n = data["Files"].size();
-      add_listed(out, seen, data["Files"]);
+      added = add_listed(out, seen, data["Files"]);
     }
-    if (n < 100 || page > 100000) break;
+    // A short page is the last; a full page of nothing new means the hub ignores PageNumber
+    // (asking on would repeat the same page up to the cap).
+    if (n < 100 || added == 0 || page > 100000) break;
   }
   return out;
 }
