@@ -24,6 +24,8 @@ class MockHub(http.server.ThreadingHTTPServer):
         self.listings = 0
         self.cookies = []  # (Host header, Cookie header) of every request
         self.repo_created = False
+        self.puts = []  # Host headers of blob PUTs
+        self.put_cookies = []
         self.entry_changes = None  # a list of dicts: the listing holds w.bin once per dict, changed by it
         self.commits = 0
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -139,6 +141,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             self.wfile.write(body)
             return
+        if url.path == "/api/v1/models/o/n" and hub.mode == "lfs_elsewhere":
+            return self.send_json({"Id": 1, "Name": "n"})
         if url.path == "/api/v1/models/o/n" and hub.mode == "create_race":
             if not hub.repo_created:
                 return self.send_status(404, "model o/n does not exist")
@@ -154,13 +158,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_POST(self):
+    def do_PUT(self):
         hub = self.server
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        hub.puts.append(self.headers.get("Host"))
+        hub.put_cookies.append(self.headers.get("Cookie"))
+        self.send_json(None)
+
+    def do_POST(self):
+        hub = self.server
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         if self.path == "/api/v1/models":
             # Another client created the repo between this client's check and its create.
             hub.repo_created = True
             return self.send_status(409, "model o/n already exists")
+        if self.path.endswith("/info/lfs/objects/batch"):
+            # The upload goes to another host the hub names (as ModelScope's object store).
+            href = f"http://localhost:{hub.server_address[1]}/upload/blob"
+            return self.send_json({"objects": [{"oid": o["oid"], "size": o["size"], "actions": {"upload": {"href": href}}}
+                                               for o in json.loads(body)["objects"]]})
         if self.path.startswith("/api/v1/repos/models/o/n/commit/"):
             hub.commits += 1
             return self.send_json({"oid": "c2"})
@@ -293,6 +309,22 @@ class HostileHubTest(MsTestCase):
         self.assertEqual(self.hub.listings, 2)
         self.assertEqual(self.hub.gets, 100)
         self.assertEqual(len([l for l in r.stderr.splitlines() if "more than once" in l]), 1)
+
+    def test_upload_href_on_another_host_gets_the_token(self):
+        # The cookie is scoped to the hub's host, but a blob PUT goes where the hub's batch
+        # answer says, with the token, as Python's client sends it.
+        self.hub.mode = "lfs_elsewhere"
+        src = self.path("src")
+        os.makedirs(src)
+        with open(os.path.join(src, "w.bin"), "wb") as f:
+            f.write(os.urandom(4096))
+        env = {"MODELSCOPE_CACHE": self.path("cache"), "MODELSCOPE_CREDENTIALS_PATH": self.path("cred"),
+               "MODELSCOPE_API_TOKEN": "", "MS_HUB_RETRIES": "2"}
+        r = run_ms("upload", "o/n", src, "--endpoint", self.hub.endpoint, "--token", "SECRET-TOKEN",
+                   env=env, timeout=60)
+        self.assertExit(r, 0)
+        self.assertEqual(self.hub.puts, [f"localhost:{self.hub.server_address[1]}"])
+        self.assertEqual(self.hub.put_cookies, ["m_session_id=SECRET-TOKEN"])
 
     def test_oversized_body_is_refused(self):
         self.hub.mode = "oversized"

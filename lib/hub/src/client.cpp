@@ -79,6 +79,7 @@ struct Request {
   std::uint64_t range_end = 0;     // 0: to the end of the file
   std::function<void(std::uint64_t)> upload_progress;
   std::vector<std::pair<std::string, std::string>> form;  // sent as multipart/form-data when set
+  bool token_to_url_host = false;  // the URL's host gets the token too (an upload href it named)
 };
 
 struct CallbackState {
@@ -278,6 +279,9 @@ struct HubClient::Impl {
 
   // One try, no retries.
   Response perform(const Request& req) {
+    const std::string url_cookie_line = req.token_to_url_host && !cookie_line.empty()
+                                            ? session_cookie_line(req.url, *options.token)
+                                            : std::string();
     requests.fetch_add(1);
     CURL* c = acquire();
     curl_easy_reset(c);
@@ -303,7 +307,11 @@ struct HubClient::Impl {
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &state);
     // The cookie engine keeps its cookies across curl_easy_reset: start each request afresh.
     curl_easy_setopt(c, CURLOPT_COOKIELIST, "ALL");
-    if (!cookie_line.empty()) curl_easy_setopt(c, CURLOPT_COOKIELIST, cookie_line.c_str());
+    if (!cookie_line.empty()) {
+      curl_easy_setopt(c, CURLOPT_COOKIELIST, cookie_line.c_str());
+      if (!url_cookie_line.empty())
+        curl_easy_setopt(c, CURLOPT_COOKIELIST, url_cookie_line.c_str());
+    }
     if (!ca_bundle.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, ca_bundle.c_str());
     struct curl_slist* headers = nullptr;
     curl_mime* mime = nullptr;
@@ -835,6 +843,9 @@ void HubClient::put_blob(const std::string& href, const std::string& local_path,
     req.api = false;
     req.upload_fd = fd;
     req.upload_size = size;
+    // The hub named this URL for the upload, as Python's client sends the cookie to it; a
+    // redirect from there to yet another host still goes without.
+    req.token_to_url_host = true;
     std::uint64_t sent = 0;
     req.upload_progress = [&](std::uint64_t n) {
       sent += n;
