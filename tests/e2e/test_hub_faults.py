@@ -2,10 +2,12 @@
 upload sources (FIFOs, devices, unsafe names, broken symlinks), processes killed part way, and
 concurrent clients. Bounded: small files, every subprocess with a timeout."""
 import hashlib
+import json
 import os
 import pickle
 import shutil
 import signal
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -159,6 +161,70 @@ class HubFaultsTest(MsTestCase):
         self.assertEqual(again["files_committed"], 2)
         for name, data in new.items():
             self.assertEqual(self.server.download("alice/stamped", name, token=self.token)[2], data)
+
+    def test_upload_killed_at_random_moments_then_rerun(self):
+        files = {f"big{i}.bin": os.urandom(3 << 20) for i in range(3)}
+        files.update({f"d/s{i:02d}.txt": os.urandom(1000 + i) for i in range(40)})
+        src = make_tree(self.path("src"), files)
+        args = ["upload", "alice/killed", src, "--create", "--token", self.token, "--max-workers", "2"]
+        for delay in (0.05, 0.15, 0.3, 0.5):
+            p = self.spawn(*args, cache=self.path("cache"))
+            time.sleep(delay)
+            p.send_signal(signal.SIGKILL)
+            p.communicate(timeout=30)
+        final = self.json_out(self.ms(*args, "--json", timeout=120))
+        # Whatever the kills left, one more run sends nothing.
+        again = self.json_out(self.ms(*args, "--json", timeout=60))
+        self.assertEqual((again["files_committed"], again["bytes_uploaded"], again["commits"]), (0, 0, []))
+        self.assertLessEqual(final["blobs_uploaded"], 3)
+        listing = self.listing("alice/killed")
+        for name, data in files.items():
+            self.assertEqual(listing[name]["Sha256"], hashlib.sha256(data).hexdigest(), name)
+
+    def test_server_killed_mid_upload_keeps_a_consistent_store(self):
+        root = self.path("hub-root")
+        server = HubServer(root)
+        self.addCleanup(server.stop)
+        token = server.token("alice")
+        files = {f"w{i}.bin": os.urandom(2 << 20) for i in range(4)}
+        files.update({f"t{i:02d}.txt": os.urandom(500 + i) for i in range(30)})
+        src = make_tree(self.path("src"), files)
+        for delay in (0.1, 0.25, 0.4):
+            env = self.env(MODELSCOPE_ENDPOINT=server.endpoint)
+            p = subprocess.Popen([MS_BIN, "upload", "alice/m", src, "--create", "--token", token],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env})
+            time.sleep(delay)
+            server.proc.kill()
+            server.proc.wait(10)
+            server.stop()
+            p.communicate(timeout=60)
+            self.assert_store_consistent(root)
+            server = HubServer(root)
+            self.addCleanup(server.stop)
+        r = run_ms("upload", "alice/m", src, "--create", "--token", token,
+                   env=self.env(MODELSCOPE_ENDPOINT=server.endpoint), timeout=120)
+        self.assertExit(r, 0)
+        r = run_ms("download", "alice/m", "--token", token, "--local-dir", self.path("back"),
+                   env=self.env(MODELSCOPE_ENDPOINT=server.endpoint), timeout=120)
+        self.assertExit(r, 0)
+        for name, data in files.items():
+            with open(self.path("back", name), "rb") as f:
+                self.assertEqual(f.read(), data, name)
+
+    def assert_store_consistent(self, root):
+        """SQLite intact, and every commit's tree names blobs that exist with their sizes."""
+        db = sqlite3.connect(os.path.join(root, "meta.sqlite3"))
+        try:
+            self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+            trees = [row[0] for row in db.execute("SELECT tree FROM commits")]
+        finally:
+            db.close()
+        for tree in trees:
+            with open(os.path.join(root, "trees", tree[:2], tree + ".json")) as f:
+                for path, sha, size, *_ in json.load(f):
+                    blob = os.path.join(root, "blobs", sha[:2], sha)
+                    self.assertTrue(os.path.isfile(blob), path)
+                    self.assertEqual(os.path.getsize(blob), size, path)
 
     # --- concurrent clients -------------------------------------------------------------------
     def spawn(self, *args, cache):
