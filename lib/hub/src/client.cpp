@@ -63,6 +63,8 @@ struct Response {
   std::exception_ptr sink_error;
   std::string set_cookie_session;  // the Set-Cookie header value that set m_session_id
   long retry_after_s = -1;
+  std::int64_t content_length = -1;  // of the current response, when it says
+  bool whole_size_mismatch = false;  // a whole-file answer whose length is not the listed size
 };
 
 struct Request {
@@ -77,6 +79,7 @@ struct Request {
   bool expect_partial = false;     // a ranged GET: a 200 carries the whole file, not the range
   std::uint64_t range_from = 0;    // with expect_partial: the range asked for, [from, end)
   std::uint64_t range_end = 0;     // 0: to the end of the file
+  std::uint64_t file_size = 0;     // the listed size, when known (0: unknown)
   std::function<void(std::uint64_t)> upload_progress;
   std::vector<std::pair<std::string, std::string>> form;  // sent as multipart/form-data when set
   bool token_to_url_host = false;  // the URL's host gets the token too (an upload href it named)
@@ -112,6 +115,7 @@ size_t on_header(char* buffer, size_t size, size_t count, void* user) {
   if (lower.rfind("http/", 0) == 0) {
     // A new response (after a redirect or 100-continue) starts; forget the old one's headers.
     state->response->retry_after_s = -1;
+    state->response->content_length = -1;
   } else if (lower.rfind("set-cookie:", 0) == 0) {
     // The whole header, attributes included: a login stores the cookie as Python's jar would.
     const auto start = line.find_first_not_of(" \t", 11);
@@ -119,6 +123,8 @@ size_t on_header(char* buffer, size_t size, size_t count, void* user) {
     if (start != std::string::npos && end != std::string::npos && end >= start &&
         line.compare(start, 13, "m_session_id=") == 0)
       state->response->set_cookie_session = line.substr(start, end + 1 - start);
+  } else if (lower.rfind("content-length:", 0) == 0) {
+    state->response->content_length = std::atoll(line.c_str() + 15);
   } else if (lower.rfind("retry-after:", 0) == 0) {
     state->response->retry_after_s = std::atol(line.c_str() + 12);
   }
@@ -136,6 +142,11 @@ size_t on_body(char* ptr, size_t size, size_t count, void* user) {
     // proxies do). The bytes before the range are dropped and the transfer is cut at its end,
     // so a partial download still resumes, at the cost of receiving its prefix again.
     r.range_ignored = true;
+    if (req.file_size != 0 && r.content_length >= 0 &&
+        static_cast<std::uint64_t>(r.content_length) != req.file_size) {
+      r.whole_size_mismatch = true;
+      return 0;
+    }
     const std::uint64_t pos = state->whole_body_seen;
     state->whole_body_seen += n;
     const std::uint64_t from = std::max(pos, req.range_from);
@@ -663,7 +674,8 @@ std::string HubClient::file_url(RepoType type, const RepoId& repo, const std::st
 }
 
 void HubClient::download_range(const std::string& url, std::uint64_t offset, std::uint64_t end,
-                               const DataSink& sink, std::uint64_t& written) {
+                               const DataSink& sink, std::uint64_t& written,
+                               std::uint64_t file_size) {
   bool overflow = false;
   DataSink counting = [&](const char* data, std::size_t n) {
     if (end != 0 && offset + written + n > end) {
@@ -681,9 +693,11 @@ void HubClient::download_range(const std::string& url, std::uint64_t offset, std
     req.url = url;
     req.api = false;
     req.sink = &counting;
-    req.expect_partial = from > 0;
+    // With a Range header, a 200 carries the whole file rather than the range.
+    req.expect_partial = from > 0 || end != 0;
     req.range_from = from;
     req.range_end = end;
+    req.file_size = file_size;
     if (from > 0 || end != 0) {
       req.headers.push_back(end != 0 ? fmt::format("Range: bytes={}-{}", from, end - 1)
                                      : fmt::format("Range: bytes={}-", from));
@@ -695,10 +709,17 @@ void HubClient::download_range(const std::string& url, std::uint64_t offset, std
       fail(ErrorCode::kNetwork, "GET {}: the hub sent more than the {} bytes asked for", url,
            end - offset);
     }
+    if (r.whole_size_mismatch) {
+      fail(ErrorCode::kNetwork,
+           "GET {}: the hub sent the whole file as {} bytes; the listing says {}", url,
+           r.content_length, file_size);
+    }
     if (r.aborted_by_sink) fail(ErrorCode::kIo, "GET {}: writing the data failed", url);
-    if (r.range_ignored) {
-      log::warn("GET {}: the hub ignored the Range request; the first {} bytes came again", url,
-                from);
+    if (r.range_ignored && (from > 0 || (file_size != 0 && end < file_size))) {
+      log::warn(
+          "GET {}: the hub ignored the Range request; the bytes outside {}-{} came and were "
+          "dropped",
+          url, from, end == 0 ? std::string() : std::to_string(end - 1));
     }
     if (r.stopped_at_range_end) return;
     const bool last = attempt + 1 >= impl_->options.max_attempts;

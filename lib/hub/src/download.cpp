@@ -355,7 +355,7 @@ void fetch_whole(Run& run, const FileEntry& entry) {
         return true;
       };
       try {
-        run.client.download_range(url, have, entry.size, sink, written);
+        run.client.download_range(url, have, entry.size, sink, written, entry.size);
       } catch (const Error&) {
         out.abandon();  // what arrived is valid: keep it for the next run to resume from
         throw;
@@ -480,7 +480,7 @@ class PartedFile {
       };
       try {
         if (p.start + have < p.end)
-          run_.client.download_range(url_, p.start + have, p.end, sink, written);
+          run_.client.download_range(url_, p.start + have, p.end, sink, written, entry_.size);
       } catch (const Error&) {
         landed(out.flush());
         save(i);
