@@ -226,6 +226,49 @@ class HubFaultsTest(MsTestCase):
                     self.assertTrue(os.path.isfile(blob), path)
                     self.assertEqual(os.path.getsize(blob), size, path)
 
+    # --- the hub changes a folder into a file, or the reverse --------------------------------------
+    def test_folder_becoming_a_file_and_back(self):
+        # Every later download of the repo used to fail with 'cannot move into the cache: Is a
+        # directory' (exit 74), until the user deleted the cache by hand.
+        repo = "alice/flip"
+        self.assertExit(self.upload(repo, make_tree(self.path("src"), {"x/y.txt": b"y", "x/z.bin": b"z" * 5000})), 0)
+        repo_dir = self.path("cache", "models", "alice", "flip")
+
+        def download_and_check(expected):
+            r = self.ms("download", repo, "--token", self.token)
+            self.assertExit(r, 0)
+            for name, data in expected.items():
+                with open(os.path.join(repo_dir, name), "rb") as f:
+                    self.assertEqual(f.read(), data, name)
+            with open(os.path.join(repo_dir, ".msc"), "rb") as f:
+                self.assertEqual(sorted(e["Path"] for e in pickle.load(f)), sorted(expected))
+
+        download_and_check({"x/y.txt": b"y", "x/z.bin": b"z" * 5000})
+        self.replace(repo, "x", {"x": b"now a file"})
+        download_and_check({"x": b"now a file"})
+        self.replace(repo, "x", {"x/w.txt": b"a folder again"})
+        # A partial file of an interrupted run sits where the folder goes in the temp area too.
+        temp = self.path("cache", "models", "._____temp", "alice", "flip")
+        os.makedirs(temp, exist_ok=True)
+        with open(os.path.join(temp, "x"), "wb") as f:
+            f.write(b"partial")
+        download_and_check({"x/w.txt": b"a folder again"})
+
+    def replace(self, repo, old, files):
+        for change in ({"deletes": [old]}, {"files": files}):
+            status, env = self.server.commit(self.token, repo, **change)
+            self.assertEqual(status, 200, env)
+
+    def test_a_users_own_folder_is_never_replaced(self):
+        repo = "alice/flip-local"
+        self.assertExit(self.upload(repo, make_tree(self.path("src"), {"u": b"hub file"})), 0)
+        local = make_tree(self.path("local"), {"u/mine.txt": b"the user's"})
+        r = self.ms("download", repo, "--token", self.token, "--local-dir", local)
+        self.assertExit(r, 74)
+        self.assertOneLineError(r, "mine.txt", "not from the hub")
+        with open(os.path.join(local, "u", "mine.txt"), "rb") as f:
+            self.assertEqual(f.read(), b"the user's")
+
     # --- concurrent clients -------------------------------------------------------------------
     def spawn(self, *args, cache):
         env = dict(os.environ)

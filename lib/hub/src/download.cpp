@@ -303,9 +303,26 @@ struct Run {
 
 // Single-stream download into `<temp_dir>/<Path>` (the same temp path Python uses, so either
 // client resumes the other's partial file), hashing while streaming.
+// Clears the temp area's way for `path`: partial files of an earlier run can sit where a folder
+// must go, or a folder of them where the file goes, when the hub changed a folder into a file or
+// the reverse. The temp area is ms's own, so they are just removed.
+void clear_temp_path(const fs::path& temp_dir, const std::string& path) {
+  std::error_code ec;
+  fs::path p = temp_dir;
+  const std::vector<std::string> segments = split(path, '/');
+  for (std::size_t i = 0; i + 1 < segments.size(); ++i) {
+    p /= segments[i];
+    const auto status = fs::symlink_status(p, ec);
+    if (fs::exists(status) && !fs::is_directory(status)) fs::remove(p, ec);
+  }
+  const fs::path target = temp_dir / path;
+  if (fs::is_directory(fs::symlink_status(target, ec))) fs::remove_all(target, ec);
+}
+
 void fetch_whole(Run& run, const FileEntry& entry) {
   const fs::path temp = run.layout.temp_dir / entry.path;
   std::error_code ec;
+  clear_temp_path(run.layout.temp_dir, entry.path);
   fs::create_directories(temp.parent_path(), ec);
   if (ec)
     fail(ErrorCode::kIo, "{}: cannot create folder: {}", temp.parent_path().string(), ec.message());
