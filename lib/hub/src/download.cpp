@@ -301,8 +301,6 @@ struct Run {
               "the hub serves corrupt data for this file; nothing was stored in the cache");
 }
 
-// Single-stream download into `<temp_dir>/<Path>` (the same temp path Python uses, so either
-// client resumes the other's partial file), hashing while streaming.
 // Clears the temp area's way for `path`: partial files of an earlier run can sit where a folder
 // must go, or a folder of them where the file goes, when the hub changed a folder into a file or
 // the reverse. The temp area is ms's own, so they are just removed.
@@ -319,6 +317,8 @@ void clear_temp_path(const fs::path& temp_dir, const std::string& path) {
   if (fs::is_directory(fs::symlink_status(target, ec))) fs::remove_all(target, ec);
 }
 
+// Single-stream download into `<temp_dir>/<Path>` (the same temp path Python uses, so either
+// client resumes the other's partial file), hashing while streaming.
 void fetch_whole(Run& run, const FileEntry& entry) {
   const fs::path temp = run.layout.temp_dir / entry.path;
   std::error_code ec;
@@ -432,6 +432,7 @@ class PartedFile {
   // Opens the files and restores progress; called once before parts run.
   void open() {
     std::error_code ec;
+    clear_temp_path(run_.layout.temp_dir, entry_.path);
     fs::create_directories(data_path_.parent_path(), ec);
     data_fd_ = ::open(data_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     state_fd_ = ::open(state_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
