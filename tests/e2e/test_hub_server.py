@@ -292,6 +292,11 @@ class HubServerTest(MsTestCase):
             for cookie in (True, False):
                 status, _, body = self.server.request("GET", path, token=self.alice, cookie=cookie)
                 self.assertEqual(status, 200, (path, cookie, body))
+        # The auth scheme is case-insensitive (RFC 9110), and extra spaces are no part of a token.
+        for scheme in ("bearer", "BEARER", "Bearer "):
+            status, _, body = self.server.request("GET", paths[0],
+                                                  headers={"Authorization": f"{scheme} {self.alice}"})
+            self.assertEqual(status, 200, (scheme, body))
         # Missing and private look the same.
         _, _, body_missing = self.server.request("GET", "/api/v1/models/alice/nothing")
         self.assertEqual(json.loads(body_missing)["Code"], 404)

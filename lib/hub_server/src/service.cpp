@@ -2,6 +2,7 @@
 #include "service.h"
 
 #include <openssl/rand.h>
+#include <strings.h>
 
 #include "ms/core/error.h"
 #include "ms/core/log.h"
@@ -38,8 +39,14 @@ std::string request_id(const httplib::Request& req) {
 }  // namespace
 
 std::string request_token(const httplib::Request& req) {
+  // "Bearer" in any case, then the token after any spaces (RFC 9110 section 11.1: the scheme
+  // is case-insensitive).
   const std::string auth = req.get_header_value("Authorization");
-  if (auth.rfind("Bearer ", 0) == 0) return auth.substr(7);
+  if (auth.size() > 7 && strncasecmp(auth.c_str(), "bearer ", 7) == 0) {
+    const std::size_t start = auth.find_first_not_of(' ', 7);
+    const std::size_t end = auth.find_last_not_of(' ');
+    if (start != std::string::npos) return auth.substr(start, end + 1 - start);
+  }
   // Cookie: a=b; m_session_id=TOKEN; c=d
   const std::string cookies = req.get_header_value("Cookie");
   std::size_t pos = 0;
