@@ -82,6 +82,20 @@ class HubServerTest(MsTestCase):
         # Unknown repo.
         self.assertEqual(self.server.api("GET", "/api/v1/models/alice/none")[0], 404)
 
+    def test_concurrent_creates_of_one_repo(self):
+        results = []
+
+        def create():
+            results.append(self.server.create_model(self.alice, "alice", "contested")[0])
+
+        threads = [threading.Thread(target=create) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        # One wins; every other sees the 409 a create after it would get.
+        self.assertEqual(sorted(results), [200] + [409] * 7)
+
     def test_list_models(self):
         self.make_repo("pub1")
         self.make_repo("priv", visibility=1)
@@ -206,6 +220,29 @@ class HubServerTest(MsTestCase):
                                                  self.alice)
             self.assertEqual(status, 400, (body, out))
 
+    def test_inline_content_must_be_strict_base64(self):
+        repo = self.make_repo()
+        commit_path = f"/api/v1/repos/models/{repo}/commit/master"
+
+        def commit(content):
+            return self.server.api("POST", commit_path, {"actions": [
+                {"action": "create", "path": "b.txt", "type": "normal", "content": content,
+                 "encoding": "base64"}]}, self.alice)
+
+        # Padding in the middle, or where no data precedes it, used to be decoded into bytes
+        # nobody sent ("YQ==YQ==" was stored as "a\0\0a").
+        for garbage in ("YQ==YQ==", "=YQ=", "Y===", "YQ", "YQ=", "!!!!", "YW\u00e9j", "YWJj\u0000==="):
+            status, env = commit(garbage)
+            self.assertEqual(status, 400, (garbage, env))
+            self.assertIn("not valid base64", env["Message"])
+        _, env = self.server.files(repo, token=self.alice)
+        self.assertNotIn("b.txt", [f["Path"] for f in env["Data"]["Files"]])
+        for text, data in (("", b""), ("YQ==", b"a"), ("YWI=", b"ab"), ("YWJj", b"abc"),
+                           ("YWJj\nZGVm\r\n", b"abcdef"), ("/+/+", bytes([0xff, 0xef, 0xfe]))):
+            status, env = commit(text)
+            self.assertEqual(status, 200, (text, env))
+            self.assertEqual(self.server.download(repo, "b.txt")[2], data, text)
+
     def test_interrupted_blob_upload_leaves_nothing(self):
         repo = self.make_repo()
         data = os.urandom(100000)
@@ -257,6 +294,11 @@ class HubServerTest(MsTestCase):
             for cookie in (True, False):
                 status, _, body = self.server.request("GET", path, token=self.alice, cookie=cookie)
                 self.assertEqual(status, 200, (path, cookie, body))
+        # The auth scheme is case-insensitive (RFC 9110), and extra spaces are no part of a token.
+        for scheme in ("bearer", "BEARER", "Bearer "):
+            status, _, body = self.server.request("GET", paths[0],
+                                                  headers={"Authorization": f"{scheme} {self.alice}"})
+            self.assertEqual(status, 200, (scheme, body))
         # Missing and private look the same.
         _, _, body_missing = self.server.request("GET", "/api/v1/models/alice/nothing")
         self.assertEqual(json.loads(body_missing)["Code"], 404)
@@ -393,6 +435,55 @@ class HubServerTest(MsTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertTrue(os.path.exists(os.path.join(self.path("d"), "t.csv")))
 
+    def test_a_sha256_alone_does_not_copy_a_private_file(self):
+        secret = os.urandom(300000)
+        sha = hashlib.sha256(secret).hexdigest()
+        repo = self.make_repo("vault", visibility=1)
+        self.assertEqual(self.server.commit(self.alice, repo, lfs={"w.bin": secret})[0], 200)
+        status, env = self.server.create_model(self.bob, "bob", "thief")
+        self.assertEqual(status, 200, env)
+        lfs_action = {"action": "create", "path": "stolen.bin", "type": "lfs", "size": len(secret), "sha256": sha}
+        # The batch answer does not reveal that the server has the blob ...
+        status, env = self.server.api("POST", "/api/v1/repos/models/bob/thief/info/lfs/objects/batch",
+                                      {"operation": "upload", "objects": [{"oid": sha, "size": len(secret)}]}, self.bob)
+        self.assertEqual(status, 200, env)
+        self.assertIn("actions", env["Data"]["objects"][0])
+        # ... and a commit naming it is refused in the words used for a blob never uploaded.
+        status, env = self.server.api("POST", "/api/v1/repos/models/bob/thief/commit/master",
+                                      {"actions": [lfs_action]}, self.bob)
+        self.assertEqual(status, 400, env)
+        self.assertIn("has not been uploaded", env["Message"])
+        self.assertEqual(self.server.download("bob/thief", "stolen.bin")[0], 404)
+        # Sending the bytes proves possession; then the commit goes through.
+        self.assertEqual(self.server.upload_blob(self.bob, "bob/thief", secret), sha)
+        status, env = self.server.api("POST", "/api/v1/repos/models/bob/thief/commit/master",
+                                      {"actions": [lfs_action]}, self.bob)
+        self.assertEqual(status, 200, env)
+        # The owner's other repos still share the blob without a new upload.
+        self.make_repo("copy")
+        status, env = self.server.api("POST", "/api/v1/repos/models/alice/copy/info/lfs/objects/batch",
+                                      {"operation": "upload", "objects": [{"oid": sha, "size": len(secret)}]}, self.alice)
+        self.assertNotIn("actions", env["Data"]["objects"][0])
+
+    def test_store_from_before_repo_blobs_is_migrated(self):
+        repo = self.make_repo()
+        big = os.urandom(100000)
+        sha = hashlib.sha256(big).hexdigest()
+        self.server.commit(self.alice, repo, lfs={"b.bin": big})
+        self.assertEqual(self.server.stop(), 0)
+        import sqlite3
+        db = sqlite3.connect(os.path.join(self.root, "meta.sqlite3"))
+        db.execute("DROP TABLE repo_blobs")
+        db.commit()
+        db.close()
+        again = HubServer(self.root).start()
+        self.addCleanup(again.stop)
+        # The blob committed before is the repo's again: a commit may name it without an upload.
+        status, env = again.api("POST", f"/api/v1/repos/models/{repo}/commit/master", {"actions": [
+            {"action": "create", "path": "again.bin", "type": "lfs", "size": len(big), "sha256": sha}]}, self.alice)
+        self.assertEqual(status, 200, env)
+        self.assertEqual(again.download(repo, "again.bin")[2], big)
+
     def test_write_auth(self):
         repo = self.make_repo()
         for token, expected in ((None, 401), ("ms-wrong", 401), (self.bob, 403)):
@@ -439,6 +530,27 @@ class HubServerTest(MsTestCase):
         conn.endheaders()
         self.assertEqual(conn.getresponse().status, 413)
         conn.close()
+
+    def test_big_bodies_need_a_token_before_they_are_read(self):
+        # httplib buffers a body before the route checks the token: 32 anonymous 1 GiB commits
+        # held 32 GiB. Without a valid token a big body is refused from its headers alone.
+        repo = self.make_repo()
+        for token in (None, "ms-wrong"):
+            conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=10)
+            conn.putrequest("POST", f"/api/v1/repos/models/{repo}/commit/master")
+            conn.putheader("Content-Length", str(200 << 20))
+            if token:
+                conn.putheader("Cookie", f"m_session_id={token}")
+            conn.endheaders()  # and no body at all: the answer must not wait for it
+            response = conn.getresponse()
+            self.assertEqual(response.status, 401, token)
+            self.assertIn("access token", json.loads(response.read())["Message"])
+            conn.close()
+        # With a token, a body over the anonymous limit goes through.
+        big = os.urandom(3 << 20)
+        status, env = self.server.commit(self.alice, repo, {"big.txt": big})
+        self.assertEqual(status, 200, env)
+        self.assertEqual(self.server.download(repo, "big.txt")[2], big)
 
     # --- datasets -------------------------------------------------------------------------------
     def test_dataset_flow(self):

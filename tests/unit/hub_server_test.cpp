@@ -218,9 +218,16 @@ TEST_CASE("store: blobs are verified while streaming and appear only when comple
   CHECK(store.blob_size(sha) == data.size());
   CHECK(ms::hub::sha256_file(store.blob_path(sha)) == sha);
 
-  // LFS commits need the blob, with the right size.
+  // LFS commits need the blob, uploaded through the repo, with the right size.
   RepoRecord repo = make_repo(store);
   CommitAction lfs;
+  lfs.path = "w.bin";
+  lfs.lfs = true;
+  lfs.sha256 = sha;
+  lfs.size = data.size();
+  CHECK(code_of([&] { store.commit(repo.id, "master", {lfs}, "", "alice"); }) ==
+        ErrorCode::kNotFound);
+  store.add_repo_blob(repo.id, sha);
   lfs.path = "w.bin";
   lfs.lfs = true;
   lfs.sha256 = sha;
@@ -234,6 +241,56 @@ TEST_CASE("store: blobs are verified while streaming and appear only when comple
   lfs.size = data.size();
   CommitRecord c = store.commit(repo.id, "master", {lfs}, "", "alice");
   CHECK(store.tree(c)->back().lfs);
+}
+
+TEST_CASE("store: a blob counts as present only for users who can read a repo holding it",
+          "[hub_server]") {
+  TempRoot root;
+  Store store(root.path);
+  RepoRecord secret;
+  secret.owner = "alice";
+  secret.name = "secret";
+  secret.visibility = kPrivate;
+  secret = store.create_repo(secret, "alice");
+  CommitAction weights = inline_file("w.bin", "private weights");
+  store.commit(secret.id, "master", {weights}, "", "alice");
+  const std::string sha = ms::hub::sha256_hex("private weights");
+  CHECK(store.blob_readable_by(sha, std::string("alice")));
+  CHECK_FALSE(store.blob_readable_by(sha, std::string("bob")));
+  CHECK_FALSE(store.blob_readable_by(sha, std::nullopt));
+
+  // Bob knows the sha256 and size, but cannot commit the blob by reference into his repo ...
+  RepoRecord mine;
+  mine.owner = "bob";
+  mine.name = "mine";
+  mine = store.create_repo(mine, "bob");
+  CommitAction steal;
+  steal.path = "stolen.bin";
+  steal.lfs = true;
+  steal.sha256 = sha;
+  steal.size = std::string("private weights").size();
+  CHECK(code_of([&] { store.commit(mine.id, "master", {steal}, "", "bob"); }) ==
+        ErrorCode::kNotFound);
+  // ... until he has uploaded the bytes himself, through his repo.
+  store.add_repo_blob(mine.id, sha);
+  CHECK(store.blob_readable_by(sha, std::string("bob")));
+  store.commit(mine.id, "master", {steal}, "", "bob");
+
+  // Public repos share their blobs with everyone, internal ones with signed-in users.
+  RepoRecord open_repo = make_repo(store, "open");
+  store.commit(open_repo.id, "master", {inline_file("p.txt", "public")}, "", "alice");
+  CHECK(store.blob_readable_by(ms::hub::sha256_hex("public"), std::nullopt));
+  RepoRecord internal;
+  internal.owner = "alice";
+  internal.name = "internal";
+  internal.visibility = kInternal;
+  internal = store.create_repo(internal, "alice");
+  store.commit(internal.id, "master", {inline_file("i.txt", "internal")}, "", "alice");
+  CHECK(store.blob_readable_by(ms::hub::sha256_hex("internal"), std::string("carol")));
+  CHECK_FALSE(store.blob_readable_by(ms::hub::sha256_hex("internal"), std::nullopt));
+  // A deleted repo holds nothing.
+  store.delete_repo(internal.id);
+  CHECK_FALSE(store.blob_readable_by(ms::hub::sha256_hex("internal"), std::string("alice")));
 }
 
 TEST_CASE("store: tokens, users and reopening keep everything", "[hub_server]") {

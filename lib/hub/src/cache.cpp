@@ -7,6 +7,7 @@
 #include "ms/core/file.h"
 #include "ms/core/log.h"
 #include "ms/core/settings.h"
+#include "ms/core/text.h"
 
 namespace ms::hub {
 namespace fs = std::filesystem;
@@ -66,9 +67,61 @@ bool RepoCache::has(const std::string& path, const std::string& revision) const 
   return false;
 }
 
+void RepoCache::make_room(const std::string& path) {
+  auto in_the_way = [&](const fs::path& p, const std::string& why) {
+    throw Error(ErrorCode::kIo,
+                fmt::format("{}: {}, so '{}' cannot be stored", p.string(), why, path),
+                "move it away (it did not come from the hub) and run the download again");
+  };
+  auto forget = [&](const std::string& prefix, bool whole_folder) {
+    std::vector<CacheIndexEntry> kept;
+    for (CacheIndexEntry& e : entries_) {
+      const bool under = whole_folder ? e.path.rfind(prefix + "/", 0) == 0 : e.path == prefix;
+      if (!under) kept.push_back(std::move(e));
+    }
+    entries_ = std::move(kept);
+    reindex();
+  };
+  std::error_code ec;
+  // A file where a folder of `path` must go: the hub turned file "x" into folder "x/".
+  std::string ancestor;
+  for (const std::string& segment : split(path, '/')) {
+    // (A link to a folder is a folder here: users link big subfolders to other disks.)
+    if (!ancestor.empty() && !fs::is_directory(dir_ / ancestor, ec)) {
+      const fs::path p = dir_ / ancestor;
+      if (fs::exists(fs::symlink_status(p, ec))) {
+        if (by_path_.count(ancestor) == 0) in_the_way(p, "a file not from the hub is in the way");
+        fs::remove(p, ec);
+        forget(ancestor, false);
+      }
+    }
+    ancestor += (ancestor.empty() ? "" : "/") + segment;
+  }
+  // A folder where the file goes: the hub turned folder "x/" into file "x". Replaced only when
+  // every file in it is one the index records.
+  const fs::path target = dir_ / path;
+  if (fs::is_directory(fs::symlink_status(target, ec))) {
+    std::error_code walk_ec;
+    for (fs::recursive_directory_iterator it(target, walk_ec), end; it != end;
+         it.increment(walk_ec)) {
+      if (walk_ec) fail(ErrorCode::kIo, "{}: cannot list: {}", target.string(), walk_ec.message());
+      std::error_code kind_ec;
+      if (it->is_directory(kind_ec)) continue;
+      const std::string rel = it->path().lexically_relative(dir_).generic_string();
+      if (by_path_.count(rel) == 0)
+        in_the_way(target, fmt::format("the folder holds '{}', which is not from the hub", rel));
+    }
+    fs::remove_all(target, ec);
+    if (ec)
+      fail(ErrorCode::kIo, "{}: cannot remove the old folder: {}", target.string(), ec.message());
+    forget(path, true);
+  }
+}
+
 void RepoCache::put(const std::string& path, const std::string& revision, const fs::path& temp_file,
                     bool save_index) {
   check_repo_path(path);
+  make_room(path);
   const fs::path target = dir_ / path;
   std::error_code ec;
   fs::create_directories(target.parent_path(), ec);

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
+#include <unordered_set>
 
 #include "ms/core/error.h"
 #include "ms/core/file.h"
@@ -56,11 +57,14 @@ struct Response {
   CURLcode curl_code = CURLE_OK;
   std::string curl_error;
   bool aborted_by_sink = false;
-  bool range_ignored = false;
+  bool range_ignored = false;         // a ranged GET was answered with the whole file (200)
+  bool stopped_at_range_end = false;  // ... and cut on purpose once the range's end arrived
   bool body_too_large = false;
   std::exception_ptr sink_error;
   std::string set_cookie_session;  // the Set-Cookie header value that set m_session_id
   long retry_after_s = -1;
+  std::int64_t content_length = -1;  // of the current response, when it says
+  bool whole_size_mismatch = false;  // a whole-file answer whose length is not the listed size
 };
 
 struct Request {
@@ -72,16 +76,35 @@ struct Request {
   std::uint64_t upload_size = 0;
   const DataSink* sink = nullptr;  // receives a 2xx body instead of Response::body
   bool api = true;                 // whole-request timeout applies
-  bool expect_partial = false;     // a ranged GET: a 200 (whole file) must not reach the sink
+  bool expect_partial = false;     // a ranged GET: a 200 carries the whole file, not the range
+  std::uint64_t range_from = 0;    // with expect_partial: the range asked for, [from, end)
+  std::uint64_t range_end = 0;     // 0: to the end of the file
+  std::uint64_t file_size = 0;     // the listed size, when known (0: unknown)
   std::function<void(std::uint64_t)> upload_progress;
   std::vector<std::pair<std::string, std::string>> form;  // sent as multipart/form-data when set
+  bool token_to_url_host = false;  // the URL's host gets the token too (an upload href it named)
 };
 
 struct CallbackState {
   Response* response;
   const Request* request;
   std::uint64_t uploaded = 0;
+  std::uint64_t whole_body_seen = 0;  // bytes of a whole-file answer to a ranged GET so far
 };
+
+// Hands body bytes to the request's sink; false stops the transfer.
+bool deliver(CallbackState* state, const char* data, std::size_t n) {
+  Response& r = *state->response;
+  // Exceptions must not cross curl's C frames: keep it and rethrow after curl returns.
+  bool ok = false;
+  try {
+    ok = (*state->request->sink)(data, n);
+  } catch (...) {
+    r.sink_error = std::current_exception();
+  }
+  if (!ok) r.aborted_by_sink = true;
+  return ok;
+}
 
 size_t on_header(char* buffer, size_t size, size_t count, void* user) {
   auto* state = static_cast<CallbackState*>(user);
@@ -92,6 +115,7 @@ size_t on_header(char* buffer, size_t size, size_t count, void* user) {
   if (lower.rfind("http/", 0) == 0) {
     // A new response (after a redirect or 100-continue) starts; forget the old one's headers.
     state->response->retry_after_s = -1;
+    state->response->content_length = -1;
   } else if (lower.rfind("set-cookie:", 0) == 0) {
     // The whole header, attributes included: a login stores the cookie as Python's jar would.
     const auto start = line.find_first_not_of(" \t", 11);
@@ -99,6 +123,8 @@ size_t on_header(char* buffer, size_t size, size_t count, void* user) {
     if (start != std::string::npos && end != std::string::npos && end >= start &&
         line.compare(start, 13, "m_session_id=") == 0)
       state->response->set_cookie_session = line.substr(start, end + 1 - start);
+  } else if (lower.rfind("content-length:", 0) == 0) {
+    state->response->content_length = std::atoll(line.c_str() + 15);
   } else if (lower.rfind("retry-after:", 0) == 0) {
     state->response->retry_after_s = std::atol(line.c_str() + 12);
   }
@@ -110,23 +136,32 @@ size_t on_body(char* ptr, size_t size, size_t count, void* user) {
   const size_t n = size * count;
   // Only 2xx bodies are data; an error page goes to Response::body for the message.
   Response& r = *state->response;
-  if (state->request->sink != nullptr && state->request->expect_partial && r.status == 200) {
+  const Request& req = *state->request;
+  if (req.sink != nullptr && req.expect_partial && r.status == 200) {
+    // The hub ignored the Range header and sends the whole file (plain file servers and some
+    // proxies do). The bytes before the range are dropped and the transfer is cut at its end,
+    // so a partial download still resumes, at the cost of receiving its prefix again.
     r.range_ignored = true;
-    return 0;
-  }
-  if (state->request->sink != nullptr && r.status >= 200 && r.status < 300) {
-    // Exceptions must not cross curl's C frames: keep it and rethrow after curl returns.
-    bool ok = false;
-    try {
-      ok = (*state->request->sink)(ptr, n);
-    } catch (...) {
-      r.sink_error = std::current_exception();
+    if (req.file_size != 0 && r.content_length >= 0 &&
+        static_cast<std::uint64_t>(r.content_length) != req.file_size) {
+      r.whole_size_mismatch = true;
+      return 0;
     }
-    if (!ok) {
-      r.aborted_by_sink = true;
+    const std::uint64_t pos = state->whole_body_seen;
+    state->whole_body_seen += n;
+    const std::uint64_t from = std::max(pos, req.range_from);
+    const std::uint64_t to =
+        req.range_end != 0 ? std::min<std::uint64_t>(pos + n, req.range_end) : pos + n;
+    if (from < to && !deliver(state, ptr + (from - pos), static_cast<std::size_t>(to - from)))
+      return 0;
+    if (req.range_end != 0 && pos + n >= req.range_end) {
+      r.stopped_at_range_end = true;
       return 0;
     }
     return n;
+  }
+  if (req.sink != nullptr && r.status >= 200 && r.status < 300) {
+    return deliver(state, ptr, n) ? n : 0;
   }
   // API answers (listings of many thousand files) may be large; an error page in answer to a
   // download only needs its start for the message.
@@ -149,6 +184,45 @@ size_t on_read(char* buffer, size_t size, size_t count, void* user) {
     state->request->upload_progress(static_cast<std::uint64_t>(n));
   return static_cast<size_t>(n);
 }
+
+// The endpoint's host name as curl matches cookie domains: lower case, no port, no brackets.
+std::string endpoint_host(const std::string& endpoint) {
+  CURLU* url = curl_url();
+  char* host = nullptr;
+  std::string out;
+  if (url != nullptr && curl_url_set(url, CURLUPART_URL, endpoint.c_str(), 0) == CURLUE_OK &&
+      curl_url_get(url, CURLUPART_HOST, &host, 0) == CURLUE_OK && host != nullptr) {
+    out = host;
+  }
+  curl_free(host);
+  curl_url_cleanup(url);
+  if (out.size() >= 2 && out.front() == '[' && out.back() == ']')
+    out = out.substr(1, out.size() - 2);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+// The token as a Netscape cookie-file line for the endpoint's host only (no tail match), so
+// that curl's cookie engine sends it to the hub but not to a host the hub redirects to (a CDN,
+// or anyone a hostile hub names). CURLOPT_COOKIE would go to every host of a redirect chain.
+std::string session_cookie_line(const std::string& endpoint, const std::string& token) {
+  if (token.find_first_of("\t\r\n;") != std::string::npos) {
+    throw Error(ErrorCode::kUsage, "the access token contains a tab, newline or ';'",
+                "pass the token exactly as the hub issued it (--token, MODELSCOPE_API_TOKEN)");
+  }
+  const std::string host = endpoint_host(endpoint);
+  if (host.empty()) {
+    throw Error(ErrorCode::kUsage, fmt::format("endpoint '{}' has no host name", endpoint),
+                "use a URL such as https://www.modelscope.cn or http://127.0.0.1:8080");
+  }
+  // domain, tail match, path, secure only, expiry (0: session), name, value
+  return fmt::format("{}\tFALSE\t/\tFALSE\t0\tm_session_id\t{}", host, token);
+}
+
+// Answers worth another try: the hub failed (5xx) or asked the client to slow down (429, which
+// urllib3 retries for Python's client too, after the Retry-After it names).
+bool is_retryable_status(long status) { return status >= 500 || status == 429; }
 
 bool is_retryable_curl(CURLcode code) {
   switch (code) {
@@ -175,14 +249,15 @@ struct HubClient::Impl {
   std::vector<CURL*> pool;
   std::atomic<std::uint64_t> requests{0};
   std::string user_agent;
-  std::string cookie;
+  std::string cookie_line;  // Netscape-format m_session_id cookie for the endpoint host
   std::string ca_bundle;
 
   explicit Impl(HubOptions o) : options(std::move(o)) {
     init_curl_once();
     user_agent = fmt::format("ms/{}; session_id/{}; platform/linux; env/custom; user/unknown",
                              ms::version(), random_hex(32));
-    if (options.token) cookie = "m_session_id=" + *options.token;
+    if (options.token && !options.token->empty())
+      cookie_line = session_cookie_line(options.endpoint, *options.token);
     // The CA bundle variables Python's requests honours, for hubs with private certificates.
     for (const char* name : {"REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"}) {
       if (auto v = env_var(name)) {
@@ -215,6 +290,9 @@ struct HubClient::Impl {
 
   // One try, no retries.
   Response perform(const Request& req) {
+    const std::string url_cookie_line = req.token_to_url_host && !cookie_line.empty()
+                                            ? session_cookie_line(req.url, *options.token)
+                                            : std::string();
     requests.fetch_add(1);
     CURL* c = acquire();
     curl_easy_reset(c);
@@ -238,7 +316,13 @@ struct HubClient::Impl {
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &state);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &state);
-    if (!cookie.empty()) curl_easy_setopt(c, CURLOPT_COOKIE, cookie.c_str());
+    // The cookie engine keeps its cookies across curl_easy_reset: start each request afresh.
+    curl_easy_setopt(c, CURLOPT_COOKIELIST, "ALL");
+    if (!cookie_line.empty()) {
+      curl_easy_setopt(c, CURLOPT_COOKIELIST, cookie_line.c_str());
+      if (!url_cookie_line.empty())
+        curl_easy_setopt(c, CURLOPT_COOKIELIST, url_cookie_line.c_str());
+    }
     if (!ca_bundle.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, ca_bundle.c_str());
     struct curl_slist* headers = nullptr;
     curl_mime* mime = nullptr;
@@ -333,7 +417,7 @@ struct HubClient::Impl {
     }
     throw Error(ErrorCode::kNetwork,
                 fmt::format("{} {}: HTTP {}{}", req.method, req.url, r.status, detail),
-                r.status >= 500 ? "the hub failed; try again later" : "");
+                is_retryable_status(r.status) ? "the hub failed or is busy; try again later" : "");
   }
 
   // Sends with retries on transport errors and 5xx (only idempotent calls unless `retry_post`).
@@ -362,7 +446,7 @@ struct HubClient::Impl {
         backoff(attempt, -1);
         continue;
       }
-      if (r.status >= 500 && !last) {
+      if (is_retryable_status(r.status) && !last) {
         log::info("{} {}: HTTP {}; retrying ({}/{})", req.method, req.url, r.status, attempt + 1,
                   options.max_attempts);
         backoff(attempt, r.retry_after_s);
@@ -435,26 +519,84 @@ std::string describe(RepoType type, const RepoId& repo) {
   return fmt::format("{} {}", repo_type_name(type), repo.str());
 }
 
+// Listed files are at most this big (1 PiB): enough for any model, and far from the 64-bit
+// overflows a hostile size would cause in part arithmetic.
+constexpr std::uint64_t kMaxListedSize = 1ull << 50;
+
+[[noreturn]] void bad_listing(const json& f, const std::string& what) {
+  std::string shown = f.dump();
+  if (shown.size() > 200) shown = shown.substr(0, 200) + "...";
+  throw Error(ErrorCode::kIntegrity,
+              fmt::format("the hub listed a bad file entry ({}): {}", what, shown),
+              "the hub is misbehaving; nothing was downloaded");
+}
+
+// A string member; absent or null gives "", any other type is a bad entry.
+std::string listed_text(const json& f, const char* key) {
+  const auto it = f.find(key);
+  if (it == f.end() || it->is_null()) return {};
+  if (!it->is_string()) bad_listing(f, fmt::format("'{}' is not a string", key));
+  return it->get<std::string>();
+}
+
 FileEntry to_entry(const json& f) {
   FileEntry e;
-  e.path = f.value("Path", std::string());
+  e.path = listed_text(f, "Path");
   if (!is_safe_repo_path(e.path)) {
     // A hub listing "../x" or "/etc/x" is hostile or broken; nothing from it is written.
     throw Error(ErrorCode::kIntegrity,
                 fmt::format("the hub listed an unsafe file path '{}'", e.path),
                 "the hub is misbehaving; nothing was downloaded");
   }
-  e.revision = f.value("Revision", std::string());
-  e.sha256 = f.value("Sha256", std::string());
-  if (f.contains("Size") && f["Size"].is_number()) e.size = f["Size"].get<std::uint64_t>();
-  e.is_lfs = f.value("IsLFS", false);
+  e.revision = listed_text(f, "Revision");
+  // hashlib's hexdigest is lower case; a hub writing upper case means the same digest.
+  e.sha256 = listed_text(f, "Sha256");
+  std::transform(e.sha256.begin(), e.sha256.end(), e.sha256.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  const auto size = f.find("Size");
+  if (size != f.end() && !size->is_null()) {
+    // Negative, fractional or absurd sizes would wrap around in offsets and part counts.
+    if (!size->is_number_unsigned() || size->get<std::uint64_t>() > kMaxListedSize)
+      bad_listing(f, "'Size' is not a byte count");
+    e.size = size->get<std::uint64_t>();
+  }
+  const auto lfs = f.find("IsLFS");
+  e.is_lfs = lfs != f.end() && lfs->is_boolean() && lfs->get<bool>();
   return e;
 }
 
 bool keep_listed(const json& f) {
-  if (!f.is_object() || f.value("Type", std::string("blob")) == "tree") return false;
-  const std::string path = f.value("Path", std::string());
-  return path != ".gitignore" && path != ".gitattributes";
+  if (!f.is_object()) return false;
+  const auto type = f.find("Type");
+  if (type != f.end() && type->is_string() && type->get<std::string>() == "tree") return false;
+  const auto path = f.find("Path");
+  const bool hidden_git_file =
+      path != f.end() && path->is_string() && (*path == ".gitignore" || *path == ".gitattributes");
+  return !hidden_git_file;
+}
+
+// Appends the listed files; a path listed twice (a paged listing read while the repo changed)
+// is kept once, as first listed. Returns how many entries were new.
+std::size_t add_listed(std::vector<FileEntry>& out, std::unordered_set<std::string>& seen,
+                       const json& files) {
+  std::size_t added = 0;
+  std::size_t repeated = 0;
+  std::string first_repeated;
+  for (const json& f : files) {
+    if (!keep_listed(f)) continue;
+    FileEntry e = to_entry(f);
+    if (!seen.insert(e.path).second) {
+      if (repeated++ == 0) first_repeated = e.path;
+      continue;
+    }
+    out.push_back(std::move(e));
+    ++added;
+  }
+  if (repeated > 0) {
+    log::warn("the hub listed {} path(s) more than once (the first: '{}'); using the first entries",
+              repeated, first_repeated);
+  }
+  return added;
 }
 }  // namespace
 
@@ -484,6 +626,7 @@ std::vector<RevisionInfo> HubClient::revisions(RepoType type, const RepoId& repo
 std::vector<FileEntry> HubClient::list_files(RepoType type, const RepoId& repo,
                                              const std::string& revision) {
   std::vector<FileEntry> out;
+  std::unordered_set<std::string> seen;
   const std::string what = fmt::format("{} at revision '{}'", describe(type, repo), revision);
   if (type == RepoType::kModel) {
     json data = impl_->api(
@@ -491,9 +634,7 @@ std::vector<FileEntry> HubClient::list_files(RepoType type, const RepoId& repo,
         repo_path(type, repo) + "/repo/files?Revision=" + escape(revision) + "&Recursive=True",
         what);
     if (data.is_object() && data.contains("Files") && data["Files"].is_array()) {
-      for (const json& f : data["Files"]) {
-        if (keep_listed(f)) out.push_back(to_entry(f));
-      }
+      add_listed(out, seen, data["Files"]);
     }
     return out;
   }
@@ -509,13 +650,14 @@ std::vector<FileEntry> HubClient::list_files(RepoType type, const RepoId& repo,
                                        id, escape(revision), page),
                            what);
     std::size_t n = 0;
+    std::size_t added = 0;
     if (data.is_object() && data.contains("Files") && data["Files"].is_array()) {
       n = data["Files"].size();
-      for (const json& f : data["Files"]) {
-        if (keep_listed(f)) out.push_back(to_entry(f));
-      }
+      added = add_listed(out, seen, data["Files"]);
     }
-    if (n < 100 || page > 100000) break;
+    // A short page is the last; a full page of nothing new means the hub ignores PageNumber
+    // (asking on would repeat the same page up to the cap).
+    if (n < 100 || added == 0 || page > 100000) break;
   }
   return out;
 }
@@ -532,7 +674,8 @@ std::string HubClient::file_url(RepoType type, const RepoId& repo, const std::st
 }
 
 void HubClient::download_range(const std::string& url, std::uint64_t offset, std::uint64_t end,
-                               const DataSink& sink, std::uint64_t& written) {
+                               const DataSink& sink, std::uint64_t& written,
+                               std::uint64_t file_size) {
   bool overflow = false;
   DataSink counting = [&](const char* data, std::size_t n) {
     if (end != 0 && offset + written + n > end) {
@@ -550,7 +693,11 @@ void HubClient::download_range(const std::string& url, std::uint64_t offset, std
     req.url = url;
     req.api = false;
     req.sink = &counting;
-    req.expect_partial = from > 0;
+    // With a Range header, a 200 carries the whole file rather than the range.
+    req.expect_partial = from > 0 || end != 0;
+    req.range_from = from;
+    req.range_end = end;
+    req.file_size = file_size;
     if (from > 0 || end != 0) {
       req.headers.push_back(end != 0 ? fmt::format("Range: bytes={}-{}", from, end - 1)
                                      : fmt::format("Range: bytes={}-", from));
@@ -558,13 +705,23 @@ void HubClient::download_range(const std::string& url, std::uint64_t offset, std
     const std::uint64_t before = written;
     Response r = impl_->perform(req);
     if (r.sink_error) std::rethrow_exception(r.sink_error);
-    if (r.range_ignored || overflow) {
+    if (overflow) {
+      fail(ErrorCode::kNetwork, "GET {}: the hub sent more than the {} bytes asked for", url,
+           end - offset);
+    }
+    if (r.whole_size_mismatch) {
       fail(ErrorCode::kNetwork,
-           "GET {}: the hub ignored the Range request (sent {} instead of bytes {}-{})", url,
-           r.range_ignored ? "the whole file" : "more bytes", from,
-           end == 0 ? std::string() : std::to_string(end - 1));
+           "GET {}: the hub sent the whole file as {} bytes; the listing says {}", url,
+           r.content_length, file_size);
     }
     if (r.aborted_by_sink) fail(ErrorCode::kIo, "GET {}: writing the data failed", url);
+    if (r.range_ignored && (from > 0 || (file_size != 0 && end < file_size))) {
+      log::warn(
+          "GET {}: the hub ignored the Range request; the bytes outside {}-{} came and were "
+          "dropped",
+          url, from, end == 0 ? std::string() : std::to_string(end - 1));
+    }
+    if (r.stopped_at_range_end) return;
     const bool last = attempt + 1 >= impl_->options.max_attempts;
     if (r.curl_code == CURLE_OK && r.status >= 200 && r.status < 300) {
       if (end == 0 || offset + written >= end) return;
@@ -584,7 +741,7 @@ void HubClient::download_range(const std::string& url, std::uint64_t offset, std
       if (written > before) attempt = 0;
       continue;
     }
-    if (r.status >= 500 && !last) {
+    if (is_retryable_status(r.status) && !last) {
       log::info("GET {}: HTTP {}; retrying ({}/{})", url, r.status, attempt + 1,
                 impl_->options.max_attempts);
       impl_->backoff(attempt, r.retry_after_s);
@@ -633,22 +790,34 @@ void HubClient::create_repo(RepoType type, const RepoId& repo, bool is_private, 
                {"ChineseName", repo.name},
                {"Visibility", visibility},
                {"License", "Apache License 2.0"}};
-  if (type == RepoType::kDataset) {
-    // Datasets are created with a multipart form, as modelscope sends it.
-    Request req;
-    req.method = "POST";
-    req.url = impl_->options.endpoint + "/api/v1/datasets";
-    req.form = {{"Name", repo.name},
-                {"ChineseName", repo.name},
-                {"Owner", repo.owner},
-                {"License", "Apache License 2.0"},
-                {"Visibility", std::to_string(visibility)},
-                {"Description", ""}};
-    impl_->envelope(impl_->send(req, "create " + describe(type, repo), false), req);
-    return;
+  try {
+    if (type == RepoType::kDataset) {
+      // Datasets are created with a multipart form, as modelscope sends it.
+      Request req;
+      req.method = "POST";
+      req.url = impl_->options.endpoint + "/api/v1/datasets";
+      req.form = {{"Name", repo.name},
+                  {"ChineseName", repo.name},
+                  {"Owner", repo.owner},
+                  {"License", "Apache License 2.0"},
+                  {"Visibility", std::to_string(visibility)},
+                  {"Description", ""}};
+      impl_->envelope(impl_->send(req, "create " + describe(type, repo), false), req);
+      return;
+    }
+    impl_->api("POST", fmt::format("/api/v1/{}", repo_type_plural(type)),
+               "create " + describe(type, repo), body.dump(), false);
+  } catch (const Error&) {
+    // Another client (two uploads started together) may have created it since the check above.
+    if (!exist_ok) throw;
+    bool exists = false;
+    try {
+      repo_info(type, repo);
+      exists = true;
+    } catch (const Error&) {
+    }
+    if (!exists) throw;  // the create's own failure
   }
-  impl_->api("POST", fmt::format("/api/v1/{}", repo_type_plural(type)),
-             "create " + describe(type, repo), body.dump(), false);
 }
 
 std::vector<std::string> HubClient::lfs_upload_hrefs(
@@ -695,6 +864,9 @@ void HubClient::put_blob(const std::string& href, const std::string& local_path,
     req.api = false;
     req.upload_fd = fd;
     req.upload_size = size;
+    // The hub named this URL for the upload, as Python's client sends the cookie to it; a
+    // redirect from there to yet another host still goes without.
+    req.token_to_url_host = true;
     std::uint64_t sent = 0;
     req.upload_progress = [&](std::uint64_t n) {
       sent += n;
@@ -703,7 +875,7 @@ void HubClient::put_blob(const std::string& href, const std::string& local_path,
     Response r = impl_->perform(req);
     ::close(fd);
     const bool last = attempt + 1 >= impl_->options.max_attempts;
-    const bool failed = r.curl_code != CURLE_OK || r.status >= 500;
+    const bool failed = r.curl_code != CURLE_OK || is_retryable_status(r.status);
     if (failed && !last && (r.curl_code == CURLE_OK || is_retryable_curl(r.curl_code))) {
       if (progress && sent > 0)
         progress(static_cast<std::uint64_t>(-static_cast<std::int64_t>(sent)));

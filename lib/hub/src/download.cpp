@@ -232,26 +232,39 @@ class HashingWriter {
   std::thread thread_;
 };
 
-// The per-repo lock: flock on an fd, so the kernel drops it when the holder dies.
-class RepoLock {
+// An exclusive flock held for the object's life; the kernel drops it when the holder dies, so a
+// killed run never leaves a lock behind.
+class ExclusiveLock {
  public:
-  explicit RepoLock(const fs::path& path) {
+  enum class Target {
+    kLockFile,  // a lock file, created if missing (Python's <cache>/.lock/<owner>___<name>)
+    kFolder,    // the folder itself (created if missing): no extra file in a --local-dir
+  };
+
+  ExclusiveLock(const fs::path& path, Target target) {
+    const fs::path folder = target == Target::kFolder ? path : path.parent_path();
     std::error_code ec;
-    fs::create_directories(path.parent_path(), ec);
-    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    fs::create_directories(folder, ec);
+    if (ec) fail(ErrorCode::kIo, "{}: cannot create folder: {}", folder.string(), ec.message());
+    fd_ = target == Target::kFolder ? ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                                    : ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0)
-      fail(ErrorCode::kIo, "{}: cannot open the lock file: {}", path.string(),
-           std::strerror(errno));
+      fail(ErrorCode::kIo, "{}: cannot open for locking: {}", path.string(), std::strerror(errno));
     if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
-    log::warn("waiting for another download of the same repo to finish (lock {})", path.string());
+    log::warn(
+        "waiting for another download of the same repo or into the same folder to finish "
+        "(lock {})",
+        path.string());
     while (::flock(fd_, LOCK_EX) != 0) {
       if (errno != EINTR)
         fail(ErrorCode::kIo, "{}: lock failed: {}", path.string(), std::strerror(errno));
     }
   }
-  ~RepoLock() {
+  ~ExclusiveLock() {
     if (fd_ >= 0) ::close(fd_);
   }
+  ExclusiveLock(const ExclusiveLock&) = delete;
+  ExclusiveLock& operator=(const ExclusiveLock&) = delete;
 
  private:
   int fd_ = -1;
@@ -308,11 +321,28 @@ struct Run {
               "the hub serves corrupt data for this file; nothing was stored in the cache");
 }
 
+// Clears the temp area's way for `path`: partial files of an earlier run can sit where a folder
+// must go, or a folder of them where the file goes, when the hub changed a folder into a file or
+// the reverse. The temp area is ms's own, so they are just removed.
+void clear_temp_path(const fs::path& temp_dir, const std::string& path) {
+  std::error_code ec;
+  fs::path p = temp_dir;
+  const std::vector<std::string> segments = split(path, '/');
+  for (std::size_t i = 0; i + 1 < segments.size(); ++i) {
+    p /= segments[i];
+    const auto status = fs::symlink_status(p, ec);
+    if (fs::exists(status) && !fs::is_directory(status)) fs::remove(p, ec);
+  }
+  const fs::path target = temp_dir / path;
+  if (fs::is_directory(fs::symlink_status(target, ec))) fs::remove_all(target, ec);
+}
+
 // Single-stream download into `<temp_dir>/<Path>` (the same temp path Python uses, so either
 // client resumes the other's partial file), hashing while streaming.
 void fetch_whole(Run& run, const FileEntry& entry) {
   const fs::path temp = run.layout.temp_dir / entry.path;
   std::error_code ec;
+  clear_temp_path(run.layout.temp_dir, entry.path);
   fs::create_directories(temp.parent_path(), ec);
   if (ec)
     fail(ErrorCode::kIo, "{}: cannot create folder: {}", temp.parent_path().string(), ec.message());
@@ -362,7 +392,7 @@ void fetch_whole(Run& run, const FileEntry& entry) {
         return true;
       };
       try {
-        run.client.download_range(url, have, entry.size, sink, written);
+        run.client.download_range(url, have, entry.size, sink, written, entry.size);
       } catch (const Error&) {
         out.abandon();  // what arrived is valid: keep it for the next run to resume from
         throw;
@@ -396,7 +426,9 @@ class PartedFile {
     const fs::path base = run.layout.temp_dir / entry_.path;
     data_path_ = base.string() + ".ms-partial";
     state_path_ = base.string() + ".ms-parts";
-    const std::uint64_t part = (entry_.size + parts - 1) / parts;
+    // Rounded up without overflow; never 0, so the loop below ends whatever the size.
+    const std::uint64_t part =
+        std::max<std::uint64_t>(1, entry_.size / parts + (entry_.size % parts != 0 ? 1 : 0));
     for (std::uint64_t start = 0; start < entry_.size; start += part) {
       parts_.push_back({start, std::min(entry_.size, start + part)});
     }
@@ -420,6 +452,7 @@ class PartedFile {
   // Opens the files and restores progress; called once before parts run.
   void open() {
     std::error_code ec;
+    clear_temp_path(run_.layout.temp_dir, entry_.path);
     fs::create_directories(data_path_.parent_path(), ec);
     data_fd_ = ::open(data_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     state_fd_ = ::open(state_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -485,7 +518,7 @@ class PartedFile {
       };
       try {
         if (p.start + have < p.end)
-          run_.client.download_range(url_, p.start + have, p.end, sink, written);
+          run_.client.download_range(url_, p.start + have, p.end, sink, written, entry_.size);
       } catch (const Error&) {
         landed(out.flush());
         save(i);
@@ -697,8 +730,9 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
 
   HubClient client(hub);
   const std::string revision = options.revision.empty() ? "master" : options.revision;
-  std::optional<RepoLock> lock;
-  if (!options.dry_run) lock.emplace(layout.lock_file);
+  // The repo's lock, where Python's client takes it too ...
+  std::optional<ExclusiveLock> repo_lock;
+  if (!options.dry_run) repo_lock.emplace(layout.lock_file, ExclusiveLock::Target::kLockFile);
 
   std::vector<FileEntry> listed;
   std::vector<RevisionInfo> revisions;
@@ -717,6 +751,10 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   }
   const std::vector<FileEntry> selected = select(listed, options);
 
+  // ... and the destination folder's, taken once the repo is known to exist: runs with different
+  // cache roots (so different repo locks) can share a --local-dir, and each rewrites its .msc.
+  std::optional<ExclusiveLock> folder_lock;
+  if (!options.dry_run) folder_lock.emplace(layout.repo_dir, ExclusiveLock::Target::kFolder);
   RepoCache cache(layout.repo_dir);
   DownloadResult result;
   result.local_path = layout.repo_dir;

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
+#include <unordered_map>
 
 #include "ms/core/error.h"
 #include "ms/core/file.h"
@@ -66,13 +67,17 @@ struct LocalFile {
   std::string repo_path;
   std::uint64_t size = 0;
   std::int64_t mtime_ns = 0;
+  // Unlike mtime, ctime cannot be set back: tar, cp -p and reproducible builds give a rewritten
+  // file its old size and mtime, but every write moves ctime (git's index relies on the same).
+  std::int64_t ctime_ns = 0;
+  std::uint64_t inode = 0;
   std::string sha256;
   bool lfs = false;
   bool committed = false;  // by an earlier run, unchanged since
 };
 
-std::int64_t mtime_ns(const struct stat& st) {
-  return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+std::int64_t nanoseconds(const struct timespec& t) {
+  return static_cast<std::int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
 }
 
 // Upload state of one (folder, repo, revision): what was hashed and committed.
@@ -99,7 +104,9 @@ class UploadState {
     auto it = data_.find(f.repo_path);
     if (it == data_.end() || !it->is_object()) return false;
     if (it->value("size", std::uint64_t(0)) != f.size ||
-        it->value("mtime_ns", std::int64_t(0)) != f.mtime_ns)
+        it->value("mtime_ns", std::int64_t(0)) != f.mtime_ns ||
+        it->value("ctime_ns", std::int64_t(0)) != f.ctime_ns ||
+        it->value("inode", std::uint64_t(0)) != f.inode)
       return false;
     f.sha256 = it->value("sha256", std::string());
     f.committed = it->value("committed", false);
@@ -107,8 +114,8 @@ class UploadState {
   }
   void record(const LocalFile& f, bool committed) {
     std::lock_guard<std::mutex> lock(mutex_);
-    data_[f.repo_path] = {
-        {"size", f.size}, {"mtime_ns", f.mtime_ns}, {"sha256", f.sha256}, {"committed", committed}};
+    data_[f.repo_path] = {{"size", f.size},   {"mtime_ns", f.mtime_ns}, {"ctime_ns", f.ctime_ns},
+                          {"inode", f.inode}, {"sha256", f.sha256},     {"committed", committed}};
   }
   void save() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -177,6 +184,13 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
   if (!prefix.empty()) check_repo_path(prefix);
   std::vector<std::pair<fs::path, std::string>> out;
   if (!fs::is_directory(local, ec)) {
+    // Reading a FIFO, a device or a socket would block or never end.
+    if (!fs::is_regular_file(local, ec)) {
+      throw Error(
+          ErrorCode::kUsage,
+          fmt::format("{}: not a regular file or folder, so it cannot be uploaded", local.string()),
+          "upload a regular file, or a folder of them");
+    }
     std::string name = prefix.empty() ? local.filename().string() : prefix;
     if (!options.path_in_repo.empty() && options.path_in_repo.back() == '/')
       name = prefix + "/" + local.filename().string();
@@ -197,28 +211,38 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
       it.disable_recursion_pending();
       continue;
     }
-    if (it->is_symlink(ec)) {
+    const bool is_link = it->is_symlink(ec);
+    if (is_dir && !is_link) continue;
+    if (name == ".ms_upload_cache" || name == ".ms_upload_progress") continue;
+    const std::string rel = p.lexically_relative(root).generic_string();
+    // Patterns first: an excluded file or link is never resolved, read or checked, which is what
+    // the hints below offer.
+    if (!selected_by_patterns(rel, options.include, options.exclude)) continue;
+    if (is_link) {
       const fs::path target = fs::weakly_canonical(p, ec);
-      if (ec || !inside(root, target)) {
+      if (ec) {
+        throw Error(ErrorCode::kUsage,
+                    fmt::format("{}: cannot resolve the symlink: {}", p.string(), ec.message()),
+                    "fix or remove the link, or exclude it with --exclude");
+      }
+      if (!inside(root, target)) {
         throw Error(ErrorCode::kUsage,
                     fmt::format("{}: symlink leads outside the folder being uploaded ({})",
                                 p.string(), target.string()),
                     "replace the link with a copy of the file, or exclude it with --exclude");
       }
-      if (fs::is_directory(target, ec)) {
-        // Links to folders inside the tree are skipped: their files are uploaded from the real
-        // path.
-        continue;
-      }
+      // Links to folders inside the tree are skipped: their files are uploaded from the real
+      // path.
+      if (fs::is_directory(target, ec)) continue;
     }
-    if (is_dir || !fs::is_regular_file(p, ec)) continue;
-    if (name == ".ms_upload_cache" || name == ".ms_upload_progress") continue;
-    std::string rel = p.lexically_relative(root).generic_string();
-    if (!is_safe_repo_path(rel)) {
-      throw Error(ErrorCode::kUsage, fmt::format("{}: the name cannot be a repo path", p.string()),
-                  "rename it, or exclude it with --exclude");
+    // FIFOs, sockets, devices and dangling links are not files to upload.
+    if (!fs::is_regular_file(p, ec)) continue;
+    try {
+      check_repo_path(rel);
+    } catch (Error& e) {
+      e.set_hint("rename it, or exclude it with --exclude");
+      throw;
     }
-    if (!selected_by_patterns(rel, options.include, options.exclude)) continue;
     std::string repo_path = prefix.empty() ? rel : prefix + "/" + rel;
     check_repo_path(repo_path);
     out.emplace_back(p, repo_path);
@@ -255,7 +279,9 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
     if (::stat(f.local.c_str(), &st) != 0)
       fail(ErrorCode::kIo, "{}: cannot stat", f.local.string());
     f.size = static_cast<std::uint64_t>(st.st_size);
-    f.mtime_ns = mtime_ns(st);
+    f.mtime_ns = nanoseconds(st.st_mtim);
+    f.ctime_ns = nanoseconds(st.st_ctim);
+    f.inode = static_cast<std::uint64_t>(st.st_ino);
     f.lfs = is_lfs_file(f.repo_path, f.size);
   }
   {
@@ -270,6 +296,30 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
       state.record(f, false);
     });
     if (!need_hash.empty()) state.save();
+  }
+
+  // Files the revision already holds with the same content need no commit either: the state
+  // of an earlier run may be gone (another machine, a cleared cache), or a run may have died
+  // between the hub applying its commit and saving the state.
+  if (std::any_of(files.begin(), files.end(), [](const LocalFile& f) { return !f.committed; })) {
+    std::unordered_map<std::string, std::string> remote;  // path -> sha256
+    try {
+      for (const FileEntry& e : client.list_files(options.type, options.repo, options.revision))
+        remote.emplace(e.path, e.sha256);
+    } catch (const Error& e) {
+      // A branch this upload creates has no files yet (and must be created even if its files
+      // match master's).
+      if (e.code() != ErrorCode::kNotFound) throw;
+    }
+    bool changed = false;
+    for (LocalFile& f : files) {
+      auto it = remote.find(f.repo_path);
+      if (f.committed || it == remote.end() || it->second != f.sha256) continue;
+      f.committed = true;
+      state.record(f, true);
+      changed = true;
+    }
+    if (changed) state.save();
   }
 
   UploadResult result;

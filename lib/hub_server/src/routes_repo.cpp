@@ -97,12 +97,18 @@ void create_repo(Service& service, const httplib::Request& req, httplib::Respons
                     fmt::format("user {} may not create repos under {}", *caller.user, repo.owner)};
   }
   repo.type = type;
-  if (service.store.find_repo(type, repo.owner, repo.name)) {
-    throw HttpError{409, fmt::format("{} {}/{} already exists", hub::repo_type_name(type),
-                                     repo.owner, repo.name)};
+  const std::string exists =
+      fmt::format("{} {}/{} already exists", hub::repo_type_name(type), repo.owner, repo.name);
+  if (service.store.find_repo(type, repo.owner, repo.name)) throw HttpError{409, exists};
+  std::optional<RepoRecord> created;
+  try {
+    created = service.store.create_repo(repo, *caller.user);
+  } catch (const Error&) {
+    // A concurrent create of the same repo won the race: the same answer as when it came first.
+    if (service.store.find_repo(type, repo.owner, repo.name)) throw HttpError{409, exists};
+    throw;
   }
-  RepoRecord created = service.store.create_repo(repo, *caller.user);
-  send_ok(req, res, repo_json(service, created));
+  send_ok(req, res, repo_json(service, *created));
 }
 
 json commit_json(const CommitRecord& c, const std::string& email) {

@@ -47,8 +47,10 @@ void add_upload_routes(httplib::Server& server, Service& service) {
         const std::string sha = oid.get<std::string>();
         const std::uint64_t n = size.get<std::uint64_t>();
         json item = {{"oid", sha}, {"size", n}};
+        // Present only if the caller can read a repo holding it; otherwise the bytes must come
+        // (proof of possession), or a sha256 would unlock other users' private files.
         auto have = service.store.blob_size(sha);
-        if (!have || *have != n) {
+        if (!have || *have != n || !service.store.blob_readable_by(sha, caller.user)) {
           item["actions"] = {
               {"upload",
                {{"href", fmt::format("{}/api/v1/repos/{}/{}/{}/info/lfs/objects/{}?size={}",
@@ -67,8 +69,8 @@ void add_upload_routes(httplib::Server& server, Service& service) {
                  const httplib::ContentReader& reader) {
                guarded(req, res, [&] {
                  const Caller caller = identify(service, req);
-                 repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2],
-                                req.matches[3]);
+                 const RepoRecord repo = repo_for_write(service, caller, parse_type(req.matches[1]),
+                                                        req.matches[2], req.matches[3]);
                  if (!req.has_header("Content-Length")) {
                    throw HttpError{411, "blob uploads need a Content-Length header"};
                  }
@@ -97,6 +99,7 @@ void add_upload_routes(httplib::Server& server, Service& service) {
                  });
                  if (failure) throw *failure;
                  writer.finish();
+                 service.store.add_repo_blob(repo.id, req.matches[4]);
                  send_ok(req, res, {{"oid", std::string(req.matches[4])}, {"size", size}});
                });
              });

@@ -53,6 +53,9 @@ FaultSpec parse_fault_spec(const std::string& text) {
   return spec;
 }
 
+// The largest request body taken from a caller without a valid token (logins and the like).
+constexpr std::uint64_t kAnonymousBodyLimit = 1u << 20;
+
 struct Server::Impl {
   explicit Impl(ServerOptions options) : service(std::move(options)) {}
 
@@ -111,7 +114,7 @@ void Server::start() {
   const std::uint64_t max_json = o.max_json_body;
   const std::uint64_t max_blob = o.max_blob_size;
   http.set_pre_routing_handler(
-      [max_json, max_blob](const httplib::Request& req, httplib::Response& res) {
+      [max_json, max_blob, &service](const httplib::Request& req, httplib::Response& res) {
         // Range is handled by the content route itself; keep httplib from slicing bodies again.
         // (The Request is a non-const local of httplib's connection loop.)
         const_cast<httplib::Request&>(req).ranges.clear();
@@ -130,6 +133,15 @@ void Server::start() {
             send_envelope(
                 req, res, 413, nullptr,
                 fmt::format("request body of {} bytes exceeds the limit of {}", length, limit));
+            res.set_header("Connection", "close");
+            return httplib::Server::HandlerResponse::Handled;
+          }
+          // httplib reads a body into memory before the route sees it; without this check
+          // anyone could make the server hold max_json_body bytes per worker thread.
+          if (length > kAnonymousBodyLimit && !identify(service, req).user) {
+            send_envelope(req, res, 401, nullptr,
+                          fmt::format("request bodies over {} bytes need a valid access token",
+                                      kAnonymousBodyLimit));
             res.set_header("Connection", "close");
             return httplib::Server::HandlerResponse::Handled;
           }

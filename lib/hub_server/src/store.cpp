@@ -61,6 +61,9 @@ CREATE TABLE IF NOT EXISTS commits(id TEXT PRIMARY KEY, repo_id INTEGER NOT NULL
 CREATE TABLE IF NOT EXISTS refs(repo_id INTEGER NOT NULL, name TEXT NOT NULL,
                                 kind TEXT NOT NULL, commit_id TEXT NOT NULL,
                                 created_at INTEGER NOT NULL, PRIMARY KEY(repo_id, name));
+CREATE TABLE IF NOT EXISTS repo_blobs(repo_id INTEGER NOT NULL, sha256 TEXT NOT NULL,
+                                      PRIMARY KEY(repo_id, sha256)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS repo_blobs_by_sha ON repo_blobs(sha256);
 )sql";
 
 std::int64_t now_seconds() { return static_cast<std::int64_t>(std::time(nullptr)); }
@@ -291,6 +294,31 @@ struct Store::Impl {
     return CommitRecord{id, parent, tree, message, author, created_at};
   }
 
+  void add_repo_blob(std::int64_t repo_id, const std::string& sha256) {
+    Statement(db->handle(), "INSERT OR IGNORE INTO repo_blobs(repo_id, sha256) VALUES(?,?)")
+        .bind(1, repo_id)
+        .bind(2, sha256)
+        .run();
+  }
+
+  // Stores made before repo_blobs existed: every blob a commit of a repo names is the repo's.
+  void backfill_repo_blobs() {
+    std::vector<std::pair<std::int64_t, std::string>> trees;
+    {
+      Statement s(db->handle(), "SELECT DISTINCT repo_id, tree FROM commits");
+      while (s.step()) trees.emplace_back(s.int64(0), s.text(1));
+    }
+    Transaction txn(*db);
+    for (const auto& [repo_id, tree] : trees) {
+      const fs::path path = tree_path(tree);
+      std::error_code ec;
+      if (!fs::is_regular_file(path, ec)) continue;
+      for (const TreeEntry& e : tree_from_json(read_file(path), path))
+        add_repo_blob(repo_id, e.sha256);
+    }
+    txn.commit();
+  }
+
   void set_ref(std::int64_t repo_id, const std::string& name, const char* kind,
                const std::string& commit_id) {
     Statement s(db->handle(),
@@ -307,7 +335,14 @@ Store::Store(const fs::path& root) : impl_(std::make_unique<Impl>()) {
   make_dirs(root / "trees");
   make_dirs(root / "tmp");
   impl_->db = std::make_unique<Database>(root / "meta.sqlite3");
+  bool had_repo_blobs = false;
+  {
+    Statement s(impl_->db->handle(),
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='repo_blobs'");
+    had_repo_blobs = s.step();
+  }
   impl_->db->exec(kSchema);
+  if (!had_repo_blobs) impl_->backfill_repo_blobs();
   // Leftovers of uploads interrupted by a crash.
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(root / "tmp", ec)) {
@@ -388,6 +423,7 @@ RepoRecord Store::create_repo(RepoRecord repo, const std::string& author) {
   const std::string tree_sha = impl_->write_tree(tree);
   impl_->insert_commit(repo.id, "", tree_sha, "Initial commit", author, repo.created_at, id);
   impl_->set_ref(repo.id, "master", "branch", id);
+  impl_->add_repo_blob(repo.id, attributes_sha);
   txn.commit();
   return repo;
 }
@@ -431,8 +467,9 @@ void Store::update_repo_settings(const RepoRecord& repo) {
 void Store::delete_repo(std::int64_t repo_id) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   Transaction txn(*impl_->db);
-  for (const char* sql : {"DELETE FROM refs WHERE repo_id=?", "DELETE FROM commits WHERE repo_id=?",
-                          "DELETE FROM repos WHERE id=?"}) {
+  for (const char* sql :
+       {"DELETE FROM refs WHERE repo_id=?", "DELETE FROM commits WHERE repo_id=?",
+        "DELETE FROM repo_blobs WHERE repo_id=?", "DELETE FROM repos WHERE id=?"}) {
     Statement(impl_->db->handle(), sql).bind(1, repo_id).run();
   }
   txn.commit();
@@ -534,8 +571,10 @@ CommitRecord Store::commit(std::int64_t repo_id, const std::string& branch,
     } else if (a.lfs) {
       MS_CHECK(is_sha256_hex(a.sha256), ErrorCode::kUsage,
                "file '{}': sha256 '{}' is not 64 lower-case hex digits", a.path, a.sha256);
+      // A blob of a repo the author cannot read counts as missing (and says so in the same
+      // words): knowing a sha256 must not copy another user's private file into one's own repo.
       auto size = blob_size(a.sha256);
-      MS_CHECK(size.has_value(), ErrorCode::kNotFound,
+      MS_CHECK(size.has_value() && blob_readable_by(a.sha256, author), ErrorCode::kNotFound,
                "file '{}': LFS blob {} has not been uploaded", a.path, a.sha256);
       MS_CHECK(*size == a.size, ErrorCode::kIntegrity,
                "file '{}': declared size {} but blob {} has {} bytes", a.path, a.size, a.sha256,
@@ -590,6 +629,9 @@ CommitRecord Store::commit(std::int64_t repo_id, const std::string& branch,
                "'{}' is a file, so '{}' cannot be created under it", path.substr(0, slash), path);
     }
   }
+  for (const Resolved& r : resolved) {
+    if (r.action->kind != CommitAction::Kind::kDelete) impl_->add_repo_blob(repo_id, r.sha256);
+  }
   std::vector<TreeEntry> tree;
   tree.reserve(files.size());
   for (auto& [path, entry] : files) tree.push_back(std::move(entry));
@@ -608,6 +650,23 @@ fs::path Store::blob_path(const std::string& sha256) const {
 }
 
 bool Store::has_blob(const std::string& sha256) { return blob_size(sha256).has_value(); }
+
+void Store::add_repo_blob(std::int64_t repo_id, const std::string& sha256) {
+  MS_ASSERT(is_sha256_hex(sha256));
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->add_repo_blob(repo_id, sha256);
+}
+
+bool Store::blob_readable_by(const std::string& sha256, const std::optional<std::string>& user) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Statement s(impl_->db->handle(),
+              "SELECT 1 FROM repo_blobs b JOIN repos r ON r.id = b.repo_id WHERE b.sha256 = ? "
+              "AND (r.visibility = ? OR (? AND (r.visibility = ? OR r.owner = ?))) LIMIT 1");
+  s.bind(1, sha256).bind(2, static_cast<std::int64_t>(kPublic));
+  s.bind(3, static_cast<std::int64_t>(user.has_value() ? 1 : 0));
+  s.bind(4, static_cast<std::int64_t>(kInternal)).bind(5, user.value_or(""));
+  return s.step();
+}
 
 std::optional<std::uint64_t> Store::blob_size(const std::string& sha256) {
   if (!is_sha256_hex(sha256)) return std::nullopt;

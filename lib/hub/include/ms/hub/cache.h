@@ -58,6 +58,10 @@ class RepoCache {
 
  private:
   void reindex();
+  /// Clears the way for `path` when the hub changed a folder into a file or the reverse: old
+  /// files and folders the index records are removed (with their entries); anything else is
+  /// left alone and reported (kIo).
+  void make_room(const std::string& path);
 
   std::filesystem::path dir_;
   std::vector<CacheIndexEntry> entries_;

@@ -90,9 +90,11 @@ class HubClient {
 
   /// GETs bytes [offset, end) of `url` (end 0: to the end) into `sink`, resuming with Range
   /// after resets and stalls. `written` is advanced by the bytes delivered, so a caller can
-  /// resume even after the retries are exhausted.
+  /// resume even after the retries are exhausted. A hub that ignores Range and answers with the
+  /// whole file still works: the bytes outside the range are dropped. `file_size` (0: unknown)
+  /// is the listed size; such a whole-file answer of another length is refused.
   void download_range(const std::string& url, std::uint64_t offset, std::uint64_t end,
-                      const DataSink& sink, std::uint64_t& written);
+                      const DataSink& sink, std::uint64_t& written, std::uint64_t file_size = 0);
 
   /// POST /api/v1/login with an SDK token.
   LoginResult login(const std::string& access_token);

@@ -48,8 +48,9 @@ bool is_lfs_file(const std::string& path, std::uint64_t size);
 std::vector<std::pair<std::filesystem::path, std::string>> collect_upload_files(
     const UploadOptions& options);
 
-/// Uploads. Resumable: per-file state (size, mtime, sha256, committed) is kept in
-/// $MODELSCOPE_CACHE/.upload/, so a re-run after an interruption sends nothing twice.
+/// Uploads. Resumable: per-file state (size, mtime, ctime, inode, sha256, committed) is kept in
+/// $MODELSCOPE_CACHE/.upload/, and files the revision already holds with the same sha256 are not
+/// committed again, so a re-run after an interruption sends nothing twice.
 UploadResult upload(const UploadOptions& options, const HubOptions& hub);
 
 }  // namespace ms::hub

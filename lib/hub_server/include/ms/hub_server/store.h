@@ -16,7 +16,9 @@
 // Tables: users(name, email, created_at), tokens(token, user, created_at),
 // repos(id, type, owner, name, visibility, license, chinese_name, description, created_at),
 // commits(id, repo_id, parent, tree, message, author, created_at),
-// refs(repo_id, name, kind 'branch'|'tag', commit_id, created_at).
+// refs(repo_id, name, kind 'branch'|'tag', commit_id, created_at),
+// repo_blobs(repo_id, sha256): the blobs uploaded through or committed into each repo (filled
+// from the commits' trees when an older store is opened).
 #pragma once
 
 #include <cstdint>
@@ -164,6 +166,13 @@ class Store {
                       const std::string& author);
 
   bool has_blob(const std::string& sha256);
+  /// Records that repo `repo_id` holds blob `sha256`: its bytes were uploaded through the repo
+  /// (commits record their own blobs).
+  void add_repo_blob(std::int64_t repo_id, const std::string& sha256);
+  /// Whether `user` (nullopt: anonymous) can read some repo holding the blob. Only such blobs
+  /// count as present in LFS batch answers and may be committed by reference, so that a sha256
+  /// alone never copies another user's private file into a repo.
+  bool blob_readable_by(const std::string& sha256, const std::optional<std::string>& user);
   /// Size of a stored blob, or nullopt.
   std::optional<std::uint64_t> blob_size(const std::string& sha256);
   std::filesystem::path blob_path(const std::string& sha256) const;

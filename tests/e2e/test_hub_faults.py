@@ -1,0 +1,314 @@
+"""Faults around `ms upload` and `ms download` against a real `ms hub serve` on 127.0.0.1: odd
+upload sources (FIFOs, devices, unsafe names, broken symlinks), processes killed part way, and
+concurrent clients. Bounded: small files, every subprocess with a timeout."""
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import time
+import unittest
+
+from harness import MS_BIN, MsTestCase, run_ms
+from hub_fixture import HubServer, hub_server_available
+
+
+def make_tree(root, files):
+    for rel, data in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+    return root
+
+
+class HubFaultsTest(MsTestCase):
+    server = None
+
+    @classmethod
+    def setUpClass(cls):
+        if not hub_server_available():
+            raise unittest.SkipTest("this ms has no `ms hub serve` (built without the hub server)")
+        cls.server_root = tempfile.mkdtemp(prefix="ms-hub-faults-")
+        cls.server = HubServer(cls.server_root)
+        cls.token = cls.server.token("alice")
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.server:
+            cls.server.stop()
+        shutil.rmtree(cls.server_root, True)
+
+    def env(self, **extra):
+        env = {
+            "MODELSCOPE_CACHE": self.path("cache"),
+            "MODELSCOPE_CREDENTIALS_PATH": self.path("credentials"),
+            "MODELSCOPE_ENDPOINT": self.server.endpoint,
+            "MODELSCOPE_API_TOKEN": "",
+            "MODELSCOPE_OFFLINE": "",
+            "MS_HUB_RETRIES": "2",
+        }
+        env.update(extra)
+        return env
+
+    def ms(self, *args, timeout=60):
+        return run_ms(*args, env=self.env(), timeout=timeout)
+
+    def upload(self, repo, source, *extra, timeout=60):
+        return self.ms("upload", repo, source, "--token", self.token, "--create", *extra, timeout=timeout)
+
+    def listing(self, repo):
+        status, envelope = self.server.files(repo, token=self.token)
+        self.assertEqual(status, 200, envelope)
+        return {f["Path"]: f for f in envelope["Data"]["Files"] if f["Type"] == "blob"}
+
+    # --- upload sources -----------------------------------------------------------------------
+    def test_fifo_and_device_sources_are_refused_not_read(self):
+        fifo = self.path("fifo")
+        os.mkfifo(fifo)
+        for source in (fifo, "/dev/zero"):
+            with self.subTest(source=source):
+                # Without the check the upload blocks on the FIFO or hashes /dev/zero for ever.
+                r = self.upload("alice/fifo", source, timeout=20)
+                self.assertExit(r, 2)
+                self.assertOneLineError(r, "not a regular file")
+
+    def test_fifo_inside_a_folder_is_skipped(self):
+        src = make_tree(self.path("src"), {"a.txt": b"a"})
+        os.mkfifo(os.path.join(src, "pipe"))
+        r = self.upload("alice/fifo-folder", src, timeout=20)
+        self.assertExit(r, 0)
+        self.assertEqual(sorted(self.listing("alice/fifo-folder")), [".gitattributes", "a.txt"])
+
+    def test_excluded_files_need_not_be_valid_repo_paths(self):
+        src = make_tree(self.path("src"), {"ok.txt": b"ok", "bad\nname.txt": b"x", "d\\x/y.txt": b"y"})
+        r = self.upload("alice/names", src)
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "unsafe repo path", "\\x0a")  # the newline shown escaped
+        self.assertIn("--exclude", r.stderr)
+        # What the hint offers works: the excluded names are never checked.
+        r = self.upload("alice/names", src, "--exclude", "bad*", "d?x/*")
+        self.assertExit(r, 0)
+        self.assertEqual(sorted(self.listing("alice/names")), [".gitattributes", "ok.txt"])
+
+    def test_symlinks_loops_dangling_and_outside(self):
+        src = make_tree(self.path("src"), {"real/f.txt": b"f", "top.txt": b"t"})
+        os.symlink("top.txt", os.path.join(src, "link.txt"))         # file inside: uploaded
+        os.symlink("real", os.path.join(src, "linkdir"))             # folder inside: skipped
+        os.symlink("missing", os.path.join(src, "dangling"))         # dangling inside: skipped
+        r = self.upload("alice/links", src)
+        self.assertExit(r, 0)
+        self.assertEqual(sorted(self.listing("alice/links")),
+                         [".gitattributes", "link.txt", "real/f.txt", "top.txt"])
+        os.symlink("loop2", os.path.join(src, "loop1"))
+        os.symlink("loop1", os.path.join(src, "loop2"))
+        r = self.upload("alice/links", src)
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "loop1", "cannot resolve the symlink")
+        self.assertExit(self.upload("alice/links", src, "--exclude", "loop*"), 0)
+        os.symlink(self.path(), os.path.join(src, "outside"))
+        r = self.upload("alice/links", src, "--exclude", "loop*")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "outside the folder")
+        self.assertExit(self.upload("alice/links", src, "--exclude", "loop*", "outside"), 0)
+
+
+    # --- interrupted and repeated uploads ------------------------------------------------------
+    def test_rerun_without_the_upload_state_sends_nothing_twice(self):
+        # The state of an earlier run can be gone: another machine, a cleared cache, or a run
+        # killed after the hub applied its commit but before the state was saved.
+        files = {"w.bin": os.urandom(300000), "a.txt": b"a", "d/b.txt": b"b"}
+        src = make_tree(self.path("src"), files)
+        first = self.json_out(self.upload("alice/stateless", src, "--json"))
+        self.assertEqual(first["files_committed"], 3)
+        shutil.rmtree(self.path("cache", ".upload"))
+        again = self.json_out(self.upload("alice/stateless", src, "--json"))
+        self.assertEqual((again["files_committed"], again["files_skipped"], again["bytes_uploaded"],
+                          again["blobs_uploaded"], again["commits"]), (0, 3, 0, 0, []))
+        # A changed file still goes out, alone.
+        with open(os.path.join(src, "a.txt"), "wb") as f:
+            f.write(b"changed")
+        shutil.rmtree(self.path("cache", ".upload"))
+        changed = self.json_out(self.upload("alice/stateless", src, "--json"))
+        self.assertEqual((changed["files_committed"], changed["bytes_uploaded"]), (1, len(b"changed")))
+        # A new branch is created even when its files equal master's.
+        branch = self.json_out(self.upload("alice/stateless", src, "--json", "--revision", "dev"))
+        self.assertEqual(branch["files_committed"], 3)
+        r = self.ms("download", "alice/stateless", "--revision", "dev", "--token", self.token,
+                    "--local-dir", self.path("dev"))
+        self.assertExit(r, 0)
+
+    def test_rewritten_file_with_its_old_size_and_mtime_is_uploaded(self):
+        # tar, cp -p and reproducible builds (SOURCE_DATE_EPOCH) give new content the old size
+        # and mtime; the upload state must not call such a file unchanged.
+        src = make_tree(self.path("src"), {"w.bin": b"A" * 200000, "a.txt": b"old!"})
+        stamp = 1_600_000_000 * 10 ** 9
+        for name in ("w.bin", "a.txt"):
+            os.utime(os.path.join(src, name), ns=(stamp, stamp))
+        self.assertExit(self.upload("alice/stamped", src), 0)
+        new = {"w.bin": b"B" * 200000, "a.txt": b"new!"}
+        time.sleep(0.01)  # a later ctime, even on coarse clocks
+        for name, data in new.items():
+            path = os.path.join(src, name)
+            with open(path, "wb") as f:
+                f.write(data)
+            os.utime(path, ns=(stamp, stamp))
+        again = self.json_out(self.upload("alice/stamped", src, "--json"))
+        self.assertEqual(again["files_committed"], 2)
+        for name, data in new.items():
+            self.assertEqual(self.server.download("alice/stamped", name, token=self.token)[2], data)
+
+    def test_upload_killed_at_random_moments_then_rerun(self):
+        files = {f"big{i}.bin": os.urandom(3 << 20) for i in range(3)}
+        files.update({f"d/s{i:02d}.txt": os.urandom(1000 + i) for i in range(40)})
+        src = make_tree(self.path("src"), files)
+        args = ["upload", "alice/killed", src, "--create", "--token", self.token, "--max-workers", "2"]
+        for delay in (0.05, 0.15, 0.3, 0.5):
+            p = self.spawn(*args, cache=self.path("cache"))
+            time.sleep(delay)
+            p.send_signal(signal.SIGKILL)
+            p.communicate(timeout=30)
+        final = self.json_out(self.ms(*args, "--json", timeout=120))
+        # Whatever the kills left, one more run sends nothing.
+        again = self.json_out(self.ms(*args, "--json", timeout=60))
+        self.assertEqual((again["files_committed"], again["bytes_uploaded"], again["commits"]), (0, 0, []))
+        self.assertLessEqual(final["blobs_uploaded"], 3)
+        listing = self.listing("alice/killed")
+        for name, data in files.items():
+            self.assertEqual(listing[name]["Sha256"], hashlib.sha256(data).hexdigest(), name)
+
+    def test_server_killed_mid_upload_keeps_a_consistent_store(self):
+        root = self.path("hub-root")
+        server = HubServer(root)
+        self.addCleanup(server.stop)
+        token = server.token("alice")
+        files = {f"w{i}.bin": os.urandom(2 << 20) for i in range(4)}
+        files.update({f"t{i:02d}.txt": os.urandom(500 + i) for i in range(30)})
+        src = make_tree(self.path("src"), files)
+        for delay in (0.1, 0.25, 0.4):
+            env = self.env(MODELSCOPE_ENDPOINT=server.endpoint)
+            p = subprocess.Popen([MS_BIN, "upload", "alice/m", src, "--create", "--token", token],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env})
+            time.sleep(delay)
+            server.proc.kill()
+            server.proc.wait(10)
+            server.stop()
+            p.communicate(timeout=60)
+            self.assert_store_consistent(root)
+            server = HubServer(root)
+            self.addCleanup(server.stop)
+        r = run_ms("upload", "alice/m", src, "--create", "--token", token,
+                   env=self.env(MODELSCOPE_ENDPOINT=server.endpoint), timeout=120)
+        self.assertExit(r, 0)
+        r = run_ms("download", "alice/m", "--token", token, "--local-dir", self.path("back"),
+                   env=self.env(MODELSCOPE_ENDPOINT=server.endpoint), timeout=120)
+        self.assertExit(r, 0)
+        for name, data in files.items():
+            with open(self.path("back", name), "rb") as f:
+                self.assertEqual(f.read(), data, name)
+
+    def assert_store_consistent(self, root):
+        """SQLite intact, and every commit's tree names blobs that exist with their sizes."""
+        db = sqlite3.connect(os.path.join(root, "meta.sqlite3"))
+        try:
+            self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+            trees = [row[0] for row in db.execute("SELECT tree FROM commits")]
+        finally:
+            db.close()
+        for tree in trees:
+            with open(os.path.join(root, "trees", tree[:2], tree + ".json")) as f:
+                for path, sha, size, *_ in json.load(f):
+                    blob = os.path.join(root, "blobs", sha[:2], sha)
+                    self.assertTrue(os.path.isfile(blob), path)
+                    self.assertEqual(os.path.getsize(blob), size, path)
+
+    # --- the hub changes a folder into a file, or the reverse --------------------------------------
+    def test_folder_becoming_a_file_and_back(self):
+        # Every later download of the repo used to fail with 'cannot move into the cache: Is a
+        # directory' (exit 74), until the user deleted the cache by hand.
+        repo = "alice/flip"
+        self.assertExit(self.upload(repo, make_tree(self.path("src"), {"x/y.txt": b"y", "x/z.bin": b"z" * 5000})), 0)
+        repo_dir = self.path("cache", "models", "alice", "flip")
+
+        def download_and_check(expected):
+            r = self.ms("download", repo, "--token", self.token)
+            self.assertExit(r, 0)
+            for name, data in expected.items():
+                with open(os.path.join(repo_dir, name), "rb") as f:
+                    self.assertEqual(f.read(), data, name)
+            with open(os.path.join(repo_dir, ".msc"), "rb") as f:
+                self.assertEqual(sorted(e["Path"] for e in pickle.load(f)), sorted(expected))
+
+        download_and_check({"x/y.txt": b"y", "x/z.bin": b"z" * 5000})
+        self.replace(repo, "x", {"x": b"now a file"})
+        download_and_check({"x": b"now a file"})
+        self.replace(repo, "x", {"x/w.txt": b"a folder again"})
+        # A partial file of an interrupted run sits where the folder goes in the temp area too.
+        temp = self.path("cache", "models", "._____temp", "alice", "flip")
+        os.makedirs(temp, exist_ok=True)
+        with open(os.path.join(temp, "x"), "wb") as f:
+            f.write(b"partial")
+        download_and_check({"x/w.txt": b"a folder again"})
+
+    def replace(self, repo, old, files):
+        for change in ({"deletes": [old]}, {"files": files}):
+            status, env = self.server.commit(self.token, repo, **change)
+            self.assertEqual(status, 200, env)
+
+    def test_a_users_own_folder_is_never_replaced(self):
+        repo = "alice/flip-local"
+        self.assertExit(self.upload(repo, make_tree(self.path("src"), {"u": b"hub file"})), 0)
+        local = make_tree(self.path("local"), {"u/mine.txt": b"the user's"})
+        r = self.ms("download", repo, "--token", self.token, "--local-dir", local)
+        self.assertExit(r, 74)
+        self.assertOneLineError(r, "mine.txt", "not from the hub")
+        with open(os.path.join(local, "u", "mine.txt"), "rb") as f:
+            self.assertEqual(f.read(), b"the user's")
+
+    # --- concurrent clients -------------------------------------------------------------------
+    def spawn(self, *args, cache):
+        env = dict(os.environ)
+        env.update(self.env(MODELSCOPE_CACHE=cache))
+        return subprocess.Popen([MS_BIN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)
+
+    def test_two_uploads_creating_the_same_repo_both_succeed(self):
+        trees = {side: make_tree(self.path(side), {f"{side}{i}.txt": side.encode() * i for i in range(10)})
+                 for side in ("a", "b")}
+        for n in range(4):
+            repo = f"alice/race{n}"
+            procs = [self.spawn("upload", repo, trees[side], "--create", "--token", self.token,
+                                cache=self.path("cache-" + side)) for side in trees]
+            for p in procs:
+                _out, err = p.communicate(timeout=60)
+                self.assertEqual(p.returncode, 0, err)
+            # Both commits landed: neither upload lost the other's files.
+            self.assertEqual(len(self.listing(repo)), 21)
+
+    def test_two_downloads_into_one_local_dir_from_different_caches(self):
+        # Different cache roots mean different repo locks; both runs still share the folder and
+        # its .msc index. They used to race: 'cannot move into the cache' (exit 74), and an index
+        # missing files that the other run had moved in.
+        files = {f"f{i:02d}.bin": os.urandom(100000 + i) for i in range(30)}
+        files["big.bin"] = os.urandom(3 << 20)
+        self.assertExit(self.upload("alice/shared-dir", make_tree(self.path("src"), files)), 0)
+        for n in range(5):
+            local = self.path(f"local{n}")
+            procs = [self.spawn("download", "alice/shared-dir", "--local-dir", local, "--token", self.token,
+                                "--max-workers", "4", cache=self.path(f"cache{n}-{side}")) for side in "ab"]
+            for p in procs:
+                _out, err = p.communicate(timeout=120)
+                self.assertEqual(p.returncode, 0, err)
+            for name, data in files.items():
+                with open(os.path.join(local, name), "rb") as f:
+                    self.assertEqual(f.read(), data, name)
+            with open(os.path.join(local, ".msc"), "rb") as f:
+                self.assertEqual(sorted(e["Path"] for e in pickle.load(f)), sorted(files))
+
+
+if __name__ == "__main__":
+    unittest.main()
