@@ -3,6 +3,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import socket
@@ -106,7 +107,7 @@ class HubClientTest(MsTestCase):
         self.assertEqual(up["files"], len(ROUND_TRIP_FILES))
         self.assertEqual(up["files_committed"], len(ROUND_TRIP_FILES))
 
-        # MS_HASH_THREAD=1: the second-thread hashing path, which only big files on 4+ cores take.
+        # MS_HASH_THREAD=1: the second-thread hashing path, which only files of 8 MiB and more take.
         out = self.download("alice/round.trip", "--token", self.token, env=self.env(MS_HASH_THREAD="1"))
         repo_dir = self.path("cache", "models", "alice", "round___trip")
         self.assertEqual(out["local_path"], repo_dir)
@@ -311,7 +312,7 @@ class HubClientTest(MsTestCase):
             f.write(b"\0" * 64)
         r = self.download("alice/corrupt", "--token", self.token, expect=7)
         self.assertOneLineError(r, "w.bin", "sha256")
-        # The same through the hashing thread, which reads the written bytes back.
+        # The same through the hashing thread.
         r = self.download("alice/corrupt", "--token", self.token, expect=7, env=self.env(MS_HASH_THREAD="1"))
         self.assertOneLineError(r, "w.bin", "sha256")
         repo_dir = self.path("cache", "models", "alice", "corrupt")
@@ -321,6 +322,38 @@ class HubClientTest(MsTestCase):
                 self.assertNotIn("w.bin", [e["Path"] for e in pickle.load(f)])
         temp = self.path("cache", "models", "._____temp", "alice", "corrupt", "w.bin")
         self.assertFalse(os.path.exists(temp), "a corrupt partial file was kept")
+
+    def test_hash_thread_from_memory_and_read_back_from_the_file(self):
+        # 6 MiB + 5 bytes: six full 1 MiB blocks and a short last one. The hashing thread takes a
+        # block from its ring while it is there and reads it back from the file once the receiving
+        # thread has reused the slot; a ring of one slot (MS_HASH_RING=1) makes the read-back
+        # path all but certain, the default ring mostly hashes from memory.
+        payload = os.urandom((6 << 20) + 5)
+        self.upload("alice/hashring", make_tree(self.path("src"), {"w.bin": payload}), "--create")
+        reread_total = 0
+        for ring in ("1", "8"):
+            dest = self.path(f"ring{ring}")
+            r = self.ms("download", "alice/hashring", "--token", self.token, "-v", "--local-dir", dest,
+                        env=self.env(MS_HASH_THREAD="1", MS_HASH_RING=ring))
+            self.assertExit(r, 0)
+            with open(os.path.join(dest, "w.bin"), "rb") as f:
+                self.assertEqual(f.read(), payload)
+            m = re.search(r"hashed (\d+) block\(s\) from memory, (\d+) read back", r.stderr)
+            self.assertIsNotNone(m, r.stderr[-2000:])
+            self.assertEqual(int(m.group(1)) + int(m.group(2)), 7)
+            reread_total += int(m.group(2)) if ring == "1" else 0
+        self.assertGreater(reread_total, 0, "the read-back path never ran with a one-slot ring")
+        # A flipped byte in a late block is caught on either path.
+        blob = find_blob(self.server_root, hashlib.sha256(payload).hexdigest())
+        os.chmod(blob, 0o644)
+        with open(blob, "r+b") as f:
+            f.seek((5 << 20) + 100)
+            f.write(bytes([payload[(5 << 20) + 100] ^ 0xFF]))
+        for ring in ("1", "8"):
+            r = self.download("alice/hashring", "--token", self.token, "--local-dir", self.path(f"bad{ring}"),
+                              expect=7, env=self.env(MS_HASH_THREAD="1", MS_HASH_RING=ring))
+            self.assertOneLineError(r, "w.bin", "sha256")
+            self.assertFalse(os.path.exists(self.path(f"bad{ring}", "w.bin")))
 
     # --- concurrency --------------------------------------------------------------------------
     def test_two_concurrent_downloads_leave_a_consistent_cache(self):
