@@ -2,9 +2,11 @@
 import os
 import shutil
 import subprocess
+import tempfile
+import unittest
 
 import hubserver
-from harness import component_available
+from harness import MsTestCase, component_available
 
 
 def hub_server_available():
@@ -23,6 +25,51 @@ class HubServer(hubserver.HubServer):
             extra += ["--inject-faults", faults]
         super().__init__(root, *extra)
         self.start(env=extra_env)
+
+
+def make_tree(root, files):
+    """Writes {relative path: bytes} under root; returns root."""
+    for rel, data in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+    return root
+
+
+class SharedHubTestCase(MsTestCase):
+    """One `ms hub serve` for the whole class (alice's token in `token`, bob's in `other_token`);
+    each test gets its own cache and credentials folders through env(). `extra_env` adds to it."""
+
+    server = None
+    extra_env = {}
+
+    @classmethod
+    def setUpClass(cls):
+        if not hub_server_available():
+            raise unittest.SkipTest("this ms has no `ms hub serve` (built without the hub server)")
+        cls.server_root = tempfile.mkdtemp(prefix="ms-hub-root-")
+        cls.server = HubServer(cls.server_root)
+        cls.token = cls.server.token("alice")
+        cls.other_token = cls.server.token("bob")
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.server:
+            cls.server.stop()
+        shutil.rmtree(cls.server_root, True)
+
+    def env(self, **extra):
+        env = {
+            "MODELSCOPE_CACHE": self.path("cache"),
+            "MODELSCOPE_CREDENTIALS_PATH": self.path("credentials"),
+            "MODELSCOPE_ENDPOINT": self.server.endpoint,
+            "MODELSCOPE_API_TOKEN": "",
+            "MODELSCOPE_OFFLINE": "",
+            **self.extra_env,
+        }
+        env.update(extra)
+        return env
 
 
 def find_blob(root, sha256):

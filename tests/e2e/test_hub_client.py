@@ -9,13 +9,13 @@ import signal
 import socket
 import stat
 import subprocess
-import tempfile
 import time
 import unittest
 import urllib.request
 
 from harness import MS_BIN, MsTestCase, run_ms
-from hub_fixture import HubServer, find_blob, hub_server_available, make_certificate, python_with_modelscope
+from hub_fixture import (HubServer, SharedHubTestCase, find_blob, hub_server_available, make_certificate, make_tree,
+                         python_with_modelscope)
 
 ROUND_TRIP_FILES = {
     "config.json": b'{"framework": "pytorch", "task": "text-classification"}',
@@ -27,15 +27,6 @@ ROUND_TRIP_FILES = {
     "名字/数据.txt": "你好，世界".encode("utf-8"),
     ".hidden": b"dotfile",
 }
-
-
-def make_tree(root, files):
-    for rel, data in files.items():
-        path = os.path.join(root, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(data)
-    return root
 
 
 def parts_on_disk(state_file):
@@ -58,35 +49,7 @@ def read_tree(root, skip=(".msc", ".mdl", ".mv", "._____temp")):
     return out
 
 
-class HubClientTest(MsTestCase):
-    server = None
-
-    @classmethod
-    def setUpClass(cls):
-        if not hub_server_available():
-            raise unittest.SkipTest("this ms has no `ms hub serve` (built without the hub server)")
-        cls.server_root = tempfile.mkdtemp(prefix="ms-hub-root-")
-        cls.server = HubServer(cls.server_root)
-        cls.token = cls.server.token("alice")
-        cls.other_token = cls.server.token("bob")
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.server:
-            cls.server.stop()
-        shutil.rmtree(cls.server_root, True)
-
-    def env(self, **extra):
-        env = {
-            "MODELSCOPE_CACHE": self.path("cache"),
-            "MODELSCOPE_CREDENTIALS_PATH": self.path("credentials"),
-            "MODELSCOPE_ENDPOINT": self.server.endpoint,
-            "MODELSCOPE_API_TOKEN": "",
-            "MODELSCOPE_OFFLINE": "",
-        }
-        env.update(extra)
-        return env
-
+class HubClientTest(SharedHubTestCase):
     def ms(self, *args, env=None, timeout=180):
         return run_ms(*args, env=env or self.env(), timeout=timeout)
 

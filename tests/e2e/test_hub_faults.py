@@ -9,51 +9,15 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import tempfile
 import time
 import unittest
 
-from harness import MS_BIN, MsTestCase, run_ms
-from hub_fixture import HubServer, hub_server_available
+from harness import MS_BIN, run_ms
+from hub_fixture import HubServer, SharedHubTestCase, make_tree
 
 
-def make_tree(root, files):
-    for rel, data in files.items():
-        path = os.path.join(root, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(data)
-    return root
-
-
-class HubFaultsTest(MsTestCase):
-    server = None
-
-    @classmethod
-    def setUpClass(cls):
-        if not hub_server_available():
-            raise unittest.SkipTest("this ms has no `ms hub serve` (built without the hub server)")
-        cls.server_root = tempfile.mkdtemp(prefix="ms-hub-faults-")
-        cls.server = HubServer(cls.server_root)
-        cls.token = cls.server.token("alice")
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.server:
-            cls.server.stop()
-        shutil.rmtree(cls.server_root, True)
-
-    def env(self, **extra):
-        env = {
-            "MODELSCOPE_CACHE": self.path("cache"),
-            "MODELSCOPE_CREDENTIALS_PATH": self.path("credentials"),
-            "MODELSCOPE_ENDPOINT": self.server.endpoint,
-            "MODELSCOPE_API_TOKEN": "",
-            "MODELSCOPE_OFFLINE": "",
-            "MS_HUB_RETRIES": "2",
-        }
-        env.update(extra)
-        return env
+class HubFaultsTest(SharedHubTestCase):
+    extra_env = {"MS_HUB_RETRIES": "2"}
 
     def ms(self, *args, timeout=60):
         return run_ms(*args, env=self.env(), timeout=timeout)
