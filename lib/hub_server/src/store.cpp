@@ -170,10 +170,34 @@ struct BlobWriter::State {
   std::vector<char> buffer;
 
   std::uint64_t file_offset = 0;  // bytes in the temp file (the rest are in `buffer`)
+  std::uint64_t writeback_started = 0, writeback_done = 0;
 
   void write_all(const char* data, std::size_t size) {
     write_all_at(fd, data, size, file_offset, temp);  // in 32 KiB pieces: see ms/core/file.h
     file_offset += size;
+    write_behind();
+  }
+
+  // The blob is fsynced before it counts as stored. Starting the writeback of each 32 MiB as it
+  // is written, and waiting for the window before, leaves the final fsync at most two windows
+  // to write however big the blob is: a multi-GB blob's fsync could otherwise take longer than
+  // the client waits for an answer (its 30 s stall timeout), and it bounds the dirty memory the
+  // server holds for each upload.
+  void write_behind() {
+#ifdef __linux__
+    constexpr std::uint64_t kWindow = 32u << 20;
+    if (file_offset - writeback_started < kWindow) return;
+    ::sync_file_range(fd, static_cast<off64_t>(writeback_started),
+                      static_cast<off64_t>(file_offset - writeback_started), SYNC_FILE_RANGE_WRITE);
+    writeback_started = file_offset;
+    if (writeback_started - writeback_done >= 2 * kWindow) {
+      const std::uint64_t to = writeback_started - kWindow;
+      ::sync_file_range(fd, static_cast<off64_t>(writeback_done),
+                        static_cast<off64_t>(to - writeback_done),
+                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+      writeback_done = to;
+    }
+#endif
   }
 
   void flush() {
