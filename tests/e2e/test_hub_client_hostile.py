@@ -29,6 +29,7 @@ class MockHub(http.server.ThreadingHTTPServer):
         self.puts = []  # Host headers of blob PUTs
         self.put_cookies = []
         self.entry_changes = None  # a list of dicts: the listing holds w.bin once per dict, changed by it
+        self.listed_shas = None  # the Sha256 of w.bin in the 1st, 2nd, ... listing (the last one repeats)
         self.commits = 0
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
@@ -101,8 +102,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     {"Path": f"many/f{i:03d}.txt", "Type": "blob", "Size": 3, "Revision": "c1",
                      "Sha256": hashlib.sha256(b"abc").hexdigest(), "CommitMessage": "m" * 25000}
                     for i in range(60)]})
+            sha = hashlib.sha256(hub.content).hexdigest()
+            if hub.listed_shas:
+                sha = hub.listed_shas[min(hub.listings, len(hub.listed_shas)) - 1]
             entry = {"Path": hub.listed_path, "Name": "w.bin", "Type": "blob", "Size": size,
-                     "Sha256": hashlib.sha256(hub.content).hexdigest(), "Revision": "c1"}
+                     "Sha256": sha, "Revision": "c1"}
             return self.send_json({"Files": [dict(entry, **change) for change in hub.entry_changes or [{}]]})
         if url.path.endswith("/revisions"):
             return self.send_json({"RevisionMap": {"Branches": [{"Revision": "master", "CreatedAt": 1}], "Tags": []}})
@@ -206,6 +210,24 @@ class HostileHubTest(MsTestCase):
         self.assertExit(self.download(), 0)
         with open(self.cached(), "rb") as f:
             self.assertEqual(f.read(), CONTENT)
+
+    def test_mismatch_says_whether_the_file_changed_on_the_hub_or_is_corrupt(self):
+        # The listing promised other bytes than every try delivered. A second listing that now
+        # names the delivered bytes means a new commit came in during the download; the same
+        # promise again means the hub serves corrupt data. Exit 7 and nothing cached either way.
+        old_sha = hashlib.sha256(b"the version listed first").hexdigest()
+        new_sha = hashlib.sha256(CONTENT).hexdigest()
+        for listed, expected in (([old_sha, new_sha], "changed on the hub during the download"),
+                                 ([old_sha], "corrupt data")):
+            with self.subTest(listed=len(listed)):
+                self.hub.listings = 0
+                self.hub.listed_shas = listed
+                shutil.rmtree(self.path("cache"), True)
+                r = self.download()
+                self.assertExit(r, 7)
+                self.assertOneLineError(r, "w.bin")
+                self.assertIn(expected, r.stderr)
+                self.assertFalse(os.path.exists(self.path("cache", "models", "o", "n", "w.bin")))
 
     def test_cut_connection_resumes_with_range(self):
         self.hub.mode = "cut_then_ok"

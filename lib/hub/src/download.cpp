@@ -373,7 +373,24 @@ struct Run {
   }
 };
 
-[[noreturn]] void integrity_failure(const FileEntry& entry, const std::string& got) {
+// After every try gave other bytes than the listing promised: either the file changed on the hub
+// since the listing (a new commit to the branch), or the hub serves corrupt data. A fresh listing
+// tells them apart, so the hint says the right thing.
+[[noreturn]] void integrity_failure(Run& run, const FileEntry& entry, const std::string& got) {
+  std::string listed_now;
+  try {
+    for (const FileEntry& e : run.client.list_files(run.options.type, run.options.repo, run.revision)) {
+      if (e.path == entry.path) listed_now = e.sha256;
+    }
+  } catch (const Error& e) {
+    log::info("{}: could not list the repo again to check for a change: {}", entry.path, e.what());
+  }
+  if (!listed_now.empty() && listed_now != entry.sha256) {
+    throw Error(ErrorCode::kIntegrity,
+                fmt::format("{}: changed on the hub during the download (listed sha256 {}, now {})",
+                            entry.path, entry.sha256, listed_now),
+                "run the command again to fetch the new version; nothing was stored in the cache");
+  }
   throw Error(ErrorCode::kIntegrity,
               fmt::format("{}: sha256 mismatch after {} tries (expected {}, got {})", entry.path,
                           kHashAttempts, entry.sha256, got),
@@ -473,7 +490,7 @@ void fetch_whole(Run& run, const FileEntry& entry) {
         attempt + 1, kHashAttempts);
     ::unlink(temp.c_str());
   }
-  integrity_failure(entry, last_digest);
+  integrity_failure(run, entry, last_digest);
 }
 
 // Ranged, parallel download of one big file. The data goes into `<temp>.ms-partial` at its
