@@ -27,7 +27,36 @@ CacheLayout cache_layout(RepoType type, const RepoId& repo,
   layout.repo_dir = root / repo.owner / repo.cache_name();
   layout.temp_dir = root / "._____temp" / repo.owner / repo.name;
   if (repo.cache_name() != repo.name) layout.dotted_link = root / repo.owner / repo.name;
+  if (type == RepoType::kModel && !cache_dir) {
+    // Older modelscope kept models in `<cache>/hub/<owner>/<name___>` when MODELSCOPE_CACHE was
+    // set, and in `~/.cache/modelscope/hub/<owner>/<name___>` by default. Python 1.36 adds the
+    // `hub` only when the cache path does not already end in it (a plain suffix test).
+    const fs::path base = ms::cache_dir();
+    std::string text = base.string();
+    while (text.size() > 1 && text.back() == '/') text.pop_back();
+    const bool ends_in_hub = text.size() >= 3 && text.compare(text.size() - 3, 3, "hub") == 0;
+    const fs::path legacy_root = ends_in_hub ? fs::path(text) : fs::path(text) / "hub";
+    layout.legacy_dir = legacy_root / repo.owner / repo.cache_name();
+  }
   return layout;
+}
+
+bool adopt_legacy_folder(const CacheLayout& layout) {
+  if (layout.legacy_dir.empty()) return false;
+  std::error_code ec;
+  if (!fs::is_directory(fs::symlink_status(layout.legacy_dir, ec))) return false;
+  if (fs::exists(fs::symlink_status(layout.repo_dir, ec))) return false;
+  fs::create_directories(layout.repo_dir.parent_path(), ec);
+  fs::rename(layout.legacy_dir, layout.repo_dir, ec);
+  if (ec) {
+    // Python skips a failed move too; the model is then fetched again into the new place.
+    log::warn("{}: cannot move the legacy cache folder to {}: {}", layout.legacy_dir.string(),
+              layout.repo_dir.string(), ec.message());
+    return false;
+  }
+  log::info("moved the legacy cache folder {} to {}", layout.legacy_dir.string(),
+            layout.repo_dir.string());
+  return true;
 }
 
 RepoCache::RepoCache(fs::path repo_dir) : dir_(std::move(repo_dir)) { reload(); }

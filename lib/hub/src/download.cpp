@@ -785,13 +785,19 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   }
   const CacheLayout layout =
       cache_layout(options.type, options.repo, options.cache_dir, options.local_dir);
-  if (options.offline) return offline_result(options, layout);
+  if (options.offline) {
+    adopt_legacy_folder(layout);
+    return offline_result(options, layout);
+  }
 
   HubClient client(hub);
   const std::string revision = options.revision.empty() ? "master" : options.revision;
   // The repo's lock, where Python's client takes it too ...
   std::optional<ExclusiveLock> repo_lock;
-  if (!options.dry_run) repo_lock.emplace(layout.lock_file, ExclusiveLock::Target::kLockFile);
+  if (!options.dry_run) {
+    repo_lock.emplace(layout.lock_file, ExclusiveLock::Target::kLockFile);
+    adopt_legacy_folder(layout);
+  }
 
   std::vector<FileEntry> listed;
   std::vector<RevisionInfo> revisions;

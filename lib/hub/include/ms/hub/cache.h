@@ -18,6 +18,9 @@ struct CacheLayout {
   std::filesystem::path temp_dir;     ///< partial downloads (kept across runs: that is the resume)
   std::filesystem::path lock_file;    ///< per-repo flock file
   std::filesystem::path dotted_link;  ///< symlink with the unmasked name, when the name has '.'
+  /// Where modelscope before the models/ split kept this model (`<hub>/<owner>/<name___>`);
+  /// empty for datasets, --cache-dir and --local-dir, which never moved.
+  std::filesystem::path legacy_dir;
 };
 
 /// `$MODELSCOPE_CACHE/{models|datasets}/<owner>/<name___>`, or `<cache_dir>/<owner>/<name___>`,
@@ -25,6 +28,11 @@ struct CacheLayout {
 CacheLayout cache_layout(RepoType type, const RepoId& repo,
                          const std::optional<std::filesystem::path>& cache_dir,
                          const std::optional<std::filesystem::path>& local_dir);
+
+/// Moves the model's folder from its legacy place into `repo_dir` when only the legacy one
+/// exists, as Python's move_legacy_cache_to_standard_dir does on every call (offline included),
+/// so both clients keep finding a model cached by an older modelscope. Returns whether it moved.
+bool adopt_legacy_folder(const CacheLayout& layout);
 
 /// The `.msc` index of one repo folder, as ModelFileSystemCache keeps it.
 class RepoCache {
