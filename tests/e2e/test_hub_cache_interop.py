@@ -244,6 +244,23 @@ class CacheInteropTest(MsTestCase):
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         self.assertEqual(json.loads(r.stdout.strip().splitlines()[-1]), {"path": moved}, r.stderr[-2000:])
 
+    def test_offline_names_every_file_missing_from_the_cache(self):
+        self.upload("alice/gaps", {"a.txt": b"a", "b.txt": b"b", "c.txt": b"c"}, "--create")
+        self.py("snapshot", model_id="alice/gaps")
+        repo = self.path("cache", "models", "alice", "gaps")
+        os.remove(os.path.join(repo, "b.txt"))  # still recorded in .msc
+        r = self.ms("download", "alice/gaps", "--offline", "a.txt", "b.txt", "zz.txt", expect=4)
+        self.assertOneLineError(r, "2 of 3", "'b.txt'", "'zz.txt'", "deleted", repo)
+        self.assertNotIn("revision", r.stderr)  # offline, no revision was looked at
+        # The whole repo offline: what is there, and a warning naming what is not.
+        r = self.ms("download", "alice/gaps", "--offline", "--json")
+        self.assertEqual(sorted(f["path"] for f in self.json_out(r)["files"]), ["a.txt", "c.txt"])
+        self.assertIn("'b.txt'", r.stderr)
+        # Python's local_files_only agrees b.txt is not there (and drops it from .msc).
+        self.assertEqual(self.py("file", model_id="alice/gaps", file_path="b.txt", local_files_only=True)["error"],
+                         "ValueError")
+        self.assertEqual(sorted(e["Path"] for e in read_index(repo)), ["a.txt", "c.txt"])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -723,6 +723,20 @@ std::vector<FileEntry> select(const std::vector<FileEntry>& listed,
   return out;
 }
 
+// Names the first few of `names`, quoted, and how many more there are.
+std::string quoted_list(const std::vector<std::string>& names) {
+  constexpr std::size_t kShown = 5;
+  std::vector<std::string> shown;
+  for (std::size_t i = 0; i < names.size() && i < kShown; ++i)
+    shown.push_back("'" + names[i] + "'");
+  std::string out = join(shown, ", ");
+  if (names.size() > kShown) out += fmt::format(" and {} more", names.size() - kShown);
+  return out;
+}
+
+// --offline: what the cache folder's .msc index records and is on disk, whichever client wrote
+// it (Python's local_files_only=True reads the same). Nothing is fetched, so anything asked for
+// and absent is an error that names every such file, not only the first.
 DownloadResult offline_result(const DownloadOptions& options, const CacheLayout& layout) {
   RepoCache cache(layout.repo_dir);
   if (cache.entries().empty()) {
@@ -732,15 +746,54 @@ DownloadResult offline_result(const DownloadOptions& options, const CacheLayout&
                 "download it once without --offline (and without MODELSCOPE_OFFLINE=1)");
   }
   std::vector<FileEntry> listed;
+  std::vector<std::string> gone;  // indexed, but the file was deleted from the folder
   for (const CacheIndexEntry& e : cache.entries()) {
     std::error_code ec;
     const fs::path p = layout.repo_dir / e.path;
-    if (!is_safe_repo_path(e.path) || !fs::is_regular_file(p, ec)) continue;
+    if (!is_safe_repo_path(e.path)) continue;
+    if (!fs::is_regular_file(p, ec)) {
+      if (selected_by_patterns(e.path, options.include, options.exclude)) gone.push_back(e.path);
+      continue;
+    }
     FileEntry f;
     f.path = e.path;
     f.revision = e.revision;
     f.size = fs::file_size(p, ec);
     listed.push_back(f);
+  }
+  std::vector<std::string> absent;
+  for (const std::string& wanted : options.files) {
+    bool found = false;
+    for (const FileEntry& e : listed) {
+      if (e.path == wanted || path_matches(e.path, wanted)) {
+        found = selected_by_patterns(e.path, options.include, options.exclude);
+        if (found) break;
+      }
+    }
+    if (!found) absent.push_back(wanted);
+  }
+  if (!absent.empty()) {
+    std::vector<std::string> deleted;
+    for (const std::string& g : gone) {
+      for (const std::string& a : absent) {
+        if (g == a || path_matches(g, a)) deleted.push_back(g);
+      }
+    }
+    std::string why = deleted.empty()
+                          ? ""
+                          : fmt::format(" ({} recorded in .msc but deleted from the folder)",
+                                        quoted_list(deleted));
+    throw Error(ErrorCode::kNotFound,
+                fmt::format("{}: {} of {} requested file(s) not in the cache {}: {}{}",
+                            options.repo.str(), absent.size(), options.files.size(),
+                            layout.repo_dir.string(), quoted_list(absent), why),
+                "download them once without --offline (and without MODELSCOPE_OFFLINE=1)");
+  }
+  if (options.files.empty() && !gone.empty()) {
+    log::warn(
+        "{}: {} file(s) recorded in .msc are missing from {}: {}; run without --offline to "
+        "fetch them again",
+        options.repo.str(), gone.size(), layout.repo_dir.string(), quoted_list(gone));
   }
   DownloadResult result;
   result.local_path = layout.repo_dir;
