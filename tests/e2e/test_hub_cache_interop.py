@@ -204,6 +204,34 @@ class CacheInteropTest(MsTestCase):
         self.assertEqual(read_tree(os.path.join(cache2, "models", "alice", "part___ial"))["big.bin"], big)
         self.assertEqual(os.listdir(os.path.dirname(temp2)), [])
 
+    def test_ranged_ms_download_takes_over_python_partial_and_leaves_no_partials(self):
+        """Python resumes only a single-stream partial (`<temp>/<path>`); ms's ranged download keeps
+        `<path>.ms-partial`. Each must pick up or clear away the other's, not leave it for good."""
+        big = os.urandom((64 << 20) + 4096)  # at ms's threshold for a ranged download
+        self.upload("alice/ranged", {"big.bin": big}, "--create")
+        stalling = self.start_server("stall=1,stall_seconds=60")
+        temp_dir = self.path("cache", "models", "._____temp", "alice", "ranged")
+        single = os.path.join(temp_dir, "big.bin")
+        cmd, env = self.py_command("snapshot", env=self.env(stalling), model_id="alice/ranged")
+        self.kill_when(cmd, env, lambda: os.path.getsize(single) >= 16 << 20, "Python")
+        r = self.ms("download", "alice/ranged", "-v", env=self.env(MS_DOWNLOAD_PARTS="4"), timeout=300)
+        self.assertRegex(r.stderr, r"big.bin: resuming with [1-9]\d* of \d+ bytes")
+        self.assertEqual(read_tree(self.path("cache", "models", "alice", "ranged")), {"big.bin": big})
+        self.assertEqual(os.listdir(temp_dir), [])
+
+        # ms's ranged download is caught mid-file; Python then fetches the file whole (it does not
+        # know ms's form); the next ms run clears the stale ranged partial away.
+        cache2 = self.path("cache2")
+        temp_dir2 = os.path.join(cache2, "models", "._____temp", "alice", "ranged")
+        parts_file = os.path.join(temp_dir2, "big.bin.ms-parts")
+        self.kill_when([MS_BIN, "download", "alice/ranged"],
+                       self.env(stalling, MODELSCOPE_CACHE=cache2, MS_DOWNLOAD_PARTS="4"),
+                       lambda: os.path.getsize(parts_file) > 0, "ms")
+        self.py("snapshot", env=self.env(MODELSCOPE_CACHE=cache2), model_id="alice/ranged")
+        got = self.ms_download("alice/ranged", env=self.env(MODELSCOPE_CACHE=cache2))
+        self.assertTrue(got["files"][0]["cached"])
+        self.assertEqual(os.listdir(temp_dir2), [])
+
     def test_legacy_cache_folder_is_moved_as_python_does(self):
         """modelscope before the models/ split kept `<MODELSCOPE_CACHE>/hub/<owner>/<name___>`
         (by default `~/.cache/modelscope/hub/<owner>/<name___>`); 1.36 moves it to models/ on every

@@ -513,10 +513,9 @@ class PartedFile {
     std::error_code ec;
     clear_temp_path(run_.layout.temp_dir, entry_.path);
     fs::create_directories(data_path_.parent_path(), ec);
-    data_fd_ = ::open(data_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     state_fd_ = ::open(state_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (data_fd_ < 0 || state_fd_ < 0)
-      fail(ErrorCode::kIo, "{}: cannot open: {}", data_path_.string(), std::strerror(errno));
+    if (state_fd_ < 0)
+      fail(ErrorCode::kIo, "{}: cannot open: {}", state_path_.string(), std::strerror(errno));
     const std::string header =
         fmt::format("ms-parts 1 {} {} {}\n", entry_.size, parts_.size(), entry_.sha256);
     header_size_ = header.size();
@@ -524,28 +523,34 @@ class PartedFile {
     const ssize_t n = ::pread(state_fd_, existing.data(), existing.size(), 0);
     bool resumed = n == static_cast<ssize_t>(existing.size()) &&
                    existing.compare(0, header.size(), header) == 0;
+    const std::uint64_t adopted = resumed ? 0 : adopt_single_stream_partial();
+    data_fd_ = ::open(data_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (data_fd_ < 0)
+      fail(ErrorCode::kIo, "{}: cannot open: {}", data_path_.string(), std::strerror(errno));
     struct stat st {};
     ::fstat(data_fd_, &st);
     for (std::size_t i = 0; i < parts_.size(); ++i) {
-      std::uint64_t have = 0;
-      if (resumed)
-        have = std::strtoull(existing.c_str() + header.size() + i * kRecord, nullptr, 10);
       const std::uint64_t span = parts_[i].end - parts_[i].start;
+      std::uint64_t have = 0;
+      if (resumed) {
+        have = std::strtoull(existing.c_str() + header.size() + i * kRecord, nullptr, 10);
+      } else if (adopted > parts_[i].start) {
+        have = std::min(span, adopted - parts_[i].start);  // the prefix covers this part (or some)
+      }
       // Bytes claimed but not on disk (the file is shorter) are fetched again.
       if (have > span || parts_[i].start + have > static_cast<std::uint64_t>(st.st_size)) have = 0;
       done_[i].store(have);
     }
     if (!resumed) {
-      if (::ftruncate(data_fd_, 0) != 0 || ::ftruncate(state_fd_, 0) != 0)
+      if ((adopted == 0 && ::ftruncate(data_fd_, 0) != 0) || ::ftruncate(state_fd_, 0) != 0)
         fail(ErrorCode::kIo, "{}: truncate failed", data_path_.string());
       write_all(state_fd_, header.data(), header.size(), 0, state_path_);
       for (std::size_t i = 0; i < parts_.size(); ++i) save(i);
-    } else {
-      std::uint64_t have = 0;
-      for (std::size_t i = 0; i < parts_.size(); ++i) have += done_[i].load();
-      if (have > 0)
-        log::info("{}: resuming with {} of {} bytes on disk", entry_.path, have, entry_.size);
     }
+    std::uint64_t have = 0;
+    for (std::size_t i = 0; i < parts_.size(); ++i) have += done_[i].load();
+    if (have > 0)
+      log::info("{}: resuming with {} of {} bytes on disk", entry_.path, have, entry_.size);
     if (::ftruncate(data_fd_, static_cast<off_t>(entry_.size)) != 0)
       fail(ErrorCode::kIo, "{}: cannot size", data_path_.string());
     remaining_.store(parts_.size());
@@ -600,6 +605,27 @@ class PartedFile {
     std::uint64_t end;
   };
   static constexpr std::size_t kRecord = 21;
+
+  // A single-stream partial file at `<temp>` (left by Python's client, which resumes only that
+  // form, or by an earlier fetch_whole) becomes the start of the parted file, so its bytes are
+  // neither fetched again nor left behind in the temp area. Returns how many bytes it gave.
+  std::uint64_t adopt_single_stream_partial() {
+    const fs::path single = run_.layout.temp_dir / entry_.path;
+    std::error_code ec;
+    if (!fs::is_regular_file(fs::symlink_status(single, ec))) return 0;
+    const std::uint64_t size = fs::file_size(single, ec);
+    if (ec || size == 0 || size > entry_.size) {
+      fs::remove(single, ec);  // empty or longer than the file: nothing to keep
+      return 0;
+    }
+    fs::rename(single, data_path_, ec);
+    if (ec) {
+      log::warn("{}: cannot take over the partial file {}: {}", entry_.path, single.string(),
+                ec.message());
+      return 0;
+    }
+    return size;
+  }
 
   void save(std::size_t i) {
     const std::string record = fmt::format("{:020d}\n", done_[i].load());
@@ -815,6 +841,22 @@ bool is_loopback(const std::string& endpoint) {
   return host == "localhost" || host.rfind("127.", 0) == 0;
 }
 
+// Removes what earlier, interrupted runs left in the temp area for files that are now in the
+// cache: a single-stream partial (`<path>`, the form Python's client writes) and ms's ranged
+// form (`<path>.ms-partial`, `<path>.ms-parts`). Otherwise a run killed in one form and finished
+// in the other (or by the other client) leaves up to a whole file behind for good.
+void discard_partials(const fs::path& temp_dir, const std::vector<DownloadedFile>& files) {
+  std::error_code ec;
+  if (!fs::is_directory(temp_dir, ec)) return;
+  for (const DownloadedFile& f : files) {
+    const fs::path base = temp_dir / f.path;
+    for (const fs::path& p :
+         {base, fs::path(base.string() + ".ms-partial"), fs::path(base.string() + ".ms-parts")}) {
+      if (fs::is_regular_file(fs::symlink_status(p, ec))) fs::remove(p, ec);
+    }
+  }
+}
+
 // Removes the empty folders the temp area keeps after its files moved into the cache.
 void remove_empty_dirs(const fs::path& dir) {
   std::error_code ec;
@@ -978,6 +1020,7 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
     }
   }
 
+  discard_partials(layout.temp_dir, result.files);
   remove_empty_dirs(layout.temp_dir);
   cache.write_model_meta(options.repo.str());
   if (options.type == RepoType::kModel) {
