@@ -290,5 +290,28 @@ class CacheInteropTest(MsTestCase):
         self.assertEqual(sorted(e["Path"] for e in read_index(repo)), ["a.txt", "c.txt"])
 
 
+    def test_python_file_download_during_an_ms_run_stays_indexed(self):
+        """Python's model_file_download takes no lock and rewrites .msc while an ms run is under
+        way; ms's next save must keep that entry, or the file is there but unknown to both."""
+        self.upload("alice/conc", {"big.bin": os.urandom(6 << 20), "small.txt": b"s", "other.txt": b"o"},
+                    "--create")
+        stalling = self.start_server("stall=1,stall_seconds=5")
+        ms = subprocess.Popen([MS_BIN, "download", "alice/conc", "big.bin", "small.txt"],
+                              env={**os.environ, **self.env(stalling)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+        self.addCleanup(ms.kill)
+        temp = self.path("cache", "models", "._____temp", "alice", "conc", "big.bin")
+        self.assertTrue(self.wait_for(lambda: os.path.exists(temp) and os.path.getsize(temp) >= 3 << 20))
+        repo = self.path("cache", "models", "alice", "conc")
+        self.assertEqual(self.py("file", model_id="alice/conc", file_path="other.txt"),
+                         {"path": os.path.join(repo, "other.txt")})
+        _, err = ms.communicate(timeout=120)
+        self.assertEqual(ms.returncode, 0, err)
+        self.assertEqual(sorted(e["Path"] for e in read_index(repo)), ["big.bin", "other.txt", "small.txt"])
+        self.ms("download", "alice/conc", "other.txt", "--offline")
+        self.assertEqual(self.py("file", model_id="alice/conc", file_path="other.txt", local_files_only=True),
+                         {"path": os.path.join(repo, "other.txt")})
+
+
 if __name__ == "__main__":
     unittest.main()

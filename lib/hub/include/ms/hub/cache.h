@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "ms/hub/pickle.h"
@@ -53,8 +54,10 @@ class RepoCache {
   void put(const std::string& path, const std::string& revision,
            const std::filesystem::path& temp_file, bool save_index = true);
 
-  /// Rewrites `.msc` atomically (temp file, fsync, rename).
-  void save() const;
+  /// Rewrites `.msc` atomically (temp file, fsync, rename): this object's changes since it was
+  /// loaded, applied to the index as it is on disk now. Python's model_file_download writes
+  /// `.msc` without taking the repo lock, so entries it added meanwhile are kept, not dropped.
+  void save();
 
   /// Re-reads `.msc` from disk (another process may have added entries).
   void reload();
@@ -74,6 +77,7 @@ class RepoCache {
   std::filesystem::path dir_;
   std::vector<CacheIndexEntry> entries_;
   std::unordered_multimap<std::string, std::size_t> by_path_;  // path -> index in entries_
+  std::unordered_set<std::string> changed_;  // paths put or dropped since the last (re)load
 };
 
 }  // namespace ms::hub
