@@ -313,5 +313,21 @@ class CacheInteropTest(MsTestCase):
                          {"path": os.path.join(repo, "other.txt")})
 
 
+    def test_local_dir_gets_the_same_bookkeeping_from_both_clients(self):
+        """A --local-dir / local_dir= download leaves .msc, .mv and an empty ._____temp, no .mdl;
+        each client then finds the other's files there offline."""
+        self.upload("alice/local", {"a.txt": b"a", "sub/b.txt": b"b"}, "--create")
+        py_dir, ms_dir = self.path("py-dir"), self.path("ms-dir")
+        self.assertEqual(self.py("snapshot", model_id="alice/local", local_dir=py_dir), {"path": py_dir})
+        self.ms_download("alice/local", "--local-dir", ms_dir)
+        hidden = lambda d: sorted(n for n in os.listdir(d) if n.startswith("."))  # noqa: E731
+        self.assertEqual(hidden(py_dir), ["._____temp", ".msc", ".mv"])
+        self.assertEqual(hidden(ms_dir), hidden(py_dir))
+        offline = self.ms_download("alice/local", "--local-dir", py_dir, "--offline")
+        self.assertEqual(sorted(f["path"] for f in offline["files"]), ["a.txt", "sub/b.txt"])
+        self.assertEqual(self.py("file", model_id="alice/local", file_path="sub/b.txt", local_dir=ms_dir,
+                                 local_files_only=True), {"path": os.path.join(ms_dir, "sub", "b.txt")})
+
+
 if __name__ == "__main__":
     unittest.main()

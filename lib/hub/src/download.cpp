@@ -1022,7 +1022,9 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
 
   discard_partials(layout.temp_dir, result.files);
   remove_empty_dirs(layout.temp_dir);
-  cache.write_model_meta(options.repo.str());
+  // A --local-dir gets .msc and .mv but no .mdl, as Python's client leaves it: .mdl only names
+  // the repo of a cache folder (for `modelscope scan-cache`), which a chosen folder is not.
+  if (!options.local_dir) cache.write_model_meta(options.repo.str());
   if (options.type == RepoType::kModel) {
     std::int64_t created_at = 0;
     std::string current;
