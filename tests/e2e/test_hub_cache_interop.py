@@ -157,6 +157,10 @@ class CacheInteropTest(MsTestCase):
         self.assertEqual(sorted(e["Path"] for e in read_index(repo)), ["a.txt", "new.txt", "same.txt"])
         offline = self.ms_download("alice/revs", "--offline")
         self.assertEqual(sorted(f["path"] for f in offline["files"]), ["a.txt", "new.txt", "same.txt"])
+        # Asked offline for another revision than the one last fetched: served, with a warning.
+        r = self.ms("download", "alice/revs", "--offline", "--revision", "master")
+        self.assertRegex(r.stderr, r"warning: .*revision 'v1', not 'master'")
+        self.assertNotIn("warning", self.ms("download", "alice/revs", "--offline", "--revision", "v1").stderr)
         self.assertEqual(self.py("file", model_id="alice/revs", file_path="new.txt", local_files_only=True),
                          {"path": os.path.join(repo, "new.txt")})
 

@@ -760,6 +760,24 @@ std::string quoted_list(const std::vector<std::string>& names) {
   return out;
 }
 
+// The revision `.mv` records (`Revision:<rev>,CreatedAt:<t>` for models, the bare revision for
+// datasets), or "" when there is none.
+std::string cached_revision(const fs::path& repo_dir) {
+  std::error_code ec;
+  if (!fs::is_regular_file(repo_dir / ".mv", ec)) return "";
+  std::string text;
+  try {
+    text = read_file(repo_dir / ".mv");
+  } catch (const Error&) {
+    return "";
+  }
+  const auto first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) return "";
+  text = text.substr(first, text.find_last_not_of(" \t\r\n") - first + 1);
+  if (text.rfind("Revision:", 0) == 0) text = text.substr(9, text.find(',') - 9);
+  return text;
+}
+
 // --offline: what the cache folder's .msc index records and is on disk, whichever client wrote
 // it (Python's local_files_only=True reads the same). Nothing is fetched, so anything asked for
 // and absent is an error that names every such file, not only the first.
@@ -820,6 +838,15 @@ DownloadResult offline_result(const DownloadOptions& options, const CacheLayout&
         "{}: {} file(s) recorded in .msc are missing from {}: {}; run without --offline to "
         "fetch them again",
         options.repo.str(), gone.size(), layout.repo_dir.string(), quoted_list(gone));
+  }
+  // One version per file is kept, whichever revision fetched it last; .mv names that revision.
+  // As Python's local_files_only, the files are served anyway, but a different one is said.
+  const std::string cached = cached_revision(layout.repo_dir);
+  if (!options.revision.empty() && !cached.empty() && cached != options.revision) {
+    log::warn(
+        "{}: {} was last downloaded at revision '{}', not '{}'; offline, its files are "
+        "used as they are",
+        options.repo.str(), layout.repo_dir.string(), cached, options.revision);
   }
   DownloadResult result;
   result.local_path = layout.repo_dir;
