@@ -254,8 +254,11 @@ class CacheInteropTest(MsTestCase):
         self.assertEqual(sorted(f["path"] for f in offline["files"]), sorted(files))
         self.assertFalse(os.path.exists(legacy))
 
-        # Online: the moved folder's index is used, nothing is fetched again.
+        # Online: the moved folder's index is used, nothing is fetched again (nor planned to be).
         shutil.move(current, legacy)
+        dry = self.ms_download("alice/leg.acy", "--dry-run")
+        self.assertEqual(dry["files_to_fetch"], 0, dry)
+        self.assertTrue(os.path.isdir(legacy))
         online = self.ms_download("alice/leg.acy")
         self.assertTrue(all(f["cached"] for f in online["files"]), online)
         self.assertEqual(read_tree(current), files)

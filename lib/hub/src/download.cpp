@@ -942,7 +942,12 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   // cache roots (so different repo locks) can share a --local-dir, and each rewrites its .msc.
   std::optional<ExclusiveLock> folder_lock;
   if (!options.dry_run) folder_lock.emplace(layout.repo_dir, ExclusiveLock::Target::kFolder);
-  RepoCache cache(layout.repo_dir);
+  // A dry run moves nothing, so it reads a legacy folder where a real run would move it from.
+  std::error_code legacy_ec;
+  const bool legacy_only = options.dry_run && !layout.legacy_dir.empty() &&
+                           !fs::exists(layout.repo_dir, legacy_ec) &&
+                           fs::is_directory(layout.legacy_dir, legacy_ec);
+  RepoCache cache(legacy_only ? layout.legacy_dir : layout.repo_dir);
   DownloadResult result;
   result.local_path = layout.repo_dir;
   result.revision = revision;
