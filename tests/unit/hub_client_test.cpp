@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 
 #include "catch.h"
 #include "ms/core/error.h"
@@ -194,6 +195,24 @@ TEST_CASE("RepoCache: duplicate index entries collapse to one on put", "[hub][ca
   CHECK(cache.has("a", "r3"));
   cache.save();
   CHECK(unpickle_cache_index(ms::read_file(dir.path / ".msc")).size() == 2);
+}
+
+TEST_CASE("RepoCache: save keeps what another process indexed meanwhile", "[hub][cache]") {
+  TempDir dir;
+  ms::write_file_atomic(dir.path / ".msc", pickle_cache_index({{"old", "r1"}, {"mine", "r1"}}));
+  RepoCache cache(dir.path);
+  // Another client (Python's model_file_download takes no lock) rewrites the index: it adds
+  // "theirs", updates "old" and drops nothing.
+  ms::write_file_atomic(dir.path / ".msc",
+                        pickle_cache_index({{"old", "r2"}, {"mine", "r1"}, {"theirs", "r2"}}));
+  touch(dir.path / "tmp", "x");
+  cache.put("mine", "r3", dir.path / "tmp");  // saves
+  std::map<std::string, std::string> saved;
+  for (const auto& e : unpickle_cache_index(ms::read_file(dir.path / ".msc")))
+    saved[e.path] = e.revision;
+  CHECK(saved ==
+        std::map<std::string, std::string>{{"old", "r2"}, {"mine", "r3"}, {"theirs", "r2"}});
+  CHECK(cache.entries().size() == 3);  // the merged index is this object's view from now on
 }
 
 TEST_CASE("include/exclude behave like Python's fnmatch filter", "[hub][patterns]") {

@@ -27,26 +27,63 @@ CacheLayout cache_layout(RepoType type, const RepoId& repo,
   layout.repo_dir = root / repo.owner / repo.cache_name();
   layout.temp_dir = root / "._____temp" / repo.owner / repo.name;
   if (repo.cache_name() != repo.name) layout.dotted_link = root / repo.owner / repo.name;
+  if (type == RepoType::kModel && !cache_dir) {
+    // Older modelscope kept models in `<cache>/hub/<owner>/<name___>` when MODELSCOPE_CACHE was
+    // set, and in `~/.cache/modelscope/hub/<owner>/<name___>` by default. Python 1.36 adds the
+    // `hub` only when the cache path does not already end in it (a plain suffix test).
+    const fs::path base = ms::cache_dir();
+    std::string text = base.string();
+    while (text.size() > 1 && text.back() == '/') text.pop_back();
+    const bool ends_in_hub = text.size() >= 3 && text.compare(text.size() - 3, 3, "hub") == 0;
+    const fs::path legacy_root = ends_in_hub ? fs::path(text) : fs::path(text) / "hub";
+    layout.legacy_dir = legacy_root / repo.owner / repo.cache_name();
+  }
   return layout;
+}
+
+bool adopt_legacy_folder(const CacheLayout& layout) {
+  if (layout.legacy_dir.empty()) return false;
+  std::error_code ec;
+  if (!fs::is_directory(fs::symlink_status(layout.legacy_dir, ec))) return false;
+  if (fs::exists(fs::symlink_status(layout.repo_dir, ec))) return false;
+  fs::create_directories(layout.repo_dir.parent_path(), ec);
+  fs::rename(layout.legacy_dir, layout.repo_dir, ec);
+  if (ec) {
+    // Python skips a failed move too; the model is then fetched again into the new place.
+    log::warn("{}: cannot move the legacy cache folder to {}: {}", layout.legacy_dir.string(),
+              layout.repo_dir.string(), ec.message());
+    return false;
+  }
+  log::info("moved the legacy cache folder {} to {}", layout.legacy_dir.string(),
+            layout.repo_dir.string());
+  return true;
 }
 
 RepoCache::RepoCache(fs::path repo_dir) : dir_(std::move(repo_dir)) { reload(); }
 
-void RepoCache::reload() {
-  entries_.clear();
-  by_path_.clear();
-  const fs::path msc = dir_ / ".msc";
+namespace {
+
+// The index as it is on disk; a corrupt one is moved aside (as Python does) and reads as empty.
+std::vector<CacheIndexEntry> read_index(const fs::path& dir) {
+  const fs::path msc = dir / ".msc";
   std::error_code ec;
-  if (!fs::is_regular_file(msc, ec)) return;
+  if (!fs::is_regular_file(msc, ec)) return {};
   try {
-    entries_ = unpickle_cache_index(read_file(msc));
+    return unpickle_cache_index(read_file(msc));
   } catch (const Error& e) {
     if (e.code() != ErrorCode::kIntegrity) throw;
     log::warn("{}: {}; moved aside to .msc.corrupted, files will be fetched again", msc.string(),
               e.what());
-    fs::rename(msc, dir_ / ".msc.corrupted", ec);
-    entries_.clear();
+    fs::rename(msc, dir / ".msc.corrupted", ec);
+    return {};
   }
+}
+
+}  // namespace
+
+void RepoCache::reload() {
+  entries_ = read_index(dir_);
+  changed_.clear();
   reindex();
 }
 
@@ -77,7 +114,11 @@ void RepoCache::make_room(const std::string& path) {
     std::vector<CacheIndexEntry> kept;
     for (CacheIndexEntry& e : entries_) {
       const bool under = whole_folder ? e.path.rfind(prefix + "/", 0) == 0 : e.path == prefix;
-      if (!under) kept.push_back(std::move(e));
+      if (under) {
+        changed_.insert(e.path);
+      } else {
+        kept.push_back(std::move(e));
+      }
     }
     entries_ = std::move(kept);
     reindex();
@@ -130,6 +171,7 @@ void RepoCache::put(const std::string& path, const std::string& revision, const 
          ec.message());
   fs::rename(temp_file, target, ec);
   if (ec) fail(ErrorCode::kIo, "{}: cannot move into the cache: {}", target.string(), ec.message());
+  changed_.insert(path);
   // As Python's put_file: one entry per path, the newest revision.
   const std::size_t count = by_path_.count(path);
   if (count == 1) {
@@ -152,7 +194,20 @@ void RepoCache::put(const std::string& path, const std::string& revision, const 
   if (save_index) save();
 }
 
-void RepoCache::save() const { write_file_atomic(dir_ / ".msc", pickle_cache_index(entries_)); }
+void RepoCache::save() {
+  // What another process wrote since the load wins for every path this object did not change;
+  // this object's puts and removals win for the paths it did.
+  std::vector<CacheIndexEntry> merged;
+  for (CacheIndexEntry& e : read_index(dir_)) {
+    if (changed_.count(e.path) == 0) merged.push_back(std::move(e));
+  }
+  for (const CacheIndexEntry& e : entries_) {
+    if (changed_.count(e.path) != 0) merged.push_back(e);
+  }
+  entries_ = std::move(merged);
+  reindex();
+  write_file_atomic(dir_ / ".msc", pickle_cache_index(entries_));
+}
 
 void RepoCache::write_model_meta(const std::string& repo_id) const {
   const fs::path mdl = dir_ / ".mdl";

@@ -530,10 +530,9 @@ class PartedFile {
     std::error_code ec;
     clear_temp_path(run_.layout.temp_dir, entry_.path);
     fs::create_directories(data_path_.parent_path(), ec);
-    data_fd_ = ::open(data_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     state_fd_ = ::open(state_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (data_fd_ < 0 || state_fd_ < 0)
-      fail(ErrorCode::kIo, "{}: cannot open: {}", data_path_.string(), std::strerror(errno));
+    if (state_fd_ < 0)
+      fail(ErrorCode::kIo, "{}: cannot open: {}", state_path_.string(), std::strerror(errno));
     const std::string header =
         fmt::format("ms-parts 1 {} {} {}\n", entry_.size, parts_.size(), entry_.sha256);
     header_size_ = header.size();
@@ -541,28 +540,34 @@ class PartedFile {
     const ssize_t n = ::pread(state_fd_, existing.data(), existing.size(), 0);
     bool resumed = n == static_cast<ssize_t>(existing.size()) &&
                    existing.compare(0, header.size(), header) == 0;
+    const std::uint64_t adopted = resumed ? 0 : adopt_single_stream_partial();
+    data_fd_ = ::open(data_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (data_fd_ < 0)
+      fail(ErrorCode::kIo, "{}: cannot open: {}", data_path_.string(), std::strerror(errno));
     struct stat st {};
     ::fstat(data_fd_, &st);
     for (std::size_t i = 0; i < parts_.size(); ++i) {
-      std::uint64_t have = 0;
-      if (resumed)
-        have = std::strtoull(existing.c_str() + header.size() + i * kRecord, nullptr, 10);
       const std::uint64_t span = parts_[i].end - parts_[i].start;
+      std::uint64_t have = 0;
+      if (resumed) {
+        have = std::strtoull(existing.c_str() + header.size() + i * kRecord, nullptr, 10);
+      } else if (adopted > parts_[i].start) {
+        have = std::min(span, adopted - parts_[i].start);  // the prefix covers this part (or some)
+      }
       // Bytes claimed but not on disk (the file is shorter) are fetched again.
       if (have > span || parts_[i].start + have > static_cast<std::uint64_t>(st.st_size)) have = 0;
       done_[i].store(have);
     }
     if (!resumed) {
-      if (::ftruncate(data_fd_, 0) != 0 || ::ftruncate(state_fd_, 0) != 0)
+      if ((adopted == 0 && ::ftruncate(data_fd_, 0) != 0) || ::ftruncate(state_fd_, 0) != 0)
         fail(ErrorCode::kIo, "{}: truncate failed", data_path_.string());
       write_all(state_fd_, header.data(), header.size(), 0, state_path_);
       for (std::size_t i = 0; i < parts_.size(); ++i) save(i);
-    } else {
-      std::uint64_t have = 0;
-      for (std::size_t i = 0; i < parts_.size(); ++i) have += done_[i].load();
-      if (have > 0)
-        log::info("{}: resuming with {} of {} bytes on disk", entry_.path, have, entry_.size);
     }
+    std::uint64_t have = 0;
+    for (std::size_t i = 0; i < parts_.size(); ++i) have += done_[i].load();
+    if (have > 0)
+      log::info("{}: resuming with {} of {} bytes on disk", entry_.path, have, entry_.size);
     if (::ftruncate(data_fd_, static_cast<off_t>(entry_.size)) != 0)
       fail(ErrorCode::kIo, "{}: cannot size", data_path_.string());
     remaining_.store(parts_.size());
@@ -617,6 +622,27 @@ class PartedFile {
     std::uint64_t end;
   };
   static constexpr std::size_t kRecord = 21;
+
+  // A single-stream partial file at `<temp>` (left by Python's client, which resumes only that
+  // form, or by an earlier fetch_whole) becomes the start of the parted file, so its bytes are
+  // neither fetched again nor left behind in the temp area. Returns how many bytes it gave.
+  std::uint64_t adopt_single_stream_partial() {
+    const fs::path single = run_.layout.temp_dir / entry_.path;
+    std::error_code ec;
+    if (!fs::is_regular_file(fs::symlink_status(single, ec))) return 0;
+    const std::uint64_t size = fs::file_size(single, ec);
+    if (ec || size == 0 || size > entry_.size) {
+      fs::remove(single, ec);  // empty or longer than the file: nothing to keep
+      return 0;
+    }
+    fs::rename(single, data_path_, ec);
+    if (ec) {
+      log::warn("{}: cannot take over the partial file {}: {}", entry_.path, single.string(),
+                ec.message());
+      return 0;
+    }
+    return size;
+  }
 
   void save(std::size_t i) {
     const std::string record = fmt::format("{:020d}\n", done_[i].load());
@@ -740,6 +766,38 @@ std::vector<FileEntry> select(const std::vector<FileEntry>& listed,
   return out;
 }
 
+// Names the first few of `names`, quoted, and how many more there are.
+std::string quoted_list(const std::vector<std::string>& names) {
+  constexpr std::size_t kShown = 5;
+  std::vector<std::string> shown;
+  for (std::size_t i = 0; i < names.size() && i < kShown; ++i)
+    shown.push_back("'" + names[i] + "'");
+  std::string out = join(shown, ", ");
+  if (names.size() > kShown) out += fmt::format(" and {} more", names.size() - kShown);
+  return out;
+}
+
+// The revision `.mv` records (`Revision:<rev>,CreatedAt:<t>` for models, the bare revision for
+// datasets), or "" when there is none.
+std::string cached_revision(const fs::path& repo_dir) {
+  std::error_code ec;
+  if (!fs::is_regular_file(repo_dir / ".mv", ec)) return "";
+  std::string text;
+  try {
+    text = read_file(repo_dir / ".mv");
+  } catch (const Error&) {
+    return "";
+  }
+  const auto first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) return "";
+  text = text.substr(first, text.find_last_not_of(" \t\r\n") - first + 1);
+  if (text.rfind("Revision:", 0) == 0) text = text.substr(9, text.find(',') - 9);
+  return text;
+}
+
+// --offline: what the cache folder's .msc index records and is on disk, whichever client wrote
+// it (Python's local_files_only=True reads the same). Nothing is fetched, so anything asked for
+// and absent is an error that names every such file, not only the first.
 DownloadResult offline_result(const DownloadOptions& options, const CacheLayout& layout) {
   RepoCache cache(layout.repo_dir);
   if (cache.entries().empty()) {
@@ -749,15 +807,63 @@ DownloadResult offline_result(const DownloadOptions& options, const CacheLayout&
                 "download it once without --offline (and without MODELSCOPE_OFFLINE=1)");
   }
   std::vector<FileEntry> listed;
+  std::vector<std::string> gone;  // indexed, but the file was deleted from the folder
   for (const CacheIndexEntry& e : cache.entries()) {
     std::error_code ec;
     const fs::path p = layout.repo_dir / e.path;
-    if (!is_safe_repo_path(e.path) || !fs::is_regular_file(p, ec)) continue;
+    if (!is_safe_repo_path(e.path)) continue;
+    if (!fs::is_regular_file(p, ec)) {
+      if (selected_by_patterns(e.path, options.include, options.exclude)) gone.push_back(e.path);
+      continue;
+    }
     FileEntry f;
     f.path = e.path;
     f.revision = e.revision;
     f.size = fs::file_size(p, ec);
     listed.push_back(f);
+  }
+  std::vector<std::string> absent;
+  for (const std::string& wanted : options.files) {
+    bool found = false;
+    for (const FileEntry& e : listed) {
+      if (e.path == wanted || path_matches(e.path, wanted)) {
+        found = selected_by_patterns(e.path, options.include, options.exclude);
+        if (found) break;
+      }
+    }
+    if (!found) absent.push_back(wanted);
+  }
+  if (!absent.empty()) {
+    std::vector<std::string> deleted;
+    for (const std::string& g : gone) {
+      for (const std::string& a : absent) {
+        if (g == a || path_matches(g, a)) deleted.push_back(g);
+      }
+    }
+    std::string why = deleted.empty()
+                          ? ""
+                          : fmt::format(" ({} recorded in .msc but deleted from the folder)",
+                                        quoted_list(deleted));
+    throw Error(ErrorCode::kNotFound,
+                fmt::format("{}: {} of {} requested file(s) not in the cache {}: {}{}",
+                            options.repo.str(), absent.size(), options.files.size(),
+                            layout.repo_dir.string(), quoted_list(absent), why),
+                "download them once without --offline (and without MODELSCOPE_OFFLINE=1)");
+  }
+  if (options.files.empty() && !gone.empty()) {
+    log::warn(
+        "{}: {} file(s) recorded in .msc are missing from {}: {}; run without --offline to "
+        "fetch them again",
+        options.repo.str(), gone.size(), layout.repo_dir.string(), quoted_list(gone));
+  }
+  // One version per file is kept, whichever revision fetched it last; .mv names that revision.
+  // As Python's local_files_only, the files are served anyway, but a different one is said.
+  const std::string cached = cached_revision(layout.repo_dir);
+  if (!options.revision.empty() && !cached.empty() && cached != options.revision) {
+    log::warn(
+        "{}: {} was last downloaded at revision '{}', not '{}'; offline, its files are "
+        "used as they are",
+        options.repo.str(), layout.repo_dir.string(), cached, options.revision);
   }
   DownloadResult result;
   result.local_path = layout.repo_dir;
@@ -777,6 +883,22 @@ bool is_loopback(const std::string& endpoint) {
   if (!host.empty() && host[0] == '[') return host.rfind("[::1]", 0) == 0;
   host = host.substr(0, host.find(':'));
   return host == "localhost" || host.rfind("127.", 0) == 0;
+}
+
+// Removes what earlier, interrupted runs left in the temp area for files that are now in the
+// cache: a single-stream partial (`<path>`, the form Python's client writes) and ms's ranged
+// form (`<path>.ms-partial`, `<path>.ms-parts`). Otherwise a run killed in one form and finished
+// in the other (or by the other client) leaves up to a whole file behind for good.
+void discard_partials(const fs::path& temp_dir, const std::vector<DownloadedFile>& files) {
+  std::error_code ec;
+  if (!fs::is_directory(temp_dir, ec)) return;
+  for (const DownloadedFile& f : files) {
+    const fs::path base = temp_dir / f.path;
+    for (const fs::path& p :
+         {base, fs::path(base.string() + ".ms-partial"), fs::path(base.string() + ".ms-parts")}) {
+      if (fs::is_regular_file(fs::symlink_status(p, ec))) fs::remove(p, ec);
+    }
+  }
 }
 
 // Removes the empty folders the temp area keeps after its files moved into the cache.
@@ -802,13 +924,19 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   }
   const CacheLayout layout =
       cache_layout(options.type, options.repo, options.cache_dir, options.local_dir);
-  if (options.offline) return offline_result(options, layout);
+  if (options.offline) {
+    adopt_legacy_folder(layout);
+    return offline_result(options, layout);
+  }
 
   HubClient client(hub);
   const std::string revision = options.revision.empty() ? "master" : options.revision;
   // The repo's lock, where Python's client takes it too ...
   std::optional<ExclusiveLock> repo_lock;
-  if (!options.dry_run) repo_lock.emplace(layout.lock_file, ExclusiveLock::Target::kLockFile);
+  if (!options.dry_run) {
+    repo_lock.emplace(layout.lock_file, ExclusiveLock::Target::kLockFile);
+    adopt_legacy_folder(layout);
+  }
 
   std::vector<FileEntry> listed;
   std::vector<RevisionInfo> revisions;
@@ -831,7 +959,12 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   // cache roots (so different repo locks) can share a --local-dir, and each rewrites its .msc.
   std::optional<ExclusiveLock> folder_lock;
   if (!options.dry_run) folder_lock.emplace(layout.repo_dir, ExclusiveLock::Target::kFolder);
-  RepoCache cache(layout.repo_dir);
+  // A dry run moves nothing, so it reads a legacy folder where a real run would move it from.
+  std::error_code legacy_ec;
+  const bool legacy_only = options.dry_run && !layout.legacy_dir.empty() &&
+                           !fs::exists(layout.repo_dir, legacy_ec) &&
+                           fs::is_directory(layout.legacy_dir, legacy_ec);
+  RepoCache cache(legacy_only ? layout.legacy_dir : layout.repo_dir);
   DownloadResult result;
   result.local_path = layout.repo_dir;
   result.revision = revision;
@@ -936,8 +1069,11 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
     }
   }
 
+  discard_partials(layout.temp_dir, result.files);
   remove_empty_dirs(layout.temp_dir);
-  cache.write_model_meta(options.repo.str());
+  // A --local-dir gets .msc and .mv but no .mdl, as Python's client leaves it: .mdl only names
+  // the repo of a cache folder (for `modelscope scan-cache`), which a chosen folder is not.
+  if (!options.local_dir) cache.write_model_meta(options.repo.str());
   if (options.type == RepoType::kModel) {
     std::int64_t created_at = 0;
     std::string current;

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "ms/hub/pickle.h"
@@ -18,6 +19,9 @@ struct CacheLayout {
   std::filesystem::path temp_dir;     ///< partial downloads (kept across runs: that is the resume)
   std::filesystem::path lock_file;    ///< per-repo flock file
   std::filesystem::path dotted_link;  ///< symlink with the unmasked name, when the name has '.'
+  /// Where modelscope before the models/ split kept this model (`<hub>/<owner>/<name___>`);
+  /// empty for datasets, --cache-dir and --local-dir, which never moved.
+  std::filesystem::path legacy_dir;
 };
 
 /// `$MODELSCOPE_CACHE/{models|datasets}/<owner>/<name___>`, or `<cache_dir>/<owner>/<name___>`,
@@ -25,6 +29,11 @@ struct CacheLayout {
 CacheLayout cache_layout(RepoType type, const RepoId& repo,
                          const std::optional<std::filesystem::path>& cache_dir,
                          const std::optional<std::filesystem::path>& local_dir);
+
+/// Moves the model's folder from its legacy place into `repo_dir` when only the legacy one
+/// exists, as Python's move_legacy_cache_to_standard_dir does on every call (offline included),
+/// so both clients keep finding a model cached by an older modelscope. Returns whether it moved.
+bool adopt_legacy_folder(const CacheLayout& layout);
 
 /// The `.msc` index of one repo folder, as ModelFileSystemCache keeps it.
 class RepoCache {
@@ -45,8 +54,10 @@ class RepoCache {
   void put(const std::string& path, const std::string& revision,
            const std::filesystem::path& temp_file, bool save_index = true);
 
-  /// Rewrites `.msc` atomically (temp file, fsync, rename).
-  void save() const;
+  /// Rewrites `.msc` atomically (temp file, fsync, rename): this object's changes since it was
+  /// loaded, applied to the index as it is on disk now. Python's model_file_download writes
+  /// `.msc` without taking the repo lock, so entries it added meanwhile are kept, not dropped.
+  void save();
 
   /// Re-reads `.msc` from disk (another process may have added entries).
   void reload();
@@ -66,6 +77,7 @@ class RepoCache {
   std::filesystem::path dir_;
   std::vector<CacheIndexEntry> entries_;
   std::unordered_multimap<std::string, std::size_t> by_path_;  // path -> index in entries_
+  std::unordered_set<std::string> changed_;  // paths put or dropped since the last (re)load
 };
 
 }  // namespace ms::hub

@@ -1,0 +1,340 @@
+"""Cache sharing between `ms download` and the official Python `modelscope` client.
+
+Both write one cache ($MODELSCOPE_CACHE/models/<owner>/<name___>, .msc, .mdl, .mv, ._____temp) and
+take one lock ($MODELSCOPE_CACHE/.lock/<owner>___<name>), so each must read, resume and respect what
+the other left. The hub is a real `ms hub serve` over TLS (the Python client builds https:// URLs
+from MODELSCOPE_DOMAIN). Needs the modelscope venv (scripts/setup_python_interop.sh); skipped
+without it.
+"""
+import fcntl
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+from harness import MS_BIN, MsTestCase, run_ms
+from hub_fixture import HubServer, hub_server_available, make_certificate, make_tree, python_with_modelscope
+
+# Runs one call of the Python client; prints {"path": ...} or {"error": ..., "message": ...}.
+PYTHON_CALL = r"""
+import json, sys
+from modelscope.hub.snapshot_download import snapshot_download, dataset_snapshot_download
+from modelscope.hub.file_download import model_file_download
+call, kwargs = sys.argv[1], json.loads(sys.argv[2])
+fn = {"snapshot": snapshot_download, "dataset": dataset_snapshot_download,
+      "file": model_file_download}[call]
+try:
+    print(json.dumps({"path": fn(**kwargs)}))
+except Exception as e:
+    print(json.dumps({"error": type(e).__name__, "message": str(e)}))
+"""
+
+
+def read_tree(root, skip=(".msc", ".mdl", ".mv", "._____temp")):
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in skip]
+        for name in files:
+            if name not in skip:
+                with open(os.path.join(folder, name), "rb") as f:
+                    out[os.path.relpath(os.path.join(folder, name), root)] = f.read()
+    return out
+
+
+def read_index(repo_dir):
+    with open(os.path.join(repo_dir, ".msc"), "rb") as f:
+        return pickle.load(f)
+
+
+class CacheInteropTest(MsTestCase):
+    python = None
+
+    @classmethod
+    def setUpClass(cls):
+        if not hub_server_available():
+            raise unittest.SkipTest("this ms has no `ms hub serve`")
+        cls.python = python_with_modelscope()
+        if not cls.python:
+            raise unittest.SkipTest("no python with the modelscope package (run "
+                                    "scripts/setup_python_interop.sh, or set MS_MODELSCOPE_PYTHON)")
+        cls.root = tempfile.mkdtemp(prefix="ms-cache-interop-")
+        cls.tls = make_certificate(cls.root)
+        if not cls.tls:
+            raise unittest.SkipTest("no openssl tool to make a test certificate")
+        cls.servers = []
+        cls.server = cls.start_server()
+        cls.token = cls.server.token("alice")
+
+    @classmethod
+    def tearDownClass(cls):
+        for s in cls.servers:
+            s.stop()
+        shutil.rmtree(cls.root, True)
+
+    @classmethod
+    def start_server(cls, faults=None):
+        """A server over the class's storage (with injected faults, if any)."""
+        server = HubServer(os.path.join(cls.root, "hub"), faults=faults, tls=cls.tls)
+        cls.servers.append(server)
+        return server
+
+    # --- the two clients ------------------------------------------------------------------------
+    def env(self, server=None, **extra):
+        server = server or self.server
+        env = {"MODELSCOPE_CACHE": self.path("cache"), "MODELSCOPE_CREDENTIALS_PATH": self.path("cred"),
+               "MODELSCOPE_ENDPOINT": server.endpoint, "MODELSCOPE_DOMAIN": f"127.0.0.1:{server.port}",
+               "REQUESTS_CA_BUNDLE": self.tls[0], "MODELSCOPE_API_TOKEN": "", "MODELSCOPE_OFFLINE": "",
+               "MS_NO_PROGRESS": "1"}
+        env.update(extra)
+        return env
+
+    def ms(self, *args, env=None, expect=0, timeout=180):
+        r = run_ms(*args, env=env or self.env(), timeout=timeout)
+        self.assertExit(r, expect)
+        return r
+
+    def ms_download(self, repo, *args, env=None):
+        return self.json_out(self.ms("download", repo, "--json", *args, env=env))
+
+    def py_command(self, call, env=None, **kwargs):
+        full = dict(os.environ)
+        full.update(env or self.env())
+        return [self.python, "-c", PYTHON_CALL, call, json.dumps(kwargs)], full
+
+    def py(self, call, env=None, **kwargs):
+        cmd, full = self.py_command(call, env, **kwargs)
+        r = subprocess.run(cmd, capture_output=True, text=True, env=full, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    def upload(self, repo, files, *extra):
+        src = make_tree(tempfile.mkdtemp(dir=self.tmp), files)
+        self.ms("upload", repo, src, "--token", self.token, *extra)
+
+    def wait_for(self, cond, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if cond():
+                return True
+            time.sleep(0.05)
+        return False
+
+    # --- scenarios ------------------------------------------------------------------------------
+    def kill_when(self, cmd, env, cond, what):
+        """Starts cmd, waits until cond() holds (a download caught by a stalling server), kills it."""
+        proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+
+        def reached():
+            try:
+                return cond()
+            except OSError:
+                return False
+        ok = self.wait_for(reached)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        self.assertTrue(ok, f"{what} never reached the stall")
+
+    def test_revisions_interleaved_in_one_cache(self):
+        """Python at tag v1, ms at master, Python at v1 again: one version per file, as Python keeps
+        it, and each client reads the other's index offline."""
+        self.upload("alice/revs", {"a.txt": b"v1", "same.txt": b"same"}, "--create", "--tag", "v1")
+        self.upload("alice/revs", {"a.txt": b"v2", "new.txt": b"new"})
+        repo = self.path("cache", "models", "alice", "revs")
+        self.assertEqual(self.py("snapshot", model_id="alice/revs", revision="v1"), {"path": repo})
+        got = self.ms_download("alice/revs")
+        self.assertEqual({f["path"]: f["cached"] for f in got["files"]},
+                         {"a.txt": False, "new.txt": False, "same.txt": True})
+        self.assertEqual(read_tree(repo), {"a.txt": b"v2", "new.txt": b"new", "same.txt": b"same"})
+        self.py("snapshot", model_id="alice/revs", revision="v1")
+        self.assertEqual(read_tree(repo)["a.txt"], b"v1")
+        self.assertEqual(sorted(e["Path"] for e in read_index(repo)), ["a.txt", "new.txt", "same.txt"])
+        offline = self.ms_download("alice/revs", "--offline")
+        self.assertEqual(sorted(f["path"] for f in offline["files"]), ["a.txt", "new.txt", "same.txt"])
+        # Asked offline for another revision than the one last fetched: served, with a warning.
+        r = self.ms("download", "alice/revs", "--offline", "--revision", "master")
+        self.assertRegex(r.stderr, r"warning: .*revision 'v1', not 'master'")
+        self.assertNotIn("warning", self.ms("download", "alice/revs", "--offline", "--revision", "v1").stderr)
+        self.assertEqual(self.py("file", model_id="alice/revs", file_path="new.txt", local_files_only=True),
+                         {"path": os.path.join(repo, "new.txt")})
+
+    def test_one_lock_and_one_partial_file_for_both_clients(self):
+        """Each client waits on the other's lock and resumes the other's partial file."""
+        big = os.urandom(6 << 20)
+        self.upload("alice/part.ial", {"big.bin": big, "small.txt": b"s"}, "--create")
+        stalling = self.start_server("stall=1,stall_seconds=60")
+        # Python is caught mid-file; ms, started meanwhile, waits for Python's lock.
+        temp = self.path("cache", "models", "._____temp", "alice", "part.ial", "big.bin")
+        cmd, env = self.py_command("snapshot", env=self.env(stalling), model_id="alice/part.ial")
+        python = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(python.kill)
+        self.assertTrue(self.wait_for(lambda: os.path.exists(temp) and os.path.getsize(temp) >= 3 << 20))
+        ms = subprocess.Popen([MS_BIN, "download", "alice/part.ial", "-v"], env={**os.environ, **self.env()},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        self.assertIsNone(ms.poll(), "ms did not wait for the lock Python holds")
+        python.send_signal(signal.SIGKILL)
+        python.wait(timeout=10)
+        _, err = ms.communicate(timeout=120)
+        self.assertEqual(ms.returncode, 0, err)
+        self.assertIn("alice___part.ial", err)  # the waiting message names Python's lock file
+        self.assertRegex(err, r"big.bin: resuming at byte [1-9]\d* of 6291456")
+        repo = self.path("cache", "models", "alice", "part___ial")
+        self.assertEqual(read_tree(repo), {"big.bin": big, "small.txt": b"s"})
+
+        # And the reverse: ms is caught mid-file holding the lock; Python finishes from its partial.
+        cache2 = self.path("cache2")
+        temp2 = os.path.join(cache2, "models", "._____temp", "alice", "part.ial", "big.bin")
+        proc = subprocess.Popen([MS_BIN, "download", "alice/part.ial"], env={**os.environ, **self.env(stalling, MODELSCOPE_CACHE=cache2)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(proc.kill)
+        self.assertTrue(self.wait_for(lambda: os.path.exists(temp2) and os.path.getsize(temp2) >= 3 << 20))
+        fd = os.open(os.path.join(cache2, ".lock", "alice___part.ial"), os.O_RDWR)
+        try:
+            with self.assertRaises(BlockingIOError, msg="ms does not hold Python's lock file"):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        self.assertEqual(self.py("snapshot", env=self.env(MODELSCOPE_CACHE=cache2), model_id="alice/part.ial"),
+                         {"path": os.path.join(cache2, "models", "alice", "part___ial")})
+        self.assertEqual(read_tree(os.path.join(cache2, "models", "alice", "part___ial"))["big.bin"], big)
+        self.assertEqual(os.listdir(os.path.dirname(temp2)), [])
+
+    def test_ranged_ms_download_takes_over_python_partial_and_leaves_no_partials(self):
+        """Python resumes only a single-stream partial (`<temp>/<path>`); ms's ranged download keeps
+        `<path>.ms-partial`. Each must pick up or clear away the other's, not leave it for good."""
+        big = os.urandom((64 << 20) + 4096)  # at ms's threshold for a ranged download
+        self.upload("alice/ranged", {"big.bin": big}, "--create")
+        stalling = self.start_server("stall=1,stall_seconds=60")
+        temp_dir = self.path("cache", "models", "._____temp", "alice", "ranged")
+        single = os.path.join(temp_dir, "big.bin")
+        cmd, env = self.py_command("snapshot", env=self.env(stalling), model_id="alice/ranged")
+        self.kill_when(cmd, env, lambda: os.path.getsize(single) >= 16 << 20, "Python")
+        r = self.ms("download", "alice/ranged", "-v", env=self.env(MS_DOWNLOAD_PARTS="4"), timeout=300)
+        self.assertRegex(r.stderr, r"big.bin: resuming with [1-9]\d* of \d+ bytes")
+        self.assertEqual(read_tree(self.path("cache", "models", "alice", "ranged")), {"big.bin": big})
+        self.assertEqual(os.listdir(temp_dir), [])
+
+        # ms's ranged download is caught mid-file; Python then fetches the file whole (it does not
+        # know ms's form); the next ms run clears the stale ranged partial away.
+        cache2 = self.path("cache2")
+        temp_dir2 = os.path.join(cache2, "models", "._____temp", "alice", "ranged")
+        parts_file = os.path.join(temp_dir2, "big.bin.ms-parts")
+        self.kill_when([MS_BIN, "download", "alice/ranged"],
+                       self.env(stalling, MODELSCOPE_CACHE=cache2, MS_DOWNLOAD_PARTS="4"),
+                       lambda: os.path.getsize(parts_file) > 0, "ms")
+        self.py("snapshot", env=self.env(MODELSCOPE_CACHE=cache2), model_id="alice/ranged")
+        got = self.ms_download("alice/ranged", env=self.env(MODELSCOPE_CACHE=cache2))
+        self.assertTrue(got["files"][0]["cached"])
+        self.assertEqual(os.listdir(temp_dir2), [])
+
+    def test_legacy_cache_folder_is_moved_as_python_does(self):
+        """modelscope before the models/ split kept `<MODELSCOPE_CACHE>/hub/<owner>/<name___>`
+        (by default `~/.cache/modelscope/hub/<owner>/<name___>`); 1.36 moves it to models/ on every
+        call, local_files_only included, so ms must find it too."""
+        files = {"config.json": b"{}", "sub/w.bin": os.urandom(1000)}
+        self.upload("alice/leg.acy", files, "--create")
+        self.py("snapshot", model_id="alice/leg.acy")
+        current = self.path("cache", "models", "alice", "leg___acy")
+        legacy = self.path("cache", "hub", "alice", "leg___acy")
+        os.makedirs(os.path.dirname(legacy))
+        shutil.move(current, legacy)
+        shutil.rmtree(self.path("cache", "models"))
+
+        offline = self.ms_download("alice/leg.acy", "--offline")
+        self.assertEqual(offline["local_path"], current)
+        self.assertEqual(sorted(f["path"] for f in offline["files"]), sorted(files))
+        self.assertFalse(os.path.exists(legacy))
+
+        # Online: the moved folder's index is used, nothing is fetched again (nor planned to be).
+        shutil.move(current, legacy)
+        dry = self.ms_download("alice/leg.acy", "--dry-run")
+        self.assertEqual(dry["files_to_fetch"], 0, dry)
+        self.assertTrue(os.path.isdir(legacy))
+        online = self.ms_download("alice/leg.acy")
+        self.assertTrue(all(f["cached"] for f in online["files"]), online)
+        self.assertEqual(read_tree(current), files)
+
+        # MODELSCOPE_CACHE unset: both clients default to ~/.cache/modelscope/hub, whose legacy
+        # folder is hub/<owner>/<name___> itself (no second `hub`).
+        home = self.path("home")
+        default_root = os.path.join(home, ".cache", "modelscope", "hub")
+        os.makedirs(os.path.join(default_root, "alice"))
+        shutil.copytree(current, os.path.join(default_root, "alice", "leg___acy"), symlinks=True)
+        env = {k: v for k, v in {**os.environ, **self.env(), "HOME": home}.items() if k != "MODELSCOPE_CACHE"}
+        r = subprocess.run([MS_BIN, "download", "alice/leg.acy", "--offline", "--json"], env=env,
+                           capture_output=True, text=True, timeout=60)
+        self.assertExit(r, 0)
+        moved = os.path.join(default_root, "models", "alice", "leg___acy")
+        self.assertEqual(self.json_out(r)["local_path"], moved)
+        cmd, _ = self.py_command("snapshot", model_id="alice/leg.acy", local_files_only=True)
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        self.assertEqual(json.loads(r.stdout.strip().splitlines()[-1]), {"path": moved}, r.stderr[-2000:])
+
+    def test_offline_names_every_file_missing_from_the_cache(self):
+        self.upload("alice/gaps", {"a.txt": b"a", "b.txt": b"b", "c.txt": b"c"}, "--create")
+        self.py("snapshot", model_id="alice/gaps")
+        repo = self.path("cache", "models", "alice", "gaps")
+        os.remove(os.path.join(repo, "b.txt"))  # still recorded in .msc
+        r = self.ms("download", "alice/gaps", "--offline", "a.txt", "b.txt", "zz.txt", expect=4)
+        self.assertOneLineError(r, "2 of 3", "'b.txt'", "'zz.txt'", "deleted", repo)
+        self.assertNotIn("revision", r.stderr)  # offline, no revision was looked at
+        # The whole repo offline: what is there, and a warning naming what is not.
+        r = self.ms("download", "alice/gaps", "--offline", "--json")
+        self.assertEqual(sorted(f["path"] for f in self.json_out(r)["files"]), ["a.txt", "c.txt"])
+        self.assertIn("'b.txt'", r.stderr)
+        # Python's local_files_only agrees b.txt is not there (and drops it from .msc).
+        self.assertEqual(self.py("file", model_id="alice/gaps", file_path="b.txt", local_files_only=True)["error"],
+                         "ValueError")
+        self.assertEqual(sorted(e["Path"] for e in read_index(repo)), ["a.txt", "c.txt"])
+
+
+    def test_python_file_download_during_an_ms_run_stays_indexed(self):
+        """Python's model_file_download takes no lock and rewrites .msc while an ms run is under
+        way; ms's next save must keep that entry, or the file is there but unknown to both."""
+        self.upload("alice/conc", {"big.bin": os.urandom(6 << 20), "small.txt": b"s", "other.txt": b"o"},
+                    "--create")
+        stalling = self.start_server("stall=1,stall_seconds=5")
+        ms = subprocess.Popen([MS_BIN, "download", "alice/conc", "big.bin", "small.txt"],
+                              env={**os.environ, **self.env(stalling)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+        self.addCleanup(ms.kill)
+        temp = self.path("cache", "models", "._____temp", "alice", "conc", "big.bin")
+        self.assertTrue(self.wait_for(lambda: os.path.exists(temp) and os.path.getsize(temp) >= 3 << 20))
+        repo = self.path("cache", "models", "alice", "conc")
+        self.assertEqual(self.py("file", model_id="alice/conc", file_path="other.txt"),
+                         {"path": os.path.join(repo, "other.txt")})
+        _, err = ms.communicate(timeout=120)
+        self.assertEqual(ms.returncode, 0, err)
+        self.assertEqual(sorted(e["Path"] for e in read_index(repo)), ["big.bin", "other.txt", "small.txt"])
+        self.ms("download", "alice/conc", "other.txt", "--offline")
+        self.assertEqual(self.py("file", model_id="alice/conc", file_path="other.txt", local_files_only=True),
+                         {"path": os.path.join(repo, "other.txt")})
+
+
+    def test_local_dir_gets_the_same_bookkeeping_from_both_clients(self):
+        """A --local-dir / local_dir= download leaves .msc, .mv and an empty ._____temp, no .mdl;
+        each client then finds the other's files there offline."""
+        self.upload("alice/local", {"a.txt": b"a", "sub/b.txt": b"b"}, "--create")
+        py_dir, ms_dir = self.path("py-dir"), self.path("ms-dir")
+        self.assertEqual(self.py("snapshot", model_id="alice/local", local_dir=py_dir), {"path": py_dir})
+        self.ms_download("alice/local", "--local-dir", ms_dir)
+        hidden = lambda d: sorted(n for n in os.listdir(d) if n.startswith("."))  # noqa: E731
+        self.assertEqual(hidden(py_dir), ["._____temp", ".msc", ".mv"])
+        self.assertEqual(hidden(ms_dir), hidden(py_dir))
+        offline = self.ms_download("alice/local", "--local-dir", py_dir, "--offline")
+        self.assertEqual(sorted(f["path"] for f in offline["files"]), ["a.txt", "sub/b.txt"])
+        self.assertEqual(self.py("file", model_id="alice/local", file_path="sub/b.txt", local_dir=ms_dir,
+                                 local_files_only=True), {"path": os.path.join(ms_dir, "sub", "b.txt")})
+
+
+if __name__ == "__main__":
+    unittest.main()
