@@ -131,7 +131,11 @@ class HubClientTest(SharedHubTestCase):
         self.upload("alice/ds1", src, "--dataset", "--create")
         out = self.download("alice/ds1", "--dataset", "--token", self.token)
         self.assertEqual(out["local_path"], self.path("cache", "datasets", "alice", "ds1"))
-        self.assertEqual(read_tree(out["local_path"]), {"train.csv": b"a,b\n1,2\n", "sub/test.jsonl": b'{"x": 1}\n'})
+        tree = read_tree(out["local_path"])
+        # Dataset downloads keep the hub's .gitattributes, as Python's dataset_snapshot_download does.
+        self.assertIn(".gitattributes", tree)
+        del tree[".gitattributes"]
+        self.assertEqual(tree, {"train.csv": b"a,b\n1,2\n", "sub/test.jsonl": b'{"x": 1}\n'})
         with open(os.path.join(out["local_path"], ".mv")) as f:
             self.assertEqual(f.read(), "master")
         # One file, to a path of its own in the repo.
@@ -163,6 +167,21 @@ class HubClientTest(SharedHubTestCase):
         self.assertOneLineError(r, "v9.9")
         r = self.download("alice/no-such-repo", "--token", self.token, expect=4)
         self.assertOneLineError(r, "alice/no-such-repo")
+
+    def test_git_bookkeeping_files_skipped_for_models_kept_for_datasets(self):
+        # As Python's modelscope: model downloads skip .gitignore / .gitattributes in any folder
+        # (HubApi.get_model_files drops them by name); dataset downloads keep them.
+        files = {"w.txt": b"w", "sub/.gitignore": b"*.tmp\n", "sub/.gitattributes": b"* -text\n",
+                 ".gitignore": b"x\n"}
+        self.upload("alice/gitfiles", make_tree(self.path("src"), files), "--create")
+        self.download("alice/gitfiles", "--token", self.token, "--local-dir", self.path("model"))
+        got = read_tree(self.path("model"))
+        self.assertEqual(sorted(got), ["w.txt"])
+        self.upload("alice/gitfiles-data", self.path("src"), "--dataset", "--create")
+        self.download("alice/gitfiles-data", "--dataset", "--token", self.token, "--local-dir", self.path("data"))
+        got = read_tree(self.path("data"))
+        for rel, data in files.items():
+            self.assertEqual(got.get(rel), data, rel)
 
     def test_include_exclude_files_and_dry_run(self):
         files = {"config.json": b"{}", "a.bin": b"1" * 1000, "sub/b.bin": b"2" * 2000, "sub/c.json": b"[]"}

@@ -565,25 +565,30 @@ FileEntry to_entry(const json& f) {
   return e;
 }
 
-bool keep_listed(const json& f) {
+// Folders are not files. Model listings also drop git's .gitignore and .gitattributes, in any
+// folder, as Python's HubApi.get_model_files does (by the file's base name); dataset listings
+// keep them, as Python's dataset downloads do.
+bool keep_listed(const json& f, RepoType type) {
   if (!f.is_object()) return false;
-  const auto type = f.find("Type");
-  if (type != f.end() && type->is_string() && type->get<std::string>() == "tree") return false;
+  const auto kind = f.find("Type");
+  if (kind != f.end() && kind->is_string() && kind->get<std::string>() == "tree") return false;
+  if (type != RepoType::kModel) return true;
   const auto path = f.find("Path");
-  const bool hidden_git_file =
-      path != f.end() && path->is_string() && (*path == ".gitignore" || *path == ".gitattributes");
-  return !hidden_git_file;
+  if (path == f.end() || !path->is_string()) return true;  // to_entry() names the bad entry
+  const std::string& p = path->get_ref<const std::string&>();
+  const std::string base = p.substr(p.find_last_of('/') == std::string::npos ? 0 : p.find_last_of('/') + 1);
+  return base != ".gitignore" && base != ".gitattributes";
 }
 
 // Appends the listed files; a path listed twice (a paged listing read while the repo changed)
 // is kept once, as first listed. Returns how many entries were new.
 std::size_t add_listed(std::vector<FileEntry>& out, std::unordered_set<std::string>& seen,
-                       const json& files) {
+                       const json& files, RepoType type) {
   std::size_t added = 0;
   std::size_t repeated = 0;
   std::string first_repeated;
   for (const json& f : files) {
-    if (!keep_listed(f)) continue;
+    if (!keep_listed(f, type)) continue;
     FileEntry e = to_entry(f);
     if (!seen.insert(e.path).second) {
       if (repeated++ == 0) first_repeated = e.path;
@@ -634,7 +639,7 @@ std::vector<FileEntry> HubClient::list_files(RepoType type, const RepoId& repo,
         repo_path(type, repo) + "/repo/files?Revision=" + escape(revision) + "&Recursive=True",
         what);
     if (data.is_object() && data.contains("Files") && data["Files"].is_array()) {
-      add_listed(out, seen, data["Files"]);
+      add_listed(out, seen, data["Files"], type);
     }
     return out;
   }
@@ -653,7 +658,7 @@ std::vector<FileEntry> HubClient::list_files(RepoType type, const RepoId& repo,
     std::size_t added = 0;
     if (data.is_object() && data.contains("Files") && data["Files"].is_array()) {
       n = data["Files"].size();
-      added = add_listed(out, seen, data["Files"]);
+      added = add_listed(out, seen, data["Files"], type);
     }
     // A short page is the last; a full page of nothing new means the hub ignores PageNumber
     // (asking on would repeat the same page up to the cap).
