@@ -2,6 +2,7 @@
 // library; every error becomes one line on stderr, a hint, and an exit code from one table.
 #include <cstdio>
 #include <exception>
+#include <nlohmann/json.hpp>
 
 #include "cli.h"
 #include "ms/core/error.h"
@@ -23,6 +24,18 @@ void print_error(const ms::Error& error, bool verbose) {
   }
 }
 
+// For commands that promised a JSON document on stdout (ms::cli::report_errors_as_json()).
+void print_json_error(const ms::Error& error) {
+  nlohmann::ordered_json detail;
+  detail["code"] = ms::error_code_name(error.code());
+  detail["exit_code"] = ms::exit_code(error.code());
+  detail["message"] = error.what();
+  detail["hint"] = error.hint();
+  detail["context"] = error.context();
+  std::printf("%s\n", nlohmann::ordered_json{{"error", detail}}.dump(2).c_str());
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -42,10 +55,18 @@ int main(int argc, char** argv) {
       ms::log::set_level(ms::log::Level::kInfo);
   });
   app.footer(
+      "Examples:\n"
+      "  ms download damo/nlp_structbert_sentiment-classification_chinese-base\n"
+      "  ms upload alice/bert ./bert --create --json\n"
+      "  ms hub serve --root /srv/hub --port 8080\n"
+      "\n"
       "Exit codes: 0 ok, 2 usage, 3 config, 4 not found, 5 network, 6 missing component,\n"
-      "7 integrity, 70 internal error, 74 I/O error.\n"
+      "7 integrity, 70 internal error, 74 I/O error. Errors are one line plus a hint on stderr;\n"
+      "-v adds the details. With --json, results (and errors) are JSON on stdout; logs and\n"
+      "progress bars (terminal only) go to stderr.\n"
       "Environment: MODELSCOPE_CACHE, MODELSCOPE_ENDPOINT (or MODELSCOPE_DOMAIN),\n"
-      "MODELSCOPE_API_TOKEN, MODELSCOPE_CREDENTIALS_PATH, MS_LOG_LEVEL, MS_NO_PROGRESS.");
+      "MODELSCOPE_API_TOKEN, MODELSCOPE_CREDENTIALS_PATH, MODELSCOPE_OFFLINE, MS_LOG_LEVEL\n"
+      "(debug|info|warning|error|off), MS_NO_PROGRESS=1; see each command's --help.");
 
   ms::cli::add_env_command(app, global);
   ms::cli::add_config_command(app, global);
@@ -72,6 +93,7 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const ms::Error& e) {
     // Subcommand callbacks run inside parse(); their errors land here.
+    if (ms::cli::errors_as_json()) print_json_error(e);
     print_error(e, global.verbose);
     return ms::exit_code(e.code());
   } catch (const std::exception& e) {
