@@ -1,12 +1,15 @@
 // ms: the command-line front end. Parses arguments with CLI11 and hands each subcommand to the
 // library; every error becomes one line on stderr, a hint, and an exit code from one table.
+#include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <string>
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
 #include "ms/core/error.h"
 #include "ms/core/log.h"
+#include "ms/core/text.h"
 #include "ms/core/version.h"
 
 namespace {
@@ -21,6 +24,18 @@ void print_error(const ms::Error& error, bool verbose) {
                  ms::exit_code(error.code()));
   } else if (!error.context().empty()) {
     std::fprintf(stderr, "  (run with --verbose for details)\n");
+  }
+}
+
+// "ms hub serve": the command line of the deepest subcommand that was recognised.
+std::string command_path(const CLI::App& app) {
+  std::string path = app.get_name();
+  const CLI::App* current = &app;
+  for (;;) {
+    const auto subs = current->get_subcommands();
+    if (subs.empty()) return path;
+    current = subs.front();
+    path += " " + current->get_name();
   }
 }
 
@@ -79,7 +94,18 @@ int main(int argc, char** argv) {
   ms::cli::add_infer_command(app, global);
   ms::cli::add_tokenize_command(app, global);
 
-  // Parse first: argument errors exit 2 (CLI11 prints them), --help and --version exit 0.
+  // A mistyped command would otherwise read as "A subcommand is required".
+  std::vector<std::string> commands;
+  for (const CLI::App* sub : app.get_subcommands({})) commands.push_back(sub->get_name());
+  if (argc > 1 && argv[1][0] != '-' &&
+      std::find(commands.begin(), commands.end(), argv[1]) == commands.end()) {
+    const std::string close = ms::did_you_mean(argv[1], commands);
+    std::fprintf(stderr, "ms: error: unknown command '%s'\n  hint: %s\n", argv[1],
+                 close.empty() ? "see 'ms --help' for the commands" : close.c_str());
+    return 2;
+  }
+
+  // Parse first: argument errors exit 2, --help and --version exit 0.
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -89,7 +115,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    app.exit(e);
+    // Same shape as every other error: one "ms: error:" line and a hint naming the help to read.
+    std::fprintf(stderr, "ms: error: %s\n  hint: see '%s --help'\n", e.what(),
+                 command_path(app).c_str());
     return 2;
   } catch (const ms::Error& e) {
     // Subcommand callbacks run inside parse(); their errors land here.

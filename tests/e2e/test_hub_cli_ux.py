@@ -44,6 +44,31 @@ class HelpTest(SharedHubTestCase):
         self.assertIn("--json", r.stdout)
 
 
+class UsageErrorsTest(SharedHubTestCase):
+    """Command-line mistakes: one 'ms: error:' line, a hint naming the help to read, exit 2."""
+
+    def test_usage_errors_are_one_line_with_a_hint(self):
+        cases = [
+            (("download", "alice/m", "--bogus"), "--bogus", "ms download --help"),
+            (("download",), "repo", "ms download --help"),
+            (("download", "a/b/c"), "a/b/c", None),
+            (("download", "../x"), "../x", None),
+            (("download", "a/m", "--local-dir", "x", "--cache-dir", "y"), "--cache-dir",
+             "ms download --help"),
+            (("hub", "serve"), "--root", "ms hub serve --help"),
+            (("hub", "token", "create", "--root", "x"), "USER", "ms hub token create --help"),
+            (("donwload", "a/m"), "donwload", "did you mean 'download'"),
+        ]
+        for args, named, hint in cases:
+            with self.subTest(args=args):
+                r = run_ms(*args, env=self.env(), timeout=30)
+                self.assertExit(r, 2)
+                self.assertOneLineError(r, named)
+                if hint:
+                    self.assertIn(hint, r.stderr)
+                self.assertEqual(r.stdout, "")
+
+
 class HubCliErrorsTest(SharedHubTestCase):
     @classmethod
     def setUpClass(cls):
