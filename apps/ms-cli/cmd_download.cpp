@@ -104,9 +104,7 @@ void add_download_command(CLI::App& app, const GlobalOptions& /*global*/) {
   auto o = std::make_shared<DownloadCliOptions>();
   CLI::App* c = app.add_subcommand(
       "download",
-      "Download a model or dataset (or some of its files) into the ModelScope cache or a folder.\n"
-      "Prints the local folder on stdout. Files already cached at this revision are not fetched\n"
-      "again; an interrupted download resumes where it stopped.");
+      "Download a model or dataset (or some of its files) into the ModelScope cache or a folder");
   c->add_option("repo", o->repo,
                 "OWNER/NAME of the model or dataset (a bare NAME means damo/NAME, as in "
                 "modelscope)")
@@ -143,6 +141,9 @@ void add_download_command(CLI::App& app, const GlobalOptions& /*global*/) {
               "on failure {\"error\": {code, exit_code, message, hint, context}}");
   c->footer(
       std::string(
+          "Prints the local folder on stdout. Files already cached at this revision are not\n"
+          "fetched again; an interrupted (or killed) download resumes where it stopped.\n"
+          "\n"
           "Examples:\n"
           "  ms download damo/nlp_structbert_sentiment-classification_chinese-base\n"
           "  ms download alice/bert config.json '*.safetensors' --local-dir ./bert\n"

@@ -77,9 +77,8 @@ void add_hub_command(CLI::App& app, const GlobalOptions&) {
   auto serve_options = std::make_shared<ServeOptions>();
   CLI::App* serve = hub->add_subcommand(
       "serve",
-      "Serve the ModelScope hub API (models and datasets, uploads, downloads, read-only git)\n"
-      "from a local folder. Prints 'ms hub serve: listening on URL' on stdout when ready; stops\n"
-      "cleanly on SIGINT/SIGTERM (exit 0).");
+      "Serve the ModelScope hub API (models and datasets, uploads, downloads, read-only git) "
+      "from a local folder");
   serve
       ->add_option("--root", serve_options->root,
                    "Storage folder (created when missing; must not be a file)")
@@ -103,6 +102,9 @@ void add_hub_command(CLI::App& app, const GlobalOptions&) {
   serve->add_flag("--json", serve_options->json,
                   "Print {\"endpoint\": URL} on stdout when ready (errors: {\"error\": {...}})");
   serve->footer(
+      "Prints 'ms hub serve: listening on URL' on stdout when ready; stops cleanly on\n"
+      "SIGINT/SIGTERM.\n"
+      "\n"
       "Examples:\n"
       "  ms hub serve --root /srv/hub --port 8080\n"
       "  ms hub serve --root /srv/hub --host 0.0.0.0 --port 8443 \\\n"
@@ -122,15 +124,15 @@ void add_hub_command(CLI::App& app, const GlobalOptions&) {
   auto token_options = std::make_shared<TokenOptions>();
   CLI::App* create = token->add_subcommand(
       "create",
-      "Mint an access token for USER of the hub stored in --root (the user is created if new).\n"
-      "Prints the token on stdout. Works while the hub is running.");
+      "Mint an access token for USER (created if new) of the hub stored in --root");
   create->add_option("USER", token_options->user, "User name")->required();
   create->add_option("--root", token_options->root, "Storage folder of the hub (its --root)")
       ->required();
   create->add_flag("--json", token_options->json,
                    "Print {\"user\", \"token\"} on stdout (errors: {\"error\": {...}})");
   create->footer(
-      std::string("Use the token as --token, MODELSCOPE_API_TOKEN, `ms login --token`, the\n"
+      std::string("Prints the token on stdout; works while the hub is running.\n"
+                  "Use the token as --token, MODELSCOPE_API_TOKEN, `ms login --token`, the\n"
                   "m_session_id cookie or 'Authorization: Bearer TOKEN'.\n"
                   "\n"
                   "Examples:\n"

@@ -84,8 +84,7 @@ void add_upload_command(CLI::App& app, const GlobalOptions& /*global*/) {
   auto o = std::make_shared<UploadCliOptions>();
   CLI::App* c = app.add_subcommand(
       "upload",
-      "Upload a file or folder to a model or dataset repo (needs a token with write access).\n"
-      "Hashes the files, sends only the blobs the hub lacks, and commits them; prints a summary.");
+      "Upload a file or folder to a model or dataset repo (needs a token with write access)");
   c->add_option("repo", o->repo, "OWNER/NAME of the repo")->required();
   c->add_option("local_path", o->local_path,
                 "File or folder to upload (default: ./NAME if present, else .)");
@@ -114,8 +113,9 @@ void add_upload_command(CLI::App& app, const GlobalOptions& /*global*/) {
               "on failure {\"error\": {code, exit_code, message, hint, context}}");
   c->footer(
       std::string(
-          "A re-run after an interruption sends nothing twice: files the revision already "
-          "holds\nare skipped, and blobs the hub has are not sent again.\n"
+          "Hashes the files, sends only the blobs the hub lacks, commits them and prints a\n"
+          "summary. A re-run after an interruption sends nothing twice: files the revision\n"
+          "already holds are skipped, and blobs the hub has are not sent again.\n"
           "\n"
           "Examples:\n"
           "  ms upload alice/bert ./bert-finetuned --create --commit-message 'epoch 3'\n"

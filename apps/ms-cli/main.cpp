@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <exception>
-#include <string>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "cli.h"
 #include "ms/core/error.h"
