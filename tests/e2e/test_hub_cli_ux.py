@@ -210,6 +210,26 @@ class ProgressTest(SharedHubTestCase):
         self.assertIn("b/c.txt", r.stdout)
         self.assertIn("2 files", r.stdout)  # the total bar's label
 
+    def test_a_failed_download_does_not_look_finished_on_a_terminal(self):
+        if not shutil.which("script"):
+            self.skipTest("no `script` tool to give ms a terminal")
+        # A hub that fails every file download (uploads work).
+        faulty = HubServer(self.path("faulty-root"), faults="status500=1")
+        self.addCleanup(faulty.stop)
+        token = faulty.token("alice")
+        env = self.env(MODELSCOPE_ENDPOINT=faulty.endpoint, MS_HUB_RETRIES="1")
+        src = make_tree(self.path("src"), {"a.bin": b"a" * 100000})
+        r = run_ms("upload", "alice/failing", src, "--create", "--token", token, env=env,
+                   timeout=120)
+        self.assertExit(r, 0)
+        command = " ".join(shlex.quote(a) for a in
+                           [MS_BIN, "download", "alice/failing", "--token", token])
+        r = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True,
+                           text=True, env={**os.environ, **env, "MS_NO_PROGRESS": ""},
+                           timeout=120)
+        self.assertEqual(r.returncode, 5, r.stdout + r.stderr)
+        self.assertIn("(stopped)", r.stdout)  # the bar's last line says it did not finish
+        self.assertIn("ms: error:", r.stdout)
 
 if __name__ == "__main__":
     unittest.main()

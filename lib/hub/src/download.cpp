@@ -938,7 +938,7 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
     }
     for (std::thread& t : threads) t.join();
     if (run.unsaved) cache.save();
-    progress.finish();
+    progress.finish(run.failures.empty());
     if (!run.failures.empty()) {
       const Failure* worst = &run.failures.front();
       for (const Failure& f : run.failures) {
