@@ -77,8 +77,8 @@ int main(int argc, char** argv) {
       "\n"
       "Exit codes: 0 ok, 2 usage, 3 config, 4 not found, 5 network, 6 missing component,\n"
       "7 integrity, 70 internal error, 74 I/O error. Errors are one line plus a hint on stderr;\n"
-      "-v adds the details. With --json, results (and errors) are JSON on stdout; logs and\n"
-      "progress bars (terminal only) go to stderr.\n"
+      "-v adds the details. With --json, results (for the hub commands, errors too) are JSON on\n"
+      "stdout; logs and progress bars (terminal only) go to stderr.\n"
       "Environment: MODELSCOPE_CACHE, MODELSCOPE_ENDPOINT (or MODELSCOPE_DOMAIN),\n"
       "MODELSCOPE_API_TOKEN, MODELSCOPE_CREDENTIALS_PATH, MODELSCOPE_OFFLINE, MS_LOG_LEVEL\n"
       "(debug|info|warning|error|off), MS_NO_PROGRESS=1; see each command's --help.");
