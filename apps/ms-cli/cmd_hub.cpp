@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "ms/core/error.h"
+#include "ms/core/log.h"
 #include "ms/hub_server/server.h"
 
 namespace ms::cli {
@@ -53,7 +54,13 @@ void run_serve(const ServeOptions& options) {
 
 void run_token_create(const TokenOptions& options) {
   if (options.json) report_errors_as_json();
+  // A mistyped --root would silently mint the token into a new, empty hub that no server uses.
+  const bool new_hub = !hub_server::hub_exists(options.root);
   const std::string token = hub_server::create_token(options.root, options.user);
+  if (new_hub) {
+    log::warn("{} held no hub yet; created one there (is it the --root of `ms hub serve`?)",
+              options.root);
+  }
   if (options.json) {
     std::printf("%s\n", nlohmann::json{{"user", options.user}, {"token", token}}.dump().c_str());
   } else {
@@ -123,22 +130,23 @@ void add_hub_command(CLI::App& app, const GlobalOptions&) {
   token->require_subcommand(1);
   auto token_options = std::make_shared<TokenOptions>();
   CLI::App* create = token->add_subcommand(
-      "create",
-      "Mint an access token for USER (created if new) of the hub stored in --root");
+      "create", "Mint an access token for USER (created if new) of the hub stored in --root");
   create->add_option("USER", token_options->user, "User name")->required();
   create->add_option("--root", token_options->root, "Storage folder of the hub (its --root)")
       ->required();
   create->add_flag("--json", token_options->json,
                    "Print {\"user\", \"token\"} on stdout (errors: {\"error\": {...}})");
   create->footer(
-      std::string("Prints the token on stdout; works while the hub is running.\n"
-                  "Use the token as --token, MODELSCOPE_API_TOKEN, `ms login --token`, the\n"
-                  "m_session_id cookie or 'Authorization: Bearer TOKEN'.\n"
-                  "\n"
-                  "Examples:\n"
-                  "  ms hub token create alice --root /srv/hub\n"
-                  "  export MODELSCOPE_API_TOKEN=$(ms hub token create ci --root /srv/hub)\n"
-                  "\n") +
+      std::string(
+          "Prints the token on stdout; works while the hub is running. Warns on stderr when\n"
+          "--root held no hub yet (a new one is made there: check the path).\n"
+          "Use the token as --token, MODELSCOPE_API_TOKEN, `ms login --token`, the\n"
+          "m_session_id cookie or 'Authorization: Bearer TOKEN'.\n"
+          "\n"
+          "Examples:\n"
+          "  ms hub token create alice --root /srv/hub\n"
+          "  export MODELSCOPE_API_TOKEN=$(ms hub token create ci --root /srv/hub)\n"
+          "\n") +
       kExitCodesHelp);
   create->callback([token_options] { run_token_create(*token_options); });
 }

@@ -171,6 +171,16 @@ class ServeErrorsTest(SharedHubTestCase):
         self.assertExit(r, 74)
         self.assertEqual(self.json_out(r)["error"]["exit_code"], 74)
 
+    def test_token_create_warns_when_root_holds_no_hub(self):
+        # A mistyped --root would otherwise mint a token no running hub knows, silently.
+        r = run_ms("hub", "token", "create", "bob", "--root", self.path("typo"), timeout=20)
+        self.assertExit(r, 0)
+        self.assertIn("held no hub yet", r.stderr)
+        self.assertTrue(r.stdout.strip().startswith("ms-"))
+        r = run_ms("hub", "token", "create", "bob", "--root", self.server_root, timeout=20)
+        self.assertExit(r, 0)
+        self.assertEqual(r.stderr, "")
+
     def test_tls_files_missing_or_garbage(self):
         garbage = self.write("garbage.pem", "not a certificate")
         r = self.serve("--root", self.path("r"), "--tls-cert", garbage, "--tls-key", garbage)

@@ -252,6 +252,8 @@ std::string create_token(const std::filesystem::path& root, const std::string& u
   return store.create_token(user);
 }
 
+bool hub_exists(const std::filesystem::path& root) { return Store::exists(root); }
+
 bool hub_server_available() { return true; }
 
 }  // namespace ms::hub_server

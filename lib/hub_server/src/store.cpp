@@ -355,6 +355,15 @@ struct Store::Impl {
   }
 };
 
+namespace {
+constexpr const char* kDatabaseFile = "meta.sqlite3";
+}  // namespace
+
+bool Store::exists(const fs::path& root) {
+  std::error_code ec;
+  return fs::is_regular_file(root / kDatabaseFile, ec);
+}
+
 Store::Store(const fs::path& root) : impl_(std::make_unique<Impl>()) {
   impl_->root = root;
   std::error_code exists_ec;
@@ -365,7 +374,7 @@ Store::Store(const fs::path& root) : impl_(std::make_unique<Impl>()) {
   make_dirs(root / "blobs");
   make_dirs(root / "trees");
   make_dirs(root / "tmp");
-  impl_->db = std::make_unique<Database>(root / "meta.sqlite3");
+  impl_->db = std::make_unique<Database>(root / kDatabaseFile);
   bool had_repo_blobs = false;
   {
     Statement s(impl_->db->handle(),
