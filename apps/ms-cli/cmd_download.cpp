@@ -154,7 +154,8 @@ void add_download_command(CLI::App& app, const GlobalOptions& /*global*/) {
           "MS_DOWNLOAD_PARTS (ranged parts per big file), MS_HUB_RETRIES (tries per request,\n"
           "default 6), MS_HUB_STALL_TIMEOUT (seconds without data before a retry, default 30),\n"
           "REQUESTS_CA_BUNDLE (CA file for a hub with a private certificate), MS_NO_PROGRESS=1.\n"
-          "A progress bar (files and bytes) is drawn on stderr only when it is a terminal.\n"
+          "A progress bar (bytes, and a line per file) is drawn on stderr only when it is a\n"
+          "terminal; -v also logs each retry and resume.\n"
           "\n") +
       kExitCodesHelp);
   c->callback([o] { run_download(*o); });
