@@ -13,6 +13,19 @@ struct GlobalOptions {
   bool verbose = false;  ///< print the error context chain and info-level logs
 };
 
+/// Help text shared by the hub commands, so that each --help says the same thing.
+inline constexpr const char* kEndpointHelp =
+    "Hub URL: https://HOST[:PORT], http://HOST:PORT or a bare HOST (https). Default: "
+    "$MODELSCOPE_ENDPOINT, else $MODELSCOPE_DOMAIN, else https://www.modelscope.cn";
+inline constexpr const char* kTokenHelp =
+    "Access token. Default: $MODELSCOPE_API_TOKEN, else the one `ms login` (or Python's "
+    "modelscope login) stored in $MODELSCOPE_CREDENTIALS_PATH";
+inline constexpr const char* kExitCodesHelp =
+    "Exit codes: 0 ok, 2 usage (bad option, repo id or URL), 3 config, 4 not found (repo,\n"
+    "revision, file or path), 5 network (hub unreachable, timeout, HTTP error, token refused),\n"
+    "6 missing component, 7 integrity (sha256 mismatch), 74 I/O (unwritable folder, full disk),\n"
+    "70 internal error. Errors are one line plus a hint on stderr; -v adds the details.";
+
 /// Each subcommand lives in its own file and adds itself to the app here.
 void add_env_command(CLI::App& app, const GlobalOptions& global);
 void add_config_command(CLI::App& app, const GlobalOptions& global);
@@ -30,6 +43,11 @@ std::vector<std::string> split_patterns(const std::vector<std::string>& values);
 
 /// nullopt for an empty string (an option not given).
 std::optional<std::string> optional_string(const std::string& value);
+
+/// Called by a --json command before its work: it prints its JSON document only on success, so
+/// main() prints an error as {"error": {...}} on stdout too (a script then always gets JSON).
+void report_errors_as_json();
+bool errors_as_json();
 
 /// Adds --threads to a subcommand that uses LibTorch.
 void add_threads_option(CLI::App& command, std::optional<int>& threads);

@@ -31,6 +31,7 @@ struct DownloadCliOptions {
 };
 
 void run_download(const DownloadCliOptions& o) {
+  if (o.json) report_errors_as_json();
   hub::DownloadOptions options;
   options.type = o.dataset ? hub::RepoType::kDataset : hub::RepoType::kModel;
   options.repo = hub::parse_repo_id(o.repo);
@@ -102,33 +103,61 @@ std::optional<std::string> optional_string(const std::string& value) {
 void add_download_command(CLI::App& app, const GlobalOptions& /*global*/) {
   auto o = std::make_shared<DownloadCliOptions>();
   CLI::App* c = app.add_subcommand(
-      "download", "Download a model or dataset (or some of its files) into the ModelScope cache");
-  c->add_option("repo", o->repo, "OWNER/NAME of the model or dataset")->required();
-  c->add_option("files", o->files, "Only these files (repo paths or globs)");
-  c->add_flag("--dataset", o->dataset, "The repo is a dataset");
+      "download",
+      "Download a model or dataset (or some of its files) into the ModelScope cache or a folder");
+  c->add_option("repo", o->repo,
+                "OWNER/NAME of the model or dataset (a bare NAME means damo/NAME, as in "
+                "modelscope)")
+      ->required();
+  c->add_option("files", o->files,
+                "Only these files: repo paths or globs (each must match; else exit 4)");
+  c->add_flag("--dataset", o->dataset, "The repo is a dataset (default: a model)");
   c->add_option("--revision", o->revision, "Branch or tag (default: master)");
-  c->add_option("--include", o->include, "Only paths matching these globs (comma lists allowed)")
+  c->add_option("--include", o->include,
+                "Only paths matching these globs, e.g. '*.json' 'onnx/*' (comma lists allowed; "
+                "matching nothing is an error, exit 4)")
       ->expected(1, -1);
   c->add_option("--exclude", o->exclude, "Skip paths matching these globs (comma lists allowed)")
       ->expected(1, -1);
   auto* local = c->add_option("--local-dir", o->local_dir,
-                              "Put the files in this folder instead of the cache");
+                              "Put the files in this folder (as laid out in the repo) instead "
+                              "of the cache; excludes --cache-dir");
   auto* cache =
-      c->add_option("--cache-dir", o->cache_dir, "Cache root to use instead of $MODELSCOPE_CACHE");
+      c->add_option("--cache-dir", o->cache_dir,
+                    "Cache root instead of $MODELSCOPE_CACHE/models (files go to DIR/OWNER/NAME)");
   local->excludes(cache);
-  c->add_option("--max-workers", o->max_workers, "Parallel connections (default 8)")
+  c->add_option("--max-workers", o->max_workers, "Parallel connections, 1-64 (default 8)")
       ->check(CLI::Range(1, 64));
-  c->add_option("--endpoint", o->endpoint,
-                "Hub URL (default: $MODELSCOPE_ENDPOINT, else modelscope.cn)");
-  c->add_option("--token", o->token,
-                "Access token (default: $MODELSCOPE_API_TOKEN, else ms login's)");
+  c->add_option("--endpoint", o->endpoint, kEndpointHelp);
+  c->add_option("--token", o->token, kTokenHelp);
   c->add_flag("--offline", o->offline,
-              "Use only the cache; no network (also MODELSCOPE_OFFLINE=1)");
-  c->add_flag("--dry-run", o->dry_run, "List the files and bytes to fetch; download nothing");
-  c->add_flag("--json", o->json, "Print the local path and the files as JSON on stdout");
+              "Use only what is cached; make no network call (also MODELSCOPE_OFFLINE=1)");
+  c->add_flag("--dry-run", o->dry_run,
+              "List each file with its size and whether it is cached, and the bytes to fetch; "
+              "download nothing");
+  c->add_flag("--json", o->json,
+              "Print one JSON object on stdout: local_path, repo, revision, files_to_fetch, "
+              "bytes_to_fetch, bytes_cached, files [{path, size, cached}] (and dry_run: true); "
+              "on failure {\"error\": {code, exit_code, message, hint, context}}");
   c->footer(
-      "Prints the local folder. Exits 4 when the repo, revision or a file does not exist, 5 on\n"
-      "network failure, 7 when a file keeps failing its sha256 check (nothing is cached then).");
+      std::string(
+          "Prints the local folder on stdout. Files already cached at this revision are not\n"
+          "fetched again; an interrupted (or killed) download resumes where it stopped.\n"
+          "\n"
+          "Examples:\n"
+          "  ms download damo/nlp_structbert_sentiment-classification_chinese-base\n"
+          "  ms download alice/bert config.json '*.safetensors' --local-dir ./bert\n"
+          "  ms download alice/corpus --dataset --include 'train/*' --dry-run --json\n"
+          "\n"
+          "Environment: MODELSCOPE_CACHE (cache root, default ~/.cache/modelscope/hub),\n"
+          "MODELSCOPE_ENDPOINT / MODELSCOPE_DOMAIN, MODELSCOPE_API_TOKEN, MODELSCOPE_OFFLINE=1,\n"
+          "MS_DOWNLOAD_PARTS (ranged parts per big file), MS_HUB_RETRIES (tries per request,\n"
+          "default 6), MS_HUB_STALL_TIMEOUT (seconds without data before a retry, default 30),\n"
+          "REQUESTS_CA_BUNDLE (CA file for a hub with a private certificate), MS_NO_PROGRESS=1.\n"
+          "A progress bar (bytes, and a line per file) is drawn on stderr only when it is a\n"
+          "terminal; -v also logs each retry and resume.\n"
+          "\n") +
+      kExitCodesHelp);
   c->callback([o] { run_download(*o); });
 }
 

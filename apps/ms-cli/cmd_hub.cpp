@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "ms/core/error.h"
+#include "ms/core/log.h"
 #include "ms/hub_server/server.h"
 
 namespace ms::cli {
@@ -28,6 +29,7 @@ struct TokenOptions {
 };
 
 void run_serve(const ServeOptions& options) {
+  if (options.json) report_errors_as_json();
   hub_server::ServerOptions server_options;
   server_options.root = options.root;
   server_options.host = options.host;
@@ -51,7 +53,14 @@ void run_serve(const ServeOptions& options) {
 }
 
 void run_token_create(const TokenOptions& options) {
+  if (options.json) report_errors_as_json();
+  // A mistyped --root would silently mint the token into a new, empty hub that no server uses.
+  const bool new_hub = !hub_server::hub_exists(options.root);
   const std::string token = hub_server::create_token(options.root, options.user);
+  if (new_hub) {
+    log::warn("{} held no hub yet; created one there (is it the --root of `ms hub serve`?)",
+              options.root);
+  }
   if (options.json) {
     std::printf("%s\n", nlohmann::json{{"user", options.user}, {"token", token}}.dump().c_str());
   } else {
@@ -62,34 +71,83 @@ void run_token_create(const TokenOptions& options) {
 }  // namespace
 
 void add_hub_command(CLI::App& app, const GlobalOptions&) {
-  CLI::App* hub = app.add_subcommand("hub", "Run a self-hosted ModelScope-compatible hub");
+  CLI::App* hub = app.add_subcommand(
+      "hub", "Run a self-hosted ModelScope-compatible hub (serve it, mint its access tokens)");
   hub->require_subcommand(1);
+  hub->footer(
+      "Examples:\n"
+      "  ms hub serve --root /srv/hub --port 8080\n"
+      "  ms hub token create alice --root /srv/hub\n"
+      "  MODELSCOPE_ENDPOINT=http://127.0.0.1:8080 ms upload alice/bert ./bert --create "
+      "--token TOKEN");
 
   auto serve_options = std::make_shared<ServeOptions>();
   CLI::App* serve = hub->add_subcommand(
-      "serve", "Serve the ModelScope hub API (models and datasets) from a local folder");
-  serve->add_option("--root", serve_options->root, "Storage folder (created when missing)")
+      "serve",
+      "Serve the ModelScope hub API (models and datasets, uploads, downloads, read-only git) "
+      "from a local folder");
+  serve
+      ->add_option("--root", serve_options->root,
+                   "Storage folder (created when missing; must not be a file)")
       ->required();
-  serve->add_option("--host", serve_options->host, "Address to bind")->capture_default_str();
-  serve->add_option("--port", serve_options->port, "Port (0 picks a free one)")
+  serve->add_option("--host", serve_options->host, "Address to bind (0.0.0.0 for every interface)")
       ->capture_default_str();
-  serve->add_option("--tls-cert", serve_options->tls_cert, "PEM certificate: serve https");
-  serve->add_option("--tls-key", serve_options->tls_key, "PEM private key of --tls-cert");
+  serve->add_option("--port", serve_options->port, "Port (0 picks a free one)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  auto* cert = serve->add_option("--tls-cert", serve_options->tls_cert,
+                                 "PEM certificate: serve https (needs --tls-key)");
+  auto* key = serve->add_option("--tls-key", serve_options->tls_key,
+                                "Unencrypted PEM private key of "
+                                "--tls-cert");
+  cert->needs(key);
+  key->needs(cert);
   serve->add_option("--threads", serve_options->threads, "Worker threads")->capture_default_str();
   serve->add_option("--inject-faults", serve_options->faults,
                     "TEST ONLY: fail file downloads on purpose, e.g. "
                     "'status500=3,reset=5,stall=7,stall_seconds=2'");
-  serve->add_flag("--json", serve_options->json, "Print the endpoint as JSON when ready");
+  serve->add_flag("--json", serve_options->json,
+                  "Print {\"endpoint\": URL} on stdout when ready (errors: {\"error\": {...}})");
+  serve->footer(
+      "Prints 'ms hub serve: listening on URL' on stdout when ready; stops cleanly on\n"
+      "SIGINT/SIGTERM.\n"
+      "\n"
+      "Examples:\n"
+      "  ms hub serve --root /srv/hub --port 8080\n"
+      "  ms hub serve --root /srv/hub --host 0.0.0.0 --port 8443 \\\n"
+      "      --tls-cert hub.pem --tls-key hub.key\n"
+      "\n"
+      "Accounts: `ms hub token create USER --root DIR` mints a user's token.\n"
+      "Clients: --endpoint URL or MODELSCOPE_ENDPOINT=URL (the URL printed above).\n"
+      "\n"
+      "Exit codes: 0 stopped by SIGINT/SIGTERM, 2 bad option, 3 unreadable TLS\n"
+      "certificate or key, 4 missing TLS file, 74 --root not a writable folder or\n"
+      "the address/port not available (in use, or not this machine's). Errors are\n"
+      "one line plus a hint on stderr; -v adds the details.");
   serve->callback([serve_options] { run_serve(*serve_options); });
 
   CLI::App* token = hub->add_subcommand("token", "Manage access tokens of a self-hosted hub");
   token->require_subcommand(1);
   auto token_options = std::make_shared<TokenOptions>();
-  CLI::App* create =
-      token->add_subcommand("create", "Mint an access token for USER (created if new)");
+  CLI::App* create = token->add_subcommand(
+      "create", "Mint an access token for USER (created if new) of the hub stored in --root");
   create->add_option("USER", token_options->user, "User name")->required();
-  create->add_option("--root", token_options->root, "Storage folder of the hub")->required();
-  create->add_flag("--json", token_options->json, "Print {\"user\", \"token\"} as JSON");
+  create->add_option("--root", token_options->root, "Storage folder of the hub (its --root)")
+      ->required();
+  create->add_flag("--json", token_options->json,
+                   "Print {\"user\", \"token\"} on stdout (errors: {\"error\": {...}})");
+  create->footer(
+      std::string(
+          "Prints the token on stdout; works while the hub is running. Warns on stderr when\n"
+          "--root held no hub yet (a new one is made there: check the path).\n"
+          "Use the token as --token, MODELSCOPE_API_TOKEN, `ms login --token`, the\n"
+          "m_session_id cookie or 'Authorization: Bearer TOKEN'.\n"
+          "\n"
+          "Examples:\n"
+          "  ms hub token create alice --root /srv/hub\n"
+          "  export MODELSCOPE_API_TOKEN=$(ms hub token create ci --root /srv/hub)\n"
+          "\n") +
+      kExitCodesHelp);
   create->callback([token_options] { run_token_create(*token_options); });
 }
 

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "ms/core/error.h"
 #include "ms/core/settings.h"
 #include "ms/hub/client.h"
 
@@ -16,9 +17,18 @@ struct LoginCliOptions {
 };
 
 void run_login(const LoginCliOptions& o) {
-  hub::HubOptions options = hub::resolve_hub_options(optional_string(o.endpoint), o.token);
+  if (o.json) report_errors_as_json();
+  // From the environment too, so that CI jobs keep the token out of the command line (and ps).
+  std::string token = o.token;
+  if (token.empty()) token = env_var("MODELSCOPE_API_TOKEN").value_or("");
+  if (token.empty()) {
+    throw Error(ErrorCode::kUsage, "ms login needs an access token",
+                "pass --token TOKEN or set MODELSCOPE_API_TOKEN (the SDK token of your account "
+                "page, or of `ms hub token create` for a self-hosted hub)");
+  }
+  hub::HubOptions options = hub::resolve_hub_options(optional_string(o.endpoint), token);
   hub::HubClient client(options);
-  const hub::LoginResult r = hub::login_and_store(client, o.token);
+  const hub::LoginResult r = hub::login_and_store(client, token);
   if (o.json) {
     nlohmann::ordered_json out;
     out["endpoint"] = options.endpoint;
@@ -38,14 +48,23 @@ void add_login_command(CLI::App& app, const GlobalOptions& /*global*/) {
   auto o = std::make_shared<LoginCliOptions>();
   CLI::App* c =
       app.add_subcommand("login", "Log in to a hub with an access token and store the credentials");
-  c->add_option("--token", o->token, "SDK access token")->required();
-  c->add_option("--endpoint", o->endpoint,
-                "Hub URL (default: $MODELSCOPE_ENDPOINT, else modelscope.cn)");
-  c->add_flag("--json", o->json, "Print the result as JSON on stdout");
+  c->add_option("--token", o->token, "SDK access token (default: $MODELSCOPE_API_TOKEN)");
+  c->add_option("--endpoint", o->endpoint, kEndpointHelp);
+  c->add_flag("--json", o->json,
+              "Print {\"endpoint\", \"username\", \"credentials_dir\"} on stdout (errors: "
+              "{\"error\": {...}})");
   c->footer(
-      "Credentials go to $MODELSCOPE_CREDENTIALS_PATH (default ~/.modelscope/credentials), mode "
-      "0600, in the files Python's modelscope reads: cookies (the pickled m_session_id cookie), "
-      "git_token, user, session.");
+      std::string(
+          "Checks the token with the hub and stores the credentials in\n"
+          "$MODELSCOPE_CREDENTIALS_PATH (default ~/.modelscope/credentials), files mode 0600,\n"
+          "as Python's modelscope does (cookies, git_token, user, session): later ms and\n"
+          "modelscope commands use them. Nothing is stored when the hub refuses the token.\n"
+          "\n"
+          "Examples:\n"
+          "  ms login --token \"$MY_TOKEN\"\n"
+          "  MODELSCOPE_API_TOKEN=... ms login --endpoint http://127.0.0.1:8080 --json\n"
+          "\n") +
+      kExitCodesHelp);
   c->callback([o] { run_login(*o); });
 }
 

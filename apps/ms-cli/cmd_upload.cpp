@@ -30,6 +30,7 @@ struct UploadCliOptions {
 };
 
 void run_upload(const UploadCliOptions& o) {
+  if (o.json) report_errors_as_json();
   hub::UploadOptions options;
   options.type = o.dataset ? hub::RepoType::kDataset : hub::RepoType::kModel;
   options.repo = hub::parse_repo_id(o.repo);
@@ -81,28 +82,51 @@ void run_upload(const UploadCliOptions& o) {
 
 void add_upload_command(CLI::App& app, const GlobalOptions& /*global*/) {
   auto o = std::make_shared<UploadCliOptions>();
-  CLI::App* c = app.add_subcommand("upload", "Upload a file or folder to a model or dataset repo");
+  CLI::App* c = app.add_subcommand(
+      "upload",
+      "Upload a file or folder to a model or dataset repo (needs a token with write access)");
   c->add_option("repo", o->repo, "OWNER/NAME of the repo")->required();
   c->add_option("local_path", o->local_path,
                 "File or folder to upload (default: ./NAME if present, else .)");
-  c->add_option("path_in_repo", o->path_in_repo, "Where it goes in the repo (default: the root)");
-  c->add_flag("--dataset", o->dataset, "The repo is a dataset");
+  c->add_option("path_in_repo", o->path_in_repo,
+                "Where it goes in the repo (default: the root; for a file, its name)");
+  c->add_flag("--dataset", o->dataset, "The repo is a dataset (default: a model)");
   c->add_option("--revision", o->revision, "Branch to commit to (default: master)");
-  c->add_option("--include", o->include, "Only files matching these globs")->expected(1, -1);
-  c->add_option("--exclude", o->exclude, "Skip files matching these globs")->expected(1, -1);
-  c->add_option("--commit-message", o->commit_message, "Commit message");
-  c->add_flag("--create", o->create, "Create the repo when it does not exist");
+  c->add_option("--include", o->include, "Only files matching these globs (comma lists allowed)")
+      ->expected(1, -1);
+  c->add_option("--exclude", o->exclude, "Skip files matching these globs (comma lists allowed)")
+      ->expected(1, -1);
+  c->add_option("--commit-message", o->commit_message,
+                "Commit message (default: one naming the "
+                "upload)");
+  c->add_flag("--create", o->create, "Create the repo first when it does not exist");
   c->add_flag("--private", o->is_private, "With --create: make the new repo private");
   c->add_option("--tag", o->tag, "Tag the revision after the upload");
-  c->add_option("--max-workers", o->max_workers, "Parallel hashing and blob uploads (default 4)")
+  c->add_option("--max-workers", o->max_workers,
+                "Parallel hashing and blob uploads, 1-64 (default 4)")
       ->check(CLI::Range(1, 64));
-  c->add_option("--endpoint", o->endpoint,
-                "Hub URL (default: $MODELSCOPE_ENDPOINT, else modelscope.cn)");
-  c->add_option("--token", o->token,
-                "Access token (default: $MODELSCOPE_API_TOKEN, else ms login's)");
-  c->add_flag("--json", o->json, "Print a JSON summary on stdout");
+  c->add_option("--endpoint", o->endpoint, kEndpointHelp);
+  c->add_option("--token", o->token, kTokenHelp);
+  c->add_flag("--json", o->json,
+              "Print one JSON object on stdout: repo, revision, files, files_committed, "
+              "files_skipped, blobs_uploaded, blobs_present, bytes_uploaded, commits (and tag); "
+              "on failure {\"error\": {code, exit_code, message, hint, context}}");
   c->footer(
-      "Only blobs the hub lacks are sent; a re-run after an interruption sends nothing twice.");
+      std::string(
+          "Hashes the files, sends only the blobs the hub lacks, commits them and prints a\n"
+          "summary. A re-run after an interruption sends nothing twice: files the revision\n"
+          "already holds are skipped, and blobs the hub has are not sent again.\n"
+          "\n"
+          "Examples:\n"
+          "  ms upload alice/bert ./bert-finetuned --create --commit-message 'epoch 3'\n"
+          "  ms upload alice/bert ./eval.json results/eval.json --tag v1.1\n"
+          "  ms upload alice/corpus ./data --dataset --include '*.jsonl' --json\n"
+          "\n"
+          "Environment: MODELSCOPE_ENDPOINT / MODELSCOPE_DOMAIN, MODELSCOPE_API_TOKEN,\n"
+          "MODELSCOPE_CREDENTIALS_PATH, MS_HUB_RETRIES, MS_HUB_STALL_TIMEOUT, REQUESTS_CA_BUNDLE,\n"
+          "MS_NO_PROGRESS=1 (a progress bar is drawn on stderr only when it is a terminal).\n"
+          "\n") +
+      kExitCodesHelp);
   c->callback([o] { run_upload(*o); });
 }
 

@@ -2,6 +2,13 @@
 
 namespace ms::cli {
 
+namespace {
+bool json_errors = false;
+}  // namespace
+
+void report_errors_as_json() { json_errors = true; }
+bool errors_as_json() { return json_errors; }
+
 void add_threads_option(CLI::App& command, std::optional<int>& threads) {
   command
       .add_option("--threads", threads,

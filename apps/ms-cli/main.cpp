@@ -1,11 +1,15 @@
 // ms: the command-line front end. Parses arguments with CLI11 and hands each subcommand to the
 // library; every error becomes one line on stderr, a hint, and an exit code from one table.
+#include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <nlohmann/json.hpp>
+#include <string>
 
 #include "cli.h"
 #include "ms/core/error.h"
 #include "ms/core/log.h"
+#include "ms/core/text.h"
 #include "ms/core/version.h"
 
 namespace {
@@ -21,6 +25,30 @@ void print_error(const ms::Error& error, bool verbose) {
   } else if (!error.context().empty()) {
     std::fprintf(stderr, "  (run with --verbose for details)\n");
   }
+}
+
+// "ms hub serve": the command line of the deepest subcommand that was recognised.
+std::string command_path(const CLI::App& app) {
+  std::string path = app.get_name();
+  const CLI::App* current = &app;
+  for (;;) {
+    const auto subs = current->get_subcommands();
+    if (subs.empty()) return path;
+    current = subs.front();
+    path += " " + current->get_name();
+  }
+}
+
+// For commands that promised a JSON document on stdout (ms::cli::report_errors_as_json()).
+void print_json_error(const ms::Error& error) {
+  nlohmann::ordered_json detail;
+  detail["code"] = ms::error_code_name(error.code());
+  detail["exit_code"] = ms::exit_code(error.code());
+  detail["message"] = error.what();
+  detail["hint"] = error.hint();
+  detail["context"] = error.context();
+  std::printf("%s\n", nlohmann::ordered_json{{"error", detail}}.dump(2).c_str());
+  std::fflush(stdout);
 }
 
 }  // namespace
@@ -42,10 +70,18 @@ int main(int argc, char** argv) {
       ms::log::set_level(ms::log::Level::kInfo);
   });
   app.footer(
+      "Examples:\n"
+      "  ms download damo/nlp_structbert_sentiment-classification_chinese-base\n"
+      "  ms upload alice/bert ./bert --create --json\n"
+      "  ms hub serve --root /srv/hub --port 8080\n"
+      "\n"
       "Exit codes: 0 ok, 2 usage, 3 config, 4 not found, 5 network, 6 missing component,\n"
-      "7 integrity, 70 internal error, 74 I/O error.\n"
+      "7 integrity, 70 internal error, 74 I/O error. Errors are one line plus a hint on stderr;\n"
+      "-v adds the details. With --json, results (for the hub commands, errors too) are JSON on\n"
+      "stdout; logs and progress bars (terminal only) go to stderr.\n"
       "Environment: MODELSCOPE_CACHE, MODELSCOPE_ENDPOINT (or MODELSCOPE_DOMAIN),\n"
-      "MODELSCOPE_API_TOKEN, MODELSCOPE_CREDENTIALS_PATH, MS_LOG_LEVEL, MS_NO_PROGRESS.");
+      "MODELSCOPE_API_TOKEN, MODELSCOPE_CREDENTIALS_PATH, MODELSCOPE_OFFLINE, MS_LOG_LEVEL\n"
+      "(debug|info|warning|error|off), MS_NO_PROGRESS=1; see each command's --help.");
 
   ms::cli::add_env_command(app, global);
   ms::cli::add_config_command(app, global);
@@ -58,7 +94,18 @@ int main(int argc, char** argv) {
   ms::cli::add_infer_command(app, global);
   ms::cli::add_tokenize_command(app, global);
 
-  // Parse first: argument errors exit 2 (CLI11 prints them), --help and --version exit 0.
+  // A mistyped command would otherwise read as "A subcommand is required".
+  std::vector<std::string> commands;
+  for (const CLI::App* sub : app.get_subcommands({})) commands.push_back(sub->get_name());
+  if (argc > 1 && argv[1][0] != '-' &&
+      std::find(commands.begin(), commands.end(), argv[1]) == commands.end()) {
+    const std::string close = ms::did_you_mean(argv[1], commands);
+    std::fprintf(stderr, "ms: error: unknown command '%s'\n  hint: %s\n", argv[1],
+                 close.empty() ? "see 'ms --help' for the commands" : close.c_str());
+    return 2;
+  }
+
+  // Parse first: argument errors exit 2, --help and --version exit 0.
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -68,10 +115,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    app.exit(e);
+    // Same shape as every other error: one "ms: error:" line and a hint naming the help to read.
+    std::fprintf(stderr, "ms: error: %s\n  hint: see '%s --help'\n", e.what(),
+                 command_path(app).c_str());
     return 2;
   } catch (const ms::Error& e) {
     // Subcommand callbacks run inside parse(); their errors land here.
+    if (ms::cli::errors_as_json()) print_json_error(e);
     print_error(e, global.verbose);
     return ms::exit_code(e.code());
   } catch (const std::exception& e) {

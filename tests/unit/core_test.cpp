@@ -185,4 +185,18 @@ TEST_CASE("endpoints are normalised", "[core][settings]") {
   CHECK(ms::normalize_endpoint("www.modelscope.cn") == "https://www.modelscope.cn");
   CHECK(ms::normalize_endpoint("http://127.0.0.1:8080/") == "http://127.0.0.1:8080");
   CHECK(ms::normalize_endpoint("https://hub.example") == "https://hub.example");
+  CHECK(ms::normalize_endpoint("ftp://x") == "ftp://x");  // kept, so check_endpoint names it
+}
+
+TEST_CASE("endpoints other than http(s) URLs with a host are usage errors", "[core][settings]") {
+  CHECK_NOTHROW(ms::check_endpoint("https://localhost:1", "--endpoint"));
+  for (const char* bad : {"ftp://x", "https://", "https://:80", "http:// x"}) {
+    try {
+      ms::check_endpoint(bad, "--endpoint");
+      FAIL("no throw for " << bad);
+    } catch (const ms::Error& e) {
+      CHECK(e.code() == ErrorCode::kUsage);
+      CHECK(std::string(e.what()).find("--endpoint") != std::string::npos);
+    }
+  }
 }

@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "ms/core/error.h"
+#include "ms/core/progress.h"
 
 namespace ms::log {
 namespace {
@@ -27,9 +28,12 @@ const char* level_tag(Level level) {
 }
 
 void stderr_sink(Level level, std::string_view message) {
-  // One fprintf per line keeps lines from concurrent threads whole.
-  std::fprintf(stderr, "ms: %s: %.*s\n", level_tag(level), static_cast<int>(message.size()),
-               message.data());
+  // One fprintf per line keeps lines from concurrent threads whole. Where a progress bar may be
+  // on the line, clear it first, so that the message does not start in the middle of the bar
+  // (the bar redraws itself below).
+  const char* clear_bar = Progress::enabled() ? "\r\033[K" : "";
+  std::fprintf(stderr, "%sms: %s: %.*s\n", clear_bar, level_tag(level),
+               static_cast<int>(message.size()), message.data());
 }
 
 Level initial_level() {

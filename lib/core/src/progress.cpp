@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 
 namespace ms {
 
@@ -36,7 +37,8 @@ Progress::Progress(std::string label, std::uint64_t total, Unit unit)
       start_(std::chrono::steady_clock::now()),
       last_draw_(start_) {}
 
-Progress::~Progress() { finish(); }
+// Destroyed while an exception unwinds the stack: the work did not complete.
+Progress::~Progress() { finish(std::uncaught_exceptions() == 0); }
 
 void Progress::advance(std::uint64_t amount) {
   done_.fetch_add(amount);
@@ -45,7 +47,7 @@ void Progress::advance(std::uint64_t amount) {
 
 void Progress::set_total(std::uint64_t total) { total_.store(total); }
 
-void Progress::finish() {
+void Progress::finish(bool complete) {
   if (!enabled_) return;
   std::lock_guard<std::mutex> lock(draw_mutex_);
   if (finished_) return;
@@ -54,7 +56,13 @@ void Progress::finish() {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double done = static_cast<double>(done_.load());
-  std::string amount = unit_ == Unit::kBytes ? format_bytes(done) : fmt::format("{:.0f}", done);
+  const double total = static_cast<double>(total_.load());
+  const auto show = [this](double n) {
+    return unit_ == Unit::kBytes ? format_bytes(n) : fmt::format("{:.0f}", n);
+  };
+  // Work that stopped early says how far it got, so that the line is not read as done.
+  std::string amount = show(done);
+  if (!complete) amount += (total > 0 ? " of " + show(total) : std::string()) + " (stopped)";
   std::fprintf(stderr, "\r\033[K%s: %s in %.1fs\n", label_.c_str(), amount.c_str(), seconds);
 }
 

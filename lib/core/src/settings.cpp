@@ -7,6 +7,8 @@
 #include <cctype>
 #include <cstdlib>
 
+#include "ms/core/error.h"
+
 namespace ms {
 
 std::optional<std::string> env_var(const char* name) {
@@ -50,9 +52,8 @@ std::filesystem::path credentials_dir() {
 
 std::string normalize_endpoint(std::string endpoint) {
   while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
-  if (endpoint.rfind("http://", 0) != 0 && endpoint.rfind("https://", 0) != 0) {
-    endpoint = "https://" + endpoint;
-  }
+  // A bare domain gets https://; any other scheme is kept, so that check_endpoint() can name it.
+  if (endpoint.find("://") == std::string::npos) endpoint = "https://" + endpoint;
   return endpoint;
 }
 
@@ -60,6 +61,29 @@ std::string hub_endpoint() {
   if (auto endpoint = env_var("MODELSCOPE_ENDPOINT")) return normalize_endpoint(*endpoint);
   if (auto domain = env_var("MODELSCOPE_DOMAIN")) return normalize_endpoint(*domain);
   return "https://www.modelscope.cn";
+}
+
+std::string hub_endpoint_source() {
+  if (env_var("MODELSCOPE_ENDPOINT")) return "MODELSCOPE_ENDPOINT";
+  if (env_var("MODELSCOPE_DOMAIN")) return "MODELSCOPE_DOMAIN";
+  return "the default endpoint";
+}
+
+void check_endpoint(const std::string& endpoint, const std::string& source) {
+  const std::string::size_type scheme_end = endpoint.find("://");
+  const std::string scheme = endpoint.substr(0, scheme_end);
+  if (scheme != "http" && scheme != "https") {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("{}: '{}' is not an http:// or https:// URL", source, endpoint),
+                "give the hub as https://HOST[:PORT], http://HOST:PORT or a bare HOST[:PORT]");
+  }
+  const std::string rest = endpoint.substr(scheme_end + 3);
+  const bool has_host = !rest.empty() && rest.front() != ':' && rest.front() != '/';
+  const bool has_space = rest.find_first_of(" \t\r\n") != std::string::npos;
+  if (!has_host || has_space) {
+    throw Error(ErrorCode::kUsage, fmt::format("{}: '{}' names no valid host", source, endpoint),
+                "give the hub as https://HOST[:PORT], e.g. https://www.modelscope.cn");
+  }
 }
 
 std::optional<std::string> token_source() {

@@ -433,13 +433,17 @@ struct HubClient::Impl {
           const bool timeout = r.curl_code == CURLE_OPERATION_TIMEDOUT;
           const bool tls = r.curl_code == CURLE_PEER_FAILED_VERIFICATION ||
                            r.curl_code == CURLE_SSL_CACERT_BADFILE;
-          throw Error(ErrorCode::kNetwork,
-                      fmt::format("{} {}: {}", req.method, req.url, r.curl_error),
-                      timeout ? "the hub did not answer in time; check it is up"
-                      : tls ? "the hub's TLS certificate is not trusted; point REQUESTS_CA_BUNDLE "
-                              "at its CA certificate"
-                            : "check the endpoint (--endpoint, MODELSCOPE_ENDPOINT) and that the "
-                              "hub is reachable");
+          // The usual cause: https:// (or a bare host, which means https) for a plain-http hub.
+          const bool handshake = r.curl_code == CURLE_SSL_CONNECT_ERROR;
+          throw Error(
+              ErrorCode::kNetwork, fmt::format("{} {}: {}", req.method, req.url, r.curl_error),
+              timeout     ? "the hub did not answer in time; check it is up"
+              : tls       ? "the hub's TLS certificate is not trusted; point REQUESTS_CA_BUNDLE "
+                            "at its CA certificate"
+              : handshake ? "the TLS handshake failed; if the hub serves plain http, give the "
+                            "endpoint as http://HOST:PORT (a bare HOST means https)"
+                          : "check the endpoint (--endpoint, MODELSCOPE_ENDPOINT) and that the "
+                            "hub is reachable");
         }
         log::info("{} {}: {}; retrying ({}/{})", req.method, req.url, r.curl_error, attempt + 1,
                   options.max_attempts);
@@ -491,6 +495,7 @@ HubOptions resolve_hub_options(const std::optional<std::string>& endpoint,
                                const std::optional<std::string>& token) {
   HubOptions o;
   o.endpoint = endpoint ? normalize_endpoint(*endpoint) : hub_endpoint();
+  check_endpoint(o.endpoint, endpoint ? "--endpoint" : hub_endpoint_source());
   if (token) {
     o.token = *token;
   } else if (auto env = env_var("MODELSCOPE_API_TOKEN")) {

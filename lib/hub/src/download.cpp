@@ -118,7 +118,11 @@ class HashingWriter {
   /// Writes from `offset` on; `expected` bytes are due (it only sizes the buffers).
   HashingWriter(int fd, std::uint64_t offset, std::uint64_t expected, const fs::path& path,
                 Sha256& hasher, bool threaded)
-      : fd_(fd), start_(offset), offset_(offset), path_(path), hasher_(hasher),
+      : fd_(fd),
+        start_(offset),
+        offset_(offset),
+        path_(path),
+        hasher_(hasher),
         threaded_(threaded),
         block_size_(static_cast<std::size_t>(
             std::min<std::uint64_t>(kBlock, std::max<std::uint64_t>(expected, 1)))),
@@ -291,6 +295,14 @@ class HashingWriter {
   std::thread thread_;
 };
 
+// Names the folder and the options that choose it: the usual cause is a --local-dir,
+// --cache-dir or MODELSCOPE_CACHE this user cannot write.
+[[noreturn]] void cannot_create_folder(const fs::path& folder, const std::error_code& ec) {
+  throw Error(ErrorCode::kIo,
+              fmt::format("{}: cannot create folder: {}", folder.string(), ec.message()),
+              "choose a --local-dir / --cache-dir / MODELSCOPE_CACHE that this user can write");
+}
+
 // An exclusive flock held for the object's life; the kernel drops it when the holder dies, so a
 // killed run never leaves a lock behind.
 class ExclusiveLock {
@@ -304,7 +316,7 @@ class ExclusiveLock {
     const fs::path folder = target == Target::kFolder ? path : path.parent_path();
     std::error_code ec;
     fs::create_directories(folder, ec);
-    if (ec) fail(ErrorCode::kIo, "{}: cannot create folder: {}", folder.string(), ec.message());
+    if (ec) cannot_create_folder(folder, ec);
     fd_ = target == Target::kFolder ? ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
                                     : ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0)
@@ -420,8 +432,7 @@ void fetch_whole(Run& run, const FileEntry& entry) {
   std::error_code ec;
   clear_temp_path(run.layout.temp_dir, entry.path);
   fs::create_directories(temp.parent_path(), ec);
-  if (ec)
-    fail(ErrorCode::kIo, "{}: cannot create folder: {}", temp.parent_path().string(), ec.message());
+  if (ec) cannot_create_folder(temp.parent_path(), ec);
   const std::string url =
       run.client.file_url(run.options.type, run.options.repo, run.revision, entry.path);
   std::string last_digest;
@@ -735,6 +746,14 @@ class PartedFile {
   std::uint64_t hashed_ = 0;
 };
 
+// "the repo has 3 file(s), e.g. a, b, c": a hint for patterns or names that matched nothing.
+std::string listing_hint(const std::vector<FileEntry>& listed) {
+  std::vector<std::string> examples;
+  for (std::size_t i = 0; i < listed.size() && i < 5; ++i) examples.push_back(listed[i].path);
+  return fmt::format("the repo has {} file(s){}{}", listed.size(),
+                     examples.empty() ? "" : ", e.g. ", join(examples, ", "));
+}
+
 std::vector<FileEntry> select(const std::vector<FileEntry>& listed,
                               const DownloadOptions& options) {
   std::vector<FileEntry> out;
@@ -757,11 +776,26 @@ std::vector<FileEntry> select(const std::vector<FileEntry>& listed,
     if (file_used[i]) continue;
     std::vector<std::string> names;
     for (const FileEntry& e : listed) names.push_back(e.path);
+    std::string hint = did_you_mean(options.files[i], names);
+    if (hint.empty()) hint = listing_hint(listed);
     throw Error(
         ErrorCode::kNotFound,
         fmt::format("{} has no file matching '{}' at revision '{}'", options.repo.str(),
                     options.files[i], options.revision.empty() ? "master" : options.revision),
-        did_you_mean(options.files[i], names));
+        hint);
+  }
+  // Patterns that select nothing are most likely a typo; a script would otherwise go on with an
+  // empty folder and fail later, far from the cause.
+  if (out.empty() && !listed.empty() && (!options.include.empty() || !options.exclude.empty())) {
+    std::vector<std::string> filters;
+    if (!options.include.empty())
+      filters.push_back(fmt::format("--include '{}'", join(options.include, ",")));
+    if (!options.exclude.empty())
+      filters.push_back(fmt::format("--exclude '{}'", join(options.exclude, ",")));
+    throw Error(
+        ErrorCode::kNotFound,
+        fmt::format("no file of {} is selected by {}", options.repo.str(), join(filters, " and ")),
+        listing_hint(listed));
   }
   return out;
 }
@@ -1054,7 +1088,7 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
     }
     for (std::thread& t : threads) t.join();
     if (run.unsaved) cache.save();
-    progress.finish();
+    progress.finish(run.failures.empty());
     if (!run.failures.empty()) {
       const Failure* worst = &run.failures.front();
       for (const Failure& f : run.failures) {

@@ -177,7 +177,9 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
   const fs::path local = options.local_path;
   if (!fs::exists(local, ec)) {
     throw Error(ErrorCode::kNotFound,
-                fmt::format("{}: no such file or folder to upload", local.string()));
+                fmt::format("{}: no such file or folder to upload", local.string()),
+                fmt::format("check LOCAL_PATH (relative paths start at {})",
+                            fs::current_path(ec).string()));
   }
   std::string prefix = options.path_in_repo;
   while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();

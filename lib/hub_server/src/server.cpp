@@ -3,6 +3,7 @@
 #include "ms/hub_server/server.h"
 
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -83,8 +84,10 @@ void Server::start() {
   const ServerOptions& o = service.options;
   if (!o.tls_cert.empty()) {
     for (const auto& f : {o.tls_cert, o.tls_key}) {
-      MS_CHECK(std::filesystem::is_regular_file(f), ErrorCode::kNotFound,
-               "TLS file {} does not exist", f.string());
+      if (!std::filesystem::is_regular_file(f)) {
+        throw Error(ErrorCode::kNotFound, fmt::format("TLS file {} does not exist", f.string()),
+                    "pass --tls-cert and --tls-key the paths of PEM files");
+      }
     }
     auto ssl = std::make_unique<httplib::SSLServer>(o.tls_cert.c_str(), o.tls_key.c_str());
     if (!ssl->is_valid()) {
@@ -110,6 +113,13 @@ void Server::start() {
   // Idle keep-alive connections hold a worker until this expires, which also bounds shutdown.
   http.set_keep_alive_timeout(5);
   http.set_tcp_nodelay(true);
+  // httplib's default also sets SO_REUSEPORT, with which a second hub binds a port that one is
+  // already serving and the kernel splits the connections between the two. SO_REUSEADDR alone
+  // still allows a restart while old connections linger in TIME_WAIT.
+  http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
 
   const std::uint64_t max_json = o.max_json_body;
   const std::uint64_t max_blob = o.max_blob_size;
@@ -241,6 +251,8 @@ std::string create_token(const std::filesystem::path& root, const std::string& u
   Store store(root);
   return store.create_token(user);
 }
+
+bool hub_exists(const std::filesystem::path& root) { return Store::exists(root); }
 
 bool hub_server_available() { return true; }
 

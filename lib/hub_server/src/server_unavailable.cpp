@@ -26,6 +26,7 @@ void Server::wait_for_shutdown_signal() {}
 void Server::stop() {}
 void block_shutdown_signals() {}
 std::string create_token(const std::filesystem::path&, const std::string&) { unavailable(); }
+bool hub_exists(const std::filesystem::path&) { return false; }
 bool hub_server_available() { return false; }
 
 }  // namespace ms::hub_server

@@ -94,7 +94,9 @@ void make_dirs(const fs::path& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec)
-    fail(ErrorCode::kIo, "hub store: cannot create folder {}: {}", dir.string(), ec.message());
+    throw Error(ErrorCode::kIo,
+                fmt::format("hub store: cannot create folder {}: {}", dir.string(), ec.message()),
+                "pass --root a folder this user can create and write");
 }
 
 RepoRecord read_repo(const Statement& s) {
@@ -353,12 +355,26 @@ struct Store::Impl {
   }
 };
 
+namespace {
+constexpr const char* kDatabaseFile = "meta.sqlite3";
+}  // namespace
+
+bool Store::exists(const fs::path& root) {
+  std::error_code ec;
+  return fs::is_regular_file(root / kDatabaseFile, ec);
+}
+
 Store::Store(const fs::path& root) : impl_(std::make_unique<Impl>()) {
   impl_->root = root;
+  std::error_code exists_ec;
+  if (fs::exists(root, exists_ec) && !fs::is_directory(root, exists_ec)) {
+    throw Error(ErrorCode::kIo, fmt::format("hub root {} is not a folder", root.string()),
+                "pass --root a folder (it is created when missing), not a file");
+  }
   make_dirs(root / "blobs");
   make_dirs(root / "trees");
   make_dirs(root / "tmp");
-  impl_->db = std::make_unique<Database>(root / "meta.sqlite3");
+  impl_->db = std::make_unique<Database>(root / kDatabaseFile);
   bool had_repo_blobs = false;
   {
     Statement s(impl_->db->handle(),

@@ -23,8 +23,9 @@ class Progress {
 
   void advance(std::uint64_t amount);
   void set_total(std::uint64_t total);
-  /// Draws the final state and ends the line; called by the destructor if not called before.
-  void finish();
+  /// Draws the final state and ends the line; `complete` false adds "of TOTAL (stopped)".
+  /// Called by the destructor if not called before (as stopped when an exception unwinds).
+  void finish(bool complete = true);
 
   std::uint64_t done() const { return done_.load(); }
 

@@ -27,7 +27,15 @@ std::filesystem::path credentials_dir();
 std::string hub_endpoint();
 
 /// Normalises an endpoint given by the user (bare domain -> https://, trailing '/' removed).
+/// Other schemes are kept as given; check_endpoint() rejects them.
 std::string normalize_endpoint(std::string endpoint);
+
+/// Throws a usage Error naming `source` (an option or env var) unless `endpoint` (normalised) is
+/// an http:// or https:// URL with a host.
+void check_endpoint(const std::string& endpoint, const std::string& source);
+
+/// The option or env var hub_endpoint() took its value from ("MODELSCOPE_ENDPOINT", ...).
+std::string hub_endpoint_source();
 
 /// Where a token would come from, if any: "MODELSCOPE_API_TOKEN" or the credentials file path.
 std::optional<std::string> token_source();

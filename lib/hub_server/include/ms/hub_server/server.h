@@ -70,6 +70,9 @@ void block_shutdown_signals();
 /// Mints an access token for `user` in the store under `root` (creating the user).
 std::string create_token(const std::filesystem::path& root, const std::string& user);
 
+/// Whether `root` already holds a hub (made by `ms hub serve` or create_token()).
+bool hub_exists(const std::filesystem::path& root);
+
 /// Whether this build includes the hub server.
 bool hub_server_available();
 

@@ -115,6 +115,8 @@ class Store {
  public:
   /// Opens (creating if needed) the store under `root`.
   explicit Store(const std::filesystem::path& root);
+  /// Whether `root` already holds a store.
+  static bool exists(const std::filesystem::path& root);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;

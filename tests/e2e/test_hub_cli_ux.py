@@ -1,0 +1,245 @@
+"""End-to-end tests of what a script or CI job meets on the hub commands' command line: --help
+that documents options, env vars and exit codes; one-line errors with documented exit codes;
+--json on stdout for success and failure; progress only on a terminal."""
+import json
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import unittest
+
+from harness import MS_BIN, run_ms
+from hub_fixture import HubServer, SharedHubTestCase, make_tree
+
+HUB_COMMANDS = [
+    ("download",),
+    ("upload",),
+    ("login",),
+    ("hub", "serve"),
+    ("hub", "token", "create"),
+]
+
+
+class HelpTest(SharedHubTestCase):
+    def test_each_hub_command_help_has_examples_and_exit_codes(self):
+        for command in HUB_COMMANDS:
+            with self.subTest(command=command):
+                r = run_ms(*command, "--help", timeout=30)
+                self.assertExit(r, 0)
+                self.assertIn("Examples:", r.stdout)
+                self.assertIn("Exit codes:", r.stdout)
+
+    def test_download_help_names_the_environment_it_reads(self):
+        r = run_ms("download", "--help", timeout=30)
+        self.assertExit(r, 0)
+        for name in ("MODELSCOPE_CACHE", "MODELSCOPE_ENDPOINT", "MODELSCOPE_DOMAIN",
+                     "MODELSCOPE_API_TOKEN", "MODELSCOPE_OFFLINE", "MS_HUB_RETRIES", "--json"):
+            self.assertIn(name, r.stdout)
+
+    def test_top_level_help_points_to_examples_and_json(self):
+        r = run_ms("--help", timeout=30)
+        self.assertExit(r, 0)
+        self.assertIn("Examples:", r.stdout)
+        self.assertIn("--json", r.stdout)
+
+
+class UsageErrorsTest(SharedHubTestCase):
+    """Command-line mistakes: one 'ms: error:' line, a hint naming the help to read, exit 2."""
+
+    def test_usage_errors_are_one_line_with_a_hint(self):
+        cases = [
+            (("download", "alice/m", "--bogus"), "--bogus", "ms download --help"),
+            (("download",), "repo", "ms download --help"),
+            (("download", "a/b/c"), "a/b/c", None),
+            (("download", "../x"), "../x", None),
+            (("download", "a/m", "--local-dir", "x", "--cache-dir", "y"), "--cache-dir",
+             "ms download --help"),
+            (("hub", "serve"), "--root", "ms hub serve --help"),
+            (("hub", "token", "create", "--root", "x"), "USER", "ms hub token create --help"),
+            (("donwload", "a/m"), "donwload", "did you mean 'download'"),
+        ]
+        for args, named, hint in cases:
+            with self.subTest(args=args):
+                r = run_ms(*args, env=self.env(), timeout=30)
+                self.assertExit(r, 2)
+                self.assertOneLineError(r, named)
+                if hint:
+                    self.assertIn(hint, r.stderr)
+                self.assertEqual(r.stdout, "")
+
+
+class HubCliErrorsTest(SharedHubTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        src = make_tree(cls.server_root + "-src", {"config.json": b"{}", "weights.bin": b"w" * 5000})
+        r = run_ms("upload", "alice/ux", src, "--create", "--token", cls.token,
+                   env={"MODELSCOPE_ENDPOINT": cls.server.endpoint}, timeout=120)
+        shutil.rmtree(src, True)
+        if r.returncode != 0:
+            raise RuntimeError(r.stderr)
+
+    def ms(self, *args, env=None, timeout=60):
+        return run_ms(*args, env=env or self.env(), timeout=timeout)
+
+    def test_endpoint_that_is_not_http_is_a_usage_error_naming_its_source(self):
+        r = self.ms("download", "alice/ux", "--endpoint", "ftp://x")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "--endpoint", "ftp://x")
+        r = self.ms("download", "alice/ux", env=self.env(MODELSCOPE_ENDPOINT="ftp://x"))
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "MODELSCOPE_ENDPOINT", "ftp://x")
+        r = self.ms("upload", "alice/ux", self.tmp, "--endpoint", "https://:80")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "--endpoint")
+
+    def test_include_that_matches_nothing_is_not_found(self):
+        r = self.ms("download", "alice/ux", "--token", self.token, "--include", "*.safetensors")
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "*.safetensors")
+        self.assertIn("config.json", r.stderr)  # the hint shows what the repo has
+
+    def test_json_failure_is_a_json_document_on_stdout(self):
+        r = self.ms("download", "alice/no-such-repo", "--token", self.token, "--json")
+        self.assertExit(r, 4)
+        error = self.json_out(r)["error"]
+        self.assertEqual(error["code"], "not-found")
+        self.assertEqual(error["exit_code"], 4)
+        self.assertIn("alice/no-such-repo", error["message"])
+        self.assertOneLineError(r, "alice/no-such-repo")  # stderr still has the human line
+
+        r = self.ms("upload", "alice/ux", self.path("missing"), "--token", self.token, "--json")
+        self.assertExit(r, 4)
+        self.assertEqual(self.json_out(r)["error"]["code"], "not-found")
+        self.assertOneLineError(r, self.path("missing"))
+
+        r = self.ms("login", "--token", "not-a-token", "--json")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(self.json_out(r)["error"]["exit_code"], r.returncode)
+
+    def test_errors_name_the_thing_and_the_fix(self):
+        r = self.ms("download", "alice/ux", "nofile.txt", "--token", self.token)
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "nofile.txt")
+        self.assertIn("hint: the repo has 2 file(s)", r.stderr)
+
+        a_file = self.write("a-file", "x")
+        r = self.ms("download", "alice/ux", "--token", self.token, "--local-dir", a_file + "/sub")
+        self.assertExit(r, 74)
+        self.assertOneLineError(r, a_file, "cannot create folder")
+        self.assertIn("--local-dir", r.stderr)
+
+        # https:// to a plain-http hub: the hint says to use http://
+        https = self.server.endpoint.replace("http://", "https://")
+        r = self.ms("download", "alice/ux", "--endpoint", https,
+                    env=self.env(MS_HUB_RETRIES="1"))
+        self.assertExit(r, 5)
+        self.assertOneLineError(r, https)
+        self.assertIn("http://HOST:PORT", r.stderr)
+
+    def test_login_reads_the_token_from_the_environment(self):
+        r = self.ms("login", env=self.env(MODELSCOPE_API_TOKEN=""))
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "token")
+        self.assertIn("MODELSCOPE_API_TOKEN", r.stderr)
+        r = self.ms("login", "--json", env=self.env(MODELSCOPE_API_TOKEN=self.token))
+        self.assertExit(r, 0)
+        self.assertEqual(self.json_out(r)["username"], "alice")
+        self.assertTrue(os.path.exists(self.path("credentials", "cookies")))
+
+
+class ServeErrorsTest(SharedHubTestCase):
+    def serve(self, *args):
+        try:
+            return run_ms("hub", "serve", *args, timeout=20)
+        except subprocess.TimeoutExpired:
+            self.fail(f"ms hub serve {' '.join(args)} kept running instead of failing")
+
+    def test_a_port_in_use_is_refused(self):
+        # httplib's default SO_REUSEPORT let a second hub share the port of a running one.
+        r = self.serve("--root", self.path("second"), "--port", str(self.server.port))
+        self.assertExit(r, 74)
+        self.assertOneLineError(r, f"127.0.0.1:{self.server.port}")
+
+    def test_a_root_that_is_a_file_is_named(self):
+        a_file = self.write("a-file", "x")
+        r = self.serve("--root", a_file)
+        self.assertExit(r, 74)
+        self.assertOneLineError(r, a_file, "not a folder")
+        r = run_ms("hub", "token", "create", "bob", "--root", a_file, "--json", timeout=20)
+        self.assertExit(r, 74)
+        self.assertEqual(self.json_out(r)["error"]["exit_code"], 74)
+
+    def test_token_create_warns_when_root_holds_no_hub(self):
+        # A mistyped --root would otherwise mint a token no running hub knows, silently.
+        r = run_ms("hub", "token", "create", "bob", "--root", self.path("typo"), timeout=20)
+        self.assertExit(r, 0)
+        self.assertIn("held no hub yet", r.stderr)
+        self.assertTrue(r.stdout.strip().startswith("ms-"))
+        r = run_ms("hub", "token", "create", "bob", "--root", self.server_root, timeout=20)
+        self.assertExit(r, 0)
+        self.assertEqual(r.stderr, "")
+
+    def test_tls_files_missing_or_garbage(self):
+        garbage = self.write("garbage.pem", "not a certificate")
+        r = self.serve("--root", self.path("r"), "--tls-cert", garbage, "--tls-key", garbage)
+        self.assertExit(r, 3)
+        self.assertOneLineError(r, garbage)
+        r = self.serve("--root", self.path("r"), "--tls-cert", self.path("none.pem"), "--tls-key",
+                       garbage)
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, self.path("none.pem"))
+        r = self.serve("--root", self.path("r"), "--tls-cert", garbage)
+        self.assertExit(r, 2)
+
+
+class ProgressTest(SharedHubTestCase):
+    """The bar and the per-file lines go to a terminal's stderr, never to a pipe."""
+
+    def test_progress_on_a_terminal_only(self):
+        src = make_tree(self.path("src"), {"a.bin": b"a" * 100000, "b/c.txt": b"c"})
+        r = run_ms("upload", "alice/progress", src, "--create", "--token", self.token,
+                   env=self.env(), timeout=120)
+        self.assertExit(r, 0)
+
+        env = self.env(MS_NO_PROGRESS="", MODELSCOPE_CACHE=self.path("piped"))
+        r = run_ms("download", "alice/progress", "--token", self.token, env=env, timeout=120)
+        self.assertExit(r, 0)
+        self.assertEqual(r.stderr, "")  # a pipe gets no bar and no per-file lines
+
+        if not shutil.which("script"):
+            self.skipTest("no `script` tool to give ms a terminal")
+        env = {**os.environ, **self.env(MS_NO_PROGRESS="", MODELSCOPE_CACHE=self.path("tty"))}
+        command = " ".join(shlex.quote(a) for a in
+                           [MS_BIN, "download", "alice/progress", "--token", self.token])
+        r = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True,
+                           text=True, env=env, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("a.bin", r.stdout)    # per-file line
+        self.assertIn("b/c.txt", r.stdout)
+        self.assertIn("2 files", r.stdout)  # the total bar's label
+
+    def test_a_failed_download_does_not_look_finished_on_a_terminal(self):
+        if not shutil.which("script"):
+            self.skipTest("no `script` tool to give ms a terminal")
+        # A hub that fails every file download (uploads work).
+        faulty = HubServer(self.path("faulty-root"), faults="status500=1")
+        self.addCleanup(faulty.stop)
+        token = faulty.token("alice")
+        env = self.env(MODELSCOPE_ENDPOINT=faulty.endpoint, MS_HUB_RETRIES="1")
+        src = make_tree(self.path("src"), {"a.bin": b"a" * 100000})
+        r = run_ms("upload", "alice/failing", src, "--create", "--token", token, env=env,
+                   timeout=120)
+        self.assertExit(r, 0)
+        command = " ".join(shlex.quote(a) for a in
+                           [MS_BIN, "download", "alice/failing", "--token", token])
+        r = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True,
+                           text=True, env={**os.environ, **env, "MS_NO_PROGRESS": ""},
+                           timeout=120)
+        self.assertEqual(r.returncode, 5, r.stdout + r.stderr)
+        self.assertIn("(stopped)", r.stdout)  # the bar's last line says it did not finish
+        self.assertIn("ms: error:", r.stdout)
+
+if __name__ == "__main__":
+    unittest.main()
