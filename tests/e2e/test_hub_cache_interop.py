@@ -278,6 +278,15 @@ class CacheInteropTest(MsTestCase):
         cmd, _ = self.py_command("snapshot", model_id="alice/leg.acy", local_files_only=True)
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         self.assertEqual(json.loads(r.stdout.strip().splitlines()[-1]), {"path": moved}, r.stderr[-2000:])
+        # Owner "models": its legacy place `hub/models/<name>` is the current folder of owner
+        # <name>, holding all of that owner's models; it is never moved.
+        qwen = os.path.join(default_root, "models", "Qwen")
+        shutil.copytree(moved, os.path.join(qwen, "some___model"), symlinks=True)
+        r = subprocess.run([MS_BIN, "download", "models/Qwen", "--offline", "--json"], env=env,
+                           capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertTrue(os.path.isdir(os.path.join(qwen, "some___model")), r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(default_root, "models", "models")), r.stderr)
 
     def test_offline_names_every_file_missing_from_the_cache(self):
         self.upload("alice/gaps", {"a.txt": b"a", "b.txt": b"b", "c.txt": b"c"}, "--create")

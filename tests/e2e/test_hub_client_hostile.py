@@ -76,6 +76,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b"x")
 
+    def folders_first(self, url, query):
+        # A recursive dataset listing whose first full page holds only folders (100 class
+        # folders sort before the files); the files come on page 2.
+        hub = self.server
+        if url.path == "/api/v1/datasets/o/d":
+            return self.send_json({"Id": 7})
+        if url.path == "/api/v1/datasets/7/repo/tree":
+            hub.listings += 1
+            page = int(query.get("PageNumber", ["1"])[0])
+            sha = hashlib.sha256(b"x").hexdigest()
+            if page == 1:
+                return self.send_json({"Files": [{"Path": f"class{i:03d}", "Type": "tree", "Size": 0}
+                                                 for i in range(100)]})
+            files = [{"Path": f"class{i:03d}/a.txt", "Type": "blob", "Size": 1, "Sha256": sha, "Revision": "c1"}
+                     for i in range(3)] if page == 2 else []
+            return self.send_json({"Files": files})
+        hub.gets += 1
+        self.send_response(200)
+        self.send_header("Content-Length", "1")
+        self.end_headers()
+        self.wfile.write(b"x")
+
     def send_busy(self):
         self.send_response(429)
         self.send_header("Retry-After", "1")
@@ -89,6 +111,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         hub.cookies.append((self.headers.get("Host"), self.headers.get("Cookie")))
         if hub.mode == "paging_ignored":
             return self.paging_ignored(url)
+        if hub.mode == "folders_first":
+            return self.folders_first(url, query)
         if url.path.endswith("/repo/files"):
             hub.listings += 1
             if hub.mode == "busy" and hub.listings == 1:
@@ -338,6 +362,19 @@ class HostileHubTest(MsTestCase):
         self.assertEqual(self.hub.listings, 2)
         self.assertEqual(self.hub.gets, 100)
         self.assertEqual(len([l for l in r.stderr.splitlines() if "more than once" in l]), 1)
+
+    def test_dataset_listing_with_a_page_of_folders_only(self):
+        # A full page of folders is progress, not the end: the files on page 2 must come too.
+        self.hub.mode = "folders_first"
+        env = {"MODELSCOPE_CACHE": self.path("cache"), "MODELSCOPE_CREDENTIALS_PATH": self.path("cred"),
+               "MODELSCOPE_API_TOKEN": "", "MODELSCOPE_OFFLINE": ""}
+        r = run_ms("download", "o/d", "--dataset", "--endpoint", self.hub.endpoint, "--local-dir", self.path("d"),
+                   env=env, timeout=60)
+        self.assertExit(r, 0)
+        self.assertEqual(self.hub.gets, 3)
+        for i in range(3):
+            with open(self.path("d", f"class{i:03d}", "a.txt"), "rb") as f:
+                self.assertEqual(f.read(), b"x")
 
     def test_upload_href_on_another_host_gets_the_token(self):
         # The cookie is scoped to the hub's host, but a blob PUT goes where the hub's batch

@@ -325,6 +325,10 @@ class HubServerTest(MsTestCase):
         self.assertEqual((status, env["Data"]["Visibility"]), (200, 1), env)
         self.assertEqual(self.server.api("PUT", "/api/v1/datasets/999999", {"Visibility": 5}, self.alice)[0],
                          404)
+        # The id of alice's now private dataset answers bob as a missing id does: no name leaks.
+        status, env = self.server.api("PUT", f"/api/v1/datasets/{hub_id}", {"Visibility": 5}, self.bob)
+        self.assertEqual(status, 404, env)
+        self.assertNotIn("alice", json.dumps(env))
         # OpenAPI listing: {success, data: {datasets, total_count, page_number, page_size}}; private
         # datasets only for their owner (Authorization: Bearer).
         status, env = self.server.api("GET", "/openapi/v1/datasets?author=alice&page_size=5")
@@ -427,7 +431,10 @@ class HubServerTest(MsTestCase):
         r = git("push", cwd=clone)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("does not accept git pushes", r.stderr)
-        self.assertEqual(self.server.api("GET", "/alice/absent.git/info/refs")[0], 404)
+        # A missing repo looks like a private one to an anonymous caller (both get the challenge),
+        # so the answer does not tell which private repos exist; a signed-in caller gets 404.
+        self.assertEqual(self.server.api("GET", "/alice/absent.git/info/refs")[0], 401)
+        self.assertEqual(self.server.api("GET", "/alice/absent.git/info/refs", None, self.bob)[0], 404)
         # Datasets live under /datasets/.
         self.assertEqual(self.server.api("POST", "/api/v1/datasets?Name=d&Owner=alice", None, self.alice)[0], 200)
         self.assertEqual(self.server.commit(self.alice, "alice/d", {"t.csv": b"a,b\n"}, kind="datasets")[0], 200)
@@ -472,17 +479,22 @@ class HubServerTest(MsTestCase):
         self.server.commit(self.alice, repo, lfs={"b.bin": big})
         self.assertEqual(self.server.stop(), 0)
         import sqlite3
-        db = sqlite3.connect(os.path.join(self.root, "meta.sqlite3"))
-        db.execute("DROP TABLE repo_blobs")
-        db.commit()
-        db.close()
-        again = HubServer(self.root).start()
-        self.addCleanup(again.stop)
-        # The blob committed before is the repo's again: a commit may name it without an upload.
-        status, env = again.api("POST", f"/api/v1/repos/models/{repo}/commit/master", {"actions": [
-            {"action": "create", "path": "again.bin", "type": "lfs", "size": len(big), "sha256": sha}]}, self.alice)
-        self.assertEqual(status, 200, env)
-        self.assertEqual(again.download(repo, "again.bin")[2], big)
+        # A store from before repo_blobs (no table, user_version 0), then one whose backfill was
+        # cut short (the table exists, empty, user_version still 0): both are backfilled.
+        for step, sql in enumerate(("DROP TABLE repo_blobs", "DELETE FROM repo_blobs")):
+            db = sqlite3.connect(os.path.join(self.root, "meta.sqlite3"))
+            db.execute(sql)
+            db.execute("PRAGMA user_version = 0")
+            db.commit()
+            db.close()
+            again = HubServer(self.root).start()
+            # The blob committed before is the repo's again: a commit may name it without an upload.
+            status, env = again.api("POST", f"/api/v1/repos/models/{repo}/commit/master", {"actions": [
+                {"action": "create", "path": f"again{step}.bin", "type": "lfs", "size": len(big), "sha256": sha}]},
+                self.alice)
+            self.assertEqual(status, 200, (sql, env))
+            self.assertEqual(again.download(repo, f"again{step}.bin")[2], big)
+            self.assertEqual(again.stop(), 0)
 
     def test_write_auth(self):
         repo = self.make_repo()

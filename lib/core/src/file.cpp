@@ -39,10 +39,10 @@ void write_all_at(int fd, const char* data, std::size_t n, std::uint64_t offset,
                   const fs::path& path) {
   while (n > 0) {
     const ssize_t w = ::pwrite(fd, data, std::min(n, kWritePiece), static_cast<off_t>(offset));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw Error(ErrorCode::kIo,
-                  fmt::format("{}: write failed: {}", path.string(), std::strerror(errno)));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {  // 0 would loop for ever; it means the file cannot take more
+      throw Error(ErrorCode::kIo, fmt::format("{}: write failed: {}", path.string(),
+                                              w < 0 ? std::strerror(errno) : "nothing written"));
     }
     data += w;
     n -= static_cast<std::size_t>(w);

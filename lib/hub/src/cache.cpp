@@ -27,7 +27,10 @@ CacheLayout cache_layout(RepoType type, const RepoId& repo,
   layout.repo_dir = root / repo.owner / repo.cache_name();
   layout.temp_dir = root / "._____temp" / repo.owner / repo.name;
   if (repo.cache_name() != repo.name) layout.dotted_link = root / repo.owner / repo.name;
-  if (type == RepoType::kModel && !cache_dir) {
+  // Owners named like the new layout's roots would make `<hub>/<owner>` a current folder (all of
+  // `models/`'s owners for owner "models"): no legacy place for them.
+  const bool owner_is_a_root = repo.owner == "models" || repo.owner == "datasets";
+  if (type == RepoType::kModel && !cache_dir && !owner_is_a_root) {
     // Older modelscope kept models in `<cache>/hub/<owner>/<name___>` when MODELSCOPE_CACHE was
     // set, and in `~/.cache/modelscope/hub/<owner>/<name___>` by default. Python 1.36 adds the
     // `hub` only when the cache path does not already end in it (a plain suffix test).
@@ -46,6 +49,10 @@ bool adopt_legacy_folder(const CacheLayout& layout) {
   std::error_code ec;
   if (!fs::is_directory(fs::symlink_status(layout.legacy_dir, ec))) return false;
   if (fs::exists(fs::symlink_status(layout.repo_dir, ec))) return false;
+  // Only a folder a modelscope client wrote (it has the index or the model id file) is moved.
+  if (!fs::is_regular_file(layout.legacy_dir / ".msc", ec) &&
+      !fs::is_regular_file(layout.legacy_dir / ".mdl", ec))
+    return false;
   fs::create_directories(layout.repo_dir.parent_path(), ec);
   fs::rename(layout.legacy_dir, layout.repo_dir, ec);
   if (ec) {

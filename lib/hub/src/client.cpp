@@ -586,14 +586,21 @@ bool keep_listed(const json& f, RepoType type) {
 }
 
 // Appends the listed files; a path listed twice (a paged listing read while the repo changed)
-// is kept once, as first listed. Returns how many entries were new.
+// is kept once, as first listed. Returns how many listed paths, folders included, were new: a
+// page of a recursive listing may hold folders only, and that is not the end of the listing.
 std::size_t add_listed(std::vector<FileEntry>& out, std::unordered_set<std::string>& seen,
                        const json& files, RepoType type) {
   std::size_t added = 0;
   std::size_t repeated = 0;
   std::string first_repeated;
   for (const json& f : files) {
-    if (!keep_listed(f, type)) continue;
+    if (!keep_listed(f, type)) {
+      // Still progress through the listing; remembered under a NUL prefix no file path has.
+      if (f.is_object() && f.contains("Path") && f["Path"].is_string() &&
+          seen.insert(std::string(1, '\0') + f["Path"].get<std::string>()).second)
+        ++added;
+      continue;
+    }
     FileEntry e = to_entry(f);
     if (!seen.insert(e.path).second) {
       if (repeated++ == 0) first_repeated = e.path;
@@ -868,6 +875,10 @@ void HubClient::put_blob(const std::string& href, const std::string& local_path,
     const int fd = ::open(local_path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0)
       fail(ErrorCode::kIo, "{}: cannot open for upload: {}", local_path, std::strerror(errno));
+    struct CloseOnExit {
+      int fd;
+      ~CloseOnExit() { ::close(fd); }
+    } close_on_exit{fd};  // perform() may throw (a bad href) before curl reads the file
     Request req;
     req.method = "PUT";
     req.url = url;
@@ -883,7 +894,6 @@ void HubClient::put_blob(const std::string& href, const std::string& local_path,
       if (progress) progress(n);
     };
     Response r = impl_->perform(req);
-    ::close(fd);
     const bool last = attempt + 1 >= impl_->options.max_attempts;
     const bool failed = r.curl_code != CURLE_OK || is_retryable_status(r.status);
     if (failed && !last && (r.curl_code == CURLE_OK || is_retryable_curl(r.curl_code))) {

@@ -73,8 +73,11 @@ std::shared_ptr<const GitSnapshot> GitExporter::snapshot(const CommitRecord& com
     return raw_sha1;
   };
 
+  // Held for the whole build: Folder keeps pointers into it, and the store's tree cache may drop
+  // its own reference at any time.
+  const auto tree = store_.tree(commit);
   Folder root;
-  for (const TreeEntry& entry : *store_.tree(commit)) {
+  for (const TreeEntry& entry : *tree) {
     Folder* folder = &root;
     std::size_t start = 0;
     for (std::size_t slash = entry.path.find('/'); slash != std::string::npos;

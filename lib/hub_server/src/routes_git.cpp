@@ -28,14 +28,15 @@ std::string pkt_line(const std::string& payload) {
 }
 
 // The repo a git URL names. Models are /{owner}/{name}.git, datasets /datasets/{owner}/{name}.git.
-// A private repo asked for without credentials gets a Basic challenge, so that git retries with
-// the token from the clone URL (https://oauth2:TOKEN@host/...).
+// An anonymous caller gets a Basic challenge for a repo it cannot see, so that git retries with
+// the token from the clone URL (https://oauth2:TOKEN@host/...). A missing repo gets the same
+// answer, so that the challenge does not tell which private repos exist.
 RepoRecord git_repo(Service& service, const httplib::Request& req, httplib::Response& res) {
   const hub::RepoType type =
       req.matches[1].length() > 0 ? hub::RepoType::kDataset : hub::RepoType::kModel;
   const Caller caller = identify(service, req);
   auto repo = service.store.find_repo(type, req.matches[2], req.matches[3]);
-  if (repo && !can_see(*repo, caller) && !caller.user) {
+  if (!caller.user && (!repo || !can_see(*repo, caller))) {
     res.set_header("WWW-Authenticate", "Basic realm=\"ms hub serve\"");
     throw HttpError{401, "authentication required"};
   }

@@ -328,6 +328,8 @@ struct Store::Impl {
   }
 
   // Stores made before repo_blobs existed: every blob a commit of a repo names is the repo's.
+  // Marked done by user_version 1 in the same transaction, so that a backfill cut short (a crash,
+  // an unreadable tree) runs again at the next start instead of being skipped for good.
   void backfill_repo_blobs() {
     std::vector<std::pair<std::int64_t, std::string>> trees;
     {
@@ -342,6 +344,7 @@ struct Store::Impl {
       for (const TreeEntry& e : tree_from_json(read_file(path), path))
         add_repo_blob(repo_id, e.sha256);
     }
+    db->exec("PRAGMA user_version = 1");
     txn.commit();
   }
 
@@ -375,14 +378,13 @@ Store::Store(const fs::path& root) : impl_(std::make_unique<Impl>()) {
   make_dirs(root / "trees");
   make_dirs(root / "tmp");
   impl_->db = std::make_unique<Database>(root / kDatabaseFile);
-  bool had_repo_blobs = false;
-  {
-    Statement s(impl_->db->handle(),
-                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='repo_blobs'");
-    had_repo_blobs = s.step();
-  }
   impl_->db->exec(kSchema);
-  if (!had_repo_blobs) impl_->backfill_repo_blobs();
+  std::int64_t version = 0;
+  {
+    Statement s(impl_->db->handle(), "PRAGMA user_version");
+    if (s.step()) version = s.int64(0);
+  }
+  if (version < 1) impl_->backfill_repo_blobs();
   // Leftovers of uploads interrupted by a crash.
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(root / "tmp", ec)) {
