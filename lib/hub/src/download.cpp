@@ -65,11 +65,6 @@ struct Fd {
   Fd& operator=(const Fd&) = delete;
 };
 
-void write_all(int fd, const char* data, std::size_t n, std::uint64_t offset,
-               const fs::path& path) {
-  write_all_at(fd, data, n, offset, path);  // in 32 KiB pieces: see ms/core/file.h
-}
-
 // Collects small network chunks into 1 MiB pwrite() calls.
 class BufferedWriter {
  public:
@@ -82,7 +77,7 @@ class BufferedWriter {
     std::size_t flushed = 0;
     if (buffer_.size() + n > kSize) flushed = flush();
     if (n >= kSize) {
-      write_all(fd_, data, n, offset_, path_);
+      write_all_at(fd_, data, n, offset_, path_);
       offset_ += n;
       return flushed + n;
     }
@@ -92,7 +87,7 @@ class BufferedWriter {
   std::size_t flush() {
     const std::size_t n = buffer_.size();
     if (n == 0) return 0;
-    write_all(fd_, buffer_.data(), n, offset_, path_);
+    write_all_at(fd_, buffer_.data(), n, offset_, path_);
     offset_ += n;
     buffer_.clear();
     return n;
@@ -162,7 +157,7 @@ class HashingWriter {
       abandoned_ = true;
     }
     stop();
-    if (fill_ > 0) write_all(fd_, current().data.get(), fill_, offset_, path_);
+    if (fill_ > 0) write_all_at(fd_, current().data.get(), fill_, offset_, path_);
     fill_ = 0;
   }
 
@@ -203,7 +198,7 @@ class HashingWriter {
     Slot& slot = current();
     const std::size_t size = fill_;
     fill_ = 0;
-    write_all(fd_, slot.data.get(), size, offset_, path_);
+    write_all_at(fd_, slot.data.get(), size, offset_, path_);
     offset_ += size;
     if (!threaded_) {
       hasher_.update(slot.data.get(), size);
@@ -504,6 +499,10 @@ void fetch_whole(Run& run, const FileEntry& entry) {
   integrity_failure(run, entry, last_digest);
 }
 
+// A ranged download's data and progress files, next to the single-stream temp path.
+constexpr const char* kPartialSuffix = ".ms-partial";
+constexpr const char* kPartsSuffix = ".ms-parts";
+
 // Ranged, parallel download of one big file. The data goes into `<temp>.ms-partial` at its
 // offsets; `<temp>.ms-parts` records how many bytes of each part are on disk, so a killed run
 // resumes every part where it stopped. A hasher thread follows the contiguous prefix.
@@ -511,8 +510,8 @@ class PartedFile {
  public:
   PartedFile(Run& run, FileEntry entry, int parts) : run_(run), entry_(std::move(entry)) {
     const fs::path base = run.layout.temp_dir / entry_.path;
-    data_path_ = base.string() + ".ms-partial";
-    state_path_ = base.string() + ".ms-parts";
+    data_path_ = base.string() + kPartialSuffix;
+    state_path_ = base.string() + kPartsSuffix;
     // Rounded up without overflow; never 0, so the loop below ends whatever the size.
     const std::uint64_t part =
         std::max<std::uint64_t>(1, entry_.size / parts + (entry_.size % parts != 0 ? 1 : 0));
@@ -572,7 +571,7 @@ class PartedFile {
     if (!resumed) {
       if ((adopted == 0 && ::ftruncate(data_fd_, 0) != 0) || ::ftruncate(state_fd_, 0) != 0)
         fail(ErrorCode::kIo, "{}: truncate failed", data_path_.string());
-      write_all(state_fd_, header.data(), header.size(), 0, state_path_);
+      write_all_at(state_fd_, header.data(), header.size(), 0, state_path_);
       for (std::size_t i = 0; i < parts_.size(); ++i) save(i);
     }
     std::uint64_t have = 0;
@@ -657,7 +656,7 @@ class PartedFile {
 
   void save(std::size_t i) {
     const std::string record = fmt::format("{:020d}\n", done_[i].load());
-    write_all(state_fd_, record.data(), record.size(), header_size_ + i * kRecord, state_path_);
+    write_all_at(state_fd_, record.data(), record.size(), header_size_ + i * kRecord, state_path_);
   }
 
   void wake_hasher() {
@@ -929,7 +928,7 @@ void discard_partials(const fs::path& temp_dir, const std::vector<DownloadedFile
   for (const DownloadedFile& f : files) {
     const fs::path base = temp_dir / f.path;
     for (const fs::path& p :
-         {base, fs::path(base.string() + ".ms-partial"), fs::path(base.string() + ".ms-parts")}) {
+         {base, fs::path(base.string() + kPartialSuffix), fs::path(base.string() + kPartsSuffix)}) {
       if (fs::is_regular_file(fs::symlink_status(p, ec))) fs::remove(p, ec);
     }
   }

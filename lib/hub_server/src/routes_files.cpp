@@ -149,38 +149,20 @@ Fault next_fault(Service& service) {
   return Fault::kNone;
 }
 
-void serve_content(Service& service, const httplib::Request& req, httplib::Response& res) {
-  const Caller caller = identify(service, req);
-  RepoRecord repo =
-      repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2], req.matches[3]);
-  const std::string path = param(req, "FilePath");
-  if (path.empty()) throw HttpError{400, "FilePath is required"};
-  if (!hub::is_safe_repo_path(path)) throw HttpError{400, "invalid FilePath '" + path + "'"};
-  const CommitRecord commit = resolve_revision(service, repo, param(req, "Revision"));
-  auto tree = service.store.tree(commit);
-  auto it = std::lower_bound(tree->begin(), tree->end(), path,
-                             [](const TreeEntry& e, const std::string& p) { return e.path < p; });
-  if (it == tree->end() || it->path != path) {
-    throw HttpError{404, fmt::format("file '{}' does not exist in {}/{} at revision '{}'", path,
-                                     repo.owner, repo.name, param(req, "Revision", "master"))};
-  }
-  const TreeEntry entry = *it;
+// Streams a stored blob as the response, honouring a Range header (206, or 416 naming the size).
+// `fault` (tests only) cuts or stalls the body half way.
+void stream_blob(Service& service, const httplib::Request& req, httplib::Response& res,
+                 const std::string& sha256, const std::string& what, Fault fault) {
   auto file = std::make_shared<FileHandle>();
-  const std::string blob = service.store.blob_path(entry.sha256).string();
+  const std::string blob = service.store.blob_path(sha256).string();
   file->fd = ::open(blob.c_str(), O_RDONLY | O_CLOEXEC);
   if (file->fd < 0) {
-    throw Error(ErrorCode::kIo, fmt::format("blob {} of '{}' is missing on the server: {}",
-                                            entry.sha256, path, std::strerror(errno)));
+    throw Error(ErrorCode::kIo, fmt::format("blob {} of {} is missing on the server: {}", sha256,
+                                            what, std::strerror(errno)));
   }
   // The size on disk is what gets served (a corrupted blob is served as stored).
   const off_t disk_size = ::lseek(file->fd, 0, SEEK_END);
   const std::uint64_t size = disk_size < 0 ? 0 : static_cast<std::uint64_t>(disk_size);
-
-  const Fault fault = req.method == "HEAD" ? Fault::kNone : next_fault(service);
-  if (fault == Fault::kStatus500) {
-    send_envelope(req, res, 500, nullptr, "injected fault: status 500");
-    return;
-  }
   const ByteRange range = parse_range(req.get_header_value("Range"), size);
   res.set_header("Accept-Ranges", "bytes");
   if (!range.satisfiable) {
@@ -197,7 +179,7 @@ void serve_content(Service& service, const httplib::Request& req, httplib::Respo
   } else {
     res.status = 200;
   }
-  res.set_header("X-Sha256", entry.sha256);
+  res.set_header("X-Sha256", sha256);
   if (length == 0) {
     res.set_content("", "application/octet-stream");
     return;
@@ -227,7 +209,37 @@ void serve_content(Service& service, const httplib::Request& req, httplib::Respo
       });
 }
 
+
+void serve_content(Service& service, const httplib::Request& req, httplib::Response& res) {
+  const Caller caller = identify(service, req);
+  RepoRecord repo =
+      repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2], req.matches[3]);
+  const std::string path = param(req, "FilePath");
+  if (path.empty()) throw HttpError{400, "FilePath is required"};
+  if (!hub::is_safe_repo_path(path)) throw HttpError{400, "invalid FilePath '" + path + "'"};
+  const CommitRecord commit = resolve_revision(service, repo, param(req, "Revision"));
+  auto tree = service.store.tree(commit);
+  auto it = std::lower_bound(tree->begin(), tree->end(), path,
+                             [](const TreeEntry& e, const std::string& p) { return e.path < p; });
+  if (it == tree->end() || it->path != path) {
+    throw HttpError{404, fmt::format("file '{}' does not exist in {}/{} at revision '{}'", path,
+                                     repo.owner, repo.name, param(req, "Revision", "master"))};
+  }
+  const TreeEntry entry = *it;
+  const Fault fault = req.method == "HEAD" ? Fault::kNone : next_fault(service);
+  if (fault == Fault::kStatus500) {
+    send_envelope(req, res, 500, nullptr, "injected fault: status 500");
+    return;
+  }
+  stream_blob(service, req, res, entry.sha256, "'" + path + "'", fault);
+}
+
 }  // namespace
+
+void send_stored_blob(Service& service, const httplib::Request& req, httplib::Response& res,
+                      const std::string& sha256, const std::string& what) {
+  stream_blob(service, req, res, sha256, what, Fault::kNone);
+}
 
 void add_file_routes(httplib::Server& server, Service& service) {
   const std::string repo_re = R"(/api/v1/(models|datasets)/([^/]+)/([^/]+))";

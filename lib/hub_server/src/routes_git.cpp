@@ -2,12 +2,7 @@
 // `git clone {endpoint}/{owner}/{name}.git` works, as Python's HubApi.create_repo needs, plus the
 // git-lfs batch API for downloads so that LFS files check out with git-lfs installed. Pushing is
 // refused with a message git (and git-lfs) show (uploads go through the HTTP API).
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <unordered_map>
 #include <vector>
 
@@ -66,33 +61,6 @@ std::unordered_map<std::string, std::uint64_t> lfs_objects(Service& service,
 void send_lfs_json(httplib::Response& res, int status, const nlohmann::json& body) {
   res.status = status;
   res.set_content(body.dump(), "application/vnd.git-lfs+json");
-}
-
-// Streams a stored blob as the whole response body.
-void send_blob(Service& service, const std::string& sha256, httplib::Response& res) {
-  struct Fd {
-    int fd = -1;
-    ~Fd() {
-      if (fd >= 0) ::close(fd);
-    }
-  };
-  auto file = std::make_shared<Fd>();
-  const std::string path = service.store.blob_path(sha256).string();
-  file->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (file->fd < 0) {
-    throw Error(ErrorCode::kIo, fmt::format("blob {} is missing on the server: {}", sha256,
-                                            std::strerror(errno)));
-  }
-  const off_t size = ::lseek(file->fd, 0, SEEK_END);
-  res.set_content_provider(
-      static_cast<std::size_t>(size < 0 ? 0 : size), "application/octet-stream",
-      [file](std::size_t offset, std::size_t want, httplib::DataSink& sink) {
-        std::vector<char> buffer(std::min<std::size_t>(want, 1 << 20));
-        const ssize_t got =
-            ::pread(file->fd, buffer.data(), buffer.size(), static_cast<off_t>(offset));
-        if (got <= 0) return false;
-        return sink.write(buffer.data(), static_cast<std::size_t>(got));
-      });
 }
 
 }  // namespace
@@ -196,7 +164,7 @@ void add_git_routes(httplib::Server& server, Service& service) {
                  if (lfs_objects(service, repo).count(oid) == 0) {
                    throw HttpError{404, "LFS object " + oid + " is not in this repo"};
                  }
-                 send_blob(service, oid, res);
+                 send_stored_blob(service, req, res, oid, "LFS object " + oid);
                });
              });
 

@@ -73,6 +73,11 @@ RepoRecord repo_for_read(Service& service, const Caller& caller, hub::RepoType t
 RepoRecord repo_for_write(Service& service, const Caller& caller, hub::RepoType type,
                           const std::string& owner, const std::string& name);
 
+/// Streams the stored blob `sha256` as the response body, honouring a Range header (206, or 416
+/// naming the size); `what` names it in errors (a missing blob file is an I/O error).
+void send_stored_blob(Service& service, const httplib::Request& req, httplib::Response& res,
+                      const std::string& sha256, const std::string& what);
+
 /// Decodes standard base64 (line breaks and spaces ignored); nullopt when it is not valid.
 std::optional<std::string> decode_base64(const std::string& text);
 
