@@ -38,13 +38,13 @@ RepoRecord git_repo(Service& service, const httplib::Request& req, httplib::Resp
   return repo_for_read(service, caller, type, req.matches[2], req.matches[3]);
 }
 
-// Runs `body` for each branch and tag with its git snapshot.
+// Runs `body` for each branch and tag with its git snapshot, until it returns true.
 template <typename Fn>
 void for_each_ref(Service& service, const RepoRecord& repo, Fn&& body) {
   for (const RefRecord& ref : service.store.refs(repo.id)) {
     auto commit = service.store.find_commit(ref.commit_id);
     if (!commit) continue;
-    body(ref, *service.git.snapshot(*commit, service.store.user_email(commit->author)));
+    if (body(ref, *service.git.snapshot(*commit, service.store.user_email(commit->author)))) return;
   }
 }
 
@@ -54,6 +54,7 @@ std::unordered_map<std::string, std::uint64_t> lfs_objects(Service& service,
   std::unordered_map<std::string, std::uint64_t> out;
   for_each_ref(service, repo, [&](const RefRecord&, const GitSnapshot& snapshot) {
     out.insert(snapshot.lfs_objects.begin(), snapshot.lfs_objects.end());
+    return false;
   });
   return out;
 }
@@ -83,6 +84,7 @@ void add_git_routes(httplib::Server& server, Service& service) {
       for_each_ref(service, repo, [&](const RefRecord& ref, const GitSnapshot& snapshot) {
         lines.emplace_back((ref.is_tag ? "refs/tags/" : "refs/heads/") + ref.name,
                            snapshot.commit_sha1);
+        return false;
       });
       std::sort(lines.begin(), lines.end());
       std::string body;
@@ -106,9 +108,9 @@ void add_git_routes(httplib::Server& server, Service& service) {
                  std::string found;
                  for_each_ref(service, repo, [&](const RefRecord&, const GitSnapshot& snapshot) {
                    auto it = snapshot.objects.find(sha1);
-                   if (found.empty() && it != snapshot.objects.end()) {
-                     found = service.git.loose_object(it->second);
-                   }
+                   if (it == snapshot.objects.end()) return false;
+                   found = service.git.loose_object(it->second);
+                   return true;
                  });
                  if (found.empty()) throw HttpError{404, "no git object " + sha1};
                  res.set_content(found, "application/x-git-loose-object");
