@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import unittest
 
 MS_BIN = os.environ.get("MS_BIN") or shutil.which("ms")
@@ -73,6 +74,15 @@ class MsTestCase(unittest.TestCase):
         with open(p, mode) as f:
             f.write(text)
         return p
+
+    def wait_for(self, cond, timeout=60):
+        """Polls cond() every 50 ms until it holds (True) or `timeout` seconds pass (False)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if cond():
+                return True
+            time.sleep(0.05)
+        return False
 
     def assertExit(self, result, code, msg=None):
         detail = f"\n--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"

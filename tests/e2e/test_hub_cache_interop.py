@@ -116,14 +116,6 @@ class CacheInteropTest(MsTestCase):
         src = make_tree(tempfile.mkdtemp(dir=self.tmp), files)
         self.ms("upload", repo, src, "--token", self.token, *extra)
 
-    def wait_for(self, cond, timeout=60):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if cond():
-                return True
-            time.sleep(0.05)
-        return False
-
     # --- scenarios ------------------------------------------------------------------------------
     def kill_when(self, cmd, env, cond, what):
         """Starts cmd, waits until cond() holds (a download caught by a stalling server), kills it."""

@@ -548,14 +548,6 @@ class HubFaultTest(MsTestCase):
         self.assertIn("resuming at byte", r.stderr)
         self.assertEqual(read_tree(self.path("one")), files)
 
-    def wait_for(self, cond, timeout=60):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if cond():
-                return True
-            time.sleep(0.05)
-        return False
-
     def test_https_hub_with_a_private_ca(self):
         tls = make_certificate(self.tmp)
         if not tls:
