@@ -1,0 +1,253 @@
+// Writers for downloads (private to lib/hub/src): BufferedWriter gathers network pieces into
+// 1 MiB writes for ranged parts; HashingWriter writes a single stream and hashes it as it goes.
+#pragma once
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+#include "ms/core/log.h"
+#include "ms/core/settings.h"
+#include "ms/hub/sha256.h"
+
+namespace ms::hub {
+
+// Collects small network chunks into 1 MiB pwrite() calls.
+class BufferedWriter {
+ public:
+  BufferedWriter(int fd, std::uint64_t offset, const std::filesystem::path& path)
+      : fd_(fd), offset_(offset), path_(path) {
+    buffer_.reserve(kSize);
+  }
+  // Returns the number of bytes that reached the file with this call.
+  std::size_t append(const char* data, std::size_t n) {
+    std::size_t flushed = 0;
+    if (buffer_.size() + n > kSize) flushed = flush();
+    if (n >= kSize) {
+      write_all_at(fd_, data, n, offset_, path_);
+      offset_ += n;
+      return flushed + n;
+    }
+    buffer_.insert(buffer_.end(), data, data + n);
+    return flushed;
+  }
+  std::size_t flush() {
+    const std::size_t n = buffer_.size();
+    if (n == 0) return 0;
+    write_all_at(fd_, buffer_.data(), n, offset_, path_);
+    offset_ += n;
+    buffer_.clear();
+    return n;
+  }
+
+ private:
+  static constexpr std::size_t kSize = 1u << 20;
+  int fd_;
+  std::uint64_t offset_;
+  const std::filesystem::path& path_;
+  std::vector<char> buffer_;
+};
+
+// Collects what the network delivers (16 KiB per libcurl callback) into 1 MiB blocks, writes each
+// block, and hashes it: inline, or, for big transfers on a machine with cores to spare, on a
+// second thread. That thread hashes a block from memory while it is still in a small ring; when
+// it has fallen further behind (it shares the cores with the receiving thread and, for a local
+// hub, the server), it reads the block back from the file instead. So the receiving thread never
+// waits for the hash and does little more than curl -o does: on 2 cores, waiting for a ring slot
+// had cost it 0.26-0.39 s per 2 GiB, while a bigger ring falls out of the CPU caches.
+class HashingWriter {
+ public:
+  /// Writes from `offset` on; `expected` bytes are due (it only sizes the buffers).
+  HashingWriter(int fd, std::uint64_t offset, std::uint64_t expected, const std::filesystem::path& path,
+                Sha256& hasher, bool threaded)
+      : fd_(fd),
+        start_(offset),
+        offset_(offset),
+        path_(path),
+        hasher_(hasher),
+        threaded_(threaded),
+        block_size_(static_cast<std::size_t>(
+            std::min<std::uint64_t>(kBlock, std::max<std::uint64_t>(expected, 1)))),
+        slots_(threaded ? ring_slots() : 1) {
+    if (threaded_) thread_ = std::thread([this] { hash_loop(); });
+  }
+  ~HashingWriter() { stop(); }
+  HashingWriter(const HashingWriter&) = delete;
+  HashingWriter& operator=(const HashingWriter&) = delete;
+
+  void append(const char* data, std::size_t n) {
+    while (n > 0) {
+      if (fill_ == 0) claim_slot();
+      const std::size_t take = std::min(n, block_size_ - fill_);
+      std::memcpy(current().data.get() + fill_, data, take);
+      fill_ += take;
+      data += take;
+      n -= take;
+      if (fill_ == block_size_) hand_over();
+    }
+  }
+  /// Writes the last partial block and waits until every byte is hashed; throws what the
+  /// hashing thread hit.
+  void finish() {
+    if (fill_ > 0) hand_over();
+    stop();
+    if (error_) std::rethrow_exception(error_);
+    if (threaded_) {
+      log::info("{}: hashed {} block(s) from memory, {} read back from the file", path_.string(),
+                filled_ - reread_, reread_);
+    }
+  }
+  /// What arrived is valid data to resume from: it reaches the file; the hash is abandoned.
+  void abandon() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      abandoned_ = true;
+    }
+    stop();
+    if (fill_ > 0) write_all_at(fd_, current().data.get(), fill_, offset_, path_);
+    fill_ = 0;
+  }
+
+ private:
+  static constexpr std::size_t kBlock = 1u << 20;
+  static constexpr std::size_t kRing = 8;  // 32-128 measured slower: the ring leaves the caches
+  static constexpr std::uint64_t kNone = ~std::uint64_t{0};
+
+  // MS_HASH_RING=N (1-64) sets the ring size; tests use 1 to make the read-back path certain.
+  static std::size_t ring_slots() {
+    const auto v = env_var("MS_HASH_RING");
+    const long n = v ? std::atol(v->c_str()) : 0;
+    return n >= 1 && n <= 64 ? static_cast<std::size_t>(n) : kRing;
+  }
+
+  struct Slot {
+    std::unique_ptr<char[]> data;  // allocated on first use, never zero-filled
+    std::uint64_t block = kNone;   // the block it holds; kNone while it is being filled
+    bool hashing = false;          // the hashing thread is reading it
+  };
+
+  Slot& current() { return slots_[filled_ % slots_.size()]; }
+
+  // Takes the slot for the next block. Its previous block, if not hashed yet, will be read back
+  // from the file; only a slot the hashing thread is reading right now (one block) is waited for.
+  void claim_slot() {
+    Slot& slot = current();
+    if (threaded_) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      slot_free_.wait(lock, [&] { return !slot.hashing; });
+      slot.block = kNone;
+    }
+    if (!slot.data) slot.data.reset(new char[block_size_]);
+  }
+
+  // The block being filled is complete (or the transfer ended): to the file, then to the hash.
+  void hand_over() {
+    Slot& slot = current();
+    const std::size_t size = fill_;
+    fill_ = 0;
+    write_all_at(fd_, slot.data.get(), size, offset_, path_);
+    offset_ += size;
+    if (!threaded_) {
+      hasher_.update(slot.data.get(), size);
+      ++filled_;
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    slot.block = filled_;
+    ++filled_;
+    written_ = offset_;
+    block_ready_.notify_one();
+  }
+
+  void hash_loop() {
+    std::unique_ptr<char[]> reread;  // for blocks whose slot was reused
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (std::uint64_t block = 0;; ++block) {
+      block_ready_.wait(lock, [&] { return block < filled_ || stopping_ || abandoned_; });
+      if (abandoned_ || block >= filled_) return;  // stopping with everything hashed
+      const std::uint64_t from = start_ + block * block_size_;
+      const std::size_t size =
+          static_cast<std::size_t>(std::min<std::uint64_t>(block_size_, written_ - from));
+      Slot& slot = slots_[block % slots_.size()];
+      const bool in_memory = slot.block == block;
+      if (in_memory) slot.hashing = true;
+      lock.unlock();
+      try {
+        if (in_memory) {
+          hasher_.update(slot.data.get(), size);
+        } else {
+          ++reread_;  // only this thread touches it until finish() has joined it
+          if (!reread) reread.reset(new char[block_size_]);
+          read_exact(reread.get(), size, from);
+          hasher_.update(reread.get(), size);
+        }
+      } catch (...) {
+        lock.lock();
+        slot.hashing = false;
+        slot_free_.notify_one();
+        error_ = std::current_exception();
+        return;
+      }
+      lock.lock();
+      if (in_memory) {
+        slot.hashing = false;
+        slot_free_.notify_one();
+      }
+    }
+  }
+
+  void read_exact(char* data, std::size_t n, std::uint64_t offset) {
+    while (n > 0) {
+      const ssize_t got = ::pread(fd_, data, n, static_cast<off_t>(offset));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) fail(ErrorCode::kIo, "{}: read back for hashing failed", path_.string());
+      data += got;
+      n -= static_cast<std::size_t>(got);
+      offset += static_cast<std::uint64_t>(got);
+    }
+  }
+
+  void stop() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+      block_ready_.notify_one();
+    }
+    thread_.join();
+  }
+
+  int fd_;
+  std::uint64_t start_;   // file offset of block 0
+  std::uint64_t offset_;  // next byte to write (receiving thread only)
+  const std::filesystem::path& path_;
+  Sha256& hasher_;
+  bool threaded_;
+  std::size_t block_size_;
+  std::vector<Slot> slots_;
+  std::size_t fill_ = 0;  // bytes in the block being filled (receiving thread only)
+  // Shared with the hashing thread, under mutex_ when threaded:
+  std::uint64_t filled_ = 0;   // blocks handed over
+  std::uint64_t written_ = 0;  // file offset up to which blocks were handed over
+  std::uint64_t reread_ = 0;   // blocks the hashing thread read back from the file
+  bool stopping_ = false, abandoned_ = false;
+  std::exception_ptr error_;
+  std::mutex mutex_;
+  std::condition_variable block_ready_, slot_free_;
+  std::thread thread_;
+};
+
+}  // namespace ms::hub
