@@ -7,6 +7,7 @@
 
 #include "catch.h"
 #include "ms/core/device.h"
+#include "ms/core/encoding.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/core/log.h"
@@ -179,6 +180,21 @@ TEST_CASE("write_all_at writes every byte at its offset, in pieces, and names th
     CHECK(std::string(e.what()).find("some/target.bin") != std::string::npos);
   }
   ::close(read_only);
+}
+
+TEST_CASE("hex and base64 encode; base64 decodes strictly", "[core][encoding]") {
+  CHECK(ms::hex_encode(std::string("\x01\xab\xff", 3)) == "01abff");
+  for (const std::string& raw : std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {
+    const std::string text = ms::base64_encode(raw);
+    CHECK(text.size() % 4 == 0);
+    REQUIRE(ms::base64_decode(text).has_value());
+    CHECK(*ms::base64_decode(text) == raw);
+  }
+  CHECK(ms::base64_encode("ab") == "YWI=");
+  CHECK(*ms::base64_decode("YW\nJj") == "abc");  // line breaks are skipped
+  for (const char* bad : {"YQ==YQ==", "=YQ=", "Y===", "YWJ", "YW!j"}) {
+    CHECK_FALSE(ms::base64_decode(bad).has_value());
+  }
 }
 
 TEST_CASE("endpoints are normalised", "[core][settings]") {

@@ -581,7 +581,7 @@ bool keep_listed(const json& f, RepoType type) {
   const auto path = f.find("Path");
   if (path == f.end() || !path->is_string()) return true;  // to_entry() names the bad entry
   const std::string& p = path->get_ref<const std::string&>();
-  const std::string base = p.substr(p.find_last_of('/') == std::string::npos ? 0 : p.find_last_of('/') + 1);
+  const std::string base = p.substr(p.rfind('/') + 1);  // npos + 1 == 0: the whole path
   return base != ".gitignore" && base != ".gitattributes";
 }
 

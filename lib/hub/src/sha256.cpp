@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "ms/core/encoding.h"
 #include "ms/core/error.h"
 
 namespace ms::hub {
@@ -38,14 +39,7 @@ std::string Sha256::hex_digest() {
   unsigned int length = 0;
   if (EVP_DigestFinal_ex(state_->ctx, digest, &length) != 1)
     fail(ErrorCode::kInternal, "OpenSSL: SHA-256 final failed");
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  out.reserve(length * 2);
-  for (unsigned int i = 0; i < length; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 15];
-  }
-  return out;
+  return hex_encode(std::string_view(reinterpret_cast<const char*>(digest), length));
 }
 
 std::string sha256_hex(std::string_view data) {

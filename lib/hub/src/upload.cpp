@@ -11,6 +11,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "ms/core/encoding.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/core/log.h"
@@ -27,31 +28,6 @@ namespace {
 
 constexpr std::uint64_t kLfsThreshold = 1ull << 20;
 constexpr std::uint64_t kInlineBatchLimit = 400ull << 20;
-
-std::string base64(const std::string& in) {
-  static const char* table = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const unsigned v = (static_cast<unsigned char>(in[i]) << 16) |
-                       (static_cast<unsigned char>(in[i + 1]) << 8) |
-                       static_cast<unsigned char>(in[i + 2]);
-    out += table[(v >> 18) & 63];
-    out += table[(v >> 12) & 63];
-    out += table[(v >> 6) & 63];
-    out += table[v & 63];
-  }
-  if (i < in.size()) {
-    unsigned v = static_cast<unsigned char>(in[i]) << 16;
-    if (i + 1 < in.size()) v |= static_cast<unsigned char>(in[i + 1]) << 8;
-    out += table[(v >> 18) & 63];
-    out += table[(v >> 12) & 63];
-    out += i + 1 < in.size() ? table[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
 
 bool inside(const fs::path& root, const fs::path& p) {
   auto r = root.begin();
@@ -404,7 +380,7 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
                            {"type", "normal"},
                            {"size", f.size},
                            {"sha256", ""},
-                           {"content", base64(content)},
+                           {"content", base64_encode(content)},
                            {"encoding", "base64"}});
       }
     }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "ms/core/encoding.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 
@@ -26,17 +27,6 @@ std::string object_sha1_raw(const std::string& type, const std::string& body) {
   EVP_MD_CTX_free(ctx);
   if (!ok) fail(ErrorCode::kInternal, "hub serve: OpenSSL SHA-1 failed");
   return std::string(reinterpret_cast<const char*>(digest), length);
-}
-
-std::string to_hex(const std::string& raw) {
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  out.reserve(raw.size() * 2);
-  for (unsigned char c : raw) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
-  }
-  return out;
 }
 
 // A folder of the exported tree: subfolders and the files directly in it.
@@ -69,7 +59,7 @@ std::shared_ptr<const GitSnapshot> GitExporter::snapshot(const CommitRecord& com
   }
   auto out = std::make_shared<GitSnapshot>();
   auto add = [&](GitObject object, const std::string& raw_sha1) {
-    out->objects.emplace(to_hex(raw_sha1), std::move(object));
+    out->objects.emplace(hex_encode(raw_sha1), std::move(object));
     return raw_sha1;
   };
 
@@ -128,8 +118,8 @@ std::shared_ptr<const GitSnapshot> GitExporter::snapshot(const CommitRecord& com
   std::string message = commit.message.empty() ? std::string("Commit") : commit.message;
   if (message.back() != '\n') message += '\n';
   const std::string body =
-      "tree " + to_hex(tree_sha1) + "\nauthor " + who + "\ncommitter " + who + "\n\n" + message;
-  out->commit_sha1 = to_hex(add(GitObject{"commit", body, ""}, object_sha1_raw("commit", body)));
+      "tree " + hex_encode(tree_sha1) + "\nauthor " + who + "\ncommitter " + who + "\n\n" + message;
+  out->commit_sha1 = hex_encode(add(GitObject{"commit", body, ""}, object_sha1_raw("commit", body)));
 
   std::lock_guard<std::mutex> lock(mu_);
   if (snapshots_.size() >= 64) snapshots_.clear();

@@ -1,5 +1,6 @@
 // Routes that write: the LFS batch check, blob upload (verified while streaming), commits with
 // inline and LFS files, and file deletion.
+#include "ms/core/encoding.h"
 #include "ms/core/error.h"
 #include "ms/hub/repo_id.h"
 #include "service.h"
@@ -135,7 +136,7 @@ void add_upload_routes(httplib::Server& server, Service& service) {
             const std::string encoding = a.value("encoding", std::string("base64"));
             const std::string content = a.value("content", std::string());
             if (encoding == "base64") {
-              auto decoded = decode_base64(content);
+              auto decoded = base64_decode(content);
               if (!decoded) {
                 throw HttpError{400, "file '" + change.path + "': content is not valid base64"};
               }

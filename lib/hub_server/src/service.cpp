@@ -4,6 +4,7 @@
 #include <openssl/rand.h>
 #include <strings.h>
 
+#include "ms/core/encoding.h"
 #include "ms/core/error.h"
 #include "ms/core/log.h"
 
@@ -38,50 +39,6 @@ std::string request_id(const httplib::Request& req) {
 
 }  // namespace
 
-// Strict standard base64 (RFC 4648 section 4); line breaks and spaces are skipped, padding only
-// at the very end. OpenSSL's EVP_DecodeBlock took '=' anywhere, so "YQ==YQ==" became "a\0\0a":
-// content the client never sent would have been stored.
-std::optional<std::string> decode_base64(const std::string& text) {
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  std::string clean;
-  clean.reserve(text.size());
-  for (char c : text) {
-    if (c != '\n' && c != '\r' && c != ' ' && c != '\t') clean += c;
-  }
-  if (clean.size() % 4 != 0) return std::nullopt;
-  std::size_t padding = 0;
-  while (padding < 2 && padding < clean.size() && clean[clean.size() - 1 - padding] == '=') ++padding;
-  std::string out;
-  out.reserve(clean.size() / 4 * 3);
-  std::uint32_t bits = 0;
-  for (std::size_t i = 0; i < clean.size() - padding; ++i) {
-    const int v = value(clean[i]);
-    if (v < 0) return std::nullopt;
-    bits = (bits << 6) | static_cast<std::uint32_t>(v);
-    if (i % 4 == 3) {
-      out += static_cast<char>((bits >> 16) & 0xff);
-      out += static_cast<char>((bits >> 8) & 0xff);
-      out += static_cast<char>(bits & 0xff);
-      bits = 0;
-    }
-  }
-  // The last group: 2 or 3 characters carry 1 or 2 bytes.
-  if (padding == 2) {
-    out += static_cast<char>((bits >> 4) & 0xff);
-  } else if (padding == 1) {
-    out += static_cast<char>((bits >> 10) & 0xff);
-    out += static_cast<char>((bits >> 2) & 0xff);
-  }
-  return out;
-}
-
 std::string request_token(const httplib::Request& req) {
   // "Bearer" in any case, then the token after any spaces (RFC 9110 section 11.1: the scheme
   // is case-insensitive).
@@ -92,7 +49,7 @@ std::string request_token(const httplib::Request& req) {
     if (start != std::string::npos) return auth.substr(start, end + 1 - start);
   }
   if (auth.size() > 6 && auth.size() < 4096 && strncasecmp(auth.c_str(), "basic ", 6) == 0) {
-    const auto decoded = decode_base64(auth.substr(6));
+    const auto decoded = base64_decode(auth.substr(6));
     const std::size_t colon = decoded ? decoded->find(':') : std::string::npos;
     if (colon != std::string::npos) return decoded->substr(colon + 1);
   }

@@ -78,9 +78,6 @@ RepoRecord repo_for_write(Service& service, const Caller& caller, hub::RepoType 
 void send_stored_blob(Service& service, const httplib::Request& req, httplib::Response& res,
                       const std::string& sha256, const std::string& what);
 
-/// Decodes standard base64 (line breaks and spaces ignored); nullopt when it is not valid.
-std::optional<std::string> decode_base64(const std::string& text);
-
 /// "scheme://host:port" as the client reached this server (from the Host header), for links the
 /// client follows (LFS upload and download hrefs).
 std::string base_url(Service& service, const httplib::Request& req);

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <system_error>
 
+#include "ms/core/encoding.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/hub/sha256.h"
@@ -73,13 +74,7 @@ std::string random_hex(std::size_t bytes) {
   if (RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes)) != 1) {
     fail(ErrorCode::kInternal, "hub store: the OpenSSL random generator failed");
   }
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : raw) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
-  }
-  return out;
+  return hex_encode(raw);
 }
 
 void fsync_dir(const fs::path& dir) {

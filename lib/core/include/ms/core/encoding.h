@@ -1,0 +1,20 @@
+// Byte encodings shared by modules: lower-case hex, and standard base64 (RFC 4648 section 4).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace ms {
+
+/// Lower-case hex of raw bytes ("\x01\xab" -> "01ab").
+std::string hex_encode(std::string_view bytes);
+
+/// Standard base64 with '=' padding.
+std::string base64_encode(std::string_view bytes);
+
+/// Strict standard base64: line breaks, spaces and tabs are skipped; padding only at the very
+/// end; nullopt for anything else (a lenient decoder would turn "YQ==YQ==" into "a\0\0a").
+std::optional<std::string> base64_decode(std::string_view text);
+
+}  // namespace ms
