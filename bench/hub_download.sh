@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Hub transfer benchmark on loopback, all clients against the same `ms hub serve` in one run:
 #   big file (BIG_MB, default 2048 MiB): `ms download` vs curl (one stream to a file), also vs
-#   curl followed by openssl dgst -sha256 (ms verifies while streaming) and with 8 ranged parts forced,
+#   curl followed by openssl dgst -sha256 (ms verifies while streaming), and ms hashing in one
+#   chain (MS_HASH_LANES=1, as against a hub without sha256 checkpoints, or on under 4 cores),
 #   mixed repo (big file + SMALL_FILES small ones): `ms download` vs the Python modelscope client,
 #   warm re-run (everything cached) of `ms download`, and `ms upload` throughput.
 # RUNS rounds (default 5) interleave the clients; the table shows the best and the median of each,
@@ -57,7 +58,7 @@ upload_s=$(secs "$t0" "$t1"); upload_rate=$(rate "$total_bytes" "$t0" "$t1")
 
 url="$endpoint/api/v1/models/bench/mixed/repo?Revision=master&FilePath=big.bin"
 runs="${RUNS:-5}"
-curl_t=(); curlsha_t=(); msbig_t=(); msparts_t=(); msmixed_t=(); py_t=()
+curl_t=(); curlsha_t=(); msbig_t=(); mschain_t=(); msmixed_t=(); py_t=()
 # Rounds interleave the clients so that load from other processes hits all of them alike.
 for round in $(seq "$runs"); do
   echo "== round $round of $runs" >&2
@@ -66,8 +67,8 @@ for round in $(seq "$runs"); do
   t0=$(now); openssl dgst -sha256 "$work/curl.bin" > /dev/null; t1=$(now)
   curlsha_t+=("$(python3 -c "print(f'{${curl_t[-1]} + $t1 - $t0:.3f}')")"); rm -f "$work/curl.bin"
 
-  settle; t0=$(now); MODELSCOPE_CACHE="$work/ms-big" MS_DOWNLOAD_PARTS=8 "$ms" download bench/mixed big.bin > /dev/null; t1=$(now)
-  msparts_t+=("$(secs "$t0" "$t1")"); rm -rf "$work/ms-big"
+  settle; t0=$(now); MODELSCOPE_CACHE="$work/ms-big" MS_HASH_LANES=1 "$ms" download bench/mixed big.bin > /dev/null; t1=$(now)
+  mschain_t+=("$(secs "$t0" "$t1")"); rm -rf "$work/ms-big"
 
   settle; t0=$(now); MODELSCOPE_CACHE="$work/ms-big" "$ms" download bench/mixed big.bin > /dev/null; t1=$(now)
   msbig_t+=("$(secs "$t0" "$t1")"); rm -rf "$work/ms-big"
@@ -99,8 +100,8 @@ curl_m=$(median "${curl_t[@]}"); msbig_m=$(median "${msbig_t[@]}"); msmixed_m=$(
 curl_rate=$(python3 -c "print(f'{$big_bytes / $curl_s / 2**20:.0f} MiB/s')")
 msbig_rate=$(python3 -c "print(f'{$big_bytes / $msbig_s / 2**20:.0f} MiB/s')")
 py_s="n/a"; py_m="n/a"; [ -n "$py" ] && py_s=$(best "${py_t[@]}") && py_m=$(median "${py_t[@]}")
-curlsha_s=$(best "${curlsha_t[@]}"); msparts_s=$(best "${msparts_t[@]}")
-echo "all times (s): curl ${curl_t[*]} | curl+openssl-sha256 ${curlsha_t[*]} | ms big ${msbig_t[*]} | ms big 8 parts ${msparts_t[*]} | ms mixed ${msmixed_t[*]} | python mixed ${py_t[*]:-n/a}" >&2
+curlsha_s=$(best "${curlsha_t[@]}"); mschain_s=$(best "${mschain_t[@]}")
+echo "all times (s): curl ${curl_t[*]} | curl+openssl-sha256 ${curlsha_t[*]} | ms big ${msbig_t[*]} | ms big one chain ${mschain_t[*]} | ms mixed ${msmixed_t[*]} | python mixed ${py_t[*]:-n/a}" >&2
 ratio() { python3 -c "print(f'{$1 / $2:.2f}x')"; }
 
 cat <<EOF2
@@ -110,7 +111,7 @@ $(nproc) cores: $(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ /
 | --- | --- | --- | --- |
 | big file ${big_mb} MiB: ms download vs curl -o (one stream, no verification) | ${msbig_s} s (${msbig_rate}); ${msbig_m} s | ${curl_s} s (${curl_rate}); ${curl_m} s | $(ratio "$curl_s" "$msbig_s") curl; $(ratio "$curl_m" "$msbig_m") |
 | big file: ms download vs curl then openssl dgst -sha256 (both verified) | ${msbig_s} s | ${curlsha_s} s | $(ratio "$curlsha_s" "$msbig_s") |
-| big file: ms download with MS_DOWNLOAD_PARTS=8 vs curl | ${msparts_s} s | ${curl_s} s | $(ratio "$curl_s" "$msparts_s") curl |
+| big file: ms download hashing in one chain (MS_HASH_LANES=1) vs curl | ${mschain_s} s | ${curl_s} s | $(ratio "$curl_s" "$mschain_s") curl |
 | mixed repo (big + ${small_files} small): ms vs Python modelscope | ${msmixed_s} s; ${msmixed_m} s | ${py_s} s; ${py_m} s | $( [ "$py_s" = n/a ] && echo n/a || echo "$(ratio "$py_s" "$msmixed_s") Python; $(ratio "$py_m" "$msmixed_m")") |
 | warm re-run, all cached (5 runs, ms) | ${warm[*]} ms | | |
 | ms upload of the mixed repo ($((total_bytes >> 20)) MiB) | ${upload_s} s (${upload_rate}) | | |

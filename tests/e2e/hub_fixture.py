@@ -76,6 +76,8 @@ def find_blob(root, sha256):
     """Path of the blob with this sha256 under the server's storage root."""
     for folder, _dirs, files in os.walk(root):
         for name in files:
+            if name.endswith(".sha256-checkpoints"):  # the blob's checkpoints, beside it
+                continue
             if sha256 in name or sha256 in os.path.join(folder, name).replace(os.sep, ""):
                 return os.path.join(folder, name)
     return None

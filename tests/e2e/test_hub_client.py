@@ -337,6 +337,67 @@ class HubClientTest(SharedHubTestCase):
             self.assertOneLineError(r, "w.bin", "sha256")
             self.assertFalse(os.path.exists(self.path(f"bad{ring}", "w.bin")))
 
+    def test_sha256_checkpoints_hash_a_big_file_on_several_threads(self):
+        # 128 MiB + 5 bytes: the hub records the SHA-256 state at 64 and 128 MiB when the blob is
+        # uploaded and sends the states with the file; the client hashes the three intervals on
+        # threads of their own, each from its state, and checks that each ends in the next.
+        payload = os.urandom((128 << 20) + 5)
+        sha = hashlib.sha256(payload).hexdigest()
+        self.upload("alice/checkpoints", make_tree(self.path("src"), {"w.bin": payload}), "--create")
+        blob = find_blob(self.server_root, sha)
+        sidecar = blob + ".sha256-checkpoints"
+        with open(sidecar) as f:
+            recorded = f.read()
+        fields = recorded.split()
+        self.assertEqual(fields[0], str(64 << 20))
+        self.assertEqual(len(fields), 3)
+
+        def fetch(name, expect=0, **env):
+            r = self.ms("download", "alice/checkpoints", "--token", self.token, "-v",
+                        "--local-dir", self.path(name), env=self.env(**env))
+            self.assertExit(r, expect)
+            if expect == 0:
+                with open(self.path(name, "w.bin"), "rb") as f:
+                    self.assertTrue(f.read() == payload, "downloaded bytes differ")
+            return r
+
+        r = fetch("lanes3", MS_HASH_LANES="3")
+        self.assertIn("3 intervals on 3 threads", r.stderr)
+        r = fetch("ring1", MS_HASH_LANES="2", MS_HASH_RING="1")
+        m = re.search(r"(\d+) read back from the file, 3 intervals on 2 threads", r.stderr)
+        self.assertIsNotNone(m, r.stderr[-2000:])
+        self.assertGreater(int(m.group(1)), 0)
+        # One core to spare: one chain, as before.
+        r = fetch("lanes1", MS_HASH_LANES="1")
+        self.assertNotIn("intervals on", r.stderr)
+
+        # A wrong state with right data costs one more transfer, hashed in one chain.
+        with open(sidecar, "w") as f:
+            f.write(recorded.replace(fields[2], fields[2][:-1] + ("0" if fields[2][-1] != "0" else "1")))
+        r = fetch("wrongstate", MS_HASH_LANES="3")
+        self.assertIn(f"bytes {64 << 20}-{(128 << 20) - 1} do not end in the hub's sha256 checkpoint",
+                      r.stderr)
+        self.assertIn("try 1/3", r.stderr)
+        self.assertNotIn("try 2/3", r.stderr)
+        # Checkpoints that do not parse are ignored.
+        with open(sidecar, "w") as f:
+            f.write("64 nonsense")
+        r = fetch("garbage", MS_HASH_LANES="3")
+        self.assertNotIn("intervals on", r.stderr)
+        self.assertNotIn("try 1/3", r.stderr)
+
+        # A flipped byte in the second interval: named on the first try, exit 7 after the rest.
+        with open(sidecar, "w") as f:
+            f.write(recorded)
+        os.chmod(blob, 0o644)
+        with open(blob, "r+b") as f:
+            f.seek((100 << 20))
+            f.write(bytes([payload[100 << 20] ^ 0xFF]))
+        r = fetch("corrupt", expect=7, MS_HASH_LANES="3")
+        self.assertIn(f"bytes {64 << 20}-{(128 << 20) - 1} do not end", r.stderr)
+        self.assertIn("sha256 mismatch after 3 tries", r.stderr)
+        self.assertFalse(os.path.exists(self.path("corrupt", "w.bin")))
+
     # --- concurrency --------------------------------------------------------------------------
     def test_two_concurrent_downloads_leave_a_consistent_cache(self):
         files = {f"f{i:02d}.txt": os.urandom(20000 + i) for i in range(40)}

@@ -3,6 +3,9 @@
 #include "ms/core/error.h"
 #include "ms/hub/repo_id.h"
 #include "ms/hub/sha256.h"
+#include "ms/hub/sha256_checkpoints.h"
+
+#include <string>
 
 using namespace ms::hub;
 
@@ -41,4 +44,81 @@ TEST_CASE("sha256 matches known digests", "[hub]") {
   h.update("a");
   h.update("bc");
   CHECK(h.hex_digest() == sha256_hex("abc"));
+}
+
+TEST_CASE("a SHA-256 chain resumes from its state at a block boundary", "[hub]") {
+  std::string data(3 * 64 * 1000 + 17, '\0');
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 131 + 7);
+  const std::string whole = sha256_hex(data);
+  for (std::size_t cut : {std::size_t{0}, std::size_t{64}, std::size_t{64 * 1000}, std::size_t{192000}}) {
+    INFO(cut);
+    Sha256 first;
+    first.update(data.data(), cut);
+    CHECK(first.bytes_hashed() == cut);
+    Sha256 rest(first.chaining_state(), cut);
+    rest.update(data.data() + cut, data.size() - cut);
+    CHECK(rest.bytes_hashed() == data.size());
+    CHECK(rest.hex_digest() == whole);
+  }
+  Sha256 odd;
+  odd.update(data.data(), 100);
+  CHECK_THROWS_AS(odd.chaining_state(), ms::Error);  // mid-block: there is no chaining state
+  CHECK_THROWS_AS(Sha256(Sha256State{}, 100), ms::Error);
+}
+
+TEST_CASE("checkpoints are taken at every interval of a stream and prove its digest", "[hub]") {
+  CHECK(sha256_checkpoint_interval(0) == 0);
+  CHECK(sha256_checkpoint_interval((128u << 20) - 1) == 0);  // under two intervals: none
+  CHECK(sha256_checkpoint_interval(128u << 20) == (64u << 20));
+  CHECK(sha256_checkpoint_interval(std::uint64_t{100} << 30) == (std::uint64_t{2} << 30));
+  // 128 MiB + 5 bytes in pieces that straddle the interval boundaries.
+  const std::uint64_t size = (std::uint64_t{128} << 20) + 5;
+  std::string piece(1000003, '\0');
+  for (std::size_t i = 0; i < piece.size(); ++i) piece[i] = static_cast<char>(i * 7919 + 3);
+  CheckpointingSha256 recorder(size);
+  Sha256 plain;
+  std::uint64_t fed = 0;
+  while (fed < size) {
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(piece.size(), size - fed));
+    recorder.update(piece.data(), n);
+    plain.update(piece.data(), n);
+    fed += n;
+  }
+  const std::string digest = plain.hex_digest();
+  CHECK(recorder.hex_digest() == digest);
+  const Sha256Checkpoints& taken = recorder.checkpoints();
+  REQUIRE(taken.interval == (64u << 20));
+  REQUIRE(taken.states.size() == 2);
+  // The text form round-trips, and the last interval, hashed from the last state, ends in the
+  // file's digest.
+  const auto parsed = Sha256Checkpoints::parse(taken.to_text(), size);
+  REQUIRE(parsed.has_value());
+  CHECK(parsed->states == taken.states);
+  Sha256 tail(parsed->states[1], 128u << 20);
+  std::uint64_t at = (std::uint64_t{128} << 20) % piece.size();
+  tail.update(piece.data() + at, 5);
+  CHECK(tail.hex_digest() == digest);
+}
+
+TEST_CASE("malformed or ill-fitting checkpoints are refused", "[hub]") {
+  const std::string state(64, 'a');
+  const std::uint64_t size = (std::uint64_t{3} << 20) + 1;  // 1 MiB intervals: 3 states
+  const std::string good = "1048576 " + state + " " + state + " " + state;
+  CHECK(Sha256Checkpoints::parse(good, size).has_value());
+  CHECK(Sha256Checkpoints::parse("  1048576   " + state + "  " + state + " " + state + " ", size));
+  for (const std::string& bad : {
+           std::string(), std::string("1048576"), "1048576 " + state,               // too few
+           good + " " + state,                                                     // too many
+           "1048577 " + state + " " + state + " " + state,                         // not 1 MiB-aligned
+           "0 " + state, "-1048576 " + state + " " + state + " " + state,          // no interval
+           "99999999999999999999 " + state,                                        // overflow
+           "1048576 " + state + " " + state + " " + std::string(64, 'A'),          // upper case
+           "1048576 " + state + " " + state + " " + std::string(63, 'a'),          // short state
+           "1048576 " + state + " " + state + " " + std::string(63, 'a') + "g",    // not hex
+       }) {
+    INFO(bad);
+    CHECK_FALSE(Sha256Checkpoints::parse(bad, size).has_value());
+  }
+  CHECK_FALSE(Sha256Checkpoints::parse(good, 0).has_value());
+  CHECK_FALSE(Sha256Checkpoints::parse(good, 3u << 20).has_value());  // 2 states fit that size
 }

@@ -65,6 +65,7 @@ struct Response {
   long retry_after_s = -1;
   std::int64_t content_length = -1;  // of the current response, when it says
   bool whole_size_mismatch = false;  // a whole-file answer whose length is not the listed size
+  std::string sha256_checkpoints;    // X-Ms-Sha256-Checkpoints of the current response
 };
 
 struct Request {
@@ -83,6 +84,8 @@ struct Request {
   std::function<void(std::uint64_t)> upload_progress;
   std::vector<std::pair<std::string, std::string>> form;  // sent as multipart/form-data when set
   bool token_to_url_host = false;  // the URL's host gets the token too (an upload href it named)
+  // Set to the response's X-Ms-Sha256-Checkpoints (or cleared) before its body is delivered.
+  std::string* sha256_checkpoints = nullptr;
 };
 
 struct CallbackState {
@@ -90,6 +93,7 @@ struct CallbackState {
   const Request* request;
   std::uint64_t uploaded = 0;
   std::uint64_t whole_body_seen = 0;  // bytes of a whole-file answer to a ranged GET so far
+  bool headers_passed = false;        // Request::sha256_checkpoints was set
 };
 
 // Hands body bytes to the request's sink; false stops the transfer.
@@ -97,6 +101,10 @@ bool deliver(CallbackState* state, const char* data, std::size_t n) {
   Response& r = *state->response;
   // Exceptions must not cross curl's C frames: keep it and rethrow after curl returns.
   bool ok = false;
+  if (state->request->sha256_checkpoints != nullptr && !state->headers_passed) {
+    *state->request->sha256_checkpoints = r.sha256_checkpoints;
+    state->headers_passed = true;
+  }
   try {
     ok = (*state->request->sink)(data, n);
   } catch (...) {
@@ -116,6 +124,7 @@ size_t on_header(char* buffer, size_t size, size_t count, void* user) {
     // A new response (after a redirect or 100-continue) starts; forget the old one's headers.
     state->response->retry_after_s = -1;
     state->response->content_length = -1;
+    state->response->sha256_checkpoints.clear();
   } else if (lower.rfind("set-cookie:", 0) == 0) {
     // The whole header, attributes included: a login stores the cookie as Python's jar would.
     const auto start = line.find_first_not_of(" \t", 11);
@@ -127,6 +136,11 @@ size_t on_header(char* buffer, size_t size, size_t count, void* user) {
     state->response->content_length = std::atoll(line.c_str() + 15);
   } else if (lower.rfind("retry-after:", 0) == 0) {
     state->response->retry_after_s = std::atol(line.c_str() + 12);
+  } else if (lower.rfind("x-ms-sha256-checkpoints:", 0) == 0) {
+    const auto start = line.find_first_not_of(" \t", 24);
+    const auto end = line.find_last_not_of(" \t\r\n");
+    if (start != std::string::npos && end != std::string::npos && end >= start)
+      state->response->sha256_checkpoints = line.substr(start, end + 1 - start);
   }
   return size * count;
 }
@@ -692,7 +706,7 @@ std::string HubClient::file_url(RepoType type, const RepoId& repo, const std::st
 
 void HubClient::download_range(const std::string& url, std::uint64_t offset, std::uint64_t end,
                                const DataSink& sink, std::uint64_t& written,
-                               std::uint64_t file_size) {
+                               std::uint64_t file_size, std::string* sha256_checkpoints) {
   bool overflow = false;
   DataSink counting = [&](const char* data, std::size_t n) {
     if (end != 0 && offset + written + n > end) {
@@ -715,6 +729,7 @@ void HubClient::download_range(const std::string& url, std::uint64_t offset, std
     req.range_from = from;
     req.range_end = end;
     req.file_size = file_size;
+    req.sha256_checkpoints = sha256_checkpoints;
     if (from > 0 || end != 0) {
       req.headers.push_back(end != 0 ? fmt::format("Range: bytes={}-{}", from, end - 1)
                                      : fmt::format("Range: bytes={}-", from));

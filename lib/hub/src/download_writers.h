@@ -1,11 +1,13 @@
 // Writers for downloads (private to lib/hub/src): BufferedWriter gathers network pieces into
-// 1 MiB writes for ranged parts; HashingWriter writes a single stream and hashes it as it goes.
+// 1 MiB writes for ranged parts; HashingWriter writes a single stream and hashes it as it goes,
+// in one chain or, with the hub's sha256 checkpoints, interval by interval on several threads.
 #pragma once
 
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdint>
@@ -14,6 +16,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -22,6 +25,7 @@
 #include "ms/core/log.h"
 #include "ms/core/settings.h"
 #include "ms/hub/sha256.h"
+#include "ms/hub/sha256_checkpoints.h"
 
 namespace ms::hub {
 
@@ -62,27 +66,62 @@ class BufferedWriter {
 };
 
 // Collects what the network delivers (16 KiB per libcurl callback) into 1 MiB blocks, writes each
-// block, and hashes it: inline, or, for big transfers on a machine with cores to spare, on a
-// second thread. That thread hashes a block from memory while it is still in a small ring; when
-// it has fallen further behind (it shares the cores with the receiving thread and, for a local
-// hub, the server), it reads the block back from the file instead. So the receiving thread never
+// block, and hashes it: inline, or, for big transfers on a machine with cores to spare, on other
+// threads. Such a thread hashes a block from memory while it is still in a small ring; when it
+// has fallen further behind (it shares the cores with the receiving thread and, for a local hub,
+// the server), it reads the block back from the file instead. So the receiving thread never
 // waits for the hash and does little more than curl -o does: on 2 cores, waiting for a ring slot
 // had cost it 0.26-0.39 s per 2 GiB, while a bigger ring falls out of the CPU caches.
+//
+// One chain of SHA-256 runs on one core (1.3-2 GB/s with SHA-NI), slower than loopback can
+// deliver. With the hub's checkpoints (ms/hub/sha256_checkpoints.h) the file is hashed interval
+// by interval on several "lanes" (threads, interval k on lane k % lanes), each interval from its
+// starting state, and checked against the next state.
 class HashingWriter {
  public:
-  /// Writes from `offset` on; `expected` bytes are due (it only sizes the buffers).
-  HashingWriter(int fd, std::uint64_t offset, std::uint64_t expected, const std::filesystem::path& path,
-                Sha256& hasher, bool threaded)
+  /// One chain: `hasher` (which may already hold a resumed prefix) takes the bytes written from
+  /// `offset` on, inline or on one thread; `expected` bytes are due (it only sizes the buffers).
+  HashingWriter(int fd, std::uint64_t offset, std::uint64_t expected,
+                const std::filesystem::path& path, Sha256& hasher, bool threaded)
       : fd_(fd),
         start_(offset),
         offset_(offset),
         path_(path),
-        hasher_(hasher),
-        threaded_(threaded),
+        lanes_(threaded ? 1 : 0),
         block_size_(static_cast<std::size_t>(
             std::min<std::uint64_t>(kBlock, std::max<std::uint64_t>(expected, 1)))),
         slots_(threaded ? ring_slots() : 1) {
-    if (threaded_) thread_ = std::thread([this] { hash_loop(); });
+    segments_.emplace_back();
+    segments_.back().hasher = &hasher;
+    start_lanes();
+  }
+  /// Checkpointed: all `size` bytes of the file from offset 0, hashed interval by interval on
+  /// `lanes` threads (at least 2). `checkpoints` fit `size` (Sha256Checkpoints::parse).
+  HashingWriter(int fd, std::uint64_t size, const std::filesystem::path& path,
+                const Sha256Checkpoints& checkpoints, std::size_t lanes)
+      : fd_(fd),
+        start_(0),
+        offset_(0),
+        path_(path),
+        lanes_(std::max<std::size_t>(lanes, 2)),
+        block_size_(kBlock),
+        slots_(ring_slots()),
+        checkpointed_(true) {
+    const std::uint64_t interval = checkpoints.interval;  // a multiple of kBlock
+    const std::size_t count = checkpoints.states.size() + 1;
+    segments_.resize(count);
+    for (std::size_t k = 0; k < count; ++k) {
+      Segment& segment = segments_[k];
+      const std::uint64_t from = k * interval;
+      const std::uint64_t to = std::min(size, from + interval);
+      segment.first_block = from / kBlock;
+      segment.end_block = (to + kBlock - 1) / kBlock;
+      segment.own = k == 0 ? std::make_unique<Sha256>()
+                           : std::make_unique<Sha256>(checkpoints.states[k - 1], from);
+      segment.hasher = segment.own.get();
+      if (k + 1 < count) segment.must_end_in = checkpoints.states[k];
+    }
+    start_lanes();
   }
   ~HashingWriter() { stop(); }
   HashingWriter(const HashingWriter&) = delete;
@@ -99,15 +138,19 @@ class HashingWriter {
       if (fill_ == block_size_) hand_over();
     }
   }
-  /// Writes the last partial block and waits until every byte is hashed; throws what the
-  /// hashing thread hit.
+  /// Writes the last partial block and waits until every byte is hashed; throws what a hashing
+  /// thread hit.
   void finish() {
     if (fill_ > 0) hand_over();
     stop();
     if (error_) std::rethrow_exception(error_);
-    if (threaded_) {
-      log::info("{}: hashed {} block(s) from memory, {} read back from the file", path_.string(),
-                filled_ - reread_, reread_);
+    if (lanes_ > 0) {
+      log::info("{}: hashed {} block(s) from memory, {} read back from the file{}",
+                path_.string(), filled_ - reread_.load(), reread_.load(),
+                checkpointed_ ? fmt::format(", {} intervals on {} threads from the hub's sha256 "
+                                            "checkpoints",
+                                            segments_.size(), lanes_)
+                              : std::string());
     }
   }
   /// What arrived is valid data to resume from: it reaches the file; the hash is abandoned.
@@ -115,10 +158,32 @@ class HashingWriter {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       abandoned_ = true;
+      block_ready_.notify_all();
     }
     stop();
     if (fill_ > 0) write_all_at(fd_, current().data.get(), fill_, offset_, path_);
     fill_ = 0;
+  }
+
+  bool checkpointed() const { return checkpointed_; }
+  /// Checkpointed, after finish(): whether every interval ended in its checkpoint.
+  bool links_held() const {
+    return std::all_of(segments_.begin(), segments_.end(),
+                       [](const Segment& segment) { return segment.linked; });
+  }
+  /// Checkpointed, after finish(): the file's sha256 when every interval ended in its checkpoint;
+  /// otherwise a description of the first interval that did not, which is never a digest.
+  std::string checked_digest() {
+    for (std::size_t k = 0; k + 1 < segments_.size(); ++k) {
+      if (!segments_[k].linked) {
+        const std::uint64_t from = segments_[k].first_block * kBlock;
+        const std::uint64_t to = segments_[k].end_block * kBlock;
+        log::warn("{}: bytes {}-{} do not end in the hub's sha256 checkpoint", path_.string(),
+                  from, to - 1);
+        return fmt::format("(bytes {}-{} differ from the hub's sha256 checkpoint)", from, to - 1);
+      }
+    }
+    return segments_.back().hasher->hex_digest();
   }
 
  private:
@@ -136,16 +201,32 @@ class HashingWriter {
   struct Slot {
     std::unique_ptr<char[]> data;  // allocated on first use, never zero-filled
     std::uint64_t block = kNone;   // the block it holds; kNone while it is being filled
-    bool hashing = false;          // the hashing thread is reading it
+    bool hashing = false;          // a hashing thread is reading it
   };
+
+  // Blocks [first_block, end_block) hashed in one chain: the whole stream, or one interval.
+  struct Segment {
+    std::uint64_t first_block = 0;
+    std::uint64_t end_block = kNone;  // kNone: to the end of the stream
+    Sha256* hasher = nullptr;
+    std::unique_ptr<Sha256> own;                // checkpointed: started from a checkpoint
+    std::optional<Sha256State> must_end_in;     // the next checkpoint (none for the last)
+    bool linked = true;                          // ended in must_end_in (lane-owned until join)
+  };
+
+  void start_lanes() {
+    for (std::size_t lane = 0; lane < lanes_; ++lane) {
+      threads_.emplace_back([this, lane] { lane_loop(lane); });
+    }
+  }
 
   Slot& current() { return slots_[filled_ % slots_.size()]; }
 
   // Takes the slot for the next block. Its previous block, if not hashed yet, will be read back
-  // from the file; only a slot the hashing thread is reading right now (one block) is waited for.
+  // from the file; only a slot a hashing thread is reading right now (one block) is waited for.
   void claim_slot() {
     Slot& slot = current();
-    if (threaded_) {
+    if (lanes_ > 0) {
       std::unique_lock<std::mutex> lock(mutex_);
       slot_free_.wait(lock, [&] { return !slot.hashing; });
       slot.block = kNone;
@@ -160,8 +241,8 @@ class HashingWriter {
     fill_ = 0;
     write_all_at(fd_, slot.data.get(), size, offset_, path_);
     offset_ += size;
-    if (!threaded_) {
-      hasher_.update(slot.data.get(), size);
+    if (lanes_ == 0) {
+      segments_.front().hasher->update(slot.data.get(), size);
       ++filled_;
       return;
     }
@@ -169,42 +250,58 @@ class HashingWriter {
     slot.block = filled_;
     ++filled_;
     written_ = offset_;
-    block_ready_.notify_one();
+    if (lanes_ == 1) {
+      block_ready_.notify_one();
+    } else {
+      block_ready_.notify_all();
+    }
   }
 
-  void hash_loop() {
+  // Lane `lane` hashes segments lane, lane + lanes_, ... in order, block by block as they arrive.
+  void lane_loop(std::size_t lane) {
     std::unique_ptr<char[]> reread;  // for blocks whose slot was reused
     std::unique_lock<std::mutex> lock(mutex_);
-    for (std::uint64_t block = 0;; ++block) {
-      block_ready_.wait(lock, [&] { return block < filled_ || stopping_ || abandoned_; });
-      if (abandoned_ || block >= filled_) return;  // stopping with everything hashed
-      const std::uint64_t from = start_ + block * block_size_;
-      const std::size_t size =
-          static_cast<std::size_t>(std::min<std::uint64_t>(block_size_, written_ - from));
-      Slot& slot = slots_[block % slots_.size()];
-      const bool in_memory = slot.block == block;
-      if (in_memory) slot.hashing = true;
-      lock.unlock();
-      try {
-        if (in_memory) {
-          hasher_.update(slot.data.get(), size);
-        } else {
-          ++reread_;  // only this thread touches it until finish() has joined it
-          if (!reread) reread.reset(new char[block_size_]);
-          read_exact(reread.get(), size, from);
-          hasher_.update(reread.get(), size);
+    for (std::size_t k = lane; k < segments_.size(); k += lanes_) {
+      Segment& segment = segments_[k];
+      for (std::uint64_t block = segment.first_block; block < segment.end_block; ++block) {
+        block_ready_.wait(lock, [&] {
+          return block < filled_ || stopping_ || abandoned_ || error_ != nullptr;
+        });
+        if (abandoned_ || error_ || block >= filled_) return;  // stopping: all hashed, or short
+        const std::uint64_t from = start_ + block * block_size_;
+        const std::size_t size =
+            static_cast<std::size_t>(std::min<std::uint64_t>(block_size_, written_ - from));
+        Slot& slot = slots_[block % slots_.size()];
+        const bool in_memory = slot.block == block;
+        if (in_memory) slot.hashing = true;
+        lock.unlock();
+        try {
+          if (in_memory) {
+            segment.hasher->update(slot.data.get(), size);
+          } else {
+            ++reread_;
+            if (!reread) reread.reset(new char[block_size_]);
+            read_exact(reread.get(), size, from);
+            segment.hasher->update(reread.get(), size);
+          }
+        } catch (...) {
+          lock.lock();
+          slot.hashing = false;
+          slot_free_.notify_all();
+          if (!error_) error_ = std::current_exception();
+          block_ready_.notify_all();
+          return;
         }
-      } catch (...) {
         lock.lock();
-        slot.hashing = false;
-        slot_free_.notify_one();
-        error_ = std::current_exception();
-        return;
+        if (in_memory) {
+          slot.hashing = false;
+          slot_free_.notify_all();
+        }
       }
-      lock.lock();
-      if (in_memory) {
-        slot.hashing = false;
-        slot_free_.notify_one();
+      // The whole interval is hashed: it must end where the next one starts.
+      if (segment.must_end_in) {
+        segment.linked = segment.hasher->bytes_hashed() % 64 == 0 &&
+                         segment.hasher->chaining_state() == *segment.must_end_in;
       }
     }
   }
@@ -221,33 +318,35 @@ class HashingWriter {
   }
 
   void stop() {
-    if (!thread_.joinable()) return;
+    if (threads_.empty()) return;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       stopping_ = true;
-      block_ready_.notify_one();
+      block_ready_.notify_all();
     }
-    thread_.join();
+    for (std::thread& thread : threads_) thread.join();
+    threads_.clear();
   }
 
   int fd_;
   std::uint64_t start_;   // file offset of block 0
   std::uint64_t offset_;  // next byte to write (receiving thread only)
   const std::filesystem::path& path_;
-  Sha256& hasher_;
-  bool threaded_;
+  std::size_t lanes_;     // hashing threads; 0: hashed inline by the receiving thread
   std::size_t block_size_;
   std::vector<Slot> slots_;
+  bool checkpointed_ = false;
+  std::vector<Segment> segments_;
   std::size_t fill_ = 0;  // bytes in the block being filled (receiving thread only)
-  // Shared with the hashing thread, under mutex_ when threaded:
+  // Shared with the hashing threads, under mutex_ when there are any:
   std::uint64_t filled_ = 0;   // blocks handed over
   std::uint64_t written_ = 0;  // file offset up to which blocks were handed over
-  std::uint64_t reread_ = 0;   // blocks the hashing thread read back from the file
   bool stopping_ = false, abandoned_ = false;
   std::exception_ptr error_;
+  std::atomic<std::uint64_t> reread_{0};  // blocks read back from the file
   std::mutex mutex_;
   std::condition_variable block_ready_, slot_free_;
-  std::thread thread_;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace ms::hub

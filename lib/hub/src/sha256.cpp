@@ -1,6 +1,9 @@
 #include "ms/hub/sha256.h"
 
-#include <openssl/evp.h>
+// OpenSSL 3 marks the SHA256_* functions deprecated in favour of EVP, but EVP cannot hand out or
+// take in the chaining state that checkpoint verification needs; both reach the same SHA-NI code.
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
 
 #include <cstdio>
 #include <vector>
@@ -11,35 +14,56 @@
 namespace ms::hub {
 
 struct Sha256::State {
-  EVP_MD_CTX* ctx = nullptr;
+  SHA256_CTX ctx;
 };
 
 Sha256::Sha256() : state_(std::make_unique<State>()) {
-  state_->ctx = EVP_MD_CTX_new();
-  if (state_->ctx == nullptr || EVP_DigestInit_ex(state_->ctx, EVP_sha256(), nullptr) != 1) {
-    fail(ErrorCode::kInternal, "OpenSSL: cannot initialise SHA-256");
-  }
+  if (SHA256_Init(&state_->ctx) != 1) fail(ErrorCode::kInternal, "OpenSSL: cannot initialise SHA-256");
 }
 
-Sha256::~Sha256() {
-  if (state_ && state_->ctx != nullptr) EVP_MD_CTX_free(state_->ctx);
+Sha256::Sha256(const Sha256State& state, std::uint64_t bytes_hashed) : Sha256() {
+  MS_CHECK(bytes_hashed % 64 == 0, ErrorCode::kInternal,
+           "a SHA-256 state can only resume at a 64-byte block boundary, not at byte {}",
+           bytes_hashed);
+  SHA256_CTX& c = state_->ctx;
+  for (std::size_t i = 0; i < state.size(); ++i) c.h[i] = state[i];
+  // The message length is kept in bits, split over two 32-bit words.
+  const std::uint64_t bits = bytes_hashed * 8;
+  c.Nl = static_cast<SHA_LONG>(bits & 0xffffffffu);
+  c.Nh = static_cast<SHA_LONG>(bits >> 32);
+  c.num = 0;
 }
 
+Sha256::~Sha256() = default;
 Sha256::Sha256(Sha256&&) noexcept = default;
 Sha256& Sha256::operator=(Sha256&&) noexcept = default;
 
 void Sha256::update(const void* data, std::size_t size) {
   if (size == 0) return;
-  if (EVP_DigestUpdate(state_->ctx, data, size) != 1)
+  if (SHA256_Update(&state_->ctx, data, size) != 1)
     fail(ErrorCode::kInternal, "OpenSSL: SHA-256 update failed");
 }
 
 std::string Sha256::hex_digest() {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  if (EVP_DigestFinal_ex(state_->ctx, digest, &length) != 1)
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  if (SHA256_Final(digest, &state_->ctx) != 1)
     fail(ErrorCode::kInternal, "OpenSSL: SHA-256 final failed");
-  return hex_encode(std::string_view(reinterpret_cast<const char*>(digest), length));
+  return hex_encode(std::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
+}
+
+std::uint64_t Sha256::bytes_hashed() const {
+  const SHA256_CTX& c = state_->ctx;
+  return ((static_cast<std::uint64_t>(c.Nh) << 32) | c.Nl) / 8;
+}
+
+Sha256State Sha256::chaining_state() const {
+  const SHA256_CTX& c = state_->ctx;
+  MS_CHECK(c.num == 0, ErrorCode::kInternal,
+           "SHA-256 chaining state asked for in the middle of a block (at byte {})",
+           bytes_hashed());
+  Sha256State state;
+  for (std::size_t i = 0; i < state.size(); ++i) state[i] = c.h[i];
+  return state;
 }
 
 std::string sha256_hex(std::string_view data) {

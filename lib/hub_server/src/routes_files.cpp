@@ -13,6 +13,7 @@
 
 #include "ms/core/error.h"
 #include "ms/hub/repo_id.h"
+#include "ms/hub/sha256_checkpoints.h"
 #include "service.h"
 
 namespace ms::hub_server {
@@ -180,6 +181,11 @@ void stream_blob(Service& service, const httplib::Request& req, httplib::Respons
     res.status = 200;
   }
   res.set_header("X-Sha256", sha256);
+  if (hub::sha256_checkpoint_interval(size) != 0) {
+    if (auto checkpoints = service.store.blob_checkpoints(sha256, size)) {
+      res.set_header(hub::kSha256CheckpointsHeader, checkpoints->to_text());
+    }
+  }
   if (length == 0) {
     res.set_content("", "application/octet-stream");
     return;

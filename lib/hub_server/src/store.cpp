@@ -18,6 +18,7 @@
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/hub/sha256.h"
+#include "ms/hub/sha256_checkpoints.h"
 #include "sqlite_db.h"
 
 namespace fs = std::filesystem;
@@ -161,7 +162,7 @@ struct BlobWriter::State {
   std::uint64_t expected_size = 0;
   std::uint64_t written = 0;
   int fd = -1;
-  hub::Sha256 hasher;
+  std::unique_ptr<hub::CheckpointingSha256> hasher;  // sized by the declared size
   bool done = false;
   // Network reads arrive in small pieces; writing them in 1 MiB blocks saves syscalls.
   std::vector<char> buffer;
@@ -223,7 +224,7 @@ void BlobWriter::write(const char* data, std::size_t size) {
     fail(ErrorCode::kIntegrity, "blob {}: more than the declared {} bytes were sent",
          s.expected_sha, s.expected_size);
   }
-  s.hasher.update(data, size);
+  s.hasher->update(data, size);
   constexpr std::size_t kBlock = 1 << 20;
   if (s.buffer.capacity() < kBlock) s.buffer.reserve(kBlock);
   if (s.buffer.size() + size > kBlock) s.flush();
@@ -243,7 +244,7 @@ void BlobWriter::finish() {
          s.written, s.expected_size);
   }
   s.flush();
-  const std::string actual = s.hasher.hex_digest();
+  const std::string actual = s.hasher->hex_digest();
   if (actual != s.expected_sha) {
     fail(ErrorCode::kIntegrity, "blob sha256 mismatch: declared {}, received bytes hash to {}",
          s.expected_sha, actual);
@@ -253,6 +254,11 @@ void BlobWriter::finish() {
   }
   ::close(s.fd);
   s.fd = -1;
+  // Before the blob itself, so that a stored blob always has the checkpoints it was sent with.
+  const hub::Sha256Checkpoints& checkpoints = s.hasher->checkpoints();
+  if (!checkpoints.states.empty()) {
+    write_file_atomic(Store::checkpoints_path(s.final_path), checkpoints.to_text());
+  }
   make_dirs(s.final_path.parent_path());
   std::error_code ec;
   fs::rename(s.temp, s.final_path, ec);
@@ -705,6 +711,22 @@ bool Store::blob_readable_by(const std::string& sha256, const std::optional<std:
   return s.step();
 }
 
+fs::path Store::checkpoints_path(const fs::path& blob) {
+  return fs::path(blob.string() + ".sha256-checkpoints");
+}
+
+std::optional<hub::Sha256Checkpoints> Store::blob_checkpoints(const std::string& sha256,
+                                                              std::uint64_t size) const {
+  if (!is_sha256_hex(sha256)) return std::nullopt;
+  std::string text;
+  try {
+    text = read_file(checkpoints_path(blob_path(sha256)));
+  } catch (const Error&) {
+    return std::nullopt;  // none recorded
+  }
+  return hub::Sha256Checkpoints::parse(text, size);
+}
+
 std::optional<std::uint64_t> Store::blob_size(const std::string& sha256) {
   if (!is_sha256_hex(sha256)) return std::nullopt;
   std::error_code ec;
@@ -719,6 +741,7 @@ BlobWriter Store::begin_blob(const std::string& sha256, std::uint64_t size) {
   auto state = std::make_unique<BlobWriter::State>();
   state->expected_sha = sha256;
   state->expected_size = size;
+  state->hasher = std::make_unique<hub::CheckpointingSha256>(size);
   state->final_path = blob_path(sha256);
   state->temp = impl_->root / "tmp" / (sha256 + "." + random_hex(8) + ".part");
   state->fd = ::open(state->temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);

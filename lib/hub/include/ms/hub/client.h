@@ -92,9 +92,12 @@ class HubClient {
   /// after resets and stalls. `written` is advanced by the bytes delivered, so a caller can
   /// resume even after the retries are exhausted. A hub that ignores Range and answers with the
   /// whole file still works: the bytes outside the range are dropped. `file_size` (0: unknown)
-  /// is the listed size; such a whole-file answer of another length is refused.
+  /// is the listed size; such a whole-file answer of another length is refused. With
+  /// `sha256_checkpoints`, the response's X-Ms-Sha256-Checkpoints header (or "") is stored there
+  /// before its first byte reaches `sink`.
   void download_range(const std::string& url, std::uint64_t offset, std::uint64_t end,
-                      const DataSink& sink, std::uint64_t& written, std::uint64_t file_size = 0);
+                      const DataSink& sink, std::uint64_t& written, std::uint64_t file_size = 0,
+                      std::string* sha256_checkpoints = nullptr);
 
   /// POST /api/v1/login with an SDK token.
   LoginResult login(const std::string& access_token);

@@ -1,6 +1,9 @@
-// Streaming SHA-256 through OpenSSL's EVP interface (uses SHA-NI where the CPU has it).
+// Streaming SHA-256 through OpenSSL (uses SHA-NI where the CPU has it), with access to the
+// chaining state so that several threads can check one big file (sha256_checkpoints.h).
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -8,10 +11,15 @@
 
 namespace ms::hub {
 
+/// SHA-256's chaining state: the eight 32-bit words after a whole number of 64-byte blocks.
+using Sha256State = std::array<std::uint32_t, 8>;
+
 /// Incremental SHA-256: update() with chunks, then hex_digest().
 class Sha256 {
  public:
   Sha256();
+  /// Continues a hash whose first `bytes_hashed` bytes (a multiple of 64) ended in `state`.
+  Sha256(const Sha256State& state, std::uint64_t bytes_hashed);
   ~Sha256();
   Sha256(Sha256&&) noexcept;
   Sha256& operator=(Sha256&&) noexcept;
@@ -20,6 +28,10 @@ class Sha256 {
   void update(std::string_view data) { update(data.data(), data.size()); }
   /// Lower-case hex of the digest. The hasher must not be updated afterwards.
   std::string hex_digest();
+  /// Bytes hashed so far, including those a resumed state stands for.
+  std::uint64_t bytes_hashed() const;
+  /// The chaining state now; needs bytes_hashed() to be a multiple of 64.
+  Sha256State chaining_state() const;
 
  private:
   struct State;

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "ms/hub/repo_id.h"
+#include "ms/hub/sha256_checkpoints.h"
 
 namespace ms::hub_server {
 
@@ -178,6 +179,12 @@ class Store {
   /// Size of a stored blob, or nullopt.
   std::optional<std::uint64_t> blob_size(const std::string& sha256);
   std::filesystem::path blob_path(const std::string& sha256) const;
+  /// The blob's SHA-256 checkpoints (ms/hub/sha256_checkpoints.h) as recorded when it was
+  /// uploaded; nullopt for small blobs and for those stored before checkpoints were recorded.
+  std::optional<hub::Sha256Checkpoints> blob_checkpoints(const std::string& sha256,
+                                                         std::uint64_t size) const;
+  /// Where the checkpoints of the blob stored at `blob` are kept: a file beside it.
+  static std::filesystem::path checkpoints_path(const std::filesystem::path& blob);
   /// Starts streaming a blob that must hash to `sha256` and be `size` bytes long.
   BlobWriter begin_blob(const std::string& sha256, std::uint64_t size);
   /// Stores `data` as a blob; returns its sha256.

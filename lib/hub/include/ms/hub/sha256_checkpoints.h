@@ -1,0 +1,57 @@
+// SHA-256 checkpoints: the chaining state of a blob's hash at every `interval` bytes.
+//
+// SHA-256 is a chain over 64-byte blocks, so one stream's hash runs on one core, and on fast
+// links that core is the limit: 1.3-2 GB/s with SHA-NI, where loopback carries more. `ms hub
+// serve` records the chain's state every interval while a blob is uploaded and sends the states
+// with its downloads (header X-Ms-Sha256-Checkpoints). A client then hashes the intervals on
+// several cores: interval k starts from state k and must end in state k+1, and the last one in
+// the file's sha256. Each link is checked, so together they prove the file's digest whatever
+// sent the states; a wrong state costs a re-fetch, never a wrong file. Other hubs send nothing
+// and clients hash in one chain as before.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ms/hub/sha256.h"
+
+namespace ms::hub {
+
+/// The response header that carries a blob's checkpoints.
+inline constexpr const char* kSha256CheckpointsHeader = "X-Ms-Sha256-Checkpoints";
+
+struct Sha256Checkpoints {
+  std::uint64_t interval = 0;        ///< bytes between states: a multiple of 1 MiB
+  std::vector<Sha256State> states;   ///< states[i]: after (i + 1) * interval bytes
+
+  /// "<interval> <state> <state> ...", each state as 64 lower-case hex digits.
+  std::string to_text() const;
+  /// Parses to_text()'s form for a file of `file_size` bytes; nullopt when the text is malformed
+  /// or does not fit the size (a client then hashes in one chain).
+  static std::optional<Sha256Checkpoints> parse(std::string_view text, std::uint64_t file_size);
+};
+
+/// The interval a hub records for a blob of `size` bytes: 64 MiB, doubled until there are at most
+/// 64 states; 0 (no checkpoints) for blobs under two intervals.
+std::uint64_t sha256_checkpoint_interval(std::uint64_t size);
+
+/// Hashes a stream of `size` bytes, taking the chaining state at every interval on the way.
+class CheckpointingSha256 {
+ public:
+  explicit CheckpointingSha256(std::uint64_t size);
+  void update(const char* data, std::size_t n);
+  std::string hex_digest() { return hasher_.hex_digest(); }
+  /// The states taken; empty (interval 0) for small blobs.
+  const Sha256Checkpoints& checkpoints() const { return checkpoints_; }
+
+ private:
+  Sha256 hasher_;
+  std::uint64_t size_;
+  std::uint64_t hashed_ = 0;
+  Sha256Checkpoints checkpoints_;
+};
+
+}  // namespace ms::hub
