@@ -370,6 +370,11 @@ class HubClientTest(SharedHubTestCase):
         # One core to spare: one chain, as before.
         r = fetch("lanes1", MS_HASH_LANES="1")
         self.assertNotIn("intervals on", r.stderr)
+        # Ranged parts: each interval is hashed as its bytes land, with no pass left for the end.
+        r = fetch("parts", MS_HASH_LANES="2", MS_DOWNLOAD_PARTS="5")
+        self.assertIn("hashing 3 intervals on 2 threads", r.stderr)
+        r = fetch("parts1", MS_HASH_LANES="1", MS_DOWNLOAD_PARTS="5")
+        self.assertNotIn("intervals on", r.stderr)
 
         # A wrong state with right data costs one more transfer, hashed in one chain.
         with open(sidecar, "w") as f:
@@ -379,6 +384,11 @@ class HubClientTest(SharedHubTestCase):
                       r.stderr)
         self.assertIn("try 1/3", r.stderr)
         self.assertNotIn("try 2/3", r.stderr)
+        # In parts, the fetch again as one stream hashes in one chain at once.
+        r = fetch("wrongparts", MS_HASH_LANES="3", MS_DOWNLOAD_PARTS="5")
+        self.assertIn("do not end in the hub's sha256 checkpoint", r.stderr)
+        self.assertIn("fetching it again as one stream", r.stderr)
+        self.assertNotIn("try 1/3", r.stderr)
         # Checkpoints that do not parse are ignored.
         with open(sidecar, "w") as f:
             f.write("64 nonsense")
@@ -397,6 +407,10 @@ class HubClientTest(SharedHubTestCase):
         self.assertIn(f"bytes {64 << 20}-{(128 << 20) - 1} do not end", r.stderr)
         self.assertIn("sha256 mismatch after 3 tries", r.stderr)
         self.assertFalse(os.path.exists(self.path("corrupt", "w.bin")))
+        r = fetch("corruptparts", expect=7, MS_HASH_LANES="3", MS_DOWNLOAD_PARTS="5")
+        self.assertIn(f"bytes {64 << 20}-{(128 << 20) - 1} do not end", r.stderr)
+        self.assertIn("sha256 mismatch after 3 tries", r.stderr)
+        self.assertFalse(os.path.exists(self.path("corruptparts", "w.bin")))
 
     # --- concurrency --------------------------------------------------------------------------
     def test_two_concurrent_downloads_leave_a_consistent_cache(self):

@@ -211,8 +211,9 @@ std::size_t hash_lanes() {
 }
 
 // Single-stream download into `<temp_dir>/<Path>` (the same temp path Python uses, so either
-// client resumes the other's partial file), hashing while streaming.
-void fetch_whole(Run& run, const FileEntry& entry) {
+// client resumes the other's partial file), hashing while streaming. `use_checkpoints` false
+// hashes in one chain whatever the hub sends (its checkpoints failed before).
+void fetch_whole(Run& run, const FileEntry& entry, bool use_checkpoints = true) {
   const fs::path temp = run.layout.temp_dir / entry.path;
   std::error_code ec;
   clear_temp_path(run.layout.temp_dir, entry.path);
@@ -223,7 +224,6 @@ void fetch_whole(Run& run, const FileEntry& entry) {
   std::string last_digest;
   // Once an interval failed its checkpoint, later tries hash in one chain: checkpoints that are
   // wrong while the data is right then cost one more transfer, not the download.
-  bool use_checkpoints = true;
   for (int attempt = 0; attempt < kHashAttempts; ++attempt) {
     Fd fd(::open(temp.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
     if (fd.fd < 0) fail(ErrorCode::kIo, "{}: cannot open: {}", temp.string(), std::strerror(errno));
@@ -252,6 +252,7 @@ void fetch_whole(Run& run, const FileEntry& entry) {
     }
     std::uint64_t written = 0;
     std::optional<std::string> checked_digest;  // from the checkpointed hash, when it ran
+    bool links_held = true;                      // ... and every interval ended in its checkpoint
     if (have < entry.size) {
       std::uint64_t offset = have;
       // Big files are hashed on a second thread, as they arrive. On 2 cores shared with a local
@@ -290,14 +291,15 @@ void fetch_whole(Run& run, const FileEntry& entry) {
         out->finish();
         if (out->checkpointed()) {
           checked_digest = out->checked_digest();
-          if (!out->links_held()) use_checkpoints = false;
+          links_held = out->links_held();
+          if (!links_held) use_checkpoints = false;
         }
       }
     }
     const std::uint64_t total = have + written;
     const std::string digest = checked_digest ? *checked_digest : hasher.hex_digest();
     const bool size_ok = total == entry.size;
-    const bool hash_ok = entry.sha256.empty() || digest == entry.sha256;
+    const bool hash_ok = links_held && (entry.sha256.empty() || digest == entry.sha256);
     if (size_ok && hash_ok) {
       run.commit(entry, temp);
       return;
@@ -318,7 +320,10 @@ constexpr const char* kPartsSuffix = ".ms-parts";
 
 // Ranged, parallel download of one big file. The data goes into `<temp>.ms-partial` at its
 // offsets; `<temp>.ms-parts` records how many bytes of each part are on disk, so a killed run
-// resumes every part where it stopped. A hasher thread follows the contiguous prefix.
+// resumes every part where it stopped. The hash starts with the first bytes to arrive: one
+// thread follows the contiguous prefix, or, with the hub's sha256 checkpoints, each interval is
+// hashed from its own start as its bytes land, on several threads, so no second pass over the
+// whole file is left for the end.
 class PartedFile {
  public:
   PartedFile(Run& run, FileEntry entry, int parts) : run_(run), entry_(std::move(entry)) {
@@ -335,11 +340,10 @@ class PartedFile {
     url_ = run.client.file_url(run.options.type, run.options.repo, run.revision, entry_.path);
   }
 
-  // Normally finish() has joined the hasher and closed the files; this covers a run cut short.
+  // Normally finish() has joined the hashers and closed the files; this covers a run cut short.
   ~PartedFile() {
     abort_.store(true);
-    wake_hasher();
-    if (hasher_.joinable()) hasher_.join();
+    join_hashers();
     if (data_fd_ >= 0) ::close(data_fd_);
     if (state_fd_ >= 0) ::close(state_fd_);
   }
@@ -394,7 +398,7 @@ class PartedFile {
     if (::ftruncate(data_fd_, static_cast<off_t>(entry_.size)) != 0)
       fail(ErrorCode::kIo, "{}: cannot size", data_path_.string());
     remaining_.store(parts_.size());
-    hasher_ = std::thread([this] { hash_loop(); });
+    headers_.resize(parts_.size());
   }
 
   // Fetches part `i`; the worker that finishes the last part verifies and commits the file.
@@ -414,6 +418,8 @@ class PartedFile {
       };
       DataSink sink = [&](const char* data, std::size_t n) {
         if (abort_.load()) return false;
+        // The first bytes of any part bring the hub's headers: the hash can start.
+        std::call_once(hashing_started_, [&] { start_hashing(headers_[i]); });
         const std::uint64_t offset = p.start + have + written;
         if (offset + n > p.end) return false;
         landed(out.append(data, n));
@@ -422,7 +428,8 @@ class PartedFile {
       };
       try {
         if (p.start + have < p.end)
-          run_.client.download_range(url_, p.start + have, p.end, sink, written, entry_.size);
+          run_.client.download_range(url_, p.start + have, p.end, sink, written, entry_.size,
+                                     &headers_[i]);
       } catch (const Error&) {
         landed(out.flush());
         save(i);
@@ -474,55 +481,129 @@ class PartedFile {
 
   void wake_hasher() {
     std::lock_guard<std::mutex> lock(hash_mutex_);
-    hash_cv_.notify_one();
+    hash_cv_.notify_all();
   }
 
-  // Bytes from 0 that are on disk without a gap.
-  std::uint64_t contiguous() const {
-    std::uint64_t end = 0;
+  // End of the bytes on disk without a gap from `pos` on (`pos` itself if that byte is missing).
+  std::uint64_t contiguous_from(std::uint64_t pos) const {
     for (std::size_t i = 0; i < parts_.size(); ++i) {
-      const std::uint64_t have = done_[i].load();
-      end = parts_[i].start + have;
+      if (pos >= parts_[i].end) continue;
+      const std::uint64_t end = parts_[i].start + done_[i].load();
+      if (end <= pos) return pos;
       if (end < parts_[i].end) return end;
+      pos = parts_[i].end;  // this part is complete: go on into the next
     }
-    return end;
+    return pos;
   }
 
-  void hash_loop() {
+  // Chains of SHA-256 over [from, to): the whole file, or one interval between checkpoints.
+  struct Interval {
+    std::uint64_t from = 0, to = 0;
+    std::unique_ptr<Sha256> hasher;
+    std::optional<Sha256State> must_end_in;  // the next checkpoint (none for the last interval)
+    bool hashed = false;                     // every byte went in (owned by its thread till join)
+  };
+
+  // Called once, with the headers of the first response to bring data, or from finish() (with
+  // none) when every part was on disk already.
+  void start_hashing(const std::string& checkpoints_header) {
+    std::optional<Sha256Checkpoints> checkpoints;
+    const std::size_t lanes = hash_lanes();
+    if (lanes >= 2) checkpoints = Sha256Checkpoints::parse(checkpoints_header, entry_.size);
+    if (!checkpoints) {
+      intervals_.resize(1);
+      intervals_[0] = {0, entry_.size, std::make_unique<Sha256>(), std::nullopt};
+      hashers_.emplace_back([this] { hash_intervals(0, 1); });
+      return;
+    }
+    const std::size_t count = checkpoints->states.size() + 1;
+    intervals_.resize(count);
+    for (std::size_t k = 0; k < count; ++k) {
+      const std::uint64_t from = k * checkpoints->interval;
+      Interval& interval = intervals_[k];
+      interval.from = from;
+      interval.to = std::min(entry_.size, from + checkpoints->interval);
+      interval.hasher = k == 0 ? std::make_unique<Sha256>()
+                               : std::make_unique<Sha256>(checkpoints->states[k - 1], from);
+      if (k + 1 < count) interval.must_end_in = checkpoints->states[k];
+    }
+    const std::size_t threads = std::min(lanes, count);
+    for (std::size_t lane = 0; lane < threads; ++lane) {
+      hashers_.emplace_back([this, lane, threads] { hash_intervals(lane, threads); });
+    }
+    log::info("{}: hashing {} intervals on {} threads from the hub's sha256 checkpoints",
+              entry_.path, count, threads);
+  }
+
+  // Intervals lane, lane + stride, ... in order, each as its bytes land on disk.
+  void hash_intervals(std::size_t lane, std::size_t stride) {
     std::vector<char> buf(4 << 20);
-    std::uint64_t pos = 0;
-    while (pos < entry_.size && !abort_.load()) {
-      std::uint64_t avail = contiguous();
-      if (avail <= pos) {
-        std::unique_lock<std::mutex> lock(hash_mutex_);
-        hash_cv_.wait_for(lock, std::chrono::milliseconds(20));
-        continue;
-      }
-      while (pos < avail) {
-        const ssize_t n =
-            ::pread(data_fd_, buf.data(), std::min<std::uint64_t>(buf.size(), avail - pos),
-                    static_cast<off_t>(pos));
-        if (n <= 0) {
-          abort_.store(true);
-          break;
+    for (std::size_t k = lane; k < intervals_.size(); k += stride) {
+      Interval& interval = intervals_[k];
+      std::uint64_t pos = interval.from;
+      while (pos < interval.to && !abort_.load()) {
+        const std::uint64_t avail = std::min(interval.to, contiguous_from(pos));
+        if (avail <= pos) {
+          std::unique_lock<std::mutex> lock(hash_mutex_);
+          hash_cv_.wait_for(lock, std::chrono::milliseconds(20));
+          continue;
         }
-        hasher_state_.update(buf.data(), static_cast<std::size_t>(n));
-        pos += static_cast<std::uint64_t>(n);
+        while (pos < avail) {
+          const ssize_t n =
+              ::pread(data_fd_, buf.data(), std::min<std::uint64_t>(buf.size(), avail - pos),
+                      static_cast<off_t>(pos));
+          if (n <= 0) {
+            abort_.store(true);
+            break;
+          }
+          interval.hasher->update(buf.data(), static_cast<std::size_t>(n));
+          pos += static_cast<std::uint64_t>(n);
+        }
+      }
+      if (pos < interval.to) return;  // aborted
+      interval.hashed = true;
+    }
+  }
+
+  void join_hashers() {
+    wake_hasher();
+    for (std::thread& thread : hashers_) {
+      if (thread.joinable()) thread.join();
+    }
+  }
+
+  // The file's sha256 from the hashed intervals; for one whose end is not its checkpoint, a
+  // description of it (never a digest) and `links_held` false. Empty when some bytes were never
+  // hashed.
+  std::string interval_digest(bool& links_held) {
+    for (const Interval& interval : intervals_) {
+      if (!interval.hashed) return std::string();
+    }
+    for (const Interval& interval : intervals_) {
+      if (interval.must_end_in &&
+          (interval.hasher->bytes_hashed() % 64 != 0 ||
+           interval.hasher->chaining_state() != *interval.must_end_in)) {
+        log::warn("{}: bytes {}-{} do not end in the hub's sha256 checkpoint", entry_.path,
+                  interval.from, interval.to - 1);
+        links_held = false;
+        return fmt::format("(bytes {}-{} differ from the hub's sha256 checkpoint)",
+                           interval.from, interval.to - 1);
       }
     }
-    hashed_ = pos;
+    return intervals_.back().hasher->hex_digest();
   }
 
   void finish() {
-    wake_hasher();
-    if (hasher_.joinable()) hasher_.join();
+    std::call_once(hashing_started_, [&] { start_hashing(std::string()); });
+    join_hashers();
     ::close(data_fd_);
     ::close(state_fd_);
     data_fd_ = state_fd_ = -1;
     try {
       if (error_) throw *error_;
-      const std::string digest = hasher_state_.hex_digest();
-      if (hashed_ == entry_.size && (entry_.sha256.empty() || digest == entry_.sha256)) {
+      bool links_held = true;
+      const std::string digest = interval_digest(links_held);
+      if (!digest.empty() && links_held && (entry_.sha256.empty() || digest == entry_.sha256)) {
         run_.commit(entry_, data_path_);
         ::unlink(state_path_.c_str());
         return;
@@ -531,7 +612,7 @@ class PartedFile {
                 entry_.path);
       ::unlink(data_path_.c_str());
       ::unlink(state_path_.c_str());
-      fetch_whole(run_, entry_);
+      fetch_whole(run_, entry_, links_held);
     } catch (const Error& e) {
       run_.record_failure(entry_.path, e);
     }
@@ -551,11 +632,12 @@ class PartedFile {
   std::atomic<bool> abort_{false};
   std::mutex error_mutex_;
   std::optional<Error> error_;
-  std::thread hasher_;
+  std::vector<std::string> headers_;  // per part: its response's X-Ms-Sha256-Checkpoints
+  std::once_flag hashing_started_;
+  std::vector<Interval> intervals_;
+  std::vector<std::thread> hashers_;
   std::mutex hash_mutex_;
   std::condition_variable hash_cv_;
-  Sha256 hasher_state_;
-  std::uint64_t hashed_ = 0;
 };
 
 // "the repo has 3 file(s), e.g. a, b, c": a hint for patterns or names that matched nothing.
@@ -841,10 +923,10 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
                       result.bytes_to_fetch, Progress::Unit::kBytes);
     Run run{options, client, cache, layout, revision, &progress, {}, {}, {}, {}, false};
     const int workers = std::max(1, options.max_workers);
-    // Ranged parts buy bandwidth from a remote hub, but cost a second pass over the data for the
-    // hash. A hub on this machine gives one stream all the bandwidth there is, so there a file
-    // is one stream: on a 16-core machine a 2 GiB file took 1.6 s as one stream against 3.1-3.9 s
-    // in 8 parts (bench/README.md).
+    // Ranged parts buy bandwidth from a remote hub, but (without the hub's sha256 checkpoints)
+    // cost a second pass over the data for the hash. A hub on this machine gives one stream all
+    // the bandwidth there is, so there a file is one stream: on a 16-core machine a 2 GiB file
+    // took 1.6 s as one stream against 3.1-3.9 s in 8 parts (bench/README.md).
     int max_parts = workers;
     if (options.max_parts > 0) {
       max_parts = options.max_parts;
