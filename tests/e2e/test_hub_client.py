@@ -395,6 +395,18 @@ class HubClientTest(SharedHubTestCase):
         r = fetch("garbage", MS_HASH_LANES="3")
         self.assertNotIn("intervals on", r.stderr)
         self.assertNotIn("try 1/3", r.stderr)
+        # ... and, like missing ones (blobs stored before checkpoints), taken again from the bytes
+        # the first time the blob is served whole.
+        with open(sidecar) as f:
+            self.assertEqual(f.read(), recorded)
+        os.remove(sidecar)
+        r = fetch("backfill", MS_HASH_LANES="3", MS_DOWNLOAD_PARTS="5")  # ranged: no backfill
+        self.assertFalse(os.path.exists(sidecar))
+        fetch("backfill2", MS_HASH_LANES="3")
+        with open(sidecar) as f:
+            self.assertEqual(f.read(), recorded)
+        r = fetch("backfilled", MS_HASH_LANES="3")
+        self.assertIn("3 intervals on 3 threads", r.stderr)
 
         # A flipped byte in the second interval: named on the first try, exit 7 after the rest.
         with open(sidecar, "w") as f:
@@ -411,6 +423,10 @@ class HubClientTest(SharedHubTestCase):
         self.assertIn(f"bytes {64 << 20}-{(128 << 20) - 1} do not end", r.stderr)
         self.assertIn("sha256 mismatch after 3 tries", r.stderr)
         self.assertFalse(os.path.exists(self.path("corruptparts", "w.bin")))
+        # A corrupt blob gets no checkpoints from its bytes.
+        os.remove(sidecar)
+        fetch("corruptwhole", expect=7, MS_HASH_LANES="3")
+        self.assertFalse(os.path.exists(sidecar))
 
     # --- concurrency --------------------------------------------------------------------------
     def test_two_concurrent_downloads_leave_a_consistent_cache(self):

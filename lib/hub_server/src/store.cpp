@@ -715,6 +715,13 @@ fs::path Store::checkpoints_path(const fs::path& blob) {
   return fs::path(blob.string() + ".sha256-checkpoints");
 }
 
+void Store::save_blob_checkpoints(const std::string& sha256,
+                                  const hub::Sha256Checkpoints& checkpoints) {
+  MS_CHECK(is_sha256_hex(sha256), ErrorCode::kUsage, "blob id '{}' is not 64 lower-case hex digits",
+           sha256);
+  write_file_atomic(checkpoints_path(blob_path(sha256)), checkpoints.to_text());
+}
+
 std::optional<hub::Sha256Checkpoints> Store::blob_checkpoints(const std::string& sha256,
                                                               std::uint64_t size) const {
   if (!is_sha256_hex(sha256)) return std::nullopt;

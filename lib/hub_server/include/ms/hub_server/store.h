@@ -183,6 +183,8 @@ class Store {
   /// uploaded; nullopt for small blobs and for those stored before checkpoints were recorded.
   std::optional<hub::Sha256Checkpoints> blob_checkpoints(const std::string& sha256,
                                                          std::uint64_t size) const;
+  /// Keeps `checkpoints` for blob `sha256` (taken from its bytes; replaces any kept before).
+  void save_blob_checkpoints(const std::string& sha256, const hub::Sha256Checkpoints& checkpoints);
   /// Where the checkpoints of the blob stored at `blob` are kept: a file beside it.
   static std::filesystem::path checkpoints_path(const std::filesystem::path& blob);
   /// Starts streaming a blob that must hash to `sha256` and be `size` bytes long.
