@@ -103,7 +103,7 @@ class HashingWriter {
         start_(0),
         offset_(0),
         path_(path),
-        lanes_(std::max<std::size_t>(lanes, 2)),
+        lanes_(std::min(std::max<std::size_t>(lanes, 2), checkpoints.states.size() + 1)),
         block_size_(kBlock),
         slots_(ring_slots()),
         checkpointed_(true) {
