@@ -276,10 +276,12 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
     if (!need_hash.empty()) state.save();
   }
 
-  // Files the revision already holds with the same content need no commit either: the state
-  // of an earlier run may be gone (another machine, a cleared cache), or a run may have died
-  // between the hub applying its commit and saving the state.
-  if (std::any_of(files.begin(), files.end(), [](const LocalFile& f) { return !f.committed; })) {
+  // Which files need a commit is decided by the revision as the hub lists it now, not by the
+  // state alone: the state only says what an earlier run sent, and since then the file may have
+  // been deleted or changed on the hub, or this run may target another hub with a repo of the
+  // same name. The state may also be gone (another machine, a cleared cache, a run that died
+  // between the hub applying its commit and saving the state). One listing settles all of them.
+  {
     std::unordered_map<std::string, std::string> remote;  // path -> sha256
     try {
       for (const FileEntry& e : client.list_files(options.type, options.repo, options.revision))
@@ -292,9 +294,10 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
     bool changed = false;
     for (LocalFile& f : files) {
       auto it = remote.find(f.repo_path);
-      if (f.committed || it == remote.end() || it->second != f.sha256) continue;
-      f.committed = true;
-      state.record(f, true);
+      const bool on_hub = it != remote.end() && it->second == f.sha256;
+      if (on_hub == f.committed) continue;
+      f.committed = on_hub;
+      state.record(f, on_hub);
       changed = true;
     }
     if (changed) state.save();
