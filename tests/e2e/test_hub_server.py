@@ -527,6 +527,21 @@ class HubServerTest(MsTestCase):
         _, env = self.server.files(repo)
         self.assertEqual([f["Path"] for f in env["Data"]["Files"]], [".gitattributes"])
 
+    def test_parameters_that_are_not_utf8_are_client_errors(self):
+        # Error messages echo the parameter; bytes that are not UTF-8 used to make the JSON
+        # envelope itself fail, answered as a 500 internal error.
+        repo = self.make_repo()
+        for path, expected in ((f"/api/v1/models/{repo}/repo?Revision=master&FilePath=%ff", 404),
+                               (f"/api/v1/models/{repo}/repo?Revision=%ff&FilePath=a", 404),
+                               ("/api/v1/models/alice/%ff", 404),
+                               ("/api/v1/models/alice/%ff/repo/files?Revision=master", 404)):
+            status, _, body = self.server.request("GET", path)
+            self.assertEqual(status, expected, (path, body))
+            self.assertFalse(json.loads(body)["Success"])
+        status, _, body = self.server.request("POST", f"/api/v1/repos/models/{repo}/commit/master",
+                                              b"\xff\xfe", self.alice)
+        self.assertEqual(status, 400, body)
+
     def test_body_limits(self):
         # Chunked bodies on JSON routes are refused; so are declared sizes over the limit.
         conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=10)
