@@ -206,6 +206,36 @@ class HubClientTest(SharedHubTestCase):
         r = self.download("alice/patterns", "missing.txt", "--token", self.token, expect=4)
         self.assertOneLineError(r, "missing.txt")
 
+    def test_repo_files_named_like_the_cache_bookkeeping_are_skipped(self):
+        # A repo may hold '.msc', '.mdl', '.mv' or a '._____temp/' folder. Stored as they are,
+        # they overwrote the index (warning 'not a modelscope pickle', a stray .msc.corrupted)
+        # or sat in a --local-dir's temp area, and were then reported cached with other bytes.
+        odd = {".msc": b"repo msc", ".mdl": b"repo mdl", ".mv": b"repo mv",
+               "._____temp/x.txt": b"temp", "sub/.msc": b"nested is fine", "a.txt": b"a"}
+        self.server.create_model(self.token, "alice", "bookkeeping")
+        status, envelope = self.server.commit(self.token, "alice/bookkeeping", files=odd)
+        self.assertEqual(status, 200, envelope)
+        for where in (["--local-dir", self.path("local")], []):
+            r = self.ms("download", "alice/bookkeeping", "--json", "--token", self.token, *where)
+            self.assertExit(r, 0)
+            skipped = [".mdl", ".msc", ".mv"] + (["._____temp/x.txt"] if where else [])
+            warning = [l for l in r.stderr.splitlines() if "skipping" in l]
+            self.assertEqual(len(warning), 1, r.stderr)
+            self.assertEqual(sorted(re.findall(r"'([^']+)'", warning[0])), sorted(skipped))
+            self.assertNotIn("not a modelscope pickle", r.stderr)
+            got = self.json_out(r)
+            stored = {"sub/.msc", "a.txt"} | ({"._____temp/x.txt"} if not where else set())
+            self.assertEqual({f["path"] for f in got["files"]}, stored)
+            folder = got["local_path"]
+            self.assertFalse(os.path.exists(os.path.join(folder, ".msc.corrupted")))
+            with open(os.path.join(folder, ".msc"), "rb") as f:
+                self.assertEqual(sorted(e["Path"] for e in pickle.load(f)), sorted(stored))
+            for name in stored:
+                with open(os.path.join(folder, name), "rb") as f:
+                    self.assertEqual(f.read(), odd[name], name)
+            again = self.download("alice/bookkeeping", "--token", self.token, "--dry-run", *where)
+            self.assertEqual(again["files_to_fetch"], 0)
+
     # --- auth ---------------------------------------------------------------------------------
     def test_private_repo_token_and_login(self):
         self.upload("alice/secret", make_tree(self.path("src"), {"w.bin": b"private bytes"}), "--create", "--private")
