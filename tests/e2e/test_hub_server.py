@@ -59,6 +59,21 @@ class HubServerTest(MsTestCase):
         status, env = self.server.api("POST", f"/api/v1/models/{repo}/repo/tag",
                                       {"TagName": "v2", "Ref": "nope"}, self.alice)
         self.assertEqual(status, 400, env)
+        # Refs are also served over git, so their names follow git's rules: 'v1 rc' used to be
+        # accepted and reached `git clone` as a tag 'v1 rc' advertised, read as 'v1'.
+        for bad in ("v1 rc", "a~1", "b^2", "c:d", "e..f", "g@{1}", "h.lock", ".hidden", "x/.y",
+                    "end.", "q?", "s*", "[t", "u\tv"):
+            status, env = self.server.api("POST", f"/api/v1/models/{repo}/repo/tag",
+                                          {"TagName": bad, "Ref": "master"}, self.alice)
+            self.assertEqual(status, 400, (bad, env))
+            if "/" not in bad:  # the commit route takes one path segment
+                status, env = self.server.commit(self.alice, repo, {"b.txt": b"b"},
+                                                 revision=urllib.parse.quote(bad, safe=""))
+                self.assertEqual(status, 400, (bad, env))
+        other = self.make_repo("refs")
+        status, env = self.server.api("POST", f"/api/v1/models/{other}/repo/tag",
+                                      {"TagName": "release/v1.0-rc_1", "Ref": "master"}, self.alice)
+        self.assertEqual(status, 200, env)
         self.assertEqual(self.server.commit(self.alice, repo, {"a.txt": b"two"})[0], 200)
         status, env = self.server.api("GET", f"/api/v1/models/{repo}/revisions")
         self.assertEqual(status, 200)
