@@ -126,6 +126,27 @@ class HubClientTest(SharedHubTestCase):
         expected = dict(files, **{"same.bin": files["b.bin"]})
         self.assertEqual(read_tree(self.path("back")), expected)
 
+    def test_path_in_repo_for_a_file_and_a_folder(self):
+        src = make_tree(self.path("src"), {"eval.json": b"{}", "sub/w.txt": b"w"})
+        one = os.path.join(src, "eval.json")
+        self.upload("alice/placed", src, "deep/er", "--create")
+        self.upload("alice/placed", one, "results/renamed.json")
+        self.upload("alice/placed", one, "into/")
+        # '.', './' and '/' name the root for a file as for a folder; a file given '/' used to
+        # fail with "unsafe repo path '/eval.json'", and '.' was refused for both.
+        for root in (".", "./", "/"):
+            self.upload("alice/placed", one, root)
+            self.upload("alice/placed", src, root)
+        self.upload("alice/placed", one, "./dotted/x.json")
+        status, envelope = self.server.files("alice/placed", token=self.token)
+        self.assertEqual(status, 200, envelope)
+        self.assertEqual(sorted(f["Path"] for f in envelope["Data"]["Files"] if f["Type"] == "blob"),
+                         [".gitattributes", "deep/er/eval.json", "deep/er/sub/w.txt", "dotted/x.json",
+                          "eval.json", "into/eval.json", "results/renamed.json", "sub/w.txt"])
+        for bad in ("../x", "/abs.json", "a//b", "a/./b"):
+            r = self.upload("alice/placed", one, bad, expect=2)
+            self.assertOneLineError(r, "unsafe repo path")
+
     def test_dataset_round_trip(self):
         src = make_tree(self.path("src"), {"train.csv": b"a,b\n1,2\n", "sub/test.jsonl": b'{"x": 1}\n'})
         self.upload("alice/ds1", src, "--dataset", "--create")

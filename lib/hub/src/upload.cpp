@@ -157,8 +157,13 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
                 fmt::format("check LOCAL_PATH (relative paths start at {})",
                             fs::current_path(ec).string()));
   }
+  // PATH_IN_REPO names a folder when it ends in '/'; '.', './' and '/' name the root, as the
+  // current folder does (`ms upload R . .`).
   std::string prefix = options.path_in_repo;
+  const bool into_folder = !prefix.empty() && prefix.back() == '/';
   while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
+  while (prefix.rfind("./", 0) == 0) prefix.erase(0, 2);
+  if (prefix == ".") prefix.clear();
   if (!prefix.empty()) check_repo_path(prefix);
   std::vector<std::pair<fs::path, std::string>> out;
   if (!fs::is_directory(local, ec)) {
@@ -169,9 +174,8 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
           fmt::format("{}: not a regular file or folder, so it cannot be uploaded", local.string()),
           "upload a regular file, or a folder of them");
     }
-    std::string name = prefix.empty() ? local.filename().string() : prefix;
-    if (!options.path_in_repo.empty() && options.path_in_repo.back() == '/')
-      name = prefix + "/" + local.filename().string();
+    std::string name = local.filename().string();
+    if (!prefix.empty()) name = into_folder ? prefix + "/" + name : prefix;
     check_repo_path(name);
     out.emplace_back(local, name);
     return out;
