@@ -126,6 +126,27 @@ class HubClientTest(SharedHubTestCase):
         expected = dict(files, **{"same.bin": files["b.bin"]})
         self.assertEqual(read_tree(self.path("back")), expected)
 
+    def test_path_in_repo_for_a_file_and_a_folder(self):
+        src = make_tree(self.path("src"), {"eval.json": b"{}", "sub/w.txt": b"w"})
+        one = os.path.join(src, "eval.json")
+        self.upload("alice/placed", src, "deep/er", "--create")
+        self.upload("alice/placed", one, "results/renamed.json")
+        self.upload("alice/placed", one, "into/")
+        # '.', './' and '/' name the root for a file as for a folder; a file given '/' used to
+        # fail with "unsafe repo path '/eval.json'", and '.' was refused for both.
+        for root in (".", "./", "/"):
+            self.upload("alice/placed", one, root)
+            self.upload("alice/placed", src, root)
+        self.upload("alice/placed", one, "./dotted/x.json")
+        status, envelope = self.server.files("alice/placed", token=self.token)
+        self.assertEqual(status, 200, envelope)
+        self.assertEqual(sorted(f["Path"] for f in envelope["Data"]["Files"] if f["Type"] == "blob"),
+                         [".gitattributes", "deep/er/eval.json", "deep/er/sub/w.txt", "dotted/x.json",
+                          "eval.json", "into/eval.json", "results/renamed.json", "sub/w.txt"])
+        for bad in ("../x", "/abs.json", "a//b", "a/./b"):
+            r = self.upload("alice/placed", one, bad, expect=2)
+            self.assertOneLineError(r, "unsafe repo path")
+
     def test_dataset_round_trip(self):
         src = make_tree(self.path("src"), {"train.csv": b"a,b\n1,2\n", "sub/test.jsonl": b'{"x": 1}\n'})
         self.upload("alice/ds1", src, "--dataset", "--create")
@@ -205,6 +226,36 @@ class HubClientTest(SharedHubTestCase):
         self.assertEqual(read_tree(self.path("one")), {"sub/b.bin": b"2" * 2000})
         r = self.download("alice/patterns", "missing.txt", "--token", self.token, expect=4)
         self.assertOneLineError(r, "missing.txt")
+
+    def test_repo_files_named_like_the_cache_bookkeeping_are_skipped(self):
+        # A repo may hold '.msc', '.mdl', '.mv' or a '._____temp/' folder. Stored as they are,
+        # they overwrote the index (warning 'not a modelscope pickle', a stray .msc.corrupted)
+        # or sat in a --local-dir's temp area, and were then reported cached with other bytes.
+        odd = {".msc": b"repo msc", ".mdl": b"repo mdl", ".mv": b"repo mv",
+               "._____temp/x.txt": b"temp", "sub/.msc": b"nested is fine", "a.txt": b"a"}
+        self.server.create_model(self.token, "alice", "bookkeeping")
+        status, envelope = self.server.commit(self.token, "alice/bookkeeping", files=odd)
+        self.assertEqual(status, 200, envelope)
+        for where in (["--local-dir", self.path("local")], []):
+            r = self.ms("download", "alice/bookkeeping", "--json", "--token", self.token, *where)
+            self.assertExit(r, 0)
+            skipped = [".mdl", ".msc", ".mv"] + (["._____temp/x.txt"] if where else [])
+            warning = [l for l in r.stderr.splitlines() if "skipping" in l]
+            self.assertEqual(len(warning), 1, r.stderr)
+            self.assertEqual(sorted(re.findall(r"'([^']+)'", warning[0])), sorted(skipped))
+            self.assertNotIn("not a modelscope pickle", r.stderr)
+            got = self.json_out(r)
+            stored = {"sub/.msc", "a.txt"} | ({"._____temp/x.txt"} if not where else set())
+            self.assertEqual({f["path"] for f in got["files"]}, stored)
+            folder = got["local_path"]
+            self.assertFalse(os.path.exists(os.path.join(folder, ".msc.corrupted")))
+            with open(os.path.join(folder, ".msc"), "rb") as f:
+                self.assertEqual(sorted(e["Path"] for e in pickle.load(f)), sorted(stored))
+            for name in stored:
+                with open(os.path.join(folder, name), "rb") as f:
+                    self.assertEqual(f.read(), odd[name], name)
+            again = self.download("alice/bookkeeping", "--token", self.token, "--dry-run", *where)
+            self.assertEqual(again["files_to_fetch"], 0)
 
     # --- auth ---------------------------------------------------------------------------------
     def test_private_repo_token_and_login(self):

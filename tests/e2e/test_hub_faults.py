@@ -126,6 +126,33 @@ class HubFaultsTest(SharedHubTestCase):
         for name, data in new.items():
             self.assertEqual(self.server.download("alice/stamped", name, token=self.token)[2], data)
 
+    def test_upload_state_does_not_stand_in_for_the_hub(self):
+        # The state says what an earlier run sent; the hub may have lost it since (a file
+        # deleted or overwritten there), or this run may go to another hub with a repo of the
+        # same name. Each re-run used to report the files 'unchanged' and send nothing.
+        files = {"w.bin": os.urandom(200000), "a.txt": b"mine"}
+        src = make_tree(self.path("src"), files)
+        self.assertExit(self.upload("alice/drifted", src), 0)
+        status, envelope = self.server.commit(self.token, "alice/drifted", files={"a.txt": b"theirs"},
+                                              deletes=["w.bin"])
+        self.assertEqual(status, 200, envelope)
+        again = self.json_out(self.upload("alice/drifted", src, "--json"))
+        self.assertEqual((again["files_committed"], again["files_skipped"]), (2, 0))
+        for name, data in files.items():
+            self.assertEqual(self.server.download("alice/drifted", name, token=self.token)[2], data)
+        # Another hub, same repo name, same state file.
+        other_root = self.path("other-hub")
+        other = HubServer(other_root)
+        self.addCleanup(other.stop)
+        r = run_ms("upload", "alice/drifted", src, "--create", "--json", "--token", other.token("alice"),
+                   env=self.env(MODELSCOPE_ENDPOINT=other.endpoint), timeout=60)
+        self.assertExit(r, 0)
+        self.assertEqual(self.json_out(r)["files_committed"], 2)
+        status, envelope = other.files("alice/drifted")
+        self.assertEqual(status, 200, envelope)
+        self.assertEqual(sorted(f["Path"] for f in envelope["Data"]["Files"] if f["Path"] in files),
+                         sorted(files))
+
     def test_upload_killed_at_random_moments_then_rerun(self):
         files = {f"big{i}.bin": os.urandom(3 << 20) for i in range(3)}
         files.update({f"d/s{i:02d}.txt": os.urandom(1000 + i) for i in range(40)})

@@ -59,6 +59,21 @@ class HubServerTest(MsTestCase):
         status, env = self.server.api("POST", f"/api/v1/models/{repo}/repo/tag",
                                       {"TagName": "v2", "Ref": "nope"}, self.alice)
         self.assertEqual(status, 400, env)
+        # Refs are also served over git, so their names follow git's rules: 'v1 rc' used to be
+        # accepted and reached `git clone` as a tag 'v1 rc' advertised, read as 'v1'.
+        for bad in ("v1 rc", "a~1", "b^2", "c:d", "e..f", "g@{1}", "h.lock", ".hidden", "x/.y",
+                    "end.", "q?", "s*", "[t", "u\tv"):
+            status, env = self.server.api("POST", f"/api/v1/models/{repo}/repo/tag",
+                                          {"TagName": bad, "Ref": "master"}, self.alice)
+            self.assertEqual(status, 400, (bad, env))
+            if "/" not in bad:  # the commit route takes one path segment
+                status, env = self.server.commit(self.alice, repo, {"b.txt": b"b"},
+                                                 revision=urllib.parse.quote(bad, safe=""))
+                self.assertEqual(status, 400, (bad, env))
+        other = self.make_repo("refs")
+        status, env = self.server.api("POST", f"/api/v1/models/{other}/repo/tag",
+                                      {"TagName": "release/v1.0-rc_1", "Ref": "master"}, self.alice)
+        self.assertEqual(status, 200, env)
         self.assertEqual(self.server.commit(self.alice, repo, {"a.txt": b"two"})[0], 200)
         status, env = self.server.api("GET", f"/api/v1/models/{repo}/revisions")
         self.assertEqual(status, 200)
@@ -526,6 +541,21 @@ class HubServerTest(MsTestCase):
                 self.assertEqual(status, 400, (bad, body))
         _, env = self.server.files(repo)
         self.assertEqual([f["Path"] for f in env["Data"]["Files"]], [".gitattributes"])
+
+    def test_parameters_that_are_not_utf8_are_client_errors(self):
+        # Error messages echo the parameter; bytes that are not UTF-8 used to make the JSON
+        # envelope itself fail, answered as a 500 internal error.
+        repo = self.make_repo()
+        for path, expected in ((f"/api/v1/models/{repo}/repo?Revision=master&FilePath=%ff", 404),
+                               (f"/api/v1/models/{repo}/repo?Revision=%ff&FilePath=a", 404),
+                               ("/api/v1/models/alice/%ff", 404),
+                               ("/api/v1/models/alice/%ff/repo/files?Revision=master", 404)):
+            status, _, body = self.server.request("GET", path)
+            self.assertEqual(status, expected, (path, body))
+            self.assertFalse(json.loads(body)["Success"])
+        status, _, body = self.server.request("POST", f"/api/v1/repos/models/{repo}/commit/master",
+                                              b"\xff\xfe", self.alice)
+        self.assertEqual(status, 400, body)
 
     def test_body_limits(self):
         # Chunked bodies on JSON routes are refused; so are declared sizes over the limit.

@@ -44,6 +44,14 @@ CacheLayout cache_layout(RepoType type, const RepoId& repo,
   return layout;
 }
 
+bool is_bookkeeping_path(const CacheLayout& layout, const std::string& path) {
+  if (path == ".msc" || path == ".mdl" || path == ".mv" || path == ".msc.corrupted") return true;
+  const fs::path temp = layout.temp_dir.lexically_relative(layout.repo_dir);
+  if (temp.empty() || *temp.begin() == "..") return false;  // the temp area is elsewhere
+  const std::string prefix = temp.generic_string();
+  return path == prefix || path.rfind(prefix + "/", 0) == 0;
+}
+
 bool adopt_legacy_folder(const CacheLayout& layout) {
   if (layout.legacy_dir.empty()) return false;
   std::error_code ec;

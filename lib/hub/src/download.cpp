@@ -881,7 +881,23 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
                             revision, join(names, ", ")),
                 did_you_mean(revision, names));
   }
-  const std::vector<FileEntry> selected = select(listed, options);
+  std::vector<FileEntry> selected = select(listed, options);
+  // Repo files named like the folder's own bookkeeping would overwrite the index (or sit in the
+  // temp area and be cleared as partials), and then be reported cached with the wrong bytes.
+  std::vector<std::string> unstorable;
+  for (const FileEntry& e : selected) {
+    if (is_bookkeeping_path(layout, e.path)) unstorable.push_back(e.path);
+  }
+  if (!unstorable.empty()) {
+    log::warn("{}: skipping {}: the {} keeps its own bookkeeping under these names",
+              options.repo.str(), quoted_list(unstorable),
+              options.local_dir ? "--local-dir folder" : "cache folder");
+    selected.erase(std::remove_if(selected.begin(), selected.end(),
+                                  [&](const FileEntry& e) {
+                                    return is_bookkeeping_path(layout, e.path);
+                                  }),
+                   selected.end());
+  }
 
   // ... and the destination folder's, taken once the repo is known to exist: runs with different
   // cache roots (so different repo locks) can share a --local-dir, and each rewrites its .msc.

@@ -157,8 +157,13 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
                 fmt::format("check LOCAL_PATH (relative paths start at {})",
                             fs::current_path(ec).string()));
   }
+  // PATH_IN_REPO names a folder when it ends in '/'; '.', './' and '/' name the root, as the
+  // current folder does (`ms upload R . .`).
   std::string prefix = options.path_in_repo;
+  const bool into_folder = !prefix.empty() && prefix.back() == '/';
   while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
+  while (prefix.rfind("./", 0) == 0) prefix.erase(0, 2);
+  if (prefix == ".") prefix.clear();
   if (!prefix.empty()) check_repo_path(prefix);
   std::vector<std::pair<fs::path, std::string>> out;
   if (!fs::is_directory(local, ec)) {
@@ -169,9 +174,8 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
           fmt::format("{}: not a regular file or folder, so it cannot be uploaded", local.string()),
           "upload a regular file, or a folder of them");
     }
-    std::string name = prefix.empty() ? local.filename().string() : prefix;
-    if (!options.path_in_repo.empty() && options.path_in_repo.back() == '/')
-      name = prefix + "/" + local.filename().string();
+    std::string name = local.filename().string();
+    if (!prefix.empty()) name = into_folder ? prefix + "/" + name : prefix;
     check_repo_path(name);
     out.emplace_back(local, name);
     return out;
@@ -276,10 +280,12 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
     if (!need_hash.empty()) state.save();
   }
 
-  // Files the revision already holds with the same content need no commit either: the state
-  // of an earlier run may be gone (another machine, a cleared cache), or a run may have died
-  // between the hub applying its commit and saving the state.
-  if (std::any_of(files.begin(), files.end(), [](const LocalFile& f) { return !f.committed; })) {
+  // Which files need a commit is decided by the revision as the hub lists it now, not by the
+  // state alone: the state only says what an earlier run sent, and since then the file may have
+  // been deleted or changed on the hub, or this run may target another hub with a repo of the
+  // same name. The state may also be gone (another machine, a cleared cache, a run that died
+  // between the hub applying its commit and saving the state). One listing settles all of them.
+  {
     std::unordered_map<std::string, std::string> remote;  // path -> sha256
     try {
       for (const FileEntry& e : client.list_files(options.type, options.repo, options.revision))
@@ -292,9 +298,10 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
     bool changed = false;
     for (LocalFile& f : files) {
       auto it = remote.find(f.repo_path);
-      if (f.committed || it == remote.end() || it->second != f.sha256) continue;
-      f.committed = true;
-      state.record(f, true);
+      const bool on_hub = it != remote.end() && it->second == f.sha256;
+      if (on_hub == f.committed) continue;
+      f.committed = on_hub;
+      state.record(f, on_hub);
       changed = true;
     }
     if (changed) state.save();

@@ -61,7 +61,7 @@ std::unordered_map<std::string, std::uint64_t> lfs_objects(Service& service,
 
 void send_lfs_json(httplib::Response& res, int status, const nlohmann::json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/vnd.git-lfs+json");
+  res.set_content(response_text(body), "application/vnd.git-lfs+json");
 }
 
 }  // namespace

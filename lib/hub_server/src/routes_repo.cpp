@@ -179,7 +179,7 @@ json openapi_dataset_json(Service& service, const RepoRecord& repo) {
 void send_openapi(httplib::Response& res, int status, json data, const std::string& message) {
   res.status = status;
   res.set_content(
-      json{{"success", status == 200}, {"data", std::move(data)}, {"message", message}}.dump(),
+      response_text(json{{"success", status == 200}, {"data", std::move(data)}, {"message", message}}),
       "application/json");
 }
 

@@ -95,7 +95,7 @@ void send_envelope(const httplib::Request& req, httplib::Response& res, int stat
     for (const auto& [key, value] : extra.items()) out[key] = value;
   }
   res.status = status;
-  res.set_content(out.dump(), "application/json");
+  res.set_content(response_text(out), "application/json");
 }
 
 void guarded(const httplib::Request& req, httplib::Response& res,

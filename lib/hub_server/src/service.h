@@ -44,6 +44,13 @@ struct Caller {
 std::string request_token(const httplib::Request& req);
 Caller identify(Service& service, const httplib::Request& req);
 
+/// The JSON text of a response body. Messages echo request parameters, which can be any bytes
+/// (`FilePath=%ff`); invalid UTF-8 becomes U+FFFD instead of failing the response with a 500.
+template <typename Json>
+std::string response_text(const Json& body) {
+  return body.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
 /// Writes {Code, Data, Message, RequestId, Success}, plus the members of `extra` (an object) at
 /// the top level where an endpoint has them (e.g. TotalCount of the commit history).
 void send_envelope(const httplib::Request& req, httplib::Response& res, int status,

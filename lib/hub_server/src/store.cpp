@@ -17,6 +17,7 @@
 #include "ms/core/encoding.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
+#include "ms/core/text.h"
 #include "ms/hub/sha256.h"
 #include "ms/hub/sha256_checkpoints.h"
 #include "sqlite_db.h"
@@ -43,6 +44,23 @@ constexpr const char* kDefaultGitattributes =
     "*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
     "*.tar filter=lfs diff=lfs merge=lfs -text\n"
     "*.zip filter=lfs diff=lfs merge=lfs -text\n";
+
+// Branch and tag names follow git's check-ref-format: the store is also served as a git
+// repository, where a space ends the name in the ref advertisement (a tag 'v1 rc' reached git
+// clients as 'v1'), and '~', '^', ':', '..' or '@{' make a name that git reads as an expression.
+bool is_valid_ref_name(const std::string& name) {
+  if (name.empty() || name.size() > 255 || name == "@" || name.back() == '.') return false;
+  if (name.find("..") != std::string::npos || name.find("@{") != std::string::npos) return false;
+  for (char c : name) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f || std::strchr("~^:?*[\\", c) != nullptr) return false;
+  }
+  for (const std::string& part : split(name, '/')) {
+    if (part.empty() || part.front() == '.') return false;
+    if (part.size() >= 5 && part.compare(part.size() - 5, 5, ".lock") == 0) return false;
+  }
+  return true;
+}
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS users(name TEXT PRIMARY KEY, email TEXT NOT NULL DEFAULT '',
@@ -543,8 +561,10 @@ std::optional<CommitRecord> Store::resolve(std::int64_t repo_id, const std::stri
 RefRecord Store::create_tag(std::int64_t repo_id, const std::string& tag, const std::string& ref) {
   MS_CHECK(tag != "main" && tag != "master", ErrorCode::kUsage,
            "'{}' cannot be a tag name: it is reserved for the default branch", tag);
-  MS_CHECK(!tag.empty() && tag.size() <= 128 && hub::is_safe_repo_path(tag), ErrorCode::kUsage,
-           "invalid tag name '{}'", tag);
+  MS_CHECK(tag.size() <= 128 && is_valid_ref_name(tag), ErrorCode::kUsage,
+           "invalid tag name '{}': tags follow git's ref rules (no spaces, '~', '^', ':', '?', "
+           "'*', '[', '..' or '@{{')",
+           tag);
   auto target = resolve(repo_id, ref.empty() ? std::string("master") : ref);
   MS_CHECK(target.has_value(), ErrorCode::kNotFound, "revision '{}' does not exist", ref);
   std::lock_guard<std::mutex> lock(impl_->mu);
@@ -598,8 +618,10 @@ std::shared_ptr<const std::vector<TreeEntry>> Store::tree(const CommitRecord& co
 CommitRecord Store::commit(std::int64_t repo_id, const std::string& branch,
                            const std::vector<CommitAction>& actions, const std::string& message,
                            const std::string& author) {
-  MS_CHECK(!branch.empty() && hub::is_safe_repo_path(branch), ErrorCode::kUsage,
-           "invalid branch name '{}'", branch);
+  MS_CHECK(is_valid_ref_name(branch), ErrorCode::kUsage,
+           "invalid branch name '{}': branches follow git's ref rules (no spaces, '~', '^', ':', "
+           "'?', '*', '[', '..' or '@{{')",
+           branch);
   // Blobs first, outside the metadata lock: inline contents are stored, LFS blobs must exist.
   struct Resolved {
     const CommitAction* action;

@@ -30,6 +30,11 @@ CacheLayout cache_layout(RepoType type, const RepoId& repo,
                          const std::optional<std::filesystem::path>& cache_dir,
                          const std::optional<std::filesystem::path>& local_dir);
 
+/// Whether a repo file at `path` would land on the layout's own bookkeeping: the `.msc`, `.mdl`
+/// and `.mv` files beside the repo's files, or (with a --local-dir) the temp area inside it.
+/// Such a file cannot be stored without corrupting the index, or being taken for a partial.
+bool is_bookkeeping_path(const CacheLayout& layout, const std::string& path);
+
 /// Moves the model's folder from its legacy place into `repo_dir` when only the legacy one
 /// exists, as Python's move_legacy_cache_to_standard_dir does on every call (offline included),
 /// so both clients keep finding a model cached by an older modelscope. Returns whether it moved.
