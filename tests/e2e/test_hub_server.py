@@ -622,6 +622,11 @@ class HubServerTest(MsTestCase):
             if len(got) < 2:
                 break
         self.assertEqual(sorted(seen), sorted([".gitattributes", *files]))
+        # A page number whose offset wraps around 2^64 is past the end, not the first page again.
+        q = urllib.parse.urlencode({"Revision": "master", "Root": "/", "Recursive": "True",
+                                    "PageNumber": 2 ** 63 + 1, "PageSize": 2})
+        status, env = self.server.api("GET", f"/api/v1/datasets/{ds_id}/repo/tree?{q}")
+        self.assertEqual((status, env["Data"]["Files"]), (200, []))
         q = urllib.parse.urlencode({"Source": "SDK", "Revision": "master", "FilePath": "data/part3.csv", "View": "False"})
         status, _, body = self.server.request("GET", f"/api/v1/datasets/alice/ds/repo?{q}")
         self.assertEqual((status, body), (200, b"row,3\n"))

@@ -325,7 +325,9 @@ void add_file_routes(httplib::Server& server, Service& service) {
       if (page < 1 || size < 1) throw HttpError{400, "PageNumber and PageSize must be positive"};
       size = std::min<std::size_t>(size, 10000);
       json files = json::array();
-      for (std::size_t i = (page - 1) * size; i < all.size() && files.size() < size; ++i) {
+      // (page - 1) * size can wrap for a huge PageNumber: such pages are past the end.
+      const std::size_t first = page - 1 > all.size() / size ? all.size() : (page - 1) * size;
+      for (std::size_t i = first; i < all.size() && files.size() < size; ++i) {
         files.push_back(all[i]);
       }
       send_ok(req, res, {{"Files", files}, {"TotalCount", all.size()}});
