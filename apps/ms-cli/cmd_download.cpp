@@ -155,7 +155,7 @@ void add_download_command(CLI::App& app, const GlobalOptions& /*global*/) {
           "default 6), MS_HUB_STALL_TIMEOUT (seconds without data before a retry, default 30),\n"
           "REQUESTS_CA_BUNDLE (CA file for a hub with a private certificate), MS_NO_PROGRESS=1,\n"
           "MS_HASH_LANES (threads hashing one big file from ms hub serve's sha256 checkpoints;\n"
-          "default: cores - 2, at most 4; 1 hashes in one chain).\n"
+          "default: cores - 2, at most 4, at least 2 for ranged parts; 1: one chain).\n"
           "A progress bar (bytes, and a line per file) is drawn on stderr only when it is a\n"
           "terminal; -v also logs each retry and resume.\n"
           "\n") +
