@@ -403,6 +403,13 @@ class HubClientTest(SharedHubTestCase):
         self.assertEqual(fields[0], str(64 << 20))
         self.assertEqual(len(fields), 3)
 
+        def read_text(path):
+            try:
+                with open(path) as f:
+                    return f.read()
+            except FileNotFoundError:
+                return None
+
         def fetch(name, expect=0, **env):
             r = self.ms("download", "alice/checkpoints", "--token", self.token, "-v",
                         "--local-dir", self.path(name), env=self.env(**env))
@@ -427,56 +434,59 @@ class HubClientTest(SharedHubTestCase):
         r = fetch("parts1", MS_HASH_LANES="1", MS_DOWNLOAD_PARTS="5")
         self.assertNotIn("intervals on", r.stderr)
 
-        # A wrong state with right data costs one more transfer, hashed in one chain.
+        # Only clients that ask get the states (the header is about 1 KiB).
+        url = (f"{self.server.endpoint}/api/v1/models/alice/checkpoints/repo?Revision=master"
+               f"&FilePath=w.bin")
+        for want, expected in ((False, None), (True, recorded)):
+            headers = {"Authorization": f"Bearer {self.token}", "Range": "bytes=0-0"}
+            if want:
+                headers["X-Ms-Want-Sha256-Checkpoints"] = "1"
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as resp:
+                self.assertEqual(resp.headers.get("X-Ms-Sha256-Checkpoints"), expected)
+
+        # A wrong state with right data: the file is hashed once more in one chain, from disk,
+        # and kept; no second transfer.
+        wrong = recorded.replace(fields[2], fields[2][:-1] + ("0" if fields[2][-1] != "0" else "1"))
         with open(sidecar, "w") as f:
-            f.write(recorded.replace(fields[2], fields[2][:-1] + ("0" if fields[2][-1] != "0" else "1")))
-        r = fetch("wrongstate", MS_HASH_LANES="3")
-        self.assertIn(f"bytes {64 << 20}-{(128 << 20) - 1} do not end in the hub's sha256 checkpoint",
-                      r.stderr)
-        self.assertIn("try 1/3", r.stderr)
-        self.assertNotIn("try 2/3", r.stderr)
-        # In parts, the fetch again as one stream hashes in one chain at once.
-        r = fetch("wrongparts", MS_HASH_LANES="3", MS_DOWNLOAD_PARTS="5")
-        self.assertIn("do not end in the hub's sha256 checkpoint", r.stderr)
-        self.assertIn("fetching it again as one stream", r.stderr)
-        self.assertNotIn("try 1/3", r.stderr)
-        # Checkpoints that do not parse are ignored.
-        with open(sidecar, "w") as f:
-            f.write("64 nonsense")
-        r = fetch("garbage", MS_HASH_LANES="3")
-        self.assertNotIn("intervals on", r.stderr)
-        self.assertNotIn("try 1/3", r.stderr)
-        # ... and, like missing ones (blobs stored before checkpoints), taken again from the bytes
-        # the first time the blob is served whole.
-        with open(sidecar) as f:
-            self.assertEqual(f.read(), recorded)
-        os.remove(sidecar)
-        r = fetch("backfill", MS_HASH_LANES="3", MS_DOWNLOAD_PARTS="5")  # ranged: no backfill
-        self.assertFalse(os.path.exists(sidecar))
-        fetch("backfill2", MS_HASH_LANES="3")
-        with open(sidecar) as f:
-            self.assertEqual(f.read(), recorded)
+            f.write(wrong)
+        for name, parts in (("wrongstate", "1"), ("wrongparts", "5")):
+            r = fetch(name, MS_HASH_LANES="3", MS_DOWNLOAD_PARTS=parts)
+            self.assertIn(f"bytes {64 << 20}-{(128 << 20) - 1} do not end in the hub's sha256 "
+                          "checkpoint; hashing the whole file in one chain", r.stderr)
+            self.assertNotIn("try 1/3", r.stderr)
+            self.assertNotIn("fetching it again", r.stderr)
+
+        # Checkpoints that do not parse are ignored, and taken again from the blob in the background,
+        # as for blobs stored before checkpoints; ranged requests ask for them too.
+        server_log = self.server_root.rstrip("/") + ".stderr"
+        for name, parts, broken in (("garbage", "1", "64 nonsense"), ("missing", "5", None)):
+            if broken is None:
+                os.remove(sidecar)
+            else:
+                with open(sidecar, "w") as f:
+                    f.write(broken)
+            r = fetch(name, MS_HASH_LANES="3", MS_DOWNLOAD_PARTS=parts)
+            self.assertNotIn("intervals on", r.stderr)
+            self.assertNotIn("try 1/3", r.stderr)
+            self.assertTrue(self.wait_for(lambda: read_text(sidecar) == recorded, timeout=60),
+                            f"{name}: checkpoints not taken again")
         r = fetch("backfilled", MS_HASH_LANES="3")
         self.assertIn("3 intervals on 3 threads", r.stderr)
 
         # A flipped byte in the second interval: named on the first try, exit 7 after the rest.
-        with open(sidecar, "w") as f:
-            f.write(recorded)
         os.chmod(blob, 0o644)
         with open(blob, "r+b") as f:
             f.seek((100 << 20))
             f.write(bytes([payload[100 << 20] ^ 0xFF]))
-        r = fetch("corrupt", expect=7, MS_HASH_LANES="3")
-        self.assertIn(f"bytes {64 << 20}-{(128 << 20) - 1} do not end", r.stderr)
-        self.assertIn("sha256 mismatch after 3 tries", r.stderr)
-        self.assertFalse(os.path.exists(self.path("corrupt", "w.bin")))
-        r = fetch("corruptparts", expect=7, MS_HASH_LANES="3", MS_DOWNLOAD_PARTS="5")
-        self.assertIn(f"bytes {64 << 20}-{(128 << 20) - 1} do not end", r.stderr)
-        self.assertIn("sha256 mismatch after 3 tries", r.stderr)
-        self.assertFalse(os.path.exists(self.path("corruptparts", "w.bin")))
-        # A corrupt blob gets no checkpoints from its bytes.
+        for name, parts in (("corrupt", "1"), ("corruptparts", "5")):
+            r = fetch(name, expect=7, MS_HASH_LANES="3", MS_DOWNLOAD_PARTS=parts)
+            self.assertIn(f"bytes {64 << 20}-{(128 << 20) - 1} do not end", r.stderr)
+            self.assertIn("sha256 mismatch after 3 tries", r.stderr)
+            self.assertFalse(os.path.exists(self.path(name, "w.bin")))
+        # A corrupt blob gets no checkpoints from its bytes; the hub says why in its log.
         os.remove(sidecar)
         fetch("corruptwhole", expect=7, MS_HASH_LANES="3")
+        self.assertTrue(self.wait_for(lambda: f"blob {sha} hashes to" in read_text(server_log), timeout=60))
         self.assertFalse(os.path.exists(sidecar))
 
     # --- concurrency --------------------------------------------------------------------------

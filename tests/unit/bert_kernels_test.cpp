@@ -75,10 +75,9 @@ void check_same(const BertConfig& c, const ms::tensor::WeightMap& w, const at::T
                 const at::Tensor& mask, double tolerance = 2e-4) {
   const at::Tensor fused = run(c, w, ids, mask, false);
   const at::Tensor reference = run(c, w, ids, mask, true);
-  const double diff =
-      (fused - reference).abs().nan_to_num(0.0, 0.0, 0.0).max().item<float>();
+  const double diff = (fused - reference).abs().nan_to_num(0.0, 0.0, 0.0).max().item<float>();
   INFO("max |fused - torch| = " << diff << "; NaN: fused " << fused.isnan().sum().item<int64_t>()
-                                 << ", torch " << reference.isnan().sum().item<int64_t>());
+                                << ", torch " << reference.isnan().sum().item<int64_t>());
   CHECK(at::allclose(fused, reference, tolerance, tolerance, /*equal_nan=*/true));
 }
 

@@ -184,7 +184,8 @@ TEST_CASE("write_all_at writes every byte at its offset, in pieces, and names th
 
 TEST_CASE("hex and base64 encode; base64 decodes strictly", "[core][encoding]") {
   CHECK(ms::hex_encode(std::string("\x01\xab\xff", 3)) == "01abff");
-  for (const std::string& raw : std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {
+  for (const std::string& raw :
+       std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {
     const std::string text = ms::base64_encode(raw);
     CHECK(text.size() % 4 == 0);
     REQUIRE(ms::base64_decode(text).has_value());

@@ -1,11 +1,13 @@
 // Unit tests of the hub module's repo ids, path safety checks and SHA-256.
+#include <algorithm>
+#include <string>
+#include <vector>
+
 #include "catch.h"
 #include "ms/core/error.h"
 #include "ms/hub/repo_id.h"
 #include "ms/hub/sha256.h"
 #include "ms/hub/sha256_checkpoints.h"
-
-#include <string>
 
 using namespace ms::hub;
 
@@ -50,7 +52,8 @@ TEST_CASE("a SHA-256 chain resumes from its state at a block boundary", "[hub]")
   std::string data(3 * 64 * 1000 + 17, '\0');
   for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 131 + 7);
   const std::string whole = sha256_hex(data);
-  for (std::size_t cut : {std::size_t{0}, std::size_t{64}, std::size_t{64 * 1000}, std::size_t{192000}}) {
+  for (std::size_t cut :
+       {std::size_t{0}, std::size_t{64}, std::size_t{64 * 1000}, std::size_t{192000}}) {
     INFO(cut);
     Sha256 first;
     first.update(data.data(), cut);
@@ -70,7 +73,8 @@ TEST_CASE("checkpoints are taken at every interval of a stream and prove its dig
   CHECK(sha256_checkpoint_interval(0) == 0);
   CHECK(sha256_checkpoint_interval((128u << 20) - 1) == 0);  // under two intervals: none
   CHECK(sha256_checkpoint_interval(128u << 20) == (64u << 20));
-  CHECK(sha256_checkpoint_interval(std::uint64_t{100} << 30) == (std::uint64_t{2} << 30));
+  CHECK(sha256_checkpoint_interval(std::uint64_t{2} << 30) == (128u << 20));  // 15 states
+  CHECK(sha256_checkpoint_interval(std::uint64_t{100} << 30) == (std::uint64_t{8} << 30));
   // 128 MiB + 5 bytes in pieces that straddle the interval boundaries.
   const std::uint64_t size = (std::uint64_t{128} << 20) + 5;
   std::string piece(1000003, '\0');
@@ -79,7 +83,8 @@ TEST_CASE("checkpoints are taken at every interval of a stream and prove its dig
   Sha256 plain;
   std::uint64_t fed = 0;
   while (fed < size) {
-    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(piece.size(), size - fed));
+    const std::size_t n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(piece.size(), size - fed));
     recorder.update(piece.data(), n);
     plain.update(piece.data(), n);
     fed += n;
@@ -107,18 +112,68 @@ TEST_CASE("malformed or ill-fitting checkpoints are refused", "[hub]") {
   CHECK(Sha256Checkpoints::parse(good, size).has_value());
   CHECK(Sha256Checkpoints::parse("  1048576   " + state + "  " + state + " " + state + " ", size));
   for (const std::string& bad : {
-           std::string(), std::string("1048576"), "1048576 " + state,               // too few
-           good + " " + state,                                                     // too many
-           "1048577 " + state + " " + state + " " + state,                         // not 1 MiB-aligned
-           "0 " + state, "-1048576 " + state + " " + state + " " + state,          // no interval
-           "99999999999999999999 " + state,                                        // overflow
-           "1048576 " + state + " " + state + " " + std::string(64, 'A'),          // upper case
-           "1048576 " + state + " " + state + " " + std::string(63, 'a'),          // short state
-           "1048576 " + state + " " + state + " " + std::string(63, 'a') + "g",    // not hex
+           std::string(), std::string("1048576"), "1048576 " + state,      // too few
+           good + " " + state,                                             // too many
+           "1048577 " + state + " " + state + " " + state,                 // not 1 MiB-aligned
+           "0 " + state, "-1048576 " + state + " " + state + " " + state,  // no interval
+           "99999999999999999999 " + state,                                // overflow
+           "1048576 " + state + " " + state + " " + std::string(64, 'A'),  // upper case
+           "1048576 " + state + " " + state + " " + std::string(63, 'a'),  // short state
+           "1048576 " + state + " " + state + " " + std::string(63, 'a') + "g",  // not hex
        }) {
     INFO(bad);
     CHECK_FALSE(Sha256Checkpoints::parse(bad, size).has_value());
   }
   CHECK_FALSE(Sha256Checkpoints::parse(good, 0).has_value());
   CHECK_FALSE(Sha256Checkpoints::parse(good, 3u << 20).has_value());  // 2 states fit that size
+}
+
+TEST_CASE("a chain of checkpointed links proves the digest, and names the link that breaks",
+          "[hub]") {
+  const std::uint64_t size = (std::uint64_t{3} << 20) + 5;  // 1 MiB intervals: 4 links
+  std::string data(static_cast<std::size_t>(size), '\0');
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 2654435761u >> 13);
+  Sha256 plain;
+  Sha256Checkpoints checkpoints;
+  checkpoints.interval = 1u << 20;
+  for (std::uint64_t at = 0; at < size; at += checkpoints.interval) {
+    if (at > 0) checkpoints.states.push_back(plain.chaining_state());
+    plain.update(data.data() + at,
+                 static_cast<std::size_t>(std::min(checkpoints.interval, size - at)));
+  }
+  const std::string digest = plain.hex_digest();
+  auto run_chain = [&](const Sha256Checkpoints* cps) {
+    std::vector<Sha256Link> links = sha256_links(cps, size);
+    std::uint64_t covered = 0;
+    for (Sha256Link& link : links) {
+      CHECK(link.from == covered);
+      link.hasher.update(data.data() + link.from, static_cast<std::size_t>(link.to - link.from));
+      covered = link.to;
+    }
+    CHECK(covered == size);
+    return finish_sha256_chain(links);
+  };
+  const Sha256ChainResult good = run_chain(&checkpoints);
+  CHECK(good.held);
+  CHECK(good.digest == digest);
+  const Sha256ChainResult one = run_chain(nullptr);  // no checkpoints: one link
+  CHECK(one.held);
+  CHECK(one.digest == digest);
+  Sha256Checkpoints wrong = checkpoints;
+  wrong.states[1][3] ^= 1u;
+  const Sha256ChainResult broken = run_chain(&wrong);
+  CHECK_FALSE(broken.held);
+  CHECK(broken.digest.empty());
+  CHECK(broken.bad_from == (1u << 20));  // the link that should have ended in states[1]
+  CHECK(broken.bad_to == (2u << 20));
+  // An incomplete link never holds.
+  std::vector<Sha256Link> partial = sha256_links(&checkpoints, size);
+  CHECK_FALSE(finish_sha256_chain(partial).held);
+  // An interval near 2^64 cannot wrap the last link's end.
+  const auto huge =
+      Sha256Checkpoints::parse("9223372036854775808 " + std::string(64, 'a'), ~std::uint64_t{0});
+  REQUIRE(huge.has_value());
+  const std::vector<Sha256Link> far = sha256_links(&*huge, ~std::uint64_t{0});
+  REQUIRE(far.size() == 2);
+  CHECK(far[1].to == ~std::uint64_t{0});
 }

@@ -56,7 +56,8 @@ std::optional<std::string> base64_decode(std::string_view text) {
   }
   if (clean.size() % 4 != 0) return std::nullopt;
   std::size_t padding = 0;
-  while (padding < 2 && padding < clean.size() && clean[clean.size() - 1 - padding] == '=') ++padding;
+  while (padding < 2 && padding < clean.size() && clean[clean.size() - 1 - padding] == '=')
+    ++padding;
   std::string out;
   out.reserve(clean.size() / 4 * 3);
   std::uint32_t bits = 0;

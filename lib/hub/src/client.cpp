@@ -24,6 +24,7 @@
 #include "ms/core/settings.h"
 #include "ms/core/version.h"
 #include "ms/hub/pickle.h"
+#include "ms/hub/sha256_checkpoints.h"
 
 namespace ms::hub {
 namespace {
@@ -730,6 +731,8 @@ void HubClient::download_range(const std::string& url, std::uint64_t offset, std
     req.range_end = end;
     req.file_size = file_size;
     req.sha256_checkpoints = sha256_checkpoints;
+    if (sha256_checkpoints != nullptr)
+      req.headers.push_back(std::string(kWantSha256CheckpointsHeader) + ": 1");
     if (from > 0 || end != 0) {
       req.headers.push_back(end != 0 ? fmt::format("Range: bytes={}-{}", from, end - 1)
                                      : fmt::format("Range: bytes={}-", from));

@@ -21,6 +21,7 @@
 #include <optional>
 #include <thread>
 
+#include "download_writers.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/core/log.h"
@@ -30,7 +31,6 @@
 #include "ms/hub/cache.h"
 #include "ms/hub/sha256.h"
 #include "ms/hub/sha256_checkpoints.h"
-#include "download_writers.h"
 
 namespace ms::hub {
 namespace fs = std::filesystem;
@@ -164,7 +164,8 @@ struct Run {
 [[noreturn]] void integrity_failure(Run& run, const FileEntry& entry, const std::string& got) {
   std::string listed_now;
   try {
-    for (const FileEntry& e : run.client.list_files(run.options.type, run.options.repo, run.revision)) {
+    for (const FileEntry& e :
+         run.client.list_files(run.options.type, run.options.repo, run.revision)) {
       if (e.path == entry.path) listed_now = e.sha256;
     }
   } catch (const Error& e) {
@@ -196,6 +197,33 @@ void clear_temp_path(const fs::path& temp_dir, const std::string& path) {
   }
   const fs::path target = temp_dir / path;
   if (fs::is_directory(fs::symlink_status(target, ec))) fs::remove_all(target, ec);
+}
+
+// Hashes bytes [0, size) of `fd` into `hasher`, in 4 MiB reads.
+void hash_from_disk(int fd, std::uint64_t size, Sha256& hasher, const fs::path& path) {
+  std::vector<char> buf(4 << 20);
+  std::uint64_t off = 0;
+  while (off < size) {
+    const ssize_t n = ::pread(fd, buf.data(), std::min<std::uint64_t>(buf.size(), size - off),
+                              static_cast<off_t>(off));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail(ErrorCode::kIo, "{}: read failed while hashing", path.string());
+    hasher.update(buf.data(), static_cast<std::size_t>(n));
+    off += static_cast<std::uint64_t>(n);
+  }
+}
+
+// A whole file whose chain of checkpointed intervals broke: either the data or the hub's
+// checkpoints are wrong. One chain over the file on disk tells which, without fetching it again.
+std::string digest_after_broken_chain(const std::string& what, const Sha256ChainResult& chain,
+                                      int fd, std::uint64_t size, const fs::path& path) {
+  log::warn(
+      "{}: bytes {}-{} do not end in the hub's sha256 checkpoint; hashing the whole file "
+      "in one chain",
+      what, chain.bad_from, chain.bad_to - 1);
+  Sha256 hasher;
+  hash_from_disk(fd, size, hasher, path);
+  return hasher.hex_digest();
 }
 
 // Threads that hash one big file from the hub's sha256 checkpoints: the cores left over by the
@@ -241,22 +269,12 @@ void fetch_whole(Run& run, const FileEntry& entry, bool use_checkpoints = true) 
     Sha256 hasher;
     if (have > 0) {
       // The resumed prefix is hashed from disk so the digest covers the whole file.
-      std::vector<char> buf(4 << 20);
-      std::uint64_t off = 0;
-      while (off < have) {
-        const ssize_t n =
-            ::pread(fd.fd, buf.data(), std::min<std::uint64_t>(buf.size(), have - off),
-                    static_cast<off_t>(off));
-        if (n <= 0) fail(ErrorCode::kIo, "{}: read failed", temp.string());
-        hasher.update(buf.data(), static_cast<std::size_t>(n));
-        off += static_cast<std::uint64_t>(n);
-      }
+      hash_from_disk(fd.fd, have, hasher, temp);
       log::info("{}: resuming at byte {} of {}", entry.path, have, entry.size);
       run.advance(0);
     }
     std::uint64_t written = 0;
-    std::optional<std::string> checked_digest;  // from the checkpointed hash, when it ran
-    bool links_held = true;                      // ... and every interval ended in its checkpoint
+    std::optional<Sha256ChainResult> chain;  // from the checkpointed hash, when it ran
     if (have < entry.size) {
       std::uint64_t offset = have;
       // Big files are hashed on a second thread, as they arrive. On 2 cores shared with a local
@@ -293,17 +311,21 @@ void fetch_whole(Run& run, const FileEntry& entry, bool use_checkpoints = true) 
       }
       if (out) {
         out->finish();
-        if (out->checkpointed()) {
-          checked_digest = out->checked_digest();
-          links_held = out->links_held();
-          if (!links_held) use_checkpoints = false;
-        }
+        if (out->checkpointed()) chain = out->chain_result();
       }
     }
     const std::uint64_t total = have + written;
-    const std::string digest = checked_digest ? *checked_digest : hasher.hex_digest();
     const bool size_ok = total == entry.size;
-    const bool hash_ok = links_held && (entry.sha256.empty() || digest == entry.sha256);
+    std::string digest;
+    if (!chain) {
+      digest = hasher.hex_digest();
+    } else if (chain->held) {
+      digest = chain->digest;
+    } else if (size_ok) {
+      digest = digest_after_broken_chain(entry.path, *chain, fd.fd, total, temp);
+      use_checkpoints = false;  // a re-fetch, if the data was bad, hashes in one chain too
+    }
+    const bool hash_ok = !digest.empty() && (entry.sha256.empty() || digest == entry.sha256);
     if (size_ok && hash_ok) {
       run.commit(entry, temp);
       return;
@@ -500,72 +522,59 @@ class PartedFile {
     return pos;
   }
 
-  // Chains of SHA-256 over [from, to): the whole file, or one interval between checkpoints.
-  struct Interval {
-    std::uint64_t from = 0, to = 0;
-    std::unique_ptr<Sha256> hasher;
-    std::optional<Sha256State> must_end_in;  // the next checkpoint (none for the last interval)
-    bool hashed = false;                     // every byte went in (owned by its thread till join)
-  };
-
   // Called once, with the headers of the first response to bring data, or from finish() (with
   // none) when every part was on disk already.
   void start_hashing(const std::string& checkpoints_header) {
     std::optional<Sha256Checkpoints> checkpoints;
     const std::size_t lanes = hash_lanes(true);
     if (lanes >= 2) checkpoints = Sha256Checkpoints::parse(checkpoints_header, entry_.size);
-    if (!checkpoints) {
-      intervals_.resize(1);
-      intervals_[0] = {0, entry_.size, std::make_unique<Sha256>(), std::nullopt};
-      hashers_.emplace_back([this] { hash_intervals(0, 1); });
-      return;
+    links_ = sha256_links(checkpoints ? &*checkpoints : nullptr, entry_.size);
+    const std::size_t threads = std::min(checkpoints ? lanes : 1, links_.size());
+    try {
+      for (std::size_t lane = 0; lane < threads; ++lane) {
+        hashers_.emplace_back([this, lane, threads] { hash_links(lane, threads); });
+      }
+    } catch (...) {
+      abort_.store(true);
+      join_hashers();
+      throw;
     }
-    const std::size_t count = checkpoints->states.size() + 1;
-    intervals_.resize(count);
-    for (std::size_t k = 0; k < count; ++k) {
-      const std::uint64_t from = k * checkpoints->interval;
-      Interval& interval = intervals_[k];
-      interval.from = from;
-      interval.to = std::min(entry_.size, from + checkpoints->interval);
-      interval.hasher = k == 0 ? std::make_unique<Sha256>()
-                               : std::make_unique<Sha256>(checkpoints->states[k - 1], from);
-      if (k + 1 < count) interval.must_end_in = checkpoints->states[k];
+    if (checkpoints) {
+      log::info("{}: hashing {} intervals on {} threads from the hub's sha256 checkpoints",
+                entry_.path, links_.size(), threads);
     }
-    const std::size_t threads = std::min(lanes, count);
-    for (std::size_t lane = 0; lane < threads; ++lane) {
-      hashers_.emplace_back([this, lane, threads] { hash_intervals(lane, threads); });
-    }
-    log::info("{}: hashing {} intervals on {} threads from the hub's sha256 checkpoints",
-              entry_.path, count, threads);
   }
 
-  // Intervals lane, lane + stride, ... in order, each as its bytes land on disk.
-  void hash_intervals(std::size_t lane, std::size_t stride) {
-    std::vector<char> buf(4 << 20);
-    for (std::size_t k = lane; k < intervals_.size(); k += stride) {
-      Interval& interval = intervals_[k];
-      std::uint64_t pos = interval.from;
-      while (pos < interval.to && !abort_.load()) {
-        const std::uint64_t avail = std::min(interval.to, contiguous_from(pos));
-        if (avail <= pos) {
-          std::unique_lock<std::mutex> lock(hash_mutex_);
-          hash_cv_.wait_for(lock, std::chrono::milliseconds(20));
-          continue;
-        }
-        while (pos < avail) {
-          const ssize_t n =
-              ::pread(data_fd_, buf.data(), std::min<std::uint64_t>(buf.size(), avail - pos),
-                      static_cast<off_t>(pos));
-          if (n <= 0) {
-            abort_.store(true);
-            break;
+  // Links lane, lane + stride, ... in order, each as its bytes land on disk.
+  void hash_links(std::size_t lane, std::size_t stride) {
+    try {
+      std::vector<char> buf(4 << 20);
+      for (std::size_t k = lane; k < links_.size(); k += stride) {
+        Sha256Link& link = links_[k];
+        std::uint64_t pos = link.from;
+        while (pos < link.to && !abort_.load()) {
+          const std::uint64_t avail = std::min(link.to, contiguous_from(pos));
+          if (avail <= pos) {
+            std::unique_lock<std::mutex> lock(hash_mutex_);
+            hash_cv_.wait_for(lock, std::chrono::milliseconds(20));
+            continue;
           }
-          interval.hasher->update(buf.data(), static_cast<std::size_t>(n));
-          pos += static_cast<std::uint64_t>(n);
+          while (pos < avail) {
+            const ssize_t n =
+                ::pread(data_fd_, buf.data(), std::min<std::uint64_t>(buf.size(), avail - pos),
+                        static_cast<off_t>(pos));
+            if (n <= 0) {
+              abort_.store(true);
+              break;
+            }
+            link.hasher.update(buf.data(), static_cast<std::size_t>(n));
+            pos += static_cast<std::uint64_t>(n);
+          }
         }
+        if (pos < link.to) return;  // aborted
       }
-      if (pos < interval.to) return;  // aborted
-      interval.hashed = true;
+    } catch (...) {  // out of memory, say: the file then counts as not hashed
+      abort_.store(true);
     }
   }
 
@@ -576,27 +585,6 @@ class PartedFile {
     }
   }
 
-  // The file's sha256 from the hashed intervals; for one whose end is not its checkpoint, a
-  // description of it (never a digest) and `links_held` false. Empty when some bytes were never
-  // hashed.
-  std::string interval_digest(bool& links_held) {
-    for (const Interval& interval : intervals_) {
-      if (!interval.hashed) return std::string();
-    }
-    for (const Interval& interval : intervals_) {
-      if (interval.must_end_in &&
-          (interval.hasher->bytes_hashed() % 64 != 0 ||
-           interval.hasher->chaining_state() != *interval.must_end_in)) {
-        log::warn("{}: bytes {}-{} do not end in the hub's sha256 checkpoint", entry_.path,
-                  interval.from, interval.to - 1);
-        links_held = false;
-        return fmt::format("(bytes {}-{} differ from the hub's sha256 checkpoint)",
-                           interval.from, interval.to - 1);
-      }
-    }
-    return intervals_.back().hasher->hex_digest();
-  }
-
   void finish() {
     std::call_once(hashing_started_, [&] { start_hashing(std::string()); });
     join_hashers();
@@ -605,9 +593,19 @@ class PartedFile {
     data_fd_ = state_fd_ = -1;
     try {
       if (error_) throw *error_;
-      bool links_held = true;
-      const std::string digest = interval_digest(links_held);
-      if (!digest.empty() && links_held && (entry_.sha256.empty() || digest == entry_.sha256)) {
+      Sha256ChainResult chain = finish_sha256_chain(links_);
+      const bool complete = std::all_of(links_.begin(), links_.end(),
+                                        [](const Sha256Link& link) { return link.complete(); });
+      const bool checkpointed = links_.size() > 1;
+      std::string digest = chain.digest;
+      if (!chain.held && complete && checkpointed) {
+        const int fd = ::open(data_path_.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+          fail(ErrorCode::kIo, "{}: cannot open: {}", data_path_.string(), std::strerror(errno));
+        Fd closer(fd);
+        digest = digest_after_broken_chain(entry_.path, chain, fd, entry_.size, data_path_);
+      }
+      if (!digest.empty() && (entry_.sha256.empty() || digest == entry_.sha256)) {
         run_.commit(entry_, data_path_);
         ::unlink(state_path_.c_str());
         return;
@@ -616,7 +614,7 @@ class PartedFile {
                 entry_.path);
       ::unlink(data_path_.c_str());
       ::unlink(state_path_.c_str());
-      fetch_whole(run_, entry_, links_held);
+      fetch_whole(run_, entry_, /*use_checkpoints=*/!checkpointed);
     } catch (const Error& e) {
       run_.record_failure(entry_.path, e);
     }
@@ -638,7 +636,7 @@ class PartedFile {
   std::optional<Error> error_;
   std::vector<std::string> headers_;  // per part: its response's X-Ms-Sha256-Checkpoints
   std::once_flag hashing_started_;
-  std::vector<Interval> intervals_;
+  std::vector<Sha256Link> links_;  // the file's hash chain: one link, or one per interval
   std::vector<std::thread> hashers_;
   std::mutex hash_mutex_;
   std::condition_variable hash_cv_;
@@ -896,11 +894,10 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
     log::warn("{}: skipping {}: the {} keeps its own bookkeeping under these names",
               options.repo.str(), quoted_list(unstorable),
               options.local_dir ? "--local-dir folder" : "cache folder");
-    selected.erase(std::remove_if(selected.begin(), selected.end(),
-                                  [&](const FileEntry& e) {
-                                    return is_bookkeeping_path(layout, e.path);
-                                  }),
-                   selected.end());
+    selected.erase(
+        std::remove_if(selected.begin(), selected.end(),
+                       [&](const FileEntry& e) { return is_bookkeeping_path(layout, e.path); }),
+        selected.end());
   }
 
   // ... and the destination folder's, taken once the repo is known to exist: runs with different

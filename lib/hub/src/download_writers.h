@@ -106,20 +106,11 @@ class HashingWriter {
         lanes_(std::min(std::max<std::size_t>(lanes, 2), checkpoints.states.size() + 1)),
         block_size_(kBlock),
         slots_(ring_slots()),
-        checkpointed_(true) {
-    const std::uint64_t interval = checkpoints.interval;  // a multiple of kBlock
-    const std::size_t count = checkpoints.states.size() + 1;
-    segments_.resize(count);
-    for (std::size_t k = 0; k < count; ++k) {
-      Segment& segment = segments_[k];
-      const std::uint64_t from = k * interval;
-      const std::uint64_t to = std::min(size, from + interval);
-      segment.first_block = from / kBlock;
-      segment.end_block = (to + kBlock - 1) / kBlock;
-      segment.own = k == 0 ? std::make_unique<Sha256>()
-                           : std::make_unique<Sha256>(checkpoints.states[k - 1], from);
-      segment.hasher = segment.own.get();
-      if (k + 1 < count) segment.must_end_in = checkpoints.states[k];
+        checkpointed_(true),
+        links_(sha256_links(&checkpoints, size)) {
+    static_assert(kBlock == kSha256CheckpointGranule, "a block must never straddle two intervals");
+    for (Sha256Link& link : links_) {
+      segments_.push_back({link.from / kBlock, (link.to + kBlock - 1) / kBlock, &link.hasher});
     }
     start_lanes();
   }
@@ -145,8 +136,8 @@ class HashingWriter {
     stop();
     if (error_) std::rethrow_exception(error_);
     if (lanes_ > 0) {
-      log::info("{}: hashed {} block(s) from memory, {} read back from the file{}",
-                path_.string(), filled_ - reread_.load(), reread_.load(),
+      log::info("{}: hashed {} block(s) from memory, {} read back from the file{}", path_.string(),
+                filled_ - reread_.load(), reread_.load(),
                 checkpointed_ ? fmt::format(", {} intervals on {} threads from the hub's sha256 "
                                             "checkpoints",
                                             segments_.size(), lanes_)
@@ -166,25 +157,8 @@ class HashingWriter {
   }
 
   bool checkpointed() const { return checkpointed_; }
-  /// Checkpointed, after finish(): whether every interval ended in its checkpoint.
-  bool links_held() const {
-    return std::all_of(segments_.begin(), segments_.end(),
-                       [](const Segment& segment) { return segment.linked; });
-  }
-  /// Checkpointed, after finish(): the file's sha256 when every interval ended in its checkpoint;
-  /// otherwise a description of the first interval that did not, which is never a digest.
-  std::string checked_digest() {
-    for (std::size_t k = 0; k + 1 < segments_.size(); ++k) {
-      if (!segments_[k].linked) {
-        const std::uint64_t from = segments_[k].first_block * kBlock;
-        const std::uint64_t to = segments_[k].end_block * kBlock;
-        log::warn("{}: bytes {}-{} do not end in the hub's sha256 checkpoint", path_.string(),
-                  from, to - 1);
-        return fmt::format("(bytes {}-{} differ from the hub's sha256 checkpoint)", from, to - 1);
-      }
-    }
-    return segments_.back().hasher->hex_digest();
-  }
+  /// Checkpointed, after finish(): what the intervals' chain proves.
+  Sha256ChainResult chain_result() { return finish_sha256_chain(links_); }
 
  private:
   static constexpr std::size_t kBlock = 1u << 20;
@@ -208,15 +182,17 @@ class HashingWriter {
   struct Segment {
     std::uint64_t first_block = 0;
     std::uint64_t end_block = kNone;  // kNone: to the end of the stream
-    Sha256* hasher = nullptr;
-    std::unique_ptr<Sha256> own;                // checkpointed: started from a checkpoint
-    std::optional<Sha256State> must_end_in;     // the next checkpoint (none for the last)
-    bool linked = true;                          // ended in must_end_in (lane-owned until join)
+    Sha256* hasher = nullptr;         // the caller's, or a link's (each lane-owned until join)
   };
 
   void start_lanes() {
-    for (std::size_t lane = 0; lane < lanes_; ++lane) {
-      threads_.emplace_back([this, lane] { lane_loop(lane); });
+    try {
+      for (std::size_t lane = 0; lane < lanes_; ++lane) {
+        threads_.emplace_back([this, lane] { lane_loop(lane); });
+      }
+    } catch (...) {
+      stop();  // the threads that did start must be joined before they are destroyed
+      throw;
     }
   }
 
@@ -264,9 +240,8 @@ class HashingWriter {
     for (std::size_t k = lane; k < segments_.size(); k += lanes_) {
       Segment& segment = segments_[k];
       for (std::uint64_t block = segment.first_block; block < segment.end_block; ++block) {
-        block_ready_.wait(lock, [&] {
-          return block < filled_ || stopping_ || abandoned_ || error_ != nullptr;
-        });
+        block_ready_.wait(
+            lock, [&] { return block < filled_ || stopping_ || abandoned_ || error_ != nullptr; });
         if (abandoned_ || error_ || block >= filled_) return;  // stopping: all hashed, or short
         const std::uint64_t from = start_ + block * block_size_;
         const std::size_t size =
@@ -286,8 +261,10 @@ class HashingWriter {
           }
         } catch (...) {
           lock.lock();
-          slot.hashing = false;
-          slot_free_.notify_all();
+          if (in_memory) {  // a read-back block's slot may be another lane's now
+            slot.hashing = false;
+            slot_free_.notify_all();
+          }
           if (!error_) error_ = std::current_exception();
           block_ready_.notify_all();
           return;
@@ -297,11 +274,6 @@ class HashingWriter {
           slot.hashing = false;
           slot_free_.notify_all();
         }
-      }
-      // The whole interval is hashed: it must end where the next one starts.
-      if (segment.must_end_in) {
-        segment.linked = segment.hasher->bytes_hashed() % 64 == 0 &&
-                         segment.hasher->chaining_state() == *segment.must_end_in;
       }
     }
   }
@@ -332,10 +304,11 @@ class HashingWriter {
   std::uint64_t start_;   // file offset of block 0
   std::uint64_t offset_;  // next byte to write (receiving thread only)
   const std::filesystem::path& path_;
-  std::size_t lanes_;     // hashing threads; 0: hashed inline by the receiving thread
+  std::size_t lanes_;  // hashing threads; 0: hashed inline by the receiving thread
   std::size_t block_size_;
   std::vector<Slot> slots_;
   bool checkpointed_ = false;
+  std::vector<Sha256Link> links_;  // checkpointed: one per interval
   std::vector<Segment> segments_;
   std::size_t fill_ = 0;  // bytes in the block being filled (receiving thread only)
   // Shared with the hashing threads, under mutex_ when there are any:

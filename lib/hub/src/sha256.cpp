@@ -18,7 +18,8 @@ struct Sha256::State {
 };
 
 Sha256::Sha256() : state_(std::make_unique<State>()) {
-  if (SHA256_Init(&state_->ctx) != 1) fail(ErrorCode::kInternal, "OpenSSL: cannot initialise SHA-256");
+  if (SHA256_Init(&state_->ctx) != 1)
+    fail(ErrorCode::kInternal, "OpenSSL: cannot initialise SHA-256");
 }
 
 Sha256::Sha256(const Sha256State& state, std::uint64_t bytes_hashed) : Sha256() {

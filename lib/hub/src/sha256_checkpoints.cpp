@@ -2,16 +2,17 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "ms/core/text.h"
 
 namespace ms::hub {
 namespace {
 
 constexpr std::uint64_t kMinInterval = 64u << 20;
-constexpr std::size_t kMaxStates = 64;
-// What a client accepts: finer intervals than a hub records are fine, as long as blocks of
-// 1 MiB never straddle two of them, and the header stays small.
-constexpr std::uint64_t kClientGranule = 1u << 20;
+constexpr std::size_t kMaxStates = 16;
+// What a client accepts: finer intervals than a hub records are fine, as long as they are whole
+// granules, and the header stays bounded.
 constexpr std::size_t kClientMaxStates = 1024;
 
 std::string state_hex(const Sha256State& state) {
@@ -61,7 +62,7 @@ std::optional<Sha256Checkpoints> Sha256Checkpoints::parse(std::string_view text,
     if (c < '0' || c > '9') return std::nullopt;
     result.interval = result.interval * 10 + static_cast<std::uint64_t>(c - '0');
   }
-  if (result.interval == 0 || result.interval % kClientGranule != 0) return std::nullopt;
+  if (result.interval == 0 || result.interval % kSha256CheckpointGranule != 0) return std::nullopt;
   // One state at every whole interval strictly inside the file.
   const std::uint64_t expected = (file_size - 1) / result.interval;
   if (file_size == 0 || fields.size() - 1 != expected) return std::nullopt;
@@ -100,8 +101,49 @@ void CheckpointingSha256::update(const char* data, std::size_t n) {
     hashed_ += take;
     data += take;
     n -= take;
-    if (boundary != 0 && hashed_ == boundary) checkpoints_.states.push_back(hasher_.chaining_state());
+    if (boundary != 0 && hashed_ == boundary)
+      checkpoints_.states.push_back(hasher_.chaining_state());
   }
+}
+
+bool Sha256Link::holds() const {
+  if (!complete()) return false;
+  if (!must_end_in) return true;
+  return hasher.bytes_hashed() % 64 == 0 && hasher.chaining_state() == *must_end_in;
+}
+
+std::vector<Sha256Link> sha256_links(const Sha256Checkpoints* checkpoints, std::uint64_t size) {
+  std::vector<Sha256Link> links;
+  if (checkpoints == nullptr) {
+    links.push_back({0, size, Sha256(), std::nullopt});
+    return links;
+  }
+  const std::size_t count = checkpoints->states.size() + 1;
+  links.reserve(count);
+  for (std::size_t k = 0; k < count; ++k) {
+    const std::uint64_t from = k * checkpoints->interval;  // < size: parse() checked the count
+    Sha256Link link;
+    link.from = from;
+    link.to = from + std::min(checkpoints->interval, size - from);
+    if (k > 0) link.hasher = Sha256(checkpoints->states[k - 1], from);
+    if (k + 1 < count) link.must_end_in = checkpoints->states[k];
+    links.push_back(std::move(link));
+  }
+  return links;
+}
+
+Sha256ChainResult finish_sha256_chain(std::vector<Sha256Link>& links) {
+  Sha256ChainResult result;
+  for (const Sha256Link& link : links) {
+    if (!link.holds()) {
+      result.bad_from = link.from;
+      result.bad_to = link.to;
+      return result;
+    }
+  }
+  result.held = !links.empty();
+  if (result.held) result.digest = links.back().hasher.hex_digest();
+  return result;
 }
 
 }  // namespace ms::hub

@@ -298,6 +298,9 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
     bool changed = false;
     for (LocalFile& f : files) {
       auto it = remote.find(f.repo_path);
+      // A listing without a sha256 for the file says it is there but not what it holds: the
+      // local state's answer stands rather than re-sending the file on every run.
+      if (it != remote.end() && it->second.empty()) continue;
       const bool on_hub = it != remote.end() && it->second == f.sha256;
       if (on_hub == f.committed) continue;
       f.committed = on_hub;

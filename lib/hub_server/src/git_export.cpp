@@ -119,7 +119,8 @@ std::shared_ptr<const GitSnapshot> GitExporter::snapshot(const CommitRecord& com
   if (message.back() != '\n') message += '\n';
   const std::string body =
       "tree " + hex_encode(tree_sha1) + "\nauthor " + who + "\ncommitter " + who + "\n\n" + message;
-  out->commit_sha1 = hex_encode(add(GitObject{"commit", body, ""}, object_sha1_raw("commit", body)));
+  out->commit_sha1 =
+      hex_encode(add(GitObject{"commit", body, ""}, object_sha1_raw("commit", body)));
 
   std::lock_guard<std::mutex> lock(mu_);
   if (snapshots_.size() >= 64) snapshots_.clear();

@@ -151,21 +151,6 @@ Fault next_fault(Service& service) {
   return Fault::kNone;
 }
 
-// Keeps the checkpoints taken while a whole blob was served, if its bytes hash to its name.
-void save_backfilled_checkpoints(Store& store, const std::string& sha256,
-                                 hub::CheckpointingSha256& hasher) {
-  const std::string actual = hasher.hex_digest();
-  if (actual != sha256) {
-    log::warn("hub serve: blob {} hashes to {}: the file on disk is corrupt", sha256, actual);
-    return;
-  }
-  try {
-    store.save_blob_checkpoints(sha256, hasher.checkpoints());
-  } catch (const Error& e) {
-    log::warn("hub serve: cannot keep the sha256 checkpoints of blob {}: {}", sha256, e.what());
-  }
-}
-
 // Streams a stored blob as the response, honouring a Range header (206, or 416 naming the size).
 // `fault` (tests only) cuts or stalls the body half way.
 void stream_blob(Service& service, const httplib::Request& req, httplib::Response& res,
@@ -197,15 +182,13 @@ void stream_blob(Service& service, const httplib::Request& req, httplib::Respons
     res.status = 200;
   }
   res.set_header("X-Sha256", sha256);
-  // Blobs stored before checkpoints were recorded get them the first time one is served whole:
-  // its bytes pass through here anyway, and the states are kept only if the bytes hash to the
-  // blob's name.
-  std::shared_ptr<hub::CheckpointingSha256> backfill;
-  if (hub::sha256_checkpoint_interval(size) != 0) {
+  // Only clients that ask get the checkpoints: the header reaches about 1 KiB.
+  if (hub::sha256_checkpoint_interval(size) != 0 &&
+      req.has_header(hub::kWantSha256CheckpointsHeader)) {
     if (auto checkpoints = service.store.blob_checkpoints(sha256, size)) {
       res.set_header(hub::kSha256CheckpointsHeader, checkpoints->to_text());
-    } else if (range.first == 0 && range.last + 1 == size && fault == Fault::kNone) {
-      backfill = std::make_shared<hub::CheckpointingSha256>(size);
+    } else {
+      service.backfill.request(sha256);  // stored before checkpoints were recorded
     }
   }
   if (length == 0) {
@@ -217,12 +200,10 @@ void stream_blob(Service& service, const httplib::Request& req, httplib::Respons
   const double stall_seconds = service.options.faults.stall_seconds;
   auto buffer = std::make_shared<std::vector<char>>();
   auto stalled = std::make_shared<bool>(false);
-  auto hashed = std::make_shared<std::uint64_t>(0);  // bytes the backfill has taken, in order
-  Store& store = service.store;
   res.set_content_provider(
       static_cast<std::size_t>(length), "application/octet-stream",
-      [file, buffer, base, middle, fault, stall_seconds, stalled, backfill, hashed, &store, sha256,
-       length](std::size_t offset, std::size_t want, httplib::DataSink& sink) {
+      [file, buffer, base, middle, fault, stall_seconds, stalled](
+          std::size_t offset, std::size_t want, httplib::DataSink& sink) {
         if (fault != Fault::kNone && offset == middle) {
           if (fault == Fault::kReset) return false;
           if (fault == Fault::kStall && !*stalled) {
@@ -235,15 +216,9 @@ void stream_blob(Service& service, const httplib::Request& req, httplib::Respons
         if (buffer->size() < n) buffer->resize(kChunk);
         const ssize_t got = ::pread(file->fd, buffer->data(), n, static_cast<off_t>(base + offset));
         if (got <= 0) return false;  // the blob shrank underneath us: drop the connection
-        if (backfill && offset == *hashed) {
-          backfill->update(buffer->data(), static_cast<std::size_t>(got));
-          *hashed += static_cast<std::uint64_t>(got);
-          if (*hashed == length) save_backfilled_checkpoints(store, sha256, *backfill);
-        }
         return sink.write(buffer->data(), static_cast<std::size_t>(got));
       });
 }
-
 
 void serve_content(Service& service, const httplib::Request& req, httplib::Response& res) {
   const Caller caller = identify(service, req);

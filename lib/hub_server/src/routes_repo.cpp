@@ -178,9 +178,9 @@ json openapi_dataset_json(Service& service, const RepoRecord& repo) {
 // Writes the OpenAPI envelope {"success", "data", "message"}.
 void send_openapi(httplib::Response& res, int status, json data, const std::string& message) {
   res.status = status;
-  res.set_content(
-      response_text(json{{"success", status == 200}, {"data", std::move(data)}, {"message", message}}),
-      "application/json");
+  res.set_content(response_text(json{
+                      {"success", status == 200}, {"data", std::move(data)}, {"message", message}}),
+                  "application/json");
 }
 
 }  // namespace

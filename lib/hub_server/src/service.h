@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "checkpoint_backfill.h"
 #include "git_export.h"
 #include "ms/hub_server/server.h"
 #include "ms/hub_server/store.h"
@@ -24,11 +25,12 @@ struct HttpError {
 /// Everything a handler needs: the store, the options and the fault counter.
 struct Service {
   explicit Service(ServerOptions opts)
-      : options(std::move(opts)), store(options.root), git(store) {}
+      : options(std::move(opts)), store(options.root), git(store), backfill(store) {}
 
   ServerOptions options;
   Store store;
-  GitExporter git;  ///< read-only git view of the store (routes_git.cpp)
+  GitExporter git;              ///< read-only git view of the store (routes_git.cpp)
+  CheckpointBackfill backfill;  ///< sha256 checkpoints for blobs stored without them
   std::string scheme = "http";
   std::atomic<std::uint64_t> content_gets{0};  ///< file-content GETs so far (fault counters)
 };

@@ -17,6 +17,7 @@
 #include "ms/core/encoding.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
+#include "ms/core/log.h"
 #include "ms/core/text.h"
 #include "ms/hub/sha256.h"
 #include "ms/hub/sha256_checkpoints.h"
@@ -208,9 +209,9 @@ struct BlobWriter::State {
     writeback_started = file_offset;
     if (writeback_started - writeback_done >= 2 * kWindow) {
       const std::uint64_t to = writeback_started - kWindow;
-      ::sync_file_range(fd, static_cast<off64_t>(writeback_done),
-                        static_cast<off64_t>(to - writeback_done),
-                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+      ::sync_file_range(
+          fd, static_cast<off64_t>(writeback_done), static_cast<off64_t>(to - writeback_done),
+          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
       writeback_done = to;
     }
 #endif
@@ -272,10 +273,17 @@ void BlobWriter::finish() {
   }
   ::close(s.fd);
   s.fd = -1;
-  // Before the blob itself, so that a stored blob always has the checkpoints it was sent with.
+  // Before the blob itself, so that a stored blob has the checkpoints it was sent with. They are
+  // optional: if they cannot be written (a full disk, say), the blob still counts, and its first
+  // request queues them again (checkpoint_backfill.h).
   const hub::Sha256Checkpoints& checkpoints = s.hasher->checkpoints();
   if (!checkpoints.states.empty()) {
-    write_file_atomic(Store::checkpoints_path(s.final_path), checkpoints.to_text());
+    try {
+      write_file_atomic(Store::checkpoints_path(s.final_path), checkpoints.to_text());
+    } catch (const Error& e) {
+      log::warn("hub store: cannot keep the sha256 checkpoints of blob {}: {}", s.expected_sha,
+                e.what());
+    }
   }
   make_dirs(s.final_path.parent_path());
   std::error_code ec;
@@ -747,11 +755,16 @@ void Store::save_blob_checkpoints(const std::string& sha256,
 std::optional<hub::Sha256Checkpoints> Store::blob_checkpoints(const std::string& sha256,
                                                               std::uint64_t size) const {
   if (!is_sha256_hex(sha256)) return std::nullopt;
+  const fs::path path = checkpoints_path(blob_path(sha256));
+  std::error_code ec;
+  // 1024 states (what a client accepts) take 66 KiB; anything bigger is not ours.
+  const auto bytes = fs::file_size(path, ec);
+  if (ec || bytes > (96u << 10)) return std::nullopt;  // none recorded
   std::string text;
   try {
-    text = read_file(checkpoints_path(blob_path(sha256)));
+    text = read_file(path);
   } catch (const Error&) {
-    return std::nullopt;  // none recorded
+    return std::nullopt;
   }
   return hub::Sha256Checkpoints::parse(text, size);
 }
