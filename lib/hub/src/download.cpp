@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <system_error>
 #include <thread>
 
 #include "download_writers.h"
@@ -534,10 +535,11 @@ class PartedFile {
       for (std::size_t lane = 0; lane < threads; ++lane) {
         hashers_.emplace_back([this, lane, threads] { hash_links(lane, threads); });
       }
-    } catch (...) {
+    } catch (const std::system_error& e) {  // out of threads: fail this file, not the process
       abort_.store(true);
       join_hashers();
-      throw;
+      throw Error(ErrorCode::kIo,
+                  fmt::format("{}: cannot start a hashing thread: {}", entry_.path, e.what()));
     }
     if (checkpoints) {
       log::info("{}: hashing {} intervals on {} threads from the hub's sha256 checkpoints",
@@ -586,7 +588,12 @@ class PartedFile {
   }
 
   void finish() {
-    std::call_once(hashing_started_, [&] { start_hashing(std::string()); });
+    try {
+      std::call_once(hashing_started_, [&] { start_hashing(std::string()); });
+    } catch (const Error& e) {
+      std::lock_guard<std::mutex> lock(error_mutex_);
+      if (!error_) error_ = e;
+    }
     join_hashers();
     ::close(data_fd_);
     ::close(state_fd_);

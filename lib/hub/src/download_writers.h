@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -190,9 +191,10 @@ class HashingWriter {
       for (std::size_t lane = 0; lane < lanes_; ++lane) {
         threads_.emplace_back([this, lane] { lane_loop(lane); });
       }
-    } catch (...) {
+    } catch (const std::system_error& e) {
       stop();  // the threads that did start must be joined before they are destroyed
-      throw;
+      throw Error(ErrorCode::kIo,
+                  fmt::format("{}: cannot start a hashing thread: {}", path_.string(), e.what()));
     }
   }
 

@@ -80,7 +80,8 @@ bool CheckpointBackfill::backfill(const std::string& sha256) {
     log::warn("hub serve: blob {} hashes to {}: the file on disk is corrupt", sha256, actual);
     return false;
   }
-  if (!hasher.checkpoints().states.empty()) store_.save_blob_checkpoints(sha256, hasher.checkpoints());
+  if (!hasher.checkpoints().states.empty())
+    store_.save_blob_checkpoints(sha256, hasher.checkpoints());
   return true;
 }
 
