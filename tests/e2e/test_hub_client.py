@@ -256,6 +256,12 @@ class HubClientTest(SharedHubTestCase):
                     self.assertEqual(f.read(), odd[name], name)
             again = self.download("alice/bookkeeping", "--token", self.token, "--dry-run", *where)
             self.assertEqual(again["files_to_fetch"], 0)
+        # Named on the command line, such a file is an error: the command cannot do what it says.
+        r = self.ms("download", "alice/bookkeeping", ".msc", "a.txt", "--token", self.token,
+                    "--local-dir", self.path("named"))
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "'.msc' cannot be stored")
+        self.assertFalse(os.path.exists(self.path("named", "a.txt")))
 
     # --- auth ---------------------------------------------------------------------------------
     def test_private_repo_token_and_login(self):

@@ -897,6 +897,17 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   for (const FileEntry& e : selected) {
     if (is_bookkeeping_path(layout, e.path)) unstorable.push_back(e.path);
   }
+  for (const std::string& path : unstorable) {
+    // Asked for by name, it is an error rather than a warning: the command could not do its job.
+    if (std::find(options.files.begin(), options.files.end(), path) != options.files.end()) {
+      throw Error(ErrorCode::kUsage,
+                  fmt::format("{}: '{}' cannot be stored: the {} keeps its own bookkeeping under "
+                              "that name",
+                              options.repo.str(), path,
+                              options.local_dir ? "--local-dir folder" : "cache folder"),
+                  "rename it in the repo; without naming it, ms download skips it with a warning");
+    }
+  }
   if (!unstorable.empty()) {
     log::warn("{}: skipping {}: the {} keeps its own bookkeeping under these names",
               options.repo.str(), quoted_list(unstorable),
