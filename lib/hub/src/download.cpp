@@ -200,20 +200,6 @@ void clear_temp_path(const fs::path& temp_dir, const std::string& path) {
   if (fs::is_directory(fs::symlink_status(target, ec))) fs::remove_all(target, ec);
 }
 
-// Hashes bytes [0, size) of `fd` into `hasher`, in 4 MiB reads.
-void hash_from_disk(int fd, std::uint64_t size, Sha256& hasher, const fs::path& path) {
-  std::vector<char> buf(4 << 20);
-  std::uint64_t off = 0;
-  while (off < size) {
-    const ssize_t n = ::pread(fd, buf.data(), std::min<std::uint64_t>(buf.size(), size - off),
-                              static_cast<off_t>(off));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail(ErrorCode::kIo, "{}: read failed while hashing", path.string());
-    hasher.update(buf.data(), static_cast<std::size_t>(n));
-    off += static_cast<std::uint64_t>(n);
-  }
-}
-
 // A whole file whose chain of checkpointed intervals broke: either the data or the hub's
 // checkpoints are wrong. One chain over the file on disk tells which, without fetching it again.
 std::string digest_after_broken_chain(const std::string& what, const Sha256ChainResult& chain,
@@ -223,7 +209,7 @@ std::string digest_after_broken_chain(const std::string& what, const Sha256Chain
       "in one chain",
       what, chain.bad_from, chain.bad_to - 1);
   Sha256 hasher;
-  hash_from_disk(fd, size, hasher, path);
+  hasher.update_from_file(fd, size, path);
   return hasher.hex_digest();
 }
 
@@ -270,7 +256,7 @@ void fetch_whole(Run& run, const FileEntry& entry, bool use_checkpoints = true) 
     Sha256 hasher;
     if (have > 0) {
       // The resumed prefix is hashed from disk so the digest covers the whole file.
-      hash_from_disk(fd.fd, have, hasher, temp);
+      hasher.update_from_file(fd.fd, have, temp);
       log::info("{}: resuming at byte {} of {}", entry.path, have, entry.size);
       run.advance(0);
     }

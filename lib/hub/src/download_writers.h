@@ -107,7 +107,6 @@ class HashingWriter {
         lanes_(std::min(std::max<std::size_t>(lanes, 2), checkpoints.states.size() + 1)),
         block_size_(kBlock),
         slots_(ring_slots()),
-        checkpointed_(true),
         links_(sha256_links(&checkpoints, size)) {
     static_assert(kBlock == kSha256CheckpointGranule, "a block must never straddle two intervals");
     for (Sha256Link& link : links_) {
@@ -139,10 +138,10 @@ class HashingWriter {
     if (lanes_ > 0) {
       log::info("{}: hashed {} block(s) from memory, {} read back from the file{}", path_.string(),
                 filled_ - reread_.load(), reread_.load(),
-                checkpointed_ ? fmt::format(", {} intervals on {} threads from the hub's sha256 "
-                                            "checkpoints",
-                                            segments_.size(), lanes_)
-                              : std::string());
+                checkpointed() ? fmt::format(", {} intervals on {} threads from the hub's sha256 "
+                                             "checkpoints",
+                                             segments_.size(), lanes_)
+                               : std::string());
     }
   }
   /// What arrived is valid data to resume from: it reaches the file; the hash is abandoned.
@@ -157,7 +156,7 @@ class HashingWriter {
     fill_ = 0;
   }
 
-  bool checkpointed() const { return checkpointed_; }
+  bool checkpointed() const { return !links_.empty(); }
   /// Checkpointed, after finish(): what the intervals' chain proves.
   Sha256ChainResult chain_result() { return finish_sha256_chain(links_); }
 
@@ -309,7 +308,6 @@ class HashingWriter {
   std::size_t lanes_;  // hashing threads; 0: hashed inline by the receiving thread
   std::size_t block_size_;
   std::vector<Slot> slots_;
-  bool checkpointed_ = false;
   std::vector<Sha256Link> links_;  // checkpointed: one per interval
   std::vector<Segment> segments_;
   std::size_t fill_ = 0;  // bytes in the block being filled (receiving thread only)

@@ -3,9 +3,13 @@
 // OpenSSL 3 marks the SHA256_* functions deprecated in favour of EVP, but EVP cannot hand out or
 // take in the chaining state that checkpoint verification needs; both reach the same SHA-NI code.
 #define OPENSSL_SUPPRESS_DEPRECATED
+#include <fcntl.h>
 #include <openssl/sha.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-#include <cstdio>
+#include <algorithm>
+#include <cerrno>
 #include <vector>
 
 #include "ms/core/encoding.h"
@@ -73,15 +77,31 @@ std::string sha256_hex(std::string_view data) {
   return hasher.hex_digest();
 }
 
+void Sha256::update_from_file(int fd, std::uint64_t length, const std::filesystem::path& path) {
+  std::vector<char> buffer(4 << 20);
+  std::uint64_t offset = 0;
+  while (offset < length) {
+    const ssize_t n =
+        ::pread(fd, buffer.data(), std::min<std::uint64_t>(buffer.size(), length - offset),
+                static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail(ErrorCode::kIo, "{}: read failed while hashing", path.string());
+    update(buffer.data(), static_cast<std::size_t>(n));
+    offset += static_cast<std::uint64_t>(n);
+  }
+}
+
 std::string sha256_file(const std::filesystem::path& path) {
-  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), std::fclose);
-  if (!file) fail(ErrorCode::kNotFound, "{}: cannot open for hashing", path.string());
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(ErrorCode::kNotFound, "{}: cannot open for hashing", path.string());
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) fail(ErrorCode::kIo, "{}: cannot stat for hashing", path.string());
   Sha256 hasher;
-  std::vector<char> buffer(16 << 20);
-  std::size_t n;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), file.get())) > 0)
-    hasher.update(buffer.data(), n);
-  if (std::ferror(file.get())) fail(ErrorCode::kIo, "{}: read failed while hashing", path.string());
+  hasher.update_from_file(fd, static_cast<std::uint64_t>(info.st_size), path);
   return hasher.hex_digest();
 }
 

@@ -1,9 +1,8 @@
 #include "ms/hub/sha256_checkpoints.h"
 
-#include <fmt/format.h>
-
 #include <algorithm>
 
+#include "ms/core/encoding.h"
 #include "ms/core/text.h"
 
 namespace ms::hub {
@@ -15,11 +14,13 @@ constexpr std::size_t kMaxStates = 16;
 // granules, and the header stays bounded.
 constexpr std::size_t kClientMaxStates = 1024;
 
+// The words big-endian, as a digest is written.
 std::string state_hex(const Sha256State& state) {
-  std::string text;
-  text.reserve(64);
-  for (std::uint32_t word : state) text += fmt::format("{:08x}", word);
-  return text;
+  std::string bytes;
+  for (std::uint32_t word : state) {
+    for (int shift = 24; shift >= 0; shift -= 8) bytes += static_cast<char>((word >> shift) & 0xff);
+  }
+  return hex_encode(bytes);
 }
 
 std::optional<Sha256State> parse_state(std::string_view hex) {

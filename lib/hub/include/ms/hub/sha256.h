@@ -26,6 +26,8 @@ class Sha256 {
 
   void update(const void* data, std::size_t size);
   void update(std::string_view data) { update(data.data(), data.size()); }
+  /// Hashes bytes [0, length) of the open file `fd` (`path` names it in errors).
+  void update_from_file(int fd, std::uint64_t length, const std::filesystem::path& path);
   /// Lower-case hex of the digest. The hasher must not be updated afterwards.
   std::string hex_digest();
   /// Bytes hashed so far, including those a resumed state stands for.
