@@ -6,7 +6,7 @@
 #include "cli.h"
 #include "ms/core/error.h"
 #include "ms/core/settings.h"
-#include "ms/core/torch_runtime.h"
+#include "ms/infer/torch_layer.h"
 #include "ms/core/version.h"
 #include "ms/data/archive.h"
 #include "ms/data/image.h"
@@ -34,7 +34,7 @@ void run_env(const EnvOptions& options) {
   out["token_configured"] = token.has_value();
   if (token) out["token_source"] = *token;
   out["cpu_cores"] = std::thread::hardware_concurrency();
-  out["torch_layer"] = torch_layer_path().string();
+  out["torch_layer"] = infer::torch_layer_path().string();
   // Optional parts that a build may lack (their libraries were missing or switched off).
   nlohmann::ordered_json components;
   components["hub_server"] = hub_server::hub_server_available();
@@ -48,8 +48,8 @@ void run_env(const EnvOptions& options) {
   std::optional<Error> device_error;
   nlohmann::ordered_json torch;
   try {
-    TorchRuntime& runtime = load_torch_runtime(TorchOptions{options.threads});
-    const TorchInfo info = runtime.info();
+    infer::TorchRuntime& runtime = *infer::load_torch_layer({options.threads}).runtime;
+    const infer::TorchInfo info = runtime.info();
     torch["available"] = true;
     torch["version"] = info.version;
     torch["cuda_available"] = info.cuda_available;

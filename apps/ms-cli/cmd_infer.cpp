@@ -5,7 +5,7 @@
 #include "cli.h"
 #include "ms/core/device.h"
 #include "ms/core/log.h"
-#include "ms/core/torch_runtime.h"
+#include "ms/infer/torch_layer.h"
 #include "ms/infer/job.h"
 #include "ms/infer/model_dir.h"
 #include "ms/infer/pipeline.h"
@@ -57,7 +57,7 @@ void run_infer(const InferOptions& o) {
   infer::PipelineFactory& factory = infer::pipeline_factory(o.threads);
   auto pipeline = factory.create(model, popts);
   // On the CPU, one single-threaded batch per core; on a GPU, one stream of batches.
-  const int threads = load_torch_runtime().info().num_threads;
+  const int threads = infer::load_torch_layer().runtime->info().num_threads;
   job.workers =
       o.workers.value_or(pipeline->device() == "cpu" ? static_cast<std::size_t>(threads) : 1);
   log::info("{}: task {} on {}, {} worker(s)", model.dir.string(), pipeline->task(),

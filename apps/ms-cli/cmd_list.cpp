@@ -3,9 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
-#include "ms/config/components.h"
-#include "ms/infer/pipeline.h"
-#include "ms/io/resource.h"
+#include "ms/infer/registries.h"
 
 namespace ms::cli {
 namespace {
@@ -15,19 +13,8 @@ struct ListOptions {
   bool json = false;
 };
 
-// Every registry this ms knows. Pipelines live in the torch layer: their registry is listed by
-// name at once but loads LibTorch only when asked for.
-Registries all_registries() {
-  Registries registries;
-  register_config_components(registries);
-  io::register_io_components(registries);
-  registries.add_deferred(
-      "pipelines", []() -> const RegistryBase& { return infer::pipeline_factory().registry(); });
-  return registries;
-}
-
 void run_list(const ListOptions& options) {
-  const Registries registries = all_registries();
+  const Registries registries = infer::default_registries();
   if (options.registry.empty()) {
     if (options.json) {
       std::printf("%s\n", nlohmann::json(registries.names()).dump().c_str());
@@ -59,7 +46,7 @@ void add_list_command(CLI::App& app, const GlobalOptions& /*global*/) {
   CLI::App* command =
       app.add_subcommand("list", "List registries, or the components registered in one");
   command->add_option("registry", options->registry,
-                      "Registry name ('pipelines' loads LibTorch); omit to list the registries");
+                      "Registry name ('models' and 'pipelines' load LibTorch); omit to list the registries");
   command->add_flag("--json", options->json, "Print JSON");
   command->callback([options] { run_list(*options); });
 }

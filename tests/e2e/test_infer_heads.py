@@ -133,6 +133,18 @@ class HeadsTest(TorchTestCase):
                      "named-entity-recognition", "token-classification", "fill-mask", "image-classification"):
             self.assertIn((task, task), rows)
 
+    def test_list_models(self):
+        # The MODELS registry: trainable model families by (task, model type).
+        r = run_ms("list", "models", "--json")
+        self.assertExit(r, 0)
+        rows = {(x["group"], x["type"]) for x in json.loads(r.stdout)}
+        for task in ("sentence-embedding", "text-classification", "token-classification", "fill-mask"):
+            for model_type in ("bert", "structbert", "roberta", "minilm"):
+                self.assertIn((task, model_type), rows)
+        for model_type in ("resnet", "resnet50", "small-cnn"):
+            self.assertIn(("image-classification", model_type), rows)
+        self.assertNotIn(("text-classification", "resnet50"), rows)
+
     def test_text_classification_single(self):
         ref = expected("cls")
         got = self.infer("cls", "--input", *ref["texts"], "-b", "3")

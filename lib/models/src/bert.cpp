@@ -6,30 +6,30 @@
 #include <ATen/ops/bmm.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/cumsum.h>
+#include <ATen/ops/dropout.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/gelu.h>
 #include <ATen/ops/linear.h>
-#include <ATen/ops/matmul.h>
 #include <ATen/ops/relu.h>
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/tanh.h>
-#include <ATen/ops/zeros_like.h>
 #include <c10/core/GradMode.h>
-#include <c10/core/InferenceMode.h>
 #include <fmt/ranges.h>
-#include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <vector>
 
 #include "cpu_kernels.h"
+#include "ms/config/json_file.h"
 #include "ms/core/error.h"
 
 namespace ms::models {
@@ -40,10 +40,14 @@ using torch::nn::LayerNorm;
 using torch::nn::LayerNormOptions;
 using torch::nn::Linear;
 
-// What every layer needs to know about the padding of the batch.
+// What every layer needs to know about the batch: its padding, and which path to take.
 struct Mask {
   at::Tensor bias;                 // [b, 1, 1, t]: 0 where attended, lowest float where padded
-  bool fused = false;              // use the fused CPU kernels (cpu_kernels.h)
+  bool fast = false;               // eval mode without gradients: fused QKV
+  bool fused = false;              // fast, and the fused CPU kernels apply (cpu_kernels.h)
+  bool training = false;           // dropout active
+  double attention_dropout = 0.0;  // on the attention probabilities
+  double hidden_dropout = 0.0;     // after each dense layer and the embeddings
   at::Tensor key_bias;             // fused only: bias as a contiguous [b, t] float tensor
   std::vector<int64_t> key_count;  // fused only: keys past this index are all padding
 };
@@ -60,8 +64,8 @@ struct DenseNorm : torch::nn::Module {
   DenseNorm(int64_t in, int64_t out, double eps)
       : dense(register_module("dense", Linear(in, out))),
         norm(register_module("LayerNorm", LayerNorm(LayerNormOptions({out}).eps(eps)))) {}
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& residual) {
-    return norm(dense(x) + residual);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& residual, const Mask& mask) {
+    return norm(at::dropout(dense(x), mask.hidden_dropout, mask.training) + residual);
   }
   Linear dense;
   LayerNorm norm;
@@ -75,18 +79,12 @@ struct SelfAttention : torch::nn::Module {
         heads_(heads),
         head_dim_(hidden / heads) {}
 
-  // Query, key and value in one GEMM: one [3H, H] weight built after loading (fuse()).
-  void fuse() {
-    qkv_weight_ = at::cat({query->weight, key->weight, value->weight}, 0).contiguous();
-    qkv_bias_ = at::cat({query->bias, key->bias, value->bias}, 0).contiguous();
-  }
-
   at::Tensor forward(const at::Tensor& x, const Mask& mask) {
     const int64_t b = x.size(0), t = x.size(1), h = heads_ * head_dim_;
-    if (!qkv_weight_.defined() || qkv_weight_.device() != x.device()) fuse();
     if (mask.fused) {
       // [b, t, 3H] straight from the GEMM; the kernel reads Q, K, V in place.
-      const at::Tensor qkv = at::linear(x, qkv_weight_, qkv_bias_).contiguous();
+      const auto [qkv_weight, qkv_bias] = fused_qkv();
+      const at::Tensor qkv = at::linear(x, qkv_weight, qkv_bias).contiguous();
       at::Tensor out = at::empty({b, t, h}, x.options());
       const cpu::AttentionShape shape{b, t, heads_, head_dim_};
       const float* qkv_data = qkv.data_ptr<float>();
@@ -97,28 +95,73 @@ struct SelfAttention : torch::nn::Module {
       });
       return out;
     }
-    const at::Tensor& mask_bias = mask.bias;
-    // [b, t, 3, heads, d] -> three [b*heads, t, d]
-    const at::Tensor qkv = at::linear(x, qkv_weight_, qkv_bias_)
-                               .view({b, t, 3, heads_, head_dim_})
-                               .permute({2, 0, 3, 1, 4});
-    const at::Tensor q = qkv[0].reshape({b * heads_, t, head_dim_});
-    const at::Tensor k = qkv[1].reshape({b * heads_, t, head_dim_});
-    const at::Tensor v = qkv[2].reshape({b * heads_, t, head_dim_});
+    // Three [b*heads, t, d] tensors: from one GEMM on the fast path, from the three Linear
+    // modules when gradients must reach them.
+    at::Tensor q, k, v;
+    if (mask.fast) {
+      const auto [qkv_weight, qkv_bias] = fused_qkv();
+      // [b, t, 3, heads, d] -> three [b*heads, t, d]
+      const at::Tensor qkv = at::linear(x, qkv_weight, qkv_bias)
+                                 .view({b, t, 3, heads_, head_dim_})
+                                 .permute({2, 0, 3, 1, 4});
+      q = qkv[0].reshape({b * heads_, t, head_dim_});
+      k = qkv[1].reshape({b * heads_, t, head_dim_});
+      v = qkv[2].reshape({b * heads_, t, head_dim_});
+    } else {
+      auto split = [&](const at::Tensor& y) {
+        return y.view({b, t, heads_, head_dim_}).transpose(1, 2).reshape({b * heads_, t, head_dim_});
+      };
+      q = split(query(x));
+      k = split(key(x));
+      v = split(value(x));
+    }
     // scores = mask + (q k^T) / sqrt(d), in one call.
-    const at::Tensor bias = mask_bias.expand({b, heads_, t, t}).reshape({b * heads_, t, t});
+    const at::Tensor bias = mask.bias.expand({b, heads_, t, t}).reshape({b * heads_, t, t});
     const at::Tensor scores = at::baddbmm(bias, q, k.transpose(1, 2), 1.0,
                                           1.0 / std::sqrt(static_cast<double>(head_dim_)));
-    const at::Tensor probs = at::softmax(scores, -1);
+    const at::Tensor probs =
+        at::dropout(at::softmax(scores, -1), mask.attention_dropout, mask.training);
     return at::bmm(probs, v).view({b, heads_, t, head_dim_}).transpose(1, 2).reshape({b, t, h});
   }
-  at::Tensor qkv_weight_, qkv_bias_;
+
+  // Query, key and value weights as one [3H, H] matrix (and [3H] bias). Derived from the three
+  // Linear modules, and derived again when any of them changed since: an in-place update (an
+  // optimizer step, a load) bumps a tensor's version, a move to another device or dtype gives it
+  // new storage. Locked: concurrent inference workers share the module.
+  std::pair<at::Tensor, at::Tensor> fused_qkv() {
+    const std::array<const at::Tensor*, 6> sources = {&query->weight, &key->weight, &value->weight,
+                                                      &query->bias,   &key->bias,   &value->bias};
+    std::lock_guard<std::mutex> lock(fused_mutex_);
+    bool current = fused_weight_.defined();
+    for (std::size_t i = 0; i < sources.size() && current; ++i) {
+      current = sources[i]->data_ptr() == fused_data_[i] && version(*sources[i]) == fused_version_[i];
+    }
+    if (!current) {
+      c10::NoGradGuard no_grad;
+      fused_weight_ = at::cat({query->weight, key->weight, value->weight}, 0).contiguous();
+      fused_bias_ = at::cat({query->bias, key->bias, value->bias}, 0).contiguous();
+      for (std::size_t i = 0; i < sources.size(); ++i) {
+        fused_data_[i] = sources[i]->data_ptr();
+        fused_version_[i] = version(*sources[i]);
+      }
+    }
+    return {fused_weight_, fused_bias_};
+  }
+
+  // Inference tensors (made under c10::InferenceMode) keep no version counter; they cannot be
+  // updated in place outside it either, so their storage address is enough.
+  static int64_t version(const at::Tensor& t) { return t.is_inference() ? -1 : t._version(); }
+
   Linear query, key, value;
   int64_t heads_, head_dim_;
+  std::mutex fused_mutex_;
+  at::Tensor fused_weight_, fused_bias_;
+  std::array<const void*, 6> fused_data_{};
+  std::array<int64_t, 6> fused_version_{};
 };
 
 struct Attention : torch::nn::Module {
-  Attention(const BertConfig& c)
+  explicit Attention(const BertConfig& c)
       : self(register_module(
             "self", std::make_shared<SelfAttention>(c.hidden_size, c.num_attention_heads))),
         output(register_module("output", std::make_shared<DenseNorm>(c.hidden_size, c.hidden_size,
@@ -143,7 +186,7 @@ struct Layer : torch::nn::Module {
         act_(c.hidden_act) {}
 
   at::Tensor forward(const at::Tensor& x, const Mask& mask) {
-    const at::Tensor a = attention->output->forward(attention->self->forward(x, mask), x);
+    const at::Tensor a = attention->output->forward(attention->self->forward(x, mask), x, mask);
     at::Tensor h = intermediate->dense(a);
     if (act_ == "gelu" && mask.fused) {
       h = h.contiguous();
@@ -151,14 +194,10 @@ struct Layer : torch::nn::Module {
       at::parallel_for(0, h.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
         cpu::gelu_erf_inplace(data + begin, end - begin);
       });
-    } else if (act_ == "gelu") {
-      h = at::gelu(h);
-    } else if (act_ == "relu") {
-      h = at::relu(h);
     } else {
-      h = at::gelu(h, "tanh");
+      h = apply_hidden_act(act_, h);
     }
-    return output->forward(h, a);
+    return output->forward(h, a, mask);
   }
 
   std::shared_ptr<Attention> attention;
@@ -194,21 +233,22 @@ struct Encoder : torch::nn::Module {
   torch::nn::ModuleList layer;
 };
 
-struct Root : torch::nn::Module {
-  explicit Root(const BertConfig& c)
-      : embeddings(register_module("embeddings", std::make_shared<Embeddings>(c))),
-        encoder(register_module("encoder", std::make_shared<Encoder>(c))) {}
-  std::shared_ptr<Embeddings> embeddings;
-  std::shared_ptr<Encoder> encoder;
-  std::shared_ptr<Pooler> pooler;
-};
-
 int64_t int_field(const Json& j, const char* key, int64_t fallback, const std::string& source) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
   MS_CHECK(it->is_number_integer() && it->get<int64_t>() > 0, ErrorCode::kConfig,
            "{}: key '{}' must be a positive integer, got {}", source, key, it->dump());
   return it->get<int64_t>();
+}
+
+// A probability in [0, 1) or the fallback; Hugging Face configs write null for "not set".
+std::optional<double> probability_field(const Json& j, const char* key, const std::string& source) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  MS_CHECK(it->is_number() && it->get<double>() >= 0.0 && it->get<double>() < 1.0,
+           ErrorCode::kConfig, "{}: key '{}' must be a probability in [0, 1), got {}", source, key,
+           it->dump());
+  return it->get<double>();
 }
 
 }  // namespace
@@ -230,6 +270,11 @@ BertConfig BertConfig::from_json(const Json& j, const std::string& source) {
     c.pad_token_id = j["pad_token_id"].get<int64_t>();
   if (j.contains("layer_norm_eps") && j["layer_norm_eps"].is_number())
     c.layer_norm_eps = j["layer_norm_eps"].get<double>();
+  c.hidden_dropout_prob =
+      probability_field(j, "hidden_dropout_prob", source).value_or(c.hidden_dropout_prob);
+  c.attention_probs_dropout_prob = probability_field(j, "attention_probs_dropout_prob", source)
+                                       .value_or(c.attention_probs_dropout_prob);
+  c.classifier_dropout = probability_field(j, "classifier_dropout", source);
   if (j.contains("hidden_act")) {
     MS_CHECK(j["hidden_act"].is_string(), ErrorCode::kConfig,
              "{}: key 'hidden_act' must be a string", source);
@@ -253,72 +298,63 @@ BertConfig BertConfig::from_json(const Json& j, const std::string& source) {
   return c;
 }
 
-struct BertModel::Impl {
-  explicit Impl(const BertConfig& c)
-      : config(c), root(std::make_shared<Root>(c)), fused_kernels(fused_kernels_allowed()) {}
-  BertConfig config;
-  std::shared_ptr<Root> root;
-  std::vector<std::shared_ptr<Layer>> layers;
-  bool fused_kernels;
-};
-
-BertModel::BertModel(const BertConfig& config) : impl_(std::make_unique<Impl>(config)) {
-  for (const auto& m : *impl_->root->encoder->layer)
-    impl_->layers.push_back(std::dynamic_pointer_cast<Layer>(m));
-  impl_->root->eval();
+BertConfig BertConfig::from_model_dir(const std::filesystem::path& dir) {
+  const std::filesystem::path path = dir / "config.json";
+  const auto json = read_json_file(path);
+  MS_CHECK(json.has_value(), ErrorCode::kNotFound,
+           "{} does not exist: a BERT-family model needs its config.json", path.string());
+  return from_json(*json, path.string());
 }
 
-BertModel::~BertModel() = default;
+at::Tensor apply_hidden_act(const std::string& act, const at::Tensor& x) {
+  if (act == "gelu") return at::gelu(x);
+  if (act == "relu") return at::relu(x);
+  return at::gelu(x, "tanh");  // gelu_new, gelu_pytorch_tanh (from_json admits nothing else)
+}
 
-const BertConfig& BertModel::config() const { return impl_->config; }
-
-std::string BertModel::load(const tensor::WeightMap& weights, const std::string& source) {
-  std::string prefix;
-  bool found = false;
-  for (const auto& [name, t] : weights) {
-    const std::string suffix = "embeddings.word_embeddings.weight";
-    if (name.size() >= suffix.size() &&
-        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
-      prefix = name.substr(0, name.size() - suffix.size());
-      found = true;
-      break;
+std::string find_encoder_prefix(const tensor::TensorMap& checkpoint, const std::string& source) {
+  static const std::string kSuffix = "embeddings.word_embeddings.weight";
+  for (const auto& [name, tensor] : checkpoint) {
+    if (name.size() >= kSuffix.size() &&
+        name.compare(name.size() - kSuffix.size(), kSuffix.size(), kSuffix) == 0) {
+      return name.substr(0, name.size() - kSuffix.size());
     }
   }
-  MS_CHECK(found, ErrorCode::kConfig,
-           "{} has no '[prefix.]embeddings.word_embeddings.weight': not a BERT-family checkpoint",
-           source);
-  if (weights.count(prefix + "pooler.dense.weight") != 0 && !impl_->root->pooler) {
-    impl_->root->pooler =
-        impl_->root->register_module("pooler", std::make_shared<Pooler>(impl_->config));
-  }
-  tensor::WeightMap own;
-  // Only the encoder's own top-level modules; heads (classifier., cls., ...) load their keys.
-  for (const auto& [name, t] : weights) {
-    if (name.compare(0, prefix.size(), prefix) != 0) continue;
-    const std::string rest = name.substr(prefix.size());
-    const std::string top = rest.substr(0, rest.find('.'));
-    if (top == "embeddings" || top == "encoder" || top == "pooler") own.emplace(rest, t);
-  }
-  std::map<std::string, at::Tensor> params;
-  for (const auto& p : impl_->root->named_parameters()) params.emplace(p.key(), p.value());
-  // position_ids is a non-persistent buffer that older checkpoints saved.
-  tensor::copy_weights(own, params, {"embeddings.position_ids"}, source);
-  return prefix;
+  fail(ErrorCode::kConfig,
+       "{} has no '[prefix.]embeddings.word_embeddings.weight': not a BERT-family checkpoint",
+       source);
 }
 
-void BertModel::to(const std::string& device) {
-  impl_->root->to(c10::Device(device));
-  impl_->root->eval();
-  c10::NoGradGuard no_grad;
-  for (const auto& layer : impl_->layers) layer->attention->self->fuse();
+bool is_encoder_key(const std::string& key) {
+  const std::string top = key.substr(0, key.find('.'));
+  return top == "embeddings" || top == "encoder" || top == "pooler";
 }
 
-bool BertModel::has_pooler() const { return impl_->root->pooler != nullptr; }
+struct BertEncoder::Parts {
+  std::shared_ptr<Embeddings> embeddings;
+  std::shared_ptr<Encoder> encoder;
+  std::vector<std::shared_ptr<Layer>> layers;
+};
 
-at::Tensor BertModel::forward(const at::Tensor& input_ids, const at::Tensor& token_type_ids,
-                              const at::Tensor& attention_mask) {
-  const BertConfig& c = impl_->config;
-  auto& emb = *impl_->root->embeddings;
+BertEncoder::BertEncoder(const BertConfig& config, bool with_pooler)
+    : config_(config), parts_(std::make_unique<Parts>()), fused_kernels_(fused_kernels_allowed()) {
+  parts_->embeddings = register_module("embeddings", std::make_shared<Embeddings>(config));
+  parts_->encoder = register_module("encoder", std::make_shared<Encoder>(config));
+  for (const auto& m : *parts_->encoder->layer)
+    parts_->layers.push_back(std::dynamic_pointer_cast<Layer>(m));
+  if (with_pooler) pooler_ = register_module("pooler", std::make_shared<Pooler>(config));
+}
+
+BertEncoder::~BertEncoder() = default;
+
+const at::Tensor& BertEncoder::word_embeddings() const {
+  return parts_->embeddings->word_embeddings->weight;
+}
+
+at::Tensor BertEncoder::forward(const at::Tensor& input_ids, const at::Tensor& token_type_ids,
+                                const at::Tensor& attention_mask) {
+  const BertConfig& c = config_;
+  auto& emb = *parts_->embeddings;
   // The fused kernels index the mask as [batch, tokens]; a broadcastable [1, tokens] one, fine
   // for LibTorch's ops, would make them read past its end.
   MS_CHECK(input_ids.dim() == 2 && token_type_ids.sizes() == input_ids.sizes() &&
@@ -339,15 +375,20 @@ at::Tensor BertModel::forward(const at::Tensor& input_ids, const at::Tensor& tok
   } else {
     positions = at::arange(t, input_ids.options().dtype(at::kLong)).unsqueeze(0);
   }
+  Mask mask;
+  mask.training = is_training();
+  mask.fast = !mask.training && !c10::GradMode::is_enabled();
+  mask.hidden_dropout = c.hidden_dropout_prob;
+  mask.attention_dropout = c.attention_probs_dropout_prob;
   at::Tensor x = emb.word_embeddings(input_ids) + emb.position_embeddings(positions) +
                  emb.token_type_embeddings(token_type_ids);
-  x = emb.norm(x);
+  x = at::dropout(emb.norm(x), mask.hidden_dropout, mask.training);
   // Additive mask: 0 where attended, the lowest float where padded (as Hugging Face does).
-  Mask mask;
   const at::Tensor key_bias =
       (1.0 - attention_mask.to(x.scalar_type())).mul_(std::numeric_limits<float>::lowest());
   mask.bias = key_bias.unsqueeze(1).unsqueeze(1);
-  mask.fused = impl_->fused_kernels && x.device().is_cpu() && x.scalar_type() == at::kFloat;
+  mask.fused =
+      mask.fast && fused_kernels_ && x.device().is_cpu() && x.scalar_type() == at::kFloat;
   if (mask.fused) {
     mask.key_bias = key_bias.contiguous();
     const at::Tensor attended = attention_mask.to(at::kLong).contiguous();
@@ -357,14 +398,13 @@ at::Tensor BertModel::forward(const at::Tensor& input_ids, const at::Tensor& tok
       for (int64_t j = 0; j < t; ++j)
         if (m[i * t + j] != 0) mask.key_count[i] = j + 1;
   }
-  for (const auto& layer : impl_->layers) x = layer->forward(x, mask);
+  for (const auto& layer : parts_->layers) x = layer->forward(x, mask);
   return x;
 }
 
-at::Tensor BertModel::pool(const at::Tensor& hidden) {
-  MS_CHECK(impl_->root->pooler != nullptr, ErrorCode::kConfig,
-           "the checkpoint has no pooler weights");
-  return at::tanh(impl_->root->pooler->dense(hidden.select(1, 0)));
+at::Tensor BertEncoder::pool(const at::Tensor& hidden) {
+  MS_CHECK(pooler_ != nullptr, ErrorCode::kConfig, "the checkpoint has no pooler weights");
+  return at::tanh(static_cast<Pooler&>(*pooler_).dense(hidden.select(1, 0)));
 }
 
 }  // namespace ms::models

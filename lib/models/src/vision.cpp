@@ -1,8 +1,9 @@
-#include "ms/models/vision.h"
+// Image classifiers in torch::nn with torchvision parameter names: the ResNet family (18, 34, 50,
+// 101, 152) and a small configurable CNN, registered for image-classification.
 
 #include <ATen/ops/adaptive_avg_pool2d.h>
+#include <ATen/ops/cross_entropy_loss.h>
 #include <ATen/ops/relu.h>
-#include <c10/core/GradMode.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/batchnorm.h>
@@ -12,8 +13,10 @@
 #include <torch/nn/modules/pooling.h>
 
 #include <cstring>
+#include <utility>
 
 #include "ms/core/error.h"
+#include "registration.h"
 
 namespace ms::models {
 namespace {
@@ -133,62 +136,97 @@ struct SmallCnn : torch::nn::Module {
   torch::nn::Linear classifier{nullptr};
 };
 
-}  // namespace
+// An image classifier: the network's own parameter names at the root ("conv1.weight",
+// "fc.weight", as torchvision names them), pixel_values [batch, 3, H, W] -> logits.
+template <typename Net>
+class ImageClassifier final : public Net, public Model {
+ public:
+  template <typename... Args>
+  ImageClassifier(int64_t classes, Args&&... args)
+      : Net(std::forward<Args>(args)..., classes), classes_(classes) {}
 
-struct ImageClassifier::Impl {
-  std::shared_ptr<ResNet> resnet;
-  std::shared_ptr<SmallCnn> cnn;
-  torch::nn::Module& module() { return resnet ? static_cast<torch::nn::Module&>(*resnet) : *cnn; }
-};
+  const std::string& task() const override { return task_; }
+  std::optional<int64_t> num_labels() const override { return classes_; }
+  torch::nn::Module& module() override { return *this; }
 
-ImageClassifier::ImageClassifier(const VisionConfig& c) : impl_(std::make_unique<Impl>()) {
-  if (c.kind == "resnet") {
-    impl_->resnet = std::make_shared<ResNet>(c.depth, c.num_classes);
-  } else if (c.kind == "small-cnn") {
-    impl_->cnn = std::make_shared<SmallCnn>(c.channels, c.num_classes);
-  } else {
-    fail(ErrorCode::kConfig, "unknown image model kind '{}' (resnet, small-cnn)", c.kind);
+  TensorMap forward(const TensorMap& inputs) override {
+    auto pixels = inputs.find("pixel_values");
+    MS_CHECK(pixels != inputs.end() && pixels->second.defined(), ErrorCode::kUsage,
+             "the image classifier needs input 'pixel_values'");
+    const at::Tensor logits = Net::forward(pixels->second);
+    TensorMap out{{"logits", logits}};
+    auto labels = inputs.find("labels");
+    if (labels != inputs.end() && labels->second.defined()) {
+      out["loss"] = at::cross_entropy_loss(logits.to(at::kFloat), labels->second.to(at::kLong));
+    }
+    return out;
   }
-  impl_->module().eval();
-}
 
-ImageClassifier::~ImageClassifier() = default;
-
-void ImageClassifier::load(const tensor::WeightMap& weights, const std::string& source) {
-  tensor::WeightMap own;
-  for (const auto& [name, t] : weights) {
+ protected:
+  // Checkpoints saved from wrappers carry a "module." (DataParallel), "model." or "backbone."
+  // prefix.
+  std::optional<std::string> checkpoint_name_to_parameter(const std::string& name) const override {
     std::string key = name;
     for (const char* prefix : {"module.", "model.", "backbone."}) {
       if (key.rfind(prefix, 0) == 0) key = key.substr(std::strlen(prefix));
     }
-    own.emplace(key, t);
+    return key;
   }
-  std::map<std::string, at::Tensor> params;
-  for (const auto& p : impl_->module().named_parameters()) params.emplace(p.key(), p.value());
-  for (const auto& b : impl_->module().named_buffers()) params.emplace(b.key(), b.value());
-  // num_batches_tracked is a training counter that inference never reads.
-  std::vector<std::string> optional;
-  for (auto it = params.begin(); it != params.end();) {
-    if (it->first.size() > 20 &&
-        it->first.compare(it->first.size() - 20, 20, ".num_batches_tracked") == 0) {
-      optional.push_back(it->first);
-      if (own.count(it->first) == 0) {
-        it = params.erase(it);
-        continue;
-      }
+
+  bool optional_parameter(const std::string& name, bool allow_fresh_head) const override {
+    return (allow_fresh_head && (name.rfind("fc.", 0) == 0 || name.rfind("classifier.", 0) == 0)) ||
+           Model::optional_parameter(name, allow_fresh_head);
+  }
+
+ private:
+  std::string task_ = "image-classification";
+  int64_t classes_;
+};
+
+// The class count: model.num_classes in the configuration, else the checkpoint's head, else
+// ImageNet's 1000.
+int64_t class_count(const ModelSpec& spec) {
+  int64_t classes = 1000;
+  if (spec.checkpoint != nullptr) {
+    for (const char* head : {"fc.weight", "classifier.weight", "head.fc.weight"}) {
+      auto it = spec.checkpoint->find(head);
+      if (it != spec.checkpoint->end() && it->second.dim() == 2) classes = it->second.size(0);
     }
-    ++it;
   }
-  tensor::copy_weights(own, params, optional, source);
+  if (spec.num_labels) classes = *spec.num_labels;
+  classes = spec.config.get_or<int64_t>("model.num_classes", classes);
+  MS_CHECK(classes > 0, ErrorCode::kConfig, "{}: model.num_classes must be positive",
+           spec.config.source());
+  return classes;
 }
 
-void ImageClassifier::to(const std::string& device) {
-  impl_->module().to(c10::Device(device));
-  impl_->module().eval();
-}
+}  // namespace
 
-at::Tensor ImageClassifier::forward(const at::Tensor& images) {
-  return impl_->resnet ? impl_->resnet->forward(images) : impl_->cnn->forward(images);
+void register_vision_models(Registry<ModelBuilder>& registry) {
+  const char* task = "image-classification";
+  registry.add(
+      "resnet",
+      [](const ModelSpec& spec) -> std::shared_ptr<Model> {
+        return std::make_shared<ImageClassifier<ResNet>>(
+            class_count(spec), spec.config.get_or<int>("model.depth", 18));
+      },
+      "torchvision ResNet, depth from model.depth (18, 34, 50, 101, 152)", task);
+  for (int depth : {18, 34, 50, 101, 152}) {
+    registry.add(
+        fmt::format("resnet{}", depth),
+        [depth](const ModelSpec& spec) -> std::shared_ptr<Model> {
+          return std::make_shared<ImageClassifier<ResNet>>(class_count(spec), depth);
+        },
+        fmt::format("torchvision ResNet-{}", depth), task);
+  }
+  registry.add(
+      "small-cnn",
+      [](const ModelSpec& spec) -> std::shared_ptr<Model> {
+        return std::make_shared<ImageClassifier<SmallCnn>>(
+            class_count(spec), spec.config.get<std::vector<int64_t>>("model.channels"));
+      },
+      "Conv3x3 + BatchNorm + ReLU + MaxPool per model.channels entry, then a Linear classifier",
+      task);
 }
 
 }  // namespace ms::models

@@ -3,7 +3,7 @@
 
 #include "ms/core/error.h"
 #include "ms/core/log.h"
-#include "ms/core/torch_runtime.h"
+#include "ms/infer/torch_layer.h"
 #include "ms/pipelines/registry.h"
 
 namespace ms::pipelines {
@@ -33,11 +33,11 @@ class Factory final : public infer::PipelineFactory {
                   model.pipeline_type, model.task, type);
       }
     }
-    const std::string device = load_torch_runtime().resolve_device(options.device);
+    const std::string device = infer::load_torch_layer().runtime->resolve_device(options.device);
     return registry_.get(type, model.task)(model, device);
   }
 
-  const RegistryBase& registry() const override { return registry_; }
+  const Registry<PipelineBuilder>& registry() const { return registry_; }
 
  private:
   Registry<PipelineBuilder> registry_;
@@ -68,6 +68,16 @@ SetThreads torch_omp_set_num_threads() {
 
 }  // namespace
 
+models::ModelSpec model_spec(const infer::ModelInfo& model, const std::string& task,
+                             const std::string& type) {
+  models::ModelSpec spec;
+  spec.task = task;
+  spec.type = type;
+  spec.dir = model.dir;
+  spec.config = model.config;
+  return spec;
+}
+
 bool per_thread_intra_op_threads() { return torch_omp_set_num_threads() != nullptr; }
 
 void set_thread_intra_op_threads(int threads) {
@@ -77,9 +87,17 @@ void set_thread_intra_op_threads(int threads) {
   if (SetThreads fn = torch_omp_set_num_threads()) fn(threads);
 }
 
-infer::PipelineFactory& pipeline_factory() {
-  static Factory factory;
-  return factory;
+namespace {
+
+Factory& factory() {
+  static Factory instance;
+  return instance;
 }
+
+}  // namespace
+
+infer::PipelineFactory& pipeline_factory() { return factory(); }
+
+const Registry<PipelineBuilder>& pipeline_registry() { return factory().registry(); }
 
 }  // namespace ms::pipelines

@@ -1,7 +1,6 @@
 // Image classification: decode -> transforms from configuration.json (Resize, CenterCrop,
 // Normalize) -> ResNet / small CNN -> softmax top-k scores and labels.
 #include <ATen/TensorOperators.h>
-#include <ATen/ops/from_blob.h>
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/stack.h>
 #include <ATen/ops/tensor.h>
@@ -15,10 +14,10 @@
 #include "ms/core/error.h"
 #include "ms/core/text.h"
 #include "ms/data/image.h"
+#include "ms/models/model.h"
 #include "ms/models/torchscript.h"
-#include "ms/models/vision.h"
 #include "ms/pipelines/registry.h"
-#include "ms/tensor/weights.h"
+#include "ms/tensor/collate.h"
 
 namespace ms::pipelines {
 namespace {
@@ -123,30 +122,11 @@ at::Tensor apply_transforms(const std::vector<Transform>& transforms, at::Tensor
   return x.contiguous();
 }
 
-const std::vector<std::string>& vision_types() {
-  static const std::vector<std::string> types = {"resnet",    "resnet18",   "resnet34",
-                                                 "resnet50",  "resnet101",  "resnet152",
-                                                 "small-cnn", "torchscript"};
-  return types;
-}
-
 class ImageClassificationPipeline final : public infer::Pipeline {
  public:
   ImageClassificationPipeline(const infer::ModelInfo& model, const std::string& device)
       : device_(device) {
-    std::string type = model.model_type;
-    std::transform(type.begin(), type.end(), type.begin(),
-                   [](unsigned char c) { return std::tolower(c); });
-    std::replace(type.begin(), type.end(), '_', '-');
-    const auto& known = vision_types();
-    if (std::find(known.begin(), known.end(), type) == known.end()) {
-      std::string hint = did_you_mean(type, known);
-      throw Error(
-          ErrorCode::kUsage,
-          fmt::format("model type '{}' ({}) is not supported by the image-classification pipeline",
-                      type, model.config.source()),
-          (hint.empty() ? std::string() : hint + "; ") + "supported: " + join(known, ", "));
-    }
+    const std::string type = models::normalize_model_type(model.model_type);
     transforms_ = parse_transforms(model.config);
     top_k_ = model.config.get_or<int64_t>("pipeline.top_k", 5);
     MS_CHECK(top_k_ > 0, ErrorCode::kConfig, "{}: pipeline.top_k must be positive",
@@ -161,27 +141,10 @@ class ImageClassificationPipeline final : public infer::Pipeline {
           model.dir / model.config.get_or<std::string>("model.file", "model.pt"), device_);
       return;
     }
-    models::VisionConfig vc;
-    if (type == "small-cnn") {
-      vc.kind = "small-cnn";
-      vc.channels = model.config.get<std::vector<int64_t>>("model.channels");
-    } else {
-      vc.depth = type == "resnet" ? model.config.get_or<int>("model.depth", 18)
-                                  : std::stoi(type.substr(6));
-    }
-    tensor::WeightMap weights = tensor::load_model_weights(model.dir);
-    // The class count comes from the head's weight, so a config cannot disagree with it.
-    for (const char* head : {"fc.weight", "classifier.weight", "head.fc.weight"}) {
-      auto it = weights.find(head);
-      if (it != weights.end() && it->second.dim() == 2) vc.num_classes = it->second.size(0);
-    }
-    vc.num_classes = model.config.get_or<int64_t>("model.num_classes", vc.num_classes);
-    MS_CHECK(labels_.empty() || static_cast<int64_t>(labels_.size()) == vc.num_classes,
+    model_ = models::load_pretrained(model_spec(model, task_, type), device_);
+    MS_CHECK(labels_.empty() || static_cast<int64_t>(labels_.size()) == model_->num_labels(),
              ErrorCode::kConfig, "{}: model.labels has {} names for {} classes",
-             model.config.source(), labels_.size(), vc.num_classes);
-    net_ = std::make_unique<models::ImageClassifier>(vc);
-    net_->load(weights, model.dir.string());
-    net_->to(device_);
+             model.config.source(), labels_.size(), model_->num_labels().value_or(0));
   }
 
   const std::string& task() const override { return task_; }
@@ -199,13 +162,9 @@ class ImageClassificationPipeline final : public infer::Pipeline {
       try {
         MS_CHECK(!batch[i]->path.empty(), ErrorCode::kUsage,
                  "image-classification needs image files (--input-dir, or a path column/field)");
-        data::Image img = data::read_image(batch[i]->path.string(), 3);
-        at::Tensor x = at::from_blob(img.pixels.data(), {img.height, img.width, 3},
-                                     at::TensorOptions().dtype(at::kByte))
-                           .permute({2, 0, 1})
-                           .to(at::kFloat)
-                           .div_(255.0);
-        x = apply_transforms(transforms_, x);
+        const data::Image img = data::read_image(batch[i]->path.string(), 3);
+        const at::Tensor x = apply_transforms(
+            transforms_, tensor::image_to_tensor(img.pixels.data(), img.height, img.width, 3));
         groups[x.sizes().vec()].emplace_back(i, x);
       } catch (const Error& e) {
         results[i].error = e;
@@ -216,7 +175,8 @@ class ImageClassificationPipeline final : public infer::Pipeline {
       std::vector<at::Tensor> xs;
       for (auto& it : items) xs.push_back(it.second);
       const at::Tensor input = at::stack(xs).to(c10::Device(device_));
-      at::Tensor out = script_ ? script_->forward(input) : net_->forward(input);
+      const at::Tensor out =
+          script_ ? script_->forward(input) : model_->forward({{"pixel_values", input}}).at("logits");
       MS_CHECK(out.dim() == 2 && out.size(0) == input.size(0), ErrorCode::kUsage,
                "the model returned shape [{}], expected [batch, classes]",
                fmt::join(out.sizes(), ", "));
@@ -245,7 +205,7 @@ class ImageClassificationPipeline final : public infer::Pipeline {
 
  private:
   std::string task_ = "image-classification", device_;
-  std::unique_ptr<models::ImageClassifier> net_;
+  std::shared_ptr<models::Model> model_;
   std::unique_ptr<models::ScriptModule> script_;
   bool softmax_ = true;
   std::vector<Transform> transforms_;

@@ -1,14 +1,8 @@
-// Text pipelines over the BERT-family encoder: tokenise -> pad -> forward -> pool/head -> JSON.
+// Text pipelines over the BERT-family task models: tokenise -> collate -> model -> JSON. The
+// pipelines hold no weights: the model (ms/models/model.h) owns them.
 #include <ATen/TensorOperators.h>
-#include <ATen/ops/from_blob.h>
-#include <ATen/ops/gelu.h>
-#include <ATen/ops/index_select.h>
-#include <ATen/ops/layer_norm.h>
-#include <ATen/ops/linear.h>
 #include <ATen/ops/nonzero.h>
-#include <ATen/ops/relu.h>
 #include <ATen/ops/softmax.h>
-#include <ATen/ops/tanh.h>
 #include <ATen/ops/topk.h>
 #include <c10/core/InferenceMode.h>
 #include <c10/util/Exception.h>
@@ -22,35 +16,18 @@
 #include <numeric>
 #include <unordered_map>
 
+#include "ms/config/json_file.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/core/text.h"
-#include "ms/models/bert.h"
+#include "ms/models/model.h"
 #include "ms/pipelines/registry.h"
-#include "ms/tensor/weights.h"
+#include "ms/tensor/collate.h"
 #include "ms/text/bert_tokenizer.h"
 #include "ms/text/unicode.h"
-#include "sentence_head.h"
 
 namespace ms::pipelines {
 namespace {
-
-const std::vector<std::string>& bert_family_types() {
-  static const std::vector<std::string> types = {"bert",        "structbert", "roberta",
-                                                 "xlm-roberta", "camembert",  "minilm"};
-  return types;
-}
-
-std::optional<Json> read_json(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) return std::nullopt;
-  try {
-    return Json::parse(read_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(ErrorCode::kConfig,
-                fmt::format("{} is not valid JSON: {}", path.string(), e.what()));
-  }
-}
 
 // `"key":[v,...]` with each float as the shortest decimal that reads back as the same float.
 std::string float_array_member(const char* key, const float* data, int64_t n) {
@@ -69,36 +46,13 @@ std::string float_array_member(const char* key, const float* data, int64_t n) {
   return fmt::to_string(out);
 }
 
-// Batches of encodings as int64 tensors, padded to the longest.
-struct TextBatch {
-  at::Tensor ids, type_ids, mask;
-};
-
-TextBatch collate(const std::vector<text::Encoding>& encs, int64_t pad_id,
-                  const std::string& device) {
-  std::size_t longest = 0;
-  for (const auto& e : encs) longest = std::max(longest, e.ids.size());
-  const auto b = static_cast<int64_t>(encs.size()), t = static_cast<int64_t>(longest);
-  std::vector<int64_t> ids(static_cast<std::size_t>(b * t), pad_id), types(ids.size(), 0),
-      mask(ids.size(), 0);
-  for (std::size_t i = 0; i < encs.size(); ++i) {
-    std::copy(encs[i].ids.begin(), encs[i].ids.end(), ids.begin() + static_cast<long>(i * longest));
-    std::copy(encs[i].type_ids.begin(), encs[i].type_ids.end(),
-              types.begin() + static_cast<long>(i * longest));
-    std::fill_n(mask.begin() + static_cast<long>(i * longest), encs[i].ids.size(), 1);
-  }
-  auto make = [&](std::vector<int64_t>& v) {
-    return at::from_blob(v.data(), {b, t}, at::TensorOptions().dtype(at::kLong))
-        .to(c10::Device(device));
-  };
-  // from_blob does not own: .to() on the CPU returns the same tensor, so clone there.
-  TextBatch out{make(ids), make(types), make(mask)};
-  if (device == "cpu") {
-    out.ids = out.ids.clone();
-    out.type_ids = out.type_ids.clone();
-    out.mask = out.mask.clone();
-  }
-  return out;
+// Encodings -> input_ids / token_type_ids / attention_mask on `device`, padded to the longest.
+models::TensorMap collate(const std::vector<text::Encoding>& encs, int64_t pad_id,
+                          const std::string& device) {
+  std::vector<tensor::TokenRow> rows;
+  rows.reserve(encs.size());
+  for (const text::Encoding& e : encs) rows.push_back({&e.ids, &e.type_ids});
+  return tensor::collate_tokens(rows, pad_id, device);
 }
 
 // The tokenizer + encoder shared by every BERT-family text pipeline.
@@ -107,27 +61,17 @@ class BertTextPipeline : public infer::Pipeline {
   BertTextPipeline(const infer::ModelInfo& model, const std::string& device, std::string task)
       : task_(std::move(task)), device_(device), dir_(model.dir) {
     const std::filesystem::path config_path = model.dir / "config.json";
-    const auto hf = read_json(config_path);
+    const auto hf = read_json_file(config_path);
     MS_CHECK(hf.has_value(), ErrorCode::kNotFound,
              "{} does not exist: a BERT-family model needs its config.json", config_path.string());
-    config_ = models::BertConfig::from_json(*hf, config_path.string());
-    std::string type = model.model_type.empty() ? config_.model_type : model.model_type;
-    std::transform(type.begin(), type.end(), type.begin(),
-                   [](unsigned char c) { return std::tolower(c); });
-    std::replace(type.begin(), type.end(), '_', '-');
-    const auto& known = bert_family_types();
-    if (std::find(known.begin(), known.end(), type) == known.end()) {
-      std::string hint = did_you_mean(type, known);
-      throw Error(ErrorCode::kUsage,
-                  fmt::format("model type '{}' ({}) is not supported by the {} pipeline", type,
-                              model.config.source(), task_),
-                  (hint.empty() ? std::string() : hint + "; ") + "supported: " + join(known, ", "));
-    }
+    // ModelInfo's model_type already falls back to config.json's; BERT when neither names one.
+    model_ = models::load_pretrained(
+        model_spec(model, task_, model.model_type.empty() ? "bert" : model.model_type), device_);
     tokenizer_ = std::make_unique<text::BertTokenizer>(text::BertTokenizer::from_dir(model.dir));
-    std::size_t max_len =
-        std::min<std::size_t>(tokenizer_->options().model_max_length,
-                              static_cast<std::size_t>(config_.max_position_embeddings));
-    if (auto st = read_json(model.dir / "sentence_bert_config.json")) {
+    // config.json has been checked by the model: max_position_embeddings is a positive integer.
+    std::size_t max_len = std::min<std::size_t>(tokenizer_->options().model_max_length,
+                                                hf->value("max_position_embeddings", 512));
+    if (auto st = read_json_file(model.dir / "sentence_bert_config.json")) {
       if (st->contains("max_seq_length") && (*st)["max_seq_length"].is_number_unsigned()) {
         max_len = (*st)["max_seq_length"].get<std::size_t>();
       }
@@ -135,9 +79,7 @@ class BertTextPipeline : public infer::Pipeline {
     max_length_ = model.config.get_or<std::size_t>("preprocessor.max_length", max_len);
     MS_CHECK(max_length_ > 3, ErrorCode::kConfig, "{}: preprocessor.max_length {} is too small",
              model.config.source(), max_length_);
-    encoder_ = std::make_unique<models::BertModel>(config_);
-    weights_ = tensor::load_model_weights(model.dir);
-    prefix_ = encoder_->load(weights_, model.dir.string());
+    if (auto count = model_->num_labels()) labels_ = models::label_names(model.dir, *count);
   }
 
   const std::string& task() const override { return task_; }
@@ -208,51 +150,10 @@ class BertTextPipeline : public infer::Pipeline {
     return tokenizer_->encode(text, pair, max_length_);
   }
 
-  // A head weight by name (outside the encoder's prefix), moved to the device.
-  at::Tensor head_weight(const std::string& name, bool required = true) {
-    auto it = weights_.find(name);
-    if (it == weights_.end()) {
-      MS_CHECK(!required, ErrorCode::kConfig, "weights in {} lack '{}', which the {} head needs",
-               dir_.string(), name, task_);
-      return {};
-    }
-    return it->second.to(c10::Device(device_)).to(at::kFloat).contiguous();
-  }
-
-  // config.json's id2label as a list, or LABEL_i for `n` labels.
-  // Checks a [labels, hidden] classifier weight and returns the label names it implies.
-  std::vector<std::string> classifier_labels(const at::Tensor& weight) const {
-    MS_CHECK(weight.dim() == 2 && weight.size(1) == config_.hidden_size, ErrorCode::kConfig,
-             "classifier weight in {} has shape {}, expected [labels, {}]", dir_.string(),
-             fmt::join(weight.sizes(), "x"), config_.hidden_size);
-    return labels(weight.size(0));
-  }
-
-  // After the heads took their weights: drop the loaded file's tensors, move the encoder.
-  void finish_loading() {
-    weights_.clear();
-    encoder_->to(device_);
-  }
-
-  std::vector<std::string> labels(int64_t n) const {
-    std::vector<std::string> out;
-    const auto hf = read_json(dir_ / "config.json");
-    for (int64_t i = 0; i < n; ++i) {
-      std::string name = fmt::format("LABEL_{}", i);
-      if (hf && hf->contains("id2label") && (*hf)["id2label"].is_object()) {
-        const auto& m = (*hf)["id2label"];
-        auto it = m.find(std::to_string(i));
-        if (it != m.end() && it->is_string()) name = it->get<std::string>();
-      }
-      out.push_back(std::move(name));
-    }
-    return out;
-  }
-
-  // Encoder forward; c10 errors (e.g. out of memory) become ms errors naming the device.
-  at::Tensor hidden(const TextBatch& b) {
+  // The model's forward pass; c10 errors (e.g. out of memory) become ms errors naming the device.
+  models::TensorMap forward(const models::TensorMap& inputs) {
     try {
-      return encoder_->forward(b.ids, b.type_ids, b.mask);
+      return model_->forward(inputs);
     } catch (const c10::Error& e) {
       throw Error(ErrorCode::kInternal, fmt::format("forward pass on {} failed: {}", device_,
                                                     e.what_without_backtrace()));
@@ -261,12 +162,10 @@ class BertTextPipeline : public infer::Pipeline {
 
   std::string task_, device_;
   std::filesystem::path dir_;
-  models::BertConfig config_;
+  std::shared_ptr<models::Model> model_;
   std::unique_ptr<text::BertTokenizer> tokenizer_;
-  std::unique_ptr<models::BertModel> encoder_;
-  tensor::WeightMap weights_;  // kept until heads have taken theirs
-  std::string prefix_;
   std::size_t max_length_ = 512;
+  std::vector<std::string> labels_;  // classification heads: config.json's id2label
   struct Cached {
     std::string text;
     std::optional<std::string> text_pair;
@@ -281,10 +180,7 @@ class BertTextPipeline : public infer::Pipeline {
 class SentenceEmbeddingPipeline final : public BertTextPipeline {
  public:
   SentenceEmbeddingPipeline(const infer::ModelInfo& model, const std::string& device)
-      : BertTextPipeline(model, device, "sentence-embedding"),
-        head_(model.dir, config_.hidden_size, model.config, device) {
-    finish_loading();
-  }
+      : BertTextPipeline(model, device, "sentence-embedding") {}
 
   std::vector<infer::PipelineResult> run(
       const std::vector<const infer::PipelineInput*>& batch) override {
@@ -307,8 +203,10 @@ class SentenceEmbeddingPipeline final : public BertTextPipeline {
       }
     }
     c10::InferenceMode guard;
-    const TextBatch b = collate(encs, tokenizer_->pad_id(), device_);
-    const at::Tensor cpu = head_.forward(hidden(b), b.mask).cpu().contiguous();
+    const at::Tensor cpu = forward(collate(encs, tokenizer_->pad_id(), device_))
+                               .at("sentence_embedding")
+                               .cpu()
+                               .contiguous();
     const int64_t dim = cpu.size(1);
     const float* data = cpu.data_ptr<float>();
     for (std::size_t k = 0; k < ok.size(); ++k) {
@@ -341,8 +239,6 @@ class SentenceEmbeddingPipeline final : public BertTextPipeline {
     }
     return na > 0 && nb > 0 ? dot / std::sqrt(na * nb) : 0.0;
   }
-
-  SentenceHead head_;
 };
 
 // text-classification / sentence-similarity: BERT pooler + classifier, or the RoBERTa head
@@ -351,21 +247,7 @@ class SequenceClassificationPipeline final : public BertTextPipeline {
  public:
   SequenceClassificationPipeline(const infer::ModelInfo& model, const std::string& device,
                                  std::string task)
-      : BertTextPipeline(model, device, std::move(task)) {
-    if (weights_.count("classifier.out_proj.weight") != 0) {
-      dense_w_ = head_weight("classifier.dense.weight");
-      dense_b_ = head_weight("classifier.dense.bias");
-      out_w_ = head_weight("classifier.out_proj.weight");
-      out_b_ = head_weight("classifier.out_proj.bias");
-    } else {
-      MS_CHECK(encoder_->has_pooler(), ErrorCode::kConfig,
-               "weights in {} have no pooler, which the {} head needs", dir_.string(), task_);
-      out_w_ = head_weight("classifier.weight");
-      out_b_ = head_weight("classifier.bias");
-    }
-    labels_ = classifier_labels(out_w_);
-    finish_loading();
-  }
+      : BertTextPipeline(model, device, std::move(task)) {}
 
   std::vector<infer::PipelineResult> run(
       const std::vector<const infer::PipelineInput*>& batch) override {
@@ -378,14 +260,7 @@ class SequenceClassificationPipeline final : public BertTextPipeline {
     const std::vector<std::size_t> ok = encode(batch, results, encs);
     if (ok.empty()) return results;
     c10::InferenceMode guard;
-    const TextBatch b = collate(encs, tokenizer_->pad_id(), device_);
-    const at::Tensor h = hidden(b);
-    at::Tensor logits;
-    if (dense_w_.defined()) {
-      logits = at::linear(at::tanh(at::linear(h.select(1, 0), dense_w_, dense_b_)), out_w_, out_b_);
-    } else {
-      logits = at::linear(encoder_->pool(h), out_w_, out_b_);
-    }
+    const at::Tensor logits = forward(collate(encs, tokenizer_->pad_id(), device_)).at("logits");
     const at::Tensor probs = at::softmax(logits.to(at::kFloat), -1).cpu().contiguous();
     const int64_t n = probs.size(1);
     const float* p = probs.data_ptr<float>();
@@ -428,9 +303,6 @@ class SequenceClassificationPipeline final : public BertTextPipeline {
     }
     return out;
   }
-
-  at::Tensor dense_w_, dense_b_, out_w_, out_b_;
-  std::vector<std::string> labels_;
 };
 
 // One labelled span over code points [start, end).
@@ -491,12 +363,7 @@ class TokenClassificationPipeline final : public BertTextPipeline {
  public:
   TokenClassificationPipeline(const infer::ModelInfo& model, const std::string& device,
                               std::string task)
-      : BertTextPipeline(model, device, std::move(task)) {
-    out_w_ = head_weight("classifier.weight");
-    out_b_ = head_weight("classifier.bias");
-    labels_ = classifier_labels(out_w_);
-    finish_loading();
-  }
+      : BertTextPipeline(model, device, std::move(task)) {}
 
   std::vector<infer::PipelineResult> run(
       const std::vector<const infer::PipelineInput*>& batch) override {
@@ -505,9 +372,8 @@ class TokenClassificationPipeline final : public BertTextPipeline {
     const std::vector<std::size_t> ok = encode(batch, results, encs);
     if (ok.empty()) return results;
     c10::InferenceMode guard;
-    const TextBatch b = collate(encs, tokenizer_->pad_id(), device_);
-    const at::Tensor probs =
-        at::softmax(at::linear(hidden(b), out_w_, out_b_).to(at::kFloat), -1).cpu().contiguous();
+    const at::Tensor logits = forward(collate(encs, tokenizer_->pad_id(), device_)).at("logits");
+    const at::Tensor probs = at::softmax(logits.to(at::kFloat), -1).cpu().contiguous();
     const int64_t t = probs.size(1), n = probs.size(2);
     const float* p = probs.data_ptr<float>();
     for (std::size_t k = 0; k < ok.size(); ++k) {
@@ -561,8 +427,6 @@ class TokenClassificationPipeline final : public BertTextPipeline {
   static std::string text_of(const infer::PipelineInput& in) {
     return in.text.empty() && !in.path.empty() ? read_file(in.path) : in.text;
   }
-  at::Tensor out_w_, out_b_;
-  std::vector<std::string> labels_;
 };
 
 // fill-mask: the BERT masked-LM head (dense + act + LayerNorm + decoder tied to the word
@@ -574,17 +438,9 @@ class FillMaskPipeline final : public BertTextPipeline {
     MS_CHECK(tokenizer_->mask_id() >= 0, ErrorCode::kConfig,
              "the vocabulary in {} has no mask token '{}'", dir_.string(),
              tokenizer_->options().mask_token);
-    dense_w_ = head_weight("cls.predictions.transform.dense.weight");
-    dense_b_ = head_weight("cls.predictions.transform.dense.bias");
-    norm_w_ = head_weight("cls.predictions.transform.LayerNorm.weight");
-    norm_b_ = head_weight("cls.predictions.transform.LayerNorm.bias");
-    bias_ = head_weight("cls.predictions.bias");
-    decoder_ = head_weight("cls.predictions.decoder.weight", false);
-    if (!decoder_.defined()) decoder_ = head_weight(prefix_ + "embeddings.word_embeddings.weight");
     top_k_ = model.config.get_or<int64_t>("pipeline.top_k", 5);
     MS_CHECK(top_k_ > 0, ErrorCode::kConfig, "{}: pipeline.top_k must be positive",
              model.config.source());
-    finish_loading();
   }
 
   std::vector<infer::PipelineResult> run(
@@ -608,17 +464,12 @@ class FillMaskPipeline final : public BertTextPipeline {
     }
     if (keep.empty()) return results;
     c10::InferenceMode guard;
-    const TextBatch b = collate(kept, tokenizer_->pad_id(), device_);
-    const at::Tensor h = hidden(b);
-    const at::Tensor where = b.ids.eq(tokenizer_->mask_id()).nonzero().cpu();  // [m, 2]
-    const at::Tensor flat = (where.select(1, 0) * h.size(1) + where.select(1, 1)).to(h.device());
-    at::Tensor x = h.reshape({-1, h.size(2)}).index_select(0, flat);
-    x = at::linear(x, dense_w_, dense_b_);
-    x = config_.hidden_act == "gelu"
-            ? at::gelu(x)
-            : (config_.hidden_act == "relu" ? at::relu(x) : at::gelu(x, "tanh"));
-    x = at::layer_norm(x, {config_.hidden_size}, norm_w_, norm_b_, config_.layer_norm_eps);
-    const at::Tensor probs = at::softmax(at::linear(x, decoder_, bias_).to(at::kFloat), -1);
+    models::TensorMap inputs = collate(kept, tokenizer_->pad_id(), device_);
+    const at::Tensor where = inputs.at("input_ids").eq(tokenizer_->mask_id()).nonzero().cpu();
+    // Only the masked positions are scored: flat indices into [batch * tokens].
+    inputs["logits_positions"] =
+        where.select(1, 0) * inputs.at("input_ids").size(1) + where.select(1, 1);
+    const at::Tensor probs = at::softmax(forward(inputs).at("logits").to(at::kFloat), -1);
     const auto top = probs.topk(std::min<int64_t>(top_k_, probs.size(1)), -1);
     const at::Tensor values = std::get<0>(top).cpu().contiguous(),
                      indices = std::get<1>(top).cpu().contiguous();
@@ -662,7 +513,6 @@ class FillMaskPipeline final : public BertTextPipeline {
     }
     return out;
   }
-  at::Tensor dense_w_, dense_b_, norm_w_, norm_b_, bias_, decoder_;
   int64_t top_k_ = 5;
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "ms/config/json_file.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/text/unicode.h"
@@ -10,21 +11,8 @@
 namespace ms::text {
 namespace {
 
-// Reads an optional JSON file; a malformed one is a config error naming the file.
-std::optional<nlohmann::json> read_json_file(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) return std::nullopt;
-  try {
-    return nlohmann::json::parse(read_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(ErrorCode::kConfig,
-                fmt::format("{} is not valid JSON: {}", path.string(), e.what()),
-                "fix or delete the file");
-  }
-}
-
 // Special tokens may be written as plain strings or as {"content": "..."} objects.
-std::optional<std::string> token_value(const nlohmann::json& j, const char* key) {
+std::optional<std::string> token_value(const Json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return std::nullopt;
   if (it->is_string()) return it->get<std::string>();
@@ -83,7 +71,7 @@ BertTokenizer BertTokenizer::from_dir(const std::filesystem::path& dir) {
   MS_CHECK(!vocab.empty(), ErrorCode::kConfig, "{} is empty", vocab_path.string());
 
   BertTokenizerOptions options;
-  auto apply = [&options](const nlohmann::json& j) {
+  auto apply = [&options](const Json& j) {
     if (!j.is_object()) return;
     if (j.contains("do_lower_case") && j["do_lower_case"].is_boolean())
       options.lowercase = j["do_lower_case"].get<bool>();

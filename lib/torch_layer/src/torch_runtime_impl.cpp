@@ -1,5 +1,6 @@
-// The torch layer's implementation of ms::TorchRuntime, and the extern "C" entry point that
-// libms.so looks up after dlopen'ing this library.
+// The torch layer's table of services (ms::infer::TorchLayer): its TorchRuntime, the pipeline
+// factory and its registries, handed out by the extern "C" entry point that libms.so looks up
+// after dlopen'ing this library.
 #include <ATen/Parallel.h>
 #include <malloc.h>
 #include <torch/cuda.h>
@@ -8,11 +9,12 @@
 #include <cstdlib>
 
 #include "ms/core/error.h"
-#include "ms/core/torch_runtime.h"
 #include "ms/infer/pipeline.h"
+#include "ms/infer/torch_layer.h"
+#include "ms/models/model.h"
 #include "ms/pipelines/registry.h"
 
-namespace ms {
+namespace ms::infer {
 namespace {
 
 class TorchRuntimeImpl final : public TorchRuntime {
@@ -30,11 +32,6 @@ class TorchRuntimeImpl final : public TorchRuntime {
   }
 
   void set_num_threads(int threads) override { at::set_num_threads(threads); }
-
-  void* component(const std::string& name) override {
-    if (name == infer::kPipelineFactoryComponent) return &pipelines::pipeline_factory();
-    return nullptr;
-  }
 
   std::string resolve_device(const DeviceSpec& spec) const override {
     const bool cuda = torch::cuda::is_available();
@@ -80,17 +77,28 @@ class TorchRuntimeImpl final : public TorchRuntime {
   }
 };
 
-}  // namespace
-}  // namespace ms
+void register_components(Registries& registries) {
+  registries.add(models::model_registry());
+  registries.add(pipelines::pipeline_registry());
+  // default_registries() lists kTorchLayerRegistries before loading this library: both must name
+  // the same registries.
+  for (const char* name : kTorchLayerRegistries) MS_ASSERT(registries.contains(name));
+  MS_ASSERT(registries.names().size() == kTorchLayerRegistries.size());
+}
 
-extern "C" __attribute__((visibility("default"))) ms::TorchRuntime* ms_torch_layer_entry(
+}  // namespace
+}  // namespace ms::infer
+
+extern "C" __attribute__((visibility("default"))) const ms::infer::TorchLayer* ms_torch_layer_entry(
     int abi_version) {
-  if (abi_version != ms::kTorchLayerAbiVersion) return nullptr;
+  if (abi_version != ms::infer::kTorchLayerAbiVersion) return nullptr;
   // Activations are large, short-lived blocks. glibc would mmap and unmap each one, paying page
   // faults and zeroing on every batch (about 10 % of MiniLM inference on the CPU); keeping them in
   // the heap reuses the pages. The user's own MALLOC_* settings win.
   if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, 512 << 20);
   if (std::getenv("MALLOC_TRIM_THRESHOLD_") == nullptr) mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  static ms::TorchRuntimeImpl runtime;
-  return &runtime;
+  static ms::infer::TorchRuntimeImpl runtime;
+  static const ms::infer::TorchLayer layer{&runtime, &ms::pipelines::pipeline_factory(),
+                                           &ms::infer::register_components};
+  return &layer;
 }

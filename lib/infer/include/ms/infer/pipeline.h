@@ -1,5 +1,5 @@
 // The torch-free face of inference pipelines: inputs, per-item results, and the factory that the
-// torch layer implements (reached through ms::load_torch_runtime(), never linked directly).
+// torch layer implements (reached through load_torch_layer(), never linked directly).
 #pragma once
 
 #include <cstddef>
@@ -64,14 +64,10 @@ class PipelineFactory {
   /// Throws ms::Error(kUsage) naming the registered pipelines for an unknown task or type.
   virtual std::unique_ptr<Pipeline> create(const ModelInfo& model,
                                            const PipelineOptions& options) = 0;
-  /// The registered pipelines, grouped by task (`ms list pipelines`).
-  virtual const RegistryBase& registry() const = 0;
 };
 
-/// Name under which the torch runtime exposes its PipelineFactory (TorchRuntime::component).
-constexpr const char* kPipelineFactoryComponent = "pipeline-factory";
-
-/// Loads the torch layer (with `threads`) and returns its pipeline factory. Throws
+/// Loads the torch layer (with `threads`) and returns its pipeline factory (TorchLayer::pipelines).
+/// Throws
 /// ms::Error(kMissingComponent) when LibTorch is not installed.
 PipelineFactory& pipeline_factory(std::optional<int> threads = std::nullopt);
 

@@ -1,18 +1,23 @@
-// BERT-family encoder (BERT, StructBERT, MiniLM, RoBERTa-style) built from config.json, with
-// Hugging Face parameter names so that checkpoints load by name.
+// BERT-family encoder (BERT, StructBERT, MiniLM, RoBERTa-style) as a torch::nn module built from
+// config.json, with Hugging Face parameter names so that checkpoints load by name. Torch-heavy:
+// the task models (bert_heads.cpp) and tests include it; pipelines use ms/models/model.h.
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
 
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "ms/config/config.h"
 #include "ms/tensor/weights.h"
 
 namespace ms::models {
 
-/// The config.json fields the encoder uses.
+/// The config.json fields the encoder and its heads use.
 struct BertConfig {
   std::string model_type = "bert";
   int64_t vocab_size = 30522;
@@ -25,43 +30,60 @@ struct BertConfig {
   double layer_norm_eps = 1e-12;
   std::string hidden_act = "gelu";
   int64_t pad_token_id = 0;
+  double hidden_dropout_prob = 0.1;
+  double attention_probs_dropout_prob = 0.1;
+  /// Dropout before a classification head; unset: hidden_dropout_prob (as Hugging Face does).
+  std::optional<double> classifier_dropout;
   /// RoBERTa numbers positions from pad_token_id + 1 and skips padding.
   bool roberta_positions = false;
 
   /// Reads config.json's content; throws ms::Error(kConfig) naming `source` and the key for a
   /// missing or wrongly typed field, or an unsupported hidden_act / position_embedding_type.
   static BertConfig from_json(const Json& json, const std::string& source);
+  /// Reads `dir`/config.json; throws ms::Error(kNotFound) when it does not exist.
+  static BertConfig from_model_dir(const std::filesystem::path& dir);
 };
 
-/// The encoder: embeddings + transformer layers (+ pooler when the weights have one).
-class BertModel {
+/// hidden_act applied to a tensor (gelu, gelu_new / gelu_pytorch_tanh, relu).
+at::Tensor apply_hidden_act(const std::string& act, const at::Tensor& x);
+
+/// The prefix of a BERT-family checkpoint's encoder keys ("bert.", "roberta.", "model.bert.", or
+/// "" for a bare encoder), found from its word-embedding key. Throws ms::Error(kConfig) naming
+/// `source` when the checkpoint has none.
+std::string find_encoder_prefix(const tensor::TensorMap& checkpoint, const std::string& source);
+
+/// Whether a key below the encoder prefix belongs to the encoder (embeddings., encoder., pooler.).
+bool is_encoder_key(const std::string& key_without_prefix);
+
+/// Hugging Face's BertModel: embeddings + transformer layers (+ pooler when built with one).
+/// Dropout is active in train mode. In eval mode without gradients the forward pass takes the
+/// inference fast path: query, key and value in one GEMM (weights concatenated on first use and
+/// again whenever a source parameter changed), and on the CPU in float32 the fused attention and
+/// GELU kernels (MS_BERT_KERNELS=torch turns those off, to compare).
+class BertEncoder : public torch::nn::Module {
  public:
-  explicit BertModel(const BertConfig& config);
-  ~BertModel();
-  BertModel(const BertModel&) = delete;
-  BertModel& operator=(const BertModel&) = delete;
+  BertEncoder(const BertConfig& config, bool with_pooler);
+  ~BertEncoder() override;
 
-  /// Loads encoder weights. Keys may carry a prefix ("bert.", "roberta.", "model.", ...), which is
-  /// found from the word-embedding key. Returns that prefix. Throws ms::Error(kConfig) naming
-  /// missing, unexpected and mis-shaped keys (keys outside the prefix are left to heads).
-  std::string load(const tensor::WeightMap& weights, const std::string& source);
-
-  /// Moves the parameters to a device ("cpu", "cuda:0") and switches to eval mode.
-  void to(const std::string& device);
-
-  /// Last hidden states [batch, tokens, hidden] for ids/type ids/attention mask [batch, tokens].
+  /// Last hidden states [batch, tokens, hidden] for ids / type ids / attention mask [batch,
+  /// tokens] (int64).
   at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& token_type_ids,
                      const at::Tensor& attention_mask);
 
-  /// tanh(dense(first token)), the BERT pooler; throws when the weights had no pooler.
+  /// tanh(dense(first token)), the BERT pooler; throws when built without one.
   at::Tensor pool(const at::Tensor& hidden);
-  bool has_pooler() const;
+  bool has_pooler() const { return pooler_ != nullptr; }
 
-  const BertConfig& config() const;
+  const BertConfig& config() const { return config_; }
+  /// The word-embedding matrix [vocab, hidden] (the masked-LM decoder is tied to it).
+  const at::Tensor& word_embeddings() const;
 
  private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  struct Parts;
+  BertConfig config_;
+  std::unique_ptr<Parts> parts_;
+  std::shared_ptr<torch::nn::Module> pooler_;
+  bool fused_kernels_;
 };
 
 }  // namespace ms::models

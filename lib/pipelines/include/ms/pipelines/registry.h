@@ -7,6 +7,7 @@
 
 #include "ms/config/registry.h"
 #include "ms/infer/pipeline.h"
+#include "ms/models/model.h"
 
 namespace ms::pipelines {
 
@@ -20,6 +21,11 @@ void register_text_pipelines(Registry<PipelineBuilder>& registry);
 /// Adds image-classification (ResNet family, small CNN).
 void register_image_pipelines(Registry<PipelineBuilder>& registry);
 
+/// The spec of the model a pipeline wraps: the model folder and its configuration, for `task` and
+/// model `type` (configuration.json's model.type, or the one config.json names).
+models::ModelSpec model_spec(const infer::ModelInfo& model, const std::string& task,
+                             const std::string& type);
+
 /// Sets the calling thread's intra-op thread count (OpenMP's per-thread setting) without touching
 /// other threads: what Pipeline::prepare_worker does.
 void set_thread_intra_op_threads(int threads);
@@ -27,7 +33,10 @@ void set_thread_intra_op_threads(int threads);
 /// Whether set_thread_intra_op_threads works here (LibTorch uses OpenMP).
 bool per_thread_intra_op_threads();
 
-/// The factory the torch runtime hands out as "pipeline-factory".
+/// The factory the torch layer hands out (TorchLayer::pipelines).
 infer::PipelineFactory& pipeline_factory();
+
+/// The registered pipelines, grouped by task (`ms list pipelines`).
+const Registry<PipelineBuilder>& pipeline_registry();
 
 }  // namespace ms::pipelines

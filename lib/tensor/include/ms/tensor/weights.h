@@ -12,8 +12,10 @@
 
 namespace ms::tensor {
 
-/// Tensors by name, in name order.
-using WeightMap = std::map<std::string, at::Tensor>;
+/// Tensors by name, in name order: a checkpoint, a model's state dict, a batch of model inputs.
+using TensorMap = std::map<std::string, at::Tensor>;
+/// A TensorMap read from or written to a weight file.
+using WeightMap = TensorMap;
 
 /// Reads a .safetensors file. Aligned tensors point into a private memory map of the file (kept
 /// alive by the tensors); unaligned ones are copied. Throws ms::Error(kIntegrity) naming the file

@@ -1,4 +1,4 @@
-#include "ms/core/torch_runtime.h"
+#include "ms/infer/torch_layer.h"
 
 #include <dlfcn.h>
 
@@ -8,13 +8,14 @@
 #include "ms/core/error.h"
 #include "ms/core/log.h"
 #include "ms/core/settings.h"
+#include "ms/infer/pipeline.h"
 
-namespace ms {
+namespace ms::infer {
 namespace {
 
-using EntryPoint = TorchRuntime* (*)(int);
+using EntryPoint = const TorchLayer* (*)(int);
 
-TorchRuntime* g_runtime = nullptr;
+const TorchLayer* g_layer = nullptr;
 std::mutex g_mutex;
 
 [[noreturn]] void missing(const std::string& message, const std::string& hint) {
@@ -50,9 +51,9 @@ std::filesystem::path torch_layer_path() {
   return "libms_torch.so";
 }
 
-TorchRuntime& load_torch_runtime(const TorchOptions& options) {
+const TorchLayer& load_torch_layer(const TorchOptions& options) {
   std::lock_guard<std::mutex> lock(g_mutex);
-  if (g_runtime != nullptr) return *g_runtime;
+  if (g_layer != nullptr) return *g_layer;
 
   const std::filesystem::path path = torch_layer_path();
   std::error_code ec;
@@ -76,8 +77,8 @@ TorchRuntime& load_torch_runtime(const TorchOptions& options) {
                         kTorchLayerEntryPoint),
             "reinstall ms so that libms.so and libms_torch.so come from the same build");
   }
-  TorchRuntime* runtime = entry(kTorchLayerAbiVersion);
-  if (runtime == nullptr) {
+  const TorchLayer* layer = entry(kTorchLayerAbiVersion);
+  if (layer == nullptr) {
     missing(fmt::format("{} was built for another version of ms (ABI {} expected)", path.string(),
                         kTorchLayerAbiVersion),
             "reinstall ms so that libms.so and libms_torch.so come from the same build");
@@ -85,14 +86,21 @@ TorchRuntime& load_torch_runtime(const TorchOptions& options) {
   // The handle is kept open for the life of the process: LibTorch cannot be unloaded safely.
   const int threads = options.threads.value_or(default_threads());
   MS_CHECK(threads > 0, ErrorCode::kUsage, "--threads must be a positive integer, got {}", threads);
-  runtime->set_num_threads(threads);
-  g_runtime = runtime;
-  return *g_runtime;
+  // Same ABI version, so a missing service is a bug of the torch layer's build.
+  MS_ASSERT(layer->runtime != nullptr && layer->pipelines != nullptr &&
+            layer->register_components != nullptr);
+  layer->runtime->set_num_threads(threads);
+  g_layer = layer;
+  return *g_layer;
 }
 
-bool torch_runtime_loaded() {
+PipelineFactory& pipeline_factory(std::optional<int> threads) {
+  return *load_torch_layer(TorchOptions{threads}).pipelines;
+}
+
+bool torch_layer_loaded() {
   std::lock_guard<std::mutex> lock(g_mutex);
-  return g_runtime != nullptr;
+  return g_layer != nullptr;
 }
 
-}  // namespace ms
+}  // namespace ms::infer

@@ -1,13 +1,18 @@
-// The torch layer's one entry point, seen from the torch-free side: load on first use, then ask.
+// The torch layer (libms_torch.so) seen from the torch-free side: loaded on first use through one
+// versioned extern "C" entry point that hands back a typed table of its services.
 #pragma once
 
+#include <array>
 #include <filesystem>
 #include <optional>
 #include <string>
 
+#include "ms/config/registry.h"
 #include "ms/core/device.h"
 
-namespace ms {
+namespace ms::infer {
+
+class PipelineFactory;
 
 /// What the loaded LibTorch reports about itself.
 struct TorchInfo {
@@ -19,8 +24,7 @@ struct TorchInfo {
   std::string parallel_backend;  ///< e.g. "OpenMP"
 };
 
-/// Interface implemented by libms_torch.so. Everything torch-related reached from torch-free code
-/// goes through here, so `ms download` and friends never map LibTorch.
+/// LibTorch itself: versions, threads, devices.
 class TorchRuntime {
  public:
   virtual ~TorchRuntime() = default;
@@ -31,19 +35,29 @@ class TorchRuntime {
   /// "cuda:0"). kCuda without CUDA is an error (never a silent CPU fallback); kAuto picks cuda:0
   /// when available, else cpu.
   virtual std::string resolve_device(const DeviceSpec& spec) const = 0;
-  /// A named service of the torch layer (e.g. "pipeline-factory", see ms/infer/pipeline.h), or
-  /// nullptr when it has none by that name. The caller casts it to the interface the name stands
-  /// for.
-  virtual void* component(const std::string& name) = 0;
 };
 
-/// Bumped whenever TorchRuntime or the entry point changes; both sides must agree.
-constexpr int kTorchLayerAbiVersion = 3;
+/// The torch layer's services, one typed entry each. A new service (trainer, exporter, ...) is a
+/// new member here, filled in by the torch layer, and a bump of kTorchLayerAbiVersion.
+struct TorchLayer {
+  TorchRuntime* runtime = nullptr;        ///< LibTorch's versions, threads and devices
+  PipelineFactory* pipelines = nullptr;   ///< `ms infer` (see ms/infer/pipeline.h)
+  /// Adds the torch layer's registries, named in kTorchLayerRegistries, to `registries`.
+  void (*register_components)(Registries& registries) = nullptr;
+};
+
+/// Bumped whenever TorchLayer, the interfaces it points to or the entry point change; both sides
+/// must agree.
+constexpr int kTorchLayerAbiVersion = 4;
 
 /// Name of the extern "C" entry point exported by libms_torch.so:
-///   ms::TorchRuntime* ms_torch_layer_entry(int abi_version);
+///   const ms::infer::TorchLayer* ms_torch_layer_entry(int abi_version);
 /// It returns nullptr when the ABI versions differ.
 constexpr const char* kTorchLayerEntryPoint = "ms_torch_layer_entry";
+
+/// The registries the torch layer adds, by name: listed without loading LibTorch (`ms list`),
+/// loaded on first use. The torch layer checks that it registers exactly these.
+constexpr std::array<const char*, 2> kTorchLayerRegistries = {"models", "pipelines"};
 
 /// Options applied when the torch layer is first loaded.
 struct TorchOptions {
@@ -54,13 +68,13 @@ struct TorchOptions {
 
 /// Loads the torch layer on first call (dlopen of libms_torch.so next to libms.so, or
 /// $MS_TORCH_LAYER) and applies `options`. Throws ms::Error(kMissingComponent) naming what is
-/// missing when it cannot be loaded. Later calls return the same runtime.
-TorchRuntime& load_torch_runtime(const TorchOptions& options = {});
+/// missing when it cannot be loaded. Later calls return the same table.
+const TorchLayer& load_torch_layer(const TorchOptions& options = {});
 
-/// Whether load_torch_runtime() has succeeded in this process.
-bool torch_runtime_loaded();
+/// Whether load_torch_layer() has succeeded in this process.
+bool torch_layer_loaded();
 
 /// Where the torch layer is looked for.
 std::filesystem::path torch_layer_path();
 
-}  // namespace ms
+}  // namespace ms::infer

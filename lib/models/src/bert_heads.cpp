@@ -1,0 +1,405 @@
+// BERT-family task models: the encoder (ms/models/bert.h) under Hugging Face's prefix ("bert." or
+// "roberta.") plus a task head with Hugging Face's names, each a torch::nn module that trains
+// (dropout, losses) and infers (eval mode, fast paths) alike.
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/cross_entropy_loss.h>
+#include <ATen/ops/dropout.h>
+#include <ATen/ops/index_select.h>
+#include <ATen/ops/layer_norm.h>
+#include <ATen/ops/linear.h>
+#include <ATen/ops/mse_loss.h>
+#include <ATen/ops/tanh.h>
+#include <ATen/ops/zeros_like.h>
+#include <fmt/ranges.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+#include <algorithm>
+
+#include "ms/config/json_file.h"
+#include "ms/core/error.h"
+#include "ms/core/text.h"
+#include "ms/models/bert.h"
+#include "registration.h"
+#include "sentence_embedding.h"
+
+namespace ms::models {
+namespace {
+
+const std::vector<std::string>& bert_family_types() {
+  static const std::vector<std::string> types = {"bert",        "structbert", "roberta",
+                                                 "xlm-roberta", "camembert",  "minilm"};
+  return types;
+}
+
+bool roberta_family(const std::string& type) {
+  return type == "roberta" || type == "xlm-roberta" || type == "camembert";
+}
+
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.compare(0, prefix.size(), prefix) == 0;
+}
+
+// Label count of a classification head: the checkpoint's head, else the spec, else config.json
+// (num_labels, then id2label), else 2 (Hugging Face's default).
+int64_t head_size(const ModelSpec& spec, const std::vector<std::string>& head_weights) {
+  if (spec.checkpoint != nullptr) {
+    for (const std::string& name : head_weights) {
+      auto it = spec.checkpoint->find(name);
+      if (it != spec.checkpoint->end() && it->second.dim() == 2) return it->second.size(0);
+    }
+  }
+  if (spec.num_labels) {
+    MS_CHECK(*spec.num_labels > 0, ErrorCode::kConfig, "{}: the label count must be positive",
+             spec.config.source());
+    return *spec.num_labels;
+  }
+  if (const auto hf = read_json_file(spec.dir / "config.json")) {
+    if (hf->contains("num_labels") && (*hf)["num_labels"].is_number_unsigned() &&
+        (*hf)["num_labels"].get<int64_t>() > 0) {
+      return (*hf)["num_labels"].get<int64_t>();
+    }
+    if (hf->contains("id2label") && (*hf)["id2label"].is_object() && !(*hf)["id2label"].empty()) {
+      return static_cast<int64_t>((*hf)["id2label"].size());
+    }
+  }
+  return 2;
+}
+
+// The input tensor called `name`; a missing one is a usage error naming what was given.
+const at::Tensor& input(const TensorMap& inputs, const char* name) {
+  auto it = inputs.find(name);
+  if (it == inputs.end() || !it->second.defined()) {
+    std::vector<std::string> given;
+    for (const auto& [key, tensor] : inputs) given.push_back(key);
+    fail(ErrorCode::kUsage, "the model needs input '{}' (given: {})", name,
+         given.empty() ? std::string("nothing") : join(given, ", "));
+  }
+  return it->second;
+}
+
+const at::Tensor* optional_input(const TensorMap& inputs, const char* name) {
+  auto it = inputs.find(name);
+  return it == inputs.end() || !it->second.defined() ? nullptr : &it->second;
+}
+
+// Cross entropy over the last dimension; labels of -100 are ignored (Hugging Face's convention).
+at::Tensor classification_loss(const at::Tensor& logits, const at::Tensor& labels) {
+  const int64_t classes = logits.size(-1);
+  if (classes == 1) {  // one output: regression, as Hugging Face does
+    return at::mse_loss(logits.view({-1}).to(at::kFloat), labels.view({-1}).to(at::kFloat));
+  }
+  return at::cross_entropy_loss(logits.reshape({-1, classes}).to(at::kFloat),
+                                labels.reshape({-1}).to(at::kLong), {}, at::Reduction::Mean,
+                                -100);
+}
+
+// The encoder under Hugging Face's prefix plus a head. Checkpoints may carry the encoder under
+// any prefix ("bert.", "roberta.", "model.bert.", or none); it is found when loading.
+class BertTaskModel : public torch::nn::Module, public Model {
+ public:
+  BertTaskModel(const ModelSpec& spec, bool with_pooler)
+      : task_(spec.task),
+        encoder_name_(roberta_family(spec.type) ? "roberta" : "bert"),
+        config_(BertConfig::from_model_dir(spec.dir)) {
+    encoder_ = register_module(encoder_name_, std::make_shared<BertEncoder>(config_, with_pooler));
+  }
+
+  const std::string& task() const override { return task_; }
+  torch::nn::Module& module() override { return *this; }
+
+ protected:
+  // Whether a checkpoint key outside the encoder is this head's.
+  virtual bool head_key(const std::string& name) const = 0;
+
+  void begin_load(const TensorMap& checkpoint, const std::string& source,
+                  bool /*allow_fresh_head*/) override {
+    checkpoint_prefix_ = find_encoder_prefix(checkpoint, source);
+  }
+
+  std::optional<std::string> checkpoint_name_to_parameter(const std::string& name) const override {
+    if (starts_with(name, checkpoint_prefix_)) {
+      const std::string rest = name.substr(checkpoint_prefix_.size());
+      if (is_encoder_key(rest)) return encoder_name_ + "." + rest;
+    }
+    if (head_key(name)) return name;
+    return std::nullopt;  // another head's (cls.seq_relationship., lm_head., ...)
+  }
+
+  std::vector<std::string> ignorable_checkpoint_names() const override {
+    // position_ids is a non-persistent buffer that older checkpoints saved.
+    return {encoder_name_ + ".embeddings.position_ids"};
+  }
+
+  bool optional_parameter(const std::string& name, bool allow_fresh_head) const override {
+    return (allow_fresh_head && !starts_with(name, encoder_name_ + ".")) ||
+           Model::optional_parameter(name, allow_fresh_head);
+  }
+
+  // Last hidden states for the standard text inputs (token_type_ids default to zeros).
+  at::Tensor hidden(const TensorMap& inputs) {
+    const at::Tensor& ids = input(inputs, "input_ids");
+    const at::Tensor* types = optional_input(inputs, "token_type_ids");
+    return encoder_->forward(ids, types ? *types : at::zeros_like(ids),
+                             input(inputs, "attention_mask"));
+  }
+
+  double classifier_dropout() const {
+    return config_.classifier_dropout.value_or(config_.hidden_dropout_prob);
+  }
+
+  std::string task_, encoder_name_, checkpoint_prefix_;
+  BertConfig config_;
+  std::shared_ptr<BertEncoder> encoder_;
+};
+
+// RoBERTa's classification head: dense + tanh + out_proj on the first token.
+struct RobertaClassificationHead : torch::nn::Module {
+  RobertaClassificationHead(int64_t hidden, int64_t labels)
+      : dense(register_module("dense", torch::nn::Linear(hidden, hidden))),
+        out_proj(register_module("out_proj", torch::nn::Linear(hidden, labels))) {}
+  at::Tensor forward(const at::Tensor& first_token, double dropout) {
+    at::Tensor x = at::dropout(first_token, dropout, is_training());
+    x = at::tanh(dense(x));
+    return out_proj(at::dropout(x, dropout, is_training()));
+  }
+  torch::nn::Linear dense, out_proj;
+};
+
+// text-classification / sentence-similarity (BertForSequenceClassification and
+// RobertaForSequenceClassification): logits [batch, labels].
+class SequenceClassifier final : public BertTaskModel {
+ public:
+  // A checkpoint's head decides its style; a fresh head follows the model type.
+  static bool roberta_head(const ModelSpec& spec) {
+    if (spec.checkpoint != nullptr) {
+      if (spec.checkpoint->count("classifier.out_proj.weight") != 0) return true;
+      if (spec.checkpoint->count("classifier.weight") != 0) return false;
+    }
+    return roberta_family(spec.type);
+  }
+
+  explicit SequenceClassifier(const ModelSpec& spec)
+      : BertTaskModel(spec, !roberta_head(spec)), roberta_(roberta_head(spec)) {
+    const int64_t labels =
+        head_size(spec, {"classifier.out_proj.weight", "classifier.weight"});
+    num_labels_ = labels;
+    if (roberta_) {
+      roberta_classifier_ = register_module(
+          "classifier", std::make_shared<RobertaClassificationHead>(config_.hidden_size, labels));
+    } else {
+      classifier_ =
+          register_module("classifier", torch::nn::Linear(config_.hidden_size, labels));
+    }
+  }
+
+  std::optional<int64_t> num_labels() const override { return num_labels_; }
+
+  TensorMap forward(const TensorMap& inputs) override {
+    const at::Tensor h = hidden(inputs);
+    at::Tensor logits;
+    if (roberta_) {
+      logits = roberta_classifier_->forward(h.select(1, 0), classifier_dropout());
+    } else {
+      logits = classifier_(at::dropout(encoder_->pool(h), classifier_dropout(), torch::nn::Module::is_training()));
+    }
+    TensorMap out{{"logits", logits}};
+    if (const at::Tensor* labels = optional_input(inputs, "labels"))
+      out["loss"] = classification_loss(logits, *labels);
+    return out;
+  }
+
+ protected:
+  bool head_key(const std::string& name) const override {
+    return starts_with(name, "classifier.");
+  }
+
+  void begin_load(const TensorMap& checkpoint, const std::string& source,
+                  bool allow_fresh_head) override {
+    BertTaskModel::begin_load(checkpoint, source, allow_fresh_head);
+    // BERT's head reads the pooler; name that rather than a list of missing keys.
+    MS_CHECK(roberta_ || allow_fresh_head ||
+                 checkpoint.count(checkpoint_prefix_ + "pooler.dense.weight") != 0,
+             ErrorCode::kConfig, "weights in {} have no pooler, which the {} head needs", source,
+             task_);
+  }
+
+ private:
+  bool roberta_;
+  int64_t num_labels_ = 0;
+  torch::nn::Linear classifier_{nullptr};
+  std::shared_ptr<RobertaClassificationHead> roberta_classifier_;
+};
+
+bool checkpoint_has_pooler(const ModelSpec& spec) {
+  if (spec.checkpoint == nullptr) return false;
+  const std::string prefix = find_encoder_prefix(*spec.checkpoint, spec.dir.string());
+  return spec.checkpoint->count(prefix + "pooler.dense.weight") != 0;
+}
+
+// token-classification / named-entity-recognition / word-segmentation
+// (BertForTokenClassification): logits [batch, tokens, labels].
+class TokenClassifier final : public BertTaskModel {
+ public:
+  explicit TokenClassifier(const ModelSpec& spec)
+      : BertTaskModel(spec, checkpoint_has_pooler(spec)),
+        num_labels_(head_size(spec, {"classifier.weight"})) {
+    classifier_ =
+        register_module("classifier", torch::nn::Linear(config_.hidden_size, num_labels_));
+  }
+
+  std::optional<int64_t> num_labels() const override { return num_labels_; }
+
+  TensorMap forward(const TensorMap& inputs) override {
+    const at::Tensor logits =
+        classifier_(at::dropout(hidden(inputs), classifier_dropout(), torch::nn::Module::is_training()));
+    TensorMap out{{"logits", logits}};
+    if (const at::Tensor* labels = optional_input(inputs, "labels"))
+      out["loss"] = classification_loss(logits, *labels);
+    return out;
+  }
+
+ protected:
+  bool head_key(const std::string& name) const override {
+    return starts_with(name, "classifier.");
+  }
+
+ private:
+  int64_t num_labels_;
+  torch::nn::Linear classifier_{nullptr};
+};
+
+// BertOnlyMLMHead's transform: dense -> hidden_act -> LayerNorm.
+struct LmTransform : torch::nn::Module {
+  explicit LmTransform(const BertConfig& c)
+      : dense(register_module("dense", torch::nn::Linear(c.hidden_size, c.hidden_size))),
+        norm(register_module("LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions(
+                                              {c.hidden_size})
+                                                                   .eps(c.layer_norm_eps)))) {}
+  torch::nn::Linear dense;
+  torch::nn::LayerNorm norm;
+};
+
+// cls.predictions: the transform, the decoder (tied to the word embeddings unless the checkpoint
+// has a decoder of its own that differs from them) and the output bias.
+struct LmPredictions : torch::nn::Module {
+  LmPredictions(const BertConfig& c, bool own_decoder)
+      : transform(register_module("transform", std::make_shared<LmTransform>(c))) {
+    bias = register_parameter("bias", at::zeros({c.vocab_size}));
+    if (own_decoder) {
+      decoder = register_module(
+          "decoder", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.vocab_size)
+                                           .bias(false)));
+    }
+  }
+  std::shared_ptr<LmTransform> transform;
+  torch::nn::Linear decoder{nullptr};
+  at::Tensor bias;
+};
+
+struct LmHead : torch::nn::Module {
+  LmHead(const BertConfig& c, bool own_decoder)
+      : predictions(
+            register_module("predictions", std::make_shared<LmPredictions>(c, own_decoder))) {}
+  std::shared_ptr<LmPredictions> predictions;
+};
+
+// fill-mask (BertForMaskedLM): logits [batch, tokens, vocab], or [positions, vocab] for the
+// flat token positions in the optional input "logits_positions" (what inference needs: scoring
+// every token of every row against the whole vocabulary would cost batch x tokens x vocab).
+class MaskedLanguageModel final : public BertTaskModel {
+ public:
+  static bool own_decoder(const ModelSpec& spec) {
+    if (spec.checkpoint == nullptr) return false;
+    auto decoder = spec.checkpoint->find("cls.predictions.decoder.weight");
+    if (decoder == spec.checkpoint->end()) return false;
+    const std::string prefix = find_encoder_prefix(*spec.checkpoint, spec.dir.string());
+    const at::Tensor& words = spec.checkpoint->at(prefix + "embeddings.word_embeddings.weight");
+    return !(decoder->second.sizes() == words.sizes() &&
+             decoder->second.to(at::kFloat).equal(words.to(at::kFloat)));
+  }
+
+  explicit MaskedLanguageModel(const ModelSpec& spec)
+      : BertTaskModel(spec, checkpoint_has_pooler(spec)) {
+    cls_ = register_module("cls", std::make_shared<LmHead>(config_, own_decoder(spec)));
+  }
+
+  TensorMap forward(const TensorMap& inputs) override {
+    at::Tensor x = hidden(inputs);
+    if (const at::Tensor* positions = optional_input(inputs, "logits_positions")) {
+      x = x.reshape({-1, x.size(-1)}).index_select(0, positions->to(x.device()));
+    }
+    LmPredictions& p = *cls_->predictions;
+    x = apply_hidden_act(config_.hidden_act, p.transform->dense(x));
+    x = p.transform->norm(x);
+    const at::Tensor& decoder = p.decoder ? p.decoder->weight : encoder_->word_embeddings();
+    const at::Tensor logits = at::linear(x, decoder, p.bias);
+    TensorMap out{{"logits", logits}};
+    if (const at::Tensor* labels = optional_input(inputs, "labels"))
+      out["loss"] = classification_loss(logits, *labels);
+    return out;
+  }
+
+ protected:
+  bool head_key(const std::string& name) const override {
+    return starts_with(name, "cls.predictions.");
+  }
+
+  std::vector<std::string> ignorable_checkpoint_names() const override {
+    std::vector<std::string> names = BertTaskModel::ignorable_checkpoint_names();
+    // Hugging Face saves the decoder's bias (the same tensor as cls.predictions.bias) and, when
+    // tied, the decoder weight (the word embeddings) too.
+    names.push_back("cls.predictions.decoder.bias");
+    if (!cls_->predictions->decoder) names.push_back("cls.predictions.decoder.weight");
+    return names;
+  }
+
+ private:
+  std::shared_ptr<LmHead> cls_;
+};
+
+}  // namespace
+
+void register_bert_models(Registry<ModelBuilder>& registry) {
+  struct Task {
+    const char* name;
+    const char* description;
+    std::function<std::shared_ptr<Model>(const ModelSpec&)> build;
+  };
+  const Task tasks[] = {
+      {"sentence-embedding", "encoder + sentence-transformers Pooling, Dense, Normalize",
+       [](const ModelSpec& s) -> std::shared_ptr<Model> { return make_sentence_embedding(s); }},
+      {"text-classification", "sequence classifier (BERT pooler or RoBERTa head)",
+       [](const ModelSpec& s) -> std::shared_ptr<Model> {
+         return std::make_shared<SequenceClassifier>(s);
+       }},
+      {"sentence-similarity", "sequence classifier over a sentence pair",
+       [](const ModelSpec& s) -> std::shared_ptr<Model> {
+         return std::make_shared<SequenceClassifier>(s);
+       }},
+      {"token-classification", "token classifier",
+       [](const ModelSpec& s) -> std::shared_ptr<Model> {
+         return std::make_shared<TokenClassifier>(s);
+       }},
+      {"named-entity-recognition", "token classifier (BIO/BIES tags)",
+       [](const ModelSpec& s) -> std::shared_ptr<Model> {
+         return std::make_shared<TokenClassifier>(s);
+       }},
+      {"word-segmentation", "token classifier (BIES tags)",
+       [](const ModelSpec& s) -> std::shared_ptr<Model> {
+         return std::make_shared<TokenClassifier>(s);
+       }},
+      {"fill-mask", "masked-LM head tied to the word embeddings",
+       [](const ModelSpec& s) -> std::shared_ptr<Model> {
+         return std::make_shared<MaskedLanguageModel>(s);
+       }},
+  };
+  for (const Task& task : tasks) {
+    for (const std::string& type : bert_family_types()) {
+      registry.add(type, task.build, fmt::format("BERT-family {}: {}", type, task.description),
+                   task.name);
+    }
+  }
+}
+
+}  // namespace ms::models

@@ -1,0 +1,119 @@
+#include "ms/models/model.h"
+
+#include <torch/nn/module.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include "ms/config/json_file.h"
+#include "ms/core/error.h"
+#include "ms/core/text.h"
+#include "registration.h"
+
+namespace ms::models {
+
+void Model::train(bool on) { module().train(on); }
+
+bool Model::is_training() const { return module().is_training(); }
+
+void Model::to(const std::string& device) { module().to(c10::Device(device)); }
+
+TensorMap Model::state_dict() const {
+  TensorMap out;
+  for (const auto& p : module().named_parameters()) out.emplace(p.key(), p.value());
+  for (const auto& b : module().named_buffers()) out.emplace(b.key(), b.value());
+  return out;
+}
+
+bool Model::optional_parameter(const std::string& name, bool /*allow_fresh_head*/) const {
+  // BatchNorm's training counter: inference never reads it, and torchvision checkpoints made
+  // before it existed lack it.
+  static const std::string kCounter = ".num_batches_tracked";
+  return name.size() > kCounter.size() &&
+         name.compare(name.size() - kCounter.size(), kCounter.size(), kCounter) == 0;
+}
+
+void Model::load_state_dict(const TensorMap& checkpoint, const std::string& source,
+                            bool allow_fresh_head) {
+  begin_load(checkpoint, source, allow_fresh_head);
+  TensorMap mapped;
+  for (const auto& [name, tensor] : checkpoint) {
+    if (auto own = checkpoint_name_to_parameter(name)) mapped.emplace(*own, tensor);
+  }
+  // Parameters the checkpoint may lack keep their initialisation; every other one must be there.
+  std::map<std::string, at::Tensor> targets = state_dict();
+  for (auto it = targets.begin(); it != targets.end();) {
+    if (mapped.count(it->first) == 0 && optional_parameter(it->first, allow_fresh_head)) {
+      it = targets.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  tensor::copy_weights(mapped, targets, ignorable_checkpoint_names(), source);
+}
+
+const Registry<ModelBuilder>& model_registry() {
+  // Built on first use, explicitly (see Registries for why there is no static self-registration).
+  static const Registry<ModelBuilder> registry = [] {
+    Registry<ModelBuilder> r("models");
+    register_bert_models(r);
+    register_vision_models(r);
+    return r;
+  }();
+  return registry;
+}
+
+std::string normalize_model_type(std::string type) {
+  std::transform(type.begin(), type.end(), type.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::replace(type.begin(), type.end(), '_', '-');
+  return type;
+}
+
+std::shared_ptr<Model> build_model(const ModelSpec& spec) {
+  const Registry<ModelBuilder>& registry = model_registry();
+  const std::string type = normalize_model_type(spec.type);
+  const std::vector<std::string> known = registry.types(spec.task);
+  MS_CHECK(!known.empty(), ErrorCode::kMissingComponent,
+           "no model is registered for task '{}' in this build (tasks with models: {})", spec.task,
+           join(registry.groups(), ", "));
+  if (!registry.contains(type, spec.task)) {
+    const std::string hint = did_you_mean(type, known);
+    throw Error(ErrorCode::kUsage,
+                fmt::format("model type '{}' ({}) is not supported for task '{}'", type,
+                            spec.config.source(), spec.task),
+                (hint.empty() ? std::string() : hint + "; ") + "supported: " + join(known, ", "));
+  }
+  ModelSpec normalized = spec;
+  normalized.type = type;
+  return registry.get(type, spec.task)(normalized);
+}
+
+std::shared_ptr<Model> load_pretrained(ModelSpec spec, const std::string& device) {
+  const TensorMap checkpoint = tensor::load_model_weights(spec.dir);
+  spec.checkpoint = &checkpoint;
+  std::shared_ptr<Model> model = build_model(spec);
+  model->load_state_dict(model->complete_checkpoint(checkpoint), spec.dir.string());
+  model->eval();
+  model->to(device);
+  return model;
+}
+
+std::vector<std::string> label_names(const std::filesystem::path& model_dir, int64_t count) {
+  const auto config = read_json_file(model_dir / "config.json");
+  const Json* id2label = config && config->contains("id2label") && (*config)["id2label"].is_object()
+                             ? &(*config)["id2label"]
+                             : nullptr;
+  std::vector<std::string> out;
+  for (int64_t i = 0; i < count; ++i) {
+    std::string name = fmt::format("LABEL_{}", i);
+    if (id2label != nullptr) {
+      auto it = id2label->find(std::to_string(i));
+      if (it != id2label->end() && it->is_string()) name = it->get<std::string>();
+    }
+    out.push_back(std::move(name));
+  }
+  return out;
+}
+
+}  // namespace ms::models

@@ -1,0 +1,248 @@
+// Trainable models from the MODELS registry: Hugging Face names, train/eval with dropout, losses
+// and gradients, fast paths that follow the parameters, checkpoints under any prefix.
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/nn/module.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+
+#include "catch.h"
+#include "ms/core/error.h"
+#include "ms/models/model.h"
+
+namespace {
+
+using ms::models::Model;
+using ms::models::ModelSpec;
+using ms::models::TensorMap;
+
+// A temporary model folder holding only config.json (what the BERT builders read).
+struct TinyBertDir {
+  explicit TinyBertDir(const std::string& model_type, double dropout = 0.1) {
+    path = std::filesystem::temp_directory_path() /
+           ("ms-models-test-" + model_type + "-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(path);
+    std::ofstream(path / "config.json")
+        << "{\"model_type\": \"" << model_type
+        << "\", \"vocab_size\": 50, \"hidden_size\": 32, \"num_hidden_layers\": 2,"
+           " \"num_attention_heads\": 2, \"intermediate_size\": 48,"
+           " \"max_position_embeddings\": 40, \"hidden_dropout_prob\": "
+        << dropout << ", \"attention_probs_dropout_prob\": " << dropout
+        << ", \"id2label\": {\"0\": \"neg\", \"1\": \"pos\", \"2\": \"mixed\"}}";
+  }
+  ~TinyBertDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::filesystem::path path;
+};
+
+ModelSpec spec_for(const std::string& task, const std::string& type,
+                   const std::filesystem::path& dir) {
+  ModelSpec spec;
+  spec.task = task;
+  spec.type = type;
+  spec.dir = dir;
+  return spec;
+}
+
+TensorMap text_batch() {
+  at::manual_seed(3);
+  TensorMap batch;
+  batch["input_ids"] = at::randint(1, 50, {3, 7}, at::kLong);
+  at::Tensor mask = at::ones({3, 7}, at::kLong);
+  mask[1].narrow(0, 4, 3).fill_(0);
+  batch["attention_mask"] = mask;
+  batch["token_type_ids"] = at::zeros({3, 7}, at::kLong);
+  return batch;
+}
+
+std::set<std::string> names(const Model& model) {
+  std::set<std::string> out;
+  for (const auto& [name, tensor] : model.state_dict()) out.insert(name);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("the MODELS registry is keyed by task and type", "[models]") {
+  const auto& registry = ms::models::model_registry();
+  CHECK(registry.contains("bert", "text-classification"));
+  CHECK(registry.contains("structbert", "token-classification"));
+  CHECK(registry.contains("roberta", "fill-mask"));
+  CHECK(registry.contains("resnet50", "image-classification"));
+  CHECK_FALSE(registry.contains("resnet50", "text-classification"));
+  TinyBertDir dir("bert");
+  try {
+    ms::models::build_model(spec_for("text-classification", "BRET", dir.path));
+    FAIL("an unknown type was built");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ms::ErrorCode::kUsage);
+    CHECK(std::string(e.what()).find("model type 'bret'") != std::string::npos);
+    CHECK(e.hint().find("bert") != std::string::npos);
+  }
+}
+
+TEST_CASE("BERT task models carry Hugging Face parameter names", "[models]") {
+  TinyBertDir bert("bert");
+  auto cls = ms::models::build_model(spec_for("text-classification", "bert", bert.path));
+  const auto cls_names = names(*cls);
+  CHECK(cls_names.count("bert.embeddings.word_embeddings.weight") == 1);
+  CHECK(cls_names.count("bert.encoder.layer.1.attention.self.query.weight") == 1);
+  CHECK(cls_names.count("bert.pooler.dense.weight") == 1);
+  CHECK(cls_names.count("classifier.weight") == 1);
+  CHECK(cls->num_labels() == 3);  // config.json's id2label
+
+  TinyBertDir roberta("roberta");
+  auto rob = ms::models::build_model(spec_for("text-classification", "roberta", roberta.path));
+  const auto rob_names = names(*rob);
+  CHECK(rob_names.count("roberta.embeddings.word_embeddings.weight") == 1);
+  CHECK(rob_names.count("classifier.dense.weight") == 1);
+  CHECK(rob_names.count("classifier.out_proj.weight") == 1);
+  CHECK(rob_names.count("roberta.pooler.dense.weight") == 0);
+
+  auto mlm = ms::models::build_model(spec_for("fill-mask", "bert", bert.path));
+  const auto mlm_names = names(*mlm);
+  CHECK(mlm_names.count("cls.predictions.transform.dense.weight") == 1);
+  CHECK(mlm_names.count("cls.predictions.transform.LayerNorm.weight") == 1);
+  CHECK(mlm_names.count("cls.predictions.bias") == 1);
+  // Tied to the word embeddings, as Hugging Face ties them.
+  CHECK(mlm_names.count("cls.predictions.decoder.weight") == 0);
+}
+
+TEST_CASE("dropout acts in train mode only; eval is deterministic", "[models]") {
+  TinyBertDir dir("bert", 0.5);
+  auto model = ms::models::build_model(spec_for("text-classification", "bert", dir.path));
+  const TensorMap batch = text_batch();
+  CHECK(model->is_training());  // built for training, as torch::nn modules are
+  at::Tensor a, b;
+  {
+    c10::NoGradGuard no_grad;
+    a = model->forward(batch).at("logits");
+    b = model->forward(batch).at("logits");
+  }
+  CHECK_FALSE(at::allclose(a, b));
+  model->eval();
+  CHECK_FALSE(model->is_training());
+  c10::InferenceMode guard;
+  CHECK(at::equal(model->forward(batch).at("logits"), model->forward(batch).at("logits")));
+}
+
+TEST_CASE("a loss and gradients reach every parameter", "[models]") {
+  TinyBertDir dir("bert");
+  for (const char* task : {"text-classification", "token-classification", "fill-mask"}) {
+    INFO(task);
+    auto model = ms::models::build_model(spec_for(task, "bert", dir.path));
+    TensorMap batch = text_batch();
+    if (std::string(task) == "text-classification") {
+      batch["labels"] = at::tensor({0, 2, 1}, at::kLong);
+    } else {
+      batch["labels"] = at::randint(0, 3, {3, 7}, at::kLong);
+      batch["labels"][1].narrow(0, 4, 3).fill_(-100);  // padding is ignored
+    }
+    const at::Tensor loss = model->forward(batch).at("loss");
+    REQUIRE(loss.dim() == 0);
+    CHECK(std::isfinite(loss.item<double>()));
+    loss.backward();
+    for (const auto& p : model->module().named_parameters()) {
+      INFO(p.key());
+      // The pooler feeds only the sequence classifier.
+      if (p.key().find("pooler") != std::string::npos &&
+          std::string(task) != "text-classification") {
+        continue;
+      }
+      REQUIRE(p.value().grad().defined());
+      CHECK(p.value().grad().abs().sum().item<double>() > 0);
+    }
+  }
+}
+
+TEST_CASE("the fused inference path follows the parameters after an update", "[models]") {
+  TinyBertDir dir("bert");
+  auto model = ms::models::build_model(spec_for("text-classification", "bert", dir.path));
+  model->eval();
+  const TensorMap batch = text_batch();
+  auto fast = [&] {
+    c10::InferenceMode guard;  // eval without gradients: fused QKV and the CPU kernels
+    return model->forward(batch).at("logits");
+  };
+  auto reference = [&] {
+    // Gradients on: the three Linear modules, LibTorch's ops.
+    return model->forward(batch).at("logits").detach();
+  };
+  const at::Tensor before = fast();
+  CHECK(at::allclose(before, reference(), 1e-5, 1e-5));
+  // An optimizer step: parameters change in place.
+  {
+    c10::NoGradGuard no_grad;
+    for (const auto& p : model->module().named_parameters()) {
+      if (p.key().find("attention.self") != std::string::npos) p.value().mul_(1.5).add_(0.01);
+    }
+  }
+  const at::Tensor after = fast();
+  CHECK_FALSE(at::allclose(before, after, 1e-5, 1e-5));
+  CHECK(at::allclose(after, reference(), 1e-5, 1e-5));
+}
+
+TEST_CASE("checkpoints load under any encoder prefix and round-trip", "[models]") {
+  TinyBertDir dir("bert");
+  auto source = ms::models::build_model(spec_for("token-classification", "bert", dir.path));
+  source->eval();
+  // Saved as a wrapper would: "model.bert." instead of "bert.".
+  TensorMap checkpoint;
+  for (const auto& [name, tensor] : source->state_dict()) {
+    const bool encoder = name.rfind("bert.", 0) == 0;
+    checkpoint[encoder ? "model." + name : name] = tensor.clone();
+  }
+  checkpoint["cls.seq_relationship.weight"] = at::zeros({2, 32});  // another head's: dropped
+  ModelSpec spec = spec_for("token-classification", "bert", dir.path);
+  spec.checkpoint = &checkpoint;
+  auto copy = ms::models::build_model(spec);
+  copy->load_state_dict(checkpoint, "checkpoint");
+  copy->eval();
+  c10::InferenceMode guard;
+  CHECK(at::equal(source->forward(text_batch()).at("logits"),
+                  copy->forward(text_batch()).at("logits")));
+
+  // A head the checkpoint lacks is an error, unless a fresh head is asked for.
+  TensorMap encoder_only;
+  for (const auto& [name, tensor] : checkpoint)
+    if (name.rfind("model.bert.", 0) == 0) encoder_only[name] = tensor;
+  auto fresh = ms::models::build_model(spec_for("token-classification", "bert", dir.path));
+  try {
+    fresh->load_state_dict(encoder_only, "encoder.safetensors");
+    FAIL("a checkpoint without the head loaded");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ms::ErrorCode::kConfig);
+    CHECK(std::string(e.what()).find("classifier.weight") != std::string::npos);
+  }
+  fresh->load_state_dict(encoder_only, "encoder.safetensors", /*allow_fresh_head=*/true);
+}
+
+TEST_CASE("image classifiers: torchvision names, BatchNorm modes, a loss", "[models]") {
+  ModelSpec spec;
+  spec.task = "image-classification";
+  spec.type = "resnet18";
+  spec.num_labels = 4;
+  auto model = ms::models::build_model(spec);
+  const auto all = names(*model);
+  CHECK(all.count("conv1.weight") == 1);
+  CHECK(all.count("layer1.0.bn1.running_mean") == 1);
+  CHECK(all.count("layer2.0.downsample.0.weight") == 1);
+  CHECK(all.count("fc.weight") == 1);
+  CHECK(model->num_labels() == 4);
+  at::manual_seed(5);
+  TensorMap batch{{"pixel_values", at::randn({2, 3, 32, 32})}, {"labels", at::tensor({1, 3})}};
+  const at::Tensor loss = model->forward(batch).at("loss");
+  loss.backward();
+  CHECK(model->module().named_parameters()["fc.weight"].grad().defined());
+  model->eval();
+  c10::InferenceMode guard;
+  CHECK(model->forward(batch).at("logits").sizes() == at::IntArrayRef({2, 4}));
+}
