@@ -16,7 +16,7 @@ struct UploadCliOptions {
   std::string local_path;
   std::string path_in_repo;
   bool dataset = false;
-  std::string revision = "master";
+  std::string revision = hub::kDefaultRevision;
   std::vector<std::string> include;
   std::vector<std::string> exclude;
   std::string commit_message;

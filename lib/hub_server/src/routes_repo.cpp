@@ -53,7 +53,7 @@ int parse_visibility(const json& value) {
 
 json repo_json(Service& service, const RepoRecord& repo) {
   std::int64_t updated = repo.created_at;
-  if (auto head = service.store.resolve(repo.id, "master")) updated = head->created_at;
+  if (auto head = service.store.resolve(repo.id, hub::kDefaultRevision)) updated = head->created_at;
   json data = {{"Id", repo.id},
                {"Name", repo.name},
                {"Path", repo.owner},
@@ -68,7 +68,7 @@ json repo_json(Service& service, const RepoRecord& repo) {
                {"Downloads", 0},
                {"Stars", 0},
                {"IsPublished", 1},
-               {"DefaultBranch", "master"}};
+               {"DefaultBranch", hub::kDefaultRevision}};
   if (repo.type == hub::RepoType::kModel) {
     data["Tasks"] = json::array();
     data["ModelType"] = json::array();
@@ -159,7 +159,7 @@ void update_settings(Service& service, const httplib::Request& req, httplib::Res
 // One item of the OpenAPI dataset listing (GET /openapi/v1/datasets), snake_case as OpenAPI is.
 json openapi_dataset_json(Service& service, const RepoRecord& repo) {
   std::int64_t updated = repo.created_at;
-  if (auto head = service.store.resolve(repo.id, "master")) updated = head->created_at;
+  if (auto head = service.store.resolve(repo.id, hub::kDefaultRevision)) updated = head->created_at;
   return {{"id", repo.owner + "/" + repo.name},
           {"hub_id", repo.id},
           {"name", repo.name},
@@ -378,7 +378,7 @@ void add_repo_routes(httplib::Server& server, Service& service) {
                                        req.matches[3]);
       const json body = json_body(req);
       const json tag = body.value("TagName", json());
-      const json ref = body.value("Ref", json("master"));
+      const json ref = body.value("Ref", json(hub::kDefaultRevision));
       if (!tag.is_string() || !ref.is_string()) {
         throw HttpError{400, "TagName and Ref must be strings"};
       }

@@ -174,7 +174,7 @@ nlohmann::json json_body(const httplib::Request& req) {
 
 CommitRecord resolve_revision(Service& service, const RepoRecord& repo,
                               const std::string& revision) {
-  const std::string rev = revision.empty() ? std::string("master") : revision;
+  const std::string rev = revision.empty() ? std::string(hub::kDefaultRevision) : revision;
   auto commit = service.store.resolve(repo.id, rev);
   if (!commit) {
     throw HttpError{
