@@ -42,10 +42,8 @@ void run_download(const DownloadCliOptions& o) {
   if (!o.local_dir.empty()) options.local_dir = o.local_dir;
   if (!o.cache_dir.empty()) options.cache_dir = o.cache_dir;
   options.max_workers = o.max_workers;
-  options.offline = o.offline || env_flag("MODELSCOPE_OFFLINE");
+  options.offline = o.offline;
   options.dry_run = o.dry_run;
-  if (auto parts = env_var("MS_DOWNLOAD_PARTS"))
-    options.max_parts = std::max(1, std::atoi(parts->c_str()));
   const hub::HubOptions hub =
       hub::resolve_hub_options(optional_string(o.endpoint), optional_string(o.token));
   const hub::DownloadResult result = hub::snapshot_download(options, hub);
