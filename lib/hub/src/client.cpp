@@ -196,10 +196,10 @@ std::vector<FileEntry> HubClient::list_files(RepoType type, const RepoId& repo,
   std::unordered_set<std::string> seen;
   const std::string what = fmt::format("{} at revision '{}'", describe(type, repo), revision);
   if (type == RepoType::kModel) {
-    json data = impl_->api(
-        "GET",
-        repo_path(type, repo) + "/repo/files?Revision=" + io::url_escape(revision) + "&Recursive=True",
-        what);
+    json data = impl_->api("GET",
+                           repo_path(type, repo) + "/repo/files?Revision=" +
+                               io::url_escape(revision) + "&Recursive=True",
+                           what);
     if (data.is_object() && data.contains("Files") && data["Files"].is_array()) {
       add_listed(out, seen, data["Files"], type);
     }
@@ -322,11 +322,11 @@ std::vector<std::string> HubClient::lfs_upload_hrefs(
       objs.push_back({{"oid", objects[i].first}, {"size", objects[i].second}});
     }
     json body = {{"operation", "upload"}, {"objects", objs}};
-    json data =
-        impl_->api("POST",
-                   fmt::format("/api/v1/repos/{}/{}/{}/info/lfs/objects/batch",
-                               repo_type_plural(type), io::url_escape(repo.owner), io::url_escape(repo.name)),
-                   "LFS batch for " + describe(type, repo), body.dump(), true);
+    json data = impl_->api("POST",
+                           fmt::format("/api/v1/repos/{}/{}/{}/info/lfs/objects/batch",
+                                       repo_type_plural(type), io::url_escape(repo.owner),
+                                       io::url_escape(repo.name)),
+                           "LFS batch for " + describe(type, repo), body.dump(), true);
     const json list =
         data.is_object() && data.contains("objects") ? data["objects"] : json::array();
     for (const json& o : list) {
@@ -357,7 +357,8 @@ std::string HubClient::commit(RepoType type, const RepoId& repo, const std::stri
   // different results; the hub stores blobs by content.
   json data = impl_->api("POST",
                          fmt::format("/api/v1/repos/{}/{}/{}/commit/{}", repo_type_plural(type),
-                                     io::url_escape(repo.owner), io::url_escape(repo.name), io::url_escape(revision)),
+                                     io::url_escape(repo.owner), io::url_escape(repo.name),
+                                     io::url_escape(revision)),
                          "commit to " + describe(type, repo), body_json, true);
   if (data.is_object()) {
     for (const char* key : {"oid", "Oid", "CommitId", "Revision"}) {

@@ -670,7 +670,8 @@ std::vector<FileEntry> select(const std::vector<FileEntry>& listed,
     throw Error(
         ErrorCode::kNotFound,
         fmt::format("{} has no file matching '{}' at revision '{}'", options.repo.str(),
-                    options.files[i], options.revision.empty() ? kDefaultRevision : options.revision),
+                    options.files[i],
+                    options.revision.empty() ? kDefaultRevision : options.revision),
         hint);
   }
   // Patterns that select nothing are most likely a typo; a script would otherwise go on with an
