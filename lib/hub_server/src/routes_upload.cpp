@@ -185,8 +185,9 @@ void add_upload_routes(httplib::Server& server, Service& service) {
       change.kind = CommitAction::Kind::kDelete;
       change.path = path;
       try {
-        CommitRecord c = service.store.commit(repo.id, param(req, "Revision", hub::kDefaultRevision), {change},
-                                              "Delete " + path, *caller.user);
+        CommitRecord c =
+            service.store.commit(repo.id, param(req, "Revision", hub::kDefaultRevision), {change},
+                                 "Delete " + path, *caller.user);
         send_ok(req, res, {{"oid", c.id}});
       } catch (const Error& e) {
         if (e.code() == ErrorCode::kNotFound) throw HttpError{404, e.what()};
