@@ -110,7 +110,8 @@ void add_download_command(CLI::App& app, const GlobalOptions& /*global*/) {
   c->add_option("files", o->files,
                 "Only these files: repo paths or globs (each must match; else exit 4)");
   c->add_flag("--dataset", o->dataset, "The repo is a dataset (default: a model)");
-  c->add_option("--revision", o->revision, "Branch or tag (default: master)");
+  c->add_option("--revision", o->revision,
+                std::string("Branch or tag (default: ") + hub::kDefaultRevision + ")");
   c->add_option("--include", o->include,
                 "Only paths matching these globs, e.g. '*.json' 'onnx/*' (comma lists allowed; "
                 "matching nothing is an error, exit 4)")

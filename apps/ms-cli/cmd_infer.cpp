@@ -90,8 +90,9 @@ void add_infer_command(CLI::App& app, const GlobalOptions& /*global*/) {
                   "hub:OWNER/NAME[@REV][:SUBSET[/SPLIT]]; see ms dataset info)");
   cmd->add_option("--split", opts->split,
                   "With --dataset: the split, optionally sliced (test[:100])");
-  cmd->add_option("--revision", opts->hub.revision,
-                  "Hub model ids: branch or tag (default master)");
+  cmd->add_option(
+      "--revision", opts->hub.revision,
+      std::string("Hub model ids: branch or tag (default ") + hub::kDefaultRevision + ")");
   cmd->add_flag("--offline", opts->hub.offline,
                 "Hub model ids: use the cache only, no network (also MODELSCOPE_OFFLINE=1)");
   cmd->add_option("--endpoint", opts->hub.endpoint, "Hub model ids: the hub URL");

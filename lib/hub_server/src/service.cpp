@@ -117,6 +117,29 @@ void guarded(const httplib::Request& req, httplib::Response& res,
   }
 }
 
+void add_routes(httplib::Server& server, Service& service, const std::vector<Route>& routes) {
+  for (const Route& route : routes) {
+    httplib::Server::Handler handler = [&service, run = route.handler](
+                                           const httplib::Request& req, httplib::Response& res) {
+      guarded(req, res, [&] { run(service, req, res); });
+    };
+    switch (route.method) {
+      case Method::kGet:
+        server.Get(route.pattern, std::move(handler));
+        break;
+      case Method::kPost:
+        server.Post(route.pattern, std::move(handler));
+        break;
+      case Method::kPut:
+        server.Put(route.pattern, std::move(handler));
+        break;
+      case Method::kDelete:
+        server.Delete(route.pattern, std::move(handler));
+        break;
+    }
+  }
+}
+
 hub::RepoType parse_type(const std::string& plural) {
   return plural == "datasets" ? hub::RepoType::kDataset : hub::RepoType::kModel;
 }
