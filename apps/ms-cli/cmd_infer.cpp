@@ -6,6 +6,7 @@
 #include "ms/core/device.h"
 #include "ms/core/log.h"
 #include "ms/core/torch_runtime.h"
+#include "ms/hub/repo_id.h"
 #include "ms/infer/job.h"
 #include "ms/infer/model_dir.h"
 #include "ms/infer/pipeline.h"
