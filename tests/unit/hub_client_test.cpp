@@ -11,6 +11,7 @@
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/core/pickle.h"
+#include "ms/core/settings.h"
 #include "ms/hub/cache.h"
 #include "ms/hub/client.h"
 #include "ms/hub/cookie.h"
@@ -584,4 +585,39 @@ TEST_CASE("a corrupt stored login is warned about, and the legacy file still wor
   touch(dir.path / "cookies", pickle_cookie_jar({login}));
   CHECK_FALSE(stored_token());  // an expired login is no login, as in Python
   unsetenv("MODELSCOPE_CREDENTIALS_PATH");
+}
+
+TEST_CASE("download settings from the environment apply to every snapshot_download",
+          "[hub][settings]") {
+  unsetenv("MS_DOWNLOAD_PARTS");
+  CHECK(ms::download_parts() == 0);
+  setenv("MS_DOWNLOAD_PARTS", "0", 1);
+  CHECK(ms::download_parts() == 1);
+  setenv("MS_DOWNLOAD_PARTS", "6", 1);
+  CHECK(ms::download_parts() == 6);
+  unsetenv("MS_DOWNLOAD_PARTS");
+
+  // A caller that never asks for offline still stays off the network with MODELSCOPE_OFFLINE=1:
+  // nothing listens on port 1, so a network call would be a kNetwork error, not kNotFound.
+  TempDir dir;
+  DownloadOptions options;
+  options.repo = parse_repo_id("alice/not-cached");
+  options.cache_dir = dir.path;
+  HubOptions hub;
+  hub.endpoint = "http://127.0.0.1:1";
+  hub.max_attempts = 1;
+  setenv("MODELSCOPE_OFFLINE", "1", 1);
+  try {
+    snapshot_download(options, hub);
+    FAIL("an uncached repo was served offline");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ms::ErrorCode::kNotFound);
+  }
+  unsetenv("MODELSCOPE_OFFLINE");
+  try {
+    snapshot_download(options, hub);
+    FAIL("a download from a closed port succeeded");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ms::ErrorCode::kNetwork);
+  }
 }
