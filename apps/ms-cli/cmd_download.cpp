@@ -42,10 +42,8 @@ void run_download(const DownloadCliOptions& o) {
   if (!o.local_dir.empty()) options.local_dir = o.local_dir;
   if (!o.cache_dir.empty()) options.cache_dir = o.cache_dir;
   options.max_workers = o.max_workers;
-  options.offline = o.offline || env_flag("MODELSCOPE_OFFLINE");
+  options.offline = o.offline;
   options.dry_run = o.dry_run;
-  if (auto parts = env_var("MS_DOWNLOAD_PARTS"))
-    options.max_parts = std::max(1, std::atoi(parts->c_str()));
   const hub::HubOptions hub =
       hub::resolve_hub_options(optional_string(o.endpoint), optional_string(o.token));
   const hub::DownloadResult result = hub::snapshot_download(options, hub);
@@ -112,7 +110,8 @@ void add_download_command(CLI::App& app, const GlobalOptions& /*global*/) {
   c->add_option("files", o->files,
                 "Only these files: repo paths or globs (each must match; else exit 4)");
   c->add_flag("--dataset", o->dataset, "The repo is a dataset (default: a model)");
-  c->add_option("--revision", o->revision, "Branch or tag (default: master)");
+  c->add_option("--revision", o->revision,
+                std::string("Branch or tag (default: ") + hub::kDefaultRevision + ")");
   c->add_option("--include", o->include,
                 "Only paths matching these globs, e.g. '*.json' 'onnx/*' (comma lists allowed; "
                 "matching nothing is an error, exit 4)")

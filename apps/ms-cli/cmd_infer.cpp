@@ -5,10 +5,11 @@
 #include "cli.h"
 #include "ms/core/device.h"
 #include "ms/core/log.h"
-#include "ms/infer/torch_layer.h"
+#include "ms/hub/repo_id.h"
 #include "ms/infer/job.h"
 #include "ms/infer/model_dir.h"
 #include "ms/infer/pipeline.h"
+#include "ms/infer/torch_layer.h"
 
 namespace ms::cli {
 namespace {
@@ -90,8 +91,9 @@ void add_infer_command(CLI::App& app, const GlobalOptions& /*global*/) {
                   "hub:OWNER/NAME[@REV][:SUBSET[/SPLIT]]; see ms dataset info)");
   cmd->add_option("--split", opts->split,
                   "With --dataset: the split, optionally sliced (test[:100])");
-  cmd->add_option("--revision", opts->hub.revision,
-                  "Hub model ids: branch or tag (default master)");
+  cmd->add_option(
+      "--revision", opts->hub.revision,
+      std::string("Hub model ids: branch or tag (default ") + hub::kDefaultRevision + ")");
   cmd->add_flag("--offline", opts->hub.offline,
                 "Hub model ids: use the cache only, no network (also MODELSCOPE_OFFLINE=1)");
   cmd->add_option("--endpoint", opts->hub.endpoint, "Hub model ids: the hub URL");

@@ -20,7 +20,7 @@ void run_login(const LoginCliOptions& o) {
   if (o.json) report_errors_as_json();
   // From the environment too, so that CI jobs keep the token out of the command line (and ps).
   std::string token = o.token;
-  if (token.empty()) token = env_var("MODELSCOPE_API_TOKEN").value_or("");
+  if (token.empty()) token = api_token_env().value_or("");
   if (token.empty()) {
     throw Error(ErrorCode::kUsage, "ms login needs an access token",
                 "pass --token TOKEN or set MODELSCOPE_API_TOKEN (the SDK token of your account "

@@ -16,7 +16,7 @@ struct UploadCliOptions {
   std::string local_path;
   std::string path_in_repo;
   bool dataset = false;
-  std::string revision = "master";
+  std::string revision = hub::kDefaultRevision;
   std::vector<std::string> include;
   std::vector<std::string> exclude;
   std::string commit_message;
@@ -91,7 +91,8 @@ void add_upload_command(CLI::App& app, const GlobalOptions& /*global*/) {
   c->add_option("path_in_repo", o->path_in_repo,
                 "Where it goes in the repo (default: the root; for a file, its name)");
   c->add_flag("--dataset", o->dataset, "The repo is a dataset (default: a model)");
-  c->add_option("--revision", o->revision, "Branch to commit to (default: master)");
+  c->add_option("--revision", o->revision,
+                std::string("Branch to commit to (default: ") + hub::kDefaultRevision + ")");
   c->add_option("--include", o->include, "Only files matching these globs (comma lists allowed)")
       ->expected(1, -1);
   c->add_option("--exclude", o->exclude, "Skip files matching these globs (comma lists allowed)")

@@ -336,6 +336,12 @@ class HubClientTest(SharedHubTestCase):
                 self.assertEqual(sorted(f["path"] for f in out["files"]), ["a.txt", "b/c.txt"])
             r = self.download("alice/not-cached", "--offline", env=self.env(MODELSCOPE_ENDPOINT=dead), expect=4)
             self.assertOneLineError(r, "alice/not-cached")
+            # The library reads MODELSCOPE_OFFLINE, so a model id given to `ms infer` (resolved
+            # without LibTorch) stays off the network too.
+            r = self.ms("infer", "--model", "alice/not-cached", "--input", "x",
+                        env=self.env(MODELSCOPE_ENDPOINT=dead, MODELSCOPE_OFFLINE="1"))
+            self.assertExit(r, 4)
+            self.assertOneLineError(r, "alice/not-cached")
             with self.assertRaises(BlockingIOError):
                 listener.accept()
 

@@ -1,5 +1,5 @@
-// Unit tests of the hub client pieces that need no server: pickles, cache index, patterns, upload
-// file walk.
+// Unit tests of the hub client pieces that need no server: pickles (the core reader and writer
+// and the hub's), cache index, patterns, upload file walk.
 #include <unistd.h>
 
 #include <filesystem>
@@ -10,6 +10,8 @@
 #include "catch.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
+#include "ms/core/pickle.h"
+#include "ms/core/settings.h"
 #include "ms/hub/cache.h"
 #include "ms/hub/client.h"
 #include "ms/hub/cookie.h"
@@ -129,6 +131,67 @@ TEST_CASE("corrupt pickles are integrity errors, never crashes", "[hub][pickle]"
     } catch (const ms::Error& e) {
       CHECK(e.code() == ms::ErrorCode::kIntegrity);
     }
+  }
+}
+
+TEST_CASE("the pickle reader hands persistent ids and callables to its hooks", "[core][pickle]") {
+  using ms::pickle::Value;
+  // CPython's protocol 2 for [S(), OrderedDict(a=1), Thing(), 1.5], S pickled by persistent_id as
+  // ('storage', 'k0') and Thing reducing to print('hi', 3).
+  const std::string data = from_hex(
+      "80025d710028580700000073746f72616765710158020000006b3071028671035163636f6c6c656374696f6e7"
+      "30a4f726465726564446963740a71042952710558010000006171064b0173635f5f6275696c74696e5f5f0a70"
+      "72696e740a71075802000000686971084b0386710952710a473ff8000000000000652e");
+  // Without a persistent_load hook a persistent id is an integrity error naming the source.
+  try {
+    ms::pickle::unpickle(data, 0, "x.pkl");
+    FAIL("a persistent id was accepted without a hook");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ms::ErrorCode::kIntegrity);
+    CHECK(std::string(e.what()).find("x.pkl: unexpected persistent id") == 0);
+  }
+  ms::pickle::Hooks hooks;
+  std::string pid;
+  hooks.persistent_load = [&](const Value& id) {
+    for (const auto& item : id.items) pid += item->text + ";";
+    auto v = std::make_shared<Value>(Value::Kind::kExternal);
+    v->external = 42;
+    return v;
+  };
+  std::string reduced;
+  hooks.reduce = [&](const Value& callable, const Value& args) -> ms::pickle::ValuePtr {
+    reduced += callable.text + "/" + std::to_string(args.items.size()) + ";";
+    return nullptr;  // the defaults
+  };
+  const ms::pickle::Unpickled out = ms::pickle::unpickle(data, 0, "x.pkl", hooks);
+  CHECK(out.end == data.size());
+  CHECK(pid == "storage;k0;");
+  CHECK(reduced == "collections.OrderedDict/0;__builtin__.print/2;");
+  REQUIRE(out.value->kind == Value::Kind::kList);
+  const auto& items = out.value->items;
+  REQUIRE(items.size() == 4);
+  CHECK(std::any_cast<int>(items[0]->external) == 42);
+  REQUIRE(items[1]->kind == Value::Kind::kDict);  // OrderedDict() by default
+  REQUIRE(items[1]->pairs.size() == 1);
+  CHECK(items[1]->pairs[0].first->text == "a");
+  CHECK(items[1]->pairs[0].second->i == 1);
+  CHECK(items[2]->kind == Value::Kind::kObject);
+  CHECK(items[2]->text == "__builtin__.print");
+  CHECK(items[3]->f == 1.5);
+}
+
+TEST_CASE("the pickle writer reads back through the reader", "[core][pickle]") {
+  ms::pickle::Writer w;
+  w.dict({{"k", "v"}, {"n", std::string(300, 'x')}, {"again", "v"}});
+  const std::string data = w.finish();
+  const auto root = ms::pickle::unpickle(data).value;
+  REQUIRE(root->kind == ms::pickle::Value::Kind::kDict);
+  REQUIRE(root->pairs.size() == 3);
+  CHECK(root->pairs[1].second->text == std::string(300, 'x'));
+  // The repeated "v" is a memo reference to the same value.
+  CHECK(root->pairs[0].second == root->pairs[2].second);
+  for (std::size_t cut = 0; cut < data.size(); ++cut) {
+    CHECK_THROWS_AS(ms::pickle::unpickle(data.substr(0, cut)), ms::Error);
   }
 }
 
@@ -522,4 +585,39 @@ TEST_CASE("a corrupt stored login is warned about, and the legacy file still wor
   touch(dir.path / "cookies", pickle_cookie_jar({login}));
   CHECK_FALSE(stored_token());  // an expired login is no login, as in Python
   unsetenv("MODELSCOPE_CREDENTIALS_PATH");
+}
+
+TEST_CASE("download settings from the environment apply to every snapshot_download",
+          "[hub][settings]") {
+  unsetenv("MS_DOWNLOAD_PARTS");
+  CHECK(ms::download_parts() == 0);
+  setenv("MS_DOWNLOAD_PARTS", "0", 1);
+  CHECK(ms::download_parts() == 1);
+  setenv("MS_DOWNLOAD_PARTS", "6", 1);
+  CHECK(ms::download_parts() == 6);
+  unsetenv("MS_DOWNLOAD_PARTS");
+
+  // A caller that never asks for offline still stays off the network with MODELSCOPE_OFFLINE=1:
+  // nothing listens on port 1, so a network call would be a kNetwork error, not kNotFound.
+  TempDir dir;
+  DownloadOptions options;
+  options.repo = parse_repo_id("alice/not-cached");
+  options.cache_dir = dir.path;
+  HubOptions hub;
+  hub.endpoint = "http://127.0.0.1:1";
+  hub.max_attempts = 1;
+  setenv("MODELSCOPE_OFFLINE", "1", 1);
+  try {
+    snapshot_download(options, hub);
+    FAIL("an uncached repo was served offline");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ms::ErrorCode::kNotFound);
+  }
+  unsetenv("MODELSCOPE_OFFLINE");
+  try {
+    snapshot_download(options, hub);
+    FAIL("a download from a closed port succeeded");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ms::ErrorCode::kNetwork);
+  }
 }

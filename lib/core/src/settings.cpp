@@ -86,8 +86,17 @@ void check_endpoint(const std::string& endpoint, const std::string& source) {
   }
 }
 
+std::optional<std::string> api_token_env() { return env_var("MODELSCOPE_API_TOKEN"); }
+
+bool offline_mode() { return env_flag("MODELSCOPE_OFFLINE"); }
+
+int download_parts() {
+  const auto parts = env_var("MS_DOWNLOAD_PARTS");
+  return parts ? std::max(1, std::atoi(parts->c_str())) : 0;
+}
+
 std::optional<std::string> token_source() {
-  if (env_var("MODELSCOPE_API_TOKEN")) return std::string("MODELSCOPE_API_TOKEN");
+  if (api_token_env()) return std::string("MODELSCOPE_API_TOKEN");
   std::error_code ec;
   for (const char* name : {"cookies", "git_token"}) {
     const auto path = credentials_dir() / name;

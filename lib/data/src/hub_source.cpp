@@ -16,14 +16,14 @@ std::mutex& provider_mutex() {
 }
 
 // Downloads the dataset repo into the modelscope cache (or finds it there), with the endpoint and
-// token from the environment and stored credentials; MODELSCOPE_OFFLINE=1 makes no network calls.
+// token from the environment and stored credentials; snapshot_download() honours
+// MODELSCOPE_OFFLINE=1 and MS_DOWNLOAD_PARTS.
 std::filesystem::path download_with_hub_client(const hub::RepoId& repo,
                                                const std::string& revision) {
   hub::DownloadOptions options;
   options.type = hub::RepoType::kDataset;
   options.repo = repo;
   options.revision = revision;
-  options.offline = env_flag("MODELSCOPE_OFFLINE");
   return hub::snapshot_download(options, hub::resolve_hub_options(std::nullopt, std::nullopt))
       .local_path;
 }

@@ -670,7 +670,8 @@ std::vector<FileEntry> select(const std::vector<FileEntry>& listed,
     throw Error(
         ErrorCode::kNotFound,
         fmt::format("{} has no file matching '{}' at revision '{}'", options.repo.str(),
-                    options.files[i], options.revision.empty() ? "master" : options.revision),
+                    options.files[i],
+                    options.revision.empty() ? kDefaultRevision : options.revision),
         hint);
   }
   // Patterns that select nothing are most likely a typo; a script would otherwise go on with an
@@ -790,7 +791,7 @@ DownloadResult offline_result(const DownloadOptions& options, const CacheLayout&
   }
   DownloadResult result;
   result.local_path = layout.repo_dir;
-  result.revision = options.revision.empty() ? "master" : options.revision;
+  result.revision = options.revision.empty() ? kDefaultRevision : options.revision;
   for (const FileEntry& e : select(listed, options)) {
     result.files.push_back({e.path, e.size, true});
     result.bytes_cached += e.size;
@@ -847,13 +848,13 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   }
   const CacheLayout layout =
       cache_layout(options.type, options.repo, options.cache_dir, options.local_dir);
-  if (options.offline) {
+  if (options.offline || offline_mode()) {
     adopt_legacy_folder(layout);
     return offline_result(options, layout);
   }
 
   HubClient client(hub);
-  const std::string revision = options.revision.empty() ? "master" : options.revision;
+  const std::string revision = options.revision.empty() ? kDefaultRevision : options.revision;
   // The repo's lock, where Python's client takes it too ...
   std::optional<ExclusiveLock> repo_lock;
   if (!options.dry_run) {
@@ -951,6 +952,8 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
     int max_parts = workers;
     if (options.max_parts > 0) {
       max_parts = options.max_parts;
+    } else if (download_parts() > 0) {
+      max_parts = download_parts();
     } else if (is_loopback(hub.endpoint)) {
       max_parts = 1;
     }

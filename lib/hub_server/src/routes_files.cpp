@@ -233,7 +233,8 @@ void serve_content(Service& service, const httplib::Request& req, httplib::Respo
                              [](const TreeEntry& e, const std::string& p) { return e.path < p; });
   if (it == tree->end() || it->path != path) {
     throw HttpError{404, fmt::format("file '{}' does not exist in {}/{} at revision '{}'", path,
-                                     repo.owner, repo.name, param(req, "Revision", "master"))};
+                                     repo.owner, repo.name,
+                                     param(req, "Revision", hub::kDefaultRevision))};
   }
   const TreeEntry entry = *it;
   const Fault fault = req.method == "HEAD" ? Fault::kNone : next_fault(service);

@@ -64,116 +64,114 @@ void send_lfs_json(httplib::Response& res, int status, const nlohmann::json& bod
   res.set_content(response_text(body), "application/vnd.git-lfs+json");
 }
 
+// The refs of the dumb HTTP protocol; a push (git-receive-pack) gets an error line instead.
+void handle_info_refs(Service& service, const httplib::Request& req, httplib::Response& res) {
+  if (param(req, "service") == "git-receive-pack") {
+    // A smart-protocol advertisement holding only an error line: git prints it and stops.
+    res.set_content(pkt_line("# service=git-receive-pack\n") + "0000" +
+                        pkt_line(std::string("ERR ") + kPushRefused + "\n"),
+                    "application/x-git-receive-pack-advertisement");
+    return;
+  }
+  const RepoRecord repo = git_repo(service, req, res);
+  // Dumb protocol: "<sha1>\t<ref>" lines, sorted by ref name as `git update-server-info` does.
+  std::vector<std::pair<std::string, std::string>> lines;
+  for_each_ref(service, repo, [&](const RefRecord& ref, const GitSnapshot& snapshot) {
+    lines.emplace_back((ref.is_tag ? "refs/tags/" : "refs/heads/") + ref.name,
+                       snapshot.commit_sha1);
+    return false;
+  });
+  std::sort(lines.begin(), lines.end());
+  std::string body;
+  for (const auto& [name, sha1] : lines) body += sha1 + "\t" + name + "\n";
+  res.set_content(body, "text/plain");
+}
+
+void handle_head(Service& service, const httplib::Request& req, httplib::Response& res) {
+  git_repo(service, req, res);
+  res.set_content(fmt::format("ref: refs/heads/{}\n", hub::kDefaultRevision), "text/plain");
+}
+
+// A loose object of any snapshot of the repo's refs.
+void handle_object(Service& service, const httplib::Request& req, httplib::Response& res) {
+  const RepoRecord repo = git_repo(service, req, res);
+  const std::string sha1 = std::string(req.matches[4]) + std::string(req.matches[5]);
+  std::string found;
+  for_each_ref(service, repo, [&](const RefRecord&, const GitSnapshot& snapshot) {
+    auto it = snapshot.objects.find(sha1);
+    if (it == snapshot.objects.end()) return false;
+    found = service.git.loose_object(it->second);
+    return true;
+  });
+  if (found.empty()) throw HttpError{404, "no git object " + sha1};
+  res.set_content(found, "application/x-git-loose-object");
+}
+
+// git-lfs batch API (https://github.com/git-lfs/git-lfs/blob/main/docs/api/batch.md):
+// downloads point at handle_lfs_object, with the caller's Authorization header passed on.
+void handle_lfs_batch(Service& service, const httplib::Request& req, httplib::Response& res) {
+  const RepoRecord repo = git_repo(service, req, res);
+  const nlohmann::json body = json_body(req);
+  if (body.value("operation", std::string()) != "download") {
+    send_lfs_json(res, 403, {{"message", kPushRefused}});
+    return;
+  }
+  const auto available = lfs_objects(service, repo);
+  const std::string prefix =
+      base_url(service, req) + req.path.substr(0, req.path.find(".git/") + 4);
+  nlohmann::json header = nlohmann::json::object();
+  if (req.has_header("Authorization")) {
+    header["Authorization"] = req.get_header_value("Authorization");
+  }
+  nlohmann::json objects = nlohmann::json::array();
+  for (const nlohmann::json& o : body.value("objects", nlohmann::json::array())) {
+    const std::string oid = o.is_object() ? o.value("oid", std::string()) : "";
+    auto it = available.find(oid);
+    if (it == available.end()) {
+      objects.push_back(
+          {{"oid", oid}, {"error", {{"code", 404}, {"message", "object not in this repo"}}}});
+      continue;
+    }
+    objects.push_back({{"oid", oid},
+                       {"size", it->second},
+                       {"authenticated", true},
+                       {"actions",
+                        {{"download",
+                          {{"href", prefix + "/info/lfs/objects/" + oid},
+                           {"header", header},
+                           {"expires_in", 86400}}}}}});
+  }
+  send_lfs_json(res, 200, {{"transfer", "basic"}, {"objects", objects}});
+}
+
+void handle_lfs_object(Service& service, const httplib::Request& req, httplib::Response& res) {
+  const RepoRecord repo = git_repo(service, req, res);
+  const std::string oid = req.matches[4];
+  // Only blobs of this repo: sha256 alone must not reach other repos' files.
+  if (lfs_objects(service, repo).count(oid) == 0) {
+    throw HttpError{404, "LFS object " + oid + " is not in this repo"};
+  }
+  send_stored_blob(service, req, res, oid, "LFS object " + oid);
+}
+
+void handle_receive_pack(Service&, const httplib::Request& req, httplib::Response& res) {
+  send_envelope(req, res, 403, nullptr, kPushRefused);
+}
+
 }  // namespace
 
 void add_git_routes(httplib::Server& server, Service& service) {
   const std::string repo_re = R"(/(datasets/)?([^/]+)/([^/]+)\.git)";
-
-  server.Get(repo_re + "/info/refs", [&](const httplib::Request& req, httplib::Response& res) {
-    guarded(req, res, [&] {
-      if (param(req, "service") == "git-receive-pack") {
-        // A smart-protocol advertisement holding only an error line: git prints it and stops.
-        res.set_content(pkt_line("# service=git-receive-pack\n") + "0000" +
-                            pkt_line(std::string("ERR ") + kPushRefused + "\n"),
-                        "application/x-git-receive-pack-advertisement");
-        return;
-      }
-      const RepoRecord repo = git_repo(service, req, res);
-      // Dumb protocol: "<sha1>\t<ref>" lines, sorted by ref name as `git update-server-info` does.
-      std::vector<std::pair<std::string, std::string>> lines;
-      for_each_ref(service, repo, [&](const RefRecord& ref, const GitSnapshot& snapshot) {
-        lines.emplace_back((ref.is_tag ? "refs/tags/" : "refs/heads/") + ref.name,
-                           snapshot.commit_sha1);
-        return false;
-      });
-      std::sort(lines.begin(), lines.end());
-      std::string body;
-      for (const auto& [name, sha1] : lines) body += sha1 + "\t" + name + "\n";
-      res.set_content(body, "text/plain");
-    });
-  });
-
-  server.Get(repo_re + "/HEAD", [&](const httplib::Request& req, httplib::Response& res) {
-    guarded(req, res, [&] {
-      git_repo(service, req, res);
-      res.set_content("ref: refs/heads/master\n", "text/plain");
-    });
-  });
-
-  server.Get(repo_re + R"(/objects/([0-9a-f]{2})/([0-9a-f]{38}))",
-             [&](const httplib::Request& req, httplib::Response& res) {
-               guarded(req, res, [&] {
-                 const RepoRecord repo = git_repo(service, req, res);
-                 const std::string sha1 = std::string(req.matches[4]) + std::string(req.matches[5]);
-                 std::string found;
-                 for_each_ref(service, repo, [&](const RefRecord&, const GitSnapshot& snapshot) {
-                   auto it = snapshot.objects.find(sha1);
-                   if (it == snapshot.objects.end()) return false;
-                   found = service.git.loose_object(it->second);
-                   return true;
-                 });
-                 if (found.empty()) throw HttpError{404, "no git object " + sha1};
-                 res.set_content(found, "application/x-git-loose-object");
-               });
+  add_routes(server, service,
+             {
+                 {Method::kGet, repo_re + "/info/refs", handle_info_refs},
+                 {Method::kGet, repo_re + "/HEAD", handle_head},
+                 {Method::kGet, repo_re + R"(/objects/([0-9a-f]{2})/([0-9a-f]{38}))",
+                  handle_object},
+                 {Method::kPost, repo_re + "/info/lfs/objects/batch", handle_lfs_batch},
+                 {Method::kGet, repo_re + "/info/lfs/objects/([0-9a-f]{64})", handle_lfs_object},
+                 {Method::kPost, repo_re + "/git-receive-pack", handle_receive_pack},
              });
-
-  // git-lfs batch API (https://github.com/git-lfs/git-lfs/blob/main/docs/api/batch.md):
-  // downloads point at the route below, with the caller's Authorization header passed on.
-  server.Post(repo_re + "/info/lfs/objects/batch", [&](const httplib::Request& req,
-                                                       httplib::Response& res) {
-    guarded(req, res, [&] {
-      const RepoRecord repo = git_repo(service, req, res);
-      const nlohmann::json body = json_body(req);
-      if (body.value("operation", std::string()) != "download") {
-        send_lfs_json(res, 403, {{"message", kPushRefused}});
-        return;
-      }
-      const auto available = lfs_objects(service, repo);
-      const std::string prefix =
-          base_url(service, req) + req.path.substr(0, req.path.find(".git/") + 4);
-      nlohmann::json header = nlohmann::json::object();
-      if (req.has_header("Authorization")) {
-        header["Authorization"] = req.get_header_value("Authorization");
-      }
-      nlohmann::json objects = nlohmann::json::array();
-      for (const nlohmann::json& o : body.value("objects", nlohmann::json::array())) {
-        const std::string oid = o.is_object() ? o.value("oid", std::string()) : "";
-        auto it = available.find(oid);
-        if (it == available.end()) {
-          objects.push_back(
-              {{"oid", oid}, {"error", {{"code", 404}, {"message", "object not in this repo"}}}});
-          continue;
-        }
-        objects.push_back({{"oid", oid},
-                           {"size", it->second},
-                           {"authenticated", true},
-                           {"actions",
-                            {{"download",
-                              {{"href", prefix + "/info/lfs/objects/" + oid},
-                               {"header", header},
-                               {"expires_in", 86400}}}}}});
-      }
-      send_lfs_json(res, 200, {{"transfer", "basic"}, {"objects", objects}});
-    });
-  });
-
-  server.Get(repo_re + "/info/lfs/objects/([0-9a-f]{64})",
-             [&](const httplib::Request& req, httplib::Response& res) {
-               guarded(req, res, [&] {
-                 const RepoRecord repo = git_repo(service, req, res);
-                 const std::string oid = req.matches[4];
-                 // Only blobs of this repo: sha256 alone must not reach other repos' files.
-                 if (lfs_objects(service, repo).count(oid) == 0) {
-                   throw HttpError{404, "LFS object " + oid + " is not in this repo"};
-                 }
-                 send_stored_blob(service, req, res, oid, "LFS object " + oid);
-               });
-             });
-
-  server.Post(repo_re + "/git-receive-pack",
-              [&](const httplib::Request& req, httplib::Response& res) {
-                send_envelope(req, res, 403, nullptr, kPushRefused);
-              });
 }
 
 }  // namespace ms::hub_server

@@ -53,7 +53,7 @@ int parse_visibility(const json& value) {
 
 json repo_json(Service& service, const RepoRecord& repo) {
   std::int64_t updated = repo.created_at;
-  if (auto head = service.store.resolve(repo.id, "master")) updated = head->created_at;
+  if (auto head = service.store.resolve(repo.id, hub::kDefaultRevision)) updated = head->created_at;
   json data = {{"Id", repo.id},
                {"Name", repo.name},
                {"Path", repo.owner},
@@ -68,7 +68,7 @@ json repo_json(Service& service, const RepoRecord& repo) {
                {"Downloads", 0},
                {"Stars", 0},
                {"IsPublished", 1},
-               {"DefaultBranch", "master"}};
+               {"DefaultBranch", hub::kDefaultRevision}};
   if (repo.type == hub::RepoType::kModel) {
     data["Tasks"] = json::array();
     data["ModelType"] = json::array();
@@ -159,7 +159,7 @@ void update_settings(Service& service, const httplib::Request& req, httplib::Res
 // One item of the OpenAPI dataset listing (GET /openapi/v1/datasets), snake_case as OpenAPI is.
 json openapi_dataset_json(Service& service, const RepoRecord& repo) {
   std::int64_t updated = repo.created_at;
-  if (auto head = service.store.resolve(repo.id, "master")) updated = head->created_at;
+  if (auto head = service.store.resolve(repo.id, hub::kDefaultRevision)) updated = head->created_at;
   return {{"id", repo.owner + "/" + repo.name},
           {"hub_id", repo.id},
           {"name", repo.name},
@@ -183,265 +183,265 @@ void send_openapi(httplib::Response& res, int status, json data, const std::stri
                   "application/json");
 }
 
+void handle_login(Service& service, const httplib::Request& req, httplib::Response& res) {
+  const json body = json_body(req);
+  const std::string token = text_field(body, "AccessToken");
+  auto user = token.empty() ? std::nullopt : service.store.user_for_token(token);
+  if (!user) throw HttpError{401, "login failed: the access token is invalid"};
+  res.set_header("Set-Cookie", "m_session_id=" + token + "; Path=/; HttpOnly; Max-Age=2592000");
+  send_ok(req, res,
+          {{"AccessToken", token},
+           {"Username", *user},
+           {"Email", service.store.user_email(*user)}});
+}
+
+void handle_create_model(Service& service, const httplib::Request& req, httplib::Response& res) {
+  const json body = json_body(req);
+  RepoRecord repo;
+  repo.owner = text_field(body, "Path");
+  repo.name = text_field(body, "Name");
+  repo.chinese_name = text_field(body, "ChineseName");
+  repo.license = text_field(body, "License");
+  repo.description = text_field(body, "Description");
+  repo.visibility = parse_visibility(body.contains("Visibility") ? body["Visibility"] : json());
+  create_repo(service, req, res, hub::RepoType::kModel, repo);
+}
+
+// Datasets are created with a multipart form (or query parameters), as modelscope sends it.
+void handle_create_dataset(Service& service, const httplib::Request& req, httplib::Response& res) {
+  auto field = [&](const char* key) {
+    if (req.has_file(key)) return req.get_file_value(key).content;
+    return param(req, key);
+  };
+  RepoRecord repo;
+  repo.owner = field("Owner");
+  repo.name = field("Name");
+  repo.chinese_name = field("ChineseName");
+  repo.license = field("License");
+  repo.description = field("Description");
+  const std::string visibility = field("Visibility");
+  repo.visibility = parse_visibility(visibility.empty() ? json() : json(visibility));
+  create_repo(service, req, res, hub::RepoType::kDataset, repo);
+}
+
+// List models of an owner (HubApi.list_models): PUT with {Path, PageNumber, PageSize}.
+void handle_list_models(Service& service, const httplib::Request& req, httplib::Response& res) {
+  const Caller caller = identify(service, req);
+  const json body = json_body(req);
+  const std::string owner = text_field(body, "Path");
+  std::int64_t page = body.value("PageNumber", std::int64_t{1});
+  std::int64_t size = body.value("PageSize", std::int64_t{10});
+  if (page < 1 || size < 1) throw HttpError{400, "PageNumber and PageSize must be positive"};
+  page = std::min<std::int64_t>(page, 1 << 20);
+  size = std::min<std::int64_t>(size, 1000);
+  json models = json::array();
+  std::size_t total = 0;
+  for (const RepoRecord& repo : service.store.list_repos(hub::RepoType::kModel, owner)) {
+    if (!can_see(repo, caller)) continue;
+    const std::size_t index = total++;
+    if (index >= static_cast<std::size_t>((page - 1) * size) &&
+        models.size() < static_cast<std::size_t>(size)) {
+      models.push_back(repo_json(service, repo));
+    }
+  }
+  send_ok(req, res, {{"Models", models}, {"TotalCount", total}});
+}
+
+void handle_repo_info(Service& service, const httplib::Request& req, httplib::Response& res) {
+  const Caller caller = identify(service, req);
+  RepoRecord repo = repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2],
+                                  req.matches[3]);
+  if (req.has_param("Revision")) resolve_revision(service, repo, param(req, "Revision"));
+  send_ok(req, res, repo_json(service, repo));
+}
+
+void handle_delete_repo(Service& service, const httplib::Request& req, httplib::Response& res) {
+  const Caller caller = identify(service, req);
+  RepoRecord repo = repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2],
+                                   req.matches[3]);
+  service.store.delete_repo(repo.id);
+  send_ok(req, res, nullptr);
+}
+
+void handle_update_repo(Service& service, const httplib::Request& req, httplib::Response& res) {
+  const Caller caller = identify(service, req);
+  update_settings(service, req, res,
+                  repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2],
+                                 req.matches[3]));
+}
+
+// Datasets are also addressed by their numeric hub id (set_repo_visibility does so).
+void handle_update_dataset_by_id(Service& service, const httplib::Request& req,
+                                 httplib::Response& res) {
+  const Caller caller = identify(service, req);
+  std::optional<RepoRecord> found;
+  try {
+    found = service.store.find_repo_by_id(std::stoll(req.matches[1]));
+  } catch (const std::exception&) {
+  }
+  // A dataset the caller may not see answers like a missing id: its name must not leak.
+  if (!found || found->type != hub::RepoType::kDataset || !can_see(*found, caller)) {
+    throw HttpError{404, "dataset " + std::string(req.matches[1]) + " does not exist"};
+  }
+  update_settings(service, req, res,
+                  repo_for_write(service, caller, found->type, found->owner, found->name));
+}
+
+// OpenAPI dataset listing (HubApi.list_datasets): filter by author and a search substring,
+// paged by page_number/page_size; sort keys are accepted, the order is oldest first. Errors use
+// the OpenAPI envelope, not the ModelScope one.
+void handle_openapi_datasets(Service& service, const httplib::Request& req,
+                             httplib::Response& res) {
+  try {
+    const Caller caller = identify(service, req);
+    const std::size_t page = positive_param(req, "page_number", 1, 1u << 20);
+    const std::size_t size = positive_param(req, "page_size", 10, 1000);
+    const std::string search = param(req, "search");
+    json datasets = json::array();
+    std::size_t total = 0;
+    for (const RepoRecord& repo :
+         service.store.list_repos(hub::RepoType::kDataset, param(req, "author"))) {
+      if (!can_see(repo, caller)) continue;
+      if (!search.empty() && repo.name.find(search) == std::string::npos &&
+          repo.owner.find(search) == std::string::npos &&
+          repo.chinese_name.find(search) == std::string::npos) {
+        continue;
+      }
+      if (total++ >= (page - 1) * size && datasets.size() < size) {
+        datasets.push_back(openapi_dataset_json(service, repo));
+      }
+    }
+    send_openapi(res, 200,
+                 {{"datasets", datasets},
+                  {"total_count", total},
+                  {"page_number", page},
+                  {"page_size", size}},
+                 "success");
+  } catch (const HttpError& e) {
+    send_openapi(res, e.status, nullptr, e.message);
+  } catch (const std::exception& e) {
+    send_openapi(res, 500, nullptr, std::string("internal error: ") + e.what());
+  }
+}
+
+void handle_revisions(Service& service, const httplib::Request& req, httplib::Response& res) {
+  const Caller caller = identify(service, req);
+  RepoRecord repo = repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2],
+                                  req.matches[3]);
+  std::int64_t end_time = 0;
+  const std::string end_text = param(req, "EndTime");
+  if (!end_text.empty()) {
+    try {
+      end_time = std::stoll(end_text);
+    } catch (const std::exception&) {
+      throw HttpError{400, "EndTime must be a unix timestamp, got '" + end_text + "'"};
+    }
+  }
+  json branches = json::array(), tags = json::array();
+  for (const RefRecord& ref : service.store.refs(repo.id)) {
+    auto commit = service.store.find_commit(ref.commit_id);
+    const std::int64_t created = ref.is_tag ? ref.created_at : (commit ? commit->created_at : 0);
+    if (ref.is_tag && end_time > 0 && created > end_time) continue;
+    json item = {{"Revision", ref.name},
+                 {"CreatedAt", created},
+                 {"CommitId", ref.commit_id},
+                 {"Message", commit ? commit->message : ""}};
+    (ref.is_tag ? tags : branches).push_back(item);
+  }
+  send_ok(req, res, {{"RevisionMap", {{"Branches", branches}, {"Tags", tags}}}});
+}
+
+void handle_create_tag(Service& service, const httplib::Request& req, httplib::Response& res) {
+  const Caller caller = identify(service, req);
+  RepoRecord repo = repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2],
+                                   req.matches[3]);
+  const json body = json_body(req);
+  const json tag = body.value("TagName", json());
+  const json ref = body.value("Ref", json(hub::kDefaultRevision));
+  if (!tag.is_string() || !ref.is_string()) {
+    throw HttpError{400, "TagName and Ref must be strings"};
+  }
+  try {
+    RefRecord created =
+        service.store.create_tag(repo.id, tag.get<std::string>(), ref.get<std::string>());
+    send_ok(req, res, {{"TagName", created.name}, {"CommitId", created.commit_id}});
+  } catch (const Error& e) {
+    // An unknown Ref is a bad request here, not a missing repo.
+    if (e.code() == ErrorCode::kNotFound) throw HttpError{400, e.what()};
+    throw;
+  }
+}
+
+void handle_commits(Service& service, const httplib::Request& req, httplib::Response& res) {
+  const Caller caller = identify(service, req);
+  RepoRecord repo = repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2],
+                                  req.matches[3]);
+  const CommitRecord head =
+      resolve_revision(service, repo, param(req, "Ref", param(req, "Revision")));
+  const std::size_t page = positive_param(req, "PageNumber", 1, 1u << 20);
+  const std::size_t size = positive_param(req, "PageSize", 50, 1000);
+  std::size_t total = 0;
+  json commits = json::array();
+  for (const CommitRecord& c : service.store.history(head.id, (page - 1) * size, size, &total)) {
+    commits.push_back(commit_json(c, service.store.user_email(c.author)));
+  }
+  send_envelope(req, res, 200, {{"Commit", commits}, {"TotalCount", total}}, "success",
+                {{"TotalCount", total}});
+}
+
+// Services of modelscope.cn this hub does not have: 501 naming the feature, rather than a 404
+// that reads as "the repo does not exist" (the datahub calls show the Message).
+RouteHandler unsupported(const std::string& feature) {
+  return [feature](Service&, const httplib::Request& req, httplib::Response& res) {
+    send_envelope(req, res, 501, nullptr, feature + " is not supported by ms hub serve");
+  };
+}
+
+// Download counters: accepted and ignored.
+void handle_ignored(Service&, const httplib::Request& req, httplib::Response& res) {
+  send_ok(req, res, nullptr);
+}
+
+// The intra-cloud region probe: there is no intra-cloud acceleration here.
+void handle_acceleration_info(Service&, const httplib::Request& req, httplib::Response& res) {
+  send_envelope(req, res, 404, nullptr, "no intra-cloud acceleration here");
+}
+
 }  // namespace
 
 void add_repo_routes(httplib::Server& server, Service& service) {
-  server.Post("/api/v1/login", [&](const httplib::Request& req, httplib::Response& res) {
-    guarded(req, res, [&] {
-      const json body = json_body(req);
-      const std::string token = text_field(body, "AccessToken");
-      auto user = token.empty() ? std::nullopt : service.store.user_for_token(token);
-      if (!user) throw HttpError{401, "login failed: the access token is invalid"};
-      res.set_header("Set-Cookie", "m_session_id=" + token + "; Path=/; HttpOnly; Max-Age=2592000");
-      send_ok(req, res,
-              {{"AccessToken", token},
-               {"Username", *user},
-               {"Email", service.store.user_email(*user)}});
-    });
-  });
-
-  server.Post("/api/v1/models", [&](const httplib::Request& req, httplib::Response& res) {
-    guarded(req, res, [&] {
-      const json body = json_body(req);
-      RepoRecord repo;
-      repo.owner = text_field(body, "Path");
-      repo.name = text_field(body, "Name");
-      repo.chinese_name = text_field(body, "ChineseName");
-      repo.license = text_field(body, "License");
-      repo.description = text_field(body, "Description");
-      repo.visibility = parse_visibility(body.contains("Visibility") ? body["Visibility"] : json());
-      create_repo(service, req, res, hub::RepoType::kModel, repo);
-    });
-  });
-
-  server.Post("/api/v1/datasets", [&](const httplib::Request& req, httplib::Response& res) {
-    guarded(req, res, [&] {
-      auto field = [&](const char* key) {
-        if (req.has_file(key)) return req.get_file_value(key).content;
-        return param(req, key);
-      };
-      RepoRecord repo;
-      repo.owner = field("Owner");
-      repo.name = field("Name");
-      repo.chinese_name = field("ChineseName");
-      repo.license = field("License");
-      repo.description = field("Description");
-      const std::string visibility = field("Visibility");
-      repo.visibility = parse_visibility(visibility.empty() ? json() : json(visibility));
-      create_repo(service, req, res, hub::RepoType::kDataset, repo);
-    });
-  });
-
-  // List models of an owner (HubApi.list_models): PUT with {Path, PageNumber, PageSize}.
-  server.Put(R"(/api/v1/models/?)", [&](const httplib::Request& req, httplib::Response& res) {
-    guarded(req, res, [&] {
-      const Caller caller = identify(service, req);
-      const json body = json_body(req);
-      const std::string owner = text_field(body, "Path");
-      std::int64_t page = body.value("PageNumber", std::int64_t{1});
-      std::int64_t size = body.value("PageSize", std::int64_t{10});
-      if (page < 1 || size < 1) throw HttpError{400, "PageNumber and PageSize must be positive"};
-      page = std::min<std::int64_t>(page, 1 << 20);
-      size = std::min<std::int64_t>(size, 1000);
-      json models = json::array();
-      std::size_t total = 0;
-      for (const RepoRecord& repo : service.store.list_repos(hub::RepoType::kModel, owner)) {
-        if (!can_see(repo, caller)) continue;
-        const std::size_t index = total++;
-        if (index >= static_cast<std::size_t>((page - 1) * size) &&
-            models.size() < static_cast<std::size_t>(size)) {
-          models.push_back(repo_json(service, repo));
-        }
-      }
-      send_ok(req, res, {{"Models", models}, {"TotalCount", total}});
-    });
-  });
-
   const std::string repo_re = R"(/api/v1/(models|datasets)/([^/]+)/([^/]+))";
-
-  server.Get(repo_re, [&](const httplib::Request& req, httplib::Response& res) {
-    guarded(req, res, [&] {
-      const Caller caller = identify(service, req);
-      RepoRecord repo = repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2],
-                                      req.matches[3]);
-      if (req.has_param("Revision")) resolve_revision(service, repo, param(req, "Revision"));
-      send_ok(req, res, repo_json(service, repo));
-    });
-  });
-
-  server.Delete(repo_re, [&](const httplib::Request& req, httplib::Response& res) {
-    guarded(req, res, [&] {
-      const Caller caller = identify(service, req);
-      RepoRecord repo = repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2],
-                                       req.matches[3]);
-      service.store.delete_repo(repo.id);
-      send_ok(req, res, nullptr);
-    });
-  });
-
-  server.Put(repo_re, [&](const httplib::Request& req, httplib::Response& res) {
-    guarded(req, res, [&] {
-      const Caller caller = identify(service, req);
-      update_settings(service, req, res,
-                      repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2],
-                                     req.matches[3]));
-    });
-  });
-
-  // Datasets are also addressed by their numeric hub id (set_repo_visibility does so).
-  server.Put(R"(/api/v1/datasets/(\d+))", [&](const httplib::Request& req, httplib::Response& res) {
-    guarded(req, res, [&] {
-      const Caller caller = identify(service, req);
-      std::optional<RepoRecord> found;
-      try {
-        found = service.store.find_repo_by_id(std::stoll(req.matches[1]));
-      } catch (const std::exception&) {
-      }
-      // A dataset the caller may not see answers like a missing id: its name must not leak.
-      if (!found || found->type != hub::RepoType::kDataset || !can_see(*found, caller)) {
-        throw HttpError{404, "dataset " + std::string(req.matches[1]) + " does not exist"};
-      }
-      update_settings(service, req, res,
-                      repo_for_write(service, caller, found->type, found->owner, found->name));
-    });
-  });
-
-  // OpenAPI dataset listing (HubApi.list_datasets): filter by author and a search substring,
-  // paged by page_number/page_size; sort keys are accepted, the order is oldest first.
-  server.Get("/openapi/v1/datasets", [&](const httplib::Request& req, httplib::Response& res) {
-    try {
-      const Caller caller = identify(service, req);
-      const std::size_t page = positive_param(req, "page_number", 1, 1u << 20);
-      const std::size_t size = positive_param(req, "page_size", 10, 1000);
-      const std::string search = param(req, "search");
-      json datasets = json::array();
-      std::size_t total = 0;
-      for (const RepoRecord& repo :
-           service.store.list_repos(hub::RepoType::kDataset, param(req, "author"))) {
-        if (!can_see(repo, caller)) continue;
-        if (!search.empty() && repo.name.find(search) == std::string::npos &&
-            repo.owner.find(search) == std::string::npos &&
-            repo.chinese_name.find(search) == std::string::npos) {
-          continue;
-        }
-        if (total++ >= (page - 1) * size && datasets.size() < size) {
-          datasets.push_back(openapi_dataset_json(service, repo));
-        }
-      }
-      send_openapi(res, 200,
-                   {{"datasets", datasets},
-                    {"total_count", total},
-                    {"page_number", page},
-                    {"page_size", size}},
-                   "success");
-    } catch (const HttpError& e) {
-      send_openapi(res, e.status, nullptr, e.message);
-    } catch (const std::exception& e) {
-      send_openapi(res, 500, nullptr, std::string("internal error: ") + e.what());
-    }
-  });
-
-  server.Get(repo_re + "/revisions", [&](const httplib::Request& req, httplib::Response& res) {
-    guarded(req, res, [&] {
-      const Caller caller = identify(service, req);
-      RepoRecord repo = repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2],
-                                      req.matches[3]);
-      std::int64_t end_time = 0;
-      const std::string end_text = param(req, "EndTime");
-      if (!end_text.empty()) {
-        try {
-          end_time = std::stoll(end_text);
-        } catch (const std::exception&) {
-          throw HttpError{400, "EndTime must be a unix timestamp, got '" + end_text + "'"};
-        }
-      }
-      json branches = json::array(), tags = json::array();
-      for (const RefRecord& ref : service.store.refs(repo.id)) {
-        auto commit = service.store.find_commit(ref.commit_id);
-        const std::int64_t created =
-            ref.is_tag ? ref.created_at : (commit ? commit->created_at : 0);
-        if (ref.is_tag && end_time > 0 && created > end_time) continue;
-        json item = {{"Revision", ref.name},
-                     {"CreatedAt", created},
-                     {"CommitId", ref.commit_id},
-                     {"Message", commit ? commit->message : ""}};
-        (ref.is_tag ? tags : branches).push_back(item);
-      }
-      send_ok(req, res, {{"RevisionMap", {{"Branches", branches}, {"Tags", tags}}}});
-    });
-  });
-
-  server.Post(repo_re + "/repo/tag", [&](const httplib::Request& req, httplib::Response& res) {
-    guarded(req, res, [&] {
-      const Caller caller = identify(service, req);
-      RepoRecord repo = repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2],
-                                       req.matches[3]);
-      const json body = json_body(req);
-      const json tag = body.value("TagName", json());
-      const json ref = body.value("Ref", json("master"));
-      if (!tag.is_string() || !ref.is_string()) {
-        throw HttpError{400, "TagName and Ref must be strings"};
-      }
-      try {
-        RefRecord created =
-            service.store.create_tag(repo.id, tag.get<std::string>(), ref.get<std::string>());
-        send_ok(req, res, {{"TagName", created.name}, {"CommitId", created.commit_id}});
-      } catch (const Error& e) {
-        // An unknown Ref is a bad request here, not a missing repo.
-        if (e.code() == ErrorCode::kNotFound) throw HttpError{400, e.what()};
-        throw;
-      }
-    });
-  });
-
-  server.Get(repo_re + "/commits", [&](const httplib::Request& req, httplib::Response& res) {
-    guarded(req, res, [&] {
-      const Caller caller = identify(service, req);
-      RepoRecord repo = repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2],
-                                      req.matches[3]);
-      const CommitRecord head =
-          resolve_revision(service, repo, param(req, "Ref", param(req, "Revision")));
-      const std::size_t page = positive_param(req, "PageNumber", 1, 1u << 20);
-      const std::size_t size = positive_param(req, "PageSize", 50, 1000);
-      std::size_t total = 0;
-      json commits = json::array();
-      for (const CommitRecord& c :
-           service.store.history(head.id, (page - 1) * size, size, &total)) {
-        commits.push_back(commit_json(c, service.store.user_email(c.author)));
-      }
-      send_envelope(req, res, 200, {{"Commit", commits}, {"TotalCount", total}}, "success",
-                    {{"TotalCount", total}});
-    });
-  });
-
-  // Services of modelscope.cn this hub does not have: 501 naming the feature, rather than a 404
-  // that reads as "the repo does not exist" (the datahub calls show the Message).
-  auto unsupported = [](std::string feature) {
-    return [feature](const httplib::Request& req, httplib::Response& res) {
-      send_envelope(req, res, 501, nullptr, feature + " is not supported by ms hub serve");
-    };
-  };
   const std::string oss_re = R"(/api/v1/datasets/[^/]+/[^/]+/oss(/.*)?)";
-  server.Get(
-      R"(/api/v1/datasets/[^/]+/[^/]+/ststoken)",
-      unsupported("OSS storage credentials (ststoken, used by legacy MsDataset OSS datasets)"));
-  server.Get(oss_re, unsupported("OSS dataset storage"));
-  server.Delete(oss_re, unsupported("OSS dataset storage"));
-  server.Post(R"(/api/v1/models/aigc(/repo/tag)?)", unsupported("AIGC model creation"));
-  server.Get(R"(/api/v1/deployer/.*)", unsupported("Model deployment (deployer)"));
-  server.Post(R"(/api/v1/deployer/.*)", unsupported("Model deployment (deployer)"));
-  server.Delete(R"(/api/v1/deployer/.*)", unsupported("Model deployment (deployer)"));
-
-  // Download counters and the intra-cloud region probe: accepted and ignored.
-  server.Post(
-      repo_re + "/download/increase",
-      [&](const httplib::Request& req, httplib::Response& res) { send_ok(req, res, nullptr); });
-  server.Post(
-      repo_re + "/download/uv/([a-z]+)",
-      [&](const httplib::Request& req, httplib::Response& res) { send_ok(req, res, nullptr); });
-  server.Get("/api/v1/repos/internalAccelerationInfo",
-             [&](const httplib::Request& req, httplib::Response& res) {
-               send_envelope(req, res, 404, nullptr, "no intra-cloud acceleration here");
+  const RouteHandler oss = unsupported("OSS dataset storage");
+  const RouteHandler deployer = unsupported("Model deployment (deployer)");
+  add_routes(server, service,
+             {
+                 {Method::kPost, "/api/v1/login", handle_login},
+                 {Method::kPost, "/api/v1/models", handle_create_model},
+                 {Method::kPost, "/api/v1/datasets", handle_create_dataset},
+                 {Method::kPut, R"(/api/v1/models/?)", handle_list_models},
+                 {Method::kGet, repo_re, handle_repo_info},
+                 {Method::kDelete, repo_re, handle_delete_repo},
+                 {Method::kPut, repo_re, handle_update_repo},
+                 {Method::kPut, R"(/api/v1/datasets/(\d+))", handle_update_dataset_by_id},
+                 {Method::kGet, "/openapi/v1/datasets", handle_openapi_datasets},
+                 {Method::kGet, repo_re + "/revisions", handle_revisions},
+                 {Method::kPost, repo_re + "/repo/tag", handle_create_tag},
+                 {Method::kGet, repo_re + "/commits", handle_commits},
+                 {Method::kGet, R"(/api/v1/datasets/[^/]+/[^/]+/ststoken)",
+                  unsupported("OSS storage credentials (ststoken, used by legacy MsDataset OSS "
+                              "datasets)")},
+                 {Method::kGet, oss_re, oss},
+                 {Method::kDelete, oss_re, oss},
+                 {Method::kPost, R"(/api/v1/models/aigc(/repo/tag)?)",
+                  unsupported("AIGC model creation")},
+                 {Method::kGet, R"(/api/v1/deployer/.*)", deployer},
+                 {Method::kPost, R"(/api/v1/deployer/.*)", deployer},
+                 {Method::kDelete, R"(/api/v1/deployer/.*)", deployer},
+                 {Method::kPost, repo_re + "/download/increase", handle_ignored},
+                 {Method::kPost, repo_re + "/download/uv/([a-z]+)", handle_ignored},
+                 {Method::kGet, "/api/v1/repos/internalAccelerationInfo",
+                  handle_acceleration_info},
              });
 }
 

@@ -117,6 +117,29 @@ void guarded(const httplib::Request& req, httplib::Response& res,
   }
 }
 
+void add_routes(httplib::Server& server, Service& service, const std::vector<Route>& routes) {
+  for (const Route& route : routes) {
+    httplib::Server::Handler handler = [&service, run = route.handler](
+                                           const httplib::Request& req, httplib::Response& res) {
+      guarded(req, res, [&] { run(service, req, res); });
+    };
+    switch (route.method) {
+      case Method::kGet:
+        server.Get(route.pattern, std::move(handler));
+        break;
+      case Method::kPost:
+        server.Post(route.pattern, std::move(handler));
+        break;
+      case Method::kPut:
+        server.Put(route.pattern, std::move(handler));
+        break;
+      case Method::kDelete:
+        server.Delete(route.pattern, std::move(handler));
+        break;
+    }
+  }
+}
+
 hub::RepoType parse_type(const std::string& plural) {
   return plural == "datasets" ? hub::RepoType::kDataset : hub::RepoType::kModel;
 }
@@ -174,7 +197,7 @@ nlohmann::json json_body(const httplib::Request& req) {
 
 CommitRecord resolve_revision(Service& service, const RepoRecord& repo,
                               const std::string& revision) {
-  const std::string rev = revision.empty() ? std::string("master") : revision;
+  const std::string rev = revision.empty() ? std::string(hub::kDefaultRevision) : revision;
   auto commit = service.store.resolve(repo.id, rev);
   if (!commit) {
     throw HttpError{

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "checkpoint_backfill.h"
 #include "git_export.h"
@@ -100,6 +101,23 @@ nlohmann::json json_body(const httplib::Request& req);
 /// The commit a revision names; HttpError 404 naming it.
 CommitRecord resolve_revision(Service& service, const RepoRecord& repo,
                               const std::string& revision);
+
+/// Answers one request. It may throw: add_routes() runs it inside guarded().
+using RouteHandler =
+    std::function<void(Service& service, const httplib::Request& req, httplib::Response& res)>;
+
+enum class Method { kGet, kPost, kPut, kDelete };
+
+/// One row of a route table: method, path pattern (an httplib regex) and its named handler.
+struct Route {
+  Method method;
+  std::string pattern;
+  RouteHandler handler;
+};
+
+/// Registers `routes` in order (httplib tries patterns in registration order); each handler runs
+/// inside guarded(), so errors become envelope answers.
+void add_routes(httplib::Server& server, Service& service, const std::vector<Route>& routes);
 
 void add_repo_routes(httplib::Server& server, Service& service);
 void add_file_routes(httplib::Server& server, Service& service);

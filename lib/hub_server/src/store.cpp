@@ -491,7 +491,7 @@ RepoRecord Store::create_repo(RepoRecord repo, const std::string& author) {
                                               repo.created_at}};
   const std::string tree_sha = impl_->write_tree(tree);
   impl_->insert_commit(repo.id, "", tree_sha, "Initial commit", author, repo.created_at, id);
-  impl_->set_ref(repo.id, "master", "branch", id);
+  impl_->set_ref(repo.id, hub::kDefaultRevision, "branch", id);
   impl_->add_repo_blob(repo.id, attributes_sha);
   txn.commit();
   return repo;
@@ -567,13 +567,13 @@ std::optional<CommitRecord> Store::resolve(std::int64_t repo_id, const std::stri
 }
 
 RefRecord Store::create_tag(std::int64_t repo_id, const std::string& tag, const std::string& ref) {
-  MS_CHECK(tag != "main" && tag != "master", ErrorCode::kUsage,
+  MS_CHECK(tag != "main" && tag != hub::kDefaultRevision, ErrorCode::kUsage,
            "'{}' cannot be a tag name: it is reserved for the default branch", tag);
   MS_CHECK(tag.size() <= 128 && is_valid_ref_name(tag), ErrorCode::kUsage,
            "invalid tag name '{}': tags follow git's ref rules (no spaces, '~', '^', ':', '?', "
            "'*', '[', '..' or '@{{')",
            tag);
-  auto target = resolve(repo_id, ref.empty() ? std::string("master") : ref);
+  auto target = resolve(repo_id, ref.empty() ? std::string(hub::kDefaultRevision) : ref);
   MS_CHECK(target.has_value(), ErrorCode::kNotFound, "revision '{}' does not exist", ref);
   std::lock_guard<std::mutex> lock(impl_->mu);
   Transaction txn(*impl_->db);
@@ -664,7 +664,7 @@ CommitRecord Store::commit(std::int64_t repo_id, const std::string& branch,
   std::optional<CommitRecord> head = impl_->ref_commit(repo_id, branch, &kind);
   MS_CHECK(!head || kind == "branch", ErrorCode::kUsage, "'{}' is a tag; commits go to branches",
            branch);
-  if (!head) head = impl_->ref_commit(repo_id, "master", nullptr);
+  if (!head) head = impl_->ref_commit(repo_id, hub::kDefaultRevision, nullptr);
 
   std::map<std::string, TreeEntry> files;
   if (head) {

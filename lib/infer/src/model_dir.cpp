@@ -86,7 +86,7 @@ ModelInfo open_model(const std::string& model, const std::optional<std::string>&
     hub::DownloadOptions download;
     download.repo = hub::parse_repo_id(model);
     download.revision = hub.revision;
-    download.offline = hub.offline || env_flag("MODELSCOPE_OFFLINE");
+    download.offline = hub.offline;  // snapshot_download() adds MODELSCOPE_OFFLINE=1
     dir = with_context("fetching model " + model + " from the hub", [&] {
       return hub::snapshot_download(download, hub::resolve_hub_options(hub.endpoint, hub.token))
           .local_path;

@@ -1,20 +1,10 @@
 #include "http_reader.h"
 
-#include <curl/curl.h>
-
-#include <memory>
-#include <mutex>
-
 #include "ms/core/error.h"
-#include "ms/core/version.h"
+#include "ms/io/curl.h"
 
 namespace ms::io::detail {
 namespace {
-
-void init_curl_once() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
 
 struct Sink {
   std::string data;
@@ -36,37 +26,26 @@ size_t on_data(char* ptr, size_t size, size_t count, void* user) {
 }  // namespace
 
 std::string read_http(std::string_view url_view, const ReadOptions& options) {
-  init_curl_once();
   const std::string url(url_view);
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
-  MS_CHECK(curl != nullptr, ErrorCode::kInternal, "curl_easy_init failed");
+  const CurlEasy curl = make_curl_easy();
   Sink sink;
   sink.max_bytes = options.max_bytes;
   char error_buffer[CURL_ERROR_SIZE] = {0};
-  const std::string agent = std::string("ms/") + ms::version();
+  CurlSettings settings;
+  settings.connect_timeout_s = options.connect_timeout_s;
+  settings.stall_timeout_s = options.stall_timeout_s;
+  settings.total_timeout_s = options.total_timeout_s;
+  configure_curl_easy(curl.get(), settings, error_buffer);
   curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl.get(), CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(curl.get(), CURLOPT_MAXREDIRS, 10L);
-  curl_easy_setopt(curl.get(), CURLOPT_USERAGENT, agent.c_str());
   curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, on_data);
   curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &sink);
-  curl_easy_setopt(curl.get(), CURLOPT_ERRORBUFFER, error_buffer);
-  curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT, options.connect_timeout_s);
-  // A transfer slower than 1 byte/s for stall_timeout_s seconds is treated as stalled.
-  curl_easy_setopt(curl.get(), CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(curl.get(), CURLOPT_LOW_SPEED_TIME, options.stall_timeout_s);
-  if (options.total_timeout_s > 0)
-    curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT, options.total_timeout_s);
-  curl_easy_setopt(curl.get(), CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(curl.get(), CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 
   const CURLcode rc = curl_easy_perform(curl.get());
   if (sink.over_limit) {
     fail(ErrorCode::kIo, "GET {}: response is over the limit of {} bytes", url, options.max_bytes);
   }
   if (rc != CURLE_OK) {
-    const std::string why = error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(rc);
+    const std::string why = curl_error_text(rc, error_buffer);
     const bool timeout = rc == CURLE_OPERATION_TIMEDOUT;
     throw Error(ErrorCode::kNetwork, fmt::format("GET {}: {}", url, why),
                 timeout ? "the server did not answer in time; check it is up or raise the timeout"

@@ -37,6 +37,16 @@ void check_endpoint(const std::string& endpoint, const std::string& source);
 /// The option or env var hub_endpoint() took its value from ("MODELSCOPE_ENDPOINT", ...).
 std::string hub_endpoint_source();
 
+/// $MODELSCOPE_API_TOKEN: the hub token given through the environment, if any.
+std::optional<std::string> api_token_env();
+
+/// $MODELSCOPE_OFFLINE (a flag): hub downloads use only the cache and make no network call.
+bool offline_mode();
+
+/// $MS_DOWNLOAD_PARTS: the most ranged parts per big file of a download (at least 1), or 0 when
+/// unset (the downloader picks).
+int download_parts();
+
 /// Where a token would come from, if any: "MODELSCOPE_API_TOKEN" or the credentials file path.
 std::optional<std::string> token_source();
 

@@ -24,13 +24,16 @@ struct DownloadOptions {
   std::optional<std::filesystem::path> cache_dir;
   std::optional<std::filesystem::path> local_dir;
   int max_workers = 8;
-  bool offline = false;  ///< zero network calls: serve from the cache or fail (kNotFound)
+  /// Zero network calls: serve from the cache or fail (kNotFound). $MODELSCOPE_OFFLINE=1 (read
+  /// by snapshot_download()) sets it for every caller.
+  bool offline = false;
   bool dry_run = false;  ///< list what would be fetched; write nothing
   /// Files at least this big are fetched in ranged parts, in parallel.
   std::uint64_t part_threshold = 64ull << 20;
   std::uint64_t min_part_size = 16ull << 20;
   /// Most ranged parts per file; 0: auto (max_workers, or half the cores when the hub is on
-  /// this machine, since its threads compete with ours). $MS_DOWNLOAD_PARTS sets it in the CLI.
+  /// this machine, since its threads compete with ours). When 0, $MS_DOWNLOAD_PARTS (read by
+  /// snapshot_download()) sets it for every caller.
   int max_parts = 0;
 };
 

@@ -1,5 +1,5 @@
-// A reader and writer for the small subset of Python pickles modelscope uses: the cache index
-// (`.msc`, `.mdl`) and the login's cookie jar (credentials/`cookies`).
+// The pickles modelscope keeps in its cache and credentials: the cache index (`.msc`, `.mdl`) and
+// the login's cookie jar (credentials/`cookies`), read and written with ms/core/pickle.h.
 #pragma once
 
 #include <cstdint>

@@ -8,6 +8,10 @@ namespace ms::hub {
 
 enum class RepoType { kModel, kDataset };
 
+/// The branch a repo's files are read from and committed to when no revision is given; the
+/// hub server creates it with each repo. ModelScope's default branch is "master".
+inline constexpr const char kDefaultRevision[] = "master";
+
 /// "model" / "dataset".
 const char* repo_type_name(RepoType type);
 /// "models" / "datasets": the path segment the hub API and the cache use.

@@ -18,7 +18,7 @@ struct UploadOptions {
   RepoId repo;
   std::filesystem::path local_path;  ///< a file or a folder
   std::string path_in_repo;          ///< folder (or file name, for a file) inside the repo
-  std::string revision = "master";
+  std::string revision = kDefaultRevision;
   std::vector<std::string> include;
   std::vector<std::string> exclude;
   std::string commit_message;

@@ -1,0 +1,160 @@
+// Python pickles without Python: one reader (protocols 2-5, the opcodes Python writes for plain
+// data, classes and objects) with hooks for what a caller knows about persistent ids and
+// callables (torch checkpoints plug their storages and tensors in there), and one writer of
+// Python's protocol 4.
+#pragma once
+
+#include <any>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace ms::pickle {
+
+/// Opcodes (Python's Lib/pickle.py) that the reader understands and the writer emits.
+namespace opcode {
+constexpr char kProto = '\x80';
+constexpr char kFrame = '\x95';
+constexpr char kStop = '.';
+constexpr char kPop = '0';
+constexpr char kMark = '(';
+constexpr char kEmptyList = ']';
+constexpr char kList = 'l';
+constexpr char kEmptyDict = '}';
+constexpr char kAppend = 'a';
+constexpr char kAppends = 'e';
+constexpr char kSetItem = 's';
+constexpr char kSetItems = 'u';
+constexpr char kShortBinUnicode = '\x8c';
+constexpr char kBinUnicode = 'X';
+constexpr char kBinUnicode8 = '\x8d';
+constexpr char kShortBinString = 'U';
+constexpr char kBinString = 'T';
+constexpr char kShortBinBytes = 'C';
+constexpr char kBinBytes = 'B';
+constexpr char kMemoize = '\x94';
+constexpr char kBinPut = 'q';
+constexpr char kLongBinPut = 'r';
+constexpr char kBinGet = 'h';
+constexpr char kLongBinGet = 'j';
+constexpr char kNone = 'N';
+constexpr char kNewTrue = '\x88';
+constexpr char kNewFalse = '\x89';
+constexpr char kBinInt = 'J';
+constexpr char kBinInt1 = 'K';
+constexpr char kBinInt2 = 'M';
+constexpr char kLong1 = '\x8a';
+constexpr char kBinFloat = 'G';
+constexpr char kEmptyTuple = ')';
+constexpr char kTuple = 't';
+constexpr char kTuple1 = '\x85';
+constexpr char kTuple2 = '\x86';
+constexpr char kTuple3 = '\x87';
+constexpr char kGlobal = 'c';
+constexpr char kStackGlobal = '\x93';
+constexpr char kReduce = 'R';
+constexpr char kNewObj = '\x81';
+constexpr char kBuild = 'b';
+constexpr char kBinPersId = 'Q';
+}  // namespace opcode
+
+struct Value;
+using ValuePtr = std::shared_ptr<Value>;
+
+/// One unpickled value. Shared: a memo reference (BINGET) yields the same Value again.
+struct Value {
+  enum class Kind {
+    kNone,
+    kBool,      ///< `i` is 0 or 1
+    kInt,       ///< `i`; for LONG1, `text` keeps the raw little-endian bytes (wider numbers too)
+    kFloat,     ///< `f`
+    kString,    ///< `text`: str and bytes alike
+    kTuple,     ///< `items`
+    kList,      ///< `items`
+    kDict,      ///< `pairs`, in pickle order
+    kGlobal,    ///< `text` is "module.name"
+    kObject,    ///< made by REDUCE or NEWOBJ of `text` ("module.name"); `pairs` holds the dict
+                ///< state of a BUILD, `items` what APPEND adds to a list subclass
+    kExternal,  ///< made by a hook: `external` holds it (a tensor, a storage)
+    kMark,      ///< internal to the reader
+  };
+
+  Value() = default;
+  explicit Value(Kind k) : kind(k) {}
+  Value(const Value&) = delete;
+  Value& operator=(const Value&) = delete;
+  ~Value();
+
+  Kind kind = Kind::kNone;
+  std::int64_t i = 0;
+  double f = 0;
+  std::string text;
+  std::vector<ValuePtr> items;
+  std::vector<std::pair<ValuePtr, ValuePtr>> pairs;
+  std::any external;
+
+  bool is_string() const { return kind == Kind::kString; }
+  bool is_sequence() const { return kind == Kind::kList || kind == Kind::kTuple; }
+  /// A dict, or an object whose state is one (what Python's pickle restores as __dict__).
+  bool is_mapping() const { return kind == Kind::kDict || kind == Kind::kObject; }
+};
+
+/// What a caller plugs into the reader.
+struct Hooks {
+  /// BINPERSID: the object a persistent id names. Without it a persistent id is an error.
+  std::function<ValuePtr(const Value& pid)> persistent_load;
+  /// REDUCE and NEWOBJ: `callable(*args)` (`callable` is a kGlobal, `args` a tuple), or nullptr
+  /// for the default: an empty dict for collections.OrderedDict and builtins.dict, else a kObject
+  /// named after the callable.
+  std::function<ValuePtr(const Value& callable, const Value& args)> reduce;
+};
+
+/// A pickle's value and the offset just past its STOP (legacy torch.save files hold several
+/// pickles in a row).
+struct Unpickled {
+  ValuePtr value;
+  std::size_t end = 0;
+};
+
+/// Reads the pickle that starts at byte `pos` of `data`. Throws ms::Error(kIntegrity) naming
+/// `source` (a file name; may be empty) for truncated or malformed data and unsupported opcodes.
+/// Never crashes on hostile input: nesting depth costs no stack, values are freed iteratively.
+Unpickled unpickle(std::string_view data, std::size_t pos = 0, const std::string& source = {},
+                   const Hooks& hooks = {});
+
+/// Writes the opcodes Python's protocol-4 pickler emits: strings memoized (MEMOIZE) and repeated
+/// ones fetched back with BINGET, containers batched in groups of 1000, all in one FRAME.
+class Writer {
+ public:
+  /// A str; one written before is fetched back from the memo, as Python does.
+  void str(const std::string& s);
+  /// One opcode without operands (opcode::kMark, opcode::kEmptyDict, ...).
+  void op(char c) { body_ += c; }
+  void none() { op(opcode::kNone); }
+  void boolean(bool b) { op(b ? opcode::kNewTrue : opcode::kNewFalse); }
+  /// The smallest of BININT1, BININT2, BININT and LONG1, as Python's save_long picks.
+  void integer(std::int64_t v);
+  /// A class or function by module and qualified name (STACK_GLOBAL, memoized as Python does).
+  void global(const std::string& module, const std::string& name);
+  /// MEMOIZE: the value on top gets the next memo index.
+  void memoize();
+  /// A dict[str, str] with its items in the order given.
+  void dict(const std::vector<std::pair<std::string, std::string>>& items);
+  /// STOP, and the PROTO 4 header and FRAME around the body; the Writer is spent afterwards.
+  std::string finish();
+
+ private:
+  void uint_le(std::uint64_t v, int n);
+  void get(std::uint64_t index);
+
+  std::string body_;
+  std::unordered_map<std::string, std::uint64_t> memo_;
+  std::uint64_t next_memo_ = 0;
+};
+
+}  // namespace ms::pickle

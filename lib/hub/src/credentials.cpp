@@ -1,0 +1,107 @@
+// HubClient's credentials layer: which token a client sends (option, environment, stored
+// login) and the login files shared with Python's modelscope (credentials/cookies and friends).
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+#include "ms/core/log.h"
+#include "ms/core/settings.h"
+#include "ms/hub/client.h"
+#include "ms/hub/pickle.h"
+#include "transport.h"
+
+namespace ms::hub {
+
+HubOptions resolve_hub_options(const std::optional<std::string>& endpoint,
+                               const std::optional<std::string>& token) {
+  HubOptions o;
+  o.endpoint = endpoint ? normalize_endpoint(*endpoint) : hub_endpoint();
+  check_endpoint(o.endpoint, endpoint ? "--endpoint" : hub_endpoint_source());
+  if (token) {
+    o.token = *token;
+  } else if (auto env = api_token_env()) {
+    o.token = *env;
+  } else {
+    o.token = stored_token();
+  }
+  if (auto v = env_var("MS_HUB_STALL_TIMEOUT"))
+    o.stall_timeout_s = std::max(1L, std::atol(v->c_str()));
+  if (auto v = env_var("MS_HUB_RETRIES")) o.max_attempts = std::max(1, std::atoi(v->c_str()));
+  return o;
+}
+
+std::optional<std::string> stored_token() {
+  const auto dir = credentials_dir();
+  std::error_code ec;
+  const auto cookies = dir / "cookies";
+  if (std::filesystem::is_regular_file(cookies, ec)) {
+    try {
+      // As in Python's ModelScopeConfig.get_cookies(): an expired m_session_id is no login.
+      return find_pickled_cookie(read_file(cookies), "m_session_id",
+                                 static_cast<std::int64_t>(std::time(nullptr)));
+    } catch (const Error& e) {
+      log::warn("{}: cannot read the stored login ({}); run 'ms login --token T'", cookies.string(),
+                e.what());
+    }
+  }
+  // Earlier versions of `ms login` stored the cookie value alone, in ms_session_id.
+  const auto legacy = dir / "ms_session_id";
+  if (!std::filesystem::is_regular_file(legacy, ec)) return std::nullopt;
+  std::string token;
+  try {
+    token = read_file(legacy);
+  } catch (const Error& e) {
+    log::warn("{}: cannot read the stored login ({})", legacy.string(), e.what());
+    return std::nullopt;
+  }
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' '))
+    token.pop_back();
+  if (token.empty()) return std::nullopt;
+  return token;
+}
+
+LoginResult login_and_store(HubClient& client, const std::string& access_token) {
+  LoginResult result = client.login(access_token);
+  const auto dir = credentials_dir();
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec)
+    fail(ErrorCode::kIo, "{}: cannot create the credentials folder: {}", dir.string(),
+         ec.message());
+  ::chmod(dir.c_str(), 0700);
+  if (!result.git_token.empty()) write_file_atomic(dir / "git_token", result.git_token, 0600);
+  write_file_atomic(dir / "user", result.username + ":" + result.email, 0600);
+  if (!std::filesystem::exists(dir / "session", ec))
+    write_file_atomic(dir / "session", detail::random_hex(32), 0600);
+
+  // `cookies` is the jar Python's ModelScopeConfig.save_cookies() pickles: the hub's m_session_id
+  // cookie as requests keeps it, or, when the hub set none, one for the endpoint's host carrying
+  // the token (which the hub accepts as m_session_id, as HubApi's token cookies show).
+  const auto now = static_cast<std::int64_t>(std::time(nullptr));
+  Cookie cookie;
+  if (result.cookie) {
+    cookie = *result.cookie;
+  } else {
+    cookie.name = "m_session_id";
+    cookie.domain = cookie_request_host(client.options().endpoint);
+  }
+  if (cookie.value.empty()) cookie.value = access_token;
+  // Without an expiry the login would never lapse in Python and one already past would be no
+  // login at all; both get 30 days, the span HubApi.login's documentation gives a login.
+  constexpr std::int64_t kLoginSeconds = 30LL * 24 * 3600;
+  if (!cookie.expires || *cookie.expires <= now) cookie.expires = now + kLoginSeconds;
+  result.cookie = cookie;
+  result.session_cookie = cookie.value;
+  // Replaces whatever was there, a corrupt file included: it is never read here.
+  write_file_atomic(dir / "cookies", pickle_cookie_jar({cookie}), 0600);
+  // The jar supersedes the ms_session_id of earlier ms versions, which would otherwise outlive it.
+  std::filesystem::remove(dir / "ms_session_id", ec);
+  return result;
+}
+
+}  // namespace ms::hub
