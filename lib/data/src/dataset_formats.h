@@ -39,7 +39,8 @@ Table read_table(const std::filesystem::path& path, char delimiter);
 
 /// ModelScope's convention: a column named "x:FILE" holds paths relative to `base`; they are
 /// checked, made absolute, and the column becomes kImage (all images) or kFile.
-void resolve_file_columns(Table& table, const std::filesystem::path& base, const std::string& source);
+void resolve_file_columns(Table& table, const std::filesystem::path& base,
+                          const std::string& source);
 
 /// A csv:, tsv:, jsonl: or text: spec: one local file, split "train".
 void load_table_file(const DatasetSpec& spec, const LoadOptions& options, Dataset& ds);
@@ -66,12 +67,14 @@ void load_folder(const std::filesystem::path& dir, Dataset& ds, const LoadOption
 // ---- zip archives, local or URL (zip_dataset.cpp) ----------------------------------------------
 
 /// A local path as is; a URL downloaded once into `cache_root`/downloads.
-std::filesystem::path fetch_to_cache(const std::string& location, const std::filesystem::path& cache_root);
+std::filesystem::path fetch_to_cache(const std::string& location,
+                                     const std::filesystem::path& cache_root);
 
 /// A dataset config's split `file`: a folder inside the dataset, or a zip (inside it or a URL)
 /// extracted into the cache; returns the folder holding the split's data.
 std::filesystem::path materialize_file(const std::filesystem::path& folder, const std::string& file,
-                          const std::filesystem::path& cache_root, const std::string& source);
+                                       const std::filesystem::path& cache_root,
+                                       const std::string& source);
 
 /// `dir`, or the folder it only wraps (zips often put everything under one top folder).
 std::filesystem::path unwrap_single_folder(std::filesystem::path dir);
