@@ -1,8 +1,8 @@
 // `ms dataset info|head|iter SPEC`: what a dataset holds, its first rows, and a timed pass of the
 // batch loader (decode + resize + normalise) for throughput checks.
-#include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "cli.h"
 #include "ms/core/error.h"
@@ -131,85 +131,46 @@ void run_iter(const DatasetOptions& o) {
   lo.seed = o.seed;
   lo.drop_last = o.drop_last;
   lo.skip_bad = o.skip_bad;
-  if (!o.shard.empty()) {
-    const auto parts = ms::split(o.shard, '/');
-    MS_CHECK(parts.size() == 2, ErrorCode::kUsage, "--shard must be I/N, got '{}'", o.shard);
-    auto number = [&](const std::string& text) {
-      std::size_t used = 0;
-      unsigned long value = 0;
-      try {
-        value = std::stoul(text, &used);
-      } catch (const std::logic_error&) {
-        used = 0;
-      }
-      MS_CHECK(used == text.size() && !text.empty() && text[0] != '-', ErrorCode::kUsage,
-               "--shard must be I/N with numbers, got '{}'", o.shard);
-      return static_cast<std::size_t>(value);
-    };
-    lo.shard_index = number(parts[0]);
-    lo.num_shards = number(parts[1]);
-  }
+  if (!o.shard.empty()) std::tie(lo.shard_index, lo.num_shards) = data::parse_shard(o.shard);
   if (!o.transform.empty()) {
     const Config config = o.transform.front() == '{'
                               ? Config::parse(o.transform, "json", "--transform")
                               : Config::from_file(o.transform);
     lo.transform = data::ImageTransform::from_config(config);
   }
-  data::DataLoader loader(split, lo);
-  std::size_t samples = 0, batches = 0, skipped = 0;
-  double checksum = 0;
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int epoch = 0; epoch < o.epochs; ++epoch) {
-    if (epoch > 0) loader.start(epoch);
-    while (auto batch = loader.next()) {
-      ++batches;
-      samples += batch->size();
-      skipped += batch->skipped_bad;
-      for (std::size_t i = 0; i < batch->images.size(); i += 4099) checksum += batch->images[i];
-      if (batches == 1 && !o.save_batch.empty()) {
-        MS_CHECK(!batch->images.empty(), ErrorCode::kUsage,
-                 "--save-batch: split '{}' has no image column", split.name);
-        data::write_npy(
-            o.save_batch,
-            {batch->size(), static_cast<std::size_t>(batch->channels),
-             static_cast<std::size_t>(batch->height), static_cast<std::size_t>(batch->width)},
-            batch->images);
-      }
-      if (!o.json && batches == 1) {
-        std::vector<std::string> rows;
-        for (std::size_t i = 0; i < batch->rows.size() && i < 8; ++i) {
-          rows.push_back(std::to_string(batch->rows[i]));
-        }
-        std::string images = batch->images.empty()
-                                 ? std::string("no images")
-                                 : fmt::format("images {}x{}x{}x{}", batch->size(), batch->channels,
-                                               batch->height, batch->width);
-        std::fprintf(stderr, "first batch: %zu rows, %s, rows [%s%s]\n", batch->size(),
-                     images.c_str(), join(rows, ",").c_str(), batch->size() > 8 ? ",..." : "");
-      }
+  data::BenchmarkOptions bo;
+  bo.epochs = o.epochs;
+  bo.save_batch = o.save_batch;
+  const data::LoaderBenchmark run = data::benchmark_loader(split, lo, bo);
+  const data::Batch& first = run.first_batch;
+  if (!o.json && run.batches > 0) {
+    std::vector<std::string> rows;
+    for (std::size_t i = 0; i < first.rows.size() && i < 8; ++i) {
+      rows.push_back(std::to_string(first.rows[i]));
     }
+    // Batches carry a shape only when they hold images.
+    std::string images = first.channels == 0
+                             ? std::string("no images")
+                             : fmt::format("images {}x{}x{}x{}", first.size(), first.channels,
+                                           first.height, first.width);
+    std::fprintf(stderr, "first batch: %zu rows, %s, rows [%s%s]\n", first.size(), images.c_str(),
+                 join(rows, ",").c_str(), first.size() > 8 ? ",..." : "");
   }
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  Json out = Json::object();
-  out["split"] = split.selection;
-  out["batches"] = batches;
-  out["samples"] = samples;
-  out["skipped_bad"] = skipped;
-  out["seconds"] = seconds;
-  out["samples_per_second"] = seconds > 0 ? samples / seconds : 0.0;
-  out["workers"] = o.workers;
-  out["order"] = Json::array();
-  for (std::size_t i : loader.order(0)) {
-    if (out["order"].size() >= 16) break;
-    out["order"].push_back(i);
-  }
-  out["checksum"] = checksum;
   if (o.json) {
+    Json out = Json::object();
+    out["split"] = split.selection;
+    out["batches"] = run.batches;
+    out["samples"] = run.samples;
+    out["skipped_bad"] = run.skipped_bad;
+    out["seconds"] = run.seconds;
+    out["samples_per_second"] = run.samples_per_second;
+    out["workers"] = o.workers;
+    out["order"] = run.order;
+    out["checksum"] = run.checksum;
     std::printf("%s\n", out.dump(2).c_str());
   } else {
-    std::printf("%zu samples in %zu batches, %.3f s, %.1f samples/s (%d workers)\n", samples,
-                batches, seconds, out["samples_per_second"].get<double>(), o.workers);
+    std::printf("%zu samples in %zu batches, %.3f s, %.1f samples/s (%d workers)\n", run.samples,
+                run.batches, run.seconds, run.samples_per_second, o.workers);
   }
 }
 

@@ -1,15 +1,13 @@
 // `ms infer`: run a model folder's pipeline over texts, a file or a folder of inputs, writing one
 // JSON line per input in input order.
 #include <cstdio>
+#include <tuple>
 
 #include "cli.h"
 #include "ms/core/device.h"
-#include "ms/core/log.h"
+#include "ms/data/loader.h"
 #include "ms/hub/repo_id.h"
 #include "ms/infer/job.h"
-#include "ms/infer/model_dir.h"
-#include "ms/infer/pipeline.h"
-#include "ms/infer/torch_layer.h"
 
 namespace ms::cli {
 namespace {
@@ -35,37 +33,25 @@ struct InferOptions {
 };
 
 void run_infer(const InferOptions& o) {
-  infer::InputSpec spec;
-  spec.texts = o.inputs;
-  if (o.input_file) spec.file = *o.input_file;
-  if (o.input_dir) spec.dir = *o.input_dir;
-  spec.dataset = o.dataset;
-  spec.split = o.split;
-  // Everything that can be checked without LibTorch is checked first.
-  const DeviceSpec device = parse_device(o.device);
-  infer::JobOptions job;
-  job.batch_size = o.batch_size;
-  if (o.output) job.output = *o.output;
-  job.resume = o.resume;
-  job.fail_fast = o.fail_fast;
-  if (o.shard) std::tie(job.shard_index, job.shard_count) = infer::parse_shard(*o.shard);
-  MS_CHECK(!job.resume || job.output, ErrorCode::kUsage, "--resume needs --output FILE");
-  const std::vector<infer::PipelineInput> inputs = infer::read_inputs(spec);
-  const infer::ModelInfo model = infer::open_model(o.model, o.task, o.overrides, o.hub);
-
-  infer::PipelineOptions popts;
-  popts.device = device;
-  infer::PipelineFactory& factory = infer::pipeline_factory(o.threads);
-  auto pipeline = factory.create(model, popts);
-  // On the CPU, one single-threaded batch per core; on a GPU, one stream of batches.
-  const int threads = infer::load_torch_layer().runtime->info().num_threads;
-  job.workers =
-      o.workers.value_or(pipeline->device() == "cpu" ? static_cast<std::size_t>(threads) : 1);
-  log::info("{}: task {} on {}, {} worker(s)", model.dir.string(), pipeline->task(),
-            pipeline->device(), job.workers);
-  const infer::JobStats stats = infer::run_job(*pipeline, inputs, job);
-  log::info("{} inputs: {} written ({} errors), {} skipped, {:.3f} s", stats.total, stats.done,
-            stats.errors, stats.skipped, stats.seconds);
+  infer::InferRequest r;
+  r.model = o.model;
+  r.task = o.task;
+  r.overrides = o.overrides;
+  r.hub = o.hub;
+  r.inputs.texts = o.inputs;
+  if (o.input_file) r.inputs.file = *o.input_file;
+  if (o.input_dir) r.inputs.dir = *o.input_dir;
+  r.inputs.dataset = o.dataset;
+  r.inputs.split = o.split;
+  r.device = parse_device(o.device);
+  r.threads = o.threads;
+  r.workers = o.workers;
+  r.job.batch_size = o.batch_size;
+  if (o.output) r.job.output = *o.output;
+  r.job.resume = o.resume;
+  r.job.fail_fast = o.fail_fast;
+  if (o.shard) std::tie(r.job.shard_index, r.job.shard_count) = data::parse_shard(*o.shard);
+  const infer::JobStats stats = infer::run_infer(r);
   if (stats.errors > 0) {
     std::fprintf(stderr, "ms infer: %zu of %zu inputs failed (see the \"error\" lines)\n",
                  stats.errors, stats.done);

@@ -112,6 +112,17 @@ TEST_CASE("close matches suggest likely names", "[core][text]") {
   CHECK(ms::split("a..b", '.') == std::vector<std::string>{"a", "", "b"});
 }
 
+TEST_CASE("lines split at LF, drop a CR before it, and a trailing newline adds none",
+          "[core][text]") {
+  const auto lines = ms::split_lines("a\r\n\nb\n");
+  REQUIRE(lines.size() == 3);
+  CHECK(lines[0] == "a");
+  CHECK(lines[1].empty());
+  CHECK(lines[2] == "b");
+  CHECK(ms::split_lines("").empty());
+  CHECK(ms::split_lines("x").size() == 1);
+}
+
 TEST_CASE("log sink is replaceable and filters by level", "[core][log]") {
   std::vector<std::string> seen;
   auto previous =

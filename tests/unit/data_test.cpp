@@ -43,6 +43,15 @@ std::string message_of(const std::function<void()>& body) {
   return "";
 }
 
+// A split "train" of `rows` rows with only a "label" column holding 0, 1, ...
+Split label_split(int rows) {
+  Split split;
+  split.name = "train";
+  split.table.columns = {{"label", ColumnType::kInt}};
+  for (int i = 0; i < rows; ++i) split.table.rows.push_back({ms::data::Value(std::int64_t{i})});
+  return split;
+}
+
 }  // namespace
 
 TEST_CASE("CSV: RFC 4180 quoting, embedded newlines, BOM, CRLF and typed columns", "[data]") {
@@ -136,6 +145,23 @@ TEST_CASE("JSON lines: union of keys, widening, nested values, bad lines", "[dat
   CHECK(message_of([] { parse_jsonl("[{\"a\":1}, 3]", "a.json"); }).find("a.json: element 1") == 0);
 }
 
+TEST_CASE("JSON lines reader: line numbers, blank lines, CRLF, BOM; bad lines are reported",
+          "[data]") {
+  const auto lines = parse_json_lines("\xEF\xBB\xBF{\"a\":1}\r\n\n  \t\r\n\"s\"\n{oops}\n[2]");
+  REQUIRE(lines.size() == 4);
+  CHECK(lines[0].line == 1);
+  CHECK(lines[0].value["a"] == 1);
+  CHECK(lines[1].line == 4);
+  CHECK(lines[1].value == "s");
+  CHECK(lines[2].line == 5);
+  CHECK(lines[2].value.is_null());
+  CHECK(lines[2].error.find("parse error") != std::string::npos);
+  CHECK(lines[3].line == 6);
+  CHECK(lines[3].value.is_array());
+  CHECK(lines[3].error.empty());
+  CHECK(parse_json_lines("").empty());
+}
+
 TEST_CASE("Dataset specs", "[data]") {
   DatasetSpec s = parse_dataset_spec("hub:owner/name@v1.0:sub/train[:10%]");
   CHECK(s.kind == SourceKind::kHub);
@@ -184,10 +210,7 @@ TEST_CASE("Shuffling is deterministic and a permutation", "[data]") {
 }
 
 TEST_CASE("Loader: batching, drop_last, shards, workers give the same batches", "[data]") {
-  Split split;
-  split.name = "train";
-  split.table.columns = {{"label", ColumnType::kInt}};
-  for (int i = 0; i < 103; ++i) split.table.rows.push_back({ms::data::Value(std::int64_t{i})});
+  const Split split = label_split(103);
 
   LoaderOptions o;
   o.batch_size = 10;
@@ -250,6 +273,34 @@ TEST_CASE("Loader: batching, drop_last, shards, workers give the same batches", 
   o.shard_index = 0;
   o.batch_size = 0;
   CHECK(code_of([&] { DataLoader(split, o); }) == ms::ErrorCode::kUsage);
+}
+
+TEST_CASE("Loader benchmark: counts over epochs, first batch, order, save-batch needs images",
+          "[data]") {
+  const Split split = label_split(23);
+  LoaderOptions o;
+  o.batch_size = 10;
+  o.shuffle = true;
+  o.seed = 3;
+  BenchmarkOptions b;
+  b.epochs = 2;
+  const LoaderBenchmark run = benchmark_loader(split, o, b);
+  CHECK(run.batches == 6);
+  CHECK(run.samples == 46);
+  CHECK(run.skipped_bad == 0);
+  CHECK(run.checksum == 0);  // no images
+  const auto order = shuffled_indices(23, 3);
+  CHECK(run.order == std::vector<std::size_t>(order.begin(), order.begin() + 16));
+  CHECK(run.first_batch.rows == std::vector<std::size_t>(order.begin(), order.begin() + 10));
+  CHECK(run.first_batch.channels == 0);
+  CHECK(run.first_batch.labels.size() == 10);
+  o.shard_index = 1;
+  o.num_shards = 2;
+  b.epochs = 1;
+  CHECK(benchmark_loader(split, o, b).samples == 11);
+  b.save_batch = "unused.npy";
+  CHECK(message_of([&] { benchmark_loader(split, o, b); }).find("has no image column") !=
+        std::string::npos);
 }
 
 TEST_CASE("Bilinear resize: constant stays constant, identity is a copy, shapes", "[data]") {

@@ -7,6 +7,7 @@
 #include "catch.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
+#include "ms/data/loader.h"
 #include "ms/infer/job.h"
 #include "ms/infer/model_dir.h"
 #include "ms/text/bert_tokenizer.h"
@@ -180,9 +181,9 @@ TEST_CASE("inputs: txt, jsonl, csv; duplicate ids rejected", "[infer]") {
 }
 
 TEST_CASE("shards and task names", "[infer]") {
-  CHECK(ms::infer::parse_shard("1/4") == std::pair<std::size_t, std::size_t>{1, 4});
+  CHECK(ms::data::parse_shard("1/4") == std::pair<std::size_t, std::size_t>{1, 4});
   for (const char* bad : {"4/4", "-1/2", "1/0", "a/b", "1", "1/2/3", "1/"}) {
-    CHECK_THROWS_AS(ms::infer::parse_shard(bad), ms::Error);
+    CHECK_THROWS_AS(ms::data::parse_shard(bad), ms::Error);
   }
   CHECK(ms::infer::canonical_task("Sentence_Similarity") == "sentence-similarity");
   try {

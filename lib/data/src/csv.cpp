@@ -1,4 +1,4 @@
-// RFC 4180 CSV and JSON lines parsing.
+// RFC 4180 CSV, JSON lines and text-line parsing.
 #include "ms/data/csv.h"
 
 #include <algorithm>
@@ -10,6 +10,7 @@
 
 #include "ms/core/error.h"
 #include "ms/core/file.h"
+#include "ms/core/text.h"
 #include "ms/core/utf8.h"
 
 namespace ms::data {
@@ -28,6 +29,23 @@ namespace {
 }
 
 }  // namespace
+
+std::vector<JsonLine> parse_json_lines(std::string_view text) {
+  if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+  std::vector<JsonLine> out;
+  const std::vector<std::string_view> lines = split_lines(text);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    if (lines[i].find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    JsonLine& line = out.emplace_back();
+    line.line = i + 1;
+    try {
+      line.value = Json::parse(lines[i]);
+    } catch (const nlohmann::json::exception& e) {
+      line.error = e.what();
+    }
+  }
+  return out;
+}
 
 Table parse_csv(std::string_view text, const std::string& source, const CsvOptions& options) {
   if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
@@ -153,8 +171,8 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
   std::unordered_map<std::string, std::size_t> index;
   // Per column, which JSON kinds occur: 0 int, 1 float, 2 bool, 3 string, 4 array/object.
   std::vector<std::array<bool, 5>> seen;
-  std::vector<nlohmann::ordered_json> objects;
-  auto add = [&](nlohmann::ordered_json obj) {
+  std::vector<Json> objects;
+  auto add = [&](Json obj) {
     for (auto it = obj.begin(); it != obj.end(); ++it) {
       auto [slot, inserted] = index.emplace(it.key(), table.columns.size());
       if (inserted) {
@@ -162,7 +180,7 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
         seen.push_back({false, false, false, false, false});
       }
       auto& s = seen[slot->second];
-      const nlohmann::ordered_json& v = it.value();
+      const Json& v = it.value();
       if (v.is_boolean())
         s[2] = true;
       else if (v.is_number_integer())
@@ -179,9 +197,9 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
   const std::size_t first = text.find_first_not_of(" \t\r\n");
   if (first != std::string_view::npos && text[first] == '[') {
     // A .json file holding one array of objects (HF's json builder reads these too).
-    nlohmann::ordered_json doc;
+    Json doc;
     try {
-      doc = nlohmann::ordered_json::parse(text);
+      doc = Json::parse(text);
     } catch (const nlohmann::json::parse_error& e) {
       throw Error(ErrorCode::kIntegrity, fmt::format("{}: bad JSON: {}", source, e.what()),
                   "fix the file: it must be JSON lines or one array of objects");
@@ -195,25 +213,13 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
       add(std::move(doc[k]));
     }
   } else {
-    std::size_t line = 0;
-    std::size_t pos = 0;
-    while (pos < text.size()) {
-      std::size_t eol = text.find('\n', pos);
-      if (eol == std::string_view::npos) eol = text.size();
-      std::string_view raw = text.substr(pos, eol - pos);
-      pos = eol + 1;
-      ++line;
-      if (raw.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-      nlohmann::ordered_json obj;
-      try {
-        obj = nlohmann::ordered_json::parse(raw);
-      } catch (const nlohmann::json::parse_error& e) {
-        bad_line(source, line, std::string("bad JSON: ") + e.what());
+    for (JsonLine& line : parse_json_lines(text)) {
+      if (!line.error.empty()) bad_line(source, line.line, "bad JSON: " + line.error);
+      if (!line.value.is_object()) {
+        bad_line(source, line.line,
+                 "expected a JSON object, got " + std::string(line.value.type_name()));
       }
-      if (!obj.is_object()) {
-        bad_line(source, line, "expected a JSON object, got " + std::string(obj.type_name()));
-      }
-      add(std::move(obj));
+      add(std::move(line.value));
     }
   }
   // One type per column: ints widen to float; any other mix becomes JSON text.
@@ -236,7 +242,7 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
     table.columns[c].type = type;
   }
   table.rows.reserve(objects.size());
-  for (const nlohmann::ordered_json& obj : objects) {
+  for (const Json& obj : objects) {
     std::vector<Value> row(table.columns.size());
     for (std::size_t c = 0; c < table.columns.size(); ++c) {
       auto it = obj.find(table.columns[c].name);
@@ -269,15 +275,7 @@ Table parse_text_lines(std::string_view text, const std::string& source) {
   if (std::size_t bad = first_invalid_utf8_line(text)) bad_line(source, bad, "invalid UTF-8");
   Table table;
   table.columns.push_back({"text", ColumnType::kString});
-  std::size_t pos = 0;
-  while (pos < text.size()) {
-    std::size_t eol = text.find('\n', pos);
-    if (eol == std::string_view::npos) eol = text.size();
-    std::string_view line = text.substr(pos, eol - pos);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    table.rows.push_back({Value(std::string(line))});
-    pos = eol + 1;
-  }
+  for (std::string_view line : split_lines(text)) table.rows.push_back({Value(std::string(line))});
   return table;
 }
 

@@ -1,8 +1,10 @@
-// The hub snapshot provider used by hub: dataset specs: the hub client by default, replaceable.
+// hub: dataset specs: the snapshot provider (the hub client by default, replaceable) and loading
+// the snapshot as a folder.
 #include "ms/data/hub_source.h"
 
 #include <mutex>
 
+#include "dataset_formats.h"
 #include "ms/core/error.h"
 #include "ms/core/settings.h"
 #include "ms/hub/download.h"
@@ -57,4 +59,17 @@ std::filesystem::path dataset_snapshot(const hub::RepoId& repo, const std::strin
   return p(repo, revision);
 }
 
+namespace detail {
+
+void load_hub(const DatasetSpec& spec, const LoadOptions& options,
+              const std::optional<std::string>& subset,
+              const std::optional<std::string>& wanted_split, Dataset& ds) {
+  const hub::RepoId repo = hub::parse_repo_id(spec.location);
+  const std::string revision = options.revision ? *options.revision : spec.revision;
+  // ModelScope names a dataset's config file after the repository: <name>.json.
+  load_folder(dataset_snapshot(repo, revision), ds, options, subset, wanted_split, repo.name);
+  ds.kind = SourceKind::kHub;
+}
+
+}  // namespace detail
 }  // namespace ms::data

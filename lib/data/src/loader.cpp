@@ -1,6 +1,7 @@
 // The threaded batch loader: ordered delivery, bounded prefetch, deterministic shuffling.
 #include "ms/data/loader.h"
 
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <map>
@@ -243,6 +244,60 @@ std::optional<Batch> DataLoader::next() {
   s.cv.notify_all();
   if (result.second) std::rethrow_exception(result.second);
   return std::move(result.first);
+}
+
+LoaderBenchmark benchmark_loader(const Split& split, const LoaderOptions& loader_options,
+                                 const BenchmarkOptions& options) {
+  DataLoader loader(split, loader_options);
+  LoaderBenchmark out;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int epoch = 0; epoch < options.epochs; ++epoch) {
+    if (epoch > 0) loader.start(static_cast<std::uint64_t>(epoch));  // the constructor began 0
+    while (auto batch = loader.next()) {
+      ++out.batches;
+      out.samples += batch->size();
+      out.skipped_bad += batch->skipped_bad;
+      for (std::size_t i = 0; i < batch->images.size(); i += 4099) out.checksum += batch->images[i];
+      if (out.batches > 1) continue;
+      if (!options.save_batch.empty()) {
+        MS_CHECK(!batch->images.empty(), ErrorCode::kUsage,
+                 "--save-batch: split '{}' has no image column", split.name);
+        write_npy(options.save_batch,
+                  {batch->size(), static_cast<std::size_t>(batch->channels),
+                   static_cast<std::size_t>(batch->height), static_cast<std::size_t>(batch->width)},
+                  batch->images);
+      }
+      out.first_batch = std::move(*batch);
+      out.first_batch.images = {};
+    }
+  }
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  out.samples_per_second = out.seconds > 0 ? out.samples / out.seconds : 0.0;
+  out.order = loader.order(0);
+  if (out.order.size() > 16) out.order.resize(16);
+  return out;
+}
+
+std::pair<std::size_t, std::size_t> parse_shard(const std::string& text) {
+  const auto slash = text.find('/');
+  std::size_t i = 0, n = 0;
+  bool ok = slash != std::string::npos;
+  if (ok) {
+    try {
+      std::size_t used1 = 0, used2 = 0;
+      const std::string a = text.substr(0, slash), b = text.substr(slash + 1);
+      ok = !a.empty() && !b.empty() && a[0] != '-' && b[0] != '-';
+      if (ok) {
+        i = std::stoul(a, &used1);
+        n = std::stoul(b, &used2);
+        ok = used1 == a.size() && used2 == b.size() && n > 0 && i < n;
+      }
+    } catch (const std::exception&) {
+      ok = false;
+    }
+  }
+  MS_CHECK(ok, ErrorCode::kUsage, "--shard '{}' must be i/n with 0 <= i < n (e.g. 0/4)", text);
+  return {i, n};
 }
 
 }  // namespace ms::data

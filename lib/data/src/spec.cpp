@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <system_error>
 
+#include "dataset_formats.h"
 #include "ms/core/error.h"
 #include "ms/core/text.h"
 #include "ms/io/resource.h"
@@ -37,11 +38,7 @@ const char* source_kind_name(SourceKind kind) {
 
 namespace {
 
-std::string lower_extension(const fs::path& path) {
-  std::string ext = path.extension().string();
-  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return ext;
-}
+using detail::lower_extension;
 
 // A folder is a "folder" dataset when it holds a dataset config: <dirname>.json, or exactly one
 // .json file at the top whose content looks like subset -> split -> {meta, file}. The check on
@@ -65,11 +62,7 @@ bool has_dataset_config(const fs::path& dir) {
 bool has_table_files(const fs::path& dir) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    const std::string ext = lower_extension(entry.path());
-    if (entry.is_regular_file(ec) &&
-        (ext == ".csv" || ext == ".tsv" || ext == ".jsonl" || ext == ".ndjson")) {
-      return true;
-    }
+    if (entry.is_regular_file(ec) && detail::is_table_file(entry.path())) return true;
   }
   return false;
 }

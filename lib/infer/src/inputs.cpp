@@ -5,6 +5,7 @@
 
 #include "ms/core/error.h"
 #include "ms/core/file.h"
+#include "ms/core/text.h"
 #include "ms/data/csv.h"
 #include "ms/data/dataset.h"
 #include "ms/infer/job.h"
@@ -16,20 +17,6 @@ std::string lower_ext(const std::filesystem::path& p) {
   std::string e = p.extension().string();
   std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return std::tolower(c); });
   return e;
-}
-
-std::vector<std::string> split_lines(const std::string& text) {
-  std::vector<std::string> lines;
-  std::size_t start = 0;
-  while (start < text.size()) {
-    std::size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    std::string line = text.substr(start, end - start);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    lines.push_back(std::move(line));
-    start = end + 1;
-  }
-  return lines;
 }
 
 // The first of `keys` present as a string in `obj`.
@@ -46,20 +33,14 @@ constexpr std::initializer_list<const char*> kTextKeys = {"text",   "sentence", 
 constexpr std::initializer_list<const char*> kPairKeys = {"text_pair", "sentence2", "text_b"};
 
 void read_jsonl(const std::filesystem::path& file, std::vector<PipelineInput>& out) {
-  const std::vector<std::string> lines = split_lines(read_file(file));
-  for (std::size_t i = 0; i < lines.size(); ++i) {
-    if (lines[i].find_first_not_of(" \t") == std::string::npos) continue;
+  for (data::JsonLine& line : data::parse_json_lines(read_file(file))) {
     PipelineInput in;
-    in.id = i;
-    Json j;
-    try {
-      j = Json::parse(lines[i]);
-    } catch (const nlohmann::json::exception& e) {
-      in.invalid = fmt::format("{} line {}: not valid JSON ({})", file.string(), i + 1, e.what());
-      out.push_back(std::move(in));
-      continue;
-    }
-    if (j.is_string()) {
+    in.id = line.line - 1;
+    const Json& j = line.value;
+    if (!line.error.empty()) {
+      in.invalid =
+          fmt::format("{} line {}: not valid JSON ({})", file.string(), line.line, line.error);
+    } else if (j.is_string()) {
       in.text = j.get<std::string>();
     } else if (j.is_object()) {
       if (j.contains("id") && !j["id"].is_null()) in.id = j["id"];
@@ -72,12 +53,12 @@ void read_jsonl(const std::filesystem::path& file, std::vector<PipelineInput>& o
         in.invalid = fmt::format(
             "{} line {}: no text field (expected one of text, sentence, "
             "sentence1, text_a, source_sentence, input, or path/image)",
-            file.string(), i + 1);
+            file.string(), line.line);
       }
       if (const Json* p = pick(j, kPairKeys)) in.text_pair = p->get<std::string>();
     } else {
       in.invalid = fmt::format("{} line {}: expected a JSON object or string, got {}",
-                               file.string(), i + 1, Config::type_name(j));
+                               file.string(), line.line, Config::type_name(j));
     }
     out.push_back(std::move(in));
   }
@@ -197,7 +178,8 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
     } else if (ext == ".csv" || ext == ".tsv") {
       read_csv(file, out);
     } else {
-      const std::vector<std::string> lines = split_lines(read_file(file));
+      const std::string text = read_file(file);
+      const std::vector<std::string_view> lines = split_lines(text);
       for (std::size_t i = 0; i < lines.size(); ++i) {
         PipelineInput in;
         in.id = i;
@@ -239,28 +221,6 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
                      : spec.dir->string());
   }
   return out;
-}
-
-std::pair<std::size_t, std::size_t> parse_shard(const std::string& text) {
-  const auto slash = text.find('/');
-  std::size_t i = 0, n = 0;
-  bool ok = slash != std::string::npos;
-  if (ok) {
-    try {
-      std::size_t used1 = 0, used2 = 0;
-      const std::string a = text.substr(0, slash), b = text.substr(slash + 1);
-      ok = !a.empty() && !b.empty() && a[0] != '-' && b[0] != '-';
-      if (ok) {
-        i = std::stoul(a, &used1);
-        n = std::stoul(b, &used2);
-        ok = used1 == a.size() && used2 == b.size() && n > 0 && i < n;
-      }
-    } catch (const std::exception&) {
-      ok = false;
-    }
-  }
-  MS_CHECK(ok, ErrorCode::kUsage, "--shard '{}' must be i/n with 0 <= i < n (e.g. 0/4)", text);
-  return {i, n};
 }
 
 }  // namespace ms::infer

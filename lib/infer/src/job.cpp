@@ -16,6 +16,8 @@
 #include "ms/core/file.h"
 #include "ms/core/log.h"
 #include "ms/core/progress.h"
+#include "ms/data/csv.h"
+#include "ms/infer/torch_layer.h"
 
 namespace ms::infer {
 namespace {
@@ -64,6 +66,20 @@ class Sink {
   std::filesystem::path path_;
   int fd_ = -1;
 };
+
+void check_job_options(const JobOptions& options) {
+  MS_CHECK(options.batch_size > 0, ErrorCode::kUsage, "--batch-size must be positive");
+  MS_CHECK(!options.resume || options.output, ErrorCode::kUsage, "--resume needs --output FILE");
+  MS_CHECK(options.shard_count > 0 && options.shard_index < options.shard_count, ErrorCode::kUsage,
+           "bad shard {}/{}", options.shard_index, options.shard_count);
+}
+
+// On the CPU, one single-threaded batch per intra-op thread: small GEMMs and element-wise kernels
+// scale poorly inside one batch. On a GPU, one stream of batches.
+std::size_t default_workers(const Pipeline& pipeline) {
+  if (pipeline.device() != "cpu") return 1;
+  return static_cast<std::size_t>(std::max(1, load_torch_layer().runtime->info().num_threads));
+}
 
 PipelineResult error_result(ErrorCode code, std::string message, std::string hint = {}) {
   PipelineResult r;
@@ -137,35 +153,25 @@ std::vector<Json> read_done_ids(const std::filesystem::path& output, bool trunca
                "cannot truncate {}: {}", output.string(), std::strerror(errno));
     }
   }
-  std::size_t start = 0, line_no = 0;
-  while (start < complete) {
-    const std::size_t end = text.find('\n', start);
-    ++line_no;
-    const std::string_view line(text.data() + start, end - start);
-    start = end + 1;
-    if (line.empty()) continue;
-    Json j;
-    try {
-      j = Json::parse(line);
-    } catch (const nlohmann::json::exception&) {
+  for (const data::JsonLine& line :
+       data::parse_json_lines(std::string_view(text).substr(0, complete))) {
+    if (!line.error.empty()) {
       throw Error(ErrorCode::kIntegrity,
                   fmt::format("{} line {} is not JSON, so --resume cannot trust this file",
-                              output.string(), line_no),
+                              output.string(), line.line),
                   "write to a new --output file, or remove the damaged line");
     }
-    MS_CHECK(j.is_object() && j.contains("id"), ErrorCode::kIntegrity,
-             "{} line {} has no \"id\": it was not written by ms infer", output.string(), line_no);
-    ids.push_back(j["id"]);
+    MS_CHECK(line.value.is_object() && line.value.contains("id"), ErrorCode::kIntegrity,
+             "{} line {} has no \"id\": it was not written by ms infer", output.string(),
+             line.line);
+    ids.push_back(line.value["id"]);
   }
   return ids;
 }
 
 JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
                  const JobOptions& options) {
-  MS_CHECK(options.batch_size > 0, ErrorCode::kUsage, "--batch-size must be positive");
-  MS_CHECK(!options.resume || options.output, ErrorCode::kUsage, "--resume needs --output FILE");
-  MS_CHECK(options.shard_count > 0 && options.shard_index < options.shard_count, ErrorCode::kUsage,
-           "bad shard {}/{}", options.shard_index, options.shard_count);
+  check_job_options(options);
   JobStats stats;
   std::unordered_set<std::string> done;
   if (options.resume) {
@@ -250,6 +256,25 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
   }
   progress.finish();
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return stats;
+}
+
+JobStats run_infer(const InferRequest& request) {
+  // Everything that can be checked without LibTorch is checked before it loads.
+  check_job_options(request.job);
+  const std::vector<PipelineInput> inputs = read_inputs(request.inputs);
+  const ModelInfo model = open_model(request.model, request.task, request.overrides, request.hub);
+
+  PipelineOptions popts;
+  popts.device = request.device;
+  auto pipeline = pipeline_factory(request.threads).create(model, popts);
+  JobOptions job = request.job;
+  job.workers = request.workers ? *request.workers : default_workers(*pipeline);
+  log::info("{}: task {} on {}, {} worker(s)", model.dir.string(), pipeline->task(),
+            pipeline->device(), job.workers);
+  const JobStats stats = run_job(*pipeline, inputs, job);
+  log::info("{} inputs: {} written ({} errors), {} skipped, {:.3f} s", stats.total, stats.done,
+            stats.errors, stats.skipped, stats.seconds);
   return stats;
 }
 

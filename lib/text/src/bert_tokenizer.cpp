@@ -6,6 +6,7 @@
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
+#include "ms/core/text.h"
 #include "ms/text/unicode.h"
 
 namespace ms::text {
@@ -59,15 +60,7 @@ BertTokenizer BertTokenizer::from_dir(const std::filesystem::path& dir) {
   }
   const std::string text = read_file(vocab_path);
   std::vector<std::string> vocab;
-  std::size_t start = 0;
-  while (start < text.size()) {
-    std::size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    std::string token = text.substr(start, end - start);
-    if (!token.empty() && token.back() == '\r') token.pop_back();
-    vocab.push_back(std::move(token));
-    start = end + 1;
-  }
+  for (std::string_view token : split_lines(text)) vocab.emplace_back(token);
   MS_CHECK(!vocab.empty(), ErrorCode::kConfig, "{} is empty", vocab_path.string());
 
   BertTokenizerOptions options;

@@ -1,4 +1,5 @@
-// Small string helpers shared by modules: edit distance, "did you mean" suggestions, joining.
+// Small string helpers shared by modules: edit distance, "did you mean" suggestions, joining,
+// splitting.
 #pragma once
 
 #include <string>
@@ -21,6 +22,10 @@ std::string join(const std::vector<std::string>& items, std::string_view separat
 
 /// Splits on a single character; empty pieces are kept.
 std::vector<std::string> split(std::string_view text, char separator);
+
+/// The lines of `text` (views into it): split at LF, a CR before it dropped; a trailing newline
+/// does not add an empty line. The one line splitter for text, JSON lines and vocabulary files.
+std::vector<std::string_view> split_lines(std::string_view text);
 
 /// "did you mean 'a', 'b'?" or an empty string when there are no suggestions.
 std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates);

@@ -4,7 +4,9 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "ms/config/config.h"
 #include "ms/data/table.h"
 
 namespace ms::data {
@@ -24,6 +26,19 @@ Table parse_csv(std::string_view text, const std::string& source, const CsvOptio
 
 /// Reads and parses a CSV file (kNotFound when it does not exist).
 Table read_csv(const std::filesystem::path& path, const CsvOptions& options = {});
+
+/// One non-blank line of JSON lines text.
+struct JsonLine {
+  std::size_t line = 0;  ///< 1-based line number in the text
+  Json value;            ///< the parsed value (null when `error` is set)
+  std::string error;     ///< the JSON parser's message when the line is not valid JSON
+};
+
+/// The one JSON lines reader: parses every non-blank line of `text` (a UTF-8 BOM is dropped). A
+/// line that is not JSON is reported in its `error` rather than thrown, so that each caller decides
+/// what a bad line means: parse_jsonl() fails naming the file and line, `ms infer` writes an error
+/// line for that input, --resume refuses an output file it cannot trust.
+std::vector<JsonLine> parse_json_lines(std::string_view text);
 
 /// Parses JSON lines: one JSON object per non-blank line (or, when the text starts with '[', one
 /// JSON array of objects). Columns are the union of keys in order of

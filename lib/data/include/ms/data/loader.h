@@ -1,11 +1,13 @@
 // Batches from a dataset split: shuffling with a seed, sharding, drop_last, worker threads that
-// decode and transform images ahead of the consumer (bounded prefetch).
+// decode and transform images ahead of the consumer (bounded prefetch); a timed pass over a split
+// (`ms dataset iter`) and the one `--shard i/n` parser.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ms/data/dataset.h"
@@ -66,6 +68,36 @@ class DataLoader {
   struct State;
   std::unique_ptr<State> state_;
 };
+
+/// What benchmark_loader() does besides iterating.
+struct BenchmarkOptions {
+  int epochs = 1;          ///< passes over the split
+  std::string save_batch;  ///< when set: write the first batch's images here (.npy, N x C x H x W)
+};
+
+/// What a timed pass of the loader over a split saw (`ms dataset iter`).
+struct LoaderBenchmark {
+  std::size_t batches = 0;
+  std::size_t samples = 0;
+  std::size_t skipped_bad = 0;  ///< undecodable images dropped from their batch (skip_bad)
+  double seconds = 0;           ///< wall time of all epochs, decoding included
+  double samples_per_second = 0;
+  /// Sum of every 4099th image value of every batch: equal for any worker count, so that runs
+  /// can be compared for equal content without comparing all pixels.
+  double checksum = 0;
+  std::vector<std::size_t> order;  ///< the first 16 rows of epoch 0's order
+  Batch first_batch;  ///< the first batch without its image data (rows, labels and shape stay)
+};
+
+/// Iterates `split` with a DataLoader of `loader_options` for `options.epochs` epochs, timing it.
+/// Loader errors (a corrupt image without skip_bad) propagate; --save-batch on a split without an
+/// image column is ms::Error(kUsage).
+LoaderBenchmark benchmark_loader(const Split& split, const LoaderOptions& loader_options,
+                                 const BenchmarkOptions& options = {});
+
+/// Parses a shard "i/n" (0 <= i < n), as `--shard` takes it: rows (or inputs) i, i + n, ... Throws
+/// ms::Error(kUsage) otherwise.
+std::pair<std::size_t, std::size_t> parse_shard(const std::string& text);
 
 /// Writes float32 data of `shape` as a NumPy .npy file (atomically), for checks against Python.
 void write_npy(const std::string& path, const std::vector<std::size_t>& shape,

@@ -1,5 +1,6 @@
 // Batch inference jobs: read inputs, batch them by length, run a pipeline, write one JSON line per
-// input in input order, resumably (append + fsync per window of batches).
+// input in input order, resumably (append + fsync per window of batches); run_infer() is the whole
+// of `ms infer` (model, pipeline, worker choice, job).
 #pragma once
 
 #include <cstddef>
@@ -9,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "ms/core/device.h"
+#include "ms/infer/model_dir.h"
 #include "ms/infer/pipeline.h"
 
 namespace ms::infer {
@@ -29,13 +32,11 @@ struct InputSpec {
 /// ms::Error naming the file and line.
 std::vector<PipelineInput> read_inputs(const InputSpec& spec);
 
-/// Parses "i/n" (0 <= i < n); throws kUsage otherwise.
-std::pair<std::size_t, std::size_t> parse_shard(const std::string& text);
-
 struct JobOptions {
   std::size_t batch_size = 32;
   std::optional<std::filesystem::path> output;  ///< unset: stdout
   bool resume = false;                          ///< skip ids already in `output`
+  /// Only inputs i, i + n, ... of shard i of n (see data::parse_shard).
   std::size_t shard_index = 0, shard_count = 1;
   bool fail_fast = false;  ///< stop at the first bad item
   /// Batches run at once, each by its own thread with one intra-op thread (only when the pipeline
@@ -59,6 +60,26 @@ std::vector<Json> read_done_ids(const std::filesystem::path& output, bool trunca
 /// the lines before it are written.
 JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
                  const JobOptions& options);
+
+/// A whole `ms infer` run: which model, which inputs, where it runs, and the job.
+struct InferRequest {
+  std::string model;                   ///< a model folder, or a hub id OWNER/NAME (see `hub`)
+  std::optional<std::string> task;     ///< default: the model's configuration.json
+  std::vector<std::string> overrides;  ///< configuration overrides, KEY=VALUE
+  HubModelOptions hub;
+  InputSpec inputs;
+  DeviceSpec device{DeviceSpec::Kind::kCpu, -1};
+  std::optional<int> threads;  ///< intra-op threads of the torch layer (default: every core)
+  /// Batches run at once. Unset: on the CPU one single-threaded worker per intra-op thread, on a
+  /// GPU one stream of batches (see JobOptions::workers).
+  std::optional<std::size_t> workers;
+  JobOptions job;  ///< its `workers` is replaced by the choice above
+};
+
+/// Runs a request: checks everything that needs no LibTorch first (job options, inputs, the model
+/// folder), then loads the torch layer, builds the model's pipeline, picks the workers and runs
+/// the job. Logs the model, task, device and workers, and a summary at the end.
+JobStats run_infer(const InferRequest& request);
 
 /// One output line for an input: {"id": ..., <result keys>} or {"id": ..., "error": {...}}.
 std::string format_line(const PipelineInput& input, const PipelineResult& result);

@@ -1,0 +1,94 @@
+// Private to ms_data: the per-format dataset loaders that load_dataset() dispatches to (one file
+// each) and the helpers they share.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ms/data/csv.h"
+#include "ms/data/dataset.h"
+
+namespace ms::data::detail {
+
+// ---- shared (dataset.cpp) ----------------------------------------------------------------------
+
+/// The names of `splits`, in order.
+std::vector<std::string> split_names(const std::vector<Split>& splits);
+
+/// kNotFound: "<what> '<name>' not found in <where>; available: ...", with close matches and the
+/// option that picks one (--subset, --split) as the hint.
+[[noreturn]] void unknown_choice(const char* what, const std::string& name,
+                                 const std::string& where,
+                                 const std::vector<std::string>& available);
+
+/// Dot files and macOS archive debris (__MACOSX/ folders) are not data.
+bool is_hidden(const std::filesystem::path& p);
+
+/// The extension, lower-cased (".csv").
+std::string lower_extension(const std::filesystem::path& path);
+
+/// .csv, .tsv, .jsonl or .ndjson: a table file a folder dataset reads as a split.
+bool is_table_file(const std::filesystem::path& path);
+
+// ---- table files: csv, tsv, jsonl, text (table_dataset.cpp) ------------------------------------
+
+/// A CSV (with `delimiter`; .tsv files use tabs) or JSON lines (.jsonl, .json, .ndjson) file.
+Table read_table(const std::filesystem::path& path, char delimiter);
+
+/// ModelScope's convention: a column named "x:FILE" holds paths relative to `base`; they are
+/// checked, made absolute, and the column becomes kImage (all images) or kFile.
+void resolve_file_columns(Table& table, const std::filesystem::path& base,
+                          const std::string& source);
+
+/// A csv:, tsv:, jsonl: or text: spec: one local file, split "train".
+void load_table_file(const DatasetSpec& spec, const LoadOptions& options, Dataset& ds);
+
+/// Table files named by split keywords at the top of `dir` or in its data/ folder; false when
+/// there are none.
+bool load_table_folder(const std::filesystem::path& dir, Dataset& ds);
+
+// ---- imagefolder (imagefolder_dataset.cpp) -----------------------------------------------------
+
+/// <class>/<image> folders, optionally under train/ validation/ test/ (or with HF's metadata
+/// file).
+void load_imagefolder(const std::filesystem::path& root, Dataset& ds);
+
+// ---- folders: ModelScope dataset config, else tables, else imagefolder (folder_dataset.cpp) -----
+
+/// Loads a local folder: a ModelScope dataset config (<name>.json: subset -> split -> {meta,
+/// file}), else table files, else an imagefolder. `name_hint` names the config file for hub
+/// snapshots (the repo name).
+void load_folder(const std::filesystem::path& dir, Dataset& ds, const LoadOptions& options,
+                 const std::optional<std::string>& subset_choice,
+                 const std::optional<std::string>& wanted_split, const std::string& name_hint = "");
+
+// ---- zip archives, local or URL (zip_dataset.cpp) ----------------------------------------------
+
+/// A local path as is; a URL downloaded once into `cache_root`/downloads.
+std::filesystem::path fetch_to_cache(const std::string& location,
+                                     const std::filesystem::path& cache_root);
+
+/// A dataset config's split `file`: a folder inside the dataset, or a zip (inside it or a URL)
+/// extracted into the cache; returns the folder holding the split's data.
+std::filesystem::path materialize_file(const std::filesystem::path& folder, const std::string& file,
+                                       const std::filesystem::path& cache_root,
+                                       const std::string& source);
+
+/// `dir`, or the folder it only wraps (zips often put everything under one top folder).
+std::filesystem::path unwrap_single_folder(std::filesystem::path dir);
+
+/// A zip: spec: the archive (local or URL) extracted once into the cache, loaded as a folder.
+void load_zip(const DatasetSpec& spec, const LoadOptions& options,
+              const std::optional<std::string>& subset,
+              const std::optional<std::string>& wanted_split, Dataset& ds);
+
+// ---- hub snapshots (hub_source.cpp) ------------------------------------------------------------
+
+/// A hub: spec: the snapshot of OWNER/NAME at the revision, loaded as a folder.
+void load_hub(const DatasetSpec& spec, const LoadOptions& options,
+              const std::optional<std::string>& subset,
+              const std::optional<std::string>& wanted_split, Dataset& ds);
+
+}  // namespace ms::data::detail

@@ -1,0 +1,178 @@
+// Table datasets: one CSV / TSV / JSON lines / text file (csv:, tsv:, jsonl:, text: specs), and
+// folders of table files named by split (train.csv, test.jsonl, train-00000-of-00002.csv).
+#include <algorithm>
+#include <map>
+#include <system_error>
+
+#include "dataset_formats.h"
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+#include "ms/data/image.h"
+#include "ms/hub/repo_id.h"
+#include "ms/io/resource.h"
+
+namespace fs = std::filesystem;
+
+namespace ms::data::detail {
+namespace {
+
+// Tables of one split read from several files (train-00000-of-00002.csv, ...): same columns in
+// the same order; CSV types are inferred over all of them together.
+Table read_tables(const std::vector<fs::path>& files) {
+  if (files.size() == 1) return read_table(files[0], ',');
+  Table all;
+  bool csv = true;
+  for (const auto& f : files) csv = csv && f.extension() != ".jsonl" && f.extension() != ".ndjson";
+  for (const auto& f : files) {
+    Table t;
+    if (csv) {
+      CsvOptions o;
+      o.delimiter = f.extension() == ".tsv" ? '\t' : ',';
+      o.infer_types = false;
+      t = read_csv(f, o);
+    } else {
+      t = read_table(f, ',');
+    }
+    if (all.columns.empty() && all.rows.empty()) {
+      all = std::move(t);
+      continue;
+    }
+    bool same = t.columns.size() == all.columns.size();
+    for (std::size_t c = 0; same && c < t.columns.size(); ++c) {
+      same = t.columns[c].name == all.columns[c].name &&
+             (csv || t.columns[c].type == all.columns[c].type);
+    }
+    if (!same) {
+      throw Error(ErrorCode::kIntegrity,
+                  fmt::format("'{}' has other columns (or column types) than '{}'", f.string(),
+                              files[0].string()),
+                  "files of one split must share their columns");
+    }
+    all.rows.insert(all.rows.end(), std::make_move_iterator(t.rows.begin()),
+                    std::make_move_iterator(t.rows.end()));
+  }
+  if (csv) infer_table_types(all);
+  return all;
+}
+
+}  // namespace
+
+Table read_table(const fs::path& path, char delimiter) {
+  const std::string ext = lower_extension(path);
+  if (ext == ".jsonl" || ext == ".json" || ext == ".ndjson") return read_jsonl(path);
+  CsvOptions options;
+  options.delimiter = ext == ".tsv" ? '\t' : delimiter;
+  return read_csv(path, options);
+}
+
+// ModelScope's convention: a column named "x:FILE" holds paths inside the extracted archive.
+void resolve_file_columns(Table& table, const fs::path& base, const std::string& source) {
+  for (std::size_t c = 0; c < table.columns.size(); ++c) {
+    const std::string& name = table.columns[c].name;
+    if (name.size() < 5 || name.compare(name.size() - 5, 5, ":FILE") != 0) continue;
+    bool all_images = true;
+    for (std::size_t r = 0; r < table.rows.size(); ++r) {
+      Value& v = table.rows[r][c];
+      if (std::holds_alternative<std::monostate>(v)) continue;
+      std::string rel = std::visit(
+          [](const auto& x) -> std::string {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<T, std::string>)
+              return x;
+            else if constexpr (std::is_same_v<T, std::monostate>)
+              return "";
+            else
+              return fmt::format("{}", x);
+          },
+          v);
+      if (!hub::is_safe_repo_path(rel)) {
+        throw Error(
+            ErrorCode::kIntegrity,
+            fmt::format("{}: row {}: column '{}' holds unsafe path '{}'", source, r + 1, name, rel),
+            "paths in :FILE columns are relative to the extracted archive, without '..'");
+      }
+      const fs::path full = base / rel;
+      std::error_code ec;
+      if (!fs::exists(full, ec)) {
+        throw Error(ErrorCode::kNotFound,
+                    fmt::format("{}: row {}: file '{}' of column '{}' is not in '{}'", source,
+                                r + 1, rel, name, base.string()),
+                    "check that the split's archive matches its meta file");
+      }
+      all_images = all_images && has_image_extension(rel);
+      v = full.string();
+    }
+    table.columns[c].type =
+        all_images && !table.rows.empty() ? ColumnType::kImage : ColumnType::kFile;
+  }
+}
+
+void load_table_file(const DatasetSpec& spec, const LoadOptions& options, Dataset& ds) {
+  MS_CHECK(!io::is_url(spec.location) || io::scheme_of(spec.location) == "file", ErrorCode::kUsage,
+           "{} datasets are read from local files; got URL '{}'", source_kind_name(spec.kind),
+           spec.location);
+  const fs::path path = io::local_path_of(spec.location);
+  Split split;
+  split.name = split.selection = "train";
+  if (spec.kind == SourceKind::kText) {
+    split.table = parse_text_lines(read_file(path), path.string());
+  } else if (spec.kind == SourceKind::kJsonl) {
+    split.table = read_jsonl(path);
+    resolve_file_columns(split.table, path.parent_path(), path.string());
+  } else {
+    CsvOptions csv;
+    csv.delimiter = options.delimiter ? *options.delimiter : spec.delimiter;
+    csv.header = options.header;
+    split.table = read_csv(path, csv);
+    resolve_file_columns(split.table, path.parent_path(), path.string());
+  }
+  ds.splits.push_back(std::move(split));
+  ds.root = path;
+}
+
+// Table files named by split keywords (train.csv, test.jsonl, train-00000-of-00002.csv), at the
+// top of the folder or, HF style, in its data/ sub-folder. Files without a keyword form one
+// split each (named by the file), or "train" when there is only one.
+bool load_table_folder(const fs::path& dir, Dataset& ds) {
+  fs::path where = dir;
+  std::vector<fs::path> found;
+  for (const fs::path& candidate : {dir, dir / "data"}) {
+    std::error_code ec;
+    if (!fs::is_directory(candidate, ec)) continue;
+    for (const auto& e : fs::directory_iterator(candidate)) {
+      if (e.is_regular_file() && !is_hidden(e.path()) && is_table_file(e.path()))
+        found.push_back(e.path());
+    }
+    if (!found.empty()) {
+      where = candidate;
+      break;
+    }
+  }
+  if (found.empty()) return false;
+  std::sort(found.begin(), found.end());
+  std::map<std::string, std::vector<fs::path>> files;
+  for (const auto& f : found) {
+    std::string split = split_of_file(f.stem().string());
+    if (split.empty()) split = found.size() == 1 ? "train" : f.stem().string();
+    files[split].push_back(f);
+  }
+  for (auto& [name, paths] : files) {
+    Split split;
+    split.name = name;
+    split.selection = name;
+    split.table = read_tables(paths);
+    resolve_file_columns(split.table, where, paths[0].string());
+    ds.splits.push_back(std::move(split));
+  }
+  // train, validation, test first, in that order; other splits after them by name.
+  auto rank = [](const std::string& n) {
+    return n == "train" ? 0 : n == "validation" ? 1 : n == "test" ? 2 : 3;
+  };
+  std::stable_sort(ds.splits.begin(), ds.splits.end(),
+                   [&](const Split& a, const Split& b) { return rank(a.name) < rank(b.name); });
+  ds.kind = SourceKind::kCsv;
+  ds.root = where;
+  return true;
+}
+
+}  // namespace ms::data::detail

@@ -1,0 +1,81 @@
+// Zip datasets: an archive, local or a URL (downloaded once), extracted once into the cache and
+// loaded as a folder; also the archives and URLs that dataset configs name per split.
+#include <system_error>
+
+#include "dataset_formats.h"
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+#include "ms/core/log.h"
+#include "ms/data/archive.h"
+#include "ms/hub/repo_id.h"
+#include "ms/hub/sha256.h"
+#include "ms/io/resource.h"
+
+namespace fs = std::filesystem;
+
+namespace ms::data::detail {
+
+fs::path fetch_to_cache(const std::string& location, const fs::path& cache_root) {
+  if (!io::is_url(location) || io::scheme_of(location) == "file")
+    return io::local_path_of(location);
+  const fs::path target =
+      cache_root / "downloads" / (hub::sha256_hex(location).substr(0, 16) + ".zip");
+  std::error_code ec;
+  if (fs::is_regular_file(target, ec)) {
+    log::info("reusing downloaded {} at {}", location, target.string());
+    return target;
+  }
+  log::info("downloading {}", location);
+  const std::string bytes = io::read_resource(location);
+  write_file_atomic(target, bytes);
+  return target;
+}
+
+fs::path materialize_file(const fs::path& folder, const std::string& file,
+                          const fs::path& cache_root, const std::string& source) {
+  fs::path local;
+  if (io::is_url(file)) {
+    local = fetch_to_cache(file, cache_root);
+  } else {
+    MS_CHECK(hub::is_safe_repo_path(file), ErrorCode::kConfig,
+             "{}: file '{}' must be a relative path inside the dataset", source, file);
+    local = folder / file;
+  }
+  if (lower_extension(local) == ".zip") {
+    MS_CHECK(fs::exists(local), ErrorCode::kNotFound, "{}: archive '{}' does not exist", source,
+             local.string());
+    return extract_zip_cached(local, cache_root / "extracted");
+  }
+  MS_CHECK(fs::is_directory(local), ErrorCode::kNotFound, "{}: data folder '{}' does not exist",
+           source, local.string());
+  return local;
+}
+
+// A folder whose only content is one folder (zips often wrap everything in a top folder).
+fs::path unwrap_single_folder(fs::path dir) {
+  for (int depth = 0; depth < 4; ++depth) {
+    std::vector<fs::path> entries;
+    for (const auto& e : fs::directory_iterator(dir)) {
+      if (!is_hidden(e.path()) && e.path().filename() != "__MACOSX") entries.push_back(e.path());
+    }
+    if (entries.size() != 1 || !fs::is_directory(entries[0]) ||
+        !split_name_of(entries[0].filename().string()).empty()) {
+      return dir;
+    }
+    dir = entries[0];
+  }
+  return dir;
+}
+
+void load_zip(const DatasetSpec& spec, const LoadOptions& options,
+              const std::optional<std::string>& subset,
+              const std::optional<std::string>& wanted_split, Dataset& ds) {
+  const fs::path zip = fetch_to_cache(spec.location, options.cache_root);
+  MS_CHECK(fs::exists(zip), ErrorCode::kNotFound, "zip dataset '{}' does not exist", spec.location);
+  const fs::path dir = extract_zip_cached(zip, options.cache_root / "extracted");
+  // The folder inside decides how rows are read; the dataset still reports itself as a zip.
+  load_folder(unwrap_single_folder(dir), ds, options, subset, wanted_split);
+  ds.kind = SourceKind::kZip;
+}
+
+}  // namespace ms::data::detail
