@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -123,6 +124,18 @@ def component_available(name):
 def torch_available():
     """Whether this ms has its torch layer (a -DMS_WITH_TORCH=OFF build has not)."""
     return bool(ms_env()["libtorch"].get("available"))
+
+
+def torch_python(modules=("torch",)):
+    """A Python that imports `modules` (fixture generators, references): $MS_TORCH_PYTHON, else
+    Debian's /usr/bin/python3 (python3-torch, python3-torchvision and python3-pil, which
+    scripts/setup.sh installs), else this Python; None if none can."""
+    check = "import " + ", ".join(modules)
+    for exe in (os.environ.get("MS_TORCH_PYTHON"), "/usr/bin/python3", sys.executable):
+        if exe and os.path.exists(exe):
+            if subprocess.run([exe, "-c", check], capture_output=True).returncode == 0:
+                return exe
+    return None
 
 
 class TorchTestCase(MsTestCase):
