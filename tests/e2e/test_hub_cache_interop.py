@@ -181,6 +181,7 @@ class CacheInteropTest(MsTestCase):
         python.wait(timeout=10)
         ms.wait(timeout=120)
         reader.join(30)
+        ms.stderr.close()
         err = "".join(stderr)
         self.assertEqual(ms.returncode, 0, err)
         self.assertIn("alice___part.ial", err)  # the waiting message names Python's lock file
