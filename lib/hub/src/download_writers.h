@@ -255,7 +255,7 @@ class HashingWriter {
     for (std::size_t k = lane; k < segments_.size(); k += lanes_) {
       Segment& segment = segments_[k];
       for (std::uint64_t block = segment.first_block; block < segment.end_block; ++block) {
-        // With the hold: until block + slots_.size(), which takes this block's slot, is handed over.
+        // With the hold, until block + slots_.size() (it takes this block's slot) is handed over.
         const std::uint64_t due = hold_ ? block + slots_.size() : block;
         block_ready_.wait(
             lock, [&] { return due < filled_ || stopping_ || abandoned_ || error_ != nullptr; });

@@ -364,16 +364,15 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
     std::atomic<std::uint64_t> sent{0};
     parallel_for(to_put.size(), options.max_workers, [&](std::size_t k) {
       const std::size_t i = to_put[k];
+      const std::uint64_t size = objects[i].second;
       std::uint64_t read = 0;  // bytes of this blob sent so far (a retry's delta wraps to 0)
-      client.put_blob(hrefs[i], owners[i]->local.string(), objects[i].second,
-                      [&](std::uint64_t n) {
-                        progress.advance(n);
-                        const std::uint64_t before = read;
-                        read += n;
-                        if (k == 0 && before * 2 < objects[i].second && read * 2 >= objects[i].second)
-                          test_stop_at("blob-half");
-                      });
-      sent.fetch_add(objects[i].second);
+      client.put_blob(hrefs[i], owners[i]->local.string(), size, [&](std::uint64_t n) {
+        progress.advance(n);
+        const std::uint64_t before = read;
+        read += n;
+        if (k == 0 && 2 * before < size && 2 * read >= size) test_stop_at("blob-half");
+      });
+      sent.fetch_add(size);
     });
     progress.finish();
     result.blobs_uploaded = to_put.size();
