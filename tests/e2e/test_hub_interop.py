@@ -13,7 +13,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import MS_BIN, SOURCE_DIR, MsTestCase  # noqa: E402
+from harness import MsTestCase  # noqa: E402
 from hub_fixture import python_with_modelscope  # noqa: E402
 from hubserver import HubServer  # noqa: E402
 
