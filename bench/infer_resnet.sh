@@ -8,7 +8,7 @@
 # The weights are a random torchvision ResNet-18 (scripts/make_tiny_vision.py --resnet 18: the
 # speed does not depend on them), the images 640x480 JPEGs (bench/make_jpegs.py). Peer Python:
 # $MS_TORCHVISION_PYTHON, else ~/.cache/ms-infer/venv/bin/python, else /usr/bin/python3 (torch,
-# torchvision, PIL, safetensors). Wall time is the whole process on both sides (start-up, model
+# torchvision, PIL). Wall time is the whole process on both sides (start-up, model
 # load, decoding, output).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,12 +20,12 @@ repeat="${BENCH_REPEAT:-2}"
 work="${MS_BENCH_DIR:-/tmp/ms-bench-data}"
 py=""
 for cand in "${MS_TORCHVISION_PYTHON:-}" "$HOME/.cache/ms-infer/venv/bin/python" /usr/bin/python3; do
-  if [ -n "$cand" ] && [ -x "$cand" ] && "$cand" -c "import torch, torchvision, safetensors, PIL" 2>/dev/null; then
+  if [ -n "$cand" ] && [ -x "$cand" ] && "$cand" -c "import torch, torchvision, PIL" 2>/dev/null; then
     py="$cand"
     break
   fi
 done
-[ -n "$py" ] || { echo "no Python with torch, torchvision, safetensors and PIL" >&2; exit 6; }
+[ -n "$py" ] || { echo "no Python with torch, torchvision and PIL" >&2; exit 6; }
 
 images="$work/jpeg-$n"
 [ -d "$images" ] || /usr/bin/python3 "$root/bench/make_jpegs.py" "$images" "$n"

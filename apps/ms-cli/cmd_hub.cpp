@@ -17,7 +17,7 @@ struct ServeOptions {
   int port = 0;
   std::string tls_cert;
   std::string tls_key;
-  std::string faults;
+  std::string faults;  // --inject-faults (test builds only)
   int threads = 32;
   bool json = false;
 };
@@ -36,7 +36,9 @@ void run_serve(const ServeOptions& options) {
   server_options.port = options.port;
   server_options.tls_cert = options.tls_cert;
   server_options.tls_key = options.tls_key;
+#ifdef MS_TEST_HOOKS
   server_options.faults = hub_server::parse_fault_spec(options.faults);
+#endif
   server_options.threads = options.threads;
   // Before any thread starts, so that only wait_for_shutdown_signal() receives SIGINT/SIGTERM.
   hub_server::block_shutdown_signals();
@@ -103,9 +105,11 @@ void add_hub_command(CLI::App& app, const GlobalOptions&) {
   cert->needs(key);
   key->needs(cert);
   serve->add_option("--threads", serve_options->threads, "Worker threads")->capture_default_str();
-  serve->add_option("--inject-faults", serve_options->faults,
-                    "TEST ONLY: fail file downloads on purpose, e.g. "
-                    "'status500=3,reset=5,stall=7,stall_seconds=2'");
+#ifdef MS_TEST_HOOKS
+  // Fails file downloads on purpose, e.g. 'status500=3,reset=5,stall=7,stall_seconds=2', for the
+  // end-to-end tests; only in a -DMS_TEST_HOOKS=ON build, and never shown in --help.
+  serve->add_option("--inject-faults", serve_options->faults)->group("");
+#endif
   serve->add_flag("--json", serve_options->json,
                   "Print {\"endpoint\": URL} on stdout when ready (errors: {\"error\": {...}})");
   serve->footer(

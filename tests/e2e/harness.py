@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -37,6 +38,10 @@ if STRICT:
     unittest.TestCase.skipTest = _strict_skip_test
     unittest.skipIf = _strict_skip_if
     unittest.skipUnless = lambda condition, reason: _strict_skip_if(not condition, reason)
+# The switches some tests drive (MS_TEST_* variables, `ms hub serve --inject-faults`) exist only in
+# an ms built with -DMS_TEST_HOOKS=ON, as scripts/test.sh builds it; CTest then sets
+# MS_TEST_HOOKS=1 (set it when running a test script by hand against such a build).
+TEST_HOOKS = os.environ.get("MS_TEST_HOOKS") == "1"
 SOURCE_DIR = os.environ.get("MS_SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -74,6 +79,12 @@ class MsTestCase(unittest.TestCase):
         with open(p, mode) as f:
             f.write(text)
         return p
+
+    def require_test_hooks(self):
+        """Skips (fails under MS_TESTS_STRICT=1) unless this ms has the test-only switches."""
+        if not TEST_HOOKS:
+            self.skipTest("needs an ms built with -DMS_TEST_HOOKS=ON (scripts/test.sh builds one) "
+                          "and MS_TEST_HOOKS=1")
 
     def wait_for(self, cond, timeout=60):
         """Polls cond() every 50 ms until it holds (True) or `timeout` seconds pass (False)."""
@@ -123,6 +134,18 @@ def component_available(name):
 def torch_available():
     """Whether this ms has its torch layer (a -DMS_WITH_TORCH=OFF build has not)."""
     return bool(ms_env()["libtorch"].get("available"))
+
+
+def torch_python(modules=("torch",)):
+    """A Python that imports `modules` (fixture generators, references): $MS_TORCH_PYTHON, else
+    Debian's /usr/bin/python3 (python3-torch, python3-torchvision and python3-pil, which
+    scripts/setup.sh installs), else this Python; None if none can."""
+    check = "import " + ", ".join(modules)
+    for exe in (os.environ.get("MS_TORCH_PYTHON"), "/usr/bin/python3", sys.executable):
+        if exe and os.path.exists(exe):
+            if subprocess.run([exe, "-c", check], capture_output=True).returncode == 0:
+                return exe
+    return None
 
 
 class TorchTestCase(MsTestCase):

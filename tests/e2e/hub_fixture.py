@@ -1,4 +1,5 @@
 """A real `ms hub serve` on 127.0.0.1 for end-to-end tests of the hub client (standard library only)."""
+import functools
 import os
 import shutil
 import subprocess
@@ -6,7 +7,7 @@ import tempfile
 import unittest
 
 import hubserver
-from harness import MsTestCase, component_available
+from harness import MS_BIN, SOURCE_DIR, MsTestCase, component_available
 
 
 def hub_server_available():
@@ -72,6 +73,14 @@ class SharedHubTestCase(MsTestCase):
         return env
 
 
+def parts_on_disk(state_file):
+    """Bytes a ranged download has recorded as written (the records after the header line of
+    `<temp>.ms-parts`)."""
+    with open(state_file) as f:
+        lines = f.read().splitlines()[1:]
+    return sum(int(l) for l in lines if l.strip().isdigit())
+
+
 def find_blob(root, sha256):
     """Path of the blob with this sha256 under the server's storage root."""
     for folder, _dirs, files in os.walk(root):
@@ -83,13 +92,15 @@ def find_blob(root, sha256):
     return None
 
 
+@functools.lru_cache(maxsize=None)
 def python_with_modelscope():
-    """A python that can `import modelscope` (a venv named by MS_MODELSCOPE_PYTHON, or the usual venvs)."""
+    """A python that can `import modelscope`: $MS_MODELSCOPE_PYTHON, else the venv that
+    scripts/setup_python_interop.sh (run by scripts/test.sh) makes in the build folder."""
     candidates = [os.environ.get("MS_MODELSCOPE_PYTHON")]
-    source = os.environ.get("MS_SOURCE_DIR", "")
-    for venv in ("build/venv-modelscope", ".venv-modelscope"):
-        candidates.append(os.path.join(source, venv, "bin", "python"))
-    candidates.append(os.path.expanduser("~/.cache/ms-venv-modelscope136/bin/python"))
+    if MS_BIN:
+        candidates.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(MS_BIN))),
+                                       "venv-modelscope", "bin", "python"))
+    candidates.append(os.path.join(SOURCE_DIR, "build", "venv-modelscope", "bin", "python"))
     for c in candidates:
         if c and os.path.exists(c):
             r = subprocess.run([c, "-c", "import modelscope"], capture_output=True, timeout=120)

@@ -47,6 +47,11 @@ class HubServer:
         self.host, self.port = parsed.hostname, parsed.port
         return self
 
+    def log(self):
+        """What the servers on this root have written to stderr so far (e.g. injected faults)."""
+        with open(self.stderr.name, errors="replace") as f:
+            return f.read()
+
     def _close(self):
         for f in (self.proc.stdout, self.stderr):
             if f and not f.closed:

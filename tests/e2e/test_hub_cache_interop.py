@@ -14,11 +14,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
+import threading
 import unittest
 
 from harness import MS_BIN, MsTestCase, run_ms
-from hub_fixture import HubServer, hub_server_available, make_certificate, make_tree, python_with_modelscope
+from hub_fixture import (HubServer, hub_server_available, make_certificate, make_tree, parts_on_disk,
+                         python_with_modelscope)
 
 # Runs one call of the Python client; prints {"path": ...} or {"error": ..., "message": ...}.
 PYTHON_CALL = r"""
@@ -128,7 +129,6 @@ class CacheInteropTest(MsTestCase):
             except OSError:
                 return False
         ok = self.wait_for(reached)
-        time.sleep(0.5)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         self.assertTrue(ok, f"{what} never reached the stall")
@@ -158,6 +158,7 @@ class CacheInteropTest(MsTestCase):
 
     def test_one_lock_and_one_partial_file_for_both_clients(self):
         """Each client waits on the other's lock and resumes the other's partial file."""
+        self.require_test_hooks()
         big = os.urandom(6 << 20)
         self.upload("alice/part.ial", {"big.bin": big, "small.txt": b"s"}, "--create")
         stalling = self.start_server("stall=1,stall_seconds=60")
@@ -168,12 +169,20 @@ class CacheInteropTest(MsTestCase):
         self.addCleanup(python.kill)
         self.assertTrue(self.wait_for(lambda: os.path.exists(temp) and os.path.getsize(temp) >= 3 << 20))
         ms = subprocess.Popen([MS_BIN, "download", "alice/part.ial", "-v"], env={**os.environ, **self.env()},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.5)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(ms.kill)
+        stderr = []
+        reader = threading.Thread(target=lambda: stderr.extend(ms.stderr), daemon=True)
+        reader.start()
+        # ms says it waits, naming Python's lock file, and does wait: Python is stalled for 60 s.
+        self.assertTrue(self.wait_for(lambda: "waiting for another download" in "".join(stderr)), "".join(stderr))
         self.assertIsNone(ms.poll(), "ms did not wait for the lock Python holds")
         python.send_signal(signal.SIGKILL)
         python.wait(timeout=10)
-        _, err = ms.communicate(timeout=120)
+        ms.wait(timeout=120)
+        reader.join(30)
+        ms.stderr.close()
+        err = "".join(stderr)
         self.assertEqual(ms.returncode, 0, err)
         self.assertIn("alice___part.ial", err)  # the waiting message names Python's lock file
         self.assertRegex(err, r"big.bin: resuming at byte [1-9]\d* of 6291456")
@@ -203,6 +212,7 @@ class CacheInteropTest(MsTestCase):
     def test_ranged_ms_download_takes_over_python_partial_and_leaves_no_partials(self):
         """Python resumes only a single-stream partial (`<temp>/<path>`); ms's ranged download keeps
         `<path>.ms-partial`. Each must pick up or clear away the other's, not leave it for good."""
+        self.require_test_hooks()
         big = os.urandom((64 << 20) + 4096)  # at ms's threshold for a ranged download
         self.upload("alice/ranged", {"big.bin": big}, "--create")
         stalling = self.start_server("stall=1,stall_seconds=60")
@@ -222,7 +232,7 @@ class CacheInteropTest(MsTestCase):
         parts_file = os.path.join(temp_dir2, "big.bin.ms-parts")
         self.kill_when([MS_BIN, "download", "alice/ranged"],
                        self.env(stalling, MODELSCOPE_CACHE=cache2, MS_DOWNLOAD_PARTS="4"),
-                       lambda: os.path.getsize(parts_file) > 0, "ms")
+                       lambda: parts_on_disk(parts_file) > 0, "ms")
         self.py("snapshot", env=self.env(MODELSCOPE_CACHE=cache2), model_id="alice/ranged")
         got = self.ms_download("alice/ranged", env=self.env(MODELSCOPE_CACHE=cache2))
         self.assertTrue(got["files"][0]["cached"])
@@ -301,6 +311,7 @@ class CacheInteropTest(MsTestCase):
     def test_python_file_download_during_an_ms_run_stays_indexed(self):
         """Python's model_file_download takes no lock and rewrites .msc while an ms run is under
         way; ms's next save must keep that entry, or the file is there but unknown to both."""
+        self.require_test_hooks()
         self.upload("alice/conc", {"big.bin": os.urandom(6 << 20), "small.txt": b"s", "other.txt": b"o"},
                     "--create")
         stalling = self.start_server("stall=1,stall_seconds=5")
@@ -310,9 +321,15 @@ class CacheInteropTest(MsTestCase):
         self.addCleanup(ms.kill)
         temp = self.path("cache", "models", "._____temp", "alice", "conc", "big.bin")
         self.assertTrue(self.wait_for(lambda: os.path.exists(temp) and os.path.getsize(temp) >= 3 << 20))
+        # ms is held (SIGSTOP) mid-file while Python downloads, so that Python's .msc lands during
+        # the ms run however long Python takes; then ms goes on and saves its own entries.
+        ms.send_signal(signal.SIGSTOP)
         repo = self.path("cache", "models", "alice", "conc")
-        self.assertEqual(self.py("file", model_id="alice/conc", file_path="other.txt"),
-                         {"path": os.path.join(repo, "other.txt")})
+        try:
+            self.assertEqual(self.py("file", model_id="alice/conc", file_path="other.txt"),
+                             {"path": os.path.join(repo, "other.txt")})
+        finally:
+            ms.send_signal(signal.SIGCONT)
         _, err = ms.communicate(timeout=120)
         self.assertEqual(ms.returncode, 0, err)
         self.assertEqual(sorted(e["Path"] for e in read_index(repo)), ["big.bin", "other.txt", "small.txt"])

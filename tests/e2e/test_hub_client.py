@@ -9,13 +9,12 @@ import signal
 import socket
 import stat
 import subprocess
-import time
 import unittest
 import urllib.request
 
 from harness import MS_BIN, MsTestCase, run_ms
 from hub_fixture import (HubServer, SharedHubTestCase, find_blob, hub_server_available, make_certificate, make_tree,
-                         python_with_modelscope)
+                         parts_on_disk, python_with_modelscope)
 
 ROUND_TRIP_FILES = {
     "config.json": b'{"framework": "pytorch", "task": "text-classification"}',
@@ -27,13 +26,6 @@ ROUND_TRIP_FILES = {
     "名字/数据.txt": "你好，世界".encode("utf-8"),
     ".hidden": b"dotfile",
 }
-
-
-def parts_on_disk(state_file):
-    """Bytes a ranged download has recorded as written (the records after the header line)."""
-    with open(state_file) as f:
-        lines = f.read().splitlines()[1:]
-    return sum(int(l) for l in lines if l.strip().isdigit())
 
 
 def read_tree(root, skip=(".msc", ".mdl", ".mv", "._____temp")):
@@ -371,23 +363,26 @@ class HubClientTest(SharedHubTestCase):
     def test_hash_thread_from_memory_and_read_back_from_the_file(self):
         # 6 MiB + 5 bytes: six full 1 MiB blocks and a short last one. The hashing thread takes a
         # block from its ring while it is there and reads it back from the file once the receiving
-        # thread has reused the slot; a ring of one slot (MS_HASH_RING=1) makes the read-back
-        # path all but certain, the default ring mostly hashes from memory.
+        # thread has reused the slot. MS_TEST_HASH_READ_BACK=1 holds the hashing thread until the
+        # slot was reused (or the stream ended), so each path's count is known: with a ring of one
+        # slot every block but the last is read back, with the default ring of 8 none is.
+        self.require_test_hooks()
         payload = os.urandom((6 << 20) + 5)
         self.upload("alice/hashring", make_tree(self.path("src"), {"w.bin": payload}), "--create")
-        reread_total = 0
-        for ring in ("1", "8"):
-            dest = self.path(f"ring{ring}")
+        for ring, hold, counts in (("1", "1", (1, 6)), ("8", "1", (7, 0)), ("8", "", None)):
+            dest = self.path(f"ring{ring}-{hold}")
             r = self.ms("download", "alice/hashring", "--token", self.token, "-v", "--local-dir", dest,
-                        env=self.env(MS_HASH_THREAD="1", MS_HASH_RING=ring))
+                        env=self.env(MS_HASH_THREAD="1", MS_TEST_HASH_RING=ring, MS_TEST_HASH_READ_BACK=hold))
             self.assertExit(r, 0)
             with open(os.path.join(dest, "w.bin"), "rb") as f:
                 self.assertEqual(f.read(), payload)
             m = re.search(r"hashed (\d+) block\(s\) from memory, (\d+) read back", r.stderr)
             self.assertIsNotNone(m, r.stderr[-2000:])
-            self.assertEqual(int(m.group(1)) + int(m.group(2)), 7)
-            reread_total += int(m.group(2)) if ring == "1" else 0
-        self.assertGreater(reread_total, 0, "the read-back path never ran with a one-slot ring")
+            got = (int(m.group(1)), int(m.group(2)))
+            if counts:
+                self.assertEqual(got, counts, f"ring {ring}")
+            else:  # as scheduled: each block one way or the other
+                self.assertEqual(sum(got), 7)
         # A flipped byte in a late block is caught on either path.
         blob = find_blob(self.server_root, hashlib.sha256(payload).hexdigest())
         os.chmod(blob, 0o644)
@@ -396,7 +391,8 @@ class HubClientTest(SharedHubTestCase):
             f.write(bytes([payload[(5 << 20) + 100] ^ 0xFF]))
         for ring in ("1", "8"):
             r = self.download("alice/hashring", "--token", self.token, "--local-dir", self.path(f"bad{ring}"),
-                              expect=7, env=self.env(MS_HASH_THREAD="1", MS_HASH_RING=ring))
+                              expect=7, env=self.env(MS_HASH_THREAD="1", MS_TEST_HASH_RING=ring,
+                                                     MS_TEST_HASH_READ_BACK="1"))
             self.assertOneLineError(r, "w.bin", "sha256")
             self.assertFalse(os.path.exists(self.path(f"bad{ring}", "w.bin")))
 
@@ -404,6 +400,7 @@ class HubClientTest(SharedHubTestCase):
         # 128 MiB + 5 bytes: the hub records the SHA-256 state at 64 and 128 MiB when the blob is
         # uploaded and sends the states with the file; the client hashes the three intervals on
         # threads of their own, each from its state, and checks that each ends in the next.
+        self.require_test_hooks()
         payload = os.urandom((128 << 20) + 5)
         sha = hashlib.sha256(payload).hexdigest()
         self.upload("alice/checkpoints", make_tree(self.path("src"), {"w.bin": payload}), "--create")
@@ -433,10 +430,10 @@ class HubClientTest(SharedHubTestCase):
 
         r = fetch("lanes3", MS_HASH_LANES="3")
         self.assertIn("3 intervals on 3 threads", r.stderr)
-        r = fetch("ring1", MS_HASH_LANES="2", MS_HASH_RING="1")
-        m = re.search(r"(\d+) read back from the file, 3 intervals on 2 threads", r.stderr)
-        self.assertIsNotNone(m, r.stderr[-2000:])
-        self.assertGreater(int(m.group(1)), 0)
+        # Held until each block's slot is reused: all 129 blocks but the last are read back.
+        r = fetch("ring1", MS_HASH_LANES="2", MS_TEST_HASH_RING="1", MS_TEST_HASH_READ_BACK="1")
+        self.assertIn("hashed 1 block(s) from memory, 128 read back from the file, 3 intervals on 2 threads",
+                      r.stderr)
         # One core to spare: one chain, as before.
         r = fetch("lanes1", MS_HASH_LANES="1")
         self.assertNotIn("intervals on", r.stderr)
@@ -678,6 +675,8 @@ class HubFaultTest(MsTestCase):
             s.stop()
 
     def start(self, faults=None, tls=None):
+        if faults:
+            self.require_test_hooks()
         s = HubServer(self.root, faults=faults, tls=tls)
         self.servers.append(s)
         return s
@@ -740,24 +739,28 @@ class HubFaultTest(MsTestCase):
                    env=self.env(server), timeout=300)
         self.assertExit(r, 0)
         server.stop()
-        # Every content GET stalls at its midpoint for 60 s: the download is caught mid-file.
+        # Every content GET stalls at its midpoint for 60 s: the download is caught mid-file. It is
+        # killed once the hub has logged the stall of every stream (one for model.bin, one per
+        # ranged part of huge.bin) and the client has what came before on disk.
         stalling = self.start("stall=1,stall_seconds=60")
         temp = self.path("cache", "models", "._____temp", "alice", "resume")
         env = dict(os.environ)
         env.update(self.env(stalling, MS_DOWNLOAD_PARTS="5"))
-        for name, args, probe in (
-                ("model.bin", ["model.bin", "--max-workers", "1"], lambda: os.path.getsize(os.path.join(temp, "model.bin")) >= 4 << 20),
-                ("huge.bin", ["huge.bin"], lambda: parts_on_disk(os.path.join(temp, "huge.bin.ms-parts")) > 0)):
+        for name, args, streams, probe in (
+                ("model.bin", ["model.bin", "--max-workers", "1"], 1,
+                 lambda: os.path.getsize(os.path.join(temp, "model.bin")) >= 4 << 20),
+                ("huge.bin", ["huge.bin"], 5, lambda: parts_on_disk(os.path.join(temp, "huge.bin.ms-parts")) > 0)):
+            stalls_before = stalling.log().count("injected fault:")
             proc = subprocess.Popen([MS_BIN, "download", "alice/resume", "--token", token, *args],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
             def reached():
                 try:
-                    return probe()
+                    return (stalling.log().count("injected fault:") - stalls_before >= streams
+                            and probe())
                 except OSError:
                     return False
             ok = self.wait_for(reached)
-            time.sleep(1.0)  # let every part reach its stall point
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
             self.assertTrue(ok, f"{name}: the download never reached the stall")

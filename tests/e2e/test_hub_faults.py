@@ -9,7 +9,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import time
 import unittest
 
 from harness import MS_BIN, run_ms
@@ -115,12 +114,23 @@ class HubFaultsTest(SharedHubTestCase):
             os.utime(os.path.join(src, name), ns=(stamp, stamp))
         self.assertExit(self.upload("alice/stamped", src), 0)
         new = {"w.bin": b"B" * 200000, "a.txt": b"new!"}
-        time.sleep(0.01)  # a later ctime, even on coarse clocks
+        ctimes = {name: os.stat(os.path.join(src, name)).st_ctime_ns for name in new}
         for name, data in new.items():
             path = os.path.join(src, name)
             with open(path, "wb") as f:
                 f.write(data)
             os.utime(path, ns=(stamp, stamp))
+
+        def ctimes_moved():
+            # The kernel stamps ctime from a clock that may tick coarsely (once a jiffy): touch again
+            # (the old mtime stays) until each rewrite has a ctime of its own.
+            moved = True
+            for name in new:
+                path = os.path.join(src, name)
+                os.utime(path, ns=(stamp, stamp))
+                moved = moved and os.stat(path).st_ctime_ns != ctimes[name]
+            return moved
+        self.assertTrue(self.wait_for(ctimes_moved))
         again = self.json_out(self.upload("alice/stamped", src, "--json"))
         self.assertEqual(again["files_committed"], 2)
         for name, data in new.items():
@@ -153,14 +163,31 @@ class HubFaultsTest(SharedHubTestCase):
         self.assertEqual(sorted(f["Path"] for f in envelope["Data"]["Files"] if f["Path"] in files),
                          sorted(files))
 
-    def test_upload_killed_at_random_moments_then_rerun(self):
+    def stopped_at(self, proc, stage):
+        """Waits until `proc`, run with MS_TEST_UPLOAD_STOP=stage, has stopped itself there."""
+        state = {}
+
+        def stopped():
+            pid, status = os.waitpid(proc.pid, os.WNOHANG | os.WUNTRACED)
+            if pid:
+                state["status"] = status
+            return pid != 0
+        self.assertTrue(self.wait_for(stopped), f"the upload neither stopped at '{stage}' nor ended")
+        self.assertTrue(os.WIFSTOPPED(state["status"]),
+                        f"the upload ended (status {state['status']}) instead of stopping at '{stage}'")
+
+    def test_upload_killed_at_each_stage_then_rerun(self):
+        # Each run stops itself at one stage (MS_TEST_UPLOAD_STOP) and is killed there: after
+        # hashing, half way through the first blob, after the blobs, after the first commit but
+        # before the state records it.
+        self.require_test_hooks()
         files = {f"big{i}.bin": os.urandom(3 << 20) for i in range(3)}
         files.update({f"d/s{i:02d}.txt": os.urandom(1000 + i) for i in range(40)})
         src = make_tree(self.path("src"), files)
         args = ["upload", "alice/killed", src, "--create", "--token", self.token, "--max-workers", "2"]
-        for delay in (0.05, 0.15, 0.3, 0.5):
-            p = self.spawn(*args, cache=self.path("cache"))
-            time.sleep(delay)
+        for stage in ("hashed", "blob-half", "blobs", "commit"):
+            p = self.spawn(*args, cache=self.path("cache"), MS_TEST_UPLOAD_STOP=stage)
+            self.stopped_at(p, stage)
             p.send_signal(signal.SIGKILL)
             p.communicate(timeout=30)
         final = self.json_out(self.ms(*args, "--json", timeout=120))
@@ -180,14 +207,18 @@ class HubFaultsTest(SharedHubTestCase):
         files = {f"w{i}.bin": os.urandom(2 << 20) for i in range(4)}
         files.update({f"t{i:02d}.txt": os.urandom(500 + i) for i in range(30)})
         src = make_tree(self.path("src"), files)
-        for delay in (0.1, 0.25, 0.4):
-            env = self.env(MODELSCOPE_ENDPOINT=server.endpoint)
+        # The upload stops itself (MS_TEST_UPLOAD_STOP) half way through a blob, after the blobs,
+        # after the first commit; the hub is killed there, then the upload goes on and fails.
+        self.require_test_hooks()
+        for stage in ("blob-half", "blobs", "commit"):
+            env = self.env(MODELSCOPE_ENDPOINT=server.endpoint, MS_TEST_UPLOAD_STOP=stage)
             p = subprocess.Popen([MS_BIN, "upload", "alice/m", src, "--create", "--token", token],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env})
-            time.sleep(delay)
+            self.stopped_at(p, stage)
             server.proc.kill()
             server.proc.wait(10)
             server.stop()
+            p.send_signal(signal.SIGCONT)
             p.communicate(timeout=60)
             self.assert_store_consistent(root)
             server = HubServer(root)
@@ -261,9 +292,9 @@ class HubFaultsTest(SharedHubTestCase):
             self.assertEqual(f.read(), b"the user's")
 
     # --- concurrent clients -------------------------------------------------------------------
-    def spawn(self, *args, cache):
+    def spawn(self, *args, cache, **extra_env):
         env = dict(os.environ)
-        env.update(self.env(MODELSCOPE_CACHE=cache))
+        env.update(self.env(MODELSCOPE_CACHE=cache, **extra_env))
         return subprocess.Popen([MS_BIN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, env=env)
 

@@ -13,28 +13,17 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import MS_BIN, SOURCE_DIR, MsTestCase  # noqa: E402
+from harness import MsTestCase  # noqa: E402
+from hub_fixture import python_with_modelscope  # noqa: E402
 from hubserver import HubServer  # noqa: E402
 
 CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interop", "modelscope_client.py")
 
 
-def modelscope_python():
-    candidates = [os.environ.get("MS_MODELSCOPE_PYTHON")]
-    if MS_BIN:
-        candidates.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(MS_BIN))),
-                                       "venv-modelscope", "bin", "python"))
-    candidates.append(os.path.join(SOURCE_DIR, "build", "venv-modelscope", "bin", "python"))
-    for c in candidates:
-        if c and os.path.exists(c):
-            return c
-    return None
-
-
 class ModelscopeInteropTest(MsTestCase):
     def setUp(self):
         super().setUp()
-        self.python = modelscope_python()
+        self.python = python_with_modelscope()
         if not self.python:
             self.skipTest("the modelscope venv is absent: run scripts/setup_python_interop.sh "
                           "(or set MS_MODELSCOPE_PYTHON)")

@@ -17,22 +17,12 @@ import subprocess
 import sys
 import unittest
 
-from harness import SOURCE_DIR, TorchTestCase, run_ms
+from harness import SOURCE_DIR, TorchTestCase, run_ms, torch_python
 
 TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
 TOL = 1e-4
 DEVICE = os.environ.get("MS_INFER_DEVICE", "cpu")
 TEXTS = ["the cat sat on the mat.", "john lives in london and paris!", "北京是中国的首都"]
-
-
-def torch_python():
-    """A Python that can import torch, to write .bin files; None if there is none."""
-    for exe in (os.environ.get("MS_TORCH_PYTHON"), "/usr/bin/python3", sys.executable):
-        if exe and os.path.exists(exe):
-            r = subprocess.run([exe, "-c", "import torch"], capture_output=True)
-            if r.returncode == 0:
-                return exe
-    return None
 
 
 # Run by torch_python(): reads a safetensors file (standard library + torch, no safetensors

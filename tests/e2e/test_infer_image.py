@@ -3,16 +3,16 @@ module for the generic TorchScript pipeline) and ResNet-18/50 (random
 torchvision weights generated at test time by scripts/make_tiny_vision.py, since they are too big
 to commit) against torchvision within 1e-4; undecodable and non-image inputs become error lines.
 
-The ResNet cases need a Python with torch + torchvision + safetensors: $MS_TORCHVISION_PYTHON,
-else ~/.cache/ms-infer/venv/bin/python, else /usr/bin/python3; they are skipped (with the reason)
-when none has them.
+The ResNet cases need a Python with torch + torchvision + PIL (harness.torch_python(): Debian's
+/usr/bin/python3 with the packages scripts/setup.sh installs); they are skipped (with the reason)
+when there is none, which MS_TESTS_STRICT=1 turns into a failure.
 """
 import json
 import os
 import subprocess
 import unittest
 
-from harness import MsTestCase, SOURCE_DIR, TorchTestCase, component_available, run_ms, torch_available
+from harness import SOURCE_DIR, TorchTestCase, component_available, run_ms, torch_python
 
 VISION = os.path.join(SOURCE_DIR, "tests", "data", "infer", "vision")
 IMAGES = os.path.join(VISION, "images")
@@ -23,14 +23,6 @@ def lines(text):
     return [json.loads(l) for l in text.splitlines() if l.strip()]
 
 
-def torchvision_python():
-    for py in (os.environ.get("MS_TORCHVISION_PYTHON"), os.path.expanduser("~/.cache/ms-infer/venv/bin/python"),
-               "/usr/bin/python3"):
-        if py and os.path.exists(py):
-            r = subprocess.run([py, "-c", "import torch, torchvision, safetensors, PIL"], capture_output=True)
-            if r.returncode == 0:
-                return py
-    return None
 
 class ImageTest(TorchTestCase):
     def check(self, model_dir, labels=None):
@@ -98,9 +90,10 @@ class ImageTest(TorchTestCase):
         self.assertExit(r, 4)
 
     def resnet(self, depth):
-        py = torchvision_python()
+        py = torch_python(("torch", "torchvision", "PIL"))
         if py is None:
-            self.skipTest("no Python with torch + torchvision + safetensors to generate ResNet weights")
+            self.skipTest("no Python with torch + torchvision + PIL to generate ResNet weights "
+                          "(apt-get install python3-torchvision python3-pil)")
         out = self.path(f"resnet{depth}")
         r = subprocess.run([py, os.path.join(SOURCE_DIR, "scripts", "make_tiny_vision.py"), "--resnet", str(depth), out],
                            capture_output=True, text=True, timeout=300)

@@ -9,7 +9,6 @@ import math
 import os
 import signal
 import subprocess
-import time
 import unittest
 
 from harness import MS_BIN, MsTestCase, SOURCE_DIR, TorchTestCase, run_ms, torch_available
@@ -166,11 +165,11 @@ class MiniLmTest(TorchTestCase):
         out = self.path("out.jsonl")
         proc = subprocess.Popen([MS_BIN, "infer", "-m", model_dir(), "--input-file", src, "-b", "4", "-o", out,
                                  "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 60
-        while time.time() < deadline and (not os.path.exists(out) or os.path.getsize(out) == 0):
-            time.sleep(0.02)
+        # Killed once the first finished window is on disk.
+        wrote = self.wait_for(lambda: os.path.exists(out) and os.path.getsize(out) > 0, timeout=300)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
+        self.assertTrue(wrote, "ms infer wrote no output")
         before = len(lines(read(out).rsplit("\n", 1)[0] + "\n")) if os.path.getsize(out) else 0
         r = run_ms("infer", "-m", model_dir(), "--input-file", src, "-b", "16", "-o", out, "--resume", timeout=300)
         self.assertExit(r, 0)

@@ -165,11 +165,25 @@ class HashingWriter {
   static constexpr std::size_t kRing = 8;  // 32-128 measured slower: the ring leaves the caches
   static constexpr std::uint64_t kNone = ~std::uint64_t{0};
 
-  // MS_HASH_RING=N (1-64) sets the ring size; tests use 1 to make the read-back path certain.
   static std::size_t ring_slots() {
-    const auto v = env_var("MS_HASH_RING");
+#ifdef MS_TEST_HOOKS
+    // MS_TEST_HASH_RING=N (1-64): the ring size.
+    const auto v = env_var("MS_TEST_HASH_RING");
     const long n = v ? std::atol(v->c_str()) : 0;
-    return n >= 1 && n <= 64 ? static_cast<std::size_t>(n) : kRing;
+    if (n >= 1 && n <= 64) return static_cast<std::size_t>(n);
+#endif
+    return kRing;
+  }
+
+  // Whether a hashing thread waits, before each block, until the receiving thread has reused
+  // the block's slot (or the stream ended): every block but the last ring's worth is then read
+  // back from the file, whatever the scheduling. MS_TEST_HASH_READ_BACK=1 in a test build only.
+  static bool hold_until_reused() {
+#ifdef MS_TEST_HOOKS
+    return env_var("MS_TEST_HASH_READ_BACK").value_or("") == "1";
+#else
+    return false;
+#endif
   }
 
   struct Slot {
@@ -241,8 +255,10 @@ class HashingWriter {
     for (std::size_t k = lane; k < segments_.size(); k += lanes_) {
       Segment& segment = segments_[k];
       for (std::uint64_t block = segment.first_block; block < segment.end_block; ++block) {
+        // With the hold, until block + slots_.size() (it takes this block's slot) is handed over.
+        const std::uint64_t due = hold_ ? block + slots_.size() : block;
         block_ready_.wait(
-            lock, [&] { return block < filled_ || stopping_ || abandoned_ || error_ != nullptr; });
+            lock, [&] { return due < filled_ || stopping_ || abandoned_ || error_ != nullptr; });
         if (abandoned_ || error_ || block >= filled_) return;  // stopping: all hashed, or short
         const std::uint64_t from = start_ + block * block_size_;
         const std::size_t size =
@@ -308,6 +324,7 @@ class HashingWriter {
   std::size_t lanes_;  // hashing threads; 0: hashed inline by the receiving thread
   std::size_t block_size_;
   std::vector<Slot> slots_;
+  const bool hold_ = hold_until_reused();
   std::vector<Sha256Link> links_;  // checkpointed: one per interval
   std::vector<Segment> segments_;
   std::size_t fill_ = 0;  // bytes in the block being filled (receiving thread only)

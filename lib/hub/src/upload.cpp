@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <csignal>
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -25,6 +27,18 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
+
+// MS_TEST_UPLOAD_STOP=STAGE, in a -DMS_TEST_HOOKS=ON build only: the process stops itself
+// (SIGSTOP) when the upload reaches STAGE, so that a test kills it, or the hub, at that very
+// point: `hashed` (the hashes are in the upload state), `blob-half` (half of the first blob
+// sent), `blobs` (every blob sent, nothing committed), `commit` (the first commit applied, the
+// state not yet saved).
+void test_stop_at([[maybe_unused]] const char* stage) {
+#ifdef MS_TEST_HOOKS
+  static const std::string wanted = env_var("MS_TEST_UPLOAD_STOP").value_or("");
+  if (wanted == stage) std::raise(SIGSTOP);
+#endif
+}
 
 constexpr std::uint64_t kLfsThreshold = 1ull << 20;
 constexpr std::uint64_t kInlineBatchLimit = 400ull << 20;
@@ -279,6 +293,7 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
     });
     if (!need_hash.empty()) state.save();
   }
+  test_stop_at("hashed");
 
   // Which files need a commit is decided by the revision as the hub lists it now, not by the
   // state alone: the state only says what an earlier run sent, and since then the file may have
@@ -349,14 +364,21 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
     std::atomic<std::uint64_t> sent{0};
     parallel_for(to_put.size(), options.max_workers, [&](std::size_t k) {
       const std::size_t i = to_put[k];
-      client.put_blob(hrefs[i], owners[i]->local.string(), objects[i].second,
-                      [&](std::uint64_t n) { progress.advance(n); });
-      sent.fetch_add(objects[i].second);
+      const std::uint64_t size = objects[i].second;
+      std::uint64_t read = 0;  // bytes of this blob sent so far (a retry's delta wraps to 0)
+      client.put_blob(hrefs[i], owners[i]->local.string(), size, [&](std::uint64_t n) {
+        progress.advance(n);
+        const std::uint64_t before = read;
+        read += n;
+        if (k == 0 && 2 * before < size && 2 * read >= size) test_stop_at("blob-half");
+      });
+      sent.fetch_add(size);
     });
     progress.finish();
     result.blobs_uploaded = to_put.size();
     result.bytes_uploaded += sent.load();
   }
+  test_stop_at("blobs");
 
   const std::string message = options.commit_message.empty()
                                   ? fmt::format("Upload {} file(s) with ms", pending.size())
@@ -397,6 +419,7 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
     json body = {{"commit_message", message}, {"actions", actions}};
     result.commits.push_back(
         client.commit(options.type, options.repo, options.revision, body.dump()));
+    if (start == 0) test_stop_at("commit");
     result.bytes_uploaded += inline_bytes;
     for (std::size_t i = start; i < end; ++i) state.record(*pending[i], true);
     state.save();

@@ -202,12 +202,15 @@ void stream_blob(Service& service, const httplib::Request& req, httplib::Respons
   auto stalled = std::make_shared<bool>(false);
   res.set_content_provider(
       static_cast<std::size_t>(length), "application/octet-stream",
-      [file, buffer, base, middle, fault, stall_seconds, stalled](
+      [file, buffer, base, middle, fault, stall_seconds, stalled, what](
           std::size_t offset, std::size_t want, httplib::DataSink& sink) {
         if (fault != Fault::kNone && offset == middle) {
           if (fault == Fault::kReset) return false;
           if (fault == Fault::kStall && !*stalled) {
             *stalled = true;
+            // Tests wait for this line to know that a transfer has reached its stall.
+            log::warn("injected fault: {} stalls at byte {} for {} s", what, base + middle,
+                      stall_seconds);
             std::this_thread::sleep_for(std::chrono::duration<double>(stall_seconds));
           }
         }
