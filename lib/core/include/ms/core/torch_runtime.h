@@ -6,6 +6,7 @@
 #include <string>
 
 #include "ms/core/device.h"
+#include "ms/core/export.h"
 
 namespace ms {
 
@@ -21,7 +22,7 @@ struct TorchInfo {
 
 /// Interface implemented by libms_torch.so. Everything torch-related reached from torch-free code
 /// goes through here, so `ms download` and friends never map LibTorch.
-class TorchRuntime {
+class MS_API TorchRuntime {
  public:
   virtual ~TorchRuntime() = default;
   virtual TorchInfo info() const = 0;
@@ -55,12 +56,12 @@ struct TorchOptions {
 /// Loads the torch layer on first call (dlopen of libms_torch.so next to libms.so, or
 /// $MS_TORCH_LAYER) and applies `options`. Throws ms::Error(kMissingComponent) naming what is
 /// missing when it cannot be loaded. Later calls return the same runtime.
-TorchRuntime& load_torch_runtime(const TorchOptions& options = {});
+MS_API TorchRuntime& load_torch_runtime(const TorchOptions& options = {});
 
 /// Whether load_torch_runtime() has succeeded in this process.
-bool torch_runtime_loaded();
+MS_API bool torch_runtime_loaded();
 
 /// Where the torch layer is looked for.
-std::filesystem::path torch_layer_path();
+MS_API std::filesystem::path torch_layer_path();
 
 }  // namespace ms

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "ms/core/export.h"
 #include "ms/data/dataset.h"
 #include "ms/data/image.h"
 
@@ -42,7 +43,7 @@ struct Batch {
 
 /// Iterates batches of one split, which must outlive the loader. Not copyable; start(epoch)
 /// begins a pass (the constructor starts epoch 0) and next() walks it in order.
-class DataLoader {
+class MS_API DataLoader {
  public:
   DataLoader(const Split& split, LoaderOptions options);
   ~DataLoader();
@@ -68,10 +69,10 @@ class DataLoader {
 };
 
 /// Writes float32 data of `shape` as a NumPy .npy file (atomically), for checks against Python.
-void write_npy(const std::string& path, const std::vector<std::size_t>& shape,
-               const std::vector<float>& data);
+MS_API void write_npy(const std::string& path, const std::vector<std::size_t>& shape,
+                      const std::vector<float>& data);
 
 /// Deterministic Fisher-Yates permutation of 0..n-1 from a seed (SplitMix64 generator).
-std::vector<std::size_t> shuffled_indices(std::size_t n, std::uint64_t seed);
+MS_API std::vector<std::size_t> shuffled_indices(std::size_t n, std::uint64_t seed);
 
 }  // namespace ms::data

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "ms/core/export.h"
 #include "ms/infer/pipeline.h"
 
 namespace ms::infer {
@@ -27,10 +28,10 @@ struct InputSpec {
 /// Reads the inputs. Text lines keep their content as written (a bad one becomes an error line
 /// later); a malformed file (bad JSON line, CSV without a text column, duplicate ids) is an
 /// ms::Error naming the file and line.
-std::vector<PipelineInput> read_inputs(const InputSpec& spec);
+MS_API std::vector<PipelineInput> read_inputs(const InputSpec& spec);
 
 /// Parses "i/n" (0 <= i < n); throws kUsage otherwise.
-std::pair<std::size_t, std::size_t> parse_shard(const std::string& text);
+MS_API std::pair<std::size_t, std::size_t> parse_shard(const std::string& text);
 
 struct JobOptions {
   std::size_t batch_size = 32;
@@ -53,14 +54,14 @@ struct JobStats {
 };
 
 /// Ids already written to an output file (complete lines only; a torn last line is cut off).
-std::vector<Json> read_done_ids(const std::filesystem::path& output, bool truncate_partial);
+MS_API std::vector<Json> read_done_ids(const std::filesystem::path& output, bool truncate_partial);
 
 /// Runs `pipeline` over `inputs`. With fail_fast, the first error item throws its ms::Error after
 /// the lines before it are written.
-JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
-                 const JobOptions& options);
+MS_API JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
+                        const JobOptions& options);
 
 /// One output line for an input: {"id": ..., <result keys>} or {"id": ..., "error": {...}}.
-std::string format_line(const PipelineInput& input, const PipelineResult& result);
+MS_API std::string format_line(const PipelineInput& input, const PipelineResult& result);
 
 }  // namespace ms::infer
