@@ -21,3 +21,20 @@ function(ms_add_module name)
   endif()
   target_compile_options(ms_${name} PRIVATE -Wall -Wextra)
 endfunction()
+
+# ms_missing_dependency(<option> <what> <debian packages> [<more hint>...])
+#
+# Fails configuration for an optional part whose option is ON but whose library was not found. A
+# part never turns itself off: a build silently lacking zip, JPEG or the hub server would pass its
+# own tests and fail its users.
+function(ms_missing_dependency option what packages)
+  set(more "")
+  if(ARGN)
+    string(JOIN " " more ${ARGN})
+    set(more " ${more}")
+  endif()
+  message(FATAL_ERROR
+    "${option} is ON but ${what} was not found. Install it (Debian/Ubuntu: apt-get install "
+    "${packages}; scripts/setup.sh installs everything ms uses)${more}, or configure with "
+    "-D${option}=OFF to build without it.")
+endfunction()

@@ -35,7 +35,7 @@ void run_env(const EnvOptions& options) {
   if (token) out["token_source"] = *token;
   out["cpu_cores"] = std::thread::hardware_concurrency();
   out["torch_layer"] = infer::torch_layer_path().string();
-  // Optional parts that a build may lack (their libraries were missing or switched off).
+  // Optional parts that a build may lack (their options were turned off at configure time).
   nlohmann::ordered_json components;
   components["hub_server"] = hub_server::hub_server_available();
   components["zip"] = data::zip_supported();

@@ -7,6 +7,7 @@
 
 #include "ms/config/config.h"
 #include "ms/config/registry.h"
+#include "ms/core/export.h"
 
 namespace ms {
 
@@ -14,9 +15,9 @@ namespace ms {
 using ConfigParser = std::function<Json(std::string_view text, const std::string& source)>;
 
 /// Formats Config::from_file and Config::parse understand ("json", "yaml"), by name.
-const Registry<ConfigParser>& config_formats();
+MS_API const Registry<ConfigParser>& config_formats();
 
 /// Adds the config module's registries to `registries`.
-void register_config_components(Registries& registries);
+MS_API void register_config_components(Registries& registries);
 
 }  // namespace ms

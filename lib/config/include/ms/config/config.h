@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ms/core/error.h"
+#include "ms/core/export.h"
 
 namespace ms {
 
@@ -20,7 +21,7 @@ using Json = nlohmann::ordered_json;
 ///
 /// Key paths are dot-separated. Inside a list a segment is either an index ("hooks.0") or, for a
 /// list of objects carrying "type", that type ("train.hooks.CheckpointHook"), as in ModelScope.
-class Config {
+class MS_API Config {
  public:
   /// An empty object, with a source name used in messages.
   explicit Config(Json root = Json::object(), std::string source = "<config>");
@@ -97,10 +98,10 @@ class Config {
 };
 
 /// Splits a dotted key into segments; throws kUsage for an empty key or an empty segment.
-std::vector<std::string> split_key(std::string_view key);
+MS_API std::vector<std::string> split_key(std::string_view key);
 
 /// ModelScope's merge rule, on raw JSON (see Config::merge).
-void merge_json(Json& base, const Json& other);
+MS_API void merge_json(Json& base, const Json& other);
 
 template <typename T>
 T Config::convert(const Json& value, std::string_view key) const {

@@ -5,11 +5,12 @@
 #include <optional>
 
 #include "ms/config/config.h"
+#include "ms/core/export.h"
 
 namespace ms {
 
 /// The parsed content of `path`, or nullopt when it is not a regular file. Throws
 /// ms::Error(kConfig) naming the file for text that is not valid JSON.
-std::optional<Json> read_json_file(const std::filesystem::path& path);
+MS_API std::optional<Json> read_json_file(const std::filesystem::path& path);
 
 }  // namespace ms

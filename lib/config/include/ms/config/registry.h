@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ms/core/error.h"
+#include "ms/core/export.h"
 #include "ms/core/text.h"
 
 namespace ms {
@@ -20,7 +21,7 @@ struct RegistryEntry {
 };
 
 /// The type-erased face of a registry, for listing.
-class RegistryBase {
+class MS_API RegistryBase {
  public:
   explicit RegistryBase(std::string name) : name_(std::move(name)) {}
   virtual ~RegistryBase() = default;
@@ -113,7 +114,7 @@ class Registry : public RegistryBase {
 /// The set of registries a process knows, by name, for `ms list`. Registries are owned by their
 /// modules; each module's register_components(Registries&) adds its own here explicitly (no static
 /// self-registration: the linker drops such objects from static archives).
-class Registries {
+class MS_API Registries {
  public:
   /// Adds a registry; a second registry with the same name is a bug.
   void add(const RegistryBase& registry);

@@ -4,11 +4,13 @@
 #include <string>
 #include <string_view>
 
+#include "ms/core/export.h"
+
 namespace ms {
 
 /// A parsed --device value. It names what the user asked for; whether that device exists is
 /// checked by the torch layer, which honours it exactly (only kAuto may fall back to the CPU).
-struct DeviceSpec {
+struct MS_API DeviceSpec {
   enum class Kind { kCpu, kCuda, kAuto };
   Kind kind = Kind::kCpu;
   int index = -1;  ///< CUDA ordinal, or -1 for "the default GPU" (gpu / cuda without :N)
@@ -22,6 +24,6 @@ struct DeviceSpec {
 
 /// Parses a device string, case-insensitively. Throws ms::Error(kUsage) naming the accepted forms
 /// for anything else ("gpu:-1", "cuda:x", "tpu", ...).
-DeviceSpec parse_device(std::string_view text);
+MS_API DeviceSpec parse_device(std::string_view text);
 
 }  // namespace ms

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "ms/core/export.h"
+
 namespace ms {
 
 /// What kind of failure an Error is. The CLI maps each code to one exit code (exit_code()).
@@ -24,14 +26,14 @@ enum class ErrorCode {
 
 /// Process exit code for an error code: 2 usage, 3 config, 4 not found, 5 network,
 /// 6 missing component, 7 integrity, 74 I/O, 70 internal.
-int exit_code(ErrorCode code);
+MS_API int exit_code(ErrorCode code);
 
 /// Short lower-case name of a code ("config", "not-found", ...), used in --json error output.
-const char* error_code_name(ErrorCode code);
+MS_API const char* error_code_name(ErrorCode code);
 
 /// The project's exception. `what()` is the one-line message; `hint()` tells the user how to fix
 /// it; `context()` lists what was being done, innermost first ("while reading configs/a.json").
-class Error : public std::runtime_error {
+class MS_API Error : public std::runtime_error {
  public:
   Error(ErrorCode code, std::string message, std::string hint = {});
 

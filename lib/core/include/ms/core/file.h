@@ -7,15 +7,17 @@
 #include <string>
 #include <string_view>
 
+#include "ms/core/export.h"
+
 namespace ms {
 
 /// Reads a whole file; throws ms::Error (kNotFound / kIo) naming the path.
-std::string read_file(const std::filesystem::path& path);
+MS_API std::string read_file(const std::filesystem::path& path);
 
 /// Writes `data` to `path` atomically: readers see the old file or the new one, never a part.
 /// Creates missing parent folders. `mode` is applied to the new file (e.g. 0600 for credentials).
-void write_file_atomic(const std::filesystem::path& path, std::string_view data,
-                       unsigned mode = 0644);
+MS_API void write_file_atomic(const std::filesystem::path& path, std::string_view data,
+                              unsigned mode = 0644);
 
 /// Writes all `n` bytes at `offset` of `fd` (pwrite, retried on EINTR and short writes); throws
 /// ms::Error (kIo) naming `path`. Big writes go out in pieces of kWritePiece bytes: Linux 6.16+
@@ -25,8 +27,8 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view data,
 /// 32 KiB and less come from per-CPU lists of recently freed pages. Writing 2 GiB there took
 /// 0.42 s in 32 KiB pieces against 1.0-3.8 s in 64 KiB to 1 MiB pieces; elsewhere the extra
 /// system calls cost about a microsecond per piece.
-void write_all_at(int fd, const char* data, std::size_t n, std::uint64_t offset,
-                  const std::filesystem::path& path);
+MS_API void write_all_at(int fd, const char* data, std::size_t n, std::uint64_t offset,
+                         const std::filesystem::path& path);
 inline constexpr std::size_t kWritePiece = 32u << 10;
 
 }  // namespace ms

@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "ms/core/export.h"
+
 namespace ms::log {
 
 enum class Level { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3, kOff = 4 };
@@ -16,16 +18,16 @@ using Sink = std::function<void(Level, std::string_view)>;
 
 /// Messages below `level` are dropped. Default: kWarning, or $MS_LOG_LEVEL
 /// (debug|info|warning|error|off).
-void set_level(Level level);
-Level level();
+MS_API void set_level(Level level);
+MS_API Level level();
 
 /// Parses "debug", "info", "warning"/"warn", "error", "off"; throws ms::Error(kUsage) otherwise.
-Level parse_level(std::string_view name);
+MS_API Level parse_level(std::string_view name);
 
 /// Replaces the sink; passing nullptr restores the default stderr sink. Returns the previous one.
-Sink set_sink(Sink sink);
+MS_API Sink set_sink(Sink sink);
 
-void write(Level level, std::string_view message);
+MS_API void write(Level level, std::string_view message);
 
 template <typename... Args>
 void debug(fmt::format_string<Args...> f, Args&&... args) {

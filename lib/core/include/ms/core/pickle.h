@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "ms/core/export.h"
+
 namespace ms::pickle {
 
 /// Opcodes (Python's Lib/pickle.py) that the reader understands and the writer emits.
@@ -67,7 +69,7 @@ struct Value;
 using ValuePtr = std::shared_ptr<Value>;
 
 /// One unpickled value. Shared: a memo reference (BINGET) yields the same Value again.
-struct Value {
+struct MS_API Value {
   enum class Kind {
     kNone,
     kBool,      ///< `i` is 0 or 1
@@ -124,12 +126,12 @@ struct Unpickled {
 /// Reads the pickle that starts at byte `pos` of `data`. Throws ms::Error(kIntegrity) naming
 /// `source` (a file name; may be empty) for truncated or malformed data and unsupported opcodes.
 /// Never crashes on hostile input: nesting depth costs no stack, values are freed iteratively.
-Unpickled unpickle(std::string_view data, std::size_t pos = 0, const std::string& source = {},
+MS_API Unpickled unpickle(std::string_view data, std::size_t pos = 0, const std::string& source = {},
                    const Hooks& hooks = {});
 
 /// Writes the opcodes Python's protocol-4 pickler emits: strings memoized (MEMOIZE) and repeated
 /// ones fetched back with BINGET, containers batched in groups of 1000, all in one FRAME.
-class Writer {
+class MS_API Writer {
  public:
   /// A str; one written before is fetched back from the memo, as Python does.
   void str(const std::string& s);

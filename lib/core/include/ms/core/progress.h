@@ -7,11 +7,13 @@
 #include <mutex>
 #include <string>
 
+#include "ms/core/export.h"
+
 namespace ms {
 
 /// A thread-safe progress bar. On a pipe or file (or with MS_NO_PROGRESS=1) it draws nothing, so
 /// scripts and logs stay clean. Redraws at most ten times a second.
-class Progress {
+class MS_API Progress {
  public:
   enum class Unit { kItems, kBytes };
 

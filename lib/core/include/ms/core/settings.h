@@ -5,49 +5,51 @@
 #include <optional>
 #include <string>
 
+#include "ms/core/export.h"
+
 namespace ms {
 
 /// Value of an environment variable, or nullopt when unset or empty.
-std::optional<std::string> env_var(const char* name);
+MS_API std::optional<std::string> env_var(const char* name);
 
 /// True for "1", "true", "yes", "on" (any case).
-bool env_flag(const char* name);
+MS_API bool env_flag(const char* name);
 
 /// $HOME, falling back to the password database.
-std::filesystem::path home_dir();
+MS_API std::filesystem::path home_dir();
 
 /// $MODELSCOPE_CACHE, else ~/.cache/modelscope/hub (the layout Python's modelscope uses).
-std::filesystem::path cache_dir();
+MS_API std::filesystem::path cache_dir();
 
 /// $MODELSCOPE_CREDENTIALS_PATH, else ~/.modelscope/credentials.
-std::filesystem::path credentials_dir();
+MS_API std::filesystem::path credentials_dir();
 
 /// Hub endpoint as a URL without trailing slash: $MODELSCOPE_ENDPOINT, else $MODELSCOPE_DOMAIN,
 /// else https://www.modelscope.cn. A bare domain gets https://; http:// URLs are kept as given.
-std::string hub_endpoint();
+MS_API std::string hub_endpoint();
 
 /// Normalises an endpoint given by the user (bare domain -> https://, trailing '/' removed).
 /// Other schemes are kept as given; check_endpoint() rejects them.
-std::string normalize_endpoint(std::string endpoint);
+MS_API std::string normalize_endpoint(std::string endpoint);
 
 /// Throws a usage Error naming `source` (an option or env var) unless `endpoint` (normalised) is
 /// an http:// or https:// URL with a host.
-void check_endpoint(const std::string& endpoint, const std::string& source);
+MS_API void check_endpoint(const std::string& endpoint, const std::string& source);
 
 /// The option or env var hub_endpoint() took its value from ("MODELSCOPE_ENDPOINT", ...).
-std::string hub_endpoint_source();
+MS_API std::string hub_endpoint_source();
 
 /// $MODELSCOPE_API_TOKEN: the hub token given through the environment, if any.
-std::optional<std::string> api_token_env();
+MS_API std::optional<std::string> api_token_env();
 
 /// $MODELSCOPE_OFFLINE (a flag): hub downloads use only the cache and make no network call.
-bool offline_mode();
+MS_API bool offline_mode();
 
 /// $MS_DOWNLOAD_PARTS: the most ranged parts per big file of a download (at least 1), or 0 when
 /// unset (the downloader picks).
-int download_parts();
+MS_API int download_parts();
 
 /// Where a token would come from, if any: "MODELSCOPE_API_TOKEN" or the credentials file path.
-std::optional<std::string> token_source();
+MS_API std::optional<std::string> token_source();
 
 }  // namespace ms

@@ -6,28 +6,30 @@
 #include <string_view>
 #include <vector>
 
+#include "ms/core/export.h"
+
 namespace ms {
 
 /// Levenshtein distance between two strings (bytes).
-std::size_t edit_distance(std::string_view a, std::string_view b);
+MS_API std::size_t edit_distance(std::string_view a, std::string_view b);
 
 /// Candidates close to `word` (by edit distance, or sharing it as a substring), best first, at most
 /// `limit`.
-std::vector<std::string> close_matches(std::string_view word,
-                                       const std::vector<std::string>& candidates,
-                                       std::size_t limit = 3);
+MS_API std::vector<std::string> close_matches(std::string_view word,
+                                              const std::vector<std::string>& candidates,
+                                              std::size_t limit = 3);
 
 /// Joins items with a separator.
-std::string join(const std::vector<std::string>& items, std::string_view separator);
+MS_API std::string join(const std::vector<std::string>& items, std::string_view separator);
 
 /// Splits on a single character; empty pieces are kept.
-std::vector<std::string> split(std::string_view text, char separator);
+MS_API std::vector<std::string> split(std::string_view text, char separator);
 
 /// The lines of `text` (views into it): split at LF, a CR before it dropped; a trailing newline
 /// does not add an empty line. The one line splitter for text, JSON lines and vocabulary files.
-std::vector<std::string_view> split_lines(std::string_view text);
+MS_API std::vector<std::string_view> split_lines(std::string_view text);
 
 /// "did you mean 'a', 'b'?" or an empty string when there are no suggestions.
-std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates);
+MS_API std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates);
 
 }  // namespace ms

@@ -5,10 +5,12 @@
 #include <filesystem>
 #include <string>
 
+#include "ms/core/export.h"
+
 namespace ms::data {
 
 /// Bounds on what one archive may extract to (zip bombs, runaway archives).
-struct ExtractLimits {
+struct MS_API ExtractLimits {
   std::uint64_t max_bytes = 64ULL << 30;  ///< total uncompressed bytes
   std::uint64_t max_entries = 2'000'000;  ///< files, folders and links
 
@@ -17,20 +19,20 @@ struct ExtractLimits {
 };
 
 /// Whether this build can read zip files.
-bool zip_supported();
+MS_API bool zip_supported();
 
 /// Extracts `zip_path` into `dest`, which must not exist: entries go into a temporary sibling
 /// folder that is renamed to `dest` at the end, so `dest` is complete or absent. Rejects, as
 /// ms::Error(kIntegrity) naming the archive and entry: absolute paths, ".." segments, backslashes,
 /// symlinks whose target is absolute or climbs with "..", and archives over `limits`. Without
 /// libzip: kMissingComponent.
-void extract_zip(const std::filesystem::path& zip_path, const std::filesystem::path& dest,
-                 const ExtractLimits& limits = ExtractLimits::from_env());
+MS_API void extract_zip(const std::filesystem::path& zip_path, const std::filesystem::path& dest,
+                        const ExtractLimits& limits = ExtractLimits::from_env());
 
 /// Extracts once into the cache and returns the folder: `cache_root`/<first 16 hex of the
 /// archive's sha256>. An existing folder is reused (it only exists when complete). The digest is
 /// remembered per (path, size, mtime) under `cache_root`/.digests, so a reload does not re-hash.
-std::filesystem::path extract_zip_cached(const std::filesystem::path& zip_path,
-                                         const std::filesystem::path& cache_root);
+MS_API std::filesystem::path extract_zip_cached(const std::filesystem::path& zip_path,
+                                                const std::filesystem::path& cache_root);
 
 }  // namespace ms::data

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ms/config/config.h"
+#include "ms/core/export.h"
 #include "ms/data/table.h"
 
 namespace ms::data {
@@ -22,10 +23,11 @@ struct CsvOptions {
 /// quotes; LF or CRLF records; a UTF-8 BOM is dropped; blank lines are skipped. Column types are
 /// inferred (see infer_and_convert). Errors are ms::Error(kIntegrity) naming `source` and the line:
 /// invalid UTF-8, a ragged row, an unterminated quote, text after a closing quote.
-Table parse_csv(std::string_view text, const std::string& source, const CsvOptions& options = {});
+MS_API Table parse_csv(std::string_view text, const std::string& source,
+                       const CsvOptions& options = {});
 
 /// Reads and parses a CSV file (kNotFound when it does not exist).
-Table read_csv(const std::filesystem::path& path, const CsvOptions& options = {});
+MS_API Table read_csv(const std::filesystem::path& path, const CsvOptions& options = {});
 
 /// One non-blank line of JSON lines text.
 struct JsonLine {
@@ -38,22 +40,22 @@ struct JsonLine {
 /// line that is not JSON is reported in its `error` rather than thrown, so that each caller decides
 /// what a bad line means: parse_jsonl() fails naming the file and line, `ms infer` writes an error
 /// line for that input, --resume refuses an output file it cannot trust.
-std::vector<JsonLine> parse_json_lines(std::string_view text);
+MS_API std::vector<JsonLine> parse_json_lines(std::string_view text);
 
 /// Parses JSON lines: one JSON object per non-blank line (or, when the text starts with '[', one
 /// JSON array of objects). Columns are the union of keys in order of
 /// first appearance; a missing key is null; nested arrays and objects become kJson columns. A bad
 /// line is ms::Error(kIntegrity) naming `source` and the line.
-Table parse_jsonl(std::string_view text, const std::string& source);
+MS_API Table parse_jsonl(std::string_view text, const std::string& source);
 
 /// Reads and parses a JSON lines file.
-Table read_jsonl(const std::filesystem::path& path);
+MS_API Table read_jsonl(const std::filesystem::path& path);
 
 /// Plain text: one row per line in a "text" column (HF's text builder); a trailing newline does
 /// not add an empty row, CRLF endings are trimmed. Invalid UTF-8 is an error naming the line.
-Table parse_text_lines(std::string_view text, const std::string& source);
+MS_API Table parse_text_lines(std::string_view text, const std::string& source);
 
 /// The line (1-based) of the first invalid UTF-8 byte in `text`, or 0 when it is all valid.
-std::size_t first_invalid_utf8_line(std::string_view text);
+MS_API std::size_t first_invalid_utf8_line(std::string_view text);
 
 }  // namespace ms::data

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ms/config/config.h"
+#include "ms/core/export.h"
 #include "ms/data/spec.h"
 #include "ms/data/table.h"
 
@@ -25,7 +26,7 @@ struct Split {
 };
 
 /// A loaded dataset: one subset, its splits, and the label map shared by them.
-struct Dataset {
+struct MS_API Dataset {
   std::string spec;  ///< the spec text it was loaded from
   SourceKind kind = SourceKind::kCsv;
   std::filesystem::path root;  ///< local folder or file the rows come from
@@ -60,16 +61,16 @@ struct LoadOptions {
 /// Loads a dataset. Errors: kNotFound for missing files and unknown subsets or splits (listing the
 /// available ones), kIntegrity for malformed data (naming file and line), kUsage for bad specs and
 /// slices, kMissingComponent for hub: specs without a hub client and for missing decoders.
-Dataset load_dataset(const DatasetSpec& spec, const LoadOptions& options = {});
-Dataset load_dataset(std::string_view spec, const LoadOptions& options = {});
+MS_API Dataset load_dataset(const DatasetSpec& spec, const LoadOptions& options = {});
+MS_API Dataset load_dataset(std::string_view spec, const LoadOptions& options = {});
 
 /// Maps a folder or file name to a split name by HF's keywords: train/training -> "train",
 /// validation/valid/val/dev -> "validation", test/testing/eval/evaluation -> "test"; else "".
-std::string split_name_of(std::string_view name);
+MS_API std::string split_name_of(std::string_view name);
 
 /// The split a data file belongs to by its name: the whole stem or its first token (tokens are
 /// separated by "-._ " and digits) mapped by split_name_of(): "train-00000-of-00002.csv" ->
 /// "train", "dev.jsonl" -> "validation"; "" when no keyword leads the name.
-std::string split_of_file(std::string_view stem);
+MS_API std::string split_of_file(std::string_view stem);
 
 }  // namespace ms::data

@@ -5,6 +5,7 @@
 #include <functional>
 #include <string>
 
+#include "ms/core/export.h"
 #include "ms/hub/repo_id.h"
 
 namespace ms::data {
@@ -17,10 +18,10 @@ using SnapshotProvider =
 /// Replaces the provider used for `hub:` dataset specs. The default downloads through the hub
 /// client (ms::hub::snapshot_download, endpoint and token from the environment). An empty
 /// function removes it, after which hub: specs fail with kMissingComponent.
-void set_dataset_snapshot_provider(SnapshotProvider provider);
+MS_API void set_dataset_snapshot_provider(SnapshotProvider provider);
 
 /// The local snapshot folder of a hub dataset through the installed provider; without one,
 /// ms::Error(kMissingComponent) saying hub datasets are not available in this build.
-std::filesystem::path dataset_snapshot(const hub::RepoId& repo, const std::string& revision);
+MS_API std::filesystem::path dataset_snapshot(const hub::RepoId& repo, const std::string& revision);
 
 }  // namespace ms::data

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ms/config/config.h"
+#include "ms/core/export.h"
 
 namespace ms::data {
 
@@ -19,29 +20,29 @@ struct Image {
 };
 
 /// Whether this build can decode JPEG / PNG (CMake options MS_WITH_JPEG / MS_WITH_PNG).
-bool jpeg_supported();
-bool png_supported();
+MS_API bool jpeg_supported();
+MS_API bool png_supported();
 
 /// True for file names with an image extension (.jpg .jpeg .png .bmp .gif .webp .tif .tiff).
-bool has_image_extension(std::string_view name);
+MS_API bool has_image_extension(std::string_view name);
 
 /// Decodes JPEG or PNG bytes (told apart by their signature) to `channels` (1 grey or 3 RGB).
 /// A corrupt or truncated image is ms::Error(kIntegrity) naming `source`; a recognised format that
 /// is not decoded (BMP, GIF, WebP, TIFF) or a decoder not built in is kMissingComponent.
-Image decode_image(std::string_view bytes, const std::string& source, int channels = 3);
+MS_API Image decode_image(std::string_view bytes, const std::string& source, int channels = 3);
 
 /// Reads and decodes an image file.
-Image read_image(const std::string& path, int channels = 3);
+MS_API Image read_image(const std::string& path, int channels = 3);
 
 /// Resizes with a bilinear (triangle) filter whose support grows when shrinking, as PIL's
 /// Image.resize(..., BILINEAR) does, so results match PIL within a grey level or two.
-Image resize_bilinear(const Image& image, int height, int width);
+MS_API Image resize_bilinear(const Image& image, int height, int width);
 
 /// What to do to each image before batching. Read from a config section (JSON):
 /// `{"resize": [H, W] | S, "mode": "RGB" | "L", "mean": [...], "std": [...]}`.
 /// Pixels become float (v / 255 - mean) / std; a mean above 1 is taken in 0..255 units
 /// (mmcv/ModelScope style) and then pixels are (v - mean) / std.
-struct ImageTransform {
+struct MS_API ImageTransform {
   int height = 0;  ///< 0 = keep the decoded size
   int width = 0;
   int channels = 3;

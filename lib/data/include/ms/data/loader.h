@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "ms/core/export.h"
 #include "ms/data/dataset.h"
 #include "ms/data/image.h"
 
@@ -44,7 +45,7 @@ struct Batch {
 
 /// Iterates batches of one split, which must outlive the loader. Not copyable; start(epoch)
 /// begins a pass (the constructor starts epoch 0) and next() walks it in order.
-class DataLoader {
+class MS_API DataLoader {
  public:
   DataLoader(const Split& split, LoaderOptions options);
   ~DataLoader();
@@ -92,18 +93,18 @@ struct LoaderBenchmark {
 /// Iterates `split` with a DataLoader of `loader_options` for `options.epochs` epochs, timing it.
 /// Loader errors (a corrupt image without skip_bad) propagate; --save-batch on a split without an
 /// image column is ms::Error(kUsage).
-LoaderBenchmark benchmark_loader(const Split& split, const LoaderOptions& loader_options,
+MS_API LoaderBenchmark benchmark_loader(const Split& split, const LoaderOptions& loader_options,
                                  const BenchmarkOptions& options = {});
 
 /// Parses a shard "i/n" (0 <= i < n), as `--shard` takes it: rows (or inputs) i, i + n, ... Throws
 /// ms::Error(kUsage) otherwise.
-std::pair<std::size_t, std::size_t> parse_shard(const std::string& text);
+MS_API std::pair<std::size_t, std::size_t> parse_shard(const std::string& text);
 
 /// Writes float32 data of `shape` as a NumPy .npy file (atomically), for checks against Python.
-void write_npy(const std::string& path, const std::vector<std::size_t>& shape,
-               const std::vector<float>& data);
+MS_API void write_npy(const std::string& path, const std::vector<std::size_t>& shape,
+                      const std::vector<float>& data);
 
 /// Deterministic Fisher-Yates permutation of 0..n-1 from a seed (SplitMix64 generator).
-std::vector<std::size_t> shuffled_indices(std::size_t n, std::uint64_t seed);
+MS_API std::vector<std::size_t> shuffled_indices(std::size_t n, std::uint64_t seed);
 
 }  // namespace ms::data

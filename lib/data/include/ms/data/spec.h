@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include "ms/core/export.h"
+
 namespace ms::data {
 
 /// Where a dataset comes from.
@@ -20,7 +22,7 @@ enum class SourceKind {
 };
 
 /// "csv", "jsonl", "text", "imagefolder", "folder", "zip", "hub".
-const char* source_kind_name(SourceKind kind);
+MS_API const char* source_kind_name(SourceKind kind);
 
 /// A parsed dataset spec.
 struct DatasetSpec {
@@ -39,11 +41,11 @@ struct DatasetSpec {
 /// a folder, its layout (a dataset config json or top-level .csv/.tsv/.jsonl tables -> folder, else
 /// imagefolder). Throws kUsage for an
 /// unknown prefix or an empty location and kNotFound for a bare path that does not exist.
-DatasetSpec parse_dataset_spec(std::string_view text);
+MS_API DatasetSpec parse_dataset_spec(std::string_view text);
 
 /// A split name with an optional slice, as in HF datasets: "train", "train[:10%]",
 /// "test[100:200]", "train[-50:]". Percent and absolute bounds cannot be mixed.
-struct SplitSelector {
+struct MS_API SplitSelector {
   std::string name;
   bool sliced = false;
   bool percent = false;
@@ -60,6 +62,6 @@ struct SplitSelector {
 };
 
 /// Parses "NAME" or "NAME[FROM:TO]"; throws kUsage for a malformed slice (naming it).
-SplitSelector parse_split(std::string_view text);
+MS_API SplitSelector parse_split(std::string_view text);
 
 }  // namespace ms::data

@@ -6,6 +6,8 @@
 #include <variant>
 #include <vector>
 
+#include "ms/core/export.h"
+
 namespace ms::data {
 
 /// Type of a column. CSV types are inferred per column; `kFile` holds a resolved path (ModelScope's
@@ -13,7 +15,7 @@ namespace ms::data {
 enum class ColumnType { kNull, kInt, kFloat, kBool, kString, kJson, kFile, kImage };
 
 /// "int", "float", "bool", "string", "json", "file", "image" ("null" for an all-empty column).
-const char* column_type_name(ColumnType type);
+MS_API const char* column_type_name(ColumnType type);
 
 /// One cell: null (empty CSV field or missing JSON key), integer, float, bool or text. kJson,
 /// kFile and kImage cells hold text (the JSON dump or the path).
@@ -26,7 +28,7 @@ struct Column {
 };
 
 /// Rows of equal width; row i, column j is rows[i][j].
-struct Table {
+struct MS_API Table {
   std::vector<Column> columns;
   std::vector<std::vector<Value>> rows;
 
@@ -37,9 +39,9 @@ struct Table {
 /// Infers one column type from raw text fields and converts them: all integers -> kInt, all numbers
 /// -> kFloat, all true/false (any case) -> kBool, else kString. Empty fields are nulls and do not
 /// take part; a column of only empty fields is kNull.
-ColumnType infer_and_convert(std::vector<Value*>& cells);
+MS_API ColumnType infer_and_convert(std::vector<Value*>& cells);
 
 /// infer_and_convert() for every column of a table whose cells are still text or null.
-void infer_table_types(Table& table);
+MS_API void infer_table_types(Table& table);
 
 }  // namespace ms::data

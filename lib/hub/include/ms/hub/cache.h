@@ -8,6 +8,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "ms/core/export.h"
 #include "ms/hub/pickle.h"
 #include "ms/hub/repo_id.h"
 
@@ -26,22 +27,22 @@ struct CacheLayout {
 
 /// `$MODELSCOPE_CACHE/{models|datasets}/<owner>/<name___>`, or `<cache_dir>/<owner>/<name___>`,
 /// or `local_dir` itself. Temp: `<root>/._____temp/<owner>/<name>` (`<local_dir>/._____temp`).
-CacheLayout cache_layout(RepoType type, const RepoId& repo,
-                         const std::optional<std::filesystem::path>& cache_dir,
-                         const std::optional<std::filesystem::path>& local_dir);
+MS_API CacheLayout cache_layout(RepoType type, const RepoId& repo,
+                                const std::optional<std::filesystem::path>& cache_dir,
+                                const std::optional<std::filesystem::path>& local_dir);
 
 /// Whether a repo file at `path` would land on the layout's own bookkeeping: the `.msc`, `.mdl`
 /// and `.mv` files beside the repo's files, or (with a --local-dir) the temp area inside it.
 /// Such a file cannot be stored without corrupting the index, or being taken for a partial.
-bool is_bookkeeping_path(const CacheLayout& layout, const std::string& path);
+MS_API bool is_bookkeeping_path(const CacheLayout& layout, const std::string& path);
 
 /// Moves the model's folder from its legacy place into `repo_dir` when only the legacy one
 /// exists, as Python's move_legacy_cache_to_standard_dir does on every call (offline included),
 /// so both clients keep finding a model cached by an older modelscope. Returns whether it moved.
-bool adopt_legacy_folder(const CacheLayout& layout);
+MS_API bool adopt_legacy_folder(const CacheLayout& layout);
 
 /// The `.msc` index of one repo folder, as ModelFileSystemCache keeps it.
-class RepoCache {
+class MS_API RepoCache {
  public:
   /// Loads `.msc` from `repo_dir` (a corrupt one is renamed `.msc.corrupted` and reset).
   explicit RepoCache(std::filesystem::path repo_dir);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "ms/core/export.h"
 #include "ms/hub/cookie.h"
 #include "ms/hub/repo_id.h"
 
@@ -27,8 +28,8 @@ struct HubOptions {
 /// Resolves the endpoint (`endpoint`, else $MODELSCOPE_ENDPOINT / $MODELSCOPE_DOMAIN, else
 /// https://www.modelscope.cn) and the token (`token`, else $MODELSCOPE_API_TOKEN, else the stored
 /// credentials). $MS_HUB_STALL_TIMEOUT and $MS_HUB_RETRIES override the transfer defaults.
-HubOptions resolve_hub_options(const std::optional<std::string>& endpoint,
-                               const std::optional<std::string>& token);
+MS_API HubOptions resolve_hub_options(const std::optional<std::string>& endpoint,
+                                      const std::optional<std::string>& token);
 
 /// One entry of a repo's recursive file listing (blobs only).
 struct FileEntry {
@@ -62,7 +63,7 @@ using DataSink = std::function<bool(const char* data, std::size_t size)>;
 /// are kept alive between requests. Retries 5xx, resets and stalls with exponential backoff.
 /// Errors: 404 -> kNotFound naming the repo, 401/403 -> kNetwork with a login hint,
 /// other failures -> kNetwork naming the URL.
-class HubClient {
+class MS_API HubClient {
  public:
   explicit HubClient(HubOptions options);
   ~HubClient();
@@ -132,13 +133,13 @@ class HubClient {
 /// The token stored under credentials_dir(), if any: the unexpired m_session_id cookie in the
 /// pickled jar `cookies` (written by `ms login` or Python's `modelscope login`), else the
 /// ms_session_id file of earlier `ms login` versions. A corrupt jar is warned about.
-std::optional<std::string> stored_token();
+MS_API std::optional<std::string> stored_token();
 
 /// Runs the login and stores the credentials where modelscope keeps them
 /// ($MODELSCOPE_CREDENTIALS_PATH or ~/.modelscope/credentials), in its formats: git_token, user
 /// (name:email), session (32 hex, when absent) and cookies (a pickled RequestsCookieJar holding
 /// m_session_id, which Python's ModelScopeConfig.get_cookies() loads). Files are mode 0600,
 /// written atomically. Returns the result, with the stored cookie.
-LoginResult login_and_store(HubClient& client, const std::string& access_token);
+MS_API LoginResult login_and_store(HubClient& client, const std::string& access_token);
 
 }  // namespace ms::hub

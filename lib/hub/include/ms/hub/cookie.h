@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include "ms/core/export.h"
+
 namespace ms::hub {
 
 /// One http.cookiejar.Cookie (Netscape, version 0) with the fields Python's requests fills in
@@ -25,14 +27,14 @@ struct Cookie {
 
 /// The host of an http(s) URL as http.cookiejar names it (its "effective request host"): lower
 /// case, without user info or port, with ".local" appended to a name that has no dot.
-std::string cookie_request_host(std::string_view url);
+MS_API std::string cookie_request_host(std::string_view url);
 
 /// Parses one Set-Cookie header value (what follows "Set-Cookie:") received from `url` at unix
 /// time `now`, with Python's rules: Max-Age wins over Expires, a Domain attribute gets a leading
 /// '.', a Domain that does not cover the host is ignored. Unlike Python, a missing Path means "/"
 /// (not the request's folder), so a login applies to the whole hub. Returns nullopt when the
 /// header has no name=value pair.
-std::optional<Cookie> parse_set_cookie(std::string_view header, std::string_view url,
-                                       std::int64_t now);
+MS_API std::optional<Cookie> parse_set_cookie(std::string_view header, std::string_view url,
+                                              std::int64_t now);
 
 }  // namespace ms::hub

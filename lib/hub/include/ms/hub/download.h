@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "ms/core/export.h"
 #include "ms/hub/client.h"
 #include "ms/hub/repo_id.h"
 
@@ -54,15 +55,15 @@ struct DownloadResult {
 };
 
 /// Python's fnmatch.fnmatch on a repo path (case-sensitive, '*' crosses '/').
-bool path_matches(const std::string& path, const std::string& pattern);
+MS_API bool path_matches(const std::string& path, const std::string& pattern);
 
 /// Whether a repo path passes include/exclude as Python's filter_files_by_patterns decides.
-bool selected_by_patterns(const std::string& path, const std::vector<std::string>& include,
-                          const std::vector<std::string>& exclude);
+MS_API bool selected_by_patterns(const std::string& path, const std::vector<std::string>& include,
+                                 const std::vector<std::string>& exclude);
 
 /// Downloads a snapshot (or the listed files) into the cache. Holds a per-repo flock while it
 /// writes, so concurrent runs serialise and a killed run never leaves a lock that blocks.
 /// All files are tried; the first failure is rethrown afterwards (integrity failures win).
-DownloadResult snapshot_download(const DownloadOptions& options, const HubOptions& hub);
+MS_API DownloadResult snapshot_download(const DownloadOptions& options, const HubOptions& hub);
 
 }  // namespace ms::hub

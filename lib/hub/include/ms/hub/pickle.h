@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ms/core/export.h"
 #include "ms/hub/cookie.h"
 
 namespace ms::hub {
@@ -20,28 +21,28 @@ struct CacheIndexEntry {
 };
 
 /// Pickles list[{'Path': str, 'Revision': str}] with protocol 4, as Python's pickle.dump does.
-std::string pickle_cache_index(const std::vector<CacheIndexEntry>& entries);
+MS_API std::string pickle_cache_index(const std::vector<CacheIndexEntry>& entries);
 
 /// Reads a `.msc` pickle (protocols 2-5). Entries lacking 'Path' or 'Revision' string values are
 /// skipped. Throws ms::Error(kIntegrity) on anything that is not a list of str-keyed dicts.
-std::vector<CacheIndexEntry> unpickle_cache_index(std::string_view data);
+MS_API std::vector<CacheIndexEntry> unpickle_cache_index(std::string_view data);
 
 /// Pickles a dict[str, str] (`.mdl` holds {'id': 'owner/name'}), protocol 4.
-std::string pickle_str_dict(const std::map<std::string, std::string>& dict);
+MS_API std::string pickle_str_dict(const std::map<std::string, std::string>& dict);
 
 /// Reads a pickled dict whose keys are str; values that are not str are skipped.
 /// Throws ms::Error(kIntegrity) when the data is not such a pickle.
-std::map<std::string, std::string> unpickle_str_dict(std::string_view data);
+MS_API std::map<std::string, std::string> unpickle_str_dict(std::string_view data);
 
 /// The value of cookie `name` in a pickled cookie jar (Python modelscope's credentials/cookies:
 /// a requests RequestsCookieJar), unless it expired before `now` (unix seconds). Throws
 /// ms::Error(kIntegrity) when the data is not a pickle this reader understands.
-std::optional<std::string> find_pickled_cookie(std::string_view data, const std::string& name,
-                                               std::int64_t now);
+MS_API std::optional<std::string> find_pickled_cookie(std::string_view data,
+                                                      const std::string& name, std::int64_t now);
 
 /// Pickles a requests.cookies.RequestsCookieJar holding `cookies` (protocol 4), as Python's
 /// ModelScopeConfig.save_cookies() writes `cookies`: pickle.load gives the jar back with the
 /// standard library and requests only. Cookies with the same domain, path and name: the last wins.
-std::string pickle_cookie_jar(const std::vector<Cookie>& cookies);
+MS_API std::string pickle_cookie_jar(const std::vector<Cookie>& cookies);
 
 }  // namespace ms::hub

@@ -4,6 +4,8 @@
 #include <string>
 #include <string_view>
 
+#include "ms/core/export.h"
+
 namespace ms::hub {
 
 enum class RepoType { kModel, kDataset };
@@ -13,12 +15,12 @@ enum class RepoType { kModel, kDataset };
 inline constexpr const char kDefaultRevision[] = "master";
 
 /// "model" / "dataset".
-const char* repo_type_name(RepoType type);
+MS_API const char* repo_type_name(RepoType type);
 /// "models" / "datasets": the path segment the hub API and the cache use.
-const char* repo_type_plural(RepoType type);
+MS_API const char* repo_type_plural(RepoType type);
 
 /// OWNER/NAME. Names may contain dots (cached as '___', as Python's modelscope does).
-struct RepoId {
+struct MS_API RepoId {
   std::string owner;
   std::string name;
 
@@ -29,14 +31,14 @@ struct RepoId {
 
 /// Parses "owner/name". A bare name gets the owner "damo" (ModelScope's default). Owner and name
 /// are [A-Za-z0-9_.-]+, not "." or ".."; anything else is ms::Error(kUsage) naming the input.
-RepoId parse_repo_id(std::string_view text);
+MS_API RepoId parse_repo_id(std::string_view text);
 
 /// Checks a repo-relative file path as sent to or received from a hub. Rejects empty paths,
 /// absolute paths, backslashes, NUL and control characters, empty, "." and ".." segments,
 /// with ms::Error(kUsage) naming the path. Returns the path unchanged when it is safe.
-const std::string& check_repo_path(const std::string& path);
+MS_API const std::string& check_repo_path(const std::string& path);
 
 /// Whether check_repo_path() would accept `path`.
-bool is_safe_repo_path(std::string_view path);
+MS_API bool is_safe_repo_path(std::string_view path);
 
 }  // namespace ms::hub

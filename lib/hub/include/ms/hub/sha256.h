@@ -9,13 +9,15 @@
 #include <string>
 #include <string_view>
 
+#include "ms/core/export.h"
+
 namespace ms::hub {
 
 /// SHA-256's chaining state: the eight 32-bit words after a whole number of 64-byte blocks.
 using Sha256State = std::array<std::uint32_t, 8>;
 
 /// Incremental SHA-256: update() with chunks, then hex_digest().
-class Sha256 {
+class MS_API Sha256 {
  public:
   Sha256();
   /// Continues a hash whose first `bytes_hashed` bytes (a multiple of 64) ended in `state`.
@@ -41,9 +43,9 @@ class Sha256 {
 };
 
 /// SHA-256 (lower-case hex) of a string.
-std::string sha256_hex(std::string_view data);
+MS_API std::string sha256_hex(std::string_view data);
 
 /// SHA-256 of a file, read in 16 MiB blocks; throws ms::Error naming the path.
-std::string sha256_file(const std::filesystem::path& path);
+MS_API std::string sha256_file(const std::filesystem::path& path);
 
 }  // namespace ms::hub

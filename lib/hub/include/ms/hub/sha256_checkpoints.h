@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ms/core/export.h"
 #include "ms/hub/sha256.h"
 
 namespace ms::hub {
@@ -28,7 +29,7 @@ inline constexpr const char* kWantSha256CheckpointsHeader = "X-Ms-Want-Sha256-Ch
 /// Intervals are whole multiples of this, so that a client's 1 MiB blocks never straddle two.
 inline constexpr std::uint64_t kSha256CheckpointGranule = 1u << 20;
 
-struct Sha256Checkpoints {
+struct MS_API Sha256Checkpoints {
   std::uint64_t interval = 0;       ///< bytes between states: a multiple of 1 MiB
   std::vector<Sha256State> states;  ///< states[i]: after (i + 1) * interval bytes
 
@@ -42,12 +43,12 @@ struct Sha256Checkpoints {
 /// The interval a hub records for a blob of `size` bytes: 64 MiB, doubled until there are at most
 /// 16 states (a header of about 1 KiB; 4 hashing threads need no more); 0 (no checkpoints) for
 /// blobs under two intervals.
-std::uint64_t sha256_checkpoint_interval(std::uint64_t size);
+MS_API std::uint64_t sha256_checkpoint_interval(std::uint64_t size);
 
 /// One link of a file's hash chain: bytes [from, to) hashed on from the chain's state at `from`.
 /// It holds when all its bytes went in and it ends in the next checkpoint; the last link's
 /// digest is then the file's sha256, whatever sent the checkpoints.
-struct Sha256Link {
+struct MS_API Sha256Link {
   std::uint64_t from = 0, to = 0;
   Sha256 hasher;
   std::optional<Sha256State> must_end_in;  ///< the next checkpoint; none for the last link
@@ -58,7 +59,8 @@ struct Sha256Link {
 
 /// The links of a file of `size` bytes, cut at each of `checkpoints` (which fit `size`); without
 /// checkpoints, one link over the whole file.
-std::vector<Sha256Link> sha256_links(const Sha256Checkpoints* checkpoints, std::uint64_t size);
+MS_API std::vector<Sha256Link> sha256_links(const Sha256Checkpoints* checkpoints,
+                                            std::uint64_t size);
 
 /// What a chain of links proves about a file.
 struct Sha256ChainResult {
@@ -68,10 +70,10 @@ struct Sha256ChainResult {
   std::uint64_t bad_to = 0;    ///< (exclusive)
 };
 /// Checks the links in order; takes the digest of the last one.
-Sha256ChainResult finish_sha256_chain(std::vector<Sha256Link>& links);
+MS_API Sha256ChainResult finish_sha256_chain(std::vector<Sha256Link>& links);
 
 /// Hashes a stream of `size` bytes, taking the chaining state at every interval on the way.
-class CheckpointingSha256 {
+class MS_API CheckpointingSha256 {
  public:
   explicit CheckpointingSha256(std::uint64_t size);
   void update(const char* data, std::size_t n);

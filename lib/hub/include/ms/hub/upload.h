@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "ms/core/export.h"
 #include "ms/hub/client.h"
 #include "ms/hub/repo_id.h"
 
@@ -40,17 +41,17 @@ struct UploadResult {
 };
 
 /// Whether a file goes through LFS: over 1 MiB or an LFS suffix (.bin, .safetensors, ...).
-bool is_lfs_file(const std::string& path, std::uint64_t size);
+MS_API bool is_lfs_file(const std::string& path, std::uint64_t size);
 
 /// The files of `options.local_path` with their repo paths, after include/exclude. Skips .git,
 /// .cache and ms's own state; rejects (kUsage) symlinks that lead outside the folder and repo
 /// paths that fail check_repo_path().
-std::vector<std::pair<std::filesystem::path, std::string>> collect_upload_files(
+MS_API std::vector<std::pair<std::filesystem::path, std::string>> collect_upload_files(
     const UploadOptions& options);
 
 /// Uploads. Resumable: per-file state (size, mtime, ctime, inode, sha256, committed) is kept in
 /// $MODELSCOPE_CACHE/.upload/, and files the revision already holds with the same sha256 are not
 /// committed again, so a re-run after an interruption sends nothing twice.
-UploadResult upload(const UploadOptions& options, const HubOptions& hub);
+MS_API UploadResult upload(const UploadOptions& options, const HubOptions& hub);
 
 }  // namespace ms::hub

@@ -6,6 +6,8 @@
 #include <memory>
 #include <string>
 
+#include "ms/core/export.h"
+
 namespace ms::hub_server {
 
 /// Test-only fault injection for file-content downloads (GET .../repo?FilePath=...). Counters are
@@ -23,7 +25,7 @@ struct FaultSpec {
 };
 
 /// Parses "status500=3,reset=5,stall=7,stall_seconds=2"; ms::Error(kUsage) naming a bad item.
-FaultSpec parse_fault_spec(const std::string& text);
+MS_API FaultSpec parse_fault_spec(const std::string& text);
 
 /// How to run a server.
 struct ServerOptions {
@@ -39,7 +41,7 @@ struct ServerOptions {
 };
 
 /// A running hub server. start() binds and serves on background threads; stop() ends it.
-class Server {
+class MS_API Server {
  public:
   /// Opens the store; throws ms::Error (kMissingComponent when built without the hub server).
   explicit Server(ServerOptions options);
@@ -65,15 +67,15 @@ class Server {
 };
 
 /// Blocks SIGINT and SIGTERM in the calling thread (and threads it starts later).
-void block_shutdown_signals();
+MS_API void block_shutdown_signals();
 
 /// Mints an access token for `user` in the store under `root` (creating the user).
-std::string create_token(const std::filesystem::path& root, const std::string& user);
+MS_API std::string create_token(const std::filesystem::path& root, const std::string& user);
 
 /// Whether `root` already holds a hub (made by `ms hub serve` or create_token()).
-bool hub_exists(const std::filesystem::path& root);
+MS_API bool hub_exists(const std::filesystem::path& root);
 
 /// Whether this build includes the hub server.
-bool hub_server_available();
+MS_API bool hub_server_available();
 
 }  // namespace ms::hub_server

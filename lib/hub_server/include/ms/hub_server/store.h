@@ -29,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ms/core/export.h"
 #include "ms/hub/repo_id.h"
 #include "ms/hub/sha256_checkpoints.h"
 
@@ -91,7 +92,7 @@ struct CommitAction {
 
 /// Streams one upload into the blob store. The blob appears under its final name only when
 /// finish() verified its SHA-256 and size; otherwise the temporary file is removed.
-class BlobWriter {
+class MS_API BlobWriter {
  public:
   BlobWriter(BlobWriter&&) noexcept;
   BlobWriter& operator=(BlobWriter&&) noexcept;
@@ -112,7 +113,7 @@ class BlobWriter {
 
 /// The hub's storage. Thread-safe: one SQLite connection guarded by a mutex, blob files written
 /// outside the lock. Safe against other processes on the same root through SQLite's locking.
-class Store {
+class MS_API Store {
  public:
   /// Opens (creating if needed) the store under `root`.
   explicit Store(const std::filesystem::path& root);
@@ -198,6 +199,6 @@ class Store {
 };
 
 /// Whether `text` is 64 lower-case hex digits.
-bool is_sha256_hex(std::string_view text);
+MS_API bool is_sha256_hex(std::string_view text);
 
 }  // namespace ms::hub_server

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "ms/core/device.h"
+#include "ms/core/export.h"
 #include "ms/infer/model_dir.h"
 #include "ms/infer/pipeline.h"
 
@@ -30,7 +31,7 @@ struct InputSpec {
 /// Reads the inputs. Text lines keep their content as written (a bad one becomes an error line
 /// later); a malformed file (bad JSON line, CSV without a text column, duplicate ids) is an
 /// ms::Error naming the file and line.
-std::vector<PipelineInput> read_inputs(const InputSpec& spec);
+MS_API std::vector<PipelineInput> read_inputs(const InputSpec& spec);
 
 struct JobOptions {
   std::size_t batch_size = 32;
@@ -54,12 +55,12 @@ struct JobStats {
 };
 
 /// Ids already written to an output file (complete lines only; a torn last line is cut off).
-std::vector<Json> read_done_ids(const std::filesystem::path& output, bool truncate_partial);
+MS_API std::vector<Json> read_done_ids(const std::filesystem::path& output, bool truncate_partial);
 
 /// Runs `pipeline` over `inputs`. With fail_fast, the first error item throws its ms::Error after
 /// the lines before it are written.
-JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
-                 const JobOptions& options);
+MS_API JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
+                        const JobOptions& options);
 
 /// A whole `ms infer` run: which model, which inputs, where it runs, and the job.
 struct InferRequest {
@@ -79,9 +80,9 @@ struct InferRequest {
 /// Runs a request: checks everything that needs no LibTorch first (job options, inputs, the model
 /// folder), then loads the torch layer, builds the model's pipeline, picks the workers and runs
 /// the job. Logs the model, task, device and workers, and a summary at the end.
-JobStats run_infer(const InferRequest& request);
+MS_API JobStats run_infer(const InferRequest& request);
 
 /// One output line for an input: {"id": ..., <result keys>} or {"id": ..., "error": {...}}.
-std::string format_line(const PipelineInput& input, const PipelineResult& result);
+MS_API std::string format_line(const PipelineInput& input, const PipelineResult& result);
 
 }  // namespace ms::infer

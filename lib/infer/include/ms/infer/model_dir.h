@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ms/config/config.h"
+#include "ms/core/export.h"
 
 namespace ms::infer {
 
@@ -31,19 +32,19 @@ struct ModelInfo {
 };
 
 /// Tasks `ms infer` knows, in canonical (dash) spelling.
-const std::vector<std::string>& known_tasks();
+MS_API const std::vector<std::string>& known_tasks();
 
 /// Canonical spelling of a task ("sentence_similarity" -> "sentence-similarity"); throws
 /// ms::Error(kUsage) listing close matches for an unknown task.
-std::string canonical_task(const std::string& task);
+MS_API std::string canonical_task(const std::string& task);
 
 /// Opens `model`: a folder, or a hub id (OWNER/NAME) that is not a local path, downloaded through
 /// the hub client into the modelscope cache (a cached copy is used offline). `task` overrides the
 /// configured one and is required for a HF layout whose task cannot be inferred. `overrides` are
 /// --set KEY=VALUE assignments applied to the configuration. Throws kNotFound, kConfig or kUsage
 /// naming the folder, file or key, and the hub client's errors for hub ids.
-ModelInfo open_model(const std::string& model, const std::optional<std::string>& task,
-                     const std::vector<std::string>& overrides = {},
-                     const HubModelOptions& hub = {});
+MS_API ModelInfo open_model(const std::string& model, const std::optional<std::string>& task,
+                            const std::vector<std::string>& overrides = {},
+                            const HubModelOptions& hub = {});
 
 }  // namespace ms::infer

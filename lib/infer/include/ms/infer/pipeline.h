@@ -12,6 +12,7 @@
 #include "ms/config/config.h"
 #include "ms/config/registry.h"
 #include "ms/core/device.h"
+#include "ms/core/export.h"
 #include "ms/infer/model_dir.h"
 
 namespace ms::infer {
@@ -35,7 +36,7 @@ struct PipelineResult {
 };
 
 /// A loaded pipeline: preprocess -> forward -> postprocess over a batch of inputs.
-class Pipeline {
+class MS_API Pipeline {
  public:
   virtual ~Pipeline() = default;
   virtual const std::string& task() const = 0;
@@ -58,7 +59,7 @@ struct PipelineOptions {
 };
 
 /// Implemented by the torch layer: builds the pipeline registered for a model's task.
-class PipelineFactory {
+class MS_API PipelineFactory {
  public:
   virtual ~PipelineFactory() = default;
   /// Throws ms::Error(kUsage) naming the registered pipelines for an unknown task or type.
@@ -69,6 +70,6 @@ class PipelineFactory {
 /// Loads the torch layer (with `threads`) and returns its pipeline factory (TorchLayer::pipelines).
 /// Throws
 /// ms::Error(kMissingComponent) when LibTorch is not installed.
-PipelineFactory& pipeline_factory(std::optional<int> threads = std::nullopt);
+MS_API PipelineFactory& pipeline_factory(std::optional<int> threads = std::nullopt);
 
 }  // namespace ms::infer

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "ms/config/registry.h"
+#include "ms/core/export.h"
 
 namespace ms::infer {
 
@@ -9,6 +10,6 @@ namespace ms::infer {
 /// layer's (models, pipelines; see kTorchLayerRegistries) by name, loaded with LibTorch the first
 /// time one of them is asked for. A new module adds its register_components call here, so that
 /// `ms list` needs no change.
-Registries default_registries();
+MS_API Registries default_registries();
 
 }  // namespace ms::infer

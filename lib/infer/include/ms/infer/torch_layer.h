@@ -9,6 +9,7 @@
 
 #include "ms/config/registry.h"
 #include "ms/core/device.h"
+#include "ms/core/export.h"
 
 namespace ms::infer {
 
@@ -25,7 +26,7 @@ struct TorchInfo {
 };
 
 /// LibTorch itself: versions, threads, devices.
-class TorchRuntime {
+class MS_API TorchRuntime {
  public:
   virtual ~TorchRuntime() = default;
   virtual TorchInfo info() const = 0;
@@ -69,12 +70,12 @@ struct TorchOptions {
 /// Loads the torch layer on first call (dlopen of libms_torch.so next to libms.so, or
 /// $MS_TORCH_LAYER) and applies `options`. Throws ms::Error(kMissingComponent) naming what is
 /// missing when it cannot be loaded. Later calls return the same table.
-const TorchLayer& load_torch_layer(const TorchOptions& options = {});
+MS_API const TorchLayer& load_torch_layer(const TorchOptions& options = {});
 
 /// Whether load_torch_layer() has succeeded in this process.
-bool torch_layer_loaded();
+MS_API bool torch_layer_loaded();
 
 /// Where the torch layer is looked for.
-std::filesystem::path torch_layer_path();
+MS_API std::filesystem::path torch_layer_path();
 
 }  // namespace ms::infer

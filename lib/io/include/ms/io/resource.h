@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "ms/config/registry.h"
+#include "ms/core/export.h"
 
 namespace ms::io {
 
@@ -18,24 +19,24 @@ struct ReadOptions {
 
 /// Reads a whole resource into memory. Errors name the location: kNotFound for a missing file or
 /// an HTTP 404, kNetwork for connection failures, timeouts and other HTTP errors.
-std::string read_resource(std::string_view location, const ReadOptions& options = {});
+MS_API std::string read_resource(std::string_view location, const ReadOptions& options = {});
 
 /// True for strings with a URL scheme ("http://", "file://", ...), false for plain paths.
-bool is_url(std::string_view location);
+MS_API bool is_url(std::string_view location);
 
 /// The scheme of a URL ("http"), or "file" for a plain path.
-std::string scheme_of(std::string_view location);
+MS_API std::string scheme_of(std::string_view location);
 
 /// Converts a file:// URL to a local path (percent-decoded); a plain path is returned unchanged.
-std::string local_path_of(std::string_view location);
+MS_API std::string local_path_of(std::string_view location);
 
 /// Reads one resource of a given scheme.
 using ResourceReader = std::string (*)(std::string_view location, const ReadOptions& options);
 
 /// Registered URL schemes ("file", "http", "https").
-const Registry<ResourceReader>& url_schemes();
+MS_API const Registry<ResourceReader>& url_schemes();
 
 /// Adds the io module's registries to `registries`.
-void register_io_components(Registries& registries);
+MS_API void register_io_components(Registries& registries);
 
 }  // namespace ms::io

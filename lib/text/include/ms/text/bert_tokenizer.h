@@ -9,6 +9,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ms/core/export.h"
+
 namespace ms::text {
 
 /// Normalisation and special-token settings, as in tokenizer_config.json.
@@ -39,7 +41,7 @@ struct Encoding {
 };
 
 /// Text -> WordPiece tokens and ids. Thread-safe after construction.
-class BertTokenizer {
+class MS_API BertTokenizer {
  public:
   BertTokenizer(std::vector<std::string> vocab, BertTokenizerOptions options);
 
