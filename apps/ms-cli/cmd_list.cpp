@@ -45,8 +45,9 @@ void add_list_command(CLI::App& app, const GlobalOptions& /*global*/) {
   auto options = std::make_shared<ListOptions>();
   CLI::App* command =
       app.add_subcommand("list", "List registries, or the components registered in one");
-  command->add_option("registry", options->registry,
-                      "Registry name ('models' and 'pipelines' load LibTorch); omit to list the registries");
+  command->add_option(
+      "registry", options->registry,
+      "Registry name ('models' and 'pipelines' load LibTorch); omit to list the registries");
   command->add_flag("--json", options->json, "Print JSON");
   command->callback([options] { run_list(*options); });
 }

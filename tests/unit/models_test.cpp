@@ -4,7 +4,6 @@
 #include <c10/core/GradMode.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/nn/module.h>
-
 #include <unistd.h>
 
 #include <filesystem>

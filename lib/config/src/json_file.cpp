@@ -11,7 +11,8 @@ std::optional<Json> read_json_file(const std::filesystem::path& path) {
   try {
     return Json::parse(read_file(path));
   } catch (const nlohmann::json::exception& e) {
-    throw Error(ErrorCode::kConfig, fmt::format("{} is not valid JSON: {}", path.string(), e.what()),
+    throw Error(ErrorCode::kConfig,
+                fmt::format("{} is not valid JSON: {}", path.string(), e.what()),
                 "fix or delete the file");
   }
 }

@@ -26,9 +26,8 @@ Registries default_registries() {
   register_config_components(registries);
   io::register_io_components(registries);
   for (const char* name : kTorchLayerRegistries) {
-    registries.add_deferred(name, [name]() -> const RegistryBase& {
-      return torch_layer_registries().get(name);
-    });
+    registries.add_deferred(
+        name, [name]() -> const RegistryBase& { return torch_layer_registries().get(name); });
   }
   return registries;
 }

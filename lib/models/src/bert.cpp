@@ -109,7 +109,9 @@ struct SelfAttention : torch::nn::Module {
       v = qkv[2].reshape({b * heads_, t, head_dim_});
     } else {
       auto split = [&](const at::Tensor& y) {
-        return y.view({b, t, heads_, head_dim_}).transpose(1, 2).reshape({b * heads_, t, head_dim_});
+        return y.view({b, t, heads_, head_dim_})
+            .transpose(1, 2)
+            .reshape({b * heads_, t, head_dim_});
       };
       q = split(query(x));
       k = split(key(x));
@@ -134,7 +136,8 @@ struct SelfAttention : torch::nn::Module {
     std::lock_guard<std::mutex> lock(fused_mutex_);
     bool current = fused_weight_.defined();
     for (std::size_t i = 0; i < sources.size() && current; ++i) {
-      current = sources[i]->data_ptr() == fused_data_[i] && version(*sources[i]) == fused_version_[i];
+      current =
+          sources[i]->data_ptr() == fused_data_[i] && version(*sources[i]) == fused_version_[i];
     }
     if (!current) {
       c10::NoGradGuard no_grad;
@@ -325,6 +328,11 @@ std::string find_encoder_prefix(const tensor::TensorMap& checkpoint, const std::
        source);
 }
 
+bool checkpoint_has_pooler(const tensor::TensorMap* checkpoint, const std::string& source) {
+  if (checkpoint == nullptr) return false;
+  return checkpoint->count(find_encoder_prefix(*checkpoint, source) + "pooler.dense.weight") != 0;
+}
+
 bool is_encoder_key(const std::string& key) {
   const std::string top = key.substr(0, key.find('.'));
   return top == "embeddings" || top == "encoder" || top == "pooler";
@@ -387,8 +395,7 @@ at::Tensor BertEncoder::forward(const at::Tensor& input_ids, const at::Tensor& t
   const at::Tensor key_bias =
       (1.0 - attention_mask.to(x.scalar_type())).mul_(std::numeric_limits<float>::lowest());
   mask.bias = key_bias.unsqueeze(1).unsqueeze(1);
-  mask.fused =
-      mask.fast && fused_kernels_ && x.device().is_cpu() && x.scalar_type() == at::kFloat;
+  mask.fused = mask.fast && fused_kernels_ && x.device().is_cpu() && x.scalar_type() == at::kFloat;
   if (mask.fused) {
     mask.key_bias = key_bias.contiguous();
     const at::Tensor attended = attention_mask.to(at::kLong).contiguous();

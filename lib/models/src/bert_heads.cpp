@@ -90,8 +90,7 @@ at::Tensor classification_loss(const at::Tensor& logits, const at::Tensor& label
     return at::mse_loss(logits.view({-1}).to(at::kFloat), labels.view({-1}).to(at::kFloat));
   }
   return at::cross_entropy_loss(logits.reshape({-1, classes}).to(at::kFloat),
-                                labels.reshape({-1}).to(at::kLong), {}, at::Reduction::Mean,
-                                -100);
+                                labels.reshape({-1}).to(at::kLong), {}, at::Reduction::Mean, -100);
 }
 
 // The encoder under Hugging Face's prefix plus a head. Checkpoints may carry the encoder under
@@ -181,15 +180,13 @@ class SequenceClassifier final : public BertTaskModel {
 
   explicit SequenceClassifier(const ModelSpec& spec)
       : BertTaskModel(spec, !roberta_head(spec)), roberta_(roberta_head(spec)) {
-    const int64_t labels =
-        head_size(spec, {"classifier.out_proj.weight", "classifier.weight"});
+    const int64_t labels = head_size(spec, {"classifier.out_proj.weight", "classifier.weight"});
     num_labels_ = labels;
     if (roberta_) {
       roberta_classifier_ = register_module(
           "classifier", std::make_shared<RobertaClassificationHead>(config_.hidden_size, labels));
     } else {
-      classifier_ =
-          register_module("classifier", torch::nn::Linear(config_.hidden_size, labels));
+      classifier_ = register_module("classifier", torch::nn::Linear(config_.hidden_size, labels));
     }
   }
 
@@ -201,7 +198,8 @@ class SequenceClassifier final : public BertTaskModel {
     if (roberta_) {
       logits = roberta_classifier_->forward(h.select(1, 0), classifier_dropout());
     } else {
-      logits = classifier_(at::dropout(encoder_->pool(h), classifier_dropout(), torch::nn::Module::is_training()));
+      logits = classifier_(
+          at::dropout(encoder_->pool(h), classifier_dropout(), torch::nn::Module::is_training()));
     }
     TensorMap out{{"logits", logits}};
     if (const at::Tensor* labels = optional_input(inputs, "labels"))
@@ -210,9 +208,7 @@ class SequenceClassifier final : public BertTaskModel {
   }
 
  protected:
-  bool head_key(const std::string& name) const override {
-    return starts_with(name, "classifier.");
-  }
+  bool head_key(const std::string& name) const override { return starts_with(name, "classifier."); }
 
   void begin_load(const TensorMap& checkpoint, const std::string& source,
                   bool allow_fresh_head) override {
@@ -231,18 +227,12 @@ class SequenceClassifier final : public BertTaskModel {
   std::shared_ptr<RobertaClassificationHead> roberta_classifier_;
 };
 
-bool checkpoint_has_pooler(const ModelSpec& spec) {
-  if (spec.checkpoint == nullptr) return false;
-  const std::string prefix = find_encoder_prefix(*spec.checkpoint, spec.dir.string());
-  return spec.checkpoint->count(prefix + "pooler.dense.weight") != 0;
-}
-
 // token-classification / named-entity-recognition / word-segmentation
 // (BertForTokenClassification): logits [batch, tokens, labels].
 class TokenClassifier final : public BertTaskModel {
  public:
   explicit TokenClassifier(const ModelSpec& spec)
-      : BertTaskModel(spec, checkpoint_has_pooler(spec)),
+      : BertTaskModel(spec, checkpoint_has_pooler(spec.checkpoint, spec.dir.string())),
         num_labels_(head_size(spec, {"classifier.weight"})) {
     classifier_ =
         register_module("classifier", torch::nn::Linear(config_.hidden_size, num_labels_));
@@ -251,8 +241,8 @@ class TokenClassifier final : public BertTaskModel {
   std::optional<int64_t> num_labels() const override { return num_labels_; }
 
   TensorMap forward(const TensorMap& inputs) override {
-    const at::Tensor logits =
-        classifier_(at::dropout(hidden(inputs), classifier_dropout(), torch::nn::Module::is_training()));
+    const at::Tensor logits = classifier_(
+        at::dropout(hidden(inputs), classifier_dropout(), torch::nn::Module::is_training()));
     TensorMap out{{"logits", logits}};
     if (const at::Tensor* labels = optional_input(inputs, "labels"))
       out["loss"] = classification_loss(logits, *labels);
@@ -260,9 +250,7 @@ class TokenClassifier final : public BertTaskModel {
   }
 
  protected:
-  bool head_key(const std::string& name) const override {
-    return starts_with(name, "classifier.");
-  }
+  bool head_key(const std::string& name) const override { return starts_with(name, "classifier."); }
 
  private:
   int64_t num_labels_;
@@ -273,9 +261,10 @@ class TokenClassifier final : public BertTaskModel {
 struct LmTransform : torch::nn::Module {
   explicit LmTransform(const BertConfig& c)
       : dense(register_module("dense", torch::nn::Linear(c.hidden_size, c.hidden_size))),
-        norm(register_module("LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions(
-                                              {c.hidden_size})
-                                                                   .eps(c.layer_norm_eps)))) {}
+        norm(register_module(
+            "LayerNorm", torch::nn::LayerNorm(
+                             torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)))) {
+  }
   torch::nn::Linear dense;
   torch::nn::LayerNorm norm;
 };
@@ -288,8 +277,8 @@ struct LmPredictions : torch::nn::Module {
     bias = register_parameter("bias", at::zeros({c.vocab_size}));
     if (own_decoder) {
       decoder = register_module(
-          "decoder", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.vocab_size)
-                                           .bias(false)));
+          "decoder",
+          torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.vocab_size).bias(false)));
     }
   }
   std::shared_ptr<LmTransform> transform;
@@ -320,7 +309,7 @@ class MaskedLanguageModel final : public BertTaskModel {
   }
 
   explicit MaskedLanguageModel(const ModelSpec& spec)
-      : BertTaskModel(spec, checkpoint_has_pooler(spec)) {
+      : BertTaskModel(spec, checkpoint_has_pooler(spec.checkpoint, spec.dir.string())) {
     cls_ = register_module("cls", std::make_shared<LmHead>(config_, own_decoder(spec)));
   }
 
@@ -358,41 +347,30 @@ class MaskedLanguageModel final : public BertTaskModel {
   std::shared_ptr<LmHead> cls_;
 };
 
+template <typename TaskModel>
+std::shared_ptr<Model> make(const ModelSpec& spec) {
+  return std::make_shared<TaskModel>(spec);
+}
+
 }  // namespace
 
 void register_bert_models(Registry<ModelBuilder>& registry) {
   struct Task {
     const char* name;
     const char* description;
-    std::function<std::shared_ptr<Model>(const ModelSpec&)> build;
+    std::shared_ptr<Model> (*build)(const ModelSpec&);
   };
   const Task tasks[] = {
       {"sentence-embedding", "encoder + sentence-transformers Pooling, Dense, Normalize",
-       [](const ModelSpec& s) -> std::shared_ptr<Model> { return make_sentence_embedding(s); }},
+       &make_sentence_embedding},
       {"text-classification", "sequence classifier (BERT pooler or RoBERTa head)",
-       [](const ModelSpec& s) -> std::shared_ptr<Model> {
-         return std::make_shared<SequenceClassifier>(s);
-       }},
+       &make<SequenceClassifier>},
       {"sentence-similarity", "sequence classifier over a sentence pair",
-       [](const ModelSpec& s) -> std::shared_ptr<Model> {
-         return std::make_shared<SequenceClassifier>(s);
-       }},
-      {"token-classification", "token classifier",
-       [](const ModelSpec& s) -> std::shared_ptr<Model> {
-         return std::make_shared<TokenClassifier>(s);
-       }},
-      {"named-entity-recognition", "token classifier (BIO/BIES tags)",
-       [](const ModelSpec& s) -> std::shared_ptr<Model> {
-         return std::make_shared<TokenClassifier>(s);
-       }},
-      {"word-segmentation", "token classifier (BIES tags)",
-       [](const ModelSpec& s) -> std::shared_ptr<Model> {
-         return std::make_shared<TokenClassifier>(s);
-       }},
-      {"fill-mask", "masked-LM head tied to the word embeddings",
-       [](const ModelSpec& s) -> std::shared_ptr<Model> {
-         return std::make_shared<MaskedLanguageModel>(s);
-       }},
+       &make<SequenceClassifier>},
+      {"token-classification", "token classifier", &make<TokenClassifier>},
+      {"named-entity-recognition", "token classifier (BIO/BIES tags)", &make<TokenClassifier>},
+      {"word-segmentation", "token classifier (BIES tags)", &make<TokenClassifier>},
+      {"fill-mask", "masked-LM head tied to the word embeddings", &make<MaskedLanguageModel>},
   };
   for (const Task& task : tasks) {
     for (const std::string& type : bert_family_types()) {

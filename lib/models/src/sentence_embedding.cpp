@@ -4,7 +4,6 @@
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/clamp_min.h>
-#include <ATen/ops/zeros_like.h>
 #include <ATen/ops/gelu.h>
 #include <ATen/ops/linalg_vector_norm.h>
 #include <ATen/ops/linear.h>
@@ -13,6 +12,7 @@
 #include <ATen/ops/sqrt.h>
 #include <ATen/ops/sum.h>
 #include <ATen/ops/tanh.h>
+#include <ATen/ops/zeros_like.h>
 #include <fmt/format.h>
 #include <torch/nn/modules/linear.h>
 
@@ -20,9 +20,9 @@
 #include <map>
 #include <utility>
 
+#include "ms/config/json_file.h"
 #include "ms/core/error.h"
 #include "ms/core/text.h"
-#include "ms/config/json_file.h"
 #include "ms/models/bert.h"
 #include "ms/tensor/weights.h"
 
@@ -61,7 +61,6 @@ Config read_module_config(const std::filesystem::path& path, const std::string& 
   }
   return Config::from_file(path);
 }
-
 
 // sentence-transformers' Pooling concatenates its modes in this order.
 enum class Pool { kCls, kMax, kMean, kMeanSqrtLen, kWeightedMean, kLastToken };
@@ -185,16 +184,11 @@ struct Step {
   std::filesystem::path folder;
 };
 
-bool checkpoint_has_pooler(const ModelSpec& spec) {
-  if (spec.checkpoint == nullptr) return false;
-  const std::string prefix = find_encoder_prefix(*spec.checkpoint, spec.dir.string());
-  return spec.checkpoint->count(prefix + "pooler.dense.weight") != 0;
-}
-
 class SentenceEmbedding final : public BertEncoder, public Model {
  public:
   explicit SentenceEmbedding(const ModelSpec& spec)
-      : BertEncoder(BertConfig::from_model_dir(spec.dir), checkpoint_has_pooler(spec)),
+      : BertEncoder(BertConfig::from_model_dir(spec.dir),
+                    checkpoint_has_pooler(spec.checkpoint, spec.dir.string())),
         task_(spec.task) {
     const std::filesystem::path modules_path = spec.dir / "modules.json";
     // Dense and Normalize, in file order, for after the pooling (and its override) is known:
@@ -214,8 +208,7 @@ class SentenceEmbedding final : public BertEncoder, public Model {
                  ErrorCode::kConfig, "{}: module {} needs a string 'type' (and 'path')", source, i);
         const std::string type = m["type"].get<std::string>();
         const std::string rel = m.value("path", "");
-        const std::string name =
-            type.rfind(kStPrefix, 0) == 0 ? type.substr(kStPrefix.size()) : "";
+        const std::string name = type.rfind(kStPrefix, 0) == 0 ? type.substr(kStPrefix.size()) : "";
         const std::string where = fmt::format("{}: module {} ({})", source, i, type);
         MS_CHECK(safe_relative(rel), ErrorCode::kConfig, "{}: path '{}' leaves the model folder",
                  where, rel);

@@ -33,7 +33,8 @@ TensorMap collate_tokens(const std::vector<TokenRow>& rows, std::int64_t pad_id,
     const at::Tensor view = at::from_blob(v.data(), {b, t}, at::TensorOptions().dtype(at::kLong));
     return target.is_cpu() ? view.clone() : view.to(target);
   };
-  return {{"input_ids", make(ids)}, {"token_type_ids", make(types)}, {"attention_mask", make(mask)}};
+  return {
+      {"input_ids", make(ids)}, {"token_type_ids", make(types)}, {"attention_mask", make(mask)}};
 }
 
 at::Tensor image_to_tensor(const std::uint8_t* pixels, int height, int width, int channels) {

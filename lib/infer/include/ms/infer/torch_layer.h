@@ -41,8 +41,8 @@ class MS_API TorchRuntime {
 /// The torch layer's services, one typed entry each. A new service (trainer, exporter, ...) is a
 /// new member here, filled in by the torch layer, and a bump of kTorchLayerAbiVersion.
 struct TorchLayer {
-  TorchRuntime* runtime = nullptr;        ///< LibTorch's versions, threads and devices
-  PipelineFactory* pipelines = nullptr;   ///< `ms infer` (see ms/infer/pipeline.h)
+  TorchRuntime* runtime = nullptr;       ///< LibTorch's versions, threads and devices
+  PipelineFactory* pipelines = nullptr;  ///< `ms infer` (see ms/infer/pipeline.h)
   /// Adds the torch layer's registries, named in kTorchLayerRegistries, to `registries`.
   void (*register_components)(Registries& registries) = nullptr;
 };

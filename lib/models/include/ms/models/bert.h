@@ -52,6 +52,9 @@ at::Tensor apply_hidden_act(const std::string& act, const at::Tensor& x);
 /// `source` when the checkpoint has none.
 std::string find_encoder_prefix(const tensor::TensorMap& checkpoint, const std::string& source);
 
+/// Whether `checkpoint` (nullptr: none) has the pooler's weights under its encoder prefix.
+bool checkpoint_has_pooler(const tensor::TensorMap* checkpoint, const std::string& source);
+
 /// Whether a key below the encoder prefix belongs to the encoder (embeddings., encoder., pooler.).
 bool is_encoder_key(const std::string& key_without_prefix);
 
