@@ -13,11 +13,11 @@
 #include <vector>
 
 #include "ms/core/error.h"
-#include "ms/core/torch_runtime.h"
 #include "ms/core/version.h"
 #include "ms/infer/job.h"
 #include "ms/infer/model_dir.h"
 #include "ms/infer/pipeline.h"
+#include "ms/infer/torch_layer.h"
 
 int main(int argc, char** argv) {
   if (argc < 3) {
@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
 
     std::unique_ptr<ms::infer::Pipeline> pipeline =
         ms::infer::pipeline_factory().create(model, ms::infer::PipelineOptions{});
-    std::fprintf(stderr, "torch layer %s, device %s\n", ms::torch_layer_path().c_str(),
+    std::fprintf(stderr, "torch layer %s, device %s\n", ms::infer::torch_layer_path().c_str(),
                  pipeline->device().c_str());
 
     std::vector<ms::infer::PipelineInput> inputs(argc - 2);
