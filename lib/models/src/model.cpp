@@ -70,9 +70,13 @@ std::string normalize_model_type(std::string type) {
   return type;
 }
 
-std::shared_ptr<Model> build_model(const ModelSpec& spec) {
+namespace {
+
+// The builder registered for spec.task and spec.type (normalised); a type not registered for that
+// task is a usage error naming the close matches.
+const ModelBuilder& builder_for(const ModelSpec& spec) {
+  const std::string& type = spec.type;
   const Registry<ModelBuilder>& registry = model_registry();
-  const std::string type = normalize_model_type(spec.type);
   const std::vector<std::string> known = registry.types(spec.task);
   MS_CHECK(!known.empty(), ErrorCode::kMissingComponent,
            "no model is registered for task '{}' in this build (tasks with models: {})", spec.task,
@@ -84,15 +88,24 @@ std::shared_ptr<Model> build_model(const ModelSpec& spec) {
                             spec.config.source(), spec.task),
                 (hint.empty() ? std::string() : hint + "; ") + "supported: " + join(known, ", "));
   }
+  return registry.get(type, spec.task);
+}
+
+}  // namespace
+
+std::shared_ptr<Model> build_model(const ModelSpec& spec) {
   ModelSpec normalized = spec;
-  normalized.type = type;
-  return registry.get(type, spec.task)(normalized);
+  normalized.type = normalize_model_type(spec.type);
+  return builder_for(normalized)(normalized);
 }
 
 std::shared_ptr<Model> load_pretrained(ModelSpec spec, const std::string& device) {
+  spec.type = normalize_model_type(spec.type);
+  // The type is checked before a checkpoint of any size is read.
+  const ModelBuilder& build = builder_for(spec);
   const TensorMap checkpoint = tensor::load_model_weights(spec.dir);
   spec.checkpoint = &checkpoint;
-  std::shared_ptr<Model> model = build_model(spec);
+  std::shared_ptr<Model> model = build(spec);
   model->load_state_dict(model->complete_checkpoint(checkpoint), spec.dir.string());
   model->eval();
   model->to(device);
