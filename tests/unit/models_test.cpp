@@ -224,6 +224,60 @@ TEST_CASE("checkpoints load under any encoder prefix and round-trip", "[models]"
   fresh->load_state_dict(encoder_only, "encoder.safetensors", /*allow_fresh_head=*/true);
 }
 
+TEST_CASE("a new label count replaces the checkpoint's head only when asked", "[models]") {
+  TinyBertDir dir("bert");
+  auto source = ms::models::build_model(spec_for("token-classification", "bert", dir.path));
+  const TensorMap checkpoint = source->state_dict();  // a 3-label head (config.json's id2label)
+  ModelSpec spec = spec_for("token-classification", "bert", dir.path);
+  spec.checkpoint = &checkpoint;
+  spec.num_labels = 5;
+  auto resized = ms::models::build_model(spec);
+  CHECK(resized->num_labels() == 5);
+  try {
+    resized->load_state_dict(checkpoint, "three-labels.safetensors");
+    FAIL("a 3-label head loaded into a 5-label model");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ms::ErrorCode::kConfig);
+    CHECK(std::string(e.what()).find("classifier.weight") != std::string::npos);
+  }
+  resized->load_state_dict(checkpoint, "three-labels.safetensors", /*allow_fresh_head=*/true);
+  // The encoder came from the checkpoint, the head kept its fresh 5-label initialisation.
+  CHECK(at::equal(resized->state_dict().at("bert.embeddings.word_embeddings.weight"),
+                  checkpoint.at("bert.embeddings.word_embeddings.weight")));
+  CHECK(resized->state_dict().at("classifier.weight").size(0) == 5);
+}
+
+TEST_CASE("a RoBERTa classifier checkpoint with a pooler loads", "[models]") {
+  TinyBertDir dir("roberta");
+  auto source = ms::models::build_model(spec_for("text-classification", "roberta", dir.path));
+  TensorMap checkpoint = source->state_dict();
+  checkpoint["roberta.pooler.dense.weight"] = at::randn({32, 32});
+  checkpoint["roberta.pooler.dense.bias"] = at::randn({32});
+  ModelSpec spec = spec_for("text-classification", "roberta", dir.path);
+  spec.checkpoint = &checkpoint;
+  auto copy = ms::models::build_model(spec);
+  copy->load_state_dict(checkpoint, "roberta.safetensors");
+  CHECK(names(*copy).count("roberta.pooler.dense.weight") == 1);
+  CHECK(names(*copy).count("classifier.out_proj.weight") == 1);
+}
+
+TEST_CASE("the fused inference path follows a checkpoint load", "[models]") {
+  TinyBertDir dir("bert");
+  auto model = ms::models::build_model(spec_for("text-classification", "bert", dir.path));
+  model->eval();
+  auto fast = [&] {
+    c10::InferenceMode guard;
+    return model->forward(text_batch()).at("logits");
+  };
+  const at::Tensor before = fast();
+  TensorMap other =
+      ms::models::build_model(spec_for("text-classification", "bert", dir.path))->state_dict();
+  model->load_state_dict(other, "other.safetensors");
+  const at::Tensor after = fast();
+  CHECK_FALSE(at::allclose(before, after, 1e-5, 1e-5));
+  CHECK(at::allclose(after, model->forward(text_batch()).at("logits").detach(), 1e-5, 1e-5));
+}
+
 TEST_CASE("image classifiers: torchvision names, BatchNorm modes, a loss", "[models]") {
   ModelSpec spec;
   spec.task = "image-classification";

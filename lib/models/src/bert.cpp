@@ -14,6 +14,8 @@
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/tanh.h>
 #include <c10/core/GradMode.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
 #include <fmt/ranges.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/embedding.h>
@@ -151,8 +153,10 @@ struct SelfAttention : torch::nn::Module {
     return {fused_weight_, fused_bias_};
   }
 
-  // Inference tensors (made under c10::InferenceMode) keep no version counter; they cannot be
-  // updated in place outside it either, so their storage address is enough.
+  // Inference tensors (parameters moved or made under c10::InferenceMode) keep no version counter:
+  // for them only a new storage is seen. Writes that bypass autograd's version counter (through
+  // .data(), or collectives writing into parameters) are not seen either; whoever does that
+  // (a distributed broadcast) must do it before the first eval-mode forward.
   static int64_t version(const at::Tensor& t) { return t.is_inference() ? -1 : t._version(); }
 
   Linear query, key, value;
@@ -236,6 +240,19 @@ struct Encoder : torch::nn::Module {
   torch::nn::ModuleList layer;
 };
 
+// The most negative finite value of a floating dtype: float's would be -inf in half precision,
+// and a row of padding only would then give NaN (Hugging Face uses finfo(dtype).min likewise).
+double lowest_value(at::ScalarType dtype) {
+  switch (dtype) {
+    case at::kHalf:
+      return static_cast<double>(std::numeric_limits<c10::Half>::lowest());
+    case at::kBFloat16:
+      return static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest());
+    default:
+      return std::numeric_limits<float>::lowest();
+  }
+}
+
 int64_t int_field(const Json& j, const char* key, int64_t fallback, const std::string& source) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
@@ -296,8 +313,7 @@ BertConfig BertConfig::from_json(const Json& j, const std::string& source) {
     MS_CHECK(p == "absolute", ErrorCode::kConfig,
              "{}: position_embedding_type '{}' is not supported (only absolute)", source, p);
   }
-  c.roberta_positions =
-      c.model_type == "roberta" || c.model_type == "xlm-roberta" || c.model_type == "camembert";
+  c.roberta_positions = roberta_family(c.model_type);
   return c;
 }
 
@@ -307,6 +323,10 @@ BertConfig BertConfig::from_model_dir(const std::filesystem::path& dir) {
   MS_CHECK(json.has_value(), ErrorCode::kNotFound,
            "{} does not exist: a BERT-family model needs its config.json", path.string());
   return from_json(*json, path.string());
+}
+
+bool roberta_family(const std::string& model_type) {
+  return model_type == "roberta" || model_type == "xlm-roberta" || model_type == "camembert";
 }
 
 at::Tensor apply_hidden_act(const std::string& act, const at::Tensor& x) {
@@ -393,7 +413,7 @@ at::Tensor BertEncoder::forward(const at::Tensor& input_ids, const at::Tensor& t
   x = at::dropout(emb.norm(x), mask.hidden_dropout, mask.training);
   // Additive mask: 0 where attended, the lowest float where padded (as Hugging Face does).
   const at::Tensor key_bias =
-      (1.0 - attention_mask.to(x.scalar_type())).mul_(std::numeric_limits<float>::lowest());
+      (1.0 - attention_mask.to(x.scalar_type())).mul_(lowest_value(x.scalar_type()));
   mask.bias = key_bias.unsqueeze(1).unsqueeze(1);
   mask.fused = mask.fast && fused_kernels_ && x.device().is_cpu() && x.scalar_type() == at::kFloat;
   if (mask.fused) {

@@ -2,6 +2,7 @@
 // "roberta.") plus a task head with Hugging Face's names, each a torch::nn module that trains
 // (dropout, losses) and infers (eval mode, fast paths) alike.
 #include <ATen/TensorOperators.h>
+#include <ATen/ops/binary_cross_entropy_with_logits.h>
 #include <ATen/ops/cross_entropy_loss.h>
 #include <ATen/ops/dropout.h>
 #include <ATen/ops/index_select.h>
@@ -9,6 +10,7 @@
 #include <ATen/ops/linear.h>
 #include <ATen/ops/mse_loss.h>
 #include <ATen/ops/tanh.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <fmt/ranges.h>
 #include <torch/nn/modules/linear.h>
@@ -32,27 +34,25 @@ const std::vector<std::string>& bert_family_types() {
   return types;
 }
 
-bool roberta_family(const std::string& type) {
-  return type == "roberta" || type == "xlm-roberta" || type == "camembert";
-}
-
 bool starts_with(const std::string& s, const std::string& prefix) {
   return s.compare(0, prefix.size(), prefix) == 0;
 }
 
-// Label count of a classification head: the checkpoint's head, else the spec, else config.json
-// (num_labels, then id2label), else 2 (Hugging Face's default).
+// Label count of a classification head: the one asked for (a new head), else the checkpoint's
+// head, else config.json (num_labels, then id2label), else 2 (Hugging Face's default). A
+// checkpoint head of another size then fails to load, or is replaced by a fresh one when the
+// load allows fresh heads.
 int64_t head_size(const ModelSpec& spec, const std::vector<std::string>& head_weights) {
+  if (spec.num_labels) {
+    MS_CHECK(*spec.num_labels > 0, ErrorCode::kConfig, "{}: the label count must be positive",
+             spec.config.source());
+    return *spec.num_labels;
+  }
   if (spec.checkpoint != nullptr) {
     for (const std::string& name : head_weights) {
       auto it = spec.checkpoint->find(name);
       if (it != spec.checkpoint->end() && it->second.dim() == 2) return it->second.size(0);
     }
-  }
-  if (spec.num_labels) {
-    MS_CHECK(*spec.num_labels > 0, ErrorCode::kConfig, "{}: the label count must be positive",
-             spec.config.source());
-    return *spec.num_labels;
   }
   if (const auto hf = read_json_file(spec.dir / "config.json")) {
     if (hf->contains("num_labels") && (*hf)["num_labels"].is_number_unsigned() &&
@@ -83,12 +83,25 @@ const at::Tensor* optional_input(const TensorMap& inputs, const char* name) {
   return it == inputs.end() || !it->second.defined() ? nullptr : &it->second;
 }
 
-// Cross entropy over the last dimension; labels of -100 are ignored (Hugging Face's convention).
-at::Tensor classification_loss(const at::Tensor& logits, const at::Tensor& labels) {
+// Hugging Face's losses for a classification head: cross entropy over the last dimension with
+// labels of -100 ignored; float labels over several classes are multi-label targets (binary cross
+// entropy on the logits); a sequence classifier with one output is a regression (mean squared
+// error).
+at::Tensor classification_loss(const at::Tensor& logits, const at::Tensor& labels,
+                               bool one_output_regresses) {
   const int64_t classes = logits.size(-1);
-  if (classes == 1) {  // one output: regression, as Hugging Face does
+  if (classes == 1 && one_output_regresses) {
     return at::mse_loss(logits.view({-1}).to(at::kFloat), labels.view({-1}).to(at::kFloat));
   }
+  if (at::isFloatingType(labels.scalar_type()) && classes > 1) {
+    MS_CHECK(labels.sizes() == logits.sizes(), ErrorCode::kUsage,
+             "float labels are multi-label targets and need the logits' shape [{}], got [{}]",
+             fmt::join(logits.sizes(), ", "), fmt::join(labels.sizes(), ", "));
+    return at::binary_cross_entropy_with_logits(logits.to(at::kFloat), labels.to(at::kFloat));
+  }
+  MS_CHECK(labels.numel() * classes == logits.numel(), ErrorCode::kUsage,
+           "labels of shape [{}] do not match logits of shape [{}]",
+           fmt::join(labels.sizes(), ", "), fmt::join(logits.sizes(), ", "));
   return at::cross_entropy_loss(logits.reshape({-1, classes}).to(at::kFloat),
                                 labels.reshape({-1}).to(at::kLong), {}, at::Reduction::Mean, -100);
 }
@@ -130,8 +143,11 @@ class BertTaskModel : public torch::nn::Module, public Model {
     return {encoder_name_ + ".embeddings.position_ids"};
   }
 
+  // A fresh head may come with a fresh pooler: encoder checkpoints often lack one, and Hugging
+  // Face initialises it then too.
   bool optional_parameter(const std::string& name, bool allow_fresh_head) const override {
-    return (allow_fresh_head && !starts_with(name, encoder_name_ + ".")) ||
+    return (allow_fresh_head && (!starts_with(name, encoder_name_ + ".") ||
+                                 starts_with(name, encoder_name_ + ".pooler."))) ||
            Model::optional_parameter(name, allow_fresh_head);
   }
 
@@ -179,7 +195,9 @@ class SequenceClassifier final : public BertTaskModel {
   }
 
   explicit SequenceClassifier(const ModelSpec& spec)
-      : BertTaskModel(spec, !roberta_head(spec)), roberta_(roberta_head(spec)) {
+      : BertTaskModel(
+            spec, !roberta_head(spec) || checkpoint_has_pooler(spec.checkpoint, spec.dir.string())),
+        roberta_(roberta_head(spec)) {
     const int64_t labels = head_size(spec, {"classifier.out_proj.weight", "classifier.weight"});
     num_labels_ = labels;
     if (roberta_) {
@@ -203,7 +221,7 @@ class SequenceClassifier final : public BertTaskModel {
     }
     TensorMap out{{"logits", logits}};
     if (const at::Tensor* labels = optional_input(inputs, "labels"))
-      out["loss"] = classification_loss(logits, *labels);
+      out["loss"] = classification_loss(logits, *labels, /*one_output_regresses=*/true);
     return out;
   }
 
@@ -245,7 +263,7 @@ class TokenClassifier final : public BertTaskModel {
         at::dropout(hidden(inputs), classifier_dropout(), torch::nn::Module::is_training()));
     TensorMap out{{"logits", logits}};
     if (const at::Tensor* labels = optional_input(inputs, "labels"))
-      out["loss"] = classification_loss(logits, *labels);
+      out["loss"] = classification_loss(logits, *labels, /*one_output_regresses=*/false);
     return out;
   }
 
@@ -325,7 +343,7 @@ class MaskedLanguageModel final : public BertTaskModel {
     const at::Tensor logits = at::linear(x, decoder, p.bias);
     TensorMap out{{"logits", logits}};
     if (const at::Tensor* labels = optional_input(inputs, "labels"))
-      out["loss"] = classification_loss(logits, *labels);
+      out["loss"] = classification_loss(logits, *labels, /*one_output_regresses=*/false);
     return out;
   }
 

@@ -1,5 +1,6 @@
 #include "ms/models/model.h"
 
+#include <c10/util/Exception.h>
 #include <torch/nn/module.h>
 
 #include <algorithm>
@@ -41,9 +42,14 @@ void Model::load_state_dict(const TensorMap& checkpoint, const std::string& sour
     if (auto own = checkpoint_name_to_parameter(name)) mapped.emplace(*own, tensor);
   }
   // Parameters the checkpoint may lack keep their initialisation; every other one must be there.
+  // A fresh head also replaces a checkpoint head of another size (a new label count).
   std::map<std::string, at::Tensor> targets = state_dict();
   for (auto it = targets.begin(); it != targets.end();) {
-    if (mapped.count(it->first) == 0 && optional_parameter(it->first, allow_fresh_head)) {
+    auto given = mapped.find(it->first);
+    const bool absent = given == mapped.end();
+    const bool resized = !absent && allow_fresh_head && given->second.sizes() != it->second.sizes();
+    if ((absent || resized) && optional_parameter(it->first, allow_fresh_head)) {
+      if (resized) mapped.erase(given);
       it = targets.erase(it);
     } else {
       ++it;
@@ -110,6 +116,15 @@ std::shared_ptr<Model> load_pretrained(ModelSpec spec, const std::string& device
   model->eval();
   model->to(device);
   return model;
+}
+
+TensorMap checked_forward(Model& model, const TensorMap& inputs, const std::string& device) {
+  try {
+    return model.forward(inputs);
+  } catch (const c10::Error& e) {
+    throw Error(ErrorCode::kInternal,
+                fmt::format("forward pass on {} failed: {}", device, e.what_without_backtrace()));
+  }
 }
 
 std::vector<std::string> label_names(const std::filesystem::path& model_dir, int64_t count) {

@@ -183,18 +183,18 @@ class ImageClassifier final : public Net, public Model {
   int64_t classes_;
 };
 
-// The class count: model.num_classes in the configuration, else the checkpoint's head, else
-// ImageNet's 1000.
+// The class count: the one asked for (a new head), else model.num_classes in the configuration,
+// else the checkpoint's head, else ImageNet's 1000.
 int64_t class_count(const ModelSpec& spec) {
   int64_t classes = 1000;
   if (spec.checkpoint != nullptr) {
-    for (const char* head : {"fc.weight", "classifier.weight", "head.fc.weight"}) {
+    for (const char* head : {"fc.weight", "classifier.weight"}) {
       auto it = spec.checkpoint->find(head);
       if (it != spec.checkpoint->end() && it->second.dim() == 2) classes = it->second.size(0);
     }
   }
-  if (spec.num_labels) classes = *spec.num_labels;
   classes = spec.config.get_or<int64_t>("model.num_classes", classes);
+  if (spec.num_labels) classes = *spec.num_labels;
   MS_CHECK(classes > 0, ErrorCode::kConfig, "{}: model.num_classes must be positive",
            spec.config.source());
   return classes;

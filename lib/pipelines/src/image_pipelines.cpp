@@ -175,8 +175,10 @@ class ImageClassificationPipeline final : public infer::Pipeline {
       std::vector<at::Tensor> xs;
       for (auto& it : items) xs.push_back(it.second);
       const at::Tensor input = at::stack(xs).to(c10::Device(device_));
-      const at::Tensor out = script_ ? script_->forward(input)
-                                     : model_->forward({{"pixel_values", input}}).at("logits");
+      const at::Tensor out =
+          script_
+              ? script_->forward(input)
+              : models::checked_forward(*model_, {{"pixel_values", input}}, device_).at("logits");
       MS_CHECK(out.dim() == 2 && out.size(0) == input.size(0), ErrorCode::kUsage,
                "the model returned shape [{}], expected [batch, classes]",
                fmt::join(out.sizes(), ", "));

@@ -64,9 +64,12 @@ class BertTextPipeline : public infer::Pipeline {
     const auto hf = read_json_file(config_path);
     MS_CHECK(hf.has_value(), ErrorCode::kNotFound,
              "{} does not exist: a BERT-family model needs its config.json", config_path.string());
-    // ModelInfo's model_type already falls back to config.json's; BERT when neither names one.
-    model_ = models::load_pretrained(
-        model_spec(model, task_, model.model_type.empty() ? "bert" : model.model_type), device_);
+    // configuration.json's model.type, else config.json's model_type, else BERT.
+    std::string type = model.model_type;
+    if (type.empty() && hf->contains("model_type") && (*hf)["model_type"].is_string())
+      type = (*hf)["model_type"].get<std::string>();
+    model_ =
+        models::load_pretrained(model_spec(model, task_, type.empty() ? "bert" : type), device_);
     tokenizer_ = std::make_unique<text::BertTokenizer>(text::BertTokenizer::from_dir(model.dir));
     // config.json has been checked by the model: max_position_embeddings is a positive integer.
     std::size_t max_len = std::min<std::size_t>(tokenizer_->options().model_max_length,
@@ -150,14 +153,8 @@ class BertTextPipeline : public infer::Pipeline {
     return tokenizer_->encode(text, pair, max_length_);
   }
 
-  // The model's forward pass; c10 errors (e.g. out of memory) become ms errors naming the device.
   models::TensorMap forward(const models::TensorMap& inputs) {
-    try {
-      return model_->forward(inputs);
-    } catch (const c10::Error& e) {
-      throw Error(ErrorCode::kInternal, fmt::format("forward pass on {} failed: {}", device_,
-                                                    e.what_without_backtrace()));
-    }
+    return models::checked_forward(*model_, inputs, device_);
   }
 
   std::string task_, device_;

@@ -44,6 +44,10 @@ struct BertConfig {
   static BertConfig from_model_dir(const std::filesystem::path& dir);
 };
 
+/// Whether a (normalised) model type is RoBERTa-style: positions from pad_token_id + 1, the
+/// encoder under "roberta.", the dense + out_proj classification head.
+bool roberta_family(const std::string& model_type);
+
 /// hidden_act applied to a tensor (gelu, gelu_new / gelu_pytorch_tanh, relu).
 at::Tensor apply_hidden_act(const std::string& act, const at::Tensor& x);
 

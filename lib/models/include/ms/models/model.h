@@ -98,14 +98,15 @@ class Model {
   virtual bool optional_parameter(const std::string& name, bool allow_fresh_head) const;
 };
 
-/// Builds an untrained model for a spec; registered in the MODELS registry by (task, type).
+/// Builds an untrained model for a spec; registered in the MODELS registry by (task, type). Models
+/// are torch::nn modules and must be owned by a std::shared_ptr (torch::nn::Module relies on
+/// shared_from_this), which is what builders return.
 using ModelBuilder = std::function<std::shared_ptr<Model>(const ModelSpec& spec)>;
 
 /// The MODELS registry: builders grouped by task, as ModelScope's MODELS registry is.
 const Registry<ModelBuilder>& model_registry();
 
-/// Lower case, '_' -> '-', and ModelScope / Hugging Face aliases folded ("BertModel" stays
-/// "bertmodel": unknown types are reported by build_model).
+/// Lower case, '_' read as '-' ("XLM_Roberta" -> "xlm-roberta").
 std::string normalize_model_type(std::string type);
 
 /// Builds the model registered for spec.task and spec.type (normalised). Throws ms::Error(kUsage)
@@ -115,6 +116,10 @@ std::shared_ptr<Model> build_model(const ModelSpec& spec);
 /// Builds a model and loads its weights from spec.dir (see tensor::load_model_weights), in eval
 /// mode on `device`. Every parameter must come from the checkpoint.
 std::shared_ptr<Model> load_pretrained(ModelSpec spec, const std::string& device);
+
+/// model.forward(inputs), with LibTorch's errors (out of memory, a shape LibTorch rejects) turned
+/// into ms::Error(kInternal) naming `device`: the one place where c10::Error becomes ms::Error.
+TensorMap checked_forward(Model& model, const TensorMap& inputs, const std::string& device);
 
 /// Label names for a head of `count` classes: config.json's id2label where it names them, else
 /// LABEL_i (as Hugging Face does).
