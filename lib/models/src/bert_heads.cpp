@@ -66,23 +66,6 @@ int64_t head_size(const ModelSpec& spec, const std::vector<std::string>& head_we
   return 2;
 }
 
-// The input tensor called `name`; a missing one is a usage error naming what was given.
-const at::Tensor& input(const TensorMap& inputs, const char* name) {
-  auto it = inputs.find(name);
-  if (it == inputs.end() || !it->second.defined()) {
-    std::vector<std::string> given;
-    for (const auto& [key, tensor] : inputs) given.push_back(key);
-    fail(ErrorCode::kUsage, "the model needs input '{}' (given: {})", name,
-         given.empty() ? std::string("nothing") : join(given, ", "));
-  }
-  return it->second;
-}
-
-const at::Tensor* optional_input(const TensorMap& inputs, const char* name) {
-  auto it = inputs.find(name);
-  return it == inputs.end() || !it->second.defined() ? nullptr : &it->second;
-}
-
 // Hugging Face's losses for a classification head: cross entropy over the last dimension with
 // labels of -100 ignored; float labels over several classes are multi-label targets (binary cross
 // entropy on the logits); a sequence classifier with one output is a regression (mean squared
@@ -153,10 +136,10 @@ class BertTaskModel : public torch::nn::Module, public Model {
 
   // Last hidden states for the standard text inputs (token_type_ids default to zeros).
   at::Tensor hidden(const TensorMap& inputs) {
-    const at::Tensor& ids = input(inputs, "input_ids");
+    const at::Tensor& ids = required_input(inputs, "input_ids");
     const at::Tensor* types = optional_input(inputs, "token_type_ids");
     return encoder_->forward(ids, types ? *types : at::zeros_like(ids),
-                             input(inputs, "attention_mask"));
+                             required_input(inputs, "attention_mask"));
   }
 
   double classifier_dropout() const {

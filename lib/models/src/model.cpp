@@ -118,6 +118,22 @@ std::shared_ptr<Model> load_pretrained(ModelSpec spec, const std::string& device
   return model;
 }
 
+const at::Tensor& required_input(const TensorMap& inputs, const char* name) {
+  const at::Tensor* found = optional_input(inputs, name);
+  if (found == nullptr) {
+    std::vector<std::string> given;
+    for (const auto& [key, tensor] : inputs) given.push_back(key);
+    fail(ErrorCode::kUsage, "the model needs input '{}' (given: {})", name,
+         given.empty() ? std::string("nothing") : join(given, ", "));
+  }
+  return *found;
+}
+
+const at::Tensor* optional_input(const TensorMap& inputs, const char* name) {
+  auto it = inputs.find(name);
+  return it == inputs.end() || !it->second.defined() ? nullptr : &it->second;
+}
+
 TensorMap checked_forward(Model& model, const TensorMap& inputs, const std::string& device) {
   try {
     return model.forward(inputs);

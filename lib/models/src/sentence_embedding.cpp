@@ -284,17 +284,11 @@ class SentenceEmbedding final : public BertEncoder, public Model {
   }
 
   TensorMap forward(const TensorMap& inputs) override {
-    auto tensor = [&inputs](const char* name) -> const at::Tensor& {
-      auto it = inputs.find(name);
-      MS_CHECK(it != inputs.end() && it->second.defined(), ErrorCode::kUsage,
-               "the sentence-embedding model needs input '{}'", name);
-      return it->second;
-    };
-    const at::Tensor& ids = tensor("input_ids");
-    const at::Tensor& mask = tensor("attention_mask");
-    auto types = inputs.find("token_type_ids");
-    const at::Tensor hidden = BertEncoder::forward(
-        ids, types != inputs.end() ? types->second : at::zeros_like(ids), mask);
+    const at::Tensor& ids = required_input(inputs, "input_ids");
+    const at::Tensor& mask = required_input(inputs, "attention_mask");
+    const at::Tensor* types = optional_input(inputs, "token_type_ids");
+    const at::Tensor hidden =
+        BertEncoder::forward(ids, types != nullptr ? *types : at::zeros_like(ids), mask);
     return {{"last_hidden_state", hidden}, {"sentence_embedding", embed(hidden, mask)}};
   }
 

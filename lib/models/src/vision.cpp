@@ -150,14 +150,10 @@ class ImageClassifier final : public Net, public Model {
   torch::nn::Module& module() override { return *this; }
 
   TensorMap forward(const TensorMap& inputs) override {
-    auto pixels = inputs.find("pixel_values");
-    MS_CHECK(pixels != inputs.end() && pixels->second.defined(), ErrorCode::kUsage,
-             "the image classifier needs input 'pixel_values'");
-    const at::Tensor logits = Net::forward(pixels->second);
+    const at::Tensor logits = Net::forward(required_input(inputs, "pixel_values"));
     TensorMap out{{"logits", logits}};
-    auto labels = inputs.find("labels");
-    if (labels != inputs.end() && labels->second.defined()) {
-      out["loss"] = at::cross_entropy_loss(logits.to(at::kFloat), labels->second.to(at::kLong));
+    if (const at::Tensor* labels = optional_input(inputs, "labels")) {
+      out["loss"] = at::cross_entropy_loss(logits.to(at::kFloat), labels->to(at::kLong));
     }
     return out;
   }

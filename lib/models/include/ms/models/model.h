@@ -98,6 +98,11 @@ class Model {
   virtual bool optional_parameter(const std::string& name, bool allow_fresh_head) const;
 };
 
+/// The input tensor called `name`; a missing one is a usage error naming the inputs given.
+const at::Tensor& required_input(const TensorMap& inputs, const char* name);
+/// The input tensor called `name`, or nullptr when it is absent or undefined.
+const at::Tensor* optional_input(const TensorMap& inputs, const char* name);
+
 /// Builds an untrained model for a spec; registered in the MODELS registry by (task, type). Models
 /// are torch::nn modules and must be owned by a std::shared_ptr (torch::nn::Module relies on
 /// shared_from_this), which is what builders return.
