@@ -56,6 +56,14 @@ void run_infer(const InferOptions& o) {
     std::fprintf(stderr, "ms infer: %zu of %zu inputs failed (see the \"error\" lines)\n",
                  stats.errors, stats.done);
   }
+  if (stats.nonfinite_outputs > 0) {
+    // Bad inputs are the inputs' problem; outputs that are not numbers mean the model is broken.
+    throw Error(ErrorCode::kIntegrity,
+                fmt::format("the model gave NaN or infinity for {} of {} inputs",
+                            stats.nonfinite_outputs, stats.done),
+                "every line was written; the failed inputs have \"error\" lines (code "
+                "\"integrity\"); check the model's config.json and weights");
+  }
 }
 
 }  // namespace

@@ -125,7 +125,11 @@ int main(int argc, char** argv) {
     print_error(e, global.verbose);
     return ms::exit_code(e.code());
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "ms: internal error: %s\n", e.what());
+    // LibTorch's messages carry a C++ backtrace after the first line: only --verbose shows it.
+    const std::string what = e.what();
+    const std::string shown = global.verbose ? what : what.substr(0, what.find('\n'));
+    std::fprintf(stderr, "ms: internal error: %s\n%s", shown.c_str(),
+                 global.verbose || shown == what ? "" : "  (run with --verbose for details)\n");
     return 70;
   }
   return 0;

@@ -221,7 +221,7 @@ class HeadsTest(TorchTestCase):
 
     def test_unknown_model_type(self):
         d = self.copy_model("cls")
-        r = self.infer(d, "--set", "model.type=bret", "--input", "x", code=2)
+        r = self.infer(d, "--set", "model.type=bret", "--input", "x", code=3)
         self.assertOneLineError(r, "model type 'bret'")
         self.assertIn("bert", r.stderr)
 

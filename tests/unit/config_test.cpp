@@ -66,6 +66,20 @@ TEST_CASE("missing keys and wrong types name the file and the full key path", "[
                {"missing key 'train.hooks.LoggerHook'"});
 }
 
+TEST_CASE("integers out of the requested type's range are errors, not wrapped values", "[config]") {
+  Config c = Config::parse(R"({"neg": -5, "big": 5000000000, "huge": 18446744073709551615})",
+                           "json", "c.json");
+  expect_error([&] { c.get<std::size_t>("neg"); }, ErrorCode::kConfig,
+               {"c.json", "key 'neg' must be a non-negative integer"});
+  expect_error([&] { c.get_or<std::size_t>("neg", 3); }, ErrorCode::kConfig, {"'neg'"});
+  expect_error([&] { c.get<int>("big"); }, ErrorCode::kConfig,
+               {"key 'big' must be an integer in range"});
+  expect_error([&] { c.get<std::int64_t>("huge"); }, ErrorCode::kConfig, {"'huge'"});
+  CHECK(c.get<std::int64_t>("neg") == -5);
+  CHECK(c.get<std::int64_t>("big") == 5000000000);
+  CHECK(c.get<std::uint64_t>("huge") == 18446744073709551615ull);
+}
+
 TEST_CASE("malformed JSON reports line and column", "[config]") {
   const char* bad = "{\n  \"a\": 1,\n  \"b\": [1, 2,,]\n}\n";
   expect_error([&] { Config::parse(bad, "json", "bad.json"); }, ErrorCode::kConfig,

@@ -82,7 +82,7 @@ TEST_CASE("the MODELS registry is keyed by task and type", "[models]") {
     ms::models::build_model(spec_for("text-classification", "BRET", dir.path));
     FAIL("an unknown type was built");
   } catch (const ms::Error& e) {
-    CHECK(e.code() == ms::ErrorCode::kUsage);
+    CHECK(e.code() == ms::ErrorCode::kConfig);  // the type comes from the folder's config
     CHECK(std::string(e.what()).find("model type 'bret'") != std::string::npos);
     CHECK(e.hint().find("bert") != std::string::npos);
   }

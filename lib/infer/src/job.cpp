@@ -248,6 +248,7 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
         throw e;
       }
       if (results[k].error) ++stats.errors;
+      if (results[k].nonfinite_output) ++stats.nonfinite_outputs;
       ++stats.done;
       text += format_line(*pending[w + k], results[k]);
     }

@@ -121,8 +121,15 @@ ModelInfo open_model(const std::string& model, const std::optional<std::string>&
   if (task) {
     info.task = canonical_task(*task);
   } else if (info.config.has("task")) {
-    info.task = with_context("reading " + info.config.source(),
-                             [&] { return canonical_task(info.config.get<std::string>("task")); });
+    try {
+      info.task = canonical_task(info.config.get<std::string>("task"));
+    } catch (const Error& e) {
+      // Named by the folder's config rather than the command line: a config error (exit 3).
+      if (e.code() != ErrorCode::kUsage) throw;
+      throw Error(ErrorCode::kConfig,
+                  fmt::format("{}: key 'task': {}", info.config.source(), e.what()),
+                  e.hint() + "; or pass --task");
+    }
   } else {
     throw Error(ErrorCode::kUsage,
                 fmt::format("cannot tell the task of {}: {} names none", dir.string(),

@@ -22,6 +22,7 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdlib>
@@ -33,6 +34,8 @@
 #include "cpu_kernels.h"
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
+#include "ms/core/text.h"
+#include "ms/models/model.h"
 
 namespace ms::models {
 namespace {
@@ -253,6 +256,18 @@ double lowest_value(at::ScalarType dtype) {
   }
 }
 
+// The encoder's parameter count (embeddings, layers, pooler, and an MLM head's vocab_size bias),
+// in double so that absurd sizes cannot overflow.
+double parameter_count(const BertConfig& c) {
+  const double h = static_cast<double>(c.hidden_size);
+  const double inter = static_cast<double>(c.intermediate_size);
+  const double embeddings =
+      static_cast<double>(c.vocab_size + c.max_position_embeddings + c.type_vocab_size) * h + 2 * h;
+  const double layer = 4 * (h * h + h) + 2 * h * inter + inter + h + 4 * h;
+  return embeddings + static_cast<double>(c.num_hidden_layers) * layer + h * h + h +
+         static_cast<double>(c.vocab_size);
+}
+
 int64_t int_field(const Json& j, const char* key, int64_t fallback, const std::string& source) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
@@ -276,8 +291,17 @@ std::optional<double> probability_field(const Json& j, const char* key, const st
 BertConfig BertConfig::from_json(const Json& j, const std::string& source) {
   MS_CHECK(j.is_object(), ErrorCode::kConfig, "{} is not a JSON object", source);
   BertConfig c;
-  if (j.contains("model_type") && j["model_type"].is_string())
-    c.model_type = j["model_type"].get<std::string>();
+  if (auto it = j.find("model_type"); it != j.end() && !it->is_null()) {
+    MS_CHECK(it->is_string(), ErrorCode::kConfig, "{}: key 'model_type' must be a string, got {}",
+             source, it->dump());
+    c.model_type = normalize_model_type(it->get<std::string>());
+    const auto& family = bert_family_types();
+    MS_CHECK(std::find(family.begin(), family.end(), c.model_type) != family.end(),
+             ErrorCode::kConfig,
+             "{}: model_type '{}' is not a BERT-family model (this folder's weights are read as "
+             "one of: {})",
+             source, c.model_type, join(family, ", "));
+  }
   c.vocab_size = int_field(j, "vocab_size", c.vocab_size, source);
   c.hidden_size = int_field(j, "hidden_size", c.hidden_size, source);
   c.num_hidden_layers = int_field(j, "num_hidden_layers", c.num_hidden_layers, source);
@@ -288,8 +312,13 @@ BertConfig BertConfig::from_json(const Json& j, const std::string& source) {
   c.type_vocab_size = int_field(j, "type_vocab_size", c.type_vocab_size, source);
   if (j.contains("pad_token_id") && j["pad_token_id"].is_number_integer())
     c.pad_token_id = j["pad_token_id"].get<int64_t>();
-  if (j.contains("layer_norm_eps") && j["layer_norm_eps"].is_number())
-    c.layer_norm_eps = j["layer_norm_eps"].get<double>();
+  if (auto it = j.find("layer_norm_eps"); it != j.end() && !it->is_null()) {
+    // A zero or negative epsilon makes LayerNorm divide by zero or take a negative root: NaN.
+    MS_CHECK(it->is_number() && it->get<double>() > 0 && it->get<double>() < 1, ErrorCode::kConfig,
+             "{}: key 'layer_norm_eps' must be a small positive number (e.g. 1e-12), got {}",
+             source, it->dump());
+    c.layer_norm_eps = it->get<double>();
+  }
   c.hidden_dropout_prob =
       probability_field(j, "hidden_dropout_prob", source).value_or(c.hidden_dropout_prob);
   c.attention_probs_dropout_prob = probability_field(j, "attention_probs_dropout_prob", source)
@@ -314,7 +343,18 @@ BertConfig BertConfig::from_json(const Json& j, const std::string& source) {
              "{}: position_embedding_type '{}' is not supported (only absolute)", source, p);
   }
   c.roberta_positions = roberta_family(c.model_type);
+  check_model_fits(parameter_count(c), source,
+                   fmt::format("vocab_size {}, hidden_size {}, num_hidden_layers {}, "
+                               "intermediate_size {}, max_position_embeddings {}",
+                               c.vocab_size, c.hidden_size, c.num_hidden_layers,
+                               c.intermediate_size, c.max_position_embeddings));
   return c;
+}
+
+const std::vector<std::string>& bert_family_types() {
+  static const std::vector<std::string> types = {"bert",        "structbert", "roberta",
+                                                 "xlm-roberta", "camembert",  "minilm"};
+  return types;
 }
 
 BertConfig BertConfig::from_model_dir(const std::filesystem::path& dir) {

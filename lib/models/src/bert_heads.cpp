@@ -28,12 +28,6 @@
 namespace ms::models {
 namespace {
 
-const std::vector<std::string>& bert_family_types() {
-  static const std::vector<std::string> types = {"bert",        "structbert", "roberta",
-                                                 "xlm-roberta", "camembert",  "minilm"};
-  return types;
-}
-
 bool starts_with(const std::string& s, const std::string& prefix) {
   return s.compare(0, prefix.size(), prefix) == 0;
 }

@@ -2,6 +2,7 @@
 
 #include <c10/util/Exception.h>
 #include <torch/nn/module.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -89,7 +90,8 @@ const ModelBuilder& builder_for(const ModelSpec& spec) {
            join(registry.groups(), ", "));
   if (!registry.contains(type, spec.task)) {
     const std::string hint = did_you_mean(type, known);
-    throw Error(ErrorCode::kUsage,
+    // The type comes from the model folder's config, so this is a config error (exit 3).
+    throw Error(ErrorCode::kConfig,
                 fmt::format("model type '{}' ({}) is not supported for task '{}'", type,
                             spec.config.source(), spec.task),
                 (hint.empty() ? std::string() : hint + "; ") + "supported: " + join(known, ", "));
@@ -111,11 +113,33 @@ std::shared_ptr<Model> load_pretrained(ModelSpec spec, const std::string& device
   const ModelBuilder& build = builder_for(spec);
   const TensorMap checkpoint = tensor::load_model_weights(spec.dir);
   spec.checkpoint = &checkpoint;
-  std::shared_ptr<Model> model = build(spec);
-  model->load_state_dict(model->complete_checkpoint(checkpoint), spec.dir.string());
-  model->eval();
-  model->to(device);
-  return model;
+  try {
+    std::shared_ptr<Model> model = build(spec);
+    model->load_state_dict(model->complete_checkpoint(checkpoint), spec.dir.string());
+    model->eval();
+    model->to(device);
+    return model;
+  } catch (const c10::Error& e) {
+    // The families check their configs first; what LibTorch still rejects comes from them too.
+    throw Error(ErrorCode::kConfig,
+                fmt::format("cannot build the {} model of {} on {}: {}", spec.type,
+                            spec.dir.string(), device, e.what_without_backtrace()),
+                "check the sizes in config.json / configuration.json");
+  }
+}
+
+void check_model_fits(double parameters, const std::string& source, const std::string& sizes) {
+  const double bytes = parameters * 4;  // float32
+  const long pages = ::sysconf(_SC_PHYS_PAGES);
+  const long page_size = ::sysconf(_SC_PAGE_SIZE);
+  const double memory = pages > 0 && page_size > 0 ? static_cast<double>(pages) * page_size : 0;
+  if (memory > 0 && bytes > memory) {
+    throw Error(ErrorCode::kConfig,
+                fmt::format("{}: {} describe a model of {:.3g} parameters ({:.1f} GiB), more than "
+                            "this machine's {:.1f} GiB of memory",
+                            source, sizes, parameters, bytes / (1u << 30), memory / (1u << 30)),
+                "a size in the config is probably wrong (a typo, or another model's config)");
+  }
 }
 
 const at::Tensor& required_input(const TensorMap& inputs, const char* name) {

@@ -89,8 +89,15 @@ std::vector<Pool> parse_pooling_name(const std::string& name, const std::string&
   return {it->second};
 }
 
-std::vector<Pool> read_pooling(const std::filesystem::path& config_path) {
+std::vector<Pool> read_pooling(const std::filesystem::path& config_path, int64_t hidden_size) {
   const Config c = read_module_config(config_path, "Pooling");
+  // sentence-transformers sizes its output from this; a mismatch means another model's folder.
+  if (c.has("word_embedding_dimension")) {
+    const auto dim = c.get<int64_t>("word_embedding_dimension");
+    MS_CHECK(dim == hidden_size, ErrorCode::kConfig,
+             "{}: word_embedding_dimension is {}, but the encoder's hidden_size is {}", c.source(),
+             dim, hidden_size);
+  }
   if (c.has("pooling_mode")) {
     return parse_pooling_name(c.get<std::string>("pooling_mode"), c.source() + ": pooling_mode");
   }
@@ -130,6 +137,8 @@ DenseSpec read_dense(const std::filesystem::path& folder, int64_t in_dim) {
            in_dim);
   MS_CHECK(d.out > 0, ErrorCode::kConfig, "{}: out_features must be positive, got {}", c.source(),
            d.out);
+  check_model_fits(static_cast<double>(d.in) * static_cast<double>(d.out), c.source(),
+                   fmt::format("in_features {}, out_features {}", d.in, d.out));
   d.bias = c.get_or<bool>("bias", true);
   const std::string act =
       c.get_or<std::string>("activation_function", "torch.nn.modules.activation.Tanh");
@@ -218,7 +227,7 @@ class SentenceEmbedding final : public BertEncoder, public Model {
                    "{}: an encoder in a subfolder ('{}') is not supported", where, rel);
         } else if (name == "Pooling") {
           MS_CHECK(!pooled, ErrorCode::kConfig, "{}: a second Pooling module", where);
-          pooling_ = read_pooling(spec.dir / rel / "config.json");
+          pooling_ = read_pooling(spec.dir / rel / "config.json", config().hidden_size);
           pooled = true;
         } else if (name == "Dense" || name == "Normalize") {
           // Both work on the sentence embedding, which only exists after the pooling.

@@ -118,7 +118,16 @@ struct SmallCnn : torch::nn::Module {
   SmallCnn(const std::vector<int64_t>& channels, int64_t classes) {
     MS_CHECK(!channels.empty(), ErrorCode::kConfig,
              "small-cnn needs model.channels (e.g. [8, 16])");
+    double parameters = 0;
     int64_t in = 3;
+    for (int64_t c : channels) {
+      MS_CHECK(c > 0, ErrorCode::kConfig, "small-cnn: model.channels must be positive, got {}", c);
+      parameters += static_cast<double>(in) * static_cast<double>(c) * 9;
+      in = c;
+    }
+    check_model_fits(parameters + static_cast<double>(in) * static_cast<double>(classes),
+                     "small-cnn", fmt::format("model.channels and {} classes", classes));
+    in = 3;
     for (int64_t c : channels) {
       features->push_back(Conv2d(Conv2dOptions(in, c, 3).padding(1)));
       features->push_back(BatchNorm2d(c));
@@ -193,6 +202,9 @@ int64_t class_count(const ModelSpec& spec) {
   if (spec.num_labels) classes = *spec.num_labels;
   MS_CHECK(classes > 0, ErrorCode::kConfig, "{}: model.num_classes must be positive",
            spec.config.source());
+  // ResNet's widest feature (2048) times the classes: the head is what a typo would blow up.
+  check_model_fits(static_cast<double>(classes) * 2048, spec.config.source(),
+                   fmt::format("{} classes", classes));
   return classes;
 }
 

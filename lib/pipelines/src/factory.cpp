@@ -1,13 +1,51 @@
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <string>
+#include <vector>
+
 #include "ms/core/error.h"
 #include "ms/core/log.h"
+#include "ms/core/text.h"
 #include "ms/infer/torch_layer.h"
 #include "ms/pipelines/registry.h"
 
 namespace ms::pipelines {
 namespace {
+
+// ModelScope names many pipelines after one model or one use of a task
+// ("vit-base_image-classification_ImageNet-labels", "sentiment-classification", "nli"); ms runs
+// those with the task's own pipeline. Such names carry one of these words; a name with none of
+// them ("nope", another task's pipeline) is a mistake in the config and fails loudly.
+const std::vector<std::string>& pipeline_words(const std::string& task) {
+  static const std::vector<std::string> kTokens = {
+      "token-classification", "named-entity-recognition", "word-segmentation", "part-of-speech"};
+  static const std::map<std::string, std::vector<std::string>> kWords = {
+      {"text-classification", {"classification", "nli", "sentiment", "similarity"}},
+      {"sentence-similarity", {"similarity", "classification", "nli"}},
+      {"sentence-embedding", {"embedding", "feature-extraction"}},
+      {"token-classification", kTokens},
+      {"named-entity-recognition", kTokens},
+      {"word-segmentation", kTokens},
+      {"fill-mask", {"fill-mask"}},
+      {"image-classification", {"classification"}},
+  };
+  static const std::vector<std::string> kNone;
+  auto it = kWords.find(task);
+  return it == kWords.end() ? kNone : it->second;
+}
+
+bool names_a_pipeline_for(std::string name, const std::string& task) {
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) {
+    return c == '_' ? '-' : static_cast<char>(std::tolower(c));
+  });
+  const auto& words = pipeline_words(task);
+  return std::any_of(words.begin(), words.end(),
+                     [&name](const std::string& w) { return name.find(w) != std::string::npos; });
+}
 
 class Factory final : public infer::PipelineFactory {
  public:
@@ -28,9 +66,17 @@ class Factory final : public infer::PipelineFactory {
     if (!model.pipeline_type.empty()) {
       if (registry_.contains(model.pipeline_type, model.task)) {
         type = model.pipeline_type;
-      } else {
+      } else if (names_a_pipeline_for(model.pipeline_type, model.task)) {
         log::info("pipeline.type '{}' is not registered for task '{}'; using '{}'",
                   model.pipeline_type, model.task, type);
+      } else {
+        throw Error(
+            ErrorCode::kConfig,
+            fmt::format("{}: pipeline.type '{}' is not a pipeline for task '{}'",
+                        model.config.source(), model.pipeline_type, model.task),
+            fmt::format("registered for the task: {}; ModelScope pipeline names for it "
+                        "contain one of: {}; or pass --set pipeline.type={}",
+                        join(types, ", "), join(pipeline_words(model.task), ", "), model.task));
       }
     }
     const std::string device = infer::load_torch_layer().runtime->resolve_device(options.device);

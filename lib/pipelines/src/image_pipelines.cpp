@@ -11,6 +11,7 @@
 #include <cmath>
 #include <map>
 
+#include "finite_outputs.h"
 #include "ms/core/error.h"
 #include "ms/core/text.h"
 #include "ms/data/image.h"
@@ -201,6 +202,9 @@ class ImageClassificationPipeline final : public infer::Pipeline {
         }
         results[items[j].first].output = {{"scores", scores}, {"labels", labels}};
       }
+      std::vector<std::size_t> result_of_row;
+      for (const auto& item : items) result_of_row.push_back(item.first);
+      reject_nonfinite_rows(out, result_of_row, results, "logits");
     }
     return results;
   }

@@ -16,6 +16,7 @@
 #include <numeric>
 #include <unordered_map>
 
+#include "finite_outputs.h"
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
@@ -35,12 +36,8 @@ std::string float_array_member(const char* key, const float* data, int64_t n) {
   fmt::format_to(std::back_inserter(out), "\"{}\":[", key);
   for (int64_t i = 0; i < n; ++i) {
     if (i > 0) out.push_back(',');
-    // JSON has no NaN/Infinity; they would only come from a broken model.
-    if (std::isfinite(data[i])) {
-      fmt::format_to(std::back_inserter(out), "{}", data[i]);
-    } else {
-      fmt::format_to(std::back_inserter(out), "null");
-    }
+    // Rows holding NaN or infinity become errors (reject_nonfinite_rows), never JSON nulls.
+    fmt::format_to(std::back_inserter(out), "{}", data[i]);
   }
   out.push_back(']');
   return fmt::to_string(out);
@@ -217,6 +214,11 @@ class SentenceEmbeddingPipeline final : public BertTextPipeline {
       }
       result.raw_members = float_array_member("text_embedding", row, dim);
     }
+    std::vector<std::size_t> result_of_row(ok);
+    for (std::size_t k = 0; k < ok.size(); ++k) {
+      if (pair_row[k] >= 0) result_of_row.push_back(ok[k]);
+    }
+    reject_nonfinite_rows(cpu, result_of_row, results, "sentence embedding");
     return results;
   }
 
@@ -274,6 +276,7 @@ class SequenceClassificationPipeline final : public BertTextPipeline {
       }
       results[ok[k]].output = {{"scores", scores}, {"labels", names}};
     }
+    reject_nonfinite_rows(logits, ok, results, "logits");
     return results;
   }
 
@@ -417,6 +420,7 @@ class TokenClassificationPipeline final : public BertTextPipeline {
       results[ok[k]].output = {
           {"output", output}, {"labels", token_labels}, {"scores", token_scores}};
     }
+    reject_nonfinite_rows(logits, ok, results, "logits");
     return results;
   }
 
@@ -466,7 +470,8 @@ class FillMaskPipeline final : public BertTextPipeline {
     // Only the masked positions are scored: flat indices into [batch * tokens].
     inputs["logits_positions"] =
         where.select(1, 0) * inputs.at("input_ids").size(1) + where.select(1, 1);
-    const at::Tensor probs = at::softmax(forward(inputs).at("logits").to(at::kFloat), -1);
+    const at::Tensor logits = forward(inputs).at("logits");
+    const at::Tensor probs = at::softmax(logits.to(at::kFloat), -1);
     const auto top = probs.topk(std::min<int64_t>(top_k_, probs.size(1)), -1);
     const at::Tensor values = std::get<0>(top).cpu().contiguous(),
                      indices = std::get<1>(top).cpu().contiguous();
@@ -490,6 +495,11 @@ class FillMaskPipeline final : public BertTextPipeline {
     for (std::size_t k = 0; k < keep.size(); ++k) {
       results[keep[k]].output = {{"text", detokenize(filled[k])}, {"predictions", predictions[k]}};
     }
+    // One logits row per mask: each belongs to the item holding that mask.
+    std::vector<std::size_t> result_of_row;
+    for (int64_t m = 0; m < where.size(0); ++m)
+      result_of_row.push_back(keep[static_cast<std::size_t>(rows[2 * m])]);
+    reject_nonfinite_rows(logits, result_of_row, results, "logits");
     return results;
   }
 

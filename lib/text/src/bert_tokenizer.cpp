@@ -64,18 +64,27 @@ BertTokenizer BertTokenizer::from_dir(const std::filesystem::path& dir) {
   MS_CHECK(!vocab.empty(), ErrorCode::kConfig, "{} is empty", vocab_path.string());
 
   BertTokenizerOptions options;
-  auto apply = [&options](const Json& j) {
+  // A key that is present must have its type: a misspelt value ("do_lower_case": "banana") would
+  // otherwise silently tokenise differently from the model's training. null means "not set".
+  auto apply = [&options](const Json& j, const std::filesystem::path& file) {
     if (!j.is_object()) return;
-    if (j.contains("do_lower_case") && j["do_lower_case"].is_boolean())
-      options.lowercase = j["do_lower_case"].get<bool>();
-    if (j.contains("strip_accents") && j["strip_accents"].is_boolean())
-      options.strip_accents = j["strip_accents"].get<bool>();
-    if (j.contains("tokenize_chinese_chars") && j["tokenize_chinese_chars"].is_boolean())
-      options.tokenize_chinese_chars = j["tokenize_chinese_chars"].get<bool>();
-    if (j.contains("model_max_length") && j["model_max_length"].is_number_unsigned()) {
-      // Hugging Face writes a huge sentinel when the length is unknown.
-      const auto n = j["model_max_length"].get<std::uint64_t>();
-      if (n > 0 && n < 1000000) options.model_max_length = n;
+    auto flag = [&](const char* key) -> std::optional<bool> {
+      auto it = j.find(key);
+      if (it == j.end() || it->is_null()) return std::nullopt;
+      MS_CHECK(it->is_boolean(), ErrorCode::kConfig, "{}: key '{}' must be true or false, got {}",
+               file.string(), key, it->dump());
+      return it->get<bool>();
+    };
+    if (auto v = flag("do_lower_case")) options.lowercase = *v;
+    if (auto v = flag("strip_accents")) options.strip_accents = *v;
+    if (auto v = flag("tokenize_chinese_chars")) options.tokenize_chinese_chars = *v;
+    if (auto it = j.find("model_max_length"); it != j.end() && !it->is_null()) {
+      MS_CHECK(it->is_number() && it->get<double>() >= 1, ErrorCode::kConfig,
+               "{}: key 'model_max_length' must be a positive integer, got {}", file.string(),
+               it->dump());
+      // Hugging Face writes a huge sentinel (1e30, stored as a float) when the length is unknown.
+      if (it->is_number_integer() && it->get<double>() < 1000000)
+        options.model_max_length = it->get<std::size_t>();
     }
     if (auto v = token_value(j, "unk_token")) options.unk_token = *v;
     if (auto v = token_value(j, "cls_token")) options.cls_token = *v;
@@ -83,8 +92,9 @@ BertTokenizer BertTokenizer::from_dir(const std::filesystem::path& dir) {
     if (auto v = token_value(j, "pad_token")) options.pad_token = *v;
     if (auto v = token_value(j, "mask_token")) options.mask_token = *v;
   };
-  if (auto j = read_json_file(dir / "special_tokens_map.json")) apply(*j);
-  if (auto j = read_json_file(dir / "tokenizer_config.json")) apply(*j);
+  for (const char* name : {"special_tokens_map.json", "tokenizer_config.json"}) {
+    if (auto j = read_json_file(dir / name)) apply(*j, dir / name);
+  }
   return with_context("reading the tokenizer in " + dir.string(),
                       [&] { return BertTokenizer(std::move(vocab), std::move(options)); });
 }

@@ -1,7 +1,9 @@
 // Config: one configuration tree read from JSON or YAML, with dotted-key access and overrides.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -109,6 +111,18 @@ T Config::convert(const Json& value, std::string_view key) const {
     if (!value.is_boolean()) type_error(key, "a boolean", value);
   } else if constexpr (std::is_integral_v<T>) {
     if (!value.is_number_integer()) type_error(key, "an integer", value);
+    // nlohmann's get<T>() wraps out-of-range values (-5 as size_t is 2^64 - 5): check the range.
+    if (value.is_number_unsigned()) {
+      if (value.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<T>::max()))
+        type_error(key, "an integer in range", value);
+    } else if constexpr (std::is_unsigned_v<T>) {
+      if (value.get<std::int64_t>() < 0) type_error(key, "a non-negative integer", value);
+    } else if (value.get<std::int64_t>() <
+                   static_cast<std::int64_t>(std::numeric_limits<T>::min()) ||
+               value.get<std::int64_t>() >
+                   static_cast<std::int64_t>(std::numeric_limits<T>::max())) {
+      type_error(key, "an integer in range", value);
+    }
   } else if constexpr (std::is_floating_point_v<T>) {
     if (!value.is_number()) type_error(key, "a number", value);
   } else if constexpr (std::is_same_v<T, std::string>) {

@@ -51,7 +51,10 @@ struct JobStats {
   std::size_t skipped = 0;  ///< already done (resume)
   std::size_t done = 0;     ///< written in this run
   std::size_t errors = 0;   ///< error lines written in this run
-  double seconds = 0;       ///< wall time of the run loop
+  /// Of those, outputs the model could not produce as data (NaN or infinity): the model is broken,
+  /// so `ms infer` exits 7 after writing every line.
+  std::size_t nonfinite_outputs = 0;
+  double seconds = 0;  ///< wall time of the run loop
 };
 
 /// Ids already written to an output file (complete lines only; a torn last line is cut off).

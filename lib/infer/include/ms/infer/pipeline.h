@@ -33,6 +33,8 @@ struct PipelineResult {
   /// float arrays are formatted once here instead of going through Json.
   std::string raw_members;
   std::optional<Error> error;
+  /// The error is the model's, not the input's: its output held NaN or infinity.
+  bool nonfinite_output = false;
 };
 
 /// A loaded pipeline: preprocess -> forward -> postprocess over a batch of inputs.

@@ -49,7 +49,7 @@ struct TorchLayer {
 
 /// Bumped whenever TorchLayer, the interfaces it points to or the entry point change; both sides
 /// must agree.
-constexpr int kTorchLayerAbiVersion = 4;
+constexpr int kTorchLayerAbiVersion = 5;  // 5: PipelineResult::nonfinite_output
 
 /// Name of the extern "C" entry point exported by libms_torch.so:
 ///   const ms::infer::TorchLayer* ms_torch_layer_entry(int abi_version);

@@ -44,6 +44,9 @@ struct BertConfig {
   static BertConfig from_model_dir(const std::filesystem::path& dir);
 };
 
+/// The (normalised) model types with BERT's parameter layout, registered for every text task.
+const std::vector<std::string>& bert_family_types();
+
 /// Whether a (normalised) model type is RoBERTa-style: positions from pad_token_id + 1, the
 /// encoder under "roberta.", the dense + out_proj classification head.
 bool roberta_family(const std::string& model_type);

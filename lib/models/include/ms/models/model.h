@@ -122,6 +122,11 @@ std::shared_ptr<Model> build_model(const ModelSpec& spec);
 /// mode on `device`. Every parameter must come from the checkpoint.
 std::shared_ptr<Model> load_pretrained(ModelSpec spec, const std::string& device);
 
+/// Throws ms::Error(kConfig) naming `source` and `sizes` when a model of `parameters` float32
+/// parameters cannot fit in this machine's memory: found from the config before anything is
+/// allocated (a typo such as vocab_size 1e12 must not become an allocator error or the OOM killer).
+void check_model_fits(double parameters, const std::string& source, const std::string& sizes);
+
 /// model.forward(inputs), with LibTorch's errors (out of memory, a shape LibTorch rejects) turned
 /// into ms::Error(kInternal) naming `device`: the one place where c10::Error becomes ms::Error.
 TensorMap checked_forward(Model& model, const TensorMap& inputs, const std::string& device);

@@ -1,0 +1,148 @@
+"""`ms infer` on broken model folders (issue 12): config values of the wrong type or size are
+config errors (exit 3) naming the file and key, found before anything is allocated; no LibTorch
+backtrace reaches the user; NaN or infinite outputs become per-input "integrity" error lines and
+exit 7, never JSON nulls. Runs on the tiny models in tests/data/infer/tiny.
+"""
+import json
+import os
+import shutil
+import struct
+import unittest
+
+from harness import SOURCE_DIR, TorchTestCase, run_ms
+
+TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
+
+
+def lines(text):
+    return [json.loads(l) for l in text.splitlines() if l.strip()]
+
+
+def poison_safetensors(path, tensor, row, value=float("nan")):
+    """Overwrites row `row` of a float32 tensor in a safetensors file with `value`."""
+    with open(path, "r+b") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        info = header[tensor]
+        assert info["dtype"] == "F32", info
+        width = 1
+        for d in info["shape"][1:]:
+            width *= d
+        f.seek(8 + n + info["data_offsets"][0] + row * width * 4)
+        f.write(struct.pack("<%df" % width, *([value] * width)))
+
+
+class HostileConfigTest(TorchTestCase):
+    def copy_model(self, name):
+        d = self.path(name)
+        shutil.copytree(os.path.join(TINY, name), d)
+        return d
+
+    def edit_json(self, path, **changes):
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        for key, value in changes.items():
+            if "." in key:
+                outer, inner = key.split(".", 1)
+                data.setdefault(outer, {})[inner] = value
+            else:
+                data[key] = value
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+
+    def infer(self, model, *args):
+        return run_ms("infer", "--model", model, "--input", "the cat sat", *args)
+
+    def assertConfigError(self, model, *fragments):
+        r = self.infer(model)
+        self.assertExit(r, 3)
+        self.assertOneLineError(r, *fragments)
+        self.assertNotIn("frame #", r.stderr)
+        return r
+
+    def test_wrongly_typed_values_name_file_and_key(self):
+        cases = [
+            ("config.json", {"layer_norm_eps": "x"}, "layer_norm_eps"),
+            ("config.json", {"layer_norm_eps": -1}, "layer_norm_eps"),
+            ("config.json", {"layer_norm_eps": 0}, "layer_norm_eps"),
+            ("config.json", {"model_type": "gpt2"}, "model_type 'gpt2'"),
+            ("tokenizer_config.json", {"do_lower_case": "banana"}, "do_lower_case"),
+            ("tokenizer_config.json", {"model_max_length": "x"}, "model_max_length"),
+            ("configuration.json", {"preprocessor.max_length": -5}, "preprocessor.max_length"),
+            ("configuration.json", {"preprocessor.max_length": 0}, "preprocessor.max_length"),
+            ("configuration.json", {"pipeline.type": "nope"}, "pipeline.type 'nope'"),
+            ("configuration.json", {"task": "no-such-task"}, "key 'task'"),
+        ]
+        for i, (file, changes, key) in enumerate(cases):
+            with self.subTest(file=file, changes=changes):
+                d = self.copy_model("cls")
+                os.rename(d, d + str(i))
+                d = d + str(i)
+                self.edit_json(os.path.join(d, file), **changes)
+                self.assertConfigError(d, file, key)
+
+    def test_modelscope_pipeline_names_of_the_task_still_run(self):
+        # Real ModelScope folders name model-specific pipelines; those of the task's kind run
+        # with the task's pipeline.
+        d = self.copy_model("cls")
+        self.edit_json(os.path.join(d, "configuration.json"),
+                       **{"pipeline.type": "sentiment-classification"})
+        r = self.infer(d)
+        self.assertExit(r, 0)
+        self.assertIn("labels", lines(r.stdout)[0])
+
+    def test_huge_sizes_are_config_errors_before_allocation(self):
+        for key, value in [("vocab_size", 10**12), ("num_hidden_layers", 10**7),
+                           ("intermediate_size", 10**12)]:
+            with self.subTest(key=key):
+                d = self.copy_model("cls")
+                os.rename(d, d + key)
+                d = d + key
+                self.edit_json(os.path.join(d, "config.json"), **{key: value})
+                self.assertConfigError(d, "config.json", "GiB", "memory")
+
+    def test_pooling_dimension_must_match_the_encoder(self):
+        d = self.copy_model("st_dense")
+        self.edit_json(os.path.join(d, "1_Pooling", "config.json"), word_embedding_dimension=999)
+        self.assertConfigError(d, "word_embedding_dimension", "999")
+
+    def token_id(self, model_dir, token):
+        with open(os.path.join(model_dir, "vocab.txt"), encoding="utf-8") as f:
+            return [l.rstrip("\n") for l in f].index(token)
+
+    def check_nonfinite(self, name, tensor, value):
+        d = self.copy_model(name)
+        weights = os.path.join(d, "model.safetensors")
+        # Only inputs holding "dog" see the poisoned embedding row.
+        poison_safetensors(weights, tensor, self.token_id(d, "dog"), value)
+        r = run_ms("infer", "--model", d, "--input", "the cat sat", "--input", "the dog sat",
+                   "--input", "good movie", "-b", "3")
+        self.assertExit(r, 7)
+        self.assertIn("NaN or infinity", r.stderr)
+        self.assertNotIn("null", r.stdout)
+        out = lines(r.stdout)
+        self.assertEqual([o["id"] for o in out], [0, 1, 2])
+        self.assertNotIn("error", out[0])
+        self.assertEqual(out[1]["error"]["code"], "integrity")
+        self.assertNotIn("error", out[2])
+        return out
+
+    def test_nan_embeddings_are_errors_not_nulls(self):
+        out = self.check_nonfinite("st_dense", "embeddings.word_embeddings.weight", float("nan"))
+        self.assertIn("text_embedding", out[0])
+
+    def test_infinite_logits_are_errors(self):
+        out = self.check_nonfinite("cls", "bert.embeddings.word_embeddings.weight", float("inf"))
+        self.assertIn("scores", out[0])
+
+    def test_fail_fast_stops_at_a_nonfinite_output_with_exit_7(self):
+        d = self.copy_model("cls")
+        poison_safetensors(os.path.join(d, "model.safetensors"),
+                           "bert.embeddings.word_embeddings.weight", self.token_id(d, "dog"))
+        r = run_ms("infer", "--model", d, "--input", "the dog sat", "--fail-fast")
+        self.assertExit(r, 7)
+        self.assertEqual(r.stdout, "")
+
+
+if __name__ == "__main__":
+    unittest.main()
