@@ -105,9 +105,19 @@ void run_head(const DatasetOptions& o) {
     const int label_col = s.table.column_index("label");
     for (std::size_t r = 0; r < s.table.rows.size() && r < o.rows; ++r) {
       Json row = Json::object();
-      if (o.json && ds.splits.size() > 1) row["_split"] = s.name;
+      const bool with_split = o.json && ds.splits.size() > 1;
+      if (with_split) row["_split"] = s.name;
+      // Column names are unique, so they are appended without ordered_json's linear key search
+      // (quadratic for a table of 100,000 columns); only a column named like the split key
+      // replaces it, as it always has.
+      auto& fields = row.get_ref<Json::object_t&>();
       for (std::size_t c = 0; c < s.table.columns.size(); ++c) {
-        row[s.table.columns[c].name] = cell_json(s.table.rows[r][c], s.table.columns[c].type);
+        const std::string& name = s.table.columns[c].name;
+        Json cell = cell_json(s.table.rows[r][c], s.table.columns[c].type);
+        if (with_split && name == "_split")
+          row[name] = std::move(cell);
+        else
+          fields.emplace_back(name, std::move(cell));
       }
       if (label_col >= 0 && !ds.labels.empty()) {
         if (auto* id = std::get_if<std::int64_t>(&s.table.rows[r][label_col])) {

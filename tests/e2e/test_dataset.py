@@ -260,6 +260,45 @@ class DatasetTest(MsTestCase):
         self.assertExit(r, 7)
         self.assertOneLineError(r, "b.jsonl:2")
 
+    def test_hostile_json_and_csv(self):
+        # Issue 12: 70,000 levels of nesting crashed `ms dataset` (SIGSEGV); a number beyond a
+        # double was an internal error (exit 70); 10,000 repeated CSV header names ran for minutes.
+        deep = "[" * 100000 + "]" * 100000
+        for name, text, where in [("deep.jsonl", '{"a": 1}\n{"a": ' + deep + "}\n", "deep.jsonl:2:1006"),
+                                  ("deep.json", '[{"a": ' + deep + "}]", "deep.json:1:1006")]:
+            p = self.write(name, text)
+            for cmd in ["info", "head", "iter"]:
+                r = self.ms("dataset", cmd, "jsonl:" + p)
+                self.assertExit(r, 3, f"{cmd} {name}")
+                self.assertOneLineError(r, where, "nested deeper than 1000 levels")
+        ok = self.write("ok.jsonl", '{"a": ' + "[" * 999 + "]" * 999 + "}\n")
+        r = self.ms("dataset", "head", ok)  # (Python's json module cannot read this deep)
+        self.assertExit(r, 0)
+        self.assertEqual(r.stdout.strip(), '{"a":' + "[" * 999 + "]" * 999 + "}")
+        for number in ["1e999", "-1e400", "9" * 100000]:
+            for name, text, where in [("n.jsonl", '{"x": 1}\n{"x": ' + number + "}\n", "n.jsonl:2:7"),
+                                      ("n.json", '[{"x": ' + number + "}]", "n.json:1:8")]:
+                r = self.ms("dataset", "head", self.write(name, text))
+                self.assertExit(r, 3, number[:10])
+                self.assertOneLineError(r, where, "beyond the range of a 64-bit float")
+                self.assertLess(len(r.stderr), 500)
+        # Integers beyond int64 are floats; NaN and Infinity are not JSON (exit 7 as other bad JSON).
+        big = self.write("big.jsonl", '{"u": 1}\n{"u": 18446744073709551615}\n{"u": 100000000000000000000}\n')
+        self.assertEqual([c["type"] for c in self.info(big)["splits"][0]["columns"]], ["float"])
+        self.assertEqual([row["u"] for row in self.head(big)], [1.0, 18446744073709551615.0, 1e20])
+        r = self.ms("dataset", "info", self.write("nan.jsonl", '{"x": NaN}\n'))
+        self.assertExit(r, 7)
+        self.assertOneLineError(r, "nan.jsonl:1:7", "bad JSON")
+        # Repeated CSV header names are renamed as pandas' read_csv does, in linear time.
+        dup = self.write("dup.csv", "a," * 10000 + "a\n" + "1," * 10000 + "2\n")
+        cols = self.info(dup)["splits"][0]["columns"]
+        self.assertEqual([c["name"] for c in cols[:3]] + [cols[-1]["name"]], ["a", "a.1", "a.2", "a.10000"])
+        self.assertEqual(self.head(self.write("d2.csv", "a,a,a.1,b\n1,2,3,4\n")),
+                         [{"a": 1, "a.2": 2, "a.1": 3, "b": 4}])
+        wide = self.write("wide.jsonl", json.dumps({f"k{i}": i for i in range(100000)}) + "\n")
+        row = self.head(wide)[0]
+        self.assertEqual((len(row), row["k99999"]), (100000, 99999))
+
     # --- zip datasets with a dataset config ---------------------------------------------------
 
     @needs("ZIP", "PNG")
