@@ -6,6 +6,7 @@ import http.server
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -513,6 +514,57 @@ class DatasetTest(MsTestCase):
         self.assertOneLineError(r, "many.zip", "50 entries")
         r = self.ms("dataset", "info", "zip:" + self.write("notzip.zip", "plain text"))
         self.assertExit(r, 7)
+
+    @needs("ZIP")
+    def test_zip_bomb_ratio(self):
+        # Issue 12: a 1 MiB zip extracted 1.1 GiB into the cache; only the 64 GiB cap applied.
+        # Ratios are counted from the bytes actually inflated, so a header that lies does not help.
+        extracted = self.path("cache", "datasets", "extracted")
+
+        def nothing_extracted():
+            return [e for e in os.listdir(extracted) if not e.startswith(".")] if os.path.exists(extracted) else []
+
+        def make(name, files):
+            with zipfile.ZipFile(self.path(name), "w", zipfile.ZIP_DEFLATED) as z:
+                for entry, data in files:
+                    z.writestr(entry, data)
+            return self.path(name)
+
+        def set_sizes(path, usize):
+            # The uncompressed size in the local and the central header: what a lying archive claims.
+            with open(path, "rb") as f:
+                data = bytearray(f.read())
+            for magic, offset in [(b"PK\x03\x04", 22), (b"PK\x01\x02", 24)]:
+                at = data.find(magic)
+                data[at + offset:at + offset + 4] = struct.pack("<I", usize)
+            with open(path, "wb") as f:
+                f.write(data)
+            return path
+
+        zeros = b"a\n" + b"0\n" * (5 << 20)  # 10 MiB of CSV, about 1000:1 deflated
+        bomb = make("bomb.zip", [("train.csv", zeros)])
+        liar = set_sizes(make("liar.zip", [("train.csv", zeros)]), 100)
+        many = make("many.zip", [(f"part{i}/train.csv", b"a\n" + b"0\n" * (1 << 18)) for i in range(40)])
+        for path, what in [(bomb, "entry 'train.csv'"), (liar, "entry 'train.csv'"), (many, "the archive")]:
+            r = self.ms("dataset", "info", "zip:" + path)
+            self.assertExit(r, 7, path)
+            self.assertOneLineError(r, os.path.basename(path), what, "more than 200 times")
+            self.assertIn("MS_DATASET_MAX_EXTRACT_RATIO", r.stderr)
+            self.assertEqual(nothing_extracted(), [])
+        # The limit is configurable (0 turns it off); small compressible files and headers claiming
+        # huge sizes are not rejected by the ratio.
+        r = run_ms("dataset", "info", "zip:" + bomb, "--json",
+                   env={**self.env, "MS_DATASET_MAX_EXTRACT_RATIO": "2000"})
+        self.assertExit(r, 0)
+        self.assertEqual(self.json_out(r)["splits"][0]["rows"], 5 << 20)
+        r = run_ms("dataset", "info", "zip:" + liar, env={**self.env, "MS_DATASET_MAX_EXTRACT_RATIO": "0"})
+        self.assertNotIn("times its compressed size", r.stderr)
+        small = make("small.zip", [("train.csv", b"a\n" + b"0\n" * (200 << 10))])
+        self.assertEqual(self.info("zip:" + small)["splits"][0]["rows"], 200 << 10)
+        claims = set_sizes(make("claims.zip", [("train.csv", b"a\n1\n")]), 0xFFFFFFF0)
+        self.assertEqual(self.info("zip:" + claims)["splits"][0]["rows"], 1)
+        r = run_ms("dataset", "info", "zip:" + many, env={**self.env, "MS_DATASET_MAX_EXTRACT_RATIO": "x"})
+        self.assertExit(r, 2)
 
     # --- specs --------------------------------------------------------------------------------
 
