@@ -296,6 +296,12 @@ class DatasetTest(MsTestCase):
         self.assertEqual([c["name"] for c in cols[:3]] + [cols[-1]["name"]], ["a", "a.1", "a.2", "a.10000"])
         self.assertEqual(self.head(self.write("d2.csv", "a,a,a.1,b\n1,2,3,4\n")),
                          [{"a": 1, "a.2": 2, "a.1": 3, "b": 4}])
+        # A file name that is not UTF-8 was an internal error (nlohmann's type_error 316 on dump).
+        odd = os.fsdecode(os.path.join(os.fsencode(self.path("")), b"odd\xffname.csv"))
+        self.write(odd, "a\n1\n")
+        d = self.info(odd)
+        self.assertIn("odd\ufffdname.csv", d["spec"])
+        self.assertEqual(self.head(odd), [{"a": 1}])
         wide = self.write("wide.jsonl", json.dumps({f"k{i}": i for i in range(100000)}) + "\n")
         row = self.head(wide)[0]
         self.assertEqual((len(row), row["k99999"]), (100000, 99999))
