@@ -79,10 +79,16 @@ void print_info(const data::Dataset& ds) {
   }
 }
 
+// File and folder names need not be UTF-8, and JSON text must be: show their undecodable bytes as
+// U+FFFD (as `ms infer` does in its output) rather than fail the whole listing.
+std::string to_text(const Json& value, int indent = -1) {
+  return value.dump(indent, ' ', false, Json::error_handler_t::replace);
+}
+
 void run_info(const DatasetOptions& o) {
   const data::Dataset ds = data::load_dataset(o.spec, load_options(o));
   if (o.json) {
-    std::printf("%s\n", ds.info().dump(2).c_str());
+    std::printf("%s\n", to_text(ds.info(), 2).c_str());
   } else {
     print_info(ds);
   }
@@ -105,9 +111,19 @@ void run_head(const DatasetOptions& o) {
     const int label_col = s.table.column_index("label");
     for (std::size_t r = 0; r < s.table.rows.size() && r < o.rows; ++r) {
       Json row = Json::object();
-      if (o.json && ds.splits.size() > 1) row["_split"] = s.name;
+      const bool with_split = o.json && ds.splits.size() > 1;
+      if (with_split) row["_split"] = s.name;
+      // Column names are unique, so they are appended without ordered_json's linear key search
+      // (quadratic for a table of 100,000 columns); only a column named like the split key
+      // replaces it, as it always has.
+      auto& fields = row.get_ref<Json::object_t&>();
       for (std::size_t c = 0; c < s.table.columns.size(); ++c) {
-        row[s.table.columns[c].name] = cell_json(s.table.rows[r][c], s.table.columns[c].type);
+        const std::string& name = s.table.columns[c].name;
+        Json cell = cell_json(s.table.rows[r][c], s.table.columns[c].type);
+        if (with_split && name == "_split")
+          row[name] = std::move(cell);
+        else
+          fields.emplace_back(name, std::move(cell));
       }
       if (label_col >= 0 && !ds.labels.empty()) {
         if (auto* id = std::get_if<std::int64_t>(&s.table.rows[r][label_col])) {
@@ -115,7 +131,7 @@ void run_head(const DatasetOptions& o) {
             row["label_name"] = ds.labels[*id];
         }
       }
-      std::printf("%s\n", row.dump().c_str());
+      std::printf("%s\n", to_text(row).c_str());
     }
   }
 }
@@ -167,7 +183,7 @@ void run_iter(const DatasetOptions& o) {
     out["workers"] = o.workers;
     out["order"] = run.order;
     out["checksum"] = run.checksum;
-    std::printf("%s\n", out.dump(2).c_str());
+    std::printf("%s\n", to_text(out, 2).c_str());
   } else {
     std::printf("%zu samples in %zu batches, %.3f s, %.1f samples/s (%d workers)\n", run.samples,
                 run.batches, run.seconds, run.samples_per_second, o.workers);

@@ -6,6 +6,7 @@ import http.server
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -260,6 +261,51 @@ class DatasetTest(MsTestCase):
         self.assertExit(r, 7)
         self.assertOneLineError(r, "b.jsonl:2")
 
+    def test_hostile_json_and_csv(self):
+        # Issue 12: 70,000 levels of nesting crashed `ms dataset` (SIGSEGV); a number beyond a
+        # double was an internal error (exit 70); 10,000 repeated CSV header names ran for minutes.
+        deep = "[" * 100000 + "]" * 100000
+        for name, text, where in [("deep.jsonl", '{"a": 1}\n{"a": ' + deep + "}\n", "deep.jsonl:2:1006"),
+                                  ("deep.json", '[{"a": ' + deep + "}]", "deep.json:1:1006")]:
+            p = self.write(name, text)
+            for cmd in ["info", "head", "iter"]:
+                r = self.ms("dataset", cmd, "jsonl:" + p)
+                self.assertExit(r, 3, f"{cmd} {name}")
+                self.assertOneLineError(r, where, "nested deeper than 1000 levels")
+        ok = self.write("ok.jsonl", '{"a": ' + "[" * 999 + "]" * 999 + "}\n")
+        r = self.ms("dataset", "head", ok)  # (Python's json module cannot read this deep)
+        self.assertExit(r, 0)
+        self.assertEqual(r.stdout.strip(), '{"a":' + "[" * 999 + "]" * 999 + "}")
+        for number in ["1e999", "-1e400", "9" * 100000]:
+            for name, text, where in [("n.jsonl", '{"x": 1}\n{"x": ' + number + "}\n", "n.jsonl:2:7"),
+                                      ("n.json", '[{"x": ' + number + "}]", "n.json:1:8")]:
+                r = self.ms("dataset", "head", self.write(name, text))
+                self.assertExit(r, 3, number[:10])
+                self.assertOneLineError(r, where, "beyond the range of a 64-bit float")
+                self.assertLess(len(r.stderr), 500)
+        # Integers beyond int64 are floats; NaN and Infinity are not JSON (exit 7 as other bad JSON).
+        big = self.write("big.jsonl", '{"u": 1}\n{"u": 18446744073709551615}\n{"u": 100000000000000000000}\n')
+        self.assertEqual([c["type"] for c in self.info(big)["splits"][0]["columns"]], ["float"])
+        self.assertEqual([row["u"] for row in self.head(big)], [1.0, 18446744073709551615.0, 1e20])
+        r = self.ms("dataset", "info", self.write("nan.jsonl", '{"x": NaN}\n'))
+        self.assertExit(r, 7)
+        self.assertOneLineError(r, "nan.jsonl:1:7", "bad JSON")
+        # Repeated CSV header names are renamed as pandas' read_csv does, in linear time.
+        dup = self.write("dup.csv", "a," * 10000 + "a\n" + "1," * 10000 + "2\n")
+        cols = self.info(dup)["splits"][0]["columns"]
+        self.assertEqual([c["name"] for c in cols[:3]] + [cols[-1]["name"]], ["a", "a.1", "a.2", "a.10000"])
+        self.assertEqual(self.head(self.write("d2.csv", "a,a,a.1,b\n1,2,3,4\n")),
+                         [{"a": 1, "a.2": 2, "a.1": 3, "b": 4}])
+        # A file name that is not UTF-8 was an internal error (nlohmann's type_error 316 on dump).
+        odd = os.fsdecode(os.path.join(os.fsencode(self.path("")), b"odd\xffname.csv"))
+        self.write(odd, "a\n1\n")
+        d = self.info(odd)
+        self.assertIn("odd\ufffdname.csv", d["spec"])
+        self.assertEqual(self.head(odd), [{"a": 1}])
+        wide = self.write("wide.jsonl", json.dumps({f"k{i}": i for i in range(100000)}) + "\n")
+        row = self.head(wide)[0]
+        self.assertEqual((len(row), row["k99999"]), (100000, 99999))
+
     # --- zip datasets with a dataset config ---------------------------------------------------
 
     @needs("ZIP", "PNG")
@@ -474,6 +520,57 @@ class DatasetTest(MsTestCase):
         self.assertOneLineError(r, "many.zip", "50 entries")
         r = self.ms("dataset", "info", "zip:" + self.write("notzip.zip", "plain text"))
         self.assertExit(r, 7)
+
+    @needs("ZIP")
+    def test_zip_bomb_ratio(self):
+        # Issue 12: a 1 MiB zip extracted 1.1 GiB into the cache; only the 64 GiB cap applied.
+        # Ratios are counted from the bytes actually inflated, so a header that lies does not help.
+        extracted = self.path("cache", "datasets", "extracted")
+
+        def nothing_extracted():
+            return [e for e in os.listdir(extracted) if not e.startswith(".")] if os.path.exists(extracted) else []
+
+        def make(name, files):
+            with zipfile.ZipFile(self.path(name), "w", zipfile.ZIP_DEFLATED) as z:
+                for entry, data in files:
+                    z.writestr(entry, data)
+            return self.path(name)
+
+        def set_sizes(path, usize):
+            # The uncompressed size in the local and the central header: what a lying archive claims.
+            with open(path, "rb") as f:
+                data = bytearray(f.read())
+            for magic, offset in [(b"PK\x03\x04", 22), (b"PK\x01\x02", 24)]:
+                at = data.find(magic)
+                data[at + offset:at + offset + 4] = struct.pack("<I", usize)
+            with open(path, "wb") as f:
+                f.write(data)
+            return path
+
+        zeros = b"a\n" + b"0\n" * (5 << 20)  # 10 MiB of CSV, about 1000:1 deflated
+        bomb = make("bomb.zip", [("train.csv", zeros)])
+        liar = set_sizes(make("liar.zip", [("train.csv", zeros)]), 100)
+        many = make("many.zip", [(f"part{i}/train.csv", b"a\n" + b"0\n" * (1 << 18)) for i in range(40)])
+        for path, what in [(bomb, "entry 'train.csv'"), (liar, "entry 'train.csv'"), (many, "the archive")]:
+            r = self.ms("dataset", "info", "zip:" + path)
+            self.assertExit(r, 7, path)
+            self.assertOneLineError(r, os.path.basename(path), what, "more than 200 times")
+            self.assertIn("MS_DATASET_MAX_EXTRACT_RATIO", r.stderr)
+            self.assertEqual(nothing_extracted(), [])
+        # The limit is configurable (0 turns it off); small compressible files and headers claiming
+        # huge sizes are not rejected by the ratio.
+        r = run_ms("dataset", "info", "zip:" + bomb, "--json",
+                   env={**self.env, "MS_DATASET_MAX_EXTRACT_RATIO": "2000"})
+        self.assertExit(r, 0)
+        self.assertEqual(self.json_out(r)["splits"][0]["rows"], 5 << 20)
+        r = run_ms("dataset", "info", "zip:" + liar, env={**self.env, "MS_DATASET_MAX_EXTRACT_RATIO": "0"})
+        self.assertNotIn("times its compressed size", r.stderr)
+        small = make("small.zip", [("train.csv", b"a\n" + b"0\n" * (200 << 10))])
+        self.assertEqual(self.info("zip:" + small)["splits"][0]["rows"], 200 << 10)
+        claims = set_sizes(make("claims.zip", [("train.csv", b"a\n1\n")]), 0xFFFFFFF0)
+        self.assertEqual(self.info("zip:" + claims)["splits"][0]["rows"], 1)
+        r = run_ms("dataset", "info", "zip:" + many, env={**self.env, "MS_DATASET_MAX_EXTRACT_RATIO": "x"})
+        self.assertExit(r, 2)
 
     # --- specs --------------------------------------------------------------------------------
 

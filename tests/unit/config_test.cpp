@@ -2,7 +2,13 @@
 // mode.
 #include "ms/config/config.h"
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
 #include "catch.h"
+#include "ms/config/json_file.h"
 
 using ms::Config;
 using ms::ErrorCode;
@@ -88,6 +94,36 @@ TEST_CASE("malformed JSON reports line and column", "[config]") {
                {"list.json", "top level must be an object"});
   expect_error([&] { Config::parse("", "json", "empty.json"); }, ErrorCode::kConfig,
                {"empty.json:1:"});
+}
+
+TEST_CASE("JSON beyond the nesting and number limits is a config error with a location",
+          "[config]") {
+  // A SIGSEGV at 70,000 levels before (recursive dump / copy of the parsed tree).
+  const std::string deep =
+      "{\n \"a\": " + std::string(100000, '[') + std::string(100000, ']') + "\n}";
+  expect_error([&] { Config::parse(deep, "json", "deep.json"); }, ErrorCode::kConfig,
+               {"deep.json:2:1006: JSON nested deeper than 1000 levels"});
+  expect_error([&] { Config::parse("{\"lr\": 1e999}", "json", "c.json"); }, ErrorCode::kConfig,
+               {"c.json:1:8: number 1e999 is beyond the range of a 64-bit float"});
+  expect_error([&] { ms::parse_json("[1,\n 2,,]", "p.json", ErrorCode::kIntegrity); },
+               ErrorCode::kIntegrity, {"p.json:2:4: invalid JSON"});
+  CHECK(ms::parse_json(std::string(1000, '[') + std::string(1000, ']'), "ok.json").is_array());
+
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("ms-config-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "config.json") << "{\"vocab_size\": " << std::string(400, '9') << "}";
+  expect_error([&] { ms::read_json_file(dir / "config.json"); }, ErrorCode::kConfig,
+               {"config.json:1:16: number 9999", "beyond the range"});
+  std::ofstream(dir / "config.json") << "{\"a\": [1,]}";
+  expect_error([&] { ms::read_json_file(dir / "config.json"); }, ErrorCode::kConfig,
+               {"config.json:1:10: not valid JSON"});
+  std::filesystem::remove_all(dir);
+
+  Config c = Config::parse("{}", "json", "c.json");
+  expect_error([&] { c.apply_override("x=1e999"); }, ErrorCode::kUsage, {"not valid JSON"});
+  expect_error([&] { c.apply_override("x=" + std::string(2000, '[')); }, ErrorCode::kUsage,
+               {"not valid JSON", "nested deeper"});
 }
 
 TEST_CASE("YAML configs type plain scalars and keep quoted strings", "[config]") {

@@ -5,6 +5,7 @@
 
 #include "formats.h"
 #include "ms/config/components.h"
+#include "ms/config/json_file.h"
 #include "ms/core/file.h"
 #include "ms/core/text.h"
 
@@ -273,16 +274,16 @@ void Config::apply_override(std::string_view assignment) {
   const std::string_view key = assignment.substr(0, eq);
   const std::string_view text = assignment.substr(eq + 1);
   Json value;
-  try {
-    value = Json::parse(text.begin(), text.end());
-  } catch (const nlohmann::json::parse_error& e) {
+  JsonParseError e;
+  if (!try_parse_json(text, value, e)) {
     // A bare word ("bert", "cuda:0") is a string; text that starts like a JSON literal but does
     // not parse is a mistake worth reporting rather than silently storing as a string.
     const char first = text.empty() ? '\0' : text.front();
-    if (first == '[' || first == '{' || first == '"') {
+    if (first == '[' || first == '{' || first == '"' || e.over_limit) {
       throw Error(
           ErrorCode::kUsage,
-          fmt::format("--set '{}': value is not valid JSON: {}", assignment, e.what()),
+          fmt::format("--set '{}': value is not valid JSON: column {}: {}", assignment, e.column,
+                      e.reason),
           "quote the whole argument for the shell, e.g. --set 'evaluation.metrics=[\"accuracy\"]'");
     }
     value = std::string(text);

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <random>
@@ -42,6 +43,7 @@ ExtractLimits ExtractLimits::from_env() {
   };
   read("MS_DATASET_MAX_EXTRACT_BYTES", limits.max_bytes);
   read("MS_DATASET_MAX_EXTRACT_ENTRIES", limits.max_entries);
+  read("MS_DATASET_MAX_EXTRACT_RATIO", limits.max_ratio);
   return limits;
 }
 
@@ -67,9 +69,34 @@ std::string temp_sibling(const fs::path& dest) {
   return dest.string() + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(rd());
 }
 
+// What an archive has written so far, against its limits.
+struct Budget {
+  const ExtractLimits& limits;
+  std::uint64_t archive_size;  // the zip file's size on disk: a fact, unlike header fields
+  std::uint64_t total = 0;     // bytes written for all entries so far
+};
+
+[[noreturn]] void too_compressed(const fs::path& zip_path, const std::string& what,
+                                 std::uint64_t written, std::uint64_t compressed,
+                                 std::uint64_t ratio) {
+  throw Error(ErrorCode::kIntegrity,
+              fmt::format("{}: {} inflates to more than {} times its compressed size ({} bytes "
+                          "from {}): a zip bomb?",
+                          zip_path.string(), what, ratio, written, compressed),
+              "nothing was extracted; if you trust the archive, raise "
+              "MS_DATASET_MAX_EXTRACT_RATIO (0 turns the ratio check off)");
+}
+
+// `compressed` is the entry's compressed size as the central directory gives it, capped at the
+// archive's size: libzip feeds the inflater no more than that for the entry, so a lying header can
+// only loosen the per-entry ratio, never the per-archive one (which uses the file's real size).
+// Uncompressed sizes in the headers play no part: only the bytes written are counted.
 void write_entry(zip_t* archive, zip_uint64_t index, const fs::path& zip_path,
-                 const std::string& name, const fs::path& target, std::uint64_t& total,
-                 const ExtractLimits& limits) {
+                 const std::string& name, const fs::path& target, std::uint64_t compressed,
+                 Budget& budget) {
+  const ExtractLimits& limits = budget.limits;
+  std::uint64_t& total = budget.total;
+  std::uint64_t written = 0;
   std::unique_ptr<zip_file_t, FileCloser> file(zip_fopen_index(archive, index, 0));
   if (!file) bad_archive(zip_path, fmt::format("entry '{}': {}", name, zip_strerror(archive)));
   const int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
@@ -91,11 +118,24 @@ void write_entry(zip_t* archive, zip_uint64_t index, const fs::path& zip_path,
     if (n == 0) break;
     // Count actual bytes: the sizes in the directory are the archive's claim, not a fact.
     total += static_cast<std::uint64_t>(n);
+    written += static_cast<std::uint64_t>(n);
     if (total > limits.max_bytes) {
       ::close(fd);
       bad_archive(zip_path,
                   fmt::format("extracts to more than {} bytes (MS_DATASET_MAX_EXTRACT_BYTES)",
                               limits.max_bytes));
+    }
+    if (limits.max_ratio > 0) {
+      // Divisions rather than products, which could overflow for a huge ratio setting.
+      if (written > limits.ratio_floor && written / limits.max_ratio > compressed) {
+        ::close(fd);
+        too_compressed(zip_path, fmt::format("entry '{}'", name), written, compressed,
+                       limits.max_ratio);
+      }
+      if (total > limits.ratio_floor && total / limits.max_ratio > budget.archive_size) {
+        ::close(fd);
+        too_compressed(zip_path, "the archive", total, budget.archive_size, limits.max_ratio);
+      }
     }
     for (zip_int64_t done = 0; done < n;) {
       const ssize_t w = ::write(fd, buffer.data() + done, static_cast<std::size_t>(n - done));
@@ -179,10 +219,15 @@ void extract_zip(const fs::path& zip_path, const fs::path& dest, const ExtractLi
                     declared, limits.max_bytes));
   }
 
+  std::error_code size_error;
+  Budget budget{limits, static_cast<std::uint64_t>(fs::file_size(zip_path, size_error))};
+  if (size_error) {
+    throw Error(ErrorCode::kIo,
+                fmt::format("cannot stat '{}': {}", zip_path.string(), size_error.message()));
+  }
   const std::string temp = temp_sibling(dest);
   fs::create_directories(fs::path(temp));
   try {
-    std::uint64_t total = 0;
     std::vector<std::pair<std::string, std::string>> links;  // made last: name, target
     for (zip_int64_t i = 0; i < count; ++i) {
       std::string name = zip_get_name(archive.get(), i, 0);
@@ -211,7 +256,12 @@ void extract_zip(const fs::path& zip_path, const fs::path& dest, const ExtractLi
           links.emplace_back(name, link);
           continue;
         }
-        write_entry(archive.get(), i, zip_path, name, target, total, limits);
+        zip_stat_t st;
+        zip_stat_init(&st);
+        std::uint64_t compressed = budget.archive_size;
+        if (zip_stat_index(archive.get(), i, 0, &st) == 0 && (st.valid & ZIP_STAT_COMP_SIZE))
+          compressed = std::min<std::uint64_t>(st.comp_size, budget.archive_size);
+        write_entry(archive.get(), i, zip_path, name, target, compressed, budget);
       } catch (const fs::filesystem_error& e) {
         bad_archive(zip_path, fmt::format("entry '{}' clashes with an earlier entry ({})", name,
                                           e.code().message()));

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
+#include "ms/config/json_file.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/core/text.h"
@@ -28,6 +29,78 @@ namespace {
               "fix the file or choose the right format and delimiter");
 }
 
+[[noreturn]] void bad_json(const std::string& source, std::size_t line, std::size_t column,
+                           const std::string& reason, bool over_limit) {
+  JsonParseError e;
+  e.line = line;
+  e.column = column;
+  e.reason = reason;
+  e.over_limit = over_limit;
+  throw json_parse_error(source, e, ErrorCode::kIntegrity, "bad JSON",
+                         "fix the file: it must be JSON lines or one array of objects");
+}
+
+// nlohmann keeps integers in [2^63, 2^64) as unsigned; a column holding one is a float column,
+// as larger integers already are.
+bool too_big_for_int64(const Json& v) {
+  return v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX);
+}
+
+// Column names from a header record, repeated names renamed as pandas' read_csv does (its
+// mangle_dupe_names), so every column stays addressable under the name ModelScope's pandas loader
+// gives it: the second "a" becomes "a.1", the third "a.2", skipping a generated name that the
+// header already has ("a,a,a.1" gives a, a.2, a.1). Empty names become column_<k> and are renamed
+// after the named columns, so that a named column keeps its name. Hash lookups keep this linear
+// (pandas' own `in` test on the list of names is quadratic).
+std::vector<Column> header_columns(const std::vector<Value>& record) {
+  std::vector<std::string> names(record.size());
+  std::vector<std::size_t> order;
+  order.reserve(record.size());
+  for (std::size_t k = 0; k < record.size(); ++k) {
+    if (const auto* s = std::get_if<std::string>(&record[k]); s && !s->empty()) {
+      names[k] = *s;
+      order.push_back(k);
+    }
+  }
+  for (std::size_t k = 0; k < record.size(); ++k) {
+    if (names[k].empty()) {
+      names[k] = "column_" + std::to_string(k);
+      order.push_back(k);
+    }
+  }
+  std::unordered_map<std::string, std::size_t> present;  // how many columns hold each name now
+  std::unordered_map<std::string, std::size_t> counts;   // pandas' `counts`
+  present.reserve(names.size());
+  counts.reserve(names.size());
+  for (const std::string& name : names) ++present[name];
+  for (std::size_t k : order) {
+    const std::string old = names[k];
+    std::string name = old;
+    std::size_t count = counts[old];
+    while (count > 0) {
+      counts[old] = count + 1;
+      name = old + "." + std::to_string(count);
+      auto it = present.find(name);
+      if (it != present.end() && it->second > 0) {
+        ++count;
+      } else {
+        auto c = counts.find(name);
+        count = c == counts.end() ? 0 : c->second;
+      }
+    }
+    if (name != old) {
+      --present[old];
+      ++present[name];
+      names[k] = name;
+    }
+    counts[name] = count + 1;
+  }
+  std::vector<Column> columns;
+  columns.reserve(names.size());
+  for (std::string& name : names) columns.push_back({std::move(name), ColumnType::kString});
+  return columns;
+}
+
 }  // namespace
 
 std::vector<JsonLine> parse_json_lines(std::string_view text) {
@@ -38,10 +111,12 @@ std::vector<JsonLine> parse_json_lines(std::string_view text) {
     if (lines[i].find_first_not_of(" \t\r") == std::string_view::npos) continue;
     JsonLine& line = out.emplace_back();
     line.line = i + 1;
-    try {
-      line.value = Json::parse(lines[i]);
-    } catch (const nlohmann::json::exception& e) {
-      line.error = e.what();
+    JsonParseError e;
+    if (!try_parse_json(lines[i], line.value, e)) {
+      line.value = nullptr;
+      line.column = e.column;
+      line.error = std::move(e.reason);
+      line.over_limit = e.over_limit;
     }
   }
   return out;
@@ -73,17 +148,7 @@ Table parse_csv(std::string_view text, const std::string& source, const CsvOptio
       return;
     }
     if (!have_header) {
-      for (std::size_t k = 0; k < record.size(); ++k) {
-        std::string name = std::holds_alternative<std::string>(record[k])
-                               ? std::get<std::string>(record[k])
-                               : std::string();
-        if (name.empty()) name = "column_" + std::to_string(k);
-        // Repeated names get ".1", ".2", ... as pandas does, so every column stays addressable.
-        const std::string base = name;
-        for (int dup = 1; table.column_index(name) >= 0; ++dup)
-          name = base + "." + std::to_string(dup);
-        table.columns.push_back({name, ColumnType::kString});
-      }
+      table.columns = header_columns(record);
       width = record.size();
       have_header = true;
     } else {
@@ -183,7 +248,7 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
       const Json& v = it.value();
       if (v.is_boolean())
         s[2] = true;
-      else if (v.is_number_integer())
+      else if (v.is_number_integer() && !too_big_for_int64(v))
         s[0] = true;
       else if (v.is_number())
         s[1] = true;
@@ -198,12 +263,8 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
   if (first != std::string_view::npos && text[first] == '[') {
     // A .json file holding one array of objects (HF's json builder reads these too).
     Json doc;
-    try {
-      doc = Json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
-      throw Error(ErrorCode::kIntegrity, fmt::format("{}: bad JSON: {}", source, e.what()),
-                  "fix the file: it must be JSON lines or one array of objects");
-    }
+    JsonParseError e;
+    if (!try_parse_json(text, doc, e)) bad_json(source, e.line, e.column, e.reason, e.over_limit);
     for (std::size_t k = 0; k < doc.size(); ++k) {
       if (!doc[k].is_object()) {
         throw Error(ErrorCode::kIntegrity,
@@ -214,7 +275,8 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
     }
   } else {
     for (JsonLine& line : parse_json_lines(text)) {
-      if (!line.error.empty()) bad_line(source, line.line, "bad JSON: " + line.error);
+      if (!line.error.empty())
+        bad_json(source, line.line, line.column, line.error, line.over_limit);
       if (!line.value.is_object()) {
         bad_line(source, line.line,
                  "expected a JSON object, got " + std::string(line.value.type_name()));
@@ -244,9 +306,11 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
   table.rows.reserve(objects.size());
   for (const Json& obj : objects) {
     std::vector<Value> row(table.columns.size());
-    for (std::size_t c = 0; c < table.columns.size(); ++c) {
-      auto it = obj.find(table.columns[c].name);
-      if (it == obj.end() || it->is_null()) continue;
+    // By the object's own keys: looking each column up in the object would be quadratic in the
+    // number of columns (ordered_json searches linearly).
+    for (auto it = obj.begin(); it != obj.end(); ++it) {
+      if (it->is_null()) continue;
+      const std::size_t c = index.at(it.key());
       switch (table.columns[c].type) {
         case ColumnType::kInt:
           row[c] = it->get<std::int64_t>();

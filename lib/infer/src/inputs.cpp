@@ -38,8 +38,8 @@ void read_jsonl(const std::filesystem::path& file, std::vector<PipelineInput>& o
     in.id = line.line - 1;
     const Json& j = line.value;
     if (!line.error.empty()) {
-      in.invalid =
-          fmt::format("{} line {}: not valid JSON ({})", file.string(), line.line, line.error);
+      in.invalid = fmt::format("{} line {} column {}: not valid JSON ({})", file.string(),
+                               line.line, line.column, line.error);
     } else if (j.is_string()) {
       in.text = j.get<std::string>();
     } else if (j.is_object()) {

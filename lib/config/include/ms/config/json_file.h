@@ -1,16 +1,52 @@
-// Reading a JSON file that may be absent (config.json, tokenizer_config.json, modules.json, ...).
+// The one checked JSON parser for text ms did not write itself, and reading a JSON file that may be
+// absent (config.json, tokenizer_config.json, modules.json, ...).
 #pragma once
 
+#include <cstddef>
 #include <filesystem>
 #include <optional>
+#include <string>
+#include <string_view>
 
 #include "ms/config/config.h"
+#include "ms/core/error.h"
 #include "ms/core/export.h"
 
 namespace ms {
 
+/// The deepest nesting of arrays and objects ms accepts in JSON. Python's json module (which
+/// ModelScope uses) stops near 1,000 levels too; deeper values would overflow the stack in code
+/// that walks them recursively (dumping, copying, comparing).
+inline constexpr std::size_t kMaxJsonDepth = 1000;
+
+/// Why a JSON text did not parse.
+struct JsonParseError {
+  std::size_t line = 0;     ///< 1-based line in the text
+  std::size_t column = 0;   ///< 1-based byte column in that line
+  std::string reason;       ///< what is wrong, without the location
+  bool over_limit = false;  ///< valid JSON beyond ms's limits (kMaxJsonDepth, a number beyond
+                            ///< the range of a 64-bit float), rather than text that is not JSON
+};
+
+/// Parses `text` as one JSON value into `out`, within ms's limits: nesting at most kMaxJsonDepth
+/// deep and finite numbers (integers beyond 64 bits become floats; 1e999 is an error). Returns
+/// false and fills `error` when it does not parse; throws nothing but std::bad_alloc.
+MS_API bool try_parse_json(std::string_view text, Json& out, JsonParseError& error);
+
+/// The error for JSON from `source` that did not parse: "<source>:<line>:<column>: <what>:
+/// <reason>" with `syntax_code` and `hint`, or for JSON beyond ms's limits kConfig
+/// "<source>:<line>:<column>: <reason>" with a hint about the limits.
+MS_API Error json_parse_error(const std::string& source, const JsonParseError& error,
+                              ErrorCode syntax_code, const std::string& what,
+                              const std::string& hint);
+
+/// try_parse_json() that throws ms::Error "<source>:<line>:<column>: invalid JSON: <reason>" with
+/// `syntax_code` for text that is not JSON, and kConfig for JSON beyond ms's limits.
+MS_API Json parse_json(std::string_view text, const std::string& source,
+                       ErrorCode syntax_code = ErrorCode::kConfig);
+
 /// The parsed content of `path`, or nullopt when it is not a regular file. Throws
-/// ms::Error(kConfig) naming the file for text that is not valid JSON.
+/// ms::Error(kConfig) naming the file, line and column for text that is not valid JSON.
 MS_API std::optional<Json> read_json_file(const std::filesystem::path& path);
 
 }  // namespace ms

@@ -13,8 +13,14 @@ namespace ms::data {
 struct MS_API ExtractLimits {
   std::uint64_t max_bytes = 64ULL << 30;  ///< total uncompressed bytes
   std::uint64_t max_entries = 2'000'000;  ///< files, folders and links
+  /// Most bytes written per compressed byte, per entry (its compressed size) and per archive (the
+  /// zip file's size), counted while inflating; 0 turns the check off. Deflate reaches about 1030:1
+  /// on zeros, so only bombs and degenerate files come near 200:1.
+  std::uint64_t max_ratio = 200;
+  std::uint64_t ratio_floor = 1ULL << 20;  ///< outputs up to this many bytes pass any ratio
 
-  /// Defaults, overridden by MS_DATASET_MAX_EXTRACT_BYTES / MS_DATASET_MAX_EXTRACT_ENTRIES.
+  /// Defaults, overridden by MS_DATASET_MAX_EXTRACT_BYTES / MS_DATASET_MAX_EXTRACT_ENTRIES /
+  /// MS_DATASET_MAX_EXTRACT_RATIO.
   static ExtractLimits from_env();
 };
 
@@ -24,8 +30,9 @@ MS_API bool zip_supported();
 /// Extracts `zip_path` into `dest`, which must not exist: entries go into a temporary sibling
 /// folder that is renamed to `dest` at the end, so `dest` is complete or absent. Rejects, as
 /// ms::Error(kIntegrity) naming the archive and entry: absolute paths, ".." segments, backslashes,
-/// symlinks whose target is absolute or climbs with "..", and archives over `limits`. Without
-/// libzip: kMissingComponent.
+/// symlinks whose target is absolute or climbs with "..", and archives over `limits` (sizes and
+/// compression ratios are counted from the bytes actually inflated, not from the headers' claims).
+/// Without libzip: kMissingComponent.
 MS_API void extract_zip(const std::filesystem::path& zip_path, const std::filesystem::path& dest,
                         const ExtractLimits& limits = ExtractLimits::from_env());
 

@@ -31,21 +31,25 @@ MS_API Table read_csv(const std::filesystem::path& path, const CsvOptions& optio
 
 /// One non-blank line of JSON lines text.
 struct JsonLine {
-  std::size_t line = 0;  ///< 1-based line number in the text
-  Json value;            ///< the parsed value (null when `error` is set)
-  std::string error;     ///< the JSON parser's message when the line is not valid JSON
+  std::size_t line = 0;     ///< 1-based line number in the text
+  std::size_t column = 0;   ///< 1-based column of the problem when `error` is set
+  Json value;               ///< the parsed value (null when `error` is set)
+  std::string error;        ///< why the line is not valid JSON (without the location)
+  bool over_limit = false;  ///< the line is JSON beyond ms's limits (see try_parse_json)
 };
 
-/// The one JSON lines reader: parses every non-blank line of `text` (a UTF-8 BOM is dropped). A
-/// line that is not JSON is reported in its `error` rather than thrown, so that each caller decides
-/// what a bad line means: parse_jsonl() fails naming the file and line, `ms infer` writes an error
-/// line for that input, --resume refuses an output file it cannot trust.
+/// The one JSON lines reader: parses every non-blank line of `text` (a UTF-8 BOM is dropped) with
+/// try_parse_json(), so the nesting and number limits apply. A line that is not JSON is reported
+/// in its `error` rather than thrown, so that each caller decides what a bad line means:
+/// parse_jsonl() fails naming the file, line and column, `ms infer` writes an error line for that
+/// input, --resume refuses an output file it cannot trust.
 MS_API std::vector<JsonLine> parse_json_lines(std::string_view text);
 
 /// Parses JSON lines: one JSON object per non-blank line (or, when the text starts with '[', one
 /// JSON array of objects). Columns are the union of keys in order of
-/// first appearance; a missing key is null; nested arrays and objects become kJson columns. A bad
-/// line is ms::Error(kIntegrity) naming `source` and the line.
+/// first appearance; a missing key is null; nested arrays and objects become kJson columns;
+/// integers beyond int64 are floats. A bad line is ms::Error(kIntegrity) naming `source`, the line
+/// and the column; JSON beyond ms's limits (nesting, a number beyond a double) is kConfig.
 MS_API Table parse_jsonl(std::string_view text, const std::string& source);
 
 /// Reads and parses a JSON lines file.
