@@ -288,11 +288,13 @@ class HostileHubTest(MsTestCase):
                 self.assertEqual(sorted(os.listdir(local)), [".git"])
                 self.assertEqual(os.listdir(os.path.join(local, ".git")), [])
         self.assertEqual(self.hub.gets, 0)
-        # ModelScope repos carry a top-level .gitattributes: an ordinary file.
-        self.hub.listed_path = ".gitattributes"
-        self.assertExit(self.download("--local-dir", local), 0)
-        with open(os.path.join(local, ".gitattributes"), "rb") as f:
-            self.assertEqual(f.read(), CONTENT)
+        # Names that merely contain "git" are ordinary files (model listings leave out
+        # .gitattributes and .gitignore, as Python's modelscope does).
+        for good in (".github/ci.yml", "x.git/config"):
+            self.hub.listed_path = good
+            self.assertExit(self.download("--local-dir", local), 0)
+            with open(os.path.join(local, good), "rb") as f:
+                self.assertEqual(f.read(), CONTENT)
 
     def test_names_differing_only_by_normalisation_are_refused(self):
         # "caf\u00e9" and "cafe\u0301" are one file on macOS: the second would replace the first.

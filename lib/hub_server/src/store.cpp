@@ -708,17 +708,17 @@ CommitRecord Store::commit(std::int64_t repo_id, const std::string& branch,
   // checked, so a repo that already holds such a pair can still take other commits.
   // (Paths came in as JSON, so they are UTF-8; the check only keeps to_nfd() from throwing.)
   auto nfd_key = [](const std::string& p) { return is_valid_utf8(p) ? to_nfd(p) : p; };
-  std::map<std::string, const std::string*> by_nfd;
-  for (const auto& [path, entry] : files) by_nfd.emplace(nfd_key(path), &path);
+  std::map<std::string, std::vector<const std::string*>> by_nfd;
+  for (const auto& [path, entry] : files) by_nfd[nfd_key(path)].push_back(&path);
   for (const Resolved& r : resolved) {
     const std::string& path = r.action->path;
     if (r.action->kind == CommitAction::Kind::kDelete || files.count(path) == 0) continue;
-    const std::string& other = *by_nfd.find(nfd_key(path))->second;
-    if (other != path) {
+    for (const std::string* other : by_nfd[nfd_key(path)]) {
+      if (*other == path) continue;
       throw Error(ErrorCode::kUsage,
                   fmt::format("'{}' differs from '{}' only by Unicode normalisation; they would "
                               "be one file on macOS",
-                              hub::printable_path(path), hub::printable_path(other)),
+                              hub::printable_path(path), hub::printable_path(*other)),
                   "rename one of them, or delete the old one in the same commit");
     }
   }
