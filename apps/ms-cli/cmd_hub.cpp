@@ -19,6 +19,8 @@ struct ServeOptions {
   std::string tls_key;
   std::string faults;  // --inject-faults (test builds only)
   int threads = 32;
+  int header_timeout = 30;
+  int max_client_connections = 256;
   bool json = false;
 };
 
@@ -40,6 +42,8 @@ void run_serve(const ServeOptions& options) {
   server_options.faults = hub_server::parse_fault_spec(options.faults);
 #endif
   server_options.threads = options.threads;
+  server_options.header_timeout_s = options.header_timeout;
+  server_options.max_client_connections = options.max_client_connections;
   // Before any thread starts, so that only wait_for_shutdown_signal() receives SIGINT/SIGTERM.
   hub_server::block_shutdown_signals();
   hub_server::Server server(server_options);
@@ -104,7 +108,21 @@ void add_hub_command(CLI::App& app, const GlobalOptions&) {
                                 "--tls-cert");
   cert->needs(key);
   key->needs(cert);
-  serve->add_option("--threads", serve_options->threads, "Worker threads")->capture_default_str();
+  serve
+      ->add_option("--threads", serve_options->threads,
+                   "Worker threads kept ready; more start while all are busy (one per open "
+                   "connection, up to 4096)")
+      ->capture_default_str();
+  serve
+      ->add_option("--header-timeout", serve_options->header_timeout,
+                   "Seconds a client has to send a request's line and headers")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  serve
+      ->add_option("--max-client-connections", serve_options->max_client_connections,
+                   "Open connections allowed per client address; more are answered 503")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
 #ifdef MS_TEST_HOOKS
   // Fails file downloads on purpose, e.g. 'status500=3,reset=5,stall=7,stall_seconds=2', for the
   // end-to-end tests; only in a -DMS_TEST_HOOKS=ON build, and never shown in --help.

@@ -118,6 +118,21 @@ class HubClientTest(SharedHubTestCase):
         expected = dict(files, **{"same.bin": files["b.bin"]})
         self.assertEqual(read_tree(self.path("back")), expected)
 
+    def test_upload_without_a_token_says_not_logged_in_even_when_nothing_is_new(self):
+        files = {"a.bin": os.urandom(200000), "c.txt": b"small"}
+        src = make_tree(self.path("src"), files)
+        self.upload("alice/no.token", src, "--create")
+        # The same files again (all on the hub already), then one new file: both are refused
+        # alike, instead of the first exiting 0 as if it had been allowed to write.
+        newer = make_tree(self.path("newer"), dict(files, **{"new.txt": b"new"}))
+        for folder in (src, newer):
+            with self.subTest(folder=os.path.basename(folder)):
+                r = self.ms("upload", "alice/no.token", folder,
+                            env=self.env(MODELSCOPE_API_TOKEN="", MODELSCOPE_CREDENTIALS_PATH=self.path("nocred")))
+                self.assertExit(r, 5)
+                self.assertOneLineError(r, "not logged in", "alice/no.token")
+                self.assertIn("ms login", r.stderr)
+
     def test_path_in_repo_for_a_file_and_a_folder(self):
         src = make_tree(self.path("src"), {"eval.json": b"{}", "sub/w.txt": b"w"})
         one = os.path.join(src, "eval.json")

@@ -271,6 +271,40 @@ class HostileHubTest(MsTestCase):
                 self.assertFalse(os.path.exists(os.path.join(self.path("cache"), "escape.bin")))
         self.assertEqual(self.hub.gets, 0)
 
+    def test_git_folder_and_invisible_characters_are_refused_before_writing(self):
+        # A listed ".git/config" written into a --local-dir that is a git work tree would run a
+        # core.fsmonitor command on the next `git status`; bidi controls show another name than
+        # the one written. Exit 7, naming the path, and nothing written.
+        local = self.path("work")
+        os.makedirs(os.path.join(local, ".git"))
+        for bad, named in ((".git/config", ".git"), (".GIT/config", ".GIT"), ("sub/.Git/hooks/post-checkout", ".Git"),
+                           (".git./config", ".git."), ("git~1/config", "git~1"), (".g\u200cit/config", "names git"),
+                           ("evil\u202etxt.exe", "U+202E"), ("a\u2066b", "U+2066"), ("c1\u0085x", "control")):
+            with self.subTest(path=bad):
+                self.hub.listed_path = bad
+                r = self.download("--local-dir", local)
+                self.assertExit(r, 7)
+                self.assertOneLineError(r, "unsafe", named)
+                self.assertEqual(sorted(os.listdir(local)), [".git"])
+                self.assertEqual(os.listdir(os.path.join(local, ".git")), [])
+        self.assertEqual(self.hub.gets, 0)
+        # Names that merely contain "git" are ordinary files (model listings leave out
+        # .gitattributes and .gitignore, as Python's modelscope does).
+        for good in (".github/ci.yml", "x.git/config"):
+            self.hub.listed_path = good
+            self.assertExit(self.download("--local-dir", local), 0)
+            with open(os.path.join(local, good), "rb") as f:
+                self.assertEqual(f.read(), CONTENT)
+
+    def test_names_differing_only_by_normalisation_are_refused(self):
+        # "caf\u00e9" and "cafe\u0301" are one file on macOS: the second would replace the first.
+        self.hub.entry_changes = [{"Path": "caf\u00e9.txt"}, {"Path": "cafe\u0301.txt"}]
+        r = self.download("--local-dir", self.path("local"))
+        self.assertExit(r, 7)
+        self.assertOneLineError(r, "normalisation")
+        self.assertFalse(os.path.exists(self.path("local", "caf\u00e9.txt")))
+        self.assertEqual(self.hub.gets, 0)
+
     def test_ignored_range_still_resumes(self):
         # A hub that answers every Range request with the whole file (200): the resumed transfer
         # drops the bytes the client has, so the download completes and the cache is correct,

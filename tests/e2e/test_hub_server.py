@@ -540,6 +540,49 @@ class HubServerTest(MsTestCase):
         _, env = self.server.files(repo)
         self.assertEqual([f["Path"] for f in env["Data"]["Files"]], [".gitattributes"])
 
+    def test_git_folders_and_invisible_characters_rejected(self):
+        # A ".git/config" in a repo lands in the downloader's work tree (core.fsmonitor runs a
+        # command on `git status`); bidi controls show a name other than the one written.
+        repo = self.make_repo()
+        for bad in (".git/config", ".GIT/config", "sub/.Git/hooks/pre-commit", ".git", ".git./x", "git~1/config",
+                    "evil\u202etxt.exe", "a\u2067b", "a\u200fb", "c1\u0085x", "\u00a0/\u2066x"):
+            status, env = self.server.commit(self.alice, repo, {bad: b"x"})
+            self.assertEqual(status, 400, (bad, env))
+            self.assertIn("invalid path", env["Message"], bad)
+        status, env = self.server.commit(self.alice, repo, {".git/config": b"x"})
+        self.assertIn("git's own folder", env["Message"])
+        # .gitattributes (ModelScope's own), .gitignore and names merely containing "git" are fine.
+        status, env = self.server.commit(self.alice, repo, {".gitattributes": b"*.bin filter=lfs\n",
+                                                             ".gitignore": b"x", "my.git/a": b"a", "a/.github/b": b"b"})
+        self.assertEqual(status, 200, env)
+        # Repo (and owner) names: ".git" would be git's own folder in a clone URL or a checkout.
+        for name in (".git", ".GIT"):
+            status, env = self.server.create_model(self.alice, "alice", name)
+            self.assertEqual(status, 400, (name, env))
+        _, env = self.server.files(repo)
+        self.assertEqual(sorted(f["Path"] for f in env["Data"]["Files"] if f["Type"] == "blob"),
+                         [".gitattributes", ".gitignore", "a/.github/b", "my.git/a"])
+
+    def test_names_differing_only_by_normalisation_rejected(self):
+        # macOS merges canonically equivalent names; a repo with both would lose one there.
+        repo = self.make_repo()
+        self.assertEqual(self.server.commit(self.alice, repo, {"caf\u00e9/a.txt": b"nfc"})[0], 200)
+        status, env = self.server.commit(self.alice, repo, {"cafe\u0301/a.txt": b"nfd"})
+        self.assertEqual(status, 400, env)
+        self.assertIn("normalisation", env["Message"])
+        # Both in one commit, and with combining marks in another order (canonical ordering).
+        status, env = self.server.commit(self.alice, repo, {"x\u00f1.txt": b"1", "xn\u0303.txt": b"2"})
+        self.assertEqual(status, 400, env)
+        status, env = self.server.commit(self.alice, repo, {"q\u0323\u0307": b"1", "q\u0307\u0323": b"2"})
+        self.assertEqual(status, 400, env)
+        # Updating the same name, and replacing the old spelling in one commit, are fine.
+        self.assertEqual(self.server.commit(self.alice, repo, {"caf\u00e9/a.txt": b"nfc2"})[0], 200)
+        status, env = self.server.commit(self.alice, repo, {"cafe\u0301/a.txt": b"nfd"}, deletes=["caf\u00e9/a.txt"])
+        self.assertEqual(status, 200, env)
+        _, env = self.server.files(repo)
+        self.assertEqual(sorted(f["Path"] for f in env["Data"]["Files"] if f["Type"] == "blob"),
+                         [".gitattributes", "cafe\u0301/a.txt"])
+
     def test_parameters_that_are_not_utf8_are_client_errors(self):
         # Error messages echo the parameter; bytes that are not UTF-8 used to make the JSON
         # envelope itself fail, answered as a 500 internal error.

@@ -5,6 +5,7 @@
 
 #include "catch.h"
 #include "ms/core/error.h"
+#include "ms/core/utf8.h"
 #include "ms/hub/repo_id.h"
 #include "ms/hub/sha256.h"
 #include "ms/hub/sha256_checkpoints.h"
@@ -37,6 +38,35 @@ TEST_CASE("repo paths reject traversal, absolute paths, backslashes and NUL", "[
     CHECK_FALSE(is_safe_repo_path(bad));
     CHECK_THROWS_AS(check_repo_path(bad), ms::Error);
   }
+  // git's own folder in every spelling a file system maps to it, and characters that hide or
+  // reorder a name; other .git* names are ordinary files.
+  for (const char* good : {".gitignore", ".github/x", "my.git/a", "git", ".gitx/config"}) {
+    INFO(good);
+    CHECK(is_safe_repo_path(good));
+  }
+  for (const char* bad : {".git", ".git/config", "a/.GIT/hooks/x", ".Git", ".git./x", ".git /x",
+                          "GIT~1/config", ".g\u200cit/config", "\ufeff.git/x", "a\u202eb",
+                          "a\u2066b", "a\u200fb", "a\u061cb", "c1\u0085"}) {
+    INFO(bad);
+    CHECK_FALSE(is_safe_repo_path(bad));
+    CHECK_FALSE(repo_path_problem(bad).empty());
+  }
+  CHECK(repo_path_problem("x/.GIT/config").find("'.GIT' names git's own folder") !=
+        std::string::npos);
+  CHECK(printable_path("a\u202eb\x01") == "a\\u202eb\\x01");
+}
+
+TEST_CASE("paths that differ only by Unicode normalisation are found", "[hub]") {
+  CHECK(ms::to_nfd("caf\u00e9") == "cafe\u0301");
+  CHECK(ms::to_nfd("\uac00") == "\u1100\u1161");  // Hangul by formula
+  // Canonical ordering: dot below (class 220) before dot above (230), whatever the input order.
+  CHECK(ms::to_nfd("q\u0307\u0323") == "q\u0323\u0307");
+  CHECK(ms::to_nfd("\u1e0b\u0323") == "d\u0323\u0307");
+  auto clash = find_normalization_clash({"a.txt", "caf\u00e9/x", "b", "cafe\u0301/x"});
+  REQUIRE(clash);
+  CHECK(clash->first == "caf\u00e9/x");
+  CHECK(clash->second == "cafe\u0301/x");
+  CHECK_FALSE(find_normalization_clash({"caf\u00e9", "cafe", "caf\u00e8", "caf\u00e9"}));
 }
 
 TEST_CASE("sha256 matches known digests", "[hub]") {

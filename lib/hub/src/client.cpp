@@ -97,11 +97,14 @@ std::string listed_text(const json& f, const char* key) {
 FileEntry to_entry(const json& f) {
   FileEntry e;
   e.path = listed_text(f, "Path");
-  if (!is_safe_repo_path(e.path)) {
-    // A hub listing "../x" or "/etc/x" is hostile or broken; nothing from it is written.
-    throw Error(ErrorCode::kIntegrity,
-                fmt::format("the hub listed an unsafe file path '{}'", e.path),
-                "the hub is misbehaving; nothing was downloaded");
+  const std::string problem = repo_path_problem(e.path);
+  if (!problem.empty()) {
+    // A hub listing "../x", "/etc/x" or ".git/config" is hostile or broken; nothing from it is
+    // written.
+    throw Error(
+        ErrorCode::kIntegrity,
+        fmt::format("the hub listed an unsafe file path '{}': {}", printable_path(e.path), problem),
+        "the hub is misbehaving; nothing was downloaded");
   }
   e.revision = listed_text(f, "Revision");
   // hashlib's hexdigest is lower case; a hub writing upper case means the same digest.

@@ -877,6 +877,19 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
                             revision, join(names, ", ")),
                 did_you_mean(revision, names));
   }
+  {
+    std::vector<std::string> paths;
+    for (const FileEntry& e : listed) paths.push_back(e.path);
+    if (auto clash = find_normalization_clash(paths)) {
+      // On macOS both would be written to one file, the second silently replacing the first.
+      throw Error(ErrorCode::kIntegrity,
+                  fmt::format("{}: the hub lists '{}' and '{}', which differ only by Unicode "
+                              "normalisation (one file on macOS); nothing was downloaded",
+                              options.repo.str(), printable_path(clash->first),
+                              printable_path(clash->second)),
+                  "ask the repo's owner to delete one of them");
+    }
+  }
   std::vector<FileEntry> selected = select(listed, options);
   // Repo files named like the folder's own bookkeeping would overwrite the index (or sit in the
   // temp area and be cleared as partials), and then be reported cached with the wrong bytes.

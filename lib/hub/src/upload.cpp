@@ -252,6 +252,15 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
   const auto listed = collect_upload_files(options);
   MS_CHECK(!listed.empty(), ErrorCode::kUsage, "{}: no files to upload (after --include/--exclude)",
            options.local_path.string());
+  // Checked before anything is hashed or listed: otherwise a run whose files are all on the hub
+  // already would finish with exit 0 without ever having been allowed to write, and a run with
+  // new files would hash them all before the hub's 401. Same code as that 401 (network).
+  if (!hub.token || hub.token->empty()) {
+    throw Error(ErrorCode::kNetwork,
+                fmt::format("cannot upload to {}: not logged in (uploads need an access token)",
+                            options.repo.str()),
+                "pass --token, set MODELSCOPE_API_TOKEN or run 'ms login --token T'");
+  }
   HubClient client(hub);
   if (options.create) {
     client.create_repo(options.type, options.repo, options.is_private, true);

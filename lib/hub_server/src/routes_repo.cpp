@@ -3,6 +3,7 @@
 #include <ctime>
 
 #include "ms/core/error.h"
+#include "ms/hub/repo_id.h"
 #include "service.h"
 
 namespace ms::hub_server {
@@ -12,7 +13,8 @@ using nlohmann::json;
 
 // Owner and repo names as ModelScope accepts them.
 bool valid_name(const std::string& name) {
-  if (name.empty() || name.size() > 128 || name == "." || name == "..") return false;
+  // is_safe_repo_path() also refuses ".git", which as a repo folder would be git's own.
+  if (name.size() > 128 || !hub::is_safe_repo_path(name)) return false;
   return name.find_first_not_of(
              "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") ==
          std::string::npos;

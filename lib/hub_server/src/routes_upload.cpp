@@ -14,10 +14,9 @@ std::string checked_path(const json& action) {
   const json p = action.value("path", json());
   if (!p.is_string()) throw HttpError{400, "each commit action needs a string 'path'"};
   const std::string path = p.get<std::string>();
-  if (!hub::is_safe_repo_path(path)) {
-    throw HttpError{400, "invalid path '" + path +
-                             "': absolute paths, '..', '.', empty segments, backslashes and "
-                             "control characters are not allowed"};
+  const std::string problem = hub::repo_path_problem(path);
+  if (!problem.empty()) {
+    throw HttpError{400, "invalid path '" + hub::printable_path(path) + "': " + problem};
   }
   return path;
 }

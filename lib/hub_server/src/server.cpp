@@ -3,12 +3,14 @@
 #include "ms/hub_server/server.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <thread>
 
+#include "http_front.h"
 #include "ms/core/error.h"
 #include "ms/core/log.h"
 #include "service.h"
@@ -57,11 +59,26 @@ FaultSpec parse_fault_spec(const std::string& text) {
 // The largest request body taken from a caller without a valid token (logins and the like).
 constexpr std::uint64_t kAnonymousBodyLimit = 1u << 20;
 
+// Worker threads at most: one per open connection (a connection keeps its thread), so this
+// bounds simultaneous connections; more wait for a thread.
+constexpr std::size_t kMaxThreads = 4096;
+
+// Each connection is a file descriptor; the default soft limit (often 1024) would stop accept()
+// long before kMaxThreads.
+void raise_open_file_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
 struct Server::Impl {
   explicit Impl(ServerOptions options) : service(std::move(options)) {}
 
   Service service;
   std::unique_ptr<httplib::Server> http;
+  PlainFront* front = nullptr;  // the plain-HTTP front (http), or null with TLS
   std::thread thread;
   int port = 0;
   bool started = false;
@@ -73,6 +90,11 @@ Server::Server(ServerOptions options) {
            "--tls-cert and --tls-key go together");
   MS_CHECK(options.threads >= 1 && options.threads <= 1024, ErrorCode::kUsage,
            "threads must be 1..1024, got {}", options.threads);
+  MS_CHECK(options.header_timeout_s >= 1 && options.header_timeout_s <= 3600, ErrorCode::kUsage,
+           "--header-timeout must be 1..3600 seconds, got {}", options.header_timeout_s);
+  MS_CHECK(options.max_client_connections >= 1 && options.max_client_connections <= 100000,
+           ErrorCode::kUsage, "--max-client-connections must be 1..100000, got {}",
+           options.max_client_connections);
   impl_ = std::make_unique<Impl>(std::move(options));
 }
 
@@ -99,13 +121,21 @@ void Server::start() {
     impl_->http = std::move(ssl);
     service.scheme = "https";
   } else {
-    impl_->http = std::make_unique<httplib::Server>();
+    FrontLimits limits;
+    limits.header_timeout_s = o.header_timeout_s;
+    limits.max_client_connections = static_cast<std::size_t>(o.max_client_connections);
+    auto front = std::make_unique<PlainFront>(limits);
+    impl_->front = front.get();
+    impl_->http = std::move(front);
   }
   httplib::Server& http = *impl_->http;
-  const int threads = o.threads;
-  http.new_task_queue = [threads] {
-    return new httplib::ThreadPool(static_cast<std::size_t>(threads));
+  // --threads are kept warm; more start while every one is busy, so slow or stalled clients
+  // cannot hold the hub (they used to queue every other connection behind 32 of them).
+  const auto warm = static_cast<std::size_t>(o.threads);
+  http.new_task_queue = [warm] {
+    return make_elastic_task_queue(warm, std::max<std::size_t>(warm, kMaxThreads)).release();
   };
+  raise_open_file_limit();
   http.set_payload_max_length(static_cast<std::size_t>(o.max_blob_size));
   http.set_read_timeout(60);
   http.set_write_timeout(60);
@@ -128,6 +158,19 @@ void Server::start() {
         // Range is handled by the content route itself; keep httplib from slicing bodies again.
         // (The Request is a non-const local of httplib's connection loop.)
         const_cast<httplib::Request&>(req).ranges.clear();
+        // httplib passes NUL and other control bytes in header fields through; RFC 9110 has a
+        // recipient reject them. The error handler closes the connection after this 400.
+        for (const auto& [key, value] : req.headers) {
+          for (const std::string* field : {&key, &value}) {
+            for (char c : *field) {
+              const auto u = static_cast<unsigned char>(c);
+              if ((u < 0x20 && c != '\t') || u == 0x7f) {
+                send_envelope(req, res, 400, nullptr, "control character in a header field");
+                return httplib::Server::HandlerResponse::Handled;
+              }
+            }
+          }
+        }
         const bool blob =
             req.method == "PUT" && req.path.find("/info/lfs/objects/") != std::string::npos;
         const std::uint64_t limit = blob ? max_blob : max_json;
@@ -180,8 +223,12 @@ void Server::start() {
                     res.status == 404 ? "no such API: " + req.method + " " + req.path
                                       : "HTTP error " + std::to_string(res.status));
     }
+    // A malformed request is answered and its connection closed, not kept for the keep-alive
+    // wait (clients reading to EOF saw every such error take 5 s).
+    if (front_closes_after(res)) res.set_header("Connection", "close");
   });
   http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+    front_note_response(res);
     log::debug("hub serve: {} {} -> {}", req.method, req.target, res.status);
   });
 
@@ -201,6 +248,7 @@ void Server::start() {
     throw Error(ErrorCode::kIo, fmt::format("cannot listen on {}:{}", o.host, o.port),
                 "the port may be in use or the host not an address of this machine; try --port 0");
   }
+  if (impl_->front) impl_->front->widen_backlog();
   impl_->thread = std::thread([&http] { http.listen_after_bind(); });
   impl_->started = true;
   // Report ready only once the accept loop runs: httplib's stop() is a no-op before that, so a
@@ -243,6 +291,8 @@ void Server::wait_for_shutdown_signal() {
 void Server::stop() {
   if (!impl_ || !impl_->started) return;
   impl_->http->stop();
+  // Idle and half-sent connections would otherwise hold the join until their clients time out.
+  if (impl_->front) impl_->front->drop_connections();
   if (impl_->thread.joinable()) impl_->thread.join();
   impl_->started = false;
 }

@@ -19,6 +19,7 @@
 #include "ms/core/file.h"
 #include "ms/core/log.h"
 #include "ms/core/text.h"
+#include "ms/core/utf8.h"
 #include "ms/hub/sha256.h"
 #include "ms/hub/sha256_checkpoints.h"
 #include "sqlite_db.h"
@@ -700,6 +701,25 @@ CommitRecord Store::commit(std::int64_t repo_id, const std::string& branch,
          slash = path.find('/', slash + 1)) {
       MS_CHECK(files.count(path.substr(0, slash)) == 0, ErrorCode::kUsage,
                "'{}' is a file, so '{}' cannot be created under it", path.substr(0, slash), path);
+    }
+  }
+  // Two names that differ only by Unicode normalisation ("e\u0301" and "\u00e9") are one file on
+  // macOS, where a download would keep whichever came last. Only paths this commit adds are
+  // checked, so a repo that already holds such a pair can still take other commits.
+  // (Paths came in as JSON, so they are UTF-8; the check only keeps to_nfd() from throwing.)
+  auto nfd_key = [](const std::string& p) { return is_valid_utf8(p) ? to_nfd(p) : p; };
+  std::map<std::string, std::vector<const std::string*>> by_nfd;
+  for (const auto& [path, entry] : files) by_nfd[nfd_key(path)].push_back(&path);
+  for (const Resolved& r : resolved) {
+    const std::string& path = r.action->path;
+    if (r.action->kind == CommitAction::Kind::kDelete || files.count(path) == 0) continue;
+    for (const std::string* other : by_nfd[nfd_key(path)]) {
+      if (*other == path) continue;
+      throw Error(ErrorCode::kUsage,
+                  fmt::format("'{}' differs from '{}' only by Unicode normalisation; they would "
+                              "be one file on macOS",
+                              hub::printable_path(path), hub::printable_path(*other)),
+                  "rename one of them, or delete the old one in the same commit");
     }
   }
   for (const Resolved& r : resolved) {

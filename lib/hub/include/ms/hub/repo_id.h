@@ -1,8 +1,11 @@
 // Repository identifiers: OWNER/NAME of a model or dataset, and repo-relative file paths.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "ms/core/export.h"
 
@@ -33,12 +36,27 @@ struct MS_API RepoId {
 /// are [A-Za-z0-9_.-]+, not "." or ".."; anything else is ms::Error(kUsage) naming the input.
 MS_API RepoId parse_repo_id(std::string_view text);
 
-/// Checks a repo-relative file path as sent to or received from a hub. Rejects empty paths,
-/// absolute paths, backslashes, NUL and control characters, empty, "." and ".." segments,
-/// with ms::Error(kUsage) naming the path. Returns the path unchanged when it is safe.
+/// Why a repo-relative file path (as sent to or received from a hub) is unsafe to write, or ""
+/// when it is safe. Unsafe: empty, absolute, backslashes, C0/C1 control characters,
+/// bidirectional controls (U+202E etc.), empty, "." and ".." segments, and any segment naming
+/// git's own folder (".git" in any case, also as HFS+ or Windows spell it; ".gitattributes" is
+/// fine).
+MS_API std::string repo_path_problem(std::string_view path);
+
+/// Checks a repo-relative file path with repo_path_problem(); an unsafe one is
+/// ms::Error(kUsage) naming the path and the reason. Returns the path unchanged when it is safe.
 MS_API const std::string& check_repo_path(const std::string& path);
 
 /// Whether check_repo_path() would accept `path`.
 MS_API bool is_safe_repo_path(std::string_view path);
+
+/// `path` with control and bidirectional characters and invalid bytes escaped (\xNN, \uNNNN),
+/// for error messages.
+MS_API std::string printable_path(std::string_view path);
+
+/// Two different paths of `paths` that are the same name after Unicode normalisation (NFC vs
+/// NFD), which macOS file systems merge into one file; nullopt when there are none.
+MS_API std::optional<std::pair<std::string, std::string>> find_normalization_clash(
+    const std::vector<std::string>& paths);
 
 }  // namespace ms::hub

@@ -35,7 +35,11 @@ struct ServerOptions {
   std::filesystem::path tls_cert;  ///< with tls_key: serve https
   std::filesystem::path tls_key;
   FaultSpec faults;
-  int threads = 32;                          ///< worker threads
+  /// Worker threads kept ready; more start (up to 4096) while all are busy, so a slow client
+  /// never makes others wait. Each open connection holds one thread.
+  int threads = 32;
+  int header_timeout_s = 30;                 ///< seconds a client has to send a request's headers
+  int max_client_connections = 256;          ///< open connections per client address; more get 503
   std::uint64_t max_json_body = 1ull << 30;  ///< bytes; larger non-blob bodies get 413
   std::uint64_t max_blob_size = 1ull << 40;  ///< bytes; larger blob uploads get 413
 };

@@ -7,21 +7,16 @@
 #include <vector>
 
 #include "ms/core/export.h"
+#include "ms/core/utf8.h"
 
 namespace ms::text {
 
-/// Decodes UTF-8 into code points. Throws ms::Error(kUsage) naming the byte offset when `text` is
-/// not valid UTF-8 (overlong forms, surrogates and code points above U+10FFFF are invalid).
-MS_API std::u32string decode_utf8(std::string_view text);
-
-/// Whether `text` is valid UTF-8.
-MS_API bool is_valid_utf8(std::string_view text);
-
-/// Appends the UTF-8 form of `cp` to `out`.
-MS_API void append_utf8(std::string& out, char32_t cp);
-
-/// Encodes code points as UTF-8.
-MS_API std::string encode_utf8(std::u32string_view text);
+// UTF-8 coding and NFD live in core (the hub's path checks need them too); the tokenizers keep
+// calling them by their text:: names.
+using ms::append_utf8;
+using ms::decode_utf8;
+using ms::encode_utf8;
+using ms::is_valid_utf8;
 
 /// Punctuation as BERT defines it: Unicode category P*, or any ASCII non-alphanumeric symbol.
 MS_API bool is_punctuation(char32_t cp);
@@ -34,8 +29,7 @@ MS_API bool is_nonspacing_mark(char32_t cp);
 /// CJK ideographs that BERT surrounds with spaces (the CJK Unified Ideographs blocks).
 MS_API bool is_cjk(char32_t cp);
 
-/// Appends the canonical decomposition (NFD) of one code point.
-MS_API void append_nfd(std::u32string& out, char32_t cp);
+using ms::append_nfd;
 /// Appends the lower-case form of one code point (may be several code points, e.g. U+0130).
 MS_API void append_lower(std::u32string& out, char32_t cp);
 

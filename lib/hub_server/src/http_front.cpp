@@ -1,0 +1,370 @@
+// See http_front.h. Written against cpp-httplib 0.11 (Debian 12): Server::process_request is
+// protected and Server::process_and_close_socket virtual, so the connection loop is replaced
+// without patching httplib; TLS keeps httplib's own loop (its TLS stream is not public) and gets
+// the elastic pool only.
+#include "http_front.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+
+#include "ms/core/log.h"
+
+namespace ms::hub_server {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Threads beyond the warm count end after this long without work.
+constexpr auto kIdleRetire = std::chrono::seconds(10);
+
+class ElasticTaskQueue : public httplib::TaskQueue {
+ public:
+  ElasticTaskQueue(std::size_t warm, std::size_t max)
+      : warm_(std::max<std::size_t>(warm, 1)), max_(std::max(max, warm_)) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (std::size_t i = 0; i < warm_; ++i) start_thread_locked();
+  }
+
+  ~ElasticTaskQueue() override { shutdown(); }
+
+  void enqueue(std::function<void()> fn) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    jobs_.push_back(std::move(fn));
+    // A connection is a job that may last minutes; one waiting behind busy threads is the
+    // starvation this queue exists to prevent.
+    if (idle_ < jobs_.size() && threads_ < max_) start_thread_locked();
+    work_.notify_one();
+  }
+
+  void shutdown() override {
+    std::unique_lock<std::mutex> lock(mu_);
+    shutdown_ = true;
+    work_.notify_all();
+    done_.wait(lock, [&] { return threads_ == 0; });
+  }
+
+ private:
+  void start_thread_locked() {
+    try {
+      std::thread([this] { run(); }).detach();
+      ++threads_;
+    } catch (const std::system_error& e) {
+      // Out of threads (ulimit -u, memory): the job waits for a running thread instead.
+      log::warn("hub serve: cannot start another worker thread ({} running): {}", threads_,
+                e.what());
+    }
+  }
+
+  void run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      ++idle_;
+      const bool woken =
+          work_.wait_for(lock, kIdleRetire, [&] { return !jobs_.empty() || shutdown_; });
+      --idle_;
+      if (jobs_.empty()) {
+        if (shutdown_ || (!woken && threads_ > warm_)) break;
+        continue;
+      }
+      std::function<void()> job = std::move(jobs_.front());
+      jobs_.pop_front();
+      lock.unlock();
+      job();
+      lock.lock();
+    }
+    if (--threads_ == 0) done_.notify_all();
+  }
+
+  const std::size_t warm_;
+  const std::size_t max_;
+  std::mutex mu_;
+  std::condition_variable work_;
+  std::condition_variable done_;
+  std::deque<std::function<void()>> jobs_;
+  std::size_t threads_ = 0;
+  std::size_t idle_ = 0;
+  bool shutdown_ = false;
+};
+
+// What the connection loop learns from httplib's callbacks about the request it is serving.
+struct ConnectionNote {
+  bool headers_done = false;  // httplib parsed the request line and headers
+  bool close = false;         // the response said "Connection: close"
+};
+thread_local ConnectionNote* t_note = nullptr;
+
+bool wait_socket(socket_t sock, short events, int timeout_ms) {
+  pollfd p{sock, events, 0};
+  for (;;) {
+    const int n = ::poll(&p, 1, std::max(timeout_ms, 0));
+    if (n > 0) return true;  // ready, or POLLHUP/POLLERR: the next recv/send says which
+    if (n == 0) return false;
+    if (errno != EINTR) return false;
+  }
+}
+
+void address_of(socket_t sock, bool peer, std::string& ip, int& port) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  const int rc = peer ? ::getpeername(sock, reinterpret_cast<sockaddr*>(&addr), &len)
+                      : ::getsockname(sock, reinterpret_cast<sockaddr*>(&addr), &len);
+  ip.clear();
+  port = 0;
+  if (rc != 0) return;
+  char text[INET6_ADDRSTRLEN] = {};
+  if (addr.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
+    ::inet_ntop(AF_INET, &a->sin_addr, text, sizeof(text));
+    port = ntohs(a->sin_port);
+  } else if (addr.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
+    ::inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof(text));
+    port = ntohs(a->sin6_port);
+  }
+  ip = text;
+}
+
+// A socket stream whose reads, while a request's headers arrive, share one deadline: a client
+// sending a byte every few seconds never trips a per-read timeout, but does trip this.
+class FrontStream : public httplib::Stream {
+ public:
+  FrontStream(socket_t sock, int read_timeout_ms, int write_timeout_ms)
+      : sock_(sock), read_timeout_ms_(read_timeout_ms), write_timeout_ms_(write_timeout_ms) {}
+
+  void start_header_phase(int seconds) {
+    header_deadline_ = Clock::now() + std::chrono::seconds(seconds);
+    in_headers_ = true;
+  }
+  void end_header_phase() { in_headers_ = false; }
+
+  // Whether a next request starts within `timeout_ms` (bytes already buffered count).
+  bool wait_for_request(int timeout_ms) const {
+    return pos_ < end_ || wait_socket(sock_, POLLIN, timeout_ms);
+  }
+
+  bool is_readable() const override {
+    return pos_ < end_ || wait_socket(sock_, POLLIN, read_budget_ms());
+  }
+  bool is_writable() const override { return wait_socket(sock_, POLLOUT, write_timeout_ms_); }
+
+  ssize_t read(char* ptr, size_t size) override {
+    if (pos_ == end_) {
+      const int budget = read_budget_ms();
+      if (budget <= 0 || !wait_socket(sock_, POLLIN, budget)) return -1;
+      // Large reads (blob bodies) go straight to the caller; small ones (httplib reads request
+      // lines a byte at a time) come from the buffer.
+      if (size >= sizeof(buffer_)) return recv_some(ptr, size);
+      const ssize_t n = recv_some(buffer_, sizeof(buffer_));
+      if (n <= 0) return n;
+      pos_ = 0;
+      end_ = static_cast<std::size_t>(n);
+    }
+    const std::size_t k = std::min(size, end_ - pos_);
+    std::memcpy(ptr, buffer_ + pos_, k);
+    pos_ += k;
+    return static_cast<ssize_t>(k);
+  }
+
+  ssize_t write(const char* ptr, size_t size) override {
+    if (!wait_socket(sock_, POLLOUT, write_timeout_ms_)) return -1;
+    ssize_t n;
+    do {
+      n = ::send(sock_, ptr, size, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n;
+  }
+
+  void get_remote_ip_and_port(std::string& ip, int& port) const override {
+    address_of(sock_, true, ip, port);
+  }
+  void get_local_ip_and_port(std::string& ip, int& port) const override {
+    address_of(sock_, false, ip, port);
+  }
+  socket_t socket() const override { return sock_; }
+
+ private:
+  int read_budget_ms() const {
+    if (!in_headers_) return read_timeout_ms_;
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(header_deadline_ - Clock::now());
+    return static_cast<int>(std::min<long long>(left.count(), read_timeout_ms_));
+  }
+
+  ssize_t recv_some(char* ptr, std::size_t size) {
+    ssize_t n;
+    do {
+      n = ::recv(sock_, ptr, size, 0);
+    } while (n < 0 && errno == EINTR);
+    return n;
+  }
+
+  socket_t sock_;
+  int read_timeout_ms_;
+  int write_timeout_ms_;
+  bool in_headers_ = false;
+  Clock::time_point header_deadline_{};
+  char buffer_[16384];
+  std::size_t pos_ = 0;
+  std::size_t end_ = 0;
+};
+
+// Statuses after which the rest of the connection's bytes cannot be trusted to start a request
+// (a bad request line or headers, a body left unread or cut short).
+bool is_protocol_error(int status) {
+  return status == 400 || status == 408 || status == 411 || status == 413 || status == 414 ||
+         status == 431;
+}
+
+// Closes a connection the server gives up on while its client may still be sending (a header
+// too long, a body not read): the response goes out with a FIN, and what the client still sends
+// is read and dropped for a moment. A plain close() with unread bytes sends a reset, which can
+// destroy the response before the client has read it.
+void linger_close(socket_t sock) {
+  ::shutdown(sock, SHUT_WR);
+  const auto deadline = Clock::now() + std::chrono::seconds(2);
+  char sink[16384];
+  std::size_t drained = 0;
+  while (drained < (1u << 20)) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0 || !wait_socket(sock, POLLIN, static_cast<int>(left))) break;
+    const ssize_t n = ::recv(sock, sink, sizeof(sink), 0);
+    if (n <= 0) break;
+    drained += static_cast<std::size_t>(n);
+  }
+}
+
+int to_ms(time_t sec, time_t usec) {
+  return static_cast<int>(std::min<long long>(sec * 1000LL + usec / 1000, 1LL << 30));
+}
+
+}  // namespace
+
+std::unique_ptr<httplib::TaskQueue> make_elastic_task_queue(std::size_t warm, std::size_t max) {
+  return std::make_unique<ElasticTaskQueue>(warm, max);
+}
+
+struct PlainFront::State {
+  FrontLimits limits;
+  std::mutex mu;
+  std::unordered_map<std::string, std::size_t> per_client;  // address -> open connections
+  std::unordered_map<socket_t, bool> open;                  // socket -> serving a request
+};
+
+PlainFront::PlainFront(FrontLimits limits) : state_(std::make_unique<State>()) {
+  state_->limits = limits;
+}
+
+PlainFront::~PlainFront() = default;
+
+void PlainFront::drop_connections() {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  // Connections between requests or still sending headers end now; one in the middle of a
+  // request finishes it (its loop stops after, as the listening socket is closed).
+  for (const auto& [sock, busy] : state_->open) {
+    if (!busy) ::shutdown(sock, SHUT_RDWR);
+  }
+}
+
+void PlainFront::widen_backlog() {
+  // On Linux, listen() on a listening socket changes its backlog.
+  if (svr_sock_ != INVALID_SOCKET) ::listen(svr_sock_, SOMAXCONN);
+}
+
+bool PlainFront::process_and_close_socket(socket_t sock) {
+  State& st = *state_;
+  std::string ip;
+  int port = 0;
+  address_of(sock, true, ip, port);
+  bool admitted = false;
+  {
+    std::lock_guard<std::mutex> lock(st.mu);
+    std::size_t& n = st.per_client[ip];
+    if (n < st.limits.max_client_connections) {
+      ++n;
+      st.open[sock] = false;
+      admitted = true;
+    } else if (n == 0) {
+      st.per_client.erase(ip);
+    }
+  }
+  bool ret = false;
+  if (!admitted) {
+    // One address holding this many connections is a client gone wrong or an attack; each
+    // further one is answered at once instead of holding a thread.
+    static const std::string kBusy = [] {
+      const std::string body =
+          R"({"Code":503,"Data":null,"Message":"too many connections from this address",)"
+          R"("Success":false})";
+      return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+             "Connection: close\r\nRetry-After: 1\r\nContent-Length: " +
+             std::to_string(body.size()) + "\r\n\r\n" + body;
+    }();
+    if (::send(sock, kBusy.data(), kBusy.size(), MSG_NOSIGNAL | MSG_DONTWAIT) > 0) {
+      linger_close(sock);
+    }
+  } else {
+    FrontStream strm(sock, to_ms(read_timeout_sec_, read_timeout_usec_),
+                     to_ms(write_timeout_sec_, write_timeout_usec_));
+    ConnectionNote note;
+    t_note = &note;
+    auto set_busy = [&](bool busy) {
+      std::lock_guard<std::mutex> lock(st.mu);
+      st.open[sock] = busy;
+    };
+    for (std::size_t count = keep_alive_max_count_; count > 0 && svr_sock_ != INVALID_SOCKET;
+         --count) {
+      // The first byte of the next request (of the first one too, as in httplib's own loop).
+      if (!strm.wait_for_request(to_ms(keep_alive_timeout_sec_, 0))) break;
+      strm.start_header_phase(st.limits.header_timeout_s);
+      note = ConnectionNote{};
+      bool closed = false;
+      ret = process_request(strm, count == 1, closed, [&](httplib::Request&) {
+        note.headers_done = true;
+        strm.end_header_phase();
+        set_busy(true);
+      });
+      set_busy(false);
+      // Without headers the request was malformed (or cut off): what follows on the connection
+      // is not a request either, so it ends here rather than after the keep-alive wait.
+      if (!ret || closed || note.close || !note.headers_done) {
+        if (ret && (note.close || !note.headers_done)) linger_close(sock);
+        break;
+      }
+    }
+    t_note = nullptr;
+    std::lock_guard<std::mutex> lock(st.mu);
+    st.open.erase(sock);
+    if (--st.per_client[ip] == 0) st.per_client.erase(ip);
+  }
+  ::shutdown(sock, SHUT_RDWR);
+  ::close(sock);
+  return ret;
+}
+
+bool front_closes_after(const httplib::Response& res) {
+  return is_protocol_error(res.status) || res.get_header_value("Connection") == "close" ||
+         (t_note != nullptr && !t_note->headers_done);
+}
+
+void front_note_response(const httplib::Response& res) {
+  if (t_note != nullptr && front_closes_after(res)) t_note->close = true;
+}
+
+}  // namespace ms::hub_server

@@ -1,0 +1,53 @@
+// The hub's HTTP front on top of cpp-httplib: a worker pool that grows past --threads instead of
+// queueing connections, and (plain HTTP) a connection loop with a deadline for request headers,
+// a cap of connections per client address and connections closed after protocol errors. Without
+// these, 33 clients trickling header bytes held all 32 workers and every other request waited.
+#pragma once
+
+#include <httplib.h>
+
+#include <cstddef>
+#include <memory>
+
+namespace ms::hub_server {
+
+/// Limits of the front; see ServerOptions for what each means.
+struct FrontLimits {
+  std::size_t warm_threads = 32;
+  std::size_t max_threads = 4096;
+  int header_timeout_s = 30;
+  std::size_t max_client_connections = 256;
+};
+
+/// A TaskQueue that keeps `warm` threads and starts more on demand (up to `max`) when every thread
+/// is busy, so a connection never waits behind slow ones; threads beyond `warm` end after being
+/// idle a while.
+std::unique_ptr<httplib::TaskQueue> make_elastic_task_queue(std::size_t warm, std::size_t max);
+
+/// httplib::Server with the connection loop described at the top of this file.
+class PlainFront : public httplib::Server {
+ public:
+  explicit PlainFront(FrontLimits limits);
+  ~PlainFront() override;
+
+  /// Shuts down (SHUT_RDWR) every open connection so that their threads end now rather than when
+  /// their clients time out; called by Server::stop() after httplib's stop().
+  void drop_connections();
+
+  /// Listens again with the system's largest backlog: httplib's is 5, and a burst of connections
+  /// beyond it has clients retrying their SYN after 1 s, 3 s, ... Call after binding.
+  void widen_backlog();
+
+ private:
+  bool process_and_close_socket(socket_t sock) override;
+
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+/// For httplib's logger and error handler, which see no connection: whether the response being
+/// written will close its connection (so it says "Connection: close"), and the note that it will.
+bool front_closes_after(const httplib::Response& res);
+void front_note_response(const httplib::Response& res);
+
+}  // namespace ms::hub_server
