@@ -45,6 +45,19 @@ Json parse_json_config(std::string_view text, const std::string& source) {
         ErrorCode::kConfig,
         fmt::format("{}:{}:{}: invalid JSON: {}", source, line, column, reason_of(e)),
         "fix the syntax at that line (a missing comma, quote or bracket is the usual cause)");
+  } catch (const nlohmann::json::out_of_range& e) {
+    // A number too large for a double (1e999): nlohmann names the literal, not its offset, so
+    // the location is where that literal first appears.
+    const std::string what = e.what();
+    const std::size_t quote = what.find('\'');
+    const std::size_t end = quote == std::string::npos ? quote : what.find('\'', quote + 1);
+    std::size_t at = 0;
+    if (end != std::string::npos) at = text.find(what.substr(quote + 1, end - quote - 1));
+    auto [line, column] = line_and_column(text, at == std::string_view::npos ? 0 : at);
+    throw Error(ErrorCode::kConfig,
+                fmt::format("{}:{}:{}: invalid JSON: number out of range ({})", source, line,
+                            column, end == std::string::npos ? what : what.substr(quote)),
+                "write the number within the range of a double (about 1.8e308)");
   }
 }
 
