@@ -5,6 +5,7 @@
 #include <regex>
 
 #include "formats.h"
+#include "ms/core/utf8.h"
 
 namespace ms::detail {
 namespace {
@@ -107,6 +108,18 @@ void emit(YAML::Emitter& out, const Json& value) {
 }  // namespace
 
 Json parse_yaml_config(std::string_view text, const std::string& source) {
+  // yaml-cpp passes any bytes through, but a config tree is JSON text (as the JSON parser
+  // enforces): invalid UTF-8 would only fail later, when the tree is written out.
+  if (const std::size_t bad = first_invalid_utf8(text); bad != std::string_view::npos) {
+    std::size_t line = 1, column = 1;
+    for (std::size_t i = 0; i < bad; ++i) {
+      column = text[i] == '\n' ? 1 : column + 1;
+      line += text[i] == '\n' ? 1 : 0;
+    }
+    throw Error(ErrorCode::kConfig,
+                fmt::format("{}:{}:{}: invalid YAML: not UTF-8 text", source, line, column),
+                "save the file as UTF-8");
+  }
   YAML::Node root;
   try {
     root = YAML::Load(std::string(text));
