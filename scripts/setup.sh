@@ -26,6 +26,9 @@ packages=(
   # Python torch/torchvision on the same LibTorch: fixture generators, the ResNet fidelity tests
   # and bench/setup_st_venv.sh (sentence-transformers for bench/).
   python3-torchvision python3-venv
+  # The libFuzzer targets of tests/fuzz (scripts/test.sh builds them in build-fuzz): clang and its
+  # runtime libraries (libclang_rt.fuzzer, asan, ubsan).
+  clang-14 libclang-rt-14-dev
 )
 
 missing=()

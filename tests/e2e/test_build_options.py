@@ -45,6 +45,9 @@ class BuildOptionsTest(MsTestCase):
              NO_PKG_CONFIG),
             ("MS_WITH_TORCH", "libtorch-dev", ["-DMS_WITH_TORCH=ON", "-DCMAKE_DISABLE_FIND_PACKAGE_Torch=ON"],
              None),
+            # libFuzzer needs clang: with gcc the message names the packages that bring it.
+            ("MS_FUZZ", "libclang-rt-14-dev",
+             ["-DMS_FUZZ=ON", "-DCMAKE_C_COMPILER=gcc", "-DCMAKE_CXX_COMPILER=g++"], None),
         ]
         for option, package, args, env in cases:
             with self.subTest(option=option, package=package):

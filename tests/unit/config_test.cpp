@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "catch.h"
 #include "ms/config/json_file.h"
@@ -94,6 +95,9 @@ TEST_CASE("malformed JSON reports line and column", "[config]") {
                {"list.json", "top level must be an object"});
   expect_error([&] { Config::parse("", "json", "empty.json"); }, ErrorCode::kConfig,
                {"empty.json:1:"});
+  // Found by fuzz_config_json: a number beyond a double was an uncaught nlohmann exception.
+  expect_error([&] { Config::parse("{\"a\": 1,\n \"b\": 11e999}", "json", "big.json"); },
+               ErrorCode::kConfig, {"big.json:2:7", "11e999", "beyond the range"});
 }
 
 TEST_CASE("JSON beyond the nesting and number limits is a config error with a location",
@@ -155,6 +159,15 @@ TEST_CASE("malformed YAML reports line and column", "[config]") {
                {"dup.yaml:2:1", "duplicate key 'a'"});
   expect_error([&] { Config::parse("- 1\n- 2\n", "yaml", "list.yaml"); }, ErrorCode::kConfig,
                {"top level must be an object"});
+  // Found by fuzz_config_yaml: floats beyond a double threw std::out_of_range; as Python's yaml
+  // they are infinite (or 0 below the smallest).
+  const Config big = Config::parse("a: 1e999\nb: -1e999\nc: 1e-999\n", "yaml", "big.yaml");
+  CHECK(big.get<double>("a") == std::numeric_limits<double>::infinity());
+  CHECK(big.get<double>("b") == -std::numeric_limits<double>::infinity());
+  CHECK(big.get<double>("c") == 0.0);
+  // Found by fuzz_config_yaml: invalid UTF-8 parsed, then failed as an internal error on dump().
+  expect_error([&] { Config::parse("a: 1\nb: x\x9d\n", "yaml", "latin1.yaml"); },
+               ErrorCode::kConfig, {"latin1.yaml:2:5", "not UTF-8"});
 }
 
 TEST_CASE("overrides take JSON literals and bare words", "[config][override]") {

@@ -1,10 +1,12 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <regex>
 
 #include "formats.h"
+#include "ms/core/utf8.h"
 
 namespace ms::detail {
 namespace {
@@ -17,12 +19,15 @@ Json plain_scalar(const std::string& s) {
   if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
   if (s == "true" || s == "True" || s == "TRUE") return true;
   if (s == "false" || s == "False" || s == "FALSE") return false;
+  // strtod, not stod: as Python's float(), a value beyond a double is infinite (1e999) and one
+  // below the smallest is 0 (1e-999), instead of an exception.
   try {
     if (std::regex_match(s, kInt)) return std::stoll(s);
     if (std::regex_match(s, kHex)) return std::stoll(s, nullptr, 16);
-    if (std::regex_match(s, kFloat)) return std::stod(s);
+    if (std::regex_match(s, kFloat)) return std::strtod(s.c_str(), nullptr);
   } catch (const std::out_of_range&) {
-    return std::stod(s);  // integers beyond 64 bits become doubles, as in Python's yaml
+    // Integers beyond 64 bits become doubles, as in Python's yaml.
+    return std::strtod(s.c_str(), nullptr);
   }
   if (s == ".inf" || s == ".Inf" || s == ".INF" || s == "+.inf")
     return std::numeric_limits<double>::infinity();
@@ -37,6 +42,13 @@ Json to_json(const YAML::Node& node, const std::string& source) {
     case YAML::NodeType::Undefined:
       return nullptr;
     case YAML::NodeType::Scalar:
+      // Escapes ("\xA0") and tags can make bytes that are not UTF-8 out of UTF-8 text.
+      if (first_invalid_utf8(node.Scalar()) != std::string::npos) {
+        throw Error(ErrorCode::kConfig,
+                    fmt::format("{}:{}:{}: invalid YAML: the value is not UTF-8 text", source,
+                                node.Mark().line + 1, node.Mark().column + 1),
+                    "write the character itself, or \\u escapes, in a UTF-8 file");
+      }
       // A quoted scalar carries the tag "!"; only plain scalars are typed.
       if (node.Tag() == "!") return node.Scalar();
       return plain_scalar(node.Scalar());
@@ -55,6 +67,11 @@ Json to_json(const YAML::Node& node, const std::string& source) {
                                   key.Mark().line + 1, key.Mark().column + 1));
         }
         const std::string name = key.Scalar();
+        if (first_invalid_utf8(name) != std::string::npos) {
+          throw Error(ErrorCode::kConfig,
+                      fmt::format("{}:{}:{}: invalid YAML: the key is not UTF-8 text", source,
+                                  key.Mark().line + 1, key.Mark().column + 1));
+        }
         if (out.contains(name)) {
           throw Error(ErrorCode::kConfig,
                       fmt::format("{}:{}:{}: duplicate key '{}'", source, key.Mark().line + 1,
@@ -107,6 +124,18 @@ void emit(YAML::Emitter& out, const Json& value) {
 }  // namespace
 
 Json parse_yaml_config(std::string_view text, const std::string& source) {
+  // yaml-cpp passes any bytes through, but a config tree is JSON text (as the JSON parser
+  // enforces): invalid UTF-8 would only fail later, when the tree is written out.
+  if (const std::size_t bad = first_invalid_utf8(text); bad != std::string_view::npos) {
+    std::size_t line = 1, column = 1;
+    for (std::size_t i = 0; i < bad; ++i) {
+      column = text[i] == '\n' ? 1 : column + 1;
+      line += text[i] == '\n' ? 1 : 0;
+    }
+    throw Error(ErrorCode::kConfig,
+                fmt::format("{}:{}:{}: invalid YAML: not UTF-8 text", source, line, column),
+                "save the file as UTF-8");
+  }
   YAML::Node root;
   try {
     root = YAML::Load(std::string(text));
