@@ -1,6 +1,10 @@
 #include "ms/core/pickle.h"
 
 #include <cstring>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
 
 #include "ms/core/error.h"
 
@@ -37,6 +41,14 @@ class Reader {
  public:
   Reader(std::string_view data, std::size_t pos, const std::string& source, const Hooks& hooks)
       : data_(data), pos_(pos), source_(source), hooks_(hooks) {}
+  Reader(const Reader&) = delete;
+  Reader& operator=(const Reader&) = delete;
+  // A pickle can build a reference cycle (a list appended to itself through the memo; found by
+  // fuzzing). Shared pointers in a cycle are never freed, so a rejected pickle's values are
+  // unlinked here; run() rejects every pickle with a cycle, as nothing ms reads holds one.
+  ~Reader() {
+    if (has_cycle()) unlink_all();
+  }
 
   Unpickled run() {
     while (true) {
@@ -51,6 +63,7 @@ class Reader {
         case kStop: {
           if (stack_.size() != 1 || stack_.back()->kind == Value::Kind::kMark)
             corrupt("the stack is not balanced at STOP");
+          if (has_cycle()) corrupt("a container holds itself (a reference cycle)");
           return {stack_.back(), pos_};
         }
         case kPop:
@@ -293,6 +306,71 @@ class Reader {
       items.push_back(std::move(v));
     }
     return {items.rbegin(), items.rend()};
+  }
+  // Every value the stack and the memo hold, each once, found without recursion.
+  std::vector<ValuePtr> reachable() const {
+    std::vector<ValuePtr> out, todo(stack_);
+    for (const auto& [key, value] : memo_) todo.push_back(value);
+    std::unordered_set<const Value*> seen;
+    while (!todo.empty()) {
+      ValuePtr v = std::move(todo.back());
+      todo.pop_back();
+      if (!seen.insert(v.get()).second) continue;
+      for (const ValuePtr& item : v->items) todo.push_back(item);
+      for (const auto& [key, value] : v->pairs) {
+        todo.push_back(key);
+        todo.push_back(value);
+      }
+      out.push_back(std::move(v));
+    }
+    return out;
+  }
+  // Whether a value reachable from the stack or the memo reaches itself: a depth-first search
+  // with an explicit path (values on it are "open"), linear in the values and their links.
+  bool has_cycle() const {
+    enum : char { kNew = 0, kOpen, kDone };
+    std::unordered_map<const Value*, char> state;
+    std::vector<std::pair<const Value*, std::size_t>> path;  // value, next link to follow
+    auto links = [](const Value* v) { return v->items.size() + 2 * v->pairs.size(); };
+    auto link = [](const Value* v, std::size_t i) -> const Value* {
+      if (i < v->items.size()) return v->items[i].get();
+      const auto& pair = v->pairs[(i - v->items.size()) / 2];
+      return (i - v->items.size()) % 2 == 0 ? pair.first.get() : pair.second.get();
+    };
+    std::vector<const Value*> roots;
+    for (const ValuePtr& v : stack_) roots.push_back(v.get());
+    for (const auto& [key, value] : memo_) roots.push_back(value.get());
+    for (const Value* root : roots) {
+      if (state[root] != kNew) continue;
+      state[root] = kOpen;
+      path.emplace_back(root, 0);
+      while (!path.empty()) {
+        const Value* v = path.back().first;
+        const std::size_t i = path.back().second++;
+        if (i == links(v)) {
+          state[v] = kDone;
+          path.pop_back();
+          continue;
+        }
+        const Value* next = link(v, i);
+        char& s = state[next];
+        if (s == kOpen) return true;
+        if (s == kNew) {
+          s = kOpen;
+          path.emplace_back(next, 0);
+        }
+      }
+    }
+    return false;
+  }
+  // Empties every reachable container while strong references keep them all alive, so that no
+  // cycle is left when they are released.
+  void unlink_all() {
+    const std::vector<ValuePtr> all = reachable();
+    for (const ValuePtr& v : all) {
+      v->items.clear();
+      v->pairs.clear();
+    }
   }
   // Lists take APPEND, dicts SETITEM; so do objects of list and dict subclasses.
   std::vector<ValuePtr>& list_of(const ValuePtr& v) const {

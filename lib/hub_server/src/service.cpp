@@ -4,6 +4,7 @@
 #include <openssl/rand.h>
 #include <strings.h>
 
+#include "ms/config/json_file.h"
 #include "ms/core/encoding.h"
 #include "ms/core/error.h"
 #include "ms/core/log.h"
@@ -119,8 +120,8 @@ void guarded(const httplib::Request& req, httplib::Response& res,
 
 void add_routes(httplib::Server& server, Service& service, const std::vector<Route>& routes) {
   for (const Route& route : routes) {
-    httplib::Server::Handler handler = [&service, run = route.handler](
-                                           const httplib::Request& req, httplib::Response& res) {
+    httplib::Server::Handler handler = [&service, run = route.handler](const httplib::Request& req,
+                                                                       httplib::Response& res) {
       guarded(req, res, [&] { run(service, req, res); });
     };
     switch (route.method) {
@@ -186,13 +187,15 @@ std::string param(const httplib::Request& req, const char* key, const std::strin
 }
 
 nlohmann::json json_body(const httplib::Request& req) {
-  try {
-    nlohmann::json body = nlohmann::json::parse(req.body);
-    if (!body.is_object()) throw HttpError{400, "the request body must be a JSON object"};
-    return body;
-  } catch (const nlohmann::json::exception& e) {
-    throw HttpError{400, std::string("the request body is not valid JSON: ") + e.what()};
+  // The checked parser: a body nested 100,000 deep or holding 1e999 is a 400, not a crash or 500.
+  Json parsed;
+  JsonParseError error;
+  if (!try_parse_json(req.body, parsed, error)) {
+    throw HttpError{400, fmt::format("the request body is not valid JSON: line {}, column {}: {}",
+                                     error.line, error.column, error.reason)};
   }
+  if (!parsed.is_object()) throw HttpError{400, "the request body must be a JSON object"};
+  return nlohmann::json(parsed);  // at most kMaxJsonDepth deep, so the recursive copy is safe
 }
 
 CommitRecord resolve_revision(Service& service, const RepoRecord& repo,
