@@ -2,6 +2,7 @@
 // mode.
 #include "ms/config/config.h"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -128,6 +129,27 @@ TEST_CASE("JSON beyond the nesting and number limits is a config error with a lo
   expect_error([&] { c.apply_override("x=1e999"); }, ErrorCode::kUsage, {"not valid JSON"});
   expect_error([&] { c.apply_override("x=" + std::string(2000, '[')); }, ErrorCode::kUsage,
                {"not valid JSON", "nested deeper"});
+}
+
+TEST_CASE("YAML aliases cannot make endless or huge trees; long scalars do not recurse",
+          "[config]") {
+  // Found by fuzz_config_yaml: an alias inside its own anchor recursed until the stack overflowed.
+  expect_error([&] { Config::parse("a: &x [1, *x]\n", "yaml", "loop.yaml"); }, ErrorCode::kConfig,
+               {"loop.yaml:", "nested deeper than 1000"});
+  std::string laughs = "a: &l0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i <= 7; ++i) {
+    laughs += fmt::format("l{}: &l{} [", i, i);
+    for (int k = 0; k < 10; ++k) laughs += fmt::format("{}*l{}", k ? ", " : "", i - 1);
+    laughs += "]\n";
+  }
+  expect_error([&] { Config::parse(laughs, "yaml", "laughs.yaml"); }, ErrorCode::kConfig,
+               {"more than 1000000 values"});
+  // std::regex recursed once per character: a 200,000-digit scalar overflowed the stack.
+  const Config c = Config::parse("a: " + std::string(200000, '7') + "\nb: 0x1F\nc: -.5e3\n", "yaml",
+                                 "long.yaml");
+  CHECK(c.get<double>("a") > 1e300);
+  CHECK(c.get<int>("b") == 31);
+  CHECK(c.get<double>("c") == -500.0);
 }
 
 TEST_CASE("YAML configs type plain scalars and keep quoted strings", "[config]") {

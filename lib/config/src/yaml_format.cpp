@@ -1,30 +1,57 @@
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
-#include <regex>
+#include <string_view>
 
 #include "formats.h"
+#include "ms/config/json_file.h"
 #include "ms/core/utf8.h"
 
 namespace ms::detail {
 namespace {
 
+// The YAML 1.2 core schema's number forms, matched by hand: libstdc++'s std::regex recurses once
+// per character and overflows the stack on a long scalar.
+bool all_digits(std::string_view s, bool hex) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [hex](unsigned char c) {
+    return hex ? std::isxdigit(c) != 0 : std::isdigit(c) != 0;
+  });
+}
+std::string_view unsigned_part(std::string_view s) {
+  return !s.empty() && (s[0] == '-' || s[0] == '+') ? s.substr(1) : s;
+}
+bool is_int(std::string_view s) { return all_digits(unsigned_part(s), false); }
+bool is_hex(std::string_view s) {
+  return s.size() > 2 && s.substr(0, 2) == "0x" && all_digits(s.substr(2), true);
+}
+// [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
+bool is_float(std::string_view s) {
+  s = unsigned_part(s);
+  const std::size_t e = s.find_first_of("eE");
+  const std::string_view mantissa = s.substr(0, e);
+  if (e != std::string_view::npos && !is_int(s.substr(e + 1))) return false;
+  const std::size_t dot = mantissa.find('.');
+  if (dot == std::string_view::npos) return all_digits(mantissa, false);
+  const std::string_view whole = mantissa.substr(0, dot), fraction = mantissa.substr(dot + 1);
+  if (whole.empty()) return all_digits(fraction, false);
+  return all_digits(whole, false) && (fraction.empty() || all_digits(fraction, false));
+}
+
 // YAML 1.2 core schema resolution of an untagged plain scalar.
 Json plain_scalar(const std::string& s) {
-  static const std::regex kInt(R"([-+]?[0-9]+)");
-  static const std::regex kHex(R"(0x[0-9a-fA-F]+)");
-  static const std::regex kFloat(R"([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?)");
   if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
   if (s == "true" || s == "True" || s == "TRUE") return true;
   if (s == "false" || s == "False" || s == "FALSE") return false;
   // strtod, not stod: as Python's float(), a value beyond a double is infinite (1e999) and one
   // below the smallest is 0 (1e-999), instead of an exception.
   try {
-    if (std::regex_match(s, kInt)) return std::stoll(s);
-    if (std::regex_match(s, kHex)) return std::stoll(s, nullptr, 16);
-    if (std::regex_match(s, kFloat)) return std::strtod(s.c_str(), nullptr);
+    if (is_int(s)) return std::stoll(s);
+    if (is_hex(s)) return std::stoll(s, nullptr, 16);
+    if (is_float(s)) return std::strtod(s.c_str(), nullptr);
   } catch (const std::out_of_range&) {
     // Integers beyond 64 bits become doubles, as in Python's yaml.
     return std::strtod(s.c_str(), nullptr);
@@ -36,7 +63,29 @@ Json plain_scalar(const std::string& s) {
   return s;
 }
 
-Json to_json(const YAML::Node& node, const std::string& source) {
+// Aliases let a small YAML file describe a huge tree ("billion laughs") or, with an anchor used
+// inside its own node, an endless one: conversion stops at these limits.
+constexpr std::size_t kMaxYamlValues = 1000000;
+
+struct Budget {
+  const std::string& source;
+  std::size_t values = 0;
+};
+
+Json to_json(const YAML::Node& node, Budget& budget, std::size_t depth) {
+  const std::string& source = budget.source;
+  if (depth > kMaxJsonDepth || ++budget.values > kMaxYamlValues) {
+    throw Error(
+        ErrorCode::kConfig,
+        fmt::format(
+            "{}:{}:{}: invalid YAML: {}", source, node.Mark().line + 1, node.Mark().column + 1,
+            depth > kMaxJsonDepth
+                ? fmt::format("nested deeper than {} levels (or an alias inside "
+                              "its own anchor)",
+                              kMaxJsonDepth)
+                : fmt::format("more than {} values once aliases are expanded", kMaxYamlValues)),
+        "a configuration needs neither; check the anchors (&) and aliases (*)");
+  }
   switch (node.Type()) {
     case YAML::NodeType::Null:
     case YAML::NodeType::Undefined:
@@ -54,7 +103,7 @@ Json to_json(const YAML::Node& node, const std::string& source) {
       return plain_scalar(node.Scalar());
     case YAML::NodeType::Sequence: {
       Json out = Json::array();
-      for (const auto& item : node) out.push_back(to_json(item, source));
+      for (const auto& item : node) out.push_back(to_json(item, budget, depth + 1));
       return out;
     }
     case YAML::NodeType::Map: {
@@ -77,7 +126,7 @@ Json to_json(const YAML::Node& node, const std::string& source) {
                       fmt::format("{}:{}:{}: duplicate key '{}'", source, key.Mark().line + 1,
                                   key.Mark().column + 1, name));
         }
-        out[name] = to_json(entry.second, source);
+        out[name] = to_json(entry.second, budget, depth + 1);
       }
       return out;
     }
@@ -145,7 +194,8 @@ Json parse_yaml_config(std::string_view text, const std::string& source) {
                             e.mark.column + 1, e.msg),
                 "check indentation and quoting at that line");
   }
-  return to_json(root, source);
+  Budget budget{source};
+  return to_json(root, budget, 0);
 }
 
 std::string dump_yaml(const Json& value) {
