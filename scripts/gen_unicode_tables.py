@@ -66,19 +66,26 @@ def write_mappings(out, name, pool_name, mapping):
     out.write("};\n")
 
 
-def write_core(out):
-    header(out)
-    # Canonical combining classes as runs (first code point, class), each lasting until the next.
-    runs, prev = [], 0
+def write_runs(out, ctype, name, value_of, before_first):
+    """A C++ array of (first code point, value) runs: a run starts where value_of changes;
+    `before_first` is the value assumed before code point 0 (None: a run always starts at 0)."""
+    runs, prev = [], before_first
     for cp in range(MAX):
-        ccc = unicodedata.combining(chr(cp))
-        if ccc != prev:
-            runs.append((cp, ccc))
-            prev = ccc
-    out.write("constexpr CombiningRun kCombiningRuns[] = {\n")
+        value = value_of(cp)
+        if value != prev:
+            runs.append((cp, value))
+            prev = value
+    out.write("constexpr %s %s[] = {\n" % (ctype, name))
     for i in range(0, len(runs), 6):
         out.write("    " + " ".join("{0x%X, %d}," % r for r in runs[i:i + 6]) + "\n")
     out.write("};\n\n")
+
+
+def write_core(out):
+    header(out)
+    # Canonical combining classes as runs (first code point, class), each lasting until the next;
+    # code points before the first run have class 0.
+    write_runs(out, "CombiningRun", "kCombiningRuns", lambda cp: unicodedata.combining(chr(cp)), 0)
     # Full canonical decomposition of each character (already in canonical order).
     nfd = []
     for cp, ch in characters():
@@ -93,16 +100,7 @@ def write_core(out):
 def write_text(out):
     header(out)
     # Character classes as runs: (first code point, flags) sorted, each run lasts until the next.
-    runs, prev = [], None
-    for cp in range(MAX):
-        f = flags(cp)
-        if f != prev:
-            runs.append((cp, f))
-            prev = f
-    out.write("constexpr FlagRun kFlagRuns[] = {\n")
-    for i in range(0, len(runs), 6):
-        out.write("    " + " ".join("{0x%X, %d}," % r for r in runs[i:i + 6]) + "\n")
-    out.write("};\n\n")
+    write_runs(out, "FlagRun", "kFlagRuns", flags, None)
     # Simple per-character lower-casing (what the Rust tokenizer applies, char by char).
     lower = [(cp, ch.lower()) for cp, ch in characters() if ch.lower() != ch]
     write_mappings(out, "kLower", "kPool", lower)
