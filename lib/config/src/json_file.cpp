@@ -207,6 +207,13 @@ bool try_parse_json(std::string_view text, Json& out, JsonParseError& error) {
   return ok;
 }
 
+bool try_parse_json(std::string_view text, nlohmann::json& out, JsonParseError& error) {
+  Json parsed;
+  if (!try_parse_json(text, parsed, error)) return false;
+  out = nlohmann::json(parsed);  // recursive, but at most kMaxJsonDepth deep
+  return true;
+}
+
 Error json_parse_error(const std::string& source, const JsonParseError& error,
                        ErrorCode syntax_code, const std::string& what, const std::string& hint) {
   const std::string where = fmt::format("{}:{}:{}", source, error.line, error.column);

@@ -1,13 +1,15 @@
 // HubClient's REST layer: the hub API calls (/api/v1) and their JSON answers. The transport
 // (curl, retries, ranges) is in transport.cpp, the stored login in credentials.cpp.
+#include "ms/hub/client.h"
+
 #include <algorithm>
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
+#include "ms/config/json_file.h"
 #include "ms/core/error.h"
 #include "ms/core/log.h"
-#include "ms/hub/client.h"
 #include "ms/io/curl.h"
 #include "transport.h"
 
@@ -25,12 +27,13 @@ struct HubClient::Impl {
   // The Data of the hub's {Code, Data, Message} envelope; a Code other than 200 is an error
   // naming the request.
   static json envelope(const Response& r, const std::string& method, const std::string& url) {
+    // The checked parser: a hostile hub's 100,000-deep answer must not overflow the stack later.
     json j;
-    try {
-      j = json::parse(r.body);
-    } catch (const std::exception& e) {
-      fail(ErrorCode::kNetwork, "{} {}: the hub answered with invalid JSON ({})", method, url,
-           e.what());
+    JsonParseError error;
+    if (!try_parse_json(r.body, j, error)) {
+      fail(ErrorCode::kNetwork,
+           "{} {}: the hub answered with invalid JSON (line {}, column {}: {})", method, url,
+           error.line, error.column, error.reason);
     }
     if (j.is_object() && j.contains("Code") && j["Code"].is_number_integer() &&
         j["Code"].get<long>() != 200) {
@@ -199,10 +202,11 @@ std::vector<FileEntry> HubClient::list_files(RepoType type, const RepoId& repo,
   std::unordered_set<std::string> seen;
   const std::string what = fmt::format("{} at revision '{}'", describe(type, repo), revision);
   if (type == RepoType::kModel) {
-    json data = impl_->api("GET",
-                           repo_path(type, repo) + "/repo/files?Revision=" +
-                               io::url_escape(revision) + "&Recursive=True",
-                           what);
+    json data =
+        impl_->api("GET",
+                   repo_path(type, repo) + "/repo/files?Revision=" + io::url_escape(revision) +
+                       "&Recursive=True",
+                   what);
     if (data.is_object() && data.contains("Files") && data["Files"].is_array()) {
       add_listed(out, seen, data["Files"], type);
     }
@@ -325,11 +329,11 @@ std::vector<std::string> HubClient::lfs_upload_hrefs(
       objs.push_back({{"oid", objects[i].first}, {"size", objects[i].second}});
     }
     json body = {{"operation", "upload"}, {"objects", objs}};
-    json data = impl_->api("POST",
-                           fmt::format("/api/v1/repos/{}/{}/{}/info/lfs/objects/batch",
-                                       repo_type_plural(type), io::url_escape(repo.owner),
-                                       io::url_escape(repo.name)),
-                           "LFS batch for " + describe(type, repo), body.dump(), true);
+    json data = impl_->api(
+        "POST",
+        fmt::format("/api/v1/repos/{}/{}/{}/info/lfs/objects/batch", repo_type_plural(type),
+                    io::url_escape(repo.owner), io::url_escape(repo.name)),
+        "LFS batch for " + describe(type, repo), body.dump(), true);
     const json list =
         data.is_object() && data.contains("objects") ? data["objects"] : json::array();
     for (const json& o : list) {
@@ -358,11 +362,11 @@ std::string HubClient::commit(RepoType type, const RepoId& repo, const std::stri
                               const std::string& body_json) {
   // A commit carries its whole content, so retrying a failed one cannot apply it twice with
   // different results; the hub stores blobs by content.
-  json data = impl_->api("POST",
-                         fmt::format("/api/v1/repos/{}/{}/{}/commit/{}", repo_type_plural(type),
-                                     io::url_escape(repo.owner), io::url_escape(repo.name),
-                                     io::url_escape(revision)),
-                         "commit to " + describe(type, repo), body_json, true);
+  json data = impl_->api(
+      "POST",
+      fmt::format("/api/v1/repos/{}/{}/{}/commit/{}", repo_type_plural(type),
+                  io::url_escape(repo.owner), io::url_escape(repo.name), io::url_escape(revision)),
+      "commit to " + describe(type, repo), body_json, true);
   if (data.is_object()) {
     for (const char* key : {"oid", "Oid", "CommitId", "Revision"}) {
       if (data.contains(key) && data[key].is_string()) return data[key].get<std::string>();

@@ -10,6 +10,7 @@
 #include <random>
 #include <thread>
 
+#include "ms/config/json_file.h"
 #include "ms/core/error.h"
 #include "ms/core/log.h"
 #include "ms/core/version.h"
@@ -229,8 +230,7 @@ Response Transport::perform(const Request& req) {
   curl_easy_setopt(c, CURLOPT_COOKIELIST, "ALL");
   if (!cookie_line_.empty()) {
     curl_easy_setopt(c, CURLOPT_COOKIELIST, cookie_line_.c_str());
-    if (!url_cookie_line.empty())
-      curl_easy_setopt(c, CURLOPT_COOKIELIST, url_cookie_line.c_str());
+    if (!url_cookie_line.empty()) curl_easy_setopt(c, CURLOPT_COOKIELIST, url_cookie_line.c_str());
   }
   struct curl_slist* headers = nullptr;
   curl_mime* mime = nullptr;
@@ -293,11 +293,11 @@ void Transport::backoff(int attempt, long retry_after_s) const {
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
 }
 
-void Transport::http_error(const Request& req, const Response& r,
-                           const std::string& what) const {
+void Transport::http_error(const Request& req, const Response& r, const std::string& what) const {
   std::string message;
-  try {
-    auto j = json::parse(r.body);
+  json j;
+  JsonParseError ignored;  // an answer that is not JSON simply has no message
+  if (try_parse_json(r.body, j, ignored)) {
     if (j.is_object()) {
       for (const char* key : {"Message", "message", "error"}) {
         if (j.contains(key) && j[key].is_string()) {
@@ -306,19 +306,17 @@ void Transport::http_error(const Request& req, const Response& r,
         }
       }
     }
-  } catch (const std::exception&) {
   }
   const std::string detail = message.empty() ? "" : ": " + message;
   if (r.status == 404) {
     throw Error(ErrorCode::kNotFound,
                 fmt::format("{}: not found on {} (HTTP 404{})", what, options_.endpoint, detail),
                 options_.token ? "check the id and revision"
-                              : "check the id; a private repo also needs --token or ms login");
+                               : "check the id; a private repo also needs --token or ms login");
   }
   if (r.status == 401 || r.status == 403) {
     throw Error(
-        ErrorCode::kNetwork,
-        fmt::format("{}: HTTP {} (not authorised){}", what, r.status, detail),
+        ErrorCode::kNetwork, fmt::format("{}: HTTP {} (not authorised){}", what, r.status, detail),
         options_.token
             ? "the token is invalid or lacks access; run 'ms login --token T' with a valid one"
             : "pass --token, set MODELSCOPE_API_TOKEN or run 'ms login --token T'");

@@ -2,10 +2,9 @@
 
 #include <sys/stat.h>
 
-#include <csignal>
-
 #include <algorithm>
 #include <atomic>
+#include <csignal>
 #include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -13,6 +12,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "ms/config/json_file.h"
 #include "ms/core/encoding.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
@@ -80,10 +80,10 @@ class UploadState {
     path_ = cache_dir() / ".upload" / (key.substr(0, 32) + ".json");
     std::error_code ec;
     if (fs::is_regular_file(path_, ec)) {
-      try {
-        data_ = json::parse(read_file(path_));
-      } catch (const std::exception& e) {
-        log::warn("{}: unreadable upload state ({}); starting over", path_.string(), e.what());
+      JsonParseError error;
+      if (!try_parse_json(read_file(path_), data_, error)) {
+        log::warn("{}: unreadable upload state (line {}: {}); starting over", path_.string(),
+                  error.line, error.reason);
       }
     }
     if (!data_.is_object()) data_ = json::object();

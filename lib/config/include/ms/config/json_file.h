@@ -33,6 +33,10 @@ struct JsonParseError {
 /// false and fills `error` when it does not parse; throws nothing but std::bad_alloc.
 MS_API bool try_parse_json(std::string_view text, Json& out, JsonParseError& error);
 
+/// try_parse_json() for code that works with nlohmann::json (the hub's wire format): the same
+/// limits, the value converted once it is known to be at most kMaxJsonDepth deep.
+MS_API bool try_parse_json(std::string_view text, nlohmann::json& out, JsonParseError& error);
+
 /// The error for JSON from `source` that did not parse: "<source>:<line>:<column>: <what>:
 /// <reason>" with `syntax_code` and `hint`, or for JSON beyond ms's limits kConfig
 /// "<source>:<line>:<column>: <reason>" with a hint about the limits.
