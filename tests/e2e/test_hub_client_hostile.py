@@ -119,6 +119,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.send_busy()
             if hub.mode == "garbage_json":
                 return self.send_json(None, raw=b"<html>not json")
+            if hub.mode == "deep_json":
+                # A file entry nested 200,000 deep: printing it in the error overflowed the stack.
+                deep = b"[" * 200000 + b"]" * 200000
+                return self.send_json(None, raw=b'{"Code": 200, "Data": {"Files": [{"Path": ' + deep + b'}]}}')
             size = len(hub.content)
             if hub.mode == "big_listing":
                 # 60 small files whose entries carry 25 KB of commit message: a 1.5 MB listing.
@@ -443,6 +447,12 @@ class HostileHubTest(MsTestCase):
         self.assertExit(r, 0)
         self.assertEqual(len(json.loads(r.stdout)["files"]), 60)
         self.assertEqual(len(os.listdir(os.path.join(self.path("cache"), "models", "o", "n", "many"))), 60)
+
+    def test_deeply_nested_answer_is_a_network_error_not_a_crash(self):
+        self.hub.mode = "deep_json"
+        r = self.download()
+        self.assertExit(r, 5)
+        self.assertOneLineError(r, "invalid JSON", "nested deeper than 1000")
 
     def test_invalid_json_is_a_network_error(self):
         self.hub.mode = "garbage_json"
