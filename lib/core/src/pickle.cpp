@@ -1,6 +1,7 @@
 #include "ms/core/pickle.h"
 
 #include <cstring>
+#include <memory>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -35,8 +36,6 @@ namespace {
 
 using namespace opcode;
 
-ValuePtr make(Value::Kind kind) { return std::make_shared<Value>(kind); }
-
 class Reader {
  public:
   Reader(std::string_view data, std::size_t pos, const std::string& source, const Hooks& hooks)
@@ -44,10 +43,23 @@ class Reader {
   Reader(const Reader&) = delete;
   Reader& operator=(const Reader&) = delete;
   // A pickle can build a reference cycle (a list appended to itself through the memo; found by
-  // fuzzing). Shared pointers in a cycle are never freed, so a rejected pickle's values are
-  // unlinked here; run() rejects every pickle with a cycle, as nothing ms reads holds one.
+  // fuzzing), even one that the stack and the memo no longer reach. Shared pointers in a cycle are
+  // never freed, so every container still alive that the result does not reach (after a failure:
+  // every one) is emptied here. run() rejects a result holding a cycle: nothing ms reads has one.
   ~Reader() {
-    if (has_cycle()) unlink_all();
+    std::unordered_set<const Value*> returned;
+    if (result_) {
+      for (const ValuePtr& v : reachable({result_})) returned.insert(v.get());
+    }
+    std::vector<ValuePtr> unreturned;  // strong references while the links are cut
+    for (const std::weak_ptr<Value>& weak : containers_) {
+      ValuePtr v = weak.lock();
+      if (v && returned.count(v.get()) == 0) unreturned.push_back(std::move(v));
+    }
+    for (const ValuePtr& v : unreturned) {
+      v->items.clear();
+      v->pairs.clear();
+    }
   }
 
   Unpickled run() {
@@ -64,7 +76,8 @@ class Reader {
           if (stack_.size() != 1 || stack_.back()->kind == Value::Kind::kMark)
             corrupt("the stack is not balanced at STOP");
           if (has_cycle()) corrupt("a container holds itself (a reference cycle)");
-          return {stack_.back(), pos_};
+          result_ = stack_.back();
+          return {result_, pos_};
         }
         case kPop:
           pop();
@@ -307,10 +320,9 @@ class Reader {
     }
     return {items.rbegin(), items.rend()};
   }
-  // Every value the stack and the memo hold, each once, found without recursion.
-  std::vector<ValuePtr> reachable() const {
-    std::vector<ValuePtr> out, todo(stack_);
-    for (const auto& [key, value] : memo_) todo.push_back(value);
+  // Every value reachable from `roots`, each once, found without recursion.
+  static std::vector<ValuePtr> reachable(std::vector<ValuePtr> todo) {
+    std::vector<ValuePtr> out;
     std::unordered_set<const Value*> seen;
     while (!todo.empty()) {
       ValuePtr v = std::move(todo.back());
@@ -324,6 +336,15 @@ class Reader {
       out.push_back(std::move(v));
     }
     return out;
+  }
+  // A new value; containers are remembered so that the destructor can cut cycles among them.
+  ValuePtr make(Value::Kind kind) {
+    ValuePtr v = std::make_shared<Value>(kind);
+    if (kind == Value::Kind::kList || kind == Value::Kind::kDict || kind == Value::Kind::kTuple ||
+        kind == Value::Kind::kObject) {
+      containers_.push_back(v);
+    }
+    return v;
   }
   // Whether a value reachable from the stack or the memo reaches itself: a depth-first search
   // with an explicit path (values on it are "open"), linear in the values and their links.
@@ -363,15 +384,6 @@ class Reader {
     }
     return false;
   }
-  // Empties every reachable container while strong references keep them all alive, so that no
-  // cycle is left when they are released.
-  void unlink_all() {
-    const std::vector<ValuePtr> all = reachable();
-    for (const ValuePtr& v : all) {
-      v->items.clear();
-      v->pairs.clear();
-    }
-  }
   // Lists take APPEND, dicts SETITEM; so do objects of list and dict subclasses.
   std::vector<ValuePtr>& list_of(const ValuePtr& v) const {
     if (v->kind != Value::Kind::kList && v->kind != Value::Kind::kObject)
@@ -399,6 +411,8 @@ class Reader {
   const Hooks& hooks_;
   std::vector<ValuePtr> stack_;
   std::unordered_map<std::uint64_t, ValuePtr> memo_;
+  std::vector<std::weak_ptr<Value>> containers_;  // every list, dict, tuple and object made
+  ValuePtr result_;                               // set once run() returns
 };
 
 }  // namespace
