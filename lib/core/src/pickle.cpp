@@ -321,17 +321,17 @@ class Reader {
     return {items.rbegin(), items.rend()};
   }
   // Every value reachable from `roots`, each once, found without recursion.
-  static std::vector<ValuePtr> reachable(std::vector<ValuePtr> todo) {
-    std::vector<ValuePtr> out;
+  static std::vector<ValuePtr> reachable(std::vector<ValuePtr> roots) {
+    std::vector<ValuePtr> out, pending = std::move(roots);
     std::unordered_set<const Value*> seen;
-    while (!todo.empty()) {
-      ValuePtr v = std::move(todo.back());
-      todo.pop_back();
+    while (!pending.empty()) {
+      ValuePtr v = std::move(pending.back());
+      pending.pop_back();
       if (!seen.insert(v.get()).second) continue;
-      for (const ValuePtr& item : v->items) todo.push_back(item);
+      for (const ValuePtr& item : v->items) pending.push_back(item);
       for (const auto& [key, value] : v->pairs) {
-        todo.push_back(key);
-        todo.push_back(value);
+        pending.push_back(key);
+        pending.push_back(value);
       }
       out.push_back(std::move(v));
     }
