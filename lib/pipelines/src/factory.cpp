@@ -2,7 +2,6 @@
 #include <dlfcn.h>
 
 #include <algorithm>
-#include <cctype>
 #include <map>
 #include <string>
 #include <vector>
@@ -11,6 +10,7 @@
 #include "ms/core/log.h"
 #include "ms/core/text.h"
 #include "ms/infer/torch_layer.h"
+#include "ms/models/model.h"
 #include "ms/pipelines/registry.h"
 
 namespace ms::pipelines {
@@ -38,10 +38,9 @@ const std::vector<std::string>& pipeline_words(const std::string& task) {
   return it == kWords.end() ? kNone : it->second;
 }
 
-bool names_a_pipeline_for(std::string name, const std::string& task) {
-  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) {
-    return c == '_' ? '-' : static_cast<char>(std::tolower(c));
-  });
+bool names_a_pipeline_for(const std::string& pipeline_type, const std::string& task) {
+  // Lower case, '_' as '-': the spelling rule model types follow too.
+  const std::string name = models::normalize_model_type(pipeline_type);
   const auto& words = pipeline_words(task);
   return std::any_of(words.begin(), words.end(),
                      [&name](const std::string& w) { return name.find(w) != std::string::npos; });
