@@ -1,10 +1,13 @@
 // `ms login --token T`: exchange an SDK token for credentials and store them as modelscope does.
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "cli.h"
 #include "ms/core/error.h"
 #include "ms/core/settings.h"
+#include "ms/core/text.h"
 #include "ms/hub/client.h"
 
 namespace ms::cli {
@@ -34,12 +37,17 @@ void run_login(const LoginCliOptions& o) {
     out["endpoint"] = options.endpoint;
     out["username"] = r.username;
     out["credentials_dir"] = credentials_dir().string();
+    nlohmann::json dirs = nlohmann::json::array();
+    for (const auto& dir : credentials_dirs()) dirs.push_back(dir.string());
+    out["credentials_dirs"] = dirs;
     std::printf("%s\n", out.dump(2).c_str());
     return;
   }
+  std::vector<std::string> dirs;
+  for (const auto& dir : credentials_dirs()) dirs.push_back(dir.string());
   std::printf("Logged in to %s as %s; credentials in %s\n", options.endpoint.c_str(),
               r.username.empty() ? "(unknown user)" : r.username.c_str(),
-              credentials_dir().string().c_str());
+              join(dirs, " and ").c_str());
 }
 
 }  // namespace
@@ -51,14 +59,17 @@ void add_login_command(CLI::App& app, const GlobalOptions& /*global*/) {
   c->add_option("--token", o->token, "SDK access token (default: $MODELSCOPE_API_TOKEN)");
   c->add_option("--endpoint", o->endpoint, kEndpointHelp);
   c->add_flag("--json", o->json,
-              "Print {\"endpoint\", \"username\", \"credentials_dir\"} on stdout (errors: "
-              "{\"error\": {...}})");
+              "Print {\"endpoint\", \"username\", \"credentials_dir\", \"credentials_dirs\"} on "
+              "stdout (errors: {\"error\": {...}})");
   c->footer(
       std::string(
-          "Checks the token with the hub and stores the credentials in\n"
-          "$MODELSCOPE_CREDENTIALS_PATH (default ~/.modelscope/credentials), files mode 0600,\n"
-          "as Python's modelscope does (cookies, git_token, user, session): later ms and\n"
-          "modelscope commands use them. Nothing is stored when the hub refuses the token.\n"
+          "Checks the token with the hub and stores the credentials (cookies, git_token,\n"
+          "user, session; mode 0600) where each Python modelscope version reads them, so\n"
+          "later ms and modelscope commands use them:\n"
+          "  modelscope <= 1.37: $MODELSCOPE_CREDENTIALS_PATH (default ~/.modelscope/credentials)\n"
+          "  modelscope >= 1.38: $MODELSCOPE_CREDENTIALS_PATH/credentials when the variable is\n"
+          "                      set, else ${MODELSCOPE_HOME:-~/.modelscope}/credentials\n"
+          "Nothing is stored when the hub refuses the token.\n"
           "\n"
           "Examples:\n"
           "  ms login --token \"$MY_TOKEN\"\n"

@@ -2,6 +2,7 @@
 // and the hub's), cache index, patterns, upload file walk.
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -211,6 +212,128 @@ TEST_CASE("cache layout follows modelscope", "[hub][cache]") {
   CHECK(local.repo_dir == fs::path("/d"));
   CHECK(local.temp_dir == fs::path("/d/._____temp"));
   unsetenv("MODELSCOPE_CACHE");
+}
+
+TEST_CASE("cache layout: snapshots of modelscope 1.38+ are read where they are", "[hub][cache]") {
+  TempDir dir;
+  setenv("MODELSCOPE_CACHE", dir.path.c_str(), 1);
+  unsetenv("MS_CACHE_LAYOUT");
+  const RepoId id = parse_repo_id("owner/m.1");
+  const RepoId other = parse_repo_id("owner/fresh");
+  // An empty cache: the indexed layout, which every modelscope version reads.
+  CHECK(cache_layout(RepoType::kModel, id, std::nullopt, std::nullopt).kind == CacheKind::kIndexed);
+  // A repo Python 1.38+ cached: its snapshot folder, per revision.
+  touch(dir.path / "models/owner--m.1/snapshots/master/config.json", "{}");
+  auto snap = cache_layout(RepoType::kModel, id, std::nullopt, std::nullopt);
+  CHECK(snap.kind == CacheKind::kSnapshots);
+  CHECK(snap.repo_dir == dir.path / "models/owner--m.1/snapshots/master");
+  CHECK(snap.snapshots_dir == dir.path / "models/owner--m.1/snapshots");
+  CHECK(snap.temp_dir == dir.path / "models/owner--m.1/._____temp/master");
+  CHECK(snap.legacy_dir.empty());
+  CHECK(snap.dotted_link.empty());
+  CHECK_FALSE(is_bookkeeping_path(snap, ".msc"));
+  CHECK(cache_layout(RepoType::kModel, id, std::nullopt, std::nullopt, "v1.0").repo_dir ==
+        dir.path / "models/owner--m.1/snapshots/v1.0");
+  CHECK_THROWS_AS(cache_layout(RepoType::kModel, id, std::nullopt, std::nullopt, "../x"),
+                  ms::Error);
+  // A new repo in a cache that holds only snapshot folders: the user's Python writes those.
+  CHECK(cache_layout(RepoType::kModel, other, std::nullopt, std::nullopt).kind ==
+        CacheKind::kSnapshots);
+  // Datasets have their own root.
+  CHECK(cache_layout(RepoType::kDataset, other, std::nullopt, std::nullopt).kind ==
+        CacheKind::kIndexed);
+  // Once the cache holds an indexed folder too, a new repo gets the layout all versions read...
+  touch(dir.path / "models/owner/old/.msc", "");
+  CHECK(cache_layout(RepoType::kModel, other, std::nullopt, std::nullopt).kind ==
+        CacheKind::kIndexed);
+  // ... and an indexed folder of the repo itself wins over its snapshots, as in modelscope 1.40.
+  touch(dir.path / "models/owner/m___1/config.json", "{}");
+  CHECK(cache_layout(RepoType::kModel, id, std::nullopt, std::nullopt).kind == CacheKind::kIndexed);
+  // MS_CACHE_LAYOUT decides when set.
+  setenv("MS_CACHE_LAYOUT", "snapshots", 1);
+  CHECK(cache_layout(RepoType::kModel, id, std::nullopt, std::nullopt).kind ==
+        CacheKind::kSnapshots);
+  auto given = cache_layout(RepoType::kModel, id, fs::path("/c"), std::nullopt);
+  CHECK(given.repo_dir == fs::path("/c/models/owner--m.1/snapshots/master"));
+  setenv("MS_CACHE_LAYOUT", "indexed", 1);
+  CHECK(cache_layout(RepoType::kModel, other, std::nullopt, std::nullopt).kind ==
+        CacheKind::kIndexed);
+  setenv("MS_CACHE_LAYOUT", "hf", 1);
+  try {
+    cache_layout(RepoType::kModel, id, std::nullopt, std::nullopt);
+    FAIL("a bad MS_CACHE_LAYOUT was accepted");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ms::ErrorCode::kUsage);
+    CHECK(std::string(e.what()).find("MS_CACHE_LAYOUT") != std::string::npos);
+  }
+  unsetenv("MS_CACHE_LAYOUT");
+  // --local-dir is always indexed.
+  CHECK(cache_layout(RepoType::kModel, id, std::nullopt, fs::path("/d")).kind ==
+        CacheKind::kIndexed);
+  unsetenv("MODELSCOPE_CACHE");
+}
+
+TEST_CASE("RepoCache without an index only moves files in", "[hub][cache]") {
+  TempDir dir;
+  RepoCache snapshot(dir.path / "snap", false);
+  touch(dir.path / "t1", "one");
+  fs::create_directories(dir.path / "snap");
+  snapshot.put("a/b.txt", "master", dir.path / "t1");
+  CHECK(fs::is_regular_file(dir.path / "snap/a/b.txt"));
+  CHECK_FALSE(fs::exists(dir.path / "snap/.msc"));
+  snapshot.write_model_meta("o/n");
+  snapshot.write_version("master");
+  CHECK_FALSE(fs::exists(dir.path / "snap/.mdl"));
+  CHECK_FALSE(fs::exists(dir.path / "snap/.mv"));
+  // The hub turned folder "a" into a file: the old folder is the hub's, so it is replaced.
+  touch(dir.path / "t2", "two");
+  snapshot.put("a", "master", dir.path / "t2");
+  CHECK(fs::is_regular_file(dir.path / "snap/a"));
+}
+
+TEST_CASE("credentials folders of each modelscope version", "[hub][cookie]") {
+  TempDir dir;
+  const std::string home = getenv("HOME") ? getenv("HOME") : "";
+  setenv("HOME", dir.path.c_str(), 1);
+  unsetenv("MODELSCOPE_CREDENTIALS_PATH");
+  unsetenv("MODELSCOPE_HOME");
+  CHECK(ms::credentials_dirs() == std::vector<fs::path>{dir.path / ".modelscope/credentials"});
+  setenv("MODELSCOPE_HOME", (dir.path / "cfg").c_str(), 1);
+  CHECK(ms::credentials_dirs() == std::vector<fs::path>{dir.path / ".modelscope/credentials",
+                                                        dir.path / "cfg/credentials"});
+  // Set: the folder itself (1.37 and older) and the credentials/ folder in it (1.38 and newer).
+  setenv("MODELSCOPE_CREDENTIALS_PATH", (dir.path / "creds").c_str(), 1);
+  CHECK(ms::credentials_dirs() ==
+        std::vector<fs::path>{dir.path / "creds", dir.path / "creds/credentials"});
+  CHECK(ms::credentials_dir() == dir.path / "creds");
+  // A file: 1.38 and newer read the folder beside it; 1.37 and older cannot use it.
+  touch(dir.path / "afile", "x");
+  setenv("MODELSCOPE_CREDENTIALS_PATH", (dir.path / "afile").c_str(), 1);
+  CHECK(ms::credentials_dirs() == std::vector<fs::path>{dir.path / "credentials"});
+
+  // The newest login wins, whichever folder holds it.
+  setenv("MODELSCOPE_CREDENTIALS_PATH", (dir.path / "creds").c_str(), 1);
+  auto jar = [](const std::string& token) {
+    Cookie c;
+    c.name = "m_session_id";
+    c.value = token;
+    c.domain = "h.x";
+    c.expires = 4102444800;
+    return pickle_cookie_jar({c});
+  };
+  touch(dir.path / "creds/cookies", jar("old"));
+  touch(dir.path / "creds/credentials/cookies", jar("new"));
+  const auto now = fs::file_time_type::clock::now();
+  fs::last_write_time(dir.path / "creds/cookies", now - std::chrono::hours(1));
+  fs::last_write_time(dir.path / "creds/credentials/cookies", now);
+  CHECK(stored_token() == "new");
+  fs::last_write_time(dir.path / "creds/cookies", now + std::chrono::hours(1));
+  CHECK(stored_token() == "old");
+  fs::remove(dir.path / "creds/cookies");
+  CHECK(stored_token() == "new");
+  unsetenv("MODELSCOPE_CREDENTIALS_PATH");
+  unsetenv("MODELSCOPE_HOME");
+  setenv("HOME", home.c_str(), 1);
 }
 
 TEST_CASE("RepoCache: put, revision prefixes, reload, corrupt index", "[hub][cache]") {

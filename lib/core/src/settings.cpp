@@ -45,10 +45,42 @@ std::filesystem::path cache_dir() {
   return home_dir() / ".cache" / "modelscope" / "hub";
 }
 
-std::filesystem::path credentials_dir() {
-  if (auto dir = env_var("MODELSCOPE_CREDENTIALS_PATH")) return expand_user(*dir);
-  return home_dir() / ".modelscope" / "credentials";
+std::filesystem::path snapshot_cache_root() {
+  if (auto dir = env_var("MODELSCOPE_CACHE")) return expand_user(*dir);
+  return home_dir() / ".cache" / "modelscope";
 }
+
+std::vector<std::filesystem::path> credentials_dirs() {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> dirs;
+  auto add = [&dirs](const fs::path& dir) {
+    const fs::path clean = dir.lexically_normal();
+    if (std::find(dirs.begin(), dirs.end(), clean) == dirs.end()) dirs.push_back(clean);
+  };
+  if (auto env = env_var("MODELSCOPE_CREDENTIALS_PATH")) {
+    std::error_code ec;
+    fs::path path = fs::absolute(expand_user(*env), ec);
+    if (ec) path = expand_user(*env);
+    // modelscope-hub takes a file here for the file inside its folder; 1.37 and older cannot use
+    // a file at all, so only the newer clients' folder is left.
+    if (fs::is_regular_file(path, ec)) {
+      add(path.parent_path() / "credentials");
+      return dirs;
+    }
+    // 1.37 and older keep the files in the folder itself. 1.38 and newer take the folder as the
+    // config folder that holds `credentials/` (except for a not yet existing folder named
+    // "credentials", read as the folder itself: the first entry), so both are written.
+    add(path);
+    add(path / "credentials");
+    return dirs;
+  }
+  add(home_dir() / ".modelscope" / "credentials");
+  const auto config = env_var("MODELSCOPE_HOME");
+  add((config ? expand_user(*config) : home_dir() / ".modelscope") / "credentials");
+  return dirs;
+}
+
+std::filesystem::path credentials_dir() { return credentials_dirs().front(); }
 
 std::string normalize_endpoint(std::string endpoint) {
   while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
@@ -98,10 +130,12 @@ int download_parts() {
 std::optional<std::string> token_source() {
   if (api_token_env()) return std::string("MODELSCOPE_API_TOKEN");
   std::error_code ec;
-  for (const char* name : {"cookies", "git_token"}) {
-    const auto path = credentials_dir() / name;
-    if (std::filesystem::is_regular_file(path, ec) && std::filesystem::file_size(path, ec) > 0) {
-      return path.string();
+  for (const auto& dir : credentials_dirs()) {
+    for (const char* name : {"cookies", "git_token"}) {
+      const auto path = dir / name;
+      if (std::filesystem::is_regular_file(path, ec) && std::filesystem::file_size(path, ec) > 0) {
+        return path.string();
+      }
     }
   }
   return std::nullopt;

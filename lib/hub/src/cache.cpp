@@ -12,9 +12,76 @@
 namespace ms::hub {
 namespace fs = std::filesystem;
 
+namespace {
+
+bool has_entries(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return false;
+  return fs::directory_iterator(dir, ec) != fs::directory_iterator();
+}
+
+// Whether `snapshots` holds at least one revision folder with something in it.
+bool has_snapshot(const fs::path& snapshots) {
+  std::error_code ec;
+  if (!fs::is_directory(snapshots, ec)) return false;
+  for (fs::directory_iterator it(snapshots, ec), end; !ec && it != end; it.increment(ec)) {
+    if (has_entries(it->path())) return true;
+  }
+  return false;
+}
+
+// What a cache root holds: folders of the snapshot layout (`<owner>--<name>/snapshots`) and
+// folders of the indexed one (`<owner>/<name>/.msc` or `.mdl`). Tells which layout the user's
+// Python writes when a repo is cached for the first time.
+struct RootContents {
+  bool snapshots = false;
+  bool indexed = false;
+};
+
+RootContents root_contents(const fs::path& snapshot_root, const fs::path& indexed_root) {
+  RootContents found;
+  std::error_code ec;
+  for (fs::directory_iterator it(snapshot_root, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code sub_ec;
+    if (fs::is_directory(it->path() / "snapshots", sub_ec)) {
+      found.snapshots = true;
+      break;
+    }
+  }
+  for (fs::directory_iterator owner(indexed_root, ec), end; !ec && owner != end;
+       owner.increment(ec)) {
+    std::error_code sub_ec;
+    if (!owner->is_directory(sub_ec)) continue;
+    for (fs::directory_iterator repo(owner->path(), sub_ec), none; !sub_ec && repo != none;
+         repo.increment(sub_ec)) {
+      std::error_code file_ec;
+      if (fs::is_regular_file(repo->path() / ".msc", file_ec) ||
+          fs::is_regular_file(repo->path() / ".mdl", file_ec)) {
+        found.indexed = true;
+        return found;
+      }
+    }
+  }
+  return found;
+}
+
+// $MS_CACHE_LAYOUT: nullopt for auto (unset, empty or "auto").
+std::optional<CacheKind> forced_cache_kind() {
+  const auto value = env_var("MS_CACHE_LAYOUT");
+  if (!value || *value == "auto") return std::nullopt;
+  if (*value == "indexed" || *value == "legacy") return CacheKind::kIndexed;
+  if (*value == "snapshots") return CacheKind::kSnapshots;
+  throw Error(ErrorCode::kUsage,
+              fmt::format("MS_CACHE_LAYOUT: '{}' is not a cache layout", *value),
+              "use 'auto' (the default), 'indexed' (modelscope 1.37 and older) or 'snapshots' "
+              "(modelscope 1.38 and newer)");
+}
+
+}  // namespace
+
 CacheLayout cache_layout(RepoType type, const RepoId& repo,
                          const std::optional<fs::path>& cache_dir,
-                         const std::optional<fs::path>& local_dir) {
+                         const std::optional<fs::path>& local_dir, const std::string& revision) {
   CacheLayout layout;
   const fs::path system_cache = cache_dir ? *cache_dir : ms::cache_dir();
   layout.lock_file = system_cache / ".lock" / (repo.owner + "___" + repo.name);
@@ -41,10 +108,43 @@ CacheLayout cache_layout(RepoType type, const RepoId& repo,
     const fs::path legacy_root = ends_in_hub ? fs::path(text) : fs::path(text) / "hub";
     layout.legacy_dir = legacy_root / repo.owner / repo.cache_name();
   }
+
+  // modelscope 1.38 and newer: `<root>/<type>s/<owner>--<name>/snapshots/<revision>`, the root
+  // being $MODELSCOPE_CACHE (or ~/.cache/modelscope: no `hub`), or a cache_dir given.
+  const fs::path snapshot_root =
+      (cache_dir ? *cache_dir : snapshot_cache_root()) / repo_type_plural(type);
+  const fs::path snapshot_repo = snapshot_root / (repo.owner + "--" + repo.name);
+  CacheKind kind = CacheKind::kIndexed;
+  if (auto forced = forced_cache_kind()) {
+    kind = *forced;
+  } else if (has_entries(layout.repo_dir) ||
+             (!layout.legacy_dir.empty() && has_entries(layout.legacy_dir))) {
+    kind = CacheKind::kIndexed;  // 1.38+ reuses an indexed folder too, before its own
+  } else if (has_snapshot(snapshot_repo / "snapshots")) {
+    kind = CacheKind::kSnapshots;
+  } else {
+    const RootContents contents = root_contents(snapshot_root, cache_dir ? *cache_dir : root);
+    if (contents.snapshots && !contents.indexed) kind = CacheKind::kSnapshots;
+  }
+  if (kind == CacheKind::kIndexed) return layout;
+
+  const std::string rev = revision.empty() ? kDefaultRevision : revision;
+  if (!is_safe_repo_path(rev)) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("revision '{}' cannot name a snapshot folder", printable_path(rev)),
+                "give a branch, tag or commit id without '..', control characters or '.git'");
+  }
+  layout.kind = CacheKind::kSnapshots;
+  layout.snapshots_dir = snapshot_repo / "snapshots";
+  layout.repo_dir = layout.snapshots_dir / rev;
+  layout.temp_dir = snapshot_repo / "._____temp" / rev;
+  layout.dotted_link.clear();
+  layout.legacy_dir.clear();
   return layout;
 }
 
 bool is_bookkeeping_path(const CacheLayout& layout, const std::string& path) {
+  if (layout.kind == CacheKind::kSnapshots) return false;  // no index; the temp area is outside
   if (path == ".msc" || path == ".mdl" || path == ".mv" || path == ".msc.corrupted") return true;
   const fs::path temp = layout.temp_dir.lexically_relative(layout.repo_dir);
   if (temp.empty() || *temp.begin() == "..") return false;  // the temp area is elsewhere
@@ -74,7 +174,9 @@ bool adopt_legacy_folder(const CacheLayout& layout) {
   return true;
 }
 
-RepoCache::RepoCache(fs::path repo_dir) : dir_(std::move(repo_dir)) { reload(); }
+RepoCache::RepoCache(fs::path repo_dir, bool indexed) : dir_(std::move(repo_dir)), indexed_(indexed) {
+  reload();
+}
 
 namespace {
 
@@ -97,7 +199,7 @@ std::vector<CacheIndexEntry> read_index(const fs::path& dir) {
 }  // namespace
 
 void RepoCache::reload() {
-  entries_ = read_index(dir_);
+  entries_ = indexed_ ? read_index(dir_) : std::vector<CacheIndexEntry>{};
   changed_.clear();
   reindex();
 }
@@ -117,6 +219,11 @@ bool RepoCache::has(const std::string& path, const std::string& revision) const 
     return fs::is_regular_file(dir_ / path, ec);
   }
   return false;
+}
+
+bool RepoCache::from_hub(const std::string& path) const {
+  // A snapshot folder mirrors one revision of the hub: all of it came from there.
+  return !indexed_ || by_path_.count(path) != 0;
 }
 
 void RepoCache::make_room(const std::string& path) {
@@ -146,7 +253,7 @@ void RepoCache::make_room(const std::string& path) {
     if (!ancestor.empty() && !fs::is_directory(dir_ / ancestor, ec)) {
       const fs::path p = dir_ / ancestor;
       if (fs::exists(fs::symlink_status(p, ec))) {
-        if (by_path_.count(ancestor) == 0) in_the_way(p, "a file not from the hub is in the way");
+        if (!from_hub(ancestor)) in_the_way(p, "a file not from the hub is in the way");
         fs::remove(p, ec);
         forget(ancestor, false);
       }
@@ -164,7 +271,7 @@ void RepoCache::make_room(const std::string& path) {
       std::error_code kind_ec;
       if (it->is_directory(kind_ec)) continue;
       const std::string rel = it->path().lexically_relative(dir_).generic_string();
-      if (by_path_.count(rel) == 0)
+      if (!from_hub(rel))
         in_the_way(target, fmt::format("the folder holds '{}', which is not from the hub", rel));
     }
     fs::remove_all(target, ec);
@@ -210,6 +317,7 @@ void RepoCache::put(const std::string& path, const std::string& revision, const 
 }
 
 void RepoCache::save() {
+  if (!indexed_) return;
   // What another process wrote since the load wins for every path this object did not change;
   // this object's puts and removals win for the paths it did.
   std::vector<CacheIndexEntry> merged;
@@ -225,6 +333,7 @@ void RepoCache::save() {
 }
 
 void RepoCache::write_model_meta(const std::string& repo_id) const {
+  if (!indexed_) return;
   const fs::path mdl = dir_ / ".mdl";
   std::error_code ec;
   if (fs::is_regular_file(mdl, ec)) {
@@ -238,6 +347,7 @@ void RepoCache::write_model_meta(const std::string& repo_id) const {
 }
 
 void RepoCache::write_version(const std::string& text) const {
+  if (!indexed_) return;
   const fs::path mv = dir_ / ".mv";
   std::error_code ec;
   if (fs::is_regular_file(mv, ec)) {

@@ -35,15 +35,25 @@ HubOptions resolve_hub_options(const std::optional<std::string>& endpoint,
   return o;
 }
 
-std::optional<std::string> stored_token() {
-  const auto dir = credentials_dir();
+namespace {
+
+// The login stored in one credentials folder, and when it was written.
+struct StoredLogin {
+  std::string token;
+  std::filesystem::file_time_type written;
+};
+
+std::optional<StoredLogin> stored_login_in(const std::filesystem::path& dir) {
   std::error_code ec;
   const auto cookies = dir / "cookies";
   if (std::filesystem::is_regular_file(cookies, ec)) {
     try {
       // As in Python's ModelScopeConfig.get_cookies(): an expired m_session_id is no login.
-      return find_pickled_cookie(read_file(cookies), "m_session_id",
-                                 static_cast<std::int64_t>(std::time(nullptr)));
+      // A readable jar decides, an expired login in it included.
+      auto token = find_pickled_cookie(read_file(cookies), "m_session_id",
+                                       static_cast<std::int64_t>(std::time(nullptr)));
+      if (!token) return std::nullopt;
+      return StoredLogin{*token, std::filesystem::last_write_time(cookies, ec)};
     } catch (const Error& e) {
       log::warn("{}: cannot read the stored login ({}); run 'ms login --token T'", cookies.string(),
                 e.what());
@@ -62,22 +72,25 @@ std::optional<std::string> stored_token() {
   while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' '))
     token.pop_back();
   if (token.empty()) return std::nullopt;
-  return token;
+  return StoredLogin{token, std::filesystem::last_write_time(legacy, ec)};
+}
+
+}  // namespace
+
+std::optional<std::string> stored_token() {
+  // Each Python version logs in to its own folder (credentials_dirs()); the latest login wins,
+  // whichever client made it.
+  std::optional<StoredLogin> newest;
+  for (const auto& dir : credentials_dirs()) {
+    auto login = stored_login_in(dir);
+    if (login && (!newest || login->written > newest->written)) newest = std::move(login);
+  }
+  if (!newest) return std::nullopt;
+  return newest->token;
 }
 
 LoginResult login_and_store(HubClient& client, const std::string& access_token) {
   LoginResult result = client.login(access_token);
-  const auto dir = credentials_dir();
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec)
-    fail(ErrorCode::kIo, "{}: cannot create the credentials folder: {}", dir.string(),
-         ec.message());
-  ::chmod(dir.c_str(), 0700);
-  if (!result.git_token.empty()) write_file_atomic(dir / "git_token", result.git_token, 0600);
-  write_file_atomic(dir / "user", result.username + ":" + result.email, 0600);
-  if (!std::filesystem::exists(dir / "session", ec))
-    write_file_atomic(dir / "session", detail::random_hex(32), 0600);
 
   // `cookies` is the jar Python's ModelScopeConfig.save_cookies() pickles: the hub's m_session_id
   // cookie as requests keeps it, or, when the hub set none, one for the endpoint's host carrying
@@ -97,10 +110,38 @@ LoginResult login_and_store(HubClient& client, const std::string& access_token) 
   if (!cookie.expires || *cookie.expires <= now) cookie.expires = now + kLoginSeconds;
   result.cookie = cookie;
   result.session_cookie = cookie.value;
-  // Replaces whatever was there, a corrupt file included: it is never read here.
-  write_file_atomic(dir / "cookies", pickle_cookie_jar({cookie}), 0600);
-  // The jar supersedes the ms_session_id of earlier ms versions, which would otherwise outlive it.
-  std::filesystem::remove(dir / "ms_session_id", ec);
+  const std::string jar = pickle_cookie_jar({cookie});
+
+  // Every folder some modelscope version reads (credentials_dirs()), so that Python sees this
+  // login whichever version the user runs.
+  std::string session;  // one install id for all folders, as one client would keep
+  for (const auto& dir : credentials_dirs()) {
+    std::error_code ec;
+    if (session.empty() && std::filesystem::is_regular_file(dir / "session", ec)) {
+      try {
+        session = read_file(dir / "session");
+      } catch (const Error&) {
+      }
+    }
+  }
+  if (session.empty()) session = detail::random_hex(32);
+  for (const auto& dir : credentials_dirs()) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec)
+      fail(ErrorCode::kIo, "{}: cannot create the credentials folder: {}", dir.string(),
+           ec.message());
+    ::chmod(dir.c_str(), 0700);
+    if (!result.git_token.empty()) write_file_atomic(dir / "git_token", result.git_token, 0600);
+    write_file_atomic(dir / "user", result.username + ":" + result.email, 0600);
+    if (!std::filesystem::exists(dir / "session", ec))
+      write_file_atomic(dir / "session", session, 0600);
+    // Replaces whatever was there, a corrupt file included: it is never read here.
+    write_file_atomic(dir / "cookies", jar, 0600);
+    // The jar supersedes the ms_session_id of earlier ms versions, which would otherwise outlive
+    // it.
+    std::filesystem::remove(dir / "ms_session_id", ec);
+  }
   return result;
 }
 

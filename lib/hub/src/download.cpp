@@ -719,32 +719,112 @@ std::string cached_revision(const fs::path& repo_dir) {
   return text;
 }
 
-// --offline: what the cache folder's .msc index records and is on disk, whichever client wrote
-// it (Python's local_files_only=True reads the same). Nothing is fetched, so anything asked for
-// and absent is an error that names every such file, not only the first.
-DownloadResult offline_result(const DownloadOptions& options, const CacheLayout& layout) {
-  RepoCache cache(layout.repo_dir);
-  if (cache.entries().empty()) {
-    throw Error(ErrorCode::kNotFound,
-                fmt::format("{} is not in the cache ({} has no .msc index)", options.repo.str(),
-                            layout.repo_dir.string()),
-                "download it once without --offline (and without MODELSCOPE_OFFLINE=1)");
+// Whether a snapshot folder's file is the one the hub lists: the same size and, when the hub
+// gives one, the same sha256 (modelscope 1.38+ checks the same before it fetches again).
+bool snapshot_file_current(const fs::path& file, const FileEntry& entry) {
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec) || fs::file_size(file, ec) != entry.size || ec) return false;
+  if (entry.sha256.empty()) return true;
+  try {
+    return sha256_file(file) == entry.sha256;
+  } catch (const Error& e) {
+    log::info("{}: cannot read it to check it ({}); fetching it again", file.string(), e.what());
+    return false;
   }
+}
+
+// The revision folder an offline run reads from a snapshot cache, as modelscope 1.38+ picks it
+// with local_files_only: the one asked for; without one, master, main, or the only one there.
+fs::path offline_snapshot_dir(const DownloadOptions& options, const CacheLayout& layout) {
+  auto has_entries = [](const fs::path& dir) {
+    std::error_code ec;
+    return fs::is_directory(dir, ec) && fs::directory_iterator(dir, ec) != fs::directory_iterator();
+  };
+  if (!options.revision.empty() || has_entries(layout.repo_dir)) return layout.repo_dir;
+  if (has_entries(layout.snapshots_dir / "main")) return layout.snapshots_dir / "main";
+  std::vector<std::string> cached;
+  std::error_code ec;
+  for (fs::directory_iterator it(layout.snapshots_dir, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    if (has_entries(it->path())) cached.push_back(it->path().filename().string());
+  }
+  std::sort(cached.begin(), cached.end());
+  if (cached.size() == 1) {
+    log::warn("{}: no revision given; offline, the only cached one, '{}', is used",
+              options.repo.str(), cached.front());
+    return layout.snapshots_dir / cached.front();
+  }
+  if (cached.size() > 1) {
+    throw Error(ErrorCode::kNotFound,
+                fmt::format("{}: no revision given and {} holds several: {}", options.repo.str(),
+                            layout.snapshots_dir.string(), quoted_list(cached)),
+                "pass --revision to pick one");
+  }
+  return layout.repo_dir;
+}
+
+// The files of a snapshot folder (everything in it but modelscope-hub's partial files).
+std::vector<FileEntry> snapshot_files(const fs::path& dir, const std::string& revision) {
+  std::vector<FileEntry> listed;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code kind_ec;
+    if (!it->is_regular_file(kind_ec)) continue;
+    const std::string rel = it->path().lexically_relative(dir).generic_string();
+    const std::string ext = it->path().extension().string();
+    if (ext == ".incomplete" || ext == ".parallel_tmp") continue;
+    if (!is_safe_repo_path(rel)) continue;
+    FileEntry f;
+    f.path = rel;
+    f.revision = revision;
+    f.size = it->file_size(kind_ec);
+    listed.push_back(f);
+  }
+  std::sort(listed.begin(), listed.end(),
+            [](const FileEntry& a, const FileEntry& b) { return a.path < b.path; });
+  return listed;
+}
+
+// --offline: what the cache folder holds, whichever client wrote it (Python's
+// local_files_only=True reads the same): an indexed folder's .msc entries that are on disk, or a
+// snapshot folder's files. Nothing is fetched, so anything asked for and absent is an error that
+// names every such file, not only the first.
+DownloadResult offline_result(const DownloadOptions& options, CacheLayout layout) {
   std::vector<FileEntry> listed;
   std::vector<std::string> gone;  // indexed, but the file was deleted from the folder
-  for (const CacheIndexEntry& e : cache.entries()) {
-    std::error_code ec;
-    const fs::path p = layout.repo_dir / e.path;
-    if (!is_safe_repo_path(e.path)) continue;
-    if (!fs::is_regular_file(p, ec)) {
-      if (selected_by_patterns(e.path, options.include, options.exclude)) gone.push_back(e.path);
-      continue;
+  if (layout.kind == CacheKind::kSnapshots) {
+    layout.repo_dir = offline_snapshot_dir(options, layout);
+    const std::string revision = layout.repo_dir.lexically_relative(layout.snapshots_dir)
+                                     .generic_string();
+    listed = snapshot_files(layout.repo_dir, revision);
+    if (listed.empty()) {
+      throw Error(ErrorCode::kNotFound,
+                  fmt::format("{} is not in the cache ({} holds no files)", options.repo.str(),
+                              layout.repo_dir.string()),
+                  "download it once without --offline (and without MODELSCOPE_OFFLINE=1)");
     }
-    FileEntry f;
-    f.path = e.path;
-    f.revision = e.revision;
-    f.size = fs::file_size(p, ec);
-    listed.push_back(f);
+  } else {
+    RepoCache cache(layout.repo_dir);
+    if (cache.entries().empty()) {
+      throw Error(ErrorCode::kNotFound,
+                  fmt::format("{} is not in the cache ({} has no .msc index)", options.repo.str(),
+                              layout.repo_dir.string()),
+                  "download it once without --offline (and without MODELSCOPE_OFFLINE=1)");
+    }
+    for (const CacheIndexEntry& e : cache.entries()) {
+      std::error_code ec;
+      const fs::path p = layout.repo_dir / e.path;
+      if (!is_safe_repo_path(e.path)) continue;
+      if (!fs::is_regular_file(p, ec)) {
+        if (selected_by_patterns(e.path, options.include, options.exclude)) gone.push_back(e.path);
+        continue;
+      }
+      FileEntry f;
+      f.path = e.path;
+      f.revision = e.revision;
+      f.size = fs::file_size(p, ec);
+      listed.push_back(f);
+    }
   }
   std::vector<std::string> absent;
   for (const std::string& wanted : options.files) {
@@ -782,7 +862,8 @@ DownloadResult offline_result(const DownloadOptions& options, const CacheLayout&
   }
   // One version per file is kept, whichever revision fetched it last; .mv names that revision.
   // As Python's local_files_only, the files are served anyway, but a different one is said.
-  const std::string cached = cached_revision(layout.repo_dir);
+  const std::string cached =
+      layout.kind == CacheKind::kIndexed ? cached_revision(layout.repo_dir) : "";
   if (!options.revision.empty() && !cached.empty() && cached != options.revision) {
     log::warn(
         "{}: {} was last downloaded at revision '{}', not '{}'; offline, its files are "
@@ -792,6 +873,8 @@ DownloadResult offline_result(const DownloadOptions& options, const CacheLayout&
   DownloadResult result;
   result.local_path = layout.repo_dir;
   result.revision = options.revision.empty() ? kDefaultRevision : options.revision;
+  if (layout.kind == CacheKind::kSnapshots && options.revision.empty())
+    result.revision = listed.front().revision;  // the revision folder picked
   for (const FileEntry& e : select(listed, options)) {
     result.files.push_back({e.path, e.size, true});
     result.bytes_cached += e.size;
@@ -847,7 +930,8 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
     if (f.find_first_of("*?[") == std::string::npos) check_repo_path(f);
   }
   const CacheLayout layout =
-      cache_layout(options.type, options.repo, options.cache_dir, options.local_dir);
+      cache_layout(options.type, options.repo, options.cache_dir, options.local_dir,
+                   options.revision);
   if (options.offline || offline_mode()) {
     adopt_legacy_folder(layout);
     return offline_result(options, layout);
@@ -927,13 +1011,15 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   const bool legacy_only = options.dry_run && !layout.legacy_dir.empty() &&
                            !fs::exists(layout.repo_dir, legacy_ec) &&
                            fs::is_directory(layout.legacy_dir, legacy_ec);
-  RepoCache cache(legacy_only ? layout.legacy_dir : layout.repo_dir);
+  const bool indexed = layout.kind == CacheKind::kIndexed;
+  RepoCache cache(legacy_only ? layout.legacy_dir : layout.repo_dir, indexed);
   DownloadResult result;
   result.local_path = layout.repo_dir;
   result.revision = revision;
   std::vector<FileEntry> to_fetch;
   for (const FileEntry& e : selected) {
-    const bool hit = cache.has(e.path, e.revision);
+    const bool hit = indexed ? cache.has(e.path, e.revision)
+                             : snapshot_file_current(layout.repo_dir / e.path, e);
     result.files.push_back({e.path, e.size, hit});
     if (hit) {
       result.bytes_cached += e.size;
@@ -1039,7 +1125,9 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   // A --local-dir gets .msc and .mv but no .mdl, as Python's client leaves it: .mdl only names
   // the repo of a cache folder (for `modelscope scan-cache`), which a chosen folder is not.
   if (!options.local_dir) cache.write_model_meta(options.repo.str());
-  if (options.type == RepoType::kModel) {
+  if (!indexed) {
+    // A snapshot folder has no .mv or .mdl: its name is the revision.
+  } else if (options.type == RepoType::kModel) {
     std::int64_t created_at = 0;
     std::string current;
     if (fs::is_regular_file(layout.repo_dir / ".mv", ec))

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "ms/core/export.h"
 
@@ -21,7 +22,18 @@ MS_API std::filesystem::path home_dir();
 /// $MODELSCOPE_CACHE, else ~/.cache/modelscope/hub (the layout Python's modelscope uses).
 MS_API std::filesystem::path cache_dir();
 
-/// $MODELSCOPE_CREDENTIALS_PATH, else ~/.modelscope/credentials.
+/// $MODELSCOPE_CACHE, else ~/.cache/modelscope: the root under which modelscope 1.38 and newer
+/// (modelscope-hub) keep `models/OWNER--NAME/snapshots/REV/` (and `datasets/...`).
+MS_API std::filesystem::path snapshot_cache_root();
+
+/// Every folder a supported Python modelscope reads its login from (no duplicates):
+/// 1.37 and older read $MODELSCOPE_CREDENTIALS_PATH itself (default ~/.modelscope/credentials);
+/// 1.38 and newer read `<config>/credentials`, <config> being $MODELSCOPE_CREDENTIALS_PATH when
+/// it is a folder (its parent when it is a file), else $MODELSCOPE_HOME, else ~/.modelscope.
+/// `ms login` writes to all of them; the stored token is read from the newest.
+MS_API std::vector<std::filesystem::path> credentials_dirs();
+
+/// The first of credentials_dirs(): where modelscope 1.37 and older keep the login.
 MS_API std::filesystem::path credentials_dir();
 
 /// Hub endpoint as a URL without trailing slash: $MODELSCOPE_ENDPOINT, else $MODELSCOPE_DOMAIN,

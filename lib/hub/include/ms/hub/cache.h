@@ -14,22 +14,44 @@
 
 namespace ms::hub {
 
+/// How a cache folder is kept. modelscope 1.37 and older keep one folder per repo with a `.msc`
+/// index; 1.38 and newer (modelscope-hub) keep one plain folder per revision, without an index,
+/// and take a file as cached when its size and sha256 match the hub's listing. 1.38 and newer
+/// read an indexed folder too, when one exists for the repo; 1.37 reads only its own.
+enum class CacheKind {
+  kIndexed,    ///< `<root>/<owner>/<name___>/` with .msc/.mdl/.mv (modelscope 1.37 and older)
+  kSnapshots,  ///< `<root>/<owner>--<name>/snapshots/<revision>/` (modelscope 1.38 and newer)
+};
+
 /// Where one repo lives on disk.
 struct CacheLayout {
-  std::filesystem::path repo_dir;     ///< files plus .msc/.mdl/.mv
+  CacheKind kind = CacheKind::kIndexed;
+  std::filesystem::path repo_dir;     ///< files (plus .msc/.mdl/.mv when indexed)
   std::filesystem::path temp_dir;     ///< partial downloads (kept across runs: that is the resume)
   std::filesystem::path lock_file;    ///< per-repo flock file
   std::filesystem::path dotted_link;  ///< symlink with the unmasked name, when the name has '.'
   /// Where modelscope before the models/ split kept this model (`<hub>/<owner>/<name___>`);
-  /// empty for datasets, --cache-dir and --local-dir, which never moved.
+  /// empty for datasets, --cache-dir, --local-dir and snapshots, which never moved.
   std::filesystem::path legacy_dir;
+  /// kSnapshots: `<root>/<owner>--<name>/snapshots`, holding one folder per revision.
+  std::filesystem::path snapshots_dir;
 };
 
-/// `$MODELSCOPE_CACHE/{models|datasets}/<owner>/<name___>`, or `<cache_dir>/<owner>/<name___>`,
-/// or `local_dir` itself. Temp: `<root>/._____temp/<owner>/<name>` (`<local_dir>/._____temp`).
+/// The layout for one repo at `revision` ("" = master). With `local_dir`: that folder, indexed.
+/// Otherwise the indexed folder `$MODELSCOPE_CACHE/{models|datasets}/<owner>/<name___>` (or
+/// `<cache_dir>/<owner>/<name___>`), or the snapshot folder
+/// `$MODELSCOPE_CACHE/{models|datasets}/<owner>--<name>/snapshots/<revision>` (without
+/// MODELSCOPE_CACHE under ~/.cache/modelscope; with a cache_dir, `<cache_dir>/{models|datasets}`),
+/// chosen by $MS_CACHE_LAYOUT (`indexed`, `snapshots`, default `auto`): auto keeps a repo in the
+/// layout it is cached in already (indexed first, as modelscope 1.38+ decides), and caches a new
+/// repo as snapshots only when the cache holds snapshot folders and no indexed ones (the user's
+/// Python writes that layout), else indexed (which every version reads).
+/// Temp: `<root>/._____temp/<owner>/<name>` (`<local_dir>/._____temp`; snapshots:
+/// `<root>/<owner>--<name>/._____temp/<revision>`).
 MS_API CacheLayout cache_layout(RepoType type, const RepoId& repo,
                                 const std::optional<std::filesystem::path>& cache_dir,
-                                const std::optional<std::filesystem::path>& local_dir);
+                                const std::optional<std::filesystem::path>& local_dir,
+                                const std::string& revision = "");
 
 /// Whether a repo file at `path` would land on the layout's own bookkeeping: the `.msc`, `.mdl`
 /// and `.mv` files beside the repo's files, or (with a --local-dir) the temp area inside it.
@@ -41,11 +63,13 @@ MS_API bool is_bookkeeping_path(const CacheLayout& layout, const std::string& pa
 /// so both clients keep finding a model cached by an older modelscope. Returns whether it moved.
 MS_API bool adopt_legacy_folder(const CacheLayout& layout);
 
-/// The `.msc` index of one repo folder, as ModelFileSystemCache keeps it.
+/// The `.msc` index of one repo folder, as ModelFileSystemCache keeps it. For a snapshot folder
+/// (`indexed` false) there is no index: put() only moves files in, and every file in the folder
+/// counts as the hub's.
 class MS_API RepoCache {
  public:
   /// Loads `.msc` from `repo_dir` (a corrupt one is renamed `.msc.corrupted` and reset).
-  explicit RepoCache(std::filesystem::path repo_dir);
+  explicit RepoCache(std::filesystem::path repo_dir, bool indexed = true);
 
   const std::filesystem::path& dir() const { return dir_; }
   const std::vector<CacheIndexEntry>& entries() const { return entries_; }
@@ -75,12 +99,15 @@ class MS_API RepoCache {
 
  private:
   void reindex();
+  /// Whether the file at `path` (relative) came from the hub, so that it may be replaced.
+  bool from_hub(const std::string& path) const;
   /// Clears the way for `path` when the hub changed a folder into a file or the reverse: old
   /// files and folders the index records are removed (with their entries); anything else is
   /// left alone and reported (kIo).
   void make_room(const std::string& path);
 
   std::filesystem::path dir_;
+  bool indexed_ = true;
   std::vector<CacheIndexEntry> entries_;
   std::unordered_multimap<std::string, std::size_t> by_path_;  // path -> index in entries_
   std::unordered_set<std::string> changed_;  // paths put or dropped since the last (re)load

@@ -130,13 +130,14 @@ class MS_API HubClient {
   std::unique_ptr<Impl> impl_;
 };
 
-/// The token stored under credentials_dir(), if any: the unexpired m_session_id cookie in the
+/// The token stored under credentials_dirs(), if any: the unexpired m_session_id cookie in the
 /// pickled jar `cookies` (written by `ms login` or Python's `modelscope login`), else the
-/// ms_session_id file of earlier `ms login` versions. A corrupt jar is warned about.
+/// ms_session_id file of earlier `ms login` versions; of several folders, the newest login.
+/// A corrupt jar is warned about.
 MS_API std::optional<std::string> stored_token();
 
-/// Runs the login and stores the credentials where modelscope keeps them
-/// ($MODELSCOPE_CREDENTIALS_PATH or ~/.modelscope/credentials), in its formats: git_token, user
+/// Runs the login and stores the credentials in every folder a modelscope version reads them from
+/// (credentials_dirs()), in its formats: git_token, user
 /// (name:email), session (32 hex, when absent) and cookies (a pickled RequestsCookieJar holding
 /// m_session_id, which Python's ModelScopeConfig.get_cookies() loads). Files are mode 0600,
 /// written atomically. Returns the result, with the stored cookie.
