@@ -27,7 +27,8 @@ settle() { sync; sleep 0.5; }
 secs() { python3 -c "print(f'{$2 - $1:.3f}')"; }
 rate() { python3 -c "print(f'{$1 / ($3 - $2) / 2**20:.0f} MiB/s')"; }
 
-py="${MS_MODELSCOPE_PYTHON:-$root/build/venv-modelscope/bin/python}"
+# The newest modelscope venv of scripts/setup_python_interop.sh, unless given.
+py="${MS_MODELSCOPE_PYTHON:-$(ls -d "$root"/build/venv-modelscope-*/ 2>/dev/null | sort -V | tail -n 1)bin/python}"
 [ -x "$py" ] && "$py" -c "import modelscope" 2>/dev/null || py=""
 
 echo "== preparing ${big_mb} MiB + ${small_files} small files in $work" >&2

@@ -1,17 +1,54 @@
 #!/usr/bin/env bash
-# Creates build/venv-modelscope with the official Python `modelscope` package, used by the interop
-# end-to-end test (tests/e2e/test_hub_interop.py) to upload to and download from `ms hub serve`.
-# The version is pinned: v1.36.3 is the last release whose hub client lives in the package itself
-# (see shared reference modelscope-spec.md section 0).
+# Creates one venv per supported release of the official Python `modelscope` package, with its
+# `datasets` extra (MsDataset), in build/venv-modelscope-<version>. The interop end-to-end tests
+# (tests/e2e/test_hub_interop.py, test_hub_cache_interop.py) run each client against
+# `ms hub serve` and share caches and logins with `ms`.
 #
-#   bash scripts/setup_python_interop.sh            # into build/venv-modelscope
-#   MS_INTEROP_VENV=/some/dir bash scripts/setup_python_interop.sh
+# The versions are pinned:
+#   1.36.3  the last release whose hub client lives in the package itself (cache with a .msc
+#           index, credentials in $MODELSCOPE_CREDENTIALS_PATH);
+#   1.40.2  the newest, a shim over modelscope-hub (snapshot cache folders, OpenAPI calls,
+#           credentials in $MODELSCOPE_CREDENTIALS_PATH/credentials).
+# A venv that already holds its version is kept; the others are made in parallel.
+#
+#   bash scripts/setup_python_interop.sh
+#   MS_MODELSCOPE_VERSIONS="1.40.2" bash scripts/setup_python_interop.sh
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="${MS_INTEROP_VENV:-$root/build/venv-modelscope}"
 python="${PYTHON:-python3}"
+read -r -a versions <<<"${MS_MODELSCOPE_VERSIONS:-1.36.3 1.40.2}"
 
-"$python" -m venv "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check "modelscope==1.36.3"
-"$venv/bin/python" -c 'import modelscope, sys; print("modelscope", modelscope.__version__, "in", sys.prefix)'
+ready() {  # ready VENV VERSION: the venv imports that modelscope release and `datasets`
+  "$1/bin/python" -c "import modelscope, datasets, sys; sys.exit(modelscope.__version__ != '$2')" \
+    >/dev/null 2>&1
+}
+
+pids=()
+for version in "${versions[@]}"; do
+  venv="$root/build/venv-modelscope-$version"
+  if ready "$venv" "$version"; then
+    continue
+  fi
+  mkdir -p "$root/build"
+  (
+    "$python" -m venv --clear "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "modelscope[datasets]==$version"
+  ) >"$venv.log" 2>&1 &
+  pids+=("$!:$version")
+done
+failed=0
+for entry in "${pids[@]}"; do
+  pid="${entry%%:*}" version="${entry#*:}"
+  if ! wait "$pid"; then
+    echo "setup_python_interop.sh: installing modelscope $version failed:" >&2
+    tail -n 30 "$root/build/venv-modelscope-$version.log" >&2
+    failed=1
+  fi
+done
+[ "$failed" = 0 ] || exit 1
+for version in "${versions[@]}"; do
+  venv="$root/build/venv-modelscope-$version"
+  ready "$venv" "$version" || { echo "setup_python_interop.sh: $venv lacks modelscope $version" >&2; exit 1; }
+  echo "modelscope $version in $venv"
+done

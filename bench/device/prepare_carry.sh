@@ -29,9 +29,9 @@ Version: 0.11.4
 Libs: -L\${prefix}/lib -lcpp-httplib
 Cflags: -I\${prefix}/include -DCPPHTTPLIB_OPENSSL_SUPPORT -DCPPHTTPLIB_ZLIB_SUPPORT -DCPPHTTPLIB_BROTLI_SUPPORT
 PC
-venv="$root/build/venv-modelscope/lib/python3.11/site-packages"
-[ -d "$venv/modelscope" ] || bash "$root/scripts/setup_python_interop.sh"
+venv="$root/build/venv-modelscope-1.40.2/lib/python3.11/site-packages"
+[ -d "$venv/modelscope" ] || MS_MODELSCOPE_VERSIONS=1.40.2 bash "$root/scripts/setup_python_interop.sh"
 (cd "$venv" && tar cJf "$carry/modelscope.tar.xz" --exclude=__pycache__ --exclude='*.pyc' \
-  modelscope requests urllib3 idna certifi charset_normalizer tqdm filelock packaging \
+  modelscope modelscope_hub requests urllib3 idna certifi charset_normalizer tqdm filelock packaging \
   ./*.dist-info)
 du -sh "$carry"

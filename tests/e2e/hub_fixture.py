@@ -1,5 +1,6 @@
 """A real `ms hub serve` on 127.0.0.1 for end-to-end tests of the hub client (standard library only)."""
 import functools
+import glob
 import os
 import shutil
 import subprocess
@@ -93,20 +94,47 @@ def find_blob(root, sha256):
 
 
 @functools.lru_cache(maxsize=None)
-def python_with_modelscope():
-    """A python that can `import modelscope`: $MS_MODELSCOPE_PYTHON, else the venv that
-    scripts/setup_python_interop.sh (run by scripts/test.sh) makes in the build folder."""
-    candidates = [os.environ.get("MS_MODELSCOPE_PYTHON")]
-    if MS_BIN:
-        candidates.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(MS_BIN))),
-                                       "venv-modelscope", "bin", "python"))
-    candidates.append(os.path.join(SOURCE_DIR, "build", "venv-modelscope", "bin", "python"))
+def modelscope_pythons():
+    """{version: python} of every Python `modelscope` to test against, oldest first:
+    $MS_MODELSCOPE_PYTHON (one python, its version asked), else the venvs that
+    scripts/setup_python_interop.sh (run by scripts/test.sh) makes in the build folder,
+    build/venv-modelscope-<version>."""
+    candidates = []
+    if os.environ.get("MS_MODELSCOPE_PYTHON"):
+        candidates.append(os.environ["MS_MODELSCOPE_PYTHON"])
+    else:
+        builds = [os.path.join(SOURCE_DIR, "build")]
+        if MS_BIN:
+            builds.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(MS_BIN))))
+        for build in builds:
+            for venv in sorted(glob.glob(os.path.join(build, "venv-modelscope-*"))):
+                if os.path.isdir(venv):
+                    candidates.append(os.path.join(venv, "bin", "python"))
+    found = {}
     for c in candidates:
-        if c and os.path.exists(c):
-            r = subprocess.run([c, "-c", "import modelscope"], capture_output=True, timeout=120)
-            if r.returncode == 0:
-                return c
-    return None
+        if not os.path.exists(c):
+            continue
+        r = subprocess.run([c, "-c", "import modelscope; print(modelscope.__version__)"],
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode == 0:
+            found.setdefault(r.stdout.strip().splitlines()[-1], c)
+    return dict(sorted(found.items(), key=lambda kv: version_key(kv[0])))
+
+
+def version_key(version):
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
+
+
+def python_with_modelscope(at_least=None, below=None):
+    """(version, python) of the newest tested `modelscope` in [at_least, below), or (None, None)."""
+    best = (None, None)
+    for version, python in modelscope_pythons().items():
+        if at_least and version_key(version) < version_key(at_least):
+            continue
+        if below and version_key(version) >= version_key(below):
+            continue
+        best = (version, python)
+    return best
 
 
 def make_certificate(folder):

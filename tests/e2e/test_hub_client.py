@@ -9,12 +9,13 @@ import signal
 import socket
 import stat
 import subprocess
+import time
 import unittest
 import urllib.request
 
 from harness import MS_BIN, MsTestCase, run_ms
 from hub_fixture import (HubServer, SharedHubTestCase, find_blob, hub_server_available, make_certificate, make_tree,
-                         parts_on_disk, python_with_modelscope)
+                         parts_on_disk, modelscope_pythons, version_key)
 
 ROUND_TRIP_FILES = {
     "config.json": b'{"framework": "pytorch", "task": "text-classification"}',
@@ -570,109 +571,153 @@ class HubClientTest(SharedHubTestCase):
             self.assertFalse([l for l in loaded if "libtorch" in l or "libms_torch" in l or "libc10" in l], args)
 
     # --- Python interop -----------------------------------------------------------------------
-    def test_python_modelscope_reads_ms_cache_and_ms_reads_python_cache(self):
-        python = python_with_modelscope()
-        if not python:
+    def each_modelscope(self):
+        """(version, python, snapshots) for each tested Python modelscope; `snapshots`: the
+        release caches in models/OWNER--NAME/snapshots/REV and keeps its login in
+        $MODELSCOPE_CREDENTIALS_PATH/credentials (1.38 and newer)."""
+        pythons = modelscope_pythons()
+        if not pythons:
             self.skipTest("no python with the modelscope package (run scripts/setup_python_interop.sh, "
                           "or set MS_MODELSCOPE_PYTHON)")
+        return [(version, python, version_key(version) >= (1, 38)) for version, python in pythons.items()]
+
+    def test_python_modelscope_reads_ms_cache_and_ms_reads_python_cache(self):
+        for version, python, snapshots in self.each_modelscope():
+            with self.subTest(modelscope=version):
+                self.python_and_ms_share_a_cache(version, python, snapshots)
+
+    def python_and_ms_share_a_cache(self, version, python, snapshots):
         files = {"config.json": b'{"a": 1}', "sub/w.bin": os.urandom(50000), "x.y.txt": b"dots"}
-        self.upload("alice/inter.op", make_tree(self.path("src"), files), "--create")
-        self.download("alice/inter.op", "--token", self.token)
+        repo = f"alice/inter.op-{version}"
+        self.upload(repo, make_tree(self.path("src", version), files), "--create")
+        cache = self.path("cache", version)
+        self.download(repo, "--token", self.token, env=self.env(MODELSCOPE_CACHE=cache))
         script = ("import os, sys\n"
                   "from modelscope.hub.snapshot_download import snapshot_download\n"
                   "p = snapshot_download(sys.argv[1], local_files_only=True)\n"
                   "print(p)\n")
         env = dict(os.environ)
-        env.update(self.env())
-        r = subprocess.run([python, "-c", script, "alice/inter.op"], capture_output=True, text=True, env=env, timeout=300)
+        env.update(self.env(MODELSCOPE_CACHE=cache))
+        r = subprocess.run([python, "-c", script, repo], capture_output=True, text=True, env=env, timeout=300)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(read_tree(r.stdout.strip().splitlines()[-1]), files)
 
         # Python downloads into a fresh cache; ms finds it offline.
-        py_cache = self.path("py-cache")
+        py_cache = self.path("py-cache", version)
         script = ("import sys\n"
                   "from modelscope.hub.snapshot_download import snapshot_download\n"
                   "print(snapshot_download(sys.argv[1], endpoint=sys.argv[2], token=sys.argv[3]))\n")
         env["MODELSCOPE_CACHE"] = py_cache
-        r = subprocess.run([python, "-c", script, "alice/inter.op", self.server.endpoint, self.token],
+        r = subprocess.run([python, "-c", script, repo, self.server.endpoint, self.token],
                            capture_output=True, text=True, env=env, timeout=300)
         self.assertEqual(r.returncode, 0, r.stderr)
-        out = self.download("alice/inter.op", "--offline", env=self.env(MODELSCOPE_CACHE=py_cache))
-        self.assertEqual(out["local_path"], os.path.join(py_cache, "models", "alice", "inter___op"))
-        self.assertEqual(sorted(f["path"] for f in out["files"]), sorted(files))
-        # And ms finds nothing to fetch online either: Python's index is ms's index.
-        warm = self.download("alice/inter.op", "--token", self.token, env=self.env(MODELSCOPE_CACHE=py_cache))
-        self.assertTrue(all(f["cached"] for f in warm["files"]))
+        out = self.download(repo, "--offline", env=self.env(MODELSCOPE_CACHE=py_cache))
+        name = repo.split("/")[1]
+        if snapshots:
+            where = os.path.join(py_cache, "models", f"alice--{name}", "snapshots", "master")
+        else:
+            where = os.path.join(py_cache, "models", "alice", name.replace(".", "___"))
+        self.assertEqual(out["local_path"], where)
+        # Offline, a snapshot folder is what it holds: 1.38+ also fetched the .gitattributes that
+        # 1.37 and ms leave out of a model.
+        self.assertEqual(sorted(f["path"] for f in out["files"]),
+                         sorted(list(files) + ([".gitattributes"] if snapshots else [])))
+        # And ms finds nothing to fetch online either: it reads the folder Python wrote.
+        warm = self.download(repo, "--token", self.token, env=self.env(MODELSCOPE_CACHE=py_cache))
+        self.assertEqual(warm["local_path"], where)
+        self.assertTrue(all(f["cached"] for f in warm["files"]), warm)
 
         # `modelscope login` in Python (a pickled cookie jar) lets ms read a private repo.
-        self.upload("alice/py-login", make_tree(self.path("priv"), {"p.txt": b"private"}), "--create", "--private")
+        private = f"alice/py-login-{version}"
+        self.upload(private, make_tree(self.path("priv", version), {"p.txt": b"private"}), "--create",
+                    "--private")
         script = ("import sys\n"
                   "from modelscope.hub.api import HubApi\n"
                   "HubApi(endpoint=sys.argv[1]).login(sys.argv[2])\n")
-        env["MODELSCOPE_CREDENTIALS_PATH"] = self.path("py-credentials")
+        py_cred = self.path("py-credentials", version)
+        env["MODELSCOPE_CREDENTIALS_PATH"] = py_cred
         r = subprocess.run([python, "-c", script, self.server.endpoint, self.token], capture_output=True, text=True,
                            env=env, timeout=300)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertTrue(os.path.exists(self.path("py-credentials", "cookies")))
-        out = self.download("alice/py-login", "--local-dir", self.path("py-login"),
-                            env=self.env(MODELSCOPE_CREDENTIALS_PATH=self.path("py-credentials")))
-        self.assertEqual(read_tree(self.path("py-login")), {"p.txt": b"private"})
+        jar = os.path.join(py_cred, "credentials", "cookies") if snapshots else os.path.join(py_cred, "cookies")
+        self.assertTrue(os.path.exists(jar), jar)
+        out = self.download(private, "--local-dir", self.path("py-login", version),
+                            env=self.env(MODELSCOPE_CREDENTIALS_PATH=py_cred))
+        self.assertEqual(read_tree(self.path("py-login", version)), {"p.txt": b"private"})
 
     def test_python_modelscope_uses_the_login_ms_stored(self):
-        python = python_with_modelscope()
-        if not python:
-            self.skipTest("no python with the modelscope package (run scripts/setup_python_interop.sh, "
-                          "or set MS_MODELSCOPE_PYTHON)")
+        for version, python, snapshots in self.each_modelscope():
+            with self.subTest(modelscope=version):
+                self.python_uses_ms_login(version, python, snapshots)
+
+    def python_uses_ms_login(self, version, python, snapshots):
         files = {"p.txt": b"private to alice", "d/w.bin": os.urandom(3000)}
-        self.upload("alice/ms-login", make_tree(self.path("priv"), files), "--create", "--private")
-        ms_cred = self.path("ms-credentials")
+        repo = f"alice/ms-login-{version}"
+        self.upload(repo, make_tree(self.path("priv", version), files), "--create", "--private")
+        ms_cred = self.path("ms-credentials", version)
         r = self.ms("login", "--token", self.token, "--endpoint", self.server.endpoint,
                     env=self.env(MODELSCOPE_CREDENTIALS_PATH=ms_cred))
         self.assertExit(r, 0)
-        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(ms_cred, "cookies")).st_mode), 0o600)
+        for folder in (ms_cred, os.path.join(ms_cred, "credentials")):
+            self.assertEqual(stat.S_IMODE(os.stat(os.path.join(folder, "cookies")).st_mode), 0o600)
 
-        # Python reads ms's jar as its own login (no token anywhere), downloads the private repo,
-        # and the cookie equals the one Python's own HubApi.login stores for the same hub.
-        script = ("import json, sys, time\n"
-                  "from modelscope.hub.api import HubApi, ModelScopeConfig\n"
-                  "from modelscope.hub.snapshot_download import snapshot_download\n"
-                  "endpoint, repo, token, py_cred = sys.argv[1:]\n"
-                  "jar = ModelScopeConfig.get_cookies()\n"
-                  "out = {'type': type(jar).__module__ + '.' + type(jar).__name__,\n"
-                  "       'm_session_id': jar['m_session_id'], 'count': len(jar)}\n"
-                  "ms_cookie = dict(vars(next(iter(jar))))\n"
-                  "out['path'] = snapshot_download(repo, endpoint=endpoint)\n"
-                  "ModelScopeConfig.path_credential = py_cred\n"
-                  "HubApi(endpoint=endpoint).login(token)\n"
-                  "py_cookie = dict(vars(next(iter(ModelScopeConfig.get_cookies()))))\n"
-                  "out['expires'] = [ms_cookie.pop('expires'), py_cookie.pop('expires'), time.time()]\n"
-                  "out['ms_cookie'], out['py_cookie'] = ms_cookie, py_cookie\n"
-                  "print(json.dumps(out))\n")
+        # Python reads ms's jar as its own login (no token anywhere) and downloads the private
+        # repo; then its own HubApi.login (another credentials folder) stores the same cookie.
+        read_jar = ("import json, sys\n"
+                    "from modelscope.hub.api import ModelScopeConfig\n"
+                    "from modelscope.hub.snapshot_download import snapshot_download\n"
+                    "endpoint, repo = sys.argv[1:]\n"
+                    "jar = ModelScopeConfig.get_cookies()\n"
+                    "out = {'type': type(jar).__module__ + '.' + type(jar).__name__,\n"
+                    "       'm_session_id': jar['m_session_id'], 'count': len(jar),\n"
+                    "       'cookie': dict(vars(next(iter(jar))))}\n"
+                    "out['path'] = snapshot_download(repo, endpoint=endpoint)\n"
+                    "print(json.dumps(out))\n")
+        login = ("import sys\n"
+                 "from modelscope.hub.api import HubApi\n"
+                 "HubApi(endpoint=sys.argv[1]).login(sys.argv[2])\n")
         env = dict(os.environ)
-        env.update(self.env(MODELSCOPE_CREDENTIALS_PATH=ms_cred, MODELSCOPE_CACHE=self.path("py-cache")))
-        r = subprocess.run([python, "-c", script, self.server.endpoint, "alice/ms-login", self.token,
-                            self.path("py-credentials")], capture_output=True, text=True, env=env, timeout=300)
+        env.update(self.env(MODELSCOPE_CREDENTIALS_PATH=ms_cred, MODELSCOPE_CACHE=self.path("py-cache", version)))
+        # 1.38+ takes a set but empty MODELSCOPE_API_TOKEN for "no token", stored login or not.
+        env.pop("MODELSCOPE_API_TOKEN")
+        r = subprocess.run([python, "-c", read_jar, self.server.endpoint, repo], capture_output=True, text=True,
+                           env=env, timeout=300)
         self.assertEqual(r.returncode, 0, r.stderr)
         out = json.loads(r.stdout.strip().splitlines()[-1])
         self.assertEqual(out["type"], "requests.cookies.RequestsCookieJar")
         self.assertEqual(out["m_session_id"], self.token)
         self.assertEqual(out["count"], 1)
-        self.assertEqual(read_tree(out["path"]), files)
-        self.assertEqual(out["ms_cookie"], out["py_cookie"])
-        ms_expires, py_expires, now = out["expires"]
+        got = read_tree(out["path"])
+        if snapshots:
+            got.pop(".gitattributes")  # 1.38+ fetches it for models too
+        self.assertEqual(got, files)
+        py_cred = self.path("py-credentials-own", version)
+        env["MODELSCOPE_CREDENTIALS_PATH"] = py_cred
+        r = subprocess.run([python, "-c", login, self.server.endpoint, self.token], capture_output=True, text=True,
+                           env=env, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = subprocess.run([python, "-c", read_jar, self.server.endpoint, repo], capture_output=True, text=True,
+                           env=env, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        py_cookie = json.loads(r.stdout.strip().splitlines()[-1])["cookie"]
+        ms_cookie = out["cookie"]
+        ms_expires, py_expires = ms_cookie.pop("expires"), py_cookie.pop("expires")
+        self.assertEqual(ms_cookie, py_cookie)
         self.assertLess(abs(ms_expires - py_expires), 600)
-        self.assertGreater(ms_expires, now + 29 * 86400)
+        self.assertGreater(ms_expires, time.time() + 29 * 86400)
 
         # Without that login, the same download fails in Python.
         script = ("import sys\n"
                   "from modelscope.hub.snapshot_download import snapshot_download\n"
                   "snapshot_download(sys.argv[2], endpoint=sys.argv[1])\n")
-        env.update(self.env(MODELSCOPE_CREDENTIALS_PATH=self.path("no-credentials"),
-                            MODELSCOPE_CACHE=self.path("py-cache-2")))
-        r = subprocess.run([python, "-c", script, self.server.endpoint, "alice/ms-login"], capture_output=True,
+        env.update(self.env(MODELSCOPE_CREDENTIALS_PATH=self.path("no-credentials", version),
+                            MODELSCOPE_CACHE=self.path("py-cache-2", version)))
+        env.pop("MODELSCOPE_API_TOKEN")
+        r = subprocess.run([python, "-c", script, self.server.endpoint, repo], capture_output=True,
                            text=True, env=env, timeout=300)
         self.assertNotEqual(r.returncode, 0, r.stdout)
-        self.assertFalse(os.path.exists(self.path("py-cache-2", "models", "alice", "ms-login", "p.txt")))
+        for base, _dirs, names in os.walk(self.path("py-cache-2", version)):
+            self.assertNotIn("p.txt", names, base)
 
 
 class HubFaultTest(MsTestCase):

@@ -293,6 +293,10 @@ void RepoCache::put(const std::string& path, const std::string& revision, const 
          ec.message());
   fs::rename(temp_file, target, ec);
   if (ec) fail(ErrorCode::kIo, "{}: cannot move into the cache: {}", target.string(), ec.message());
+  record(path, revision, save_index);
+}
+
+void RepoCache::record(const std::string& path, const std::string& revision, bool save_index) {
   changed_.insert(path);
   // As Python's put_file: one entry per path, the newest revision.
   const std::size_t count = by_path_.count(path);

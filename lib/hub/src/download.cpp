@@ -719,12 +719,13 @@ std::string cached_revision(const fs::path& repo_dir) {
   return text;
 }
 
-// Whether a snapshot folder's file is the one the hub lists: the same size and, when the hub
-// gives one, the same sha256 (modelscope 1.38+ checks the same before it fetches again).
-bool snapshot_file_current(const fs::path& file, const FileEntry& entry) {
+// Whether the file at `file` is the one the hub lists: the same size and, when the hub gives
+// one, the same sha256 (what modelscope 1.38+ checks before it fetches a file again).
+// Without a sha256 from the hub, the size alone decides only where `size_will_do`.
+bool file_matches_listing(const fs::path& file, const FileEntry& entry, bool size_will_do) {
   std::error_code ec;
   if (!fs::is_regular_file(file, ec) || fs::file_size(file, ec) != entry.size || ec) return false;
-  if (entry.sha256.empty()) return true;
+  if (entry.sha256.empty()) return size_will_do;
   try {
     return sha256_file(file) == entry.sha256;
   } catch (const Error& e) {
@@ -763,8 +764,10 @@ fs::path offline_snapshot_dir(const DownloadOptions& options, const CacheLayout&
   return layout.repo_dir;
 }
 
-// The files of a snapshot folder (everything in it but modelscope-hub's partial files).
-std::vector<FileEntry> snapshot_files(const fs::path& dir, const std::string& revision) {
+// The files of a folder modelscope 1.38+ downloaded into (a snapshot folder, or a --local-dir
+// without an index): everything in it but partial files and the layout's bookkeeping.
+std::vector<FileEntry> files_in_folder(const CacheLayout& layout, const fs::path& dir,
+                                       const std::string& revision) {
   std::vector<FileEntry> listed;
   std::error_code ec;
   for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
@@ -773,7 +776,7 @@ std::vector<FileEntry> snapshot_files(const fs::path& dir, const std::string& re
     const std::string rel = it->path().lexically_relative(dir).generic_string();
     const std::string ext = it->path().extension().string();
     if (ext == ".incomplete" || ext == ".parallel_tmp") continue;
-    if (!is_safe_repo_path(rel)) continue;
+    if (!is_safe_repo_path(rel) || is_bookkeeping_path(layout, rel)) continue;
     FileEntry f;
     f.path = rel;
     f.revision = revision;
@@ -796,7 +799,7 @@ DownloadResult offline_result(const DownloadOptions& options, CacheLayout layout
     layout.repo_dir = offline_snapshot_dir(options, layout);
     const std::string revision = layout.repo_dir.lexically_relative(layout.snapshots_dir)
                                      .generic_string();
-    listed = snapshot_files(layout.repo_dir, revision);
+    listed = files_in_folder(layout, layout.repo_dir, revision);
     if (listed.empty()) {
       throw Error(ErrorCode::kNotFound,
                   fmt::format("{} is not in the cache ({} holds no files)", options.repo.str(),
@@ -805,7 +808,12 @@ DownloadResult offline_result(const DownloadOptions& options, CacheLayout layout
     }
   } else {
     RepoCache cache(layout.repo_dir);
-    if (cache.entries().empty()) {
+    if (cache.entries().empty() && options.local_dir) {
+      // modelscope 1.38+ leaves a --local-dir without an index: its files are the snapshot.
+      listed = files_in_folder(layout, layout.repo_dir,
+                               options.revision.empty() ? kDefaultRevision : options.revision);
+    }
+    if (cache.entries().empty() && listed.empty()) {
       throw Error(ErrorCode::kNotFound,
                   fmt::format("{} is not in the cache ({} has no .msc index)", options.repo.str(),
                               layout.repo_dir.string()),
@@ -1017,9 +1025,19 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   result.local_path = layout.repo_dir;
   result.revision = revision;
   std::vector<FileEntry> to_fetch;
+  bool recorded = false;  // index entries added for files found in place
   for (const FileEntry& e : selected) {
-    const bool hit = indexed ? cache.has(e.path, e.revision)
-                             : snapshot_file_current(layout.repo_dir / e.path, e);
+    bool hit = indexed && cache.has(e.path, e.revision);
+    // A file the index does not vouch for may still be the right one: modelscope 1.38+ keeps no
+    // index (snapshot folders, and a --local-dir or legacy folder it downloads into), so a file
+    // with the listed size and sha256 counts as cached, and an indexed folder records it.
+    if (!hit && !legacy_only && file_matches_listing(layout.repo_dir / e.path, e, !indexed)) {
+      hit = true;
+      if (indexed && !options.dry_run) {
+        cache.record(e.path, e.revision, false);
+        recorded = true;
+      }
+    }
     result.files.push_back({e.path, e.size, hit});
     if (hit) {
       result.bytes_cached += e.size;
@@ -1032,6 +1050,7 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
     result.requests = client.request_count();
     return result;
   }
+  if (recorded) cache.save();
 
   std::error_code ec;
   fs::create_directories(layout.repo_dir, ec);

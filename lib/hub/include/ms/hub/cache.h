@@ -84,6 +84,10 @@ class MS_API RepoCache {
   void put(const std::string& path, const std::string& revision,
            const std::filesystem::path& temp_file, bool save_index = true);
 
+  /// Records {path, revision} for a file already in the folder (one another client put there
+  /// without indexing it, checked against the hub's listing), saving as put() does.
+  void record(const std::string& path, const std::string& revision, bool save_index = true);
+
   /// Rewrites `.msc` atomically (temp file, fsync, rename): this object's changes since it was
   /// loaded, applied to the index as it is on disk now. Python's model_file_download writes
   /// `.msc` without taking the repo lock, so entries it added meanwhile are kept, not dropped.
