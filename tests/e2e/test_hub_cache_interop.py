@@ -1,8 +1,10 @@
 """Cache sharing between `ms download` and the official Python `modelscope` client.
 
-Both write one cache ($MODELSCOPE_CACHE/models/<owner>/<name___>, .msc, .mdl, .mv, ._____temp) and
-take one lock ($MODELSCOPE_CACHE/.lock/<owner>___<name>), so each must read, resume and respect what
-the other left. The hub is a real `ms hub serve` over TLS (the Python client builds https:// URLs
+modelscope 1.37 and older and ms write one cache ($MODELSCOPE_CACHE/models/<owner>/<name___>, .msc,
+.mdl, .mv, ._____temp) and take one lock ($MODELSCOPE_CACHE/.lock/<owner>___<name>), so each must
+read, resume and respect what the other left (CacheInteropTest). 1.38 and newer keep
+models/<owner>--<name>/snapshots/<revision>/ without an index, and reuse an indexed folder when one
+exists (SnapshotCacheInteropTest). The hub is a real `ms hub serve` over TLS (the Python client builds https:// URLs
 from MODELSCOPE_DOMAIN). Needs the modelscope venv (scripts/setup_python_interop.sh); skipped
 without it.
 """
@@ -52,16 +54,19 @@ def read_index(repo_dir):
         return pickle.load(f)
 
 
-class CacheInteropTest(MsTestCase):
+class CacheFixture(MsTestCase):
+    """A TLS hub over the class's storage, and the Python client of the releases in
+    `modelscope_range` ([at least, below))."""
     python = None
+    modelscope_range = (None, None)
 
     @classmethod
     def setUpClass(cls):
         if not hub_server_available():
             raise unittest.SkipTest("this ms has no `ms hub serve`")
-        cls.python = python_with_modelscope()
+        cls.version, cls.python = python_with_modelscope(*cls.modelscope_range)
         if not cls.python:
-            raise unittest.SkipTest("no python with the modelscope package (run "
+            raise unittest.SkipTest(f"no python with a modelscope release in {cls.modelscope_range} (run "
                                     "scripts/setup_python_interop.sh, or set MS_MODELSCOPE_PYTHON)")
         cls.root = tempfile.mkdtemp(prefix="ms-cache-interop-")
         cls.tls = make_certificate(cls.root)
@@ -117,7 +122,6 @@ class CacheInteropTest(MsTestCase):
         src = make_tree(tempfile.mkdtemp(dir=self.tmp), files)
         self.ms("upload", repo, src, "--token", self.token, *extra)
 
-    # --- scenarios ------------------------------------------------------------------------------
     def kill_when(self, cmd, env, cond, what):
         """Starts cmd, waits until cond() holds (a download caught by a stalling server), kills it."""
         proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
@@ -132,6 +136,12 @@ class CacheInteropTest(MsTestCase):
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         self.assertTrue(ok, f"{what} never reached the stall")
+
+
+
+class CacheInteropTest(CacheFixture):
+    """modelscope 1.37 and older: one indexed folder per repo (.msc), one lock, one temp area."""
+    modelscope_range = (None, "1.38")
 
     def test_revisions_interleaved_in_one_cache(self):
         """Python at tag v1, ms at master, Python at v1 again: one version per file, as Python keeps
@@ -352,6 +362,105 @@ class CacheInteropTest(MsTestCase):
         self.assertEqual(sorted(f["path"] for f in offline["files"]), ["a.txt", "sub/b.txt"])
         self.assertEqual(self.py("file", model_id="alice/local", file_path="sub/b.txt", local_dir=ms_dir,
                                  local_files_only=True), {"path": os.path.join(ms_dir, "sub", "b.txt")})
+
+
+class SnapshotCacheInteropTest(CacheFixture):
+    """modelscope 1.38 and newer: models/<owner>--<name>/snapshots/<revision>/ without an index,
+    and an indexed folder of the repo reused when there is one."""
+    modelscope_range = ("1.38", None)
+
+    def snapshot(self, repo, revision="master", cache=None):
+        owner, name = repo.split("/")
+        return os.path.join(cache or self.path("cache"), "models", f"{owner}--{name}", "snapshots", revision)
+
+    def test_python_snapshots_are_read_offline_and_not_fetched_again(self):
+        self.upload("alice/snap", {"a.txt": b"v1", "keep.bin": os.urandom(70000)}, "--create", "--tag", "v1")
+        self.upload("alice/snap", {"a.txt": b"v2", "sub/new.txt": b"new"})
+        master, v1 = self.snapshot("alice/snap"), self.snapshot("alice/snap", "v1")
+        self.assertEqual(self.py("snapshot", model_id="alice/snap"), {"path": master})
+        self.assertEqual(self.py("snapshot", model_id="alice/snap", revision="v1"), {"path": v1})
+        # Offline: each revision's folder as Python left it.
+        offline = self.ms_download("alice/snap", "--offline")
+        self.assertEqual(offline["local_path"], master)
+        self.assertEqual(read_tree(master)["a.txt"], b"v2")
+        self.assertEqual(sorted(f["path"] for f in offline["files"]),
+                         [".gitattributes", "a.txt", "keep.bin", "sub/new.txt"])
+        offline = self.ms_download("alice/snap", "--offline", "--revision", "v1")
+        self.assertEqual(offline["local_path"], v1)
+        self.assertEqual(sorted(f["path"] for f in offline["files"]), [".gitattributes", "a.txt", "keep.bin"])
+        # Online: nothing fetched again, and no index or second copy written.
+        for revision, folder in (("master", master), ("v1", v1)):
+            warm = self.ms_download("alice/snap", "--revision", revision)
+            self.assertEqual(warm["local_path"], folder)
+            self.assertEqual(warm["bytes_to_fetch"], 0, warm)
+        self.assertFalse(os.path.exists(os.path.join(master, ".msc")))
+        self.assertFalse(os.path.exists(self.path("cache", "models", "alice", "snap")))
+        # A file changed in place (same size) is fetched again: the sha256 decides, as in Python.
+        with open(os.path.join(master, "keep.bin"), "r+b") as f:
+            f.write(b"\0" * 16)
+        again = self.ms_download("alice/snap")
+        self.assertEqual([f["path"] for f in again["files"] if not f["cached"]], ["keep.bin"])
+        self.assertEqual(read_tree(master)["keep.bin"], read_tree(v1)["keep.bin"])
+
+    def test_ms_downloads_are_found_by_python_without_fetching(self):
+        self.upload("alice/ms-first", {"w.bin": os.urandom(50000), "c.json": b"{}"}, "--create")
+        cache = self.path("fresh-cache")
+        got = self.ms_download("alice/ms-first", env=self.env(MODELSCOPE_CACHE=cache))
+        # An empty cache gets the indexed layout, which every modelscope release reads.
+        folder = os.path.join(cache, "models", "alice", "ms-first")
+        self.assertEqual(got["local_path"], folder)
+        before = {n: os.stat(os.path.join(folder, n)).st_ino for n in ("w.bin", "c.json")}
+        offline = self.py("snapshot", env=self.env(MODELSCOPE_CACHE=cache), model_id="alice/ms-first",
+                          local_files_only=True)
+        self.assertEqual(offline, {"path": folder})
+        online = self.py("snapshot", env=self.env(MODELSCOPE_CACHE=cache), model_id="alice/ms-first")
+        self.assertEqual(online, {"path": folder})
+        self.assertEqual({n: os.stat(os.path.join(folder, n)).st_ino for n in before}, before)
+        # What Python 1.38+ added there without indexing it (.gitattributes) does not trouble ms.
+        self.assertEqual(self.ms_download("alice/ms-first", env=self.env(MODELSCOPE_CACHE=cache))["bytes_to_fetch"], 0)
+
+    def test_new_repos_follow_the_layout_the_cache_uses(self):
+        self.upload("alice/py-made", {"a.txt": b"a"}, "--create")
+        self.upload("alice/ms-made", {"b.txt": b"b", "sub/c.txt": b"c"}, "--create")
+        cache = self.path("py-cache")
+        env = self.env(MODELSCOPE_CACHE=cache)
+        self.py("snapshot", env=env, model_id="alice/py-made")
+        # The cache holds only snapshot folders: Python writes those, so ms does too.
+        got = self.ms_download("alice/ms-made", env=env)
+        self.assertEqual(got["local_path"], self.snapshot("alice/ms-made", cache=cache))
+        self.assertEqual(read_tree(got["local_path"]), {"b.txt": b"b", "sub/c.txt": b"c"})
+        self.assertEqual(self.py("snapshot", env=env, model_id="alice/ms-made", local_files_only=True),
+                         {"path": got["local_path"]})
+        self.assertEqual(self.py("file", env=env, model_id="alice/ms-made", file_path="sub/c.txt",
+                                 local_files_only=True),
+                         {"path": os.path.join(got["local_path"], "sub", "c.txt")})
+        # MS_CACHE_LAYOUT overrides the choice.
+        forced = self.ms_download("alice/ms-made", env=self.env(MODELSCOPE_CACHE=self.path("forced"),
+                                                                 MS_CACHE_LAYOUT="snapshots"))
+        self.assertEqual(forced["local_path"], self.snapshot("alice/ms-made", cache=self.path("forced")))
+        r = self.ms("download", "alice/ms-made", env=self.env(MS_CACHE_LAYOUT="flat"), expect=2)
+        self.assertOneLineError(r, "MS_CACHE_LAYOUT", "'flat'")
+
+    def test_offline_without_a_revision_picks_as_python_does(self):
+        self.upload("alice/branches", {"a.txt": b"a"}, "--create", "--tag", "t1")
+        self.upload("alice/branches", {"a.txt": b"b"}, "--tag", "t2")
+        for tag in ("t1", "t2"):
+            self.py("snapshot", model_id="alice/branches", revision=tag)
+        r = self.ms("download", "alice/branches", "--offline", expect=4)
+        self.assertOneLineError(r, "'t1'", "'t2'", "several")
+        self.assertIn("--revision", r.stderr)
+        got = self.ms_download("alice/branches", "--offline", "--revision", "t1")
+        self.assertEqual(read_tree(got["local_path"])["a.txt"], b"a")
+        # A local_dir Python 1.38+ filled (no index) is read offline too.
+        local = self.path("py-local")
+        self.py("snapshot", model_id="alice/branches", revision="t2", local_dir=local)
+        self.assertFalse(os.path.exists(os.path.join(local, ".msc")))
+        got = self.ms_download("alice/branches", "--local-dir", local, "--offline")
+        self.assertEqual(sorted(f["path"] for f in got["files"]), [".gitattributes", "a.txt"])
+        # Online into that folder: nothing fetched, and now it is indexed for 1.37 and older.
+        got = self.ms_download("alice/branches", "--local-dir", local, "--revision", "t2")
+        self.assertEqual(got["bytes_to_fetch"], 0)
+        self.assertEqual([e["Path"] for e in read_index(local)], ["a.txt"])
 
 
 if __name__ == "__main__":
