@@ -123,7 +123,8 @@ void add_download_command(CLI::App& app, const GlobalOptions& /*global*/) {
                               "of the cache; excludes --cache-dir");
   auto* cache =
       c->add_option("--cache-dir", o->cache_dir,
-                    "Cache root instead of $MODELSCOPE_CACHE/models (files go to DIR/OWNER/NAME)");
+                    "Cache root instead of $MODELSCOPE_CACHE/models (files go to DIR/OWNER/NAME, "
+                    "or DIR/models/OWNER--NAME/snapshots/REV in the snapshot layout)");
   local->excludes(cache);
   c->add_option("--max-workers", o->max_workers, "Parallel connections, 1-64 (default 8)")
       ->check(CLI::Range(1, 64));
@@ -142,6 +143,10 @@ void add_download_command(CLI::App& app, const GlobalOptions& /*global*/) {
       std::string(
           "Prints the local folder on stdout. Files already cached at this revision are not\n"
           "fetched again; an interrupted (or killed) download resumes where it stopped.\n"
+          "Both of Python modelscope's cache layouts are read and written: OWNER/NAME with a\n"
+          ".msc index (1.37 and older; every version reads it) and OWNER--NAME/snapshots/REV\n"
+          "(1.38 and newer). A repo stays in the layout it is cached in; a new one follows the\n"
+          "layout the cache already uses (MS_CACHE_LAYOUT=indexed|snapshots forces one).\n"
           "\n"
           "Examples:\n"
           "  ms download damo/nlp_structbert_sentiment-classification_chinese-base\n"
@@ -150,6 +155,7 @@ void add_download_command(CLI::App& app, const GlobalOptions& /*global*/) {
           "\n"
           "Environment: MODELSCOPE_CACHE (cache root, default ~/.cache/modelscope/hub),\n"
           "MODELSCOPE_ENDPOINT / MODELSCOPE_DOMAIN, MODELSCOPE_API_TOKEN, MODELSCOPE_OFFLINE=1,\n"
+          "MS_CACHE_LAYOUT (auto|indexed|snapshots),\n"
           "MS_DOWNLOAD_PARTS (ranged parts per big file), MS_HUB_RETRIES (tries per request,\n"
           "default 6), MS_HUB_STALL_TIMEOUT (seconds without data before a retry, default 30),\n"
           "REQUESTS_CA_BUNDLE (CA file for a hub with a private certificate), MS_NO_PROGRESS=1,\n"

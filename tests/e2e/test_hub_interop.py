@@ -8,25 +8,68 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import unittest
+import zipfile
+import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import MsTestCase  # noqa: E402
-from hub_fixture import python_with_modelscope  # noqa: E402
+from harness import MsTestCase, run_ms  # noqa: E402
+from hub_fixture import modelscope_pythons, version_key  # noqa: E402
 from hubserver import HubServer  # noqa: E402
 
 CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interop", "modelscope_client.py")
 
 
-class ModelscopeInteropTest(MsTestCase):
+def png(width, height, rgb):
+    """A tiny solid-colour PNG (standard library only)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    raw = b"".join(b"\0" + bytes(rgb) * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def make_zip_dataset(folder):
+    """A dataset of zip archives, described twice: README.md's `configs` (what Python's
+    MsDataset, through `datasets`, reads: one image folder per split archive) and ModelScope's
+    dataset config zipdata.json (meta CSV + zip per split, what `ms dataset` reads).
+    Returns {split: {path inside the archive: (label, bytes)}}."""
+    images = {"train": {"train/cat/0.png": ("cat", png(3, 2, (200, 10, 10))),
+                        "train/cat/1.png": ("cat", png(2, 2, (190, 20, 10))),
+                        "train/dog/0.png": ("dog", png(4, 1, (10, 10, 200)))},
+              "test": {"test/cat/0.png": ("cat", png(1, 1, (210, 0, 0))),
+                       "test/dog/0.png": ("dog", png(1, 3, (0, 0, 220)))}}
+    os.makedirs(folder, exist_ok=True)
+    for split, files in images.items():
+        with zipfile.ZipFile(os.path.join(folder, f"{split}.zip"), "w") as z:
+            for name, (_, data) in sorted(files.items()):
+                z.writestr(name, data)
+        with open(os.path.join(folder, f"{split}.csv"), "w") as f:
+            f.write("image:FILE,label\n" + "".join(f"{n},{l}\n" for n, (l, _) in sorted(files.items())))
+    with open(os.path.join(folder, "README.md"), "w") as f:
+        f.write("---\nconfigs:\n- config_name: default\n  data_files:\n"
+                "  - split: train\n    path: train.zip\n  - split: test\n    path: test.zip\n---\n"
+                "# zipdata\n")
+    with open(os.path.join(folder, "zipdata.json"), "w") as f:
+        json.dump({"default": {s: {"meta": f"{s}.csv", "file": f"{s}.zip"} for s in images}}, f)
+    return images
+
+
+class InteropScenarios:
+    """The scenarios, run once per tested modelscope release by the classes made below
+    (ModelscopeInterop_1_36_3, ModelscopeInterop_1_40_2, ...). `version` and `python` name it."""
+    version = None
+    python = None
+
     def setUp(self):
         super().setUp()
-        self.python = python_with_modelscope()
         if not self.python:
-            self.skipTest("the modelscope venv is absent: run scripts/setup_python_interop.sh "
+            self.skipTest("the modelscope venvs are absent: run scripts/setup_python_interop.sh "
                           "(or set MS_MODELSCOPE_PYTHON)")
+        self.modern = version_key(self.version) >= (1, 38)  # modelscope-hub underneath
         if not shutil.which("openssl"):
             self.skipTest("openssl is needed to make a self-signed certificate")
 
@@ -48,7 +91,8 @@ class ModelscopeInteropTest(MsTestCase):
     def client_env(self, server, cert, work, name):
         """Environment for the Python client: the server as MODELSCOPE_DOMAIN, its certificate
         trusted by requests and by git (create_repo clones), fresh credentials per `name`."""
-        env = dict(os.environ, MODELSCOPE_DOMAIN=f"127.0.0.1:{server.port}", REQUESTS_CA_BUNDLE=cert,
+        env = dict(os.environ, MODELSCOPE_DOMAIN=f"127.0.0.1:{server.port}", MODELSCOPE_ENDPOINT=server.endpoint,
+                   REQUESTS_CA_BUNDLE=cert, SSL_CERT_FILE=cert,
                    GIT_SSL_CAINFO=cert, MODELSCOPE_CREDENTIALS_PATH=os.path.join(work, "cred-" + name),
                    MODELSCOPE_CACHE=os.path.join(work, "mscache"), GIT_TERMINAL_PROMPT="0")
         env.pop("MODELSCOPE_API_TOKEN", None)
@@ -81,6 +125,42 @@ class ModelscopeInteropTest(MsTestCase):
         self.assertEqual(result["private_files"], {"secret.txt": hashlib.sha256(b"secret\n").hexdigest()})
         self.assertEqual(run("anonymous")["private_without_token"], "HTTPError")
 
+        self.assertEqual(server.stop(), 0)
+
+    def test_msdataset_loads_a_zip_dataset(self):
+        """MsDataset.load of a dataset of zip archives: `datasets` reads each archive through the
+        hub's resolve route (https, from MODELSCOPE_DOMAIN) and returns rows whose images are the
+        archive's files, extracted into its cache. `ms dataset` reads the same repo."""
+        server, token, cert = self.start_tls_server()
+        work = self.path("work")
+        images = make_zip_dataset(self.path("zipdata"))
+        env = {"MODELSCOPE_ENDPOINT": server.endpoint, "MODELSCOPE_CACHE": self.path("ms-cache"),
+               "MODELSCOPE_CREDENTIALS_PATH": self.path("ms-cred"), "REQUESTS_CA_BUNDLE": cert}
+        r = run_ms("upload", "alice/zipdata", self.path("zipdata"), "--dataset", "--create", "--token", token,
+                   env=env)
+        self.assertExit(r, 0)
+        r = subprocess.run([self.python, CLIENT, "msdataset", token, work], capture_output=True, text=True,
+                           env=self.client_env(server, cert, work, "msdataset"), timeout=600)
+        self.assertEqual(r.returncode, 0, r.stderr[-4000:])
+        got = json.loads(r.stdout.strip().splitlines()[-1])
+        for split, files in images.items():
+            rows = got[split]
+            self.assertEqual([label for label, _ in rows], sorted(label for label, _ in files.values()))
+            extracted = {}
+            for label, path in rows:
+                self.assertTrue(path.startswith(work + os.sep), path)  # in the client's cache
+                with open(path, "rb") as f:
+                    extracted[f"{split}/{label}/{os.path.basename(path)}"] = (label, f.read())
+            self.assertEqual(extracted, files)
+        # ms reads the dataset config of the same repo: CSV rows with paths into its extraction.
+        r = run_ms("dataset", "head", "hub:alice/zipdata", "--split", "test", "-n", "5", env=env)
+        self.assertExit(r, 0)
+        rows = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual(sorted(row["label"] for row in rows), ["cat", "dog"])
+        for row in rows:
+            name = next(n for n in images["test"] if row["image:FILE"].endswith("/" + n))
+            with open(row["image:FILE"], "rb") as f:
+                self.assertEqual(f.read(), images["test"][name][1])
         self.assertEqual(server.stop(), 0)
 
     def test_hub_api_surface(self):
@@ -198,6 +278,11 @@ class ModelscopeInteropTest(MsTestCase):
         modelscope("download", "--dataset", "alice/cli-data", "sub/b.txt", "--local_dir", d("data1"))
         self.assertEqual(files(d("data1")), ["sub/b.txt"])
         self.assertEqual(server.stop(), 0)
+
+
+for _version, _python in (modelscope_pythons() or {None: None}).items():
+    _name = "ModelscopeInterop_" + (_version or "absent").replace(".", "_")
+    globals()[_name] = type(_name, (InteropScenarios, MsTestCase), {"version": _version, "python": _python})
 
 
 if __name__ == "__main__":

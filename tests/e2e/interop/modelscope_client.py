@@ -1,7 +1,8 @@
 """Runs inside the venv with the official `modelscope` package (scripts/setup_python_interop.sh):
 uploads to and downloads from `ms hub serve` through HubApi / snapshot_download, and prints one
 JSON object with what it saw. Arguments: MODE TOKEN WORKDIR, MODE "main" (logs in, uploads,
-downloads), "anonymous" (no credentials: a private repo must stay invisible) or "apis" (the wider
+downloads), "anonymous" (no credentials: a private repo must stay invisible), "msdataset"
+(MsDataset.load of a zip dataset the test uploaded) or "apis" (the wider
 HubApi surface: info, revisions, tags, branches, file lists, commits, single-file and filtered
 downloads, deletes, visibility, git clone of create_repo; each call's result or error is reported
 by name). MODELSCOPE_DOMAIN points at the server, MODELSCOPE_CREDENTIALS_PATH at a fresh folder per
@@ -144,8 +145,27 @@ def apis(token, work):
     return result
 
 
+def msdataset(work):
+    """MsDataset.load of the zip dataset alice/zipdata, each split: the label names and the path
+    of each image as `datasets` extracted it (decode=False keeps the path)."""
+    from datasets import Image
+    from modelscope.msdatasets import MsDataset
+
+    out = {}
+    for split in ("train", "test"):
+        ds = MsDataset.load("alice/zipdata", split=split, cache_dir=os.path.join(work, "ds-cache"))
+        hf = ds.to_hf_dataset() if hasattr(ds, "to_hf_dataset") else ds  # 1.40 returns HF's own
+        hf = hf.cast_column("image", Image(decode=False))
+        names = hf.features["label"].names
+        out[split] = sorted([names[row["label"]], row["image"]["path"]] for row in hf)
+    return out
+
+
 def main():
     mode, token, work = sys.argv[1], sys.argv[2], sys.argv[3]
+    if mode == "msdataset":
+        print(json.dumps(msdataset(work)))
+        return
     if mode == "anonymous":
         print(json.dumps(anonymous(work)))
         return
