@@ -238,9 +238,9 @@ void serve_repo_file(Service& service, const httplib::Request& req, httplib::Res
   auto it = std::lower_bound(tree->begin(), tree->end(), path,
                              [](const TreeEntry& e, const std::string& p) { return e.path < p; });
   if (it == tree->end() || it->path != path) {
-    throw HttpError{404, fmt::format("file '{}' does not exist in {}/{} at revision '{}'", path,
-                                     repo.owner, repo.name,
-                                     revision.empty() ? hub::kDefaultRevision : revision)};
+    throw HttpError{
+        404, fmt::format("file '{}' does not exist in {}/{} at revision '{}'", path, repo.owner,
+                         repo.name, revision.empty() ? hub::kDefaultRevision : revision)};
   }
   const TreeEntry entry = *it;
   const Fault fault = req.method == "HEAD" ? Fault::kNone : next_fault(service);

@@ -354,12 +354,10 @@ void handle_openapi_list(Service& service, const httplib::Request& req, httplib:
         items.push_back(openapi_repo_json(service, repo));
       }
     }
-    send_openapi(res, 200,
-                 {{plural, items},
-                  {"total_count", total},
-                  {"page_number", page},
-                  {"page_size", size}},
-                 "success");
+    send_openapi(
+        res, 200,
+        {{plural, items}, {"total_count", total}, {"page_number", page}, {"page_size", size}},
+        "success");
   });
 }
 
@@ -367,8 +365,8 @@ void handle_openapi_list(Service& service, const httplib::Request& req, httplib:
 void handle_openapi_repo(Service& service, const httplib::Request& req, httplib::Response& res) {
   openapi_guarded(res, [&] {
     const Caller caller = identify(service, req);
-    const RepoRecord repo = repo_for_read(service, caller, parse_type(req.matches[1]),
-                                          req.matches[2], req.matches[3]);
+    const RepoRecord repo =
+        repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2], req.matches[3]);
     send_openapi(res, 200, openapi_repo_json(service, repo), "success");
   });
 }
@@ -475,7 +473,8 @@ void add_repo_routes(httplib::Server& server, Service& service) {
                  {Method::kPut, R"(/api/v1/datasets/(\d+))", handle_update_dataset_by_id},
                  {Method::kGet, "/openapi/v1/users/me", handle_openapi_me},
                  {Method::kGet, "/openapi/v1/(models|datasets)", handle_openapi_list},
-                 {Method::kGet, "/openapi/v1/(models|datasets)/([^/]+)/([^/]+)", handle_openapi_repo},
+                 {Method::kGet, "/openapi/v1/(models|datasets)/([^/]+)/([^/]+)",
+                  handle_openapi_repo},
                  {Method::kGet, repo_re + "/revisions", handle_revisions},
                  {Method::kPost, repo_re + "/repo/tag", handle_create_tag},
                  {Method::kGet, repo_re + "/commits", handle_commits},
