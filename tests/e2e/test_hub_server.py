@@ -810,6 +810,16 @@ class HubServerTest(MsTestCase):
         status, _, body = self.server.request("GET", f"/api/v1/datasets/alice/ds/repo?{q}")
         self.assertEqual((status, body), (200, b"row,3\n"))
         self.assertEqual(self.server.api("GET", "/api/v1/datasets/999999/repo/tree?Revision=master")[0], 404)
+        # modelscope 1.40 addresses the tree by owner/name: the same pages.
+        q = urllib.parse.urlencode({"Revision": "master", "Recursive": "True", "PageNumber": 1, "PageSize": 200})
+        by_id = self.server.api("GET", f"/api/v1/datasets/{ds_id}/repo/tree?{q}")
+        by_name = self.server.api("GET", f"/api/v1/datasets/alice/ds/repo/tree?{q}")
+        self.assertEqual((by_name[0], by_name[1]["Data"]), (200, by_id[1]["Data"]))
+        self.assertEqual(self.server.api("GET", f"/api/v1/datasets/alice/none/repo/tree?{q}")[0], 404)
+        status, env = self.server.api("PUT", f"/api/v1/datasets/{ds_id}", {"Visibility": 1}, self.alice)
+        self.assertEqual(status, 200, env)
+        self.assertEqual(self.server.api("GET", f"/api/v1/datasets/alice/ds/repo/tree?{q}", token=self.bob)[0], 404)
+        self.assertEqual(self.server.api("GET", f"/api/v1/datasets/alice/ds/repo/tree?{q}", token=self.alice)[0], 200)
 
     # --- concurrency, faults, lifecycle ---------------------------------------------------------
     def test_concurrent_uploads_and_downloads(self):

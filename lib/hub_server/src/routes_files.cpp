@@ -319,21 +319,25 @@ void add_file_routes(httplib::Server& server, Service& service) {
     });
   });
 
-  server.Get(R"(/api/v1/datasets/(\d+)/repo/tree)", [&](const httplib::Request& req,
-                                                        httplib::Response& res) {
+  // Paged dataset tree, by numeric hub id (modelscope up to 1.36) or by owner/name (1.40).
+  const std::string tree_re = R"(/api/v1/datasets/(?:(\d+)|([^/]+)/([^/]+))/repo/tree)";
+  server.Get(tree_re, [&](const httplib::Request& req, httplib::Response& res) {
     guarded(req, res, [&] {
       const Caller caller = identify(service, req);
-      std::int64_t id = 0;
-      try {
-        id = std::stoll(req.matches[1]);
-      } catch (const std::exception&) {
-        throw HttpError{404, "dataset " + std::string(req.matches[1]) + " does not exist"};
+      std::string owner = req.matches[2], name = req.matches[3];
+      if (req.matches[1].matched) {
+        std::optional<RepoRecord> found;
+        try {
+          found = service.store.find_repo_by_id(std::stoll(req.matches[1]));
+        } catch (const std::exception&) {
+        }
+        if (!found || found->type != hub::RepoType::kDataset) {
+          throw HttpError{404, "dataset " + std::string(req.matches[1]) + " does not exist"};
+        }
+        owner = found->owner;
+        name = found->name;
       }
-      auto found = service.store.find_repo_by_id(id);
-      if (!found || found->type != hub::RepoType::kDataset) {
-        throw HttpError{404, "dataset " + std::string(req.matches[1]) + " does not exist"};
-      }
-      RepoRecord repo = repo_for_read(service, caller, found->type, found->owner, found->name);
+      RepoRecord repo = repo_for_read(service, caller, hub::RepoType::kDataset, owner, name);
       const CommitRecord commit = resolve_revision(service, repo, param(req, "Revision"));
       json all = list_entries(service, commit, param(req, "Root"),
                               truthy(param(req, "Recursive", "False")));
