@@ -464,6 +464,9 @@ class HubServerTest(MsTestCase):
         status, headers, body = self.server.request("GET", f"/{repo}/resolve/release%2Fv1/config.json")
         self.assertEqual((status, body, headers["x-repo-commit"]), (200, b"{}", commits["release/v1"]))
         self.assertEqual(self.server.request("GET", f"/{repo}/resolve/master/config.json")[2], b'{"v": 2}')
+        # huggingface_hub's default revision "main" is the default branch here.
+        status, headers, body = self.server.request("GET", f"/{repo}/resolve/main/config.json")
+        self.assertEqual((status, body, headers["x-repo-commit"]), (200, b'{"v": 2}', commits["master"]))
         # Range: 206 with Content-Range, 416 naming the size.
         status, headers, body = self.server.request("GET", f"/{repo}/resolve/master/w.bin",
                                                     headers={"Range": "bytes=10-19"})

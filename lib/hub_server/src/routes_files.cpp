@@ -226,13 +226,18 @@ void stream_blob(Service& service, const httplib::Request& req, httplib::Respons
 // Serves one file of a repo at a revision, for the file route (?FilePath=&Revision=) and the
 // Hugging Face style resolve routes alike. ETag (the file's sha256, quoted) and X-Repo-Commit
 // (the commit the revision resolved to) are what huggingface_hub's file metadata reads.
+// `main_is_default`: huggingface_hub's default revision "main" names the default branch when the
+// repo has no branch "main" (this hub's default is "master", and no tag may be called "main").
 void serve_repo_file(Service& service, const httplib::Request& req, httplib::Response& res,
                      hub::RepoType type, const std::string& owner, const std::string& name,
-                     const std::string& revision, const std::string& path) {
+                     std::string revision, const std::string& path, bool main_is_default) {
   const Caller caller = identify(service, req);
   RepoRecord repo = repo_for_read(service, caller, type, owner, name);
   if (path.empty()) throw HttpError{400, "FilePath is required"};
   if (!hub::is_safe_repo_path(path)) throw HttpError{400, "invalid FilePath '" + path + "'"};
+  if (main_is_default && revision == "main" && !service.store.resolve(repo.id, revision)) {
+    revision = hub::kDefaultRevision;
+  }
   const CommitRecord commit = resolve_revision(service, repo, revision);
   auto tree = service.store.tree(commit);
   auto it = std::lower_bound(tree->begin(), tree->end(), path,
@@ -255,7 +260,7 @@ void serve_repo_file(Service& service, const httplib::Request& req, httplib::Res
 
 void serve_content(Service& service, const httplib::Request& req, httplib::Response& res) {
   serve_repo_file(service, req, res, parse_type(req.matches[1]), req.matches[2], req.matches[3],
-                  param(req, "Revision"), param(req, "FilePath"));
+                  param(req, "Revision"), param(req, "FilePath"), false);
 }
 
 // GET/HEAD /{models|datasets}/O/N/resolve/REV/PATH and the Hugging Face model form
@@ -288,7 +293,7 @@ void serve_resolve(Service& service, const httplib::Request& req, httplib::Respo
   }
   auto decode = [](const std::string& s) { return httplib::detail::decode_url(s, false); };
   serve_repo_file(service, req, res, type, decode(segments[first]), decode(segments[first + 1]),
-                  decode(segments[first + 3]), decode(path));
+                  decode(segments[first + 3]), decode(path), true);
 }
 
 }  // namespace
