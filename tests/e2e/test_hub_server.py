@@ -353,6 +353,147 @@ class HubServerTest(MsTestCase):
         status, env = self.server.api("GET", "/openapi/v1/datasets?page_size=0")
         self.assertEqual((status, env["success"]), (400, False), env)
 
+    def test_openapi_users_me(self):
+        # The caller's profile in the OpenAPI envelope, by Bearer header or session cookie.
+        for cookie in (False, True):
+            status, env = self.server.api("GET", "/openapi/v1/users/me", token=self.alice, cookie=cookie)
+            self.assertEqual((status, env["success"]), (200, True), env)
+            self.assertEqual({k: env["data"][k] for k in ("id", "username", "name", "avatar_url")},
+                             {"id": "alice", "username": "alice", "name": "alice", "avatar_url": ""})
+            self.assertIsInstance(env["data"]["email"], str)
+        for token in (None, "ms-wrong"):
+            status, env = self.server.api("GET", "/openapi/v1/users/me", token=token, cookie=False)
+            self.assertEqual(status, 401, (token, env))
+            self.assertEqual(set(env), {"success", "data", "message"})
+            self.assertFalse(env["success"])
+            self.assertTrue(env["message"])
+
+    def test_openapi_models_list_and_get(self):
+        self.make_repo("pub1")
+        self.make_repo("priv", visibility=1)
+        self.make_repo("pub2")
+        self.assertEqual(self.server.create_model(self.bob, "bob", "other")[0], 200)
+
+        def names(query, token=None):
+            status, env = self.server.api("GET", "/openapi/v1/models?" + query, token=token)
+            self.assertEqual((status, env["success"]), (200, True), (query, env))
+            return [m["id"] for m in env["data"]["models"]], env["data"]
+
+        # The owner's private repo is listed for its owner only.
+        self.assertEqual(names("owner=alice")[0], ["alice/pub1", "alice/pub2"])
+        self.assertEqual(names("owner=alice", self.bob)[0], ["alice/pub1", "alice/pub2"])
+        ids, data = names("owner=alice&page_size=2&page_number=1", self.alice)
+        self.assertEqual(ids, ["alice/pub1", "alice/priv"])
+        self.assertEqual((data["total_count"], data["page_number"], data["page_size"]), (3, 1, 2))
+        ids, data = names("owner=alice&page_size=2&page_number=2", self.alice)
+        self.assertEqual((ids, data["total_count"], data["page_number"]), (["alice/pub2"], 3, 2))
+        # Without an owner: everyone's visible models; search, sort and filter.* are accepted.
+        self.assertEqual(names("")[0], ["alice/pub1", "alice/pub2", "bob/other"])
+        self.assertEqual(names("search=pub&sort=downloads&filter.task=text-classification")[0],
+                         ["alice/pub1", "alice/pub2"])
+        for bad in ("page_size=0", "page_number=-1", "page_size=x"):
+            status, env = self.server.api("GET", "/openapi/v1/models?" + bad)
+            self.assertEqual((status, env["success"]), (400, False), (bad, env))
+        item = names("owner=alice", self.alice)[1]["models"][1]
+        self.assertEqual({k: item[k] for k in ("id", "name", "owner", "visibility", "private", "tasks")},
+                         {"id": "alice/priv", "name": "priv", "owner": "alice", "visibility": 1,
+                          "private": True, "tasks": []})
+        for key in ("display_name", "description", "license", "downloads", "likes", "created_at",
+                    "last_modified"):
+            self.assertIn(key, item)
+        # One model: 200 for those who may see it, 404 (OpenAPI envelope) for others and missing ones.
+        status, env = self.server.api("GET", "/openapi/v1/models/alice/pub1")
+        self.assertEqual((status, env["data"]["id"], env["data"]["private"]), (200, "alice/pub1", False))
+        status, env = self.server.api("GET", "/openapi/v1/models/alice/priv", token=self.alice)
+        self.assertEqual((status, env["data"]["visibility"]), (200, 1), env)
+        for path, token in (("alice/priv", None), ("alice/priv", self.bob), ("alice/none", self.alice)):
+            status, env = self.server.api("GET", "/openapi/v1/models/" + path, token=token)
+            self.assertEqual((status, env["success"]), (404, False), (path, env))
+            self.assertIn("does not exist", env["message"])
+        # A dataset is not a model.
+        self.assertEqual(self.server.api("POST", "/api/v1/datasets?Name=d&Owner=alice", None, self.alice)[0], 200)
+        self.assertEqual(self.server.api("GET", "/openapi/v1/models/alice/d")[0], 404)
+
+    def test_openapi_datasets_owner_and_get(self):
+        for name, visibility in (("d1", 5), ("d2", 1)):
+            status, env = self.server.api("POST", f"/api/v1/datasets?Name={name}&Owner=alice&Visibility={visibility}",
+                                          None, self.alice)
+            self.assertEqual(status, 200, env)
+        self.assertEqual(self.server.api("POST", "/api/v1/datasets?Name=e&Owner=bob", None, self.bob)[0], 200)
+
+        def ids(query, token=None):
+            status, env = self.server.api("GET", "/openapi/v1/datasets?" + query, token=token)
+            self.assertEqual(status, 200, env)
+            return [d["id"] for d in env["data"]["datasets"]]
+
+        # The 1.40 client sends owner, older ones author; owner wins when both come.
+        self.assertEqual(ids("owner=alice"), ["alice/d1"])
+        self.assertEqual(ids("owner=alice", self.alice), ["alice/d1", "alice/d2"])
+        self.assertEqual(ids("author=bob"), ["bob/e"])
+        self.assertEqual(ids("owner=bob&author=alice"), ["bob/e"])
+        status, env = self.server.api("GET", "/openapi/v1/datasets/alice/d1")
+        self.assertEqual((status, env["data"]["id"], env["data"]["visibility"]), (200, "alice/d1", 5), env)
+        self.assertEqual(self.server.api("GET", "/openapi/v1/datasets/alice/d2", token=self.alice)[0], 200)
+        for path, token in (("alice/d2", None), ("alice/d2", self.bob), ("alice/none", None)):
+            status, env = self.server.api("GET", "/openapi/v1/datasets/" + path, token=token)
+            self.assertEqual((status, env["success"]), (404, False), (path, env))
+
+    def test_resolve_routes(self):
+        repo = self.make_repo("r")
+        big = bytes(range(256)) * 40
+        files = {"a b/ünï.txt": "ünï text".encode(), "config.json": b"{}"}
+        self.assertEqual(self.server.commit(self.alice, repo, files, lfs={"w.bin": big})[0], 200)
+        status, env = self.server.api("POST", f"/api/v1/models/{repo}/repo/tag",
+                                      {"TagName": "release/v1", "Ref": "master"}, self.alice)
+        self.assertEqual(status, 200, env)
+        self.assertEqual(self.server.commit(self.alice, repo, {"config.json": b"{\"v\": 2}"})[0], 200)
+        status, env = self.server.api("GET", f"/api/v1/models/{repo}/revisions")
+        commits = {r["Revision"]: r["CommitId"] for r in env["Data"]["RevisionMap"]["Branches"] +
+                   env["Data"]["RevisionMap"]["Tags"]}
+        quoted = urllib.parse.quote("a b/ünï.txt")
+        # The model forms /models/O/N/resolve and Hugging Face's /O/N/resolve serve the same bytes.
+        for prefix in (f"/models/{repo}", f"/{repo}"):
+            status, headers, body = self.server.request("GET", f"{prefix}/resolve/master/{quoted}")
+            self.assertEqual((status, body), (200, files["a b/ünï.txt"]), prefix)
+            self.assertEqual(headers["etag"], '"%s"' % hashlib.sha256(files["a b/ünï.txt"]).hexdigest())
+            self.assertEqual(headers["x-repo-commit"], commits["master"])
+            status, headers, body = self.server.request("HEAD", f"{prefix}/resolve/master/w.bin")
+            self.assertEqual((status, body, headers["content-length"]), (200, b"", str(len(big))), prefix)
+            self.assertEqual(headers["etag"], '"%s"' % hashlib.sha256(big).hexdigest())
+        # A revision with a slash arrives quoted (huggingface_hub quotes it with no safe characters).
+        status, headers, body = self.server.request("GET", f"/{repo}/resolve/release%2Fv1/config.json")
+        self.assertEqual((status, body, headers["x-repo-commit"]), (200, b"{}", commits["release/v1"]))
+        self.assertEqual(self.server.request("GET", f"/{repo}/resolve/master/config.json")[2], b'{"v": 2}')
+        # huggingface_hub's default revision "main" is the default branch here.
+        status, headers, body = self.server.request("GET", f"/{repo}/resolve/main/config.json")
+        self.assertEqual((status, body, headers["x-repo-commit"]), (200, b'{"v": 2}', commits["master"]))
+        # Range: 206 with Content-Range, 416 naming the size.
+        status, headers, body = self.server.request("GET", f"/{repo}/resolve/master/w.bin",
+                                                    headers={"Range": "bytes=10-19"})
+        self.assertEqual((status, body, headers["content-range"]), (206, big[10:20], f"bytes 10-19/{len(big)}"))
+        status, headers, _ = self.server.request("GET", f"/{repo}/resolve/master/w.bin",
+                                                 headers={"Range": f"bytes={len(big)}-"})
+        self.assertEqual((status, headers["content-range"]), (416, f"bytes */{len(big)}"))
+        # Missing files, revisions and repos: 404 with the ModelScope envelope; unsafe paths: 400.
+        for path in (f"/{repo}/resolve/master/nope.txt", f"/{repo}/resolve/nope/config.json",
+                     "/alice/none/resolve/master/config.json", f"/datasets/{repo}/resolve/master/config.json"):
+            status, _, body = self.server.request("GET", path)
+            self.assertEqual((status, json.loads(body)["Success"]), (404, False), path)
+            self.assertEqual(self.server.request("HEAD", path)[0], 404, path)
+        status, _, body = self.server.request("GET", f"/{repo}/resolve/master/..%2F..%2Fmeta.sqlite3")
+        self.assertEqual(status, 400, body)
+        # Datasets, and privacy: the owner by cookie or Bearer, nobody else.
+        status, env = self.server.api("POST", "/api/v1/datasets?Name=pd&Owner=alice&Visibility=1", None, self.alice)
+        self.assertEqual(status, 200, env)
+        self.assertEqual(self.server.commit(self.alice, "alice/pd", {"train.csv": b"a,b\n1,2\n"},
+                                            kind="datasets")[0], 200)
+        path = "/datasets/alice/pd/resolve/master/train.csv"
+        for cookie in (True, False):
+            status, _, body = self.server.request("GET", path, token=self.alice, cookie=cookie)
+            self.assertEqual((status, body), (200, b"a,b\n1,2\n"), cookie)
+        for token in (None, self.bob, "ms-wrong"):
+            self.assertEqual(self.server.request("GET", path, token=token)[0], 404, token)
+
     def test_unsupported_services_say_so(self):
         for method, path in [("GET", "/api/v1/datasets/alice/d/ststoken?Revision=master"),
                              ("GET", "/api/v1/datasets/alice/d/oss/tree/?MaxLimit=-1"),
@@ -672,6 +813,16 @@ class HubServerTest(MsTestCase):
         status, _, body = self.server.request("GET", f"/api/v1/datasets/alice/ds/repo?{q}")
         self.assertEqual((status, body), (200, b"row,3\n"))
         self.assertEqual(self.server.api("GET", "/api/v1/datasets/999999/repo/tree?Revision=master")[0], 404)
+        # modelscope 1.40 addresses the tree by owner/name: the same pages.
+        q = urllib.parse.urlencode({"Revision": "master", "Recursive": "True", "PageNumber": 1, "PageSize": 200})
+        by_id = self.server.api("GET", f"/api/v1/datasets/{ds_id}/repo/tree?{q}")
+        by_name = self.server.api("GET", f"/api/v1/datasets/alice/ds/repo/tree?{q}")
+        self.assertEqual((by_name[0], by_name[1]["Data"]), (200, by_id[1]["Data"]))
+        self.assertEqual(self.server.api("GET", f"/api/v1/datasets/alice/none/repo/tree?{q}")[0], 404)
+        status, env = self.server.api("PUT", f"/api/v1/datasets/{ds_id}", {"Visibility": 1}, self.alice)
+        self.assertEqual(status, 200, env)
+        self.assertEqual(self.server.api("GET", f"/api/v1/datasets/alice/ds/repo/tree?{q}", token=self.bob)[0], 404)
+        self.assertEqual(self.server.api("GET", f"/api/v1/datasets/alice/ds/repo/tree?{q}", token=self.alice)[0], 200)
 
     # --- concurrency, faults, lifecycle ---------------------------------------------------------
     def test_concurrent_uploads_and_downloads(self):

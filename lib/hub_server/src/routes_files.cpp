@@ -223,21 +223,29 @@ void stream_blob(Service& service, const httplib::Request& req, httplib::Respons
       });
 }
 
-void serve_content(Service& service, const httplib::Request& req, httplib::Response& res) {
+// Serves one file of a repo at a revision, for the file route (?FilePath=&Revision=) and the
+// Hugging Face style resolve routes alike. ETag (the file's sha256, quoted) and X-Repo-Commit
+// (the commit the revision resolved to) are what huggingface_hub's file metadata reads.
+// `main_is_default`: huggingface_hub's default revision "main" names the default branch when the
+// repo has no branch "main" (this hub's default is "master", and no tag may be called "main").
+void serve_repo_file(Service& service, const httplib::Request& req, httplib::Response& res,
+                     hub::RepoType type, const std::string& owner, const std::string& name,
+                     std::string revision, const std::string& path, bool main_is_default) {
   const Caller caller = identify(service, req);
-  RepoRecord repo =
-      repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2], req.matches[3]);
-  const std::string path = param(req, "FilePath");
+  RepoRecord repo = repo_for_read(service, caller, type, owner, name);
   if (path.empty()) throw HttpError{400, "FilePath is required"};
   if (!hub::is_safe_repo_path(path)) throw HttpError{400, "invalid FilePath '" + path + "'"};
-  const CommitRecord commit = resolve_revision(service, repo, param(req, "Revision"));
+  if (main_is_default && revision == "main" && !service.store.resolve(repo.id, revision)) {
+    revision = hub::kDefaultRevision;
+  }
+  const CommitRecord commit = resolve_revision(service, repo, revision);
   auto tree = service.store.tree(commit);
   auto it = std::lower_bound(tree->begin(), tree->end(), path,
                              [](const TreeEntry& e, const std::string& p) { return e.path < p; });
   if (it == tree->end() || it->path != path) {
-    throw HttpError{404, fmt::format("file '{}' does not exist in {}/{} at revision '{}'", path,
-                                     repo.owner, repo.name,
-                                     param(req, "Revision", hub::kDefaultRevision))};
+    throw HttpError{
+        404, fmt::format("file '{}' does not exist in {}/{} at revision '{}'", path, repo.owner,
+                         repo.name, revision.empty() ? hub::kDefaultRevision : revision)};
   }
   const TreeEntry entry = *it;
   const Fault fault = req.method == "HEAD" ? Fault::kNone : next_fault(service);
@@ -245,7 +253,47 @@ void serve_content(Service& service, const httplib::Request& req, httplib::Respo
     send_envelope(req, res, 500, nullptr, "injected fault: status 500");
     return;
   }
+  res.set_header("ETag", "\"" + entry.sha256 + "\"");
+  res.set_header("X-Repo-Commit", commit.id);
   stream_blob(service, req, res, entry.sha256, "'" + path + "'", fault);
+}
+
+void serve_content(Service& service, const httplib::Request& req, httplib::Response& res) {
+  serve_repo_file(service, req, res, parse_type(req.matches[1]), req.matches[2], req.matches[3],
+                  param(req, "Revision"), param(req, "FilePath"), false);
+}
+
+// GET/HEAD /{models|datasets}/O/N/resolve/REV/PATH and the Hugging Face model form
+// /O/N/resolve/REV/PATH (huggingface_hub's hf_hub_url, which `datasets` uses under modelscope's
+// patches). The parts come from the raw request target, each percent-decoded on its own: httplib
+// routes on the decoded path, where a revision "release%2Fv1" (huggingface_hub quotes it with
+// no safe characters) already reads as two segments.
+void serve_resolve(Service& service, const httplib::Request& req, httplib::Response& res) {
+  const std::string raw = req.target.substr(0, req.target.find('?'));
+  std::vector<std::string> segments;
+  for (std::size_t pos = 1; pos <= raw.size();) {
+    std::size_t end = raw.find('/', pos);
+    if (end == std::string::npos) end = raw.size();
+    segments.push_back(raw.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  std::size_t first = 0;  // index of the owner
+  hub::RepoType type = hub::RepoType::kModel;
+  if (segments.size() > 3 && (segments[0] == "models" || segments[0] == "datasets") &&
+      segments[3] == "resolve") {
+    type = parse_type(segments[0]);
+    first = 1;
+  }
+  if (segments.size() < first + 5 || segments[first + 2] != "resolve") {
+    throw HttpError{404, "not a resolve URL: " + req.path};
+  }
+  std::string path;
+  for (std::size_t i = first + 4; i < segments.size(); ++i) {
+    path += (path.empty() ? "" : "/") + segments[i];
+  }
+  auto decode = [](const std::string& s) { return httplib::detail::decode_url(s, false); };
+  serve_repo_file(service, req, res, type, decode(segments[first]), decode(segments[first + 1]),
+                  decode(segments[first + 3]), decode(path), true);
 }
 
 }  // namespace
@@ -276,21 +324,25 @@ void add_file_routes(httplib::Server& server, Service& service) {
     });
   });
 
-  server.Get(R"(/api/v1/datasets/(\d+)/repo/tree)", [&](const httplib::Request& req,
-                                                        httplib::Response& res) {
+  // Paged dataset tree, by numeric hub id (modelscope up to 1.36) or by owner/name (1.40).
+  const std::string tree_re = R"(/api/v1/datasets/(?:(\d+)|([^/]+)/([^/]+))/repo/tree)";
+  server.Get(tree_re, [&](const httplib::Request& req, httplib::Response& res) {
     guarded(req, res, [&] {
       const Caller caller = identify(service, req);
-      std::int64_t id = 0;
-      try {
-        id = std::stoll(req.matches[1]);
-      } catch (const std::exception&) {
-        throw HttpError{404, "dataset " + std::string(req.matches[1]) + " does not exist"};
+      std::string owner = req.matches[2], name = req.matches[3];
+      if (req.matches[1].matched) {
+        std::optional<RepoRecord> found;
+        try {
+          found = service.store.find_repo_by_id(std::stoll(req.matches[1]));
+        } catch (const std::exception&) {
+        }
+        if (!found || found->type != hub::RepoType::kDataset) {
+          throw HttpError{404, "dataset " + std::string(req.matches[1]) + " does not exist"};
+        }
+        owner = found->owner;
+        name = found->name;
       }
-      auto found = service.store.find_repo_by_id(id);
-      if (!found || found->type != hub::RepoType::kDataset) {
-        throw HttpError{404, "dataset " + std::string(req.matches[1]) + " does not exist"};
-      }
-      RepoRecord repo = repo_for_read(service, caller, found->type, found->owner, found->name);
+      RepoRecord repo = repo_for_read(service, caller, hub::RepoType::kDataset, owner, name);
       const CommitRecord commit = resolve_revision(service, repo, param(req, "Revision"));
       json all = list_entries(service, commit, param(req, "Root"),
                               truthy(param(req, "Recursive", "False")));
@@ -316,6 +368,10 @@ void add_file_routes(httplib::Server& server, Service& service) {
   server.Get(repo_re + "/repo", [&](const httplib::Request& req, httplib::Response& res) {
     guarded(req, res, [&] { serve_content(service, req, res); });
   });
+  // httplib answers HEAD with the GET handler, without the body.
+  add_routes(server, service,
+             {{Method::kGet, R"(/(models|datasets)/[^/]+/[^/]+/resolve/[^/]+/.+)", serve_resolve},
+              {Method::kGet, R"(/[^/]+/[^/]+/resolve/[^/]+/.+)", serve_resolve}});
 }
 
 }  // namespace ms::hub_server

@@ -1,6 +1,7 @@
 // Routes for accounts and repositories: login, create, info, revisions, tags, commit history.
 #include <algorithm>
 #include <ctime>
+#include <functional>
 
 #include "ms/core/error.h"
 #include "ms/hub/repo_id.h"
@@ -158,8 +159,9 @@ void update_settings(Service& service, const httplib::Request& req, httplib::Res
   send_ok(req, res, repo_json(service, repo));
 }
 
-// One item of the OpenAPI dataset listing (GET /openapi/v1/datasets), snake_case as OpenAPI is.
-json openapi_dataset_json(Service& service, const RepoRecord& repo) {
+// One model or dataset as the OpenAPI answers it (GET /openapi/v1/{models|datasets}[/O/N]),
+// snake_case as OpenAPI is: "id" is "owner/name", "private" mirrors the visibility code.
+json openapi_repo_json(Service& service, const RepoRecord& repo) {
   std::int64_t updated = repo.created_at;
   if (auto head = service.store.resolve(repo.id, hub::kDefaultRevision)) updated = head->created_at;
   return {{"id", repo.owner + "/" + repo.name},
@@ -167,12 +169,16 @@ json openapi_dataset_json(Service& service, const RepoRecord& repo) {
           {"name", repo.name},
           {"owner", repo.owner},
           {"author", repo.owner},
+          {"display_name", repo.chinese_name},
           {"chinese_name", repo.chinese_name},
           {"description", repo.description},
           {"license", repo.license},
           {"visibility", repo.visibility},
+          {"private", repo.visibility == kPrivate},
           {"downloads", 0},
           {"likes", 0},
+          {"tasks", json::array()},
+          {"tags", json::array()},
           {"created_at", repo.created_at},
           {"last_modified", updated}};
 }
@@ -183,6 +189,18 @@ void send_openapi(httplib::Response& res, int status, json data, const std::stri
   res.set_content(response_text(json{
                       {"success", status == 200}, {"data", std::move(data)}, {"message", message}}),
                   "application/json");
+}
+
+// Runs an OpenAPI handler: its errors answer in the OpenAPI envelope, not the ModelScope one
+// (the OpenAPI client reads "message").
+void openapi_guarded(httplib::Response& res, const std::function<void()>& body) {
+  try {
+    body();
+  } catch (const HttpError& e) {
+    send_openapi(res, e.status, nullptr, e.message);
+  } catch (const std::exception& e) {
+    send_openapi(res, 500, nullptr, std::string("internal error: ") + e.what());
+  }
 }
 
 void handle_login(Service& service, const httplib::Request& req, httplib::Response& res) {
@@ -289,41 +307,68 @@ void handle_update_dataset_by_id(Service& service, const httplib::Request& req,
                   repo_for_write(service, caller, found->type, found->owner, found->name));
 }
 
-// OpenAPI dataset listing (HubApi.list_datasets): filter by author and a search substring,
-// paged by page_number/page_size; sort keys are accepted, the order is oldest first. Errors use
-// the OpenAPI envelope, not the ModelScope one.
-void handle_openapi_datasets(Service& service, const httplib::Request& req,
-                             httplib::Response& res) {
-  try {
+// The caller's profile (HubApi.whoami, and HubApi.login's check of the token): 401 without a
+// valid token.
+void handle_openapi_me(Service& service, const httplib::Request& req, httplib::Response& res) {
+  openapi_guarded(res, [&] {
     const Caller caller = identify(service, req);
+    if (!caller.user) {
+      throw HttpError{401, caller.presented_token
+                               ? "the access token is invalid"
+                               : "authentication required: send an access token "
+                                 "(Authorization: Bearer or cookie m_session_id)"};
+    }
+    // Users have no numeric id here: the name is their id.
+    send_openapi(res, 200,
+                 {{"id", *caller.user},
+                  {"username", *caller.user},
+                  {"name", *caller.user},
+                  {"email", service.store.user_email(*caller.user)},
+                  {"avatar_url", ""}},
+                 "success");
+  });
+}
+
+// OpenAPI model and dataset listing (HubApi.list_repos, list_models, list_datasets): filter by
+// owner (older clients send it as author) and a search substring, paged by
+// page_number/page_size. Sort keys and filter.* parameters are accepted and ignored (repos here
+// carry no tasks or download counts); the order is oldest first.
+void handle_openapi_list(Service& service, const httplib::Request& req, httplib::Response& res) {
+  openapi_guarded(res, [&] {
+    const Caller caller = identify(service, req);
+    const std::string plural = req.matches[1];
     const std::size_t page = positive_param(req, "page_number", 1, 1u << 20);
     const std::size_t size = positive_param(req, "page_size", 10, 1000);
     const std::string search = param(req, "search");
-    json datasets = json::array();
+    const std::string owner = param(req, "owner", param(req, "author"));
+    json items = json::array();
     std::size_t total = 0;
-    for (const RepoRecord& repo :
-         service.store.list_repos(hub::RepoType::kDataset, param(req, "author"))) {
+    for (const RepoRecord& repo : service.store.list_repos(parse_type(plural), owner)) {
       if (!can_see(repo, caller)) continue;
       if (!search.empty() && repo.name.find(search) == std::string::npos &&
           repo.owner.find(search) == std::string::npos &&
           repo.chinese_name.find(search) == std::string::npos) {
         continue;
       }
-      if (total++ >= (page - 1) * size && datasets.size() < size) {
-        datasets.push_back(openapi_dataset_json(service, repo));
+      if (total++ >= (page - 1) * size && items.size() < size) {
+        items.push_back(openapi_repo_json(service, repo));
       }
     }
-    send_openapi(res, 200,
-                 {{"datasets", datasets},
-                  {"total_count", total},
-                  {"page_number", page},
-                  {"page_size", size}},
-                 "success");
-  } catch (const HttpError& e) {
-    send_openapi(res, e.status, nullptr, e.message);
-  } catch (const std::exception& e) {
-    send_openapi(res, 500, nullptr, std::string("internal error: ") + e.what());
-  }
+    send_openapi(
+        res, 200,
+        {{plural, items}, {"total_count", total}, {"page_number", page}, {"page_size", size}},
+        "success");
+  });
+}
+
+// One model or dataset (HubApi.get_repo tries this first): 404 when missing or invisible.
+void handle_openapi_repo(Service& service, const httplib::Request& req, httplib::Response& res) {
+  openapi_guarded(res, [&] {
+    const Caller caller = identify(service, req);
+    const RepoRecord repo =
+        repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2], req.matches[3]);
+    send_openapi(res, 200, openapi_repo_json(service, repo), "success");
+  });
 }
 
 void handle_revisions(Service& service, const httplib::Request& req, httplib::Response& res) {
@@ -426,7 +471,10 @@ void add_repo_routes(httplib::Server& server, Service& service) {
                  {Method::kDelete, repo_re, handle_delete_repo},
                  {Method::kPut, repo_re, handle_update_repo},
                  {Method::kPut, R"(/api/v1/datasets/(\d+))", handle_update_dataset_by_id},
-                 {Method::kGet, "/openapi/v1/datasets", handle_openapi_datasets},
+                 {Method::kGet, "/openapi/v1/users/me", handle_openapi_me},
+                 {Method::kGet, "/openapi/v1/(models|datasets)", handle_openapi_list},
+                 {Method::kGet, "/openapi/v1/(models|datasets)/([^/]+)/([^/]+)",
+                  handle_openapi_repo},
                  {Method::kGet, repo_re + "/revisions", handle_revisions},
                  {Method::kPost, repo_re + "/repo/tag", handle_create_tag},
                  {Method::kGet, repo_re + "/commits", handle_commits},
