@@ -69,6 +69,35 @@ def apis(token, work):
     def paths(files):
         return sorted(f["Path"] for f in files)
 
+    def method(name):
+        """api.NAME, or a stand-in reporting that this release has no such method (1.38+ dropped
+        file_exists, list_model_revisions, list_repo_commits, model_info, dataset_info and
+        set_repo_visibility from the compat HubApi)."""
+        try:
+            return getattr(api, name)
+        except AttributeError:
+            return lambda *a, **k: "absent"
+
+    def created(answer, repo):
+        """create_repo's answer: the repo URL (1.37 and older) or a RepoInfo (1.38+)."""
+        if isinstance(answer, str):
+            return answer.endswith(f"/models/{repo}")
+        return answer.repo_id == repo
+
+    def info(answer, *keys):
+        """Fields of get_model / get_dataset: a dict (owner under "Path" before 1.38, "Owner"
+        after) or a RepoInfo (1.38+ get_dataset)."""
+        if not isinstance(answer, dict):
+            answer = {"Name": answer.name, "Owner": answer.owner, "Visibility": answer.visibility}
+        answer = dict(answer, Owner=answer.get("Owner") or answer.get("Path"))
+        return {k: int(answer[k]) if k == "Visibility" else answer[k] for k in keys}
+
+    def repo_ids(listing):
+        """list_datasets' answer: {"datasets": [...]} (1.37 and older) or a PagedResult."""
+        if isinstance(listing, dict):
+            return [x["id"] for x in listing["datasets"]]
+        return [x.repo_id for x in listing.items]
+
     api = HubApi()
     api.login(token)
     src = os.path.join(work, "apisrc")
@@ -79,30 +108,36 @@ def apis(token, work):
     m, d = "alice/api-model", "alice/api-data"
 
     # create_repo's default create_default_config=True git-clones the new repo.
-    call("create_repo_default", lambda: api.create_repo("alice/api-git").endswith("/models/alice/api-git"))
-    call("create_repo", lambda: api.create_repo(m, create_default_config=False).endswith("/models/" + m))
+    call("create_repo_default", lambda: created(api.create_repo("alice/api-git"), "alice/api-git"))
+    call("create_repo", lambda: created(api.create_repo(m, create_default_config=False), m))
     api.upload_folder(repo_id=m, folder_path=src, commit_message="first")
     call("create_model_tag", lambda: api.create_model_tag(m, "v1.0").endswith("/tags/v1.0"))
     api.upload_file(path_or_fileobj=b"dev\n", path_in_repo="dev.txt", repo_id=m, revision="dev",
                     commit_message="on dev")
-    call("upload_file_commit", lambda: len(api.upload_file(
-        path_or_fileobj=b"later\n", path_in_repo="later.txt", repo_id=m, commit_message="later").oid))
+    def commit_id(answer):
+        """upload_file's answer: a CommitInfo (1.37 and older) or the hub's commit dict (1.38+)."""
+        return answer["oid"] if isinstance(answer, dict) else answer.oid
 
-    call("get_model", lambda: {k: api.get_model(m)[k] for k in ("Name", "Path", "Visibility")})
+    call("upload_file_commit", lambda: len(commit_id(api.upload_file(
+        path_or_fileobj=b"later\n", path_in_repo="later.txt", repo_id=m, commit_message="later"))))
+
+    call("get_model", lambda: info(api.get_model(m), "Name", "Owner", "Visibility"))
     call("get_model_missing", lambda: api.get_model("alice/absent"))
     call("repo_exists", lambda: [api.repo_exists(m), api.repo_exists("alice/absent"),
                                  api.repo_exists(d, repo_type="dataset")])
-    call("file_exists", lambda: [api.file_exists(m, "sub/c.txt"), api.file_exists(m, "absent.txt")])
+    call("file_exists", lambda: [method("file_exists")(m, "sub/c.txt"), method("file_exists")(m, "absent.txt")])
     call("branches_and_tags", lambda: [sorted(x) for x in api.get_model_branches_and_tags(m)])
-    call("list_model_revisions", lambda: api.list_model_revisions(m, cutoff_timestamp=4102444800))
+    call("list_model_revisions", lambda: method("list_model_revisions")(m, cutoff_timestamp=4102444800))
     call("get_valid_revision", lambda: api.get_valid_revision(m, revision="v1.0"))
     call("get_model_files", lambda: paths(api.get_model_files(m)))
     call("get_model_files_recursive", lambda: paths(api.get_model_files(m, recursive=True)))
     call("get_model_files_tag", lambda: paths(api.get_model_files(m, revision="v1.0", recursive=True)))
     call("get_model_files_branch", lambda: paths(api.get_model_files(m, revision="dev", recursive=True)))
     call("get_model_files_root", lambda: paths(api.get_model_files(m, root="sub")))
-    call("list_repo_commits", lambda: [c.title for c in api.list_repo_commits(m).commits])
-    call("model_info", lambda: sorted(s.rfilename for s in api.model_info(m).siblings))
+    call("list_repo_commits", lambda: [c.title for c in method("list_repo_commits")(m).commits]
+         if hasattr(api, "list_repo_commits") else "absent")
+    call("model_info", lambda: sorted(s.rfilename for s in api.model_info(m).siblings)
+         if hasattr(api, "model_info") else "absent")
     call("get_endpoint_for_read", lambda: api.get_endpoint_for_read(m) == api.endpoint)
 
     cache = os.path.join(work, "apicache")
@@ -122,12 +157,14 @@ def apis(token, work):
     # Datasets.
     api.create_repo(d, repo_type="dataset")
     api.upload_folder(repo_id=d, folder_path=src, repo_type="dataset")
-    call("get_dataset", lambda: {k: api.get_dataset(d)[k] for k in ("Name", "Visibility")})
+    call("get_dataset", lambda: info(api.get_dataset(d), "Name", "Visibility"))
     call("get_dataset_files", lambda: paths(api.get_dataset_files(d)))
     call("get_dataset_files_flat", lambda: paths(api.get_dataset_files(d, recursive=False)))
-    call("dataset_info", lambda: sorted(s.rfilename for s in api.dataset_info(d).siblings))
-    call("list_repo_commits_dataset", lambda: len(api.list_repo_commits(d, repo_type="dataset").commits))
-    call("list_datasets", lambda: [x["id"] for x in api.list_datasets("alice")["datasets"]])
+    call("dataset_info", lambda: sorted(s.rfilename for s in api.dataset_info(d).siblings)
+         if hasattr(api, "dataset_info") else "absent")
+    call("list_repo_commits_dataset", lambda: len(api.list_repo_commits(d, repo_type="dataset").commits)
+         if hasattr(api, "list_repo_commits") else "absent")
+    call("list_datasets", lambda: repo_ids(api.list_datasets("alice")))
     call("dataset_file_download", lambda: read_text(dataset_file_download(d, "sub/c.txt", cache_dir=cache + "8")))
     call("dataset_snapshot_allow", lambda: listing(dataset_snapshot_download(
         d, allow_file_pattern=["sub/*"], cache_dir=cache + "9")))
@@ -137,27 +174,40 @@ def apis(token, work):
     call("delete_files_dataset", lambda: api.delete_files(d, "dataset", "sub/*")["deleted_files"])
     call("files_after_delete", lambda: [paths(api.get_model_files(m, recursive=True)),
                                         paths(api.get_dataset_files(d))])
-    call("set_visibility_model", lambda: api.set_repo_visibility(m, "model", "private")["Code"])
-    call("set_visibility_dataset", lambda: api.set_repo_visibility(d, "dataset", "private")["Code"])
-    call("visibility_after", lambda: [api.get_model(m)["Visibility"], api.get_dataset(d)["Visibility"]])
+    call("set_visibility_model", lambda: method("set_repo_visibility")(m, "model", "private")["Code"]
+         if hasattr(api, "set_repo_visibility") else "absent")
+    call("set_visibility_dataset", lambda: method("set_repo_visibility")(d, "dataset", "private")["Code"]
+         if hasattr(api, "set_repo_visibility") else "absent")
+    call("visibility_after", lambda: [info(api.get_model(m), "Visibility")["Visibility"],
+                                      info(api.get_dataset(d), "Visibility")["Visibility"]])
     call("delete_repo", lambda: [api.delete_repo("alice/api-git", "model"), api.delete_repo(d, "dataset"),
                                  api.repo_exists("alice/api-git"), api.repo_exists(d, repo_type="dataset")])
     return result
 
 
 def msdataset(work):
-    """MsDataset.load of the zip dataset alice/zipdata, each split: the label names and the path
-    of each image as `datasets` extracted it (decode=False keeps the path)."""
+    """MsDataset.load of the zip dataset alice/zipdata, each split: [label, path, sha256 of the
+    bytes] per image, as `datasets` gives it (decode=False keeps the path: a member of the
+    downloaded archive, `zip://MEMBER::ARCHIVE`, read through fsspec)."""
+    import fsspec
     from datasets import Image
     from modelscope.msdatasets import MsDataset
+
+    def image_bytes(image):
+        if image.get("bytes"):
+            return image["bytes"]
+        with fsspec.open(image["path"], "rb") as f:
+            return f.read()
 
     out = {}
     for split in ("train", "test"):
         ds = MsDataset.load("alice/zipdata", split=split, cache_dir=os.path.join(work, "ds-cache"))
         hf = ds.to_hf_dataset() if hasattr(ds, "to_hf_dataset") else ds  # 1.40 returns HF's own
         hf = hf.cast_column("image", Image(decode=False))
-        names = hf.features["label"].names
-        out[split] = sorted([names[row["label"]], row["image"]["path"]] for row in hf)
+        label = hf.features["label"]
+        name = label.int2str if hasattr(label, "int2str") else str  # a class label, or the text
+        out[split] = sorted([name(row["label"]), row["image"]["path"],
+                             hashlib.sha256(image_bytes(row["image"])).hexdigest()] for row in hf)
     return out
 
 
