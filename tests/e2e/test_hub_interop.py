@@ -212,6 +212,10 @@ class InteropScenarios:
         r = run_ms("upload", "alice/zipdata", self.path("zipdata"), "--dataset", "--create", "--token", token,
                    env=env)
         self.assertExit(r, 0)
+        self.write("csvdata/train.csv", "text,label\nbon,1\n\"a, b\",0\n")
+        r = run_ms("upload", "alice/csvdata", self.path("csvdata"), "--dataset", "--create", "--token", token,
+                   env=env)
+        self.assertExit(r, 0)
         r = subprocess.run([self.python, CLIENT, "msdataset", token, work], capture_output=True, text=True,
                            env=self.client_env(server, cert, work, "msdataset"), timeout=600)
         self.assertEqual(r.returncode, 0, r.stderr[-4000:])
@@ -225,6 +229,7 @@ class InteropScenarios:
                 self.assertTrue(member.startswith("zip://") and archive.startswith(work + os.sep), path)
                 rows.append([label, member[len("zip://"):], digest])
             self.assertEqual(sorted(rows), want)
+        self.assertEqual(got["csv"], [{"text": "bon", "label": 1}, {"text": "a, b", "label": 0}])
         # ms reads the dataset config of the same repo: CSV rows with paths into its extraction.
         r = run_ms("dataset", "head", "hub:alice/zipdata", "--split", "test", "-n", "5", env=env)
         self.assertExit(r, 0)

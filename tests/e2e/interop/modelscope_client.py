@@ -188,7 +188,8 @@ def apis(token, work):
 def msdataset(work):
     """MsDataset.load of the zip dataset alice/zipdata, each split: [label, path, sha256 of the
     bytes] per image, as `datasets` gives it (decode=False keeps the path: a member of the
-    downloaded archive, `zip://MEMBER::ARCHIVE`, read through fsspec)."""
+    downloaded archive, `zip://MEMBER::ARCHIVE`, read through fsspec); and the rows of the CSV
+    dataset alice/csvdata ("csv")."""
     import fsspec
     from datasets import Image
     from modelscope.msdatasets import MsDataset
@@ -208,6 +209,10 @@ def msdataset(work):
         name = label.int2str if hasattr(label, "int2str") else str  # a class label, or the text
         out[split] = sorted([name(row["label"]), row["image"]["path"],
                              hashlib.sha256(image_bytes(row["image"])).hexdigest()] for row in hf)
+    # A CSV dataset: its rows as they are.
+    ds = MsDataset.load("alice/csvdata", split="train", cache_dir=os.path.join(work, "ds-cache"))
+    hf = ds.to_hf_dataset() if hasattr(ds, "to_hf_dataset") else ds
+    out["csv"] = [dict(row) for row in hf]
     return out
 
 
