@@ -429,6 +429,7 @@ class SnapshotCacheInteropTest(CacheFixture):
         got = self.ms_download("alice/ms-made", env=env)
         self.assertEqual(got["local_path"], self.snapshot("alice/ms-made", cache=cache))
         self.assertEqual(read_tree(got["local_path"]), {"b.txt": b"b", "sub/c.txt": b"c"})
+        self.assertEqual(os.listdir(os.path.join(cache, "models", "alice--ms-made")), ["snapshots"])
         self.assertEqual(self.py("snapshot", env=env, model_id="alice/ms-made", local_files_only=True),
                          {"path": got["local_path"]})
         self.assertEqual(self.py("file", env=env, model_id="alice/ms-made", file_path="sub/c.txt",

@@ -299,8 +299,8 @@ TEST_CASE("credentials folders of each modelscope version", "[hub][cookie]") {
   unsetenv("MODELSCOPE_HOME");
   CHECK(ms::credentials_dirs() == std::vector<fs::path>{dir.path / ".modelscope/credentials"});
   setenv("MODELSCOPE_HOME", (dir.path / "cfg").c_str(), 1);
-  CHECK(ms::credentials_dirs() == std::vector<fs::path>{dir.path / ".modelscope/credentials",
-                                                        dir.path / "cfg/credentials"});
+  CHECK(ms::credentials_dirs() ==
+        std::vector<fs::path>{dir.path / ".modelscope/credentials", dir.path / "cfg/credentials"});
   // Set: the folder itself (1.37 and older) and the credentials/ folder in it (1.38 and newer).
   setenv("MODELSCOPE_CREDENTIALS_PATH", (dir.path / "creds").c_str(), 1);
   CHECK(ms::credentials_dirs() ==

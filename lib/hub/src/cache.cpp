@@ -71,8 +71,7 @@ std::optional<CacheKind> forced_cache_kind() {
   if (!value || *value == "auto") return std::nullopt;
   if (*value == "indexed" || *value == "legacy") return CacheKind::kIndexed;
   if (*value == "snapshots") return CacheKind::kSnapshots;
-  throw Error(ErrorCode::kUsage,
-              fmt::format("MS_CACHE_LAYOUT: '{}' is not a cache layout", *value),
+  throw Error(ErrorCode::kUsage, fmt::format("MS_CACHE_LAYOUT: '{}' is not a cache layout", *value),
               "use 'auto' (the default), 'indexed' (modelscope 1.37 and older) or 'snapshots' "
               "(modelscope 1.38 and newer)");
 }
@@ -174,7 +173,8 @@ bool adopt_legacy_folder(const CacheLayout& layout) {
   return true;
 }
 
-RepoCache::RepoCache(fs::path repo_dir, bool indexed) : dir_(std::move(repo_dir)), indexed_(indexed) {
+RepoCache::RepoCache(fs::path repo_dir, bool indexed)
+    : dir_(std::move(repo_dir)), indexed_(indexed) {
   reload();
 }
 

@@ -667,12 +667,11 @@ std::vector<FileEntry> select(const std::vector<FileEntry>& listed,
     for (const FileEntry& e : listed) names.push_back(e.path);
     std::string hint = did_you_mean(options.files[i], names);
     if (hint.empty()) hint = listing_hint(listed);
-    throw Error(
-        ErrorCode::kNotFound,
-        fmt::format("{} has no file matching '{}' at revision '{}'", options.repo.str(),
-                    options.files[i],
-                    options.revision.empty() ? kDefaultRevision : options.revision),
-        hint);
+    throw Error(ErrorCode::kNotFound,
+                fmt::format("{} has no file matching '{}' at revision '{}'", options.repo.str(),
+                            options.files[i],
+                            options.revision.empty() ? kDefaultRevision : options.revision),
+                hint);
   }
   // Patterns that select nothing are most likely a typo; a script would otherwise go on with an
   // empty folder and fail later, far from the cause.
@@ -797,8 +796,8 @@ DownloadResult offline_result(const DownloadOptions& options, CacheLayout layout
   std::vector<std::string> gone;  // indexed, but the file was deleted from the folder
   if (layout.kind == CacheKind::kSnapshots) {
     layout.repo_dir = offline_snapshot_dir(options, layout);
-    const std::string revision = layout.repo_dir.lexically_relative(layout.snapshots_dir)
-                                     .generic_string();
+    const std::string revision =
+        layout.repo_dir.lexically_relative(layout.snapshots_dir).generic_string();
     listed = files_in_folder(layout, layout.repo_dir, revision);
     if (listed.empty()) {
       throw Error(ErrorCode::kNotFound,
@@ -937,9 +936,8 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   for (const std::string& f : options.files) {
     if (f.find_first_of("*?[") == std::string::npos) check_repo_path(f);
   }
-  const CacheLayout layout =
-      cache_layout(options.type, options.repo, options.cache_dir, options.local_dir,
-                   options.revision);
+  const CacheLayout layout = cache_layout(options.type, options.repo, options.cache_dir,
+                                          options.local_dir, options.revision);
   if (options.offline || offline_mode()) {
     adopt_legacy_folder(layout);
     return offline_result(options, layout);
@@ -1141,6 +1139,14 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
 
   discard_partials(layout.temp_dir, result.files);
   remove_empty_dirs(layout.temp_dir);
+  if (!indexed) {
+    // A snapshot repo's temp area is its own (`<repo>/._____temp/<revision>`): leave no empty
+    // folders beside `snapshots/` (a failure just means something is still in there).
+    std::error_code ec;
+    for (fs::path p = layout.temp_dir;
+         p != layout.snapshots_dir.parent_path() && fs::remove(p, ec);)
+      p = p.parent_path();
+  }
   // A --local-dir gets .msc and .mv but no .mdl, as Python's client leaves it: .mdl only names
   // the repo of a cache folder (for `modelscope scan-cache`), which a chosen folder is not.
   if (!options.local_dir) cache.write_model_meta(options.repo.str());
