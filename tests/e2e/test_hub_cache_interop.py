@@ -402,6 +402,15 @@ class SnapshotCacheInteropTest(CacheFixture):
         self.assertEqual([f["path"] for f in again["files"] if not f["cached"]], ["keep.bin"])
         self.assertEqual(read_tree(master)["keep.bin"], read_tree(v1)["keep.bin"])
 
+    def test_dataset_snapshots_are_read_too(self):
+        self.upload("alice/data-snap", {"train.csv": b"a,b\n1,2\n"}, "--create", "--dataset")
+        folder = os.path.join(self.path("cache"), "datasets", "alice--data-snap", "snapshots", "master")
+        self.assertEqual(self.py("dataset", dataset_id="alice/data-snap"), {"path": folder})
+        offline = self.ms_download("alice/data-snap", "--dataset", "--offline")
+        self.assertEqual(offline["local_path"], folder)
+        self.assertIn("train.csv", [f["path"] for f in offline["files"]])
+        self.assertEqual(self.ms_download("alice/data-snap", "--dataset")["bytes_to_fetch"], 0)
+
     def test_ms_downloads_are_found_by_python_without_fetching(self):
         self.upload("alice/ms-first", {"w.bin": os.urandom(50000), "c.json": b"{}"}, "--create")
         cache = self.path("fresh-cache")
