@@ -272,6 +272,7 @@ class InteropScenarios:
             "list_repo_commits": ["later", "first (batch 1/1)", "Initial commit"],
             "model_info": sorted(top + ["later.txt"]),
             "get_endpoint_for_read": True,
+            "list_repos_page_2": "absent",
             "snapshot_tag": sorted(meta + ["README.md", "a.txt", "b.json", "sub/c.txt"]),
             "snapshot_branch": sorted(meta + ["README.md", "a.txt", "b.json", "dev.txt", "sub/c.txt"]),
             "snapshot_allow": sorted(meta + ["a.txt", "later.txt", "sub/c.txt"]),
@@ -310,6 +311,7 @@ class InteropScenarios:
                 "list_repo_commits_dataset": "absent",
                 "set_visibility_model": "absent",
                 "set_visibility_dataset": "absent",
+                "list_repos_page_2": [2, ["alice/api-model"]],  # oldest first: api-git, api-model
                 "visibility_after": [5, 5],
                 "get_model_files": git + ["README.md", "a.txt", "b.json", "later.txt", "sub", "sub/c.txt"],
                 "get_model_files_recursive": git + ["README.md", "a.txt", "b.json", "later.txt", "sub", "sub/c.txt"],

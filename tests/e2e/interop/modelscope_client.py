@@ -140,6 +140,13 @@ def apis(token, work):
          if hasattr(api, "model_info") else "absent")
     call("get_endpoint_for_read", lambda: api.get_endpoint_for_read(m) == api.endpoint)
 
+    def second_page():
+        """list_repos (1.38+, over /openapi/v1/models): page 2 of 1-item pages."""
+        page = method("list_repos")("model", owner="alice", page_number=2, page_size=1)
+        return page if page == "absent" else [page.total_count, [r.repo_id for r in page.items]]
+
+    call("list_repos_page_2", second_page)
+
     cache = os.path.join(work, "apicache")
     call("snapshot_tag", lambda: listing(snapshot_download(m, revision="v1.0", cache_dir=cache + "1")))
     call("snapshot_branch", lambda: listing(snapshot_download(m, revision="dev", cache_dir=cache + "2")))
