@@ -9,7 +9,10 @@
 #           index, credentials in $MODELSCOPE_CREDENTIALS_PATH);
 #   1.40.2  the newest, a shim over modelscope-hub (snapshot cache folders, OpenAPI calls,
 #           credentials in $MODELSCOPE_CREDENTIALS_PATH/credentials).
-# A venv that already holds its version is kept; the others are made in parallel.
+# The packages that carry each client's behaviour are pinned too, at the versions tested with it
+# (modelscope-hub holds 1.40's whole hub client; MsDataset runs on datasets and huggingface_hub),
+# so that a clean checkout tests what was tested. A venv that already holds them is kept; the
+# others are made in parallel.
 #
 #   bash scripts/setup_python_interop.sh
 #   MS_MODELSCOPE_VERSIONS="1.40.2" bash scripts/setup_python_interop.sh
@@ -19,9 +22,24 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${PYTHON:-python3}"
 read -r -a versions <<<"${MS_MODELSCOPE_VERSIONS:-1.36.3 1.40.2}"
 
-ready() {  # ready VENV VERSION: the venv imports that modelscope release and `datasets`
-  "$1/bin/python" -c "import modelscope, datasets, sys; sys.exit(modelscope.__version__ != '$2')" \
-    >/dev/null 2>&1
+pins() {  # pins VERSION: the requirements of that release's venv
+  case "$1" in
+    1.36.3) echo "modelscope[datasets]==1.36.3 datasets==4.8.4 huggingface-hub==1.33.0" ;;
+    1.40.2) echo "modelscope[datasets]==1.40.2 modelscope-hub==0.5.1 datasets==4.8.4 huggingface-hub==1.33.0" ;;
+    *) echo "modelscope[datasets]==$1" ;;
+  esac
+}
+
+ready() {  # ready VENV VERSION: the venv holds every pinned package at its version
+  # shellcheck disable=SC2046
+  "$1/bin/python" - $(pins "$2") >/dev/null 2>&1 <<'PY'
+import importlib.metadata, re, sys
+for pin in sys.argv[1:]:
+    name, version = re.sub(r"\[.*\]", "", pin).split("==")
+    if importlib.metadata.version(name) != version:
+        sys.exit(1)
+import modelscope, datasets  # noqa: E401,F401 (they import)
+PY
 }
 
 pids=()
@@ -33,7 +51,8 @@ for version in "${versions[@]}"; do
   mkdir -p "$root/build"
   (
     "$python" -m venv --clear "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "modelscope[datasets]==$version"
+    # shellcheck disable=SC2046
+    "$venv/bin/pip" install --quiet --disable-pip-version-check $(pins "$version")
   ) >"$venv.log" 2>&1 &
   pids+=("$!:$version")
 done

@@ -706,6 +706,16 @@ class HubClientTest(SharedHubTestCase):
         self.assertLess(abs(ms_expires - py_expires), 600)
         self.assertGreater(ms_expires, time.time() + 29 * 86400)
 
+        # A logout in Python ends the login for ms too, though 1.38+ clears only its own folder.
+        if snapshots:
+            logout = "from modelscope.hub.api import HubApi\nHubApi().logout()\n"
+            env["MODELSCOPE_CREDENTIALS_PATH"] = ms_cred
+            r = subprocess.run([python, "-c", logout], capture_output=True, text=True, env=env, timeout=300)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertTrue(os.path.exists(os.path.join(ms_cred, "cookies")))  # 1.37's copy stays
+            self.download(repo, "--local-dir", self.path("after-logout", version), expect=4,
+                          env=self.env(MODELSCOPE_CREDENTIALS_PATH=ms_cred))
+
         # Without that login, the same download fails in Python.
         script = ("import sys\n"
                   "from modelscope.hub.snapshot_download import snapshot_download\n"

@@ -823,6 +823,11 @@ class HubServerTest(MsTestCase):
         self.assertEqual(status, 200, env)
         self.assertEqual(self.server.api("GET", f"/api/v1/datasets/alice/ds/repo/tree?{q}", token=self.bob)[0], 404)
         self.assertEqual(self.server.api("GET", f"/api/v1/datasets/alice/ds/repo/tree?{q}", token=self.alice)[0], 200)
+        # By id, a private dataset answers like a missing id: its name does not leak.
+        status, env = self.server.api("GET", f"/api/v1/datasets/{ds_id}/repo/tree?{q}", token=self.bob)
+        self.assertEqual(status, 404)
+        self.assertNotIn("alice", env["Message"])
+        self.assertEqual(self.server.api("GET", f"/api/v1/datasets/{ds_id}/repo/tree?{q}", token=self.alice)[0], 200)
 
     # --- concurrency, faults, lifecycle ---------------------------------------------------------
     def test_concurrent_uploads_and_downloads(self):

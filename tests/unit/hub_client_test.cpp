@@ -297,6 +297,7 @@ TEST_CASE("credentials folders of each modelscope version", "[hub][cookie]") {
   setenv("HOME", dir.path.c_str(), 1);
   unsetenv("MODELSCOPE_CREDENTIALS_PATH");
   unsetenv("MODELSCOPE_HOME");
+  unsetenv("MODELSCOPE_API_TOKEN");
   CHECK(ms::credentials_dirs() == std::vector<fs::path>{dir.path / ".modelscope/credentials"});
   setenv("MODELSCOPE_HOME", (dir.path / "cfg").c_str(), 1);
   CHECK(ms::credentials_dirs() ==
@@ -311,7 +312,7 @@ TEST_CASE("credentials folders of each modelscope version", "[hub][cookie]") {
   setenv("MODELSCOPE_CREDENTIALS_PATH", (dir.path / "afile").c_str(), 1);
   CHECK(ms::credentials_dirs() == std::vector<fs::path>{dir.path / "credentials"});
 
-  // The newest login wins, whichever folder holds it.
+  // The folder touched last holds the login, whichever client wrote it...
   setenv("MODELSCOPE_CREDENTIALS_PATH", (dir.path / "creds").c_str(), 1);
   auto jar = [](const std::string& token) {
     Cookie c;
@@ -324,13 +325,19 @@ TEST_CASE("credentials folders of each modelscope version", "[hub][cookie]") {
   touch(dir.path / "creds/cookies", jar("old"));
   touch(dir.path / "creds/credentials/cookies", jar("new"));
   const auto now = fs::file_time_type::clock::now();
-  fs::last_write_time(dir.path / "creds/cookies", now - std::chrono::hours(1));
-  fs::last_write_time(dir.path / "creds/credentials/cookies", now);
+  fs::last_write_time(dir.path / "creds", now - std::chrono::hours(1));
+  fs::last_write_time(dir.path / "creds/credentials", now);
+  CHECK(ms::active_credentials_dir() == dir.path / "creds/credentials");
   CHECK(stored_token() == "new");
-  fs::last_write_time(dir.path / "creds/cookies", now + std::chrono::hours(1));
+  CHECK(ms::token_source() == (dir.path / "creds/credentials/cookies").string());
+  fs::last_write_time(dir.path / "creds", now + std::chrono::hours(1));
   CHECK(stored_token() == "old");
+  // ... and a logout there (Python 1.40's deletes its own folder's files) is no login, although
+  // another folder still has one.
   fs::remove(dir.path / "creds/cookies");
-  CHECK(stored_token() == "new");
+  fs::last_write_time(dir.path / "creds", now + std::chrono::hours(2));
+  CHECK_FALSE(stored_token());
+  CHECK_FALSE(ms::token_source());
   unsetenv("MODELSCOPE_CREDENTIALS_PATH");
   unsetenv("MODELSCOPE_HOME");
   setenv("HOME", home.c_str(), 1);

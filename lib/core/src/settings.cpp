@@ -82,6 +82,26 @@ std::vector<std::filesystem::path> credentials_dirs() {
 
 std::filesystem::path credentials_dir() { return credentials_dirs().front(); }
 
+std::optional<std::filesystem::path> active_credentials_dir() {
+  namespace fs = std::filesystem;
+  // A login writes its folder and a logout deletes files from it: either way the folder's own
+  // modification time moves, so the folder touched last holds the current state, a logout
+  // included (an older login left in another folder must not outlive it).
+  std::optional<fs::path> newest;
+  fs::file_time_type newest_time{};
+  for (const fs::path& dir : credentials_dirs()) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) continue;
+    const fs::file_time_type time = fs::last_write_time(dir, ec);
+    if (ec) continue;
+    if (!newest || time > newest_time) {
+      newest = dir;
+      newest_time = time;
+    }
+  }
+  return newest;
+}
+
 std::string normalize_endpoint(std::string endpoint) {
   while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
   // A bare domain gets https://; any other scheme is kept, so that check_endpoint() can name it.
@@ -130,12 +150,12 @@ int download_parts() {
 std::optional<std::string> token_source() {
   if (api_token_env()) return std::string("MODELSCOPE_API_TOKEN");
   std::error_code ec;
-  for (const auto& dir : credentials_dirs()) {
-    for (const char* name : {"cookies", "git_token"}) {
-      const auto path = dir / name;
-      if (std::filesystem::is_regular_file(path, ec) && std::filesystem::file_size(path, ec) > 0) {
-        return path.string();
-      }
+  const auto dir = active_credentials_dir();
+  if (!dir) return std::nullopt;
+  for (const char* name : {"cookies", "git_token"}) {
+    const auto path = *dir / name;
+    if (std::filesystem::is_regular_file(path, ec) && std::filesystem::file_size(path, ec) > 0) {
+      return path.string();
     }
   }
   return std::nullopt;

@@ -37,23 +37,16 @@ HubOptions resolve_hub_options(const std::optional<std::string>& endpoint,
 
 namespace {
 
-// The login stored in one credentials folder, and when it was written.
-struct StoredLogin {
-  std::string token;
-  std::filesystem::file_time_type written;
-};
-
-std::optional<StoredLogin> stored_login_in(const std::filesystem::path& dir) {
+// The login stored in one credentials folder.
+std::optional<std::string> stored_login_in(const std::filesystem::path& dir) {
   std::error_code ec;
   const auto cookies = dir / "cookies";
   if (std::filesystem::is_regular_file(cookies, ec)) {
     try {
-      // As in Python's ModelScopeConfig.get_cookies(): an expired m_session_id is no login.
-      // A readable jar decides, an expired login in it included.
-      auto token = find_pickled_cookie(read_file(cookies), "m_session_id",
-                                       static_cast<std::int64_t>(std::time(nullptr)));
-      if (!token) return std::nullopt;
-      return StoredLogin{*token, std::filesystem::last_write_time(cookies, ec)};
+      // As in Python's ModelScopeConfig.get_cookies(): an expired m_session_id is no login
+      // (and a readable jar decides: the legacy file below is not consulted then).
+      return find_pickled_cookie(read_file(cookies), "m_session_id",
+                                 static_cast<std::int64_t>(std::time(nullptr)));
     } catch (const Error& e) {
       log::warn("{}: cannot read the stored login ({}); run 'ms login --token T'", cookies.string(),
                 e.what());
@@ -72,21 +65,17 @@ std::optional<StoredLogin> stored_login_in(const std::filesystem::path& dir) {
   while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' '))
     token.pop_back();
   if (token.empty()) return std::nullopt;
-  return StoredLogin{token, std::filesystem::last_write_time(legacy, ec)};
+  return token;
 }
 
 }  // namespace
 
 std::optional<std::string> stored_token() {
-  // Each Python version logs in to its own folder (credentials_dirs()); the latest login wins,
-  // whichever client made it.
-  std::optional<StoredLogin> newest;
-  for (const auto& dir : credentials_dirs()) {
-    auto login = stored_login_in(dir);
-    if (login && (!newest || login->written > newest->written)) newest = std::move(login);
-  }
-  if (!newest) return std::nullopt;
-  return newest->token;
+  // Each Python release logs in to its own folder (credentials_dirs()); the one touched last
+  // holds the current login, or the logout made since.
+  const auto dir = active_credentials_dir();
+  if (!dir) return std::nullopt;
+  return stored_login_in(*dir);
 }
 
 LoginResult login_and_store(HubClient& client, const std::string& access_token) {

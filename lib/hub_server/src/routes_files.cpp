@@ -336,7 +336,8 @@ void add_file_routes(httplib::Server& server, Service& service) {
           found = service.store.find_repo_by_id(std::stoll(req.matches[1]));
         } catch (const std::exception&) {
         }
-        if (!found || found->type != hub::RepoType::kDataset) {
+        // A dataset the caller may not see answers like a missing id: its name must not leak.
+        if (!found || found->type != hub::RepoType::kDataset || !can_see(*found, caller)) {
           throw HttpError{404, "dataset " + std::string(req.matches[1]) + " does not exist"};
         }
         owner = found->owner;

@@ -30,11 +30,16 @@ MS_API std::filesystem::path snapshot_cache_root();
 /// 1.37 and older read $MODELSCOPE_CREDENTIALS_PATH itself (default ~/.modelscope/credentials);
 /// 1.38 and newer read `<config>/credentials`, <config> being $MODELSCOPE_CREDENTIALS_PATH when
 /// it is a folder (its parent when it is a file), else $MODELSCOPE_HOME, else ~/.modelscope.
-/// `ms login` writes to all of them; the stored token is read from the newest.
+/// `ms login` writes to all of them; the stored token is read from active_credentials_dir().
 MS_API std::vector<std::filesystem::path> credentials_dirs();
 
 /// The first of credentials_dirs(): where modelscope 1.37 and older keep the login.
 MS_API std::filesystem::path credentials_dir();
+
+/// The one of credentials_dirs() whose state is current: the folder modified last (a login
+/// writes it, a logout deletes from it), or nullopt when none exists. Its login, or its lack of
+/// one, is the login: an older copy in another folder does not outlive a logout.
+MS_API std::optional<std::filesystem::path> active_credentials_dir();
 
 /// Hub endpoint as a URL without trailing slash: $MODELSCOPE_ENDPOINT, else $MODELSCOPE_DOMAIN,
 /// else https://www.modelscope.cn. A bare domain gets https://; http:// URLs are kept as given.
