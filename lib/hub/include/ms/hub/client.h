@@ -132,7 +132,8 @@ class MS_API HubClient {
 
 /// The token stored under credentials_dirs(), if any: the unexpired m_session_id cookie in the
 /// pickled jar `cookies` (written by `ms login` or Python's `modelscope login`), else the
-/// ms_session_id file of earlier `ms login` versions; of several folders, the newest login.
+/// ms_session_id file of earlier `ms login` versions, in active_credentials_dir() (the folder
+/// touched last, so that a logout in one folder is not undone by a login left in another).
 /// A corrupt jar is warned about.
 MS_API std::optional<std::string> stored_token();
 
