@@ -331,17 +331,9 @@ void add_file_routes(httplib::Server& server, Service& service) {
       const Caller caller = identify(service, req);
       std::string owner = req.matches[2], name = req.matches[3];
       if (req.matches[1].matched) {
-        std::optional<RepoRecord> found;
-        try {
-          found = service.store.find_repo_by_id(std::stoll(req.matches[1]));
-        } catch (const std::exception&) {
-        }
-        // A dataset the caller may not see answers like a missing id: its name must not leak.
-        if (!found || found->type != hub::RepoType::kDataset || !can_see(*found, caller)) {
-          throw HttpError{404, "dataset " + std::string(req.matches[1]) + " does not exist"};
-        }
-        owner = found->owner;
-        name = found->name;
+        const RepoRecord found = dataset_for_read_by_id(service, caller, req.matches[1]);
+        owner = found.owner;
+        name = found.name;
       }
       RepoRecord repo = repo_for_read(service, caller, hub::RepoType::kDataset, owner, name);
       const CommitRecord commit = resolve_revision(service, repo, param(req, "Revision"));

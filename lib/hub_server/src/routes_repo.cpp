@@ -294,17 +294,9 @@ void handle_update_repo(Service& service, const httplib::Request& req, httplib::
 void handle_update_dataset_by_id(Service& service, const httplib::Request& req,
                                  httplib::Response& res) {
   const Caller caller = identify(service, req);
-  std::optional<RepoRecord> found;
-  try {
-    found = service.store.find_repo_by_id(std::stoll(req.matches[1]));
-  } catch (const std::exception&) {
-  }
-  // A dataset the caller may not see answers like a missing id: its name must not leak.
-  if (!found || found->type != hub::RepoType::kDataset || !can_see(*found, caller)) {
-    throw HttpError{404, "dataset " + std::string(req.matches[1]) + " does not exist"};
-  }
+  const RepoRecord found = dataset_for_read_by_id(service, caller, req.matches[1]);
   update_settings(service, req, res,
-                  repo_for_write(service, caller, found->type, found->owner, found->name));
+                  repo_for_write(service, caller, found.type, found.owner, found.name));
 }
 
 // The caller's profile (HubApi.whoami, and HubApi.login's check of the token): 401 without a

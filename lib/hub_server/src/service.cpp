@@ -160,6 +160,18 @@ RepoRecord repo_for_read(Service& service, const Caller& caller, hub::RepoType t
   return *repo;
 }
 
+RepoRecord dataset_for_read_by_id(Service& service, const Caller& caller, const std::string& id) {
+  std::optional<RepoRecord> found;
+  try {
+    found = service.store.find_repo_by_id(std::stoll(id));
+  } catch (const std::exception&) {
+  }
+  if (!found || found->type != hub::RepoType::kDataset || !can_see(*found, caller)) {
+    throw HttpError{404, "dataset " + id + " does not exist"};
+  }
+  return *found;
+}
+
 RepoRecord repo_for_write(Service& service, const Caller& caller, hub::RepoType type,
                           const std::string& owner, const std::string& name) {
   if (!caller.user) {

@@ -78,6 +78,10 @@ bool can_see(const RepoRecord& repo, const Caller& caller);
 /// missing to others).
 RepoRecord repo_for_read(Service& service, const Caller& caller, hub::RepoType type,
                          const std::string& owner, const std::string& name);
+/// The dataset with the numeric hub id `id` (as modelscope addresses datasets in places) if it
+/// exists and `caller` may see it; HttpError 404 naming only the id otherwise, so that a private
+/// dataset's name does not leak.
+RepoRecord dataset_for_read_by_id(Service& service, const Caller& caller, const std::string& id);
 /// The repo if `caller` may write to it: 404 when invisible, 401 without a valid token, 403 when
 /// the caller is not the owner.
 RepoRecord repo_for_write(Service& service, const Caller& caller, hub::RepoType type,
