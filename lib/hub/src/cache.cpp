@@ -16,8 +16,7 @@ namespace {
 
 bool has_entries(const fs::path& dir) {
   std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return false;
-  return fs::directory_iterator(dir, ec) != fs::directory_iterator();
+  return fs::is_directory(dir, ec) && !fs::is_empty(dir, ec);
 }
 
 // Whether `snapshots` holds at least one revision folder with something in it.

@@ -738,7 +738,7 @@ bool file_matches_listing(const fs::path& file, const FileEntry& entry, bool siz
 fs::path offline_snapshot_dir(const DownloadOptions& options, const CacheLayout& layout) {
   auto has_entries = [](const fs::path& dir) {
     std::error_code ec;
-    return fs::is_directory(dir, ec) && fs::directory_iterator(dir, ec) != fs::directory_iterator();
+    return fs::is_directory(dir, ec) && !fs::is_empty(dir, ec);
   };
   if (!options.revision.empty() || has_entries(layout.repo_dir)) return layout.repo_dir;
   if (has_entries(layout.snapshots_dir / "main")) return layout.snapshots_dir / "main";
