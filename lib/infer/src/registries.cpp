@@ -5,6 +5,7 @@
 #include "ms/config/components.h"
 #include "ms/infer/torch_layer.h"
 #include "ms/io/resource.h"
+#include "ms/metrics/metric.h"
 
 namespace ms::infer {
 namespace {
@@ -25,6 +26,7 @@ Registries default_registries() {
   Registries registries;
   register_config_components(registries);
   io::register_io_components(registries);
+  metrics::register_metric_components(registries);
   for (const char* name : kTorchLayerRegistries) {
     registries.add_deferred(
         name, [name]() -> const RegistryBase& { return torch_layer_registries().get(name); });

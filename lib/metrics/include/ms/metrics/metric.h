@@ -1,0 +1,66 @@
+// Evaluation metrics by name, as ModelScope's METRICS registry has them: a metric collects what
+// each batch gives it (add), reports a dict of named values (evaluate), and can take in what a
+// copy of it collected elsewhere (merge), which is how data-parallel evaluation combines ranks.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "ms/config/registry.h"
+#include "ms/core/export.h"
+
+namespace ms::metrics {
+
+/// One named array of a batch (logits, labels, loss, ...), row-major, as plain numbers: the
+/// torch layer copies its tensors into these, so metrics stay torch-free.
+struct Array {
+  std::vector<std::int64_t> shape;
+  std::vector<double> values;
+};
+
+/// The named arrays of a batch: a model's outputs or the inputs it was given.
+using Fields = std::map<std::string, Array>;
+
+/// What evaluate() reports: ModelScope's metric keys ("accuracy", "macro-f1", "avg_loss", ...).
+using MetricValues = std::map<std::string, double>;
+
+/// A metric. Not thread-safe: one per evaluation loop (merge() combines loops).
+class MS_API Metric {
+ public:
+  virtual ~Metric() = default;
+  /// The registered name ("seq-cls-metric").
+  virtual std::string type() const = 0;
+  /// Collects one batch. A missing field or a shape that does not fit is kConfig naming the
+  /// field; a NaN or infinite logit and a label that is not an integer are kIntegrity.
+  virtual void add(const Fields& outputs, const Fields& inputs) = 0;
+  /// The values over everything added (and merged); kUsage when nothing was.
+  virtual MetricValues evaluate() const = 0;
+  /// Takes in what `other`, a metric of the same type and options, collected.
+  virtual void merge(const Metric& other) = 0;
+};
+
+/// Builds a metric from its options (the `{type, ...}` object of `evaluation.metrics`, without
+/// `type`); unknown options are kConfig.
+using MetricFactory = std::function<std::unique_ptr<Metric>(const nlohmann::json& options)>;
+
+/// The metrics by name: accuracy, seq-cls-metric, token-cls-metric, loss-metric.
+MS_API const Registry<MetricFactory>& metric_registry();
+
+/// A metric from an `evaluation.metrics` entry: a name, or an object with `type` and options.
+/// An unknown name is kNotFound listing the close matches.
+MS_API std::unique_ptr<Metric> build_metric(const nlohmann::json& spec);
+
+/// ModelScope's default metric of a task (`task_default_metrics`): seq-cls-metric for text
+/// classification, sentence similarity, NLI and sentiment; token-cls-metric for token
+/// classification and NER; accuracy for image classification. Empty for other tasks.
+MS_API std::string task_default_metric(const std::string& task);
+
+/// Adds metric_registry() to `registries` (for `ms list`).
+MS_API void register_metric_components(Registries& registries);
+
+}  // namespace ms::metrics

@@ -1,0 +1,142 @@
+// Metrics against scikit-learn and seqeval (tests/data/metrics/reference.json, written by
+// scripts/make_metric_reference.py), merging, and the errors for bad configs and bad outputs.
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "catch.h"
+#include "ms/core/error.h"
+#include "ms/metrics/metric.h"
+
+using ms::metrics::Array;
+using ms::metrics::Fields;
+using nlohmann::json;
+
+namespace {
+
+json reference() {
+  std::ifstream in(std::string(MS_TEST_DATA_DIR) + "/metrics/reference.json");
+  REQUIRE(in.good());
+  std::stringstream text;
+  text << in.rdbuf();
+  return json::parse(text.str());
+}
+
+Fields fields(const json& j) {
+  Fields out;
+  for (const auto& [name, value] : j.items()) {
+    out[name] = Array{value["shape"].get<std::vector<std::int64_t>>(),
+                      value["values"].get<std::vector<double>>()};
+  }
+  return out;
+}
+
+ms::ErrorCode code_of(const std::function<void()>& f, std::string* what = nullptr) {
+  try {
+    f();
+  } catch (const ms::Error& e) {
+    if (what != nullptr) *what = std::string(e.what()) + " | " + e.hint();
+    return e.code();
+  }
+  FAIL("no error");
+  return ms::ErrorCode::kInternal;
+}
+
+}  // namespace
+
+TEST_CASE("metrics equal scikit-learn's and seqeval's on fixed batches", "[metrics]") {
+  const json ref = reference();
+  REQUIRE(ref["cases"].size() == 4);
+  for (const json& c : ref["cases"]) {
+    json spec = c["options"];
+    spec["type"] = c["metric"];
+    auto whole = ms::metrics::build_metric(spec);
+    auto first = ms::metrics::build_metric(spec), second = ms::metrics::build_metric(spec);
+    const auto& batches = c["batches"];
+    for (std::size_t i = 0; i < batches.size(); ++i) {
+      const Fields outputs = fields(batches[i]["outputs"]), inputs = fields(batches[i]["inputs"]);
+      whole->add(outputs, inputs);
+      (i % 2 == 0 ? first : second)->add(outputs, inputs);  // two "ranks"
+    }
+    first->merge(*second);
+    for (const auto* metric : {whole.get(), first.get()}) {
+      const auto got = metric->evaluate();
+      INFO(c["metric"].get<std::string>() << " " << c["expected"].dump());
+      REQUIRE(got.size() == c["expected"].size());
+      for (const auto& [key, want] : c["expected"].items()) {
+        REQUIRE(got.count(key) == 1);
+        CHECK(std::fabs(got.at(key) - want.get<double>()) < 1e-12);
+      }
+    }
+  }
+}
+
+TEST_CASE("accuracy, loss-metric, task defaults and the registry", "[metrics]") {
+  auto accuracy = ms::metrics::build_metric("accuracy");
+  accuracy->add({{"logits", Array{{4, 2}, {0.1, 0.9, 2, 1, 0.5, 0.5, 0, 1}}}},
+                {{"labels", Array{{4}, {1, 0, 1, 1}}}});
+  // Row 3 ties: the first class wins, as numpy's argmax.
+  CHECK(accuracy->evaluate().at("accuracy") == 0.75);
+  auto loss = ms::metrics::build_metric(json{{"type", "loss-metric"}, {"loss_key", "l"}});
+  loss->add({{"l", Array{{}, {2.0}}}}, {});
+  loss->add({{"l", Array{{}, {1.0}}}}, {});
+  CHECK(loss->evaluate().at("avg_loss") == 1.5);
+  CHECK(ms::metrics::task_default_metric("text-classification") == "seq-cls-metric");
+  CHECK(ms::metrics::task_default_metric("token-classification") == "token-cls-metric");
+  CHECK(ms::metrics::task_default_metric("image-classification") == "accuracy");
+  CHECK(ms::metrics::task_default_metric("text-to-speech").empty());
+  CHECK(ms::metrics::metric_registry().types() ==
+        std::vector<std::string>{"accuracy", "loss-metric", "seq-cls-metric", "token-cls-metric"});
+}
+
+TEST_CASE("metrics refuse bad configs and bad outputs clearly", "[metrics]") {
+  using ms::ErrorCode;
+  std::string what;
+  CHECK(code_of([] { ms::metrics::build_metric("seq-cls-metrc"); }, &what) == ErrorCode::kNotFound);
+  CHECK(what.find("seq-cls-metric") != std::string::npos);
+  CHECK(code_of(
+            [] {
+              ms::metrics::build_metric(json{{"type", "accuracy"}, {"label_nam", "y"}});
+            },
+            &what) == ErrorCode::kConfig);
+  CHECK(what.find("label_name") != std::string::npos);
+  CHECK(code_of([] { ms::metrics::build_metric(json{{"type", 3}}); }) == ErrorCode::kConfig);
+  CHECK(code_of([] { ms::metrics::build_metric("token-cls-metric"); }, &what) ==
+        ErrorCode::kConfig);
+  CHECK(what.find("label2id") != std::string::npos);
+
+  auto seq = ms::metrics::build_metric("seq-cls-metric");
+  CHECK(code_of([&] { seq->evaluate(); }) == ErrorCode::kUsage);
+  CHECK(code_of(
+            [&] {
+              seq->add({{"logits", Array{{1, 2}, {0, 1}}}}, {{"label", Array{{1}, {1}}}});
+            },
+            &what) == ErrorCode::kConfig);
+  CHECK(what.find("'labels'") != std::string::npos);
+  CHECK(what.find("label") != std::string::npos);
+  CHECK(code_of([&] {
+          seq->add({{"logits", Array{{1, 2}, {NAN, 1}}}}, {{"labels", Array{{1}, {1}}}});
+        }) == ErrorCode::kIntegrity);
+  CHECK(code_of([&] {
+          seq->add({{"logits", Array{{1, 2}, {0, 1}}}}, {{"labels", Array{{1}, {0.5}}}});
+        }) == ErrorCode::kIntegrity);
+  CHECK(code_of([&] {
+          seq->add({{"logits", Array{{2, 2}, {0, 1, 1, 0}}}}, {{"labels", Array{{1}, {1}}}});
+        }) == ErrorCode::kConfig);
+  CHECK(code_of([&] { seq->merge(*ms::metrics::build_metric("accuracy")); }) ==
+        ErrorCode::kInternal);
+
+  auto tokens = ms::metrics::build_metric(
+      json{{"type", "token-cls-metric"}, {"id2label", {{"0", "O"}, {"1", "B-X"}}}});
+  CHECK(code_of(
+            [&] {
+              tokens->add({{"logits", Array{{1, 1, 3}, {0, 0, 1}}}},
+                          {{"labels", Array{{1, 1}, {1}}}});
+            },
+            &what) == ErrorCode::kIntegrity);  // predicted class 2 is not in the map
+  CHECK(what.find("class 2") != std::string::npos);
+  CHECK(code_of([&] {
+          tokens->add({{"logits", Array{{1, 2}, {0, 1}}}}, {{"labels", Array{{1}, {1}}}});
+        }) == ErrorCode::kConfig);  // not [batch, tokens, classes]
+}
