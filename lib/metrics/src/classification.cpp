@@ -14,7 +14,7 @@ namespace {
 class ClassificationMetric : public Metric {
  public:
   ClassificationMetric(const nlohmann::json& options, std::string type) : type_(std::move(type)) {
-    Options o(options, type_);
+    ComponentOptions o(options, type_);
     label_name_ = o.text("label_name", "labels");
     logit_name_ = o.text("logit_name", "logits");
     o.check_all_read();

@@ -2,10 +2,10 @@
 #pragma once
 
 #include <cstdint>
-#include <set>
 #include <string>
 #include <vector>
 
+#include "ms/config/options.h"
 #include "ms/metrics/metric.h"
 
 namespace ms::metrics {
@@ -21,22 +21,6 @@ std::vector<std::int64_t> argmax_rows(const Array& logits, const std::string& na
 
 /// The values of `labels` as integers; one that is not an integer is kIntegrity.
 std::vector<std::int64_t> integer_labels(const Array& labels, const std::string& name);
-
-/// A metric's options: string/number options read by name; whatever is left unread is kConfig.
-class Options {
- public:
-  Options(const nlohmann::json& options, std::string metric);
-  std::string text(const char* key, const std::string& fallback);
-  /// The option as it is (null when absent).
-  nlohmann::json value(const char* key);
-  /// Throws for keys no accessor asked for.
-  void check_all_read() const;
-
- private:
-  const nlohmann::json& options_;
-  std::string metric_;
-  std::set<std::string> read_;
-};
 
 /// kUsage: evaluate() of a metric that was given no batch.
 [[noreturn]] void nothing_added(const std::string& metric);

@@ -9,7 +9,7 @@ namespace {
 class LossMetric : public Metric {
  public:
   explicit LossMetric(const nlohmann::json& options) {
-    Options o(options, type());
+    ComponentOptions o(options, type());
     loss_key_ = o.text("loss_key", "loss");
     o.check_all_read();
   }

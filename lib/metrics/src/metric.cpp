@@ -123,37 +123,6 @@ std::vector<std::int64_t> integer_labels(const Array& labels, const std::string&
   return out;
 }
 
-Options::Options(const nlohmann::json& options, std::string metric)
-    : options_(options), metric_(std::move(metric)) {
-  if (!options_.is_object())
-    fail(ErrorCode::kConfig, "{}: options must be an object, got {}", metric_, options_.dump());
-}
-
-std::string Options::text(const char* key, const std::string& fallback) {
-  read_.insert(key);
-  auto it = options_.find(key);
-  if (it == options_.end() || it->is_null()) return fallback;
-  if (!it->is_string())
-    fail(ErrorCode::kConfig, "{}: option '{}' must be a string, got {}", metric_, key, it->dump());
-  return it->get<std::string>();
-}
-
-nlohmann::json Options::value(const char* key) {
-  read_.insert(key);
-  auto it = options_.find(key);
-  return it == options_.end() ? nlohmann::json() : *it;
-}
-
-void Options::check_all_read() const {
-  for (const auto& [key, value] : options_.items()) {
-    if (read_.count(key) != 0) continue;
-    std::vector<std::string> known(read_.begin(), read_.end());
-    throw Error(ErrorCode::kConfig, fmt::format("{}: unknown option '{}'", metric_, key),
-                did_you_mean(key, known) +
-                    (known.empty() ? " it takes no options" : " it takes: " + join(known, ", ")));
-  }
-}
-
 void nothing_added(const std::string& metric) {
   throw Error(ErrorCode::kUsage, fmt::format("{}: evaluated before any batch was added", metric),
               "the evaluation dataset is empty");

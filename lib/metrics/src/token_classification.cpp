@@ -69,7 +69,7 @@ std::set<Entity> entities(const std::vector<std::vector<std::string>>& sentences
 class TokenClassificationMetric : public Metric {
  public:
   explicit TokenClassificationMetric(const nlohmann::json& options) {
-    Options o(options, type());
+    ComponentOptions o(options, type());
     label_name_ = o.text("label_name", "labels");
     logit_name_ = o.text("logit_name", "logits");
     // The label map: {"B-PER": 1, ...} (label2id) or {"1": "B-PER", ...} (id2label).

@@ -1,0 +1,63 @@
+// Learning-rate schedules by torch.optim.lr_scheduler's class names, stepped as PyTorch steps
+// them: each step computes the next rates from the current ones (PyTorch's "chainable" form), in
+// the same double arithmetic, so the values per step equal Python's.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "ms/config/registry.h"
+
+namespace ms::trainer {
+
+/// One schedule over the optimizer's parameter groups. Constructed as PyTorch constructs one: the
+/// groups start at `base_lrs`, then step 0 runs (which may scale them, e.g. LinearLR).
+class LrScheduler {
+ public:
+  virtual ~LrScheduler() = default;
+  /// The registered name ("StepLR").
+  virtual std::string type() const = 0;
+  /// The rate of each parameter group now (PyTorch's get_last_lr()).
+  const std::vector<double>& lrs() const { return lrs_; }
+  /// Steps done since step 0 (PyTorch's last_epoch).
+  std::int64_t last_epoch() const { return last_epoch_; }
+  /// One epoch or iteration on: the next rates.
+  void step();
+  /// What a checkpoint keeps (the step count and the current rates), and its reverse; a state of
+  /// another type or group count is kIntegrity.
+  nlohmann::json state() const;
+  void load_state(const nlohmann::json& state);
+
+ protected:
+  explicit LrScheduler(std::vector<double> base_lrs)
+      : base_lrs_(std::move(base_lrs)), lrs_(base_lrs_) {}
+  /// Called by the concrete class's constructor once its options are set: step 0.
+  void start();
+  /// The rates after the step to `last_epoch()`, from the current ones (lrs()).
+  virtual std::vector<double> next() const = 0;
+
+  std::vector<double> base_lrs_;
+
+ private:
+  std::vector<double> lrs_;
+  std::int64_t last_epoch_ = -1;
+};
+
+/// Builds a schedule from its options (a `train.lr_scheduler` object without `type` and
+/// `options`); a missing, unknown or ill-typed option is kConfig naming it.
+using LrSchedulerFactory = std::function<std::unique_ptr<LrScheduler>(
+    const nlohmann::json& options, std::vector<double> base_lrs)>;
+
+/// StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR, LinearLR, ConstantLR, PolynomialLR.
+const Registry<LrSchedulerFactory>& lr_scheduler_registry();
+
+/// A schedule from a `train.lr_scheduler` config (`type` plus options; `options` — the hook's —
+/// is left for the hook). Unknown types are kNotFound with the close matches.
+std::unique_ptr<LrScheduler> build_lr_scheduler(const nlohmann::json& config,
+                                                std::vector<double> base_lrs);
+
+}  // namespace ms::trainer

@@ -1,0 +1,290 @@
+// The schedules, each get_lr() of torch.optim.lr_scheduler (PyTorch 1.13) written out: the same
+// branches and the same order of double operations, so that the rates match Python's exactly.
+#include "ms/trainer/lr_scheduler.h"
+
+#include <cmath>
+#include <map>
+
+#include "ms/config/options.h"
+#include "ms/core/error.h"
+
+namespace ms::trainer {
+
+void LrScheduler::start() { step(); }
+
+void LrScheduler::step() {
+  ++last_epoch_;
+  lrs_ = next();
+}
+
+nlohmann::json LrScheduler::state() const {
+  return {{"type", type()}, {"last_epoch", last_epoch_}, {"lrs", lrs_}, {"base_lrs", base_lrs_}};
+}
+
+void LrScheduler::load_state(const nlohmann::json& state) {
+  try {
+    if (state.at("type") != type()) throw std::runtime_error("it is a " + state.at("type").dump());
+    auto lrs = state.at("lrs").get<std::vector<double>>();
+    auto base = state.at("base_lrs").get<std::vector<double>>();
+    if (lrs.size() != lrs_.size() || base.size() != base_lrs_.size())
+      throw std::runtime_error("it has another number of parameter groups");
+    last_epoch_ = state.at("last_epoch").get<std::int64_t>();
+    lrs_ = std::move(lrs);
+    base_lrs_ = std::move(base);
+  } catch (const std::exception& e) {
+    fail(ErrorCode::kIntegrity, "cannot restore the {} schedule from the checkpoint: {}", type(),
+         e.what());
+  }
+}
+
+namespace {
+
+// Python's a % b for b > 0 (never negative).
+std::int64_t python_mod(std::int64_t a, std::int64_t b) { return ((a % b) + b) % b; }
+
+// The rates as they are (no change at this step).
+std::vector<double> unchanged(const std::vector<double>& lrs) { return lrs; }
+
+std::vector<double> scaled(const std::vector<double>& lrs, double factor) {
+  std::vector<double> out = lrs;
+  for (double& lr : out) lr *= factor;
+  return out;
+}
+
+void require_positive(std::int64_t value, const char* option, const char* type) {
+  if (value <= 0)
+    fail(ErrorCode::kConfig, "{}: option '{}' must be positive, got {}", type, option, value);
+}
+
+class StepLR : public LrScheduler {
+ public:
+  StepLR(const nlohmann::json& options, std::vector<double> base) : LrScheduler(std::move(base)) {
+    ComponentOptions o(options, type());
+    step_size_ = o.integer("step_size");
+    gamma_ = o.number("gamma", 0.1);
+    o.check_all_read();
+    require_positive(step_size_, "step_size", "StepLR");
+    start();
+  }
+  std::string type() const override { return "StepLR"; }
+
+ protected:
+  std::vector<double> next() const override {
+    if (last_epoch() == 0 || last_epoch() % step_size_ != 0) return unchanged(lrs());
+    return scaled(lrs(), gamma_);
+  }
+
+ private:
+  std::int64_t step_size_ = 1;
+  double gamma_ = 0.1;
+};
+
+class MultiStepLR : public LrScheduler {
+ public:
+  MultiStepLR(const nlohmann::json& options, std::vector<double> base)
+      : LrScheduler(std::move(base)) {
+    ComponentOptions o(options, type());
+    for (std::int64_t m : o.integers("milestones")) ++milestones_[m];  // a repeat counts twice
+    gamma_ = o.number("gamma", 0.1);
+    o.check_all_read();
+    start();
+  }
+  std::string type() const override { return "MultiStepLR"; }
+
+ protected:
+  std::vector<double> next() const override {
+    auto it = milestones_.find(last_epoch());
+    if (it == milestones_.end()) return unchanged(lrs());
+    return scaled(lrs(), std::pow(gamma_, static_cast<double>(it->second)));
+  }
+
+ private:
+  std::map<std::int64_t, int> milestones_;
+  double gamma_ = 0.1;
+};
+
+class ExponentialLR : public LrScheduler {
+ public:
+  ExponentialLR(const nlohmann::json& options, std::vector<double> base)
+      : LrScheduler(std::move(base)) {
+    ComponentOptions o(options, type());
+    gamma_ = o.number("gamma");
+    o.check_all_read();
+    start();
+  }
+  std::string type() const override { return "ExponentialLR"; }
+
+ protected:
+  std::vector<double> next() const override {
+    return last_epoch() == 0 ? unchanged(lrs()) : scaled(lrs(), gamma_);
+  }
+
+ private:
+  double gamma_ = 1;
+};
+
+class CosineAnnealingLR : public LrScheduler {
+ public:
+  CosineAnnealingLR(const nlohmann::json& options, std::vector<double> base)
+      : LrScheduler(std::move(base)) {
+    ComponentOptions o(options, type());
+    t_max_ = o.integer("T_max");
+    eta_min_ = o.number("eta_min", 0.0);
+    o.check_all_read();
+    require_positive(t_max_, "T_max", "CosineAnnealingLR");
+    start();
+  }
+  std::string type() const override { return "CosineAnnealingLR"; }
+
+ protected:
+  std::vector<double> next() const override {
+    const std::int64_t e = last_epoch();
+    if (e == 0) return unchanged(lrs());
+    const double t_max = static_cast<double>(t_max_);
+    std::vector<double> out = lrs();
+    if (python_mod(e - 1 - t_max_, 2 * t_max_) == 0) {
+      for (std::size_t i = 0; i < out.size(); ++i)
+        out[i] = out[i] + (base_lrs_[i] - eta_min_) * (1 - std::cos(M_PI / t_max)) / 2;
+      return out;
+    }
+    for (double& lr : out) {
+      lr = (1 + std::cos(M_PI * static_cast<double>(e) / t_max)) /
+               (1 + std::cos(M_PI * static_cast<double>(e - 1) / t_max)) * (lr - eta_min_) +
+           eta_min_;
+    }
+    return out;
+  }
+
+ private:
+  std::int64_t t_max_ = 1;
+  double eta_min_ = 0;
+};
+
+class LinearLR : public LrScheduler {
+ public:
+  LinearLR(const nlohmann::json& options, std::vector<double> base) : LrScheduler(std::move(base)) {
+    ComponentOptions o(options, type());
+    start_factor_ = o.number("start_factor", 1.0 / 3);
+    end_factor_ = o.number("end_factor", 1.0);
+    total_iters_ = o.integer("total_iters", 5);
+    o.check_all_read();
+    if (start_factor_ <= 0 || start_factor_ > 1 || end_factor_ < 0 || end_factor_ > 1)
+      fail(ErrorCode::kConfig,
+           "LinearLR: start_factor must be in (0, 1] and end_factor in [0, 1], got {} and {}",
+           start_factor_, end_factor_);
+    start();
+  }
+  std::string type() const override { return "LinearLR"; }
+
+ protected:
+  std::vector<double> next() const override {
+    const std::int64_t e = last_epoch();
+    if (e == 0) return scaled(lrs(), start_factor_);
+    if (e > total_iters_) return unchanged(lrs());
+    return scaled(lrs(), 1. + (end_factor_ - start_factor_) /
+                                  (static_cast<double>(total_iters_) * start_factor_ +
+                                   static_cast<double>(e - 1) * (end_factor_ - start_factor_)));
+  }
+
+ private:
+  double start_factor_ = 1.0 / 3, end_factor_ = 1.0;
+  std::int64_t total_iters_ = 5;
+};
+
+class ConstantLR : public LrScheduler {
+ public:
+  ConstantLR(const nlohmann::json& options, std::vector<double> base)
+      : LrScheduler(std::move(base)) {
+    ComponentOptions o(options, type());
+    factor_ = o.number("factor", 1.0 / 3);
+    total_iters_ = o.integer("total_iters", 5);
+    o.check_all_read();
+    if (factor_ <= 0 || factor_ > 1)
+      fail(ErrorCode::kConfig, "ConstantLR: factor must be in (0, 1], got {}", factor_);
+    start();
+  }
+  std::string type() const override { return "ConstantLR"; }
+
+ protected:
+  std::vector<double> next() const override {
+    const std::int64_t e = last_epoch();
+    if (e == 0) return scaled(lrs(), factor_);
+    if (e != total_iters_) return unchanged(lrs());
+    return scaled(lrs(), 1.0 / factor_);
+  }
+
+ private:
+  double factor_ = 1.0 / 3;
+  std::int64_t total_iters_ = 5;
+};
+
+class PolynomialLR : public LrScheduler {
+ public:
+  PolynomialLR(const nlohmann::json& options, std::vector<double> base)
+      : LrScheduler(std::move(base)) {
+    ComponentOptions o(options, type());
+    total_iters_ = o.integer("total_iters", 5);
+    power_ = o.number("power", 1.0);
+    o.check_all_read();
+    require_positive(total_iters_, "total_iters", "PolynomialLR");
+    start();
+  }
+  std::string type() const override { return "PolynomialLR"; }
+
+ protected:
+  std::vector<double> next() const override {
+    const std::int64_t e = last_epoch();
+    if (e == 0 || e > total_iters_) return unchanged(lrs());
+    const double total = static_cast<double>(total_iters_);
+    const double decay = std::pow(
+        (1.0 - static_cast<double>(e) / total) / (1.0 - static_cast<double>(e - 1) / total),
+        power_);
+    return scaled(lrs(), decay);
+  }
+
+ private:
+  std::int64_t total_iters_ = 5;
+  double power_ = 1.0;
+};
+
+template <typename T>
+LrSchedulerFactory factory() {
+  return [](const nlohmann::json& options, std::vector<double> base_lrs) {
+    return std::unique_ptr<LrScheduler>(std::make_unique<T>(options, std::move(base_lrs)));
+  };
+}
+
+}  // namespace
+
+const Registry<LrSchedulerFactory>& lr_scheduler_registry() {
+  static const Registry<LrSchedulerFactory> registry = [] {
+    Registry<LrSchedulerFactory> r("lr_schedulers");
+    r.add("StepLR", factory<StepLR>(), "lr * gamma every step_size steps");
+    r.add("MultiStepLR", factory<MultiStepLR>(), "lr * gamma at each milestone");
+    r.add("ExponentialLR", factory<ExponentialLR>(), "lr * gamma every step");
+    r.add("CosineAnnealingLR", factory<CosineAnnealingLR>(),
+          "cosine from the base rate to eta_min over T_max steps, and back");
+    r.add("LinearLR", factory<LinearLR>(), "a linear factor from start_factor to end_factor");
+    r.add("ConstantLR", factory<ConstantLR>(), "lr * factor for total_iters steps");
+    r.add("PolynomialLR", factory<PolynomialLR>(), "polynomial decay to 0 over total_iters steps");
+    return r;
+  }();
+  return registry;
+}
+
+std::unique_ptr<LrScheduler> build_lr_scheduler(const nlohmann::json& config,
+                                                std::vector<double> base_lrs) {
+  if (!config.is_object() || !config.contains("type") || !config["type"].is_string()) {
+    throw Error(ErrorCode::kConfig,
+                fmt::format("train.lr_scheduler: '{}' names no scheduler type", config.dump()),
+                "give {\"type\": \"StepLR\", \"step_size\": 2, ...}");
+  }
+  if (base_lrs.empty()) fail(ErrorCode::kInternal, "a schedule needs at least one parameter group");
+  nlohmann::json options = config;
+  options.erase("type");
+  options.erase("options");  // the LrSchedulerHook's (by_epoch, warmup)
+  return lr_scheduler_registry().get(config["type"].get<std::string>())(options,
+                                                                        std::move(base_lrs));
+}
+
+}  // namespace ms::trainer

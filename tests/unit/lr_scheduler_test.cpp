@@ -1,0 +1,82 @@
+// The learning-rate schedules against torch.optim.lr_scheduler (PyTorch 1.13): the rates of each
+// step equal Python's (tests/data/trainer/lr_schedules.json,
+// scripts/make_lr_schedule_reference.py), a restored state goes on as the original, and bad configs
+// are refused clearly.
+#include "ms/trainer/lr_scheduler.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+
+#include "catch.h"
+#include "ms/core/error.h"
+
+using nlohmann::json;
+
+TEST_CASE("learning-rate schedules step as torch.optim.lr_scheduler does", "[trainer]") {
+  std::ifstream in(std::string(MS_TEST_DATA_DIR) + "/trainer/lr_schedules.json");
+  REQUIRE(in.good());
+  std::stringstream text;
+  text << in.rdbuf();
+  const json reference = json::parse(text.str());
+  REQUIRE(reference["cases"].size() == 10);
+  for (const json& c : reference["cases"]) {
+    INFO(c["config"].dump());
+    auto schedule =
+        ms::trainer::build_lr_scheduler(c["config"], c["base_lrs"].get<std::vector<double>>());
+    const auto& expected = c["lrs"];
+    json saved;
+    for (std::size_t step = 0; step < expected.size(); ++step) {
+      if (step > 0) schedule->step();
+      const auto want = expected[step].get<std::vector<double>>();
+      INFO("step " << step);
+      REQUIRE(schedule->lrs().size() == want.size());
+      for (std::size_t g = 0; g < want.size(); ++g) {
+        // The same operations in the same order: equal to the last bit.
+        CHECK(schedule->lrs()[g] == want[g]);
+      }
+      if (step == expected.size() / 2) saved = schedule->state();
+    }
+    // Restored half way, a new schedule goes on exactly as the first did.
+    auto resumed =
+        ms::trainer::build_lr_scheduler(c["config"], c["base_lrs"].get<std::vector<double>>());
+    resumed->load_state(saved);
+    for (std::size_t step = expected.size() / 2 + 1; step < expected.size(); ++step) {
+      resumed->step();
+      CHECK(resumed->lrs() == expected[step].get<std::vector<double>>());
+    }
+  }
+}
+
+TEST_CASE("learning-rate schedules refuse bad configs", "[trainer]") {
+  // The error's code, or nullopt when the config is accepted.
+  auto code = [](const json& config, std::string* what = nullptr) -> std::optional<ms::ErrorCode> {
+    try {
+      ms::trainer::build_lr_scheduler(config, {0.1});
+    } catch (const ms::Error& e) {
+      if (what != nullptr) *what = std::string(e.what()) + " | " + e.hint();
+      return e.code();
+    }
+    return std::nullopt;
+  };
+  std::string what;
+  CHECK(code({{"type", "StepLr"}, {"step_size", 2}}, &what) == ms::ErrorCode::kNotFound);
+  CHECK(what.find("StepLR") != std::string::npos);  // the close match
+  CHECK(code({{"type", "StepLR"}}, &what) == ms::ErrorCode::kConfig);
+  CHECK(what.find("step_size") != std::string::npos);
+  CHECK(code({{"type", "StepLR"}, {"step_size", 0}}) == ms::ErrorCode::kConfig);
+  CHECK(code({{"type", "StepLR"}, {"step_size", 2}, {"gama", 0.5}}, &what) ==
+        ms::ErrorCode::kConfig);
+  CHECK(what.find("gamma") != std::string::npos);
+  CHECK(code({{"type", "StepLR"}, {"step_size", "2"}}) == ms::ErrorCode::kConfig);
+  CHECK(code({{"type", "MultiStepLR"}, {"milestones", {1, 2.5}}}) == ms::ErrorCode::kConfig);
+  CHECK(code({{"type", "LinearLR"}, {"start_factor", 0}}) == ms::ErrorCode::kConfig);
+  CHECK(code(json::array()) == ms::ErrorCode::kConfig);
+  // The hook's options are the hook's: not an error here.
+  CHECK(code({{"type", "ExponentialLR"}, {"gamma", 0.9}, {"options", {{"by_epoch", false}}}}) ==
+        std::nullopt);
+  auto step = ms::trainer::build_lr_scheduler({{"type", "StepLR"}, {"step_size", 2}}, {0.1});
+  auto other = ms::trainer::build_lr_scheduler({{"type", "ExponentialLR"}, {"gamma", 0.9}}, {0.1});
+  CHECK_THROWS_AS(step->load_state(other->state()), ms::Error);
+}
