@@ -20,6 +20,9 @@ CASES = [
     {"type": "ConstantLR", "factor": 0.25, "total_iters": 12},
     {"type": "PolynomialLR", "total_iters": 60, "power": 2.0},
     {"type": "PolynomialLR", "total_iters": 30, "power": 0.5},
+    {"type": "OneCycleLR", "max_lr": 0.5, "total_steps": 120},
+    {"type": "OneCycleLR", "max_lr": [0.4, 0.02], "epochs": 8, "steps_per_epoch": 15, "pct_start": 0.25,
+     "anneal_strategy": "linear", "three_phase": True, "base_momentum": 0.8, "max_momentum": [0.9, 0.99]},
 ]
 STEPS = 120
 BASE_LRS = [0.1, 0.0037]
@@ -27,15 +30,19 @@ BASE_LRS = [0.1, 0.0037]
 out = []
 for case in CASES:
     params = [torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))]
-    opt = torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, BASE_LRS)], lr=BASE_LRS[0])
+    opt = torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, BASE_LRS)], lr=BASE_LRS[0],
+                          momentum=0.9)
     options = {k: v for k, v in case.items() if k != "type"}
     sched = getattr(torch.optim.lr_scheduler, case["type"])(opt, **options)
+    cycles = case["type"] == "OneCycleLR"  # it sets the groups' momentum too
     lrs = [list(sched.get_last_lr())]
+    momentums = [[g["momentum"] for g in opt.param_groups]]
     for _ in range(STEPS):
         opt.step()
         sched.step()
         lrs.append(list(sched.get_last_lr()))
-    out.append({"config": case, "base_lrs": BASE_LRS, "lrs": lrs})
+        momentums.append([g["momentum"] for g in opt.param_groups])
+    out.append({"config": case, "base_lrs": BASE_LRS, "lrs": lrs, **({"momentums": momentums} if cycles else {})})
 
 path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "trainer", "lr_schedules.json")
 os.makedirs(os.path.dirname(path), exist_ok=True)

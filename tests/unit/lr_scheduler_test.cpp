@@ -20,7 +20,7 @@ TEST_CASE("learning-rate schedules step as torch.optim.lr_scheduler does", "[tra
   std::stringstream text;
   text << in.rdbuf();
   const json reference = json::parse(text.str());
-  REQUIRE(reference["cases"].size() == 10);
+  REQUIRE(reference["cases"].size() == 12);
   for (const json& c : reference["cases"]) {
     INFO(c["config"].dump());
     auto schedule =
@@ -35,6 +35,11 @@ TEST_CASE("learning-rate schedules step as torch.optim.lr_scheduler does", "[tra
       for (std::size_t g = 0; g < want.size(); ++g) {
         // The same operations in the same order: equal to the last bit.
         CHECK(schedule->lrs()[g] == want[g]);
+      }
+      if (c.contains("momentums")) {
+        CHECK(schedule->momentums() == c["momentums"][step].get<std::vector<double>>());
+      } else {
+        CHECK(schedule->momentums().empty());
       }
       if (step == expected.size() / 2) saved = schedule->state();
     }
@@ -73,6 +78,19 @@ TEST_CASE("learning-rate schedules refuse bad configs", "[trainer]") {
   CHECK(code({{"type", "MultiStepLR"}, {"milestones", {1, 2.5}}}) == ms::ErrorCode::kConfig);
   CHECK(code({{"type", "LinearLR"}, {"start_factor", 0}}) == ms::ErrorCode::kConfig);
   CHECK(code(json::array()) == ms::ErrorCode::kConfig);
+  CHECK(code({{"type", "OneCycleLR"}, {"max_lr", 0.1}}, &what) == ms::ErrorCode::kConfig);
+  CHECK(what.find("total_steps") != std::string::npos);
+  CHECK(code({{"type", "OneCycleLR"}, {"max_lr", {0.1, 0.2}}, {"total_steps", 9}}) ==
+        ms::ErrorCode::kConfig);  // two rates for one group
+  CHECK(code({{"type", "OneCycleLR"},
+              {"max_lr", 0.1},
+              {"total_steps", 9},
+              {"anneal_strategy", "cosine"}}) == ms::ErrorCode::kConfig);
+  auto cycle = ms::trainer::build_lr_scheduler(
+      {{"type", "OneCycleLR"}, {"max_lr", 0.1}, {"total_steps", 2}}, {0.1});
+  cycle->step();
+  cycle->step();
+  CHECK_THROWS_AS(cycle->step(), ms::Error);  // past total_steps, as PyTorch refuses
   // The hook's options are the hook's: not an error here.
   CHECK(code({{"type", "ExponentialLR"}, {"gamma", 0.9}, {"options", {{"by_epoch", false}}}}) ==
         std::nullopt);

@@ -69,6 +69,28 @@ std::vector<std::int64_t> ComponentOptions::integers(const char* key) {
   return out;
 }
 
+bool ComponentOptions::flag(const char* key, bool fallback) {
+  const nlohmann::json* v = find(key);
+  if (v == nullptr) return fallback;
+  if (!v->is_boolean()) wrong(key, "true or false");
+  return v->get<bool>();
+}
+
+std::vector<double> ComponentOptions::numbers(const char* key, std::size_t count) {
+  const nlohmann::json* v = find(key);
+  if (v == nullptr) fail(ErrorCode::kConfig, "{}: option '{}' is required", component_, key);
+  if (v->is_number()) return std::vector<double>(count, number(key, 0.0));
+  if (!v->is_array() || v->size() != count)
+    wrong(key, fmt::format("a number or a list of {}", count).c_str());
+  std::vector<double> out;
+  for (const auto& item : *v) {
+    if (!item.is_number() || !std::isfinite(item.get<double>()))
+      wrong(key, fmt::format("a number or a list of {}", count).c_str());
+    out.push_back(item.get<double>());
+  }
+  return out;
+}
+
 nlohmann::json ComponentOptions::value(const char* key) {
   const nlohmann::json* v = find(key);
   return v == nullptr ? nlohmann::json() : *v;

@@ -2,6 +2,7 @@
 // branches and the same order of double operations, so that the rates match Python's exactly.
 #include "ms/trainer/lr_scheduler.h"
 
+#include <array>
 #include <cmath>
 #include <map>
 
@@ -69,7 +70,7 @@ class StepLR : public LrScheduler {
   std::string type() const override { return "StepLR"; }
 
  protected:
-  std::vector<double> next() const override {
+  std::vector<double> next() override {
     if (last_epoch() == 0 || last_epoch() % step_size_ != 0) return unchanged(lrs());
     return scaled(lrs(), gamma_);
   }
@@ -92,7 +93,7 @@ class MultiStepLR : public LrScheduler {
   std::string type() const override { return "MultiStepLR"; }
 
  protected:
-  std::vector<double> next() const override {
+  std::vector<double> next() override {
     auto it = milestones_.find(last_epoch());
     if (it == milestones_.end()) return unchanged(lrs());
     return scaled(lrs(), std::pow(gamma_, static_cast<double>(it->second)));
@@ -115,7 +116,7 @@ class ExponentialLR : public LrScheduler {
   std::string type() const override { return "ExponentialLR"; }
 
  protected:
-  std::vector<double> next() const override {
+  std::vector<double> next() override {
     return last_epoch() == 0 ? unchanged(lrs()) : scaled(lrs(), gamma_);
   }
 
@@ -137,7 +138,7 @@ class CosineAnnealingLR : public LrScheduler {
   std::string type() const override { return "CosineAnnealingLR"; }
 
  protected:
-  std::vector<double> next() const override {
+  std::vector<double> next() override {
     const std::int64_t e = last_epoch();
     if (e == 0) return unchanged(lrs());
     const double t_max = static_cast<double>(t_max_);
@@ -177,7 +178,7 @@ class LinearLR : public LrScheduler {
   std::string type() const override { return "LinearLR"; }
 
  protected:
-  std::vector<double> next() const override {
+  std::vector<double> next() override {
     const std::int64_t e = last_epoch();
     if (e == 0) return scaled(lrs(), start_factor_);
     if (e > total_iters_) return unchanged(lrs());
@@ -206,7 +207,7 @@ class ConstantLR : public LrScheduler {
   std::string type() const override { return "ConstantLR"; }
 
  protected:
-  std::vector<double> next() const override {
+  std::vector<double> next() override {
     const std::int64_t e = last_epoch();
     if (e == 0) return scaled(lrs(), factor_);
     if (e != total_iters_) return unchanged(lrs());
@@ -232,7 +233,7 @@ class PolynomialLR : public LrScheduler {
   std::string type() const override { return "PolynomialLR"; }
 
  protected:
-  std::vector<double> next() const override {
+  std::vector<double> next() override {
     const std::int64_t e = last_epoch();
     if (e == 0 || e > total_iters_) return unchanged(lrs());
     const double total = static_cast<double>(total_iters_);
@@ -245,6 +246,122 @@ class PolynomialLR : public LrScheduler {
  private:
   std::int64_t total_iters_ = 5;
   double power_ = 1.0;
+};
+
+// OneCycleLR: not chainable; each step's rate follows from the step number and the phases.
+// The rates start at max_lr / div_factor whatever the groups' own rates were (as PyTorch's).
+class OneCycleLR : public LrScheduler {
+ public:
+  OneCycleLR(const nlohmann::json& options, std::vector<double> base)
+      : LrScheduler(std::move(base)) {
+    ComponentOptions o(options, type());
+    const std::size_t groups = base_lrs_.size();
+    max_lrs_ = o.numbers("max_lr", groups);
+    const nlohmann::json total = o.value("total_steps");
+    const std::int64_t epochs = o.integer("epochs", 0), per_epoch = o.integer("steps_per_epoch", 0);
+    if (total.is_number_integer()) {
+      total_steps_ = total.get<std::int64_t>();
+    } else if (!total.is_null()) {
+      fail(ErrorCode::kConfig, "OneCycleLR: option 'total_steps' must be an integer, got {}",
+           total.dump());
+    } else {
+      if (epochs <= 0 || per_epoch <= 0)
+        fail(ErrorCode::kConfig,
+             "OneCycleLR: give total_steps, or epochs and steps_per_epoch (positive integers)");
+      total_steps_ = epochs * per_epoch;
+    }
+    require_positive(total_steps_, "total_steps", "OneCycleLR");
+    const double pct_start = o.number("pct_start", 0.3);
+    const std::string anneal = o.text("anneal_strategy", "cos");
+    cycle_momentum_ = o.flag("cycle_momentum", true);
+    const std::vector<double> base_momentum = o.value("base_momentum").is_null()
+                                                  ? std::vector<double>(groups, 0.85)
+                                                  : o.numbers("base_momentum", groups);
+    const std::vector<double> max_momentum = o.value("max_momentum").is_null()
+                                                 ? std::vector<double>(groups, 0.95)
+                                                 : o.numbers("max_momentum", groups);
+    const double div_factor = o.number("div_factor", 25.0);
+    const double final_div_factor = o.number("final_div_factor", 1e4);
+    const bool three_phase = o.flag("three_phase", false);
+    o.check_all_read();
+    if (pct_start < 0 || pct_start > 1)
+      fail(ErrorCode::kConfig, "OneCycleLR: pct_start must be in [0, 1], got {}", pct_start);
+    if (anneal != "cos" && anneal != "linear")
+      fail(ErrorCode::kConfig, "OneCycleLR: anneal_strategy must be 'cos' or 'linear', got '{}'",
+           anneal);
+    cosine_ = anneal == "cos";
+    const double steps = static_cast<double>(total_steps_);
+    // Phases: [end step, start and end rate, start and end momentum], per group through kinds.
+    if (three_phase) {
+      phases_ = {{pct_start * steps - 1, kInitial, kMax, kMaxMomentum, kBaseMomentum},
+                 {2 * pct_start * steps - 2, kMax, kInitial, kBaseMomentum, kMaxMomentum},
+                 {steps - 1, kInitial, kMin, kMaxMomentum, kMaxMomentum}};
+    } else {
+      phases_ = {{pct_start * steps - 1, kInitial, kMax, kMaxMomentum, kBaseMomentum},
+                 {steps - 1, kMax, kMin, kBaseMomentum, kMaxMomentum}};
+    }
+    for (std::size_t g = 0; g < groups; ++g) {
+      const double initial = max_lrs_[g] / div_factor;
+      values_.push_back(
+          {initial, max_lrs_[g], initial / final_div_factor, base_momentum[g], max_momentum[g]});
+    }
+    start();
+  }
+  std::string type() const override { return "OneCycleLR"; }
+  std::vector<double> momentums() const override {
+    std::vector<double> out;
+    if (!cycle_momentum_) return out;
+    for (std::size_t g = 0; g < values_.size(); ++g) out.push_back(at(last_epoch(), g).second);
+    return out;
+  }
+
+ protected:
+  std::vector<double> next() override {
+    const std::int64_t step = last_epoch();
+    if (step > total_steps_)
+      fail(ErrorCode::kConfig, "OneCycleLR: stepped {} times, but total_steps is {}", step + 1,
+           total_steps_);
+    std::vector<double> out;
+    for (std::size_t g = 0; g < values_.size(); ++g) out.push_back(at(step, g).first);
+    return out;
+  }
+
+ private:
+  // Indexes into a group's values.
+  enum Value { kInitial, kMax, kMin, kBaseMomentum, kMaxMomentum };
+  struct Phase {
+    double end_step;
+    Value start_lr, end_lr, start_momentum, end_momentum;
+  };
+
+  // Group g's rate and momentum at `step`: within the first phase that ends at or after it.
+  std::pair<double, double> at(std::int64_t step, std::size_t g) const {
+    double start_step = 0;
+    for (std::size_t i = 0; i < phases_.size(); ++i) {
+      const Phase& phase = phases_[i];
+      if (static_cast<double>(step) <= phase.end_step || i + 1 == phases_.size()) {
+        const double pct = (static_cast<double>(step) - start_step) / (phase.end_step - start_step);
+        return {anneal(values_[g][phase.start_lr], values_[g][phase.end_lr], pct),
+                anneal(values_[g][phase.start_momentum], values_[g][phase.end_momentum], pct)};
+      }
+      start_step = phase.end_step;
+    }
+    return {0, 0};  // unreachable: the last phase always matches
+  }
+
+  double anneal(double start, double end, double pct) const {
+    if (cosine_) {
+      const double cos_out = std::cos(M_PI * pct) + 1;
+      return end + (start - end) / 2.0 * cos_out;
+    }
+    return (end - start) * pct + start;
+  }
+
+  std::vector<double> max_lrs_;
+  std::int64_t total_steps_ = 1;
+  bool cosine_ = true, cycle_momentum_ = true;
+  std::vector<Phase> phases_;
+  std::vector<std::array<double, 5>> values_;  // per group, by Value
 };
 
 template <typename T>
@@ -267,6 +384,8 @@ const Registry<LrSchedulerFactory>& lr_scheduler_registry() {
     r.add("LinearLR", factory<LinearLR>(), "a linear factor from start_factor to end_factor");
     r.add("ConstantLR", factory<ConstantLR>(), "lr * factor for total_iters steps");
     r.add("PolynomialLR", factory<PolynomialLR>(), "polynomial decay to 0 over total_iters steps");
+    r.add("OneCycleLR", factory<OneCycleLR>(),
+          "1cycle: up to max_lr and down far below it, momentum the other way");
     return r;
   }();
   return registry;

@@ -25,6 +25,9 @@ class MS_API ComponentOptions {
   std::int64_t integer(const char* key, std::int64_t fallback);
   std::int64_t integer(const char* key);
   std::vector<std::int64_t> integers(const char* key);
+  bool flag(const char* key, bool fallback);
+  /// A number, or a list of numbers (one per item, e.g. per parameter group): `count` values.
+  std::vector<double> numbers(const char* key, std::size_t count);
   /// The option as it is (null when absent).
   nlohmann::json value(const char* key);
   /// kConfig for the first key no accessor asked for, with the close matches among those read.

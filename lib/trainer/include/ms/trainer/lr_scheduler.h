@@ -23,6 +23,9 @@ class LrScheduler {
   virtual std::string type() const = 0;
   /// The rate of each parameter group now (PyTorch's get_last_lr()).
   const std::vector<double>& lrs() const { return lrs_; }
+  /// The momentum (SGD) or beta1 (Adam) of each group, for schedules that cycle it (OneCycleLR);
+  /// empty otherwise.
+  virtual std::vector<double> momentums() const { return {}; }
   /// Steps done since step 0 (PyTorch's last_epoch).
   std::int64_t last_epoch() const { return last_epoch_; }
   /// One epoch or iteration on: the next rates.
@@ -38,7 +41,7 @@ class LrScheduler {
   /// Called by the concrete class's constructor once its options are set: step 0.
   void start();
   /// The rates after the step to `last_epoch()`, from the current ones (lrs()).
-  virtual std::vector<double> next() const = 0;
+  virtual std::vector<double> next() = 0;
 
   std::vector<double> base_lrs_;
 
@@ -52,7 +55,8 @@ class LrScheduler {
 using LrSchedulerFactory = std::function<std::unique_ptr<LrScheduler>(
     const nlohmann::json& options, std::vector<double> base_lrs)>;
 
-/// StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR, LinearLR, ConstantLR, PolynomialLR.
+/// StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR, LinearLR, ConstantLR, PolynomialLR,
+/// OneCycleLR.
 const Registry<LrSchedulerFactory>& lr_scheduler_registry();
 
 /// A schedule from a `train.lr_scheduler` config (`type` plus options; `options` — the hook's —
