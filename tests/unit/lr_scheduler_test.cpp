@@ -14,17 +14,28 @@
 
 using nlohmann::json;
 
+namespace {
+
+// A schedule as the LrSchedulerHook will build it: wrapped in the warmup of `options.warmup`.
+std::unique_ptr<ms::trainer::LrScheduler> make(const json& config, const json& base_lrs) {
+  auto schedule = ms::trainer::build_lr_scheduler(config, base_lrs.get<std::vector<double>>());
+  if (config.contains("options"))
+    schedule = ms::trainer::wrap_in_warmup(std::move(schedule), config["options"]["warmup"]);
+  return schedule;
+}
+
+}  // namespace
+
 TEST_CASE("learning-rate schedules step as torch.optim.lr_scheduler does", "[trainer]") {
   std::ifstream in(std::string(MS_TEST_DATA_DIR) + "/trainer/lr_schedules.json");
   REQUIRE(in.good());
   std::stringstream text;
   text << in.rdbuf();
   const json reference = json::parse(text.str());
-  REQUIRE(reference["cases"].size() == 12);
+  REQUIRE(reference["cases"].size() == 15);
   for (const json& c : reference["cases"]) {
     INFO(c["config"].dump());
-    auto schedule =
-        ms::trainer::build_lr_scheduler(c["config"], c["base_lrs"].get<std::vector<double>>());
+    auto schedule = make(c["config"], c["base_lrs"]);
     const auto& expected = c["lrs"];
     json saved;
     for (std::size_t step = 0; step < expected.size(); ++step) {
@@ -44,8 +55,7 @@ TEST_CASE("learning-rate schedules step as torch.optim.lr_scheduler does", "[tra
       if (step == expected.size() / 2) saved = schedule->state();
     }
     // Restored half way, a new schedule goes on exactly as the first did.
-    auto resumed =
-        ms::trainer::build_lr_scheduler(c["config"], c["base_lrs"].get<std::vector<double>>());
+    auto resumed = make(c["config"], c["base_lrs"]);
     resumed->load_state(saved);
     for (std::size_t step = expected.size() / 2 + 1; step < expected.size(); ++step) {
       resumed->step();
@@ -91,6 +101,16 @@ TEST_CASE("learning-rate schedules refuse bad configs", "[trainer]") {
   cycle->step();
   cycle->step();
   CHECK_THROWS_AS(cycle->step(), ms::Error);  // past total_steps, as PyTorch refuses
+  auto base = [] {
+    return ms::trainer::build_lr_scheduler({{"type", "ExponentialLR"}, {"gamma", 0.9}}, {0.1});
+  };
+  CHECK_THROWS_AS(
+      ms::trainer::wrap_in_warmup(base(), {{"type", "LinearWarmpu"}, {"warmup_iters", 3}}),
+      ms::Error);
+  CHECK_THROWS_AS(ms::trainer::wrap_in_warmup(base(), {{"type", "LinearWarmup"}}), ms::Error);
+  CHECK_THROWS_AS(
+      ms::trainer::wrap_in_warmup(base(), {{"type", "LinearWarmup"}, {"warmup_iters", 0}}),
+      ms::Error);
   // The hook's options are the hook's: not an error here.
   CHECK(code({{"type", "ExponentialLR"}, {"gamma", 0.9}, {"options", {{"by_epoch", false}}}}) ==
         std::nullopt);

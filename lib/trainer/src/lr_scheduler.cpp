@@ -8,6 +8,7 @@
 
 #include "ms/config/options.h"
 #include "ms/core/error.h"
+#include "ms/core/text.h"
 
 namespace ms::trainer {
 
@@ -20,6 +21,13 @@ void LrScheduler::step() {
 
 nlohmann::json LrScheduler::state() const {
   return {{"type", type()}, {"last_epoch", last_epoch_}, {"lrs", lrs_}, {"base_lrs", base_lrs_}};
+}
+
+void LrScheduler::set_lrs(std::vector<double> lrs) {
+  if (lrs.size() != lrs_.size())
+    fail(ErrorCode::kInternal, "{}: {} rates for {} parameter groups", type(), lrs.size(),
+         lrs_.size());
+  lrs_ = std::move(lrs);
 }
 
 void LrScheduler::load_state(const nlohmann::json& state) {
@@ -364,6 +372,95 @@ class OneCycleLR : public LrScheduler {
   std::vector<std::array<double, 5>> values_;  // per group, by Value
 };
 
+// ModelScope's BaseWarmup over another schedule (see wrap_in_warmup()).
+class Warmup : public LrScheduler {
+ public:
+  Warmup(std::unique_ptr<LrScheduler> base, const nlohmann::json& options)
+      : LrScheduler(base->lrs()), base_(std::move(base)) {
+    const nlohmann::json type =
+        options.is_object() ? options.value("type", nlohmann::json()) : nlohmann::json();
+    if (!type.is_string()) {
+      throw Error(
+          ErrorCode::kConfig,
+          fmt::format("lr_scheduler.options.warmup: '{}' names no warmup type", options.dump()),
+          "give {\"type\": \"LinearWarmup\", \"warmup_iters\": 100}");
+    }
+    type_ = type.get<std::string>();
+    if (type_ != "LinearWarmup" && type_ != "ConstantWarmup" && type_ != "ExponentialWarmup") {
+      throw Error(ErrorCode::kNotFound, fmt::format("unknown warmup type '{}'", type_),
+                  did_you_mean(type_, {"LinearWarmup", "ConstantWarmup", "ExponentialWarmup"}) +
+                      " registered: ConstantWarmup, ExponentialWarmup, LinearWarmup");
+    }
+    nlohmann::json rest = options;
+    rest.erase("type");
+    ComponentOptions o(rest, type_);
+    warmup_iters_ = o.integer("warmup_iters");
+    ratio_ = o.number("warmup_ratio", 0.1);
+    o.check_all_read();
+    require_positive(warmup_iters_, "warmup_iters", type_.c_str());
+    // The initial rates are the groups' own (`initial_lr`), before the base schedule's step 0.
+    base_lrs_ = initial_lrs_of(*base_);
+    start();
+  }
+  std::string type() const override { return type_; }
+  std::vector<double> momentums() const override { return base_->momentums(); }
+
+  nlohmann::json state() const override {
+    nlohmann::json out = LrScheduler::state();
+    out["base"] = base_->state();
+    out["init_step"] = init_step_;
+    return out;
+  }
+  void load_state(const nlohmann::json& state) override {
+    LrScheduler::load_state(state);
+    try {
+      base_->load_state(state.at("base"));
+      init_step_ = state.at("init_step").get<bool>();
+    } catch (const nlohmann::json::exception& e) {
+      fail(ErrorCode::kIntegrity, "cannot restore the {} schedule from the checkpoint: {}", type_,
+           e.what());
+    }
+  }
+
+ protected:
+  std::vector<double> next() override {
+    // PyTorch's _step_count of the base: its steps, the initial one included.
+    if (base_->last_epoch() + 1 > warmup_iters_) {
+      base_->step();
+      return base_->lrs();
+    }
+    base_->set_lrs(base_lrs_);
+    if (init_step_) {
+      init_step_ = false;  // the base made its step 0 when it was built
+    } else {
+      base_->step();
+    }
+    const double scale = scale_at(base_->last_epoch());
+    std::vector<double> out = base_->lrs();
+    for (double& lr : out) lr *= scale;
+    base_->set_lrs(out);
+    return out;
+  }
+
+ private:
+  static std::vector<double> initial_lrs_of(const LrScheduler& schedule) {
+    return schedule.state().at("base_lrs").get<std::vector<double>>();
+  }
+
+  double scale_at(std::int64_t k) const {
+    const double w = static_cast<double>(warmup_iters_), cur = static_cast<double>(k);
+    if (type_ == "ConstantWarmup") return k >= warmup_iters_ ? 1.0 : ratio_;
+    if (type_ == "LinearWarmup") return 1 - (1 - cur / w) * (1 - ratio_);
+    return std::pow(ratio_, 1 - cur / w);  // ExponentialWarmup
+  }
+
+  std::unique_ptr<LrScheduler> base_;
+  std::string type_;
+  std::int64_t warmup_iters_ = 1;
+  double ratio_ = 0.1;
+  bool init_step_ = true;
+};
+
 template <typename T>
 LrSchedulerFactory factory() {
   return [](const nlohmann::json& options, std::vector<double> base_lrs) {
@@ -389,6 +486,11 @@ const Registry<LrSchedulerFactory>& lr_scheduler_registry() {
     return r;
   }();
   return registry;
+}
+
+std::unique_ptr<LrScheduler> wrap_in_warmup(std::unique_ptr<LrScheduler> base,
+                                            const nlohmann::json& warmup) {
+  return std::make_unique<Warmup>(std::move(base), warmup);
 }
 
 std::unique_ptr<LrScheduler> build_lr_scheduler(const nlohmann::json& config,

@@ -32,8 +32,11 @@ class LrScheduler {
   void step();
   /// What a checkpoint keeps (the step count and the current rates), and its reverse; a state of
   /// another type or group count is kIntegrity.
-  nlohmann::json state() const;
-  void load_state(const nlohmann::json& state);
+  virtual nlohmann::json state() const;
+  virtual void load_state(const nlohmann::json& state);
+  /// Sets the groups' current rates, as another hand on the same optimizer does (a warmup
+  /// resetting them under the schedule it wraps): the next step goes on from these.
+  void set_lrs(std::vector<double> lrs);
 
  protected:
   explicit LrScheduler(std::vector<double> base_lrs)
@@ -58,6 +61,15 @@ using LrSchedulerFactory = std::function<std::unique_ptr<LrScheduler>(
 /// StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR, LinearLR, ConstantLR, PolynomialLR,
 /// OneCycleLR.
 const Registry<LrSchedulerFactory>& lr_scheduler_registry();
+
+/// `base` wrapped in ModelScope's warmup (`lr_scheduler.options.warmup`: `type` LinearWarmup,
+/// ConstantWarmup or ExponentialWarmup, `warmup_iters`, `warmup_ratio` 0.1), stepped as
+/// modelscope/trainers/lrscheduler/warmup/base.py steps it: for the first `warmup_iters` steps the
+/// rates are reset to the initial ones, the base schedule steps from there, and the result is
+/// scaled (Linear: 1 - (1 - k/W)(1 - r); Constant: r while k < W; Exponential: r^(1 - k/W));
+/// after that the base schedule goes on alone.
+std::unique_ptr<LrScheduler> wrap_in_warmup(std::unique_ptr<LrScheduler> base,
+                                            const nlohmann::json& warmup);
 
 /// A schedule from a `train.lr_scheduler` config (`type` plus options; `options` — the hook's —
 /// is left for the hook). Unknown types are kNotFound with the close matches.
