@@ -63,6 +63,8 @@ CASES = [
     {"type": "OneCycleLR", "max_lr": 0.5, "total_steps": 120},
     {"type": "OneCycleLR", "max_lr": [0.4, 0.02], "epochs": 8, "steps_per_epoch": 15, "pct_start": 0.25,
      "anneal_strategy": "linear", "three_phase": True, "base_momentum": 0.8, "max_momentum": [0.9, 0.99]},
+    {"type": "ReduceLROnPlateau", "factor": 0.5, "patience": 3, "cooldown": 2, "min_lr": [0.001, 0.0005]},
+    {"type": "ReduceLROnPlateau", "mode": "max", "threshold_mode": "abs", "threshold": 0.01, "patience": 2},
     {"type": "StepLR", "step_size": 3, "gamma": 0.5,
      "options": {"warmup": {"type": "LinearWarmup", "warmup_iters": 5}}},
     {"type": "LinearLR", "start_factor": 0.5, "total_iters": 20,
@@ -84,15 +86,25 @@ for case in CASES:
         warmup = dict(case["options"]["warmup"])
         sched = getattr(WARMUPS, warmup.pop("type"))(sched, **warmup)
     cycles = case["type"] == "OneCycleLR"  # it sets the groups' momentum too
+    # ReduceLROnPlateau steps on a metric: a noisy curve that improves, then stalls.
+    plateau = case["type"] == "ReduceLROnPlateau"
+    metrics = [round(1.0 / (1 + i / 10) + 0.05 * ((i * 7919) % 13) / 13, 6) if i < 40 else 0.3
+               for i in range(STEPS)]
+    if plateau and case.get("mode") == "max":
+        metrics = [-m for m in metrics]
     # The groups' rates (a warmup leaves get_last_lr() behind; the optimizer's rates are the truth).
     lrs = [[g["lr"] for g in opt.param_groups]]
     momentums = [[g["momentum"] for g in opt.param_groups]]
-    for _ in range(STEPS):
+    for i in range(STEPS):
         opt.step()
-        sched.step()
+        if plateau:
+            sched.step(metrics[i])
+        else:
+            sched.step()
         lrs.append([g["lr"] for g in opt.param_groups])
         momentums.append([g["momentum"] for g in opt.param_groups])
-    out.append({"config": case, "base_lrs": BASE_LRS, "lrs": lrs, **({"momentums": momentums} if cycles else {})})
+    out.append({"config": case, "base_lrs": BASE_LRS, "lrs": lrs, **({"momentums": momentums} if cycles else {}),
+                **({"metrics": metrics} if plateau else {})})
 
 path = os.path.join(ROOT, "tests", "data", "trainer", "lr_schedules.json")
 os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -32,14 +32,18 @@ TEST_CASE("learning-rate schedules step as torch.optim.lr_scheduler does", "[tra
   std::stringstream text;
   text << in.rdbuf();
   const json reference = json::parse(text.str());
-  REQUIRE(reference["cases"].size() == 15);
+  REQUIRE(reference["cases"].size() == 17);
   for (const json& c : reference["cases"]) {
     INFO(c["config"].dump());
     auto schedule = make(c["config"], c["base_lrs"]);
     const auto& expected = c["lrs"];
     json saved;
     for (std::size_t step = 0; step < expected.size(); ++step) {
-      if (step > 0) schedule->step();
+      if (step > 0 && c.contains("metrics")) {
+        schedule->step_with_metric(c["metrics"][step - 1].get<double>());
+      } else if (step > 0) {
+        schedule->step();
+      }
       const auto want = expected[step].get<std::vector<double>>();
       INFO("step " << step);
       REQUIRE(schedule->lrs().size() == want.size());
@@ -58,7 +62,11 @@ TEST_CASE("learning-rate schedules step as torch.optim.lr_scheduler does", "[tra
     auto resumed = make(c["config"], c["base_lrs"]);
     resumed->load_state(saved);
     for (std::size_t step = expected.size() / 2 + 1; step < expected.size(); ++step) {
-      resumed->step();
+      if (c.contains("metrics")) {
+        resumed->step_with_metric(c["metrics"][step - 1].get<double>());
+      } else {
+        resumed->step();
+      }
       CHECK(resumed->lrs() == expected[step].get<std::vector<double>>());
     }
   }
@@ -101,6 +109,10 @@ TEST_CASE("learning-rate schedules refuse bad configs", "[trainer]") {
   cycle->step();
   cycle->step();
   CHECK_THROWS_AS(cycle->step(), ms::Error);  // past total_steps, as PyTorch refuses
+  auto plateau = ms::trainer::build_lr_scheduler({{"type", "ReduceLROnPlateau"}}, {0.1});
+  CHECK_THROWS_AS(plateau->step(), ms::Error);  // it needs the metric
+  CHECK_THROWS_AS(plateau->step_with_metric(NAN), ms::Error);
+  CHECK_THROWS_AS(cycle->step_with_metric(1.0), ms::Error);  // others take none
   auto base = [] {
     return ms::trainer::build_lr_scheduler({{"type", "ExponentialLR"}, {"gamma", 0.9}}, {0.1});
   };

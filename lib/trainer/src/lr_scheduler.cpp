@@ -2,6 +2,7 @@
 // branches and the same order of double operations, so that the rates match Python's exactly.
 #include "ms/trainer/lr_scheduler.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <map>
@@ -15,8 +16,23 @@ namespace ms::trainer {
 void LrScheduler::start() { step(); }
 
 void LrScheduler::step() {
+  if (takes_metric() && !metric_ && last_epoch_ >= 0) {
+    throw Error(ErrorCode::kConfig, fmt::format("{} steps on a metric value", type()),
+                "use it with PlateauLrSchedulerHook and its metric_key");
+  }
   ++last_epoch_;
   lrs_ = next();
+  metric_.reset();
+}
+
+void LrScheduler::step_with_metric(double metric) {
+  if (!takes_metric())
+    fail(ErrorCode::kConfig, "{} does not step on a metric (only ReduceLROnPlateau does)", type());
+  if (!std::isfinite(metric))
+    fail(ErrorCode::kIntegrity, "{}: the monitored metric is {} at step {}", type(), metric,
+         last_epoch_ + 1);
+  metric_ = metric;
+  step();
 }
 
 nlohmann::json LrScheduler::state() const {
@@ -372,6 +388,97 @@ class OneCycleLR : public LrScheduler {
   std::vector<std::array<double, 5>> values_;  // per group, by Value
 };
 
+// ReduceLROnPlateau: the rates drop by `factor` once the metric has not improved for `patience`
+// steps (then `cooldown` steps pass before it counts again), never below min_lr.
+class ReduceLROnPlateau : public LrScheduler {
+ public:
+  ReduceLROnPlateau(const nlohmann::json& options, std::vector<double> base)
+      : LrScheduler(std::move(base)) {
+    ComponentOptions o(options, type());
+    const std::string mode = o.text("mode", "min");
+    factor_ = o.number("factor", 0.1);
+    patience_ = o.integer("patience", 10);
+    threshold_ = o.number("threshold", 1e-4);
+    const std::string threshold_mode = o.text("threshold_mode", "rel");
+    cooldown_ = o.integer("cooldown", 0);
+    min_lrs_ = o.value("min_lr").is_null() ? std::vector<double>(base_lrs_.size(), 0.0)
+                                           : o.numbers("min_lr", base_lrs_.size());
+    eps_ = o.number("eps", 1e-8);
+    o.check_all_read();
+    if (factor_ >= 1.0)
+      fail(ErrorCode::kConfig, "ReduceLROnPlateau: factor must be < 1, got {}", factor_);
+    if (mode != "min" && mode != "max")
+      fail(ErrorCode::kConfig, "ReduceLROnPlateau: mode must be 'min' or 'max', got '{}'", mode);
+    if (threshold_mode != "rel" && threshold_mode != "abs")
+      fail(ErrorCode::kConfig, "ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', got '{}'",
+           threshold_mode);
+    minimize_ = mode == "min";
+    relative_ = threshold_mode == "rel";
+    best_ = minimize_ ? INFINITY : -INFINITY;
+    start();
+  }
+  std::string type() const override { return "ReduceLROnPlateau"; }
+
+  nlohmann::json state() const override {
+    nlohmann::json out = LrScheduler::state();
+    out["best"] = std::isfinite(best_) ? nlohmann::json(best_) : nlohmann::json();
+    out["num_bad_epochs"] = bad_;
+    out["cooldown_counter"] = cooldown_counter_;
+    return out;
+  }
+  void load_state(const nlohmann::json& state) override {
+    LrScheduler::load_state(state);
+    try {
+      best_ = state.at("best").is_null() ? (minimize_ ? INFINITY : -INFINITY)
+                                         : state.at("best").get<double>();
+      bad_ = state.at("num_bad_epochs").get<std::int64_t>();
+      cooldown_counter_ = state.at("cooldown_counter").get<std::int64_t>();
+    } catch (const nlohmann::json::exception& e) {
+      fail(ErrorCode::kIntegrity, "cannot restore the {} schedule from the checkpoint: {}", type(),
+           e.what());
+    }
+  }
+
+ protected:
+  bool takes_metric() const override { return true; }
+
+  std::vector<double> next() override {
+    if (!metric_) return lrs();  // constructed: the rates as they are
+    const double current = *metric_;
+    if (better(current)) {
+      best_ = current;
+      bad_ = 0;
+    } else {
+      ++bad_;
+    }
+    if (cooldown_counter_ > 0) {
+      --cooldown_counter_;
+      bad_ = 0;
+    }
+    std::vector<double> out = lrs();
+    if (bad_ > patience_) {
+      for (std::size_t i = 0; i < out.size(); ++i) {
+        const double reduced = std::max(out[i] * factor_, min_lrs_[i]);
+        if (out[i] - reduced > eps_) out[i] = reduced;
+      }
+      cooldown_counter_ = cooldown_;
+      bad_ = 0;
+    }
+    return out;
+  }
+
+ private:
+  bool better(double a) const {
+    if (minimize_) return relative_ ? a < best_ * (1. - threshold_) : a < best_ - threshold_;
+    return relative_ ? a > best_ * (threshold_ + 1.) : a > best_ + threshold_;
+  }
+
+  double factor_ = 0.1, threshold_ = 1e-4, eps_ = 1e-8, best_ = 0;
+  std::int64_t patience_ = 10, cooldown_ = 0, bad_ = 0, cooldown_counter_ = 0;
+  std::vector<double> min_lrs_;
+  bool minimize_ = true, relative_ = true;
+};
+
 // ModelScope's BaseWarmup over another schedule (see wrap_in_warmup()).
 class Warmup : public LrScheduler {
  public:
@@ -481,6 +588,8 @@ const Registry<LrSchedulerFactory>& lr_scheduler_registry() {
     r.add("LinearLR", factory<LinearLR>(), "a linear factor from start_factor to end_factor");
     r.add("ConstantLR", factory<ConstantLR>(), "lr * factor for total_iters steps");
     r.add("PolynomialLR", factory<PolynomialLR>(), "polynomial decay to 0 over total_iters steps");
+    r.add("ReduceLROnPlateau", factory<ReduceLROnPlateau>(),
+          "lr * factor when the monitored metric stops improving");
     r.add("OneCycleLR", factory<OneCycleLR>(),
           "1cycle: up to max_lr and down far below it, momentum the other way");
     return r;

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,8 +29,11 @@ class LrScheduler {
   virtual std::vector<double> momentums() const { return {}; }
   /// Steps done since step 0 (PyTorch's last_epoch).
   std::int64_t last_epoch() const { return last_epoch_; }
-  /// One epoch or iteration on: the next rates.
+  /// One epoch or iteration on: the next rates. ReduceLROnPlateau needs step_with_metric().
   void step();
+  /// One step on, given the value of the monitored metric (ReduceLROnPlateau; the
+  /// PlateauLrSchedulerHook passes it); other schedules refuse it (kConfig).
+  void step_with_metric(double metric);
   /// What a checkpoint keeps (the step count and the current rates), and its reverse; a state of
   /// another type or group count is kIntegrity.
   virtual nlohmann::json state() const;
@@ -45,6 +49,9 @@ class LrScheduler {
   void start();
   /// The rates after the step to `last_epoch()`, from the current ones (lrs()).
   virtual std::vector<double> next() = 0;
+  /// Whether the schedule is driven by a metric (then `metric_` holds the value of this step).
+  virtual bool takes_metric() const { return false; }
+  std::optional<double> metric_;
 
   std::vector<double> base_lrs_;
 
@@ -59,7 +66,7 @@ using LrSchedulerFactory = std::function<std::unique_ptr<LrScheduler>(
     const nlohmann::json& options, std::vector<double> base_lrs)>;
 
 /// StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR, LinearLR, ConstantLR, PolynomialLR,
-/// OneCycleLR.
+/// OneCycleLR, ReduceLROnPlateau.
 const Registry<LrSchedulerFactory>& lr_scheduler_registry();
 
 /// `base` wrapped in ModelScope's warmup (`lr_scheduler.options.warmup`: `type` LinearWarmup,
