@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/core/log.h"
@@ -19,14 +21,15 @@ bool has_entries(const fs::path& dir) {
   return fs::is_directory(dir, ec) && !fs::is_empty(dir, ec);
 }
 
-// Whether `snapshots` holds at least one revision folder with something in it.
-bool has_snapshot(const fs::path& snapshots) {
+// The revision folders under `snapshots` that hold something, sorted.
+std::vector<std::string> revisions_in(const fs::path& snapshots) {
+  std::vector<std::string> out;
   std::error_code ec;
-  if (!fs::is_directory(snapshots, ec)) return false;
   for (fs::directory_iterator it(snapshots, ec), end; !ec && it != end; it.increment(ec)) {
-    if (has_entries(it->path())) return true;
+    if (has_entries(it->path())) out.push_back(it->path().filename().string());
   }
-  return false;
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 // What a cache root holds: folders of the snapshot layout (`<owner>--<name>/snapshots`) and
@@ -118,7 +121,7 @@ CacheLayout cache_layout(RepoType type, const RepoId& repo,
   } else if (has_entries(layout.repo_dir) ||
              (!layout.legacy_dir.empty() && has_entries(layout.legacy_dir))) {
     kind = CacheKind::kIndexed;  // 1.38+ reuses an indexed folder too, before its own
-  } else if (has_snapshot(snapshot_repo / "snapshots")) {
+  } else if (!revisions_in(snapshot_repo / "snapshots").empty()) {
     kind = CacheKind::kSnapshots;
   } else {
     const RootContents contents = root_contents(snapshot_root, cache_dir ? *cache_dir : root);
@@ -139,6 +142,11 @@ CacheLayout cache_layout(RepoType type, const RepoId& repo,
   layout.dotted_link.clear();
   layout.legacy_dir.clear();
   return layout;
+}
+
+std::vector<std::string> cached_revisions(const CacheLayout& layout) {
+  if (layout.kind != CacheKind::kSnapshots) return {};
+  return revisions_in(layout.snapshots_dir);
 }
 
 bool is_bookkeeping_path(const CacheLayout& layout, const std::string& path) {

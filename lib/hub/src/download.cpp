@@ -736,19 +736,12 @@ bool file_matches_listing(const fs::path& file, const FileEntry& entry, bool siz
 // The revision folder an offline run reads from a snapshot cache, as modelscope 1.38+ picks it
 // with local_files_only: the one asked for; without one, master, main, or the only one there.
 fs::path offline_snapshot_dir(const DownloadOptions& options, const CacheLayout& layout) {
-  auto has_entries = [](const fs::path& dir) {
-    std::error_code ec;
-    return fs::is_directory(dir, ec) && !fs::is_empty(dir, ec);
-  };
-  if (!options.revision.empty() || has_entries(layout.repo_dir)) return layout.repo_dir;
-  if (has_entries(layout.snapshots_dir / "main")) return layout.snapshots_dir / "main";
-  std::vector<std::string> cached;
-  std::error_code ec;
-  for (fs::directory_iterator it(layout.snapshots_dir, ec), end; !ec && it != end;
-       it.increment(ec)) {
-    if (has_entries(it->path())) cached.push_back(it->path().filename().string());
+  if (!options.revision.empty()) return layout.repo_dir;
+  const std::vector<std::string> cached = cached_revisions(layout);
+  for (const char* name : {kDefaultRevision, "main"}) {
+    if (std::find(cached.begin(), cached.end(), name) != cached.end())
+      return layout.snapshots_dir / name;
   }
-  std::sort(cached.begin(), cached.end());
   if (cached.size() == 1) {
     log::warn("{}: no revision given; offline, the only cached one, '{}', is used",
               options.repo.str(), cached.front());

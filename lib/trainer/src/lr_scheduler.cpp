@@ -280,7 +280,7 @@ class OneCycleLR : public LrScheduler {
       : LrScheduler(std::move(base)) {
     ComponentOptions o(options, type());
     const std::size_t groups = base_lrs_.size();
-    max_lrs_ = o.numbers("max_lr", groups);
+    const std::vector<double> max_lrs = o.numbers("max_lr", groups);
     const nlohmann::json total = o.value("total_steps");
     const std::int64_t epochs = o.integer("epochs", 0), per_epoch = o.integer("steps_per_epoch", 0);
     if (total.is_number_integer()) {
@@ -325,9 +325,9 @@ class OneCycleLR : public LrScheduler {
                  {steps - 1, kMax, kMin, kBaseMomentum, kMaxMomentum}};
     }
     for (std::size_t g = 0; g < groups; ++g) {
-      const double initial = max_lrs_[g] / div_factor;
+      const double initial = max_lrs[g] / div_factor;
       values_.push_back(
-          {initial, max_lrs_[g], initial / final_div_factor, base_momentum[g], max_momentum[g]});
+          {initial, max_lrs[g], initial / final_div_factor, base_momentum[g], max_momentum[g]});
     }
     start();
   }
@@ -381,7 +381,6 @@ class OneCycleLR : public LrScheduler {
     return (end - start) * pct + start;
   }
 
-  std::vector<double> max_lrs_;
   std::int64_t total_steps_ = 1;
   bool cosine_ = true, cycle_momentum_ = true;
   std::vector<Phase> phases_;
@@ -506,7 +505,7 @@ class Warmup : public LrScheduler {
     o.check_all_read();
     require_positive(warmup_iters_, "warmup_iters", type_.c_str());
     // The initial rates are the groups' own (`initial_lr`), before the base schedule's step 0.
-    base_lrs_ = initial_lrs_of(*base_);
+    base_lrs_ = base_->base_lrs();
     start();
   }
   std::string type() const override { return type_; }
@@ -550,10 +549,6 @@ class Warmup : public LrScheduler {
   }
 
  private:
-  static std::vector<double> initial_lrs_of(const LrScheduler& schedule) {
-    return schedule.state().at("base_lrs").get<std::vector<double>>();
-  }
-
   double scale_at(std::int64_t k) const {
     const double w = static_cast<double>(warmup_iters_), cur = static_cast<double>(k);
     if (type_ == "ConstantWarmup") return k >= warmup_iters_ ? 1.0 : ratio_;

@@ -53,6 +53,10 @@ MS_API CacheLayout cache_layout(RepoType type, const RepoId& repo,
                                 const std::optional<std::filesystem::path>& local_dir,
                                 const std::string& revision = "");
 
+/// The revision folders of a snapshot layout that hold something (`snapshots_dir`'s children),
+/// sorted; empty for an indexed layout.
+MS_API std::vector<std::string> cached_revisions(const CacheLayout& layout);
+
 /// Whether a repo file at `path` would land on the layout's own bookkeeping: the `.msc`, `.mdl`
 /// and `.mv` files beside the repo's files, or (with a --local-dir) the temp area inside it.
 /// Such a file cannot be stored without corrupting the index, or being taken for a partial.

@@ -22,6 +22,8 @@ class LrScheduler {
   virtual ~LrScheduler() = default;
   /// The registered name ("StepLR").
   virtual std::string type() const = 0;
+  /// The groups' initial rates (PyTorch's base_lrs).
+  const std::vector<double>& base_lrs() const { return base_lrs_; }
   /// The rate of each parameter group now (PyTorch's get_last_lr()).
   const std::vector<double>& lrs() const { return lrs_; }
   /// The momentum (SGD) or beta1 (Adam) of each group, for schedules that cycle it (OneCycleLR);
