@@ -13,6 +13,7 @@
 
 #include "ms/core/error.h"
 #include "ms/core/log.h"
+#include "ms/core/text.h"
 #include "ms/hub/repo_id.h"
 #include "ms/hub/sha256_checkpoints.h"
 #include "service.h"
@@ -270,13 +271,7 @@ void serve_content(Service& service, const httplib::Request& req, httplib::Respo
 // no safe characters) already reads as two segments.
 void serve_resolve(Service& service, const httplib::Request& req, httplib::Response& res) {
   const std::string raw = req.target.substr(0, req.target.find('?'));
-  std::vector<std::string> segments;
-  for (std::size_t pos = 1; pos <= raw.size();) {
-    std::size_t end = raw.find('/', pos);
-    if (end == std::string::npos) end = raw.size();
-    segments.push_back(raw.substr(pos, end - pos));
-    pos = end + 1;
-  }
+  const std::vector<std::string> segments = split(std::string_view(raw).substr(1), '/');
   std::size_t first = 0;  // index of the owner
   hub::RepoType type = hub::RepoType::kModel;
   if (segments.size() > 3 && (segments[0] == "models" || segments[0] == "datasets") &&
@@ -287,10 +282,8 @@ void serve_resolve(Service& service, const httplib::Request& req, httplib::Respo
   if (segments.size() < first + 5 || segments[first + 2] != "resolve") {
     throw HttpError{404, "not a resolve URL: " + req.path};
   }
-  std::string path;
-  for (std::size_t i = first + 4; i < segments.size(); ++i) {
-    path += (path.empty() ? "" : "/") + segments[i];
-  }
+  const std::string path =
+      join(std::vector<std::string>(segments.begin() + first + 4, segments.end()), "/");
   auto decode = [](const std::string& s) { return httplib::detail::decode_url(s, false); };
   serve_repo_file(service, req, res, type, decode(segments[first]), decode(segments[first + 1]),
                   decode(segments[first + 3]), decode(path), true);
