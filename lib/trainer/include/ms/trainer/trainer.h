@@ -1,0 +1,186 @@
+// The epoch-based trainer (ModelScope's EpochBasedTrainer): a train loop over batches of a dataset,
+// with every action around it (backward and optimizer steps, LR schedules, evaluation, checkpoints,
+// logs) done by hooks called at the stages of ms/trainer/hook.h.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ms/config/config.h"
+#include "ms/metrics/metric.h"
+#include "ms/models/model.h"
+#include "ms/trainer/hook.h"
+#include "ms/trainer/lr_scheduler.h"
+#include "ms/trainer/optimizer.h"
+
+namespace ms::trainer {
+
+/// Batches of model inputs (labels included) for one split, on the CPU. A pass is started per
+/// epoch; the order of an epoch depends only on the seed and the epoch (exact resume needs that).
+class BatchSource {
+ public:
+  virtual ~BatchSource() = default;
+  virtual std::size_t rows() const = 0;
+  virtual std::size_t num_batches() const = 0;
+  /// Starts epoch `epoch`, skipping its first `skip` batches (a resumed epoch).
+  virtual void start(std::uint64_t epoch, std::size_t skip) = 0;
+  /// The next batch, or nullopt at the end of the epoch.
+  virtual std::optional<models::TensorMap> next() = 0;
+};
+
+/// Scalars logged by the hooks, averaged over the logging interval (ModelScope's LogBuffer).
+class LogBuffer {
+ public:
+  /// Adds one value per key (counted `count` times in averages).
+  void update(const std::string& key, double value, int count = 1);
+  /// Averages the last `n` values of every key (all when n == 0) into output() and marks ready.
+  void average(std::size_t n = 0);
+  /// Drops the history and output (a new epoch).
+  void clear();
+  void clear_output();
+  /// What the loggers write: averaged values and values hooks put there directly (lr,
+  /// evaluation/<metric>), in insertion order.
+  Json& output() { return output_; }
+  bool ready = false;
+
+ private:
+  std::vector<std::string> keys_;  // insertion order
+  std::map<std::string, std::vector<std::pair<double, int>>> history_;
+  Json output_ = Json::object();
+};
+
+/// Everything a trainer runs on.
+struct TrainerSetup {
+  Config config;  ///< the merged configuration (train.*, evaluation.*)
+  std::shared_ptr<models::Model> model;
+  std::unique_ptr<BatchSource> train_data;  ///< null for evaluation only
+  std::unique_ptr<BatchSource> eval_data;   ///< null when there is nothing to evaluate on
+  std::filesystem::path work_dir;
+  std::string device = "cpu";
+  std::uint64_t seed = 42;
+  /// Writes the inference-ready model folder (output/ and output_best/) from the model's state.
+  std::function<void(const std::filesystem::path& dir, const models::TensorMap& state,
+                     const Json& metric_values)>
+      save_output;
+  /// Lines of text the TextLoggerHook writes (console); default: stderr.
+  std::function<void(const std::string& line)> console;
+};
+
+enum class Mode { kTrain, kEval };
+
+class Trainer {
+ public:
+  explicit Trainer(TrainerSetup setup);
+  ~Trainer();
+
+  /// Adds a hook (see HookList::add for the order).
+  void register_hook(std::shared_ptr<Hook> hook);
+  /// The hooks of train.hooks (with ModelScope's defaults and key-chain sections merged in), the
+  /// OptimizerHook and LrSchedulerHook, registered. Called by train(); exposed for tests.
+  void register_hooks_from_config();
+
+  /// The whole run: before_run, the epochs, after_run. `resume_from` is a checkpoint prefix or
+  /// .pth file: a LoadCheckpointHook restores the model and the trainer state (optimizer,
+  /// schedule, counters, hook states, RNG) from it, and the loop goes on from there.
+  void train(const std::optional<std::filesystem::path>& resume_from = std::nullopt);
+  /// Runs the metrics over the eval data (before_val and after_val around it); also sets
+  /// metric_values().
+  Json evaluate();
+
+  // State the hooks read and change.
+  Mode mode() const { return mode_; }
+  std::int64_t epoch() const { return epoch_; }
+  std::int64_t iter() const { return iter_; }
+  std::int64_t inner_iter() const { return inner_iter_; }
+  std::int64_t max_epochs() const { return max_epochs_; }
+  std::int64_t iters_per_epoch() const { return iters_per_epoch_; }
+  std::int64_t max_iters() const { return max_epochs_ * iters_per_epoch_; }
+  /// Sets the counters (a restored checkpoint).
+  void set_progress(std::int64_t epoch, std::int64_t iter, std::int64_t inner_iter);
+
+  const Config& config() const { return setup_.config; }
+  models::Model& model() { return *setup_.model; }
+  const std::string& device() const { return setup_.device; }
+  std::uint64_t seed() const { return setup_.seed; }
+  const std::filesystem::path& work_dir() const { return setup_.work_dir; }
+  /// The run's start time as ModelScope names log files: YYYYmmdd_HHMMSS.
+  const std::string& timestamp() const { return timestamp_; }
+  LogBuffer& log_buffer() { return log_buffer_; }
+  const HookList& hooks() const { return hooks_; }
+
+  /// The optimizer and schedule (built from train.optimizer / train.lr_scheduler on first use).
+  Optimizer& optimizer();
+  LrScheduler* lr_scheduler();
+  void set_lr_scheduler(std::unique_ptr<LrScheduler> scheduler);
+
+  /// The outputs of the last train step (loss keys included, still attached to the graph).
+  const models::TensorMap& train_outputs() const { return train_outputs_; }
+  /// The last evaluation's metric values (null before any).
+  const Json& metric_values() const { return metric_values_; }
+
+  /// Iterations whose gradients add up before one optimizer step (OptimizerHook sets it).
+  std::int64_t cumulative_iters() const { return cumulative_iters_; }
+  void set_cumulative_iters(std::int64_t n) { cumulative_iters_ = n; }
+  /// Where the last evaluation happened: {"epoch", epoch()} or {"iter", iter()} (EvaluationHook
+  /// sets it; BestCkptSaverHook saves right after one).
+  const std::pair<std::string, std::int64_t>& last_eval_tag() const { return last_eval_tag_; }
+  void set_last_eval_tag(std::string unit, std::int64_t at) { last_eval_tag_ = {unit, at}; }
+
+  /// Ends training after the current epoch (EarlyStopHook).
+  void stop_training() { stop_ = true; }
+  bool stop_requested() const { return stop_; }
+
+  /// The model's state on the CPU and the trainer state as ModelScope saves them; see
+  /// checkpoint.h for the files.
+  models::TensorMap model_state() const;
+  tensor::CheckpointValue trainer_state() const;
+  void load_trainer_state(const tensor::CheckpointValue& state);
+  /// Loads a model state dict (a <prefix>.pth file's content); `source` names it in errors.
+  void load_model_state(const models::TensorMap& state, const std::string& source);
+  /// Writes an inference-ready model folder (setup.save_output).
+  void save_output(const std::filesystem::path& dir) const;
+  /// A line for the console (TextLoggerHook).
+  void console(const std::string& line) const;
+
+ private:
+  void train_step(models::TensorMap batch);
+  void move_to_device(models::TensorMap& batch) const;
+
+  TrainerSetup setup_;
+  HookList hooks_;
+  LogBuffer log_buffer_;
+  Mode mode_ = Mode::kTrain;
+  std::int64_t epoch_ = 0, iter_ = 0, inner_iter_ = 0, max_epochs_ = 1, iters_per_epoch_ = 0;
+  std::string timestamp_;
+  std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<LrScheduler> lr_scheduler_;
+  models::TensorMap train_outputs_;
+  Json metric_values_;
+  bool stop_ = false;
+  std::int64_t cumulative_iters_ = 1;
+  std::pair<std::string, std::int64_t> last_eval_tag_{"", -1};
+  bool hooks_registered_ = false;
+};
+
+/// The file in a work dir naming its newest complete checkpoint ({"prefix": "iter_20", ...}),
+/// replaced atomically after both checkpoint files are written: a kill at any moment leaves it
+/// naming a checkpoint that is whole.
+constexpr const char* kLatestCheckpointFile = "latest_checkpoint.json";
+
+/// The checkpoint files of a prefix ("<work_dir>/epoch_2"): <prefix>.pth holds the model's state
+/// dict, <prefix>_trainer_state.pth the trainer state.
+std::filesystem::path model_file(const std::filesystem::path& prefix);
+std::filesystem::path trainer_state_file(const std::filesystem::path& prefix);
+/// The prefix of a checkpoint path given as a prefix, a .pth or a _trainer_state.pth file.
+std::filesystem::path checkpoint_prefix(const std::filesystem::path& path);
+/// The newest complete checkpoint in a work dir (both files present), by iteration; nullopt when
+/// there is none.
+std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& work_dir);
+
+}  // namespace ms::trainer

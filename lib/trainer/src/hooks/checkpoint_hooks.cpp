@@ -1,0 +1,311 @@
+// Checkpoints (modelscope/trainers/hooks/checkpoint/): CheckpointHook saves every `interval` epochs
+// or iterations, BestCkptSaverHook after an evaluation that improves a metric, LoadCheckpointHook
+// restores one before the run. Files: <prefix>.pth (the model's state dict) and
+// <prefix>_trainer_state.pth, each written atomically, then latest_checkpoint.json naming them; the
+// inference-ready folder output/ (output_best/) is rewritten with each save.
+#include <cmath>
+#include <fstream>
+
+#include "builtin_hooks.h"
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+#include "ms/core/log.h"
+
+namespace ms::trainer {
+namespace {
+
+using tensor::CheckpointValue;
+
+// Writes <prefix>.pth and (when asked) <prefix>_trainer_state.pth.
+void save_checkpoint_files(Trainer& t, const std::filesystem::path& prefix, bool trainer_state) {
+  std::filesystem::create_directories(prefix.parent_path());
+  tensor::save_checkpoint(model_file(prefix), CheckpointValue::state_dict(t.model_state()));
+  if (trainer_state) tensor::save_checkpoint(trainer_state_file(prefix), t.trainer_state());
+}
+
+void remove_checkpoint_files(const std::filesystem::path& prefix) {
+  std::error_code ec;
+  std::filesystem::remove(model_file(prefix), ec);
+  std::filesystem::remove(trainer_state_file(prefix), ec);
+}
+
+// The output folder of a hook: output_dir, else <save_dir>/<output_sub_dir>.
+struct OutputPlace {
+  std::filesystem::path save_dir, output_dir;
+  std::string output_sub_dir;
+};
+
+OutputPlace read_place(ComponentOptions& o, const std::string& default_sub_dir) {
+  OutputPlace p;
+  p.save_dir = o.text("save_dir", "");
+  p.output_dir = o.text("output_dir", "");
+  p.output_sub_dir = o.text("output_sub_dir", default_sub_dir);
+  return p;
+}
+
+void resolve_place(OutputPlace& p, const Trainer& t) {
+  if (p.save_dir.empty()) p.save_dir = t.work_dir();
+  if (p.output_dir.empty()) p.output_dir = p.save_dir / p.output_sub_dir;
+}
+
+void write_eval_result(const Trainer& t, const std::filesystem::path& output_dir) {
+  if (t.metric_values().is_null()) return;
+  write_file_atomic(output_dir / "eval_result.txt", t.metric_values().dump());
+}
+
+// push_to_hub is refused (`ms upload` pushes output/ after training); the other hub keys only
+// matter with it.
+void refuse_push(ComponentOptions& o, const char* hook) {
+  if (o.flag("push_to_hub", false))
+    throw Error(ErrorCode::kConfig, fmt::format("{}: push_to_hub is not supported by ms", hook),
+                "push <work_dir>/output with `ms upload OWNER/NAME <work_dir>/output` after "
+                "training");
+  for (const char* key : {"hub_repo_id", "hub_token", "private_hub", "hub_revision",
+                          "upload_strategy"})
+    (void)o.value(key);
+}
+
+class CheckpointHook final : public Hook {
+ public:
+  explicit CheckpointHook(const nlohmann::json& options) {
+    ComponentOptions o(options, "CheckpointHook");
+    interval_ = positive(o, "interval", 1, "CheckpointHook");
+    const nlohmann::json strategy = o.value("save_strategy");
+    no_save_ = strategy.is_string() && strategy == "no";
+    by_epoch_ = no_save_ ? true : read_by_epoch(o, "save_strategy");
+    place_ = read_place(o, "output");
+    save_last_ = o.flag("save_last", true);
+    const nlohmann::json max = o.value("max_checkpoint_num");
+    if (!max.is_null()) max_checkpoints_ = std::max<std::int64_t>(1, o.integer("max_checkpoint_num"));
+    save_trainer_state_ = o.flag("save_trainer_state", true);
+    refuse_push(o, "CheckpointHook");
+    o.check_all_read();
+  }
+  std::string type() const override { return "CheckpointHook"; }
+  int default_priority() const override { return priority::kLow; }
+
+  void before_run(Trainer& t) override {
+    resolve_place(place_, t);
+    std::filesystem::create_directories(place_.save_dir);
+    log::info("checkpoints will be saved to {}", place_.save_dir.string());
+  }
+  void after_train_epoch(Trainer& t) override {
+    if (!no_save_ && by_epoch_ && (every_n_epochs(t, interval_) || (save_last_ && is_last_epoch(t))))
+      save(t, fmt::format("epoch_{}", t.epoch() + 1));
+  }
+  void after_train_iter(Trainer& t) override {
+    if (!no_save_ && !by_epoch_ && (every_n_iters(t, interval_) || (save_last_ && is_last_iter(t))))
+      save(t, fmt::format("iter_{}", t.iter() + 1));
+  }
+
+  CheckpointValue state_dict() const override {
+    CheckpointValue history = CheckpointValue::list();
+    for (const std::string& h : history_) history.push_back(h);
+    return CheckpointValue::dict({{"history_checkpoints", std::move(history)}});
+  }
+  void load_state_dict(const CheckpointValue& state) override {
+    history_.clear();
+    if (const CheckpointValue* h = state.find("history_checkpoints"))
+      for (const auto& item : h->items()) history_.push_back(item.as_string());
+  }
+
+ private:
+  void save(Trainer& t, const std::string& name) {
+    log::info("saving checkpoint {}", name);
+    save_checkpoint_files(t, place_.save_dir / name, save_trainer_state_);
+    t.save_output(place_.output_dir);
+    write_eval_result(t, place_.output_dir);
+    // Only now, with both files whole, does the work dir point at them (what --resume reads).
+    if (save_trainer_state_) {
+      Json pointer = {{"prefix", name}, {"epoch", t.epoch() + 1}, {"iter", t.iter() + 1}};
+      if (place_.save_dir == t.work_dir())
+        write_file_atomic(t.work_dir() / kLatestCheckpointFile, pointer.dump() + "\n");
+    }
+    history_.push_back(name);
+    if (max_checkpoints_ > 0) {
+      while (static_cast<std::int64_t>(history_.size()) > max_checkpoints_) {
+        log::info("deleting checkpoint {}", history_.front());
+        remove_checkpoint_files(place_.save_dir / history_.front());
+        history_.erase(history_.begin());
+      }
+    }
+  }
+
+  std::int64_t interval_ = 1, max_checkpoints_ = 0;
+  bool by_epoch_ = true, no_save_ = false, save_last_ = true, save_trainer_state_ = true;
+  OutputPlace place_;
+  std::vector<std::string> history_;
+};
+
+// Python's f'{value}' for the metric in a file name: the shortest repr of a float.
+std::string metric_text(double v) {
+  std::string s = fmt::format("{}", v);
+  if (s.find_first_of(".en") == std::string::npos) s += ".0";
+  return s;
+}
+
+class BestCkptSaverHook final : public Hook {
+ public:
+  explicit BestCkptSaverHook(const nlohmann::json& options) {
+    ComponentOptions o(options, "BestCkptSaverHook");
+    metric_key_ = o.text("metric_key", "");
+    MS_CHECK(!metric_key_.empty(), ErrorCode::kConfig,
+             "BestCkptSaverHook needs metric_key (e.g. \"accuracy\")");
+    save_best_ = o.flag("save_best", true);
+    rule_ = o.text("rule", "max");
+    MS_CHECK(rule_ == "max" || rule_ == "min", ErrorCode::kConfig,
+             "BestCkptSaverHook: rule must be \"max\" or \"min\", got \"{}\"", rule_);
+    save_file_name_ = o.text("save_file_name", "");
+    restore_best_ = o.flag("restore_best", false);
+    max_checkpoints_ = std::max<std::int64_t>(1, o.integer("max_checkpoint_num", 1));
+    save_trainer_state_ = o.flag("save_trainer_state", true);
+    place_ = read_place(o, "output_best");
+    // Saving follows the evaluation: these are accepted and ignored, as ModelScope does.
+    (void)o.value("interval"), (void)o.value("save_strategy"), (void)o.value("by_epoch");
+    refuse_push(o, "BestCkptSaverHook");
+    o.check_all_read();
+  }
+  std::string type() const override { return "BestCkptSaverHook"; }
+  int default_priority() const override { return priority::kLow; }
+
+  void before_run(Trainer& t) override {
+    resolve_place(place_, t);
+    MS_CHECK(!t.hooks().of_type("EvaluationHook").empty(), ErrorCode::kConfig,
+             "{}: BestCkptSaverHook saves after evaluations, but no EvaluationHook is configured "
+             "(add evaluation.period or an EvaluationHook to train.hooks)",
+             t.config().source());
+  }
+  void after_train_epoch(Trainer& t) override {
+    if (t.last_eval_tag() == std::pair<std::string, std::int64_t>{"epoch", t.epoch()})
+      maybe_save(t, fmt::format("best_epoch{}", t.epoch() + 1));
+  }
+  void after_train_iter(Trainer& t) override {
+    if (t.last_eval_tag() == std::pair<std::string, std::int64_t>{"iter", t.iter()})
+      maybe_save(t, fmt::format("best_iter{}", t.iter() + 1));
+  }
+  void after_run(Trainer& t) override {
+    if (!restore_best_ || best_prefix_.empty()) return;
+    const std::filesystem::path file = model_file(place_.save_dir / best_prefix_);
+    log::info("restoring the best checkpoint {}", file.string());
+    t.load_model_state(tensor::load_checkpoint(file).as_state_dict(), file.string());
+  }
+
+  CheckpointValue state_dict() const override {
+    CheckpointValue out = CheckpointValue::dict();
+    out.set("best_metric", best_ ? CheckpointValue(*best_) : CheckpointValue());
+    out.set("best_ckpt", best_prefix_);
+    CheckpointValue history = CheckpointValue::list();
+    for (const auto& [value, name] : history_)
+      history.push_back(CheckpointValue::tuple({value, name}));
+    out.set("history", std::move(history));
+    return out;
+  }
+  void load_state_dict(const CheckpointValue& state) override {
+    const CheckpointValue& best = state.at("best_metric");
+    best_ = best.is_none() ? std::nullopt : std::optional<double>(best.as_float());
+    best_prefix_ = state.at("best_ckpt").as_string();
+    history_.clear();
+    if (const CheckpointValue* h = state.find("history"))
+      for (const auto& item : h->items())
+        history_.emplace_back(item.items().at(0).as_float(), item.items().at(1).as_string());
+  }
+
+ private:
+  void maybe_save(Trainer& t, const std::string& stem) {
+    if (!save_best_ || t.metric_values().is_null()) return;
+    MS_CHECK(t.metric_values().contains(metric_key_), ErrorCode::kConfig,
+             "BestCkptSaverHook: metric_key '{}' is not among the evaluation's metrics ({})",
+             metric_key_, t.metric_values().dump());
+    const double value = t.metric_values()[metric_key_].get<double>();
+    if (!std::isfinite(value)) return;
+    const bool better = !best_ || (rule_ == "max" ? value > *best_ : value < *best_);
+    if (!better) return;
+    best_ = value;
+    const std::string name = save_file_name_.empty()
+                                 ? fmt::format("{}_{}{}", stem, metric_key_, metric_text(value))
+                                 : save_file_name_;
+    log::info("best {} so far ({}): saving {}", metric_key_, value, name);
+    save_checkpoint_files(t, place_.save_dir / name, save_trainer_state_);
+    t.save_output(place_.output_dir);
+    write_eval_result(t, place_.output_dir);
+    best_prefix_ = name;
+    history_.emplace_back(value, name);
+    // Keep the best max_checkpoint_num by the rule (a fixed save_file_name is overwritten).
+    std::stable_sort(history_.begin(), history_.end(), [&](const auto& a, const auto& b) {
+      return rule_ == "max" ? a.first > b.first : a.first < b.first;
+    });
+    while (static_cast<std::int64_t>(history_.size()) > max_checkpoints_) {
+      if (history_.back().second != name) remove_checkpoint_files(place_.save_dir / history_.back().second);
+      history_.pop_back();
+    }
+  }
+
+  std::string metric_key_, rule_, save_file_name_, best_prefix_;
+  bool save_best_ = true, restore_best_ = false, save_trainer_state_ = true;
+  std::int64_t max_checkpoints_ = 1;
+  std::optional<double> best_;
+  std::vector<std::pair<double, std::string>> history_;
+  OutputPlace place_;
+};
+
+class LoadCheckpointHook final : public Hook {
+ public:
+  explicit LoadCheckpointHook(const nlohmann::json& options) {
+    ComponentOptions o(options, "LoadCheckpointHook");
+    file_ = o.text("checkpoint_file", "");
+    MS_CHECK(!file_.empty(), ErrorCode::kConfig,
+             "LoadCheckpointHook needs checkpoint_file (a <prefix>.pth or the prefix)");
+    load_all_state_ = o.flag("load_all_state", true);
+    (void)o.flag("strict", false);
+    o.check_all_read();
+  }
+  std::string type() const override { return "LoadCheckpointHook"; }
+  int default_priority() const override { return priority::kHigh; }
+
+  void before_run(Trainer& t) override {
+    const std::filesystem::path prefix = checkpoint_prefix(file_);
+    const std::filesystem::path weights = model_file(prefix);
+    MS_CHECK(std::filesystem::exists(weights), ErrorCode::kNotFound,
+             "checkpoint {} does not exist", weights.string());
+    log::info("loading checkpoint {}", weights.string());
+    t.load_model_state(tensor::load_checkpoint(weights).as_state_dict(), weights.string());
+    if (!load_all_state_) return;
+    const std::filesystem::path state = trainer_state_file(prefix);
+    MS_CHECK(std::filesystem::exists(state), ErrorCode::kNotFound,
+             "{} has no trainer state ({} does not exist): it cannot be resumed from; "
+             "load_all_state: false loads only the weights",
+             weights.string(), state.string());
+    t.load_trainer_state(tensor::load_checkpoint(state));
+  }
+
+ private:
+  std::filesystem::path file_;
+  bool load_all_state_ = true;
+};
+
+}  // namespace
+
+void register_checkpoint_hooks(Registry<HookFactory>& r) {
+  r.add(
+      "CheckpointHook",
+      [](const nlohmann::json& o) -> std::shared_ptr<Hook> {
+        return std::make_shared<CheckpointHook>(o);
+      },
+      "saves epoch_N.pth / iter_N.pth and their trainer state every interval (by_epoch | "
+      "save_strategy), save_last, max_checkpoint_num; rewrites output/");
+  r.add(
+      "BestCkptSaverHook",
+      [](const nlohmann::json& o) -> std::shared_ptr<Hook> {
+        return std::make_shared<BestCkptSaverHook>(o);
+      },
+      "saves after an evaluation that improves metric_key (rule max|min); output_best/, "
+      "restore_best");
+  r.add(
+      "LoadCheckpointHook",
+      [](const nlohmann::json& o) -> std::shared_ptr<Hook> {
+        return std::make_shared<LoadCheckpointHook>(o);
+      },
+      "before the run: loads checkpoint_file's weights and (load_all_state) the trainer state");
+}
+
+}  // namespace ms::trainer

@@ -1,0 +1,300 @@
+// Logging hooks (modelscope/trainers/hooks/logger/, iter_timer_hook.py): IterTimerHook measures,
+// the loggers average the log buffer over their interval and write it: TextLoggerHook as console
+// lines and <work_dir>/<timestamp>.log.json, TensorboardHook as TensorBoard event files.
+#include <chrono>
+#include <cmath>
+#include <fstream>
+
+#include "builtin_hooks.h"
+#include "ms/core/error.h"
+#include "ms/core/log.h"
+#include "ms/trainer/tensorboard.h"
+
+namespace ms::trainer {
+namespace {
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+class IterTimerHook final : public Hook {
+ public:
+  explicit IterTimerHook(const nlohmann::json& options) {
+    ComponentOptions(options, "IterTimerHook").check_all_read();
+  }
+  std::string type() const override { return "IterTimerHook"; }
+  int default_priority() const override { return priority::kLow; }
+  void before_train_epoch(Trainer&) override { start_ = now_seconds(); }
+  void before_train_iter(Trainer& t) override {
+    t.log_buffer().update("data_load_time", now_seconds() - start_);
+  }
+  void after_train_iter(Trainer& t) override {
+    t.log_buffer().update("iter_time", now_seconds() - start_);
+    start_ = now_seconds();
+  }
+
+ private:
+  double start_ = 0;
+};
+
+bool is_logger(const Hook& hook) {
+  return hook.type() == "TextLoggerHook" || hook.type() == "TensorboardHook";
+}
+
+// What every logger shares (LoggerHook in logger/base.py): when to average and when to log.
+class LoggerHook : public Hook {
+ public:
+  int default_priority() const override { return priority::kVeryLow; }
+
+  void before_run(Trainer& t) override {
+    // The last logger clears the buffer's output after logging it.
+    for (auto it = t.hooks().hooks().rbegin(); it != t.hooks().hooks().rend(); ++it) {
+      if (!is_logger(**it)) continue;
+      if (it->get() == this) reset_flag_ = true;
+      break;
+    }
+  }
+  void before_train_epoch(Trainer& t) override { t.log_buffer().clear(); }
+  void after_train_iter(Trainer& t) override {
+    if ((by_epoch_ && every_n_inner_iters(t, interval_)) ||
+        (!by_epoch_ && every_n_iters(t, interval_)) || (end_of_epoch(t) && !ignore_last_)) {
+      t.log_buffer().average(static_cast<std::size_t>(interval_));
+    }
+    flush(t);
+  }
+  void after_train_epoch(Trainer& t) override { flush(t); }
+
+ protected:
+  void read_common(ComponentOptions& o, std::int64_t default_interval, const char* hook) {
+    interval_ = positive(o, "interval", default_interval, hook);
+    ignore_last_ = o.flag("ignore_last", true);
+    reset_flag_ = o.flag("reset_flag", false);
+    by_epoch_ = o.flag("by_epoch", true);
+  }
+  virtual void log(Trainer& t) = 0;
+  // The epoch and iteration a log line carries (get_epoch / get_iter in logger/base.py).
+  std::int64_t log_iter(const Trainer& t, bool inner) const {
+    return by_epoch_ && inner ? t.inner_iter() + 1 : t.iter() + 1;
+  }
+
+  std::int64_t interval_ = 10;
+  bool ignore_last_ = true, reset_flag_ = false, by_epoch_ = true;
+
+ private:
+  void flush(Trainer& t) {
+    if (!t.log_buffer().ready) return;
+    log(t);
+    if (reset_flag_) t.log_buffer().clear_output();
+  }
+};
+
+// A float as Python's repr writes it (json.dump of a float): shortest round trip, ".0" for whole
+// numbers, NaN / Infinity as Python's json module spells them.
+std::string python_float(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+  std::string s = fmt::format("{}", v);
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+  return s;
+}
+
+// round(v, digits) as Python rounds: the correctly rounded decimal, read back.
+double python_round(double v, int digits) {
+  if (!std::isfinite(v)) return v;
+  return std::stod(fmt::format("{:.{}f}", v, digits));
+}
+
+// datetime.timedelta(seconds=s) as str() writes it: "H:MM:SS", "N day(s), H:MM:SS".
+std::string timedelta(std::int64_t s) {
+  const std::int64_t days = s / 86400;
+  s %= 86400;
+  std::string out = fmt::format("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60);
+  if (days > 0) out = fmt::format("{} day{}, ", days, days == 1 ? "" : "s") + out;
+  return out;
+}
+
+class TextLoggerHook final : public LoggerHook {
+ public:
+  explicit TextLoggerHook(const nlohmann::json& options) {
+    ComponentOptions o(options, "TextLoggerHook");
+    read_common(o, 10, "TextLoggerHook");
+    out_dir_ = o.text("out_dir", "");
+    const nlohmann::json keys = o.value("ignore_rounding_keys");
+    if (keys.is_string()) {
+      ignore_rounding_ = {keys.get<std::string>()};
+    } else if (keys.is_array()) {
+      ignore_rounding_.clear();
+      for (const auto& k : keys)
+        if (k.is_string()) ignore_rounding_.push_back(k.get<std::string>());
+    } else if (!keys.is_null()) {
+      fail(ErrorCode::kConfig, "TextLoggerHook: ignore_rounding_keys is a name or a list");
+    }
+    rounding_digits_ = static_cast<int>(o.integer("rounding_digits", 5));
+    o.check_all_read();
+  }
+  std::string type() const override { return "TextLoggerHook"; }
+
+  void before_run(Trainer& t) override {
+    LoggerHook::before_run(t);
+    if (out_dir_.empty()) out_dir_ = t.work_dir();
+    std::filesystem::create_directories(out_dir_);
+    json_path_ = out_dir_ / (t.timestamp() + ".log.json");
+    log::info("text logs will be saved to {}", out_dir_.string());
+    start_iter_ = t.iter();
+  }
+
+ private:
+  bool rounded(const std::string& key) const {
+    return std::find(ignore_rounding_.begin(), ignore_rounding_.end(), key) ==
+           ignore_rounding_.end();
+  }
+
+  void log(Trainer& t) override {
+    const bool train = t.mode() == Mode::kTrain;
+    Json entry = Json::object();
+    entry["mode"] = train ? "train" : "eval";
+    entry["epoch"] = t.epoch() + 1;
+    entry["iter"] = train ? log_iter(t, true) : t.iters_per_epoch();
+    for (const auto& [key, value] : t.log_buffer().output().items()) entry[key] = value;
+    console_line(t, entry);
+    dump(entry);
+  }
+
+  void console_line(Trainer& t, const Json& entry) {
+    std::string line;
+    std::vector<std::string> shown = {"mode", "epoch", "iter"};
+    if (entry["mode"] == "train") {
+      line = by_epoch_ ? fmt::format("epoch [{}][{}/{}]\t", entry["epoch"].get<std::int64_t>(),
+                                     entry["iter"].get<std::int64_t>(), t.iters_per_epoch())
+                       : fmt::format("iter [{}/{}]\t", entry["iter"].get<std::int64_t>(),
+                                     t.max_iters());
+      if (entry.contains("lr")) {
+        line += fmt::format("lr: {:.3e}, ", entry["lr"].get<double>());
+        shown.push_back("lr");
+      }
+      if (entry.contains("iter_time") && entry.contains("data_load_time")) {
+        time_sec_tot_ += entry["iter_time"].get<double>() * static_cast<double>(interval_);
+        const double avg = time_sec_tot_ / static_cast<double>(t.iter() - start_iter_ + 1);
+        const double eta = avg * static_cast<double>(t.max_iters() - t.iter() - 1);
+        line += fmt::format("eta: {}, iter_time: {:.3f}, data_load_time: {:.3f}, ",
+                            timedelta(static_cast<std::int64_t>(eta)),
+                            entry["iter_time"].get<double>(),
+                            entry["data_load_time"].get<double>());
+        shown.push_back("iter_time");
+        shown.push_back("data_load_time");
+      }
+    } else {
+      line = by_epoch_ ? fmt::format("epoch(eval) [{}][{}]\t", entry["epoch"].get<std::int64_t>(),
+                                     entry["iter"].get<std::int64_t>())
+                       : fmt::format("iter(eval) [{}]\t", entry["iter"].get<std::int64_t>());
+    }
+    std::vector<std::string> items;
+    for (const auto& [key, value] : entry.items()) {
+      if (std::find(shown.begin(), shown.end(), key) != shown.end()) continue;
+      if (value.is_number_float() && rounded(key)) {
+        items.push_back(fmt::format("{}: {:.4f}", key, value.get<double>()));
+      } else if (value.is_number_float()) {
+        items.push_back(fmt::format("{}: {}", key, python_float(value.get<double>())));
+      } else {
+        items.push_back(fmt::format("{}: {}", key, value.is_string() ? value.get<std::string>()
+                                                                      : value.dump()));
+      }
+    }
+    t.console(line + join(items, ", "));
+  }
+
+  // One JSON line as Python's json.dump writes the OrderedDict (", " and ": " separators).
+  void dump(const Json& entry) {
+    std::vector<std::string> members;
+    for (const auto& [key, value] : entry.items()) {
+      std::string text;
+      if (value.is_number_float()) {
+        const double v = value.get<double>();
+        text = python_float(rounded(key) ? python_round(v, rounding_digits_) : v);
+      } else {
+        text = value.dump();
+      }
+      members.push_back(Json(key).dump() + ": " + text);
+    }
+    std::ofstream out(json_path_, std::ios::app);
+    out << "{" << join(members, ", ") << "}\n";
+    out.flush();
+    MS_CHECK(out.good(), ErrorCode::kIo, "cannot append to {}", json_path_.string());
+  }
+
+  std::filesystem::path out_dir_, json_path_;
+  std::vector<std::string> ignore_rounding_{"lr"};
+  int rounding_digits_ = 5;
+  double time_sec_tot_ = 0;
+  std::int64_t start_iter_ = 0;
+};
+
+class TensorboardHook final : public LoggerHook {
+ public:
+  explicit TensorboardHook(const nlohmann::json& options) {
+    ComponentOptions o(options, "TensorboardHook");
+    read_common(o, 10, "TensorboardHook");
+    out_dir_ = o.text("out_dir", "");
+    const nlohmann::json keys = o.value("skip_keys");
+    if (keys.is_array()) {
+      skip_keys_.clear();
+      for (const auto& k : keys)
+        if (k.is_string()) skip_keys_.push_back(k.get<std::string>());
+    } else if (keys.is_string()) {
+      skip_keys_ = {keys.get<std::string>()};
+    } else if (!keys.is_null()) {
+      fail(ErrorCode::kConfig, "TensorboardHook: skip_keys is a name or a list");
+    }
+    o.check_all_read();
+  }
+  std::string type() const override { return "TensorboardHook"; }
+
+  void before_run(Trainer& t) override {
+    LoggerHook::before_run(t);
+    if (out_dir_.empty()) out_dir_ = t.work_dir() / "tensorboard_output";
+    std::filesystem::create_directories(out_dir_);
+    writer_ = std::make_unique<TensorboardWriter>(out_dir_);
+  }
+  void after_run(Trainer&) override {
+    if (writer_) writer_->flush();
+  }
+
+ private:
+  void log(Trainer& t) override {
+    for (const auto& [key, value] : t.log_buffer().output().items()) {
+      if (std::find(skip_keys_.begin(), skip_keys_.end(), key) != skip_keys_.end()) continue;
+      if (value.is_number()) writer_->add_scalar(key, value.get<double>(), log_iter(t, false));
+    }
+    writer_->flush();
+  }
+
+  std::filesystem::path out_dir_;
+  std::vector<std::string> skip_keys_{"iter_time", "data_load_time"};
+  std::unique_ptr<TensorboardWriter> writer_;
+};
+
+}  // namespace
+
+void register_logger_hooks(Registry<HookFactory>& r) {
+  r.add(
+      "TextLoggerHook",
+      [](const nlohmann::json& o) -> std::shared_ptr<Hook> {
+        return std::make_shared<TextLoggerHook>(o);
+      },
+      "console lines and <work_dir>/<timestamp>.log.json every interval iterations");
+  r.add(
+      "TensorboardHook",
+      [](const nlohmann::json& o) -> std::shared_ptr<Hook> {
+        return std::make_shared<TensorboardHook>(o);
+      },
+      "TensorBoard scalars under <work_dir>/tensorboard_output (out_dir, interval, skip_keys)");
+  r.add(
+      "IterTimerHook",
+      [](const nlohmann::json& o) -> std::shared_ptr<Hook> {
+        return std::make_shared<IterTimerHook>(o);
+      },
+      "logs iter_time and data_load_time");
+}
+
+}  // namespace ms::trainer

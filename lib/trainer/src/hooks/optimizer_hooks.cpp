@@ -1,0 +1,231 @@
+// The hooks that change the weights and rates (modelscope/trainers/hooks/optimizer/base.py,
+// lr_scheduler_hook.py): backward, gradient clipping and accumulation, optimizer and LR steps.
+#include <cmath>
+
+#include "builtin_hooks.h"
+#include "ms/core/error.h"
+#include "ms/core/log.h"
+
+namespace ms::trainer {
+namespace {
+
+class OptimizerHook final : public Hook {
+ public:
+  explicit OptimizerHook(const nlohmann::json& options) {
+    ComponentOptions o(options, "OptimizerHook");
+    cumulative_iters_ = positive(o, "cumulative_iters", 1, "OptimizerHook");
+    const nlohmann::json clip = o.value("grad_clip");
+    if (!clip.is_null()) {
+      ComponentOptions c(clip, "OptimizerHook.grad_clip");
+      max_norm_ = c.number("max_norm");
+      const nlohmann::json norm = c.value("norm_type");
+      if (norm.is_string()) {
+        MS_CHECK(norm == "inf", ErrorCode::kConfig,
+                 "OptimizerHook.grad_clip: norm_type is a number or \"inf\", got {}", norm.dump());
+        norm_type_ = INFINITY;
+      } else {
+        norm_type_ = c.number("norm_type", 2.0);
+      }
+      c.check_all_read();
+      MS_CHECK(*max_norm_ > 0, ErrorCode::kConfig,
+               "OptimizerHook.grad_clip: max_norm must be positive, got {}", *max_norm_);
+    }
+    const nlohmann::json keys = o.value("loss_keys");
+    if (keys.is_string()) {
+      loss_keys_ = {keys.get<std::string>()};
+    } else if (keys.is_array()) {
+      for (const auto& k : keys) {
+        MS_CHECK(k.is_string(), ErrorCode::kConfig, "OptimizerHook: loss_keys holds names");
+        loss_keys_.push_back(k.get<std::string>());
+      }
+    } else if (!keys.is_null()) {
+      fail(ErrorCode::kConfig, "OptimizerHook: loss_keys is a name or a list of names");
+    }
+    skip_nonfinite_ = o.flag("skip_nonfinite_loss", false);
+    o.check_all_read();
+  }
+  std::string type() const override { return "OptimizerHook"; }
+  int default_priority() const override { return priority::kAboveNormal; }
+
+  void before_run(Trainer& t) override {
+    t.optimizer().zero_grad();
+    t.set_cumulative_iters(cumulative_iters_);
+  }
+
+  void after_train_iter(Trainer& t) override {
+    at::Tensor loss;
+    for (const std::string& key : loss_keys_) {
+      auto it = t.train_outputs().find(key);
+      MS_CHECK(it != t.train_outputs().end(), ErrorCode::kConfig,
+               "OptimizerHook: the model's outputs have no '{}' (loss_keys)", key);
+      loss = loss.defined() ? loss + it->second : it->second;
+    }
+    const double value = loss.detach().item<double>();
+    if (!std::isfinite(value)) {
+      if (!skip_nonfinite_) {
+        throw Error(ErrorCode::kIntegrity,
+                    fmt::format("the loss is {} at iteration {} (epoch {}, batch {})", value,
+                                t.iter() + 1, t.epoch() + 1, t.inner_iter() + 1),
+                    "lower the learning rate or clip gradients (train.optimizer.options."
+                    "grad_clip); OptimizerHook's skip_nonfinite_loss: true skips such batches");
+      }
+      log::warn("iteration {}: the loss is {}; the batch is skipped (skip_nonfinite_loss)",
+                  t.iter() + 1, value);
+      t.optimizer().zero_grad();
+      return;
+    }
+    if (cumulative_iters_ > 1) loss = loss / static_cast<double>(cumulative_iters_);
+    loss.backward();
+    if (every_n_iters(t, cumulative_iters_)) {
+      if (max_norm_) {
+        std::vector<at::Tensor> params;
+        for (const auto& g : t.optimizer().groups())
+          params.insert(params.end(), g.params.begin(), g.params.end());
+        t.log_buffer().update("grad_norm", clip_grad_norm(params, *max_norm_, norm_type_));
+      }
+      t.optimizer().step();
+      t.optimizer().zero_grad();
+    }
+  }
+
+ private:
+  std::int64_t cumulative_iters_ = 1;
+  std::optional<double> max_norm_;
+  double norm_type_ = 2;
+  std::vector<std::string> loss_keys_{"loss"};
+  bool skip_nonfinite_ = false;
+};
+
+// For models that step themselves: nothing happens.
+class NoneHook final : public Hook {
+ public:
+  NoneHook(std::string type, const nlohmann::json& options) : type_(std::move(type)) {
+    ComponentOptions(options, type_).check_all_read();
+  }
+  std::string type() const override { return type_; }
+
+ private:
+  std::string type_;
+};
+
+// Writes the first group's rate into the log buffer ("lr").
+void log_lr(Trainer& t) { t.log_buffer().output()["lr"] = t.optimizer().lrs().at(0); }
+
+// Applies the schedule's rates (and cycled momentums) to the optimizer.
+void apply_schedule(Trainer& t, LrScheduler& s) {
+  t.optimizer().set_lrs(s.lrs());
+  if (!s.momentums().empty()) t.optimizer().set_momentums(s.momentums());
+}
+
+class LrSchedulerHook final : public Hook {
+ public:
+  explicit LrSchedulerHook(const nlohmann::json& options) {
+    ComponentOptions o(options, "LrSchedulerHook");
+    by_epoch_ = read_by_epoch(o, "lr_strategy");
+    // The warmup wraps the schedule when the trainer builds it (Trainer::lr_scheduler), so that
+    // a resumed run restores the wrapped schedule.
+    (void)o.value("warmup");
+    o.check_all_read();
+  }
+  std::string type() const override { return "LrSchedulerHook"; }
+  int default_priority() const override { return priority::kLow; }
+
+  void before_run(Trainer& t) override {
+    MS_CHECK(t.lr_scheduler() != nullptr, ErrorCode::kConfig,
+             "{}: LrSchedulerHook needs train.lr_scheduler", t.config().source());
+  }
+  void before_train_epoch(Trainer& t) override { log_lr(t); }
+  void after_train_iter(Trainer& t) override {
+    if (!by_epoch_ && t.iter() >= t.cumulative_iters() - 1) {
+      t.lr_scheduler()->step();
+      apply_schedule(t, *t.lr_scheduler());
+    }
+    log_lr(t);
+  }
+  void after_train_epoch(Trainer& t) override {
+    if (by_epoch_) {
+      t.lr_scheduler()->step();
+      apply_schedule(t, *t.lr_scheduler());
+    }
+  }
+
+ private:
+  bool by_epoch_ = true;
+};
+
+// ReduceLROnPlateau, stepped after each epoch with the last evaluation's metric_key.
+class PlateauLrSchedulerHook final : public Hook {
+ public:
+  explicit PlateauLrSchedulerHook(const nlohmann::json& options) {
+    ComponentOptions o(options, "PlateauLrSchedulerHook");
+    metric_key_ = o.text("metric_key", "");
+    MS_CHECK(!metric_key_.empty(), ErrorCode::kConfig,
+             "PlateauLrSchedulerHook needs metric_key (a metric of the evaluation, e.g. "
+             "\"accuracy\")");
+    (void)o.value("warmup");
+    o.check_all_read();
+  }
+  std::string type() const override { return "PlateauLrSchedulerHook"; }
+  int default_priority() const override { return priority::kLow; }
+
+  void before_run(Trainer& t) override {
+    MS_CHECK(t.lr_scheduler() != nullptr, ErrorCode::kConfig,
+             "{}: PlateauLrSchedulerHook needs train.lr_scheduler (ReduceLROnPlateau)",
+             t.config().source());
+  }
+  void before_train_epoch(Trainer& t) override { log_lr(t); }
+  void after_train_iter(Trainer& t) override { log_lr(t); }
+  void after_train_epoch(Trainer& t) override {
+    if (t.metric_values().is_null()) {
+      log::warn("PlateauLrSchedulerHook: no evaluation has run by epoch {}; the rate stays",
+                  t.epoch() + 1);
+      return;
+    }
+    MS_CHECK(t.metric_values().contains(metric_key_), ErrorCode::kConfig,
+             "PlateauLrSchedulerHook: metric_key '{}' is not among the evaluation's metrics ({})",
+             metric_key_, t.metric_values().dump());
+    t.lr_scheduler()->step_with_metric(t.metric_values()[metric_key_].get<double>());
+    apply_schedule(t, *t.lr_scheduler());
+  }
+
+ private:
+  std::string metric_key_;
+};
+
+}  // namespace
+
+void register_optimizer_hooks(Registry<HookFactory>& r) {
+  r.add(
+      "OptimizerHook",
+      [](const nlohmann::json& o) -> std::shared_ptr<Hook> {
+        return std::make_shared<OptimizerHook>(o);
+      },
+      "backward, grad_clip {max_norm, norm_type}, cumulative_iters, loss_keys, "
+      "skip_nonfinite_loss; then the optimizer step");
+  r.add(
+      "NoneOptimizerHook",
+      [](const nlohmann::json& o) -> std::shared_ptr<Hook> {
+        return std::make_shared<NoneHook>("NoneOptimizerHook", o);
+      },
+      "no backward and no optimizer step (models that optimise themselves)");
+  r.add(
+      "LrSchedulerHook",
+      [](const nlohmann::json& o) -> std::shared_ptr<Hook> {
+        return std::make_shared<LrSchedulerHook>(o);
+      },
+      "steps train.lr_scheduler by epoch or by iteration (by_epoch | lr_strategy), with warmup");
+  r.add(
+      "PlateauLrSchedulerHook",
+      [](const nlohmann::json& o) -> std::shared_ptr<Hook> {
+        return std::make_shared<PlateauLrSchedulerHook>(o);
+      },
+      "steps ReduceLROnPlateau after each epoch with the evaluation's metric_key");
+  r.add(
+      "NoneLrSchedulerHook",
+      [](const nlohmann::json& o) -> std::shared_ptr<Hook> {
+        return std::make_shared<NoneHook>("NoneLrSchedulerHook", o);
+      },
+      "leaves the learning rate as it is");
+}
+
+}  // namespace ms::trainer

@@ -1,0 +1,410 @@
+// EpochBasedTrainer's loop (modelscope/trainers/trainer.py): hooks at every stage, the forward pass
+// in train_step, everything else (backward, optimizer and LR steps, evaluation, checkpoints, logs)
+// in hooks. The state a resume needs is saved by trainer_state() and restored by
+// load_trainer_state(): counters, optimizer, schedule, hook states and the RNG.
+#include "ms/trainer/trainer.h"
+
+#include <ATen/Context.h>
+#include <ATen/core/grad_mode.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/nn/module.h>
+
+#include <cmath>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <regex>
+
+#include "ms/config/json_file.h"
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+#include "ms/core/log.h"
+#include "ms/core/version.h"
+
+namespace ms::trainer {
+
+using tensor::CheckpointValue;
+
+// ---- LogBuffer ------------------------------------------------------------------------------
+
+void LogBuffer::update(const std::string& key, double value, int count) {
+  auto& values = history_[key];
+  if (values.empty()) keys_.push_back(key);
+  values.emplace_back(value, count);
+}
+
+void LogBuffer::average(std::size_t n) {
+  for (const std::string& key : keys_) {
+    const auto& values = history_[key];
+    const std::size_t first = n == 0 || n >= values.size() ? 0 : values.size() - n;
+    double sum = 0, count = 0;
+    for (std::size_t i = first; i < values.size(); ++i) {
+      sum += values[i].first * values[i].second;
+      count += values[i].second;
+    }
+    if (count > 0) output_[key] = sum / count;
+  }
+  ready = true;
+}
+
+void LogBuffer::clear() {
+  keys_.clear();
+  history_.clear();
+  clear_output();
+}
+
+void LogBuffer::clear_output() {
+  output_ = Json::object();
+  ready = false;
+}
+
+// ---- Trainer ----------------------------------------------------------------------------------
+
+namespace {
+
+std::string now_timestamp() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y%m%d_%H%M%S", &tm);
+  return text;
+}
+
+// nlohmann::ordered_json (Config) -> nlohmann::json (the component builders' options).
+nlohmann::json plain(const Json& value) { return nlohmann::json::parse(value.dump()); }
+
+// A JSON value as a checkpoint value (hook and schedule states), and back.
+CheckpointValue to_checkpoint(const nlohmann::json& v) {
+  if (v.is_null()) return {};
+  if (v.is_boolean()) return v.get<bool>();
+  if (v.is_number_integer()) return v.get<std::int64_t>();
+  if (v.is_number()) return v.get<double>();
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_array()) {
+    CheckpointValue out = CheckpointValue::list();
+    for (const auto& item : v) out.push_back(to_checkpoint(item));
+    return out;
+  }
+  CheckpointValue out = CheckpointValue::dict();
+  for (const auto& [key, item] : v.items()) out.set(key, to_checkpoint(item));
+  return out;
+}
+
+nlohmann::json from_checkpoint(const CheckpointValue& v) {
+  switch (v.kind()) {
+    case CheckpointValue::Kind::kNone:
+      return nullptr;
+    case CheckpointValue::Kind::kBool:
+      return v.as_bool();
+    case CheckpointValue::Kind::kInt:
+      return v.as_int();
+    case CheckpointValue::Kind::kFloat:
+      return v.as_float();
+    case CheckpointValue::Kind::kString:
+      return v.as_string();
+    case CheckpointValue::Kind::kList:
+    case CheckpointValue::Kind::kTuple: {
+      nlohmann::json out = nlohmann::json::array();
+      for (const auto& item : v.items()) out.push_back(from_checkpoint(item));
+      return out;
+    }
+    case CheckpointValue::Kind::kDict: {
+      nlohmann::json out = nlohmann::json::object();
+      for (const auto& [key, item] : v.entries()) {
+        const std::string name = key.kind() == CheckpointValue::Kind::kInt
+                                     ? std::to_string(key.as_int())
+                                     : key.as_string();
+        out[name] = from_checkpoint(item);
+      }
+      return out;
+    }
+    case CheckpointValue::Kind::kTensor:
+      break;
+  }
+  fail(ErrorCode::kIntegrity, "a tensor where the trainer state holds plain values");
+}
+
+// A batch's tensors as the metrics take them (plain doubles, row-major).
+metrics::Fields fields_of(const models::TensorMap& tensors) {
+  metrics::Fields out;
+  for (const auto& [name, t] : tensors) {
+    if (!t.defined()) continue;
+    const at::Tensor values = t.detach().to(at::kCPU, at::kDouble).contiguous();
+    metrics::Array a;
+    a.shape.assign(values.sizes().begin(), values.sizes().end());
+    a.values.assign(values.data_ptr<double>(), values.data_ptr<double>() + values.numel());
+    out.emplace(name, std::move(a));
+  }
+  return out;
+}
+
+}  // namespace
+
+Trainer::Trainer(TrainerSetup setup) : setup_(std::move(setup)), timestamp_(now_timestamp()) {
+  MS_ASSERT(setup_.model != nullptr);
+  max_epochs_ = setup_.config.get_or<std::int64_t>("train.max_epochs", 1);
+  MS_CHECK(max_epochs_ > 0, ErrorCode::kConfig, "{}: train.max_epochs must be positive, got {}",
+           setup_.config.source(), max_epochs_);
+  if (setup_.train_data) {
+    iters_per_epoch_ = static_cast<std::int64_t>(setup_.train_data->num_batches());
+    const auto limit = setup_.config.get_or<std::int64_t>("train.train_iters_per_epoch", 0);
+    if (limit > 0) iters_per_epoch_ = std::min(iters_per_epoch_, limit);
+    MS_CHECK(iters_per_epoch_ > 0, ErrorCode::kUsage,
+             "the training data gives no batch (rows: {}); with drop_last, a split smaller than "
+             "the batch size gives none",
+             setup_.train_data->rows());
+  }
+  if (!setup_.console) setup_.console = [](const std::string& line) { std::cerr << line << '\n'; };
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::register_hook(std::shared_ptr<Hook> hook) { hooks_.add(std::move(hook)); }
+
+void Trainer::set_progress(std::int64_t epoch, std::int64_t iter, std::int64_t inner_iter) {
+  epoch_ = epoch, iter_ = iter, inner_iter_ = inner_iter;
+}
+
+Optimizer& Trainer::optimizer() {
+  if (!optimizer_) {
+    MS_CHECK(setup_.config.has("train.optimizer"), ErrorCode::kConfig,
+             "{}: train.optimizer is missing (e.g. {{\"type\": \"AdamW\", \"lr\": 2e-5}})",
+             setup_.config.source());
+    std::vector<at::Tensor> params;
+    for (const at::Tensor& p : model().module().parameters())
+      if (p.requires_grad()) params.push_back(p);
+    std::vector<ParamGroup> groups{{std::move(params), {}}};
+    try {
+      optimizer_ = build_optimizer(plain(setup_.config.at("train.optimizer")), std::move(groups));
+    } catch (Error& e) {
+      e.add_context(fmt::format("in {}: train.optimizer", setup_.config.source()));
+      throw;
+    }
+  }
+  return *optimizer_;
+}
+
+LrScheduler* Trainer::lr_scheduler() {
+  if (!lr_scheduler_ && setup_.config.has("train.lr_scheduler")) {
+    const nlohmann::json config = plain(setup_.config.at("train.lr_scheduler"));
+    try {
+      lr_scheduler_ = build_lr_scheduler(config, optimizer().lrs());
+      if (config.contains("options") && config["options"].contains("warmup"))
+        lr_scheduler_ = wrap_in_warmup(std::move(lr_scheduler_), config["options"]["warmup"]);
+    } catch (Error& e) {
+      e.add_context(fmt::format("in {}: train.lr_scheduler", setup_.config.source()));
+      throw;
+    }
+    // PyTorch's constructor sets the optimizer's rates to those of step 0.
+    optimizer().set_lrs(lr_scheduler_->lrs());
+    if (!lr_scheduler_->momentums().empty()) optimizer().set_momentums(lr_scheduler_->momentums());
+  }
+  return lr_scheduler_.get();
+}
+
+void Trainer::set_lr_scheduler(std::unique_ptr<LrScheduler> scheduler) {
+  lr_scheduler_ = std::move(scheduler);
+}
+
+void Trainer::console(const std::string& line) const { setup_.console(line); }
+
+void Trainer::move_to_device(models::TensorMap& batch) const {
+  if (setup_.device == "cpu") return;
+  for (auto& [name, t] : batch) t = t.to(at::Device(setup_.device), /*non_blocking=*/true);
+}
+
+void Trainer::train_step(models::TensorMap batch) {
+  move_to_device(batch);
+  model().train();
+  train_outputs_ = models::checked_forward(model(), batch, setup_.device);
+  bool has_loss = false;
+  for (const auto& [name, value] : train_outputs_) {
+    if (name.find("loss") == std::string::npos) continue;
+    has_loss = true;
+    log_buffer_.update(name, value.detach().item<double>());
+  }
+  MS_CHECK(has_loss, ErrorCode::kUsage,
+           "the model gave no loss: the batches need labels (the dataset's label column)");
+}
+
+void Trainer::train(const std::optional<std::filesystem::path>& resume_from) {
+  MS_CHECK(setup_.train_data != nullptr, ErrorCode::kUsage, "there is no training data");
+  register_hooks_from_config();
+  mode_ = Mode::kTrain;
+  if (resume_from) {
+    register_hook(build_hook({{"type", "LoadCheckpointHook"},
+                              {"checkpoint_file", checkpoint_prefix(*resume_from).string()}}));
+  }
+  hooks_.call(Stage::kBeforeRun, *this);
+  // A checkpoint taken at the end of an epoch resumes at the next one.
+  if (inner_iter_ >= iters_per_epoch_) {
+    ++epoch_;
+    inner_iter_ = 0;
+  }
+  for (; epoch_ < max_epochs_; ++epoch_) {
+    mode_ = Mode::kTrain;
+    hooks_.call(Stage::kBeforeTrainEpoch, *this);
+    setup_.train_data->start(static_cast<std::uint64_t>(epoch_),
+                             static_cast<std::size_t>(inner_iter_));
+    for (std::int64_t i = inner_iter_; i < iters_per_epoch_; ++i) {
+      std::optional<models::TensorMap> batch = setup_.train_data->next();
+      if (!batch) break;
+      inner_iter_ = i;
+      hooks_.call(Stage::kBeforeTrainIter, *this);
+      train_step(std::move(*batch));
+      hooks_.call(Stage::kAfterTrainIter, *this);
+      train_outputs_.clear();
+      ++iter_;
+    }
+    inner_iter_ = iters_per_epoch_ - 1;
+    hooks_.call(Stage::kAfterTrainEpoch, *this);
+    inner_iter_ = 0;
+    if (stop_) {
+      ++epoch_;
+      break;
+    }
+  }
+  hooks_.call(Stage::kAfterRun, *this);
+}
+
+Json Trainer::evaluate() {
+  MS_CHECK(setup_.eval_data != nullptr, ErrorCode::kUsage,
+           "there is no evaluation data: give --eval-dataset, or a dataset with a validation or "
+           "test split");
+  Json metrics_config = setup_.config.get_or<Json>("evaluation.metrics", Json());
+  if (metrics_config.is_null()) {
+    const std::string metric = metrics::task_default_metric(model().task());
+    MS_CHECK(!metric.empty(), ErrorCode::kConfig,
+             "{}: evaluation.metrics is not set and task {} has no default metric",
+             setup_.config.source(), model().task());
+    metrics_config = Json::array({metric});
+  } else if (!metrics_config.is_array()) {
+    metrics_config = Json::array({metrics_config});
+  }
+  std::vector<std::unique_ptr<metrics::Metric>> metric_list;
+  for (const Json& m : metrics_config) {
+    try {
+      metric_list.push_back(metrics::build_metric(plain(m)));
+    } catch (Error& e) {
+      e.add_context(fmt::format("in {}: evaluation.metrics", setup_.config.source()));
+      throw;
+    }
+  }
+  const Mode saved_mode = mode_;
+  mode_ = Mode::kEval;
+  hooks_.call(Stage::kBeforeVal, *this);
+  const bool was_training = model().is_training();
+  model().eval();
+  {
+    c10::InferenceMode guard;
+    setup_.eval_data->start(0, 0);
+    while (std::optional<models::TensorMap> batch = setup_.eval_data->next()) {
+      models::TensorMap inputs = std::move(*batch);
+      move_to_device(inputs);
+      models::TensorMap outputs = models::checked_forward(model(), inputs, setup_.device);
+      for (auto& m : metric_list) m->add(fields_of(outputs), fields_of(inputs));
+    }
+  }
+  model().train(was_training);
+  Json values = Json::object();
+  for (auto& m : metric_list)
+    for (const auto& [key, value] : m->evaluate()) values[key] = value;
+  metric_values_ = values;
+  hooks_.call(Stage::kAfterVal, *this);
+  mode_ = saved_mode;
+  return values;
+}
+
+models::TensorMap Trainer::model_state() const {
+  models::TensorMap state = setup_.model->state_dict();
+  for (auto& [name, t] : state) t = t.detach().to(at::kCPU).contiguous();
+  return state;
+}
+
+CheckpointValue Trainer::trainer_state() const {
+  CheckpointValue meta = CheckpointValue::dict();
+  meta.set("epoch", epoch_);
+  meta.set("iter", iter_ + 1);
+  meta.set("inner_iter", inner_iter_ + 1);
+  CheckpointValue rng = CheckpointValue::dict();
+  rng.set("cpu", at::detail::getDefaultCPUGenerator().get_state());
+  meta.set("rng_state", std::move(rng));
+  std::size_t i = 0;
+  for (const auto& hook : hooks_.hooks()) {
+    CheckpointValue state = hook->state_dict();
+    if (state.is_none()) continue;
+    meta.set(fmt::format("{}-{}", hook->type(), i++), std::move(state));
+  }
+  meta.set("modelscope", std::string("ms ") + version());
+  meta.set("time", timestamp_);
+  CheckpointValue out = CheckpointValue::dict();
+  out.set("meta", std::move(meta));
+  if (optimizer_) out.set("optimizer", optimizer_->state_dict());
+  if (lr_scheduler_) out.set("lr_scheduler", to_checkpoint(lr_scheduler_->state()));
+  return out;
+}
+
+void Trainer::load_trainer_state(const CheckpointValue& state) {
+  const CheckpointValue& meta = state.at("meta");
+  epoch_ = meta.at("epoch").as_int();
+  iter_ = meta.at("iter").as_int();
+  inner_iter_ = meta.at("inner_iter").as_int();
+  if (const CheckpointValue* rng = meta.find("rng_state"))
+    if (const CheckpointValue* cpu = rng->find("cpu"))
+      at::detail::getDefaultCPUGenerator().set_state(cpu->as_tensor());
+  std::size_t i = 0;
+  for (const auto& hook : hooks_.hooks()) {
+    if (hook->state_dict().is_none()) continue;
+    if (const CheckpointValue* saved = meta.find(fmt::format("{}-{}", hook->type(), i++)))
+      hook->load_state_dict(*saved);
+  }
+  if (const CheckpointValue* saved = state.find("optimizer")) optimizer().load_state_dict(*saved);
+  if (const CheckpointValue* saved = state.find("lr_scheduler"); saved && !saved->is_none()) {
+    MS_CHECK(lr_scheduler() != nullptr, ErrorCode::kIntegrity,
+             "the checkpoint has an LR schedule but train.lr_scheduler is not set");
+    lr_scheduler()->load_state(from_checkpoint(*saved));
+    optimizer().set_lrs(lr_scheduler()->lrs());
+  }
+}
+
+void Trainer::load_model_state(const models::TensorMap& state, const std::string& source) {
+  setup_.model->load_state_dict(state, source);
+}
+
+void Trainer::save_output(const std::filesystem::path& dir) const {
+  if (setup_.save_output) setup_.save_output(dir, model_state(), metric_values_);
+}
+
+// ---- checkpoint files ---------------------------------------------------------------------------
+
+std::filesystem::path model_file(const std::filesystem::path& prefix) {
+  return prefix.string() + ".pth";
+}
+
+std::filesystem::path trainer_state_file(const std::filesystem::path& prefix) {
+  return prefix.string() + "_trainer_state.pth";
+}
+
+std::filesystem::path checkpoint_prefix(const std::filesystem::path& path) {
+  std::string p = path.string();
+  for (const char* suffix : {"_trainer_state.pth", ".pth"}) {
+    const std::string s = suffix;
+    if (p.size() > s.size() && p.compare(p.size() - s.size(), s.size(), s) == 0)
+      return p.substr(0, p.size() - s.size());
+  }
+  return path;
+}
+
+std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& work_dir) {
+  const auto pointer = read_json_file(work_dir / kLatestCheckpointFile);
+  if (!pointer || !pointer->contains("prefix") || !(*pointer)["prefix"].is_string())
+    return std::nullopt;
+  const std::filesystem::path prefix = work_dir / (*pointer)["prefix"].get<std::string>();
+  if (!std::filesystem::exists(model_file(prefix)) ||
+      !std::filesystem::exists(trainer_state_file(prefix)))
+    return std::nullopt;
+  return prefix;
+}
+
+}  // namespace ms::trainer
