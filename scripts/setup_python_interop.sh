@@ -14,6 +14,10 @@
 # so that a clean checkout tests what was tested. A venv that already holds them is kept; the
 # others are made in parallel.
 #
+# It also makes build/venv-tensorboard with the `tensorboard` package (the newest release, 2.21.0,
+# and the protobuf it parses event files with), for tests/e2e/test_tensorboard.py: TensorBoard's own
+# readers read the event files of ms's TensorboardWriter.
+#
 #   bash scripts/setup_python_interop.sh
 #   MS_MODELSCOPE_VERSIONS="1.40.2" bash scripts/setup_python_interop.sh
 set -euo pipefail
@@ -42,6 +46,19 @@ import modelscope, datasets  # noqa: E401,F401 (they import)
 PY
 }
 
+tensorboard_pins="tensorboard==2.21.0 protobuf==7.36.2"
+tensorboard_ready() {  # tensorboard_ready VENV: the venv holds tensorboard and protobuf as pinned
+  # shellcheck disable=SC2086
+  "$1/bin/python" - $tensorboard_pins >/dev/null 2>&1 <<'PY'
+import importlib.metadata, sys
+for pin in sys.argv[1:]:
+    name, version = pin.split("==")
+    if importlib.metadata.version(name) != version:
+        sys.exit(1)
+from tensorboard.backend.event_processing import event_accumulator  # noqa: F401 (it imports)
+PY
+}
+
 pids=()
 for version in "${versions[@]}"; do
   venv="$root/build/venv-modelscope-$version"
@@ -54,14 +71,24 @@ for version in "${versions[@]}"; do
     # shellcheck disable=SC2046
     "$venv/bin/pip" install --quiet --disable-pip-version-check $(pins "$version")
   ) >"$venv.log" 2>&1 &
-  pids+=("$!:$version")
+  pids+=("$!:venv-modelscope-$version")
 done
+tensorboard_venv="$root/build/venv-tensorboard"
+if ! tensorboard_ready "$tensorboard_venv"; then
+  mkdir -p "$root/build"
+  (
+    "$python" -m venv --clear "$tensorboard_venv"
+    # shellcheck disable=SC2086
+    "$tensorboard_venv/bin/pip" install --quiet --disable-pip-version-check $tensorboard_pins
+  ) >"$tensorboard_venv.log" 2>&1 &
+  pids+=("$!:venv-tensorboard")
+fi
 failed=0
 for entry in "${pids[@]}"; do
-  pid="${entry%%:*}" version="${entry#*:}"
+  pid="${entry%%:*}" venv="${entry#*:}"
   if ! wait "$pid"; then
-    echo "setup_python_interop.sh: installing modelscope $version failed:" >&2
-    tail -n 30 "$root/build/venv-modelscope-$version.log" >&2
+    echo "setup_python_interop.sh: making build/$venv failed:" >&2
+    tail -n 30 "$root/build/$venv.log" >&2
     failed=1
   fi
 done
@@ -71,3 +98,6 @@ for version in "${versions[@]}"; do
   ready "$venv" "$version" || { echo "setup_python_interop.sh: $venv lacks modelscope $version" >&2; exit 1; }
   echo "modelscope $version in $venv"
 done
+tensorboard_ready "$tensorboard_venv" ||
+  { echo "setup_python_interop.sh: $tensorboard_venv lacks $tensorboard_pins" >&2; exit 1; }
+echo "$tensorboard_pins in $tensorboard_venv"
