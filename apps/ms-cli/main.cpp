@@ -92,6 +92,7 @@ int main(int argc, char** argv) {
   ms::cli::add_hub_command(app, global);
   ms::cli::add_dataset_command(app, global);
   ms::cli::add_infer_command(app, global);
+  ms::cli::add_train_command(app, global);
   ms::cli::add_tokenize_command(app, global);
 
   // A mistyped command would otherwise read as "A subcommand is required".

@@ -17,17 +17,12 @@
 #include "ms/data/image.h"
 #include "ms/models/model.h"
 #include "ms/models/torchscript.h"
+#include "ms/pipelines/image_transforms.h"
 #include "ms/pipelines/registry.h"
 #include "ms/tensor/collate.h"
 
 namespace ms::pipelines {
 namespace {
-
-struct Transform {
-  std::string type;
-  int64_t h = 0, w = 0;  // Resize (w == 0: shorter side to h) / CenterCrop
-  std::vector<double> mean, std;
-};
 
 std::pair<int64_t, int64_t> size_of(const Json& v, const std::string& where) {
   if (v.is_number_integer() && v.get<int64_t>() > 0) return {v.get<int64_t>(), 0};
@@ -38,6 +33,8 @@ std::pair<int64_t, int64_t> size_of(const Json& v, const std::string& where) {
   fail(ErrorCode::kConfig, "{}: 'size' must be a positive integer or [height, width], got {}",
        where, v.dump());
 }
+
+}  // namespace
 
 std::vector<Transform> parse_transforms(const Config& config) {
   const Json* list = nullptr;
@@ -122,6 +119,8 @@ at::Tensor apply_transforms(const std::vector<Transform>& transforms, at::Tensor
   }
   return x.contiguous();
 }
+
+namespace {
 
 class ImageClassificationPipeline final : public infer::Pipeline {
  public:

@@ -13,6 +13,10 @@
 #include "ms/infer/torch_layer.h"
 #include "ms/models/model.h"
 #include "ms/pipelines/registry.h"
+#include "ms/trainer/hook.h"
+#include "ms/trainer/lr_scheduler.h"
+#include "ms/trainer/optimizer.h"
+#include "ms/trainer/training_service.h"
 
 namespace ms::infer {
 namespace {
@@ -81,6 +85,9 @@ void register_components(Registries& registries) {
   const std::size_t before = registries.names().size();
   registries.add(models::model_registry());
   registries.add(pipelines::pipeline_registry());
+  registries.add(trainer::hook_registry());
+  registries.add(trainer::optimizer_registry());
+  registries.add(trainer::lr_scheduler_registry());
   // default_registries() lists kTorchLayerRegistries before loading this library: both must name
   // the same registries.
   for (const char* name : kTorchLayerRegistries) MS_ASSERT(registries.contains(name));
@@ -100,6 +107,7 @@ extern "C" __attribute__((visibility("default"))) const ms::infer::TorchLayer* m
   if (std::getenv("MALLOC_TRIM_THRESHOLD_") == nullptr) mallopt(M_TRIM_THRESHOLD, 1 << 30);
   static ms::infer::TorchRuntimeImpl runtime;
   static const ms::infer::TorchLayer layer{&runtime, &ms::pipelines::pipeline_factory(),
+                                           &ms::trainer::training_service(),
                                            &ms::infer::register_components};
   return &layer;
 }

@@ -13,7 +13,9 @@
 #include <ctime>
 #include <fstream>
 #include <iostream>
-#include <regex>
+#include <mutex>
+#include <csignal>
+#include <unistd.h>
 
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
@@ -139,6 +141,17 @@ metrics::Fields fields_of(const models::TensorMap& tensors) {
   return out;
 }
 
+#ifdef MS_TEST_HOOKS
+// Test builds only: MS_TEST_KILL_AFTER_ITER=N sends this process SIGKILL once iteration N and its
+// hooks are done, a kill -9 at a known moment for the exact-resume tests.
+void test_kill_point(std::int64_t iterations_done) {
+  static const char* at = std::getenv("MS_TEST_KILL_AFTER_ITER");
+  if (at != nullptr && std::to_string(iterations_done) == at) ::kill(::getpid(), SIGKILL);
+}
+#else
+void test_kill_point(std::int64_t) {}
+#endif
+
 }  // namespace
 
 Trainer::Trainer(TrainerSetup setup) : setup_(std::move(setup)), timestamp_(now_timestamp()) {
@@ -161,6 +174,80 @@ Trainer::Trainer(TrainerSetup setup) : setup_(std::move(setup)), timestamp_(now_
 Trainer::~Trainer() = default;
 
 void Trainer::register_hook(std::shared_ptr<Hook> hook) { hooks_.add(std::move(hook)); }
+
+void Trainer::register_hooks_from_config() {
+  if (hooks_registered_) return;
+  hooks_registered_ = true;
+  const Config& c = setup_.config;
+  auto add = [&](nlohmann::json entry, const std::string& where) {
+    try {
+      register_hook(build_hook(entry));
+    } catch (Error& e) {
+      e.add_context(fmt::format("in {}: {}", c.source(), where));
+      throw;
+    }
+  };
+  // The optimizer and LR hooks first: among hooks of equal priority they then run before a
+  // CheckpointHook, so that a checkpoint taken after an epoch already holds the stepped schedule
+  // and a resumed run goes on exactly (ModelScope registers them last).
+  if (c.has("train.optimizer_hook")) {
+    add(plain(c.at("train.optimizer_hook")), "train.optimizer_hook");
+  } else {
+    nlohmann::json o = c.has("train.optimizer.options") ? plain(c.at("train.optimizer.options"))
+                                                        : nlohmann::json::object();
+    o["type"] = "OptimizerHook";
+    add(o, "train.optimizer.options");
+  }
+  if (c.has("train.lr_scheduler_hook")) {
+    add(plain(c.at("train.lr_scheduler_hook")), "train.lr_scheduler_hook");
+  } else if (c.has("train.lr_scheduler")) {
+    nlohmann::json o = c.has("train.lr_scheduler.options")
+                           ? plain(c.at("train.lr_scheduler.options"))
+                           : nlohmann::json::object();
+    const bool plateau = c.get_or<std::string>("train.lr_scheduler.type", "") == "ReduceLROnPlateau";
+    MS_CHECK(!plateau, ErrorCode::kConfig,
+             "{}: ReduceLROnPlateau steps on a metric: set train.lr_scheduler_hook to "
+             "{{\"type\": \"PlateauLrSchedulerHook\", \"metric_key\": \"...\"}}",
+             c.source());
+    o["type"] = "LrSchedulerHook";
+    add(o, "train.lr_scheduler.options");
+  }
+  // train.hooks, with the key-chain sections merged into the hook of their type and
+  // ModelScope's default hooks added where their type is missing.
+  std::vector<nlohmann::json> entries;
+  if (c.has("train.hooks")) {
+    const nlohmann::json list = plain(c.at("train.hooks"));
+    MS_CHECK(list.is_array(), ErrorCode::kConfig, "{}: train.hooks must be a list of {{\"type\": ...}}",
+             c.source());
+    for (const auto& entry : list) entries.push_back(entry);
+  }
+  auto merge_into = [&](const std::string& type, const nlohmann::json& options) {
+    for (auto& e : entries)
+      if (e.is_object() && e.value("type", "") == type) {
+        e.update(options);
+        return;
+      }
+    nlohmann::json e = options;
+    e["type"] = type;
+    entries.push_back(e);
+  };
+  const std::pair<const char*, const char*> chains[] = {{"train.checkpoint.period", "CheckpointHook"},
+                                                        {"train.checkpoint.best", "BestCkptSaverHook"},
+                                                        {"train.logging", "TextLoggerHook"},
+                                                        {"evaluation.period", "EvaluationHook"}};
+  for (const auto& [key, type] : chains)
+    if (c.has(key)) merge_into(type, plain(c.at(key)));
+  for (const auto& [type, options] :
+       {std::pair<std::string, nlohmann::json>{"CheckpointHook", {{"interval", 1}}},
+        {"TextLoggerHook", {{"interval", 10}}},
+        {"IterTimerHook", nlohmann::json::object()}}) {
+    bool present = false;
+    for (const auto& e : entries) present = present || (e.is_object() && e.value("type", "") == type);
+    if (!present) merge_into(type, options);
+  }
+  for (std::size_t i = 0; i < entries.size(); ++i)
+    add(entries[i], fmt::format("train.hooks[{}]", i));
+}
 
 void Trainer::set_progress(std::int64_t epoch, std::int64_t iter, std::int64_t inner_iter) {
   epoch_ = epoch, iter_ = iter, inner_iter_ = inner_iter;
@@ -256,6 +343,7 @@ void Trainer::train(const std::optional<std::filesystem::path>& resume_from) {
       hooks_.call(Stage::kAfterTrainIter, *this);
       train_outputs_.clear();
       ++iter_;
+      test_kill_point(iter_);
     }
     inner_iter_ = iters_per_epoch_ - 1;
     hooks_.call(Stage::kAfterTrainEpoch, *this);
@@ -328,7 +416,11 @@ CheckpointValue Trainer::trainer_state() const {
   meta.set("iter", iter_ + 1);
   meta.set("inner_iter", inner_iter_ + 1);
   CheckpointValue rng = CheckpointValue::dict();
-  rng.set("cpu", at::detail::getDefaultCPUGenerator().get_state());
+  {
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    rng.set("cpu", generator.get_state());
+  }
   meta.set("rng_state", std::move(rng));
   std::size_t i = 0;
   for (const auto& hook : hooks_.hooks()) {
@@ -352,7 +444,11 @@ void Trainer::load_trainer_state(const CheckpointValue& state) {
   inner_iter_ = meta.at("inner_iter").as_int();
   if (const CheckpointValue* rng = meta.find("rng_state"))
     if (const CheckpointValue* cpu = rng->find("cpu"))
-      at::detail::getDefaultCPUGenerator().set_state(cpu->as_tensor());
+    {
+      at::Generator generator = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_state(cpu->as_tensor());
+    }
   std::size_t i = 0;
   for (const auto& hook : hooks_.hooks()) {
     if (hook->state_dict().is_none()) continue;

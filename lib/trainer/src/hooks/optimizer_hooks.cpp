@@ -1,5 +1,7 @@
 // The hooks that change the weights and rates (modelscope/trainers/hooks/optimizer/base.py,
 // lr_scheduler_hook.py): backward, gradient clipping and accumulation, optimizer and LR steps.
+#include <ATen/TensorOperators.h>
+
 #include <cmath>
 
 #include "builtin_hooks.h"

@@ -14,6 +14,7 @@
 namespace ms::infer {
 
 class PipelineFactory;
+class TrainerService;
 
 /// What the loaded LibTorch reports about itself.
 struct TorchInfo {
@@ -43,13 +44,14 @@ class MS_API TorchRuntime {
 struct TorchLayer {
   TorchRuntime* runtime = nullptr;       ///< LibTorch's versions, threads and devices
   PipelineFactory* pipelines = nullptr;  ///< `ms infer` (see ms/infer/pipeline.h)
+  TrainerService* trainer = nullptr;     ///< `ms train`, `ms eval` (see ms/infer/train.h)
   /// Adds the torch layer's registries, named in kTorchLayerRegistries, to `registries`.
   void (*register_components)(Registries& registries) = nullptr;
 };
 
 /// Bumped whenever TorchLayer, the interfaces it points to or the entry point change; both sides
 /// must agree.
-constexpr int kTorchLayerAbiVersion = 5;  // 5: PipelineResult::nonfinite_output
+constexpr int kTorchLayerAbiVersion = 6;  // 6: TorchLayer::trainer
 
 /// Name of the extern "C" entry point exported by libms_torch.so:
 ///   const ms::infer::TorchLayer* ms_torch_layer_entry(int abi_version);
@@ -58,7 +60,8 @@ constexpr const char* kTorchLayerEntryPoint = "ms_torch_layer_entry";
 
 /// The registries the torch layer adds, by name: listed without loading LibTorch (`ms list`),
 /// loaded on first use. The torch layer checks that it registers exactly these.
-constexpr std::array<const char*, 2> kTorchLayerRegistries = {"models", "pipelines"};
+constexpr std::array<const char*, 5> kTorchLayerRegistries = {"models", "pipelines", "hooks",
+                                                              "optimizers", "lr_schedulers"};
 
 /// Options applied when the torch layer is first loaded.
 struct TorchOptions {

@@ -1,0 +1,161 @@
+// `ms train` and `ms eval`: finetune a model from its configuration (ModelScope's
+// build_trainer(...).train()), and evaluate a model folder on a dataset (trainer.evaluate()).
+#include <cstdio>
+#include <iostream>
+
+#include "cli.h"
+#include "ms/core/device.h"
+#include "ms/hub/repo_id.h"
+#include "ms/infer/train.h"
+
+namespace ms::cli {
+namespace {
+
+struct TrainOptions {
+  infer::TrainRequest request;
+  std::string device = "cpu";
+  std::optional<std::string> work_dir, config;
+  bool json = false;
+};
+
+struct EvalOptions {
+  infer::EvalRequest request;
+  std::string device = "cpu";
+  std::optional<std::string> checkpoint;
+  std::vector<std::string> metrics;
+  bool json = false;
+};
+
+void add_hub_options(CLI::App& cmd, infer::HubModelOptions& hub) {
+  cmd.add_option("--revision", hub.revision,
+                 std::string("Hub model ids: branch or tag (default ") + hub::kDefaultRevision +
+                     ")");
+  cmd.add_flag("--offline", hub.offline, "Hub model ids: use the cache only, no network");
+  cmd.add_option("--endpoint", hub.endpoint, "Hub model ids: the hub URL");
+  cmd.add_option("--token", hub.token, "Hub model ids: access token");
+}
+
+Json summary_json(const infer::TrainSummary& s) {
+  Json out = Json::object();
+  out["work_dir"] = s.work_dir.string();
+  out["output_dir"] = s.output_dir.string();
+  out["epochs"] = s.epochs;
+  out["iters"] = s.iters;
+  out["train_rows"] = s.train_rows;
+  out["eval_rows"] = s.eval_rows;
+  out["metrics"] = s.metric_values;
+  out["resumed_from"] = s.resumed_from ? Json(s.resumed_from->string()) : Json();
+  out["seconds"] = s.seconds;
+  return out;
+}
+
+void run_train(TrainOptions& o) {
+  if (o.json) report_errors_as_json();
+  infer::TrainRequest& r = o.request;
+  r.device = parse_device(o.device);
+  if (o.work_dir) r.work_dir = *o.work_dir;
+  if (o.config) r.config = *o.config;
+  const infer::TrainSummary s = infer::run_train(r);
+  if (o.json) {
+    std::cout << summary_json(s).dump() << std::endl;
+    return;
+  }
+  std::fprintf(stderr, "ms train: %lld epochs, %lld iterations in %.1f s; model in %s\n",
+               static_cast<long long>(s.epochs), static_cast<long long>(s.iters), s.seconds,
+               s.output_dir.c_str());
+  if (!s.metric_values.is_null())
+    std::fprintf(stderr, "ms train: last evaluation %s\n", s.metric_values.dump().c_str());
+}
+
+void run_eval(EvalOptions& o) {
+  if (o.json) report_errors_as_json();
+  infer::EvalRequest& r = o.request;
+  r.device = parse_device(o.device);
+  if (o.checkpoint) r.checkpoint = *o.checkpoint;
+  r.metrics = split_patterns(o.metrics);
+  const Json values = infer::run_eval(r);
+  if (o.json) {
+    std::cout << values.dump() << std::endl;
+    return;
+  }
+  for (const auto& [key, value] : values.items())
+    std::cout << key << ": " << value.dump() << "\n";
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
+  auto opts = std::make_shared<TrainOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "train",
+      "Finetune a model as its configuration says (train.*, evaluation.*): ModelScope's trainer");
+  cmd->footer(
+      "Examples:\n"
+      "  ms train --model configs/image-classification-small-cnn --dataset imagefolder:DIR\n"
+      "  ms train --model MINILM_DIR --config configs/text-classification \\\n"
+      "      --dataset csv:train.csv --eval-dataset csv:test.csv --work-dir runs/spam\n"
+      "  ms train ... --resume            # after a kill: go on from the last checkpoint\n"
+      "Writes <work-dir>/epoch_N.pth (or iter_N.pth) and <prefix>_trainer_state.pth (both\n"
+      "torch.load-able), <timestamp>.log.json, tensorboard_output/ (TensorboardHook) and\n"
+      "output/: a model folder for ms infer, ms eval, ms upload and transformers.\n" +
+      std::string(kExitCodesHelp));
+  cmd->add_option("--model,-m", opts->request.model,
+                  "Model folder (weights + configuration.json, or a configuration only, to train "
+                  "from scratch) or a hub id OWNER/NAME")
+      ->required();
+  cmd->add_option("--config,-c", opts->config,
+                  "A configuration file or folder merged over the model's configuration.json "
+                  "(a training recipe such as configs/text-classification)");
+  cmd->add_option("--task,-t", opts->request.task, "Task (default: the configuration's)");
+  cmd->add_option("--dataset", opts->request.dataset,
+                  "Training data (csv:F, jsonl:F, imagefolder:DIR, zip:F, hub:OWNER/NAME...); its "
+                  "train split, else its only split")
+      ->required();
+  cmd->add_option("--eval-dataset", opts->request.eval_dataset,
+                  "Evaluation data (default: --dataset's validation or test split, if any)");
+  cmd->add_option("--work-dir,-w", opts->work_dir,
+                  "Checkpoints, logs and output/ (default: train.work_dir, else ./work_dir)");
+  cmd->add_option("--set,--cfg-options", opts->request.overrides,
+                  "Override a configuration key: KEY=VALUE (e.g. train.optimizer.lr=1e-4)");
+  cmd->add_option("--max-epochs", opts->request.max_epochs, "Epochs (train.max_epochs)");
+  cmd->add_option("--device,-d", opts->device, "cpu, gpu, gpu:N, cuda:N or auto");
+  cmd->add_option("--seed", opts->request.seed,
+                  "Seed of the weights' initialisation, dropout and shuffling (default 42)");
+  cmd->add_option("--resume", opts->request.resume,
+                  "Go on from a checkpoint: the work dir's latest (no value) or a .pth / prefix")
+      ->expected(0, 1)
+      ->default_str("");
+  add_hub_options(*cmd, opts->request.hub);
+  add_threads_option(*cmd, opts->request.threads);
+  cmd->add_flag("--json", opts->json, "Print a JSON summary on stdout");
+  cmd->callback([opts] { run_train(*opts); });
+
+  auto eopts = std::make_shared<EvalOptions>();
+  CLI::App* eval = app.add_subcommand("eval", "Evaluate a model on a dataset with its metrics");
+  eval->footer(
+      "Examples:\n"
+      "  ms eval --model runs/spam/output --dataset csv:test.csv --json\n"
+      "  ms eval --model runs/spam/output --dataset csv:test.csv --checkpoint runs/spam/epoch_2\n" +
+      std::string(kExitCodesHelp));
+  eval->add_option("--model,-m", eopts->request.model, "Model folder or hub id")->required();
+  eval->add_option("--task,-t", eopts->request.task, "Task (default: the configuration's)");
+  eval->add_option("--dataset", eopts->request.dataset, "Evaluation data")->required();
+  eval->add_option("--split", eopts->request.split,
+                   "Split (default: validation, else test, else the only one)");
+  eval->add_option("--checkpoint", eopts->checkpoint,
+                   "Weights from a checkpoint (<prefix>.pth or the prefix) instead of the folder's");
+  eval->add_option("--metrics", eopts->metrics,
+                   "Metrics by name, comma-separated (default: evaluation.metrics, else the "
+                   "task's; see ms list metrics)");
+  eval->add_option("--set,--cfg-options", eopts->request.overrides,
+                   "Override a configuration key: KEY=VALUE");
+  eval->add_option("--batch-size,-b", eopts->request.batch_size, "Rows per forward pass")
+      ->check(CLI::PositiveNumber);
+  eval->add_option("--device,-d", eopts->device, "cpu, gpu, gpu:N, cuda:N or auto");
+  add_hub_options(*eval, eopts->request.hub);
+  add_threads_option(*eval, eopts->request.threads);
+  eval->add_flag("--json", eopts->json, "Print one JSON object of metric values on stdout");
+  eval->callback([eopts] { run_eval(*eopts); });
+}
+
+}  // namespace ms::cli

@@ -1,0 +1,82 @@
+// The torch-free face of `ms train` and `ms eval`: what to train or evaluate, and what came out.
+// The torch layer implements TrainerService (lib/trainer); run_train() / run_eval() check what
+// needs no LibTorch, open the model, load the torch layer and call it.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ms/config/config.h"
+#include "ms/core/device.h"
+#include "ms/core/export.h"
+#include "ms/infer/model_dir.h"
+
+namespace ms::infer {
+
+/// `ms train`.
+struct TrainRequest {
+  std::string model;  ///< a model folder (weights or only a configuration) or a hub id
+  /// A configuration file or folder merged over the model's configuration.json (ModelScope's
+  /// cfg_file): a model's folder plus a training recipe.
+  std::optional<std::filesystem::path> config;
+  std::optional<std::string> task;
+  std::string dataset;                        ///< dataset spec; its train split (or only split)
+  std::optional<std::string> eval_dataset;    ///< default: the dataset's validation / test split
+  std::optional<std::filesystem::path> work_dir;  ///< default: train.work_dir, else ./work_dir
+  std::vector<std::string> overrides;         ///< --set KEY=VALUE (cfg_options)
+  std::optional<std::int64_t> max_epochs;
+  DeviceSpec device{DeviceSpec::Kind::kCpu, -1};
+  std::uint64_t seed = 42;
+  /// --resume: "" for the work dir's latest checkpoint, else a checkpoint prefix or file.
+  std::optional<std::string> resume;
+  std::optional<int> threads;
+  HubModelOptions hub;
+};
+
+/// What a training run did.
+struct TrainSummary {
+  std::filesystem::path work_dir;
+  std::filesystem::path output_dir;  ///< <work_dir>/output: the inference-ready model
+  std::int64_t epochs = 0;           ///< epochs done, counting those before a resume
+  std::int64_t iters = 0;
+  std::int64_t train_rows = 0, eval_rows = 0;
+  Json metric_values;  ///< the last evaluation's (null when none ran)
+  std::optional<std::filesystem::path> resumed_from;
+  double seconds = 0;
+  double samples_per_second = 0;  ///< training samples of this run per second of the loop
+};
+
+/// `ms eval`.
+struct EvalRequest {
+  std::string model;
+  std::optional<std::string> task;
+  std::string dataset;
+  std::optional<std::string> split;  ///< default: validation, else test, else the only split
+  /// A <prefix>.pth (or prefix) whose weights replace the folder's.
+  std::optional<std::filesystem::path> checkpoint;
+  std::vector<std::string> metrics;  ///< default: evaluation.metrics, else the task's
+  std::vector<std::string> overrides;
+  DeviceSpec device{DeviceSpec::Kind::kCpu, -1};
+  std::size_t batch_size = 0;  ///< 0: evaluation.dataloader.batch_size_per_gpu, else 32
+  std::optional<int> threads;
+  HubModelOptions hub;
+};
+
+/// Implemented by the torch layer (TorchLayer::trainer).
+class MS_API TrainerService {
+ public:
+  virtual ~TrainerService() = default;
+  virtual TrainSummary train(const TrainRequest& request, const ModelInfo& model) = 0;
+  /// The metric values, as one JSON object.
+  virtual Json evaluate(const EvalRequest& request, const ModelInfo& model) = 0;
+};
+
+/// A whole `ms train`: opens the model (downloading a hub id), loads the torch layer, trains.
+MS_API TrainSummary run_train(const TrainRequest& request);
+/// A whole `ms eval`.
+MS_API Json run_eval(const EvalRequest& request);
+
+}  // namespace ms::infer

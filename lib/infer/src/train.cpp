@@ -1,0 +1,59 @@
+// `ms train` and `ms eval` up to the torch layer: the model folder and its merged configuration
+// (model's configuration.json, then --config, then --set), then the TrainerService.
+#include "ms/infer/train.h"
+
+#include "ms/core/error.h"
+#include "ms/infer/torch_layer.h"
+
+namespace ms::infer {
+namespace {
+
+// The model and the configuration it trains with: --config merged over the model's own, then the
+// overrides, so that a recipe (configs/...) applies to any model folder or hub id.
+ModelInfo open_for_training(const std::string& model, std::optional<std::string> task,
+                            const std::optional<std::filesystem::path>& recipe,
+                            const std::vector<std::string>& overrides,
+                            const HubModelOptions& hub) {
+  std::optional<Config> extra;
+  if (recipe) {
+    extra = Config::from_file(*recipe);
+    if (!task && extra->has("task")) task = extra->get<std::string>("task");
+  }
+  ModelInfo info = open_model(model, task, {}, hub);
+  if (extra) {
+    Json merged = info.config.root();
+    merge_json(merged, extra->root());
+    info.config = Config(merged, info.config.source() + " + " + extra->source());
+  }
+  for (const std::string& o : overrides) info.config.apply_override(o);
+  if (info.config.has("model.type")) info.model_type = info.config.get<std::string>("model.type");
+  return info;
+}
+
+TrainerService& trainer_service(std::optional<int> threads) {
+  const TorchLayer& layer = load_torch_layer(TorchOptions{threads});
+  MS_CHECK(layer.trainer != nullptr, ErrorCode::kMissingComponent,
+           "this torch layer was built without the trainer");
+  return *layer.trainer;
+}
+
+}  // namespace
+
+TrainSummary run_train(const TrainRequest& request) {
+  MS_CHECK(!request.dataset.empty(), ErrorCode::kUsage, "--dataset is required");
+  if (request.max_epochs)
+    MS_CHECK(*request.max_epochs > 0, ErrorCode::kUsage,
+             "--max-epochs must be a positive integer, got {}", *request.max_epochs);
+  const ModelInfo model =
+      open_for_training(request.model, request.task, request.config, request.overrides, request.hub);
+  return trainer_service(request.threads).train(request, model);
+}
+
+Json run_eval(const EvalRequest& request) {
+  MS_CHECK(!request.dataset.empty(), ErrorCode::kUsage, "--dataset is required");
+  const ModelInfo model =
+      open_for_training(request.model, request.task, std::nullopt, request.overrides, request.hub);
+  return trainer_service(request.threads).evaluate(request, model);
+}
+
+}  // namespace ms::infer

@@ -1,0 +1,301 @@
+// Rows -> batches for the trainer. Text rows are tokenised once, up front (a bad row is reported
+// with its number before training starts); images are decoded per batch. The order of an epoch is
+// data::shuffled_indices(rows, seed + epoch), the DataLoader's, so a resumed epoch sees the same
+// batches.
+#include "batch_sources.h"
+
+#include <ATen/ops/stack.h>
+#include <ATen/ops/tensor.h>
+
+#include <algorithm>
+#include <numeric>
+#include <set>
+
+#include "ms/core/error.h"
+#include "ms/core/text.h"
+#include "ms/data/image.h"
+#include "ms/data/loader.h"
+#include "ms/tensor/collate.h"
+
+namespace ms::trainer {
+
+std::int64_t LabelMap::id_of(const data::Value& cell, const std::string& where) const {
+  if (const auto* i = std::get_if<std::int64_t>(&cell)) {
+    MS_CHECK(*i >= 0 && static_cast<std::size_t>(*i) < names_.size(), ErrorCode::kUsage,
+             "{}: label {} is outside the model's {} classes (0..{})", where, *i, names_.size(),
+             names_.size() - 1);
+    return *i;
+  }
+  if (const auto* s = std::get_if<std::string>(&cell)) {
+    auto it = std::find(names_.begin(), names_.end(), *s);
+    if (it != names_.end()) return it - names_.begin();
+    throw Error(ErrorCode::kUsage, fmt::format("{}: label '{}' is not a class of the model", where, *s),
+                did_you_mean(*s, names_) + "classes: " + join(names_, ", "));
+  }
+  if (std::holds_alternative<std::monostate>(cell))
+    fail(ErrorCode::kUsage, "{}: the label is empty", where);
+  fail(ErrorCode::kUsage, "{}: a label is a class name or an integer id", where);
+}
+
+namespace {
+
+const data::Value& cell(const data::Split& split, std::size_t row, int column) {
+  return split.table.rows[row][static_cast<std::size_t>(column)];
+}
+
+std::string text_of(const data::Value& v) {
+  if (const auto* s = std::get_if<std::string>(&v)) return *s;
+  if (const auto* i = std::get_if<std::int64_t>(&v)) return std::to_string(*i);
+  if (const auto* d = std::get_if<double>(&v)) return fmt::format("{}", *d);
+  if (const auto* b = std::get_if<bool>(&v)) return *b ? "true" : "false";
+  return {};
+}
+
+// Batches of rows in each epoch's order; the subclass turns rows into tensors.
+class OrderedBatches : public BatchSource {
+ public:
+  OrderedBatches(std::size_t rows, const Batching& b) : rows_(rows), batching_(b) {
+    MS_CHECK(b.batch_size > 0, ErrorCode::kConfig, "batch_size_per_gpu must be positive");
+  }
+  std::size_t rows() const override { return rows_; }
+  std::size_t num_batches() const override {
+    return batching_.drop_last ? rows_ / batching_.batch_size
+                               : (rows_ + batching_.batch_size - 1) / batching_.batch_size;
+  }
+  void start(std::uint64_t epoch, std::size_t skip) override {
+    if (batching_.shuffle) {
+      order_ = data::shuffled_indices(rows_, batching_.seed + epoch);
+    } else {
+      order_.resize(rows_);
+      std::iota(order_.begin(), order_.end(), 0);
+    }
+    batch_ = skip;
+  }
+  std::optional<models::TensorMap> next() override {
+    if (batch_ >= num_batches()) return std::nullopt;
+    const std::size_t begin = batch_ * batching_.batch_size;
+    const std::size_t end = std::min(begin + batching_.batch_size, rows_);
+    ++batch_;
+    return make(std::vector<std::size_t>(order_.begin() + static_cast<std::ptrdiff_t>(begin),
+                                         order_.begin() + static_cast<std::ptrdiff_t>(end)));
+  }
+
+ protected:
+  virtual models::TensorMap make(const std::vector<std::size_t>& rows) const = 0;
+
+ private:
+  std::size_t rows_;
+  Batching batching_;
+  std::vector<std::size_t> order_;
+  std::size_t batch_ = 0;
+};
+
+class TextBatches final : public OrderedBatches {
+ public:
+  TextBatches(std::vector<text::Encoding> encodings, std::vector<std::int64_t> labels,
+              std::int64_t pad_id, const Batching& b)
+      : OrderedBatches(encodings.size(), b),
+        encodings_(std::move(encodings)),
+        labels_(std::move(labels)),
+        pad_id_(pad_id) {}
+
+ protected:
+  models::TensorMap make(const std::vector<std::size_t>& rows) const override {
+    std::vector<tensor::TokenRow> token_rows;
+    std::vector<std::int64_t> labels;
+    for (std::size_t r : rows) {
+      token_rows.push_back({&encodings_[r].ids, &encodings_[r].type_ids});
+      labels.push_back(labels_[r]);
+    }
+    models::TensorMap batch = tensor::collate_tokens(token_rows, pad_id_, "cpu");
+    batch["labels"] = at::tensor(labels, at::kLong);
+    return batch;
+  }
+
+ private:
+  std::vector<text::Encoding> encodings_;
+  std::vector<std::int64_t> labels_;
+  std::int64_t pad_id_;
+};
+
+class ImageBatches final : public OrderedBatches {
+ public:
+  ImageBatches(std::vector<std::string> paths, std::vector<std::int64_t> labels,
+               std::vector<pipelines::Transform> transforms, const Batching& b)
+      : OrderedBatches(paths.size(), b),
+        paths_(std::move(paths)),
+        labels_(std::move(labels)),
+        transforms_(std::move(transforms)) {}
+
+ protected:
+  models::TensorMap make(const std::vector<std::size_t>& rows) const override {
+    std::vector<at::Tensor> images;
+    std::vector<std::int64_t> labels;
+    for (std::size_t r : rows) {
+      const data::Image img = data::read_image(paths_[r], 3);
+      images.push_back(pipelines::apply_transforms(
+          transforms_, tensor::image_to_tensor(img.pixels.data(), img.height, img.width, 3)));
+      labels.push_back(labels_[r]);
+    }
+    const auto shape = images.front().sizes();
+    for (std::size_t i = 1; i < images.size(); ++i)
+      MS_CHECK(images[i].sizes() == shape, ErrorCode::kConfig,
+               "{} and {} have different sizes after the preprocessor transforms: add a Resize "
+               "and CenterCrop to preprocessor",
+               paths_[rows[0]], paths_[rows[i]]);
+    return {{"pixel_values", at::stack(images)}, {"labels", at::tensor(labels, at::kLong)}};
+  }
+
+ private:
+  std::vector<std::string> paths_;
+  std::vector<std::int64_t> labels_;
+  std::vector<pipelines::Transform> transforms_;
+};
+
+int column_named(const data::Split& split, const std::vector<std::string>& names) {
+  for (const std::string& n : names) {
+    const int i = split.table.column_index(n);
+    if (i >= 0) return i;
+  }
+  return -1;
+}
+
+std::vector<std::string> column_names(const data::Split& split) {
+  std::vector<std::string> out;
+  for (const auto& c : split.table.columns) out.push_back(c.name);
+  return out;
+}
+
+}  // namespace
+
+TextColumns find_text_columns(const data::Split& split, const Config& config,
+                              const std::string& dataset) {
+  TextColumns c;
+  auto pick = [&](const char* key, const std::vector<std::string>& defaults,
+                  bool required) -> std::string {
+    if (config.has(key)) {
+      const std::string name = config.get<std::string>(key);
+      if (split.table.column_index(name) < 0) {
+        throw Error(ErrorCode::kUsage,
+                    fmt::format("{} (split {}) has no column '{}' ({} in {})", dataset,
+                                split.name, name, key, config.source()),
+                    did_you_mean(name, column_names(split)) +
+                        "columns: " + join(column_names(split), ", "));
+      }
+      return name;
+    }
+    const int i = column_named(split, defaults);
+    if (i >= 0) return split.table.columns[static_cast<std::size_t>(i)].name;
+    if (required) {
+      throw Error(ErrorCode::kUsage,
+                  fmt::format("{} (split {}) has none of the columns {}", dataset, split.name,
+                              join(defaults, ", ")),
+                  fmt::format("columns: {}; name the one to use with --set {}=COLUMN",
+                              join(column_names(split), ", "), key));
+    }
+    return {};
+  };
+  c.first = pick("preprocessor.first_sequence", {"text", "sentence", "sentence1", "text_a"}, true);
+  c.second = pick("preprocessor.second_sequence", {"sentence2", "text_pair", "text_b"}, false);
+  c.label = pick("preprocessor.label", {"label", "labels"}, true);
+  return c;
+}
+
+LabelMap text_label_map(const data::Split& split, const std::string& column,
+                        const std::vector<std::string>& model_labels, const std::string& dataset) {
+  bool generic = true;  // LABEL_0, LABEL_1, ...: no names from the model
+  for (std::size_t i = 0; i < model_labels.size(); ++i)
+    if (model_labels[i] != "LABEL_" + std::to_string(i)) generic = false;
+  if (!model_labels.empty() && !generic) return LabelMap(model_labels);
+  const int col = split.table.column_index(column);
+  std::set<std::string> names;
+  std::int64_t max_id = -1;
+  for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
+    const data::Value& v = cell(split, r, col);
+    if (const auto* s = std::get_if<std::string>(&v)) {
+      names.insert(*s);
+    } else if (const auto* i = std::get_if<std::int64_t>(&v)) {
+      MS_CHECK(*i >= 0, ErrorCode::kUsage, "{} row {}: label {} is negative", dataset, r + 1, *i);
+      max_id = std::max(max_id, *i);
+    } else {
+      fail(ErrorCode::kUsage,
+           "{} row {}: the label column '{}' needs a class name or an integer id in every row",
+           dataset, r + 1, column);
+    }
+  }
+  MS_CHECK(names.empty() || max_id < 0, ErrorCode::kUsage,
+           "{}: the label column '{}' mixes class names and integer ids", dataset, column);
+  if (!names.empty()) return LabelMap(std::vector<std::string>(names.begin(), names.end()));
+  // Integer ids: the model's own head size when it has one, else as many as the data uses.
+  std::size_t count = std::max<std::size_t>(model_labels.size(), static_cast<std::size_t>(max_id + 1));
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < count; ++i) out.push_back("LABEL_" + std::to_string(i));
+  return LabelMap(out);
+}
+
+std::unique_ptr<BatchSource> make_text_batches(const data::Split& split, const TextColumns& columns,
+                                               const LabelMap& labels,
+                                               const text::BertTokenizer& tokenizer,
+                                               std::size_t max_length, const Batching& batching,
+                                               const std::string& dataset) {
+  const int first = split.table.column_index(columns.first);
+  const int second = columns.second.empty() ? -1 : split.table.column_index(columns.second);
+  const int label = split.table.column_index(columns.label);
+  std::vector<text::Encoding> encodings;
+  std::vector<std::int64_t> ids;
+  encodings.reserve(split.table.rows.size());
+  for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
+    const std::string where = fmt::format("{} (split {}) row {}", dataset, split.name, r + 1);
+    const std::string text = text_of(cell(split, r, first));
+    MS_CHECK(text.find_first_not_of(" \t\r\n") != std::string::npos, ErrorCode::kUsage,
+             "{}: the text ('{}') is empty", where, columns.first);
+    std::optional<std::string> pair;
+    if (second >= 0) pair = text_of(cell(split, r, second));
+    try {
+      encodings.push_back(tokenizer.encode(
+          text, pair ? std::optional<std::string_view>(*pair) : std::nullopt, max_length));
+    } catch (Error& e) {
+      e.add_context(where);
+      throw;
+    }
+    ids.push_back(labels.id_of(cell(split, r, label), where));
+  }
+  return std::make_unique<TextBatches>(std::move(encodings), std::move(ids), tokenizer.pad_id(),
+                                       batching);
+}
+
+std::unique_ptr<BatchSource> make_image_batches(const data::Split& split,
+                                                std::vector<pipelines::Transform> transforms,
+                                                std::int64_t num_labels, const Batching& batching,
+                                                const std::string& dataset) {
+  int image = -1;
+  for (std::size_t i = 0; i < split.table.columns.size(); ++i)
+    if (split.table.columns[i].type == data::ColumnType::kImage ||
+        split.table.columns[i].type == data::ColumnType::kFile) {
+      image = static_cast<int>(i);
+      break;
+    }
+  MS_CHECK(image >= 0, ErrorCode::kUsage,
+           "{} (split {}) has no image column: image classification trains on an imagefolder "
+           "(imagefolder:DIR) or a table with a file column",
+           dataset, split.name);
+  const int label = column_named(split, {"label", "labels"});
+  MS_CHECK(label >= 0, ErrorCode::kUsage, "{} (split {}) has no label column (label)", dataset,
+           split.name);
+  std::vector<std::string> paths;
+  std::vector<std::int64_t> labels;
+  for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
+    const std::string where = fmt::format("{} (split {}) row {}", dataset, split.name, r + 1);
+    paths.push_back(text_of(cell(split, r, image)));
+    const auto* id = std::get_if<std::int64_t>(&cell(split, r, label));
+    MS_CHECK(id != nullptr, ErrorCode::kUsage, "{}: the label is not an integer class id", where);
+    MS_CHECK(*id >= 0 && *id < num_labels, ErrorCode::kUsage,
+             "{}: label {} is outside the model's {} classes (0..{})", where, *id, num_labels,
+             num_labels - 1);
+    labels.push_back(*id);
+  }
+  return std::make_unique<ImageBatches>(std::move(paths), std::move(labels), std::move(transforms),
+                                        batching);
+}
+
+}  // namespace ms::trainer

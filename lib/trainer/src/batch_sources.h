@@ -1,0 +1,67 @@
+// Dataset splits -> batches of model inputs with labels: tokenised text rows (text classification,
+// sentence pairs) and decoded, transformed images; each epoch in an order that depends only on
+// the seed and the epoch.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ms/data/dataset.h"
+#include "ms/pipelines/image_transforms.h"
+#include "ms/text/bert_tokenizer.h"
+#include "ms/trainer/trainer.h"
+
+namespace ms::trainer {
+
+/// How rows become batches (train.dataloader / evaluation.dataloader).
+struct Batching {
+  std::size_t batch_size = 32;
+  bool shuffle = false;
+  bool drop_last = false;
+  std::uint64_t seed = 42;
+};
+
+/// Class names <-> ids of a classification head.
+class LabelMap {
+ public:
+  LabelMap() = default;
+  explicit LabelMap(std::vector<std::string> names) : names_(std::move(names)) {}
+  const std::vector<std::string>& names() const { return names_; }
+  std::size_t size() const { return names_.size(); }
+  /// The id of a label cell: an integer in range, or a class name. kUsage naming `where` and
+  /// the classes otherwise.
+  std::int64_t id_of(const data::Value& cell, const std::string& where) const;
+
+ private:
+  std::vector<std::string> names_;
+};
+
+/// The text columns of a split: preprocessor.first_sequence / second_sequence / label, else
+/// "text" / "sentence" / "sentence1" (and "sentence2", "text_pair"), and "label" / "labels".
+struct TextColumns {
+  std::string first, second, label;
+};
+TextColumns find_text_columns(const data::Split& split, const Config& config,
+                              const std::string& dataset);
+
+/// The label map of a text classification run: the model's id2label where it names classes (not
+/// LABEL_i), else the split's class names sorted (string labels), else LABEL_0..max (integers).
+LabelMap text_label_map(const data::Split& split, const std::string& column,
+                        const std::vector<std::string>& model_labels, const std::string& dataset);
+
+std::unique_ptr<BatchSource> make_text_batches(const data::Split& split, const TextColumns& columns,
+                                               const LabelMap& labels,
+                                               const text::BertTokenizer& tokenizer,
+                                               std::size_t max_length, const Batching& batching,
+                                               const std::string& dataset);
+
+/// An image split (imagefolder: an image column and integer labels) with the model's transforms.
+std::unique_ptr<BatchSource> make_image_batches(const data::Split& split,
+                                                std::vector<pipelines::Transform> transforms,
+                                                std::int64_t num_labels, const Batching& batching,
+                                                const std::string& dataset);
+
+}  // namespace ms::trainer

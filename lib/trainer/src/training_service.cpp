@@ -1,0 +1,403 @@
+// `ms train` and `ms eval` over the Trainer: which model (a folder's weights, a fresh head with the
+// dataset's classes, or a model from scratch), which batches, and the inference-ready output/
+// folder that `ms infer`, `ms eval` and Python transformers read back.
+#include "ms/trainer/training_service.h"
+
+#include <ATen/Context.h>
+#include <ATen/core/grad_mode.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <set>
+
+#include "batch_sources.h"
+#include "ms/config/json_file.h"
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+#include "ms/core/log.h"
+#include "ms/infer/torch_layer.h"
+#include "ms/tensor/weights.h"
+
+namespace ms::trainer {
+namespace {
+
+bool text_task(const std::string& task) {
+  static const std::set<std::string> kTasks = {"text-classification", "sentence-similarity",
+                                               "nli", "sentiment-classification"};
+  return kTasks.count(task) != 0;
+}
+
+bool image_task(const std::string& task) { return task == "image-classification"; }
+
+void check_task(const std::string& task) {
+  MS_CHECK(text_task(task) || image_task(task), ErrorCode::kUsage,
+           "ms train and ms eval handle text-classification, sentence-similarity, nli, "
+           "sentiment-classification and image-classification; not {} (yet)",
+           task);
+}
+
+// The weights a folder holds, or nullopt (a configuration-only folder trains from scratch).
+std::optional<tensor::WeightMap> folder_weights(const std::filesystem::path& dir) {
+  for (const char* name : {"model.safetensors", "model.safetensors.index.json",
+                           "pytorch_model.bin", "pytorch_model.bin.index.json"})
+    if (std::filesystem::exists(dir / name)) return tensor::load_model_weights(dir);
+  return std::nullopt;
+}
+
+// The model type: configuration.json's model.type, else config.json's model_type.
+std::string model_type_of(const infer::ModelInfo& m) {
+  if (!m.model_type.empty()) return m.model_type;
+  if (auto hf = read_json_file(m.dir / "config.json"))
+    if (hf->contains("model_type") && (*hf)["model_type"].is_string())
+      return (*hf)["model_type"].get<std::string>();
+  return text_task(m.task) ? "bert" : "";
+}
+
+// Class names the model folder gives: model.id2label in configuration.json, else config.json's.
+std::vector<std::string> configured_labels(const infer::ModelInfo& m, const Config& config) {
+  Json id2label;
+  if (config.has("model.labels") && config.at("model.labels").is_array()) {
+    std::vector<std::string> out;
+    for (const auto& name : config.at("model.labels"))
+      if (name.is_string()) out.push_back(name.get<std::string>());
+    return out;
+  }
+  if (config.has("model.id2label")) {
+    id2label = config.at("model.id2label");
+  } else if (auto hf = read_json_file(m.dir / "config.json")) {
+    if (hf->contains("id2label")) id2label = (*hf)["id2label"];
+  }
+  std::vector<std::string> out;
+  if (!id2label.is_object()) return out;
+  for (std::size_t i = 0; i < id2label.size(); ++i) {
+    auto it = id2label.find(std::to_string(i));
+    if (it == id2label.end() || !it->is_string()) return {};
+    out.push_back(it->get<std::string>());
+  }
+  return out;
+}
+
+// Hugging Face's _init_weights for BERT-family models: Linear and Embedding weights from
+// N(0, initializer_range), biases 0, LayerNorm 1 and 0. Applied before the pretrained weights are
+// loaded, so only a fresh head (and pooler) keeps these values; seeded by --seed.
+void init_like_transformers(models::Model& model, double range) {
+  at::NoGradGuard no_grad;
+  for (const auto& item : model.module().named_modules()) {
+    torch::nn::Module& m = *item.value();
+    if (auto* linear = dynamic_cast<torch::nn::LinearImpl*>(&m)) {
+      linear->weight.normal_(0, range);
+      if (linear->bias.defined()) linear->bias.zero_();
+    } else if (auto* embedding = dynamic_cast<torch::nn::EmbeddingImpl*>(&m)) {
+      embedding->weight.normal_(0, range);
+    } else if (auto* norm = dynamic_cast<torch::nn::LayerNormImpl*>(&m)) {
+      if (norm->weight.defined()) norm->weight.fill_(1);
+      if (norm->bias.defined()) norm->bias.zero_();
+    }
+  }
+}
+
+Batching read_batching(const Config& config, const char* section, bool shuffle_default,
+                       std::uint64_t seed, std::size_t batch_override = 0) {
+  Batching b;
+  const std::string key = std::string(section) + ".dataloader";
+  b.batch_size = batch_override > 0 ? batch_override
+                                    : config.get_or<std::size_t>(key + ".batch_size_per_gpu", 32);
+  MS_CHECK(b.batch_size > 0, ErrorCode::kConfig, "{}: {}.batch_size_per_gpu must be positive",
+           config.source(), key);
+  b.shuffle = config.get_or<bool>(key + ".shuffle", shuffle_default);
+  b.drop_last = config.get_or<bool>(key + ".drop_last", false);
+  b.seed = seed;
+  return b;
+}
+
+// The split to evaluate on: `asked`, else validation, else test, else nullptr.
+const data::Split* eval_split_of(const data::Dataset& d, const std::optional<std::string>& asked) {
+  if (asked) return &d.split(*asked);
+  for (const char* name : {"validation", "test"})
+    for (const auto& s : d.splits)
+      if (s.name == name) return &s;
+  return nullptr;
+}
+
+const data::Split& train_split_of(const data::Dataset& d) {
+  for (const auto& s : d.splits)
+    if (s.name == "train") return s;
+  return d.only_split();
+}
+
+// A model ready to train or evaluate, with its label map and what its batches need.
+struct Prepared {
+  std::shared_ptr<models::Model> model;
+  std::string type;
+  LabelMap labels;
+  std::unique_ptr<text::BertTokenizer> tokenizer;
+  std::size_t max_length = 128;
+  TextColumns columns;
+  std::vector<pipelines::Transform> transforms;
+  Json hf_config;  // config.json of the source folder (text models)
+};
+
+// Builds the model for training: the folder's weights with a head sized to the labels.
+Prepared prepare_for_training(const infer::ModelInfo& m, Config& config, const data::Dataset& ds,
+                              const data::Split& split, const std::string& device) {
+  Prepared p;
+  p.type = model_type_of(m);
+  MS_CHECK(!p.type.empty(), ErrorCode::kConfig, "{}: model.type is missing", config.source());
+  const std::optional<tensor::WeightMap> weights = folder_weights(m.dir);
+  models::ModelSpec spec;
+  spec.task = m.task;
+  spec.type = p.type;
+  spec.dir = m.dir;
+  spec.config = config;
+  spec.checkpoint = weights ? &*weights : nullptr;
+  if (text_task(m.task)) {
+    p.tokenizer = std::make_unique<text::BertTokenizer>(text::BertTokenizer::from_dir(m.dir));
+    p.hf_config = read_json_file(m.dir / "config.json").value_or(Json::object());
+    p.max_length = config.get_or<std::size_t>("preprocessor.max_length", 128);
+    p.columns = find_text_columns(split, config, ds.spec);
+    p.labels = text_label_map(split, p.columns.label, configured_labels(m, config), ds.spec);
+  } else {
+    p.transforms = pipelines::parse_transforms(config);
+    std::vector<std::string> names = ds.labels;
+    if (names.empty()) names = configured_labels(m, config);
+    MS_CHECK(!names.empty(), ErrorCode::kUsage,
+             "{}: the dataset names no classes (an imagefolder's class folders) and the model "
+             "no id2label",
+             ds.spec);
+    p.labels = LabelMap(names);
+  }
+  spec.num_labels = static_cast<std::int64_t>(p.labels.size());
+  p.model = models::build_model(spec);
+  if (text_task(m.task))
+    init_like_transformers(*p.model, p.hf_config.value("initializer_range", 0.02));
+  if (weights) p.model->load_state_dict(*weights, m.dir.string(), /*allow_fresh_head=*/true);
+  p.model->to(device);
+  return p;
+}
+
+// Builds the model for evaluation: the folder's trained weights (or a checkpoint's).
+Prepared prepare_for_eval(const infer::ModelInfo& m, const Config& config,
+                          const std::optional<std::filesystem::path>& checkpoint,
+                          const data::Dataset& ds, const data::Split& split,
+                          const std::string& device) {
+  Prepared p;
+  p.type = model_type_of(m);
+  std::optional<tensor::WeightMap> weights;
+  if (checkpoint) {
+    weights = tensor::load_checkpoint(model_file(checkpoint_prefix(*checkpoint))).as_state_dict();
+  } else {
+    weights = folder_weights(m.dir);
+    MS_CHECK(weights.has_value(), ErrorCode::kNotFound,
+             "{} holds no weights (model.safetensors or pytorch_model.bin): evaluate a trained "
+             "model folder (<work_dir>/output), or pass --checkpoint",
+             m.dir.string());
+  }
+  models::ModelSpec spec;
+  spec.task = m.task;
+  spec.type = p.type;
+  spec.dir = m.dir;
+  spec.config = config;
+  spec.checkpoint = &*weights;
+  p.model = models::build_model(spec);
+  p.model->load_state_dict(*weights, checkpoint ? checkpoint->string() : m.dir.string());
+  p.model->to(device);
+  p.model->eval();
+  const std::int64_t classes = p.model->num_labels().value_or(0);
+  if (text_task(m.task)) {
+    p.tokenizer = std::make_unique<text::BertTokenizer>(text::BertTokenizer::from_dir(m.dir));
+    p.max_length = config.get_or<std::size_t>("preprocessor.max_length", 128);
+    p.columns = find_text_columns(split, config, ds.spec);
+    std::vector<std::string> names = configured_labels(m, config);
+    if (names.size() != static_cast<std::size_t>(classes)) names = models::label_names(m.dir, classes);
+    p.labels = LabelMap(names);
+  } else {
+    p.transforms = pipelines::parse_transforms(config);
+    p.labels = LabelMap(models::label_names(m.dir, classes));
+  }
+  return p;
+}
+
+std::unique_ptr<BatchSource> batches(const Prepared& p, const data::Dataset& ds,
+                                     const data::Split& split, const Batching& b) {
+  if (p.tokenizer)
+    return make_text_batches(split, p.columns, p.labels, *p.tokenizer, p.max_length, b, ds.spec);
+  return make_image_batches(split, p.transforms, static_cast<std::int64_t>(p.labels.size()), b,
+                            ds.spec);
+}
+
+// Writes the inference-ready folder: weights, config.json with the label map, configuration.json,
+// and the tokenizer files. Each file is replaced atomically.
+void write_output(const std::filesystem::path& dir, const infer::ModelInfo& m,
+                  const Config& config, const Prepared& p, const models::TensorMap& state) {
+  std::filesystem::create_directories(dir);
+  tensor::save_safetensors(dir / "model.safetensors", state);
+  Json id2label = Json::object(), label2id = Json::object();
+  for (std::size_t i = 0; i < p.labels.size(); ++i) {
+    id2label[std::to_string(i)] = p.labels.names()[i];
+    label2id[p.labels.names()[i]] = i;
+  }
+  Json hf = p.tokenizer ? p.hf_config : Json::object();
+  if (p.tokenizer) {
+    const bool roberta = models::normalize_model_type(p.type).find("roberta") != std::string::npos;
+    hf["architectures"] = Json::array(
+        {roberta ? "RobertaForSequenceClassification" : "BertForSequenceClassification"});
+  } else {
+    hf["model_type"] = p.type;
+  }
+  hf["id2label"] = id2label;
+  hf["label2id"] = label2id;
+  write_file_atomic(dir / "config.json", hf.dump(2) + "\n");
+  Json ms = config.root();
+  ms["task"] = m.task;
+  ms["framework"] = "pytorch";
+  ms["model"]["type"] = p.type;
+  ms["model"]["id2label"] = id2label;
+  if (!p.tokenizer) {
+    ms["model"]["num_classes"] = p.labels.size();
+    ms["model"]["labels"] = p.labels.names();
+  }
+  ms["pipeline"]["type"] = m.task;
+  write_file_atomic(dir / "configuration.json", ms.dump(2) + "\n");
+  if (p.tokenizer) {
+    for (const char* name : {"vocab.txt", "tokenizer.json", "tokenizer_config.json",
+                             "special_tokens_map.json"}) {
+      if (std::filesystem::exists(m.dir / name))
+        write_file_atomic(dir / name, read_file(m.dir / name));
+    }
+  }
+}
+
+// One `ms train` per work dir at a time: an flock held for the whole run (released by the kernel
+// when the process dies, so a killed run never leaves a stale lock).
+class WorkDirLock {
+ public:
+  explicit WorkDirLock(const std::filesystem::path& work_dir) {
+    std::filesystem::create_directories(work_dir);
+    const std::filesystem::path path = work_dir / ".ms-train.lock";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    MS_CHECK(fd_ >= 0, ErrorCode::kIo, "cannot open {}: {}", path.string(), std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      std::string holder = read_file(path);
+      ::close(fd_);
+      throw Error(ErrorCode::kUsage,
+                  fmt::format("another ms train (pid {}) is running in {}",
+                              holder.empty() ? "?" : holder, work_dir.string()),
+                  "wait for it to finish, or use another --work-dir");
+    }
+    const std::string pid = std::to_string(::getpid());
+    (void)::ftruncate(fd_, 0);
+    (void)::pwrite(fd_, pid.data(), pid.size(), 0);
+  }
+  ~WorkDirLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+class TrainingService final : public infer::TrainerService {
+ public:
+  infer::TrainSummary train(const infer::TrainRequest& r, const infer::ModelInfo& m) override {
+    check_task(m.task);
+    Config config = m.config;
+    if (r.max_epochs) config.set("train.max_epochs", *r.max_epochs);
+    const std::filesystem::path work_dir =
+        r.work_dir.value_or(config.get_or<std::string>("train.work_dir", "./work_dir"));
+    WorkDirLock lock(work_dir);
+    const std::string device = infer::load_torch_layer().runtime->resolve_device(r.device);
+    at::manual_seed(r.seed);
+
+    const data::Dataset ds = data::load_dataset(r.dataset);
+    const data::Split& train_split = train_split_of(ds);
+    std::optional<data::Dataset> eval_ds;
+    if (r.eval_dataset) eval_ds = data::load_dataset(*r.eval_dataset);
+    const data::Dataset& eval_source = eval_ds ? *eval_ds : ds;
+    const data::Split* eval_split = eval_split_of(eval_source, std::nullopt);
+    if (eval_ds && eval_split == nullptr) eval_split = &eval_ds->only_split();
+
+    Prepared p = prepare_for_training(m, config, ds, train_split, device);
+    log::info("training {} ({}) on {} rows of {} with {} classes, on {}", m.dir.string(), p.type,
+              train_split.table.rows.size(), ds.spec, p.labels.size(), device);
+
+    TrainerSetup setup;
+    setup.config = config;
+    setup.model = p.model;
+    const Batching train_batching = read_batching(config, "train", true, r.seed);
+    setup.train_data = batches(p, ds, train_split, train_batching);
+    if (eval_split)
+      setup.eval_data =
+          batches(p, eval_source, *eval_split, read_batching(config, "evaluation", false, r.seed));
+    setup.work_dir = work_dir;
+    setup.device = device;
+    setup.seed = r.seed;
+    setup.save_output = [&](const std::filesystem::path& dir, const models::TensorMap& state,
+                            const Json&) { write_output(dir, m, config, p, state); };
+    Trainer trainer(std::move(setup));
+
+    std::optional<std::filesystem::path> resume;
+    if (r.resume) {
+      if (r.resume->empty()) {
+        resume = latest_checkpoint(work_dir);
+        MS_CHECK(resume.has_value(), ErrorCode::kNotFound,
+                 "--resume: {} has no complete checkpoint to resume from ({} is missing)",
+                 work_dir.string(), kLatestCheckpointFile);
+      } else {
+        resume = *r.resume;
+      }
+      log::info("resuming from {}", resume->string());
+    }
+    const auto start = std::chrono::steady_clock::now();
+    trainer.train(resume);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+    infer::TrainSummary s;
+    s.work_dir = work_dir;
+    s.output_dir = work_dir / "output";
+    s.epochs = trainer.epoch();
+    s.iters = trainer.iter();
+    s.train_rows = static_cast<std::int64_t>(train_split.table.rows.size());
+    s.eval_rows = eval_split ? static_cast<std::int64_t>(eval_split->table.rows.size()) : 0;
+    s.metric_values = trainer.metric_values();
+    s.resumed_from = resume;
+    s.seconds = seconds;
+    return s;
+  }
+
+  Json evaluate(const infer::EvalRequest& r, const infer::ModelInfo& m) override {
+    check_task(m.task);
+    Config config = m.config;
+    if (!r.metrics.empty()) {
+      Json list = Json::array();
+      for (const auto& name : r.metrics) list.push_back(name);
+      config.set("evaluation.metrics", list);
+    }
+    const std::string device = infer::load_torch_layer().runtime->resolve_device(r.device);
+    const data::Dataset ds = data::load_dataset(r.dataset);
+    const data::Split* split = eval_split_of(ds, r.split);
+    if (split == nullptr) split = &ds.only_split();
+    Prepared p = prepare_for_eval(m, config, r.checkpoint, ds, *split, device);
+    TrainerSetup setup;
+    setup.config = config;
+    setup.model = p.model;
+    setup.eval_data = batches(p, ds, *split, read_batching(config, "evaluation", false, 0, r.batch_size));
+    setup.device = device;
+    Trainer trainer(std::move(setup));
+    return trainer.evaluate();
+  }
+};
+
+}  // namespace
+
+infer::TrainerService& training_service() {
+  static TrainingService service;
+  return service;
+}
+
+}  // namespace ms::trainer

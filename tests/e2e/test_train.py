@@ -1,0 +1,258 @@
+"""End to end: `ms train` and `ms eval` on small real runs.
+
+- A tiny BERT classifier (tests/data/infer/tiny/cls) finetuned on a generated CSV: checkpoints,
+  trainer state and logs in ModelScope's layout, TensorBoard event files, output/ that `ms infer`
+  and `ms eval` read (eval gives the trainer's own figure), checkpoints that Python's torch.load
+  reads (harness.torch_python(): Debian's python3-torch).
+- A fresh head over a bare encoder (tests/data/infer/tiny/st_dense) with the dataset's classes.
+- Exact resume: a run killed (SIGKILL, MS_TEST_KILL_AFTER_ITER in test builds) and resumed with
+  --resume ends with weights bitwise equal to an uninterrupted run's (dropout and shuffling on).
+- A second `ms train` on a locked work dir is refused; bad configs and data give clear errors.
+- The small CNN config (configs/image-classification-small-cnn) on Fashion-MNIST PNGs built by
+  scripts/make_dataset_fixtures.py.
+"""
+import csv
+import fcntl
+import glob
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+from harness import SOURCE_DIR, TEST_HOOKS, TorchTestCase, run_ms, torch_python
+
+TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
+
+POSITIVE = ["good movie", "very good movie", "the movie is good", "good good movie",
+            "a very good movie", "is good", "good", "very good"]
+NEGATIVE = ["bad movie", "very bad movie", "the movie is bad", "bad bad movie",
+            "a very bad movie", "is bad", "bad", "very bad"]
+
+
+def write_csv(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows(rows)
+
+
+def recipe(**train):
+    """A small training recipe: AdamW, by-iteration checkpoints, every logger."""
+    config = {
+        "task": "text-classification",
+        "preprocessor": {"max_length": 16},
+        "train": {
+            "max_epochs": 3,
+            "dataloader": {"batch_size_per_gpu": 4, "shuffle": True},
+            "optimizer": {"type": "AdamW", "lr": 0.01,
+                          "options": {"grad_clip": {"max_norm": 1.0}}},
+            "lr_scheduler": {"type": "StepLR", "step_size": 5, "gamma": 0.5,
+                             "options": {"by_epoch": False}},
+            "hooks": [
+                {"type": "CheckpointHook", "by_epoch": False, "interval": 3},
+                {"type": "EvaluationHook", "interval": 1},
+                {"type": "TextLoggerHook", "interval": 2},
+                {"type": "TensorboardHook", "interval": 2},
+                {"type": "IterTimerHook"},
+            ],
+        },
+        "evaluation": {"dataloader": {"batch_size_per_gpu": 8}, "metrics": ["seq-cls-metric"]},
+    }
+    config["train"].update(train)
+    return config
+
+
+class TrainTextTest(TorchTestCase):
+    def setUp(self):
+        super().setUp()
+        rows = [(t, "positive") for t in POSITIVE] + [(t, "negative") for t in NEGATIVE]
+        write_csv(self.path("train.csv"), rows * 2)
+        write_csv(self.path("test.csv"), rows)
+        self.config = self.path("recipe.json")
+        self.write("recipe.json", json.dumps(recipe()))
+
+    def train(self, *extra, work="work", model=None, timeout=600):
+        return run_ms("train", "--model", model or os.path.join(TINY, "cls"), "--config",
+                      self.config, "--dataset", "csv:" + self.path("train.csv"),
+                      "--eval-dataset", "csv:" + self.path("test.csv"), "--work-dir",
+                      self.path(work), "--json", *extra, timeout=timeout)
+
+    def test_train_writes_modelscope_layout_and_eval_agrees(self):
+        r = self.train()
+        self.assertExit(r, 0)
+        summary = json.loads(r.stdout)
+        work = self.path("work")
+        # 32 rows / batch 4 = 8 iterations per epoch, 3 epochs; checkpoints every 3 iterations
+        # and the last one.
+        self.assertEqual(summary["iters"], 24)
+        self.assertEqual(summary["epochs"], 3)
+        for i in (3, 6, 24):
+            self.assertTrue(os.path.exists(os.path.join(work, f"iter_{i}.pth")), i)
+            self.assertTrue(os.path.exists(os.path.join(work, f"iter_{i}_trainer_state.pth")), i)
+        with open(os.path.join(work, "latest_checkpoint.json")) as f:
+            self.assertEqual(json.load(f)["prefix"], "iter_24")
+        # ModelScope's JSON log: train lines every 2 iterations, eval lines after each epoch.
+        logs = glob.glob(os.path.join(work, "*.log.json"))
+        self.assertEqual(len(logs), 1)
+        with open(logs[0]) as f:
+            entries = [json.loads(l) for l in f]
+        train = [e for e in entries if e["mode"] == "train"]
+        evals = [e for e in entries if e["mode"] == "eval"]
+        self.assertEqual(len(evals), 3)
+        self.assertEqual([e["iter"] for e in train if e["epoch"] == 1], [2, 4, 6, 8])
+        for key in ("lr", "loss", "iter_time", "data_load_time"):
+            self.assertIn(key, train[0])
+        self.assertIn("evaluation/accuracy", evals[-1])
+        self.assertEqual(evals[-1]["evaluation/accuracy"], round(summary["metrics"]["accuracy"], 5))
+        # The step schedule halves the rate every 5 iterations: iteration 10's line shows 0.0025.
+        by_iter = {(e["epoch"], e["iter"]): e for e in train}
+        self.assertEqual(by_iter[(2, 2)]["lr"], 0.0025)
+        self.assertTrue(glob.glob(os.path.join(work, "tensorboard_output", "events.out.tfevents.*")))
+        # The model learnt the task.
+        self.assertGreaterEqual(summary["metrics"]["accuracy"], 0.9)
+        # output/ is a model folder: ms eval gives the trainer's figure, ms infer runs it.
+        out = os.path.join(work, "output")
+        with open(os.path.join(out, "config.json")) as f:
+            hf = json.load(f)
+        self.assertEqual(hf["id2label"], {"0": "negative", "1": "neutral", "2": "positive"})
+        e = run_ms("eval", "--model", out, "--dataset", "csv:" + self.path("test.csv"), "--json")
+        self.assertExit(e, 0)
+        self.assertEqual(json.loads(e.stdout)["accuracy"], summary["metrics"]["accuracy"])
+        i = run_ms("infer", "--model", out, "--input", "very good movie", "--input", "bad movie")
+        self.assertExit(i, 0)
+        labels = [json.loads(l)["labels"][0] for l in i.stdout.splitlines()]
+        self.assertEqual(labels, ["positive", "negative"])
+        # ms eval on a checkpoint gives that checkpoint's figure.
+        e3 = run_ms("eval", "--model", out, "--dataset", "csv:" + self.path("test.csv"),
+                    "--checkpoint", os.path.join(work, "iter_24.pth"), "--json")
+        self.assertExit(e3, 0)
+        self.assertEqual(json.loads(e3.stdout)["accuracy"], summary["metrics"]["accuracy"])
+
+    def test_checkpoints_load_in_python_torch(self):
+        python = torch_python()
+        if python is None:
+            self.skipTest("no Python with torch (Debian python3-torch)")
+        self.assertExit(self.train("--max-epochs", "1"), 0)
+        work = self.path("work")
+        script = (
+            "import sys, torch\n"
+            "m = torch.load(sys.argv[1])\n"
+            "assert 'classifier.weight' in m and m['classifier.weight'].shape == (3, 32), list(m)\n"
+            "s = torch.load(sys.argv[2])\n"
+            "assert s['meta']['iter'] == 8 and s['meta']['epoch'] == 0, s['meta']\n"
+            "assert set(s['optimizer']) == {'state', 'param_groups'}\n"
+            "p = torch.nn.Parameter(torch.zeros(1))\n"
+            "g = s['optimizer']['param_groups'][0]\n"
+            "assert abs(g['lr'] - 0.005) < 1e-12 and g['betas'] == (0.9, 0.999), g\n"
+            "assert isinstance(s['meta']['rng_state']['cpu'], torch.Tensor)\n"
+            "print('ok')\n")
+        r = subprocess.run([python, "-c", script, os.path.join(work, "iter_8.pth"),
+                            os.path.join(work, "iter_8_trainer_state.pth")],
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_fresh_head_over_a_bare_encoder(self):
+        r = self.train("--max-epochs", "1", model=os.path.join(TINY, "st_dense"))
+        self.assertExit(r, 0)
+        with open(self.path("work", "output", "config.json")) as f:
+            hf = json.load(f)
+        # The classes come from the data (sorted), since the encoder has none.
+        self.assertEqual(hf["id2label"], {"0": "negative", "1": "positive"})
+        self.assertEqual(hf["architectures"], ["BertForSequenceClassification"])
+
+    @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
+    def test_resume_after_kill_is_bitwise_exact(self):
+        whole = self.train(work="whole")
+        self.assertExit(whole, 0)
+        # Killed after iteration 13 (the last checkpoint is iter_12, in the middle of epoch 2).
+        killed = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
+                        "--dataset", "csv:" + self.path("train.csv"), "--eval-dataset",
+                        "csv:" + self.path("test.csv"), "--work-dir", self.path("cut"),
+                        env={"MS_TEST_KILL_AFTER_ITER": "13"}, timeout=600)
+        self.assertEqual(killed.returncode, -9, killed.stderr)
+        resumed = self.train("--resume", work="cut")
+        self.assertExit(resumed, 0)
+        self.assertEqual(json.loads(resumed.stdout)["resumed_from"],
+                         self.path("cut", "iter_12"))
+        with open(self.path("whole", "output", "model.safetensors"), "rb") as a, \
+                open(self.path("cut", "output", "model.safetensors"), "rb") as b:
+            self.assertTrue(a.read() == b.read(), "resumed weights differ from the whole run's")
+        self.assertEqual(json.loads(resumed.stdout)["metrics"], json.loads(whole.stdout)["metrics"])
+
+    def test_locked_work_dir_is_refused(self):
+        os.makedirs(self.path("work"))
+        with open(self.path("work", ".ms-train.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            lock.write("4242")
+            lock.flush()
+            r = self.train()
+        self.assertExit(r, 2)
+        self.assertIn("another ms train (pid 4242) is running", r.stdout + r.stderr)
+
+    def test_bad_configs_and_data(self):
+        def with_recipe(config, *extra, dataset=None):
+            self.write("bad.json", json.dumps(config))
+            return run_ms("train", "--model", os.path.join(TINY, "cls"), "--config",
+                          self.path("bad.json"), "--dataset",
+                          dataset or "csv:" + self.path("train.csv"), "--work-dir",
+                          self.path("bad"), *extra, timeout=300)
+
+        hooks = recipe()
+        hooks["train"]["hooks"].append({"type": "CheckpointHok"})
+        r = with_recipe(hooks)
+        self.assertOneLineError(r, "CheckpointHok")
+        self.assertIn("CheckpointHook", r.stderr)
+        self.assertEqual(r.returncode, 4)
+        r = with_recipe(recipe(optimizer={"type": "Adamw", "lr": 0.1}))
+        self.assertEqual(r.returncode, 4)
+        self.assertIn("AdamW", r.stderr)
+        r = with_recipe(recipe(optimizer={"type": "SGD", "lr": 0.1, "momentun": 0.9}))
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("momentun", r.stderr)
+        # A label id outside the head.
+        write_csv(self.path("ids.csv"), [("good movie", 1), ("bad movie", 7)])
+        r = with_recipe(recipe(), dataset="csv:" + self.path("ids.csv"))
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("label 7 is outside", r.stderr)
+        self.assertIn("row 2", r.stderr)
+        # No label column.
+        with open(self.path("nolabel.csv"), "w") as f:
+            f.write("text\ngood movie\n")
+        r = with_recipe(recipe(), dataset="csv:" + self.path("nolabel.csv"))
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("label", r.stderr)
+        # A diverging run stops at the first non-finite loss, naming the iteration.
+        r = with_recipe(recipe(optimizer={"type": "SGD", "lr": 1e30}, lr_scheduler=None))
+        self.assertEqual(r.returncode, 7, r.stderr)
+        self.assertRegex(r.stderr, r"the loss is (nan|inf|-inf) at iteration \d+")
+
+
+class TrainImageTest(TorchTestCase):
+    def test_small_cnn_config_trains_on_fashion_mnist(self):
+        if not os.path.exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"):
+            self.skipTest("Debian dataset-fashion-mnist is not installed")
+        subprocess.run([sys.executable, os.path.join(SOURCE_DIR, "scripts", "make_dataset_fixtures.py"),
+                        self.path("data"), "--per-class", "40", "--test-per-class", "10"],
+                       check=True, capture_output=True)
+        r = run_ms("train", "--model", os.path.join(SOURCE_DIR, "configs", "image-classification-small-cnn"),
+                   "--dataset", "imagefolder:" + self.path("data", "fmnist"), "--work-dir",
+                   self.path("work"), "--max-epochs", "2", "--set",
+                   "train.dataloader.batch_size_per_gpu=16", "--json", timeout=900)
+        self.assertExit(r, 0)
+        summary = json.loads(r.stdout)
+        self.assertEqual(summary["train_rows"], 400)
+        self.assertEqual(summary["eval_rows"], 100)
+        # 10 classes, 40 images each, 2 epochs: far above chance (0.1).
+        self.assertGreater(summary["metrics"]["accuracy"], 0.5)
+        out = self.path("work", "output")
+        e = run_ms("eval", "--model", out, "--dataset", "imagefolder:" + self.path("data", "fmnist"),
+                   "--split", "test", "--json")
+        self.assertExit(e, 0)
+        self.assertEqual(json.loads(e.stdout)["accuracy"], summary["metrics"]["accuracy"])
+        best = glob.glob(self.path("work", "best_epoch*_accuracy*.pth"))
+        self.assertEqual(len(best), 1, best)
+
+
+if __name__ == "__main__":
+    unittest.main()
