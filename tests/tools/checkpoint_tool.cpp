@@ -1,11 +1,14 @@
 // Test-only tool for tests/e2e/test_checkpoint_interop.py: `write FILE` saves a fixed tree of
 // values and tensors with ms::tensor::save_checkpoint (the script builds the same tree in Python
-// and compares it with torch.load's), `read FILE` loads one with load_checkpoint and prints it as
-// JSON in the script's encoding (floats tagged, tensors as dtype, shape and raw bytes in hex).
+// and compares it with torch.load's); `write-no-floats FILE` the same without Python floats (torch
+// 1.13's weights_only reader knows no BINFLOAT); `read FILE` loads one with load_checkpoint and
+// prints it as JSON in the script's encoding (floats tagged, tensors as dtype, shape and raw bytes
+// in hex).
 #include <ATen/ops/arange.h>
 #include <ATen/ops/zeros.h>
 
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -18,7 +21,7 @@ using nlohmann::json;
 
 namespace {
 
-CheckpointValue tree() {
+CheckpointValue tree(bool floats) {
   auto t = [](c10::ScalarType dtype) {
     return at::arange(6, at::kLong).reshape({2, 3}).to(dtype);
   };
@@ -28,11 +31,11 @@ CheckpointValue tree() {
                                         {"exp_avg", at::arange(6, at::kFloat).mul(0.5 + p)}}));
   }
   CheckpointValue group = CheckpointValue::dict(
-      {{"lr", 0.1},
-       {"betas", CheckpointValue::tuple({0.9, 0.999})},
-       {"params", CheckpointValue::list({0, 1})},
-       {"amsgrad", false},
-       {"foreach", CheckpointValue()}});
+      {{"params", CheckpointValue::list({0, 1})}, {"amsgrad", false}, {"foreach", CheckpointValue()}});
+  if (floats) {
+    group.set("lr", 0.1);
+    group.set("betas", CheckpointValue::tuple({0.9, 0.999}));
+  }
   CheckpointValue dtypes = CheckpointValue::list();
   for (auto dtype : {at::kFloat, at::kDouble, at::kHalf, at::kBFloat16, at::kLong, at::kInt,
                      at::kShort, at::kChar, at::kByte, at::kBool}) {
@@ -45,12 +48,11 @@ CheckpointValue tree() {
                          std::int64_t{INT32_MIN} - 1}) {
     big.push_back(v);
   }
-  return CheckpointValue::dict({
+  CheckpointValue root = CheckpointValue::dict({
       {"state", state},
       {"param_groups", CheckpointValue::list({group})},
       {"model", CheckpointValue::state_dict({{"b.bias", at::arange(3, at::kDouble)},
                                               {"a.weight", t(at::kFloat)}})},
-      {"floats", CheckpointValue::list({0.1, 1e300, -0.0, 1.5, -2.5e-300})},
       {"big", big},
       {"dtypes", dtypes},
       {"noncontig", at::arange(12, at::kFloat).reshape({3, 4}).t()},
@@ -60,6 +62,8 @@ CheckpointValue tree() {
       {"text", CheckpointValue::tuple({"h\xc3\xa9llo", std::string(300, 'x'), ""})},
       {"flags", CheckpointValue::tuple({true, false, CheckpointValue(), 1, 2, 3, 4})},
   });
+  if (floats) root.set("floats", CheckpointValue::list({0.1, 1e300, -0.0, 1.5, -2.5e-300}));
+  return root;
 }
 
 json encode(const CheckpointValue& v) {
@@ -71,8 +75,13 @@ json encode(const CheckpointValue& v) {
       return v.as_bool();
     case Kind::kInt:
       return v.as_int();
-    case Kind::kFloat:
-      return json{{"float", v.as_float()}};
+    case Kind::kFloat: {
+      // The bits, so that the comparison is exact (-0.0 too).
+      const double f = v.as_float();
+      std::uint64_t bits = 0;
+      std::memcpy(&bits, &f, sizeof bits);
+      return json{{"float", bits}};
+    }
     case Kind::kString:
       return v.as_string();
     case Kind::kTensor: {
@@ -108,15 +117,15 @@ json encode(const CheckpointValue& v) {
 
 int main(int argc, char** argv) {
   const std::string command = argc == 3 ? argv[1] : "";
-  if (command != "write" && command != "read") {
-    std::cerr << "usage: ms_checkpoint_tool write|read FILE\n";
+  if (command != "write" && command != "write-no-floats" && command != "read") {
+    std::cerr << "usage: ms_checkpoint_tool write|write-no-floats|read FILE\n";
     return 2;
   }
   try {
-    if (command == "write") {
-      ms::tensor::save_checkpoint(argv[2], tree());
-    } else {
+    if (command == "read") {
       std::cout << encode(ms::tensor::load_checkpoint(argv[2])).dump() << "\n";
+    } else {
+      ms::tensor::save_checkpoint(argv[2], tree(command == "write"));
     }
   } catch (const ms::Error& e) {
     std::cerr << e.what() << "\n";
