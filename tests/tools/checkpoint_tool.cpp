@@ -22,16 +22,15 @@ using nlohmann::json;
 namespace {
 
 CheckpointValue tree(bool floats) {
-  auto t = [](c10::ScalarType dtype) {
-    return at::arange(6, at::kLong).reshape({2, 3}).to(dtype);
-  };
+  auto t = [](c10::ScalarType dtype) { return at::arange(6, at::kLong).reshape({2, 3}).to(dtype); };
   CheckpointValue state = CheckpointValue::dict();
   for (int p = 0; p < 2; ++p) {
     state.set(p, CheckpointValue::dict({{"step", at::arange(3, 4, at::kFloat).reshape({})},
                                         {"exp_avg", at::arange(6, at::kFloat).mul(0.5 + p)}}));
   }
-  CheckpointValue group = CheckpointValue::dict(
-      {{"params", CheckpointValue::list({0, 1})}, {"amsgrad", false}, {"foreach", CheckpointValue()}});
+  CheckpointValue group = CheckpointValue::dict({{"params", CheckpointValue::list({0, 1})},
+                                                 {"amsgrad", false},
+                                                 {"foreach", CheckpointValue()}});
   if (floats) {
     group.set("lr", 0.1);
     group.set("betas", CheckpointValue::tuple({0.9, 0.999}));
@@ -42,17 +41,17 @@ CheckpointValue tree(bool floats) {
     dtypes.push_back(dtype == at::kBool ? t(at::kLong).remainder(2).to(at::kBool) : t(dtype));
   }
   CheckpointValue big = CheckpointValue::list();
-  for (std::int64_t v : {std::int64_t{1} << 40, -(std::int64_t{1} << 40), INT64_MAX, INT64_MIN,
-                         std::int64_t{255}, std::int64_t{256}, std::int64_t{65535},
-                         std::int64_t{65536}, std::int64_t{-1}, std::int64_t{1} << 31,
-                         std::int64_t{INT32_MIN} - 1}) {
+  for (std::int64_t v :
+       {std::int64_t{1} << 40, -(std::int64_t{1} << 40), INT64_MAX, INT64_MIN, std::int64_t{255},
+        std::int64_t{256}, std::int64_t{65535}, std::int64_t{65536}, std::int64_t{-1},
+        std::int64_t{1} << 31, std::int64_t{INT32_MIN} - 1}) {
     big.push_back(v);
   }
   CheckpointValue root = CheckpointValue::dict({
       {"state", state},
       {"param_groups", CheckpointValue::list({group})},
-      {"model", CheckpointValue::state_dict({{"b.bias", at::arange(3, at::kDouble)},
-                                              {"a.weight", t(at::kFloat)}})},
+      {"model", CheckpointValue::state_dict(
+                    {{"b.bias", at::arange(3, at::kDouble)}, {"a.weight", t(at::kFloat)}})},
       {"big", big},
       {"dtypes", dtypes},
       {"noncontig", at::arange(12, at::kFloat).reshape({3, 4}).t()},

@@ -426,9 +426,7 @@ Unpickled unpickle(std::string_view data, std::size_t pos, const std::string& so
   return Reader(data, pos, source, hooks).run();
 }
 
-Writer::Writer(int protocol) : protocol_(protocol) {
-  MS_ASSERT(protocol == 2 || protocol == 4);
-}
+Writer::Writer(int protocol) : protocol_(protocol) { MS_ASSERT(protocol == 2 || protocol == 4); }
 
 void Writer::str(const std::string& s) {
   if (auto it = memo_.find(s); it != memo_.end()) {
@@ -489,15 +487,22 @@ void Writer::floating(double v) {
 }
 
 void Writer::global(const std::string& module, const std::string& name) {
+  // Python memoizes the class or function, and fetches it back when it comes again.
+  const std::string key = module + '\n' + name;
+  if (auto it = globals_.find(key); it != globals_.end()) {
+    get(it->second);
+    return;
+  }
   if (protocol_ >= 4) {
     str(module);
     str(name);
     op(kStackGlobal);
   } else {
     op(kGlobal);
-    body_ += module + '\n' + name + '\n';
+    body_ += key + '\n';
   }
   memoize();
+  globals_[key] = next_memo_ - 1;
 }
 
 void Writer::memoize() {
@@ -562,22 +567,10 @@ void Writer::batches(std::size_t n, const std::function<void(std::size_t)>& item
 }
 
 void Writer::dict(const std::vector<std::pair<std::string, std::string>>& items) {
-  op(kEmptyDict);
-  memoize();
-  if (items.size() == 1) {
-    str(items[0].first);
-    str(items[0].second);
-    op(kSetItem);
-    return;
-  }
-  for (std::size_t i = 0; i < items.size(); i += 1000) {
-    op(kMark);
-    for (std::size_t j = i; j < items.size() && j < i + 1000; ++j) {
-      str(items[j].first);
-      str(items[j].second);
-    }
-    op(kSetItems);
-  }
+  dict(items.size(), [&](std::size_t i) {
+    str(items[i].first);
+    str(items[i].second);
+  });
 }
 
 std::string Writer::finish() {

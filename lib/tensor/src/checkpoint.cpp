@@ -245,8 +245,8 @@ class Converter {
       case Value::Kind::kList:
       case Value::Kind::kTuple: {
         Enter enter(*this, v);
-        CheckpointValue out = v.kind == Value::Kind::kList ? CheckpointValue::list()
-                                                           : CheckpointValue::tuple();
+        CheckpointValue out =
+            v.kind == Value::Kind::kList ? CheckpointValue::list() : CheckpointValue::tuple();
         for (const auto& item : v.items) out.push_back(convert(*item, depth + 1));
         return out;
       }

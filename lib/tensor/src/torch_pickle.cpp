@@ -282,9 +282,7 @@ ValuePtr load_legacy(const std::filesystem::path& path) {
 
 }  // namespace
 
-const at::Tensor* torch_tensor_of(const Value& v) {
-  return std::any_cast<at::Tensor>(&v.external);
-}
+const at::Tensor* torch_tensor_of(const Value& v) { return std::any_cast<at::Tensor>(&v.external); }
 
 ValuePtr read_torch_file(const std::filesystem::path& path) {
   // A zip starts with "PK\3\4"; a legacy file with the PROTO opcode of its magic-number pickle.

@@ -127,8 +127,8 @@ struct Unpickled {
 /// Reads the pickle that starts at byte `pos` of `data`. Throws ms::Error(kIntegrity) naming
 /// `source` (a file name; may be empty) for truncated or malformed data and unsupported opcodes.
 /// Never crashes on hostile input: nesting depth costs no stack, values are freed iteratively.
-MS_API Unpickled unpickle(std::string_view data, std::size_t pos = 0, const std::string& source = {},
-                   const Hooks& hooks = {});
+MS_API Unpickled unpickle(std::string_view data, std::size_t pos = 0,
+                          const std::string& source = {}, const Hooks& hooks = {});
 
 /// Writes the opcodes Python's pickler emits, in protocol 4 (the default) or 2: strings memoized
 /// and repeated ones fetched back with BINGET, containers batched in groups of 1000. Protocol 4
@@ -149,8 +149,8 @@ class MS_API Writer {
   void integer(std::int64_t v);
   /// A float as BINFLOAT (8 bytes, big-endian): exact.
   void floating(double v);
-  /// A class or function by module and qualified name (STACK_GLOBAL, or GLOBAL in protocol 2;
-  /// memoized as Python does).
+  /// A class or function by module and qualified name (STACK_GLOBAL, or GLOBAL in protocol 2),
+  /// memoized and fetched back from the memo when it comes again, as Python does.
   void global(const std::string& module, const std::string& name);
   /// Memoizes the value on top (MEMOIZE, or BINPUT in protocol 2) under the next memo index.
   void memoize();
@@ -182,7 +182,8 @@ class MS_API Writer {
 
   int protocol_ = 4;
   std::string body_;
-  std::unordered_map<std::string, std::uint64_t> memo_;
+  std::unordered_map<std::string, std::uint64_t> memo_;     // str -> memo index
+  std::unordered_map<std::string, std::uint64_t> globals_;  // "module\nname" -> memo index
   std::uint64_t next_memo_ = 0;
 };
 

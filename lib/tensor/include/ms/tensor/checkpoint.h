@@ -1,6 +1,7 @@
-// torch.save / torch.load files without Python: a tree of plain values and tensors (what the trainer
-// keeps in `<prefix>.pth` and `<prefix>_trainer_state.pth`), written in PyTorch's zip format so that
-// Python's torch.load (1.13 and 2.x, weights_only too) reads it, and read back by ms.
+// torch.save / torch.load files without Python: a tree of plain values and tensors (what the
+// trainer keeps in `<prefix>.pth` and `<prefix>_trainer_state.pth`), written in PyTorch's zip
+// format so that Python's torch.load (1.13 and 2.x, weights_only too) reads it, and read back by
+// ms.
 #pragma once
 
 #include <ATen/core/Tensor.h>
