@@ -12,6 +12,7 @@
 #include <caffe2/serialize/inline_container.h>
 
 #include <cstring>
+#include <exception>
 #include <string_view>
 #include <unordered_set>
 
@@ -444,29 +445,41 @@ void save_checkpoint(const std::filesystem::path& path, const CheckpointValue& v
   saver.save(value);
   const std::string data_pkl = saver.pickle();
 
-  // The zip is made in memory and written atomically; records follow torch.save's order.
-  std::string zip;
-  try {
-    caffe2::serialize::PyTorchStreamWriter writer([&zip](const void* data, std::size_t n) {
-      zip.append(static_cast<const char*>(data), n);
-      return n;
-    });
-    writer.writeRecord("data.pkl", data_pkl.data(), data_pkl.size());
-    // Storage bytes are in this machine's order, which torch 2.x reads from this record.
-    static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "storages are written little-endian");
-    const std::string_view byteorder = "little";
-    writer.writeRecord("byteorder", byteorder.data(), byteorder.size());
-    const auto& storages = saver.storages();
-    for (std::size_t i = 0; i < storages.size(); ++i) {
-      const at::Tensor& s = storages[i];
-      writer.writeRecord("data/" + std::to_string(i), s.data_ptr(), s.numel() * s.element_size());
+  // Records follow torch.save's order. The zip streams into the temp file; a failed write is
+  // kept aside and rethrown after the zip writer is done, since an error thrown through miniz's
+  // callback would leave PyTorchStreamWriter to finish the file from its destructor (which must
+  // not throw).
+  write_file_atomic(path, [&](const FileSink& sink) {
+    std::exception_ptr failure;
+    try {
+      caffe2::serialize::PyTorchStreamWriter writer([&](const void* data, std::size_t n) {
+        if (!failure) {
+          try {
+            sink(data, n);
+          } catch (...) {
+            failure = std::current_exception();
+          }
+        }
+        return n;
+      });
+      writer.writeRecord("data.pkl", data_pkl.data(), data_pkl.size());
+      // Storage bytes are in this machine's order, which torch 2.x reads from this record.
+      static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+                    "storages are written little-endian");
+      const std::string_view byteorder = "little";
+      writer.writeRecord("byteorder", byteorder.data(), byteorder.size());
+      const auto& storages = saver.storages();
+      for (std::size_t i = 0; i < storages.size() && !failure; ++i) {
+        const at::Tensor& s = storages[i];
+        writer.writeRecord("data/" + std::to_string(i), s.data_ptr(), s.numel() * s.element_size());
+      }
+      writer.writeEndOfFile();  // the version record and the zip's central directory
+    } catch (const c10::Error& e) {
+      throw Error(ErrorCode::kIo,
+                  fmt::format("{}: cannot write: {}", path.string(), e.what_without_backtrace()));
     }
-    writer.writeEndOfFile();  // the version record and the zip's central directory
-  } catch (const c10::Error& e) {
-    throw Error(ErrorCode::kIo,
-                fmt::format("{}: cannot write: {}", path.string(), e.what_without_backtrace()));
-  }
-  write_file_atomic(path, zip);
+    if (failure) std::rethrow_exception(failure);
+  });
 }
 
 CheckpointValue load_checkpoint(const std::filesystem::path& path) {
