@@ -216,4 +216,14 @@ TEST_CASE("bad checkpoint files fail with errors naming them", "[checkpoint]") {
   const fs::path recursive = zip_with("recursive.pth", std::string("\x80\x02]q\x00h\x00\x61.", 9));
   expect_error([&] { ms::tensor::load_checkpoint(recursive); }, ErrorCode::kIntegrity,
                {"recursive.pth"});
+  // A list holding the list below it twice, 40 levels deep: 2^40 values from 400 bytes.
+  std::string shared("\x80\x02]q\x00\x30", 6);
+  for (int k = 1; k <= 40; ++k) {
+    shared += std::string("]q") + static_cast<char>(k) + "(h" + static_cast<char>(k - 1) + "h" +
+              static_cast<char>(k - 1) + "e0";
+  }
+  shared += std::string("h") + static_cast<char>(40) + ".";
+  const fs::path doubling = zip_with("shared.pth", shared);
+  expect_error([&] { ms::tensor::load_checkpoint(doubling); }, ErrorCode::kIntegrity,
+               {"shared.pth", "expands"});
 }

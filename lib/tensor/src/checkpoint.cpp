@@ -211,18 +211,22 @@ class Saver {
 };
 
 // Converts what read_torch_file unpickled into CheckpointValues. The pickle may come from anyone:
-// memo references can make a value its own ancestor or share one value many times over, so
-// ancestors are tracked and the number of values made is bounded.
+// memo references can make a value its own ancestor or share one value many times over (a list
+// holding one list twice, 60 levels deep, is 2^60 values), so ancestors are tracked and the
+// values made are bounded by what a pickle of that size could hold without sharing (one opcode,
+// at least a byte, per value), with room for the sharing real files have.
 class Converter {
  public:
-  explicit Converter(const std::filesystem::path& path) : source_(path.string()) {}
+  Converter(const std::filesystem::path& path, std::size_t pickle_bytes)
+      : source_(path.string()), max_values_(2 * pickle_bytes + kSharedValues) {}
 
   CheckpointValue convert(const pickle::Value& v, int depth = 0) {
     using pickle::Value;
     MS_CHECK(depth < kMaxDepth, ErrorCode::kIntegrity, "{}: values nested deeper than {}", source_,
              kMaxDepth);
-    MS_CHECK(++made_ <= kMaxValues, ErrorCode::kIntegrity,
-             "{}: the pickle expands to more than {} values", source_, kMaxValues);
+    MS_CHECK(++made_ <= max_values_, ErrorCode::kIntegrity,
+             "{}: the pickle expands to more than {} values (shared values repeated over and over)",
+             source_, max_values_);
     switch (v.kind) {
       case Value::Kind::kNone:
         return {};
@@ -278,7 +282,7 @@ class Converter {
 
  private:
   static constexpr int kMaxDepth = 1000;
-  static constexpr std::size_t kMaxValues = std::size_t{1} << 26;
+  static constexpr std::size_t kSharedValues = std::size_t{1} << 20;
 
   // Marks a container as an ancestor of what is converted inside it.
   struct Enter {
@@ -292,6 +296,7 @@ class Converter {
   };
 
   std::string source_;
+  std::size_t max_values_;
   std::unordered_set<const pickle::Value*> open_;
   std::size_t made_ = 0;
 };
@@ -483,8 +488,9 @@ void save_checkpoint(const std::filesystem::path& path, const CheckpointValue& v
 }
 
 CheckpointValue load_checkpoint(const std::filesystem::path& path) {
-  const pickle::ValuePtr root = read_torch_file(path);
-  return Converter(path).convert(*root);
+  std::size_t pickle_bytes = 0;
+  const pickle::ValuePtr root = read_torch_file(path, &pickle_bytes);
+  return Converter(path, pickle_bytes).convert(*root);
 }
 
 }  // namespace ms::tensor

@@ -142,7 +142,7 @@ void check_storage_pid(const Value& pid, std::size_t items, const std::string& s
            ErrorCode::kIntegrity, "{}: malformed storage reference", source);
 }
 
-ValuePtr load_zip(const std::filesystem::path& path) {
+ValuePtr load_zip(const std::filesystem::path& path, std::size_t& pickle_bytes) {
   const std::string source = path.string();
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
   try {
@@ -179,6 +179,7 @@ ValuePtr load_zip(const std::filesystem::path& path) {
     }
     return external(it->second);
   };
+  pickle_bytes = data_pkl.size();
   return unpickle_torch(data_pkl, 0, source, load).value;
 }
 
@@ -186,7 +187,7 @@ ValuePtr load_zip(const std::filesystem::path& path) {
 constexpr std::string_view kLegacyMagic("\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19", 10);
 constexpr std::int64_t kLegacyProtocol = 1001;
 
-ValuePtr load_legacy(const std::filesystem::path& path) {
+ValuePtr load_legacy(const std::filesystem::path& path, std::size_t& pickle_bytes) {
   const std::string source = path.string();
   const auto map = MappedFile::open(path);
   const std::string_view data = map->view();
@@ -248,7 +249,9 @@ ValuePtr load_legacy(const std::filesystem::path& path) {
     return external(std::move(storage));
   };
   ValuePtr root, keys;
+  const std::size_t root_start = pos;
   std::tie(root, pos) = next(pos, load);
+  pickle_bytes = pos - root_start;
   std::tie(keys, pos) = next(pos);
   MS_CHECK(keys->kind == Value::Kind::kList, ErrorCode::kIntegrity,
            "{}: the storage key list is malformed", source);
@@ -284,7 +287,9 @@ ValuePtr load_legacy(const std::filesystem::path& path) {
 
 const at::Tensor* torch_tensor_of(const Value& v) { return std::any_cast<at::Tensor>(&v.external); }
 
-ValuePtr read_torch_file(const std::filesystem::path& path) {
+ValuePtr read_torch_file(const std::filesystem::path& path, std::size_t* pickle_bytes) {
+  std::size_t bytes = 0;
+  if (pickle_bytes == nullptr) pickle_bytes = &bytes;
   // A zip starts with "PK\3\4"; a legacy file with the PROTO opcode of its magic-number pickle.
   char head[4] = {};
   {
@@ -293,8 +298,9 @@ ValuePtr read_torch_file(const std::filesystem::path& path) {
     in.read(head, sizeof head);
   }
   try {
-    if (std::string_view(head, 4) == std::string_view("PK\x03\x04", 4)) return load_zip(path);
-    if (static_cast<unsigned char>(head[0]) == 0x80) return load_legacy(path);
+    if (std::string_view(head, 4) == std::string_view("PK\x03\x04", 4))
+      return load_zip(path, *pickle_bytes);
+    if (static_cast<unsigned char>(head[0]) == 0x80) return load_legacy(path, *pickle_bytes);
   } catch (const c10::Error& e) {
     throw Error(ErrorCode::kIntegrity,
                 fmt::format("cannot read {}: {}", path.string(), e.what_without_backtrace()));

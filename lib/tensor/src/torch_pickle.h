@@ -5,6 +5,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <cstddef>
 #include <filesystem>
 
 #include "ms/core/pickle.h"
@@ -15,7 +16,9 @@ namespace ms::tensor {
 /// Value::Kind::kExternal values holding an at::Tensor (see torch_tensor_of); dicts and
 /// OrderedDicts as kDict, other classes as kObject. Throws ms::Error(kNotFound) for a missing file
 /// and ms::Error(kIntegrity) naming the file for one that is not a readable torch.save file.
-pickle::ValuePtr read_torch_file(const std::filesystem::path& path);
+/// `pickle_bytes`, if given, receives the size of the object's pickle.
+pickle::ValuePtr read_torch_file(const std::filesystem::path& path,
+                                 std::size_t* pickle_bytes = nullptr);
 
 /// The tensor a value of read_torch_file holds, or nullptr.
 const at::Tensor* torch_tensor_of(const pickle::Value& v);
