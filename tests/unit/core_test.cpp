@@ -154,6 +154,21 @@ TEST_CASE("atomic writes replace files whole and leave no temp files", "[core][f
     ++entries;
   }
   CHECK(entries == 1);
+  // The streaming form: pieces in order; a producer that fails part-way leaves the old file and
+  // no temp file.
+  ms::write_file_atomic(target, [](const ms::FileSink& sink) {
+    sink("stream", 6);
+    sink("ed", 2);
+  });
+  CHECK(ms::read_file(target) == "streamed");
+  CHECK_THROWS_AS(ms::write_file_atomic(target,
+                                        [](const ms::FileSink& sink) {
+                                          sink("partial", 7);
+                                          throw std::runtime_error("producer failed");
+                                        }),
+                  std::runtime_error);
+  CHECK(ms::read_file(target) == "streamed");
+  CHECK(std::distance(fs::directory_iterator(dir / "sub"), fs::directory_iterator()) == 1);
   try {
     ms::read_file(dir / "missing.txt");
     FAIL("no throw");

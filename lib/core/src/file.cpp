@@ -51,6 +51,12 @@ void write_all_at(int fd, const char* data, std::size_t n, std::uint64_t offset,
 }
 
 void write_file_atomic(const fs::path& path, std::string_view data, unsigned mode) {
+  write_file_atomic(
+      path, [data](const FileSink& sink) { sink(data.data(), data.size()); }, mode);
+}
+
+void write_file_atomic(const fs::path& path, const std::function<void(const FileSink&)>& produce,
+                       unsigned mode) {
   const fs::path parent = path.has_parent_path() ? path.parent_path() : fs::path(".");
   std::error_code ec;
   fs::create_directories(parent, ec);
@@ -71,14 +77,16 @@ void write_file_atomic(const fs::path& path, std::string_view data, unsigned mod
     throw Error(ErrorCode::kIo,
                 fmt::format("{}: {}: {}", path.string(), what, std::strerror(saved)));
   };
-  std::size_t written = 0;
-  while (written < data.size()) {
-    ssize_t n = ::write(fd, data.data() + written, data.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      cleanup_and_fail("write failed");
-    }
-    written += static_cast<std::size_t>(n);
+  try {
+    std::uint64_t offset = 0;
+    produce([&](const void* data, std::size_t n) {
+      write_all_at(fd, static_cast<const char*>(data), n, offset, path);
+      offset += n;
+    });
+  } catch (...) {
+    close(fd);
+    unlink(temp.c_str());
+    throw;
   }
   if (fchmod(fd, static_cast<mode_t>(mode)) != 0) cleanup_and_fail("chmod failed");
   if (fsync(fd) != 0) cleanup_and_fail("fsync failed");

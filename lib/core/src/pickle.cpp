@@ -1,5 +1,6 @@
 #include "ms/core/pickle.h"
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <unordered_map>
@@ -398,8 +399,11 @@ class Reader {
     if (hooks_.reduce) {
       if (ValuePtr v = hooks_.reduce(callable, args)) return v;
     }
-    if (callable.text == "collections.OrderedDict" || callable.text == "builtins.dict")
-      return make(Value::Kind::kDict);
+    if (callable.text == "collections.OrderedDict" || callable.text == "builtins.dict") {
+      auto v = make(Value::Kind::kDict);
+      if (callable.text == "collections.OrderedDict") v->text = callable.text;
+      return v;
+    }
     auto v = make(Value::Kind::kObject);
     v->text = callable.text;
     return v;
@@ -422,12 +426,15 @@ Unpickled unpickle(std::string_view data, std::size_t pos, const std::string& so
   return Reader(data, pos, source, hooks).run();
 }
 
+Writer::Writer(int protocol) : protocol_(protocol) { MS_ASSERT(protocol == 2 || protocol == 4); }
+
 void Writer::str(const std::string& s) {
   if (auto it = memo_.find(s); it != memo_.end()) {
     get(it->second);
     return;
   }
-  if (s.size() < 256) {
+  // SHORT_BINUNICODE came with protocol 4.
+  if (s.size() < 256 && protocol_ >= 4) {
     op(kShortBinUnicode);
     body_ += static_cast<char>(s.size());
   } else if (s.size() <= 0xffffffffu) {
@@ -472,42 +479,106 @@ void Writer::integer(std::int64_t v) {
   }
 }
 
+void Writer::floating(double v) {
+  std::uint64_t bits = 0;
+  std::memcpy(&bits, &v, 8);
+  op(kBinFloat);
+  for (int i = 7; i >= 0; --i) body_ += static_cast<char>((bits >> (8 * i)) & 0xff);
+}
+
 void Writer::global(const std::string& module, const std::string& name) {
-  str(module);
-  str(name);
-  op(kStackGlobal);
+  // Python memoizes the class or function, and fetches it back when it comes again.
+  const std::string key = module + '\n' + name;
+  if (auto it = globals_.find(key); it != globals_.end()) {
+    get(it->second);
+    return;
+  }
+  if (protocol_ >= 4) {
+    str(module);
+    str(name);
+    op(kStackGlobal);
+  } else {
+    op(kGlobal);
+    body_ += key + '\n';
+  }
   memoize();
+  globals_[key] = next_memo_ - 1;
 }
 
 void Writer::memoize() {
-  op(kMemoize);
+  if (protocol_ >= 4) {
+    op(kMemoize);
+  } else if (next_memo_ < 256) {
+    op(kBinPut);
+    uint_le(next_memo_, 1);
+  } else {
+    op(kLongBinPut);
+    uint_le(next_memo_, 4);
+  }
   ++next_memo_;
 }
 
-void Writer::dict(const std::vector<std::pair<std::string, std::string>>& items) {
-  op(kEmptyDict);
-  memoize();
-  if (items.size() == 1) {
-    str(items[0].first);
-    str(items[0].second);
-    op(kSetItem);
+void Writer::tuple(std::size_t n, const std::function<void(std::size_t)>& item) {
+  if (n == 0) {
+    op(kEmptyTuple);
     return;
   }
-  for (std::size_t i = 0; i < items.size(); i += 1000) {
-    op(kMark);
-    for (std::size_t j = i; j < items.size() && j < i + 1000; ++j) {
-      str(items[j].first);
-      str(items[j].second);
+  if (n > 3) op(kMark);
+  for (std::size_t i = 0; i < n; ++i) item(i);
+  static constexpr char kSmall[] = {kTuple1, kTuple2, kTuple3};
+  op(n > 3 ? kTuple : kSmall[n - 1]);
+  memoize();
+}
+
+void Writer::list(std::size_t n, const std::function<void(std::size_t)>& item) {
+  op(kEmptyList);
+  memoize();
+  batches(n, item, kAppend, kAppends);
+}
+
+void Writer::dict(std::size_t n, const std::function<void(std::size_t)>& entry) {
+  op(kEmptyDict);
+  memoize();
+  set_items(n, entry);
+}
+
+void Writer::set_items(std::size_t n, const std::function<void(std::size_t)>& entry) {
+  batches(n, entry, kSetItem, kSetItems);
+}
+
+void Writer::reduce() {
+  op(kReduce);
+  memoize();
+}
+
+void Writer::batches(std::size_t n, const std::function<void(std::size_t)>& item, char one,
+                     char many) {
+  for (std::size_t i = 0; i < n; i += 1000) {
+    const std::size_t end = std::min(n, i + 1000);
+    if (end - i == 1) {
+      item(i);
+      op(one);
+      continue;
     }
-    op(kSetItems);
+    op(kMark);
+    for (std::size_t j = i; j < end; ++j) item(j);
+    op(many);
   }
+}
+
+void Writer::dict(const std::vector<std::pair<std::string, std::string>>& items) {
+  dict(items.size(), [&](std::size_t i) {
+    str(items[i].first);
+    str(items[i].second);
+  });
 }
 
 std::string Writer::finish() {
   body_ += kStop;
   std::string out;
   out += kProto;
-  out += '\x04';
+  out += static_cast<char>(protocol_);
+  if (protocol_ < 4) return out + body_;
   // Python frames bodies of 4 bytes or more, cutting a new frame every 64 KiB; readers accept
   // one frame of any size just the same.
   if (body_.size() >= 4) {

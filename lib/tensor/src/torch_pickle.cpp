@@ -1,4 +1,4 @@
-// pytorch_model.bin as written by torch.save(state_dict), in either of its two layouts:
+// Files written by torch.save (pytorch_model.bin, checkpoints), in either of their two layouts:
 // - zip (PyTorch 1.6+): data.pkl, a pickle whose tensors refer by key to data/<key> records;
 // - legacy (before 1.6, or _use_new_zipfile_serialization=False): five pickles in a row (magic
 //   number, protocol version, sys_info, the state dict, the sorted storage keys), then each
@@ -6,7 +6,9 @@
 // LibTorch 1.13's own unpickler rejects OrderedDict and SETITEM, so the project's pickle reader
 // (ms/core/pickle.h) reads them; this file plugs in what is torch's: persistent ids naming
 // storages (a zip record, or the raw data after a legacy file's pickles) and the callables that
-// rebuild tensors and parameters from them.
+// rebuild tensors and parameters from them. read_torch_file is shared with load_checkpoint.
+#include "torch_pickle.h"
+
 #include <ATen/ops/as_strided.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
@@ -40,8 +42,6 @@ const Storage* storage_of(const Value& v) {
   const auto* s = std::any_cast<std::shared_ptr<Storage>>(&v.external);
   return s != nullptr ? s->get() : nullptr;
 }
-
-const at::Tensor* tensor_of(const Value& v) { return std::any_cast<at::Tensor>(&v.external); }
 
 ValuePtr external(std::any value) {
   auto v = std::make_shared<Value>(Value::Kind::kExternal);
@@ -107,7 +107,7 @@ pickle::Unpickled unpickle_torch(std::string_view data, std::size_t pos, const s
 
 bool collect(const Value& dict, WeightMap& out) {
   for (const auto& [k, v] : dict.pairs) {
-    if (const at::Tensor* tensor = tensor_of(*v); k->is_string() && tensor != nullptr)
+    if (const at::Tensor* tensor = torch_tensor_of(*v); k->is_string() && tensor != nullptr)
       out.emplace(k->text, *tensor);
   }
   return !out.empty();
@@ -142,7 +142,7 @@ void check_storage_pid(const Value& pid, std::size_t items, const std::string& s
            ErrorCode::kIntegrity, "{}: malformed storage reference", source);
 }
 
-WeightMap load_zip(const std::filesystem::path& path) {
+ValuePtr load_zip(const std::filesystem::path& path, std::size_t& pickle_bytes) {
   const std::string source = path.string();
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
   try {
@@ -179,14 +179,15 @@ WeightMap load_zip(const std::filesystem::path& path) {
     }
     return external(it->second);
   };
-  return state_dict(*unpickle_torch(data_pkl, 0, source, load).value, path);
+  pickle_bytes = data_pkl.size();
+  return unpickle_torch(data_pkl, 0, source, load).value;
 }
 
 // The legacy magic number 0x1950a86a20f9469cfc6c, little-endian, as pickled by LONG1.
 constexpr std::string_view kLegacyMagic("\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19", 10);
 constexpr std::int64_t kLegacyProtocol = 1001;
 
-WeightMap load_legacy(const std::filesystem::path& path) {
+ValuePtr load_legacy(const std::filesystem::path& path, std::size_t& pickle_bytes) {
   const std::string source = path.string();
   const auto map = MappedFile::open(path);
   const std::string_view data = map->view();
@@ -248,7 +249,9 @@ WeightMap load_legacy(const std::filesystem::path& path) {
     return external(std::move(storage));
   };
   ValuePtr root, keys;
+  const std::size_t root_start = pos;
   std::tie(root, pos) = next(pos, load);
+  pickle_bytes = pos - root_start;
   std::tie(keys, pos) = next(pos);
   MS_CHECK(keys->kind == Value::Kind::kList, ErrorCode::kIntegrity,
            "{}: the storage key list is malformed", source);
@@ -277,12 +280,16 @@ WeightMap load_legacy(const std::filesystem::path& path) {
   for (const auto& [key, r] : roots) {
     MS_CHECK(r.filled, ErrorCode::kIntegrity, "{}: storage {} has no data", source, key);
   }
-  return state_dict(*root, path);
+  return root;
 }
 
 }  // namespace
 
-WeightMap load_torch_pickle(const std::filesystem::path& path) {
+const at::Tensor* torch_tensor_of(const Value& v) { return std::any_cast<at::Tensor>(&v.external); }
+
+ValuePtr read_torch_file(const std::filesystem::path& path, std::size_t* pickle_bytes) {
+  std::size_t bytes = 0;
+  if (pickle_bytes == nullptr) pickle_bytes = &bytes;
   // A zip starts with "PK\3\4"; a legacy file with the PROTO opcode of its magic-number pickle.
   char head[4] = {};
   {
@@ -291,8 +298,9 @@ WeightMap load_torch_pickle(const std::filesystem::path& path) {
     in.read(head, sizeof head);
   }
   try {
-    if (std::string_view(head, 4) == std::string_view("PK\x03\x04", 4)) return load_zip(path);
-    if (static_cast<unsigned char>(head[0]) == 0x80) return load_legacy(path);
+    if (std::string_view(head, 4) == std::string_view("PK\x03\x04", 4))
+      return load_zip(path, *pickle_bytes);
+    if (static_cast<unsigned char>(head[0]) == 0x80) return load_legacy(path, *pickle_bytes);
   } catch (const c10::Error& e) {
     throw Error(ErrorCode::kIntegrity,
                 fmt::format("cannot read {}: {}", path.string(), e.what_without_backtrace()));
@@ -301,6 +309,10 @@ WeightMap load_torch_pickle(const std::filesystem::path& path) {
       ErrorCode::kIntegrity,
       fmt::format("{} is not a torch.save file (neither zip nor legacy format)", path.string()),
       "re-download the weights, or convert them to safetensors");
+}
+
+WeightMap load_torch_pickle(const std::filesystem::path& path) {
+  return state_dict(*read_torch_file(path), path);
 }
 
 }  // namespace ms::tensor

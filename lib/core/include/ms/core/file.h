@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -17,6 +18,16 @@ MS_API std::string read_file(const std::filesystem::path& path);
 /// Writes `data` to `path` atomically: readers see the old file or the new one, never a part.
 /// Creates missing parent folders. `mode` is applied to the new file (e.g. 0600 for credentials).
 MS_API void write_file_atomic(const std::filesystem::path& path, std::string_view data,
+                              unsigned mode = 0644);
+
+/// Appends bytes to the file that write_file_atomic's streaming form writes.
+using FileSink = std::function<void(const void* data, std::size_t n)>;
+
+/// write_file_atomic of what `produce` hands its sink, without holding the whole file in memory
+/// (checkpoints). An exception from `produce` (or the sink's ms::Error(kIo) naming `path`)
+/// removes the temp file, leaves `path` as it was, and propagates.
+MS_API void write_file_atomic(const std::filesystem::path& path,
+                              const std::function<void(const FileSink& sink)>& produce,
                               unsigned mode = 0644);
 
 /// Writes all `n` bytes at `offset` of `fd` (pwrite, retried on EINTR and short writes); throws

@@ -1,7 +1,7 @@
 // Python pickles without Python: one reader (protocols 2-5, the opcodes Python writes for plain
 // data, classes and objects) with hooks for what a caller knows about persistent ids and
 // callables (torch checkpoints plug their storages and tensors in there), and one writer of
-// Python's protocol 4.
+// Python's protocols 4 and 2 (torch.save's).
 #pragma once
 
 #include <any>
@@ -78,7 +78,8 @@ struct MS_API Value {
     kString,    ///< `text`: str and bytes alike
     kTuple,     ///< `items`
     kList,      ///< `items`
-    kDict,      ///< `pairs`, in pickle order
+    kDict,      ///< `pairs`, in pickle order; `text` is "collections.OrderedDict" for one, else
+                ///< empty
     kGlobal,    ///< `text` is "module.name"
     kObject,    ///< made by REDUCE or NEWOBJ of `text` ("module.name"); `pairs` holds the dict
                 ///< state of a BUILD, `items` what APPEND adds to a list subclass
@@ -126,13 +127,18 @@ struct Unpickled {
 /// Reads the pickle that starts at byte `pos` of `data`. Throws ms::Error(kIntegrity) naming
 /// `source` (a file name; may be empty) for truncated or malformed data and unsupported opcodes.
 /// Never crashes on hostile input: nesting depth costs no stack, values are freed iteratively.
-MS_API Unpickled unpickle(std::string_view data, std::size_t pos = 0, const std::string& source = {},
-                   const Hooks& hooks = {});
+MS_API Unpickled unpickle(std::string_view data, std::size_t pos = 0,
+                          const std::string& source = {}, const Hooks& hooks = {});
 
-/// Writes the opcodes Python's protocol-4 pickler emits: strings memoized (MEMOIZE) and repeated
-/// ones fetched back with BINGET, containers batched in groups of 1000, all in one FRAME.
+/// Writes the opcodes Python's pickler emits, in protocol 4 (the default) or 2: strings memoized
+/// and repeated ones fetched back with BINGET, containers batched in groups of 1000. Protocol 4
+/// puts the body in one FRAME; protocol 2 is what torch.save writes (GLOBAL instead of
+/// STACK_GLOBAL, BINUNICODE for every str, BINPUT for the memo, no FRAME), and the only opcodes
+/// torch 2.x's weights_only reader knows.
 class MS_API Writer {
  public:
+  explicit Writer(int protocol = 4);
+
   /// A str; one written before is fetched back from the memo, as Python does.
   void str(const std::string& s);
   /// One opcode without operands (opcode::kMark, opcode::kEmptyDict, ...).
@@ -141,21 +147,43 @@ class MS_API Writer {
   void boolean(bool b) { op(b ? opcode::kNewTrue : opcode::kNewFalse); }
   /// The smallest of BININT1, BININT2, BININT and LONG1, as Python's save_long picks.
   void integer(std::int64_t v);
-  /// A class or function by module and qualified name (STACK_GLOBAL, memoized as Python does).
+  /// A float as BINFLOAT (8 bytes, big-endian): exact.
+  void floating(double v);
+  /// A class or function by module and qualified name (STACK_GLOBAL, or GLOBAL in protocol 2),
+  /// memoized and fetched back from the memo when it comes again, as Python does.
   void global(const std::string& module, const std::string& name);
-  /// MEMOIZE: the value on top gets the next memo index.
+  /// Memoizes the value on top (MEMOIZE, or BINPUT in protocol 2) under the next memo index.
   void memoize();
+  /// A tuple of the `n` items `item(i)` writes, with the opcodes Python picks (EMPTY_TUPLE,
+  /// TUPLE1-3, MARK ... TUPLE), memoized unless empty.
+  void tuple(std::size_t n, const std::function<void(std::size_t)>& item);
+  /// A list (EMPTY_LIST, memoized) of the `n` items `item(i)` writes, batched as set_items.
+  void list(std::size_t n, const std::function<void(std::size_t)>& item);
+  /// A dict (EMPTY_DICT, memoized) of the `n` entries `entry(i)` writes (key, then value).
+  void dict(std::size_t n, const std::function<void(std::size_t)>& entry);
+  /// The `n` entries `entry(i)` writes, added to the dict on top of the stack (an EMPTY_DICT, or
+  /// an OrderedDict made by reduce()): MARK ... SETITEMS per 1000, SETITEM for a batch of one.
+  void set_items(std::size_t n, const std::function<void(std::size_t)>& entry);
+  /// `callable(*args)` of the global and the argument tuple written before (REDUCE), memoized.
+  void reduce();
+  /// BINPERSID: the value on top is a persistent id, for the reader's Hooks::persistent_load.
+  void persistent_id() { op(opcode::kBinPersId); }
   /// A dict[str, str] with its items in the order given.
   void dict(const std::vector<std::pair<std::string, std::string>>& items);
-  /// STOP, and the PROTO 4 header and FRAME around the body; the Writer is spent afterwards.
+  /// STOP, and the PROTO header (and in protocol 4 the FRAME) around the body; the Writer is
+  /// spent afterwards.
   std::string finish();
 
  private:
   void uint_le(std::uint64_t v, int n);
   void get(std::uint64_t index);
+  // `n` items in APPEND(S) or SETITEM(S) batches, as Python's _batch_appends/_batch_setitems.
+  void batches(std::size_t n, const std::function<void(std::size_t)>& item, char one, char many);
 
+  int protocol_ = 4;
   std::string body_;
-  std::unordered_map<std::string, std::uint64_t> memo_;
+  std::unordered_map<std::string, std::uint64_t> memo_;     // str -> memo index
+  std::unordered_map<std::string, std::uint64_t> globals_;  // "module\nname" -> memo index
   std::uint64_t next_memo_ = 0;
 };
 

@@ -1,6 +1,7 @@
-// torch.save / torch.load files without Python: a tree of plain values and tensors (what the trainer
-// keeps in `<prefix>.pth` and `<prefix>_trainer_state.pth`), written in PyTorch's zip format so that
-// Python's torch.load (1.13 and 2.x, weights_only too) reads it, and read back by ms.
+// torch.save / torch.load files without Python: a tree of plain values and tensors (what the
+// trainer keeps in `<prefix>.pth` and `<prefix>_trainer_state.pth`), written in PyTorch's zip
+// format so that Python's torch.load (1.13 and 2.x, weights_only too) reads it, and read back by
+// ms.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -37,11 +38,15 @@ class CheckpointValue {
   static CheckpointValue list(Items items = {});
   static CheckpointValue tuple(Items items = {});
   static CheckpointValue dict(Entries entries = {});
-  /// A dict of tensors by name (a model's state dict), in name order.
+  /// A dict saved as a collections.OrderedDict (what Python's state_dict() methods return).
+  static CheckpointValue ordered_dict(Entries entries = {});
+  /// A dict of tensors by name (a model's state dict), in name order, saved as an OrderedDict.
   static CheckpointValue state_dict(const TensorMap& tensors);
 
   Kind kind() const { return kind_; }
   bool is_none() const { return kind_ == Kind::kNone; }
+  /// A dict that is saved, or was loaded, as a collections.OrderedDict; equality ignores it.
+  bool is_ordered_dict() const { return ordered_; }
 
   /// Typed access; a different kind is ms::Error(kIntegrity) naming what was expected and found
   /// (checkpoints come from files: a wrong shape of data is the file's fault).
@@ -64,7 +69,8 @@ class CheckpointValue {
   const CheckpointValue* find(std::int64_t key) const;
   const CheckpointValue& at(const std::string& key) const;
 
-  /// Equal kind and content; tensors equal in dtype, shape and every element (bitwise).
+  /// Equal kind and content; floats and tensors bitwise (tensors in dtype, shape and every
+  /// element).
   friend bool operator==(const CheckpointValue& a, const CheckpointValue& b);
 
  private:
@@ -75,6 +81,7 @@ class CheckpointValue {
   at::Tensor tensor_;
   Items items_;
   Entries entries_;
+  bool ordered_ = false;
 };
 
 /// Writes `value` as torch.save(value) would (zip format, pickle protocol 2 data.pkl, one record
