@@ -4,6 +4,7 @@
 // configs are refused clearly.
 #include "ms/trainer/optimizer.h"
 
+#include <ATen/TensorOperators.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/zeros.h>
 

@@ -303,6 +303,9 @@ void Trainer::move_to_device(models::TensorMap& batch) const {
 
 void Trainer::train_step(models::TensorMap batch) {
   move_to_device(batch);
+  // An evaluation leaves the mode at kEval (the loggers report it so); training takes it back here,
+  // as ModelScope's train_step does.
+  mode_ = Mode::kTrain;
   model().train();
   train_outputs_ = models::checked_forward(model(), batch, setup_.device);
   bool has_loss = false;
@@ -330,7 +333,6 @@ void Trainer::train(const std::optional<std::filesystem::path>& resume_from) {
     inner_iter_ = 0;
   }
   for (; epoch_ < max_epochs_; ++epoch_) {
-    mode_ = Mode::kTrain;
     hooks_.call(Stage::kBeforeTrainEpoch, *this);
     setup_.train_data->start(static_cast<std::uint64_t>(epoch_),
                              static_cast<std::size_t>(inner_iter_));
@@ -379,7 +381,6 @@ Json Trainer::evaluate() {
       throw;
     }
   }
-  const Mode saved_mode = mode_;
   mode_ = Mode::kEval;
   hooks_.call(Stage::kBeforeVal, *this);
   const bool was_training = model().is_training();
@@ -400,7 +401,6 @@ Json Trainer::evaluate() {
     for (const auto& [key, value] : m->evaluate()) values[key] = value;
   metric_values_ = values;
   hooks_.call(Stage::kAfterVal, *this);
-  mode_ = saved_mode;
   return values;
 }
 

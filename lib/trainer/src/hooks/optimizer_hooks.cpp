@@ -64,15 +64,16 @@ class OptimizerHook final : public Hook {
     }
     const double value = loss.detach().item<double>();
     if (!std::isfinite(value)) {
+      const char* what = std::isnan(value) ? "NaN" : value > 0 ? "inf" : "-inf";
       if (!skip_nonfinite_) {
         throw Error(ErrorCode::kIntegrity,
-                    fmt::format("the loss is {} at iteration {} (epoch {}, batch {})", value,
+                    fmt::format("the loss is {} at iteration {} (epoch {}, batch {})", what,
                                 t.iter() + 1, t.epoch() + 1, t.inner_iter() + 1),
                     "lower the learning rate or clip gradients (train.optimizer.options."
                     "grad_clip); OptimizerHook's skip_nonfinite_loss: true skips such batches");
       }
       log::warn("iteration {}: the loss is {}; the batch is skipped (skip_nonfinite_loss)",
-                  t.iter() + 1, value);
+                  t.iter() + 1, what);
       t.optimizer().zero_grad();
       return;
     }
