@@ -232,6 +232,45 @@ class TrainTextTest(TorchTestCase):
         self.assertRegex(r.stderr, r"the loss is (NaN|inf|-inf) at iteration \d+ \(epoch 1, batch \d+\)")
 
 
+class TrainTokensTest(TorchTestCase):
+    def test_ner_head_trains_on_word_lists(self):
+        sentences = [
+            (["john", "lives", "in", "london"], ["B-PER", "O", "O", "B-LOC"]),
+            (["the", "cat", "sat", "in", "paris"], ["O", "O", "O", "O", "B-LOC"]),
+            (["john", "and", "the", "dog", "is", "in", "paris", "and", "london"],
+             ["B-PER", "O", "O", "O", "O", "O", "B-LOC", "O", "B-LOC"]),
+        ]
+        with open(self.path("train.jsonl"), "w") as f:
+            for words, tags in sentences * 12:
+                f.write(json.dumps({"tokens": words, "ner_tags": tags}) + "\n")
+        with open(self.path("bad.jsonl"), "w") as f:
+            f.write(json.dumps({"tokens": ["john", "lives"], "ner_tags": ["B-PER"]}) + "\n")
+        r = run_ms("train", "--model", os.path.join(TINY, "ner"), "--dataset",
+                   "jsonl:" + self.path("train.jsonl"), "--eval-dataset",
+                   "jsonl:" + self.path("train.jsonl"), "--work-dir", self.path("work"),
+                   "--max-epochs", "6", "--set", 'train.optimizer={"type": "AdamW", "lr": 0.01}',
+                   "--set", "train.dataloader.batch_size_per_gpu=4", "--set",
+                   'train.hooks=[{"type": "EvaluationHook"}]', "--json", timeout=600)
+        self.assertExit(r, 0)
+        metrics = json.loads(r.stdout)["metrics"]
+        # token-cls-metric (the task's default) over entities, with the model's tag names.
+        self.assertEqual(set(metrics), {"precision", "recall", "f1", "accuracy"})
+        self.assertGreaterEqual(metrics["f1"], 0.9)
+        out = self.path("work", "output")
+        e = run_ms("eval", "--model", out, "--dataset", "jsonl:" + self.path("train.jsonl"),
+                   "--json")
+        self.assertExit(e, 0)
+        self.assertEqual(json.loads(e.stdout), metrics)
+        i = run_ms("infer", "--model", out, "--input", "john lives in paris")
+        self.assertExit(i, 0)
+        spans = [(o["type"], o["span"]) for o in json.loads(i.stdout)["output"]]
+        self.assertEqual(spans, [("PER", "john"), ("LOC", "paris")])
+        bad = run_ms("train", "--model", os.path.join(TINY, "ner"), "--dataset",
+                     "jsonl:" + self.path("bad.jsonl"), "--work-dir", self.path("bad"))
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("2 words but 1 tags", bad.stderr)
+
+
 class TrainImageTest(TorchTestCase):
     def test_small_cnn_config_trains_on_fashion_mnist(self):
         if not os.path.exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"):

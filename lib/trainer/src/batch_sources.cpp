@@ -118,6 +118,42 @@ class TextBatches final : public OrderedBatches {
   std::int64_t pad_id_;
 };
 
+class TokenBatches final : public OrderedBatches {
+ public:
+  TokenBatches(std::vector<std::vector<std::int64_t>> ids,
+               std::vector<std::vector<std::int64_t>> labels, std::int64_t pad_id,
+               const Batching& b)
+      : OrderedBatches(ids.size(), b), ids_(std::move(ids)), labels_(std::move(labels)),
+        pad_id_(pad_id) {}
+
+ protected:
+  models::TensorMap make(const std::vector<std::size_t>& rows) const override {
+    std::vector<tensor::TokenRow> token_rows;
+    std::vector<std::vector<std::int64_t>> type_ids;
+    type_ids.reserve(rows.size());
+    std::size_t longest = 0;
+    for (std::size_t r : rows) {
+      type_ids.emplace_back(ids_[r].size(), 0);
+      longest = std::max(longest, ids_[r].size());
+    }
+    std::vector<std::int64_t> labels;
+    for (std::size_t k = 0; k < rows.size(); ++k) {
+      token_rows.push_back({&ids_[rows[k]], &type_ids[k]});
+      const auto& l = labels_[rows[k]];
+      labels.insert(labels.end(), l.begin(), l.end());
+      labels.insert(labels.end(), longest - l.size(), -100);
+    }
+    models::TensorMap batch = tensor::collate_tokens(token_rows, pad_id_, "cpu");
+    batch["labels"] = at::tensor(labels, at::kLong).view(
+        {static_cast<int64_t>(rows.size()), static_cast<int64_t>(longest)});
+    return batch;
+  }
+
+ private:
+  std::vector<std::vector<std::int64_t>> ids_, labels_;
+  std::int64_t pad_id_;
+};
+
 class ImageBatches final : public OrderedBatches {
  public:
   ImageBatches(std::vector<std::string> paths, std::vector<std::int64_t> labels,
@@ -262,6 +298,143 @@ std::unique_ptr<BatchSource> make_text_batches(const data::Split& split, const T
   }
   return std::make_unique<TextBatches>(std::move(encodings), std::move(ids), tokenizer.pad_id(),
                                        batching);
+}
+
+namespace {
+
+// A cell holding a list: a JSON list (the jsonl / json column), or text split at whitespace.
+std::vector<data::Value> list_cell(const data::Value& v, const std::string& where,
+                                   const std::string& column) {
+  const auto* text = std::get_if<std::string>(&v);
+  MS_CHECK(text != nullptr, ErrorCode::kUsage, "{}: '{}' must be a list of words or tags", where,
+           column);
+  std::vector<data::Value> out;
+  const std::string trimmed = std::string(*text).erase(0, text->find_first_not_of(" \t"));
+  if (!trimmed.empty() && trimmed.front() == '[') {
+    nlohmann::json list;
+    try {
+      list = nlohmann::json::parse(trimmed);
+    } catch (const nlohmann::json::exception&) {
+      fail(ErrorCode::kUsage, "{}: '{}' is not a JSON list", where, column);
+    }
+    MS_CHECK(list.is_array(), ErrorCode::kUsage, "{}: '{}' is not a JSON list", where, column);
+    for (const auto& item : list) {
+      if (item.is_string()) {
+        out.emplace_back(item.get<std::string>());
+      } else if (item.is_number_integer()) {
+        out.emplace_back(item.get<std::int64_t>());
+      } else {
+        fail(ErrorCode::kUsage, "{}: '{}' holds {}, not a word or a tag", where, column,
+             item.dump());
+      }
+    }
+    return out;
+  }
+  for (const std::string& word : split(*text, ' '))
+    if (!word.empty()) out.emplace_back(word);
+  return out;
+}
+
+}  // namespace
+
+TextColumns find_token_columns(const data::Split& split, const Config& config,
+                               const std::string& dataset) {
+  TextColumns c;
+  auto pick = [&](const char* key, const std::vector<std::string>& defaults) {
+    if (config.has(key)) {
+      const std::string name = config.get<std::string>(key);
+      MS_CHECK(split.table.column_index(name) >= 0, ErrorCode::kUsage,
+               "{} (split {}) has no column '{}' ({} in {}); columns: {}", dataset, split.name,
+               name, key, config.source(), join(column_names(split), ", "));
+      return name;
+    }
+    const int i = column_named(split, defaults);
+    if (i < 0) {
+      throw Error(ErrorCode::kUsage,
+                  fmt::format("{} (split {}) has none of the columns {}", dataset, split.name,
+                              join(defaults, ", ")),
+                  fmt::format("columns: {}; name the one to use with --set {}=COLUMN",
+                              join(column_names(split), ", "), key));
+    }
+    return split.table.columns[static_cast<std::size_t>(i)].name;
+  };
+  c.first = pick("preprocessor.first_sequence", {"tokens", "words"});
+  c.label = pick("preprocessor.label", {"ner_tags", "labels", "tags", "label"});
+  return c;
+}
+
+LabelMap token_label_map(const data::Split& split, const std::string& column,
+                         const std::vector<std::string>& model_labels, const std::string& dataset) {
+  bool generic = true;
+  for (std::size_t i = 0; i < model_labels.size(); ++i)
+    if (model_labels[i] != "LABEL_" + std::to_string(i)) generic = false;
+  if (!model_labels.empty() && !generic) return LabelMap(model_labels);
+  const int col = split.table.column_index(column);
+  std::set<std::string> names;
+  std::int64_t max_id = -1;
+  for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
+    const std::string where = fmt::format("{} (split {}) row {}", dataset, split.name, r + 1);
+    for (const data::Value& tag : list_cell(cell(split, r, col), where, column)) {
+      if (const auto* s = std::get_if<std::string>(&tag)) names.insert(*s);
+      if (const auto* i = std::get_if<std::int64_t>(&tag)) max_id = std::max(max_id, *i);
+    }
+  }
+  std::vector<std::string> out;
+  if (!names.empty()) {
+    if (names.count("O") != 0) out.push_back("O");
+    for (const auto& n : names)
+      if (n != "O") out.push_back(n);
+    return LabelMap(out);
+  }
+  const std::size_t count =
+      std::max<std::size_t>(model_labels.size(), static_cast<std::size_t>(max_id + 1));
+  for (std::size_t i = 0; i < count; ++i) out.push_back("LABEL_" + std::to_string(i));
+  return LabelMap(out);
+}
+
+std::unique_ptr<BatchSource> make_token_batches(const data::Split& split,
+                                                const TextColumns& columns, const LabelMap& labels,
+                                                const text::BertTokenizer& tokenizer,
+                                                std::size_t max_length, const Batching& batching,
+                                                const std::string& dataset) {
+  const int words_col = split.table.column_index(columns.first);
+  const int tags_col = split.table.column_index(columns.label);
+  const std::int64_t cls = tokenizer.token_to_id(tokenizer.options().cls_token);
+  const std::int64_t sep = tokenizer.token_to_id(tokenizer.options().sep_token);
+  MS_CHECK(cls >= 0 && sep >= 0, ErrorCode::kConfig, "the tokenizer's vocabulary lacks {} or {}",
+           tokenizer.options().cls_token, tokenizer.options().sep_token);
+  std::vector<std::vector<std::int64_t>> all_ids, all_labels;
+  for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
+    const std::string where = fmt::format("{} (split {}) row {}", dataset, split.name, r + 1);
+    const auto words = list_cell(cell(split, r, words_col), where, columns.first);
+    const auto tags = list_cell(cell(split, r, tags_col), where, columns.label);
+    MS_CHECK(!words.empty(), ErrorCode::kUsage, "{}: '{}' is empty", where, columns.first);
+    MS_CHECK(words.size() == tags.size(), ErrorCode::kUsage,
+             "{}: {} words but {} tags ('{}' and '{}' must be as long)", where, words.size(),
+             tags.size(), columns.first, columns.label);
+    std::vector<std::int64_t> ids{cls}, ls{-100};
+    for (std::size_t w = 0; w < words.size(); ++w) {
+      const std::int64_t tag = labels.id_of(tags[w], fmt::format("{}, word {}", where, w + 1));
+      std::vector<std::int64_t> pieces;
+      try {
+        pieces = tokenizer.token_ids(text_of(words[w]));
+      } catch (Error& e) {
+        e.add_context(where);
+        throw;
+      }
+      // Truncated to max_length with room for [SEP]: words past it are not trained on.
+      for (std::size_t k = 0; k < pieces.size() && ids.size() + 1 < max_length; ++k) {
+        ids.push_back(pieces[k]);
+        ls.push_back(k == 0 ? tag : -100);
+      }
+    }
+    ids.push_back(sep);
+    ls.push_back(-100);
+    all_ids.push_back(std::move(ids));
+    all_labels.push_back(std::move(ls));
+  }
+  return std::make_unique<TokenBatches>(std::move(all_ids), std::move(all_labels),
+                                        tokenizer.pad_id(), batching);
 }
 
 std::unique_ptr<BatchSource> make_image_batches(const data::Split& split,

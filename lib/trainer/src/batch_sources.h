@@ -58,6 +58,25 @@ std::unique_ptr<BatchSource> make_text_batches(const data::Split& split, const T
                                                std::size_t max_length, const Batching& batching,
                                                const std::string& dataset);
 
+/// The columns of a token classification split: the words (preprocessor.first_sequence, else
+/// "tokens" / "words") and their tags (preprocessor.label, else "ner_tags" / "labels" / "tags" /
+/// "label"): JSON lists, or text split at spaces.
+TextColumns find_token_columns(const data::Split& split, const Config& config,
+                               const std::string& dataset);
+
+/// The tag map of a token classification run: the model's id2label where it names tags, else
+/// the split's tags sorted ("O" first), else LABEL_0..max (integers).
+LabelMap token_label_map(const data::Split& split, const std::string& column,
+                         const std::vector<std::string>& model_labels, const std::string& dataset);
+
+/// Words -> WordPiece ids; each word's tag on its first piece, -100 (ignored by the loss and the
+/// metric) on the others and on [CLS]/[SEP], as Hugging Face's token classification recipe does.
+std::unique_ptr<BatchSource> make_token_batches(const data::Split& split,
+                                                const TextColumns& columns, const LabelMap& labels,
+                                                const text::BertTokenizer& tokenizer,
+                                                std::size_t max_length, const Batching& batching,
+                                                const std::string& dataset);
+
 /// An image split (imagefolder: an image column and integer labels) with the model's transforms.
 std::unique_ptr<BatchSource> make_image_batches(const data::Split& split,
                                                 std::vector<pipelines::Transform> transforms,

@@ -307,6 +307,9 @@ void Trainer::train_step(models::TensorMap batch) {
   // as ModelScope's train_step does.
   mode_ = Mode::kTrain;
   model().train();
+  // The rate this step uses (the LrSchedulerHook updates it after its step; runs without a
+  // schedule log it too).
+  log_buffer_.output()["lr"] = optimizer().lrs().at(0);
   train_outputs_ = models::checked_forward(model(), batch, setup_.device);
   bool has_loss = false;
   for (const auto& [name, value] : train_outputs_) {
@@ -374,8 +377,16 @@ Json Trainer::evaluate() {
   }
   std::vector<std::unique_ptr<metrics::Metric>> metric_list;
   for (const Json& m : metrics_config) {
+    nlohmann::json spec = plain(m);
+    // token-cls-metric reads entities from tag names: the run's label map, unless configured.
+    if (spec.is_string()) spec = {{"type", spec}};
+    if (spec.is_object() && spec.value("type", "") == "token-cls-metric" &&
+        !spec.contains("label2id") && !spec.contains("id2label") && !setup_.label_names.empty()) {
+      for (std::size_t i = 0; i < setup_.label_names.size(); ++i)
+        spec["id2label"][std::to_string(i)] = setup_.label_names[i];
+    }
     try {
-      metric_list.push_back(metrics::build_metric(plain(m)));
+      metric_list.push_back(metrics::build_metric(spec));
     } catch (Error& e) {
       e.add_context(fmt::format("in {}: evaluation.metrics", setup_.config.source()));
       throw;

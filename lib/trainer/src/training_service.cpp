@@ -32,12 +32,19 @@ bool text_task(const std::string& task) {
   return kTasks.count(task) != 0;
 }
 
+bool token_task(const std::string& task) {
+  static const std::set<std::string> kTasks = {"token-classification", "named-entity-recognition",
+                                               "word-segmentation"};
+  return kTasks.count(task) != 0;
+}
+
 bool image_task(const std::string& task) { return task == "image-classification"; }
 
 void check_task(const std::string& task) {
-  MS_CHECK(text_task(task) || image_task(task), ErrorCode::kUsage,
+  MS_CHECK(text_task(task) || token_task(task) || image_task(task), ErrorCode::kUsage,
            "ms train and ms eval handle text-classification, sentence-similarity, nli, "
-           "sentiment-classification and image-classification; not {} (yet)",
+           "sentiment-classification, token-classification, named-entity-recognition, "
+           "word-segmentation and image-classification; not {} (yet)",
            task);
 }
 
@@ -55,7 +62,7 @@ std::string model_type_of(const infer::ModelInfo& m) {
   if (auto hf = read_json_file(m.dir / "config.json"))
     if (hf->contains("model_type") && (*hf)["model_type"].is_string())
       return (*hf)["model_type"].get<std::string>();
-  return text_task(m.task) ? "bert" : "";
+  return text_task(m.task) || token_task(m.task) ? "bert" : "";
 }
 
 // Class names the model folder gives: model.id2label in configuration.json, else config.json's.
@@ -136,6 +143,7 @@ struct Prepared {
   std::string type;
   LabelMap labels;
   std::unique_ptr<text::BertTokenizer> tokenizer;
+  bool per_token = false;  // token classification: a tag per word
   std::size_t max_length = 128;
   TextColumns columns;
   std::vector<pipelines::Transform> transforms;
@@ -155,12 +163,18 @@ Prepared prepare_for_training(const infer::ModelInfo& m, Config& config, const d
   spec.dir = m.dir;
   spec.config = config;
   spec.checkpoint = weights ? &*weights : nullptr;
-  if (text_task(m.task)) {
+  if (text_task(m.task) || token_task(m.task)) {
     p.tokenizer = std::make_unique<text::BertTokenizer>(text::BertTokenizer::from_dir(m.dir));
     p.hf_config = read_json_file(m.dir / "config.json").value_or(Json::object());
     p.max_length = config.get_or<std::size_t>("preprocessor.max_length", 128);
-    p.columns = find_text_columns(split, config, ds.spec);
-    p.labels = text_label_map(split, p.columns.label, configured_labels(m, config), ds.spec);
+    p.per_token = token_task(m.task);
+    if (p.per_token) {
+      p.columns = find_token_columns(split, config, ds.spec);
+      p.labels = token_label_map(split, p.columns.label, configured_labels(m, config), ds.spec);
+    } else {
+      p.columns = find_text_columns(split, config, ds.spec);
+      p.labels = text_label_map(split, p.columns.label, configured_labels(m, config), ds.spec);
+    }
   } else {
     p.transforms = pipelines::parse_transforms(config);
     std::vector<std::string> names = ds.labels;
@@ -173,7 +187,7 @@ Prepared prepare_for_training(const infer::ModelInfo& m, Config& config, const d
   }
   spec.num_labels = static_cast<std::int64_t>(p.labels.size());
   p.model = models::build_model(spec);
-  if (text_task(m.task))
+  if (p.tokenizer)
     init_like_transformers(*p.model, p.hf_config.value("initializer_range", 0.02));
   if (weights) p.model->load_state_dict(*weights, m.dir.string(), /*allow_fresh_head=*/true);
   p.model->to(device);
@@ -208,10 +222,12 @@ Prepared prepare_for_eval(const infer::ModelInfo& m, const Config& config,
   p.model->to(device);
   p.model->eval();
   const std::int64_t classes = p.model->num_labels().value_or(0);
-  if (text_task(m.task)) {
+  if (text_task(m.task) || token_task(m.task)) {
     p.tokenizer = std::make_unique<text::BertTokenizer>(text::BertTokenizer::from_dir(m.dir));
     p.max_length = config.get_or<std::size_t>("preprocessor.max_length", 128);
-    p.columns = find_text_columns(split, config, ds.spec);
+    p.per_token = token_task(m.task);
+    p.columns = p.per_token ? find_token_columns(split, config, ds.spec)
+                            : find_text_columns(split, config, ds.spec);
     std::vector<std::string> names = configured_labels(m, config);
     if (names.size() != static_cast<std::size_t>(classes)) names = models::label_names(m.dir, classes);
     p.labels = LabelMap(names);
@@ -224,6 +240,8 @@ Prepared prepare_for_eval(const infer::ModelInfo& m, const Config& config,
 
 std::unique_ptr<BatchSource> batches(const Prepared& p, const data::Dataset& ds,
                                      const data::Split& split, const Batching& b) {
+  if (p.per_token)
+    return make_token_batches(split, p.columns, p.labels, *p.tokenizer, p.max_length, b, ds.spec);
   if (p.tokenizer)
     return make_text_batches(split, p.columns, p.labels, *p.tokenizer, p.max_length, b, ds.spec);
   return make_image_batches(split, p.transforms, static_cast<std::int64_t>(p.labels.size()), b,
@@ -244,8 +262,8 @@ void write_output(const std::filesystem::path& dir, const infer::ModelInfo& m,
   Json hf = p.tokenizer ? p.hf_config : Json::object();
   if (p.tokenizer) {
     const bool roberta = models::normalize_model_type(p.type).find("roberta") != std::string::npos;
-    hf["architectures"] = Json::array(
-        {roberta ? "RobertaForSequenceClassification" : "BertForSequenceClassification"});
+    const char* head = p.per_token ? "ForTokenClassification" : "ForSequenceClassification";
+    hf["architectures"] = Json::array({std::string(roberta ? "Roberta" : "Bert") + head});
   } else {
     hf["model_type"] = p.type;
   }
@@ -328,6 +346,7 @@ class TrainingService final : public infer::TrainerService {
     TrainerSetup setup;
     setup.config = config;
     setup.model = p.model;
+    setup.label_names = p.labels.names();
     const Batching train_batching = read_batching(config, "train", true, r.seed);
     setup.train_data = batches(p, ds, train_split, train_batching);
     if (eval_split)
@@ -386,6 +405,7 @@ class TrainingService final : public infer::TrainerService {
     TrainerSetup setup;
     setup.config = config;
     setup.model = p.model;
+    setup.label_names = p.labels.names();
     setup.eval_data = batches(p, ds, *split, read_batching(config, "evaluation", false, 0, r.batch_size));
     setup.device = device;
     Trainer trainer(std::move(setup));

@@ -64,6 +64,8 @@ struct TrainerSetup {
   std::filesystem::path work_dir;
   std::string device = "cpu";
   std::uint64_t seed = 42;
+  /// Class names by id: given to metrics that need them (token-cls-metric's id2label).
+  std::vector<std::string> label_names;
   /// Writes the inference-ready model folder (output/ and output_best/) from the model's state.
   std::function<void(const std::filesystem::path& dir, const models::TensorMap& state,
                      const Json& metric_values)>
