@@ -111,8 +111,14 @@ void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
                   "Training data (csv:F, jsonl:F, imagefolder:DIR, zip:F, hub:OWNER/NAME...); its "
                   "train split, else its only split")
       ->required();
+  cmd->add_option("--split", opts->request.split,
+                  "The training split, optionally sliced (default: train, else the only split): "
+                  "train[:90%]");
   cmd->add_option("--eval-dataset", opts->request.eval_dataset,
                   "Evaluation data (default: --dataset's validation or test split, if any)");
+  cmd->add_option("--eval-split", opts->request.eval_split,
+                  "The evaluation split of --eval-dataset, else of --dataset, optionally sliced: "
+                  "train[90%:]");
   cmd->add_option("--work-dir,-w", opts->work_dir,
                   "Checkpoints, logs and output/ (default: train.work_dir, else ./work_dir)");
   cmd->add_option("--set,--cfg-options", opts->request.overrides,

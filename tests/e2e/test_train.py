@@ -163,6 +163,16 @@ class TrainTextTest(TorchTestCase):
         self.assertEqual(hf["id2label"], {"0": "negative", "1": "positive"})
         self.assertEqual(hf["architectures"], ["BertForSequenceClassification"])
 
+    def test_sliced_splits_hold_out_part_of_one_file(self):
+        r = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
+                   "--dataset", "csv:" + self.path("train.csv"), "--split", "train[:75%]",
+                   "--eval-split", "train[75%:]", "--work-dir", self.path("work"),
+                   "--max-epochs", "1", "--json", timeout=300)
+        self.assertExit(r, 0)
+        summary = json.loads(r.stdout)
+        self.assertEqual((summary["train_rows"], summary["eval_rows"]), (24, 8))
+        self.assertIn("accuracy", summary["metrics"])
+
     @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
     def test_resume_after_kill_is_bitwise_exact(self):
         whole = self.train(work="whole")

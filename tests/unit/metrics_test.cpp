@@ -87,7 +87,8 @@ TEST_CASE("accuracy, loss-metric, task defaults and the registry", "[metrics]") 
   CHECK(ms::metrics::task_default_metric("image-classification") == "accuracy");
   CHECK(ms::metrics::task_default_metric("text-to-speech").empty());
   CHECK(ms::metrics::metric_registry().types() ==
-        std::vector<std::string>{"accuracy", "loss-metric", "seq-cls-metric", "token-cls-metric"});
+        std::vector<std::string>{"accuracy", "loss-metric", "ppl", "seq-cls-metric",
+                                 "token-cls-metric"});
 }
 
 TEST_CASE("metrics refuse bad configs and bad outputs clearly", "[metrics]") {
@@ -139,4 +140,33 @@ TEST_CASE("metrics refuse bad configs and bad outputs clearly", "[metrics]") {
   CHECK(code_of([&] {
           tokens->add({{"logits", Array{{1, 2}, {0, 1}}}}, {{"labels", Array{{1}, {1}}}});
         }) == ErrorCode::kConfig);  // not [batch, tokens, classes]
+}
+
+TEST_CASE("ppl equals exp of torch's cross entropy, batches weighted by rows", "[metrics]") {
+  std::ifstream in(std::string(MS_TEST_DATA_DIR) + "/metrics/ppl.json");
+  REQUIRE(in.good());
+  std::stringstream text;
+  text << in.rdbuf();
+  const json ref = json::parse(text.str());
+  auto whole = ms::metrics::build_metric("ppl");
+  auto first = ms::metrics::build_metric("ppl");
+  auto rest = ms::metrics::build_metric("ppl");
+  std::size_t k = 0;
+  for (const json& b : ref["batches"]) {
+    const Fields outputs{{"logits", Array{b["shape"].get<std::vector<std::int64_t>>(),
+                                          b["logits"].get<std::vector<double>>()}}};
+    const Fields inputs{{"labels", Array{b["label_shape"].get<std::vector<std::int64_t>>(),
+                                         b["labels"].get<std::vector<double>>()}}};
+    whole->add(outputs, inputs);
+    (k++ == 0 ? first : rest)->add(outputs, inputs);
+  }
+  const double want = ref["ppl"].get<double>();
+  CHECK(std::abs(whole->evaluate().at("ppl") - want) <= 1e-12 * want);
+  first->merge(*rest);
+  CHECK(std::abs(first->evaluate().at("ppl") - want) <= 1e-12 * want);
+  // Every label ignored: nothing to score.
+  const Fields logits{{"logits", Array{{1, 2}, {0.5, 0.5}}}};
+  const Fields ignored{{"labels", Array{{1}, {-100}}}};
+  CHECK(code_of([&] { ms::metrics::build_metric("ppl")->add(logits, ignored); }) ==
+        ms::ErrorCode::kUsage);
 }

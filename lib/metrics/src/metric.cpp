@@ -14,6 +14,7 @@ std::unique_ptr<Metric> make_accuracy(const nlohmann::json& options);
 std::unique_ptr<Metric> make_seq_cls(const nlohmann::json& options);
 std::unique_ptr<Metric> make_token_cls(const nlohmann::json& options);
 std::unique_ptr<Metric> make_loss(const nlohmann::json& options);
+std::unique_ptr<Metric> make_ppl(const nlohmann::json& options);
 
 const Registry<MetricFactory>& metric_registry() {
   static const Registry<MetricFactory> registry = [] {
@@ -24,6 +25,8 @@ const Registry<MetricFactory>& metric_registry() {
     r.add("token-cls-metric", make_token_cls,
           "entity precision/recall/F1 (as seqeval) and token accuracy of BIO/BIOES tagging");
     r.add("loss-metric", make_loss, "the mean of each batch's loss (avg_loss)");
+    r.add("ppl", make_ppl,
+          "perplexity: exp of the mean cross entropy of logits against labels (-100 ignored)");
     return r;
   }();
   return registry;

@@ -247,6 +247,7 @@ void Trainer::register_hooks_from_config() {
   }
   for (std::size_t i = 0; i < entries.size(); ++i)
     add(entries[i], fmt::format("train.hooks[{}]", i));
+  hooks_.call(Stage::kAfterInit, *this);
 }
 
 void Trainer::set_progress(std::int64_t epoch, std::int64_t iter, std::int64_t inner_iter) {

@@ -331,12 +331,20 @@ class TrainingService final : public infer::TrainerService {
     const std::string device = infer::load_torch_layer().runtime->resolve_device(r.device);
     at::manual_seed(r.seed);
 
-    const data::Dataset ds = data::load_dataset(r.dataset);
-    const data::Split& train_split = train_split_of(ds);
+    data::LoadOptions train_options;
+    train_options.split = r.split;
+    const data::Dataset ds = data::load_dataset(r.dataset, train_options);
+    const data::Split& train_split = r.split ? ds.only_split() : train_split_of(ds);
+    // The evaluation split: --eval-split (of --eval-dataset, else of --dataset), else the
+    // evaluation dataset's validation / test / only split, else the dataset's validation / test.
     std::optional<data::Dataset> eval_ds;
-    if (r.eval_dataset) eval_ds = data::load_dataset(*r.eval_dataset);
+    if (r.eval_dataset || r.eval_split) {
+      data::LoadOptions eval_options;
+      eval_options.split = r.eval_split;
+      eval_ds = data::load_dataset(r.eval_dataset.value_or(r.dataset), eval_options);
+    }
     const data::Dataset& eval_source = eval_ds ? *eval_ds : ds;
-    const data::Split* eval_split = eval_split_of(eval_source, std::nullopt);
+    const data::Split* eval_split = r.split && !eval_ds ? nullptr : eval_split_of(eval_source, std::nullopt);
     if (eval_ds && eval_split == nullptr) eval_split = &eval_ds->only_split();
 
     Prepared p = prepare_for_training(m, config, ds, train_split, device);

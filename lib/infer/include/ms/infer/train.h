@@ -24,7 +24,11 @@ struct TrainRequest {
   std::optional<std::filesystem::path> config;
   std::optional<std::string> task;
   std::string dataset;                        ///< dataset spec; its train split (or only split)
+  std::optional<std::string> split;           ///< --split: the training split, may be sliced
   std::optional<std::string> eval_dataset;    ///< default: the dataset's validation / test split
+  /// --eval-split: the evaluation split (of eval_dataset, else of dataset), may be sliced:
+  /// "train[90%:]" holds out the end of the training split.
+  std::optional<std::string> eval_split;
   std::optional<std::filesystem::path> work_dir;  ///< default: train.work_dir, else ./work_dir
   std::vector<std::string> overrides;         ///< --set KEY=VALUE (cfg_options)
   std::optional<std::int64_t> max_epochs;
