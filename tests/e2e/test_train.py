@@ -21,6 +21,7 @@ import sys
 import unittest
 
 from harness import SOURCE_DIR, TEST_HOOKS, TorchTestCase, run_ms, torch_python
+from test_tensorboard import tensorboard_python
 
 TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
 
@@ -110,7 +111,7 @@ class TrainTextTest(TorchTestCase):
         by_iter = {(e["epoch"], e["iter"]): e for e in train}
         self.assertEqual(by_iter[(2, 2)]["lr"], 0.003 * 0.95 * 0.95)
         self.assertEqual(by_iter[(1, 4)]["lr"], 0.003)
-        self.assertTrue(glob.glob(os.path.join(work, "tensorboard_output", "events.out.tfevents.*")))
+        self.check_tensorboard(os.path.join(work, "tensorboard_output"), summary)
         # The model learnt the task.
         self.assertGreaterEqual(summary["metrics"]["accuracy"], 0.9)
         # output/ is a model folder: ms eval gives the trainer's figure, ms infer runs it.
@@ -130,6 +131,28 @@ class TrainTextTest(TorchTestCase):
                     "--checkpoint", os.path.join(work, "iter_64.pth"), "--json")
         self.assertExit(e3, 0)
         self.assertEqual(json.loads(e3.stdout)["accuracy"], summary["metrics"]["accuracy"])
+
+    def check_tensorboard(self, log_dir, summary):
+        """TensorBoard's own reader (the tensorboard package) sees the logged scalars by step."""
+        python = tensorboard_python()
+        if python is None:
+            self.skipTest("build/venv-tensorboard is absent: run scripts/setup_python_interop.sh")
+        script = (
+            "import json, sys\n"
+            "from tensorboard.backend.event_processing import event_accumulator as ea\n"
+            "acc = ea.EventAccumulator(sys.argv[1]); acc.Reload()\n"
+            "print(json.dumps({t: [[e.step, e.value] for e in acc.Scalars(t)]\n"
+            "                  for t in acc.Tags()['scalars']}))\n")
+        r = subprocess.run([python, "-c", script, log_dir], capture_output=True, text=True,
+                           timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        scalars = json.loads(r.stdout)
+        self.assertEqual([s for s, _ in scalars["loss"]], list(range(2, 65, 2)))
+        self.assertNotIn("iter_time", scalars)  # skip_keys
+        accuracy = scalars["evaluation/accuracy"]
+        # Epoch-end values are logged at iter + 1 after the epoch (ModelScope's get_iter): 9, 17, ...
+        self.assertEqual([s for s, _ in accuracy], list(range(9, 66, 8)))
+        self.assertAlmostEqual(accuracy[-1][1], summary["metrics"]["accuracy"], places=6)
 
     def test_checkpoints_load_in_python_torch(self):
         python = torch_python()
