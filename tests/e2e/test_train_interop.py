@@ -1,7 +1,7 @@
 """End to end: what `ms train` writes is a model Hugging Face transformers loads as its own.
 
 `ms train` finetunes the tiny BERT classifier (tests/data/infer/tiny/cls, 3 labels) and puts a fresh
-2-label head over a bare encoder (tests/data/infer/tiny/st_dense). Then, in build/venv-transformers
+2-label head over bare encoders (tests/data/infer/tiny/st_dense, a BERT; .../roberta). Then, in build/venv-transformers
 (scripts/setup_python_interop.sh: transformers over Debian's torch 1.13, or $MS_TRANSFORMERS_PYTHON),
 tests/e2e/interop/transformers_reader.py calls AutoModelForSequenceClassification and AutoTokenizer
 .from_pretrained on <work_dir>/output/:
@@ -55,7 +55,7 @@ def recipe(epochs, lr):
     """A short run that still moves the weights well away from the start, so that the scores of
     different texts, and of different checkpoints, differ by far more than the tolerance (the tiny
     random encoders need their own learning rates for that: st_dense's bare encoder gives nearly
-    the same embedding to every text until it is trained harder; cls's head collapses at 0.03)."""
+    the same embedding to every text until it is trained harder; cls's head collapses at 0.03, roberta's at 0.01)."""
     return {
         "task": "text-classification",
         "preprocessor": {"max_length": 16},
@@ -119,7 +119,7 @@ class TransformersLoadsTrainedModels(TorchTestCase):
                 self.assertAlmostEqual(named[label], score, delta=TOLERANCE,
                                        msg=f"{what}: text {i} ({TEXTS[i]!r}), label {label}")
 
-    def check_model(self, model, labels, epochs, lr):
+    def check_model(self, model, labels, epochs, lr, architecture="BertForSequenceClassification"):
         work = self.train(model, epochs, lr)
         out = os.path.join(work, "output")
         iters = sorted((int(m.group(1)), os.path.join(work, f))
@@ -129,7 +129,7 @@ class TransformersLoadsTrainedModels(TorchTestCase):
 
         seen = self.read(out, [first, last])
         self.assertEqual((seen["model_class"], seen["tokenizer_class"]),
-                         ("BertForSequenceClassification", "BertTokenizerFast"))
+                         (architecture, "BertTokenizerFast"))
         self.assertEqual(seen["loading_info"],
                          {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [],
                           "error_msgs": []})
@@ -160,6 +160,12 @@ class TransformersLoadsTrainedModels(TorchTestCase):
         # The head is made for the dataset's 2 classes; the encoder had no classifier (and its
         # config named BertModel).
         self.check_model("st_dense", ["negative", "positive"], 6, 0.03)
+
+    def test_fresh_head_over_a_roberta_encoder(self):
+        # RoBERTa (position ids counted from the padding id + 1 in transformers) is written as
+        # RobertaForSequenceClassification; the fixture keeps a BERT WordPiece vocabulary.
+        self.check_model("roberta", ["negative", "positive"], 6, 0.003,
+                         "RobertaForSequenceClassification")
 
     def test_upload_download_and_infer_by_id(self):
         if not component_available("hub_server"):
