@@ -156,6 +156,10 @@ void test_kill_point(std::int64_t) {}
 
 Trainer::Trainer(TrainerSetup setup) : setup_(std::move(setup)), timestamp_(now_timestamp()) {
   MS_ASSERT(setup_.model != nullptr);
+  // ModelScope requires max_epochs; a misspelt key must not silently train one epoch.
+  MS_CHECK(!setup_.train_data || setup_.config.has("train.max_epochs"), ErrorCode::kConfig,
+           "{}: train.max_epochs is missing (set it, or pass --max-epochs)",
+           setup_.config.source());
   max_epochs_ = setup_.config.get_or<std::int64_t>("train.max_epochs", 1);
   MS_CHECK(max_epochs_ > 0, ErrorCode::kConfig, "{}: train.max_epochs must be positive, got {}",
            setup_.config.source(), max_epochs_);
