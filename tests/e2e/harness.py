@@ -118,6 +118,21 @@ class MsTestCase(unittest.TestCase):
 _ENV = None
 
 
+def venv_python(name, override_env):
+    """The python of build/<name> (a venv scripts/setup_python_interop.sh makes) next to MS_BIN's
+    build, else in the source tree's build; $<override_env> names another. None when absent."""
+    if os.environ.get(override_env):
+        return os.environ[override_env]
+    builds = [os.path.join(SOURCE_DIR, "build")]
+    if MS_BIN:
+        builds.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(MS_BIN))))
+    for build in builds:
+        python = os.path.join(build, name, "bin", "python")
+        if os.path.exists(python):
+            return python
+    return None
+
+
 def ms_env():
     """`ms env --json` of the binary under test, read once per test process."""
     global _ENV

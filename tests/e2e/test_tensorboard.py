@@ -17,7 +17,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import MS_BIN, SOURCE_DIR, MsTestCase  # noqa: E402
+from harness import MS_BIN, SOURCE_DIR, MsTestCase, venv_python  # noqa: E402
 
 READER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interop", "tensorboard_reader.py")
 FLT_MAX = 3.4028234663852886e38
@@ -49,16 +49,7 @@ def float32_hex(value):
 
 
 def tensorboard_python():
-    if os.environ.get("MS_TENSORBOARD_PYTHON"):
-        return os.environ["MS_TENSORBOARD_PYTHON"]
-    builds = [os.path.join(SOURCE_DIR, "build")]
-    if MS_BIN:
-        builds.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(MS_BIN))))
-    for build in builds:
-        python = os.path.join(build, "venv-tensorboard", "bin", "python")
-        if os.path.exists(python):
-            return python
-    return None
+    return venv_python("venv-tensorboard", "MS_TENSORBOARD_PYTHON")
 
 
 def tensorboard_tool():

@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import MS_BIN, SOURCE_DIR, TorchTestCase, component_available, run_ms
+from harness import MS_BIN, SOURCE_DIR, TorchTestCase, component_available, run_ms, venv_python
 from hub_fixture import HubServer
 
 TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
@@ -39,16 +39,7 @@ TOLERANCE = 1e-4
 
 
 def transformers_python():
-    if os.environ.get("MS_TRANSFORMERS_PYTHON"):
-        return os.environ["MS_TRANSFORMERS_PYTHON"]
-    builds = [os.path.join(SOURCE_DIR, "build")]
-    if MS_BIN:
-        builds.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(MS_BIN))))
-    for build in builds:
-        python = os.path.join(build, "venv-transformers", "bin", "python")
-        if os.path.exists(python):
-            return python
-    return None
+    return venv_python("venv-transformers", "MS_TRANSFORMERS_PYTHON")
 
 
 def recipe(epochs, lr):

@@ -202,6 +202,22 @@ std::vector<std::string> column_names(const data::Split& split) {
   return out;
 }
 
+// Whether a model's class names name something (not Hugging Face's placeholders LABEL_0, ...).
+bool names_classes(const std::vector<std::string>& model_labels) {
+  for (std::size_t i = 0; i < model_labels.size(); ++i)
+    if (model_labels[i] != "LABEL_" + std::to_string(i)) return true;
+  return false;
+}
+
+// Classes known only by id: LABEL_0..LABEL_n-1 for the larger of the model's head and the data's
+// largest id.
+LabelMap numbered_labels(std::size_t model_classes, std::int64_t max_id) {
+  const std::size_t count = std::max(model_classes, static_cast<std::size_t>(max_id + 1));
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < count; ++i) out.push_back("LABEL_" + std::to_string(i));
+  return LabelMap(out);
+}
+
 }  // namespace
 
 TextColumns find_text_columns(const data::Split& split, const Config& config,
@@ -239,10 +255,7 @@ TextColumns find_text_columns(const data::Split& split, const Config& config,
 
 LabelMap text_label_map(const data::Split& split, const std::string& column,
                         const std::vector<std::string>& model_labels, const std::string& dataset) {
-  bool generic = true;  // LABEL_0, LABEL_1, ...: no names from the model
-  for (std::size_t i = 0; i < model_labels.size(); ++i)
-    if (model_labels[i] != "LABEL_" + std::to_string(i)) generic = false;
-  if (!model_labels.empty() && !generic) return LabelMap(model_labels);
+  if (names_classes(model_labels)) return LabelMap(model_labels);
   const int col = split.table.column_index(column);
   std::set<std::string> names;
   std::int64_t max_id = -1;
@@ -263,10 +276,7 @@ LabelMap text_label_map(const data::Split& split, const std::string& column,
            "{}: the label column '{}' mixes class names and integer ids", dataset, column);
   if (!names.empty()) return LabelMap(std::vector<std::string>(names.begin(), names.end()));
   // Integer ids: the model's own head size when it has one, else as many as the data uses.
-  std::size_t count = std::max<std::size_t>(model_labels.size(), static_cast<std::size_t>(max_id + 1));
-  std::vector<std::string> out;
-  for (std::size_t i = 0; i < count; ++i) out.push_back("LABEL_" + std::to_string(i));
-  return LabelMap(out);
+  return numbered_labels(model_labels.size(), max_id);
 }
 
 std::unique_ptr<BatchSource> make_text_batches(const data::Split& split, const TextColumns& columns,
@@ -365,10 +375,7 @@ TextColumns find_token_columns(const data::Split& split, const Config& config,
 
 LabelMap token_label_map(const data::Split& split, const std::string& column,
                          const std::vector<std::string>& model_labels, const std::string& dataset) {
-  bool generic = true;
-  for (std::size_t i = 0; i < model_labels.size(); ++i)
-    if (model_labels[i] != "LABEL_" + std::to_string(i)) generic = false;
-  if (!model_labels.empty() && !generic) return LabelMap(model_labels);
+  if (names_classes(model_labels)) return LabelMap(model_labels);
   const int col = split.table.column_index(column);
   std::set<std::string> names;
   std::int64_t max_id = -1;
@@ -386,10 +393,7 @@ LabelMap token_label_map(const data::Split& split, const std::string& column,
       if (n != "O") out.push_back(n);
     return LabelMap(out);
   }
-  const std::size_t count =
-      std::max<std::size_t>(model_labels.size(), static_cast<std::size_t>(max_id + 1));
-  for (std::size_t i = 0; i < count; ++i) out.push_back("LABEL_" + std::to_string(i));
-  return LabelMap(out);
+  return numbered_labels(model_labels.size(), max_id);
 }
 
 std::unique_ptr<BatchSource> make_token_batches(const data::Split& split,

@@ -38,6 +38,21 @@ class IterTimerHook final : public Hook {
   double start_ = 0;
 };
 
+// A list-of-names option that may also be given as one name (ignore_rounding_keys, skip_keys).
+std::vector<std::string> read_names(ComponentOptions& o, const char* key,
+                                    std::vector<std::string> fallback, const char* hook) {
+  const nlohmann::json v = o.value(key);
+  if (v.is_null()) return fallback;
+  if (v.is_string()) return {v.get<std::string>()};
+  std::vector<std::string> out;
+  if (v.is_array())
+    for (const auto& k : v)
+      if (k.is_string()) out.push_back(k.get<std::string>());
+  if (!v.is_array() || out.size() != v.size())
+    fail(ErrorCode::kConfig, "{}: {} is a name or a list of names", hook, key);
+  return out;
+}
+
 bool is_logger(const Hook& hook) {
   return hook.type() == "TextLoggerHook" || hook.type() == "TensorboardHook";
 }
@@ -120,16 +135,7 @@ class TextLoggerHook final : public LoggerHook {
     ComponentOptions o(options, "TextLoggerHook");
     read_common(o, 10, "TextLoggerHook");
     out_dir_ = o.text("out_dir", "");
-    const nlohmann::json keys = o.value("ignore_rounding_keys");
-    if (keys.is_string()) {
-      ignore_rounding_ = {keys.get<std::string>()};
-    } else if (keys.is_array()) {
-      ignore_rounding_.clear();
-      for (const auto& k : keys)
-        if (k.is_string()) ignore_rounding_.push_back(k.get<std::string>());
-    } else if (!keys.is_null()) {
-      fail(ErrorCode::kConfig, "TextLoggerHook: ignore_rounding_keys is a name or a list");
-    }
+    ignore_rounding_ = read_names(o, "ignore_rounding_keys", {"lr"}, "TextLoggerHook");
     rounding_digits_ = static_cast<int>(o.integer("rounding_digits", 5));
     o.check_all_read();
   }
@@ -224,7 +230,7 @@ class TextLoggerHook final : public LoggerHook {
   }
 
   std::filesystem::path out_dir_, json_path_;
-  std::vector<std::string> ignore_rounding_{"lr"};
+  std::vector<std::string> ignore_rounding_;
   int rounding_digits_ = 5;
   double time_sec_tot_ = 0;
   std::int64_t start_iter_ = 0;
@@ -236,16 +242,7 @@ class TensorboardHook final : public LoggerHook {
     ComponentOptions o(options, "TensorboardHook");
     read_common(o, 10, "TensorboardHook");
     out_dir_ = o.text("out_dir", "");
-    const nlohmann::json keys = o.value("skip_keys");
-    if (keys.is_array()) {
-      skip_keys_.clear();
-      for (const auto& k : keys)
-        if (k.is_string()) skip_keys_.push_back(k.get<std::string>());
-    } else if (keys.is_string()) {
-      skip_keys_ = {keys.get<std::string>()};
-    } else if (!keys.is_null()) {
-      fail(ErrorCode::kConfig, "TensorboardHook: skip_keys is a name or a list");
-    }
+    skip_keys_ = read_names(o, "skip_keys", {"iter_time", "data_load_time"}, "TensorboardHook");
     o.check_all_read();
   }
   std::string type() const override { return "TensorboardHook"; }
@@ -270,7 +267,7 @@ class TensorboardHook final : public LoggerHook {
   }
 
   std::filesystem::path out_dir_;
-  std::vector<std::string> skip_keys_{"iter_time", "data_load_time"};
+  std::vector<std::string> skip_keys_;
   std::unique_ptr<TensorboardWriter> writer_;
 };
 
