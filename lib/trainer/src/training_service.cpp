@@ -347,6 +347,11 @@ class TrainingService final : public infer::TrainerService {
     const data::Split* eval_split = r.split && !eval_ds ? nullptr : eval_split_of(eval_source, std::nullopt);
     if (eval_ds && eval_split == nullptr) eval_split = &eval_ds->only_split();
 
+    MS_CHECK(!train_split.table.rows.empty(), ErrorCode::kUsage,
+             "{}: the training split '{}' has no rows", ds.spec, train_split.selection);
+    MS_CHECK(eval_split == nullptr || !eval_split->table.rows.empty(), ErrorCode::kUsage,
+             "{}: the evaluation split '{}' has no rows", eval_source.spec,
+             eval_split ? eval_split->selection : "");
     Prepared p = prepare_for_training(m, config, ds, train_split, device);
     log::info("training {} ({}) on {} rows of {} with {} classes, on {}", m.dir.string(), p.type,
               train_split.table.rows.size(), ds.spec, p.labels.size(), device);
@@ -409,6 +414,8 @@ class TrainingService final : public infer::TrainerService {
     const data::Dataset ds = data::load_dataset(r.dataset);
     const data::Split* split = eval_split_of(ds, r.split);
     if (split == nullptr) split = &ds.only_split();
+    MS_CHECK(!split->table.rows.empty(), ErrorCode::kUsage, "{}: the split '{}' has no rows",
+             ds.spec, split->selection);
     Prepared p = prepare_for_eval(m, config, r.checkpoint, ds, *split, device);
     TrainerSetup setup;
     setup.config = config;
