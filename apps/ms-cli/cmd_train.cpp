@@ -38,7 +38,7 @@ void add_hub_options(CLI::App& cmd, infer::HubModelOptions& hub) {
 Json summary_json(const infer::TrainSummary& s) {
   Json out = Json::object();
   out["work_dir"] = s.work_dir.string();
-  out["output_dir"] = s.output_dir.string();
+  out["output_dir"] = s.output_dir.empty() ? Json() : Json(s.output_dir.string());
   out["epochs"] = s.epochs;
   out["iters"] = s.iters;
   out["train_rows"] = s.train_rows;
@@ -46,6 +46,7 @@ Json summary_json(const infer::TrainSummary& s) {
   out["metrics"] = s.metric_values;
   out["resumed_from"] = s.resumed_from ? Json(s.resumed_from->string()) : Json();
   out["seconds"] = s.seconds;
+  out["samples_per_second"] = s.samples_per_second;
   return out;
 }
 
@@ -60,8 +61,9 @@ void run_train(TrainOptions& o) {
     std::cout << summary_json(s).dump() << std::endl;
     return;
   }
-  std::fprintf(stderr, "ms train: %lld epochs, %lld iterations in %.1f s; model in %s\n",
+  std::fprintf(stderr, "ms train: %lld epochs, %lld iterations in %.1f s (%.1f samples/s)%s%s\n",
                static_cast<long long>(s.epochs), static_cast<long long>(s.iters), s.seconds,
+               s.samples_per_second, s.output_dir.empty() ? "" : "; model in ",
                s.output_dir.c_str());
   if (!s.metric_values.is_null())
     std::fprintf(stderr, "ms train: last evaluation %s\n", s.metric_values.dump().c_str());

@@ -215,6 +215,42 @@ class TrainTextTest(TorchTestCase):
             self.assertTrue(a.read() == b.read(), "resumed weights differ from the whole run's")
         self.assertEqual(json.loads(resumed.stdout)["metrics"], json.loads(whole.stdout)["metrics"])
 
+    @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
+    def test_resume_at_an_epoch_end_with_accumulation_and_epoch_schedule(self):
+        # iter_40 is the last iteration of epoch 5, saved before that epoch's end (its evaluation
+        # and LR step); 40 is not a multiple of cumulative_iters 3, so gradients are pending.
+        config = recipe(lr_scheduler={"type": "StepLR", "step_size": 1, "gamma": 0.9,
+                                      "options": {"by_epoch": True}})
+        config["train"]["optimizer"]["options"]["cumulative_iters"] = 3
+        config["train"]["hooks"].append({"type": "BestCkptSaverHook", "metric_key": "accuracy"})
+        config["train"]["hooks"].append({"type": "EarlyStopHook", "metric_key": "accuracy",
+                                         "patience": 50})
+        self.write("recipe.json", json.dumps(config))
+        whole = self.train(work="whole")
+        self.assertExit(whole, 0)
+        killed = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
+                        "--dataset", "csv:" + self.path("train.csv"), "--eval-dataset",
+                        "csv:" + self.path("test.csv"), "--work-dir", self.path("cut"),
+                        env={"MS_TEST_KILL_AFTER_ITER": "41"}, timeout=600)
+        self.assertEqual(killed.returncode, -9, killed.stderr)
+        resumed = self.train("--resume", "iter_40", work="cut")
+        self.assertExit(resumed, 0)
+        with open(self.path("whole", "output", "model.safetensors"), "rb") as a, \
+                open(self.path("cut", "output", "model.safetensors"), "rb") as b:
+            self.assertTrue(a.read() == b.read(), "resumed weights differ from the whole run's")
+        # Epoch 5 was evaluated before the kill, and again by the resumed run (its checkpoint was
+        # taken before that evaluation); every epoch was evaluated.
+        evals = []
+        for log in glob.glob(self.path("cut", "*.log.json")):
+            with open(log) as f:
+                evals += [e["epoch"] for e in map(json.loads, f) if e["mode"] == "eval"]
+        self.assertEqual(sorted(set(evals)), list(range(1, 9)))
+        self.assertEqual(evals.count(5), 2)
+        # Resuming with another seed would change the data order: refused.
+        other = self.train("--resume", "--seed", "7", work="cut")
+        self.assertEqual(other.returncode, 2)
+        self.assertIn("--seed 42", other.stdout + other.stderr)
+
     def test_locked_work_dir_is_refused(self):
         os.makedirs(self.path("work"))
         with open(self.path("work", ".ms-train.lock"), "w") as lock:
@@ -230,8 +266,9 @@ class TrainTextTest(TorchTestCase):
             self.write("bad.json", json.dumps(config))
             return run_ms("train", "--model", os.path.join(TINY, "cls"), "--config",
                           self.path("bad.json"), "--dataset",
-                          dataset or "csv:" + self.path("train.csv"), "--work-dir",
-                          self.path("bad"), *extra, timeout=300)
+                          dataset or "csv:" + self.path("train.csv"), "--eval-dataset",
+                          "csv:" + self.path("test.csv"), "--work-dir", self.path("bad"), *extra,
+                          timeout=300)
 
         hooks = recipe()
         hooks["train"]["hooks"].append({"type": "CheckpointHok"})

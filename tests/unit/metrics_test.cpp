@@ -81,7 +81,7 @@ TEST_CASE("accuracy, loss-metric, task defaults and the registry", "[metrics]") 
   auto loss = ms::metrics::build_metric(json{{"type", "loss-metric"}, {"loss_key", "l"}});
   loss->add({{"l", Array{{}, {2.0}}}}, {});
   loss->add({{"l", Array{{}, {1.0}}}}, {});
-  CHECK(loss->evaluate().at("avg_loss") == 1.5);
+  CHECK(loss->evaluate().at("loss") == 1.5);
   CHECK(ms::metrics::task_default_metric("text-classification") == "seq-cls-metric");
   CHECK(ms::metrics::task_default_metric("token-classification") == "token-cls-metric");
   CHECK(ms::metrics::task_default_metric("image-classification") == "accuracy");

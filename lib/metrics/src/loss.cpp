@@ -1,4 +1,4 @@
-// loss-metric: the mean of the batches' losses, as ModelScope's LossMetric reports it (avg_loss);
+// loss-metric: the mean of the batches' losses, as ModelScope's LossMetric reports it (loss);
 // ppl: the perplexity of a language model's logits, as ModelScope's PplMetric computes it.
 #include <cmath>
 
@@ -8,7 +8,8 @@
 namespace ms::metrics {
 namespace {
 
-// loss-metric: the mean of the batches' losses (ModelScope's LossMetric, avg_loss).
+// loss-metric: the mean of the batches' losses (ModelScope 1.40's LossMetric reports it as
+// OutputKeys.LOSS, "loss").
 class LossMetric : public Metric {
  public:
   explicit LossMetric(const nlohmann::json& options) {
@@ -28,7 +29,7 @@ class LossMetric : public Metric {
     if (losses_.empty()) nothing_added(type());
     double sum = 0;
     for (double l : losses_) sum += l;
-    return {{"avg_loss", sum / double(losses_.size())}};
+    return {{"loss", sum / double(losses_.size())}};
   }
   void merge(const Metric& other) override {
     const auto* same = dynamic_cast<const LossMetric*>(&other);

@@ -24,7 +24,7 @@ const Registry<MetricFactory>& metric_registry() {
           "accuracy and F1 (micro/macro, or binary for 2 classes) of sequence classification");
     r.add("token-cls-metric", make_token_cls,
           "entity precision/recall/F1 (as seqeval) and token accuracy of BIO/BIOES tagging");
-    r.add("loss-metric", make_loss, "the mean of each batch's loss (avg_loss)");
+    r.add("loss-metric", make_loss, "the mean of each batch's loss (loss)");
     r.add("ppl", make_ppl,
           "perplexity: exp of the mean cross entropy of logits against labels (-100 ignored)");
     return r;

@@ -443,8 +443,11 @@ std::unique_ptr<BatchSource> make_token_batches(const data::Split& split,
 
 std::unique_ptr<BatchSource> make_image_batches(const data::Split& split,
                                                 std::vector<pipelines::Transform> transforms,
-                                                std::int64_t num_labels, const Batching& batching,
+                                                const LabelMap& label_map,
+                                                const std::vector<std::string>& dataset_classes,
+                                                const Batching& batching,
                                                 const std::string& dataset) {
+  const auto num_labels = static_cast<std::int64_t>(label_map.size());
   int image = -1;
   for (std::size_t i = 0; i < split.table.columns.size(); ++i)
     if (split.table.columns[i].type == data::ColumnType::kImage ||
@@ -466,6 +469,11 @@ std::unique_ptr<BatchSource> make_image_batches(const data::Split& split,
     paths.push_back(text_of(cell(split, r, image)));
     const auto* id = std::get_if<std::int64_t>(&cell(split, r, label));
     MS_CHECK(id != nullptr, ErrorCode::kUsage, "{}: the label is not an integer class id", where);
+    if (!dataset_classes.empty() && *id >= 0 &&
+        static_cast<std::size_t>(*id) < dataset_classes.size()) {
+      labels.push_back(label_map.id_of(dataset_classes[static_cast<std::size_t>(*id)], where));
+      continue;
+    }
     MS_CHECK(*id >= 0 && *id < num_labels, ErrorCode::kUsage,
              "{}: label {} is outside the model's {} classes (0..{})", where, *id, num_labels,
              num_labels - 1);

@@ -78,9 +78,14 @@ std::unique_ptr<BatchSource> make_token_batches(const data::Split& split,
                                                 const std::string& dataset);
 
 /// An image split (imagefolder: an image column and integer labels) with the model's transforms.
+/// `dataset_classes` (an imagefolder's class names by its own ids) are mapped to the model's
+/// classes by name, so that a test folder missing a class still labels the others right; without
+/// names, ids are taken as they are.
 std::unique_ptr<BatchSource> make_image_batches(const data::Split& split,
                                                 std::vector<pipelines::Transform> transforms,
-                                                std::int64_t num_labels, const Batching& batching,
+                                                const LabelMap& labels,
+                                                const std::vector<std::string>& dataset_classes,
+                                                const Batching& batching,
                                                 const std::string& dataset);
 
 }  // namespace ms::trainer

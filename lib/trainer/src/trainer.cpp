@@ -179,11 +179,30 @@ Trainer::~Trainer() = default;
 
 void Trainer::register_hook(std::shared_ptr<Hook> hook) { hooks_.add(std::move(hook)); }
 
+namespace {
+
+// The options object at `key` (an empty one when absent); kConfig naming the key otherwise.
+nlohmann::json options_at(const Config& c, const std::string& key) {
+  if (!c.has(key)) return nlohmann::json::object();
+  const nlohmann::json v = plain(c.at(key));
+  MS_CHECK(v.is_object(), ErrorCode::kConfig, "{}: {} must be an object of options, got {}",
+           c.source(), key, Config::type_name(c.at(key)));
+  return v;
+}
+
+// The `type` of a train.hooks entry, or "" when it has none (build_hook then says so).
+std::string type_of(const nlohmann::json& entry) {
+  if (!entry.is_object() || !entry.contains("type") || !entry["type"].is_string()) return {};
+  return entry["type"].get<std::string>();
+}
+
+}  // namespace
+
 void Trainer::register_hooks_from_config() {
   if (hooks_registered_) return;
   hooks_registered_ = true;
   const Config& c = setup_.config;
-  auto add = [&](nlohmann::json entry, const std::string& where) {
+  auto add = [&](const nlohmann::json& entry, const std::string& where) {
     try {
       register_hook(build_hook(entry));
     } catch (Error& e) {
@@ -195,20 +214,18 @@ void Trainer::register_hooks_from_config() {
   // CheckpointHook, so that a checkpoint taken after an epoch already holds the stepped schedule
   // and a resumed run goes on exactly (ModelScope registers them last).
   if (c.has("train.optimizer_hook")) {
-    add(plain(c.at("train.optimizer_hook")), "train.optimizer_hook");
+    add(options_at(c, "train.optimizer_hook"), "train.optimizer_hook");
   } else {
-    nlohmann::json o = c.has("train.optimizer.options") ? plain(c.at("train.optimizer.options"))
-                                                        : nlohmann::json::object();
+    nlohmann::json o = options_at(c, "train.optimizer.options");
     o["type"] = "OptimizerHook";
     add(o, "train.optimizer.options");
   }
   if (c.has("train.lr_scheduler_hook")) {
-    add(plain(c.at("train.lr_scheduler_hook")), "train.lr_scheduler_hook");
+    add(options_at(c, "train.lr_scheduler_hook"), "train.lr_scheduler_hook");
   } else if (c.has("train.lr_scheduler")) {
-    nlohmann::json o = c.has("train.lr_scheduler.options")
-                           ? plain(c.at("train.lr_scheduler.options"))
-                           : nlohmann::json::object();
-    const bool plateau = c.get_or<std::string>("train.lr_scheduler.type", "") == "ReduceLROnPlateau";
+    nlohmann::json o = options_at(c, "train.lr_scheduler.options");
+    const bool plateau =
+        c.get_or<std::string>("train.lr_scheduler.type", "") == "ReduceLROnPlateau";
     MS_CHECK(!plateau, ErrorCode::kConfig,
              "{}: ReduceLROnPlateau steps on a metric: set train.lr_scheduler_hook to "
              "{{\"type\": \"PlateauLrSchedulerHook\", \"metric_key\": \"...\"}}",
@@ -221,32 +238,35 @@ void Trainer::register_hooks_from_config() {
   std::vector<nlohmann::json> entries;
   if (c.has("train.hooks")) {
     const nlohmann::json list = plain(c.at("train.hooks"));
-    MS_CHECK(list.is_array(), ErrorCode::kConfig, "{}: train.hooks must be a list of {{\"type\": ...}}",
-             c.source());
+    MS_CHECK(list.is_array(), ErrorCode::kConfig,
+             "{}: train.hooks must be a list of {{\"type\": ...}} objects", c.source());
     for (const auto& entry : list) entries.push_back(entry);
   }
   auto merge_into = [&](const std::string& type, const nlohmann::json& options) {
-    for (auto& e : entries)
-      if (e.is_object() && e.value("type", "") == type) {
+    for (auto& e : entries) {
+      if (type_of(e) == type) {
         e.update(options);
         return;
       }
+    }
     nlohmann::json e = options;
     e["type"] = type;
     entries.push_back(e);
   };
-  const std::pair<const char*, const char*> chains[] = {{"train.checkpoint.period", "CheckpointHook"},
-                                                        {"train.checkpoint.best", "BestCkptSaverHook"},
-                                                        {"train.logging", "TextLoggerHook"},
-                                                        {"evaluation.period", "EvaluationHook"}};
+  const std::pair<const char*, const char*> chains[] = {
+      {"train.checkpoint.period", "CheckpointHook"},
+      {"train.checkpoint.best", "BestCkptSaverHook"},
+      {"train.logging", "TextLoggerHook"},
+      {"evaluation.period", "EvaluationHook"}};
   for (const auto& [key, type] : chains)
-    if (c.has(key)) merge_into(type, plain(c.at(key)));
-  for (const auto& [type, options] :
-       {std::pair<std::string, nlohmann::json>{"CheckpointHook", {{"interval", 1}}},
-        {"TextLoggerHook", {{"interval", 10}}},
-        {"IterTimerHook", nlohmann::json::object()}}) {
+    if (c.has(key)) merge_into(type, options_at(c, key));
+  const std::pair<const char*, nlohmann::json> defaults[] = {
+      {"CheckpointHook", {{"interval", 1}}},
+      {"TextLoggerHook", {{"interval", 10}}},
+      {"IterTimerHook", nlohmann::json::object()}};
+  for (const auto& [type, options] : defaults) {
     bool present = false;
-    for (const auto& e : entries) present = present || (e.is_object() && e.value("type", "") == type);
+    for (const auto& e : entries) present = present || type_of(e) == type;
     if (!present) merge_into(type, options);
   }
   for (std::size_t i = 0; i < entries.size(); ++i)
@@ -280,10 +300,22 @@ Optimizer& Trainer::optimizer() {
 LrScheduler* Trainer::lr_scheduler() {
   if (!lr_scheduler_ && setup_.config.has("train.lr_scheduler")) {
     const nlohmann::json config = plain(setup_.config.at("train.lr_scheduler"));
+    // The warmup is the LR hook's option: train.lr_scheduler_hook.warmup, else
+    // train.lr_scheduler.options.warmup.
+    nlohmann::json warmup;
+    if (setup_.config.has("train.lr_scheduler_hook.warmup")) {
+      warmup = plain(setup_.config.at("train.lr_scheduler_hook.warmup"));
+    } else if (config.contains("options") && config["options"].is_object() &&
+               config["options"].contains("warmup")) {
+      warmup = config["options"]["warmup"];
+    }
     try {
       lr_scheduler_ = build_lr_scheduler(config, optimizer().lrs());
-      if (config.contains("options") && config["options"].contains("warmup"))
-        lr_scheduler_ = wrap_in_warmup(std::move(lr_scheduler_), config["options"]["warmup"]);
+      if (!warmup.is_null()) {
+        MS_CHECK(config.value("type", "") != "ReduceLROnPlateau", ErrorCode::kConfig,
+                 "a warmup cannot wrap ReduceLROnPlateau (it steps on a metric)");
+        lr_scheduler_ = wrap_in_warmup(std::move(lr_scheduler_), warmup);
+      }
     } catch (Error& e) {
       e.add_context(fmt::format("in {}: train.lr_scheduler", setup_.config.source()));
       throw;
@@ -326,6 +358,13 @@ void Trainer::train_step(models::TensorMap batch) {
            "the model gave no loss: the batches need labels (the dataset's label column)");
 }
 
+void Trainer::call_stage(Stage stage) {
+  hooks_.call(stage, *this);
+  std::vector<std::function<void()>> actions;
+  actions.swap(at_stage_end_);
+  for (auto& action : actions) action();
+}
+
 void Trainer::train(const std::optional<std::filesystem::path>& resume_from) {
   MS_CHECK(setup_.train_data != nullptr, ErrorCode::kUsage, "there is no training data");
   register_hooks_from_config();
@@ -334,11 +373,22 @@ void Trainer::train(const std::optional<std::filesystem::path>& resume_from) {
     register_hook(build_hook({{"type", "LoadCheckpointHook"},
                               {"checkpoint_file", checkpoint_prefix(*resume_from).string()}}));
   }
+  // The optimizer and schedule are built now, so that their config errors come first.
+  optimizer();
+  lr_scheduler();
+  MS_CHECK(setup_.eval_data != nullptr || hooks_.of_type("EvaluationHook").empty(),
+           ErrorCode::kUsage,
+           "{}: an EvaluationHook is configured but there is no evaluation data: give "
+           "--eval-dataset or --eval-split, or a dataset with a validation or test split",
+           setup_.config.source());
   hooks_.call(Stage::kBeforeRun, *this);
-  // A checkpoint taken at the end of an epoch resumes at the next one.
-  if (inner_iter_ >= iters_per_epoch_) {
+  // A checkpoint taken after its epoch ended resumes at the next one; one taken after the
+  // epoch's last iteration but before its end (a by-iteration checkpoint) still runs that
+  // epoch's after_train_epoch hooks (its LR step, evaluation, ...), with no batch left to do.
+  if (resumed_epoch_done_) {
     ++epoch_;
     inner_iter_ = 0;
+    resumed_epoch_done_ = false;
   }
   for (; epoch_ < max_epochs_; ++epoch_) {
     hooks_.call(Stage::kBeforeTrainEpoch, *this);
@@ -350,13 +400,15 @@ void Trainer::train(const std::optional<std::filesystem::path>& resume_from) {
       inner_iter_ = i;
       hooks_.call(Stage::kBeforeTrainIter, *this);
       train_step(std::move(*batch));
-      hooks_.call(Stage::kAfterTrainIter, *this);
+      call_stage(Stage::kAfterTrainIter);
       train_outputs_.clear();
       ++iter_;
       test_kill_point(iter_);
     }
     inner_iter_ = iters_per_epoch_ - 1;
-    hooks_.call(Stage::kAfterTrainEpoch, *this);
+    epoch_end_ = true;
+    call_stage(Stage::kAfterTrainEpoch);
+    epoch_end_ = false;
     inner_iter_ = 0;
     if (stop_) {
       ++epoch_;
@@ -420,6 +472,16 @@ Json Trainer::evaluate() {
   return values;
 }
 
+std::vector<std::pair<std::string, Hook*>> Trainer::hook_state_keys() const {
+  // "<type>-<k>" for the k-th hook of a type: the same configuration gives the same keys, with or
+  // without the LoadCheckpointHook a resumed run adds.
+  std::vector<std::pair<std::string, Hook*>> out;
+  std::map<std::string, int> seen;
+  for (const auto& hook : hooks_.hooks())
+    out.emplace_back(fmt::format("{}-{}", hook->type(), seen[hook->type()]++), hook.get());
+  return out;
+}
+
 models::TensorMap Trainer::model_state() const {
   models::TensorMap state = setup_.model->state_dict();
   for (auto& [name, t] : state) t = t.detach().to(at::kCPU).contiguous();
@@ -431,6 +493,9 @@ CheckpointValue Trainer::trainer_state() const {
   meta.set("epoch", epoch_);
   meta.set("iter", iter_ + 1);
   meta.set("inner_iter", inner_iter_ + 1);
+  meta.set("epoch_done", epoch_end_);
+  meta.set("stop_training", stop_);
+  meta.set("seed", static_cast<std::int64_t>(setup_.seed));
   CheckpointValue rng = CheckpointValue::dict();
   {
     at::Generator generator = at::detail::getDefaultCPUGenerator();
@@ -438,11 +503,9 @@ CheckpointValue Trainer::trainer_state() const {
     rng.set("cpu", generator.get_state());
   }
   meta.set("rng_state", std::move(rng));
-  std::size_t i = 0;
-  for (const auto& hook : hooks_.hooks()) {
+  for (const auto& [key, hook] : hook_state_keys()) {
     CheckpointValue state = hook->state_dict();
-    if (state.is_none()) continue;
-    meta.set(fmt::format("{}-{}", hook->type(), i++), std::move(state));
+    if (!state.is_none()) meta.set(key, std::move(state));
   }
   meta.set("modelscope", std::string("ms ") + version());
   meta.set("time", timestamp_);
@@ -458,6 +521,15 @@ void Trainer::load_trainer_state(const CheckpointValue& state) {
   epoch_ = meta.at("epoch").as_int();
   iter_ = meta.at("iter").as_int();
   inner_iter_ = meta.at("inner_iter").as_int();
+  const CheckpointValue* done = meta.find("epoch_done");
+  resumed_epoch_done_ = done ? done->as_bool() : inner_iter_ >= iters_per_epoch_;
+  if (const CheckpointValue* stop = meta.find("stop_training")) stop_ = stop->as_bool();
+  if (const CheckpointValue* seed = meta.find("seed")) {
+    MS_CHECK(static_cast<std::uint64_t>(seed->as_int()) == setup_.seed, ErrorCode::kUsage,
+             "the checkpoint was trained with --seed {}, this run has --seed {}: the data order "
+             "and dropout would differ",
+             seed->as_int(), setup_.seed);
+  }
   if (const CheckpointValue* rng = meta.find("rng_state"))
     if (const CheckpointValue* cpu = rng->find("cpu"))
     {
@@ -465,12 +537,8 @@ void Trainer::load_trainer_state(const CheckpointValue& state) {
       std::lock_guard<std::mutex> lock(generator.mutex());
       generator.set_state(cpu->as_tensor());
     }
-  std::size_t i = 0;
-  for (const auto& hook : hooks_.hooks()) {
-    if (hook->state_dict().is_none()) continue;
-    if (const CheckpointValue* saved = meta.find(fmt::format("{}-{}", hook->type(), i++)))
-      hook->load_state_dict(*saved);
-  }
+  for (const auto& [key, hook] : hook_state_keys())
+    if (const CheckpointValue* saved = meta.find(key)) hook->load_state_dict(*saved);
   if (const CheckpointValue* saved = state.find("optimizer")) optimizer().load_state_dict(*saved);
   if (const CheckpointValue* saved = state.find("lr_scheduler"); saved && !saved->is_none()) {
     MS_CHECK(lr_scheduler() != nullptr, ErrorCode::kIntegrity,

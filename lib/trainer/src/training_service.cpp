@@ -233,7 +233,9 @@ Prepared prepare_for_eval(const infer::ModelInfo& m, const Config& config,
     p.labels = LabelMap(names);
   } else {
     p.transforms = pipelines::parse_transforms(config);
-    p.labels = LabelMap(models::label_names(m.dir, classes));
+    std::vector<std::string> names = configured_labels(m, config);
+    if (names.size() != static_cast<std::size_t>(classes)) names = models::label_names(m.dir, classes);
+    p.labels = LabelMap(names);
   }
   return p;
 }
@@ -244,8 +246,7 @@ std::unique_ptr<BatchSource> batches(const Prepared& p, const data::Dataset& ds,
     return make_token_batches(split, p.columns, p.labels, *p.tokenizer, p.max_length, b, ds.spec);
   if (p.tokenizer)
     return make_text_batches(split, p.columns, p.labels, *p.tokenizer, p.max_length, b, ds.spec);
-  return make_image_batches(split, p.transforms, static_cast<std::int64_t>(p.labels.size()), b,
-                            ds.spec);
+  return make_image_batches(split, p.transforms, p.labels, ds.labels, b, ds.spec);
 }
 
 // Writes the inference-ready folder: weights, config.json with the label map, configuration.json,
@@ -290,6 +291,37 @@ void write_output(const std::filesystem::path& dir, const infer::ModelInfo& m,
   }
 }
 
+// The checkpoint --resume names: "" for the work dir's latest; else a prefix or .pth file, as
+// given or inside the work dir ("epoch_2"), or a work dir (its latest).
+std::filesystem::path resume_point(const std::string& asked,
+                                   const std::filesystem::path& work_dir) {
+  auto latest_of = [](const std::filesystem::path& dir) {
+    const auto latest = latest_checkpoint(dir);
+    if (!latest) {
+      throw Error(ErrorCode::kNotFound,
+                  fmt::format("--resume: {} has no complete checkpoint to resume from", dir.string()),
+                  fmt::format("{} names the newest one once a checkpoint is saved; pass a "
+                              "checkpoint file (epoch_N.pth) to resume from another",
+                              kLatestCheckpointFile));
+    }
+    return *latest;
+  };
+  if (asked.empty()) return latest_of(work_dir);
+  if (std::filesystem::is_directory(asked)) return latest_of(asked);
+  for (const std::filesystem::path& candidate :
+       {std::filesystem::path(asked), work_dir / asked}) {
+    const std::filesystem::path prefix = checkpoint_prefix(candidate);
+    if (std::filesystem::exists(model_file(prefix))) {
+      MS_CHECK(std::filesystem::exists(trainer_state_file(prefix)), ErrorCode::kNotFound,
+               "--resume: {} has no trainer state ({} is missing)", model_file(prefix).string(),
+               trainer_state_file(prefix).string());
+      return prefix;
+    }
+  }
+  fail(ErrorCode::kNotFound, "--resume: checkpoint {} does not exist (nor in {})", asked,
+       work_dir.string());
+}
+
 // One `ms train` per work dir at a time: an flock held for the whole run (released by the kernel
 // when the process dies, so a killed run never leaves a stale lock).
 class WorkDirLock {
@@ -328,6 +360,9 @@ class TrainingService final : public infer::TrainerService {
     const std::filesystem::path work_dir =
         r.work_dir.value_or(config.get_or<std::string>("train.work_dir", "./work_dir"));
     WorkDirLock lock(work_dir);
+    const std::optional<std::filesystem::path> resume =
+        r.resume ? std::optional<std::filesystem::path>(resume_point(*r.resume, work_dir))
+                 : std::nullopt;
     const std::string device = infer::load_torch_layer().runtime->resolve_device(r.device);
     at::manual_seed(r.seed);
 
@@ -362,9 +397,14 @@ class TrainingService final : public infer::TrainerService {
     setup.label_names = p.labels.names();
     const Batching train_batching = read_batching(config, "train", true, r.seed);
     setup.train_data = batches(p, ds, train_split, train_batching);
-    if (eval_split)
+    if (eval_split) {
       setup.eval_data =
           batches(p, eval_source, *eval_split, read_batching(config, "evaluation", false, r.seed));
+      MS_CHECK(setup.eval_data->num_batches() > 0, ErrorCode::kConfig,
+               "{}: evaluation.dataloader gives no batch of the {} evaluation rows (drop_last "
+               "with fewer rows than the batch size)",
+               config.source(), setup.eval_data->rows());
+    }
     setup.work_dir = work_dir;
     setup.device = device;
     setup.seed = r.seed;
@@ -372,26 +412,26 @@ class TrainingService final : public infer::TrainerService {
                             const Json&) { write_output(dir, m, config, p, state); };
     Trainer trainer(std::move(setup));
 
-    std::optional<std::filesystem::path> resume;
-    if (r.resume) {
-      if (r.resume->empty()) {
-        resume = latest_checkpoint(work_dir);
-        MS_CHECK(resume.has_value(), ErrorCode::kNotFound,
-                 "--resume: {} has no complete checkpoint to resume from ({} is missing)",
-                 work_dir.string(), kLatestCheckpointFile);
-      } else {
-        resume = *r.resume;
-      }
-      log::info("resuming from {}", resume->string());
-    }
+    if (resume) log::info("resuming from {}", resume->string());
     const auto start = std::chrono::steady_clock::now();
+    const std::int64_t start_iter = trainer.iter();
     trainer.train(resume);
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
     infer::TrainSummary s;
     s.work_dir = work_dir;
-    s.output_dir = work_dir / "output";
+    // output/ is written with each checkpoint; a run that saved none has none.
+    if (std::filesystem::exists(work_dir / "output" / "model.safetensors")) {
+      s.output_dir = work_dir / "output";
+    } else {
+      log::warn("no checkpoint was saved, so {} was not written (CheckpointHook save_last)",
+                (work_dir / "output").string());
+    }
+    s.samples_per_second =
+        seconds > 0 ? static_cast<double>(trainer.iter() - start_iter) *
+                          static_cast<double>(train_batching.batch_size) / seconds
+                    : 0;
     s.epochs = trainer.epoch();
     s.iters = trainer.iter();
     s.train_rows = static_cast<std::int64_t>(train_split.table.rows.size());

@@ -69,7 +69,10 @@ class CheckpointHook final : public Hook {
  public:
   explicit CheckpointHook(const nlohmann::json& options) {
     ComponentOptions o(options, "CheckpointHook");
-    interval_ = positive(o, "interval", 1, "CheckpointHook");
+    // 0: no periodic saves, only the last one (save_last), as in ModelScope.
+    interval_ = o.integer("interval", 1);
+    MS_CHECK(interval_ >= 0, ErrorCode::kConfig,
+             "CheckpointHook: interval must be 0 (only the last) or positive, got {}", interval_);
     const nlohmann::json strategy = o.value("save_strategy");
     no_save_ = strategy.is_string() && strategy == "no";
     by_epoch_ = no_save_ ? true : read_by_epoch(o, "save_strategy");
@@ -110,25 +113,31 @@ class CheckpointHook final : public Hook {
   }
 
  private:
+  // Records the checkpoint now (so that the trainer state it holds lists it), and writes the
+  // files when every hook of the stage has run.
   void save(Trainer& t, const std::string& name) {
-    log::info("saving checkpoint {}", name);
-    save_checkpoint_files(t, place_.save_dir / name, save_trainer_state_);
-    t.save_output(place_.output_dir);
-    write_eval_result(t, place_.output_dir);
-    // Only now, with both files whole, does the work dir point at them (what --resume reads).
-    if (save_trainer_state_) {
-      Json pointer = {{"prefix", name}, {"epoch", t.epoch() + 1}, {"iter", t.iter() + 1}};
-      if (place_.save_dir == t.work_dir())
-        write_file_atomic(t.work_dir() / kLatestCheckpointFile, pointer.dump() + "\n");
-    }
     history_.push_back(name);
-    if (max_checkpoints_ > 0) {
-      while (static_cast<std::int64_t>(history_.size()) > max_checkpoints_) {
-        log::info("deleting checkpoint {}", history_.front());
-        remove_checkpoint_files(place_.save_dir / history_.front());
-        history_.erase(history_.begin());
-      }
+    std::vector<std::string> obsolete;
+    while (max_checkpoints_ > 0 && static_cast<std::int64_t>(history_.size()) > max_checkpoints_) {
+      obsolete.push_back(history_.front());
+      history_.erase(history_.begin());
     }
+    t.at_stage_end([this, &t, name, obsolete] {
+      log::info("saving checkpoint {}", name);
+      save_checkpoint_files(t, place_.save_dir / name, save_trainer_state_);
+      t.save_output(place_.output_dir);
+      write_eval_result(t, place_.output_dir);
+      // Only now, with both files whole, does the work dir point at them (what --resume reads);
+      // the checkpoints it no longer needs go after that.
+      if (save_trainer_state_ && place_.save_dir == t.work_dir()) {
+        const Json pointer = {{"prefix", name}, {"epoch", t.epoch() + 1}, {"iter", t.iter() + 1}};
+        write_file_atomic(t.work_dir() / kLatestCheckpointFile, pointer.dump() + "\n");
+      }
+      for (const std::string& old : obsolete) {
+        log::info("deleting checkpoint {}", old);
+        remove_checkpoint_files(place_.save_dir / old);
+      }
+    });
   }
 
   std::int64_t interval_ = 1, max_checkpoints_ = 0;
@@ -224,20 +233,24 @@ class BestCkptSaverHook final : public Hook {
     const std::string name = save_file_name_.empty()
                                  ? fmt::format("{}_{}{}", stem, metric_key_, metric_text(value))
                                  : save_file_name_;
-    log::info("best {} so far ({}): saving {}", metric_key_, value, name);
-    save_checkpoint_files(t, place_.save_dir / name, save_trainer_state_);
-    t.save_output(place_.output_dir);
-    write_eval_result(t, place_.output_dir);
     best_prefix_ = name;
     history_.emplace_back(value, name);
     // Keep the best max_checkpoint_num by the rule (a fixed save_file_name is overwritten).
     std::stable_sort(history_.begin(), history_.end(), [&](const auto& a, const auto& b) {
       return rule_ == "max" ? a.first > b.first : a.first < b.first;
     });
+    std::vector<std::string> obsolete;
     while (static_cast<std::int64_t>(history_.size()) > max_checkpoints_) {
-      if (history_.back().second != name) remove_checkpoint_files(place_.save_dir / history_.back().second);
+      if (history_.back().second != name) obsolete.push_back(history_.back().second);
       history_.pop_back();
     }
+    t.at_stage_end([this, &t, name, value, obsolete] {
+      log::info("best {} so far ({}): saving {}", metric_key_, value, name);
+      save_checkpoint_files(t, place_.save_dir / name, save_trainer_state_);
+      t.save_output(place_.output_dir);
+      write_eval_result(t, place_.output_dir);
+      for (const std::string& old : obsolete) remove_checkpoint_files(place_.save_dir / old);
+    });
   }
 
   std::string metric_key_, rule_, save_file_name_, best_prefix_;

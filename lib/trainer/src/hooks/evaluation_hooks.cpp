@@ -58,7 +58,9 @@ class EarlyStopHook final : public Hook {
  public:
   explicit EarlyStopHook(const nlohmann::json& options) {
     ComponentOptions o(options, "EarlyStopHook");
-    metric_key_ = o.text("metric_key", "avg_loss");
+    metric_key_ = o.text("metric_key", "");
+    MS_CHECK(!metric_key_.empty(), ErrorCode::kConfig,
+             "EarlyStopHook needs metric_key (a metric of the evaluation, e.g. \"accuracy\")");
     rule_ = o.text("rule", "max");
     MS_CHECK(rule_ == "max" || rule_ == "min", ErrorCode::kConfig,
              "EarlyStopHook: rule must be \"max\" or \"min\", got \"{}\"", rule_);
@@ -101,8 +103,9 @@ class EarlyStopHook final : public Hook {
       log::warn("EarlyStopHook: {} is {}: stopping", metric_key_, value);
       return true;
     }
+    // ModelScope's test for both rules: rule(value - min_delta, best).
     const bool improved = !best_ || (rule_ == "max" ? value - min_delta_ > *best_
-                                                    : value + min_delta_ < *best_);
+                                                    : value - min_delta_ < *best_);
     if (improved) {
       best_ = value;
       wait_count_ = 0;

@@ -50,8 +50,38 @@ class OptimizerHook final : public Hook {
   int default_priority() const override { return priority::kAboveNormal; }
 
   void before_run(Trainer& t) override {
+    trainer_ = &t;
     t.optimizer().zero_grad();
     t.set_cumulative_iters(cumulative_iters_);
+    // Gradients a checkpoint kept from an accumulation in progress (restored before this runs).
+    if (!pending_grads_.empty()) {
+      std::size_t k = 0;
+      for (auto& group : t.optimizer().groups())
+        for (at::Tensor& p : group.params) {
+          MS_CHECK(k < pending_grads_.size(), ErrorCode::kIntegrity,
+                   "the checkpoint's accumulated gradients do not fit this model");
+          if (pending_grads_[k].defined()) p.mutable_grad() = pending_grads_[k].to(p.device());
+          ++k;
+        }
+      pending_grads_.clear();
+    }
+  }
+
+  // With gradient accumulation, a checkpoint in the middle of an accumulation keeps the
+  // gradients summed so far, so that a resumed run steps with the same sum.
+  tensor::CheckpointValue state_dict() const override {
+    if (cumulative_iters_ == 1 || trainer_ == nullptr) return {};
+    tensor::CheckpointValue grads = tensor::CheckpointValue::list();
+    for (const auto& group : trainer_->optimizer().groups())
+      for (const at::Tensor& p : group.params)
+        grads.push_back(p.grad().defined() ? tensor::CheckpointValue(p.grad().detach().cpu())
+                                           : tensor::CheckpointValue());
+    return tensor::CheckpointValue::dict({{"grads", std::move(grads)}});
+  }
+  void load_state_dict(const tensor::CheckpointValue& state) override {
+    pending_grads_.clear();
+    for (const auto& g : state.at("grads").items())
+      pending_grads_.push_back(g.is_none() ? at::Tensor() : g.as_tensor());
   }
 
   void after_train_iter(Trainer& t) override {
@@ -97,6 +127,8 @@ class OptimizerHook final : public Hook {
   double norm_type_ = 2;
   std::vector<std::string> loss_keys_{"loss"};
   bool skip_nonfinite_ = false;
+  Trainer* trainer_ = nullptr;
+  std::vector<at::Tensor> pending_grads_;
 };
 
 // For models that step themselves: nothing happens.

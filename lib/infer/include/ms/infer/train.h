@@ -43,14 +43,16 @@ struct TrainRequest {
 /// What a training run did.
 struct TrainSummary {
   std::filesystem::path work_dir;
-  std::filesystem::path output_dir;  ///< <work_dir>/output: the inference-ready model
+  /// <work_dir>/output, the inference-ready model; empty when no checkpoint was saved.
+  std::filesystem::path output_dir;
   std::int64_t epochs = 0;           ///< epochs done, counting those before a resume
   std::int64_t iters = 0;
   std::int64_t train_rows = 0, eval_rows = 0;
   Json metric_values;  ///< the last evaluation's (null when none ran)
   std::optional<std::filesystem::path> resumed_from;
   double seconds = 0;
-  double samples_per_second = 0;  ///< training samples of this run per second of the loop
+  /// Training samples of this run per second of the loop (full batches counted).
+  double samples_per_second = 0;
 };
 
 /// `ms eval`.

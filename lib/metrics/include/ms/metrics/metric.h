@@ -26,7 +26,7 @@ struct Array {
 /// The named arrays of a batch: a model's outputs or the inputs it was given.
 using Fields = std::map<std::string, Array>;
 
-/// What evaluate() reports: ModelScope's metric keys ("accuracy", "macro-f1", "avg_loss", ...).
+/// What evaluate() reports: ModelScope's metric keys ("accuracy", "macro-f1", "loss", ...).
 using MetricValues = std::map<std::string, double>;
 
 /// A metric. Not thread-safe: one per evaluation loop (merge() combines loops).

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -134,6 +135,11 @@ class Trainer {
   const std::pair<std::string, std::int64_t>& last_eval_tag() const { return last_eval_tag_; }
   void set_last_eval_tag(std::string unit, std::int64_t at) { last_eval_tag_ = {unit, at}; }
 
+  /// Runs `action` once the current stage's hooks are all done (CheckpointHook and
+  /// BestCkptSaverHook write their files so: the trainer state then holds what every hook of the
+  /// stage did, EarlyStopHook's and the LR step included).
+  void at_stage_end(std::function<void()> action) { at_stage_end_.push_back(std::move(action)); }
+
   /// Ends training after the current epoch (EarlyStopHook).
   void stop_training() { stop_ = true; }
   bool stop_requested() const { return stop_; }
@@ -152,6 +158,10 @@ class Trainer {
 
  private:
   void train_step(models::TensorMap batch);
+  /// The key each hook's state is saved under in the trainer state.
+  std::vector<std::pair<std::string, Hook*>> hook_state_keys() const;
+  /// Calls a stage's hooks, then the actions they left for its end.
+  void call_stage(Stage stage);
   void move_to_device(models::TensorMap& batch) const;
 
   TrainerSetup setup_;
@@ -165,6 +175,9 @@ class Trainer {
   models::TensorMap train_outputs_;
   Json metric_values_;
   bool stop_ = false;
+  bool epoch_end_ = false;           // inside after_train_epoch (and its end actions)
+  bool resumed_epoch_done_ = false;  // the restored checkpoint was taken after its epoch ended
+  std::vector<std::function<void()>> at_stage_end_;
   std::int64_t cumulative_iters_ = 1;
   std::pair<std::string, std::int64_t> last_eval_tag_{"", -1};
   bool hooks_registered_ = false;
@@ -181,8 +194,8 @@ std::filesystem::path model_file(const std::filesystem::path& prefix);
 std::filesystem::path trainer_state_file(const std::filesystem::path& prefix);
 /// The prefix of a checkpoint path given as a prefix, a .pth or a _trainer_state.pth file.
 std::filesystem::path checkpoint_prefix(const std::filesystem::path& path);
-/// The newest complete checkpoint in a work dir (both files present), by iteration; nullopt when
-/// there is none.
+/// The checkpoint latest_checkpoint.json names in a work dir, when both its files are there;
+/// nullopt otherwise.
 std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& work_dir);
 
 }  // namespace ms::trainer
