@@ -27,9 +27,9 @@ struct EvalOptions {
 };
 
 void add_hub_options(CLI::App& cmd, infer::HubModelOptions& hub) {
-  cmd.add_option("--revision", hub.revision,
-                 std::string("Hub model ids: branch or tag (default ") + hub::kDefaultRevision +
-                     ")");
+  cmd.add_option(
+      "--revision", hub.revision,
+      std::string("Hub model ids: branch or tag (default ") + hub::kDefaultRevision + ")");
   cmd.add_flag("--offline", hub.offline, "Hub model ids: use the cache only, no network");
   cmd.add_option("--endpoint", hub.endpoint, "Hub model ids: the hub URL");
   cmd.add_option("--token", hub.token, "Hub model ids: access token");
@@ -80,8 +80,7 @@ void run_eval(EvalOptions& o) {
     std::cout << values.dump() << std::endl;
     return;
   }
-  for (const auto& [key, value] : values.items())
-    std::cout << key << ": " << value.dump() << "\n";
+  for (const auto& [key, value] : values.items()) std::cout << key << ": " << value.dump() << "\n";
 }
 
 }  // namespace
@@ -150,8 +149,9 @@ void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
   eval->add_option("--dataset", eopts->request.dataset, "Evaluation data")->required();
   eval->add_option("--split", eopts->request.split,
                    "Split (default: validation, else test, else the only one)");
-  eval->add_option("--checkpoint", eopts->checkpoint,
-                   "Weights from a checkpoint (<prefix>.pth or the prefix) instead of the folder's");
+  eval->add_option(
+      "--checkpoint", eopts->checkpoint,
+      "Weights from a checkpoint (<prefix>.pth or the prefix) instead of the folder's");
   eval->add_option("--metrics", eopts->metrics,
                    "Metrics by name, comma-separated (default: evaluation.metrics, else the "
                    "task's; see ms list metrics)");

@@ -17,8 +17,8 @@
 #include "catch.h"
 #include "ms/core/error.h"
 
-using nlohmann::json;
 using ms::trainer::ParamGroup;
+using nlohmann::json;
 
 namespace {
 
@@ -79,8 +79,8 @@ Run start(const json& ref, const json& config) {
 }
 
 void step(Run& run, int t) {
-  run.optimizer->set_lrs({run.base_lrs[0] * std::pow(0.99, t - 1),
-                          run.base_lrs[1] * std::pow(0.99, t - 1)});
+  run.optimizer->set_lrs(
+      {run.base_lrs[0] * std::pow(0.99, t - 1), run.base_lrs[1] * std::pow(0.99, t - 1)});
   {
     at::NoGradGuard no_grad;
     for (std::size_t g = 0; g < run.params.size(); ++g)
@@ -100,7 +100,8 @@ void step(Run& run, int t) {
 void check_weights(const Run& run, const json& expected) {
   std::size_t k = 0;
   for (const auto& g : run.params)
-    for (const at::Tensor& p : g) CHECK(to_bits(p.detach()) == expected[k++].get<std::vector<std::uint32_t>>());
+    for (const at::Tensor& p : g)
+      CHECK(to_bits(p.detach()) == expected[k++].get<std::vector<std::uint32_t>>());
 }
 
 }  // namespace
@@ -156,8 +157,7 @@ TEST_CASE("optimizer configs are checked", "[trainer]") {
   CHECK_THAT(error_of({{"type", "SGD"}}), Catch::Contains("'lr'"));
   CHECK_THAT(error_of({{"type", "SGD"}, {"lr", 0.1}, {"momentom", 0.9}}),
              Catch::Contains("momentom"));
-  CHECK_THAT(error_of({{"type", "Adam"}, {"betas", 0.9}}),
-             Catch::Contains("betas"));
+  CHECK_THAT(error_of({{"type", "Adam"}, {"betas", 0.9}}), Catch::Contains("betas"));
   CHECK_THAT(error_of({{"type", "SGD"}, {"lr", 0.1}, {"nesterov", true}}),
              Catch::Contains("nesterov"));
   CHECK_THAT(error_of({{"type", "AdamW"}, {"lr", -1}}), Catch::Contains("lr"));

@@ -107,13 +107,12 @@ TEST_CASE("hooks run by priority, ties in registration order", "[trainer][hooks]
   for (const auto& h : list.hooks()) names.push_back(std::to_string(h->priority()));
   CHECK(names == std::vector<std::string>{"0", "30", "50", "70", "70"});
   // The two LOW hooks keep their registration order.
-  auto t = setup({{"max_epochs", 1}, {"optimizer", {{"type", "SGD"}, {"lr", 0.1}}}},
-                 temp_dir("order"));
+  auto t =
+      setup({{"max_epochs", 1}, {"optimizer", {{"type", "SGD"}, {"lr", 0.1}}}}, temp_dir("order"));
   Trainer trainer(std::move(t));
   list.call(ms::trainer::Stage::kBeforeRun, trainer);
   CHECK(log == std::vector<std::string>{"highest:before_run", "high:before_run",
-                                        "normal:before_run", "low1:before_run",
-                                        "low2:before_run"});
+                                        "normal:before_run", "low1:before_run", "low2:before_run"});
 }
 
 TEST_CASE("priorities from configs: names and numbers", "[trainer][hooks]") {
@@ -149,13 +148,13 @@ TEST_CASE("a run calls the stages in ModelScope's order; a user's hook joins by 
   Trainer trainer(setup(train, work));
   trainer.train();
   const std::vector<std::string> want = {
-      "user:before_run",          "user:before_train_epoch0", "user:before_train_iter0",
-      "user:after_train_iter0",   "user:before_train_iter1",  "user:after_train_iter1",
+      "user:before_run", "user:before_train_epoch0", "user:before_train_iter0",
+      "user:after_train_iter0", "user:before_train_iter1", "user:after_train_iter1",
       // The user's hook (VERY_HIGH) sees the epoch end before EvaluationHook (NORMAL) evaluates.
-      "user:after_train_epoch",   "user:before_val",          "user:after_val",
-      "user:before_train_epoch1", "user:before_train_iter2",  "user:after_train_iter2",
-      "user:before_train_iter3",  "user:after_train_iter3",   "user:after_train_epoch",
-      "user:before_val",          "user:after_val",           "user:after_run"};
+      "user:after_train_epoch", "user:before_val", "user:after_val", "user:before_train_epoch1",
+      "user:before_train_iter2", "user:after_train_iter2", "user:before_train_iter3",
+      "user:after_train_iter3", "user:after_train_epoch", "user:before_val", "user:after_val",
+      "user:after_run"};
   CHECK(log == want);
   CHECK(trainer.iter() == 4);
   CHECK(trainer.metric_values().contains("accuracy"));

@@ -12,8 +12,7 @@ namespace {
 // overrides, so that a recipe (configs/...) applies to any model folder or hub id.
 ModelInfo open_for_training(const std::string& model, std::optional<std::string> task,
                             const std::optional<std::filesystem::path>& recipe,
-                            const std::vector<std::string>& overrides,
-                            const HubModelOptions& hub) {
+                            const std::vector<std::string>& overrides, const HubModelOptions& hub) {
   std::optional<Config> extra;
   if (recipe) {
     extra = Config::from_file(*recipe);
@@ -44,8 +43,8 @@ TrainSummary run_train(const TrainRequest& request) {
   if (request.max_epochs)
     MS_CHECK(*request.max_epochs > 0, ErrorCode::kUsage,
              "--max-epochs must be a positive integer, got {}", *request.max_epochs);
-  const ModelInfo model =
-      open_for_training(request.model, request.task, request.config, request.overrides, request.hub);
+  const ModelInfo model = open_for_training(request.model, request.task, request.config,
+                                            request.overrides, request.hub);
   return trainer_service(request.threads).train(request, model);
 }
 

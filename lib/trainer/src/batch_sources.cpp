@@ -29,7 +29,8 @@ std::int64_t LabelMap::id_of(const data::Value& cell, const std::string& where) 
   if (const auto* s = std::get_if<std::string>(&cell)) {
     auto it = std::find(names_.begin(), names_.end(), *s);
     if (it != names_.end()) return it - names_.begin();
-    throw Error(ErrorCode::kUsage, fmt::format("{}: label '{}' is not a class of the model", where, *s),
+    throw Error(ErrorCode::kUsage,
+                fmt::format("{}: label '{}' is not a class of the model", where, *s),
                 did_you_mean(*s, names_) + "classes: " + join(names_, ", "));
   }
   if (std::holds_alternative<std::monostate>(cell))
@@ -123,7 +124,9 @@ class TokenBatches final : public OrderedBatches {
   TokenBatches(std::vector<std::vector<std::int64_t>> ids,
                std::vector<std::vector<std::int64_t>> labels, std::int64_t pad_id,
                const Batching& b)
-      : OrderedBatches(ids.size(), b), ids_(std::move(ids)), labels_(std::move(labels)),
+      : OrderedBatches(ids.size(), b),
+        ids_(std::move(ids)),
+        labels_(std::move(labels)),
         pad_id_(pad_id) {}
 
  protected:
@@ -144,8 +147,8 @@ class TokenBatches final : public OrderedBatches {
       labels.insert(labels.end(), longest - l.size(), -100);
     }
     models::TensorMap batch = tensor::collate_tokens(token_rows, pad_id_, "cpu");
-    batch["labels"] = at::tensor(labels, at::kLong).view(
-        {static_cast<int64_t>(rows.size()), static_cast<int64_t>(longest)});
+    batch["labels"] = at::tensor(labels, at::kLong)
+                          .view({static_cast<int64_t>(rows.size()), static_cast<int64_t>(longest)});
     return batch;
   }
 
@@ -229,8 +232,8 @@ TextColumns find_text_columns(const data::Split& split, const Config& config,
       const std::string name = config.get<std::string>(key);
       if (split.table.column_index(name) < 0) {
         throw Error(ErrorCode::kUsage,
-                    fmt::format("{} (split {}) has no column '{}' ({} in {})", dataset,
-                                split.name, name, key, config.source()),
+                    fmt::format("{} (split {}) has no column '{}' ({} in {})", dataset, split.name,
+                                name, key, config.source()),
                     did_you_mean(name, column_names(split)) +
                         "columns: " + join(column_names(split), ", "));
       }

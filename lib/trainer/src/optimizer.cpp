@@ -3,11 +3,11 @@
 // Python's step after step (the reference test checks a few hundred steps).
 #include "ms/trainer/optimizer.h"
 
+#include <ATen/TensorOperators.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/clamp.h>
 #include <ATen/ops/maximum.h>
 #include <ATen/ops/stack.h>
-#include <ATen/TensorOperators.h>
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
@@ -158,8 +158,7 @@ void check_non_negative(double value, const char* option, const char* type) {
 
 class Sgd final : public Optimizer {
  public:
-  Sgd(const nlohmann::json& config, std::vector<ParamGroup> groups)
-      : Optimizer(std::move(groups)) {
+  Sgd(const nlohmann::json& config, std::vector<ParamGroup> groups) : Optimizer(std::move(groups)) {
     ComponentOptions o(config, "SGD");
     std::map<std::string, double> d;
     d["lr"] = o.number("lr");

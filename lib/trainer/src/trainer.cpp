@@ -8,14 +8,14 @@
 #include <ATen/core/grad_mode.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/nn/module.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <csignal>
 #include <ctime>
 #include <fstream>
 #include <iostream>
 #include <mutex>
-#include <csignal>
-#include <unistd.h>
 
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
@@ -531,8 +531,7 @@ void Trainer::load_trainer_state(const CheckpointValue& state) {
              seed->as_int(), setup_.seed);
   }
   if (const CheckpointValue* rng = meta.find("rng_state"))
-    if (const CheckpointValue* cpu = rng->find("cpu"))
-    {
+    if (const CheckpointValue* cpu = rng->find("cpu")) {
       at::Generator generator = at::detail::getDefaultCPUGenerator();
       std::lock_guard<std::mutex> lock(generator.mutex());
       generator.set_state(cpu->as_tensor());

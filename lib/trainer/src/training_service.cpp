@@ -27,8 +27,8 @@ namespace ms::trainer {
 namespace {
 
 bool text_task(const std::string& task) {
-  static const std::set<std::string> kTasks = {"text-classification", "sentence-similarity",
-                                               "nli", "sentiment-classification"};
+  static const std::set<std::string> kTasks = {"text-classification", "sentence-similarity", "nli",
+                                               "sentiment-classification"};
   return kTasks.count(task) != 0;
 }
 
@@ -50,8 +50,8 @@ void check_task(const std::string& task) {
 
 // The weights a folder holds, or nullopt (a configuration-only folder trains from scratch).
 std::optional<tensor::WeightMap> folder_weights(const std::filesystem::path& dir) {
-  for (const char* name : {"model.safetensors", "model.safetensors.index.json",
-                           "pytorch_model.bin", "pytorch_model.bin.index.json"})
+  for (const char* name : {"model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                           "pytorch_model.bin.index.json"})
     if (std::filesystem::exists(dir / name)) return tensor::load_model_weights(dir);
   return std::nullopt;
 }
@@ -187,8 +187,7 @@ Prepared prepare_for_training(const infer::ModelInfo& m, Config& config, const d
   }
   spec.num_labels = static_cast<std::int64_t>(p.labels.size());
   p.model = models::build_model(spec);
-  if (p.tokenizer)
-    init_like_transformers(*p.model, p.hf_config.value("initializer_range", 0.02));
+  if (p.tokenizer) init_like_transformers(*p.model, p.hf_config.value("initializer_range", 0.02));
   if (weights) p.model->load_state_dict(*weights, m.dir.string(), /*allow_fresh_head=*/true);
   p.model->to(device);
   return p;
@@ -229,12 +228,14 @@ Prepared prepare_for_eval(const infer::ModelInfo& m, const Config& config,
     p.columns = p.per_token ? find_token_columns(split, config, ds.spec)
                             : find_text_columns(split, config, ds.spec);
     std::vector<std::string> names = configured_labels(m, config);
-    if (names.size() != static_cast<std::size_t>(classes)) names = models::label_names(m.dir, classes);
+    if (names.size() != static_cast<std::size_t>(classes))
+      names = models::label_names(m.dir, classes);
     p.labels = LabelMap(names);
   } else {
     p.transforms = pipelines::parse_transforms(config);
     std::vector<std::string> names = configured_labels(m, config);
-    if (names.size() != static_cast<std::size_t>(classes)) names = models::label_names(m.dir, classes);
+    if (names.size() != static_cast<std::size_t>(classes))
+      names = models::label_names(m.dir, classes);
     p.labels = LabelMap(names);
   }
   return p;
@@ -251,8 +252,8 @@ std::unique_ptr<BatchSource> batches(const Prepared& p, const data::Dataset& ds,
 
 // Writes the inference-ready folder: weights, config.json with the label map, configuration.json,
 // and the tokenizer files. Each file is replaced atomically.
-void write_output(const std::filesystem::path& dir, const infer::ModelInfo& m,
-                  const Config& config, const Prepared& p, const models::TensorMap& state) {
+void write_output(const std::filesystem::path& dir, const infer::ModelInfo& m, const Config& config,
+                  const Prepared& p, const models::TensorMap& state) {
   std::filesystem::create_directories(dir);
   tensor::save_safetensors(dir / "model.safetensors", state);
   Json id2label = Json::object(), label2id = Json::object();
@@ -283,8 +284,8 @@ void write_output(const std::filesystem::path& dir, const infer::ModelInfo& m,
   ms["pipeline"]["type"] = m.task;
   write_file_atomic(dir / "configuration.json", ms.dump(2) + "\n");
   if (p.tokenizer) {
-    for (const char* name : {"vocab.txt", "tokenizer.json", "tokenizer_config.json",
-                             "special_tokens_map.json"}) {
+    for (const char* name :
+         {"vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}) {
       if (std::filesystem::exists(m.dir / name))
         write_file_atomic(dir / name, read_file(m.dir / name));
     }
@@ -298,18 +299,18 @@ std::filesystem::path resume_point(const std::string& asked,
   auto latest_of = [](const std::filesystem::path& dir) {
     const auto latest = latest_checkpoint(dir);
     if (!latest) {
-      throw Error(ErrorCode::kNotFound,
-                  fmt::format("--resume: {} has no complete checkpoint to resume from", dir.string()),
-                  fmt::format("{} names the newest one once a checkpoint is saved; pass a "
-                              "checkpoint file (epoch_N.pth) to resume from another",
-                              kLatestCheckpointFile));
+      throw Error(
+          ErrorCode::kNotFound,
+          fmt::format("--resume: {} has no complete checkpoint to resume from", dir.string()),
+          fmt::format("{} names the newest one once a checkpoint is saved; pass a "
+                      "checkpoint file (epoch_N.pth) to resume from another",
+                      kLatestCheckpointFile));
     }
     return *latest;
   };
   if (asked.empty()) return latest_of(work_dir);
   if (std::filesystem::is_directory(asked)) return latest_of(asked);
-  for (const std::filesystem::path& candidate :
-       {std::filesystem::path(asked), work_dir / asked}) {
+  for (const std::filesystem::path& candidate : {std::filesystem::path(asked), work_dir / asked}) {
     const std::filesystem::path prefix = checkpoint_prefix(candidate);
     if (std::filesystem::exists(model_file(prefix))) {
       MS_CHECK(std::filesystem::exists(trainer_state_file(prefix)), ErrorCode::kNotFound,
@@ -379,7 +380,8 @@ class TrainingService final : public infer::TrainerService {
       eval_ds = data::load_dataset(r.eval_dataset.value_or(r.dataset), eval_options);
     }
     const data::Dataset& eval_source = eval_ds ? *eval_ds : ds;
-    const data::Split* eval_split = r.split && !eval_ds ? nullptr : eval_split_of(eval_source, std::nullopt);
+    const data::Split* eval_split =
+        r.split && !eval_ds ? nullptr : eval_split_of(eval_source, std::nullopt);
     if (eval_ds && eval_split == nullptr) eval_split = &eval_ds->only_split();
 
     MS_CHECK(!train_split.table.rows.empty(), ErrorCode::kUsage,
@@ -428,10 +430,10 @@ class TrainingService final : public infer::TrainerService {
       log::warn("no checkpoint was saved, so {} was not written (CheckpointHook save_last)",
                 (work_dir / "output").string());
     }
-    s.samples_per_second =
-        seconds > 0 ? static_cast<double>(trainer.iter() - start_iter) *
-                          static_cast<double>(train_batching.batch_size) / seconds
-                    : 0;
+    s.samples_per_second = seconds > 0
+                               ? static_cast<double>(trainer.iter() - start_iter) *
+                                     static_cast<double>(train_batching.batch_size) / seconds
+                               : 0;
     s.epochs = trainer.epoch();
     s.iters = trainer.iter();
     s.train_rows = static_cast<std::int64_t>(train_split.table.rows.size());
@@ -461,7 +463,8 @@ class TrainingService final : public infer::TrainerService {
     setup.config = config;
     setup.model = p.model;
     setup.label_names = p.labels.names();
-    setup.eval_data = batches(p, ds, *split, read_batching(config, "evaluation", false, 0, r.batch_size));
+    setup.eval_data =
+        batches(p, ds, *split, read_batching(config, "evaluation", false, 0, r.batch_size));
     setup.device = device;
     Trainer trainer(std::move(setup));
     return trainer.evaluate();

@@ -60,8 +60,8 @@ void refuse_push(ComponentOptions& o, const char* hook) {
     throw Error(ErrorCode::kConfig, fmt::format("{}: push_to_hub is not supported by ms", hook),
                 "push <work_dir>/output with `ms upload OWNER/NAME <work_dir>/output` after "
                 "training");
-  for (const char* key : {"hub_repo_id", "hub_token", "private_hub", "hub_revision",
-                          "upload_strategy"})
+  for (const char* key :
+       {"hub_repo_id", "hub_token", "private_hub", "hub_revision", "upload_strategy"})
     (void)o.value(key);
 }
 
@@ -79,7 +79,8 @@ class CheckpointHook final : public Hook {
     place_ = read_place(o, "output");
     save_last_ = o.flag("save_last", true);
     const nlohmann::json max = o.value("max_checkpoint_num");
-    if (!max.is_null()) max_checkpoints_ = std::max<std::int64_t>(1, o.integer("max_checkpoint_num"));
+    if (!max.is_null())
+      max_checkpoints_ = std::max<std::int64_t>(1, o.integer("max_checkpoint_num"));
     save_trainer_state_ = o.flag("save_trainer_state", true);
     refuse_push(o, "CheckpointHook");
     o.check_all_read();
@@ -93,7 +94,8 @@ class CheckpointHook final : public Hook {
     log::info("checkpoints will be saved to {}", place_.save_dir.string());
   }
   void after_train_epoch(Trainer& t) override {
-    if (!no_save_ && by_epoch_ && (every_n_epochs(t, interval_) || (save_last_ && is_last_epoch(t))))
+    if (!no_save_ && by_epoch_ &&
+        (every_n_epochs(t, interval_) || (save_last_ && is_last_epoch(t))))
       save(t, fmt::format("epoch_{}", t.epoch() + 1));
   }
   void after_train_iter(Trainer& t) override {
@@ -278,8 +280,8 @@ class LoadCheckpointHook final : public Hook {
   void before_run(Trainer& t) override {
     const std::filesystem::path prefix = checkpoint_prefix(file_);
     const std::filesystem::path weights = model_file(prefix);
-    MS_CHECK(std::filesystem::exists(weights), ErrorCode::kNotFound,
-             "checkpoint {} does not exist", weights.string());
+    MS_CHECK(std::filesystem::exists(weights), ErrorCode::kNotFound, "checkpoint {} does not exist",
+             weights.string());
     log::info("loading checkpoint {}", weights.string());
     t.load_model_state(tensor::load_checkpoint(weights).as_state_dict(), weights.string());
     if (!load_all_state_) return;

@@ -104,8 +104,8 @@ class EarlyStopHook final : public Hook {
       return true;
     }
     // ModelScope's test for both rules: rule(value - min_delta, best).
-    const bool improved = !best_ || (rule_ == "max" ? value - min_delta_ > *best_
-                                                    : value - min_delta_ < *best_);
+    const bool improved =
+        !best_ || (rule_ == "max" ? value - min_delta_ > *best_ : value - min_delta_ < *best_);
     if (improved) {
       best_ = value;
       wait_count_ = 0;

@@ -14,8 +14,7 @@ namespace ms::trainer {
 namespace {
 
 double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 class IterTimerHook final : public Hook {
@@ -171,10 +170,10 @@ class TextLoggerHook final : public LoggerHook {
     std::string line;
     std::vector<std::string> shown = {"mode", "epoch", "iter"};
     if (entry["mode"] == "train") {
-      line = by_epoch_ ? fmt::format("epoch [{}][{}/{}]\t", entry["epoch"].get<std::int64_t>(),
-                                     entry["iter"].get<std::int64_t>(), t.iters_per_epoch())
-                       : fmt::format("iter [{}/{}]\t", entry["iter"].get<std::int64_t>(),
-                                     t.max_iters());
+      line = by_epoch_
+                 ? fmt::format("epoch [{}][{}/{}]\t", entry["epoch"].get<std::int64_t>(),
+                               entry["iter"].get<std::int64_t>(), t.iters_per_epoch())
+                 : fmt::format("iter [{}/{}]\t", entry["iter"].get<std::int64_t>(), t.max_iters());
       if (entry.contains("lr")) {
         line += fmt::format("lr: {:.3e}, ", entry["lr"].get<double>());
         shown.push_back("lr");
@@ -183,10 +182,10 @@ class TextLoggerHook final : public LoggerHook {
         time_sec_tot_ += entry["iter_time"].get<double>() * static_cast<double>(interval_);
         const double avg = time_sec_tot_ / static_cast<double>(t.iter() - start_iter_ + 1);
         const double eta = avg * static_cast<double>(t.max_iters() - t.iter() - 1);
-        line += fmt::format("eta: {}, iter_time: {:.3f}, data_load_time: {:.3f}, ",
-                            timedelta(static_cast<std::int64_t>(eta)),
-                            entry["iter_time"].get<double>(),
-                            entry["data_load_time"].get<double>());
+        line +=
+            fmt::format("eta: {}, iter_time: {:.3f}, data_load_time: {:.3f}, ",
+                        timedelta(static_cast<std::int64_t>(eta)), entry["iter_time"].get<double>(),
+                        entry["data_load_time"].get<double>());
         shown.push_back("iter_time");
         shown.push_back("data_load_time");
       }
@@ -203,8 +202,8 @@ class TextLoggerHook final : public LoggerHook {
       } else if (value.is_number_float()) {
         items.push_back(fmt::format("{}: {}", key, python_float(value.get<double>())));
       } else {
-        items.push_back(fmt::format("{}: {}", key, value.is_string() ? value.get<std::string>()
-                                                                      : value.dump()));
+        items.push_back(fmt::format("{}: {}", key,
+                                    value.is_string() ? value.get<std::string>() : value.dump()));
       }
     }
     t.console(line + join(items, ", "));

@@ -103,7 +103,7 @@ class OptimizerHook final : public Hook {
                     "grad_clip); OptimizerHook's skip_nonfinite_loss: true skips such batches");
       }
       log::warn("iteration {}: the loss is {}; the batch is skipped (skip_nonfinite_loss)",
-                  t.iter() + 1, what);
+                t.iter() + 1, what);
       t.optimizer().zero_grad();
       return;
     }
@@ -213,7 +213,7 @@ class PlateauLrSchedulerHook final : public Hook {
   void after_train_epoch(Trainer& t) override {
     if (t.metric_values().is_null()) {
       log::warn("PlateauLrSchedulerHook: no evaluation has run by epoch {}; the rate stays",
-                  t.epoch() + 1);
+                t.epoch() + 1);
       return;
     }
     MS_CHECK(t.metric_values().contains(metric_key_), ErrorCode::kConfig,

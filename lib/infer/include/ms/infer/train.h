@@ -23,14 +23,14 @@ struct TrainRequest {
   /// cfg_file): a model's folder plus a training recipe.
   std::optional<std::filesystem::path> config;
   std::optional<std::string> task;
-  std::string dataset;                        ///< dataset spec; its train split (or only split)
-  std::optional<std::string> split;           ///< --split: the training split, may be sliced
-  std::optional<std::string> eval_dataset;    ///< default: the dataset's validation / test split
+  std::string dataset;                      ///< dataset spec; its train split (or only split)
+  std::optional<std::string> split;         ///< --split: the training split, may be sliced
+  std::optional<std::string> eval_dataset;  ///< default: the dataset's validation / test split
   /// --eval-split: the evaluation split (of eval_dataset, else of dataset), may be sliced:
   /// "train[90%:]" holds out the end of the training split.
   std::optional<std::string> eval_split;
   std::optional<std::filesystem::path> work_dir;  ///< default: train.work_dir, else ./work_dir
-  std::vector<std::string> overrides;         ///< --set KEY=VALUE (cfg_options)
+  std::vector<std::string> overrides;             ///< --set KEY=VALUE (cfg_options)
   std::optional<std::int64_t> max_epochs;
   DeviceSpec device{DeviceSpec::Kind::kCpu, -1};
   std::uint64_t seed = 42;
@@ -45,7 +45,7 @@ struct TrainSummary {
   std::filesystem::path work_dir;
   /// <work_dir>/output, the inference-ready model; empty when no checkpoint was saved.
   std::filesystem::path output_dir;
-  std::int64_t epochs = 0;           ///< epochs done, counting those before a resume
+  std::int64_t epochs = 0;  ///< epochs done, counting those before a resume
   std::int64_t iters = 0;
   std::int64_t train_rows = 0, eval_rows = 0;
   Json metric_values;  ///< the last evaluation's (null when none ran)

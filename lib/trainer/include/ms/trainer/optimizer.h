@@ -1,6 +1,7 @@
-// Optimizers by torch.optim's class names (SGD, Adam, AdamW), each step written out as PyTorch 1.13's
-// single-tensor implementation writes it (the same ATen operations in the same order), so that the
-// weights after N steps equal Python's; their state reads and writes as torch.optim's state_dict.
+// Optimizers by torch.optim's class names (SGD, Adam, AdamW), each step written out as
+// PyTorch 1.13's single-tensor implementation writes it (the same ATen operations in the same
+// order), so that the weights after N steps equal Python's; their state reads and writes as
+// torch.optim's state_dict.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -69,8 +70,8 @@ class Optimizer {
 
 /// Builds an optimizer from its options (a `train.optimizer` object without `type` and `options`)
 /// over the groups, whose `options` hold per-group overrides (none by default).
-using OptimizerFactory = std::function<std::unique_ptr<Optimizer>(
-    const nlohmann::json& options, std::vector<ParamGroup> groups)>;
+using OptimizerFactory = std::function<std::unique_ptr<Optimizer>(const nlohmann::json& options,
+                                                                  std::vector<ParamGroup> groups)>;
 
 /// SGD (lr required, momentum 0, dampening 0, weight_decay 0, nesterov false), Adam (lr 1e-3,
 /// betas [0.9, 0.999], eps 1e-8, weight_decay 0, amsgrad false), AdamW (the same with
