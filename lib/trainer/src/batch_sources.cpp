@@ -8,6 +8,7 @@
 #include <ATen/ops/tensor.h>
 
 #include <algorithm>
+#include <future>
 #include <numeric>
 #include <set>
 
@@ -15,6 +16,7 @@
 #include "ms/core/text.h"
 #include "ms/data/image.h"
 #include "ms/data/loader.h"
+#include "ms/pipelines/registry.h"
 #include "ms/tensor/collate.h"
 
 namespace ms::trainer {
@@ -155,6 +157,44 @@ class TokenBatches final : public OrderedBatches {
  private:
   std::vector<std::vector<std::int64_t>> ids_, labels_;
   std::int64_t pad_id_;
+};
+
+// Makes the next batch on another thread while the caller trains on this one: image decoding
+// and transforms overlap the forward and backward passes. The order and content are the inner
+// source's; an error of the inner source is rethrown by next().
+class PrefetchedBatches final : public BatchSource {
+ public:
+  explicit PrefetchedBatches(std::unique_ptr<BatchSource> inner) : inner_(std::move(inner)) {}
+  ~PrefetchedBatches() override { wait(); }
+  std::size_t rows() const override { return inner_->rows(); }
+  std::size_t num_batches() const override { return inner_->num_batches(); }
+  void start(std::uint64_t epoch, std::size_t skip) override {
+    wait();
+    inner_->start(epoch, skip);
+    fetch();
+  }
+  std::optional<models::TensorMap> next() override {
+    if (!ahead_.valid()) return std::nullopt;
+    std::optional<models::TensorMap> batch = ahead_.get();
+    if (batch) fetch();
+    return batch;
+  }
+
+ private:
+  void fetch() {
+    ahead_ = std::async(std::launch::async, [this] {
+      // One intra-op thread: the training thread's parallel regions keep the cores.
+      pipelines::set_thread_intra_op_threads(1);
+      return inner_->next();
+    });
+  }
+  void wait() {
+    if (ahead_.valid()) ahead_.wait();
+    ahead_ = {};
+  }
+
+  std::unique_ptr<BatchSource> inner_;
+  std::future<std::optional<models::TensorMap>> ahead_;
 };
 
 class ImageBatches final : public OrderedBatches {
@@ -482,8 +522,8 @@ std::unique_ptr<BatchSource> make_image_batches(const data::Split& split,
              num_labels - 1);
     labels.push_back(*id);
   }
-  return std::make_unique<ImageBatches>(std::move(paths), std::move(labels), std::move(transforms),
-                                        batching);
+  return std::make_unique<PrefetchedBatches>(std::make_unique<ImageBatches>(
+      std::move(paths), std::move(labels), std::move(transforms), batching));
 }
 
 }  // namespace ms::trainer
