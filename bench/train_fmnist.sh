@@ -32,9 +32,13 @@ if [ "$full" = 1 ]; then
 fi
 
 rm -rf "$out/ms1"
+# The machine may be shared: the load averages before each side go into the summary.
+echo "ms $(cut -d" " -f1-3 /proc/loadavg)" >"$out/load.txt"
 /usr/bin/time -v -o "$out/ms1.time" "$ms" train --model "$cfg" --dataset "imagefolder:$data" \
   --work-dir "$out/ms1" --max-epochs 1 --threads "$threads" --json >"$out/ms1.json" 2>"$out/ms1.log"
+echo "python $(cut -d" " -f1-3 /proc/loadavg)" >>"$out/load.txt"
 /usr/bin/time -v -o "$out/py1.time" "$py" "$root/bench/train_fmnist.py" "$data" --epochs 1 \
   --threads "$threads" >"$out/py1.json"
 
+echo "end $(cut -d" " -f1-3 /proc/loadavg)" >>"$out/load.txt"
 python3 "$root/bench/train_summary.py" "$out" fmnist

@@ -51,6 +51,9 @@ def main():
     print(f"| python | {py['samples_per_s']:.1f} | {py_iter:.1f} | {py_compute:.1f} | "
           f"{py_wall:.1f} | {py_rss:.0f} | {py['test_accuracy']:.4f} |")
     print(f"\nms / python samples/s: {ms_sps / py['samples_per_s']:.2f}x")
+    if os.path.exists(f"{out}/load.txt"):
+        print("\nload averages (1/5/15 min) before each side: "
+              + "; ".join(l.strip() for l in open(f"{out}/load.txt")))
     if os.path.exists(f"{out}/ms1_eval.json"):
         print(f"\nms eval on the one-epoch output/: {open(f'{out}/ms1_eval.json').read().strip()}")
     if os.path.exists(f"{out}/full.json"):
