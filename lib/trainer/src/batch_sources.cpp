@@ -263,36 +263,46 @@ LabelMap numbered_labels(std::size_t model_classes, std::int64_t max_id) {
 
 }  // namespace
 
+namespace {
+
+// The column `key` names (preprocessor.first_sequence, ...), else the first of `defaults` the
+// split has; "" when none and not `required`, else kUsage listing the columns.
+std::string pick_column(const data::Split& split, const Config& config, const char* key,
+                        const std::vector<std::string>& defaults, bool required,
+                        const std::string& dataset) {
+  if (config.has(key)) {
+    const std::string name = config.get<std::string>(key);
+    if (split.table.column_index(name) < 0) {
+      throw Error(
+          ErrorCode::kUsage,
+          fmt::format("{} (split {}) has no column '{}' ({} in {})", dataset, split.name, name, key,
+                      config.source()),
+          did_you_mean(name, column_names(split)) + "columns: " + join(column_names(split), ", "));
+    }
+    return name;
+  }
+  const int i = column_named(split, defaults);
+  if (i >= 0) return split.table.columns[static_cast<std::size_t>(i)].name;
+  if (required) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("{} (split {}) has none of the columns {}", dataset, split.name,
+                            join(defaults, ", ")),
+                fmt::format("columns: {}; name the one to use with --set {}=COLUMN",
+                            join(column_names(split), ", "), key));
+  }
+  return {};
+}
+
+}  // namespace
+
 TextColumns find_text_columns(const data::Split& split, const Config& config,
                               const std::string& dataset) {
   TextColumns c;
-  auto pick = [&](const char* key, const std::vector<std::string>& defaults,
-                  bool required) -> std::string {
-    if (config.has(key)) {
-      const std::string name = config.get<std::string>(key);
-      if (split.table.column_index(name) < 0) {
-        throw Error(ErrorCode::kUsage,
-                    fmt::format("{} (split {}) has no column '{}' ({} in {})", dataset, split.name,
-                                name, key, config.source()),
-                    did_you_mean(name, column_names(split)) +
-                        "columns: " + join(column_names(split), ", "));
-      }
-      return name;
-    }
-    const int i = column_named(split, defaults);
-    if (i >= 0) return split.table.columns[static_cast<std::size_t>(i)].name;
-    if (required) {
-      throw Error(ErrorCode::kUsage,
-                  fmt::format("{} (split {}) has none of the columns {}", dataset, split.name,
-                              join(defaults, ", ")),
-                  fmt::format("columns: {}; name the one to use with --set {}=COLUMN",
-                              join(column_names(split), ", "), key));
-    }
-    return {};
-  };
-  c.first = pick("preprocessor.first_sequence", {"text", "sentence", "sentence1", "text_a"}, true);
-  c.second = pick("preprocessor.second_sequence", {"sentence2", "text_pair", "text_b"}, false);
-  c.label = pick("preprocessor.label", {"label", "labels"}, true);
+  c.first = pick_column(split, config, "preprocessor.first_sequence",
+                        {"text", "sentence", "sentence1", "text_a"}, true, dataset);
+  c.second = pick_column(split, config, "preprocessor.second_sequence",
+                         {"sentence2", "text_pair", "text_b"}, false, dataset);
+  c.label = pick_column(split, config, "preprocessor.label", {"label", "labels"}, true, dataset);
   return c;
 }
 
@@ -393,26 +403,10 @@ std::vector<data::Value> list_cell(const data::Value& v, const std::string& wher
 TextColumns find_token_columns(const data::Split& split, const Config& config,
                                const std::string& dataset) {
   TextColumns c;
-  auto pick = [&](const char* key, const std::vector<std::string>& defaults) {
-    if (config.has(key)) {
-      const std::string name = config.get<std::string>(key);
-      MS_CHECK(split.table.column_index(name) >= 0, ErrorCode::kUsage,
-               "{} (split {}) has no column '{}' ({} in {}); columns: {}", dataset, split.name,
-               name, key, config.source(), join(column_names(split), ", "));
-      return name;
-    }
-    const int i = column_named(split, defaults);
-    if (i < 0) {
-      throw Error(ErrorCode::kUsage,
-                  fmt::format("{} (split {}) has none of the columns {}", dataset, split.name,
-                              join(defaults, ", ")),
-                  fmt::format("columns: {}; name the one to use with --set {}=COLUMN",
-                              join(column_names(split), ", "), key));
-    }
-    return split.table.columns[static_cast<std::size_t>(i)].name;
-  };
-  c.first = pick("preprocessor.first_sequence", {"tokens", "words"});
-  c.label = pick("preprocessor.label", {"ner_tags", "labels", "tags", "label"});
+  c.first =
+      pick_column(split, config, "preprocessor.first_sequence", {"tokens", "words"}, true, dataset);
+  c.label = pick_column(split, config, "preprocessor.label",
+                        {"ner_tags", "labels", "tags", "label"}, true, dataset);
   return c;
 }
 
