@@ -4,6 +4,7 @@
 // batches.
 #include "batch_sources.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/ops/stack.h>
 #include <ATen/ops/tensor.h>
 
@@ -11,6 +12,7 @@
 #include <future>
 #include <numeric>
 #include <set>
+#include <thread>
 
 #include "ms/core/error.h"
 #include "ms/core/text.h"
@@ -516,8 +518,14 @@ std::unique_ptr<BatchSource> make_image_batches(const data::Split& split,
              num_labels - 1);
     labels.push_back(*id);
   }
-  return std::make_unique<PrefetchedBatches>(std::make_unique<ImageBatches>(
-      std::move(paths), std::move(labels), std::move(transforms), batching));
+  auto images = std::make_unique<ImageBatches>(std::move(paths), std::move(labels),
+                                               std::move(transforms), batching);
+  // Decoding ahead pays only with a core the training step leaves free: with as many intra-op
+  // threads as cores, the decoding thread stalls every parallel region of the step (one epoch of
+  // the Fashion-MNIST CNN on 2 cores: 683 samples/s with it, 944 without).
+  if (at::get_num_threads() < static_cast<int>(std::thread::hardware_concurrency()))
+    return std::make_unique<PrefetchedBatches>(std::move(images));
+  return images;
 }
 
 }  // namespace ms::trainer
