@@ -44,6 +44,11 @@ std::int64_t LabelMap::id_of(const data::Value& cell, const std::string& where) 
 
 namespace {
 
+// How an error names row `row` (0-based) of a split: "csv:a.csv (split train) row 3".
+std::string row_where(const std::string& dataset, const data::Split& split, std::size_t row) {
+  return fmt::format("{} (split {}) row {}", dataset, split.name, row + 1);
+}
+
 const data::Value& cell(const data::Split& split, std::size_t row, int column) {
   return split.table.rows[row][static_cast<std::size_t>(column)];
 }
@@ -346,7 +351,7 @@ std::unique_ptr<BatchSource> make_text_batches(const data::Split& split, const T
   std::vector<std::int64_t> ids;
   encodings.reserve(split.table.rows.size());
   for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
-    const std::string where = fmt::format("{} (split {}) row {}", dataset, split.name, r + 1);
+    const std::string where = row_where(dataset, split, r);
     const std::string text = text_of(cell(split, r, first));
     MS_CHECK(text.find_first_not_of(" \t\r\n") != std::string::npos, ErrorCode::kUsage,
              "{}: the text ('{}') is empty", where, columns.first);
@@ -419,7 +424,7 @@ LabelMap token_label_map(const data::Split& split, const std::string& column,
   std::set<std::string> names;
   std::int64_t max_id = -1;
   for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
-    const std::string where = fmt::format("{} (split {}) row {}", dataset, split.name, r + 1);
+    const std::string where = row_where(dataset, split, r);
     for (const data::Value& tag : list_cell(cell(split, r, col), where, column)) {
       if (const auto* s = std::get_if<std::string>(&tag)) names.insert(*s);
       if (const auto* i = std::get_if<std::int64_t>(&tag)) max_id = std::max(max_id, *i);
@@ -448,7 +453,7 @@ std::unique_ptr<BatchSource> make_token_batches(const data::Split& split,
            tokenizer.options().cls_token, tokenizer.options().sep_token);
   std::vector<std::vector<std::int64_t>> all_ids, all_labels;
   for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
-    const std::string where = fmt::format("{} (split {}) row {}", dataset, split.name, r + 1);
+    const std::string where = row_where(dataset, split, r);
     const auto words = list_cell(cell(split, r, words_col), where, columns.first);
     const auto tags = list_cell(cell(split, r, tags_col), where, columns.label);
     MS_CHECK(!words.empty(), ErrorCode::kUsage, "{}: '{}' is empty", where, columns.first);
@@ -504,7 +509,7 @@ std::unique_ptr<BatchSource> make_image_batches(const data::Split& split,
   std::vector<std::string> paths;
   std::vector<std::int64_t> labels;
   for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
-    const std::string where = fmt::format("{} (split {}) row {}", dataset, split.name, r + 1);
+    const std::string where = row_where(dataset, split, r);
     paths.push_back(text_of(cell(split, r, image)));
     const auto* id = std::get_if<std::int64_t>(&cell(split, r, label));
     MS_CHECK(id != nullptr, ErrorCode::kUsage, "{}: the label is not an integer class id", where);
