@@ -18,6 +18,8 @@ packages=(
   libcurl4-openssl-dev libssl-dev libsqlite3-dev zlib1g-dev
   libcpp-httplib-dev libzip-dev libturbojpeg0-dev libpng-dev
   libtorch-dev libopenblas0-openmp
+  # Gloo headers for data-parallel training (c10d ProcessGroupGloo.hpp includes them).
+  libgloo-dev
   python3 curl openssl
   # Test data (pinned by sha256 in scripts/make_dataset_fixtures.py) and dataset benchmarks:
   # libjpeg-turbo's tjbench, PIL + numpy + torch + pandas under /usr/bin/python3 as peers.

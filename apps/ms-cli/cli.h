@@ -50,6 +50,16 @@ std::optional<std::string> optional_string(const std::string& value);
 void report_errors_as_json();
 bool errors_as_json();
 
+/// The command line main() was given (a launcher re-runs it for its workers).
+void set_program_args(int argc, char** argv);
+const std::vector<std::string>& program_args();
+
+/// Thrown by a command whose outcome is an exit code of its own (a launcher passing on its
+/// workers' code); main() returns it as it is.
+struct ExitStatus {
+  int code;
+};
+
 /// Adds --threads to a subcommand that uses LibTorch.
 void add_threads_option(CLI::App& command, std::optional<int>& threads);
 

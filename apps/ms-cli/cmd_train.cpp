@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli.h"
+#include "launch.h"
 #include "ms/core/device.h"
 #include "ms/hub/repo_id.h"
 #include "ms/infer/train.h"
@@ -15,6 +16,7 @@ struct TrainOptions {
   infer::TrainRequest request;
   std::string device = "cpu";
   std::optional<std::string> work_dir, config;
+  int nproc = 0;
   bool json = false;
 };
 
@@ -47,16 +49,24 @@ Json summary_json(const infer::TrainSummary& s) {
   out["resumed_from"] = s.resumed_from ? Json(s.resumed_from->string()) : Json();
   out["seconds"] = s.seconds;
   out["samples_per_second"] = s.samples_per_second;
+  out["world_size"] = s.world_size;
   return out;
 }
 
 void run_train(TrainOptions& o) {
+  if (o.nproc > 0) {
+    // The launcher: this process only starts, watches and stops the workers.
+    const int code = run_local_workers(o.nproc, without_option(program_args(), "--nproc"));
+    if (code != 0) throw ExitStatus{code};
+    return;
+  }
   if (o.json) report_errors_as_json();
   infer::TrainRequest& r = o.request;
   r.device = parse_device(o.device);
   if (o.work_dir) r.work_dir = *o.work_dir;
   if (o.config) r.config = *o.config;
   const infer::TrainSummary s = infer::run_train(r);
+  if (s.rank != 0) return;  // rank 0 reports for the whole data-parallel run
   if (o.json) {
     std::cout << summary_json(s).dump() << std::endl;
     return;
@@ -76,6 +86,7 @@ void run_eval(EvalOptions& o) {
   if (o.checkpoint) r.checkpoint = *o.checkpoint;
   r.metrics = split_patterns(o.metrics);
   const Json values = infer::run_eval(r);
+  if (values.is_null()) return;  // a torchrun worker other than rank 0
   if (o.json) {
     std::cout << values.dump() << std::endl;
     return;
@@ -96,6 +107,8 @@ void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
       "  ms train --model MINILM_DIR --config configs/text-classification \\\n"
       "      --dataset csv:train.csv --eval-dataset csv:test.csv --work-dir runs/spam\n"
       "  ms train ... --resume            # after a kill: go on from the last checkpoint\n"
+      "  ms train ... --nproc 2           # data-parallel: 2 workers on this machine (Gloo)\n"
+      "  torchrun --nproc_per_node 2 --no_python ms train ...   # the same under torchrun\n"
       "Writes <work-dir>/epoch_N.pth (or iter_N.pth) and <prefix>_trainer_state.pth (both\n"
       "torch.load-able), <timestamp>.log.json, tensorboard_output/ (TensorboardHook) and\n"
       "output/: a model folder for ms infer, ms eval, ms upload and transformers.\n" +
@@ -132,6 +145,11 @@ void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
                   "Go on from a checkpoint: the work dir's latest (no value) or a .pth / prefix")
       ->expected(0, 1)
       ->default_str("");
+  cmd->add_option("--nproc", opts->nproc,
+                  "Data-parallel: start N workers of this command on this machine (torchrun's "
+                  "variables; each trains batch_size_per_gpu rows a step, gradients averaged; "
+                  "rank 0 writes). MS_DIST_TIMEOUT: seconds a worker waits for the others")
+      ->check(CLI::Range(1, 1024));
   add_hub_options(*cmd, opts->request.hub);
   add_threads_option(*cmd, opts->request.threads);
   cmd->add_flag("--json", opts->json, "Print a JSON summary on stdout");

@@ -107,8 +107,11 @@ int main(int argc, char** argv) {
   }
 
   // Parse first: argument errors exit 2, --help and --version exit 0.
+  ms::cli::set_program_args(argc, argv);
   try {
     app.parse(argc, argv);
+  } catch (const ms::cli::ExitStatus& status) {
+    return status.code;
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {

@@ -3,6 +3,7 @@
 #include "ms/infer/train.h"
 
 #include "ms/core/error.h"
+#include "ms/core/log.h"
 #include "ms/infer/torch_layer.h"
 
 namespace ms::infer {
@@ -43,13 +44,21 @@ TrainSummary run_train(const TrainRequest& request) {
   if (request.max_epochs)
     MS_CHECK(*request.max_epochs > 0, ErrorCode::kUsage,
              "--max-epochs must be a positive integer, got {}", *request.max_epochs);
-  const ModelInfo model = open_for_training(request.model, request.task, request.config,
-                                            request.overrides, request.hub);
-  return trainer_service(request.threads).train(request, model);
+  TrainRequest r = request;
+  if (!r.distributed) r.distributed = read_distributed_env();
+  const ModelInfo model =
+      open_for_training(r.model, r.task, r.config, r.overrides, r.hub);
+  return trainer_service(r.threads).train(r, model);
 }
 
 Json run_eval(const EvalRequest& request) {
   MS_CHECK(!request.dataset.empty(), ErrorCode::kUsage, "--dataset is required");
+  // Under torchrun, rank 0 evaluates the whole split (the single-process figure) and prints it;
+  // the other workers have nothing to add.
+  if (const std::optional<DistributedEnv> d = read_distributed_env(); d && !d->is_main()) {
+    log::info("rank {} of {}: rank 0 evaluates", d->rank, d->world_size);
+    return Json();
+  }
   const ModelInfo model =
       open_for_training(request.model, request.task, std::nullopt, request.overrides, request.hub);
   return trainer_service(request.threads).evaluate(request, model);

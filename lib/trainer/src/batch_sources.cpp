@@ -66,11 +66,15 @@ class OrderedBatches : public BatchSource {
  public:
   OrderedBatches(std::size_t rows, const Batching& b) : rows_(rows), batching_(b) {
     MS_CHECK(b.batch_size > 0, ErrorCode::kConfig, "batch_size_per_gpu must be positive");
+    MS_CHECK(b.world_size >= 1 && b.rank >= 0 && b.rank < b.world_size, ErrorCode::kUsage,
+             "rank {} is outside a world of {}", b.rank, b.world_size);
+    const std::size_t world = static_cast<std::size_t>(b.world_size);
+    shard_rows_ = (rows_ + world - 1) / world;
   }
   std::size_t rows() const override { return rows_; }
   std::size_t num_batches() const override {
-    return batching_.drop_last ? rows_ / batching_.batch_size
-                               : (rows_ + batching_.batch_size - 1) / batching_.batch_size;
+    return batching_.drop_last ? shard_rows_ / batching_.batch_size
+                               : (shard_rows_ + batching_.batch_size - 1) / batching_.batch_size;
   }
   void start(std::uint64_t epoch, std::size_t skip) override {
     if (batching_.shuffle) {
@@ -79,12 +83,21 @@ class OrderedBatches : public BatchSource {
       order_.resize(rows_);
       std::iota(order_.begin(), order_.end(), 0);
     }
+    if (batching_.world_size > 1) {
+      const std::size_t world = static_cast<std::size_t>(batching_.world_size);
+      std::vector<std::size_t> shard;
+      shard.reserve(shard_rows_);
+      for (std::size_t i = static_cast<std::size_t>(batching_.rank); i < shard_rows_ * world;
+           i += world)
+        shard.push_back(order_[i % rows_]);  // past the end: the padding, from the start
+      order_ = std::move(shard);
+    }
     batch_ = skip;
   }
   std::optional<models::TensorMap> next() override {
     if (batch_ >= num_batches()) return std::nullopt;
     const std::size_t begin = batch_ * batching_.batch_size;
-    const std::size_t end = std::min(begin + batching_.batch_size, rows_);
+    const std::size_t end = std::min(begin + batching_.batch_size, order_.size());
     ++batch_;
     return make(std::vector<std::size_t>(order_.begin() + static_cast<std::ptrdiff_t>(begin),
                                          order_.begin() + static_cast<std::ptrdiff_t>(end)));
@@ -95,6 +108,7 @@ class OrderedBatches : public BatchSource {
 
  private:
   std::size_t rows_;
+  std::size_t shard_rows_;  // this rank's rows an epoch (all of them in one process)
   Batching batching_;
   std::vector<std::size_t> order_;
   std::size_t batch_ = 0;

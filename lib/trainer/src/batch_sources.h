@@ -22,6 +22,10 @@ struct Batching {
   bool shuffle = false;
   bool drop_last = false;
   std::uint64_t seed = 42;
+  /// A data-parallel rank's shard, as PyTorch's DistributedSampler deals it: the epoch's order
+  /// padded (by repeating its start) to a multiple of world_size, then every world_size-th row
+  /// from `rank`; batches of batch_size are cut from the shard.
+  int rank = 0, world_size = 1;
 };
 
 /// Class names <-> ids of a classification head.

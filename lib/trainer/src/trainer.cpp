@@ -10,8 +10,11 @@
 #include <torch/nn/module.h>
 #include <unistd.h>
 
+#include <ATen/ops/empty.h>
+
 #include <cmath>
 #include <csignal>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <iostream>
@@ -146,6 +149,10 @@ metrics::Fields fields_of(const models::TensorMap& tensors) {
 // hooks are done, a kill -9 at a known moment for the exact-resume tests.
 void test_kill_point(std::int64_t iterations_done) {
   static const char* at = std::getenv("MS_TEST_KILL_AFTER_ITER");
+  // MS_TEST_KILL_RANK: only that data-parallel worker dies (the others must notice).
+  static const char* rank = std::getenv("MS_TEST_KILL_RANK");
+  static const char* my_rank = std::getenv("RANK");
+  if (rank != nullptr && (my_rank == nullptr || std::string(rank) != my_rank)) return;
   if (at != nullptr && std::to_string(iterations_done) == at) ::kill(::getpid(), SIGKILL);
 }
 #else
@@ -352,7 +359,10 @@ void Trainer::train_step(models::TensorMap batch) {
   for (const auto& [name, value] : train_outputs_) {
     if (name.find("loss") == std::string::npos) continue;
     has_loss = true;
-    log_buffer_.update(name, value.detach().item<double>());
+    // Under data parallelism the logged loss is the mean over the ranks (ModelScope all-reduces
+    // it too), so rank 0's log describes the whole batch.
+    const double local = value.detach().item<double>();
+    log_buffer_.update(name, setup_.distributed ? setup_.distributed->mean(local) : local);
   }
   MS_CHECK(has_loss, ErrorCode::kUsage,
            "the model gave no loss: the batches need labels (the dataset's label column)");
@@ -382,6 +392,9 @@ void Trainer::train(const std::optional<std::filesystem::path>& resume_from) {
            "--eval-dataset or --eval-split, or a dataset with a validation or test split",
            setup_.config.source());
   hooks_.call(Stage::kBeforeRun, *this);
+  // Every rank starts from rank 0's weights, as DDP makes them when it wraps a model (a resumed
+  // run has loaded the same checkpoint everywhere already; a fresh head is seeded alike).
+  if (setup_.distributed) setup_.distributed->broadcast_module(model().module());
   // A checkpoint taken after its epoch ended resumes at the next one; one taken after the
   // epoch's last iteration but before its end (a by-iteration checkpoint) still runs that
   // epoch's after_train_epoch hooks (its LR step, evaluation, ...), with no batch left to do.
@@ -451,6 +464,13 @@ Json Trainer::evaluate() {
   }
   mode_ = Mode::kEval;
   hooks_.call(Stage::kBeforeVal, *this);
+  if (!is_main()) {
+    // Rank 0 evaluates the whole split (the figure one process gives); the others take its
+    // values, which hooks such as BestCkptSaverHook and EarlyStopHook act on alike everywhere.
+    metric_values_ = Json::parse(setup_.distributed->from_main(""));
+    hooks_.call(Stage::kAfterVal, *this);
+    return metric_values_;
+  }
   const bool was_training = model().is_training();
   model().eval();
   {
@@ -468,6 +488,7 @@ Json Trainer::evaluate() {
   for (auto& m : metric_list)
     for (const auto& [key, value] : m->evaluate()) values[key] = value;
   metric_values_ = values;
+  if (setup_.distributed) setup_.distributed->from_main(values.dump());
   hooks_.call(Stage::kAfterVal, *this);
   return values;
 }
@@ -502,6 +523,20 @@ CheckpointValue Trainer::trainer_state() const {
     std::lock_guard<std::mutex> lock(generator.mutex());
     rng.set("cpu", generator.get_state());
   }
+  if (setup_.distributed) {
+    // Each rank's generator (dropout over batches of different lengths draws differently), so
+    // that every rank of a resumed run continues its own stream.
+    const at::Tensor mine = rng.at("cpu").as_tensor().contiguous();
+    const std::vector<std::string> all = setup_.distributed->gather_to_main(
+        std::string(static_cast<const char*>(mine.data_ptr()), mine.nbytes()));
+    CheckpointValue ranks = CheckpointValue::list();
+    for (const std::string& bytes : all) {
+      at::Tensor t = at::empty({static_cast<std::int64_t>(bytes.size())}, at::kByte);
+      std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
+      ranks.push_back(CheckpointValue(t));
+    }
+    rng.set("cpu_ranks", std::move(ranks));
+  }
   meta.set("rng_state", std::move(rng));
   for (const auto& [key, hook] : hook_state_keys()) {
     CheckpointValue state = hook->state_dict();
@@ -530,12 +565,20 @@ void Trainer::load_trainer_state(const CheckpointValue& state) {
              "and dropout would differ",
              seed->as_int(), setup_.seed);
   }
-  if (const CheckpointValue* rng = meta.find("rng_state"))
-    if (const CheckpointValue* cpu = rng->find("cpu")) {
+  if (const CheckpointValue* rng = meta.find("rng_state")) {
+    const CheckpointValue* cpu = rng->find("cpu");
+    // A data-parallel checkpoint holds each rank's state; a rank it lacks (a run resumed on
+    // more ranks) takes rank 0's.
+    const int rank = setup_.distributed ? setup_.distributed->rank() : 0;
+    if (const CheckpointValue* ranks = rng->find("cpu_ranks");
+        ranks && rank < static_cast<int>(ranks->items().size()))
+      cpu = &ranks->items()[static_cast<std::size_t>(rank)];
+    if (cpu) {
       at::Generator generator = at::detail::getDefaultCPUGenerator();
       std::lock_guard<std::mutex> lock(generator.mutex());
       generator.set_state(cpu->as_tensor());
     }
+  }
   for (const auto& [key, hook] : hook_state_keys())
     if (const CheckpointValue* saved = meta.find(key)) hook->load_state_dict(*saved);
   if (const CheckpointValue* saved = state.find("optimizer")) optimizer().load_state_dict(*saved);

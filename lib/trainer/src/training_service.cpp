@@ -360,11 +360,17 @@ class TrainingService final : public infer::TrainerService {
     if (r.max_epochs) config.set("train.max_epochs", *r.max_epochs);
     const std::filesystem::path work_dir =
         r.work_dir.value_or(config.get_or<std::string>("train.work_dir", "./work_dir"));
-    WorkDirLock lock(work_dir);
+    const std::string device = infer::load_torch_layer().runtime->resolve_device(r.device);
+    // Data-parallel workers meet first, so that a bad address or a missing worker is the first
+    // error, before any data is read. Rank 0 owns the work dir (lock, checkpoints, logs).
+    std::shared_ptr<Distributed> dist;
+    if (r.distributed) dist = Distributed::join(*r.distributed, device);
+    std::optional<WorkDirLock> lock;
+    if (!dist || dist->is_main()) lock.emplace(work_dir);
+    // A resumed run: every rank loads the checkpoint rank 0 names (it wrote it).
     const std::optional<std::filesystem::path> resume =
         r.resume ? std::optional<std::filesystem::path>(resume_point(*r.resume, work_dir))
                  : std::nullopt;
-    const std::string device = infer::load_torch_layer().runtime->resolve_device(r.device);
     at::manual_seed(r.seed);
 
     data::LoadOptions train_options;
@@ -397,8 +403,13 @@ class TrainingService final : public infer::TrainerService {
     setup.config = config;
     setup.model = p.model;
     setup.label_names = p.labels.names();
-    const Batching train_batching = read_batching(config, "train", true, r.seed);
+    Batching train_batching = read_batching(config, "train", true, r.seed);
+    if (dist) {
+      train_batching.rank = dist->rank();
+      train_batching.world_size = dist->world_size();
+    }
     setup.train_data = batches(p, ds, train_split, train_batching);
+    setup.distributed = dist;
     if (eval_split) {
       setup.eval_data =
           batches(p, eval_source, *eval_split, read_batching(config, "evaluation", false, r.seed));
@@ -430,10 +441,14 @@ class TrainingService final : public infer::TrainerService {
       log::warn("no checkpoint was saved, so {} was not written (CheckpointHook save_last)",
                 (work_dir / "output").string());
     }
+    const int world = dist ? dist->world_size() : 1;
     s.samples_per_second = seconds > 0
                                ? static_cast<double>(trainer.iter() - start_iter) *
-                                     static_cast<double>(train_batching.batch_size) / seconds
+                                     static_cast<double>(train_batching.batch_size) * world /
+                                     seconds
                                : 0;
+    s.rank = dist ? dist->rank() : 0;
+    s.world_size = world;
     s.epochs = trainer.epoch();
     s.iters = trainer.iter();
     s.train_rows = static_cast<std::int64_t>(train_split.table.rows.size());

@@ -16,11 +16,16 @@ namespace {
 
 using tensor::CheckpointValue;
 
-// Writes <prefix>.pth and (when asked) <prefix>_trainer_state.pth.
-void save_checkpoint_files(Trainer& t, const std::filesystem::path& prefix, bool trainer_state) {
+// Writes <prefix>.pth and (when asked) <prefix>_trainer_state.pth, on rank 0 only (every rank
+// calls it: the trainer state gathers the ranks' RNG states). Returns whether it wrote.
+bool save_checkpoint_files(Trainer& t, const std::filesystem::path& prefix, bool trainer_state) {
+  std::optional<CheckpointValue> state;
+  if (trainer_state) state = t.trainer_state();
+  if (!t.is_main()) return false;
   std::filesystem::create_directories(prefix.parent_path());
   tensor::save_checkpoint(model_file(prefix), CheckpointValue::state_dict(t.model_state()));
-  if (trainer_state) tensor::save_checkpoint(trainer_state_file(prefix), t.trainer_state());
+  if (state) tensor::save_checkpoint(trainer_state_file(prefix), *state);
+  return true;
 }
 
 void remove_checkpoint_files(const std::filesystem::path& prefix) {
@@ -90,6 +95,7 @@ class CheckpointHook final : public Hook {
 
   void before_run(Trainer& t) override {
     resolve_place(place_, t);
+    if (!t.is_main()) return;
     std::filesystem::create_directories(place_.save_dir);
     log::info("checkpoints will be saved to {}", place_.save_dir.string());
   }
@@ -125,8 +131,8 @@ class CheckpointHook final : public Hook {
       history_.erase(history_.begin());
     }
     t.at_stage_end([this, &t, name, obsolete] {
-      log::info("saving checkpoint {}", name);
-      save_checkpoint_files(t, place_.save_dir / name, save_trainer_state_);
+      if (t.is_main()) log::info("saving checkpoint {}", name);
+      if (!save_checkpoint_files(t, place_.save_dir / name, save_trainer_state_)) return;
       t.save_output(place_.output_dir);
       write_eval_result(t, place_.output_dir);
       // Only now, with both files whole, does the work dir point at them (what --resume reads);
@@ -196,6 +202,8 @@ class BestCkptSaverHook final : public Hook {
   }
   void after_run(Trainer& t) override {
     if (!restore_best_ || best_prefix_.empty()) return;
+    // Rank 0 wrote the file: the others read it once it is there.
+    if (Distributed* d = t.distributed()) d->barrier();
     const std::filesystem::path file = model_file(place_.save_dir / best_prefix_);
     log::info("restoring the best checkpoint {}", file.string());
     t.load_model_state(tensor::load_checkpoint(file).as_state_dict(), file.string());
@@ -247,8 +255,8 @@ class BestCkptSaverHook final : public Hook {
       history_.pop_back();
     }
     t.at_stage_end([this, &t, name, value, obsolete] {
-      log::info("best {} so far ({}): saving {}", metric_key_, value, name);
-      save_checkpoint_files(t, place_.save_dir / name, save_trainer_state_);
+      if (t.is_main()) log::info("best {} so far ({}): saving {}", metric_key_, value, name);
+      if (!save_checkpoint_files(t, place_.save_dir / name, save_trainer_state_)) return;
       t.save_output(place_.output_dir);
       write_eval_result(t, place_.output_dir);
       for (const std::string& old : obsolete) remove_checkpoint_files(place_.save_dir / old);

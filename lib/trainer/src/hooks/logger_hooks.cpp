@@ -98,7 +98,7 @@ class LoggerHook : public Hook {
  private:
   void flush(Trainer& t) {
     if (!t.log_buffer().ready) return;
-    log(t);
+    if (t.is_main()) log(t);  // ModelScope's loggers are master_only
     if (reset_flag_) t.log_buffer().clear_output();
   }
 };
@@ -143,6 +143,7 @@ class TextLoggerHook final : public LoggerHook {
   void before_run(Trainer& t) override {
     LoggerHook::before_run(t);
     if (out_dir_.empty()) out_dir_ = t.work_dir();
+    if (!t.is_main()) return;
     std::filesystem::create_directories(out_dir_);
     json_path_ = out_dir_ / (t.timestamp() + ".log.json");
     log::info("text logs will be saved to {}", out_dir_.string());
@@ -249,6 +250,7 @@ class TensorboardHook final : public LoggerHook {
   void before_run(Trainer& t) override {
     LoggerHook::before_run(t);
     if (out_dir_.empty()) out_dir_ = t.work_dir() / "tensorboard_output";
+    if (!t.is_main()) return;
     std::filesystem::create_directories(out_dir_);
     writer_ = std::make_unique<TensorboardWriter>(out_dir_);
   }

@@ -92,7 +92,10 @@ class OptimizerHook final : public Hook {
                "OptimizerHook: the model's outputs have no '{}' (loss_keys)", key);
       loss = loss.defined() ? loss + it->second : it->second;
     }
-    const double value = loss.detach().item<double>();
+    double value = loss.detach().item<double>();
+    // Under data parallelism the ranks decide together (a NaN on one makes the mean NaN), so
+    // that none skips a batch whose gradients the others wait to average.
+    if (Distributed* d = t.distributed()) value = d->mean(value);
     if (!std::isfinite(value)) {
       const char* what = std::isnan(value) ? "NaN" : value > 0 ? "inf" : "-inf";
       if (!skip_nonfinite_) {
@@ -110,12 +113,14 @@ class OptimizerHook final : public Hook {
     if (cumulative_iters_ > 1) loss = loss / static_cast<double>(cumulative_iters_);
     loss.backward();
     if (every_n_iters(t, cumulative_iters_)) {
-      if (max_norm_) {
-        std::vector<at::Tensor> params;
-        for (const auto& g : t.optimizer().groups())
-          params.insert(params.end(), g.params.begin(), g.params.end());
+      std::vector<at::Tensor> params;
+      for (const auto& g : t.optimizer().groups())
+        params.insert(params.end(), g.params.begin(), g.params.end());
+      // DDP's gradient: the mean over the ranks' batches, before clipping (as DDP's backward
+      // hands it to clip_grad_norm_).
+      if (Distributed* d = t.distributed()) d->average_gradients(params);
+      if (max_norm_)
         t.log_buffer().update("grad_norm", clip_grad_norm(params, *max_norm_, norm_type_));
-      }
       t.optimizer().step();
       t.optimizer().zero_grad();
     }

@@ -12,6 +12,7 @@
 #include "ms/config/config.h"
 #include "ms/core/device.h"
 #include "ms/core/export.h"
+#include "ms/infer/distributed_env.h"
 #include "ms/infer/model_dir.h"
 
 namespace ms::infer {
@@ -38,6 +39,9 @@ struct TrainRequest {
   std::optional<std::string> resume;
   std::optional<int> threads;
   HubModelOptions hub;
+  /// This worker's place in a data-parallel run (torchrun's / Slurm's variables; run_train reads
+  /// them when unset); nullopt: one process.
+  std::optional<DistributedEnv> distributed;
 };
 
 /// What a training run did.
@@ -51,8 +55,10 @@ struct TrainSummary {
   Json metric_values;  ///< the last evaluation's (null when none ran)
   std::optional<std::filesystem::path> resumed_from;
   double seconds = 0;
-  /// Training samples of this run per second of the loop (full batches counted).
+  /// Training samples of this run per second of the loop (full batches counted; all ranks'
+  /// under data parallelism).
   double samples_per_second = 0;
+  int rank = 0, world_size = 1;  ///< the worker that reports (rank 0 prints the summary)
 };
 
 /// `ms eval`.

@@ -16,6 +16,7 @@
 #include "ms/config/config.h"
 #include "ms/metrics/metric.h"
 #include "ms/models/model.h"
+#include "ms/trainer/distributed.h"
 #include "ms/trainer/hook.h"
 #include "ms/trainer/lr_scheduler.h"
 #include "ms/trainer/optimizer.h"
@@ -73,6 +74,9 @@ struct TrainerSetup {
       save_output;
   /// Lines of text the TextLoggerHook writes (console); default: stderr.
   std::function<void(const std::string& line)> console;
+  /// The data-parallel group this worker belongs to; null in a single process. train_data is
+  /// then this rank's shard; eval_data is the whole split, evaluated by rank 0 alone.
+  std::shared_ptr<Distributed> distributed;
 };
 
 enum class Mode { kTrain, kEval };
@@ -112,6 +116,11 @@ class Trainer {
   const std::string& device() const { return setup_.device; }
   std::uint64_t seed() const { return setup_.seed; }
   const std::filesystem::path& work_dir() const { return setup_.work_dir; }
+  /// The data-parallel group (null in a single process).
+  Distributed* distributed() const { return setup_.distributed.get(); }
+  /// Whether this worker writes checkpoints, logs and output (rank 0; ModelScope's
+  /// master_only).
+  bool is_main() const { return !setup_.distributed || setup_.distributed->is_main(); }
   /// The run's start time as ModelScope names log files: YYYYmmdd_HHMMSS.
   const std::string& timestamp() const { return timestamp_; }
   LogBuffer& log_buffer() { return log_buffer_; }
@@ -145,7 +154,8 @@ class Trainer {
   bool stop_requested() const { return stop_; }
 
   /// The model's state on the CPU and the trainer state as ModelScope saves them; see
-  /// checkpoint.h for the files.
+  /// checkpoint.h for the files. Under data parallelism every rank calls trainer_state() at the
+  /// same point (it gathers each rank's RNG state into rank 0's).
   models::TensorMap model_state() const;
   tensor::CheckpointValue trainer_state() const;
   void load_trainer_state(const tensor::CheckpointValue& state);

@@ -1,0 +1,175 @@
+// The local worker launcher of `ms train --nproc N` (see launch.h).
+#include "launch.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <thread>
+
+#include "ms/core/error.h"
+#include "ms/core/log.h"
+
+extern char** environ;
+
+namespace ms::cli {
+namespace {
+
+// The workers' pids, for the signal handler (async-signal-safe reads only).
+constexpr int kMaxWorkers = 1024;
+volatile pid_t g_workers[kMaxWorkers];
+volatile int g_worker_count = 0;
+
+void forward_signal(int signo) {
+  for (int i = 0; i < g_worker_count; ++i)
+    if (g_workers[i] > 0) kill(g_workers[i], signo);
+}
+
+// A TCP port free on 127.0.0.1 now (the kernel's pick), as torchrun picks one.
+int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  MS_CHECK(fd >= 0, ErrorCode::kIo, "socket(): {}", std::strerror(errno));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+                  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  close(fd);
+  MS_CHECK(ok, ErrorCode::kNetwork, "cannot find a free port on 127.0.0.1: {}",
+           std::strerror(errno));
+  return ntohs(addr.sin_port);
+}
+
+std::string describe(int status) {
+  if (WIFEXITED(status)) return fmt::format("exited with code {}", WEXITSTATUS(status));
+  return fmt::format("was killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
+}
+
+int exit_code_of(int status) {
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace
+
+std::vector<std::string> without_option(const std::vector<std::string>& argv,
+                                        const std::string& option) {
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < argv.size(); ++i) {
+    if (argv[i] == option) {
+      ++i;  // and its value
+      continue;
+    }
+    if (argv[i].rfind(option + "=", 0) == 0) continue;
+    out.push_back(argv[i]);
+  }
+  return out;
+}
+
+int run_local_workers(int nproc, const std::vector<std::string>& args) {
+  MS_CHECK(nproc >= 1 && nproc <= kMaxWorkers, ErrorCode::kUsage,
+           "--nproc must be between 1 and {}, got {}", kMaxWorkers, nproc);
+  MS_CHECK(std::getenv("WORLD_SIZE") == nullptr, ErrorCode::kUsage,
+           "--nproc starts workers itself, but WORLD_SIZE is set (this is already a torchrun "
+           "worker)",
+           "drop --nproc under torchrun, or unset WORLD_SIZE");
+  const int port = free_port();
+  // Every worker's variables: the parent's environment with torchrun's names set.
+  std::map<std::string, std::string> base;
+  for (char** e = environ; *e; ++e) {
+    const std::string entry = *e;
+    const std::size_t eq = entry.find('=');
+    if (eq != std::string::npos) base[entry.substr(0, eq)] = entry.substr(eq + 1);
+  }
+  base["WORLD_SIZE"] = std::to_string(nproc);
+  base["LOCAL_WORLD_SIZE"] = std::to_string(nproc);
+  base["MASTER_ADDR"] = "127.0.0.1";
+  base["MASTER_PORT"] = std::to_string(port);
+  bool threads_given = base.count("OMP_NUM_THREADS") > 0;
+  for (const std::string& a : args)
+    if (a == "--threads" || a.rfind("--threads=", 0) == 0) threads_given = true;
+  if (!threads_given) {
+    // N workers each taking every core would fight over them: share the cores out.
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    base["OMP_NUM_THREADS"] = std::to_string(std::max(1u, cores / static_cast<unsigned>(nproc)));
+  }
+  log::info("starting {} workers (MASTER_ADDR=127.0.0.1 MASTER_PORT={})", nproc, port);
+
+  struct sigaction forward {};
+  forward.sa_handler = forward_signal;
+  sigemptyset(&forward.sa_mask);
+  for (int signo : {SIGINT, SIGTERM, SIGHUP}) sigaction(signo, &forward, nullptr);
+
+  std::vector<char*> argv;
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::map<pid_t, int> rank_of;
+  for (int rank = 0; rank < nproc; ++rank) {
+    std::map<std::string, std::string> env = base;
+    env["RANK"] = std::to_string(rank);
+    env["LOCAL_RANK"] = std::to_string(rank);
+    std::vector<std::string> entries;
+    for (const auto& [k, v] : env) entries.push_back(k + "=" + v);
+    std::vector<char*> envp;
+    for (std::string& e : entries) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    pid_t pid = 0;
+    const int rc = posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), envp.data());
+    if (rc != 0) {
+      forward_signal(SIGTERM);
+      throw Error(ErrorCode::kIo,
+                  fmt::format("cannot start worker {}: {}", rank, std::strerror(rc)));
+    }
+    g_workers[rank] = pid;
+    g_worker_count = rank + 1;
+    rank_of[pid] = rank;
+  }
+
+  // Wait for every worker. The first failure stops the others: they would otherwise wait for
+  // the failed one until the collective timeout.
+  int exit_code = 0;
+  int running = nproc;
+  std::optional<std::chrono::steady_clock::time_point> kill_at;
+  constexpr auto kGrace = std::chrono::seconds(30);
+  while (running > 0) {
+    int status = 0;
+    const pid_t pid = waitpid(-1, &status, kill_at ? WNOHANG : 0);
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (pid == 0) {  // stopping the others: poll until the grace period ends
+      if (std::chrono::steady_clock::now() >= *kill_at) {
+        forward_signal(SIGKILL);
+        kill_at = std::chrono::steady_clock::time_point::max();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
+    --running;
+    const int rank = rank_of[pid];
+    g_workers[rank] = 0;
+    if (status != 0 && exit_code == 0) {
+      exit_code = exit_code_of(status);
+      std::fprintf(stderr, "ms train: worker %d of %d %s; stopping the others\n", rank, nproc,
+                   describe(status).c_str());
+      forward_signal(SIGTERM);
+      kill_at = std::chrono::steady_clock::now() + kGrace;
+    }
+  }
+  return exit_code;
+}
+
+}  // namespace ms::cli

@@ -1,0 +1,46 @@
+// The environment contract of data-parallel workers, as PyTorch's torchrun sets it (RANK,
+// WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), with Slurm's equivalents
+// (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NTASKS_PER_NODE) where torchrun's are absent,
+// and torchrun's agent store (TORCHELASTIC_USE_AGENT_STORE, TORCHELASTIC_RESTART_COUNT).
+// Torch-free: the CLI reads it to launch workers (`ms train --nproc`), the trainer to join them.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "ms/core/export.h"
+
+namespace ms::infer {
+
+/// One worker's place in a data-parallel run.
+struct DistributedEnv {
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;
+  int local_world_size = 1;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  /// How long a worker waits for the others (rendezvous, a collective, rank 0's evaluation)
+  /// before giving up with a clear error: MS_DIST_TIMEOUT seconds, default 1800 (PyTorch's).
+  std::chrono::milliseconds timeout{1800 * 1000};
+  /// torchrun's agent hosts the store itself (TORCHELASTIC_USE_AGENT_STORE=True): every worker,
+  /// rank 0 included, joins it as a client, under the prefix of this restart attempt
+  /// (TORCHELASTIC_RESTART_COUNT), as PyTorch's env:// rendezvous does.
+  bool agent_store = false;
+  int restart_count = 0;
+  bool is_main() const { return rank == 0; }
+};
+
+/// The variable lookup (std::getenv in use; a map in tests).
+using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
+MS_API EnvLookup process_env();
+
+/// The worker's DistributedEnv, or nullopt when the process is not one of several workers
+/// (no WORLD_SIZE / SLURM_NTASKS, or a world of 1). A malformed or inconsistent value (a rank
+/// outside the world, a port outside 1..65535, a missing MASTER_ADDR under Slurm) is kUsage
+/// naming the variable.
+MS_API std::optional<DistributedEnv> read_distributed_env(const EnvLookup& env = process_env());
+
+}  // namespace ms::infer

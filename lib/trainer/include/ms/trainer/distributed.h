@@ -1,0 +1,53 @@
+// Data-parallel training over PyTorch's own c10d runtime: a TCPStore rendezvous (rank 0 hosts it
+// on MASTER_ADDR:MASTER_PORT) and a Gloo process group, with the few collectives the trainer
+// needs: gradients averaged in flat buckets, rank 0's parameters broadcast, scalars averaged,
+// rank 0's results (its evaluation) handed to every rank, the ranks' RNG states gathered. Every
+// exchange is a Gloo collective: when a worker dies, its peers' next collective fails at once
+// (its connections close) instead of waiting out the timeout.
+#pragma once
+
+#include <torch/nn/module.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ms/infer/distributed_env.h"
+
+namespace ms::trainer {
+
+class Distributed {
+ public:
+  /// Joins the workers of `env`: waits for all of them at the store (kNetwork naming the master
+  /// address after env.timeout), then builds the Gloo group. On CPU only: a CUDA device is kUsage
+  /// (this LibTorch has no NCCL).
+  static std::shared_ptr<Distributed> join(const infer::DistributedEnv& env,
+                                           const std::string& device);
+  ~Distributed();
+
+  const infer::DistributedEnv& env() const;
+  int rank() const { return env().rank; }
+  int world_size() const { return env().world_size; }
+  bool is_main() const { return env().is_main(); }
+
+  /// Every parameter's .grad becomes the mean over the ranks (those without a gradient count as
+  /// zero, as DDP's find_unused_parameters does), in flat buckets of about 25 MiB (DDP's
+  /// default bucket size) all-reduced together.
+  void average_gradients(const std::vector<at::Tensor>& params);
+  /// Copies rank 0's parameters and buffers to every rank (DDP does so when it wraps a model).
+  void broadcast_module(torch::nn::Module& module);
+  /// The mean of a scalar over the ranks (a NaN anywhere makes it NaN everywhere).
+  double mean(double value);
+  /// Rank 0's `value` on every rank (the others' `value` is ignored).
+  std::string from_main(const std::string& value);
+  /// Every rank's `value` on rank 0, in rank order; an empty list on the other ranks.
+  std::vector<std::string> gather_to_main(const std::string& value);
+  void barrier();
+
+ private:
+  struct Impl;
+  explicit Distributed(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ms::trainer

@@ -1,0 +1,243 @@
+// c10d from C++: TCPStore + ProcessGroupGloo (see ../shared/reference/libtorch.md section 5).
+#include "ms/trainer/distributed.h"
+
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
+#include <c10/util/Exception.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include "ms/core/error.h"
+#include "ms/core/log.h"
+
+namespace ms::trainer {
+namespace {
+
+// DDP's default bucket_cap_mb.
+constexpr std::size_t kBucketBytes = 25u << 20;
+
+}  // namespace
+
+struct Distributed::Impl {
+  infer::DistributedEnv env;
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+
+  // Runs a collective; a failure (a worker gone, the timeout) becomes a clear kNetwork error.
+  template <typename F>
+  auto collective(const char* what, F&& run) {
+    try {
+      return run();
+    } catch (const std::exception& e) {
+      throw Error(ErrorCode::kNetwork,
+                  fmt::format("rank {} of {}: {} failed: {}", env.rank, env.world_size, what,
+                              first_line(e.what())),
+                  "another worker stopped or became unreachable: see its output (rank 0 "
+                  "names the first failure); MS_DIST_TIMEOUT sets the wait in seconds");
+    }
+  }
+
+  static std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+  void wait(const c10::intrusive_ptr<c10d::Work>& work) { work->wait(env.timeout); }
+};
+
+Distributed::Distributed(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Distributed::~Distributed() = default;
+
+const infer::DistributedEnv& Distributed::env() const { return impl_->env; }
+
+std::shared_ptr<Distributed> Distributed::join(const infer::DistributedEnv& env,
+                                               const std::string& device) {
+  MS_CHECK(device == "cpu", ErrorCode::kUsage,
+           "data-parallel training on {} needs NCCL, which this LibTorch lacks: train on "
+           "--device cpu (Gloo), or on one GPU without torchrun / --nproc",
+           device);
+  auto impl = std::make_unique<Impl>();
+  impl->env = env;
+  const std::string where = fmt::format("{}:{}", env.master_addr, env.master_port);
+  try {
+    c10d::TCPStoreOptions options;
+    options.port = static_cast<std::uint16_t>(env.master_port);
+    // Under torchrun's agent the store is the agent's; otherwise rank 0 hosts it.
+    options.isServer = env.is_main() && !env.agent_store;
+    options.numWorkers = static_cast<std::size_t>(env.world_size);
+    options.waitWorkers = !env.agent_store;
+    options.timeout = env.timeout;
+    c10::intrusive_ptr<c10d::Store> tcp =
+        c10::make_intrusive<c10d::TCPStore>(env.master_addr, options);
+    impl->store = tcp;
+    if (env.agent_store)
+      impl->store = c10::make_intrusive<c10d::PrefixStore>(
+          fmt::format("/worker/attempt_{}", env.restart_count), tcp);
+  } catch (const std::exception& e) {
+    throw Error(
+        ErrorCode::kNetwork,
+        fmt::format("rank {} of {}: the rendezvous at {} failed: {}", env.rank, env.world_size,
+                    where, Impl::first_line(e.what())),
+        env.is_main()
+            ? "rank 0 hosts the store on MASTER_PORT: pick a free port; every worker must "
+              "start within MS_DIST_TIMEOUT seconds"
+            : "check MASTER_ADDR / MASTER_PORT (rank 0's host and a port it can bind) and that "
+              "rank 0 runs; MS_DIST_TIMEOUT sets the wait in seconds");
+  }
+  try {
+    auto options = c10d::ProcessGroupGloo::Options::create(env.timeout);
+    // As PyTorch: GLOO_SOCKET_IFNAME picks the interface, else this host's name (loopback when
+    // it does not resolve).
+    if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname)
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+    else
+      options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    options->threads = 2;
+    impl->group =
+        c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, env.rank, env.world_size, options);
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::kNetwork,
+                fmt::format("rank {} of {}: connecting the Gloo group (store at {}) failed: {}",
+                            env.rank, env.world_size, where, Impl::first_line(e.what())),
+                "set GLOO_SOCKET_IFNAME to the network interface the workers share");
+  }
+  log::info("rank {} of {} joined (local rank {}, store at {})", env.rank, env.world_size,
+            env.local_rank, where);
+  return std::shared_ptr<Distributed>(new Distributed(std::move(impl)));
+}
+
+void Distributed::average_gradients(const std::vector<at::Tensor>& params) {
+  torch::NoGradGuard no_grad;
+  // Which parameters have a gradient on some rank: a parameter no rank used keeps no gradient
+  // (so the optimizer skips it, as in one process); one used elsewhere gets the mean.
+  at::Tensor used = at::zeros({static_cast<std::int64_t>(params.size())}, at::kFloat);
+  for (std::size_t i = 0; i < params.size(); ++i)
+    if (params[i].grad().defined()) used[static_cast<std::int64_t>(i)] = 1;
+  impl_->collective("the gradient all-reduce", [&] {
+    std::vector<at::Tensor> t{used};
+    impl_->wait(impl_->group->allreduce(t));
+  });
+  std::vector<at::Tensor> grads;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    if (used[static_cast<std::int64_t>(i)].item<float>() == 0) continue;
+    at::Tensor p = params[i];
+    if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+    grads.push_back(p.grad());
+  }
+  // Buckets of one dtype, in reverse parameter order as DDP fills them (the last layers'
+  // gradients are ready first in a backward pass).
+  std::vector<std::vector<at::Tensor>> buckets;
+  std::size_t bytes = 0;
+  for (auto it = grads.rbegin(); it != grads.rend(); ++it) {
+    const std::size_t size = static_cast<std::size_t>(it->numel()) * it->element_size();
+    if (buckets.empty() || bytes + size > kBucketBytes ||
+        buckets.back().front().scalar_type() != it->scalar_type()) {
+      buckets.emplace_back();
+      bytes = 0;
+    }
+    buckets.back().push_back(*it);
+    bytes += size;
+  }
+  std::vector<at::Tensor> flats;
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  impl_->collective("the gradient all-reduce", [&] {
+    for (auto& bucket : buckets) {
+      std::vector<at::Tensor> pieces;
+      for (const at::Tensor& g : bucket) pieces.push_back(g.reshape({-1}));
+      flats.push_back(at::cat(pieces));
+      std::vector<at::Tensor> t{flats.back()};
+      works.push_back(impl_->group->allreduce(t));  // all buckets in flight at once
+    }
+    for (auto& w : works) impl_->wait(w);
+  });
+  const double scale = 1.0 / world_size();
+  for (std::size_t b = 0; b < buckets.size(); ++b) {
+    std::int64_t offset = 0;
+    for (at::Tensor& g : buckets[b]) {
+      const std::int64_t n = g.numel();
+      g.copy_(flats[b].narrow(0, offset, n).view(g.sizes()).mul_(scale));
+      offset += n;
+    }
+  }
+}
+
+void Distributed::broadcast_module(torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> tensors;
+  for (const at::Tensor& p : module.parameters()) tensors.push_back(p);
+  for (const at::Tensor& b : module.buffers()) tensors.push_back(b);
+  impl_->collective("broadcasting rank 0's weights", [&] {
+    for (at::Tensor& t : tensors) {
+      at::Tensor data = t.contiguous();
+      std::vector<at::Tensor> v{data};
+      impl_->wait(impl_->group->broadcast(v));
+      if (!data.is_same(t)) t.copy_(data);
+    }
+  });
+}
+
+double Distributed::mean(double value) {
+  at::Tensor t = at::zeros({1}, at::kDouble);
+  t[0] = value;
+  impl_->collective("averaging the loss", [&] {
+    std::vector<at::Tensor> v{t};
+    impl_->wait(impl_->group->allreduce(v));
+  });
+  return t[0].item<double>() / world_size();
+}
+
+// Rank 0's results and the ranks' states travel through Gloo, not the store: a collective
+// fails as soon as a peer's connection drops, where a store read would wait out the timeout.
+std::string Distributed::from_main(const std::string& value) {
+  return impl_->collective("sharing rank 0's evaluation", [&] {
+    at::Tensor size = at::zeros({1}, at::kLong);
+    if (is_main()) size[0] = static_cast<std::int64_t>(value.size());
+    std::vector<at::Tensor> v{size};
+    impl_->wait(impl_->group->broadcast(v));
+    at::Tensor bytes = at::zeros({size[0].item<std::int64_t>()}, at::kByte);
+    if (is_main()) std::memcpy(bytes.data_ptr(), value.data(), value.size());
+    std::vector<at::Tensor> b{bytes};
+    impl_->wait(impl_->group->broadcast(b));
+    return std::string(static_cast<const char*>(bytes.data_ptr()), bytes.numel());
+  });
+}
+
+std::vector<std::string> Distributed::gather_to_main(const std::string& value) {
+  return impl_->collective("gathering the ranks' states", [&] {
+    // All-gathers of equal shapes: the sizes first, then each value padded to the largest.
+    const auto world = static_cast<std::size_t>(world_size());
+    auto all_gather = [&](const at::Tensor& mine) {
+      std::vector<std::vector<at::Tensor>> out(1);
+      for (std::size_t r = 0; r < world; ++r) out[0].push_back(at::empty_like(mine));
+      std::vector<at::Tensor> in{mine};
+      impl_->wait(impl_->group->allgather(out, in));
+      return out[0];
+    };
+    at::Tensor size = at::zeros({1}, at::kLong);
+    size[0] = static_cast<std::int64_t>(value.size());
+    const std::vector<at::Tensor> sizes = all_gather(size);
+    std::int64_t largest = 0;
+    for (const at::Tensor& s : sizes) largest = std::max(largest, s[0].item<std::int64_t>());
+    at::Tensor bytes = at::zeros({largest}, at::kByte);
+    std::memcpy(bytes.data_ptr(), value.data(), value.size());
+    const std::vector<at::Tensor> values = all_gather(bytes);
+    std::vector<std::string> out;
+    if (!is_main()) return out;
+    for (std::size_t r = 0; r < world; ++r)
+      out.emplace_back(static_cast<const char*>(values[r].data_ptr()),
+                       static_cast<std::size_t>(sizes[r][0].item<std::int64_t>()));
+    return out;
+  });
+}
+
+void Distributed::barrier() {
+  impl_->collective("the barrier", [&] { impl_->wait(impl_->group->barrier()); });
+}
+
+}  // namespace ms::trainer

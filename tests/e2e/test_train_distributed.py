@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Data-parallel `ms train` over c10d Gloo on 127.0.0.1: `--nproc 2`, the real torchrun
+(`/usr/bin/python3 -m torch.distributed.run --no_python`, through tools/torchrun.py), and workers started by hand with
+torchrun's variables.
+
+- 2 ranks with batch B reach the weights of 1 rank with batch 2B (dropout off; SGD with momentum;
+  tolerance 1e-6, float32 sums in another order) and log the same losses;
+- only rank 0 writes (one log file, one event file), and `--resume` after both ranks are killed
+  gives bitwise the weights of an uninterrupted 2-rank run (dropout on: each rank's RNG state is
+  in the checkpoint);
+- a killed rank makes the other exit 5 naming the failed collective (no hang: Gloo's connection
+  drops), `--nproc` passes the failure on (128 + signal); an unreachable master is exit 5 after
+  MS_DIST_TIMEOUT; malformed variables are exit 2 naming them.
+"""
+import csv
+import glob
+import json
+import os
+import shutil
+import struct
+import subprocess
+import unittest
+
+from harness import MS_BIN, SOURCE_DIR, TEST_HOOKS, TorchTestCase, free_port, run_ms, torch_python
+
+# torchrun itself (tools/torchrun.py mends Debian's 1.13 parser for Python 3.11).
+TORCHRUN = os.path.join(SOURCE_DIR, "tests", "e2e", "tools", "torchrun.py")
+TINY_CLS = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny", "cls")
+POSITIVE = ["good movie", "very good movie", "the movie is good", "good good movie",
+            "a very good movie", "is good", "good", "very good"]
+NEGATIVE = ["bad movie", "very bad movie", "the movie is bad", "bad bad movie",
+            "a very bad movie", "is bad", "bad", "very bad"]
+
+
+def recipe(batch, epochs=3, hooks=None):
+    return {
+        "task": "text-classification",
+        "preprocessor": {"max_length": 16},
+        "train": {
+            "max_epochs": epochs,
+            "dataloader": {"batch_size_per_gpu": batch, "shuffle": True},
+            "optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9},
+            "hooks": hooks or [{"type": "CheckpointHook", "interval": 1},
+                               {"type": "EvaluationHook", "interval": 1},
+                               {"type": "TextLoggerHook", "interval": 1},
+                               {"type": "TensorboardHook", "interval": 1}],
+        },
+        "evaluation": {"dataloader": {"batch_size_per_gpu": 8}, "metrics": ["seq-cls-metric"]},
+    }
+
+
+def safetensors(path):
+    """name -> (shape, raw bytes) of a safetensors file (standard library only)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    return {k: (v["shape"], data[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]])
+            for k, v in header.items() if k != "__metadata__"}
+
+
+def max_abs_diff(a, b):
+    worst = 0.0
+    for name, (shape, raw) in a.items():
+        other = b[name][1]
+        count = len(raw) // 4
+        xs, ys = struct.unpack(f"<{count}f", raw), struct.unpack(f"<{count}f", other)
+        worst = max([worst] + [abs(x - y) for x, y in zip(xs, ys)])
+    return worst
+
+
+def train_losses(work_dir):
+    (log,) = glob.glob(os.path.join(work_dir, "*.log.json"))
+    with open(log) as f:
+        return [json.loads(l)["loss"] for l in f if '"mode": "train"' in l]
+
+
+class DistributedTrainTest(TorchTestCase):
+    def setUp(self):
+        super().setUp()
+        rows = [(t, "positive") for t in POSITIVE] + [(t, "negative") for t in NEGATIVE]
+        for name, data in (("train.csv", rows * 2), ("test.csv", rows)):
+            with open(self.path(name), "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["text", "label"])
+                w.writerows(data)
+        # The tiny classifier without dropout: one rank and two then compute the same thing.
+        shutil.copytree(TINY_CLS, self.path("nodrop"))
+        with open(self.path("nodrop", "config.json")) as f:
+            config = json.load(f)
+        config["hidden_dropout_prob"] = config["attention_probs_dropout_prob"] = 0.0
+        with open(self.path("nodrop", "config.json"), "w") as f:
+            json.dump(config, f)
+        for batch in (4, 8):
+            self.write(f"r{batch}.json", json.dumps(recipe(batch)))
+
+    def args(self, config, work, model=None):
+        return ["train", "--model", model or self.path("nodrop"), "--config", self.path(config),
+                "--dataset", "csv:" + self.path("train.csv"), "--eval-dataset",
+                "csv:" + self.path("test.csv"), "--work-dir", self.path(work), "--threads", "1",
+                "--json"]
+
+    def worker_env(self, rank, port, **extra):
+        env = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+               "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        env.update(extra)
+        return env
+
+    def start_worker(self, rank, port, args, **extra):
+        env = dict(os.environ)
+        env.update(self.worker_env(rank, port, **extra))
+        return subprocess.Popen([MS_BIN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)
+
+    def test_two_ranks_match_one_rank_with_twice_the_batch(self):
+        one = run_ms(*self.args("r8.json", "one"))
+        self.assertExit(one, 0)
+        two = run_ms(*self.args("r4.json", "two"), "--nproc", "2")
+        self.assertExit(two, 0)
+        s1, s2 = json.loads(one.stdout), json.loads(two.stdout)  # rank 0 alone prints
+        self.assertEqual((s2["world_size"], s2["iters"]), (2, s1["iters"]))
+        self.assertEqual(s2["metrics"], s1["metrics"])
+        diff = max_abs_diff(safetensors(self.path("one", "output", "model.safetensors")),
+                            safetensors(self.path("two", "output", "model.safetensors")))
+        self.assertLess(diff, 1e-6)
+        for a, b in zip(train_losses(self.path("one")), train_losses(self.path("two"))):
+            self.assertAlmostEqual(a, b, delta=1e-5)
+        # Rank 0 alone wrote the logs and the event file.
+        self.assertEqual(len(glob.glob(self.path("two", "*.log.json"))), 1)
+        self.assertEqual(len(glob.glob(self.path("two", "tensorboard_output", "events.*"))), 1)
+
+    @unittest.skipUnless(os.path.exists("/usr/bin/python3") and
+                         torch_python(("torch.distributed.run",)) is not None,
+                         "needs Python torch's torchrun (Debian's python3-torch)")
+    def test_under_the_real_torchrun_as_under_nproc(self):
+        nproc = run_ms(*self.args("r4.json", "nproc"), "--nproc", "2")
+        self.assertExit(nproc, 0)
+        torchrun = subprocess.run(
+            [torch_python(("torch.distributed.run",)), TORCHRUN,
+             "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+             "--master_port", str(free_port()), "--no_python", MS_BIN,
+             *self.args("r4.json", "torchrun")],
+            capture_output=True, text=True, timeout=600)
+        self.assertEqual(torchrun.returncode, 0, torchrun.stderr)
+        self.assertEqual(safetensors(self.path("nproc", "output", "model.safetensors")),
+                         safetensors(self.path("torchrun", "output", "model.safetensors")))
+        # ms eval under torchrun: rank 0 prints the single-process figure, once.
+        evaluated = subprocess.run(
+            [torch_python(("torch.distributed.run",)), TORCHRUN,
+             "--nproc_per_node", "2", "--master_port", str(free_port()), "--no_python", MS_BIN,
+             "eval", "--model", self.path("torchrun", "output"), "--dataset",
+             "csv:" + self.path("test.csv"), "--json"], capture_output=True, text=True,
+            timeout=600)
+        self.assertEqual(evaluated.returncode, 0, evaluated.stderr)
+        alone = run_ms("eval", "--model", self.path("torchrun", "output"), "--dataset",
+                       "csv:" + self.path("test.csv"), "--json")
+        self.assertEqual(evaluated.stdout.strip().splitlines(), [alone.stdout.strip()])
+
+    @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
+    def test_resume_after_both_ranks_are_killed_is_bitwise_exact(self):
+        # Dropout on, checkpoints every 3 iterations: the kill after iteration 7 resumes from
+        # iter_6, mid-epoch.
+        self.write("resume.json", json.dumps(recipe(4, epochs=3, hooks=[
+            {"type": "CheckpointHook", "by_epoch": False, "interval": 3},
+            {"type": "EvaluationHook", "interval": 1}])))
+        whole = run_ms(*self.args("resume.json", "whole", TINY_CLS), "--nproc", "2")
+        self.assertExit(whole, 0)
+        killed = run_ms(*self.args("resume.json", "cut", TINY_CLS), "--nproc", "2",
+                        env={"MS_TEST_KILL_AFTER_ITER": "7"})
+        self.assertEqual(killed.returncode, 128 + 9, killed.stderr)
+        resumed = run_ms(*self.args("resume.json", "cut", TINY_CLS), "--nproc", "2", "--resume")
+        self.assertExit(resumed, 0)
+        self.assertEqual(json.loads(resumed.stdout)["resumed_from"], self.path("cut", "iter_6"))
+        self.assertEqual(safetensors(self.path("whole", "output", "model.safetensors")),
+                         safetensors(self.path("cut", "output", "model.safetensors")))
+
+    @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
+    def test_a_killed_rank_stops_the_other_with_a_clear_error(self):
+        self.write("long.json", json.dumps(recipe(4, epochs=1000)))
+        port = free_port()
+        args = self.args("long.json", "work")
+        # Iteration 6 is mid-epoch (a gradient all-reduce is next), 8 ends an epoch (rank 0
+        # evaluates and checkpoints next).
+        for after in ("6", "8"):
+            with self.subTest(killed_after=after):
+                kill = {"MS_TEST_KILL_AFTER_ITER": after, "MS_TEST_KILL_RANK": "1"}
+                rank0 = self.start_worker(0, port, args, **kill)
+                rank1 = self.start_worker(1, port, args, **kill)
+                _, err1 = rank1.communicate(timeout=600)
+                self.assertEqual(rank1.returncode, -9, err1)
+                _, err0 = rank0.communicate(timeout=600)  # a hang fails here, not a clock
+                self.assertEqual(rank0.returncode, 5, err0)
+                self.assertIn("ms: error: rank 0 of 2:", err0)
+                self.assertIn("another worker stopped", err0)
+                port = free_port()
+        # The launcher passes the failure on and names the worker.
+        launched = run_ms(*args, "--nproc", "2",
+                          env={"MS_TEST_KILL_AFTER_ITER": "6", "MS_TEST_KILL_RANK": "1"})
+        self.assertEqual(launched.returncode, 128 + 9, launched.stderr)
+        self.assertIn("worker 1 of 2 was killed by signal 9", launched.stderr)
+
+    def test_unreachable_master_and_bad_variables(self):
+        port = free_port()  # nobody listens there
+        alone = run_ms(*self.args("r4.json", "work"),
+                       env=self.worker_env(1, port, MS_DIST_TIMEOUT="2"))
+        self.assertExit(alone, 5)
+        self.assertIn(f"127.0.0.1:{port}", alone.stderr)
+        self.assertIn("MASTER_ADDR", alone.stderr)
+        for bad, name in (({"RANK": "2"}, "RANK=2"), ({"MASTER_PORT": "70000"}, "MASTER_PORT"),
+                          ({"WORLD_SIZE": "two"}, "WORLD_SIZE"),
+                          ({"MS_DIST_TIMEOUT": "0"}, "MS_DIST_TIMEOUT")):
+            with self.subTest(bad=bad):
+                env = self.worker_env(0, port)
+                env.update(bad)
+                result = run_ms(*self.args("r4.json", "work"), env=env)
+                self.assertExit(result, 2)
+                self.assertIn(name, result.stderr)
+        nested = run_ms(*self.args("r4.json", "work"), "--nproc", "2",
+                        env=self.worker_env(0, port))
+        self.assertExit(nested, 2)
+        self.assertIn("WORLD_SIZE", nested.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
