@@ -466,7 +466,10 @@ class FillMaskPipeline final : public BertTextPipeline {
     if (keep.empty()) return results;
     c10::InferenceMode guard;
     models::TensorMap inputs = collate(kept, tokenizer_->pad_id(), device_);
-    const at::Tensor where = inputs.at("input_ids").eq(tokenizer_->mask_id()).nonzero().cpu();
+    // [masks, 2] rows of (item, position), read below through data_ptr: nonzero() returns a
+    // column-major view, which would read (item, item) pairs once there is more than one mask.
+    const at::Tensor where =
+        inputs.at("input_ids").eq(tokenizer_->mask_id()).nonzero().cpu().contiguous();
     // Only the masked positions are scored: flat indices into [batch * tokens].
     inputs["logits_positions"] =
         where.select(1, 0) * inputs.at("input_ids").size(1) + where.select(1, 1);
