@@ -227,6 +227,18 @@ class HeadsTest(TorchTestCase):
                     for x, y in zip(pa, pb):
                         self.assertLess(abs(x["score"] - y["score"]), 1e-5)
 
+    def test_roberta_long_text_is_truncated(self):
+        # RoBERTa numbers positions from pad_token_id + 1 (0 + 1 in this fixture): of its 72
+        # positions a text can use 71 tokens ([CLS], 69 words, [SEP]), as transformers'
+        # RobertaModel takes, and a longer text is cut there rather than refused.
+        words = ["cat", "dog", "the"] * 40
+        got = self.infer("roberta", "--input", " ".join(words), " ".join(words[:69]),
+                         " ".join(words[:68]))
+        def gap(a, b):
+            return max(abs(x - y) for x, y in zip(a["text_embedding"], b["text_embedding"]))
+        self.assertLess(gap(got[0], got[1]), 1e-5)  # padding in the batch: float rounding only
+        self.assertGreater(gap(got[1], got[2]), 1e-3)
+
     def check_embeddings(self, name):
         ref = expected(name)
         got = self.infer(name, "--input", *ref["texts"], "-b", "4")

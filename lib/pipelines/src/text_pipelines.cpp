@@ -68,9 +68,12 @@ class BertTextPipeline : public infer::Pipeline {
     model_ =
         models::load_pretrained(model_spec(model, task_, type.empty() ? "bert" : type), device_);
     tokenizer_ = std::make_unique<text::BertTokenizer>(text::BertTokenizer::from_dir(model.dir));
-    // config.json has been checked by the model: max_position_embeddings is a positive integer.
-    std::size_t max_len = std::min<std::size_t>(tokenizer_->options().model_max_length,
-                                                hf->value("max_position_embeddings", 512));
+    // The model's position embeddings bound the input: RoBERTa-style models take
+    // max_position_embeddings less pad_token_id + 1 (config.json has been checked by the model).
+    const int64_t positions =
+        model_->max_tokens().value_or(hf->value("max_position_embeddings", 512));
+    std::size_t max_len = std::min(tokenizer_->options().model_max_length,
+                                   static_cast<std::size_t>(std::max<int64_t>(positions, 0)));
     if (auto st = read_json_file(model.dir / "sentence_bert_config.json")) {
       if (st->contains("max_seq_length") && (*st)["max_seq_length"].is_number_unsigned()) {
         max_len = (*st)["max_seq_length"].get<std::size_t>();
