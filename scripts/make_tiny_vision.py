@@ -28,13 +28,14 @@ MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
 def load(path):
-    return TF.to_tensor(Image.open(path).convert("RGB"))  # [3, H, W] in [0, 1]
+    return Image.open(path).convert("RGB")
 
 
-def preprocess(x, resize, crop):
-    x = TF.resize(x, resize, interpolation=TF.InterpolationMode.BILINEAR, antialias=False)
-    x = TF.center_crop(x, crop)
-    return TF.normalize(x, MEAN, STD)
+def preprocess(img, resize, crop):
+    # As ModelScope's pipelines do: torchvision's transforms on the PIL image, so that Resize is
+    # PIL's antialiased bilinear filter on 8-bit pixels.
+    img = TF.center_crop(TF.resize(img, resize, interpolation=TF.InterpolationMode.BILINEAR), crop)
+    return TF.normalize(TF.to_tensor(img), MEAN, STD)
 
 
 def expected(model, images, resize, crop, k=5):

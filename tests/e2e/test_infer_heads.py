@@ -195,6 +195,50 @@ class HeadsTest(TorchTestCase):
         r = run_ms("infer", "-m", os.path.join(TINY, "mlm"), "--input", "no mask here")
         self.assertIn("no [MASK]", lines(r.stdout)[0]["error"]["message"])
 
+    def test_fill_mask_several_masks(self):
+        # Each mask gets its own top-k list and its own slot in the filled text, whatever the
+        # batch holds: masks apart, masks at the end, one or several items per batch.
+        ref = expected("mlm")
+        two = ref["items"][2]
+        self.assertEqual(two["text"], "[MASK] is a [MASK] movie")
+        texts = [it["text"] for it in ref["items"]] + ["a [MASK] b [MASK]", "the [MASK] sat [MASK]"]
+        for batch in ("1", "2", "5"):
+            got = self.infer("mlm", "--input", *texts, "-b", batch)
+            self.assertEqual(len(got), len(texts))
+            for want, out in zip(ref["items"], got):
+                self.assertEqual([[p["token"] for p in preds] for preds in out["predictions"]],
+                                 want["tokens"], (batch, want["text"]))
+                for preds, scores in zip(out["predictions"], want["scores"]):
+                    for p, s in zip(preds, scores):
+                        self.assertLess(abs(p["score"] - s), TOL)
+            self.assertEqual(got[2]["text"], "{} is a {} movie".format(*[t[0] for t in two["tokens"]]))
+            for out, words in zip(got[3:], (["a", None, "b", None], ["the", None, "sat", None])):
+                self.assertEqual(len(out["predictions"]), 2, out)
+                self.assertTrue(all(len(preds) == 5 for preds in out["predictions"]), out)
+                tops = iter(preds[0]["token"] for preds in out["predictions"])
+                self.assertEqual(out["text"], " ".join(w if w else next(tops) for w in words))
+            if batch == "1":
+                first = got[3:]
+                continue
+            for a, b in zip(got[3:], first):  # padding changes scores by float rounding only
+                self.assertEqual(a["text"], b["text"])
+                for pa, pb in zip(a["predictions"], b["predictions"]):
+                    self.assertEqual([p["token"] for p in pa], [p["token"] for p in pb])
+                    for x, y in zip(pa, pb):
+                        self.assertLess(abs(x["score"] - y["score"]), 1e-5)
+
+    def test_roberta_long_text_is_truncated(self):
+        # RoBERTa numbers positions from pad_token_id + 1 (0 + 1 in this fixture): of its 72
+        # positions a text can use 71 tokens ([CLS], 69 words, [SEP]), as transformers'
+        # RobertaModel takes, and a longer text is cut there rather than refused.
+        words = ["cat", "dog", "the"] * 40
+        got = self.infer("roberta", "--input", " ".join(words), " ".join(words[:69]),
+                         " ".join(words[:68]))
+        def gap(a, b):
+            return max(abs(x - y) for x, y in zip(a["text_embedding"], b["text_embedding"]))
+        self.assertLess(gap(got[0], got[1]), 1e-5)  # padding in the batch: float rounding only
+        self.assertGreater(gap(got[1], got[2]), 1e-3)
+
     def check_embeddings(self, name):
         ref = expected(name)
         got = self.infer(name, "--input", *ref["texts"], "-b", "4")

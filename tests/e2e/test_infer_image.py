@@ -106,6 +106,63 @@ class ImageTest(TorchTestCase):
     def test_resnet50(self):
         self.resnet(50)
 
+    def test_pixels_match_torchvision_on_pil_images(self):
+        # ModelScope runs the configuration.json transforms through torchvision on PIL images:
+        # Resize is PIL's antialiased bilinear filter on 8-bit pixels, CenterCrop rounds its
+        # offset as Python's round() does. An identity network (flatten, all values as scores)
+        # shows ms's pixels for noisy non-square PNGs shrunk, enlarged and cropped with an odd
+        # surplus (102x100 -> 73x72: 9 columns, offset 4 not 5).
+        py = torch_python(("torch", "torchvision", "PIL", "numpy"))
+        if py is None:
+            self.skipTest("no Python with torch + torchvision + PIL (apt-get install python3-torchvision python3-pil)")
+        resize, crop = 72, 64
+        sizes = ["131x77", "300x201", "45x67", "102x100", "100x102", "512x384"]
+        script = f"""
+import json, sys
+import numpy as np, torch, torchvision.transforms as T
+from PIL import Image
+out = sys.argv[1]
+class Flat(torch.nn.Module):
+    def forward(self, x):
+        return x.flatten(1)
+torch.jit.trace(Flat(), torch.zeros(1, 3, {crop}, {crop})).save(out + "/model/model.pt")
+mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+tf = T.Compose([T.Resize({resize}), T.CenterCrop({crop}), T.ToTensor(), T.Normalize(mean, std)])
+rng = np.random.default_rng(1)
+ref = {{}}
+for size in {sizes!r}:
+    w, h = map(int, size.split("x"))
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(f"{{out}}/imgs/{{size}}.png")
+    ref[size + ".png"] = tf(Image.open(f"{{out}}/imgs/{{size}}.png").convert("RGB")).flatten().tolist()
+json.dump(ref, open(out + "/ref.json", "w"))
+"""
+        os.makedirs(self.path("model"))
+        os.makedirs(self.path("imgs"))
+        n = 3 * crop * crop
+        with open(self.path("model", "configuration.json"), "w") as f:
+            json.dump({"framework": "pytorch", "task": "image-classification",
+                       "model": {"type": "torchscript", "file": "model.pt"},
+                       "pipeline": {"top_k": n, "softmax": False},
+                       "preprocessor": {"val": [
+                           {"type": "Resize", "size": resize}, {"type": "CenterCrop", "size": crop},
+                           {"type": "ToTensor"},
+                           {"type": "Normalize", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}]}}, f)
+        r = subprocess.run([py, "-c", script, self.tmp], capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(self.path("ref.json")) as f:
+            ref = json.load(f)
+        r = run_ms("infer", "-m", self.path("model"), "--input-dir", self.path("imgs"), "--device", DEVICE, timeout=300)
+        self.assertExit(r, 0)
+        got = {g["id"]: g for g in lines(r.stdout)}
+        self.assertEqual(sorted(got), sorted(ref))
+        for name, want in ref.items():
+            have = [0.0] * n
+            for score, label in zip(got[name]["scores"], got[name]["labels"]):
+                have[int(label.split("_")[1])] = score
+            # One grey level is 1/255/std > 0.017 here: 1e-4 allows float rounding only.
+            worst = max(abs(a - b) for a, b in zip(have, want))
+            self.assertLess(worst, 1e-4, name)
+
     def test_text_input_to_an_image_model(self):
         r = run_ms("infer", "-m", os.path.join(VISION, "small-cnn"), "--input", "not an image")
         self.assertExit(r, 0)

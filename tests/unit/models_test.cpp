@@ -13,6 +13,7 @@
 
 #include "catch.h"
 #include "ms/core/error.h"
+#include "ms/models/bert.h"
 #include "ms/models/model.h"
 
 namespace {
@@ -259,6 +260,37 @@ TEST_CASE("a RoBERTa classifier checkpoint with a pooler loads", "[models]") {
   copy->load_state_dict(checkpoint, "roberta.safetensors");
   CHECK(names(*copy).count("roberta.pooler.dense.weight") == 1);
   CHECK(names(*copy).count("classifier.out_proj.weight") == 1);
+}
+
+TEST_CASE("text models take max_tokens tokens: RoBERTa's positions start after the pad id",
+          "[models]") {
+  // roberta-base: 514 positions, pad_token_id 1, so 512 tokens (transformers' model_max_length).
+  const auto roberta_base = ms::models::BertConfig::from_json(
+      {{"model_type", "roberta"}, {"max_position_embeddings", 514}, {"pad_token_id", 1}},
+      "config.json");
+  CHECK(roberta_base.max_tokens() == 512);
+  for (const std::string type : {"bert", "roberta"}) {
+    TinyBertDir dir(type);  // 40 positions, pad_token_id 0
+    const int64_t limit = type == "roberta" ? 39 : 40;
+    for (const char* task : {"text-classification", "fill-mask", "sentence-embedding"}) {
+      INFO(type << " " << task);
+      auto model = ms::models::build_model(spec_for(task, type, dir.path));
+      model->eval();
+      REQUIRE(model->max_tokens() == limit);
+      c10::InferenceMode guard;
+      for (const int64_t tokens : {limit, limit + 1}) {
+        TensorMap batch;
+        batch["input_ids"] = at::randint(1, 50, {2, tokens}, at::kLong);
+        batch["attention_mask"] = at::ones({2, tokens}, at::kLong);
+        batch["token_type_ids"] = at::zeros({2, tokens}, at::kLong);
+        if (tokens == limit) {
+          CHECK_NOTHROW(model->forward(batch));
+        } else {
+          CHECK_THROWS_AS(model->forward(batch), ms::Error);
+        }
+      }
+    }
+  }
 }
 
 TEST_CASE("the fused inference path follows a checkpoint load", "[models]") {

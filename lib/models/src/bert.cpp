@@ -433,9 +433,9 @@ at::Tensor BertEncoder::forward(const at::Tensor& input_ids, const at::Tensor& t
            fmt::join(input_ids.sizes(), "x"), fmt::join(token_type_ids.sizes(), "x"),
            fmt::join(attention_mask.sizes(), "x"));
   const int64_t t = input_ids.size(1);
-  MS_CHECK(t <= c.max_position_embeddings - (c.roberta_positions ? c.pad_token_id + 1 : 0),
-           ErrorCode::kUsage, "input of {} tokens is longer than the model's {} positions", t,
-           c.max_position_embeddings);
+  MS_CHECK(t <= c.max_tokens(), ErrorCode::kUsage,
+           "input of {} tokens is longer than the {} the model's {} positions take", t,
+           c.max_tokens(), c.max_position_embeddings);
   at::Tensor positions;
   if (c.roberta_positions) {
     const at::Tensor not_pad = input_ids.ne(c.pad_token_id).to(at::kLong);

@@ -96,6 +96,7 @@ class BertTaskModel : public torch::nn::Module, public Model {
 
   const std::string& task() const override { return task_; }
   torch::nn::Module& module() override { return *this; }
+  std::optional<int64_t> max_tokens() const override { return config_.max_tokens(); }
 
  protected:
   // Whether a checkpoint key outside the encoder is this head's.

@@ -280,6 +280,7 @@ class SentenceEmbedding final : public BertEncoder, public Model {
   }
 
   const std::string& task() const override { return task_; }
+  std::optional<int64_t> max_tokens() const override { return config().max_tokens(); }
   torch::nn::Module& module() override { return *this; }
 
   TensorMap complete_checkpoint(const TensorMap& main) const override {

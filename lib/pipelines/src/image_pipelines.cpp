@@ -87,28 +87,74 @@ std::vector<Transform> parse_transforms(const Config& config) {
   return out;
 }
 
-// torchvision semantics on tensors (bilinear, antialias off).
-at::Tensor apply_transforms(const std::vector<Transform>& transforms, at::Tensor x) {
-  for (const Transform& t : transforms) {
+namespace {
+
+// The output size of a Resize: [h, w] as given, or (w == 0) the shorter side to h and the longer
+// one int(h * long / short), truncated as torchvision computes it.
+std::pair<int64_t, int64_t> resized_size(const Transform& t, int64_t h, int64_t w) {
+  if (t.w != 0) return {t.h, t.w};
+  if (h <= w) return {t.h, static_cast<int64_t>(static_cast<double>(t.h) * w / h)};
+  return {static_cast<int64_t>(static_cast<double>(t.h) * h / w), t.h};
+}
+
+// torchvision's crop offset int(round(d / 2.0)): Python rounds halves to the even neighbour, so
+// a surplus of 5 pixels starts the crop at 2, not 3.
+int64_t crop_offset(int64_t surplus) {
+  const int64_t half = surplus / 2;
+  return surplus % 2 != 0 && half % 2 != 0 ? half + 1 : half;
+}
+
+void check_crop(const Transform& t, int64_t h, int64_t w) {
+  MS_CHECK(h >= t.h && w >= t.w, ErrorCode::kUsage, "image of {}x{} is smaller than the {}x{} crop",
+           h, w, t.h, t.w);
+}
+
+data::Image center_crop(const data::Image& in, const Transform& t) {
+  check_crop(t, in.height, in.width);
+  const auto top = static_cast<std::size_t>(crop_offset(in.height - t.h));
+  const auto left = static_cast<std::size_t>(crop_offset(in.width - t.w));
+  data::Image out;
+  out.height = static_cast<int>(t.h);
+  out.width = static_cast<int>(t.w);
+  out.channels = in.channels;
+  const std::size_t row = static_cast<std::size_t>(out.width) * in.channels;
+  out.pixels.resize(row * out.height);
+  for (std::size_t y = 0; y < static_cast<std::size_t>(out.height); ++y) {
+    const std::uint8_t* src =
+        &in.pixels[((top + y) * static_cast<std::size_t>(in.width) + left) * in.channels];
+    std::copy(src, src + row, &out.pixels[y * row]);
+  }
+  return out;
+}
+
+}  // namespace
+
+at::Tensor apply_transforms(const std::vector<Transform>& transforms, const data::Image& image) {
+  // Up to the first Normalize the image is what torchvision gets from PIL: 8-bit pixels.
+  std::size_t i = 0;
+  data::Image pixels;
+  const data::Image* current = &image;
+  for (; i < transforms.size() && transforms[i].type != "Normalize"; ++i) {
+    const Transform& t = transforms[i];
+    if (t.type == "Resize") {
+      const auto [nh, nw] = resized_size(t, current->height, current->width);
+      pixels = data::resize_bilinear(*current, static_cast<int>(nh), static_cast<int>(nw));
+    } else {
+      pixels = center_crop(*current, t);
+    }
+    current = &pixels;
+  }
+  at::Tensor x =
+      tensor::image_to_tensor(current->pixels.data(), current->height, current->width, 3);
+  for (; i < transforms.size(); ++i) {
+    const Transform& t = transforms[i];
     const int64_t h = x.size(1), w = x.size(2);
     if (t.type == "Resize") {
-      int64_t nh = t.h, nw = t.w;
-      if (t.w == 0) {  // shorter side to t.h, the other keeps the aspect ratio (truncated)
-        if (h <= w) {
-          nh = t.h;
-          nw = static_cast<int64_t>(static_cast<double>(t.h) * w / h);
-        } else {
-          nw = t.h;
-          nh = static_cast<int64_t>(static_cast<double>(t.h) * h / w);
-        }
-      }
+      const auto [nh, nw] = resized_size(t, h, w);
       x = at::upsample_bilinear2d(x.unsqueeze(0), {nh, nw}, false).squeeze(0);
     } else if (t.type == "CenterCrop") {
-      MS_CHECK(h >= t.h && w >= t.w, ErrorCode::kUsage,
-               "image of {}x{} is smaller than the {}x{} crop", h, w, t.h, t.w);
-      const auto top = static_cast<int64_t>(std::round((h - t.h) / 2.0));
-      const auto left = static_cast<int64_t>(std::round((w - t.w) / 2.0));
-      x = x.narrow(1, top, t.h).narrow(2, left, t.w);
+      check_crop(t, h, w);
+      x = x.narrow(1, crop_offset(h - t.h), t.h).narrow(2, crop_offset(w - t.w), t.w);
     } else if (t.type == "Normalize") {
       const at::Tensor mean =
           at::tensor(std::vector<float>(t.mean.begin(), t.mean.end())).view({3, 1, 1});
@@ -162,9 +208,8 @@ class ImageClassificationPipeline final : public infer::Pipeline {
       try {
         MS_CHECK(!batch[i]->path.empty(), ErrorCode::kUsage,
                  "image-classification needs image files (--input-dir, or a path column/field)");
-        const data::Image img = data::read_image(batch[i]->path.string(), 3);
-        const at::Tensor x = apply_transforms(
-            transforms_, tensor::image_to_tensor(img.pixels.data(), img.height, img.width, 3));
+        const at::Tensor x =
+            apply_transforms(transforms_, data::read_image(batch[i]->path.string(), 3));
         groups[x.sizes().vec()].emplace_back(i, x);
       } catch (const Error& e) {
         results[i].error = e;

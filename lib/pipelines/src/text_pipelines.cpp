@@ -68,9 +68,12 @@ class BertTextPipeline : public infer::Pipeline {
     model_ =
         models::load_pretrained(model_spec(model, task_, type.empty() ? "bert" : type), device_);
     tokenizer_ = std::make_unique<text::BertTokenizer>(text::BertTokenizer::from_dir(model.dir));
-    // config.json has been checked by the model: max_position_embeddings is a positive integer.
-    std::size_t max_len = std::min<std::size_t>(tokenizer_->options().model_max_length,
-                                                hf->value("max_position_embeddings", 512));
+    // The model's position embeddings bound the input: RoBERTa-style models take
+    // max_position_embeddings less pad_token_id + 1 (config.json has been checked by the model).
+    const int64_t positions =
+        model_->max_tokens().value_or(hf->value("max_position_embeddings", 512));
+    std::size_t max_len = std::min(tokenizer_->options().model_max_length,
+                                   static_cast<std::size_t>(std::max<int64_t>(positions, 0)));
     if (auto st = read_json_file(model.dir / "sentence_bert_config.json")) {
       if (st->contains("max_seq_length") && (*st)["max_seq_length"].is_number_unsigned()) {
         max_len = (*st)["max_seq_length"].get<std::size_t>();
@@ -466,7 +469,10 @@ class FillMaskPipeline final : public BertTextPipeline {
     if (keep.empty()) return results;
     c10::InferenceMode guard;
     models::TensorMap inputs = collate(kept, tokenizer_->pad_id(), device_);
-    const at::Tensor where = inputs.at("input_ids").eq(tokenizer_->mask_id()).nonzero().cpu();
+    // [masks, 2] rows of (item, position), read below through data_ptr: nonzero() returns a
+    // column-major view, which would read (item, item) pairs once there is more than one mask.
+    const at::Tensor where =
+        inputs.at("input_ids").eq(tokenizer_->mask_id()).nonzero().cpu().contiguous();
     // Only the masked positions are scored: flat indices into [batch * tokens].
     inputs["logits_positions"] =
         where.select(1, 0) * inputs.at("input_ids").size(1) + where.select(1, 1);

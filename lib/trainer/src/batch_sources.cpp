@@ -232,9 +232,7 @@ class ImageBatches final : public OrderedBatches {
     std::vector<at::Tensor> images;
     std::vector<std::int64_t> labels;
     for (std::size_t r : rows) {
-      const data::Image img = data::read_image(paths_[r], 3);
-      images.push_back(pipelines::apply_transforms(
-          transforms_, tensor::image_to_tensor(img.pixels.data(), img.height, img.width, 3)));
+      images.push_back(pipelines::apply_transforms(transforms_, data::read_image(paths_[r], 3)));
       labels.push_back(labels_[r]);
     }
     const auto shape = images.front().sizes();

@@ -37,6 +37,12 @@ struct BertConfig {
   /// RoBERTa numbers positions from pad_token_id + 1 and skips padding.
   bool roberta_positions = false;
 
+  /// The longest input in tokens the position embeddings take: max_position_embeddings, less the
+  /// pad_token_id + 1 positions RoBERTa-style models never use (514 - 2 = 512 for roberta-base).
+  int64_t max_tokens() const {
+    return max_position_embeddings - (roberta_positions ? pad_token_id + 1 : 0);
+  }
+
   /// Reads config.json's content; throws ms::Error(kConfig) naming `source` and the key for a
   /// missing or wrongly typed field, or an unsupported hidden_act / position_embedding_type.
   static BertConfig from_json(const Json& json, const std::string& source);

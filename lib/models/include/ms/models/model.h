@@ -54,6 +54,9 @@ class Model {
   /// The class count of a classification head (logits' last dimension); nullopt for models
   /// without one.
   virtual std::optional<int64_t> num_labels() const { return std::nullopt; }
+  /// The longest input in tokens the model takes (its position embeddings); nullopt for models
+  /// without such a limit. Text pipelines truncate to it.
+  virtual std::optional<int64_t> max_tokens() const { return std::nullopt; }
   /// The torch::nn module that owns the parameters (for optimizers, train/eval, devices).
   virtual torch::nn::Module& module() = 0;
   const torch::nn::Module& module() const { return const_cast<Model*>(this)->module(); }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "ms/config/config.h"
+#include "ms/data/image.h"
 
 namespace ms::pipelines {
 
@@ -25,7 +26,11 @@ struct Transform {
 /// name the file and the transform's index.
 std::vector<Transform> parse_transforms(const Config& config);
 
-/// Applies the transforms to one image tensor [3, H, W] in [0, 1].
-at::Tensor apply_transforms(const std::vector<Transform>& transforms, at::Tensor x);
+/// Applies the transforms to one decoded RGB image and returns the tensor [3, H, W] (in [0, 1]
+/// before a Normalize). As torchvision does to the PIL image ModelScope loads, the Resize and
+/// CenterCrop steps before the first Normalize work on the 8-bit pixels: Resize with PIL's
+/// antialiased bilinear filter (data::resize_bilinear), rounded to 8 bits. A Resize after a
+/// Normalize works on the tensor (bilinear without antialiasing, as torchvision does to tensors).
+at::Tensor apply_transforms(const std::vector<Transform>& transforms, const data::Image& image);
 
 }  // namespace ms::pipelines
