@@ -18,6 +18,8 @@ packages=(
   libcurl4-openssl-dev libssl-dev libsqlite3-dev zlib1g-dev
   libcpp-httplib-dev libzip-dev libturbojpeg0-dev libpng-dev
   libtorch-dev libopenblas0-openmp
+  # `ms export --format onnx` (MS_WITH_ONNX): ONNX's protobuf classes and checker.
+  libonnx-dev libprotobuf-dev
   python3 curl openssl
   # Test data (pinned by sha256 in scripts/make_dataset_fixtures.py) and dataset benchmarks:
   # libjpeg-turbo's tjbench, PIL + numpy + torch + pandas under /usr/bin/python3 as peers.

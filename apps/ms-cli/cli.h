@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "ms/infer/model_dir.h"
+
 namespace ms::cli {
 
 /// Options that every subcommand sees.
@@ -38,6 +40,7 @@ void add_dataset_command(CLI::App& app, const GlobalOptions& global);
 void add_infer_command(CLI::App& app, const GlobalOptions& global);
 void add_tokenize_command(CLI::App& app, const GlobalOptions& global);
 void add_train_command(CLI::App& app, const GlobalOptions& global);
+void add_export_command(CLI::App& app, const GlobalOptions& global);
 
 /// Splits repeated, comma-separated glob options ("a,b" "c" -> a, b, c).
 std::vector<std::string> split_patterns(const std::vector<std::string>& values);
@@ -49,6 +52,9 @@ std::optional<std::string> optional_string(const std::string& value);
 /// main() prints an error as {"error": {...}} on stdout too (a script then always gets JSON).
 void report_errors_as_json();
 bool errors_as_json();
+
+/// Adds --revision, --offline, --endpoint and --token for a model given as a hub id.
+void add_hub_options(CLI::App& command, infer::HubModelOptions& hub);
 
 /// Adds --threads to a subcommand that uses LibTorch.
 void add_threads_option(CLI::App& command, std::optional<int>& threads);
