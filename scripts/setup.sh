@@ -20,6 +20,8 @@ packages=(
   libtorch-dev libopenblas0-openmp
   # Gloo headers for data-parallel training (c10d ProcessGroupGloo.hpp includes them).
   libgloo-dev
+  # `ms export --format onnx` (MS_WITH_ONNX): ONNX's protobuf classes and checker.
+  libonnx-dev libprotobuf-dev
   python3 curl openssl
   # Test data (pinned by sha256 in scripts/make_dataset_fixtures.py) and dataset benchmarks:
   # libjpeg-turbo's tjbench, PIL + numpy + torch + pandas under /usr/bin/python3 as peers.

@@ -31,6 +31,11 @@
 # tokenizers, safetensors and huggingface-hub (config and file loading) are pinned at the versions
 # pip resolved with it and the test ran with.
 #
+# And build/venv-onnxruntime with onnxruntime (the newest release, 1.32.0, and what it needs,
+# pinned by version and sha256 in scripts/requirements-onnxruntime.txt), for
+# tests/e2e/test_export_onnx.py: onnxruntime runs the models of `ms export --format onnx` and must
+# give `ms infer`'s outputs.
+#
 #   bash scripts/setup_python_interop.sh
 #   MS_MODELSCOPE_VERSIONS="1.40.2" bash scripts/setup_python_interop.sh
 set -euo pipefail
@@ -86,6 +91,18 @@ from transformers import BertForSequenceClassification  # noqa: F401 (its torch 
 PY
 }
 
+onnxruntime_requirements="$root/scripts/requirements-onnxruntime.txt"
+onnxruntime_ready() {  # onnxruntime_ready VENV: the venv holds every pinned package at its version
+  "$1/bin/python" - "$onnxruntime_requirements" >/dev/null 2>&1 <<'PY'
+import importlib.metadata, re, sys
+for line in open(sys.argv[1]):
+    m = re.match(r"([A-Za-z0-9_.-]+)==([^ ]+)", line)
+    if m and importlib.metadata.version(m.group(1)) != m.group(2):
+        sys.exit(1)
+import onnxruntime  # noqa: F401 (it imports)
+PY
+}
+
 transformers_venv="$root/build/venv-transformers"
 # Checked before any venv is started, so that a missing prerequisite stops nothing half made. Debian
 # ships ensurepip (which venv needs for pip) in python3.11-venv, torch in python3-torch.
@@ -130,6 +147,16 @@ if ! transformers_ready "$transformers_venv"; then
   ) >"$transformers_venv.log" 2>&1 &
   pids+=("$!:venv-transformers")
 fi
+onnxruntime_venv="$root/build/venv-onnxruntime"
+if ! onnxruntime_ready "$onnxruntime_venv"; then
+  mkdir -p "$root/build"
+  (
+    "$python" -m venv --clear "$onnxruntime_venv"
+    "$onnxruntime_venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes \
+      -r "$onnxruntime_requirements"
+  ) >"$onnxruntime_venv.log" 2>&1 &
+  pids+=("$!:venv-onnxruntime")
+fi
 failed=0
 for entry in "${pids[@]}"; do
   pid="${entry%%:*}" venv="${entry#*:}"
@@ -154,3 +181,6 @@ transformers_ready "$transformers_venv" || {
   exit 1
 }
 echo "$transformers_pins in $transformers_venv"
+onnxruntime_ready "$onnxruntime_venv" ||
+  { echo "setup_python_interop.sh: $onnxruntime_venv lacks $onnxruntime_requirements's pins" >&2; exit 1; }
+echo "onnxruntime in $onnxruntime_venv"

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "ms/infer/model_dir.h"
+
 namespace ms::cli {
 
 /// Options that every subcommand sees.
@@ -38,6 +40,7 @@ void add_dataset_command(CLI::App& app, const GlobalOptions& global);
 void add_infer_command(CLI::App& app, const GlobalOptions& global);
 void add_tokenize_command(CLI::App& app, const GlobalOptions& global);
 void add_train_command(CLI::App& app, const GlobalOptions& global);
+void add_export_command(CLI::App& app, const GlobalOptions& global);
 
 /// Splits repeated, comma-separated glob options ("a,b" "c" -> a, b, c).
 std::vector<std::string> split_patterns(const std::vector<std::string>& values);
@@ -59,6 +62,8 @@ const std::vector<std::string>& program_args();
 struct ExitStatus {
   int code;
 };
+/// Adds --revision, --offline, --endpoint and --token for a model given as a hub id.
+void add_hub_options(CLI::App& command, infer::HubModelOptions& hub);
 
 /// Adds --threads to a subcommand that uses LibTorch.
 void add_threads_option(CLI::App& command, std::optional<int>& threads);

@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "ms/core/error.h"
 #include "ms/core/settings.h"
+#include "ms/infer/export.h"
 #include "ms/infer/torch_layer.h"
 #include "ms/core/version.h"
 #include "ms/data/archive.h"
@@ -41,6 +42,7 @@ void run_env(const EnvOptions& options) {
   components["zip"] = data::zip_supported();
   components["jpeg"] = data::jpeg_supported();
   components["png"] = data::png_supported();
+  components["onnx_export"] = infer::onnx_export_available();
   out["components"] = components;
 
   // LibTorch is loaded last so that everything above is reported even when it is missing.

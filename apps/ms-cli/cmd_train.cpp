@@ -28,15 +28,6 @@ struct EvalOptions {
   bool json = false;
 };
 
-void add_hub_options(CLI::App& cmd, infer::HubModelOptions& hub) {
-  cmd.add_option(
-      "--revision", hub.revision,
-      std::string("Hub model ids: branch or tag (default ") + hub::kDefaultRevision + ")");
-  cmd.add_flag("--offline", hub.offline, "Hub model ids: use the cache only, no network");
-  cmd.add_option("--endpoint", hub.endpoint, "Hub model ids: the hub URL");
-  cmd.add_option("--token", hub.token, "Hub model ids: access token");
-}
-
 Json summary_json(const infer::TrainSummary& s) {
   Json out = Json::object();
   out["work_dir"] = s.work_dir.string();

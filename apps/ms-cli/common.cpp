@@ -1,5 +1,7 @@
 #include "cli.h"
 
+#include "ms/hub/repo_id.h"
+
 namespace ms::cli {
 
 namespace {
@@ -12,6 +14,15 @@ const std::vector<std::string>& program_args() { return args; }
 
 void report_errors_as_json() { json_errors = true; }
 bool errors_as_json() { return json_errors; }
+
+void add_hub_options(CLI::App& cmd, infer::HubModelOptions& hub) {
+  cmd.add_option(
+      "--revision", hub.revision,
+      std::string("Hub model ids: branch or tag (default ") + hub::kDefaultRevision + ")");
+  cmd.add_flag("--offline", hub.offline, "Hub model ids: use the cache only, no network");
+  cmd.add_option("--endpoint", hub.endpoint, "Hub model ids: the hub URL");
+  cmd.add_option("--token", hub.token, "Hub model ids: access token");
+}
 
 void add_threads_option(CLI::App& command, std::optional<int>& threads) {
   command

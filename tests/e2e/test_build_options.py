@@ -45,6 +45,8 @@ class BuildOptionsTest(MsTestCase):
              NO_PKG_CONFIG),
             ("MS_WITH_TORCH", "libtorch-dev", ["-DMS_WITH_TORCH=ON", "-DCMAKE_DISABLE_FIND_PACKAGE_Torch=ON"],
              None),
+            ("MS_WITH_ONNX", "libonnx-dev", ["-DMS_WITH_TORCH=ON", "-DCMAKE_DISABLE_FIND_PACKAGE_ONNX=ON"],
+             None),
             # libFuzzer needs clang: with gcc the message names the packages that bring it.
             ("MS_FUZZ", "libclang-rt-14-dev",
              ["-DMS_FUZZ=ON", "-DCMAKE_C_COMPILER=gcc", "-DCMAKE_CXX_COMPILER=g++"], None),

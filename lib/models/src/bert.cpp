@@ -351,6 +351,22 @@ BertConfig BertConfig::from_json(const Json& j, const std::string& source) {
   return c;
 }
 
+Json bert_encoder_structure(const BertConfig& c, const std::string& prefix, bool pooler) {
+  Json s = Json::object();
+  s["family"] = "bert";
+  s["encoder"] = prefix;
+  s["hidden_size"] = c.hidden_size;
+  s["num_hidden_layers"] = c.num_hidden_layers;
+  s["num_attention_heads"] = c.num_attention_heads;
+  s["max_position_embeddings"] = c.max_position_embeddings;
+  s["layer_norm_eps"] = c.layer_norm_eps;
+  s["hidden_act"] = c.hidden_act;
+  s["roberta_positions"] = c.roberta_positions;
+  s["pad_token_id"] = c.pad_token_id;
+  s["pooler"] = pooler;
+  return s;
+}
+
 const std::vector<std::string>& bert_family_types() {
   static const std::vector<std::string> types = {"bert",        "structbert", "roberta",
                                                  "xlm-roberta", "camembert",  "minilm"};

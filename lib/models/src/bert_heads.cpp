@@ -137,6 +137,12 @@ class BertTaskModel : public torch::nn::Module, public Model {
                              required_input(inputs, "attention_mask"));
   }
 
+  Json encoder_structure(const char* head) const {
+    Json s = bert_encoder_structure(config_, encoder_name_ + ".", encoder_->has_pooler());
+    s["head"] = head;
+    return s;
+  }
+
   double classifier_dropout() const {
     return config_.classifier_dropout.value_or(config_.hidden_dropout_prob);
   }
@@ -188,6 +194,12 @@ class SequenceClassifier final : public BertTaskModel {
 
   std::optional<int64_t> num_labels() const override { return num_labels_; }
 
+  Json structure() const override {
+    Json s = encoder_structure("sequence-classification");
+    s["classifier"] = roberta_ ? "roberta" : "pooler";
+    return s;
+  }
+
   TensorMap forward(const TensorMap& inputs) override {
     const at::Tensor h = hidden(inputs);
     at::Tensor logits;
@@ -235,6 +247,8 @@ class TokenClassifier final : public BertTaskModel {
   }
 
   std::optional<int64_t> num_labels() const override { return num_labels_; }
+
+  Json structure() const override { return encoder_structure("token-classification"); }
 
   TensorMap forward(const TensorMap& inputs) override {
     const at::Tensor logits = classifier_(
@@ -307,6 +321,14 @@ class MaskedLanguageModel final : public BertTaskModel {
   explicit MaskedLanguageModel(const ModelSpec& spec)
       : BertTaskModel(spec, checkpoint_has_pooler(spec.checkpoint, spec.dir.string())) {
     cls_ = register_module("cls", std::make_shared<LmHead>(config_, own_decoder(spec)));
+  }
+
+  Json structure() const override {
+    Json s = encoder_structure("fill-mask");
+    // The decoder's weight: its own, or the word embeddings it is tied to.
+    s["decoder"] = cls_->predictions->decoder ? "cls.predictions.decoder.weight"
+                                              : encoder_name_ + ".embeddings.word_embeddings.weight";
+    return s;
   }
 
   TensorMap forward(const TensorMap& inputs) override {

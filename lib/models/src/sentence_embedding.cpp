@@ -293,6 +293,29 @@ class SentenceEmbedding final : public BertEncoder, public Model {
     return out;
   }
 
+  Json structure() const override {
+    static const char* const kPoolNames[] = {"cls",          "max",         "mean", "mean_sqrt_len",
+                                             "weightedmean", "lasttoken"};
+    static const char* const kActivationNames[] = {"identity", "tanh", "relu", "sigmoid", "gelu"};
+    Json s = bert_encoder_structure(config(), "", has_pooler());
+    s["head"] = "sentence-embedding";
+    s["pooling"] = Json::array();
+    for (Pool mode : pooling_) s["pooling"].push_back(kPoolNames[static_cast<int>(mode)]);
+    // Dense: {"dense": its parameters' prefix, "activation"}; Normalize: {"normalize": true}.
+    s["steps"] = Json::array();
+    for (const Step& step : steps_) {
+      Json j = Json::object();
+      if (step.dense) {
+        j["dense"] = step.name;
+        j["activation"] = kActivationNames[static_cast<int>(step.dense->activation)];
+      } else {
+        j["normalize"] = true;
+      }
+      s["steps"].push_back(j);
+    }
+    return s;
+  }
+
   TensorMap forward(const TensorMap& inputs) override {
     const at::Tensor& ids = required_input(inputs, "input_ids");
     const at::Tensor& mask = required_input(inputs, "attention_mask");

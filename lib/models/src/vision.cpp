@@ -100,6 +100,16 @@ struct ResNet : torch::nn::Module {
       layers.push_back(register_module("layer" + std::to_string(l + 1), layer));
     }
     fc = register_module("fc", torch::nn::Linear(in, classes));
+    blocks_ = blocks;
+    bottleneck_ = bottleneck;
+  }
+  // Blocks per stage and their kind; strides and downsampling follow torchvision.
+  Json structure() const {
+    Json s = Json::object();
+    s["family"] = "resnet";
+    s["blocks"] = blocks_;
+    s["bottleneck"] = bottleneck_;
+    return s;
   }
   at::Tensor forward(const at::Tensor& x) {
     at::Tensor y = at::relu(bn1(conv1(x)));
@@ -110,6 +120,8 @@ struct ResNet : torch::nn::Module {
   }
   Conv2d conv1{nullptr};
   BatchNorm2d bn1{nullptr};
+  std::vector<int> blocks_;
+  bool bottleneck_ = false;
   std::vector<torch::nn::Sequential> layers;
   torch::nn::Linear fc{nullptr};
 };
@@ -138,6 +150,12 @@ struct SmallCnn : torch::nn::Module {
     register_module("features", features);
     classifier = register_module("classifier", torch::nn::Linear(in, classes));
   }
+  Json structure() const {
+    Json s = Json::object();
+    s["family"] = "small-cnn";
+    s["stages"] = features->size() / 4;  // Conv, BatchNorm, ReLU, MaxPool each
+    return s;
+  }
   at::Tensor forward(const at::Tensor& x) {
     return classifier(at::adaptive_avg_pool2d(features->forward(x), {1, 1}).flatten(1));
   }
@@ -157,6 +175,12 @@ class ImageClassifier final : public Net, public Model {
   const std::string& task() const override { return task_; }
   std::optional<int64_t> num_labels() const override { return classes_; }
   torch::nn::Module& module() override { return *this; }
+
+  Json structure() const override {
+    Json s = Net::structure();
+    s["head"] = "image-classification";
+    return s;
+  }
 
   TensorMap forward(const TensorMap& inputs) override {
     const at::Tensor logits = Net::forward(required_input(inputs, "pixel_values"));

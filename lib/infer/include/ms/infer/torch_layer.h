@@ -15,6 +15,7 @@ namespace ms::infer {
 
 class PipelineFactory;
 class TrainerService;
+class ExporterService;
 
 /// What the loaded LibTorch reports about itself.
 struct TorchInfo {
@@ -45,13 +46,15 @@ struct TorchLayer {
   TorchRuntime* runtime = nullptr;       ///< LibTorch's versions, threads and devices
   PipelineFactory* pipelines = nullptr;  ///< `ms infer` (see ms/infer/pipeline.h)
   TrainerService* trainer = nullptr;     ///< `ms train`, `ms eval` (see ms/infer/train.h)
+  /// `ms export` (see ms/infer/export.h); nullptr in a build without ONNX export.
+  ExporterService* exporter = nullptr;
   /// Adds the torch layer's registries, named in kTorchLayerRegistries, to `registries`.
   void (*register_components)(Registries& registries) = nullptr;
 };
 
 /// Bumped whenever TorchLayer, the interfaces it points to or the entry point change; both sides
 /// must agree.
-constexpr int kTorchLayerAbiVersion = 6;  // 6: TorchLayer::trainer
+constexpr int kTorchLayerAbiVersion = 7;  // 7: TorchLayer::exporter
 
 /// Name of the extern "C" entry point exported by libms_torch.so:
 ///   const ms::infer::TorchLayer* ms_torch_layer_entry(int abi_version);

@@ -50,6 +50,10 @@ struct BertConfig {
   static BertConfig from_model_dir(const std::filesystem::path& dir);
 };
 
+/// The encoder's part of Model::structure(): {"family": "bert", "encoder": `prefix` (its
+/// parameters' prefix in state_dict()), the config.json fields its forward pass reads, "pooler"}.
+Json bert_encoder_structure(const BertConfig& config, const std::string& prefix, bool pooler);
+
 /// The (normalised) model types with BERT's parameter layout, registered for every text task.
 const std::vector<std::string>& bert_family_types();
 

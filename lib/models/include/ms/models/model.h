@@ -82,6 +82,12 @@ class Model {
   /// what the model keeps beside it (sentence-transformers' Dense module folders). Default: as is.
   virtual TensorMap complete_checkpoint(const TensorMap& main) const { return main; }
 
+  /// How forward() computes its outputs, for exporters that rebuild the model in another format
+  /// (lib/export): a JSON object naming the "family" ("bert", "resnet", "small-cnn"), its "head"
+  /// and the settings the forward pass reads; the weights are state_dict()'s, under their names.
+  /// Null (the default) for a model no exporter can rebuild.
+  virtual Json structure() const { return nullptr; }
+
  protected:
   /// Called by load_state_dict before any name is mapped (e.g. to find the checkpoint's prefix);
   /// may reject a checkpoint with a clearer message than a list of keys.

@@ -1,0 +1,91 @@
+// A thin layer over ONNX's GraphProto for the exporters: nodes with generated output names,
+// initializers from LibTorch tensors, and the few ops whose form changes with the opset.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ms/config/config.h"
+#include "ms/infer/export.h"
+#include "ms/tensor/weights.h"
+#include "onnx/onnx_pb.h"
+
+namespace ms::exporter {
+
+/// The opsets this build writes: from the oldest whose Unsqueeze / ReduceSum / Softmax forms the
+/// exporters use (13) to the newest this ONNX library defines.
+int oldest_opset();
+int newest_opset();
+
+/// What one family's exporter needs: the graph to fill, the model's weights and structure, the
+/// requested input sizes, and the inputs/outputs it declares (for the summary).
+class GraphBuilder {
+ public:
+  GraphBuilder(onnx::GraphProto& graph, int opset, const tensor::TensorMap& weights);
+
+  int opset() const { return opset_; }
+
+  /// Declares a graph input or output. `shape` holds a dim_param name or a number per axis.
+  void input(const std::string& name, onnx::TensorProto_DataType type,
+             const std::vector<std::string>& shape);
+  void output(const std::string& value, const std::string& name, onnx::TensorProto_DataType type,
+              const std::vector<std::string>& shape);
+
+  /// The state_dict() tensor `name` as a float32 initializer of the same name (once).
+  std::string weight(const std::string& name);
+  /// A 2-D weight transposed ([out, in] -> [in, out], for MatMul), named `name` + "_transposed".
+  std::string weight_transposed(const std::string& name);
+  bool has_weight(const std::string& name) const { return weights_.count(name) != 0; }
+  const at::Tensor& tensor(const std::string& name) const;
+
+  std::string constant_ints(const std::vector<int64_t>& values, bool scalar = false);
+  std::string constant_float(float value);
+
+  /// A node of `op` with one output (named after the op); returns the output's name.
+  std::string node(const std::string& op, const std::vector<std::string>& inputs,
+                   const std::vector<onnx::AttributeProto>& attributes = {});
+
+  // Common pieces.
+  std::string linear(const std::string& x, const std::string& prefix, bool bias = true);
+  std::string layer_norm(const std::string& x, const std::string& prefix, double eps);
+  std::string unsqueeze(const std::string& x, const std::vector<int64_t>& axes);
+  std::string reduce_sum(const std::string& x, const std::vector<int64_t>& axes, bool keepdims);
+  std::string reduce(const std::string& op, const std::string& x, const std::vector<int64_t>& axes,
+                     bool keepdims);
+  /// gelu (erf), gelu_new / gelu_pytorch_tanh, relu, tanh, sigmoid, identity.
+  std::string activation(const std::string& name, const std::string& x);
+
+  const std::vector<infer::ExportTensor>& inputs() const { return inputs_; }
+  const std::vector<infer::ExportTensor>& outputs() const { return outputs_; }
+
+ private:
+  void add_value_info(onnx::ValueInfoProto* info, const std::string& name,
+                      onnx::TensorProto_DataType type, const std::vector<std::string>& shape,
+                      std::vector<infer::ExportTensor>& record);
+  std::string fresh(const std::string& stem);
+
+  onnx::GraphProto& graph_;
+  int opset_;
+  const tensor::TensorMap& weights_;
+  std::vector<std::string> added_;
+  int counter_ = 0;
+  std::vector<infer::ExportTensor> inputs_, outputs_;
+};
+
+onnx::AttributeProto attr_int(const std::string& name, int64_t value);
+onnx::AttributeProto attr_ints(const std::string& name, const std::vector<int64_t>& values);
+onnx::AttributeProto attr_float(const std::string& name, float value);
+
+/// Fills `graph` for a BERT-family model (Model::structure() family "bert"). `static_shape`:
+/// {batch, sequence} or empty for dynamic axes.
+void build_bert_graph(GraphBuilder& g, const Json& structure,
+                      const std::vector<int64_t>& static_shape);
+/// Fills `graph` for an image classifier (family "resnet" or "small-cnn"). `static_shape`:
+/// {batch}, {batch, height, width} or empty.
+void build_vision_graph(GraphBuilder& g, const Json& structure,
+                        const std::vector<int64_t>& static_shape);
+
+}  // namespace ms::exporter

@@ -1,0 +1,71 @@
+// `ms export` up to the torch layer: the options that need no LibTorch (format, dtype, output
+// folder), the model folder, then the ExporterService.
+#include "ms/infer/export.h"
+
+#include <algorithm>
+#include <system_error>
+
+#include "ms/core/error.h"
+#include "ms/core/text.h"
+#include "ms/infer/torch_layer.h"
+
+namespace ms::infer {
+
+const std::vector<std::string>& export_formats() {
+  static const std::vector<std::string> formats = {"onnx", "torchscript", "safetensors"};
+  return formats;
+}
+
+bool onnx_export_available() {
+#if MS_WITH_ONNX
+  return true;
+#else
+  return false;
+#endif
+}
+
+ExportSummary run_export(const ExportRequest& request) {
+  const auto& formats = export_formats();
+  if (std::find(formats.begin(), formats.end(), request.format) == formats.end()) {
+    std::string hint = did_you_mean(request.format, formats);
+    throw Error(ErrorCode::kUsage, fmt::format("unknown export format '{}'", request.format),
+                (hint.empty() ? std::string() : hint + "; ") + "formats: " + join(formats, ", "));
+  }
+  if (request.format != "onnx") {
+    throw Error(ErrorCode::kMissingComponent,
+                fmt::format("`ms export --format {}` is not built yet", request.format),
+                "this ms exports --format onnx only");
+  }
+  if (!onnx_export_available()) {
+    throw Error(ErrorCode::kMissingComponent,
+                "this ms was built without ONNX export (configured with -DMS_WITH_ONNX=OFF or "
+                "-DMS_WITH_TORCH=OFF)",
+                "install libonnx-dev (scripts/setup.sh does) and rebuild with -DMS_WITH_ONNX=ON");
+  }
+  if (request.dtype == "fp16") {
+    throw Error(ErrorCode::kMissingComponent, "`ms export --dtype fp16` is not built yet",
+                "export with --dtype fp32 (the default)");
+  }
+  MS_CHECK(request.dtype == "fp32", ErrorCode::kUsage, "unknown --dtype '{}' (fp32, fp16)",
+           request.dtype);
+  MS_CHECK(!request.output.empty(), ErrorCode::kUsage, "--output is required");
+  // The folder appears whole at the end (a temp folder renamed), so it must not hold anything
+  // that the rename would have to merge with.
+  std::error_code ec;
+  const auto status = std::filesystem::status(request.output, ec);
+  if (std::filesystem::exists(status)) {
+    MS_CHECK(std::filesystem::is_directory(status), ErrorCode::kUsage,
+             "--output {} exists and is not a folder", request.output.string());
+    MS_CHECK(std::filesystem::is_empty(request.output, ec) && !ec, ErrorCode::kUsage,
+             "--output {} is not empty; ms export writes a new folder", request.output.string());
+  }
+  for (int64_t d : request.static_shape)
+    MS_CHECK(d > 0, ErrorCode::kUsage, "--static sizes must be positive, got {}", d);
+  ModelInfo model = open_model(request.model, request.task, request.overrides, request.hub);
+  const TorchLayer& layer = load_torch_layer();
+  MS_CHECK(layer.exporter != nullptr, ErrorCode::kMissingComponent,
+           "this torch layer was built without the exporter");
+  return layer.exporter->export_model(request, model);
+}
+
+}  // namespace ms::infer

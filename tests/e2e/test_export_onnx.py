@@ -1,0 +1,351 @@
+"""`ms export --format onnx` on small random-weight models (tests/data/infer/tiny, the committed
+small CNN, a ResNet-18 made by scripts/make_tiny_vision.py, and the output/ folder of a short
+`ms train`): onnxruntime (build/venv-onnxruntime, scripts/setup_python_interop.sh) runs each
+exported model on batches of 1 and 7 inputs, short, max-length and padded, and must give what
+`ms infer` gives within 1e-4. Then the errors: a model without an exporter, an unwritable or
+non-empty output folder, an opset ONNX cannot write, the formats not built yet; none leaves files.
+"""
+import json
+import math
+import os
+import subprocess
+import unittest
+
+from harness import SOURCE_DIR, TorchTestCase, component_available, run_ms, torch_python, venv_python
+
+TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
+VISION = os.path.join(SOURCE_DIR, "tests", "data", "infer", "vision")
+TOOLS = os.path.join(SOURCE_DIR, "tests", "e2e", "tools")
+TOL = 1e-4
+# Short and long texts; the last is longer than every tiny model's positions, so it is truncated to
+# the maximum length. Batched together they are padded.
+TEXTS = ["hello", "the movie is very good", "a b c d e f g", "bad", "我 爱 北京",
+         "the [MASK] is good and the actors are great", " ".join(["good movie"] * 60)]
+
+
+def lines(text):
+    return [json.loads(l) for l in text.splitlines() if l.strip()]
+
+
+def softmax(row):
+    m = max(row)
+    e = [math.exp(v - m) for v in row]
+    s = sum(e)
+    return [v / s for v in e]
+
+
+class ExportOnnxTest(TorchTestCase):
+    def setUp(self):
+        super().setUp()
+        if self._testMethodName.startswith("test_without_torch"):
+            return
+        if not component_available("onnx_export"):
+            self.skipTest("this ms is built without ONNX export (-DMS_WITH_ONNX=OFF)")
+        self.ort_python = venv_python("venv-onnxruntime", "MS_ONNXRUNTIME_PYTHON")
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def export(self, model, name, *args, code=0):
+        out = self.path(name)
+        r = run_ms("export", "--model", model, "--format", "onnx", "--output", out, "--json", *args,
+                   timeout=600)
+        self.assertExit(r, code)
+        return (out, self.json_out(r)) if code == 0 else r
+
+    def ort(self, onnx_dir, feeds):
+        if not self.ort_python:
+            self.skipTest("build/venv-onnxruntime is absent: run scripts/setup_python_interop.sh "
+                          "(or set MS_ONNXRUNTIME_PYTHON)")
+        if isinstance(feeds, dict):
+            path = self.path(f"feeds-{len(os.listdir(self.tmp))}.json")
+            with open(path, "w") as f:
+                json.dump(feeds, f)
+        else:
+            path = feeds
+        r = subprocess.run([self.ort_python, os.path.join(TOOLS, "onnx_run.py"),
+                            os.path.join(onnx_dir, "model.onnx"), path],
+                           capture_output=True, text=True, timeout=600)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)
+
+    @staticmethod
+    def max_length(model):
+        """The length the text pipelines truncate to: config.json's positions, else
+        sentence_bert_config.json's max_seq_length, else configuration.json's
+        preprocessor.max_length (text_pipelines.cpp)."""
+        def read(name):
+            path = os.path.join(model, name)
+            if not os.path.exists(path):
+                return {}
+            with open(path) as f:
+                return json.load(f)
+        length = read("config.json").get("max_position_embeddings", 512)
+        length = read("sentence_bert_config.json").get("max_seq_length", length)
+        return read("configuration.json").get("preprocessor", {}).get("max_length", length)
+
+    def tokenize(self, model, texts, max_length=None):
+        r = run_ms("tokenize", "-m", model, "--max-length", str(max_length or self.max_length(model)),
+                   *[a for t in texts for a in ("-i", t)])
+        self.assertExit(r, 0)
+        return lines(r.stdout)
+
+    def infer(self, model, texts, *args):
+        r = run_ms("infer", "-m", model, "-b", "7", *args, *[a for t in texts for a in ("-i", t)],
+                   timeout=300)
+        self.assertExit(r, 0)
+        return lines(r.stdout)
+
+    @staticmethod
+    def feeds(encodings, pad_id, length=None):
+        """A batch right-padded to its longest row (or `length`)."""
+        length = length or max(len(e["input_ids"]) for e in encodings)
+        out = {"input_ids": [], "attention_mask": [], "token_type_ids": []}
+        for e in encodings:
+            n = len(e["input_ids"])
+            out["input_ids"].append(e["input_ids"] + [pad_id] * (length - n))
+            out["attention_mask"].append([1] * n + [0] * (length - n))
+            out["token_type_ids"].append(e["token_type_ids"] + [0] * (length - n))
+        return out
+
+    def run_text(self, model, onnx_dir, max_length=None):
+        """onnxruntime's outputs for TEXTS: one padded batch of 7, and each text alone. Yields
+        (row index, encoding, outputs of that row) for both."""
+        with open(os.path.join(model, "config.json")) as f:
+            pad = json.load(f).get("pad_token_id", 0) or 0
+        max_length = max_length or self.max_length(model)
+        encodings = self.tokenize(model, TEXTS, max_length)
+        self.assertEqual(len(encodings[-1]["input_ids"]), max_length)  # truncated
+        batched = self.ort(onnx_dir, self.feeds(encodings, pad))["outputs"]
+        rows = []
+        for i, e in enumerate(encodings):
+            rows.append((i, e, {k: v[i] for k, v in batched.items()}))
+            if i in (0, 5, 6):  # batch 1: short, a mask, max length
+                single = self.ort(onnx_dir, self.feeds([e], pad))["outputs"]
+                rows.append((i, e, {k: v[0] for k, v in single.items()}))
+        return rows
+
+    def assertClose(self, want, have, what):
+        self.assertEqual(len(want), len(have), what)
+        worst = max(abs(a - b) for a, b in zip(want, have))
+        self.assertLessEqual(worst, TOL, f"{what}: max abs diff {worst}")
+
+    # -- text ------------------------------------------------------------------------------------
+
+    def test_text_classification_matches_ms_infer(self):
+        model = os.path.join(TINY, "cls")
+        out, summary = self.export(model, "cls-onnx")
+        self.assertEqual([i["name"] for i in summary["inputs"]],
+                         ["input_ids", "attention_mask", "token_type_ids"])
+        self.assertEqual(summary["inputs"][0]["shape"], ["batch", "sequence"])
+        self.assertEqual([o["name"] for o in summary["outputs"]], ["logits"])
+        self.assertEqual(summary["opset"], 14)
+        # The folder describes itself: configuration, config and tokenizer files beside the graph.
+        for name in ("model.onnx", "configuration.json", "config.json", "vocab.txt",
+                     "tokenizer_config.json"):
+            self.assertIn(name, summary["files"])
+            self.assertTrue(os.path.isfile(os.path.join(out, name)), name)
+        self.assertFalse(os.path.exists(os.path.join(out, "model.safetensors")))
+        with open(os.path.join(model, "config.json")) as f:
+            label_index = {v: int(k) for k, v in json.load(f)["id2label"].items()}
+        got = self.infer(model, TEXTS)
+        for i, _, outputs in self.run_text(model, out):
+            probs = softmax(outputs["logits"])
+            want = [probs[label_index[l]] for l in got[i]["labels"]]
+            self.assertClose(want, got[i]["scores"], f"text {i}")
+
+    def test_token_classification_matches_ms_infer(self):
+        model = os.path.join(TINY, "ner")
+        out, _ = self.export(model, "ner-onnx")
+        got = self.infer(model, TEXTS)
+        for i, e, outputs in self.run_text(model, out):
+            n = len(e["input_ids"])
+            # Per-token probabilities of the tokens between [CLS] and [SEP].
+            best = [max(softmax(row)) for row in outputs["logits"][1:n - 1]]
+            self.assertClose(best, got[i]["scores"], f"text {i}")
+
+    def test_fill_mask_matches_ms_infer(self):
+        model = os.path.join(TINY, "mlm")
+        out, summary = self.export(model, "mlm-onnx", "--check")
+        self.assertTrue(summary["checked"])
+        with open(os.path.join(model, "vocab.txt"), encoding="utf-8") as f:
+            mask_id = [l.rstrip("\n") for l in f].index("[MASK]")
+        got = self.infer(model, TEXTS)
+        checked = 0
+        for i, e, outputs in self.run_text(model, out):
+            masks = [p for p, t in enumerate(e["input_ids"]) if t == mask_id]
+            self.assertEqual(len(masks), len(got[i].get("predictions", [])), f"text {i}")
+            for p, predictions in zip(masks, got[i].get("predictions", [])):
+                top = sorted(softmax(outputs["logits"][p]), reverse=True)[:len(predictions)]
+                self.assertClose(top, [x["score"] for x in predictions], f"text {i} position {p}")
+                checked += 1
+        self.assertGreater(checked, 0)
+
+    def check_embeddings(self, name, max_length=None):
+        model = os.path.join(TINY, name)
+        out, summary = self.export(model, f"{name}-onnx")
+        self.assertEqual([o["name"] for o in summary["outputs"]],
+                         ["last_hidden_state", "sentence_embedding"])
+        args = ["--set", f"preprocessor.max_length={max_length}"] if max_length else []
+        got = self.infer(model, TEXTS, *args)
+        for i, _, outputs in self.run_text(model, out, max_length):
+            self.assertClose(outputs["sentence_embedding"], got[i]["text_embedding"], f"text {i}")
+
+    def test_sentence_embedding_dense_matches_ms_infer(self):
+        self.check_embeddings("st_dense")
+
+    def test_sentence_embedding_every_pooling_mode_matches_ms_infer(self):
+        # cls, max, mean, mean_sqrt_len, weightedmean and lasttoken, then Dense, Normalize, Dense.
+        self.check_embeddings("st_concat")
+
+    def test_roberta_positions_match_ms_infer(self):
+        # RoBERTa numbers positions from pad_token_id + 1: one position fewer than config.json's
+        # max_position_embeddings is the longest input (the text pipeline's default maximum is
+        # one more, so it is set here).
+        with open(os.path.join(TINY, "roberta", "config.json")) as f:
+            config = json.load(f)
+        self.check_embeddings("roberta", config["max_position_embeddings"] - config["pad_token_id"] - 1)
+
+    def test_opsets_and_static_shapes(self):
+        model = os.path.join(TINY, "cls")
+        want = None
+        for opset in ("13", "17"):
+            out, summary = self.export(model, f"cls-{opset}", "--opset", opset)
+            self.assertEqual(summary["opset"], int(opset))
+            logits = self.ort(out, self.feeds(self.tokenize(model, TEXTS[:2]), 0))["outputs"]["logits"]
+            if want:
+                self.assertClose(sum(want, []), sum(logits, []), f"opset {opset}")
+            want = logits
+        out, summary = self.export(model, "cls-static", "--static", "2,16")
+        self.assertEqual(summary["inputs"][0]["shape"], [2, 16])
+        result = self.ort(out, self.feeds(self.tokenize(model, TEXTS[:2]), 0, length=16))
+        self.assertEqual(result["inputs"][0]["shape"], [2, 16])
+        self.assertClose(sum(want, []), sum(result["outputs"]["logits"], []), "static 2,16")
+
+    def test_trained_output_folder_exports(self):
+        rows = [("very good movie", "positive"), ("bad film", "negative"), ("good", "positive"),
+                ("awful", "negative")] * 4
+        with open(self.path("train.csv"), "w") as f:
+            f.write("text,label\n" + "".join(f"{t},{l}\n" for t, l in rows))
+        with open(self.path("recipe.json"), "w") as f:
+            json.dump({"task": "text-classification", "preprocessor": {"max_length": 16},
+                       "train": {"max_epochs": 1, "dataloader": {"batch_size_per_gpu": 4},
+                                 "optimizer": {"type": "AdamW", "lr": 1e-3}}}, f)
+        r = run_ms("train", "-m", os.path.join(TINY, "cls"), "-c", self.path("recipe.json"),
+                   "--dataset", "csv:" + self.path("train.csv"), "-w", self.path("work"), "--json",
+                   timeout=600)
+        self.assertExit(r, 0)
+        model = self.json_out(r)["output_dir"]
+        out, _ = self.export(model, "trained-onnx")
+        with open(os.path.join(model, "config.json")) as f:
+            label_index = {v: int(k) for k, v in json.load(f)["id2label"].items()}
+        got = self.infer(model, TEXTS)
+        for i, _, outputs in self.run_text(model, out):
+            probs = softmax(outputs["logits"])
+            self.assertClose([probs[label_index[l]] for l in got[i]["labels"]], got[i]["scores"],
+                             f"text {i}")
+
+    # -- images ----------------------------------------------------------------------------------
+
+    def check_images(self, model):
+        py = torch_python(("torch", "torchvision", "PIL", "numpy"))
+        if py is None:
+            self.skipTest("no Python with torch + torchvision + PIL (apt-get install "
+                          "python3-torchvision python3-pil)")
+        images = self.path("images")
+        os.makedirs(images, exist_ok=True)
+        # The fixture's images under several names: 7 in one batch, of different sizes.
+        sources = ["a.png", "b.png"] + (["c.jpg"] if component_available("jpeg") else [])
+        names = []
+        for i in range(7):
+            source = sources[i % len(sources)]
+            names.append(f"{i}{os.path.splitext(source)[1]}")
+            with open(os.path.join(VISION, "images", source), "rb") as src, \
+                    open(os.path.join(images, names[-1]), "wb") as dst:
+                dst.write(src.read())
+        pixels = self.path("pixels.npz")
+        r = subprocess.run([py, os.path.join(TOOLS, "image_pixels.py"), model, pixels,
+                            *[os.path.join(images, n) for n in names]],
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out, summary = self.export(model, "image-onnx")
+        self.assertEqual(summary["inputs"][0]["name"], "pixel_values")
+        self.assertEqual(summary["inputs"][0]["shape"], ["batch", 3, "height", "width"])
+        r = run_ms("infer", "-m", model, "--input-dir", images, "-b", "7", timeout=300)
+        got = {g["id"]: g for g in lines(r.stdout)}
+        with open(os.path.join(model, "configuration.json")) as f:
+            labels = json.load(f).get("model", {}).get("labels")
+        logits = self.ort(out, pixels)["outputs"]["logits"]
+        self.assertEqual(len(logits), len(names))
+        for name, row in zip(names, logits):
+            probs = softmax(row)
+            index = {(labels[i] if labels else f"LABEL_{i}"): i for i in range(len(probs))}
+            have = got[name]
+            self.assertClose([probs[index[l]] for l in have["labels"]], have["scores"], name)
+
+    def test_small_cnn_matches_ms_infer(self):
+        self.check_images(os.path.join(VISION, "small-cnn"))
+
+    def test_resnet18_matches_ms_infer(self):
+        py = torch_python(("torch", "torchvision", "PIL"))
+        if py is None:
+            self.skipTest("no Python with torch + torchvision + PIL to generate ResNet weights")
+        model = self.path("resnet18")
+        r = subprocess.run([py, os.path.join(SOURCE_DIR, "scripts", "make_tiny_vision.py"), "--resnet", "18",
+                            model], capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.check_images(model)
+
+    # -- bad input -------------------------------------------------------------------------------
+
+    def assertNothingWritten(self, parent, before):
+        self.assertEqual(sorted(os.listdir(parent)), before, "an error left files behind")
+
+    def test_model_without_exporter_names_the_supported_ones(self):
+        before = sorted(os.listdir(self.tmp))
+        r = self.export(os.path.join(VISION, "torchscript"), "ts-onnx", code=2)
+        self.assertOneLineError(r, "no ONNX exporter", "image-classification", "torchscript")
+        self.assertIn("small-cnn", r.stderr)
+        self.assertIn("sentence-embedding", r.stderr)
+        self.assertNothingWritten(self.tmp, before)
+
+    def test_unsupported_opsets_are_refused(self):
+        before = sorted(os.listdir(self.tmp))
+        for opset in ("12", "99"):
+            r = self.export(os.path.join(TINY, "cls"), "opset-onnx", "--opset", opset, code=2)
+            self.assertOneLineError(r, f"opset {opset}", "13 to 17")
+        self.assertNothingWritten(self.tmp, before)
+
+    def test_unwritable_and_non_empty_output_folders(self):
+        blocker = self.path("file")
+        with open(blocker, "w") as f:
+            f.write("x")
+        r = run_ms("export", "-m", os.path.join(TINY, "cls"), "-o", os.path.join(blocker, "out"))
+        self.assertExit(r, 74)
+        self.assertOneLineError(r, blocker)
+        full = self.path("full")
+        os.makedirs(full)
+        with open(os.path.join(full, "keep.txt"), "w") as f:
+            f.write("mine")
+        r = run_ms("export", "-m", os.path.join(TINY, "cls"), "-o", full)
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "not empty")
+        self.assertEqual(os.listdir(full), ["keep.txt"])
+        self.assertEqual(sorted(os.listdir(self.tmp)), ["file", "full"])
+
+    def test_formats_not_built_yet_are_missing_components(self):
+        for args, fragment in ((["--format", "torchscript"], "--format torchscript"),
+                               (["--format", "safetensors"], "--format safetensors"),
+                               (["--dtype", "fp16"], "--dtype fp16")):
+            r = run_ms("export", "-m", os.path.join(TINY, "cls"), "-o", self.path("x"), *args)
+            self.assertExit(r, 6)
+            self.assertOneLineError(r, fragment, "not built yet")
+        r = run_ms("export", "-m", os.path.join(TINY, "cls"), "-o", self.path("x"), "--format", "onx")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "unknown export format 'onx'")
+        r = run_ms("export", "-m", os.path.join(TINY, "cls"), "-o", self.path("x"), "--static", "1,x")
+        self.assertExit(r, 2)
+        self.assertFalse(os.path.exists(self.path("x")))
+
+
+if __name__ == "__main__":
+    unittest.main()
