@@ -83,8 +83,7 @@ void run_tokenize(const TokenizeOptions& o) {
 
 void add_tokenize_command(CLI::App& app, const GlobalOptions& /*global*/) {
   auto opts = std::make_shared<TokenizeOptions>();
-  CLI::App* cmd =
-      app.add_subcommand("tokenize", "Tokenise inputs with a model folder's tokenizer");
+  CLI::App* cmd = app.add_subcommand("tokenize", "Tokenise inputs with a model folder's tokenizer");
   cmd->add_option("--model,-m", opts->model,
                   "Model folder with vocab.txt (WordPiece) or vocab.json + merges.txt (GPT-2 "
                   "byte-level BPE), and tokenizer_config.json")

@@ -136,8 +136,8 @@ TEST_CASE("GPT-2 incremental decoding with the cache equals the full forward", "
   // from the mask.
   const at::Tensor& left_ids = ref("left.input_ids");
   const at::Tensor& mask = ref("left.attention_mask");
-  out = model->forward({{"input_ids", left_ids.narrow(1, 0, 4)},
-                        {"attention_mask", mask.narrow(1, 0, 4)}});
+  out = model->forward(
+      {{"input_ids", left_ids.narrow(1, 0, 4)}, {"attention_mask", mask.narrow(1, 0, 4)}});
   CHECK(max_diff(out.at("logits"), ref("left.logits").narrow(1, 0, 4), mask.narrow(1, 0, 4)) <
         kTolerance);
   for (int64_t i = 4; i < left_ids.size(1); ++i) {
@@ -201,8 +201,9 @@ TEST_CASE("GPT-2 checkpoints load with or without the transformer. prefix and lm
   TensorMap missing = saved;
   missing.erase("transformer.h.1.ln_2.bias");
   CHECK(error_code([&] { load(missing); }) == ms::ErrorCode::kConfig);
-  CHECK(error_code([&] { load({{"bert.embeddings.word_embeddings.weight", at::zeros({2, 2})}}); }) ==
-        ms::ErrorCode::kConfig);
+  CHECK(error_code([&] {
+          load({{"bert.embeddings.word_embeddings.weight", at::zeros({2, 2})}});
+        }) == ms::ErrorCode::kConfig);
 }
 
 TEST_CASE("GPT-2 trains: dropout in train mode, a loss and gradients everywhere",
@@ -239,8 +240,9 @@ TEST_CASE("GPT-2 rejects inputs it cannot run", "[models][gpt2]") {
   c10::InferenceMode guard;
   const at::Tensor ids = at::zeros({1, 5}, at::kLong);
   // Longer than the 24 positions.
-  CHECK(error_code([&] { model->forward({{"input_ids", at::zeros({1, 25}, at::kLong)}}); }) ==
-        ms::ErrorCode::kUsage);
+  CHECK(error_code([&] {
+          model->forward({{"input_ids", at::zeros({1, 25}, at::kLong)}});
+        }) == ms::ErrorCode::kUsage);
   // A mask that does not cover the tokens.
   CHECK(error_code([&] {
           model->forward({{"input_ids", ids}, {"attention_mask", at::ones({1, 4}, at::kLong)}});

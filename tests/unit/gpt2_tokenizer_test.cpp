@@ -2,6 +2,8 @@
 // Python's (tests/data/text/gpt2_tokenizer.json, scripts/make_gpt2_tokenizer_reference.py), and
 // merges, added tokens and byte round trips on a small hand-made vocabulary. The real vocabulary's
 // ids are checked end to end (tests/e2e/test_gpt2_tokenizer.py).
+#include "ms/text/gpt2_tokenizer.h"
+
 #include <unistd.h>
 
 #include <filesystem>
@@ -11,7 +13,6 @@
 #include "catch.h"
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
-#include "ms/text/gpt2_tokenizer.h"
 
 namespace fs = std::filesystem;
 using ms::text::Gpt2Tokenizer;
@@ -26,8 +27,7 @@ const ms::Json& reference() {
 }
 
 // The 256 byte tokens (id = byte), then the merges' results, then <|endoftext|> (id 263).
-const std::vector<std::string> kMerges = {"l l",    "h e",  "e ll", "he ll",
-                                          "hell o", "Ġ t", "Ġt he"};
+const std::vector<std::string> kMerges = {"l l", "h e", "e ll", "he ll", "hell o", "Ġ t", "Ġt he"};
 
 std::string byte_token(int b) {
   // GPT-2's byte alphabet: printable Latin-1 stands for itself, the rest from U+0100 on.
@@ -153,13 +153,16 @@ TEST_CASE("decoding round-trips bytes; cut characters become U+FFFD", "[text][gp
   const Ids e_acute = t.encode("é");  // two byte tokens
   REQUIRE(e_acute == Ids{0xC3, 0xA9});
   CHECK(t.decode({0xC3}) == "\xEF\xBF\xBD");
-  CHECK(t.decode({0xA9, 104}) == "\xEF\xBF\xBD" "h");
+  CHECK(t.decode({0xA9, 104}) ==
+        "\xEF\xBF\xBD"
+        "h");
   CHECK(t.decode_bytes({0xC3}) == "\xC3");
   CHECK(error_code([&] { (void)t.decode({99999}); }) == ms::ErrorCode::kUsage);
   CHECK(error_code([&] { (void)t.encode("bad \xC3("); }) == ms::ErrorCode::kUsage);
 }
 
-TEST_CASE("GPT-2 tokenizer files: Hugging Face, OpenAI and tokenizer.json layouts", "[text][gpt2]") {
+TEST_CASE("GPT-2 tokenizer files: Hugging Face, OpenAI and tokenizer.json layouts",
+          "[text][gpt2]") {
   TempDir dir;
   CHECK_FALSE(Gpt2Tokenizer::in_dir(dir.path));
   CHECK(error_code([&] { (void)Gpt2Tokenizer::from_dir(dir.path); }) == ms::ErrorCode::kNotFound);
@@ -174,10 +177,13 @@ TEST_CASE("GPT-2 tokenizer files: Hugging Face, OpenAI and tokenizer.json layout
   dir.write("merges.txt", "#version: 0.2\nh e\n");
   REQUIRE(Gpt2Tokenizer::in_dir(dir.path));
   CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("the") == Ids{116, 256});
-  dir.write("tokenizer_config.json", "{\"add_prefix_space\": true, \"pad_token\": \"<|endoftext|>\"}");
+  dir.write("tokenizer_config.json",
+            "{\"add_prefix_space\": true, \"pad_token\": \"<|endoftext|>\"}");
   const Gpt2Tokenizer prefixed = Gpt2Tokenizer::from_dir(dir.path);
   CHECK(prefixed.encode("he") == Ids{32, 256});
   CHECK(prefixed.pad_id() == 257);
+  dir.write("tokenizer_config.json", "{\"add_bos_token\": true}");
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("he") == Ids{257, 256});
   dir.write("tokenizer_config.json", "{\"add_prefix_space\": \"yes\"}");
   CHECK(error_code([&] { (void)Gpt2Tokenizer::from_dir(dir.path); }) == ms::ErrorCode::kConfig);
   fs::remove(dir.path / "tokenizer_config.json");
@@ -196,11 +202,12 @@ TEST_CASE("GPT-2 tokenizer files: Hugging Face, OpenAI and tokenizer.json layout
   fs::remove(dir.path / "vocab.bpe");
   vocab.resize(vocab.rfind(", \"<|endoftext|>\""));
   vocab += "}";
-  dir.write("tokenizer.json",
-            "{\"model\": {\"type\": \"BPE\", \"vocab\": " + vocab +
-                ", \"merges\": [[\"h\", \"e\"]]}, \"pre_tokenizer\": {\"type\": \"ByteLevel\", "
-                "\"add_prefix_space\": false, \"use_regex\": true}, \"added_tokens\": [{\"id\": 300,"
-                " \"content\": \"<|endoftext|>\", \"special\": true}]}");
+  dir.write(
+      "tokenizer.json",
+      "{\"model\": {\"type\": \"BPE\", \"vocab\": " + vocab +
+          ", \"merges\": [[\"h\", \"e\"]]}, \"pre_tokenizer\": {\"type\": \"ByteLevel\", "
+          "\"add_prefix_space\": false, \"use_regex\": true}, \"added_tokens\": [{\"id\": 300,"
+          " \"content\": \"<|endoftext|>\", \"special\": true}]}");
   REQUIRE(Gpt2Tokenizer::in_dir(dir.path));
   const Gpt2Tokenizer from_json = Gpt2Tokenizer::from_dir(dir.path);
   CHECK(from_json.encode("the<|endoftext|>") == Ids{116, 256, 300});

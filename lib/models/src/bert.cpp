@@ -31,8 +31,8 @@
 #include <mutex>
 #include <vector>
 
-#include "family_helpers.h"
 #include "cpu_kernels.h"
+#include "family_helpers.h"
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
 #include "ms/core/text.h"

@@ -1,6 +1,6 @@
-// GPT-2-family causal decoder (Hugging Face's GPT2LMHeadModel) for the text-generation task: learned
-// positions, pre-LayerNorm blocks, Conv1D projections ([in, out] weights), an LM head tied to the
-// token embeddings, dropout in train mode, a shifted-label loss, and a key/value cache.
+// GPT-2-family causal decoder (Hugging Face's GPT2LMHeadModel) for the text-generation task:
+// learned positions, pre-LayerNorm blocks, Conv1D projections ([in, out] weights), an LM head tied
+// to the token embeddings, dropout in train mode, a shifted-label loss, and a key/value cache.
 //
 // Inputs (TensorMap): input_ids [b, t]; attention_mask [b, past + t] (1 = attend); position_ids
 // [b, t]; past_key_values.<layer>.key / .value [b, heads, past, head_dim]; labels [b, t].
@@ -111,8 +111,8 @@ Gpt2Config Gpt2Config::from_model_dir(const std::filesystem::path& dir) {
     c.layer_norm_epsilon = it->get<double>();
   }
   if (auto it = j.find("activation_function"); it != j.end() && !it->is_null()) {
-    MS_CHECK(it->is_string(), ErrorCode::kConfig,
-             "{}: key 'activation_function' must be a string", source);
+    MS_CHECK(it->is_string(), ErrorCode::kConfig, "{}: key 'activation_function' must be a string",
+             source);
     c.activation_function = it->get<std::string>();
   }
   MS_CHECK(c.activation_function == "gelu_new" || c.activation_function == "gelu" ||
@@ -174,13 +174,13 @@ struct Attention : torch::nn::Module {
   // x [b, t, n_embd]; past key / value [b, heads, past, d] or undefined. Returns the output and
   // the keys and values of past + t.
   std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(const at::Tensor& x,
-                                                          const at::Tensor& past_key,
-                                                          const at::Tensor& past_value,
-                                                          const Batch& batch) {
+                                                         const at::Tensor& past_key,
+                                                         const at::Tensor& past_value,
+                                                         const Batch& batch) {
     const int64_t b = x.size(0), t = x.size(1), e = heads_ * head_dim_;
     // [b, t, 3, heads, d] -> three [b, heads, t, d]
-    const at::Tensor qkv = c_attn->forward(x).view({b, t, 3, heads_, head_dim_}).permute(
-        {2, 0, 3, 1, 4});
+    const at::Tensor qkv =
+        c_attn->forward(x).view({b, t, 3, heads_, head_dim_}).permute({2, 0, 3, 1, 4});
     at::Tensor q = qkv[0], k = qkv[1], v = qkv[2];
     if (past_key.defined()) {
       k = at::cat({past_key, k}, 2);
@@ -222,11 +222,11 @@ struct Mlp : torch::nn::Module {
 // A pre-LayerNorm block: x + attn(ln_1(x)), then + mlp(ln_2(.)).
 struct Block : torch::nn::Module {
   Block(const Gpt2Config& c, int64_t index)
-      : ln_1(register_module("ln_1", LayerNorm(LayerNormOptions({c.n_embd})
-                                                   .eps(c.layer_norm_epsilon)))),
+      : ln_1(register_module("ln_1",
+                             LayerNorm(LayerNormOptions({c.n_embd}).eps(c.layer_norm_epsilon)))),
         attn(register_module("attn", std::make_shared<Attention>(c, index))),
-        ln_2(register_module("ln_2", LayerNorm(LayerNormOptions({c.n_embd})
-                                                   .eps(c.layer_norm_epsilon)))),
+        ln_2(register_module("ln_2",
+                             LayerNorm(LayerNormOptions({c.n_embd}).eps(c.layer_norm_epsilon)))),
         mlp(register_module("mlp", std::make_shared<Mlp>(c))) {}
   LayerNorm ln_1;
   std::shared_ptr<Attention> attn;
@@ -274,8 +274,8 @@ class Gpt2LMHeadModel final : public torch::nn::Module, public Model {
       : task_(spec.task), config_(Gpt2Config::from_model_dir(spec.dir)) {
     transformer_ = register_module("transformer", std::make_shared<Transformer>(config_));
     if (own_lm_head(spec)) {
-      lm_head_ = register_module("lm_head", std::make_shared<LmHead>(config_.n_embd,
-                                                                     config_.vocab_size));
+      lm_head_ =
+          register_module("lm_head", std::make_shared<LmHead>(config_.n_embd, config_.vocab_size));
     }
   }
 
@@ -285,8 +285,10 @@ class Gpt2LMHeadModel final : public torch::nn::Module, public Model {
   TensorMap forward(const TensorMap& inputs) override {
     const Gpt2Config& c = config_;
     const at::Tensor& ids = required_input(inputs, "input_ids");
-    MS_CHECK(ids.dim() == 2, ErrorCode::kUsage, "GPT-2 forward: input_ids must be [batch, tokens], "
-             "got [{}]", fmt::join(ids.sizes(), ", "));
+    MS_CHECK(ids.dim() == 2, ErrorCode::kUsage,
+             "GPT-2 forward: input_ids must be [batch, tokens], "
+             "got [{}]",
+             fmt::join(ids.sizes(), ", "));
     const int64_t b = ids.size(0), t = ids.size(1);
     const std::size_t layers = transformer_->blocks.size();
 
@@ -317,8 +319,7 @@ class Gpt2LMHeadModel final : public torch::nn::Module, public Model {
       past_values[i] = *value;
     }
     MS_CHECK(past + t <= c.n_positions, ErrorCode::kUsage,
-             "input of {} tokens is longer than the model's {} positions", past + t,
-             c.n_positions);
+             "input of {} tokens is longer than the model's {} positions", past + t, c.n_positions);
 
     // The attention mask covers the cached tokens and the new ones.
     at::Tensor mask;
@@ -345,9 +346,8 @@ class Gpt2LMHeadModel final : public torch::nn::Module, public Model {
       positions = at::arange(past, past + t, ids.options().dtype(at::kLong)).unsqueeze(0);
     }
     // A position beyond the table would make the embedding read out of bounds.
-    MS_CHECK(positions.numel() == 0 ||
-                 (positions.min().item<int64_t>() >= 0 &&
-                  positions.max().item<int64_t>() < c.n_positions),
+    MS_CHECK(positions.numel() == 0 || (positions.min().item<int64_t>() >= 0 &&
+                                        positions.max().item<int64_t>() < c.n_positions),
              ErrorCode::kUsage, "GPT-2 forward: position_ids must lie in [0, {})", c.n_positions);
 
     Batch batch;
@@ -449,8 +449,8 @@ class Gpt2LMHeadModel final : public torch::nn::Module, public Model {
       targets = targets.masked_fill(scored.logical_not(), -100);
     }
     const at::Tensor scores = logits.narrow(1, 0, t - 1);
-    return at::cross_entropy_loss(scores.reshape({-1, vocab}).to(at::kFloat),
-                                  targets.reshape({-1}), {}, at::Reduction::Mean, -100);
+    return at::cross_entropy_loss(scores.reshape({-1, vocab}).to(at::kFloat), targets.reshape({-1}),
+                                  {}, at::Reduction::Mean, -100);
   }
 
   std::string task_;

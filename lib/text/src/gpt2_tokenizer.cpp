@@ -125,7 +125,8 @@ std::unordered_map<std::string, std::int64_t> vocab_from_json(const nlohmann::js
 }
 
 // merges.txt / vocab.bpe: an optional "#version" line, then one "left right" pair a line.
-std::vector<std::pair<std::string, std::string>> merges_from_text(const std::filesystem::path& path) {
+std::vector<std::pair<std::string, std::string>> merges_from_text(
+    const std::filesystem::path& path) {
   const std::string text = read_file(path);
   std::vector<std::pair<std::string, std::string>> merges;
   std::size_t line_no = 0;
@@ -168,9 +169,9 @@ bool byte_level(const nlohmann::json& pre, bool& add_prefix_space) {
 
 struct Gpt2Tokenizer::State {
   std::unordered_map<std::string, std::int64_t> vocab;
-  std::vector<std::string> tokens;       // by id ("" for ids the vocabulary skips)
-  std::vector<std::string> token_bytes;  // by id: the bytes the token stands for
-  std::vector<bool> special;             // by id: skipped by skip_special_tokens
+  std::vector<std::string> tokens;             // by id ("" for ids the vocabulary skips)
+  std::vector<std::string> token_bytes;        // by id: the bytes the token stands for
+  std::vector<bool> special;                   // by id: skipped by skip_special_tokens
   std::unordered_map<std::string, int> ranks;  // "left right" -> merge rank
   std::vector<std::string> added;              // matched whole in raw text, longest first
   std::mutex cache_mutex;
@@ -265,22 +266,23 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
       vocab = vocab_from_json(read_big_json(dir / "vocab.json"), (dir / "vocab.json").string());
       merges = merges_from_text(dir / "merges.txt");
     } else if (is_file(dir / "encoder.json") && is_file(dir / "vocab.bpe")) {
-      vocab =
-          vocab_from_json(read_big_json(dir / "encoder.json"), (dir / "encoder.json").string());
+      vocab = vocab_from_json(read_big_json(dir / "encoder.json"), (dir / "encoder.json").string());
       merges = merges_from_text(dir / "vocab.bpe");
     } else if (is_file(dir / "tokenizer.json")) {
       const std::string source = (dir / "tokenizer.json").string();
       const nlohmann::json j = read_big_json(dir / "tokenizer.json");
       const bool bpe = j.is_object() && j.contains("model") && j["model"].is_object() &&
                        j["model"].value("type", "") == "BPE";
-      MS_CHECK(bpe, ErrorCode::kConfig, "{}: the model is not BPE (a byte-level BPE tokenizer "
-               "is what GPT-2-family models use)", source);
-      MS_CHECK(j.contains("pre_tokenizer") &&
-                   byte_level(j["pre_tokenizer"], options.add_prefix_space),
-               ErrorCode::kConfig,
-               "{}: the pre-tokenizer is not GPT-2's ByteLevel one, which is the only one "
-               "supported",
+      MS_CHECK(bpe, ErrorCode::kConfig,
+               "{}: the model is not BPE (a byte-level BPE tokenizer "
+               "is what GPT-2-family models use)",
                source);
+      MS_CHECK(
+          j.contains("pre_tokenizer") && byte_level(j["pre_tokenizer"], options.add_prefix_space),
+          ErrorCode::kConfig,
+          "{}: the pre-tokenizer is not GPT-2's ByteLevel one, which is the only one "
+          "supported",
+          source);
       vocab = vocab_from_json(j["model"]["vocab"], source);
       const nlohmann::json& m = j["model"].value("merges", nlohmann::json::array());
       MS_CHECK(m.is_array(), ErrorCode::kConfig, "{}: model.merges must be an array", source);
@@ -292,10 +294,9 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
                    "{}: merge '{}' is not two tokens separated by a space", source, s);
           merges.emplace_back(s.substr(0, space), s.substr(space + 1));
         } else {
-          MS_CHECK(pair.is_array() && pair.size() == 2 && pair[0].is_string() &&
-                       pair[1].is_string(),
-                   ErrorCode::kConfig, "{}: merge {} is not a pair of tokens", source,
-                   pair.dump());
+          MS_CHECK(
+              pair.is_array() && pair.size() == 2 && pair[0].is_string() && pair[1].is_string(),
+              ErrorCode::kConfig, "{}: merge {} is not a pair of tokens", source, pair.dump());
           merges.emplace_back(pair[0].get<std::string>(), pair[1].get<std::string>());
         }
       }
@@ -321,10 +322,14 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
       const auto j = read_json_file(dir / name);
       if (!j || !j->is_object()) continue;
       const std::string source = (dir / name).string();
-      if (auto it = j->find("add_prefix_space"); it != j->end() && !it->is_null()) {
-        MS_CHECK(it->is_boolean(), ErrorCode::kConfig,
-                 "{}: key 'add_prefix_space' must be true or false, got {}", source, it->dump());
-        options.add_prefix_space = it->get<bool>();
+      for (auto [key, flag] :
+           {std::pair<const char*, bool*>{"add_prefix_space", &options.add_prefix_space},
+            {"add_bos_token", &options.add_bos_token}}) {
+        auto it = j->find(key);
+        if (it == j->end() || it->is_null()) continue;
+        MS_CHECK(it->is_boolean(), ErrorCode::kConfig, "{}: key '{}' must be true or false, got {}",
+                 source, key, it->dump());
+        *flag = it->get<bool>();
       }
       if (auto it = j->find("model_max_length"); it != j->end() && !it->is_null()) {
         MS_CHECK(it->is_number() && it->get<double>() >= 1, ErrorCode::kConfig,
@@ -345,16 +350,15 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
           std::int64_t value = -1;
           const auto parsed = std::from_chars(id.data(), id.data() + id.size(), value);
           MS_CHECK(parsed.ec == std::errc() && parsed.ptr == id.data() + id.size() && value >= 0,
-                   ErrorCode::kConfig,
-                   "{}: key 'added_tokens_decoder.{}' is not a token id", source, id);
+                   ErrorCode::kConfig, "{}: key 'added_tokens_decoder.{}' is not a token id",
+                   source, id);
           vocab.emplace(content, value);
           if (t.contains("special") && t["special"].is_boolean() && t["special"].get<bool>())
             added.push_back(content);
         }
       }
     }
-    return Gpt2Tokenizer(std::move(vocab), std::move(merges), std::move(options),
-                         std::move(added));
+    return Gpt2Tokenizer(std::move(vocab), std::move(merges), std::move(options), std::move(added));
   });
 }
 
@@ -407,8 +411,8 @@ void Gpt2Tokenizer::bpe(const std::string& piece, std::vector<std::int64_t>& ids
     std::int64_t id = token_to_id(token);
     if (id < 0) {
       MS_CHECK(unk_id_ >= 0, ErrorCode::kConfig,
-               "token '{}' is not in the vocabulary, which has no unknown token '{}' either",
-               token, options_.unk_token);
+               "token '{}' is not in the vocabulary, which has no unknown token '{}' either", token,
+               options_.unk_token);
       id = unk_id_;
     }
     ids.push_back(id);
@@ -482,6 +486,7 @@ std::vector<std::string> Gpt2Tokenizer::tokenize(std::string_view text) const {
 
 std::vector<std::int64_t> Gpt2Tokenizer::encode(std::string_view text) const {
   std::vector<std::int64_t> ids;
+  if (options_.add_bos_token && bos_id_ >= 0) ids.push_back(bos_id_);
   encode_into(text, ids, nullptr);
   return ids;
 }

@@ -19,6 +19,7 @@ namespace ms::text {
 /// Special-token and pre-tokenisation settings, as in tokenizer_config.json.
 struct Gpt2TokenizerOptions {
   bool add_prefix_space = false;  ///< encode " " + text (so the first word is like the others)
+  bool add_bos_token = false;     ///< encode() starts with bos_token (when the vocabulary has it)
   std::string unk_token = "<|endoftext|>";
   std::string bos_token = "<|endoftext|>";
   std::string eos_token = "<|endoftext|>";
@@ -59,8 +60,8 @@ class MS_API Gpt2Tokenizer {
 
   /// Byte-level BPE tokens of `text`; added tokens in the text stay whole.
   std::vector<std::string> tokenize(std::string_view text) const;
-  /// Ids of `text`'s tokens (no BOS / EOS added, as GPT2Tokenizer does by default). Throws
-  /// ms::Error(kUsage) on invalid UTF-8.
+  /// Ids of `text`'s tokens, after bos_token's when add_bos_token is set (GPT2Tokenizer adds
+  /// none by default, and never an EOS). Throws ms::Error(kUsage) on invalid UTF-8.
   std::vector<std::int64_t> encode(std::string_view text) const;
 
   /// The bytes the tokens stand for, concatenated: decode_bytes(encode(t)) == t for any text
