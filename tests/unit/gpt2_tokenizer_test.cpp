@@ -128,7 +128,11 @@ TEST_CASE("BPE merges follow their ranks", "[text][gpt2]") {
   CHECK(swapped.encode("hello") == Ids{104, 258, 111});
   // Repeated pieces come from the cache and must agree with the first time.
   CHECK(t.encode("hello hello hello") == Ids{260, 32, 260, 32, 260});
-  CHECK(tiny(kMerges, /*add_prefix_space=*/true).encode("hello") == Ids{32, 260});
+  // add_prefix_space: a space before each stretch between added tokens that lacks one.
+  const Gpt2Tokenizer prefixed = tiny(kMerges, /*add_prefix_space=*/true);
+  CHECK(prefixed.encode("hello") == Ids{32, 260});
+  CHECK(prefixed.encode(" hello") == Ids{32, 260});
+  CHECK(prefixed.encode("hello<|endoftext|>hello") == Ids{32, 260, 263, 32, 260});
 }
 
 TEST_CASE("added tokens stay whole and can be skipped when decoding", "[text][gpt2]") {

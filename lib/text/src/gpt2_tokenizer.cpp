@@ -426,11 +426,11 @@ void Gpt2Tokenizer::encode_into(std::string_view text, std::vector<std::int64_t>
            first_invalid_utf8(text));
   State& st = *state_;
   std::string prefixed;
-  if (options_.add_prefix_space) {
-    prefixed = " " + std::string(text);
-    text = prefixed;
-  }
   auto plain = [&](std::string_view segment) {
+    if (options_.add_prefix_space && segment.front() != ' ') {
+      prefixed = " " + std::string(segment);
+      segment = prefixed;
+    }
     for (const std::string& piece : pre_tokenize(segment)) {
       if (tokens != nullptr) {
         bpe(piece, ids, tokens);

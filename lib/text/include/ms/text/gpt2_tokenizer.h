@@ -18,8 +18,11 @@ namespace ms::text {
 
 /// Special-token and pre-tokenisation settings, as in tokenizer_config.json.
 struct Gpt2TokenizerOptions {
-  bool add_prefix_space = false;  ///< encode " " + text (so the first word is like the others)
-  bool add_bos_token = false;     ///< encode() starts with bos_token (when the vocabulary has it)
+  /// A space before each stretch of text (between added tokens) that does not start with one, so
+  /// that its first word is tokenised like the others (GPT2TokenizerFast's rule, which is what
+  /// AutoTokenizer gives; the slow GPT2Tokenizer prepends one to the whole text, always).
+  bool add_prefix_space = false;
+  bool add_bos_token = false;  ///< encode() starts with bos_token (when the vocabulary has it)
   std::string unk_token = "<|endoftext|>";
   std::string bos_token = "<|endoftext|>";
   std::string eos_token = "<|endoftext|>";
