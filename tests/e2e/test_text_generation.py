@@ -25,8 +25,8 @@ class TextGeneration(TorchTestCase):
         with open(os.path.join(MODEL, "expected.json"), encoding="utf-8") as f:
             cls.ref = json.load(f)
 
-    def generate(self, *args, code=0):
-        r = run_ms("infer", "--model", MODEL, "--device", DEVICE, *args)
+    def generate(self, *args, code=0, model=MODEL):
+        r = run_ms("infer", "--model", model, "--device", DEVICE, *args)
         self.assertExit(r, code)
         return lines(r.stdout) if code == 0 else r
 
@@ -48,6 +48,15 @@ class TextGeneration(TorchTestCase):
         self.assertExit(r, 0)
         self.assertIn(("text-generation", "text-generation"),
                       {(x["group"], x["type"]) for x in json.loads(r.stdout)})
+
+    def test_hugging_face_layout(self):
+        # No configuration.json: config.json's architectures (GPT2LMHeadModel) name the task.
+        d = self.path("hf")
+        shutil.copytree(MODEL, d)
+        os.remove(os.path.join(d, "configuration.json"))
+        got = self.generate("--input", self.ref["prompts"][0], "--set",
+                            f"max_new_tokens={self.ref['max_new_tokens']}", model=d)
+        self.assertEqual(got[0]["text"], self.ref["texts"][0])
 
     def test_bad_prompts_are_error_items(self):
         # Empty, and longer than the 24-position context: errors of their own; the rest runs.
