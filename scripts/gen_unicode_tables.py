@@ -4,7 +4,8 @@
   lib/core/src/nfd_tables.inc      canonical decompositions and combining classes (NFD), which
                                    the tokenizers (accent stripping) and the hub (repo paths that
                                    differ only by normalisation) both need
-  lib/text/src/unicode_tables.inc  character classes and lower-casing for the BERT tokenizer
+  lib/text/src/unicode_tables.inc  character classes and lower-casing for the BERT tokenizer, and
+                                   the letter / number classes of GPT-2's pre-tokenisation
 
 The tables come from Python's `unicodedata` (the module Hugging Face's tokenizers are checked
 against), so ms needs no Unicode library at build or run time. Run it again with a newer Python
@@ -20,7 +21,7 @@ MAX = 0x110000
 HANGUL_FIRST, HANGUL_LAST = 0xAC00, 0xD7A3  # decomposed algorithmically in C++
 
 # Flag bits, mirrored in lib/text/src/unicode.cpp.
-PUNCT, CONTROL, MARK_NONSPACING = 1, 2, 4
+PUNCT, CONTROL, MARK_NONSPACING, LETTER, NUMBER = 1, 2, 4, 8, 16
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,6 +35,10 @@ def flags(cp):
         f |= CONTROL
     if cat == "Mn":
         f |= MARK_NONSPACING
+    if cat.startswith("L"):
+        f |= LETTER
+    if cat.startswith("N"):
+        f |= NUMBER
     return f
 
 

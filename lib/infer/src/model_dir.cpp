@@ -40,6 +40,7 @@ std::optional<std::string> infer_hf_task(const std::filesystem::path& dir, const
   if (ends("ForTokenClassification")) return std::string("token-classification");
   if (ends("ForMaskedLM")) return std::string("fill-mask");
   if (ends("ForImageClassification")) return std::string("image-classification");
+  if (ends("LMHeadModel") || ends("ForCausalLM")) return std::string("text-generation");
   return std::nullopt;
 }
 
@@ -53,6 +54,7 @@ const std::vector<std::string>& known_tasks() {
                                                  "named-entity-recognition",
                                                  "word-segmentation",
                                                  "fill-mask",
+                                                 "text-generation",
                                                  "image-classification"};
   return tasks;
 }

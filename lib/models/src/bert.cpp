@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "cpu_kernels.h"
+#include "family_helpers.h"
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
 #include "ms/core/text.h"
@@ -243,19 +244,6 @@ struct Encoder : torch::nn::Module {
   torch::nn::ModuleList layer;
 };
 
-// The most negative finite value of a floating dtype: float's would be -inf in half precision,
-// and a row of padding only would then give NaN (Hugging Face uses finfo(dtype).min likewise).
-double lowest_value(at::ScalarType dtype) {
-  switch (dtype) {
-    case at::kHalf:
-      return static_cast<double>(std::numeric_limits<c10::Half>::lowest());
-    case at::kBFloat16:
-      return static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest());
-    default:
-      return std::numeric_limits<float>::lowest();
-  }
-}
-
 // The encoder's parameter count (embeddings, layers, pooler, and an MLM head's vocab_size bias),
 // in double so that absurd sizes cannot overflow.
 double parameter_count(const BertConfig& c) {
@@ -266,24 +254,6 @@ double parameter_count(const BertConfig& c) {
   const double layer = 4 * (h * h + h) + 2 * h * inter + inter + h + 4 * h;
   return embeddings + static_cast<double>(c.num_hidden_layers) * layer + h * h + h +
          static_cast<double>(c.vocab_size);
-}
-
-int64_t int_field(const Json& j, const char* key, int64_t fallback, const std::string& source) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return fallback;
-  MS_CHECK(it->is_number_integer() && it->get<int64_t>() > 0, ErrorCode::kConfig,
-           "{}: key '{}' must be a positive integer, got {}", source, key, it->dump());
-  return it->get<int64_t>();
-}
-
-// A probability in [0, 1) or the fallback; Hugging Face configs write null for "not set".
-std::optional<double> probability_field(const Json& j, const char* key, const std::string& source) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return std::nullopt;
-  MS_CHECK(it->is_number() && it->get<double>() >= 0.0 && it->get<double>() < 1.0,
-           ErrorCode::kConfig, "{}: key '{}' must be a probability in [0, 1), got {}", source, key,
-           it->dump());
-  return it->get<double>();
 }
 
 }  // namespace

@@ -64,6 +64,7 @@ const Registry<ModelBuilder>& model_registry() {
   static const Registry<ModelBuilder> registry = [] {
     Registry<ModelBuilder> r("models");
     register_bert_models(r);
+    register_gpt_models(r);
     register_vision_models(r);
     return r;
   }();

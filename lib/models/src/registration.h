@@ -9,6 +9,9 @@ namespace ms::models {
 /// token-classification, named-entity-recognition, word-segmentation, fill-mask.
 void register_bert_models(Registry<ModelBuilder>& registry);
 
+/// GPT-2-family causal decoders: text-generation.
+void register_gpt_models(Registry<ModelBuilder>& registry);
+
 /// Image classifiers: the ResNet family and the small CNN.
 void register_vision_models(Registry<ModelBuilder>& registry);
 

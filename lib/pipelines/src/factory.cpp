@@ -31,6 +31,7 @@ const std::vector<std::string>& pipeline_words(const std::string& task) {
       {"named-entity-recognition", kTokens},
       {"word-segmentation", kTokens},
       {"fill-mask", {"fill-mask"}},
+      {"text-generation", {"generation", "gpt"}},
       {"image-classification", {"classification"}},
   };
   static const std::vector<std::string> kNone;
@@ -50,6 +51,7 @@ class Factory final : public infer::PipelineFactory {
  public:
   Factory() : registry_("pipelines") {
     register_text_pipelines(registry_);
+    register_generation_pipelines(registry_);
     register_image_pipelines(registry_);
   }
 

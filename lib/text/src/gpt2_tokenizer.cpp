@@ -1,0 +1,580 @@
+#include "ms/text/gpt2_tokenizer.h"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <limits>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "ms/config/json_file.h"
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+#include "ms/core/text.h"
+#include "ms/text/unicode.h"
+
+namespace ms::text {
+namespace {
+
+// GPT-2 runs BPE over bytes, each shown as a printable character so that vocabulary and merges
+// are text: printable Latin-1 bytes stand for themselves, the other 68 (controls, space, 0x7F-0xA0,
+// 0xAD) for U+0100 onwards, in byte order.
+struct ByteAlphabet {
+  std::array<std::string, 256> char_of;  // byte -> its character's UTF-8
+  std::array<int, 0x200> byte_of;        // character (all below U+0200) -> byte, -1 if none
+
+  ByteAlphabet() {
+    byte_of.fill(-1);
+    char32_t next = 0x100;
+    for (int b = 0; b < 256; ++b) {
+      const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+      const char32_t cp = printable ? static_cast<char32_t>(b) : next++;
+      append_utf8(char_of[static_cast<std::size_t>(b)], cp);
+      byte_of[cp] = b;
+    }
+  }
+};
+
+const ByteAlphabet& alphabet() {
+  static const ByteAlphabet a;
+  return a;
+}
+
+// The byte a token's character stands for, or -1 for characters outside the alphabet (added
+// tokens written in plain text keep their UTF-8, as Hugging Face's decoders do).
+int byte_of(char32_t cp) { return cp < 0x200 ? alphabet().byte_of[cp] : -1; }
+
+enum class Kind { kLetter, kNumber, kSpace, kOther };
+
+Kind kind_of(char32_t cp) {
+  // \s of the `regex` module that GPT-2's pattern runs on is Unicode's White_Space property,
+  // which is what is_whitespace() tests.
+  if (is_whitespace(cp)) return Kind::kSpace;
+  if (is_letter(cp)) return Kind::kLetter;
+  if (is_number(cp)) return Kind::kNumber;
+  return Kind::kOther;
+}
+
+// The end of the piece GPT-2's pattern matches at `i`; alternatives in the pattern's order.
+std::size_t piece_end(const std::u32string& s, std::size_t i) {
+  const std::size_t n = s.size();
+  // 's|'t|'re|'ve|'m|'ll|'d (case-sensitive, as in GPT-2)
+  if (s[i] == U'\'' && i + 1 < n) {
+    const char32_t a = s[i + 1];
+    if (a == U's' || a == U't' || a == U'm' || a == U'd') return i + 2;
+    if (i + 2 < n) {
+      const char32_t b = s[i + 2];
+      if ((a == U'r' && b == U'e') || (a == U'v' && b == U'e') || (a == U'l' && b == U'l'))
+        return i + 3;
+    }
+  }
+  //  ?\p{L}+ |  ?\p{N}+ |  ?[^\s\p{L}\p{N}]+ : an optional space, then a run of one class.
+  std::size_t k = i;
+  if (s[i] == U' ' && i + 1 < n && kind_of(s[i + 1]) != Kind::kSpace) k = i + 1;
+  const Kind kind = kind_of(s[k]);
+  if (kind != Kind::kSpace) {
+    std::size_t j = k + 1;
+    while (j < n && kind_of(s[j]) == kind) ++j;
+    return j;
+  }
+  // \s+(?!\S) : the whitespace run, less its last character when a non-space follows (that one
+  // then opens the next piece, e.g. " word"); \s+ : a single whitespace before a non-space.
+  std::size_t j = i + 1;
+  while (j < n && kind_of(s[j]) == Kind::kSpace) ++j;
+  if (j == n) return n;
+  return j - i >= 2 ? j - 1 : i + 1;
+}
+
+// Special tokens may be written as plain strings or as {"content": "..."} objects.
+template <typename J>
+std::optional<std::string> token_value(const J& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  if (it->is_string()) return it->template get<std::string>();
+  if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) {
+    return (*it)["content"].template get<std::string>();
+  }
+  return std::nullopt;
+}
+
+// Vocabulary files are large (50k entries): parsed as nlohmann::json, whose objects are trees,
+// rather than the insertion-ordered Json of configs.
+nlohmann::json read_big_json(const std::filesystem::path& path) {
+  const std::string text = read_file(path);
+  nlohmann::json out;
+  JsonParseError error;
+  if (!try_parse_json(text, out, error)) {
+    throw json_parse_error(path.string(), error, ErrorCode::kConfig, "invalid JSON",
+                           "the tokenizer files are damaged; download the model again");
+  }
+  return out;
+}
+
+std::unordered_map<std::string, std::int64_t> vocab_from_json(const nlohmann::json& j,
+                                                              const std::string& source) {
+  MS_CHECK(j.is_object(), ErrorCode::kConfig,
+           "{}: the vocabulary must be a JSON object of token -> id", source);
+  std::unordered_map<std::string, std::int64_t> vocab;
+  vocab.reserve(j.size() * 2);
+  for (const auto& [token, id] : j.items()) {
+    MS_CHECK(id.is_number_integer(), ErrorCode::kConfig,
+             "{}: the id of token '{}' must be an integer, got {}", source, token, id.dump());
+    vocab.emplace(token, id.get<std::int64_t>());
+  }
+  return vocab;
+}
+
+// merges.txt / vocab.bpe: an optional "#version" line, then one "left right" pair a line.
+std::vector<std::pair<std::string, std::string>> merges_from_text(
+    const std::filesystem::path& path) {
+  const std::string text = read_file(path);
+  std::vector<std::pair<std::string, std::string>> merges;
+  std::size_t line_no = 0;
+  for (std::string_view line : split_lines(text)) {
+    ++line_no;
+    if (line.empty() || (line_no == 1 && line.rfind("#version", 0) == 0)) continue;
+    const std::size_t space = line.find(' ');
+    MS_CHECK(space != std::string_view::npos && space > 0 && space + 1 < line.size() &&
+                 line.find(' ', space + 1) == std::string_view::npos,
+             ErrorCode::kConfig, "{}:{}: a merge must be two tokens separated by one space",
+             path.string(), line_no);
+    merges.emplace_back(std::string(line.substr(0, space)), std::string(line.substr(space + 1)));
+  }
+  return merges;
+}
+
+bool is_file(const std::filesystem::path& p) {
+  std::error_code ec;
+  return std::filesystem::is_regular_file(p, ec);
+}
+
+// Whether tokenizer.json's pre-tokeniser is GPT-2's ByteLevel (alone or in a Sequence); sets
+// add_prefix_space from it.
+bool byte_level(const nlohmann::json& pre, bool& add_prefix_space) {
+  if (!pre.is_object()) return false;
+  const std::string type = pre.value("type", "");
+  if (type == "ByteLevel") {
+    add_prefix_space = pre.value("add_prefix_space", false);
+    return pre.value("use_regex", true);
+  }
+  if (type == "Sequence" && pre.contains("pretokenizers") && pre["pretokenizers"].is_array()) {
+    for (const auto& p : pre["pretokenizers"]) {
+      if (byte_level(p, add_prefix_space)) return pre["pretokenizers"].size() == 1;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+struct Gpt2Tokenizer::State {
+  std::unordered_map<std::string, std::int64_t> vocab;
+  std::vector<std::string> tokens;             // by id ("" for ids the vocabulary skips)
+  std::vector<std::string> token_bytes;        // by id: the bytes the token stands for
+  std::vector<bool> special;                   // by id: skipped by skip_special_tokens
+  std::unordered_map<std::string, int> ranks;  // "left right" -> merge rank
+  std::vector<std::string> added;              // matched whole in raw text, longest first
+  std::mutex cache_mutex;
+  std::unordered_map<std::string, std::vector<std::int64_t>> cache;  // piece -> ids
+};
+
+Gpt2Tokenizer::Gpt2Tokenizer(std::unordered_map<std::string, std::int64_t> vocab,
+                             std::vector<std::pair<std::string, std::string>> merges,
+                             Gpt2TokenizerOptions options, std::vector<std::string> added_tokens)
+    : state_(std::make_unique<State>()), options_(std::move(options)) {
+  State& st = *state_;
+  MS_CHECK(!vocab.empty(), ErrorCode::kConfig, "the vocabulary is empty");
+  std::int64_t max_id = -1;
+  for (const auto& [token, id] : vocab) {
+    MS_CHECK(id >= 0 && id < std::numeric_limits<int32_t>::max(), ErrorCode::kConfig,
+             "token '{}' has an invalid id {}", token, id);
+    max_id = std::max(max_id, id);
+  }
+  st.tokens.resize(static_cast<std::size_t>(max_id) + 1);
+  st.token_bytes.resize(st.tokens.size());
+  st.special.assign(st.tokens.size(), false);
+  for (const auto& [token, id] : vocab) {
+    auto& slot = st.tokens[static_cast<std::size_t>(id)];
+    MS_CHECK(slot.empty(), ErrorCode::kConfig, "tokens '{}' and '{}' share the id {}", slot, token,
+             id);
+    slot = token;
+  }
+  st.vocab = std::move(vocab);
+  for (std::size_t id = 0; id < st.tokens.size(); ++id) {
+    std::string& bytes = st.token_bytes[id];
+    const std::u32string chars = decode_utf8(st.tokens[id]);
+    bool mapped = !chars.empty();
+    for (char32_t c : chars) mapped = mapped && byte_of(c) >= 0;
+    if (!mapped) {
+      bytes = st.tokens[id];
+      continue;
+    }
+    for (char32_t c : chars) bytes.push_back(static_cast<char>(byte_of(c)));
+  }
+  st.ranks.reserve(merges.size() * 2);
+  for (std::size_t i = 0; i < merges.size(); ++i) {
+    // The first occurrence of a pair keeps its rank, as in Hugging Face's loader.
+    st.ranks.emplace(merges[i].first + ' ' + merges[i].second, static_cast<int>(i));
+  }
+
+  unk_id_ = token_to_id(options_.unk_token);
+  bos_id_ = token_to_id(options_.bos_token);
+  eos_id_ = token_to_id(options_.eos_token);
+  if (options_.pad_token) {
+    pad_id_ = token_to_id(*options_.pad_token);
+    MS_CHECK(pad_id_ >= 0, ErrorCode::kConfig, "the vocabulary has no padding token '{}'",
+             *options_.pad_token);
+  }
+  for (const std::string* t : {&options_.unk_token, &options_.bos_token, &options_.eos_token}) {
+    added_tokens.push_back(*t);
+  }
+  if (options_.pad_token) added_tokens.push_back(*options_.pad_token);
+  for (const std::string& t : added_tokens) {
+    const std::int64_t id = token_to_id(t);
+    if (t.empty() || id < 0) continue;
+    st.special[static_cast<std::size_t>(id)] = true;
+    if (std::find(st.added.begin(), st.added.end(), t) == st.added.end()) st.added.push_back(t);
+  }
+  std::sort(st.added.begin(), st.added.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+}
+
+Gpt2Tokenizer::Gpt2Tokenizer(Gpt2Tokenizer&&) noexcept = default;
+Gpt2Tokenizer& Gpt2Tokenizer::operator=(Gpt2Tokenizer&&) noexcept = default;
+Gpt2Tokenizer::~Gpt2Tokenizer() = default;
+
+bool Gpt2Tokenizer::in_dir(const std::filesystem::path& dir) {
+  if (is_file(dir / "vocab.json") && is_file(dir / "merges.txt")) return true;
+  if (is_file(dir / "encoder.json") && is_file(dir / "vocab.bpe")) return true;
+  if (!is_file(dir / "tokenizer.json") || is_file(dir / "vocab.txt")) return false;
+  try {
+    const nlohmann::json j = read_big_json(dir / "tokenizer.json");
+    return j.is_object() && j.contains("model") && j["model"].is_object() &&
+           j["model"].value("type", "") == "BPE";
+  } catch (const Error&) {
+    return false;  // from_dir() reports what is wrong with it
+  }
+}
+
+Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
+  return with_context("reading the tokenizer in " + dir.string(), [&] {
+    std::unordered_map<std::string, std::int64_t> vocab;
+    std::vector<std::pair<std::string, std::string>> merges;
+    std::vector<std::string> added;
+    Gpt2TokenizerOptions options;
+    if (is_file(dir / "vocab.json") && is_file(dir / "merges.txt")) {
+      vocab = vocab_from_json(read_big_json(dir / "vocab.json"), (dir / "vocab.json").string());
+      merges = merges_from_text(dir / "merges.txt");
+    } else if (is_file(dir / "encoder.json") && is_file(dir / "vocab.bpe")) {
+      vocab = vocab_from_json(read_big_json(dir / "encoder.json"), (dir / "encoder.json").string());
+      merges = merges_from_text(dir / "vocab.bpe");
+    } else if (is_file(dir / "tokenizer.json")) {
+      const std::string source = (dir / "tokenizer.json").string();
+      const nlohmann::json j = read_big_json(dir / "tokenizer.json");
+      const bool bpe = j.is_object() && j.contains("model") && j["model"].is_object() &&
+                       j["model"].value("type", "") == "BPE";
+      MS_CHECK(bpe, ErrorCode::kConfig,
+               "{}: the model is not BPE (a byte-level BPE tokenizer "
+               "is what GPT-2-family models use)",
+               source);
+      MS_CHECK(
+          j.contains("pre_tokenizer") && byte_level(j["pre_tokenizer"], options.add_prefix_space),
+          ErrorCode::kConfig,
+          "{}: the pre-tokenizer is not GPT-2's ByteLevel one, which is the only one "
+          "supported",
+          source);
+      vocab = vocab_from_json(j["model"]["vocab"], source);
+      const nlohmann::json& m = j["model"].value("merges", nlohmann::json::array());
+      MS_CHECK(m.is_array(), ErrorCode::kConfig, "{}: model.merges must be an array", source);
+      for (const auto& pair : m) {
+        if (pair.is_string()) {
+          const std::string s = pair.get<std::string>();
+          const std::size_t space = s.find(' ');
+          MS_CHECK(space != std::string::npos, ErrorCode::kConfig,
+                   "{}: merge '{}' is not two tokens separated by a space", source, s);
+          merges.emplace_back(s.substr(0, space), s.substr(space + 1));
+        } else {
+          MS_CHECK(
+              pair.is_array() && pair.size() == 2 && pair[0].is_string() && pair[1].is_string(),
+              ErrorCode::kConfig, "{}: merge {} is not a pair of tokens", source, pair.dump());
+          merges.emplace_back(pair[0].get<std::string>(), pair[1].get<std::string>());
+        }
+      }
+      if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
+        for (const auto& t : j["added_tokens"]) {
+          if (!t.is_object() || !t.contains("content") || !t["content"].is_string() ||
+              !t.contains("id") || !t["id"].is_number_integer())
+            continue;
+          vocab.emplace(t["content"].get<std::string>(), t["id"].get<std::int64_t>());
+          if (t.value("special", false)) added.push_back(t["content"].get<std::string>());
+        }
+      }
+    } else {
+      throw Error(ErrorCode::kNotFound,
+                  fmt::format("no byte-level BPE tokenizer in {}", dir.string()),
+                  "a GPT-2-family model folder needs vocab.json and merges.txt (or "
+                  "tokenizer.json) next to its weights");
+    }
+    MS_CHECK(!vocab.empty(), ErrorCode::kConfig, "the vocabulary in {} is empty", dir.string());
+
+    // A key that is present must have its type, as for the WordPiece tokenizer's configs.
+    for (const char* name : {"special_tokens_map.json", "tokenizer_config.json"}) {
+      const auto j = read_json_file(dir / name);
+      if (!j || !j->is_object()) continue;
+      const std::string source = (dir / name).string();
+      for (auto [key, flag] :
+           {std::pair<const char*, bool*>{"add_prefix_space", &options.add_prefix_space},
+            {"add_bos_token", &options.add_bos_token}}) {
+        auto it = j->find(key);
+        if (it == j->end() || it->is_null()) continue;
+        MS_CHECK(it->is_boolean(), ErrorCode::kConfig, "{}: key '{}' must be true or false, got {}",
+                 source, key, it->dump());
+        *flag = it->get<bool>();
+      }
+      if (auto it = j->find("model_max_length"); it != j->end() && !it->is_null()) {
+        MS_CHECK(it->is_number() && it->get<double>() >= 1, ErrorCode::kConfig,
+                 "{}: key 'model_max_length' must be a positive integer, got {}", source,
+                 it->dump());
+        // Hugging Face writes a huge sentinel (1e30, a float) when the length is unknown.
+        if (it->is_number_integer() && it->get<double>() < 1000000)
+          options.model_max_length = it->get<std::size_t>();
+      }
+      if (auto v = token_value(*j, "unk_token")) options.unk_token = *v;
+      if (auto v = token_value(*j, "bos_token")) options.bos_token = *v;
+      if (auto v = token_value(*j, "eos_token")) options.eos_token = *v;
+      if (auto v = token_value(*j, "pad_token")) options.pad_token = *v;
+      if (auto it = j->find("added_tokens_decoder"); it != j->end() && it->is_object()) {
+        for (const auto& [id, t] : it->items()) {
+          if (!t.is_object() || !t.contains("content") || !t["content"].is_string()) continue;
+          const std::string content = t["content"].get<std::string>();
+          std::int64_t value = -1;
+          const auto parsed = std::from_chars(id.data(), id.data() + id.size(), value);
+          MS_CHECK(parsed.ec == std::errc() && parsed.ptr == id.data() + id.size() && value >= 0,
+                   ErrorCode::kConfig, "{}: key 'added_tokens_decoder.{}' is not a token id",
+                   source, id);
+          vocab.emplace(content, value);
+          if (t.contains("special") && t["special"].is_boolean() && t["special"].get<bool>())
+            added.push_back(content);
+        }
+      }
+    }
+    return Gpt2Tokenizer(std::move(vocab), std::move(merges), std::move(options), std::move(added));
+  });
+}
+
+std::vector<std::string> Gpt2Tokenizer::pre_tokenize(std::string_view text) {
+  const std::u32string s = decode_utf8(text);
+  std::vector<std::string> pieces;
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t j = piece_end(s, i);
+    pieces.push_back(encode_utf8(std::u32string_view(s).substr(i, j - i)));
+    i = j;
+  }
+  return pieces;
+}
+
+void Gpt2Tokenizer::bpe(const std::string& piece, std::vector<std::int64_t>& ids,
+                        std::vector<std::string>* tokens) const {
+  const State& st = *state_;
+  std::vector<std::string> word;
+  word.reserve(piece.size());
+  for (unsigned char b : piece) word.push_back(alphabet().char_of[b]);
+  // Merge the adjacent pair of lowest rank, every occurrence left to right, until none is left.
+  std::string key;
+  while (word.size() > 1) {
+    int best = std::numeric_limits<int>::max();
+    std::size_t best_at = 0;
+    for (std::size_t i = 0; i + 1 < word.size(); ++i) {
+      key.assign(word[i]).append(1, ' ').append(word[i + 1]);
+      auto it = st.ranks.find(key);
+      if (it != st.ranks.end() && it->second < best) {
+        best = it->second;
+        best_at = i;
+      }
+    }
+    if (best == std::numeric_limits<int>::max()) break;
+    const std::string left = word[best_at], right = word[best_at + 1];
+    std::vector<std::string> merged;
+    merged.reserve(word.size());
+    for (std::size_t i = 0; i < word.size();) {
+      if (i + 1 < word.size() && word[i] == left && word[i + 1] == right) {
+        merged.push_back(left + right);
+        i += 2;
+      } else {
+        merged.push_back(std::move(word[i]));
+        ++i;
+      }
+    }
+    word = std::move(merged);
+  }
+  for (std::string& token : word) {
+    std::int64_t id = token_to_id(token);
+    if (id < 0) {
+      MS_CHECK(unk_id_ >= 0, ErrorCode::kConfig,
+               "token '{}' is not in the vocabulary, which has no unknown token '{}' either", token,
+               options_.unk_token);
+      id = unk_id_;
+    }
+    ids.push_back(id);
+    if (tokens != nullptr) tokens->push_back(std::move(token));
+  }
+}
+
+void Gpt2Tokenizer::encode_into(std::string_view text, std::vector<std::int64_t>& ids,
+                                std::vector<std::string>* tokens) const {
+  MS_CHECK(is_valid_utf8(text), ErrorCode::kUsage, "the text is not valid UTF-8 (at byte {})",
+           first_invalid_utf8(text));
+  State& st = *state_;
+  std::string prefixed;
+  auto plain = [&](std::string_view segment) {
+    if (options_.add_prefix_space && segment.front() != ' ') {
+      prefixed = " " + std::string(segment);
+      segment = prefixed;
+    }
+    for (const std::string& piece : pre_tokenize(segment)) {
+      if (tokens != nullptr) {
+        bpe(piece, ids, tokens);
+        continue;
+      }
+      {
+        std::lock_guard<std::mutex> lock(st.cache_mutex);
+        auto it = st.cache.find(piece);
+        if (it != st.cache.end()) {
+          ids.insert(ids.end(), it->second.begin(), it->second.end());
+          continue;
+        }
+      }
+      std::vector<std::int64_t> piece_ids;
+      bpe(piece, piece_ids, nullptr);
+      ids.insert(ids.end(), piece_ids.begin(), piece_ids.end());
+      std::lock_guard<std::mutex> lock(st.cache_mutex);
+      // Bounded: a long stream of distinct pieces (random text) must not grow it without end.
+      if (st.cache.size() >= (1u << 16)) st.cache.clear();
+      st.cache.emplace(piece, std::move(piece_ids));
+    }
+  };
+  // Added tokens split the text first (the leftmost, longest one at each point), as Hugging Face
+  // does; the text between them is pre-tokenised and merged.
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < text.size();) {
+    const std::string* found = nullptr;
+    for (const std::string& t : st.added) {
+      if (text.compare(i, t.size(), t) == 0) {
+        found = &t;
+        break;
+      }
+    }
+    if (found == nullptr) {
+      ++i;
+      continue;
+    }
+    if (i > start) plain(text.substr(start, i - start));
+    ids.push_back(token_to_id(*found));
+    if (tokens != nullptr) tokens->push_back(*found);
+    i += found->size();
+    start = i;
+  }
+  if (start < text.size()) plain(text.substr(start));
+}
+
+std::vector<std::string> Gpt2Tokenizer::tokenize(std::string_view text) const {
+  std::vector<std::int64_t> ids;
+  std::vector<std::string> tokens;
+  encode_into(text, ids, &tokens);
+  return tokens;
+}
+
+std::vector<std::int64_t> Gpt2Tokenizer::encode(std::string_view text) const {
+  std::vector<std::int64_t> ids;
+  if (options_.add_bos_token && bos_id_ >= 0) ids.push_back(bos_id_);
+  encode_into(text, ids, nullptr);
+  return ids;
+}
+
+std::string Gpt2Tokenizer::decode_bytes(const std::vector<std::int64_t>& ids,
+                                        bool skip_special_tokens) const {
+  const State& st = *state_;
+  std::string out;
+  for (std::int64_t id : ids) {
+    MS_CHECK(id >= 0 && static_cast<std::size_t>(id) < st.tokens.size() &&
+                 !st.tokens[static_cast<std::size_t>(id)].empty(),
+             ErrorCode::kUsage, "token id {} is not in the vocabulary (size {})", id,
+             st.vocab.size());
+    if (skip_special_tokens && st.special[static_cast<std::size_t>(id)]) continue;
+    out += st.token_bytes[static_cast<std::size_t>(id)];
+  }
+  return out;
+}
+
+std::string Gpt2Tokenizer::decode(const std::vector<std::int64_t>& ids,
+                                  bool skip_special_tokens) const {
+  return utf8_replace_invalid(decode_bytes(ids, skip_special_tokens));
+}
+
+std::int64_t Gpt2Tokenizer::token_to_id(std::string_view token) const {
+  auto it = state_->vocab.find(std::string(token));
+  return it == state_->vocab.end() ? -1 : it->second;
+}
+
+const std::string& Gpt2Tokenizer::id_to_token(std::int64_t id) const {
+  const State& st = *state_;
+  MS_CHECK(id >= 0 && static_cast<std::size_t>(id) < st.tokens.size() &&
+               !st.tokens[static_cast<std::size_t>(id)].empty(),
+           ErrorCode::kUsage, "token id {} is not in the vocabulary (size {})", id,
+           st.vocab.size());
+  return st.tokens[static_cast<std::size_t>(id)];
+}
+
+std::size_t Gpt2Tokenizer::vocab_size() const { return state_->vocab.size(); }
+
+std::string utf8_replace_invalid(std::string_view bytes) {
+  static const std::string kReplacement = "\xEF\xBF\xBD";  // U+FFFD
+  std::string out;
+  out.reserve(bytes.size());
+  const std::size_t n = bytes.size();
+  for (std::size_t i = 0; i < n;) {
+    const auto b = static_cast<unsigned char>(bytes[i]);
+    if (b < 0x80) {
+      out.push_back(static_cast<char>(b));
+      ++i;
+      continue;
+    }
+    // Expected length and the allowed range of the second byte (which rules out overlong forms,
+    // surrogates and code points above U+10FFFF); the others are 0x80-0xBF.
+    std::size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (b >= 0xC2 && b <= 0xDF) {
+      len = 2;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+      len = 3;
+      if (b == 0xE0) lo = 0xA0;
+      if (b == 0xED) hi = 0x9F;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+      len = 4;
+      if (b == 0xF0) lo = 0x90;
+      if (b == 0xF4) hi = 0x8F;
+    }
+    if (len == 0) {  // not a lead byte: one replacement for it alone
+      out += kReplacement;
+      ++i;
+      continue;
+    }
+    // The maximal subpart: the lead and the continuation bytes that are valid so far.
+    std::size_t k = 1;
+    while (k < len && i + k < n) {
+      const auto c = static_cast<unsigned char>(bytes[i + k]);
+      const bool ok = k == 1 ? (c >= lo && c <= hi) : (c >= 0x80 && c <= 0xBF);
+      if (!ok) break;
+      ++k;
+    }
+    if (k == len) {
+      out.append(bytes.substr(i, len));
+    } else {
+      out += kReplacement;
+    }
+    i += k;
+  }
+  return out;
+}
+
+}  // namespace ms::text

