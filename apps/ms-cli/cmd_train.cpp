@@ -51,6 +51,7 @@ void run_train(TrainOptions& o) {
     if (code != 0) throw ExitStatus{code};
     return;
   }
+  die_with_launcher();
   if (o.json) report_errors_as_json();
   infer::TrainRequest& r = o.request;
   r.device = parse_device(o.device);

@@ -3,8 +3,10 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -64,6 +66,18 @@ int exit_code_of(int status) {
 
 }  // namespace
 
+void die_with_launcher() {
+  const char* launcher = std::getenv("MS_LAUNCHER_PID");
+  if (launcher == nullptr) return;
+  // A launcher killed with SIGKILL cannot stop its workers: the kernel does, and a launcher that
+  // died before this call is noticed here.
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (std::to_string(getppid()) != launcher) {
+    std::fprintf(stderr, "ms train: the launcher (pid %s) is gone; stopping\n", launcher);
+    std::exit(128 + SIGTERM);
+  }
+}
+
 std::vector<std::string> without_option(const std::vector<std::string>& argv,
                                         const std::string& option) {
   std::vector<std::string> out;
@@ -97,12 +111,18 @@ int run_local_workers(int nproc, const std::vector<std::string>& args) {
   base["LOCAL_WORLD_SIZE"] = std::to_string(nproc);
   base["MASTER_ADDR"] = "127.0.0.1";
   base["MASTER_PORT"] = std::to_string(port);
+  base["MS_LAUNCHER_PID"] = std::to_string(getpid());
   bool threads_given = base.count("OMP_NUM_THREADS") > 0;
   for (const std::string& a : args)
     if (a == "--threads" || a.rfind("--threads=", 0) == 0) threads_given = true;
   if (!threads_given) {
     // N workers each taking every core would fight over them: share the cores out.
-    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    // The cores this process may run on (a cpuset, taskset or Slurm allocation), not the
+    // machine's.
+    cpu_set_t allowed;
+    const unsigned cores = sched_getaffinity(0, sizeof(allowed), &allowed) == 0
+                               ? static_cast<unsigned>(std::max(1, CPU_COUNT(&allowed)))
+                               : std::max(1u, std::thread::hardware_concurrency());
     base["OMP_NUM_THREADS"] = std::to_string(std::max(1u, cores / static_cast<unsigned>(nproc)));
   }
   log::info("starting {} workers (MASTER_ADDR=127.0.0.1 MASTER_PORT={})", nproc, port);
@@ -137,23 +157,31 @@ int run_local_workers(int nproc, const std::vector<std::string>& args) {
     rank_of[pid] = rank;
   }
 
-  // Wait for every worker. The first failure stops the others: they would otherwise wait for
-  // the failed one until the collective timeout.
-  int exit_code = 0;
+  // Wait for every worker. After the first failure the others get a grace period to fail on
+  // their own (they notice a dead peer at their next collective, and rank 0 then prints the
+  // failure it saw), then SIGTERM, then SIGKILL.
+  constexpr auto kOwnExit = std::chrono::seconds(10);
+  constexpr auto kTermGrace = std::chrono::seconds(30);
+  std::optional<int> first_code, rank0_code;
+  bool terminated = false;
   int running = nproc;
-  std::optional<std::chrono::steady_clock::time_point> kill_at;
-  constexpr auto kGrace = std::chrono::seconds(30);
+  std::optional<std::chrono::steady_clock::time_point> term_at, kill_at;
   while (running > 0) {
     int status = 0;
-    const pid_t pid = waitpid(-1, &status, kill_at ? WNOHANG : 0);
+    const pid_t pid = waitpid(-1, &status, term_at ? WNOHANG : 0);
     if (pid < 0) {
       if (errno == EINTR) continue;
       break;
     }
-    if (pid == 0) {  // stopping the others: poll until the grace period ends
-      if (std::chrono::steady_clock::now() >= *kill_at) {
+    if (pid == 0) {  // a worker failed: poll while the others wind down
+      const auto now = std::chrono::steady_clock::now();
+      if (!terminated && now >= *term_at) {
+        forward_signal(SIGTERM);
+        terminated = true;
+        kill_at = now + kTermGrace;
+      } else if (kill_at && now >= *kill_at) {
         forward_signal(SIGKILL);
-        kill_at = std::chrono::steady_clock::time_point::max();
+        kill_at.reset();
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       continue;
@@ -161,14 +189,21 @@ int run_local_workers(int nproc, const std::vector<std::string>& args) {
     --running;
     const int rank = rank_of[pid];
     g_workers[rank] = 0;
-    if (status != 0 && exit_code == 0) {
-      exit_code = exit_code_of(status);
+    if (status == 0) continue;
+    if (!first_code) {
+      first_code = exit_code_of(status);
       std::fprintf(stderr, "ms train: worker %d of %d %s; stopping the others\n", rank, nproc,
                    describe(status).c_str());
-      forward_signal(SIGTERM);
-      kill_at = std::chrono::steady_clock::now() + kGrace;
+      term_at = std::chrono::steady_clock::now() + kOwnExit;
     }
+    // Rank 0's own failure (not one the launcher's SIGTERM caused) says most: a failure that
+    // only rank 0 can have (its evaluation, a checkpoint write) makes the others fail with 5,
+    // and the first of those may be reaped before rank 0.
+    if (rank == 0 && !terminated) rank0_code = exit_code_of(status);
   }
+  int exit_code = 0;
+  // Exit 5 is what a worker reports when a peer failed: it names no cause of its own.
+  if (first_code) exit_code = rank0_code && *rank0_code != 5 ? *rank0_code : *first_code;
   return exit_code;
 }
 

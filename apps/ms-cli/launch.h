@@ -9,10 +9,15 @@ namespace ms::cli {
 /// Runs `nproc` copies of this program with `args` (argv without --nproc) as the workers of one
 /// data-parallel run: each gets RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR
 /// (127.0.0.1) and MASTER_PORT (a free port), as torchrun sets them, and OMP_NUM_THREADS (the
-/// cores shared out) unless the user set threads. SIGINT / SIGTERM / SIGHUP are passed on. When a
-/// worker fails, the others are stopped (SIGTERM, then SIGKILL after a grace period). Returns the
-/// exit code: 0, the first failed worker's code, or 128 + the signal that killed it.
+/// cores this process may use, shared out) unless the user set threads. SIGINT / SIGTERM / SIGHUP
+/// are passed on. When a worker fails, the others get 10 s to fail on their own, then SIGTERM,
+/// then SIGKILL 30 s later. Returns the exit code: 0, else rank 0's own failure code unless it is
+/// 5 (a peer failed), else the first failed worker's (128 + the signal that killed one).
 int run_local_workers(int nproc, const std::vector<std::string>& args);
+
+/// In a worker `ms train --nproc` started (MS_LAUNCHER_PID set): ends this process when the
+/// launcher dies, even by SIGKILL, so that no orphan keeps training or holds the work dir.
+void die_with_launcher();
 
 /// argv without `--nproc N` / `--nproc=N` (the workers' command line).
 std::vector<std::string> without_option(const std::vector<std::string>& argv,

@@ -186,6 +186,23 @@ class TrainTextTest(TorchTestCase):
         self.assertEqual(hf["id2label"], {"0": "negative", "1": "positive"})
         self.assertEqual(hf["architectures"], ["BertForSequenceClassification"])
 
+    def test_long_texts_are_cut_to_the_positions_roberta_takes(self):
+        # The recipe's max_length (128 here) is more than the tiny RoBERTa's 72 positions take
+        # (71: its positions start after pad_token_id): rows are cut there, as ms infer cuts them.
+        long_rows = [(" ".join(["good movie"] * 60), "positive"),
+                     (" ".join(["bad movie"] * 60), "negative")] * 4
+        write_csv(self.path("long.csv"), long_rows)
+        r = run_ms("train", "--model", os.path.join(TINY, "roberta"), "--config", self.config,
+                   "--dataset", "csv:" + self.path("long.csv"), "--eval-dataset",
+                   "csv:" + self.path("long.csv"), "--work-dir", self.path("work"),
+                   "--set", "preprocessor.max_length=128", "--max-epochs", "1", "--json",
+                   timeout=300)
+        self.assertExit(r, 0)
+        e = run_ms("eval", "--model", self.path("work", "output"), "--dataset",
+                   "csv:" + self.path("long.csv"), "--json")
+        self.assertExit(e, 0)
+        self.assertEqual(json.loads(e.stdout), json.loads(r.stdout)["metrics"])
+
     def test_sliced_splits_hold_out_part_of_one_file(self):
         r = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
                    "--dataset", "csv:" + self.path("train.csv"), "--split", "train[:75%]",

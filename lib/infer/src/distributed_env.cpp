@@ -34,7 +34,10 @@ EnvLookup process_env() {
 std::optional<DistributedEnv> read_distributed_env(const EnvLookup& env) {
   // torchrun's names first; Slurm's (srun) when torchrun's are absent.
   const bool torchrun = env("WORLD_SIZE").has_value();
-  const bool slurm = !torchrun && env("SLURM_NTASKS").has_value() && env("SLURM_PROCID");
+  // srun's step variables: an sbatch script itself has SLURM_NTASKS and SLURM_PROCID too, but
+  // is not one of the step's workers.
+  const bool slurm =
+      !torchrun && env("SLURM_STEP_NUM_TASKS").has_value() && env("SLURM_PROCID").has_value();
   if (!torchrun && !slurm) return std::nullopt;
   auto get = [&](const char* torchrun_name, const char* slurm_name) {
     const std::string name = torchrun ? torchrun_name : slurm_name;
@@ -42,7 +45,7 @@ std::optional<DistributedEnv> read_distributed_env(const EnvLookup& env) {
   };
   constexpr int kMaxWorld = 1 << 20;
   DistributedEnv d;
-  auto [world_name, world] = get("WORLD_SIZE", "SLURM_NTASKS");
+  auto [world_name, world] = get("WORLD_SIZE", "SLURM_STEP_NUM_TASKS");
   d.world_size = parse_int(world_name, *world, 1, kMaxWorld);
   if (d.world_size == 1) return std::nullopt;
   auto [rank_name, rank] = get("RANK", "SLURM_PROCID");

@@ -113,31 +113,45 @@ std::shared_ptr<Distributed> Distributed::join(const infer::DistributedEnv& env,
 }
 
 void Distributed::average_gradients(const std::vector<at::Tensor>& params) {
-  torch::NoGradGuard no_grad;
-  // Which parameters have a gradient on some rank: a parameter no rank used keeps no gradient
-  // (so the optimizer skips it, as in one process); one used elsewhere gets the mean.
-  at::Tensor used = at::zeros({static_cast<std::int64_t>(params.size())}, at::kFloat);
+  std::vector<at::Tensor> grads;
+  for (const at::Tensor& p : params) grads.push_back(p.grad());
+  average(grads, &params);
   for (std::size_t i = 0; i < params.size(); ++i)
-    if (params[i].grad().defined()) used[static_cast<std::int64_t>(i)] = 1;
+    if (grads[i].defined() && !params[i].grad().defined())
+      const_cast<at::Tensor&>(params[i]).mutable_grad() = grads[i];
+}
+
+void Distributed::average(std::vector<at::Tensor>& tensors, const std::vector<at::Tensor>* like) {
+  torch::NoGradGuard no_grad;
+  // Which tensors are defined on some rank: one no rank has stays undefined (a parameter no rank
+  // used keeps no gradient, so the optimizer skips it, as in one process); one defined elsewhere
+  // counts as zeros here.
+  at::Tensor used = at::zeros({static_cast<std::int64_t>(tensors.size())}, at::kFloat);
+  for (std::size_t i = 0; i < tensors.size(); ++i)
+    if (tensors[i].defined()) used[static_cast<std::int64_t>(i)] = 1;
   impl_->collective("the gradient all-reduce", [&] {
     std::vector<at::Tensor> t{used};
     impl_->wait(impl_->group->allreduce(t));
   });
-  std::vector<at::Tensor> grads;
-  for (std::size_t i = 0; i < params.size(); ++i) {
+  std::vector<at::Tensor*> present;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
     if (used[static_cast<std::int64_t>(i)].item<float>() == 0) continue;
-    at::Tensor p = params[i];
-    if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
-    grads.push_back(p.grad());
+    if (!tensors[i].defined()) {
+      MS_CHECK(like != nullptr, ErrorCode::kInternal,
+               "tensor {} to average is defined on another rank only", i);
+      tensors[i] = at::zeros_like((*like)[i]);
+    }
+    present.push_back(&tensors[i]);
   }
-  // Buckets of one dtype, in reverse parameter order as DDP fills them (the last layers'
-  // gradients are ready first in a backward pass).
-  std::vector<std::vector<at::Tensor>> buckets;
+  // Buckets of one dtype, in reverse order as DDP fills them (the last layers' gradients are
+  // ready first in a backward pass).
+  std::vector<std::vector<at::Tensor*>> buckets;
   std::size_t bytes = 0;
-  for (auto it = grads.rbegin(); it != grads.rend(); ++it) {
-    const std::size_t size = static_cast<std::size_t>(it->numel()) * it->element_size();
+  for (auto it = present.rbegin(); it != present.rend(); ++it) {
+    const at::Tensor& g = **it;
+    const std::size_t size = static_cast<std::size_t>(g.numel()) * g.element_size();
     if (buckets.empty() || bytes + size > kBucketBytes ||
-        buckets.back().front().scalar_type() != it->scalar_type()) {
+        buckets.back().front()->scalar_type() != g.scalar_type()) {
       buckets.emplace_back();
       bytes = 0;
     }
@@ -149,7 +163,7 @@ void Distributed::average_gradients(const std::vector<at::Tensor>& params) {
   impl_->collective("the gradient all-reduce", [&] {
     for (auto& bucket : buckets) {
       std::vector<at::Tensor> pieces;
-      for (const at::Tensor& g : bucket) pieces.push_back(g.reshape({-1}));
+      for (const at::Tensor* g : bucket) pieces.push_back(g->reshape({-1}));
       flats.push_back(at::cat(pieces));
       std::vector<at::Tensor> t{flats.back()};
       works.push_back(impl_->group->allreduce(t));  // all buckets in flight at once
@@ -159,9 +173,9 @@ void Distributed::average_gradients(const std::vector<at::Tensor>& params) {
   const double scale = 1.0 / world_size();
   for (std::size_t b = 0; b < buckets.size(); ++b) {
     std::int64_t offset = 0;
-    for (at::Tensor& g : buckets[b]) {
-      const std::int64_t n = g.numel();
-      g.copy_(flats[b].narrow(0, offset, n).view(g.sizes()).mul_(scale));
+    for (at::Tensor* g : buckets[b]) {
+      const std::int64_t n = g->numel();
+      g->copy_(flats[b].narrow(0, offset, n).view(g->sizes()).mul_(scale));
       offset += n;
     }
   }

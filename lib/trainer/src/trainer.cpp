@@ -467,7 +467,10 @@ Json Trainer::evaluate() {
   if (!is_main()) {
     // Rank 0 evaluates the whole split (the figure one process gives); the others take its
     // values, which hooks such as BestCkptSaverHook and EarlyStopHook act on alike everywhere.
-    metric_values_ = Json::parse(setup_.distributed->from_main(""));
+    // CBOR, not JSON text: a NaN or infinite metric stays a number (JSON text would make it
+    // null) for the hooks that compare it.
+    const std::string cbor = setup_.distributed->from_main("");
+    metric_values_ = Json::from_cbor(cbor.begin(), cbor.end());
     hooks_.call(Stage::kAfterVal, *this);
     return metric_values_;
   }
@@ -488,7 +491,10 @@ Json Trainer::evaluate() {
   for (auto& m : metric_list)
     for (const auto& [key, value] : m->evaluate()) values[key] = value;
   metric_values_ = values;
-  if (setup_.distributed) setup_.distributed->from_main(values.dump());
+  if (setup_.distributed) {
+    const std::vector<std::uint8_t> cbor = Json::to_cbor(values);
+    setup_.distributed->from_main(std::string(cbor.begin(), cbor.end()));
+  }
   hooks_.call(Stage::kAfterVal, *this);
   return values;
 }
@@ -517,6 +523,8 @@ CheckpointValue Trainer::trainer_state() const {
   meta.set("epoch_done", epoch_end_);
   meta.set("stop_training", stop_);
   meta.set("seed", static_cast<std::int64_t>(setup_.seed));
+  meta.set("world_size",
+           static_cast<std::int64_t>(setup_.distributed ? setup_.distributed->world_size() : 1));
   CheckpointValue rng = CheckpointValue::dict();
   {
     at::Generator generator = at::detail::getDefaultCPUGenerator();
@@ -559,6 +567,15 @@ void Trainer::load_trainer_state(const CheckpointValue& state) {
   const CheckpointValue* done = meta.find("epoch_done");
   resumed_epoch_done_ = done ? done->as_bool() : inner_iter_ >= iters_per_epoch_;
   if (const CheckpointValue* stop = meta.find("stop_training")) stop_ = stop->as_bool();
+  // The batches of an epoch are dealt per rank: a checkpoint taken inside an epoch resumes only
+  // on as many ranks as wrote it (at an epoch's end any count goes on from the next epoch).
+  const CheckpointValue* world = meta.find("world_size");
+  const std::int64_t saved_world = world ? world->as_int() : 1;
+  const std::int64_t this_world = setup_.distributed ? setup_.distributed->world_size() : 1;
+  MS_CHECK(saved_world == this_world || resumed_epoch_done_, ErrorCode::kUsage,
+           "the checkpoint was taken inside an epoch on {} worker(s); this run has {}: resume it "
+           "on {}, or from an epoch's checkpoint",
+           saved_world, this_world, saved_world);
   if (const CheckpointValue* seed = meta.find("seed")) {
     MS_CHECK(static_cast<std::uint64_t>(seed->as_int()) == setup_.seed, ErrorCode::kUsage,
              "the checkpoint was trained with --seed {}, this run has --seed {}: the data order "

@@ -150,6 +150,13 @@ struct Prepared {
   Json hf_config;  // config.json of the source folder (text models)
 };
 
+// Texts longer than the model's positions take (RoBERTa's start after its padding id) are cut
+// there, as `ms infer` cuts them, instead of failing in the forward pass.
+void cap_to_positions(Prepared& p) {
+  if (const std::optional<std::int64_t> most = p.model->max_tokens())
+    p.max_length = std::min(p.max_length, static_cast<std::size_t>(*most));
+}
+
 // Builds the model for training: the folder's weights with a head sized to the labels.
 Prepared prepare_for_training(const infer::ModelInfo& m, Config& config, const data::Dataset& ds,
                               const data::Split& split, const std::string& device) {
@@ -187,6 +194,7 @@ Prepared prepare_for_training(const infer::ModelInfo& m, Config& config, const d
   }
   spec.num_labels = static_cast<std::int64_t>(p.labels.size());
   p.model = models::build_model(spec);
+  cap_to_positions(p);
   if (p.tokenizer) init_like_transformers(*p.model, p.hf_config.value("initializer_range", 0.02));
   if (weights) p.model->load_state_dict(*weights, m.dir.string(), /*allow_fresh_head=*/true);
   p.model->to(device);
@@ -224,6 +232,7 @@ Prepared prepare_for_eval(const infer::ModelInfo& m, const Config& config,
   if (text_task(m.task) || token_task(m.task)) {
     p.tokenizer = std::make_unique<text::BertTokenizer>(text::BertTokenizer::from_dir(m.dir));
     p.max_length = config.get_or<std::size_t>("preprocessor.max_length", 128);
+    cap_to_positions(p);
     p.per_token = token_task(m.task);
     p.columns = p.per_token ? find_token_columns(split, config, ds.spec)
                             : find_text_columns(split, config, ds.spec);
@@ -437,7 +446,7 @@ class TrainingService final : public infer::TrainerService {
     // output/ is written with each checkpoint; a run that saved none has none.
     if (std::filesystem::exists(work_dir / "output" / "model.safetensors")) {
       s.output_dir = work_dir / "output";
-    } else {
+    } else if (!dist || dist->is_main()) {
       log::warn("no checkpoint was saved, so {} was not written (CheckpointHook save_last)",
                 (work_dir / "output").string());
     }

@@ -202,8 +202,8 @@ class BestCkptSaverHook final : public Hook {
   }
   void after_run(Trainer& t) override {
     if (!restore_best_ || best_prefix_.empty()) return;
-    // Rank 0 wrote the file: the others read it once it is there.
-    if (Distributed* d = t.distributed()) d->barrier();
+    // The other ranks write nothing after the run, and rank 0's file may not be on their disk.
+    if (!t.is_main()) return;
     const std::filesystem::path file = model_file(place_.save_dir / best_prefix_);
     log::info("restoring the best checkpoint {}", file.string());
     t.load_model_state(tensor::load_checkpoint(file).as_state_dict(), file.string());

@@ -71,11 +71,16 @@ class OptimizerHook final : public Hook {
   // gradients summed so far, so that a resumed run steps with the same sum.
   tensor::CheckpointValue state_dict() const override {
     if (cumulative_iters_ == 1 || trainer_ == nullptr) return {};
-    tensor::CheckpointValue grads = tensor::CheckpointValue::list();
+    std::vector<at::Tensor> sums;
     for (const auto& group : trainer_->optimizer().groups())
       for (const at::Tensor& p : group.params)
-        grads.push_back(p.grad().defined() ? tensor::CheckpointValue(p.grad().detach().cpu())
-                                           : tensor::CheckpointValue());
+        sums.push_back(p.grad().defined() ? p.grad().detach().clone() : at::Tensor());
+    // Under data parallelism the step uses the mean over the ranks of their sums, so the mean is
+    // what every rank resumes with (equal to the uninterrupted step up to float rounding).
+    if (Distributed* d = trainer_->distributed()) d->average(sums);
+    tensor::CheckpointValue grads = tensor::CheckpointValue::list();
+    for (const at::Tensor& g : sums)
+      grads.push_back(g.defined() ? tensor::CheckpointValue(g.cpu()) : tensor::CheckpointValue());
     return tensor::CheckpointValue::dict({{"grads", std::move(grads)}});
   }
   void load_state_dict(const tensor::CheckpointValue& state) override {

@@ -1,6 +1,7 @@
 // The environment contract of data-parallel workers, as PyTorch's torchrun sets it (RANK,
-// WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), with Slurm's equivalents
-// (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NTASKS_PER_NODE) where torchrun's are absent,
+// WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), with the equivalents srun
+// sets for a step's tasks (SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_LOCALID,
+// SLURM_NTASKS_PER_NODE) where torchrun's are absent,
 // and torchrun's agent store (TORCHELASTIC_USE_AGENT_STORE, TORCHELASTIC_RESTART_COUNT).
 // Torch-free: the CLI reads it to launch workers (`ms train --nproc`), the trainer to join them.
 #pragma once
@@ -38,7 +39,7 @@ using EnvLookup = std::function<std::optional<std::string>(const std::string& na
 MS_API EnvLookup process_env();
 
 /// The worker's DistributedEnv, or nullopt when the process is not one of several workers
-/// (no WORLD_SIZE / SLURM_NTASKS, or a world of 1). A malformed or inconsistent value (a rank
+/// (no WORLD_SIZE / SLURM_STEP_NUM_TASKS, or a world of 1). A malformed or inconsistent value (a rank
 /// outside the world, a port outside 1..65535, a missing MASTER_ADDR under Slurm) is kUsage
 /// naming the variable.
 MS_API std::optional<DistributedEnv> read_distributed_env(const EnvLookup& env = process_env());

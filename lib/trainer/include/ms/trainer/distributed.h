@@ -34,6 +34,9 @@ class Distributed {
   /// zero, as DDP's find_unused_parameters does), in flat buckets of about 25 MiB (DDP's
   /// default bucket size) all-reduced together.
   void average_gradients(const std::vector<at::Tensor>& params);
+  /// Each tensor becomes its mean over the ranks, in the same buckets. One undefined on every
+  /// rank stays undefined; one undefined here only becomes zeros shaped like `like`'s.
+  void average(std::vector<at::Tensor>& tensors, const std::vector<at::Tensor>* like = nullptr);
   /// Copies rank 0's parameters and buffers to every rank (DDP does so when it wraps a model).
   void broadcast_module(torch::nn::Module& module);
   /// The mean of a scalar over the ranks (a NaN anywhere makes it NaN everywhere).
