@@ -1,0 +1,109 @@
+// Unit tests of the worker variables of data-parallel runs (torchrun's, srun's, torchrun's agent
+// store): ms::infer::read_distributed_env over a map of variables.
+#include "ms/infer/distributed_env.h"
+
+#include <map>
+#include <string>
+
+#include "catch.h"
+#include "ms/core/error.h"
+
+using ms::infer::DistributedEnv;
+using ms::infer::read_distributed_env;
+using Vars = std::map<std::string, std::string>;
+
+namespace {
+
+ms::infer::EnvLookup lookup(const Vars& vars) {
+  return [vars](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    return it == vars.end() ? std::nullopt : std::optional<std::string>(it->second);
+  };
+}
+
+// The message of the kUsage error `vars` give.
+std::string usage_error(const Vars& vars) {
+  try {
+    read_distributed_env(lookup(vars));
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ms::ErrorCode::kUsage);
+    return e.what();
+  }
+  FAIL("no error for these variables");
+  return {};
+}
+
+const Vars kTorchrun = {{"RANK", "1"},
+                        {"WORLD_SIZE", "4"},
+                        {"LOCAL_RANK", "1"},
+                        {"LOCAL_WORLD_SIZE", "2"},
+                        {"MASTER_ADDR", "node0"},
+                        {"MASTER_PORT", "29511"}};
+
+}  // namespace
+
+TEST_CASE("one process: no variables, or a world of 1", "[infer][distributed]") {
+  CHECK_FALSE(read_distributed_env(lookup({})).has_value());
+  CHECK_FALSE(read_distributed_env(lookup({{"WORLD_SIZE", "1"}, {"RANK", "0"}})).has_value());
+  // An sbatch script has these but no step variables: it is not a worker.
+  CHECK_FALSE(
+      read_distributed_env(lookup({{"SLURM_NTASKS", "4"}, {"SLURM_PROCID", "0"}})).has_value());
+}
+
+TEST_CASE("torchrun's variables", "[infer][distributed]") {
+  const DistributedEnv d = *read_distributed_env(lookup(kTorchrun));
+  CHECK(d.rank == 1);
+  CHECK(d.world_size == 4);
+  CHECK(d.local_rank == 1);
+  CHECK(d.local_world_size == 2);
+  CHECK(d.master_addr == "node0");
+  CHECK(d.master_port == 29511);
+  CHECK_FALSE(d.is_main());
+  CHECK_FALSE(d.agent_store);
+  CHECK(d.timeout == std::chrono::seconds(1800));
+
+  Vars agent = kTorchrun;
+  agent["TORCHELASTIC_USE_AGENT_STORE"] = "True";
+  agent["TORCHELASTIC_RESTART_COUNT"] = "2";
+  agent["MS_DIST_TIMEOUT"] = "7";
+  const DistributedEnv a = *read_distributed_env(lookup(agent));
+  CHECK(a.agent_store);
+  CHECK(a.restart_count == 2);
+  CHECK(a.timeout == std::chrono::seconds(7));
+}
+
+TEST_CASE("srun's step variables", "[infer][distributed]") {
+  const DistributedEnv d = *read_distributed_env(lookup({{"SLURM_PROCID", "5"},
+                                                         {"SLURM_STEP_NUM_TASKS", "6"},
+                                                         {"SLURM_NTASKS", "6"},
+                                                         {"SLURM_LOCALID", "2"},
+                                                         {"SLURM_NTASKS_PER_NODE", "3(x2)"},
+                                                         {"MASTER_ADDR", "n1"},
+                                                         {"MASTER_PORT", "1234"}}));
+  CHECK(d.rank == 5);
+  CHECK(d.world_size == 6);
+  CHECK(d.local_rank == 2);
+  CHECK(d.local_world_size == 3);
+  CHECK(d.master_addr == "n1");
+  CHECK(usage_error({{"SLURM_PROCID", "0"}, {"SLURM_STEP_NUM_TASKS", "2"}}).find("MASTER_ADDR") !=
+        std::string::npos);
+}
+
+TEST_CASE("malformed or inconsistent variables name the variable", "[infer][distributed]") {
+  auto with = [](const std::string& name, const std::string& value) {
+    Vars v = kTorchrun;
+    if (value.empty())
+      v.erase(name);
+    else
+      v[name] = value;
+    return v;
+  };
+  CHECK(usage_error(with("RANK", "4")).find("RANK=4") != std::string::npos);
+  CHECK(usage_error(with("RANK", "")).find("RANK") != std::string::npos);
+  CHECK(usage_error(with("WORLD_SIZE", "two")).find("WORLD_SIZE=two") != std::string::npos);
+  CHECK(usage_error(with("MASTER_PORT", "0")).find("MASTER_PORT") != std::string::npos);
+  CHECK(usage_error(with("MASTER_PORT", "65536")).find("MASTER_PORT") != std::string::npos);
+  CHECK(usage_error(with("LOCAL_RANK", "2")).find("LOCAL_RANK") != std::string::npos);
+  CHECK(usage_error(with("MS_DIST_TIMEOUT", "0")).find("MS_DIST_TIMEOUT") != std::string::npos);
+  CHECK(usage_error(with("RANK", "1 ")).find("RANK") != std::string::npos);
+}
