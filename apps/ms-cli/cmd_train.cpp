@@ -4,9 +4,9 @@
 #include <iostream>
 
 #include "cli.h"
-#include "launch.h"
 #include "ms/core/device.h"
 #include "ms/hub/repo_id.h"
+#include "ms/infer/launch.h"
 #include "ms/infer/train.h"
 
 namespace ms::cli {
@@ -47,11 +47,12 @@ Json summary_json(const infer::TrainSummary& s) {
 void run_train(TrainOptions& o) {
   if (o.nproc > 0) {
     // The launcher: this process only starts, watches and stops the workers.
-    const int code = run_local_workers(o.nproc, without_option(program_args(), "--nproc"));
+    const int code =
+        infer::run_local_workers(o.nproc, infer::without_option(program_args(), "--nproc"));
     if (code != 0) throw ExitStatus{code};
     return;
   }
-  die_with_launcher();
+  infer::die_with_launcher();
   if (o.json) report_errors_as_json();
   infer::TrainRequest& r = o.request;
   r.device = parse_device(o.device);

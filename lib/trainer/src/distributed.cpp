@@ -4,6 +4,7 @@
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/full.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <c10/util/Exception.h>
@@ -127,15 +128,17 @@ void Distributed::average(std::vector<at::Tensor>& tensors, const std::vector<at
   // used keeps no gradient, so the optimizer skips it, as in one process); one defined elsewhere
   // counts as zeros here.
   at::Tensor used = at::zeros({static_cast<std::int64_t>(tensors.size())}, at::kFloat);
+  // Read and written through its buffer: this runs every step, once per parameter.
+  float* flags = used.data_ptr<float>();
   for (std::size_t i = 0; i < tensors.size(); ++i)
-    if (tensors[i].defined()) used[static_cast<std::int64_t>(i)] = 1;
+    if (tensors[i].defined()) flags[i] = 1;
   impl_->collective("the gradient all-reduce", [&] {
     std::vector<at::Tensor> t{used};
     impl_->wait(impl_->group->allreduce(t));
   });
   std::vector<at::Tensor*> present;
   for (std::size_t i = 0; i < tensors.size(); ++i) {
-    if (used[static_cast<std::int64_t>(i)].item<float>() == 0) continue;
+    if (flags[i] == 0) continue;
     if (!tensors[i].defined()) {
       MS_CHECK(like != nullptr, ErrorCode::kInternal,
                "tensor {} to average is defined on another rank only", i);
@@ -197,13 +200,12 @@ void Distributed::broadcast_module(torch::nn::Module& module) {
 }
 
 double Distributed::mean(double value) {
-  at::Tensor t = at::zeros({1}, at::kDouble);
-  t[0] = value;
+  at::Tensor t = at::full({1}, value, at::kDouble);
   impl_->collective("averaging the loss", [&] {
     std::vector<at::Tensor> v{t};
     impl_->wait(impl_->group->allreduce(v));
   });
-  return t[0].item<double>() / world_size();
+  return *t.data_ptr<double>() / world_size();
 }
 
 // Rank 0's results and the ranks' states travel through Gloo, not the store: a collective

@@ -1,10 +1,13 @@
-// `ms train --nproc N`: a local launcher with torchrun's contract, for one machine.
+// `ms train --nproc N`: a local launcher with torchrun's contract, for one machine. Torch-free:
+// it starts, watches and stops copies of this program; the workers join through the trainer.
 #pragma once
 
 #include <string>
 #include <vector>
 
-namespace ms::cli {
+#include "ms/core/export.h"
+
+namespace ms::infer {
 
 /// Runs `nproc` copies of this program with `args` (argv without --nproc) as the workers of one
 /// data-parallel run: each gets RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR
@@ -13,14 +16,14 @@ namespace ms::cli {
 /// are passed on. When a worker fails, the others get 10 s to fail on their own, then SIGTERM,
 /// then SIGKILL 30 s later. Returns the exit code: 0, else rank 0's own failure code unless it is
 /// 5 (a peer failed), else the first failed worker's (128 + the signal that killed one).
-int run_local_workers(int nproc, const std::vector<std::string>& args);
+MS_API int run_local_workers(int nproc, const std::vector<std::string>& args);
 
 /// In a worker `ms train --nproc` started (MS_LAUNCHER_PID set): ends this process when the
 /// launcher dies, even by SIGKILL, so that no orphan keeps training or holds the work dir.
-void die_with_launcher();
+MS_API void die_with_launcher();
 
 /// argv without `--nproc N` / `--nproc=N` (the workers' command line).
-std::vector<std::string> without_option(const std::vector<std::string>& argv,
-                                        const std::string& option);
+MS_API std::vector<std::string> without_option(const std::vector<std::string>& argv,
+                                               const std::string& option);
 
-}  // namespace ms::cli
+}  // namespace ms::infer

@@ -1,5 +1,5 @@
 // The local worker launcher of `ms train --nproc N` (see launch.h).
-#include "launch.h"
+#include "ms/infer/launch.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -25,7 +25,7 @@
 
 extern char** environ;
 
-namespace ms::cli {
+namespace ms::infer {
 namespace {
 
 // The workers' pids, for the signal handler (async-signal-safe reads only).
@@ -207,4 +207,4 @@ int run_local_workers(int nproc, const std::vector<std::string>& args) {
   return exit_code;
 }
 
-}  // namespace ms::cli
+}  // namespace ms::infer
