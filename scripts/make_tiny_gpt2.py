@@ -150,9 +150,18 @@ def main():
             one = tok(prompt, return_tensors="pt")
             alone = model.generate(**one, do_sample=False, max_new_tokens=MAX_NEW_TOKENS, pad_token_id=eos)
             assert tok.decode(alone[0], skip_special_tokens=True, clean_up_tokenization_spaces=False) == text
+        # CTRL's repetition penalty, a deterministic logits processor: with greedy decoding it has
+        # one right answer.
+        processed = {}
+        for name, extra in {"repetition_penalty=1.5": {"repetition_penalty": 1.5}}.items():
+            out = model.generate(**enc, do_sample=False, max_new_tokens=MAX_NEW_TOKENS,
+                                 pad_token_id=eos, **extra)
+            processed[name] = tok.batch_decode(out, skip_special_tokens=True,
+                                               clean_up_tokenization_spaces=False)
     with open(os.path.join(d, "expected.json"), "w", encoding="utf-8") as f:
         json.dump({"torch": torch.__version__, "transformers": transformers.__version__,
-                   "max_new_tokens": MAX_NEW_TOKENS, "prompts": PROMPTS, "texts": texts}, f,
+                   "max_new_tokens": MAX_NEW_TOKENS, "prompts": PROMPTS, "texts": texts,
+                   "processed": processed}, f,
                   ensure_ascii=False, indent=1)
         f.write("\n")
     ref = {k: v.contiguous() for k, v in ref.items()}

@@ -26,6 +26,8 @@ packages=(
   # Test data (pinned by sha256 in scripts/make_dataset_fixtures.py) and dataset benchmarks:
   # libjpeg-turbo's tjbench, PIL + numpy + torch + pandas under /usr/bin/python3 as peers.
   dataset-fashion-mnist python3-sklearn
+  # Classical Chinese poems for the text-generation example and its test (examples/poetry).
+  fortunes-zh
   libjpeg-turbo-progs python3-pil python3-numpy python3-pandas python3-torch
   # Python torch/torchvision on the same LibTorch: fixture generators, the ResNet fidelity tests
   # and bench/setup_st_venv.sh (sentence-transformers for bench/).

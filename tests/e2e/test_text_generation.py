@@ -1,7 +1,8 @@
 """`ms infer --task text-generation` on a small random GPT-2 (tests/data/infer/tiny/gpt2, written by
 scripts/make_tiny_gpt2.py with transformers): greedy continuations equal transformers' generate()
 (expected.json), batched with left padding and one prompt at a time; max_new_tokens through --set;
-bad prompts and settings give clear errors.
+bad prompts and settings give clear errors; CTRL's repetition penalty equals transformers'; seeded
+sampling repeats and does not depend on the batch; `ms train` learns a causal LM on a jsonl file.
 """
 import json
 import os
@@ -87,6 +88,106 @@ class TextGeneration(TorchTestCase):
                 r = run_ms("infer", "--model", d, "--input", "hello")
                 self.assertExit(r, 3)
                 self.assertOneLineError(r, "config.json", fragment)
+
+    def test_repetition_penalty_equals_transformers(self):
+        for name, texts in self.ref["processed"].items():
+            key, value = name.split("=")
+            for batch in ("4", "1"):
+                got = self.generate("--input", *self.ref["prompts"], "-b", batch, "--set",
+                                    f"max_new_tokens={self.ref['max_new_tokens']}", "--set", name)
+                self.assertEqual([g["text"] for g in got], texts, f"{name}, batch size {batch}")
+
+    def sample(self, *settings, prompts=("the cat sat on",), batch="1"):
+        got = self.generate("--input", *prompts, "-b", batch, "--set", "max_new_tokens=12",
+                            *[x for s in settings for x in ("--set", s)])
+        return [g["text"] for g in got]
+
+    def test_seeded_sampling_repeats_and_ignores_the_batch(self):
+        prompts = self.ref["prompts"]
+        first = self.sample("do_sample=true", "seed=11", prompts=prompts, batch="4")
+        self.assertEqual(self.sample("do_sample=true", "seed=11", prompts=prompts, batch="4"), first)
+        # A row's draws come from its own stream: alone or in a batch, the same text.
+        for prompt, text in zip(prompts, first):
+            self.assertEqual(self.sample("do_sample=true", "seed=11", prompts=(prompt,)), [text])
+        others = [self.sample("do_sample=true", f"seed={s}", prompts=prompts, batch="4")
+                  for s in (12, 13)]
+        self.assertTrue(any(o != first for o in others), "the seed changes nothing")
+        greedy = self.sample(prompts=prompts, batch="4")
+        self.assertNotEqual(first, greedy)
+
+    def test_narrowest_sampling_is_greedy(self):
+        greedy = self.sample(prompts=self.ref["prompts"], batch="4")
+        for setting in ("top_k=1", "top_p=0.000001", "temperature=0.0001"):
+            for seed in ("1", "2"):
+                self.assertEqual(self.sample(setting, f"seed={seed}", prompts=self.ref["prompts"],
+                                             batch="4"), greedy, setting)
+
+    def test_stop_string_ends_the_continuation(self):
+        prompt = self.ref["prompts"][1]
+        full = self.ref["texts"][1][len(prompt):]  # "hello" -> " b b b ..."
+        got = self.sample("max_new_tokens=8", "stop=b", prompts=(prompt,))
+        self.assertEqual(got, [prompt + full[:full.index("b")]])
+        got = self.sample("max_new_tokens=8", 'stop=["zz", " b b"]', prompts=(prompt,))
+        self.assertEqual(got, [prompt + full[:full.index(" b b")]])
+
+    def test_bad_generation_options(self):
+        cases = [("temperature=0", 3, "temperature"), ("temperature=-1", 3, "temperature"),
+                 ("top_k=-1", 3, "top_k"), ("top_p=0", 3, "top_p"), ("top_p=1.5", 3, "top_p"),
+                 ("repetition_penalty=0", 3, "repetition_penalty"), ("seed=-4", 3, "seed"),
+                 ("stop=5", 3, "stop"), ('stop=[""]', 3, "stop"), ("min_new_tokens=99", 3,
+                 "min_new_tokens"), ("do_sample=maybe", 3, "do_sample"),
+                 ("top_z=3", 2, "top_z"), ("temprature=0.5", 2, "temprature")]
+        for setting, code, fragment in cases:
+            with self.subTest(setting=setting):
+                r = self.generate("--input", "hello", "--set", setting, code=code)
+                self.assertOneLineError(r, fragment)
+        r = self.generate("--input", "hello", "--set", "do_sample=false", "--set", "top_k=4",
+                          code=3)
+        self.assertOneLineError(r, "do_sample")
+
+    def test_generation_config_gives_defaults(self):
+        d = self.path("with-generation-config")
+        shutil.copytree(MODEL, d)
+        with open(os.path.join(d, "generation_config.json"), "w", encoding="utf-8") as f:
+            json.dump({"max_new_tokens": 3, "repetition_penalty": 1.5, "eos_token_id": 272}, f)
+        got = self.generate("--input", *self.ref["prompts"], "-b", "4", model=d)
+        want = self.ref["processed"]["repetition_penalty=1.5"]
+        for g, w, p in zip(got, want, self.ref["prompts"]):
+            self.assertTrue(w.startswith(g["text"]) and len(g["text"]) > len(p), (g, w))
+        # --set wins over the file.
+        got = self.generate("--input", self.ref["prompts"][0], "--set", "repetition_penalty=1",
+                            "--set", f"max_new_tokens={self.ref['max_new_tokens']}", model=d)
+        self.assertEqual(got[0]["text"], self.ref["texts"][0])
+
+
+class CausalLmTraining(TorchTestCase):
+    def test_train_and_generate_with_byte_level_bpe(self):
+        data = self.path("texts.jsonl")
+        with open(data, "w", encoding="utf-8") as f:
+            for i in range(24):
+                f.write(json.dumps({"text": "the cat sat on the mat " * (1 + i % 3)}) + "\n")
+        work = self.path("work")
+        recipe = os.path.join(SOURCE_DIR, "configs", "text-generation-poetry")
+        r = run_ms("train", "--model", MODEL, "--config", recipe, "--dataset", f"jsonl:{data}",
+                   "--eval-dataset",
+                   f"jsonl:{data}", "--work-dir", work, "--max-epochs", "10", "--seed", "1",
+                   "--set", "train.optimizer.lr=0.01", "--set", "train.lr_scheduler.T_max=10", "--set", "train.dataloader.batch_size_per_gpu=8",
+                   "--json", timeout=600)
+        self.assertExit(r, 0)
+        summary = json.loads(r.stdout.strip().splitlines()[-1])
+        ppl = summary["metrics"]["ppl"]
+        # A repeated sentence: the model must have learnt it far beyond its 273 tokens' guess.
+        self.assertLess(ppl, 20, summary)
+        out = os.path.join(work, "output")
+        for name in ("vocab.json", "merges.txt", "config.json", "configuration.json",
+                     "model.safetensors"):
+            self.assertTrue(os.path.exists(os.path.join(out, name)), name)
+        r = run_ms("eval", "--model", out, "--dataset", f"jsonl:{data}", "--json")
+        self.assertExit(r, 0)
+        self.assertAlmostEqual(json.loads(r.stdout)["ppl"], ppl, delta=ppl * 1e-6)
+        got = lines(run_ms("infer", "--model", out, "--input", "the cat", "--set",
+                           "max_new_tokens=4").stdout)
+        self.assertTrue(got[0]["text"].startswith("the cat sat on"), got)
 
 
 if __name__ == "__main__":

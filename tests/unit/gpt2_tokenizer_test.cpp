@@ -13,6 +13,8 @@
 #include "catch.h"
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
+#include "ms/text/bert_tokenizer.h"
+#include "ms/text/causal_tokenizer.h"
 
 namespace fs = std::filesystem;
 using ms::text::Gpt2Tokenizer;
@@ -218,4 +220,49 @@ TEST_CASE("GPT-2 tokenizer files: Hugging Face, OpenAI and tokenizer.json layout
   CHECK(from_json.eos_id() == 300);
   dir.write("vocab.txt", "[PAD]\n");  // a WordPiece folder's tokenizer.json is not GPT-2's
   CHECK_FALSE(Gpt2Tokenizer::in_dir(dir.path));
+}
+
+// --- the causal tokenizer over a BERT-style vocab.txt (Chinese GPT models) -----------------------
+
+namespace {
+
+ms::text::CausalTokenizer chinese_vocab() {
+  std::vector<std::string> vocab = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "落",
+                                    "木",    "旧",    "山",    "寺",    "，",     "。",
+                                    "hello", "world", ",",     "un",    "##aff",  "##able"};
+  return ms::text::CausalTokenizer(ms::text::BertTokenizer(vocab, {}));
+}
+
+}  // namespace
+
+TEST_CASE("causal tokenizer: a vocab.txt prompt starts with [CLS], a document ends with [SEP]") {
+  const auto t = chinese_vocab();
+  CHECK_FALSE(t.byte_level());
+  CHECK(t.prompt_ids("落木旧山寺") == Ids{2, 5, 6, 7, 8, 9});
+  CHECK(t.document_ids("落木，") == Ids{2, 5, 6, 10, 3});
+  CHECK(t.eos_id() == 3);
+  CHECK(t.pad_id() == 0);
+  CHECK(t.vocab_size() == 18);
+}
+
+TEST_CASE("causal tokenizer: vocab.txt decoding writes Chinese without spaces") {
+  const auto t = chinese_vocab();
+  // [CLS] 落 木 旧 山 寺 ， 山 。 [SEP] [PAD]: specials left out, no space next to CJK.
+  CHECK(t.decode({2, 5, 6, 7, 8, 9, 10, 8, 11, 3, 0}) == "落木旧山寺，山。");
+  // Words get spaces, "##" pieces join their word, no space before closing punctuation.
+  CHECK(t.decode({12, 14, 13, 15, 16, 17}) == "hello, world unaffable");
+  CHECK(t.decode({12, 5, 13}) == "hello落world");
+  CHECK(t.decode({}).empty());
+  CHECK_THROWS_AS(t.decode({99}), ms::Error);
+}
+
+TEST_CASE("causal tokenizer: byte-level BPE is preferred and round-trips") {
+  const fs::path dir = fs::path(MS_TEST_DATA_DIR) / "infer" / "tiny" / "gpt2";
+  const auto t = ms::text::CausalTokenizer::from_dir(dir);
+  CHECK(t.byte_level());
+  const Ids ids = t.prompt_ids("the cat 落木");
+  CHECK(t.decode(ids) == "the cat 落木");
+  const Ids doc = t.document_ids("the cat");
+  CHECK(doc.back() == t.eos_id());
+  CHECK(t.decode(doc) == "the cat");  // end of text is a special token
 }

@@ -118,7 +118,10 @@ ModelInfo open_model(const std::string& model, const std::optional<std::string>&
                             dir.string()),
                 "pass a ModelScope model folder, or a Hugging Face folder with --task");
   }
-  for (const std::string& o : overrides) info.config.apply_override(o);
+  for (const std::string& o : overrides) {
+    info.config.apply_override(o);
+    info.override_keys.push_back(o.substr(0, o.find('=')));
+  }
 
   if (task) {
     info.task = canonical_task(*task);

@@ -57,6 +57,7 @@ std::string task_default_metric(const std::string& task) {
       {"part-of-speech", "token-cls-metric"},
       {"word-segmentation", "token-cls-metric"},
       {"image-classification", "accuracy"},
+      {"text-generation", "ppl"},
   };
   auto it = defaults.find(task);
   return it == defaults.end() ? std::string() : it->second;

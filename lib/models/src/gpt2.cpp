@@ -281,6 +281,7 @@ class Gpt2LMHeadModel final : public torch::nn::Module, public Model {
 
   const std::string& task() const override { return task_; }
   torch::nn::Module& module() override { return *this; }
+  std::optional<int64_t> max_tokens() const override { return config_.n_positions; }
 
   TensorMap forward(const TensorMap& inputs) override {
     const Gpt2Config& c = config_;
@@ -318,8 +319,8 @@ class Gpt2LMHeadModel final : public torch::nn::Module, public Model {
       past_keys[i] = *key;
       past_values[i] = *value;
     }
-    MS_CHECK(past + t <= c.n_positions, ErrorCode::kUsage,
-             "input of {} tokens is longer than the model's {} positions", past + t, c.n_positions);
+    // The limit is on positions, not on the cache: left padding in a batch adds cache entries
+    // that hold no position, so a padded row may use all of the model's positions.
 
     // The attention mask covers the cached tokens and the new ones.
     at::Tensor mask;
@@ -346,9 +347,15 @@ class Gpt2LMHeadModel final : public torch::nn::Module, public Model {
       positions = at::arange(past, past + t, ids.options().dtype(at::kLong)).unsqueeze(0);
     }
     // A position beyond the table would make the embedding read out of bounds.
-    MS_CHECK(positions.numel() == 0 || (positions.min().item<int64_t>() >= 0 &&
-                                        positions.max().item<int64_t>() < c.n_positions),
-             ErrorCode::kUsage, "GPT-2 forward: position_ids must lie in [0, {})", c.n_positions);
+    const bool positions_given = optional_input(inputs, "position_ids") != nullptr;
+    if (positions.numel() > 0) {
+      const int64_t last = positions.max().item<int64_t>();
+      MS_CHECK(positions_given || last < c.n_positions, ErrorCode::kUsage,
+               "input of {} tokens is longer than the model's {} positions", last + 1,
+               c.n_positions);
+      MS_CHECK(positions.min().item<int64_t>() >= 0 && last < c.n_positions, ErrorCode::kUsage,
+               "GPT-2 forward: position_ids must lie in [0, {})", c.n_positions);
+    }
 
     Batch batch;
     batch.training = torch::nn::Module::is_training();

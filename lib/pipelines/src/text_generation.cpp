@@ -1,6 +1,12 @@
-// text-generation: a causal decoder (GPT-2 family) continues each prompt, greedily, with its
-// key/value cache; prompts of a batch are left-padded so that every row's next token sits in the
-// last column. Output key `text` (ModelScope's OutputKeys.TEXT): the prompt and its continuation.
+// text-generation: a causal decoder (GPT-2 family) continues each prompt through its key/value
+// cache, greedily or by sampling; prompts of a batch are left-padded so that every row's next
+// token sits in the last column. Output key `text` (ModelScope's OutputKeys.TEXT): the prompt and
+// its continuation.
+//
+// The generation options are top-level configuration keys, so `--set max_new_tokens=64` sets one;
+// a model folder's generation_config.json (Hugging Face) gives their defaults. Every row draws
+// from its own random stream seeded by `seed`, so a prompt's sample does not depend on which other
+// prompts share its batch.
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/all.h>
 #include <ATen/ops/argmax.h>
@@ -9,26 +15,227 @@
 #include <ATen/ops/ones.h>
 #include <ATen/ops/tensor.h>
 #include <c10/core/InferenceMode.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
+#include <numeric>
+#include <random>
+#include <set>
 
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
+#include "ms/core/log.h"
 #include "ms/models/model.h"
 #include "ms/pipelines/registry.h"
-#include "ms/text/gpt2_tokenizer.h"
+#include "ms/text/causal_tokenizer.h"
 
 namespace ms::pipelines {
 namespace {
 
 constexpr int64_t kDefaultMaxNewTokens = 50;
 
+// What a generation does, read from the configuration (with --set applied) over
+// generation_config.json. The names are those of Hugging Face's GenerationConfig.
+struct GenerationOptions {
+  int64_t max_new_tokens = kDefaultMaxNewTokens;
+  int64_t min_new_tokens = 0;  // the end-of-text token is barred until this many are generated
+  bool do_sample = false;
+  double temperature = 1.0;
+  int64_t top_k = 0;  // 0: no limit
+  double top_p = 1.0;
+  double repetition_penalty = 1.0;
+  std::optional<uint64_t> seed;
+  std::vector<std::string> stop;  // the continuation ends before the first of these strings
+
+  // Whether a step can take the argmax on the device, without the host's logits processing.
+  bool plain_greedy() const { return !do_sample && repetition_penalty == 1.0; }
+};
+
+const std::vector<std::string>& option_names() {
+  static const std::vector<std::string> names = {
+      "max_new_tokens", "min_new_tokens",     "do_sample", "temperature", "top_k",
+      "top_p",          "repetition_penalty", "seed",      "stop"};
+  return names;
+}
+
+// A --set key with no section (no dot) that is not a generation option is a misspelling: it would
+// otherwise be ignored and the user would get output generated with settings they did not ask for.
+void reject_unknown_options(const infer::ModelInfo& model) {
+  static const std::set<std::string> sections = {"framework",    "task",  "model",      "pipeline",
+                                                 "preprocessor", "train", "evaluation", "dataset"};
+  for (const std::string& key : model.override_keys) {
+    if (key.find('.') != std::string::npos || sections.count(key) != 0) continue;
+    const auto& names = option_names();
+    if (std::find(names.begin(), names.end(), key) != names.end()) continue;
+    throw Error(ErrorCode::kUsage,
+                fmt::format("--set {}: text-generation has no option '{}'", key, key),
+                fmt::format("its options are {}", fmt::join(names, ", ")));
+  }
+}
+
+template <typename T>
+T option(const Config& config, const Json& defaults, const char* key, T fallback) {
+  if (config.has(key)) return config.get<T>(key);
+  auto it = defaults.find(key);
+  if (it != defaults.end() && !it->is_null()) {
+    try {
+      return it->get<T>();
+    } catch (const std::exception&) {
+      throw Error(
+          ErrorCode::kConfig,
+          fmt::format("generation_config.json: key '{}' has the wrong type: {}", key, it->dump()));
+    }
+  }
+  return fallback;
+}
+
+GenerationOptions read_options(const infer::ModelInfo& model) {
+  reject_unknown_options(model);
+  const Config& c = model.config;
+  const Json defaults =
+      read_json_file(model.dir / "generation_config.json").value_or(Json::object());
+  GenerationOptions o;
+  const std::string& where = c.source();
+  o.max_new_tokens = option<int64_t>(c, defaults, "max_new_tokens", kDefaultMaxNewTokens);
+  MS_CHECK(o.max_new_tokens > 0, ErrorCode::kConfig,
+           "{}: max_new_tokens must be a positive integer, got {}", where, o.max_new_tokens);
+  o.min_new_tokens = option<int64_t>(c, defaults, "min_new_tokens", 0);
+  MS_CHECK(o.min_new_tokens >= 0 && o.min_new_tokens <= o.max_new_tokens, ErrorCode::kConfig,
+           "{}: min_new_tokens must be between 0 and max_new_tokens ({}), got {}", where,
+           o.max_new_tokens, o.min_new_tokens);
+  o.temperature = option<double>(c, defaults, "temperature", 1.0);
+  MS_CHECK(std::isfinite(o.temperature) && o.temperature > 0, ErrorCode::kConfig,
+           "{}: temperature must be a positive number, got {}", where, o.temperature);
+  o.top_k = option<int64_t>(c, defaults, "top_k", 0);
+  MS_CHECK(o.top_k >= 0, ErrorCode::kConfig,
+           "{}: top_k must be 0 (no limit) or a positive integer, got {}", where, o.top_k);
+  o.top_p = option<double>(c, defaults, "top_p", 1.0);
+  MS_CHECK(o.top_p > 0 && o.top_p <= 1, ErrorCode::kConfig, "{}: top_p must be in (0, 1], got {}",
+           where, o.top_p);
+  o.repetition_penalty = option<double>(c, defaults, "repetition_penalty", 1.0);
+  MS_CHECK(std::isfinite(o.repetition_penalty) && o.repetition_penalty > 0, ErrorCode::kConfig,
+           "{}: repetition_penalty must be a positive number (1: none), got {}", where,
+           o.repetition_penalty);
+  // Asking for a sampling setting means sampling, unless do_sample says otherwise: then the
+  // setting would be ignored, which is worth an error rather than a surprise.
+  const bool sampling_setting = c.has("temperature") || c.has("top_k") || c.has("top_p");
+  o.do_sample = option<bool>(c, defaults, "do_sample", sampling_setting);
+  MS_CHECK(o.do_sample || !(c.has("do_sample") && sampling_setting), ErrorCode::kConfig,
+           "{}: do_sample is false, so temperature, top_k and top_p would be ignored", where);
+  if (c.has("seed")) {
+    const int64_t seed = c.get<int64_t>("seed");
+    MS_CHECK(seed >= 0, ErrorCode::kConfig, "{}: seed must be a non-negative integer, got {}",
+             where, seed);
+    o.seed = static_cast<uint64_t>(seed);
+  }
+  if (c.has("stop")) {
+    const Json stop = c.get<Json>("stop");
+    if (stop.is_string()) {
+      o.stop.push_back(stop.get<std::string>());
+    } else if (stop.is_array()) {
+      for (const Json& s : stop) {
+        MS_CHECK(s.is_string(), ErrorCode::kConfig,
+                 "{}: stop must be a string or a list of "
+                 "strings, got {}",
+                 where, stop.dump());
+        o.stop.push_back(s.get<std::string>());
+      }
+    } else {
+      throw Error(ErrorCode::kConfig, fmt::format("{}: stop must be a string or a list of "
+                                                  "strings, got {}",
+                                                  where, stop.dump()));
+    }
+    for (const std::string& s : o.stop)
+      MS_CHECK(!s.empty(), ErrorCode::kConfig, "{}: a stop string is empty", where);
+  }
+  return o;
+}
+
+// One row's random stream: a 53-bit uniform in [0, 1) from a 64-bit Mersenne twister, written out
+// here so that a seed gives the same sample with every standard library.
+class RowRandom {
+ public:
+  explicit RowRandom(uint64_t seed) : engine_(seed) {}
+  double uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
+
+ private:
+  std::mt19937_64 engine_;
+};
+
+// The next token of one row from its logits: repetition penalty (CTRL's, as transformers applies
+// it), the end-of-text bar, then argmax, or temperature, top-k, top-p and a draw.
+int64_t choose_token(std::vector<float>& logits, const std::vector<int64_t>& seen, bool bar_eos,
+                     int64_t eos_id, const GenerationOptions& o, RowRandom& random) {
+  const auto vocab = static_cast<int64_t>(logits.size());
+  for (const float l : logits)
+    MS_CHECK(std::isfinite(l), ErrorCode::kInternal,
+             "the model's logits hold NaN or infinity: its weights are damaged or overflow");
+  if (o.repetition_penalty != 1.0) {
+    const auto penalty = static_cast<float>(o.repetition_penalty);
+    for (const int64_t id : std::set<int64_t>(seen.begin(), seen.end())) {
+      if (id < 0 || id >= vocab) continue;
+      float& l = logits[static_cast<std::size_t>(id)];
+      l = l < 0 ? l * penalty : l / penalty;
+    }
+  }
+  if (bar_eos && eos_id >= 0 && eos_id < vocab)
+    logits[static_cast<std::size_t>(eos_id)] = -std::numeric_limits<float>::infinity();
+  if (!o.do_sample) return std::max_element(logits.begin(), logits.end()) - logits.begin();
+
+  // Candidates by descending logit (ties by id, so the order is deterministic).
+  std::vector<int64_t> order(logits.size());
+  std::iota(order.begin(), order.end(), 0);
+  const auto higher = [&](int64_t a, int64_t b) {
+    const float la = logits[static_cast<std::size_t>(a)], lb = logits[static_cast<std::size_t>(b)];
+    return la > lb || (la == lb && a < b);
+  };
+  std::size_t keep = order.size();
+  if (o.top_k > 0 && static_cast<std::size_t>(o.top_k) < keep) {
+    keep = static_cast<std::size_t>(o.top_k);
+    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(keep), order.end(),
+                      higher);
+  } else {
+    std::sort(order.begin(), order.end(), higher);
+  }
+  // Softmax of logit / temperature over the candidates, in double.
+  const double top = logits[static_cast<std::size_t>(order[0])] / o.temperature;
+  std::vector<double> probs(keep);
+  double total = 0;
+  for (std::size_t i = 0; i < keep; ++i) {
+    const double l = logits[static_cast<std::size_t>(order[i])];
+    probs[i] = std::isinf(l) ? 0.0 : std::exp(l / o.temperature - top);
+    total += probs[i];
+  }
+  // Nucleus: the fewest most likely tokens whose probability reaches top_p (at least one).
+  if (o.top_p < 1.0) {
+    double cumulative = 0;
+    for (std::size_t i = 0; i < keep; ++i) {
+      cumulative += probs[i] / total;
+      if (cumulative >= o.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+    total = std::accumulate(probs.begin(), probs.begin() + static_cast<std::ptrdiff_t>(keep), 0.0);
+  }
+  double target = random.uniform() * total;
+  for (std::size_t i = 0; i < keep; ++i) {
+    target -= probs[i];
+    if (target < 0 && probs[i] > 0) return order[i];
+  }
+  // Rounding left the draw past the end: the last candidate with any probability.
+  for (std::size_t i = keep; i-- > 0;)
+    if (probs[i] > 0) return order[i];
+  return order[0];
+}
+
 class TextGenerationPipeline final : public infer::Pipeline {
  public:
   TextGenerationPipeline(const infer::ModelInfo& model, const std::string& device)
-      : task_("text-generation"), device_(device) {
+      : task_("text-generation"), device_(device), options_(read_options(model)) {
     const std::filesystem::path config_path = model.dir / "config.json";
     const auto hf = read_json_file(config_path);
     MS_CHECK(hf.has_value(), ErrorCode::kNotFound,
@@ -39,22 +246,20 @@ class TextGenerationPipeline final : public infer::Pipeline {
       type = (*hf)["model_type"].get<std::string>();
     model_ =
         models::load_pretrained(model_spec(model, task_, type.empty() ? "gpt2" : type), device_);
-    MS_CHECK(text::Gpt2Tokenizer::in_dir(model.dir), ErrorCode::kNotFound,
-             "{} has no byte-level BPE tokenizer (vocab.json + merges.txt or tokenizer.json)",
-             model.dir.string());
-    tokenizer_ = std::make_unique<text::Gpt2Tokenizer>(text::Gpt2Tokenizer::from_dir(model.dir));
+    tokenizer_ =
+        std::make_unique<text::CausalTokenizer>(text::CausalTokenizer::from_dir(model.dir));
     // config.json has been checked by the model: n_positions, if present, is a positive integer.
     positions_ = hf->value("n_positions", int64_t{1024});
     layers_ = hf->value("n_layer", int64_t{12});
-    max_new_tokens_ = model.config.get_or<int64_t>("max_new_tokens", kDefaultMaxNewTokens);
-    MS_CHECK(max_new_tokens_ > 0, ErrorCode::kConfig,
-             "{}: max_new_tokens must be a positive integer, got {}", model.config.source(),
-             max_new_tokens_);
     eos_id_ = tokenizer_->eos_id();
     if (hf->contains("eos_token_id") && (*hf)["eos_token_id"].is_number_integer())
       eos_id_ = (*hf)["eos_token_id"].get<int64_t>();
-    // Padding is never attended; any id in the vocabulary will do where the model has none.
-    pad_id_ = tokenizer_->pad_id() >= 0 ? tokenizer_->pad_id() : std::max<int64_t>(eos_id_, 0);
+    pad_id_ = tokenizer_->pad_id();
+    if (options_.do_sample && !options_.seed) {
+      options_.seed = std::random_device()();
+      log::info("text-generation samples with seed {} (--set seed={} repeats this run)",
+                *options_.seed, *options_.seed);
+    }
   }
 
   const std::string& task() const override { return task_; }
@@ -72,7 +277,7 @@ class TextGenerationPipeline final : public infer::Pipeline {
         const std::string text = in.text.empty() && !in.path.empty() ? read_file(in.path) : in.text;
         MS_CHECK(text.find_first_not_of(" \t\r\n") != std::string::npos, ErrorCode::kUsage,
                  "input text is empty: text-generation needs a prompt");
-        std::vector<int64_t> ids = tokenizer_->encode(text);
+        std::vector<int64_t> ids = tokenizer_->prompt_ids(text);
         MS_CHECK(static_cast<int64_t>(ids.size()) < positions_, ErrorCode::kUsage,
                  "the prompt is {} tokens long; the model's context holds {} with the tokens it "
                  "generates",
@@ -86,17 +291,41 @@ class TextGenerationPipeline final : public infer::Pipeline {
     if (ok.empty()) return results;
     const std::vector<std::vector<int64_t>> generated = generate(prompts);
     for (std::size_t k = 0; k < ok.size(); ++k) {
-      std::vector<int64_t> all = prompts[k];
-      all.insert(all.end(), generated[k].begin(), generated[k].end());
-      results[ok[k]].output = {{"text", tokenizer_->decode(all, /*skip_special_tokens=*/true)}};
+      const std::string prompt = tokenizer_->decode(prompts[k]);
+      std::string continuation = decoded_continuation(prompts[k], generated[k], prompt);
+      cut_at_stop(continuation);
+      results[ok[k]].output = {{"text", prompt + continuation}};
     }
     return results;
   }
 
  private:
-  // Greedy decoding of every prompt at once: left padding, then one token per step through the
-  // cache, until each row has produced the end-of-text token or max_new_tokens, or the context
-  // is full. Returns each row's new tokens (without the end-of-text token).
+  // The text the new tokens add to the prompt's: decoded together with the prompt, so that a
+  // character split across the boundary (byte-level BPE) or the spacing between the two comes out
+  // as it does in one piece.
+  std::string decoded_continuation(const std::vector<int64_t>& prompt,
+                                   const std::vector<int64_t>& generated,
+                                   const std::string& prompt_text) const {
+    std::vector<int64_t> all = prompt;
+    all.insert(all.end(), generated.begin(), generated.end());
+    std::string text = tokenizer_->decode(all);
+    if (text.compare(0, prompt_text.size(), prompt_text) == 0)
+      return text.substr(prompt_text.size());
+    return tokenizer_->decode(generated);
+  }
+
+  // Cuts `continuation` before the first stop string; returns whether there was one.
+  bool cut_at_stop(std::string& continuation) const {
+    std::size_t first = std::string::npos;
+    for (const std::string& s : options_.stop) first = std::min(first, continuation.find(s));
+    if (first == std::string::npos) return false;
+    continuation.erase(first);
+    return true;
+  }
+
+  // Generates for every prompt at once: left padding, then one token per step through the cache,
+  // until each row has produced the end-of-text token, a stop string or max_new_tokens, or the
+  // context is full. Returns each row's new tokens (without the end-of-text token).
   std::vector<std::vector<int64_t>> generate(const std::vector<std::vector<int64_t>>& prompts) {
     const int64_t rows = static_cast<int64_t>(prompts.size());
     std::size_t longest = 0;
@@ -116,31 +345,52 @@ class TextGenerationPipeline final : public infer::Pipeline {
     c10::InferenceMode guard;
     at::Tensor input = at::tensor(ids, long_opts).view({rows, width}).to(device_);
     at::Tensor attention = at::tensor(mask, long_opts).view({rows, width}).to(device_);
-    const int64_t steps = std::min<int64_t>(max_new_tokens_, positions_ - width);
+    // Each row may fill the model's positions with its own tokens; the batch's left padding
+    // takes none, so a row's length does not depend on the prompts beside it.
+    std::vector<int64_t> room(prompts.size());
+    int64_t steps = 0;
+    for (std::size_t r = 0; r < prompts.size(); ++r) {
+      room[r] = std::min<int64_t>(options_.max_new_tokens,
+                                  positions_ - static_cast<int64_t>(prompts[r].size()));
+      steps = std::max(steps, room[r]);
+    }
     std::vector<std::vector<int64_t>> out(prompts.size());
     std::vector<bool> done(prompts.size(), false);
+    std::vector<RowRandom> random;
+    for (std::size_t r = 0; r < out.size(); ++r) random.emplace_back(options_.seed.value_or(0));
+    // Ids past the tokenizer's vocabulary (a model's padded embedding) cannot be written out.
+    const int64_t choosable = static_cast<int64_t>(tokenizer_->vocab_size());
     models::TensorMap inputs = {{"input_ids", input}, {"attention_mask", attention}};
     for (int64_t step = 0; step < steps; ++step) {
       const models::TensorMap result = models::checked_forward(*model_, inputs, device_);
-      const at::Tensor last = result.at("logits").select(1, -1);
-      reject_nonfinite(last);
-      const at::Tensor next = at::argmax(last, -1).cpu().contiguous();
-      const int64_t* picked = next.data_ptr<int64_t>();
+      at::Tensor last = result.at("logits").select(1, -1);
+      if (last.size(-1) > choosable) last = last.narrow(-1, 0, choosable);
+      const std::vector<int64_t> picked = next_tokens(last, prompts, out, done, random, step);
       bool all_done = true;
       for (std::size_t r = 0; r < out.size(); ++r) {
         if (done[r]) continue;
         if (picked[r] == eos_id_) {
           done[r] = true;
-        } else {
-          out[r].push_back(picked[r]);
-          all_done = false;
+          continue;
         }
+        out[r].push_back(picked[r]);
+        if (static_cast<int64_t>(out[r].size()) == room[r] ||
+            (!options_.stop.empty() && reached_stop(prompts[r], out[r]))) {
+          done[r] = true;
+          continue;
+        }
+        all_done = false;
       }
       if (all_done || step + 1 == steps) break;
       // Finished rows keep running (a batch moves together) on padding nobody reads.
-      std::vector<int64_t> feed(out.size());
-      for (std::size_t r = 0; r < out.size(); ++r) feed[r] = done[r] ? pad_id_ : picked[r];
-      attention = at::cat({attention, at::ones({rows, 1}, attention.options())}, 1);
+      // Their padding is not attended, so it takes no position.
+      std::vector<int64_t> feed(out.size()), attend(out.size());
+      for (std::size_t r = 0; r < out.size(); ++r) {
+        feed[r] = done[r] ? pad_id_ : picked[r];
+        attend[r] = done[r] ? 0 : 1;
+      }
+      attention =
+          at::cat({attention, at::tensor(attend, long_opts).view({rows, 1}).to(device_)}, 1);
       inputs = {{"input_ids", at::tensor(feed, long_opts).view({rows, 1}).to(device_)},
                 {"attention_mask", attention}};
       for (int64_t l = 0; l < layers_; ++l) {
@@ -152,16 +402,50 @@ class TextGenerationPipeline final : public infer::Pipeline {
     return out;
   }
 
-  // NaN or infinite logits would make argmax pick an arbitrary token: the model is broken.
-  static void reject_nonfinite(const at::Tensor& logits) {
-    MS_CHECK(logits.isfinite().all().item<bool>(), ErrorCode::kInternal,
-             "the model's logits hold NaN or infinity: its weights are damaged or overflow");
+  // Each row's next token from the last position's logits [rows, vocab].
+  std::vector<int64_t> next_tokens(const at::Tensor& logits,
+                                   const std::vector<std::vector<int64_t>>& prompts,
+                                   const std::vector<std::vector<int64_t>>& generated,
+                                   const std::vector<bool>& done, std::vector<RowRandom>& random,
+                                   int64_t step) const {
+    const std::size_t rows = generated.size();
+    std::vector<int64_t> picked(rows, pad_id_);
+    const bool bar_eos = step < options_.min_new_tokens;
+    if (options_.plain_greedy() && !bar_eos) {
+      // NaN or infinite logits would make argmax pick an arbitrary token: the model is broken.
+      MS_CHECK(logits.isfinite().all().item<bool>(), ErrorCode::kInternal,
+               "the model's logits hold NaN or infinity: its weights are damaged or overflow");
+      const at::Tensor next = at::argmax(logits, -1).cpu().contiguous();
+      std::copy_n(next.data_ptr<int64_t>(), rows, picked.begin());
+      return picked;
+    }
+    const at::Tensor host = logits.to(at::kCPU, at::kFloat).contiguous();
+    const auto vocab = static_cast<std::size_t>(host.size(1));
+    const float* data = host.data_ptr<float>();
+    std::vector<float> row(vocab);
+    std::vector<int64_t> seen;
+    for (std::size_t r = 0; r < rows; ++r) {
+      if (done[r]) continue;
+      std::copy_n(data + r * vocab, vocab, row.begin());
+      seen = prompts[r];
+      seen.insert(seen.end(), generated[r].begin(), generated[r].end());
+      picked[r] = choose_token(row, seen, bar_eos, eos_id_, options_, random[r]);
+    }
+    return picked;
+  }
+
+  // Whether the row's continuation so far holds a stop string.
+  bool reached_stop(const std::vector<int64_t>& prompt,
+                    const std::vector<int64_t>& generated) const {
+    std::string continuation = decoded_continuation(prompt, generated, tokenizer_->decode(prompt));
+    return cut_at_stop(continuation);
   }
 
   std::string task_, device_;
+  GenerationOptions options_;
   std::shared_ptr<models::Model> model_;
-  std::unique_ptr<text::Gpt2Tokenizer> tokenizer_;
-  int64_t positions_ = 1024, layers_ = 12, max_new_tokens_ = kDefaultMaxNewTokens;
+  std::unique_ptr<text::CausalTokenizer> tokenizer_;
+  int64_t positions_ = 1024, layers_ = 12;
   int64_t eos_id_ = -1, pad_id_ = 0;
 };
 
@@ -173,8 +457,9 @@ void register_generation_pipelines(Registry<PipelineBuilder>& registry) {
       [](const infer::ModelInfo& m, const std::string& d) -> std::unique_ptr<infer::Pipeline> {
         return std::make_unique<TextGenerationPipeline>(m, d);
       },
-      "GPT-2-family causal decoder: greedy continuation with the key/value cache "
-      "(max_new_tokens)",
+      "GPT-2-family causal decoder with the key/value cache: greedy or sampled continuation "
+      "(max_new_tokens, min_new_tokens, do_sample, temperature, top_k, top_p, "
+      "repetition_penalty, seed, stop)",
       "text-generation");
 }
 

@@ -351,6 +351,79 @@ LabelMap text_label_map(const data::Split& split, const std::string& column,
   return numbered_labels(model_labels.size(), max_id);
 }
 
+std::string find_document_column(const data::Split& split, const Config& config,
+                                 const std::string& dataset) {
+  return pick_column(split, config, "preprocessor.first_sequence", {"text", "content", "sentence"},
+                     true, dataset);
+}
+
+namespace {
+
+class CausalLmBatches final : public OrderedBatches {
+ public:
+  CausalLmBatches(std::vector<std::vector<std::int64_t>> ids, std::int64_t pad_id,
+                  const Batching& b)
+      : OrderedBatches(ids.size(), b), ids_(std::move(ids)), pad_id_(pad_id) {}
+
+ protected:
+  models::TensorMap make(const std::vector<std::size_t>& rows) const override {
+    std::size_t longest = 0;
+    for (std::size_t r : rows) longest = std::max(longest, ids_[r].size());
+    const std::size_t n = rows.size() * longest;
+    std::vector<std::int64_t> input(n, pad_id_), mask(n, 0), labels(n, -100), next(n, -100);
+    for (std::size_t k = 0; k < rows.size(); ++k) {
+      const std::vector<std::int64_t>& row = ids_[rows[k]];
+      for (std::size_t j = 0; j < row.size(); ++j) {
+        input[k * longest + j] = row[j];
+        mask[k * longest + j] = 1;
+        labels[k * longest + j] = row[j];
+        if (j + 1 < row.size()) next[k * longest + j] = row[j + 1];
+      }
+    }
+    const std::vector<int64_t> shape = {static_cast<int64_t>(rows.size()),
+                                        static_cast<int64_t>(longest)};
+    const auto tensor = [&](const std::vector<std::int64_t>& v) {
+      return at::tensor(v, at::kLong).view(shape);
+    };
+    return {{"input_ids", tensor(input)},
+            {"attention_mask", tensor(mask)},
+            {"labels", tensor(labels)},
+            {"next_token_labels", tensor(next)}};
+  }
+
+ private:
+  std::vector<std::vector<std::int64_t>> ids_;
+  std::int64_t pad_id_;
+};
+
+}  // namespace
+
+std::unique_ptr<BatchSource> make_causal_lm_batches(
+    const data::Split& split, const std::string& column, const text::CausalTokenizer& tokenizer,
+    std::size_t max_length, const Batching& batching, const std::string& dataset) {
+  MS_CHECK(max_length >= 2, ErrorCode::kConfig,
+           "preprocessor.max_length must be at least 2 to predict a next token, got {}",
+           max_length);
+  const int col = split.table.column_index(column);
+  std::vector<std::vector<std::int64_t>> ids;
+  ids.reserve(split.table.rows.size());
+  for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
+    const std::string where = row_where(dataset, split, r);
+    const std::string text = text_of(cell(split, r, col));
+    MS_CHECK(text.find_first_not_of(" \t\r\n") != std::string::npos, ErrorCode::kUsage,
+             "{}: the text ('{}') is empty", where, column);
+    try {
+      std::vector<std::int64_t> row = tokenizer.document_ids(text);
+      if (row.size() > max_length) row.resize(max_length);
+      ids.push_back(std::move(row));
+    } catch (Error& e) {
+      e.add_context(where);
+      throw;
+    }
+  }
+  return std::make_unique<CausalLmBatches>(std::move(ids), tokenizer.pad_id(), batching);
+}
+
 std::unique_ptr<BatchSource> make_text_batches(const data::Split& split, const TextColumns& columns,
                                                const LabelMap& labels,
                                                const text::BertTokenizer& tokenizer,

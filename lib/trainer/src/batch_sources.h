@@ -12,6 +12,7 @@
 #include "ms/data/dataset.h"
 #include "ms/pipelines/image_transforms.h"
 #include "ms/text/bert_tokenizer.h"
+#include "ms/text/causal_tokenizer.h"
 #include "ms/trainer/trainer.h"
 
 namespace ms::trainer {
@@ -80,6 +81,23 @@ std::unique_ptr<BatchSource> make_token_batches(const data::Split& split,
                                                 const text::BertTokenizer& tokenizer,
                                                 std::size_t max_length, const Batching& batching,
                                                 const std::string& dataset);
+
+/// The text column of a causal language modelling split: preprocessor.first_sequence, else
+/// "text" / "content" / "sentence".
+std::string find_document_column(const data::Split& split, const Config& config,
+                                 const std::string& dataset);
+
+/// Causal language modelling (text-generation): each row's text as the tokenizer's document ids
+/// (cut to `max_length`), right-padded. `labels` are the ids with -100 on the padding; the model
+/// shifts them (position i predicts token i + 1, as Hugging Face's GPT2LMHeadModel does).
+/// `next_token_labels` are those targets already shifted, for metrics that score the logits
+/// position by position (ppl).
+std::unique_ptr<BatchSource> make_causal_lm_batches(const data::Split& split,
+                                                    const std::string& column,
+                                                    const text::CausalTokenizer& tokenizer,
+                                                    std::size_t max_length,
+                                                    const Batching& batching,
+                                                    const std::string& dataset);
 
 /// An image split (imagefolder: an image column and integer labels) with the model's transforms.
 /// `dataset_classes` (an imagefolder's class names by its own ids) are mapped to the model's

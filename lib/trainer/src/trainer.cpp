@@ -6,11 +6,10 @@
 
 #include <ATen/Context.h>
 #include <ATen/core/grad_mode.h>
+#include <ATen/ops/empty.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/nn/module.h>
 #include <unistd.h>
-
-#include <ATen/ops/empty.h>
 
 #include <cmath>
 #include <csignal>
@@ -455,6 +454,11 @@ Json Trainer::evaluate() {
       for (std::size_t i = 0; i < setup_.label_names.size(); ++i)
         spec["id2label"][std::to_string(i)] = setup_.label_names[i];
     }
+    // A causal language model's labels are the inputs themselves (the model shifts them); ppl
+    // scores each position's logits, so it reads the next tokens the batches give beside them.
+    if (spec.is_object() && spec.value("type", "") == "ppl" && !spec.contains("label_name") &&
+        model().task() == "text-generation")
+      spec["label_name"] = "next_token_labels";
     try {
       metric_list.push_back(metrics::build_metric(spec));
     } catch (Error& e) {

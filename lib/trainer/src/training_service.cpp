@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <limits>
 #include <set>
 
 #include "batch_sources.h"
@@ -40,11 +41,15 @@ bool token_task(const std::string& task) {
 
 bool image_task(const std::string& task) { return task == "image-classification"; }
 
+// Causal language modelling: a decoder learns to continue texts.
+bool generation_task(const std::string& task) { return task == "text-generation"; }
+
 void check_task(const std::string& task) {
-  MS_CHECK(text_task(task) || token_task(task) || image_task(task), ErrorCode::kUsage,
+  MS_CHECK(text_task(task) || token_task(task) || image_task(task) || generation_task(task),
+           ErrorCode::kUsage,
            "ms train and ms eval handle text-classification, sentence-similarity, nli, "
            "sentiment-classification, token-classification, named-entity-recognition, "
-           "word-segmentation and image-classification; not {} (yet)",
+           "word-segmentation, image-classification and text-generation; not {} (yet)",
            task);
 }
 
@@ -62,6 +67,7 @@ std::string model_type_of(const infer::ModelInfo& m) {
   if (auto hf = read_json_file(m.dir / "config.json"))
     if (hf->contains("model_type") && (*hf)["model_type"].is_string())
       return (*hf)["model_type"].get<std::string>();
+  if (generation_task(m.task)) return "gpt2";
   return text_task(m.task) || token_task(m.task) ? "bert" : "";
 }
 
@@ -143,7 +149,9 @@ struct Prepared {
   std::string type;
   LabelMap labels;
   std::unique_ptr<text::BertTokenizer> tokenizer;
-  bool per_token = false;  // token classification: a tag per word
+  std::unique_ptr<text::CausalTokenizer> causal;  // text-generation
+  std::string document_column;                    // text-generation: the texts to learn
+  bool per_token = false;                         // token classification: a tag per word
   std::size_t max_length = 128;
   TextColumns columns;
   std::vector<pipelines::Transform> transforms;
@@ -155,6 +163,17 @@ struct Prepared {
 void cap_to_positions(Prepared& p) {
   if (const std::optional<std::int64_t> most = p.model->max_tokens())
     p.max_length = std::min(p.max_length, static_cast<std::size_t>(*most));
+}
+
+// A causal language model's tokenizer, text column and text length (preprocessor.max_length,
+// else the model's positions).
+void prepare_causal(Prepared& p, const infer::ModelInfo& m, const Config& config,
+                    const data::Split& split, const data::Dataset& ds) {
+  p.causal = std::make_unique<text::CausalTokenizer>(text::CausalTokenizer::from_dir(m.dir));
+  p.hf_config = read_json_file(m.dir / "config.json").value_or(Json::object());
+  p.document_column = find_document_column(split, config, ds.spec);
+  p.max_length = config.get_or<std::size_t>("preprocessor.max_length",
+                                            std::numeric_limits<std::size_t>::max());
 }
 
 // Builds the model for training: the folder's weights with a head sized to the labels.
@@ -170,7 +189,9 @@ Prepared prepare_for_training(const infer::ModelInfo& m, Config& config, const d
   spec.dir = m.dir;
   spec.config = config;
   spec.checkpoint = weights ? &*weights : nullptr;
-  if (text_task(m.task) || token_task(m.task)) {
+  if (generation_task(m.task)) {
+    prepare_causal(p, m, config, split, ds);
+  } else if (text_task(m.task) || token_task(m.task)) {
     p.tokenizer = std::make_unique<text::BertTokenizer>(text::BertTokenizer::from_dir(m.dir));
     p.hf_config = read_json_file(m.dir / "config.json").value_or(Json::object());
     p.max_length = config.get_or<std::size_t>("preprocessor.max_length", 128);
@@ -192,9 +213,11 @@ Prepared prepare_for_training(const infer::ModelInfo& m, Config& config, const d
              ds.spec);
     p.labels = LabelMap(names);
   }
-  spec.num_labels = static_cast<std::int64_t>(p.labels.size());
+  if (!p.causal) spec.num_labels = static_cast<std::int64_t>(p.labels.size());
   p.model = models::build_model(spec);
   cap_to_positions(p);
+  if (!weights)
+    log::info("{} holds no weights: the model starts from a random initialisation", m.dir.string());
   if (p.tokenizer) init_like_transformers(*p.model, p.hf_config.value("initializer_range", 0.02));
   if (weights) p.model->load_state_dict(*weights, m.dir.string(), /*allow_fresh_head=*/true);
   p.model->to(device);
@@ -229,7 +252,10 @@ Prepared prepare_for_eval(const infer::ModelInfo& m, const Config& config,
   p.model->to(device);
   p.model->eval();
   const std::int64_t classes = p.model->num_labels().value_or(0);
-  if (text_task(m.task) || token_task(m.task)) {
+  if (generation_task(m.task)) {
+    prepare_causal(p, m, config, split, ds);
+    cap_to_positions(p);
+  } else if (text_task(m.task) || token_task(m.task)) {
     p.tokenizer = std::make_unique<text::BertTokenizer>(text::BertTokenizer::from_dir(m.dir));
     p.max_length = config.get_or<std::size_t>("preprocessor.max_length", 128);
     cap_to_positions(p);
@@ -252,11 +278,39 @@ Prepared prepare_for_eval(const infer::ModelInfo& m, const Config& config,
 
 std::unique_ptr<BatchSource> batches(const Prepared& p, const data::Dataset& ds,
                                      const data::Split& split, const Batching& b) {
+  if (p.causal) {
+    // An evaluation split may name its text column differently from the training split.
+    const std::string column = split.table.column_index(p.document_column) >= 0
+                                   ? p.document_column
+                                   : find_document_column(split, Config(), ds.spec);
+    return make_causal_lm_batches(split, column, *p.causal, p.max_length, b, ds.spec);
+  }
   if (p.per_token)
     return make_token_batches(split, p.columns, p.labels, *p.tokenizer, p.max_length, b, ds.spec);
   if (p.tokenizer)
     return make_text_batches(split, p.columns, p.labels, *p.tokenizer, p.max_length, b, ds.spec);
   return make_image_batches(split, p.transforms, p.labels, ds.labels, b, ds.spec);
+}
+
+// The rest of a causal language model's output folder: its config.json as it came, the task in
+// configuration.json, and the tokenizer and generation files.
+void write_causal_output(const std::filesystem::path& dir, const infer::ModelInfo& m,
+                         const Config& config, const Prepared& p) {
+  Json hf = p.hf_config;
+  if (!hf.contains("model_type")) hf["model_type"] = p.type;
+  write_file_atomic(dir / "config.json", hf.dump(2) + "\n");
+  Json ms = config.root();
+  ms["task"] = m.task;
+  ms["framework"] = "pytorch";
+  ms["model"]["type"] = p.type;
+  ms["pipeline"]["type"] = m.task;
+  write_file_atomic(dir / "configuration.json", ms.dump(2) + "\n");
+  for (const char* name : {"vocab.txt", "vocab.json", "merges.txt", "encoder.json", "vocab.bpe",
+                           "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                           "added_tokens.json", "generation_config.json"}) {
+    if (std::filesystem::exists(m.dir / name))
+      write_file_atomic(dir / name, read_file(m.dir / name));
+  }
 }
 
 // Writes the inference-ready folder: weights, config.json with the label map, configuration.json,
@@ -269,6 +323,10 @@ void write_output(const std::filesystem::path& dir, const infer::ModelInfo& m, c
   for (std::size_t i = 0; i < p.labels.size(); ++i) {
     id2label[std::to_string(i)] = p.labels.names()[i];
     label2id[p.labels.names()[i]] = i;
+  }
+  if (p.causal) {
+    write_causal_output(dir, m, config, p);
+    return;
   }
   Json hf = p.tokenizer ? p.hf_config : Json::object();
   if (p.tokenizer) {
@@ -451,11 +509,10 @@ class TrainingService final : public infer::TrainerService {
                 (work_dir / "output").string());
     }
     const int world = dist ? dist->world_size() : 1;
-    s.samples_per_second = seconds > 0
-                               ? static_cast<double>(trainer.iter() - start_iter) *
-                                     static_cast<double>(train_batching.batch_size) * world /
-                                     seconds
-                               : 0;
+    s.samples_per_second = seconds > 0 ? static_cast<double>(trainer.iter() - start_iter) *
+                                             static_cast<double>(train_batching.batch_size) *
+                                             world / seconds
+                                       : 0;
     s.rank = dist ? dist->rank() : 0;
     s.world_size = world;
     s.epochs = trainer.epoch();

@@ -29,6 +29,9 @@ struct ModelInfo {
   std::string model_type;     ///< model.type (ModelScope) or config.json's model_type
   std::string pipeline_type;  ///< pipeline.type, or the task's default pipeline
   bool hf_layout = false;     ///< true when there is no configuration.json
+  /// The keys --set assigned, in order: a pipeline that reads options from the top level of the
+  /// configuration (text-generation's max_new_tokens, top_k, ...) can reject a misspelt one.
+  std::vector<std::string> override_keys;
 };
 
 /// Tasks `ms infer` knows, in canonical (dash) spelling.

@@ -1,0 +1,57 @@
+// The tokenizer of a causal decoder (text generation): GPT-2's byte-level BPE, or the BERT-style
+// vocabulary (vocab.txt) that Chinese GPT models on ModelScope use, which splits CJK text into
+// single characters. The generation pipeline and the trainer's causal-LM batches both use it, so
+// that a model generates from prompts tokenized exactly as its training texts were.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ms/core/export.h"
+
+namespace ms::text {
+
+class BertTokenizer;
+class Gpt2Tokenizer;
+
+class MS_API CausalTokenizer {
+ public:
+  /// Whether `dir` holds either tokenizer (byte-level BPE files, or vocab.txt).
+  static bool in_dir(const std::filesystem::path& dir);
+  /// The byte-level BPE tokenizer when `dir` has one, else the vocab.txt one. Throws
+  /// ms::Error(kNotFound) when there is neither, kConfig when a file is malformed.
+  static CausalTokenizer from_dir(const std::filesystem::path& dir);
+
+  explicit CausalTokenizer(Gpt2Tokenizer bpe);
+  explicit CausalTokenizer(BertTokenizer vocab);
+  CausalTokenizer(CausalTokenizer&&) noexcept;
+  CausalTokenizer& operator=(CausalTokenizer&&) noexcept;
+  ~CausalTokenizer();
+
+  /// A prompt's ids: its tokens, after [CLS] for a vocab.txt tokenizer (BERT-style GPT models
+  /// see every text start with it).
+  std::vector<std::int64_t> prompt_ids(std::string_view text) const;
+  /// A training text's ids: prompt_ids() then the end-of-text token (<|endoftext|> or [SEP]),
+  /// so that the model learns where a text ends.
+  std::vector<std::int64_t> document_ids(std::string_view text) const;
+  /// Text of `ids`, special tokens left out. A vocab.txt tokenizer joins "##" pieces to their
+  /// word and puts no space next to a CJK character or full-width punctuation (Chinese text
+  /// comes back as written), nor before closing ASCII punctuation.
+  std::string decode(const std::vector<std::int64_t>& ids) const;
+
+  std::int64_t eos_id() const { return eos_id_; }  ///< -1 when the vocabulary has none
+  std::int64_t pad_id() const { return pad_id_; }  ///< padding, never attended (an id that exists)
+  std::size_t vocab_size() const;
+  bool byte_level() const { return bpe_ != nullptr; }
+
+ private:
+  std::unique_ptr<Gpt2Tokenizer> bpe_;
+  std::unique_ptr<BertTokenizer> vocab_;
+  std::int64_t bos_id_ = -1, eos_id_ = -1, pad_id_ = 0;
+};
+
+}  // namespace ms::text

@@ -1,0 +1,104 @@
+#include "ms/text/causal_tokenizer.h"
+
+#include <algorithm>
+#include <set>
+
+#include "ms/core/error.h"
+#include "ms/core/utf8.h"
+#include "ms/text/bert_tokenizer.h"
+#include "ms/text/gpt2_tokenizer.h"
+#include "ms/text/unicode.h"
+
+namespace ms::text {
+namespace {
+
+// Full-width forms and CJK punctuation (，。！？「」…): written without spaces in Chinese text.
+bool is_full_width(char32_t cp) {
+  return (cp >= 0x3000 && cp <= 0x303F) || (cp >= 0xFF00 && cp <= 0xFFEF) ||
+         (cp >= 0x2018 && cp <= 0x201F) || cp == 0x2026;
+}
+
+bool joins_without_space(char32_t cp) { return is_cjk(cp) || is_full_width(cp); }
+
+bool closing_punctuation(char32_t cp) {
+  return cp == '.' || cp == ',' || cp == '!' || cp == '?' || cp == ';' || cp == ':' || cp == ')' ||
+         cp == ']' || cp == '}' || cp == '%';
+}
+
+}  // namespace
+
+CausalTokenizer::CausalTokenizer(Gpt2Tokenizer bpe)
+    : bpe_(std::make_unique<Gpt2Tokenizer>(std::move(bpe))) {
+  bos_id_ = -1;  // GPT-2 prompts start with their own first token
+  eos_id_ = bpe_->eos_id();
+  // Padding is never attended; any id in the vocabulary will do where the model has none.
+  pad_id_ = bpe_->pad_id() >= 0 ? bpe_->pad_id() : std::max<std::int64_t>(eos_id_, 0);
+}
+
+CausalTokenizer::CausalTokenizer(BertTokenizer vocab)
+    : vocab_(std::make_unique<BertTokenizer>(std::move(vocab))) {
+  bos_id_ = vocab_->token_to_id(vocab_->options().cls_token);
+  eos_id_ = vocab_->token_to_id(vocab_->options().sep_token);
+  pad_id_ = vocab_->pad_id() >= 0 ? vocab_->pad_id() : std::max<std::int64_t>(eos_id_, 0);
+}
+
+CausalTokenizer::CausalTokenizer(CausalTokenizer&&) noexcept = default;
+CausalTokenizer& CausalTokenizer::operator=(CausalTokenizer&&) noexcept = default;
+CausalTokenizer::~CausalTokenizer() = default;
+
+bool CausalTokenizer::in_dir(const std::filesystem::path& dir) {
+  return Gpt2Tokenizer::in_dir(dir) || std::filesystem::is_regular_file(dir / "vocab.txt");
+}
+
+CausalTokenizer CausalTokenizer::from_dir(const std::filesystem::path& dir) {
+  if (Gpt2Tokenizer::in_dir(dir)) return CausalTokenizer(Gpt2Tokenizer::from_dir(dir));
+  MS_CHECK(std::filesystem::is_regular_file(dir / "vocab.txt"), ErrorCode::kNotFound,
+           "{} has no tokenizer for text generation: byte-level BPE (vocab.json + merges.txt, or "
+           "tokenizer.json) or a BERT-style vocab.txt",
+           dir.string());
+  return CausalTokenizer(BertTokenizer::from_dir(dir));
+}
+
+std::vector<std::int64_t> CausalTokenizer::prompt_ids(std::string_view text) const {
+  if (bpe_) return bpe_->encode(text);
+  std::vector<std::int64_t> ids;
+  if (bos_id_ >= 0) ids.push_back(bos_id_);
+  const std::vector<std::int64_t> body = vocab_->token_ids(text);
+  ids.insert(ids.end(), body.begin(), body.end());
+  return ids;
+}
+
+std::vector<std::int64_t> CausalTokenizer::document_ids(std::string_view text) const {
+  std::vector<std::int64_t> ids = prompt_ids(text);
+  if (eos_id_ >= 0) ids.push_back(eos_id_);
+  return ids;
+}
+
+std::size_t CausalTokenizer::vocab_size() const {
+  return bpe_ ? bpe_->vocab_size() : vocab_->vocab_size();
+}
+
+std::string CausalTokenizer::decode(const std::vector<std::int64_t>& ids) const {
+  if (bpe_) return bpe_->decode(ids, /*skip_special_tokens=*/true);
+  const BertTokenizerOptions& o = vocab_->options();
+  const std::set<std::string> specials = {o.unk_token, o.cls_token, o.sep_token, o.pad_token,
+                                          o.mask_token};
+  std::string out;
+  char32_t last = 0;  // the last character written, 0 at the start
+  for (const std::int64_t id : ids) {
+    std::string token = vocab_->id_to_token(id);
+    if (specials.count(token) != 0) continue;
+    const bool continuation = token.rfind(o.continuing_prefix, 0) == 0;
+    if (continuation) token.erase(0, o.continuing_prefix.size());
+    const std::u32string chars = decode_utf8(token);
+    if (chars.empty()) continue;
+    const bool space = last != 0 && !continuation && !joins_without_space(last) &&
+                       !joins_without_space(chars.front()) && !closing_punctuation(chars.front());
+    if (space) out += ' ';
+    out += token;
+    last = chars.back();
+  }
+  return out;
+}
+
+}  // namespace ms::text
