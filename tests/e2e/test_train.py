@@ -317,6 +317,19 @@ class TrainTextTest(TorchTestCase):
         r = with_recipe(diverging)
         self.assertEqual(r.returncode, 7, r.stderr)
         self.assertRegex(r.stderr, r"the loss is (NaN|inf|-inf) at iteration \d+ \(epoch 1, batch \d+\)")
+        # Mixed precision is not built (and needs CUDA): asking for it is an error, not fp32.
+        fp16 = recipe()
+        fp16["train"]["use_fp16"] = True
+        amp_hook = recipe()
+        amp_hook["train"]["hooks"].append({"type": "TorchAMPOptimizerHook", "loss_scale": 512})
+        amp_optimizer = recipe()
+        amp_optimizer["train"]["optimizer_hook"] = {"type": "TorchAMPOptimizerHook"}
+        for config, key in ((fp16, "train.use_fp16"), (amp_hook, "TorchAMPOptimizerHook"),
+                            (amp_optimizer, "train.optimizer_hook")):
+            r = with_recipe(config)
+            self.assertEqual(r.returncode, 6, r.stderr)
+            self.assertOneLineError(r, key, "mixed precision")
+        self.assertFalse(os.path.exists(os.path.join(self.path("bad"), "output")))
 
 
 class TrainTokensTest(TorchTestCase):

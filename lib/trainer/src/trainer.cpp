@@ -202,12 +202,38 @@ std::string type_of(const nlohmann::json& entry) {
   return entry["type"].get<std::string>();
 }
 
+// Mixed precision (ModelScope's use_fp16, TorchAMPOptimizerHook, ApexAMPOptimizerHook) is not
+// built: a run that asks for it stops here rather than training in fp32 without saying so.
+void reject_mixed_precision(const Config& c) {
+  std::string asked;
+  for (const char* key : {"use_fp16", "train.use_fp16"})
+    if (c.has(key) && c.at(key).is_boolean() && c.get<bool>(key)) asked = key;
+  const auto amp_type = [](const nlohmann::json& entry) {
+    const std::string type = type_of(entry);
+    return type == "TorchAMPOptimizerHook" || type == "ApexAMPOptimizerHook";
+  };
+  if (c.has("train.optimizer_hook") && amp_type(plain(c.at("train.optimizer_hook"))))
+    asked = "train.optimizer_hook";
+  if (c.has("train.hooks") && c.at("train.hooks").is_array())
+    for (const auto& entry : plain(c.at("train.hooks")))
+      if (amp_type(entry)) asked = "train.hooks: " + type_of(entry);
+  if (asked.empty()) return;
+  const bool cuda = at::hasCUDA();
+  throw Error(ErrorCode::kMissingComponent,
+              fmt::format("{}: {} asks for mixed precision (fp16/bf16), which {}", c.source(),
+                          asked,
+                          cuda ? "ms train does not do yet"
+                               : "runs on CUDA only, and this ms's LibTorch has no CUDA"),
+              "train in fp32: take it out of the configuration");
+}
+
 }  // namespace
 
 void Trainer::register_hooks_from_config() {
   if (hooks_registered_) return;
   hooks_registered_ = true;
   const Config& c = setup_.config;
+  reject_mixed_precision(c);
   auto add = [&](const nlohmann::json& entry, const std::string& where) {
     try {
       register_hook(build_hook(entry));
