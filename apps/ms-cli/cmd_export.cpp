@@ -85,6 +85,12 @@ void run_export(ExportOptions& o) {
     std::cout << out.dump() << std::endl;
     return;
   }
+  if (s.format != "onnx") {
+    std::fprintf(stderr, "ms export: %s (%s, %s) -> %s in %.1f s: %s\n", r.model.c_str(),
+                 s.family.c_str(), s.head.c_str(), s.output_dir.c_str(), s.seconds,
+                 join(s.files, ", ").c_str());
+    return;
+  }
   std::fprintf(stderr, "ms export: %s (%s, %s) -> %s in %.1f s (opset %d%s)\n", r.model.c_str(),
                s.family.c_str(), s.head.c_str(), (s.output_dir / "model.onnx").c_str(), s.seconds,
                s.opset, s.checked ? ", shapes checked" : "");
@@ -98,12 +104,15 @@ void add_export_command(CLI::App& app, const GlobalOptions& /*global*/) {
   auto opts = std::make_shared<ExportOptions>();
   CLI::App* cmd = app.add_subcommand(
       "export",
-      "Write a model in a format a deployment stack runs (ONNX), checked by ONNX's checker");
+      "Write a model in a format a deployment stack runs: ONNX (checked by ONNX's checker) or a "
+      "safetensors repository transformers loads");
   cmd->footer(
       "Examples:\n"
       "  ms export -m runs/spam/output --format onnx -o spam-onnx\n"
       "  ms export -m sentence-transformers/all-MiniLM-L6-v2 -o minilm-onnx --opset 17 --check\n"
       "  ms export -m resnet-folder -o resnet-onnx --static 1,224,224\n"
+      "  ms export -m runs/spam/output --format safetensors -o spam-repo && \\\n"
+      "    ms upload spam-repo me/spam --tag v1\n"
       "Writes OUTPUT/model.onnx (weights inside) beside the model's configuration.json,\n"
       "config.json and tokenizer / preprocessor files. Text models take input_ids,\n"
       "attention_mask and token_type_ids (int64 [batch, sequence]) and give logits\n"
@@ -114,13 +123,17 @@ void add_export_command(CLI::App& app, const GlobalOptions& /*global*/) {
       "for text-classification, sentence-similarity, token-classification,\n"
       "named-entity-recognition, word-segmentation, fill-mask and sentence-embedding; resnet*\n"
       "and small-cnn for image-classification. OUTPUT must not exist or be empty; it appears\n"
-      "whole or not at all.\n" +
+      "whole or not at all.\n"
+      "--format safetensors writes OUTPUT/model.safetensors (the weights under their Hugging\n"
+      "Face names; --dtype fp16 halves them), config.json (with architectures and torch_dtype),\n"
+      "configuration.json, the tokenizer files and a README.md model card: a repository\n"
+      "transformers' from_pretrained and `ms infer` load, ready for `ms upload`.\n" +
       std::string(kExitCodesHelp));
   cmd->add_option("--model,-m", opts->request.model,
                   "Model folder (an `ms train` output/ too) or a hub id OWNER/NAME")
       ->required();
   cmd->add_option("--format,-f", opts->request.format,
-                  "onnx (torchscript and safetensors are not built yet)")
+                  "onnx or safetensors (torchscript is not built yet)")
       ->default_str("onnx");
   cmd->add_option("--output,-o", opts->output, "Folder to write (must not exist, or be empty)")
       ->required();
@@ -134,8 +147,7 @@ void add_export_command(CLI::App& app, const GlobalOptions& /*global*/) {
                   "Fixed input sizes instead: BATCH,SEQUENCE for text (e.g. 1,128), BATCH or "
                   "BATCH,HEIGHT,WIDTH for images");
   cmd->add_option("--dtype", opts->request.dtype,
-                  "Weights and activations: fp32 (fp16 is not "
-                  "built yet)")
+                  "Weights: fp32, or fp16 with --format safetensors (fp16 ONNX is not built yet)")
       ->default_str("fp32");
   cmd->add_flag("--check", opts->request.check,
                 "Also run ONNX's strict shape inference over the whole graph (onnx::checker "

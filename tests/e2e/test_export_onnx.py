@@ -334,7 +334,6 @@ class ExportOnnxTest(TorchTestCase):
 
     def test_formats_not_built_yet_are_missing_components(self):
         for args, fragment in ((["--format", "torchscript"], "--format torchscript"),
-                               (["--format", "safetensors"], "--format safetensors"),
                                (["--dtype", "fp16"], "--dtype fp16")):
             r = run_ms("export", "-m", os.path.join(TINY, "cls"), "-o", self.path("x"), *args)
             self.assertExit(r, 6)

@@ -190,6 +190,66 @@ class TransformersLoadsTrainedModels(TorchTestCase):
         self.assertEqual(seen["loading_info"]["missing_keys"], [])
         self.assertScores(seen["batch"], seen["id2label"], expected, "downloaded copy")
 
+    def test_train_export_upload_tag_download_infer(self):
+        # The chain a user runs: ms train -> ms export --format safetensors -> ms upload --tag ->
+        # ms infer by id at that tag; transformers loads the exported repository as its own.
+        if not component_available("hub_server"):
+            self.skipTest("this ms has no `ms hub serve` (built without the hub server)")
+        out, expected = self.check_model("cls", ["negative", "neutral", "positive"], 3, 0.01)
+        repo = self.path("repo")
+        r = run_ms("export", "--model", out, "--format", "safetensors", "--output", repo, "--json")
+        self.assertExit(r, 0)
+        summary = self.json_out(r)
+        for name in ("README.md", "config.json", "configuration.json", "model.safetensors",
+                     "vocab.txt"):
+            self.assertIn(name, summary["files"])
+        self.assertEqual(sorted(summary["files"]), sorted(os.listdir(repo)))
+        with open(os.path.join(repo, "README.md"), encoding="utf-8") as f:
+            self.assertIn("- text-classification", f.read())
+        with open(os.path.join(repo, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+        self.assertEqual(config["architectures"], ["BertForSequenceClassification"])
+        self.assertEqual(config["torch_dtype"], "float32")
+        seen = self.read(repo)
+        self.assertEqual(seen["loading_info"]["missing_keys"], [])
+        self.assertEqual(seen["loading_info"]["unexpected_keys"], [])
+        self.assertScores(seen["batch"], seen["id2label"], expected, "exported repository")
+        self.assertEqual(self.ms_scores(repo), expected)
+
+        # fp16: half the bytes, the same answers within half precision.
+        half = self.path("repo-fp16")
+        r = run_ms("export", "--model", out, "--format", "safetensors", "--output", half,
+                   "--dtype", "fp16")
+        self.assertExit(r, 0)
+        with open(os.path.join(half, "model.safetensors"), "rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        self.assertEqual({v["dtype"] for k, v in header.items() if k != "__metadata__"}, {"F16"})
+        for got, want in zip(self.ms_scores(half), expected):
+            for label, score in want.items():
+                self.assertAlmostEqual(got[label], score, delta=5e-3)
+
+        root = tempfile.mkdtemp(prefix="ms-hub-root-")
+        self.addCleanup(shutil.rmtree, root, True)
+        server = HubServer(root)
+        self.addCleanup(server.stop)
+        env = {"MODELSCOPE_CACHE": self.path("cache"),
+               "MODELSCOPE_CREDENTIALS_PATH": self.path("credentials"),
+               "MODELSCOPE_ENDPOINT": server.endpoint, "MODELSCOPE_API_TOKEN": server.token("alice"),
+               "MODELSCOPE_OFFLINE": ""}
+        up = run_ms("upload", "alice/tiny-export", repo, "--create", "--tag", "v1", "--json", env=env)
+        self.assertExit(up, 0)
+        # A later commit on master does not change what the tag names.
+        self.write("note.txt", "later")
+        self.assertExit(run_ms("upload", "alice/tiny-export", self.path("note.txt"), "note.txt",
+                               env=env), 0)
+        self.assertEqual(self.ms_scores("alice/tiny-export", "--revision", "v1", env=env), expected)
+        down = run_ms("download", "alice/tiny-export", "--revision", "v1", "--json", env=env)
+        self.assertExit(down, 0)
+        folder = self.json_out(down)["local_path"]
+        self.assertNotIn("note.txt", os.listdir(folder))
+        seen = self.read(folder)
+        self.assertScores(seen["batch"], seen["id2label"], expected, "downloaded tag v1")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -14,6 +14,7 @@
 #include <set>
 #include <system_error>
 
+#include "export_files.h"
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
@@ -25,6 +26,7 @@
 #include "onnx/defs/schema.h"
 #include "onnx/shape_inference/implementation.h"
 #include "onnx_graph.h"
+#include "safetensors_repo.h"
 
 namespace ms::exporter {
 namespace {
@@ -54,80 +56,6 @@ std::string supported_list() {
          fmt::format(" (BERT family: {})", join(models::bert_family_types(), ", "));
 }
 
-// configuration.json's model.type, else config.json's model_type, else BERT: the choice the
-// pipelines make (text_pipelines.cpp, image_pipelines.cpp).
-std::string model_type_of(const infer::ModelInfo& info) {
-  if (!info.model_type.empty()) return info.model_type;
-  if (const auto hf = read_json_file(info.dir / "config.json")) {
-    if (hf->contains("model_type") && (*hf)["model_type"].is_string())
-      return (*hf)["model_type"].get<std::string>();
-  }
-  return "bert";
-}
-
-// Weight files stay behind: the weights are in model.onnx.
-bool weight_file(const std::string& name) {
-  static const char* const kSuffixes[] = {
-      ".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".h5", ".onnx", ".msgpack", ".index.json"};
-  for (const char* suffix : kSuffixes) {
-    const std::size_t n = std::strlen(suffix);
-    if (name.size() >= n && name.compare(name.size() - n, n, suffix) == 0) return true;
-  }
-  return false;
-}
-
-void copy_into(const fs::path& from, const fs::path& to) { write_file_atomic(to, read_file(from)); }
-
-// The files that make the exported folder self-describing: configuration.json, config.json,
-// tokenizer and preprocessor files at the top of the model folder, and the config.json of each
-// sentence-transformers module folder that modules.json names.
-std::vector<std::string> copy_side_files(const fs::path& model_dir, const fs::path& out) {
-  std::vector<std::string> copied;
-  for (const auto& entry : fs::directory_iterator(model_dir)) {
-    const std::string name = entry.path().filename().string();
-    if (!entry.is_regular_file() || name.empty() || name[0] == '.' || weight_file(name)) continue;
-    copy_into(entry.path(), out / name);
-    copied.push_back(name);
-  }
-  if (const auto modules = read_json_file(model_dir / "modules.json");
-      modules && modules->is_array()) {
-    for (const Json& m : *modules) {
-      const std::string rel = m.is_object() ? m.value("path", "") : "";
-      // The model built from modules.json has already refused paths outside the folder.
-      if (rel.empty() || rel == ".") continue;
-      const fs::path config = model_dir / rel / "config.json";
-      std::error_code ec;
-      if (!fs::is_regular_file(config, ec)) continue;
-      copy_into(config, out / rel / "config.json");
-      copied.push_back((fs::path(rel) / "config.json").string());
-    }
-  }
-  return copied;
-}
-
-// A new folder next to `output`, so that the final rename stays within one file system.
-fs::path make_temp_folder(const fs::path& output) {
-  fs::path parent = output.parent_path();
-  if (parent.empty()) parent = ".";
-  std::error_code ec;
-  fs::create_directories(parent, ec);
-  if (ec) {
-    throw Error(
-        ErrorCode::kIo,
-        fmt::format("cannot create the folder {} for --output: {}", parent.string(), ec.message()),
-        "choose an --output in a folder you can write");
-  }
-  std::string pattern =
-      (parent / ("." + output.filename().string() + ".ms-export-XXXXXX")).string();
-  if (::mkdtemp(pattern.data()) == nullptr) {
-    throw Error(ErrorCode::kIo,
-                fmt::format("cannot write in {} (for --output {}): {}", parent.string(),
-                            output.string(), std::strerror(errno)),
-                "choose an --output in a folder you can write");
-  }
-  return pattern;
-}
-
 class OnnxExporter final : public infer::ExporterService {
  public:
   infer::ExportSummary export_model(const infer::ExportRequest& request,
@@ -152,12 +80,7 @@ class OnnxExporter final : public infer::ExporterService {
                   supported_list());
     }
 
-    models::ModelSpec spec;
-    spec.task = info.task;
-    spec.type = type;
-    spec.dir = info.dir;
-    spec.config = info.config;
-    const std::shared_ptr<models::Model> model = models::load_pretrained(spec, "cpu");
+    const std::shared_ptr<models::Model> model = load_for_export(info, type);
     const Json structure = model->structure();
     if (!structure.is_object()) {
       throw Error(ErrorCode::kUsage,
@@ -212,15 +135,7 @@ class OnnxExporter final : public infer::ExporterService {
       summary.files = copy_side_files(info.dir, temp);
       summary.files.push_back("model.onnx");
       std::sort(summary.files.begin(), summary.files.end());
-      // rename(2) replaces an empty folder (run_export refused a non-empty one).
-      std::error_code ec;
-      fs::rename(temp, request.output, ec);
-      if (ec) {
-        throw Error(ErrorCode::kIo,
-                    fmt::format("cannot move the export into {}: {}", request.output.string(),
-                                ec.message()),
-                    "choose an --output that does not exist or is an empty folder");
-      }
+      move_into_place(temp, request.output);
     } catch (...) {
       std::error_code ignored;
       fs::remove_all(temp, ignored);
@@ -257,10 +172,23 @@ class OnnxExporter final : public infer::ExporterService {
   }
 };
 
+// The format picks the exporter.
+class Exporters final : public infer::ExporterService {
+ public:
+  infer::ExportSummary export_model(const infer::ExportRequest& request,
+                                    const infer::ModelInfo& info) override {
+    if (request.format == "safetensors") return export_safetensors_repo(request, info);
+    return onnx_.export_model(request, info);
+  }
+
+ private:
+  OnnxExporter onnx_;
+};
+
 }  // namespace
 
 infer::ExporterService& export_service() {
-  static OnnxExporter service;
+  static Exporters service;
   return service;
 }
 

@@ -31,23 +31,23 @@ ExportSummary run_export(const ExportRequest& request) {
     throw Error(ErrorCode::kUsage, fmt::format("unknown export format '{}'", request.format),
                 (hint.empty() ? std::string() : hint + "; ") + "formats: " + join(formats, ", "));
   }
-  if (request.format != "onnx") {
-    throw Error(ErrorCode::kMissingComponent,
-                fmt::format("`ms export --format {}` is not built yet", request.format),
-                "this ms exports --format onnx only");
+  if (request.format == "torchscript") {
+    throw Error(ErrorCode::kMissingComponent, "`ms export --format torchscript` is not built yet",
+                "this ms exports --format onnx and --format safetensors");
   }
   if (!onnx_export_available()) {
     throw Error(ErrorCode::kMissingComponent,
-                "this ms was built without ONNX export (configured with -DMS_WITH_ONNX=OFF or "
+                "this ms was built without its exporter (configured with -DMS_WITH_ONNX=OFF or "
                 "-DMS_WITH_TORCH=OFF)",
                 "install libonnx-dev (scripts/setup.sh does) and rebuild with -DMS_WITH_ONNX=ON");
   }
-  if (request.dtype == "fp16") {
-    throw Error(ErrorCode::kMissingComponent, "`ms export --dtype fp16` is not built yet",
-                "export with --dtype fp32 (the default)");
+  if (request.dtype == "fp16" && request.format == "onnx") {
+    throw Error(ErrorCode::kMissingComponent,
+                "`ms export --format onnx --dtype fp16` is not built yet",
+                "export with --dtype fp32 (the default), or --format safetensors --dtype fp16");
   }
-  MS_CHECK(request.dtype == "fp32", ErrorCode::kUsage, "unknown --dtype '{}' (fp32, fp16)",
-           request.dtype);
+  MS_CHECK(request.dtype == "fp32" || request.dtype == "fp16", ErrorCode::kUsage,
+           "unknown --dtype '{}' (fp32, fp16)", request.dtype);
   MS_CHECK(!request.output.empty(), ErrorCode::kUsage, "--output is required");
   // The folder appears whole at the end (a temp folder renamed), so it must not hold anything
   // that the rename would have to merge with.

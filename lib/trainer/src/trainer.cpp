@@ -219,12 +219,12 @@ void reject_mixed_precision(const Config& c) {
       if (amp_type(entry)) asked = "train.hooks: " + type_of(entry);
   if (asked.empty()) return;
   const bool cuda = at::hasCUDA();
-  throw Error(ErrorCode::kMissingComponent,
-              fmt::format("{}: {} asks for mixed precision (fp16/bf16), which {}", c.source(),
-                          asked,
-                          cuda ? "ms train does not do yet"
-                               : "runs on CUDA only, and this ms's LibTorch has no CUDA"),
-              "train in fp32: take it out of the configuration");
+  throw Error(
+      ErrorCode::kMissingComponent,
+      fmt::format("{}: {} asks for mixed precision (fp16/bf16), which {}", c.source(), asked,
+                  cuda ? "ms train does not do yet"
+                       : "runs on CUDA only, and this ms's LibTorch has no CUDA"),
+      "train in fp32: take it out of the configuration");
 }
 
 }  // namespace

@@ -30,7 +30,7 @@ struct ExportRequest {
   /// Fixed input sizes (--static): text {batch, sequence}; images {batch} or {batch, height,
   /// width}. Empty: dynamic axes (batch, sequence / height, width).
   std::vector<int64_t> static_shape;
-  std::string dtype = "fp32";  ///< weights and activations: fp32 (fp16 is not written yet)
+  std::string dtype = "fp32";  ///< weights: fp32, or fp16 (safetensors only so far)
   bool check = false;          ///< --check: strict shape inference over the whole graph as well
   std::vector<std::string> overrides;
   HubModelOptions hub;

@@ -1,0 +1,110 @@
+#include "export_files.h"
+
+#include <stdlib.h>
+
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+#include "ms/config/json_file.h"
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+
+namespace ms::exporter {
+
+namespace fs = std::filesystem;
+
+std::string model_type_of(const infer::ModelInfo& info) {
+  if (!info.model_type.empty()) return info.model_type;
+  if (const auto hf = read_json_file(info.dir / "config.json")) {
+    if (hf->contains("model_type") && (*hf)["model_type"].is_string())
+      return (*hf)["model_type"].get<std::string>();
+  }
+  return "bert";
+}
+
+namespace {
+
+// Weight files stay behind: the export writes its own.
+bool weight_file(const std::string& name) {
+  static const char* const kSuffixes[] = {
+      ".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".h5", ".onnx", ".msgpack", ".index.json"};
+  for (const char* suffix : kSuffixes) {
+    const std::size_t n = std::strlen(suffix);
+    if (name.size() >= n && name.compare(name.size() - n, n, suffix) == 0) return true;
+  }
+  return false;
+}
+
+void copy_into(const fs::path& from, const fs::path& to) { write_file_atomic(to, read_file(from)); }
+
+}  // namespace
+
+std::vector<std::string> copy_side_files(const fs::path& model_dir, const fs::path& out) {
+  std::vector<std::string> copied;
+  for (const auto& entry : fs::directory_iterator(model_dir)) {
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_regular_file() || name.empty() || name[0] == '.' || weight_file(name)) continue;
+    copy_into(entry.path(), out / name);
+    copied.push_back(name);
+  }
+  if (const auto modules = read_json_file(model_dir / "modules.json");
+      modules && modules->is_array()) {
+    for (const Json& m : *modules) {
+      const std::string rel = m.is_object() ? m.value("path", "") : "";
+      // The model built from modules.json has already refused paths outside the folder.
+      if (rel.empty() || rel == ".") continue;
+      const fs::path config = model_dir / rel / "config.json";
+      std::error_code ec;
+      if (!fs::is_regular_file(config, ec)) continue;
+      copy_into(config, out / rel / "config.json");
+      copied.push_back((fs::path(rel) / "config.json").string());
+    }
+  }
+  return copied;
+}
+
+fs::path make_temp_folder(const fs::path& output) {
+  fs::path parent = output.parent_path();
+  if (parent.empty()) parent = ".";
+  std::error_code ec;
+  fs::create_directories(parent, ec);
+  if (ec) {
+    throw Error(
+        ErrorCode::kIo,
+        fmt::format("cannot create the folder {} for --output: {}", parent.string(), ec.message()),
+        "choose an --output in a folder you can write");
+  }
+  std::string pattern =
+      (parent / ("." + output.filename().string() + ".ms-export-XXXXXX")).string();
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    throw Error(ErrorCode::kIo,
+                fmt::format("cannot write in {} (for --output {}): {}", parent.string(),
+                            output.string(), std::strerror(errno)),
+                "choose an --output in a folder you can write");
+  }
+  return pattern;
+}
+
+std::shared_ptr<models::Model> load_for_export(const infer::ModelInfo& info,
+                                               const std::string& type) {
+  models::ModelSpec spec;
+  spec.task = info.task;
+  spec.type = type;
+  spec.dir = info.dir;
+  spec.config = info.config;
+  return models::load_pretrained(spec, "cpu");
+}
+
+void move_into_place(const fs::path& temp, const fs::path& output) {
+  // rename(2) replaces an empty folder (run_export refused a non-empty one).
+  std::error_code ec;
+  fs::rename(temp, output, ec);
+  if (ec) {
+    throw Error(ErrorCode::kIo,
+                fmt::format("cannot move the export into {}: {}", output.string(), ec.message()),
+                "choose an --output that does not exist or is an empty folder");
+  }
+}
+
+}  // namespace ms::exporter

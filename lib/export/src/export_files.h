@@ -1,0 +1,37 @@
+// What every `ms export` format shares: the model's type and loaded model, the side files that
+// make an exported folder self-describing, and the temp folder renamed to --output at the end (an
+// error leaves nothing behind).
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ms/infer/model_dir.h"
+#include "ms/models/model.h"
+
+namespace ms::exporter {
+
+/// configuration.json's model.type, else config.json's model_type, else BERT: the choice the
+/// pipelines make (text_pipelines.cpp, image_pipelines.cpp).
+std::string model_type_of(const infer::ModelInfo& info);
+
+/// The model as `ms infer` loads it (models::load_pretrained), on the CPU.
+std::shared_ptr<models::Model> load_for_export(const infer::ModelInfo& info,
+                                               const std::string& type);
+
+/// Copies configuration.json, config.json, tokenizer and preprocessor files (every file at the
+/// top of the folder but weights), and the config.json of each sentence-transformers module
+/// folder that modules.json names. Returns the copied paths, relative to `out`.
+std::vector<std::string> copy_side_files(const std::filesystem::path& model_dir,
+                                         const std::filesystem::path& out);
+
+/// A new folder next to `output` (the final rename stays within one file system). kIo when the
+/// parent cannot be created or written.
+std::filesystem::path make_temp_folder(const std::filesystem::path& output);
+
+/// Renames the finished `temp` folder to `output` (absent or an empty folder). kIo on failure.
+void move_into_place(const std::filesystem::path& temp, const std::filesystem::path& output);
+
+}  // namespace ms::exporter

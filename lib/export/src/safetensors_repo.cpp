@@ -1,0 +1,148 @@
+// A model folder as a repository that Hugging Face transformers and ModelScope load: the weights
+// of the model `ms infer` loads (from pytorch_model.bin, sharded files, an `ms train` output/ or a
+// hub id), written as one model.safetensors under their Hugging Face names, beside the folder's
+// configuration and tokenizer files and a model card; ready for `ms upload`.
+#include "safetensors_repo.h"
+
+#include <ATen/ops/_to_copy.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "export_files.h"
+#include "ms/config/json_file.h"
+#include "ms/core/error.h"
+#include "ms/core/file.h"
+#include "ms/core/version.h"
+#include "ms/tensor/weights.h"
+
+namespace ms::exporter {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The transformers class that loads each task's folder, for config.json's `architectures` when
+// the source folder names none.
+std::string architecture_for(const std::string& type, const std::string& task) {
+  if (type == "gpt2") return "GPT2LMHeadModel";
+  std::string base = type == "roberta" || type == "xlm-roberta" ? "Roberta" : "Bert";
+  if (task == "text-classification" || task == "sentence-similarity" || task == "nli" ||
+      task == "sentiment-classification")
+    return base + "ForSequenceClassification";
+  if (task == "token-classification" || task == "named-entity-recognition" ||
+      task == "word-segmentation")
+    return base + "ForTokenClassification";
+  if (task == "fill-mask") return base + "ForMaskedLM";
+  return base + "Model";
+}
+
+// The module folders modules.json names (sentence-transformers), besides the top one.
+std::vector<std::string> module_folders(const fs::path& dir) {
+  std::vector<std::string> out;
+  const auto modules = read_json_file(dir / "modules.json");
+  if (!modules || !modules->is_array()) return out;
+  for (const Json& m : *modules) {
+    const std::string rel = m.is_object() ? m.value("path", "") : "";
+    if (!rel.empty() && rel != ".") out.push_back(rel);
+  }
+  return out;
+}
+
+std::string model_card(const infer::ExportRequest& request, const infer::ModelInfo& info,
+                       const std::string& type, const std::string& architecture,
+                       const std::vector<std::string>& files) {
+  std::string card = "---\ntasks:\n- " + info.task + "\nlibrary_name: transformers\n";
+  card += "tags:\n- ms-export\n- " + type + "\n---\n\n";
+  card += "# " + info.dir.filename().string() + "\n\n";
+  card += fmt::format(
+      "A {} model (type `{}`) exported by `ms export --format safetensors` (ms {}) from `{}`, "
+      "weights in {}.\n\n",
+      info.task, type, MS_VERSION_STRING, request.model, request.dtype);
+  card += "## Use\n\n```sh\nms infer --model OWNER/NAME --input \"...\"\n```\n\n";
+  card += fmt::format(
+      "```python\nfrom transformers import {0}, AutoTokenizer\n"
+      "model = {0}.from_pretrained(\"PATH\")\ntokenizer = AutoTokenizer.from_pretrained(\"PATH\")\n"
+      "```\n\n",
+      architecture);
+  card += "## Files\n\n";
+  for (const std::string& f : files) card += "- `" + f + "`\n";
+  return card;
+}
+
+}  // namespace
+
+infer::ExportSummary export_safetensors_repo(const infer::ExportRequest& request,
+                                             const infer::ModelInfo& info) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::string type = models::normalize_model_type(model_type_of(info));
+  MS_CHECK(type != "torchscript", ErrorCode::kUsage,
+           "{}: a TorchScript model has no weights by name to write as safetensors",
+           info.dir.string());
+  MS_CHECK(request.static_shape.empty() && !request.opset, ErrorCode::kUsage,
+           "--static and --opset are ONNX options; --format safetensors writes weights only");
+  const std::shared_ptr<models::Model> model = load_for_export(info, type);
+  tensor::TensorMap weights = model->state_dict();
+  if (request.dtype == "fp16") {
+    for (auto& [name, t] : weights)
+      if (t.is_floating_point()) t = t.to(at::kHalf);
+  }
+
+  infer::ExportSummary summary;
+  summary.output_dir = request.output;
+  summary.format = "safetensors";
+  summary.family = type;
+  summary.head = info.task;
+  const fs::path temp = make_temp_folder(request.output);
+  try {
+    summary.files = copy_side_files(info.dir, temp);
+    // A sentence-transformers module's weights (2_Dense.linear.weight) go to its own folder
+    // (2_Dense/model.safetensors), where sentence-transformers and `ms infer` look for them.
+    for (const std::string& module : module_folders(info.dir)) {
+      tensor::TensorMap own;
+      const std::string prefix = module + ".";
+      for (auto it = weights.begin(); it != weights.end();) {
+        if (it->first.rfind(prefix, 0) == 0) {
+          own.emplace(it->first.substr(prefix.size()), it->second);
+          it = weights.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      if (own.empty()) continue;
+      fs::create_directories(temp / module);
+      tensor::save_safetensors(temp / module / "model.safetensors", own);
+      summary.files.push_back(module + "/model.safetensors");
+    }
+    tensor::save_safetensors(temp / "model.safetensors", weights);
+    summary.files.push_back("model.safetensors");
+    // config.json says which class loads the weights and in which precision.
+    Json hf = read_json_file(temp / "config.json").value_or(Json::object());
+    if (!hf.contains("model_type") && (type == "bert" || type == "roberta" || type == "gpt2"))
+      hf["model_type"] = type;
+    const Json& named = hf.contains("architectures") ? hf["architectures"] : Json();
+    if (!named.is_array() || named.empty() || !named[0].is_string())
+      hf["architectures"] = Json::array({architecture_for(type, info.task)});
+    hf["torch_dtype"] = request.dtype == "fp16" ? "float16" : "float32";
+    write_file_atomic(temp / "config.json", hf.dump(2) + "\n");
+    if (std::find(summary.files.begin(), summary.files.end(), "config.json") == summary.files.end())
+      summary.files.push_back("config.json");
+    // The source's own model card stays; else one is written.
+    if (std::find(summary.files.begin(), summary.files.end(), "README.md") == summary.files.end()) {
+      summary.files.push_back("README.md");
+      std::sort(summary.files.begin(), summary.files.end());
+      write_file_atomic(temp / "README.md",
+                        model_card(request, info, type, hf["architectures"][0].get<std::string>(),
+                                   summary.files));
+    }
+    std::sort(summary.files.begin(), summary.files.end());
+    move_into_place(temp, request.output);
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove_all(temp, ignored);
+    throw;
+  }
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return summary;
+}
+
+}  // namespace ms::exporter

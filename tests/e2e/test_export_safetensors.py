@@ -1,0 +1,107 @@
+"""`ms export --format safetensors` writes repositories that Hugging Face transformers loads as its
+own (build/venv-transformers): the tiny GPT-2 generates what `ms infer` generates from the export
+(transformers' greedy generate() on the exported folder), a sentence-transformers folder keeps its
+modules and loads with no missing weight; bad options and folders are clear errors that leave
+nothing behind. The train -> export -> upload --tag -> infer-by-id chain is in
+test_train_interop.py.
+"""
+import json
+import os
+import subprocess
+import unittest
+
+from harness import SOURCE_DIR, TorchTestCase, run_ms, venv_python
+
+TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
+
+# Loads a folder with transformers' Auto classes and prints what it saw (run in the venv).
+READER = r"""
+import json, sys
+import torch
+import transformers
+import transformers.generation.utils as generation_utils
+# generate() imports torch.distributed.fsdp, which Debian's torch 1.13 cannot under Python 3.11.
+generation_utils.is_fsdp_managed_module = lambda module: False
+kind, folder, prompts, new = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
+cls = {"lm": transformers.AutoModelForCausalLM, "base": transformers.AutoModel}[kind]
+model, info = cls.from_pretrained(folder, output_loading_info=True)
+out = {"missing": info["missing_keys"], "unexpected": info["unexpected_keys"],
+       "class": type(model).__name__, "texts": []}
+if kind == "lm":
+    tok = transformers.AutoTokenizer.from_pretrained(folder)
+    for p in prompts:
+        ids = tok(p, return_tensors="pt")
+        with torch.no_grad():
+            g = model.generate(**ids, do_sample=False, max_new_tokens=new,
+                               pad_token_id=tok.eos_token_id)
+        out["texts"].append(tok.decode(g[0], skip_special_tokens=True,
+                                       clean_up_tokenization_spaces=False))
+print(json.dumps(out))
+"""
+
+
+class SafetensorsExport(TorchTestCase):
+    def setUp(self):
+        super().setUp()
+        self.python = venv_python("venv-transformers", "MS_TRANSFORMERS_PYTHON")
+        if not self.python:
+            self.skipTest("build/venv-transformers is absent: run scripts/setup_python_interop.sh")
+
+    def export(self, model, name, *extra, code=0):
+        out = self.path(name)
+        r = run_ms("export", "--model", model, "--format", "safetensors", "--output", out, *extra)
+        self.assertExit(r, code)
+        return out if code == 0 else r
+
+    def read(self, kind, folder, prompts=(), new=0):
+        r = subprocess.run([self.python, "-c", READER, kind, folder, json.dumps(list(prompts)),
+                            str(new)], capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    def test_gpt2_generates_the_same_in_transformers(self):
+        with open(os.path.join(TINY, "gpt2", "expected.json"), encoding="utf-8") as f:
+            ref = json.load(f)
+        repo = self.export(os.path.join(TINY, "gpt2"), "gpt2")
+        with open(os.path.join(repo, "config.json"), encoding="utf-8") as f:
+            self.assertEqual(json.load(f)["architectures"], ["GPT2LMHeadModel"])
+        seen = self.read("lm", repo, ref["prompts"], ref["max_new_tokens"])
+        self.assertEqual(seen["class"], "GPT2LMHeadModel")
+        self.assertEqual(seen["missing"], [])
+        self.assertEqual(seen["texts"], ref["texts"])
+        r = run_ms("infer", "--model", repo, "--input", *ref["prompts"], "--set",
+                   f"max_new_tokens={ref['max_new_tokens']}")
+        self.assertExit(r, 0)
+        self.assertEqual([json.loads(l)["text"] for l in r.stdout.splitlines()], ref["texts"])
+
+    def test_sentence_transformers_folder_keeps_its_modules(self):
+        source = os.path.join(TINY, "st_dense")
+        repo = self.export(source, "st")
+        files = set(os.listdir(repo))
+        self.assertIn("modules.json", files)
+        self.assertIn("model.safetensors", files)
+        seen = self.read("base", repo)
+        self.assertEqual(seen["missing"], [])
+        want = run_ms("infer", "--model", source, "--input", "hello world", "good movie")
+        got = run_ms("infer", "--model", repo, "--input", "hello world", "good movie")
+        self.assertExit(want, 0)
+        self.assertExit(got, 0)
+        for a, b in zip(want.stdout.splitlines(), got.stdout.splitlines()):
+            ea, eb = json.loads(a)["text_embedding"], json.loads(b)["text_embedding"]
+            self.assertLess(max(abs(x - y) for x, y in zip(ea, eb)), 1e-6)
+
+    def test_bad_options_leave_nothing(self):
+        model = os.path.join(TINY, "cls")
+        r = self.export(model, "a", "--opset", "13", code=2)
+        self.assertOneLineError(r, "ONNX options")
+        r = self.export(model, "b", "--static", "1,8", code=2)
+        self.assertOneLineError(r, "ONNX options")
+        r = self.export(model, "c", "--dtype", "bf16", code=2)
+        self.assertOneLineError(r, "bf16")
+        r = self.export(os.path.join(SOURCE_DIR, "tests", "data", "infer", "vision", "torchscript"), "d", code=2)
+        self.assertOneLineError(r, "TorchScript")
+        self.assertEqual(sorted(os.listdir(self.tmp)), [])
+
+
+if __name__ == "__main__":
+    unittest.main()
