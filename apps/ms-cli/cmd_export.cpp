@@ -133,7 +133,7 @@ void add_export_command(CLI::App& app, const GlobalOptions& /*global*/) {
                   "Model folder (an `ms train` output/ too) or a hub id OWNER/NAME")
       ->required();
   cmd->add_option("--format,-f", opts->request.format,
-                  "onnx or safetensors (torchscript is not built yet)")
+                  "onnx, safetensors, or torchscript (image classifiers)")
       ->default_str("onnx");
   cmd->add_option("--output,-o", opts->output, "Folder to write (must not exist, or be empty)")
       ->required();

@@ -27,6 +27,7 @@
 #include "onnx/shape_inference/implementation.h"
 #include "onnx_graph.h"
 #include "safetensors_repo.h"
+#include "torchscript_export.h"
 
 namespace ms::exporter {
 namespace {
@@ -178,6 +179,7 @@ class Exporters final : public infer::ExporterService {
   infer::ExportSummary export_model(const infer::ExportRequest& request,
                                     const infer::ModelInfo& info) override {
     if (request.format == "safetensors") return export_safetensors_repo(request, info);
+    if (request.format == "torchscript") return export_torchscript(request, info);
     return onnx_.export_model(request, info);
   }
 

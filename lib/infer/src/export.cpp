@@ -31,10 +31,6 @@ ExportSummary run_export(const ExportRequest& request) {
     throw Error(ErrorCode::kUsage, fmt::format("unknown export format '{}'", request.format),
                 (hint.empty() ? std::string() : hint + "; ") + "formats: " + join(formats, ", "));
   }
-  if (request.format == "torchscript") {
-    throw Error(ErrorCode::kMissingComponent, "`ms export --format torchscript` is not built yet",
-                "this ms exports --format onnx and --format safetensors");
-  }
   if (!onnx_export_available()) {
     throw Error(ErrorCode::kMissingComponent,
                 "this ms was built without its exporter (configured with -DMS_WITH_ONNX=OFF or "
