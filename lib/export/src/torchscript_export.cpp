@@ -78,8 +78,8 @@ infer::ExportSummary export_torchscript(const infer::ExportRequest& request,
                                         const infer::ModelInfo& info) {
   const auto start = std::chrono::steady_clock::now();
   MS_CHECK(info.task == "image-classification", ErrorCode::kMissingComponent,
-           "`ms export --format torchscript` is built for image-classification models only, not "
-           "{} yet (`ms infer`'s TorchScript pipeline takes images)",
+           "`ms export --format torchscript` of {} models is not built yet: it is built for "
+           "image-classification models only (`ms infer`'s TorchScript pipeline takes images)",
            info.task);
   const std::string type = models::normalize_model_type(model_type_of(info));
   MS_CHECK(type != "torchscript", ErrorCode::kUsage, "{} is already a TorchScript model",
