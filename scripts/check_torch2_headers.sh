@@ -38,7 +38,7 @@ inc = sys.argv[1]
 failed = checked = 0
 for c in json.load(open("build/compile_commands.json")):
     f = c["file"]
-    if not any(f"/lib/{m}/" in f for m in ("torch_layer", "tensor", "models", "pipelines")):
+    if not any(f"/lib/{m}/" in f for m in ("torch_layer", "tensor", "models", "pipelines", "trainer", "export")):
         continue
     args, out, skip = shlex.split(c["command"]), [], False
     for i, a in enumerate(args):
