@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <system_error>
@@ -64,6 +65,8 @@ std::vector<std::string> copy_side_files(const fs::path& model_dir, const fs::pa
   return copied;
 }
 
+namespace {
+
 fs::path make_temp_folder(const fs::path& output) {
   fs::path parent = output.parent_path();
   if (parent.empty()) parent = ".";
@@ -86,6 +89,19 @@ fs::path make_temp_folder(const fs::path& output) {
   return pattern;
 }
 
+void move_into_place(const fs::path& temp, const fs::path& output) {
+  // rename(2) replaces an empty folder (run_export refused a non-empty one).
+  std::error_code ec;
+  fs::rename(temp, output, ec);
+  if (ec) {
+    throw Error(ErrorCode::kIo,
+                fmt::format("cannot move the export into {}: {}", output.string(), ec.message()),
+                "choose an --output that does not exist or is an empty folder");
+  }
+}
+
+}  // namespace
+
 std::shared_ptr<models::Model> load_for_export(const infer::ModelInfo& info,
                                                const std::string& type) {
   models::ModelSpec spec;
@@ -96,14 +112,18 @@ std::shared_ptr<models::Model> load_for_export(const infer::ModelInfo& info,
   return models::load_pretrained(spec, "cpu");
 }
 
-void move_into_place(const fs::path& temp, const fs::path& output) {
-  // rename(2) replaces an empty folder (run_export refused a non-empty one).
-  std::error_code ec;
-  fs::rename(temp, output, ec);
-  if (ec) {
-    throw Error(ErrorCode::kIo,
-                fmt::format("cannot move the export into {}: {}", output.string(), ec.message()),
-                "choose an --output that does not exist or is an empty folder");
+std::vector<std::string> write_export_folder(
+    const fs::path& output, const std::function<std::vector<std::string>(const fs::path&)>& write) {
+  const fs::path temp = make_temp_folder(output);
+  try {
+    std::vector<std::string> files = write(temp);
+    std::sort(files.begin(), files.end());
+    move_into_place(temp, output);
+    return files;
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove_all(temp, ignored);
+    throw;
   }
 }
 

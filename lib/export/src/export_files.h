@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,11 +28,12 @@ std::shared_ptr<models::Model> load_for_export(const infer::ModelInfo& info,
 std::vector<std::string> copy_side_files(const std::filesystem::path& model_dir,
                                          const std::filesystem::path& out);
 
-/// A new folder next to `output` (the final rename stays within one file system). kIo when the
-/// parent cannot be created or written.
-std::filesystem::path make_temp_folder(const std::filesystem::path& output);
-
-/// Renames the finished `temp` folder to `output` (absent or an empty folder). kIo on failure.
-void move_into_place(const std::filesystem::path& temp, const std::filesystem::path& output);
+/// Writes an export folder whole or not at all: `write` fills a new folder next to `output` (the
+/// final rename stays within one file system) and returns the paths it wrote, which are sorted
+/// and returned once the folder has been renamed to `output` (absent or an empty folder). On an
+/// error the temp folder is removed. kIo when the parent cannot be written or the rename fails.
+std::vector<std::string> write_export_folder(
+    const std::filesystem::path& output,
+    const std::function<std::vector<std::string>(const std::filesystem::path& temp)>& write);
 
 }  // namespace ms::exporter

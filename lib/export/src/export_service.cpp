@@ -130,18 +130,12 @@ class OnnxExporter final : public infer::ExporterService {
     summary.outputs = builder.outputs();
     summary.checked = request.check;
 
-    const fs::path temp = make_temp_folder(request.output);
-    try {
+    summary.files = write_export_folder(request.output, [&](const fs::path& temp) {
       write_file_atomic(temp / "model.onnx", bytes);
-      summary.files = copy_side_files(info.dir, temp);
-      summary.files.push_back("model.onnx");
-      std::sort(summary.files.begin(), summary.files.end());
-      move_into_place(temp, request.output);
-    } catch (...) {
-      std::error_code ignored;
-      fs::remove_all(temp, ignored);
-      throw;
-    }
+      std::vector<std::string> files = copy_side_files(info.dir, temp);
+      files.push_back("model.onnx");
+      return files;
+    });
     summary.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return summary;

@@ -92,9 +92,8 @@ infer::ExportSummary export_safetensors_repo(const infer::ExportRequest& request
   summary.format = "safetensors";
   summary.family = type;
   summary.head = info.task;
-  const fs::path temp = make_temp_folder(request.output);
-  try {
-    summary.files = copy_side_files(info.dir, temp);
+  summary.files = write_export_folder(request.output, [&](const fs::path& temp) {
+    std::vector<std::string> files = copy_side_files(info.dir, temp);
     // A sentence-transformers module's weights (2_Dense.linear.weight) go to its own folder
     // (2_Dense/model.safetensors), where sentence-transformers and `ms infer` look for them.
     for (const std::string& module : module_folders(info.dir)) {
@@ -111,10 +110,10 @@ infer::ExportSummary export_safetensors_repo(const infer::ExportRequest& request
       if (own.empty()) continue;
       fs::create_directories(temp / module);
       tensor::save_safetensors(temp / module / "model.safetensors", own);
-      summary.files.push_back(module + "/model.safetensors");
+      files.push_back(module + "/model.safetensors");
     }
     tensor::save_safetensors(temp / "model.safetensors", weights);
-    summary.files.push_back("model.safetensors");
+    files.push_back("model.safetensors");
     // config.json says which class loads the weights and in which precision.
     Json hf = read_json_file(temp / "config.json").value_or(Json::object());
     if (!hf.contains("model_type") && (type == "bert" || type == "roberta" || type == "gpt2"))
@@ -124,23 +123,18 @@ infer::ExportSummary export_safetensors_repo(const infer::ExportRequest& request
       hf["architectures"] = Json::array({architecture_for(type, info.task)});
     hf["torch_dtype"] = request.dtype == "fp16" ? "float16" : "float32";
     write_file_atomic(temp / "config.json", hf.dump(2) + "\n");
-    if (std::find(summary.files.begin(), summary.files.end(), "config.json") == summary.files.end())
-      summary.files.push_back("config.json");
+    if (std::find(files.begin(), files.end(), "config.json") == files.end())
+      files.push_back("config.json");
     // The source's own model card stays; else one is written.
-    if (std::find(summary.files.begin(), summary.files.end(), "README.md") == summary.files.end()) {
-      summary.files.push_back("README.md");
-      std::sort(summary.files.begin(), summary.files.end());
-      write_file_atomic(temp / "README.md",
-                        model_card(request, info, type, hf["architectures"][0].get<std::string>(),
-                                   summary.files));
+    if (std::find(files.begin(), files.end(), "README.md") == files.end()) {
+      files.push_back("README.md");
+      std::sort(files.begin(), files.end());
+      write_file_atomic(
+          temp / "README.md",
+          model_card(request, info, type, hf["architectures"][0].get<std::string>(), files));
     }
-    std::sort(summary.files.begin(), summary.files.end());
-    move_into_place(temp, request.output);
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove_all(temp, ignored);
-    throw;
-  }
+    return files;
+  });
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summary;
 }

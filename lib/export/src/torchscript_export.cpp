@@ -122,10 +122,14 @@ infer::ExportSummary export_torchscript(const infer::ExportRequest& request,
   summary.head = info.task;
   summary.inputs = {{"pixel_values", "float32", {"batch", "3", "height", "width"}}};
   summary.outputs = {{"logits", "float32", {"batch", std::to_string(*model->num_labels())}}};
-  const fs::path temp = make_temp_folder(request.output);
-  try {
-    module.save((temp / "model.pt").string());
-    summary.files = copy_side_files(info.dir, temp);
+  summary.files = write_export_folder(request.output, [&](const fs::path& temp) {
+    try {
+      module.save((temp / "model.pt").string());
+    } catch (const c10::Error& e) {
+      throw Error(ErrorCode::kIo, fmt::format("cannot write {}: {}", (temp / "model.pt").string(),
+                                              e.what_without_backtrace()));
+    }
+    std::vector<std::string> files = copy_side_files(info.dir, temp);
     // `ms infer` runs the folder through its TorchScript pipeline, with the same preprocessing
     // and class names as the source model.
     Json ms = info.config.root();
@@ -135,20 +139,9 @@ infer::ExportSummary export_torchscript(const infer::ExportRequest& request,
                    {"labels", class_names(info, *model->num_labels())}};
     write_file_atomic(temp / "configuration.json", ms.dump(2) + "\n");
     for (const char* name : {"configuration.json", "model.pt"})
-      if (std::find(summary.files.begin(), summary.files.end(), name) == summary.files.end())
-        summary.files.push_back(name);
-    std::sort(summary.files.begin(), summary.files.end());
-    move_into_place(temp, request.output);
-  } catch (const c10::Error& e) {
-    std::error_code ignored;
-    fs::remove_all(temp, ignored);
-    throw Error(ErrorCode::kIo, fmt::format("cannot write {}: {}", (temp / "model.pt").string(),
-                                            e.what_without_backtrace()));
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove_all(temp, ignored);
-    throw;
-  }
+      if (std::find(files.begin(), files.end(), name) == files.end()) files.push_back(name);
+    return files;
+  });
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summary;
 }
