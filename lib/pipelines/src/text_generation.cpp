@@ -289,9 +289,12 @@ class TextGenerationPipeline final : public infer::Pipeline {
       }
     }
     if (ok.empty()) return results;
-    const std::vector<std::vector<int64_t>> generated = generate(prompts);
+    // Each prompt's text, decoded once: the stop-string check compares against it every step.
+    std::vector<std::string> prompt_texts;
+    for (const auto& p : prompts) prompt_texts.push_back(tokenizer_->decode(p));
+    const std::vector<std::vector<int64_t>> generated = generate(prompts, prompt_texts);
     for (std::size_t k = 0; k < ok.size(); ++k) {
-      const std::string prompt = tokenizer_->decode(prompts[k]);
+      const std::string& prompt = prompt_texts[k];
       std::string continuation = decoded_continuation(prompts[k], generated[k], prompt);
       cut_at_stop(continuation);
       results[ok[k]].output = {{"text", prompt + continuation}};
@@ -326,7 +329,8 @@ class TextGenerationPipeline final : public infer::Pipeline {
   // Generates for every prompt at once: left padding, then one token per step through the cache,
   // until each row has produced the end-of-text token, a stop string or max_new_tokens, or the
   // context is full. Returns each row's new tokens (without the end-of-text token).
-  std::vector<std::vector<int64_t>> generate(const std::vector<std::vector<int64_t>>& prompts) {
+  std::vector<std::vector<int64_t>> generate(const std::vector<std::vector<int64_t>>& prompts,
+                                             const std::vector<std::string>& prompt_texts) {
     const int64_t rows = static_cast<int64_t>(prompts.size());
     std::size_t longest = 0;
     for (const auto& p : prompts) longest = std::max(longest, p.size());
@@ -375,7 +379,7 @@ class TextGenerationPipeline final : public infer::Pipeline {
         }
         out[r].push_back(picked[r]);
         if (static_cast<int64_t>(out[r].size()) == room[r] ||
-            (!options_.stop.empty() && reached_stop(prompts[r], out[r]))) {
+            (!options_.stop.empty() && reached_stop(prompts[r], out[r], prompt_texts[r]))) {
           done[r] = true;
           continue;
         }
@@ -435,9 +439,9 @@ class TextGenerationPipeline final : public infer::Pipeline {
   }
 
   // Whether the row's continuation so far holds a stop string.
-  bool reached_stop(const std::vector<int64_t>& prompt,
-                    const std::vector<int64_t>& generated) const {
-    std::string continuation = decoded_continuation(prompt, generated, tokenizer_->decode(prompt));
+  bool reached_stop(const std::vector<int64_t>& prompt, const std::vector<int64_t>& generated,
+                    const std::string& prompt_text) const {
+    std::string continuation = decoded_continuation(prompt, generated, prompt_text);
     return cut_at_stop(continuation);
   }
 

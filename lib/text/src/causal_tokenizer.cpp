@@ -1,7 +1,6 @@
 #include "ms/text/causal_tokenizer.h"
 
 #include <algorithm>
-#include <set>
 
 #include "ms/core/error.h"
 #include "ms/core/utf8.h"
@@ -40,6 +39,10 @@ CausalTokenizer::CausalTokenizer(BertTokenizer vocab)
   bos_id_ = vocab_->token_to_id(vocab_->options().cls_token);
   eos_id_ = vocab_->token_to_id(vocab_->options().sep_token);
   pad_id_ = vocab_->pad_id() >= 0 ? vocab_->pad_id() : std::max<std::int64_t>(eos_id_, 0);
+  const BertTokenizerOptions& o = vocab_->options();
+  for (const std::string* t :
+       {&o.unk_token, &o.cls_token, &o.sep_token, &o.pad_token, &o.mask_token})
+    if (const std::int64_t id = vocab_->token_to_id(*t); id >= 0) special_ids_.push_back(id);
 }
 
 CausalTokenizer::CausalTokenizer(CausalTokenizer&&) noexcept = default;
@@ -81,13 +84,11 @@ std::size_t CausalTokenizer::vocab_size() const {
 std::string CausalTokenizer::decode(const std::vector<std::int64_t>& ids) const {
   if (bpe_) return bpe_->decode(ids, /*skip_special_tokens=*/true);
   const BertTokenizerOptions& o = vocab_->options();
-  const std::set<std::string> specials = {o.unk_token, o.cls_token, o.sep_token, o.pad_token,
-                                          o.mask_token};
   std::string out;
   char32_t last = 0;  // the last character written, 0 at the start
   for (const std::int64_t id : ids) {
     std::string token = vocab_->id_to_token(id);
-    if (specials.count(token) != 0) continue;
+    if (std::find(special_ids_.begin(), special_ids_.end(), id) != special_ids_.end()) continue;
     const bool continuation = token.rfind(o.continuing_prefix, 0) == 0;
     if (continuation) token.erase(0, o.continuing_prefix.size());
     const std::u32string chars = decode_utf8(token);

@@ -52,6 +52,7 @@ class MS_API CausalTokenizer {
   std::unique_ptr<Gpt2Tokenizer> bpe_;
   std::unique_ptr<BertTokenizer> vocab_;
   std::int64_t bos_id_ = -1, eos_id_ = -1, pad_id_ = 0;
+  std::vector<std::int64_t> special_ids_;  // vocab.txt: left out when decoding
 };
 
 }  // namespace ms::text
