@@ -19,29 +19,22 @@
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/models/model.h"
+#include "ms/pipelines/image_transforms.h"
 
 namespace ms::exporter {
 namespace {
 
 namespace fs = std::filesystem;
 
-// The example image's side: the preprocessing's CenterCrop (else Resize) size, else 224.
-int64_t example_side(const Config& config) {
-  for (const char* key : {"preprocessor.val", "preprocessor.transforms", "preprocessor"}) {
-    if (!config.has(key) || !config.at(key).is_array()) continue;
-    int64_t side = 0;
-    for (const Json& t : config.at(key)) {
-      if (!t.is_object() || !t.contains("size")) continue;
-      const Json& size = t["size"];
-      const int64_t s = size.is_number_integer() ? size.get<int64_t>()
-                        : size.is_array() && !size.empty() && size[0].is_number_integer()
-                            ? size[0].get<int64_t>()
-                            : 0;
-      if (s > 0 && (side == 0 || t.value("type", "") == "CenterCrop")) side = s;
-    }
-    if (side > 0) return side;
+// The example image's height and width: the preprocessing's CenterCrop, else its Resize, as
+// `ms infer` reads the transforms (torchvision's 224 crop when there are none).
+std::pair<int64_t, int64_t> example_size(const Config& config) {
+  std::pair<int64_t, int64_t> size = {0, 0};
+  for (const pipelines::Transform& t : pipelines::parse_transforms(config)) {
+    const std::pair<int64_t, int64_t> own = {t.h, t.w > 0 ? t.w : t.h};
+    if (t.type == "CenterCrop" || (t.type == "Resize" && size.first == 0)) size = own;
   }
-  return 224;
+  return size.first > 0 ? size : std::pair<int64_t, int64_t>{224, 224};
 }
 
 // The class names `ms infer` shows: model.labels, else config.json's id2label.
@@ -92,8 +85,8 @@ infer::ExportSummary export_torchscript(const infer::ExportRequest& request,
   model->eval();
   // --static: the traced shape; the default trace is at batch 2 so that the batch stays an
   // input-dependent size rather than a 1 folded into the graph.
-  const int64_t side = example_side(info.config);
-  std::vector<int64_t> shape = {2, 3, side, side};
+  const auto [height, width] = example_size(info.config);
+  std::vector<int64_t> shape = {2, 3, height, width};
   if (!request.static_shape.empty()) {
     shape[0] = request.static_shape[0];
     if (request.static_shape.size() == 3) {
