@@ -6,7 +6,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 # Modules below the torch line in ARCHITECTURE.md; everything else under lib/ may use torch.
-torch_free=(core config io hub hub_server data text metrics infer)
+torch_free=(core config io hub http_server hub_server data text metrics infer serve)
 status=0
 
 scan_dirs=(apps/ms-cli)

@@ -41,6 +41,7 @@ void add_infer_command(CLI::App& app, const GlobalOptions& global);
 void add_tokenize_command(CLI::App& app, const GlobalOptions& global);
 void add_train_command(CLI::App& app, const GlobalOptions& global);
 void add_export_command(CLI::App& app, const GlobalOptions& global);
+void add_serve_command(CLI::App& app, const GlobalOptions& global);
 
 /// Splits repeated, comma-separated glob options ("a,b" "c" -> a, b, c).
 std::vector<std::string> split_patterns(const std::vector<std::string>& values);

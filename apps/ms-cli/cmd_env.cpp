@@ -6,12 +6,13 @@
 #include "cli.h"
 #include "ms/core/error.h"
 #include "ms/core/settings.h"
-#include "ms/infer/export.h"
-#include "ms/infer/torch_layer.h"
 #include "ms/core/version.h"
 #include "ms/data/archive.h"
 #include "ms/data/image.h"
 #include "ms/hub_server/server.h"
+#include "ms/infer/export.h"
+#include "ms/infer/torch_layer.h"
+#include "ms/serve/server.h"
 
 namespace ms::cli {
 namespace {
@@ -39,6 +40,7 @@ void run_env(const EnvOptions& options) {
   // Optional parts that a build may lack (their options were turned off at configure time).
   nlohmann::ordered_json components;
   components["hub_server"] = hub_server::hub_server_available();
+  components["serve"] = serve::serve_available();
   components["zip"] = data::zip_supported();
   components["jpeg"] = data::jpeg_supported();
   components["png"] = data::png_supported();

@@ -94,6 +94,7 @@ int main(int argc, char** argv) {
   ms::cli::add_infer_command(app, global);
   ms::cli::add_train_command(app, global);
   ms::cli::add_export_command(app, global);
+  ms::cli::add_serve_command(app, global);
   ms::cli::add_tokenize_command(app, global);
 
   // A mistyped command would otherwise read as "A subcommand is required".

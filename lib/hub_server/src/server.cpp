@@ -2,17 +2,12 @@
 // accept loop on a background thread.
 #include "ms/hub_server/server.h"
 
-#include <signal.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-
-#include <chrono>
 #include <cstdlib>
-#include <thread>
 
-#include "http_front.h"
 #include "ms/core/error.h"
 #include "ms/core/log.h"
+#include "ms/http_server/front.h"
+#include "ms/http_server/listener.h"
 #include "service.h"
 
 namespace ms::hub_server {
@@ -59,98 +54,40 @@ FaultSpec parse_fault_spec(const std::string& text) {
 // The largest request body taken from a caller without a valid token (logins and the like).
 constexpr std::uint64_t kAnonymousBodyLimit = 1u << 20;
 
-// Worker threads at most: one per open connection (a connection keeps its thread), so this
-// bounds simultaneous connections; more wait for a thread.
-constexpr std::size_t kMaxThreads = 4096;
-
-// Each connection is a file descriptor; the default soft limit (often 1024) would stop accept()
-// long before kMaxThreads.
-void raise_open_file_limit() {
-  rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &limit);
-  }
-}
-
 struct Server::Impl {
   explicit Impl(ServerOptions options) : service(std::move(options)) {}
 
   Service service;
-  std::unique_ptr<httplib::Server> http;
-  PlainFront* front = nullptr;  // the plain-HTTP front (http), or null with TLS
-  std::thread thread;
-  int port = 0;
-  bool started = false;
+  std::unique_ptr<http_server::Listener> listener;
 };
 
 Server::Server(ServerOptions options) {
   MS_CHECK(!options.root.empty(), ErrorCode::kUsage, "ms hub serve needs --root DIR");
-  MS_CHECK(options.tls_cert.empty() == options.tls_key.empty(), ErrorCode::kUsage,
-           "--tls-cert and --tls-key go together");
+  http_server::ListenerOptions listen;
+  listen.host = options.host;
+  listen.port = options.port;
+  listen.tls_cert = options.tls_cert;
+  listen.tls_key = options.tls_key;
   MS_CHECK(options.threads >= 1 && options.threads <= 1024, ErrorCode::kUsage,
            "threads must be 1..1024, got {}", options.threads);
-  MS_CHECK(options.header_timeout_s >= 1 && options.header_timeout_s <= 3600, ErrorCode::kUsage,
-           "--header-timeout must be 1..3600 seconds, got {}", options.header_timeout_s);
-  MS_CHECK(options.max_client_connections >= 1 && options.max_client_connections <= 100000,
-           ErrorCode::kUsage, "--max-client-connections must be 1..100000, got {}",
-           options.max_client_connections);
+  listen.warm_threads = static_cast<std::size_t>(options.threads);
+  listen.header_timeout_s = options.header_timeout_s;
+  listen.max_client_connections =
+      static_cast<std::size_t>(std::max(options.max_client_connections, 0));
+  listen.max_body_bytes = static_cast<std::size_t>(options.max_blob_size);
+  // The listener checks every option before the store is opened.
+  auto listener = std::make_unique<http_server::Listener>(listen);
   impl_ = std::make_unique<Impl>(std::move(options));
+  impl_->listener = std::move(listener);
+  impl_->service.scheme = impl_->listener->scheme();
 }
 
 Server::~Server() { stop(); }
 
 void Server::start() {
-  MS_ASSERT(!impl_->started);
   Service& service = impl_->service;
   const ServerOptions& o = service.options;
-  if (!o.tls_cert.empty()) {
-    for (const auto& f : {o.tls_cert, o.tls_key}) {
-      if (!std::filesystem::is_regular_file(f)) {
-        throw Error(ErrorCode::kNotFound, fmt::format("TLS file {} does not exist", f.string()),
-                    "pass --tls-cert and --tls-key the paths of PEM files");
-      }
-    }
-    auto ssl = std::make_unique<httplib::SSLServer>(o.tls_cert.c_str(), o.tls_key.c_str());
-    if (!ssl->is_valid()) {
-      throw Error(ErrorCode::kConfig,
-                  fmt::format("cannot load TLS certificate {} / key {}", o.tls_cert.string(),
-                              o.tls_key.string()),
-                  "pass a PEM certificate and its unencrypted PEM private key");
-    }
-    impl_->http = std::move(ssl);
-    service.scheme = "https";
-  } else {
-    FrontLimits limits;
-    limits.header_timeout_s = o.header_timeout_s;
-    limits.max_client_connections = static_cast<std::size_t>(o.max_client_connections);
-    auto front = std::make_unique<PlainFront>(limits);
-    impl_->front = front.get();
-    impl_->http = std::move(front);
-  }
-  httplib::Server& http = *impl_->http;
-  // --threads are kept warm; more start while every one is busy, so slow or stalled clients
-  // cannot hold the hub (they used to queue every other connection behind 32 of them).
-  const auto warm = static_cast<std::size_t>(o.threads);
-  http.new_task_queue = [warm] {
-    return make_elastic_task_queue(warm, std::max<std::size_t>(warm, kMaxThreads)).release();
-  };
-  raise_open_file_limit();
-  http.set_payload_max_length(static_cast<std::size_t>(o.max_blob_size));
-  http.set_read_timeout(60);
-  http.set_write_timeout(60);
-  http.set_keep_alive_max_count(10000);
-  // Idle keep-alive connections hold a worker until this expires, which also bounds shutdown.
-  http.set_keep_alive_timeout(5);
-  http.set_tcp_nodelay(true);
-  // httplib's default also sets SO_REUSEPORT, with which a second hub binds a port that one is
-  // already serving and the kernel splits the connections between the two. SO_REUSEADDR alone
-  // still allows a restart while old connections linger in TIME_WAIT.
-  http.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  });
-
+  httplib::Server& http = impl_->listener->http();
   const std::uint64_t max_json = o.max_json_body;
   const std::uint64_t max_blob = o.max_blob_size;
   http.set_pre_routing_handler(
@@ -225,10 +162,10 @@ void Server::start() {
     }
     // A malformed request is answered and its connection closed, not kept for the keep-alive
     // wait (clients reading to EOF saw every such error take 5 s).
-    if (front_closes_after(res)) res.set_header("Connection", "close");
+    if (http_server::front_closes_after(res)) res.set_header("Connection", "close");
   });
   http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
-    front_note_response(res);
+    http_server::front_note_response(res);
     log::debug("hub serve: {} {} -> {}", req.method, req.target, res.status);
   });
 
@@ -237,64 +174,22 @@ void Server::start() {
   add_upload_routes(http, service);
   add_git_routes(http, service);
 
-  if (o.port == 0) {
-    impl_->port = http.bind_to_any_port(o.host);
-  } else {
-    MS_CHECK(o.port > 0 && o.port < 65536, ErrorCode::kUsage, "--port must be 0..65535, got {}",
-             o.port);
-    impl_->port = http.bind_to_port(o.host, o.port) ? o.port : -1;
-  }
-  if (impl_->port <= 0) {
-    throw Error(ErrorCode::kIo, fmt::format("cannot listen on {}:{}", o.host, o.port),
-                "the port may be in use or the host not an address of this machine; try --port 0");
-  }
-  if (impl_->front) impl_->front->widen_backlog();
-  impl_->thread = std::thread([&http] { http.listen_after_bind(); });
-  impl_->started = true;
-  // Report ready only once the accept loop runs: httplib's stop() is a no-op before that, so a
-  // signal arriving right after the ready line would otherwise leave the server running.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!http.is_running()) {
-    MS_CHECK(std::chrono::steady_clock::now() < deadline, ErrorCode::kInternal,
-             "hub serve: the HTTP listener did not start within 30 s");
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  impl_->listener->start("hub serve");
 }
 
-int Server::port() const { return impl_->port; }
+int Server::port() const { return impl_->listener->port(); }
 
-std::string Server::endpoint() const {
-  const std::string& host = impl_->service.options.host;
-  const std::string shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  return fmt::format("{}://{}:{}", impl_->service.scheme, shown, impl_->port);
-}
+std::string Server::endpoint() const { return impl_->listener->endpoint(); }
 
-void block_shutdown_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-}
+void block_shutdown_signals() { http_server::block_shutdown_signals(); }
 
 void Server::wait_for_shutdown_signal() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  int sig = 0;
-  while (sigwait(&set, &sig) != 0) {
-  }
+  const int sig = http_server::wait_for_shutdown_signal();
   log::info("hub serve: signal {} received, shutting down", sig);
 }
 
 void Server::stop() {
-  if (!impl_ || !impl_->started) return;
-  impl_->http->stop();
-  // Idle and half-sent connections would otherwise hold the join until their clients time out.
-  if (impl_->front) impl_->front->drop_connections();
-  if (impl_->thread.joinable()) impl_->thread.join();
-  impl_->started = false;
+  if (impl_ && impl_->listener) impl_->listener->stop();
 }
 
 std::string create_token(const std::filesystem::path& root, const std::string& user) {

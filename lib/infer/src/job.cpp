@@ -74,23 +74,16 @@ void check_job_options(const JobOptions& options) {
            "bad shard {}/{}", options.shard_index, options.shard_count);
 }
 
-// On the CPU, one single-threaded batch per intra-op thread: small GEMMs and element-wise kernels
-// scale poorly inside one batch. On a GPU, one stream of batches.
-std::size_t default_workers(const Pipeline& pipeline) {
-  if (pipeline.device() != "cpu") return 1;
-  return static_cast<std::size_t>(std::max(1, load_torch_layer().runtime->info().num_threads));
-}
-
 PipelineResult error_result(ErrorCode code, std::string message, std::string hint = {}) {
   PipelineResult r;
   r.error = Error(code, std::move(message), std::move(hint));
   return r;
 }
 
-// Runs one batch; if the batch as a whole fails, each item is retried alone so that one bad
-// input cannot take its neighbours down.
-std::vector<PipelineResult> run_batch(Pipeline& pipeline,
-                                      const std::vector<const PipelineInput*>& batch) {
+}  // namespace
+
+std::vector<PipelineResult> run_batch_isolated(Pipeline& pipeline,
+                                               const std::vector<const PipelineInput*>& batch) {
   try {
     auto results = pipeline.run(batch);
     MS_ASSERT(results.size() == batch.size());
@@ -106,13 +99,18 @@ std::vector<PipelineResult> run_batch(Pipeline& pipeline,
   }
   std::vector<PipelineResult> results;
   for (const PipelineInput* in : batch) {
-    auto one = run_batch(pipeline, {in});
+    auto one = run_batch_isolated(pipeline, {in});
     results.push_back(std::move(one[0]));
   }
   return results;
 }
 
-}  // namespace
+// On the CPU, one single-threaded batch per intra-op thread: small GEMMs and element-wise kernels
+// scale poorly inside one batch. On a GPU, one stream of batches.
+std::size_t default_workers(const Pipeline& pipeline) {
+  if (pipeline.device() != "cpu" || !pipeline.concurrent()) return 1;
+  return static_cast<std::size_t>(std::max(1, load_torch_layer().runtime->info().num_threads));
+}
 
 std::string format_line(const PipelineInput& input, const PipelineResult& result) {
   Json line = Json::object();
@@ -222,7 +220,7 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
       for (std::size_t b = next++; b < batches.size(); b = next++) {
         std::vector<const PipelineInput*> batch;
         for (std::size_t k : batches[b]) batch.push_back(pending[w + k]);
-        auto out = run_batch(pipeline, batch);
+        auto out = run_batch_isolated(pipeline, batch);
         for (std::size_t i = 0; i < out.size(); ++i) results[batches[b][i]] = std::move(out[i]);
       }
     };

@@ -206,10 +206,12 @@ class ImageClassificationPipeline final : public infer::Pipeline {
     std::map<std::vector<int64_t>, std::vector<std::pair<std::size_t, at::Tensor>>> groups;
     for (std::size_t i = 0; i < batch.size(); ++i) {
       try {
-        MS_CHECK(!batch[i]->path.empty(), ErrorCode::kUsage,
+        const infer::PipelineInput& in = *batch[i];
+        MS_CHECK(!in.path.empty() || !in.content.empty(), ErrorCode::kUsage,
                  "image-classification needs image files (--input-dir, or a path column/field)");
-        const at::Tensor x =
-            apply_transforms(transforms_, data::read_image(batch[i]->path.string(), 3));
+        const at::Tensor x = apply_transforms(
+            transforms_, in.content.empty() ? data::read_image(in.path.string(), 3)
+                                            : data::decode_image(in.content, in.path.string(), 3));
         groups[x.sizes().vec()].emplace_back(i, x);
       } catch (const Error& e) {
         results[i].error = e;

@@ -57,6 +57,15 @@ struct JobStats {
   double seconds = 0;  ///< wall time of the run loop
 };
 
+/// Runs one batch through `pipeline`; when the batch as a whole fails, each input is retried alone
+/// so that one bad input cannot take its neighbours down. Never throws for a pipeline's error.
+MS_API std::vector<PipelineResult> run_batch_isolated(
+    Pipeline& pipeline, const std::vector<const PipelineInput*>& batch);
+
+/// Batches a pipeline runs at once unless told: on the CPU one single-threaded worker per intra-op
+/// thread (when the pipeline is concurrent()), on a GPU one stream of batches.
+MS_API std::size_t default_workers(const Pipeline& pipeline);
+
 /// Ids already written to an output file (complete lines only; a torn last line is cut off).
 MS_API std::vector<Json> read_done_ids(const std::filesystem::path& output, bool truncate_partial);
 

@@ -23,7 +23,10 @@ struct PipelineInput {
   std::string text;                      ///< text tasks
   std::optional<std::string> text_pair;  ///< second sentence (pair tasks)
   std::filesystem::path path;            ///< file tasks (images); text tasks read it as text
-  std::string invalid;                   ///< set when the input could not be read: an error item
+  /// File tasks: the file's bytes, already in memory (`ms serve`'s base64 images); when set, it is
+  /// used instead of reading `path`, which then only names the input in errors.
+  std::string content;
+  std::string invalid;  ///< set when the input could not be read: an error item
 };
 
 /// The outcome for one input: a result object keyed like ModelScope's OutputKeys, or an error.

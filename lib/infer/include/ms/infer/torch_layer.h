@@ -54,7 +54,7 @@ struct TorchLayer {
 
 /// Bumped whenever TorchLayer, the interfaces it points to or the entry point change; both sides
 /// must agree.
-constexpr int kTorchLayerAbiVersion = 9;  // 9: ModelInfo::override_keys
+constexpr int kTorchLayerAbiVersion = 10;  // 10: PipelineInput::content
 
 /// Name of the extern "C" entry point exported by libms_torch.so:
 ///   const ms::infer::TorchLayer* ms_torch_layer_entry(int abi_version);

@@ -1,7 +1,8 @@
-// The hub's HTTP front on top of cpp-httplib: a worker pool that grows past --threads instead of
-// queueing connections, and (plain HTTP) a connection loop with a deadline for request headers,
-// a cap of connections per client address and connections closed after protocol errors. Without
-// these, 33 clients trickling header bytes held all 32 workers and every other request waited.
+// The HTTP front of `ms hub serve` and `ms serve`, on top of cpp-httplib: a worker pool that grows
+// past --threads instead of queueing connections, and (plain HTTP) a connection loop with a
+// deadline for request headers, a cap of connections per client address and connections closed
+// after protocol errors. Without these, 33 clients trickling header bytes held all 32 workers of
+// the hub and every other request waited.
 #pragma once
 
 #include <httplib.h>
@@ -9,9 +10,9 @@
 #include <cstddef>
 #include <memory>
 
-namespace ms::hub_server {
+namespace ms::http_server {
 
-/// Limits of the front; see ServerOptions for what each means.
+/// Limits of the front; see ListenerOptions (ms/http_server/listener.h).
 struct FrontLimits {
   std::size_t warm_threads = 32;
   std::size_t max_threads = 4096;
@@ -31,7 +32,7 @@ class PlainFront : public httplib::Server {
   ~PlainFront() override;
 
   /// Shuts down (SHUT_RDWR) every open connection so that their threads end now rather than when
-  /// their clients time out; called by Server::stop() after httplib's stop().
+  /// their clients time out; called by Listener::stop() after httplib's stop().
   void drop_connections();
 
   /// Listens again with the system's largest backlog: httplib's is 5, and a burst of connections
@@ -48,6 +49,9 @@ class PlainFront : public httplib::Server {
 /// For httplib's logger and error handler, which see no connection: whether the response being
 /// written will close its connection (so it says "Connection: close"), and the note that it will.
 bool front_closes_after(const httplib::Response& res);
+/// Called by a route that has read its whole request: its own 400 or 413 (a bad field in a
+/// well-formed request) then leaves the connection open, unlike httplib's protocol errors.
+void note_request_read();
 void front_note_response(const httplib::Response& res);
 
-}  // namespace ms::hub_server
+}  // namespace ms::http_server

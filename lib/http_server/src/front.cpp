@@ -1,8 +1,8 @@
-// See http_front.h. Written against cpp-httplib 0.11 (Debian 12): Server::process_request is
-// protected and Server::process_and_close_socket virtual, so the connection loop is replaced
+// See ms/http_server/front.h. Written against cpp-httplib 0.11 (Debian 12): Server::process_request
+// is protected and Server::process_and_close_socket virtual, so the connection loop is replaced
 // without patching httplib; TLS keeps httplib's own loop (its TLS stream is not public) and gets
 // the elastic pool only.
-#include "http_front.h"
+#include "ms/http_server/front.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -25,7 +25,7 @@
 
 #include "ms/core/log.h"
 
-namespace ms::hub_server {
+namespace ms::http_server {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -66,8 +66,7 @@ class ElasticTaskQueue : public httplib::TaskQueue {
       ++threads_;
     } catch (const std::system_error& e) {
       // Out of threads (ulimit -u, memory): the job waits for a running thread instead.
-      log::warn("hub serve: cannot start another worker thread ({} running): {}", threads_,
-                e.what());
+      log::warn("cannot start another worker thread ({} running): {}", threads_, e.what());
     }
   }
 
@@ -106,6 +105,7 @@ class ElasticTaskQueue : public httplib::TaskQueue {
 struct ConnectionNote {
   bool headers_done = false;  // httplib parsed the request line and headers
   bool close = false;         // the response said "Connection: close"
+  bool request_read = false;  // a route read the whole request (note_request_read())
 };
 thread_local ConnectionNote* t_note = nullptr;
 
@@ -358,8 +358,14 @@ bool PlainFront::process_and_close_socket(socket_t sock) {
   return ret;
 }
 
+void note_request_read() {
+  if (t_note != nullptr) t_note->request_read = true;
+}
+
 bool front_closes_after(const httplib::Response& res) {
-  return is_protocol_error(res.status) || res.get_header_value("Connection") == "close" ||
+  const bool stream_in_doubt =
+      is_protocol_error(res.status) && (t_note == nullptr || !t_note->request_read);
+  return stream_in_doubt || res.get_header_value("Connection") == "close" ||
          (t_note != nullptr && !t_note->headers_done);
 }
 
@@ -367,4 +373,4 @@ void front_note_response(const httplib::Response& res) {
   if (t_note != nullptr && front_closes_after(res)) t_note->close = true;
 }
 
-}  // namespace ms::hub_server
+}  // namespace ms::http_server

@@ -1,0 +1,77 @@
+// One HTTP(S) listener set up the way both of ms's servers need it: TLS or the plain front, the
+// elastic worker pool, timeouts, a port that is not shared, the accept loop on its own thread, and
+// the SIGINT/SIGTERM wait of a foreground server.
+#pragma once
+
+#include <httplib.h>
+
+#include <cstddef>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "ms/http_server/front.h"
+
+namespace ms::http_server {
+
+/// How to listen. The defaults are the hub's.
+struct ListenerOptions {
+  std::string host = "127.0.0.1";
+  int port = 0;                    ///< 0 picks a free port
+  std::filesystem::path tls_cert;  ///< with tls_key: serve https
+  std::filesystem::path tls_key;
+  /// Worker threads kept ready; more start (up to 4096) while all are busy. Each open connection
+  /// holds one thread.
+  std::size_t warm_threads = 32;
+  int header_timeout_s = 30;                  ///< seconds a client has to send a request's headers
+  std::size_t max_client_connections = 256;   ///< open connections per client address
+  std::size_t max_body_bytes = 1ull << 30;    ///< httplib refuses larger bodies (413)
+  int read_timeout_s = 60;                    ///< a body byte must arrive within this
+  int write_timeout_s = 60;
+  int keep_alive_timeout_s = 5;  ///< an idle keep-alive connection holds its thread this long
+};
+
+/// An httplib server bound and served on a background thread. Routes and handlers are installed
+/// on http() between construction and start().
+class Listener {
+ public:
+  /// Checks the options and the TLS files (ms::Error kUsage, kNotFound, kConfig).
+  explicit Listener(const ListenerOptions& options);
+  ~Listener();
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+
+  httplib::Server& http() { return *http_; }
+  /// "http" or "https".
+  const char* scheme() const { return tls_ ? "https" : "http"; }
+
+  /// Binds (ms::Error kIo naming host:port when it cannot) and returns once the accept loop runs;
+  /// `who` names the server in errors ("hub serve").
+  void start(const std::string& who);
+  /// The port bound (after start()).
+  int port() const { return port_; }
+  /// "http://127.0.0.1:PORT" (or https://...).
+  std::string endpoint() const;
+  /// Stops accepting, lets requests being served finish, ends idle connections and joins the
+  /// threads. Idempotent.
+  void stop();
+
+ private:
+  ListenerOptions options_;
+  std::unique_ptr<httplib::Server> http_;
+  PlainFront* front_ = nullptr;  // the plain-HTTP front (http_), or null with TLS
+  bool tls_ = false;
+  std::thread thread_;
+  int port_ = 0;
+  bool started_ = false;
+};
+
+/// Blocks SIGINT and SIGTERM in the calling thread (and threads it starts later). Call on the main
+/// thread before any other starts, so that only wait_for_shutdown_signal() receives them.
+void block_shutdown_signals();
+
+/// Blocks until SIGINT or SIGTERM arrives and returns the signal's number.
+int wait_for_shutdown_signal();
+
+}  // namespace ms::http_server

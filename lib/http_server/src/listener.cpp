@@ -1,0 +1,158 @@
+// See ms/http_server/listener.h.
+#include "ms/http_server/listener.h"
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "ms/core/error.h"
+#include "ms/http_server/front.h"
+
+namespace ms::http_server {
+namespace {
+
+// Worker threads at most: one per open connection (a connection keeps its thread), so this
+// bounds simultaneous connections; more wait for a thread.
+constexpr std::size_t kMaxThreads = 4096;
+
+// Each connection is a file descriptor; the default soft limit (often 1024) would stop accept()
+// long before kMaxThreads.
+void raise_open_file_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+sigset_t shutdown_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+
+}  // namespace
+
+Listener::Listener(const ListenerOptions& options) : options_(options) {
+  const ListenerOptions& o = options_;
+  MS_CHECK(o.tls_cert.empty() == o.tls_key.empty(), ErrorCode::kUsage,
+           "--tls-cert and --tls-key go together");
+  MS_CHECK(o.warm_threads >= 1 && o.warm_threads <= 1024, ErrorCode::kUsage,
+           "threads must be 1..1024, got {}", o.warm_threads);
+  MS_CHECK(o.header_timeout_s >= 1 && o.header_timeout_s <= 3600, ErrorCode::kUsage,
+           "--header-timeout must be 1..3600 seconds, got {}", o.header_timeout_s);
+  MS_CHECK(o.max_client_connections >= 1 && o.max_client_connections <= 100000,
+           ErrorCode::kUsage, "--max-client-connections must be 1..100000, got {}",
+           o.max_client_connections);
+  MS_CHECK(o.port >= 0 && o.port < 65536, ErrorCode::kUsage, "--port must be 0..65535, got {}",
+           o.port);
+  if (!o.tls_cert.empty()) {
+    for (const auto& f : {o.tls_cert, o.tls_key}) {
+      if (!std::filesystem::is_regular_file(f)) {
+        throw Error(ErrorCode::kNotFound, fmt::format("TLS file {} does not exist", f.string()),
+                    "pass --tls-cert and --tls-key the paths of PEM files");
+      }
+    }
+    auto ssl = std::make_unique<httplib::SSLServer>(o.tls_cert.c_str(), o.tls_key.c_str());
+    if (!ssl->is_valid()) {
+      throw Error(ErrorCode::kConfig,
+                  fmt::format("cannot load TLS certificate {} / key {}", o.tls_cert.string(),
+                              o.tls_key.string()),
+                  "pass a PEM certificate and its unencrypted PEM private key");
+    }
+    http_ = std::move(ssl);
+    tls_ = true;
+  } else {
+    FrontLimits limits;
+    limits.header_timeout_s = o.header_timeout_s;
+    limits.max_client_connections = o.max_client_connections;
+    auto front = std::make_unique<PlainFront>(limits);
+    front_ = front.get();
+    http_ = std::move(front);
+  }
+  httplib::Server& http = *http_;
+  // The warm threads are kept; more start while every one is busy, so slow or stalled clients
+  // cannot hold the server (they used to queue every other connection behind 32 of them).
+  const std::size_t warm = o.warm_threads;
+  http.new_task_queue = [warm] {
+    return make_elastic_task_queue(warm, std::max(warm, kMaxThreads)).release();
+  };
+  http.set_payload_max_length(o.max_body_bytes);
+  http.set_read_timeout(o.read_timeout_s);
+  http.set_write_timeout(o.write_timeout_s);
+  http.set_keep_alive_max_count(10000);
+  // Idle keep-alive connections hold a worker until this expires, which also bounds shutdown.
+  http.set_keep_alive_timeout(o.keep_alive_timeout_s);
+  http.set_tcp_nodelay(true);
+  // httplib's default also sets SO_REUSEPORT, with which a second server binds a port that one is
+  // already serving and the kernel splits the connections between the two. SO_REUSEADDR alone
+  // still allows a restart while old connections linger in TIME_WAIT.
+  http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
+}
+
+Listener::~Listener() { stop(); }
+
+void Listener::start(const std::string& who) {
+  MS_ASSERT(!started_);
+  raise_open_file_limit();
+  httplib::Server& http = *http_;
+  const ListenerOptions& o = options_;
+  if (o.port == 0) {
+    port_ = http.bind_to_any_port(o.host);
+  } else {
+    port_ = http.bind_to_port(o.host, o.port) ? o.port : -1;
+  }
+  if (port_ <= 0) {
+    throw Error(ErrorCode::kIo, fmt::format("{}: cannot listen on {}:{}", who, o.host, o.port),
+                "the port may be in use or the host not an address of this machine; try --port 0");
+  }
+  if (front_) front_->widen_backlog();
+  thread_ = std::thread([&http] { http.listen_after_bind(); });
+  started_ = true;
+  // Report ready only once the accept loop runs: httplib's stop() is a no-op before that, so a
+  // signal arriving right after the ready line would otherwise leave the server running.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!http.is_running()) {
+    MS_CHECK(std::chrono::steady_clock::now() < deadline, ErrorCode::kInternal,
+             "{}: the HTTP listener did not start within 30 s", who);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+std::string Listener::endpoint() const {
+  const std::string& host = options_.host;
+  const std::string shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  return fmt::format("{}://{}:{}", scheme(), shown, port_);
+}
+
+void Listener::stop() {
+  if (!started_) return;
+  http_->stop();
+  // Idle and half-sent connections would otherwise hold the join until their clients time out.
+  if (front_) front_->drop_connections();
+  if (thread_.joinable()) thread_.join();
+  started_ = false;
+}
+
+void block_shutdown_signals() {
+  const sigset_t set = shutdown_signals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int wait_for_shutdown_signal() {
+  const sigset_t set = shutdown_signals();
+  int sig = 0;
+  while (sigwait(&set, &sig) != 0) {
+  }
+  return sig;
+}
+
+}  // namespace ms::http_server

@@ -1,0 +1,77 @@
+// `ms serve`: one model behind ModelScope's service API (POST /call, GET /describe, GET /health)
+// plus GET /metrics, with concurrent requests merged into batches (ms/serve/batcher.h).
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ms/core/device.h"
+#include "ms/core/export.h"
+#include "ms/infer/model_dir.h"
+
+namespace ms::serve {
+
+struct ServeOptions {
+  std::string model;                   ///< a model folder or a hub id OWNER/NAME
+  std::optional<std::string> task;     ///< default: the model's configuration.json
+  std::vector<std::string> overrides;  ///< --set KEY=VALUE
+  infer::HubModelOptions hub;
+  DeviceSpec device{DeviceSpec::Kind::kCpu, -1};
+  std::optional<int> threads;           ///< LibTorch intra-op threads (default: every core)
+  std::optional<std::size_t> workers;   ///< batches run at once (default as `ms infer`)
+  std::string host = "127.0.0.1";
+  int port = 8000;                      ///< 0 picks a free port
+  std::size_t max_batch = 32;           ///< inputs per forward pass
+  int max_wait_ms = 5;                  ///< how long the oldest waiting input waits for company
+  std::size_t max_queue = 1024;         ///< waiting inputs; more are answered 503
+  std::size_t max_body_bytes = 32u << 20;  ///< larger request bodies are answered 413
+  int request_timeout_s = 60;           ///< a request not answered by then gets 504
+  std::string token;                    ///< when set, requests need "Authorization: Bearer TOKEN"
+  std::filesystem::path tls_cert;       ///< with tls_key: serve https
+  std::filesystem::path tls_key;
+  /// Adds POST /_test/hold and /_test/release (the batcher's hold(); test builds only).
+  bool test_routes = false;
+};
+
+/// A model being served. The constructor loads the model; start() binds and serves on background
+/// threads; stop() drains.
+class MS_API Server {
+ public:
+  /// Checks the options, opens the model and builds its pipeline (ms::Error naming the problem).
+  explicit Server(ServeOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  /// Binds (ms::Error kIo naming host:port when it cannot) and starts serving.
+  void start();
+  int port() const;
+  /// "http://127.0.0.1:PORT" (or https://...).
+  std::string endpoint() const;
+  const std::string& task() const;
+  std::string device() const;
+  std::size_t workers() const;
+  const std::filesystem::path& model_dir() const;
+
+  /// Blocks until SIGINT or SIGTERM (block_shutdown_signals() first, before any thread starts).
+  void wait_for_shutdown_signal();
+  /// Stops accepting, answers every request already queued or running, and joins the threads.
+  /// Idempotent.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Blocks SIGINT and SIGTERM in the calling thread (and threads it starts later).
+MS_API void block_shutdown_signals();
+
+/// Whether this build includes `ms serve` (it needs the HTTP front, MS_WITH_HUB_SERVER).
+MS_API bool serve_available();
+
+}  // namespace ms::serve

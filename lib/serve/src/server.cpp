@@ -1,0 +1,234 @@
+// See ms/serve/server.h. Each HTTP request is parsed on its connection's thread, queued in the
+// batcher, and answered from that thread once its inputs have run.
+#include "ms/serve/server.h"
+
+#include <openssl/crypto.h>
+
+#include <atomic>
+#include <chrono>
+
+#include "ms/core/error.h"
+#include "ms/core/log.h"
+#include "ms/http_server/front.h"
+#include "ms/http_server/listener.h"
+#include "ms/infer/job.h"
+#include "ms/infer/pipeline.h"
+#include "ms/io/resource.h"
+#include "ms/serve/batcher.h"
+#include "ms/serve/call.h"
+#include "ms/serve/metrics.h"
+
+namespace ms::serve {
+namespace {
+
+constexpr const char* kJson = "application/json";
+
+void send_error(httplib::Response& res, int status, const std::string& field,
+                const std::string& message, const std::string& request_id) {
+  res.status = status;
+  res.set_content(error_body(status, field, message, request_id), kJson);
+}
+
+// Compares in constant time, so that the answer's timing does not reveal the token's prefix.
+bool same_token(const std::string& given, const std::string& expected) {
+  return given.size() == expected.size() &&
+         CRYPTO_memcmp(given.data(), expected.data(), given.size()) == 0;
+}
+
+}  // namespace
+
+struct Server::Impl {
+  ServeOptions options;
+  infer::ModelInfo model;
+  std::unique_ptr<infer::Pipeline> pipeline;
+  std::size_t workers = 1;
+  Metrics metrics;
+  std::unique_ptr<DynamicBatcher> batcher;
+  std::unique_ptr<http_server::Listener> listener;
+  std::atomic<std::uint64_t> next_request{1};
+
+  bool authorized(const httplib::Request& req) const {
+    if (options.token.empty()) return true;
+    const std::string header = req.get_header_value("Authorization");
+    constexpr std::string_view kBearer = "Bearer ";
+    return header.rfind(kBearer, 0) == 0 &&
+           same_token(header.substr(kBearer.size()), options.token);
+  }
+
+  // 401 unless the request carries the token; true when it may go on.
+  bool admit(const httplib::Request& req, httplib::Response& res, const std::string& id) {
+    if (authorized(req)) return true;
+    res.set_header("WWW-Authenticate", "Bearer");
+    send_error(res, 401, "Authorization",
+               "this server needs \"Authorization: Bearer TOKEN\" (the --token it was started with)",
+               id);
+    return false;
+  }
+
+  void call(const httplib::Request& req, httplib::Response& res) {
+    const auto t0 = Clock::now();
+    http_server::note_request_read();
+    const std::string id = fmt::format("{:x}-{}", static_cast<unsigned>(::getpid()), next_request++);
+    res.set_header("X-Request-Id", id);
+    if (admit(req, res, id)) answer_call(req, res, id, t0);
+    metrics.request(res.status, std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+
+  void answer_call(const httplib::Request& req, httplib::Response& res, const std::string& id,
+                   Clock::time_point t0) {
+    const auto deadline = t0 + std::chrono::seconds(options.request_timeout_s);
+    try {
+      const UrlFetcher fetch = [&](const std::string& url) {
+        io::ReadOptions read;
+        read.max_bytes = options.max_body_bytes;
+        read.total_timeout_s = options.request_timeout_s;
+        return io::read_resource(url, read);
+      };
+      CallRequest request = parse_call(model.task, req.body, fetch);
+      std::shared_ptr<Submission> submission = batcher->submit(std::move(request.inputs));
+      if (!submission) {
+        res.set_header("Retry-After", "1");
+        send_error(res, 503, "",
+                   fmt::format("the server is busy ({} inputs queued, --max-queue {}) or "
+                               "shutting down; retry later",
+                               batcher->queue_depth(), options.max_queue),
+                   id);
+        return;
+      }
+      if (!batcher->wait(*submission, deadline)) {
+        send_error(res, 504, "",
+                   fmt::format("not answered within --request-timeout {} s", options.request_timeout_s),
+                   id);
+        return;
+      }
+      res.status = 200;
+      res.set_content(render_call(request, submission->results()), kJson);
+    } catch (const CallError& e) {
+      send_error(res, e.status, e.field, e.message, id);
+    }
+  }
+
+  void install_routes() {
+    httplib::Server& http = listener->http();
+    http.Post("/call", [this](const httplib::Request& req, httplib::Response& res) { call(req, res); });
+    http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(R"({"Code":200,"Data":{},"Message":"success","RequestId":"","Success":true})",
+                      kJson);
+    });
+    http.Get("/describe", [this](const httplib::Request& req, httplib::Response& res) {
+      if (admit(req, res, "")) res.set_content(describe(model.task), kJson);
+    });
+    http.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
+      if (!admit(req, res, "")) return;
+      res.set_content(metrics.render(batcher->queue_depth(), batcher->running()),
+                      "text/plain; version=0.0.4");
+    });
+    if (options.test_routes) {
+      http.Post("/_test/hold", [this](const httplib::Request&, httplib::Response& res) {
+        batcher->hold(true);
+        res.set_content("{}", kJson);
+      });
+      http.Post("/_test/release", [this](const httplib::Request&, httplib::Response& res) {
+        batcher->hold(false);
+        res.set_content("{}", kJson);
+      });
+    }
+    http.set_exception_handler(
+        [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+          std::string what = "unknown exception";
+          try {
+            std::rethrow_exception(ep);
+          } catch (const std::exception& e) {
+            what = e.what();
+          } catch (...) {
+          }
+          log::error("serve: {} {}: {}", req.method, req.path, what);
+          send_error(res, 500, "", "internal error: " + what, "");
+        });
+    http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+      if (res.body.empty()) {
+        std::string message = "HTTP error " + std::to_string(res.status);
+        if (res.status == 404) message = "no such API: " + req.method + " " + req.path +
+                                         " (POST /call, GET /describe, /health, /metrics)";
+        if (res.status == 413) message = "request body too large (see ms serve --max-body-mb)";
+        send_error(res, res.status, "", message, "");
+      }
+      if (http_server::front_closes_after(res)) res.set_header("Connection", "close");
+    });
+    http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+      http_server::front_note_response(res);
+      log::debug("serve: {} {} -> {}", req.method, req.target, res.status);
+    });
+  }
+};
+
+Server::Server(ServeOptions options) : impl_(std::make_unique<Impl>()) {
+  Impl& s = *impl_;
+  s.options = std::move(options);
+  const ServeOptions& o = s.options;
+  MS_CHECK(o.max_batch >= 1 && o.max_batch <= 65536, ErrorCode::kUsage,
+           "--max-batch must be 1..65536, got {}", o.max_batch);
+  MS_CHECK(o.max_wait_ms >= 0 && o.max_wait_ms <= 60000, ErrorCode::kUsage,
+           "--max-wait-ms must be 0..60000, got {}", o.max_wait_ms);
+  MS_CHECK(o.max_queue >= 1 && o.max_queue <= 10000000, ErrorCode::kUsage,
+           "--max-queue must be 1..10000000, got {}", o.max_queue);
+  MS_CHECK(o.request_timeout_s >= 1 && o.request_timeout_s <= 86400, ErrorCode::kUsage,
+           "--request-timeout must be 1..86400 seconds, got {}", o.request_timeout_s);
+  MS_CHECK(o.max_body_bytes >= 1024, ErrorCode::kUsage, "--max-body-mb must be positive");
+  MS_CHECK(!o.workers || *o.workers >= 1, ErrorCode::kUsage, "--workers must be at least 1");
+  http_server::ListenerOptions listen;
+  listen.host = o.host;
+  listen.port = o.port;
+  listen.tls_cert = o.tls_cert;
+  listen.tls_key = o.tls_key;
+  listen.warm_threads = 16;
+  listen.max_body_bytes = o.max_body_bytes;
+  // Checked (port, TLS files) before the model loads, which takes seconds.
+  s.listener = std::make_unique<http_server::Listener>(listen);
+
+  s.model = infer::open_model(o.model, o.task, o.overrides, o.hub);
+  infer::PipelineOptions popts;
+  popts.device = o.device;
+  s.pipeline = infer::pipeline_factory(o.threads).create(s.model, popts);
+  s.workers = o.workers ? *o.workers : infer::default_workers(*s.pipeline);
+  if (!s.pipeline->concurrent()) s.workers = 1;
+  BatcherOptions batching;
+  batching.max_batch = o.max_batch;
+  batching.max_wait = std::chrono::milliseconds(o.max_wait_ms);
+  batching.max_queue = o.max_queue;
+  batching.workers = s.workers;
+  batching.on_batch = [&s](std::size_t inputs, double seconds) { s.metrics.batch(inputs, seconds); };
+  s.batcher = std::make_unique<DynamicBatcher>(*s.pipeline, std::move(batching));
+  s.install_routes();
+}
+
+Server::~Server() { stop(); }
+
+void Server::start() { impl_->listener->start("serve"); }
+int Server::port() const { return impl_->listener->port(); }
+std::string Server::endpoint() const { return impl_->listener->endpoint(); }
+const std::string& Server::task() const { return impl_->model.task; }
+std::string Server::device() const { return impl_->pipeline->device(); }
+std::size_t Server::workers() const { return impl_->workers; }
+const std::filesystem::path& Server::model_dir() const { return impl_->model.dir; }
+
+void Server::wait_for_shutdown_signal() {
+  const int sig = http_server::wait_for_shutdown_signal();
+  log::info("serve: signal {} received; draining {} queued and {} running inputs", sig,
+            impl_->batcher->queue_depth(), impl_->batcher->running());
+}
+
+void Server::stop() {
+  if (!impl_ || !impl_->batcher) return;
+  // Queued inputs run (a held batcher is released) while the listener lets the requests that
+  // wait for them finish; only then do the workers end.
+  impl_->batcher->drain();
+  impl_->listener->stop();
+  impl_->batcher.reset();
+}
+
+void block_shutdown_signals() { http_server::block_shutdown_signals(); }
+
+bool serve_available() { return true; }
+
+}  // namespace ms::serve

@@ -1,0 +1,384 @@
+"""`ms serve` end to end: a real server on 127.0.0.1 with the tiny models of tests/data/infer.
+ModelScope's /call, /describe and /health bodies; answers equal to `ms infer` on the same input;
+concurrent requests merged into one batch (forced with the test build's /_test/hold) and each
+answer equal to the same input alone; a bad input failing alone inside a batch; 400/401/404/413
+errors naming the field; a full queue -> 503 + Retry-After; a timeout -> 504; SIGTERM answering
+queued requests before exit; images as base64, data: URL and http URL; /metrics.
+"""
+import base64
+import concurrent.futures
+import functools
+import http.client
+import http.server
+import json
+import os
+import signal
+import subprocess
+import threading
+import unittest
+
+from harness import MS_BIN, SOURCE_DIR, TorchTestCase, component_available, run_ms
+
+TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
+VISION = os.path.join(SOURCE_DIR, "tests", "data", "infer", "vision")
+IMAGES = os.path.join(VISION, "images")
+# Batched and single forward passes multiply matrices of other shapes; float rounding differs in
+# the last bits (about 1e-7 seen), never the labels.
+TOL = 1e-5
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class Served:
+    """`ms serve --port 0 --json` on a model; start() waits for its ready line."""
+
+    def __init__(self, model, *extra, log_dir):
+        self.args = [MS_BIN, "serve", "-m", model, "--port", "0", "--json", *map(str, extra)]
+        self.stderr = open(os.path.join(log_dir, "serve.stderr"), "a+")
+
+    def start(self, timeout=60):
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+        line = [None]
+        t = threading.Thread(target=lambda: line.__setitem__(0, self.proc.stdout.readline()), daemon=True)
+        t.start()
+        t.join(timeout)
+        if not line[0]:
+            self.proc.kill()
+            raise RuntimeError(f"ms serve did not start:\n{self.log()}")
+        self.ready = json.loads(line[0])
+        self.port = int(self.ready["endpoint"].rsplit(":", 1)[1])
+        return self
+
+    def log(self):
+        self.stderr.flush()
+        with open(self.stderr.name, errors="replace") as f:
+            return f.read()
+
+    def request(self, method, path, body=None, headers=None, timeout=60):
+        """(status, headers, parsed JSON or text) of one request on a fresh connection."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            if isinstance(body, (dict, list)):
+                body = json.dumps(body)
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            data = r.read().decode()
+            kind = r.getheader("Content-Type", "")
+            return r.status, dict(r.getheaders()), json.loads(data) if "json" in kind else data
+        finally:
+            conn.close()
+
+    def call(self, body, **kw):
+        return self.request("POST", "/call", body, **kw)
+
+    def metric(self, name):
+        _, _, text = self.request("GET", "/metrics")
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        return None
+
+    def stop(self, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc.stdout.close()
+        self.stderr.close()
+        return self.proc.returncode
+
+
+class ServeTestCase(TorchTestCase):
+    def setUp(self):
+        super().setUp()
+        if not component_available("serve"):
+            self.skipTest("this ms is built without ms serve")
+
+    def serve(self, model, *extra):
+        s = Served(model, *extra, log_dir=self.tmp).start()
+        self.addCleanup(s.stop)
+        return s
+
+    def infer(self, model, *args):
+        r = run_ms("infer", "-m", model, *args)
+        self.assertExit(r, 0)
+        return [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+
+    def assertClose(self, got, want, path="$"):
+        if isinstance(want, float) or isinstance(got, float):
+            self.assertLess(abs(got - want), TOL, path)
+        elif isinstance(want, list):
+            self.assertEqual(len(got), len(want), path)
+            for i, (g, w) in enumerate(zip(got, want)):
+                self.assertClose(g, w, f"{path}[{i}]")
+        elif isinstance(want, dict):
+            self.assertEqual(sorted(got), sorted(want), path)
+            for k in want:
+                self.assertClose(got[k], want[k], f"{path}.{k}")
+        else:
+            self.assertEqual(got, want, path)
+
+    def wait_queue(self, s, depth):
+        self.assertTrue(self.wait_for(lambda: s.metric("ms_serve_queue_depth") == depth),
+                        f"queue never reached {depth}:\n{s.log()}")
+
+
+class TextServeTest(ServeTestCase):
+    def test_modelscope_api_and_answers_equal_ms_infer(self):
+        model = os.path.join(TINY, "cls")
+        s = self.serve(model)
+        self.assertEqual(s.ready["task"], "text-classification")
+        status, _, body = s.request("GET", "/health")
+        self.assertEqual((status, body["Code"], body["Success"]), (200, 200, True))
+        status, _, body = s.request("GET", "/describe")
+        self.assertEqual(status, 200)
+        self.assertEqual(body["schema"]["task_name"], "text-classification")
+        self.assertIn("text", body["schema"]["schema"]["input"]["properties"])
+        # The sample body /describe gives is one /call takes.
+        status, _, _ = s.call(body["sample"])
+        self.assertEqual(status, 200)
+
+        texts = ["a great film", "the worst day", "neither here nor there"]
+        want = [{k: v for k, v in o.items() if k != "id"} for o in self.infer(model, "--input", *texts)]
+        for text, w in zip(texts, want):
+            for body in ({"input": text}, {"input": {"text": text}}, {"input": {"text": text}, "parameters": {}}):
+                status, headers, got = s.call(body)
+                self.assertEqual(status, 200, got)
+                self.assertClose(got, w)
+                self.assertIn("X-Request-Id", headers)
+        # A list in one request is answered with a list, in order; topk keeps the best labels.
+        status, _, got = s.call({"input": texts, "parameters": {"topk": 1}})
+        self.assertEqual(status, 200, got)
+        self.assertClose(got, [{"labels": w["labels"][:1], "scores": w["scores"][:1]} for w in want])
+        # A pair: ModelScope's text2.
+        pair = self.infer(model, "--input-file", self.write("p.jsonl", json.dumps({"text": "a", "text_pair": "b"}) + "\n"))
+        status, _, got = s.call({"input": {"text": "a", "text2": "b"}})
+        self.assertClose(got, {k: v for k, v in pair[0].items() if k != "id"})
+
+    def test_concurrent_requests_share_a_batch_and_each_answer_equals_its_input_alone(self):
+        s = self.serve(os.path.join(TINY, "cls"), "--max-batch", "64", "--workers", "1", "--test-routes")
+        texts = [("word " * n + "end").strip() for n in range(1, 25)]
+        alone = {}
+        for t in texts:
+            status, _, alone[t] = s.call({"input": t})
+            self.assertEqual(status, 200)
+        s.request("POST", "/_test/hold")
+        with concurrent.futures.ThreadPoolExecutor(len(texts)) as pool:
+            futures = {t: pool.submit(s.call, {"input": t}) for t in texts}
+            self.wait_queue(s, len(texts))
+            s.request("POST", "/_test/release")
+            for t, f in futures.items():
+                status, _, got = f.result()
+                self.assertEqual(status, 200, got)
+                self.assertClose(got, alone[t])
+        # All 24 waited together, so they ran as one batch of 24 (between 16 and 32).
+        _, _, metrics = s.request("GET", "/metrics")
+        self.assertIn('ms_serve_batch_size_bucket{le="16"} %d\n' % len(texts), metrics)
+        self.assertIn('ms_serve_batch_size_bucket{le="32"} %d\n' % (len(texts) + 1), metrics)
+        self.assertIn('ms_serve_requests_total{code="200"} %d\n' % (2 * len(texts)), metrics)
+
+    def test_sentence_embedding_in_modelscope_shape(self):
+        model = os.path.join(TINY, "st_dense")
+        s = self.serve(model)
+        sents = ["how to bake bread", "bread needs yeast", "the sky is blue"]
+        want = [o["text_embedding"] for o in self.infer(model, "--input", *sents)]
+        status, _, got = s.call({"input": {"source_sentence": [sents[0]], "sentences_to_compare": sents[1:]}})
+        self.assertEqual(status, 200, got)
+        self.assertClose(got["text_embedding"], want)
+        dots = [sum(a * b for a, b in zip(want[0], w)) for w in want[1:]]
+        self.assertClose(got["scores"], dots)
+        status, _, got = s.call({"input": {"source_sentence": sents}})
+        self.assertClose(got, {"text_embedding": want, "scores": []})
+
+    def test_text_generation_is_servable(self):
+        model = os.path.join(TINY, "gpt2")
+        s = self.serve(model, "--set", "max_new_tokens=5")
+        want = self.infer(model, "--input", "hello world", "--set", "max_new_tokens=5")[0]["text"]
+        status, _, got = s.call({"input": {"text": "hello world"}})
+        self.assertEqual((status, got), (200, {"text": want}))
+        status, _, got = s.call({"input": "hello", "parameters": {"top_k": 3}})
+        self.assertEqual(status, 400)
+        self.assertEqual(got["Data"]["field"], "parameters.top_k")
+        self.assertIn("--set", got["Message"])
+
+    def test_bad_requests_are_400_naming_the_field_and_the_server_keeps_serving(self):
+        s = self.serve(os.path.join(TINY, "cls"), "--max-body-mb", "1")
+        cases = [
+            ('{"input":', "body"),
+            ('"just a string"', "body"),
+            ({"inputs": "a"}, "inputs"),
+            ({}, "input"),
+            ({"input": 42}, "input"),
+            ({"input": {"txt": "a"}}, "input.txt"),
+            ({"input": ["ok", {"text": 7}]}, "input[1].text"),
+            ({"input": "a", "parameters": {"topk": "two"}}, "parameters.topk"),
+            ({"input": "a", "parameters": {"beam": 2}}, "parameters.beam"),
+        ]
+        for body, field in cases:
+            status, _, got = s.call(body)
+            self.assertEqual(status, 400, (body, got))
+            self.assertEqual((got["Success"], got["Code"], got["Data"]["field"]), (False, 400, field), got)
+            self.assertTrue(got["Message"].startswith(field + ":"), got)
+        status, _, got = s.call("x" * (2 << 20))
+        self.assertEqual(status, 413, got)
+        status, _, got = s.request("GET", "/nothing")
+        self.assertEqual(status, 404)
+        self.assertIn("/call", got["Message"])
+        status, _, got = s.request("GET", "/call")
+        self.assertIn(status, (404, 405))
+        status, _, _ = s.call({"input": "still fine"})
+        self.assertEqual(status, 200)
+        self.assertEqual(s.metric("ms_serve_errors_total"), len(cases))
+
+    def test_bad_requests_on_one_keep_alive_connection(self):
+        # An application-level 400 (a well-formed request with a bad field) keeps the connection.
+        s = self.serve(os.path.join(TINY, "cls"))
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+        for body, want in (({"input": 1}, 400), ({"input": "ok"}, 200), ({"input": {}}, 400), ({"input": "ok"}, 200)):
+            conn.request("POST", "/call", body=json.dumps(body))
+            r = conn.getresponse()
+            r.read()
+            self.assertEqual(r.status, want)
+            self.assertNotEqual(r.getheader("Connection"), "close")
+        conn.close()
+
+    def test_bearer_token(self):
+        s = self.serve(os.path.join(TINY, "cls"), "--token", "s3cret")
+        status, headers, got = s.call({"input": "a"})
+        self.assertEqual(status, 401)
+        self.assertEqual(headers.get("WWW-Authenticate"), "Bearer")
+        self.assertIn("Authorization", got["Message"])
+        status, _, _ = s.call({"input": "a"}, headers={"Authorization": "Bearer wrong!"})
+        self.assertEqual(status, 401)
+        status, _, _ = s.request("GET", "/describe")
+        self.assertEqual(status, 401)
+        status, _, _ = s.request("GET", "/health")
+        self.assertEqual(status, 200)
+        status, _, _ = s.call({"input": "a"}, headers={"Authorization": "Bearer s3cret"})
+        self.assertEqual(status, 200)
+
+    def test_full_queue_is_503_with_retry_after(self):
+        self.require_test_hooks()
+        s = self.serve(os.path.join(TINY, "cls"), "--max-queue", "2", "--test-routes")
+        s.request("POST", "/_test/hold")
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            waiting = [pool.submit(s.call, {"input": t}) for t in ("one", "two")]
+            self.wait_queue(s, 2)
+            status, headers, got = s.call({"input": "three"})
+            self.assertEqual(status, 503, got)
+            self.assertEqual(headers.get("Retry-After"), "1")
+            self.assertIn("--max-queue", got["Message"])
+            # A list that does not fit is refused whole.
+            s.request("POST", "/_test/release")
+            for f in waiting:
+                self.assertEqual(f.result()[0], 200)
+        status, _, _ = s.call({"input": ["a", "b", "c"]})
+        self.assertEqual(status, 503)
+
+    def test_timeout_is_504_and_the_input_leaves_the_queue(self):
+        self.require_test_hooks()
+        s = self.serve(os.path.join(TINY, "cls"), "--request-timeout", "1", "--test-routes")
+        s.request("POST", "/_test/hold")
+        status, _, got = s.call({"input": "late"})
+        self.assertEqual(status, 504, got)
+        self.assertEqual(s.metric("ms_serve_queue_depth"), 0)
+        s.request("POST", "/_test/release")
+        self.assertEqual(s.call({"input": "on time"})[0], 200)
+
+    def test_sigterm_answers_queued_requests_then_exits_0(self):
+        self.require_test_hooks()
+        s = self.serve(os.path.join(TINY, "cls"), "--test-routes", "--verbose")
+        want = s.call({"input": "queued before the signal"})[2]
+        s.request("POST", "/_test/hold")
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            queued = pool.submit(s.call, {"input": "queued before the signal"})
+            self.wait_queue(s, 1)
+            s.proc.send_signal(signal.SIGTERM)
+            status, _, got = queued.result()
+        self.assertEqual(status, 200, s.log())
+        self.assertClose(got, want)
+        self.assertEqual(s.proc.wait(30), 0, s.log())
+        self.assertIn("draining 1 queued", s.log())
+
+    def test_startup_errors(self):
+        r = run_ms("serve", "-m", self.path("missing"), "--port", "0")
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "missing")
+        r = run_ms("serve", "-m", os.path.join(TINY, "cls"), "--port", "0", "--max-batch", "0")
+        self.assertExit(r, 2)
+        r = run_ms("serve", "-m", os.path.join(TINY, "cls"), "--port", "0", "--tls-cert", self.path("none.pem"),
+                   "--tls-key", self.path("none.key"))
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "none.pem")
+        s = self.serve(os.path.join(TINY, "cls"))
+        r = run_ms("serve", "-m", os.path.join(TINY, "cls"), "--port", str(s.port))
+        self.assertExit(r, 74)
+        self.assertOneLineError(r, "cannot listen")
+
+
+class ImageServeTest(ServeTestCase):
+    def setUp(self):
+        super().setUp()
+        if not (component_available("png") and component_available("jpeg")):
+            self.skipTest("this ms cannot decode PNG and JPEG")
+        self.model = os.path.join(VISION, "small-cnn")
+
+    def test_base64_data_url_and_http_url_images(self):
+        s = self.serve(self.model, "--test-routes")
+        want = {o["id"]: {k: v for k, v in o.items() if k != "id"}
+                for o in self.infer(self.model, "--input-dir", IMAGES) if "error" not in o}
+        for name in ("a.png", "c.jpg"):
+            raw = read_bytes(os.path.join(IMAGES, name))
+            b64 = base64.b64encode(raw).decode()
+            for value in (b64, base64.urlsafe_b64encode(raw).decode().rstrip("="),
+                          "data:image/png;base64," + b64):
+                status, _, got = s.call({"input": {"image": value}})
+                self.assertEqual(status, 200, got)
+                self.assertClose(got, want[name])
+        # An http URL, read by the server from a local web server.
+        handler = functools.partial(QuietFiles, directory=IMAGES)
+        web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=web.serve_forever, daemon=True).start()
+        self.addCleanup(web.server_close)
+        self.addCleanup(web.shutdown)
+        url = f"http://127.0.0.1:{web.server_address[1]}"
+        status, _, got = s.call({"input": url + "/c.jpg"})
+        self.assertEqual(status, 200, got)
+        self.assertClose(got, want["c.jpg"])
+        status, _, got = s.call({"input": {"image": url + "/missing.png"}})
+        self.assertEqual((status, got["Data"]["field"]), (400, "input.image"), got)
+
+    def test_a_broken_image_fails_alone_inside_a_batch(self):
+        self.require_test_hooks()
+        s = self.serve(self.model, "--test-routes", "--workers", "1")
+        good = base64.b64encode(read_bytes(os.path.join(IMAGES, "a.png"))).decode()
+        broken = base64.b64encode(read_bytes(os.path.join(IMAGES, "broken.png"))).decode()
+        want = s.call({"input": good})[2]
+        s.request("POST", "/_test/hold")
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            results = [pool.submit(s.call, {"input": {"image": v}}) for v in (good, broken, good)]
+            self.wait_queue(s, 3)
+            s.request("POST", "/_test/release")
+            (s1, _, g1), (s2, _, g2), (s3, _, g3) = (f.result() for f in results)
+        self.assertEqual((s1, s3), (200, 200))
+        self.assertClose(g1, want)
+        self.assertClose(g3, want)
+        self.assertEqual((s2, g2["Data"]["field"]), (400, "input.image"), g2)
+        for value in ("/srv/images/cat.png", "file:///etc/passwd", "%%%"):
+            status, _, got = s.call({"input": value})
+            self.assertEqual((status, got["Data"]["field"]), (400, "input"), got)
+
+
+if __name__ == "__main__":
+    unittest.main()
