@@ -79,7 +79,8 @@ void add_serve_command(CLI::App& app, const GlobalOptions& /*global*/) {
       ->capture_default_str()
       ->check(CLI::Range(1, 65536));
   cmd->add_option("--max-wait-ms", s.max_wait_ms,
-                  "How long the oldest waiting input waits for others to share its batch")
+                  "How long the oldest input waits for others while a worker is free (0: start at "
+                  "once; under load, batches form while the workers are busy)")
       ->capture_default_str()
       ->check(CLI::Range(0, 60000));
   cmd->add_option("--max-queue", s.max_queue,

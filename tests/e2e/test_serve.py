@@ -8,11 +8,13 @@ queued requests before exit; images as base64, data: URL and http URL; /metrics.
 import base64
 import concurrent.futures
 import functools
+import itertools
 import http.client
 import http.server
 import json
 import os
 import signal
+import ssl
 import subprocess
 import threading
 import unittest
@@ -42,6 +44,7 @@ class Served:
 
     def __init__(self, model, *extra, log_dir):
         self.args = [MS_BIN, "serve", "-m", model, "--port", "0", "--json", *map(str, extra)]
+        self.tls = None  # an ssl.SSLContext trusting the server's certificate, for https
         self.stderr = open(os.path.join(log_dir, "serve.stderr"), "a+")
 
     def start(self, timeout=60):
@@ -64,7 +67,10 @@ class Served:
 
     def request(self, method, path, body=None, headers=None, timeout=60):
         """(status, headers, parsed JSON or text) of one request on a fresh connection."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        if self.ready["endpoint"].startswith("https:"):
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=self.tls)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             if isinstance(body, (dict, list)):
                 body = json.dumps(body)
@@ -168,7 +174,10 @@ class TextServeTest(ServeTestCase):
 
     def test_concurrent_requests_share_a_batch_and_each_answer_equals_its_input_alone(self):
         s = self.serve(os.path.join(TINY, "cls"), "--max-batch", "64", "--workers", "1", "--test-routes")
-        texts = [("word " * n + "end").strip() for n in range(1, 25)]
+        # Permutations of the same words: one token count, so the 24 make a single forward pass
+        # (the batcher splits inputs of unlike lengths into passes of their own).
+        words = ["the", "film", "was", "good", "bad"]
+        texts = [" ".join(p) for p in list(itertools.permutations(words))[:24]]
         alone = {}
         for t in texts:
             status, _, alone[t] = s.call({"input": t})
@@ -187,6 +196,18 @@ class TextServeTest(ServeTestCase):
         self.assertIn('ms_serve_batch_size_bucket{le="16"} %d\n' % len(texts), metrics)
         self.assertIn('ms_serve_batch_size_bucket{le="32"} %d\n' % (len(texts) + 1), metrics)
         self.assertIn('ms_serve_requests_total{code="200"} %d\n' % (2 * len(texts)), metrics)
+        # Unlike lengths, queued together: run in passes of similar length, still equal alone.
+        texts = [("word " * n + "end").strip() for n in range(1, 25)]
+        alone = {t: s.call({"input": t})[2] for t in texts}
+        s.request("POST", "/_test/hold")
+        with concurrent.futures.ThreadPoolExecutor(len(texts)) as pool:
+            futures = {t: pool.submit(s.call, {"input": t}) for t in texts}
+            self.wait_queue(s, len(texts))
+            s.request("POST", "/_test/release")
+            for t, f in futures.items():
+                status, _, got = f.result()
+                self.assertEqual(status, 200, got)
+                self.assertClose(got, alone[t])
 
     def test_sentence_embedding_in_modelscope_shape(self):
         model = os.path.join(TINY, "st_dense")
@@ -310,6 +331,20 @@ class TextServeTest(ServeTestCase):
         self.assertClose(got, want)
         self.assertEqual(s.proc.wait(30), 0, s.log())
         self.assertIn("draining 1 queued", s.log())
+
+    def test_tls(self):
+        cert, key = self.path("cert.pem"), self.path("key.pem")
+        made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                               "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                               "-addext", "subjectAltName=IP:127.0.0.1"], capture_output=True)
+        if made.returncode != 0:
+            self.skipTest("no openssl command to make a certificate")
+        s = self.serve(os.path.join(TINY, "cls"), "--tls-cert", cert, "--tls-key", key)
+        self.assertTrue(s.ready["endpoint"].startswith("https://127.0.0.1:"), s.ready)
+        s.tls = ssl.create_default_context(cafile=cert)
+        status, _, got = s.call({"input": "over tls"})
+        self.assertEqual(status, 200, got)
+        self.assertEqual(len(got["labels"]), 3)
 
     def test_startup_errors(self):
         r = run_ms("serve", "-m", self.path("missing"), "--port", "0")

@@ -13,6 +13,7 @@
 #include "ms/http_server/listener.h"
 #include "ms/infer/job.h"
 #include "ms/infer/pipeline.h"
+#include "ms/infer/torch_layer.h"
 #include "ms/io/resource.h"
 #include "ms/serve/batcher.h"
 #include "ms/serve/call.h"
@@ -197,6 +198,7 @@ Server::Server(ServeOptions options) : impl_(std::make_unique<Impl>()) {
   batching.max_wait = std::chrono::milliseconds(o.max_wait_ms);
   batching.max_queue = o.max_queue;
   batching.workers = s.workers;
+  batching.threads = infer::load_torch_layer().runtime->info().num_threads;
   batching.on_batch = [&s](std::size_t inputs, double seconds) { s.metrics.batch(inputs, seconds); };
   s.batcher = std::make_unique<DynamicBatcher>(*s.pipeline, std::move(batching));
   s.install_routes();

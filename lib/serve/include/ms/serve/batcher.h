@@ -20,10 +20,15 @@ namespace ms::serve {
 using Clock = std::chrono::steady_clock;
 
 struct BatcherOptions {
-  std::size_t max_batch = 32;              ///< inputs per forward pass, at most
-  std::chrono::milliseconds max_wait{5};   ///< the oldest input waits this long for others
-  std::size_t max_queue = 1024;            ///< inputs waiting, at most; submit() refuses more
-  std::size_t workers = 1;                 ///< batches run at once (see infer::JobOptions)
+  std::size_t max_batch = 32;  ///< inputs per forward pass, at most
+  /// How long the oldest input waits for others while a worker is free. 0: a free worker starts
+  /// at once with what is queued; under load batches still form, while every worker is busy.
+  std::chrono::milliseconds max_wait{0};
+  std::size_t max_queue = 1024;  ///< inputs waiting, at most; submit() refuses more
+  std::size_t workers = 1;       ///< batches run at once (see infer::JobOptions)
+  /// Intra-op threads the workers share: a batch runs with threads / (batches running), so one
+  /// request alone gets every core and a busy server one core per batch.
+  int threads = 1;
   /// Called after each batch, from the worker that ran it (metrics).
   std::function<void(std::size_t inputs, double seconds)> on_batch;
 };
@@ -45,11 +50,13 @@ class MS_API Submission {
   std::condition_variable done_;
 };
 
-/// Runs submitted inputs through one pipeline on `workers` threads. A batch is cut when
-/// `max_batch` inputs wait or the oldest has waited `max_wait`; it holds the oldest input and the
-/// waiting inputs closest to it in length (pipeline.cost()), so texts of similar length share a
-/// batch and pad little while no input waits behind newer ones for long. A batch that fails is
-/// rerun input by input (infer::run_batch_isolated), so one bad input fails alone.
+/// Runs submitted inputs through one pipeline on `workers` threads. A free worker cuts a batch
+/// when `max_batch` inputs wait or the oldest has waited `max_wait`: its share of the queue (split
+/// evenly over the free workers, at most `max_batch`), holding the oldest input and the waiting
+/// inputs closest to it in length (pipeline.cost()), so texts of similar length share a batch and
+/// pad little while no input waits behind newer ones for long. The batch runs as forward passes of
+/// inputs of similar length (padding adds at most a quarter of the tokens). A forward pass that
+/// fails is rerun input by input (infer::run_batch_isolated), so one bad input fails alone.
 class MS_API DynamicBatcher {
  public:
   DynamicBatcher(infer::Pipeline& pipeline, BatcherOptions options);
@@ -85,16 +92,20 @@ class MS_API DynamicBatcher {
   };
 
   void work();
-  std::vector<Pending> take_batch_locked();
+  std::vector<Pending> take_batch_locked(std::size_t size);
+  // The batch's inputs (indices) cut into forward passes of similar length, longest first.
+  static std::vector<std::vector<std::size_t>> length_groups(const std::vector<Pending>& batch);
 
   infer::Pipeline& pipeline_;
   const BatcherOptions options_;
   mutable std::mutex mu_;
   std::condition_variable work_;
   std::deque<Pending> queue_;
-  std::size_t running_ = 0;
+  std::size_t running_ = 0;       // inputs in batches being run
+  std::size_t busy_workers_ = 0;  // workers running a batch
   bool held_ = false;
   bool draining_ = false;
+  std::size_t worker_count_ = 1;  // set before the threads start
   std::vector<std::thread> workers_;
 };
 

@@ -26,7 +26,7 @@ struct ServeOptions {
   std::string host = "127.0.0.1";
   int port = 8000;                      ///< 0 picks a free port
   std::size_t max_batch = 32;           ///< inputs per forward pass
-  int max_wait_ms = 5;                  ///< how long the oldest waiting input waits for company
+  int max_wait_ms = 0;  ///< how long the oldest input waits for company while a worker is free
   std::size_t max_queue = 1024;         ///< waiting inputs; more are answered 503
   std::size_t max_body_bytes = 32u << 20;  ///< larger request bodies are answered 413
   int request_timeout_s = 60;           ///< a request not answered by then gets 504
