@@ -1,7 +1,11 @@
 // `ms serve`: a model behind ModelScope's service API (/call, /describe, /health) plus /metrics,
 // with dynamic batching.
+#include <atomic>
 #include <cstdio>
+#include <cstdlib>
+#include <future>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "cli.h"
 #include "ms/core/device.h"
@@ -28,11 +32,32 @@ void run_serve(ServeCommandOptions& o) {
   o.serve.tls_cert = o.tls_cert;
   o.serve.tls_key = o.tls_key;
   o.serve.test_routes = o.test_routes;
-  // Before any thread starts (the model's loading starts LibTorch's), so that only
-  // wait_for_shutdown_signal() receives SIGINT/SIGTERM.
+  // Before any thread starts (the model's loading starts LibTorch's), so that only the watcher
+  // below receives SIGINT/SIGTERM. It is started at once: loading a model (a hub download) can
+  // take minutes, and Ctrl-C must end that too.
+  // A second signal ends the process without waiting for the drain.
   serve::block_shutdown_signals();
+  struct Shutdown {
+    std::atomic<bool> serving{false};
+    std::promise<void> requested;
+  };
+  auto shutdown = std::make_shared<Shutdown>();
+  std::thread([shutdown] {
+    int sig = serve::wait_for_shutdown_signal();
+    if (shutdown->serving) {
+      shutdown->requested.set_value();
+      sig = serve::wait_for_shutdown_signal();
+      std::fprintf(stderr, "ms serve: signal %d again: stopping without answering the rest\n", sig);
+    } else {
+      std::fprintf(stderr, "ms serve: interrupted (signal %d) before it was ready\n", sig);
+    }
+    std::fflush(stderr);
+    std::_Exit(128 + sig);
+  }).detach();
+  std::future<void> stop_requested = shutdown->requested.get_future();
   serve::Server server(o.serve);
   server.start();
+  shutdown->serving = true;
   if (o.json) {
     const nlohmann::json ready = {{"endpoint", server.endpoint()},
                                   {"task", server.task()},
@@ -47,7 +72,7 @@ void run_serve(ServeCommandOptions& o) {
                 server.model_dir().string().c_str(), server.device().c_str(), server.workers());
   }
   std::fflush(stdout);
-  server.wait_for_shutdown_signal();
+  stop_requested.wait();
   server.stop();
 }
 
@@ -121,7 +146,7 @@ void add_serve_command(CLI::App& app, const GlobalOptions& /*global*/) {
                 "Print one JSON object {endpoint, task, model, device, workers} when ready");
   cmd->footer(
       "Prints 'ms serve: URL ...' on stdout once it answers; SIGINT/SIGTERM stop it after\n"
-      "answering every request already received.\n"
+      "answering every request already received (a second signal stops it at once).\n"
       "\n"
       "API (ModelScope's `modelscope server`):\n"
       "  POST /call      {\"input\": ..., \"parameters\": {...}} -> the pipeline's output\n"

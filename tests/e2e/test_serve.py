@@ -233,6 +233,19 @@ class TextServeTest(ServeTestCase):
         self.assertEqual(got["Data"]["field"], "parameters.top_k")
         self.assertIn("--set", got["Message"])
 
+    def test_other_text_pipelines_answer_as_ms_infer(self):
+        # Token classification (NER, word segmentation) and fill-mask, through the same pipelines.
+        for name, text in (("ner", "alice moved to paris"), ("ws", "hello world again"),
+                           ("mlm", "the capital of [MASK] is paris")):
+            model = os.path.join(TINY, name)
+            want = {k: v for k, v in self.infer(model, "--input", text)[0].items() if k != "id"}
+            self.assertNotIn("error", want)
+            s = self.serve(model)
+            status, _, got = s.call({"input": {"text": text}})
+            self.assertEqual(status, 200, (name, got))
+            self.assertClose(got, want)
+            s.stop()
+
     def test_bad_requests_are_400_naming_the_field_and_the_server_keeps_serving(self):
         s = self.serve(os.path.join(TINY, "cls"), "--max-body-mb", "1")
         cases = [
@@ -300,12 +313,15 @@ class TextServeTest(ServeTestCase):
             self.assertEqual(status, 503, got)
             self.assertEqual(headers.get("Retry-After"), "1")
             self.assertIn("--max-queue", got["Message"])
-            # A list that does not fit is refused whole.
+            # A list that does not fit now is refused whole.
+            status, _, _ = s.call({"input": ["three", "four"]})
+            self.assertEqual(status, 503)
             s.request("POST", "/_test/release")
             for f in waiting:
                 self.assertEqual(f.result()[0], 200)
-        status, _, _ = s.call({"input": ["a", "b", "c"]})
-        self.assertEqual(status, 503)
+        # A list that can never fit is refused as too large, not "retry later".
+        status, _, got = s.call({"input": ["a", "b", "c"]})
+        self.assertEqual((status, got["Data"]["field"]), (413, "input"), got)
 
     def test_timeout_is_504_and_the_input_leaves_the_queue(self):
         self.require_test_hooks()
@@ -393,6 +409,16 @@ class ImageServeTest(ServeTestCase):
         self.assertClose(got, want["c.jpg"])
         status, _, got = s.call({"input": {"image": url + "/missing.png"}})
         self.assertEqual((status, got["Data"]["field"]), (400, "input.image"), got)
+
+    def test_torchscript_image_model(self):
+        model = os.path.join(VISION, "torchscript")
+        want = {o["id"]: {k: v for k, v in o.items() if k != "id"}
+                for o in self.infer(model, "--input-dir", IMAGES) if "error" not in o}
+        s = self.serve(model)
+        raw = read_bytes(os.path.join(IMAGES, "a.png"))
+        status, _, got = s.call({"input": [base64.b64encode(raw).decode()]})
+        self.assertEqual(status, 200, got)
+        self.assertClose(got, [want["a.png"]])
 
     def test_a_broken_image_fails_alone_inside_a_batch(self):
         self.require_test_hooks()

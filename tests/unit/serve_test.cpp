@@ -46,6 +46,14 @@ class FakePipeline : public ms::infer::Pipeline {
     }
     return out;
   }
+  void forget(const PipelineInput& in) const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    forgotten_.push_back(in.text);
+  }
+  std::vector<std::string> forgotten() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return forgotten_;
+  }
   std::vector<std::vector<std::string>> batches() {
     std::lock_guard<std::mutex> lock(mu_);
     return batches_;
@@ -53,8 +61,9 @@ class FakePipeline : public ms::infer::Pipeline {
 
  private:
   std::string task_ = "text-classification";
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::vector<std::vector<std::string>> batches_;
+  mutable std::vector<std::string> forgotten_;
 };
 
 std::vector<PipelineInput> texts(std::initializer_list<const char*> list) {
@@ -174,6 +183,8 @@ TEST_CASE("batcher: a request past its deadline leaves the queue") {
   auto kept = batcher.submit(texts({"kept"}));
   CHECK_FALSE(batcher.wait(*late, ms::serve::Clock::now()));
   CHECK(batcher.queue_depth() == 1);
+  // What the pipeline kept for them (cost()'s tokens) is dropped too.
+  CHECK(pipeline.forgotten() == std::vector<std::string>{"late", "later"});
   batcher.hold(false);
   REQUIRE(batcher.wait(*kept, kForever));
   REQUIRE(pipeline.batches().size() == 1);

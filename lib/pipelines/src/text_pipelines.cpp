@@ -104,6 +104,11 @@ class BertTextPipeline : public infer::Pipeline {
       return 0;  // run() reports it
     }
   }
+  void forget(const infer::PipelineInput& in) const override {
+    std::lock_guard<std::mutex> lock(cache_mutex_);
+    cache_.erase(&in);
+  }
+
 
  protected:
   // Turns the batch into encodings; items that fail (empty, bad UTF-8) get their error instead.

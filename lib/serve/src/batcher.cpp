@@ -27,16 +27,24 @@ DynamicBatcher::~DynamicBatcher() {
 }
 
 std::shared_ptr<Submission> DynamicBatcher::submit(std::vector<infer::PipelineInput> inputs) {
-  // Costs are computed outside the lock: for text they tokenise.
-  std::vector<std::size_t> costs;
-  costs.reserve(inputs.size());
-  for (const auto& in : inputs) costs.push_back(pipeline_.cost(in));
+  const std::size_t n = inputs.size();
+  {
+    // Places are reserved before the costs are computed (outside the lock: for text they
+    // tokenise, and the pipeline keeps the tokens for run()), so an input whose cost was computed
+    // is never refused afterwards.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (draining_ || queue_.size() + reserved_ + n > options_.max_queue) return nullptr;
+    reserved_ += n;
+  }
   auto submission = std::make_shared<Submission>(std::move(inputs));
+  std::vector<std::size_t> costs;
+  costs.reserve(n);
+  for (const auto& in : submission->inputs()) costs.push_back(pipeline_.cost(in));
   const auto now = Clock::now();
   std::lock_guard<std::mutex> lock(mu_);
-  if (draining_ || queue_.size() + costs.size() > options_.max_queue) return nullptr;
-  for (std::size_t i = 0; i < costs.size(); ++i) queue_.push_back({submission, i, costs[i], now});
-  if (!costs.empty()) work_.notify_all();
+  reserved_ -= n;
+  for (std::size_t i = 0; i < n; ++i) queue_.push_back({submission, i, costs[i], now});
+  if (n > 0) work_.notify_all();
   return submission;
 }
 
@@ -46,9 +54,11 @@ bool DynamicBatcher::wait(Submission& submission, Clock::time_point deadline) {
     return true;
   }
   submission.abandoned_ = true;
-  queue_.erase(std::remove_if(queue_.begin(), queue_.end(),
-                              [&](const Pending& p) { return p.submission.get() == &submission; }),
-               queue_.end());
+  const auto dropped =
+      std::stable_partition(queue_.begin(), queue_.end(),
+                            [&](const Pending& p) { return p.submission.get() != &submission; });
+  for (auto it = dropped; it != queue_.end(); ++it) pipeline_.forget(submission.inputs()[it->index]);
+  queue_.erase(dropped, queue_.end());
   return false;
 }
 

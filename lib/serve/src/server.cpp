@@ -86,6 +86,15 @@ struct Server::Impl {
         return io::read_resource(url, read);
       };
       CallRequest request = parse_call(model.task, req.body, fetch);
+      if (request.inputs.size() > options.max_queue) {
+        // 503 would tell the client to retry something that can never fit.
+        send_error(res, 413, "input",
+                   fmt::format("{} inputs in one request; this server queues at most {} "
+                               "(--max-queue): send fewer per request",
+                               request.inputs.size(), options.max_queue),
+                   id);
+        return;
+      }
       std::shared_ptr<Submission> submission = batcher->submit(std::move(request.inputs));
       if (!submission) {
         res.set_header("Retry-After", "1");
@@ -214,14 +223,10 @@ std::string Server::device() const { return impl_->pipeline->device(); }
 std::size_t Server::workers() const { return impl_->workers; }
 const std::filesystem::path& Server::model_dir() const { return impl_->model.dir; }
 
-void Server::wait_for_shutdown_signal() {
-  const int sig = http_server::wait_for_shutdown_signal();
-  log::info("serve: signal {} received; draining {} queued and {} running inputs", sig,
-            impl_->batcher->queue_depth(), impl_->batcher->running());
-}
-
 void Server::stop() {
   if (!impl_ || !impl_->batcher) return;
+  log::info("serve: stopping; draining {} queued and {} running inputs",
+            impl_->batcher->queue_depth(), impl_->batcher->running());
   // Queued inputs run (a held batcher is released) while the listener lets the requests that
   // wait for them finish; only then do the workers end.
   impl_->batcher->drain();
@@ -230,6 +235,8 @@ void Server::stop() {
 }
 
 void block_shutdown_signals() { http_server::block_shutdown_signals(); }
+
+int wait_for_shutdown_signal() { return http_server::wait_for_shutdown_signal(); }
 
 bool serve_available() { return true; }
 

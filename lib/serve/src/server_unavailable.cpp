@@ -25,9 +25,9 @@ const std::filesystem::path& Server::model_dir() const {
   static const std::filesystem::path none;
   return none;
 }
-void Server::wait_for_shutdown_signal() {}
 void Server::stop() {}
 void block_shutdown_signals() {}
+int wait_for_shutdown_signal() { return 0; }
 bool serve_available() { return false; }
 
 }  // namespace ms::serve

@@ -47,8 +47,12 @@ class MS_API Pipeline {
   virtual const std::string& task() const = 0;
   /// The device the model runs on ("cpu", "cuda:0").
   virtual std::string device() const = 0;
-  /// A cheap size estimate used to group inputs of similar length into batches.
+  /// A cheap size estimate used to group inputs of similar length into batches. A pipeline may
+  /// keep work done here (a text's tokens) for run() to use.
   virtual std::size_t cost(const PipelineInput& input) const = 0;
+  /// Drops what cost() kept for an input that will not be run (`ms serve`: a request that timed
+  /// out), so that a long-running server does not accumulate it.
+  virtual void forget(const PipelineInput& input) const { (void)input; }
   /// Runs a batch. A bad item gives an error result of its own; the others are unaffected.
   virtual std::vector<PipelineResult> run(const std::vector<const PipelineInput*>& batch) = 0;
   /// Whether run() may be called from several threads at once (each after prepare_worker()).

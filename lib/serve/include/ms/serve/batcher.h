@@ -101,6 +101,7 @@ class MS_API DynamicBatcher {
   mutable std::mutex mu_;
   std::condition_variable work_;
   std::deque<Pending> queue_;
+  std::size_t reserved_ = 0;      // places taken by submissions computing their costs
   std::size_t running_ = 0;       // inputs in batches being run
   std::size_t busy_workers_ = 0;  // workers running a batch
   bool held_ = false;

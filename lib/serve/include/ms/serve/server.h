@@ -57,8 +57,6 @@ class MS_API Server {
   std::size_t workers() const;
   const std::filesystem::path& model_dir() const;
 
-  /// Blocks until SIGINT or SIGTERM (block_shutdown_signals() first, before any thread starts).
-  void wait_for_shutdown_signal();
   /// Stops accepting, answers every request already queued or running, and joins the threads.
   /// Idempotent.
   void stop();
@@ -68,8 +66,12 @@ class MS_API Server {
   std::unique_ptr<Impl> impl_;
 };
 
-/// Blocks SIGINT and SIGTERM in the calling thread (and threads it starts later).
+/// Blocks SIGINT and SIGTERM in the calling thread (and threads it starts later). Call on the main
+/// thread before any other starts (the model's loading starts LibTorch's).
 MS_API void block_shutdown_signals();
+
+/// Blocks until SIGINT or SIGTERM arrives (after block_shutdown_signals()); returns its number.
+MS_API int wait_for_shutdown_signal();
 
 /// Whether this build includes `ms serve` (it needs the HTTP front, MS_WITH_HUB_SERVER).
 MS_API bool serve_available();
