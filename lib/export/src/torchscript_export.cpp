@@ -1,24 +1,33 @@
-// An image classifier as a TorchScript archive: LibTorch's tracer records the C++ module's forward
-// pass on an example batch (parameters without gradients, so that they become the graph's
-// constants), the graph becomes the `forward` method of a new jit::Module, and that module is
-// saved as model.pt, which Python's torch.jit.load and `ms infer`'s TorchScript pipeline run.
-// The traced graph keeps the batch and image sizes symbolic where the network reads them
-// (aten::size), so other batch sizes run too.
+// A model as a TorchScript archive: LibTorch's tracer records the C++ module's forward pass on an
+// example batch (parameters without gradients, so that they become the graph's constants), the
+// graph becomes the `forward` method of a new jit::Module, and that module is saved as model.pt,
+// which Python's torch.jit.load and `ms infer` run. Image classifiers take pixel_values; BERT-family
+// models take input_ids, attention_mask and token_type_ids and return their head's output (logits,
+// or sentence_embedding). The families build shapes from the tensors while tracing (see
+// BertEncoder), and every export is rerun at another batch size and length against the C++ model
+// before it is written, so a graph that froze a size is refused rather than shipped.
 #include "torchscript_export.h"
 
+#include <ATen/ops/ones.h>
 #include <ATen/ops/rand.h>
+#include <ATen/ops/randint.h>
+#include <ATen/ops/zeros.h>
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/frontend/tracer.h>
+#include <fmt/ranges.h>
 #include <torch/nn/module.h>
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 
 #include "export_files.h"
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
+#include "ms/core/text.h"
 #include "ms/models/model.h"
+#include "ms/models/torchscript.h"
 #include "ms/pipelines/image_transforms.h"
 
 namespace ms::exporter {
@@ -46,18 +55,43 @@ std::vector<std::string> class_names(const infer::ModelInfo& info, int64_t class
   return models::label_names(info.dir, classes);
 }
 
-torch::jit::Module trace_module(models::Model& model, const at::Tensor& example) {
+// Tasks whose BERT-family models export: the heads `ms infer` runs, each with its output.
+const std::map<std::string, std::string>& text_outputs() {
+  static const std::map<std::string, std::string> outputs = {
+      {"text-classification", "logits"},      {"sentence-similarity", "logits"},
+      {"token-classification", "logits"},     {"named-entity-recognition", "logits"},
+      {"word-segmentation", "logits"},        {"fill-mask", "logits"},
+      {"sentence-embedding", "sentence_embedding"}};
+  return outputs;
+}
+
+// What the traced forward takes and returns.
+struct Signature {
+  std::vector<std::string> inputs;
+  std::string output;
+};
+
+models::TensorMap named(const Signature& sig, const std::vector<at::Tensor>& values) {
+  models::TensorMap map;
+  for (std::size_t i = 0; i < sig.inputs.size(); ++i) map[sig.inputs[i]] = values[i];
+  return map;
+}
+
+torch::jit::Module trace_module(models::Model& model, const Signature& sig,
+                                const std::vector<at::Tensor>& example) {
   for (at::Tensor p : model.module().parameters()) p.set_requires_grad(false);
+  torch::jit::Stack stack(example.begin(), example.end());
   auto traced = torch::jit::tracer::trace(
-      {example},
+      stack,
       [&](torch::jit::Stack inputs) -> torch::jit::Stack {
-        const models::TensorMap out = model.forward({{"pixel_values", inputs.at(0).toTensor()}});
-        return {out.at("logits")};
+        std::vector<at::Tensor> values;
+        for (const c10::IValue& v : inputs) values.push_back(v.toTensor());
+        return {model.forward(named(sig, values)).at(sig.output)};
       },
       [](const torch::autograd::Variable&) { return std::string(); },
-      /*strict=*/false, /*force_outplace=*/false, /*self=*/nullptr, {"pixel_values"});
+      /*strict=*/false, /*force_outplace=*/false, /*self=*/nullptr, sig.inputs);
   std::shared_ptr<torch::jit::Graph> graph = traced.first->graph;
-  torch::jit::Module module(c10::QualifiedName("__torch__.ms.ExportedImageClassifier"));
+  torch::jit::Module module(c10::QualifiedName("__torch__.ms.ExportedModel"));
   module.register_attribute("training", c10::BoolType::get(), false);
   graph->insertInput(0, "self")->setType(module._ivalue()->type());
   auto* fn = module._ivalue()->compilation_unit()->create_function("forward", graph);
@@ -65,47 +99,135 @@ torch::jit::Module trace_module(models::Model& model, const at::Tensor& example)
   return module;
 }
 
+// Runs the traced module and the C++ model on `example` (another shape than the trace's) and
+// refuses the export when they differ: a size frozen into the graph would give wrong outputs.
+void check_traced(torch::jit::Module& module, models::Model& model, const Signature& sig,
+                  const std::vector<at::Tensor>& example, const std::string& type) {
+  const at::Tensor want = model.forward(named(sig, example)).at(sig.output);
+  at::Tensor got;
+  try {
+    got = module.forward(std::vector<c10::IValue>(example.begin(), example.end())).toTensor();
+  } catch (const c10::Error& e) {
+    throw Error(ErrorCode::kMissingComponent,
+                fmt::format("the traced {} model does not run at shape {}: {}", type,
+                            fmt::join(example[0].sizes(), "x"), e.what_without_backtrace()),
+                "export it at the shape you will run with (--static)");
+  }
+  const double diff = got.sizes() == want.sizes() ? (got - want).abs().max().item<double>() : 1e9;
+  MS_CHECK(diff <= 1e-4, ErrorCode::kMissingComponent,
+           "the traced {} model gives other outputs at shape {} than at the traced one (max "
+           "difference {:.3g}): its forward pass fixes a size that tracing cannot see",
+           type, fmt::join(example[0].sizes(), "x"), diff);
+}
+
+// An example batch: random pixels, or random token ids with the second row half padded.
+std::vector<at::Tensor> example_inputs(bool text, const std::vector<int64_t>& shape,
+                                       int64_t vocab) {
+  if (!text) return {at::rand(shape)};
+  const at::Tensor ids = at::randint(0, vocab, shape, at::TensorOptions().dtype(at::kLong));
+  at::Tensor mask = at::ones(shape, at::TensorOptions().dtype(at::kLong));
+  if (shape[0] > 1 && shape[1] > 2) mask[1].slice(0, shape[1] / 2).fill_(0);
+  return {ids, mask, at::zeros(shape, at::TensorOptions().dtype(at::kLong))};
+}
+
+// A TorchScript model folder passes through: checked to load, then copied as it is.
+infer::ExportSummary pass_through(const infer::ExportRequest& request,
+                                  const infer::ModelInfo& info,
+                                  std::chrono::steady_clock::time_point start) {
+  MS_CHECK(request.static_shape.empty(), ErrorCode::kUsage,
+           "{} is already a TorchScript model: it is copied as it is, so --static does not apply",
+           info.dir.string());
+  const fs::path archive = info.dir / info.config.get_or<std::string>("model.file", "model.pt");
+  models::ScriptModule check(archive, "cpu");  // kNotFound / kIntegrity naming the file
+  infer::ExportSummary summary;
+  summary.output_dir = request.output;
+  summary.format = "torchscript";
+  summary.family = "torchscript";
+  summary.head = info.task;
+  summary.files = write_export_folder(request.output, [&](const fs::path& temp) {
+    std::vector<std::string> files;
+    for (const auto& entry : fs::recursive_directory_iterator(info.dir)) {
+      const fs::path rel = fs::relative(entry.path(), info.dir);
+      if (!entry.is_regular_file() || rel.filename().string().rfind('.', 0) == 0) continue;
+      fs::create_directories((temp / rel).parent_path());
+      fs::copy_file(entry.path(), temp / rel);
+      files.push_back(rel.string());
+    }
+    std::sort(files.begin(), files.end());
+    return files;
+  });
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return summary;
+}
+
 }  // namespace
 
 infer::ExportSummary export_torchscript(const infer::ExportRequest& request,
                                         const infer::ModelInfo& info) {
   const auto start = std::chrono::steady_clock::now();
-  MS_CHECK(info.task == "image-classification", ErrorCode::kMissingComponent,
-           "`ms export --format torchscript` of {} models is not built yet: it is built for "
-           "image-classification models only (`ms infer`'s TorchScript pipeline takes images)",
-           info.task);
+  const bool text = info.task != "image-classification";
+  MS_CHECK(!text || text_outputs().count(info.task) != 0, ErrorCode::kMissingComponent,
+           "`ms export --format torchscript` of {} models is not built yet (it exports image "
+           "classifiers and BERT-family models: {})",
+           info.task, [] {
+             std::vector<std::string> tasks;
+             for (const auto& [task, output] : text_outputs()) tasks.push_back(task);
+             return join(tasks, ", ");
+           }());
   const std::string type = models::normalize_model_type(model_type_of(info));
-  MS_CHECK(type != "torchscript", ErrorCode::kUsage, "{} is already a TorchScript model",
-           info.dir.string());
   MS_CHECK(!request.opset, ErrorCode::kUsage,
            "--opset is an ONNX option; --format torchscript writes a TorchScript archive");
   MS_CHECK(request.dtype == "fp32", ErrorCode::kMissingComponent,
            "`ms export --format torchscript --dtype {}` is not built yet", request.dtype);
+  if (type == "torchscript") return pass_through(request, info, start);
   const std::shared_ptr<models::Model> model = load_for_export(info, type);
   model->eval();
-  // --static: the traced shape; the default trace is at batch 2 so that the batch stays an
-  // input-dependent size rather than a 1 folded into the graph.
-  const auto [height, width] = example_size(info.config);
-  std::vector<int64_t> shape = {2, 3, height, width};
-  if (!request.static_shape.empty()) {
-    shape[0] = request.static_shape[0];
-    if (request.static_shape.size() == 3) {
-      shape[2] = request.static_shape[1];
-      shape[3] = request.static_shape[2];
-    } else {
-      MS_CHECK(request.static_shape.size() == 1, ErrorCode::kUsage,
-               "--static takes BATCH or BATCH,HEIGHT,WIDTH for an image model");
+  Signature sig;
+  std::vector<int64_t> shape, other;
+  int64_t vocab = 0;
+  if (text) {
+    sig = {{"input_ids", "attention_mask", "token_type_ids"}, text_outputs().at(info.task)};
+    const auto hf = read_json_file(info.dir / "config.json");
+    vocab = hf ? hf->value("vocab_size", int64_t{0}) : 0;
+    MS_CHECK(vocab > 0, ErrorCode::kConfig, "{}: no vocab_size in config.json",
+             (info.dir / "config.json").string());
+    // The default trace is at batch 2 and 16 tokens, so that neither is a 1 folded into the graph.
+    shape = {2, std::min<int64_t>(16, model->max_tokens().value_or(16))};
+    if (!request.static_shape.empty()) {
+      MS_CHECK(request.static_shape.size() == 2, ErrorCode::kUsage,
+               "--static takes BATCH,SEQUENCE for a text model");
+      shape = request.static_shape;
     }
+    other = {shape[0] + 1, std::max<int64_t>(2, shape[1] - 3)};
+  } else {
+    sig = {{"pixel_values"}, "logits"};
+    const auto [height, width] = example_size(info.config);
+    shape = {2, 3, height, width};
+    if (!request.static_shape.empty()) {
+      shape[0] = request.static_shape[0];
+      if (request.static_shape.size() == 3) {
+        shape[2] = request.static_shape[1];
+        shape[3] = request.static_shape[2];
+      } else {
+        MS_CHECK(request.static_shape.size() == 1, ErrorCode::kUsage,
+                 "--static takes BATCH or BATCH,HEIGHT,WIDTH for an image model");
+      }
+    }
+    other = shape;
+    other[0] += 1;
   }
   at::manual_seed(0);
-  const at::Tensor example = at::rand(shape);
   torch::jit::Module module;
   try {
-    module = trace_module(*model, example);
+    module = trace_module(*model, sig, example_inputs(text, shape, vocab));
   } catch (const c10::Error& e) {
     throw Error(ErrorCode::kInternal,
                 fmt::format("tracing the {} model failed: {}", type, e.what_without_backtrace()),
                 "please report it with the model's configuration.json");
+  }
+  // A --static export promises only its own shape.
+  if (request.static_shape.empty()) {
+    check_traced(module, *model, sig, example_inputs(text, other, vocab), type);
   }
 
   infer::ExportSummary summary;
@@ -113,8 +235,21 @@ infer::ExportSummary export_torchscript(const infer::ExportRequest& request,
   summary.format = "torchscript";
   summary.family = type;
   summary.head = info.task;
-  summary.inputs = {{"pixel_values", "float32", {"batch", "3", "height", "width"}}};
-  summary.outputs = {{"logits", "float32", {"batch", std::to_string(*model->num_labels())}}};
+  const std::string batch = request.static_shape.empty() ? "batch" : std::to_string(shape[0]);
+  if (text) {
+    const std::string seq =
+        request.static_shape.empty() ? "sequence" : std::to_string(shape[1]);
+    for (const std::string& name : sig.inputs) summary.inputs.push_back({name, "int64", {batch, seq}});
+    if (sig.output == "logits" && info.task != "text-classification" &&
+        info.task != "sentence-similarity") {
+      summary.outputs = {{"logits", "float32", {batch, seq, "labels"}}};
+    } else {
+      summary.outputs = {{sig.output, "float32", {batch, "features"}}};
+    }
+  } else {
+    summary.inputs = {{"pixel_values", "float32", {batch, "3", "height", "width"}}};
+    summary.outputs = {{"logits", "float32", {batch, std::to_string(*model->num_labels())}}};
+  }
   summary.files = write_export_folder(request.output, [&](const fs::path& temp) {
     try {
       module.save((temp / "model.pt").string());
@@ -127,9 +262,17 @@ infer::ExportSummary export_torchscript(const infer::ExportRequest& request,
     // and class names as the source model.
     Json ms = info.config.root();
     ms["task"] = info.task;
-    ms["model"] = {{"type", "torchscript"},
-                   {"file", "model.pt"},
-                   {"labels", class_names(info, *model->num_labels())}};
+    ms["model"] = {{"type", "torchscript"}, {"file", "model.pt"}};
+    if (text) {
+      // What the text pipelines read from the source model, which the archive no longer says.
+      ms["model"]["inputs"] = sig.inputs;
+      ms["model"]["outputs"] = {sig.output};
+      if (auto n = model->num_labels()) ms["model"]["num_labels"] = *n;
+      if (auto n = model->max_tokens()) ms["model"]["max_tokens"] = *n;
+      ms["pipeline"] = {{"type", info.pipeline_type}};
+    } else {
+      ms["model"]["labels"] = class_names(info, *model->num_labels());
+    }
     write_file_atomic(temp / "configuration.json", ms.dump(2) + "\n");
     for (const char* name : {"configuration.json", "model.pt"})
       if (std::find(files.begin(), files.end(), name) == files.end()) files.push_back(name);

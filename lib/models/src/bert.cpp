@@ -10,6 +10,8 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/gelu.h>
 #include <ATen/ops/linear.h>
+#include <ATen/ops/matmul.h>
+#include <ATen/ops/ones_like.h>
 #include <ATen/ops/relu.h>
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/tanh.h>
@@ -20,6 +22,7 @@
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
+#include <torch/csrc/jit/frontend/tracer.h>
 #include <torch/nn/modules/normalization.h>
 
 #include <algorithm>
@@ -50,6 +53,7 @@ using torch::nn::Linear;
 struct Mask {
   at::Tensor bias;                 // [b, 1, 1, t]: 0 where attended, lowest float where padded
   bool fast = false;               // eval mode without gradients: fused QKV
+  bool traced = false;             // LibTorch's tracer is recording (ms export): no C++ sizes
   bool fused = false;              // fast, and the fused CPU kernels apply (cpu_kernels.h)
   bool training = false;           // dropout active
   double attention_dropout = 0.0;  // on the attention probabilities
@@ -100,6 +104,20 @@ struct SelfAttention : torch::nn::Module {
         cpu::attention(qkv_data, bias_data, mask.key_count.data(), out_data, shape, begin, end);
       });
       return out;
+    }
+    if (mask.traced) {
+      // The tracer records tensor operations, not the C++ integers b and t: shapes here come
+      // from the tensors, so the graph runs at any batch size and length. [b, heads, t, d]:
+      auto heads_first = [&](const at::Tensor& y) {
+        return y.unflatten(-1, {heads_, head_dim_}).transpose(1, 2);
+      };
+      const at::Tensor scores =
+          at::matmul(heads_first(query(x)), heads_first(key(x)).transpose(-1, -2))
+              .mul(1.0 / std::sqrt(static_cast<double>(head_dim_)))
+              .add(mask.bias);
+      const at::Tensor probs =
+          at::dropout(at::softmax(scores, -1), mask.attention_dropout, mask.training);
+      return at::matmul(probs, heads_first(value(x))).transpose(1, 2).flatten(2);
     }
     // Three [b*heads, t, d] tensors: from one GEMM on the fast path, from the three Linear
     // modules when gradients must reach them.
@@ -426,12 +444,16 @@ at::Tensor BertEncoder::forward(const at::Tensor& input_ids, const at::Tensor& t
   if (c.roberta_positions) {
     const at::Tensor not_pad = input_ids.ne(c.pad_token_id).to(at::kLong);
     positions = at::cumsum(not_pad, 1).mul_(not_pad).add_(c.pad_token_id);
+  } else if (torch::jit::tracer::isTracing()) {
+    // 0, 1, ..., t-1 without t, which the tracer would fix as a constant.
+    positions = at::cumsum(at::ones_like(input_ids, input_ids.options().dtype(at::kLong)), 1).sub_(1);
   } else {
     positions = at::arange(t, input_ids.options().dtype(at::kLong)).unsqueeze(0);
   }
   Mask mask;
   mask.training = is_training();
-  mask.fast = !mask.training && !c10::GradMode::is_enabled();
+  mask.traced = torch::jit::tracer::isTracing();
+  mask.fast = !mask.training && !mask.traced && !c10::GradMode::is_enabled();
   mask.hidden_dropout = c.hidden_dropout_prob;
   mask.attention_dropout = c.attention_probs_dropout_prob;
   at::Tensor x = emb.word_embeddings(input_ids) + emb.position_embeddings(positions) +

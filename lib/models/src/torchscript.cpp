@@ -1,10 +1,100 @@
 #include "ms/models/torchscript.h"
 
+#include <torch/nn/module.h>
 #include <torch/script.h>
 
 #include "ms/core/error.h"
+#include "ms/models/model.h"
 
 namespace ms::models {
+
+namespace {
+
+torch::jit::Module load_archive(const std::filesystem::path& path, const std::string& device) {
+  std::error_code ec;
+  MS_CHECK(std::filesystem::is_regular_file(path, ec), ErrorCode::kNotFound,
+           "TorchScript model {} does not exist", path.string());
+  try {
+    torch::jit::Module module = torch::jit::load(path.string(), c10::Device(device));
+    module.eval();
+    return module;
+  } catch (const c10::Error& e) {
+    throw Error(
+        ErrorCode::kIntegrity,
+        fmt::format("{} is not a TorchScript archive: {}", path.string(),
+                    e.what_without_backtrace()),
+        "save it with torch.jit.script(model).save(path) or torch.jit.trace(...).save(path)");
+  }
+}
+
+// See load_script_text_model.
+class ScriptTextModel final : public Model {
+ public:
+  ScriptTextModel(const ScriptTextSpec& spec, const std::string& device)
+      : spec_(spec), script_(load_archive(spec.file, device)) {
+    MS_CHECK(!spec_.inputs.empty() && !spec_.outputs.empty(), ErrorCode::kConfig,
+             "{}: a TorchScript text model needs model.inputs and model.outputs",
+             spec_.file.string());
+  }
+
+  const std::string& task() const override { return spec_.task; }
+  std::optional<int64_t> num_labels() const override { return spec_.num_labels; }
+  std::optional<int64_t> max_tokens() const override { return spec_.max_tokens; }
+  torch::nn::Module& module() override { return no_parameters_; }
+
+  TensorMap forward(const TensorMap& inputs) override {
+    std::vector<c10::IValue> args;
+    for (const std::string& name : spec_.inputs) {
+      const at::Tensor* given = optional_input(inputs, name.c_str());
+      // The pipelines always give the ids and the mask; a model without segments gets zeros.
+      args.emplace_back(given ? *given : at::zeros_like(required_input(inputs, "input_ids")));
+    }
+    c10::IValue out;
+    try {
+      out = script_.forward(args);
+    } catch (const c10::Error& e) {
+      throw Error(ErrorCode::kUsage, fmt::format("running {} failed: {}", spec_.file.string(),
+                                                 e.what_without_backtrace()));
+    }
+    std::vector<c10::IValue> values;
+    if (out.isTuple()) {
+      values = out.toTupleRef().elements().vec();
+    } else {
+      values.push_back(out);
+    }
+    MS_CHECK(values.size() == spec_.outputs.size(), ErrorCode::kConfig,
+             "{} returned {} outputs; its configuration.json names {}", spec_.file.string(),
+             values.size(), spec_.outputs.size());
+    TensorMap result;
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      MS_CHECK(values[i].isTensor(), ErrorCode::kConfig, "{} output {} is a {}, not a tensor",
+               spec_.file.string(), spec_.outputs[i], values[i].tagKind());
+      result[spec_.outputs[i]] = values[i].toTensor();
+    }
+    // Fill-mask asks the C++ head for the rows of its masks only (logits_positions, flat indices
+    // into batch x tokens); the archive scores every token, so the rows are picked here.
+    auto logits = result.find("logits");
+    if (const at::Tensor* positions = optional_input(inputs, "logits_positions");
+        positions && logits != result.end() && logits->second.dim() == 3) {
+      const at::Tensor& all = logits->second;
+      logits->second =
+          all.reshape({-1, all.size(-1)}).index_select(0, positions->to(all.device()));
+    }
+    return result;
+  }
+
+ private:
+  ScriptTextSpec spec_;
+  torch::jit::Module script_;
+  torch::nn::Module no_parameters_;
+};
+
+}  // namespace
+
+std::shared_ptr<Model> load_script_text_model(const ScriptTextSpec& spec,
+                                              const std::string& device) {
+  return std::make_shared<ScriptTextModel>(spec, device);
+}
 
 struct ScriptModule::Impl {
   torch::jit::Module module;
@@ -13,20 +103,8 @@ struct ScriptModule::Impl {
 
 ScriptModule::ScriptModule(const std::filesystem::path& path, const std::string& device)
     : impl_(std::make_unique<Impl>()) {
-  std::error_code ec;
-  MS_CHECK(std::filesystem::is_regular_file(path, ec), ErrorCode::kNotFound,
-           "TorchScript model {} does not exist", path.string());
   impl_->path = path;
-  try {
-    impl_->module = torch::jit::load(path.string(), c10::Device(device));
-  } catch (const c10::Error& e) {
-    throw Error(
-        ErrorCode::kIntegrity,
-        fmt::format("{} is not a TorchScript archive: {}", path.string(),
-                    e.what_without_backtrace()),
-        "save it with torch.jit.script(model).save(path) or torch.jit.trace(...).save(path)");
-  }
-  impl_->module.eval();
+  impl_->module = load_archive(path, device);
 }
 
 ScriptModule::~ScriptModule() = default;
