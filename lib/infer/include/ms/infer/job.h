@@ -55,6 +55,9 @@ struct JobStats {
   /// so `ms infer` exits 7 after writing every line.
   std::size_t nonfinite_outputs = 0;
   double seconds = 0;  ///< wall time of the run loop
+  /// Of that, on the main thread: computing costs (text tasks tokenise there) and sorting each
+  /// window, and formatting and writing its lines; the rest is the batches' run.
+  double prepare_seconds = 0, write_seconds = 0;
 };
 
 /// Runs one batch through `pipeline`; when the batch as a whole fails, each input is retried alone
