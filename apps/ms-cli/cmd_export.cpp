@@ -147,7 +147,8 @@ void add_export_command(CLI::App& app, const GlobalOptions& /*global*/) {
                   "Fixed input sizes instead: BATCH,SEQUENCE for text (e.g. 1,128), BATCH or "
                   "BATCH,HEIGHT,WIDTH for images");
   cmd->add_option("--dtype", opts->request.dtype,
-                  "Weights: fp32, or fp16 with --format safetensors (fp16 ONNX is not built yet)")
+                  "fp32, or fp16: half-precision safetensors weights, or an ONNX graph computing "
+                  "in float16 (inputs and outputs stay int64/float32); TorchScript: fp32 only")
       ->default_str("fp32");
   cmd->add_flag("--check", opts->request.check,
                 "Also run ONNX's strict shape inference over the whole graph (onnx::checker "

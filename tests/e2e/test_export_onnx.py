@@ -8,6 +8,7 @@ non-empty output folder, an opset ONNX cannot write, the formats not built yet; 
 import json
 import math
 import os
+import random
 import subprocess
 import unittest
 
@@ -295,6 +296,56 @@ class ExportOnnxTest(TorchTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.check_images(model)
 
+    # -- float16 ---------------------------------------------------------------------------------
+
+    def test_fp16_graphs(self):
+        """--dtype fp16: weights and computation in float16, inputs and outputs as in fp32; the
+        file is about half the size, and onnxruntime's answers stay within float16's precision
+        of `ms infer`'s float32 ones (embeddings: cosine >= 0.999; probabilities within 5e-3)."""
+        def size(d):
+            return os.path.getsize(os.path.join(d, "model.onnx"))
+
+        for name in ("st_dense", "cls", "ner"):
+            model = os.path.join(TINY, name)
+            full, _ = self.export(model, f"{name}-fp32")
+            half, summary = self.export(model, f"{name}-fp16", "--dtype", "fp16", "--check")
+            self.assertLess(size(half), 0.75 * size(full), name)  # tiny: the graph is a third
+            self.assertEqual({o["dtype"] for o in summary["outputs"]}, {"float32"})
+            got = self.infer(model, TEXTS)
+            for i, _, outputs in self.run_text(model, half):
+                if name == "st_dense":
+                    a, b = outputs["sentence_embedding"], got[i]["text_embedding"]
+                    cos = sum(x * y for x, y in zip(a, b)) / math.sqrt(
+                        sum(x * x for x in a) * sum(y * y for y in b))
+                    self.assertGreaterEqual(cos, 0.999, f"text {i}")
+                elif name == "cls":
+                    probs = softmax(outputs["logits"])
+                    with open(os.path.join(model, "config.json")) as f:
+                        id2label = json.load(f)["id2label"]
+                    index = {id2label[str(k)]: k for k in range(len(probs))}
+                    want = got[i]
+                    worst = max(abs(probs[index[l]] - s) for l, s in zip(want["labels"], want["scores"]))
+                    self.assertLessEqual(worst, 5e-3, f"text {i}")
+                else:
+                    # Token rows: the same shape, finite, and close in probability to fp32's.
+                    full_rows = dict((j, o) for j, _, o in self.run_text(model, full))
+                    for a, b in zip(outputs["logits"], full_rows[i]["logits"]):
+                        worst = max(abs(x - y) for x, y in zip(softmax(a), softmax(b)))
+                        self.assertLessEqual(worst, 5e-3, f"text {i}")
+                    break
+        # An image classifier: pixel_values stay float32, cast to float16 inside the graph.
+        model = os.path.join(VISION, "small-cnn")
+        full, _ = self.export(model, "cnn-fp32")
+        half, summary = self.export(model, "cnn-fp16", "--dtype", "fp16", "--check")
+        self.assertEqual(summary["inputs"][0]["dtype"], "float32")
+        rng = random.Random(7)
+        pixels = {"pixel_values": [[[[rng.uniform(-2, 2) for _ in range(20)] for _ in range(20)]
+                                    for _ in range(3)] for _ in range(2)]}
+        a = self.ort(full, pixels)["outputs"]["logits"]
+        b = self.ort(half, pixels)["outputs"]["logits"]
+        for x, y in zip(a, b):
+            self.assertLessEqual(max(abs(p - q) for p, q in zip(softmax(x), softmax(y))), 5e-3)
+
     # -- bad input -------------------------------------------------------------------------------
 
     def assertNothingWritten(self, parent, before):
@@ -333,8 +384,7 @@ class ExportOnnxTest(TorchTestCase):
         self.assertEqual(sorted(os.listdir(self.tmp)), ["file", "full"])
 
     def test_formats_not_built_yet_are_missing_components(self):
-        for args, fragment in ((["--format", "torchscript"], "--format torchscript"),
-                               (["--dtype", "fp16"], "--dtype fp16")):
+        for args, fragment in ((["--format", "torchscript", "--dtype", "fp16"], "--dtype fp16"),):
             r = run_ms("export", "-m", os.path.join(TINY, "cls"), "-o", self.path("x"), *args)
             self.assertExit(r, 6)
             self.assertOneLineError(r, fragment, "not built yet")

@@ -105,7 +105,7 @@ class OnnxExporter final : public infer::ExporterService {
     graph.set_name(fmt::format("{}_{}", family, head));
     graph.set_doc_string(fmt::format("{} ({}, {}) exported by ms {}", info.dir.filename().string(),
                                      info.task, type, MS_VERSION_STRING));
-    GraphBuilder builder(graph, opset, weights);
+    GraphBuilder builder(graph, opset, weights, request.dtype == "fp16");
     if (family == "bert") {
       build_bert_graph(builder, structure, request.static_shape);
     } else {

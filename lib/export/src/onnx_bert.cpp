@@ -54,7 +54,7 @@ Encoder build_encoder(GraphBuilder& g, const Json& s) {
   // Additive attention mask [batch, 1, 1, sequence]: 0 where attended, the lowest float where
   // padded (BertEncoder::forward).
   Encoder out;
-  out.mask_f = g.node("Cast", {"attention_mask"}, {attr_int("to", TensorProto::FLOAT)});
+  out.mask_f = g.node("Cast", {"attention_mask"}, {attr_int("to", g.float_type())});
   const std::string bias =
       g.unsqueeze(g.node("Mul", {g.node("Sub", {g.constant_float(1.0f), out.mask_f}),
                                  g.constant_float(std::numeric_limits<float>::lowest())}),
@@ -119,7 +119,7 @@ std::string pool(GraphBuilder& g, const std::string& mode, const std::string& hi
       g.node("Range", {g.constant_ints({0}, true), length, g.constant_ints({1}, true)});
   if (mode == "weightedmean") {
     const std::string ones_up =
-        g.unsqueeze(g.node("Add", {g.node("Cast", {index}, {attr_int("to", TensorProto::FLOAT)}),
+        g.unsqueeze(g.node("Add", {g.node("Cast", {index}, {attr_int("to", g.float_type())}),
                                    g.constant_float(1.0f)}),
                     {0, 2});
     const std::string w = g.node("Mul", {m, ones_up});
@@ -131,7 +131,7 @@ std::string pool(GraphBuilder& g, const std::string& mode, const std::string& hi
         "Max", {g.node("Sub", {g.reduce_sum("attention_mask", {1}, true), g.constant_ints({1})}),
                 g.constant_ints({0})});  // [b, 1]
     const std::string one_hot = g.node("Cast", {g.node("Equal", {g.unsqueeze(index, {0}), last})},
-                                       {attr_int("to", TensorProto::FLOAT)});  // [b, t]
+                                       {attr_int("to", g.float_type())});  // [b, t]
     return masked_sum(g.unsqueeze(one_hot, {-1}));
   }
   fail(ErrorCode::kInternal, "no ONNX form for the pooling mode '{}'", mode);

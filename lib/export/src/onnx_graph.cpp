@@ -1,5 +1,7 @@
 #include "onnx_graph.h"
 
+#include <c10/util/Half.h>
+
 #include <ATen/ops/cat.h>
 
 #include <algorithm>
@@ -44,8 +46,14 @@ onnx::AttributeProto attr_float(const std::string& name, float value) {
   return a;
 }
 
-GraphBuilder::GraphBuilder(onnx::GraphProto& graph, int opset, const tensor::TensorMap& weights)
-    : graph_(graph), opset_(opset), weights_(weights) {}
+GraphBuilder::GraphBuilder(onnx::GraphProto& graph, int opset, const tensor::TensorMap& weights,
+                           bool half)
+    : graph_(graph), opset_(opset), weights_(weights), half_(half) {}
+
+std::string GraphBuilder::compute_type(const std::string& float32_value) {
+  if (!half_) return float32_value;
+  return node("Cast", {float32_value}, {attr_int("to", onnx::TensorProto::FLOAT16)});
+}
 
 void GraphBuilder::add_value_info(onnx::ValueInfoProto* info, const std::string& name,
                                   onnx::TensorProto_DataType type,
@@ -72,8 +80,13 @@ void GraphBuilder::input(const std::string& name, onnx::TensorProto_DataType typ
   add_value_info(graph_.add_input(), name, type, shape, inputs_);
 }
 
-void GraphBuilder::output(const std::string& value, const std::string& name,
+void GraphBuilder::output(const std::string& computed, const std::string& name,
                           onnx::TensorProto_DataType type, const std::vector<std::string>& shape) {
+  // A float16 graph answers in float32, as its float32 twin does (optimum's keep_io_types).
+  const std::string value =
+      half_ && type == onnx::TensorProto::FLOAT
+          ? node("Cast", {computed}, {attr_int("to", onnx::TensorProto::FLOAT)})
+          : computed;
   // Graph outputs carry the names users look up; an Identity renames the computed value.
   graph_.add_node()->CopyFrom([&] {
     onnx::NodeProto n;
@@ -95,13 +108,14 @@ const at::Tensor& GraphBuilder::tensor(const std::string& name) const {
 
 namespace {
 
-void set_float_data(onnx::TensorProto* t, const at::Tensor& source) {
-  const at::Tensor data = source.detach().to(at::kCPU).to(at::kFloat).contiguous();
-  t->set_data_type(onnx::TensorProto::FLOAT);
+void set_float_data(onnx::TensorProto* t, const at::Tensor& source, bool half) {
+  const at::Tensor data =
+      source.detach().to(at::kCPU).to(half ? at::kHalf : at::kFloat).contiguous();
+  t->set_data_type(half ? onnx::TensorProto::FLOAT16 : onnx::TensorProto::FLOAT);
   for (int64_t d : data.sizes()) t->add_dims(d);
-  // raw_data is little-endian, as x86-64 and aarch64 store floats.
+  // raw_data is little-endian, as x86-64 and aarch64 store floats (and IEEE halves).
   t->set_raw_data(std::string(static_cast<const char*>(data.data_ptr()),
-                              static_cast<std::size_t>(data.numel()) * sizeof(float)));
+                              static_cast<std::size_t>(data.numel()) * data.element_size()));
 }
 
 }  // namespace
@@ -110,7 +124,7 @@ std::string GraphBuilder::weight(const std::string& name) {
   if (std::find(added_.begin(), added_.end(), name) == added_.end()) {
     onnx::TensorProto* t = graph_.add_initializer();
     t->set_name(name);
-    set_float_data(t, tensor(name));
+    set_float_data(t, tensor(name), half_);
     added_.push_back(name);
   }
   return name;
@@ -123,7 +137,7 @@ std::string GraphBuilder::weight_transposed(const std::string& name) {
     MS_ASSERT(w.dim() == 2);
     onnx::TensorProto* t = graph_.add_initializer();
     t->set_name(out);
-    set_float_data(t, w.t());
+    set_float_data(t, w.t(), half_);
     added_.push_back(out);
   }
   return out;
@@ -149,8 +163,17 @@ std::string GraphBuilder::constant_float(float value) {
   onnx::TensorProto* t = graph_.add_initializer();
   const std::string name = fresh("const_float");
   t->set_name(name);
-  t->set_data_type(onnx::TensorProto::FLOAT);
-  t->set_raw_data(std::string(reinterpret_cast<const char*>(&value), sizeof(float)));
+  if (!half_) {
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    t->set_raw_data(std::string(reinterpret_cast<const char*>(&value), sizeof(float)));
+    return name;
+  }
+  constexpr float kHalfMax = 65504.0f, kHalfMinNormal = 6.103515625e-05f;
+  float v = std::clamp(value, -kHalfMax, kHalfMax);
+  if (v != 0.0f && std::fabs(v) < kHalfMinNormal) v = std::copysign(kHalfMinNormal, v);
+  const c10::Half h(v);
+  t->set_data_type(onnx::TensorProto::FLOAT16);
+  t->set_raw_data(std::string(reinterpret_cast<const char*>(&h), sizeof(h)));
   return name;
 }
 

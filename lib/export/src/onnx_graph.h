@@ -24,9 +24,18 @@ int newest_opset();
 /// requested input sizes, and the inputs/outputs it declares (for the summary).
 class GraphBuilder {
  public:
-  GraphBuilder(onnx::GraphProto& graph, int opset, const tensor::TensorMap& weights);
+  /// `half`: weights, constants and every floating-point computation in float16 (--dtype fp16);
+  /// graph inputs and outputs keep their float32 / int64 types, with casts at the edges.
+  GraphBuilder(onnx::GraphProto& graph, int opset, const tensor::TensorMap& weights,
+               bool half = false);
 
   int opset() const { return opset_; }
+  /// The element type of the graph's floating-point computation: FLOAT, or FLOAT16.
+  onnx::TensorProto_DataType float_type() const {
+    return half_ ? onnx::TensorProto::FLOAT16 : onnx::TensorProto::FLOAT;
+  }
+  /// A float32 graph input in the computation's type (a Cast in a float16 graph).
+  std::string compute_type(const std::string& float32_value);
 
   /// Declares a graph input or output. `shape` holds a dim_param name or a number per axis.
   void input(const std::string& name, onnx::TensorProto_DataType type,
@@ -34,7 +43,7 @@ class GraphBuilder {
   void output(const std::string& value, const std::string& name, onnx::TensorProto_DataType type,
               const std::vector<std::string>& shape);
 
-  /// The state_dict() tensor `name` as a float32 initializer of the same name (once).
+  /// The state_dict() tensor `name` as an initializer of the same name (once), in float_type().
   std::string weight(const std::string& name);
   /// A 2-D weight transposed ([out, in] -> [in, out], for MatMul), named `name` + "_transposed".
   std::string weight_transposed(const std::string& name);
@@ -42,6 +51,9 @@ class GraphBuilder {
   const at::Tensor& tensor(const std::string& name) const;
 
   std::string constant_ints(const std::vector<int64_t>& values, bool scalar = false);
+  /// A scalar in float_type(). In float16, magnitudes beyond its range saturate to +-65504 and
+  /// nonzero ones below its smallest normal (6.1e-5, e.g. an epsilon) become that normal, so that
+  /// a guard against division by zero stays one.
   std::string constant_float(float value);
 
   /// A node of `op` with one output (named after the op); returns the output's name.
@@ -70,6 +82,7 @@ class GraphBuilder {
   onnx::GraphProto& graph_;
   int opset_;
   const tensor::TensorMap& weights_;
+  bool half_;
   std::vector<std::string> added_;
   int counter_ = 0;
   std::vector<infer::ExportTensor> inputs_, outputs_;

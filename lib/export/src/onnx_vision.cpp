@@ -70,7 +70,7 @@ void build_vision_graph(GraphBuilder& g, const Json& s, const std::vector<int64_
   }
   g.input("pixel_values", TensorProto::FLOAT, shape);
   const std::string family = s.at("family").get<std::string>();
-  std::string x = "pixel_values";
+  std::string x = g.compute_type("pixel_values");
   std::string head;
   if (family == "resnet") {
     x = g.node("Relu", {batch_norm(g, conv(g, x, "conv1.", 2, 3), "bn1.")});

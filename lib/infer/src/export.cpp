@@ -37,11 +37,6 @@ ExportSummary run_export(const ExportRequest& request) {
                 "-DMS_WITH_TORCH=OFF)",
                 "install libonnx-dev (scripts/setup.sh does) and rebuild with -DMS_WITH_ONNX=ON");
   }
-  if (request.dtype == "fp16" && request.format == "onnx") {
-    throw Error(ErrorCode::kMissingComponent,
-                "`ms export --format onnx --dtype fp16` is not built yet",
-                "export with --dtype fp32 (the default), or --format safetensors --dtype fp16");
-  }
   MS_CHECK(request.dtype == "fp32" || request.dtype == "fp16", ErrorCode::kUsage,
            "unknown --dtype '{}' (fp32, fp16)", request.dtype);
   MS_CHECK(!request.output.empty(), ErrorCode::kUsage, "--output is required");

@@ -30,7 +30,9 @@ struct ExportRequest {
   /// Fixed input sizes (--static): text {batch, sequence}; images {batch} or {batch, height,
   /// width}. Empty: dynamic axes (batch, sequence / height, width).
   std::vector<int64_t> static_shape;
-  std::string dtype = "fp32";  ///< weights: fp32, or fp16 (safetensors only so far)
+  /// fp32, or fp16: safetensors weights in half precision; an ONNX graph computing in float16
+  /// (inputs and outputs keep their types). TorchScript: fp32 only so far.
+  std::string dtype = "fp32";
   bool check = false;          ///< --check: strict shape inference over the whole graph as well
   std::vector<std::string> overrides;
   HubModelOptions hub;
