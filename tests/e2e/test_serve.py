@@ -135,6 +135,19 @@ class ServeTestCase(TorchTestCase):
         else:
             self.assertEqual(got, want, path)
 
+    def queue_together_and_compare(self, s, texts, alone):
+        """Holds the batcher, sends each text as its own request at once, waits until all are
+        queued, releases them, and checks each answer against `alone[text]`."""
+        s.request("POST", "/_test/hold")
+        with concurrent.futures.ThreadPoolExecutor(len(texts)) as pool:
+            futures = {t: pool.submit(s.call, {"input": t}) for t in texts}
+            self.wait_queue(s, len(texts))
+            s.request("POST", "/_test/release")
+            for t, f in futures.items():
+                status, _, got = f.result()
+                self.assertEqual(status, 200, got)
+                self.assertClose(got, alone[t])
+
     def wait_queue(self, s, depth):
         self.assertTrue(self.wait_for(lambda: s.metric("ms_serve_queue_depth") == depth),
                         f"queue never reached {depth}:\n{s.log()}")
@@ -173,6 +186,7 @@ class TextServeTest(ServeTestCase):
         self.assertClose(got, {k: v for k, v in pair[0].items() if k != "id"})
 
     def test_concurrent_requests_share_a_batch_and_each_answer_equals_its_input_alone(self):
+        self.require_test_hooks()
         s = self.serve(os.path.join(TINY, "cls"), "--max-batch", "64", "--workers", "1", "--test-routes")
         # Permutations of the same words: one token count, so the 24 make a single forward pass
         # (the batcher splits inputs of unlike lengths into passes of their own).
@@ -182,15 +196,7 @@ class TextServeTest(ServeTestCase):
         for t in texts:
             status, _, alone[t] = s.call({"input": t})
             self.assertEqual(status, 200)
-        s.request("POST", "/_test/hold")
-        with concurrent.futures.ThreadPoolExecutor(len(texts)) as pool:
-            futures = {t: pool.submit(s.call, {"input": t}) for t in texts}
-            self.wait_queue(s, len(texts))
-            s.request("POST", "/_test/release")
-            for t, f in futures.items():
-                status, _, got = f.result()
-                self.assertEqual(status, 200, got)
-                self.assertClose(got, alone[t])
+        self.queue_together_and_compare(s, texts, alone)
         # All 24 waited together, so they ran as one batch of 24 (between 16 and 32).
         _, _, metrics = s.request("GET", "/metrics")
         self.assertIn('ms_serve_batch_size_bucket{le="16"} %d\n' % len(texts), metrics)
@@ -199,15 +205,7 @@ class TextServeTest(ServeTestCase):
         # Unlike lengths, queued together: run in passes of similar length, still equal alone.
         texts = [("word " * n + "end").strip() for n in range(1, 25)]
         alone = {t: s.call({"input": t})[2] for t in texts}
-        s.request("POST", "/_test/hold")
-        with concurrent.futures.ThreadPoolExecutor(len(texts)) as pool:
-            futures = {t: pool.submit(s.call, {"input": t}) for t in texts}
-            self.wait_queue(s, len(texts))
-            s.request("POST", "/_test/release")
-            for t, f in futures.items():
-                status, _, got = f.result()
-                self.assertEqual(status, 200, got)
-                self.assertClose(got, alone[t])
+        self.queue_together_and_compare(s, texts, alone)
 
     def test_sentence_embedding_in_modelscope_shape(self):
         model = os.path.join(TINY, "st_dense")
@@ -386,7 +384,7 @@ class ImageServeTest(ServeTestCase):
         self.model = os.path.join(VISION, "small-cnn")
 
     def test_base64_data_url_and_http_url_images(self):
-        s = self.serve(self.model, "--test-routes")
+        s = self.serve(self.model)
         want = {o["id"]: {k: v for k, v in o.items() if k != "id"}
                 for o in self.infer(self.model, "--input-dir", IMAGES) if "error" not in o}
         for name in ("a.png", "c.jpg"):

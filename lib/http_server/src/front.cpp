@@ -358,6 +358,16 @@ bool PlainFront::process_and_close_socket(socket_t sock) {
   return ret;
 }
 
+std::string exception_text(std::exception_ptr error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+  }
+  return "unknown exception";
+}
+
 void note_request_read() {
   if (t_note != nullptr) t_note->request_read = true;
 }

@@ -144,13 +144,7 @@ void Server::start() {
       });
   http.set_exception_handler(
       [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
-        std::string what = "unknown exception";
-        try {
-          std::rethrow_exception(ep);
-        } catch (const std::exception& e) {
-          what = e.what();
-        } catch (...) {
-        }
+        const std::string what = http_server::exception_text(ep);
         log::error("hub serve: {} {}: {}", req.method, req.path, what);
         send_envelope(req, res, 500, nullptr, "internal error: " + what);
       });

@@ -8,6 +8,8 @@
 #include <httplib.h>
 
 #include <cstddef>
+#include <exception>
+#include <string>
 #include <memory>
 
 namespace ms::http_server {
@@ -49,6 +51,10 @@ class PlainFront : public httplib::Server {
 /// For httplib's logger and error handler, which see no connection: whether the response being
 /// written will close its connection (so it says "Connection: close"), and the note that it will.
 bool front_closes_after(const httplib::Response& res);
+/// The message of an exception a route let escape (httplib's exception handler gets it as an
+/// exception_ptr), for the 500 answer and the log.
+std::string exception_text(std::exception_ptr error);
+
 /// Called by a route that has read its whole request: its own 400 or 413 (a bad field in a
 /// well-formed request) then leaves the connection open, unlike httplib's protocol errors.
 void note_request_read();
