@@ -66,10 +66,11 @@ void run_serve(ServeCommandOptions& o) {
                                   {"workers", server.workers()}};
     std::printf("%s\n", ready.dump().c_str());
   } else {
-    std::printf("ms serve: %s (task %s, %s on %s, %zu worker(s)); POST /call, GET /describe, "
-                "/health, /metrics\n",
-                server.endpoint().c_str(), server.task().c_str(),
-                server.model_dir().string().c_str(), server.device().c_str(), server.workers());
+    std::printf(
+        "ms serve: %s (task %s, %s on %s, %zu worker(s)); POST /call, GET /describe, "
+        "/health, /metrics\n",
+        server.endpoint().c_str(), server.task().c_str(), server.model_dir().string().c_str(),
+        server.device().c_str(), server.workers());
   }
   std::fflush(stdout);
   stop_requested.wait();
@@ -150,7 +151,8 @@ void add_serve_command(CLI::App& app, const GlobalOptions& /*global*/) {
       "\n"
       "API (ModelScope's `modelscope server`):\n"
       "  POST /call      {\"input\": ..., \"parameters\": {...}} -> the pipeline's output\n"
-      "                  input: \"text\" | {\"text\": ..., \"text2\": ...} | {\"image\": BASE64|URL}\n"
+      "                  input: \"text\" | {\"text\": ..., \"text2\": ...} | {\"image\": "
+      "BASE64|URL}\n"
       "                  | a list of those (answered with a list); sentence-embedding:\n"
       "                  {\"source_sentence\": [...], \"sentences_to_compare\": [...]}\n"
       "  GET  /describe  input/output schema and a sample body\n"

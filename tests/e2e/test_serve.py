@@ -269,9 +269,31 @@ class TextServeTest(ServeTestCase):
         self.assertIn("/call", got["Message"])
         status, _, got = s.request("GET", "/call")
         self.assertIn(status, (404, 405))
+        status, _, got = s.request("GET", "/call")
+        self.assertEqual(status, 405)
+        self.assertIn("POST", got["Message"])
+        # Nesting is bounded while parsing; texts are bounded in size.
+        status, _, got = s.call('{"input":' + "[" * 5000 + "]" * 5000 + "}")
+        self.assertEqual((status, got["Data"]["field"]), (400, "body"), got)
+        self.assertIn("nested deeper", got["Message"])
         status, _, _ = s.call({"input": "still fine"})
         self.assertEqual(status, 200)
-        self.assertEqual(s.metric("ms_serve_errors_total"), len(cases))
+        # The cases, the 413 and the nesting; 404 and 405 are not /call answers.
+        self.assertEqual(s.metric("ms_serve_errors_total"), len(cases) + 2)
+
+    def test_curl_style_form_content_type_takes_large_bodies(self):
+        # `curl -d` sends application/x-www-form-urlencoded; the body is still JSON, and may be
+        # far larger than the 8 KiB httplib allows a form.
+        s = self.serve(os.path.join(TINY, "cls"))
+        texts = [f"sentence number {i} of a long list" for i in range(400)]
+        body = json.dumps({"input": texts})
+        self.assertGreater(len(body), 8192)
+        status, _, got = s.call(body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual(status, 200, got)
+        self.assertEqual(len(got), len(texts))
+        status, _, got = s.call({"input": "x" * (1 << 20) + "y"})
+        self.assertEqual((status, got["Data"]["field"]), (400, "input"), got)
+        self.assertIn("at most", got["Message"])
 
     def test_bad_requests_on_one_keep_alive_connection(self):
         # An application-level 400 (a well-formed request with a bad field) keeps the connection.
@@ -299,6 +321,8 @@ class TextServeTest(ServeTestCase):
         self.assertEqual(status, 200)
         status, _, _ = s.call({"input": "a"}, headers={"Authorization": "Bearer s3cret"})
         self.assertEqual(status, 200)
+        status, _, _ = s.call({"input": "a"}, headers={"Authorization": "bearer s3cret"})
+        self.assertEqual(status, 200)  # the scheme is case-insensitive
 
     def test_full_queue_is_503_with_retry_after(self):
         self.require_test_hooks()

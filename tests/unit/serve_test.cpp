@@ -1,9 +1,11 @@
 // `ms serve` without HTTP or LibTorch: the dynamic batcher over a fake pipeline (batch shapes,
 // length grouping, a full queue, a bad input failing alone, timeouts, draining), the /call body
 // rules of ModelScope's service API, and the Prometheus text.
+#include <condition_variable>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "catch.h"
@@ -108,8 +110,8 @@ TEST_CASE("batcher: a batch holds the oldest input and those nearest it in lengt
   batcher.hold(true);
   // Lengths 5, 1, 6, 20, 4, 21: the oldest (5) goes with 6 and 4; then 1 with 20 and 21.
   std::vector<std::shared_ptr<ms::serve::Submission>> subs;
-  for (const char* t : {"aaaaa", "b", "cccccc", "dddddddddddddddddddd", "eeee",
-                        "fffffffffffffffffffff"}) {
+  for (const char* t :
+       {"aaaaa", "b", "cccccc", "dddddddddddddddddddd", "eeee", "fffffffffffffffffffff"}) {
     subs.push_back(batcher.submit(texts({t})));
     REQUIRE(subs.back());
   }
@@ -279,18 +281,18 @@ TEST_CASE("call: images as base64 (standard, URL-safe, data: URL) or http(s) URL
   }
   while (!url_safe.empty() && url_safe.back() == '=') url_safe.pop_back();
   for (const std::string& value : {b64, url_safe, "data:image/png;base64," + b64}) {
-    CallRequest r = ms::serve::parse_call(
-        "image-classification", json{{"input", {{"image", value}}}}.dump(), no_fetch);
+    CallRequest r = ms::serve::parse_call("image-classification",
+                                          json{{"input", {{"image", value}}}}.dump(), no_fetch);
     REQUIRE(r.inputs.size() == 1);
     CHECK(r.inputs[0].content == bytes);
   }
   std::string fetched;
-  CallRequest r = ms::serve::parse_call(
-      "image-classification", R"({"input": "https://example.com/a.jpg"})",
-      [&](const std::string& url) {
-        fetched = url;
-        return std::string("JPEG");
-      });
+  CallRequest r =
+      ms::serve::parse_call("image-classification", R"({"input": "https://example.com/a.jpg"})",
+                            [&](const std::string& url) {
+                              fetched = url;
+                              return std::string("JPEG");
+                            });
   CHECK(fetched == "https://example.com/a.jpg");
   CHECK(r.inputs[0].content == "JPEG");
 
@@ -307,9 +309,8 @@ TEST_CASE("call: images as base64 (standard, URL-safe, data: URL) or http(s) URL
 }
 
 TEST_CASE("call: results render as the pipeline's output; failed inputs become errors") {
-  CallRequest r = ms::serve::parse_call("text-classification",
-                                        R"({"input": ["a", "b"], "parameters": {"topk": 1}})",
-                                        no_fetch);
+  CallRequest r = ms::serve::parse_call(
+      "text-classification", R"({"input": ["a", "b"], "parameters": {"topk": 1}})", no_fetch);
   std::vector<PipelineResult> results(2);
   results[0].output = {{"scores", {0.75, 0.25}}, {"labels", {"pos", "neg"}}};
   results[1].output = {{"scores", {0.6, 0.4}}, {"labels", {"neg", "pos"}}};
@@ -359,4 +360,50 @@ TEST_CASE("metrics: Prometheus counters and cumulative histograms") {
   CHECK(text.find("ms_serve_batch_size_bucket{le=\"4\"} 1\n") != std::string::npos);
   CHECK(text.find("ms_serve_batch_size_bucket{le=\"+Inf\"} 2\n") != std::string::npos);
   CHECK(text.find("ms_serve_batch_size_sum 43\n") != std::string::npos);
+}
+
+namespace {
+
+// cost() blocks until released, so a test can drain the batcher while a submission is between
+// its admission and its queueing.
+class SlowCostPipeline : public FakePipeline {
+ public:
+  std::size_t cost(const PipelineInput& in) const override {
+    std::unique_lock<std::mutex> lock(mu_);
+    entered_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return released_; });
+    return in.text.size();
+  }
+  void wait_entered() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return entered_; });
+  }
+  void release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  mutable bool entered_ = false;
+  bool released_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("batcher: a request admitted before a drain is run, not dropped") {
+  SlowCostPipeline pipeline;
+  DynamicBatcher batcher(pipeline, options(8));
+  std::shared_ptr<ms::serve::Submission> submission;
+  std::thread client([&] { submission = batcher.submit(texts({"admitted"})); });
+  pipeline.wait_entered();
+  batcher.drain();  // the workers must wait for the admitted submission's inputs
+  pipeline.release();
+  client.join();
+  REQUIRE(submission);
+  REQUIRE(batcher.wait(*submission, kForever));
+  CHECK(submission->results()[0].output["text"] == "admitted");
 }

@@ -118,10 +118,10 @@ std::string pool(GraphBuilder& g, const std::string& mode, const std::string& hi
   const std::string index =
       g.node("Range", {g.constant_ints({0}, true), length, g.constant_ints({1}, true)});
   if (mode == "weightedmean") {
-    const std::string ones_up =
-        g.unsqueeze(g.node("Add", {g.node("Cast", {index}, {attr_int("to", g.float_type())}),
-                                   g.constant_float(1.0f)}),
-                    {0, 2});
+    const std::string ones_up = g.unsqueeze(
+        g.node("Add",
+               {g.node("Cast", {index}, {attr_int("to", g.float_type())}), g.constant_float(1.0f)}),
+        {0, 2});
     const std::string w = g.node("Mul", {m, ones_up});
     return g.node("Div", {masked_sum(w), g.node("Max", {g.reduce_sum(w, {1}, false), tiny})});
   }

@@ -1,8 +1,7 @@
 #include "onnx_graph.h"
 
-#include <c10/util/Half.h>
-
 #include <ATen/ops/cat.h>
+#include <c10/util/Half.h>
 
 #include <algorithm>
 #include <cmath>

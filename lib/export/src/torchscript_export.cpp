@@ -1,20 +1,20 @@
 // A model as a TorchScript archive: LibTorch's tracer records the C++ module's forward pass on an
 // example batch (parameters without gradients, so that they become the graph's constants), the
 // graph becomes the `forward` method of a new jit::Module, and that module is saved as model.pt,
-// which Python's torch.jit.load and `ms infer` run. Image classifiers take pixel_values; BERT-family
-// models take input_ids, attention_mask and token_type_ids and return their head's output (logits,
-// or sentence_embedding). The families build shapes from the tensors while tracing (see
-// BertEncoder), and every export is rerun at another batch size and length against the C++ model
-// before it is written, so a graph that froze a size is refused rather than shipped.
+// which Python's torch.jit.load and `ms infer` run. Image classifiers take pixel_values;
+// BERT-family models take input_ids, attention_mask and token_type_ids and return their head's
+// output (logits, or sentence_embedding). The families build shapes from the tensors while tracing
+// (see BertEncoder), and every export is rerun at another batch size and length against the C++
+// model before it is written, so a graph that froze a size is refused rather than shipped.
 #include "torchscript_export.h"
 
 #include <ATen/ops/ones.h>
 #include <ATen/ops/rand.h>
 #include <ATen/ops/randint.h>
 #include <ATen/ops/zeros.h>
+#include <fmt/ranges.h>
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/frontend/tracer.h>
-#include <fmt/ranges.h>
 #include <torch/nn/module.h>
 
 #include <algorithm>
@@ -58,9 +58,12 @@ std::vector<std::string> class_names(const infer::ModelInfo& info, int64_t class
 // Tasks whose BERT-family models export: the heads `ms infer` runs, each with its output.
 const std::map<std::string, std::string>& text_outputs() {
   static const std::map<std::string, std::string> outputs = {
-      {"text-classification", "logits"},      {"sentence-similarity", "logits"},
-      {"token-classification", "logits"},     {"named-entity-recognition", "logits"},
-      {"word-segmentation", "logits"},        {"fill-mask", "logits"},
+      {"text-classification", "logits"},
+      {"sentence-similarity", "logits"},
+      {"token-classification", "logits"},
+      {"named-entity-recognition", "logits"},
+      {"word-segmentation", "logits"},
+      {"fill-mask", "logits"},
       {"sentence-embedding", "sentence_embedding"}};
   return outputs;
 }
@@ -131,8 +134,7 @@ std::vector<at::Tensor> example_inputs(bool text, const std::vector<int64_t>& sh
 }
 
 // A TorchScript model folder passes through: checked to load, then copied as it is.
-infer::ExportSummary pass_through(const infer::ExportRequest& request,
-                                  const infer::ModelInfo& info,
+infer::ExportSummary pass_through(const infer::ExportRequest& request, const infer::ModelInfo& info,
                                   std::chrono::steady_clock::time_point start) {
   MS_CHECK(request.static_shape.empty(), ErrorCode::kUsage,
            "{} is already a TorchScript model: it is copied as it is, so --static does not apply",
@@ -237,9 +239,9 @@ infer::ExportSummary export_torchscript(const infer::ExportRequest& request,
   summary.head = info.task;
   const std::string batch = request.static_shape.empty() ? "batch" : std::to_string(shape[0]);
   if (text) {
-    const std::string seq =
-        request.static_shape.empty() ? "sequence" : std::to_string(shape[1]);
-    for (const std::string& name : sig.inputs) summary.inputs.push_back({name, "int64", {batch, seq}});
+    const std::string seq = request.static_shape.empty() ? "sequence" : std::to_string(shape[1]);
+    for (const std::string& name : sig.inputs)
+      summary.inputs.push_back({name, "int64", {batch, seq}});
     if (sig.output == "logits" && info.task != "text-classification" &&
         info.task != "sentence-similarity") {
       summary.outputs = {{"logits", "float32", {batch, seq, "labels"}}};

@@ -157,6 +157,8 @@ class FrontStream : public httplib::Stream {
   bool wait_for_request(int timeout_ms) const {
     return pos_ < end_ || wait_socket(sock_, POLLIN, timeout_ms);
   }
+  // Whether bytes of a request (or the client's EOF) are there now.
+  bool request_pending() const { return pos_ < end_ || wait_socket(sock_, POLLIN, 0); }
 
   bool is_readable() const override {
     return pos_ < end_ || wait_socket(sock_, POLLIN, read_budget_ms());
@@ -273,12 +275,13 @@ PlainFront::PlainFront(FrontLimits limits) : state_(std::make_unique<State>()) {
 
 PlainFront::~PlainFront() = default;
 
-void PlainFront::drop_connections() {
+void PlainFront::drop_connections(bool all) {
   std::lock_guard<std::mutex> lock(state_->mu);
-  // Connections between requests or still sending headers end now; one in the middle of a
-  // request finishes it (its loop stops after, as the listening socket is closed).
+  // Idle connections end now. One in the middle of a request finishes it, and one whose next
+  // request has already arrived gets it answered (a 503 from a draining server, say): its loop
+  // stops after that, as the listening socket is closed. `all` ends those too.
   for (const auto& [sock, busy] : state_->open) {
-    if (!busy) ::shutdown(sock, SHUT_RDWR);
+    if (all || (!busy && !wait_socket(sock, POLLIN, 0))) ::shutdown(sock, SHUT_RDWR);
   }
 }
 
@@ -328,14 +331,18 @@ bool PlainFront::process_and_close_socket(socket_t sock) {
       std::lock_guard<std::mutex> lock(st.mu);
       st.open[sock] = busy;
     };
-    for (std::size_t count = keep_alive_max_count_; count > 0 && svr_sock_ != INVALID_SOCKET;
-         --count) {
-      // The first byte of the next request (of the first one too, as in httplib's own loop).
-      if (!strm.wait_for_request(to_ms(keep_alive_timeout_sec_, 0))) break;
+    for (std::size_t count = keep_alive_max_count_; count > 0; --count) {
+      // Once the server stops, a request already sent is still answered (and is the last);
+      // otherwise the client could not tell whether it ran.
+      const bool stopping = svr_sock_ == INVALID_SOCKET;
+      if (stopping ? !strm.request_pending()
+                   : !strm.wait_for_request(to_ms(keep_alive_timeout_sec_, 0))) {
+        break;
+      }
       strm.start_header_phase(st.limits.header_timeout_s);
       note = ConnectionNote{};
       bool closed = false;
-      ret = process_request(strm, count == 1, closed, [&](httplib::Request&) {
+      ret = process_request(strm, count == 1 || stopping, closed, [&](httplib::Request&) {
         note.headers_done = true;
         strm.end_header_phase();
         set_busy(true);
@@ -343,7 +350,7 @@ bool PlainFront::process_and_close_socket(socket_t sock) {
       set_busy(false);
       // Without headers the request was malformed (or cut off): what follows on the connection
       // is not a request either, so it ends here rather than after the keep-alive wait.
-      if (!ret || closed || note.close || !note.headers_done) {
+      if (!ret || closed || note.close || !note.headers_done || stopping) {
         if (ret && (note.close || !note.headers_done)) linger_close(sock);
         break;
       }

@@ -46,9 +46,8 @@ Listener::Listener(const ListenerOptions& options) : options_(options) {
            "threads must be 1..1024, got {}", o.warm_threads);
   MS_CHECK(o.header_timeout_s >= 1 && o.header_timeout_s <= 3600, ErrorCode::kUsage,
            "--header-timeout must be 1..3600 seconds, got {}", o.header_timeout_s);
-  MS_CHECK(o.max_client_connections >= 1 && o.max_client_connections <= 100000,
-           ErrorCode::kUsage, "--max-client-connections must be 1..100000, got {}",
-           o.max_client_connections);
+  MS_CHECK(o.max_client_connections >= 1 && o.max_client_connections <= 100000, ErrorCode::kUsage,
+           "--max-client-connections must be 1..100000, got {}", o.max_client_connections);
   MS_CHECK(o.port >= 0 && o.port < 65536, ErrorCode::kUsage, "--port must be 0..65535, got {}",
            o.port);
   if (!o.tls_cert.empty()) {
@@ -115,7 +114,12 @@ void Listener::start(const std::string& who) {
                 "the port may be in use or the host not an address of this machine; try --port 0");
   }
   if (front_) front_->widen_backlog();
-  thread_ = std::thread([&http] { http.listen_after_bind(); });
+  std::promise<void> done;
+  listen_done_ = done.get_future();
+  thread_ = std::thread([&http, done = std::move(done)]() mutable {
+    http.listen_after_bind();  // returns once every connection's job has ended
+    done.set_value();
+  });
   started_ = true;
   // Report ready only once the accept loop runs: httplib's stop() is a no-op before that, so a
   // signal arriving right after the ready line would otherwise leave the server running.
@@ -133,11 +137,14 @@ std::string Listener::endpoint() const {
   return fmt::format("{}://{}:{}", scheme(), shown, port_);
 }
 
-void Listener::stop() {
+void Listener::stop(std::chrono::seconds grace) {
   if (!started_) return;
   http_->stop();
   // Idle and half-sent connections would otherwise hold the join until their clients time out.
   if (front_) front_->drop_connections();
+  if (listen_done_.wait_for(grace) == std::future_status::timeout && front_) {
+    front_->drop_connections(/*all=*/true);
+  }
   if (thread_.joinable()) thread_.join();
   started_ = false;
 }

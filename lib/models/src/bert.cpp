@@ -19,10 +19,10 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 #include <fmt/ranges.h>
+#include <torch/csrc/jit/frontend/tracer.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
-#include <torch/csrc/jit/frontend/tracer.h>
 #include <torch/nn/modules/normalization.h>
 
 #include <algorithm>
@@ -446,7 +446,8 @@ at::Tensor BertEncoder::forward(const at::Tensor& input_ids, const at::Tensor& t
     positions = at::cumsum(not_pad, 1).mul_(not_pad).add_(c.pad_token_id);
   } else if (torch::jit::tracer::isTracing()) {
     // 0, 1, ..., t-1 without t, which the tracer would fix as a constant.
-    positions = at::cumsum(at::ones_like(input_ids, input_ids.options().dtype(at::kLong)), 1).sub_(1);
+    positions =
+        at::cumsum(at::ones_like(input_ids, input_ids.options().dtype(at::kLong)), 1).sub_(1);
   } else {
     positions = at::arange(t, input_ids.options().dtype(at::kLong)).unsqueeze(0);
   }

@@ -77,8 +77,7 @@ class ScriptTextModel final : public Model {
     if (const at::Tensor* positions = optional_input(inputs, "logits_positions");
         positions && logits != result.end() && logits->second.dim() == 3) {
       const at::Tensor& all = logits->second;
-      logits->second =
-          all.reshape({-1, all.size(-1)}).index_select(0, positions->to(all.device()));
+      logits->second = all.reshape({-1, all.size(-1)}).index_select(0, positions->to(all.device()));
     }
     return result;
   }

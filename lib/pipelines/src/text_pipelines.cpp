@@ -125,7 +125,6 @@ class BertTextPipeline : public infer::Pipeline {
     cache_.erase(&in);
   }
 
-
  protected:
   // Turns the batch into encodings; items that fail (empty, bad UTF-8) get their error instead.
   std::vector<std::size_t> encode(const std::vector<const infer::PipelineInput*>& batch,

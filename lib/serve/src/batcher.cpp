@@ -39,12 +39,20 @@ std::shared_ptr<Submission> DynamicBatcher::submit(std::vector<infer::PipelineIn
   auto submission = std::make_shared<Submission>(std::move(inputs));
   std::vector<std::size_t> costs;
   costs.reserve(n);
-  for (const auto& in : submission->inputs()) costs.push_back(pipeline_.cost(in));
+  try {
+    for (const auto& in : submission->inputs()) costs.push_back(pipeline_.cost(in));
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mu_);
+    reserved_ -= n;
+    work_.notify_all();  // a draining worker may be waiting for the reservation to end
+    throw;
+  }
   const auto now = Clock::now();
   std::lock_guard<std::mutex> lock(mu_);
   reserved_ -= n;
   for (std::size_t i = 0; i < n; ++i) queue_.push_back({submission, i, costs[i], now});
-  if (n > 0) work_.notify_all();
+  // Also when n is 0: a draining worker waits for every reservation to end.
+  work_.notify_all();
   return submission;
 }
 
@@ -54,10 +62,11 @@ bool DynamicBatcher::wait(Submission& submission, Clock::time_point deadline) {
     return true;
   }
   submission.abandoned_ = true;
-  const auto dropped =
-      std::stable_partition(queue_.begin(), queue_.end(),
-                            [&](const Pending& p) { return p.submission.get() != &submission; });
-  for (auto it = dropped; it != queue_.end(); ++it) pipeline_.forget(submission.inputs()[it->index]);
+  const auto dropped = std::stable_partition(queue_.begin(), queue_.end(), [&](const Pending& p) {
+    return p.submission.get() != &submission;
+  });
+  for (auto it = dropped; it != queue_.end(); ++it)
+    pipeline_.forget(submission.inputs()[it->index]);
   queue_.erase(dropped, queue_.end());
   return false;
 }
@@ -154,7 +163,10 @@ void DynamicBatcher::work() {
   for (;;) {
     work_.wait(lock, [&] { return draining_ || (!held_ && !queue_.empty()); });
     if (queue_.empty()) {
-      if (draining_) return;
+      // A submission admitted before the drain may still be computing its costs: its inputs
+      // are about to be queued and must be run, not left to time out.
+      if (draining_ && reserved_ == 0) return;
+      if (draining_) work_.wait(lock, [&] { return reserved_ == 0 || !queue_.empty(); });
       continue;
     }
     if (held_ && !draining_) continue;

@@ -33,13 +33,27 @@ bool ranked_labels_task(const std::string& task) {
   throw CallError{400, field, std::move(message)};
 }
 
+// No service body needs more: {"input": [{"text": ...}]} is 3 levels.
+constexpr int kMaxDepth = 32;
+
+// A text is tokenised whole before the model's length cuts it; a few megabytes of text cost
+// seconds and a gigabyte on a connection's thread, for tokens the model never reads.
+constexpr std::size_t kMaxTextBytes = 1u << 20;
+
 bool contains(std::initializer_list<const char*> keys, const std::string& key) {
   return std::any_of(keys.begin(), keys.end(), [&](const char* k) { return key == k; });
 }
 
 std::string text_of(const Json& value, const std::string& field) {
-  if (!value.is_string()) bad(field, fmt::format("expected a string, got {}", Config::type_name(value)));
-  return value.get<std::string>();
+  if (!value.is_string())
+    bad(field, fmt::format("expected a string, got {}", Config::type_name(value)));
+  const std::string& text = value.get_ref<const std::string&>();
+  if (text.size() > kMaxTextBytes) {
+    bad(field, fmt::format("a text of {} bytes; ms serve takes at most {} per text (models read "
+                           "a few hundred tokens)",
+                           text.size(), kMaxTextBytes));
+  }
+  return text;
 }
 
 // Image bytes from a service string: base64 (standard or URL-safe, padding optional, as
@@ -59,13 +73,15 @@ std::string image_bytes(const std::string& value, const std::string& field,
   const bool path_like = !value.empty() && (value[0] == '/' || value[0] == '.' || value[0] == '~');
   if (value.rfind("file:", 0) == 0 || value.rfind("oss:", 0) == 0 ||
       (path_like && data::has_image_extension(value))) {
-    bad(field, "the server reads no local paths or file:/oss: URLs; send the image as base64 or "
-               "an http(s) URL");
+    bad(field,
+        "the server reads no local paths or file:/oss: URLs; send the image as base64 or "
+        "an http(s) URL");
   }
   std::string_view data = value;
   if (data.rfind("data:", 0) == 0) {
     const std::size_t comma = data.find(',');
-    if (comma == std::string_view::npos || data.substr(0, comma).find(";base64") == std::string_view::npos) {
+    if (comma == std::string_view::npos ||
+        data.substr(0, comma).find(";base64") == std::string_view::npos) {
       bad(field, "a data: URL must be base64 (data:image/png;base64,...)");
     }
     data.remove_prefix(comma + 1);
@@ -93,12 +109,16 @@ infer::PipelineInput one_input(const std::string& task, const Json& value, const
         if (!contains(kImageKeys, it.key())) {
           bad(field + "." + it.key(), "unknown key; an image input is {\"image\": BASE64_OR_URL}");
         }
+        if (where != field) bad(field + "." + it.key(), "two image fields; give one");
         where = field + "." + it.key();
-        source = text_of(it.value(), where);
+        source =
+            it.value().is_string() ? it.value().get<std::string>() : text_of(it.value(), where);
       }
       if (value.empty()) bad(field, "expected {\"image\": BASE64_OR_URL}");
     } else {
-      source = text_of(value, field);
+      if (!value.is_string())
+        bad(field, "expected an image: base64, a data: URL or an http(s) URL");
+      source = value.get<std::string>();
     }
     in.content = image_bytes(source, where, fetch);
     in.path = "the image";  // names it in decoding errors, after the field
@@ -106,7 +126,7 @@ infer::PipelineInput one_input(const std::string& task, const Json& value, const
     return in;
   }
   if (value.is_string()) {
-    in.text = value.get<std::string>();
+    in.text = text_of(value, field);
     return in;
   }
   if (pair_task(task) && value.is_array()) {
@@ -138,7 +158,7 @@ infer::PipelineInput one_input(const std::string& task, const Json& value, const
 
 std::vector<std::string> sentence_list(const Json& value, const std::string& field) {
   std::vector<std::string> out;
-  if (value.is_string()) return {value.get<std::string>()};
+  if (value.is_string()) return {text_of(value, field)};
   if (!value.is_array()) bad(field, "expected a list of strings");
   for (std::size_t i = 0; i < value.size(); ++i) {
     out.push_back(text_of(value[i], fmt::format("{}[{}]", field, i)));
@@ -160,8 +180,9 @@ void parse_embedding(const Json& input, CallRequest& request) {
         compare = sentence_list(it.value(), key_field);
         request.compare = true;
       } else {
-        bad(key_field, "unknown key (sentence-embedding takes source_sentence and "
-                       "sentences_to_compare)");
+        bad(key_field,
+            "unknown key (sentence-embedding takes source_sentence and "
+            "sentences_to_compare)");
       }
     }
   } else {
@@ -176,7 +197,8 @@ void parse_embedding(const Json& input, CallRequest& request) {
     request.inputs.push_back(std::move(in));
     request.fields.push_back(std::move(field));
   };
-  const bool source_list = !(input.is_object() ? input.at(source_field.substr(6)) : input).is_string();
+  const bool source_list =
+      !(input.is_object() ? input.at(source_field.substr(6)) : input).is_string();
   for (std::size_t i = 0; i < sources.size(); ++i) {
     add(sources[i], source_list ? fmt::format("{}[{}]", source_field, i) : source_field);
   }
@@ -245,11 +267,19 @@ std::string_view embedding_text(const infer::PipelineResult& r) {
 CallRequest parse_call(const std::string& task, std::string_view body, const UrlFetcher& fetch) {
   Json doc;
   try {
-    doc = Json::parse(body);
+    // The nesting is bounded while parsing: a body of a few megabytes of brackets would
+    // otherwise build millions of nested values (about 1 GB) before any rule sees it.
+    doc = Json::parse(body, [](int depth, Json::parse_event_t, Json&) {
+      if (depth > kMaxDepth) {
+        throw CallError{400, "body", fmt::format("nested deeper than {} levels", kMaxDepth)};
+      }
+      return true;
+    });
   } catch (const Json::exception& e) {
     bad("body", fmt::format("not valid JSON: {}", e.what()));
   }
-  if (!doc.is_object()) bad("body", "expected a JSON object {\"input\": ..., \"parameters\": {...}}");
+  if (!doc.is_object())
+    bad("body", "expected a JSON object {\"input\": ..., \"parameters\": {...}}");
   for (auto it = doc.begin(); it != doc.end(); ++it) {
     if (it.key() != "input" && it.key() != "parameters") {
       bad(it.key(), "unknown key; a /call body has \"input\" and \"parameters\"");
@@ -354,7 +384,8 @@ Json ranked_labels_output() {
 }
 
 Json topk_parameters() {
-  return {{"type", "object"}, {"properties", {{"topk", {{"type", "integer"}, {"default", nullptr}}}}}};
+  return {{"type", "object"},
+          {"properties", {{"topk", {{"type", "integer"}, {"default", nullptr}}}}}};
 }
 
 // Input, parameters and output schemas and a sample body, in the layout of ModelScope's
@@ -377,13 +408,15 @@ std::pair<Json, Json> schema_and_sample(const std::string& task) {
                  {"scores", {{"type", "array"}, {"items", {{"type", "number"}}}}}}}}}},
             {{"input",
               {{"source_sentence", {"How do I bake bread?"}},
-               {"sentences_to_compare", {"Bread needs flour, water and yeast.", "The sky is blue."}}}}}};
+               {"sentences_to_compare",
+                {"Bread needs flour, water and yeast.", "The sky is blue."}}}}}};
   }
   if (task == "text-classification") {
     Json input = text_input;
     input["properties"]["text2"] = string_property("A second sentence, for pair models.");
-    return {{{"input", input}, {"parameters", topk_parameters()}, {"output", ranked_labels_output()}},
-            {{"input", {{"text", "i like this wonderful place"}}}, {"parameters", Json::object()}}};
+    return {
+        {{"input", input}, {"parameters", topk_parameters()}, {"output", ranked_labels_output()}},
+        {{"input", {{"text", "i like this wonderful place"}}}, {"parameters", Json::object()}}};
   }
   if (task == "sentence-similarity") {
     return {{{"input", {{"type", "array"}, {"items", string_property("The input text.")}}},
@@ -411,7 +444,8 @@ std::pair<Json, Json> schema_and_sample(const std::string& task) {
              {"parameters", no_parameters},
              {"output",
               {{"type", "object"},
-               {"properties", {{"text", {{"type", "string"}}}, {"predictions", {{"type", "array"}}}}}}}},
+               {"properties",
+                {{"text", {{"type", "string"}}}, {"predictions", {{"type", "array"}}}}}}}},
             {{"input", {{"text", "The capital of France is [MASK]."}}}}};
   }
   // token-classification, named-entity-recognition, word-segmentation

@@ -17,8 +17,8 @@ std::size_t bucket_of(const std::array<double, N>& bounds, double value) {
 
 template <std::size_t N, std::size_t M>
 void write_histogram(std::string& out, const char* name, const char* help,
-                     const std::array<double, N>& bounds, const std::array<std::uint64_t, M>& counts,
-                     double sum) {
+                     const std::array<double, N>& bounds,
+                     const std::array<std::uint64_t, M>& counts, double sum) {
   static_assert(M == N + 1);
   fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} histogram\n", name, help, name);
   std::uint64_t cumulative = 0;

@@ -4,7 +4,9 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 
 #include "ms/core/error.h"
@@ -51,41 +53,98 @@ struct Server::Impl {
   bool authorized(const httplib::Request& req) const {
     if (options.token.empty()) return true;
     const std::string header = req.get_header_value("Authorization");
-    constexpr std::string_view kBearer = "Bearer ";
-    return header.rfind(kBearer, 0) == 0 &&
-           same_token(header.substr(kBearer.size()), options.token);
+    // The scheme is case-insensitive (RFC 9110 section 11.1).
+    constexpr std::size_t kScheme = 7;  // "Bearer "
+    if (header.size() <= kScheme || header[kScheme - 1] != ' ') return false;
+    std::string scheme = header.substr(0, kScheme - 1);
+    for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return scheme == "bearer" && same_token(header.substr(kScheme), options.token);
   }
 
   // 401 unless the request carries the token; true when it may go on.
   bool admit(const httplib::Request& req, httplib::Response& res, const std::string& id) {
     if (authorized(req)) return true;
     res.set_header("WWW-Authenticate", "Bearer");
-    send_error(res, 401, "Authorization",
-               "this server needs \"Authorization: Bearer TOKEN\" (the --token it was started with)",
-               id);
+    send_error(
+        res, 401, "Authorization",
+        "this server needs \"Authorization: Bearer TOKEN\" (the --token it was started with)", id);
     return false;
   }
 
-  void call(const httplib::Request& req, httplib::Response& res) {
+  // POST /call. The body is read here rather than by httplib, which would cap a body sent as a
+  // form (curl -d's default content type) at 8 KiB.
+  void call(const httplib::Request& req, httplib::Response& res,
+            const httplib::ContentReader& read_body) {
     const auto t0 = Clock::now();
-    http_server::note_request_read();
-    const std::string id = fmt::format("{:x}-{}", static_cast<unsigned>(::getpid()), next_request++);
+    const std::string id =
+        fmt::format("{:x}-{}", static_cast<unsigned>(::getpid()), next_request++);
     res.set_header("X-Request-Id", id);
-    if (admit(req, res, id)) answer_call(req, res, id, t0);
-    metrics.request(res.status, std::chrono::duration<double>(Clock::now() - t0).count());
+    // Every answer counts in the metrics, an exception's 500 too.
+    struct Count {
+      Impl& s;
+      httplib::Response& res;
+      Clock::time_point t0;
+      ~Count() {
+        s.metrics.request(res.status == -1 ? 500 : res.status,
+                          std::chrono::duration<double>(Clock::now() - t0).count());
+      }
+    } count{*this, res, t0};
+    if (!admit(req, res, id)) return;
+    if (req.is_multipart_form_data()) {
+      res.set_header("Connection", "close");
+      send_error(res, 415, "body", "send the body as JSON, not as a multipart form", id);
+      return;
+    }
+    std::string body;
+    bool too_large = false;
+    const bool complete = read_body([&](const char* data, std::size_t size) {
+      if (body.size() + size > options.max_body_bytes) {
+        too_large = true;
+        return false;
+      }
+      body.append(data, size);
+      return true;
+    });
+    if (!complete) {
+      res.set_header("Connection", "close");
+      if (too_large || res.status == 413) {
+        send_error(res, 413, "body",
+                   fmt::format("request body over {} bytes (ms serve --max-body-mb)",
+                               options.max_body_bytes),
+                   id);
+      } else {
+        send_error(res, 400, "body", "the request body was cut short", id);
+      }
+      return;
+    }
+    http_server::note_request_read();
+    answer_call(body, res, id, t0);
   }
 
-  void answer_call(const httplib::Request& req, httplib::Response& res, const std::string& id,
+  void answer_call(const std::string& body, httplib::Response& res, const std::string& id,
                    Clock::time_point t0) {
     const auto deadline = t0 + std::chrono::seconds(options.request_timeout_s);
     try {
+      // Images fetched for one request share its deadline and, together, the body's size
+      // limit: a list of URLs must not hold the server longer or fetch more than one body.
+      std::size_t fetched = 0;
       const UrlFetcher fetch = [&](const std::string& url) {
+        const auto left =
+            std::chrono::duration_cast<std::chrono::seconds>(deadline - Clock::now()).count();
+        if (left < 1 || fetched >= options.max_body_bytes) {
+          throw Error(ErrorCode::kUsage,
+                      left < 1 ? "the request's time (--request-timeout) ran out fetching images"
+                               : "the request's images exceed --max-body-mb together");
+        }
         io::ReadOptions read;
-        read.max_bytes = options.max_body_bytes;
-        read.total_timeout_s = options.request_timeout_s;
-        return io::read_resource(url, read);
+        read.max_bytes = options.max_body_bytes - fetched;
+        read.total_timeout_s = left;
+        read.stall_timeout_s = std::min<long>(read.stall_timeout_s, left);
+        std::string bytes = io::read_resource(url, read);
+        fetched += bytes.size();
+        return bytes;
       };
-      CallRequest request = parse_call(model.task, req.body, fetch);
+      CallRequest request = parse_call(model.task, body, fetch);
       if (request.inputs.size() > options.max_queue) {
         // 503 would tell the client to retry something that can never fit.
         send_error(res, 413, "input",
@@ -106,9 +165,10 @@ struct Server::Impl {
         return;
       }
       if (!batcher->wait(*submission, deadline)) {
-        send_error(res, 504, "",
-                   fmt::format("not answered within --request-timeout {} s", options.request_timeout_s),
-                   id);
+        send_error(
+            res, 504, "",
+            fmt::format("not answered within --request-timeout {} s", options.request_timeout_s),
+            id);
         return;
       }
       res.status = 200;
@@ -120,7 +180,18 @@ struct Server::Impl {
 
   void install_routes() {
     httplib::Server& http = listener->http();
-    http.Post("/call", [this](const httplib::Request& req, httplib::Response& res) { call(req, res); });
+    http.Post("/call",
+              [this](const httplib::Request& req, httplib::Response& res,
+                     const httplib::ContentReader& read_body) { call(req, res, read_body); });
+    // Other methods on /call are 405, not "no such API".
+    const auto only_post = [](const httplib::Request&, httplib::Response& res) {
+      res.set_header("Allow", "POST");
+      send_error(res, 405, "", "/call takes POST", "");
+    };
+    http.Get("/call", only_post);
+    http.Put("/call", only_post);
+    http.Delete("/call", only_post);
+    http.Patch("/call", only_post);
     http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(R"({"Code":200,"Data":{},"Message":"success","RequestId":"","Success":true})",
                       kJson);
@@ -152,9 +223,13 @@ struct Server::Impl {
     http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
       if (res.body.empty()) {
         std::string message = "HTTP error " + std::to_string(res.status);
-        if (res.status == 404) message = "no such API: " + req.method + " " + req.path +
-                                         " (POST /call, GET /describe, /health, /metrics)";
+        if (res.status == 404)
+          message = "no such API: " + req.method + " " + req.path +
+                    " (POST /call, GET /describe, /health, /metrics)";
         if (res.status == 413) message = "request body too large (see ms serve --max-body-mb)";
+        if (res.status == 400) {
+          message = "malformed request (its line or headers, or a body without Content-Length)";
+        }
         send_error(res, res.status, "", message, "");
       }
       if (http_server::front_closes_after(res)) res.set_header("Connection", "close");
@@ -202,7 +277,9 @@ Server::Server(ServeOptions options) : impl_(std::make_unique<Impl>()) {
   batching.max_queue = o.max_queue;
   batching.workers = s.workers;
   batching.threads = infer::load_torch_layer().runtime->info().num_threads;
-  batching.on_batch = [&s](std::size_t inputs, double seconds) { s.metrics.batch(inputs, seconds); };
+  batching.on_batch = [&s](std::size_t inputs, double seconds) {
+    s.metrics.batch(inputs, seconds);
+  };
   s.batcher = std::make_unique<DynamicBatcher>(*s.pipeline, std::move(batching));
   s.install_routes();
 }
@@ -224,7 +301,9 @@ void Server::stop() {
   // Queued inputs run (a held batcher is released) while the listener lets the requests that
   // wait for them finish; only then do the workers end.
   impl_->batcher->drain();
-  impl_->listener->stop();
+  // Every queued request is answered or timed out within --request-timeout; a connection still
+  // open a few seconds after that is a client too slow to wait for.
+  impl_->listener->stop(std::chrono::seconds(impl_->options.request_timeout_s + 5));
   impl_->batcher.reset();
 }
 

@@ -9,8 +9,8 @@
 
 #include <cstddef>
 #include <exception>
-#include <string>
 #include <memory>
+#include <string>
 
 namespace ms::http_server {
 
@@ -33,9 +33,10 @@ class PlainFront : public httplib::Server {
   explicit PlainFront(FrontLimits limits);
   ~PlainFront() override;
 
-  /// Shuts down (SHUT_RDWR) every open connection so that their threads end now rather than when
-  /// their clients time out; called by Listener::stop() after httplib's stop().
-  void drop_connections();
+  /// Shuts down (SHUT_RDWR) the idle connections so that their threads end now rather than when
+  /// their clients time out; a connection serving a request, or holding one not yet read, is
+  /// left to answer it. `all`: every connection. Called by Listener::stop() after httplib's stop().
+  void drop_connections(bool all = false);
 
   /// Listens again with the system's largest backlog: httplib's is 5, and a burst of connections
   /// beyond it has clients retrying their SYN after 1 s, 3 s, ... Call after binding.

@@ -5,8 +5,10 @@
 
 #include <httplib.h>
 
+#include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <string>
 #include <thread>
@@ -24,10 +26,10 @@ struct ListenerOptions {
   /// Worker threads kept ready; more start (up to 4096) while all are busy. Each open connection
   /// holds one thread.
   std::size_t warm_threads = 32;
-  int header_timeout_s = 30;                  ///< seconds a client has to send a request's headers
-  std::size_t max_client_connections = 256;   ///< open connections per client address
-  std::size_t max_body_bytes = 1ull << 30;    ///< httplib refuses larger bodies (413)
-  int read_timeout_s = 60;                    ///< a body byte must arrive within this
+  int header_timeout_s = 30;                 ///< seconds a client has to send a request's headers
+  std::size_t max_client_connections = 256;  ///< open connections per client address
+  std::size_t max_body_bytes = 1ull << 30;   ///< httplib refuses larger bodies (413)
+  int read_timeout_s = 60;                   ///< a body byte must arrive within this
   int write_timeout_s = 60;
   int keep_alive_timeout_s = 5;  ///< an idle keep-alive connection holds its thread this long
 };
@@ -53,9 +55,10 @@ class Listener {
   int port() const { return port_; }
   /// "http://127.0.0.1:PORT" (or https://...).
   std::string endpoint() const;
-  /// Stops accepting, lets requests being served finish, ends idle connections and joins the
-  /// threads. Idempotent.
-  void stop();
+  /// Stops accepting, lets requests being served (or already sent) finish, ends idle connections
+  /// and joins the threads. After `grace`, connections still open are cut (a client uploading a
+  /// body byte by byte must not hold a shutdown). Idempotent.
+  void stop(std::chrono::seconds grace = std::chrono::hours(24));
 
  private:
   ListenerOptions options_;
@@ -63,6 +66,7 @@ class Listener {
   PlainFront* front_ = nullptr;  // the plain-HTTP front (http_), or null with TLS
   bool tls_ = false;
   std::thread thread_;
+  std::future<void> listen_done_;  // ready when the accept loop and its connections have ended
   int port_ = 0;
   bool started_ = false;
 };

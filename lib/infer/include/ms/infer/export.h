@@ -33,7 +33,7 @@ struct ExportRequest {
   /// fp32, or fp16: safetensors weights in half precision; an ONNX graph computing in float16
   /// (inputs and outputs keep their types). TorchScript: fp32 only so far.
   std::string dtype = "fp32";
-  bool check = false;          ///< --check: strict shape inference over the whole graph as well
+  bool check = false;  ///< --check: strict shape inference over the whole graph as well
   std::vector<std::string> overrides;
   HubModelOptions hub;
 };

@@ -46,6 +46,7 @@ struct ScriptTextSpec {
 
 /// Loads a traced text model as a Model the text pipelines run like the source model (inference
 /// only: it has no parameters to train). Errors as ScriptModule's.
-std::shared_ptr<Model> load_script_text_model(const ScriptTextSpec& spec, const std::string& device);
+std::shared_ptr<Model> load_script_text_model(const ScriptTextSpec& spec,
+                                              const std::string& device);
 
 }  // namespace ms::models

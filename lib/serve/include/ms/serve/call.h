@@ -32,7 +32,7 @@ enum class CallShape {
 
 struct CallRequest {
   std::vector<infer::PipelineInput> inputs;  ///< moved into the batcher once parsed
-  std::vector<std::string> fields;  ///< each input's place in the body, for errors
+  std::vector<std::string> fields;           ///< each input's place in the body, for errors
   CallShape shape = CallShape::kOne;
   /// kEmbedding: whether sentences_to_compare was given (then "scores" are the dot products of
   /// the first embedding with each later one, as ModelScope's pipeline computes them).

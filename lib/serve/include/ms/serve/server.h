@@ -21,17 +21,17 @@ struct ServeOptions {
   std::vector<std::string> overrides;  ///< --set KEY=VALUE
   infer::HubModelOptions hub;
   DeviceSpec device{DeviceSpec::Kind::kCpu, -1};
-  std::optional<int> threads;           ///< LibTorch intra-op threads (default: every core)
-  std::optional<std::size_t> workers;   ///< batches run at once (default as `ms infer`)
+  std::optional<int> threads;          ///< LibTorch intra-op threads (default: every core)
+  std::optional<std::size_t> workers;  ///< batches run at once (default as `ms infer`)
   std::string host = "127.0.0.1";
-  int port = 8000;                      ///< 0 picks a free port
-  std::size_t max_batch = 32;           ///< inputs per forward pass
+  int port = 8000;             ///< 0 picks a free port
+  std::size_t max_batch = 32;  ///< inputs per forward pass
   int max_wait_ms = 0;  ///< how long the oldest input waits for company while a worker is free
-  std::size_t max_queue = 1024;         ///< waiting inputs; more are answered 503
+  std::size_t max_queue = 1024;            ///< waiting inputs; more are answered 503
   std::size_t max_body_bytes = 32u << 20;  ///< larger request bodies are answered 413
-  int request_timeout_s = 60;           ///< a request not answered by then gets 504
-  std::string token;                    ///< when set, requests need "Authorization: Bearer TOKEN"
-  std::filesystem::path tls_cert;       ///< with tls_key: serve https
+  int request_timeout_s = 60;              ///< a request not answered by then gets 504
+  std::string token;               ///< when set, requests need "Authorization: Bearer TOKEN"
+  std::filesystem::path tls_cert;  ///< with tls_key: serve https
   std::filesystem::path tls_key;
   /// Adds POST /_test/hold and /_test/release (the batcher's hold(); test builds only).
   bool test_routes = false;
