@@ -2,8 +2,10 @@
 """The Python peer of bench/serve.sh: ModelScope's service API (POST /call, GET /health) for a
 sentence-embedding model, served the way `modelscope server` serves it (FastAPI + uvicorn, the
 pipeline called inside an async handler, so one request runs at a time), with
-sentence-transformers as the pipeline. `modelscope server` itself cannot start offline: it builds
-its pipeline from a hub model id and revision.
+sentence-transformers as the pipeline. `modelscope server` 1.40.2 itself did not start beside
+Debian's torch 1.13 (the LibTorch ms uses): its pipelines import `datasets`, and the newest
+`datasets`/pyarrow need NumPy 2 while that torch is built against NumPy 1.24 (older pins were not
+tried).
 
 usage: serve_st_server.py MODEL_DIR PORT THREADS
 """
