@@ -73,6 +73,9 @@ e2e_on_gpu tests/e2e/test_infer_formats.py
 step "vision (small CNN, TorchScript, ResNet where torchvision exists) on gpu:0"
 e2e_on_gpu tests/e2e/test_infer_image.py
 
+step "ms serve on gpu:0: answers equal ms infer's, batching, errors (tests/e2e/test_serve.py)"
+e2e_on_gpu tests/e2e/test_serve.py
+
 model="${MS_MINILM_DIR:-}"
 if [ -z "$model" ] || [ ! -f "$model/model.safetensors" ]; then
   echo "MS_MINILM_DIR is not set to a MiniLM folder (scripts/fetch_minilm.sh): skipping the MiniLM comparison"

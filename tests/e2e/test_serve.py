@@ -24,9 +24,12 @@ from harness import MS_BIN, SOURCE_DIR, TorchTestCase, component_available, run_
 TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
 VISION = os.path.join(SOURCE_DIR, "tests", "data", "infer", "vision")
 IMAGES = os.path.join(VISION, "images")
+# scripts/gpu-check.sh runs these tests again with MS_INFER_DEVICE=gpu:0 (server and `ms infer`).
+DEVICE = os.environ.get("MS_INFER_DEVICE", "cpu")
 # Batched and single forward passes multiply matrices of other shapes; float rounding differs in
-# the last bits (about 1e-7 seen), never the labels.
-TOL = 1e-5
+# the last bits (about 1e-7 seen on the CPU; GPU libraries pick other kernels per shape), never
+# the labels.
+TOL = 1e-5 if DEVICE == "cpu" else 1e-4
 
 
 def read_bytes(path):
@@ -43,7 +46,8 @@ class Served:
     """`ms serve --port 0 --json` on a model; start() waits for its ready line."""
 
     def __init__(self, model, *extra, log_dir):
-        self.args = [MS_BIN, "serve", "-m", model, "--port", "0", "--json", *map(str, extra)]
+        self.args = [MS_BIN, "serve", "-m", model, "--port", "0", "--json", "--device", DEVICE,
+                     *map(str, extra)]
         self.tls = None  # an ssl.SSLContext trusting the server's certificate, for https
         self.stderr = open(os.path.join(log_dir, "serve.stderr"), "a+")
 
@@ -117,7 +121,7 @@ class ServeTestCase(TorchTestCase):
         return s
 
     def infer(self, model, *args):
-        r = run_ms("infer", "-m", model, *args)
+        r = run_ms("infer", "-m", model, "--device", DEVICE, *args)
         self.assertExit(r, 0)
         return [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
 
