@@ -296,6 +296,51 @@ class ExportOnnxTest(TorchTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.check_images(model)
 
+    # -- GPT-2 -----------------------------------------------------------------------------------
+
+    def test_gpt2_logits_match_transformers(self):
+        """text-generation: the decoder without a cache, logits at every position, equal (1e-4) to
+        transformers' GPT2LMHeadModel on the same right-padded batch and on each row alone."""
+        model = os.path.join(TINY, "gpt2")
+        out, summary = self.export(model, "gpt2-onnx", "--check")
+        self.assertEqual([i["name"] for i in summary["inputs"]], ["input_ids", "attention_mask"])
+        self.assertEqual(summary["outputs"][0]["shape"], ["batch", "sequence", 273])
+        hf = venv_python("venv-transformers", "MS_TRANSFORMERS_PYTHON")
+        if not hf:
+            self.skipTest("build/venv-transformers is absent: run scripts/setup_python_interop.sh")
+        rows = [e["input_ids"] for e in self.tokenize(model, ["the cat sat on", "hello", "a b c d e f g"], 24)]
+        length = max(map(len, rows))
+        feeds = {"input_ids": [r + [0] * (length - len(r)) for r in rows],
+                 "attention_mask": [[1] * len(r) + [0] * (length - len(r)) for r in rows]}
+        path = self.path("gpt2-feeds.json")
+        with open(path, "w") as f:
+            json.dump(feeds, f)
+        reference = subprocess.run(
+            [hf, "-c", "import json, sys, torch\n"
+                       "from transformers import GPT2LMHeadModel\n"
+                       "m = GPT2LMHeadModel.from_pretrained(sys.argv[1]).eval()\n"
+                       "f = json.load(open(sys.argv[2]))\n"
+                       "with torch.no_grad():\n"
+                       "    y = m(input_ids=torch.tensor(f['input_ids']), attention_mask=torch.tensor(f['attention_mask'])).logits\n"
+                       "print(json.dumps(y.tolist()))", model, path],
+            capture_output=True, text=True, timeout=300)
+        self.assertEqual(reference.returncode, 0, reference.stderr)
+        want = json.loads(reference.stdout)
+        got = self.ort(out, feeds)["outputs"]["logits"]
+        for b, r in enumerate(rows):
+            for t in range(len(r)):  # attended positions; padding's logits are not defined
+                self.assertClose(got[b][t], want[b][t], f"row {b} position {t}")
+            alone = self.ort(out, {"input_ids": [r], "attention_mask": [[1] * len(r)]})["outputs"]["logits"][0]
+            for t in range(len(r)):
+                self.assertClose(alone[t], want[b][t], f"row {b} alone, position {t}")
+        # float16: next-token probabilities within 5e-3 of float32's.
+        half, _ = self.export(model, "gpt2-fp16", "--dtype", "fp16", "--check")
+        got16 = self.ort(half, feeds)["outputs"]["logits"]
+        for b, r in enumerate(rows):
+            for t in range(len(r)):
+                worst = max(abs(x - y) for x, y in zip(softmax(got16[b][t]), softmax(want[b][t])))
+                self.assertLessEqual(worst, 5e-3, f"fp16 row {b} position {t}")
+
     # -- float16 ---------------------------------------------------------------------------------
 
     def test_fp16_graphs(self):

@@ -48,6 +48,7 @@ const Exportable kExportable[] = {
     {"fill-mask", "BERT family (masked-LM head)"},
     {"sentence-embedding", "BERT family (sentence-transformers Pooling, Dense, Normalize)"},
     {"image-classification", "resnet, resnet18/34/50/101/152, small-cnn"},
+    {"text-generation", "GPT-2 (logits at every position, without a key/value cache)"},
 };
 
 std::string supported_list() {
@@ -108,6 +109,8 @@ class OnnxExporter final : public infer::ExporterService {
     GraphBuilder builder(graph, opset, weights, request.dtype == "fp16");
     if (family == "bert") {
       build_bert_graph(builder, structure, request.static_shape);
+    } else if (family == "gpt2") {
+      build_gpt2_graph(builder, structure, request.static_shape);
     } else {
       build_vision_graph(builder, structure, request.static_shape);
     }

@@ -96,6 +96,10 @@ onnx::AttributeProto attr_float(const std::string& name, float value);
 /// {batch, sequence} or empty for dynamic axes.
 void build_bert_graph(GraphBuilder& g, const Json& structure,
                       const std::vector<int64_t>& static_shape);
+/// Fills `graph` for a GPT-2 decoder (family "gpt2"): input_ids and attention_mask -> logits at
+/// every position, without a key/value cache. `static_shape`: {batch, sequence} or empty.
+void build_gpt2_graph(GraphBuilder& g, const Json& structure,
+                      const std::vector<int64_t>& static_shape);
 /// Fills `graph` for an image classifier (family "resnet" or "small-cnn"). `static_shape`:
 /// {batch}, {batch, height, width} or empty.
 void build_vision_graph(GraphBuilder& g, const Json& structure,

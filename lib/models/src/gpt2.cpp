@@ -310,6 +310,22 @@ class Gpt2LMHeadModel final : public torch::nn::Module, public Model {
   torch::nn::Module& module() override { return *this; }
   std::optional<int64_t> max_tokens() const override { return config_.n_positions; }
 
+  // For the ONNX exporter: the decoder without a cache, input_ids (+ attention_mask) -> logits.
+  Json structure() const override {
+    const Gpt2Config& c = config_;
+    return {{"family", "gpt2"},
+            {"head", "causal-lm"},
+            {"n_layer", c.n_layer},
+            {"n_head", c.n_head},
+            {"n_embd", c.n_embd},
+            {"vocab_size", c.vocab_size},
+            {"layer_norm_epsilon", c.layer_norm_epsilon},
+            {"activation_function", c.activation_function},
+            {"scale_attn_weights", c.scale_attn_weights},
+            {"scale_attn_by_inverse_layer_idx", c.scale_attn_by_inverse_layer_idx},
+            {"lm_head", lm_head_ ? "lm_head.weight" : "transformer.wte.weight"}};
+  }
+
   TensorMap forward(const TensorMap& inputs) override {
     const Gpt2Config& c = config_;
     const at::Tensor& ids = required_input(inputs, "input_ids");
