@@ -3,6 +3,7 @@
 #include "ms/serve/server.h"
 
 #include <openssl/crypto.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
