@@ -164,7 +164,8 @@ void add_serve_command(CLI::App& app, const GlobalOptions& /*global*/) {
       "Examples:\n"
       "  ms serve -m ./all-MiniLM-L6-v2 --port 8000\n"
       "  curl -s localhost:8000/call -d '{\"input\": {\"source_sentence\": [\"hello\"]}}'\n"
-      "  ms serve -m owner/bert-sentiment --max-batch 64 --max-wait-ms 10 --token s3cret");
+      "  ms serve -m owner/bert-sentiment --max-batch 64 --max-wait-ms 10 --token s3cret\n\n" +
+      std::string(kExitCodesHelp));
   cmd->callback([opts] { run_serve(*opts); });
 }
 
