@@ -122,8 +122,13 @@ void add_export_command(CLI::App& app, const GlobalOptions& /*global*/) {
       "Supported: the BERT family (bert, structbert, roberta, xlm-roberta, camembert, minilm)\n"
       "for text-classification, sentence-similarity, token-classification,\n"
       "named-entity-recognition, word-segmentation, fill-mask and sentence-embedding; resnet*\n"
-      "and small-cnn for image-classification. OUTPUT must not exist or be empty; it appears\n"
-      "whole or not at all.\n"
+      "and small-cnn for image-classification; GPT-2 for text-generation (input_ids and\n"
+      "attention_mask -> logits at every position, no key/value cache). OUTPUT must not exist\n"
+      "or be empty; it appears whole or not at all.\n"
+      "--format torchscript writes OUTPUT/model.pt (LibTorch's tracer) for image classifiers\n"
+      "(pixel_values -> logits) and the BERT-family heads above (input_ids, attention_mask,\n"
+      "token_type_ids -> logits or sentence_embedding); Python's torch.jit.load and `ms infer`\n"
+      "run it. A TorchScript folder passes through as it is.\n"
       "--format safetensors writes OUTPUT/model.safetensors (the weights under their Hugging\n"
       "Face names; --dtype fp16 halves them), config.json (with architectures and torch_dtype),\n"
       "configuration.json, the tokenizer files and a README.md model card: a repository\n"
@@ -133,7 +138,7 @@ void add_export_command(CLI::App& app, const GlobalOptions& /*global*/) {
                   "Model folder (an `ms train` output/ too) or a hub id OWNER/NAME")
       ->required();
   cmd->add_option("--format,-f", opts->request.format,
-                  "onnx, safetensors, or torchscript (image classifiers)")
+                  "onnx, safetensors, or torchscript (image classifiers and BERT-family models)")
       ->default_str("onnx");
   cmd->add_option("--output,-o", opts->output, "Folder to write (must not exist, or be empty)")
       ->required();
