@@ -104,8 +104,8 @@ void add_export_command(CLI::App& app, const GlobalOptions& /*global*/) {
   auto opts = std::make_shared<ExportOptions>();
   CLI::App* cmd = app.add_subcommand(
       "export",
-      "Write a model in a format a deployment stack runs: ONNX (checked by ONNX's checker) or a "
-      "safetensors repository transformers loads");
+      "Write a model in a format a deployment stack runs: ONNX (checked by ONNX's checker), "
+      "TorchScript, or a safetensors repository transformers loads");
   cmd->footer(
       "Examples:\n"
       "  ms export -m runs/spam/output --format onnx -o spam-onnx\n"
