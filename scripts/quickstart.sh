@@ -52,3 +52,17 @@ for line in open(sys.argv[2], encoding="utf-8"):
     p = pairs[out["id"]]
     print(f'{out["scores"][0]:6.3f}  {p["text"]}  <->  {p["text_pair"]}')
 PY
+
+echo
+echo "== ms serve: the same model behind ModelScope's HTTP API (POST /call)"
+"$ms" serve --model demo/all-MiniLM-L6-v2 --port 0 --json > "$work/ms-serve.json" 2> "$work/ms-serve.err" &
+model_server=$!
+trap 'kill "$model_server" "$server" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 600); do [ -s "$work/ms-serve.json" ] && break; sleep 0.1; done
+[ -s "$work/ms-serve.json" ] || { cat "$work/ms-serve.err" >&2; exit 1; }
+url="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["endpoint"])' "$work/ms-serve.json")"
+echo "curl $url/call -d '{\"input\": {\"source_sentence\": [...], \"sentences_to_compare\": [...]}}'"
+curl -sf "$url/call" -d '{"input": {"source_sentence": ["How do I reset my password?"], "sentences_to_compare": ["Steps to change a forgotten login password", "A cat sleeps on the sofa."]}}' |
+  python3 -c 'import json,sys; r=json.load(sys.stdin); print("scores:", [round(s, 3) for s in r["scores"]], "| embeddings:", len(r["text_embedding"]), "x", len(r["text_embedding"][0]))'
+kill -TERM "$model_server"
+wait "$model_server"
