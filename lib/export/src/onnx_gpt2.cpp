@@ -34,8 +34,9 @@ void build_gpt2_graph(GraphBuilder& g, const Json& s, const std::vector<int64_t>
   const std::string padded = g.node("Equal", {"attention_mask", zero});
   const std::string counted = g.node("Sub", {g.node("CumSum", {"attention_mask", one}), one});
   const std::string positions = g.node("Where", {padded, one, counted});
-  std::string x = g.node("Add", {g.node("Gather", {g.weight("transformer.wte.weight"), "input_ids"}),
-                                 g.node("Gather", {g.weight("transformer.wpe.weight"), positions})});
+  std::string x =
+      g.node("Add", {g.node("Gather", {g.weight("transformer.wte.weight"), "input_ids"}),
+                     g.node("Gather", {g.weight("transformer.wpe.weight"), positions})});
 
   // Additive bias [batch, 1, query, key]: key j is seen from query i when j <= i and the mask
   // keeps j; the lowest value of the computation's type elsewhere.
@@ -44,17 +45,17 @@ void build_gpt2_graph(GraphBuilder& g, const Json& s, const std::vector<int64_t>
   const std::string at = g.node("Range", {zero, length, one});
   const std::string causal =
       g.node("LessOrEqual", {g.unsqueeze(at, {0}), g.unsqueeze(at, {1})});  // [query, key]
-  const std::string kept = g.unsqueeze(g.node("Not", {padded}), {1, 2});     // [b, 1, 1, key]
-  const std::string bias = g.node(
-      "Where", {g.node("And", {g.unsqueeze(causal, {0, 1}), kept}), g.constant_float(0.0f),
-                g.constant_float(std::numeric_limits<float>::lowest())});
+  const std::string kept = g.unsqueeze(g.node("Not", {padded}), {1, 2});    // [b, 1, 1, key]
+  const std::string bias =
+      g.node("Where", {g.node("And", {g.unsqueeze(causal, {0, 1}), kept}), g.constant_float(0.0f),
+                       g.constant_float(std::numeric_limits<float>::lowest())});
 
   const std::string split_shape = g.constant_ints({0, 0, heads, head_dim});
   const std::string merge_shape = g.constant_ints({0, 0, hidden});
   // Conv1D: x [.., in] times its [in, out] weight, plus bias.
   auto conv1d = [&](const std::string& in, const std::string& prefix) {
-    return g.node("Add", {g.node("MatMul", {in, g.weight(prefix + "weight")}),
-                          g.weight(prefix + "bias")});
+    return g.node("Add",
+                  {g.node("MatMul", {in, g.weight(prefix + "weight")}), g.weight(prefix + "bias")});
   };
   for (int64_t i = 0; i < layers; ++i) {
     const std::string l = fmt::format("transformer.h.{}.", i);
@@ -63,24 +64,27 @@ void build_gpt2_graph(GraphBuilder& g, const Json& s, const std::vector<int64_t>
     const std::string qkv = conv1d(g.layer_norm(x, l + "ln_1.", eps), l + "attn.c_attn.");
     // The three [b, t, hidden] parts of the fused projection, each as [b, heads, t, d].
     auto part = [&](int64_t k) {
-      const std::string y = g.node("Slice", {qkv, g.constant_ints({k * hidden}),
-                                             g.constant_ints({(k + 1) * hidden}),
-                                             g.constant_ints({-1})});
+      const std::string y =
+          g.node("Slice", {qkv, g.constant_ints({k * hidden}), g.constant_ints({(k + 1) * hidden}),
+                           g.constant_ints({-1})});
       return g.node("Transpose", {g.node("Reshape", {y, split_shape})},
                     {attr_ints("perm", {0, 2, 1, 3})});  // [b, heads, t, d]
     };
     const std::string q = part(0), k = part(1), v = part(2);
     const std::string scores = g.node(
         "Add",
-        {g.node("Mul", {g.node("MatMul", {q, g.node("Transpose", {k}, {attr_ints("perm", {0, 1, 3, 2})})}),
-                        g.constant_float(static_cast<float>(scale))}),
+        {g.node("Mul",
+                {g.node("MatMul", {q, g.node("Transpose", {k}, {attr_ints("perm", {0, 1, 3, 2})})}),
+                 g.constant_float(static_cast<float>(scale))}),
          bias});
     const std::string probs = g.node("Softmax", {scores}, {attr_int("axis", -1)});
     const std::string merged = g.node(
-        "Reshape", {g.node("Transpose", {g.node("MatMul", {probs, v})}, {attr_ints("perm", {0, 2, 1, 3})}),
-                    merge_shape});
+        "Reshape",
+        {g.node("Transpose", {g.node("MatMul", {probs, v})}, {attr_ints("perm", {0, 2, 1, 3})}),
+         merge_shape});
     x = g.node("Add", {x, conv1d(merged, l + "attn.c_proj.")});
-    const std::string h = g.activation(act, conv1d(g.layer_norm(x, l + "ln_2.", eps), l + "mlp.c_fc."));
+    const std::string h =
+        g.activation(act, conv1d(g.layer_norm(x, l + "ln_2.", eps), l + "mlp.c_fc."));
     x = g.node("Add", {x, conv1d(h, l + "mlp.c_proj.")});
   }
   x = g.layer_norm(x, "transformer.ln_f.", eps);
@@ -89,7 +93,8 @@ void build_gpt2_graph(GraphBuilder& g, const Json& s, const std::vector<int64_t>
   const std::string head = g.node("Transpose", {g.weight(s.at("lm_head").get<std::string>())},
                                   {attr_ints("perm", {1, 0})});
   const std::string logits = g.node("MatMul", {x, head});
-  g.output(logits, "logits", TensorProto::FLOAT, {batch, seq, std::to_string(s.at("vocab_size").get<int64_t>())});
+  g.output(logits, "logits", TensorProto::FLOAT,
+           {batch, seq, std::to_string(s.at("vocab_size").get<int64_t>())});
 }
 
 }  // namespace ms::exporter
