@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -363,6 +364,14 @@ bool PlainFront::process_and_close_socket(socket_t sock) {
   ::shutdown(sock, SHUT_RDWR);
   ::close(sock);
   return ret;
+}
+
+std::optional<std::string> bearer_token(const httplib::Request& req) {
+  const std::string auth = req.get_header_value("Authorization");
+  if (auth.size() <= 7 || strncasecmp(auth.c_str(), "bearer ", 7) != 0) return std::nullopt;
+  const std::size_t start = auth.find_first_not_of(' ', 7);
+  if (start == std::string::npos) return std::nullopt;
+  return auth.substr(start, auth.find_last_not_of(' ') + 1 - start);
 }
 
 std::string exception_text(std::exception_ptr error) {

@@ -8,6 +8,7 @@
 #include "ms/core/encoding.h"
 #include "ms/core/error.h"
 #include "ms/core/log.h"
+#include "ms/http_server/front.h"
 
 namespace ms::hub_server {
 namespace {
@@ -41,14 +42,8 @@ std::string request_id(const httplib::Request& req) {
 }  // namespace
 
 std::string request_token(const httplib::Request& req) {
-  // "Bearer" in any case, then the token after any spaces (RFC 9110 section 11.1: the scheme
-  // is case-insensitive).
+  if (std::optional<std::string> token = http_server::bearer_token(req)) return *token;
   const std::string auth = req.get_header_value("Authorization");
-  if (auth.size() > 7 && strncasecmp(auth.c_str(), "bearer ", 7) == 0) {
-    const std::size_t start = auth.find_first_not_of(' ', 7);
-    const std::size_t end = auth.find_last_not_of(' ');
-    if (start != std::string::npos) return auth.substr(start, end + 1 - start);
-  }
   if (auth.size() > 6 && auth.size() < 4096 && strncasecmp(auth.c_str(), "basic ", 6) == 0) {
     const auto decoded = base64_decode(auth.substr(6));
     const std::size_t colon = decoded ? decoded->find(':') : std::string::npos;

@@ -28,10 +28,6 @@ const Json* pick(const Json& obj, std::initializer_list<const char*> keys) {
   return nullptr;
 }
 
-constexpr std::initializer_list<const char*> kTextKeys = {"text",   "sentence",        "sentence1",
-                                                          "text_a", "source_sentence", "input"};
-constexpr std::initializer_list<const char*> kPairKeys = {"text_pair", "sentence2", "text_b"};
-
 void read_jsonl(const std::filesystem::path& file, std::vector<PipelineInput>& out) {
   for (data::JsonLine& line : data::parse_json_lines(read_file(file))) {
     PipelineInput in;
@@ -44,7 +40,7 @@ void read_jsonl(const std::filesystem::path& file, std::vector<PipelineInput>& o
       in.text = j.get<std::string>();
     } else if (j.is_object()) {
       if (j.contains("id") && !j["id"].is_null()) in.id = j["id"];
-      if (const Json* t = pick(j, kTextKeys)) {
+      if (const Json* t = pick(j, kTextFields)) {
         in.text = t->get<std::string>();
       } else if (const Json* p = pick(j, {"path", "image", "file"})) {
         in.path = p->get<std::string>();
@@ -55,7 +51,7 @@ void read_jsonl(const std::filesystem::path& file, std::vector<PipelineInput>& o
             "sentence1, text_a, source_sentence, input, or path/image)",
             file.string(), line.line);
       }
-      if (const Json* p = pick(j, kPairKeys)) in.text_pair = p->get<std::string>();
+      if (const Json* p = pick(j, kPairFields)) in.text_pair = p->get<std::string>();
     } else {
       in.invalid = fmt::format("{} line {}: expected a JSON object or string, got {}",
                                file.string(), line.line, Config::type_name(j));
@@ -90,8 +86,8 @@ void inputs_from_table(const data::Table& table, const std::string& source,
     }
     return -1;
   };
-  const int text_col = column(kTextKeys);
-  const int pair_col = column(kPairKeys);
+  const int text_col = column(kTextFields);
+  const int pair_col = column(kPairFields);
   const int id_col = column({"id"});
   int path_col = column({"path", "image", "file"});
   for (std::size_t c = 0; path_col < 0 && c < table.columns.size(); ++c) {

@@ -9,16 +9,13 @@
 #include "ms/core/error.h"
 #include "ms/core/text.h"
 #include "ms/data/image.h"
+#include "ms/infer/job.h"
 
 namespace ms::serve {
 namespace {
 
-// The keys ms infer's JSON lines take for a text and a second sentence, plus ModelScope's
-// service schema names ("text2").
-constexpr std::initializer_list<const char*> kTextKeys = {"text",   "sentence",        "sentence1",
-                                                          "text_a", "source_sentence", "input"};
-constexpr std::initializer_list<const char*> kPairKeys = {"text2", "text_pair", "sentence2",
-                                                          "text_b"};
+// The text fields are `ms infer`'s (infer::kTextFields); a second sentence also comes as
+// ModelScope's service schema names it, "text2".
 constexpr std::initializer_list<const char*> kImageKeys = {"image", "img", "input"};
 
 // Tasks whose single input is a pair of sentences (ModelScope's input is a 2-tuple).
@@ -142,11 +139,11 @@ infer::PipelineInput one_input(const std::string& task, const Json& value, const
   bool have_text = false;
   for (auto it = value.begin(); it != value.end(); ++it) {
     const std::string key_field = field + "." + it.key();
-    if (contains(kTextKeys, it.key())) {
+    if (contains(infer::kTextFields, it.key())) {
       if (have_text) bad(key_field, "two text fields; give one");
       in.text = text_of(it.value(), key_field);
       have_text = true;
-    } else if (contains(kPairKeys, it.key())) {
+    } else if (it.key() == "text2" || contains(infer::kPairFields, it.key())) {
       in.text_pair = text_of(it.value(), key_field);
     } else {
       bad(key_field, "unknown key (the text goes in \"text\", a second sentence in \"text2\")");
@@ -172,7 +169,7 @@ void parse_embedding(const Json& input, CallRequest& request) {
   if (input.is_object()) {
     for (auto it = input.begin(); it != input.end(); ++it) {
       const std::string key_field = "input." + it.key();
-      if (it.key() == "source_sentence" || contains(kTextKeys, it.key())) {
+      if (contains(infer::kTextFields, it.key())) {  // source_sentence among them
         if (!sources.empty()) bad(key_field, "two source fields; give source_sentence once");
         sources = sentence_list(it.value(), key_field);
         source_field = key_field;

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <chrono>
 
 #include "ms/core/error.h"
@@ -45,7 +44,6 @@ struct Server::Impl {
   ServeOptions options;
   infer::ModelInfo model;
   std::unique_ptr<infer::Pipeline> pipeline;
-  std::size_t workers = 1;
   Metrics metrics;
   std::unique_ptr<DynamicBatcher> batcher;
   std::unique_ptr<http_server::Listener> listener;
@@ -53,13 +51,8 @@ struct Server::Impl {
 
   bool authorized(const httplib::Request& req) const {
     if (options.token.empty()) return true;
-    const std::string header = req.get_header_value("Authorization");
-    // The scheme is case-insensitive (RFC 9110 section 11.1).
-    constexpr std::size_t kScheme = 7;  // "Bearer "
-    if (header.size() <= kScheme || header[kScheme - 1] != ' ') return false;
-    std::string scheme = header.substr(0, kScheme - 1);
-    for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return scheme == "bearer" && same_token(header.substr(kScheme), options.token);
+    const std::optional<std::string> token = http_server::bearer_token(req);
+    return token && same_token(*token, options.token);
   }
 
   // 401 unless the request carries the token; true when it may go on.
@@ -270,13 +263,11 @@ Server::Server(ServeOptions options) : impl_(std::make_unique<Impl>()) {
   infer::PipelineOptions popts;
   popts.device = o.device;
   s.pipeline = infer::pipeline_factory(o.threads).create(s.model, popts);
-  s.workers = o.workers ? *o.workers : infer::default_workers(*s.pipeline);
-  if (!s.pipeline->concurrent()) s.workers = 1;
   BatcherOptions batching;
   batching.max_batch = o.max_batch;
   batching.max_wait = std::chrono::milliseconds(o.max_wait_ms);
   batching.max_queue = o.max_queue;
-  batching.workers = s.workers;
+  batching.workers = o.workers ? *o.workers : infer::default_workers(*s.pipeline);
   batching.threads = infer::load_torch_layer().runtime->info().num_threads;
   batching.on_batch = [&s](std::size_t inputs, double seconds) {
     s.metrics.batch(inputs, seconds);
@@ -292,7 +283,7 @@ int Server::port() const { return impl_->listener->port(); }
 std::string Server::endpoint() const { return impl_->listener->endpoint(); }
 const std::string& Server::task() const { return impl_->model.task; }
 std::string Server::device() const { return impl_->pipeline->device(); }
-std::size_t Server::workers() const { return impl_->workers; }
+std::size_t Server::workers() const { return impl_->batcher->workers(); }
 const std::filesystem::path& Server::model_dir() const { return impl_->model.dir; }
 
 void Server::stop() {

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace ms::http_server {
@@ -52,6 +53,10 @@ class PlainFront : public httplib::Server {
 /// For httplib's logger and error handler, which see no connection: whether the response being
 /// written will close its connection (so it says "Connection: close"), and the note that it will.
 bool front_closes_after(const httplib::Response& res);
+/// The token of an "Authorization: Bearer TOKEN" header (the scheme in any case, RFC 9110
+/// section 11.1; spaces around the token dropped); nullopt without one.
+std::optional<std::string> bearer_token(const httplib::Request& req);
+
 /// The message of an exception a route let escape (httplib's exception handler gets it as an
 /// exception_ptr), for the 500 answer and the log.
 std::string exception_text(std::exception_ptr error);

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <functional>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,6 +17,13 @@
 #include "ms/infer/pipeline.h"
 
 namespace ms::infer {
+
+/// The JSON fields and table columns an input's text is read from (the first present wins), and
+/// those of its second sentence (pair tasks). `ms serve` takes the same names in /call bodies.
+inline constexpr std::initializer_list<const char*> kTextFields = {
+    "text", "sentence", "sentence1", "text_a", "source_sentence", "input"};
+inline constexpr std::initializer_list<const char*> kPairFields = {"text_pair", "sentence2",
+                                                                   "text_b"};
 
 /// Where the inputs come from: exactly one of texts, file, dir or dataset.
 struct InputSpec {

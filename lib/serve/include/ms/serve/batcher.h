@@ -76,6 +76,8 @@ class MS_API DynamicBatcher {
   std::size_t queue_depth() const;
   /// Inputs in batches being run.
   std::size_t running() const;
+  /// The worker threads: `workers`, or 1 for a pipeline that is not concurrent().
+  std::size_t workers() const { return worker_count_; }
 
   /// Holds (true) or releases (false) the workers: held, they start no batch. For tests that need
   /// a queue in a known state (full, or drained on shutdown).
