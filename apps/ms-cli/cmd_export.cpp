@@ -1,5 +1,6 @@
 // `ms export`: write a model folder (an `ms train` output/ too) in a format a deployment stack
 // runs: ONNX with ModelScope's input and output names, dynamic batch and sequence axes.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -91,9 +92,12 @@ void run_export(ExportOptions& o) {
                  join(s.files, ", ").c_str());
     return;
   }
-  std::fprintf(stderr, "ms export: %s (%s, %s) -> %s in %.1f s (opset %d%s)\n", r.model.c_str(),
+  const bool external =
+      std::find(s.files.begin(), s.files.end(), "model.onnx_data") != s.files.end();
+  std::fprintf(stderr, "ms export: %s (%s, %s) -> %s in %.1f s (opset %d%s%s)\n", r.model.c_str(),
                s.family.c_str(), s.head.c_str(), (s.output_dir / "model.onnx").c_str(), s.seconds,
-               s.opset, s.checked ? ", shapes checked" : "");
+               s.opset, s.checked ? ", shapes checked" : "",
+               external ? ", weights in model.onnx_data" : "");
   std::fprintf(stderr, "  inputs:  %s\n  outputs: %s\n", tensors_line(s.inputs).c_str(),
                tensors_line(s.outputs).c_str());
 }
@@ -126,9 +130,11 @@ void add_export_command(CLI::App& app, const GlobalOptions& /*global*/) {
       "attention_mask -> logits at every position, no key/value cache). OUTPUT must not exist\n"
       "or be empty; it appears whole or not at all.\n"
       "--format torchscript writes OUTPUT/model.pt (LibTorch's tracer) for image classifiers\n"
-      "(pixel_values -> logits) and the BERT-family heads above (input_ids, attention_mask,\n"
-      "token_type_ids -> logits or sentence_embedding); Python's torch.jit.load and `ms infer`\n"
-      "run it. A TorchScript folder passes through as it is.\n"
+      "(pixel_values -> logits), the BERT-family heads above (input_ids, attention_mask,\n"
+      "token_type_ids -> logits or sentence_embedding) and GPT-2 (input_ids, attention_mask ->\n"
+      "logits, no cache); Python's torch.jit.load and `ms infer` run it. With --dtype fp16 its\n"
+      "weights and arithmetic are float16 (for CUDA; outputs stay float32, and `ms infer` runs it\n"
+      "in float32 on the CPU). A TorchScript folder passes through as it is.\n"
       "--format safetensors writes OUTPUT/model.safetensors (the weights under their Hugging\n"
       "Face names; --dtype fp16 halves them), config.json (with architectures and torch_dtype),\n"
       "configuration.json, the tokenizer files and a README.md model card: a repository\n"
@@ -137,8 +143,7 @@ void add_export_command(CLI::App& app, const GlobalOptions& /*global*/) {
   cmd->add_option("--model,-m", opts->request.model,
                   "Model folder (an `ms train` output/ too) or a hub id OWNER/NAME")
       ->required();
-  cmd->add_option("--format,-f", opts->request.format,
-                  "onnx, safetensors, or torchscript (image classifiers and BERT-family models)")
+  cmd->add_option("--format,-f", opts->request.format, "onnx, safetensors, or torchscript")
       ->default_str("onnx");
   cmd->add_option("--output,-o", opts->output, "Folder to write (must not exist, or be empty)")
       ->required();
@@ -152,9 +157,13 @@ void add_export_command(CLI::App& app, const GlobalOptions& /*global*/) {
                   "Fixed input sizes instead: BATCH,SEQUENCE for text (e.g. 1,128), BATCH or "
                   "BATCH,HEIGHT,WIDTH for images");
   cmd->add_option("--dtype", opts->request.dtype,
-                  "fp32, or fp16: half-precision safetensors weights, or an ONNX graph computing "
-                  "in float16 (inputs and outputs stay int64/float32); TorchScript: fp32 only")
+                  "fp32, or fp16: half-precision safetensors weights, or an ONNX graph or "
+                  "TorchScript archive computing in float16 (inputs and outputs stay "
+                  "int64/float32)")
       ->default_str("fp32");
+  cmd->add_flag("--external-data", opts->request.external_data,
+                "ONNX: write the weights to model.onnx_data beside model.onnx (ONNX's external "
+                "data; automatic for models over 2 GiB, which one ONNX file cannot hold)");
   cmd->add_flag("--check", opts->request.check,
                 "Also run ONNX's strict shape inference over the whole graph (onnx::checker "
                 "always runs)");

@@ -2,13 +2,15 @@
 small CNN, a ResNet-18 made by scripts/make_tiny_vision.py, and the output/ folder of a short
 `ms train`): onnxruntime (build/venv-onnxruntime, scripts/setup_python_interop.sh) runs each
 exported model on batches of 1 and 7 inputs, short, max-length and padded, and must give what
-`ms infer` gives within 1e-4. Then the errors: a model without an exporter, an unwritable or
-non-empty output folder, an opset ONNX cannot write, the formats not built yet; none leaves files.
+`ms infer` gives within 1e-4; with --external-data (the weights in model.onnx_data, as a model
+over 2 GiB must have them) the same as without. Then the errors: a model without an exporter, an
+unwritable or non-empty output folder, an opset ONNX cannot write, bad options; none leaves files.
 """
 import json
 import math
 import os
 import random
+import stat
 import subprocess
 import unittest
 
@@ -146,6 +148,10 @@ class ExportOnnxTest(TorchTestCase):
             self.assertIn(name, summary["files"])
             self.assertTrue(os.path.isfile(os.path.join(out, name)), name)
         self.assertFalse(os.path.exists(os.path.join(out, "model.safetensors")))
+        # An ordinary folder, as the umask makes them (not the private temp folder it was built in).
+        umask = os.umask(0)
+        os.umask(umask)
+        self.assertEqual(stat.S_IMODE(os.stat(out).st_mode), 0o777 & ~umask)
         with open(os.path.join(model, "config.json")) as f:
             label_index = {v: int(k) for k, v in json.load(f)["id2label"].items()}
         got = self.infer(model, TEXTS)
@@ -153,6 +159,32 @@ class ExportOnnxTest(TorchTestCase):
             probs = softmax(outputs["logits"])
             want = [probs[label_index[l]] for l in got[i]["labels"]]
             self.assertClose(want, got[i]["scores"], f"text {i}")
+
+    def test_external_data(self):
+        # ONNX's external data, as a model over 2 GiB needs it (one protobuf file cannot hold
+        # one): forced here with --external-data on the tiny classifier and on the fp16 GPT-2.
+        for name, extra in (("cls", ()), ("gpt2", ("--dtype", "fp16"))):
+            with self.subTest(model=name):
+                model = os.path.join(TINY, name)
+                inside, _ = self.export(model, name + "-inside", *extra)
+                out, summary = self.export(model, name + "-outside", "--external-data", "--check",
+                                           *extra)
+                self.assertIn("model.onnx_data", summary["files"])
+                self.assertEqual(sorted(os.listdir(out)), sorted(summary["files"]))
+                graph = os.path.getsize(os.path.join(out, "model.onnx"))
+                self.assertLess(graph, os.path.getsize(os.path.join(inside, "model.onnx")) / 2)
+                self.assertGreater(os.path.getsize(os.path.join(out, "model.onnx_data")), graph)
+                ids = self.tokenize(model, TEXTS[:3]) if name == "cls" else None
+                feeds = (self.feeds(ids, 0) if ids else
+                         {"input_ids": [[5, 9, 2, 7], [3, 3, 8, 1]],
+                          "attention_mask": [[1, 1, 1, 1], [0, 1, 1, 1]]})
+                want = self.ort(inside, feeds)["outputs"]
+                got = self.ort(out, feeds)["outputs"]
+                self.assertEqual(want, got)
+        r = run_ms("export", "-m", os.path.join(TINY, "cls"), "-o", self.path("ts"),
+                   "--format", "torchscript", "--external-data")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "--external-data is an ONNX option")
 
     def test_token_classification_matches_ms_infer(self):
         model = os.path.join(TINY, "ner")
@@ -428,11 +460,10 @@ class ExportOnnxTest(TorchTestCase):
         self.assertEqual(os.listdir(full), ["keep.txt"])
         self.assertEqual(sorted(os.listdir(self.tmp)), ["file", "full"])
 
-    def test_formats_not_built_yet_are_missing_components(self):
-        for args, fragment in ((["--format", "torchscript", "--dtype", "fp16"], "--dtype fp16"),):
-            r = run_ms("export", "-m", os.path.join(TINY, "cls"), "-o", self.path("x"), *args)
-            self.assertExit(r, 6)
-            self.assertOneLineError(r, fragment, "not built yet")
+    def test_bad_format_options(self):
+        r = run_ms("export", "-m", os.path.join(TINY, "cls"), "-o", self.path("x"), "--dtype", "fp8")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "unknown --dtype 'fp8'")
         r = run_ms("export", "-m", os.path.join(TINY, "cls"), "-o", self.path("x"), "--format", "onx")
         self.assertExit(r, 2)
         self.assertOneLineError(r, "unknown export format 'onx'")

@@ -5,8 +5,13 @@ folder through its TorchScript pipeline (LibTorch's jit::load) with the source m
 image sizes than the traced one. BERT-family models with each head `ms infer` runs (classification,
 NER, word segmentation, fill-mask, sentence embeddings from BERT, RoBERTa and sentence-transformers
 folders): `ms infer` on the export equals it on the source, and Python's torch.jit.load gives the
-same outputs at batch 1 and 7 with padded rows of other lengths than the trace's. Text generation
-and fp16 are clear errors (not built), nothing is left behind.
+same outputs at batch 1 and 7 with padded rows of other lengths than the trace's. GPT-2
+(input_ids, attention_mask -> logits, no cache): Python's torch.jit.load gives transformers'
+logits (tests/data/infer/tiny/gpt2_reference.safetensors) for full, left- and right-padded
+batches, and `ms infer` generates from the archive what it generates from the source.
+--dtype fp16: the archive's weights are float16 (read back by Python's torch.jit.load), and `ms
+infer`, which runs it in float32 on the CPU, stays within fp16 rounding of the source. Bad options
+are clear errors, and nothing is left behind.
 """
 import json
 import math
@@ -19,6 +24,9 @@ from harness import SOURCE_DIR, TorchTestCase, run_ms, torch_python
 VISION = os.path.join(SOURCE_DIR, "tests", "data", "infer", "vision")
 TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
 IMAGES = os.path.join(VISION, "images")
+# scripts/gpu-check.sh runs these tests again with MS_INFER_DEVICE=gpu:0: `ms infer` then runs the
+# archives (fp16 ones in half precision) and their sources on the GPU.
+DEVICE = os.environ.get("MS_INFER_DEVICE", "cpu")
 
 # Runs the archive in Python on random batches; prints the logits and the input sizes it used.
 RUNNER = r"""
@@ -55,6 +63,37 @@ for size in json.loads(sys.argv[3]):
 print(json.dumps(out))
 """
 
+# Runs a GPT-2 archive in Python on transformers' reference batches (full, left- and right-padded);
+# prints the largest difference to transformers' logits over the attended positions.
+GPT2_RUNNER = r"""
+import json, struct, sys, torch
+m = torch.jit.load(sys.argv[1]); m.eval()
+raw = open(sys.argv[2], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+head = json.loads(raw[8:8 + n])
+def get(key):
+    h = head[key]; a, b = h["data_offsets"]
+    dtype = {"F32": torch.float32, "I64": torch.int64}[h["dtype"]]
+    return torch.frombuffer(bytearray(raw[8 + n + a:8 + n + b]), dtype=dtype).reshape(h["shape"])
+out = {}
+for case in ("full", "left", "right"):
+    ids = get(case + ".input_ids")
+    mask = get(case + ".attention_mask") if case + ".attention_mask" in head else torch.ones_like(ids)
+    with torch.no_grad():
+        got = m(ids, mask)
+    out[case] = {"dtype": str(got.dtype), "shape": list(got.shape),
+                 "diff": (got - get(case + ".logits"))[mask.bool()].abs().max().item()}
+print(json.dumps(out))
+"""
+
+# Prints the dtypes of an archive's tensor constants (a traced model's weights).
+CONSTANT_DTYPES = r"""
+import json, sys, torch
+m = torch.jit.load(sys.argv[1])
+values = [n.output().toIValue() for n in m.forward.graph.nodes() if n.kind() == "prim::Constant"]
+print(json.dumps(sorted({str(v.dtype) for v in values if isinstance(v, torch.Tensor)})))
+"""
+
 TEXTS = ["hello world", "a b c d e f g h i j k", "short", "the quick brown fox jumps over it",
          "one two", "x y z", "more words in this sentence than the others have here"]
 
@@ -78,7 +117,7 @@ class TorchScriptExport(TorchTestCase):
         return (out, self.json_out(r)) if code == 0 else r
 
     def scores(self, model):
-        r = run_ms("infer", "--model", model, "--input-dir", IMAGES)
+        r = run_ms("infer", "--model", model, "--input-dir", IMAGES, "--device", DEVICE)
         self.assertExit(r, 0)
         return {l["id"]: l for l in map(json.loads, r.stdout.splitlines()) if "scores" in l}
 
@@ -119,13 +158,13 @@ class TorchScriptExport(TorchTestCase):
         self.check(model)
 
     def infer_lines(self, model, texts):
-        r = run_ms("infer", "--model", model, "--input", *texts)
+        r = run_ms("infer", "--model", model, "--device", DEVICE, "--input", *texts)
         self.assertExit(r, 0)
         return [json.loads(l) for l in r.stdout.splitlines()]
 
     def test_text_models_run_in_ms_infer_as_the_source(self):
         mask_texts = ["hello [MASK] world", "a b [MASK] d e f g", "[MASK] is here"]
-        for name in ("cls", "bin", "st_dense", "roberta", "ner", "ws", "mlm"):
+        for name in ("cls", "bin", "st_dense", "st_concat", "roberta", "ner", "ws", "mlm"):
             with self.subTest(model=name):
                 model = os.path.join(TINY, name)
                 out, summary = self.export(model, "ts-" + name)
@@ -166,6 +205,71 @@ class TorchScriptExport(TorchTestCase):
                         probs = {labels[str(i)]: e / sum(exp) for i, e in enumerate(exp)}
                         self.assertTrue(close([probs[l] for l in w["labels"]], w["scores"]), (probs, w))
 
+    def test_gpt2(self):
+        model = os.path.join(TINY, "gpt2")
+        out, summary = self.export(model, "gpt2")
+        self.assertEqual([i["name"] for i in summary["inputs"]], ["input_ids", "attention_mask"])
+        self.assertEqual(summary["outputs"][0]["shape"], ["batch", "sequence", "vocab"])
+        # One batch of prompts of unlike lengths (left padding) and each prompt alone: the archive,
+        # which reads the whole sequence at every step, generates what the cached decoder does.
+        with open(os.path.join(model, "expected.json")) as f:
+            expected = json.load(f)
+        for extra in ((), ("--batch-size", "1")):
+            r = run_ms("infer", "--model", out, "--input", *expected["prompts"], "--set",
+                       "max_new_tokens=%d" % expected["max_new_tokens"], "--device", DEVICE, *extra)
+            self.assertExit(r, 0)
+            self.assertEqual([json.loads(l)["text"] for l in r.stdout.splitlines()], expected["texts"])
+        py = torch_python(("torch",))
+        if py is None:
+            self.skipTest("no Python torch to load model.pt")
+        r = subprocess.run([py, "-c", GPT2_RUNNER, os.path.join(out, "model.pt"),
+                            os.path.join(TINY, "gpt2_reference.safetensors")],
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for case, got in json.loads(r.stdout).items():
+            self.assertEqual(got["dtype"], "torch.float32", case)
+            self.assertLessEqual(got["diff"], 1e-4, case)
+
+    def test_fp16(self):
+        py = torch_python(("torch",))
+        for name, model in (("cnn", os.path.join(VISION, "small-cnn")),
+                            ("cls", os.path.join(TINY, "cls")),
+                            ("st_concat", os.path.join(TINY, "st_concat")),
+                            ("gpt2", os.path.join(TINY, "gpt2"))):
+            with self.subTest(model=name):
+                out, summary = self.export(model, "fp16-" + name, "--dtype", "fp16")
+                self.assertTrue(all(t["dtype"] == "float32" for t in summary["outputs"]), summary)
+                with open(os.path.join(out, "configuration.json")) as f:
+                    self.assertEqual(json.load(f)["model"]["dtype"], "fp16")
+                if py is not None:
+                    r = subprocess.run([py, "-c", CONSTANT_DTYPES, os.path.join(out, "model.pt")],
+                                       capture_output=True, text=True, timeout=300)
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    self.assertIn("torch.float16", json.loads(r.stdout))
+                    self.assertNotIn("torch.float32", json.loads(r.stdout))
+                # `ms infer` runs it in float32 from the fp16 weights: within their rounding.
+                if name == "cnn":
+                    want, got = self.scores(model), self.scores(out)
+                    self.assertEqual(set(want), set(got))
+                    for k in want:
+                        self.assertTrue(close(dict(zip(want[k]["labels"], want[k]["scores"])),
+                                              dict(zip(got[k]["labels"], got[k]["scores"])), 5e-3), k)
+                elif name == "gpt2":
+                    prompts = ["the cat sat on", "hello"]
+                    want, got = self.infer_lines(model, prompts), self.infer_lines(out, prompts)
+                    self.assertEqual(want, got)
+                else:
+                    want, got = self.infer_lines(model, TEXTS), self.infer_lines(out, TEXTS)
+                    for w, g in zip(want, got):
+                        if "text_embedding" in w:
+                            a, b = w["text_embedding"], g["text_embedding"]
+                            dot = sum(x * y for x, y in zip(a, b))
+                            norms = math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+                            self.assertGreaterEqual(dot / norms, 0.999)
+                        else:
+                            self.assertTrue(close(dict(zip(w["labels"], w["scores"])),
+                                                  dict(zip(g["labels"], g["scores"])), 5e-3), (w, g))
+
     def test_torchscript_input_passes_through(self):
         model = os.path.join(VISION, "torchscript")
         out, summary = self.export(model, "through")
@@ -180,8 +284,8 @@ class TorchScriptExport(TorchTestCase):
 
     def test_not_built_and_bad_input(self):
         for model, extra, code, fragment in (
-                (os.path.join(TINY, "gpt2"), (), 6, "text-generation models is not built yet"),
-                (os.path.join(VISION, "small-cnn"), ("--dtype", "fp16"), 6, "fp16"),
+                (os.path.join(VISION, "torchscript"), ("--dtype", "fp16"), 2, "--dtype does not apply"),
+                (os.path.join(VISION, "small-cnn"), ("--dtype", "int8"), 2, "--dtype"),
                 (os.path.join(VISION, "small-cnn"), ("--opset", "13"), 2, "ONNX option"),
                 (os.path.join(VISION, "torchscript"), ("--static", "2"), 2, "already a TorchScript")):
             with self.subTest(model=model, extra=extra):

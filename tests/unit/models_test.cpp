@@ -15,6 +15,7 @@
 #include "ms/core/error.h"
 #include "ms/models/bert.h"
 #include "ms/models/model.h"
+#include "ms/models/torchscript.h"
 
 namespace {
 
@@ -330,4 +331,24 @@ TEST_CASE("image classifiers: torchvision names, BatchNorm modes, a loss", "[mod
   model->eval();
   c10::InferenceMode guard;
   CHECK(model->forward(batch).at("logits").sizes() == at::IntArrayRef({2, 4}));
+}
+
+TEST_CASE("a TorchScript model failing inside the interpreter is a usage error naming the file",
+          "[models][torchscript]") {
+  // The interpreter rethrows an operation's c10::Error as std::runtime_error with the TorchScript
+  // traceback: it must still become ms::Error (exit 2), not escape as an internal error.
+  const std::filesystem::path archive =
+      std::filesystem::path(MS_TEST_DATA_DIR) / "infer" / "vision" / "torchscript" / "model.pt";
+  ms::models::ScriptModule script(archive, "cpu");
+  try {
+    script.forward(at::rand({2}));  // not an image batch: the first convolution fails
+    FAIL("a 1-D input ran through an image classifier");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ms::ErrorCode::kUsage);
+    const std::string message = e.what();
+    CHECK(message.find(archive.string()) != std::string::npos);
+    CHECK(message.find('\n') == std::string::npos);
+    CHECK(message.find("Error") != std::string::npos);
+  }
+  CHECK_THROWS_AS(ms::models::ScriptModule(archive, "cpu", "int8"), ms::Error);
 }

@@ -1,6 +1,7 @@
 #include "export_files.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -86,6 +87,12 @@ fs::path make_temp_folder(const fs::path& output) {
                             output.string(), std::strerror(errno)),
                 "choose an --output in a folder you can write");
   }
+  // mkdtemp makes the folder private (0700); the export is an ordinary folder, with the
+  // permissions the user's umask gives new folders (the process is single-threaded here, so
+  // reading the umask by setting it is safe).
+  const mode_t umask_bits = ::umask(0);
+  ::umask(umask_bits);
+  ::chmod(pattern.c_str(), 0777 & ~umask_bits);
   return pattern;
 }
 

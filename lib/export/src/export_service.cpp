@@ -1,174 +1,16 @@
-// ExporterService: loads the model as `ms infer` does (models::load_pretrained), rebuilds its
-// forward pass as an ONNX graph from Model::structure() and state_dict(), runs onnx::checker, and
-// writes model.onnx with the model folder's configuration and tokenizer files into a temp folder
-// that is renamed to --output at the end (an error leaves nothing behind).
+// ExporterService: the format picks the exporter. ONNX (onnx_export.cpp) exists in builds with
+// MS_WITH_ONNX (libonnx-dev); TorchScript and safetensors need LibTorch only.
 #include "ms/export/export_service.h"
 
-#include <stdlib.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <chrono>
-#include <climits>
-#include <cstring>
-#include <set>
-#include <system_error>
-
-#include "export_files.h"
-#include "ms/config/json_file.h"
 #include "ms/core/error.h"
-#include "ms/core/file.h"
-#include "ms/core/text.h"
-#include "ms/core/version.h"
-#include "ms/models/bert.h"
-#include "ms/models/model.h"
-#include "onnx/checker.h"
-#include "onnx/defs/schema.h"
-#include "onnx/shape_inference/implementation.h"
-#include "onnx_graph.h"
 #include "safetensors_repo.h"
 #include "torchscript_export.h"
+#if MS_WITH_ONNX
+#include "onnx_export.h"
+#endif
 
 namespace ms::exporter {
 namespace {
-
-namespace fs = std::filesystem;
-
-// The tasks whose model families describe their structure, and the families each takes.
-struct Exportable {
-  const char* task;
-  const char* families;
-};
-const Exportable kExportable[] = {
-    {"text-classification", "BERT family (sequence classifier: BERT pooler or RoBERTa head)"},
-    {"sentence-similarity", "BERT family (sequence classifier)"},
-    {"token-classification", "BERT family (token classifier)"},
-    {"named-entity-recognition", "BERT family (token classifier)"},
-    {"word-segmentation", "BERT family (token classifier)"},
-    {"fill-mask", "BERT family (masked-LM head)"},
-    {"sentence-embedding", "BERT family (sentence-transformers Pooling, Dense, Normalize)"},
-    {"image-classification", "resnet, resnet18/34/50/101/152, small-cnn"},
-    {"text-generation", "GPT-2 (logits at every position, without a key/value cache)"},
-};
-
-std::string supported_list() {
-  std::vector<std::string> items;
-  for (const auto& e : kExportable) items.push_back(fmt::format("{}: {}", e.task, e.families));
-  return "ms export --format onnx supports " + join(items, "; ") +
-         fmt::format(" (BERT family: {})", join(models::bert_family_types(), ", "));
-}
-
-class OnnxExporter final : public infer::ExporterService {
- public:
-  infer::ExportSummary export_model(const infer::ExportRequest& request,
-                                    const infer::ModelInfo& info) override {
-    const auto start = std::chrono::steady_clock::now();
-    const int opset = request.opset.value_or(infer::kDefaultOnnxOpset);
-    if (opset < oldest_opset() || opset > newest_opset()) {
-      throw Error(ErrorCode::kUsage,
-                  fmt::format("ONNX opset {} cannot be written: ms writes opsets {} to {} (the "
-                              "newest this build's ONNX library, {}, defines)",
-                              opset, oldest_opset(), newest_opset(), onnx_library_version()),
-                  fmt::format("use --opset {} .. {}; the default is {}", oldest_opset(),
-                              newest_opset(), infer::kDefaultOnnxOpset));
-    }
-    const bool exportable = std::any_of(std::begin(kExportable), std::end(kExportable),
-                                        [&](const Exportable& e) { return info.task == e.task; });
-    const std::string type = models::normalize_model_type(model_type_of(info));
-    if (!exportable || type == "torchscript") {
-      throw Error(ErrorCode::kUsage,
-                  fmt::format("{}: no ONNX exporter for task '{}' with model type '{}'",
-                              info.dir.string(), info.task, type),
-                  supported_list());
-    }
-
-    const std::shared_ptr<models::Model> model = load_for_export(info, type);
-    const Json structure = model->structure();
-    if (!structure.is_object()) {
-      throw Error(ErrorCode::kUsage,
-                  fmt::format("{}: the {} model of type '{}' has no ONNX exporter",
-                              info.dir.string(), info.task, type),
-                  supported_list());
-    }
-    const tensor::TensorMap weights = model->state_dict();
-
-    onnx::ModelProto proto;
-    proto.set_ir_version(onnx::IR_VERSION);
-    proto.set_producer_name("ms");
-    proto.set_producer_version(MS_VERSION_STRING);
-    proto.set_model_version(1);
-    auto* op = proto.add_opset_import();
-    op->set_domain(onnx::ONNX_DOMAIN);
-    op->set_version(opset);
-    onnx::GraphProto& graph = *proto.mutable_graph();
-    const std::string family = structure.at("family").get<std::string>();
-    const std::string head = structure.at("head").get<std::string>();
-    graph.set_name(fmt::format("{}_{}", family, head));
-    graph.set_doc_string(fmt::format("{} ({}, {}) exported by ms {}", info.dir.filename().string(),
-                                     info.task, type, MS_VERSION_STRING));
-    GraphBuilder builder(graph, opset, weights, request.dtype == "fp16");
-    if (family == "bert") {
-      build_bert_graph(builder, structure, request.static_shape);
-    } else if (family == "gpt2") {
-      build_gpt2_graph(builder, structure, request.static_shape);
-    } else {
-      build_vision_graph(builder, structure, request.static_shape);
-    }
-    check(proto, request.check);
-
-    MS_CHECK(proto.ByteSizeLong() <= static_cast<std::size_t>(INT_MAX), ErrorCode::kUsage,
-             "the model is {:.1f} GiB, more than the 2 GiB one ONNX protobuf file holds",
-             static_cast<double>(proto.ByteSizeLong()) / (1u << 30));
-    std::string bytes;
-    MS_CHECK(proto.SerializeToString(&bytes), ErrorCode::kInternal,
-             "protobuf could not serialise the ONNX model");
-
-    infer::ExportSummary summary;
-    summary.output_dir = request.output;
-    summary.format = "onnx";
-    summary.family = family;
-    summary.head = head;
-    summary.opset = opset;
-    summary.inputs = builder.inputs();
-    summary.outputs = builder.outputs();
-    summary.checked = request.check;
-
-    summary.files = write_export_folder(request.output, [&](const fs::path& temp) {
-      write_file_atomic(temp / "model.onnx", bytes);
-      std::vector<std::string> files = copy_side_files(info.dir, temp);
-      files.push_back("model.onnx");
-      return files;
-    });
-    summary.seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    return summary;
-  }
-
- private:
-  static std::string onnx_library_version() { return "ONNX " MS_ONNX_VERSION; }
-
-  // onnx::checker on every export; with --check also strict shape inference, which must agree
-  // with every declared input and output shape.
-  static void check(const onnx::ModelProto& proto, bool strict_shapes) {
-    try {
-      onnx::checker::check_model(proto);
-      if (strict_shapes) {
-        onnx::ModelProto copy = proto;
-        onnx::shape_inference::InferShapes(
-            copy, onnx::OpSchemaRegistry::Instance(),
-            onnx::ShapeInferenceOptions(/*check_type=*/true, /*strict_mode=*/1,
-                                        /*data_prop=*/true));
-      }
-    } catch (const std::exception& e) {
-      // ms built the graph; a graph the checker refuses is ms's bug.
-      throw Error(ErrorCode::kInternal,
-                  fmt::format("the exported ONNX graph fails {}: {}",
-                              strict_shapes ? "onnx::checker / shape inference" : "onnx::checker",
-                              e.what()),
-                  "please report it with the model's config.json");
-    }
-  }
-};
 
 // The format picks the exporter.
 class Exporters final : public infer::ExporterService {
@@ -177,11 +19,15 @@ class Exporters final : public infer::ExporterService {
                                     const infer::ModelInfo& info) override {
     if (request.format == "safetensors") return export_safetensors_repo(request, info);
     if (request.format == "torchscript") return export_torchscript(request, info);
-    return onnx_.export_model(request, info);
+#if MS_WITH_ONNX
+    return export_onnx(request, info);
+#else
+    throw Error(ErrorCode::kMissingComponent,
+                "this ms was built without ONNX export (configured with -DMS_WITH_ONNX=OFF)",
+                "install libonnx-dev (scripts/setup.sh does) and rebuild with -DMS_WITH_ONNX=ON, "
+                "or export --format torchscript or safetensors");
+#endif
   }
-
- private:
-  OnnxExporter onnx_;
 };
 
 }  // namespace

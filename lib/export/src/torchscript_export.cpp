@@ -3,11 +3,20 @@
 // graph becomes the `forward` method of a new jit::Module, and that module is saved as model.pt,
 // which Python's torch.jit.load and `ms infer` run. Image classifiers take pixel_values;
 // BERT-family models take input_ids, attention_mask and token_type_ids and return their head's
-// output (logits, or sentence_embedding). The families build shapes from the tensors while tracing
-// (see BertEncoder), and every export is rerun at another batch size and length against the C++
-// model before it is written, so a graph that froze a size is refused rather than shipped.
+// output (logits, or sentence_embedding); GPT-2 takes input_ids and attention_mask and returns
+// logits at every position, without a key/value cache. The families build shapes and dtypes from
+// the tensors while tracing (see BertEncoder), and every export is rerun at another batch size and
+// length against the C++ model before it is written, so a graph that froze a size is refused
+// rather than shipped.
+//
+// --dtype fp16: LibTorch 1.13 has no half-precision kernels on the CPU, so the trace is recorded
+// in float32 and its weights (the graph's constants) are cast to float16 afterwards; float inputs
+// are cast to the weights' dtype inside the graph and outputs are float32, as the fp16 ONNX export
+// has them. That the graph follows its weights' dtype everywhere is checked before writing, by
+// running the written archive with bfloat16 weights, which the CPU computes.
 #include "torchscript_export.h"
 
+#include <ATen/ops/isfinite.h>
 #include <ATen/ops/ones.h>
 #include <ATen/ops/rand.h>
 #include <ATen/ops/randint.h>
@@ -15,11 +24,13 @@
 #include <fmt/ranges.h>
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/frontend/tracer.h>
+#include <torch/csrc/jit/serialization/import.h>
 #include <torch/nn/module.h>
 
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <sstream>
 
 #include "export_files.h"
 #include "ms/config/json_file.h"
@@ -64,7 +75,8 @@ const std::map<std::string, std::string>& text_outputs() {
       {"named-entity-recognition", "logits"},
       {"word-segmentation", "logits"},
       {"fill-mask", "logits"},
-      {"sentence-embedding", "sentence_embedding"}};
+      {"sentence-embedding", "sentence_embedding"},
+      {"text-generation", "logits"}};
   return outputs;
 }
 
@@ -82,14 +94,27 @@ models::TensorMap named(const Signature& sig, const std::vector<at::Tensor>& val
 
 torch::jit::Module trace_module(models::Model& model, const Signature& sig,
                                 const std::vector<at::Tensor>& example) {
-  for (at::Tensor p : model.module().parameters()) p.set_requires_grad(false);
+  // The smallest floating weight stands for the weights' dtype: float inputs are cast to it
+  // (type_as records the cast against the constant, so it follows --dtype).
+  at::Tensor weights_dtype;
+  for (at::Tensor p : model.module().parameters()) {
+    p.set_requires_grad(false);
+    if (p.is_floating_point() && (!weights_dtype.defined() || p.numel() < weights_dtype.numel()))
+      weights_dtype = p;
+  }
   torch::jit::Stack stack(example.begin(), example.end());
   auto traced = torch::jit::tracer::trace(
       stack,
       [&](torch::jit::Stack inputs) -> torch::jit::Stack {
         std::vector<at::Tensor> values;
-        for (const c10::IValue& v : inputs) values.push_back(v.toTensor());
-        return {model.forward(named(sig, values)).at(sig.output)};
+        for (const c10::IValue& v : inputs) {
+          at::Tensor value = v.toTensor();
+          if (value.is_floating_point() && weights_dtype.defined())
+            value = value.type_as(weights_dtype);
+          values.push_back(value);
+        }
+        // Outputs are float32 whatever the weights are (a no-op for fp32 archives).
+        return {model.forward(named(sig, values)).at(sig.output).to(at::kFloat)};
       },
       [](const torch::autograd::Variable&) { return std::string(); },
       /*strict=*/false, /*force_outplace=*/false, /*self=*/nullptr, sig.inputs);
@@ -102,20 +127,27 @@ torch::jit::Module trace_module(models::Model& model, const Signature& sig,
   return module;
 }
 
+// The traced module's output on `example`; a graph that cannot run it is refused, naming `what`
+// and with `hint`.
+at::Tensor run_traced(torch::jit::Module& module, const std::vector<at::Tensor>& example,
+                      const std::string& what, const std::string& hint) {
+  try {
+    return module.forward(std::vector<c10::IValue>(example.begin(), example.end())).toTensor();
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::kMissingComponent,
+                fmt::format("the traced {} does not run at shape {}: {}", what,
+                            fmt::join(example[0].sizes(), "x"), models::script_failure(e)),
+                hint);
+  }
+}
+
 // Runs the traced module and the C++ model on `example` (another shape than the trace's) and
 // refuses the export when they differ: a size frozen into the graph would give wrong outputs.
 void check_traced(torch::jit::Module& module, models::Model& model, const Signature& sig,
                   const std::vector<at::Tensor>& example, const std::string& type) {
   const at::Tensor want = model.forward(named(sig, example)).at(sig.output);
-  at::Tensor got;
-  try {
-    got = module.forward(std::vector<c10::IValue>(example.begin(), example.end())).toTensor();
-  } catch (const c10::Error& e) {
-    throw Error(ErrorCode::kMissingComponent,
-                fmt::format("the traced {} model does not run at shape {}: {}", type,
-                            fmt::join(example[0].sizes(), "x"), e.what_without_backtrace()),
-                "export it at the shape you will run with (--static)");
-  }
+  const at::Tensor got = run_traced(module, example, type + " model",
+                                    "export it at the shape you will run with (--static)");
   const double diff = got.sizes() == want.sizes() ? (got - want).abs().max().item<double>() : 1e9;
   MS_CHECK(diff <= 1e-4, ErrorCode::kMissingComponent,
            "the traced {} model gives other outputs at shape {} than at the traced one (max "
@@ -123,14 +155,47 @@ void check_traced(torch::jit::Module& module, models::Model& model, const Signat
            type, fmt::join(example[0].sizes(), "x"), diff);
 }
 
-// An example batch: random pixels, or random token ids with the second row half padded.
-std::vector<at::Tensor> example_inputs(bool text, const std::vector<int64_t>& shape,
-                                       int64_t vocab) {
+// The archive bytes with float16 weights (see the top of this file). The trace's constants are
+// cast, the archive is saved and loaded again, and that copy, cast to bfloat16, must run on
+// `example` with finite outputs that point where the C++ model's do (cosine >= 0.99; bfloat16
+// keeps 8 bits of mantissa): a float32 constant or cast left in the graph fails here, not on the
+// user's GPU.
+std::string half_archive(torch::jit::Module& module, models::Model& model, const Signature& sig,
+                         const std::vector<at::Tensor>& example, const std::string& type) {
+  models::cast_floating_constants(module, at::kHalf);
+  std::ostringstream bytes;
+  module.save(bytes);
+  std::istringstream in(bytes.str());
+  torch::jit::Module copy = torch::jit::load(in, c10::Device("cpu"));
+  models::cast_floating_constants(copy, at::kBFloat16);
+  const at::Tensor got = run_traced(copy, example, type + " model in half precision",
+                                    "export it in fp32, and please report it");
+  const at::Tensor want = model.forward(named(sig, example)).at(sig.output).to(at::kFloat);
+  MS_CHECK(got.scalar_type() == at::kFloat && got.sizes() == want.sizes(), ErrorCode::kInternal,
+           "the half-precision {} archive returns {} [{}] where the model returns float [{}]", type,
+           c10::toString(got.scalar_type()), fmt::join(got.sizes(), "x"),
+           fmt::join(want.sizes(), "x"));
+  const bool finite = got.isfinite().all().item<bool>();
+  const double cosine = (got * want).sum().item<double>() /
+                        std::max(1e-30, got.norm().item<double>() * want.norm().item<double>());
+  MS_CHECK(finite && cosine >= 0.99, ErrorCode::kMissingComponent,
+           "the {} model does not survive half precision: run with 16-bit weights its outputs "
+           "are {} (cosine {:.4f} to fp32)",
+           type, finite ? "far from fp32's" : "not finite", cosine);
+  return bytes.str();
+}
+
+// An example batch: random pixels, or random token ids with the second row half padded (and
+// token types when the signature takes them).
+std::vector<at::Tensor> example_inputs(const Signature& sig, bool text,
+                                       const std::vector<int64_t>& shape, int64_t vocab) {
   if (!text) return {at::rand(shape)};
   const at::Tensor ids = at::randint(0, vocab, shape, at::TensorOptions().dtype(at::kLong));
   at::Tensor mask = at::ones(shape, at::TensorOptions().dtype(at::kLong));
   if (shape[0] > 1 && shape[1] > 2) mask[1].slice(0, shape[1] / 2).fill_(0);
-  return {ids, mask, at::zeros(shape, at::TensorOptions().dtype(at::kLong))};
+  std::vector<at::Tensor> example = {ids, mask};
+  if (sig.inputs.size() == 3) example.push_back(at::zeros(shape, ids.options()));
+  return example;
 }
 
 // A TorchScript model folder passes through: checked to load, then copied as it is.
@@ -179,16 +244,24 @@ infer::ExportSummary export_torchscript(const infer::ExportRequest& request,
   const std::string type = models::normalize_model_type(model_type_of(info));
   MS_CHECK(!request.opset, ErrorCode::kUsage,
            "--opset is an ONNX option; --format torchscript writes a TorchScript archive");
-  MS_CHECK(request.dtype == "fp32", ErrorCode::kMissingComponent,
-           "`ms export --format torchscript --dtype {}` is not built yet", request.dtype);
-  if (type == "torchscript") return pass_through(request, info, start);
+  MS_CHECK(request.dtype == "fp32" || request.dtype == "fp16", ErrorCode::kUsage,
+           "--format torchscript writes fp32 or fp16 archives, not {}", request.dtype);
+  if (type == "torchscript") {
+    MS_CHECK(request.dtype == "fp32", ErrorCode::kUsage,
+             "{} is already a TorchScript model: it is copied as it is, so --dtype does not apply",
+             info.dir.string());
+    return pass_through(request, info, start);
+  }
+  const bool half = request.dtype == "fp16";
   const std::shared_ptr<models::Model> model = load_for_export(info, type);
   model->eval();
   Signature sig;
   std::vector<int64_t> shape, other;
   int64_t vocab = 0;
   if (text) {
-    sig = {{"input_ids", "attention_mask", "token_type_ids"}, text_outputs().at(info.task)};
+    sig.output = text_outputs().at(info.task);
+    sig.inputs = {"input_ids", "attention_mask"};
+    if (info.task != "text-generation") sig.inputs.push_back("token_type_ids");
     const auto hf = read_json_file(info.dir / "config.json");
     vocab = hf ? hf->value("vocab_size", int64_t{0}) : 0;
     MS_CHECK(vocab > 0, ErrorCode::kConfig, "{}: no vocab_size in config.json",
@@ -221,15 +294,23 @@ infer::ExportSummary export_torchscript(const infer::ExportRequest& request,
   at::manual_seed(0);
   torch::jit::Module module;
   try {
-    module = trace_module(*model, sig, example_inputs(text, shape, vocab));
+    module = trace_module(*model, sig, example_inputs(sig, text, shape, vocab));
   } catch (const c10::Error& e) {
     throw Error(ErrorCode::kInternal,
                 fmt::format("tracing the {} model failed: {}", type, e.what_without_backtrace()),
                 "please report it with the model's configuration.json");
   }
-  // A --static export promises only its own shape.
-  if (request.static_shape.empty()) {
-    check_traced(module, *model, sig, example_inputs(text, other, vocab), type);
+  // A --static export promises only its own shape, and is checked at it.
+  const bool dynamic = request.static_shape.empty();
+  const std::vector<at::Tensor> check = example_inputs(sig, text, dynamic ? other : shape, vocab);
+  if (dynamic) check_traced(module, *model, sig, check, type);
+  std::string archive;
+  if (half) {
+    archive = half_archive(module, *model, sig, check, type);
+  } else {
+    std::ostringstream bytes;
+    module.save(bytes);
+    archive = bytes.str();
   }
 
   infer::ExportSummary summary;
@@ -242,8 +323,10 @@ infer::ExportSummary export_torchscript(const infer::ExportRequest& request,
     const std::string seq = request.static_shape.empty() ? "sequence" : std::to_string(shape[1]);
     for (const std::string& name : sig.inputs)
       summary.inputs.push_back({name, "int64", {batch, seq}});
-    if (sig.output == "logits" && info.task != "text-classification" &&
-        info.task != "sentence-similarity") {
+    if (info.task == "text-generation") {
+      summary.outputs = {{"logits", "float32", {batch, seq, "vocab"}}};
+    } else if (sig.output == "logits" && info.task != "text-classification" &&
+               info.task != "sentence-similarity") {
       summary.outputs = {{"logits", "float32", {batch, seq, "labels"}}};
     } else {
       summary.outputs = {{sig.output, "float32", {batch, "features"}}};
@@ -253,18 +336,13 @@ infer::ExportSummary export_torchscript(const infer::ExportRequest& request,
     summary.outputs = {{"logits", "float32", {batch, std::to_string(*model->num_labels())}}};
   }
   summary.files = write_export_folder(request.output, [&](const fs::path& temp) {
-    try {
-      module.save((temp / "model.pt").string());
-    } catch (const c10::Error& e) {
-      throw Error(ErrorCode::kIo, fmt::format("cannot write {}: {}", (temp / "model.pt").string(),
-                                              e.what_without_backtrace()));
-    }
+    write_file_atomic(temp / "model.pt", archive);
     std::vector<std::string> files = copy_side_files(info.dir, temp);
     // `ms infer` runs the folder through its TorchScript pipeline, with the same preprocessing
     // and class names as the source model.
     Json ms = info.config.root();
     ms["task"] = info.task;
-    ms["model"] = {{"type", "torchscript"}, {"file", "model.pt"}};
+    ms["model"] = {{"type", "torchscript"}, {"file", "model.pt"}, {"dtype", request.dtype}};
     if (text) {
       // What the text pipelines read from the source model, which the archive no longer says.
       ms["model"]["inputs"] = sig.inputs;

@@ -31,15 +31,19 @@ ExportSummary run_export(const ExportRequest& request) {
     throw Error(ErrorCode::kUsage, fmt::format("unknown export format '{}'", request.format),
                 (hint.empty() ? std::string() : hint + "; ") + "formats: " + join(formats, ", "));
   }
-  if (!onnx_export_available()) {
+  if (request.format == "onnx" && !onnx_export_available()) {
     throw Error(ErrorCode::kMissingComponent,
-                "this ms was built without its exporter (configured with -DMS_WITH_ONNX=OFF or "
+                "this ms was built without ONNX export (configured with -DMS_WITH_ONNX=OFF or "
                 "-DMS_WITH_TORCH=OFF)",
-                "install libonnx-dev (scripts/setup.sh does) and rebuild with -DMS_WITH_ONNX=ON");
+                "install libonnx-dev (scripts/setup.sh does) and rebuild with -DMS_WITH_ONNX=ON, "
+                "or export --format torchscript or safetensors");
   }
   MS_CHECK(request.dtype == "fp32" || request.dtype == "fp16", ErrorCode::kUsage,
            "unknown --dtype '{}' (fp32, fp16)", request.dtype);
   MS_CHECK(!request.output.empty(), ErrorCode::kUsage, "--output is required");
+  MS_CHECK(!request.external_data || request.format == "onnx", ErrorCode::kUsage,
+           "--external-data is an ONNX option; --format {} writes its weights its own way",
+           request.format);
   // The folder appears whole at the end (a temp folder renamed), so it must not hold anything
   // that the rename would have to merge with.
   std::error_code ec;

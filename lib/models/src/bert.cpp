@@ -460,9 +460,12 @@ at::Tensor BertEncoder::forward(const at::Tensor& input_ids, const at::Tensor& t
   at::Tensor x = emb.word_embeddings(input_ids) + emb.position_embeddings(positions) +
                  emb.token_type_embeddings(token_type_ids);
   x = at::dropout(emb.norm(x), mask.hidden_dropout, mask.training);
-  // Additive mask: 0 where attended, the lowest float where padded (as Hugging Face does).
+  // Additive mask: 0 where attended, the lowest float where padded (as Hugging Face does). A
+  // traced graph takes the hidden states' dtype from the tensor (type_as), not as a constant, so
+  // that the archive runs in the dtype of its weights (ms export --dtype fp16).
   const at::Tensor key_bias =
-      (1.0 - attention_mask.to(x.scalar_type())).mul_(lowest_value(x.scalar_type()));
+      mask.traced ? (1.0 - attention_mask.type_as(x)).mul_(kTracedMaskValue)
+                  : (1.0 - attention_mask.to(x.scalar_type())).mul_(lowest_value(x.scalar_type()));
   mask.bias = key_bias.unsqueeze(1).unsqueeze(1);
   mask.fused = mask.fast && fused_kernels_ && x.device().is_cpu() && x.scalar_type() == at::kFloat;
   if (mask.fused) {

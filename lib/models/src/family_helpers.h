@@ -52,4 +52,10 @@ inline double lowest_value(at::ScalarType dtype) {
   }
 }
 
+/// What masked attention scores are set to in a traced graph (`ms export --format torchscript`):
+/// the lowest value float16 holds, so that the same graph runs in fp32, bf16 and fp16 (float's
+/// lowest would be -inf in half precision, and 0 * -inf is NaN). exp(-65504 - score) is 0 in
+/// float32 too, so fp32 outputs equal the untraced model's wherever a query sees a real key.
+inline constexpr double kTracedMaskValue = -65504.0;
+
 }  // namespace ms::models

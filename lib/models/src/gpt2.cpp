@@ -20,13 +20,16 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/layer_norm.h>
 #include <ATen/ops/linear.h>
+#include <ATen/ops/matmul.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/mv.h>
 #include <ATen/ops/ones.h>
+#include <ATen/ops/ones_like.h>
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/where.h>
 #include <ATen/ops/zeros.h>
 #include <fmt/ranges.h>
+#include <torch/csrc/jit/frontend/tracer.h>
 #include <torch/nn/init.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/embedding.h>
@@ -153,6 +156,8 @@ struct Conv1D : torch::nn::Module {
     if (draw) torch::nn::init::normal_(weight, 0.0, 0.02);
   }
   at::Tensor forward(const at::Tensor& x) {
+    // The tracer would freeze the sizes below into the graph; matmul takes any leading shape.
+    if (torch::jit::tracer::isTracing()) return at::matmul(x, weight) + bias;
     std::vector<int64_t> sizes = x.sizes().vec();
     sizes.back() = weight.size(1);
     return project(x.reshape({-1, x.size(-1)}), weight.t(), bias).view(sizes);
@@ -176,6 +181,7 @@ at::Tensor project(const at::Tensor& rows, const at::Tensor& weight, const at::T
 struct Batch {
   at::Tensor bias;  // [b * heads, t, past + t]: 0 where attended, the lowest value where masked
   bool training = false;
+  bool traced = false;  // ms export: no cache, bias [b, 1, t, t], shapes from the tensors
 };
 
 struct Attention : torch::nn::Module {
@@ -198,6 +204,15 @@ struct Attention : torch::nn::Module {
                                                          const at::Tensor& past_key,
                                                          const at::Tensor& past_value,
                                                          const Batch& batch) {
+    if (batch.traced) {
+      // [b, t, 3, heads, d] -> three [b, heads, t, d], with no C++ size in the recorded graph.
+      const at::Tensor qkv =
+          c_attn->forward(x).unflatten(-1, {3, heads_, head_dim_}).permute({2, 0, 3, 1, 4});
+      const at::Tensor scores =
+          at::matmul(qkv[0], qkv[1].transpose(-1, -2)).mul(scale_).add(batch.bias);
+      const at::Tensor out = at::matmul(at::softmax(scores, -1), qkv[2]).transpose(1, 2);
+      return {c_proj->forward(out.flatten(2)), at::Tensor(), at::Tensor()};
+    }
     const int64_t b = x.size(0), t = x.size(1), e = heads_ * head_dim_;
     // [b, t, 3, heads, d] -> three [b, heads, t, d]
     const at::Tensor qkv =
@@ -337,6 +352,10 @@ class Gpt2LMHeadModel final : public torch::nn::Module, public Model {
     const std::size_t layers = transformer_->blocks.size();
 
     MS_CHECK(t > 0, ErrorCode::kUsage, "GPT-2 forward: input_ids has no tokens");
+    if (torch::jit::tracer::isTracing()) {
+      const at::Tensor* mask = optional_input(inputs, "attention_mask");
+      return traced_forward(ids, mask ? *mask : at::ones_like(ids));
+    }
 
     // The cache: every layer's keys and values, all of the same length, or none at all.
     std::vector<at::Tensor> past_keys(layers), past_values(layers);
@@ -441,6 +460,34 @@ class Gpt2LMHeadModel final : public torch::nn::Module, public Model {
       out["loss"] = causal_lm_loss(logits, *labels, mask);
     }
     return out;
+  }
+
+ private:
+  // What LibTorch's tracer records for `ms export --format torchscript`: input_ids and
+  // attention_mask -> logits at every position, without a cache (Hugging Face's GPT2LMHeadModel
+  // called with use_cache=False). The tracer records tensor operations, not C++ integers, so
+  // sizes come from the tensors and the archive runs at any batch size and length; dtypes come
+  // from the weights (type_as), so it runs in theirs. Equal to forward() at every position whose
+  // query sees a real token (a query on left padding sees none, and its logits mean nothing).
+  TensorMap traced_forward(const at::Tensor& ids, const at::Tensor& attention_mask) {
+    const at::Tensor mask = attention_mask.to(at::kLong);
+    // As forward(): positions count the attended tokens, and padding takes position 1.
+    const at::Tensor positions = (at::cumsum(mask, 1) - 1).masked_fill(mask.eq(0), 1);
+    Batch batch;
+    batch.traced = true;
+    at::Tensor x = transformer_->wte(ids) + transformer_->wpe(positions);
+    // Query i sees the keys j <= i that the mask keeps: an additive bias [b, 1, t, t].
+    const at::Tensor order = at::cumsum(at::ones_like(ids.select(0, 0)), 0);
+    const at::Tensor allowed =
+        order.unsqueeze(0).le(order.unsqueeze(1)).unsqueeze(0).logical_and(mask.ne(0).unsqueeze(1));
+    batch.bias = allowed.logical_not().unsqueeze(1).type_as(x).mul(kTracedMaskValue);
+    for (const auto& block : transformer_->blocks) {
+      x = x + std::get<0>(block->attn->forward(block->ln_1(x), {}, {}, batch));
+      x = x + block->mlp->forward(block->ln_2(x), batch);
+    }
+    x = transformer_->ln_f(x);
+    const at::Tensor& head = lm_head_ ? lm_head_->weight : transformer_->wte->weight;
+    return {{"logits", at::matmul(x, head.t())}};
   }
 
  protected:

@@ -4,9 +4,11 @@
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/clamp_min.h>
+#include <ATen/ops/cumsum.h>
 #include <ATen/ops/gelu.h>
 #include <ATen/ops/linalg_vector_norm.h>
 #include <ATen/ops/linear.h>
+#include <ATen/ops/ones_like.h>
 #include <ATen/ops/relu.h>
 #include <ATen/ops/sigmoid.h>
 #include <ATen/ops/sqrt.h>
@@ -14,12 +16,14 @@
 #include <ATen/ops/tanh.h>
 #include <ATen/ops/zeros_like.h>
 #include <fmt/format.h>
+#include <torch/csrc/jit/frontend/tracer.h>
 #include <torch/nn/modules/linear.h>
 
 #include <algorithm>
 #include <map>
 #include <utility>
 
+#include "family_helpers.h"
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
 #include "ms/core/text.h"
@@ -349,7 +353,11 @@ class SentenceEmbedding final : public BertEncoder, public Model {
   // Token states [batch, seq, hidden] and the attention mask [batch, seq] (right-padded) ->
   // float embeddings [batch, dim].
   at::Tensor embed(const at::Tensor& hidden, const at::Tensor& mask) {
-    const at::Tensor m = mask.unsqueeze(-1).to(hidden.scalar_type());
+    // While tracing (ms export), dtypes and sizes come from the tensors, so that the graph runs
+    // at any shape and in the dtype of its weights.
+    const bool traced = torch::jit::tracer::isTracing();
+    const at::Tensor m =
+        traced ? mask.unsqueeze(-1).type_as(hidden) : mask.unsqueeze(-1).to(hidden.scalar_type());
     std::vector<at::Tensor> parts;
     for (Pool mode : pooling_) {
       switch (mode) {
@@ -357,7 +365,8 @@ class SentenceEmbedding final : public BertEncoder, public Model {
           parts.push_back(hidden.select(1, 0));
           break;
         case Pool::kMax:
-          parts.push_back(std::get<0>(hidden.masked_fill(m.eq(0), -1e9).max(1)));
+          parts.push_back(
+              std::get<0>(hidden.masked_fill(m.eq(0), traced ? kTracedMaskValue : -1e9).max(1)));
           break;
         case Pool::kMean:
           parts.push_back(at::sum(hidden * m, 1) / at::clamp_min(at::sum(m, 1), 1e-9));
@@ -367,22 +376,26 @@ class SentenceEmbedding final : public BertEncoder, public Model {
           break;
         case Pool::kWeightedMean: {
           // Token i (from 1) weighs i: later tokens count more.
-          const at::Tensor w =
-              m * at::arange(1, hidden.size(1) + 1, hidden.options()).view({1, -1, 1});
+          const at::Tensor order =
+              traced ? at::cumsum(at::ones_like(m), 1)
+                     : at::arange(1, hidden.size(1) + 1, hidden.options()).view({1, -1, 1});
+          const at::Tensor w = m * order;
           parts.push_back(at::sum(hidden * w, 1) / at::clamp_min(at::sum(w, 1), 1e-9));
           break;
         }
         case Pool::kLastToken: {
           // Batches are right-padded, so the last real token is at length - 1.
           const at::Tensor last = at::clamp_min(at::sum(mask, 1) - 1, 0);
-          const at::Tensor index =
-              last.view({-1, 1, 1}).expand({hidden.size(0), 1, hidden.size(2)});
+          const at::Tensor index = last.view({-1, 1, 1}).expand_as(hidden.narrow(1, 0, 1));
           parts.push_back(hidden.gather(1, index).squeeze(1));
           break;
         }
       }
     }
-    at::Tensor x = (parts.size() == 1 ? parts[0] : at::cat(parts, 1)).to(at::kFloat);
+    // Float embeddings from the untraced model; a traced one keeps its weights' dtype through the
+    // Dense layers, and the exporter casts its output.
+    at::Tensor x = parts.size() == 1 ? parts[0] : at::cat(parts, 1);
+    if (!traced) x = x.to(at::kFloat);
     for (const Step& step : steps_) {
       x = step.dense ? step.dense->forward(x)
                      : x / at::clamp_min(at::linalg_vector_norm(x, 2, {1}, true), 1e-12);

@@ -1,5 +1,6 @@
 #include "ms/models/torchscript.h"
 
+#include <torch/csrc/jit/passes/shape_analysis.h>
 #include <torch/nn/module.h>
 #include <torch/script.h>
 
@@ -10,13 +11,35 @@ namespace ms::models {
 
 namespace {
 
-torch::jit::Module load_archive(const std::filesystem::path& path, const std::string& device) {
+void cast_constants_in(torch::jit::Block& block, at::ScalarType dtype) {
+  for (torch::jit::Node* node : block.nodes()) {
+    for (torch::jit::Block* inner : node->blocks()) cast_constants_in(*inner, dtype);
+    if (node->kind() != c10::prim::Constant || !node->hasAttribute(c10::attr::value) ||
+        node->kindOf(c10::attr::value) != torch::jit::AttributeKind::t) {
+      continue;
+    }
+    const at::Tensor value = node->t(c10::attr::value);
+    if (!value.is_floating_point() || value.scalar_type() == dtype) continue;
+    const at::Tensor cast = value.to(dtype);
+    node->t_(c10::attr::value, cast);
+    node->output()->inferTypeFrom(cast);
+  }
+}
+
+torch::jit::Module load_archive(const std::filesystem::path& path, const std::string& device,
+                                const std::string& weights) {
   std::error_code ec;
   MS_CHECK(std::filesystem::is_regular_file(path, ec), ErrorCode::kNotFound,
            "TorchScript model {} does not exist", path.string());
+  MS_CHECK(weights == "fp32" || weights == "fp16", ErrorCode::kConfig,
+           "model.dtype '{}' of {} is not fp32 or fp16", weights, path.string());
   try {
     torch::jit::Module module = torch::jit::load(path.string(), c10::Device(device));
     module.eval();
+    // LibTorch has no half-precision matrix products on the CPU (1.13): an fp16 archive runs in
+    // float32 there, from its fp16 weights.
+    if (weights == "fp16" && c10::Device(device).is_cpu())
+      cast_floating_constants(module, at::kFloat);
     return module;
   } catch (const c10::Error& e) {
     throw Error(
@@ -27,11 +50,32 @@ torch::jit::Module load_archive(const std::filesystem::path& path, const std::st
   }
 }
 
+}  // namespace
+
+std::string script_failure(const std::exception& e) {
+  if (const auto* c10_error = dynamic_cast<const c10::Error*>(&e))
+    return c10_error->what_without_backtrace();
+  std::string text = e.what();
+  if (text.find("TorchScript interpreter") == std::string::npos) return text;
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  const std::size_t line = text.rfind('\n');
+  return line == std::string::npos ? text : text.substr(line + 1);
+}
+
+void cast_floating_constants(torch::jit::Module& module, at::ScalarType dtype) {
+  const std::shared_ptr<torch::jit::Graph> graph = module.get_method("forward").graph();
+  cast_constants_in(*graph->block(), dtype);
+  // The graph's recorded tensor types no longer hold; the executor infers them afresh.
+  torch::jit::EraseShapeInformation(graph);
+}
+
+namespace {
+
 // See load_script_text_model.
 class ScriptTextModel final : public Model {
  public:
   ScriptTextModel(const ScriptTextSpec& spec, const std::string& device)
-      : spec_(spec), script_(load_archive(spec.file, device)) {
+      : spec_(spec), script_(load_archive(spec.file, device, spec.dtype)) {
     MS_CHECK(!spec_.inputs.empty() && !spec_.outputs.empty(), ErrorCode::kConfig,
              "{}: a TorchScript text model needs model.inputs and model.outputs",
              spec_.file.string());
@@ -52,9 +96,9 @@ class ScriptTextModel final : public Model {
     c10::IValue out;
     try {
       out = script_.forward(args);
-    } catch (const c10::Error& e) {
-      throw Error(ErrorCode::kUsage, fmt::format("running {} failed: {}", spec_.file.string(),
-                                                 e.what_without_backtrace()));
+    } catch (const std::exception& e) {
+      throw Error(ErrorCode::kUsage,
+                  fmt::format("running {} failed: {}", spec_.file.string(), script_failure(e)));
     }
     std::vector<c10::IValue> values;
     if (out.isTuple()) {
@@ -100,10 +144,11 @@ struct ScriptModule::Impl {
   std::filesystem::path path;
 };
 
-ScriptModule::ScriptModule(const std::filesystem::path& path, const std::string& device)
+ScriptModule::ScriptModule(const std::filesystem::path& path, const std::string& device,
+                           const std::string& weights)
     : impl_(std::make_unique<Impl>()) {
   impl_->path = path;
-  impl_->module = load_archive(path, device);
+  impl_->module = load_archive(path, device, weights);
 }
 
 ScriptModule::~ScriptModule() = default;
@@ -116,9 +161,11 @@ at::Tensor ScriptModule::forward(const at::Tensor& input) {
     MS_CHECK(out.isTensor(), ErrorCode::kUsage, "{} returned a {}, not a tensor",
              impl_->path.string(), out.tagKind());
     return out.toTensor();
-  } catch (const c10::Error& e) {
-    throw Error(ErrorCode::kUsage, fmt::format("running {} failed: {}", impl_->path.string(),
-                                               e.what_without_backtrace()));
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("running {} failed: {}", impl_->path.string(), script_failure(e)));
   }
 }
 

@@ -11,6 +11,7 @@
 #include "ms/core/text.h"
 #include "ms/infer/torch_layer.h"
 #include "ms/models/model.h"
+#include "ms/models/torchscript.h"
 #include "ms/pipelines/registry.h"
 
 namespace ms::pipelines {
@@ -123,6 +124,26 @@ models::ModelSpec model_spec(const infer::ModelInfo& model, const std::string& t
   spec.dir = model.dir;
   spec.config = model.config;
   return spec;
+}
+
+std::shared_ptr<models::Model> load_text_model(const infer::ModelInfo& model,
+                                               const std::string& task, const std::string& type,
+                                               const std::string& device) {
+  if (models::normalize_model_type(type) != "torchscript") {
+    return models::load_pretrained(model_spec(model, task, type), device);
+  }
+  // The traced graph replaces the model; tokenizer, labels and limits stay the source's.
+  models::ScriptTextSpec script;
+  script.file = model.dir / model.config.get_or<std::string>("model.file", "model.pt");
+  script.task = task;
+  script.inputs = model.config.get_or<std::vector<std::string>>("model.inputs", {});
+  script.outputs = model.config.get_or<std::vector<std::string>>("model.outputs", {});
+  if (model.config.has("model.num_labels"))
+    script.num_labels = model.config.get<int64_t>("model.num_labels");
+  if (model.config.has("model.max_tokens"))
+    script.max_tokens = model.config.get<int64_t>("model.max_tokens");
+  script.dtype = model.config.get_or<std::string>("model.dtype", "fp32");
+  return models::load_script_text_model(script, device);
 }
 
 bool per_thread_intra_op_threads() { return torch_omp_set_num_threads() != nullptr; }

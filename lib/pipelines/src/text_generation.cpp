@@ -244,8 +244,7 @@ class TextGenerationPipeline final : public infer::Pipeline {
     std::string type = model.model_type;
     if (type.empty() && hf->contains("model_type") && (*hf)["model_type"].is_string())
       type = (*hf)["model_type"].get<std::string>();
-    model_ =
-        models::load_pretrained(model_spec(model, task_, type.empty() ? "gpt2" : type), device_);
+    model_ = load_text_model(model, task_, type.empty() ? "gpt2" : type, device_);
     tokenizer_ =
         std::make_unique<text::CausalTokenizer>(text::CausalTokenizer::from_dir(model.dir));
     // config.json has been checked by the model: n_positions, if present, is a positive integer.
@@ -395,8 +394,14 @@ class TextGenerationPipeline final : public infer::Pipeline {
       }
       attention =
           at::cat({attention, at::tensor(attend, long_opts).view({rows, 1}).to(device_)}, 1);
-      inputs = {{"input_ids", at::tensor(feed, long_opts).view({rows, 1}).to(device_)},
-                {"attention_mask", attention}};
+      const at::Tensor fed = at::tensor(feed, long_opts).view({rows, 1}).to(device_);
+      if (result.count("present.0.key") == 0) {
+        // A model without a cache (a TorchScript export) reads the whole sequence every step.
+        input = at::cat({input, fed}, 1);
+        inputs = {{"input_ids", input}, {"attention_mask", attention}};
+        continue;
+      }
+      inputs = {{"input_ids", fed}, {"attention_mask", attention}};
       for (int64_t l = 0; l < layers_; ++l) {
         const std::string n = std::to_string(l);
         inputs["past_key_values." + n + ".key"] = result.at("present." + n + ".key");

@@ -22,7 +22,6 @@
 #include "ms/core/file.h"
 #include "ms/core/text.h"
 #include "ms/models/model.h"
-#include "ms/models/torchscript.h"
 #include "ms/pipelines/registry.h"
 #include "ms/tensor/collate.h"
 #include "ms/text/bert_tokenizer.h"
@@ -66,23 +65,7 @@ class BertTextPipeline : public infer::Pipeline {
     std::string type = model.model_type;
     if (type.empty() && hf->contains("model_type") && (*hf)["model_type"].is_string())
       type = (*hf)["model_type"].get<std::string>();
-    if (models::normalize_model_type(type) == "torchscript") {
-      // `ms export --format torchscript` of a BERT-family folder: the traced graph replaces the
-      // model; tokenizer, labels and limits stay the source's.
-      models::ScriptTextSpec script;
-      script.file = model.dir / model.config.get_or<std::string>("model.file", "model.pt");
-      script.task = task_;
-      script.inputs = model.config.get_or<std::vector<std::string>>("model.inputs", {});
-      script.outputs = model.config.get_or<std::vector<std::string>>("model.outputs", {});
-      if (model.config.has("model.num_labels"))
-        script.num_labels = model.config.get<int64_t>("model.num_labels");
-      if (model.config.has("model.max_tokens"))
-        script.max_tokens = model.config.get<int64_t>("model.max_tokens");
-      model_ = models::load_script_text_model(script, device_);
-    } else {
-      model_ =
-          models::load_pretrained(model_spec(model, task_, type.empty() ? "bert" : type), device_);
-    }
+    model_ = load_text_model(model, task_, type.empty() ? "bert" : type, device_);
     tokenizer_ = std::make_unique<text::BertTokenizer>(text::BertTokenizer::from_dir(model.dir));
     // The model's position embeddings bound the input: RoBERTa-style models take
     // max_position_embeddings less pad_token_id + 1 (config.json has been checked by the model).

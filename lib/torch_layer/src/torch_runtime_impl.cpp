@@ -9,9 +9,7 @@
 #include <cstdlib>
 
 #include "ms/core/error.h"
-#if MS_WITH_ONNX
 #include "ms/export/export_service.h"
-#endif
 #include "ms/infer/pipeline.h"
 #include "ms/infer/torch_layer.h"
 #include "ms/models/model.h"
@@ -109,11 +107,7 @@ extern "C" __attribute__((visibility("default"))) const ms::infer::TorchLayer* m
   if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, 512 << 20);
   if (std::getenv("MALLOC_TRIM_THRESHOLD_") == nullptr) mallopt(M_TRIM_THRESHOLD, 1 << 30);
   static ms::infer::TorchRuntimeImpl runtime;
-#if MS_WITH_ONNX
   ms::infer::ExporterService* exporter = &ms::exporter::export_service();
-#else
-  ms::infer::ExporterService* exporter = nullptr;
-#endif
   static const ms::infer::TorchLayer layer{&runtime, &ms::pipelines::pipeline_factory(),
                                            &ms::trainer::training_service(), exporter,
                                            &ms::infer::register_components};

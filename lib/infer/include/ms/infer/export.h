@@ -30,10 +30,13 @@ struct ExportRequest {
   /// Fixed input sizes (--static): text {batch, sequence}; images {batch} or {batch, height,
   /// width}. Empty: dynamic axes (batch, sequence / height, width).
   std::vector<int64_t> static_shape;
-  /// fp32, or fp16: safetensors weights in half precision; an ONNX graph computing in float16
-  /// (inputs and outputs keep their types). TorchScript: fp32 only so far.
+  /// fp32, or fp16: safetensors weights in half precision; an ONNX graph or TorchScript archive
+  /// computing in float16 (inputs and outputs keep their types).
   std::string dtype = "fp32";
   bool check = false;  ///< --check: strict shape inference over the whole graph as well
+  /// ONNX: the weights in model.onnx_data beside model.onnx (ONNX's external data), as they must
+  /// be for a model over 2 GiB, which one protobuf file cannot hold; automatic there.
+  bool external_data = false;
   std::vector<std::string> overrides;
   HubModelOptions hub;
 };

@@ -54,7 +54,7 @@ struct TorchLayer {
 
 /// Bumped whenever TorchLayer, the interfaces it points to or the entry point change; both sides
 /// must agree.
-constexpr int kTorchLayerAbiVersion = 10;  // 10: PipelineInput::content, Pipeline::forget
+constexpr int kTorchLayerAbiVersion = 11;  // 11: ExportRequest::external_data
 
 /// Name of the extern "C" entry point exported by libms_torch.so:
 ///   const ms::infer::TorchLayer* ms_torch_layer_entry(int abi_version);

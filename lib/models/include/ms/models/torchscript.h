@@ -4,21 +4,40 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <exception>
 #include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+namespace torch::jit {
+struct Module;
+}
+
 namespace ms::models {
+
+/// What went wrong in a TorchScript call, in one line. The interpreter turns a failing operation's
+/// c10::Error into a std::runtime_error holding the TorchScript traceback; this keeps its last
+/// line ("RuntimeError: ..."), and a c10::Error's message without the C++ backtrace.
+std::string script_failure(const std::exception& e);
+
+/// Casts every floating-point tensor constant of `module`'s forward graph to `dtype`. A traced
+/// archive keeps its weights as graph constants, and `ms export` writes its graphs so that every
+/// other dtype follows the weights (type_as): this makes an fp16 archive from an fp32 trace, and
+/// runs an fp16 archive in float32 on the CPU, where LibTorch 1.13 has no half-precision kernels.
+void cast_floating_constants(torch::jit::Module& module, at::ScalarType dtype);
 
 /// A loaded TorchScript module taking one tensor and returning one tensor (or a tuple/list whose
 /// first element is the tensor).
 class ScriptModule {
  public:
-  /// Loads `path` on `device`. Throws ms::Error(kNotFound) for a missing file and kIntegrity
-  /// naming the file for one that is not a TorchScript archive.
-  ScriptModule(const std::filesystem::path& path, const std::string& device);
+  /// Loads `path` on `device`. `weights` is configuration.json's model.dtype: "fp16" for an
+  /// archive `ms export --dtype fp16` wrote (run in float32 on the CPU), else "fp32". Throws
+  /// ms::Error(kNotFound) for a missing file, kIntegrity naming the file for one that is not a
+  /// TorchScript archive, and kConfig for another dtype name.
+  ScriptModule(const std::filesystem::path& path, const std::string& device,
+               const std::string& weights = "fp32");
   ~ScriptModule();
   ScriptModule(const ScriptModule&) = delete;
   ScriptModule& operator=(const ScriptModule&) = delete;
@@ -42,10 +61,12 @@ struct ScriptTextSpec {
   std::vector<std::string> outputs;
   std::optional<int64_t> num_labels;  ///< classification heads
   std::optional<int64_t> max_tokens;  ///< the source model's positions
+  std::string dtype = "fp32";         ///< the weights' dtype: fp32 or fp16 (see ScriptModule)
 };
 
-/// Loads a traced text model as a Model the text pipelines run like the source model (inference
-/// only: it has no parameters to train). Errors as ScriptModule's.
+/// Loads a traced text model (a BERT-family head, or a GPT-2 decoder without a cache) as a Model
+/// the text pipelines run like the source model (inference only: it has no parameters to train).
+/// Errors as ScriptModule's.
 std::shared_ptr<Model> load_script_text_model(const ScriptTextSpec& spec,
                                               const std::string& device);
 

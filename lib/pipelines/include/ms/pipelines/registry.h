@@ -29,6 +29,14 @@ void register_image_pipelines(Registry<PipelineBuilder>& registry);
 models::ModelSpec model_spec(const infer::ModelInfo& model, const std::string& task,
                              const std::string& type);
 
+/// The model a text pipeline runs: for model `type` torchscript, the archive `ms export --format
+/// torchscript` wrote (configuration.json's model.file, .inputs, .outputs, .num_labels,
+/// .max_tokens and .dtype say how to run it); else the model family `type` names, with its
+/// weights.
+std::shared_ptr<models::Model> load_text_model(const infer::ModelInfo& model,
+                                               const std::string& task, const std::string& type,
+                                               const std::string& device);
+
 /// Sets the calling thread's intra-op thread count (OpenMP's per-thread setting) without touching
 /// other threads: what Pipeline::prepare_worker does.
 void set_thread_intra_op_threads(int threads);
