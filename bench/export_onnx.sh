@@ -3,8 +3,9 @@
 #  1. export time for all-MiniLM-L6-v2 (sentence embedding) and a ResNet-18 (random weights,
 #     torchvision layout): `ms export` (whole process, and its own export seconds) vs
 #     torch.onnx.export (Debian's torch 1.13: model load, and the export call alone);
-#  2. MiniLM sentences/s over N sentences (bench/make_sentences.py) three ways: the exported graph
-#     in onnxruntime (tokenized by HF `tokenizers`), `ms infer`, sentence-transformers; batch 64.
+#  2. MiniLM sentences/s over N sentences (bench/make_sentences.py) four ways: `ms infer`, `ms
+#     infer` on the TorchScript export, the exported ONNX graph in onnxruntime (tokenized by HF
+#     `tokenizers`), sentence-transformers; batch 64, every side sorting its inputs by length.
 #
 #   bash bench/export_onnx.sh [N=5000]
 # Env: MS_BIN, ST_PYTHON (sentence-transformers venv, bench/setup_st_venv.sh), MS_MINILM_DIR.
@@ -44,15 +45,20 @@ for kind in minilm resnet; do
   done
 done
 
+rm -rf "$out/ms-minilm-ts"
+"$ms" export -m "$minilm" -o "$out/ms-minilm-ts" --format torchscript 2>/dev/null
+
 echo "MiniLM sentences/s, $n sentences, batch 64, 2 threads (whole process; encode only in brackets)"
 for i in 1 2; do
   read -r w _ < <(secs "$ms" infer -m "$minilm" --input-file "$sentences" -b 64 --threads 2 -o "$out/ms.jsonl")
+  read -r wt _ < <(secs "$ms" infer -m "$out/ms-minilm-ts" --input-file "$sentences" -b 64 --threads 2 -o "$out/ms-ts.jsonl")
   read -r wo jo < <(secs "$venv/bin/python" "$root/bench/onnx_embed.py" "$out/ms-minilm" "$sentences" 64 2)
   read -r ws js < <(secs "$st" "$root/bench/st_embed.py" "$minilm" "$sentences" 64 2)
-  python3 - "$n" "$w" "$wo" "$jo" "$ws" "$js" <<'PY'
+  python3 - "$n" "$w" "$wo" "$jo" "$ws" "$js" "$wt" <<'PY'
 import json, sys
-n, w, wo, jo, ws, js = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), json.loads(sys.argv[4]), float(sys.argv[5]), json.loads(sys.argv[6])
-print(f"  ms infer {n / w:7.0f} | onnxruntime {n / wo:7.0f} ({n / jo['encode_s']:.0f}) | "
+n, w, wo, jo, ws, js, wt = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), json.loads(sys.argv[4]), float(sys.argv[5]), json.loads(sys.argv[6]), float(sys.argv[7])
+print(f"  ms infer {n / w:7.0f} | ms infer on the TorchScript export {n / wt:7.0f} | "
+      f"onnxruntime {n / wo:7.0f} ({n / jo['encode_s']:.0f}) | "
       f"sentence-transformers {n / ws:7.0f} ({n / js['encode_s']:.0f})")
 PY
 done

@@ -373,6 +373,61 @@ class ExportOnnxTest(TorchTestCase):
                 worst = max(abs(x - y) for x, y in zip(softmax(got16[b][t]), softmax(want[b][t])))
                 self.assertLessEqual(worst, 5e-3, f"fp16 row {b} position {t}")
 
+    def test_gpt2_left_padding_in_fp16(self):
+        """Left padding, as generation batches prompts, in fp32 and fp16: the real positions keep
+        transformers' logits. A query on padding sees no key; its masked scores (-65504 plus the
+        score) are -inf in float16 once the score is below -16, and a runtime whose softmax gives
+        NaN for such a row (PyTorch's does; onnxruntime's CPU softmax does not) would spread the
+        NaN to the real tokens through that position's keys. The graph lets such a query see
+        itself. The tiny GPT-2's keys are set to minus its enlarged queries here, so that a
+        padding position's scores, against keys equal to its own, are strongly negative."""
+        hf = venv_python("venv-transformers", "MS_TRANSFORMERS_PYTHON")
+        if not hf:
+            self.skipTest("build/venv-transformers is absent: run scripts/setup_python_interop.sh")
+        model = self.path("gpt2-sharp")
+        rows = [[5, 17, 40, 33, 2], [8, 21], [3, 3, 9, 90]]
+        length = max(map(len, rows))
+        left = {"input_ids": [[0] * (length - len(r)) + r for r in rows],
+                "attention_mask": [[0] * (length - len(r)) + [1] * len(r) for r in rows]}
+        reference = subprocess.run(
+            [hf, "-c", "import json, shutil, sys, torch\n"
+                       "from transformers import GPT2LMHeadModel\n"
+                       "src, dst, rows = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])\n"
+                       "m = GPT2LMHeadModel.from_pretrained(src).eval()\n"
+                       "e = m.config.n_embd\n"
+                       "with torch.no_grad():\n"
+                       "    for block in m.transformer.h:\n"
+                       "        w, b = block.attn.c_attn.weight, block.attn.c_attn.bias\n"
+                       "        w[:, :e] *= 50\n"
+                       "        w[:, e:2 * e] = -w[:, :e]\n"
+                       "        b[e:2 * e] = -b[:e]\n"
+                       "m.save_pretrained(dst)\n"
+                       "for f in ('vocab.json', 'merges.txt', 'configuration.json'):\n"
+                       "    shutil.copy(f'{src}/{f}', dst)\n"
+                       "out = []\n"
+                       "with torch.no_grad():\n"
+                       "    for r in rows:\n"
+                       "        y = m(input_ids=torch.tensor([r]))\n"
+                       "        out.append(y.logits[0].tolist())\n"
+                       "print(json.dumps(out))", os.path.join(TINY, "gpt2"), model, json.dumps(rows)],
+            capture_output=True, text=True, timeout=300)
+        self.assertEqual(reference.returncode, 0, reference.stderr)
+        want = json.loads(reference.stdout)
+        full, _ = self.export(model, "sharp-fp32")
+        half, _ = self.export(model, "sharp-fp16", "--dtype", "fp16")
+        for graph, tol in ((full, None), (half, 5e-3)):
+            got = self.ort(graph, left)["outputs"]["logits"]
+            for b, r in enumerate(rows):
+                pad = length - len(r)
+                for t in range(len(r)):
+                    self.assertTrue(all(map(math.isfinite, got[b][pad + t])), f"row {b} position {t}")
+                    if tol is None:
+                        self.assertClose(got[b][pad + t], want[b][t], f"row {b} position {t}")
+                    else:
+                        worst = max(abs(x - y) for x, y in
+                                    zip(softmax(got[b][pad + t]), softmax(want[b][t])))
+                        self.assertLessEqual(worst, tol, f"fp16 row {b} position {t}")
+
     # -- float16 ---------------------------------------------------------------------------------
 
     def test_fp16_graphs(self):

@@ -88,8 +88,8 @@ class HeadsTest(TorchTestCase):
         self.assertExit(r, 0)
 
     def test_fused_cpu_kernels_match_libtorch_ops(self):
-        # The CPU path runs attention and GELU in ms's own kernels; MS_BERT_KERNELS=torch runs
-        # LibTorch's ops. Same numbers within float rounding, for a head size handled by the
+        # MS_BERT_KERNELS=ms runs attention and GELU in ms's own CPU kernels; MS_BERT_KERNELS=torch
+        # (the default) runs LibTorch's ops. Same numbers within float rounding, for a head size handled by the
         # generic kernel (8) and one by the compile-time kernel (32), with padding in every batch.
         texts = ["a", "the cat sat on the mat", "dogs bark", "an unusually long sentence about "
                  "nothing in particular that goes on and on", "é ü ñ", "x y", "hello world again"]

@@ -50,8 +50,8 @@ class MiniLmTest(TorchTestCase):
         return self.path(name)
 
     def test_fused_cpu_kernels_match_libtorch_ops(self):
-        # ms's own attention and GELU kernels (the CPU default) against LibTorch's ops
-        # (MS_BERT_KERNELS=torch) on the real weights, split into heads of 32 (MiniLM's own),
+        # ms's own attention and GELU kernels (MS_BERT_KERNELS=ms) against LibTorch's ops (the
+        # default, MS_BERT_KERNELS=torch) on the real weights, split into heads of 32 (MiniLM's own),
         # 64 (BERT-base's; both compile-time kernels) and 16 (the generic kernel).
         ref = json.loads(read(os.path.join(DATA, "minilm_embeddings.json")))
         texts = [it["text"] for it in ref["items"]][:16]

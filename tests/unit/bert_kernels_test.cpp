@@ -61,7 +61,7 @@ ms::tensor::WeightMap random_weights(const BertConfig& c) {
 
 at::Tensor run(const BertConfig& c, const ms::tensor::WeightMap& w, const at::Tensor& ids,
                const at::Tensor& mask, bool torch_ops) {
-  if (torch_ops) setenv("MS_BERT_KERNELS", "torch", 1);
+  setenv("MS_BERT_KERNELS", torch_ops ? "torch" : "ms", 1);
   auto model = std::make_shared<BertEncoder>(c, /*with_pooler=*/false);
   unsetenv("MS_BERT_KERNELS");
   std::map<std::string, at::Tensor> params;

@@ -350,5 +350,10 @@ TEST_CASE("a TorchScript model failing inside the interpreter is a usage error n
     CHECK(message.find('\n') == std::string::npos);
     CHECK(message.find("Error") != std::string::npos);
   }
-  CHECK_THROWS_AS(ms::models::ScriptModule(archive, "cpu", "int8"), ms::Error);
+  try {
+    ms::models::ScriptModule not_an_archive(archive.parent_path() / "configuration.json", "cpu");
+    FAIL("a JSON file loaded as a TorchScript archive");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ms::ErrorCode::kIntegrity);
+  }
 }

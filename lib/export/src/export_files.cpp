@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <system_error>
 
 #include "ms/config/json_file.h"
@@ -29,8 +31,9 @@ namespace {
 
 // Weight files stay behind: the export writes its own.
 bool weight_file(const std::string& name) {
-  static const char* const kSuffixes[] = {
-      ".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".h5", ".onnx", ".msgpack", ".index.json"};
+  static const char* const kSuffixes[] = {".safetensors", ".bin",       ".pth",      ".pt",
+                                          ".ckpt",        ".h5",        ".onnx",     ".msgpack",
+                                          ".index.json",  ".onnx_data", ".onnx.data"};
   for (const char* suffix : kSuffixes) {
     const std::size_t n = std::strlen(suffix);
     if (name.size() >= n && name.compare(name.size() - n, n, suffix) == 0) return true;
@@ -68,6 +71,18 @@ std::vector<std::string> copy_side_files(const fs::path& model_dir, const fs::pa
 
 namespace {
 
+// The process's umask, read from /proc (setting it to read it back would race with other threads
+// creating files); 022 where /proc does not say.
+mode_t current_umask() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Umask:", 0) == 0)
+      return static_cast<mode_t>(std::stoul(line.substr(6), nullptr, 8));
+  }
+  return 022;
+}
+
 fs::path make_temp_folder(const fs::path& output) {
   fs::path parent = output.parent_path();
   if (parent.empty()) parent = ".";
@@ -88,11 +103,8 @@ fs::path make_temp_folder(const fs::path& output) {
                 "choose an --output in a folder you can write");
   }
   // mkdtemp makes the folder private (0700); the export is an ordinary folder, with the
-  // permissions the user's umask gives new folders (the process is single-threaded here, so
-  // reading the umask by setting it is safe).
-  const mode_t umask_bits = ::umask(0);
-  ::umask(umask_bits);
-  ::chmod(pattern.c_str(), 0777 & ~umask_bits);
+  // permissions the user's umask gives new folders.
+  ::chmod(pattern.c_str(), 0777 & ~current_umask());
   return pattern;
 }
 

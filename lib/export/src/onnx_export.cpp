@@ -5,11 +5,8 @@
 #include "onnx_export.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <climits>
-#include <cstring>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -159,30 +156,28 @@ class OnnxExporter final : public infer::ExporterService {
   // straight from the file.
   static void move_weights_out(onnx::GraphProto& graph, const fs::path& path) {
     constexpr std::size_t kThreshold = 1024, kAlignment = 4096;
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    std::size_t offset = 0;
-    const std::string padding(kAlignment, '\0');
-    for (onnx::TensorProto& tensor : *graph.mutable_initializer()) {
-      const std::size_t size = tensor.raw_data().size();
-      if (size < kThreshold) continue;
-      const std::size_t start = (offset + kAlignment - 1) / kAlignment * kAlignment;
-      out.write(padding.data(), static_cast<std::streamsize>(start - offset));
-      out.write(tensor.raw_data().data(), static_cast<std::streamsize>(size));
-      offset = start + size;
-      tensor.clear_raw_data();
-      tensor.set_data_location(onnx::TensorProto::EXTERNAL);
-      for (const auto& [key, value] :
-           {std::pair<std::string, std::string>{"location", path.filename().string()},
-            {"offset", std::to_string(start)},
-            {"length", std::to_string(size)}}) {
-        onnx::StringStringEntryProto* entry = tensor.add_external_data();
-        entry->set_key(key);
-        entry->set_value(value);
+    write_file_atomic(path, [&](const FileSink& sink) {
+      std::size_t offset = 0;
+      const std::string padding(kAlignment, '\0');
+      for (onnx::TensorProto& tensor : *graph.mutable_initializer()) {
+        const std::size_t size = tensor.raw_data().size();
+        if (size < kThreshold) continue;
+        const std::size_t start = (offset + kAlignment - 1) / kAlignment * kAlignment;
+        sink(padding.data(), start - offset);
+        sink(tensor.raw_data().data(), size);
+        offset = start + size;
+        tensor.clear_raw_data();
+        tensor.set_data_location(onnx::TensorProto::EXTERNAL);
+        for (const auto& [key, value] :
+             {std::pair<std::string, std::string>{"location", path.filename().string()},
+              {"offset", std::to_string(start)},
+              {"length", std::to_string(size)}}) {
+          onnx::StringStringEntryProto* entry = tensor.add_external_data();
+          entry->set_key(key);
+          entry->set_value(value);
+        }
       }
-    }
-    out.close();
-    MS_CHECK(out.good(), ErrorCode::kIo, "cannot write {}: {}", path.string(),
-             std::strerror(errno));
+    });
   }
 
   static void check_file(const fs::path& model) {

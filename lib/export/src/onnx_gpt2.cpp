@@ -39,15 +39,24 @@ void build_gpt2_graph(GraphBuilder& g, const Json& s, const std::vector<int64_t>
                      g.node("Gather", {g.weight("transformer.wpe.weight"), positions})});
 
   // Additive bias [batch, 1, query, key]: key j is seen from query i when j <= i and the mask
-  // keeps j; the lowest value of the computation's type elsewhere.
+  // keeps j; the lowest value of the computation's type elsewhere. A query on left padding has no
+  // such key and sees itself instead: a row of masked scores only would be -inf everywhere in
+  // float16 (-65504 plus a negative score), softmax would give NaN, and the NaN would reach the
+  // real tokens through that position's keys in the next layer. Its own logits mean nothing.
   const std::string length =
       g.node("Gather", {g.node("Shape", {"input_ids"}), one}, {attr_int("axis", 0)});
   const std::string at = g.node("Range", {zero, length, one});
   const std::string causal =
       g.node("LessOrEqual", {g.unsqueeze(at, {0}), g.unsqueeze(at, {1})});  // [query, key]
   const std::string kept = g.unsqueeze(g.node("Not", {padded}), {1, 2});    // [b, 1, 1, key]
+  const std::string seen = g.node("And", {g.unsqueeze(causal, {0, 1}), kept});
+  const std::string sees_any = g.reduce(
+      "ReduceMax", g.node("Cast", {seen}, {attr_int("to", TensorProto::INT64)}), {3}, true);
+  const std::string itself =
+      g.unsqueeze(g.node("Equal", {g.unsqueeze(at, {0}), g.unsqueeze(at, {1})}), {0, 1});
+  const std::string alone = g.node("And", {itself, g.node("Equal", {sees_any, zero})});
   const std::string bias =
-      g.node("Where", {g.node("And", {g.unsqueeze(causal, {0, 1}), kept}), g.constant_float(0.0f),
+      g.node("Where", {g.node("Or", {seen, alone}), g.constant_float(0.0f),
                        g.constant_float(std::numeric_limits<float>::lowest())});
 
   const std::string split_shape = g.constant_ints({0, 0, heads, head_dim});

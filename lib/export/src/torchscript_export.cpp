@@ -133,7 +133,7 @@ at::Tensor run_traced(torch::jit::Module& module, const std::vector<at::Tensor>&
                       const std::string& what, const std::string& hint) {
   try {
     return module.forward(std::vector<c10::IValue>(example.begin(), example.end())).toTensor();
-  } catch (const std::exception& e) {
+  } catch (const std::runtime_error& e) {  // c10::Error, and the interpreter's errors
     throw Error(ErrorCode::kMissingComponent,
                 fmt::format("the traced {} does not run at shape {}: {}", what,
                             fmt::join(example[0].sizes(), "x"), models::script_failure(e)),
@@ -162,12 +162,12 @@ void check_traced(torch::jit::Module& module, models::Model& model, const Signat
 // user's GPU.
 std::string half_archive(torch::jit::Module& module, models::Model& model, const Signature& sig,
                          const std::vector<at::Tensor>& example, const std::string& type) {
-  models::cast_floating_constants(module, at::kHalf);
+  models::cast_floating_constants(module, at::kFloat, at::kHalf);
   std::ostringstream bytes;
   module.save(bytes);
   std::istringstream in(bytes.str());
   torch::jit::Module copy = torch::jit::load(in, c10::Device("cpu"));
-  models::cast_floating_constants(copy, at::kBFloat16);
+  models::cast_floating_constants(copy, at::kHalf, at::kBFloat16);
   const at::Tensor got = run_traced(copy, example, type + " model in half precision",
                                     "export it in fp32, and please report it");
   const at::Tensor want = model.forward(named(sig, example)).at(sig.output).to(at::kFloat);
@@ -233,10 +233,9 @@ infer::ExportSummary export_torchscript(const infer::ExportRequest& request,
                                         const infer::ModelInfo& info) {
   const auto start = std::chrono::steady_clock::now();
   const bool text = info.task != "image-classification";
-  MS_CHECK(!text || text_outputs().count(info.task) != 0, ErrorCode::kMissingComponent,
-           "`ms export --format torchscript` of {} models is not built yet (it exports image "
-           "classifiers and BERT-family models: {})",
-           info.task, [] {
+  MS_CHECK(!text || text_outputs().count(info.task) != 0, ErrorCode::kUsage,
+           "{}: no TorchScript exporter for task '{}' (it exports image-classification, {})",
+           info.dir.string(), info.task, [] {
              std::vector<std::string> tasks;
              for (const auto& [task, output] : text_outputs()) tasks.push_back(task);
              return join(tasks, ", ");
@@ -296,6 +295,13 @@ infer::ExportSummary export_torchscript(const infer::ExportRequest& request,
   try {
     module = trace_module(*model, sig, example_inputs(sig, text, shape, vocab));
   } catch (const c10::Error& e) {
+    // At a shape the user chose, the shape is the likelier culprit; at ms's own, ms is.
+    if (!request.static_shape.empty()) {
+      throw Error(ErrorCode::kUsage,
+                  fmt::format("the {} model cannot be traced at --static {}: {}", type,
+                              fmt::join(request.static_shape, ","), e.what_without_backtrace()),
+                  "choose sizes the model takes (its positions, the image size it expects)");
+    }
     throw Error(ErrorCode::kInternal,
                 fmt::format("tracing the {} model failed: {}", type, e.what_without_backtrace()),
                 "please report it with the model's configuration.json");

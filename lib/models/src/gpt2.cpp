@@ -353,6 +353,8 @@ class Gpt2LMHeadModel final : public torch::nn::Module, public Model {
 
     MS_CHECK(t > 0, ErrorCode::kUsage, "GPT-2 forward: input_ids has no tokens");
     if (torch::jit::tracer::isTracing()) {
+      MS_CHECK(t <= c.n_positions, ErrorCode::kUsage,
+               "input of {} tokens is longer than the model's {} positions", t, c.n_positions);
       const at::Tensor* mask = optional_input(inputs, "attention_mask");
       return traced_forward(ids, mask ? *mask : at::ones_like(ids));
     }
@@ -476,10 +478,16 @@ class Gpt2LMHeadModel final : public torch::nn::Module, public Model {
     Batch batch;
     batch.traced = true;
     at::Tensor x = transformer_->wte(ids) + transformer_->wpe(positions);
-    // Query i sees the keys j <= i that the mask keeps: an additive bias [b, 1, t, t].
+    // Query i sees the keys j <= i that the mask keeps: an additive bias [b, 1, t, t]. A query on
+    // left padding has no such key and sees itself instead: in float16 a row of masked scores
+    // only would be -inf (-65504 plus a negative score), softmax would give NaN, and the NaN
+    // would reach the real tokens through that position's keys in the next layer.
     const at::Tensor order = at::cumsum(at::ones_like(ids.select(0, 0)), 0);
-    const at::Tensor allowed =
+    const at::Tensor seen =
         order.unsqueeze(0).le(order.unsqueeze(1)).unsqueeze(0).logical_and(mask.ne(0).unsqueeze(1));
+    const at::Tensor itself = order.unsqueeze(0).eq(order.unsqueeze(1)).unsqueeze(0);
+    const at::Tensor allowed =
+        seen.logical_or(itself.logical_and(seen.any(-1, true).logical_not()));
     batch.bias = allowed.logical_not().unsqueeze(1).type_as(x).mul(kTracedMaskValue);
     for (const auto& block : transformer_->blocks) {
       x = x + std::get<0>(block->attn->forward(block->ln_1(x), {}, {}, batch));

@@ -3,6 +3,7 @@
 #include <torch/csrc/jit/passes/shape_analysis.h>
 #include <torch/nn/module.h>
 #include <torch/script.h>
+#include <torch/version.h>
 
 #include "ms/core/error.h"
 #include "ms/models/model.h"
@@ -11,48 +12,65 @@ namespace ms::models {
 
 namespace {
 
-void cast_constants_in(torch::jit::Block& block, at::ScalarType dtype) {
+// Returns how many constants it cast.
+int cast_constants_in(torch::jit::Block& block, at::ScalarType from, at::ScalarType to) {
+  int cast = 0;
   for (torch::jit::Node* node : block.nodes()) {
-    for (torch::jit::Block* inner : node->blocks()) cast_constants_in(*inner, dtype);
+    for (torch::jit::Block* inner : node->blocks()) cast += cast_constants_in(*inner, from, to);
     if (node->kind() != c10::prim::Constant || !node->hasAttribute(c10::attr::value) ||
         node->kindOf(c10::attr::value) != torch::jit::AttributeKind::t) {
       continue;
     }
     const at::Tensor value = node->t(c10::attr::value);
-    if (!value.is_floating_point() || value.scalar_type() == dtype) continue;
-    const at::Tensor cast = value.to(dtype);
-    node->t_(c10::attr::value, cast);
-    node->output()->inferTypeFrom(cast);
+    if (value.scalar_type() != from) continue;
+    const at::Tensor converted = value.to(to);
+    node->t_(c10::attr::value, converted);
+    node->output()->inferTypeFrom(converted);
+    ++cast;
   }
+  return cast;
 }
 
-torch::jit::Module load_archive(const std::filesystem::path& path, const std::string& device,
-                                const std::string& weights) {
+// The first non-empty line of an error's text (TorchScript's compiler starts its reports with a
+// line break).
+std::string first_line(const std::string& text) {
+  std::size_t start = text.find_first_not_of("\n ");
+  if (start == std::string::npos) return text;
+  return text.substr(start, text.find('\n', start) - start);
+}
+
+torch::jit::Module load_archive(const std::filesystem::path& path, const std::string& device) {
   std::error_code ec;
   MS_CHECK(std::filesystem::is_regular_file(path, ec), ErrorCode::kNotFound,
            "TorchScript model {} does not exist", path.string());
-  MS_CHECK(weights == "fp32" || weights == "fp16", ErrorCode::kConfig,
-           "model.dtype '{}' of {} is not fp32 or fp16", weights, path.string());
   try {
     torch::jit::Module module = torch::jit::load(path.string(), c10::Device(device));
     module.eval();
-    // LibTorch has no half-precision matrix products on the CPU (1.13): an fp16 archive runs in
-    // float32 there, from its fp16 weights.
-    if (weights == "fp16" && c10::Device(device).is_cpu())
-      cast_floating_constants(module, at::kFloat);
+    // LibTorch has no half-precision matrix products on the CPU (1.13): an archive whose weights
+    // are float16 constants (`ms export --dtype fp16`) runs in float32 there, from those weights.
+    if (c10::Device(device).is_cpu() && module.find_method("forward"))
+      cast_floating_constants(module, at::kHalf, at::kFloat);
     return module;
   } catch (const c10::Error& e) {
     throw Error(
         ErrorCode::kIntegrity,
         fmt::format("{} is not a TorchScript archive: {}", path.string(),
-                    e.what_without_backtrace()),
+                    first_line(e.what_without_backtrace())),
         "save it with torch.jit.script(model).save(path) or torch.jit.trace(...).save(path)");
+  } catch (const std::exception& e) {
+    // The archive's code does not compile here: most often an operation that the PyTorch which
+    // saved it has and this LibTorch lacks.
+    throw Error(ErrorCode::kIntegrity,
+                fmt::format("{} cannot be loaded: {}", path.string(), first_line(e.what())),
+                fmt::format("save it with a PyTorch no newer than this LibTorch ({}), or export "
+                            "it with ms export",
+                            TORCH_VERSION));
   }
 }
 
 }  // namespace
 
-std::string script_failure(const std::exception& e) {
+std::string script_failure(const std::runtime_error& e) {
   if (const auto* c10_error = dynamic_cast<const c10::Error*>(&e))
     return c10_error->what_without_backtrace();
   std::string text = e.what();
@@ -62,11 +80,12 @@ std::string script_failure(const std::exception& e) {
   return line == std::string::npos ? text : text.substr(line + 1);
 }
 
-void cast_floating_constants(torch::jit::Module& module, at::ScalarType dtype) {
+int cast_floating_constants(torch::jit::Module& module, at::ScalarType from, at::ScalarType to) {
   const std::shared_ptr<torch::jit::Graph> graph = module.get_method("forward").graph();
-  cast_constants_in(*graph->block(), dtype);
+  const int cast = cast_constants_in(*graph->block(), from, to);
   // The graph's recorded tensor types no longer hold; the executor infers them afresh.
-  torch::jit::EraseShapeInformation(graph);
+  if (cast > 0) torch::jit::EraseShapeInformation(graph);
+  return cast;
 }
 
 namespace {
@@ -75,7 +94,7 @@ namespace {
 class ScriptTextModel final : public Model {
  public:
   ScriptTextModel(const ScriptTextSpec& spec, const std::string& device)
-      : spec_(spec), script_(load_archive(spec.file, device, spec.dtype)) {
+      : spec_(spec), script_(load_archive(spec.file, device)) {
     MS_CHECK(!spec_.inputs.empty() && !spec_.outputs.empty(), ErrorCode::kConfig,
              "{}: a TorchScript text model needs model.inputs and model.outputs",
              spec_.file.string());
@@ -96,7 +115,7 @@ class ScriptTextModel final : public Model {
     c10::IValue out;
     try {
       out = script_.forward(args);
-    } catch (const std::exception& e) {
+    } catch (const std::runtime_error& e) {  // c10::Error, and the interpreter's errors
       throw Error(ErrorCode::kUsage,
                   fmt::format("running {} failed: {}", spec_.file.string(), script_failure(e)));
     }
@@ -144,11 +163,10 @@ struct ScriptModule::Impl {
   std::filesystem::path path;
 };
 
-ScriptModule::ScriptModule(const std::filesystem::path& path, const std::string& device,
-                           const std::string& weights)
+ScriptModule::ScriptModule(const std::filesystem::path& path, const std::string& device)
     : impl_(std::make_unique<Impl>()) {
   impl_->path = path;
-  impl_->module = load_archive(path, device, weights);
+  impl_->module = load_archive(path, device);
 }
 
 ScriptModule::~ScriptModule() = default;
@@ -163,7 +181,7 @@ at::Tensor ScriptModule::forward(const at::Tensor& input) {
     return out.toTensor();
   } catch (const Error&) {
     throw;
-  } catch (const std::exception& e) {
+  } catch (const std::runtime_error& e) {  // c10::Error, and the interpreter's errors
     throw Error(ErrorCode::kUsage,
                 fmt::format("running {} failed: {}", impl_->path.string(), script_failure(e)));
   }

@@ -142,7 +142,6 @@ std::shared_ptr<models::Model> load_text_model(const infer::ModelInfo& model,
     script.num_labels = model.config.get<int64_t>("model.num_labels");
   if (model.config.has("model.max_tokens"))
     script.max_tokens = model.config.get<int64_t>("model.max_tokens");
-  script.dtype = model.config.get_or<std::string>("model.dtype", "fp32");
   return models::load_script_text_model(script, device);
 }
 

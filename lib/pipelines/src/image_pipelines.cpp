@@ -184,8 +184,7 @@ class ImageClassificationPipeline final : public infer::Pipeline {
     if (type == "torchscript") {
       // A generic TorchScript classifier: the configured transforms in, scores out.
       script_ = std::make_unique<models::ScriptModule>(
-          model.dir / model.config.get_or<std::string>("model.file", "model.pt"), device_,
-          model.config.get_or<std::string>("model.dtype", "fp32"));
+          model.dir / model.config.get_or<std::string>("model.file", "model.pt"), device_);
       return;
     }
     model_ = models::load_pretrained(model_spec(model, task_, type), device_);

@@ -78,8 +78,8 @@ bool is_encoder_key(const std::string& key_without_prefix);
 /// Hugging Face's BertModel: embeddings + transformer layers (+ pooler when built with one).
 /// Dropout is active in train mode. In eval mode without gradients the forward pass takes the
 /// inference fast path: query, key and value in one GEMM (weights concatenated on first use and
-/// again whenever a source parameter changed), and on the CPU in float32 the fused attention and
-/// GELU kernels (MS_BERT_KERNELS=torch turns those off, to compare).
+/// again whenever a source parameter changed); MS_BERT_KERNELS=ms runs attention and GELU in ms's
+/// fused CPU kernels (float32) instead of LibTorch's ops, to compare the two.
 class BertEncoder : public torch::nn::Module {
  public:
   BertEncoder(const BertConfig& config, bool with_pooler);

@@ -4,10 +4,10 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
-#include <exception>
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -20,24 +20,23 @@ namespace ms::models {
 /// What went wrong in a TorchScript call, in one line. The interpreter turns a failing operation's
 /// c10::Error into a std::runtime_error holding the TorchScript traceback; this keeps its last
 /// line ("RuntimeError: ..."), and a c10::Error's message without the C++ backtrace.
-std::string script_failure(const std::exception& e);
+std::string script_failure(const std::runtime_error& e);
 
-/// Casts every floating-point tensor constant of `module`'s forward graph to `dtype`. A traced
-/// archive keeps its weights as graph constants, and `ms export` writes its graphs so that every
-/// other dtype follows the weights (type_as): this makes an fp16 archive from an fp32 trace, and
-/// runs an fp16 archive in float32 on the CPU, where LibTorch 1.13 has no half-precision kernels.
-void cast_floating_constants(torch::jit::Module& module, at::ScalarType dtype);
+/// Casts the tensor constants of dtype `from` in `module`'s forward graph to `to`; returns how
+/// many. A traced archive keeps its weights as graph constants, and `ms export` writes its graphs
+/// so that every other dtype follows the weights (type_as): this makes an fp16 archive from an
+/// fp32 trace, and runs an fp16 archive in float32 on the CPU, where LibTorch 1.13 has no
+/// half-precision kernels (ScriptModule and the text models do that on loading).
+int cast_floating_constants(torch::jit::Module& module, at::ScalarType from, at::ScalarType to);
 
 /// A loaded TorchScript module taking one tensor and returning one tensor (or a tuple/list whose
 /// first element is the tensor).
 class ScriptModule {
  public:
-  /// Loads `path` on `device`. `weights` is configuration.json's model.dtype: "fp16" for an
-  /// archive `ms export --dtype fp16` wrote (run in float32 on the CPU), else "fp32". Throws
-  /// ms::Error(kNotFound) for a missing file, kIntegrity naming the file for one that is not a
-  /// TorchScript archive, and kConfig for another dtype name.
-  ScriptModule(const std::filesystem::path& path, const std::string& device,
-               const std::string& weights = "fp32");
+  /// Loads `path` on `device` (on the CPU, float16 weight constants become float32: see
+  /// cast_floating_constants). Throws ms::Error(kNotFound) for a missing file, and kIntegrity
+  /// naming the file for one that is not a TorchScript archive or does not compile here.
+  ScriptModule(const std::filesystem::path& path, const std::string& device);
   ~ScriptModule();
   ScriptModule(const ScriptModule&) = delete;
   ScriptModule& operator=(const ScriptModule&) = delete;
@@ -61,7 +60,6 @@ struct ScriptTextSpec {
   std::vector<std::string> outputs;
   std::optional<int64_t> num_labels;  ///< classification heads
   std::optional<int64_t> max_tokens;  ///< the source model's positions
-  std::string dtype = "fp32";         ///< the weights' dtype: fp32 or fp16 (see ScriptModule)
 };
 
 /// Loads a traced text model (a BERT-family head, or a GPT-2 decoder without a cache) as a Model

@@ -31,7 +31,7 @@ models::ModelSpec model_spec(const infer::ModelInfo& model, const std::string& t
 
 /// The model a text pipeline runs: for model `type` torchscript, the archive `ms export --format
 /// torchscript` wrote (configuration.json's model.file, .inputs, .outputs, .num_labels,
-/// .max_tokens and .dtype say how to run it); else the model family `type` names, with its
+/// and .max_tokens say how to run it); else the model family `type` names, with its
 /// weights.
 std::shared_ptr<models::Model> load_text_model(const infer::ModelInfo& model,
                                                const std::string& task, const std::string& type,
