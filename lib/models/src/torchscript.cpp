@@ -6,6 +6,7 @@
 #include <torch/version.h>
 
 #include "ms/core/error.h"
+#include "ms/core/text.h"
 #include "ms/models/model.h"
 
 namespace ms::models {
@@ -34,9 +35,9 @@ int cast_constants_in(torch::jit::Block& block, at::ScalarType from, at::ScalarT
 // The first non-empty line of an error's text (TorchScript's compiler starts its reports with a
 // line break).
 std::string first_line(const std::string& text) {
-  std::size_t start = text.find_first_not_of("\n ");
-  if (start == std::string::npos) return text;
-  return text.substr(start, text.find('\n', start) - start);
+  for (std::string_view line : split_lines(text))
+    if (line.find_first_not_of(' ') != std::string_view::npos) return std::string(line);
+  return text;
 }
 
 torch::jit::Module load_archive(const std::filesystem::path& path, const std::string& device) {
