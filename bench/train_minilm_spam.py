@@ -5,6 +5,7 @@ the recipe of configs/text-classification (what `ms train` runs):
 
   train_minilm_spam.py MINILM DATA [--epochs 1] [--threads N] [--batch 16] [--lr 1e-4]
                        [--weight-decay 0.01] [--max-length 128] [--seed 42] [--limit N]
+                       [--device cpu|cuda]
 
 DATA has train.csv / test.csv (text,label; scripts/prepare_spam_assassin.py). Labels are the
 sorted class names (ham=0, spam=1), as ms builds its label map. AdamW over all parameters,
@@ -44,6 +45,7 @@ def main():
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--device", default="cpu")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -73,6 +75,9 @@ def main():
 
     model = AutoModelForSequenceClassification.from_pretrained(
         args.model, num_labels=len(names), id2label=dict(enumerate(names)), label2id=label_id)
+    # float32 whatever the checkpoint holds (the GPU check carries MiniLM as float16 weights).
+    model = model.float().to(args.device)
+    dev = torch.device(args.device)
     gen = torch.Generator().manual_seed(args.seed)
     train_dl = torch.utils.data.DataLoader(train, batch_size=args.batch, shuffle=True,
                                            generator=gen, collate_fn=collate)
@@ -86,11 +91,14 @@ def main():
         model.train()
         for input_ids, mask, labels in train_dl:
             c0 = time.perf_counter()
+            input_ids, mask, labels = input_ids.to(dev), mask.to(dev), labels.to(dev)
             loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
             compute_s += time.perf_counter() - c0
             samples += labels.numel()
             iters += 1
@@ -105,12 +113,13 @@ def main():
     t0 = time.perf_counter()
     with torch.no_grad():
         for input_ids, mask, labels in test_dl:
+            input_ids, mask, labels = input_ids.to(dev), mask.to(dev), labels.to(dev)
             logits = model(input_ids=input_ids, attention_mask=mask).logits
             correct += (logits.argmax(1) == labels).sum().item()
     eval_s = time.perf_counter() - t0
     import transformers
     print(json.dumps({
-        "side": "python", "torch": torch.__version__, "transformers": transformers.__version__,
+        "side": "python", "device": args.device, "torch": torch.__version__, "transformers": transformers.__version__,
         "threads": torch.get_num_threads(), "epochs": args.epochs, "samples": samples,
         "iters": iters, "tokenize_s": round(tokenize_s, 2), "train_s": round(train_s, 2),
         "samples_per_s": round(samples / train_s, 2), "compute_s": round(compute_s, 2),

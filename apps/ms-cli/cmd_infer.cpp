@@ -23,6 +23,7 @@ struct InferOptions {
   infer::HubModelOptions hub;
   std::size_t batch_size = 32;
   std::string device = "cpu";
+  std::string dtype = "fp32";
   std::optional<int> threads;
   std::optional<std::string> output;
   bool resume = false;
@@ -44,6 +45,7 @@ void run_infer(const InferOptions& o) {
   r.inputs.dataset = o.dataset;
   r.inputs.split = o.split;
   r.device = parse_device(o.device);
+  r.dtype = o.dtype;
   r.threads = o.threads;
   r.workers = o.workers;
   r.job.batch_size = o.batch_size;
@@ -95,6 +97,11 @@ void add_infer_command(CLI::App& app, const GlobalOptions& /*global*/) {
   cmd->add_option("--batch-size,-b", opts->batch_size, "Inputs per forward pass")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--device,-d", opts->device, "cpu, gpu, gpu:N, cuda:N or auto (gpu if present)");
+  cmd->add_option(
+         "--dtype", opts->dtype,
+         "Compute in fp32 (default), fp16 (GPU only) or bf16; outputs stay float32. Native "
+         "BERT-family and image models; a TorchScript export keeps its own dtype")
+      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
   add_threads_option(*cmd, opts->threads);
   cmd->add_option("--output,-o", opts->output, "Write JSON lines here (default: stdout)");
   cmd->add_flag("--resume", opts->resume,
@@ -104,7 +111,7 @@ void add_infer_command(CLI::App& app, const GlobalOptions& /*global*/) {
                   "Override a configuration key: KEY=VALUE");
   cmd->add_option(
          "--workers", opts->workers,
-         "Batches run at once, one thread each (default: --threads on the CPU, 1 on a GPU)")
+         "Batches run at once, one thread each (default: --threads on the CPU, 4 on a GPU)")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--fail-fast", opts->fail_fast,
                 "Stop at the first bad input instead of writing an error line");

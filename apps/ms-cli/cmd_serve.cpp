@@ -96,9 +96,13 @@ void add_serve_command(CLI::App& app, const GlobalOptions& /*global*/) {
       ->check(CLI::Range(0, 65535));
   cmd->add_option("--device,-d", opts->device, "cpu, gpu, gpu:N, cuda:N or auto (gpu if present)")
       ->capture_default_str();
+  cmd->add_option("--dtype", s.dtype,
+                  "Compute in fp32, fp16 (GPU only) or bf16; answers stay float32 (as ms infer)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
   add_threads_option(*cmd, s.threads);
   cmd->add_option("--workers", s.workers,
-                  "Batches run at once, one thread each (default: --threads on the CPU, 1 on a "
+                  "Batches run at once, one thread each (default: --threads on the CPU, 4 on a "
                   "GPU)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--max-batch", s.max_batch, "Inputs per forward pass, at most")

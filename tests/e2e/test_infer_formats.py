@@ -419,6 +419,41 @@ class FormatsTest(TorchTestCase):
         r = self.infer(d, "--input", "x", code=3)
         self.assertOneLineError(r, "modules.json", "not valid JSON")
 
+    def test_dtype_half_precision_stays_close_to_fp32(self):
+        # bf16 runs on the CPU too; on a GPU (MS_INFER_DEVICE) fp16 is checked as well. Outputs
+        # are float32 either way, and near the fp32 ones (bf16 keeps ~3 significant digits).
+        dtypes = ["bf16"] + (["fp16"] if DEVICE != "cpu" else [])
+        for name in ("st_dense", "st_concat"):
+            ref = lines(self.infer(os.path.join(TINY, name), "--input", *TEXTS).stdout)
+            for dtype in dtypes:
+                with self.subTest(model=name, dtype=dtype):
+                    out = lines(self.infer(os.path.join(TINY, name), "--input", *TEXTS,
+                                           "--dtype", dtype).stdout)
+                    for a, b in zip(ref, out):
+                        x, y = a["text_embedding"], b["text_embedding"]
+                        cos = sum(p * q for p, q in zip(x, y)) / (
+                            sum(p * p for p in x) * sum(q * q for q in y)) ** 0.5
+                        self.assertGreater(cos, 0.99)
+                        self.assertNotEqual(x, y)  # it really computed in another type
+        ref = lines(self.reference_lines())
+        for dtype in dtypes:
+            out = lines(self.infer(os.path.join(TINY, "cls"), "--input", *TEXTS, "--dtype", dtype).stdout)
+            for a, b in zip(ref, out):
+                got = dict(zip(b["labels"], b["scores"]))
+                for label, score in zip(a["labels"], a["scores"]):
+                    self.assertAlmostEqual(got[label], score, delta=2e-2)
+
+    def test_dtype_errors(self):
+        if DEVICE == "cpu":
+            r = self.infer(os.path.join(TINY, "cls"), "--input", "x", "--dtype", "fp16", code=2)
+            self.assertOneLineError(r, "--dtype fp16 needs a GPU")
+            self.assertIn("--dtype bf16", r.stderr)
+        r = self.infer(os.path.join(TINY, "cls"), "--input", "x", "--dtype", "fp8", code=2)
+        self.assertIn("fp8", r.stderr)
+        # Pipelines that compute in float32 only say so instead of ignoring the option.
+        r = self.infer(os.path.join(TINY, "gpt2"), "--input", "x", "--dtype", "bf16", code=2)
+        self.assertOneLineError(r, "--dtype bf16", "float32 only")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -2,11 +2,15 @@
 // torch-free inference front: inputs, shards, resume bookkeeping.
 #include <unistd.h>
 
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
+#include <set>
 
 #include "catch.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
+#include "ms/data/csv.h"
 #include "ms/data/loader.h"
 #include "ms/infer/job.h"
 #include "ms/infer/model_dir.h"
@@ -204,4 +208,125 @@ TEST_CASE("resume reads finished ids and cuts a torn last line", "[infer]") {
   CHECK(ms::read_file(out) == "{\"id\":0,\"x\":1}\n{\"id\":\"b\"}\n");
   ms::write_file_atomic(out, "not json\n");
   CHECK_THROWS_AS(ms::infer::read_done_ids(out, false), ms::Error);
+}
+
+namespace {
+
+// A pipeline without a model: "runs" an input by echoing its text's length, fails inputs whose
+// text is "bad", and lets a test hold the first batch until the next window is being costed.
+class EchoPipeline final : public ms::infer::Pipeline {
+ public:
+  const std::string& task() const override { return task_; }
+  std::string device() const override { return "cpu"; }
+  std::size_t cost(const ms::infer::PipelineInput& in) const override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    costed_.insert(in.id.get<int>());
+    changed_.notify_all();
+    return in.text.size();
+  }
+  std::vector<ms::infer::PipelineResult> run(
+      const std::vector<const ms::infer::PipelineInput*>& batch) override {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (hold_until_costed_ >= 0) {
+        // A generous bound, so that a missing overlap fails the test instead of hanging it.
+        const int wanted = hold_until_costed_;
+        hold_until_costed_ = -1;
+        overlapped_ = changed_.wait_for(lock, std::chrono::seconds(60),
+                                        [&] { return costed_.count(wanted) != 0; });
+      }
+    }
+    std::vector<ms::infer::PipelineResult> out(batch.size());
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (batch[i]->text == "bad") {
+        out[i].error = ms::Error(ms::ErrorCode::kUsage, "bad input");
+      } else {
+        out[i].output = {{"length", batch[i]->text.size()}};
+      }
+    }
+    return out;
+  }
+  int hold_until_costed_ = -1;
+  bool overlapped_ = false;
+
+ private:
+  std::string task_ = "echo";
+  mutable std::mutex mutex_;
+  mutable std::condition_variable changed_;
+  mutable std::set<int> costed_;
+};
+
+std::vector<ms::infer::PipelineInput> echo_inputs(std::size_t n) {
+  std::vector<ms::infer::PipelineInput> inputs(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    inputs[i].id = static_cast<int>(i);
+    inputs[i].text = std::string(1 + (i * 7) % 13, 'x');
+  }
+  return inputs;
+}
+
+std::vector<ms::Json> read_lines(const fs::path& file) {
+  std::vector<ms::Json> lines;
+  for (const auto& line : ms::data::parse_json_lines(ms::read_file(file)))
+    lines.push_back(line.value);
+  return lines;
+}
+
+}  // namespace
+
+TEST_CASE("run_job: windows overlap, lines stay in input order", "[infer]") {
+  TempDir tmp;
+  // Batch size 1: a window is 64 inputs, so 200 inputs make 4 windows.
+  const auto inputs = echo_inputs(200);
+  EchoPipeline pipeline;
+  // The first batch (window 0) runs only once input 64 (window 1) has been costed: the next
+  // window is prepared while this one runs.
+  pipeline.hold_until_costed_ = 64;
+  ms::infer::JobOptions options;
+  options.batch_size = 1;
+  options.output = tmp.path / "out.jsonl";
+  const auto stats = ms::infer::run_job(pipeline, inputs, options);
+  CHECK(pipeline.overlapped_);
+  CHECK(stats.done == 200);
+  CHECK(stats.errors == 0);
+  const auto lines = read_lines(*options.output);
+  REQUIRE(lines.size() == 200);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    CHECK(lines[i]["id"] == static_cast<int>(i));
+    CHECK(lines[i]["length"] == inputs[i].text.size());
+  }
+}
+
+TEST_CASE("run_job: --fail-fast writes the lines before the first error, none after", "[infer]") {
+  TempDir tmp;
+  auto inputs = echo_inputs(300);
+  inputs[150].text = "bad";  // window 2 (inputs 128-191)
+  EchoPipeline pipeline;
+  ms::infer::JobOptions options;
+  options.batch_size = 1;
+  options.workers = 3;
+  options.output = tmp.path / "out.jsonl";
+  options.fail_fast = true;
+  std::string message;
+  try {
+    ms::infer::run_job(pipeline, inputs, options);
+  } catch (const ms::Error& e) {
+    message = e.what();
+    for (const auto& frame : e.context()) message += "; " + frame;
+  }
+  CHECK(message.find("bad input") != std::string::npos);
+  CHECK(message.find("--fail-fast") != std::string::npos);
+  const auto lines = read_lines(*options.output);
+  REQUIRE(lines.size() == 150);
+  CHECK(lines.back()["id"] == 149);
+
+  // Without --fail-fast the bad input is an error line and the job goes on.
+  options.fail_fast = false;
+  options.output = tmp.path / "all.jsonl";
+  const auto stats = ms::infer::run_job(pipeline, inputs, options);
+  CHECK(stats.errors == 1);
+  const auto all = read_lines(*options.output);
+  REQUIRE(all.size() == 300);
+  CHECK(all[150].contains("error"));
+  CHECK(all[299]["id"] == 299);
 }

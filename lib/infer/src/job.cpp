@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <future>
+#include <memory>
 #include <numeric>
 #include <thread>
 #include <unordered_set>
@@ -106,9 +108,13 @@ std::vector<PipelineResult> run_batch_isolated(Pipeline& pipeline,
 }
 
 // On the CPU, one single-threaded batch per intra-op thread: small GEMMs and element-wise kernels
-// scale poorly inside one batch. On a GPU, one stream of batches.
+// scale poorly inside one batch. On a GPU, a few host threads: a small model's batch is mostly
+// host work (collating, launching kernels, formatting the outputs), which they do side by side
+// while the card runs the batches one after another.
 std::size_t default_workers(const Pipeline& pipeline) {
-  if (pipeline.device() != "cpu" || !pipeline.concurrent()) return 1;
+  constexpr std::size_t kGpuWorkers = 4;
+  if (!pipeline.concurrent()) return 1;
+  if (pipeline.device() != "cpu") return kGpuWorkers;
   return static_cast<std::size_t>(std::max(1, load_torch_layer().runtime->info().num_threads));
 }
 
@@ -167,6 +173,145 @@ std::vector<Json> read_done_ids(const std::filesystem::path& output, bool trunca
   return ids;
 }
 
+namespace {
+
+// Inputs are taken a window at a time, sorted by length inside the window so that batches pad
+// little, and written back in input order once the whole window is done. Windows are capped so
+// that a long job has several: the next one is prepared, and the last one written, while the
+// current one runs.
+constexpr std::size_t kWindowBatches = 64, kWindowCap = 16384;
+
+std::size_t window_size(std::size_t batch_size) {
+  return std::max(batch_size, std::min(batch_size * kWindowBatches, kWindowCap));
+}
+
+// One window of pending inputs, from costing to its results.
+struct Window {
+  std::size_t begin = 0, size = 0;
+  std::vector<std::vector<std::size_t>> batches;  ///< offsets into the window, sorted by cost
+  /// Per offset: the outcome (its output dropped once formatted) and its output line.
+  std::vector<PipelineResult> results;
+  std::vector<std::string> lines;
+  double prepare_seconds = 0, run_seconds = 0;
+};
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Costs (text pipelines tokenise here, and keep the tokens for run()), sorts and cuts a window
+// into batches. Costing is spread over the cores: cost() is const and thread-safe, and on a GPU it
+// is the main host work besides formatting.
+Window prepare_window(const Pipeline& pipeline, const std::vector<const PipelineInput*>& pending,
+                      std::size_t begin, std::size_t size, std::size_t batch_size) {
+  const auto t0 = Clock::now();
+  Window win;
+  win.begin = begin;
+  win.size = size;
+  win.results.resize(size);
+  win.lines.resize(size);
+  std::vector<std::size_t> cost(size);
+  auto cost_range = [&](std::size_t from, std::size_t to) {
+    for (std::size_t k = from; k < to; ++k) {
+      const PipelineInput* in = pending[begin + k];
+      cost[k] = in->invalid.empty() ? pipeline.cost(*in) : 0;
+    }
+  };
+  // A few hundred inputs per thread at least: below that, starting threads costs more.
+  constexpr std::size_t kMinPerThread = 256;
+  const std::size_t threads = std::clamp<std::size_t>(
+      size / kMinPerThread, 1, std::max(1U, std::thread::hardware_concurrency()));
+  if (threads == 1) {
+    cost_range(0, size);
+  } else {
+    std::vector<std::thread> pool;
+    const std::size_t chunk = (size + threads - 1) / threads;
+    for (std::size_t from = 0; from < size; from += chunk)
+      pool.emplace_back(cost_range, from, std::min(size, from + chunk));
+    for (auto& th : pool) th.join();
+  }
+  std::vector<std::size_t> order(size);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&cost](std::size_t a, std::size_t b) { return cost[a] > cost[b]; });
+  for (std::size_t k : order) {
+    const PipelineInput* in = pending[begin + k];
+    if (!in->invalid.empty()) {
+      win.results[k] = error_result(ErrorCode::kUsage, in->invalid);
+      win.lines[k] = format_line(*in, win.results[k]);
+      continue;
+    }
+    if (win.batches.empty() || win.batches.back().size() == batch_size) win.batches.emplace_back();
+    win.batches.back().push_back(k);
+  }
+  win.prepare_seconds = seconds_since(t0);
+  return win;
+}
+
+// Runs a window's batches, `workers` at once when the pipeline allows it. Each worker formats its
+// batch's lines too: for an embedding model that is most of the host's work per input (hundreds
+// of floats to decimal), so it is spread over the workers, not left to the one writer.
+void run_window(Pipeline& pipeline, const std::vector<const PipelineInput*>& pending, Window& win,
+                std::size_t workers) {
+  const auto t0 = Clock::now();
+  std::atomic<std::size_t> next{0};
+  auto work = [&] {
+    for (std::size_t b = next++; b < win.batches.size(); b = next++) {
+      std::vector<const PipelineInput*> batch;
+      for (std::size_t k : win.batches[b]) batch.push_back(pending[win.begin + k]);
+      auto out = run_batch_isolated(pipeline, batch);
+      for (std::size_t i = 0; i < out.size(); ++i) {
+        const std::size_t k = win.batches[b][i];
+        win.lines[k] = format_line(*batch[i], out[i]);
+        out[i].output = Json();  // formatted: only the error and the non-finite flag are read later
+        out[i].raw_members.clear();
+        win.results[k] = std::move(out[i]);
+      }
+    }
+  };
+  if (workers <= 1 || win.batches.size() <= 1) {
+    work();
+  } else {
+    std::vector<std::thread> pool;
+    for (std::size_t t = 0; t < std::min(workers, win.batches.size()); ++t) {
+      pool.emplace_back([&pipeline, &work] {
+        pipeline.prepare_worker(1);
+        work();
+      });
+    }
+    for (auto& th : pool) th.join();
+  }
+  win.run_seconds = seconds_since(t0);
+}
+
+// Writes a window's lines in input order in one fsynced write. With fail_fast, writes the lines
+// before the first error, then throws it.
+void write_window(const std::vector<const PipelineInput*>& pending, const Window& win,
+                  const JobOptions& options, Sink& sink, JobStats& stats) {
+  const auto t0 = Clock::now();
+  std::string text;
+  for (std::size_t k = 0; k < win.size; ++k) {
+    const PipelineResult& result = win.results[k];
+    if (result.error && options.fail_fast) {
+      sink.write(text);
+      Error e = *result.error;
+      e.add_context(fmt::format("running input {} (--fail-fast stops at the first bad input)",
+                                pending[win.begin + k]->id.dump()));
+      throw e;
+    }
+    if (result.error) ++stats.errors;
+    if (result.nonfinite_output) ++stats.nonfinite_outputs;
+    ++stats.done;
+    text += win.lines[k];
+  }
+  sink.write(text);
+  stats.write_seconds += seconds_since(t0);
+}
+
+}  // namespace
+
 JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
                  const JobOptions& options) {
   check_job_options(options);
@@ -190,77 +335,43 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
   const std::size_t workers = pipeline.concurrent() ? std::max<std::size_t>(1, options.workers) : 1;
   Sink sink(options.output, options.resume);
   Progress progress("infer", pending.size());
-  const auto t0 = std::chrono::steady_clock::now();
-  // Inputs are taken a window at a time, sorted by length inside the window so that batches pad
-  // little, and written back in input order once the whole window is done.
-  const std::size_t window = options.batch_size * 64;
+  const auto t0 = Clock::now();
+  // Three stages overlap: window w + 1 is costed (tokenised) and window w - 1 formatted and
+  // written on their own threads while window w runs. Writes stay in input order: a window's
+  // write starts only after the one before it has finished (and has not failed).
+  const std::size_t window = window_size(options.batch_size);
+  auto prepare = [&](std::size_t begin) {
+    return prepare_window(pipeline, pending, begin, std::min(window, pending.size() - begin),
+                          options.batch_size);
+  };
+  std::future<Window> next;
+  if (!pending.empty()) next = std::async(std::launch::async, prepare, 0);
+  std::future<void> writing;
+  std::size_t writing_size = 0;
+  auto finish_write = [&] {
+    if (!writing.valid()) return;
+    const auto t_wait = Clock::now();
+    writing.get();  // rethrows the writer's error (I/O, --fail-fast) here
+    stats.write_wait_seconds += seconds_since(t_wait);
+    progress.advance(writing_size);
+  };
   for (std::size_t w = 0; w < pending.size(); w += window) {
-    const auto t_prepare = std::chrono::steady_clock::now();
-    const std::size_t n = std::min(window, pending.size() - w);
-    std::vector<std::size_t> order(n);
-    std::iota(order.begin(), order.end(), 0);
-    std::vector<std::size_t> cost(n);
-    for (std::size_t k = 0; k < n; ++k)
-      cost[k] = pending[w + k]->invalid.empty() ? pipeline.cost(*pending[w + k]) : 0;
-    std::stable_sort(order.begin(), order.end(),
-                     [&cost](std::size_t a, std::size_t b) { return cost[a] > cost[b]; });
-    std::vector<PipelineResult> results(n);
-    // Cut the sorted window into batches first, then run them (in parallel when allowed).
-    std::vector<std::vector<std::size_t>> batches;
-    for (std::size_t k : order) {
-      const PipelineInput* in = pending[w + k];
-      if (!in->invalid.empty()) {
-        results[k] = error_result(ErrorCode::kUsage, in->invalid);
-        continue;
-      }
-      if (batches.empty() || batches.back().size() == options.batch_size) batches.emplace_back();
-      batches.back().push_back(k);
-    }
-    const auto t_run = std::chrono::steady_clock::now();
-    stats.prepare_seconds += std::chrono::duration<double>(t_run - t_prepare).count();
-    std::atomic<std::size_t> next{0};
-    auto work = [&] {
-      for (std::size_t b = next++; b < batches.size(); b = next++) {
-        std::vector<const PipelineInput*> batch;
-        for (std::size_t k : batches[b]) batch.push_back(pending[w + k]);
-        auto out = run_batch_isolated(pipeline, batch);
-        for (std::size_t i = 0; i < out.size(); ++i) results[batches[b][i]] = std::move(out[i]);
-      }
-    };
-    if (workers <= 1 || batches.size() <= 1) {
-      work();
-    } else {
-      std::vector<std::thread> pool;
-      for (std::size_t t = 0; t < std::min(workers, batches.size()); ++t) {
-        pool.emplace_back([&pipeline, &work] {
-          pipeline.prepare_worker(1);
-          work();
-        });
-      }
-      for (auto& th : pool) th.join();
-    }
-    const auto t_write = std::chrono::steady_clock::now();
-    std::string text;
-    for (std::size_t k = 0; k < n; ++k) {
-      if (results[k].error && options.fail_fast) {
-        sink.write(text);
-        Error e = *results[k].error;
-        e.add_context(fmt::format("running input {} (--fail-fast stops at the first bad input)",
-                                  pending[w + k]->id.dump()));
-        throw e;
-      }
-      if (results[k].error) ++stats.errors;
-      if (results[k].nonfinite_output) ++stats.nonfinite_outputs;
-      ++stats.done;
-      text += format_line(*pending[w + k], results[k]);
-    }
-    sink.write(text);
-    stats.write_seconds +=
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_write).count();
-    progress.advance(n);
+    const auto t_wait = Clock::now();
+    auto current = std::make_shared<Window>(next.get());
+    stats.prepare_wait_seconds += seconds_since(t_wait);
+    stats.prepare_seconds += current->prepare_seconds;
+    if (w + window < pending.size()) next = std::async(std::launch::async, prepare, w + window);
+    run_window(pipeline, pending, *current, workers);
+    stats.run_seconds += current->run_seconds;
+    finish_write();
+    writing_size = current->size;
+    writing = std::async(std::launch::async, [&pending, &options, &sink, &stats, current] {
+      write_window(pending, *current, options, sink, stats);
+    });
   }
+  finish_write();
   progress.finish();
-  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  stats.seconds = seconds_since(t0);
   return stats;
 }
 
@@ -272,6 +383,7 @@ JobStats run_infer(const InferRequest& request) {
 
   PipelineOptions popts;
   popts.device = request.device;
+  popts.dtype = request.dtype;
   auto pipeline = pipeline_factory(request.threads).create(model, popts);
   JobOptions job = request.job;
   job.workers = request.workers ? *request.workers : default_workers(*pipeline);
@@ -280,8 +392,13 @@ JobStats run_infer(const InferRequest& request) {
   const JobStats stats = run_job(*pipeline, inputs, job);
   log::info("{} inputs: {} written ({} errors), {} skipped, {:.3f} s", stats.total, stats.done,
             stats.errors, stats.skipped, stats.seconds);
-  log::info("of which {:.3f} s costing (tokenising) and sorting, {:.3f} s formatting and writing",
-            stats.prepare_seconds, stats.write_seconds);
+  // Where the time went. Preparing (costing: text tasks tokenise) and writing run beside the
+  // batches; the main thread's waits for them show when one of them, not the model, is the limit.
+  log::info(
+      "stages: batches {:.3f} s; preparing {:.3f} s and formatting + writing {:.3f} s beside them; "
+      "waited {:.3f} s for preparing, {:.3f} s for writing",
+      stats.run_seconds, stats.prepare_seconds, stats.write_seconds, stats.prepare_wait_seconds,
+      stats.write_wait_seconds);
   return stats;
 }
 

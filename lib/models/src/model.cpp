@@ -20,6 +20,8 @@ bool Model::is_training() const { return module().is_training(); }
 
 void Model::to(const std::string& device) { module().to(c10::Device(device)); }
 
+void Model::cast(at::ScalarType dtype) { module().to(dtype); }
+
 TensorMap Model::state_dict() const {
   TensorMap out;
   for (const auto& p : module().named_parameters()) out.emplace(p.key(), p.value());

@@ -397,8 +397,14 @@ class SentenceEmbedding final : public BertEncoder, public Model {
     at::Tensor x = parts.size() == 1 ? parts[0] : at::cat(parts, 1);
     if (!traced) x = x.to(at::kFloat);
     for (const Step& step : steps_) {
-      x = step.dense ? step.dense->forward(x)
-                     : x / at::clamp_min(at::linalg_vector_norm(x, 2, {1}, true), 1e-12);
+      if (!step.dense) {
+        x = x / at::clamp_min(at::linalg_vector_norm(x, 2, {1}, true), 1e-12);
+      } else if (traced) {
+        x = step.dense->forward(x);
+      } else {
+        // A model cast to half precision (ms infer --dtype) keeps its Dense weights in that dtype.
+        x = step.dense->forward(x.to(step.dense->linear->weight.scalar_type())).to(at::kFloat);
+      }
     }
     return x;
   }

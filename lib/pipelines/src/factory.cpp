@@ -82,7 +82,9 @@ class Factory final : public infer::PipelineFactory {
       }
     }
     const std::string device = infer::load_torch_layer().runtime->resolve_device(options.device);
-    return registry_.get(type, model.task)(model, device);
+    auto pipeline = registry_.get(type, model.task)(model, device);
+    if (options.dtype != "fp32") pipeline->set_dtype(options.dtype);
+    return pipeline;
   }
 
   const Registry<PipelineBuilder>& registry() const { return registry_; }
@@ -143,6 +145,20 @@ std::shared_ptr<models::Model> load_text_model(const infer::ModelInfo& model,
   if (model.config.has("model.max_tokens"))
     script.max_tokens = model.config.get<int64_t>("model.max_tokens");
   return models::load_script_text_model(script, device);
+}
+
+at::ScalarType compute_dtype(const std::string& dtype, const std::string& device) {
+  if (dtype == "fp32") return at::kFloat;
+  if (dtype == "bf16") return at::kBFloat16;
+  MS_CHECK(dtype == "fp16", ErrorCode::kUsage, "--dtype {}: expected fp32, fp16 or bf16", dtype);
+  // Debian's LibTorch 1.13 has no half-precision kernels for the CPU (matrix products among them).
+  if (!c10::Device(device).is_cuda()) {
+    throw Error(
+        ErrorCode::kUsage,
+        "--dtype fp16 needs a GPU (--device gpu): LibTorch has no half-precision CPU kernels",
+        "on the CPU use --dtype bf16, or leave out --dtype");
+  }
+  return at::kHalf;
 }
 
 bool per_thread_intra_op_threads() { return torch_omp_set_num_threads() != nullptr; }

@@ -198,6 +198,13 @@ class ImageClassificationPipeline final : public infer::Pipeline {
   std::size_t cost(const infer::PipelineInput&) const override { return 1; }
   bool concurrent() const override { return per_thread_intra_op_threads(); }
   void prepare_worker(int threads) override { set_thread_intra_op_threads(threads); }
+  void set_dtype(const std::string& dtype) override {
+    const at::ScalarType type = compute_dtype(dtype, device_);
+    MS_CHECK(!script_, ErrorCode::kUsage,
+             "--dtype {}: a TorchScript classifier computes in the dtype it was saved in", dtype);
+    model_->cast(type);
+    dtype_ = type;
+  }
 
   std::vector<infer::PipelineResult> run(
       const std::vector<const infer::PipelineInput*>& batch) override {
@@ -221,7 +228,7 @@ class ImageClassificationPipeline final : public infer::Pipeline {
     for (auto& [shape, items] : groups) {
       std::vector<at::Tensor> xs;
       for (auto& it : items) xs.push_back(it.second);
-      const at::Tensor input = at::stack(xs).to(c10::Device(device_));
+      const at::Tensor input = at::stack(xs).to(c10::Device(device_), dtype_);
       const at::Tensor out =
           script_
               ? script_->forward(input)
@@ -258,6 +265,7 @@ class ImageClassificationPipeline final : public infer::Pipeline {
  private:
   std::string task_ = "image-classification", device_;
   std::shared_ptr<models::Model> model_;
+  at::ScalarType dtype_ = at::kFloat;  // the model's compute type (--dtype)
   std::unique_ptr<models::ScriptModule> script_;
   bool softmax_ = true;
   std::vector<Transform> transforms_;

@@ -66,6 +66,7 @@ class BertTextPipeline : public infer::Pipeline {
     if (type.empty() && hf->contains("model_type") && (*hf)["model_type"].is_string())
       type = (*hf)["model_type"].get<std::string>();
     model_ = load_text_model(model, task_, type.empty() ? "bert" : type, device_);
+    traced_ = models::normalize_model_type(type) == "torchscript";
     tokenizer_ = std::make_unique<text::BertTokenizer>(text::BertTokenizer::from_dir(model.dir));
     // The model's position embeddings bound the input: RoBERTa-style models take
     // max_position_embeddings less pad_token_id + 1 (config.json has been checked by the model).
@@ -89,6 +90,14 @@ class BertTextPipeline : public infer::Pipeline {
   // Forward passes share only read-only weights; the tokenizer is const; the cache is locked.
   bool concurrent() const override { return per_thread_intra_op_threads(); }
   void prepare_worker(int threads) override { set_thread_intra_op_threads(threads); }
+  void set_dtype(const std::string& dtype) override {
+    const at::ScalarType type = compute_dtype(dtype, device_);
+    MS_CHECK(!traced_, ErrorCode::kUsage,
+             "--dtype {}: {} is a TorchScript archive, which computes in the dtype it was "
+             "exported in",
+             dtype, dir_.string());
+    model_->cast(type);
+  }
   // The exact token count, so that batches sorted by cost carry almost no padding (sorting by
   // characters, as sentence-transformers does, pads about 15 % more). The encoding is kept for
   // run(), so each input is tokenised once.
@@ -163,6 +172,7 @@ class BertTextPipeline : public infer::Pipeline {
   std::string task_, device_;
   std::filesystem::path dir_;
   std::shared_ptr<models::Model> model_;
+  bool traced_ = false;  // a TorchScript archive (ms export), not a model of ms's own
   std::unique_ptr<text::BertTokenizer> tokenizer_;
   std::size_t max_length_ = 512;
   std::vector<std::string> labels_;  // classification heads: config.json's id2label
@@ -205,6 +215,7 @@ class SentenceEmbeddingPipeline final : public BertTextPipeline {
     c10::InferenceMode guard;
     const at::Tensor cpu = forward(collate(encs, tokenizer_->pad_id(), device_))
                                .at("sentence_embedding")
+                               .to(at::kFloat)
                                .cpu()
                                .contiguous();
     const int64_t dim = cpu.size(1);

@@ -262,6 +262,7 @@ Server::Server(ServeOptions options) : impl_(std::make_unique<Impl>()) {
   s.model = infer::open_model(o.model, o.task, o.overrides, o.hub);
   infer::PipelineOptions popts;
   popts.device = o.device;
+  popts.dtype = o.dtype;
   s.pipeline = infer::pipeline_factory(o.threads).create(s.model, popts);
   BatcherOptions batching;
   batching.max_batch = o.max_batch;

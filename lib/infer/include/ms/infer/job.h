@@ -63,9 +63,13 @@ struct JobStats {
   /// so `ms infer` exits 7 after writing every line.
   std::size_t nonfinite_outputs = 0;
   double seconds = 0;  ///< wall time of the run loop
-  /// Of that, on the main thread: computing costs (text tasks tokenise there) and sorting each
-  /// window, and formatting and writing its lines; the rest is the batches' run.
-  double prepare_seconds = 0, write_seconds = 0;
+  /// The stages, each summed over windows. Running the batches is on the main thread (and its
+  /// workers); preparing (costing, where text tasks tokenise, and sorting) the next window and
+  /// formatting and writing the last one run beside it, on threads of their own.
+  double run_seconds = 0, prepare_seconds = 0, write_seconds = 0;
+  /// How long the main thread waited for the next window to be prepared, and for the last one to
+  /// be written: the time the batches stood still because of those stages.
+  double prepare_wait_seconds = 0, write_wait_seconds = 0;
 };
 
 /// Runs one batch through `pipeline`; when the batch as a whole fails, each input is retried alone
@@ -74,7 +78,7 @@ MS_API std::vector<PipelineResult> run_batch_isolated(
     Pipeline& pipeline, const std::vector<const PipelineInput*>& batch);
 
 /// Batches a pipeline runs at once unless told: on the CPU one single-threaded worker per intra-op
-/// thread (when the pipeline is concurrent()), on a GPU one stream of batches.
+/// thread (when the pipeline is concurrent()), on a GPU four host threads feeding the card.
 MS_API std::size_t default_workers(const Pipeline& pipeline);
 
 /// Ids already written to an output file (complete lines only; a torn last line is cut off).
@@ -93,9 +97,9 @@ struct InferRequest {
   HubModelOptions hub;
   InputSpec inputs;
   DeviceSpec device{DeviceSpec::Kind::kCpu, -1};
+  std::string dtype = "fp32";  ///< compute type (PipelineOptions::dtype)
   std::optional<int> threads;  ///< intra-op threads of the torch layer (default: every core)
-  /// Batches run at once. Unset: on the CPU one single-threaded worker per intra-op thread, on a
-  /// GPU one stream of batches (see JobOptions::workers).
+  /// Batches run at once. Unset: default_workers() (see JobOptions::workers).
   std::optional<std::size_t> workers;
   JobOptions job;  ///< its `workers` is replaced by the choice above
 };

@@ -60,11 +60,17 @@ class MS_API Pipeline {
   /// Called once in each worker thread before its first run(): sets that thread's intra-op
   /// thread count (the torch layer uses OpenMP's per-thread setting).
   virtual void prepare_worker(int intra_op_threads) { (void)intra_op_threads; }
+  /// Computes in another floating-point type from now on: "fp16" or "bf16" (PipelineOptions::
+  /// dtype); outputs stay float32. Throws ms::Error(kUsage) where the pipeline or the device
+  /// cannot.
+  virtual void set_dtype(const std::string& dtype);
 };
 
 /// How to build a pipeline.
 struct PipelineOptions {
   DeviceSpec device{DeviceSpec::Kind::kCpu, -1};
+  /// The weights' and activations' type: "fp32" (as loaded), "fp16" (GPU only) or "bf16".
+  std::string dtype = "fp32";
 };
 
 /// Implemented by the torch layer: builds the pipeline registered for a model's task.

@@ -54,7 +54,7 @@ struct TorchLayer {
 
 /// Bumped whenever TorchLayer, the interfaces it points to or the entry point change; both sides
 /// must agree.
-constexpr int kTorchLayerAbiVersion = 11;  // 11: ExportRequest::external_data
+constexpr int kTorchLayerAbiVersion = 12;  // 12: PipelineOptions::dtype, Pipeline::set_dtype
 
 /// Name of the extern "C" entry point exported by libms_torch.so:
 ///   const ms::infer::TorchLayer* ms_torch_layer_entry(int abi_version);

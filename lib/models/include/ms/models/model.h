@@ -66,6 +66,8 @@ class Model {
   bool is_training() const;
   /// Moves parameters and buffers to `device` ("cpu", "cuda:0").
   void to(const std::string& device);
+  /// Casts floating-point parameters and buffers to `dtype` (half precision for inference).
+  void cast(at::ScalarType dtype);
 
   /// Parameters and persistent buffers under their Hugging Face names.
   TensorMap state_dict() const;

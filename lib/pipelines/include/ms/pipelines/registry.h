@@ -39,6 +39,10 @@ std::shared_ptr<models::Model> load_text_model(const infer::ModelInfo& model,
 
 /// Sets the calling thread's intra-op thread count (OpenMP's per-thread setting) without touching
 /// other threads: what Pipeline::prepare_worker does.
+/// The compute type of `ms infer --dtype` ("fp32", "fp16", "bf16") on `device`; ms::Error(kUsage)
+/// for an unknown name, or fp16 off a GPU.
+at::ScalarType compute_dtype(const std::string& dtype, const std::string& device);
+
 void set_thread_intra_op_threads(int threads);
 
 /// Whether set_thread_intra_op_threads works here (LibTorch uses OpenMP).

@@ -21,6 +21,7 @@ struct ServeOptions {
   std::vector<std::string> overrides;  ///< --set KEY=VALUE
   infer::HubModelOptions hub;
   DeviceSpec device{DeviceSpec::Kind::kCpu, -1};
+  std::string dtype = "fp32";          ///< compute type (infer::PipelineOptions::dtype)
   std::optional<int> threads;          ///< LibTorch intra-op threads (default: every core)
   std::optional<std::size_t> workers;  ///< batches run at once (default as `ms infer`)
   std::string host = "127.0.0.1";

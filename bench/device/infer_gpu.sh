@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# GPU batch inference benchmark (issue 19): N sentences (bench/make_sentences.py, default 100k)
+# embedded with all-MiniLM-L6-v2 on gpu:0 by `ms infer` and by Python (transformers + mean
+# pooling, and sentence-transformers; bench/device/infer_gpu_peers.py), fp32 and fp16, batch 64,
+# 256 and 1024; start-up excluded and included. Then fidelity: ms's fp16 and bf16 embeddings
+# against its fp32 ones (cosine), and the first lines of each ms run against each other.
+#
+#   MS_BIN=build-gpu/bin/ms MINILM=DIR bash bench/device/infer_gpu.sh   # on the lent GPU machine
+#
+# Env: N (100000), BATCHES ("64 256 1024"), DTYPES ("fp32 fp16"), PEERS ("transformers
+# sentence-transformers"), WORK (a scratch folder; default a temporary one).
+# ms's "start-up excluded" is its job's own run loop (tokenising, batches, formatting and writing
+# the JSON lines, from its -v log); "included" is the whole process, model load and CUDA start-up
+# in it. The peers' "excluded" is encode() on all sentences, after a warm-up; "included" adds the
+# process's imports, model load and warm-up, measured once per process. ms writes every embedding
+# as a JSON line to disk; the peers keep numpy arrays in memory.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+ms="${MS_BIN:?set MS_BIN}"
+model="${MINILM:?set MINILM to an all-MiniLM-L6-v2 folder}"
+n="${N:-100000}"
+py="${PYTHON:-python3}"
+device="${DEVICE:-gpu:0}"  # DEVICE=cpu: a dry run of the ms side (with DTYPES=fp32 PEERS=)
+work="${WORK:-$(mktemp -d)}"
+mkdir -p "$work"
+results="$work/results.jsonl"
+: >"$results"
+"$py" "$root/bench/make_sentences.py" "$n" "$work/in.txt"
+
+echo "ms infer on $device, $n sentences (wall includes start-up; job = ms's own run loop)"
+for dtype in ${DTYPES:-fp32 fp16}; do
+  for b in ${BATCHES:-64 256 1024}; do
+    s=$(date +%s.%N)
+    "$ms" -v infer -m "$model" --input-file "$work/in.txt" -b "$b" --device "$device" --dtype "$dtype" \
+      -o "$work/ms_${dtype}_$b.jsonl" 2>"$work/ms_${dtype}_$b.log" ||
+      { tail -5 "$work/ms_${dtype}_$b.log"; echo "ms infer FAILED ($dtype, batch $b)"; continue; }
+    e=$(date +%s.%N)
+    job=$(sed -n 's/.* inputs: .*, \([0-9.]*\) s$/\1/p' "$work/ms_${dtype}_$b.log")
+    echo "{\"peer\": \"ms\", \"dtype\": \"$dtype\", \"batch\": $b, \"n\": $n, \"wall_s\": $(awk "BEGIN{print $e - $s}"), \"encode_s\": $job}" >>"$results"
+    echo "  $dtype batch $b: $(grep -o 'stages: .*' "$work/ms_${dtype}_$b.log")"
+    # The first 5,000 lines only are kept for the fidelity checks (100k lines are ~400 MB).
+    head -n 5000 "$work/ms_${dtype}_$b.jsonl" >"$work/ms_${dtype}_$b.head" && rm "$work/ms_${dtype}_$b.jsonl"
+  done
+done
+# One host thread feeding the card (the default is 4 workers), fp32 at batch 256: what the
+# workers bring.
+s=$(date +%s.%N)
+"$ms" -v infer -m "$model" --input-file "$work/in.txt" -b 256 --device "$device" --workers 1 \
+  -o "$work/ms_w1.jsonl" 2>"$work/ms_w1.log" && {
+  e=$(date +%s.%N)
+  job=$(sed -n 's/.* inputs: .*, \([0-9.]*\) s$/\1/p' "$work/ms_w1.log")
+  echo "{\"peer\": \"ms --workers 1\", \"dtype\": \"fp32\", \"batch\": 256, \"n\": $n, \"wall_s\": $(awk "BEGIN{print $e - $s}"), \"encode_s\": $job}" >>"$results"
+  echo "  fp32 batch 256, --workers 1: $(grep -o 'stages: .*' "$work/ms_w1.log")"
+  rm -f "$work/ms_w1.jsonl"
+}
+# bf16 at one batch size, for the fidelity check.
+head -n 5000 "$work/in.txt" >"$work/in5000.txt"
+"$ms" infer -m "$model" --input-file "$work/in5000.txt" -b 256 --device "$device" \
+  --dtype bf16 -o "$work/ms_bf16.head" 2>/dev/null || echo "ms infer --dtype bf16 FAILED"
+
+for peer in ${PEERS-transformers sentence-transformers}; do
+  for dtype in ${DTYPES:-fp32 fp16}; do
+    echo "$peer $dtype ..."
+    PYTHONUNBUFFERED=1 PEER_DEVICE="$([ "$device" = cpu ] && echo cpu || echo cuda:0)" "$py" "$root/bench/device/infer_gpu_peers.py" "$peer" "$model" \
+      "$work/in.txt" "$dtype" "$(echo ${BATCHES:-64 256 1024} | tr ' ' ,)" >>"$results" \
+      2>"$work/$peer-$dtype.log" || { tail -5 "$work/$peer-$dtype.log"; echo "$peer $dtype FAILED"; }
+  done
+done
+
+"$py" - "$results" "$work" <<'PY'
+import glob, json, math, os, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print()
+print("| side | dtype | batch | sentences/s, start-up excluded | sentences/s, start-up included |")
+print("| --- | --- | --- | --- | --- |")
+best = {}
+for r in rows:
+    incl = r["wall_s"] if "wall_s" in r else r["startup_s"] + r["encode_s"]
+    ex, inc = r["n"] / r["encode_s"], r["n"] / incl
+    print(f"| {r['peer']} | {r['dtype']} | {r['batch']} | {ex:,.0f} | {inc:,.0f} |")
+    side = "ms" if r["peer"] == "ms" else ("python" if r["peer"] != "ms --workers 1" else None)
+    if side:
+        best[side] = max(best.get(side, 0), ex)
+if "ms" in best and "python" in best:
+    print(f"\nbest ms {best['ms']:,.0f} vs best Python {best['python']:,.0f} sentences/s "
+          f"(start-up excluded): {best['ms'] / best['python']:.2f}x")
+
+def load(path):
+    return [json.loads(l)["text_embedding"] for l in open(path)]
+
+def cosine(a, b):
+    return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+
+work = sys.argv[2]
+ref_path = os.path.join(work, "ms_fp32_256.head")
+if os.path.exists(ref_path):
+    ref = load(ref_path)
+    for other in sorted(glob.glob(os.path.join(work, "ms_*.head"))):
+        if other == ref_path:
+            continue
+        emb = load(other)
+        worst = min(cosine(a, b) for a, b in zip(ref, emb))
+        print(f"{os.path.basename(other)} vs ms_fp32_256: {len(emb)} embeddings, min cosine {worst:.7f}")
+PY
