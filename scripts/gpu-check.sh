@@ -54,6 +54,11 @@ if [ "${MS_GPU_SKIP_BUILD:-0}" != 1 ]; then
   pkg-config --exists libzip 2>/dev/null || off MS_WITH_ZIP libzip
   pkg-config --exists libturbojpeg 2>/dev/null || off MS_WITH_JPEG libjpeg-turbo
   pkg-config --exists libpng 2>/dev/null || off MS_WITH_PNG libpng
+  # c10d's ProcessGroupGloo.hpp needs Gloo's headers, which PyPI's torch wheels do not ship:
+  # bench/device/prepare_carry.sh carries Debian's (header-only use; nothing is linked).
+  if [ -f "$root/build-carry/gloo/include/gloo/config.h" ]; then
+    optional+=("-DMS_GLOO_INCLUDE_DIR=$root/build-carry/gloo/include")
+  fi
   # Tests are not built here: the end-to-end scripts below drive the ms binary directly.
   # shellcheck disable=SC2086
   if ! cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \

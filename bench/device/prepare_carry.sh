@@ -3,6 +3,7 @@
 # takes at most 64 MiB of carried files, and lacks cpp-httplib, SQLite headers and the Python
 # modelscope client:
 #   build-carry/minilm-fp16/   all-MiniLM-L6-v2 with float16 weights (scripts/make_half_model.py)
+#   build-carry/gloo/include/  Debian's Gloo headers, which the torch layer compiles against
 #   build-carry/deps/          this machine's (Debian 12) cpp-httplib and SQLite, header + library,
 #                              with brotli (which libcpp-httplib needs) and a pkg-config file
 #   build-carry/modelscope.tar.xz  the site-packages of the interop venv (modelscope==1.36.3)
@@ -15,6 +16,8 @@ if [ ! -f "$carry/minilm-fp16/model.safetensors" ]; then
   model="$(bash "$root/scripts/fetch_minilm.sh" | tail -1)"
   /usr/bin/python3 "$root/scripts/make_half_model.py" "$model" "$carry/minilm-fp16"
 fi
+# Gloo's headers (c10d's ProcessGroupGloo.hpp includes them; PyPI's torch wheels lack them).
+rm -rf "$carry/gloo" && mkdir -p "$carry/gloo/include" && cp -r /usr/include/gloo "$carry/gloo/include/"
 deps="$carry/deps"
 rm -rf "$deps" && mkdir -p "$deps/include" "$deps/lib/pkgconfig"
 cp /usr/include/httplib.h /usr/include/sqlite3.h /usr/include/sqlite3ext.h /usr/include/zlib.h /usr/include/zconf.h "$deps/include/"
