@@ -189,6 +189,13 @@ class TorchScriptExport(TorchTestCase):
                 r = subprocess.run([py, "-c", TEXT_RUNNER, os.path.join(out, "model.pt"), ids, "[1, 7]"],
                                    capture_output=True, text=True, timeout=300)
                 self.assertEqual(r.returncode, 0, r.stderr)
+                # A device recorded while tracing on the CPU would build tensors there wherever
+                # the graph runs (on a GPU: "index is on cpu" in the embedding lookup).
+                r2 = subprocess.run([py, "-c", "import sys, torch; print(torch.jit.load(sys.argv[1])"
+                                     ".inlined_graph)", os.path.join(out, "model.pt")],
+                                    capture_output=True, text=True, timeout=300)
+                self.assertEqual(r2.returncode, 0, r2.stderr)
+                self.assertNotIn('value="cpu"', r2.stdout)
                 runs = json.loads(r.stdout)
                 one = [row for run in runs if run["size"] == 1 for row in run["rows"]]
                 seven = [row for run in runs if run["size"] == 7 for row in run["rows"]]

@@ -11,6 +11,7 @@
 #include "catch.h"
 #include "ms/core/error.h"
 #include "ms/trainer/hook.h"
+#include "ms/trainer/mixed_precision.h"
 
 using ms::Json;
 using ms::trainer::Hook;
@@ -173,4 +174,54 @@ TEST_CASE("checkpoint paths", "[trainer]") {
   CHECK(checkpoint_prefix("w/iter_10") == "w/iter_10");
   CHECK(ms::trainer::model_file("w/iter_10") == "w/iter_10.pth");
   CHECK(!ms::trainer::latest_checkpoint(temp_dir("none")).has_value());
+}
+
+TEST_CASE("mixed precision: float16 loss scaling as GradScaler", "[trainer][amp]") {
+  using ms::trainer::MixedPrecision;
+  // The scaler's arithmetic needs no GPU: constructed for "cuda:0", used on CPU tensors.
+  MixedPrecision amp({{"loss_scale", {{"init_scale", 8.0}, {"growth_interval", 2}}}}, "cuda:0");
+  at::Tensor w = at::ones({3}).requires_grad_(true);
+  auto grads_of = [&](const at::Tensor& g) {
+    w.mutable_grad() = g.clone();
+    return std::vector<at::Tensor>{w};
+  };
+  CHECK(amp.scale(at::tensor(2.0)).item<double>() == 16.0);
+  // Finite gradients come back divided by the scale; two clean steps double it.
+  auto params = grads_of(at::tensor({8.0, 16.0, -4.0}));
+  CHECK(amp.unscale_and_update(params));
+  CHECK(w.grad()[1].item<double>() == 2.0);
+  CHECK(amp.current_scale() == 8.0);
+  params = grads_of(at::tensor({1.0, 1.0, 1.0}));
+  CHECK(amp.unscale_and_update(params));
+  CHECK(amp.current_scale() == 16.0);
+  // An overflow skips the step and halves the scale; the growth count starts again.
+  params = grads_of(at::tensor({1.0, INFINITY, 1.0}));
+  CHECK_FALSE(amp.unscale_and_update(params));
+  CHECK(amp.current_scale() == 8.0);
+  params = grads_of(at::tensor({NAN, 1.0, 1.0}));
+  CHECK_FALSE(amp.unscale_and_update(params));
+  CHECK(amp.current_scale() == 4.0);
+  // The state survives a checkpoint: one clean step after restoring doubles as it would have.
+  params = grads_of(at::tensor({1.0, 1.0, 1.0}));
+  CHECK(amp.unscale_and_update(params));
+  MixedPrecision resumed({{"loss_scale", {{"init_scale", 8.0}, {"growth_interval", 2}}}}, "cuda:0");
+  resumed.load_state_dict(amp.state_dict());
+  CHECK(resumed.current_scale() == 4.0);
+  params = grads_of(at::tensor({1.0, 1.0, 1.0}));
+  CHECK(resumed.unscale_and_update(params));
+  CHECK(resumed.current_scale() == 8.0);
+
+  // A number is a static scale; bfloat16 is not scaled at all.
+  MixedPrecision fixed({{"loss_scale", 512.0}}, "cuda:0");
+  params = grads_of(at::tensor({INFINITY, 1.0, 1.0}));
+  CHECK_FALSE(fixed.unscale_and_update(params));
+  CHECK(fixed.current_scale() == 512.0);
+  MixedPrecision bf16({{"dtype", "bf16"}}, "cpu");
+  CHECK(bf16.scale(at::tensor(2.0)).item<double>() == 2.0);
+
+  // float16 off a GPU, and bad options, are errors.
+  CHECK_THROWS_AS(MixedPrecision(nlohmann::json::object(), "cpu"), ms::Error);
+  CHECK_THROWS_AS(MixedPrecision({{"dtype", "fp8"}}, "cuda:0"), ms::Error);
+  CHECK_THROWS_AS(MixedPrecision({{"loss_scale", {{"backoff_factor", 2.0}}}}, "cuda:0"), ms::Error);
+  CHECK_THROWS_AS(MixedPrecision({{"loss_scale", "big"}}, "cuda:0"), ms::Error);
 }

@@ -448,9 +448,10 @@ at::Tensor BertEncoder::forward(const at::Tensor& input_ids, const at::Tensor& t
     const at::Tensor not_pad = input_ids.ne(c.pad_token_id).to(at::kLong);
     positions = at::cumsum(not_pad, 1).mul_(not_pad).add_(c.pad_token_id);
   } else if (torch::jit::tracer::isTracing()) {
-    // 0, 1, ..., t-1 without t, which the tracer would fix as a constant.
-    positions =
-        at::cumsum(at::ones_like(input_ids, input_ids.options().dtype(at::kLong)), 1).sub_(1);
+    // 0, 1, ..., t-1 without t, which the tracer would fix as a constant. ones_like without
+    // options: given any, the tracer records their device too, and the graph would build the
+    // positions on the CPU wherever it runs (input_ids is int64 already).
+    positions = at::cumsum(at::ones_like(input_ids), 1).sub_(1);
   } else {
     positions = at::arange(t, input_ids.options().dtype(at::kLong)).unsqueeze(0);
   }

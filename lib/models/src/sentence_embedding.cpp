@@ -365,8 +365,12 @@ class SentenceEmbedding final : public BertEncoder, public Model {
           parts.push_back(hidden.select(1, 0));
           break;
         case Pool::kMax:
-          parts.push_back(
-              std::get<0>(hidden.masked_fill(m.eq(0), traced ? kTracedMaskValue : -1e9).max(1)));
+          // -1e9 is beyond half precision's range: a model cast to fp16 takes its lowest value.
+          parts.push_back(std::get<0>(
+              hidden
+                  .masked_fill(m.eq(0), traced ? kTracedMaskValue
+                                               : std::max(-1e9, lowest_value(hidden.scalar_type())))
+                  .max(1)));
           break;
         case Pool::kMean:
           parts.push_back(at::sum(hidden * m, 1) / at::clamp_min(at::sum(m, 1), 1e-9));

@@ -24,6 +24,7 @@
 #include "ms/core/file.h"
 #include "ms/core/log.h"
 #include "ms/core/version.h"
+#include "ms/trainer/mixed_precision.h"
 
 namespace ms::trainer {
 
@@ -202,29 +203,65 @@ std::string type_of(const nlohmann::json& entry) {
   return entry["type"].get<std::string>();
 }
 
-// Mixed precision (ModelScope's use_fp16, TorchAMPOptimizerHook, ApexAMPOptimizerHook) is not
-// built: a run that asks for it stops here rather than training in fp32 without saying so.
-void reject_mixed_precision(const Config& c) {
-  std::string asked;
-  for (const char* key : {"use_fp16", "train.use_fp16"})
-    if (c.has(key) && c.at(key).is_boolean() && c.get<bool>(key)) asked = key;
-  const auto amp_type = [](const nlohmann::json& entry) {
-    const std::string type = type_of(entry);
-    return type == "TorchAMPOptimizerHook" || type == "ApexAMPOptimizerHook";
+// The options of the optimizer hook, with ModelScope's ways of asking for mixed precision folded
+// in: use_fp16, train.optimizer_hook of type TorchAMPOptimizerHook, or a TorchAMPOptimizerHook
+// among train.hooks (which `hooks` loses: its options move here). ModelScope's AMP hook swaps the
+// OptimizerHook's processor; here the OptimizerHook does both, with `mixed_precision` set to
+// {"dtype", "loss_scale"} (see MixedPrecision). ApexAMPOptimizerHook (NVIDIA Apex) is refused.
+// `asked_by` gets the key that asked for mixed precision, for errors.
+nlohmann::json optimizer_hook_options(const Config& c, std::vector<nlohmann::json>& hooks,
+                                      std::string& asked_by) {
+  nlohmann::json o;
+  if (c.has("train.optimizer_hook")) {
+    o = options_at(c, "train.optimizer_hook");
+  } else {
+    o = options_at(c, "train.optimizer.options");
+    o["type"] = "OptimizerHook";
+  }
+  std::optional<nlohmann::json> amp;
+  auto take_amp = [&amp](nlohmann::json& entry) {
+    if (!amp) amp = nlohmann::json::object();
+    for (const char* key : {"loss_scale", "dtype"}) {
+      if (entry.contains(key)) {
+        (*amp)[key] = entry[key];
+        entry.erase(key);
+      }
+    }
   };
-  if (c.has("train.optimizer_hook") && amp_type(plain(c.at("train.optimizer_hook"))))
-    asked = "train.optimizer_hook";
-  if (c.has("train.hooks") && c.at("train.hooks").is_array())
-    for (const auto& entry : plain(c.at("train.hooks")))
-      if (amp_type(entry)) asked = "train.hooks: " + type_of(entry);
-  if (asked.empty()) return;
-  const bool cuda = at::hasCUDA();
-  throw Error(
-      ErrorCode::kMissingComponent,
-      fmt::format("{}: {} asks for mixed precision (fp16/bf16), which {}", c.source(), asked,
-                  cuda ? "ms train does not do yet"
-                       : "runs on CUDA only, and this ms's LibTorch has no CUDA"),
-      "train in fp32: take it out of the configuration");
+  auto check_not_apex = [&c](const std::string& type, const std::string& where) {
+    if (type != "ApexAMPOptimizerHook") return;
+    throw Error(ErrorCode::kConfig,
+                fmt::format("{}: {}: ApexAMPOptimizerHook needs NVIDIA Apex, which ms does not use",
+                            c.source(), where),
+                "use {\"type\": \"TorchAMPOptimizerHook\"} (PyTorch's autocast and loss scaling)");
+  };
+  check_not_apex(type_of(o), "train.optimizer_hook");
+  if (type_of(o) == "TorchAMPOptimizerHook") {
+    asked_by = "train.optimizer_hook (TorchAMPOptimizerHook)";
+    take_amp(o);
+    o["type"] = "OptimizerHook";
+  }
+  for (const char* key : {"use_fp16", "train.use_fp16"}) {
+    if (c.has(key) && c.at(key).is_boolean() && c.get<bool>(key) && !amp) {
+      amp = nlohmann::json::object();
+      asked_by = key;
+    }
+  }
+  for (auto it = hooks.begin(); it != hooks.end();) {
+    check_not_apex(type_of(*it), "train.hooks");
+    if (type_of(*it) != "TorchAMPOptimizerHook") {
+      ++it;
+      continue;
+    }
+    asked_by = "train.hooks: TorchAMPOptimizerHook";
+    take_amp(*it);
+    // Its OptimizerHook options (cumulative_iters, grad_clip, loss_keys) apply too.
+    for (auto& [key, value] : it->items())
+      if (key != "type") o[key] = value;
+    it = hooks.erase(it);
+  }
+  if (amp) o["mixed_precision"] = *amp;
+  return o;
 }
 
 }  // namespace
@@ -233,7 +270,6 @@ void Trainer::register_hooks_from_config() {
   if (hooks_registered_) return;
   hooks_registered_ = true;
   const Config& c = setup_.config;
-  reject_mixed_precision(c);
   auto add = [&](const nlohmann::json& entry, const std::string& where) {
     try {
       register_hook(build_hook(entry));
@@ -242,16 +278,31 @@ void Trainer::register_hooks_from_config() {
       throw;
     }
   };
+  // train.hooks, with the key-chain sections merged into the hook of their type and
+  // ModelScope's default hooks added where their type is missing.
+  std::vector<nlohmann::json> entries;
+  if (c.has("train.hooks")) {
+    const nlohmann::json list = plain(c.at("train.hooks"));
+    MS_CHECK(list.is_array(), ErrorCode::kConfig,
+             "{}: train.hooks must be a list of {{\"type\": ...}} objects", c.source());
+    for (const auto& entry : list) entries.push_back(entry);
+  }
   // The optimizer and LR hooks first: among hooks of equal priority they then run before a
   // CheckpointHook, so that a checkpoint taken after an epoch already holds the stepped schedule
   // and a resumed run goes on exactly (ModelScope registers them last).
-  if (c.has("train.optimizer_hook")) {
-    add(options_at(c, "train.optimizer_hook"), "train.optimizer_hook");
-  } else {
-    nlohmann::json o = options_at(c, "train.optimizer.options");
-    o["type"] = "OptimizerHook";
-    add(o, "train.optimizer.options");
+  std::string amp_asked_by;
+  const nlohmann::json optimizer_hook = optimizer_hook_options(c, entries, amp_asked_by);
+  if (optimizer_hook.contains("mixed_precision")) {
+    // Checked here, before any training, so that the error names the key that asked for it.
+    try {
+      MixedPrecision check(optimizer_hook["mixed_precision"], setup_.device);
+    } catch (const Error& e) {
+      throw Error(e.code(), fmt::format("{}: {}: {}", c.source(), amp_asked_by, e.what()),
+                  e.hint());
+    }
   }
+  add(optimizer_hook,
+      c.has("train.optimizer_hook") ? "train.optimizer_hook" : "train.optimizer.options");
   if (c.has("train.lr_scheduler_hook")) {
     add(options_at(c, "train.lr_scheduler_hook"), "train.lr_scheduler_hook");
   } else if (c.has("train.lr_scheduler")) {
@@ -264,15 +315,6 @@ void Trainer::register_hooks_from_config() {
              c.source());
     o["type"] = "LrSchedulerHook";
     add(o, "train.lr_scheduler.options");
-  }
-  // train.hooks, with the key-chain sections merged into the hook of their type and
-  // ModelScope's default hooks added where their type is missing.
-  std::vector<nlohmann::json> entries;
-  if (c.has("train.hooks")) {
-    const nlohmann::json list = plain(c.at("train.hooks"));
-    MS_CHECK(list.is_array(), ErrorCode::kConfig,
-             "{}: train.hooks must be a list of {{\"type\": ...}} objects", c.source());
-    for (const auto& entry : list) entries.push_back(entry);
   }
   auto merge_into = [&](const std::string& type, const nlohmann::json& options) {
     for (auto& e : entries) {

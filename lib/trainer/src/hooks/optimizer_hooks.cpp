@@ -7,6 +7,7 @@
 #include "builtin_hooks.h"
 #include "ms/core/error.h"
 #include "ms/core/log.h"
+#include "ms/trainer/mixed_precision.h"
 
 namespace ms::trainer {
 namespace {
@@ -44,6 +45,8 @@ class OptimizerHook final : public Hook {
       fail(ErrorCode::kConfig, "OptimizerHook: loss_keys is a name or a list of names");
     }
     skip_nonfinite_ = o.flag("skip_nonfinite_loss", false);
+    // Set by the trainer for use_fp16 / TorchAMPOptimizerHook (optimizer_hook_options).
+    mixed_precision_options_ = o.value("mixed_precision");
     o.check_all_read();
   }
   std::string type() const override { return "OptimizerHook"; }
@@ -51,6 +54,15 @@ class OptimizerHook final : public Hook {
 
   void before_run(Trainer& t) override {
     trainer_ = &t;
+    if (!mixed_precision_options_.is_null()) {
+      mixed_precision_.emplace(mixed_precision_options_, t.device());
+      if (pending_scaler_) mixed_precision_->load_state_dict(*pending_scaler_);
+      pending_scaler_.reset();
+      log::info("mixed precision: autocast to {}{}", mixed_precision_->dtype(),
+                mixed_precision_->dtype() == "fp16"
+                    ? fmt::format(", loss scale {}", mixed_precision_->current_scale())
+                    : std::string());
+    }
     t.optimizer().zero_grad();
     t.set_cumulative_iters(cumulative_iters_);
     // Gradients a checkpoint kept from an accumulation in progress (restored before this runs).
@@ -68,28 +80,49 @@ class OptimizerHook final : public Hook {
   }
 
   // With gradient accumulation, a checkpoint in the middle of an accumulation keeps the
-  // gradients summed so far, so that a resumed run steps with the same sum.
+  // gradients summed so far ("grads"), so that a resumed run steps with the same sum. Mixed
+  // precision adds the loss scale ("loss_scaler", GradScaler's state).
   tensor::CheckpointValue state_dict() const override {
-    if (cumulative_iters_ == 1 || trainer_ == nullptr) return {};
-    std::vector<at::Tensor> sums;
-    for (const auto& group : trainer_->optimizer().groups())
-      for (const at::Tensor& p : group.params)
-        sums.push_back(p.grad().defined() ? p.grad().detach().clone() : at::Tensor());
-    // Under data parallelism the step uses the mean over the ranks of their sums, so the mean is
-    // what every rank resumes with (equal to the uninterrupted step up to float rounding).
-    if (Distributed* d = trainer_->distributed()) d->average(sums);
-    tensor::CheckpointValue grads = tensor::CheckpointValue::list();
-    for (const at::Tensor& g : sums)
-      grads.push_back(g.defined() ? tensor::CheckpointValue(g.cpu()) : tensor::CheckpointValue());
-    return tensor::CheckpointValue::dict({{"grads", std::move(grads)}});
+    tensor::CheckpointValue state;
+    if (cumulative_iters_ > 1 && trainer_ != nullptr) {
+      std::vector<at::Tensor> sums;
+      for (const auto& group : trainer_->optimizer().groups())
+        for (const at::Tensor& p : group.params)
+          sums.push_back(p.grad().defined() ? p.grad().detach().clone() : at::Tensor());
+      // Under data parallelism the step uses the mean over the ranks of their sums, so the mean
+      // is what every rank resumes with (equal to the uninterrupted step up to float rounding).
+      if (Distributed* d = trainer_->distributed()) d->average(sums);
+      tensor::CheckpointValue grads = tensor::CheckpointValue::list();
+      for (const at::Tensor& g : sums)
+        grads.push_back(g.defined() ? tensor::CheckpointValue(g.cpu()) : tensor::CheckpointValue());
+      state = tensor::CheckpointValue::dict({{"grads", std::move(grads)}});
+    }
+    if (mixed_precision_) {
+      if (state.is_none()) state = tensor::CheckpointValue::dict();
+      state.set("loss_scaler", mixed_precision_->state_dict());
+    }
+    return state;
   }
   void load_state_dict(const tensor::CheckpointValue& state) override {
     pending_grads_.clear();
-    for (const auto& g : state.at("grads").items())
-      pending_grads_.push_back(g.is_none() ? at::Tensor() : g.as_tensor());
+    if (const auto* grads = state.find("grads")) {
+      for (const auto& g : grads->items())
+        pending_grads_.push_back(g.is_none() ? at::Tensor() : g.as_tensor());
+    }
+    if (const auto* scaler = state.find("loss_scaler")) pending_scaler_ = *scaler;
+  }
+
+  // Mixed precision: the forward pass between this and after_train_iter runs under autocast.
+  void before_train_iter(Trainer&) override {
+    if (mixed_precision_) mixed_precision_->autocast(true);
+  }
+  void after_run(Trainer&) override {
+    if (mixed_precision_) mixed_precision_->autocast(false);
   }
 
   void after_train_iter(Trainer& t) override {
+    // Backward, clipping, the step and everything after this hook run outside autocast.
+    if (mixed_precision_) mixed_precision_->autocast(false);
     at::Tensor loss;
     for (const std::string& key : loss_keys_) {
       auto it = t.train_outputs().find(key);
@@ -116,7 +149,7 @@ class OptimizerHook final : public Hook {
       return;
     }
     if (cumulative_iters_ > 1) loss = loss / static_cast<double>(cumulative_iters_);
-    loss.backward();
+    (mixed_precision_ ? mixed_precision_->scale(loss) : loss).backward();
     if (every_n_iters(t, cumulative_iters_)) {
       std::vector<at::Tensor> params;
       for (const auto& g : t.optimizer().groups())
@@ -124,6 +157,15 @@ class OptimizerHook final : public Hook {
       // DDP's gradient: the mean over the ranks' batches, before clipping (as DDP's backward
       // hands it to clip_grad_norm_).
       if (Distributed* d = t.distributed()) d->average_gradients(params);
+      // float16: gradients back to their true size before clipping; a step whose gradients
+      // overflowed is skipped (as GradScaler.step does), the same on every rank since the
+      // averaged gradients are.
+      if (mixed_precision_ && !mixed_precision_->unscale_and_update(params)) {
+        log::info("iteration {}: float16 gradients overflowed; step skipped, loss scale now {}",
+                  t.iter() + 1, mixed_precision_->current_scale());
+        t.optimizer().zero_grad();
+        return;
+      }
       if (max_norm_)
         t.log_buffer().update("grad_norm", clip_grad_norm(params, *max_norm_, norm_type_));
       t.optimizer().step();
@@ -139,6 +181,9 @@ class OptimizerHook final : public Hook {
   bool skip_nonfinite_ = false;
   Trainer* trainer_ = nullptr;
   std::vector<at::Tensor> pending_grads_;
+  nlohmann::json mixed_precision_options_;
+  std::optional<MixedPrecision> mixed_precision_;
+  std::optional<tensor::CheckpointValue> pending_scaler_;  // restored before before_run
 };
 
 // For models that step themselves: nothing happens.
@@ -246,7 +291,24 @@ void register_optimizer_hooks(Registry<HookFactory>& r) {
         return std::make_shared<OptimizerHook>(o);
       },
       "backward, grad_clip {max_norm, norm_type}, cumulative_iters, loss_keys, "
-      "skip_nonfinite_loss; then the optimizer step");
+      "skip_nonfinite_loss, mixed_precision; then the optimizer step");
+  r.add(
+      "TorchAMPOptimizerHook",
+      [](const nlohmann::json& o) -> std::shared_ptr<Hook> {
+        // The trainer folds this hook into the OptimizerHook (optimizer_hook_options); built on
+        // its own, it is that OptimizerHook.
+        nlohmann::json options = o, amp = nlohmann::json::object();
+        for (const char* key : {"loss_scale", "dtype"}) {
+          if (options.is_object() && options.contains(key)) {
+            amp[key] = options[key];
+            options.erase(key);
+          }
+        }
+        if (options.is_object()) options["mixed_precision"] = amp;
+        return std::make_shared<OptimizerHook>(options);
+      },
+      "OptimizerHook with the forward pass under autocast: dtype fp16 (GPU; dynamic loss_scale "
+      "as GradScaler, or a number) or bf16 (CPU too)");
   r.add(
       "NoneOptimizerHook",
       [](const nlohmann::json& o) -> std::shared_ptr<Hook> {
