@@ -16,6 +16,7 @@ import csv
 import glob
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -128,6 +129,27 @@ class DistributedTrainTest(TorchTestCase):
         # Rank 0 alone wrote the logs and the event file.
         self.assertEqual(len(glob.glob(self.path("two", "*.log.json"))), 1)
         self.assertEqual(len(glob.glob(self.path("two", "tensorboard_output", "events.*"))), 1)
+
+    @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
+    def test_all_reduce_overlaps_the_backward_pass(self):
+        # 2 KiB buckets (a test build's MS_TEST_DDP_BUCKET_BYTES) cut the tiny model into many,
+        # each all-reduced as soon as the backward pass has produced its gradients: the weights
+        # still equal one rank with twice the batch, and every bucket went out during backward.
+        one = run_ms(*self.args("r8.json", "one"))
+        self.assertExit(one, 0)
+        two = run_ms(*self.args("r4.json", "two"), "--nproc", "2",
+                     env={"MS_TEST_DDP_BUCKET_BYTES": "2048", "MS_LOG_LEVEL": "debug"})
+        self.assertExit(two, 0)
+        diff = max_abs_diff(safetensors(self.path("one", "output", "model.safetensors")),
+                            safetensors(self.path("two", "output", "model.safetensors")))
+        self.assertLess(diff, 1e-6)
+        counts = [tuple(map(int, m)) for m in re.findall(
+            r"gradient all-reduce: (\d+) of (\d+) buckets launched during the backward pass",
+            two.stderr)]
+        self.assertTrue(counts, two.stderr[-2000:])
+        for early, total in counts:
+            self.assertGreater(total, 10)
+            self.assertEqual(early, total)
 
     @unittest.skipUnless(os.path.exists("/usr/bin/python3") and
                          torch_python(("torch.distributed.run",)) is not None,

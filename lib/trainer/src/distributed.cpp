@@ -8,11 +8,15 @@
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <c10/util/Exception.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -23,8 +27,21 @@
 namespace ms::trainer {
 namespace {
 
-// DDP's default bucket_cap_mb.
+// DDP's default bucket_cap_mb, and the smaller first bucket it starts the backward pass with.
 constexpr std::size_t kBucketBytes = 25u << 20;
+constexpr std::size_t kFirstBucketBytes = 1u << 20;
+
+// The overlapped buckets' sizes: DDP's, unless a test build is told otherwise
+// (MS_TEST_DDP_BUCKET_BYTES: tiny buckets, so that a small model has many in flight).
+std::pair<std::size_t, std::size_t> overlap_bucket_bytes() {
+#ifdef MS_TEST_HOOKS
+  if (const char* v = std::getenv("MS_TEST_DDP_BUCKET_BYTES"); v != nullptr && *v != '\0') {
+    const auto bytes = static_cast<std::size_t>(std::strtoull(v, nullptr, 10));
+    if (bytes > 0) return {bytes, bytes};
+  }
+#endif
+  return {kFirstBucketBytes, kBucketBytes};
+}
 
 }  // namespace
 
@@ -52,8 +69,177 @@ struct Distributed::Impl {
   void wait(const c10::intrusive_ptr<c10d::Work>& work) { work->wait(env.timeout); }
 };
 
+// DDP's reducer over Gloo: gradients are copied into flat buckets as the backward pass produces
+// them (a post-hook on each parameter's gradient accumulator), and each full bucket is
+// all-reduced while the backward pass goes on. Buckets are launched strictly in order, so that
+// every rank issues the same collectives in the same sequence whatever order its gradients come
+// in. finish() fills in what the backward pass did not produce (unused parameters: their own
+// gradient if an earlier accumulation pass left one, else zeros), launches the rest, and agrees
+// with the other ranks on which parameters any rank used (find_unused_parameters).
+class Distributed::GradientAverager {
+ public:
+  GradientAverager(Distributed::Impl& impl, std::vector<at::Tensor> params)
+      : impl_(impl),
+        params_(std::move(params)),
+        ready_(params_.size(), false),
+        bucket_of_(params_.size()),
+        offset_of_(params_.size()) {
+    const auto [first_bytes, bytes] = overlap_bucket_bytes();
+    std::size_t filled = 0;
+    for (std::size_t k = params_.size(); k-- > 0;) {
+      const at::Tensor& p = params_[k];
+      const std::size_t size = static_cast<std::size_t>(p.numel()) * p.element_size();
+      const std::size_t cap = buckets_.size() <= 1 ? first_bytes : bytes;
+      if (buckets_.empty() || filled + size > cap || buckets_.back().dtype != p.scalar_type()) {
+        buckets_.emplace_back();
+        buckets_.back().dtype = p.scalar_type();
+        filled = 0;
+      }
+      Bucket& b = buckets_.back();
+      bucket_of_[k] = buckets_.size() - 1;
+      offset_of_[k] = b.numel;
+      b.members.push_back(k);
+      b.numel += p.numel();
+      filled += size;
+    }
+    for (Bucket& b : buckets_)
+      b.flat = at::empty({b.numel}, params_[b.members.front()].options().requires_grad(false));
+    for (std::size_t k = 0; k < params_.size(); ++k) {
+      if (!params_[k].requires_grad()) continue;
+      std::shared_ptr<torch::autograd::Node> acc =
+          torch::autograd::impl::grad_accumulator(params_[k]);
+      const uintptr_t key = acc->add_post_hook(std::make_unique<ReadyHook>(this, k));
+      hooks_.emplace_back(std::move(acc), key);
+    }
+  }
+  ~GradientAverager() {
+    for (auto& [acc, key] : hooks_) acc->del_post_hook(key);
+  }
+  GradientAverager(const GradientAverager&) = delete;
+  GradientAverager& operator=(const GradientAverager&) = delete;
+
+  std::size_t buckets() const { return buckets_.size(); }
+  std::size_t launched_during_backward() const { return launched_early_; }
+
+  // The backward pass has produced parameter k's gradient.
+  void on_ready(std::size_t k) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (ready_[k]) return;
+    const at::Tensor& g = params_[k].grad();
+    if (!g.defined()) return;  // finish() takes it
+    used_[k] = true;
+    stage(k, g);
+    launch_full_buckets();
+    launched_early_ = next_;
+  }
+
+  void finish(double scale) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    torch::NoGradGuard no_grad;
+    for (std::size_t k = 0; k < params_.size(); ++k) {
+      if (ready_[k]) continue;
+      const at::Tensor& g = params_[k].grad();
+      used_[k] = g.defined();
+      stage(k, g);
+    }
+    launch_full_buckets();
+    // Which parameters some rank used: one no rank used keeps no gradient (the optimizer skips
+    // it, as in one process); one used elsewhere only gets the others' mean.
+    at::Tensor used = at::zeros({static_cast<std::int64_t>(params_.size())}, at::kFloat);
+    float* flags = used.data_ptr<float>();
+    for (std::size_t k = 0; k < params_.size(); ++k) flags[k] = used_[k] ? 1.0f : 0.0f;
+    impl_.collective("the gradient all-reduce", [&] {
+      std::vector<at::Tensor> t{used};
+      impl_.wait(impl_.group->allreduce(t));
+      for (Bucket& b : buckets_) impl_.wait(b.work);
+    });
+    for (std::size_t k = 0; k < params_.size(); ++k) {
+      if (flags[k] == 0) continue;
+      at::Tensor& param = params_[k];
+      const Bucket& b = buckets_[bucket_of_[k]];
+      const at::Tensor mean =
+          b.flat.narrow(0, offset_of_[k], param.numel()).view(param.sizes()).mul_(scale);
+      if (param.grad().defined())
+        param.mutable_grad().copy_(mean);
+      else
+        param.mutable_grad() = mean.clone();
+    }
+  }
+
+ private:
+  struct Bucket {
+    std::vector<std::size_t> members;  // parameter indices, last parameter first
+    std::int64_t numel = 0;
+    at::ScalarType dtype = at::kFloat;
+    at::Tensor flat;
+    std::size_t staged = 0;
+    c10::intrusive_ptr<c10d::Work> work;
+  };
+
+  struct ReadyHook final : torch::autograd::FunctionPostHook {
+    ReadyHook(GradientAverager* owner, std::size_t k) : owner(owner), k(k) {}
+    torch::autograd::variable_list operator()(
+        const torch::autograd::variable_list& outputs,
+        const torch::autograd::variable_list& /*inputs*/) override {
+      owner->on_ready(k);
+      return outputs;
+    }
+    GradientAverager* owner;
+    std::size_t k;
+  };
+
+  // Copies parameter k's gradient (zeros when undefined) into its bucket.
+  void stage(std::size_t k, const at::Tensor& g) {
+    Bucket& b = buckets_[bucket_of_[k]];
+    at::Tensor slot = b.flat.narrow(0, offset_of_[k], params_[k].numel());
+    if (g.defined())
+      slot.copy_(g.reshape({-1}));
+    else
+      slot.zero_();
+    ready_[k] = true;
+    ++b.staged;
+  }
+
+  // Starts the all-reduce of every full bucket from the next one on, stopping at the first that
+  // is not full: the order is the same on every rank.
+  void launch_full_buckets() {
+    while (next_ < buckets_.size() && buckets_[next_].staged == buckets_[next_].members.size()) {
+      Bucket& b = buckets_[next_];
+      impl_.collective("the gradient all-reduce", [&] {
+        std::vector<at::Tensor> t{b.flat};
+        b.work = impl_.group->allreduce(t);
+      });
+      ++next_;
+    }
+  }
+
+  Distributed::Impl& impl_;
+  std::vector<at::Tensor> params_;
+  std::vector<bool> ready_;
+  std::vector<bool> used_ = std::vector<bool>(params_.size(), false);
+  std::vector<std::size_t> bucket_of_;
+  std::vector<std::int64_t> offset_of_;
+  std::vector<Bucket> buckets_;
+  std::size_t next_ = 0, launched_early_ = 0;
+  std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, uintptr_t>> hooks_;
+  std::mutex mutex_;
+};
+
 Distributed::Distributed(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Distributed::~Distributed() = default;
+
+void Distributed::begin_gradient_average(const std::vector<at::Tensor>& params) {
+  averager_.reset();  // a pass that threw left its hooks: they go first
+  averager_ = std::make_unique<GradientAverager>(*impl_, params);
+}
+
+void Distributed::finish_gradient_average() {
+  MS_ASSERT(averager_ != nullptr);
+  std::unique_ptr<GradientAverager> averager = std::move(averager_);
+  averager->finish(1.0 / world_size());
+  log::debug("gradient all-reduce: {} of {} buckets launched during the backward pass",
+             averager->launched_during_backward(), averager->buckets());
+}
 
 const infer::DistributedEnv& Distributed::env() const { return impl_->env; }
 
@@ -111,15 +297,6 @@ std::shared_ptr<Distributed> Distributed::join(const infer::DistributedEnv& env,
   log::info("rank {} of {} joined (local rank {}, store at {})", env.rank, env.world_size,
             env.local_rank, where);
   return std::shared_ptr<Distributed>(new Distributed(std::move(impl)));
-}
-
-void Distributed::average_gradients(const std::vector<at::Tensor>& params) {
-  std::vector<at::Tensor> grads;
-  for (const at::Tensor& p : params) grads.push_back(p.grad());
-  average(grads, &params);
-  for (std::size_t i = 0; i < params.size(); ++i)
-    if (grads[i].defined() && !params[i].grad().defined())
-      const_cast<at::Tensor&>(params[i]).mutable_grad() = grads[i];
 }
 
 void Distributed::average(std::vector<at::Tensor>& tensors, const std::vector<at::Tensor>* like) {

@@ -149,14 +149,18 @@ class OptimizerHook final : public Hook {
       return;
     }
     if (cumulative_iters_ > 1) loss = loss / static_cast<double>(cumulative_iters_);
+    const bool stepping = every_n_iters(t, cumulative_iters_);
+    std::vector<at::Tensor> params;
+    for (const auto& g : t.optimizer().groups())
+      params.insert(params.end(), g.params.begin(), g.params.end());
+    // DDP's gradient: the mean over the ranks' batches, before clipping (as DDP's backward
+    // hands it to clip_grad_norm_), all-reduced bucket by bucket while the backward pass runs;
+    // with accumulation only the stepping pass syncs (DDP's no_sync for the others).
+    Distributed* d = stepping ? t.distributed() : nullptr;
+    if (d != nullptr) d->begin_gradient_average(params);
     (mixed_precision_ ? mixed_precision_->scale(loss) : loss).backward();
-    if (every_n_iters(t, cumulative_iters_)) {
-      std::vector<at::Tensor> params;
-      for (const auto& g : t.optimizer().groups())
-        params.insert(params.end(), g.params.begin(), g.params.end());
-      // DDP's gradient: the mean over the ranks' batches, before clipping (as DDP's backward
-      // hands it to clip_grad_norm_).
-      if (Distributed* d = t.distributed()) d->average_gradients(params);
+    if (d != nullptr) d->finish_gradient_average();
+    if (stepping) {
       // float16: gradients back to their true size before clipping; a step whose gradients
       // overflowed is skipped (as GradScaler.step does), the same on every rank since the
       // averaged gradients are.

@@ -30,10 +30,15 @@ class Distributed {
   int world_size() const { return env().world_size; }
   bool is_main() const { return env().is_main(); }
 
-  /// Every parameter's .grad becomes the mean over the ranks (those without a gradient count as
-  /// zero, as DDP's find_unused_parameters does), in flat buckets of about 25 MiB (DDP's
-  /// default bucket size) all-reduced together.
-  void average_gradients(const std::vector<at::Tensor>& params);
+  /// Every parameter's .grad becomes the mean over the ranks (a parameter without a gradient
+  /// counts as zeros; one no rank used keeps none, as DDP's find_unused_parameters), overlapped
+  /// with the backward pass as DDP's reducer does it: called just before backward(), it hooks
+  /// each parameter's gradient accumulator, and a bucket's all-reduce starts as soon as the
+  /// backward pass has produced all of its gradients (buckets of 1 MiB first, then 25 MiB, from
+  /// the last parameter back, launched in one order on every rank). finish_gradient_average(),
+  /// after backward(), sends what is left (unused parameters) and waits.
+  void begin_gradient_average(const std::vector<at::Tensor>& params);
+  void finish_gradient_average();
   /// Each tensor becomes its mean over the ranks, in the same buckets. One undefined on every
   /// rank stays undefined; one undefined here only becomes zeros shaped like `like`'s.
   void average(std::vector<at::Tensor>& tensors, const std::vector<at::Tensor>* like = nullptr);
@@ -49,8 +54,10 @@ class Distributed {
 
  private:
   struct Impl;
+  class GradientAverager;
   explicit Distributed(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+  std::unique_ptr<GradientAverager> averager_;  // between begin_ and finish_gradient_average
 };
 
 }  // namespace ms::trainer
