@@ -5,7 +5,9 @@
 # sentence-transformers; bench/device/train_gpu.sh: training against the CPU and against Python),
 # then the end-to-end tests on gpu:0.
 #
-#   MS_MINILM_DIR=/path/to/all-MiniLM-L6-v2 bash scripts/gpu-check.sh
+#   bash bench/device/prepare_carry.sh      # here: build-carry/ (MiniLM in fp16, Gloo's headers)
+#   MS_MINILM_DIR=$PWD/build-carry/minilm-fp16 bash scripts/gpu-check.sh   # there; carry
+#                                           # build-carry/minilm-fp16 and build-carry/gloo
 #
 # The GPU machine has no network and takes at most 64 MiB of carried files, so the MiniLM folder
 # usually travels as a float16 copy (scripts/make_half_model.py, 45 MiB); ms widens it to float32

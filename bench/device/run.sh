@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # On the lent GPU machine (16 cores, no network), with build-carry/ from prepare_carry.sh:
-#   1. scripts/gpu-check.sh with the float16 MiniLM (GPU vs CPU, fidelity, timings);
+#   1. scripts/gpu-check.sh with the float16 MiniLM and the carried Gloo headers (device checks,
+#      the batch-inference and training benchmarks, the end-to-end tests on gpu:0);
 #   2. a torch-free build with the carried cpp-httplib and SQLite, then bench/hub_download.sh
 #      (ms vs curl vs Python modelscope on loopback) on a machine with cores to spare.
 set -uo pipefail
