@@ -19,7 +19,7 @@ import os
 import subprocess
 import unittest
 
-from harness import SOURCE_DIR, TorchTestCase, run_ms, torch_python
+from harness import SOURCE_DIR, TorchTestCase, component_available, run_ms, torch_python
 
 VISION = os.path.join(SOURCE_DIR, "tests", "data", "infer", "vision")
 TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
@@ -127,7 +127,8 @@ class TorchScriptExport(TorchTestCase):
         self.assertEqual(sorted(os.listdir(out)), summary["files"])
         want, got = self.scores(model), self.scores(out)
         self.assertEqual(set(want), set(got))
-        self.assertGreaterEqual(len(want), 3)
+        # a.png, b.png, and c.jpg where this build decodes JPEG (the GPU machine's does not).
+        self.assertGreaterEqual(len(want), 3 if component_available("jpeg") else 2)
         for k in want:
             self.assertEqual(want[k]["labels"], got[k]["labels"], k)
             for a, b in zip(want[k]["scores"], got[k]["scores"]):

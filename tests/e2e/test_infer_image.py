@@ -53,6 +53,28 @@ class ImageTest(TorchTestCase):
     def test_small_cnn(self):
         self.check(os.path.join(VISION, "small-cnn"), ["cat", "dog", "bird"])
 
+    def test_dtype_bf16_stays_close_to_fp32(self):
+        model = os.path.join(VISION, "small-cnn")
+
+        def scores(*extra):
+            r = run_ms("infer", "-m", model, "--input-dir", IMAGES, "--device", DEVICE, *extra)
+            self.assertExit(r, 0)
+            return {g["id"]: dict(zip(g["labels"], g["scores"])) for g in lines(r.stdout)
+                    if "scores" in g}
+
+        want, got = scores(), scores("--dtype", "bf16")
+        self.assertEqual(sorted(want), sorted(got))
+        self.assertGreaterEqual(len(want), 2)
+        self.assertNotEqual(want, got)  # computed in bfloat16, not ignored
+        for name in want:
+            for label, p in want[name].items():
+                self.assertLess(abs(got[name][label] - p), 2e-2, (name, label))
+        # A TorchScript classifier keeps the dtype it was saved in.
+        r = run_ms("infer", "-m", os.path.join(VISION, "torchscript"), "--input-dir", IMAGES,
+                   "--device", DEVICE, "--dtype", "bf16")
+        self.assertExit(r, 2)
+        self.assertIn("TorchScript classifier", r.stderr)
+
     def test_imagefolder_dataset_input(self):
         # An imagefolder's rows run through the same pipeline; ids are the paths in the folder.
         import shutil

@@ -189,6 +189,25 @@ class TextServeTest(ServeTestCase):
         status, _, got = s.call({"input": {"text": "a", "text2": "b"}})
         self.assertClose(got, {k: v for k, v in pair[0].items() if k != "id"})
 
+    def test_dtype_answers_equal_ms_infer_with_the_same_dtype(self):
+        # --dtype is ms infer's switch: bf16 here (fp16 too on a GPU), answers equal to ms infer's
+        # in the same dtype, and different from fp32's.
+        model = os.path.join(TINY, "st_dense")
+        texts = ["a great film", "the worst day"]
+        for dtype in ["bf16"] + (["fp16"] if DEVICE != "cpu" else []):
+            s = self.serve(model, "--dtype", dtype)
+            want = self.infer(model, "--dtype", dtype, "--input", *texts)
+            fp32 = self.infer(model, "--input", *texts)
+            for text, w, f in zip(texts, want, fp32):
+                status, _, got = s.call({"input": text})
+                self.assertEqual(status, 200, got)
+                emb = got["text_embedding"][0]  # ModelScope's shape: one row per sentence
+                self.assertClose(emb, w["text_embedding"])
+                self.assertNotEqual(emb, f["text_embedding"])
+            s.stop()
+        r = run_ms("serve", "-m", model, "--port", "0", "--dtype", "fp8")
+        self.assertExit(r, 2)
+
     def test_concurrent_requests_share_a_batch_and_each_answer_equals_its_input_alone(self):
         self.require_test_hooks()
         s = self.serve(os.path.join(TINY, "cls"), "--max-batch", "64", "--workers", "1", "--test-routes")
