@@ -2,7 +2,8 @@
 # GPU check: builds ms against the machine's own LibTorch (pip torch), prints `ms env`, checks how
 # --device is honoured, compares `ms infer --device gpu:0` with the CPU on all-MiniLM-L6-v2, runs
 # the GPU benchmarks (bench/device/infer_gpu.sh: batch inference against transformers and
-# sentence-transformers; bench/device/train_gpu.sh: training against the CPU and against Python),
+# sentence-transformers; images_gpu.sh: ResNet-18 against a torchvision DataLoader;
+# train_gpu.sh: training against the CPU and against Python),
 # then the end-to-end tests on gpu:0.
 #
 #   bash bench/device/prepare_carry.sh      # here: build-carry/ (MiniLM in fp16, Gloo's headers)
@@ -109,6 +110,12 @@ if [ -n "$model" ] && part infer 150; then
   step "batch inference benchmark (bench/device/infer_gpu.sh, ${MS_GPU_BENCH_SENTENCES:-100000} sentences)"
   MS_BIN="$ms" MINILM="$model" N="${MS_GPU_BENCH_SENTENCES:-100000}" WORK="$work/infer" \
     timeout "$((budget - SECONDS))" bash bench/device/infer_gpu.sh || echo "infer_gpu.sh FAILED"
+fi
+
+if part images 90; then
+  step "ResNet-18 over an image folder (bench/device/images_gpu.sh)"
+  MS_BIN="$ms" WORK="$work/images" timeout "$((budget - SECONDS))" bash bench/device/images_gpu.sh ||
+    echo "images_gpu.sh FAILED"
 fi
 
 if [ -n "$model" ] && part cpu-vs-gpu 40; then
