@@ -16,7 +16,7 @@
 #
 # A lease is short: each part after the build runs only if MS_GPU_BUDGET_S (default 560) seconds
 # from the start leave it its usual time, else it says "skipped (time)". MS_GPU_ONLY="infer
-# train tests" runs only the named parts (a second call after a first one ran out of time, with
+# images cpu-vs-gpu train tests" runs only the named parts (a second call after a first one ran out of time, with
 # MS_GPU_SKIP_BUILD=1 on the same machine).
 #
 # Env: MS_MINILM_DIR (a MiniLM folder; without it the MiniLM parts are skipped), MS_GPU_BUILD
