@@ -5,7 +5,7 @@ the recipe of configs/text-classification (what `ms train` runs):
 
   train_minilm_spam.py MINILM DATA [--epochs 1] [--threads N] [--batch 16] [--lr 1e-4]
                        [--weight-decay 0.01] [--max-length 128] [--seed 42] [--limit N]
-                       [--device cpu|cuda]
+                       [--device cpu|cuda] [--amp fp16|bf16]
 
 DATA has train.csv / test.csv (text,label; scripts/prepare_spam_assassin.py). Labels are the
 sorted class names (ham=0, spam=1), as ms builds its label map. AdamW over all parameters,
@@ -46,6 +46,8 @@ def main():
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--amp", choices=["fp16", "bf16"], default=None,
+                   help="torch.autocast for the forward pass (fp16 with a GradScaler)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -85,6 +87,8 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1.0, end_factor=0.1, total_iters=3)
 
+    amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.amp)
+    scaler = torch.cuda.amp.GradScaler() if args.amp == "fp16" else None
     samples, iters, compute_s = 0, 0, 0.0
     t0 = time.perf_counter()
     for epoch in range(args.epochs):
@@ -92,11 +96,19 @@ def main():
         for input_ids, mask, labels in train_dl:
             c0 = time.perf_counter()
             input_ids, mask, labels = input_ids.to(dev), mask.to(dev), labels.to(dev)
-            loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+            with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
             opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             compute_s += time.perf_counter() - c0
@@ -119,7 +131,7 @@ def main():
     eval_s = time.perf_counter() - t0
     import transformers
     print(json.dumps({
-        "side": "python", "device": args.device, "torch": torch.__version__, "transformers": transformers.__version__,
+        "side": "python", "device": args.device, "amp": args.amp, "torch": torch.__version__, "transformers": transformers.__version__,
         "threads": torch.get_num_threads(), "epochs": args.epochs, "samples": samples,
         "iters": iters, "tokenize_s": round(tokenize_s, 2), "train_s": round(train_s, 2),
         "samples_per_s": round(samples / train_s, 2), "compute_s": round(compute_s, 2),
