@@ -43,6 +43,28 @@ std::pair<std::size_t, std::size_t> overlap_bucket_bytes() {
   return {kFirstBucketBytes, kBucketBytes};
 }
 
+// DDP's buckets: from the last tensor back (the last layers' gradients are ready first in a
+// backward pass), one dtype each, the first of at most `first_bytes`, the others of `bytes` (a
+// tensor larger than that has a bucket of its own). Each bucket's tensor indices, in that order.
+std::vector<std::vector<std::size_t>> plan_buckets(const std::vector<at::Tensor>& tensors,
+                                                   std::size_t first_bytes, std::size_t bytes) {
+  std::vector<std::vector<std::size_t>> buckets;
+  std::size_t filled = 0;
+  for (std::size_t k = tensors.size(); k-- > 0;) {
+    const at::Tensor& t = tensors[k];
+    const std::size_t size = static_cast<std::size_t>(t.numel()) * t.element_size();
+    const std::size_t cap = buckets.size() <= 1 ? first_bytes : bytes;
+    if (buckets.empty() || filled + size > cap ||
+        tensors[buckets.back().front()].scalar_type() != t.scalar_type()) {
+      buckets.emplace_back();
+      filled = 0;
+    }
+    buckets.back().push_back(k);
+    filled += size;
+  }
+  return buckets;
+}
+
 }  // namespace
 
 struct Distributed::Impl {
@@ -85,25 +107,16 @@ class Distributed::GradientAverager {
         bucket_of_(params_.size()),
         offset_of_(params_.size()) {
     const auto [first_bytes, bytes] = overlap_bucket_bytes();
-    std::size_t filled = 0;
-    for (std::size_t k = params_.size(); k-- > 0;) {
-      const at::Tensor& p = params_[k];
-      const std::size_t size = static_cast<std::size_t>(p.numel()) * p.element_size();
-      const std::size_t cap = buckets_.size() <= 1 ? first_bytes : bytes;
-      if (buckets_.empty() || filled + size > cap || buckets_.back().dtype != p.scalar_type()) {
-        buckets_.emplace_back();
-        buckets_.back().dtype = p.scalar_type();
-        filled = 0;
+    for (std::vector<std::size_t>& members : plan_buckets(params_, first_bytes, bytes)) {
+      Bucket& b = buckets_.emplace_back();
+      b.members = std::move(members);
+      for (std::size_t k : b.members) {
+        bucket_of_[k] = buckets_.size() - 1;
+        offset_of_[k] = b.numel;
+        b.numel += params_[k].numel();
       }
-      Bucket& b = buckets_.back();
-      bucket_of_[k] = buckets_.size() - 1;
-      offset_of_[k] = b.numel;
-      b.members.push_back(k);
-      b.numel += p.numel();
-      filled += size;
-    }
-    for (Bucket& b : buckets_)
       b.flat = at::empty({b.numel}, params_[b.members.front()].options().requires_grad(false));
+    }
     for (std::size_t k = 0; k < params_.size(); ++k) {
       if (!params_[k].requires_grad()) continue;
       std::shared_ptr<torch::autograd::Node> acc =
@@ -170,7 +183,6 @@ class Distributed::GradientAverager {
   struct Bucket {
     std::vector<std::size_t> members;  // parameter indices, last parameter first
     std::int64_t numel = 0;
-    at::ScalarType dtype = at::kFloat;
     at::Tensor flat;
     std::size_t staged = 0;
     c10::intrusive_ptr<c10d::Work> work;
@@ -314,6 +326,7 @@ void Distributed::average(std::vector<at::Tensor>& tensors, const std::vector<at
     impl_->wait(impl_->group->allreduce(t));
   });
   std::vector<at::Tensor*> present;
+  std::vector<at::Tensor> present_tensors;
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     if (flags[i] == 0) continue;
     if (!tensors[i].defined()) {
@@ -322,21 +335,12 @@ void Distributed::average(std::vector<at::Tensor>& tensors, const std::vector<at
       tensors[i] = at::zeros_like((*like)[i]);
     }
     present.push_back(&tensors[i]);
+    present_tensors.push_back(tensors[i]);
   }
-  // Buckets of one dtype, in reverse order as DDP fills them (the last layers' gradients are
-  // ready first in a backward pass).
   std::vector<std::vector<at::Tensor*>> buckets;
-  std::size_t bytes = 0;
-  for (auto it = present.rbegin(); it != present.rend(); ++it) {
-    const at::Tensor& g = **it;
-    const std::size_t size = static_cast<std::size_t>(g.numel()) * g.element_size();
-    if (buckets.empty() || bytes + size > kBucketBytes ||
-        buckets.back().front()->scalar_type() != g.scalar_type()) {
-      buckets.emplace_back();
-      bytes = 0;
-    }
-    buckets.back().push_back(*it);
-    bytes += size;
+  for (const auto& members : plan_buckets(present_tensors, kBucketBytes, kBucketBytes)) {
+    auto& bucket = buckets.emplace_back();
+    for (std::size_t j : members) bucket.push_back(present[j]);
   }
   std::vector<at::Tensor> flats;
   std::vector<c10::intrusive_ptr<c10d::Work>> works;

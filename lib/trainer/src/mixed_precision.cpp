@@ -76,6 +76,17 @@ MixedPrecision::MixedPrecision(const nlohmann::json& options, const std::string&
   o.check_all_read();
 }
 
+void MixedPrecision::take_options(nlohmann::json& hook_options, nlohmann::json& into) {
+  if (!hook_options.is_object()) return;  // OptimizerHook's option parsing names the mistake
+  if (!into.is_object()) into = nlohmann::json::object();
+  for (const char* key : {"loss_scale", "dtype"}) {
+    if (hook_options.contains(key)) {
+      into[key] = hook_options[key];
+      hook_options.erase(key);
+    }
+  }
+}
+
 void MixedPrecision::autocast(bool on) const {
   set_autocast(cuda_ ? c10::DeviceType::CUDA : c10::DeviceType::CPU, on,
                dtype_ == "fp16" ? at::kHalf : at::kBFloat16);

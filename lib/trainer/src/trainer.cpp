@@ -221,12 +221,7 @@ nlohmann::json optimizer_hook_options(const Config& c, std::vector<nlohmann::jso
   std::optional<nlohmann::json> amp;
   auto take_amp = [&amp](nlohmann::json& entry) {
     if (!amp) amp = nlohmann::json::object();
-    for (const char* key : {"loss_scale", "dtype"}) {
-      if (entry.contains(key)) {
-        (*amp)[key] = entry[key];
-        entry.erase(key);
-      }
-    }
+    MixedPrecision::take_options(entry, *amp);
   };
   auto check_not_apex = [&c](const std::string& type, const std::string& where) {
     if (type != "ApexAMPOptimizerHook") return;

@@ -301,14 +301,11 @@ void register_optimizer_hooks(Registry<HookFactory>& r) {
       [](const nlohmann::json& o) -> std::shared_ptr<Hook> {
         // The trainer folds this hook into the OptimizerHook (optimizer_hook_options); built on
         // its own, it is that OptimizerHook.
-        nlohmann::json options = o, amp = nlohmann::json::object();
-        for (const char* key : {"loss_scale", "dtype"}) {
-          if (options.is_object() && options.contains(key)) {
-            amp[key] = options[key];
-            options.erase(key);
-          }
+        nlohmann::json options = o, amp;
+        if (options.is_object()) {
+          MixedPrecision::take_options(options, amp);
+          options["mixed_precision"] = amp;
         }
-        if (options.is_object()) options["mixed_precision"] = amp;
         return std::make_shared<OptimizerHook>(options);
       },
       "OptimizerHook with the forward pass under autocast: dtype fp16 (GPU; dynamic loss_scale "

@@ -24,6 +24,10 @@ class MixedPrecision {
   /// errors name the option.
   MixedPrecision(const nlohmann::json& options, const std::string& device);
 
+  /// Moves TorchAMPOptimizerHook's own options ("loss_scale", "dtype") out of `hook_options`
+  /// (a JSON object) into `into`; what stays is OptimizerHook's.
+  static void take_options(nlohmann::json& hook_options, nlohmann::json& into);
+
   /// "fp16" or "bf16".
   const std::string& dtype() const { return dtype_; }
   /// Autocast on (before the training forward pass) or off (after it, and before anything else).
