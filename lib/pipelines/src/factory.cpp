@@ -1,4 +1,7 @@
 #include <ATen/Parallel.h>
+#ifdef MS_TORCH_CUDA
+#include <c10/cuda/CUDAStream.h>
+#endif
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -168,6 +171,21 @@ void set_thread_intra_op_threads(int threads) {
   // that it cannot overwrite ours later.
   (void)at::get_num_threads();
   if (SetThreads fn = torch_omp_set_num_threads()) fn(threads);
+}
+
+void prepare_worker_thread(int threads, const std::string& device) {
+  set_thread_intra_op_threads(threads);
+#ifdef MS_TORCH_CUDA
+  const c10::Device d(device);
+  if (!d.is_cuda()) return;
+  const c10::DeviceIndex index = d.has_index() ? d.index() : 0;
+  // The weights were uploaded, and cast for --dtype, on the default stream; the pool's streams
+  // do not wait for it by themselves.
+  c10::cuda::getDefaultCUDAStream(index).synchronize();
+  c10::cuda::setCurrentCUDAStream(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, index));
+#else
+  (void)device;  // LibTorch without CUDA: no GPU, no streams
+#endif
 }
 
 namespace {

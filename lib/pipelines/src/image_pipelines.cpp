@@ -197,7 +197,7 @@ class ImageClassificationPipeline final : public infer::Pipeline {
   std::string device() const override { return device_; }
   std::size_t cost(const infer::PipelineInput&) const override { return 1; }
   bool concurrent() const override { return per_thread_intra_op_threads(); }
-  void prepare_worker(int threads) override { set_thread_intra_op_threads(threads); }
+  void prepare_worker(int threads) override { prepare_worker_thread(threads, device_); }
   void set_dtype(const std::string& dtype) override {
     const at::ScalarType type = compute_dtype(dtype, device_);
     MS_CHECK(!script_, ErrorCode::kUsage,

@@ -89,7 +89,7 @@ class BertTextPipeline : public infer::Pipeline {
   std::string device() const override { return device_; }
   // Forward passes share only read-only weights; the tokenizer is const; the cache is locked.
   bool concurrent() const override { return per_thread_intra_op_threads(); }
-  void prepare_worker(int threads) override { set_thread_intra_op_threads(threads); }
+  void prepare_worker(int threads) override { prepare_worker_thread(threads, device_); }
   void set_dtype(const std::string& dtype) override {
     const at::ScalarType type = compute_dtype(dtype, device_);
     MS_CHECK(!traced_, ErrorCode::kUsage,

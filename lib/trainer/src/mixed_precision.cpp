@@ -2,7 +2,10 @@
 
 #include <ATen/TensorOperators.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/ops/_amp_foreach_non_finite_check_and_unscale.h>
+#include <ATen/ops/full.h>
 #include <ATen/ops/isfinite.h>
+#include <ATen/ops/zeros.h>
 #include <c10/core/Device.h>
 #include <torch/version.h>
 
@@ -100,16 +103,28 @@ at::Tensor MixedPrecision::scale(const at::Tensor& loss) const {
 bool MixedPrecision::unscale_and_update(const std::vector<at::Tensor>& params) {
   if (dtype_ != "fp16") return true;
   const double inverse = 1.0 / scale_;
-  at::Tensor all_finite;
-  for (const at::Tensor& p : params) {
-    if (!p.grad().defined()) continue;
-    at::Tensor g = p.mutable_grad();
-    g.mul_(inverse);
-    const at::Tensor finite = at::isfinite(g).all();
-    all_finite = all_finite.defined() ? all_finite.logical_and(finite) : finite;
+  std::vector<at::Tensor> grads;
+  for (const at::Tensor& p : params)
+    if (p.grad().defined()) grads.push_back(p.mutable_grad());
+  bool finite = true;
+  if (!grads.empty() && grads[0].is_cuda()) {
+    // GradScaler's own kernel: every gradient unscaled and checked in a few launches, where the
+    // loop below is four per parameter. It has no CPU kernel in LibTorch 1.13.
+    const at::TensorOptions options = grads[0].options().dtype(at::kFloat);
+    at::Tensor found_inf = at::zeros({1}, options);
+    at::_amp_foreach_non_finite_check_and_unscale_(grads, found_inf,
+                                                   at::full({1}, inverse, options));
+    // One device-to-host read per step, as GradScaler's found_inf.item().
+    finite = found_inf.item<float>() == 0;
+  } else if (!grads.empty()) {
+    at::Tensor all_finite;
+    for (at::Tensor& g : grads) {
+      g.mul_(inverse);
+      const at::Tensor finite_here = at::isfinite(g).all();
+      all_finite = all_finite.defined() ? all_finite.logical_and(finite_here) : finite_here;
+    }
+    finite = all_finite.item<bool>();
   }
-  // One device-to-host read per step, as GradScaler's found_inf.item().
-  const bool finite = !all_finite.defined() || all_finite.item<bool>();
   if (!dynamic_) return finite;
   if (!finite) {
     scale_ *= backoff_factor_;

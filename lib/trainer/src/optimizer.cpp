@@ -1,17 +1,28 @@
-// SGD, Adam and AdamW as torch/optim/{sgd,adam,adamw}.py (PyTorch 1.13) write their single-tensor
-// step: the same ATen calls with the same scalars in the same order, so the weights stay equal to
-// Python's step after step (the reference test checks a few hundred steps).
+// SGD, Adam and AdamW as torch/optim/{sgd,adam,adamw}.py (PyTorch 1.13) write their step: the
+// same ATen arithmetic with the same scalars in the same order, so the weights stay equal to
+// Python's step after step (the reference test checks a few hundred steps). Each operation runs
+// on all of a group's parameters at once (the _foreach_ kernels of torch.optim's foreach=True).
 #include "ms/trainer/optimizer.h"
 
 #include <ATen/TensorOperators.h>
 #include <ATen/core/grad_mode.h>
+#include <ATen/ops/_foreach_add.h>
+#include <ATen/ops/_foreach_addcdiv.h>
+#include <ATen/ops/_foreach_addcmul.h>
+#include <ATen/ops/_foreach_div.h>
+#include <ATen/ops/_foreach_maximum.h>
+#include <ATen/ops/_foreach_mul.h>
+#include <ATen/ops/_foreach_neg.h>
+#include <ATen/ops/_foreach_norm.h>
+#include <ATen/ops/_foreach_sqrt.h>
 #include <ATen/ops/clamp.h>
-#include <ATen/ops/maximum.h>
 #include <ATen/ops/stack.h>
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
+#include <torch/version.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -139,16 +150,42 @@ void Optimizer::load_state_dict(const CheckpointValue& saved) {
 
 namespace {
 
-// The parameters with a gradient, numbered across groups as state_dict() numbers them.
-template <typename Fn>
-void for_each_param_with_grad(std::vector<ParamGroup>& groups, Fn&& fn) {
-  std::size_t index = 0;
-  for (ParamGroup& group : groups) {
-    for (at::Tensor& p : group.params) {
-      if (p.grad().defined()) fn(group, p, index);
-      ++index;
-    }
+// The parameters of one group that have a gradient and share a device and dtype: what one
+// multi-tensor (_foreach_) kernel takes. On a GPU each _foreach_ call is a few launches for all of
+// them, where a loop over ~100 parameters is ~10 launches each, and a step of a small model is
+// bound by launches. On the CPU a _foreach_ call runs the single-tensor kernel on each tensor in
+// turn, so the arithmetic (and the bits) are those of torch.optim's single-tensor step.
+struct TensorBatch {
+  std::vector<at::Tensor> params;
+  std::vector<at::Tensor> grads;
+  std::vector<std::size_t> indices;  // numbered across groups, as state_dict() numbers them
+};
+
+// The group's batches, in order of each batch's first parameter. `index` is the number of the
+// group's first parameter and is moved past the group.
+std::vector<TensorBatch> batches_with_grad(const ParamGroup& group, std::size_t& index) {
+  std::vector<TensorBatch> batches;
+  for (const at::Tensor& p : group.params) {
+    const std::size_t i = index++;
+    if (!p.grad().defined()) continue;
+    auto same = [&](const TensorBatch& b) {
+      return b.params[0].device() == p.device() && b.params[0].scalar_type() == p.scalar_type();
+    };
+    auto it = std::find_if(batches.begin(), batches.end(), same);
+    if (it == batches.end()) it = batches.insert(batches.end(), TensorBatch{});
+    it->params.push_back(p);
+    it->grads.push_back(p.grad());
+    it->indices.push_back(i);
   }
+  return batches;
+}
+
+// Calls fn(group, batch) for every batch of every group.
+template <typename Fn>
+void for_each_batch(std::vector<ParamGroup>& groups, Fn&& fn) {
+  std::size_t index = 0;
+  for (ParamGroup& group : groups)
+    for (TensorBatch& batch : batches_with_grad(group, index)) fn(group, batch);
 }
 
 void check_non_negative(double value, const char* option, const char* type) {
@@ -177,22 +214,33 @@ class Sgd final : public Optimizer {
 
   void step() override {
     at::NoGradGuard no_grad;
-    for_each_param_with_grad(groups_, [&](ParamGroup& g, at::Tensor& p, std::size_t index) {
+    for_each_batch(groups_, [&](ParamGroup& g, TensorBatch& b) {
       const auto& o = g.options;
-      at::Tensor d_p = o.at("maximize") != 0 ? -p.grad() : p.grad();
-      if (o.at("weight_decay") != 0) d_p = d_p.add(p, o.at("weight_decay"));
+      // The update direction; never written in place while it may still be the gradients.
+      std::vector<at::Tensor> d_p = o.at("maximize") != 0 ? at::_foreach_neg(b.grads) : b.grads;
+      if (o.at("weight_decay") != 0) d_p = at::_foreach_add(d_p, b.params, o.at("weight_decay"));
       const double momentum = o.at("momentum");
       if (momentum != 0) {
-        auto& state = state_of(index);
-        auto buf = state.find("momentum_buffer");
-        if (buf == state.end()) {
-          buf = state.emplace("momentum_buffer", d_p.clone().detach()).first;
-        } else {
-          buf->second.mul_(momentum).add_(d_p, 1 - o.at("dampening"));
+        // A parameter's first step starts its buffer at its direction; the others decay theirs.
+        std::vector<at::Tensor> buffers(d_p.size()), decaying, decaying_d_p;
+        for (std::size_t i = 0; i < d_p.size(); ++i) {
+          auto& state = state_of(b.indices[i]);
+          auto buf = state.find("momentum_buffer");
+          if (buf == state.end()) {
+            buffers[i] = state.emplace("momentum_buffer", d_p[i].clone().detach()).first->second;
+          } else {
+            buffers[i] = buf->second;
+            decaying.push_back(buf->second);
+            decaying_d_p.push_back(d_p[i]);
+          }
         }
-        d_p = o.at("nesterov") != 0 ? d_p.add(buf->second, momentum) : buf->second;
+        if (!decaying.empty()) {
+          at::_foreach_mul_(decaying, momentum);
+          at::_foreach_add_(decaying, decaying_d_p, 1 - o.at("dampening"));
+        }
+        d_p = o.at("nesterov") != 0 ? at::_foreach_add(d_p, buffers, momentum) : buffers;
       }
-      p.add_(d_p, -o.at("lr"));
+      at::_foreach_add_(b.params, d_p, -o.at("lr"));
     });
   }
 };
@@ -227,45 +275,48 @@ class AdamBase : public Optimizer {
 
   void step() override {
     at::NoGradGuard no_grad;
-    for_each_param_with_grad(groups_, [&](ParamGroup& g, at::Tensor& p, std::size_t index) {
+    for_each_batch(groups_, [&](ParamGroup& g, TensorBatch& b) {
       const auto& o = g.options;
       const double lr = o.at("lr"), beta1 = o.at("beta1"), beta2 = o.at("beta2");
       const double weight_decay = o.at("weight_decay");
-      at::Tensor grad = o.at("maximize") != 0 ? -p.grad() : p.grad();
-      auto& state = state_of(index);
-      if (state.empty()) {
-        // 1.13 keeps the step count as a float32 tensor.
-        state["step"] = at::zeros({}, at::kFloat);
-        state["exp_avg"] = at::zeros_like(p, at::MemoryFormat::Preserve);
-        state["exp_avg_sq"] = at::zeros_like(p, at::MemoryFormat::Preserve);
-        if (o.at("amsgrad") != 0)
-          state["max_exp_avg_sq"] = at::zeros_like(p, at::MemoryFormat::Preserve);
+      const bool amsgrad = o.at("amsgrad") != 0;
+      std::vector<at::Tensor> grads = o.at("maximize") != 0 ? at::_foreach_neg(b.grads) : b.grads;
+      std::vector<at::Tensor> exp_avgs, exp_avg_sqs, max_exp_avg_sqs;
+      // Per parameter, as torch.optim keeps them: a parameter added later has fewer steps.
+      std::vector<at::Scalar> neg_step_sizes, bias_corrections2_sqrt;
+      for (std::size_t i = 0; i < b.params.size(); ++i) {
+        auto& state = state_of(b.indices[i]);
+        if (state.empty()) {
+          // 1.13 keeps the step count as a float32 tensor on the CPU: reading it never waits
+          // for the GPU.
+          state["step"] = at::zeros({}, at::kFloat);
+          state["exp_avg"] = at::zeros_like(b.params[i], at::MemoryFormat::Preserve);
+          state["exp_avg_sq"] = at::zeros_like(b.params[i], at::MemoryFormat::Preserve);
+          if (amsgrad)
+            state["max_exp_avg_sq"] = at::zeros_like(b.params[i], at::MemoryFormat::Preserve);
+        }
+        exp_avgs.push_back(state["exp_avg"]);
+        exp_avg_sqs.push_back(state["exp_avg_sq"]);
+        if (amsgrad) max_exp_avg_sqs.push_back(state["max_exp_avg_sq"]);
+        const double step = state["step"].add_(1).item<float>();
+        neg_step_sizes.emplace_back(-(lr / (1 - std::pow(beta1, step))));
+        bias_corrections2_sqrt.emplace_back(std::sqrt(1 - std::pow(beta2, step)));
       }
-      at::Tensor& step_t = state["step"];
-      at::Tensor& exp_avg = state["exp_avg"];
-      at::Tensor& exp_avg_sq = state["exp_avg_sq"];
-      step_t.add_(1);
-      if (decoupled_) {
-        p.mul_(1 - lr * weight_decay);
-      } else if (weight_decay != 0) {
-        grad = grad.add(p, weight_decay);
+      // x * 1.0 is x, bit for bit: the decoupled decay is skipped when it is 0.
+      if (decoupled_ && weight_decay != 0) {
+        at::_foreach_mul_(b.params, 1 - lr * weight_decay);
+      } else if (!decoupled_ && weight_decay != 0) {
+        grads = at::_foreach_add(grads, b.params, weight_decay);
       }
-      exp_avg.mul_(beta1).add_(grad, 1 - beta1);
-      exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
-      const double step = step_t.item<float>();
-      const double bias_correction1 = 1 - std::pow(beta1, step);
-      const double bias_correction2 = 1 - std::pow(beta2, step);
-      const double step_size = lr / bias_correction1;
-      const double bias_correction2_sqrt = std::sqrt(bias_correction2);
-      at::Tensor denom;
-      if (o.at("amsgrad") != 0) {
-        at::Tensor& max_sq = state["max_exp_avg_sq"];
-        at::maximum_out(max_sq, max_sq, exp_avg_sq);
-        denom = (max_sq.sqrt() / bias_correction2_sqrt).add_(o.at("eps"));
-      } else {
-        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(o.at("eps"));
-      }
-      p.addcdiv_(exp_avg, denom, -step_size);
+      at::_foreach_mul_(exp_avgs, beta1);
+      at::_foreach_add_(exp_avgs, grads, 1 - beta1);
+      at::_foreach_mul_(exp_avg_sqs, beta2);
+      at::_foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2);
+      if (amsgrad) at::_foreach_maximum_(max_exp_avg_sqs, exp_avg_sqs);
+      std::vector<at::Tensor> denoms = at::_foreach_sqrt(amsgrad ? max_exp_avg_sqs : exp_avg_sqs);
+      at::_foreach_div_(denoms, bias_corrections2_sqrt);
+      at::_foreach_add_(denoms, o.at("eps"));
+      at::_foreach_addcdiv_(b.params, exp_avgs, denoms, neg_step_sizes);
     });
   }
 
@@ -322,20 +373,33 @@ double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm, do
   for (const at::Tensor& p : params)
     if (p.grad().defined()) grads.push_back(p.grad());
   if (grads.empty()) return 0;
+  const c10::Device device = grads[0].device();
+  const bool one_device = std::all_of(grads.begin(), grads.end(),
+                                      [&](const at::Tensor& g) { return g.device() == device; });
   at::Tensor total;
   if (std::isinf(norm_type)) {
     std::vector<at::Tensor> norms;
-    for (const at::Tensor& g : grads) norms.push_back(g.detach().abs().max());
+    for (const at::Tensor& g : grads) norms.push_back(g.abs().max().to(device));
     total = norms.size() == 1 ? norms[0] : at::stack(norms).max();
   } else {
-    std::vector<at::Tensor> norms;
-    for (const at::Tensor& g : grads) norms.push_back(g.detach().norm(norm_type));
+    // One multi-tensor launch for all the norms on a GPU; the same per-tensor norms on the CPU.
+    std::vector<at::Tensor> norms = at::_foreach_norm(grads, norm_type);
+    if (!one_device)
+      for (at::Tensor& n : norms) n = n.to(device);
     total = at::stack(norms).norm(norm_type);
   }
   // Python computes max_norm / (total + 1e-6) as Tensor.__rtruediv__ does: reciprocal, then times.
   const at::Tensor clip_coef = (total + 1e-6).reciprocal() * max_norm;
   const at::Tensor clamped = at::clamp(clip_coef, c10::nullopt, 1.0);
-  for (at::Tensor& g : grads) g.detach().mul_(clamped.to(g.device()));
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+  // Multiplying a list by a tensor in one call came with PyTorch 2.1.
+  if (one_device) {
+    at::_foreach_mul_(grads, clamped);
+  } else
+#endif
+  {
+    for (at::Tensor& g : grads) g.mul_(clamped.to(g.device()));
+  }
   return total.item<double>();
 }
 

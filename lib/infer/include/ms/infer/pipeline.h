@@ -58,7 +58,8 @@ class MS_API Pipeline {
   /// Whether run() may be called from several threads at once (each after prepare_worker()).
   virtual bool concurrent() const { return false; }
   /// Called once in each worker thread before its first run(): sets that thread's intra-op
-  /// thread count (the torch layer uses OpenMP's per-thread setting).
+  /// thread count (the torch layer uses OpenMP's per-thread setting) and, on a GPU, gives the
+  /// thread a CUDA stream of its own.
   virtual void prepare_worker(int intra_op_threads) { (void)intra_op_threads; }
   /// Computes in another floating-point type from now on: "fp16" or "bf16" (PipelineOptions::
   /// dtype); outputs stay float32. Throws ms::Error(kUsage) where the pipeline or the device

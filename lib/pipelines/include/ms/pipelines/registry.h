@@ -37,13 +37,18 @@ std::shared_ptr<models::Model> load_text_model(const infer::ModelInfo& model,
                                                const std::string& task, const std::string& type,
                                                const std::string& device);
 
-/// Sets the calling thread's intra-op thread count (OpenMP's per-thread setting) without touching
-/// other threads: what Pipeline::prepare_worker does.
 /// The compute type of `ms infer --dtype` ("fp32", "fp16", "bf16") on `device`; ms::Error(kUsage)
 /// for an unknown name, or fp16 off a GPU.
 at::ScalarType compute_dtype(const std::string& dtype, const std::string& device);
 
+/// Sets the calling thread's intra-op thread count (OpenMP's per-thread setting) without touching
+/// other threads.
 void set_thread_intra_op_threads(int threads);
+
+/// What Pipeline::prepare_worker does for a thread that runs batches beside others on `device`:
+/// its intra-op thread count, and on a GPU a CUDA stream of its own, so that one worker's copy
+/// back to the host waits for its own kernels only, and the workers' kernels may overlap.
+void prepare_worker_thread(int threads, const std::string& device);
 
 /// Whether set_thread_intra_op_threads works here (LibTorch uses OpenMP).
 bool per_thread_intra_op_threads();

@@ -1,7 +1,7 @@
-// Optimizers by torch.optim's class names (SGD, Adam, AdamW), each step written out as
-// PyTorch 1.13's single-tensor implementation writes it (the same ATen operations in the same
-// order), so that the weights after N steps equal Python's; their state reads and writes as
-// torch.optim's state_dict.
+// Optimizers by torch.optim's class names (SGD, Adam, AdamW), each step written out with
+// PyTorch 1.13's arithmetic (the same ATen operations in the same order, as multi-tensor
+// _foreach_ calls over each group's parameters), so that the weights after N steps equal Python's;
+// their state reads and writes as torch.optim's state_dict.
 #pragma once
 
 #include <ATen/core/Tensor.h>
