@@ -308,6 +308,30 @@ class TrainTextTest(TorchTestCase):
         self.assertEqual(other.returncode, 2)
         self.assertIn("--seed 42", other.stdout + other.stderr)
 
+    @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
+    def test_resume_from_an_epoch_checkpoint_keeps_the_iteration_count(self):
+        # An epoch-end checkpoint's meta holds iter + 1 (ModelScope's format) after the counter
+        # has passed the epoch: counting on from it would shift every by-iteration interval, here
+        # the steps of cumulative_iters 3 over epochs of 8 iterations.
+        config = recipe(hooks=[{"type": "CheckpointHook", "interval": 1},
+                               {"type": "TextLoggerHook", "interval": 1}])
+        config["train"]["max_epochs"] = 4
+        config["train"]["optimizer"]["options"]["cumulative_iters"] = 3
+        self.write("recipe.json", json.dumps(config))
+        whole = self.train(work="whole")
+        self.assertExit(whole, 0)
+        killed = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
+                        "--dataset", "csv:" + self.path("train.csv"), "--work-dir",
+                        self.path("cut"), env={"MS_TEST_KILL_AFTER_ITER": "18"}, timeout=600)
+        self.assertEqual(killed.returncode, -9, killed.stderr)
+        resumed = self.train("--resume", work="cut")
+        self.assertExit(resumed, 0)
+        self.assertEqual(json.loads(resumed.stdout)["resumed_from"], self.path("cut", "epoch_2"))
+        self.assertEqual(json.loads(resumed.stdout)["iters"], json.loads(whole.stdout)["iters"])
+        with open(self.path("whole", "output", "model.safetensors"), "rb") as a, \
+                open(self.path("cut", "output", "model.safetensors"), "rb") as b:
+            self.assertTrue(a.read() == b.read(), "resumed weights differ from the whole run's")
+
     def test_locked_work_dir_is_refused(self):
         os.makedirs(self.path("work"))
         with open(self.path("work", ".ms-train.lock"), "w") as lock:

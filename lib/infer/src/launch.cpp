@@ -177,6 +177,8 @@ int run_local_workers(int nproc, const std::vector<std::string>& args) {
       const auto now = std::chrono::steady_clock::now();
       if (!terminated && now >= *term_at) {
         forward_signal(SIGTERM);
+        // A stopped worker (SIGSTOP, a debugger) acts on SIGTERM only once it runs again.
+        forward_signal(SIGCONT);
         terminated = true;
         kill_at = now + kTermGrace;
       } else if (kill_at && now >= *kill_at) {

@@ -633,6 +633,11 @@ void Trainer::load_trainer_state(const CheckpointValue& state) {
   inner_iter_ = meta.at("inner_iter").as_int();
   const CheckpointValue* done = meta.find("epoch_done");
   resumed_epoch_done_ = done ? done->as_bool() : inner_iter_ >= iters_per_epoch_;
+  // The meta holds iter + 1, as ModelScope writes it. Inside an iteration that is the number of
+  // iterations done; at an epoch's end the counter has already passed the epoch's last
+  // iteration, so it is one more than were done. Counting on from it would shift every
+  // by-iteration interval after a resume (gradient accumulation's steps among them).
+  if (resumed_epoch_done_) --iter_;
   if (const CheckpointValue* stop = meta.find("stop_training")) stop_ = stop->as_bool();
   // The batches of an epoch are dealt per rank: a checkpoint taken inside an epoch resumes only
   // on as many ranks as wrote it (at an epoch's end any count goes on from the next epoch).
