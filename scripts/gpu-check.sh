@@ -74,6 +74,7 @@ if [ "${MS_GPU_SKIP_BUILD:-0}" != 1 ]; then
     exit 1
   fi
   tail -1 "$build.build.log"
+  echo "CUDA streams per infer worker: $(grep -q '^MS_TORCH_CUDA_STREAMS:INTERNAL=1' "$build/CMakeCache.txt" && echo on || echo off)"
 fi
 ms="$build/bin/ms"
 
