@@ -6,7 +6,9 @@
 
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/from_blob.h>
+#include <ATen/ops/randn.h>
 #include <ATen/ops/zeros.h>
+#include <ATen/record_function.h>
 
 #include <cmath>
 #include <cstring>
@@ -140,6 +142,60 @@ TEST_CASE("an optimizer restored from its state_dict goes on identically", "[tra
     CHECK(resumed.optimizer->lrs() == run.optimizer->lrs());
     for (int t = 101; t <= 300; ++t) step(resumed, t);
     check_weights(resumed, c["weights"]["300"]);
+  }
+}
+
+namespace {
+
+// Counts the ATen operators called from outside any other operator (the ones a _foreach_ call
+// makes on each tensor are inside it): on a GPU each is at least one kernel launch.
+thread_local int operator_depth = 0;
+thread_local int outer_operators = 0;
+
+std::unique_ptr<at::ObserverContext> enter_operator(const at::RecordFunction& fn) {
+  // Reading a CPU step count (item) launches nothing: not counted.
+  const std::string name = fn.name();
+  if (operator_depth++ == 0 && name != "aten::item" && name != "aten::_local_scalar_dense")
+    ++outer_operators;
+  return nullptr;
+}
+void leave_operator(const at::RecordFunction&, at::ObserverContext*) { --operator_depth; }
+
+// The outer operators of one step (the second: the first also creates the state) with `count`
+// parameters, each with a gradient.
+int operators_per_step(const json& config, int count) {
+  std::vector<at::Tensor> params;
+  for (int i = 0; i < count; ++i) params.push_back(at::randn({3, 2}).set_requires_grad(true));
+  auto optimizer = ms::trainer::build_optimizer(config, {ParamGroup{params, {}}});
+  auto step = [&] {
+    ms::trainer::clip_grad_norm(params, 0.5);
+    optimizer->step();
+  };
+  for (at::Tensor& p : params) p.mutable_grad() = at::randn({3, 2});
+  step();
+  for (at::Tensor& p : params) p.mutable_grad() = at::randn({3, 2});
+  outer_operators = operator_depth = 0;
+  const auto handle =
+      at::addThreadLocalCallback(at::RecordFunctionCallback(enter_operator, leave_operator)
+                                     .scopes({at::RecordScope::FUNCTION}));
+  step();
+  at::removeCallback(handle);
+  return outer_operators;
+}
+
+}  // namespace
+
+TEST_CASE("a step's operator calls do not grow with the number of parameters", "[trainer]") {
+  // One call per operation over all of a group's parameters (torch.optim's foreach): on a GPU a
+  // step of ~100 parameters is then a few dozen kernel launches, not a thousand.
+  for (const json& config :
+       {json{{"type", "AdamW"}, {"lr", 0.01}},
+        json{{"type", "Adam"}, {"lr", 0.01}, {"weight_decay", 0.1}, {"amsgrad", true}},
+        json{{"type", "SGD"}, {"lr", 0.1}, {"momentum", 0.9}, {"nesterov", true}}}) {
+    INFO(config.dump());
+    const int few = operators_per_step(config, 4), many = operators_per_step(config, 64);
+    CHECK(few > 0);
+    CHECK(many == few);
   }
 }
 

@@ -20,7 +20,6 @@
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
-#include <torch/version.h>
 
 #include <algorithm>
 #include <cmath>
@@ -281,9 +280,7 @@ class AdamBase : public Optimizer {
       const double weight_decay = o.at("weight_decay");
       const bool amsgrad = o.at("amsgrad") != 0;
       std::vector<at::Tensor> grads = o.at("maximize") != 0 ? at::_foreach_neg(b.grads) : b.grads;
-      std::vector<at::Tensor> exp_avgs, exp_avg_sqs, max_exp_avg_sqs;
-      // Per parameter, as torch.optim keeps them: a parameter added later has fewer steps.
-      std::vector<at::Scalar> neg_step_sizes, bias_corrections2_sqrt;
+      std::vector<at::Tensor> steps, exp_avgs, exp_avg_sqs, max_exp_avg_sqs;
       for (std::size_t i = 0; i < b.params.size(); ++i) {
         auto& state = state_of(b.indices[i]);
         if (state.empty()) {
@@ -295,10 +292,16 @@ class AdamBase : public Optimizer {
           if (amsgrad)
             state["max_exp_avg_sq"] = at::zeros_like(b.params[i], at::MemoryFormat::Preserve);
         }
+        steps.push_back(state["step"]);
         exp_avgs.push_back(state["exp_avg"]);
         exp_avg_sqs.push_back(state["exp_avg_sq"]);
         if (amsgrad) max_exp_avg_sqs.push_back(state["max_exp_avg_sq"]);
-        const double step = state["step"].add_(1).item<float>();
+      }
+      at::_foreach_add_(steps, 1);
+      // Per parameter, as torch.optim keeps them: a parameter added later has fewer steps.
+      std::vector<at::Scalar> neg_step_sizes, bias_corrections2_sqrt;
+      for (const at::Tensor& step_t : steps) {
+        const double step = step_t.item<float>();
         neg_step_sizes.emplace_back(-(lr / (1 - std::pow(beta1, step))));
         bias_corrections2_sqrt.emplace_back(std::sqrt(1 - std::pow(beta2, step)));
       }
@@ -374,33 +377,24 @@ double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm, do
     if (p.grad().defined()) grads.push_back(p.grad());
   if (grads.empty()) return 0;
   const c10::Device device = grads[0].device();
-  const bool one_device = std::all_of(grads.begin(), grads.end(),
-                                      [&](const at::Tensor& g) { return g.device() == device; });
-  at::Tensor total;
-  if (std::isinf(norm_type)) {
-    std::vector<at::Tensor> norms;
-    for (const at::Tensor& g : grads) norms.push_back(g.abs().max().to(device));
-    total = norms.size() == 1 ? norms[0] : at::stack(norms).max();
-  } else {
-    // One multi-tensor launch for all the norms on a GPU; the same per-tensor norms on the CPU.
-    std::vector<at::Tensor> norms = at::_foreach_norm(grads, norm_type);
-    if (!one_device)
-      for (at::Tensor& n : norms) n = n.to(device);
-    total = at::stack(norms).norm(norm_type);
-  }
+  // Every gradient's norm in one call (one multi-tensor launch on a GPU; the same per-tensor
+  // norms on the CPU); the inf-norm is the largest magnitude, exact whichever way it is taken.
+  std::vector<at::Tensor> norms = at::_foreach_norm(grads, norm_type);
+  for (at::Tensor& n : norms)
+    if (n.device() != device) n = n.to(device);
+  const at::Tensor total = !std::isinf(norm_type) ? at::stack(norms).norm(norm_type)
+                           : norms.size() == 1    ? norms[0]
+                                                  : at::stack(norms).max();
   // Python computes max_norm / (total + 1e-6) as Tensor.__rtruediv__ does: reciprocal, then times.
   const at::Tensor clip_coef = (total + 1e-6).reciprocal() * max_norm;
   const at::Tensor clamped = at::clamp(clip_coef, c10::nullopt, 1.0);
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
-  // Multiplying a list by a tensor in one call came with PyTorch 2.1.
-  if (one_device) {
-    at::_foreach_mul_(grads, clamped);
-  } else
-#endif
-  {
-    for (at::Tensor& g : grads) g.mul_(clamped.to(g.device()));
-  }
-  return total.item<double>();
+  // The norm is read back for the log, which waits for the GPU anyway; the float32 coefficient
+  // comes with it, and multiplying by it as a number is one call for every gradient (LibTorch
+  // 1.13 has no list-times-tensor call). Times 1 changes no bit: not clipping is no call at all.
+  const double norm = total.item<double>();
+  const float coefficient = clamped.item<float>();
+  if (coefficient != 1.0f) at::_foreach_mul_(grads, coefficient);
+  return norm;
 }
 
 }  // namespace ms::trainer
