@@ -10,7 +10,8 @@ torchrun's variables.
   in the checkpoint);
 - a killed rank makes the other exit 5 naming the failed collective (no hang: Gloo's connection
   drops), `--nproc` passes the failure on (128 + signal); an unreachable master is exit 5 after
-  MS_DIST_TIMEOUT; malformed variables are exit 2 naming them.
+  MS_DIST_TIMEOUT; malformed variables are exit 2 naming them; an error every `--nproc`
+  worker meets alike is printed once.
 """
 import csv
 import glob
@@ -241,6 +242,16 @@ class DistributedTrainTest(TorchTestCase):
                         env=self.worker_env(0, port))
         self.assertExit(nested, 2)
         self.assertIn("WORLD_SIZE", nested.stderr)
+
+    def test_an_error_every_worker_meets_is_printed_once(self):
+        # Every rank reads the same config: the missing evaluation data fails all three alike.
+        args = [a for a in self.args("r4.json", "work") if a not in
+                ("--eval-dataset", "csv:" + self.path("test.csv"))]
+        failed = run_ms(*args, "--nproc", "3")
+        self.assertExit(failed, 2)
+        self.assertEqual(failed.stderr.count("ms: error:"), 1, failed.stderr)
+        self.assertIn("no evaluation data", failed.stderr)
+        self.assertIn("2 more worker(s) failed with an error printed above", failed.stderr)
 
 
 if __name__ == "__main__":

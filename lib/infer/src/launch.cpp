@@ -2,6 +2,7 @@
 #include "ms/infer/launch.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
@@ -19,9 +20,11 @@
 #include <map>
 #include <optional>
 #include <thread>
+#include <utility>
 
 #include "ms/core/error.h"
 #include "ms/core/log.h"
+#include "ms/infer/worker_output.h"
 
 extern char** environ;
 
@@ -136,6 +139,15 @@ int run_local_workers(int nproc, const std::vector<std::string>& args) {
   for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   std::map<pid_t, int> rank_of;
+  // Each worker's stderr goes through a pipe to WorkerStderr, which prints an error that several
+  // workers report alike only once.
+  std::vector<int> read_fds;
+  struct ClosePipes {
+    std::vector<int>& fds;
+    ~ClosePipes() {
+      for (int fd : fds) close(fd);
+    }
+  } close_unread{read_fds};
   for (int rank = 0; rank < nproc; ++rank) {
     std::map<std::string, std::string> env = base;
     env["RANK"] = std::to_string(rank);
@@ -145,8 +157,20 @@ int run_local_workers(int nproc, const std::vector<std::string>& args) {
     std::vector<char*> envp;
     for (std::string& e : entries) envp.push_back(e.data());
     envp.push_back(nullptr);
+    int pipe_fds[2];
+    if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
+      forward_signal(SIGTERM);
+      throw Error(ErrorCode::kIo,
+                  fmt::format("cannot start worker {}: pipe(): {}", rank, std::strerror(errno)));
+    }
+    read_fds.push_back(pipe_fds[0]);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDERR_FILENO);
     pid_t pid = 0;
-    const int rc = posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), envp.data());
+    const int rc = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    close(pipe_fds[1]);  // the worker holds the write end now: its exit ends the stream
     if (rc != 0) {
       forward_signal(SIGTERM);
       throw Error(ErrorCode::kIo,
@@ -157,11 +181,16 @@ int run_local_workers(int nproc, const std::vector<std::string>& args) {
     rank_of[pid] = rank;
   }
 
+  WorkerStderr worker_stderr(std::exchange(read_fds, {}));
+
   // Wait for every worker. After the first failure the others get a grace period to fail on
   // their own (they notice a dead peer at their next collective, and rank 0 then prints the
   // failure it saw), then SIGTERM, then SIGKILL.
   constexpr auto kOwnExit = std::chrono::seconds(10);
   constexpr auto kTermGrace = std::chrono::seconds(30);
+  // A worker's stderr ends when it exits, unless a child of its own still holds it: this long
+  // at most is waited for the rest of it.
+  constexpr double kStreamEnd = 5;
   std::optional<int> first_code, rank0_code;
   bool terminated = false;
   int running = nproc;
@@ -194,6 +223,8 @@ int run_local_workers(int nproc, const std::vector<std::string>& args) {
     if (status == 0) continue;
     if (!first_code) {
       first_code = exit_code_of(status);
+      // Its own account of the failure first (what it wrote before exiting).
+      worker_stderr.wait_closed(static_cast<std::size_t>(rank), kStreamEnd);
       std::fprintf(stderr, "ms train: worker %d of %d %s; stopping the others\n", rank, nproc,
                    describe(status).c_str());
       term_at = std::chrono::steady_clock::now() + kOwnExit;
@@ -203,6 +234,9 @@ int run_local_workers(int nproc, const std::vector<std::string>& args) {
     // and the first of those may be reaped before rank 0.
     if (rank == 0 && !terminated) rank0_code = exit_code_of(status);
   }
+  if (const std::size_t repeated = worker_stderr.finish(kStreamEnd); repeated > 0)
+    std::fprintf(stderr, "ms train: %zu more worker(s) failed with an error printed above\n",
+                 repeated);
   int exit_code = 0;
   // Exit 5 is what a worker reports when a peer failed: it names no cause of its own.
   if (first_code) exit_code = rank0_code && *rank0_code != 5 ? *rank0_code : *first_code;

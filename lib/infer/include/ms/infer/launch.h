@@ -13,8 +13,9 @@ namespace ms::infer {
 /// data-parallel run: each gets RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR
 /// (127.0.0.1) and MASTER_PORT (a free port), as torchrun sets them, and OMP_NUM_THREADS (the
 /// cores this process may use, shared out) unless the user set threads. SIGINT / SIGTERM / SIGHUP
-/// are passed on. When a worker fails, the others get 10 s to fail on their own, then SIGTERM,
-/// then SIGKILL 30 s later. Returns the exit code: 0, else rank 0's own failure code unless it is
+/// are passed on. The workers' stderr comes through WorkerStderr (an error several report alike
+/// prints once). When a worker fails, the others get 10 s to fail on their own, then SIGTERM (and
+/// SIGCONT), then SIGKILL 30 s later. Returns the exit code: 0, else rank 0's own failure code unless it is
 /// 5 (a peer failed), else the first failed worker's (128 + the signal that killed one).
 MS_API int run_local_workers(int nproc, const std::vector<std::string>& args);
 
