@@ -11,13 +11,15 @@ torchrun's variables.
 - a killed rank makes the other exit 5 naming the failed collective (no hang: Gloo's connection
   drops), `--nproc` passes the failure on (128 + signal); an unreachable master is exit 5 after
   MS_DIST_TIMEOUT; malformed variables are exit 2 naming them; an error every `--nproc`
-  worker meets alike is printed once.
+  worker meets alike is printed once; an open-file limit too low for the rank count is exit 2
+  naming `ulimit -n`.
 """
 import csv
 import glob
 import json
 import os
 import re
+import resource
 import shutil
 import struct
 import subprocess
@@ -252,6 +254,23 @@ class DistributedTrainTest(TorchTestCase):
         self.assertEqual(failed.stderr.count("ms: error:"), 1, failed.stderr)
         self.assertIn("no evaluation data", failed.stderr)
         self.assertIn("2 more worker(s) failed with an error printed above", failed.stderr)
+
+    def test_too_few_open_files_is_a_clear_error(self):
+        # Rank 0 needs a connection per rank; LibTorch's store thread aborts when it runs out.
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+        env = dict(os.environ)
+        launched = subprocess.run([MS_BIN, *self.args("r4.json", "work"), "--nproc", "30"],
+                                  capture_output=True, text=True, env=env, timeout=120,
+                                  preexec_fn=low_limit)
+        self.assertExit(launched, 2)
+        self.assertIn("ulimit -n", launched.stderr)
+        port = free_port()
+        worker = subprocess.run([MS_BIN, *self.args("r4.json", "work")], capture_output=True,
+                                text=True, env={**env, **self.worker_env(0, port, WORLD_SIZE="60")},
+                                timeout=120, preexec_fn=low_limit)
+        self.assertExit(worker, 2)
+        self.assertIn("ulimit -n", worker.stderr)
 
 
 if __name__ == "__main__":

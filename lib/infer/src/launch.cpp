@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -95,6 +96,26 @@ std::vector<std::string> without_option(const std::vector<std::string>& argv,
   return out;
 }
 
+void ensure_open_files_for(int world_size) {
+  // Rank 0 hosts the rendezvous store (a connection from every rank) and has a Gloo connection to
+  // every other rank; LibTorch's store thread aborts the process when it runs out of files.
+  const rlim_t needed = static_cast<rlim_t>(world_size) * 2 + 64;
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur >= needed) return;
+  // The soft limit may go up to the hard one (many systems: 1024 of 1M or more).
+  files.rlim_cur = std::min(files.rlim_max, std::max(needed, static_cast<rlim_t>(4096)));
+  setrlimit(RLIMIT_NOFILE, &files);
+  if (files.rlim_cur < needed) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("{} workers need up to {} open files each, but this process may open "
+                            "{} at most",
+                            world_size, needed, files.rlim_cur),
+                fmt::format("raise the limit (ulimit -n {}; the hard limit is in "
+                            "/etc/security/limits.conf), or start fewer workers",
+                            needed));
+  }
+}
+
 int run_local_workers(int nproc, const std::vector<std::string>& args) {
   MS_CHECK(nproc >= 1 && nproc <= kMaxWorkers, ErrorCode::kUsage,
            "--nproc must be between 1 and {}, got {}", kMaxWorkers, nproc);
@@ -142,6 +163,8 @@ int run_local_workers(int nproc, const std::vector<std::string>& args) {
   // Each worker's stderr goes through a pipe to WorkerStderr, which prints an error that several
   // workers report alike only once.
   std::vector<int> read_fds;
+  // The launcher holds a pipe per worker; the workers inherit the limit it leaves.
+  ensure_open_files_for(nproc);
   struct ClosePipes {
     std::vector<int>& fds;
     ~ClosePipes() {

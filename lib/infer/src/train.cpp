@@ -4,6 +4,7 @@
 
 #include "ms/core/error.h"
 #include "ms/core/log.h"
+#include "ms/infer/launch.h"
 #include "ms/infer/torch_layer.h"
 
 namespace ms::infer {
@@ -46,8 +47,8 @@ TrainSummary run_train(const TrainRequest& request) {
              "--max-epochs must be a positive integer, got {}", *request.max_epochs);
   TrainRequest r = request;
   if (!r.distributed) r.distributed = read_distributed_env();
-  const ModelInfo model =
-      open_for_training(r.model, r.task, r.config, r.overrides, r.hub);
+  if (r.distributed) ensure_open_files_for(r.distributed->world_size);
+  const ModelInfo model = open_for_training(r.model, r.task, r.config, r.overrides, r.hub);
   return trainer_service(r.threads).train(r, model);
 }
 

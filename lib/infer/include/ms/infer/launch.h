@@ -15,9 +15,16 @@ namespace ms::infer {
 /// cores this process may use, shared out) unless the user set threads. SIGINT / SIGTERM / SIGHUP
 /// are passed on. The workers' stderr comes through WorkerStderr (an error several report alike
 /// prints once). When a worker fails, the others get 10 s to fail on their own, then SIGTERM (and
-/// SIGCONT), then SIGKILL 30 s later. Returns the exit code: 0, else rank 0's own failure code unless it is
-/// 5 (a peer failed), else the first failed worker's (128 + the signal that killed one).
+/// SIGCONT), then SIGKILL 30 s later. Returns the exit code: 0, else rank 0's own failure code
+/// unless it is 5 (a peer failed), else the first failed worker's (128 + the signal that killed
+/// one).
 MS_API int run_local_workers(int nproc, const std::vector<std::string>& args);
+
+/// Makes sure this process may open the files a data-parallel run of `world_size` workers needs
+/// (rank 0: a connection per rank to its store and to Gloo), raising the soft limit towards the
+/// hard one; ms::Error(kUsage) naming `ulimit -n` when it cannot. Running out would abort rank 0
+/// inside LibTorch's store thread.
+MS_API void ensure_open_files_for(int world_size);
 
 /// In a worker `ms train --nproc` started (MS_LAUNCHER_PID set): ends this process when the
 /// launcher dies, even by SIGKILL, so that no orphan keeps training or holds the work dir.
