@@ -51,7 +51,8 @@ std::optional<std::string> optional_string(const std::string& value);
 
 /// Called by a --json command before its work: it prints its JSON document only on success, so
 /// main() prints an error as {"error": {...}} on stdout too (a script then always gets JSON).
-void report_errors_as_json();
+/// `false` takes that back (a data-parallel worker other than rank 0: rank 0 reports).
+void report_errors_as_json(bool on = true);
 bool errors_as_json();
 
 /// The command line main() was given (a launcher re-runs it for its workers).

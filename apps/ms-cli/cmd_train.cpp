@@ -55,6 +55,10 @@ void run_train(TrainOptions& o) {
   infer::die_with_launcher();
   if (o.json) report_errors_as_json();
   infer::TrainRequest& r = o.request;
+  // Only rank 0 prints the --json document, its error as its summary: N ranks failing alike
+  // (a bad config) would print N documents on one stdout.
+  r.distributed = infer::read_distributed_env();
+  if (r.distributed && !r.distributed->is_main()) report_errors_as_json(false);
   r.device = parse_device(o.device);
   if (o.work_dir) r.work_dir = *o.work_dir;
   if (o.config) r.config = *o.config;

@@ -1,5 +1,4 @@
 #include "cli.h"
-
 #include "ms/hub/repo_id.h"
 
 namespace ms::cli {
@@ -12,7 +11,7 @@ std::vector<std::string> args;
 void set_program_args(int argc, char** argv) { args.assign(argv, argv + argc); }
 const std::vector<std::string>& program_args() { return args; }
 
-void report_errors_as_json() { json_errors = true; }
+void report_errors_as_json(bool on) { json_errors = on; }
 bool errors_as_json() { return json_errors; }
 
 void add_hub_options(CLI::App& cmd, infer::HubModelOptions& hub) {

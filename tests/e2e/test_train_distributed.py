@@ -11,8 +11,8 @@ torchrun's variables.
 - a killed rank makes the other exit 5 naming the failed collective (no hang: Gloo's connection
   drops), `--nproc` passes the failure on (128 + signal); an unreachable master is exit 5 after
   MS_DIST_TIMEOUT; malformed variables are exit 2 naming them; an error every `--nproc`
-  worker meets alike is printed once; an open-file limit too low for the rank count is exit 2
-  naming `ulimit -n`.
+  worker meets alike is printed once (and --json's error document by rank 0 only); an
+  open-file limit too low for the rank count is exit 2 naming `ulimit -n`.
 """
 import csv
 import glob
@@ -254,6 +254,8 @@ class DistributedTrainTest(TorchTestCase):
         self.assertEqual(failed.stderr.count("ms: error:"), 1, failed.stderr)
         self.assertIn("no evaluation data", failed.stderr)
         self.assertIn("2 more worker(s) failed with an error printed above", failed.stderr)
+        # --json: one document on stdout (rank 0's), not one per worker.
+        self.assertEqual(json.loads(failed.stdout)["error"]["exit_code"], 2)
 
     def test_too_few_open_files_is_a_clear_error(self):
         # Rank 0 needs a connection per rank; LibTorch's store thread aborts when it runs out.
