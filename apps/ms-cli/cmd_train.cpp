@@ -78,6 +78,9 @@ void run_train(TrainOptions& o) {
 
 void run_eval(EvalOptions& o) {
   if (o.json) report_errors_as_json();
+  // As for ms train: under torchrun only rank 0 prints the --json document.
+  if (const auto d = infer::read_distributed_env(); d && !d->is_main())
+    report_errors_as_json(false);
   infer::EvalRequest& r = o.request;
   r.device = parse_device(o.device);
   if (o.checkpoint) r.checkpoint = *o.checkpoint;
