@@ -9,26 +9,11 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-version=2.11.0
-wheel="torch-${version}-cp311-cp311-manylinux_2_28_x86_64.whl"
-sha256=7aa2f9bbc6d4595ba72138026b2074be1233186150e9292865e04b7a63b8c67a
-cache="${MS_WHEEL_CACHE:-$HOME/.cache/ms/wheels}"
-headers="$cache/torch-${version}-headers"
-
+source "$root/scripts/torch2_wheel.sh"
+headers="$torch2_cache/torch-${torch2_version}-headers"
 if [ ! -d "$headers/torch/include" ]; then
-  mkdir -p "$cache"
-  if [ ! -f "$cache/$wheel" ] || ! echo "$sha256  $cache/$wheel" | sha256sum -c --quiet - 2>/dev/null; then
-    echo "check_torch2_headers: downloading torch==$version (~530 MB) from PyPI" >&2
-    python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
-      --platform manylinux_2_28_x86_64 "torch==$version" -d "$cache" >&2
-  fi
-  echo "$sha256  $cache/$wheel" | sha256sum -c --quiet - || { echo "sha256 mismatch: $cache/$wheel" >&2; exit 7; }
-  tmp="$headers.tmp.$$"
-  rm -rf "$tmp" && mkdir -p "$tmp"
-  (cd "$tmp" && python3 -c 'import sys, zipfile
-z = zipfile.ZipFile(sys.argv[1])
-z.extractall(members=[n for n in z.namelist() if n.startswith("torch/include/")])' "$cache/$wheel")
-  mv "$tmp" "$headers"
+  wheel="$(torch2_fetch_torch)"
+  torch2_extract "$wheel" "$headers" torch/include/
 fi
 
 [ -f build/compile_commands.json ] || { echo "run scripts/setup.sh first (no build/compile_commands.json)" >&2; exit 2; }

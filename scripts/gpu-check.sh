@@ -16,7 +16,7 @@
 #
 # A lease is short: each part after the build runs only if MS_GPU_BUDGET_S (default 560) seconds
 # from the start leave it its usual time, else it says "skipped (time)". MS_GPU_ONLY="infer
-# images cpu-vs-gpu train tests" runs only the named parts (a second call after a first one ran out of time, with
+# images cpu-vs-gpu train ddp tests" runs only the named parts (a second call after a first one ran out of time, with
 # MS_GPU_SKIP_BUILD=1 on the same machine).
 #
 # Env: MS_MINILM_DIR (a MiniLM folder; without it the MiniLM parts are skipped), MS_GPU_BUILD
@@ -62,6 +62,12 @@ if [ "${MS_GPU_SKIP_BUILD:-0}" != 1 ]; then
   if [ -f "$root/build-carry/gloo/include/gloo/config.h" ]; then
     optional+=("-DMS_GLOO_INCLUDE_DIR=$root/build-carry/gloo/include")
   fi
+  # ProcessGroupNCCL.hpp includes nccl.h, which comes with the wheel torch depends on
+  # (nvidia-nccl-cu*), not with torch's own headers.
+  nccl_include="$("$py" -c 'import glob, os, site
+found = [h for d in site.getsitepackages() for h in glob.glob(d + "/nvidia/nccl*/include/nccl.h")]
+print(os.path.dirname(found[0]) if found else "")' 2>/dev/null || true)"
+  [ -n "$nccl_include" ] && optional+=("-DMS_NCCL_INCLUDE_DIR=$nccl_include")
   # Tests are not built here: the end-to-end scripts below drive the ms binary directly.
   # shellcheck disable=SC2086
   if ! cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
@@ -75,6 +81,7 @@ if [ "${MS_GPU_SKIP_BUILD:-0}" != 1 ]; then
   fi
   tail -1 "$build.build.log"
   echo "CUDA streams per infer worker: $(grep -q '^MS_TORCH_CUDA_STREAMS:INTERNAL=1' "$build/CMakeCache.txt" && echo on || echo off)"
+  echo "NCCL for data-parallel training on GPUs: $(grep -q '^MS_TORCH_NCCL:INTERNAL=1' "$build/CMakeCache.txt" && echo "on (nccl.h: ${nccl_include:-on the compiler path})" || echo off)"
 fi
 ms="$build/bin/ms"
 
@@ -88,12 +95,12 @@ for dev in gpu gpu:0 cuda:0 auto gpu:7; do
   echo "--device $dev -> exit $rc: $(echo "$out" | head -1 | cut -c1-200)"
 done
 
-e2e_on_gpu() {  # test script -> summary, with the first failures in full
+e2e_on_gpu() {  # test script [test names] -> summary, with the first failures in full
   local log left=$((budget - SECONDS))
   if [ "$left" -lt 20 ]; then echo "  skipped (time)"; return; fi
   log="$(mktemp)"
   MS_BIN="$ms" MS_SOURCE_DIR="$root" MS_INFER_DEVICE=gpu:0 MS_NO_PROGRESS=1 \
-    timeout "$((left < 300 ? left : 300))" "$py" "$1" -v > "$log" 2>&1 ||
+    timeout "$((left < 300 ? left : 300))" "$py" "$@" -v > "$log" 2>&1 ||
     { grep -A12 -E "^(FAIL|ERROR):" "$log" | head -60; }
   grep -E "\.\.\. (ok|FAIL|ERROR|skipped)" "$log" | sed 's/^/  /'
   tail -3 "$log"
@@ -154,6 +161,11 @@ if [ -n "$model" ] && part train 120; then
   step "training check (bench/device/train_gpu.sh)"
   MS_BIN="$ms" MINILM="$model" WORK="$work/train" timeout "$((budget - SECONDS))" bash bench/device/train_gpu.sh ||
     echo "train_gpu.sh FAILED"
+fi
+
+if part ddp 40; then
+  step "data-parallel training on gpu:0 over NCCL (one worker per GPU; two refused on one GPU)"
+  e2e_on_gpu tests/e2e/test_train_distributed.py DistributedTrainTest.test_ranks_on_gpus_exchange_over_nccl
 fi
 
 if part tests 150; then

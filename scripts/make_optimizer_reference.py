@@ -1,8 +1,10 @@
-"""Writes tests/data/trainer/optimizers.json: the weights torch.optim (PyTorch 1.13) reaches after
-each of 300 steps of SGD, Adam and AdamW over two parameter groups, which
-tests/unit/optimizer_test.cpp compares ms's optimizers against bit for bit.
+"""Writes tests/data/trainer/optimizers.json (PyTorch 1.x) or optimizers-torch2.json (2.x): the
+weights torch.optim reaches after each of 300 steps of SGD, Adam and AdamW over two parameter
+groups, which tests/unit/optimizer_test.cpp compares ms's optimizers against bit for bit, built
+against the same major version (2.x's Adam interpolates its first moment: other bits).
 
-    /usr/bin/python3 scripts/make_optimizer_reference.py
+    /usr/bin/python3 scripts/make_optimizer_reference.py        # Debian's 1.13
+    PYTHON_WITH_TORCH_2.11 scripts/make_optimizer_reference.py  # pip's torch==2.11.0
 
 The gradient of every step is 2 * (p - target) (computed by the same ATen kernels on both sides),
 the learning rate of group g is set to lr_g * 0.99**t before step t (as a schedule would), and
@@ -82,7 +84,8 @@ def main():
     start = [[bits(p) for p in g] for g in start_params()]
     tgt = [[bits(p) for p in g] for g in targets()]
     shapes = [[list(p.shape) for p in g] for g in start_params()]
-    path = os.path.join(ROOT, "tests", "data", "trainer", "optimizers.json")
+    name = "optimizers.json" if torch.__version__.startswith("1.") else "optimizers-torch2.json"
+    path = os.path.join(ROOT, "tests", "data", "trainer", name)
     with open(path, "w") as f:
         json.dump({"torch": torch.__version__, "steps": STEPS, "shapes": shapes, "start": start,
                    "targets": tgt, "cases": cases}, f, separators=(",", ":"))

@@ -42,20 +42,22 @@ for dtype in ${DTYPES:-fp32 fp16}; do
     head -n 5000 "$work/ms_${dtype}_$b.jsonl" >"$work/ms_${dtype}_$b.head" && rm "$work/ms_${dtype}_$b.jsonl"
   done
 done
-# One host thread feeding the card (the default is 4 workers), fp32 at batch 256: what the
-# workers bring.
-# Host workers: 1 (before the overlap), and more than the default 4, each on its own CUDA stream.
-for spec in ${WORKER_RUNS:-fp32:1 fp16:8 fp16:16}; do
-  dtype=${spec%%:*} w=${spec##*:}
+# Host workers: 1 (one host thread feeding the card, before the overlap), and more than the
+# default 4, each on its own CUDA stream. A third field names the attention kernels
+# (MS_BERT_KERNELS): "torch" runs LibTorch's ops one by one, against the default fused
+# scaled_dot_product_attention of the grid above (same dtype, batch 256, 4 workers).
+for spec in ${WORKER_RUNS:-fp32:1 fp16:8 fp16:16 fp16:4:torch}; do
+  IFS=: read -r dtype w kernels <<<"$spec"
+  label="w$w${kernels:+_$kernels}"
   s=$(date +%s.%N)
-  "$ms" -v infer -m "$model" --input-file "$work/in.txt" -b 256 --device "$device" --dtype "$dtype" \
-    --workers "$w" -o "$work/ms_w$w.jsonl" 2>"$work/ms_w$w.log" || { tail -5 "$work/ms_w$w.log"; echo "ms --workers $w FAILED"; continue; }
+  MS_BERT_KERNELS="${kernels:-}" "$ms" -v infer -m "$model" --input-file "$work/in.txt" -b 256 --device "$device" --dtype "$dtype" \
+    --workers "$w" -o "$work/ms_$label.jsonl" 2>"$work/ms_$label.log" || { tail -5 "$work/ms_$label.log"; echo "ms --workers $w ${kernels:+(kernels $kernels) }FAILED"; continue; }
   e=$(date +%s.%N)
-  job=$(sed -n 's/.* inputs: .*, \([0-9.]*\) s$/\1/p' "$work/ms_w$w.log")
-  echo "{\"peer\": \"ms --workers $w\", \"dtype\": \"$dtype\", \"batch\": 256, \"n\": $n, \"wall_s\": $(awk "BEGIN{print $e - $s}"), \"encode_s\": $job}" >>"$results"
-  echo "  $dtype batch 256, --workers $w: $(grep -o 'stages: .*' "$work/ms_w$w.log")"
-  # Kept for the fidelity check: more streams must not change a number.
-  head -n 5000 "$work/ms_w$w.jsonl" >"$work/ms_w${w}_$dtype.head" && rm "$work/ms_w$w.jsonl"
+  job=$(sed -n 's/.* inputs: .*, \([0-9.]*\) s$/\1/p' "$work/ms_$label.log")
+  echo "{\"peer\": \"ms --workers $w${kernels:+ MS_BERT_KERNELS=$kernels}\", \"dtype\": \"$dtype\", \"batch\": 256, \"n\": $n, \"wall_s\": $(awk "BEGIN{print $e - $s}"), \"encode_s\": $job}" >>"$results"
+  echo "  $dtype batch 256, --workers $w${kernels:+, MS_BERT_KERNELS=$kernels}: $(grep -o 'stages: .*' "$work/ms_$label.log")"
+  # Kept for the fidelity check: more streams, or other kernels, must not change the embeddings.
+  head -n 5000 "$work/ms_$label.jsonl" >"$work/ms_${label}_$dtype.head" && rm "$work/ms_$label.jsonl"
 done
 head -n 5000 "$work/in.txt" >"$work/in5000.txt"
 "$ms" infer -m "$model" --input-file "$work/in5000.txt" -b 256 --device "$device" \

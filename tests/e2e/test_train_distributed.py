@@ -12,7 +12,10 @@ torchrun's variables.
   drops), `--nproc` passes the failure on (128 + signal); an unreachable master is exit 5 after
   MS_DIST_TIMEOUT; malformed variables are exit 2 naming them; an error every `--nproc`
   worker meets alike is printed once (and --json's error document by rank 0 only); an
-  open-file limit too low for the rank count is exit 2 naming `ulimit -n`.
+  open-file limit too low for the rank count is exit 2 naming `ulimit -n`; one GPU named for
+  several workers is exit 2;
+- on a GPU (MS_INFER_DEVICE=gpu:0, scripts/gpu-check.sh): workers exchange over NCCL, one per
+  card.
 """
 import csv
 import glob
@@ -30,6 +33,8 @@ from harness import MS_BIN, SOURCE_DIR, TEST_HOOKS, TorchTestCase, free_port, ru
 # torchrun itself (tools/torchrun.py mends Debian's 1.13 parser for Python 3.11).
 TORCHRUN = os.path.join(SOURCE_DIR, "tests", "e2e", "tools", "torchrun.py")
 TINY_CLS = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny", "cls")
+# scripts/gpu-check.sh runs this file again with MS_INFER_DEVICE=gpu:0 for the NCCL test.
+DEVICE = os.environ.get("MS_INFER_DEVICE", "cpu")
 POSITIVE = ["good movie", "very good movie", "the movie is good", "good good movie",
             "a very good movie", "is good", "good", "very good"]
 NEGATIVE = ["bad movie", "very bad movie", "the movie is bad", "bad bad movie",
@@ -256,6 +261,42 @@ class DistributedTrainTest(TorchTestCase):
         self.assertIn("2 more worker(s) failed with an error printed above", failed.stderr)
         # --json: one document on stdout (rank 0's), not one per worker.
         self.assertEqual(json.loads(failed.stdout)["error"]["exit_code"], 2)
+
+    def test_a_numbered_gpu_for_several_workers_is_a_usage_error(self):
+        # Each local worker takes the GPU of its LOCAL_RANK; one card named for all is refused
+        # before any device is looked for (so on a machine without a GPU too).
+        shared = run_ms(*self.args("r4.json", "work"), "--nproc", "2", "--device", "gpu:0")
+        self.assertExit(shared, 2)
+        self.assertEqual(shared.stderr.count("ms: error:"), 1, shared.stderr)
+        self.assertIn("--device cuda:0 under data parallelism", shared.stderr)
+        self.assertIn("pass --device gpu", shared.stderr)
+
+    @unittest.skipUnless(DEVICE.startswith("gpu"),
+                         "a GPU check: scripts/gpu-check.sh runs it with MS_INFER_DEVICE=gpu:0")
+    def test_ranks_on_gpus_exchange_over_nccl(self):
+        # One worker per GPU, gradients all-reduced by NCCL: one worker equals one process (the
+        # mean over one rank is the gradient itself); two workers equal one process with twice
+        # the batch where the machine has two GPUs, and are refused with a clear error where it has
+        # one (NCCL cannot put two ranks on one card).
+        one = run_ms(*self.args("r8.json", "one"), "--device", "gpu")
+        self.assertExit(one, 0)
+        nccl = run_ms(*self.args("r8.json", "nccl"), "--device", "gpu", "--nproc", "1",
+                      env={"MS_LOG_LEVEL": "info"})
+        self.assertExit(nccl, 0)
+        self.assertIn("NCCL on cuda:0", nccl.stderr)
+        diff = max_abs_diff(safetensors(self.path("one", "output", "model.safetensors")),
+                            safetensors(self.path("nccl", "output", "model.safetensors")))
+        self.assertLess(diff, 1e-6)
+        gpus = json.loads(run_ms("env", "--json").stdout)["libtorch"]["cuda_device_count"]
+        two = run_ms(*self.args("r4.json", "two"), "--device", "gpu", "--nproc", "2")
+        if gpus >= 2:
+            self.assertExit(two, 0)
+            diff = max_abs_diff(safetensors(self.path("one", "output", "model.safetensors")),
+                                safetensors(self.path("two", "output", "model.safetensors")))
+            self.assertLess(diff, 1e-5)
+        else:
+            self.assertExit(two, 2)
+            self.assertIn("local rank 1 has no GPU of its own", two.stderr)
 
     def test_too_few_open_files_is_a_clear_error(self):
         # Rank 0 needs a connection per rank; LibTorch's store thread aborts when it runs out.

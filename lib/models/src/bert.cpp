@@ -13,6 +13,9 @@
 #include <ATen/ops/matmul.h>
 #include <ATen/ops/ones_like.h>
 #include <ATen/ops/relu.h>
+#if TORCH_VERSION_MAJOR >= 2
+#include <ATen/ops/scaled_dot_product_attention.h>
+#endif
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/tanh.h>
 #include <c10/core/GradMode.h>
@@ -24,6 +27,7 @@
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <array>
@@ -55,6 +59,7 @@ struct Mask {
   bool fast = false;               // eval mode without gradients: fused QKV
   bool traced = false;             // LibTorch's tracer is recording (ms export): no C++ sizes
   bool fused = false;              // fast, and the fused CPU kernels apply (cpu_kernels.h)
+  bool library_fused = false;      // at::scaled_dot_product_attention (not when traced)
   bool training = false;           // dropout active
   double attention_dropout = 0.0;  // on the attention probabilities
   double hidden_dropout = 0.0;     // after each dense layer and the embeddings
@@ -62,14 +67,41 @@ struct Mask {
   std::vector<int64_t> key_count;  // fused only: keys past this index are all padding
 };
 
-// ms's fused attention and GELU kernels (cpu_kernels.h: float32 on the CPU) run with
-// MS_BERT_KERNELS=ms; LibTorch's ops are the default. The kernels were 9 % faster on an Intel
-// Xeon while a second, pthread-based OpenBLAS was loaded beside LibTorch's and fought its threads
-// for the cores; with that fixed (scripts/setup.sh), LibTorch's ops were 15 % faster on MiniLM
-// (2-core AMD EPYC, 5,000 sentences, 2 threads: 19.3 s against 22.7 s, and 11 % at 1 thread).
-bool fused_kernels_allowed() {
+// Which attention (and GELU) kernels the encoder runs, from MS_BERT_KERNELS:
+//  - "sdpa": LibTorch's fused at::scaled_dot_product_attention (LibTorch 2.x; the default there).
+//    One call instead of the mask expansion, baddbmm, softmax, dropout and bmm: on a GPU it picks
+//    a fused (memory-efficient or flash) kernel, which matters because batch inference on a GPU
+//    is bound by kernel launches, not by the card (bench/README.md).
+//  - "torch": LibTorch's ops one by one (the default with LibTorch 1.x, which has no such call).
+//  - "ms": ms's own float32 CPU kernels (cpu_kernels.h). They were 9 % faster on an Intel Xeon
+//    while a second, pthread-based OpenBLAS was loaded beside LibTorch's and fought its threads
+//    for the cores; with that fixed (scripts/setup.sh), LibTorch's ops were 15 % faster on MiniLM
+//    (2-core AMD EPYC, 5,000 sentences, 2 threads: 19.3 s against 22.7 s, and 11 % at 1 thread).
+// A traced forward (ms export) always records LibTorch's ops one by one, which every exporter
+// and runtime knows.
+#if TORCH_VERSION_MAJOR >= 2
+constexpr bool kHaveFusedAttention = true;
+#else
+constexpr bool kHaveFusedAttention = false;
+#endif
+
+BertKernels kernels_from_environment() {
   const char* choice = std::getenv("MS_BERT_KERNELS");
-  return choice != nullptr && std::strcmp(choice, "ms") == 0;
+  const std::string value = choice == nullptr ? "" : choice;
+  if (value.empty()) return kHaveFusedAttention ? BertKernels::kTorchFused : BertKernels::kTorchOps;
+  if (value == "ms") return BertKernels::kMsCpu;
+  if (value == "torch") return BertKernels::kTorchOps;
+  if (value == "sdpa") {
+    MS_CHECK(kHaveFusedAttention, ErrorCode::kUsage,
+             "MS_BERT_KERNELS=sdpa needs LibTorch 2.0 or newer (this build has {}); unset it or "
+             "use torch or ms",
+             TORCH_VERSION);
+    return BertKernels::kTorchFused;
+  }
+  throw Error(ErrorCode::kUsage,
+              fmt::format("MS_BERT_KERNELS={} is not a kernel choice: use sdpa (LibTorch 2.x), "
+                          "torch or ms, or unset it",
+                          value));
 }
 
 struct DenseNorm : torch::nn::Module {
@@ -122,6 +154,35 @@ struct SelfAttention : torch::nn::Module {
           at::dropout(at::softmax(scores, -1), mask.attention_dropout, mask.training);
       return at::matmul(probs, heads_first(value(x))).transpose(1, 2).flatten(2);
     }
+#if TORCH_VERSION_MAJOR >= 2
+    if (mask.library_fused) {
+      // Three [b, heads, t, d] views (no copies; the fused kernels take strided inputs).
+      at::Tensor q, k, v;
+      if (mask.fast) {
+        const auto [qkv_weight, qkv_bias] = fused_qkv();
+        const at::Tensor qkv = at::linear(x, qkv_weight, qkv_bias)
+                                   .view({b, t, 3, heads_, head_dim_})
+                                   .permute({2, 0, 3, 1, 4});
+        q = qkv[0], k = qkv[1], v = qkv[2];
+      } else {
+        auto heads_first = [&](const at::Tensor& y) {
+          return y.view({b, t, heads_, head_dim_}).transpose(1, 2);
+        };
+        q = heads_first(query(x)), k = heads_first(key(x)), v = heads_first(value(x));
+      }
+      // The mask must be in the queries' dtype: under autocast the projections are float16 while
+      // the hidden states (and so the mask) stay float32. Clamped to that dtype's lowest value,
+      // as the mask is built: float32's lowest would become -inf, and a sequence with no attended
+      // token would get NaN instead of the uniform weights the other paths give it.
+      const at::Tensor bias =
+          mask.bias.scalar_type() == q.scalar_type()
+              ? mask.bias
+              : mask.bias.to(q.scalar_type()).clamp_min(lowest_value(q.scalar_type()));
+      const at::Tensor out = at::scaled_dot_product_attention(
+          q, k, v, bias, mask.training ? mask.attention_dropout : 0.0, /*is_causal=*/false);
+      return out.transpose(1, 2).reshape({b, t, h});
+    }
+#endif
     // Three [b*heads, t, d] tensors: from one GEMM on the fast path, from the three Linear
     // modules when gradients must reach them.
     at::Tensor q, k, v;
@@ -412,7 +473,7 @@ struct BertEncoder::Parts {
 };
 
 BertEncoder::BertEncoder(const BertConfig& config, bool with_pooler)
-    : config_(config), parts_(std::make_unique<Parts>()), fused_kernels_(fused_kernels_allowed()) {
+    : config_(config), parts_(std::make_unique<Parts>()), kernels_(kernels_from_environment()) {
   parts_->embeddings = register_module("embeddings", std::make_shared<Embeddings>(config));
   parts_->encoder = register_module("encoder", std::make_shared<Encoder>(config));
   for (const auto& m : *parts_->encoder->layer)
@@ -471,7 +532,9 @@ at::Tensor BertEncoder::forward(const at::Tensor& input_ids, const at::Tensor& t
       mask.traced ? (1.0 - attention_mask.type_as(x)).mul_(kTracedMaskValue)
                   : (1.0 - attention_mask.to(x.scalar_type())).mul_(lowest_value(x.scalar_type()));
   mask.bias = key_bias.unsqueeze(1).unsqueeze(1);
-  mask.fused = mask.fast && fused_kernels_ && x.device().is_cpu() && x.scalar_type() == at::kFloat;
+  mask.fused = mask.fast && kernels_ == BertKernels::kMsCpu && x.device().is_cpu() &&
+               x.scalar_type() == at::kFloat;
+  mask.library_fused = kernels_ == BertKernels::kTorchFused && !mask.traced;
   if (mask.fused) {
     mask.key_bias = key_bias.contiguous();
     const at::Tensor attended = attention_mask.to(at::kLong).contiguous();

@@ -1,4 +1,6 @@
-// c10d from C++: TCPStore + ProcessGroupGloo (see ../shared/reference/libtorch.md section 5).
+// c10d from C++: TCPStore + ProcessGroupGloo (see ../shared/reference/libtorch.md section 5), and
+// ProcessGroupNCCL for CUDA tensors where LibTorch has it (MS_TORCH_NCCL:
+// lib/trainer/CMakeLists.txt).
 #include "ms/trainer/distributed.h"
 
 #include <ATen/TensorOperators.h>
@@ -12,6 +14,7 @@
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -20,6 +23,11 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef MS_TORCH_NCCL
+#include <c10/cuda/CUDAFunctions.h>
+
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include "ms/core/error.h"
 #include "ms/core/log.h"
@@ -65,12 +73,31 @@ std::vector<std::vector<std::size_t>> plan_buckets(const std::vector<at::Tensor>
   return buckets;
 }
 
+// What a process group's collectives are called on: LibTorch 2.x splits a group into backends
+// (ProcessGroupGloo and ProcessGroupNCCL are Backends there); in 1.x the group itself does them.
+#if TORCH_VERSION_MAJOR >= 2
+using CollectiveGroup = c10d::Backend;
+#else
+using CollectiveGroup = c10d::ProcessGroup;
+#endif
+
 }  // namespace
 
 struct Distributed::Impl {
   infer::DistributedEnv env;
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  // Gloo carries every CPU tensor: the gradients of CPU training, and on any device the small
+  // exchanges (flags, the loss, rank 0's evaluation, RNG states, barriers), whose failure shows at
+  // once when a peer's connection drops. NCCL carries CUDA tensors (gradients, rank 0's weights);
+  // undefined without it, and then join() refuses a CUDA device.
+  c10::intrusive_ptr<CollectiveGroup> gloo;
+  c10::intrusive_ptr<CollectiveGroup> nccl;
+
+  CollectiveGroup& group_for(const at::Tensor& t) {
+    if (!t.is_cuda()) return *gloo;
+    MS_CHECK(nccl, ErrorCode::kInternal, "a CUDA tensor to exchange, but no NCCL group");
+    return *nccl;
+  }
 
   // Runs a collective; a failure (a worker gone, the timeout) becomes a clear kNetwork error.
   template <typename F>
@@ -88,7 +115,15 @@ struct Distributed::Impl {
 
   static std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
-  void wait(const c10::intrusive_ptr<c10d::Work>& work) { work->wait(env.timeout); }
+  // Gloo's work is waited for with the timeout. NCCL's wait() only orders the current CUDA stream
+  // after the collective (the CPU goes on); its own watchdog enforces the timeout
+  // (ProcessGroupNCCL::Options::timeout), where a wait with a timeout would block the CPU.
+  void wait(const c10::intrusive_ptr<c10d::Work>& work, bool cuda = false) {
+    if (cuda)
+      work->wait();
+    else
+      work->wait(env.timeout);
+  }
 };
 
 // DDP's reducer over Gloo: gradients are copied into flat buckets as the backward pass produces
@@ -163,8 +198,8 @@ class Distributed::GradientAverager {
     for (std::size_t k = 0; k < params_.size(); ++k) flags[k] = used_[k] ? 1.0f : 0.0f;
     impl_.collective("the gradient all-reduce", [&] {
       std::vector<at::Tensor> t{used};
-      impl_.wait(impl_.group->allreduce(t));
-      for (Bucket& b : buckets_) impl_.wait(b.work);
+      impl_.wait(impl_.gloo->allreduce(t));
+      for (Bucket& b : buckets_) impl_.wait(b.work, b.flat.is_cuda());
     });
     for (std::size_t k = 0; k < params_.size(); ++k) {
       if (flags[k] == 0) continue;
@@ -219,7 +254,7 @@ class Distributed::GradientAverager {
       Bucket& b = buckets_[next_];
       impl_.collective("the gradient all-reduce", [&] {
         std::vector<at::Tensor> t{b.flat};
-        b.work = impl_.group->allreduce(t);
+        b.work = impl_.group_for(b.flat).allreduce(t);
       });
       ++next_;
     }
@@ -257,10 +292,14 @@ const infer::DistributedEnv& Distributed::env() const { return impl_->env; }
 
 std::shared_ptr<Distributed> Distributed::join(const infer::DistributedEnv& env,
                                                const std::string& device) {
+#ifndef MS_TORCH_NCCL
   MS_CHECK(device == "cpu", ErrorCode::kUsage,
-           "data-parallel training on {} needs NCCL, which this LibTorch lacks: train on "
-           "--device cpu (Gloo), or on one GPU without torchrun / --nproc",
-           device);
+           "data-parallel training on {} needs NCCL, which this build of ms lacks (LibTorch {}{}): "
+           "train on --device cpu (Gloo), or on one GPU without torchrun / --nproc",
+           device, TORCH_VERSION,
+           device.rfind("cuda", 0) == 0 ? " without NCCL, or its nccl.h not found when ms was built"
+                                        : "");
+#endif
   auto impl = std::make_unique<Impl>();
   impl->env = env;
   const std::string where = fmt::format("{}:{}", env.master_addr, env.master_port);
@@ -298,7 +337,7 @@ std::shared_ptr<Distributed> Distributed::join(const infer::DistributedEnv& env,
     else
       options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     options->threads = 2;
-    impl->group =
+    impl->gloo =
         c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, env.rank, env.world_size, options);
   } catch (const std::exception& e) {
     throw Error(ErrorCode::kNetwork,
@@ -306,8 +345,27 @@ std::shared_ptr<Distributed> Distributed::join(const infer::DistributedEnv& env,
                             env.rank, env.world_size, where, Impl::first_line(e.what())),
                 "set GLOO_SOCKET_IFNAME to the network interface the workers share");
   }
-  log::info("rank {} of {} joined (local rank {}, store at {})", env.rank, env.world_size,
-            env.local_rank, where);
+#ifdef MS_TORCH_NCCL
+  if (device.rfind("cuda", 0) == 0) {
+    try {
+      // This rank's card is the current device: NCCL's communicator and streams go there.
+      c10::cuda::set_device(static_cast<c10::DeviceIndex>(std::stoi(device.substr(5))));
+      auto options = c10d::ProcessGroupNCCL::Options::create();
+      options->timeout = env.timeout;
+      // Keys of its own in the shared store, as PyTorch gives every group a prefix.
+      impl->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+          c10::make_intrusive<c10d::PrefixStore>("nccl", impl->store), env.rank, env.world_size,
+          options);
+    } catch (const std::exception& e) {
+      throw Error(ErrorCode::kNetwork,
+                  fmt::format("rank {} of {}: creating the NCCL group on {} failed: {}", env.rank,
+                              env.world_size, device, Impl::first_line(e.what())),
+                  "NCCL_DEBUG=INFO shows why; each worker needs a GPU of its own");
+    }
+  }
+#endif
+  log::info("rank {} of {} joined (local rank {}, store at {}{})", env.rank, env.world_size,
+            env.local_rank, where, impl->nccl ? ", NCCL on " + device : "");
   return std::shared_ptr<Distributed>(new Distributed(std::move(impl)));
 }
 
@@ -323,7 +381,7 @@ void Distributed::average(std::vector<at::Tensor>& tensors, const std::vector<at
     if (tensors[i].defined()) flags[i] = 1;
   impl_->collective("the gradient all-reduce", [&] {
     std::vector<at::Tensor> t{used};
-    impl_->wait(impl_->group->allreduce(t));
+    impl_->wait(impl_->gloo->allreduce(t));
   });
   std::vector<at::Tensor*> present;
   std::vector<at::Tensor> present_tensors;
@@ -350,9 +408,9 @@ void Distributed::average(std::vector<at::Tensor>& tensors, const std::vector<at
       for (const at::Tensor* g : bucket) pieces.push_back(g->reshape({-1}));
       flats.push_back(at::cat(pieces));
       std::vector<at::Tensor> t{flats.back()};
-      works.push_back(impl_->group->allreduce(t));  // all buckets in flight at once
+      works.push_back(impl_->group_for(t[0]).allreduce(t));  // all buckets in flight at once
     }
-    for (auto& w : works) impl_->wait(w);
+    for (std::size_t b = 0; b < works.size(); ++b) impl_->wait(works[b], flats[b].is_cuda());
   });
   const double scale = 1.0 / world_size();
   for (std::size_t b = 0; b < buckets.size(); ++b) {
@@ -374,7 +432,7 @@ void Distributed::broadcast_module(torch::nn::Module& module) {
     for (at::Tensor& t : tensors) {
       at::Tensor data = t.contiguous();
       std::vector<at::Tensor> v{data};
-      impl_->wait(impl_->group->broadcast(v));
+      impl_->wait(impl_->group_for(data).broadcast(v), data.is_cuda());
       if (!data.is_same(t)) t.copy_(data);
     }
   });
@@ -384,7 +442,7 @@ double Distributed::mean(double value) {
   at::Tensor t = at::full({1}, value, at::kDouble);
   impl_->collective("averaging the loss", [&] {
     std::vector<at::Tensor> v{t};
-    impl_->wait(impl_->group->allreduce(v));
+    impl_->wait(impl_->gloo->allreduce(v));
   });
   return *t.data_ptr<double>() / world_size();
 }
@@ -396,11 +454,11 @@ std::string Distributed::from_main(const std::string& value) {
     at::Tensor size = at::zeros({1}, at::kLong);
     if (is_main()) size[0] = static_cast<std::int64_t>(value.size());
     std::vector<at::Tensor> v{size};
-    impl_->wait(impl_->group->broadcast(v));
+    impl_->wait(impl_->gloo->broadcast(v));
     at::Tensor bytes = at::zeros({size[0].item<std::int64_t>()}, at::kByte);
     if (is_main()) std::memcpy(bytes.data_ptr(), value.data(), value.size());
     std::vector<at::Tensor> b{bytes};
-    impl_->wait(impl_->group->broadcast(b));
+    impl_->wait(impl_->gloo->broadcast(b));
     return std::string(static_cast<const char*>(bytes.data_ptr()), bytes.numel());
   });
 }
@@ -413,7 +471,7 @@ std::vector<std::string> Distributed::gather_to_main(const std::string& value) {
       std::vector<std::vector<at::Tensor>> out(1);
       for (std::size_t r = 0; r < world; ++r) out[0].push_back(at::empty_like(mine));
       std::vector<at::Tensor> in{mine};
-      impl_->wait(impl_->group->allgather(out, in));
+      impl_->wait(impl_->gloo->allgather(out, in));
       return out[0];
     };
     at::Tensor size = at::zeros({1}, at::kLong);
@@ -434,7 +492,7 @@ std::vector<std::string> Distributed::gather_to_main(const std::string& value) {
 }
 
 void Distributed::barrier() {
-  impl_->collective("the barrier", [&] { impl_->wait(impl_->group->barrier()); });
+  impl_->collective("the barrier", [&] { impl_->wait(impl_->gloo->barrier()); });
 }
 
 }  // namespace ms::trainer

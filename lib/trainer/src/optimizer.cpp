@@ -20,6 +20,10 @@
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
+#include <torch/version.h>
+#if TORCH_VERSION_MAJOR >= 2
+#include <ATen/ops/_foreach_lerp.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -311,8 +315,14 @@ class AdamBase : public Optimizer {
       } else if (!decoupled_ && weight_decay != 0) {
         grads = at::_foreach_add(grads, b.params, weight_decay);
       }
+      // The first moment as the linked PyTorch's torch.optim computes it: 2.x interpolates (one
+      // rounding less than 1.x's scale-and-add, so the bits differ).
+#if TORCH_VERSION_MAJOR >= 2
+      at::_foreach_lerp_(exp_avgs, grads, 1 - beta1);
+#else
       at::_foreach_mul_(exp_avgs, beta1);
       at::_foreach_add_(exp_avgs, grads, 1 - beta1);
+#endif
       at::_foreach_mul_(exp_avg_sqs, beta2);
       at::_foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2);
       if (amsgrad) at::_foreach_maximum_(max_exp_avg_sqs, exp_avg_sqs);

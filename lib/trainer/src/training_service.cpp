@@ -419,6 +419,31 @@ class WorkDirLock {
   int fd_ = -1;
 };
 
+// A data-parallel worker's device. On GPUs each worker of a machine takes the card of its local
+// rank (as torchrun's scripts do with torch.cuda.set_device(LOCAL_RANK)): --device gpu, cuda or
+// auto (finding a GPU) means cuda:LOCAL_RANK. A card named by number would be every local
+// worker's, which NCCL refuses: with several workers per machine that is a usage error.
+std::string rank_device(const DeviceSpec& requested, const infer::DistributedEnv& env) {
+  if (requested.index >= 0 && env.local_world_size > 1)
+    throw Error(ErrorCode::kUsage,
+                fmt::format("--device {} under data parallelism: all {} workers of this machine "
+                            "would share one GPU",
+                            requested.to_string(), env.local_world_size),
+                "pass --device gpu: each worker takes the GPU of its LOCAL_RANK");
+  const infer::TorchRuntime& runtime = *infer::load_torch_layer().runtime;
+  const std::string resolved = runtime.resolve_device(requested);
+  if (resolved == "cpu" || requested.index >= 0) return resolved;
+  try {
+    return runtime.resolve_device(DeviceSpec{DeviceSpec::Kind::kCuda, env.local_rank});
+  } catch (const Error& e) {
+    throw Error(
+        e.code(),
+        fmt::format("worker of local rank {} has no GPU of its own: {}", env.local_rank, e.what()),
+        "start at most as many workers per machine as it has GPUs (torchrun "
+        "--nproc_per_node, ms train --nproc)");
+  }
+}
+
 class TrainingService final : public infer::TrainerService {
  public:
   infer::TrainSummary train(const infer::TrainRequest& r, const infer::ModelInfo& m) override {
@@ -427,7 +452,9 @@ class TrainingService final : public infer::TrainerService {
     if (r.max_epochs) config.set("train.max_epochs", *r.max_epochs);
     const std::filesystem::path work_dir =
         r.work_dir.value_or(config.get_or<std::string>("train.work_dir", "./work_dir"));
-    const std::string device = infer::load_torch_layer().runtime->resolve_device(r.device);
+    const std::string device = r.distributed
+                                   ? rank_device(r.device, *r.distributed)
+                                   : infer::load_torch_layer().runtime->resolve_device(r.device);
     // Data-parallel workers meet first, so that a bad address or a missing worker is the first
     // error, before any data is read. Rank 0 owns the work dir (lock, checkpoints, logs).
     std::shared_ptr<Distributed> dist;

@@ -75,11 +75,18 @@ bool checkpoint_has_pooler(const tensor::TensorMap* checkpoint, const std::strin
 /// Whether a key below the encoder prefix belongs to the encoder (embeddings., encoder., pooler.).
 bool is_encoder_key(const std::string& key_without_prefix);
 
+/// Which kernels compute a BERT layer's attention (MS_BERT_KERNELS, bert.cpp says why each).
+enum class BertKernels {
+  kTorchFused,  // at::scaled_dot_product_attention (LibTorch 2.x): "sdpa", the default there
+  kTorchOps,    // LibTorch's ops one by one: "torch", the default with LibTorch 1.x
+  kMsCpu,       // ms's own float32 CPU attention and GELU kernels: "ms"
+};
+
 /// Hugging Face's BertModel: embeddings + transformer layers (+ pooler when built with one).
 /// Dropout is active in train mode. In eval mode without gradients the forward pass takes the
 /// inference fast path: query, key and value in one GEMM (weights concatenated on first use and
-/// again whenever a source parameter changed); MS_BERT_KERNELS=ms runs attention and GELU in ms's
-/// fused CPU kernels (float32) instead of LibTorch's ops, to compare the two.
+/// again whenever a source parameter changed). Attention runs in the kernels MS_BERT_KERNELS
+/// names (BertKernels); an unknown name, or sdpa with LibTorch 1.x, is a usage error.
 class BertEncoder : public torch::nn::Module {
  public:
   BertEncoder(const BertConfig& config, bool with_pooler);
@@ -103,7 +110,7 @@ class BertEncoder : public torch::nn::Module {
   BertConfig config_;
   std::unique_ptr<Parts> parts_;
   std::shared_ptr<torch::nn::Module> pooler_;
-  bool fused_kernels_;
+  BertKernels kernels_;
 };
 
 }  // namespace ms::models
