@@ -163,8 +163,8 @@ if [ -n "$model" ] && part train 120; then
     echo "train_gpu.sh FAILED"
 fi
 
-if part ddp 40; then
-  step "data-parallel training on gpu:0 over NCCL (one worker per GPU; two refused on one GPU)"
+if part ddp 30; then
+  step "data-parallel training over NCCL: one worker per GPU (2 workers vs 1 process on 2 GPUs; refused on 1)"
   e2e_on_gpu tests/e2e/test_train_distributed.py DistributedTrainTest.test_ranks_on_gpus_exchange_over_nccl
 fi
 

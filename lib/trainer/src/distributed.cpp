@@ -93,6 +93,20 @@ struct Distributed::Impl {
   c10::intrusive_ptr<CollectiveGroup> gloo;
   c10::intrusive_ptr<CollectiveGroup> nccl;
 
+  // PyTorch asks for destroy_process_group() before exit: NCCL's communicators are shut down
+  // (and its watchdog stopped) here, where ProcessGroupNCCL's destructor would warn instead.
+  ~Impl() {
+#ifdef MS_TORCH_NCCL
+    if (nccl) {
+      try {
+        nccl->shutdown();
+      } catch (const std::exception& e) {
+        log::debug("shutting NCCL down: {}", first_line(e.what()));
+      }
+    }
+#endif
+  }
+
   CollectiveGroup& group_for(const at::Tensor& t) {
     if (!t.is_cuda()) return *gloo;
     MS_CHECK(nccl, ErrorCode::kInternal, "a CUDA tensor to exchange, but no NCCL group");
