@@ -156,20 +156,7 @@ struct SelfAttention : torch::nn::Module {
     }
 #if TORCH_VERSION_MAJOR >= 2
     if (mask.library_fused) {
-      // Three [b, heads, t, d] views (no copies; the fused kernels take strided inputs).
-      at::Tensor q, k, v;
-      if (mask.fast) {
-        const auto [qkv_weight, qkv_bias] = fused_qkv();
-        const at::Tensor qkv = at::linear(x, qkv_weight, qkv_bias)
-                                   .view({b, t, 3, heads_, head_dim_})
-                                   .permute({2, 0, 3, 1, 4});
-        q = qkv[0], k = qkv[1], v = qkv[2];
-      } else {
-        auto heads_first = [&](const at::Tensor& y) {
-          return y.view({b, t, heads_, head_dim_}).transpose(1, 2);
-        };
-        q = heads_first(query(x)), k = heads_first(key(x)), v = heads_first(value(x));
-      }
+      const auto [q, k, v] = project_heads_first(x, mask);
       // The mask must be in the queries' dtype: under autocast the projections are float16 while
       // the hidden states (and so the mask) stay float32. Clamped to that dtype's lowest value,
       // as the mask is built: float32's lowest would become -inf, and a sequence with no attended
@@ -183,28 +170,11 @@ struct SelfAttention : torch::nn::Module {
       return out.transpose(1, 2).reshape({b, t, h});
     }
 #endif
-    // Three [b*heads, t, d] tensors: from one GEMM on the fast path, from the three Linear
-    // modules when gradients must reach them.
-    at::Tensor q, k, v;
-    if (mask.fast) {
-      const auto [qkv_weight, qkv_bias] = fused_qkv();
-      // [b, t, 3, heads, d] -> three [b*heads, t, d]
-      const at::Tensor qkv = at::linear(x, qkv_weight, qkv_bias)
-                                 .view({b, t, 3, heads_, head_dim_})
-                                 .permute({2, 0, 3, 1, 4});
-      q = qkv[0].reshape({b * heads_, t, head_dim_});
-      k = qkv[1].reshape({b * heads_, t, head_dim_});
-      v = qkv[2].reshape({b * heads_, t, head_dim_});
-    } else {
-      auto split = [&](const at::Tensor& y) {
-        return y.view({b, t, heads_, head_dim_})
-            .transpose(1, 2)
-            .reshape({b * heads_, t, head_dim_});
-      };
-      q = split(query(x));
-      k = split(key(x));
-      v = split(value(x));
-    }
+    // LibTorch's ops one by one, on [b*heads, t, d] copies.
+    const auto [q4, k4, v4] = project_heads_first(x, mask);
+    const at::Tensor q = q4.reshape({b * heads_, t, head_dim_});
+    const at::Tensor k = k4.reshape({b * heads_, t, head_dim_});
+    const at::Tensor v = v4.reshape({b * heads_, t, head_dim_});
     // scores = mask + (q k^T) / sqrt(d), in one call.
     const at::Tensor bias = mask.bias.expand({b, heads_, t, t}).reshape({b * heads_, t, t});
     const at::Tensor scores = at::baddbmm(bias, q, k.transpose(1, 2), 1.0,
@@ -212,6 +182,24 @@ struct SelfAttention : torch::nn::Module {
     const at::Tensor probs =
         at::dropout(at::softmax(scores, -1), mask.attention_dropout, mask.training);
     return at::bmm(probs, v).view({b, heads_, t, head_dim_}).transpose(1, 2).reshape({b, t, h});
+  }
+
+  // Query, key and value as three [b, heads, t, d] views (no copies): from one GEMM on the fast
+  // path, from the three Linear modules when gradients must reach them.
+  std::array<at::Tensor, 3> project_heads_first(const at::Tensor& x, const Mask& mask) {
+    const int64_t b = x.size(0), t = x.size(1);
+    if (mask.fast) {
+      const auto [qkv_weight, qkv_bias] = fused_qkv();
+      // [b, t, 3, heads, d] -> [3, b, heads, t, d]
+      const at::Tensor qkv = at::linear(x, qkv_weight, qkv_bias)
+                                 .view({b, t, 3, heads_, head_dim_})
+                                 .permute({2, 0, 3, 1, 4});
+      return {qkv[0], qkv[1], qkv[2]};
+    }
+    auto heads_first = [&](const at::Tensor& y) {
+      return y.view({b, t, heads_, head_dim_}).transpose(1, 2);
+    };
+    return {heads_first(query(x)), heads_first(key(x)), heads_first(value(x))};
   }
 
   // Query, key and value weights as one [3H, H] matrix (and [3H] bias). Derived from the three
