@@ -19,17 +19,21 @@ cd "$root"
 source "$root/scripts/torch2_wheel.sh"
 build="${MS_TORCH2_BUILD:-$root/build-torch2}"
 
+# A site-packages-like folder: torch/ (headers and the CPU libraries) beside nvidia/cu13/lib,
+# where libtorch_cpu.so's RPATH looks for CUDA's runtime and CUPTI.
 torch_dir="$torch2_cache/torch-${torch2_version}-cpu"
-torch2_extract "$(torch2_fetch_torch)" "$torch_dir" torch/include/ torch/lib/libc10.so \
-  torch/lib/libtorch_cpu.so torch/lib/libgomp.so.1
-cuda_libs="$torch2_cache/cuda13-libs"
-if [ ! -d "$cuda_libs" ]; then
-  wheels=()
-  while read -r w; do wheels+=("$w"); done < <(torch2_fetch_cuda_runtime)
-  for w in "${wheels[@]}"; do torch2_extract "$w" "$cuda_libs.part.$(basename "$w")" nvidia/cu13/lib/; done
-  mkdir -p "$cuda_libs.tmp"
-  for w in "${wheels[@]}"; do cp -a "$cuda_libs.part.$(basename "$w")"/nvidia/cu13/lib/. "$cuda_libs.tmp/"; done
-  rm -rf "$cuda_libs".part.* && mv "$cuda_libs.tmp" "$cuda_libs"
+if [ ! -d "$torch_dir" ]; then
+  parts="$torch_dir.parts.$$"
+  torch2_extract "$(torch2_fetch_torch)" "$parts/torch-wheel" torch/include/ torch/lib/libc10.so \
+    torch/lib/libtorch_cpu.so torch/lib/libgomp.so.1
+  mkdir -p "$parts/site/nvidia/cu13/lib"
+  mv "$parts/torch-wheel/torch" "$parts/site/"
+  cuda_wheels="$(torch2_fetch_cuda_runtime)"
+  for wheel in $cuda_wheels; do
+    torch2_extract "$wheel" "$parts/$(basename "$wheel")" nvidia/cu13/lib/
+    cp -a "$parts/$(basename "$wheel")/nvidia/cu13/lib/." "$parts/site/nvidia/cu13/lib/"
+  done
+  mv "$parts/site" "$torch_dir" && rm -rf "$parts"
 fi
 
 # A CMake package named Torch over the CPU library only: the wheel's own TorchConfig.cmake wants
@@ -41,8 +45,7 @@ add_library(torch2_cpu SHARED IMPORTED)
 set_target_properties(torch2_cpu PROPERTIES
   IMPORTED_LOCATION "$torch_dir/torch/lib/libtorch_cpu.so"
   INTERFACE_INCLUDE_DIRECTORIES "\${TORCH_INCLUDE_DIRS}"
-  INTERFACE_COMPILE_DEFINITIONS "_GLIBCXX_USE_CXX11_ABI=1;USE_DISTRIBUTED;USE_C10D_GLOO;USE_RPC;USE_TENSORPIPE"
-  INTERFACE_LINK_DIRECTORIES "$cuda_libs")
+  INTERFACE_COMPILE_DEFINITIONS "_GLIBCXX_USE_CXX11_ABI=1;USE_DISTRIBUTED;USE_C10D_GLOO;USE_RPC;USE_TENSORPIPE")
 add_library(torch2_c10 SHARED IMPORTED)
 set_target_properties(torch2_c10 PROPERTIES IMPORTED_LOCATION "$torch_dir/torch/lib/libc10.so")
 set(TORCH_LIBRARIES torch2_cpu torch2_c10)
@@ -54,7 +57,7 @@ gen=()
 command -v ninja >/dev/null && gen=(-G Ninja)
 cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DMS_TEST_HOOKS=ON -DMS_WITH_ONNX=OFF \
   -DTorch_DIR="$build/torch-cpu-package" \
-  -DCMAKE_BUILD_RPATH="$torch_dir/torch/lib;$cuda_libs" ${MS_CMAKE_ARGS:-} >"$build.configure.log"
+  -DCMAKE_BUILD_RPATH="$torch_dir/torch/lib" ${MS_CMAKE_ARGS:-} >"$build.configure.log"
 nice cmake --build "$build" -j "$(nproc)"
 "$build/bin/ms" env | grep -i libtorch
 "$build/bin/ms_torch_unit_tests" "$@"

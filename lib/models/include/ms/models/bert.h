@@ -77,8 +77,9 @@ bool is_encoder_key(const std::string& key_without_prefix);
 
 /// Which kernels compute a BERT layer's attention (MS_BERT_KERNELS, bert.cpp says why each).
 enum class BertKernels {
-  kTorchFused,  // at::scaled_dot_product_attention (LibTorch 2.x): "sdpa", the default there
-  kTorchOps,    // LibTorch's ops one by one: "torch", the default with LibTorch 1.x
+  kDefault,     // unset: kTorchFused on a GPU with LibTorch 2.x, else kTorchOps
+  kTorchFused,  // at::scaled_dot_product_attention (LibTorch 2.x), on any device: "sdpa"
+  kTorchOps,    // LibTorch's ops one by one: "torch"
   kMsCpu,       // ms's own float32 CPU attention and GELU kernels: "ms"
 };
 
