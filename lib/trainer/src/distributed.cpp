@@ -308,11 +308,10 @@ std::shared_ptr<Distributed> Distributed::join(const infer::DistributedEnv& env,
                                                const std::string& device) {
 #ifndef MS_TORCH_NCCL
   MS_CHECK(device == "cpu", ErrorCode::kUsage,
-           "data-parallel training on {} needs NCCL, which this build of ms lacks (LibTorch {}{}): "
-           "train on --device cpu (Gloo), or on one GPU without torchrun / --nproc",
-           device, TORCH_VERSION,
-           device.rfind("cuda", 0) == 0 ? " without NCCL, or its nccl.h not found when ms was built"
-                                        : "");
+           "data-parallel training on {} needs NCCL, which this build of ms lacks (LibTorch {} "
+           "without NCCL, or NCCL's nccl.h not found when ms was built): train on --device cpu "
+           "(Gloo), or on one GPU without torchrun / --nproc",
+           device, TORCH_VERSION);
 #endif
   auto impl = std::make_unique<Impl>();
   impl->env = env;
