@@ -14,8 +14,9 @@ torchrun's variables.
   worker meets alike is printed once (and --json's error document by rank 0 only); an
   open-file limit too low for the rank count is exit 2 naming `ulimit -n`; one GPU named for
   several workers is exit 2;
-- on a GPU (MS_INFER_DEVICE=gpu:0, scripts/gpu-check.sh): workers exchange over NCCL, one per
-  card.
+- `--device gpu` gives each worker the GPU of its local rank: on two GPUs the workers exchange
+  over NCCL (scripts/gpu-check.sh runs that on the lent machine); a second worker on one GPU is
+  exit 2, a GPU where there is none exit 6.
 """
 import csv
 import glob
@@ -33,8 +34,6 @@ from harness import MS_BIN, SOURCE_DIR, TEST_HOOKS, TorchTestCase, free_port, ru
 # torchrun itself (tools/torchrun.py mends Debian's 1.13 parser for Python 3.11).
 TORCHRUN = os.path.join(SOURCE_DIR, "tests", "e2e", "tools", "torchrun.py")
 TINY_CLS = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny", "cls")
-# scripts/gpu-check.sh runs this file again with MS_INFER_DEVICE=gpu:0 for the NCCL test.
-DEVICE = os.environ.get("MS_INFER_DEVICE", "cpu")
 POSITIVE = ["good movie", "very good movie", "the movie is good", "good good movie",
             "a very good movie", "is good", "good", "very good"]
 NEGATIVE = ["bad movie", "very bad movie", "the movie is bad", "bad bad movie",
@@ -271,16 +270,20 @@ class DistributedTrainTest(TorchTestCase):
         self.assertIn("--device cuda:0 under data parallelism", shared.stderr)
         self.assertIn("pass --device gpu", shared.stderr)
 
-    @unittest.skipUnless(DEVICE.startswith("gpu"),
-                         "a GPU check: scripts/gpu-check.sh runs it with MS_INFER_DEVICE=gpu:0")
     def test_ranks_on_gpus_exchange_over_nccl(self):
         # One worker per GPU, gradients all-reduced by NCCL: two workers equal one process with
-        # twice the batch where the machine has two GPUs. Where it has one, the second worker has
-        # no card of its own (NCCL cannot put two ranks on one) and the run stops with a clear
-        # error instead. (One worker is one process, as in the CPU tests: no group is formed.)
+        # twice the batch where the machine has two GPUs (scripts/gpu-check.sh runs this test on
+        # the lent machine). Where it has one, the second worker has no card of its own (NCCL
+        # cannot put two ranks on one) and the run stops with a clear error instead; where it has
+        # none, asking for a GPU is the missing-CUDA error (exit 6), not a fall-back to the CPU.
+        # (One worker is one process, as in the CPU tests: no group is formed.)
         gpus = json.loads(run_ms("env", "--json").stdout)["libtorch"]["cuda_device_count"]
         two = run_ms(*self.args("r4.json", "two"), "--device", "gpu", "--nproc", "2",
                      env={"MS_LOG_LEVEL": "info"})
+        if gpus == 0:
+            self.assertExit(two, 6)
+            self.assertIn("CUDA is not available", two.stderr)
+            return
         if gpus < 2:
             self.assertExit(two, 2)
             self.assertIn("local rank 1 has no GPU of its own", two.stderr)
