@@ -1,4 +1,4 @@
-# Sourced by check_torch2_headers.sh and build_torch2_cpu.sh: PyPI's torch 2.11.0 wheel (the GPU
+# Sourced by check_torch2_headers.sh and check_torch2_build.sh: PyPI's torch 2.11.0 wheel (the GPU
 # machine's LibTorch), downloaded once into the wheel cache and checked against its sha256, and
 # parts of it extracted there. PyPI is the only network these scripts use.
 torch2_version=2.11.0

@@ -58,13 +58,13 @@ struct Mask {
   at::Tensor bias;                 // [b, 1, 1, t]: 0 where attended, lowest float where padded
   bool fast = false;               // eval mode without gradients: fused QKV
   bool traced = false;             // LibTorch's tracer is recording (ms export): no C++ sizes
-  bool fused = false;              // fast, and the fused CPU kernels apply (cpu_kernels.h)
-  bool library_fused = false;      // at::scaled_dot_product_attention (not when traced)
+  bool ms_cpu_kernels = false;     // fast, and ms's fused CPU kernels apply (cpu_kernels.h)
+  bool sdpa = false;               // LibTorch's at::scaled_dot_product_attention (not traced)
   bool training = false;           // dropout active
   double attention_dropout = 0.0;  // on the attention probabilities
   double hidden_dropout = 0.0;     // after each dense layer and the embeddings
-  at::Tensor key_bias;             // fused only: bias as a contiguous [b, t] float tensor
-  std::vector<int64_t> key_count;  // fused only: keys past this index are all padding
+  at::Tensor key_bias;             // ms_cpu_kernels only: bias as a contiguous [b, t] float tensor
+  std::vector<int64_t> key_count;  // ms_cpu_kernels only: keys past this index are all padding
 };
 
 // Which attention (and GELU) kernels the encoder runs, from MS_BERT_KERNELS:
@@ -129,7 +129,7 @@ struct SelfAttention : torch::nn::Module {
 
   at::Tensor forward(const at::Tensor& x, const Mask& mask) {
     const int64_t b = x.size(0), t = x.size(1), h = heads_ * head_dim_;
-    if (mask.fused) {
+    if (mask.ms_cpu_kernels) {
       // [b, t, 3H] straight from the GEMM; the kernel reads Q, K, V in place.
       const auto [qkv_weight, qkv_bias] = fused_qkv();
       const at::Tensor qkv = at::linear(x, qkv_weight, qkv_bias).contiguous();
@@ -158,7 +158,7 @@ struct SelfAttention : torch::nn::Module {
       return at::matmul(probs, heads_first(value(x))).transpose(1, 2).flatten(2);
     }
 #if TORCH_VERSION_MAJOR >= 2
-    if (mask.library_fused) {
+    if (mask.sdpa) {
       const auto [q, k, v] = project_heads_first(x, mask);
       // The mask must be in the queries' dtype: under autocast the projections are float16 while
       // the hidden states (and so the mask) stay float32. Clamped to that dtype's lowest value,
@@ -272,7 +272,7 @@ struct Layer : torch::nn::Module {
   at::Tensor forward(const at::Tensor& x, const Mask& mask) {
     const at::Tensor a = attention->output->forward(attention->self->forward(x, mask), x, mask);
     at::Tensor h = intermediate->dense(a);
-    if (act_ == "gelu" && mask.fused) {
+    if (act_ == "gelu" && mask.ms_cpu_kernels) {
       h = h.contiguous();
       float* data = h.data_ptr<float>();
       at::parallel_for(0, h.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
@@ -523,12 +523,12 @@ at::Tensor BertEncoder::forward(const at::Tensor& input_ids, const at::Tensor& t
       mask.traced ? (1.0 - attention_mask.type_as(x)).mul_(kTracedMaskValue)
                   : (1.0 - attention_mask.to(x.scalar_type())).mul_(lowest_value(x.scalar_type()));
   mask.bias = key_bias.unsqueeze(1).unsqueeze(1);
-  mask.fused = mask.fast && kernels_ == BertKernels::kMsCpu && x.device().is_cpu() &&
-               x.scalar_type() == at::kFloat;
-  mask.library_fused =
+  mask.ms_cpu_kernels = mask.fast && kernels_ == BertKernels::kMsCpu && x.device().is_cpu() &&
+                        x.scalar_type() == at::kFloat;
+  mask.sdpa =
       kHaveFusedAttention && !mask.traced &&
       (kernels_ == BertKernels::kTorchFused || (kernels_ == BertKernels::kDefault && x.is_cuda()));
-  if (mask.fused) {
+  if (mask.ms_cpu_kernels) {
     mask.key_bias = key_bias.contiguous();
     const at::Tensor attended = attention_mask.to(at::kLong).contiguous();
     const int64_t* m = attended.data_ptr<int64_t>();
