@@ -25,7 +25,8 @@ generation_utils.is_fsdp_managed_module = lambda module: False
 kind, folder, prompts, new = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
 cls = {"lm": transformers.AutoModelForCausalLM, "base": transformers.AutoModel}[kind]
 model, info = cls.from_pretrained(folder, output_loading_info=True)
-out = {"missing": info["missing_keys"], "unexpected": info["unexpected_keys"],
+# transformers 4.x gives lists, 5.x sets.
+out = {"missing": sorted(info["missing_keys"]), "unexpected": sorted(info["unexpected_keys"]),
        "class": type(model).__name__, "texts": []}
 if kind == "lm":
     tok = transformers.AutoTokenizer.from_pretrained(folder)

@@ -119,8 +119,11 @@ class TransformersLoadsTrainedModels(TorchTestCase):
         first, last = iters[0][1], iters[-1][1]
 
         seen = self.read(out, [first, last])
-        self.assertEqual((seen["model_class"], seen["tokenizer_class"]),
-                         (architecture, "BertTokenizerFast"))
+        self.assertEqual(seen["model_class"], architecture)
+        # The Rust tokenizer from tokenizer.json: transformers 4.x names it BertTokenizerFast, 5.x
+        # BertTokenizer (its slow Python class is gone).
+        self.assertIn(seen["tokenizer_class"], ("BertTokenizerFast", "BertTokenizer"))
+        self.assertTrue(seen["tokenizer_is_fast"], seen["tokenizer_class"])
         self.assertEqual(seen["loading_info"],
                          {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [],
                           "error_msgs": []})

@@ -56,6 +56,7 @@ def main():
         "torch": torch.__version__,
         "model_class": type(model).__name__,
         "tokenizer_class": type(tokenizer).__name__,
+        "tokenizer_is_fast": tokenizer.is_fast,
         "loading_info": {k: sorted(str(x) for x in v) for k, v in info.items()},
         "warnings": collect.messages + [str(w.message) for w in caught],
         "id2label": {str(k): v for k, v in model.config.id2label.items()},
