@@ -64,6 +64,18 @@ const std::vector<std::string>& program_args();
 struct ExitStatus {
   int code;
 };
+/// Whole-number checks for counts (--batch-size, --workers, ...) whose message names the value
+/// and the bound, where CLI11's PositiveNumber prints a range up to DBL_MAX.
+const CLI::Validator& positive_whole_number();
+const CLI::Validator& non_negative_whole_number();
+
+/// CLI11 reads an argument written as "[a,b]" as a list for a many-valued option, so `-i "[MASK]
+/// fills"` would lose its brackets and `-i "[x, y]"` become two inputs. main() marks such
+/// arguments before parsing (protect_bracketed_arguments) and every option takes the mark off
+/// its values (unmark_bracketed_arguments), so each argument arrives as it was typed.
+std::vector<std::string> protect_bracketed_arguments(int argc, char** argv);
+void unmark_bracketed_arguments(CLI::App& app);
+
 /// Adds --revision, --offline, --endpoint and --token for a model given as a hub id.
 void add_hub_options(CLI::App& command, infer::HubModelOptions& hub);
 

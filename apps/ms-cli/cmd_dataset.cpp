@@ -223,7 +223,8 @@ void add_dataset_command(CLI::App& app, const GlobalOptions& /*global*/) {
   CLI::App* head_cmd =
       dataset->add_subcommand("head", "Print the first rows of each split as JSON lines");
   add_common(head_cmd, *head);
-  head_cmd->add_option("-n,--rows", head->rows, "Rows per split")->check(CLI::NonNegativeNumber);
+  head_cmd->add_option("-n,--rows", head->rows, "Rows per split")
+      ->check(non_negative_whole_number());
   head_cmd->callback([head] { run_head(*head); });
 
   auto iter = std::make_shared<DatasetOptions>();
@@ -232,11 +233,11 @@ void add_dataset_command(CLI::App& app, const GlobalOptions& /*global*/) {
       "Run the batch loader over one split (decode, resize, normalise) and report samples/s");
   add_common(iter_cmd, *iter);
   iter_cmd->add_option("--batch-size", iter->batch_size, "Rows per batch")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_whole_number());
   iter_cmd->add_option("--workers", iter->workers, "Decoding threads (0 = main thread)")
       ->check(CLI::Range(0, 256));
   iter_cmd->add_option("--prefetch", iter->prefetch, "Batches each worker may run ahead")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_whole_number());
   iter_cmd->add_flag("--shuffle", iter->shuffle, "Shuffle rows (see --seed)");
   iter_cmd->add_option("--seed", iter->seed, "Shuffle seed (same seed, same order)");
   iter_cmd->add_flag("--drop-last", iter->drop_last, "Drop a last, smaller batch");
@@ -246,7 +247,7 @@ void add_dataset_command(CLI::App& app, const GlobalOptions& /*global*/) {
       "Image transform: a JSON file or inline JSON, e.g. "
       "'{\"resize\":[224,224],\"mean\":[0.485,0.456,0.406],\"std\":[0.229,0.224,0.225]}'");
   iter_cmd->add_option("--epochs", iter->epochs, "Passes over the split")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_whole_number());
   iter_cmd->add_option("--save-batch", iter->save_batch,
                        "Write the first batch's images (N x C x H x W float32) to this .npy file");
   iter_cmd->callback([iter] { run_iter(*iter); });

@@ -95,7 +95,7 @@ void add_infer_command(CLI::App& app, const GlobalOptions& /*global*/) {
   cmd->add_option("--endpoint", opts->hub.endpoint, "Hub model ids: the hub URL");
   cmd->add_option("--token", opts->hub.token, "Hub model ids: access token");
   cmd->add_option("--batch-size,-b", opts->batch_size, "Inputs per forward pass")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_whole_number());
   cmd->add_option("--device,-d", opts->device, "cpu, gpu, gpu:N, cuda:N or auto (gpu if present)");
   cmd->add_option(
          "--dtype", opts->dtype,
@@ -112,7 +112,7 @@ void add_infer_command(CLI::App& app, const GlobalOptions& /*global*/) {
   cmd->add_option(
          "--workers", opts->workers,
          "Batches run at once, one thread each (default: --threads on the CPU, 4 on a GPU)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_whole_number());
   cmd->add_flag("--fail-fast", opts->fail_fast,
                 "Stop at the first bad input instead of writing an error line");
   cmd->callback([opts] { run_infer(*opts); });

@@ -104,7 +104,7 @@ void add_serve_command(CLI::App& app, const GlobalOptions& /*global*/) {
   cmd->add_option("--workers", s.workers,
                   "Batches run at once, one thread each (default: --threads on the CPU, 4 on a "
                   "GPU)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_whole_number());
   cmd->add_option("--max-batch", s.max_batch, "Inputs per forward pass, at most")
       ->capture_default_str()
       ->check(CLI::Range(1, 65536));

@@ -176,7 +176,7 @@ void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
   eval->add_option("--set,--cfg-options", eopts->request.overrides,
                    "Override a configuration key: KEY=VALUE");
   eval->add_option("--batch-size,-b", eopts->request.batch_size, "Rows per forward pass")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_whole_number());
   eval->add_option("--device,-d", eopts->device, "cpu, gpu, gpu:N, cuda:N or auto");
   add_hub_options(*eval, eopts->request.hub);
   add_threads_option(*eval, eopts->request.threads);

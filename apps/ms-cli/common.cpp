@@ -14,6 +14,56 @@ const std::vector<std::string>& program_args() { return args; }
 void report_errors_as_json(bool on) { json_errors = on; }
 bool errors_as_json() { return json_errors; }
 
+namespace {
+// An argument no one types: a control character the parser does not treat as a list's start.
+constexpr char kBracketMark = '\x01';
+
+CLI::Validator whole_number_at_least(long long bound, const std::string& what) {
+  return CLI::Validator(
+      [bound, what](std::string& value) -> std::string {
+        long long n = 0;
+        if (!CLI::detail::lexical_cast(value, n) || n < bound) {
+          return "must be " + what + ", got '" + value + "'";
+        }
+        return {};
+      },
+      what);
+}
+}  // namespace
+
+const CLI::Validator& positive_whole_number() {
+  static const CLI::Validator v = whole_number_at_least(1, "a whole number of at least 1");
+  return v;
+}
+const CLI::Validator& non_negative_whole_number() {
+  static const CLI::Validator v = whole_number_at_least(0, "a whole number of at least 0");
+  return v;
+}
+
+std::vector<std::string> protect_bracketed_arguments(int argc, char** argv) {
+  // CLI11's parse(vector) takes the arguments last first, without the program's name.
+  std::vector<std::string> reversed;
+  for (int i = argc - 1; i >= 1; --i) {
+    std::string arg = argv[i];
+    if (arg.size() >= 2 && arg.front() == '[' && arg.back() == ']') arg.insert(0, 1, kBracketMark);
+    reversed.push_back(std::move(arg));
+  }
+  return reversed;
+}
+
+void unmark_bracketed_arguments(CLI::App& app) {
+  for (CLI::Option* option : app.get_options()) {
+    if (option->get_type_size() == 0) continue;  // a flag: it takes no value
+    option->transform(
+        [](std::string value) {
+          if (!value.empty() && value.front() == kBracketMark) value.erase(0, 1);
+          return value;
+        },
+        "", "");
+  }
+  for (CLI::App* sub : app.get_subcommands({})) unmark_bracketed_arguments(*sub);
+}
+
 void add_hub_options(CLI::App& cmd, infer::HubModelOptions& hub) {
   cmd.add_option(
       "--revision", hub.revision,
@@ -27,7 +77,7 @@ void add_threads_option(CLI::App& command, std::optional<int>& threads) {
   command
       .add_option("--threads", threads,
                   "LibTorch intra-op threads (default: $OMP_NUM_THREADS, else every core)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_whole_number());
 }
 
 }  // namespace ms::cli

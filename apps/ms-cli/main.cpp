@@ -1,7 +1,13 @@
 // ms: the command-line front end. Parses arguments with CLI11 and hands each subcommand to the
 // library; every error becomes one line on stderr, a hint, and an exit code from one table.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -51,9 +57,41 @@ void print_json_error(const ms::Error& error) {
   std::fflush(stdout);
 }
 
+// A program started with descriptor 0, 1 or 2 closed (`ms infer ... >&-`) would hand that
+// number to the next file it opens, and its results would land in, say, a checkpoint. Each closed
+// one is held by /dev/null opened read-only, so a write to it fails (and is reported) instead.
+void hold_closed_standard_descriptors() {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    const int held = ::open("/dev/null", O_RDONLY);
+    if (held >= 0 && held != fd) {
+      ::dup2(held, fd);
+      ::close(held);
+    }
+  }
+}
+
+// Results on stdout that did not all reach it (a full disk, a closed pipe or descriptor) are
+// lost data: the run fails with exit 74 even when the command itself succeeded.
+int check_stdout(int code) {
+  errno = 0;
+  if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return code;
+  if (code != 0) return code;  // the command failed and said why (perhaps this very write)
+  const int err = errno;
+  std::fprintf(
+      stderr,
+      "ms: error: standard output could not be written%s%s: the results on it are incomplete\n",
+      err != 0 ? ": " : "", err != 0 ? std::strerror(err) : "");
+  return code == 0 ? 74 : code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  hold_closed_standard_descriptors();
+  // A reader that stops early (`ms infer ... | head`) makes writes fail with EPIPE, which the
+  // commands report, instead of killing ms with SIGPIPE halfway through a write.
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{
       "ms: download, serve, run and train ModelScope models from the shell.\n"
       "Run 'ms COMMAND --help' for the options of a command.",
@@ -97,6 +135,8 @@ int main(int argc, char** argv) {
   ms::cli::add_serve_command(app, global);
   ms::cli::add_tokenize_command(app, global);
 
+  ms::cli::unmark_bracketed_arguments(app);
+
   // A mistyped command would otherwise read as "A subcommand is required".
   std::vector<std::string> commands;
   for (const CLI::App* sub : app.get_subcommands({})) commands.push_back(sub->get_name());
@@ -110,10 +150,11 @@ int main(int argc, char** argv) {
 
   // Parse first: argument errors exit 2, --help and --version exit 0.
   ms::cli::set_program_args(argc, argv);
+  std::vector<std::string> arguments = ms::cli::protect_bracketed_arguments(argc, argv);
   try {
-    app.parse(argc, argv);
+    app.parse(arguments);
   } catch (const ms::cli::ExitStatus& status) {
-    return status.code;
+    return check_stdout(status.code);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
@@ -122,6 +163,11 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     // Same shape as every other error: one "ms: error:" line and a hint naming the help to read.
+    // A script that asked for --json gets its error document even when the line did not parse.
+    if (std::find(argv + 1, argv + argc, std::string("--json")) != argv + argc) {
+      print_json_error(
+          ms::Error(ms::ErrorCode::kUsage, e.what(), "see '" + command_path(app) + " --help'"));
+    }
     std::fprintf(stderr, "ms: error: %s\n  hint: see '%s --help'\n", e.what(),
                  command_path(app).c_str());
     return 2;
@@ -129,8 +175,15 @@ int main(int argc, char** argv) {
     // Subcommand callbacks run inside parse(); their errors land here.
     if (ms::cli::errors_as_json()) print_json_error(e);
     print_error(e, global.verbose);
-    return ms::exit_code(e.code());
+    return check_stdout(ms::exit_code(e.code()));
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A file-system call the library did not wrap: an I/O error (74), not a bug's 70.
+    const ms::Error io(ms::ErrorCode::kIo, e.what());
+    if (ms::cli::errors_as_json()) print_json_error(io);
+    print_error(io, global.verbose);
+    return check_stdout(ms::exit_code(io.code()));
   } catch (const std::exception& e) {
+    if (ms::cli::errors_as_json()) print_json_error(ms::Error(ms::ErrorCode::kInternal, e.what()));
     // LibTorch's messages carry a C++ backtrace after the first line: only --verbose shows it.
     const std::string what = e.what();
     const std::string shown = global.verbose ? what : what.substr(0, what.find('\n'));
@@ -138,5 +191,5 @@ int main(int argc, char** argv) {
                  global.verbose || shown == what ? "" : "  (run with --verbose for details)\n");
     return 70;
   }
-  return 0;
+  return check_stdout(0);
 }

@@ -50,6 +50,17 @@ void write_all_at(int fd, const char* data, std::size_t n, std::uint64_t offset,
   }
 }
 
+void make_directories(const fs::path& dir, const std::string& what) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) {
+    throw Error(
+        ErrorCode::kIo,
+        fmt::format("{} {}: cannot create the folder: {}", what, dir.string(), ec.message()),
+        "check that no file stands in its path and that the file system is writable");
+  }
+}
+
 void write_file_atomic(const fs::path& path, std::string_view data, unsigned mode) {
   write_file_atomic(
       path, [data](const FileSink& sink) { sink(data.data(), data.size()); }, mode);
@@ -59,6 +70,17 @@ void write_file_atomic(const fs::path& path, const std::function<void(const File
                        unsigned mode) {
   const fs::path parent = path.has_parent_path() ? path.parent_path() : fs::path(".");
   std::error_code ec;
+  // The temporary file is renamed over the path, which would replace a device or a pipe
+  // (`--save-batch /dev/null`, run as root, would delete /dev/null) with a plain file.
+  const fs::file_status existing = fs::symlink_status(path, ec);
+  if (!ec && fs::exists(existing) && !fs::is_regular_file(existing) && !fs::is_symlink(existing) &&
+      !fs::is_directory(existing)) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("{} is not a regular file (a device, pipe or socket): ms writes "
+                            "files whole and would replace it",
+                            path.string()),
+                "give the path of a file to write");
+  }
   fs::create_directories(parent, ec);
   if (ec)
     throw Error(ErrorCode::kIo,

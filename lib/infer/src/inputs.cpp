@@ -5,6 +5,7 @@
 
 #include "ms/core/error.h"
 #include "ms/core/file.h"
+#include "ms/core/log.h"
 #include "ms/core/text.h"
 #include "ms/data/csv.h"
 #include "ms/data/dataset.h"
@@ -192,13 +193,21 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
     std::vector<std::filesystem::path> files;
     for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
          !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-      if (it->is_regular_file(ec)) files.push_back(it->path());
+      // An entry's own trouble (a broken link) is its alone: the listing goes on.
+      std::error_code entry;
+      if (it->is_regular_file(entry)) {
+        files.push_back(it->path());
+      } else if (!it->is_directory(entry)) {
+        log::warn("{}: skipped, not a regular file (a broken link, a pipe or a device)",
+                  it->path().string());
+      }
     }
     MS_CHECK(!ec, ErrorCode::kIo, "cannot list input folder {}: {}", dir.string(), ec.message());
     std::sort(files.begin(), files.end());
     for (const auto& f : files) {
       PipelineInput in;
-      in.id = std::filesystem::relative(f, dir).generic_string();
+      // The entry's own path below the folder: relative() would resolve a link to its target.
+      in.id = f.lexically_relative(dir).generic_string();
       in.path = f;
       out.push_back(std::move(in));
     }

@@ -1,10 +1,12 @@
 #include "ms/infer/job.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -38,6 +40,10 @@ class Sink {
         ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0644);
     MS_CHECK(fd_ >= 0, ErrorCode::kIo, "cannot open output {}: {}", path_.string(),
              std::strerror(errno));
+    // A device or a pipe (`-o /dev/null`, a FIFO) has nothing to make durable, and fsync on it
+    // fails.
+    struct stat st {};
+    durable_ = ::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode);
   }
   ~Sink() {
     if (fd_ >= 0) ::close(fd_);
@@ -48,8 +54,13 @@ class Sink {
   void write(const std::string& data) {
     if (data.empty()) return;
     if (fd_ < 0) {
-      std::fwrite(data.data(), 1, data.size(), stdout);
-      std::fflush(stdout);
+      // A reader that went away (`| head`), a full disk or a closed descriptor: the lines are
+      // lost, so the run stops here rather than computing results no one receives.
+      errno = 0;
+      const bool written = std::fwrite(data.data(), 1, data.size(), stdout) == data.size() &&
+                           std::fflush(stdout) == 0;
+      MS_CHECK(written, ErrorCode::kIo, "cannot write the results to standard output: {}",
+               errno != 0 ? std::strerror(errno) : "write failed");
       return;
     }
     std::size_t off = 0;
@@ -60,13 +71,14 @@ class Sink {
       off += static_cast<std::size_t>(n);
     }
     // A finished window must survive a crash: --resume trusts every complete line it finds.
-    MS_CHECK(::fsync(fd_) == 0, ErrorCode::kIo, "cannot fsync {}: {}", path_.string(),
+    MS_CHECK(!durable_ || ::fsync(fd_) == 0, ErrorCode::kIo, "cannot fsync {}: {}", path_.string(),
              std::strerror(errno));
   }
 
  private:
   std::filesystem::path path_;
   int fd_ = -1;
+  bool durable_ = false;
 };
 
 void check_job_options(const JobOptions& options) {
@@ -330,6 +342,21 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
     }
     pending.push_back(&inputs[i]);
   }
+  if (stats.skipped < done.size()) {
+    // Results for ids this job does not have: the file is another job's (other inputs, another
+    // shard), and resuming into it would mix the two.
+    std::unordered_set<std::string> mine;
+    for (std::size_t i = options.shard_index; i < inputs.size(); i += options.shard_count)
+      mine.insert(inputs[i].id.dump());
+    const auto foreign = std::find_if(done.begin(), done.end(),
+                                      [&](const std::string& id) { return mine.count(id) == 0; });
+    throw Error(ErrorCode::kUsage,
+                fmt::format("--resume: {} holds results for {} id(s) that are not among this "
+                            "job's inputs (such as {})",
+                            options.output->string(), done.size() - stats.skipped, *foreign),
+                "it is the output of another job (other inputs or another --shard): resume "
+                "with that job's inputs, or write to a new --output file");
+  }
   if (options.resume) log::info("resume: {} of {} inputs already done", stats.skipped, stats.total);
 
   const std::size_t workers = pipeline.concurrent() ? std::max<std::size_t>(1, options.workers) : 1;
@@ -378,6 +405,16 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
 JobStats run_infer(const InferRequest& request) {
   // Everything that can be checked without LibTorch is checked before it loads.
   check_job_options(request.job);
+  if (request.job.output && request.inputs.file) {
+    // Writing the results over the inputs would destroy them (and --resume would take the
+    // inputs for finished results).
+    std::error_code ec;
+    if (std::filesystem::equivalent(*request.inputs.file, *request.job.output, ec)) {
+      throw Error(ErrorCode::kUsage,
+                  fmt::format("--output {} is the input file itself", request.job.output->string()),
+                  "write the results to another file");
+    }
+  }
   const std::vector<PipelineInput> inputs = read_inputs(request.inputs);
   const ModelInfo model = open_model(request.model, request.task, request.overrides, request.hub);
 

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -66,6 +67,11 @@ auto with_context(const std::string& frame, Body&& body) -> decltype(body()) {
   } catch (Error& e) {
     e.add_context(frame);
     throw;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A folder or file the system refused (full disk, read-only, a file in the way): I/O.
+    Error wrapped(ErrorCode::kIo, e.what());
+    wrapped.add_context(frame);
+    throw wrapped;
   } catch (const std::exception& e) {
     Error wrapped(ErrorCode::kInternal, e.what());
     wrapped.add_context(frame);

@@ -15,6 +15,11 @@ namespace ms {
 /// Reads a whole file; throws ms::Error (kNotFound / kIo) naming the path.
 MS_API std::string read_file(const std::filesystem::path& path);
 
+/// Creates folder `dir` and its missing parents; throws ms::Error (kIo) naming it and why (a file
+/// in the way, a read-only file system, no permission). `what` says what the folder is for
+/// ("--work-dir", "CheckpointHook.save_dir").
+MS_API void make_directories(const std::filesystem::path& dir, const std::string& what);
+
 /// Writes `data` to `path` atomically: readers see the old file or the new one, never a part.
 /// Creates missing parent folders. `mode` is applied to the new file (e.g. 0600 for credentials).
 MS_API void write_file_atomic(const std::filesystem::path& path, std::string_view data,

@@ -1,0 +1,139 @@
+"""What shell scripts hand ms besides the inputs themselves: arguments that look like lists,
+standard output that is full, closed or read only in part, outputs that are the inputs or not
+files at all, input folders with links. Each is either honoured exactly or refused with a clear
+error and an exit code from the table; results are never lost with exit 0.
+"""
+import json
+import os
+import subprocess
+import unittest
+
+from harness import MS_BIN, SOURCE_DIR, TorchTestCase, run_ms
+
+TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
+CLS = os.path.join(TINY, "cls")
+
+
+def lines(text):
+    return [json.loads(l) for l in text.splitlines() if l.strip()]
+
+
+class ArgumentsTest(TorchTestCase):
+    def test_bracketed_arguments_stay_whole(self):
+        # CLI11 splits "[a, b]" into a list for a many-valued option; ms must not.
+        r = run_ms("infer", "-m", CLS, "-i", "[the cat, the dog]", "x")
+        self.assertExit(r, 0)
+        self.assertEqual([l["id"] for l in lines(r.stdout)], [0, 1])
+        # The same texts through a file give the same scores (the brackets reached the model).
+        path = self.write("in.txt", "[the cat, the dog]\nx\n")
+        by_file = run_ms("infer", "-m", CLS, "--input-file", path)
+        self.assertExit(by_file, 0)
+        self.assertEqual(lines(r.stdout), lines(by_file.stdout))
+        # A fill-mask prompt keeps its [MASK] token, and "[]" is a text, not an empty list.
+        r = run_ms("tokenize", "-m", os.path.join(TINY, "mlm"), "-i", "[MASK] the [MASK]", "[]",
+                   "--tokens")
+        self.assertExit(r, 0)
+        got = lines(r.stdout)
+        self.assertEqual(len(got), 2)
+        self.assertEqual(got[0]["tokens"].count("[MASK]"), 2, got[0])
+
+    def test_counts_name_the_bound(self):
+        for option in ("--batch-size", "--workers", "--threads"):
+            r = run_ms("infer", "-m", CLS, "-i", "x", option, "0")
+            self.assertExit(r, 2)
+            self.assertOneLineError(r, option, "at least 1", "'0'")
+            self.assertNotIn("1797693134", r.stderr)
+
+    def test_json_gets_a_document_for_a_bad_command_line(self):
+        r = run_ms("infer", "-m", CLS, "-i", "x", "--batch-size", "abc", "--json")
+        self.assertExit(r, 2)
+        doc = self.json_out(r)
+        self.assertEqual(doc["error"]["exit_code"], 2)
+
+
+class StandardOutputTest(TorchTestCase):
+    def test_a_full_disk_on_stdout_is_an_io_error(self):
+        for args in (["infer", "-m", CLS, "-i", "the cat"], ["tokenize", "-m", CLS, "-i", "x"]):
+            with open("/dev/full", "w") as full:
+                r = subprocess.run([MS_BIN, *args], stdout=full, stderr=subprocess.PIPE, text=True)
+            self.assertEqual(r.returncode, 74, r.stderr)
+            self.assertIn("standard output", r.stderr)
+
+    def test_a_closed_stdout_is_an_io_error_and_takes_no_file_descriptor(self):
+        # With descriptor 1 closed, the output file would be opened as descriptor 1: the results
+        # must not be written twice into it, and the closed stream must be reported.
+        out = self.path("out.jsonl")
+        r = subprocess.run(f'"{MS_BIN}" infer -m "{CLS}" -i "the cat" >&-', shell=True,
+                           stderr=subprocess.PIPE, text=True)
+        self.assertEqual(r.returncode, 74, r.stderr)
+        r = subprocess.run(f'"{MS_BIN}" infer -m "{CLS}" -i "the cat" -o "{out}" >&-', shell=True,
+                           stderr=subprocess.PIPE, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(out) as f:
+            self.assertEqual(len(lines(f.read())), 1)
+
+    def test_a_reader_that_stops_early_ends_the_run_without_a_signal(self):
+        path = self.write("many.txt", "".join(f"text {i}\n" for i in range(3000)))
+        proc = subprocess.Popen([MS_BIN, "infer", "-m", CLS, "--input-file", path],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first = proc.stdout.readline()
+        proc.stdout.close()  # the reader goes away, as `| head -1` does
+        err = proc.stderr.read().decode()
+        proc.stderr.close()
+        proc.wait(timeout=300)
+        self.assertTrue(first.startswith(b'{"id":0'), first)
+        self.assertEqual(proc.returncode, 74, err)  # not -13 (SIGPIPE)
+        self.assertIn("Broken pipe", err)
+
+
+class OutputPathsTest(TorchTestCase):
+    def test_output_over_the_input_file_is_refused(self):
+        path = self.write("same.txt", "a\nb\n")
+        r = run_ms("infer", "-m", CLS, "--input-file", path, "-o", path)
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "input file itself")
+        with open(path) as f:
+            self.assertEqual(f.read(), "a\nb\n")
+
+    def test_resume_into_another_jobs_output_is_refused(self):
+        inputs = self.write("in.txt", "a\nb\n")
+        out = self.write("out.jsonl", '{"id": "zz", "scores": [1]}\n')
+        r = run_ms("infer", "-m", CLS, "--input-file", inputs, "-o", out, "--resume")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "not among this job's inputs", '"zz"')
+
+    def test_output_to_a_device_writes_through(self):
+        r = run_ms("infer", "-m", CLS, "-i", "the cat", "-o", "/dev/null")
+        self.assertExit(r, 0)
+
+    def test_a_whole_file_write_never_replaces_a_pipe(self):
+        # `--save-batch` writes its file whole (a temporary file renamed over the path): over a
+        # device or a FIFO that would replace it with a plain file.
+        fifo = self.path("fifo")
+        os.mkfifo(fifo)
+        images = os.path.join(SOURCE_DIR, "tests", "data", "infer", "vision", "images")
+        folder = self.path("folder")
+        os.makedirs(os.path.join(folder, "a"))
+        for name in sorted(os.listdir(images))[:2]:
+            os.symlink(os.path.join(images, name), os.path.join(folder, "a", name))
+        r = run_ms("dataset", "iter", "imagefolder:" + folder, "--transform",
+                   '{"resize": [8, 8]}', "--save-batch", fifo)
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "not a regular file")
+        self.assertTrue(os.path.exists(fifo) and not os.path.isfile(fifo))
+
+    def test_ids_of_linked_inputs_are_the_links_names(self):
+        folder = self.path("texts")
+        os.makedirs(folder)
+        self.write("texts/a.txt", "the cat\n")
+        os.symlink("a.txt", os.path.join(folder, "b.txt"))
+        os.symlink(self.write("elsewhere.txt", "the dog\n"), os.path.join(folder, "c.txt"))
+        os.symlink("missing.txt", os.path.join(folder, "d.txt"))  # a broken link: skipped, said
+        r = run_ms("infer", "-m", CLS, "--input-dir", folder)
+        self.assertExit(r, 0)
+        self.assertEqual([l["id"] for l in lines(r.stdout)], ["a.txt", "b.txt", "c.txt"])
+        self.assertIn("d.txt", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
