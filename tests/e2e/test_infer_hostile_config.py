@@ -143,6 +143,65 @@ class HostileConfigTest(TorchTestCase):
         self.assertExit(r, 7)
         self.assertEqual(r.stdout, "")
 
+    # -- token ids the model cannot take: config errors at load, not an "internal" line per input
+
+    def test_pad_token_id_must_be_a_token_id(self):
+        d = self.copy_model("roberta")
+        for value in (-5, 1000):
+            self.edit_json(os.path.join(d, "config.json"), pad_token_id=value)
+            self.assertConfigError(d, "config.json", "pad_token_id", str(value))
+
+    def test_roberta_pad_token_id_that_leaves_no_positions(self):
+        # RoBERTa numbers positions from pad_token_id + 1: 80 is a token id (vocab 86) past the
+        # 72 positions. The error must name config.json, not configuration.json's max_length.
+        d = self.copy_model("roberta")
+        self.edit_json(os.path.join(d, "config.json"), pad_token_id=80)
+        self.assertConfigError(d, "config.json", "pad_token_id 80", "max_position_embeddings")
+        self.edit_json(os.path.join(d, "config.json"), pad_token_id=69)
+        r = self.infer(d)
+        self.assertExit(r, 3)
+        self.assertOneLineError(r, "at most 2 tokens", "max_position_embeddings")
+        self.assertNotIn("preprocessor.max_length", r.stderr)
+
+    def test_vocabulary_past_the_embedding_table(self):
+        d = self.copy_model("cls")
+        with open(os.path.join(d, "vocab.txt"), "a", encoding="utf-8") as f:
+            f.write("zebra\n")
+        self.assertConfigError(d, "vocab.txt", "vocab_size")
+        g = self.copy_model("gpt2")
+        with open(os.path.join(g, "vocab.json"), encoding="utf-8") as f:
+            vocab = json.load(f)
+        vocab["zebra"] = 100000
+        with open(os.path.join(g, "vocab.json"), "w", encoding="utf-8") as f:
+            json.dump(vocab, f)
+        self.assertConfigError(g, "100000", "vocab_size 273")
+
+    # -- exports of broken weights: refused, never written or blamed on tracing
+
+    def export(self, model, *args):
+        return run_ms("export", "--model", model, "--output", self.path("export"), *args)
+
+    def test_nan_weights_are_not_exported(self):
+        d = self.copy_model("cls")
+        poison_safetensors(os.path.join(d, "model.safetensors"),
+                           "bert.embeddings.LayerNorm.weight", 0)
+        for fmt in ("torchscript", "safetensors"):
+            r = self.export(d, "--format", fmt)
+            self.assertExit(r, 7, fmt)
+            self.assertOneLineError(r, "NaN")
+            self.assertNotIn("tracing", r.stderr)
+            self.assertFalse(os.path.exists(self.path("export")), fmt)
+
+    def test_safetensors_fp16_refuses_weights_beyond_half_range(self):
+        d = self.copy_model("cls")
+        poison_safetensors(os.path.join(d, "model.safetensors"), "classifier.weight", 0, 1e6)
+        r = self.export(d, "--format", "safetensors", "--dtype", "fp16")
+        self.assertExit(r, 6)
+        self.assertOneLineError(r, "half precision", "classifier.weight")
+        self.assertFalse(os.path.exists(self.path("export")))
+        r = self.export(d, "--format", "safetensors")  # float32 holds it
+        self.assertExit(r, 0)
+
 
 if __name__ == "__main__":
     unittest.main()

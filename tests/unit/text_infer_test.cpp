@@ -129,6 +129,22 @@ TEST_CASE("vocabulary files: missing vocab.txt and special tokens", "[text]") {
   CHECK(BertTokenizer::from_dir(dir.path).tokenize("xyz") == std::vector<std::string>{"hello"});
 }
 
+TEST_CASE("a token listed twice takes its last line's id, as Hugging Face's loaders do", "[text]") {
+  TempDir dir;
+  // The error names the file it read.
+  ms::write_file_atomic(dir.path / "vocab.txt", "[PAD]\n[CLS]\n[SEP]\nthe\n");
+  try {
+    BertTokenizer::from_dir(dir.path);
+    FAIL("expected an error");
+  } catch (const ms::Error& e) {
+    CHECK(std::string(e.what()).find("vocab.txt") != std::string::npos);
+  }
+  ms::write_file_atomic(dir.path / "vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\ncat\nthe\n");
+  const BertTokenizer t = BertTokenizer::from_dir(dir.path);
+  CHECK(t.token_to_id("the") == 6);  // transformers 4.49 and 5.25: [CLS] the cat [SEP] = 2 6 5 3
+  CHECK(t.encode("the cat").ids == std::vector<std::int64_t>{2, 6, 5, 3});
+}
+
 TEST_CASE("inputs: txt, jsonl, csv; duplicate ids rejected", "[infer]") {
   TempDir dir;
   ms::write_file_atomic(dir.path / "a.txt", "one\ntwo\r\n\nfour");

@@ -5,6 +5,9 @@
 #include "safetensors_repo.h"
 
 #include <ATen/ops/_to_copy.h>
+#include <ATen/ops/abs.h>
+#include <ATen/ops/isfinite.h>
+#include <ATen/ops/max.h>
 
 #include <algorithm>
 #include <chrono>
@@ -82,9 +85,23 @@ infer::ExportSummary export_safetensors_repo(const infer::ExportRequest& request
            "--static and --opset are ONNX options; --format safetensors writes weights only");
   const std::shared_ptr<models::Model> model = load_for_export(info, type);
   tensor::TensorMap weights = model->state_dict();
-  if (request.dtype == "fp16") {
-    for (auto& [name, t] : weights)
-      if (t.is_floating_point()) t = t.to(at::kHalf);
+  for (auto& [name, t] : weights) {
+    if (!t.is_floating_point()) continue;
+    // The other formats check the model's outputs; this one writes weights only, so it checks
+    // them: a NaN weight is a broken model, not one to publish.
+    MS_CHECK(t.isfinite().all().item<bool>(), ErrorCode::kIntegrity,
+             "{}: weight {} holds NaN or infinity: the model is broken, so there is nothing "
+             "faithful to export",
+             info.dir.string(), name);
+    if (request.dtype != "fp16") continue;
+    at::Tensor half = t.to(at::kHalf);
+    // A weight beyond float16's range (65504) would be stored as infinity: the model would give
+    // NaN wherever it is used.
+    MS_CHECK(half.isfinite().all().item<bool>(), ErrorCode::kMissingComponent,
+             "the model does not survive half precision: weight {} holds values beyond float16's "
+             "range (largest magnitude {:.4g}, float16's is 65504)",
+             name, t.abs().max().item<double>());
+    t = std::move(half);
   }
 
   infer::ExportSummary summary;

@@ -146,6 +146,11 @@ at::Tensor run_traced(torch::jit::Module& module, const std::vector<at::Tensor>&
 void check_traced(torch::jit::Module& module, models::Model& model, const Signature& sig,
                   const std::vector<at::Tensor>& example, const std::string& type) {
   const at::Tensor want = model.forward(named(sig, example)).at(sig.output);
+  // NaN in the model's own outputs would make every comparison below fail, and blame tracing.
+  MS_CHECK(want.isfinite().all().item<bool>(), ErrorCode::kIntegrity,
+           "the {} model's own outputs hold NaN or infinity (at shape {}): its weights or "
+           "config.json are broken, so there is nothing faithful to export",
+           type, fmt::join(example[0].sizes(), "x"));
   const at::Tensor got = run_traced(module, example, type + " model",
                                     "export it at the shape you will run with (--static)");
   const double diff = got.sizes() == want.sizes() ? (got - want).abs().max().item<double>() : 1e9;

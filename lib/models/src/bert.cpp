@@ -355,6 +355,9 @@ BertConfig BertConfig::from_json(const Json& j, const std::string& source) {
   c.type_vocab_size = int_field(j, "type_vocab_size", c.type_vocab_size, source);
   if (j.contains("pad_token_id") && j["pad_token_id"].is_number_integer())
     c.pad_token_id = j["pad_token_id"].get<int64_t>();
+  MS_CHECK(c.pad_token_id >= 0 && c.pad_token_id < c.vocab_size, ErrorCode::kConfig,
+           "{}: pad_token_id {} is not a token id (0 to vocab_size - 1 = {})", source,
+           c.pad_token_id, c.vocab_size - 1);
   if (auto it = j.find("layer_norm_eps"); it != j.end() && !it->is_null()) {
     // A zero or negative epsilon makes LayerNorm divide by zero or take a negative root: NaN.
     MS_CHECK(it->is_number() && it->get<double>() > 0 && it->get<double>() < 1, ErrorCode::kConfig,
@@ -386,6 +389,10 @@ BertConfig BertConfig::from_json(const Json& j, const std::string& source) {
              "{}: position_embedding_type '{}' is not supported (only absolute)", source, p);
   }
   c.roberta_positions = roberta_family(c.model_type);
+  MS_CHECK(c.max_tokens() > 0, ErrorCode::kConfig,
+           "{}: pad_token_id {} leaves no positions: {} numbers positions from pad_token_id + 1, "
+           "and max_position_embeddings is {}",
+           source, c.pad_token_id, c.model_type, c.max_position_embeddings);
   check_model_fits(parameter_count(c), source,
                    fmt::format("vocab_size {}, hidden_size {}, num_hidden_layers {}, "
                                "intermediate_size {}, max_position_embeddings {}",

@@ -97,6 +97,7 @@ class BertTaskModel : public torch::nn::Module, public Model {
   const std::string& task() const override { return task_; }
   torch::nn::Module& module() override { return *this; }
   std::optional<int64_t> max_tokens() const override { return config_.max_tokens(); }
+  std::optional<int64_t> vocab_size() const override { return config_.vocab_size; }
 
  protected:
   // Whether a checkpoint key outside the encoder is this head's.
@@ -326,8 +327,9 @@ class MaskedLanguageModel final : public BertTaskModel {
   Json structure() const override {
     Json s = encoder_structure("fill-mask");
     // The decoder's weight: its own, or the word embeddings it is tied to.
-    s["decoder"] = cls_->predictions->decoder ? "cls.predictions.decoder.weight"
-                                              : encoder_name_ + ".embeddings.word_embeddings.weight";
+    s["decoder"] = cls_->predictions->decoder
+                       ? "cls.predictions.decoder.weight"
+                       : encoder_name_ + ".embeddings.word_embeddings.weight";
     return s;
   }
 

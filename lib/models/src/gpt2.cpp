@@ -324,6 +324,7 @@ class Gpt2LMHeadModel final : public torch::nn::Module, public Model {
   const std::string& task() const override { return task_; }
   torch::nn::Module& module() override { return *this; }
   std::optional<int64_t> max_tokens() const override { return config_.n_positions; }
+  std::optional<int64_t> vocab_size() const override { return config_.vocab_size; }
 
   // For the ONNX exporter: the decoder without a cache, input_ids (+ attention_mask) -> logits.
   Json structure() const override {

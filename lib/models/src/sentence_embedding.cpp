@@ -285,6 +285,7 @@ class SentenceEmbedding final : public BertEncoder, public Model {
 
   const std::string& task() const override { return task_; }
   std::optional<int64_t> max_tokens() const override { return config().max_tokens(); }
+  std::optional<int64_t> vocab_size() const override { return config().vocab_size; }
   torch::nn::Module& module() override { return *this; }
 
   TensorMap complete_checkpoint(const TensorMap& main) const override {
@@ -298,8 +299,8 @@ class SentenceEmbedding final : public BertEncoder, public Model {
   }
 
   Json structure() const override {
-    static const char* const kPoolNames[] = {"cls",          "max",         "mean", "mean_sqrt_len",
-                                             "weightedmean", "lasttoken"};
+    static const char* const kPoolNames[] = {"cls",           "max",          "mean",
+                                             "mean_sqrt_len", "weightedmean", "lasttoken"};
     static const char* const kActivationNames[] = {"identity", "tanh", "relu", "sigmoid", "gelu"};
     Json s = bert_encoder_structure(config(), "", has_pooler());
     s["head"] = "sentence-embedding";

@@ -150,6 +150,17 @@ std::shared_ptr<models::Model> load_text_model(const infer::ModelInfo& model,
   return models::load_script_text_model(script, device);
 }
 
+void check_token_ids(std::size_t tokenizer_ids, std::optional<int64_t> model_vocab,
+                     const std::filesystem::path& vocabulary) {
+  if (!model_vocab || static_cast<int64_t>(tokenizer_ids) <= *model_vocab) return;
+  throw Error(ErrorCode::kConfig,
+              fmt::format("{}: the tokenizer gives token ids up to {}, past the model's "
+                          "embedding table (config.json's vocab_size {})",
+                          vocabulary.string(), tokenizer_ids - 1, *model_vocab),
+              "the tokenizer files and config.json come from different models, or vocab_size "
+              "is wrong");
+}
+
 at::ScalarType compute_dtype(const std::string& dtype, const std::string& device) {
   if (dtype == "fp32") return at::kFloat;
   if (dtype == "bf16") return at::kBFloat16;

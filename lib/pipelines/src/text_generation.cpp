@@ -247,6 +247,7 @@ class TextGenerationPipeline final : public infer::Pipeline {
     model_ = load_text_model(model, task_, type.empty() ? "gpt2" : type, device_);
     tokenizer_ =
         std::make_unique<text::CausalTokenizer>(text::CausalTokenizer::from_dir(model.dir));
+    check_token_ids(tokenizer_->vocab_size(), model_->vocab_size(), model.dir);
     // config.json has been checked by the model: n_positions, if present, is a positive integer.
     positions_ = hf->value("n_positions", int64_t{1024});
     layers_ = hf->value("n_layer", int64_t{12});

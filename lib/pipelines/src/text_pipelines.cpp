@@ -68,6 +68,7 @@ class BertTextPipeline : public infer::Pipeline {
     model_ = load_text_model(model, task_, type.empty() ? "bert" : type, device_);
     traced_ = models::normalize_model_type(type) == "torchscript";
     tokenizer_ = std::make_unique<text::BertTokenizer>(text::BertTokenizer::from_dir(model.dir));
+    check_token_ids(tokenizer_->vocab_size(), model_->vocab_size(), model.dir / "vocab.txt");
     // The model's position embeddings bound the input: RoBERTa-style models take
     // max_position_embeddings less pad_token_id + 1 (config.json has been checked by the model).
     const int64_t positions =
@@ -79,9 +80,19 @@ class BertTextPipeline : public infer::Pipeline {
         max_len = (*st)["max_seq_length"].get<std::size_t>();
       }
     }
-    max_length_ = model.config.get_or<std::size_t>("preprocessor.max_length", max_len);
-    MS_CHECK(max_length_ > 3, ErrorCode::kConfig, "{}: preprocessor.max_length {} is too small",
-             model.config.source(), max_length_);
+    if (model.config.has("preprocessor.max_length")) {
+      max_length_ = model.config.get<std::size_t>("preprocessor.max_length");
+      MS_CHECK(max_length_ > 3, ErrorCode::kConfig,
+               "{} (or --set): preprocessor.max_length {} is too small for [CLS] text [SEP]",
+               model.config.source(), max_length_);
+    } else {
+      max_length_ = max_len;
+      MS_CHECK(max_length_ > 3, ErrorCode::kConfig,
+               "{}: the model takes inputs of at most {} tokens (config.json's "
+               "max_position_embeddings, tokenizer_config.json's model_max_length or "
+               "sentence_bert_config.json's max_seq_length), too few for [CLS] text [SEP]",
+               model.dir.string(), max_length_);
+    }
     if (auto count = model_->num_labels()) labels_ = models::label_names(model.dir, *count);
   }
 

@@ -29,8 +29,8 @@ BertTokenizer::BertTokenizer(std::vector<std::string> vocab, BertTokenizerOption
     : vocab_(std::move(vocab)), options_(std::move(options)) {
   index_.reserve(vocab_.size() * 2);
   for (std::size_t i = 0; i < vocab_.size(); ++i) {
-    // The first occurrence wins, as in Hugging Face's loader.
-    index_.emplace(vocab_[i], static_cast<std::int64_t>(i));
+    // A token listed twice takes its last line's id, as Hugging Face's loaders do.
+    index_[vocab_[i]] = static_cast<std::int64_t>(i);
   }
   auto need = [this](const std::string& token, const char* what) {
     const std::int64_t id = token_to_id(token);
@@ -95,8 +95,15 @@ BertTokenizer BertTokenizer::from_dir(const std::filesystem::path& dir) {
   for (const char* name : {"special_tokens_map.json", "tokenizer_config.json"}) {
     if (auto j = read_json_file(dir / name)) apply(*j, dir / name);
   }
-  return with_context("reading the tokenizer in " + dir.string(),
-                      [&] { return BertTokenizer(std::move(vocab), std::move(options)); });
+  try {
+    return BertTokenizer(std::move(vocab), std::move(options));
+  } catch (const Error& e) {
+    // The checks of the vocabulary itself (its special tokens): name the file they read.
+    throw Error(e.code(), fmt::format("{}: {}", vocab_path.string(), e.what()),
+                e.hint().empty() ? "tokenizer_config.json and special_tokens_map.json name the "
+                                   "special tokens; vocab.txt must list each of them"
+                                 : e.hint());
+  }
 }
 
 std::int64_t BertTokenizer::token_to_id(std::string_view token) const {

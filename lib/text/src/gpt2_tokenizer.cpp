@@ -358,7 +358,14 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
         }
       }
     }
-    return Gpt2Tokenizer(std::move(vocab), std::move(merges), std::move(options), std::move(added));
+    try {
+      return Gpt2Tokenizer(std::move(vocab), std::move(merges), std::move(options),
+                           std::move(added));
+    } catch (const Error& e) {
+      // The checks of the vocabulary itself: name the folder whose files they read.
+      throw Error(e.code(), fmt::format("the tokenizer in {}: {}", dir.string(), e.what()),
+                  e.hint());
+    }
   });
 }
 
@@ -525,7 +532,7 @@ const std::string& Gpt2Tokenizer::id_to_token(std::int64_t id) const {
   return st.tokens[static_cast<std::size_t>(id)];
 }
 
-std::size_t Gpt2Tokenizer::vocab_size() const { return state_->vocab.size(); }
+std::size_t Gpt2Tokenizer::vocab_size() const { return state_->tokens.size(); }
 
 std::string utf8_replace_invalid(std::string_view bytes) {
   static const std::string kReplacement = "\xEF\xBF\xBD";  // U+FFFD

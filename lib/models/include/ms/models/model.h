@@ -57,6 +57,9 @@ class Model {
   /// The longest input in tokens the model takes (its position embeddings); nullopt for models
   /// without such a limit. Text pipelines truncate to it.
   virtual std::optional<int64_t> max_tokens() const { return std::nullopt; }
+  /// The token ids the model's embedding table takes (0 to vocab_size - 1); nullopt for models
+  /// without one. Text pipelines check their tokenizer's ids against it when they load.
+  virtual std::optional<int64_t> vocab_size() const { return std::nullopt; }
   /// The torch::nn module that owns the parameters (for optimizers, train/eval, devices).
   virtual torch::nn::Module& module() = 0;
   const torch::nn::Module& module() const { return const_cast<Model*>(this)->module(); }

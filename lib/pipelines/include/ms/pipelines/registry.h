@@ -1,8 +1,11 @@
 // Pipelines registered per task (the torch layer's side of ms::infer::PipelineFactory).
 #pragma once
 
+#include <cstddef>
+#include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "ms/config/registry.h"
@@ -36,6 +39,12 @@ models::ModelSpec model_spec(const infer::ModelInfo& model, const std::string& t
 std::shared_ptr<models::Model> load_text_model(const infer::ModelInfo& model,
                                                const std::string& task, const std::string& type,
                                                const std::string& device);
+
+/// Checks that a tokenizer whose ids run from 0 to `tokenizer_ids` - 1 (its vocabulary file
+/// `vocabulary`) fits the model's embedding table of `model_vocab` rows (nullopt: no table to
+/// check); ms::Error(kConfig) naming both, where LibTorch would fail on the first such token.
+void check_token_ids(std::size_t tokenizer_ids, std::optional<int64_t> model_vocab,
+                     const std::filesystem::path& vocabulary);
 
 /// The compute type of `ms infer --dtype` ("fp32", "fp16", "bf16") on `device`; ms::Error(kUsage)
 /// for an unknown name, or fp16 off a GPU.

@@ -77,6 +77,8 @@ class MS_API Gpt2Tokenizer {
 
   std::int64_t token_to_id(std::string_view token) const;  ///< -1 when absent
   const std::string& id_to_token(std::int64_t id) const;
+  /// The highest token id + 1: ids run from 0 to vocab_size() - 1 (a sparse vocabulary leaves
+  /// some unused).
   std::size_t vocab_size() const;
   std::int64_t bos_id() const { return bos_id_; }  ///< -1 when the vocabulary lacks it
   std::int64_t eos_id() const { return eos_id_; }  ///< -1 when the vocabulary lacks it
