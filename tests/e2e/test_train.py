@@ -342,6 +342,100 @@ class TrainTextTest(TorchTestCase):
         self.assertExit(r, 2)
         self.assertIn("another ms train (pid 4242) is running", r.stdout + r.stderr)
 
+    def test_unwritable_places_are_io_errors_with_a_json_document(self):
+        self.write("afile", "")
+        for work in ("afile", os.path.join("afile", "sub")):
+            r = self.train(work=work)
+            self.assertExit(r, 74)
+            self.assertOneLineError(r, "--work-dir", "cannot create the folder")
+            self.assertEqual(self.json_out(r)["error"]["exit_code"], 74)
+        logged = recipe()
+        logged["train"]["hooks"][2]["out_dir"] = self.path("afile", "logs")
+        self.write("recipe.json", json.dumps(logged))
+        r = self.train(work="logged")
+        self.assertExit(r, 74)
+        self.assertOneLineError(r, "TextLoggerHook.out_dir")
+
+    def test_rates_float32_cannot_hold_or_schedules_send_below_zero(self):
+        cases = [
+            (recipe(optimizer={"type": "SGD", "lr": 1e39}), ("lr", "float32")),
+            (recipe(lr_scheduler={"type": "ExponentialLR", "gamma": -1}), ("gamma", "-1")),
+            (recipe(lr_scheduler={"type": "PolynomialLR", "power": -1}), ("power", "-1")),
+        ]
+        for config, words in cases:
+            self.write("recipe.json", json.dumps(config))
+            r = self.train(work="rates")
+            self.assertExit(r, 3, str(words))
+            self.assertOneLineError(r, *words)
+            self.assertEqual(self.json_out(r)["error"]["exit_code"], 3)
+
+    def test_nan_weights_are_never_saved(self):
+        # AdamW with eps 0 divides 0 by 0 for the embedding rows no token of the batch used: the
+        # loss of that step was finite, and the save right after it must not write the NaN.
+        config = recipe(optimizer={"type": "AdamW", "lr": 0.003, "eps": 0},
+                        hooks=[{"type": "CheckpointHook", "by_epoch": False, "interval": 1}])
+        del config["train"]["lr_scheduler"]
+        self.write("recipe.json", json.dumps(config))
+        r = self.train(work="nan")
+        self.assertExit(r, 7)
+        self.assertOneLineError(r, "NaN or infinity", "iteration 1", "not saved")
+        self.assertFalse(os.path.exists(self.path("nan", "iter_1.pth")))
+        self.assertFalse(os.path.exists(self.path("nan", "output")))
+
+    def test_a_finished_early_stopped_run_resumes_as_finished(self):
+        # min_delta beyond any accuracy gain: the second evaluation does not improve, and with
+        # patience 1 training stops after epoch 2 of 8.
+        config = recipe(hooks=[
+            {"type": "CheckpointHook", "interval": 1},
+            {"type": "EvaluationHook", "interval": 1},
+            {"type": "EarlyStopHook", "metric_key": "accuracy", "patience": 1, "min_delta": 10},
+        ])
+        self.write("recipe.json", json.dumps(config))
+        r = self.train(work="early")
+        self.assertExit(r, 0)
+        self.assertEqual(json.loads(r.stdout)["epochs"], 2)
+        with open(self.path("early", "output", "model.safetensors"), "rb") as f:
+            before = f.read()
+        again = self.train("--resume", work="early")
+        self.assertExit(again, 0)
+        self.assertEqual(json.loads(again.stdout)["epochs"], 2, again.stdout)
+        with open(self.path("early", "output", "model.safetensors"), "rb") as f:
+            self.assertTrue(f.read() == before, "a finished run trained again")
+
+    @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
+    def test_a_kill_between_the_checkpoint_and_the_best_checkpoint_resumes_whole(self):
+        config = recipe(max_epochs=4, optimizer={"type": "AdamW", "lr": 0.01}, hooks=[
+            {"type": "CheckpointHook", "interval": 1},
+            {"type": "EvaluationHook", "interval": 1},
+            {"type": "BestCkptSaverHook", "metric_key": "accuracy", "restore_best": True},
+        ])
+        self.write("recipe.json", json.dumps(config))
+        whole = self.train(work="whole")
+        self.assertExit(whole, 0)
+        # Accuracy improves at epochs 1 and 3: the stage-end saves are epoch 1's checkpoint (1)
+        # and best (2), epoch 2's checkpoint (3), epoch 3's checkpoint (4) and best (5).
+        best = [f for f in os.listdir(self.path("whole")) if f.startswith("best_epoch3_")]
+        self.assertTrue(best, os.listdir(self.path("whole")))
+        # Killed once epoch 3's checkpoint is written, before its best checkpoint is.
+        killed = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
+                        "--dataset", "csv:" + self.path("train.csv"), "--eval-dataset",
+                        "csv:" + self.path("test.csv"), "--work-dir", self.path("cut"),
+                        env={"MS_TEST_KILL_AFTER_SAVE_ACTION": "4"}, timeout=600)
+        self.assertEqual(killed.returncode, -9, killed.stderr)
+        self.assertTrue(os.path.exists(self.path("cut", "epoch_3.pth")))
+        self.assertFalse(os.path.exists(self.path("cut", best[0])))
+        resumed = self.train("--resume", work="cut")
+        self.assertExit(resumed, 0)
+        def files(work):
+            return sorted(f for f in os.listdir(self.path(work)) if f.endswith(".pth"))
+        self.assertEqual(files("cut"), files("whole"))
+        self.assertEqual(sorted(os.listdir(self.path("cut", "output_best"))),
+                         sorted(os.listdir(self.path("whole", "output_best"))))
+        for folder in ("output", "output_best"):
+            with open(self.path("whole", folder, "model.safetensors"), "rb") as a, \
+                    open(self.path("cut", folder, "model.safetensors"), "rb") as b:
+                self.assertTrue(a.read() == b.read(), folder)
+
     def test_bad_configs_and_data(self):
         def with_recipe(config, *extra, dataset=None):
             self.write("bad.json", json.dumps(config))

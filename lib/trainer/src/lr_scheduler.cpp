@@ -23,6 +23,15 @@ void LrScheduler::step() {
   ++last_epoch_;
   lrs_ = next();
   metric_.reset();
+  // A schedule's options can send the rate where no optimizer should go (PolynomialLR's power
+  // below 0 reaches infinity, a negative gamma flips the sign): stop before a step uses it.
+  for (double lr : lrs_) {
+    if (!(std::isfinite(lr) && lr >= 0)) {
+      fail(ErrorCode::kConfig,
+           "{}: the learning rate becomes {} at step {}: check the schedule's options", type(), lr,
+           last_epoch_);
+    }
+  }
 }
 
 void LrScheduler::step_with_metric(double metric) {
@@ -81,6 +90,11 @@ void require_positive(std::int64_t value, const char* option, const char* type) 
     fail(ErrorCode::kConfig, "{}: option '{}' must be positive, got {}", type, option, value);
 }
 
+void require_non_negative(double value, const char* option, const char* type) {
+  if (!(std::isfinite(value) && value >= 0))
+    fail(ErrorCode::kConfig, "{}: option '{}' must be a number >= 0, got {}", type, option, value);
+}
+
 class StepLR : public LrScheduler {
  public:
   StepLR(const nlohmann::json& options, std::vector<double> base) : LrScheduler(std::move(base)) {
@@ -89,6 +103,7 @@ class StepLR : public LrScheduler {
     gamma_ = o.number("gamma", 0.1);
     o.check_all_read();
     require_positive(step_size_, "step_size", "StepLR");
+    require_non_negative(gamma_, "gamma", "StepLR");
     start();
   }
   std::string type() const override { return "StepLR"; }
@@ -112,6 +127,7 @@ class MultiStepLR : public LrScheduler {
     for (std::int64_t m : o.integers("milestones")) ++milestones_[m];  // a repeat counts twice
     gamma_ = o.number("gamma", 0.1);
     o.check_all_read();
+    require_non_negative(gamma_, "gamma", "MultiStepLR");
     start();
   }
   std::string type() const override { return "MultiStepLR"; }
@@ -135,6 +151,7 @@ class ExponentialLR : public LrScheduler {
     ComponentOptions o(options, type());
     gamma_ = o.number("gamma");
     o.check_all_read();
+    require_non_negative(gamma_, "gamma", "ExponentialLR");
     start();
   }
   std::string type() const override { return "ExponentialLR"; }
@@ -252,6 +269,7 @@ class PolynomialLR : public LrScheduler {
     power_ = o.number("power", 1.0);
     o.check_all_read();
     require_positive(total_iters_, "total_iters", "PolynomialLR");
+    require_non_negative(power_, "power", "PolynomialLR");
     start();
   }
   std::string type() const override { return "PolynomialLR"; }

@@ -192,8 +192,11 @@ void for_each_batch(std::vector<ParamGroup>& groups, Fn&& fn) {
 }
 
 void check_non_negative(double value, const char* option, const char* type) {
-  if (!(value >= 0))
-    fail(ErrorCode::kConfig, "{}: {} must be a number >= 0, got {}", type, option, value);
+  // The optimizer's tensors are float32: a larger value cannot reach them.
+  if (!(value >= 0 && value <= std::numeric_limits<float>::max())) {
+    fail(ErrorCode::kConfig, "{}: {} must be a number from 0 to 3.4e38 (float32's range), got {}",
+         type, option, value);
+  }
 }
 
 class Sgd final : public Optimizer {

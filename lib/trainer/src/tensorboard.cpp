@@ -154,12 +154,7 @@ double wall_time_now() {
 }
 
 TensorboardWriter::TensorboardWriter(std::filesystem::path log_dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(log_dir, ec);
-  if (ec) {
-    fail(ErrorCode::kIo, "{}: cannot create the TensorBoard log folder: {}", log_dir.string(),
-         ec.message());
-  }
+  make_directories(log_dir, "the TensorBoard log folder");
   const double now = wall_time_now();
   file_ =
       log_dir / fmt::format("events.out.tfevents.{:010d}.{}.{}.{}", static_cast<std::int64_t>(now),

@@ -7,6 +7,7 @@
 #include <ATen/Context.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/isfinite.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/nn/module.h>
 #include <unistd.h>
@@ -155,8 +156,16 @@ void test_kill_point(std::int64_t iterations_done) {
   if (rank != nullptr && (my_rank == nullptr || std::string(rank) != my_rank)) return;
   if (at != nullptr && std::to_string(iterations_done) == at) ::kill(::getpid(), SIGKILL);
 }
+// MS_TEST_KILL_AFTER_SAVE_ACTION=N: SIGKILL once the run's N-th stage-end action (a checkpoint's
+// or a best checkpoint's files) is done, between one hook's saves and the next one's.
+void test_kill_after_save_action() {
+  static const char* at = std::getenv("MS_TEST_KILL_AFTER_SAVE_ACTION");
+  static std::int64_t done = 0;
+  if (at != nullptr && std::to_string(++done) == at) ::kill(::getpid(), SIGKILL);
+}
 #else
 void test_kill_point(std::int64_t) {}
+void test_kill_after_save_action() {}
 #endif
 
 }  // namespace
@@ -432,9 +441,14 @@ void Trainer::train_step(models::TensorMap batch) {
 
 void Trainer::call_stage(Stage stage) {
   hooks_.call(stage, *this);
-  std::vector<std::function<void()>> actions;
+  std::vector<std::function<void()>> actions, commits;
   actions.swap(at_stage_end_);
-  for (auto& action : actions) action();
+  commits.swap(after_stage_saves_);
+  for (auto& action : actions) {
+    action();
+    test_kill_after_save_action();
+  }
+  for (auto& commit : commits) commit();
 }
 
 void Trainer::train(const std::optional<std::filesystem::path>& resume_from) {
@@ -460,12 +474,15 @@ void Trainer::train(const std::optional<std::filesystem::path>& resume_from) {
   // A checkpoint taken after its epoch ended resumes at the next one; one taken after the
   // epoch's last iteration but before its end (a by-iteration checkpoint) still runs that
   // epoch's after_train_epoch hooks (its LR step, evaluation, ...), with no batch left to do.
+  bool stopped_before_resume = false;
   if (resumed_epoch_done_) {
     ++epoch_;
     inner_iter_ = 0;
     resumed_epoch_done_ = false;
+    // That epoch's hooks had stopped training (EarlyStopHook): the run was over there.
+    stopped_before_resume = stop_;
   }
-  for (; epoch_ < max_epochs_; ++epoch_) {
+  for (; epoch_ < max_epochs_ && !stopped_before_resume; ++epoch_) {
     hooks_.call(Stage::kBeforeTrainEpoch, *this);
     setup_.train_data->start(static_cast<std::uint64_t>(epoch_),
                              static_cast<std::size_t>(inner_iter_));
@@ -578,7 +595,20 @@ std::vector<std::pair<std::string, Hook*>> Trainer::hook_state_keys() const {
 
 models::TensorMap Trainer::model_state() const {
   models::TensorMap state = setup_.model->state_dict();
-  for (auto& [name, t] : state) t = t.detach().to(at::kCPU).contiguous();
+  for (auto& [name, t] : state) {
+    t = t.detach().to(at::kCPU).contiguous();
+    // What is saved must be a model: a step can leave NaN in the weights while the loss it was
+    // taken on was finite (AdamW with eps 0 divides 0 by 0), and the loss check would only see
+    // it an iteration later, after this save had replaced the last good checkpoint.
+    if (t.is_floating_point() && !t.isfinite().all().item<bool>()) {
+      throw Error(ErrorCode::kIntegrity,
+                  fmt::format("the weights hold NaN or infinity after iteration {} (first in {}): "
+                              "not saved, so the last checkpoint is still the last good one",
+                              iter_ + 1, name),
+                  "lower the learning rate, check the optimizer's options (eps > 0), or clip "
+                  "gradients (OptimizerHook's grad_clip)");
+    }
+  }
   return state;
 }
 

@@ -317,7 +317,7 @@ void write_causal_output(const std::filesystem::path& dir, const infer::ModelInf
 // and the tokenizer files. Each file is replaced atomically.
 void write_output(const std::filesystem::path& dir, const infer::ModelInfo& m, const Config& config,
                   const Prepared& p, const models::TensorMap& state) {
-  std::filesystem::create_directories(dir);
+  make_directories(dir, "the output folder");
   tensor::save_safetensors(dir / "model.safetensors", state);
   Json id2label = Json::object(), label2id = Json::object();
   for (std::size_t i = 0; i < p.labels.size(); ++i) {
@@ -395,7 +395,7 @@ std::filesystem::path resume_point(const std::string& asked,
 class WorkDirLock {
  public:
   explicit WorkDirLock(const std::filesystem::path& work_dir) {
-    std::filesystem::create_directories(work_dir);
+    make_directories(work_dir, "--work-dir");
     const std::filesystem::path path = work_dir / ".ms-train.lock";
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     MS_CHECK(fd_ >= 0, ErrorCode::kIo, "cannot open {}: {}", path.string(), std::strerror(errno));

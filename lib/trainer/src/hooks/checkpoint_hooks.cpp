@@ -22,7 +22,7 @@ bool save_checkpoint_files(Trainer& t, const std::filesystem::path& prefix, bool
   std::optional<CheckpointValue> state;
   if (trainer_state) state = t.trainer_state();
   if (!t.is_main()) return false;
-  std::filesystem::create_directories(prefix.parent_path());
+  make_directories(prefix.parent_path(), "the checkpoint folder");
   tensor::save_checkpoint(model_file(prefix), CheckpointValue::state_dict(t.model_state()));
   if (state) tensor::save_checkpoint(trainer_state_file(prefix), *state);
   return true;
@@ -96,7 +96,7 @@ class CheckpointHook final : public Hook {
   void before_run(Trainer& t) override {
     resolve_place(place_, t);
     if (!t.is_main()) return;
-    std::filesystem::create_directories(place_.save_dir);
+    make_directories(place_.save_dir, "CheckpointHook.save_dir");
     log::info("checkpoints will be saved to {}", place_.save_dir.string());
   }
   void after_train_epoch(Trainer& t) override {
@@ -130,13 +130,16 @@ class CheckpointHook final : public Hook {
       obsolete.push_back(history_.front());
       history_.erase(history_.begin());
     }
-    t.at_stage_end([this, &t, name, obsolete] {
+    t.at_stage_end([this, &t, name] {
       if (t.is_main()) log::info("saving checkpoint {}", name);
       if (!save_checkpoint_files(t, place_.save_dir / name, save_trainer_state_)) return;
       t.save_output(place_.output_dir);
       write_eval_result(t, place_.output_dir);
-      // Only now, with both files whole, does the work dir point at them (what --resume reads);
-      // the checkpoints it no longer needs go after that.
+    });
+    t.after_stage_saves([this, &t, name, obsolete] {
+      if (!t.is_main()) return;
+      // Only now, with this stage's files all whole (the best checkpoint's too), does the work
+      // dir point at them (what --resume reads); the checkpoints it no longer needs go after.
       if (save_trainer_state_ && place_.save_dir == t.work_dir()) {
         const Json pointer = {{"prefix", name}, {"epoch", t.epoch() + 1}, {"iter", t.iter() + 1}};
         write_file_atomic(t.work_dir() / kLatestCheckpointFile, pointer.dump() + "\n");
@@ -254,11 +257,16 @@ class BestCkptSaverHook final : public Hook {
       if (history_.back().second != name) obsolete.push_back(history_.back().second);
       history_.pop_back();
     }
-    t.at_stage_end([this, &t, name, value, obsolete] {
+    t.at_stage_end([this, &t, name, value] {
       if (t.is_main()) log::info("best {} so far ({}): saving {}", metric_key_, value, name);
       if (!save_checkpoint_files(t, place_.save_dir / name, save_trainer_state_)) return;
       t.save_output(place_.output_dir);
       write_eval_result(t, place_.output_dir);
+    });
+    // The best checkpoints it displaces go only once --resume would no longer restore a state
+    // that still names them.
+    t.after_stage_saves([this, &t, obsolete] {
+      if (!t.is_main()) return;
       for (const std::string& old : obsolete) remove_checkpoint_files(place_.save_dir / old);
     });
   }

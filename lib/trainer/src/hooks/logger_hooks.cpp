@@ -7,6 +7,7 @@
 
 #include "builtin_hooks.h"
 #include "ms/core/error.h"
+#include "ms/core/file.h"
 #include "ms/core/log.h"
 #include "ms/trainer/tensorboard.h"
 
@@ -144,7 +145,7 @@ class TextLoggerHook final : public LoggerHook {
     LoggerHook::before_run(t);
     if (out_dir_.empty()) out_dir_ = t.work_dir();
     if (!t.is_main()) return;
-    std::filesystem::create_directories(out_dir_);
+    make_directories(out_dir_, "TextLoggerHook.out_dir");
     json_path_ = out_dir_ / (t.timestamp() + ".log.json");
     log::info("text logs will be saved to {}", out_dir_.string());
     start_iter_ = t.iter();
@@ -251,7 +252,7 @@ class TensorboardHook final : public LoggerHook {
     LoggerHook::before_run(t);
     if (out_dir_.empty()) out_dir_ = t.work_dir() / "tensorboard_output";
     if (!t.is_main()) return;
-    std::filesystem::create_directories(out_dir_);
+    make_directories(out_dir_, "TensorboardHook.out_dir");
     writer_ = std::make_unique<TensorboardWriter>(out_dir_);
   }
   void after_run(Trainer&) override {

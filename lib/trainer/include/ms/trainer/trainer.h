@@ -148,6 +148,12 @@ class Trainer {
   /// BestCkptSaverHook write their files so: the trainer state then holds what every hook of the
   /// stage did, EarlyStopHook's and the LR step included).
   void at_stage_end(std::function<void()> action) { at_stage_end_.push_back(std::move(action)); }
+  /// Runs `action` after every at_stage_end action of the stage: what makes a save the one
+  /// --resume finds (latest_checkpoint.json), so that it never names a stage whose files, the
+  /// best checkpoint's among them, are not all written yet.
+  void after_stage_saves(std::function<void()> action) {
+    after_stage_saves_.push_back(std::move(action));
+  }
 
   /// Ends training after the current epoch (EarlyStopHook).
   void stop_training() { stop_ = true; }
@@ -187,7 +193,7 @@ class Trainer {
   bool stop_ = false;
   bool epoch_end_ = false;           // inside after_train_epoch (and its end actions)
   bool resumed_epoch_done_ = false;  // the restored checkpoint was taken after its epoch ended
-  std::vector<std::function<void()>> at_stage_end_;
+  std::vector<std::function<void()>> at_stage_end_, after_stage_saves_;
   std::int64_t cumulative_iters_ = 1;
   std::pair<std::string, std::int64_t> last_eval_tag_{"", -1};
   bool hooks_registered_ = false;
