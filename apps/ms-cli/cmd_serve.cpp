@@ -15,6 +15,13 @@
 namespace ms::cli {
 namespace {
 
+// Refuses an empty value (`--token ""`, a shell variable that was not set), naming what to give.
+CLI::Validator non_empty(const std::string& what) {
+  return CLI::Validator(
+      [what](std::string& value) { return value.empty() ? "empty; give " + what : std::string(); },
+      "");
+}
+
 struct ServeCommandOptions {
   serve::ServeOptions serve;
   std::string device = "cpu";
@@ -90,7 +97,8 @@ void add_serve_command(CLI::App& app, const GlobalOptions& /*global*/) {
       ->required();
   cmd->add_option("--task,-t", s.task, "Task (default: the model's configuration.json)");
   cmd->add_option("--host", s.host, "Address to bind (0.0.0.0 for every interface)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(non_empty("an address: 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"));
   cmd->add_option("--port", s.port, "Port (0 picks a free one)")
       ->capture_default_str()
       ->check(CLI::Range(0, 65535));
@@ -101,10 +109,12 @@ void add_serve_command(CLI::App& app, const GlobalOptions& /*global*/) {
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
   add_threads_option(*cmd, s.threads);
+  // Bounded (see serve::kMaxWorkers): the default --workers is one per thread.
+  cmd->get_option("--threads")->check(CLI::Range(1, serve::kMaxWorkers));
   cmd->add_option("--workers", s.workers,
                   "Batches run at once, one thread each (default: --threads on the CPU, 4 on a "
                   "GPU)")
-      ->check(positive_whole_number());
+      ->check(CLI::Range(std::size_t{1}, std::size_t{serve::kMaxWorkers}));
   cmd->add_option("--max-batch", s.max_batch, "Inputs per forward pass, at most")
       ->capture_default_str()
       ->check(CLI::Range(1, 65536));
@@ -125,9 +135,16 @@ void add_serve_command(CLI::App& app, const GlobalOptions& /*global*/) {
                   "Largest request body in MiB (base64 images count 4/3 of their size); more: 413")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
+  // An empty token would silently serve without authentication.
   cmd->add_option("--token", s.token,
                   "Require 'Authorization: Bearer TOKEN' on /call, /describe and /metrics "
-                  "(/health stays open)");
+                  "(/health stays open)")
+      ->check(non_empty("a token (leave out --token to serve without one)"));
+  cmd->add_option("--max-client-connections", s.max_client_connections,
+                  "Open connections allowed per client address; more are answered 503 (every "
+                  "local client, and a proxy on this host, is 127.0.0.1)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
   auto* cert = cmd->add_option("--tls-cert", opts->tls_cert,
                                "PEM certificate: serve https (needs --tls-key)");
   auto* key = cmd->add_option("--tls-key", opts->tls_key, "Unencrypted PEM private key");

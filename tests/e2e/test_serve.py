@@ -13,7 +13,9 @@ import http.client
 import http.server
 import json
 import os
+import gzip
 import signal
+import socket
 import ssl
 import subprocess
 import threading
@@ -35,6 +37,30 @@ TOL = 1e-5 if DEVICE == "cpu" else 1e-4
 def read_bytes(path):
     with open(path, "rb") as f:
         return f.read()
+
+
+def read_responses(conn, first_only=False):
+    """The HTTP responses on `conn` until the server closes it (first_only: the first one, without
+    waiting for the close): [(status, headers as (name, value) pairs, parsed JSON body)]."""
+    data, responses = b"", []
+    while True:
+        head_end = data.find(b"\r\n\r\n")
+        if head_end >= 0:
+            lines = data[:head_end].decode("latin-1").split("\r\n")
+            headers = [tuple(part.strip() for part in l.split(":", 1)) for l in lines[1:]]
+            length = int(dict((k.lower(), v) for k, v in headers).get("content-length", "0"))
+            end = head_end + 4 + length
+            if len(data) >= end:
+                body = data[head_end + 4:end]
+                responses.append((int(lines[0].split()[1]), headers, json.loads(body or b"null")))
+                data = data[end:]
+                if first_only:
+                    return responses
+                continue
+        chunk = conn.recv(65536)
+        if not chunk:
+            return responses
+        data += chunk
 
 
 class QuietFiles(http.server.SimpleHTTPRequestHandler):
@@ -88,6 +114,19 @@ class Served:
 
     def call(self, body, **kw):
         return self.request("POST", "/call", body, **kw)
+
+    def connect(self, timeout=120):
+        """A raw socket to the server, for requests http.client cannot send."""
+        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+
+    def raw(self, data, timeout=120, close_write=False):
+        """Sends raw bytes on a fresh connection and returns every response the server sends
+        before it closes: a list of (status, headers as (name, value) pairs, body)."""
+        with self.connect(timeout) as conn:
+            conn.sendall(data)
+            if close_write:
+                conn.shutdown(socket.SHUT_WR)
+            return read_responses(conn)
 
     def metric(self, name):
         _, _, text = self.request("GET", "/metrics")
@@ -277,6 +316,12 @@ class TextServeTest(ServeTestCase):
             ({"input": 42}, "input"),
             ({"input": {"txt": "a"}}, "input.txt"),
             ({"input": ["ok", {"text": 7}]}, "input[1].text"),
+            # Two second sentences are as ambiguous as two first ones.
+            ({"input": {"text": "a", "text2": "b", "text_pair": "c"}}, "input.text_pair"),
+            ({"input": {"text": "a", "sentence2": "b", "text_b": "c"}}, "input.text_b"),
+            # An empty text is named where it is, not as the whole input.
+            ({"input": {"text": ""}}, "input.text"),
+            ({"input": ["ok", ""]}, "input[1]"),
             ({"input": "a", "parameters": {"topk": "two"}}, "parameters.topk"),
             ({"input": "a", "parameters": {"beam": 2}}, "parameters.beam"),
         ]
@@ -292,9 +337,10 @@ class TextServeTest(ServeTestCase):
         self.assertIn("/call", got["Message"])
         status, _, got = s.request("GET", "/call")
         self.assertIn(status, (404, 405))
-        status, _, got = s.request("GET", "/call")
-        self.assertEqual(status, 405)
-        self.assertIn("POST", got["Message"])
+        for method in ("GET", "PUT", "DELETE", "PATCH", "OPTIONS"):
+            status, headers, got = s.request(method, "/call")
+            self.assertEqual((status, headers.get("Allow")), (405, "POST"), method)
+            self.assertIn("POST", got["Message"])
         # Nesting is bounded while parsing; texts are bounded in size.
         status, _, got = s.call('{"input":' + "[" * 5000 + "]" * 5000 + "}")
         self.assertEqual((status, got["Data"]["field"]), (400, "body"), got)
@@ -368,6 +414,37 @@ class TextServeTest(ServeTestCase):
         status, _, got = s.call({"input": ["a", "b", "c"]})
         self.assertEqual((status, got["Data"]["field"]), (413, "input"), got)
 
+    def test_a_list_longer_than_the_queue_is_refused_while_parsing(self):
+        s = self.serve(os.path.join(TINY, "cls"), "--max-queue", "3")
+        # The fourth element is bad, but the list is refused for its length before any element is
+        # converted (it used to be converted whole first: 3 GB for 8 million strings).
+        status, _, got = s.call({"input": ["a", "b", "c", 4]})
+        self.assertEqual((status, got["Data"]["field"]), (413, "input"), got)
+        self.assertIn("more than 3 inputs", got["Message"])
+        self.assertIn("--max-queue", got["Message"])
+        status, _, got = s.call({"input": ["a", "b", 3]})
+        self.assertEqual((status, got["Data"]["field"]), (400, "input[2]"), got)
+        status, _, got = s.call({"input": ["a", "b", "c"]})
+        self.assertEqual(status, 200, got)
+        # Objects are bounded too: a /call body's have a few members.
+        status, _, got = s.call({"input": {f"k{i}": "a" for i in range(100)}})
+        self.assertEqual((status, got["Data"]["field"]), (400, "body"), got)
+
+    def test_a_body_of_millions_of_inputs_costs_little_memory(self):
+        # A legal 32 MiB body: 8 million one-letter strings. Refused (413) while parsing, its
+        # tree is never built: the server's peak memory grows by about the body, not 3 GB.
+        s = self.serve(os.path.join(TINY, "cls"))
+        def peak_kib():
+            with open(f"/proc/{s.proc.pid}/status") as f:
+                return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+        self.assertEqual(s.call({"input": "warm up"})[0], 200)
+        before = peak_kib()
+        body = '{"input":[' + ",".join(['"a"'] * ((32 << 20) // 4 - 10)) + "]}"
+        self.assertLessEqual(len(body), 32 << 20)
+        status, _, got = s.call(body)
+        self.assertEqual((status, got["Data"]["field"]), (413, "input"), got)
+        self.assertLess(peak_kib() - before, 512 << 10)
+
     def test_timeout_is_504_and_the_input_leaves_the_queue(self):
         self.require_test_hooks()
         s = self.serve(os.path.join(TINY, "cls"), "--request-timeout", "1", "--test-routes")
@@ -411,6 +488,14 @@ class TextServeTest(ServeTestCase):
         r = run_ms("serve", "-m", self.path("missing"), "--port", "0")
         self.assertExit(r, 4)
         self.assertOneLineError(r, "missing")
+        # Bounded, rather than aborting when the threads cannot start; empty values are refused
+        # (an empty --token would serve without authentication).
+        for args, fragment in ((("--workers", "100000"), "--workers"),
+                               (("--threads", "100000"), "--threads"),
+                               (("--host", ""), "--host"), (("--token", ""), "--token")):
+            r = run_ms("serve", "-m", os.path.join(TINY, "cls"), "--port", "0", *args)
+            self.assertExit(r, 2, str(args))
+            self.assertOneLineError(r, fragment)
         r = run_ms("serve", "-m", os.path.join(TINY, "cls"), "--port", "0", "--max-batch", "0")
         self.assertExit(r, 2)
         r = run_ms("serve", "-m", os.path.join(TINY, "cls"), "--port", "0", "--tls-cert", self.path("none.pem"),
@@ -421,6 +506,91 @@ class TextServeTest(ServeTestCase):
         r = run_ms("serve", "-m", os.path.join(TINY, "cls"), "--port", str(s.port))
         self.assertExit(r, 74)
         self.assertOneLineError(r, "cannot listen")
+
+
+class HttpFramingTest(ServeTestCase):
+    """How a request's body is delimited, and how long a client may take to send it."""
+
+    def test_a_post_without_content_length_has_an_empty_body(self):
+        # HTTP/1.1: no Content-Length and no chunked encoding is no body, answered at once (it
+        # used to wait for the client to close, up to the 60 s read timeout). The write side
+        # stays open, so without the fix this read would wait for the server's timeout.
+        s = self.serve(os.path.join(TINY, "cls"))
+        with s.connect() as conn:
+            conn.sendall(b"POST /call HTTP/1.1\r\nHost: x\r\n\r\n")
+            (status, _, got), = read_responses(conn, first_only=True)
+        self.assertEqual((status, got["Data"]["field"]), (400, "body"), got)
+        self.assertIn("empty request body", got["Message"])
+
+    def test_bad_framing_is_400_and_closes_the_connection(self):
+        s = self.serve(os.path.join(TINY, "cls"))
+        body = b'{"input":"hello"}'
+        request = b"POST /call HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        for headers, message in (
+                # The body is itself a request: it must not run as a second one.
+                (b"Content-Length: abc\r\n", "bad Content-Length"),
+                (b"Content-Length: -5\r\n", "bad Content-Length"),
+                (b"Content-Length: 17\r\nContent-Length: 5\r\n", "bad Content-Length"),
+                (b"Content-Length: 17, 5\r\n", "bad Content-Length"),
+                (b"Transfer-Encoding: gzip\r\n", "Transfer-Encoding"),
+                (b"Transfer-Encoding: chunked\r\nContent-Length: 17\r\n", "Transfer-Encoding")):
+            got = s.raw(b"POST /call HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n" + request)
+            self.assertEqual([(st, b["Code"]) for st, _, b in got], [(400, 400)], (headers, got))
+            self.assertIn(message, got[0][2]["Message"], headers)
+            self.assertIn(("Connection", "close"), got[0][1])
+        # Identical lengths are one length.
+        got = s.raw(b"POST /call HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                    b"Content-Length: 17\r\nContent-Length: 17\r\n\r\n" + body)
+        self.assertEqual([st for st, _, _ in got], [200], got)
+        self.assertEqual(s.call({"input": "still serving"})[0], 200)
+
+    def test_content_encodings(self):
+        s = self.serve(os.path.join(TINY, "cls"), "--max-body-mb", "1")
+        want = s.call({"input": "hello"})[2]
+        body = json.dumps({"input": "hello"}).encode()
+        status, _, got = s.call(gzip.compress(body), headers={"Content-Encoding": "gzip"})
+        self.assertEqual(status, 200, got)
+        self.assertEqual(got["labels"], want["labels"])
+        status, _, got = s.call(body, headers={"Content-Encoding": "compress"})
+        self.assertEqual((status, got["Data"]["field"]), (415, "body"), got)
+        self.assertIn("Content-Encoding compress", got["Message"])
+        status, _, got = s.call(body, headers={"Content-Encoding": "gzip"})
+        self.assertEqual((status, got["Data"]["field"]), (400, "body"), got)
+        self.assertIn("not valid gzip", got["Message"])
+        # Each error response says "Connection: close" once.
+        got = s.raw(b"POST /call HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (2 << 20))
+        self.assertEqual(got[0][0], 413, got)
+        self.assertEqual([h for h in got[0][1] if h[0].lower() == "connection"], [("Connection", "close")])
+
+    def test_a_trickled_body_gets_408_within_the_request_timeout(self):
+        # The body has --request-timeout in all, like the headers' 30 s: a client sending a byte
+        # now and then cannot hold its connection (and its address's connection slots) forever.
+        # Without the deadline this body (half sent, then nothing) waited for the 60 s read
+        # timeout and got 400 "cut short".
+        s = self.serve(os.path.join(TINY, "cls"), "--request-timeout", "1")
+        with s.connect() as conn:
+            conn.sendall(b"POST /call HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+                         b'{"input": "')
+            (status, headers, got), = read_responses(conn, first_only=True)
+        self.assertEqual((status, got["Data"]["field"]), (408, "body"), got)
+        self.assertIn("--request-timeout 1 s", got["Message"])
+        self.assertIn(("Connection", "close"), headers)
+
+    def test_connections_per_address_are_configurable(self):
+        s = self.serve(os.path.join(TINY, "cls"), "--max-client-connections", "2")
+        held = []
+        for _ in range(2):
+            conn = s.connect()
+            self.addCleanup(conn.close)
+            # A request answered proves the connection was admitted; the start of the next one
+            # then keeps it open (for the 30 s header deadline).
+            conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertIn(b" 200 ", conn.recv(65536))
+            conn.sendall(b"GET /health HTTP/1.1\r\n")
+            held.append(conn)
+        got = s.raw(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(got[0][0], 503, got)
+        self.assertIn("too many connections", got[0][2]["Message"])
 
 
 class ImageServeTest(ServeTestCase):

@@ -1,7 +1,13 @@
 // `ms serve` without HTTP or LibTorch: the dynamic batcher over a fake pipeline (batch shapes,
 // length grouping, a full queue, a bad input failing alone, timeouts, draining), the /call body
 // rules of ModelScope's service API, and the Prometheus text.
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -92,9 +98,10 @@ ms::serve::UrlFetcher no_fetch = [](const std::string& url) -> std::string {
   throw ms::Error(ms::ErrorCode::kNetwork, "no network in this test: " + url);
 };
 
-CallError call_error(const std::string& task, const std::string& body) {
+CallError call_error(const std::string& task, const std::string& body,
+                     std::size_t max_inputs = 1000) {
   try {
-    ms::serve::parse_call(task, body, no_fetch);
+    ms::serve::parse_call(task, body, no_fetch, max_inputs);
   } catch (const CallError& e) {
     return e;
   }
@@ -103,6 +110,42 @@ CallError call_error(const std::string& task, const std::string& body) {
 }
 
 }  // namespace
+
+TEST_CASE("batcher: workers that cannot all start end in an ms::Error, not std::terminate") {
+  struct ConcurrentPipeline : FakePipeline {
+    bool concurrent() const override { return true; }
+  };
+  // With address space for a few thread stacks only, most of 1000 workers cannot start. In a
+  // child process, so that the limit (and an abort, as before the fix) stays there.
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    long pages = 0;
+    std::FILE* statm = std::fopen("/proc/self/statm", "r");
+    if (statm == nullptr || std::fscanf(statm, "%ld", &pages) != 1) std::_Exit(10);
+    std::fclose(statm);
+    rlimit limit{};
+    limit.rlim_cur = limit.rlim_max =
+        static_cast<rlim_t>(pages) * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) + (64u << 20);
+    if (::setrlimit(RLIMIT_AS, &limit) != 0) std::_Exit(11);
+    int code = 12;  // every worker started: the limit did not bite
+    try {
+      ConcurrentPipeline pipeline;
+      BatcherOptions o = options(1);
+      o.workers = 1000;
+      DynamicBatcher batcher(pipeline, o);
+    } catch (const ms::Error& e) {
+      const bool named =
+          std::string(e.what()).find("cannot start 1000 worker threads") != std::string::npos;
+      code = e.code() == ms::ErrorCode::kIo && named ? 0 : 13;
+    }
+    std::_Exit(code);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));  // not killed by SIGABRT
+  CHECK(WEXITSTATUS(status) == 0);
+}
 
 TEST_CASE("batcher: a batch holds the oldest input and those nearest it in length") {
   FakePipeline pipeline;
@@ -242,6 +285,38 @@ TEST_CASE("call: malformed bodies name the field at fault") {
   CHECK(call_error("text-generation", R"({"input": "a", "parameters": {"top_k": 5}})").field ==
         "parameters.top_k");
   CHECK(call_error("text-classification", R"({"input": {}})").status == 400);
+  // Two second sentences are as ambiguous as two first ones; empty texts are named where they are.
+  CHECK(
+      call_error("text-classification", R"({"input": {"text": "a", "text2": "b", "text_b": "c"}})")
+          .field == "input.text_b");
+  CHECK(call_error("text-classification", R"({"input": {"text": ""}})").field == "input.text");
+  CHECK(call_error("sentence-similarity", R"({"input": ["a", ""]})").field == "input[1]");
+  CHECK(call_error("sentence-embedding", R"({"input": {"source_sentence": ["a", ""]}})").field ==
+        "input.source_sentence[1]");
+}
+
+TEST_CASE("call: more inputs than the queue takes are 413, found while parsing") {
+  // The bad fourth element is never reached: the list's length is checked as it is parsed.
+  const CallError e = call_error("text-classification", R"({"input": ["a", "b", "c", 4]})", 3);
+  CHECK(e.status == 413);
+  CHECK(e.field == "input");
+  CHECK(e.message.find("more than 3 inputs") != std::string::npos);
+  CHECK(call_error("text-classification", R"({"input": ["a", "b", 3]})", 3).status == 400);
+  // A sentence pair is two strings but one input.
+  CHECK(ms::serve::parse_call("sentence-similarity", R"({"input": ["a", "b"]})", no_fetch, 1)
+            .inputs.size() == 1);
+  CHECK(call_error("sentence-similarity", R"({"input": [["a", "b"], ["c", "d"]]})", 1).status ==
+        413);
+  // Embeddings count sources and sentences to compare together.
+  CHECK(call_error("sentence-embedding",
+                   R"({"input": {"source_sentence": ["a"], "sentences_to_compare": ["b", "c"]}})",
+                   2)
+            .status == 413);
+  // An object's members are not inputs.
+  CHECK(ms::serve::parse_call(
+            "text-classification",
+            R"({"input": {"text": "a", "text2": "b"}, "parameters": {"topk": 1}})", no_fetch, 1)
+            .inputs.size() == 1);
 }
 
 TEST_CASE("call: sentence-embedding returns every embedding and the first one's dot products") {

@@ -5,6 +5,7 @@
 #include "ms/http_server/front.h"
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <strings.h>
@@ -19,12 +20,15 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <unordered_map>
 
 #include "ms/core/log.h"
+#include "ms/core/text.h"
 
 namespace ms::http_server {
 namespace {
@@ -104,9 +108,10 @@ class ElasticTaskQueue : public httplib::TaskQueue {
 
 // What the connection loop learns from httplib's callbacks about the request it is serving.
 struct ConnectionNote {
-  bool headers_done = false;  // httplib parsed the request line and headers
-  bool close = false;         // the response said "Connection: close"
-  bool request_read = false;  // a route read the whole request (note_request_read())
+  bool headers_done = false;    // httplib parsed the request line and headers
+  bool close = false;           // the response said "Connection: close"
+  bool request_read = false;    // a route read the whole request (note_request_read())
+  bool body_timed_out = false;  // a body read failed at FrontLimits::body_timeout_s
 };
 thread_local ConnectionNote* t_note = nullptr;
 
@@ -145,14 +150,24 @@ void address_of(socket_t sock, bool peer, std::string& ip, int& port) {
 // sending a byte every few seconds never trips a per-read timeout, but does trip this.
 class FrontStream : public httplib::Stream {
  public:
-  FrontStream(socket_t sock, int read_timeout_ms, int write_timeout_ms)
-      : sock_(sock), read_timeout_ms_(read_timeout_ms), write_timeout_ms_(write_timeout_ms) {}
+  // `body_timed_out` is set when a read fails at the body's deadline.
+  FrontStream(socket_t sock, int read_timeout_ms, int write_timeout_ms, bool& body_timed_out)
+      : sock_(sock),
+        read_timeout_ms_(read_timeout_ms),
+        write_timeout_ms_(write_timeout_ms),
+        body_timed_out_(body_timed_out) {}
 
   void start_header_phase(int seconds) {
     header_deadline_ = Clock::now() + std::chrono::seconds(seconds);
     in_headers_ = true;
+    in_body_ = false;
   }
-  void end_header_phase() { in_headers_ = false; }
+  // The headers are in; the body's reads share `deadline` (none: only the per-read timeout).
+  void start_body_phase(std::optional<Clock::time_point> deadline) {
+    in_headers_ = false;
+    in_body_ = deadline.has_value();
+    if (deadline) body_deadline_ = *deadline;
+  }
 
   // Whether a next request starts within `timeout_ms` (bytes already buffered count).
   bool wait_for_request(int timeout_ms) const {
@@ -169,7 +184,11 @@ class FrontStream : public httplib::Stream {
   ssize_t read(char* ptr, size_t size) override {
     if (pos_ == end_) {
       const int budget = read_budget_ms();
-      if (budget <= 0 || !wait_socket(sock_, POLLIN, budget)) return -1;
+      if (budget <= 0 || !wait_socket(sock_, POLLIN, budget)) {
+        // The body's deadline, not the pause between two bytes, ended it.
+        if (in_body_ && budget < read_timeout_ms_) body_timed_out_ = true;
+        return -1;
+      }
       // Large reads (blob bodies) go straight to the caller; small ones (httplib reads request
       // lines a byte at a time) come from the buffer.
       if (size >= sizeof(buffer_)) return recv_some(ptr, size);
@@ -203,9 +222,9 @@ class FrontStream : public httplib::Stream {
 
  private:
   int read_budget_ms() const {
-    if (!in_headers_) return read_timeout_ms_;
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(header_deadline_ - Clock::now());
+    if (!in_headers_ && !in_body_) return read_timeout_ms_;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        (in_headers_ ? header_deadline_ : body_deadline_) - Clock::now());
     return static_cast<int>(std::min<long long>(left.count(), read_timeout_ms_));
   }
 
@@ -220,8 +239,11 @@ class FrontStream : public httplib::Stream {
   socket_t sock_;
   int read_timeout_ms_;
   int write_timeout_ms_;
+  bool& body_timed_out_;
   bool in_headers_ = false;
+  bool in_body_ = false;
   Clock::time_point header_deadline_{};
+  Clock::time_point body_deadline_{};
   char buffer_[16384];
   std::size_t pos_ = 0;
   std::size_t end_ = 0;
@@ -251,6 +273,66 @@ void linger_close(socket_t sock) {
     if (n <= 0) break;
     drained += static_cast<std::size_t>(n);
   }
+}
+
+// A request whose body cannot be delimited (see framing_error()); answered by the front itself.
+struct BadFraming {
+  const char* message;
+};
+
+// Methods whose requests httplib reads a body for (its detail::expect_content).
+bool reads_body(const std::string& method) {
+  return method == "POST" || method == "PUT" || method == "PATCH" || method == "DELETE" ||
+         method == "PRI";
+}
+
+bool is_decimal(std::string_view text) {
+  return !text.empty() &&
+         std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// Checks how a request's body is delimited (RFC 9112 section 6) before httplib reads it, and
+// returns why it cannot be trusted, or null. httplib 0.11 reads "Content-Length: abc" as 0 (the
+// body then parsed as the next request), "-5" as 2^64 - 5, takes the first of two different
+// lengths, and reads a body with neither header (or with a transfer coding it does not know)
+// until the client closes: `curl -X POST` without -d hung for the read timeout. A request with
+// neither header has no body (RFC 9112 section 6.3), which the Content-Length: 0 added here says.
+const char* framing_error(httplib::Request& req) {
+  const std::size_t encodings = req.get_header_value_count("Transfer-Encoding");
+  const std::size_t lengths = req.get_header_value_count("Content-Length");
+  if (encodings > 0) {
+    // Exactly what httplib takes for chunked (its is_chunked_transfer_encoding).
+    if (encodings > 1 ||
+        strcasecmp(req.get_header_value("Transfer-Encoding").c_str(), "chunked") != 0) {
+      return "unsupported Transfer-Encoding (only chunked); send the body with a Content-Length";
+    }
+    // Either header could be the one a proxy in front used: a request-smuggling shape.
+    if (lengths > 0) return "both Transfer-Encoding and Content-Length";
+    return nullptr;
+  }
+  std::string length;
+  for (std::size_t i = 0; i < lengths; ++i) {
+    // A list of identical values ("17, 17") is one length (RFC 9110 section 8.6).
+    for (const std::string& part : split(req.get_header_value("Content-Length", i), ',')) {
+      const std::string_view value = trim(part);
+      if (!is_decimal(value) || (!length.empty() && value != length)) return "bad Content-Length";
+      length = value;
+    }
+  }
+  if (lengths == 0 && reads_body(req.method)) req.set_header("Content-Length", "0");
+  return nullptr;
+}
+
+// A whole response written by the front itself (not through httplib), in the servers' JSON
+// envelope; it closes the connection. `message` needs no JSON escaping.
+std::string front_response(int status, const char* reason, const std::string& message,
+                           const char* extra_headers = "") {
+  const std::string body =
+      fmt::format(R"({{"Code":{},"Data":null,"Message":"{}","Success":false}})", status, message);
+  return fmt::format(
+      "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nConnection: close\r\n{}"
+      "Content-Length: {}\r\n\r\n{}",
+      status, reason, extra_headers, body.size(), body);
 }
 
 int to_ms(time_t sec, time_t usec) {
@@ -312,21 +394,15 @@ bool PlainFront::process_and_close_socket(socket_t sock) {
   if (!admitted) {
     // One address holding this many connections is a client gone wrong or an attack; each
     // further one is answered at once instead of holding a thread.
-    static const std::string kBusy = [] {
-      const std::string body =
-          R"({"Code":503,"Data":null,"Message":"too many connections from this address",)"
-          R"("Success":false})";
-      return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-             "Connection: close\r\nRetry-After: 1\r\nContent-Length: " +
-             std::to_string(body.size()) + "\r\n\r\n" + body;
-    }();
+    static const std::string kBusy = front_response(
+        503, "Service Unavailable", "too many connections from this address", "Retry-After: 1\r\n");
     if (::send(sock, kBusy.data(), kBusy.size(), MSG_NOSIGNAL | MSG_DONTWAIT) > 0) {
       linger_close(sock);
     }
   } else {
-    FrontStream strm(sock, to_ms(read_timeout_sec_, read_timeout_usec_),
-                     to_ms(write_timeout_sec_, write_timeout_usec_));
     ConnectionNote note;
+    FrontStream strm(sock, to_ms(read_timeout_sec_, read_timeout_usec_),
+                     to_ms(write_timeout_sec_, write_timeout_usec_), note.body_timed_out);
     t_note = &note;
     auto set_busy = [&](bool busy) {
       std::lock_guard<std::mutex> lock(st.mu);
@@ -343,11 +419,24 @@ bool PlainFront::process_and_close_socket(socket_t sock) {
       strm.start_header_phase(st.limits.header_timeout_s);
       note = ConnectionNote{};
       bool closed = false;
-      ret = process_request(strm, count == 1 || stopping, closed, [&](httplib::Request&) {
-        note.headers_done = true;
-        strm.end_header_phase();
-        set_busy(true);
-      });
+      try {
+        ret = process_request(strm, count == 1 || stopping, closed, [&](httplib::Request& req) {
+          note.headers_done = true;
+          std::optional<Clock::time_point> body_deadline;
+          if (st.limits.body_timeout_s > 0) {
+            body_deadline = Clock::now() + std::chrono::seconds(st.limits.body_timeout_s);
+          }
+          strm.start_body_phase(body_deadline);
+          set_busy(true);
+          if (const char* error = framing_error(req)) throw BadFraming{error};
+        });
+      } catch (const BadFraming& bad) {
+        // Where this request ends is unknown, so nothing after it can be read as a request.
+        const std::string answer = front_response(400, "Bad Request", bad.message);
+        set_busy(false);
+        if (strm.write(answer.data(), answer.size()) > 0) linger_close(sock);
+        break;
+      }
       set_busy(false);
       // Without headers the request was malformed (or cut off): what follows on the connection
       // is not a request either, so it ends here rather than after the keep-alive wait.
@@ -384,6 +473,8 @@ std::string exception_text(std::exception_ptr error) {
   return "unknown exception";
 }
 
+bool request_body_timed_out() { return t_note != nullptr && t_note->body_timed_out; }
+
 void note_request_read() {
   if (t_note != nullptr) t_note->request_read = true;
 }
@@ -393,6 +484,13 @@ bool front_closes_after(const httplib::Response& res) {
       is_protocol_error(res.status) && (t_note == nullptr || !t_note->request_read);
   return stream_in_doubt || res.get_header_value("Connection") == "close" ||
          (t_note != nullptr && !t_note->headers_done);
+}
+
+void front_mark_close(const httplib::Request& req, httplib::Response& res) {
+  if (front_closes_after(res) && !res.has_header("Connection") &&
+      req.get_header_value("Connection") != "close") {
+    res.set_header("Connection", "close");
+  }
 }
 
 void front_note_response(const httplib::Response& res) {

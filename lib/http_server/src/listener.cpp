@@ -46,6 +46,8 @@ Listener::Listener(const ListenerOptions& options) : options_(options) {
            "threads must be 1..1024, got {}", o.warm_threads);
   MS_CHECK(o.header_timeout_s >= 1 && o.header_timeout_s <= 3600, ErrorCode::kUsage,
            "--header-timeout must be 1..3600 seconds, got {}", o.header_timeout_s);
+  MS_CHECK(o.body_timeout_s >= 0 && o.body_timeout_s <= 86400, ErrorCode::kUsage,
+           "body timeout must be 0..86400 seconds, got {}", o.body_timeout_s);
   MS_CHECK(o.max_client_connections >= 1 && o.max_client_connections <= 100000, ErrorCode::kUsage,
            "--max-client-connections must be 1..100000, got {}", o.max_client_connections);
   MS_CHECK(o.port >= 0 && o.port < 65536, ErrorCode::kUsage, "--port must be 0..65535, got {}",
@@ -69,6 +71,7 @@ Listener::Listener(const ListenerOptions& options) : options_(options) {
   } else {
     FrontLimits limits;
     limits.header_timeout_s = o.header_timeout_s;
+    limits.body_timeout_s = o.body_timeout_s;
     limits.max_client_connections = o.max_client_connections;
     auto front = std::make_unique<PlainFront>(limits);
     front_ = front.get();

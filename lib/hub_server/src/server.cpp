@@ -156,7 +156,7 @@ void Server::start() {
     }
     // A malformed request is answered and its connection closed, not kept for the keep-alive
     // wait (clients reading to EOF saw every such error take 5 s).
-    if (http_server::front_closes_after(res)) res.set_header("Connection", "close");
+    http_server::front_mark_close(req, res);
   });
   http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
     http_server::front_note_response(res);

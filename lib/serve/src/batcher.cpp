@@ -2,6 +2,7 @@
 #include "ms/serve/batcher.h"
 
 #include <algorithm>
+#include <exception>
 #include <numeric>
 
 #include "ms/core/error.h"
@@ -18,7 +19,22 @@ DynamicBatcher::DynamicBatcher(infer::Pipeline& pipeline, BatcherOptions options
   MS_CHECK(options_.max_queue >= 1, ErrorCode::kUsage, "--max-queue must be at least 1");
   MS_CHECK(options_.max_wait.count() >= 0, ErrorCode::kUsage, "--max-wait-ms must be >= 0");
   worker_count_ = pipeline_.concurrent() ? std::max<std::size_t>(1, options_.workers) : 1;
-  for (std::size_t i = 0; i < worker_count_; ++i) workers_.emplace_back([this] { work(); });
+  workers_.reserve(worker_count_);
+  try {
+    for (std::size_t i = 0; i < worker_count_; ++i) workers_.emplace_back([this] { work(); });
+  } catch (const std::exception& e) {
+    // Out of threads (ulimit -u, address space for their stacks: std::system_error) or memory
+    // for one's state (std::bad_alloc): the workers already started must end and be joined here,
+    // since a joinable std::thread destroyed by the unwinding vector calls std::terminate.
+    const std::size_t started = workers_.size();
+    drain();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+    throw Error(ErrorCode::kIo,
+                fmt::format("cannot start {} worker threads ({} started): {}", worker_count_,
+                            started, e.what()),
+                "start fewer workers (--workers, --threads) or raise the thread and memory limits");
+  }
 }
 
 DynamicBatcher::~DynamicBatcher() {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <initializer_list>
+#include <limits>
 
 #include "ms/config/config.h"
 #include "ms/core/encoding.h"
@@ -32,6 +33,16 @@ bool ranked_labels_task(const std::string& task) {
 
 // No service body needs more: {"input": [{"text": ...}]} is 3 levels.
 constexpr int kMaxDepth = 32;
+// Members of one object: a /call body's objects have two or three.
+constexpr std::size_t kMaxMembers = 64;
+
+// 413, not 503: retrying cannot help a request that can never fit in the queue.
+CallError too_many_inputs(const std::string& count, std::size_t max_inputs) {
+  return CallError{413, "input",
+                   fmt::format("{} inputs in one request; this server queues at most {} "
+                               "(--max-queue): send fewer per request",
+                               count, max_inputs)};
+}
 
 // A text is tokenised whole before the model's length cuts it; a few megabytes of text cost
 // seconds and a gigabyte on a connection's thread, for tokens the model never reads.
@@ -45,6 +56,8 @@ std::string text_of(const Json& value, const std::string& field) {
   if (!value.is_string())
     bad(field, fmt::format("expected a string, got {}", Config::type_name(value)));
   const std::string& text = value.get_ref<const std::string&>();
+  // Refused here rather than by the pipeline, whose error could only name the whole input.
+  if (text.empty()) bad(field, "empty text");
   if (text.size() > kMaxTextBytes) {
     bad(field, fmt::format("a text of {} bytes; ms serve takes at most {} per text (models read "
                            "a few hundred tokens)",
@@ -137,6 +150,7 @@ infer::PipelineInput one_input(const std::string& task, const Json& value, const
                            Config::type_name(value)));
   }
   bool have_text = false;
+  std::string pair_key;
   for (auto it = value.begin(); it != value.end(); ++it) {
     const std::string key_field = field + "." + it.key();
     if (contains(infer::kTextFields, it.key())) {
@@ -144,6 +158,11 @@ infer::PipelineInput one_input(const std::string& task, const Json& value, const
       in.text = text_of(it.value(), key_field);
       have_text = true;
     } else if (it.key() == "text2" || contains(infer::kPairFields, it.key())) {
+      if (!pair_key.empty()) {
+        bad(key_field,
+            fmt::format("two second-sentence fields ({} and {}); give one", pair_key, it.key()));
+      }
+      pair_key = it.key();
       in.text_pair = text_of(it.value(), key_field);
     } else {
       bad(key_field, "unknown key (the text goes in \"text\", a second sentence in \"text2\")");
@@ -261,15 +280,38 @@ std::string_view embedding_text(const infer::PipelineResult& r) {
 
 }  // namespace
 
-CallRequest parse_call(const std::string& task, std::string_view body, const UrlFetcher& fetch) {
+CallRequest parse_call(const std::string& task, std::string_view body, const UrlFetcher& fetch,
+                       std::size_t max_inputs) {
+  // The shape is bounded while parsing: a body of a few megabytes of brackets would otherwise
+  // build millions of nested values, and one of 8 million one-letter strings (a legal 32 MiB
+  // body) about 3 GB of values, before any rule sees them. A list holds at most one element per
+  // input (a sentence pair's two strings are one), and no object of a /call body has more than a
+  // few members.
+  const std::size_t max_elements = std::max<std::size_t>(max_inputs, 2);
+  struct Open {
+    bool array;
+    std::size_t count;  // elements of an array, members of an object
+  };
+  std::vector<Open> open;  // the containers being parsed, innermost last
   Json doc;
   try {
-    // The nesting is bounded while parsing: a body of a few megabytes of brackets would
-    // otherwise build millions of nested values (about 1 GB) before any rule sees it.
-    doc = Json::parse(body, [](int depth, Json::parse_event_t, Json&) {
+    doc = Json::parse(body, [&](int depth, Json::parse_event_t event, Json&) {
       if (depth > kMaxDepth) {
         throw CallError{400, "body", fmt::format("nested deeper than {} levels", kMaxDepth)};
       }
+      using Event = Json::parse_event_t;
+      const bool element =
+          event == Event::value || event == Event::array_start || event == Event::object_start;
+      if (element && !open.empty() && open.back().array && ++open.back().count > max_elements) {
+        throw too_many_inputs(fmt::format("more than {}", max_inputs), max_inputs);
+      }
+      if (event == Event::key && ++open.back().count > kMaxMembers) {
+        throw CallError{400, "body", fmt::format("an object with over {} members", kMaxMembers)};
+      }
+      if (event == Event::array_start || event == Event::object_start) {
+        open.push_back({event == Event::array_start, 0});
+      }
+      if (event == Event::array_end || event == Event::object_end) open.pop_back();
       return true;
     });
   } catch (const Json::exception& e) {
@@ -288,6 +330,9 @@ CallRequest parse_call(const std::string& task, std::string_view body, const Url
   if (auto p = doc.find("parameters"); p != doc.end()) parse_parameters(task, *p, request);
   if (task == "sentence-embedding") {
     parse_embedding(*input, request);
+    if (request.inputs.size() > max_inputs) {
+      throw too_many_inputs(std::to_string(request.inputs.size()), max_inputs);
+    }
     return request;
   }
   const bool list = input->is_array() && !(pair_task(task) && input->size() == 2 &&
@@ -304,6 +349,9 @@ CallRequest parse_call(const std::string& task, std::string_view body, const Url
     request.shape = CallShape::kOne;
     request.inputs.push_back(one_input(task, *input, "input", fetch));
     request.fields.push_back(request.inputs.back().id.get<std::string>());
+  }
+  if (request.inputs.size() > max_inputs) {
+    throw too_many_inputs(std::to_string(request.inputs.size()), max_inputs);
   }
   return request;
 }

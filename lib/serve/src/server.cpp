@@ -32,6 +32,12 @@ void send_error(httplib::Response& res, int status, const std::string& field,
   res.set_content(error_body(status, field, message, request_id), kJson);
 }
 
+std::string unsupported_encoding(const std::string& encoding) {
+  return fmt::format(
+      "Content-Encoding {} is not supported: send the body uncompressed, or as gzip, deflate or br",
+      encoding);
+}
+
 // Compares in constant time, so that the answer's timing does not reveal the token's prefix.
 bool same_token(const std::string& given, const std::string& expected) {
   return given.size() == expected.size() &&
@@ -89,6 +95,15 @@ struct Server::Impl {
       send_error(res, 415, "body", "send the body as JSON, not as a multipart form", id);
       return;
     }
+    // httplib decodes these (its build links zlib and brotli) and passes any other coding through
+    // undecoded, which would then fail as JSON with a misleading message.
+    const std::string encoding = req.get_header_value("Content-Encoding");
+    if (!encoding.empty() && encoding != "gzip" && encoding != "deflate" && encoding != "br" &&
+        encoding != "identity") {
+      res.set_header("Connection", "close");
+      send_error(res, 415, "body", unsupported_encoding(encoding), id);
+      return;
+    }
     std::string body;
     bool too_large = false;
     const bool complete = read_body([&](const char* data, std::size_t size) {
@@ -101,18 +116,44 @@ struct Server::Impl {
     });
     if (!complete) {
       res.set_header("Connection", "close");
-      if (too_large || res.status == 413) {
-        send_error(res, 413, "body",
-                   fmt::format("request body over {} bytes (ms serve --max-body-mb)",
-                               options.max_body_bytes),
-                   id);
-      } else {
-        send_error(res, 400, "body", "the request body was cut short", id);
-      }
+      body_failed(req, res, too_large, id);
       return;
     }
     http_server::note_request_read();
+    if (body.empty()) {
+      // The front reads a request without Content-Length (or chunked encoding) as having no body,
+      // as HTTP/1.1 does (curl -X POST without -d).
+      send_error(res, 400, "body",
+                 "empty request body; send {\"input\": ...} as JSON (with a Content-Length)", id);
+      return;
+    }
     answer_call(body, res, id, t0);
+  }
+
+  // The answer to a body that could not be read whole. httplib's status (set while reading) says
+  // 413 for a declared length over the limit and 415 for a Content-Encoding it cannot decode.
+  void body_failed(const httplib::Request& req, httplib::Response& res, bool too_large,
+                   const std::string& id) {
+    const std::string encoding = req.get_header_value("Content-Encoding");
+    if (too_large || res.status == 413) {
+      send_error(res, 413, "body",
+                 fmt::format("request body over {} bytes (ms serve --max-body-mb)",
+                             options.max_body_bytes),
+                 id);
+    } else if (res.status == 415) {
+      send_error(res, 415, "body", unsupported_encoding(encoding), id);
+    } else if (http_server::request_body_timed_out()) {
+      send_error(res, 408, "body",
+                 fmt::format("the request body did not arrive within --request-timeout {} s",
+                             options.request_timeout_s),
+                 id);
+    } else if (!encoding.empty()) {
+      send_error(res, 400, "body",
+                 fmt::format("the request body is not valid {} data, or was cut short", encoding),
+                 id);
+    } else {
+      send_error(res, 400, "body", "the request body was cut short", id);
+    }
   }
 
   void answer_call(const std::string& body, httplib::Response& res, const std::string& id,
@@ -138,16 +179,9 @@ struct Server::Impl {
         fetched += bytes.size();
         return bytes;
       };
-      CallRequest request = parse_call(model.task, body, fetch);
-      if (request.inputs.size() > options.max_queue) {
-        // 503 would tell the client to retry something that can never fit.
-        send_error(res, 413, "input",
-                   fmt::format("{} inputs in one request; this server queues at most {} "
-                               "(--max-queue): send fewer per request",
-                               request.inputs.size(), options.max_queue),
-                   id);
-        return;
-      }
+      // More inputs than --max-queue are 413 (503 would tell the client to retry something that
+      // can never fit), refused while parsing.
+      CallRequest request = parse_call(model.task, body, fetch, options.max_queue);
       std::shared_ptr<Submission> submission = batcher->submit(std::move(request.inputs));
       if (!submission) {
         res.set_header("Retry-After", "1");
@@ -186,6 +220,7 @@ struct Server::Impl {
     http.Put("/call", only_post);
     http.Delete("/call", only_post);
     http.Patch("/call", only_post);
+    http.Options("/call", only_post);
     http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(R"({"Code":200,"Data":{},"Message":"success","RequestId":"","Success":true})",
                       kJson);
@@ -222,11 +257,13 @@ struct Server::Impl {
                     " (POST /call, GET /describe, /health, /metrics)";
         if (res.status == 413) message = "request body too large (see ms serve --max-body-mb)";
         if (res.status == 400) {
-          message = "malformed request (its line or headers, or a body without Content-Length)";
+          message =
+              "malformed request (its line or headers, or a method other than GET, POST, "
+              "PUT, PATCH, DELETE, OPTIONS)";
         }
         send_error(res, res.status, "", message, "");
       }
-      if (http_server::front_closes_after(res)) res.set_header("Connection", "close");
+      http_server::front_mark_close(req, res);
     });
     http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
       http_server::front_note_response(res);
@@ -248,7 +285,14 @@ Server::Server(ServeOptions options) : impl_(std::make_unique<Impl>()) {
   MS_CHECK(o.request_timeout_s >= 1 && o.request_timeout_s <= 86400, ErrorCode::kUsage,
            "--request-timeout must be 1..86400 seconds, got {}", o.request_timeout_s);
   MS_CHECK(o.max_body_bytes >= 1024, ErrorCode::kUsage, "--max-body-mb must be positive");
-  MS_CHECK(!o.workers || *o.workers >= 1, ErrorCode::kUsage, "--workers must be at least 1");
+  MS_CHECK(!o.workers || (*o.workers >= 1 && *o.workers <= std::size_t{kMaxWorkers}),
+           ErrorCode::kUsage, "--workers must be 1..{}, got {}", kMaxWorkers, *o.workers);
+  MS_CHECK(!o.threads || (*o.threads >= 1 && *o.threads <= kMaxWorkers), ErrorCode::kUsage,
+           "--threads must be 1..{}, got {}", kMaxWorkers, *o.threads);
+  if (o.host.empty()) {
+    throw Error(ErrorCode::kUsage, "--host is empty",
+                "give an address: 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)");
+  }
   http_server::ListenerOptions listen;
   listen.host = o.host;
   listen.port = o.port;
@@ -256,6 +300,10 @@ Server::Server(ServeOptions options) : impl_(std::make_unique<Impl>()) {
   listen.tls_key = o.tls_key;
   listen.warm_threads = 16;
   listen.max_body_bytes = o.max_body_bytes;
+  listen.max_client_connections = o.max_client_connections;
+  // A body trickled a byte at a time would otherwise hold its connection (and its client's
+  // share of --max-client-connections) as long as every byte comes within the read timeout.
+  listen.body_timeout_s = o.request_timeout_s;
   // Checked (port, TLS files) before the model loads, which takes seconds.
   s.listener = std::make_unique<http_server::Listener>(listen);
 

@@ -22,6 +22,9 @@ MS_API std::vector<std::string> close_matches(std::string_view word,
 /// Joins items with a separator.
 MS_API std::string join(const std::vector<std::string>& items, std::string_view separator);
 
+/// `text` without leading and trailing whitespace (a view into it).
+MS_API std::string_view trim(std::string_view text);
+
 /// Splits on a single character; empty pieces are kept.
 MS_API std::vector<std::string> split(std::string_view text, char separator);
 

@@ -1,7 +1,8 @@
 // The HTTP front of `ms hub serve` and `ms serve`, on top of cpp-httplib: a worker pool that grows
 // past --threads instead of queueing connections, and (plain HTTP) a connection loop with a
-// deadline for request headers, a cap of connections per client address and connections closed
-// after protocol errors. Without these, 33 clients trickling header bytes held all 32 workers of
+// deadline for request headers (and optionally bodies), a cap of connections per client address,
+// checked request framing (Content-Length, Transfer-Encoding) and connections closed after
+// protocol errors. Without these, 33 clients trickling header bytes held all 32 workers of
 // the hub and every other request waited.
 #pragma once
 
@@ -20,6 +21,7 @@ struct FrontLimits {
   std::size_t warm_threads = 32;
   std::size_t max_threads = 4096;
   int header_timeout_s = 30;
+  int body_timeout_s = 0;  ///< 0: a body is bounded only by the read timeout between bytes
   std::size_t max_client_connections = 256;
 };
 
@@ -53,6 +55,9 @@ class PlainFront : public httplib::Server {
 /// For httplib's logger and error handler, which see no connection: whether the response being
 /// written will close its connection (so it says "Connection: close"), and the note that it will.
 bool front_closes_after(const httplib::Response& res);
+/// For an error handler: says "Connection: close" on a response that will close its connection,
+/// once (httplib adds its own when the request said "Connection: close").
+void front_mark_close(const httplib::Request& req, httplib::Response& res);
 /// The token of an "Authorization: Bearer TOKEN" header (the scheme in any case, RFC 9110
 /// section 11.1; spaces around the token dropped); nullopt without one.
 std::optional<std::string> bearer_token(const httplib::Request& req);
@@ -60,6 +65,10 @@ std::optional<std::string> bearer_token(const httplib::Request& req);
 /// The message of an exception a route let escape (httplib's exception handler gets it as an
 /// exception_ptr), for the 500 answer and the log.
 std::string exception_text(std::exception_ptr error);
+
+/// Whether the body of the request being served stopped arriving because its deadline
+/// (FrontLimits::body_timeout_s) passed, for the route's answer (408) to a failed body read.
+bool request_body_timed_out();
 
 /// Called by a route that has read its whole request: its own 400 or 413 (a bad field in a
 /// well-formed request) then leaves the connection open, unlike httplib's protocol errors.

@@ -26,7 +26,10 @@ struct ListenerOptions {
   /// Worker threads kept ready; more start (up to 4096) while all are busy. Each open connection
   /// holds one thread.
   std::size_t warm_threads = 32;
-  int header_timeout_s = 30;                 ///< seconds a client has to send a request's headers
+  int header_timeout_s = 30;  ///< seconds a client has to send a request's headers
+  /// Seconds a client has to send a request's body once its headers are in (plain HTTP); 0: no
+  /// overall bound (the hub's blob uploads may take hours), only read_timeout_s between bytes.
+  int body_timeout_s = 0;
   std::size_t max_client_connections = 256;  ///< open connections per client address
   std::size_t max_body_bytes = 1ull << 30;   ///< httplib refuses larger bodies (413)
   int read_timeout_s = 60;                   ///< a body byte must arrive within this

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -45,9 +46,11 @@ using UrlFetcher = std::function<std::string(const std::string& url)>;
 
 /// Parses a /call body for `task` (canonical spelling). Throws CallError (400) for malformed JSON,
 /// a missing or mistyped field, unknown keys, undecodable base64, local paths, or an image URL
-/// that cannot be read.
+/// that cannot be read; 413 for more than `max_inputs` inputs, found while parsing when a list
+/// is longer (the body's tree is never built whole).
 MS_API CallRequest parse_call(const std::string& task, std::string_view body,
-                              const UrlFetcher& fetch);
+                              const UrlFetcher& fetch,
+                              std::size_t max_inputs = std::numeric_limits<std::size_t>::max());
 
 /// The response body from the results of `request`'s inputs (one each, in order). Throws
 /// CallError when an input failed: 400 naming its field for a bad input, 500 when the model

@@ -15,6 +15,12 @@
 
 namespace ms::serve {
 
+/// The most --workers and --threads a server takes. Each worker is a thread running its own
+/// batches (and on the CPU each intra-op thread wants a core): past the largest machines' core
+/// counts more only add stacks and contention, and a typo such as 100000 would exhaust the
+/// process's threads.
+constexpr int kMaxWorkers = 1024;
+
 struct ServeOptions {
   std::string model;                   ///< a model folder or a hub id OWNER/NAME
   std::optional<std::string> task;     ///< default: the model's configuration.json
@@ -31,6 +37,9 @@ struct ServeOptions {
   std::size_t max_queue = 1024;            ///< waiting inputs; more are answered 503
   std::size_t max_body_bytes = 32u << 20;  ///< larger request bodies are answered 413
   int request_timeout_s = 60;              ///< a request not answered by then gets 504
+  /// Open connections per client address; more are answered 503 at once. Every local client
+  /// (and a reverse proxy on the same host) shares 127.0.0.1.
+  std::size_t max_client_connections = 256;
   std::string token;               ///< when set, requests need "Authorization: Bearer TOKEN"
   std::filesystem::path tls_cert;  ///< with tls_key: serve https
   std::filesystem::path tls_key;
