@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "ms/core/device.h"
+#include "ms/core/error.h"
 #include "ms/hub/repo_id.h"
 #include "ms/infer/launch.h"
 #include "ms/infer/train.h"
@@ -85,6 +86,9 @@ void run_eval(EvalOptions& o) {
   r.device = parse_device(o.device);
   if (o.checkpoint) r.checkpoint = *o.checkpoint;
   r.metrics = split_patterns(o.metrics);
+  // "--metrics ," names none: the defaults in its place would answer another question.
+  MS_CHECK(o.metrics.empty() || !r.metrics.empty(), ErrorCode::kUsage,
+           "--metrics names no metric (see ms list metrics)");
   const Json values = infer::run_eval(r);
   if (values.is_null()) return;  // a torchrun worker other than rank 0
   if (o.json) {

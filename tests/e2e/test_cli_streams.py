@@ -122,6 +122,16 @@ class OutputPathsTest(TorchTestCase):
         self.assertOneLineError(r, "not a regular file")
         self.assertTrue(os.path.exists(fifo) and not os.path.isfile(fifo))
 
+    def test_standard_input_as_the_input_file(self):
+        by_args = run_ms("infer", "-m", CLS, "-i", "the cat", "a dog")
+        self.assertExit(by_args, 0)
+        piped = run_ms("infer", "-m", CLS, "--input-file", "-", input="the cat\na dog\n")
+        self.assertExit(piped, 0)
+        self.assertEqual(lines(piped.stdout), lines(by_args.stdout))
+        r = run_ms("infer", "-m", CLS, "--input-file", self.tmp)
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "is a folder")
+
     def test_ids_of_linked_inputs_are_the_links_names(self):
         folder = self.path("texts")
         os.makedirs(folder)

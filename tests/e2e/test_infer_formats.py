@@ -263,6 +263,32 @@ class FormatsTest(TorchTestCase):
                 write_safetensors(st, {**tensors, name: ({**spec, "shape": shape}, b"")})
                 r = self.infer(d, "--input", "x", code=7)
                 self.assertOneLineError(r, "model.safetensors", name)
+        # Two tensors over the same bytes (Python's safetensors refuses the file), and a tensor
+        # named twice in the header (which of the two a JSON parser keeps is its own choice).
+        write_safetensors(st, tensors)
+        with open(st, "rb") as f:
+            data = f.read()
+        n = struct.unpack("<Q", data[:8])[0]
+        header = json.loads(data[8:8 + n])
+        names = ["bert.encoder.layer.0.attention.self.key.weight",
+                 "bert.encoder.layer.0.attention.self.query.weight"]  # both [32, 32]
+        first, second = header[names[0]], header[names[1]]
+        overlapped = dict(header, **{names[1]: dict(second, data_offsets=first["data_offsets"])})
+        h = json.dumps(overlapped).encode()
+        h += b" " * (-len(h) % 8)
+        with open(st, "wb") as f:
+            f.write(struct.pack("<Q", len(h)) + h + data[8 + n:])
+        r = self.infer(d, "--input", "x", code=7)
+        self.assertOneLineError(r, "model.safetensors", "overlap")
+        text = json.dumps(header)
+        entry = f'"{names[0]}": {json.dumps(first)}'
+        self.assertIn(entry, text)
+        h = text.replace(entry, entry + ", " + entry, 1).encode()
+        h += b" " * (-len(h) % 8)
+        with open(st, "wb") as f:
+            f.write(struct.pack("<Q", len(h)) + h + data[8 + n:])
+        r = self.infer(d, "--input", "x", code=7)
+        self.assertOneLineError(r, "model.safetensors", names[0], "twice")
         # A pickle of lists nested a million deep: freeing it recursively overflowed the stack.
         os.remove(st)
         with open(os.path.join(d, "pytorch_model.bin"), "wb") as f:

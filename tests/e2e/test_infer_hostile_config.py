@@ -176,6 +176,28 @@ class HostileConfigTest(TorchTestCase):
             json.dump(vocab, f)
         self.assertConfigError(g, "100000", "vocab_size 273")
 
+    def test_label_maps_and_counts_are_checked(self):
+        d = self.copy_model("cls")
+        config = os.path.join(d, "config.json")
+        self.edit_json(config, id2label=["negative", "neutral", "positive"])
+        self.assertConfigError(d, "config.json", "id2label must be an object")
+        self.edit_json(config, id2label={"zero": "negative", "1": "neutral", "2": "positive"})
+        self.assertConfigError(d, "config.json", "id2label entry", "zero")
+        self.edit_json(config, id2label={"0": 1, "1": "neutral", "2": "positive"})
+        self.assertConfigError(d, "config.json", "id2label entry")
+        b = self.copy_model("st_dense")  # a bare encoder: the head's size comes from config.json
+        self.edit_json(os.path.join(b, "config.json"), num_labels=-1)
+        r = run_ms("infer", "--model", b, "--task", "text-classification", "--input", "x")
+        self.assertExit(r, 3)
+        self.assertOneLineError(r, "num_labels must be a positive integer", "-1")
+
+    def test_half_a_bpe_tokenizer_is_named(self):
+        g = self.copy_model("gpt2")
+        os.remove(os.path.join(g, "merges.txt"))
+        r = run_ms("tokenize", "--model", g, "--input", "x")
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "merges.txt is missing", "vocab.json")
+
     # -- exports of broken weights: refused, never written or blamed on tracing
 
     def export(self, model, *args):

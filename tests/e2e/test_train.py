@@ -132,6 +132,15 @@ class TrainTextTest(TorchTestCase):
                     "--checkpoint", os.path.join(work, "iter_64.pth"), "--json")
         self.assertExit(e3, 0)
         self.assertEqual(json.loads(e3.stdout)["accuracy"], summary["metrics"]["accuracy"])
+        # A safetensors file is read as it is; "--metrics ," names no metric.
+        e4 = run_ms("eval", "--model", out, "--dataset", "csv:" + self.path("test.csv"),
+                    "--checkpoint", os.path.join(out, "model.safetensors"), "--json")
+        self.assertExit(e4, 0)
+        self.assertEqual(json.loads(e4.stdout)["accuracy"], summary["metrics"]["accuracy"])
+        e5 = run_ms("eval", "--model", out, "--dataset", "csv:" + self.path("test.csv"),
+                    "--metrics", ",")
+        self.assertExit(e5, 2)
+        self.assertOneLineError(e5, "--metrics")
 
     def check_tensorboard(self, log_dir, summary):
         """TensorBoard's own reader (the tensorboard package) sees the logged scalars by step."""
@@ -398,9 +407,31 @@ class TrainTextTest(TorchTestCase):
             before = f.read()
         again = self.train("--resume", work="early")
         self.assertExit(again, 0)
+        self.assertIn("nothing left to train", again.stderr)
         self.assertEqual(json.loads(again.stdout)["epochs"], 2, again.stdout)
         with open(self.path("early", "output", "model.safetensors"), "rb") as f:
             self.assertTrue(f.read() == before, "a finished run trained again")
+
+    @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
+    def test_resumes_that_would_not_continue_the_run_are_refused(self):
+        # Killed after iteration 13: the last checkpoint is iter_10, inside epoch 2 (8 batches).
+        killed = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
+                        "--dataset", "csv:" + self.path("train.csv"), "--eval-dataset",
+                        "csv:" + self.path("test.csv"), "--work-dir", self.path("cut"),
+                        env={"MS_TEST_KILL_AFTER_ITER": "13"}, timeout=600)
+        self.assertEqual(killed.returncode, -9, killed.stderr)
+        # What a kill in the middle of a checkpoint write leaves behind.
+        leftover = self.write(os.path.join("cut", ".iter_20.pth.tmp.Ab12Cd"), "half")
+        # Batch 2 makes epochs of 16 batches: the rest of epoch 2 would be other batches.
+        r = self.train("--resume", "--set", "train.dataloader.batch_size_per_gpu=2", work="cut")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "inside an epoch of 8 batches", "have 16")
+        self.assertFalse(os.path.exists(leftover), "the killed run's temp file is still there")
+        r = self.train("--resume", self.path("train.csv"), work="cut")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "train.csv", "not a checkpoint")
+        r = self.train("--resume", work="cut")
+        self.assertExit(r, 0)
 
     @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
     def test_a_kill_between_the_checkpoint_and_the_best_checkpoint_resumes_whole(self):

@@ -1,5 +1,6 @@
 // Unit tests of the core module: errors and exit codes, device specs, text helpers, atomic files.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -169,6 +170,19 @@ TEST_CASE("atomic writes replace files whole and leave no temp files", "[core][f
                   std::runtime_error);
   CHECK(ms::read_file(target) == "streamed");
   CHECK(std::distance(fs::directory_iterator(dir / "sub"), fs::directory_iterator()) == 1);
+  // What a write killed part-way leaves is found and removed; other dot files are kept.
+  for (const char* name : {".a.txt.tmp.Ab3xYz", ".big.pth.tmp.000000", ".keep.tmp.short", ".lock"})
+    ms::write_file_atomic(dir / "sub" / name, "x");
+  CHECK(ms::remove_unfinished_writes(dir / "sub") == 2);
+  CHECK(fs::exists(dir / "sub" / ".keep.tmp.short"));
+  CHECK(fs::exists(dir / "sub" / ".lock"));
+  CHECK_FALSE(fs::exists(dir / "sub" / ".big.pth.tmp.000000"));
+  CHECK(ms::remove_unfinished_writes(dir / "missing") == 0);
+  // A pipe (or a device) is never replaced by a renamed file.
+  const fs::path fifo = dir / "sub" / "fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK_THROWS_AS(ms::write_file_atomic(fifo, "x"), ms::Error);
+  CHECK(fs::is_fifo(fifo));
   try {
     ms::read_file(dir / "missing.txt");
     FAIL("no throw");

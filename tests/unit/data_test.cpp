@@ -437,12 +437,20 @@ TEST_CASE("Transform configs: resize, mode, mean/std, errors name file and key",
   t2.apply(img, out);
   CHECK(out[0] == Approx((255 - 123.675) / 58.395));
   for (const char* bad : {R"({"resize": [0, 3]})", R"({"resize": "big"})", R"({"mode": "CMYK"})",
-                          R"({"mean": [0.5, 0.5]})", R"({"std": [0]})"}) {
+                          R"({"mean": [0.5, 0.5]})", R"({"std": [0]})", R"({"resise": [8, 8]})"}) {
     INFO(bad);
     const std::string msg = message_of(
         [&] { ImageTransform::from_config(ms::Config::parse(bad, "json", "bad.json")); });
     CHECK(msg.find("bad.json") != std::string::npos);
   }
+  // A misspelt key is an error, not a transform silently left out.
+  CHECK(message_of([] {
+          ImageTransform::from_config(ms::Config::parse(R"({"resise": [8, 8]})", "json", "t.json"));
+        }).find("unknown key 'resise'") != std::string::npos);
+  CHECK(message_of([] {
+          ImageTransform::from_config(
+              ms::Config::parse(R"({"mode": "L", "mean": [0.1, 0.2]})", "json", "t.json"));
+        }).find("needs 1 value (mode L)") != std::string::npos);
 }
 
 TEST_CASE("Image decoding: real JPEG, garbage and truncation name the file", "[data]") {

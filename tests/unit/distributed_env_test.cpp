@@ -45,6 +45,8 @@ const Vars kTorchrun = {{"RANK", "1"},
 TEST_CASE("one process: no variables, or a world of 1", "[infer][distributed]") {
   CHECK_FALSE(read_distributed_env(lookup({})).has_value());
   CHECK_FALSE(read_distributed_env(lookup({{"WORLD_SIZE", "1"}, {"RANK", "0"}})).has_value());
+  // A rank a world of 1 cannot have is a wrong launch, not a single process.
+  CHECK_THROWS_AS(read_distributed_env(lookup({{"WORLD_SIZE", "1"}, {"RANK", "3"}})), ms::Error);
   // An sbatch script has these but no step variables: it is not a worker.
   CHECK_FALSE(
       read_distributed_env(lookup({{"SLURM_NTASKS", "4"}, {"SLURM_PROCID", "0"}})).has_value());

@@ -15,6 +15,10 @@
 namespace ms {
 namespace fs = std::filesystem;
 
+namespace {
+constexpr const char* kTempInfix = ".tmp.";
+}  // namespace
+
 std::string read_file(const fs::path& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) {
@@ -61,6 +65,34 @@ void make_directories(const fs::path& dir, const std::string& what) {
   }
 }
 
+namespace {
+// The temporary file next to `path` that write_file_atomic writes and renames.
+std::string temp_pattern(const fs::path& path) {
+  const fs::path parent = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  return (parent / ("." + path.filename().string() + kTempInfix + "XXXXXX")).string();
+}
+
+bool is_unfinished_write(const std::string& name) {
+  // ".NAME.tmp.XXXXXX": mkstemp's six characters after the infix.
+  const std::size_t at = name.rfind(kTempInfix);
+  return name.size() > 1 && name[0] == '.' && at != std::string::npos && at > 1 &&
+         name.size() == at + std::strlen(kTempInfix) + 6;
+}
+}  // namespace
+
+std::size_t remove_unfinished_writes(const fs::path& dir) {
+  std::error_code ec;
+  std::size_t removed = 0;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code entry;
+    if (is_unfinished_write(it->path().filename().string()) && it->is_regular_file(entry) &&
+        fs::remove(it->path(), entry)) {
+      ++removed;
+    }
+  }
+  return removed;
+}
+
 void write_file_atomic(const fs::path& path, std::string_view data, unsigned mode) {
   write_file_atomic(
       path, [data](const FileSink& sink) { sink(data.data(), data.size()); }, mode);
@@ -86,7 +118,7 @@ void write_file_atomic(const fs::path& path, const std::function<void(const File
     throw Error(ErrorCode::kIo,
                 fmt::format("{}: cannot create folder: {}", parent.string(), ec.message()));
 
-  std::string temp = (parent / ("." + path.filename().string() + ".tmp.XXXXXX")).string();
+  std::string temp = temp_pattern(path);
   int fd = mkstemp(temp.data());
   if (fd < 0) {
     throw Error(ErrorCode::kIo, fmt::format("{}: cannot create temp file: {}", parent.string(),

@@ -8,6 +8,7 @@
 
 #include "ms/core/error.h"
 #include "ms/core/file.h"
+#include "ms/core/text.h"
 
 #if MS_WITH_JPEG
 #include <turbojpeg.h>
@@ -315,6 +316,19 @@ ImageTransform ImageTransform::from_config(const Config& config, const std::stri
     return prefix.empty() ? std::string(name) : prefix + "." + name;
   };
   ImageTransform t;
+  if (prefix.empty() && config.root().is_object()) {
+    // A whole config that is a transform (`ms dataset iter --transform`): a misspelt key would
+    // otherwise be a transform silently not applied.
+    const std::vector<std::string> known = {"resize", "mode", "mean", "std"};
+    for (const auto& [name, value] : config.root().items()) {
+      if (std::find(known.begin(), known.end(), name) != known.end()) continue;
+      const std::string close = did_you_mean(name, known);
+      throw Error(ErrorCode::kConfig,
+                  fmt::format("{}: unknown key '{}' (a transform takes resize, mode, mean and std)",
+                              config.source(), name),
+                  close);
+    }
+  }
   if (config.has(key("resize"))) {
     const Json& r = config.at(key("resize"));
     if (r.is_number_integer()) {
@@ -347,8 +361,9 @@ ImageTransform ImageTransform::from_config(const Config& config, const std::stri
       v.push_back(x.get<float>());
     }
     MS_CHECK(v.size() == 1 || v.size() == static_cast<std::size_t>(t.channels), ErrorCode::kConfig,
-             "{}: key '{}' needs 1 or {} values (mode {}), got {}", config.source(), key(name),
-             t.channels, mode, v.size());
+             "{}: key '{}' needs {} (mode {}), got {}", config.source(), key(name),
+             t.channels == 1 ? std::string("1 value") : fmt::format("1 or {} values", t.channels),
+             mode, v.size());
     return v;
   };
   t.mean = floats("mean");

@@ -47,8 +47,12 @@ std::optional<DistributedEnv> read_distributed_env(const EnvLookup& env) {
   DistributedEnv d;
   auto [world_name, world] = get("WORLD_SIZE", "SLURM_STEP_NUM_TASKS");
   d.world_size = parse_int(world_name, *world, 1, kMaxWorld);
-  if (d.world_size == 1) return std::nullopt;
   auto [rank_name, rank] = get("RANK", "SLURM_PROCID");
+  if (d.world_size == 1) {
+    // One worker runs as one process; a rank it cannot have means the launch is wrong.
+    if (rank) parse_int(rank_name, *rank, 0, 0);
+    return std::nullopt;
+  }
   MS_CHECK(rank.has_value(), ErrorCode::kUsage, "{}={} is set but {} is not", world_name, *world,
            rank_name);
   d.rank = parse_int(rank_name, *rank, 0, d.world_size - 1);

@@ -165,10 +165,15 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
     read_dataset(*spec.dataset, spec.split, out);
     MS_CHECK(!out.empty(), ErrorCode::kUsage, "dataset {} holds no rows", *spec.dataset);
   } else if (spec.file) {
-    const std::filesystem::path& file = *spec.file;
+    // "-" is standard input (`... | ms infer --input-file -`); pipes and devices read as files.
+    const std::filesystem::path file = *spec.file == "-" ? "/dev/stdin" : *spec.file;
     std::error_code ec;
-    MS_CHECK(std::filesystem::is_regular_file(file, ec), ErrorCode::kNotFound,
+    MS_CHECK(std::filesystem::exists(file, ec), ErrorCode::kNotFound,
              "input file {} does not exist", file.string());
+    if (std::filesystem::is_directory(file, ec)) {
+      throw Error(ErrorCode::kUsage, fmt::format("input file {} is a folder", file.string()),
+                  "give a folder of inputs with --input-dir");
+    }
     const std::string ext = lower_ext(file);
     if (ext == ".jsonl" || ext == ".ndjson") {
       read_jsonl(file, out);

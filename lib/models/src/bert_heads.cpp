@@ -49,9 +49,12 @@ int64_t head_size(const ModelSpec& spec, const std::vector<std::string>& head_we
     }
   }
   if (const auto hf = read_json_file(spec.dir / "config.json")) {
-    if (hf->contains("num_labels") && (*hf)["num_labels"].is_number_unsigned() &&
-        (*hf)["num_labels"].get<int64_t>() > 0) {
-      return (*hf)["num_labels"].get<int64_t>();
+    if (hf->contains("num_labels") && !(*hf)["num_labels"].is_null()) {
+      const Json& n = (*hf)["num_labels"];
+      MS_CHECK(n.is_number_integer() && n.get<int64_t>() > 0 && n.get<int64_t>() <= 1000000,
+               ErrorCode::kConfig, "{}: num_labels must be a positive integer, got {}",
+               (spec.dir / "config.json").string(), n.dump());
+      return n.get<int64_t>();
     }
     if (hf->contains("id2label") && (*hf)["id2label"].is_object() && !(*hf)["id2label"].empty()) {
       return static_cast<int64_t>((*hf)["id2label"].size());

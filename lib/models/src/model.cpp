@@ -172,9 +172,24 @@ TensorMap checked_forward(Model& model, const TensorMap& inputs, const std::stri
 
 std::vector<std::string> label_names(const std::filesystem::path& model_dir, int64_t count) {
   const auto config = read_json_file(model_dir / "config.json");
-  const Json* id2label = config && config->contains("id2label") && (*config)["id2label"].is_object()
+  const Json* id2label = config && config->contains("id2label") && !(*config)["id2label"].is_null()
                              ? &(*config)["id2label"]
                              : nullptr;
+  if (id2label != nullptr) {
+    // A malformed map would silently turn every label into LABEL_n.
+    const std::string source = (model_dir / "config.json").string();
+    MS_CHECK(id2label->is_object(), ErrorCode::kConfig,
+             "{}: id2label must be an object of \"id\": \"name\" pairs, got {}", source,
+             id2label->dump());
+    for (const auto& [id, name] : id2label->items()) {
+      const bool numeric =
+          !id.empty() && id.size() < 10 &&
+          std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; });
+      MS_CHECK(numeric && name.is_string(), ErrorCode::kConfig,
+               "{}: id2label entry \"{}\": {} must map a class id (0, 1, ...) to a name", source,
+               id, name.dump());
+    }
+  }
   std::vector<std::string> out;
   for (int64_t i = 0; i < count; ++i) {
     std::string name = fmt::format("LABEL_{}", i);

@@ -1,8 +1,11 @@
 // safetensors: u64 little-endian header size N, N bytes of JSON, then the raw data section.
 #include "safetensors_header.h"
 
+#include <algorithm>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <vector>
 
 #include "ms/core/error.h"
 
@@ -40,11 +43,23 @@ SafetensorsHeader parse_safetensors_header(std::string_view file, const std::str
   if (header_size > file.size() - 8)
     bad(source, fmt::format("header size {} exceeds the file", header_size));
   nlohmann::json header;
+  // A tensor named twice: JSON parsers keep one of the two, and which one is theirs to choose.
+  std::set<std::string> names;
+  std::string twice;
+  const auto note_duplicates = [&](int depth, nlohmann::json::parse_event_t event,
+                                   nlohmann::json& parsed) {
+    if (depth == 1 && event == nlohmann::json::parse_event_t::key && parsed.is_string() &&
+        !names.insert(parsed.get<std::string>()).second && twice.empty()) {
+      twice = parsed.get<std::string>();
+    }
+    return true;
+  };
   try {
-    header = nlohmann::json::parse(bytes + 8, bytes + 8 + header_size);
+    header = nlohmann::json::parse(bytes + 8, bytes + 8 + header_size, note_duplicates);
   } catch (const nlohmann::json::exception& e) {
     bad(source, std::string("header is not JSON: ") + e.what());
   }
+  if (!twice.empty()) bad(source, fmt::format("tensor '{}' is listed twice", twice));
   if (!header.is_object()) bad(source, "header is not a JSON object");
   SafetensorsHeader out;
   out.data_start = 8 + header_size;
@@ -90,6 +105,19 @@ SafetensorsHeader parse_safetensors_header(std::string_view file, const std::str
                       name, entry.dtype, spec["shape"].dump(), entry.begin, entry.end, data_size));
     }
     out.tensors.push_back(std::move(entry));
+  }
+  // Two tensors sharing bytes would change together: Python's safetensors refuses such files.
+  std::vector<const SafetensorsEntry*> by_offset;
+  for (const SafetensorsEntry& e : out.tensors)
+    if (e.end > e.begin) by_offset.push_back(&e);
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const auto* a, const auto* b) { return a->begin < b->begin; });
+  for (std::size_t i = 1; i < by_offset.size(); ++i) {
+    if (by_offset[i]->begin < by_offset[i - 1]->end) {
+      bad(source, fmt::format("tensors '{}' and '{}' overlap (data_offsets [{}, {}] and [{}, {}])",
+                              by_offset[i - 1]->name, by_offset[i]->name, by_offset[i - 1]->begin,
+                              by_offset[i - 1]->end, by_offset[i]->begin, by_offset[i]->end));
+    }
   }
   return out;
 }

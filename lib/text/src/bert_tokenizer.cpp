@@ -54,6 +54,18 @@ BertTokenizer BertTokenizer::from_dir(const std::filesystem::path& dir) {
   const std::filesystem::path vocab_path = dir / "vocab.txt";
   std::error_code ec;
   if (!std::filesystem::is_regular_file(vocab_path, ec)) {
+    // Half of a byte-level BPE tokenizer: say what is missing of it, not that BERT's is.
+    for (const auto& [have, need] :
+         {std::pair<const char*, const char*>{"vocab.json", "merges.txt"},
+          {"encoder.json", "vocab.bpe"}}) {
+      if (std::filesystem::is_regular_file(dir / have, ec)) {
+        throw Error(ErrorCode::kNotFound,
+                    fmt::format("{} is missing: the tokenizer in {} has {} but not {}, and a "
+                                "GPT-2-style (byte-level BPE) tokenizer needs both",
+                                (dir / need).string(), dir.string(), have, need),
+                    "copy the model's tokenizer files into the folder");
+      }
+    }
     throw Error(ErrorCode::kNotFound,
                 fmt::format("no WordPiece vocabulary: {} does not exist", vocab_path.string()),
                 "a BERT-family model folder needs vocab.txt next to its weights");

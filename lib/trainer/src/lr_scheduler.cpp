@@ -23,10 +23,12 @@ void LrScheduler::step() {
   ++last_epoch_;
   lrs_ = next();
   metric_.reset();
-  // A schedule's options can send the rate where no optimizer should go (PolynomialLR's power
-  // below 0 reaches infinity, a negative gamma flips the sign): stop before a step uses it.
+  // A schedule's options can send the rate where no optimizer should go (an overflowing factor):
+  // stop before a step uses it. Negative rates are torch's own in one case (OneCycleLR's three
+  // phases end a hair below 0) and kept; the options that make them otherwise (a negative
+  // gamma or power) are refused when the schedule is built.
   for (double lr : lrs_) {
-    if (!(std::isfinite(lr) && lr >= 0)) {
+    if (!std::isfinite(lr)) {
       fail(ErrorCode::kConfig,
            "{}: the learning rate becomes {} at step {}: check the schedule's options", type(), lr,
            last_epoch_);

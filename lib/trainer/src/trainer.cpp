@@ -177,12 +177,21 @@ Trainer::Trainer(TrainerSetup setup) : setup_(std::move(setup)), timestamp_(now_
            "{}: train.max_epochs is missing (set it, or pass --max-epochs)",
            setup_.config.source());
   max_epochs_ = setup_.config.get_or<std::int64_t>("train.max_epochs", 1);
-  MS_CHECK(max_epochs_ > 0, ErrorCode::kConfig, "{}: train.max_epochs must be positive, got {}",
-           setup_.config.source(), max_epochs_);
+  // The bound keeps epochs x iterations (the ETA, max_iters) far from int64's limit.
+  constexpr std::int64_t kMaxEpochs = 1000000000;
+  MS_CHECK(max_epochs_ > 0 && max_epochs_ <= kMaxEpochs, ErrorCode::kConfig,
+           "{}: train.max_epochs must be from 1 to {}, got {}", setup_.config.source(), kMaxEpochs,
+           max_epochs_);
   if (setup_.train_data) {
     iters_per_epoch_ = static_cast<std::int64_t>(setup_.train_data->num_batches());
-    const auto limit = setup_.config.get_or<std::int64_t>("train.train_iters_per_epoch", 0);
-    if (limit > 0) iters_per_epoch_ = std::min(iters_per_epoch_, limit);
+    if (setup_.config.has("train.train_iters_per_epoch") &&
+        !setup_.config.at("train.train_iters_per_epoch").is_null()) {
+      const auto limit = setup_.config.get<std::int64_t>("train.train_iters_per_epoch");
+      MS_CHECK(limit > 0, ErrorCode::kConfig,
+               "{}: train.train_iters_per_epoch must be positive, got {}", setup_.config.source(),
+               limit);
+      iters_per_epoch_ = std::min(iters_per_epoch_, limit);
+    }
     MS_CHECK(iters_per_epoch_ > 0, ErrorCode::kUsage,
              "the training data gives no batch (rows: {}); with drop_last, a split smaller than "
              "the batch size gives none",
@@ -482,6 +491,10 @@ void Trainer::train(const std::optional<std::filesystem::path>& resume_from) {
     // That epoch's hooks had stopped training (EarlyStopHook): the run was over there.
     stopped_before_resume = stop_;
   }
+  if (stopped_before_resume || epoch_ >= max_epochs_) {
+    log::warn("nothing left to train: the run {} at epoch {} (train.max_epochs is {})",
+              stopped_before_resume ? "stopped early" : "resumes", epoch_, max_epochs_);
+  }
   for (; epoch_ < max_epochs_ && !stopped_before_resume; ++epoch_) {
     hooks_.call(Stage::kBeforeTrainEpoch, *this);
     setup_.train_data->start(static_cast<std::uint64_t>(epoch_),
@@ -619,6 +632,7 @@ CheckpointValue Trainer::trainer_state() const {
   meta.set("inner_iter", inner_iter_ + 1);
   meta.set("epoch_done", epoch_end_);
   meta.set("stop_training", stop_);
+  meta.set("iters_per_epoch", iters_per_epoch_);
   meta.set("seed", static_cast<std::int64_t>(setup_.seed));
   meta.set("world_size",
            static_cast<std::int64_t>(setup_.distributed ? setup_.distributed->world_size() : 1));
@@ -678,6 +692,17 @@ void Trainer::load_trainer_state(const CheckpointValue& state) {
            "the checkpoint was taken inside an epoch on {} worker(s); this run has {}: resume it "
            "on {}, or from an epoch's checkpoint",
            saved_world, this_world, saved_world);
+  // Inside an epoch the rest of it is the batches after inner_iter: with another batch size or
+  // dataset they would be other batches, and the resume would not be the run it continues.
+  if (const CheckpointValue* batches = meta.find("iters_per_epoch");
+      batches && !resumed_epoch_done_ && batches->as_int() != iters_per_epoch_) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("the checkpoint was taken inside an epoch of {} batches; this run's "
+                            "epochs have {} (another batch size or dataset)",
+                            batches->as_int(), iters_per_epoch_),
+                "resume with the data and batch size it was trained with, or from an epoch's "
+                "checkpoint");
+  }
   if (const CheckpointValue* seed = meta.find("seed")) {
     MS_CHECK(static_cast<std::uint64_t>(seed->as_int()) == setup_.seed, ErrorCode::kUsage,
              "the checkpoint was trained with --seed {}, this run has --seed {}: the data order "

@@ -233,7 +233,25 @@ Prepared prepare_for_eval(const infer::ModelInfo& m, const Config& config,
   p.type = model_type_of(m);
   std::optional<tensor::WeightMap> weights;
   if (checkpoint) {
-    weights = tensor::load_checkpoint(model_file(checkpoint_prefix(*checkpoint))).as_state_dict();
+    // A .pth name (or a prefix) means the model file of that checkpoint, even when the trainer
+    // state's name is given; any other file is read as it is.
+    const bool named_pth =
+        checkpoint->extension() == ".pth" || !std::filesystem::is_regular_file(*checkpoint);
+    const std::filesystem::path file =
+        named_pth ? model_file(checkpoint_prefix(*checkpoint)) : *checkpoint;
+    if (file.extension() == ".safetensors") {
+      weights = tensor::load_safetensors(file);
+    } else {
+      const tensor::CheckpointValue value = tensor::load_checkpoint(file);
+      try {
+        weights = value.as_state_dict();
+      } catch (const Error& e) {
+        // A readable pickle of something else (a trainer state): name the file.
+        throw Error(e.code(), fmt::format("--checkpoint {}: {}", file.string(), e.what()),
+                    "give a model checkpoint (<prefix>.pth of ms train, a torch.save'd state "
+                    "dict, or model.safetensors), not a trainer state");
+      }
+    }
   } else {
     weights = folder_weights(m.dir);
     MS_CHECK(weights.has_value(), ErrorCode::kNotFound,
@@ -386,6 +404,13 @@ std::filesystem::path resume_point(const std::string& asked,
       return prefix;
     }
   }
+  if (std::filesystem::is_regular_file(asked)) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("--resume: {} is not a checkpoint of ms train (<prefix>.pth beside "
+                            "<prefix>_trainer_state.pth)",
+                            asked),
+                "give epoch_N.pth or iter_N.pth of a work dir, or the work dir itself");
+  }
   fail(ErrorCode::kNotFound, "--resume: checkpoint {} does not exist (nor in {})", asked,
        work_dir.string());
 }
@@ -410,6 +435,9 @@ class WorkDirLock {
     const std::string pid = std::to_string(::getpid());
     (void)::ftruncate(fd_, 0);
     (void)::pwrite(fd_, pid.data(), pid.size(), 0);
+    // With the lock held no other ms writes here: half-written files of a killed run (a
+    // checkpoint can be hundreds of MB) are its leftovers.
+    for (const char* sub : {"", "output", "output_best"}) remove_unfinished_writes(work_dir / sub);
   }
   ~WorkDirLock() {
     if (fd_ >= 0) ::close(fd_);

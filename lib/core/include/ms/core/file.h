@@ -20,6 +20,11 @@ MS_API std::string read_file(const std::filesystem::path& path);
 /// ("--work-dir", "CheckpointHook.save_dir").
 MS_API void make_directories(const std::filesystem::path& dir, const std::string& what);
 
+/// Removes the temporary files that write_file_atomic leaves in folder `dir` when its process is
+/// killed mid-write (".NAME.tmp.XXXXXX"). Only for a folder no other process writes to now (held
+/// by a lock); a missing folder is fine. Returns how many it removed.
+MS_API std::size_t remove_unfinished_writes(const std::filesystem::path& dir);
+
 /// Writes `data` to `path` atomically: readers see the old file or the new one, never a part.
 /// Creates missing parent folders. `mode` is applied to the new file (e.g. 0600 for credentials).
 MS_API void write_file_atomic(const std::filesystem::path& path, std::string_view data,
