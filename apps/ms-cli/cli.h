@@ -64,6 +64,14 @@ const std::vector<std::string>& program_args();
 struct ExitStatus {
   int code;
 };
+/// A JSON document as text for stdout or stderr. Invalid UTF-8 in a string (a path, a server's
+/// message) becomes U+FFFD instead of an exception: nlohmann's dump() throws on it, and an error
+/// report must never turn into an abort.
+template <typename J>
+std::string json_text(const J& json, int indent = -1) {
+  return json.dump(indent, ' ', false, J::error_handler_t::replace);
+}
+
 /// Whole-number checks for counts (--batch-size, --workers, ...) whose message names the value
 /// and the bound, where CLI11's PositiveNumber prints a range up to DBL_MAX.
 const CLI::Validator& positive_whole_number();

@@ -20,7 +20,7 @@ void run_config_show(const ConfigShowOptions& options) {
   if (!options.key.empty()) {
     const Json& value = config.at(options.key);
     std::printf("%s\n", options.json || !value.is_string()
-                            ? value.dump(options.json ? 2 : -1).c_str()
+                            ? json_text(value, options.json ? 2 : -1).c_str()
                             : value.get<std::string>().c_str());
     return;
   }

@@ -79,16 +79,10 @@ void print_info(const data::Dataset& ds) {
   }
 }
 
-// File and folder names need not be UTF-8, and JSON text must be: show their undecodable bytes as
-// U+FFFD (as `ms infer` does in its output) rather than fail the whole listing.
-std::string to_text(const Json& value, int indent = -1) {
-  return value.dump(indent, ' ', false, Json::error_handler_t::replace);
-}
-
 void run_info(const DatasetOptions& o) {
   const data::Dataset ds = data::load_dataset(o.spec, load_options(o));
   if (o.json) {
-    std::printf("%s\n", to_text(ds.info(), 2).c_str());
+    std::printf("%s\n", json_text(ds.info(), 2).c_str());
   } else {
     print_info(ds);
   }
@@ -131,7 +125,7 @@ void run_head(const DatasetOptions& o) {
             row["label_name"] = ds.labels[*id];
         }
       }
-      std::printf("%s\n", to_text(row).c_str());
+      std::printf("%s\n", json_text(row).c_str());
     }
   }
 }
@@ -183,7 +177,7 @@ void run_iter(const DatasetOptions& o) {
     out["workers"] = o.workers;
     out["order"] = run.order;
     out["checksum"] = run.checksum;
-    std::printf("%s\n", to_text(out, 2).c_str());
+    std::printf("%s\n", json_text(out, 2).c_str());
   } else {
     std::printf("%zu samples in %zu batches, %.3f s, %.1f samples/s (%d workers)\n", run.samples,
                 run.batches, run.seconds, run.samples_per_second, o.workers);

@@ -64,7 +64,7 @@ void run_download(const DownloadCliOptions& o) {
       files.push_back({{"path", f.path}, {"size", f.size}, {"cached", f.cached}});
     }
     out["files"] = files;
-    std::printf("%s\n", out.dump(2).c_str());
+    std::printf("%s\n", json_text(out, 2).c_str());
     return;
   }
   if (o.dry_run) {

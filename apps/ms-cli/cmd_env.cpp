@@ -79,7 +79,7 @@ void run_env(const EnvOptions& options) {
   out["libtorch"] = torch;
 
   if (options.json) {
-    std::printf("%s\n", out.dump(2).c_str());
+    std::printf("%s\n", json_text(out, 2).c_str());
   } else {
     auto line = [](const char* key, const std::string& value) {
       std::printf("%-18s %s\n", key, value.c_str());

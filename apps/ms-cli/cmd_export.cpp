@@ -83,7 +83,7 @@ void run_export(ExportOptions& o) {
     out["files"] = s.files;
     out["checked"] = s.checked;
     out["seconds"] = s.seconds;
-    std::cout << out.dump() << std::endl;
+    std::cout << json_text(out) << std::endl;
     return;
   }
   if (s.format != "onnx") {

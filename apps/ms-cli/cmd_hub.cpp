@@ -49,7 +49,7 @@ void run_serve(const ServeOptions& options) {
   hub_server::Server server(server_options);
   server.start();
   if (options.json) {
-    std::printf("%s\n", nlohmann::json{{"endpoint", server.endpoint()}}.dump().c_str());
+    std::printf("%s\n", json_text(nlohmann::json{{"endpoint", server.endpoint()}}).c_str());
   } else {
     std::printf("ms hub serve: listening on %s\n", server.endpoint().c_str());
   }
@@ -68,7 +68,7 @@ void run_token_create(const TokenOptions& options) {
               options.root);
   }
   if (options.json) {
-    std::printf("%s\n", nlohmann::json{{"user", options.user}, {"token", token}}.dump().c_str());
+    std::printf("%s\n", json_text(nlohmann::json{{"user", options.user}, {"token", token}}).c_str());
   } else {
     std::printf("%s\n", token.c_str());
   }

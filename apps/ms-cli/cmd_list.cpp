@@ -17,7 +17,7 @@ void run_list(const ListOptions& options) {
   const Registries registries = infer::default_registries();
   if (options.registry.empty()) {
     if (options.json) {
-      std::printf("%s\n", nlohmann::json(registries.names()).dump().c_str());
+      std::printf("%s\n", json_text(nlohmann::json(registries.names())).c_str());
     } else {
       for (const std::string& name : registries.names()) std::printf("%s\n", name.c_str());
     }
@@ -30,7 +30,7 @@ void run_list(const ListOptions& options) {
       out.push_back(
           {{"group", entry.group}, {"type", entry.type}, {"description", entry.description}});
     }
-    std::printf("%s\n", out.dump(2).c_str());
+    std::printf("%s\n", json_text(out, 2).c_str());
     return;
   }
   for (const RegistryEntry& entry : registry.entries()) {

@@ -40,7 +40,7 @@ void run_login(const LoginCliOptions& o) {
     nlohmann::json dirs = nlohmann::json::array();
     for (const auto& dir : credentials_dirs()) dirs.push_back(dir.string());
     out["credentials_dirs"] = dirs;
-    std::printf("%s\n", out.dump(2).c_str());
+    std::printf("%s\n", json_text(out, 2).c_str());
     return;
   }
   std::vector<std::string> dirs;

@@ -71,7 +71,7 @@ void run_serve(ServeCommandOptions& o) {
                                   {"model", server.model_dir().string()},
                                   {"device", server.device()},
                                   {"workers", server.workers()}};
-    std::printf("%s\n", ready.dump().c_str());
+    std::printf("%s\n", json_text(ready).c_str());
   } else {
     std::printf(
         "ms serve: %s (task %s, %s on %s, %zu worker(s)); POST /call, GET /describe, "

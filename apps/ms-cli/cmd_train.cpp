@@ -66,7 +66,7 @@ void run_train(TrainOptions& o) {
   const infer::TrainSummary s = infer::run_train(r);
   if (s.rank != 0) return;  // rank 0 reports for the whole data-parallel run
   if (o.json) {
-    std::cout << summary_json(s).dump() << std::endl;
+    std::cout << json_text(summary_json(s)) << std::endl;
     return;
   }
   std::fprintf(stderr, "ms train: %lld epochs, %lld iterations in %.1f s (%.1f samples/s)%s%s\n",
@@ -74,7 +74,7 @@ void run_train(TrainOptions& o) {
                s.samples_per_second, s.output_dir.empty() ? "" : "; model in ",
                s.output_dir.c_str());
   if (!s.metric_values.is_null())
-    std::fprintf(stderr, "ms train: last evaluation %s\n", s.metric_values.dump().c_str());
+    std::fprintf(stderr, "ms train: last evaluation %s\n", json_text(s.metric_values).c_str());
 }
 
 void run_eval(EvalOptions& o) {
@@ -92,10 +92,10 @@ void run_eval(EvalOptions& o) {
   const Json values = infer::run_eval(r);
   if (values.is_null()) return;  // a torchrun worker other than rank 0
   if (o.json) {
-    std::cout << values.dump() << std::endl;
+    std::cout << json_text(values) << std::endl;
     return;
   }
-  for (const auto& [key, value] : values.items()) std::cout << key << ": " << value.dump() << "\n";
+  for (const auto& [key, value] : values.items()) std::cout << key << ": " << json_text(value) << "\n";
 }
 
 }  // namespace

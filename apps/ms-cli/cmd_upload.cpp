@@ -67,7 +67,7 @@ void run_upload(const UploadCliOptions& o) {
     out["bytes_uploaded"] = r.bytes_uploaded;
     out["commits"] = r.commits;
     if (options.tag) out["tag"] = *options.tag;
-    std::printf("%s\n", out.dump(2).c_str());
+    std::printf("%s\n", json_text(out, 2).c_str());
     return;
   }
   std::printf(

@@ -53,7 +53,7 @@ void print_json_error(const ms::Error& error) {
   detail["message"] = error.what();
   detail["hint"] = error.hint();
   detail["context"] = error.context();
-  std::printf("%s\n", nlohmann::ordered_json{{"error", detail}}.dump(2).c_str());
+  std::printf("%s\n", ms::cli::json_text(nlohmann::ordered_json{{"error", detail}}, 2).c_str());
   std::fflush(stdout);
 }
 

@@ -118,6 +118,33 @@ class HubCliErrorsTest(SharedHubTestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertEqual(self.json_out(r)["error"]["exit_code"], r.returncode)
 
+    def test_bytes_that_are_not_utf8_never_abort_a_json_report(self):
+        # nlohmann's dump() throws on invalid UTF-8: an error report must show U+FFFD instead.
+        # (Bytes, not text: the human line on stderr carries the raw byte.)
+        for args, word in ((["download", b"alice/\xff"], "alice/\ufffd"),
+                           (["login", "--token", b"tok\xffen"], "token")):
+            r = subprocess.run([MS_BIN, *args, "--json"], capture_output=True, env=self.env(),
+                               timeout=60)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            error = json.loads(r.stdout.decode("utf-8"))["error"]
+            self.assertEqual(error["exit_code"], 2)
+            self.assertIn(word, error["message"])
+
+    def test_refs_that_would_make_a_revision_ambiguous_are_refused(self):
+        src = make_tree(self.path("src"), {"a.txt": b"one"})
+        self.assertExit(self.ms("upload", "alice/refs", src, "--create", "--token", self.token), 0)
+        self.assertExit(self.ms("upload", "alice/refs", src, "--revision", "dev",
+                                "--token", self.token), 0)
+        # A branch inside an existing one, and one around it: git cannot hold both.
+        for name in ("dev/x", "master/y"):
+            r = self.ms("upload", "alice/refs", src, "--revision", name, "--token", self.token)
+            self.assertExit(r, 5)
+            self.assertIn("cannot sit beside", r.stderr)
+        # A branch named like a commit would hide that commit from downloads by id.
+        r = self.ms("upload", "alice/refs", src, "--revision", "0" * 40, "--token", self.token)
+        self.assertExit(r, 5)
+        self.assertIn("40 hex digits", r.stderr)
+
     def test_errors_name_the_thing_and_the_fix(self):
         r = self.ms("download", "alice/ux", "nofile.txt", "--token", self.token)
         self.assertExit(r, 4)
@@ -170,6 +197,11 @@ class ServeErrorsTest(SharedHubTestCase):
         r = run_ms("hub", "token", "create", "bob", "--root", a_file, "--json", timeout=20)
         self.assertExit(r, 74)
         self.assertEqual(self.json_out(r)["error"]["exit_code"], 74)
+
+    def test_token_create_for_a_bad_name_leaves_no_hub_behind(self):
+        r = run_ms("hub", "token", "create", "../x", "--root", self.path("fresh"), timeout=20)
+        self.assertExit(r, 2)
+        self.assertFalse(os.path.exists(self.path("fresh")))
 
     def test_token_create_warns_when_root_holds_no_hub(self):
         # A mistyped --root would otherwise mint a token no running hub knows, silently.

@@ -254,6 +254,14 @@ void HubClient::download_range(const std::string& url, std::uint64_t offset, std
 }
 
 LoginResult HubClient::login(const std::string& access_token) {
+  // Access tokens are printable ASCII; anything else is a paste gone wrong (and would not survive
+  // the JSON body or a Cookie header).
+  for (const unsigned char c : access_token) {
+    MS_CHECK(c > 0x20 && c < 0x7f, ErrorCode::kUsage,
+             "the access token holds a byte that no token has (0x{:02x}): tokens are printable "
+             "ASCII without spaces",
+             static_cast<unsigned>(c));
+  }
   Request req;
   req.method = "POST";
   req.url = impl_->options().endpoint + "/api/v1/login";

@@ -2,6 +2,7 @@
 // accept loop on a background thread.
 #include "ms/hub_server/server.h"
 
+#include <chrono>
 #include <cstdlib>
 
 #include "ms/core/error.h"
@@ -183,10 +184,15 @@ void Server::wait_for_shutdown_signal() {
 }
 
 void Server::stop() {
-  if (impl_ && impl_->listener) impl_->listener->stop();
+  // Requests in flight get a minute to finish (an upload of a few GB on a LAN; systemd's default
+  // stop timeout is 90 s); after that a connection still open, such as a client trickling a body
+  // byte by byte, is cut and the upload is left for the client to send again.
+  constexpr std::chrono::seconds kShutdownGrace{60};
+  if (impl_ && impl_->listener) impl_->listener->stop(kShutdownGrace);
 }
 
 std::string create_token(const std::filesystem::path& root, const std::string& user) {
+  Store::check_user_name(user);  // a bad name must not leave a new, empty hub behind
   Store store(root);
   return store.create_token(user);
 }

@@ -5,6 +5,7 @@
 #include <openssl/rand.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -376,6 +377,31 @@ struct Store::Impl {
     txn.commit();
   }
 
+  // A new branch or tag must not make a revision ambiguous: a 40-hex name would hide the commit
+  // of that id (revisions resolve refs first), and "a" beside "a/b" cannot both be git refs
+  // (a file and a folder of one name: `git clone` refuses the pair, and caches that lay
+  // revisions out as folders mix them up). Called under the lock, inside the transaction.
+  void check_new_ref(std::int64_t repo_id, const std::string& name, const char* kind) {
+    const bool commit_shaped = name.size() == 40 && std::all_of(name.begin(), name.end(), [](char c) {
+                                 return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+                               });
+    MS_CHECK(!commit_shaped, ErrorCode::kUsage,
+             "invalid {} name '{}': 40 hex digits name a commit, and the {} would hide it", kind,
+             name, kind);
+    Statement s(db->handle(), "SELECT name FROM refs WHERE repo_id=?");
+    s.bind(1, repo_id);
+    while (s.step()) {
+      const std::string other = s.text(0);
+      const bool nested = other.size() > name.size()
+                              ? other.compare(0, name.size() + 1, name + "/") == 0
+                              : name.compare(0, other.size() + 1, other + "/") == 0;
+      MS_CHECK(!nested, ErrorCode::kUsage,
+               "{} '{}' cannot sit beside the ref '{}': git refs cannot be both a name and a "
+               "folder of names",
+               kind, name, other);
+    }
+  }
+
   void set_ref(std::int64_t repo_id, const std::string& name, const char* kind,
                const std::string& commit_id) {
     Statement s(db->handle(),
@@ -425,12 +451,16 @@ Store::~Store() = default;
 
 const fs::path& Store::root() const { return impl_->root; }
 
-std::string Store::create_token(const std::string& user) {
+void Store::check_user_name(const std::string& user) {
   MS_CHECK(hub::is_safe_repo_path(user) && user.find('/') == std::string::npos &&
                user.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                       "0123456789_.-") == std::string::npos,
            ErrorCode::kUsage, "invalid user name '{}': use letters, digits, '_', '.' and '-'",
            user);
+}
+
+std::string Store::create_token(const std::string& user) {
+  check_user_name(user);
   const std::string token = "ms-" + random_hex(20);
   std::lock_guard<std::mutex> lock(impl_->mu);
   Transaction txn(*impl_->db);
@@ -582,6 +612,7 @@ RefRecord Store::create_tag(std::int64_t repo_id, const std::string& tag, const 
   if (impl_->ref_commit(repo_id, tag, &kind)) {
     fail(ErrorCode::kUsage, "{} '{}' already exists", kind == "tag" ? "tag" : "branch", tag);
   }
+  impl_->check_new_ref(repo_id, tag, "tag");
   impl_->set_ref(repo_id, tag, "tag", target->id);
   txn.commit();
   return RefRecord{tag, true, target->id, now_seconds()};
@@ -665,7 +696,10 @@ CommitRecord Store::commit(std::int64_t repo_id, const std::string& branch,
   std::optional<CommitRecord> head = impl_->ref_commit(repo_id, branch, &kind);
   MS_CHECK(!head || kind == "branch", ErrorCode::kUsage, "'{}' is a tag; commits go to branches",
            branch);
-  if (!head) head = impl_->ref_commit(repo_id, hub::kDefaultRevision, nullptr);
+  if (!head) {
+    impl_->check_new_ref(repo_id, branch, "branch");
+    head = impl_->ref_commit(repo_id, hub::kDefaultRevision, nullptr);
+  }
 
   std::map<std::string, TreeEntry> files;
   if (head) {

@@ -127,6 +127,9 @@ class MS_API Store {
 
   /// Mints a new access token for `user`, creating the user when it does not exist.
   std::string create_token(const std::string& user);
+  /// ms::Error(kUsage) unless `user` is a user name (letters, digits, '_', '.', '-'): checked
+  /// before a store is made for it.
+  static void check_user_name(const std::string& user);
   /// The user a token belongs to, or nullopt for an unknown token.
   std::optional<std::string> user_for_token(const std::string& token);
   /// Email recorded for a user (may be empty).
