@@ -93,6 +93,16 @@ class HubCliErrorsTest(SharedHubTestCase):
         r = self.ms("upload", "alice/ux", self.tmp, "--endpoint", "https://:80")
         self.assertExit(r, 2)
         self.assertOneLineError(r, "--endpoint")
+        # A path, query or user name would be glued into every URL; port 0 or beyond 65535,
+        # and "http://" with nothing after it, name no hub.
+        for bad in ("http://", "http://127.0.0.1:0", "http://127.0.0.1:99999",
+                    "http://127.0.0.1:8080/path", "http://127.0.0.1:8080?x"):
+            r = self.ms("download", "alice/ux", env=self.env(MODELSCOPE_ENDPOINT=bad))
+            self.assertExit(r, 2, bad)
+            self.assertOneLineError(r, "MODELSCOPE_ENDPOINT", "not a hub address")
+        r = self.ms("download", "alice/ux", env=self.env(MODELSCOPE_ENDPOINT="http://u:secret@h:1"))
+        self.assertExit(r, 2)
+        self.assertNotIn("secret", r.stderr)
 
     def test_include_that_matches_nothing_is_not_found(self):
         r = self.ms("download", "alice/ux", "--token", self.token, "--include", "*.safetensors")

@@ -130,11 +130,35 @@ void check_endpoint(const std::string& endpoint, const std::string& source) {
                 "give the hub as https://HOST[:PORT], http://HOST:PORT or a bare HOST[:PORT]");
   }
   const std::string rest = endpoint.substr(scheme_end + 3);
-  const bool has_host = !rest.empty() && rest.front() != ':' && rest.front() != '/';
-  const bool has_space = rest.find_first_of(" \t\r\n") != std::string::npos;
-  if (!has_host || has_space) {
-    throw Error(ErrorCode::kUsage, fmt::format("{}: '{}' names no valid host", source, endpoint),
-                "give the hub as https://HOST[:PORT], e.g. https://www.modelscope.cn");
+  // HOST, [IPv6] or either with :PORT, and nothing else: the API paths are appended to it, so a
+  // path, query or user name would end up inside every URL (and a password in every error).
+  std::string host = rest, port;
+  bool has_port = false;
+  if (!rest.empty() && rest.front() == '[') {
+    const std::string::size_type close = rest.find(']');
+    host = rest.substr(0, close == std::string::npos ? rest.size() : close + 1);
+    const std::string after = close == std::string::npos ? "" : rest.substr(close + 1);
+    has_port = !after.empty();
+    port = has_port ? after.substr(1) : "";
+    if (close == std::string::npos || (has_port && after.front() != ':')) host.clear();
+  } else if (const std::string::size_type colon = rest.rfind(':'); colon != std::string::npos) {
+    host = rest.substr(0, colon);
+    port = rest.substr(colon + 1);
+    has_port = true;
+  }
+  const bool host_ok = !host.empty() && host.find_first_of("/?#@ \t\r\n") == std::string::npos &&
+                       (host.front() == '[' || host.find(':') == std::string::npos);
+  const bool port_ok = !has_port || (!port.empty() && port.size() <= 5 &&
+                                     port.find_first_not_of("0123456789") == std::string::npos &&
+                                     std::stoi(port) >= 1 && std::stoi(port) <= 65535);
+  if (!host_ok || !port_ok) {
+    const bool user_info = rest.find('@') != std::string::npos;
+    throw Error(ErrorCode::kUsage,
+                fmt::format("{}: '{}' is not a hub address (a host and an optional port from 1 "
+                            "to 65535; no path, query or user name)",
+                            source, user_info ? scheme + "://<user info hidden>" : endpoint),
+                "give the hub as https://HOST[:PORT], http://HOST:PORT or a bare HOST[:PORT], "
+                "e.g. https://www.modelscope.cn");
   }
 }
 
