@@ -20,9 +20,16 @@
 
 namespace {
 
+// The error's own hint; an I/O error without one gets the checks that fit every such error.
+std::string hint_of(const ms::Error& error) {
+  if (!error.hint().empty() || error.code() != ms::ErrorCode::kIo) return error.hint();
+  return "check the free space and the permissions where the path named above lives";
+}
+
 void print_error(const ms::Error& error, bool verbose) {
   std::fprintf(stderr, "ms: error: %s\n", error.what());
-  if (!error.hint().empty()) std::fprintf(stderr, "  hint: %s\n", error.hint().c_str());
+  const std::string hint = hint_of(error);
+  if (!hint.empty()) std::fprintf(stderr, "  hint: %s\n", hint.c_str());
   if (verbose) {
     for (const std::string& frame : error.context())
       std::fprintf(stderr, "  while %s\n", frame.c_str());
@@ -51,7 +58,7 @@ void print_json_error(const ms::Error& error) {
   detail["code"] = ms::error_code_name(error.code());
   detail["exit_code"] = ms::exit_code(error.code());
   detail["message"] = error.what();
-  detail["hint"] = error.hint();
+  detail["hint"] = hint_of(error);
   detail["context"] = error.context();
   std::printf("%s\n", ms::cli::json_text(nlohmann::ordered_json{{"error", detail}}, 2).c_str());
   std::fflush(stdout);

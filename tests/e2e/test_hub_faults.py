@@ -46,6 +46,7 @@ class HubFaultsTest(SharedHubTestCase):
         r = self.upload("alice/fifo-folder", src, timeout=20)
         self.assertExit(r, 0)
         self.assertEqual(sorted(self.listing("alice/fifo-folder")), [".gitattributes", "a.txt"])
+        self.assertIn("pipe: skipped, not a regular file", r.stderr)
 
     def test_excluded_files_need_not_be_valid_repo_paths(self):
         src = make_tree(self.path("src"), {"ok.txt": b"ok", "bad\nname.txt": b"x", "d\\x/y.txt": b"y"})
@@ -67,6 +68,7 @@ class HubFaultsTest(SharedHubTestCase):
         self.assertExit(r, 0)
         self.assertEqual(sorted(self.listing("alice/links")),
                          [".gitattributes", "link.txt", "real/f.txt", "top.txt"])
+        self.assertIn("dangling: skipped, not a regular file", r.stderr)
         os.symlink("loop2", os.path.join(src, "loop1"))
         os.symlink("loop1", os.path.join(src, "loop2"))
         r = self.upload("alice/links", src)

@@ -1114,7 +1114,17 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
       });
     }
     for (std::thread& t : threads) t.join();
-    if (run.unsaved) cache.save();
+    if (run.unsaved) {
+      try {
+        cache.save();
+      } catch (Error& e) {
+        // When files failed, the cause (a full disk while writing one) is theirs: report them,
+        // with the index that could not be saved after them as context.
+        if (run.failures.empty()) throw;
+        run.failures.front().error.add_context(
+            fmt::format("and then saving the cache index failed too: {}", e.what()));
+      }
+    }
     progress.finish(run.failures.empty());
     if (!run.failures.empty()) {
       const Failure* worst = &run.failures.front();

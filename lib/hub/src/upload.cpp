@@ -231,8 +231,13 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
       // path.
       if (fs::is_directory(target, ec)) continue;
     }
-    // FIFOs, sockets, devices and dangling links are not files to upload.
-    if (!fs::is_regular_file(p, ec)) continue;
+    // FIFOs, sockets, devices and dangling links are not files to upload: said, not silent.
+    if (!fs::is_regular_file(p, ec)) {
+      log::warn("{}: skipped, not a regular file (a broken link, a pipe, a socket or a device)",
+                p.string());
+      ec.clear();
+      continue;
+    }
     try {
       check_repo_path(rel);
     } catch (Error& e) {
@@ -250,8 +255,12 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
 
 UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
   const auto listed = collect_upload_files(options);
-  MS_CHECK(!listed.empty(), ErrorCode::kUsage, "{}: no files to upload (after --include/--exclude)",
-           options.local_path.string());
+  if (listed.empty()) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("{}: no files to upload (after --include/--exclude)",
+                            options.local_path.string()),
+                "the folder holds no regular files, or --include/--exclude leave none of them");
+  }
   // Checked before anything is hashed or listed: otherwise a run whose files are all on the hub
   // already would finish with exit 0 without ever having been allowed to write, and a run with
   // new files would hash them all before the hub's 401. Same code as that 401 (network).
