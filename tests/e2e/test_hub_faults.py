@@ -48,6 +48,27 @@ class HubFaultsTest(SharedHubTestCase):
         self.assertEqual(sorted(self.listing("alice/fifo-folder")), [".gitattributes", "a.txt"])
         self.assertIn("pipe: skipped, not a regular file", r.stderr)
 
+    def test_names_and_messages_that_are_not_utf8_are_usage_errors(self):
+        # The hub takes both in JSON, which carries UTF-8 only: they failed in the commit (exit 70).
+        src = make_tree(self.path("src"), {"a.txt": b"a"})
+        def upload(*extra):
+            return subprocess.run([MS_BIN, "upload", "alice/utf8", src, "--token", self.token,
+                                   "--create", *extra], capture_output=True, env=self.env(),
+                                  timeout=60)
+        r = upload("--commit-message", b"bad\xffmessage")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(b"--commit-message is not UTF-8", r.stderr)
+        for option in ("--tag", "--revision"):
+            r = upload(option, b"v\xff")
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(b"branch and tag names are UTF-8", r.stderr)
+        with open(os.path.join(os.fsencode(src), b"f\xfe.txt"), "wb") as f:
+            f.write(b"x")
+        r = upload()
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(b"'f\\xfe.txt' is not UTF-8", r.stderr)
+        self.assertEqual(upload("--exclude", "f*").returncode, 0)
+
     def test_excluded_files_need_not_be_valid_repo_paths(self):
         src = make_tree(self.path("src"), {"ok.txt": b"ok", "bad\nname.txt": b"x", "d\\x/y.txt": b"y"})
         r = self.upload("alice/names", src)

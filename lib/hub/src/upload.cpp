@@ -19,6 +19,7 @@
 #include "ms/core/log.h"
 #include "ms/core/progress.h"
 #include "ms/core/settings.h"
+#include "ms/core/utf8.h"
 #include "ms/hub/download.h"
 #include "ms/hub/sha256.h"
 
@@ -240,6 +241,10 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
     }
     try {
       check_repo_path(rel);
+      // The hub takes file names in JSON, which carries UTF-8 only (a name in a legacy code
+      // page would otherwise fail deep in the commit).
+      MS_CHECK(is_valid_utf8(rel), ErrorCode::kUsage, "file name '{}' is not UTF-8",
+               printable_path(rel));
     } catch (Error& e) {
       e.set_hint("rename it, or exclude it with --exclude");
       throw;
@@ -254,6 +259,10 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
 }
 
 UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
+  MS_CHECK(is_valid_utf8(options.commit_message), ErrorCode::kUsage,
+           "--commit-message is not UTF-8 text");
+  MS_CHECK(is_valid_utf8(options.revision) && (!options.tag || is_valid_utf8(*options.tag)),
+           ErrorCode::kUsage, "branch and tag names are UTF-8 text (--revision, --tag)");
   const auto listed = collect_upload_files(options);
   if (listed.empty()) {
     throw Error(ErrorCode::kUsage,

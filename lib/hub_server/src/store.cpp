@@ -53,6 +53,8 @@ constexpr const char* kDefaultGitattributes =
 // clients as 'v1'), and '~', '^', ':', '..' or '@{' make a name that git reads as an expression.
 bool is_valid_ref_name(const std::string& name) {
   if (name.empty() || name.size() > 255 || name == "@" || name.back() == '.') return false;
+  // Listed in JSON, which carries UTF-8 only.
+  if (!is_valid_utf8(name)) return false;
   if (name.find("..") != std::string::npos || name.find("@{") != std::string::npos) return false;
   for (char c : name) {
     const unsigned char u = static_cast<unsigned char>(c);
@@ -382,9 +384,10 @@ struct Store::Impl {
   // (a file and a folder of one name: `git clone` refuses the pair, and caches that lay
   // revisions out as folders mix them up). Called under the lock, inside the transaction.
   void check_new_ref(std::int64_t repo_id, const std::string& name, const char* kind) {
-    const bool commit_shaped = name.size() == 40 && std::all_of(name.begin(), name.end(), [](char c) {
-                                 return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-                               });
+    const bool commit_shaped =
+        name.size() == 40 && std::all_of(name.begin(), name.end(), [](char c) {
+          return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+        });
     MS_CHECK(!commit_shaped, ErrorCode::kUsage,
              "invalid {} name '{}': 40 hex digits name a commit, and the {} would hide it", kind,
              name, kind);
