@@ -89,7 +89,7 @@ int check_stdout(int code) {
       stderr,
       "ms: error: standard output could not be written%s%s: the results on it are incomplete\n",
       err != 0 ? ": " : "", err != 0 ? std::strerror(err) : "");
-  return code == 0 ? 74 : code;
+  return 74;
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include "ms/core/error.h"
+#include "ms/core/text.h"
 
 namespace ms {
 
@@ -148,9 +149,8 @@ void check_endpoint(const std::string& endpoint, const std::string& source) {
   }
   const bool host_ok = !host.empty() && host.find_first_of("/?#@ \t\r\n") == std::string::npos &&
                        (host.front() == '[' || host.find(':') == std::string::npos);
-  const bool port_ok = !has_port || (!port.empty() && port.size() <= 5 &&
-                                     port.find_first_not_of("0123456789") == std::string::npos &&
-                                     std::stoi(port) >= 1 && std::stoi(port) <= 65535);
+  const bool port_ok = !has_port || (is_decimal(port) && port.size() <= 5 && std::stoi(port) >= 1 &&
+                                     std::stoi(port) <= 65535);
   if (!host_ok || !port_ok) {
     const bool user_info = rest.find('@') != std::string::npos;
     throw Error(ErrorCode::kUsage,

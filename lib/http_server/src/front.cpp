@@ -286,11 +286,6 @@ bool reads_body(const std::string& method) {
          method == "PRI";
 }
 
-bool is_decimal(std::string_view text) {
-  return !text.empty() &&
-         std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
 // Checks how a request's body is delimited (RFC 9112 section 6) before httplib reads it, and
 // returns why it cannot be trusted, or null. httplib 0.11 reads "Content-Length: abc" as 0 (the
 // body then parsed as the next request), "-5" as 2^64 - 5, takes the first of two different

@@ -236,7 +236,6 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
     if (!fs::is_regular_file(p, ec)) {
       log::warn("{}: skipped, not a regular file (a broken link, a pipe, a socket or a device)",
                 p.string());
-      ec.clear();
       continue;
     }
     try {

@@ -165,15 +165,16 @@ std::vector<TreeEntry> tree_from_json(const std::string& text, const fs::path& f
   return entries;
 }
 
+// `digits` lower-case hex digits: a sha256 (64) or a commit id (40).
+bool is_lower_hex(std::string_view text, std::size_t digits) {
+  return text.size() == digits && std::all_of(text.begin(), text.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
 }  // namespace
 
-bool is_sha256_hex(std::string_view text) {
-  if (text.size() != 64) return false;
-  for (char c : text) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
-}
+bool is_sha256_hex(std::string_view text) { return is_lower_hex(text, 64); }
 
 // ---------------------------------------------------------------------------------------------
 // BlobWriter
@@ -384,11 +385,7 @@ struct Store::Impl {
   // (a file and a folder of one name: `git clone` refuses the pair, and caches that lay
   // revisions out as folders mix them up). Called under the lock, inside the transaction.
   void check_new_ref(std::int64_t repo_id, const std::string& name, const char* kind) {
-    const bool commit_shaped =
-        name.size() == 40 && std::all_of(name.begin(), name.end(), [](char c) {
-          return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-        });
-    MS_CHECK(!commit_shaped, ErrorCode::kUsage,
+    MS_CHECK(!is_lower_hex(name, 40), ErrorCode::kUsage,
              "invalid {} name '{}': 40 hex digits name a commit, and the {} would hide it", kind,
              name, kind);
     Statement s(db->handle(), "SELECT name FROM refs WHERE repo_id=?");

@@ -182,10 +182,7 @@ std::vector<std::string> label_names(const std::filesystem::path& model_dir, int
              "{}: id2label must be an object of \"id\": \"name\" pairs, got {}", source,
              id2label->dump());
     for (const auto& [id, name] : id2label->items()) {
-      const bool numeric =
-          !id.empty() && id.size() < 10 &&
-          std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; });
-      MS_CHECK(numeric && name.is_string(), ErrorCode::kConfig,
+      MS_CHECK(is_decimal(id) && id.size() < 10 && name.is_string(), ErrorCode::kConfig,
                "{}: id2label entry \"{}\": {} must map a class id (0, 1, ...) to a name", source,
                id, name.dump());
     }

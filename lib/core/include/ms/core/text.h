@@ -22,6 +22,9 @@ MS_API std::vector<std::string> close_matches(std::string_view word,
 /// Joins items with a separator.
 MS_API std::string join(const std::vector<std::string>& items, std::string_view separator);
 
+/// Whether `text` is one or more ASCII digits 0-9 (no sign, no spaces).
+MS_API bool is_decimal(std::string_view text);
+
 /// `text` without leading and trailing whitespace (a view into it).
 MS_API std::string_view trim(std::string_view text);
 
