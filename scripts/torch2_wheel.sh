@@ -49,3 +49,11 @@ torch2_fetch_cuda_runtime() {
     "nvidia_cuda_cupti-13.0.85-py3-none-manylinux_2_25_x86_64.whl" \
     4eb01c08e859bf924d222250d2e8f8b8ff6d3db4721288cf35d14252a4d933c8 manylinux_2_25_x86_64
 }
+
+# CUDA 13.0's crt/ headers, which the runtime's headers include (cuda_runtime.h, host_defines.h):
+# compiling LibTorch's CUDA headers needs both wheels' include/ folders.
+torch2_fetch_cuda_crt() {
+  torch2_fetch_wheel "nvidia-cuda-crt==13.0.88" \
+    "nvidia_cuda_crt-13.0.88-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl" \
+    2c8043c7c9e02492716426e9919fc78d2c5b3b2a7a768a88e952676b08aa55a4 manylinux_2_17_x86_64
+}

@@ -8,7 +8,8 @@
 #   MS_BIN=build-gpu/bin/ms MINILM=DIR bash bench/device/infer_gpu.sh   # on the lent GPU machine
 #
 # Env: N (100000), BATCHES ("64 256 1024"), DTYPES ("fp32 fp16"), PEERS ("transformers
-# sentence-transformers"), WORK (a scratch folder; default a temporary one).
+# sentence-transformers"), WORK (a scratch folder; default a temporary one), WORKER_RUNS (the
+# batch-256 runs with other worker counts, attention kernels or CUDA graphs; see below).
 # ms's "start-up excluded" is its job's own run loop (tokenising, batches, formatting and writing
 # the JSON lines, from its -v log); "included" is the whole process, model load and CUDA start-up
 # in it. The peers' "excluded" is encode() on all sentences, after a warm-up; "included" adds the
@@ -45,17 +46,20 @@ done
 # Host workers: 1 (one host thread feeding the card, before the overlap), and more than the
 # default 4, each on its own CUDA stream. A third field names the attention kernels
 # (MS_BERT_KERNELS): "torch" runs LibTorch's ops one by one, against the default fused
-# scaled_dot_product_attention of the grid above (same dtype, batch 256, 4 workers).
-for spec in ${WORKER_RUNS:-fp32:1 fp16:8 fp16:16 fp16:4:torch}; do
-  IFS=: read -r dtype w kernels <<<"$spec"
-  label="w$w${kernels:+_$kernels}"
+# scaled_dot_product_attention of the grid above (same dtype, batch 256, 4 workers). A fourth,
+# "graphs", replays the forward passes from CUDA graphs (MS_CUDA_GRAPHS=1).
+for spec in ${WORKER_RUNS:-fp16:4::graphs fp32:4::graphs fp16:8::graphs fp16:16::graphs fp32:1 fp16:8 fp16:16 fp16:4:torch}; do
+  IFS=: read -r dtype w kernels graphs <<<"$spec"
+  label="w$w${kernels:+_$kernels}${graphs:+_graphs}"
+  what="--workers $w${kernels:+ MS_BERT_KERNELS=$kernels}${graphs:+ MS_CUDA_GRAPHS=1}"
   s=$(date +%s.%N)
-  MS_BERT_KERNELS="${kernels:-}" "$ms" -v infer -m "$model" --input-file "$work/in.txt" -b 256 --device "$device" --dtype "$dtype" \
-    --workers "$w" -o "$work/ms_$label.jsonl" 2>"$work/ms_$label.log" || { tail -5 "$work/ms_$label.log"; echo "ms --workers $w ${kernels:+(kernels $kernels) }FAILED"; continue; }
+  MS_BERT_KERNELS="${kernels:-}" MS_CUDA_GRAPHS="${graphs:+1}" "$ms" -v infer -m "$model" --input-file "$work/in.txt" -b 256 --device "$device" --dtype "$dtype" \
+    --workers "$w" -o "$work/ms_$label.jsonl" 2>"$work/ms_$label.log" || { tail -5 "$work/ms_$label.log"; echo "ms $what FAILED"; continue; }
   e=$(date +%s.%N)
   job=$(sed -n 's/.* inputs: .*, \([0-9.]*\) s$/\1/p' "$work/ms_$label.log")
-  echo "{\"peer\": \"ms --workers $w${kernels:+ MS_BERT_KERNELS=$kernels}\", \"dtype\": \"$dtype\", \"batch\": 256, \"n\": $n, \"wall_s\": $(awk "BEGIN{print $e - $s}"), \"encode_s\": $job}" >>"$results"
-  echo "  $dtype batch 256, --workers $w${kernels:+, MS_BERT_KERNELS=$kernels}: $(grep -o 'stages: .*' "$work/ms_$label.log")"
+  echo "{\"peer\": \"ms $what\", \"dtype\": \"$dtype\", \"batch\": 256, \"n\": $n, \"wall_s\": $(awk "BEGIN{print $e - $s}"), \"encode_s\": $job}" >>"$results"
+  echo "  $dtype batch 256, $what: $(grep -o 'stages: .*' "$work/ms_$label.log")"
+  grep -o 'CUDA graphs.*' "$work/ms_$label.log" | sed 's/^/    /' || true
   # Kept for the fidelity check: more streams, or other kernels, must not change the embeddings.
   head -n 5000 "$work/ms_$label.jsonl" >"$work/ms_${label}_$dtype.head" && rm "$work/ms_$label.jsonl"
 done

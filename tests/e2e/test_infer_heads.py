@@ -113,6 +113,36 @@ class HeadsTest(TorchTestCase):
                 for x, y in zip(a["scores"], b["scores"]):
                     self.assertLess(abs(x - y), 1e-5, (heads, a, b))
 
+    def test_cuda_graphs_give_the_eager_outputs(self):
+        # MS_CUDA_GRAPHS=1 pads each batch to a graph's shape (graph_shape) and, on a GPU, replays
+        # forward passes captured per shape; scripts/gpu-check.sh runs this with
+        # MS_INFER_DEVICE=gpu:0. On the CPU the passes stay eager and only the setting is read.
+        # Either way each line is the eager run's. Lengths vary and recur, so that on a GPU
+        # shapes are captured by several workers and then replayed.
+        texts = ["a", "the cat sat on the mat", "dogs bark", "an unusually long sentence about "
+                 "nothing in particular that goes on and on", "é ü ñ", "x y", "hello world again"] * 4
+        for name, key in (("st_dense", "text_embedding"), ("cls", "scores")):
+            outs = {}
+            for graphs in ("0", "1"):
+                r = run_ms("-v", "infer", "-m", os.path.join(TINY, name), "--device", DEVICE, "-b", "3",
+                           "--workers", "3", "--input", *texts, env={"MS_CUDA_GRAPHS": graphs})
+                self.assertExit(r, 0)
+                outs[graphs] = lines(r.stdout)
+                if graphs == "1" and DEVICE != "cpu":
+                    self.assertNotIn("CUDA graphs are off", r.stderr)
+                    self.assertRegex(r.stderr, r"CUDA graphs: [1-9]\d* shape\(s\) captured .* "
+                                               r"[1-9]\d* batches replayed")
+            self.assertEqual([l["id"] for l in outs["1"]], list(range(len(texts))))
+            for eager, graphed in zip(outs["0"], outs["1"]):
+                self.assertEqual(eager.keys(), graphed.keys())
+                self.assertEqual(len(eager[key]), len(graphed[key]))
+                for x, y in zip(eager[key], graphed[key]):
+                    self.assertLess(abs(x - y), 1e-5, (name, eager["id"]))
+        r = run_ms("infer", "-m", os.path.join(TINY, "cls"), "--device", DEVICE, "--input", "x",
+                   env={"MS_CUDA_GRAPHS": "yes"})
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "MS_CUDA_GRAPHS=yes")
+
     def test_parallel_workers_give_identical_lines(self):
         ref = expected("ner")
         texts = [it["text"] for it in ref["items"]] * 5

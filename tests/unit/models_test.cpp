@@ -10,12 +10,16 @@
 #include <fstream>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "catch.h"
 #include "ms/core/error.h"
 #include "ms/models/bert.h"
 #include "ms/models/model.h"
 #include "ms/models/torchscript.h"
+#include "ms/pipelines/cuda_graphs.h"
+#include "ms/tensor/collate.h"
 
 namespace {
 
@@ -355,5 +359,84 @@ TEST_CASE("a TorchScript model failing inside the interpreter is a usage error n
     FAIL("a JSON file loaded as a TorchScript archive");
   } catch (const ms::Error& e) {
     CHECK(e.code() == ms::ErrorCode::kIntegrity);
+  }
+}
+
+TEST_CASE("CUDA graph shapes: few of them, never past the model's positions", "[models][graphs]") {
+  using ms::pipelines::graph_shape;
+  using Shape = std::pair<int64_t, int64_t>;
+  CHECK(graph_shape(3, 7, 40) == Shape{4, 8});
+  CHECK(graph_shape(1, 1, 512) == Shape{1, 8});
+  CHECK(graph_shape(256, 24, 512) == Shape{256, 24});
+  CHECK(graph_shape(100, 65, 512) == Shape{128, 80});
+  CHECK(graph_shape(5, 130, 512) == Shape{8, 160});
+  CHECK(graph_shape(5, 300, 512) == Shape{8, 320});
+  CHECK(graph_shape(2, 37, 39) == Shape{2, 39});  // 40 would pass the model's 39 positions
+  CHECK(graph_shape(2, 45, 40) == Shape{2, 45});  // too long already: the model refuses it
+}
+
+TEST_CASE("collating to a larger shape pads with masked tokens and rows attending one token",
+          "[models][graphs]") {
+  const std::vector<int64_t> a = {5, 6, 7}, b = {8, 9};
+  const std::vector<int64_t> a_types(3, 0), b_types = {0, 1};
+  const TensorMap batch = ms::tensor::collate_tokens({{&a, &a_types}, {&b, &b_types}}, 1, "cpu",
+                                                     /*padded_rows=*/4, /*padded_tokens=*/5);
+  auto row = [&](const char* name, int64_t i) {
+    const at::Tensor r = batch.at(name)[i].contiguous();
+    return std::vector<int64_t>(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + r.numel());
+  };
+  CHECK(row("input_ids", 0) == std::vector<int64_t>{5, 6, 7, 1, 1});
+  CHECK(row("input_ids", 1) == std::vector<int64_t>{8, 9, 1, 1, 1});
+  CHECK(row("input_ids", 3) == std::vector<int64_t>{1, 1, 1, 1, 1});
+  CHECK(row("token_type_ids", 1) == std::vector<int64_t>{0, 1, 0, 0, 0});
+  CHECK(row("attention_mask", 0) == std::vector<int64_t>{1, 1, 1, 0, 0});
+  CHECK(row("attention_mask", 2) == std::vector<int64_t>{1, 0, 0, 0, 0});
+  // Smaller targets change nothing: the batch keeps its own shape.
+  CHECK(ms::tensor::collate_tokens({{&a, &a_types}}, 0, "cpu", 0, 2).at("input_ids").sizes() ==
+        at::IntArrayRef({1, 3}));
+}
+
+TEST_CASE("padding a batch to a CUDA graph's shape changes no real row's output",
+          "[models][graphs]") {
+  // What MS_CUDA_GRAPHS=1 relies on, checked here on the CPU: every pooling reads the attention
+  // mask, the classifier reads the first token, and RoBERTa's positions skip the pad id.
+  at::manual_seed(5);
+  std::vector<std::vector<int64_t>> ids, types;
+  for (const int64_t length : {11, 9, 4}) {
+    const at::Tensor r = at::randint(2, 50, {length}, at::kLong);
+    ids.emplace_back(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + length);
+    types.emplace_back(static_cast<std::size_t>(length), 0);
+  }
+  std::vector<ms::tensor::TokenRow> rows;
+  for (std::size_t i = 0; i < ids.size(); ++i) rows.push_back({&ids[i], &types[i]});
+  const auto [padded_rows, padded_tokens] = ms::pipelines::graph_shape(3, 11, 40);
+  REQUIRE(padded_rows == 4);
+  REQUIRE(padded_tokens == 16);
+  const TensorMap natural = ms::tensor::collate_tokens(rows, 1, "cpu");
+  const TensorMap padded = ms::tensor::collate_tokens(rows, 1, "cpu", padded_rows, padded_tokens);
+  for (const std::string type : {"bert", "roberta"}) {
+    TinyBertDir dir(type, 0.0);
+    for (const char* pooling : {"mean", "cls", "max", "weightedmean", "lasttoken"}) {
+      std::filesystem::create_directories(dir.path / "1_Pooling");
+      std::ofstream(dir.path / "modules.json")
+          << R"([{"type": "sentence_transformers.models.Transformer", "path": ""},
+                 {"type": "sentence_transformers.models.Pooling", "path": "1_Pooling"},
+                 {"type": "sentence_transformers.models.Normalize", "path": "2_Normalize"}])";
+      std::ofstream(dir.path / "1_Pooling" / "config.json")
+          << "{\"pooling_mode\": \"" << pooling << "\"}";
+      for (const char* task : {"sentence-embedding", "text-classification"}) {
+        if (std::string(task) == "text-classification" && std::string(pooling) != "mean") continue;
+        INFO(type << " " << task << " " << pooling);
+        auto model = ms::models::build_model(spec_for(task, type, dir.path));
+        model->eval();
+        c10::InferenceMode guard;
+        const char* output =
+            std::string(task) == "sentence-embedding" ? "sentence_embedding" : "logits";
+        const at::Tensor expected = model->forward(natural).at(output);
+        const at::Tensor got = model->forward(padded).at(output);
+        REQUIRE(got.size(0) == 4);
+        CHECK(at::allclose(got.narrow(0, 0, 3), expected, 1e-5, 1e-6));
+      }
+    }
   }
 }

@@ -9,7 +9,8 @@
 namespace ms::tensor {
 
 TensorMap collate_tokens(const std::vector<TokenRow>& rows, std::int64_t pad_id,
-                         const std::string& device) {
+                         const std::string& device, std::int64_t padded_rows,
+                         std::int64_t padded_tokens) {
   std::size_t longest = 0;
   for (const TokenRow& row : rows) {
     // Each row needs ids and type ids of equal length.
@@ -17,11 +18,16 @@ TensorMap collate_tokens(const std::vector<TokenRow>& rows, std::int64_t pad_id,
               row.ids->size() == row.type_ids->size());
     longest = std::max(longest, row.ids->size());
   }
-  const auto b = static_cast<int64_t>(rows.size()), t = static_cast<int64_t>(longest);
+  longest = std::max(longest, static_cast<std::size_t>(std::max<std::int64_t>(padded_tokens, 0)));
+  const std::size_t count =
+      std::max(rows.size(), static_cast<std::size_t>(std::max<std::int64_t>(padded_rows, 0)));
+  const auto b = static_cast<int64_t>(count), t = static_cast<int64_t>(longest);
   // The three tensors are built as one [3, b, t] block, so that a GPU gets them in one copy.
-  const std::size_t plane = rows.size() * longest;
+  const std::size_t plane = count * longest;
   std::vector<int64_t> block(3 * plane, 0);
   std::fill_n(block.begin(), plane, pad_id);
+  for (std::size_t i = rows.size(); i < count && longest > 0; ++i)
+    block[2 * plane + i * longest] = 1;
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const auto offset = static_cast<std::ptrdiff_t>(i * longest);
     std::copy(rows[i].ids->begin(), rows[i].ids->end(), block.begin() + offset);
