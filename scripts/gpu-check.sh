@@ -68,10 +68,12 @@ if [ "${MS_GPU_SKIP_BUILD:-0}" != 1 ]; then
 found = [h for d in site.getsitepackages() for h in glob.glob(d + "/nvidia/nccl*/include/nccl.h")]
 print(os.path.dirname(found[0]) if found else "")' 2>/dev/null || true)"
   [ -n "$nccl_include" ] && optional+=("-DMS_NCCL_INCLUDE_DIR=$nccl_include")
-  # Tests are not built here: the end-to-end scripts below drive the ms binary directly.
+  # Tests are not built here: the end-to-end scripts below drive the ms binary directly. The
+  # test-only switches are in (-DMS_TEST_HOOKS=ON: environment variables read once, or only where
+  # a test forces a path), so that the tests that need them run on the GPU too.
   # shellcheck disable=SC2086
   if ! cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
-      -DMS_BUILD_TESTS=OFF "${optional[@]}" ${MS_CMAKE_ARGS:-} > "$build.configure.log" 2>&1; then
+      -DMS_BUILD_TESTS=OFF -DMS_TEST_HOOKS=ON "${optional[@]}" ${MS_CMAKE_ARGS:-} > "$build.configure.log" 2>&1; then
     tail -40 "$build.configure.log"; echo "configure FAILED"; exit 1
   fi
   grep -E "Torch|CUDA|WARNING|not found" "$build.configure.log" | head -20 || true
@@ -99,7 +101,7 @@ e2e_on_gpu() {  # test script [test names] -> summary, with the first failures i
   local log left=$((budget - SECONDS))
   if [ "$left" -lt 20 ]; then echo "  skipped (time)"; return; fi
   log="$(mktemp)"
-  MS_BIN="$ms" MS_SOURCE_DIR="$root" MS_INFER_DEVICE=gpu:0 MS_NO_PROGRESS=1 \
+  MS_BIN="$ms" MS_SOURCE_DIR="$root" MS_INFER_DEVICE=gpu:0 MS_NO_PROGRESS=1 MS_TEST_HOOKS=1 \
     timeout "$((left < 300 ? left : 300))" "$py" "$@" -v > "$log" 2>&1 ||
     { grep -A12 -E "^(FAIL|ERROR):" "$log" | head -60; }
   grep -E "\.\.\. (ok|FAIL|ERROR|skipped)" "$log" | sed 's/^/  /'

@@ -143,6 +143,29 @@ class HeadsTest(TorchTestCase):
         self.assertExit(r, 2)
         self.assertOneLineError(r, "MS_CUDA_GRAPHS=yes")
 
+    def test_a_failed_cuda_graph_capture_leaves_the_job_eager(self):
+        # MS_TEST_CUDA_GRAPH_FAIL=1 (test builds) reads a value back to the host inside each
+        # capture, which CUDA refuses: graphs go off with one warning, the capture is cleaned up
+        # (LibTorch's allocators would otherwise keep calling into the destroyed graph), and every
+        # batch runs eagerly with the eager outputs. On the CPU nothing is captured.
+        self.require_test_hooks()
+        texts = ["a", "the cat sat on the mat", "dogs bark", "é ü ñ", "x y", "hello world"] * 4
+        model = os.path.join(TINY, "st_dense")
+        r = run_ms("infer", "-m", model, "--device", DEVICE, "-b", "3", "--input", *texts)
+        self.assertExit(r, 0)
+        eager = lines(r.stdout)
+        r = run_ms("-v", "infer", "-m", model, "--device", DEVICE, "-b", "3", "--workers", "3",
+                   "--input", *texts, env={"MS_CUDA_GRAPHS": "1", "MS_TEST_CUDA_GRAPH_FAIL": "1"})
+        self.assertExit(r, 0)
+        if DEVICE != "cpu":
+            self.assertEqual(r.stderr.count("CUDA graphs are off for this job"), 1, r.stderr)
+            self.assertIn("CUDA graphs: 0 shape(s) captured", r.stderr)
+        got = lines(r.stdout)
+        self.assertEqual([l["id"] for l in got], list(range(len(texts))))
+        for a, b in zip(eager, got):
+            for x, y in zip(a["text_embedding"], b["text_embedding"]):
+                self.assertLess(abs(x - y), 1e-5, a["id"])
+
     def test_parallel_workers_give_identical_lines(self):
         ref = expected("ner")
         texts = [it["text"] for it in ref["items"]] * 5

@@ -1,10 +1,15 @@
 #include "ms/pipelines/cuda_graphs.h"
 
 #ifdef MS_TORCH_CUDA_GRAPHS
+#include <ATen/core/CachingHostAllocator.h>
+#include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/core/Event.h>
+#include <c10/core/InferenceMode.h>
 #include <c10/core/StreamGuard.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
 #endif
@@ -16,6 +21,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <stdexcept>
 
 #include "ms/core/error.h"
 #include "ms/core/log.h"
@@ -57,30 +63,69 @@ namespace {
 // a job to a few dozen, so this only bounds the GPU memory of unusual inputs.
 constexpr std::size_t kMaxGraphsPerWorker = 64;
 
+// at::cuda::CUDAGraph, plus the clean-up of a capture that failed. LibTorch 2.11's capture_end
+// throws at cudaStreamEndCapture, before it stops sending allocations to the graph's pool and ends
+// the random generators' capture: left so, both allocators would keep calling back into a
+// destroyed graph, skip their cache upkeep for the rest of the process, and every later random
+// draw on the GPU would fail.
+class Graph : public at::cuda::CUDAGraph {
+ public:
+  void abandon_capture(cudaStream_t stream) noexcept {
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(stream, &status) == cudaSuccess &&
+        status != cudaStreamCaptureStatusNone) {
+      cudaGraph_t graph = nullptr;
+      (void)cudaStreamEndCapture(stream, &graph);
+      if (graph != nullptr) (void)cudaGraphDestroy(graph);
+    }
+    (void)cudaGetLastError();    // the failed capture's error is not this process's last word
+    if (capture_ended_) return;  // capture_end did its own clean-up
+    // Each end succeeds only if the matching begin happened; only then is the pool released
+    // (it is shared with the set's other graphs, whose references must stay).
+    bool device_pool = false, host_pool = false;
+    try {
+      c10::cuda::CUDACachingAllocator::endAllocateToPool(capture_dev_, mempool_id_);
+      device_pool = true;
+    } catch (...) {
+    }
+    try {
+      at::getHostAllocator(at::kCUDA)->end_allocate_to_pool(mempool_id_);
+      host_pool = true;
+    } catch (...) {
+    }
+    for (auto& [state, increment] : captured_generator_states_) {
+      try {
+        (void)state->capture_epilogue();
+      } catch (...) {
+      }
+    }
+    try {
+      if (device_pool) c10::cuda::CUDACachingAllocator::releasePool(capture_dev_, mempool_id_);
+      if (host_pool) at::getHostAllocator(at::kCUDA)->release_pool(mempool_id_);
+    } catch (...) {
+    }
+  }
+};
+
 // One captured forward pass: replays read `inputs` and write `outputs`.
 struct Captured {
-  std::unique_ptr<at::cuda::CUDAGraph> graph;
+  std::unique_ptr<Graph> graph;
   models::TensorMap inputs, outputs;
 };
 
 // The graphs of one worker at a time. Its graphs share a memory pool (a pass's intermediate
-// buffers are reused by the next capture), which is safe because they never run at once.
+// buffers are reused by the next capture), which is safe because they never run at once and each
+// replay's outputs are copied before the set is handed on.
 struct GraphSet {
-  GraphSet() = default;
-  GraphSet(const GraphSet&) = delete;
-  GraphSet& operator=(const GraphSet&) = delete;
-  ~GraphSet() {
-    graphs.clear();
-    if (raw_stream != nullptr) (void)cudaStreamDestroy(raw_stream);
-  }
-
   // The set's own stream, made for it (not from LibTorch's pool, which hands its streams to
   // several users): its captures and their warm-up passes run there. A capture must own its
   // stream (another thread's kernels on it would join the graph), and the cuBLAS workspace that
   // captured matrix products write to belongs to the capturing stream: graphs of two sets, which
-  // may run at once, must not share one.
+  // may run at once, must not share one. Never destroyed: LibTorch's allocator and cuBLAS keep
+  // the handle in their caches for the rest of the process.
   c10::cuda::CUDAStream stream(c10::DeviceIndex device) {
     if (raw_stream == nullptr) {
+      const c10::cuda::CUDAGuard on_device(device);  // streams belong to the current device
       C10_CUDA_CHECK(cudaStreamCreateWithFlags(&raw_stream, cudaStreamNonBlocking));
     }
     return c10::cuda::getStreamFromExternal(raw_stream, device);
@@ -92,6 +137,11 @@ struct GraphSet {
   // for it on the GPU, so a replay never overwrites buffers that another stream still reads.
   c10::Event released{c10::DeviceType::CUDA};
   cudaStream_t raw_stream = nullptr;
+};
+
+// A capture that failed: graphs go off for the job, and the batch runs eagerly.
+struct CaptureFailed : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 // Names, dtypes and sizes of the inputs: one graph per distinct key.
@@ -163,12 +213,16 @@ class Lease {
 };
 
 // Captures model.forward at the shape of `inputs`, whose values become the graph's static inputs.
+// Errors of the warm-up pass (an input the model refuses, memory) are the batch's own and pass
+// through; a failure of the capture itself is CaptureFailed.
 Captured capture(models::Model& model, const models::TensorMap& inputs,
                  GraphedForward::Graphs& owner, GraphSet& set,
                  const c10::cuda::CUDAStream& caller) {
+  // Held until the end, so that a failed graph is also destroyed (unregistered from the random
+  // generators, which do not lock) before another capture begins.
+  std::lock_guard<std::mutex> lock(owner.capture_mutex);
   Captured c;
   for (const auto& [name, t] : inputs) c.inputs[name] = t.clone();
-  std::lock_guard<std::mutex> lock(owner.capture_mutex);
   const c10::cuda::CUDAStream side = set.stream(owner.device);
   // The side stream starts after the inputs are copied, and the caller's next work (the first
   // replay) after the side stream's.
@@ -181,23 +235,28 @@ Captured capture(models::Model& model, const models::TensorMap& inputs,
     // A shape's first pass picks kernels and makes cuBLAS's workspace for the stream, which
     // must not happen inside a capture.
     (void)model.forward(c.inputs);
-    c.graph = std::make_unique<at::cuda::CUDAGraph>();
-    // Thread-local capture: the other workers' CUDA calls (allocations, copies) go on meanwhile.
-    c.graph->capture_begin(set.pool, cudaStreamCaptureModeThreadLocal);
+    c.graph = std::make_unique<Graph>();
     try {
+      // Thread-local: the other workers' CUDA calls (allocations, copies) go on meanwhile.
+      c.graph->capture_begin(set.pool, cudaStreamCaptureModeThreadLocal);
+#ifdef MS_TEST_HOOKS
+      // Test builds: MS_TEST_CUDA_GRAPH_FAIL=1 reads a value back to the host inside the capture,
+      // as a forward pass that synchronises would, to drive the clean-up below.
+      if (std::getenv("MS_TEST_CUDA_GRAPH_FAIL") != nullptr)
+        (void)c.inputs.begin()->second.sum().item<int64_t>();
+#endif
       out = model.forward(c.inputs);
-    } catch (...) {
-      try {
-        c.graph->capture_end();  // ends the stream's capture; the graph is invalid anyway
-      } catch (const c10::Error&) {
-      }
-      throw;
+      c.graph->capture_end();
+    } catch (const std::exception& e) {
+      c.graph->abandon_capture(side.stream());
+      const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
+      throw CaptureFailed(torch_error != nullptr ? torch_error->what_without_backtrace()
+                                                 : e.what());
     }
-    c.graph->capture_end();
   }
   for (const std::string& name : owner.outputs) {
     auto it = out.find(name);
-    MS_CHECK(it != out.end(), ErrorCode::kInternal, "the model has no output {}", name);
+    if (it == out.end()) throw CaptureFailed(fmt::format("the model has no output {}", name));
     c.outputs[name] = it->second;
   }
   c10::Event captured(c10::DeviceType::CUDA);
@@ -261,6 +320,8 @@ bool GraphedForward::active() const {
 models::TensorMap GraphedForward::forward(const models::TensorMap& inputs) {
 #ifdef MS_TORCH_CUDA_GRAPHS
   if (active()) {
+    // Static inputs are inference tensors: updating them needs the mode (callers have it).
+    c10::InferenceMode inference;
     const c10::cuda::CUDAStream stream = c10::cuda::getCurrentCUDAStream(graphs_->device);
     Lease lease(graphs_->take(), *graphs_, stream.unwrap());
     GraphSet& set = lease.set();
@@ -270,15 +331,15 @@ models::TensorMap GraphedForward::forward(const models::TensorMap& inputs) {
       try {
         it = set.graphs.emplace(key, capture(model_, inputs, *graphs_, set, stream)).first;
         ++graphs_->captured;
-      } catch (const std::exception& e) {
-        // A model whose forward pass cannot be captured (a host synchronisation, a kernel that
-        // graphs do not allow) still runs, eagerly, for the rest of the job.
-        const char* reason = e.what();
-        if (const auto* torch_error = dynamic_cast<const c10::Error*>(&e))
-          reason = torch_error->what_without_backtrace();
+      } catch (const CaptureFailed& e) {
+        // A model whose forward pass cannot be captured (it synchronises with the host, or runs
+        // a kernel that graphs do not allow) still runs, eagerly, for the rest of the job.
         if (graphs_->active.exchange(false))
           log::warn("CUDA graphs are off for this job: capturing the forward pass failed: {}",
-                    reason);
+                    e.what());
+      } catch (const c10::Error& e) {
+        throw Error(ErrorCode::kInternal, fmt::format("forward pass on {} failed: {}", device_,
+                                                      e.what_without_backtrace()));
       }
     }
     if (it != set.graphs.end()) {
@@ -289,10 +350,12 @@ models::TensorMap GraphedForward::forward(const models::TensorMap& inputs) {
         models::TensorMap result;
         for (const auto& [name, t] : it->second.outputs) result[name] = t.clone();
         return result;
-      } catch (const c10::Error& e) {
-        throw Error(ErrorCode::kInternal,
-                    fmt::format("forward pass on {} failed (CUDA graph replay): {}", device_,
-                                e.what_without_backtrace()));
+      } catch (const std::exception& e) {
+        const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
+        throw Error(
+            ErrorCode::kInternal,
+            fmt::format("forward pass on {} failed (CUDA graph replay): {}", device_,
+                        torch_error != nullptr ? torch_error->what_without_backtrace() : e.what()));
       }
     }
   }
