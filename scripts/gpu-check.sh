@@ -166,8 +166,9 @@ if [ -n "$model" ] && part train 120; then
 fi
 
 if part ddp 30; then
-  step "data-parallel training over NCCL: one worker per GPU (2 workers vs 1 process on 2 GPUs; refused on 1)"
-  e2e_on_gpu tests/e2e/test_train_distributed.py DistributedTrainTest.test_ranks_on_gpus_exchange_over_nccl
+  step "data-parallel training over NCCL: one worker per GPU (2 workers vs 1 process on 2 GPUs; refused on 1), and a group of one over NCCL vs one process"
+  e2e_on_gpu tests/e2e/test_train_distributed.py DistributedTrainTest.test_ranks_on_gpus_exchange_over_nccl \
+    DistributedTrainTest.test_a_group_of_one_equals_one_process
 fi
 
 if part tests 150; then

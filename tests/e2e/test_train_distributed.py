@@ -297,6 +297,30 @@ class DistributedTrainTest(TorchTestCase):
                             safetensors(self.path("two", "output", "model.safetensors")))
         self.assertLess(diff, 1e-5)
 
+    @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
+    def test_a_group_of_one_equals_one_process(self):
+        # MS_TEST_GROUP_OF_ONE=1 (test builds) makes a lone worker join a process group of its
+        # own: Gloo on the CPU, NCCL on a GPU (MS_INFER_DEVICE=gpu:0 under scripts/gpu-check.sh,
+        # whose machine has one card, and NCCL refuses two ranks on one). Rendezvous, the
+        # bucketed all-reduce and the broadcasts then run for real, and must change nothing.
+        device = os.environ.get("MS_INFER_DEVICE", "cpu")
+        plain = run_ms(*self.args("r4.json", "plain"), "--device", device)
+        self.assertExit(plain, 0)
+        env = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
+               "MS_TEST_GROUP_OF_ONE": "1", "MS_LOG_LEVEL": "info"}
+        group = run_ms(*self.args("r4.json", "group"), "--device", device, env=env)
+        self.assertExit(group, 0)
+        self.assertIn("rank 0 of 1 joined", group.stderr)
+        if device != "cpu":
+            self.assertIn("NCCL on cuda:0", group.stderr)
+        s1, s2 = json.loads(plain.stdout), json.loads(group.stdout)
+        self.assertEqual((s2["world_size"], s2["iters"]), (1, s1["iters"]))
+        self.assertEqual(s2["metrics"], s1["metrics"])
+        diff = max_abs_diff(safetensors(self.path("plain", "output", "model.safetensors")),
+                            safetensors(self.path("group", "output", "model.safetensors")))
+        self.assertLess(diff, 1e-6)
+
     def test_too_few_open_files_is_a_clear_error(self):
         # Rank 0 needs a connection per rank; LibTorch's store thread aborts when it runs out.
         def low_limit():
