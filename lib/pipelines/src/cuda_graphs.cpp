@@ -93,12 +93,8 @@ class Graph : public at::cuda::CUDAGraph {
       host_pool = true;
     } catch (...) {
     }
-    for (auto& [state, increment] : captured_generator_states_) {
-      try {
-        (void)state->capture_epilogue();
-      } catch (...) {
-      }
-    }
+    // What CUDAGeneratorState::capture_epilogue does; LibTorch does not export that function.
+    for (auto& [state, increment] : captured_generator_states_) state->capturing_ = false;
     try {
       if (device_pool) c10::cuda::CUDACachingAllocator::releasePool(capture_dev_, mempool_id_);
       if (host_pool) at::getHostAllocator(at::kCUDA)->release_pool(mempool_id_);
