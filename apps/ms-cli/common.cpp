@@ -56,7 +56,7 @@ void unmark_bracketed_arguments(CLI::App& app) {
     if (option->get_type_size() == 0) continue;  // a flag: it takes no value
     option->transform(
         [](std::string value) {
-          if (!value.empty() && value.front() == kBracketMark) value.erase(0, 1);
+          if (value.rfind(kBracketMark, 0) == 0) value.erase(0, 1);
           return value;
         },
         "", "");
