@@ -416,7 +416,8 @@ TEST_CASE("padding a batch to a CUDA graph's shape changes no real row's output"
   const TensorMap padded = ms::tensor::collate_tokens(rows, 1, "cpu", padded_rows, padded_tokens);
   for (const std::string type : {"bert", "roberta"}) {
     TinyBertDir dir(type, 0.0);
-    for (const char* pooling : {"mean", "cls", "max", "weightedmean", "lasttoken"}) {
+    for (const char* pooling :
+         {"mean", "cls", "max", "mean_sqrt_len", "weightedmean", "lasttoken"}) {
       std::filesystem::create_directories(dir.path / "1_Pooling");
       std::ofstream(dir.path / "modules.json")
           << R"([{"type": "sentence_transformers.models.Transformer", "path": ""},
