@@ -59,6 +59,12 @@ bool cuda_graphs_requested() {
 
 namespace {
 
+// An exception's message; LibTorch's without the C++ backtrace its what() carries.
+const char* error_text(const std::exception& e) {
+  const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
+  return torch_error != nullptr ? torch_error->what_without_backtrace() : e.what();
+}
+
 // A job captures at most this many shapes per worker; later shapes run eagerly. graph_shape keeps
 // a job to a few dozen, so this only bounds the GPU memory of unusual inputs.
 constexpr std::size_t kMaxGraphsPerWorker = 64;
@@ -245,9 +251,7 @@ Captured capture(models::Model& model, const models::TensorMap& inputs,
       c.graph->capture_end();
     } catch (const std::exception& e) {
       c.graph->abandon_capture(side.stream());
-      const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
-      throw CaptureFailed(torch_error != nullptr ? torch_error->what_without_backtrace()
-                                                 : e.what());
+      throw CaptureFailed(error_text(e));
     }
   }
   for (const std::string& name : owner.outputs) {
@@ -347,11 +351,9 @@ models::TensorMap GraphedForward::forward(const models::TensorMap& inputs) {
         for (const auto& [name, t] : it->second.outputs) result[name] = t.clone();
         return result;
       } catch (const std::exception& e) {
-        const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
-        throw Error(
-            ErrorCode::kInternal,
-            fmt::format("forward pass on {} failed (CUDA graph replay): {}", device_,
-                        torch_error != nullptr ? torch_error->what_without_backtrace() : e.what()));
+        throw Error(ErrorCode::kInternal,
+                    fmt::format("forward pass on {} failed (CUDA graph replay): {}", device_,
+                                error_text(e)));
       }
     }
   }
