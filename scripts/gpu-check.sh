@@ -116,7 +116,7 @@ fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-if [ -n "$model" ] && part infer 170; then
+if [ -n "$model" ] && part infer 185; then
   step "batch inference benchmark (bench/device/infer_gpu.sh, ${MS_GPU_BENCH_SENTENCES:-100000} sentences)"
   MS_BIN="$ms" MINILM="$model" N="${MS_GPU_BENCH_SENTENCES:-100000}" WORK="$work/infer" \
     timeout "$((budget - SECONDS))" bash bench/device/infer_gpu.sh || echo "infer_gpu.sh FAILED"

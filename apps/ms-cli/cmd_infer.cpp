@@ -104,7 +104,10 @@ void add_infer_command(CLI::App& app, const GlobalOptions& /*global*/) {
          "BERT-family and image models; a TorchScript export keeps its own dtype")
       ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
   add_threads_option(*cmd, opts->threads);
-  cmd->add_option("--output,-o", opts->output, "Write JSON lines here (default: stdout)");
+  cmd->add_option("--output,-o", opts->output,
+                  "Write JSON lines here (default: stdout). FILE.npy: the embeddings as one "
+                  "float32 matrix, row i = input i, written when every input succeeded "
+                  "(sentence-embedding; no --resume)");
   cmd->add_flag("--resume", opts->resume,
                 "Continue a stopped job: keep --output's lines, skip their ids");
   cmd->add_option("--shard", opts->shard, "Only inputs i, i+n, i+2n, ... of 'i/n'");

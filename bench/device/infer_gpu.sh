@@ -14,7 +14,8 @@
 # the JSON lines, from its -v log); "included" is the whole process, model load and CUDA start-up
 # in it. The peers' "excluded" is encode() on all sentences, after a warm-up; "included" adds the
 # process's imports, model load and warm-up, measured once per process. ms writes every embedding
-# as a JSON line to disk; the peers keep numpy arrays in memory.
+# to disk (JSON lines, or one .npy matrix in the runs marked -o .npy); the peers keep numpy arrays
+# in memory.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 ms="${MS_BIN:?set MS_BIN}"
@@ -47,21 +48,27 @@ done
 # default 4, each on its own CUDA stream. A third field names the attention kernels
 # (MS_BERT_KERNELS): "torch" runs LibTorch's ops one by one, against the default fused
 # scaled_dot_product_attention of the grid above (same dtype, batch 256, 4 workers). A fourth,
-# "graphs", replays the forward passes from CUDA graphs (MS_CUDA_GRAPHS=1).
-for spec in ${WORKER_RUNS:-fp16:4::graphs fp32:4::graphs fp16:8::graphs fp16:16::graphs fp32:1 fp16:8 fp16:16 fp16:4:torch}; do
-  IFS=: read -r dtype w kernels graphs <<<"$spec"
-  label="w$w${kernels:+_$kernels}${graphs:+_graphs}"
-  what="--workers $w${kernels:+ MS_BERT_KERNELS=$kernels}${graphs:+ MS_CUDA_GRAPHS=1}"
+# "graphs", replays the forward passes from CUDA graphs (MS_CUDA_GRAPHS=1). A fifth, "npy", writes
+# the embeddings as one .npy matrix (-o FILE.npy) instead of JSON lines: no float formatting.
+for spec in ${WORKER_RUNS:-fp16:4::graphs fp32:4::graphs fp16:8::graphs fp16:16::graphs fp16:4::graphs:npy fp16:8::graphs:npy fp16:4:::npy fp32:1 fp16:8 fp16:16 fp16:4:torch}; do
+  IFS=: read -r dtype w kernels graphs out <<<"$spec"
+  label="w$w${kernels:+_$kernels}${graphs:+_graphs}${out:+_$out}"
+  what="--workers $w${kernels:+ MS_BERT_KERNELS=$kernels}${graphs:+ MS_CUDA_GRAPHS=1}${out:+ -o .$out}"
   s=$(date +%s.%N)
   MS_BERT_KERNELS="${kernels:-}" MS_CUDA_GRAPHS="${graphs:+1}" "$ms" -v infer -m "$model" --input-file "$work/in.txt" -b 256 --device "$device" --dtype "$dtype" \
-    --workers "$w" -o "$work/ms_$label.jsonl" 2>"$work/ms_$label.log" || { tail -5 "$work/ms_$label.log"; echo "ms $what FAILED"; continue; }
+    --workers "$w" -o "$work/ms_$label.${out:-jsonl}" 2>"$work/ms_$label.log" || { tail -5 "$work/ms_$label.log"; echo "ms $what FAILED"; continue; }
   e=$(date +%s.%N)
   job=$(sed -n 's/.* inputs: .*, \([0-9.]*\) s$/\1/p' "$work/ms_$label.log")
   echo "{\"peer\": \"ms $what\", \"dtype\": \"$dtype\", \"batch\": 256, \"n\": $n, \"wall_s\": $(awk "BEGIN{print $e - $s}"), \"encode_s\": $job}" >>"$results"
   echo "  $dtype batch 256, $what: $(grep -o 'stages: .*' "$work/ms_$label.log")"
   grep -o 'CUDA graphs.*' "$work/ms_$label.log" | sed 's/^/    /' || true
-  # Kept for the fidelity check: more streams, or other kernels, must not change the embeddings.
-  head -n 5000 "$work/ms_$label.jsonl" >"$work/ms_${label}_$dtype.head" && rm "$work/ms_$label.jsonl"
+  # Kept for the fidelity check: more streams, other kernels or the .npy file must not change the
+  # embeddings.
+  if [ "$out" = npy ]; then
+    mv "$work/ms_$label.npy" "$work/ms_${label}_$dtype.npy"
+  else
+    head -n 5000 "$work/ms_$label.jsonl" >"$work/ms_${label}_$dtype.head" && rm "$work/ms_$label.jsonl"
+  fi
 done
 head -n 5000 "$work/in.txt" >"$work/in5000.txt"
 "$ms" infer -m "$model" --input-file "$work/in5000.txt" -b 256 --device "$device" \
@@ -94,8 +101,16 @@ if "ms" in best and "python" in best:
     print(f"\nbest ms {best['ms']:,.0f} vs best Python {best['python']:,.0f} sentences/s "
           f"(start-up excluded): {best['ms'] / best['python']:.2f}x")
 
-def load(path):
-    return [json.loads(l)["text_embedding"] for l in open(path)]
+def load(path, rows=5000):
+    if not path.endswith(".npy"):
+        return [json.loads(l)["text_embedding"] for l in open(path)]
+    import ast, struct  # a float32 (N, D) .npy of ms infer -o FILE.npy: its first rows
+    with open(path, "rb") as f:
+        head = f.read(10)
+        shape = ast.literal_eval(f.read(struct.unpack("<H", head[8:10])[0]).decode("latin1"))["shape"]
+        n, d = min(rows, shape[0]), shape[1]
+        values = struct.unpack(f"<{n * d}f", f.read(4 * n * d))
+    return [values[i * d:(i + 1) * d] for i in range(n)]
 
 def cosine(a, b):
     return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
@@ -104,7 +119,7 @@ work = sys.argv[2]
 ref_path = os.path.join(work, "ms_fp32_256.head")
 if os.path.exists(ref_path):
     ref = load(ref_path)
-    for other in sorted(glob.glob(os.path.join(work, "ms_*.head"))):
+    for other in sorted(glob.glob(os.path.join(work, "ms_*.head")) + glob.glob(os.path.join(work, "ms_*.npy"))):
         if other == ref_path:
             continue
         emb = load(other)

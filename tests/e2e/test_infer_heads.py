@@ -4,10 +4,14 @@ named-entity-recognition, word-segmentation, fill-mask, sentence-embedding from 
 pytorch_model.bin and a RoBERTa-style encoder; all within 1e-4 of transformers. Also the
 model-folder errors: unknown task/type, missing weights, mis-shaped weights, hub ids.
 """
+import ast
+import fcntl
 import json
 import math
 import os
 import shutil
+import struct
+import subprocess
 import unittest
 
 from harness import MsTestCase, SOURCE_DIR, TorchTestCase, component_available, run_ms, torch_available
@@ -63,6 +67,27 @@ def bies_words(text, tags, offsets, word_ids):
     if cur:
         out.append(cur)
     return [text[a:b] for a, b in out]
+
+def read_npy(path):
+    """A float32 .npy file (format 1.0, C order) as (shape, rows), read without NumPy."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:8] == b"\x93NUMPY\x01\x00", data[:8]
+    (header_len,) = struct.unpack("<H", data[8:10])
+    assert (10 + header_len) % 64 == 0, "numpy pads the header to 64 bytes"
+    header = ast.literal_eval(data[10:10 + header_len].decode("latin1"))
+    assert header["descr"] == "<f4" and header["fortran_order"] is False, header
+    shape = header["shape"]
+    body = data[10 + header_len:]
+    cols = shape[1] if len(shape) == 2 else 1
+    assert len(body) == 4 * shape[0] * cols, (len(body), shape)
+    values = struct.unpack(f"<{len(body) // 4}f", body)
+    return shape, [list(values[i * cols:(i + 1) * cols]) for i in range(shape[0])]
+
+
+def as_float32(values):
+    return [struct.unpack("<f", struct.pack("<f", v))[0] for v in values]
+
 
 class HeadsTest(TorchTestCase):
     def jsonl(self, name, records):
@@ -177,6 +202,84 @@ class HeadsTest(TorchTestCase):
             outs.append(r.stdout)
         self.assertEqual(outs[0], outs[1])
         self.assertEqual([l["id"] for l in lines(outs[0])], list(range(len(texts))))
+
+    def test_npy_output_holds_the_json_embeddings(self):
+        # -o FILE.npy: one float32 matrix, row i = input i, the very floats of the JSON lines
+        # (shortest round-trip decimals read back to the same float32), whatever the workers.
+        ref = expected("bin")
+        texts = ref["texts"] * 7
+        model = os.path.join(TINY, "bin")
+        want = self.infer("bin", "--input", *texts, "-b", "3")
+        for workers in ("1", "3"):
+            out = self.path(f"emb-{workers}.npy")
+            r = run_ms("infer", "-m", model, "--device", DEVICE, "-b", "3", "--workers", workers,
+                       "--input", *texts, "-o", out)
+            self.assertExit(r, 0)
+            shape, rows = read_npy(out)
+            self.assertEqual(shape, (len(texts), len(want[0]["text_embedding"])))
+            self.assertEqual(rows, [as_float32(w["text_embedding"]) for w in want])
+        # NumPy itself reads it (Debian's python3-numpy, a setup.sh package).
+        np = subprocess.run(["/usr/bin/python3", "-c", "import numpy, sys; a = numpy.load(sys.argv[1]); "
+                             "print(a.dtype, a.shape, float(a[5, 2]))", out], capture_output=True, text=True)
+        self.assertEqual(np.returncode, 0, np.stderr)
+        self.assertEqual(np.stdout.split(), ["float32", f"({len(texts)},", f"{shape[1]})", repr(rows[5][2])])
+        # A shard's matrix is that shard's rows; a shard without inputs gives a 0 x 0 matrix.
+        shard = self.infer("bin", "--input", *texts, "--shard", "1/4")
+        self.assertEqual([l["id"] for l in shard], list(range(1, len(texts), 4)))
+        r = run_ms("infer", "-m", model, "--device", DEVICE, "--input", *texts, "--shard", "1/4",
+                   "-o", self.path("shard.npy"))
+        self.assertExit(r, 0)
+        self.assertEqual(read_npy(self.path("shard.npy"))[1], [as_float32(l["text_embedding"]) for l in shard])
+        self.assertExit(run_ms("infer", "-m", model, "--device", DEVICE, "--input", "x", "--shard", "1/2",
+                               "-o", self.path("none.npy")), 0)
+        self.assertEqual(read_npy(self.path("none.npy")), ((0, 0), []))
+
+    def test_npy_output_is_all_or_nothing(self):
+        # A matrix needs a row per input: a bad input stops the job, names the input, and leaves
+        # the folder as it was (no part of a file, no temp file, an older file untouched).
+        model = os.path.join(TINY, "bin")
+        folder = self.path("out")
+        os.makedirs(folder)
+        out = os.path.join(folder, "emb.npy")
+        with open(out, "wb") as f:
+            f.write(b"an older file")
+        src = self.path("mixed.txt")
+        with open(src, "wb") as f:
+            f.write(b"good line\nanother\n\xff\xfe broken utf-8\nlast\n")
+        r = run_ms("infer", "-m", model, "--device", DEVICE, "--input-file", src, "-o", out)
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "input 2: ")
+        self.assertIn("UTF-8", r.stderr)
+        self.assertIn("JSON lines", r.stderr)
+        self.assertEqual(os.listdir(folder), ["emb.npy"])
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), b"an older file")
+        # What a matrix cannot hold is refused, not dropped: a sentence pair's score, another
+        # task's results, and --resume (a .npy has no ids to check finished rows against).
+        pairs = self.jsonl("pairs.jsonl", [{"text": "a", "text_pair": "b"}])
+        r = run_ms("infer", "-m", model, "--device", DEVICE, "--input-file", pairs, "-o", out)
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "holds one embedding per input")
+        r = run_ms("infer", "-m", os.path.join(TINY, "cls"), "--device", DEVICE, "--input", "x", "-o",
+                   self.path("cls.npy"))
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "text-classification")
+        r = run_ms("infer", "-m", model, "--input", "x", "-o", out, "--resume")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "--resume")
+        self.assertEqual(sorted(os.listdir(folder)), ["emb.npy"])
+        self.assertFalse(os.path.exists(self.path("cls.npy")))
+        # A killed run leaves its temp file: the next run to the same file removes it, but not the
+        # temp file of a run still writing (it holds the file's lock, as this test does here).
+        for name in (".emb.npy.tmp.Dead01", ".emb.npy.tmp.Live01"):
+            with open(os.path.join(folder, name), "wb") as f:
+                f.write(b"\x93NUMPY rows of a stopped run")
+        with open(os.path.join(folder, ".emb.npy.tmp.Live01"), "rb") as live:
+            fcntl.flock(live, fcntl.LOCK_EX)
+            r = run_ms("infer", "-m", model, "--device", DEVICE, "--input", "x", "-o", out)
+            self.assertExit(r, 0)
+            self.assertEqual(sorted(os.listdir(folder)), [".emb.npy.tmp.Live01", "emb.npy"])
+        self.assertEqual(read_npy(out)[0][0], 1)
 
     def test_list_pipelines(self):
         r = run_ms("list", "pipelines", "--json")

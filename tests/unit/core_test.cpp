@@ -178,6 +178,22 @@ TEST_CASE("atomic writes replace files whole and leave no temp files", "[core][f
   CHECK(fs::exists(dir / "sub" / ".lock"));
   CHECK_FALSE(fs::exists(dir / "sub" / ".big.pth.tmp.000000"));
   CHECK(ms::remove_unfinished_writes(dir / "missing") == 0);
+  // remove_abandoned_writes: only a dead writer's temp files of that one path. A live write holds
+  // its temp file's lock, so it survives a sweep made while it runs.
+  const fs::path out = dir / "sub" / "emb.npy";
+  for (const char* name : {".emb.npy.tmp.Dead01", ".emb.npy.tmp.short", ".other.npy.tmp.Dead02"})
+    ms::write_file_atomic(dir / "sub" / name, "x");
+  std::size_t swept_during_write = 99;
+  ms::write_file_atomic(out, [&](const ms::FileSink& sink) {
+    sink("rows", 4);
+    swept_during_write = ms::remove_abandoned_writes(out);
+  });
+  CHECK(swept_during_write == 1);  // .emb.npy.tmp.Dead01, not the live one
+  CHECK(ms::read_file(out) == "rows");
+  CHECK_FALSE(fs::exists(dir / "sub" / ".emb.npy.tmp.Dead01"));
+  CHECK(fs::exists(dir / "sub" / ".emb.npy.tmp.short"));
+  CHECK(fs::exists(dir / "sub" / ".other.npy.tmp.Dead02"));
+  CHECK(ms::remove_abandoned_writes(out) == 0);
   // A pipe (or a device) is never replaced by a renamed file.
   const fs::path fifo = dir / "sub" / "fifo";
   REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);

@@ -327,9 +327,9 @@ TEST_CASE("call: sentence-embedding returns every embedding and the first one's 
   CHECK(r.shape == CallShape::kEmbedding);
   CHECK(r.fields[2] == "input.sentences_to_compare[1]");
   std::vector<PipelineResult> results(3);
-  results[0].raw_members = R"("text_embedding":[1,2])";
-  results[1].raw_members = R"("text_embedding":[3,4])";
-  results[2].raw_members = R"("text_embedding":[0.5,-1])";
+  results[0].float_arrays = {{"text_embedding", {1, 2}}};
+  results[1].float_arrays = {{"text_embedding", {3, 4}}};
+  results[2].float_arrays = {{"text_embedding", {0.5F, -1}}};
   const json out = json::parse(ms::serve::render_call(r, results));
   CHECK(out["text_embedding"] == json::parse("[[1,2],[3,4],[0.5,-1]]"));
   CHECK(out["scores"] == json::parse("[11.0,-1.5]"));

@@ -1,6 +1,7 @@
 #include "ms/core/file.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -93,6 +94,27 @@ std::size_t remove_unfinished_writes(const fs::path& dir) {
   return removed;
 }
 
+std::size_t remove_abandoned_writes(const fs::path& path) {
+  const fs::path parent = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  const std::string prefix = "." + path.filename().string() + kTempInfix;
+  std::error_code ec;
+  std::size_t removed = 0;
+  for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() != prefix.size() + 6 || name.compare(0, prefix.size(), prefix) != 0) continue;
+    const int fd = ::open(it->path().c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) continue;
+    // A writer holds its temp file's lock until the rename: a lock we can take is a dead one's.
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ::flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+        ::unlink(it->path().c_str()) == 0) {
+      ++removed;
+    }
+    ::close(fd);
+  }
+  return removed;
+}
+
 void write_file_atomic(const fs::path& path, std::string_view data, unsigned mode) {
   write_file_atomic(
       path, [data](const FileSink& sink) { sink(data.data(), data.size()); }, mode);
@@ -118,11 +140,24 @@ void write_file_atomic(const fs::path& path, const std::function<void(const File
     throw Error(ErrorCode::kIo,
                 fmt::format("{}: cannot create folder: {}", parent.string(), ec.message()));
 
-  std::string temp = temp_pattern(path);
-  int fd = mkstemp(temp.data());
-  if (fd < 0) {
-    throw Error(ErrorCode::kIo, fmt::format("{}: cannot create temp file: {}", parent.string(),
-                                            std::strerror(errno)));
+  std::string temp;
+  int fd = -1;
+  // The temp file is locked while it is written (see remove_abandoned_writes). Another process's
+  // remove_abandoned_writes may take the lock between mkstemp and flock and unlink the new file:
+  // then it has no name left (no links), and a fresh one is made.
+  for (int attempt = 0; fd < 0; ++attempt) {
+    temp = temp_pattern(path);
+    fd = mkstemp(temp.data());
+    if (fd < 0) {
+      throw Error(ErrorCode::kIo, fmt::format("{}: cannot create temp file: {}", parent.string(),
+                                              std::strerror(errno)));
+    }
+    struct stat st {};
+    if (::flock(fd, LOCK_EX) == 0 && ::fstat(fd, &st) == 0 && st.st_nlink > 0) break;
+    close(fd);
+    fd = -1;
+    MS_CHECK(attempt < 8, ErrorCode::kIo, "{}: cannot keep a temp file in {}", path.string(),
+             parent.string());
   }
   auto cleanup_and_fail = [&](const char* what) {
     const int saved = errno;

@@ -36,26 +36,29 @@ std::vector<std::size_t> shuffled_indices(std::size_t n, std::uint64_t seed) {
   return idx;
 }
 
-void write_npy(const std::string& path, const std::vector<std::size_t>& shape,
-               const std::vector<float>& data) {
-  std::size_t count = 1;
+std::string npy_float32_header(const std::vector<std::size_t>& shape) {
   std::string dims;
-  for (std::size_t d : shape) {
-    count *= d;
-    dims += std::to_string(d) + ",";
-  }
-  if (shape.size() > 1) dims.pop_back();
-  MS_CHECK(count == data.size(), ErrorCode::kInternal, "npy shape has {} values, data {}", count,
-           data.size());
+  for (std::size_t d : shape) dims += std::to_string(d) + ",";
+  if (shape.size() > 1) dims.pop_back();  // a 1-D shape keeps its comma: (n,)
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
   // Magic + version + length + header padded with spaces to a multiple of 64, ending in '\n'.
   const std::size_t unpadded = 10 + header.size() + 1;
   header.append((64 - unpadded % 64) % 64, ' ');
   header.push_back('\n');
+  MS_CHECK(header.size() <= 0xFFFF, ErrorCode::kInternal, "npy header of {} bytes", header.size());
   std::string out("\x93NUMPY\x01\x00", 8);
   out.push_back(static_cast<char>(header.size() & 0xFF));
   out.push_back(static_cast<char>(header.size() >> 8));
-  out += header;
+  return out + header;
+}
+
+void write_npy(const std::string& path, const std::vector<std::size_t>& shape,
+               const std::vector<float>& data) {
+  std::size_t count = 1;
+  for (std::size_t d : shape) count *= d;
+  MS_CHECK(count == data.size(), ErrorCode::kInternal, "npy shape has {} values, data {}", count,
+           data.size());
+  std::string out = npy_float32_header(shape);
   out.append(reinterpret_cast<const char*>(data.data()), data.size() * sizeof(float));
   write_file_atomic(path, out);
 }

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <climits>
 #include <cstdio>
+#include <cctype>
 #include <cstring>
 #include <future>
 #include <memory>
@@ -23,6 +24,7 @@
 #include "ms/core/log.h"
 #include "ms/core/progress.h"
 #include "ms/data/csv.h"
+#include "ms/data/loader.h"
 #include "ms/infer/torch_layer.h"
 
 namespace ms::infer {
@@ -102,6 +104,13 @@ class Sink {
 void check_job_options(const JobOptions& options) {
   MS_CHECK(options.batch_size > 0, ErrorCode::kUsage, "--batch-size must be positive");
   MS_CHECK(!options.resume || options.output, ErrorCode::kUsage, "--resume needs --output FILE");
+  if (options.resume && writes_npy(options)) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("--resume cannot continue {}: a .npy file holds no input ids to check "
+                            "the finished rows against",
+                            options.output->string()),
+                "write JSON lines (-o FILE.jsonl) to resume, or split a long job with --shard");
+  }
   MS_CHECK(options.shard_count > 0 && options.shard_index < options.shard_count, ErrorCode::kUsage,
            "bad shard {}/{}", options.shard_index, options.shard_count);
 }
@@ -151,25 +160,31 @@ std::size_t default_workers(const Pipeline& pipeline) {
 std::string format_line(const PipelineInput& input, const PipelineResult& result) {
   Json line = Json::object();
   line["id"] = input.id;
+  std::string text;
   if (result.error) {
     Json err = Json::object();
     err["code"] = error_code_name(result.error->code());
     err["message"] = result.error->what();
     if (!result.error->hint().empty()) err["hint"] = result.error->hint();
     line["error"] = std::move(err);
-  } else if (result.output.is_object()) {
-    for (auto it = result.output.begin(); it != result.output.end(); ++it)
-      line[it.key()] = it.value();
-  }
-  std::string text = line.dump(-1, ' ', false, Json::error_handler_t::replace);
-  if (!result.error && !result.raw_members.empty()) {
-    text.pop_back();  // the closing brace
-    text += ',';
-    text += result.raw_members;
-    text += '}';
+    text = line.dump(-1, ' ', false, Json::error_handler_t::replace);
+  } else {
+    if (result.output.is_object()) {
+      for (auto it = result.output.begin(); it != result.output.end(); ++it)
+        line[it.key()] = it.value();
+    }
+    text = result_object_text(line, result.float_arrays);
   }
   text.push_back('\n');
   return text;
+}
+
+bool writes_npy(const JobOptions& options) {
+  if (!options.output) return false;
+  std::string ext = options.output->extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return ext == ".npy";
 }
 
 std::vector<Json> read_done_ids(const std::filesystem::path& output, bool truncate_partial) {
@@ -280,11 +295,12 @@ Window prepare_window(const Pipeline& pipeline, const std::vector<const Pipeline
   return win;
 }
 
-// Runs a window's batches, `workers` at once when the pipeline allows it. Each worker formats its
-// batch's lines too: for an embedding model that is most of the host's work per input (hundreds
-// of floats to decimal), so it is spread over the workers, not left to the one writer.
+// Runs a window's batches, `workers` at once when the pipeline allows it. For JSON output each
+// worker formats its batch's lines too: for an embedding model that is most of the host's work
+// per input (hundreds of floats to decimal), so it is spread over the workers, not left to the
+// one writer.
 void run_window(Pipeline& pipeline, const std::vector<const PipelineInput*>& pending, Window& win,
-                std::size_t workers) {
+                std::size_t workers, bool format_lines) {
   const auto t0 = Clock::now();
   std::atomic<std::size_t> next{0};
   auto work = [&] {
@@ -294,9 +310,12 @@ void run_window(Pipeline& pipeline, const std::vector<const PipelineInput*>& pen
       auto out = run_batch_isolated(pipeline, batch);
       for (std::size_t i = 0; i < out.size(); ++i) {
         const std::size_t k = win.batches[b][i];
-        win.lines[k] = format_line(*batch[i], out[i]);
-        out[i].output = Json();  // formatted: only the error and the non-finite flag are read later
-        out[i].raw_members.clear();
+        if (format_lines) {
+          win.lines[k] = format_line(*batch[i], out[i]);
+          // Formatted: only the error and the non-finite flag are read later.
+          out[i].output = Json();
+          out[i].float_arrays.clear();
+        }
         win.results[k] = std::move(out[i]);
       }
     }
@@ -316,26 +335,166 @@ void run_window(Pipeline& pipeline, const std::vector<const PipelineInput*>& pen
   win.run_seconds = seconds_since(t0);
 }
 
-// Writes a window's lines in input order in one fsynced write. With fail_fast, writes the lines
-// before the first error, then throws it.
-void write_window(const std::vector<const PipelineInput*>& pending, const Window& win,
-                  const JobOptions& options, Sink& sink, JobStats& stats) {
-  const auto t0 = Clock::now();
-  for (std::size_t k = 0; k < win.size; ++k) {
-    const PipelineResult& result = win.results[k];
-    if (result.error && options.fail_fast) {
-      sink.write_lines(win.lines, k);
-      Error e = *result.error;
-      e.add_context(fmt::format("running input {} (--fail-fast stops at the first bad input)",
-                                pending[win.begin + k]->id.dump()));
-      throw e;
+// Where a job's results go. write() gets each window once it has run, in input order, on a
+// writer thread (one window at a time).
+class JobOutput {
+ public:
+  virtual ~JobOutput() = default;
+  /// Whether the workers format each result as its JSON line (else results keep their floats).
+  virtual bool wants_lines() const = 0;
+  virtual void write(const std::vector<const PipelineInput*>& pending, const Window& win,
+                     JobStats& stats) = 0;
+};
+
+// JSON lines, appended to a file (fsynced per window, so --resume can trust them) or stdout.
+class JsonLinesOutput final : public JobOutput {
+ public:
+  explicit JsonLinesOutput(const JobOptions& options)
+      : options_(options), sink_(options.output, options.resume) {}
+  bool wants_lines() const override { return true; }
+
+  // With fail_fast, writes the lines before the first error, then throws it.
+  void write(const std::vector<const PipelineInput*>& pending, const Window& win,
+             JobStats& stats) override {
+    const auto t0 = Clock::now();
+    for (std::size_t k = 0; k < win.size; ++k) {
+      const PipelineResult& result = win.results[k];
+      if (result.error && options_.fail_fast) {
+        sink_.write_lines(win.lines, k);
+        Error e = *result.error;
+        e.add_context(fmt::format("running input {} (--fail-fast stops at the first bad input)",
+                                  pending[win.begin + k]->id.dump()));
+        throw e;
+      }
+      if (result.error) ++stats.errors;
+      if (result.nonfinite_output) ++stats.nonfinite_outputs;
+      ++stats.done;
     }
-    if (result.error) ++stats.errors;
-    if (result.nonfinite_output) ++stats.nonfinite_outputs;
-    ++stats.done;
+    sink_.write_lines(win.lines, win.size);
+    stats.write_seconds += seconds_since(t0);
   }
-  sink.write_lines(win.lines, win.size);
-  stats.write_seconds += seconds_since(t0);
+
+ private:
+  const JobOptions& options_;
+  Sink sink_;
+};
+
+// One float32 matrix, a row per input in input order (the embeddings), streamed into the temp
+// file of an atomic write: the .npy appears whole when the job succeeds, and never in part. The
+// header, written with the first rows, needs every row: an input that fails stops the job.
+class NpyOutput final : public JobOutput {
+ public:
+  NpyOutput(const FileSink& sink, std::size_t rows, std::filesystem::path path)
+      : sink_(sink), rows_(rows), path_(std::move(path)) {}
+  bool wants_lines() const override { return false; }
+
+  void write(const std::vector<const PipelineInput*>& pending, const Window& win,
+             JobStats& stats) override {
+    const auto t0 = Clock::now();
+    std::vector<float> block;
+    for (std::size_t k = 0; k < win.size; ++k) {
+      const PipelineResult& result = win.results[k];
+      const PipelineInput& input = *pending[win.begin + k];
+      if (result.error) {
+        throw Error(result.error->code(),
+                    fmt::format("input {}: {}", input.id.dump(), result.error->what()),
+                    fmt::format("{} needs a row for every input, so the job stopped here and "
+                                "wrote nothing: fix or drop this input, or write JSON lines "
+                                "(-o FILE.jsonl), which go on past it with an error line",
+                                path_.string()));
+      }
+      check_row(input, result);
+      const std::vector<float>& row = result.float_arrays[0].values;
+      if (!columns_) {
+        columns_ = row.size();
+        const std::string header = data::npy_float32_header({rows_, *columns_});
+        sink_(header.data(), header.size());
+      }
+      MS_CHECK(row.size() == *columns_, ErrorCode::kInternal,
+               "input {}: an embedding of {} values after rows of {}", input.id.dump(), row.size(),
+               *columns_);
+      if (block.empty()) block.reserve(win.size * row.size());
+      block.insert(block.end(), row.begin(), row.end());
+      ++stats.done;
+    }
+    written_ += win.size;
+    sink_(block.data(), block.size() * sizeof(float));
+    stats.write_seconds += seconds_since(t0);
+  }
+
+  /// After the last window: every row is there (an empty job writes a 0 x 0 matrix).
+  void finish() {
+    MS_ASSERT(written_ == rows_);
+    if (columns_) return;
+    const std::string header = data::npy_float32_header({0, 0});
+    sink_(header.data(), header.size());
+  }
+
+ private:
+  // A row holds one embedding and nothing else: members a matrix cannot hold (a sentence pair's
+  // "scores") would be lost without a word.
+  void check_row(const PipelineInput& input, const PipelineResult& result) const {
+    const bool other_members = result.output.is_object() && !result.output.empty();
+    if (result.float_arrays.size() == 1 && !other_members) return;
+    throw Error(ErrorCode::kUsage,
+                fmt::format("input {}: {} holds one embedding per input, and this result has {}",
+                            input.id.dump(), path_.string(),
+                            result.float_arrays.empty() ? std::string("none")
+                                                        : "more: " + result_object_text(
+                                                                         result.output, {})),
+                "write JSON lines (-o FILE.jsonl) for results other than one embedding (a "
+                "sentence pair's scores, other tasks)");
+  }
+
+  const FileSink& sink_;
+  std::size_t rows_;
+  std::filesystem::path path_;
+  std::optional<std::size_t> columns_;
+  std::size_t written_ = 0;
+};
+
+// Runs the pending inputs a window at a time. Three stages overlap: window w + 1 is costed
+// (tokenised) and window w - 1 written on their own threads while window w runs. Writes stay in
+// input order: a window's write starts only after the one before it has finished (and has not
+// failed).
+void run_windows(Pipeline& pipeline, const std::vector<const PipelineInput*>& pending,
+                 const JobOptions& options, std::size_t workers, JobOutput& output,
+                 JobStats& stats) {
+  Progress progress("infer", pending.size());
+  const auto t0 = Clock::now();
+  const std::size_t window = window_size(options.batch_size);
+  auto prepare = [&](std::size_t begin) {
+    return prepare_window(pipeline, pending, begin, std::min(window, pending.size() - begin),
+                          options.batch_size);
+  };
+  std::future<Window> next;
+  if (!pending.empty()) next = std::async(std::launch::async, prepare, 0);
+  std::future<void> writing;
+  std::size_t writing_size = 0;
+  auto finish_write = [&] {
+    if (!writing.valid()) return;
+    const auto t_wait = Clock::now();
+    writing.get();  // rethrows the writer's error (I/O, a failed input) here
+    stats.write_wait_seconds += seconds_since(t_wait);
+    progress.advance(writing_size);
+  };
+  for (std::size_t w = 0; w < pending.size(); w += window) {
+    const auto t_wait = Clock::now();
+    auto current = std::make_shared<Window>(next.get());
+    stats.prepare_wait_seconds += seconds_since(t_wait);
+    stats.prepare_seconds += current->prepare_seconds;
+    if (w + window < pending.size()) next = std::async(std::launch::async, prepare, w + window);
+    run_window(pipeline, pending, *current, workers, output.wants_lines());
+    stats.run_seconds += current->run_seconds;
+    finish_write();
+    writing_size = current->size;
+    writing = std::async(std::launch::async, [&pending, &output, &stats, current] {
+      output.write(pending, *current, stats);
+    });
+  }
+  finish_write();
+  progress.finish();
+  stats.seconds = seconds_since(t0);
 }
 
 }  // namespace
@@ -376,45 +535,21 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
   if (options.resume) log::info("resume: {} of {} inputs already done", stats.skipped, stats.total);
 
   const std::size_t workers = pipeline.concurrent() ? std::max<std::size_t>(1, options.workers) : 1;
-  Sink sink(options.output, options.resume);
-  Progress progress("infer", pending.size());
-  const auto t0 = Clock::now();
-  // Three stages overlap: window w + 1 is costed (tokenised) and window w - 1 formatted and
-  // written on their own threads while window w runs. Writes stay in input order: a window's
-  // write starts only after the one before it has finished (and has not failed).
-  const std::size_t window = window_size(options.batch_size);
-  auto prepare = [&](std::size_t begin) {
-    return prepare_window(pipeline, pending, begin, std::min(window, pending.size() - begin),
-                          options.batch_size);
-  };
-  std::future<Window> next;
-  if (!pending.empty()) next = std::async(std::launch::async, prepare, 0);
-  std::future<void> writing;
-  std::size_t writing_size = 0;
-  auto finish_write = [&] {
-    if (!writing.valid()) return;
-    const auto t_wait = Clock::now();
-    writing.get();  // rethrows the writer's error (I/O, --fail-fast) here
-    stats.write_wait_seconds += seconds_since(t_wait);
-    progress.advance(writing_size);
-  };
-  for (std::size_t w = 0; w < pending.size(); w += window) {
-    const auto t_wait = Clock::now();
-    auto current = std::make_shared<Window>(next.get());
-    stats.prepare_wait_seconds += seconds_since(t_wait);
-    stats.prepare_seconds += current->prepare_seconds;
-    if (w + window < pending.size()) next = std::async(std::launch::async, prepare, w + window);
-    run_window(pipeline, pending, *current, workers);
-    stats.run_seconds += current->run_seconds;
-    finish_write();
-    writing_size = current->size;
-    writing = std::async(std::launch::async, [&pending, &options, &sink, &stats, current] {
-      write_window(pending, *current, options, sink, stats);
+  if (writes_npy(options)) {
+    // What a killed run to the same file left behind (it writes nothing until it is done).
+    if (const std::size_t removed = remove_abandoned_writes(*options.output)) {
+      log::info("{}: removed {} unfinished temp file(s) of a stopped run", options.output->string(),
+                removed);
+    }
+    write_file_atomic(*options.output, [&](const FileSink& sink) {
+      NpyOutput output(sink, pending.size(), *options.output);
+      run_windows(pipeline, pending, options, workers, output, stats);
+      output.finish();
     });
+  } else {
+    JsonLinesOutput output(options);
+    run_windows(pipeline, pending, options, workers, output, stats);
   }
-  finish_write();
-  progress.finish();
-  stats.seconds = seconds_since(t0);
   return stats;
 }
 
@@ -438,6 +573,13 @@ JobStats run_infer(const InferRequest& request) {
   popts.device = request.device;
   popts.dtype = request.dtype;
   auto pipeline = pipeline_factory(request.threads).create(model, popts);
+  if (writes_npy(request.job) && pipeline->task() != "sentence-embedding") {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("--output {}: a .npy file holds sentence embeddings, and the {} task "
+                            "gives other results",
+                            request.job.output->string(), pipeline->task()),
+                "write JSON lines: -o FILE.jsonl");
+  }
   JobOptions job = request.job;
   job.workers = request.workers ? *request.workers : default_workers(*pipeline);
   log::info("{}: task {} on {}, {} worker(s)", model.dir.string(), pipeline->task(),

@@ -17,7 +17,7 @@ void reject_nonfinite_rows(const at::Tensor& output, const std::vector<std::size
     if (ok[r]) continue;
     infer::PipelineResult& result = results[result_of_row[r]];
     result.output = Json();
-    result.raw_members.clear();
+    result.float_arrays.clear();
     result.nonfinite_output = true;
     result.error =
         Error(ErrorCode::kIntegrity,

@@ -6,13 +6,11 @@
 #include <ATen/ops/topk.h>
 #include <c10/core/InferenceMode.h>
 #include <c10/util/Exception.h>
-#include <fmt/compile.h>
 #include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <iterator>
 #include <mutex>
 #include <numeric>
 #include <unordered_map>
@@ -31,21 +29,6 @@
 
 namespace ms::pipelines {
 namespace {
-
-// `"key":[v,...]` with each float as the shortest decimal that reads back as the same float.
-std::string float_array_member(const char* key, const float* data, int64_t n) {
-  fmt::memory_buffer out;
-  fmt::format_to(std::back_inserter(out), "\"{}\":[", key);
-  for (int64_t i = 0; i < n; ++i) {
-    if (i > 0) out.push_back(',');
-    // Rows holding NaN or infinity become errors (reject_nonfinite_rows), never JSON nulls.
-    // Compiled format: the same text as "{}", a third less time, and on a GPU this loop is
-    // most of the host's work per embedding (384 floats for MiniLM).
-    fmt::format_to(std::back_inserter(out), FMT_COMPILE("{}"), data[i]);
-  }
-  out.push_back(']');
-  return fmt::to_string(out);
-}
 
 // Encodings -> input_ids / token_type_ids / attention_mask on `device`, padded to the longest.
 // `padded_rows` / `padded_tokens`: see tensor::collate_tokens.
@@ -265,7 +248,7 @@ class SentenceEmbeddingPipeline final : public BertTextPipeline {
         const float* other = data + pair_row[k] * dim;
         result.output["scores"] = Json::array({cosine(row, other, dim)});
       }
-      result.raw_members = float_array_member("text_embedding", row, dim);
+      result.float_arrays.push_back({"text_embedding", std::vector<float>(row, row + dim)});
     }
     std::vector<std::size_t> result_of_row(ok);
     for (std::size_t k = 0; k < ok.size(); ++k) {

@@ -245,7 +245,7 @@ void parse_parameters(const std::string& task, const Json& parameters, CallReque
   }
 }
 
-// "key":value members of a pipeline's pre-serialised output, as an object's text.
+// A result's members as an object's text, the ranked lists cut to `topk`.
 std::string object_text(const infer::PipelineResult& r, std::optional<std::size_t> topk) {
   Json output = r.output.is_object() ? r.output : Json::object();
   if (topk) {
@@ -256,26 +256,15 @@ std::string object_text(const infer::PipelineResult& r, std::optional<std::size_
       }
     }
   }
-  std::string text = output.dump(-1, ' ', false, Json::error_handler_t::replace);
-  if (!r.raw_members.empty()) {
-    text.pop_back();
-    if (text.size() > 1) text += ',';
-    text += r.raw_members;
-    text += '}';
-  }
-  return text;
+  return infer::result_object_text(output, r.float_arrays);
 }
 
-// The JSON array text after "text_embedding": in a sentence-embedding result.
-std::string_view embedding_text(const infer::PipelineResult& r) {
-  static constexpr std::string_view kKey = "\"text_embedding\":";
-  std::string_view raw = r.raw_members;
-  const std::size_t at = raw.find(kKey);
-  MS_ASSERT(at != std::string_view::npos);
-  raw.remove_prefix(at + kKey.size());
-  const std::size_t end = raw.find(']');
-  MS_ASSERT(end != std::string_view::npos);
-  return raw.substr(0, end + 1);
+// The embedding of a sentence-embedding result.
+const std::vector<float>& embedding_of(const infer::PipelineResult& r) {
+  for (const infer::FloatArray& array : r.float_arrays) {
+    if (array.key == "text_embedding") return array.values;
+  }
+  throw Error(ErrorCode::kInternal, "a sentence-embedding result holds no text_embedding");
 }
 
 }  // namespace
@@ -380,17 +369,17 @@ std::string render_call(const CallRequest& request,
       out = "{\"text_embedding\":[";
       for (std::size_t i = 0; i < results.size(); ++i) {
         if (i > 0) out += ',';
-        out += embedding_text(results[i]);
+        out += infer::json_float_array(embedding_of(results[i]));
       }
       out += "],\"scores\":";
       Json scores = Json::array();
       if (request.compare) {
-        const Json first = Json::parse(embedding_text(results[0]));
+        const std::vector<float>& first = embedding_of(results[0]);
         for (std::size_t i = 1; i < results.size(); ++i) {
-          const Json other = Json::parse(embedding_text(results[i]));
+          const std::vector<float>& other = embedding_of(results[i]);
           double dot = 0;
           for (std::size_t d = 0; d < first.size() && d < other.size(); ++d) {
-            dot += first[d].get<double>() * other[d].get<double>();
+            dot += static_cast<double>(first[d]) * other[d];
           }
           scores.push_back(dot);
         }

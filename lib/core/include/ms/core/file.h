@@ -25,6 +25,11 @@ MS_API void make_directories(const std::filesystem::path& dir, const std::string
 /// by a lock); a missing folder is fine. Returns how many it removed.
 MS_API std::size_t remove_unfinished_writes(const std::filesystem::path& dir);
 
+/// Removes the temporary files that write_file_atomic left next to `path` when its process died
+/// mid-write, and only those: a file still being written is locked (flock) by its writer. Safe
+/// while other processes write `path`. Returns how many it removed.
+MS_API std::size_t remove_abandoned_writes(const std::filesystem::path& path);
+
 /// Writes `data` to `path` atomically: readers see the old file or the new one, never a part.
 /// Creates missing parent folders. `mode` is applied to the new file (e.g. 0600 for credentials).
 MS_API void write_file_atomic(const std::filesystem::path& path, std::string_view data,

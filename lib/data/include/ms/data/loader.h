@@ -100,6 +100,10 @@ MS_API LoaderBenchmark benchmark_loader(const Split& split, const LoaderOptions&
 /// ms::Error(kUsage) otherwise.
 MS_API std::pair<std::size_t, std::size_t> parse_shard(const std::string& text);
 
+/// The header of a NumPy .npy file (format 1.0) of little-endian float32 data in C order of
+/// `shape`: the data's bytes follow it.
+MS_API std::string npy_float32_header(const std::vector<std::size_t>& shape);
+
 /// Writes float32 data of `shape` as a NumPy .npy file (atomically), for checks against Python.
 MS_API void write_npy(const std::string& path, const std::vector<std::size_t>& shape,
                       const std::vector<float>& data);

@@ -1,6 +1,6 @@
 // Batch inference jobs: read inputs, batch them by length, run a pipeline, write one JSON line per
-// input in input order, resumably (append + fsync per window of batches); run_infer() is the whole
-// of `ms infer` (model, pipeline, worker choice, job).
+// input in input order, resumably (append + fsync per window of batches), or the embeddings as one
+// .npy matrix; run_infer() is the whole of `ms infer` (model, pipeline, worker choice, job).
 #pragma once
 
 #include <cstddef>
@@ -43,7 +43,8 @@ MS_API std::vector<PipelineInput> read_inputs(const InputSpec& spec);
 
 struct JobOptions {
   std::size_t batch_size = 32;
-  std::optional<std::filesystem::path> output;  ///< unset: stdout
+  /// Unset: stdout. A name ending in .npy gets the embeddings as one float32 matrix (writes_npy).
+  std::optional<std::filesystem::path> output;
   bool resume = false;                          ///< skip ids already in `output`
   /// Only inputs i, i + n, ... of shard i of n (see data::parse_shard).
   std::size_t shard_index = 0, shard_count = 1;
@@ -80,6 +81,10 @@ MS_API std::vector<PipelineResult> run_batch_isolated(
 /// Batches a pipeline runs at once unless told: on the CPU one single-threaded worker per intra-op
 /// thread (when the pipeline is concurrent()), on a GPU four host threads feeding the card.
 MS_API std::size_t default_workers(const Pipeline& pipeline);
+
+/// Whether the job writes a .npy file: row i = the embedding of the shard's input i, written
+/// atomically when every input has succeeded (any failed input stops the job; no --resume).
+MS_API bool writes_npy(const JobOptions& options);
 
 /// Ids already written to an output file (complete lines only; a torn last line is cut off).
 MS_API std::vector<Json> read_done_ids(const std::filesystem::path& output, bool truncate_partial);

@@ -29,12 +29,18 @@ struct PipelineInput {
   std::string invalid;  ///< set when the input could not be read: an error item
 };
 
+/// A float array output member (an embedding), kept as floats: JSON output formats it once
+/// (json_float_array), a .npy output writes the floats as they are.
+struct FloatArray {
+  std::string key;  ///< e.g. "text_embedding"
+  std::vector<float> values;
+};
+
 /// The outcome for one input: a result object keyed like ModelScope's OutputKeys, or an error.
 struct PipelineResult {
   Json output;  ///< e.g. {"label": ...}; empty on error
-  /// Members already serialised as JSON text (`"key":value,...`), written after `output`'s: large
-  /// float arrays are formatted once here instead of going through Json.
-  std::string raw_members;
+  /// Members written after `output`'s: large float arrays skip Json (a value object per float).
+  std::vector<FloatArray> float_arrays;
   std::optional<Error> error;
   /// The error is the model's, not the input's: its output held NaN or infinity.
   bool nonfinite_output = false;
@@ -82,6 +88,14 @@ class MS_API PipelineFactory {
   virtual std::unique_ptr<Pipeline> create(const ModelInfo& model,
                                            const PipelineOptions& options) = 0;
 };
+
+/// `[v,...]` with each float as the shortest decimal that reads back as the same float. NaN and
+/// infinity have no JSON form: pipelines turn such outputs into errors before they get here.
+MS_API std::string json_float_array(const std::vector<float>& values);
+
+/// `output`'s members followed by the float arrays', as one JSON object's text.
+MS_API std::string result_object_text(const Json& output,
+                                      const std::vector<FloatArray>& float_arrays);
 
 /// Loads the torch layer (with `threads`) and returns its pipeline factory (TorchLayer::pipelines).
 /// Throws
