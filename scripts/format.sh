@@ -3,4 +3,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-git ls-files '*.h' '*.hpp' '*.cpp' '*.cc' | xargs clang-format -i
+# Debian names the binary after its version (clang-format-14) unless clang-format is installed.
+format="$(command -v clang-format || command -v clang-format-14)" ||
+  { echo "format.sh: no clang-format (apt install clang-format)" >&2; exit 1; }
+git ls-files '*.h' '*.hpp' '*.cpp' '*.cc' | xargs "$format" -i

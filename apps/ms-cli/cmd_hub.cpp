@@ -68,7 +68,8 @@ void run_token_create(const TokenOptions& options) {
               options.root);
   }
   if (options.json) {
-    std::printf("%s\n", json_text(nlohmann::json{{"user", options.user}, {"token", token}}).c_str());
+    std::printf("%s\n",
+                json_text(nlohmann::json{{"user", options.user}, {"token", token}}).c_str());
   } else {
     std::printf("%s\n", token.c_str());
   }

@@ -95,7 +95,8 @@ void run_eval(EvalOptions& o) {
     std::cout << json_text(values) << std::endl;
     return;
   }
-  for (const auto& [key, value] : values.items()) std::cout << key << ": " << json_text(value) << "\n";
+  for (const auto& [key, value] : values.items())
+    std::cout << key << ": " << json_text(value) << "\n";
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // How fast embeddings become JSON text: the float formatting of `ms infer`'s sentence-embedding
-// lines (lib/pipelines/src/text_pipelines.cpp, float_array_member), with fmt's format string
+// lines (lib/infer/src/pipeline.cpp, json_float_array), with fmt's format string
 // parsed at run time ("{}") and compiled (FMT_COMPILE("{}"), what ms uses). Both give the
 // shortest decimal that reads back as the same float; the program checks that the texts are equal.
 //

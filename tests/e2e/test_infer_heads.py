@@ -223,7 +223,8 @@ class HeadsTest(TorchTestCase):
                              "print(a.dtype, a.shape, float(a[5, 2]))", out], capture_output=True, text=True)
         self.assertEqual(np.returncode, 0, np.stderr)
         self.assertEqual(np.stdout.split(), ["float32", f"({len(texts)},", f"{shape[1]})", repr(rows[5][2])])
-        # A shard's matrix is that shard's rows; a shard without inputs gives a 0 x 0 matrix.
+        # A shard's matrix is that shard's rows; a shard without inputs gives a 0 x D matrix,
+        # which stacks with the others.
         shard = self.infer("bin", "--input", *texts, "--shard", "1/4")
         self.assertEqual([l["id"] for l in shard], list(range(1, len(texts), 4)))
         r = run_ms("infer", "-m", model, "--device", DEVICE, "--input", *texts, "--shard", "1/4",
@@ -232,7 +233,7 @@ class HeadsTest(TorchTestCase):
         self.assertEqual(read_npy(self.path("shard.npy"))[1], [as_float32(l["text_embedding"]) for l in shard])
         self.assertExit(run_ms("infer", "-m", model, "--device", DEVICE, "--input", "x", "--shard", "1/2",
                                "-o", self.path("none.npy")), 0)
-        self.assertEqual(read_npy(self.path("none.npy")), ((0, 0), []))
+        self.assertEqual(read_npy(self.path("none.npy")), ((0, shape[1]), []))
 
     def test_npy_output_is_all_or_nothing(self):
         # A matrix needs a row per input: a bad input stops the job, names the input, and leaves
@@ -269,6 +270,14 @@ class HeadsTest(TorchTestCase):
         self.assertOneLineError(r, "--resume")
         self.assertEqual(sorted(os.listdir(folder)), ["emb.npy"])
         self.assertFalse(os.path.exists(self.path("cls.npy")))
+        # A folder as the output is refused before any work; a file named just ".npy" is one.
+        r = run_ms("infer", "-m", model, "--device", DEVICE, "--input", "x", "-o", folder)
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "is a folder")
+        r = run_ms("infer", "-m", model, "--device", DEVICE, "--input", "x", "-o", os.path.join(folder, ".NPY"))
+        self.assertExit(r, 0)
+        self.assertEqual(read_npy(os.path.join(folder, ".NPY"))[0][0], 1)
+        os.remove(os.path.join(folder, ".NPY"))
         # A killed run leaves its temp file: the next run to the same file removes it, but not the
         # temp file of a run still writing (it holds the file's lock, as this test does here).
         for name in (".emb.npy.tmp.Dead01", ".emb.npy.tmp.Live01"):

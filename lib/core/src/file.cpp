@@ -67,17 +67,37 @@ void make_directories(const fs::path& dir, const std::string& what) {
 }
 
 namespace {
-// The temporary file next to `path` that write_file_atomic writes and renames.
+constexpr std::size_t kTempSuffixSize = 6;  // mkstemp's XXXXXX
+
+fs::path folder_of(const fs::path& path) {
+  return path.has_parent_path() ? path.parent_path() : fs::path(".");
+}
+
+// The temporary files that write_file_atomic writes next to `path` and renames are named
+// ".NAME.tmp.XXXXXX": this prefix and mkstemp's six characters.
+std::string temp_prefix(const fs::path& path) {
+  return "." + path.filename().string() + kTempInfix;
+}
+
 std::string temp_pattern(const fs::path& path) {
-  const fs::path parent = path.has_parent_path() ? path.parent_path() : fs::path(".");
-  return (parent / ("." + path.filename().string() + kTempInfix + "XXXXXX")).string();
+  return (folder_of(path) / (temp_prefix(path) + std::string(kTempSuffixSize, 'X'))).string();
 }
 
 bool is_unfinished_write(const std::string& name) {
-  // ".NAME.tmp.XXXXXX": mkstemp's six characters after the infix.
   const std::size_t at = name.rfind(kTempInfix);
   return name.size() > 1 && name[0] == '.' && at != std::string::npos && at > 1 &&
-         name.size() == at + std::strlen(kTempInfix) + 6;
+         name.size() == at + std::strlen(kTempInfix) + kTempSuffixSize;
+}
+
+// Locks a temp file just made, for as long as it is written (see remove_abandoned_writes).
+// False when another process's sweep removed it before the lock was taken: it has no name left,
+// and the caller makes another. On a file system without flock the file is written unlocked.
+bool lock_new_temp_file(int fd) {
+  int rc;
+  do rc = ::flock(fd, LOCK_EX);
+  while (rc != 0 && errno == EINTR);
+  struct stat st {};
+  return rc != 0 || ::fstat(fd, &st) != 0 || st.st_nlink > 0;
 }
 }  // namespace
 
@@ -95,16 +115,18 @@ std::size_t remove_unfinished_writes(const fs::path& dir) {
 }
 
 std::size_t remove_abandoned_writes(const fs::path& path) {
-  const fs::path parent = path.has_parent_path() ? path.parent_path() : fs::path(".");
-  const std::string prefix = "." + path.filename().string() + kTempInfix;
+  const std::string prefix = temp_prefix(path);
   std::error_code ec;
   std::size_t removed = 0;
-  for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
+  for (fs::directory_iterator it(folder_of(path), ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (name.size() != prefix.size() + 6 || name.compare(0, prefix.size(), prefix) != 0) continue;
+    if (name.size() != prefix.size() + kTempSuffixSize ||
+        name.compare(0, prefix.size(), prefix) != 0)
+      continue;
     const int fd = ::open(it->path().c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) continue;
-    // A writer holds its temp file's lock until the rename: a lock we can take is a dead one's.
+    // A writer holds its temp file's lock until the file has its final name: a lock we can take
+    // is a dead writer's. (A finished writer's temp name is gone, so the unlink finds nothing.)
     struct stat st {};
     if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ::flock(fd, LOCK_EX | LOCK_NB) == 0 &&
         ::unlink(it->path().c_str()) == 0) {
@@ -122,7 +144,7 @@ void write_file_atomic(const fs::path& path, std::string_view data, unsigned mod
 
 void write_file_atomic(const fs::path& path, const std::function<void(const FileSink&)>& produce,
                        unsigned mode) {
-  const fs::path parent = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  const fs::path parent = folder_of(path);
   std::error_code ec;
   // The temporary file is renamed over the path, which would replace a device or a pipe
   // (`--save-batch /dev/null`, run as root, would delete /dev/null) with a plain file.
@@ -142,22 +164,21 @@ void write_file_atomic(const fs::path& path, const std::function<void(const File
 
   std::string temp;
   int fd = -1;
-  // The temp file is locked while it is written (see remove_abandoned_writes). Another process's
-  // remove_abandoned_writes may take the lock between mkstemp and flock and unlink the new file:
-  // then it has no name left (no links), and a fresh one is made.
   for (int attempt = 0; fd < 0; ++attempt) {
+    MS_CHECK(attempt < 8, ErrorCode::kIo,
+             "{}: every temp file made in {} was removed at once by another process", path.string(),
+             parent.string());
     temp = temp_pattern(path);
-    fd = mkstemp(temp.data());
+    // Close-on-exec: a child started meanwhile (`ms train --nproc`) must not hold the lock.
+    fd = mkostemp(temp.data(), O_CLOEXEC);
     if (fd < 0) {
       throw Error(ErrorCode::kIo, fmt::format("{}: cannot create temp file: {}", parent.string(),
                                               std::strerror(errno)));
     }
-    struct stat st {};
-    if (::flock(fd, LOCK_EX) == 0 && ::fstat(fd, &st) == 0 && st.st_nlink > 0) break;
-    close(fd);
-    fd = -1;
-    MS_CHECK(attempt < 8, ErrorCode::kIo, "{}: cannot keep a temp file in {}", path.string(),
-             parent.string());
+    if (!lock_new_temp_file(fd)) {
+      close(fd);
+      fd = -1;
+    }
   }
   auto cleanup_and_fail = [&](const char* what) {
     const int saved = errno;
@@ -179,17 +200,12 @@ void write_file_atomic(const fs::path& path, const std::function<void(const File
   }
   if (fchmod(fd, static_cast<mode_t>(mode)) != 0) cleanup_and_fail("chmod failed");
   if (fsync(fd) != 0) cleanup_and_fail("fsync failed");
-  if (close(fd) != 0) {
-    unlink(temp.c_str());
-    throw Error(ErrorCode::kIo,
-                fmt::format("{}: close failed: {}", path.string(), std::strerror(errno)));
-  }
-  if (std::rename(temp.c_str(), path.c_str()) != 0) {
-    const int saved = errno;
-    unlink(temp.c_str());
-    throw Error(ErrorCode::kIo,
-                fmt::format("{}: rename failed: {}", path.string(), std::strerror(saved)));
-  }
+  // Renamed while still open: the lock marks the temp file as being written until it has its
+  // final name, so that no remove_abandoned_writes takes it for a dead writer's.
+  if (std::rename(temp.c_str(), path.c_str()) != 0) cleanup_and_fail("rename failed");
+  // The data is on disk under its name (fsync above); a failing close can only be reported.
+  MS_CHECK(close(fd) == 0, ErrorCode::kIo, "{}: close failed after writing: {}", path.string(),
+           std::strerror(errno));
 }
 
 }  // namespace ms

@@ -162,16 +162,16 @@ void handle_receive_pack(Service&, const httplib::Request& req, httplib::Respons
 
 void add_git_routes(httplib::Server& server, Service& service) {
   const std::string repo_re = R"(/(datasets/)?([^/]+)/([^/]+)\.git)";
-  add_routes(server, service,
-             {
-                 {Method::kGet, repo_re + "/info/refs", handle_info_refs},
-                 {Method::kGet, repo_re + "/HEAD", handle_head},
-                 {Method::kGet, repo_re + R"(/objects/([0-9a-f]{2})/([0-9a-f]{38}))",
-                  handle_object},
-                 {Method::kPost, repo_re + "/info/lfs/objects/batch", handle_lfs_batch},
-                 {Method::kGet, repo_re + "/info/lfs/objects/([0-9a-f]{64})", handle_lfs_object},
-                 {Method::kPost, repo_re + "/git-receive-pack", handle_receive_pack},
-             });
+  add_routes(
+      server, service,
+      {
+          {Method::kGet, repo_re + "/info/refs", handle_info_refs},
+          {Method::kGet, repo_re + "/HEAD", handle_head},
+          {Method::kGet, repo_re + R"(/objects/([0-9a-f]{2})/([0-9a-f]{38}))", handle_object},
+          {Method::kPost, repo_re + "/info/lfs/objects/batch", handle_lfs_batch},
+          {Method::kGet, repo_re + "/info/lfs/objects/([0-9a-f]{64})", handle_lfs_object},
+          {Method::kPost, repo_re + "/git-receive-pack", handle_receive_pack},
+      });
 }
 
 }  // namespace ms::hub_server

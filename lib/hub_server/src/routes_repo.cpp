@@ -209,10 +209,9 @@ void handle_login(Service& service, const httplib::Request& req, httplib::Respon
   auto user = token.empty() ? std::nullopt : service.store.user_for_token(token);
   if (!user) throw HttpError{401, "login failed: the access token is invalid"};
   res.set_header("Set-Cookie", "m_session_id=" + token + "; Path=/; HttpOnly; Max-Age=2592000");
-  send_ok(req, res,
-          {{"AccessToken", token},
-           {"Username", *user},
-           {"Email", service.store.user_email(*user)}});
+  send_ok(
+      req, res,
+      {{"AccessToken", token}, {"Username", *user}, {"Email", service.store.user_email(*user)}});
 }
 
 void handle_create_model(Service& service, const httplib::Request& req, httplib::Response& res) {
@@ -269,25 +268,25 @@ void handle_list_models(Service& service, const httplib::Request& req, httplib::
 
 void handle_repo_info(Service& service, const httplib::Request& req, httplib::Response& res) {
   const Caller caller = identify(service, req);
-  RepoRecord repo = repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2],
-                                  req.matches[3]);
+  RepoRecord repo =
+      repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2], req.matches[3]);
   if (req.has_param("Revision")) resolve_revision(service, repo, param(req, "Revision"));
   send_ok(req, res, repo_json(service, repo));
 }
 
 void handle_delete_repo(Service& service, const httplib::Request& req, httplib::Response& res) {
   const Caller caller = identify(service, req);
-  RepoRecord repo = repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2],
-                                   req.matches[3]);
+  RepoRecord repo =
+      repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2], req.matches[3]);
   service.store.delete_repo(repo.id);
   send_ok(req, res, nullptr);
 }
 
 void handle_update_repo(Service& service, const httplib::Request& req, httplib::Response& res) {
   const Caller caller = identify(service, req);
-  update_settings(service, req, res,
-                  repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2],
-                                 req.matches[3]));
+  update_settings(
+      service, req, res,
+      repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2], req.matches[3]));
 }
 
 // Datasets are also addressed by their numeric hub id (set_repo_visibility does so).
@@ -365,8 +364,8 @@ void handle_openapi_repo(Service& service, const httplib::Request& req, httplib:
 
 void handle_revisions(Service& service, const httplib::Request& req, httplib::Response& res) {
   const Caller caller = identify(service, req);
-  RepoRecord repo = repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2],
-                                  req.matches[3]);
+  RepoRecord repo =
+      repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2], req.matches[3]);
   std::int64_t end_time = 0;
   const std::string end_text = param(req, "EndTime");
   if (!end_text.empty()) {
@@ -392,8 +391,8 @@ void handle_revisions(Service& service, const httplib::Request& req, httplib::Re
 
 void handle_create_tag(Service& service, const httplib::Request& req, httplib::Response& res) {
   const Caller caller = identify(service, req);
-  RepoRecord repo = repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2],
-                                   req.matches[3]);
+  RepoRecord repo =
+      repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2], req.matches[3]);
   const json body = json_body(req);
   const json tag = body.value("TagName", json());
   const json ref = body.value("Ref", json(hub::kDefaultRevision));
@@ -413,8 +412,8 @@ void handle_create_tag(Service& service, const httplib::Request& req, httplib::R
 
 void handle_commits(Service& service, const httplib::Request& req, httplib::Response& res) {
   const Caller caller = identify(service, req);
-  RepoRecord repo = repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2],
-                                  req.matches[3]);
+  RepoRecord repo =
+      repo_for_read(service, caller, parse_type(req.matches[1]), req.matches[2], req.matches[3]);
   const CommitRecord head =
       resolve_revision(service, repo, param(req, "Ref", param(req, "Revision")));
   const std::size_t page = positive_param(req, "PageNumber", 1, 1u << 20);
@@ -453,38 +452,36 @@ void add_repo_routes(httplib::Server& server, Service& service) {
   const std::string oss_re = R"(/api/v1/datasets/[^/]+/[^/]+/oss(/.*)?)";
   const RouteHandler oss = unsupported("OSS dataset storage");
   const RouteHandler deployer = unsupported("Model deployment (deployer)");
-  add_routes(server, service,
-             {
-                 {Method::kPost, "/api/v1/login", handle_login},
-                 {Method::kPost, "/api/v1/models", handle_create_model},
-                 {Method::kPost, "/api/v1/datasets", handle_create_dataset},
-                 {Method::kPut, R"(/api/v1/models/?)", handle_list_models},
-                 {Method::kGet, repo_re, handle_repo_info},
-                 {Method::kDelete, repo_re, handle_delete_repo},
-                 {Method::kPut, repo_re, handle_update_repo},
-                 {Method::kPut, R"(/api/v1/datasets/(\d+))", handle_update_dataset_by_id},
-                 {Method::kGet, "/openapi/v1/users/me", handle_openapi_me},
-                 {Method::kGet, "/openapi/v1/(models|datasets)", handle_openapi_list},
-                 {Method::kGet, "/openapi/v1/(models|datasets)/([^/]+)/([^/]+)",
-                  handle_openapi_repo},
-                 {Method::kGet, repo_re + "/revisions", handle_revisions},
-                 {Method::kPost, repo_re + "/repo/tag", handle_create_tag},
-                 {Method::kGet, repo_re + "/commits", handle_commits},
-                 {Method::kGet, R"(/api/v1/datasets/[^/]+/[^/]+/ststoken)",
-                  unsupported("OSS storage credentials (ststoken, used by legacy MsDataset OSS "
-                              "datasets)")},
-                 {Method::kGet, oss_re, oss},
-                 {Method::kDelete, oss_re, oss},
-                 {Method::kPost, R"(/api/v1/models/aigc(/repo/tag)?)",
-                  unsupported("AIGC model creation")},
-                 {Method::kGet, R"(/api/v1/deployer/.*)", deployer},
-                 {Method::kPost, R"(/api/v1/deployer/.*)", deployer},
-                 {Method::kDelete, R"(/api/v1/deployer/.*)", deployer},
-                 {Method::kPost, repo_re + "/download/increase", handle_ignored},
-                 {Method::kPost, repo_re + "/download/uv/([a-z]+)", handle_ignored},
-                 {Method::kGet, "/api/v1/repos/internalAccelerationInfo",
-                  handle_acceleration_info},
-             });
+  add_routes(
+      server, service,
+      {
+          {Method::kPost, "/api/v1/login", handle_login},
+          {Method::kPost, "/api/v1/models", handle_create_model},
+          {Method::kPost, "/api/v1/datasets", handle_create_dataset},
+          {Method::kPut, R"(/api/v1/models/?)", handle_list_models},
+          {Method::kGet, repo_re, handle_repo_info},
+          {Method::kDelete, repo_re, handle_delete_repo},
+          {Method::kPut, repo_re, handle_update_repo},
+          {Method::kPut, R"(/api/v1/datasets/(\d+))", handle_update_dataset_by_id},
+          {Method::kGet, "/openapi/v1/users/me", handle_openapi_me},
+          {Method::kGet, "/openapi/v1/(models|datasets)", handle_openapi_list},
+          {Method::kGet, "/openapi/v1/(models|datasets)/([^/]+)/([^/]+)", handle_openapi_repo},
+          {Method::kGet, repo_re + "/revisions", handle_revisions},
+          {Method::kPost, repo_re + "/repo/tag", handle_create_tag},
+          {Method::kGet, repo_re + "/commits", handle_commits},
+          {Method::kGet, R"(/api/v1/datasets/[^/]+/[^/]+/ststoken)",
+           unsupported("OSS storage credentials (ststoken, used by legacy MsDataset OSS "
+                       "datasets)")},
+          {Method::kGet, oss_re, oss},
+          {Method::kDelete, oss_re, oss},
+          {Method::kPost, R"(/api/v1/models/aigc(/repo/tag)?)", unsupported("AIGC model creation")},
+          {Method::kGet, R"(/api/v1/deployer/.*)", deployer},
+          {Method::kPost, R"(/api/v1/deployer/.*)", deployer},
+          {Method::kDelete, R"(/api/v1/deployer/.*)", deployer},
+          {Method::kPost, repo_re + "/download/increase", handle_ignored},
+          {Method::kPost, repo_re + "/download/uv/([a-z]+)", handle_ignored},
+          {Method::kGet, "/api/v1/repos/internalAccelerationInfo", handle_acceleration_info},
+      });
 }
 
 }  // namespace ms::hub_server

@@ -24,8 +24,8 @@ std::string checked_path(const json& action) {
 // LFS batch check: for each {oid, size}, an upload href unless the hub has the blob already.
 void handle_lfs_batch(Service& service, const httplib::Request& req, httplib::Response& res) {
   const Caller caller = identify(service, req);
-  RepoRecord repo = repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2],
-                                   req.matches[3]);
+  RepoRecord repo =
+      repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2], req.matches[3]);
   const json body = json_body(req);
   const json objects = body.value("objects", json());
   if (!objects.is_array()) throw HttpError{400, "'objects' must be an array"};
@@ -34,8 +34,7 @@ void handle_lfs_batch(Service& service, const httplib::Request& req, httplib::Re
   for (const json& o : objects) {
     const json oid = o.is_object() ? o.value("oid", json()) : json();
     const json size = o.is_object() ? o.value("size", json()) : json();
-    if (!oid.is_string() || !is_sha256_hex(oid.get<std::string>()) ||
-        !size.is_number_unsigned()) {
+    if (!oid.is_string() || !is_sha256_hex(oid.get<std::string>()) || !size.is_number_unsigned()) {
       throw HttpError{400, "each object needs 'oid' (64 lower-case hex) and 'size' (bytes)"};
     }
     const std::string sha = oid.get<std::string>();
@@ -48,8 +47,8 @@ void handle_lfs_batch(Service& service, const httplib::Request& req, httplib::Re
       item["actions"] = {
           {"upload",
            {{"href", fmt::format("{}/api/v1/repos/{}/{}/{}/info/lfs/objects/{}?size={}",
-                                 base_url(service, req), std::string(req.matches[1]),
-                                 repo.owner, repo.name, sha, n)},
+                                 base_url(service, req), std::string(req.matches[1]), repo.owner,
+                                 repo.name, sha, n)},
             {"expires_in", 86400}}}};
     }
     out.push_back(item);
@@ -61,8 +60,8 @@ void handle_lfs_batch(Service& service, const httplib::Request& req, httplib::Re
 void handle_put_blob(Service& service, const httplib::Request& req, httplib::Response& res,
                      const httplib::ContentReader& reader) {
   const Caller caller = identify(service, req);
-  const RepoRecord repo = repo_for_write(service, caller, parse_type(req.matches[1]),
-                                         req.matches[2], req.matches[3]);
+  const RepoRecord repo =
+      repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2], req.matches[3]);
   if (!req.has_header("Content-Length")) {
     throw HttpError{411, "blob uploads need a Content-Length header"};
   }
@@ -75,8 +74,7 @@ void handle_put_blob(Service& service, const httplib::Request& req, httplib::Res
   const std::string declared = param(req, "size");
   if (!declared.empty() && declared != std::to_string(size)) {
     throw HttpError{
-        400, fmt::format("Content-Length {} differs from the declared size {}", size,
-                         declared)};
+        400, fmt::format("Content-Length {} differs from the declared size {}", size, declared)};
   }
   BlobWriter writer = service.store.begin_blob(req.matches[4], size);
   std::optional<Error> failure;
@@ -97,8 +95,8 @@ void handle_put_blob(Service& service, const httplib::Request& req, httplib::Res
 
 void handle_commit(Service& service, const httplib::Request& req, httplib::Response& res) {
   const Caller caller = identify(service, req);
-  RepoRecord repo = repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2],
-                                   req.matches[3]);
+  RepoRecord repo =
+      repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2], req.matches[3]);
   const std::string branch = req.matches[4];
   const json body = json_body(req);
   const json actions = body.value("actions", json());
@@ -136,8 +134,8 @@ void handle_commit(Service& service, const httplib::Request& req, httplib::Respo
         const json size = a.value("size", json());
         if (size.is_number_unsigned() && size.get<std::uint64_t>() != change.content.size()) {
           throw HttpError{
-              400, fmt::format("file '{}': declared size {} but content has {} bytes",
-                               change.path, size.get<std::uint64_t>(), change.content.size())};
+              400, fmt::format("file '{}': declared size {} but content has {} bytes", change.path,
+                               size.get<std::uint64_t>(), change.content.size())};
         }
       } else {
         throw HttpError{400, "file '" + change.path + "': unknown type '" + type + "'"};
@@ -151,8 +149,8 @@ void handle_commit(Service& service, const httplib::Request& req, httplib::Respo
   const std::string description = body.value("commit_description", std::string());
   try {
     CommitRecord c = service.store.commit(
-        repo.id, branch, changes,
-        description.empty() ? message : message + "\n\n" + description, *caller.user);
+        repo.id, branch, changes, description.empty() ? message : message + "\n\n" + description,
+        *caller.user);
     send_ok(req, res, {{"oid", c.id}, {"commit_id", c.id}, {"branch", branch}});
   } catch (const Error& e) {
     // A missing blob or file is a bad commit, not a missing repo.
@@ -164,17 +162,16 @@ void handle_commit(Service& service, const httplib::Request& req, httplib::Respo
 // Single-file deletion as the Python client sends it (a commit with one delete action).
 void handle_delete_file(Service& service, const httplib::Request& req, httplib::Response& res) {
   const Caller caller = identify(service, req);
-  RepoRecord repo = repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2],
-                                   req.matches[3]);
+  RepoRecord repo =
+      repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2], req.matches[3]);
   const std::string path = param(req, "FilePath");
   if (!hub::is_safe_repo_path(path)) throw HttpError{400, "invalid FilePath '" + path + "'"};
   CommitAction change;
   change.kind = CommitAction::Kind::kDelete;
   change.path = path;
   try {
-    CommitRecord c =
-        service.store.commit(repo.id, param(req, "Revision", hub::kDefaultRevision), {change},
-                             "Delete " + path, *caller.user);
+    CommitRecord c = service.store.commit(repo.id, param(req, "Revision", hub::kDefaultRevision),
+                                          {change}, "Delete " + path, *caller.user);
     send_ok(req, res, {{"oid", c.id}});
   } catch (const Error& e) {
     if (e.code() == ErrorCode::kNotFound) throw HttpError{404, e.what()};

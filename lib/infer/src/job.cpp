@@ -7,12 +7,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <climits>
 #include <cstdio>
-#include <cctype>
 #include <cstring>
+#include <functional>
 #include <future>
 #include <memory>
 #include <numeric>
@@ -104,6 +105,11 @@ class Sink {
 void check_job_options(const JobOptions& options) {
   MS_CHECK(options.batch_size > 0, ErrorCode::kUsage, "--batch-size must be positive");
   MS_CHECK(!options.resume || options.output, ErrorCode::kUsage, "--resume needs --output FILE");
+  std::error_code ec;
+  if (options.output && std::filesystem::is_directory(*options.output, ec)) {
+    throw Error(ErrorCode::kUsage, fmt::format("--output {} is a folder", options.output->string()),
+                "give the path of a file to write, such as out.jsonl in that folder");
+  }
   if (options.resume && writes_npy(options)) {
     throw Error(ErrorCode::kUsage,
                 fmt::format("--resume cannot continue {}: a .npy file holds no input ids to check "
@@ -181,10 +187,11 @@ std::string format_line(const PipelineInput& input, const PipelineResult& result
 
 bool writes_npy(const JobOptions& options) {
   if (!options.output) return false;
-  std::string ext = options.output->extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(),
+  // The name's end, not extension(): that of ".npy" alone is empty.
+  std::string name = options.output->filename().string();
+  std::transform(name.begin(), name.end(), name.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return ext == ".npy";
+  return name.size() >= 4 && name.compare(name.size() - 4, 4, ".npy") == 0;
 }
 
 std::vector<Json> read_done_ids(const std::filesystem::path& output, bool truncate_partial) {
@@ -422,11 +429,12 @@ class NpyOutput final : public JobOutput {
     stats.write_seconds += seconds_since(t0);
   }
 
-  /// After the last window: every row is there (an empty job writes a 0 x 0 matrix).
-  void finish() {
+  /// After the last window: every row is there. A job without inputs (an empty shard) writes a
+  /// 0 x `empty_width` matrix, which stacks with the other shards' files.
+  void finish(const std::function<std::size_t()>& empty_width) {
     MS_ASSERT(written_ == rows_);
     if (columns_) return;
-    const std::string header = data::npy_float32_header({0, 0});
+    const std::string header = data::npy_float32_header({0, empty_width()});
     sink_(header.data(), header.size());
   }
 
@@ -436,14 +444,14 @@ class NpyOutput final : public JobOutput {
   void check_row(const PipelineInput& input, const PipelineResult& result) const {
     const bool other_members = result.output.is_object() && !result.output.empty();
     if (result.float_arrays.size() == 1 && !other_members) return;
-    throw Error(ErrorCode::kUsage,
-                fmt::format("input {}: {} holds one embedding per input, and this result has {}",
-                            input.id.dump(), path_.string(),
-                            result.float_arrays.empty() ? std::string("none")
-                                                        : "more: " + result_object_text(
-                                                                         result.output, {})),
-                "write JSON lines (-o FILE.jsonl) for results other than one embedding (a "
-                "sentence pair's scores, other tasks)");
+    throw Error(
+        ErrorCode::kUsage,
+        fmt::format("input {}: {} holds one embedding per input, and this result has {}",
+                    input.id.dump(), path_.string(),
+                    result.float_arrays.empty() ? std::string("none")
+                                                : "more: " + result_object_text(result.output, {})),
+        "write JSON lines (-o FILE.jsonl) for results other than one embedding (a "
+        "sentence pair's scores, other tasks)");
   }
 
   const FileSink& sink_;
@@ -452,6 +460,20 @@ class NpyOutput final : public JobOutput {
   std::optional<std::size_t> columns_;
   std::size_t written_ = 0;
 };
+
+// The width of `pipeline`'s embeddings, from one probe sentence: the pipeline's own answer,
+// whatever modules (sentence-transformers Dense layers) come after the encoder.
+std::size_t embedding_width(Pipeline& pipeline) {
+  PipelineInput probe;
+  probe.id = 0;
+  probe.text = "width";
+  const std::vector<PipelineResult> results = run_batch_isolated(pipeline, {&probe});
+  pipeline.forget(probe);
+  if (results[0].error) throw *results[0].error;
+  MS_CHECK(results[0].float_arrays.size() == 1, ErrorCode::kInternal,
+           "the {} pipeline gave no embedding for a probe sentence", pipeline.task());
+  return results[0].float_arrays[0].values.size();
+}
 
 // Runs the pending inputs a window at a time. Three stages overlap: window w + 1 is costed
 // (tokenised) and window w - 1 written on their own threads while window w runs. Writes stay in
@@ -544,7 +566,7 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
     write_file_atomic(*options.output, [&](const FileSink& sink) {
       NpyOutput output(sink, pending.size(), *options.output);
       run_windows(pipeline, pending, options, workers, output, stats);
-      output.finish();
+      output.finish([&pipeline] { return embedding_width(pipeline); });
     });
   } else {
     JsonLinesOutput output(options);

@@ -94,7 +94,7 @@ struct LoaderBenchmark {
 /// Loader errors (a corrupt image without skip_bad) propagate; --save-batch on a split without an
 /// image column is ms::Error(kUsage).
 MS_API LoaderBenchmark benchmark_loader(const Split& split, const LoaderOptions& loader_options,
-                                 const BenchmarkOptions& options = {});
+                                        const BenchmarkOptions& options = {});
 
 /// Parses a shard "i/n" (0 <= i < n), as `--shard` takes it: rows (or inputs) i, i + n, ... Throws
 /// ms::Error(kUsage) otherwise.

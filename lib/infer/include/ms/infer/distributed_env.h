@@ -39,8 +39,8 @@ using EnvLookup = std::function<std::optional<std::string>(const std::string& na
 MS_API EnvLookup process_env();
 
 /// The worker's DistributedEnv, or nullopt when the process is not one of several workers
-/// (no WORLD_SIZE / SLURM_STEP_NUM_TASKS, or a world of 1). A malformed or inconsistent value (a rank
-/// outside the world, a port outside 1..65535, a missing MASTER_ADDR under Slurm) is kUsage
+/// (no WORLD_SIZE / SLURM_STEP_NUM_TASKS, or a world of 1). A malformed or inconsistent value (a
+/// rank outside the world, a port outside 1..65535, a missing MASTER_ADDR under Slurm) is kUsage
 /// naming the variable.
 MS_API std::optional<DistributedEnv> read_distributed_env(const EnvLookup& env = process_env());
 

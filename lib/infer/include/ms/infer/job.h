@@ -45,7 +45,7 @@ struct JobOptions {
   std::size_t batch_size = 32;
   /// Unset: stdout. A name ending in .npy gets the embeddings as one float32 matrix (writes_npy).
   std::optional<std::filesystem::path> output;
-  bool resume = false;                          ///< skip ids already in `output`
+  bool resume = false;  ///< skip ids already in `output`
   /// Only inputs i, i + n, ... of shard i of n (see data::parse_shard).
   std::size_t shard_index = 0, shard_count = 1;
   bool fail_fast = false;  ///< stop at the first bad item
