@@ -14,6 +14,11 @@ torchrun's variables.
   worker meets alike is printed once (and --json's error document by rank 0 only); an
   open-file limit too low for the rank count is exit 2 naming `ulimit -n`; one GPU named for
   several workers is exit 2;
+- workers that do not belong together are refused at the rendezvous: another service on
+  MASTER_PORT (LibTorch 1.x: exit 5 within MS_DIST_TIMEOUT, not an abort or a hang), a rank alone
+  (exit 5 naming how many came), a master name that does not resolve, a bad GLOO_SOCKET_IFNAME
+  (exit 2), a second worker with a taken RANK (exit 2, the run goes on), and ranks with another
+  model or other data (exit 3 on every rank, one message naming the difference);
 - `--device gpu` gives each worker the GPU of its local rank: on two GPUs the workers exchange
   over NCCL (scripts/gpu-check.sh runs that on the lent machine); a second worker on one GPU is
   exit 2, a GPU where there is none exit 6.
@@ -25,8 +30,10 @@ import os
 import re
 import resource
 import shutil
+import socket
 import struct
 import subprocess
+import threading
 import unittest
 
 from harness import MS_BIN, SOURCE_DIR, TEST_HOOKS, TorchTestCase, free_port, run_ms, torch_python
@@ -248,6 +255,107 @@ class DistributedTrainTest(TorchTestCase):
                         env=self.worker_env(0, port))
         self.assertExit(nested, 2)
         self.assertIn("WORLD_SIZE", nested.stderr)
+
+    def libtorch_major(self):
+        return int(json.loads(run_ms("env", "--json").stdout)["libtorch"]["version"].split(".")[0])
+
+    def test_a_port_that_is_not_a_store_is_a_clear_error(self):
+        # MASTER_PORT naming another service: one that greets first (an SSH server) and one that
+        # waits for a request it understands (an HTTP server). LibTorch 1.x's client aborts the
+        # process on the first (bad_alloc on a thread of its own) and waits forever on the
+        # second; ms asks the store first, and gives exit 5 within MS_DIST_TIMEOUT.
+        if self.libtorch_major() >= 2:
+            self.skipTest("the check is for LibTorch 1.x's store client")
+        for greeting in (b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n", None):
+            with self.subTest(greeting=greeting), socket.socket() as server:
+                server.bind(("127.0.0.1", 0))
+                server.listen(4)
+                accepted = []
+
+                def serve():
+                    while True:
+                        try:
+                            conn, _ = server.accept()
+                        except OSError:
+                            return
+                        accepted.append(conn)
+                        if greeting:
+                            conn.sendall(greeting)
+
+                threading.Thread(target=serve, daemon=True).start()
+                port = server.getsockname()[1]
+                r = run_ms(*self.args("r4.json", "work"), env=self.worker_env(1, port, MS_DIST_TIMEOUT="3"))
+                self.assertExit(r, 5)
+                self.assertOneLineError(r, f"127.0.0.1:{port}")
+                self.assertIn("not a rendezvous store" if greeting else "did not answer as a store", r.stderr)
+                self.assertIn("MASTER_PORT", r.stderr)
+                for conn in accepted:
+                    conn.close()
+
+    def test_a_rank_alone_names_the_missing_workers(self):
+        r = run_ms(*self.args("r4.json", "work"), env=self.worker_env(0, free_port(), MS_DIST_TIMEOUT="2"))
+        self.assertExit(r, 5)
+        self.assertOneLineError(r, "only 1 of 2 workers reached the rendezvous")
+        self.assertNotIn("GLOO_SOCKET_IFNAME", r.stderr)
+        # A master name that does not resolve is named too.
+        for rank in (0, 1):
+            r = run_ms(*self.args("r4.json", "work"),
+                       env=self.worker_env(rank, free_port(), MASTER_ADDR="no-such-host.invalid", MS_DIST_TIMEOUT="2"))
+            self.assertExit(r, 5)
+            self.assertOneLineError(r, "no-such-host.invalid")
+        # An interface that does not exist is a usage error naming the variable.
+        r = run_ms(*self.args("r4.json", "work"), "--nproc", "2", env={"GLOO_SOCKET_IFNAME": "nosuchif0"})
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "GLOO_SOCKET_IFNAME=nosuchif0")
+
+    def test_workers_of_different_jobs_are_refused(self):
+        # Another model on one rank would send tensors of other sizes (Gloo aborts the process),
+        # other data would leave a rank waiting for batches that never come: every rank stops
+        # with exit 3 and the same message, naming the first difference.
+        shutil.copytree(self.path("nodrop"), self.path("two_labels"))
+        with open(self.path("two_labels", "config.json")) as f:
+            config = json.load(f)
+        config["id2label"] = {"0": "negative", "1": "positive"}
+        config["label2id"] = {"negative": 0, "positive": 1}
+        with open(self.path("two_labels", "config.json"), "w") as f:
+            json.dump(config, f)
+        with open(self.path("short.csv"), "w") as f:
+            f.write("text,label\ngood,positive\nbad,negative\n")
+        other_data = self.args("r4.json", "work1")
+        other_data[other_data.index("csv:" + self.path("train.csv"))] = "csv:" + self.path("short.csv")
+        for name, args1, fact in (("model", self.args("r4.json", "work1", model=self.path("two_labels")),
+                                   "parameter classifier.weight of shape"),
+                                  ("data", other_data, "iterations per epoch = ")):
+            with self.subTest(differs=name):
+                port = free_port()
+                rank0 = self.start_worker(0, port, self.args("r4.json", "work0"), MS_DIST_TIMEOUT="60")
+                rank1 = self.start_worker(1, port, args1, MS_DIST_TIMEOUT="60")
+                errors = [p.communicate(timeout=600)[1] for p in (rank0, rank1)]
+                for proc, err in zip((rank0, rank1), errors):
+                    self.assertEqual(proc.returncode, 3, err)
+                    self.assertIn("the workers do not run the same job: " + fact, err)
+                self.assertEqual(errors[0].splitlines()[0], errors[1].splitlines()[0])
+
+    def test_a_second_worker_with_one_rank_is_refused(self):
+        # Rank 0 and rank 1 train; a second rank 1 that comes while they do is exit 2 at once
+        # (it would otherwise wait in Gloo's connection mesh), and the run goes on.
+        self.write("long.json", json.dumps(recipe(4, epochs=100000, hooks=[{"type": "TextLoggerHook", "interval": 1}])))
+        port = free_port()
+        pair = [self.start_worker(r, port, self.args("long.json", f"work{r}"), MS_DIST_TIMEOUT="60") for r in (0, 1)]
+        try:
+            # Training has begun once rank 0 logs an iteration: the store is up, both ranks in.
+            logged = self.wait_for(lambda: glob.glob(self.path("work0", "*.log.json"))
+                                   and os.path.getsize(glob.glob(self.path("work0", "*.log.json"))[0]) > 0,
+                                   timeout=300)
+            self.assertTrue(logged, "the pair never started training")
+            dup = run_ms(*self.args("long.json", "work2"), env=self.worker_env(1, port, MS_DIST_TIMEOUT="60"))
+            self.assertExit(dup, 2)
+            self.assertOneLineError(dup, "another worker of this run was started with RANK=1 too")
+            self.assertTrue(all(p.poll() is None for p in pair), "the pair stopped")
+        finally:
+            for p in pair:
+                p.kill()
+                p.communicate()
 
     def test_an_error_every_worker_meets_is_printed_once(self):
         # Every rank reads the same config: the missing evaluation data fails all three alike.

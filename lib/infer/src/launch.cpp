@@ -71,13 +71,16 @@ int exit_code_of(int status) {
 }  // namespace
 
 void die_with_launcher() {
-  const char* launcher = std::getenv("MS_LAUNCHER_PID");
-  if (launcher == nullptr) return;
+  const char* value = std::getenv("MS_LAUNCHER_PID");
+  if (value == nullptr) return;
+  const std::string launcher = value;
+  // It is this worker's alone: a program the worker starts is not the launcher's child.
+  ::unsetenv("MS_LAUNCHER_PID");
   // A launcher killed with SIGKILL cannot stop its workers: the kernel does, and a launcher that
   // died before this call is noticed here.
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (std::to_string(getppid()) != launcher) {
-    std::fprintf(stderr, "ms train: the launcher (pid %s) is gone; stopping\n", launcher);
+    std::fprintf(stderr, "ms train: the launcher (pid %s) is gone; stopping\n", launcher.c_str());
     std::exit(128 + SIGTERM);
   }
 }

@@ -31,6 +31,7 @@
 
 #include "ms/core/error.h"
 #include "ms/core/log.h"
+#include "store_wire.h"
 
 namespace ms::trainer {
 namespace {
@@ -80,6 +81,39 @@ using CollectiveGroup = c10d::Backend;
 #else
 using CollectiveGroup = c10d::ProcessGroup;
 #endif
+
+// Two workers given one RANK, or workers given different WORLD_SIZEs, would wait in Gloo's
+// connection mesh until the timeout or fail there with a message about addresses: the store
+// tells at once. The keys are this run's (a fresh store, or the agent's attempt prefix).
+void check_launch_agrees(c10d::Store& store, const infer::DistributedEnv& env) {
+  std::int64_t claims = 0;
+  std::string world;
+  try {
+    claims = store.add(fmt::format("ms/rank_claims/{}", env.rank), 1);
+    const std::string mine = std::to_string(env.world_size);
+    const std::vector<std::uint8_t> agreed =
+        store.compareSet("ms/world_size", {}, std::vector<std::uint8_t>(mine.begin(), mine.end()));
+    world.assign(agreed.begin(), agreed.end());
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::kNetwork,
+                fmt::format("rank {} of {}: the rendezvous store at {}:{} failed: {}", env.rank,
+                            env.world_size, env.master_addr, env.master_port,
+                            std::string(e.what()).substr(0, std::string(e.what()).find('\n'))),
+                "another worker stopped or became unreachable; MS_DIST_TIMEOUT sets the wait");
+  }
+  if (claims > 1) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("another worker of this run was started with RANK={} too", env.rank),
+                "give each worker its own RANK, 0 to WORLD_SIZE - 1");
+  }
+  if (world != std::to_string(env.world_size)) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("this worker has WORLD_SIZE={}, and another worker of the run has "
+                            "WORLD_SIZE={}",
+                            env.world_size, world),
+                "start every worker with the same WORLD_SIZE (the number of workers)");
+  }
+}
 
 }  // namespace
 
@@ -316,14 +350,23 @@ std::shared_ptr<Distributed> Distributed::join(const infer::DistributedEnv& env,
   auto impl = std::make_unique<Impl>();
   impl->env = env;
   const std::string where = fmt::format("{}:{}", env.master_addr, env.master_port);
+  c10d::TCPStoreOptions options;
+  options.port = static_cast<std::uint16_t>(env.master_port);
+  // Under torchrun's agent the store is the agent's; otherwise rank 0 hosts it.
+  options.isServer = env.is_main() && !env.agent_store;
+  options.numWorkers = static_cast<std::size_t>(env.world_size);
+  options.waitWorkers = !env.agent_store;
+  options.timeout = env.timeout;
+  // A name that does not resolve would cost rank 0 a whole timeout of retries.
+  check_host_resolves(env.master_addr, env.master_port);
+#if TORCH_VERSION_MAJOR < 2
+  // LibTorch 1.x's client reads its replies without a deadline, so a port that accepts and stays
+  // silent (another service's) would hold it forever, and it decodes a stranger's bytes on a
+  // thread of its own, where the bad_alloc aborts the process: the store must answer first.
+  if (!options.isServer)
+    check_store_answers(env.master_addr, env.master_port, StoreWire::Clock::now() + env.timeout);
+#endif
   try {
-    c10d::TCPStoreOptions options;
-    options.port = static_cast<std::uint16_t>(env.master_port);
-    // Under torchrun's agent the store is the agent's; otherwise rank 0 hosts it.
-    options.isServer = env.is_main() && !env.agent_store;
-    options.numWorkers = static_cast<std::size_t>(env.world_size);
-    options.waitWorkers = !env.agent_store;
-    options.timeout = env.timeout;
     c10::intrusive_ptr<c10d::Store> tcp =
         c10::make_intrusive<c10d::TCPStore>(env.master_addr, options);
     impl->store = tcp;
@@ -341,22 +384,57 @@ std::shared_ptr<Distributed> Distributed::join(const infer::DistributedEnv& env,
             : "check MASTER_ADDR / MASTER_PORT (rank 0's host and a port it can bind) and that "
               "rank 0 runs; MS_DIST_TIMEOUT sets the wait in seconds");
   }
+#if TORCH_VERSION_MAJOR < 2
+  // LibTorch 1.x's rank 0 stops waiting for the others quietly at the timeout (2.x throws), and
+  // Gloo would then wait a second timeout and blame the network interface. The raw join counter
+  // tells how many came.
+  if (options.isServer && options.waitWorkers) {
+    const std::int64_t joined =
+        StoreWire(env.master_addr, env.master_port, StoreWire::Clock::now() + env.timeout)
+            .add("init/", 0);
+    if (joined < env.world_size) {
+      throw Error(
+          ErrorCode::kNetwork,
+          fmt::format("only {} of {} workers reached the rendezvous at {} within "
+                      "MS_DIST_TIMEOUT ({} s)",
+                      joined, env.world_size, where,
+                      std::chrono::duration_cast<std::chrono::seconds>(env.timeout).count()),
+          "start every worker with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE, "
+          "each with its own RANK; MS_DIST_TIMEOUT sets the wait in seconds");
+    }
+  }
+#endif
+  check_launch_agrees(*impl->store, env);
+  const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+  const bool ifname_set = ifname != nullptr && *ifname != '\0';
   try {
     auto options = c10d::ProcessGroupGloo::Options::create(env.timeout);
     // As PyTorch: GLOO_SOCKET_IFNAME picks the interface, else this host's name (loopback when
     // it does not resolve).
-    if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname)
-      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
-    else
+    if (ifname_set) {
+      try {
+        options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+      } catch (const std::exception& e) {
+        throw Error(ErrorCode::kUsage,
+                    fmt::format("GLOO_SOCKET_IFNAME={}: {}", ifname, Impl::first_line(e.what())),
+                    "name a network interface of this machine (`ip -brief address` lists them), "
+                    "or unset GLOO_SOCKET_IFNAME");
+      }
+    } else {
       options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    }
     options->threads = 2;
     impl->gloo =
         c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, env.rank, env.world_size, options);
+  } catch (const Error&) {
+    throw;
   } catch (const std::exception& e) {
     throw Error(ErrorCode::kNetwork,
                 fmt::format("rank {} of {}: connecting the Gloo group (store at {}) failed: {}",
                             env.rank, env.world_size, where, Impl::first_line(e.what())),
-                "set GLOO_SOCKET_IFNAME to the network interface the workers share");
+                ifname_set ? "check that GLOO_SOCKET_IFNAME names the network interface the "
+                             "workers share"
+                           : "set GLOO_SOCKET_IFNAME to the network interface the workers share");
   }
 #ifdef MS_TORCH_NCCL
   if (device.rfind("cuda", 0) == 0) {
@@ -506,6 +584,32 @@ std::vector<std::string> Distributed::gather_to_main(const std::string& value) {
 
 void Distributed::barrier() {
   impl_->collective("the barrier", [&] { impl_->wait(impl_->gloo->barrier()); });
+}
+
+void Distributed::check_alike(const std::vector<std::string>& facts) {
+  std::string mine;
+  for (const std::string& fact : facts) mine += fact + '\n';
+  // Rank 0 compares, then tells every rank the verdict: all of them stop with the same message.
+  std::string verdict;
+  const std::vector<std::string> all = gather_to_main(mine);
+  for (std::size_t r = 1; r < all.size() && verdict.empty(); ++r) {
+    if (all[r] == all[0]) continue;
+    std::size_t at = 0;  // the first differing line
+    while (at < all[0].size() && at < all[r].size() && all[0][at] == all[r][at]) ++at;
+    const std::size_t line = at == 0 ? 0 : all[0].rfind('\n', at - 1) + 1;
+    auto fact_at = [line](const std::string& text) {
+      return line >= text.size() ? std::string("nothing more")
+                                 : text.substr(line, text.find('\n', line) - line);
+    };
+    verdict = fmt::format("the workers do not run the same job: {} on rank 0, {} on rank {}",
+                          fact_at(all[0]), fact_at(all[r]), r);
+  }
+  verdict = from_main(verdict);
+  if (!verdict.empty()) {
+    throw Error(ErrorCode::kConfig, verdict,
+                "give every worker the same model, configuration and dataset (the same files "
+                "on every machine)");
+  }
 }
 
 }  // namespace ms::trainer

@@ -9,6 +9,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/isfinite.h>
 #include <c10/core/InferenceMode.h>
+#include <fmt/ranges.h>
 #include <torch/nn/module.h>
 #include <unistd.h>
 
@@ -460,6 +461,19 @@ void Trainer::call_stage(Stage stage) {
   for (auto& commit : commits) commit();
 }
 
+std::vector<std::string> Trainer::run_facts() const {
+  std::vector<std::string> facts{fmt::format("iterations per epoch = {}", iters_per_epoch_),
+                                 fmt::format("train.max_epochs = {}", max_epochs_)};
+  auto add = [&facts](const char* kind, const std::string& name, const at::Tensor& t) {
+    facts.push_back(fmt::format("{} {} of shape [{}] ({})", kind, name, fmt::join(t.sizes(), ", "),
+                                c10::toString(t.scalar_type())));
+  };
+  const torch::nn::Module& module = setup_.model->module();
+  for (const auto& p : module.named_parameters()) add("parameter", p.key(), p.value());
+  for (const auto& b : module.named_buffers()) add("buffer", b.key(), b.value());
+  return facts;
+}
+
 void Trainer::train(const std::optional<std::filesystem::path>& resume_from) {
   MS_CHECK(setup_.train_data != nullptr, ErrorCode::kUsage, "there is no training data");
   register_hooks_from_config();
@@ -479,7 +493,10 @@ void Trainer::train(const std::optional<std::filesystem::path>& resume_from) {
   hooks_.call(Stage::kBeforeRun, *this);
   // Every rank starts from rank 0's weights, as DDP makes them when it wraps a model (a resumed
   // run has loaded the same checkpoint everywhere already; a fresh head is seeded alike).
-  if (setup_.distributed) setup_.distributed->broadcast_module(model().module());
+  if (setup_.distributed) {
+    setup_.distributed->check_alike(run_facts());
+    setup_.distributed->broadcast_module(model().module());
+  }
   // A checkpoint taken after its epoch ended resumes at the next one; one taken after the
   // epoch's last iteration but before its end (a by-iteration checkpoint) still runs that
   // epoch's after_train_epoch hooks (its LR step, evaluation, ...), with no batch left to do.

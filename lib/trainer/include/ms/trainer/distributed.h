@@ -51,6 +51,11 @@ class Distributed {
   /// Every rank's `value` on rank 0, in rank order; an empty list on the other ranks.
   std::vector<std::string> gather_to_main(const std::string& value);
   void barrier();
+  /// Checks that every rank describes its run alike (`facts`: its model's tensors, its iterations
+  /// per epoch, ...). A rank with another model would send tensors of other sizes (Gloo aborts
+  /// the process), one with other data would wait for batches that never come. Throws
+  /// ms::Error(kConfig) on every rank, with one message naming the first fact that differs.
+  void check_alike(const std::vector<std::string>& facts);
 
  private:
   struct Impl;
