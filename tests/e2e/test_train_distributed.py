@@ -266,7 +266,10 @@ class DistributedTrainTest(TorchTestCase):
         # second; ms asks the store first, and gives exit 5 within MS_DIST_TIMEOUT.
         if self.libtorch_major() >= 2:
             self.skipTest("the check is for LibTorch 1.x's store client")
-        for greeting in (b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n", None):
+        # The third answers the first query like a store (a count of 3), then falls silent, as a
+        # rank 0 whose host freezes would: LibTorch's client then waits without a deadline, and
+        # ms's watchdog ends the rendezvous after 7 times the timeout.
+        for greeting in (b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n", None, struct.pack("<q", 3)):
             with self.subTest(greeting=greeting), socket.socket() as server:
                 server.bind(("127.0.0.1", 0))
                 server.listen(4)
@@ -284,11 +287,15 @@ class DistributedTrainTest(TorchTestCase):
 
                 threading.Thread(target=serve, daemon=True).start()
                 port = server.getsockname()[1]
-                r = run_ms(*self.args("r4.json", "work"), env=self.worker_env(1, port, MS_DIST_TIMEOUT="3"))
+                r = run_ms(*self.args("r4.json", "work"), env=self.worker_env(1, port, MS_DIST_TIMEOUT="2"))
                 self.assertExit(r, 5)
                 self.assertOneLineError(r, f"127.0.0.1:{port}")
-                self.assertIn("not a rendezvous store" if greeting else "did not answer as a store", r.stderr)
-                self.assertIn("MASTER_PORT", r.stderr)
+                if greeting is None:
+                    self.assertIn("did not answer as a store", r.stderr)
+                elif greeting.startswith(b"SSH"):
+                    self.assertIn("not a rendezvous store", r.stderr)
+                else:
+                    self.assertIn("did not finish within 14 s (7 times MS_DIST_TIMEOUT)", r.stderr)
                 for conn in accepted:
                     conn.close()
 
@@ -297,6 +304,16 @@ class DistributedTrainTest(TorchTestCase):
         self.assertExit(r, 5)
         self.assertOneLineError(r, "only 1 of 2 workers reached the rendezvous")
         self.assertNotIn("GLOO_SOCKET_IFNAME", r.stderr)
+        # Two of three: rank 0 says how many came, then rank 1 (whose own wait is long) sees the
+        # store go.
+        port = free_port()
+        pair = [self.start_worker(r, port, self.args("r4.json", f"work{r}"), WORLD_SIZE="3",
+                                  MS_DIST_TIMEOUT=timeout) for r, timeout in ((0, "3"), (1, "300"))]
+        errors = [p.communicate(timeout=600)[1] for p in pair]
+        self.assertEqual([p.returncode for p in pair], [5, 5], errors)
+        self.assertIn("only 2 of 3 workers reached the rendezvous", errors[0])
+        self.assertIn("the rendezvous store at 127.0.0.1", errors[1])  # rank 0 stopped first
+        self.assertNotIn("GLOO_SOCKET_IFNAME", "".join(errors))
         # A master name that does not resolve is named too.
         for rank in (0, 1):
             r = run_ms(*self.args("r4.json", "work"),
@@ -310,22 +327,36 @@ class DistributedTrainTest(TorchTestCase):
 
     def test_workers_of_different_jobs_are_refused(self):
         # Another model on one rank would send tensors of other sizes (Gloo aborts the process),
-        # other data would leave a rank waiting for batches that never come: every rank stops
-        # with exit 3 and the same message, naming the first difference.
-        shutil.copytree(self.path("nodrop"), self.path("two_labels"))
-        with open(self.path("two_labels", "config.json")) as f:
-            config = json.load(f)
-        config["id2label"] = {"0": "negative", "1": "positive"}
-        config["label2id"] = {"negative": 0, "positive": 1}
-        with open(self.path("two_labels", "config.json"), "w") as f:
-            json.dump(config, f)
+        # other labels would train on contradicting targets without a word, other data or another
+        # hook schedule would leave a rank waiting for collectives that never come: every rank
+        # stops with exit 3 and the same message, naming the first difference.
+        def model_with(name, id2label):
+            shutil.copytree(self.path("nodrop"), self.path(name))
+            with open(self.path(name, "config.json")) as f:
+                config = json.load(f)
+            config["id2label"] = {str(i): label for i, label in enumerate(id2label)}
+            config["label2id"] = {label: i for i, label in enumerate(id2label)}
+            with open(self.path(name, "config.json"), "w") as f:
+                json.dump(config, f)
+            return self.path(name)
+
+        two_labels = model_with("two_labels", ["negative", "positive"])
+        swapped = model_with("swapped", ["positive", "neutral", "negative"])
         with open(self.path("short.csv"), "w") as f:
             f.write("text,label\ngood,positive\nbad,negative\n")
         other_data = self.args("r4.json", "work1")
         other_data[other_data.index("csv:" + self.path("train.csv"))] = "csv:" + self.path("short.csv")
-        for name, args1, fact in (("model", self.args("r4.json", "work1", model=self.path("two_labels")),
-                                   "parameter classifier.weight of shape"),
-                                  ("data", other_data, "iterations per epoch = ")):
+        other_hooks = recipe(4)
+        other_hooks["train"]["hooks"][1]["interval"] = 2
+        self.write("hooks.json", json.dumps(other_hooks))
+        labels = "labels = [negative, neutral, positive] on rank 0, labels = "
+        cases = (("model", self.args("r4.json", "work1", model=two_labels), labels + "[negative, positive] on rank 1"),
+                 ("label order", self.args("r4.json", "work1", model=swapped),
+                  labels + "[positive, neutral, negative] on rank 1"),
+                 ("data", other_data, "iterations per epoch = 4 on rank 0, iterations per epoch = 1 on rank 1"),
+                 ("hooks", self.args("hooks.json", "work1"),
+                  "train.hooks[1].interval = 1 on rank 0, train.hooks[1].interval = 2 on rank 1"))
+        for name, args1, difference in cases:
             with self.subTest(differs=name):
                 port = free_port()
                 rank0 = self.start_worker(0, port, self.args("r4.json", "work0"), MS_DIST_TIMEOUT="60")
@@ -333,8 +364,21 @@ class DistributedTrainTest(TorchTestCase):
                 errors = [p.communicate(timeout=600)[1] for p in (rank0, rank1)]
                 for proc, err in zip((rank0, rank1), errors):
                     self.assertEqual(proc.returncode, 3, err)
-                    self.assertIn("the workers do not run the same job: " + fact, err)
+                    self.assertIn("the workers do not run the same job: " + difference, err)
                 self.assertEqual(errors[0].splitlines()[0], errors[1].splitlines()[0])
+        # What may differ between machines does: their own work dirs, thread counts, and copies
+        # of the model and data at other paths.
+        shutil.copytree(self.path("nodrop"), self.path("copy"))
+        shutil.copy(self.path("train.csv"), self.path("train-copy.csv"))
+        copied = self.args("r4.json", "elsewhere", model=self.path("copy"))
+        copied[copied.index("csv:" + self.path("train.csv"))] = "csv:" + self.path("train-copy.csv")
+        copied[copied.index("--threads") + 1] = "2"
+        port = free_port()
+        pair = [self.start_worker(0, port, self.args("r4.json", "work0"), MS_DIST_TIMEOUT="60"),
+                self.start_worker(1, port, copied, MS_DIST_TIMEOUT="60")]
+        for p in pair:
+            _, err = p.communicate(timeout=600)
+            self.assertEqual(p.returncode, 0, err)
 
     def test_a_second_worker_with_one_rank_is_refused(self):
         # Rank 0 and rank 1 train; a second rank 1 that comes while they do is exit 2 at once

@@ -10,6 +10,7 @@
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <c10/util/Exception.h>
+#include <fmt/ranges.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
@@ -17,9 +18,12 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <thread>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -106,6 +110,41 @@ void check_launch_agrees(c10d::Store& store, const infer::DistributedEnv& env) {
                 fmt::format("another worker of this run was started with RANK={} too", env.rank),
                 "give each worker its own RANK, 0 to WORLD_SIZE - 1");
   }
+  // Every rank waits for every other's claim: a worker that never came is named here, rather
+  // than by Gloo's socket timeout (whose hint is the network interface). Counting claims, not
+  // connections, also sees a rank missing behind a duplicate of another.
+  std::vector<std::string> keys;
+  for (int r = 0; r < env.world_size; ++r) keys.push_back(fmt::format("ms/rank_claims/{}", r));
+  // Twice the timeout: a worker that comes just within the timeout claims a moment after it, and
+  // (LibTorch 1.x) rank 0 claims only once its store has stopped waiting for the workers.
+  try {
+    store.wait(keys, env.timeout * 2);
+  } catch (const std::exception& e) {
+    std::vector<int> missing;
+    try {
+      // Rank 0 hosts the store (but under torchrun's agent): it is there, waiting for the others.
+      for (int r = env.agent_store ? 0 : 1; r < env.world_size; ++r)
+        if (!store.check({keys[static_cast<std::size_t>(r)]})) missing.push_back(r);
+    } catch (const std::exception&) {
+      // The store itself is gone (rank 0 stopped): the wait's own error says so below.
+    }
+    if (missing.empty()) {
+      throw Error(ErrorCode::kNetwork,
+                  fmt::format("rank {} of {}: the rendezvous store at {}:{} stopped answering "
+                              "while this worker waited for the others ({})",
+                              env.rank, env.world_size, env.master_addr, env.master_port,
+                              std::string(e.what()).substr(0, std::string(e.what()).find('\n'))),
+                  "rank 0 (or torchrun, whose store it is) stopped: its output says why");
+    }
+    throw Error(
+        ErrorCode::kNetwork,
+        fmt::format("rank(s) {} of {} never reached the rendezvous at {}:{} within twice "
+                    "MS_DIST_TIMEOUT ({} s)",
+                    fmt::join(missing, ", "), env.world_size, env.master_addr, env.master_port,
+                    std::chrono::duration_cast<std::chrono::seconds>(env.timeout * 2).count()),
+        "start every worker with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE, "
+        "each with its own RANK (0 to WORLD_SIZE - 1)");
+  }
   if (world != std::to_string(env.world_size)) {
     throw Error(ErrorCode::kUsage,
                 fmt::format("this worker has WORLD_SIZE={}, and another worker of the run has "
@@ -114,6 +153,49 @@ void check_launch_agrees(c10d::Store& store, const infer::DistributedEnv& env) {
                 "start every worker with the same WORLD_SIZE (the number of workers)");
   }
 }
+
+// Stops the process when the rendezvous outlives every bound its steps have: LibTorch 1.x's
+// store client reads without a deadline once connected, so a rank 0 that freezes between this
+// worker's checks and Gloo's connection (a host that hangs, a stopped process) would hold the
+// worker forever. Each step (the store check, the store, the claims: two, Gloo, NCCL) waits at
+// most the timeout; past kSteps of them the worker gives up with exit 5 (ms::Error's kNetwork).
+class RendezvousWatchdog {
+ public:
+  static constexpr int kSteps = 7;
+
+  RendezvousWatchdog(const infer::DistributedEnv& env)
+      : thread_([this, limit = env.timeout * kSteps,
+                 where = fmt::format("{}:{}", env.master_addr, env.master_port)] {
+          std::unique_lock<std::mutex> lock(mutex_);
+          if (done_changed_.wait_for(lock, limit, [this] { return done_; })) return;
+          std::fprintf(stderr,
+                       "ms: error: the rendezvous at %s did not finish within %lld s (%d times "
+                       "MS_DIST_TIMEOUT): stopping\n  hint: a worker or rank 0's host stopped "
+                       "answering; see the other workers' output\n",
+                       where.c_str(),
+                       static_cast<long long>(
+                           std::chrono::duration_cast<std::chrono::seconds>(limit).count()),
+                       kSteps);
+          std::fflush(stderr);
+          std::_Exit(5);
+        }) {}
+  ~RendezvousWatchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      done_ = true;
+    }
+    done_changed_.notify_all();
+    thread_.join();
+  }
+  RendezvousWatchdog(const RendezvousWatchdog&) = delete;
+  RendezvousWatchdog& operator=(const RendezvousWatchdog&) = delete;
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable done_changed_;
+  bool done_ = false;
+  std::thread thread_;  // last: it starts once the members it reads exist
+};
 
 }  // namespace
 
@@ -347,6 +429,7 @@ std::shared_ptr<Distributed> Distributed::join(const infer::DistributedEnv& env,
            "(Gloo), or on one GPU without torchrun / --nproc",
            device, TORCH_VERSION);
 #endif
+  const RendezvousWatchdog watchdog(env);
   auto impl = std::make_unique<Impl>();
   impl->env = env;
   const std::string where = fmt::format("{}:{}", env.master_addr, env.master_port);

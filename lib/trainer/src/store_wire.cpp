@@ -146,8 +146,9 @@ void StoreWire::recv_all(void* data, std::size_t n) {
                   fmt::format("the rendezvous at {} accepted the connection but did not answer "
                               "as a store (a TCPStore) before the timeout",
                               where_),
-                  "MASTER_PORT may be another service's port: give the port rank 0's store "
-                  "listens on; MS_DIST_TIMEOUT sets the wait in seconds");
+                  "MASTER_PORT may be another service's port (give the port rank 0's store "
+                  "listens on), or rank 0 is stopped or too busy to answer; MS_DIST_TIMEOUT "
+                  "sets the wait in seconds");
     }
     const ssize_t got = ::recv(fd_, p, n, 0);
     if (got < 0 && errno == EINTR) continue;

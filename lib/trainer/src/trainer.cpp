@@ -461,9 +461,47 @@ void Trainer::call_stage(Stage stage) {
   for (auto& commit : commits) commit();
 }
 
+namespace {
+
+// A configuration key that may differ between machines: a folder or file of this machine's, or
+// how many loader threads it runs.
+bool machine_local_key(const std::string& key) {
+  const std::string last = key.substr(key.find_last_of('.') + 1);
+  auto ends_with = [&last](const char* suffix) {
+    const std::size_t n = std::strlen(suffix);
+    return last.size() >= n && last.compare(last.size() - n, n, suffix) == 0;
+  };
+  return ends_with("dir") || ends_with("_path") || ends_with("_file") || last == "workers_per_gpu";
+}
+
+// "key = value" for every leaf of `value` under `key` (arrays by index).
+void add_config_facts(const std::string& key, const Json& value, std::vector<std::string>& facts) {
+  if (value.is_object()) {
+    for (auto it = value.begin(); it != value.end(); ++it)
+      add_config_facts(key + "." + it.key(), it.value(), facts);
+  } else if (value.is_array()) {
+    for (std::size_t i = 0; i < value.size(); ++i)
+      add_config_facts(fmt::format("{}[{}]", key, i), value[i], facts);
+  } else if (!machine_local_key(key)) {
+    facts.push_back(fmt::format("{} = {}", key, value.dump()));
+  }
+}
+
+}  // namespace
+
 std::vector<std::string> Trainer::run_facts() const {
-  std::vector<std::string> facts{fmt::format("iterations per epoch = {}", iters_per_epoch_),
-                                 fmt::format("train.max_epochs = {}", max_epochs_)};
+  // Where the run starts (a resumed run: the checkpoint's epoch), its data order and labels.
+  std::vector<std::string> facts{
+      fmt::format("iterations per epoch = {}", iters_per_epoch_),
+      fmt::format("train.max_epochs = {}", max_epochs_),
+      fmt::format("start at epoch {}, iteration {}", epoch_ + 1, inner_iter_),
+      fmt::format("--seed = {}", setup_.seed),
+      fmt::format("labels = [{}]", fmt::join(setup_.label_names, ", "))};
+  // The schedule of every hook, the optimizer, the loader: ranks that differ there call their
+  // collectives at other times, and wait for each other until the timeout.
+  for (const char* section : {"train", "evaluation"}) {
+    if (setup_.config.has(section)) add_config_facts(section, setup_.config.at(section), facts);
+  }
   auto add = [&facts](const char* kind, const std::string& name, const at::Tensor& t) {
     facts.push_back(fmt::format("{} {} of shape [{}] ({})", kind, name, fmt::join(t.sizes(), ", "),
                                 c10::toString(t.scalar_type())));

@@ -179,8 +179,9 @@ class Trainer {
   /// Calls a stage's hooks, then the actions they left for its end.
   void call_stage(Stage stage);
   void move_to_device(models::TensorMap& batch) const;
-  /// What data-parallel ranks must agree on (Distributed::check_alike): the model's tensors by
-  /// name, shape and type, the epochs and the iterations per epoch.
+  /// What data-parallel ranks must agree on (Distributed::check_alike): where the run starts, its
+  /// iterations, seed and labels, the train.* and evaluation.* configuration (but for this
+  /// machine's folders and loader threads), and the model's tensors by name, shape and type.
   std::vector<std::string> run_facts() const;
 
   TrainerSetup setup_;
