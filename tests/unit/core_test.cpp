@@ -122,6 +122,10 @@ TEST_CASE("lines split at LF, drop a CR before it, and a trailing newline adds n
   CHECK(lines[2] == "b");
   CHECK(ms::split_lines("").empty());
   CHECK(ms::split_lines("x").size() == 1);
+  // An error message's gist: its first line that is not blank.
+  CHECK(ms::first_line("\n  \nWait timeout\nException raised from ...") == "Wait timeout");
+  CHECK(ms::first_line("one line") == "one line");
+  CHECK(ms::first_line("").empty());
 }
 
 TEST_CASE("log sink is replaceable and filters by level", "[core][log]") {

@@ -113,4 +113,10 @@ std::string did_you_mean(std::string_view word, const std::vector<std::string>& 
   return "did you mean " + join(matches, ", ") + "?";
 }
 
+std::string first_line(std::string_view text) {
+  for (std::string_view line : split_lines(text))
+    if (line.find_first_not_of(' ') != std::string_view::npos) return std::string(line);
+  return std::string(text);
+}
+
 }  // namespace ms

@@ -32,14 +32,6 @@ int cast_constants_in(torch::jit::Block& block, at::ScalarType from, at::ScalarT
   return cast;
 }
 
-// The first non-empty line of an error's text (TorchScript's compiler starts its reports with a
-// line break).
-std::string first_line(const std::string& text) {
-  for (std::string_view line : split_lines(text))
-    if (line.find_first_not_of(' ') != std::string_view::npos) return std::string(line);
-  return text;
-}
-
 torch::jit::Module load_archive(const std::filesystem::path& path, const std::string& device) {
   std::error_code ec;
   MS_CHECK(std::filesystem::is_regular_file(path, ec), ErrorCode::kNotFound,

@@ -35,6 +35,7 @@
 
 #include "ms/core/error.h"
 #include "ms/core/log.h"
+#include "ms/core/text.h"
 #include "store_wire.h"
 
 namespace ms::trainer {
@@ -101,8 +102,7 @@ void check_launch_agrees(c10d::Store& store, const infer::DistributedEnv& env) {
   } catch (const std::exception& e) {
     throw Error(ErrorCode::kNetwork,
                 fmt::format("rank {} of {}: the rendezvous store at {}:{} failed: {}", env.rank,
-                            env.world_size, env.master_addr, env.master_port,
-                            std::string(e.what()).substr(0, std::string(e.what()).find('\n'))),
+                            env.world_size, env.master_addr, env.master_port, first_line(e.what())),
                 "another worker stopped or became unreachable; MS_DIST_TIMEOUT sets the wait");
   }
   if (claims > 1) {
@@ -133,7 +133,7 @@ void check_launch_agrees(c10d::Store& store, const infer::DistributedEnv& env) {
                   fmt::format("rank {} of {}: the rendezvous store at {}:{} stopped answering "
                               "while this worker waited for the others ({})",
                               env.rank, env.world_size, env.master_addr, env.master_port,
-                              std::string(e.what()).substr(0, std::string(e.what()).find('\n'))),
+                              first_line(e.what())),
                   "rank 0 (or torchrun, whose store it is) stopped: its output says why");
     }
     throw Error(
@@ -242,8 +242,6 @@ struct Distributed::Impl {
                   "names the first failure); MS_DIST_TIMEOUT sets the wait in seconds");
     }
   }
-
-  static std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
   // Gloo's work is waited for with the timeout. NCCL's wait() only orders the current CUDA stream
   // after the collective (the CPU goes on); its own watchdog enforces the timeout
@@ -460,7 +458,7 @@ std::shared_ptr<Distributed> Distributed::join(const infer::DistributedEnv& env,
     throw Error(
         ErrorCode::kNetwork,
         fmt::format("rank {} of {}: the rendezvous at {} failed: {}", env.rank, env.world_size,
-                    where, Impl::first_line(e.what())),
+                    where, first_line(e.what())),
         env.is_main()
             ? "rank 0 hosts the store on MASTER_PORT: pick a free port; every worker must "
               "start within MS_DIST_TIMEOUT seconds"
@@ -499,7 +497,7 @@ std::shared_ptr<Distributed> Distributed::join(const infer::DistributedEnv& env,
         options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
       } catch (const std::exception& e) {
         throw Error(ErrorCode::kUsage,
-                    fmt::format("GLOO_SOCKET_IFNAME={}: {}", ifname, Impl::first_line(e.what())),
+                    fmt::format("GLOO_SOCKET_IFNAME={}: {}", ifname, first_line(e.what())),
                     "name a network interface of this machine (`ip -brief address` lists them), "
                     "or unset GLOO_SOCKET_IFNAME");
       }
@@ -514,7 +512,7 @@ std::shared_ptr<Distributed> Distributed::join(const infer::DistributedEnv& env,
   } catch (const std::exception& e) {
     throw Error(ErrorCode::kNetwork,
                 fmt::format("rank {} of {}: connecting the Gloo group (store at {}) failed: {}",
-                            env.rank, env.world_size, where, Impl::first_line(e.what())),
+                            env.rank, env.world_size, where, first_line(e.what())),
                 ifname_set ? "check that GLOO_SOCKET_IFNAME names the network interface the "
                              "workers share"
                            : "set GLOO_SOCKET_IFNAME to the network interface the workers share");
@@ -533,7 +531,7 @@ std::shared_ptr<Distributed> Distributed::join(const infer::DistributedEnv& env,
     } catch (const std::exception& e) {
       throw Error(ErrorCode::kNetwork,
                   fmt::format("rank {} of {}: creating the NCCL group on {} failed: {}", env.rank,
-                              env.world_size, device, Impl::first_line(e.what())),
+                              env.world_size, device, first_line(e.what())),
                   "NCCL_DEBUG=INFO shows why; each worker needs a GPU of its own");
     }
   }

@@ -35,6 +35,10 @@ MS_API std::vector<std::string> split(std::string_view text, char separator);
 /// does not add an empty line. The one line splitter for text, JSON lines and vocabulary files.
 MS_API std::vector<std::string_view> split_lines(std::string_view text);
 
+/// The first line of `text` that is not blank, or `text` when there is none: an error message's
+/// gist (LibTorch's go on with a stack trace; TorchScript's compiler starts with a line break).
+MS_API std::string first_line(std::string_view text);
+
 /// "did you mean 'a', 'b'?" or an empty string when there are no suggestions.
 MS_API std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates);
 
