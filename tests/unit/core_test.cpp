@@ -126,6 +126,9 @@ TEST_CASE("lines split at LF, drop a CR before it, and a trailing newline adds n
   CHECK(ms::first_line("\n  \nWait timeout\nException raised from ...") == "Wait timeout");
   CHECK(ms::first_line("one line") == "one line");
   CHECK(ms::first_line("").empty());
+  CHECK(ms::ends_with("emb.npy", ".npy"));
+  CHECK_FALSE(ms::ends_with("npy", ".npy"));
+  CHECK(ms::ascii_lower("Emb.NPY-É") == "emb.npy-É");
 }
 
 TEST_CASE("log sink is replaceable and filters by level", "[core][log]") {

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -24,6 +23,7 @@
 #include "ms/core/file.h"
 #include "ms/core/log.h"
 #include "ms/core/progress.h"
+#include "ms/core/text.h"
 #include "ms/data/csv.h"
 #include "ms/data/loader.h"
 #include "ms/infer/torch_layer.h"
@@ -188,10 +188,7 @@ std::string format_line(const PipelineInput& input, const PipelineResult& result
 bool writes_npy(const JobOptions& options) {
   if (!options.output) return false;
   // The name's end, not extension(): that of ".npy" alone is empty.
-  std::string name = options.output->filename().string();
-  std::transform(name.begin(), name.end(), name.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return name.size() >= 4 && name.compare(name.size() - 4, 4, ".npy") == 0;
+  return ends_with(ascii_lower(options.output->filename().string()), ".npy");
 }
 
 std::vector<Json> read_done_ids(const std::filesystem::path& output, bool truncate_partial) {

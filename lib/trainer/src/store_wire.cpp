@@ -71,14 +71,28 @@ Error unresolved(const std::string& host, int gai_error) {
 
 }  // namespace
 
-void check_host_resolves(const std::string& host, int port) {
+namespace {
+
+using Addresses = std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)>;
+
+// host:port's addresses; none (and `*error` set) when the name server asks to try again, which
+// the caller may; a name that does not resolve is ms::Error(kNetwork) at once.
+Addresses resolve(const std::string& host, int port, std::string* error) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
   const int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
-  if (rc == 0) ::freeaddrinfo(found);
   if (rc != 0 && rc != EAI_AGAIN) throw unresolved(host, rc);
+  if (rc != 0) *error = ::gai_strerror(rc);
+  return Addresses(rc == 0 ? found : nullptr, &::freeaddrinfo);
+}
+
+}  // namespace
+
+void check_host_resolves(const std::string& host, int port) {
+  std::string error;
+  resolve(host, port, &error);
 }
 
 StoreWire::StoreWire(const std::string& host, int port, Clock::time_point deadline)
@@ -87,20 +101,10 @@ StoreWire::StoreWire(const std::string& host, int port, Clock::time_point deadli
   // The store comes up when rank 0 gets there: a refused connection (and a name server that
   // asks to try again) is retried until the deadline, as LibTorch's client does.
   while (true) {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* found = nullptr;
-    const int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
-    if (rc != 0 && rc != EAI_AGAIN) throw unresolved(host, rc);
-    if (rc == 0) {
-      std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> addresses(found, &::freeaddrinfo);
-      for (const addrinfo* a = addresses.get(); a != nullptr && fd_ < 0; a = a->ai_next) {
-        fd_ = connect_before(*a, deadline_);
-        if (fd_ < 0) last_error = std::strerror(errno);
-      }
-    } else {
-      last_error = ::gai_strerror(rc);
+    const Addresses addresses = resolve(host, port, &last_error);
+    for (const addrinfo* a = addresses.get(); a != nullptr && fd_ < 0; a = a->ai_next) {
+      fd_ = connect_before(*a, deadline_);
+      if (fd_ < 0) last_error = std::strerror(errno);
     }
     if (fd_ >= 0) break;
     if (Clock::now() >= deadline_) {

@@ -25,6 +25,7 @@
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/core/log.h"
+#include "ms/core/text.h"
 #include "ms/core/version.h"
 #include "ms/trainer/mixed_precision.h"
 
@@ -467,11 +468,8 @@ namespace {
 // how many loader threads it runs.
 bool machine_local_key(const std::string& key) {
   const std::string last = key.substr(key.find_last_of('.') + 1);
-  auto ends_with = [&last](const char* suffix) {
-    const std::size_t n = std::strlen(suffix);
-    return last.size() >= n && last.compare(last.size() - n, n, suffix) == 0;
-  };
-  return ends_with("dir") || ends_with("_path") || ends_with("_file") || last == "workers_per_gpu";
+  return ends_with(last, "dir") || ends_with(last, "_path") || ends_with(last, "_file") ||
+         last == "workers_per_gpu";
 }
 
 // "key = value" for every leaf of `value` under `key` (arrays by index).

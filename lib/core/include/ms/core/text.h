@@ -28,6 +28,12 @@ MS_API bool is_decimal(std::string_view text);
 /// `text` without leading and trailing whitespace (a view into it).
 MS_API std::string_view trim(std::string_view text);
 
+/// Whether `text` ends with `suffix`.
+MS_API bool ends_with(std::string_view text, std::string_view suffix);
+
+/// `text` with ASCII letters in lower case (other bytes as they are).
+MS_API std::string ascii_lower(std::string_view text);
+
 /// Splits on a single character; empty pieces are kept.
 MS_API std::vector<std::string> split(std::string_view text, char separator);
 
