@@ -112,6 +112,7 @@ void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
       "  ms train --model MINILM_DIR --config configs/text-classification \\\n"
       "      --dataset csv:train.csv --eval-dataset csv:test.csv --work-dir runs/spam\n"
       "  ms train ... --resume            # after a kill: go on from the last checkpoint\n"
+      "  ms train ... --resume auto       # one command for the first run and every rerun\n"
       "  ms train ... --nproc 2           # data-parallel: 2 workers on this machine (Gloo)\n"
       "  torchrun --nproc_per_node 2 --no_python ms train ...   # the same under torchrun\n"
       "Writes <work-dir>/epoch_N.pth (or iter_N.pth) and <prefix>_trainer_state.pth (both\n"
@@ -147,7 +148,9 @@ void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
   cmd->add_option("--seed", opts->request.seed,
                   "Seed of the weights' initialisation, dropout and shuffling (default 42)");
   cmd->add_option("--resume", opts->request.resume,
-                  "Go on from a checkpoint: the work dir's latest (no value) or a .pth / prefix")
+                  "Go on from a checkpoint: the work dir's latest (no value), a .pth / prefix, "
+                  "or auto: the latest if the work dir has one, else start (reruns, torchrun "
+                  "restarts)")
       ->expected(0, 1)
       ->default_str("");
   cmd->add_option("--nproc", opts->nproc,

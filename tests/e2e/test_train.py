@@ -228,12 +228,14 @@ class TrainTextTest(TorchTestCase):
         whole = self.train(work="whole")
         self.assertExit(whole, 0)
         # Killed after iteration 33 (the last checkpoint is iter_30, in the middle of epoch 4).
+        # Both runs say --resume auto: the first finds no checkpoint and starts, the second
+        # goes on from iter_30 (one command line for a job and its reruns).
         killed = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
                         "--dataset", "csv:" + self.path("train.csv"), "--eval-dataset",
                         "csv:" + self.path("test.csv"), "--work-dir", self.path("cut"),
-                        env={"MS_TEST_KILL_AFTER_ITER": "33"}, timeout=600)
+                        "--resume", "auto", env={"MS_TEST_KILL_AFTER_ITER": "33"}, timeout=600)
         self.assertEqual(killed.returncode, -9, killed.stderr)
-        resumed = self.train("--resume", work="cut")
+        resumed = self.train("--resume", "auto", work="cut")
         self.assertExit(resumed, 0)
         self.assertEqual(json.loads(resumed.stdout)["resumed_from"],
                          self.path("cut", "iter_30"))
@@ -432,6 +434,11 @@ class TrainTextTest(TorchTestCase):
         self.assertOneLineError(r, "train.csv", "not a checkpoint")
         r = self.train("--resume", work="cut")
         self.assertExit(r, 0)
+        # A pointer to a checkpoint that is gone: --resume auto does not start over.
+        self.write(os.path.join("cut", "latest_checkpoint.json"), '{"prefix": "iter_999"}')
+        r = self.train("--resume", "auto", work="cut")
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "no complete checkpoint")
 
     @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
     def test_a_kill_between_the_checkpoint_and_the_best_checkpoint_resumes_whole(self):

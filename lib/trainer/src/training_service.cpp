@@ -377,10 +377,16 @@ void write_output(const std::filesystem::path& dir, const infer::ModelInfo& m, c
   }
 }
 
+// --resume auto: the work dir's latest checkpoint when it has saved one, else a fresh start. One
+// command line then serves the first run and every rerun after a kill (a CI step run again,
+// torchrun --max_restarts, a preempted batch job).
+constexpr const char* kResumeIfAny = "auto";
+
 // The checkpoint --resume names: "" for the work dir's latest; else a prefix or .pth file, as
-// given or inside the work dir ("epoch_2"), or a work dir (its latest).
-std::filesystem::path resume_point(const std::string& asked,
-                                   const std::filesystem::path& work_dir) {
+// given or inside the work dir ("epoch_2"), or a work dir (its latest); none for "auto" in a
+// work dir that has saved no checkpoint yet.
+std::optional<std::filesystem::path> resume_point(const std::string& asked,
+                                                  const std::filesystem::path& work_dir) {
   auto latest_of = [](const std::filesystem::path& dir) {
     const auto latest = latest_checkpoint(dir);
     if (!latest) {
@@ -393,6 +399,16 @@ std::filesystem::path resume_point(const std::string& asked,
     }
     return *latest;
   };
+  if (asked == kResumeIfAny) {
+    // A work dir whose pointer names a checkpoint that is gone is not a fresh one: starting over
+    // there would train again what was lost, so that is the error a plain --resume gives.
+    if (!std::filesystem::exists(work_dir / kLatestCheckpointFile)) {
+      log::info("--resume auto: {} has no checkpoint yet, so the run starts from the beginning",
+                work_dir.string());
+      return std::nullopt;
+    }
+    return latest_of(work_dir);
+  }
   if (asked.empty()) return latest_of(work_dir);
   if (std::filesystem::is_directory(asked)) return latest_of(asked);
   for (const std::filesystem::path& candidate : {std::filesystem::path(asked), work_dir / asked}) {
@@ -491,8 +507,7 @@ class TrainingService final : public infer::TrainerService {
     if (!dist || dist->is_main()) lock.emplace(work_dir);
     // A resumed run: every rank loads the checkpoint rank 0 names (it wrote it).
     const std::optional<std::filesystem::path> resume =
-        r.resume ? std::optional<std::filesystem::path>(resume_point(*r.resume, work_dir))
-                 : std::nullopt;
+        r.resume ? resume_point(*r.resume, work_dir) : std::nullopt;
     at::manual_seed(r.seed);
 
     data::LoadOptions train_options;
