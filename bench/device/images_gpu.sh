@@ -56,7 +56,7 @@ for workers in 4 16; do
   awk -v n="$n" -v w="$(awk "BEGIN{print $e - $s}")" -v j="$job" -v k="$workers" 'BEGIN {
     printf "ms infer, %d workers: %.0f images/s (run loop %.2f s), %.0f images/s whole process (%.2f s)\n",
       k, n / j, j, n / w, w }'
-  grep -o 'stages: .*' "$work/ms.log" | sed 's/^/  /'
+  grep -o -e 'stages: .*' -e 'inside the batches.*' "$work/ms.log" | sed 's/^/  /'
 done
 
 LOADER_WORKERS="${LOADER_WORKERS:-$(nproc)}" PEER_DEVICE="$([ "$device" = cpu ] && echo cpu || echo cuda:0)" "$py" - "$model" "$work/images" "$batch" <<'PY'

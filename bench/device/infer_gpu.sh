@@ -40,6 +40,7 @@ for dtype in ${DTYPES:-fp32 fp16}; do
     job=$(sed -n 's/.* inputs: .*, \([0-9.]*\) s$/\1/p' "$work/ms_${dtype}_$b.log")
     echo "{\"peer\": \"ms\", \"dtype\": \"$dtype\", \"batch\": $b, \"n\": $n, \"wall_s\": $(awk "BEGIN{print $e - $s}"), \"encode_s\": $job}" >>"$results"
     echo "  $dtype batch $b: $(grep -o 'stages: .*' "$work/ms_${dtype}_$b.log")"
+    echo "    $(grep -o 'inside the batches.*' "$work/ms_${dtype}_$b.log")"
     # The first 5,000 lines only are kept for the fidelity checks (100k lines are ~400 MB).
     head -n 5000 "$work/ms_${dtype}_$b.jsonl" >"$work/ms_${dtype}_$b.head" && rm "$work/ms_${dtype}_$b.jsonl"
   done
@@ -61,6 +62,7 @@ for spec in ${WORKER_RUNS:-fp16:4::graphs fp32:4::graphs fp16:8::graphs fp16:16:
   job=$(sed -n 's/.* inputs: .*, \([0-9.]*\) s$/\1/p' "$work/ms_$label.log")
   echo "{\"peer\": \"ms $what\", \"dtype\": \"$dtype\", \"batch\": 256, \"n\": $n, \"wall_s\": $(awk "BEGIN{print $e - $s}"), \"encode_s\": $job}" >>"$results"
   echo "  $dtype batch 256, $what: $(grep -o 'stages: .*' "$work/ms_$label.log")"
+  echo "    $(grep -o 'inside the batches.*' "$work/ms_$label.log")"
   grep -o 'CUDA graphs.*' "$work/ms_$label.log" | sed 's/^/    /' || true
   # Kept for the fidelity check: more streams, other kernels or the .npy file must not change the
   # embeddings.

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <mutex>
 #include <set>
+#include <stdexcept>
 
 #include "catch.h"
 #include "ms/core/error.h"
@@ -252,6 +253,14 @@ class EchoPipeline final : public ms::infer::Pipeline {
                                         [&] { return costed_.count(wanted) != 0; });
       }
     }
+    if (model_step_ > std::chrono::microseconds(0)) {
+      // A "model" that takes at least model_step_ of the host's time.
+      phases_.time(ms::infer::PhaseTotals::kModel, [this] {
+        const auto start = std::chrono::steady_clock::now();
+        while (std::chrono::steady_clock::now() - start < model_step_) {
+        }
+      });
+    }
     std::vector<ms::infer::PipelineResult> out(batch.size());
     for (std::size_t i = 0; i < batch.size(); ++i) {
       if (batch[i]->text == "bad") {
@@ -262,8 +271,11 @@ class EchoPipeline final : public ms::infer::Pipeline {
     }
     return out;
   }
+  ms::infer::RunPhases run_phases() const override { return phases_.totals(); }
   int hold_until_costed_ = -1;
   bool overlapped_ = false;
+  std::chrono::microseconds model_step_{0};
+  ms::infer::PhaseTotals phases_;
 
  private:
   std::string task_ = "echo";
@@ -311,6 +323,48 @@ TEST_CASE("run_job: windows overlap, lines stay in input order", "[infer]") {
     CHECK(lines[i]["id"] == static_cast<int>(i));
     CHECK(lines[i]["length"] == inputs[i].text.size());
   }
+}
+
+TEST_CASE("PhaseTotals adds each step's time to its phase, a throwing step's too", "[infer]") {
+  ms::infer::PhaseTotals totals;
+  auto wait = [](std::chrono::microseconds at_least) {
+    const auto start = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - start < at_least) {
+    }
+  };
+  CHECK(totals.time(ms::infer::PhaseTotals::kInputs, [&] {
+    wait(std::chrono::microseconds(200));
+    return 7;
+  }) == 7);
+  CHECK_THROWS(totals.time(ms::infer::PhaseTotals::kDevice, [&] {
+    wait(std::chrono::microseconds(300));
+    throw std::runtime_error("the copy failed");
+  }));
+  const ms::infer::RunPhases phases = totals.totals();
+  CHECK(phases.inputs >= 200e-6);
+  CHECK(phases.device >= 300e-6);
+  CHECK(phases.model == 0);
+}
+
+TEST_CASE("run_job: the batches stage's parts add up to at most the workers' time", "[infer]") {
+  TempDir tmp;
+  const auto inputs = echo_inputs(40);
+  EchoPipeline pipeline;
+  pipeline.model_step_ = std::chrono::microseconds(500);
+  ms::infer::JobOptions options;
+  options.batch_size = 4;
+  options.output = tmp.path / "out.jsonl";
+  const auto stats = ms::infer::run_job(pipeline, inputs, options);
+  CHECK(stats.done == 40);
+  // 10 batches, each at least 500 us in the pipeline's "model" phase.
+  const ms::infer::RunPhases phases = pipeline.run_phases();
+  CHECK(phases.model >= 10 * 500e-6);
+  CHECK(stats.pipeline_seconds >= phases.model);
+  CHECK(stats.format_seconds > 0);
+  // One worker (the pipeline is not concurrent): its time in the pipeline and formatting lies
+  // inside the stage's wall time.
+  CHECK(stats.worker_seconds == Approx(stats.run_seconds));
+  CHECK(stats.worker_seconds + 1e-9 >= stats.pipeline_seconds + stats.format_seconds);
 }
 
 TEST_CASE("run_job: --fail-fast writes the lines before the first error, none after", "[infer]") {

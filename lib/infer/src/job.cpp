@@ -15,6 +15,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <numeric>
 #include <thread>
 #include <unordered_set>
@@ -242,6 +243,9 @@ struct Window {
   std::vector<PipelineResult> results;
   std::vector<std::string> lines;
   double prepare_seconds = 0, run_seconds = 0;
+  /// Inside run_seconds, summed over the worker threads: in the pipeline, formatting lines, and
+  /// the threads' whole time (threads x run_seconds).
+  double pipeline_seconds = 0, format_seconds = 0, worker_seconds = 0;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -307,11 +311,16 @@ void run_window(Pipeline& pipeline, const std::vector<const PipelineInput*>& pen
                 std::size_t workers, bool format_lines) {
   const auto t0 = Clock::now();
   std::atomic<std::size_t> next{0};
+  std::mutex totals_mutex;
   auto work = [&] {
+    double in_pipeline = 0, formatting = 0;
     for (std::size_t b = next++; b < win.batches.size(); b = next++) {
       std::vector<const PipelineInput*> batch;
       for (std::size_t k : win.batches[b]) batch.push_back(pending[win.begin + k]);
+      const auto t_run = Clock::now();
       auto out = run_batch_isolated(pipeline, batch);
+      const auto t_format = Clock::now();
+      in_pipeline += std::chrono::duration<double>(t_format - t_run).count();
       for (std::size_t i = 0; i < out.size(); ++i) {
         const std::size_t k = win.batches[b][i];
         if (format_lines) {
@@ -322,13 +331,19 @@ void run_window(Pipeline& pipeline, const std::vector<const PipelineInput*>& pen
         }
         win.results[k] = std::move(out[i]);
       }
+      formatting += seconds_since(t_format);
     }
+    std::lock_guard<std::mutex> lock(totals_mutex);
+    win.pipeline_seconds += in_pipeline;
+    win.format_seconds += formatting;
   };
+  std::size_t threads = 1;
   if (workers <= 1 || win.batches.size() <= 1) {
     work();
   } else {
+    threads = std::min(workers, win.batches.size());
     std::vector<std::thread> pool;
-    for (std::size_t t = 0; t < std::min(workers, win.batches.size()); ++t) {
+    for (std::size_t t = 0; t < threads; ++t) {
       pool.emplace_back([&pipeline, &work] {
         pipeline.prepare_worker(1);
         work();
@@ -337,6 +352,7 @@ void run_window(Pipeline& pipeline, const std::vector<const PipelineInput*>& pen
     for (auto& th : pool) th.join();
   }
   win.run_seconds = seconds_since(t0);
+  win.worker_seconds = static_cast<double>(threads) * win.run_seconds;
 }
 
 // Where a job's results go. write() gets each window once it has run, in input order, on a
@@ -505,6 +521,9 @@ void run_windows(Pipeline& pipeline, const std::vector<const PipelineInput*>& pe
     if (w + window < pending.size()) next = std::async(std::launch::async, prepare, w + window);
     run_window(pipeline, pending, *current, workers, output.wants_lines());
     stats.run_seconds += current->run_seconds;
+    stats.pipeline_seconds += current->pipeline_seconds;
+    stats.format_seconds += current->format_seconds;
+    stats.worker_seconds += current->worker_seconds;
     finish_write();
     writing_size = current->size;
     writing = std::async(std::launch::async, [&pending, &output, &stats, current] {
@@ -572,6 +591,31 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
   return stats;
 }
 
+namespace {
+
+// The batches stage taken apart, in worker-seconds (each worker's time summed): in the pipeline
+// (split by its run_phases), formatting JSON lines, and idle (the window's last batches leave
+// threads without work). On a GPU this says whether the host threads or the card hold the job up.
+void log_inside_the_batches(const JobStats& stats, const RunPhases& phases, std::size_t workers) {
+  if (stats.worker_seconds <= 0) return;
+  std::string pipeline_part;
+  const double measured = phases.inputs + phases.model + phases.device;
+  if (measured > 0) {
+    pipeline_part = fmt::format(
+        " (inputs {:.3f} s, model as the host sees it {:.3f} s, waiting for the device and "
+        "copying back {:.3f} s, the rest {:.3f} s)",
+        phases.inputs, phases.model, phases.device,
+        std::max(0.0, stats.pipeline_seconds - measured));
+  }
+  log::info(
+      "inside the batches, summed over {} worker(s): {:.3f} s, of which in the pipeline "
+      "{:.3f} s{}, formatting lines {:.3f} s, idle {:.3f} s",
+      workers, stats.worker_seconds, stats.pipeline_seconds, pipeline_part, stats.format_seconds,
+      std::max(0.0, stats.worker_seconds - stats.pipeline_seconds - stats.format_seconds));
+}
+
+}  // namespace
+
 JobStats run_infer(const InferRequest& request) {
   // Everything that can be checked without LibTorch is checked before it loads.
   check_job_options(request.job);
@@ -613,6 +657,7 @@ JobStats run_infer(const InferRequest& request) {
       "waited {:.3f} s for preparing, {:.3f} s for writing",
       stats.run_seconds, stats.prepare_seconds, stats.write_seconds, stats.prepare_wait_seconds,
       stats.write_wait_seconds);
+  log_inside_the_batches(stats, pipeline->run_phases(), job.workers);
   return stats;
 }
 

@@ -14,6 +14,15 @@ void Pipeline::set_dtype(const std::string& dtype) {
               "leave out --dtype (fp32 is the default)");
 }
 
+void PhaseTotals::add(Phase phase, std::chrono::steady_clock::duration elapsed) {
+  nanoseconds_[phase] += std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count();
+}
+
+RunPhases PhaseTotals::totals() const {
+  auto seconds = [this](Phase phase) { return static_cast<double>(nanoseconds_[phase]) * 1e-9; };
+  return {seconds(kInputs), seconds(kModel), seconds(kDevice)};
+}
+
 std::string json_float_array(const std::vector<float>& values) {
   fmt::memory_buffer out;
   out.push_back('[');

@@ -196,6 +196,7 @@ class ImageClassificationPipeline final : public infer::Pipeline {
   const std::string& task() const override { return task_; }
   std::string device() const override { return device_; }
   std::size_t cost(const infer::PipelineInput&) const override { return 1; }
+  infer::RunPhases run_phases() const override { return phases_.totals(); }
   bool concurrent() const override { return per_thread_intra_op_threads(); }
   void prepare_worker(int threads) override { prepare_worker_thread(threads, device_); }
   void set_dtype(const std::string& dtype) override {
@@ -216,9 +217,12 @@ class ImageClassificationPipeline final : public infer::Pipeline {
         const infer::PipelineInput& in = *batch[i];
         MS_CHECK(!in.path.empty() || !in.content.empty(), ErrorCode::kUsage,
                  "image-classification needs image files (--input-dir, or a path column/field)");
-        const at::Tensor x = apply_transforms(
-            transforms_, in.content.empty() ? data::read_image(in.path.string(), 3)
-                                            : data::decode_image(in.content, in.path.string(), 3));
+        const at::Tensor x = phases_.time(infer::PhaseTotals::kInputs, [&] {
+          return apply_transforms(transforms_,
+                                  in.content.empty()
+                                      ? data::read_image(in.path.string(), 3)
+                                      : data::decode_image(in.content, in.path.string(), 3));
+        });
         groups[x.sizes().vec()].emplace_back(i, x);
       } catch (const Error& e) {
         results[i].error = e;
@@ -228,19 +232,23 @@ class ImageClassificationPipeline final : public infer::Pipeline {
     for (auto& [shape, items] : groups) {
       std::vector<at::Tensor> xs;
       for (auto& it : items) xs.push_back(it.second);
-      const at::Tensor input = at::stack(xs).to(c10::Device(device_), dtype_);
-      const at::Tensor out =
-          script_
-              ? script_->forward(input)
-              : models::checked_forward(*model_, {{"pixel_values", input}}, device_).at("logits");
+      const at::Tensor input = phases_.time(infer::PhaseTotals::kModel, [&] {
+        return at::stack(xs).to(c10::Device(device_), dtype_);
+      });
+      const at::Tensor out = phases_.time(infer::PhaseTotals::kModel, [&] {
+        return script_ ? script_->forward(input)
+                       : models::checked_forward(*model_, {{"pixel_values", input}}, device_)
+                             .at("logits");
+      });
       MS_CHECK(out.dim() == 2 && out.size(0) == input.size(0), ErrorCode::kUsage,
                "the model returned shape [{}], expected [batch, classes]",
                fmt::join(out.sizes(), ", "));
       MS_CHECK(labels_.empty() || static_cast<int64_t>(labels_.size()) == out.size(1),
                ErrorCode::kConfig, "model.labels has {} names but the model scores {} classes",
                labels_.size(), out.size(1));
-      const at::Tensor probs =
-          (softmax_ ? at::softmax(out.to(at::kFloat), -1) : out.to(at::kFloat)).cpu();
+      const at::Tensor probs = phases_.time(infer::PhaseTotals::kDevice, [&] {
+        return (softmax_ ? at::softmax(out.to(at::kFloat), -1) : out.to(at::kFloat)).cpu();
+      });
       const auto top = probs.topk(std::min<int64_t>(top_k_, probs.size(1)), -1);
       const at::Tensor values = std::get<0>(top).contiguous(),
                        indices = std::get<1>(top).contiguous();
@@ -271,6 +279,7 @@ class ImageClassificationPipeline final : public infer::Pipeline {
   std::vector<Transform> transforms_;
   std::vector<std::string> labels_;
   int64_t top_k_ = 5;
+  infer::PhaseTotals phases_;  // where run() spends its time (ms infer -v)
 };
 
 }  // namespace

@@ -121,12 +121,20 @@ class BertTextPipeline : public infer::Pipeline {
     std::lock_guard<std::mutex> lock(cache_mutex_);
     cache_.erase(&in);
   }
+  infer::RunPhases run_phases() const override { return phases_.totals(); }
 
  protected:
   // Turns the batch into encodings; items that fail (empty, bad UTF-8) get their error instead.
   std::vector<std::size_t> encode(const std::vector<const infer::PipelineInput*>& batch,
                                   std::vector<infer::PipelineResult>& results,
                                   std::vector<text::Encoding>& encs) {
+    return phases_.time(infer::PhaseTotals::kInputs,
+                        [&] { return encode_untimed(batch, results, encs); });
+  }
+
+  std::vector<std::size_t> encode_untimed(const std::vector<const infer::PipelineInput*>& batch,
+                                          std::vector<infer::PipelineResult>& results,
+                                          std::vector<text::Encoding>& encs) {
     std::vector<std::size_t> ok;
     results.assign(batch.size(), {});
     for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -177,6 +185,16 @@ class BertTextPipeline : public infer::Pipeline {
   // Collates the encodings and runs the model: outputs of one row per encoding. Under CUDA
   // graphs the batch is padded to a graph's shape (graph_shape) and the outputs cut back.
   models::TensorMap run_model(const std::vector<text::Encoding>& encs) {
+    return phases_.time(infer::PhaseTotals::kModel, [&] { return run_model_untimed(encs); });
+  }
+
+  // An output on the host, in float32: on a GPU this waits for the batch's kernels.
+  at::Tensor to_host(const at::Tensor& output) {
+    return phases_.time(infer::PhaseTotals::kDevice,
+                        [&] { return output.to(at::kFloat).cpu().contiguous(); });
+  }
+
+  models::TensorMap run_model_untimed(const std::vector<text::Encoding>& encs) {
     if (!graphs_ || !graphs_->active())
       return forward(collate(encs, tokenizer_->pad_id(), device_));
     int64_t longest = 0;
@@ -205,6 +223,7 @@ class BertTextPipeline : public infer::Pipeline {
   };
   mutable std::unordered_map<const infer::PipelineInput*, Cached> cache_;
   mutable std::mutex cache_mutex_;
+  infer::PhaseTotals phases_;  // where run() spends its time (ms infer -v)
 };
 
 // sentence-embedding: the encoder, then the sentence-transformers modules that modules.json lists
@@ -235,8 +254,7 @@ class SentenceEmbeddingPipeline final : public BertTextPipeline {
       }
     }
     c10::InferenceMode guard;
-    const at::Tensor cpu =
-        run_model(encs).at("sentence_embedding").to(at::kFloat).cpu().contiguous();
+    const at::Tensor cpu = to_host(run_model(encs).at("sentence_embedding"));
     const int64_t dim = cpu.size(1);
     const float* data = cpu.data_ptr<float>();
     for (std::size_t k = 0; k < ok.size(); ++k) {
@@ -296,7 +314,7 @@ class SequenceClassificationPipeline final : public BertTextPipeline {
     if (ok.empty()) return results;
     c10::InferenceMode guard;
     const at::Tensor logits = run_model(encs).at("logits");
-    const at::Tensor probs = at::softmax(logits.to(at::kFloat), -1).cpu().contiguous();
+    const at::Tensor probs = to_host(at::softmax(logits.to(at::kFloat), -1));
     const int64_t n = probs.size(1);
     const float* p = probs.data_ptr<float>();
     for (std::size_t k = 0; k < ok.size(); ++k) {
@@ -408,8 +426,8 @@ class TokenClassificationPipeline final : public BertTextPipeline {
     const std::vector<std::size_t> ok = encode(batch, results, encs);
     if (ok.empty()) return results;
     c10::InferenceMode guard;
-    const at::Tensor logits = forward(collate(encs, tokenizer_->pad_id(), device_)).at("logits");
-    const at::Tensor probs = at::softmax(logits.to(at::kFloat), -1).cpu().contiguous();
+    const at::Tensor logits = run_model(encs).at("logits");
+    const at::Tensor probs = to_host(at::softmax(logits.to(at::kFloat), -1));
     const int64_t t = probs.size(1), n = probs.size(2);
     const float* p = probs.data_ptr<float>();
     for (std::size_t k = 0; k < ok.size(); ++k) {
@@ -509,7 +527,8 @@ class FillMaskPipeline final : public BertTextPipeline {
     // Only the masked positions are scored: flat indices into [batch * tokens].
     inputs["logits_positions"] =
         where.select(1, 0) * inputs.at("input_ids").size(1) + where.select(1, 1);
-    const at::Tensor logits = forward(inputs).at("logits");
+    const at::Tensor logits =
+        phases_.time(infer::PhaseTotals::kModel, [&] { return forward(inputs).at("logits"); });
     const at::Tensor probs = at::softmax(logits.to(at::kFloat), -1);
     const auto top = probs.topk(std::min<int64_t>(top_k_, probs.size(1)), -1);
     const at::Tensor values = std::get<0>(top).cpu().contiguous(),

@@ -71,6 +71,10 @@ struct JobStats {
   /// How long the main thread waited for the next window to be prepared, and for the last one to
   /// be written: the time the batches stood still because of those stages.
   double prepare_wait_seconds = 0, write_wait_seconds = 0;
+  /// Inside the batches, summed over the worker threads (worker-seconds): their time in the
+  /// pipeline's run(), formatting JSON lines, and the threads' whole time (per window: threads x
+  /// its wall time; the difference is idle time at the windows' ends).
+  double pipeline_seconds = 0, format_seconds = 0, worker_seconds = 0;
 };
 
 /// Runs one batch through `pipeline`; when the batch as a whole fails, each input is retried alone

@@ -2,7 +2,11 @@
 // torch layer implements (reached through load_torch_layer(), never linked directly).
 #pragma once
 
+#include <array>
+#include <atomic>
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -46,6 +50,40 @@ struct PipelineResult {
   bool nonfinite_output = false;
 };
 
+/// Where a pipeline's run() calls spent their time, summed over every call of every worker
+/// (worker-seconds). `ms infer -v` reports it inside the batches stage; the rest of run() is
+/// building the results.
+struct RunPhases {
+  double inputs = 0;  ///< reading and decoding images, tokenising texts cost() had not
+  /// The forward pass as the host thread lives it: collating, copies to the device and kernel
+  /// launches on a GPU (which runs the kernels later); all of the computing on a CPU.
+  double model = 0;
+  double device = 0;  ///< waiting for the GPU to finish, and copying the outputs back
+};
+
+/// RunPhases added to by several workers at once (atomic nanosecond counters).
+class MS_API PhaseTotals {
+ public:
+  enum Phase { kInputs, kModel, kDevice };
+  /// Runs `step` and adds its wall time to `phase`; returns what it returns.
+  template <class Step>
+  auto time(Phase phase, Step&& step) -> decltype(step()) {
+    const auto start = std::chrono::steady_clock::now();
+    struct AddOnExit {  // also when the step throws: its time was spent
+      PhaseTotals& totals;
+      Phase phase;
+      std::chrono::steady_clock::time_point start;
+      ~AddOnExit() { totals.add(phase, std::chrono::steady_clock::now() - start); }
+    } add_on_exit{*this, phase, start};
+    return step();
+  }
+  void add(Phase phase, std::chrono::steady_clock::duration elapsed);
+  RunPhases totals() const;
+
+ private:
+  std::array<std::atomic<std::int64_t>, 3> nanoseconds_{};
+};
+
 /// A loaded pipeline: preprocess -> forward -> postprocess over a batch of inputs.
 class MS_API Pipeline {
  public:
@@ -71,6 +109,8 @@ class MS_API Pipeline {
   /// dtype); outputs stay float32. Throws ms::Error(kUsage) where the pipeline or the device
   /// cannot.
   virtual void set_dtype(const std::string& dtype);
+  /// Where run() has spent its time so far; all zeros for a pipeline that does not measure it.
+  virtual RunPhases run_phases() const { return {}; }
 };
 
 /// How to build a pipeline.
