@@ -40,3 +40,27 @@ TEST_CASE("workers' errors print once each, other lines as they come", "[launch]
   CHECK(printed[4] == "no newline\n");
   CHECK(out.repeated_errors() == 1);
 }
+
+TEST_CASE("a warning every worker writes prints once, one worker's prints every time", "[launch]") {
+  std::vector<std::string> printed;
+  ErrorDeduplicator out(2, [&](const std::string& text) { printed.push_back(text); });
+  const std::string alike = "ms: warning: nothing left to train: the run resumes at epoch 3\n";
+  out.add(0, alike);
+  out.add(1, alike);
+  REQUIRE(printed == std::vector<std::string>{alike});
+  // Written twice by one worker (once by the other): printed twice.
+  out.add(1, alike);
+  CHECK(printed.size() == 2);
+  out.add(0, alike);
+  CHECK(printed.size() == 2);
+  // A warning only worker 1 meets, each time it meets it.
+  const std::string own = "ms: warning: iteration 4: the loss is nan; the batch is skipped\n";
+  out.add(1, own);
+  out.add(1, own);
+  REQUIRE(printed.size() == 4);
+  CHECK(printed[2] == own);
+  CHECK(printed[3] == own);
+  out.close(0);
+  out.close(1);
+  CHECK(out.repeated_errors() == 0);
+}

@@ -13,6 +13,7 @@ namespace ms::infer {
 namespace {
 
 constexpr std::string_view kErrorStart = "ms: error: ";
+constexpr std::string_view kWarningStart = "ms: warning: ";
 
 bool starts_with(std::string_view text, std::string_view prefix) {
   return text.substr(0, prefix.size()) == prefix;
@@ -48,6 +49,16 @@ void ErrorDeduplicator::line(Stream& s, std::string text) {
   finish_error(s);
   if (starts_with(text, kErrorStart)) {
     s.error = std::move(text);
+  } else if (starts_with(text, kWarningStart)) {
+    // Ranks meet the same conditions alike (the mean loss, the run's end, an evaluation's
+    // values): the k-th time a warning is written prints once, by whichever worker writes it
+    // first; a warning only one worker meets still prints every time.
+    const std::size_t occurrence = ++s.warnings[text];
+    std::size_t& printed = printed_warnings_[text];
+    if (occurrence > printed) {
+      printed = occurrence;
+      sink_(text);
+    }
   } else {
     sink_(text);
   }

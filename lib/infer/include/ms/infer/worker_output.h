@@ -1,11 +1,14 @@
 // What `ms train --nproc N` prints of its workers' stderr. Workers that fail alike (a bad
 // config, a refused --resume: every rank reads the same files) would print the same error N
-// times; the launcher reads their stderr through pipes and prints each distinct error once.
+// times, and warnings every rank meets ("nothing left to train") as often; the launcher reads
+// their stderr through pipes and prints each distinct error once, and each warning as often as
+// one worker wrote it.
 #pragma once
 
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -18,7 +21,9 @@
 namespace ms::infer {
 
 /// Lines go through as they come; an error block (an "ms: error: " line and the indented lines
-/// under it) goes through only the first time its text is seen. Not thread-safe: one reader.
+/// under it) goes through only the first time its text is seen; a warning line ("ms: warning: ")
+/// goes through when one worker has written it more often than it has been printed (several
+/// workers writing it once print it once). Not thread-safe: one reader.
 class MS_API ErrorDeduplicator {
  public:
   using Sink = std::function<void(const std::string& text)>;
@@ -33,8 +38,9 @@ class MS_API ErrorDeduplicator {
 
  private:
   struct Stream {
-    std::string partial;  // the line being written
-    std::string error;    // the error block being written
+    std::string partial;                          // the line being written
+    std::string error;                            // the error block being written
+    std::map<std::string, std::size_t> warnings;  // times this worker wrote each warning line
   };
   void line(Stream& s, std::string text);
   void finish_error(Stream& s);
@@ -42,6 +48,7 @@ class MS_API ErrorDeduplicator {
   std::vector<Stream> streams_;
   Sink sink_;
   std::set<std::string> seen_;
+  std::map<std::string, std::size_t> printed_warnings_;  // times each warning line was printed
   std::size_t repeated_ = 0;
 };
 
