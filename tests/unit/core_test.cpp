@@ -156,6 +156,18 @@ TEST_CASE("atomic writes replace files whole and leave no temp files", "[core][f
   CHECK(ms::read_file(target) == "second version");
   CHECK((fs::status(target).permissions() & fs::perms::all) ==
         (fs::perms::owner_read | fs::perms::owner_write));
+  // The default 0644 never opens up a file the user made private, and honours the umask.
+  ms::write_file_atomic(target, "third");
+  CHECK((fs::status(target).permissions() & fs::perms::all) ==
+        (fs::perms::owner_read | fs::perms::owner_write));
+  const fs::path fresh = dir / "sub" / "fresh.txt";
+  const mode_t saved_umask = ::umask(027);
+  CHECK(ms::current_umask() == 027);
+  ms::write_file_atomic(fresh, "x");
+  ::umask(saved_umask);
+  CHECK((fs::status(fresh).permissions() & fs::perms::all) ==
+        (fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read));
+  fs::remove(fresh);
   int entries = 0;
   for (const auto& e : fs::directory_iterator(dir / "sub")) {
     (void)e;

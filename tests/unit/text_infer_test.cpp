@@ -225,6 +225,15 @@ TEST_CASE("resume reads finished ids and cuts a torn last line", "[infer]") {
   CHECK(ms::read_file(out) == "{\"id\":0,\"x\":1}\n{\"id\":\"b\"}\n");
   ms::write_file_atomic(out, "not json\n");
   CHECK_THROWS_AS(ms::infer::read_done_ids(out, false), ms::Error);
+  // An id twice: two jobs wrote the file.
+  ms::write_file_atomic(out, "{\"id\":0}\n{\"id\":\"0\"}\n{\"id\":0}\n");
+  try {
+    ms::infer::read_done_ids(out, false);
+    FAIL("a repeated id was accepted");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ms::ErrorCode::kIntegrity);
+    CHECK(std::string(e.what()).find("id 0 twice (lines 1 and 3)") != std::string::npos);
+  }
 }
 
 namespace {

@@ -137,6 +137,18 @@ std::size_t remove_abandoned_writes(const fs::path& path) {
   return removed;
 }
 
+mode_t current_umask() {
+  // Read from /proc: setting the umask to read it back would race with other threads creating
+  // files.
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Umask:", 0) == 0)
+      return static_cast<mode_t>(std::stoul(line.substr(6), nullptr, 8));
+  }
+  return 022;
+}
+
 void write_file_atomic(const fs::path& path, std::string_view data, unsigned mode) {
   write_file_atomic(
       path, [data](const FileSink& sink) { sink(data.data(), data.size()); }, mode);
@@ -198,7 +210,14 @@ void write_file_atomic(const fs::path& path, const std::function<void(const File
     unlink(temp.c_str());
     throw;
   }
-  if (fchmod(fd, static_cast<mode_t>(mode)) != 0) cleanup_and_fail("chmod failed");
+  // As open(2) would make it: `mode` less the umask; and never more open than the file it
+  // replaces (embeddings or a model the user made private stay private when written again).
+  mode_t permissions = static_cast<mode_t>(mode) & ~current_umask();
+  std::error_code status_error;
+  const fs::file_status replaced = fs::status(path, status_error);
+  if (!status_error && fs::is_regular_file(replaced))
+    permissions &= static_cast<mode_t>(replaced.permissions()) & 07777;
+  if (fchmod(fd, permissions) != 0) cleanup_and_fail("chmod failed");
   if (fsync(fd) != 0) cleanup_and_fail("fsync failed");
   // Renamed while still open: the lock marks the temp file as being written until it has its
   // final name, so that no remove_abandoned_writes takes it for a dead writer's.

@@ -71,18 +71,6 @@ std::vector<std::string> copy_side_files(const fs::path& model_dir, const fs::pa
 
 namespace {
 
-// The process's umask, read from /proc (setting it to read it back would race with other threads
-// creating files); 022 where /proc does not say.
-mode_t current_umask() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("Umask:", 0) == 0)
-      return static_cast<mode_t>(std::stoul(line.substr(6), nullptr, 8));
-  }
-  return 022;
-}
-
 fs::path make_temp_folder(const fs::path& output) {
   fs::path parent = output.parent_path();
   if (parent.empty()) parent = ".";

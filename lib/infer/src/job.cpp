@@ -1,6 +1,7 @@
 #include "ms/infer/job.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 #include <mutex>
 #include <numeric>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "ms/core/error.h"
@@ -35,6 +37,10 @@ namespace {
 // Output sink: a file opened for append (fsync after each window) or stdout.
 class Sink {
  public:
+  /// Opens `path` (none: standard output) for appending, or emptied when `append` is false. A
+  /// file is locked (flock) for the job's whole run first: a second job writing the same file
+  /// would interleave its lines with this one's, or empty the file under it, and --resume would
+  /// then trust a mixture. The lock comes before --resume reads the file and before it is emptied.
   Sink(const std::optional<std::filesystem::path>& path, bool append) {
     if (!path) return;
     path_ = *path;
@@ -42,14 +48,27 @@ class Sink {
       std::error_code ec;
       std::filesystem::create_directories(path_.parent_path(), ec);
     }
-    fd_ =
-        ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0644);
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_APPEND, 0644);
     MS_CHECK(fd_ >= 0, ErrorCode::kIo, "cannot open output {}: {}", path_.string(),
              std::strerror(errno));
     // A device or a pipe (`-o /dev/null`, a FIFO) has nothing to make durable, and fsync on it
-    // fails.
+    // fails; several jobs may write one (/dev/null) at once.
     struct stat st {};
     durable_ = ::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode);
+    if (!durable_) return;
+    int locked;
+    while ((locked = ::flock(fd_, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR) {
+    }
+    if (locked != 0 && errno == EWOULDBLOCK) {
+      ::close(fd_);
+      fd_ = -1;
+      throw Error(ErrorCode::kUsage, fmt::format("another ms infer is writing {}", path_.string()),
+                  "wait for it to finish (then --resume goes on from its results), or write to "
+                  "another --output file");
+    }
+    // Elsewhere (a file system without locks) the job writes unlocked, as before.
+    MS_CHECK(append || ::ftruncate(fd_, 0) == 0, ErrorCode::kIo, "cannot empty {}: {}",
+             path_.string(), std::strerror(errno));
   }
   ~Sink() {
     if (fd_ >= 0) ::close(fd_);
@@ -106,7 +125,18 @@ class Sink {
 void check_job_options(const JobOptions& options) {
   MS_CHECK(options.batch_size > 0, ErrorCode::kUsage, "--batch-size must be positive");
   MS_CHECK(!options.resume || options.output, ErrorCode::kUsage, "--resume needs --output FILE");
+  MS_CHECK(!options.output || !options.output->empty(), ErrorCode::kUsage,
+           "--output is empty: give the path of a file to write");
   std::error_code ec;
+  if (options.resume && std::filesystem::exists(*options.output, ec) &&
+      !std::filesystem::is_regular_file(*options.output, ec) &&
+      !std::filesystem::is_directory(*options.output, ec)) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("--resume cannot read back {}: it is not a regular file (a device, "
+                            "pipe or socket)",
+                            options.output->string()),
+                "resume into a file (-o FILE.jsonl), or leave out --resume");
+  }
   if (options.output && std::filesystem::is_directory(*options.output, ec)) {
     throw Error(ErrorCode::kUsage, fmt::format("--output {} is a folder", options.output->string()),
                 "give the path of a file to write, such as out.jsonl in that folder");
@@ -194,6 +224,7 @@ bool writes_npy(const JobOptions& options) {
 
 std::vector<Json> read_done_ids(const std::filesystem::path& output, bool truncate_partial) {
   std::vector<Json> ids;
+  std::unordered_map<std::string, std::size_t> line_of_id;  // id's JSON text -> its line
   std::error_code ec;
   if (!std::filesystem::exists(output, ec)) return ids;
   const std::string text = read_file(output);
@@ -218,6 +249,16 @@ std::vector<Json> read_done_ids(const std::filesystem::path& output, bool trunca
     MS_CHECK(line.value.is_object() && line.value.contains("id"), ErrorCode::kIntegrity,
              "{} line {} has no \"id\": it was not written by ms infer", output.string(),
              line.line);
+    // One job writes each id once: a repeated id means two jobs wrote the file, or lines were
+    // copied in, and resuming would keep both.
+    const auto [first, fresh] = line_of_id.emplace(line.value["id"].dump(), line.line);
+    if (!fresh) {
+      throw Error(ErrorCode::kIntegrity,
+                  fmt::format("{} holds id {} twice (lines {} and {}), so --resume cannot trust "
+                              "this file",
+                              output.string(), first->first, first->second, line.line),
+                  "write to a new --output file, or remove the repeated lines");
+    }
     ids.push_back(line.value["id"]);
   }
   return ids;
@@ -369,8 +410,7 @@ class JobOutput {
 // JSON lines, appended to a file (fsynced per window, so --resume can trust them) or stdout.
 class JsonLinesOutput final : public JobOutput {
  public:
-  explicit JsonLinesOutput(const JobOptions& options)
-      : options_(options), sink_(options.output, options.resume) {}
+  JsonLinesOutput(const JobOptions& options, Sink& sink) : options_(options), sink_(sink) {}
   bool wants_lines() const override { return true; }
 
   // With fail_fast, writes the lines before the first error, then throws it.
@@ -381,9 +421,11 @@ class JsonLinesOutput final : public JobOutput {
       const PipelineResult& result = win.results[k];
       if (result.error && options_.fail_fast) {
         sink_.write_lines(win.lines, k);
-        Error e = *result.error;
-        e.add_context(fmt::format("running input {} (--fail-fast stops at the first bad input)",
-                                  pending[win.begin + k]->id.dump()));
+        Error e(
+            result.error->code(),
+            fmt::format("input {}: {}", pending[win.begin + k]->id.dump(), result.error->what()),
+            result.error->hint());
+        e.add_context("--fail-fast stops at the first bad input");
         throw e;
       }
       if (result.error) ++stats.errors;
@@ -396,7 +438,7 @@ class JsonLinesOutput final : public JobOutput {
 
  private:
   const JobOptions& options_;
-  Sink sink_;
+  Sink& sink_;
 };
 
 // One float32 matrix, a row per input in input order (the embeddings), streamed into the temp
@@ -541,6 +583,9 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
                  const JobOptions& options) {
   check_job_options(options);
   JobStats stats;
+  // JSON lines: the output is opened, and locked, before --resume reads it.
+  std::optional<Sink> lines_sink;
+  if (!writes_npy(options)) lines_sink.emplace(options.output, options.resume);
   std::unordered_set<std::string> done;
   if (options.resume) {
     for (const Json& id : read_done_ids(*options.output, true)) done.insert(id.dump());
@@ -585,7 +630,7 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
       output.finish([&pipeline] { return embedding_width(pipeline); });
     });
   } else {
-    JsonLinesOutput output(options);
+    JsonLinesOutput output(options, *lines_sink);
     run_windows(pipeline, pending, options, workers, output, stats);
   }
   return stats;

@@ -1,6 +1,8 @@
 // Whole-file reads and atomic writes (temp file in the same folder, fsync, rename).
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -30,8 +32,12 @@ MS_API std::size_t remove_unfinished_writes(const std::filesystem::path& dir);
 /// while other processes write `path`. Returns how many it removed.
 MS_API std::size_t remove_abandoned_writes(const std::filesystem::path& path);
 
+/// The process's file mode creation mask (022 where /proc does not say).
+MS_API mode_t current_umask();
+
 /// Writes `data` to `path` atomically: readers see the old file or the new one, never a part.
-/// Creates missing parent folders. `mode` is applied to the new file (e.g. 0600 for credentials).
+/// Creates missing parent folders. The new file gets `mode` (e.g. 0600 for credentials) less the
+/// umask, and no permission the file it replaces lacked.
 MS_API void write_file_atomic(const std::filesystem::path& path, std::string_view data,
                               unsigned mode = 0644);
 
