@@ -81,7 +81,8 @@ void add_infer_command(CLI::App& app, const GlobalOptions& /*global*/) {
   cmd->add_option("--task,-t", opts->task, "Task (default: the model's configuration.json)");
   cmd->add_option("--input,-i", opts->inputs, "Input text(s)");
   cmd->add_option("--input-file", opts->input_file,
-                  "Inputs: .txt (one per line), .jsonl or .csv; - reads lines from standard input");
+                  "Inputs: .txt (one per line), .jsonl, .json (an array of records) or .csv; - "
+                  "reads lines from standard input");
   cmd->add_option("--input-dir", opts->input_dir, "Inputs: every file in a folder");
   cmd->add_option("--dataset", opts->dataset,
                   "Inputs: the rows of a dataset (csv:F, jsonl:F, imagefolder:DIR, zip:F, "

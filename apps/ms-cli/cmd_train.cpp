@@ -174,7 +174,8 @@ void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
   eval->add_option("--task,-t", eopts->request.task, "Task (default: the configuration's)");
   eval->add_option("--dataset", eopts->request.dataset, "Evaluation data")->required();
   eval->add_option("--split", eopts->request.split,
-                   "Split (default: validation, else test, else the only one)");
+                   "Split, optionally sliced: test, train[90%:] (default: validation, else "
+                   "test, else the only one)");
   eval->add_option(
       "--checkpoint", eopts->checkpoint,
       "Weights from a checkpoint (<prefix>.pth or the prefix) instead of the folder's");

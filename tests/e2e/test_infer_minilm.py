@@ -178,6 +178,26 @@ class MiniLmTest(TorchTestCase):
         self.assertEqual(sorted(got), list(range(len(texts))), f"{before} lines were there before resuming")
         self.assertEqual(len(got), len(set(got)))
 
+    def test_a_json_array_input_is_read_as_records(self):
+        records = self.path("in.json")
+        with open(records, "w") as f:
+            json.dump([{"id": "a", "text": "a cat sat"}, "a dog ran", {"text": ""}, 5], f)
+        r = run_ms("infer", "-m", model_dir(), "--input-file", records)
+        self.assertExit(r, 0)
+        got = lines(r.stdout)
+        self.assertEqual([g["id"] for g in got], ["a", 1, 2, 3])
+        alone = lines(run_ms("infer", "-m", model_dir(), "-i", "a cat sat", "a dog ran").stdout)
+        for g, want in zip(got, alone):
+            self.assertGreater(cosine(g["text_embedding"], want["text_embedding"]), 0.99999)
+        self.assertIn("empty", got[2]["error"]["message"])
+        self.assertIn("element 3: expected a JSON object or string", got[3]["error"]["message"])
+        # Not an array: refused, rather than embedding the document as one sentence.
+        with open(records, "w") as f:
+            json.dump({"text": "a cat sat"}, f)
+        r = run_ms("infer", "-m", model_dir(), "--input-file", records)
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "holds a JSON object, not an array of records")
+
     def test_an_output_another_job_writes_is_refused(self):
         src = self.path("in.txt")
         with open(src, "w") as f:

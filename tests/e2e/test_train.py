@@ -164,6 +164,43 @@ class TrainTextTest(TorchTestCase):
         self.assertEqual([s for s, _ in accuracy], list(range(9, 66, 8)))
         self.assertAlmostEqual(accuracy[-1][1], summary["metrics"]["accuracy"], places=6)
 
+    def test_eval_takes_sliced_splits_checks_metric_names_and_reads_mixed_labels(self):
+        cls = os.path.join(TINY, "cls")
+        data = "csv:" + self.path("test.csv")
+        whole = run_ms("eval", "--model", cls, "--dataset", data, "--json", "--metrics",
+                       "accuracy")
+        self.assertExit(whole, 0)
+        # A slice, as ms train's --split and --eval-split take: the first half of 16 rows.
+        half = run_ms("eval", "--model", cls, "--dataset", data, "--split", "train[:50%]",
+                      "--json", "--metrics", "loss-metric")
+        self.assertExit(half, 0)
+        first = self.path("first.csv")
+        with open(self.path("test.csv")) as f:
+            write_csv(first, list(csv.reader(f))[1:9])
+        alone = run_ms("eval", "--model", cls, "--dataset", "csv:" + first, "--json",
+                       "--metrics", "loss-metric")
+        self.assertEqual(json.loads(half.stdout), json.loads(alone.stdout))
+        # A metric name on the command line is a usage error of that option.
+        r = run_ms("eval", "--model", cls, "--dataset", data, "--metrics", "accuracyy")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "--metrics: 'accuracyy' is not a metric")
+        self.assertIn("did you mean 'accuracy'? metrics:", r.stderr)
+        # JSON lines whose labels mix class names and ids: each row means what it says.
+        mixed = self.path("mixed.jsonl")
+        with open(mixed, "w") as f:
+            f.write(json.dumps({"text": POSITIVE[0], "label": "positive"}) + "\n")
+            f.write(json.dumps({"text": NEGATIVE[0], "label": 0}) + "\n")
+        by_id = self.path("by_id.jsonl")
+        with open(by_id, "w") as f:
+            f.write(json.dumps({"text": POSITIVE[0], "label": 2}) + "\n")
+            f.write(json.dumps({"text": NEGATIVE[0], "label": 0}) + "\n")
+        with open(os.path.join(cls, "config.json")) as f:
+            self.assertEqual(json.load(f)["id2label"]["2"], "positive")
+        r = run_ms("eval", "--model", cls, "--dataset", "jsonl:" + mixed, "--json")
+        self.assertExit(r, 0)
+        r2 = run_ms("eval", "--model", cls, "--dataset", "jsonl:" + by_id, "--json")
+        self.assertEqual(json.loads(r.stdout), json.loads(r2.stdout))
+
     def test_checkpoints_load_in_python_torch(self):
         python = torch_python()
         if python is None:

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "ms/config/json_file.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/core/log.h"
@@ -29,36 +30,63 @@ const Json* pick(const Json& obj, std::initializer_list<const char*> keys) {
   return nullptr;
 }
 
+// One record of JSON lines or of a JSON array: a string (the text), or an object with a text (or
+// path) field, an optional "id" and a second-sentence field. `where` names it in errors ("F line
+// 3"); `index` is its id when it has none.
+PipelineInput input_from_json(const Json& j, std::size_t index, const std::string& where,
+                              const std::filesystem::path& file) {
+  PipelineInput in;
+  in.id = index;
+  if (j.is_string()) {
+    in.text = j.get<std::string>();
+  } else if (j.is_object()) {
+    if (j.contains("id") && !j["id"].is_null()) in.id = j["id"];
+    if (const Json* t = pick(j, kTextFields)) {
+      in.text = t->get<std::string>();
+    } else if (const Json* p = pick(j, {"path", "image", "file"})) {
+      in.path = p->get<std::string>();
+      if (in.path.is_relative()) in.path = file.parent_path() / in.path;
+    } else {
+      in.invalid = fmt::format(
+          "{}: no text field (expected one of text, sentence, sentence1, text_a, "
+          "source_sentence, input, or path/image)",
+          where);
+    }
+    if (const Json* p = pick(j, kPairFields)) in.text_pair = p->get<std::string>();
+  } else {
+    in.invalid =
+        fmt::format("{}: expected a JSON object or string, got {}", where, Config::type_name(j));
+  }
+  return in;
+}
+
 void read_jsonl(const std::filesystem::path& file, std::vector<PipelineInput>& out) {
   for (data::JsonLine& line : data::parse_json_lines(read_file(file))) {
+    const std::string where = fmt::format("{} line {}", file.string(), line.line);
+    if (line.error.empty()) {
+      out.push_back(input_from_json(line.value, line.line - 1, where, file));
+      continue;
+    }
     PipelineInput in;
     in.id = line.line - 1;
-    const Json& j = line.value;
-    if (!line.error.empty()) {
-      in.invalid = fmt::format("{} line {} column {}: not valid JSON ({})", file.string(),
-                               line.line, line.column, line.error);
-    } else if (j.is_string()) {
-      in.text = j.get<std::string>();
-    } else if (j.is_object()) {
-      if (j.contains("id") && !j["id"].is_null()) in.id = j["id"];
-      if (const Json* t = pick(j, kTextFields)) {
-        in.text = t->get<std::string>();
-      } else if (const Json* p = pick(j, {"path", "image", "file"})) {
-        in.path = p->get<std::string>();
-        if (in.path.is_relative()) in.path = file.parent_path() / in.path;
-      } else {
-        in.invalid = fmt::format(
-            "{} line {}: no text field (expected one of text, sentence, "
-            "sentence1, text_a, source_sentence, input, or path/image)",
-            file.string(), line.line);
-      }
-      if (const Json* p = pick(j, kPairFields)) in.text_pair = p->get<std::string>();
-    } else {
-      in.invalid = fmt::format("{} line {}: expected a JSON object or string, got {}",
-                               file.string(), line.line, Config::type_name(j));
-    }
+    in.invalid = fmt::format("{} column {}: not valid JSON ({})", where, line.column, line.error);
     out.push_back(std::move(in));
   }
+}
+
+// A .json file: one array of records, each as a line of JSON lines would hold it. (Read as lines
+// of text, the whole document would be embedded as a sentence.)
+void read_json_array(const std::filesystem::path& file, std::vector<PipelineInput>& out) {
+  const Json doc = parse_json(read_file(file), file.string(), ErrorCode::kIntegrity);
+  if (!doc.is_array()) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("input file {} holds a JSON {}, not an array of records", file.string(),
+                            Config::type_name(doc)),
+                "give a JSON array of objects with a \"text\" field (or of strings), or JSON "
+                "lines (.jsonl), one record per line");
+  }
+  for (std::size_t k = 0; k < doc.size(); ++k)
+    out.push_back(input_from_json(doc[k], k, fmt::format("{} element {}", file.string(), k), file));
 }
 
 // Text of a table cell: CSV cells read untyped are strings; dataset columns may be typed.
@@ -177,6 +205,8 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
     const std::string ext = lower_ext(file);
     if (ext == ".jsonl" || ext == ".ndjson") {
       read_jsonl(file, out);
+    } else if (ext == ".json") {
+      read_json_array(file, out);
     } else if (ext == ".csv" || ext == ".tsv") {
       read_csv(file, out);
     } else {

@@ -33,9 +33,10 @@ std::int64_t LabelMap::id_of(const data::Value& cell, const std::string& where) 
   if (const auto* s = std::get_if<std::string>(&cell)) {
     auto it = std::find(names_.begin(), names_.end(), *s);
     if (it != names_.end()) return it - names_.begin();
+    const std::string close = did_you_mean(*s, names_);
     throw Error(ErrorCode::kUsage,
                 fmt::format("{}: label '{}' is not a class of the model", where, *s),
-                did_you_mean(*s, names_) + "classes: " + join(names_, ", "));
+                (close.empty() ? "" : close + " ") + "classes: " + join(names_, ", "));
   }
   if (std::holds_alternative<std::monostate>(cell))
     fail(ErrorCode::kUsage, "{}: the label is empty", where);
@@ -51,6 +52,22 @@ std::string row_where(const std::string& dataset, const data::Split& split, std:
 
 const data::Value& cell(const data::Split& split, std::size_t row, int column) {
   return split.table.rows[row][static_cast<std::size_t>(column)];
+}
+
+// A label cell as its row wrote it. A JSON lines column whose values mix names and ids is typed
+// json, each cell holding its value's JSON text ("\"positive\"", "0"): a name or a number is read
+// back as one, so that a mixed column means what each row says.
+data::Value label_cell(const data::Split& split, std::size_t row, int column) {
+  const data::Value& value = cell(split, row, column);
+  const auto* text = std::get_if<std::string>(&value);
+  if (text == nullptr ||
+      split.table.columns[static_cast<std::size_t>(column)].type != data::ColumnType::kJson)
+    return value;
+  const Json parsed = Json::parse(*text, nullptr, false);
+  if (parsed.is_string()) return parsed.get<std::string>();
+  if (parsed.is_number_integer()) return parsed.get<std::int64_t>();
+  if (parsed.is_number()) return parsed.get<double>();
+  return value;
 }
 
 std::string text_of(const data::Value& v) {
@@ -449,7 +466,7 @@ std::unique_ptr<BatchSource> make_text_batches(const data::Split& split, const T
       e.add_context(where);
       throw;
     }
-    ids.push_back(labels.id_of(cell(split, r, label), where));
+    ids.push_back(labels.id_of(label_cell(split, r, label), where));
   }
   return std::make_unique<TextBatches>(std::move(encodings), std::move(ids), tokenizer.pad_id(),
                                        batching);

@@ -21,7 +21,9 @@
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/core/log.h"
+#include "ms/core/text.h"
 #include "ms/infer/torch_layer.h"
+#include "ms/metrics/metric.h"
 #include "ms/tensor/weights.h"
 
 namespace ms::trainer {
@@ -600,12 +602,24 @@ class TrainingService final : public infer::TrainerService {
     Config config = m.config;
     if (!r.metrics.empty()) {
       Json list = Json::array();
-      for (const auto& name : r.metrics) list.push_back(name);
+      for (const auto& name : r.metrics) {
+        // Named on the command line: a usage error there, not one of the model's configuration.
+        if (!metrics::metric_registry().contains(name)) {
+          const std::vector<std::string> known = metrics::metric_registry().types();
+          std::string hint = did_you_mean(name, known);
+          throw Error(ErrorCode::kUsage, fmt::format("--metrics: '{}' is not a metric", name),
+                      (hint.empty() ? "" : hint + " ") + "metrics: " + join(known, ", "));
+        }
+        list.push_back(name);
+      }
       config.set("evaluation.metrics", list);
     }
     const std::string device = infer::load_torch_layer().runtime->resolve_device(r.device);
-    const data::Dataset ds = data::load_dataset(r.dataset);
-    const data::Split* split = eval_split_of(ds, r.split);
+    // --split as ms train's --split: a name or a slice ("test[:50%]"), loaded alone.
+    data::LoadOptions options;
+    options.split = r.split;
+    const data::Dataset ds = data::load_dataset(r.dataset, options);
+    const data::Split* split = r.split ? &ds.only_split() : eval_split_of(ds, std::nullopt);
     if (split == nullptr) split = &ds.only_split();
     MS_CHECK(!split->table.rows.empty(), ErrorCode::kUsage, "{}: the split '{}' has no rows",
              ds.spec, split->selection);
