@@ -25,6 +25,13 @@ class CliTest(MsTestCase):
         self.assertExit(run_ms("env", "--no-such-option"), 2)
         self.assertExit(run_ms("env", "--threads", "0"), 2)
         self.assertExit(run_ms("env", "--threads", "many"), 2)
+        # Beyond any machine: refused, not an attempt to start them (which hung).
+        r = run_ms("env", "--threads", "100000")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "--threads asks for 100000 threads")
+        r = run_ms("env", env={"OMP_NUM_THREADS": "99999999999"})
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "OMP_NUM_THREADS=99999999999")
 
     def test_env_json_names_libtorch(self):
         r = run_ms("env", "--json")

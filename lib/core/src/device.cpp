@@ -1,7 +1,11 @@
 #include "ms/core/device.h"
 
+#include <sched.h>
+
+#include <algorithm>
 #include <cctype>
 #include <limits>
+#include <thread>
 
 #include "ms/core/error.h"
 
@@ -53,6 +57,13 @@ DeviceSpec parse_device(std::string_view text) {
     }
   }
   bad_device(text);
+}
+
+unsigned usable_cores() {
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0)
+    return static_cast<unsigned>(std::max(1, CPU_COUNT(&allowed)));
+  return std::max(1u, std::thread::hardware_concurrency());
 }
 
 }  // namespace ms

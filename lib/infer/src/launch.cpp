@@ -4,7 +4,6 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
@@ -23,6 +22,7 @@
 #include <thread>
 #include <utility>
 
+#include "ms/core/device.h"
 #include "ms/core/error.h"
 #include "ms/core/log.h"
 #include "ms/infer/worker_output.h"
@@ -144,12 +144,7 @@ int run_local_workers(int nproc, const std::vector<std::string>& args) {
     if (a == "--threads" || a.rfind("--threads=", 0) == 0) threads_given = true;
   if (!threads_given) {
     // N workers each taking every core would fight over them: share the cores out.
-    // The cores this process may run on (a cpuset, taskset or Slurm allocation), not the
-    // machine's.
-    cpu_set_t allowed;
-    const unsigned cores = sched_getaffinity(0, sizeof(allowed), &allowed) == 0
-                               ? static_cast<unsigned>(std::max(1, CPU_COUNT(&allowed)))
-                               : std::max(1u, std::thread::hardware_concurrency());
+    const unsigned cores = usable_cores();
     base["OMP_NUM_THREADS"] = std::to_string(std::max(1u, cores / static_cast<unsigned>(nproc)));
   }
   log::info("starting {} workers (MASTER_ADDR=127.0.0.1 MASTER_PORT={})", nproc, port);

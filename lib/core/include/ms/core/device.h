@@ -26,4 +26,8 @@ struct MS_API DeviceSpec {
 /// for anything else ("gpu:-1", "cuda:x", "tpu", ...).
 MS_API DeviceSpec parse_device(std::string_view text);
 
+/// The CPU cores this process may run on: its affinity mask (a cpuset, taskset or Slurm
+/// allocation), not the machine's count; at least 1.
+MS_API unsigned usable_cores();
+
 }  // namespace ms
