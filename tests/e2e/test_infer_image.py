@@ -186,9 +186,14 @@ json.dump(ref, open(out + "/ref.json", "w"))
             self.assertLess(worst, 1e-4, name)
 
     def test_text_input_to_an_image_model(self):
+        # Its error line is written, and with not one result the job fails as a whole.
         r = run_ms("infer", "-m", os.path.join(VISION, "small-cnn"), "--input", "not an image")
-        self.assertExit(r, 0)
+        self.assertExit(r, 2)
         self.assertIn("needs image files", lines(r.stdout)[0]["error"]["message"])
+        self.assertOneLineError(r, "the one input (0) failed", "needs image files")
+        r = run_ms("infer", "-m", os.path.join(VISION, "small-cnn"), "--input", "a", "b")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "every one of the 2 inputs; the first, input 0")
         r = run_ms("infer", "-m", os.path.join(VISION, "small-cnn"), "--input-dir", IMAGES, "--fail-fast")
         self.assertExit(r, 7)  # a corrupt image is an integrity error, as in `ms dataset`
         self.assertOneLineError(r, "broken.png")

@@ -428,7 +428,10 @@ class JsonLinesOutput final : public JobOutput {
         e.add_context("--fail-fast stops at the first bad input");
         throw e;
       }
-      if (result.error) ++stats.errors;
+      if (result.error && ++stats.errors == 1) {
+        stats.first_error = *result.error;
+        stats.first_error_id = pending[win.begin + k]->id;
+      }
       if (result.nonfinite_output) ++stats.nonfinite_outputs;
       ++stats.done;
     }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ms/core/device.h"
+#include "ms/core/error.h"
 #include "ms/core/export.h"
 #include "ms/infer/model_dir.h"
 #include "ms/infer/pipeline.h"
@@ -75,6 +76,9 @@ struct JobStats {
   /// pipeline's run(), formatting JSON lines, and the threads' whole time (per window: threads x
   /// its wall time; the difference is idle time at the windows' ends).
   double pipeline_seconds = 0, format_seconds = 0, worker_seconds = 0;
+  /// The first input (in input order) whose result is an error line, and its error.
+  std::optional<Error> first_error;
+  Json first_error_id;
 };
 
 /// Runs one batch through `pipeline`; when the batch as a whole fails, each input is retried alone
