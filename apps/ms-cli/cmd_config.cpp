@@ -31,6 +31,11 @@ void run_config_show(const ConfigShowOptions& options) {
 
 void add_config_command(CLI::App& app, const GlobalOptions& /*global*/) {
   CLI::App* config = app.add_subcommand("config", "Inspect configuration files");
+  config->footer(
+      "Examples:\n"
+      "  ms config show MODEL_DIR --set train.max_epochs=3\n"
+      "  ms config show configs/text-classification --key train.optimizer --json\n" +
+      std::string(kExitCodesHelp));
   config->require_subcommand(1);
 
   auto options = std::make_shared<ConfigShowOptions>();

@@ -205,6 +205,15 @@ void add_common(CLI::App* c, DatasetOptions& o) {
 
 void add_dataset_command(CLI::App& app, const GlobalOptions& /*global*/) {
   CLI::App* dataset = app.add_subcommand("dataset", "Inspect and iterate datasets");
+  dataset->footer(
+      "Examples:\n"
+      "  ms dataset info csv:train.csv\n"
+      "  ms dataset head imagefolder:photos -n 3\n"
+      "  ms dataset info hub:OWNER/NAME@v1.0:SUBSET/train --json\n"
+      "  ms dataset iter imagefolder:photos --batch-size 64 --workers 4\n"
+      "Specs: csv:F, jsonl:F, json:F, imagefolder:DIR, zip:F, a folder, hub:OWNER/NAME...;\n"
+      "splits take slices (train[:10%]). See docs/datasets.md.\n" +
+      std::string(kExitCodesHelp));
   dataset->require_subcommand(1);
 
   auto info = std::make_shared<DatasetOptions>();

@@ -87,6 +87,17 @@ void add_infer_command(CLI::App& app, const GlobalOptions& /*global*/) {
   auto opts = std::make_shared<InferOptions>();
   CLI::App* cmd = app.add_subcommand(
       "infer", "Run a model's pipeline on inputs; one JSON line per input, in input order");
+  cmd->footer(
+      "Examples:\n"
+      "  ms infer -m ~/.cache/ms/models/all-MiniLM-L6-v2 -i 'a cat sat' 'a dog ran'\n"
+      "  ms infer -m MODEL_DIR --input-file in.jsonl -o out.jsonl -b 64 --device auto\n"
+      "  ms infer ... -o out.jsonl --resume   # after a kill: skip the ids already written\n"
+      "  ms infer -m MODEL_DIR --input-file in.txt -o emb.npy   # one float32 matrix\n"
+      "  ms infer -m MODEL_DIR --dataset imagefolder:photos --shard 0/4 -o part0.jsonl\n"
+      "Each line is {\"id\", ...the result} or {\"id\", \"error\"} for a bad input; the job exits\n"
+      "0 when some inputs failed (stderr says how many) and with the first failure's code when\n"
+      "all did. -v ends with where the time went (stages, and inside the batches).\n" +
+      std::string(kExitCodesHelp));
   cmd->add_option("--model,-m", opts->model,
                   "Model folder (ModelScope or Hugging Face layout), or a hub id OWNER/NAME "
                   "(downloaded into the cache once; see --revision, --offline)")

@@ -45,6 +45,12 @@ void add_list_command(CLI::App& app, const GlobalOptions& /*global*/) {
   auto options = std::make_shared<ListOptions>();
   CLI::App* command =
       app.add_subcommand("list", "List registries, or the components registered in one");
+  command->footer(
+      "Examples:\n"
+      "  ms list                 # the registries\n"
+      "  ms list metrics         # what evaluation.metrics and --metrics take\n"
+      "  ms list hooks --json\n" +
+      std::string(kExitCodesHelp));
   command->add_option(
       "registry", options->registry,
       "Registry name ('models' and 'pipelines' load LibTorch); omit to list the registries");

@@ -84,13 +84,20 @@ void run_tokenize(const TokenizeOptions& o) {
 void add_tokenize_command(CLI::App& app, const GlobalOptions& /*global*/) {
   auto opts = std::make_shared<TokenizeOptions>();
   CLI::App* cmd = app.add_subcommand("tokenize", "Tokenise inputs with a model folder's tokenizer");
+  cmd->footer(
+      "Examples:\n"
+      "  ms tokenize -m ~/.cache/ms/models/all-MiniLM-L6-v2 -i 'Hello, world!' --tokens\n"
+      "  ms tokenize -m MODEL_DIR --input-file in.jsonl --max-length 128\n"
+      "Prints one JSON line per input: its input_ids and token_type_ids (and tokens with\n"
+      "--tokens), as the model's Hugging Face tokenizer gives them.\n" +
+      std::string(kExitCodesHelp));
   cmd->add_option("--model,-m", opts->model,
                   "Model folder with vocab.txt (WordPiece) or vocab.json + merges.txt (GPT-2 "
                   "byte-level BPE), and tokenizer_config.json")
       ->required();
   cmd->add_option("--input,-i", opts->inputs, "Input text(s)");
   cmd->add_option("--input-file", opts->input_file,
-                  "Inputs: .txt, .jsonl (text / text_pair) or .csv");
+                  "Inputs: .txt, .jsonl (text / text_pair), .json (an array of records) or .csv");
   cmd->add_option("--max-length", opts->max_length,
                   "Truncate to this many tokens (default: the model's)");
   cmd->add_flag("--tokens", opts->tokens, "Also print the tokens");
