@@ -54,9 +54,11 @@ void run_infer(const InferOptions& o) {
   r.job.fail_fast = o.fail_fast;
   if (o.shard) std::tie(r.job.shard_index, r.job.shard_count) = data::parse_shard(*o.shard);
   const infer::JobStats stats = infer::run_infer(r);
-  if (stats.errors > 0 && stats.errors == stats.done && stats.nonfinite_outputs == 0) {
+  if (stats.errors > 0 && stats.errors == stats.done && stats.skipped == 0 &&
+      stats.nonfinite_outputs == 0) {
     // Not one result: the job as a whole went wrong (text files given to an image model, the
-    // wrong column), which a script must not take for success.
+    // wrong column), which a script must not take for success. (A resumed run's results may all
+    // be in the lines it kept.)
     const Error& first = *stats.first_error;
     const std::string which = stats.done == 1
                                   ? fmt::format("the one input ({})", stats.first_error_id.dump())
@@ -104,9 +106,11 @@ void add_infer_command(CLI::App& app, const GlobalOptions& /*global*/) {
       ->required();
   cmd->add_option("--task,-t", opts->task, "Task (default: the model's configuration.json)");
   cmd->add_option("--input,-i", opts->inputs, "Input text(s)");
-  cmd->add_option("--input-file", opts->input_file,
-                  "Inputs: .txt (one per line), .jsonl, .json (an array of records) or .csv; - "
-                  "reads lines from standard input");
+  cmd->add_option(
+      "--input-file", opts->input_file,
+      "Inputs: .txt (one per line), .jsonl or .json (JSON lines, or one array of records), "
+      ".csv; - "
+      "reads lines from standard input");
   cmd->add_option("--input-dir", opts->input_dir, "Inputs: every file in a folder");
   cmd->add_option("--dataset", opts->dataset,
                   "Inputs: the rows of a dataset (csv:F, jsonl:F, imagefolder:DIR, zip:F, "

@@ -96,8 +96,9 @@ void add_tokenize_command(CLI::App& app, const GlobalOptions& /*global*/) {
                   "byte-level BPE), and tokenizer_config.json")
       ->required();
   cmd->add_option("--input,-i", opts->inputs, "Input text(s)");
-  cmd->add_option("--input-file", opts->input_file,
-                  "Inputs: .txt, .jsonl (text / text_pair), .json (an array of records) or .csv");
+  cmd->add_option(
+      "--input-file", opts->input_file,
+      "Inputs: .txt, .jsonl (text / text_pair), .json (also an array of records) or .csv");
   cmd->add_option("--max-length", opts->max_length,
                   "Truncate to this many tokens (default: the model's)");
   cmd->add_flag("--tokens", opts->tokens, "Also print the tokens");

@@ -328,6 +328,19 @@ class HeadsTest(TorchTestCase):
             for p, label in zip(probs, ref["labels"]):
                 self.assertLess(abs(by_label[label] - p), TOL)
         self.assertIn("pair", got[-1]["error"]["message"])
+        # "text2" (ModelScope's service schema, as ms serve takes it) is a second sentence too;
+        # a field no input is read from is named on stderr, not dropped without a word.
+        a, b = ref["pairs"][0]
+        src = self.jsonl("named.jsonl", [{"text": a, "text2": b}, {"text": a, "txet_pair": b}])
+        r = run_ms("infer", "--model", os.path.join(TINY, "cls"), "--device", DEVICE, "--task",
+                   "sentence-similarity", "--input-file", src)
+        self.assertExit(r, 0)
+        got = lines(r.stdout)
+        by_label = dict(zip(got[0]["labels"], got[0]["scores"]))
+        for p, label in zip(ref["pair_probs"][0], ref["labels"]):
+            self.assertLess(abs(by_label[label] - p), TOL)
+        self.assertIn("pair", got[1]["error"]["message"])
+        self.assertIn("named.jsonl: fields not read: txet_pair", r.stderr)
 
     def test_named_entity_recognition(self):
         ref = expected("ner")

@@ -191,12 +191,16 @@ class MiniLmTest(TorchTestCase):
             self.assertGreater(cosine(g["text_embedding"], want["text_embedding"]), 0.99999)
         self.assertIn("empty", got[2]["error"]["message"])
         self.assertIn("element 3: expected a JSON object or string", got[3]["error"]["message"])
-        # Not an array: refused, rather than embedding the document as one sentence.
+        # JSON lines in a .json file (as Hugging Face's to_json writes them): records, one per
+        # line, not a document to embed as one sentence.
         with open(records, "w") as f:
-            json.dump({"text": "a cat sat"}, f)
+            f.write('{"id": "a", "text": "a cat sat"}\n"a dog ran"\n')
         r = run_ms("infer", "-m", model_dir(), "--input-file", records)
-        self.assertExit(r, 2)
-        self.assertOneLineError(r, "holds a JSON object, not an array of records")
+        self.assertExit(r, 0)
+        got = lines(r.stdout)
+        self.assertEqual([g["id"] for g in got], ["a", 1])
+        for g, want in zip(got, alone):
+            self.assertGreater(cosine(g["text_embedding"], want["text_embedding"]), 0.99999)
 
     def test_an_output_another_job_writes_is_refused(self):
         src = self.path("in.txt")
@@ -206,17 +210,25 @@ class MiniLmTest(TorchTestCase):
         args = ("infer", "-m", model_dir(), "--input-file", src, "-o", out)
         self.assertExit(run_ms(*args), 0)
         before = read(out)
-        # Another job holds the output (its lock, as a running ms infer holds it): a second job,
-        # resuming or not, would mix its lines with that job's or empty the file under it.
+        # Another job holds the output (a record lock, which conflicts with the one a running
+        # ms infer holds): a second job, resuming or not, would mix its lines with that job's or
+        # empty the file under it.
         with open(out, "a") as held:
-            fcntl.flock(held, fcntl.LOCK_EX)
+            fcntl.lockf(held, fcntl.LOCK_EX)
             for extra in ((), ("--resume",)):
                 r = run_ms(*args, *extra)
                 self.assertExit(r, 2)
-                self.assertOneLineError(r, "another ms infer is writing", "out.jsonl")
+                self.assertOneLineError(r, "out.jsonl is locked by another process")
         self.assertEqual(read(out), before)
-        # Several jobs may write a device at once.
-        self.assertExit(run_ms("infer", "-m", model_dir(), "-i", "a", "-o", os.devnull), 0)
+        # A wrapper's flock(1) on the output (flock -n out.jsonl ms infer ...) is no other job.
+        with open(out, "a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            self.assertExit(run_ms(*args), 0)
+        self.assertEqual(read(out), before)
+        # Several jobs may write a device at once: a device is not locked.
+        with open(os.devnull, "a") as held:
+            fcntl.lockf(held, fcntl.LOCK_EX)
+            self.assertExit(run_ms("infer", "-m", model_dir(), "-i", "a", "-o", os.devnull), 0)
         # An output that holds an id twice was written by two jobs: --resume does not trust it.
         doubled = self.path("doubled.jsonl")
         with open(doubled, "w") as f:

@@ -100,9 +100,9 @@ void ComponentOptions::check_all_read() const {
   for (const auto& [key, value] : options_.items()) {
     if (read_.count(key) != 0) continue;
     std::vector<std::string> known(read_.begin(), read_.end());
-    throw Error(ErrorCode::kConfig, fmt::format("{}: unknown option '{}'", component_, key),
-                did_you_mean(key, known) +
-                    (known.empty() ? " it takes no options" : " it takes: " + join(known, ", ")));
+    throw Error(
+        ErrorCode::kConfig, fmt::format("{}: unknown option '{}'", component_, key),
+        known.empty() ? std::string("it takes no options") : choices_hint(key, known, "it takes"));
   }
 }
 

@@ -1,5 +1,7 @@
 #include "ms/core/text.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cctype>
 
@@ -111,6 +113,12 @@ std::string did_you_mean(std::string_view word, const std::vector<std::string>& 
   if (matches.empty()) return {};
   for (std::string& m : matches) m = "'" + m + "'";
   return "did you mean " + join(matches, ", ") + "?";
+}
+
+std::string choices_hint(std::string_view word, const std::vector<std::string>& choices,
+                         std::string_view what) {
+  const std::string close = did_you_mean(word, choices);
+  return fmt::format("{}{}{}: {}", close, close.empty() ? "" : " ", what, join(choices, ", "));
 }
 
 std::string first_line(std::string_view text) {

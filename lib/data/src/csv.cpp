@@ -229,6 +229,13 @@ Table read_csv(const std::filesystem::path& path, const CsvOptions& options) {
   return parse_csv(read_file(path), path.string(), options);
 }
 
+bool holds_json_array(std::string_view text) {
+  constexpr std::string_view kBom = "\xEF\xBB\xBF";
+  if (text.substr(0, kBom.size()) == kBom) text.remove_prefix(kBom.size());
+  const std::size_t first = text.find_first_not_of(" \t\r\n");
+  return first != std::string_view::npos && text[first] == '[';
+}
+
 Table parse_jsonl(std::string_view text, const std::string& source) {
   if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
   if (std::size_t bad = first_invalid_utf8_line(text)) bad_line(source, bad, "invalid UTF-8");
@@ -259,8 +266,7 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
     }
     objects.push_back(std::move(obj));
   };
-  const std::size_t first = text.find_first_not_of(" \t\r\n");
-  if (first != std::string_view::npos && text[first] == '[') {
+  if (holds_json_array(text)) {
     // A .json file holding one array of objects (HF's json builder reads these too).
     Json doc;
     JsonParseError e;

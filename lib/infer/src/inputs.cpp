@@ -60,11 +60,51 @@ PipelineInput input_from_json(const Json& j, std::size_t index, const std::strin
   return in;
 }
 
-void read_jsonl(const std::filesystem::path& file, std::vector<PipelineInput>& out) {
-  for (data::JsonLine& line : data::parse_json_lines(read_file(file))) {
+// Says once which fields or columns of an input file no input is read from: a misspelled
+// second-sentence field ("txet_pair") would otherwise turn every pair into a single sentence
+// without a word.
+void warn_unread(const std::filesystem::path& file, const std::set<std::string>& unread,
+                 const char* what) {
+  if (unread.empty()) return;
+  log::warn(
+      "{}: {} not read: {} (text: {}; second sentence: {}; files: path, image, "
+      "file; and id)",
+      file.string(), what, join(std::vector<std::string>(unread.begin(), unread.end()), ", "),
+      join(std::vector<std::string>(kTextFields.begin(), kTextFields.end()), ", "),
+      join(std::vector<std::string>(kPairFields.begin(), kPairFields.end()), ", "));
+}
+
+bool is_read_field(std::string_view name) {
+  auto among = [name](std::initializer_list<const char*> names) {
+    return std::find(names.begin(), names.end(), name) != names.end();
+  };
+  return name == "id" || among(kTextFields) || among(kPairFields) ||
+         among({"path", "image", "file"});
+}
+
+// JSON lines (.jsonl, .ndjson, .json), or one JSON array of records: the file's first character
+// decides (data::holds_json_array), as for `--dataset jsonl:F`, not its name.
+void read_json_records(const std::filesystem::path& file, std::vector<PipelineInput>& out) {
+  const std::string text = read_file(file);
+  std::set<std::string> unread;
+  auto add = [&](const Json& record, std::size_t index, const std::string& where) {
+    if (record.is_object()) {
+      for (auto it = record.begin(); it != record.end(); ++it)
+        if (!is_read_field(it.key())) unread.insert(it.key());
+    }
+    out.push_back(input_from_json(record, index, where, file));
+  };
+  if (data::holds_json_array(text)) {
+    const Json doc = parse_json(text, file.string(), ErrorCode::kIntegrity);
+    for (std::size_t k = 0; k < doc.size(); ++k)
+      add(doc[k], k, fmt::format("{} element {}", file.string(), k));
+    warn_unread(file, unread, "fields");
+    return;
+  }
+  for (data::JsonLine& line : data::parse_json_lines(text)) {
     const std::string where = fmt::format("{} line {}", file.string(), line.line);
     if (line.error.empty()) {
-      out.push_back(input_from_json(line.value, line.line - 1, where, file));
+      add(line.value, line.line - 1, where);
       continue;
     }
     PipelineInput in;
@@ -72,21 +112,7 @@ void read_jsonl(const std::filesystem::path& file, std::vector<PipelineInput>& o
     in.invalid = fmt::format("{} column {}: not valid JSON ({})", where, line.column, line.error);
     out.push_back(std::move(in));
   }
-}
-
-// A .json file: one array of records, each as a line of JSON lines would hold it. (Read as lines
-// of text, the whole document would be embedded as a sentence.)
-void read_json_array(const std::filesystem::path& file, std::vector<PipelineInput>& out) {
-  const Json doc = parse_json(read_file(file), file.string(), ErrorCode::kIntegrity);
-  if (!doc.is_array()) {
-    throw Error(ErrorCode::kUsage,
-                fmt::format("input file {} holds a JSON {}, not an array of records", file.string(),
-                            Config::type_name(doc)),
-                "give a JSON array of objects with a \"text\" field (or of strings), or JSON "
-                "lines (.jsonl), one record per line");
-  }
-  for (std::size_t k = 0; k < doc.size(); ++k)
-    out.push_back(input_from_json(doc[k], k, fmt::format("{} element {}", file.string(), k), file));
+  warn_unread(file, unread, "fields");
 }
 
 // Text of a table cell: CSV cells read untyped are strings; dataset columns may be typed.
@@ -156,7 +182,12 @@ void read_csv(const std::filesystem::path& file, std::vector<PipelineInput>& out
   data::CsvOptions options;
   options.infer_types = false;  // ids and texts stay exactly as written
   if (lower_ext(file) == ".tsv") options.delimiter = '\t';
-  inputs_from_table(data::read_csv(file, options), file.string(), file.parent_path(), out);
+  const data::Table table = data::read_csv(file, options);
+  std::set<std::string> unread;
+  for (const data::Column& column : table.columns)
+    if (!is_read_field(column.name)) unread.insert(column.name);
+  inputs_from_table(table, file.string(), file.parent_path(), out);
+  warn_unread(file, unread, "columns");
 }
 
 void read_dataset(const std::string& spec, const std::optional<std::string>& split_name,
@@ -203,10 +234,8 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
                   "give a folder of inputs with --input-dir");
     }
     const std::string ext = lower_ext(file);
-    if (ext == ".jsonl" || ext == ".ndjson") {
-      read_jsonl(file, out);
-    } else if (ext == ".json") {
-      read_json_array(file, out);
+    if (ext == ".jsonl" || ext == ".ndjson" || ext == ".json") {
+      read_json_records(file, out);
     } else if (ext == ".csv" || ext == ".tsv") {
       read_csv(file, out);
     } else {

@@ -1,7 +1,6 @@
 #include "ms/infer/job.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -38,9 +37,11 @@ namespace {
 class Sink {
  public:
   /// Opens `path` (none: standard output) for appending, or emptied when `append` is false. A
-  /// file is locked (flock) for the job's whole run first: a second job writing the same file
-  /// would interleave its lines with this one's, or empty the file under it, and --resume would
-  /// then trust a mixture. The lock comes before --resume reads the file and before it is emptied.
+  /// file is locked for the job's whole run first: a second job writing the same file would
+  /// interleave its lines with this one's, or empty the file under it, and --resume would then
+  /// trust a mixture. The lock comes before --resume reads the file and before it is emptied. It
+  /// is an open file description lock (F_OFD_SETLK), which a wrapper's flock(1) on the same file
+  /// (`flock -n out.jsonl ms infer ... -o out.jsonl`) does not conflict with.
   Sink(const std::optional<std::filesystem::path>& path, bool append) {
     if (!path) return;
     path_ = *path;
@@ -56,19 +57,25 @@ class Sink {
     struct stat st {};
     durable_ = ::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode);
     if (!durable_) return;
+    struct flock whole_file {};
+    whole_file.l_type = F_WRLCK;
+    whole_file.l_whence = SEEK_SET;  // from offset 0, length 0: the whole file
     int locked;
-    while ((locked = ::flock(fd_, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR) {
+    while ((locked = ::fcntl(fd_, F_OFD_SETLK, &whole_file)) != 0 && errno == EINTR) {
     }
-    if (locked != 0 && errno == EWOULDBLOCK) {
-      ::close(fd_);
-      fd_ = -1;
-      throw Error(ErrorCode::kUsage, fmt::format("another ms infer is writing {}", path_.string()),
-                  "wait for it to finish (then --resume goes on from its results), or write to "
-                  "another --output file");
+    if (locked != 0 && (errno == EAGAIN || errno == EACCES)) {
+      close_and_throw(Error(ErrorCode::kUsage,
+                            fmt::format("{} is locked by another process: another ms infer is "
+                                        "writing it",
+                                        path_.string()),
+                            "wait for it to finish (then --resume goes on from its results), or "
+                            "write to another --output file"));
     }
     // Elsewhere (a file system without locks) the job writes unlocked, as before.
-    MS_CHECK(append || ::ftruncate(fd_, 0) == 0, ErrorCode::kIo, "cannot empty {}: {}",
-             path_.string(), std::strerror(errno));
+    if (!append && ::ftruncate(fd_, 0) != 0) {
+      close_and_throw(Error(ErrorCode::kIo, fmt::format("cannot empty {}: {}", path_.string(),
+                                                        std::strerror(errno))));
+    }
   }
   ~Sink() {
     if (fd_ >= 0) ::close(fd_);
@@ -117,6 +124,14 @@ class Sink {
   }
 
  private:
+  // For the constructor, whose failures the destructor does not see: the file (and its lock)
+  // must not stay open.
+  [[noreturn]] void close_and_throw(const Error& error) {
+    ::close(fd_);
+    fd_ = -1;
+    throw error;
+  }
+
   std::filesystem::path path_;
   int fd_ = -1;
   bool durable_ = false;
@@ -284,9 +299,11 @@ struct Window {
   std::vector<PipelineResult> results;
   std::vector<std::string> lines;
   double prepare_seconds = 0, run_seconds = 0;
-  /// Inside run_seconds, summed over the worker threads: in the pipeline, formatting lines, and
-  /// the threads' whole time (threads x run_seconds).
-  double pipeline_seconds = 0, format_seconds = 0, worker_seconds = 0;
+  /// Inside run_seconds, summed over the worker threads: in the pipeline, formatting lines,
+  /// starting the threads (prepare_worker: thread counts, CUDA streams), and the threads' whole
+  /// time (threads x run_seconds).
+  double pipeline_seconds = 0, format_seconds = 0, startup_seconds = 0, worker_seconds = 0;
+  std::size_t threads = 1;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -385,14 +402,20 @@ void run_window(Pipeline& pipeline, const std::vector<const PipelineInput*>& pen
     threads = std::min(workers, win.batches.size());
     std::vector<std::thread> pool;
     for (std::size_t t = 0; t < threads; ++t) {
-      pool.emplace_back([&pipeline, &work] {
+      pool.emplace_back([&pipeline, &work, &totals_mutex, &win, t0] {
         pipeline.prepare_worker(1);
+        const double startup = seconds_since(t0);
+        {
+          std::lock_guard<std::mutex> lock(totals_mutex);
+          win.startup_seconds += startup;
+        }
         work();
       });
     }
     for (auto& th : pool) th.join();
   }
   win.run_seconds = seconds_since(t0);
+  win.threads = threads;
   win.worker_seconds = static_cast<double>(threads) * win.run_seconds;
 }
 
@@ -568,7 +591,9 @@ void run_windows(Pipeline& pipeline, const std::vector<const PipelineInput*>& pe
     stats.run_seconds += current->run_seconds;
     stats.pipeline_seconds += current->pipeline_seconds;
     stats.format_seconds += current->format_seconds;
+    stats.startup_seconds += current->startup_seconds;
     stats.worker_seconds += current->worker_seconds;
+    stats.threads = std::max(stats.threads, current->threads);
     finish_write();
     writing_size = current->size;
     writing = std::async(std::launch::async, [&pending, &output, &stats, current] {
@@ -641,10 +666,11 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
 
 namespace {
 
-// The batches stage taken apart, in worker-seconds (each worker's time summed): in the pipeline
-// (split by its run_phases), formatting JSON lines, and idle (the window's last batches leave
-// threads without work). On a GPU this says whether the host threads or the card hold the job up.
-void log_inside_the_batches(const JobStats& stats, const RunPhases& phases, std::size_t workers) {
+// The batches stage taken apart, in worker-seconds (each worker thread's time summed): in the
+// pipeline (split by its run_phases), formatting JSON lines, starting the threads, and the rest
+// (a window's last batches leave threads without work; more threads than cores wait for one). On
+// a GPU this says whether the host threads or the card hold the job up.
+void log_inside_the_batches(const JobStats& stats, const RunPhases& phases) {
   if (stats.worker_seconds <= 0) return;
   std::string pipeline_part;
   const double measured = phases.inputs + phases.model + phases.device;
@@ -656,10 +682,13 @@ void log_inside_the_batches(const JobStats& stats, const RunPhases& phases, std:
         std::max(0.0, stats.pipeline_seconds - measured));
   }
   log::info(
-      "inside the batches, summed over {} worker(s): {:.3f} s, of which in the pipeline "
-      "{:.3f} s{}, formatting lines {:.3f} s, idle {:.3f} s",
-      workers, stats.worker_seconds, stats.pipeline_seconds, pipeline_part, stats.format_seconds,
-      std::max(0.0, stats.worker_seconds - stats.pipeline_seconds - stats.format_seconds));
+      "inside the batches, summed over {} worker thread(s): {:.3f} s, of which in the pipeline "
+      "{:.3f} s{}, formatting lines {:.3f} s, starting the threads {:.3f} s, and the rest "
+      "{:.3f} s (no batch left in the window, or waiting for a core)",
+      stats.threads, stats.worker_seconds, stats.pipeline_seconds, pipeline_part,
+      stats.format_seconds, stats.startup_seconds,
+      std::max(0.0, stats.worker_seconds - stats.pipeline_seconds - stats.format_seconds -
+                        stats.startup_seconds));
 }
 
 }  // namespace
@@ -705,7 +734,7 @@ JobStats run_infer(const InferRequest& request) {
       "waited {:.3f} s for preparing, {:.3f} s for writing",
       stats.run_seconds, stats.prepare_seconds, stats.write_seconds, stats.prepare_wait_seconds,
       stats.write_wait_seconds);
-  log_inside_the_batches(stats, pipeline->run_phases(), job.workers);
+  log_inside_the_batches(stats, pipeline->run_phases());
   return stats;
 }
 

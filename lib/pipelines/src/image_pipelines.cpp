@@ -62,7 +62,7 @@ std::vector<Transform> parse_transforms(const Config& config) {
     tr.type = t["type"].get<std::string>();
     if (std::find(known.begin(), known.end(), tr.type) == known.end()) {
       throw Error(ErrorCode::kConfig, fmt::format("{}: unknown type '{}'", where, tr.type),
-                  did_you_mean(tr.type, known) + " known: " + join(known, ", "));
+                  choices_hint(tr.type, known, "known"));
     }
     if (tr.type == "ToTensor") continue;  // images are tensors in [0, 1] from the start
     if (tr.type == "Resize" || tr.type == "CenterCrop") {

@@ -531,8 +531,9 @@ class FillMaskPipeline final : public BertTextPipeline {
         phases_.time(infer::PhaseTotals::kModel, [&] { return forward(inputs).at("logits"); });
     const at::Tensor probs = at::softmax(logits.to(at::kFloat), -1);
     const auto top = probs.topk(std::min<int64_t>(top_k_, probs.size(1)), -1);
-    const at::Tensor values = std::get<0>(top).cpu().contiguous(),
-                     indices = std::get<1>(top).cpu().contiguous();
+    const at::Tensor values = phases_.time(infer::PhaseTotals::kDevice,
+                                           [&] { return std::get<0>(top).cpu().contiguous(); });
+    const at::Tensor indices = std::get<1>(top).cpu().contiguous();
     const int64_t kk = values.size(1);
     std::vector<Json> predictions(keep.size(), Json::array());
     std::vector<std::vector<std::int64_t>> filled(kept.size());

@@ -15,8 +15,8 @@
 namespace ms::serve {
 namespace {
 
-// The text fields are `ms infer`'s (infer::kTextFields); a second sentence also comes as
-// ModelScope's service schema names it, "text2".
+// The text and second-sentence fields are `ms infer`'s (infer::kTextFields, kPairFields, which
+// hold ModelScope's service schema's "text2").
 constexpr std::initializer_list<const char*> kImageKeys = {"image", "img", "input"};
 
 // Tasks whose single input is a pair of sentences (ModelScope's input is a 2-tuple).
@@ -157,7 +157,7 @@ infer::PipelineInput one_input(const std::string& task, const Json& value, const
       if (have_text) bad(key_field, "two text fields; give one");
       in.text = text_of(it.value(), key_field);
       have_text = true;
-    } else if (it.key() == "text2" || contains(infer::kPairFields, it.key())) {
+    } else if (contains(infer::kPairFields, it.key())) {
       if (!pair_key.empty()) {
         bad(key_field,
             fmt::format("two second-sentence fields ({} and {}); give one", pair_key, it.key()));

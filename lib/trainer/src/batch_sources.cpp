@@ -33,10 +33,9 @@ std::int64_t LabelMap::id_of(const data::Value& cell, const std::string& where) 
   if (const auto* s = std::get_if<std::string>(&cell)) {
     auto it = std::find(names_.begin(), names_.end(), *s);
     if (it != names_.end()) return it - names_.begin();
-    const std::string close = did_you_mean(*s, names_);
     throw Error(ErrorCode::kUsage,
                 fmt::format("{}: label '{}' is not a class of the model", where, *s),
-                (close.empty() ? "" : close + " ") + "classes: " + join(names_, ", "));
+                choices_hint(*s, names_, "classes"));
   }
   if (std::holds_alternative<std::monostate>(cell))
     fail(ErrorCode::kUsage, "{}: the label is empty", where);
@@ -309,11 +308,10 @@ std::string pick_column(const data::Split& split, const Config& config, const ch
   if (config.has(key)) {
     const std::string name = config.get<std::string>(key);
     if (split.table.column_index(name) < 0) {
-      throw Error(
-          ErrorCode::kUsage,
-          fmt::format("{} (split {}) has no column '{}' ({} in {})", dataset, split.name, name, key,
-                      config.source()),
-          did_you_mean(name, column_names(split)) + "columns: " + join(column_names(split), ", "));
+      throw Error(ErrorCode::kUsage,
+                  fmt::format("{} (split {}) has no column '{}' ({} in {})", dataset, split.name,
+                              name, key, config.source()),
+                  choices_hint(name, column_names(split), "columns"));
     }
     return name;
   }
@@ -349,7 +347,7 @@ LabelMap text_label_map(const data::Split& split, const std::string& column,
   std::set<std::string> names;
   std::int64_t max_id = -1;
   for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
-    const data::Value& v = cell(split, r, col);
+    const data::Value v = label_cell(split, r, col);
     if (const auto* s = std::get_if<std::string>(&v)) {
       names.insert(*s);
     } else if (const auto* i = std::get_if<std::int64_t>(&v)) {

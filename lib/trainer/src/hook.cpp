@@ -57,7 +57,7 @@ int parse_priority(const nlohmann::json& value, const std::string& hook) {
       if (name == upper) return p;
     throw Error(ErrorCode::kConfig,
                 fmt::format("{}: unknown priority '{}'", hook, value.get<std::string>()),
-                did_you_mean(upper, names) + "priorities: " + join(names, ", ") + ", or 0..100");
+                choices_hint(upper, names, "priorities") + ", or 0..100");
   }
   fail(ErrorCode::kConfig, "{}: priority must be a name ({}) or an integer 0..100", hook,
        join(names, ", "));

@@ -514,8 +514,8 @@ class Warmup : public LrScheduler {
     type_ = type.get<std::string>();
     if (type_ != "LinearWarmup" && type_ != "ConstantWarmup" && type_ != "ExponentialWarmup") {
       throw Error(ErrorCode::kNotFound, fmt::format("unknown warmup type '{}'", type_),
-                  did_you_mean(type_, {"LinearWarmup", "ConstantWarmup", "ExponentialWarmup"}) +
-                      " registered: ConstantWarmup, ExponentialWarmup, LinearWarmup");
+                  choices_hint(type_, {"ConstantWarmup", "ExponentialWarmup", "LinearWarmup"},
+                               "registered"));
     }
     nlohmann::json rest = options;
     rest.erase("type");

@@ -130,9 +130,8 @@ Batching read_batching(const Config& config, const char* section, bool shuffle_d
   return b;
 }
 
-// The split to evaluate on: `asked`, else validation, else test, else nullptr.
-const data::Split* eval_split_of(const data::Dataset& d, const std::optional<std::string>& asked) {
-  if (asked) return &d.split(*asked);
+// The split to evaluate on when none was asked for: validation, else test, else nullptr.
+const data::Split* eval_split_of(const data::Dataset& d) {
   for (const char* name : {"validation", "test"})
     for (const auto& s : d.splits)
       if (s.name == name) return &s;
@@ -525,8 +524,7 @@ class TrainingService final : public infer::TrainerService {
       eval_ds = data::load_dataset(r.eval_dataset.value_or(r.dataset), eval_options);
     }
     const data::Dataset& eval_source = eval_ds ? *eval_ds : ds;
-    const data::Split* eval_split =
-        r.split && !eval_ds ? nullptr : eval_split_of(eval_source, std::nullopt);
+    const data::Split* eval_split = r.split && !eval_ds ? nullptr : eval_split_of(eval_source);
     if (eval_ds && eval_split == nullptr) eval_split = &eval_ds->only_split();
 
     MS_CHECK(!train_split.table.rows.empty(), ErrorCode::kUsage,
@@ -605,10 +603,8 @@ class TrainingService final : public infer::TrainerService {
       for (const auto& name : r.metrics) {
         // Named on the command line: a usage error there, not one of the model's configuration.
         if (!metrics::metric_registry().contains(name)) {
-          const std::vector<std::string> known = metrics::metric_registry().types();
-          std::string hint = did_you_mean(name, known);
           throw Error(ErrorCode::kUsage, fmt::format("--metrics: '{}' is not a metric", name),
-                      (hint.empty() ? "" : hint + " ") + "metrics: " + join(known, ", "));
+                      choices_hint(name, metrics::metric_registry().types(), "metrics"));
         }
         list.push_back(name);
       }
@@ -619,7 +615,7 @@ class TrainingService final : public infer::TrainerService {
     data::LoadOptions options;
     options.split = r.split;
     const data::Dataset ds = data::load_dataset(r.dataset, options);
-    const data::Split* split = r.split ? &ds.only_split() : eval_split_of(ds, std::nullopt);
+    const data::Split* split = r.split ? &ds.only_split() : eval_split_of(ds);
     if (split == nullptr) split = &ds.only_split();
     MS_CHECK(!split->table.rows.empty(), ErrorCode::kUsage, "{}: the split '{}' has no rows",
              ds.spec, split->selection);

@@ -48,4 +48,9 @@ MS_API std::string first_line(std::string_view text);
 /// "did you mean 'a', 'b'?" or an empty string when there are no suggestions.
 MS_API std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates);
 
+/// The hint for a name that is not among `choices`: its close matches, then every choice under
+/// `what` ("did you mean 'accuracy'? metrics: accuracy, ppl", or "metrics: accuracy, ppl").
+MS_API std::string choices_hint(std::string_view word, const std::vector<std::string>& choices,
+                                std::string_view what);
+
 }  // namespace ms

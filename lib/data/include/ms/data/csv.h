@@ -45,8 +45,13 @@ struct JsonLine {
 /// input, --resume refuses an output file it cannot trust.
 MS_API std::vector<JsonLine> parse_json_lines(std::string_view text);
 
-/// Parses JSON lines: one JSON object per non-blank line (or, when the text starts with '[', one
-/// JSON array of objects). Columns are the union of keys in order of
+/// Whether JSON text holds one array (its first character after a UTF-8 BOM and blanks is '[')
+/// rather than JSON lines: the rule every reader of .json / .jsonl files follows, whatever the
+/// file's name says (Hugging Face's to_json and pandas write JSON lines to .json files).
+MS_API bool holds_json_array(std::string_view text);
+
+/// Parses JSON lines: one JSON object per non-blank line (or, when holds_json_array(), one JSON
+/// array of objects). Columns are the union of keys in order of
 /// first appearance; a missing key is null; nested arrays and objects become kJson columns;
 /// integers beyond int64 are floats. A bad line is ms::Error(kIntegrity) naming `source`, the line
 /// and the column; JSON beyond ms's limits (nesting, a number beyond a double) is kConfig.

@@ -20,11 +20,12 @@
 namespace ms::infer {
 
 /// The JSON fields and table columns an input's text is read from (the first present wins), and
-/// those of its second sentence (pair tasks). `ms serve` takes the same names in /call bodies.
+/// those of its second sentence (pair tasks; "text2" is ModelScope's service schema's name). `ms
+/// serve` takes the same names in /call bodies.
 inline constexpr std::initializer_list<const char*> kTextFields = {
     "text", "sentence", "sentence1", "text_a", "source_sentence", "input"};
-inline constexpr std::initializer_list<const char*> kPairFields = {"text_pair", "sentence2",
-                                                                   "text_b"};
+inline constexpr std::initializer_list<const char*> kPairFields = {"text_pair", "text2",
+                                                                   "sentence2", "text_b"};
 
 /// Where the inputs come from: exactly one of texts, file, dir or dataset.
 struct InputSpec {
@@ -73,9 +74,12 @@ struct JobStats {
   /// be written: the time the batches stood still because of those stages.
   double prepare_wait_seconds = 0, write_wait_seconds = 0;
   /// Inside the batches, summed over the worker threads (worker-seconds): their time in the
-  /// pipeline's run(), formatting JSON lines, and the threads' whole time (per window: threads x
-  /// its wall time; the difference is idle time at the windows' ends).
-  double pipeline_seconds = 0, format_seconds = 0, worker_seconds = 0;
+  /// pipeline's run(), formatting JSON lines, starting (prepare_worker), and the threads' whole
+  /// time (per window: threads x its wall time; the difference is time without a batch, at the
+  /// windows' ends, or waiting for a core).
+  double pipeline_seconds = 0, format_seconds = 0, startup_seconds = 0, worker_seconds = 0;
+  std::size_t threads = 1;  ///< the most worker threads a window ran
+
   /// The first input (in input order) whose result is an error line, and its error.
   std::optional<Error> first_error;
   Json first_error_id;
