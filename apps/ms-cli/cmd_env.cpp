@@ -1,9 +1,9 @@
 // `ms env`: what this ms sees: versions, LibTorch and CUDA, threads, cache, hub endpoint, token.
 #include <cstdio>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "cli.h"
+#include "ms/core/device.h"
 #include "ms/core/error.h"
 #include "ms/core/settings.h"
 #include "ms/core/version.h"
@@ -35,7 +35,7 @@ void run_env(const EnvOptions& options) {
   auto token = token_source();
   out["token_configured"] = token.has_value();
   if (token) out["token_source"] = *token;
-  out["cpu_cores"] = std::thread::hardware_concurrency();
+  out["cpu_cores"] = usable_cores();  // those this process may run on (taskset, cpusets)
   out["torch_layer"] = infer::torch_layer_path().string();
   // Optional parts that a build may lack (their options were turned off at configure time).
   nlohmann::ordered_json components;
@@ -103,7 +103,7 @@ void run_env(const EnvOptions& options) {
       (on.get<bool>() ? built : missing) += " " + name;
     line("components", "built:" + (built.empty() ? " none" : built) +
                            (missing.empty() ? "" : "; not built:" + missing));
-    line("cpu cores", std::to_string(std::thread::hardware_concurrency()));
+    line("cpu cores", std::to_string(usable_cores()));
     line("cache dir", cache_dir().string());
     line("hub endpoint", hub_endpoint());
     line("token", token ? "configured (" + *token + ")" : std::string("not configured"));

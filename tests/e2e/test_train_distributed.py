@@ -204,9 +204,19 @@ class DistributedTrainTest(TorchTestCase):
         killed = run_ms(*self.args("resume.json", "cut", TINY_CLS), "--nproc", "2",
                         env={"MS_TEST_KILL_AFTER_ITER": "7"})
         self.assertEqual(killed.returncode, 128 + 9, killed.stderr)
-        resumed = run_ms(*self.args("resume.json", "cut", TINY_CLS), "--nproc", "2", "--resume")
-        self.assertExit(resumed, 0)
-        self.assertEqual(json.loads(resumed.stdout)["resumed_from"], self.path("cut", "iter_6"))
+        # Resumed by workers started by hand, rank 1 with a work dir of its own (as on a machine
+        # whose work dir is local), both with --resume auto: rank 0 finds iter_6 and rank 1
+        # loads what rank 0 names, rather than deciding for itself that there is nothing to
+        # resume.
+        port = free_port()
+        rank0 = self.start_worker(0, port, [*self.args("resume.json", "cut", TINY_CLS),
+                                            "--resume", "auto"])
+        rank1 = self.start_worker(1, port, [*self.args("resume.json", "elsewhere", TINY_CLS),
+                                            "--resume", "auto"])
+        out0, err0 = rank0.communicate(timeout=600)
+        _, err1 = rank1.communicate(timeout=600)
+        self.assertEqual((rank0.returncode, rank1.returncode), (0, 0), err0 + err1)
+        self.assertEqual(json.loads(out0)["resumed_from"], self.path("cut", "iter_6"))
         self.assertEqual(safetensors(self.path("whole", "output", "model.safetensors")),
                          safetensors(self.path("cut", "output", "model.safetensors")))
 

@@ -210,13 +210,14 @@ void write_file_atomic(const fs::path& path, const std::function<void(const File
     unlink(temp.c_str());
     throw;
   }
-  // As open(2) would make it: `mode` less the umask; and never more open than the file it
-  // replaces (embeddings or a model the user made private stay private when written again).
+  // A new file as open(2) would make it: `mode` less the umask. A replaced file keeps its
+  // permissions, as writing it in place would, but never more than `mode` (a file the user made
+  // private stays private when written again; credentials stay 0600).
   mode_t permissions = static_cast<mode_t>(mode) & ~current_umask();
   std::error_code status_error;
   const fs::file_status replaced = fs::status(path, status_error);
   if (!status_error && fs::is_regular_file(replaced))
-    permissions &= static_cast<mode_t>(replaced.permissions()) & 07777;
+    permissions = static_cast<mode_t>(mode) & static_cast<mode_t>(replaced.permissions()) & 07777;
   if (fchmod(fd, permissions) != 0) cleanup_and_fail("chmod failed");
   if (fsync(fd) != 0) cleanup_and_fail("fsync failed");
   // Renamed while still open: the lock marks the temp file as being written until it has its

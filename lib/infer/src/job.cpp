@@ -332,8 +332,7 @@ Window prepare_window(const Pipeline& pipeline, const std::vector<const Pipeline
   };
   // A few hundred inputs per thread at least: below that, starting threads costs more.
   constexpr std::size_t kMinPerThread = 256;
-  const std::size_t threads = std::clamp<std::size_t>(
-      size / kMinPerThread, 1, std::max(1U, std::thread::hardware_concurrency()));
+  const std::size_t threads = std::clamp<std::size_t>(size / kMinPerThread, 1, usable_cores());
   if (threads == 1) {
     cost_range(0, size);
   } else {

@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <mutex>
 #include <stdexcept>
 
@@ -30,16 +31,24 @@ constexpr const char* kInstallHint =
 // More threads than this is a typo or a misread variable (LibTorch would try to start them all).
 constexpr int kMaxThreads = 1024;
 
-// $OMP_NUM_THREADS, else the usable cores; `source` says which one asked (for the errors).
-int default_threads(std::string& source) {
+// Where the thread count came from: --threads or OMP_NUM_THREADS (a person's choice, checked
+// against the cores), else the usable cores.
+struct ThreadCount {
+  int threads = 1;
+  const char* asked_by = nullptr;  // "--threads", "OMP_NUM_THREADS"; nullptr: the cores
+};
+
+// $OMP_NUM_THREADS, else the usable cores.
+ThreadCount default_threads() {
   if (auto omp = env_var("OMP_NUM_THREADS")) {
     try {
       int n = std::stoi(*omp);
-      if (n > 0) {
-        source = "OMP_NUM_THREADS";
-        return n;
-      }
+      if (n > 0) return {n, "OMP_NUM_THREADS"};
     } catch (const std::out_of_range&) {
+      if (omp->find('-') != std::string::npos) {
+        log::warn("ignoring OMP_NUM_THREADS='{}': not a positive integer", *omp);
+        return {static_cast<int>(usable_cores()), nullptr};
+      }
       throw Error(
           ErrorCode::kUsage,
           fmt::format("OMP_NUM_THREADS={} asks for more threads than ms runs (at most {})", *omp,
@@ -49,8 +58,7 @@ int default_threads(std::string& source) {
     }
     log::warn("ignoring OMP_NUM_THREADS='{}': not a positive integer", *omp);
   }
-  source = "the usable cores";
-  return static_cast<int>(usable_cores());
+  return {static_cast<int>(usable_cores()), nullptr};
 }
 
 }  // namespace
@@ -98,23 +106,26 @@ const TorchLayer& load_torch_layer(const TorchOptions& options) {
             "reinstall ms so that libms.so and libms_torch.so come from the same build");
   }
   // The handle is kept open for the life of the process: LibTorch cannot be unloaded safely.
-  std::string source = "--threads";
-  const int threads = options.threads ? *options.threads : default_threads(source);
+  const ThreadCount count =
+      options.threads ? ThreadCount{*options.threads, "--threads"} : default_threads();
+  // A machine with more cores than that runs kMaxThreads unless asked otherwise.
+  const int threads =
+      count.asked_by != nullptr ? count.threads : std::min(count.threads, kMaxThreads);
   MS_CHECK(threads > 0, ErrorCode::kUsage, "--threads must be a positive integer, got {}", threads);
   if (threads > kMaxThreads) {
-    throw Error(
-        ErrorCode::kUsage,
-        fmt::format("{} asks for {} threads; ms runs at most {}", source, threads, kMaxThreads),
-        fmt::format("this process may use {} core(s): give --threads at most that",
-                    usable_cores()));
+    throw Error(ErrorCode::kUsage,
+                fmt::format("{} asks for {} threads; ms runs at most {}", count.asked_by, threads,
+                            kMaxThreads),
+                fmt::format("this process may use {} core(s): give --threads at most that",
+                            usable_cores()));
   }
   // More threads than cores take turns on them, and every parallel region waits for the slowest
   // (a 2-core machine ran a one-layer MiniLM 8x slower at 16 threads than at 2).
-  if (source != "the usable cores" && static_cast<unsigned>(threads) > usable_cores()) {
+  if (count.asked_by != nullptr && static_cast<unsigned>(threads) > usable_cores()) {
     log::warn(
         "{} asks for {} threads, and this process may use {} core(s): the threads will "
         "take turns, which is slower than --threads {}",
-        source, threads, usable_cores(), usable_cores());
+        count.asked_by, threads, usable_cores(), usable_cores());
   }
   // Same ABI version, so a missing service is a bug of the torch layer's build.
   MS_ASSERT(layer->runtime != nullptr && layer->pipelines != nullptr &&

@@ -432,6 +432,32 @@ std::optional<std::filesystem::path> resume_point(const std::string& asked,
        work_dir.string());
 }
 
+// resume_point() as rank 0 answers it, on every rank: rank 0 owns the work dir, and ranks that
+// looked for themselves could decide differently (--resume auto with node-local work dirs, or a
+// network file system showing one rank an older listing), and then train apart. Rank 0's error
+// is every rank's.
+std::optional<std::filesystem::path> resume_point_of_main(Distributed& dist,
+                                                          const std::string& asked,
+                                                          const std::filesystem::path& work_dir) {
+  Json answer = Json::object();
+  if (dist.is_main()) {
+    try {
+      if (const auto point = resume_point(asked, work_dir)) answer["path"] = point->string();
+    } catch (const Error& e) {
+      answer["error"] = {
+          {"code", static_cast<int>(e.code())}, {"message", e.what()}, {"hint", e.hint()}};
+    }
+  }
+  answer = Json::parse(dist.from_main(answer.dump()));
+  if (answer.contains("error")) {
+    const Json& e = answer["error"];
+    throw Error(static_cast<ErrorCode>(e["code"].get<int>()), e["message"].get<std::string>(),
+                e["hint"].get<std::string>());
+  }
+  if (!answer.contains("path")) return std::nullopt;
+  return std::filesystem::path(answer["path"].get<std::string>());
+}
+
 // One `ms train` per work dir at a time: an flock held for the whole run (released by the kernel
 // when the process dies, so a killed run never leaves a stale lock).
 class WorkDirLock {
@@ -508,7 +534,9 @@ class TrainingService final : public infer::TrainerService {
     if (!dist || dist->is_main()) lock.emplace(work_dir);
     // A resumed run: every rank loads the checkpoint rank 0 names (it wrote it).
     const std::optional<std::filesystem::path> resume =
-        r.resume ? resume_point(*r.resume, work_dir) : std::nullopt;
+        r.resume ? (dist ? resume_point_of_main(*dist, *r.resume, work_dir)
+                         : resume_point(*r.resume, work_dir))
+                 : std::nullopt;
     at::manual_seed(r.seed);
 
     data::LoadOptions train_options;

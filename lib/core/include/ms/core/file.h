@@ -36,8 +36,8 @@ MS_API std::size_t remove_abandoned_writes(const std::filesystem::path& path);
 MS_API mode_t current_umask();
 
 /// Writes `data` to `path` atomically: readers see the old file or the new one, never a part.
-/// Creates missing parent folders. The new file gets `mode` (e.g. 0600 for credentials) less the
-/// umask, and no permission the file it replaces lacked.
+/// Creates missing parent folders. A new file gets `mode` (e.g. 0600 for credentials) less the
+/// umask; a replaced file keeps its permissions, less any `mode` lacks.
 MS_API void write_file_atomic(const std::filesystem::path& path, std::string_view data,
                               unsigned mode = 0644);
 
