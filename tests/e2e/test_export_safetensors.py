@@ -5,6 +5,7 @@ modules and loads with no missing weight; bad options and folders are clear erro
 nothing behind. The train -> export -> upload --tag -> infer-by-id chain is in
 test_train_interop.py.
 """
+import fcntl
 import json
 import os
 import subprocess
@@ -102,6 +103,22 @@ class SafetensorsExport(TorchTestCase):
         r = self.export(os.path.join(SOURCE_DIR, "tests", "data", "infer", "vision", "torchscript"), "d", code=2)
         self.assertOneLineError(r, "TorchScript")
         self.assertEqual(sorted(os.listdir(self.tmp)), [])
+
+    def test_a_stopped_exports_folder_is_removed_by_the_next(self):
+        # What exports killed on their way to "out" left: a dead one's folder, and one whose
+        # writer still runs (it holds the folder's lock), which must stay.
+        dead = self.path(".out.ms-export-Ab12Cd")
+        running = self.path(".out.ms-export-Zz99Yy")
+        for folder in (dead, running):
+            os.makedirs(folder)
+            self.write(os.path.join(os.path.basename(folder), "model.safetensors"), "half")
+        held = os.open(running, os.O_RDONLY)
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            self.export(os.path.join(TINY, "cls"), "out")
+        finally:
+            os.close(held)
+        self.assertEqual(sorted(os.listdir(self.tmp)), [".out.ms-export-Zz99Yy", "out"])
 
 
 if __name__ == "__main__":

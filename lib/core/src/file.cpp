@@ -114,27 +114,53 @@ std::size_t remove_unfinished_writes(const fs::path& dir) {
   return removed;
 }
 
-std::size_t remove_abandoned_writes(const fs::path& path) {
-  const std::string prefix = temp_prefix(path);
+namespace {
+
+// Removes the entries of `folder` named `prefix` + mkstemp's six characters, files or (`folders`)
+// folders, whose lock can be taken: a writer holds its temp entry's lock until the entry has its
+// final name, so a lock we can take is a dead writer's. (A finished writer's temp name is gone.)
+std::size_t remove_unlocked_temps(const fs::path& folder, const std::string& prefix, bool folders) {
   std::error_code ec;
   std::size_t removed = 0;
-  for (fs::directory_iterator it(folder_of(path), ec), end; !ec && it != end; it.increment(ec)) {
+  for (fs::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
     if (name.size() != prefix.size() + kTempSuffixSize ||
         name.compare(0, prefix.size(), prefix) != 0)
       continue;
-    const int fd = ::open(it->path().c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    const int fd = ::open(it->path().c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK |
+                                                  (folders ? O_DIRECTORY : 0));
     if (fd < 0) continue;
-    // A writer holds its temp file's lock until the file has its final name: a lock we can take
-    // is a dead writer's. (A finished writer's temp name is gone, so the unlink finds nothing.)
     struct stat st {};
-    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ::flock(fd, LOCK_EX | LOCK_NB) == 0 &&
-        ::unlink(it->path().c_str()) == 0) {
-      ++removed;
+    if (::fstat(fd, &st) == 0 && (folders ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode)) &&
+        ::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      std::error_code gone;
+      if (folders ? fs::remove_all(it->path(), gone) > 0 && !gone
+                  : ::unlink(it->path().c_str()) == 0)
+        ++removed;
     }
     ::close(fd);
   }
   return removed;
+}
+
+}  // namespace
+
+std::size_t remove_abandoned_writes(const fs::path& path) {
+  return remove_unlocked_temps(folder_of(path), temp_prefix(path), false);
+}
+
+std::size_t remove_abandoned_folders(const fs::path& path, std::string_view infix) {
+  return remove_unlocked_temps(folder_of(path), "." + path.filename().string() + std::string(infix),
+                               true);
+}
+
+int lock_folder(const fs::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return -1;
+  int rc;
+  do rc = ::flock(fd, LOCK_EX);
+  while (rc != 0 && errno == EINTR);
+  return fd;  // unlocked where the file system has no flock: held open all the same
 }
 
 mode_t current_umask() {

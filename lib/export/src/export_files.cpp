@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -12,6 +13,7 @@
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
+#include "ms/core/log.h"
 
 namespace ms::exporter {
 
@@ -70,6 +72,9 @@ std::vector<std::string> copy_side_files(const fs::path& model_dir, const fs::pa
 
 namespace {
 
+// An export is written in ".NAME.ms-export-XXXXXX" beside its output, then renamed.
+constexpr const char* kTempInfix = ".ms-export-";
+
 fs::path make_temp_folder(const fs::path& output) {
   fs::path parent = output.parent_path();
   if (parent.empty()) parent = ".";
@@ -82,7 +87,7 @@ fs::path make_temp_folder(const fs::path& output) {
         "choose an --output in a folder you can write");
   }
   std::string pattern =
-      (parent / ("." + output.filename().string() + ".ms-export-XXXXXX")).string();
+      (parent / ("." + output.filename().string() + kTempInfix + "XXXXXX")).string();
   if (::mkdtemp(pattern.data()) == nullptr) {
     throw Error(ErrorCode::kIo,
                 fmt::format("cannot write in {} (for --output {}): {}", parent.string(),
@@ -120,15 +125,24 @@ std::shared_ptr<models::Model> load_for_export(const infer::ModelInfo& info,
 
 std::vector<std::string> write_export_folder(
     const fs::path& output, const std::function<std::vector<std::string>(const fs::path&)>& write) {
+  // What an export killed on its way to the same output left (it had not finished).
+  if (const std::size_t removed = remove_abandoned_folders(output, kTempInfix)) {
+    log::info("{}: removed {} unfinished export folder(s) of a stopped run", output.string(),
+              removed);
+  }
   const fs::path temp = make_temp_folder(output);
+  // Locked until it has its final name, so that no other export's sweep takes it for a dead one.
+  const int lock = lock_folder(temp);
   try {
     std::vector<std::string> files = write(temp);
     std::sort(files.begin(), files.end());
     move_into_place(temp, output);
+    if (lock >= 0) ::close(lock);
     return files;
   } catch (...) {
     std::error_code ignored;
     fs::remove_all(temp, ignored);
+    if (lock >= 0) ::close(lock);
     throw;
   }
 }

@@ -32,6 +32,16 @@ MS_API std::size_t remove_unfinished_writes(const std::filesystem::path& dir);
 /// while other processes write `path`. Returns how many it removed.
 MS_API std::size_t remove_abandoned_writes(const std::filesystem::path& path);
 
+/// The same for temporary folders next to `path` named ".NAME" + `infix` + six characters
+/// (mkdtemp's; `ms export` writes ".NAME.ms-export-XXXXXX"), which their writers hold with
+/// lock_folder() until renamed into place.
+MS_API std::size_t remove_abandoned_folders(const std::filesystem::path& path,
+                                            std::string_view infix);
+
+/// Locks folder `dir` (flock, exclusive) for as long as the returned descriptor is open; -1 when
+/// the folder cannot be opened.
+MS_API int lock_folder(const std::filesystem::path& dir);
+
 /// The process's file mode creation mask (022 where /proc does not say).
 MS_API mode_t current_umask();
 
