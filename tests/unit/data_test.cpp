@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <set>
 
@@ -147,6 +148,16 @@ TEST_CASE("UTF-8 validation rejects overlong forms and surrogates", "[data]") {
   CHECK(first_invalid_utf8_line("ok\n\xC0\xAF") == 2);    // overlong '/'
   CHECK(first_invalid_utf8_line("\xED\xA0\x80") == 1);    // surrogate
   CHECK(first_invalid_utf8_line("a\nb\n\xE4\xB8") == 3);  // truncated sequence
+}
+
+TEST_CASE("CSV: nan is a missing float, inf stays text rather than a null", "[data]") {
+  const Table t = parse_csv("x,y\n1.5,inf\nnan,-inf\n", "f.csv");
+  REQUIRE(t.columns.size() == 2);
+  CHECK(t.columns[0].type == ColumnType::kFloat);
+  CHECK(std::isnan(std::get<double>(t.rows[1][0])));
+  CHECK(t.columns[1].type == ColumnType::kString);
+  CHECK(std::get<std::string>(t.rows[0][1]) == "inf");
+  CHECK(std::get<std::string>(t.rows[1][1]) == "-inf");
 }
 
 TEST_CASE("JSON lines: union of keys, widening, nested values, bad lines", "[data]") {

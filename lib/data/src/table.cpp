@@ -2,6 +2,7 @@
 #include "ms/data/table.h"
 
 #include <charconv>
+#include <cmath>
 #include <cstring>
 
 namespace ms::data {
@@ -45,12 +46,15 @@ bool parse_int(const std::string& s, std::int64_t& out) {
   return ec == std::errc() && ptr == end;
 }
 
+// "nan" reads as a float (NaN, shown as null: a missing value, as pandas reads it); "inf" and
+// "-inf" do not, so that a column holding them keeps them as text rather than as nulls that
+// would lose their sign and look missing.
 bool parse_float(const std::string& s, double& out) {
   const char* begin = s.data();
   const char* end = s.data() + s.size();
   if (begin != end && *begin == '+') ++begin;
   auto [ptr, ec] = std::from_chars(begin, end, out);
-  return ec == std::errc() && ptr == end;
+  return ec == std::errc() && ptr == end && !std::isinf(out);
 }
 
 bool parse_bool(const std::string& s, bool& out) {
