@@ -319,6 +319,9 @@ class TextServeTest(ServeTestCase):
             # Two second sentences are as ambiguous as two first ones.
             ({"input": {"text": "a", "text2": "b", "text_pair": "c"}}, "input.text_pair"),
             ({"input": {"text": "a", "sentence2": "b", "text_b": "c"}}, "input.text_b"),
+            # A key twice (JSON parsers keep the last): refused, not answered for one of them.
+            ('{"input": {"text": "a", "text": "b"}}', "body"),
+            ('{"input": "a", "input": "b"}', "body"),
             # An empty text is named where it is, not as the whole input.
             ({"input": {"text": ""}}, "input.text"),
             ({"input": ["ok", ""]}, "input[1]"),

@@ -279,12 +279,13 @@ CallRequest parse_call(const std::string& task, std::string_view body, const Url
   const std::size_t max_elements = std::max<std::size_t>(max_inputs, 2);
   struct Open {
     bool array;
-    std::size_t count;  // elements of an array, members of an object
+    std::size_t count;              // elements of an array, members of an object
+    std::vector<std::string> keys;  // an object's keys so far (at most kMaxMembers)
   };
   std::vector<Open> open;  // the containers being parsed, innermost last
   Json doc;
   try {
-    doc = Json::parse(body, [&](int depth, Json::parse_event_t event, Json&) {
+    doc = Json::parse(body, [&](int depth, Json::parse_event_t event, Json& parsed) {
       if (depth > kMaxDepth) {
         throw CallError{400, "body", fmt::format("nested deeper than {} levels", kMaxDepth)};
       }
@@ -297,8 +298,18 @@ CallRequest parse_call(const std::string& task, std::string_view body, const Url
       if (event == Event::key && ++open.back().count > kMaxMembers) {
         throw CallError{400, "body", fmt::format("an object with over {} members", kMaxMembers)};
       }
+      if (event == Event::key) {
+        // JSON parsers keep the last of two equal keys: {"text": "a", "text": "b"} would be
+        // answered for "b" alone, as if the client had sent one.
+        std::vector<std::string>& keys = open.back().keys;
+        const std::string& key = parsed.get_ref<const std::string&>();
+        if (std::find(keys.begin(), keys.end(), key) != keys.end())
+          throw CallError{400, "body",
+                          fmt::format("key \"{}\" given twice in one object; give it once", key)};
+        keys.push_back(key);
+      }
       if (event == Event::array_start || event == Event::object_start) {
-        open.push_back({event == Event::array_start, 0});
+        open.push_back({event == Event::array_start, 0, {}});
       }
       if (event == Event::array_end || event == Event::object_end) open.pop_back();
       return true;
