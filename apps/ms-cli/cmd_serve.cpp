@@ -15,10 +15,14 @@
 namespace ms::cli {
 namespace {
 
-// Refuses an empty value (`--token ""`, a shell variable that was not set), naming what to give.
+// Refuses an empty or blank value (`--token ""`, a shell variable that was not set; a token of
+// spaces no client can send, as HTTP trims header values), naming what to give.
 CLI::Validator non_empty(const std::string& what) {
   return CLI::Validator(
-      [what](std::string& value) { return value.empty() ? "empty; give " + what : std::string(); },
+      [what](std::string& value) {
+        return value.find_first_not_of(" \t\r\n") == std::string::npos ? "empty; give " + what
+                                                                       : std::string();
+      },
       "");
 }
 

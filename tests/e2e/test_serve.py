@@ -495,7 +495,8 @@ class TextServeTest(ServeTestCase):
         # (an empty --token would serve without authentication).
         for args, fragment in ((("--workers", "100000"), "--workers"),
                                (("--threads", "100000"), "--threads"),
-                               (("--host", ""), "--host"), (("--token", ""), "--token")):
+                               (("--host", ""), "--host"), (("--token", ""), "--token"),
+                               (("--token", " "), "--token")):
             r = run_ms("serve", "-m", os.path.join(TINY, "cls"), "--port", "0", *args)
             self.assertExit(r, 2, str(args))
             self.assertOneLineError(r, fragment)
