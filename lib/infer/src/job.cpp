@@ -676,7 +676,7 @@ void log_inside_the_batches(const JobStats& stats, const RunPhases& phases) {
   if (measured > 0) {
     pipeline_part = fmt::format(
         " (inputs {:.3f} s, model as the host sees it {:.3f} s, waiting for the device and "
-        "copying back {:.3f} s, the rest {:.3f} s)",
+        "copying back {:.3f} s, building the results {:.3f} s)",
         phases.inputs, phases.model, phases.device,
         std::max(0.0, stats.pipeline_seconds - measured));
   }
