@@ -7,9 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <chrono>
-#include <cstdint>
 
 #include "ms/core/error.h"
 #include "ms/core/log.h"
@@ -38,21 +36,6 @@ std::string unsupported_encoding(const std::string& encoding) {
   return fmt::format(
       "Content-Encoding {} is not supported: send the body uncompressed, or as gzip, deflate or br",
       encoding);
-}
-
-// The body length a request declares (Content-Length; the front has checked that it is decimal
-// and, when listed, one value); 0 without one (a chunked body); a length beyond 64 bits is the
-// largest.
-std::uint64_t declared_length(const httplib::Request& req) {
-  if (!req.has_header("Content-Length")) return 0;
-  const std::string value = req.get_header_value("Content-Length");
-  const std::size_t start = value.find_first_not_of(' ');
-  if (start == std::string::npos) return 0;
-  std::uint64_t length = 0;
-  const auto [end, error] =
-      std::from_chars(value.data() + start, value.data() + value.size(), length);
-  if (error == std::errc::result_out_of_range) return UINT64_MAX;
-  return error == std::errc() ? length : 0;
 }
 
 // Compares in constant time, so that the answer's timing does not reveal the token's prefix.
@@ -119,14 +102,6 @@ struct Server::Impl {
         encoding != "identity") {
       res.set_header("Connection", "close");
       send_error(res, 415, "body", unsupported_encoding(encoding), id);
-      return;
-    }
-    // A declared length over the limit is refused from the header (the front has checked its
-    // syntax): reading on would have httplib discard the whole announced body first, holding the
-    // connection until the read timeout before the 413 went out.
-    if (declared_length(req) > options.max_body_bytes) {
-      res.set_header("Connection", "close");
-      body_failed(req, res, true, id);
       return;
     }
     std::string body;
