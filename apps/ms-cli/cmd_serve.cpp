@@ -1,5 +1,6 @@
 // `ms serve`: a model behind ModelScope's service API (/call, /describe, /health) plus /metrics,
 // with dynamic batching.
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +23,23 @@ CLI::Validator non_empty(const std::string& what) {
       [what](std::string& value) {
         return value.find_first_not_of(" \t\r\n") == std::string::npos ? "empty; give " + what
                                                                        : std::string();
+      },
+      "");
+}
+
+// A token must be sendable as written: HTTP trims a header value's surrounding spaces and no
+// client sends control characters, so such a token would refuse every request.
+CLI::Validator sendable_token() {
+  return CLI::Validator(
+      [](std::string& value) {
+        const bool has_control = std::any_of(value.begin(), value.end(), [](char c) {
+          const auto u = static_cast<unsigned char>(c);
+          return u < 0x20 || u == 0x7f;
+        });
+        if (has_control) return std::string("holds a control character (a stray \\r from a file?)");
+        if (!value.empty() && (value.front() == ' ' || value.back() == ' '))
+          return std::string("starts or ends with a space, which HTTP drops from the header");
+        return std::string();
       },
       "");
 }
@@ -143,7 +161,8 @@ void add_serve_command(CLI::App& app, const GlobalOptions& /*global*/) {
   cmd->add_option("--token", s.token,
                   "Require 'Authorization: Bearer TOKEN' on /call, /describe and /metrics "
                   "(/health stays open)")
-      ->check(non_empty("a token (leave out --token to serve without one)"));
+      ->check(non_empty("a token (leave out --token to serve without one)"))
+      ->check(sendable_token());
   cmd->add_option("--max-client-connections", s.max_client_connections,
                   "Open connections allowed per client address; more are answered 503 (every "
                   "local client, and a proxy on this host, is 127.0.0.1)")

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import random
+import shutil
 import stat
 import subprocess
 import unittest
@@ -513,6 +514,21 @@ class ExportOnnxTest(TorchTestCase):
         self.assertExit(r, 2)
         self.assertOneLineError(r, "not empty")
         self.assertEqual(os.listdir(full), ["keep.txt"])
+        # ".", ".." and "/" name no folder to rename the export into: refused before any work
+        # (from an empty folder too, where "." would pass the emptiness check).
+        empty = self.path("empty")
+        os.makedirs(empty)
+        for odd in (".", "..", "./", "sub/..", "/"):
+            r = run_ms("export", "-m", os.path.join(TINY, "cls"), "-o", odd, "--format", "safetensors", cwd=empty)
+            self.assertExit(r, 2, odd)
+            self.assertOneLineError(r, "names no folder of its own")
+        self.assertEqual(os.listdir(empty), [])
+        # "out/." is the folder "out".
+        r = run_ms("export", "-m", os.path.join(TINY, "cls"), "-o", "out/.", "--format", "safetensors", cwd=empty)
+        self.assertExit(r, 0)
+        self.assertEqual(os.listdir(empty), ["out"])
+        self.assertIn("model.safetensors", os.listdir(os.path.join(empty, "out")))
+        shutil.rmtree(empty)
         self.assertEqual(sorted(os.listdir(self.tmp)), ["file", "full"])
 
     def test_bad_format_options(self):

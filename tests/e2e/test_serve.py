@@ -496,7 +496,8 @@ class TextServeTest(ServeTestCase):
         for args, fragment in ((("--workers", "100000"), "--workers"),
                                (("--threads", "100000"), "--threads"),
                                (("--host", ""), "--host"), (("--token", ""), "--token"),
-                               (("--token", " "), "--token")):
+                               (("--token", " "), "--token"), (("--token", "s3cret\r"), "--token"),
+                               (("--token", " s3cret"), "--token")):
             r = run_ms("serve", "-m", os.path.join(TINY, "cls"), "--port", "0", *args)
             self.assertExit(r, 2, str(args))
             self.assertOneLineError(r, fragment)

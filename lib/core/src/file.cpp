@@ -156,11 +156,21 @@ std::size_t remove_abandoned_folders(const fs::path& path, std::string_view infi
 
 int lock_folder(const fs::path& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return -1;
+  if (fd < 0) return -1;  // removed before it could be opened
   int rc;
   do rc = ::flock(fd, LOCK_EX);
   while (rc != 0 && errno == EINTR);
-  return fd;  // unlocked where the file system has no flock: held open all the same
+  // A sweep that took the lock first may have removed it meanwhile (as for temp files); where
+  // the file system has no flock it is held open, unlocked, all the same.
+  struct stat st {};
+  const bool statted = ::fstat(fd, &st) == 0;
+  const int saved = statted ? ENOENT : errno;
+  if (!statted || st.st_nlink == 0) {
+    ::close(fd);
+    errno = saved;
+    return -1;
+  }
+  return fd;
 }
 
 mode_t current_umask() {

@@ -75,7 +75,14 @@ namespace {
 // An export is written in ".NAME.ms-export-XXXXXX" beside its output, then renamed.
 constexpr const char* kTempInfix = ".ms-export-";
 
-fs::path make_temp_folder(const fs::path& output) {
+// The export's temp folder, and the descriptor holding its lock (lock_folder) until it has its
+// final name, so that no other export's sweep takes it for a dead one.
+struct TempFolder {
+  fs::path path;
+  int lock = -1;
+};
+
+TempFolder make_temp_folder(const fs::path& output) {
   fs::path parent = output.parent_path();
   if (parent.empty()) parent = ".";
   std::error_code ec;
@@ -86,18 +93,32 @@ fs::path make_temp_folder(const fs::path& output) {
         fmt::format("cannot create the folder {} for --output: {}", parent.string(), ec.message()),
         "choose an --output in a folder you can write");
   }
-  std::string pattern =
-      (parent / ("." + output.filename().string() + kTempInfix + "XXXXXX")).string();
-  if (::mkdtemp(pattern.data()) == nullptr) {
-    throw Error(ErrorCode::kIo,
-                fmt::format("cannot write in {} (for --output {}): {}", parent.string(),
-                            output.string(), std::strerror(errno)),
-                "choose an --output in a folder you can write");
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    std::string pattern =
+        (parent / ("." + output.filename().string() + kTempInfix + "XXXXXX")).string();
+    if (::mkdtemp(pattern.data()) == nullptr) {
+      throw Error(ErrorCode::kIo,
+                  fmt::format("cannot write in {} (for --output {}): {}", parent.string(),
+                              output.string(), std::strerror(errno)),
+                  "choose an --output in a folder you can write");
+    }
+    const int lock = lock_folder(pattern);
+    if (lock < 0 && errno == ENOENT) continue;  // another export's sweep removed it first
+    if (lock < 0) {
+      const int error = errno;
+      ::rmdir(pattern.c_str());
+      throw Error(ErrorCode::kIo, fmt::format("cannot open the temp folder {} (for --output {}): {}",
+                                              pattern, output.string(), std::strerror(error)));
+    }
+    // mkdtemp makes the folder private (0700); the export is an ordinary folder, with the
+    // permissions the user's umask gives new folders.
+    ::chmod(pattern.c_str(), 0777 & ~current_umask());
+    return {pattern, lock};
   }
-  // mkdtemp makes the folder private (0700); the export is an ordinary folder, with the
-  // permissions the user's umask gives new folders.
-  ::chmod(pattern.c_str(), 0777 & ~current_umask());
-  return pattern;
+  throw Error(ErrorCode::kIo,
+              fmt::format("{}: every temp folder made in {} was removed at once by another "
+                          "process",
+                          output.string(), parent.string()));
 }
 
 void move_into_place(const fs::path& temp, const fs::path& output) {
@@ -124,25 +145,27 @@ std::shared_ptr<models::Model> load_for_export(const infer::ModelInfo& info,
 }
 
 std::vector<std::string> write_export_folder(
-    const fs::path& output, const std::function<std::vector<std::string>(const fs::path&)>& write) {
+    const fs::path& output_as_given,
+    const std::function<std::vector<std::string>(const fs::path&)>& write) {
+  // "out/" and "out/." name the folder "out": the temp folder goes beside it, not inside.
+  const fs::path normal = output_as_given.lexically_normal();
+  const fs::path output = normal.has_filename() ? normal : normal.parent_path();
   // What an export killed on its way to the same output left (it had not finished).
   if (const std::size_t removed = remove_abandoned_folders(output, kTempInfix)) {
     log::info("{}: removed {} unfinished export folder(s) of a stopped run", output.string(),
               removed);
   }
-  const fs::path temp = make_temp_folder(output);
-  // Locked until it has its final name, so that no other export's sweep takes it for a dead one.
-  const int lock = lock_folder(temp);
+  const TempFolder temp = make_temp_folder(output);
   try {
-    std::vector<std::string> files = write(temp);
+    std::vector<std::string> files = write(temp.path);
     std::sort(files.begin(), files.end());
-    move_into_place(temp, output);
-    if (lock >= 0) ::close(lock);
+    move_into_place(temp.path, output);
+    ::close(temp.lock);
     return files;
   } catch (...) {
     std::error_code ignored;
-    fs::remove_all(temp, ignored);
-    if (lock >= 0) ::close(lock);
+    fs::remove_all(temp.path, ignored);
+    ::close(temp.lock);
     throw;
   }
 }

@@ -41,6 +41,13 @@ ExportSummary run_export(const ExportRequest& request) {
   MS_CHECK(request.dtype == "fp32" || request.dtype == "fp16", ErrorCode::kUsage,
            "unknown --dtype '{}' (fp32, fp16)", request.dtype);
   MS_CHECK(!request.output.empty(), ErrorCode::kUsage, "--output is required");
+  // The finished folder is renamed into place under its own name: ".", ".." and "/" name none.
+  const std::filesystem::path normal = request.output.lexically_normal();
+  const std::string name = (normal.has_filename() ? normal : normal.parent_path()).filename();
+  MS_CHECK(!name.empty() && name != "." && name != "..", ErrorCode::kUsage,
+           "--output {} names no folder of its own; give the new folder's name (such as "
+           "{}/model-onnx)",
+           request.output.string(), request.output.string());
   MS_CHECK(!request.external_data || request.format == "onnx", ErrorCode::kUsage,
            "--external-data is an ONNX option; --format {} writes its weights its own way",
            request.format);

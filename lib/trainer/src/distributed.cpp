@@ -621,8 +621,8 @@ double Distributed::mean(double value) {
 
 // Rank 0's results and the ranks' states travel through Gloo, not the store: a collective
 // fails as soon as a peer's connection drops, where a store read would wait out the timeout.
-std::string Distributed::from_main(const std::string& value) {
-  return impl_->collective("sharing rank 0's evaluation", [&] {
+std::string Distributed::from_main(const std::string& value, const char* what) {
+  return impl_->collective(what, [&] {
     at::Tensor size = at::zeros({1}, at::kLong);
     if (is_main()) size[0] = static_cast<std::int64_t>(value.size());
     std::vector<at::Tensor> v{size};
@@ -685,7 +685,7 @@ void Distributed::check_alike(const std::vector<std::string>& facts) {
     verdict = fmt::format("the workers do not run the same job: {} on rank 0, {} on rank {}",
                           fact_at(all[0]), fact_at(all[r]), r);
   }
-  verdict = from_main(verdict);
+  verdict = from_main(verdict, "comparing the ranks' runs");
   if (!verdict.empty()) {
     throw Error(ErrorCode::kConfig, verdict,
                 "give every worker the same model, configuration and dataset (the same files "

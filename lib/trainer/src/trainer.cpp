@@ -619,7 +619,7 @@ Json Trainer::evaluate() {
     // values, which hooks such as BestCkptSaverHook and EarlyStopHook act on alike everywhere.
     // CBOR, not JSON text: a NaN or infinite metric stays a number (JSON text would make it
     // null) for the hooks that compare it.
-    const std::string cbor = setup_.distributed->from_main("");
+    const std::string cbor = setup_.distributed->from_main("", "sharing rank 0's evaluation");
     metric_values_ = Json::from_cbor(cbor.begin(), cbor.end());
     hooks_.call(Stage::kAfterVal, *this);
     return metric_values_;
@@ -643,7 +643,8 @@ Json Trainer::evaluate() {
   metric_values_ = values;
   if (setup_.distributed) {
     const std::vector<std::uint8_t> cbor = Json::to_cbor(values);
-    setup_.distributed->from_main(std::string(cbor.begin(), cbor.end()));
+    setup_.distributed->from_main(std::string(cbor.begin(), cbor.end()),
+                                  "sharing rank 0's evaluation");
   }
   hooks_.call(Stage::kAfterVal, *this);
   return values;

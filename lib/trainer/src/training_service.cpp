@@ -432,23 +432,33 @@ std::optional<std::filesystem::path> resume_point(const std::string& asked,
        work_dir.string());
 }
 
-// resume_point() as rank 0 answers it, on every rank: rank 0 owns the work dir, and ranks that
-// looked for themselves could decide differently (--resume auto with node-local work dirs, or a
-// network file system showing one rank an older listing), and then train apart. Rank 0's error
-// is every rank's.
-std::optional<std::filesystem::path> resume_point_of_main(Distributed& dist,
-                                                          const std::string& asked,
-                                                          const std::filesystem::path& work_dir) {
+// resume_point() as rank 0 answers it (with rank 0's --resume), on every rank: rank 0 owns the
+// work dir, and ranks that looked for themselves could decide differently (--resume auto with
+// node-local work dirs, or a network file system showing one rank an older listing), and then
+// train apart. Every rank takes part, whatever its own --resume says, so that the exchange
+// cannot get out of step; rank 0's error is every rank's.
+std::optional<std::filesystem::path> resume_point_of_main(
+    Distributed& dist, const std::optional<std::string>& asked,
+    const std::filesystem::path& work_dir) {
   Json answer = Json::object();
-  if (dist.is_main()) {
+  if (dist.is_main() && asked) {
+    auto send_error = [&answer](ErrorCode code, const std::string& message,
+                                const std::string& hint) {
+      answer["error"] = {{"code", static_cast<int>(code)}, {"message", message}, {"hint", hint}};
+    };
     try {
-      if (const auto point = resume_point(asked, work_dir)) answer["path"] = point->string();
+      if (const auto point = resume_point(*asked, work_dir)) answer["path"] = point->string();
     } catch (const Error& e) {
-      answer["error"] = {
-          {"code", static_cast<int>(e.code())}, {"message", e.what()}, {"hint", e.hint()}};
+      send_error(e.code(), e.what(), e.hint());
+    } catch (const std::exception& e) {  // a file system error looking for checkpoints
+      send_error(ErrorCode::kIo, fmt::format("--resume: {}", e.what()), "");
     }
   }
-  answer = Json::parse(dist.from_main(answer.dump()));
+  // CBOR, not JSON text: a path need not be UTF-8, and must arrive byte for byte.
+  const std::vector<std::uint8_t> cbor = Json::to_cbor(answer);
+  const std::string shared =
+      dist.from_main(std::string(cbor.begin(), cbor.end()), "sharing rank 0's --resume");
+  answer = Json::from_cbor(shared.begin(), shared.end());
   if (answer.contains("error")) {
     const Json& e = answer["error"];
     throw Error(static_cast<ErrorCode>(e["code"].get<int>()), e["message"].get<std::string>(),
@@ -534,9 +544,8 @@ class TrainingService final : public infer::TrainerService {
     if (!dist || dist->is_main()) lock.emplace(work_dir);
     // A resumed run: every rank loads the checkpoint rank 0 names (it wrote it).
     const std::optional<std::filesystem::path> resume =
-        r.resume ? (dist ? resume_point_of_main(*dist, *r.resume, work_dir)
-                         : resume_point(*r.resume, work_dir))
-                 : std::nullopt;
+        dist ? resume_point_of_main(*dist, r.resume, work_dir)
+             : (r.resume ? resume_point(*r.resume, work_dir) : std::nullopt);
     at::manual_seed(r.seed);
 
     data::LoadOptions train_options;

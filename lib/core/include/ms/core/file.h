@@ -38,8 +38,9 @@ MS_API std::size_t remove_abandoned_writes(const std::filesystem::path& path);
 MS_API std::size_t remove_abandoned_folders(const std::filesystem::path& path,
                                             std::string_view infix);
 
-/// Locks folder `dir` (flock, exclusive) for as long as the returned descriptor is open; -1 when
-/// the folder cannot be opened.
+/// Locks folder `dir` (flock, exclusive) for as long as the returned descriptor is open; -1 with
+/// errno set when it cannot: ENOENT when the folder is gone (another process's
+/// remove_abandoned_folders took it before the lock was held: make another).
 MS_API int lock_folder(const std::filesystem::path& dir);
 
 /// The process's file mode creation mask (022 where /proc does not say).

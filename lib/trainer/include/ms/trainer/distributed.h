@@ -46,8 +46,9 @@ class Distributed {
   void broadcast_module(torch::nn::Module& module);
   /// The mean of a scalar over the ranks (a NaN anywhere makes it NaN everywhere).
   double mean(double value);
-  /// Rank 0's `value` on every rank (the others' `value` is ignored).
-  std::string from_main(const std::string& value);
+  /// Rank 0's `value` on every rank (the others' `value` is ignored). `what` names the exchange
+  /// in the error of a rank that stopped ("sharing rank 0's evaluation").
+  std::string from_main(const std::string& value, const char* what);
   /// Every rank's `value` on rank 0, in rank order; an empty list on the other ranks.
   std::vector<std::string> gather_to_main(const std::string& value);
   void barrier();
