@@ -331,7 +331,9 @@ class HeadsTest(TorchTestCase):
         # "text2" (ModelScope's service schema, as ms serve takes it) is a second sentence too;
         # a field no input is read from is named on stderr, not dropped without a word.
         a, b = ref["pairs"][0]
-        src = self.jsonl("named.jsonl", [{"text": a, "text2": b}, {"text": a, "txet_pair": b}])
+        src = self.jsonl("named.jsonl", [{"text": a, "text2": b}, {"text": a, "txet_pair": b},
+                                         {"text": a, "sentence": "only the first text field is read"},
+                                         {"text": a, "text_pair": None, "id": None}])
         r = run_ms("infer", "--model", os.path.join(TINY, "cls"), "--device", DEVICE, "--task",
                    "sentence-similarity", "--input-file", src)
         self.assertExit(r, 0)
@@ -340,7 +342,19 @@ class HeadsTest(TorchTestCase):
         for p, label in zip(ref["pair_probs"][0], ref["labels"]):
             self.assertLess(abs(by_label[label] - p), TOL)
         self.assertIn("pair", got[1]["error"]["message"])
-        self.assertIn("named.jsonl: fields not read: txet_pair", r.stderr)
+        self.assertIn("named.jsonl: fields not read: sentence, txet_pair", r.stderr)
+        # One pretty-printed object (a /call body kept in a file) is one record, not lines of
+        # invalid JSON.
+        pretty = self.path("pretty.json")
+        with open(pretty, "w") as f:
+            json.dump({"id": "q", "text": a, "text2": b}, f, indent=2)
+        r = run_ms("infer", "--model", os.path.join(TINY, "cls"), "--device", DEVICE, "--task",
+                   "sentence-similarity", "--input-file", pretty)
+        self.assertExit(r, 0)
+        (one,) = lines(r.stdout)
+        self.assertEqual(one["id"], "q")
+        self.assertEqual(one["labels"], got[0]["labels"])
+        self.assertNotIn("not read", r.stderr)
 
     def test_named_entity_recognition(self):
         ref = expected("ner")
@@ -560,6 +574,12 @@ class HeadsTest(TorchTestCase):
             f.write('id,text\nfirst,"the cat, quoted"\nsecond,"multi\nline"\n')
         got = self.infer("cls", "--input-file", src)
         self.assertEqual([g["id"] for g in got], ["first", "second"])
+        # Columns no input is read from are named: a second text column ("sentence") is one.
+        with open(src, "w", encoding="utf-8") as f:
+            f.write("id,text,sentence,path,label\n1,the cat,a dog,x.png,0\n")
+        r = run_ms("infer", "--model", os.path.join(TINY, "cls"), "--device", DEVICE, "--input-file", src)
+        self.assertExit(r, 0)
+        self.assertIn("in.csv: columns not read: label, path, sentence", r.stderr)
         os.makedirs(self.path("docs", "sub"))
         for name, text in (("b.txt", "the dog"), ("a.txt", "the cat"), ("sub/c.txt", "a movie")):
             with open(self.path("docs", name), "w") as f:

@@ -230,12 +230,23 @@ class MiniLmTest(TorchTestCase):
             fcntl.lockf(held, fcntl.LOCK_EX)
             self.assertExit(run_ms("infer", "-m", model_dir(), "-i", "a", "-o", os.devnull), 0)
         # An output that holds an id twice was written by two jobs: --resume does not trust it.
+        # A refused file is left as it was, a torn last line included (it is cut off only from
+        # a file --resume goes on with).
         doubled = self.path("doubled.jsonl")
         with open(doubled, "w") as f:
-            f.write(before + before.splitlines(keepends=True)[5])
+            f.write(before + before.splitlines(keepends=True)[5] + '{"id": 7, "text_emb')
+        kept = read(doubled)
         r = run_ms(*args[:-1], doubled, "--resume")
         self.assertExit(r, 7)
         self.assertOneLineError(r, "holds id 5 twice", "lines 6 and 21")
+        self.assertEqual(read(doubled), kept)
+        other = self.path("other.jsonl")
+        with open(other, "w") as f:
+            f.write('{"id": "elsewhere"}\n{"id": "torn')
+        r = run_ms(*args[:-1], other, "--resume")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "not among this job's inputs")
+        self.assertEqual(read(other), '{"id": "elsewhere"}\n{"id": "torn')
         # --resume cannot read back a pipe (it would wait for a writer forever).
         fifo = self.path("fifo")
         os.mkfifo(fifo)

@@ -215,20 +215,23 @@ TEST_CASE("shards and task names", "[infer]") {
   }
 }
 
-TEST_CASE("resume reads finished ids and cuts a torn last line", "[infer]") {
+TEST_CASE("resume reads finished ids and measures a torn last line", "[infer]") {
   TempDir dir;
   const fs::path out = dir.path / "out.jsonl";
-  ms::write_file_atomic(out, "{\"id\":0,\"x\":1}\n{\"id\":\"b\"}\n{\"id\":2,\"x\"");
-  const auto ids = ms::infer::read_done_ids(out, true);
-  REQUIRE(ids.size() == 2);
-  CHECK(ids[1] == "b");
-  CHECK(ms::read_file(out) == "{\"id\":0,\"x\":1}\n{\"id\":\"b\"}\n");
+  const std::string written = "{\"id\":0,\"x\":1}\n{\"id\":\"b\"}\n{\"id\":2,\"x\"";
+  ms::write_file_atomic(out, written);
+  const auto done = ms::infer::read_done_ids(out);
+  REQUIRE(done.ids.size() == 2);
+  CHECK(done.ids[1] == "b");
+  CHECK(done.complete_bytes == 26);
+  CHECK(done.torn_bytes == 11);
+  CHECK(ms::read_file(out) == written);  // run_job cuts it once the file is accepted
   ms::write_file_atomic(out, "not json\n");
-  CHECK_THROWS_AS(ms::infer::read_done_ids(out, false), ms::Error);
+  CHECK_THROWS_AS(ms::infer::read_done_ids(out), ms::Error);
   // An id twice: two jobs wrote the file.
   ms::write_file_atomic(out, "{\"id\":0}\n{\"id\":\"0\"}\n{\"id\":0}\n");
   try {
-    ms::infer::read_done_ids(out, false);
+    ms::infer::read_done_ids(out);
     FAIL("a repeated id was accepted");
   } catch (const ms::Error& e) {
     CHECK(e.code() == ms::ErrorCode::kIntegrity);

@@ -21,29 +21,36 @@ std::string lower_ext(const std::filesystem::path& p) {
   return e;
 }
 
-// The first of `keys` present as a string in `obj`.
-const Json* pick(const Json& obj, std::initializer_list<const char*> keys) {
+// The first of `keys` present as a string in `obj`; its key goes into `read`.
+const Json* pick(const Json& obj, std::initializer_list<const char*> keys,
+                 std::set<std::string>& read) {
   for (const char* k : keys) {
     auto it = obj.find(k);
-    if (it != obj.end() && it->is_string()) return &*it;
+    if (it != obj.end() && it->is_string()) {
+      read.insert(k);
+      return &*it;
+    }
   }
   return nullptr;
 }
 
 // One record of JSON lines or of a JSON array: a string (the text), or an object with a text (or
 // path) field, an optional "id" and a second-sentence field. `where` names it in errors ("F line
-// 3"); `index` is its id when it has none.
+// 3"); `index` is its id when it has none. The object's keys an input is made from go into `read`.
 PipelineInput input_from_json(const Json& j, std::size_t index, const std::string& where,
-                              const std::filesystem::path& file) {
+                              const std::filesystem::path& file, std::set<std::string>& read) {
   PipelineInput in;
   in.id = index;
   if (j.is_string()) {
     in.text = j.get<std::string>();
   } else if (j.is_object()) {
-    if (j.contains("id") && !j["id"].is_null()) in.id = j["id"];
-    if (const Json* t = pick(j, kTextFields)) {
+    if (j.contains("id") && !j["id"].is_null()) {
+      in.id = j["id"];
+      read.insert("id");
+    }
+    if (const Json* t = pick(j, kTextFields, read)) {
       in.text = t->get<std::string>();
-    } else if (const Json* p = pick(j, {"path", "image", "file"})) {
+    } else if (const Json* p = pick(j, {"path", "image", "file"}, read)) {
       in.path = p->get<std::string>();
       if (in.path.is_relative()) in.path = file.parent_path() / in.path;
     } else {
@@ -52,7 +59,7 @@ PipelineInput input_from_json(const Json& j, std::size_t index, const std::strin
           "source_sentence, input, or path/image)",
           where);
     }
-    if (const Json* p = pick(j, kPairFields)) in.text_pair = p->get<std::string>();
+    if (const Json* p = pick(j, kPairFields, read)) in.text_pair = p->get<std::string>();
   } else {
     in.invalid =
         fmt::format("{}: expected a JSON object or string, got {}", where, Config::type_name(j));
@@ -62,37 +69,33 @@ PipelineInput input_from_json(const Json& j, std::size_t index, const std::strin
 
 // Says once which fields or columns of an input file no input is read from: a misspelled
 // second-sentence field ("txet_pair") would otherwise turn every pair into a single sentence
-// without a word.
+// without a word, and of two text fields ("text" and "sentence") only the first is read.
 void warn_unread(const std::filesystem::path& file, const std::set<std::string>& unread,
                  const char* what) {
   if (unread.empty()) return;
   log::warn(
-      "{}: {} not read: {} (text: {}; second sentence: {}; files: path, image, "
-      "file; and id)",
+      "{}: {} not read: {} (text: the first of {}; second sentence: the first of {}; files: "
+      "path, image, file; and id)",
       file.string(), what, join(std::vector<std::string>(unread.begin(), unread.end()), ", "),
       join(std::vector<std::string>(kTextFields.begin(), kTextFields.end()), ", "),
       join(std::vector<std::string>(kPairFields.begin(), kPairFields.end()), ", "));
 }
 
-bool is_read_field(std::string_view name) {
-  auto among = [name](std::initializer_list<const char*> names) {
-    return std::find(names.begin(), names.end(), name) != names.end();
-  };
-  return name == "id" || among(kTextFields) || among(kPairFields) ||
-         among({"path", "image", "file"});
-}
-
-// JSON lines (.jsonl, .ndjson, .json), or one JSON array of records: the file's first character
-// decides (data::holds_json_array), as for `--dataset jsonl:F`, not its name.
+// JSON lines (.jsonl, .ndjson, .json), one JSON array of records, or one (pretty-printed) JSON
+// object: the file's first character decides between lines and an array
+// (data::holds_json_array), as for `--dataset jsonl:F`, not its name; a file whose lines are not
+// JSON but whose whole text is one object is that one record.
 void read_json_records(const std::filesystem::path& file, std::vector<PipelineInput>& out) {
   const std::string text = read_file(file);
   std::set<std::string> unread;
   auto add = [&](const Json& record, std::size_t index, const std::string& where) {
+    std::set<std::string> read;
+    out.push_back(input_from_json(record, index, where, file, read));
     if (record.is_object()) {
+      // A null is no value left unread (pandas writes "text_pair": null for a single sentence).
       for (auto it = record.begin(); it != record.end(); ++it)
-        if (!is_read_field(it.key())) unread.insert(it.key());
+        if (read.count(it.key()) == 0 && !it->is_null()) unread.insert(it.key());
     }
-    out.push_back(input_from_json(record, index, where, file));
   };
   if (data::holds_json_array(text)) {
     const Json doc = parse_json(text, file.string(), ErrorCode::kIntegrity);
@@ -101,7 +104,17 @@ void read_json_records(const std::filesystem::path& file, std::vector<PipelineIn
     warn_unread(file, unread, "fields");
     return;
   }
-  for (data::JsonLine& line : data::parse_json_lines(text)) {
+  std::vector<data::JsonLine> lines = data::parse_json_lines(text);
+  const bool some_line_invalid = std::any_of(
+      lines.begin(), lines.end(), [](const data::JsonLine& l) { return !l.error.empty(); });
+  Json whole;
+  JsonParseError ignored;
+  if (some_line_invalid && try_parse_json(text, whole, ignored) && whole.is_object()) {
+    add(whole, 0, file.string());
+    warn_unread(file, unread, "fields");
+    return;
+  }
+  for (data::JsonLine& line : lines) {
     const std::string where = fmt::format("{} line {}", file.string(), line.line);
     if (line.error.empty()) {
       add(line.value, line.line - 1, where);
@@ -132,9 +145,10 @@ Json cell_id(const data::Value& v, std::size_t row) {
 
 // Rows of a table (a CSV input or a dataset split) as inputs: a text column (and optionally a
 // second-sentence column), or a file/image column; an "id" column names them, else the row number
-// (image rows: their path relative to `base`).
-void inputs_from_table(const data::Table& table, const std::string& source,
-                       const std::filesystem::path& base, std::vector<PipelineInput>& out) {
+// (image rows: their path relative to `base`). Returns the names of the columns read.
+std::set<std::string> inputs_from_table(const data::Table& table, const std::string& source,
+                                        const std::filesystem::path& base,
+                                        std::vector<PipelineInput>& out) {
   auto column = [&table](std::initializer_list<const char*> names) -> int {
     for (const char* n : names) {
       if (int i = table.column_index(n); i >= 0) return i;
@@ -176,6 +190,11 @@ void inputs_from_table(const data::Table& table, const std::string& source,
     if (id_col >= 0) in.id = cell_id(row[static_cast<std::size_t>(id_col)], r);
     out.push_back(std::move(in));
   }
+  std::set<std::string> read;
+  const int pair_read = text_col >= 0 ? pair_col : -1;
+  for (const int c : {text_col >= 0 ? text_col : path_col, pair_read, id_col})
+    if (c >= 0) read.insert(table.columns[static_cast<std::size_t>(c)].name);
+  return read;
 }
 
 void read_csv(const std::filesystem::path& file, std::vector<PipelineInput>& out) {
@@ -183,10 +202,10 @@ void read_csv(const std::filesystem::path& file, std::vector<PipelineInput>& out
   options.infer_types = false;  // ids and texts stay exactly as written
   if (lower_ext(file) == ".tsv") options.delimiter = '\t';
   const data::Table table = data::read_csv(file, options);
+  const std::set<std::string> read = inputs_from_table(table, file.string(), file.parent_path(), out);
   std::set<std::string> unread;
   for (const data::Column& column : table.columns)
-    if (!is_read_field(column.name)) unread.insert(column.name);
-  inputs_from_table(table, file.string(), file.parent_path(), out);
+    if (read.count(column.name) == 0) unread.insert(column.name);
   warn_unread(file, unread, "columns");
 }
 

@@ -12,6 +12,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <future>
 #include <memory>
@@ -82,6 +83,13 @@ class Sink {
   }
   Sink(const Sink&) = delete;
   Sink& operator=(const Sink&) = delete;
+
+  /// Cuts the file to its first `size` bytes (through the locked descriptor: appends go on from
+  /// there).
+  void cut_to(std::uintmax_t size) {
+    MS_CHECK(fd_ >= 0 && ::ftruncate(fd_, static_cast<off_t>(size)) == 0, ErrorCode::kIo,
+             "cannot truncate {}: {}", path_.string(), std::strerror(errno));
+  }
 
   /// Writes lines[0, count) in order, straight from the strings (writev: no copy into one
   /// buffer, which for embeddings was most of the writer's time), then fsyncs a file.
@@ -237,22 +245,15 @@ bool writes_npy(const JobOptions& options) {
   return ends_with(ascii_lower(options.output->filename().string()), ".npy");
 }
 
-std::vector<Json> read_done_ids(const std::filesystem::path& output, bool truncate_partial) {
-  std::vector<Json> ids;
+DoneIds read_done_ids(const std::filesystem::path& output) {
+  DoneIds done;
   std::unordered_map<std::string, std::size_t> line_of_id;  // id's JSON text -> its line
   std::error_code ec;
-  if (!std::filesystem::exists(output, ec)) return ids;
+  if (!std::filesystem::exists(output, ec)) return done;
   const std::string text = read_file(output);
   const std::size_t complete = text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1;
-  if (complete < text.size()) {
-    // The last line was torn by a kill: drop it, it will be recomputed.
-    log::warn("{}: dropping an incomplete last line ({} bytes)", output.string(),
-              text.size() - complete);
-    if (truncate_partial) {
-      MS_CHECK(::truncate(output.c_str(), static_cast<off_t>(complete)) == 0, ErrorCode::kIo,
-               "cannot truncate {}: {}", output.string(), std::strerror(errno));
-    }
-  }
+  done.complete_bytes = complete;
+  done.torn_bytes = text.size() - complete;
   for (const data::JsonLine& line :
        data::parse_json_lines(std::string_view(text).substr(0, complete))) {
     if (!line.error.empty()) {
@@ -274,9 +275,9 @@ std::vector<Json> read_done_ids(const std::filesystem::path& output, bool trunca
                               output.string(), first->first, first->second, line.line),
                   "write to a new --output file, or remove the repeated lines");
     }
-    ids.push_back(line.value["id"]);
+    done.ids.push_back(line.value["id"]);
   }
-  return ids;
+  return done;
 }
 
 namespace {
@@ -312,6 +313,34 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// Runs body(t) for t in [0, count) on as many threads and waits for them. What a thread throws
+// is rethrown here (the first of them): escaping a std::thread it would end the process. A thread
+// that cannot start stops the others' start-up the same way.
+template <class Body>
+void run_on_threads(std::size_t count, const Body& body) {
+  std::exception_ptr first_error;
+  std::mutex error_mutex;
+  std::vector<std::thread> pool;
+  pool.reserve(count);
+  try {
+    for (std::size_t t = 0; t < count; ++t) {
+      pool.emplace_back([&, t] {
+        try {
+          body(t);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(error_mutex);
+          if (!first_error) first_error = std::current_exception();
+        }
+      });
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(error_mutex);
+    if (!first_error) first_error = std::current_exception();
+  }
+  for (auto& th : pool) th.join();
+  if (first_error) std::rethrow_exception(first_error);
+}
+
 // Costs (text pipelines tokenise here, and keep the tokens for run()), sorts and cuts a window
 // into batches. Costing is spread over the cores: cost() is const and thread-safe, and on a GPU it
 // is the main host work besides formatting.
@@ -336,11 +365,10 @@ Window prepare_window(const Pipeline& pipeline, const std::vector<const Pipeline
   if (threads == 1) {
     cost_range(0, size);
   } else {
-    std::vector<std::thread> pool;
     const std::size_t chunk = (size + threads - 1) / threads;
-    for (std::size_t from = 0; from < size; from += chunk)
-      pool.emplace_back(cost_range, from, std::min(size, from + chunk));
-    for (auto& th : pool) th.join();
+    run_on_threads((size + chunk - 1) / chunk, [&](std::size_t t) {
+      cost_range(t * chunk, std::min(size, (t + 1) * chunk));
+    });
   }
   std::vector<std::size_t> order(size);
   std::iota(order.begin(), order.end(), 0);
@@ -399,19 +427,15 @@ void run_window(Pipeline& pipeline, const std::vector<const PipelineInput*>& pen
     work();
   } else {
     threads = std::min(workers, win.batches.size());
-    std::vector<std::thread> pool;
-    for (std::size_t t = 0; t < threads; ++t) {
-      pool.emplace_back([&pipeline, &work, &totals_mutex, &win, t0] {
-        pipeline.prepare_worker(1);
-        const double startup = seconds_since(t0);
-        {
-          std::lock_guard<std::mutex> lock(totals_mutex);
-          win.startup_seconds += startup;
-        }
-        work();
-      });
-    }
-    for (auto& th : pool) th.join();
+    run_on_threads(threads, [&](std::size_t) {
+      pipeline.prepare_worker(1);
+      const double startup = seconds_since(t0);
+      {
+        std::lock_guard<std::mutex> lock(totals_mutex);
+        win.startup_seconds += startup;
+      }
+      work();
+    });
   }
   win.run_seconds = seconds_since(t0);
   win.threads = threads;
@@ -614,8 +638,10 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
   std::optional<Sink> lines_sink;
   if (!writes_npy(options)) lines_sink.emplace(options.output, options.resume);
   std::unordered_set<std::string> done;
+  DoneIds found;
   if (options.resume) {
-    for (const Json& id : read_done_ids(*options.output, true)) done.insert(id.dump());
+    found = read_done_ids(*options.output);
+    for (const Json& id : found.ids) done.insert(id.dump());
   }
   std::vector<const PipelineInput*> pending;
   for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -641,6 +667,13 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
                             options.output->string(), done.size() - stats.skipped, *foreign),
                 "it is the output of another job (other inputs or another --shard): resume "
                 "with that job's inputs, or write to a new --output file");
+  }
+  if (found.torn_bytes > 0) {
+    // The last line was torn by a kill: cut off only now that the file is accepted as this
+    // job's (a refused file stays as it was), and recomputed.
+    log::warn("{}: dropping an incomplete last line ({} bytes)", options.output->string(),
+              found.torn_bytes);
+    lines_sink->cut_to(found.complete_bytes);
   }
   if (options.resume) log::info("resume: {} of {} inputs already done", stats.skipped, stats.total);
 

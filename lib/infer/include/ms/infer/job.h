@@ -98,8 +98,18 @@ MS_API std::size_t default_workers(const Pipeline& pipeline);
 /// atomically when every input has succeeded (any failed input stops the job; no --resume).
 MS_API bool writes_npy(const JobOptions& options);
 
-/// Ids already written to an output file (complete lines only; a torn last line is cut off).
-MS_API std::vector<Json> read_done_ids(const std::filesystem::path& output, bool truncate_partial);
+/// What --resume finds in an output file: the ids of its complete lines, and how many bytes
+/// those take (a last line torn by a kill follows them: the caller cuts it off once it has
+/// accepted the file).
+struct DoneIds {
+  std::vector<Json> ids;
+  std::uintmax_t complete_bytes = 0;
+  std::uintmax_t torn_bytes = 0;
+};
+
+/// Reads an output file for --resume without changing it; throws kIntegrity when a complete line
+/// is not JSON, has no "id", or repeats an id.
+MS_API DoneIds read_done_ids(const std::filesystem::path& output);
 
 /// Runs `pipeline` over `inputs`. With fail_fast, the first error item throws its ms::Error after
 /// the lines before it are written.
