@@ -510,7 +510,15 @@ class TextServeTest(ServeTestCase):
         s = self.serve(os.path.join(TINY, "cls"))
         r = run_ms("serve", "-m", os.path.join(TINY, "cls"), "--port", str(s.port))
         self.assertExit(r, 74)
-        self.assertOneLineError(r, "cannot listen")
+        self.assertOneLineError(r, "cannot listen", "the port is in use")
+        # Why, where it can be found: a host that does not resolve is a usage error; one that is
+        # no address of this machine is the environment's (TEST-NET-3, never a local address).
+        r = run_ms("serve", "-m", os.path.join(TINY, "cls"), "--port", "0", "--host", "999.1.1.1")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "--host 999.1.1.1 is not an address")
+        r = run_ms("serve", "-m", os.path.join(TINY, "cls"), "--port", "0", "--host", "203.0.113.7")
+        self.assertExit(r, 74)
+        self.assertOneLineError(r, "not an address of this machine")
 
 
 class HttpFramingTest(ServeTestCase):

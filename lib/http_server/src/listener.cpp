@@ -1,12 +1,16 @@
 // See ms/http_server/listener.h.
 #include "ms/http_server/listener.h"
 
+#include <netdb.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 
 #include "ms/core/error.h"
 #include "ms/http_server/front.h"
@@ -34,6 +38,56 @@ sigset_t shutdown_signals() {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   return set;
+}
+
+// Why binding host:port fails, found by trying it (httplib says only that it failed): the host
+// does not resolve (a usage error), or the bind's own errno (in use, not this machine's address,
+// a privileged port).
+Error listen_error(const std::string& who, const std::string& host, int port) {
+  const std::string where = fmt::format("{}: cannot listen on {}:{}", who, host, port);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(port);
+  if (const int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints,
+                                   &found);
+      rc != 0) {
+    return Error(ErrorCode::kUsage,
+                 fmt::format("{}: --host {} is not an address, nor a name that resolves ({})",
+                             where, host, ::gai_strerror(rc)),
+                 "give an address of this machine (127.0.0.1, 0.0.0.0, ::1) or its name");
+  }
+  int bind_errno = 0;
+  const int sock = ::socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, 0);
+  if (sock >= 0) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    if (::bind(sock, found->ai_addr, found->ai_addrlen) != 0) bind_errno = errno;
+    ::close(sock);
+  } else {
+    bind_errno = errno;
+  }
+  ::freeaddrinfo(found);
+  switch (bind_errno) {
+    case EADDRINUSE:
+      return Error(ErrorCode::kIo, where + ": the port is in use",
+                   "stop what listens there, choose another --port, or --port 0 for a free one");
+    case EADDRNOTAVAIL:
+      return Error(ErrorCode::kIo, where + ": the host is not an address of this machine",
+                   "give one of this machine's addresses (127.0.0.1, 0.0.0.0 for all)");
+    case EACCES:
+      return Error(ErrorCode::kIo, where + ": ports below 1024 need privileges",
+                   "choose a --port of 1024 or more");
+    case 0:
+      break;  // it binds now: the port was freed meanwhile
+    default:
+      return Error(ErrorCode::kIo, fmt::format("{}: {}", where, std::strerror(bind_errno)),
+                   "try --port 0");
+  }
+  return Error(ErrorCode::kIo, where,
+               "the port may be in use or the host not an address of this machine; try --port 0");
 }
 
 }  // namespace
@@ -112,10 +166,7 @@ void Listener::start(const std::string& who) {
   } else {
     port_ = http.bind_to_port(o.host, o.port) ? o.port : -1;
   }
-  if (port_ <= 0) {
-    throw Error(ErrorCode::kIo, fmt::format("{}: cannot listen on {}:{}", who, o.host, o.port),
-                "the port may be in use or the host not an address of this machine; try --port 0");
-  }
+  if (port_ <= 0) throw listen_error(who, o.host, o.port);
   if (front_) front_->widen_backlog();
   std::promise<void> done;
   listen_done_ = done.get_future();
