@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "ms/core/error.h"
 #include "ms/infer/model_dir.h"
 
 namespace ms::cli {
@@ -89,5 +90,13 @@ void add_hub_options(CLI::App& command, infer::HubModelOptions& hub);
 
 /// Adds --threads to a subcommand that uses LibTorch.
 void add_threads_option(CLI::App& command, std::optional<int>& threads);
+
+/// How a command that writes one line per input ends when some inputs failed (their lines hold
+/// "error"): `errors` of `done`, the first of them `first` (input `first_id`). Every input
+/// failed: the job as a whole went wrong (text files given to an image model, the wrong
+/// column), which a script must not take for success, so this throws the first failure's error.
+/// Some failed: says how many on stderr, and the command exits 0.
+void report_failed_inputs(const char* command, std::size_t errors, std::size_t done,
+                          const std::optional<Error>& first, const Json& first_id);
 
 }  // namespace ms::cli

@@ -54,22 +54,12 @@ void run_infer(const InferOptions& o) {
   r.job.fail_fast = o.fail_fast;
   if (o.shard) std::tie(r.job.shard_index, r.job.shard_count) = data::parse_shard(*o.shard);
   const infer::JobStats stats = infer::run_infer(r);
-  if (stats.errors > 0 && stats.errors == stats.done && stats.skipped == 0 &&
-      stats.nonfinite_outputs == 0) {
-    // Not one result: the job as a whole went wrong (text files given to an image model, the
-    // wrong column), which a script must not take for success. (A resumed run's results may all
-    // be in the lines it kept.)
-    const Error& first = *stats.first_error;
-    const std::string which = stats.done == 1
-                                  ? fmt::format("the one input ({})", stats.first_error_id.dump())
-                                  : fmt::format(
-                                        "every one of the {} inputs; the "
-                                        "first, input {}",
-                                        stats.done, stats.first_error_id.dump());
-    throw Error(first.code(), fmt::format("{} failed: {}", which, first.what()),
-                first.hint().empty() ? "each has an \"error\" line in the output" : first.hint());
-  }
-  if (stats.errors > 0) {
+  // A resumed run's results may all be in the lines it kept; outputs that are not numbers are
+  // the model's failure, reported below.
+  if (stats.skipped == 0 && stats.nonfinite_outputs == 0) {
+    report_failed_inputs("ms infer", stats.errors, stats.done, stats.first_error,
+                         stats.first_error_id);
+  } else if (stats.errors > 0) {
     std::fprintf(stderr, "ms infer: %zu of %zu inputs failed (see the \"error\" lines)\n",
                  stats.errors, stats.done);
   }

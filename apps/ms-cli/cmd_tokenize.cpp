@@ -1,6 +1,7 @@
 // `ms tokenize`: a model folder's tokenizer (WordPiece, or GPT-2's byte-level BPE) over inputs, one
 // JSON line per input (ids, segment ids and tokens). Torch-free: it never loads LibTorch.
 #include <cstdio>
+#include <functional>
 
 #include "cli.h"
 #include "ms/infer/job.h"
@@ -19,32 +20,34 @@ struct TokenizeOptions {
   bool tokens = false;
 };
 
-// GPT-2-family folders: ids (cut to --max-length) and, with --tokens, the byte-level tokens.
-void run_bpe_tokenize(const TokenizeOptions& o, const std::vector<infer::PipelineInput>& inputs) {
-  const text::Gpt2Tokenizer tokenizer = text::Gpt2Tokenizer::from_dir(o.model);
+// Tokenises each input with `encode` (filling a result's output), writes its JSON line, and ends
+// as ms infer does when inputs failed (report_failed_inputs).
+void tokenize_each(const std::vector<infer::PipelineInput>& inputs,
+                   const std::function<void(const infer::PipelineInput&, Json&)>& encode) {
+  std::size_t errors = 0;
+  std::optional<Error> first_error;
+  Json first_error_id;
   for (const auto& in : inputs) {
     infer::PipelineResult result;
     try {
       MS_CHECK(in.invalid.empty(), ErrorCode::kUsage, "{}", in.invalid);
-      MS_CHECK(!in.text_pair, ErrorCode::kUsage,
-               "a GPT-2 tokenizer takes one text per input, not a text pair");
-      std::vector<std::int64_t> ids = tokenizer.encode(in.text);
-      if (o.max_length > 0 && ids.size() > o.max_length) ids.resize(o.max_length);
-      result.output["input_ids"] = ids;
-      if (o.tokens) {
-        Json tokens = Json::array();
-        for (auto id : ids) tokens.push_back(tokenizer.id_to_token(id));
-        result.output["tokens"] = std::move(tokens);
-      }
+      encode(in, result.output);
     } catch (const Error& e) {
       result.error = e;
+      if (++errors == 1) {
+        first_error = e;
+        first_error_id = in.id;
+      }
     }
     const std::string line = infer::format_line(in, result);
     std::fwrite(line.data(), 1, line.size(), stdout);
   }
+  report_failed_inputs("ms tokenize", errors, inputs.size(), first_error, first_error_id);
 }
 
 void run_tokenize(const TokenizeOptions& o) {
+  MS_CHECK(o.inputs.empty() != !o.input_file, ErrorCode::kUsage,
+           "give exactly one input source: --input TEXT... or --input-file FILE");
   infer::InputSpec spec;
   spec.texts = o.inputs;
   if (o.input_file) spec.file = *o.input_file;
@@ -53,30 +56,35 @@ void run_tokenize(const TokenizeOptions& o) {
   std::error_code ec;
   if (!std::filesystem::exists(std::filesystem::path(o.model) / "vocab.txt", ec) &&
       text::Gpt2Tokenizer::in_dir(o.model)) {
-    run_bpe_tokenize(o, inputs);
+    // GPT-2-family folders: ids (cut to --max-length) and, with --tokens, the byte-level tokens.
+    const text::Gpt2Tokenizer tokenizer = text::Gpt2Tokenizer::from_dir(o.model);
+    tokenize_each(inputs, [&](const infer::PipelineInput& in, Json& output) {
+      MS_CHECK(!in.text_pair, ErrorCode::kUsage,
+               "a GPT-2 tokenizer takes one text per input, not a text pair");
+      std::vector<std::int64_t> ids = tokenizer.encode(in.text);
+      if (o.max_length > 0 && ids.size() > o.max_length) ids.resize(o.max_length);
+      output["input_ids"] = ids;
+      if (o.tokens) {
+        Json tokens = Json::array();
+        for (auto id : ids) tokens.push_back(tokenizer.id_to_token(id));
+        output["tokens"] = std::move(tokens);
+      }
+    });
     return;
   }
   const text::BertTokenizer tokenizer = text::BertTokenizer::from_dir(o.model);
-  for (const auto& in : inputs) {
-    infer::PipelineResult result;
-    try {
-      MS_CHECK(in.invalid.empty(), ErrorCode::kUsage, "{}", in.invalid);
-      const text::Encoding enc = tokenizer.encode(
-          in.text, in.text_pair ? std::optional<std::string_view>(*in.text_pair) : std::nullopt,
-          o.max_length);
-      result.output["input_ids"] = enc.ids;
-      result.output["token_type_ids"] = enc.type_ids;
-      if (o.tokens) {
-        Json tokens = Json::array();
-        for (auto id : enc.ids) tokens.push_back(tokenizer.id_to_token(id));
-        result.output["tokens"] = std::move(tokens);
-      }
-    } catch (const Error& e) {
-      result.error = e;
+  tokenize_each(inputs, [&](const infer::PipelineInput& in, Json& output) {
+    const text::Encoding enc = tokenizer.encode(
+        in.text, in.text_pair ? std::optional<std::string_view>(*in.text_pair) : std::nullopt,
+        o.max_length);
+    output["input_ids"] = enc.ids;
+    output["token_type_ids"] = enc.type_ids;
+    if (o.tokens) {
+      Json tokens = Json::array();
+      for (auto id : enc.ids) tokens.push_back(tokenizer.id_to_token(id));
+      output["tokens"] = std::move(tokens);
     }
-    const std::string line = infer::format_line(in, result);
-    std::fwrite(line.data(), 1, line.size(), stdout);
-  }
+  });
 }
 
 }  // namespace

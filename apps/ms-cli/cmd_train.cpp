@@ -1,5 +1,6 @@
 // `ms train` and `ms eval`: finetune a model from its configuration (ModelScope's
 // build_trainer(...).train()), and evaluate a model folder on a dataset (trainer.evaluate()).
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 
@@ -91,6 +92,17 @@ void run_eval(EvalOptions& o) {
            "--metrics names no metric (see ms list metrics)");
   const Json values = infer::run_eval(r);
   if (values.is_null()) return;  // a torchrun worker other than rank 0
+  // JSON has no NaN or infinity (it would print null): a figure that is not a number is the
+  // evaluation's failure, never a result.
+  for (const auto& [key, value] : values.items()) {
+    if (value.is_number_float() && !std::isfinite(value.get<double>())) {
+      throw Error(ErrorCode::kIntegrity,
+                  fmt::format("the evaluation's {} is {}, not a finite number", key,
+                              value.get<double>()),
+                  "the model's outputs are not numbers, or a perplexity overflows (the mean "
+                  "loss is above 709): check the weights with --metrics loss-metric");
+    }
+  }
   if (o.json) {
     std::cout << json_text(values) << std::endl;
     return;

@@ -1,3 +1,7 @@
+#include <fmt/format.h>
+
+#include <cstdio>
+
 #include "cli.h"
 #include "ms/hub/repo_id.h"
 
@@ -78,6 +82,21 @@ void add_threads_option(CLI::App& command, std::optional<int>& threads) {
       .add_option("--threads", threads,
                   "LibTorch intra-op threads (default: $OMP_NUM_THREADS, else every core)")
       ->check(positive_whole_number());
+}
+
+void report_failed_inputs(const char* command, std::size_t errors, std::size_t done,
+                          const std::optional<Error>& first, const Json& first_id) {
+  if (errors == 0) return;
+  if (errors == done && first) {
+    const std::string which =
+        done == 1 ? fmt::format("the one input ({})", first_id.dump())
+                  : fmt::format("every one of the {} inputs; the first, input {}", done,
+                                first_id.dump());
+    throw Error(first->code(), fmt::format("{} failed: {}", which, first->what()),
+                first->hint().empty() ? "each has an \"error\" line in the output" : first->hint());
+  }
+  std::fprintf(stderr, "%s: %zu of %zu inputs failed (see the \"error\" lines)\n", command, errors,
+               done);
 }
 
 }  // namespace ms::cli

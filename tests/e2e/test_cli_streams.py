@@ -37,6 +37,25 @@ class ArgumentsTest(TorchTestCase):
         self.assertEqual(len(got), 2)
         self.assertEqual(got[0]["tokens"].count("[MASK]"), 2, got[0])
 
+    def test_tokenize_ends_as_infer_when_inputs_fail(self):
+        # Every input failing is the run's failure (exit with the first one's code, naming it);
+        # some failing is said on stderr, exit 0; each failure has its error line.
+        bad = "\udcff"  # a lone 0xFF byte once encoded with surrogateescape
+        r = subprocess.run([MS_BIN, "tokenize", "-m", CLS, "-i", bad.encode("utf-8", "surrogateescape")],
+                           capture_output=True)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(b"the one input (0) failed", r.stderr)
+        self.assertIn(b'"error"', r.stdout)
+        r = subprocess.run([MS_BIN, "tokenize", "-m", CLS, "-i", "ok", bad.encode("utf-8", "surrogateescape")],
+                           capture_output=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"1 of 2 inputs failed", r.stderr)
+        self.assertEqual(len(r.stdout.splitlines()), 2)
+        r = run_ms("tokenize", "-m", CLS)
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "--input TEXT... or --input-file FILE")
+        self.assertNotIn("--dataset", r.stderr)
+
     def test_counts_name_the_bound(self):
         for option in ("--batch-size", "--workers", "--threads"):
             r = run_ms("infer", "-m", CLS, "-i", "x", option, "0")

@@ -225,5 +225,21 @@ class HostileConfigTest(TorchTestCase):
         self.assertExit(r, 0)
 
 
+    def test_evaluations_that_are_not_numbers_are_errors_not_nulls(self):
+        data = self.path("test.csv")
+        with open(data, "w") as f:
+            f.write("text,label\ngood movie,positive\nbad movie,negative\n")
+        # A NaN loss (NaN weights), and a perplexity past float range (exp of a loss of 1e4):
+        # JSON would print null, and the exit would be 0.
+        for value, metric in ((float("nan"), "loss-metric"), (1e4, "ppl")):
+            d = self.copy_model("cls")
+            poison_safetensors(os.path.join(d, "model.safetensors"), "classifier.bias", 1, value)
+            for extra in ((), ("--json",)):
+                r = run_ms("eval", "--model", d, "--dataset", "csv:" + data, "--metrics", metric, *extra)
+                self.assertExit(r, 7, metric)
+                self.assertNotIn("null", r.stdout)
+            shutil.rmtree(d)
+
+
 if __name__ == "__main__":
     unittest.main()

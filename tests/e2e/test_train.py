@@ -17,6 +17,7 @@ import glob
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import unittest
@@ -123,6 +124,14 @@ class TrainTextTest(TorchTestCase):
         e = run_ms("eval", "--model", out, "--dataset", "csv:" + self.path("test.csv"), "--json")
         self.assertExit(e, 0)
         self.assertEqual(json.loads(e.stdout)["accuracy"], summary["metrics"]["accuracy"])
+        # eval_result.txt describes output/'s weights: iter_64 is saved at the last step, before
+        # the epoch-end evaluation of those weights, which writes it. A one-epoch run has it too.
+        with open(os.path.join(out, "eval_result.txt")) as f:
+            self.assertEqual(json.load(f)["accuracy"], summary["metrics"]["accuracy"])
+        one = self.train("--max-epochs", "1", work="one-epoch")
+        self.assertExit(one, 0)
+        with open(self.path("one-epoch", "output", "eval_result.txt")) as f:
+            self.assertEqual(json.load(f), json.loads(one.stdout)["metrics"])
         i = run_ms("infer", "--model", out, "--input", "very good movie", "--input", "bad movie")
         self.assertExit(i, 0)
         labels = [json.loads(l)["labels"][0] for l in i.stdout.splitlines()]
@@ -200,6 +209,38 @@ class TrainTextTest(TorchTestCase):
         self.assertExit(r, 0)
         r2 = run_ms("eval", "--model", cls, "--dataset", "jsonl:" + by_id, "--json")
         self.assertEqual(json.loads(r.stdout), json.loads(r2.stdout))
+        # Classes named by numbers (star ratings): a number is the class of that name, as in
+        # ModelScope (label2id[str(label)]), whether the column reads as integers (CSV) or as
+        # strings (JSON): read as ids, "1" would be the class named "2".
+        stars = self.path("stars")
+        shutil.copytree(cls, stars)
+        with open(os.path.join(stars, "config.json")) as f:
+            config = json.load(f)
+        config["id2label"] = {"0": "1", "1": "2", "2": "3"}
+        config["label2id"] = {"1": 0, "2": 1, "3": 2}
+        with open(os.path.join(stars, "config.json"), "w") as f:
+            json.dump(config, f)
+        as_ints = self.path("stars.csv")
+        write_csv(as_ints, [(t, 1) for t in NEGATIVE] + [(t, 3) for t in POSITIVE])
+        as_names = self.path("stars.jsonl")
+        with open(as_names, "w") as f:
+            for label, texts in (("1", NEGATIVE), ("3", POSITIVE)):
+                for t in texts:
+                    f.write(json.dumps({"text": t, "label": label}) + "\n")
+        by_int = run_ms("eval", "--model", stars, "--dataset", "csv:" + as_ints, "--json",
+                        "--metrics", "loss-metric")
+        by_name = run_ms("eval", "--model", stars, "--dataset", "jsonl:" + as_names, "--json",
+                         "--metrics", "loss-metric")
+        self.assertExit(by_int, 0)
+        self.assertEqual(json.loads(by_int.stdout), json.loads(by_name.stdout))
+        # The classes of the numbered model are the plain model's, so its loss is the same.
+        plain = run_ms("eval", "--model", cls, "--dataset", "csv:" + self.path("test.csv"), "--json",
+                       "--metrics", "loss-metric")
+        self.assertAlmostEqual(json.loads(by_int.stdout)["loss"], json.loads(plain.stdout)["loss"], places=5)
+        write_csv(as_ints, [(NEGATIVE[0], 0)])
+        r = run_ms("eval", "--model", stars, "--dataset", "csv:" + as_ints)
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "label 0 is not a class of the model", "named by numbers")
 
     def test_checkpoints_load_in_python_torch(self):
         python = torch_python()

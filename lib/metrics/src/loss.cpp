@@ -23,6 +23,10 @@ class LossMetric : public Metric {
     if (loss.values.size() != 1)
       fail(ErrorCode::kConfig, "loss-metric: '{}' holds {} values, not one", loss_key_,
            loss.values.size());
+    // A mean over a NaN is NaN, which JSON cannot hold: the model is broken, not the metric.
+    if (!std::isfinite(loss.values[0]))
+      fail(ErrorCode::kIntegrity, "loss-metric: '{}' is {} (the model's outputs are not numbers)",
+           loss_key_, loss.values[0]);
     losses_.push_back(loss.values[0]);
   }
   MetricValues evaluate() const override {

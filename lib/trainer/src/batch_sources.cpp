@@ -9,6 +9,7 @@
 #include <ATen/ops/tensor.h>
 
 #include <algorithm>
+#include <charconv>
 #include <future>
 #include <numeric>
 #include <set>
@@ -23,8 +24,27 @@
 
 namespace ms::trainer {
 
+LabelMap::LabelMap(std::vector<std::string> names) : names_(std::move(names)) {
+  numbers_are_names_ = std::any_of(names_.begin(), names_.end(), [](const std::string& name) {
+    std::int64_t ignored = 0;
+    const char* end = name.data() + name.size();
+    const auto [stop, error] = std::from_chars(name.data(), end, ignored);
+    return !name.empty() && error == std::errc() && stop == end;
+  });
+}
+
 std::int64_t LabelMap::id_of(const data::Value& cell, const std::string& where) const {
   if (const auto* i = std::get_if<std::int64_t>(&cell)) {
+    if (numbers_are_names_) {
+      const std::string name = std::to_string(*i);
+      auto it = std::find(names_.begin(), names_.end(), name);
+      if (it != names_.end()) return it - names_.begin();
+      throw Error(ErrorCode::kUsage,
+                  fmt::format("{}: label {} is not a class of the model, whose classes are named "
+                              "by numbers ({}): a number is read as a class name, not an id",
+                              where, *i, join(names_, ", ")),
+                  "label the rows with the model's class names");
+    }
     MS_CHECK(*i >= 0 && static_cast<std::size_t>(*i) < names_.size(), ErrorCode::kUsage,
              "{}: label {} is outside the model's {} classes (0..{})", where, *i, names_.size(),
              names_.size() - 1);

@@ -33,15 +33,18 @@ struct Batching {
 class LabelMap {
  public:
   LabelMap() = default;
-  explicit LabelMap(std::vector<std::string> names) : names_(std::move(names)) {}
+  explicit LabelMap(std::vector<std::string> names);
   const std::vector<std::string>& names() const { return names_; }
   std::size_t size() const { return names_.size(); }
-  /// The id of a label cell: an integer in range, or a class name. kUsage naming `where` and
-  /// the classes otherwise.
+  /// The id of a label cell: a class name, or an integer id in range; where some class is named
+  /// by a number (star ratings "1".."5"), an integer is that name, as in ModelScope
+  /// (label2id[str(label)]): as an id it would mean another class. kUsage naming `where` and the
+  /// classes otherwise.
   std::int64_t id_of(const data::Value& cell, const std::string& where) const;
 
  private:
   std::vector<std::string> names_;
+  bool numbers_are_names_ = false;
 };
 
 /// The text columns of a split: preprocessor.first_sequence / second_sequence / label, else

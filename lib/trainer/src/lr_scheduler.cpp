@@ -97,6 +97,13 @@ void require_non_negative(double value, const char* option, const char* type) {
     fail(ErrorCode::kConfig, "{}: option '{}' must be a number >= 0, got {}", type, option, value);
 }
 
+// For divisors and rates the schedule ends at: a negative one makes a negative learning rate,
+// which ascends the loss without a word.
+void require_positive_number(double value, const char* option, const char* type) {
+  if (!(std::isfinite(value) && value > 0))
+    fail(ErrorCode::kConfig, "{}: option '{}' must be a number > 0, got {}", type, option, value);
+}
+
 class StepLR : public LrScheduler {
  public:
   StepLR(const nlohmann::json& options, std::vector<double> base) : LrScheduler(std::move(base)) {
@@ -176,6 +183,7 @@ class CosineAnnealingLR : public LrScheduler {
     eta_min_ = o.number("eta_min", 0.0);
     o.check_all_read();
     require_positive(t_max_, "T_max", "CosineAnnealingLR");
+    require_non_negative(eta_min_, "eta_min", "CosineAnnealingLR");
     start();
   }
   std::string type() const override { return "CosineAnnealingLR"; }
@@ -328,6 +336,9 @@ class OneCycleLR : public LrScheduler {
     const double final_div_factor = o.number("final_div_factor", 1e4);
     const bool three_phase = o.flag("three_phase", false);
     o.check_all_read();
+    for (double max_lr : max_lrs) require_positive_number(max_lr, "max_lr", "OneCycleLR");
+    require_positive_number(div_factor, "div_factor", "OneCycleLR");
+    require_positive_number(final_div_factor, "final_div_factor", "OneCycleLR");
     if (pct_start < 0 || pct_start > 1)
       fail(ErrorCode::kConfig, "OneCycleLR: pct_start must be in [0, 1], got {}", pct_start);
     if (anneal != "cos" && anneal != "linear")
@@ -426,6 +437,7 @@ class ReduceLROnPlateau : public LrScheduler {
     o.check_all_read();
     if (factor_ >= 1.0)
       fail(ErrorCode::kConfig, "ReduceLROnPlateau: factor must be < 1, got {}", factor_);
+    for (double min_lr : min_lrs_) require_non_negative(min_lr, "min_lr", "ReduceLROnPlateau");
     if (mode != "min" && mode != "max")
       fail(ErrorCode::kConfig, "ReduceLROnPlateau: mode must be 'min' or 'max', got '{}'", mode);
     if (threshold_mode != "rel" && threshold_mode != "abs")
@@ -524,6 +536,7 @@ class Warmup : public LrScheduler {
     ratio_ = o.number("warmup_ratio", 0.1);
     o.check_all_read();
     require_positive(warmup_iters_, "warmup_iters", type_.c_str());
+    require_non_negative(ratio_, "warmup_ratio", type_.c_str());
     // The initial rates are the groups' own (`initial_lr`), before the base schedule's step 0.
     base_lrs_ = base_->base_lrs();
     start();

@@ -526,7 +526,8 @@ void Trainer::train(const std::optional<std::filesystem::path>& resume_from) {
            "{}: an EvaluationHook is configured but there is no evaluation data: give "
            "--eval-dataset or --eval-split, or a dataset with a validation or test split",
            setup_.config.source());
-  hooks_.call(Stage::kBeforeRun, *this);
+  hooks_.call(Stage::kBeforeRun, *this);  // a LoadCheckpointHook restores the counters here
+  first_iter_ = iter_;
   // Every rank starts from rank 0's weights, as DDP makes them when it wraps a model (a resumed
   // run has loaded the same checkpoint everywhere already; a fresh head is seeded alike).
   if (setup_.distributed) {

@@ -601,7 +601,6 @@ class TrainingService final : public infer::TrainerService {
 
     if (resume) log::info("resuming from {}", resume->string());
     const auto start = std::chrono::steady_clock::now();
-    const std::int64_t start_iter = trainer.iter();
     trainer.train(resume);
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -616,7 +615,8 @@ class TrainingService final : public infer::TrainerService {
                 (work_dir / "output").string());
     }
     const int world = dist ? dist->world_size() : 1;
-    s.samples_per_second = seconds > 0 ? static_cast<double>(trainer.iter() - start_iter) *
+    // The iterations this run made (a resumed run's start is the checkpoint's).
+    s.samples_per_second = seconds > 0 ? static_cast<double>(trainer.iter() - trainer.first_iter()) *
                                              static_cast<double>(train_batching.batch_size) *
                                              world / seconds
                                        : 0;

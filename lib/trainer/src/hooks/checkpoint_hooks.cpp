@@ -108,6 +108,14 @@ class CheckpointHook final : public Hook {
     if (!no_save_ && !by_epoch_ && (every_n_iters(t, interval_) || (save_last_ && is_last_iter(t))))
       save(t, fmt::format("iter_{}", t.iter() + 1));
   }
+  // eval_result.txt describes the weights beside it in output/: an evaluation of weights that
+  // output/ holds (a by-iteration checkpoint at an epoch's last step, evaluated at its end) writes
+  // it; a save of weights no evaluation has seen yet removes the older one's.
+  void before_train_iter(Trainer&) override { weights_evaluated_ = output_has_weights_ = false; }
+  void after_val(Trainer& t) override {
+    weights_evaluated_ = true;
+    if (output_has_weights_ && t.is_main()) write_eval_result(t, place_.output_dir);
+  }
 
   CheckpointValue state_dict() const override {
     CheckpointValue history = CheckpointValue::list();
@@ -134,7 +142,13 @@ class CheckpointHook final : public Hook {
       if (t.is_main()) log::info("saving checkpoint {}", name);
       if (!save_checkpoint_files(t, place_.save_dir / name, save_trainer_state_)) return;
       t.save_output(place_.output_dir);
-      write_eval_result(t, place_.output_dir);
+      output_has_weights_ = true;
+      if (weights_evaluated_) {
+        write_eval_result(t, place_.output_dir);
+      } else {
+        std::error_code ignored;
+        std::filesystem::remove(place_.output_dir / "eval_result.txt", ignored);
+      }
     });
     t.after_stage_saves([this, &t, name, obsolete] {
       if (!t.is_main()) return;
@@ -153,6 +167,8 @@ class CheckpointHook final : public Hook {
 
   std::int64_t interval_ = 1, max_checkpoints_ = 0;
   bool by_epoch_ = true, no_save_ = false, save_last_ = true, save_trainer_state_ = true;
+  // Since the last optimizer step: whether an evaluation ran, and whether output/ was written.
+  bool weights_evaluated_ = false, output_has_weights_ = false;
   OutputPlace place_;
   std::vector<std::string> history_;
 };
@@ -261,7 +277,7 @@ class BestCkptSaverHook final : public Hook {
       if (t.is_main()) log::info("best {} so far ({}): saving {}", metric_key_, value, name);
       if (!save_checkpoint_files(t, place_.save_dir / name, save_trainer_state_)) return;
       t.save_output(place_.output_dir);
-      write_eval_result(t, place_.output_dir);
+      write_eval_result(t, place_.output_dir);  // saved right after the evaluation of these weights
     });
     // The best checkpoints it displaces go only once --resume would no longer restore a state
     // that still names them.

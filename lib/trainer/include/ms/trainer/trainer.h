@@ -104,6 +104,8 @@ class Trainer {
   Mode mode() const { return mode_; }
   std::int64_t epoch() const { return epoch_; }
   std::int64_t iter() const { return iter_; }
+  /// The iteration this run started at: 0, or a resumed checkpoint's (set once it is loaded).
+  std::int64_t first_iter() const { return first_iter_; }
   std::int64_t inner_iter() const { return inner_iter_; }
   std::int64_t max_epochs() const { return max_epochs_; }
   std::int64_t iters_per_epoch() const { return iters_per_epoch_; }
@@ -189,6 +191,7 @@ class Trainer {
   LogBuffer log_buffer_;
   Mode mode_ = Mode::kTrain;
   std::int64_t epoch_ = 0, iter_ = 0, inner_iter_ = 0, max_epochs_ = 1, iters_per_epoch_ = 0;
+  std::int64_t first_iter_ = 0;
   std::string timestamp_;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<LrScheduler> lr_scheduler_;
