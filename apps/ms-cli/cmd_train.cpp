@@ -125,6 +125,7 @@ void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
       "      --dataset csv:train.csv --eval-dataset csv:test.csv --work-dir runs/spam\n"
       "  ms train ... --resume            # after a kill: go on from the last checkpoint\n"
       "  ms train ... --resume auto       # one command for the first run and every rerun\n"
+      "  ms train ... --overwrite         # start over in a work dir that holds a run\n"
       "  ms train ... --nproc 2           # data-parallel: 2 workers on this machine (Gloo)\n"
       "  torchrun --nproc_per_node 2 --no_python ms train ...   # the same under torchrun\n"
       "Writes <work-dir>/epoch_N.pth (or iter_N.pth) and <prefix>_trainer_state.pth (both\n"
@@ -165,6 +166,10 @@ void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
                   "restarts)")
       ->expected(0, 1)
       ->default_str("");
+  cmd->add_flag("--overwrite", opts->request.overwrite,
+                "Start over in a work dir that holds a run (refused without it: its output/ "
+                "would be replaced); its checkpoint files stay unless this run's take their "
+                "names");
   cmd->add_option("--nproc", opts->nproc,
                   "Data-parallel: start N workers of this command on this machine (torchrun's "
                   "variables; each trains batch_size_per_gpu rows a step, gradients averaged; "

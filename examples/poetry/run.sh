@@ -21,6 +21,7 @@ if [[ ! -f /usr/share/games/fortunes/tang300 ]]; then
 fi
 python3 "$root/scripts/prepare_poetry.py" "$work" --layers "${LAYERS:-4}" --width "${WIDTH:-256}" \
   --heads "${HEADS:-4}"
+rm -rf "$work/run"  # a rerun trains afresh (its logs alone are read below)
 "$ms" train --model "$work/model" --dataset "jsonl:$work/data/train.jsonl" \
   --eval-dataset "jsonl:$work/data/validation.jsonl" --work-dir "$work/run" \
   --max-epochs "$epochs" --set "train.lr_scheduler.T_max=$epochs" --seed "$seed"

@@ -75,11 +75,11 @@ class TrainTextTest(TorchTestCase):
         self.config = self.path("recipe.json")
         self.write("recipe.json", json.dumps(recipe()))
 
-    def train(self, *extra, work="work", model=None, timeout=600):
+    def train(self, *extra, work="work", model=None, timeout=600, env=None):
         return run_ms("train", "--model", model or os.path.join(TINY, "cls"), "--config",
                       self.config, "--dataset", "csv:" + self.path("train.csv"),
                       "--eval-dataset", "csv:" + self.path("test.csv"), "--work-dir",
-                      self.path(work), "--json", *extra, timeout=timeout)
+                      self.path(work), "--json", *extra, timeout=timeout, env=env)
 
     def test_train_writes_modelscope_layout_and_eval_agrees(self):
         r = self.train()
@@ -430,6 +430,37 @@ class TrainTextTest(TorchTestCase):
             r = self.train()
         self.assertExit(r, 2)
         self.assertIn("another ms train (pid 4242) is running", r.stdout + r.stderr)
+
+    def test_a_fresh_start_over_a_finished_run_needs_overwrite(self):
+        self.assertExit(self.train("--max-epochs", "1"), 0)
+        weights = self.path("work", "output", "model.safetensors")
+        with open(weights, "rb") as f:
+            kept = f.read()
+        with open(self.path("work", "latest_checkpoint.json")) as f:
+            pointer = f.read()
+        # A rerun that forgot --resume would train over the run and replace its output/.
+        r = self.train("--max-epochs", "2")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "holds a run", "replace its output/")
+        self.assertIn("--resume (or --resume auto), start over there with --overwrite", r.stderr)
+        with open(weights, "rb") as f:
+            self.assertEqual(f.read(), kept)
+        r = self.train("--overwrite", "--resume")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "--overwrite")
+        # --overwrite starts over; a start-over killed before its first checkpoint leaves no
+        # pointer to the run it replaced (--resume auto then starts afresh, not from that run).
+        if TEST_HOOKS:
+            r = self.train("--overwrite", env={"MS_TEST_KILL_AFTER_ITER": "3"})
+            self.assertNotEqual(r.returncode, 0)
+            self.assertFalse(os.path.exists(self.path("work", "latest_checkpoint.json")))
+        r = self.train("--overwrite", "--max-epochs", "1", "--seed", "7")
+        self.assertExit(r, 0)
+        self.assertIsNone(json.loads(r.stdout)["resumed_from"])
+        with open(weights, "rb") as f:
+            self.assertNotEqual(f.read(), kept)
+        with open(self.path("work", "latest_checkpoint.json")) as f:
+            self.assertEqual(f.read(), pointer)  # the same last step's name, of the new run
 
     def test_unwritable_places_are_io_errors_with_a_json_document(self):
         self.write("afile", "")

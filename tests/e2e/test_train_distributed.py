@@ -204,6 +204,11 @@ class DistributedTrainTest(TorchTestCase):
         killed = run_ms(*self.args("resume.json", "cut", TINY_CLS), "--nproc", "2",
                         env={"MS_TEST_KILL_AFTER_ITER": "7"})
         self.assertEqual(killed.returncode, 128 + 9, killed.stderr)
+        # Rerun without --resume: rank 0 refuses to start over its checkpoints, every rank says
+        # so (once, through the launcher).
+        fresh = run_ms(*self.args("resume.json", "cut", TINY_CLS), "--nproc", "2")
+        self.assertExit(fresh, 2)
+        self.assertEqual(fresh.stderr.count("holds a run"), 1, fresh.stderr)
         # Resumed by workers started by hand, rank 1 with a work dir of its own (as on a machine
         # whose work dir is local), both with --resume auto: rank 0 finds iter_6 and rank 1
         # loads what rank 0 names, rather than deciding for itself that there is nothing to
@@ -224,10 +229,11 @@ class DistributedTrainTest(TorchTestCase):
     def test_a_killed_rank_stops_the_other_with_a_clear_error(self):
         self.write("long.json", json.dumps(recipe(4, epochs=1000)))
         port = free_port()
-        args = self.args("long.json", "work")
         # Iteration 6 is mid-epoch (a gradient all-reduce is next), 8 ends an epoch (rank 0
-        # evaluates and checkpoints next).
+        # evaluates and checkpoints next). Each in a work dir of its own: a fresh start over a
+        # run's checkpoint is refused.
         for after in ("6", "8"):
+            args = self.args("long.json", "work" + after)
             with self.subTest(killed_after=after):
                 kill = {"MS_TEST_KILL_AFTER_ITER": after, "MS_TEST_KILL_RANK": "1"}
                 rank0 = self.start_worker(0, port, args, **kill)
@@ -240,7 +246,7 @@ class DistributedTrainTest(TorchTestCase):
                 self.assertIn("another worker stopped", err0)
                 port = free_port()
         # The launcher passes the failure on and names the worker.
-        launched = run_ms(*args, "--nproc", "2",
+        launched = run_ms(*self.args("long.json", "launched"), "--nproc", "2",
                           env={"MS_TEST_KILL_AFTER_ITER": "6", "MS_TEST_KILL_RANK": "1"})
         self.assertEqual(launched.returncode, 128 + 9, launched.stderr)
         self.assertIn("worker 1 of 2 was killed by signal 9", launched.stderr)

@@ -385,9 +385,27 @@ constexpr const char* kResumeIfAny = "auto";
 
 // The checkpoint --resume names: "" for the work dir's latest; else a prefix or .pth file, as
 // given or inside the work dir ("epoch_2"), or a work dir (its latest); none for "auto" in a
-// work dir that has saved no checkpoint yet.
-std::optional<std::filesystem::path> resume_point(const std::string& asked,
+// work dir that has saved no checkpoint yet. Without --resume, none: a fresh start, which a
+// work dir holding a run's checkpoints refuses unless `overwrite` (its output/ and checkpoint
+// pointer would be replaced without a word; a forgotten --resume after a kill would train the
+// whole run again over them).
+std::optional<std::filesystem::path> resume_point(const std::optional<std::string>& resume,
+                                                  bool overwrite,
                                                   const std::filesystem::path& work_dir) {
+  if (!resume) {
+    if (!overwrite && std::filesystem::exists(work_dir / kLatestCheckpointFile)) {
+      throw Error(ErrorCode::kUsage,
+                  fmt::format("the work dir {} holds a run ({} names its latest checkpoint): a "
+                              "fresh start would replace its output/",
+                              work_dir.string(), kLatestCheckpointFile),
+                  "go on from it with --resume (or --resume auto), start over there with "
+                  "--overwrite, or give another --work-dir");
+    }
+    return std::nullopt;
+  }
+  MS_CHECK(!overwrite, ErrorCode::kUsage,
+           "--overwrite starts over, --resume goes on: give one of them");
+  const std::string& asked = *resume;
   auto latest_of = [](const std::filesystem::path& dir) {
     const auto latest = latest_checkpoint(dir);
     if (!latest) {
@@ -438,16 +456,17 @@ std::optional<std::filesystem::path> resume_point(const std::string& asked,
 // train apart. Every rank takes part, whatever its own --resume says, so that the exchange
 // cannot get out of step; rank 0's error is every rank's.
 std::optional<std::filesystem::path> resume_point_of_main(
-    Distributed& dist, const std::optional<std::string>& asked,
+    Distributed& dist, const std::optional<std::string>& asked, bool overwrite,
     const std::filesystem::path& work_dir) {
   Json answer = Json::object();
-  if (dist.is_main() && asked) {
+  if (dist.is_main()) {
     auto send_error = [&answer](ErrorCode code, const std::string& message,
                                 const std::string& hint) {
       answer["error"] = {{"code", static_cast<int>(code)}, {"message", message}, {"hint", hint}};
     };
     try {
-      if (const auto point = resume_point(*asked, work_dir)) answer["path"] = point->string();
+      if (const auto point = resume_point(asked, overwrite, work_dir))
+        answer["path"] = point->string();
     } catch (const Error& e) {
       send_error(e.code(), e.what(), e.hint());
     } catch (const std::exception& e) {  // a file system error looking for checkpoints
@@ -544,8 +563,14 @@ class TrainingService final : public infer::TrainerService {
     if (!dist || dist->is_main()) lock.emplace(work_dir);
     // A resumed run: every rank loads the checkpoint rank 0 names (it wrote it).
     const std::optional<std::filesystem::path> resume =
-        dist ? resume_point_of_main(*dist, r.resume, work_dir)
-             : (r.resume ? resume_point(*r.resume, work_dir) : std::nullopt);
+        dist ? resume_point_of_main(*dist, r.resume, r.overwrite, work_dir)
+             : resume_point(r.resume, r.overwrite, work_dir);
+    if (r.overwrite && lock) {
+      // The old run's pointer goes first: a start-over killed before its first checkpoint must
+      // not leave --resume pointing at the run it replaced.
+      std::error_code ignored;
+      std::filesystem::remove(work_dir / kLatestCheckpointFile, ignored);
+    }
     at::manual_seed(r.seed);
 
     data::LoadOptions train_options;

@@ -37,6 +37,8 @@ struct TrainRequest {
   std::uint64_t seed = 42;
   /// --resume: "" for the work dir's latest checkpoint, else a checkpoint prefix or file.
   std::optional<std::string> resume;
+  /// --overwrite: start over in a work dir that holds a run (refused otherwise).
+  bool overwrite = false;
   std::optional<int> threads;
   HubModelOptions hub;
   /// This worker's place in a data-parallel run (torchrun's / Slurm's variables; run_train reads
