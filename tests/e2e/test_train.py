@@ -541,6 +541,16 @@ class TrainTextTest(TorchTestCase):
         r = self.train("--resume", self.path("train.csv"), work="cut")
         self.assertExit(r, 2)
         self.assertOneLineError(r, "train.csv", "not a checkpoint")
+        # The same number of rows is not the same data: shuffled, or relabelled.
+        rows = [(t, "positive") for t in POSITIVE] + [(t, "negative") for t in NEGATIVE]
+        for name, other in (("shuffled.csv", list(reversed(rows * 2))),
+                            ("relabelled.csv", [(t, "neutral") for t, _ in rows * 2])):
+            write_csv(self.path(name), other)
+            r = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
+                       "--dataset", "csv:" + self.path(name), "--eval-dataset",
+                       "csv:" + self.path("test.csv"), "--work-dir", self.path("cut"), "--resume")
+            self.assertExit(r, 2, name)
+            self.assertOneLineError(r, "inside an epoch of other training data")
         r = self.train("--resume", work="cut")
         self.assertExit(r, 0)
         # A pointer to a checkpoint that is gone: --resume auto does not start over.

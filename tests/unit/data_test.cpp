@@ -633,3 +633,25 @@ TEST_CASE("imagefolder with HF metadata.csv, and text files", "[data]") {
   CHECK(std::get<std::string>(text.splits[0].table.rows[1][0]).empty());
   fs::remove_all(dir);
 }
+
+TEST_CASE("a table's content hash tells other rows, order, kinds and splits apart", "[data]") {
+  auto table = [](std::vector<std::vector<ms::data::Value>> rows) {
+    ms::data::Table t;
+    t.columns = {{"text", ms::data::ColumnType::kString}, {"label", ms::data::ColumnType::kInt}};
+    t.rows = std::move(rows);
+    return t;
+  };
+  using V = ms::data::Value;
+  const auto base = table({{V{std::string("ab")}, V{std::int64_t{1}}}, {V{std::string("c")}, V{}}});
+  CHECK(base.content_hash() == table({{V{std::string("ab")}, V{std::int64_t{1}}},
+                                      {V{std::string("c")}, V{}}})
+                                   .content_hash());
+  for (const auto& other : {
+           table({{V{std::string("c")}, V{}}, {V{std::string("ab")}, V{std::int64_t{1}}}}),  // order
+           table({{V{std::string("a")}, V{std::int64_t{1}}}, {V{std::string("bc")}, V{}}}),  // split
+           table({{V{std::string("ab")}, V{std::string("1")}}, {V{std::string("c")}, V{}}}),  // kind
+           table({{V{std::string("ab")}, V{std::int64_t{2}}}, {V{std::string("c")}, V{}}}),  // label
+       }) {
+    CHECK(other.content_hash() != base.content_hash());
+  }
+}

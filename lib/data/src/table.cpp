@@ -36,6 +36,36 @@ int Table::column_index(const std::string& name) const {
   return -1;
 }
 
+std::uint64_t Table::content_hash() const {
+  std::uint64_t hash = 14695981039346656037ULL;  // FNV-1a's offset basis and prime
+  auto mix = [&hash](const void* data, std::size_t size) {
+    const auto* bytes = static_cast<const unsigned char*>(data);
+    for (std::size_t i = 0; i < size; ++i) {
+      hash ^= bytes[i];
+      hash *= 1099511628211ULL;
+    }
+  };
+  // Each item's size goes in before it, so that no two tables run together alike ("ab","c"
+  // against "a","bc").
+  auto mix_text = [&mix](const std::string& text) {
+    const std::uint64_t size = text.size();
+    mix(&size, sizeof size);
+    mix(text.data(), text.size());
+  };
+  for (const Column& c : columns) mix_text(c.name);
+  for (const auto& row : rows) {
+    for (const Value& v : row) {
+      const auto kind = static_cast<unsigned char>(v.index());
+      mix(&kind, 1);
+      if (const auto* s = std::get_if<std::string>(&v)) mix_text(*s);
+      if (const auto* i = std::get_if<std::int64_t>(&v)) mix(i, sizeof *i);
+      if (const auto* d = std::get_if<double>(&v)) mix(d, sizeof *d);
+      if (const auto* b = std::get_if<bool>(&v)) mix(b, sizeof *b);
+    }
+  }
+  return hash;
+}
+
 namespace {
 
 bool parse_int(const std::string& s, std::int64_t& out) {

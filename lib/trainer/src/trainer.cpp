@@ -494,7 +494,8 @@ std::vector<std::string> Trainer::run_facts() const {
       fmt::format("train.max_epochs = {}", max_epochs_),
       fmt::format("start at epoch {}, iteration {}", epoch_ + 1, inner_iter_),
       fmt::format("--seed = {}", setup_.seed),
-      fmt::format("labels = [{}]", fmt::join(setup_.label_names, ", "))};
+      fmt::format("labels = [{}]", fmt::join(setup_.label_names, ", ")),
+      fmt::format("training data hash = {:016x}", setup_.train_data_hash)};
   // The schedule of every hook, the optimizer, the loader: ranks that differ there call their
   // collectives at other times, and wait for each other until the timeout.
   for (const char* section : {"train", "evaluation"}) {
@@ -689,6 +690,8 @@ CheckpointValue Trainer::trainer_state() const {
   meta.set("stop_training", stop_);
   meta.set("iters_per_epoch", iters_per_epoch_);
   meta.set("seed", static_cast<std::int64_t>(setup_.seed));
+  if (setup_.train_data_hash != 0)
+    meta.set("train_data_hash", static_cast<std::int64_t>(setup_.train_data_hash));
   meta.set("world_size",
            static_cast<std::int64_t>(setup_.distributed ? setup_.distributed->world_size() : 1));
   CheckpointValue rng = CheckpointValue::dict();
@@ -757,6 +760,16 @@ void Trainer::load_trainer_state(const CheckpointValue& state) {
                             batches->as_int(), iters_per_epoch_),
                 "resume with the data and batch size it was trained with, or from an epoch's "
                 "checkpoint");
+  }
+  // The same row count is not the same data: other rows (or the same ones shuffled, or
+  // relabelled) would make the rest of the epoch other batches.
+  if (const CheckpointValue* data = meta.find("train_data_hash");
+      data && !resumed_epoch_done_ && setup_.train_data_hash != 0 &&
+      static_cast<std::uint64_t>(data->as_int()) != setup_.train_data_hash) {
+    throw Error(ErrorCode::kUsage,
+                "the checkpoint was taken inside an epoch of other training data (the same "
+                "number of batches, other rows, order or labels)",
+                "resume with the data it was trained with, or from an epoch's checkpoint");
   }
   if (const CheckpointValue* seed = meta.find("seed")) {
     MS_CHECK(static_cast<std::uint64_t>(seed->as_int()) == setup_.seed, ErrorCode::kUsage,

@@ -602,6 +602,7 @@ class TrainingService final : public infer::TrainerService {
     setup.config = config;
     setup.model = p.model;
     setup.label_names = p.labels.names();
+    setup.train_data_hash = train_split.table.content_hash();
     Batching train_batching = read_batching(config, "train", true, r.seed);
     if (dist) {
       train_batching.rank = dist->rank();

@@ -34,6 +34,10 @@ struct MS_API Table {
 
   /// Index of a column by name, or -1.
   int column_index(const std::string& name) const;
+  /// A 64-bit hash (FNV-1a) of the column names and every cell, kind and value: equal for the
+  /// same rows in the same order. Tells whether a resumed run reads the data its checkpoint was
+  /// trained on (the same row count is not the same data).
+  std::uint64_t content_hash() const;
 };
 
 /// Infers one column type from raw text fields and converts them: all integers -> kInt, all numbers

@@ -68,6 +68,9 @@ struct TrainerSetup {
   std::uint64_t seed = 42;
   /// Class names by id: given to metrics that need them (token-cls-metric's id2label).
   std::vector<std::string> label_names;
+  /// data::Table::content_hash() of the training split (0: unknown): saved in the trainer state,
+  /// and a resume inside an epoch must read the same data.
+  std::uint64_t train_data_hash = 0;
   /// Writes the inference-ready model folder (output/ and output_best/) from the model's state.
   std::function<void(const std::filesystem::path& dir, const models::TensorMap& state,
                      const Json& metric_values)>
