@@ -242,7 +242,8 @@ void add_dataset_command(CLI::App& app, const GlobalOptions& /*global*/) {
   iter_cmd->add_option("--prefetch", iter->prefetch, "Batches each worker may run ahead")
       ->check(positive_whole_number());
   iter_cmd->add_flag("--shuffle", iter->shuffle, "Shuffle rows (see --seed)");
-  iter_cmd->add_option("--seed", iter->seed, "Shuffle seed (same seed, same order)");
+  iter_cmd->add_option("--seed", iter->seed, "Shuffle seed (same seed, same order)")
+      ->check(non_negative_whole_number());
   iter_cmd->add_flag("--drop-last", iter->drop_last, "Drop a last, smaller batch");
   iter_cmd->add_option("--shard", iter->shard, "Only shard I of N (rows I, I+N, ...), as I/N");
   iter_cmd->add_option(

@@ -158,8 +158,11 @@ void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
                   "Override a configuration key: KEY=VALUE (e.g. train.optimizer.lr=1e-4)");
   cmd->add_option("--max-epochs", opts->request.max_epochs, "Epochs (train.max_epochs)");
   cmd->add_option("--device,-d", opts->device, "cpu, gpu, gpu:N, cuda:N or auto");
+  // At most 2^63 - 1: the trainer state stores it as a signed 64-bit integer (as torch does), and
+  // CLI11 would wrap -1 to 2^64 - 1.
   cmd->add_option("--seed", opts->request.seed,
-                  "Seed of the weights' initialisation, dropout and shuffling (default 42)");
+                  "Seed of the weights' initialisation, dropout and shuffling (default 42)")
+      ->check(non_negative_whole_number());
   cmd->add_option("--resume", opts->request.resume,
                   "Go on from a checkpoint: the work dir's latest (no value), a .pth / prefix, "
                   "or auto: the latest if the work dir has one, else start (reruns, torchrun "

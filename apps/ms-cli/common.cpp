@@ -1,5 +1,6 @@
 #include <fmt/format.h>
 
+#include <charconv>
 #include <cstdio>
 
 #include "cli.h"
@@ -22,11 +23,14 @@ namespace {
 // An argument no one types: a control character the parser does not treat as a list's start.
 constexpr char kBracketMark = '\x01';
 
+// Parsed here, not by CLI11's lexical_cast, which took 18446744073709551615 for a long long.
 CLI::Validator whole_number_at_least(long long bound, const std::string& what) {
   return CLI::Validator(
       [bound, what](std::string& value) -> std::string {
         long long n = 0;
-        if (!CLI::detail::lexical_cast(value, n) || n < bound) {
+        const char* end = value.data() + value.size();
+        const auto [stop, error] = std::from_chars(value.data(), end, n);
+        if (value.empty() || error != std::errc() || stop != end || n < bound) {
           return "must be " + what + ", got '" + value + "'";
         }
         return {};

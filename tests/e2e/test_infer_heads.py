@@ -595,10 +595,11 @@ class HeadsTest(TorchTestCase):
     def test_bad_jsonl_line_is_an_error_item(self):
         src = self.path("in.jsonl")
         with open(src, "w") as f:
-            f.write('{"text": "the cat"}\n{broken\n{"id": 5, "text": "the dog"}\n')
+            f.write('{"text": "the cat"}\n{broken\n{"id": 5, "text": "the dog"}\n{"text": 5}\n')
         got = self.infer("cls", "--input-file", src)
-        self.assertEqual([g["id"] for g in got], [0, 1, 5])
+        self.assertEqual([g["id"] for g in got], [0, 1, 5, 3])
         self.assertIn("not valid JSON", got[1]["error"]["message"])
+        self.assertIn("line 4: field 'text' is integer, not a string", got[3]["error"]["message"])
         dup = self.path("dup.jsonl")
         with open(dup, "w") as f:
             f.write('{"id": 1, "text": "a"}\n{"id": 1, "text": "b"}\n')

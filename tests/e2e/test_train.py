@@ -614,12 +614,31 @@ class TrainTextTest(TorchTestCase):
         r = with_recipe(recipe(optimizer={"type": "SGD", "lr": 0.1, "momentun": 0.9}))
         self.assertEqual(r.returncode, 3)
         self.assertIn("momentun", r.stderr)
+        # Keys ms does not read are ModelScope's to ignore, but a typo of one it reads is named
+        # (the run trains as configured otherwise), as is a dataloader key it does not read.
+        r = with_recipe(recipe(), "--set", "train.max_epoch=3", "--set",
+                        "train.dataloader.batchsize=2", "--set", "train.custom_key=1", "--max-epochs", "1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("train.max_epoch is not read: did you mean train.max_epochs?", r.stderr)
+        self.assertIn("train.dataloader.batchsize is not read (ms reads batch_size_per_gpu", r.stderr)
+        self.assertNotIn("custom_key", r.stderr)
+        shutil.rmtree(self.path("bad"))
         # A label id outside the head.
         write_csv(self.path("ids.csv"), [("good movie", 1), ("bad movie", 7)])
         r = with_recipe(recipe(), dataset="csv:" + self.path("ids.csv"))
         self.assertEqual(r.returncode, 2)
         self.assertIn("label 7 is outside", r.stderr)
         self.assertIn("row 2", r.stderr)
+        # A label that is no whole number is named by its own row (the column reads as floats).
+        write_csv(self.path("floats.csv"), [("good movie", 2), ("bad movie", 0), ("x", 1), ("y", 1.5)])
+        r = with_recipe(recipe(), dataset="csv:" + self.path("floats.csv"))
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertOneLineError(r, "row 4")
+        # A seed the trainer state cannot hold (CLI11 read -1 as 2^64 - 1).
+        for seed in ("-1", "18446744073709551615"):
+            r = with_recipe(recipe(), "--seed", seed)
+            self.assertEqual(r.returncode, 2, seed)
+            self.assertOneLineError(r, "--seed")
         # No label column.
         with open(self.path("nolabel.csv"), "w") as f:
             f.write("text\ngood movie\n")

@@ -53,6 +53,13 @@ PipelineInput input_from_json(const Json& j, std::size_t index, const std::strin
     } else if (const Json* p = pick(j, {"path", "image", "file"}, read)) {
       in.path = p->get<std::string>();
       if (in.path.is_relative()) in.path = file.parent_path() / in.path;
+    } else if (const auto named = std::find_if(
+                   kTextFields.begin(), kTextFields.end(),
+                   [&j](const char* k) { return j.contains(k) && !j[k].is_null(); });
+               named != kTextFields.end()) {
+      in.invalid = fmt::format("{}: field '{}' is {}, not a string", where, *named,
+                               Config::type_name(j[*named]));
+      read.insert(*named);  // named here; the warning about unread fields need not repeat it
     } else {
       in.invalid = fmt::format(
           "{}: no text field (expected one of text, sentence, sentence1, text_a, "

@@ -10,12 +10,14 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <future>
 #include <numeric>
 #include <set>
 #include <thread>
 
 #include "ms/core/error.h"
+#include "ms/core/log.h"
 #include "ms/core/text.h"
 #include "ms/data/image.h"
 #include "ms/data/loader.h"
@@ -78,6 +80,11 @@ const data::Value& cell(const data::Split& split, std::size_t row, int column) {
 // back as one, so that a mixed column means what each row says.
 data::Value label_cell(const data::Split& split, std::size_t row, int column) {
   const data::Value& value = cell(split, row, column);
+  // A float column (one row wrote 1.5, or 2.0): its whole numbers are ids, so that the error
+  // names the row that is not one.
+  if (const auto* d = std::get_if<double>(&value);
+      d && std::isfinite(*d) && *d == std::floor(*d) && std::fabs(*d) < 9.0e15)
+    return static_cast<std::int64_t>(*d);
   const auto* text = std::get_if<std::string>(&value);
   if (text == nullptr ||
       split.table.columns[static_cast<std::size_t>(column)].type != data::ColumnType::kJson)
@@ -572,6 +579,10 @@ std::unique_ptr<BatchSource> make_token_batches(const data::Split& split,
   MS_CHECK(cls >= 0 && sep >= 0, ErrorCode::kConfig, "the tokenizer's vocabulary lacks {} or {}",
            tokenizer.options().cls_token, tokenizer.options().sep_token);
   std::vector<std::vector<std::int64_t>> all_ids, all_labels;
+  // Words that give no token (empty, spaces, control characters) lose their tag, as in
+  // transformers' word_ids(); said once, as it makes a metric count fewer entities.
+  std::size_t tokenless_words = 0;
+  std::string first_tokenless;
   for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
     const std::string where = row_where(dataset, split, r);
     const auto words = list_cell(cell(split, r, words_col), where, columns.first);
@@ -590,6 +601,8 @@ std::unique_ptr<BatchSource> make_token_batches(const data::Split& split,
         e.add_context(where);
         throw;
       }
+      if (pieces.empty() && tokenless_words++ == 0)
+        first_tokenless = fmt::format("{}, word {}", where, w + 1);
       // Truncated to max_length with room for [SEP]: words past it are not trained on.
       for (std::size_t k = 0; k < pieces.size() && ids.size() + 1 < max_length; ++k) {
         ids.push_back(pieces[k]);
@@ -600,6 +613,11 @@ std::unique_ptr<BatchSource> make_token_batches(const data::Split& split,
     ls.push_back(-100);
     all_ids.push_back(std::move(ids));
     all_labels.push_back(std::move(ls));
+  }
+  if (tokenless_words > 0) {
+    log::warn("{}: {} word(s) give no token (empty, spaces or control characters; the first: {}), "
+              "so their tags are left out",
+              dataset, tokenless_words, first_tokenless);
   }
   return std::make_unique<TokenBatches>(std::move(all_ids), std::move(all_labels),
                                         tokenizer.pad_id(), batching);

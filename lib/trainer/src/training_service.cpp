@@ -130,6 +130,41 @@ Batching read_batching(const Config& config, const char* section, bool shuffle_d
   return b;
 }
 
+// Keys of train.* and evaluation.* that ms does not read are left alone, as ModelScope leaves
+// them (configurations carry keys for other tools). One a typo away from a key it reads
+// ("train.max_epoch") is named, with the key meant; in a dataloader section, where ModelScope
+// passes other keys to torch's DataLoader, every key ms does not read is named.
+void warn_unread_keys(const Config& config) {
+  const std::vector<std::string> loader = {"batch_size_per_gpu", "workers_per_gpu", "shuffle",
+                                           "drop_last"};
+  const std::vector<std::pair<std::string, std::vector<std::string>>> sections = {
+      {"train",
+       {"max_epochs", "work_dir", "dataloader", "optimizer", "lr_scheduler", "hooks",
+        "optimizer_hook", "lr_scheduler_hook", "checkpoint", "logging", "train_iters_per_epoch",
+        "use_fp16"}},
+      {"train.dataloader", loader},
+      {"evaluation", {"dataloader", "metrics", "period"}},
+      {"evaluation.dataloader", loader}};
+  for (const auto& [section, known] : sections) {
+    if (!config.has(section) || !config.at(section).is_object()) continue;
+    const bool loader_section = ends_with(section, ".dataloader");
+    for (auto it = config.at(section).begin(); it != config.at(section).end(); ++it) {
+      const std::string& key = it.key();
+      if (std::find(known.begin(), known.end(), key) != known.end()) continue;
+      std::string meant;
+      for (const std::string& k : known)
+        if (key.size() > 3 && edit_distance(key, k) <= 2) meant = k;
+      if (!meant.empty()) {
+        log::warn("{}: {}.{} is not read: did you mean {}.{}?", config.source(), section, key,
+                  section, meant);
+      } else if (loader_section) {
+        log::warn("{}: {}.{} is not read (ms reads {})", config.source(), section, key,
+                  join(known, ", "));
+      }
+    }
+  }
+}
+
 // The split to evaluate on when none was asked for: validation, else test, else nullptr.
 const data::Split* eval_split_of(const data::Dataset& d) {
   for (const char* name : {"validation", "test"})
@@ -550,6 +585,7 @@ class TrainingService final : public infer::TrainerService {
     check_task(m.task);
     Config config = m.config;
     if (r.max_epochs) config.set("train.max_epochs", *r.max_epochs);
+    if (!r.distributed || r.distributed->rank == 0) warn_unread_keys(config);
     const std::filesystem::path work_dir =
         r.work_dir.value_or(config.get_or<std::string>("train.work_dir", "./work_dir"));
     const std::string device = r.distributed
