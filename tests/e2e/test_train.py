@@ -551,6 +551,13 @@ class TrainTextTest(TorchTestCase):
                        "csv:" + self.path("test.csv"), "--work-dir", self.path("cut"), "--resume")
             self.assertExit(r, 2, name)
             self.assertOneLineError(r, "inside an epoch of other training data")
+        # Another optimizer or schedule than the checkpoint's is the configuration's error.
+        for override, words in (("train.optimizer.type=SGD", ("AdamW optimizer", "is SGD")),
+                                ('train.lr_scheduler={"type": "ExponentialLR", "gamma": 0.9}',
+                                 ("StepLR schedule", "is ExponentialLR"))):
+            r = self.train("--resume", "--set", override, work="cut")
+            self.assertExit(r, 2, override)
+            self.assertOneLineError(r, *words)
         r = self.train("--resume", work="cut")
         self.assertExit(r, 0)
         # A pointer to a checkpoint that is gone: --resume auto does not start over.
@@ -705,6 +712,13 @@ class TrainTokensTest(TorchTestCase):
                    "--json")
         self.assertExit(e, 0)
         self.assertEqual(json.loads(e.stdout), metrics)
+        # A word that gives no token loses its tag (as in transformers): said, with where.
+        with open(self.path("blank.jsonl"), "w") as f:
+            f.write(json.dumps({"tokens": ["john", "", "london"], "ner_tags": ["B-PER", "B-LOC", "B-LOC"]}) + "\n")
+        e = run_ms("eval", "--model", out, "--dataset", "jsonl:" + self.path("blank.jsonl"))
+        self.assertExit(e, 0)
+        self.assertIn("1 word(s) give no token", e.stderr)
+        self.assertIn("row 1, word 2", e.stderr)
         i = run_ms("infer", "--model", out, "--input", "john lives in paris")
         self.assertExit(i, 0)
         spans = [(o["type"], o["span"]) for o in json.loads(i.stdout)["output"]]

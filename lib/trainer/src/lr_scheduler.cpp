@@ -58,6 +58,15 @@ void LrScheduler::set_lrs(std::vector<double> lrs) {
 }
 
 void LrScheduler::load_state(const nlohmann::json& state) {
+  // Another schedule in the configuration than in the checkpoint: the run's, not the file's.
+  if (const auto saved = state.find("type");
+      saved != state.end() && saved->is_string() && *saved != type()) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("the checkpoint was trained with the {} schedule; this run's "
+                            "train.lr_scheduler is {}",
+                            saved->get<std::string>(), type()),
+                "resume with the schedule it was trained with, or start over with --overwrite");
+  }
   try {
     if (state.at("type") != type()) throw std::runtime_error("it is a " + state.at("type").dump());
     auto lrs = state.at("lrs").get<std::vector<double>>();

@@ -690,6 +690,7 @@ CheckpointValue Trainer::trainer_state() const {
   meta.set("stop_training", stop_);
   meta.set("iters_per_epoch", iters_per_epoch_);
   meta.set("seed", static_cast<std::int64_t>(setup_.seed));
+  if (optimizer_) meta.set("optimizer_type", optimizer_->type());
   if (setup_.train_data_hash != 0)
     meta.set("train_data_hash", static_cast<std::int64_t>(setup_.train_data_hash));
   meta.set("world_size",
@@ -793,6 +794,14 @@ void Trainer::load_trainer_state(const CheckpointValue& state) {
   }
   for (const auto& [key, hook] : hook_state_keys())
     if (const CheckpointValue* saved = meta.find(key)) hook->load_state_dict(*saved);
+  if (const CheckpointValue* type = meta.find("optimizer_type");
+      type && type->as_string() != optimizer().type()) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("the checkpoint was trained with the {} optimizer; this run's "
+                            "train.optimizer is {}",
+                            type->as_string(), optimizer().type()),
+                "resume with the optimizer it was trained with, or start over with --overwrite");
+  }
   if (const CheckpointValue* saved = state.find("optimizer")) optimizer().load_state_dict(*saved);
   if (const CheckpointValue* saved = state.find("lr_scheduler"); saved && !saved->is_none()) {
     MS_CHECK(lr_scheduler() != nullptr, ErrorCode::kIntegrity,
