@@ -630,6 +630,10 @@ class TrainTextTest(TorchTestCase):
         self.assertIn("train.dataloader.batchsize is not read (ms reads batch_size_per_gpu", r.stderr)
         self.assertNotIn("custom_key", r.stderr)
         shutil.rmtree(self.path("bad"))
+        # --set task=T chooses the task as --task does, over the recipe's.
+        r = with_recipe(recipe(), "--set", "task=nope")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertOneLineError(r, "unknown task 'nope'")
         # A label id outside the head.
         write_csv(self.path("ids.csv"), [("good movie", 1), ("bad movie", 7)])
         r = with_recipe(recipe(), dataset="csv:" + self.path("ids.csv"))

@@ -15,6 +15,14 @@ namespace {
 ModelInfo open_for_training(const std::string& model, std::optional<std::string> task,
                             const std::optional<std::filesystem::path>& recipe,
                             const std::vector<std::string>& overrides, const HubModelOptions& hub) {
+  // --set task=T chooses the task as --task does, over the recipe's (it would otherwise change
+  // the configuration's task key after the task was chosen, and be ignored).
+  for (const std::string& o : overrides) {
+    if (task || o.rfind("task=", 0) != 0) continue;
+    Config probe(Json::object(), "--set");
+    probe.apply_override(o);
+    if (probe.has("task") && probe.at("task").is_string()) task = probe.get<std::string>("task");
+  }
   std::optional<Config> extra;
   if (recipe) {
     extra = Config::from_file(*recipe);
