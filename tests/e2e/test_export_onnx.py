@@ -523,6 +523,23 @@ class ExportOnnxTest(TorchTestCase):
             self.assertExit(r, 2, odd)
             self.assertOneLineError(r, "names no folder of its own")
         self.assertEqual(os.listdir(empty), [])
+        # A link as --output (to an empty folder, or dangling) would fail the final rename only
+        # after the whole export: refused first, the link left as it was.
+        os.makedirs(self.path("target"))
+        for link, to in (("link", "target"), ("dangling", "nowhere")):
+            os.symlink(to, os.path.join(empty, link))
+            r = run_ms("export", "-m", os.path.join(TINY, "cls"), "-o", link, "--format", "safetensors", cwd=empty)
+            self.assertExit(r, 2, link)
+            self.assertOneLineError(r, "is a symbolic link")
+            os.remove(os.path.join(empty, link))
+        self.assertEqual(os.listdir(self.path("target")), [])
+        os.rmdir(self.path("target"))
+        # GPT-2's --static length is bounded by its position table as BERT's is (the graph
+        # failed on every input).
+        r = run_ms("export", "-m", os.path.join(TINY, "gpt2"), "-o", "g", "--static", "1,25", cwd=empty)
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "--static sequence length 25", "24 positions")
+        self.assertEqual(os.listdir(empty), [])
         # "out/." is the folder "out".
         r = run_ms("export", "-m", os.path.join(TINY, "cls"), "-o", "out/.", "--format", "safetensors", cwd=empty)
         self.assertExit(r, 0)

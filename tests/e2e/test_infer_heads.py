@@ -574,6 +574,17 @@ class HeadsTest(TorchTestCase):
             f.write('id,text\nfirst,"the cat, quoted"\nsecond,"multi\nline"\n')
         got = self.infer("cls", "--input-file", src)
         self.assertEqual([g["id"] for g in got], ["first", "second"])
+        # A byte-order mark (Windows editors) is no part of the first text line.
+        lines_file = self.path("bom.txt")
+        with open(lines_file, "wb") as f:
+            f.write("\ufeffthe cat\nthe dog\n".encode("utf-8"))
+        self.assertEqual(self.infer("cls", "--input-file", lines_file)[0]["labels"],
+                         self.infer("cls", "--input", "the cat")[0]["labels"])
+        # (WordPiece drops U+FEFF as a format character; GPT-2's byte-level BPE would encode it.)
+        gpt2 = os.path.join(TINY, "gpt2")
+        r = run_ms("tokenize", "-m", gpt2, "--input-file", lines_file)
+        self.assertEqual(json.loads(r.stdout.splitlines()[0])["input_ids"],
+                         json.loads(run_ms("tokenize", "-m", gpt2, "-i", "the cat").stdout)["input_ids"])
         # Columns no input is read from are named: a second text column ("sentence") is one.
         with open(src, "w", encoding="utf-8") as f:
             f.write("id,text,sentence,path,label\n1,the cat,a dog,x.png,0\n")

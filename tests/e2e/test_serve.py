@@ -292,6 +292,16 @@ class TextServeTest(ServeTestCase):
         self.assertEqual(status, 400)
         self.assertEqual(got["Data"]["field"], "parameters.top_k")
         self.assertIn("--set", got["Message"])
+        # A second text is refused, not dropped.
+        status, _, got = s.call({"input": {"text": "hello", "text2": "world"}})
+        self.assertEqual(status, 400, got)
+        self.assertIn("not a text pair", got["Message"])
+        s.stop()
+        # Sampling without a seed: each request draws anew (a seed drawn once at start-up gave
+        # every request for a prompt the same text). Temperature 5 flattens the draw.
+        s = self.serve(model, "--set", "max_new_tokens=12", "--set", "temperature=5")
+        texts = {s.call({"input": "hello"})[2]["text"] for _ in range(6)}
+        self.assertGreater(len(texts), 1, texts)
 
     def test_other_text_pipelines_answer_as_ms_infer(self):
         # Token classification (NER, word segmentation) and fill-mask, through the same pipelines.

@@ -59,12 +59,44 @@ class TextGeneration(TorchTestCase):
                             f"max_new_tokens={self.ref['max_new_tokens']}", model=d)
         self.assertEqual(got[0]["text"], self.ref["texts"][0])
 
+    def test_generation_config_json_ends_and_forbids_sampling(self):
+        d = self.path("genconf")
+        shutil.copytree(MODEL, d)
+        prompt = self.ref["prompts"][0]
+        greedy = self.generate("--input", prompt, "--set", "max_new_tokens=6", model=d)[0]["text"]
+        self.assertNotEqual(greedy, prompt)
+        r = run_ms("tokenize", "-m", d, "-i", prompt, greedy)
+        prompt_ids, greedy_ids = [json.loads(l)["input_ids"] for l in r.stdout.splitlines()]
+        first = greedy_ids[len(prompt_ids)]
+        # transformers' generate() stops at generation_config.json's eos_token_id, an id or a
+        # list of them: the first greedy token as an end leaves the prompt alone.
+        with open(os.path.join(d, "generation_config.json"), "w") as f:
+            json.dump({"eos_token_id": [first + 1, first]}, f)
+        got = self.generate("--input", prompt, "--set", "max_new_tokens=6", model=d)
+        self.assertEqual(got[0]["text"], prompt)
+        # Its do_sample false with a sampling setting asked for: an error naming that file, not a
+        # silently greedy run.
+        with open(os.path.join(d, "generation_config.json"), "w") as f:
+            json.dump({"do_sample": False}, f)
+        r = self.generate("--input", prompt, "--set", "top_k=50", model=d, code=3)
+        self.assertOneLineError(r, "generation_config.json", "do_sample is false")
+
     def test_bad_prompts_are_error_items(self):
         # Empty, and longer than the 24-position context: errors of their own; the rest runs.
         got = self.generate("--input", " ", "x" * 30, "hello", "--set", "max_new_tokens=2")
         self.assertIn("empty", got[0]["error"]["message"])
         self.assertIn("context", got[1]["error"]["message"])
         self.assertTrue(got[2]["text"].startswith("hello"))
+        # The text starts with the prompt as given, a written "<|endoftext|>" included (as
+        # transformers' pipeline returns it).
+        got = self.generate("--input", "hello<|endoftext|>", "--set", "max_new_tokens=2")
+        self.assertTrue(got[0]["text"].startswith("hello<|endoftext|>"), got[0])
+        # A second text is not dropped without a word.
+        pair = self.path("pair.jsonl")
+        with open(pair, "w") as f:
+            f.write(json.dumps({"text": "hello", "text_pair": "world"}) + "\n")
+        r = self.generate("--input-file", pair, "--set", "max_new_tokens=2", code=2)
+        self.assertIn("not a text pair", r.stdout)
 
     def test_bad_max_new_tokens(self):
         for value in ("0", "-3"):
@@ -114,6 +146,13 @@ class TextGeneration(TorchTestCase):
         self.assertTrue(any(o != first for o in others), "the seed changes nothing")
         greedy = self.sample(prompts=prompts, batch="4")
         self.assertNotEqual(first, greedy)
+
+    def test_sampling_without_a_seed_draws_anew_for_every_input(self):
+        # A seed drawn once made every copy of a prompt (and every request of a server) the same
+        # text. Temperature 5 flattens the draw: eight copies of 12 tokens alike by chance is
+        # far below one in 10^100.
+        texts = self.sample("temperature=5", prompts=("the cat sat on",) * 8, batch="4")
+        self.assertGreater(len(set(texts)), 1, texts)
 
     def test_narrowest_sampling_is_greedy(self):
         greedy = self.sample(prompts=self.ref["prompts"], batch="4")

@@ -104,7 +104,7 @@ std::vector<Column> header_columns(const std::vector<Value>& record) {
 }  // namespace
 
 std::vector<JsonLine> parse_json_lines(std::string_view text) {
-  if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+  text = without_bom(text);
   std::vector<JsonLine> out;
   const std::vector<std::string_view> lines = split_lines(text);
   for (std::size_t i = 0; i < lines.size(); ++i) {
@@ -123,7 +123,7 @@ std::vector<JsonLine> parse_json_lines(std::string_view text) {
 }
 
 Table parse_csv(std::string_view text, const std::string& source, const CsvOptions& options) {
-  if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+  text = without_bom(text);
   if (std::size_t bad = first_invalid_utf8_line(text)) bad_line(source, bad, "invalid UTF-8");
   const char delim = options.delimiter;
   MS_CHECK(delim != '"' && delim != '\n' && delim != '\r', ErrorCode::kUsage,
@@ -230,14 +230,13 @@ Table read_csv(const std::filesystem::path& path, const CsvOptions& options) {
 }
 
 bool holds_json_array(std::string_view text) {
-  constexpr std::string_view kBom = "\xEF\xBB\xBF";
-  if (text.substr(0, kBom.size()) == kBom) text.remove_prefix(kBom.size());
+  text = without_bom(text);
   const std::size_t first = text.find_first_not_of(" \t\r\n");
   return first != std::string_view::npos && text[first] == '[';
 }
 
 Table parse_jsonl(std::string_view text, const std::string& source) {
-  if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+  text = without_bom(text);
   if (std::size_t bad = first_invalid_utf8_line(text)) bad_line(source, bad, "invalid UTF-8");
   Table table;
   std::unordered_map<std::string, std::size_t> index;
@@ -341,7 +340,7 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
 }
 
 Table parse_text_lines(std::string_view text, const std::string& source) {
-  if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+  text = without_bom(text);
   if (std::size_t bad = first_invalid_utf8_line(text)) bad_line(source, bad, "invalid UTF-8");
   Table table;
   table.columns.push_back({"text", ColumnType::kString});

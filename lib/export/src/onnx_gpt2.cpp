@@ -24,6 +24,11 @@ void build_gpt2_graph(GraphBuilder& g, const Json& s, const std::vector<int64_t>
   MS_CHECK(static_shape.empty() || static_shape.size() == 2, ErrorCode::kUsage,
            "--static for a text model is BATCH,SEQUENCE (e.g. 1,128), got {} sizes",
            static_shape.size());
+  // Longer than the position table, the graph would fail on every input (a Gather past its end).
+  const int64_t table_size = s.at("n_positions").get<int64_t>();
+  MS_CHECK(static_shape.empty() || static_shape[1] <= table_size, ErrorCode::kUsage,
+           "--static sequence length {} is longer than the model's {} positions", static_shape[1],
+           table_size);
   const std::string batch = static_shape.empty() ? "batch" : std::to_string(static_shape[0]);
   const std::string seq = static_shape.empty() ? "sequence" : std::to_string(static_shape[1]);
   g.input("input_ids", TensorProto::INT64, {batch, seq});

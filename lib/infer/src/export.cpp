@@ -54,6 +54,12 @@ ExportSummary run_export(const ExportRequest& request) {
   // The folder appears whole at the end (a temp folder renamed), so it must not hold anything
   // that the rename would have to merge with.
   std::error_code ec;
+  // A link would be replaced by the rename, or fail it once the export is done: refused first.
+  MS_CHECK(!std::filesystem::is_symlink(std::filesystem::symlink_status(request.output, ec)),
+           ErrorCode::kUsage,
+           "--output {} is a symbolic link; give the path of the folder to write (the export is "
+           "renamed into place, which does not go through a link)",
+           request.output.string());
   const auto status = std::filesystem::status(request.output, ec);
   if (std::filesystem::exists(status)) {
     MS_CHECK(std::filesystem::is_directory(status), ErrorCode::kUsage,

@@ -266,7 +266,7 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
       read_csv(file, out);
     } else {
       const std::string text = read_file(file);
-      const std::vector<std::string_view> lines = split_lines(text);
+      const std::vector<std::string_view> lines = split_lines(without_bom(text));
       for (std::size_t i = 0; i < lines.size(); ++i) {
         PipelineInput in;
         in.id = i;

@@ -334,6 +334,7 @@ class Gpt2LMHeadModel final : public torch::nn::Module, public Model {
             {"n_layer", c.n_layer},
             {"n_head", c.n_head},
             {"n_embd", c.n_embd},
+            {"n_positions", c.n_positions},
             {"vocab_size", c.vocab_size},
             {"layer_norm_epsilon", c.layer_norm_epsilon},
             {"activation_function", c.activation_function},

@@ -95,36 +95,43 @@ T option(const Config& config, const Json& defaults, const char* key, T fallback
 GenerationOptions read_options(const infer::ModelInfo& model) {
   reject_unknown_options(model);
   const Config& c = model.config;
-  const Json defaults =
-      read_json_file(model.dir / "generation_config.json").value_or(Json::object());
+  const std::filesystem::path defaults_file = model.dir / "generation_config.json";
+  const Json defaults = read_json_file(defaults_file).value_or(Json::object());
   GenerationOptions o;
   const std::string& where = c.source();
+  // Where a setting came from, for its error: the configuration (with --set), else the model's
+  // generation_config.json.
+  auto from = [&](const char* key) { return c.has(key) ? where : defaults_file.string(); };
   o.max_new_tokens = option<int64_t>(c, defaults, "max_new_tokens", kDefaultMaxNewTokens);
   MS_CHECK(o.max_new_tokens > 0, ErrorCode::kConfig,
-           "{}: max_new_tokens must be a positive integer, got {}", where, o.max_new_tokens);
+           "{}: max_new_tokens must be a positive integer, got {}", from("max_new_tokens"),
+           o.max_new_tokens);
   o.min_new_tokens = option<int64_t>(c, defaults, "min_new_tokens", 0);
   MS_CHECK(o.min_new_tokens >= 0 && o.min_new_tokens <= o.max_new_tokens, ErrorCode::kConfig,
-           "{}: min_new_tokens must be between 0 and max_new_tokens ({}), got {}", where,
-           o.max_new_tokens, o.min_new_tokens);
+           "{}: min_new_tokens must be between 0 and max_new_tokens ({}), got {}",
+           from("min_new_tokens"), o.max_new_tokens, o.min_new_tokens);
   o.temperature = option<double>(c, defaults, "temperature", 1.0);
   MS_CHECK(std::isfinite(o.temperature) && o.temperature > 0, ErrorCode::kConfig,
-           "{}: temperature must be a positive number, got {}", where, o.temperature);
+           "{}: temperature must be a positive number, got {}", from("temperature"),
+           o.temperature);
   o.top_k = option<int64_t>(c, defaults, "top_k", 0);
   MS_CHECK(o.top_k >= 0, ErrorCode::kConfig,
-           "{}: top_k must be 0 (no limit) or a positive integer, got {}", where, o.top_k);
+           "{}: top_k must be 0 (no limit) or a positive integer, got {}", from("top_k"), o.top_k);
   o.top_p = option<double>(c, defaults, "top_p", 1.0);
   MS_CHECK(o.top_p > 0 && o.top_p <= 1, ErrorCode::kConfig, "{}: top_p must be in (0, 1], got {}",
-           where, o.top_p);
+           from("top_p"), o.top_p);
   o.repetition_penalty = option<double>(c, defaults, "repetition_penalty", 1.0);
   MS_CHECK(std::isfinite(o.repetition_penalty) && o.repetition_penalty > 0, ErrorCode::kConfig,
-           "{}: repetition_penalty must be a positive number (1: none), got {}", where,
-           o.repetition_penalty);
-  // Asking for a sampling setting means sampling, unless do_sample says otherwise: then the
-  // setting would be ignored, which is worth an error rather than a surprise.
+           "{}: repetition_penalty must be a positive number (1: none), got {}",
+           from("repetition_penalty"), o.repetition_penalty);
+  // Asking for a sampling setting means sampling, unless do_sample says otherwise (here or in
+  // generation_config.json): then the setting would be ignored, which is worth an error rather
+  // than a surprise.
   const bool sampling_setting = c.has("temperature") || c.has("top_k") || c.has("top_p");
   o.do_sample = option<bool>(c, defaults, "do_sample", sampling_setting);
-  MS_CHECK(o.do_sample || !(c.has("do_sample") && sampling_setting), ErrorCode::kConfig,
-           "{}: do_sample is false, so temperature, top_k and top_p would be ignored", where);
+  MS_CHECK(o.do_sample || !sampling_setting, ErrorCode::kConfig,
+           "{}: do_sample is false, so temperature, top_k and top_p would be ignored",
+           from("do_sample"));
   if (c.has("seed")) {
     const int64_t seed = c.get<int64_t>("seed");
     MS_CHECK(seed >= 0, ErrorCode::kConfig, "{}: seed must be a non-negative integer, got {}",
@@ -154,6 +161,12 @@ GenerationOptions read_options(const infer::ModelInfo& model) {
   return o;
 }
 
+// 64 random bits from the system (std::random_device gives 32 at a time).
+uint64_t fresh_seed() {
+  std::random_device device;
+  return (static_cast<uint64_t>(device()) << 32) ^ device();
+}
+
 // One row's random stream: a 53-bit uniform in [0, 1) from a 64-bit Mersenne twister, written out
 // here so that a seed gives the same sample with every standard library.
 class RowRandom {
@@ -168,7 +181,8 @@ class RowRandom {
 // The next token of one row from its logits: repetition penalty (CTRL's, as transformers applies
 // it), the end-of-text bar, then argmax, or temperature, top-k, top-p and a draw.
 int64_t choose_token(std::vector<float>& logits, const std::vector<int64_t>& seen, bool bar_eos,
-                     int64_t eos_id, const GenerationOptions& o, RowRandom& random) {
+                     const std::vector<int64_t>& eos_ids, const GenerationOptions& o,
+                     RowRandom& random) {
   const auto vocab = static_cast<int64_t>(logits.size());
   for (const float l : logits)
     MS_CHECK(std::isfinite(l), ErrorCode::kInternal,
@@ -181,8 +195,11 @@ int64_t choose_token(std::vector<float>& logits, const std::vector<int64_t>& see
       l = l < 0 ? l * penalty : l / penalty;
     }
   }
-  if (bar_eos && eos_id >= 0 && eos_id < vocab)
-    logits[static_cast<std::size_t>(eos_id)] = -std::numeric_limits<float>::infinity();
+  if (bar_eos) {
+    for (const int64_t eos_id : eos_ids)
+      if (eos_id >= 0 && eos_id < vocab)
+        logits[static_cast<std::size_t>(eos_id)] = -std::numeric_limits<float>::infinity();
+  }
   if (!o.do_sample) return std::max_element(logits.begin(), logits.end()) - logits.begin();
 
   // Candidates by descending logit (ties by id, so the order is deterministic).
@@ -251,14 +268,23 @@ class TextGenerationPipeline final : public infer::Pipeline {
     // config.json has been checked by the model: n_positions, if present, is a positive integer.
     positions_ = hf->value("n_positions", int64_t{1024});
     layers_ = hf->value("n_layer", int64_t{12});
-    eos_id_ = tokenizer_->eos_id();
-    if (hf->contains("eos_token_id") && (*hf)["eos_token_id"].is_number_integer())
-      eos_id_ = (*hf)["eos_token_id"].get<int64_t>();
+    // The end-of-text ids, as transformers' generate() takes them: generation_config.json's
+    // eos_token_id (an id or a list of ids), else config.json's, else the tokenizer's.
+    const Json generation =
+        read_json_file(model.dir / "generation_config.json").value_or(Json::object());
+    for (const Json* source : {&generation, &*hf}) {
+      if (!eos_ids_.empty() || !source->contains("eos_token_id")) continue;
+      const Json& eos = (*source)["eos_token_id"];
+      if (eos.is_number_integer()) eos_ids_.push_back(eos.get<int64_t>());
+      if (eos.is_array())
+        for (const Json& id : eos)
+          if (id.is_number_integer()) eos_ids_.push_back(id.get<int64_t>());
+    }
+    if (eos_ids_.empty()) eos_ids_.push_back(tokenizer_->eos_id());
     pad_id_ = tokenizer_->pad_id();
     if (options_.do_sample && !options_.seed) {
-      options_.seed = std::random_device()();
-      log::info("text-generation samples with seed {} (--set seed={} repeats this run)",
-                *options_.seed, *options_.seed);
+      log::info("text-generation samples without a seed: every input draws anew (--set seed=N "
+                "makes the texts repeatable)");
     }
   }
 
@@ -270,6 +296,7 @@ class TextGenerationPipeline final : public infer::Pipeline {
       const std::vector<const infer::PipelineInput*>& batch) override {
     std::vector<infer::PipelineResult> results(batch.size());
     std::vector<std::vector<int64_t>> prompts;
+    std::vector<std::string> given;  // each prompt as the input wrote it
     std::vector<std::size_t> ok;
     for (std::size_t i = 0; i < batch.size(); ++i) {
       try {
@@ -277,12 +304,16 @@ class TextGenerationPipeline final : public infer::Pipeline {
         const std::string text = in.text.empty() && !in.path.empty() ? read_file(in.path) : in.text;
         MS_CHECK(text.find_first_not_of(" \t\r\n") != std::string::npos, ErrorCode::kUsage,
                  "input text is empty: text-generation needs a prompt");
+        // A second text would be dropped without a word: the prompt is one text.
+        MS_CHECK(!in.text_pair, ErrorCode::kUsage,
+                 "text-generation takes one prompt per input, not a text pair");
         std::vector<int64_t> ids = tokenizer_->prompt_ids(text);
         MS_CHECK(static_cast<int64_t>(ids.size()) < positions_, ErrorCode::kUsage,
                  "the prompt is {} tokens long; the model's context holds {} with the tokens it "
                  "generates",
                  ids.size(), positions_);
         prompts.push_back(std::move(ids));
+        given.push_back(text);
         ok.push_back(i);
       } catch (const Error& e) {
         results[i].error = e;
@@ -297,7 +328,9 @@ class TextGenerationPipeline final : public infer::Pipeline {
       const std::string& prompt = prompt_texts[k];
       std::string continuation = decoded_continuation(prompts[k], generated[k], prompt);
       cut_at_stop(continuation);
-      results[ok[k]].output = {{"text", prompt + continuation}};
+      // The prompt as given, as transformers' pipeline returns it: its decoded ids would drop
+      // what decoding skips (a "<|endoftext|>" written in it).
+      results[ok[k]].output = {{"text", given[k] + continuation}};
     }
     return results;
   }
@@ -361,7 +394,11 @@ class TextGenerationPipeline final : public infer::Pipeline {
     std::vector<std::vector<int64_t>> out(prompts.size());
     std::vector<bool> done(prompts.size(), false);
     std::vector<RowRandom> random;
-    for (std::size_t r = 0; r < out.size(); ++r) random.emplace_back(options_.seed.value_or(0));
+    // With a seed every row draws the same stream (a prompt's text then depends neither on the
+    // batch nor on the run); without one each row of each call draws anew (a seed drawn once
+    // made a server give one fixed text per prompt).
+    for (std::size_t r = 0; r < out.size(); ++r)
+      random.emplace_back(options_.seed ? *options_.seed : fresh_seed());
     // Ids past the tokenizer's vocabulary (a model's padded embedding) cannot be written out.
     const int64_t choosable = static_cast<int64_t>(tokenizer_->vocab_size());
     models::TensorMap inputs = {{"input_ids", input}, {"attention_mask", attention}};
@@ -373,7 +410,7 @@ class TextGenerationPipeline final : public infer::Pipeline {
       bool all_done = true;
       for (std::size_t r = 0; r < out.size(); ++r) {
         if (done[r]) continue;
-        if (picked[r] == eos_id_) {
+        if (std::find(eos_ids_.begin(), eos_ids_.end(), picked[r]) != eos_ids_.end()) {
           done[r] = true;
           continue;
         }
@@ -439,7 +476,7 @@ class TextGenerationPipeline final : public infer::Pipeline {
       std::copy_n(data + r * vocab, vocab, row.begin());
       seen = prompts[r];
       seen.insert(seen.end(), generated[r].begin(), generated[r].end());
-      picked[r] = choose_token(row, seen, bar_eos, eos_id_, options_, random[r]);
+      picked[r] = choose_token(row, seen, bar_eos, eos_ids_, options_, random[r]);
     }
     return picked;
   }
@@ -456,7 +493,8 @@ class TextGenerationPipeline final : public infer::Pipeline {
   std::shared_ptr<models::Model> model_;
   std::unique_ptr<text::CausalTokenizer> tokenizer_;
   int64_t positions_ = 1024, layers_ = 12;
-  int64_t eos_id_ = -1, pad_id_ = 0;
+  std::vector<int64_t> eos_ids_;
+  int64_t pad_id_ = 0;
 };
 
 }  // namespace

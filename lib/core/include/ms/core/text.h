@@ -28,6 +28,9 @@ MS_API bool is_decimal(std::string_view text);
 /// `text` without leading and trailing whitespace (a view into it).
 MS_API std::string_view trim(std::string_view text);
 
+/// `text` without a leading UTF-8 byte-order mark (Windows editors write one; a view into it).
+MS_API std::string_view without_bom(std::string_view text);
+
 /// Whether `text` ends with `suffix`.
 MS_API bool ends_with(std::string_view text, std::string_view suffix);
 
