@@ -148,6 +148,11 @@ class ExportOnnxTest(TorchTestCase):
                      "tokenizer_config.json"):
             self.assertIn(name, summary["files"])
             self.assertTrue(os.path.isfile(os.path.join(out, name)), name)
+        # ms infer on the export says what it is and where to run it.
+        r = run_ms("infer", "-m", out, "-i", "x")
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "holds an ONNX model")
+        self.assertIn("onnxruntime", r.stderr)
         self.assertFalse(os.path.exists(os.path.join(out, "model.safetensors")))
         # An ordinary folder, as the umask makes them (not the private temp folder it was built in).
         umask = os.umask(0)
