@@ -545,6 +545,14 @@ class ExportOnnxTest(TorchTestCase):
         self.assertExit(r, 2)
         self.assertOneLineError(r, "--static sequence length 25", "24 positions")
         self.assertEqual(os.listdir(empty), [])
+        # A name too long for the temp folder written beside it (18 bytes longer) is refused
+        # first; the longest that fits works.
+        r = run_ms("export", "-m", os.path.join(TINY, "cls"), "-o", "a" * 238, "--format", "safetensors", cwd=empty)
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "238 bytes long; at most 237")
+        r = run_ms("export", "-m", os.path.join(TINY, "cls"), "-o", "a" * 237, "--format", "safetensors", cwd=empty)
+        self.assertExit(r, 0)
+        shutil.rmtree(os.path.join(empty, "a" * 237))
         # "out/." is the folder "out".
         r = run_ms("export", "-m", os.path.join(TINY, "cls"), "-o", "out/.", "--format", "safetensors", cwd=empty)
         self.assertExit(r, 0)

@@ -48,6 +48,13 @@ ExportSummary run_export(const ExportRequest& request) {
            "--output {} names no folder of its own; give the new folder's name (such as "
            "{}/model-onnx)",
            request.output.string(), request.output.string());
+  // The export is written first as ".NAME.ms-export-XXXXXX" beside it: 18 bytes more than the
+  // name, which must still fit a file name (255 bytes on Linux file systems).
+  constexpr std::size_t kTempNameExtra = 18, kNameMax = 255;
+  MS_CHECK(name.size() + kTempNameExtra <= kNameMax, ErrorCode::kUsage,
+           "--output's name is {} bytes long; at most {} (the export is written under a longer "
+           "temp name beside it first)",
+           name.size(), kNameMax - kTempNameExtra);
   MS_CHECK(!request.external_data || request.format == "onnx", ErrorCode::kUsage,
            "--external-data is an ONNX option; --format {} writes its weights its own way",
            request.format);
