@@ -14,6 +14,7 @@
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/core/log.h"
+#include "ms/infer/export.h"
 
 namespace ms::exporter {
 
@@ -72,8 +73,8 @@ std::vector<std::string> copy_side_files(const fs::path& model_dir, const fs::pa
 
 namespace {
 
-// An export is written in ".NAME.ms-export-XXXXXX" beside its output, then renamed.
-constexpr const char* kTempInfix = ".ms-export-";
+// An export is written in ".NAME" + kTempInfix + "XXXXXX" beside its output, then renamed.
+const std::string kTempInfix(infer::kExportTempInfix);
 
 // The export's temp folder, and the descriptor holding its lock (lock_folder) until it has its
 // final name, so that no other export's sweep takes it for a dead one.
@@ -145,11 +146,7 @@ std::shared_ptr<models::Model> load_for_export(const infer::ModelInfo& info,
 }
 
 std::vector<std::string> write_export_folder(
-    const fs::path& output_as_given,
-    const std::function<std::vector<std::string>(const fs::path&)>& write) {
-  // "out/" and "out/." name the folder "out": the temp folder goes beside it, not inside.
-  const fs::path normal = output_as_given.lexically_normal();
-  const fs::path output = normal.has_filename() ? normal : normal.parent_path();
+    const fs::path& output, const std::function<std::vector<std::string>(const fs::path&)>& write) {
   // What an export killed on its way to the same output left (it had not finished).
   if (const std::size_t removed = remove_abandoned_folders(output, kTempInfix)) {
     log::info("{}: removed {} unfinished export folder(s) of a stopped run", output.string(),

@@ -30,7 +30,8 @@ std::vector<std::string> copy_side_files(const std::filesystem::path& model_dir,
 
 /// Writes an export folder whole or not at all: `write` fills a new folder next to `output` (the
 /// final rename stays within one file system) and returns the paths it wrote, which are sorted
-/// and returned once the folder has been renamed to `output` (absent or an empty folder). On an
+/// and returned once the folder has been renamed to `output` (absent or an empty folder, named
+/// as run_export normalised it: "out", not "out/" or "out/."). On an
 /// error the temp folder is removed. kIo when the parent cannot be written or the rename fails.
 std::vector<std::string> write_export_folder(
     const std::filesystem::path& output,

@@ -41,16 +41,18 @@ ExportSummary run_export(const ExportRequest& request) {
   MS_CHECK(request.dtype == "fp32" || request.dtype == "fp16", ErrorCode::kUsage,
            "unknown --dtype '{}' (fp32, fp16)", request.dtype);
   MS_CHECK(!request.output.empty(), ErrorCode::kUsage, "--output is required");
-  // The finished folder is renamed into place under its own name: ".", ".." and "/" name none.
+  // The finished folder is renamed into place under its own name ("out/" and "out/." name the
+  // folder "out"; ".", ".." and "/" name none).
   const std::filesystem::path normal = request.output.lexically_normal();
-  const std::string name = (normal.has_filename() ? normal : normal.parent_path()).filename();
+  const std::filesystem::path folder = normal.has_filename() ? normal : normal.parent_path();
+  const std::string name = folder.filename();
   MS_CHECK(!name.empty() && name != "." && name != "..", ErrorCode::kUsage,
            "--output {} names no folder of its own; give the new folder's name (such as "
            "{}/model-onnx)",
            request.output.string(), request.output.string());
-  // The export is written first as ".NAME.ms-export-XXXXXX" beside it: 18 bytes more than the
-  // name, which must still fit a file name (255 bytes on Linux file systems).
-  constexpr std::size_t kTempNameExtra = 18, kNameMax = 255;
+  // The export is written first under a longer temp name beside it (kExportTempInfix), which
+  // must still fit a file name (255 bytes on Linux file systems).
+  constexpr std::size_t kTempNameExtra = 1 + kExportTempInfix.size() + 6, kNameMax = 255;
   MS_CHECK(name.size() + kTempNameExtra <= kNameMax, ErrorCode::kUsage,
            "--output's name is {} bytes long; at most {} (the export is written under a longer "
            "temp name beside it first)",
@@ -80,7 +82,9 @@ ExportSummary run_export(const ExportRequest& request) {
   const TorchLayer& layer = load_torch_layer();
   MS_CHECK(layer.exporter != nullptr, ErrorCode::kMissingComponent,
            "this torch layer was built without the exporter");
-  return layer.exporter->export_model(request, model);
+  ExportRequest checked = request;
+  checked.output = folder;
+  return layer.exporter->export_model(checked, model);
 }
 
 }  // namespace ms::infer

@@ -49,6 +49,9 @@ struct GenerationOptions {
   double repetition_penalty = 1.0;
   std::optional<uint64_t> seed;
   std::vector<std::string> stop;  // the continuation ends before the first of these strings
+  /// generation_config.json's eos_token_id (an id or a list); empty: config.json's, else the
+  /// tokenizer's (the pipeline fills it in).
+  std::vector<int64_t> eos_ids;
 
   // Whether a step can take the argmax on the device, without the host's logits processing.
   bool plain_greedy() const { return !do_sample && repetition_penalty == 1.0; }
@@ -90,6 +93,18 @@ T option(const Config& config, const Json& defaults, const char* key, T fallback
     }
   }
   return fallback;
+}
+
+// eos_token_id of a generation_config.json or config.json: an id or a list of ids (none: empty).
+std::vector<int64_t> eos_token_ids(const Json& config) {
+  std::vector<int64_t> ids;
+  const auto it = config.find("eos_token_id");
+  if (it == config.end()) return ids;
+  if (it->is_number_integer()) ids.push_back(it->get<int64_t>());
+  if (it->is_array())
+    for (const Json& id : *it)
+      if (id.is_number_integer()) ids.push_back(id.get<int64_t>());
+  return ids;
 }
 
 GenerationOptions read_options(const infer::ModelInfo& model) {
@@ -138,6 +153,7 @@ GenerationOptions read_options(const infer::ModelInfo& model) {
              where, seed);
     o.seed = static_cast<uint64_t>(seed);
   }
+  o.eos_ids = eos_token_ids(defaults);
   if (c.has("stop")) {
     const Json stop = c.get<Json>("stop");
     if (stop.is_string()) {
@@ -269,17 +285,8 @@ class TextGenerationPipeline final : public infer::Pipeline {
     positions_ = hf->value("n_positions", int64_t{1024});
     layers_ = hf->value("n_layer", int64_t{12});
     // The end-of-text ids, as transformers' generate() takes them: generation_config.json's
-    // eos_token_id (an id or a list of ids), else config.json's, else the tokenizer's.
-    const Json generation =
-        read_json_file(model.dir / "generation_config.json").value_or(Json::object());
-    for (const Json* source : {&generation, &*hf}) {
-      if (!eos_ids_.empty() || !source->contains("eos_token_id")) continue;
-      const Json& eos = (*source)["eos_token_id"];
-      if (eos.is_number_integer()) eos_ids_.push_back(eos.get<int64_t>());
-      if (eos.is_array())
-        for (const Json& id : eos)
-          if (id.is_number_integer()) eos_ids_.push_back(id.get<int64_t>());
-    }
+    // (read with the options), else config.json's, else the tokenizer's.
+    eos_ids_ = options_.eos_ids.empty() ? eos_token_ids(*hf) : options_.eos_ids;
     if (eos_ids_.empty()) eos_ids_.push_back(tokenizer_->eos_id());
     pad_id_ = tokenizer_->pad_id();
     if (options_.do_sample && !options_.seed) {
