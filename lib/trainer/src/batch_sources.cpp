@@ -9,7 +9,6 @@
 #include <ATen/ops/tensor.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <future>
 #include <numeric>
@@ -26,14 +25,10 @@
 
 namespace ms::trainer {
 
-LabelMap::LabelMap(std::vector<std::string> names) : names_(std::move(names)) {
-  numbers_are_names_ = std::any_of(names_.begin(), names_.end(), [](const std::string& name) {
-    std::int64_t ignored = 0;
-    const char* end = name.data() + name.size();
-    const auto [stop, error] = std::from_chars(name.data(), end, ignored);
-    return !name.empty() && error == std::errc() && stop == end;
-  });
-}
+LabelMap::LabelMap(std::vector<std::string> names)
+    : names_(std::move(names)),
+      numbers_are_names_(std::any_of(names_.begin(), names_.end(),
+                                     [](const std::string& name) { return is_decimal(name); })) {}
 
 std::int64_t LabelMap::id_of(const data::Value& cell, const std::string& where) const {
   if (const auto* i = std::get_if<std::int64_t>(&cell)) {
