@@ -36,6 +36,11 @@
 # tests/e2e/test_export_onnx.py: onnxruntime runs the models of `ms export --format onnx` and must
 # give `ms infer`'s outputs.
 #
+# And build/venv-torch-newest with the newest torch and transformers (pinned by version and sha256
+# in scripts/requirements-torch-newest.txt; about 5 GB with torch's CUDA libraries, which PyPI's
+# torch needs to import): the interop tests load ms's files in it as in build/venv-transformers,
+# and run ms under its torchrun, whose store speaks torch 2.x's protocol.
+#
 #   bash scripts/setup_python_interop.sh
 #   MS_MODELSCOPE_VERSIONS="1.40.2" bash scripts/setup_python_interop.sh
 set -euo pipefail
@@ -103,6 +108,19 @@ import onnxruntime  # noqa: F401 (it imports)
 PY
 }
 
+torch_newest_requirements="$root/scripts/requirements-torch-newest.txt"
+torch_newest_ready() {  # torch_newest_ready VENV: the venv holds every pinned package at its version
+  "$1/bin/python" - "$torch_newest_requirements" >/dev/null 2>&1 <<'PY'
+import importlib.metadata, re, sys
+for line in open(sys.argv[1]):
+    m = re.match(r"([A-Za-z0-9_.-]+)==([^ ]+)", line)
+    if m and importlib.metadata.version(m.group(1)) != m.group(2):
+        sys.exit(1)
+import torch, transformers  # noqa: E401,F401 (they import)
+from transformers import BertForSequenceClassification  # noqa: F401 (its torch layer imports)
+PY
+}
+
 transformers_venv="$root/build/venv-transformers"
 # Checked before any venv is started, so that a missing prerequisite stops nothing half made. Debian
 # ships ensurepip (which venv needs for pip) in python3.11-venv, torch in python3-torch.
@@ -157,6 +175,16 @@ if ! onnxruntime_ready "$onnxruntime_venv"; then
   ) >"$onnxruntime_venv.log" 2>&1 &
   pids+=("$!:venv-onnxruntime")
 fi
+torch_newest_venv="$root/build/venv-torch-newest"
+if ! torch_newest_ready "$torch_newest_venv"; then
+  mkdir -p "$root/build"
+  (
+    "$python" -m venv --clear "$torch_newest_venv"
+    "$torch_newest_venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes \
+      -r "$torch_newest_requirements"
+  ) >"$torch_newest_venv.log" 2>&1 &
+  pids+=("$!:venv-torch-newest")
+fi
 failed=0
 for entry in "${pids[@]}"; do
   pid="${entry%%:*}" venv="${entry#*:}"
@@ -184,3 +212,9 @@ echo "$transformers_pins in $transformers_venv"
 onnxruntime_ready "$onnxruntime_venv" ||
   { echo "setup_python_interop.sh: $onnxruntime_venv lacks $onnxruntime_requirements's pins" >&2; exit 1; }
 echo "onnxruntime in $onnxruntime_venv"
+torch_newest_ready "$torch_newest_venv" || {
+  echo "setup_python_interop.sh: $torch_newest_venv lacks $torch_newest_requirements's pins, or its" \
+    "torch does not import: $("$torch_newest_venv/bin/python" -c 'import torch' 2>&1 | tail -n 1)" >&2
+  exit 1
+}
+echo "torch and transformers (the newest) in $torch_newest_venv"

@@ -133,6 +133,52 @@ def venv_python(name, override_env):
     return None
 
 
+def newest_torch_python():
+    """The python of build/venv-torch-newest (scripts/setup_python_interop.sh): the newest torch and
+    transformers, which users run ($MS_NEWEST_TORCH_PYTHON names another). None when absent."""
+    return venv_python("venv-torch-newest", "MS_NEWEST_TORCH_PYTHON")
+
+
+def require_newest_torch(testcase):
+    """Under MS_TESTS_STRICT=1 (CI), fails `testcase` when build/venv-torch-newest is absent: the
+    interop tests must meet the newest torch and transformers there, not only the oldest."""
+    if STRICT and newest_torch_python() is None:
+        testcase.fail("MS_TESTS_STRICT=1: build/venv-torch-newest is absent (run "
+                      "scripts/setup_python_interop.sh)")
+
+
+def transformers_pythons():
+    """The Pythons with Hugging Face transformers that the interop tests load ms's files in, oldest
+    first: build/venv-transformers (transformers 4.49 over Debian's torch 1.13) and
+    build/venv-torch-newest (the newest transformers over the newest torch); only
+    $MS_TRANSFORMERS_PYTHON when it is set. Empty when none is there."""
+    if os.environ.get("MS_TRANSFORMERS_PYTHON"):
+        return [os.environ["MS_TRANSFORMERS_PYTHON"]]
+    return [p for p in (venv_python("venv-transformers", "MS_TRANSFORMERS_PYTHON"),
+                        newest_torch_python()) if p]
+
+
+def torch_pythons(modules=("torch",)):
+    """torch_python(modules) and the newest torch's python (when it imports `modules`): the
+    Pythons that must read what ms writes for torch (checkpoints, TorchScript archives), the
+    oldest torch ms supports and the newest. Only $MS_TORCH_PYTHON when it is set."""
+    first = torch_python(modules)
+    if os.environ.get("MS_TORCH_PYTHON"):
+        return [first] if first else []
+    newest = newest_torch_python()
+    check = "import " + ", ".join(modules)
+    if newest and subprocess.run([newest, "-c", check], capture_output=True).returncode != 0:
+        newest = None
+    return [p for p in (first, newest) if p]
+
+
+def python_torch_version(python):
+    """`torch.__version__` of a Python (for subTest labels)."""
+    r = subprocess.run([python, "-c", "import torch; print(torch.__version__)"],
+                       capture_output=True, text=True)
+    return r.stdout.strip() or python
+
+
 def ms_env():
     """`ms env --json` of the binary under test, read once per test process."""
     global _ENV

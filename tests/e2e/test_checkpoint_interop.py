@@ -7,7 +7,9 @@ through tests/tools/checkpoint_tool.cpp, $MS_CHECKPOINT_TOOL) and Python's torch
   version records);
 - what torch.save writes (an AdamW state_dict, a model state_dict, views sharing a storage, a
   Parameter), in the zip and the legacy format, reads back in ms equal.
-Python's torch is Debian's /usr/bin/python3 (python3-torch, which scripts/setup.sh installs).
+Both ways with each of two Python torches: Debian's /usr/bin/python3 (python3-torch 1.13, which
+scripts/setup.sh installs) and the newest torch (build/venv-torch-newest, which
+scripts/setup_python_interop.sh makes), whose torch.load reads with weights_only=True by default.
 """
 import json
 import os
@@ -16,7 +18,7 @@ import subprocess
 import unittest
 import zipfile
 
-from harness import MsTestCase, torch_python
+from harness import MsTestCase, python_torch_version, require_newest_torch, torch_pythons
 
 TOOL = os.environ.get("MS_CHECKPOINT_TOOL")
 
@@ -114,9 +116,17 @@ class CheckpointInteropTest(MsTestCase):
         super().setUp()
         if not TOOL:
             self.skipTest("set MS_CHECKPOINT_TOOL to the ms_checkpoint_tool binary")
-        self.py = torch_python()
-        if not self.py:
+        self.pythons = torch_pythons()
+        if not self.pythons:
             self.skipTest("needs a Python with torch (/usr/bin/python3 and python3-torch)")
+        require_newest_torch(self)
+
+    def for_each_torch(self, check):
+        """Runs check() with self.py set to each Python torch in turn, in a subTest named by its
+        version."""
+        for self.py in self.pythons:
+            with self.subTest(torch=python_torch_version(self.py)):
+                check()
 
     def torch_side(self, *args):
         r = subprocess.run([self.py, "-c", TORCH_SIDE, *map(str, args)], capture_output=True,
@@ -130,6 +140,9 @@ class CheckpointInteropTest(MsTestCase):
         return r.stdout
 
     def test_ms_writes_what_torch_load_reads(self):
+        self.for_each_torch(self.check_ms_writes_what_torch_load_reads)
+
+    def check_ms_writes_what_torch_load_reads(self):
         for floats in (True, False):
             with self.subTest(floats=floats):
                 f = self.path(f"ms_{int(floats)}.pth")
@@ -146,6 +159,9 @@ class CheckpointInteropTest(MsTestCase):
                     self.assertEqual(safe, expected)
 
     def test_zip_layout_is_torch_s(self):
+        self.for_each_torch(self.check_zip_layout_is_torch_s)
+
+    def check_zip_layout_is_torch_s(self):
         f = self.path("layout.pth")
         self.tool("write", f)
         with open(f, "rb") as fh:
@@ -175,6 +191,9 @@ class CheckpointInteropTest(MsTestCase):
                 self.assertEqual(z.read("again/data.pkl"), pickled)
 
     def test_ms_reads_what_torch_save_writes(self):
+        self.for_each_torch(self.check_ms_reads_what_torch_save_writes)
+
+    def check_ms_reads_what_torch_save_writes(self):
         for legacy in (False, True):
             with self.subTest(legacy=legacy):
                 f = self.path(f"torch_{int(legacy)}.pth")

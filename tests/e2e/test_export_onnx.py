@@ -15,7 +15,8 @@ import stat
 import subprocess
 import unittest
 
-from harness import SOURCE_DIR, TorchTestCase, component_available, run_ms, torch_python, venv_python
+from harness import (SOURCE_DIR, TorchTestCase, component_available, require_newest_torch, run_ms,
+                     torch_python, transformers_pythons, venv_python)
 
 TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
 VISION = os.path.join(SOURCE_DIR, "tests", "data", "infer", "vision")
@@ -55,6 +56,14 @@ class ExportOnnxTest(TorchTestCase):
                    timeout=600)
         self.assertExit(r, code)
         return (out, self.json_out(r)) if code == 0 else r
+
+    def transformers_pythons(self):
+        """Pythons with transformers (build/venv-transformers, build/venv-torch-newest)."""
+        pythons = transformers_pythons()
+        if not pythons:
+            self.skipTest("build/venv-transformers is absent: run scripts/setup_python_interop.sh")
+        require_newest_torch(self)
+        return pythons
 
     def ort(self, onnx_dir, feeds):
         if not self.ort_python:
@@ -343,9 +352,6 @@ class ExportOnnxTest(TorchTestCase):
         out, summary = self.export(model, "gpt2-onnx", "--check")
         self.assertEqual([i["name"] for i in summary["inputs"]], ["input_ids", "attention_mask"])
         self.assertEqual(summary["outputs"][0]["shape"], ["batch", "sequence", 273])
-        hf = venv_python("venv-transformers", "MS_TRANSFORMERS_PYTHON")
-        if not hf:
-            self.skipTest("build/venv-transformers is absent: run scripts/setup_python_interop.sh")
         rows = [e["input_ids"] for e in self.tokenize(model, ["the cat sat on", "hello", "a b c d e f g"], 24)]
         length = max(map(len, rows))
         feeds = {"input_ids": [r + [0] * (length - len(r)) for r in rows],
@@ -353,24 +359,29 @@ class ExportOnnxTest(TorchTestCase):
         path = self.path("gpt2-feeds.json")
         with open(path, "w") as f:
             json.dump(feeds, f)
-        reference = subprocess.run(
-            [hf, "-c", "import json, sys, torch\n"
-                       "from transformers import GPT2LMHeadModel\n"
-                       "m = GPT2LMHeadModel.from_pretrained(sys.argv[1]).eval()\n"
-                       "f = json.load(open(sys.argv[2]))\n"
-                       "with torch.no_grad():\n"
-                       "    y = m(input_ids=torch.tensor(f['input_ids']), attention_mask=torch.tensor(f['attention_mask'])).logits\n"
-                       "print(json.dumps(y.tolist()))", model, path],
-            capture_output=True, text=True, timeout=300)
-        self.assertEqual(reference.returncode, 0, reference.stderr)
-        want = json.loads(reference.stdout)
         got = self.ort(out, feeds)["outputs"]["logits"]
-        for b, r in enumerate(rows):
-            for t in range(len(r)):  # attended positions; padding's logits are not defined
-                self.assertClose(got[b][t], want[b][t], f"row {b} position {t}")
-            alone = self.ort(out, {"input_ids": [r], "attention_mask": [[1] * len(r)]})["outputs"]["logits"][0]
-            for t in range(len(r)):
-                self.assertClose(alone[t], want[b][t], f"row {b} alone, position {t}")
+        alones = [self.ort(out, {"input_ids": [r], "attention_mask": [[1] * len(r)]})["outputs"]["logits"][0]
+                  for r in rows]
+        # transformers' logits, from the oldest release ms supports and the newest.
+        for hf in self.transformers_pythons():
+            reference = subprocess.run(
+                [hf, "-c", "import json, sys, torch, transformers\n"
+                           "from transformers import GPT2LMHeadModel\n"
+                           "m = GPT2LMHeadModel.from_pretrained(sys.argv[1]).eval()\n"
+                           "f = json.load(open(sys.argv[2]))\n"
+                           "with torch.no_grad():\n"
+                           "    y = m(input_ids=torch.tensor(f['input_ids']), attention_mask=torch.tensor(f['attention_mask'])).logits\n"
+                           "print(transformers.__version__)\n"
+                           "print(json.dumps(y.tolist()))", model, path],
+                capture_output=True, text=True, timeout=300)
+            self.assertEqual(reference.returncode, 0, reference.stderr)
+            version, reference_logits = reference.stdout.splitlines()[-2:]
+            want = json.loads(reference_logits)
+            with self.subTest(transformers=version):
+                for b, r in enumerate(rows):
+                    for t in range(len(r)):  # attended positions; padding's logits are not defined
+                        self.assertClose(got[b][t], want[b][t], f"row {b} position {t}")
+                        self.assertClose(alones[b][t], want[b][t], f"row {b} alone, position {t}")
         # float16: next-token probabilities within 5e-3 of float32's.
         half, _ = self.export(model, "gpt2-fp16", "--dtype", "fp16", "--check")
         got16 = self.ort(half, feeds)["outputs"]["logits"]
@@ -387,9 +398,7 @@ class ExportOnnxTest(TorchTestCase):
         NaN to the real tokens through that position's keys. The graph lets such a query see
         itself. The tiny GPT-2's keys are set to minus its enlarged queries here, so that a
         padding position's scores, against keys equal to its own, are strongly negative."""
-        hf = venv_python("venv-transformers", "MS_TRANSFORMERS_PYTHON")
-        if not hf:
-            self.skipTest("build/venv-transformers is absent: run scripts/setup_python_interop.sh")
+        hf = self.transformers_pythons()[0]  # makes the model and its reference logits
         model = self.path("gpt2-sharp")
         rows = [[5, 17, 40, 33, 2], [8, 21], [3, 3, 9, 90]]
         length = max(map(len, rows))

@@ -1,5 +1,6 @@
 """`ms export --format safetensors` writes repositories that Hugging Face transformers loads as its
-own (build/venv-transformers): the tiny GPT-2 generates what `ms infer` generates from the export
+own (build/venv-transformers: 4.49 over Debian's torch 1.13; build/venv-torch-newest: the newest
+transformers and torch): in each, the tiny GPT-2 generates what `ms infer` generates from the export
 (transformers' greedy generate() on the exported folder), a sentence-transformers folder keeps its
 modules and loads with no missing weight; bad options and folders are clear errors that leave
 nothing behind. The train -> export -> upload --tag -> infer-by-id chain is in
@@ -11,7 +12,7 @@ import os
 import subprocess
 import unittest
 
-from harness import SOURCE_DIR, TorchTestCase, run_ms, venv_python
+from harness import SOURCE_DIR, TorchTestCase, require_newest_torch, run_ms, transformers_pythons
 
 TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
 
@@ -28,7 +29,7 @@ cls = {"lm": transformers.AutoModelForCausalLM, "base": transformers.AutoModel}[
 model, info = cls.from_pretrained(folder, output_loading_info=True)
 # transformers 4.x gives lists, 5.x sets.
 out = {"missing": sorted(info["missing_keys"]), "unexpected": sorted(info["unexpected_keys"]),
-       "class": type(model).__name__, "texts": []}
+       "class": type(model).__name__, "texts": [], "version": transformers.__version__}
 if kind == "lm":
     tok = transformers.AutoTokenizer.from_pretrained(folder)
     for p in prompts:
@@ -45,9 +46,10 @@ print(json.dumps(out))
 class SafetensorsExport(TorchTestCase):
     def setUp(self):
         super().setUp()
-        self.python = venv_python("venv-transformers", "MS_TRANSFORMERS_PYTHON")
-        if not self.python:
+        self.pythons = transformers_pythons()
+        if not self.pythons:
             self.skipTest("build/venv-transformers is absent: run scripts/setup_python_interop.sh")
+        require_newest_torch(self)
 
     def export(self, model, name, *extra, code=0):
         out = self.path(name)
@@ -56,10 +58,14 @@ class SafetensorsExport(TorchTestCase):
         return out if code == 0 else r
 
     def read(self, kind, folder, prompts=(), new=0):
-        r = subprocess.run([self.python, "-c", READER, kind, folder, json.dumps(list(prompts)),
-                            str(new)], capture_output=True, text=True, timeout=300)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        return json.loads(r.stdout.strip().splitlines()[-1])
+        """What each transformers (the oldest supported, the newest) saw in folder."""
+        seen_by_each = []
+        for python in self.pythons:
+            r = subprocess.run([python, "-c", READER, kind, folder, json.dumps(list(prompts)),
+                                str(new)], capture_output=True, text=True, timeout=300)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            seen_by_each.append(json.loads(r.stdout.strip().splitlines()[-1]))
+        return seen_by_each
 
     def test_gpt2_generates_the_same_in_transformers(self):
         with open(os.path.join(TINY, "gpt2", "expected.json"), encoding="utf-8") as f:
@@ -67,10 +73,11 @@ class SafetensorsExport(TorchTestCase):
         repo = self.export(os.path.join(TINY, "gpt2"), "gpt2")
         with open(os.path.join(repo, "config.json"), encoding="utf-8") as f:
             self.assertEqual(json.load(f)["architectures"], ["GPT2LMHeadModel"])
-        seen = self.read("lm", repo, ref["prompts"], ref["max_new_tokens"])
-        self.assertEqual(seen["class"], "GPT2LMHeadModel")
-        self.assertEqual(seen["missing"], [])
-        self.assertEqual(seen["texts"], ref["texts"])
+        for seen in self.read("lm", repo, ref["prompts"], ref["max_new_tokens"]):
+            with self.subTest(transformers=seen["version"]):
+                self.assertEqual(seen["class"], "GPT2LMHeadModel")
+                self.assertEqual(seen["missing"], [])
+                self.assertEqual(seen["texts"], ref["texts"])
         r = run_ms("infer", "--model", repo, "--input", *ref["prompts"], "--set",
                    f"max_new_tokens={ref['max_new_tokens']}")
         self.assertExit(r, 0)
@@ -82,8 +89,9 @@ class SafetensorsExport(TorchTestCase):
         files = set(os.listdir(repo))
         self.assertIn("modules.json", files)
         self.assertIn("model.safetensors", files)
-        seen = self.read("base", repo)
-        self.assertEqual(seen["missing"], [])
+        for seen in self.read("base", repo):
+            with self.subTest(transformers=seen["version"]):
+                self.assertEqual(seen["missing"], [])
         want = run_ms("infer", "--model", source, "--input", "hello world", "good movie")
         got = run_ms("infer", "--model", repo, "--input", "hello world", "good movie")
         self.assertExit(want, 0)

@@ -1,7 +1,8 @@
 """`ms export --format torchscript`: LibTorch's tracer records the C++ model. Image classifiers
 (small CNN, and a ResNet-18 written by scripts/make_tiny_vision.py): `ms infer` runs the exported
 folder through its TorchScript pipeline (LibTorch's jit::load) with the source model's scores
-(within 1e-5), and Python's torch.jit.load (Debian's torch) runs model.pt at other batch sizes and
+(within 1e-5), and Python's torch.jit.load (Debian's torch 1.13 and the newest torch, in
+build/venv-torch-newest) runs model.pt at other batch sizes and
 image sizes than the traced one. BERT-family models with each head `ms infer` runs (classification,
 NER, word segmentation, fill-mask, sentence embeddings from BERT, RoBERTa and sentence-transformers
 folders): `ms infer` on the export equals it on the source, and Python's torch.jit.load gives the
@@ -19,7 +20,8 @@ import os
 import subprocess
 import unittest
 
-from harness import SOURCE_DIR, TorchTestCase, component_available, run_ms, torch_python
+from harness import (SOURCE_DIR, TorchTestCase, component_available, python_torch_version,
+                     require_newest_torch, run_ms, torch_python, torch_pythons)
 
 VISION = os.path.join(SOURCE_DIR, "tests", "data", "infer", "vision")
 TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
@@ -109,6 +111,14 @@ def close(a, b, tol=1e-5):
 
 
 class TorchScriptExport(TorchTestCase):
+    def python_torches(self):
+        """The Python torches that must run the archives: Debian's 1.13 and the newest."""
+        pythons = torch_pythons(("torch",))
+        if not pythons:
+            self.skipTest("no Python torch to load model.pt")
+        require_newest_torch(self)
+        return pythons
+
     def export(self, model, name, *extra, code=0):
         out = self.path(name)
         r = run_ms("export", "--model", model, "--format", "torchscript", "--output", out,
@@ -137,16 +147,15 @@ class TorchScriptExport(TorchTestCase):
 
     def test_small_cnn(self):
         out = self.check(os.path.join(VISION, "small-cnn"))
-        py = torch_python(("torch",))
-        if py is None:
-            self.skipTest("no Python torch to load model.pt")
         shapes = [[1, 3, 16, 16], [5, 3, 16, 16], [2, 3, 24, 20]]
-        r = subprocess.run([py, "-c", RUNNER, os.path.join(out, "model.pt"), json.dumps(shapes)],
-                           capture_output=True, text=True, timeout=300)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        runs = json.loads(r.stdout)
-        self.assertEqual([len(x["logits"]) for x in runs], [1, 5, 2])
-        self.assertTrue(all(len(row) == 3 for x in runs for row in x["logits"]))
+        for py in self.python_torches():
+            with self.subTest(torch=python_torch_version(py)):
+                r = subprocess.run([py, "-c", RUNNER, os.path.join(out, "model.pt"),
+                                    json.dumps(shapes)], capture_output=True, text=True, timeout=300)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                runs = json.loads(r.stdout)
+                self.assertEqual([len(x["logits"]) for x in runs], [1, 5, 2])
+                self.assertTrue(all(len(row) == 3 for x in runs for row in x["logits"]))
 
     def test_resnet18(self):
         py = torch_python(("torch", "torchvision", "PIL"))
@@ -177,41 +186,43 @@ class TorchScriptExport(TorchTestCase):
                 self.assertTrue(close(want, got), (want, got))
 
     def test_text_model_in_python(self):
-        py = torch_python(("torch",))
-        if py is None:
-            self.skipTest("no Python torch to load model.pt")
+        pythons = self.python_torches()
         for name in ("bin", "cls"):
-            with self.subTest(model=name):
-                model = os.path.join(TINY, name)
-                out, _ = self.export(model, "py-" + name)
-                r = run_ms("tokenize", "--model", model, "--input", *TEXTS)
-                self.assertExit(r, 0)
-                ids = self.write(name + "-ids.jsonl", r.stdout)
-                r = subprocess.run([py, "-c", TEXT_RUNNER, os.path.join(out, "model.pt"), ids, "[1, 7]"],
-                                   capture_output=True, text=True, timeout=300)
-                self.assertEqual(r.returncode, 0, r.stderr)
-                # A device recorded while tracing on the CPU would build tensors there wherever
-                # the graph runs (on a GPU: "index is on cpu" in the embedding lookup).
-                r2 = subprocess.run([py, "-c", "import sys, torch; print(torch.jit.load(sys.argv[1])"
-                                     ".inlined_graph)", os.path.join(out, "model.pt")],
-                                    capture_output=True, text=True, timeout=300)
-                self.assertEqual(r2.returncode, 0, r2.stderr)
-                self.assertNotIn('value="cpu"', r2.stdout)
-                runs = json.loads(r.stdout)
-                one = [row for run in runs if run["size"] == 1 for row in run["rows"]]
-                seven = [row for run in runs if run["size"] == 7 for row in run["rows"]]
-                self.assertEqual(len(one), len(TEXTS))
-                self.assertTrue(close(one, seven), "batch 7 with padding differs from batch 1")
-                want = self.infer_lines(model, TEXTS)
-                if name == "bin":
-                    self.assertTrue(close(one, [w["text_embedding"] for w in want]))
-                else:
-                    with open(os.path.join(model, "config.json")) as f:
-                        labels = json.load(f)["id2label"]
-                    for row, w in zip(one, want):
-                        exp = [math.exp(v - max(row)) for v in row]
-                        probs = {labels[str(i)]: e / sum(exp) for i, e in enumerate(exp)}
-                        self.assertTrue(close([probs[l] for l in w["labels"]], w["scores"]), (probs, w))
+            model = os.path.join(TINY, name)
+            out, _ = self.export(model, "py-" + name)
+            r = run_ms("tokenize", "--model", model, "--input", *TEXTS)
+            self.assertExit(r, 0)
+            ids = self.write(name + "-ids.jsonl", r.stdout)
+            for py in pythons:
+                with self.subTest(model=name, torch=python_torch_version(py)):
+                    self.check_text_model_in_python(py, name, model, out, ids)
+
+    def check_text_model_in_python(self, py, name, model, out, ids):
+        r = subprocess.run([py, "-c", TEXT_RUNNER, os.path.join(out, "model.pt"), ids, "[1, 7]"],
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # A device recorded while tracing on the CPU would build tensors there wherever
+        # the graph runs (on a GPU: "index is on cpu" in the embedding lookup).
+        r2 = subprocess.run([py, "-c", "import sys, torch; print(torch.jit.load(sys.argv[1])"
+                             ".inlined_graph)", os.path.join(out, "model.pt")],
+                            capture_output=True, text=True, timeout=300)
+        self.assertEqual(r2.returncode, 0, r2.stderr)
+        self.assertNotIn('value="cpu"', r2.stdout)
+        runs = json.loads(r.stdout)
+        one = [row for run in runs if run["size"] == 1 for row in run["rows"]]
+        seven = [row for run in runs if run["size"] == 7 for row in run["rows"]]
+        self.assertEqual(len(one), len(TEXTS))
+        self.assertTrue(close(one, seven), "batch 7 with padding differs from batch 1")
+        want = self.infer_lines(model, TEXTS)
+        if name == "bin":
+            self.assertTrue(close(one, [w["text_embedding"] for w in want]))
+        else:
+            with open(os.path.join(model, "config.json")) as f:
+                labels = json.load(f)["id2label"]
+            for row, w in zip(one, want):
+                exp = [math.exp(v - max(row)) for v in row]
+                probs = {labels[str(i)]: e / sum(exp) for i, e in enumerate(exp)}
+                self.assertTrue(close([probs[l] for l in w["labels"]], w["scores"]), (probs, w))
 
     def test_gpt2(self):
         model = os.path.join(TINY, "gpt2")
@@ -227,19 +238,18 @@ class TorchScriptExport(TorchTestCase):
                        "max_new_tokens=%d" % expected["max_new_tokens"], "--device", DEVICE, *extra)
             self.assertExit(r, 0)
             self.assertEqual([json.loads(l)["text"] for l in r.stdout.splitlines()], expected["texts"])
-        py = torch_python(("torch",))
-        if py is None:
-            self.skipTest("no Python torch to load model.pt")
-        r = subprocess.run([py, "-c", GPT2_RUNNER, os.path.join(out, "model.pt"),
-                            os.path.join(TINY, "gpt2_reference.safetensors")],
-                           capture_output=True, text=True, timeout=300)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        for case, got in json.loads(r.stdout).items():
-            self.assertEqual(got["dtype"], "torch.float32", case)
-            self.assertLessEqual(got["diff"], 1e-4, case)
+        for py in self.python_torches():
+            with self.subTest(torch=python_torch_version(py)):
+                r = subprocess.run([py, "-c", GPT2_RUNNER, os.path.join(out, "model.pt"),
+                                    os.path.join(TINY, "gpt2_reference.safetensors")],
+                                   capture_output=True, text=True, timeout=300)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                for case, got in json.loads(r.stdout).items():
+                    self.assertEqual(got["dtype"], "torch.float32", case)
+                    self.assertLessEqual(got["diff"], 1e-4, case)
 
     def test_fp16(self):
-        py = torch_python(("torch",))
+        pythons = self.python_torches()
         for name, model in (("cnn", os.path.join(VISION, "small-cnn")),
                             ("cls", os.path.join(TINY, "cls")),
                             ("st_concat", os.path.join(TINY, "st_concat")),
@@ -249,7 +259,7 @@ class TorchScriptExport(TorchTestCase):
                 self.assertTrue(all(t["dtype"] == "float32" for t in summary["outputs"]), summary)
                 with open(os.path.join(out, "configuration.json")) as f:
                     self.assertEqual(json.load(f)["model"]["dtype"], "fp16")
-                if py is not None:
+                for py in pythons:
                     r = subprocess.run([py, "-c", CONSTANT_DTYPES, os.path.join(out, "model.pt")],
                                        capture_output=True, text=True, timeout=300)
                     self.assertEqual(r.returncode, 0, r.stderr)

@@ -1,9 +1,10 @@
 """End to end: what `ms train` writes is a model Hugging Face transformers loads as its own.
 
 `ms train` finetunes the tiny BERT classifier (tests/data/infer/tiny/cls, 3 labels) and puts a fresh
-2-label head over bare encoders (tests/data/infer/tiny/st_dense, a BERT; .../roberta). Then, in build/venv-transformers
-(scripts/setup_python_interop.sh: transformers over Debian's torch 1.13, or $MS_TRANSFORMERS_PYTHON),
-tests/e2e/interop/transformers_reader.py calls AutoModelForSequenceClassification and AutoTokenizer
+2-label head over bare encoders (tests/data/infer/tiny/st_dense, a BERT; .../roberta). Then, in
+build/venv-transformers (transformers 4.49 over Debian's torch 1.13) and in build/venv-torch-newest
+(the newest transformers and torch; both made by scripts/setup_python_interop.sh, or
+$MS_TRANSFORMERS_PYTHON alone), tests/e2e/interop/transformers_reader.py calls AutoModelForSequenceClassification and AutoTokenizer
 .from_pretrained on <work_dir>/output/:
 - no weight is missing, unexpected or mismatched, and transformers logs no warning;
 - config.id2label names the labels `ms infer` gives, and the softmax of the logits equals `ms infer`'s
@@ -22,7 +23,8 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import MS_BIN, SOURCE_DIR, TorchTestCase, component_available, run_ms, venv_python
+from harness import (MS_BIN, SOURCE_DIR, TorchTestCase, component_available, require_newest_torch,
+                     run_ms, transformers_pythons)
 from hub_fixture import HubServer
 
 TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
@@ -36,10 +38,6 @@ NEGATIVE = ["bad movie", "very bad movie", "the movie is bad", "bad bad movie",
 # vocabulary lacks ([UNK]).
 TEXTS = ["very good movie", "Bad", "the movie is bad but the actors are good", "a zyzzyva movie"]
 TOLERANCE = 1e-4
-
-
-def transformers_python():
-    return venv_python("venv-transformers", "MS_TRANSFORMERS_PYTHON")
 
 
 def recipe(epochs, lr):
@@ -62,10 +60,11 @@ def recipe(epochs, lr):
 class TransformersLoadsTrainedModels(TorchTestCase):
     def setUp(self):
         super().setUp()
-        self.python = transformers_python()
-        if not self.python:
+        self.pythons = transformers_pythons()
+        if not self.pythons:
             self.skipTest("build/venv-transformers is absent: run scripts/setup_python_interop.sh "
                           "(or set MS_TRANSFORMERS_PYTHON)")
+        require_newest_torch(self)
         rows = [(t, "positive") for t in POSITIVE] + [(t, "negative") for t in NEGATIVE]
         with open(self.path("train.csv"), "w", newline="") as f:
             w = csv.writer(f)
@@ -93,11 +92,15 @@ class TransformersLoadsTrainedModels(TorchTestCase):
         return [dict(zip(l["labels"], l["scores"])) for l in lines]
 
     def read(self, model_dir, checkpoints=()):
-        r = subprocess.run([self.python, READER, model_dir],
-                           input=json.dumps({"texts": TEXTS, "checkpoints": list(checkpoints)}),
-                           capture_output=True, text=True, timeout=300)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        return json.loads(r.stdout)
+        """What each transformers (the oldest supported, the newest) saw in model_dir."""
+        seen_by_each = []
+        for python in self.pythons:
+            r = subprocess.run([python, READER, model_dir],
+                               input=json.dumps({"texts": TEXTS, "checkpoints": list(checkpoints)}),
+                               capture_output=True, text=True, timeout=300)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            seen_by_each.append(json.loads(r.stdout))
+        return seen_by_each
 
     def assertScores(self, probs, id2label, expected, what):
         """transformers' softmax rows (in id order) equal ms's {label: score} within TOLERANCE."""
@@ -118,7 +121,13 @@ class TransformersLoadsTrainedModels(TorchTestCase):
         self.assertGreaterEqual(len(iters), 2, os.listdir(work))
         first, last = iters[0][1], iters[-1][1]
 
-        seen = self.read(out, [first, last])
+        expected = self.ms_scores(out)
+        for seen in self.read(out, [first, last]):
+            with self.subTest(transformers=seen["transformers"], torch=seen["torch"]):
+                self.check_seen(seen, labels, expected, architecture, last)
+        return out, expected
+
+    def check_seen(self, seen, labels, expected, architecture, last):
         self.assertEqual(seen["model_class"], architecture)
         # The Rust tokenizer from tokenizer.json: transformers 4.x names it BertTokenizerFast, 5.x
         # BertTokenizer (its slow Python class is gone).
@@ -131,7 +140,6 @@ class TransformersLoadsTrainedModels(TorchTestCase):
         self.assertEqual(sorted(seen["id2label"].values()), sorted(labels))
         self.assertGreater(len(set(seen["lengths"])), 1, "the batch is not padded")
 
-        expected = self.ms_scores(out)
         self.assertScores(seen["batch"], seen["id2label"], expected, "padded batch")
         self.assertScores(seen["alone"], seen["id2label"], expected, "one text at a time")
         # The texts get clearly different scores (so a mix-up of rows would not pass unnoticed).
@@ -144,7 +152,6 @@ class TransformersLoadsTrainedModels(TorchTestCase):
         self.assertScores(final["batch"], seen["id2label"], expected, os.path.basename(last))
         gap = max(abs(a - b) for ra, rb in zip(early["batch"], final["batch"]) for a, b in zip(ra, rb))
         self.assertGreater(gap, 100 * TOLERANCE, "the earlier checkpoint gives the final scores")
-        return out, expected
 
     def test_finetuned_classifier(self):
         # The tiny classifier keeps its 3-label head (negative, neutral, positive).
@@ -189,9 +196,10 @@ class TransformersLoadsTrainedModels(TorchTestCase):
         by_id = self.ms_scores("alice/tiny-trained", env=env)
         self.assertEqual(by_id, expected)
         # And transformers reads the downloaded copy as it read output/.
-        seen = self.read(folder)
-        self.assertEqual(seen["loading_info"]["missing_keys"], [])
-        self.assertScores(seen["batch"], seen["id2label"], expected, "downloaded copy")
+        for seen in self.read(folder):
+            with self.subTest(transformers=seen["transformers"]):
+                self.assertEqual(seen["loading_info"]["missing_keys"], [])
+                self.assertScores(seen["batch"], seen["id2label"], expected, "downloaded copy")
 
     def test_train_export_upload_tag_download_infer(self):
         # The chain a user runs: ms train -> ms export --format safetensors -> ms upload --tag ->
@@ -213,10 +221,11 @@ class TransformersLoadsTrainedModels(TorchTestCase):
             config = json.load(f)
         self.assertEqual(config["architectures"], ["BertForSequenceClassification"])
         self.assertEqual(config["torch_dtype"], "float32")
-        seen = self.read(repo)
-        self.assertEqual(seen["loading_info"]["missing_keys"], [])
-        self.assertEqual(seen["loading_info"]["unexpected_keys"], [])
-        self.assertScores(seen["batch"], seen["id2label"], expected, "exported repository")
+        for seen in self.read(repo):
+            with self.subTest(transformers=seen["transformers"]):
+                self.assertEqual(seen["loading_info"]["missing_keys"], [])
+                self.assertEqual(seen["loading_info"]["unexpected_keys"], [])
+                self.assertScores(seen["batch"], seen["id2label"], expected, "exported repository")
         self.assertEqual(self.ms_scores(repo), expected)
 
         # fp16: half the bytes, the same answers within half precision.
@@ -250,8 +259,9 @@ class TransformersLoadsTrainedModels(TorchTestCase):
         self.assertExit(down, 0)
         folder = self.json_out(down)["local_path"]
         self.assertNotIn("note.txt", os.listdir(folder))
-        seen = self.read(folder)
-        self.assertScores(seen["batch"], seen["id2label"], expected, "downloaded tag v1")
+        for seen in self.read(folder):
+            with self.subTest(transformers=seen["transformers"]):
+                self.assertScores(seen["batch"], seen["id2label"], expected, "downloaded tag v1")
 
 
 if __name__ == "__main__":

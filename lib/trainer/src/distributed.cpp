@@ -36,6 +36,7 @@
 #include "ms/core/error.h"
 #include "ms/core/log.h"
 #include "ms/core/text.h"
+#include "store_v2_client.h"
 #include "store_wire.h"
 
 namespace ms::trainer {
@@ -444,12 +445,25 @@ std::shared_ptr<Distributed> Distributed::join(const infer::DistributedEnv& env,
   // LibTorch 1.x's client reads its replies without a deadline, so a port that accepts and stays
   // silent (another service's) would hold it forever, and it decodes a stranger's bytes on a
   // thread of its own, where the bad_alloc aborts the process: the store must answer first.
-  if (!options.isServer)
+  // torchrun's agent may be a torch 2.x one, whose store speaks 2.x's protocol, which LibTorch
+  // 1.x's client does not: ms's own client speaks it then.
+  StoreProtocol protocol = StoreProtocol::kV1;
+  if (env.agent_store) {
+    protocol = agent_store_protocol(env.master_addr, env.master_port,
+                                    StoreWire::Clock::now() + env.timeout);
+  } else if (!options.isServer) {
     check_store_answers(env.master_addr, env.master_port, StoreWire::Clock::now() + env.timeout);
+  }
 #endif
   try {
-    c10::intrusive_ptr<c10d::Store> tcp =
-        c10::make_intrusive<c10d::TCPStore>(env.master_addr, options);
+    c10::intrusive_ptr<c10d::Store> tcp;
+#if TORCH_VERSION_MAJOR < 2
+    if (protocol == StoreProtocol::kV2) {
+      tcp = c10::make_intrusive<StoreV2Client>(env.master_addr, env.master_port, env.timeout);
+      log::debug("torchrun's store at {} speaks torch 2.x's protocol", where);
+    } else
+#endif
+      tcp = c10::make_intrusive<c10d::TCPStore>(env.master_addr, options);
     impl->store = tcp;
     if (env.agent_store)
       impl->store = c10::make_intrusive<c10d::PrefixStore>(
