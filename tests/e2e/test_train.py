@@ -421,6 +421,33 @@ class TrainTextTest(TorchTestCase):
                 open(self.path("cut", "output", "model.safetensors"), "rb") as b:
             self.assertTrue(a.read() == b.read(), "resumed weights differ from the whole run's")
 
+    def test_optimizer_and_lr_hooks_listed_in_train_hooks_are_the_chains_own(self):
+        # ModelScope's configs may list OptimizerHook (with cumulative_iters, grad_clip) and
+        # LrSchedulerHook in train.hooks: that is the one hook of each kind, configured there, not
+        # a second one stepping the optimizer (which failed: "backward through the graph a second
+        # time") or the schedule (which would decay the rate twice as fast).
+        chains = recipe(max_epochs=2)
+        chains["train"]["optimizer"]["options"]["cumulative_iters"] = 2
+        listed = recipe(max_epochs=2)
+        options = listed["train"]["optimizer"].pop("options")
+        listed["train"]["lr_scheduler"].pop("options")
+        listed["train"]["hooks"] += [
+            {"type": "OptimizerHook", "cumulative_iters": 2, **options},
+            {"type": "LrSchedulerHook", "by_epoch": False}]
+        runs = {}
+        for name, config in (("chains", chains), ("listed", listed)):
+            self.write(name + ".json", json.dumps(config))
+            self.config = self.path(name + ".json")
+            r = self.train(work=name)
+            self.assertExit(r, 0)
+            logs = glob.glob(self.path(name, "*.log.json"))
+            with open(logs[0]) as f:
+                runs[name] = [(e["iter"], e["lr"]) for e in map(json.loads, f) if e["mode"] == "train"]
+        self.assertEqual(runs["listed"], runs["chains"])
+        with open(self.path("chains", "output", "model.safetensors"), "rb") as a, \
+                open(self.path("listed", "output", "model.safetensors"), "rb") as b:
+            self.assertEqual(a.read(), b.read())
+
     def test_locked_work_dir_is_refused(self):
         os.makedirs(self.path("work"))
         with open(self.path("work", ".ms-train.lock"), "w") as lock:

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Data-parallel `ms train` over c10d Gloo on 127.0.0.1: `--nproc 2`, the real torchrun
-(`/usr/bin/python3 -m torch.distributed.run --no_python`, through tools/torchrun.py), and workers started by hand with
-torchrun's variables.
+(`python -m torch.distributed.run --no_python`, through tools/torchrun.py, of Debian's torch 1.13
+and of the newest torch in build/venv-torch-newest), and workers started by hand with torchrun's
+variables.
 
 - 2 ranks with batch B reach the weights of 1 rank with batch 2B (dropout off; SGD with momentum;
   tolerance 1e-6, float32 sums in another order) and log the same losses;
@@ -36,7 +37,8 @@ import subprocess
 import threading
 import unittest
 
-from harness import MS_BIN, SOURCE_DIR, TEST_HOOKS, TorchTestCase, free_port, run_ms, torch_python
+from harness import (MS_BIN, SOURCE_DIR, TEST_HOOKS, TorchTestCase, free_port, python_torch_version,
+                     require_newest_torch, run_ms, torch_python, torch_pythons)
 
 # torchrun itself (tools/torchrun.py mends Debian's 1.13 parser for Python 3.11).
 TORCHRUN = os.path.join(SOURCE_DIR, "tests", "e2e", "tools", "torchrun.py")
@@ -121,11 +123,11 @@ class DistributedTrainTest(TorchTestCase):
         env.update(extra)
         return env
 
-    def start_worker(self, rank, port, args, **extra):
+    def start_worker(self, rank, port, args, cwd=None, **extra):
         env = dict(os.environ)
         env.update(self.worker_env(rank, port, **extra))
         return subprocess.Popen([MS_BIN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=env)
+                                text=True, env=env, cwd=cwd)
 
     def test_two_ranks_match_one_rank_with_twice_the_batch(self):
         one = run_ms(*self.args("r8.json", "one"))
@@ -169,26 +171,32 @@ class DistributedTrainTest(TorchTestCase):
                          torch_python(("torch.distributed.run",)) is not None,
                          "needs Python torch's torchrun (Debian's python3-torch)")
     def test_under_the_real_torchrun_as_under_nproc(self):
+        # Debian's torchrun (torch 1.13, whose agent's store speaks LibTorch 1.x's protocol) and
+        # the newest torch's (whose store speaks torch 2.x's, which ms's own client speaks when
+        # its LibTorch is 1.x).
+        require_newest_torch(self)
         nproc = run_ms(*self.args("r4.json", "nproc"), "--nproc", "2")
         self.assertExit(nproc, 0)
+        for i, python in enumerate(torch_pythons(("torch.distributed.run",))):
+            with self.subTest(torch=python_torch_version(python)):
+                self.check_under_torchrun(python, f"torchrun{i}")
+
+    def check_under_torchrun(self, python, work):
         torchrun = subprocess.run(
-            [torch_python(("torch.distributed.run",)), TORCHRUN,
-             "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-             "--master_port", str(free_port()), "--no_python", MS_BIN,
-             *self.args("r4.json", "torchrun")],
+            [python, TORCHRUN, "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+             "--master_port", str(free_port()), "--no_python", MS_BIN, *self.args("r4.json", work)],
             capture_output=True, text=True, timeout=600)
         self.assertEqual(torchrun.returncode, 0, torchrun.stderr)
         self.assertEqual(safetensors(self.path("nproc", "output", "model.safetensors")),
-                         safetensors(self.path("torchrun", "output", "model.safetensors")))
+                         safetensors(self.path(work, "output", "model.safetensors")))
         # ms eval under torchrun: rank 0 prints the single-process figure, once.
         evaluated = subprocess.run(
-            [torch_python(("torch.distributed.run",)), TORCHRUN,
-             "--nproc_per_node", "2", "--master_port", str(free_port()), "--no_python", MS_BIN,
-             "eval", "--model", self.path("torchrun", "output"), "--dataset",
+            [python, TORCHRUN, "--nproc_per_node", "2", "--master_port", str(free_port()),
+             "--no_python", MS_BIN, "eval", "--model", self.path(work, "output"), "--dataset",
              "csv:" + self.path("test.csv"), "--json"], capture_output=True, text=True,
             timeout=600)
         self.assertEqual(evaluated.returncode, 0, evaluated.stderr)
-        alone = run_ms("eval", "--model", self.path("torchrun", "output"), "--dataset",
+        alone = run_ms("eval", "--model", self.path(work, "output"), "--dataset",
                        "csv:" + self.path("test.csv"), "--json")
         self.assertEqual(evaluated.stdout.strip().splitlines(), [alone.stdout.strip()])
 
@@ -212,12 +220,15 @@ class DistributedTrainTest(TorchTestCase):
         # Resumed by workers started by hand, rank 1 with a work dir of its own (as on a machine
         # whose work dir is local), both with --resume auto: rank 0 finds iter_6 and rank 1
         # loads what rank 0 names, rather than deciding for itself that there is nothing to
-        # resume.
+        # resume. Rank 0 names its work dir relative to its folder, and rank 1 runs in another:
+        # the checkpoint's path must reach it absolute.
         port = free_port()
-        rank0 = self.start_worker(0, port, [*self.args("resume.json", "cut", TINY_CLS),
-                                            "--resume", "auto"])
+        rank0_args = [*self.args("resume.json", "cut", TINY_CLS), "--resume", "auto"]
+        rank0_args[rank0_args.index("--work-dir") + 1] = "cut"
+        rank0 = self.start_worker(0, port, rank0_args, cwd=self.tmp)
+        os.makedirs(self.path("rank1-folder"))
         rank1 = self.start_worker(1, port, [*self.args("resume.json", "elsewhere", TINY_CLS),
-                                            "--resume", "auto"])
+                                            "--resume", "auto"], cwd=self.path("rank1-folder"))
         out0, err0 = rank0.communicate(timeout=600)
         _, err1 = rank1.communicate(timeout=600)
         self.assertEqual((rank0.returncode, rank1.returncode), (0, 0), err0 + err1)

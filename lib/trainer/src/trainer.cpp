@@ -262,15 +262,20 @@ nlohmann::json optimizer_hook_options(const Config& c, std::vector<nlohmann::jso
       asked_by = key;
     }
   }
+  // An OptimizerHook or TorchAMPOptimizerHook listed in train.hooks (as ModelScope's configs may)
+  // is this one hook, not a second one stepping the optimizer again: its options fold in.
   for (auto it = hooks.begin(); it != hooks.end();) {
-    check_not_apex(type_of(*it), "train.hooks");
-    if (type_of(*it) != "TorchAMPOptimizerHook") {
+    const std::string type = type_of(*it);
+    check_not_apex(type, "train.hooks");
+    if (type != "TorchAMPOptimizerHook" && type != "OptimizerHook") {
       ++it;
       continue;
     }
-    asked_by = "train.hooks: TorchAMPOptimizerHook";
-    take_amp(*it);
-    // Its OptimizerHook options (cumulative_iters, grad_clip, loss_keys) apply too.
+    if (type == "TorchAMPOptimizerHook") {
+      asked_by = "train.hooks: TorchAMPOptimizerHook";
+      take_amp(*it);
+    }
+    // Its OptimizerHook options (cumulative_iters, grad_clip, loss_keys) apply.
     for (auto& [key, value] : it->items())
       if (key != "type") o[key] = value;
     it = hooks.erase(it);
@@ -318,8 +323,19 @@ void Trainer::register_hooks_from_config() {
   }
   add(optimizer_hook,
       c.has("train.optimizer_hook") ? "train.optimizer_hook" : "train.optimizer.options");
+  // Likewise an LR hook in train.hooks of the type the key chain makes: one hook (two would step
+  // the schedule twice), the entry's options over the chain's.
+  auto with_listed = [&entries](nlohmann::json o) {
+    for (auto it = entries.begin(); it != entries.end(); ++it) {
+      if (type_of(*it) != type_of(o)) continue;
+      for (auto& [key, value] : it->items()) o[key] = value;
+      entries.erase(it);
+      break;
+    }
+    return o;
+  };
   if (c.has("train.lr_scheduler_hook")) {
-    add(options_at(c, "train.lr_scheduler_hook"), "train.lr_scheduler_hook");
+    add(with_listed(options_at(c, "train.lr_scheduler_hook")), "train.lr_scheduler_hook");
   } else if (c.has("train.lr_scheduler")) {
     nlohmann::json o = options_at(c, "train.lr_scheduler.options");
     const bool plateau =
@@ -329,7 +345,7 @@ void Trainer::register_hooks_from_config() {
              "{{\"type\": \"PlateauLrSchedulerHook\", \"metric_key\": \"...\"}}",
              c.source());
     o["type"] = "LrSchedulerHook";
-    add(o, "train.lr_scheduler.options");
+    add(with_listed(o), "train.lr_scheduler.options");
   }
   auto merge_into = [&](const std::string& type, const nlohmann::json& options) {
     for (auto& e : entries) {

@@ -500,8 +500,10 @@ std::optional<std::filesystem::path> resume_point_of_main(
       answer["error"] = {{"code", static_cast<int>(code)}, {"message", message}, {"hint", hint}};
     };
     try {
+      // An absolute path: the other ranks may run in other folders (torchrun or srun started
+      // from elsewhere on a shared file system).
       if (const auto point = resume_point(asked, overwrite, work_dir))
-        answer["path"] = point->string();
+        answer["path"] = std::filesystem::absolute(*point).lexically_normal().string();
     } catch (const Error& e) {
       send_error(e.code(), e.what(), e.hint());
     } catch (const std::exception& e) {  // a file system error looking for checkpoints
