@@ -49,7 +49,8 @@ void run_infer(const InferOptions& o) {
   r.threads = o.threads;
   r.workers = o.workers;
   r.job.batch_size = o.batch_size;
-  if (o.output) r.job.output = *o.output;
+  // "-" is standard output, as --input-file - is standard input.
+  if (o.output && *o.output != "-") r.job.output = *o.output;
   r.job.resume = o.resume;
   r.job.fail_fast = o.fail_fast;
   if (o.shard) std::tie(r.job.shard_index, r.job.shard_count) = data::parse_shard(*o.shard);
@@ -124,7 +125,7 @@ void add_infer_command(CLI::App& app, const GlobalOptions& /*global*/) {
       ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
   add_threads_option(*cmd, opts->threads);
   cmd->add_option("--output,-o", opts->output,
-                  "Write JSON lines here (default: stdout). FILE.npy: the embeddings as one "
+                  "Write JSON lines here (default, or -: stdout). FILE.npy: the embeddings as one "
                   "float32 matrix, row i = input i, written when every input succeeded "
                   "(sentence-embedding; no --resume)");
   cmd->add_flag("--resume", opts->resume,

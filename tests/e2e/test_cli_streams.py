@@ -113,6 +113,23 @@ class OutputPathsTest(TorchTestCase):
         self.assertOneLineError(r, "input file itself")
         with open(path) as f:
             self.assertEqual(f.read(), "a\nb\n")
+        # A dataset file too (the table was replaced by the results, exit 0), by any of its
+        # names.
+        table = self.write("same.csv", "text\nhello\nworld\n")
+        os.symlink(table, self.path("link.csv"))
+        for spec in ("csv:" + table, table, "csv:" + self.path("link.csv")):
+            with self.subTest(dataset=spec):
+                r = run_ms("infer", "-m", CLS, "--dataset", spec, "-o", table)
+                self.assertExit(r, 2)
+                self.assertOneLineError(r, "input file itself")
+                with open(table) as f:
+                    self.assertEqual(f.read(), "text\nhello\nworld\n")
+
+    def test_output_dash_is_standard_output(self):
+        r = run_ms("infer", "-m", CLS, "-i", "the cat", "-o", "-", cwd=self.tmp)
+        self.assertExit(r, 0)
+        self.assertEqual(json.loads(r.stdout)["id"], 0)
+        self.assertFalse(os.path.exists(self.path("-")))
 
     def test_resume_into_another_jobs_output_is_refused(self):
         inputs = self.write("in.txt", "a\nb\n")

@@ -86,6 +86,12 @@ class ImageTest(TorchTestCase):
         self.assertExit(r, 0)
         got = {g["id"]: g for g in lines(r.stdout)}
         self.assertEqual(sorted(got), ["test/cat/a.png", "test/dog/b.png", "test/dog/c.jpg"])
+        # The folder named relative to the working folder: the same rows and ids (its paths
+        # were joined to the folder a second time, and every row failed "no such file").
+        relative = run_ms("infer", "-m", model, "--dataset", "imagefolder:imgs", "--device", DEVICE,
+                          cwd=self.tmp)
+        self.assertExit(relative, 0)
+        self.assertEqual(lines(relative.stdout), lines(r.stdout))
         r = run_ms("infer", "-m", model, "--input-dir", IMAGES, "--device", DEVICE)
         direct = {g["id"]: g for g in lines(r.stdout)}
         for path, out in got.items():
@@ -94,6 +100,31 @@ class ImageTest(TorchTestCase):
             self.assertEqual(out.get("error", {}).get("code"), want.get("error", {}).get("code"))
             for a, b in zip(out.get("scores", []), want.get("scores", [])):
                 self.assertLess(abs(a - b), 1e-6)
+
+    def test_file_names_that_are_not_utf8_and_an_output_inside_the_folder(self):
+        # A name that is not UTF-8 gets an id with \\xHH escapes (it crashed the JSON writer, exit
+        # 70, and no input got a result); the output file inside the input folder is no input,
+        # on a rerun with --resume either.
+        import shutil
+        folder = self.path("imgs").encode()
+        os.makedirs(os.path.join(folder, b"cat"))
+        shutil.copy(os.path.join(IMAGES, "a.png"), os.path.join(folder, b"cat", b"a.png"))
+        shutil.copy(os.path.join(IMAGES, "b.png"), os.path.join(folder, b"cat", b"b\xff.png"))
+        model = os.path.join(VISION, "small-cnn")
+        out = self.path("imgs", "out.jsonl")
+        for extra in ((), ("--resume",)):
+            with self.subTest(extra=extra):
+                r = run_ms("infer", "-m", model, "--input-dir", self.path("imgs"), "-o", out,
+                           "--device", DEVICE, *extra)
+                self.assertExit(r, 0)
+                with open(out) as f:
+                    got = [json.loads(l) for l in f]
+                self.assertEqual([g["id"] for g in got], ["cat/a.png", "cat/b\\xff.png"])
+                self.assertTrue(all("scores" in g for g in got), got)
+        r = run_ms("infer", "-m", model, "--dataset", "imagefolder:" + self.path("imgs"),
+                   "--device", DEVICE)
+        self.assertExit(r, 0)
+        self.assertEqual(sorted(g["id"] for g in lines(r.stdout)), ["cat/a.png", "cat/b\\xff.png"])
 
     def test_torchscript_pipeline(self):
         self.check(os.path.join(VISION, "torchscript"), ["cat", "dog", "bird"])

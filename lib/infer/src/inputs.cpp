@@ -8,6 +8,7 @@
 #include "ms/core/file.h"
 #include "ms/core/log.h"
 #include "ms/core/text.h"
+#include "ms/core/utf8.h"
 #include "ms/data/csv.h"
 #include "ms/data/dataset.h"
 #include "ms/infer/job.h"
@@ -152,7 +153,9 @@ Json cell_id(const data::Value& v, std::size_t row) {
 
 // Rows of a table (a CSV input or a dataset split) as inputs: a text column (and optionally a
 // second-sentence column), or a file/image column; an "id" column names them, else the row number
-// (image rows: their path relative to `base`). Returns the names of the columns read.
+// (image rows: their path relative to `base`). Paths in a text column are relative to `base`; an
+// image or file column holds paths the dataset loader resolved already (relative to the working
+// folder when the dataset's was). Returns the names of the columns read.
 std::set<std::string> inputs_from_table(const data::Table& table, const std::string& source,
                                         const std::filesystem::path& base,
                                         std::vector<PipelineInput>& out) {
@@ -171,6 +174,11 @@ std::set<std::string> inputs_from_table(const data::Table& table, const std::str
     if (t == data::ColumnType::kImage || t == data::ColumnType::kFile)
       path_col = static_cast<int>(c);
   }
+  const bool paths_resolved =
+      path_col >= 0 && (table.columns[static_cast<std::size_t>(path_col)].type ==
+                            data::ColumnType::kImage ||
+                        table.columns[static_cast<std::size_t>(path_col)].type ==
+                            data::ColumnType::kFile);
   if (text_col < 0 && path_col < 0) {
     std::vector<std::string> names;
     for (const auto& c : table.columns) names.push_back(c.name);
@@ -189,10 +197,11 @@ std::set<std::string> inputs_from_table(const data::Table& table, const std::str
       if (pair_col >= 0) in.text_pair = cell_text(row[static_cast<std::size_t>(pair_col)]);
     } else {
       in.path = cell_text(row[static_cast<std::size_t>(path_col)]);
-      if (in.path.is_relative()) in.path = base / in.path;
+      if (!paths_resolved && in.path.is_relative()) in.path = base / in.path;
       std::error_code ec;
       const auto relative = std::filesystem::relative(in.path, base, ec);
-      if (!ec && !relative.empty() && *relative.begin() != "..") in.id = relative.generic_string();
+      if (!ec && !relative.empty() && *relative.begin() != "..")
+        in.id = escape_invalid_utf8(relative.generic_string());
     }
     if (id_col >= 0) in.id = cell_id(row[static_cast<std::size_t>(id_col)], r);
     out.push_back(std::move(in));
@@ -216,11 +225,25 @@ void read_csv(const std::filesystem::path& file, std::vector<PipelineInput>& out
   warn_unread(file, unread, "columns");
 }
 
+// Refuses an output that is the input file `input` itself (a link to it or another name of it
+// included): the results would overwrite the inputs, and --resume would take them for results.
+void check_output_is_not(const std::filesystem::path& input,
+                         const std::optional<std::filesystem::path>& output) {
+  std::error_code ec;
+  if (output && std::filesystem::equivalent(input, *output, ec)) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("--output {} is the input file itself", output->string()),
+                "write the results to another file");
+  }
+}
+
 void read_dataset(const std::string& spec, const std::optional<std::string>& split_name,
+                  const std::optional<std::filesystem::path>& output,
                   std::vector<PipelineInput>& out) {
   data::LoadOptions options;
   options.split = split_name;
   const data::Dataset ds = data::load_dataset(spec, options);
+  check_output_is_not(ds.root, output);
   const data::Split& split = ds.only_split();
   const std::filesystem::path base =
       std::filesystem::is_directory(ds.root) ? ds.root : ds.root.parent_path();
@@ -247,7 +270,7 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
     return out;
   }
   if (spec.dataset) {
-    read_dataset(*spec.dataset, spec.split, out);
+    read_dataset(*spec.dataset, spec.split, spec.output, out);
     MS_CHECK(!out.empty(), ErrorCode::kUsage, "dataset {} holds no rows", *spec.dataset);
   } else if (spec.file) {
     // "-" is standard input (`... | ms infer --input-file -`); pipes and devices read as files.
@@ -255,6 +278,7 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
     std::error_code ec;
     MS_CHECK(std::filesystem::exists(file, ec), ErrorCode::kNotFound,
              "input file {} does not exist", file.string());
+    check_output_is_not(file, spec.output);
     if (std::filesystem::is_directory(file, ec)) {
       throw Error(ErrorCode::kUsage, fmt::format("input file {} is a folder", file.string()),
                   "give a folder of inputs with --input-dir");
@@ -284,8 +308,10 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
     for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
          !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
       // An entry's own trouble (a broken link) is its alone: the listing goes on.
-      std::error_code entry;
-      if (it->is_regular_file(entry)) {
+      std::error_code entry, same;
+      if (spec.output && std::filesystem::equivalent(it->path(), *spec.output, same)) {
+        log::debug("{}: left out, it is the --output file", it->path().string());
+      } else if (it->is_regular_file(entry)) {
         files.push_back(it->path());
       } else if (!it->is_directory(entry)) {
         log::warn("{}: skipped, not a regular file (a broken link, a pipe or a device)",
@@ -297,7 +323,8 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
     for (const auto& f : files) {
       PipelineInput in;
       // The entry's own path below the folder: relative() would resolve a link to its target.
-      in.id = f.lexically_relative(dir).generic_string();
+      // A name that is not UTF-8 gets \xHH escapes in its id (JSON holds only UTF-8).
+      in.id = escape_invalid_utf8(f.lexically_relative(dir).generic_string());
       in.path = f;
       out.push_back(std::move(in));
     }

@@ -728,17 +728,9 @@ void log_inside_the_batches(const JobStats& stats, const RunPhases& phases) {
 JobStats run_infer(const InferRequest& request) {
   // Everything that can be checked without LibTorch is checked before it loads.
   check_job_options(request.job);
-  if (request.job.output && request.inputs.file) {
-    // Writing the results over the inputs would destroy them (and --resume would take the
-    // inputs for finished results).
-    std::error_code ec;
-    if (std::filesystem::equivalent(*request.inputs.file, *request.job.output, ec)) {
-      throw Error(ErrorCode::kUsage,
-                  fmt::format("--output {} is the input file itself", request.job.output->string()),
-                  "write the results to another file");
-    }
-  }
-  const std::vector<PipelineInput> inputs = read_inputs(request.inputs);
+  InputSpec input_spec = request.inputs;
+  input_spec.output = request.job.output;
+  const std::vector<PipelineInput> inputs = read_inputs(input_spec);
   const ModelInfo model = open_model(request.model, request.task, request.overrides, request.hub);
 
   PipelineOptions popts;

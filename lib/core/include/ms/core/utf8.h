@@ -21,6 +21,11 @@ MS_API std::size_t first_invalid_utf8(std::string_view text);
 /// Whether `text` is valid UTF-8.
 MS_API bool is_valid_utf8(std::string_view text);
 
+/// `text` with each byte of an invalid UTF-8 sequence written as the four characters \xHH (as
+/// Python's "backslashreplace" does): a file name that is not UTF-8 becomes a JSON-safe id that
+/// still tells it from its neighbours.
+MS_API std::string escape_invalid_utf8(std::string_view text);
+
 /// Decodes UTF-8 into code points. Throws ms::Error(kUsage) naming the byte offset when `text` is
 /// not valid UTF-8 (overlong forms, surrogates and code points above U+10FFFF are invalid).
 MS_API std::u32string decode_utf8(std::string_view text);

@@ -36,6 +36,10 @@ struct InputSpec {
   /// by their "id" column, else row number (image rows: path relative to the dataset root).
   std::optional<std::string> dataset;
   std::optional<std::string> split;  ///< with dataset: which split (may be sliced, "test[:100]")
+  /// The job's output file, never read as an input: an input file or dataset file that is this
+  /// file is refused (the results would overwrite the inputs), and a folder's listing leaves it
+  /// out (a rerun would take the last run's results for inputs).
+  std::optional<std::filesystem::path> output;
 };
 
 /// Reads the inputs. Text lines keep their content as written (a bad one becomes an error line
