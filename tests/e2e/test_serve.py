@@ -507,7 +507,10 @@ class TextServeTest(ServeTestCase):
                                (("--threads", "100000"), "--threads"),
                                (("--host", ""), "--host"), (("--token", ""), "--token"),
                                (("--token", " "), "--token"), (("--token", "s3cret\r"), "--token"),
-                               (("--token", " s3cret"), "--token")):
+                               (("--token", " s3cret"), "--token"),
+                               # A lone request would wait out its whole deadline: every one 504.
+                               (("--max-wait-ms", "3000", "--request-timeout", "3"),
+                                "--max-wait-ms 3000 is not below --request-timeout")):
             r = run_ms("serve", "-m", os.path.join(TINY, "cls"), "--port", "0", *args)
             self.assertExit(r, 2, str(args))
             self.assertOneLineError(r, fragment)

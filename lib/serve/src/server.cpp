@@ -284,6 +284,16 @@ Server::Server(ServeOptions options) : impl_(std::make_unique<Impl>()) {
            "--max-queue must be 1..10000000, got {}", o.max_queue);
   MS_CHECK(o.request_timeout_s >= 1 && o.request_timeout_s <= 86400, ErrorCode::kUsage,
            "--request-timeout must be 1..86400 seconds, got {}", o.request_timeout_s);
+  // A lone request waits --max-wait-ms for company: at or past its own deadline it would always
+  // be answered 504 before any batch ran.
+  if (o.max_wait_ms >= static_cast<std::int64_t>(o.request_timeout_s) * 1000) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("--max-wait-ms {} is not below --request-timeout ({} s): a request "
+                            "that waits alone would time out before its batch runs",
+                            o.max_wait_ms, o.request_timeout_s),
+                "keep --max-wait-ms a small part of the timeout (tens of milliseconds), or "
+                "raise --request-timeout");
+  }
   MS_CHECK(o.max_body_bytes >= 1024, ErrorCode::kUsage, "--max-body-mb must be positive");
   MS_CHECK(!o.workers || (*o.workers >= 1 && *o.workers <= std::size_t{kMaxWorkers}),
            ErrorCode::kUsage, "--workers must be 1..{}, got {}", kMaxWorkers, *o.workers);
