@@ -55,6 +55,12 @@ CORPUS = [
     " ",
     "A\u200bzero\u200cwidth\u200djoiners",
     "control\x01chars\x7fhere",
+    # Long pieces without a space, where pairs overlap and one merge makes the next (ms merges
+    # them through a heap, not GPT-2's rescanning loop: the order of merges must be the same).
+    "a" * 301,
+    "ab" * 150 + "aaaa" + "ba" * 77,
+    "".join("abcdefghijklmnopqrstuvwxyz"[(i * i + 7 * i) % 26] for i in range(3000)),
+    "ttttthhhhheeeee  theeeeeeee " + "ll" * 60 + "sss" * 40,
 ]
 
 BAD_UTF8 = [b"\xe2\x82", b"\xe2\x82a", b"\xf0\x9f\x98", b"\xff", b"\x80\x80", b"\xc0\xaf",
