@@ -406,6 +406,33 @@ class DatasetTest(MsTestCase):
         self.assertExit(r, 4)
         self.assertOneLineError(r, "missing.zip")
 
+    @needs("HUB_SERVER")
+    def test_a_hub_dataset_at_a_revision_has_that_revisions_splits_only(self):
+        # v1 has a train split; master (v2) adds validation. In one indexed cache folder, which
+        # keeps every revision's files, v1 loaded after master had master's validation split.
+        from hubserver import HubServer
+        server = HubServer(self.path("hubroot"))
+        self.env.update({"MODELSCOPE_API_TOKEN": server.token("alice"),
+                         "MODELSCOPE_CREDENTIALS_PATH": self.path("credentials")})
+        server.start()
+        self.addCleanup(server.stop)
+        self.env["MODELSCOPE_ENDPOINT"] = server.endpoint
+        self.write("ds/train.csv", "text,label\nv1-row,0\n")
+        self.assertExit(self.ms("upload", "alice/dsv", self.path("ds"), "--dataset", "--create",
+                                "--tag", "v1"), 0)
+        self.write("ds/train.csv", "text,label\nv2-row,1\n")
+        self.write("ds/validation.csv", "text,label\nv2-only,1\n")
+        self.assertExit(self.ms("upload", "alice/dsv", self.path("ds"), "--dataset"), 0)
+        for spec, splits in (("hub:alice/dsv", {"train": 1, "validation": 1}),
+                             ("hub:alice/dsv@v1", {"train": 1}),
+                             ("hub:alice/dsv", {"train": 1, "validation": 1})):
+            with self.subTest(spec=spec):
+                d = self.info(spec)
+                self.assertEqual({s["name"]: s["rows"] for s in d["splits"]}, splits)
+                rows = self.head(spec)
+                want = "v1-row" if spec.endswith("@v1") else "v2-row"
+                self.assertIn(want, json.dumps(rows))
+
     @needs("ZIP", "HUB_SERVER")
     def test_dataset_served_by_ms_hub_serve(self):
         """The ModelScope layout uploaded to a real `ms hub serve`: the files fetched back the way

@@ -2,12 +2,17 @@
 // the snapshot as a folder.
 #include "ms/data/hub_source.h"
 
+#include <unistd.h>
+
 #include <mutex>
+#include <set>
 
 #include "dataset_formats.h"
 #include "ms/core/error.h"
+#include "ms/core/log.h"
 #include "ms/core/settings.h"
 #include "ms/hub/download.h"
+#include "ms/hub/sha256.h"
 
 namespace ms::data {
 namespace {
@@ -17,17 +22,88 @@ std::mutex& provider_mutex() {
   return m;
 }
 
+namespace fs = std::filesystem;
+
+// Whether every listed file is in `dir` with its listed size.
+bool holds_listing(const fs::path& dir, const std::vector<hub::DownloadedFile>& files) {
+  std::error_code ec;
+  for (const hub::DownloadedFile& f : files)
+    if (fs::file_size(dir / f.path, ec) != f.size || ec) return false;
+  return true;
+}
+
+// The folder holding exactly the files of a download's listing. An indexed cache folder (the
+// layout of modelscope up to 1.37, and ms's default) keeps the files of every revision downloaded
+// into it, one version of each: a dataset read from it at one revision would find the splits of
+// another (v1's train beside master's validation). When the folder holds files the listing lacks,
+// the revision's files are given as a folder of hard links to them (copies where a link cannot be
+// made) beside the repo's, named by a digest of the listing (paths, sizes, commits), so a made one
+// never changes and concurrent loads share it. Offline there is no listing to go by: the folder
+// is read as it is (snapshot_download warns when it was last filled at another revision).
+fs::path revision_folder(const hub::DownloadResult& result) {
+  const fs::path& dir = result.local_path;
+  std::set<std::string> listed;
+  std::string digest_input;
+  for (const hub::DownloadedFile& f : result.files) {
+    listed.insert(f.path);
+    digest_input += fmt::format("{}\n{}\n{}\n", f.path, f.size, f.revision);
+  }
+  if (result.files.empty() || result.files.front().revision.empty()) return dir;
+  bool foreign = false;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec);
+       !ec && !foreign && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (!name.empty() && name[0] == '.') {  // the cache's bookkeeping (.msc, .mv, temp folders)
+      if (it->is_directory()) it.disable_recursion_pending();
+      continue;
+    }
+    std::error_code entry;
+    if (it->is_regular_file(entry))
+      foreign = listed.count(it->path().lexically_relative(dir).generic_string()) == 0;
+  }
+  if (!foreign) return dir;
+  const fs::path view = dir.parent_path() / ".ms-revisions" /
+                        (dir.filename().string() + "-" + hub::sha256_hex(digest_input).substr(0, 16));
+  if (holds_listing(view, result.files)) return view;
+  const fs::path building = view.string() + fmt::format(".tmp-{}", ::getpid());
+  fs::remove_all(building, ec);
+  for (const hub::DownloadedFile& f : result.files) {
+    const fs::path target = building / f.path;
+    fs::create_directories(target.parent_path(), ec);
+    std::error_code link;
+    fs::create_hard_link(dir / f.path, target, link);
+    if (link) fs::copy_file(dir / f.path, target, fs::copy_options::overwrite_existing, ec);
+    if (ec) {
+      fs::remove_all(building, ec);
+      throw Error(ErrorCode::kIo,
+                  fmt::format("cannot make the folder of revision '{}' at {}: {}",
+                              result.revision, view.string(), ec.message()),
+                  "check the cache folder's permissions and free space");
+    }
+  }
+  fs::remove_all(view, ec);  // an incomplete one (a file deleted by hand)
+  fs::rename(building, view, ec);
+  if (ec) {  // another load made it meanwhile
+    fs::remove_all(building, ec);
+    MS_CHECK(holds_listing(view, result.files), ErrorCode::kIo,
+             "cannot make the folder of revision '{}' at {}", result.revision, view.string());
+  }
+  log::debug("{}: revision '{}' read from {} (the cache folder holds other revisions' files)",
+             dir.string(), result.revision, view.string());
+  return view;
+}
+
 // Downloads the dataset repo into the modelscope cache (or finds it there), with the endpoint and
 // token from the environment and stored credentials; snapshot_download() honours
 // MODELSCOPE_OFFLINE=1 and MS_DOWNLOAD_PARTS.
-std::filesystem::path download_with_hub_client(const hub::RepoId& repo,
-                                               const std::string& revision) {
+fs::path download_with_hub_client(const hub::RepoId& repo, const std::string& revision) {
   hub::DownloadOptions options;
   options.type = hub::RepoType::kDataset;
   options.repo = repo;
   options.revision = revision;
-  return hub::snapshot_download(options, hub::resolve_hub_options(std::nullopt, std::nullopt))
-      .local_path;
+  return revision_folder(
+      hub::snapshot_download(options, hub::resolve_hub_options(std::nullopt, std::nullopt)));
 }
 
 SnapshotProvider& provider() {

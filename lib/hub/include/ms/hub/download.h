@@ -42,7 +42,8 @@ struct DownloadOptions {
 struct DownloadedFile {
   std::string path;
   std::uint64_t size = 0;
-  bool cached = false;  ///< was already in the cache (not fetched)
+  bool cached = false;     ///< was already in the cache (not fetched)
+  std::string revision;    ///< the file's last commit id (the listing's; with a listing only)
 };
 
 struct DownloadResult {
