@@ -15,6 +15,27 @@ namespace fs = std::filesystem;
 
 namespace ms::data::detail {
 
+namespace {
+
+// Whether `tail` (a file's last bytes) holds a zip's end-of-central-directory record, which
+// comes last in every complete archive (after at most a 64 KiB comment): a download cut short
+// by a server that closed early, with no Content-Length to tell, lacks it.
+bool ends_like_a_zip(std::string_view tail) {
+  constexpr std::string_view kEndRecord("PK\x05\x06", 4);
+  constexpr std::size_t kEndRecordSize = 22;
+  if (tail.size() < kEndRecordSize) return false;
+  return tail.rfind(kEndRecord, tail.size() - kEndRecordSize) != std::string_view::npos;
+}
+
+constexpr std::size_t kZipTailBytes = 22 + 65535;
+
+std::string file_tail(const fs::path& path) {
+  const std::string bytes = read_file(path);
+  return bytes.size() > kZipTailBytes ? bytes.substr(bytes.size() - kZipTailBytes) : bytes;
+}
+
+}  // namespace
+
 fs::path fetch_to_cache(const std::string& location, const fs::path& cache_root) {
   if (!io::is_url(location) || io::scheme_of(location) == "file")
     return io::local_path_of(location);
@@ -22,11 +43,25 @@ fs::path fetch_to_cache(const std::string& location, const fs::path& cache_root)
       cache_root / "downloads" / (hub::sha256_hex(location).substr(0, 16) + ".zip");
   std::error_code ec;
   if (fs::is_regular_file(target, ec)) {
-    log::info("reusing downloaded {} at {}", location, target.string());
-    return target;
+    if (ends_like_a_zip(file_tail(target))) {
+      log::info("reusing downloaded {} at {}", location, target.string());
+      return target;
+    }
+    // A cut-short download an older ms kept: fetched again rather than failing for good.
+    log::warn("{}: the cached download {} is incomplete; downloading it again", location,
+              target.string());
   }
   log::info("downloading {}", location);
   const std::string bytes = io::read_resource(location);
+  if (!ends_like_a_zip(std::string_view(bytes).substr(
+          bytes.size() > kZipTailBytes ? bytes.size() - kZipTailBytes : 0))) {
+    throw Error(ErrorCode::kNetwork,
+                fmt::format("the download of {} ({} bytes) is no complete zip archive: it has "
+                            "no end record: the server closed the connection early, or the URL serves "
+                            "something else",
+                            location, bytes.size()),
+                "try again; nothing was cached");
+  }
   write_file_atomic(target, bytes);
   return target;
 }
