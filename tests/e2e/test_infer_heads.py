@@ -551,6 +551,20 @@ class HeadsTest(TorchTestCase):
         r = self.infer("cls", "--dataset", self.path("splits"), "--split", "dev", code=4)
         r = self.infer("cls", "--dataset", "csv:" + self.path("nope.csv"), code=4)
         self.assertOneLineError(r, "nope.csv")
+        # Ids are the id column's values as they are, or an error naming the row: float ids,
+        # an empty one or integers past what a double holds exactly were replaced by row numbers.
+        with open(self.path("float.jsonl"), "w") as f:
+            f.write('{"id": 1.5, "text": "a"}\n{"id": 2.5, "text": "b"}\n')
+        got = self.infer("cls", "--dataset", "jsonl:" + self.path("float.jsonl"))
+        self.assertEqual([g["id"] for g in got], [1.5, 2.5])
+        for name, table, fragment in (("empty.csv", "id,text\n1,a\n,b\n", "row 2: the id is empty"),
+                                      ("big.csv", "id,text\n10000000000000000001,a\n2,b\n",
+                                       "row 1: id 1e+19 is an integer too large")):
+            with self.subTest(table=name):
+                with open(self.path(name), "w") as f:
+                    f.write(table)
+                r = self.infer("cls", "--dataset", "csv:" + self.path(name), code=2)
+                self.assertOneLineError(r, fragment)
 
     def test_missing_folder_and_task(self):
         r = run_ms("infer", "--model", self.path("nope"), "--input", "x")

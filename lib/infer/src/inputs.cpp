@@ -1,6 +1,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "ms/config/json_file.h"
@@ -145,10 +146,27 @@ std::string cell_text(const data::Value& v) {
   return {};
 }
 
-Json cell_id(const data::Value& v, std::size_t row) {
+// An "id" cell as the input's id, exactly: a string or a number. A cell that is none (empty, a
+// boolean), or a number a double cannot hold exactly (an integer past 2^53 that a type-inferring
+// reader turned into a float), is an error naming the row: replacing it by the row number, as
+// before, gave some rows ids of another kind, or another row's id.
+Json cell_id(const data::Value& v, std::size_t row, const std::string& source) {
   if (const auto* i = std::get_if<std::int64_t>(&v)) return *i;
   if (const auto* s = std::get_if<std::string>(&v)) return *s;
-  return row;
+  constexpr double kExactLimit = 9007199254740992.0;  // 2^53
+  if (const auto* d = std::get_if<double>(&v); d != nullptr && std::isfinite(*d)) {
+    if (std::fabs(*d) < kExactLimit || std::trunc(*d) != *d) return *d;
+    throw Error(ErrorCode::kUsage,
+                fmt::format("{}: row {}: id {} is an integer too large to keep exactly", source,
+                            row + 1, *d),
+                "write such ids as text (quoted JSON strings), or drop the id column to number "
+                "the rows");
+  }
+  throw Error(ErrorCode::kUsage,
+              fmt::format("{}: row {}: the id is {}", source, row + 1,
+                          std::holds_alternative<std::monostate>(v) ? "empty"
+                                                                   : "neither text nor a number"),
+              "give every row an id (text or a number), or drop the id column to number the rows");
 }
 
 // Rows of a table (a CSV input or a dataset split) as inputs: a text column (and optionally a
@@ -203,7 +221,7 @@ std::set<std::string> inputs_from_table(const data::Table& table, const std::str
       if (!ec && !relative.empty() && *relative.begin() != "..")
         in.id = escape_invalid_utf8(relative.generic_string());
     }
-    if (id_col >= 0) in.id = cell_id(row[static_cast<std::size_t>(id_col)], r);
+    if (id_col >= 0) in.id = cell_id(row[static_cast<std::size_t>(id_col)], r, source);
     out.push_back(std::move(in));
   }
   std::set<std::string> read;
