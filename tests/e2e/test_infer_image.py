@@ -216,6 +216,118 @@ json.dump(ref, open(out + "/ref.json", "w"))
             worst = max(abs(a - b) for a, b in zip(have, want))
             self.assertLess(worst, 1e-4, name)
 
+    def test_png_pixels_are_pils_for_every_kind_of_png(self):
+        # ModelScope's LoadImage is PIL's Image.open(...).convert("RGB"): 16-bit samples keep
+        # their high byte (grey: clipped at 255), gamma chunks are ignored, alpha is dropped.
+        # libpng's simplified reader gamma-encoded 16-bit samples and applied gAMA (0.28 off).
+        py = torch_python(("PIL", "numpy"))
+        if py is None:
+            self.skipTest("no Python with PIL and numpy (apt-get install python3-pil python3-numpy)")
+        script = r"""
+import json, os, struct, sys, zlib
+import numpy as np
+from PIL import Image, PngImagePlugin
+folder = sys.argv[1]
+rng = np.random.default_rng(3)
+h, w = 6, 8
+def save(name, image, **kw):
+    image.save(os.path.join(folder, name + ".png"), **kw)
+save("rgb8", Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)))
+save("rgba8", Image.fromarray(rng.integers(0, 256, (h, w, 4), dtype=np.uint8)))
+save("l8", Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8)))
+save("la8", Image.fromarray(rng.integers(0, 256, (h, w, 2), dtype=np.uint8), "LA"))
+save("bit1", Image.fromarray(rng.integers(0, 2, (h, w), dtype=np.uint8) * 255).convert("1"))
+palette = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).convert(
+    "P", palette=Image.ADAPTIVE, colors=16)
+save("palette", palette)
+save("palette_trns", palette, transparency=3)
+save("l16", Image.fromarray(rng.integers(0, 65536, (h, w), dtype=np.uint16)))
+gamma = PngImagePlugin.PngInfo()
+gamma.add(b"gAMA", (100000).to_bytes(4, "big"))
+save("rgb8_gamma", Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)), pnginfo=gamma)
+# 16-bit colour PNGs, which PIL does not write: by hand.
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+for name, color_type, channels in (("rgb16", 2, 3), ("rgba16", 6, 4), ("la16", 4, 2)):
+    samples = rng.integers(0, 65536, (h, w, channels), dtype=np.uint16).astype(">u2")
+    raw = b"".join(b"\0" + row.tobytes() for row in samples)
+    with open(os.path.join(folder, name + ".png"), "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+ref = {name: (np.asarray(Image.open(os.path.join(folder, name)).convert("RGB"), dtype=np.float32)
+              / 255).transpose(2, 0, 1).tolist() for name in sorted(os.listdir(folder))}
+print(json.dumps(ref))
+"""
+        folder = self.path("pngs", "kind")
+        os.makedirs(folder)
+        r = subprocess.run([py, "-c", script, folder], capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ref = json.loads(r.stdout)
+        batch = self.path("batch.npy")
+        r = run_ms("dataset", "iter", "imagefolder:" + self.path("pngs"), "--batch-size", "100",
+                   "--save-batch", batch)
+        self.assertExit(r, 0)
+        check = r"""
+import json, sys
+import numpy as np
+batch, ref = np.load(sys.argv[1]), json.loads(sys.stdin.read())
+print(json.dumps({name: float(np.abs(batch[i] - np.array(want)).max())
+                  for i, (name, want) in enumerate(sorted(ref.items()))}))
+"""
+        r = subprocess.run([py, "-c", check, batch], input=json.dumps(ref), capture_output=True,
+                           text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        worst = json.loads(r.stdout)
+        self.assertEqual(len(worst), 12)
+        for name, difference in worst.items():
+            self.assertLess(difference, 1e-6, name)
+
+    def test_jpeg_photos_are_turned_upright_by_their_exif_orientation(self):
+        # ModelScope's LoadImage calls PIL's ImageOps.exif_transpose: a camera's photo stored
+        # sideways with Orientation 6 is classified upright. Each of the 8 orientations, resized
+        # to one size so that they make one batch, equals PIL's pixels.
+        if not component_available("jpeg"):
+            self.skipTest("this ms is built without JPEG")
+        py = torch_python(("PIL", "numpy"))
+        if py is None:
+            self.skipTest("no Python with PIL and numpy (apt-get install python3-pil python3-numpy)")
+        script = r"""
+import json, os, sys
+import numpy as np
+from PIL import Image, ImageOps
+folder = sys.argv[1]
+base = Image.fromarray(np.random.default_rng(5).integers(0, 256, (6, 10, 3), dtype=np.uint8))
+ref = {}
+for orientation in range(1, 9):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = os.path.join(folder, f"o{orientation}.jpg")
+    base.save(path, exif=exif.tobytes(), quality=95)
+    upright = ImageOps.exif_transpose(Image.open(path)).convert("RGB").resize((8, 8), Image.BILINEAR)
+    ref[orientation] = (np.asarray(upright, dtype=np.float32) / 255).transpose(2, 0, 1).tolist()
+print(json.dumps(ref))
+"""
+        folder = self.path("photos", "a")
+        os.makedirs(folder)
+        r = subprocess.run([py, "-c", script, folder], capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ref = r.stdout
+        batch = self.path("batch.npy")
+        r = run_ms("dataset", "iter", "imagefolder:" + self.path("photos"), "--batch-size", "8",
+                   "--transform", '{"resize": [8, 8]}', "--save-batch", batch)
+        self.assertExit(r, 0)
+        check = r"""
+import json, sys
+import numpy as np
+batch, ref = np.load(sys.argv[1]), json.loads(sys.stdin.read())
+print(json.dumps([float(np.abs(batch[i] - np.array(ref[str(i + 1)])).max()) for i in range(8)]))
+"""
+        r = subprocess.run([py, "-c", check, batch], input=ref, capture_output=True, text=True,
+                           timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for orientation, difference in enumerate(json.loads(r.stdout), 1):
+            self.assertLess(difference, 1e-6, f"orientation {orientation}")
+
     def test_text_input_to_an_image_model(self):
         # Its error line is written, and with not one result the job fails as a whole.
         r = run_ms("infer", "-m", os.path.join(VISION, "small-cnn"), "--input", "not an image")

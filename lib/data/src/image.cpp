@@ -48,6 +48,81 @@ void check_size(const std::string& source, long long width, long long height) {
 #endif
 
 #if MS_WITH_JPEG
+// The EXIF orientation (1-8) of a JPEG: the Orientation tag (0x0112) of the first IFD in an
+// APP1 "Exif" segment; 1 (as stored) when there is none or it cannot be read. Cameras store
+// photos as the sensor saw them and say in this tag how to turn them upright.
+int jpeg_exif_orientation(std::string_view b) {
+  auto u16 = [](std::string_view d, std::size_t at, bool big) -> unsigned {
+    const auto hi = static_cast<unsigned char>(d[at + (big ? 0 : 1)]);
+    const auto lo = static_cast<unsigned char>(d[at + (big ? 1 : 0)]);
+    return (hi << 8) | lo;
+  };
+  auto u32 = [&u16](std::string_view d, std::size_t at, bool big) -> std::uint32_t {
+    const std::uint32_t first = u16(d, at, big), second = u16(d, at + 2, big);
+    return big ? (first << 16) | second : (second << 16) | first;
+  };
+  std::size_t at = 2;  // after SOI
+  while (at + 4 <= b.size() && static_cast<unsigned char>(b[at]) == 0xFF) {
+    const auto marker = static_cast<unsigned char>(b[at + 1]);
+    if (marker == 0xDA || marker == 0xD9) break;  // the scan (or the end): no EXIF before it
+    const std::size_t length = u16(b, at + 2, true);
+    if (length < 2 || at + 2 + length > b.size()) break;
+    const std::string_view segment = b.substr(at + 4, length - 2);
+    if (marker == 0xE1 && segment.size() >= 14 && segment.substr(0, 6) == std::string_view("Exif\0\0", 6)) {
+      const std::string_view tiff = segment.substr(6);
+      const bool big = tiff.substr(0, 2) == "MM";
+      if (!big && tiff.substr(0, 2) != "II") return 1;
+      if (u16(tiff, 2, big) != 42) return 1;
+      const std::uint32_t ifd = u32(tiff, 4, big);
+      if (ifd > tiff.size() || tiff.size() - ifd < 2) return 1;
+      const unsigned entries = u16(tiff, ifd, big);
+      for (unsigned i = 0; i < entries; ++i) {
+        const std::size_t entry = ifd + 2 + 12 * static_cast<std::size_t>(i);
+        if (entry + 12 > tiff.size()) return 1;
+        if (u16(tiff, entry, big) == 0x0112 && u16(tiff, entry + 2, big) == 3) {
+          const unsigned value = u16(tiff, entry + 8, big);
+          return value >= 1 && value <= 8 ? static_cast<int>(value) : 1;
+        }
+      }
+      return 1;
+    }
+    at += 2 + length;
+  }
+  return 1;
+}
+
+// The image turned upright as its EXIF orientation says, as PIL's ImageOps.exif_transpose does
+// (ModelScope's LoadImage calls it): 2 mirror, 3 half turn, 4 flip, 5 transpose, 6 quarter turn
+// clockwise, 7 transverse, 8 quarter turn counter-clockwise.
+Image upright(Image in, int orientation) {
+  if (orientation <= 1 || orientation > 8) return in;
+  const int w = in.width, h = in.height, ch = in.channels;
+  const bool swaps = orientation >= 5;
+  Image out;
+  out.width = swaps ? h : w;
+  out.height = swaps ? w : h;
+  out.channels = ch;
+  out.pixels.resize(in.pixels.size());
+  for (int y = 0; y < out.height; ++y) {
+    for (int x = 0; x < out.width; ++x) {
+      int sx = x, sy = y;  // the input pixel output (x, y) shows
+      switch (orientation) {
+        case 2: sx = w - 1 - x; break;
+        case 3: sx = w - 1 - x, sy = h - 1 - y; break;
+        case 4: sy = h - 1 - y; break;
+        case 5: sx = y, sy = x; break;
+        case 6: sx = y, sy = h - 1 - x; break;
+        case 7: sx = w - 1 - y, sy = h - 1 - x; break;
+        case 8: sx = w - 1 - y, sy = x; break;
+        default: break;
+      }
+      std::memcpy(&out.pixels[(static_cast<std::size_t>(y) * out.width + x) * ch],
+                  &in.pixels[(static_cast<std::size_t>(sy) * w + sx) * ch], ch);
+    }
+  }
+  return out;
+}
+
 Image decode_jpeg(std::string_view bytes, const std::string& source, int channels) {
   struct Closer {
     void operator()(void* h) const { tjDestroy(h); }
@@ -78,37 +153,100 @@ Image decode_jpeg(std::string_view bytes, const std::string& source, int channel
 #endif
 
 #if MS_WITH_PNG
+// libpng's low-level reader (its simplified API converts as a colour-managed viewer would: 16-bit
+// samples taken for linear light and gamma-encoded, gAMA chunks applied, RGB to grey in linear
+// light). PIL, which ModelScope's LoadImage uses, takes the samples as they are: convert("RGB")
+// keeps the high byte of 16-bit RGB and grey-with-alpha samples, clips 16-bit grey ("I;16") at
+// 255, drops alpha without compositing and ignores gamma; convert("L") weighs R, G, B by ITU-R
+// 601's 299/587/114 in 16-bit fixed point. So does this.
+struct PngReader {
+  std::string_view bytes;
+  std::size_t offset = 0;
+  std::string error;
+  png_structp png = nullptr;
+  png_infop info = nullptr;
+  std::vector<std::uint8_t> samples;  // the decoded rows, back to back
+  std::vector<png_bytep> rows;        // each row's start in samples
+  ~PngReader() { png_destroy_read_struct(&png, info != nullptr ? &info : nullptr, nullptr); }
+};
+
+void png_read_bytes(png_structp png, png_bytep out, png_size_t n) {
+  auto* reader = static_cast<PngReader*>(png_get_io_ptr(png));
+  if (n > reader->bytes.size() - reader->offset) png_error(png, "the file ends early");
+  std::memcpy(out, reader->bytes.data() + reader->offset, n);
+  reader->offset += n;
+}
+
+[[noreturn]] void png_fail(png_structp png, png_const_charp message) {
+  static_cast<PngReader*>(png_get_error_ptr(png))->error = message;
+  png_longjmp(png, 1);
+}
+
+void png_ignore_warning(png_structp, png_const_charp) {}
+
 Image decode_png(std::string_view bytes, const std::string& source, int channels) {
-  png_image png;
-  std::memset(&png, 0, sizeof png);
-  png.version = PNG_IMAGE_VERSION;
-  if (!png_image_begin_read_from_memory(&png, bytes.data(), bytes.size())) {
-    corrupt(source, png.message);
-  }
-  check_size(source, png.width, png.height);
-  // Read with alpha and drop it afterwards, as PIL's convert("RGB") does (libpng would composite).
-  const bool has_alpha = (png.format & PNG_FORMAT_FLAG_ALPHA) != 0;
-  const int read_channels = channels + (has_alpha ? 1 : 0);
-  png.format = channels == 1 ? (has_alpha ? PNG_FORMAT_GA : PNG_FORMAT_GRAY)
-                             : (has_alpha ? PNG_FORMAT_RGBA : PNG_FORMAT_RGB);
-  std::vector<std::uint8_t> buffer(static_cast<std::size_t>(png.width) * png.height *
-                                   read_channels);
-  if (!png_image_finish_read(&png, nullptr, buffer.data(), 0, nullptr)) {
-    std::string message = png.message;
-    png_image_free(&png);
-    corrupt(source, message);
-  }
+  // Everything libpng's longjmp may leave behind lives on the heap, reached through a pointer
+  // that does not change after setjmp (a longjmp skips the destructors of objects made after
+  // it).
+  const auto reader = std::make_unique<PngReader>();
+  reader->bytes = bytes;
+  reader->png =
+      png_create_read_struct(PNG_LIBPNG_VER_STRING, reader.get(), png_fail, png_ignore_warning);
+  MS_ASSERT(reader->png != nullptr);
+  reader->info = png_create_info_struct(reader->png);
+  MS_ASSERT(reader->info != nullptr);
+  png_structp png = reader->png;
+  png_infop info = reader->info;
+  if (setjmp(png_jmpbuf(png))) corrupt(source, reader->error);
+  png_set_read_fn(png, reader.get(), png_read_bytes);
+  png_read_info(png, info);
+  const long long width = png_get_image_width(png, info);
+  const long long height = png_get_image_height(png, info);
+  check_size(source, width, height);
+  const int color_type = png_get_color_type(png, info);
+  const int bit_depth = png_get_bit_depth(png, info);
+  if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+  png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  const int in_channels = png_get_channels(png, info);
+  const int depth = png_get_bit_depth(png, info);  // 8 or 16 now (big-endian samples)
+  const std::size_t row_bytes = png_get_rowbytes(png, info);
+  reader->samples.resize(row_bytes * static_cast<std::size_t>(height));
+  reader->rows.resize(static_cast<std::size_t>(height));
+  for (long long y = 0; y < height; ++y)
+    reader->rows[y] = reader->samples.data() + row_bytes * y;
+  png_read_image(png, reader->rows.data());
+  png_read_end(png, nullptr);
+
+  const bool grey = in_channels <= 2;  // grey, or grey with alpha
+  const bool clip_16 = depth == 16 && in_channels == 1;
+  auto sample = [&](const std::uint8_t* pixel, int c) -> int {
+    if (depth == 8) return pixel[c];
+    const int value = (pixel[2 * c] << 8) | pixel[2 * c + 1];
+    return clip_16 ? std::min(value, 255) : value >> 8;
+  };
   Image image;
-  image.width = static_cast<int>(png.width);
-  image.height = static_cast<int>(png.height);
+  image.width = static_cast<int>(width);
+  image.height = static_cast<int>(height);
   image.channels = channels;
-  if (!has_alpha) {
-    image.pixels = std::move(buffer);
-  } else {
-    const std::size_t n = static_cast<std::size_t>(image.width) * image.height;
-    image.pixels.resize(n * channels);
-    for (std::size_t i = 0; i < n; ++i) {
-      std::memcpy(&image.pixels[i * channels], &buffer[i * read_channels], channels);
+  image.pixels.resize(static_cast<std::size_t>(width) * height * channels);
+  const std::size_t pixel_bytes = static_cast<std::size_t>(in_channels) * (depth / 8);
+  std::uint8_t* out = image.pixels.data();
+  for (long long y = 0; y < height; ++y) {
+    const std::uint8_t* pixel = reader->rows[y];
+    for (long long x = 0; x < width; ++x, pixel += pixel_bytes) {
+      if (grey) {
+        const auto v = static_cast<std::uint8_t>(sample(pixel, 0));
+        for (int c = 0; c < channels; ++c) *out++ = v;
+      } else if (channels == 3) {
+        for (int c = 0; c < 3; ++c) *out++ = static_cast<std::uint8_t>(sample(pixel, c));
+      } else {
+        *out++ = static_cast<std::uint8_t>(
+            (sample(pixel, 0) * 19595 + sample(pixel, 1) * 38470 + sample(pixel, 2) * 7471 +
+             0x8000) >>
+            16);
+      }
     }
   }
   return image;
@@ -258,7 +396,7 @@ Image decode_image(std::string_view bytes, const std::string& source, int channe
            "image channels must be 1 or 3, got {}", channels);
   if (is_jpeg(bytes)) {
 #if MS_WITH_JPEG
-    return decode_jpeg(bytes, source, channels);
+    return upright(decode_jpeg(bytes, source, channels), jpeg_exif_orientation(bytes));
 #else
     throw Error(ErrorCode::kMissingComponent,
                 fmt::format("{}: JPEG support is not built in", source),
