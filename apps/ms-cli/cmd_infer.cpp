@@ -19,6 +19,7 @@ struct InferOptions {
   std::optional<std::string> input_file;
   std::optional<std::string> input_dir;
   std::optional<std::string> dataset;
+  std::optional<std::string> subset;
   std::optional<std::string> split;
   infer::HubModelOptions hub;
   std::size_t batch_size = 32;
@@ -43,6 +44,7 @@ void run_infer(const InferOptions& o) {
   if (o.input_file) r.inputs.file = *o.input_file;
   if (o.input_dir) r.inputs.dir = *o.input_dir;
   r.inputs.dataset = o.dataset;
+  r.inputs.subset = o.subset;
   r.inputs.split = o.split;
   r.device = parse_device(o.device);
   r.dtype = o.dtype;
@@ -106,6 +108,8 @@ void add_infer_command(CLI::App& app, const GlobalOptions& /*global*/) {
   cmd->add_option("--dataset", opts->dataset,
                   "Inputs: the rows of a dataset (csv:F, jsonl:F, imagefolder:DIR, zip:F, "
                   "hub:OWNER/NAME[@REV][:SUBSET[/SPLIT]]; see ms dataset info)");
+  cmd->add_option("--subset", opts->subset,
+                  "With --dataset: the subset of a dataset config that has several");
   cmd->add_option("--split", opts->split,
                   "With --dataset: the split, optionally sliced (test[:100])");
   cmd->add_option(

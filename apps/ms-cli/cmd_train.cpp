@@ -144,6 +144,9 @@ void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
                   "Training data (csv:F, jsonl:F, imagefolder:DIR, zip:F, hub:OWNER/NAME...); its "
                   "train split, else its only split")
       ->required();
+  cmd->add_option("--subset", opts->request.subset,
+                  "The subset of a dataset config that has several (of --dataset and "
+                  "--eval-dataset)");
   cmd->add_option("--split", opts->request.split,
                   "The training split, optionally sliced (default: train, else the only split): "
                   "train[:90%]");
@@ -193,6 +196,8 @@ void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
   eval->add_option("--model,-m", eopts->request.model, "Model folder or hub id")->required();
   eval->add_option("--task,-t", eopts->request.task, "Task (default: the configuration's)");
   eval->add_option("--dataset", eopts->request.dataset, "Evaluation data")->required();
+  eval->add_option("--subset", eopts->request.subset,
+                   "The subset of a dataset config that has several");
   eval->add_option("--split", eopts->request.split,
                    "Split, optionally sliced: test, train[90%:] (default: validation, else "
                    "test, else the only one)");

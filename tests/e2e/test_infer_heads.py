@@ -551,6 +551,21 @@ class HeadsTest(TorchTestCase):
         r = self.infer("cls", "--dataset", self.path("splits"), "--split", "dev", code=4)
         r = self.infer("cls", "--dataset", "csv:" + self.path("nope.csv"), code=4)
         self.assertOneLineError(r, "nope.csv")
+        # A local dataset config with several subsets: --subset picks one (ms infer had none).
+        os.makedirs(self.path("subs"))
+        with open(self.path("subs", "subs.json"), "w") as f:
+            json.dump({"en": {"test": {"meta": "en.csv"}}, "fr": {"test": {"meta": "fr.csv"}}}, f)
+        for name, texts in (("en", ref["texts"][:1]), ("fr", ref["texts"][:2])):
+            with open(self.path("subs", name + ".csv"), "w") as f:
+                f.write("text,label\n" + "".join(f'"{t}",positive\n' for t in texts))
+        r = self.infer("cls", "--dataset", "folder:" + self.path("subs"), code=2)
+        self.assertOneLineError(r, "2 subsets")
+        self.assertIn("--subset", r.stderr)
+        got = self.infer("cls", "--dataset", "folder:" + self.path("subs"), "--subset", "fr")
+        self.assertEqual([g["labels"] for g in got], [w["labels"] for w in want[:2]])
+        r = run_ms("eval", "--model", os.path.join(TINY, "cls"), "--dataset",
+                   "folder:" + self.path("subs"), "--subset", "fr", "--json")
+        self.assertExit(r, 0)
         # Ids are the id column's values as they are, or an error naming the row: float ids,
         # an empty one or integers past what a double holds exactly were replaced by row numbers.
         with open(self.path("float.jsonl"), "w") as f:

@@ -255,17 +255,17 @@ void check_output_is_not(const std::filesystem::path& input,
   }
 }
 
-void read_dataset(const std::string& spec, const std::optional<std::string>& split_name,
-                  const std::optional<std::filesystem::path>& output,
-                  std::vector<PipelineInput>& out) {
+void read_dataset(const InputSpec& spec, std::vector<PipelineInput>& out) {
+  const std::optional<std::filesystem::path>& output = spec.output;
   data::LoadOptions options;
-  options.split = split_name;
-  const data::Dataset ds = data::load_dataset(spec, options);
+  options.subset = spec.subset;
+  options.split = spec.split;
+  const data::Dataset ds = data::load_dataset(*spec.dataset, options);
   check_output_is_not(ds.root, output);
   const data::Split& split = ds.only_split();
   const std::filesystem::path base =
       std::filesystem::is_directory(ds.root) ? ds.root : ds.root.parent_path();
-  inputs_from_table(split.table, fmt::format("{} ({})", spec, split.selection), base, out);
+  inputs_from_table(split.table, fmt::format("{} ({})", *spec.dataset, split.selection), base, out);
 }
 
 }  // namespace
@@ -277,6 +277,7 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
            "give exactly one input source: --input TEXT..., --input-file FILE, --input-dir DIR "
            "or --dataset SPEC");
   MS_CHECK(!spec.split || spec.dataset, ErrorCode::kUsage, "--split goes with --dataset");
+  MS_CHECK(!spec.subset || spec.dataset, ErrorCode::kUsage, "--subset goes with --dataset");
   std::vector<PipelineInput> out;
   if (!spec.texts.empty()) {
     for (std::size_t i = 0; i < spec.texts.size(); ++i) {
@@ -288,7 +289,7 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
     return out;
   }
   if (spec.dataset) {
-    read_dataset(*spec.dataset, spec.split, spec.output, out);
+    read_dataset(spec, out);
     MS_CHECK(!out.empty(), ErrorCode::kUsage, "dataset {} holds no rows", *spec.dataset);
   } else if (spec.file) {
     // "-" is standard input (`... | ms infer --input-file -`); pipes and devices read as files.

@@ -612,6 +612,7 @@ class TrainingService final : public infer::TrainerService {
     at::manual_seed(r.seed);
 
     data::LoadOptions train_options;
+    train_options.subset = r.subset;
     train_options.split = r.split;
     const data::Dataset ds = data::load_dataset(r.dataset, train_options);
     const data::Split& train_split = r.split ? ds.only_split() : train_split_of(ds);
@@ -620,6 +621,7 @@ class TrainingService final : public infer::TrainerService {
     std::optional<data::Dataset> eval_ds;
     if (r.eval_dataset || r.eval_split) {
       data::LoadOptions eval_options;
+      eval_options.subset = r.subset;
       eval_options.split = r.eval_split;
       eval_ds = data::load_dataset(r.eval_dataset.value_or(r.dataset), eval_options);
     }
@@ -714,6 +716,7 @@ class TrainingService final : public infer::TrainerService {
     const std::string device = infer::load_torch_layer().runtime->resolve_device(r.device);
     // --split as ms train's --split: a name or a slice ("test[:50%]"), loaded alone.
     data::LoadOptions options;
+    options.subset = r.subset;
     options.split = r.split;
     const data::Dataset ds = data::load_dataset(r.dataset, options);
     const data::Split* split = r.split ? &ds.only_split() : eval_split_of(ds);

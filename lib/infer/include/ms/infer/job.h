@@ -35,7 +35,8 @@ struct InputSpec {
   /// A dataset spec (ms::data: csv:, jsonl:, imagefolder:, zip:, hub:...): rows of one split,
   /// by their "id" column, else row number (image rows: path relative to the dataset root).
   std::optional<std::string> dataset;
-  std::optional<std::string> split;  ///< with dataset: which split (may be sliced, "test[:100]")
+  std::optional<std::string> subset;  ///< with dataset: which subset of its config
+  std::optional<std::string> split;   ///< with dataset: which split (may be sliced, "test[:100]")
   /// The job's output file, never read as an input: an input file or dataset file that is this
   /// file is refused (the results would overwrite the inputs), and a folder's listing leaves it
   /// out (a rerun would take the last run's results for inputs).

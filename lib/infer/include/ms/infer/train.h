@@ -25,6 +25,7 @@ struct TrainRequest {
   std::optional<std::filesystem::path> config;
   std::optional<std::string> task;
   std::string dataset;                      ///< dataset spec; its train split (or only split)
+  std::optional<std::string> subset;        ///< --subset: of --dataset and --eval-dataset
   std::optional<std::string> split;         ///< --split: the training split, may be sliced
   std::optional<std::string> eval_dataset;  ///< default: the dataset's validation / test split
   /// --eval-split: the evaluation split (of eval_dataset, else of dataset), may be sliced:
@@ -68,7 +69,8 @@ struct EvalRequest {
   std::string model;
   std::optional<std::string> task;
   std::string dataset;
-  std::optional<std::string> split;  ///< default: validation, else test, else the only split
+  std::optional<std::string> subset;  ///< of a dataset config that has several
+  std::optional<std::string> split;   ///< default: validation, else test, else the only split
   /// A <prefix>.pth (or prefix) whose weights replace the folder's.
   std::optional<std::filesystem::path> checkpoint;
   std::vector<std::string> metrics;  ///< default: evaluation.metrics, else the task's
