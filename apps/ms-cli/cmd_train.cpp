@@ -79,6 +79,7 @@ void run_train(TrainOptions& o) {
 }
 
 void run_eval(EvalOptions& o) {
+  infer::die_with_launcher();
   if (o.json) report_errors_as_json();
   // As for ms train: under torchrun only rank 0 prints the --json document.
   if (const auto d = infer::read_distributed_env(); d && !d->is_main())

@@ -31,10 +31,12 @@ import os
 import re
 import resource
 import shutil
+import signal
 import socket
 import struct
 import subprocess
 import threading
+import time
 import unittest
 
 from harness import (MS_BIN, SOURCE_DIR, TEST_HOOKS, TorchTestCase, free_port, python_torch_version,
@@ -64,6 +66,40 @@ def recipe(batch, epochs=3, hooks=None):
         },
         "evaluation": {"dataloader": {"batch_size_per_gpu": 8}, "metrics": ["seq-cls-metric"]},
     }
+
+
+def children_of(pid):
+    """The pids whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def alive(pid):
+    """Whether `pid` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_until(condition, what, limit=300):
+    """Waits for condition() (polling); fails naming `what` only after `limit` seconds, a bound
+    for a hang, not a timing assertion."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {limit} s for {what}")
+        time.sleep(0.2)
 
 
 def safetensors(path):
@@ -235,6 +271,46 @@ class DistributedTrainTest(TorchTestCase):
         self.assertEqual(json.loads(out0)["resumed_from"], self.path("cut", "iter_6"))
         self.assertEqual(safetensors(self.path("whole", "output", "model.safetensors")),
                          safetensors(self.path("cut", "output", "model.safetensors")))
+
+    @unittest.skipUnless(os.path.exists("/usr/bin/python3") and
+                         torch_python(("torch.distributed.run",)) is not None,
+                         "needs Python torch's torchrun (Debian's python3-torch)")
+    def test_workers_stop_when_torchruns_agent_is_killed(self):
+        # torchrun's agent stops its workers, unless it is killed with SIGKILL: then they trained
+        # on (holding the work dir) until the run ended. They stop now, as after Ctrl-C.
+        self.write("long.json", json.dumps(recipe(4, epochs=100000)))
+        agent = subprocess.Popen(
+            [torch_python(("torch.distributed.run",)), TORCHRUN, "--nproc_per_node", "2",
+             "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "--no_python",
+             MS_BIN, *self.args("long.json", "agentless")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.addCleanup(lambda: agent.poll() is None and agent.kill())
+        wait_until(lambda: len(children_of(agent.pid)) == 2, "torchrun to start 2 workers")
+        workers = children_of(agent.pid)
+        self.addCleanup(lambda: [os.kill(w, signal.SIGKILL) for w in workers if alive(w)])
+        # Training, past the rendezvous: the first checkpoint is written.
+        wait_until(lambda: os.path.exists(self.path("agentless", "latest_checkpoint.json")),
+                   "the first checkpoint")
+        agent.kill()
+        agent.wait()
+        wait_until(lambda: not any(map(alive, workers)), "the workers to stop")
+
+    def test_a_stopped_worker_dies_with_a_killed_launcher(self):
+        # `ms train --nproc` killed with SIGKILL: the kernel stops its workers, a stopped one
+        # (SIGSTOP, which holds a SIGTERM until it is continued) included.
+        self.write("long.json", json.dumps(recipe(4, epochs=100000)))
+        launcher = subprocess.Popen([MS_BIN, *self.args("long.json", "stopped"), "--nproc", "2"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.addCleanup(lambda: launcher.poll() is None and launcher.kill())
+        wait_until(lambda: len(children_of(launcher.pid)) == 2, "the launcher to start 2 workers")
+        workers = children_of(launcher.pid)
+        self.addCleanup(lambda: [os.kill(w, signal.SIGKILL) for w in workers if alive(w)])
+        wait_until(lambda: os.path.exists(self.path("stopped", "latest_checkpoint.json")),
+                   "the first checkpoint")
+        os.kill(workers[0], signal.SIGSTOP)
+        launcher.kill()
+        launcher.wait()
+        wait_until(lambda: not any(map(alive, workers)), "the workers to stop")
 
     @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
     def test_a_killed_rank_stops_the_other_with_a_clear_error(self):

@@ -71,18 +71,34 @@ int exit_code_of(int status) {
 }  // namespace
 
 void die_with_launcher() {
-  const char* value = std::getenv("MS_LAUNCHER_PID");
-  if (value == nullptr) return;
-  const std::string launcher = value;
-  // It is this worker's alone: a program the worker starts is not the launcher's child.
-  ::unsetenv("MS_LAUNCHER_PID");
-  // A launcher killed with SIGKILL cannot stop its workers: the kernel does, and a launcher that
-  // died before this call is noticed here.
-  prctl(PR_SET_PDEATHSIG, SIGTERM);
-  if (std::to_string(getppid()) != launcher) {
-    std::fprintf(stderr, "ms train: the launcher (pid %s) is gone; stopping\n", launcher.c_str());
-    std::exit(128 + SIGTERM);
+  if (const char* value = std::getenv("MS_LAUNCHER_PID")) {
+    const std::string launcher = value;
+    // It is this worker's alone: a program the worker starts is not the launcher's child.
+    ::unsetenv("MS_LAUNCHER_PID");
+    // A launcher killed with SIGKILL cannot stop its workers: the kernel does, and a launcher
+    // that died before this call is noticed here. SIGKILL, not SIGTERM: a worker stopped
+    // (SIGSTOP) would hold a SIGTERM, and the work dir's lock, until someone continued it.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (std::to_string(getppid()) != launcher) {
+      std::fprintf(stderr, "ms train: the launcher (pid %s) is gone; stopping\n", launcher.c_str());
+      std::exit(128 + SIGTERM);
+    }
+    return;
   }
+  if (std::getenv("TORCHELASTIC_RUN_ID") == nullptr) return;
+  // Under torchrun: its agent stops its workers, unless it was killed with SIGKILL, which left
+  // them training (and holding the work dir). The agent is this process's parent; a parent
+  // death signal is tied to the thread that started the child, which an agent need not keep,
+  // so a thread watches for the process to be handed to another parent, and then stops it as
+  // the agent would have (SIGTERM: the run ends as after Ctrl-C).
+  const pid_t agent = getppid();
+  std::thread([agent] {
+    while (getppid() == agent) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    std::fprintf(stderr, "ms: torchrun's agent (pid %d) is gone; stopping\n",
+                 static_cast<int>(agent));
+    std::fflush(stderr);
+    kill(getpid(), SIGTERM);
+  }).detach();
 }
 
 std::vector<std::string> without_option(const std::vector<std::string>& argv,

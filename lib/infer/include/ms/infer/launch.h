@@ -26,8 +26,9 @@ MS_API int run_local_workers(int nproc, const std::vector<std::string>& args);
 /// inside LibTorch's store thread.
 MS_API void ensure_open_files_for(int world_size);
 
-/// In a worker `ms train --nproc` started (MS_LAUNCHER_PID set): ends this process when the
-/// launcher dies, even by SIGKILL, so that no orphan keeps training or holds the work dir.
+/// In a worker `ms train --nproc` started (MS_LAUNCHER_PID set), or one torchrun's agent started
+/// (TORCHELASTIC_RUN_ID set): ends this process when the launcher or agent dies, even by
+/// SIGKILL, so that no orphan keeps training or holds the work dir.
 MS_API void die_with_launcher();
 
 /// argv without `--nproc N` / `--nproc=N` (the workers' command line).
