@@ -497,6 +497,37 @@ class TextServeTest(ServeTestCase):
         self.assertEqual(status, 200, got)
         self.assertEqual(len(got["labels"]), 3)
 
+        # TLS connections get the plain front's limits: a cap per client address (one client
+        # held 4096 threads) and a drain that ends connections nobody completes (a silent TCP
+        # connection or a trickled request held SIGTERM for good).
+        s = self.serve(os.path.join(TINY, "cls"), "--tls-cert", cert, "--tls-key", key,
+                       "--max-client-connections", "2")
+        context = ssl.create_default_context(cafile=cert)
+
+        def tls_connection():
+            c = context.wrap_socket(s.connect(timeout=60), server_hostname="127.0.0.1")
+            c.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertIn(b" 200 ", c.recv(100))  # admitted and served
+            return c
+
+        held = [tls_connection(), tls_connection()]
+        with self.assertRaises((ssl.SSLError, ConnectionError, OSError)):
+            tls_connection()
+        for c in held:
+            c.close()
+        s = self.serve(os.path.join(TINY, "cls"), "--tls-cert", cert, "--tls-key", key)
+        silent = s.connect(timeout=60)
+        trickling = tls_connection()
+        trickling.sendall(b"GET /health HTTP/1.1\r\nX-a: b\r\n")
+        s.proc.send_signal(signal.SIGTERM)
+        try:
+            code = s.proc.wait(120)  # a bound for a hang: it exits at once
+        except subprocess.TimeoutExpired:
+            code = "still running 120 s after SIGTERM"
+        self.assertEqual(code, 0)
+        silent.close()
+        trickling.close()
+
     def test_startup_errors(self):
         r = run_ms("serve", "-m", self.path("missing"), "--port", "0")
         self.assertExit(r, 4)

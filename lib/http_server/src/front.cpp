@@ -4,6 +4,10 @@
 // the elastic pool only.
 #include "ms/http_server/front.h"
 
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <netinet/in.h>
@@ -151,8 +155,12 @@ void address_of(socket_t sock, bool peer, std::string& ip, int& port) {
 class FrontStream : public httplib::Stream {
  public:
   // `body_timed_out` is set when a read fails at the body's deadline.
-  FrontStream(socket_t sock, int read_timeout_ms, int write_timeout_ms, bool& body_timed_out)
+  // With `ssl` (a TLS connection whose handshake is done, on a non-blocking socket) the bytes
+  // are TLS records' contents.
+  FrontStream(socket_t sock, SSL* ssl, int read_timeout_ms, int write_timeout_ms,
+              bool& body_timed_out)
       : sock_(sock),
+        ssl_(ssl),
         read_timeout_ms_(read_timeout_ms),
         write_timeout_ms_(write_timeout_ms),
         body_timed_out_(body_timed_out) {}
@@ -171,20 +179,20 @@ class FrontStream : public httplib::Stream {
 
   // Whether a next request starts within `timeout_ms` (bytes already buffered count).
   bool wait_for_request(int timeout_ms) const {
-    return pos_ < end_ || wait_socket(sock_, POLLIN, timeout_ms);
+    return buffered() || wait_socket(sock_, POLLIN, timeout_ms);
   }
   // Whether bytes of a request (or the client's EOF) are there now.
-  bool request_pending() const { return pos_ < end_ || wait_socket(sock_, POLLIN, 0); }
+  bool request_pending() const { return buffered() || wait_socket(sock_, POLLIN, 0); }
 
   bool is_readable() const override {
-    return pos_ < end_ || wait_socket(sock_, POLLIN, read_budget_ms());
+    return buffered() || wait_socket(sock_, POLLIN, read_budget_ms());
   }
   bool is_writable() const override { return wait_socket(sock_, POLLOUT, write_timeout_ms_); }
 
   ssize_t read(char* ptr, size_t size) override {
     if (pos_ == end_) {
       const int budget = read_budget_ms();
-      if (budget <= 0 || !wait_socket(sock_, POLLIN, budget)) {
+      if (budget <= 0 || (!tls_buffered() && !wait_socket(sock_, POLLIN, budget))) {
         // The body's deadline, not the pause between two bytes, ended it.
         if (in_body_ && budget < read_timeout_ms_) body_timed_out_ = true;
         return -1;
@@ -204,6 +212,7 @@ class FrontStream : public httplib::Stream {
   }
 
   ssize_t write(const char* ptr, size_t size) override {
+    if (ssl_ != nullptr) return tls_write(ptr, size);
     if (!wait_socket(sock_, POLLOUT, write_timeout_ms_)) return -1;
     ssize_t n;
     do {
@@ -229,6 +238,7 @@ class FrontStream : public httplib::Stream {
   }
 
   ssize_t recv_some(char* ptr, std::size_t size) {
+    if (ssl_ != nullptr) return tls_read(ptr, size);
     ssize_t n;
     do {
       n = ::recv(sock_, ptr, size, 0);
@@ -236,7 +246,44 @@ class FrontStream : public httplib::Stream {
     return n;
   }
 
+  // Decrypted bytes (or a record's bytes) TLS holds already: the socket may have none left.
+  bool tls_buffered() const { return ssl_ != nullptr && SSL_has_pending(ssl_) != 0; }
+  bool buffered() const { return pos_ < end_ || tls_buffered(); }
+
+  // One SSL_read, waiting (within the read budget) while TLS needs more of the socket's bytes,
+  // or to write (a key update). 0 at the client's close_notify or EOF, -1 on an error or when the
+  // budget runs out.
+  ssize_t tls_read(char* ptr, std::size_t size) {
+    for (;;) {
+      const int n = SSL_read(ssl_, ptr, static_cast<int>(std::min<std::size_t>(size, 1 << 30)));
+      if (n > 0) return n;
+      const int error = SSL_get_error(ssl_, n);
+      if (error == SSL_ERROR_ZERO_RETURN) return 0;
+      const int budget = read_budget_ms();
+      if (error == SSL_ERROR_WANT_READ && budget > 0 && wait_socket(sock_, POLLIN, budget))
+        continue;
+      if (error == SSL_ERROR_WANT_WRITE && wait_socket(sock_, POLLOUT, write_timeout_ms_))
+        continue;
+      if (error == SSL_ERROR_SYSCALL && n == 0) return 0;  // EOF without close_notify
+      return -1;
+    }
+  }
+
+  ssize_t tls_write(const char* ptr, std::size_t size) {
+    for (;;) {
+      const int n = SSL_write(ssl_, ptr, static_cast<int>(std::min<std::size_t>(size, 1 << 30)));
+      if (n > 0) return n;
+      const int error = SSL_get_error(ssl_, n);
+      if (error == SSL_ERROR_WANT_WRITE && wait_socket(sock_, POLLOUT, write_timeout_ms_))
+        continue;
+      if (error == SSL_ERROR_WANT_READ && wait_socket(sock_, POLLIN, write_timeout_ms_))
+        continue;
+      return -1;
+    }
+  }
+
   socket_t sock_;
+  SSL* ssl_;
   int read_timeout_ms_;
   int write_timeout_ms_;
   bool& body_timed_out_;
@@ -334,26 +381,77 @@ int to_ms(time_t sec, time_t usec) {
   return static_cast<int>(std::min<long long>(sec * 1000LL + usec / 1000, 1LL << 30));
 }
 
+// A TLS server handshake on `sock` (made non-blocking for good: FrontStream waits with poll),
+// done within `seconds`; the connection's SSL, or null when it failed or the client was too slow.
+SSL* tls_handshake(SSL_CTX* ctx, socket_t sock, int seconds) {
+  ::fcntl(sock, F_SETFL, ::fcntl(sock, F_GETFL) | O_NONBLOCK);
+  SSL* ssl = SSL_new(ctx);
+  if (ssl == nullptr) return nullptr;
+  SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  if (SSL_set_fd(ssl, sock) != 1) {
+    SSL_free(ssl);
+    return nullptr;
+  }
+  const auto deadline = Clock::now() + std::chrono::seconds(seconds);
+  for (;;) {
+    ERR_clear_error();
+    const int rc = SSL_accept(ssl);
+    if (rc == 1) return ssl;
+    const int error = SSL_get_error(ssl, rc);
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    const bool waiting = error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE;
+    if (!waiting || left <= 0 ||
+        !wait_socket(sock, error == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
+                     static_cast<int>(left))) {
+      SSL_free(ssl);
+      return nullptr;
+    }
+  }
+}
+
 }  // namespace
+
+SSL_CTX* load_tls_context(const std::string& cert_file, const std::string& key_file) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  if (ctx == nullptr) return nullptr;
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  // An encrypted key is refused rather than prompted for on the terminal (a server has none).
+  SSL_CTX_set_default_passwd_cb(ctx, [](char*, int, int, void*) { return 0; });
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != 1 ||
+      SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(ctx) != 1) {
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return nullptr;
+  }
+  return ctx;
+}
 
 std::unique_ptr<httplib::TaskQueue> make_elastic_task_queue(std::size_t warm, std::size_t max) {
   return std::make_unique<ElasticTaskQueue>(warm, max);
 }
 
-struct PlainFront::State {
+struct Front::State {
   FrontLimits limits;
+  SSL_CTX* tls = nullptr;  // owned; null: plain HTTP
   std::mutex mu;
   std::unordered_map<std::string, std::size_t> per_client;  // address -> open connections
   std::unordered_map<socket_t, bool> open;                  // socket -> serving a request
 };
 
-PlainFront::PlainFront(FrontLimits limits) : state_(std::make_unique<State>()) {
+Front::Front(FrontLimits limits, SSL_CTX* tls) : state_(std::make_unique<State>()) {
   state_->limits = limits;
+  state_->tls = tls;
 }
 
-PlainFront::~PlainFront() = default;
+Front::~Front() {
+  if (state_->tls != nullptr) SSL_CTX_free(state_->tls);
+}
 
-void PlainFront::drop_connections(bool all) {
+
+void Front::drop_connections(bool all) {
   std::lock_guard<std::mutex> lock(state_->mu);
   // Idle connections end now. One in the middle of a request finishes it, and one whose next
   // request has already arrived gets it answered (a 503 from a draining server, say): its loop
@@ -363,12 +461,12 @@ void PlainFront::drop_connections(bool all) {
   }
 }
 
-void PlainFront::widen_backlog() {
+void Front::widen_backlog() {
   // On Linux, listen() on a listening socket changes its backlog.
   if (svr_sock_ != INVALID_SOCKET) ::listen(svr_sock_, SOMAXCONN);
 }
 
-bool PlainFront::process_and_close_socket(socket_t sock) {
+bool Front::process_and_close_socket(socket_t sock) {
   State& st = *state_;
   std::string ip;
   int port = 0;
@@ -386,17 +484,26 @@ bool PlainFront::process_and_close_socket(socket_t sock) {
     }
   }
   bool ret = false;
+  SSL* ssl = nullptr;
   if (!admitted) {
     // One address holding this many connections is a client gone wrong or an attack; each
-    // further one is answered at once instead of holding a thread.
+    // further one is answered at once instead of holding a thread (over TLS, closed: an answer
+    // would need a handshake first).
     static const std::string kBusy = front_response(
         503, "Service Unavailable", "too many connections from this address", "Retry-After: 1\r\n");
-    if (::send(sock, kBusy.data(), kBusy.size(), MSG_NOSIGNAL | MSG_DONTWAIT) > 0) {
+    if (st.tls == nullptr &&
+        ::send(sock, kBusy.data(), kBusy.size(), MSG_NOSIGNAL | MSG_DONTWAIT) > 0) {
       linger_close(sock);
     }
+  } else if (st.tls != nullptr && (ssl = tls_handshake(st.tls, sock, st.limits.header_timeout_s)) == nullptr) {
+    // No handshake within the header deadline (a client that connects and stays silent, or
+    // trickles its hello), or a failed one: nothing to answer.
+    std::lock_guard<std::mutex> lock(st.mu);
+    st.open.erase(sock);
+    if (--st.per_client[ip] == 0) st.per_client.erase(ip);
   } else {
     ConnectionNote note;
-    FrontStream strm(sock, to_ms(read_timeout_sec_, read_timeout_usec_),
+    FrontStream strm(sock, ssl, to_ms(read_timeout_sec_, read_timeout_usec_),
                      to_ms(write_timeout_sec_, write_timeout_usec_), note.body_timed_out);
     t_note = &note;
     auto set_busy = [&](bool busy) {
@@ -444,6 +551,10 @@ bool PlainFront::process_and_close_socket(socket_t sock) {
     std::lock_guard<std::mutex> lock(st.mu);
     st.open.erase(sock);
     if (--st.per_client[ip] == 0) st.per_client.erase(ip);
+  }
+  if (ssl != nullptr) {
+    SSL_shutdown(ssl);  // close_notify, if the socket takes it now (it is non-blocking)
+    SSL_free(ssl);
   }
   ::shutdown(sock, SHUT_RDWR);
   ::close(sock);

@@ -106,6 +106,7 @@ Listener::Listener(const ListenerOptions& options) : options_(options) {
            "--max-client-connections must be 1..100000, got {}", o.max_client_connections);
   MS_CHECK(o.port >= 0 && o.port < 65536, ErrorCode::kUsage, "--port must be 0..65535, got {}",
            o.port);
+  SSL_CTX* tls = nullptr;
   if (!o.tls_cert.empty()) {
     for (const auto& f : {o.tls_cert, o.tls_key}) {
       if (!std::filesystem::is_regular_file(f)) {
@@ -113,24 +114,22 @@ Listener::Listener(const ListenerOptions& options) : options_(options) {
                     "pass --tls-cert and --tls-key the paths of PEM files");
       }
     }
-    auto ssl = std::make_unique<httplib::SSLServer>(o.tls_cert.c_str(), o.tls_key.c_str());
-    if (!ssl->is_valid()) {
+    tls = load_tls_context(o.tls_cert.string(), o.tls_key.string());
+    if (tls == nullptr) {
       throw Error(ErrorCode::kConfig,
                   fmt::format("cannot load TLS certificate {} / key {}", o.tls_cert.string(),
                               o.tls_key.string()),
                   "pass a PEM certificate and its unencrypted PEM private key");
     }
-    http_ = std::move(ssl);
     tls_ = true;
-  } else {
-    FrontLimits limits;
-    limits.header_timeout_s = o.header_timeout_s;
-    limits.body_timeout_s = o.body_timeout_s;
-    limits.max_client_connections = o.max_client_connections;
-    auto front = std::make_unique<PlainFront>(limits);
-    front_ = front.get();
-    http_ = std::move(front);
   }
+  FrontLimits limits;
+  limits.header_timeout_s = o.header_timeout_s;
+  limits.body_timeout_s = o.body_timeout_s;
+  limits.max_client_connections = o.max_client_connections;
+  auto front = std::make_unique<Front>(limits, tls);
+  front_ = front.get();
+  http_ = std::move(front);
   httplib::Server& http = *http_;
   // The warm threads are kept; more start while every one is busy, so slow or stalled clients
   // cannot hold the server (they used to queue every other connection behind 32 of them).
@@ -167,7 +166,7 @@ void Listener::start(const std::string& who) {
     port_ = http.bind_to_port(o.host, o.port) ? o.port : -1;
   }
   if (port_ <= 0) throw listen_error(who, o.host, o.port);
-  if (front_) front_->widen_backlog();
+  front_->widen_backlog();
   std::promise<void> done;
   listen_done_ = done.get_future();
   thread_ = std::thread([&http, done = std::move(done)]() mutable {
@@ -195,8 +194,8 @@ void Listener::stop(std::chrono::seconds grace) {
   if (!started_) return;
   http_->stop();
   // Idle and half-sent connections would otherwise hold the join until their clients time out.
-  if (front_) front_->drop_connections();
-  if (listen_done_.wait_for(grace) == std::future_status::timeout && front_) {
+  front_->drop_connections();
+  if (listen_done_.wait_for(grace) == std::future_status::timeout) {
     front_->drop_connections(/*all=*/true);
   }
   if (thread_.joinable()) thread_.join();

@@ -1,9 +1,10 @@
 // The HTTP front of `ms hub serve` and `ms serve`, on top of cpp-httplib: a worker pool that grows
-// past --threads instead of queueing connections, and (plain HTTP) a connection loop with a
-// deadline for request headers (and optionally bodies), a cap of connections per client address,
-// checked request framing (Content-Length, Transfer-Encoding) and connections closed after
-// protocol errors. Without these, 33 clients trickling header bytes held all 32 workers of
-// the hub and every other request waited.
+// past --threads instead of queueing connections, and a connection loop (plain HTTP, or TLS
+// through OpenSSL, with the same rules) with a deadline for the TLS handshake and request headers
+// (and optionally bodies), a cap of connections per client address, checked request framing
+// (Content-Length, Transfer-Encoding) and connections closed after protocol errors. Without
+// these, 33 clients trickling header bytes held all 32 workers of the hub and every other request
+// waited (and over TLS, before it was this front's, one client held 4096 threads).
 #pragma once
 
 #include <httplib.h>
@@ -30,11 +31,16 @@ struct FrontLimits {
 /// idle a while.
 std::unique_ptr<httplib::TaskQueue> make_elastic_task_queue(std::size_t warm, std::size_t max);
 
-/// httplib::Server with the connection loop described at the top of this file.
-class PlainFront : public httplib::Server {
+/// An OpenSSL server context for a PEM certificate (chain) and its unencrypted PEM key, TLS 1.2
+/// and newer; null when they do not load or do not match.
+SSL_CTX* load_tls_context(const std::string& cert_file, const std::string& key_file);
+
+/// httplib::Server with the connection loop described at the top of this file; with `tls` (which
+/// it owns), every connection is TLS.
+class Front : public httplib::Server {
  public:
-  explicit PlainFront(FrontLimits limits);
-  ~PlainFront() override;
+  explicit Front(FrontLimits limits, SSL_CTX* tls = nullptr);
+  ~Front() override;
 
   /// Shuts down (SHUT_RDWR) the idle connections so that their threads end now rather than when
   /// their clients time out; a connection serving a request, or holding one not yet read, is

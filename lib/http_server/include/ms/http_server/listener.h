@@ -66,7 +66,7 @@ class Listener {
  private:
   ListenerOptions options_;
   std::unique_ptr<httplib::Server> http_;
-  PlainFront* front_ = nullptr;  // the plain-HTTP front (http_), or null with TLS
+  Front* front_ = nullptr;  // http_, as the front it is
   bool tls_ = false;
   std::thread thread_;
   std::future<void> listen_done_;  // ready when the accept loop and its connections have ended
