@@ -83,13 +83,18 @@ def children_of(pid):
     return found
 
 
-def alive(pid):
-    """Whether `pid` runs (a zombie does not)."""
+def state(pid):
+    """The state letter of `pid` in /proc (R, S, T for stopped, Z for a zombie), None if gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            return f.read().rsplit(")", 1)[1].split()[0]
     except OSError:
-        return False
+        return None
+
+
+def alive(pid):
+    """Whether `pid` runs (a zombie does not)."""
+    return state(pid) not in (None, "Z")
 
 
 def wait_until(condition, what, limit=300):
@@ -308,6 +313,7 @@ class DistributedTrainTest(TorchTestCase):
         wait_until(lambda: os.path.exists(self.path("stopped", "latest_checkpoint.json")),
                    "the first checkpoint")
         os.kill(workers[0], signal.SIGSTOP)
+        wait_until(lambda: state(workers[0]) == "T", "the worker to stop")
         launcher.kill()
         launcher.wait()
         wait_until(lambda: not any(map(alive, workers)), "the workers to stop")
