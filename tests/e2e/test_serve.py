@@ -358,10 +358,16 @@ class TextServeTest(ServeTestCase):
         status, _, got = s.call('{"input":' + "[" * 5000 + "]" * 5000 + "}")
         self.assertEqual((status, got["Data"]["field"]), (400, "body"), got)
         self.assertIn("nested deeper", got["Message"])
+        # A long key is named by its start: the error echoed a client's 0.9 MiB key twice.
+        for body in ({"k" * 900000: 1}, {"input": {"k" * 900000: "a"}}):
+            status, _, got = s.call(body)
+            self.assertEqual(status, 400, str(got)[:200])
+            self.assertLess(len(json.dumps(got)), 2000)
+            self.assertRegex(got["Data"]["field"], r"^(input\.)?k+\.\.\. \(9000\d\d bytes\)$")
         status, _, _ = s.call({"input": "still fine"})
         self.assertEqual(status, 200)
-        # The cases, the 413 and the nesting; 404 and 405 are not /call answers.
-        self.assertEqual(s.metric("ms_serve_errors_total"), len(cases) + 2)
+        # The cases, the 413, the nesting and the long keys; 404 and 405 are not /call answers.
+        self.assertEqual(s.metric("ms_serve_errors_total"), len(cases) + 4)
 
     def test_curl_style_form_content_type_takes_large_bodies(self):
         # `curl -d` sends application/x-www-form-urlencoded; the body is still JSON, and may be

@@ -27,8 +27,18 @@ bool ranked_labels_task(const std::string& task) {
          task == "image-classification";
 }
 
+// A field path as an error shows it: its start when it is long (a client's own key of
+// megabytes came back twice in the error body), cut at a character boundary.
+std::string shown_field(const std::string& field) {
+  constexpr std::size_t kMaxShown = 200;
+  if (field.size() <= kMaxShown) return field;
+  std::size_t cut = kMaxShown;
+  while (cut > 0 && (static_cast<unsigned char>(field[cut]) & 0xC0) == 0x80) --cut;
+  return fmt::format("{}... ({} bytes)", field.substr(0, cut), field.size());
+}
+
 [[noreturn]] void bad(const std::string& field, std::string message) {
-  throw CallError{400, field, std::move(message)};
+  throw CallError{400, shown_field(field), std::move(message)};
 }
 
 // No service body needs more: {"input": [{"text": ...}]} is 3 levels.
@@ -305,7 +315,8 @@ CallRequest parse_call(const std::string& task, std::string_view body, const Url
         const std::string& key = parsed.get_ref<const std::string&>();
         if (std::find(keys.begin(), keys.end(), key) != keys.end())
           throw CallError{400, "body",
-                          fmt::format("key \"{}\" given twice in one object; give it once", key)};
+                          fmt::format("key \"{}\" given twice in one object; give it once",
+                                      shown_field(key))};
         keys.push_back(key);
       }
       if (event == Event::array_start || event == Event::object_start) {
