@@ -108,4 +108,14 @@ TEST_CASE("malformed or inconsistent variables name the variable", "[infer][dist
   CHECK(usage_error(with("LOCAL_RANK", "2")).find("LOCAL_RANK") != std::string::npos);
   CHECK(usage_error(with("MS_DIST_TIMEOUT", "0")).find("MS_DIST_TIMEOUT") != std::string::npos);
   CHECK(usage_error(with("RANK", "1 ")).find("RANK") != std::string::npos);
+  // Digits only: std::stol took these.
+  CHECK(usage_error(with("MASTER_PORT", " 29631")).find("MASTER_PORT") != std::string::npos);
+  CHECK(usage_error(with("RANK", "+1")).find("RANK=+1") != std::string::npos);
+  // Nothing defaults where PyTorch's env:// would refuse: workers that meet at 127.0.0.1:29500
+  // by default can meet another run's, or none on another machine.
+  CHECK(usage_error(with("MASTER_PORT", "")).find("MASTER_PORT is not") != std::string::npos);
+  CHECK(usage_error(with("MASTER_ADDR", "")).find("MASTER_ADDR is not") != std::string::npos);
+  CHECK(usage_error({{"RANK", "1"}}).find("WORLD_SIZE is not") != std::string::npos);
+  CHECK(usage_error(with("LOCAL_WORLD_SIZE", "5")).find("LOCAL_WORLD_SIZE=5 is more than") !=
+        std::string::npos);
 }

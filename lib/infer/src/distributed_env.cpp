@@ -4,21 +4,18 @@
 #include <cstdlib>
 
 #include "ms/core/error.h"
+#include "ms/core/text.h"
 
 namespace ms::infer {
 namespace {
 
-// A whole decimal integer in [low, high], else kUsage naming the variable.
+// A whole decimal integer in [low, high] (digits only: no sign, no spaces), else kUsage naming
+// the variable.
 int parse_int(const std::string& name, const std::string& text, int low, int high) {
-  std::size_t used = 0;
-  long value = 0;
-  try {
-    value = std::stol(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  MS_CHECK(used == text.size() && !text.empty() && value >= low && value <= high, ErrorCode::kUsage,
-           "{}={} is not an integer in {}..{}", name, text, low, high);
+  long long value = -1;
+  if (is_decimal(text) && text.size() <= 12) value = std::stoll(text);
+  MS_CHECK(value >= low && value <= high, ErrorCode::kUsage, "{}={} is not an integer in {}..{}",
+           name, text, low, high);
   return static_cast<int>(value);
 }
 
@@ -34,6 +31,12 @@ EnvLookup process_env() {
 std::optional<DistributedEnv> read_distributed_env(const EnvLookup& env) {
   // torchrun's names first; Slurm's (srun) when torchrun's are absent.
   const bool torchrun = env("WORLD_SIZE").has_value();
+  // A rank without a world is a launch gone wrong (PyTorch's env:// refuses it too), not a
+  // single process.
+  if (const auto rank = env("RANK"); rank && !torchrun) {
+    throw Error(ErrorCode::kUsage, fmt::format("RANK={} is set but WORLD_SIZE is not", *rank),
+                "set WORLD_SIZE (the number of workers), or unset RANK to run one process");
+  }
   // srun's step variables: an sbatch script itself has SLURM_NTASKS and SLURM_PROCID too, but
   // is not one of the step's workers.
   const bool slurm =
@@ -74,16 +77,24 @@ std::optional<DistributedEnv> read_distributed_env(const EnvLookup& env) {
                            : parse_int(local_world_name, local_world_text, 1, kMaxWorld);
   MS_CHECK(d.local_rank < d.local_world_size, ErrorCode::kUsage, "{}={} is not below {}={}",
            local_name, d.local_rank, local_world_name, d.local_world_size);
+  MS_CHECK(d.local_world_size <= d.world_size, ErrorCode::kUsage, "{}={} is more than {}={}",
+           local_world_name, d.local_world_size, world_name, d.world_size);
+  // Both named, as PyTorch's env:// wants them: a default address or port would let workers
+  // of another machine, or another run, meet somewhere else without a word.
   const std::optional<std::string> addr = env("MASTER_ADDR");
-  MS_CHECK(addr.has_value() || torchrun, ErrorCode::kUsage,
-           "a Slurm run ({} set) needs MASTER_ADDR (the first node's host name) and MASTER_PORT",
-           world_name);
-  if (addr) {
-    MS_CHECK(!addr->empty(), ErrorCode::kUsage, "MASTER_ADDR is empty");
-    d.master_addr = *addr;
+  const std::optional<std::string> port = env("MASTER_PORT");
+  if (!addr || !port) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("{}={} is set but {} is not", world_name, *world,
+                            !addr ? "MASTER_ADDR" : "MASTER_PORT"),
+                torchrun ? "set MASTER_ADDR (rank 0's host) and MASTER_PORT (a free port there), "
+                           "as torchrun does, or start the workers with ms train --nproc N"
+                         : "a Slurm run needs MASTER_ADDR (the first node's host name) and "
+                           "MASTER_PORT (a free port there)");
   }
-  if (const std::optional<std::string> port = env("MASTER_PORT"))
-    d.master_port = parse_int("MASTER_PORT", *port, 1, 65535);
+  MS_CHECK(!addr->empty(), ErrorCode::kUsage, "MASTER_ADDR is empty");
+  d.master_addr = *addr;
+  d.master_port = parse_int("MASTER_PORT", *port, 1, 65535);
   d.agent_store = env("TORCHELASTIC_USE_AGENT_STORE").value_or("") == "True";
   if (d.agent_store)
     d.restart_count = parse_int("TORCHELASTIC_RESTART_COUNT",
