@@ -154,10 +154,30 @@ TEST_CASE("CSV: nan is a missing float, inf stays text rather than a null", "[da
   const Table t = parse_csv("x,y\n1.5,inf\nnan,-inf\n", "f.csv");
   REQUIRE(t.columns.size() == 2);
   CHECK(t.columns[0].type == ColumnType::kFloat);
-  CHECK(std::isnan(std::get<double>(t.rows[1][0])));
+  CHECK(std::holds_alternative<std::monostate>(t.rows[1][0]));
   CHECK(t.columns[1].type == ColumnType::kString);
   CHECK(std::get<std::string>(t.rows[0][1]) == "inf");
   CHECK(std::get<std::string>(t.rows[1][1]) == "-inf");
+}
+
+TEST_CASE("CSV: pandas' missing-value markers are nulls among numbers, text among text", "[data]") {
+  // As ModelScope's pandas-read CSVs: NA, N/A, NULL, None... in a column of numbers or booleans
+  // are missing values (the column was read as text); in a text column they stay as written.
+  const Table t = parse_csv(
+      "score,n,name,flag,only\n1.5,1,NA,true,NA\nNA,,Bob,NULL,None\n2,N/A,None,false,n/a\n", "f.csv");
+  REQUIRE(t.columns.size() == 5);
+  CHECK(t.columns[0].type == ColumnType::kFloat);
+  CHECK(t.columns[1].type == ColumnType::kInt);
+  CHECK(t.columns[2].type == ColumnType::kString);
+  CHECK(t.columns[3].type == ColumnType::kBool);
+  CHECK(t.columns[4].type == ColumnType::kString);  // nothing but markers: kept as text
+  CHECK(std::holds_alternative<std::monostate>(t.rows[1][0]));
+  CHECK(std::get<double>(t.rows[2][0]) == 2.0);
+  CHECK(std::holds_alternative<std::monostate>(t.rows[2][1]));
+  CHECK(std::get<std::string>(t.rows[0][2]) == "NA");
+  CHECK(std::get<std::string>(t.rows[2][2]) == "None");
+  CHECK(std::holds_alternative<std::monostate>(t.rows[1][3]));
+  CHECK(std::get<std::string>(t.rows[1][4]) == "None");
 }
 
 TEST_CASE("JSON lines: union of keys, widening, nested values, bad lines", "[data]") {

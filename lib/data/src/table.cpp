@@ -1,6 +1,8 @@
 // Column types and per-column type inference.
 #include "ms/data/table.h"
 
+#include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -87,6 +89,17 @@ bool parse_float(const std::string& s, double& out) {
   return ec == std::errc() && ptr == end && !std::isinf(out);
 }
 
+// pandas' default missing-value markers (read_csv's na_values), which ModelScope's CSV loading
+// (through pandas) reads as missing: in a column of numbers or booleans they are nulls, not a
+// reason to read the whole column as text. A text column keeps them as written ("NA" may be a
+// country, "None" a word), where pandas would drop them.
+bool is_missing_marker(const std::string& s) {
+  static const std::array<std::string_view, 18> kMarkers = {
+      "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+      "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"};
+  return s.size() <= 8 && std::find(kMarkers.begin(), kMarkers.end(), s) != kMarkers.end();
+}
+
 bool parse_bool(const std::string& s, bool& out) {
   if (s.size() < 4 || s.size() > 5) return false;
   if (s.size() == 4 && strncasecmp(s.data(), "true", 4) == 0) {
@@ -109,9 +122,14 @@ ColumnType infer_and_convert(std::vector<Value*>& cells) {
   std::vector<double> floats;
   std::vector<char> bools;
   ints.reserve(cells.size());
+  std::size_t markers = 0;
   for (Value* cell : cells) {
     auto* s = std::get_if<std::string>(cell);
     if (!s) continue;
+    if (is_missing_marker(*s)) {
+      ++markers;
+      continue;
+    }
     any = true;
     std::int64_t i = 0;
     double f = 0;
@@ -141,10 +159,15 @@ ColumnType infer_and_convert(std::vector<Value*>& cells) {
     }
     if (!all_int && !all_float && !all_bool) return ColumnType::kString;
   }
-  if (!any) return ColumnType::kNull;
+  if (!any) return markers > 0 ? ColumnType::kString : ColumnType::kNull;
   std::size_t k = 0;
   for (Value* cell : cells) {
-    if (!std::holds_alternative<std::string>(*cell)) continue;
+    const auto* s = std::get_if<std::string>(cell);
+    if (s == nullptr) continue;
+    if (is_missing_marker(*s)) {
+      *cell = std::monostate{};
+      continue;
+    }
     if (all_int)
       *cell = ints[k];
     else if (all_float)
@@ -160,11 +183,16 @@ void infer_table_types(Table& table) {
   // Row-major passes: rows are separate allocations, so walking one column at a time over a
   // large table would miss the cache on every cell.
   const std::size_t width = table.columns.size();
-  std::vector<char> all_int(width, 1), all_float(width, 1), all_bool(width, 1), any(width, 0);
+  std::vector<char> all_int(width, 1), all_float(width, 1), all_bool(width, 1), any(width, 0),
+      markers(width, 0);
   for (const auto& row : table.rows) {
     for (std::size_t c = 0; c < width; ++c) {
       const auto* s = std::get_if<std::string>(&row[c]);
       if (!s) continue;
+      if (is_missing_marker(*s)) {
+        markers[c] = 1;
+        continue;
+      }
       any[c] = 1;
       std::int64_t i;
       double f;
@@ -177,7 +205,8 @@ void infer_table_types(Table& table) {
   std::vector<ColumnType> types(width);
   bool convert = false;
   for (std::size_t c = 0; c < width; ++c) {
-    types[c] = !any[c]        ? ColumnType::kNull
+    // A column of nothing but markers is text: there is no number to call them missing among.
+    types[c] = !any[c]        ? (markers[c] ? ColumnType::kString : ColumnType::kNull)
                : all_int[c]   ? ColumnType::kInt
                : all_float[c] ? ColumnType::kFloat
                : all_bool[c]  ? ColumnType::kBool
@@ -191,6 +220,11 @@ void infer_table_types(Table& table) {
     for (std::size_t c = 0; c < width; ++c) {
       auto* s = std::get_if<std::string>(&row[c]);
       if (!s) continue;
+      if (types[c] != ColumnType::kString && types[c] != ColumnType::kNull &&
+          is_missing_marker(*s)) {
+        row[c] = std::monostate{};
+        continue;
+      }
       switch (types[c]) {
         case ColumnType::kInt: {
           std::int64_t i = 0;
