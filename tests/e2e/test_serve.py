@@ -345,9 +345,22 @@ class TextServeTest(ServeTestCase):
             self.assertTrue(got["Message"].startswith(field + ":"), got)
         status, _, got = s.call("x" * (2 << 20))
         self.assertEqual(status, 413, got)
-        status, _, got = s.request("GET", "/nothing")
+        status, headers, got = s.request("GET", "/nothing")
         self.assertEqual(status, 404)
         self.assertIn("/call", got["Message"])
+        # Every response carries X-Request-Id (those of other routes than /call had none).
+        self.assertTrue(headers.get("X-Request-Id"), headers)
+        for path in ("/health", "/describe", "/metrics"):
+            status, headers, _ = s.request("GET", path)
+            self.assertEqual(status, 200, path)
+            self.assertTrue(headers.get("X-Request-Id"), (path, headers))
+        # An error answered with "Connection: close" says it once, with no Keep-Alive beside it.
+        [(status, pairs, _)] = s.raw(b"POST /call HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                     b"Content-Encoding: compress\r\nContent-Length: 2\r\n\r\n{}")
+        self.assertEqual(status, 415)
+        names = [name.lower() for name, _ in pairs]
+        self.assertEqual(names.count("connection"), 1, pairs)
+        self.assertNotIn("keep-alive", names)
         status, _, got = s.request("GET", "/call")
         self.assertIn(status, (404, 405))
         for method in ("GET", "PUT", "DELETE", "PATCH", "OPTIONS"):
@@ -366,8 +379,9 @@ class TextServeTest(ServeTestCase):
             self.assertRegex(got["Data"]["field"], r"^(input\.)?k+\.\.\. \(9000\d\d bytes\)$")
         status, _, _ = s.call({"input": "still fine"})
         self.assertEqual(status, 200)
-        # The cases, the 413, the nesting and the long keys; 404 and 405 are not /call answers.
-        self.assertEqual(s.metric("ms_serve_errors_total"), len(cases) + 4)
+        # The cases, the 413, the nesting, the long keys and the 415; 404 and 405 are not /call
+        # answers.
+        self.assertEqual(s.metric("ms_serve_errors_total"), len(cases) + 5)
 
     def test_curl_style_form_content_type_takes_large_bodies(self):
         # `curl -d` sends application/x-www-form-urlencoded; the body is still JSON, and may be

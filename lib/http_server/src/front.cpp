@@ -561,6 +561,19 @@ bool Front::process_and_close_socket(socket_t sock) {
   return ret;
 }
 
+void front_tidy_headers(httplib::Response& res) {
+  if (res.get_header_value_count("Connection") <= 1 && !(res.has_header("Keep-Alive") &&
+                                                          res.get_header_value("Connection") == "close"))
+    return;
+  bool close = false;
+  for (std::size_t i = 0; i < res.get_header_value_count("Connection"); ++i)
+    close = close || res.get_header_value("Connection", i) == "close";
+  const std::string kept = close ? "close" : res.get_header_value("Connection");
+  res.headers.erase("Connection");
+  res.set_header("Connection", kept);
+  if (close) res.headers.erase("Keep-Alive");
+}
+
 std::optional<std::string> bearer_token(const httplib::Request& req) {
   const std::string auth = req.get_header_value("Authorization");
   if (auth.size() <= 7 || strncasecmp(auth.c_str(), "bearer ", 7) != 0) return std::nullopt;

@@ -159,6 +159,9 @@ void Server::start() {
     // wait (clients reading to EOF saw every such error take 5 s).
     http_server::front_mark_close(req, res);
   });
+  http.set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
+    http_server::front_tidy_headers(res);
+  });
   http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
     http_server::front_note_response(res);
     log::debug("hub serve: {} {} -> {}", req.method, req.target, res.status);

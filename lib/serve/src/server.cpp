@@ -71,13 +71,16 @@ struct Server::Impl {
     return false;
   }
 
+  std::string new_request_id() {
+    return fmt::format("{:x}-{}", static_cast<unsigned>(::getpid()), next_request++);
+  }
+
   // POST /call. The body is read here rather than by httplib, which would cap a body sent as a
   // form (curl -d's default content type) at 8 KiB.
   void call(const httplib::Request& req, httplib::Response& res,
             const httplib::ContentReader& read_body) {
     const auto t0 = Clock::now();
-    const std::string id =
-        fmt::format("{:x}-{}", static_cast<unsigned>(::getpid()), next_request++);
+    const std::string id = new_request_id();
     res.set_header("X-Request-Id", id);
     // Every answer counts in the metrics, an exception's 500 too.
     struct Count {
@@ -264,6 +267,11 @@ struct Server::Impl {
         send_error(res, res.status, "", message, "");
       }
       http_server::front_mark_close(req, res);
+    });
+    // Last before the headers go out, for every response httplib writes (a 404's too).
+    http.set_post_routing_handler([this](const httplib::Request&, httplib::Response& res) {
+      if (!res.has_header("X-Request-Id")) res.set_header("X-Request-Id", new_request_id());
+      http_server::front_tidy_headers(res);
     });
     http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
       http_server::front_note_response(res);

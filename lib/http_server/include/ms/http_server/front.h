@@ -64,6 +64,9 @@ bool front_closes_after(const httplib::Response& res);
 /// For an error handler: says "Connection: close" on a response that will close its connection,
 /// once (httplib adds its own when the request said "Connection: close").
 void front_mark_close(const httplib::Request& req, httplib::Response& res);
+/// For a post-routing handler (after httplib added its own headers): one "Connection" header, and
+/// no "Keep-Alive" beside "Connection: close" (an error handler's close and httplib's made two).
+void front_tidy_headers(httplib::Response& res);
 /// The token of an "Authorization: Bearer TOKEN" header (the scheme in any case, RFC 9110
 /// section 11.1; spaces around the token dropped); nullopt without one.
 std::optional<std::string> bearer_token(const httplib::Request& req);
