@@ -165,26 +165,20 @@ if ! transformers_ready "$transformers_venv"; then
   ) >"$transformers_venv.log" 2>&1 &
   pids+=("$!:venv-transformers")
 fi
+start_hashed_venv() {  # start_hashed_venv NAME REQUIREMENTS: makes build/NAME in the background
+  mkdir -p "$root/build"
+  (
+    "$python" -m venv --clear "$root/build/$1"
+    "$root/build/$1/bin/pip" install --quiet --disable-pip-version-check --require-hashes -r "$2"
+  ) >"$root/build/$1.log" 2>&1 &
+  pids+=("$!:$1")
+}
 onnxruntime_venv="$root/build/venv-onnxruntime"
-if ! onnxruntime_ready "$onnxruntime_venv"; then
-  mkdir -p "$root/build"
-  (
-    "$python" -m venv --clear "$onnxruntime_venv"
-    "$onnxruntime_venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes \
-      -r "$onnxruntime_requirements"
-  ) >"$onnxruntime_venv.log" 2>&1 &
-  pids+=("$!:venv-onnxruntime")
-fi
+onnxruntime_ready "$onnxruntime_venv" ||
+  start_hashed_venv venv-onnxruntime "$onnxruntime_requirements"
 torch_newest_venv="$root/build/venv-torch-newest"
-if ! torch_newest_ready "$torch_newest_venv"; then
-  mkdir -p "$root/build"
-  (
-    "$python" -m venv --clear "$torch_newest_venv"
-    "$torch_newest_venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes \
-      -r "$torch_newest_requirements"
-  ) >"$torch_newest_venv.log" 2>&1 &
-  pids+=("$!:venv-torch-newest")
-fi
+torch_newest_ready "$torch_newest_venv" ||
+  start_hashed_venv venv-torch-newest "$torch_newest_requirements"
 failed=0
 for entry in "${pids[@]}"; do
   pid="${entry%%:*}" venv="${entry#*:}"

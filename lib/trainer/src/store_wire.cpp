@@ -208,6 +208,12 @@ void StoreWire::send_string(const std::string& text) {
   send_all(text.data(), text.size());
 }
 
+void StoreWire::send_keys(const std::vector<std::string>& keys) {
+  const std::uint64_t count = keys.size();
+  send_all(&count, sizeof count);
+  for (const auto& key : keys) send_string(key);
+}
+
 void StoreWire::send_bytes(const std::vector<std::uint8_t>& bytes) {
   const std::uint64_t size = bytes.size();
   send_all(&size, sizeof size);
@@ -292,9 +298,7 @@ std::vector<std::uint8_t> StoreWire::compare_set(const std::string& key,
 bool StoreWire::check(const std::vector<std::string>& keys) {
   MS_CHECK(protocol_ == StoreProtocol::kV2, ErrorCode::kInternal, "StoreWire::check speaks 2.x");
   send_query(kV1Codes.check, kV2Codes.check);
-  const std::uint64_t count = keys.size();
-  send_all(&count, sizeof count);
-  for (const auto& key : keys) send_string(key);
+  send_keys(keys);
   std::uint8_t answer = 0;
   recv_all(&answer, 1);
   return answer == kV2Ready;
@@ -303,9 +307,7 @@ bool StoreWire::check(const std::vector<std::string>& keys) {
 bool StoreWire::wait(const std::vector<std::string>& keys) {
   MS_CHECK(protocol_ == StoreProtocol::kV2, ErrorCode::kInternal, "StoreWire::wait speaks 2.x");
   send_query(kV1Codes.wait, kV2Codes.wait);
-  const std::uint64_t count = keys.size();
-  send_all(&count, sizeof count);
-  for (const auto& key : keys) send_string(key);
+  send_keys(keys);
   std::uint8_t answer = 0;
   if (recv_within(&answer, 1)) return answer == kV2StopWaiting;
   // Cancelled, the store answers WAIT_CANCELED, after the STOP_WAITING it may have sent just

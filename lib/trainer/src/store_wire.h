@@ -69,6 +69,7 @@ class StoreWire {
  private:
   void send_all(const void* data, std::size_t n);
   void send_string(const std::string& text);
+  void send_keys(const std::vector<std::string>& keys);  // a count, then each key
   void send_bytes(const std::vector<std::uint8_t>& bytes);
   void send_query(std::uint8_t v1_code, std::uint8_t v2_code);
   void recv_all(void* data, std::size_t n);
