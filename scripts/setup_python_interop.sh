@@ -96,29 +96,28 @@ from transformers import BertForSequenceClassification  # noqa: F401 (its torch 
 PY
 }
 
-onnxruntime_requirements="$root/scripts/requirements-onnxruntime.txt"
-onnxruntime_ready() {  # onnxruntime_ready VENV: the venv holds every pinned package at its version
-  "$1/bin/python" - "$onnxruntime_requirements" >/dev/null 2>&1 <<'PY'
+# requirements_ready VENV REQUIREMENTS IMPORTS: the venv holds every package a hash-pinned
+# requirements file pins, at its version, and the Python statement IMPORTS runs in it.
+requirements_ready() {
+  "$1/bin/python" - "$2" "$3" >/dev/null 2>&1 <<'PY'
 import importlib.metadata, re, sys
 for line in open(sys.argv[1]):
     m = re.match(r"([A-Za-z0-9_.-]+)==([^ ]+)", line)
     if m and importlib.metadata.version(m.group(1)) != m.group(2):
         sys.exit(1)
-import onnxruntime  # noqa: F401 (it imports)
+exec(sys.argv[2])
 PY
 }
 
+onnxruntime_requirements="$root/scripts/requirements-onnxruntime.txt"
+onnxruntime_ready() {  # onnxruntime_ready VENV
+  requirements_ready "$1" "$onnxruntime_requirements" "import onnxruntime"
+}
+
 torch_newest_requirements="$root/scripts/requirements-torch-newest.txt"
-torch_newest_ready() {  # torch_newest_ready VENV: the venv holds every pinned package at its version
-  "$1/bin/python" - "$torch_newest_requirements" >/dev/null 2>&1 <<'PY'
-import importlib.metadata, re, sys
-for line in open(sys.argv[1]):
-    m = re.match(r"([A-Za-z0-9_.-]+)==([^ ]+)", line)
-    if m and importlib.metadata.version(m.group(1)) != m.group(2):
-        sys.exit(1)
-import torch, transformers  # noqa: E401,F401 (they import)
-from transformers import BertForSequenceClassification  # noqa: F401 (its torch layer imports)
-PY
+torch_newest_ready() {  # torch_newest_ready VENV (transformers' BERT imports its torch layer)
+  requirements_ready "$1" "$torch_newest_requirements" \
+    "import torch, transformers; from transformers import BertForSequenceClassification"
 }
 
 transformers_venv="$root/build/venv-transformers"

@@ -277,25 +277,30 @@ class DistributedTrainTest(TorchTestCase):
         self.assertEqual(safetensors(self.path("whole", "output", "model.safetensors")),
                          safetensors(self.path("cut", "output", "model.safetensors")))
 
+    def start_long_run(self, command, work):
+        """Starts `command`, a launcher (torchrun or ms train --nproc 2) of a run without end in
+        `work`; returns it and its 2 workers once they train (the first checkpoint is written).
+        Whatever is left is killed at the end of the test."""
+        self.write("long.json", json.dumps(recipe(4, epochs=100000)))
+        launcher = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.addCleanup(lambda: launcher.poll() is None and launcher.kill())
+        wait_until(lambda: len(children_of(launcher.pid)) == 2, "the launcher to start 2 workers")
+        workers = children_of(launcher.pid)
+        self.addCleanup(lambda: [os.kill(w, signal.SIGKILL) for w in workers if alive(w)])
+        wait_until(lambda: os.path.exists(self.path(work, "latest_checkpoint.json")),
+                   "the first checkpoint")
+        return launcher, workers
+
     @unittest.skipUnless(os.path.exists("/usr/bin/python3") and
                          torch_python(("torch.distributed.run",)) is not None,
                          "needs Python torch's torchrun (Debian's python3-torch)")
     def test_workers_stop_when_torchruns_agent_is_killed(self):
         # torchrun's agent stops its workers, unless it is killed with SIGKILL: then they trained
         # on (holding the work dir) until the run ended. They stop now, as after Ctrl-C.
-        self.write("long.json", json.dumps(recipe(4, epochs=100000)))
-        agent = subprocess.Popen(
+        agent, workers = self.start_long_run(
             [torch_python(("torch.distributed.run",)), TORCHRUN, "--nproc_per_node", "2",
              "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "--no_python",
-             MS_BIN, *self.args("long.json", "agentless")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.addCleanup(lambda: agent.poll() is None and agent.kill())
-        wait_until(lambda: len(children_of(agent.pid)) == 2, "torchrun to start 2 workers")
-        workers = children_of(agent.pid)
-        self.addCleanup(lambda: [os.kill(w, signal.SIGKILL) for w in workers if alive(w)])
-        # Training, past the rendezvous: the first checkpoint is written.
-        wait_until(lambda: os.path.exists(self.path("agentless", "latest_checkpoint.json")),
-                   "the first checkpoint")
+             MS_BIN, *self.args("long.json", "agentless")], "agentless")
         agent.kill()
         agent.wait()
         wait_until(lambda: not any(map(alive, workers)), "the workers to stop")
@@ -303,15 +308,8 @@ class DistributedTrainTest(TorchTestCase):
     def test_a_stopped_worker_dies_with_a_killed_launcher(self):
         # `ms train --nproc` killed with SIGKILL: the kernel stops its workers, a stopped one
         # (SIGSTOP, which holds a SIGTERM until it is continued) included.
-        self.write("long.json", json.dumps(recipe(4, epochs=100000)))
-        launcher = subprocess.Popen([MS_BIN, *self.args("long.json", "stopped"), "--nproc", "2"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.addCleanup(lambda: launcher.poll() is None and launcher.kill())
-        wait_until(lambda: len(children_of(launcher.pid)) == 2, "the launcher to start 2 workers")
-        workers = children_of(launcher.pid)
-        self.addCleanup(lambda: [os.kill(w, signal.SIGKILL) for w in workers if alive(w)])
-        wait_until(lambda: os.path.exists(self.path("stopped", "latest_checkpoint.json")),
-                   "the first checkpoint")
+        launcher, workers = self.start_long_run(
+            [MS_BIN, *self.args("long.json", "stopped"), "--nproc", "2"], "stopped")
         os.kill(workers[0], signal.SIGSTOP)
         wait_until(lambda: state(workers[0]) == "T", "the worker to stop")
         launcher.kill()
