@@ -97,11 +97,11 @@ void run_eval(EvalOptions& o) {
   // evaluation's failure, never a result.
   for (const auto& [key, value] : values.items()) {
     if (value.is_number_float() && !std::isfinite(value.get<double>())) {
-      throw Error(ErrorCode::kIntegrity,
-                  fmt::format("the evaluation's {} is {}, not a finite number", key,
-                              value.get<double>()),
-                  "the model's outputs are not numbers, or a perplexity overflows (the mean "
-                  "loss is above 709): check the weights with --metrics loss-metric");
+      throw Error(
+          ErrorCode::kIntegrity,
+          fmt::format("the evaluation's {} is {}, not a finite number", key, value.get<double>()),
+          "the model's outputs are not numbers, or a perplexity overflows (the mean "
+          "loss is above 709): check the weights with --metrics loss-metric");
     }
   }
   if (o.json) {

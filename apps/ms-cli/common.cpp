@@ -93,9 +93,9 @@ void report_failed_inputs(const char* command, std::size_t errors, std::size_t d
   if (errors == 0) return;
   if (errors == done && first) {
     const std::string which =
-        done == 1 ? fmt::format("the one input ({})", first_id.dump())
-                  : fmt::format("every one of the {} inputs; the first, input {}", done,
-                                first_id.dump());
+        done == 1
+            ? fmt::format("the one input ({})", first_id.dump())
+            : fmt::format("every one of the {} inputs; the first, input {}", done, first_id.dump());
     throw Error(first->code(), fmt::format("{} failed: {}", which, first->what()),
                 first->hint().empty() ? "each has an \"error\" line in the output" : first->hint());
   }

@@ -454,9 +454,11 @@ class DatasetTest(MsTestCase):
         self.write("ds/train.csv", "text,label\nv2-row,1\n")
         self.write("ds/validation.csv", "text,label\nv2-only,1\n")
         self.assertExit(self.ms("upload", "alice/dsv", self.path("ds"), "--dataset"), 0)
+        # (v1's folder of links is made once, then found again.)
         for spec, splits in (("hub:alice/dsv", {"train": 1, "validation": 1}),
                              ("hub:alice/dsv@v1", {"train": 1}),
-                             ("hub:alice/dsv", {"train": 1, "validation": 1})):
+                             ("hub:alice/dsv", {"train": 1, "validation": 1}),
+                             ("hub:alice/dsv@v1", {"train": 1})):
             with self.subTest(spec=spec):
                 d = self.info(spec)
                 self.assertEqual({s["name"]: s["rows"] for s in d["splits"]}, splits)

@@ -164,20 +164,21 @@ TEST_CASE("CSV: pandas' missing-value markers are nulls among numbers, text amon
   // As ModelScope's pandas-read CSVs: NA, N/A, NULL, None... in a column of numbers or booleans
   // are missing values (the column was read as text); in a text column they stay as written.
   const Table t = parse_csv(
-      "score,n,name,flag,only\n1.5,1,NA,true,NA\nNA,,Bob,NULL,None\n2,N/A,None,false,n/a\n", "f.csv");
+      "score,n,name,flag,only\n1.5,1,NA,true,NA\nNA,,Bob,NULL,None\n2,N/A,None,false,n/a\n",
+      "f.csv");
   REQUIRE(t.columns.size() == 5);
   CHECK(t.columns[0].type == ColumnType::kFloat);
   CHECK(t.columns[1].type == ColumnType::kInt);
   CHECK(t.columns[2].type == ColumnType::kString);
   CHECK(t.columns[3].type == ColumnType::kBool);
-  CHECK(t.columns[4].type == ColumnType::kString);  // nothing but markers: kept as text
+  CHECK(t.columns[4].type == ColumnType::kNull);  // nothing but markers: missing, as pandas
   CHECK(std::holds_alternative<std::monostate>(t.rows[1][0]));
   CHECK(std::get<double>(t.rows[2][0]) == 2.0);
   CHECK(std::holds_alternative<std::monostate>(t.rows[2][1]));
   CHECK(std::get<std::string>(t.rows[0][2]) == "NA");
   CHECK(std::get<std::string>(t.rows[2][2]) == "None");
   CHECK(std::holds_alternative<std::monostate>(t.rows[1][3]));
-  CHECK(std::get<std::string>(t.rows[1][4]) == "None");
+  CHECK(std::holds_alternative<std::monostate>(t.rows[1][4]));
 }
 
 TEST_CASE("JSON lines: union of keys, widening, nested values, bad lines", "[data]") {
@@ -663,14 +664,18 @@ TEST_CASE("a table's content hash tells other rows, order, kinds and splits apar
   };
   using V = ms::data::Value;
   const auto base = table({{V{std::string("ab")}, V{std::int64_t{1}}}, {V{std::string("c")}, V{}}});
-  CHECK(base.content_hash() == table({{V{std::string("ab")}, V{std::int64_t{1}}},
-                                      {V{std::string("c")}, V{}}})
-                                   .content_hash());
+  CHECK(base.content_hash() ==
+        table({{V{std::string("ab")}, V{std::int64_t{1}}}, {V{std::string("c")}, V{}}})
+            .content_hash());
   for (const auto& other : {
-           table({{V{std::string("c")}, V{}}, {V{std::string("ab")}, V{std::int64_t{1}}}}),  // order
-           table({{V{std::string("a")}, V{std::int64_t{1}}}, {V{std::string("bc")}, V{}}}),  // split
-           table({{V{std::string("ab")}, V{std::string("1")}}, {V{std::string("c")}, V{}}}),  // kind
-           table({{V{std::string("ab")}, V{std::int64_t{2}}}, {V{std::string("c")}, V{}}}),  // label
+           table(
+               {{V{std::string("c")}, V{}}, {V{std::string("ab")}, V{std::int64_t{1}}}}),  // order
+           table(
+               {{V{std::string("a")}, V{std::int64_t{1}}}, {V{std::string("bc")}, V{}}}),  // split
+           table(
+               {{V{std::string("ab")}, V{std::string("1")}}, {V{std::string("c")}, V{}}}),  // kind
+           table(
+               {{V{std::string("ab")}, V{std::int64_t{2}}}, {V{std::string("c")}, V{}}}),  // label
        }) {
     CHECK(other.content_hash() != base.content_hash());
   }

@@ -105,17 +105,12 @@ TEST_CASE("learning-rate schedules refuse bad configs", "[trainer]") {
               {"total_steps", 9},
               {"anneal_strategy", "cosine"}}) == ms::ErrorCode::kConfig);
   // Options that make a negative rate (the loss would climb without a word).
-  for (const json& negative : {json{{"type", "CosineAnnealingLR"}, {"T_max", 4}, {"eta_min", -0.01}},
-                               json{{"type", "OneCycleLR"}, {"max_lr", -0.01}, {"total_steps", 9}},
-                               json{{"type", "OneCycleLR"},
-                                    {"max_lr", 0.01},
-                                    {"total_steps", 9},
-                                    {"div_factor", -5}},
-                               json{{"type", "OneCycleLR"},
-                                    {"max_lr", 0.01},
-                                    {"total_steps", 9},
-                                    {"final_div_factor", 0}},
-                               json{{"type", "ReduceLROnPlateau"}, {"min_lr", -1}}}) {
+  for (const json& negative :
+       {json{{"type", "CosineAnnealingLR"}, {"T_max", 4}, {"eta_min", -0.01}},
+        json{{"type", "OneCycleLR"}, {"max_lr", -0.01}, {"total_steps", 9}},
+        json{{"type", "OneCycleLR"}, {"max_lr", 0.01}, {"total_steps", 9}, {"div_factor", -5}},
+        json{{"type", "OneCycleLR"}, {"max_lr", 0.01}, {"total_steps", 9}, {"final_div_factor", 0}},
+        json{{"type", "ReduceLROnPlateau"}, {"min_lr", -1}}}) {
     CHECK(code(negative, &what) == ms::ErrorCode::kConfig);
     CHECK(what.find("must be a number") != std::string::npos);
   }
@@ -139,9 +134,10 @@ TEST_CASE("learning-rate schedules refuse bad configs", "[trainer]") {
   CHECK_THROWS_AS(
       ms::trainer::wrap_in_warmup(base(), {{"type", "LinearWarmup"}, {"warmup_iters", 0}}),
       ms::Error);
-  CHECK_THROWS_AS(ms::trainer::wrap_in_warmup(
-                      base(), {{"type", "ConstantWarmup"}, {"warmup_iters", 3}, {"warmup_ratio", -2}}),
-                  ms::Error);
+  CHECK_THROWS_AS(
+      ms::trainer::wrap_in_warmup(
+          base(), {{"type", "ConstantWarmup"}, {"warmup_iters", 3}, {"warmup_ratio", -2}}),
+      ms::Error);
   // The hook's options are the hook's: not an error here.
   CHECK(code({{"type", "ExponentialLR"}, {"gamma", 0.9}, {"options", {{"by_epoch", false}}}}) ==
         std::nullopt);

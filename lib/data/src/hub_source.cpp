@@ -2,8 +2,12 @@
 // the snapshot as a folder.
 #include "ms/data/hub_source.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <mutex>
 #include <set>
 
@@ -23,6 +27,30 @@ std::mutex& provider_mutex() {
 }
 
 namespace fs = std::filesystem;
+
+// An exclusive flock on a folder, as hub downloads into it take (ms::hub's ExclusiveLock): held
+// for the object's life, dropped by the kernel if the process dies.
+class FolderLock {
+ public:
+  explicit FolderLock(const fs::path& folder)
+      : fd_(::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
+    MS_CHECK(fd_ >= 0, ErrorCode::kIo, "{}: cannot open for locking: {}", folder.string(),
+             std::strerror(errno));
+    while (::flock(fd_, LOCK_EX) != 0) {
+      if (errno != EINTR) {
+        const int error = errno;
+        ::close(fd_);
+        fail(ErrorCode::kIo, "{}: lock failed: {}", folder.string(), std::strerror(error));
+      }
+    }
+  }
+  ~FolderLock() { ::close(fd_); }
+  FolderLock(const FolderLock&) = delete;
+  FolderLock& operator=(const FolderLock&) = delete;
+
+ private:
+  int fd_;
+};
 
 // Whether every listed file is in `dir` with its listed size.
 bool holds_listing(const fs::path& dir, const std::vector<hub::DownloadedFile>& files) {
@@ -63,28 +91,50 @@ fs::path revision_folder(const hub::DownloadResult& result) {
       foreign = listed.count(it->path().lexically_relative(dir).generic_string()) == 0;
   }
   if (!foreign) return dir;
-  const fs::path view = dir.parent_path() / ".ms-revisions" /
-                        (dir.filename().string() + "-" + hub::sha256_hex(digest_input).substr(0, 16));
+  const fs::path view =
+      dir.parent_path() / ".ms-revisions" /
+      (dir.filename().string() + "-" + hub::sha256_hex(digest_input).substr(0, 16));
   if (holds_listing(view, result.files)) return view;
+  // Built under the repo folder's lock, which downloads into it hold: none changes a file while
+  // it is linked. One may have changed a file between the download above and this lock, so each
+  // linked file is checked against the listing's digest.
+  const FolderLock lock(dir);
   const fs::path building = view.string() + fmt::format(".tmp-{}", ::getpid());
   fs::remove_all(building, ec);
+  auto fail_building = [&](const std::string& why, const std::string& hint) {
+    fs::remove_all(building, ec);
+    throw Error(ErrorCode::kIo,
+                fmt::format("cannot make the folder of revision '{}' at {}: {}", result.revision,
+                            view.string(), why),
+                hint);
+  };
   for (const hub::DownloadedFile& f : result.files) {
     const fs::path target = building / f.path;
     fs::create_directories(target.parent_path(), ec);
     std::error_code link;
     fs::create_hard_link(dir / f.path, target, link);
     if (link) fs::copy_file(dir / f.path, target, fs::copy_options::overwrite_existing, ec);
-    if (ec) {
-      fs::remove_all(building, ec);
-      throw Error(ErrorCode::kIo,
-                  fmt::format("cannot make the folder of revision '{}' at {}: {}",
-                              result.revision, view.string(), ec.message()),
-                  "check the cache folder's permissions and free space");
+    if (ec) fail_building(ec.message(), "check the cache folder's permissions and free space");
+    std::error_code size;
+    if (fs::file_size(target, size) != f.size || size ||
+        (!f.sha256.empty() && hub::sha256_file(target) != f.sha256)) {
+      fail_building(fmt::format("{} changed in the cache while it was read", f.path),
+                    "another download of this dataset ran at the same time: run again");
     }
   }
-  fs::remove_all(view, ec);  // an incomplete one (a file deleted by hand)
+  // A complete view another load published meanwhile stays: it may be read already. An
+  // incomplete one (a file deleted by hand) goes, moved aside first so that the name is free.
+  if (holds_listing(view, result.files)) {
+    fs::remove_all(building, ec);
+    return view;
+  }
+  if (fs::exists(view, ec)) {
+    const fs::path stale = view.string() + fmt::format(".stale-{}", ::getpid());
+    fs::rename(view, stale, ec);
+    fs::remove_all(stale, ec);
+  }
   fs::rename(building, view, ec);
-  if (ec) {  // another load made it meanwhile
+  if (ec) {  // another load published it between the check and the rename
     fs::remove_all(building, ec);
     MS_CHECK(holds_listing(view, result.files), ErrorCode::kIo,
              "cannot make the folder of revision '{}' at {}", result.revision, view.string());

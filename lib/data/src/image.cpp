@@ -68,7 +68,8 @@ int jpeg_exif_orientation(std::string_view b) {
     const std::size_t length = u16(b, at + 2, true);
     if (length < 2 || at + 2 + length > b.size()) break;
     const std::string_view segment = b.substr(at + 4, length - 2);
-    if (marker == 0xE1 && segment.size() >= 14 && segment.substr(0, 6) == std::string_view("Exif\0\0", 6)) {
+    if (marker == 0xE1 && segment.size() >= 14 &&
+        segment.substr(0, 6) == std::string_view("Exif\0\0", 6)) {
       const std::string_view tiff = segment.substr(6);
       const bool big = tiff.substr(0, 2) == "MM";
       if (!big && tiff.substr(0, 2) != "II") return 1;
@@ -107,14 +108,29 @@ Image upright(Image in, int orientation) {
     for (int x = 0; x < out.width; ++x) {
       int sx = x, sy = y;  // the input pixel output (x, y) shows
       switch (orientation) {
-        case 2: sx = w - 1 - x; break;
-        case 3: sx = w - 1 - x, sy = h - 1 - y; break;
-        case 4: sy = h - 1 - y; break;
-        case 5: sx = y, sy = x; break;
-        case 6: sx = y, sy = h - 1 - x; break;
-        case 7: sx = w - 1 - y, sy = h - 1 - x; break;
-        case 8: sx = w - 1 - y, sy = x; break;
-        default: break;
+        case 2:
+          sx = w - 1 - x;
+          break;
+        case 3:
+          sx = w - 1 - x, sy = h - 1 - y;
+          break;
+        case 4:
+          sy = h - 1 - y;
+          break;
+        case 5:
+          sx = y, sy = x;
+          break;
+        case 6:
+          sx = y, sy = h - 1 - x;
+          break;
+        case 7:
+          sx = w - 1 - y, sy = h - 1 - x;
+          break;
+        case 8:
+          sx = w - 1 - y, sy = x;
+          break;
+        default:
+          break;
       }
       std::memcpy(&out.pixels[(static_cast<std::size_t>(y) * out.width + x) * ch],
                   &in.pixels[(static_cast<std::size_t>(sy) * w + sx) * ch], ch);
@@ -214,10 +230,10 @@ Image decode_png(std::string_view bytes, const std::string& source, int channels
   const std::size_t row_bytes = png_get_rowbytes(png, info);
   reader->samples.resize(row_bytes * static_cast<std::size_t>(height));
   reader->rows.resize(static_cast<std::size_t>(height));
-  for (long long y = 0; y < height; ++y)
-    reader->rows[y] = reader->samples.data() + row_bytes * y;
+  for (long long y = 0; y < height; ++y) reader->rows[y] = reader->samples.data() + row_bytes * y;
   png_read_image(png, reader->rows.data());
-  png_read_end(png, nullptr);
+  // No png_read_end: what follows the pixels (a missing IEND, bytes after the last IDAT) is no
+  // reason to refuse them, as PIL does not.
 
   const bool grey = in_channels <= 2;  // grey, or grey with alpha
   const bool clip_16 = depth == 16 && in_channels == 1;
@@ -242,10 +258,9 @@ Image decode_png(std::string_view bytes, const std::string& source, int channels
       } else if (channels == 3) {
         for (int c = 0; c < 3; ++c) *out++ = static_cast<std::uint8_t>(sample(pixel, c));
       } else {
-        *out++ = static_cast<std::uint8_t>(
-            (sample(pixel, 0) * 19595 + sample(pixel, 1) * 38470 + sample(pixel, 2) * 7471 +
-             0x8000) >>
-            16);
+        *out++ = static_cast<std::uint8_t>((sample(pixel, 0) * 19595 + sample(pixel, 1) * 38470 +
+                                            sample(pixel, 2) * 7471 + 0x8000) >>
+                                           16);
       }
     }
   }

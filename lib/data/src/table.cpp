@@ -96,7 +96,7 @@ bool parse_float(const std::string& s, double& out) {
 bool is_missing_marker(const std::string& s) {
   static const std::array<std::string_view, 18> kMarkers = {
       "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-      "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"};
+      "<NA>", "N/A",      "NA",  "NULL",    "NaN",      "None", "n/a",  "nan",    "null"};
   return s.size() <= 8 && std::find(kMarkers.begin(), kMarkers.end(), s) != kMarkers.end();
 }
 
@@ -159,7 +159,12 @@ ColumnType infer_and_convert(std::vector<Value*>& cells) {
     }
     if (!all_int && !all_float && !all_bool) return ColumnType::kString;
   }
-  if (!any) return markers > 0 ? ColumnType::kString : ColumnType::kNull;
+  if (!any) {
+    // Nothing but markers (a column of nan, NA...): missing values, as pandas reads it.
+    if (markers > 0)
+      for (Value* cell : cells) *cell = std::monostate{};
+    return ColumnType::kNull;
+  }
   std::size_t k = 0;
   for (Value* cell : cells) {
     const auto* s = std::get_if<std::string>(cell);
@@ -205,23 +210,22 @@ void infer_table_types(Table& table) {
   std::vector<ColumnType> types(width);
   bool convert = false;
   for (std::size_t c = 0; c < width; ++c) {
-    // A column of nothing but markers is text: there is no number to call them missing among.
-    types[c] = !any[c]        ? (markers[c] ? ColumnType::kString : ColumnType::kNull)
+    // A column of nothing but markers (nan, NA...) is missing values, as pandas reads it.
+    types[c] = !any[c]        ? ColumnType::kNull
                : all_int[c]   ? ColumnType::kInt
                : all_float[c] ? ColumnType::kFloat
                : all_bool[c]  ? ColumnType::kBool
                               : ColumnType::kString;
     table.columns[c].type = types[c];
     convert = convert || types[c] == ColumnType::kInt || types[c] == ColumnType::kFloat ||
-              types[c] == ColumnType::kBool;
+              types[c] == ColumnType::kBool || markers[c];
   }
   if (!convert) return;
   for (auto& row : table.rows) {
     for (std::size_t c = 0; c < width; ++c) {
       auto* s = std::get_if<std::string>(&row[c]);
       if (!s) continue;
-      if (types[c] != ColumnType::kString && types[c] != ColumnType::kNull &&
-          is_missing_marker(*s)) {
+      if (types[c] != ColumnType::kString && is_missing_marker(*s)) {
         row[c] = std::monostate{};
         continue;
       }

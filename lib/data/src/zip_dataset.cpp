@@ -1,5 +1,7 @@
 // Zip datasets: an archive, local or a URL (downloaded once), extracted once into the cache and
 // loaded as a folder; also the archives and URLs that dataset configs name per split.
+#include <algorithm>
+#include <fstream>
 #include <system_error>
 
 #include "dataset_formats.h"
@@ -29,9 +31,18 @@ bool ends_like_a_zip(std::string_view tail) {
 
 constexpr std::size_t kZipTailBytes = 22 + 65535;
 
+// The last kZipTailBytes of a file (a cached archive may be gigabytes: only its end is read).
 std::string file_tail(const fs::path& path) {
-  const std::string bytes = read_file(path);
-  return bytes.size() > kZipTailBytes ? bytes.substr(bytes.size() - kZipTailBytes) : bytes;
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return {};
+  const std::streamoff size = in.tellg();
+  const std::streamoff start =
+      std::max<std::streamoff>(0, size - static_cast<std::streamoff>(kZipTailBytes));
+  in.seekg(start);
+  std::string tail(static_cast<std::size_t>(size - start), '\0');
+  in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
+  tail.resize(static_cast<std::size_t>(std::max<std::streamsize>(0, in.gcount())));
+  return tail;
 }
 
 }  // namespace
@@ -55,12 +66,13 @@ fs::path fetch_to_cache(const std::string& location, const fs::path& cache_root)
   const std::string bytes = io::read_resource(location);
   if (!ends_like_a_zip(std::string_view(bytes).substr(
           bytes.size() > kZipTailBytes ? bytes.size() - kZipTailBytes : 0))) {
-    throw Error(ErrorCode::kNetwork,
-                fmt::format("the download of {} ({} bytes) is no complete zip archive: it has "
-                            "no end record: the server closed the connection early, or the URL serves "
-                            "something else",
-                            location, bytes.size()),
-                "try again; nothing was cached");
+    throw Error(
+        ErrorCode::kNetwork,
+        fmt::format("the download of {} ({} bytes) is no complete zip archive: it has "
+                    "no end record: the server closed the connection early, or the URL serves "
+                    "something else",
+                    location, bytes.size()),
+        "try again; nothing was cached");
   }
   write_file_atomic(target, bytes);
   return target;

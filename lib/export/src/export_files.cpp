@@ -108,8 +108,9 @@ TempFolder make_temp_folder(const fs::path& output) {
     if (lock < 0) {
       const int error = errno;
       ::rmdir(pattern.c_str());
-      throw Error(ErrorCode::kIo, fmt::format("cannot open the temp folder {} (for --output {}): {}",
-                                              pattern, output.string(), std::strerror(error)));
+      throw Error(ErrorCode::kIo,
+                  fmt::format("cannot open the temp folder {} (for --output {}): {}", pattern,
+                              output.string(), std::strerror(error)));
     }
     // mkdtemp makes the folder private (0700); the export is an ordinary folder, with the
     // permissions the user's umask gives new folders.

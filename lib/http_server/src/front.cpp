@@ -4,13 +4,12 @@
 // the elastic pool only.
 #include "ms/http_server/front.h"
 
-#include <fcntl.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -229,6 +228,14 @@ class FrontStream : public httplib::Stream {
   }
   socket_t socket() const override { return sock_; }
 
+  // Sends TLS's close_notify, if the socket takes it now (it is non-blocking) and no fatal
+  // error came first.
+  void close_tls() {
+    if (ssl_ == nullptr || tls_failed_) return;
+    ERR_clear_error();
+    SSL_shutdown(ssl_);
+  }
+
  private:
   int read_budget_ms() const {
     if (!in_headers_ && !in_body_) return read_timeout_ms_;
@@ -255,15 +262,18 @@ class FrontStream : public httplib::Stream {
   // budget runs out.
   ssize_t tls_read(char* ptr, std::size_t size) {
     for (;;) {
+      // SSL_get_error() reads this thread's error queue, which other OpenSSL users on it (a
+      // route's libcurl fetch) may have left filled: an ordinary WANT_READ would read as fatal.
+      ERR_clear_error();
       const int n = SSL_read(ssl_, ptr, static_cast<int>(std::min<std::size_t>(size, 1 << 30)));
       if (n > 0) return n;
       const int error = SSL_get_error(ssl_, n);
+      note_fatal(error);
       if (error == SSL_ERROR_ZERO_RETURN) return 0;
       const int budget = read_budget_ms();
       if (error == SSL_ERROR_WANT_READ && budget > 0 && wait_socket(sock_, POLLIN, budget))
         continue;
-      if (error == SSL_ERROR_WANT_WRITE && wait_socket(sock_, POLLOUT, write_timeout_ms_))
-        continue;
+      if (error == SSL_ERROR_WANT_WRITE && wait_socket(sock_, POLLOUT, write_timeout_ms_)) continue;
       if (error == SSL_ERROR_SYSCALL && n == 0) return 0;  // EOF without close_notify
       return -1;
     }
@@ -271,19 +281,24 @@ class FrontStream : public httplib::Stream {
 
   ssize_t tls_write(const char* ptr, std::size_t size) {
     for (;;) {
+      ERR_clear_error();
       const int n = SSL_write(ssl_, ptr, static_cast<int>(std::min<std::size_t>(size, 1 << 30)));
       if (n > 0) return n;
       const int error = SSL_get_error(ssl_, n);
-      if (error == SSL_ERROR_WANT_WRITE && wait_socket(sock_, POLLOUT, write_timeout_ms_))
-        continue;
-      if (error == SSL_ERROR_WANT_READ && wait_socket(sock_, POLLIN, write_timeout_ms_))
-        continue;
+      note_fatal(error);
+      if (error == SSL_ERROR_WANT_WRITE && wait_socket(sock_, POLLOUT, write_timeout_ms_)) continue;
+      if (error == SSL_ERROR_WANT_READ && wait_socket(sock_, POLLIN, write_timeout_ms_)) continue;
       return -1;
     }
   }
 
+  void note_fatal(int error) {
+    tls_failed_ = tls_failed_ || error == SSL_ERROR_SYSCALL || error == SSL_ERROR_SSL;
+  }
+
   socket_t sock_;
   SSL* ssl_;
+  bool tls_failed_ = false;  // SSL_shutdown() must not follow a fatal TLS error
   int read_timeout_ms_;
   int write_timeout_ms_;
   bool& body_timed_out_;
@@ -450,7 +465,6 @@ Front::~Front() {
   if (state_->tls != nullptr) SSL_CTX_free(state_->tls);
 }
 
-
 void Front::drop_connections(bool all) {
   std::lock_guard<std::mutex> lock(state_->mu);
   // Idle connections end now. One in the middle of a request finishes it, and one whose next
@@ -495,7 +509,8 @@ bool Front::process_and_close_socket(socket_t sock) {
         ::send(sock, kBusy.data(), kBusy.size(), MSG_NOSIGNAL | MSG_DONTWAIT) > 0) {
       linger_close(sock);
     }
-  } else if (st.tls != nullptr && (ssl = tls_handshake(st.tls, sock, st.limits.header_timeout_s)) == nullptr) {
+  } else if (st.tls != nullptr &&
+             (ssl = tls_handshake(st.tls, sock, st.limits.header_timeout_s)) == nullptr) {
     // No handshake within the header deadline (a client that connects and stays silent, or
     // trickles its hello), or a failed one: nothing to answer.
     std::lock_guard<std::mutex> lock(st.mu);
@@ -548,22 +563,20 @@ bool Front::process_and_close_socket(socket_t sock) {
       }
     }
     t_note = nullptr;
+    strm.close_tls();
     std::lock_guard<std::mutex> lock(st.mu);
     st.open.erase(sock);
     if (--st.per_client[ip] == 0) st.per_client.erase(ip);
   }
-  if (ssl != nullptr) {
-    SSL_shutdown(ssl);  // close_notify, if the socket takes it now (it is non-blocking)
-    SSL_free(ssl);
-  }
+  if (ssl != nullptr) SSL_free(ssl);
   ::shutdown(sock, SHUT_RDWR);
   ::close(sock);
   return ret;
 }
 
 void front_tidy_headers(httplib::Response& res) {
-  if (res.get_header_value_count("Connection") <= 1 && !(res.has_header("Keep-Alive") &&
-                                                          res.get_header_value("Connection") == "close"))
+  if (res.get_header_value_count("Connection") <= 1 &&
+      !(res.has_header("Keep-Alive") && res.get_header_value("Connection") == "close"))
     return;
   bool close = false;
   for (std::size_t i = 0; i < res.get_header_value_count("Connection"); ++i)

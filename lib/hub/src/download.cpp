@@ -876,7 +876,7 @@ DownloadResult offline_result(const DownloadOptions& options, CacheLayout layout
   if (layout.kind == CacheKind::kSnapshots && options.revision.empty())
     result.revision = listed.front().revision;  // the revision folder picked
   for (const FileEntry& e : select(listed, options)) {
-    result.files.push_back({e.path, e.size, true, e.revision});
+    result.files.push_back({e.path, e.size, true, e.revision, e.sha256});
     result.bytes_cached += e.size;
   }
   return result;
@@ -1029,7 +1029,7 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
         recorded = true;
       }
     }
-    result.files.push_back({e.path, e.size, hit, e.revision});
+    result.files.push_back({e.path, e.size, hit, e.revision, e.sha256});
     if (hit) {
       result.bytes_cached += e.size;
     } else {

@@ -55,9 +55,9 @@ PipelineInput input_from_json(const Json& j, std::size_t index, const std::strin
     } else if (const Json* p = pick(j, {"path", "image", "file"}, read)) {
       in.path = p->get<std::string>();
       if (in.path.is_relative()) in.path = file.parent_path() / in.path;
-    } else if (const auto named = std::find_if(
-                   kTextFields.begin(), kTextFields.end(),
-                   [&j](const char* k) { return j.contains(k) && !j[k].is_null(); });
+    } else if (const auto named =
+                   std::find_if(kTextFields.begin(), kTextFields.end(),
+                                [&j](const char* k) { return j.contains(k) && !j[k].is_null(); });
                named != kTextFields.end()) {
       in.invalid = fmt::format("{}: field '{}' is {}, not a string", where, *named,
                                Config::type_name(j[*named]));
@@ -165,7 +165,7 @@ Json cell_id(const data::Value& v, std::size_t row, const std::string& source) {
   throw Error(ErrorCode::kUsage,
               fmt::format("{}: row {}: the id is {}", source, row + 1,
                           std::holds_alternative<std::monostate>(v) ? "empty"
-                                                                   : "neither text nor a number"),
+                                                                    : "neither text nor a number"),
               "give every row an id (text or a number), or drop the id column to number the rows");
 }
 
@@ -193,10 +193,9 @@ std::set<std::string> inputs_from_table(const data::Table& table, const std::str
       path_col = static_cast<int>(c);
   }
   const bool paths_resolved =
-      path_col >= 0 && (table.columns[static_cast<std::size_t>(path_col)].type ==
-                            data::ColumnType::kImage ||
-                        table.columns[static_cast<std::size_t>(path_col)].type ==
-                            data::ColumnType::kFile);
+      path_col >= 0 &&
+      (table.columns[static_cast<std::size_t>(path_col)].type == data::ColumnType::kImage ||
+       table.columns[static_cast<std::size_t>(path_col)].type == data::ColumnType::kFile);
   if (text_col < 0 && path_col < 0) {
     std::vector<std::string> names;
     for (const auto& c : table.columns) names.push_back(c.name);
@@ -236,7 +235,8 @@ void read_csv(const std::filesystem::path& file, std::vector<PipelineInput>& out
   options.infer_types = false;  // ids and texts stay exactly as written
   if (lower_ext(file) == ".tsv") options.delimiter = '\t';
   const data::Table table = data::read_csv(file, options);
-  const std::set<std::string> read = inputs_from_table(table, file.string(), file.parent_path(), out);
+  const std::set<std::string> read =
+      inputs_from_table(table, file.string(), file.parent_path(), out);
   std::set<std::string> unread;
   for (const data::Column& column : table.columns)
     if (read.count(column.name) == 0) unread.insert(column.name);

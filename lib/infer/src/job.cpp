@@ -366,9 +366,8 @@ Window prepare_window(const Pipeline& pipeline, const std::vector<const Pipeline
     cost_range(0, size);
   } else {
     const std::size_t chunk = (size + threads - 1) / threads;
-    run_on_threads((size + chunk - 1) / chunk, [&](std::size_t t) {
-      cost_range(t * chunk, std::min(size, (t + 1) * chunk));
-    });
+    run_on_threads((size + chunk - 1) / chunk,
+                   [&](std::size_t t) { cost_range(t * chunk, std::min(size, (t + 1) * chunk)); });
   }
   std::vector<std::size_t> order(size);
   std::iota(order.begin(), order.end(), 0);

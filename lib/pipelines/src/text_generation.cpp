@@ -127,8 +127,7 @@ GenerationOptions read_options(const infer::ModelInfo& model) {
            from("min_new_tokens"), o.max_new_tokens, o.min_new_tokens);
   o.temperature = option<double>(c, defaults, "temperature", 1.0);
   MS_CHECK(std::isfinite(o.temperature) && o.temperature > 0, ErrorCode::kConfig,
-           "{}: temperature must be a positive number, got {}", from("temperature"),
-           o.temperature);
+           "{}: temperature must be a positive number, got {}", from("temperature"), o.temperature);
   o.top_k = option<int64_t>(c, defaults, "top_k", 0);
   MS_CHECK(o.top_k >= 0, ErrorCode::kConfig,
            "{}: top_k must be 0 (no limit) or a positive integer, got {}", from("top_k"), o.top_k);
@@ -290,8 +289,9 @@ class TextGenerationPipeline final : public infer::Pipeline {
     if (eos_ids_.empty()) eos_ids_.push_back(tokenizer_->eos_id());
     pad_id_ = tokenizer_->pad_id();
     if (options_.do_sample && !options_.seed) {
-      log::info("text-generation samples without a seed: every input draws anew (--set seed=N "
-                "makes the texts repeatable)");
+      log::info(
+          "text-generation samples without a seed: every input draws anew (--set seed=N "
+          "makes the texts repeatable)");
     }
   }
 

@@ -314,9 +314,9 @@ CallRequest parse_call(const std::string& task, std::string_view body, const Url
         std::vector<std::string>& keys = open.back().keys;
         const std::string& key = parsed.get_ref<const std::string&>();
         if (std::find(keys.begin(), keys.end(), key) != keys.end())
-          throw CallError{400, "body",
-                          fmt::format("key \"{}\" given twice in one object; give it once",
-                                      shown_field(key))};
+          throw CallError{
+              400, "body",
+              fmt::format("key \"{}\" given twice in one object; give it once", shown_field(key))};
         keys.push_back(key);
       }
       if (event == Event::array_start || event == Event::object_start) {

@@ -6,8 +6,8 @@
 #include <functional>
 #include <limits>
 #include <mutex>
-#include <queue>
 #include <nlohmann/json.hpp>
+#include <queue>
 
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
@@ -391,7 +391,7 @@ void Gpt2Tokenizer::bpe(const std::string& piece, std::vector<std::int64_t>& ids
   // megabyte without a space) costs n log n rather than the loop's n squared.
   struct Symbol {
     std::string text;
-    std::size_t prev, next;  // kNone at the ends
+    std::size_t prev, next;     // kNone at the ends
     std::uint32_t version = 0;  // bumped when it absorbs its right neighbour
     bool alive = true;
   };
@@ -406,9 +406,7 @@ void Gpt2Tokenizer::bpe(const std::string& piece, std::vector<std::int64_t>& ids
     int rank;
     std::size_t left, right;
     std::uint32_t left_version, right_version;
-    bool operator>(const Pair& o) const {
-      return rank != o.rank ? rank > o.rank : left > o.left;
-    }
+    bool operator>(const Pair& o) const { return rank != o.rank ? rank > o.rank : left > o.left; }
   };
   std::priority_queue<Pair, std::vector<Pair>, std::greater<Pair>> pairs;
   std::string key;

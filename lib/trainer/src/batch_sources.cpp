@@ -610,9 +610,10 @@ std::unique_ptr<BatchSource> make_token_batches(const data::Split& split,
     all_labels.push_back(std::move(ls));
   }
   if (tokenless_words > 0) {
-    log::warn("{}: {} word(s) give no token (empty, spaces or control characters; the first: {}), "
-              "so their tags are left out",
-              dataset, tokenless_words, first_tokenless);
+    log::warn(
+        "{}: {} word(s) give no token (empty, spaces or control characters; the first: {}), "
+        "so their tags are left out",
+        dataset, tokenless_words, first_tokenless);
   }
   return std::make_unique<TokenBatches>(std::move(all_ids), std::move(all_labels),
                                         tokenizer.pad_id(), batching);

@@ -26,9 +26,11 @@ StoreV2Client::StoreV2Client(const std::string& host, int port, std::chrono::mil
     : c10d::Store(timeout),
       wire_(host, port, StoreWire::Clock::now() + timeout, StoreProtocol::kV2) {}
 
-StoreWire& StoreV2Client::wire(std::chrono::milliseconds timeout) {
-  wire_.set_deadline(StoreWire::Clock::now() +
-                     (timeout == std::chrono::milliseconds::zero() ? timeout_ : timeout));
+StoreWire& StoreV2Client::wire(std::optional<std::chrono::milliseconds> timeout) {
+  std::chrono::milliseconds wait = timeout.value_or(timeout_);
+  // c10d's kNoTimeout (zero) is no deadline: a year stands for it.
+  if (wait == kNoTimeout) wait = std::chrono::hours(24 * 365);
+  wire_.set_deadline(StoreWire::Clock::now() + wait);
   return wire_;
 }
 

@@ -7,11 +7,11 @@
 #include <torch/version.h>
 
 #if TORCH_VERSION_MAJOR < 2
-#include <torch/csrc/distributed/c10d/Store.hpp>
-
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <torch/csrc/distributed/c10d/Store.hpp>
 #include <vector>
 
 #include "store_wire.h"
@@ -38,9 +38,9 @@ class StoreV2Client : public c10d::Store {
             const std::chrono::milliseconds& timeout) override;
 
  private:
-  /// The connection, its calls' deadline `timeout` from now (the store's own timeout when none);
-  /// hold mutex_.
-  StoreWire& wire(std::chrono::milliseconds timeout = std::chrono::milliseconds::zero());
+  /// The connection, its calls' deadline `timeout` from now (the store's own timeout when none;
+  /// c10d's kNoTimeout: none); hold mutex_.
+  StoreWire& wire(std::optional<std::chrono::milliseconds> timeout = std::nullopt);
   void wait_locked(const std::vector<std::string>& keys, std::chrono::milliseconds timeout);
 
   std::mutex mutex_;  // one query at a time on the connection

@@ -81,6 +81,17 @@ int connect_before(const addrinfo& a, StoreWire::Clock::time_point deadline) {
   return fd;
 }
 
+// A listener that took the connection but sent no answer before the deadline.
+Error silent_store(const std::string& where) {
+  return Error(ErrorCode::kNetwork,
+               fmt::format("the rendezvous at {} accepted the connection but did not answer "
+                           "as a store (a TCPStore) before the timeout",
+                           where),
+               "MASTER_PORT may be another service's port (give the port rank 0's store "
+               "listens on), or rank 0 is stopped or too busy to answer; MS_DIST_TIMEOUT "
+               "sets the wait in seconds");
+}
+
 Error unresolved(const std::string& host, int gai_error) {
   return Error(ErrorCode::kNetwork,
                fmt::format("MASTER_ADDR {}: {}", host, ::gai_strerror(gai_error)),
@@ -156,10 +167,10 @@ void StoreWire::send_all(const void* data, std::size_t n) {
     const ssize_t sent = ::send(fd_, p, n, MSG_NOSIGNAL);
     if (sent < 0 && errno == EINTR) continue;
     if (sent <= 0) {
-      throw Error(ErrorCode::kNetwork,
-                  fmt::format("the rendezvous at {} closed the connection: {}", where_,
-                              sent < 0 ? std::strerror(errno) : "closed"),
-                  "check MASTER_ADDR / MASTER_PORT: they must name rank 0's store");
+      throw StoreClosed(ErrorCode::kNetwork,
+                        fmt::format("the rendezvous at {} closed the connection: {}", where_,
+                                    sent < 0 ? std::strerror(errno) : "closed"),
+                        "check MASTER_ADDR / MASTER_PORT: they must name rank 0's store");
     }
     p += sent;
     n -= static_cast<std::size_t>(sent);
@@ -176,11 +187,12 @@ bool StoreWire::recv_within(void* data, std::size_t n) {
     const ssize_t got = ::recv(fd_, p, n, 0);
     if (got < 0 && errno == EINTR) continue;
     if (got <= 0) {
-      throw Error(ErrorCode::kNetwork,
-                  fmt::format("the rendezvous at {} closed the connection without answering as "
-                              "a store: {}",
-                              where_, got < 0 ? std::strerror(errno) : "closed"),
-                  "check MASTER_ADDR / MASTER_PORT: they must name rank 0's store");
+      throw StoreClosed(
+          ErrorCode::kNetwork,
+          fmt::format("the rendezvous at {} closed the connection without answering as "
+                      "a store: {}",
+                      where_, got < 0 ? std::strerror(errno) : "closed"),
+          "check MASTER_ADDR / MASTER_PORT: they must name rank 0's store");
     }
     p += got;
     n -= static_cast<std::size_t>(got);
@@ -192,15 +204,7 @@ void StoreWire::recv_all(void* data, std::size_t n) {
   if (!recv_within(data, n)) no_answer();
 }
 
-void StoreWire::no_answer() const {
-    throw Error(ErrorCode::kNetwork,
-                fmt::format("the rendezvous at {} accepted the connection but did not answer "
-                            "as a store (a TCPStore) before the timeout",
-                            where_),
-                "MASTER_PORT may be another service's port (give the port rank 0's store "
-                "listens on), or rank 0 is stopped or too busy to answer; MS_DIST_TIMEOUT "
-                "sets the wait in seconds");
-}
+void StoreWire::no_answer() const { throw silent_store(where_); }
 
 void StoreWire::send_string(const std::string& text) {
   const std::uint64_t size = text.size();
@@ -334,13 +338,23 @@ StoreProtocol agent_store_protocol(const std::string& host, int port,
   // before any worker starts), and a wrong guess costs one moment.
   constexpr auto kMoment = std::chrono::seconds(2);
   while (true) {
+    std::optional<StoreClosed> hung_up;
+    int hang_ups = 0;
     for (const StoreProtocol protocol : {StoreProtocol::kV1, StoreProtocol::kV2}) {
       const auto until = std::min(deadline, StoreWire::Clock::now() + kMoment);
-      StoreWire wire(host, port, deadline, protocol);
-      wire.set_deadline(until);
-      if (wire.try_num_keys()) return protocol;
-      if (StoreWire::Clock::now() >= deadline) wire.no_answer();
+      try {
+        StoreWire wire(host, port, deadline, protocol);
+        wire.set_deadline(until);
+        if (wire.try_num_keys()) return protocol;
+      } catch (const StoreClosed& e) {
+        // The other protocol's store (torch 2.x's classic one hangs up on a first message that
+        // is no validation), or no store at all: the next question tells.
+        hung_up = e;
+        ++hang_ups;
+      }
+      if (StoreWire::Clock::now() >= deadline) throw silent_store(fmt::format("{}:{}", host, port));
     }
+    if (hang_ups == 2) throw *hung_up;  // both questions hung up on: no store listens there
   }
 }
 

@@ -15,11 +15,19 @@
 #include <string>
 #include <vector>
 
+#include "ms/core/error.h"
+
 namespace ms::trainer {
 
 enum class StoreProtocol {
   kV1,  ///< LibTorch 1.x's TCPStore
   kV2,  ///< torch 2.x's TCPStore (its client validates itself first)
+};
+
+/// The store (or whatever listens there) closed or reset the connection instead of answering.
+class StoreClosed : public Error {
+ public:
+  using Error::Error;
 };
 
 /// A connection to a TCPStore server. Every call throws ms::Error (kNetwork) naming `where` when
@@ -84,10 +92,11 @@ class StoreWire {
   int fd_ = -1;
 };
 
-/// Which protocol the store of torchrun's agent at host:port speaks: each is asked in turn (the
-/// other's question is harmless to it: a 2.x store ignores a first message that is not a
-/// validation, and a 1.x store drops the connection that sent it half a query) until one
-/// answers; kNetwork when none has by `deadline`.
+/// Which protocol the store of torchrun's agent at host:port speaks: each is asked in turn, on a
+/// connection of its own, until one answers (the other's question is harmless to each: torch
+/// 2.x's libuv store ignores a first message that is not a validation and its classic store
+/// drops the connection; a 1.x store drops the connection that sent it half a query); kNetwork
+/// when none has by `deadline`, or at once when both hang up (no store listens there).
 StoreProtocol agent_store_protocol(const std::string& host, int port,
                                    std::chrono::steady_clock::time_point deadline);
 

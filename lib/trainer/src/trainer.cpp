@@ -326,11 +326,14 @@ void Trainer::register_hooks_from_config() {
   // Likewise an LR hook in train.hooks of the type the key chain makes: one hook (two would step
   // the schedule twice), the entry's options over the chain's.
   auto with_listed = [&entries](nlohmann::json o) {
-    for (auto it = entries.begin(); it != entries.end(); ++it) {
-      if (type_of(*it) != type_of(o)) continue;
+    const std::string type = type_of(o);
+    for (auto it = entries.begin(); it != entries.end();) {
+      if (type.empty() || type_of(*it) != type) {
+        ++it;
+        continue;
+      }
       for (auto& [key, value] : it->items()) o[key] = value;
-      entries.erase(it);
-      break;
+      it = entries.erase(it);
     }
     return o;
   };

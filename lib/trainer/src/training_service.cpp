@@ -490,9 +490,10 @@ std::optional<std::filesystem::path> resume_point(const std::optional<std::strin
 // node-local work dirs, or a network file system showing one rank an older listing), and then
 // train apart. Every rank takes part, whatever its own --resume says, so that the exchange
 // cannot get out of step; rank 0's error is every rank's.
-std::optional<std::filesystem::path> resume_point_of_main(
-    Distributed& dist, const std::optional<std::string>& asked, bool overwrite,
-    const std::filesystem::path& work_dir) {
+std::optional<std::filesystem::path> resume_point_of_main(Distributed& dist,
+                                                          const std::optional<std::string>& asked,
+                                                          bool overwrite,
+                                                          const std::filesystem::path& work_dir) {
   Json answer = Json::object();
   if (dist.is_main()) {
     auto send_error = [&answer](ErrorCode code, const std::string& message,
@@ -682,10 +683,10 @@ class TrainingService final : public infer::TrainerService {
     }
     const int world = dist ? dist->world_size() : 1;
     // The iterations this run made (a resumed run's start is the checkpoint's).
-    s.samples_per_second = seconds > 0 ? static_cast<double>(trainer.iter() - trainer.first_iter()) *
-                                             static_cast<double>(train_batching.batch_size) *
-                                             world / seconds
-                                       : 0;
+    s.samples_per_second =
+        seconds > 0 ? static_cast<double>(trainer.iter() - trainer.first_iter()) *
+                          static_cast<double>(train_batching.batch_size) * world / seconds
+                    : 0;
     s.rank = dist ? dist->rank() : 0;
     s.world_size = world;
     s.epochs = trainer.epoch();

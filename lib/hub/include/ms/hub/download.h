@@ -42,8 +42,9 @@ struct DownloadOptions {
 struct DownloadedFile {
   std::string path;
   std::uint64_t size = 0;
-  bool cached = false;     ///< was already in the cache (not fetched)
-  std::string revision;    ///< the file's last commit id (the listing's; with a listing only)
+  bool cached = false;   ///< was already in the cache (not fetched)
+  std::string revision;  ///< the file's last commit id (the listing's; with a listing only)
+  std::string sha256;    ///< the listing's digest of the file (empty when the hub gave none)
 };
 
 struct DownloadResult {
