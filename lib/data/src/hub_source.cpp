@@ -2,12 +2,8 @@
 // the snapshot as a folder.
 #include "ms/data/hub_source.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <mutex>
 #include <set>
 
@@ -27,30 +23,6 @@ std::mutex& provider_mutex() {
 }
 
 namespace fs = std::filesystem;
-
-// An exclusive flock on a folder, as hub downloads into it take (ms::hub's ExclusiveLock): held
-// for the object's life, dropped by the kernel if the process dies.
-class FolderLock {
- public:
-  explicit FolderLock(const fs::path& folder)
-      : fd_(::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
-    MS_CHECK(fd_ >= 0, ErrorCode::kIo, "{}: cannot open for locking: {}", folder.string(),
-             std::strerror(errno));
-    while (::flock(fd_, LOCK_EX) != 0) {
-      if (errno != EINTR) {
-        const int error = errno;
-        ::close(fd_);
-        fail(ErrorCode::kIo, "{}: lock failed: {}", folder.string(), std::strerror(error));
-      }
-    }
-  }
-  ~FolderLock() { ::close(fd_); }
-  FolderLock(const FolderLock&) = delete;
-  FolderLock& operator=(const FolderLock&) = delete;
-
- private:
-  int fd_;
-};
 
 // Whether every listed file is in `dir` with its listed size.
 bool holds_listing(const fs::path& dir, const std::vector<hub::DownloadedFile>& files) {
@@ -98,7 +70,7 @@ fs::path revision_folder(const hub::DownloadResult& result) {
   // Built under the repo folder's lock, which downloads into it hold: none changes a file while
   // it is linked. One may have changed a file between the download above and this lock, so each
   // linked file is checked against the listing's digest.
-  const FolderLock lock(dir);
+  const hub::ExclusiveLock lock(dir, hub::ExclusiveLock::Target::kFolder);
   const fs::path building = view.string() + fmt::format(".tmp-{}", ::getpid());
   fs::remove_all(building, ec);
   auto fail_building = [&](const std::string& why, const std::string& hint) {

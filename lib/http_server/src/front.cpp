@@ -257,39 +257,42 @@ class FrontStream : public httplib::Stream {
   bool tls_buffered() const { return ssl_ != nullptr && SSL_has_pending(ssl_) != 0; }
   bool buffered() const { return pos_ < end_ || tls_buffered(); }
 
-  // One SSL_read, waiting (within the read budget) while TLS needs more of the socket's bytes,
-  // or to write (a key update). 0 at the client's close_notify or EOF, -1 on an error or when the
-  // budget runs out.
-  ssize_t tls_read(char* ptr, std::size_t size) {
+  // Runs `call` (an SSL_read or SSL_write) until it moves bytes, waiting while TLS needs the
+  // socket readable (within `read_ms()`) or writable (within the write timeout). Its positive
+  // result; 0 at the client's close (close_notify, or EOF without one); -1 on an error or when
+  // the wait runs out.
+  template <class Call, class ReadMs>
+  ssize_t tls_call(Call call, ReadMs read_ms) {
     for (;;) {
       // SSL_get_error() reads this thread's error queue, which other OpenSSL users on it (a
       // route's libcurl fetch) may have left filled: an ordinary WANT_READ would read as fatal.
       ERR_clear_error();
-      const int n = SSL_read(ssl_, ptr, static_cast<int>(std::min<std::size_t>(size, 1 << 30)));
+      const int n = call();
       if (n > 0) return n;
       const int error = SSL_get_error(ssl_, n);
       note_fatal(error);
-      if (error == SSL_ERROR_ZERO_RETURN) return 0;
-      const int budget = read_budget_ms();
-      if (error == SSL_ERROR_WANT_READ && budget > 0 && wait_socket(sock_, POLLIN, budget))
-        continue;
+      if (error == SSL_ERROR_WANT_READ) {
+        const int ms = read_ms();
+        if (ms > 0 && wait_socket(sock_, POLLIN, ms)) continue;
+      }
       if (error == SSL_ERROR_WANT_WRITE && wait_socket(sock_, POLLOUT, write_timeout_ms_)) continue;
-      if (error == SSL_ERROR_SYSCALL && n == 0) return 0;  // EOF without close_notify
+      if (error == SSL_ERROR_ZERO_RETURN || (error == SSL_ERROR_SYSCALL && n == 0)) return 0;
       return -1;
     }
   }
 
+  // One SSL_read within the read budget (a key update may make it write too).
+  ssize_t tls_read(char* ptr, std::size_t size) {
+    const int n = static_cast<int>(std::min<std::size_t>(size, 1 << 30));
+    return tls_call([&] { return SSL_read(ssl_, ptr, n); }, [this] { return read_budget_ms(); });
+  }
+
+  // One SSL_write within the write timeout (a renegotiation may make it read too).
   ssize_t tls_write(const char* ptr, std::size_t size) {
-    for (;;) {
-      ERR_clear_error();
-      const int n = SSL_write(ssl_, ptr, static_cast<int>(std::min<std::size_t>(size, 1 << 30)));
-      if (n > 0) return n;
-      const int error = SSL_get_error(ssl_, n);
-      note_fatal(error);
-      if (error == SSL_ERROR_WANT_WRITE && wait_socket(sock_, POLLOUT, write_timeout_ms_)) continue;
-      if (error == SSL_ERROR_WANT_READ && wait_socket(sock_, POLLIN, write_timeout_ms_)) continue;
-      return -1;
-    }
+    const int n = static_cast<int>(std::min<std::size_t>(size, 1 << 30));
+    const ssize_t written =
+        tls_call([&] { return SSL_write(ssl_, ptr, n); }, [this] { return write_timeout_ms_; });
+    return written > 0 ? written : -1;
   }
 
   void note_fatal(int error) {

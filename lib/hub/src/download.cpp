@@ -77,44 +77,6 @@ struct Fd {
               "choose a --local-dir / --cache-dir / MODELSCOPE_CACHE that this user can write");
 }
 
-// An exclusive flock held for the object's life; the kernel drops it when the holder dies, so a
-// killed run never leaves a lock behind.
-class ExclusiveLock {
- public:
-  enum class Target {
-    kLockFile,  // a lock file, created if missing (Python's <cache>/.lock/<owner>___<name>)
-    kFolder,    // the folder itself (created if missing): no extra file in a --local-dir
-  };
-
-  ExclusiveLock(const fs::path& path, Target target) {
-    const fs::path folder = target == Target::kFolder ? path : path.parent_path();
-    std::error_code ec;
-    fs::create_directories(folder, ec);
-    if (ec) cannot_create_folder(folder, ec);
-    fd_ = target == Target::kFolder ? ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-                                    : ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0)
-      fail(ErrorCode::kIo, "{}: cannot open for locking: {}", path.string(), std::strerror(errno));
-    if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
-    log::warn(
-        "waiting for another download of the same repo or into the same folder to finish "
-        "(lock {})",
-        path.string());
-    while (::flock(fd_, LOCK_EX) != 0) {
-      if (errno != EINTR)
-        fail(ErrorCode::kIo, "{}: lock failed: {}", path.string(), std::strerror(errno));
-    }
-  }
-  ~ExclusiveLock() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  ExclusiveLock(const ExclusiveLock&) = delete;
-  ExclusiveLock& operator=(const ExclusiveLock&) = delete;
-
- private:
-  int fd_ = -1;
-};
-
 struct Failure {
   std::string path;
   Error error;
@@ -924,6 +886,33 @@ void remove_empty_dirs(const fs::path& dir) {
 }
 
 }  // namespace
+
+ExclusiveLock::ExclusiveLock(const fs::path& path, Target target) {
+  const fs::path folder = target == Target::kFolder ? path : path.parent_path();
+  std::error_code ec;
+  fs::create_directories(folder, ec);
+  if (ec) cannot_create_folder(folder, ec);
+  fd_ = target == Target::kFolder ? ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                                  : ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0)
+    fail(ErrorCode::kIo, "{}: cannot open for locking: {}", path.string(), std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
+  log::warn(
+      "waiting for another download of the same repo or into the same folder to finish "
+      "(lock {})",
+      path.string());
+  while (::flock(fd_, LOCK_EX) != 0) {
+    if (errno != EINTR) {
+      const int error = errno;
+      ::close(fd_);
+      fail(ErrorCode::kIo, "{}: lock failed: {}", path.string(), std::strerror(error));
+    }
+  }
+}
+
+ExclusiveLock::~ExclusiveLock() {
+  if (fd_ >= 0) ::close(fd_);
+}
 
 DownloadResult snapshot_download(const DownloadOptions& options, const HubOptions& hub) {
   for (const std::string& f : options.files) {

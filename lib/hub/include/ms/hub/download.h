@@ -63,6 +63,26 @@ MS_API bool path_matches(const std::string& path, const std::string& pattern);
 MS_API bool selected_by_patterns(const std::string& path, const std::vector<std::string>& include,
                                  const std::vector<std::string>& exclude);
 
+/// An exclusive flock held for the object's life (the kernel drops it when the holder dies, so a
+/// killed run never leaves a lock behind); waits, with a warning, while another holds it. A
+/// download holds its repo's lock file and its destination folder's; so does whoever must read
+/// that folder while no download changes it.
+class MS_API ExclusiveLock {
+ public:
+  enum class Target {
+    kLockFile,  ///< a lock file, created if missing (Python's <cache>/.lock/<owner>___<name>)
+    kFolder,    ///< the folder itself (created if missing): no extra file in a --local-dir
+  };
+
+  ExclusiveLock(const std::filesystem::path& path, Target target);
+  ~ExclusiveLock();
+  ExclusiveLock(const ExclusiveLock&) = delete;
+  ExclusiveLock& operator=(const ExclusiveLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 /// Downloads a snapshot (or the listed files) into the cache. Holds a per-repo flock while it
 /// writes, so concurrent runs serialise and a killed run never leaves a lock that blocks.
 /// All files are tried; the first failure is rethrown afterwards (integrity failures win).
