@@ -64,6 +64,9 @@ const std::vector<std::string>& program_args();
 /// workers' code); main() returns it as it is.
 struct ExitStatus {
   int code;
+  /// For --json: the error document's message when the command failed without printing one of
+  /// its own (a launcher whose rank 0 a signal ended); the document's code is "worker-failed".
+  std::string json_error = {};
 };
 /// A JSON document as text for stdout or stderr. Invalid UTF-8 in a string (a path, a server's
 /// message) becomes U+FFFD instead of an exception: nlohmann's dump() throws on it, and an error

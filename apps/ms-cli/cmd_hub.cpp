@@ -44,7 +44,7 @@ void run_serve(const ServeOptions& options) {
   server_options.threads = options.threads;
   server_options.header_timeout_s = options.header_timeout;
   server_options.max_client_connections = options.max_client_connections;
-  // Before any thread starts, so that only wait_for_shutdown_signal() receives SIGINT/SIGTERM.
+  // Before any thread starts, so that only wait_for_shutdown_signal() receives the stop signals.
   hub_server::block_shutdown_signals();
   hub_server::Server server(server_options);
   server.start();
@@ -133,7 +133,7 @@ void add_hub_command(CLI::App& app, const GlobalOptions&) {
                   "Print {\"endpoint\": URL} on stdout when ready (errors: {\"error\": {...}})");
   serve->footer(
       "Prints 'ms hub serve: listening on URL' on stdout when ready; stops cleanly on\n"
-      "SIGINT/SIGTERM.\n"
+      "SIGINT/SIGTERM/SIGHUP (under nohup SIGHUP stays ignored).\n"
       "\n"
       "Examples:\n"
       "  ms hub serve --root /srv/hub --port 8080\n"
@@ -143,7 +143,7 @@ void add_hub_command(CLI::App& app, const GlobalOptions&) {
       "Accounts: `ms hub token create USER --root DIR` mints a user's token.\n"
       "Clients: --endpoint URL or MODELSCOPE_ENDPOINT=URL (the URL printed above).\n"
       "\n"
-      "Exit codes: 0 stopped by SIGINT/SIGTERM, 2 bad option, 3 unreadable TLS\n"
+      "Exit codes: 0 stopped by SIGINT/SIGTERM/SIGHUP, 2 bad option, 3 unreadable TLS\n"
       "certificate or key, 4 missing TLS file, 74 --root not a writable folder or\n"
       "the address/port not available (in use, or not this machine's). Errors are\n"
       "one line plus a hint on stderr; -v adds the details.");

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -62,9 +63,9 @@ void run_serve(ServeCommandOptions& o) {
   o.serve.tls_key = o.tls_key;
   o.serve.test_routes = o.test_routes;
   // Before any thread starts (the model's loading starts LibTorch's), so that only the watcher
-  // below receives SIGINT/SIGTERM. It is started at once: loading a model (a hub download) can
-  // take minutes, and Ctrl-C must end that too.
-  // A second signal ends the process without waiting for the drain.
+  // below receives SIGINT/SIGTERM/SIGHUP. It is started at once: loading a model (a hub download)
+  // can take minutes, and Ctrl-C must end that too. A second signal ends the process without
+  // waiting for the drain.
   serve::block_shutdown_signals();
   struct Shutdown {
     std::atomic<bool> serving{false};
@@ -74,6 +75,9 @@ void run_serve(ServeCommandOptions& o) {
   std::thread([shutdown] {
     int sig = serve::wait_for_shutdown_signal();
     if (shutdown->serving) {
+      std::fprintf(stderr, "ms serve: %s: stopping after answering what it holds\n",
+                   strsignal(sig));
+      std::fflush(stderr);
       shutdown->requested.set_value();
       sig = serve::wait_for_shutdown_signal();
       std::fprintf(stderr, "ms serve: signal %d again: stopping without answering the rest\n", sig);
@@ -190,8 +194,9 @@ void add_serve_command(CLI::App& app, const GlobalOptions& /*global*/) {
   cmd->add_flag("--json", opts->json,
                 "Print one JSON object {endpoint, task, model, device, workers} when ready");
   cmd->footer(
-      "Prints 'ms serve: URL ...' on stdout once it answers; SIGINT/SIGTERM stop it after\n"
-      "answering every request already received (a second signal stops it at once).\n"
+      "Prints 'ms serve: URL ...' on stdout once it answers; SIGINT/SIGTERM/SIGHUP stop it\n"
+      "after answering every request already received (a second signal stops it at once;\n"
+      "under nohup SIGHUP stays ignored).\n"
       "\n"
       "API (ModelScope's `modelscope server`):\n"
       "  POST /call      {\"input\": ..., \"parameters\": {...}} -> the pipeline's output\n"

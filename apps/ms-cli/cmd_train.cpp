@@ -48,10 +48,13 @@ Json summary_json(const infer::TrainSummary& s) {
 
 void run_train(TrainOptions& o) {
   if (o.nproc > 0) {
-    // The launcher: this process only starts, watches and stops the workers.
-    const int code =
+    // The launcher: this process only starts, watches and stops the workers. Rank 0 prints the
+    // --json document (on the stdout it shares), unless a signal ended it: then the launcher does.
+    if (o.json) report_errors_as_json();
+    const infer::WorkersOutcome outcome =
         infer::run_local_workers(o.nproc, infer::without_option(program_args(), "--nproc"));
-    if (code != 0) throw ExitStatus{code};
+    if (outcome.exit_code != 0)
+      throw ExitStatus{outcome.exit_code, outcome.rank0_reported ? "" : outcome.failure};
     return;
   }
   infer::die_with_launcher();

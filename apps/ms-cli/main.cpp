@@ -53,15 +53,21 @@ std::string command_path(const CLI::App& app) {
 }
 
 // For commands that promised a JSON document on stdout (ms::cli::report_errors_as_json()).
-void print_json_error(const ms::Error& error) {
+void print_json_error(const std::string& code, int exit_code, const std::string& message,
+                      const std::string& hint, const std::vector<std::string>& context) {
   nlohmann::ordered_json detail;
-  detail["code"] = ms::error_code_name(error.code());
-  detail["exit_code"] = ms::exit_code(error.code());
-  detail["message"] = error.what();
-  detail["hint"] = hint_of(error);
-  detail["context"] = error.context();
+  detail["code"] = code;
+  detail["exit_code"] = exit_code;
+  detail["message"] = message;
+  detail["hint"] = hint;
+  detail["context"] = context;
   std::printf("%s\n", ms::cli::json_text(nlohmann::ordered_json{{"error", detail}}, 2).c_str());
   std::fflush(stdout);
+}
+
+void print_json_error(const ms::Error& error) {
+  print_json_error(ms::error_code_name(error.code()), ms::exit_code(error.code()), error.what(),
+                   hint_of(error), error.context());
 }
 
 // A program started with descriptor 0, 1 or 2 closed (`ms infer ... >&-`) would hand that
@@ -161,6 +167,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(arguments);
   } catch (const ms::cli::ExitStatus& status) {
+    if (ms::cli::errors_as_json() && !status.json_error.empty())
+      print_json_error("worker-failed", status.code, status.json_error, "", {});
     return check_stdout(status.code);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);

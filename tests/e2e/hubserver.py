@@ -57,12 +57,13 @@ class HubServer:
             if f and not f.closed:
                 f.close()
 
-    def stop(self, timeout=15):
-        """SIGTERM, then the exit code (the test expects 0; None when it had to be killed)."""
+    def stop(self, timeout=15, signo=signal.SIGTERM):
+        """SIGTERM (or signo), then the exit code (the test expects 0; None when it had to be
+        killed)."""
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signo)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

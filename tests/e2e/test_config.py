@@ -104,9 +104,11 @@ class ConfigShowTest(MsTestCase):
         self.assertOneLineError(r, "top level must be an object")
 
     def test_missing_file_and_unknown_extension(self):
-        r = run_ms("config", "show", self.path("nope.json"))
-        self.assertExit(r, 4)
-        self.assertOneLineError(r, "nope.json")
+        # Missing whatever its name (one without an extension was an unsupported format, 3).
+        for name in ("nope.json", "nope", "nope.toml"):
+            r = run_ms("config", "show", self.path(name))
+            self.assertExit(r, 4)
+            self.assertOneLineError(r, name + ": no such file or folder")
         p = self.write("c.toml", "a = 1")
         r = run_ms("config", "show", p)
         self.assertExit(r, 3)

@@ -343,6 +343,14 @@ class HeadsTest(TorchTestCase):
             self.assertLess(abs(by_label[label] - p), TOL)
         self.assertIn("pair", got[1]["error"]["message"])
         self.assertIn("named.jsonl: fields not read: sentence, txet_pair", r.stderr)
+        # ModelScope's nli classifies a pair as sentence-similarity does (a lone text is refused),
+        # and its sentiment-classification a text as text-classification does (refused before).
+        src = self.jsonl("nli.jsonl", [{"text": a, "text2": b}, {"text": a}])
+        nli = self.infer("cls", "--task", "nli", "--input-file", src)
+        self.assertEqual(nli[0], got[0])
+        self.assertIn("pair", nli[1]["error"]["message"])
+        self.assertEqual(self.infer("cls", "--task", "sentiment_classification", "--input", a),
+                         self.infer("cls", "--task", "text-classification", "--input", a))
         # One pretty-printed object (a /call body kept in a file) is one record, not lines of
         # invalid JSON.
         pretty = self.path("pretty.json")

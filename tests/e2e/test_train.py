@@ -661,6 +661,11 @@ class TrainTextTest(TorchTestCase):
         r = with_recipe(recipe(), "--set", "task=nope")
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertOneLineError(r, "unknown task 'nope'")
+        # ModelScope's sentiment-classification trains as text-classification.
+        r = with_recipe(recipe(), "--set", "task=sentiment-classification", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertGreater(json.loads(r.stdout)["iters"], 0)
+        shutil.rmtree(self.path("bad"))
         # A label id outside the head.
         write_csv(self.path("ids.csv"), [("good movie", 1), ("bad movie", 7)])
         r = with_recipe(recipe(), dataset="csv:" + self.path("ids.csv"))

@@ -116,6 +116,11 @@ Config Config::from_file(const fs::path& given) {
                   "pass a .json/.yaml file, or a model folder in ModelScope layout");
     }
   }
+  // A path that is not there is a missing file (exit 4) whatever its name says.
+  if (!fs::exists(path, ec)) {
+    throw Error(ErrorCode::kNotFound, fmt::format("{}: no such file or folder", path.string()),
+                "pass a .json/.yaml file, or a model folder in ModelScope layout");
+  }
   std::string extension = path.extension().string();
   std::transform(extension.begin(), extension.end(), extension.begin(),
                  [](unsigned char c) { return std::tolower(c); });

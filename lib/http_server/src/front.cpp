@@ -351,6 +351,15 @@ bool reads_body(const std::string& method) {
          method == "PRI";
 }
 
+// Content codings are case-insensitive (RFC 9110 section 8.4.1), but httplib decodes only the
+// lowercase names: "GZIP" was refused as an unknown coding. A single coding is lowercased here;
+// a list ("gzip, br") is left for the server to refuse.
+void lowercase_content_coding(httplib::Request& req) {
+  if (req.get_header_value_count("Content-Encoding") != 1) return;
+  const auto header = req.headers.find("Content-Encoding");
+  header->second = ascii_lower(trim(header->second));
+}
+
 // Checks how a request's body is delimited (RFC 9112 section 6) before httplib reads it, and
 // returns why it cannot be trusted, or null. httplib 0.11 reads "Content-Length: abc" as 0 (the
 // body then parsed as the next request), "-5" as 2^64 - 5, takes the first of two different
@@ -549,6 +558,7 @@ bool Front::process_and_close_socket(socket_t sock) {
           strm.start_body_phase(body_deadline);
           set_busy(true);
           if (const char* error = framing_error(req)) throw BadFraming{error};
+          lowercase_content_coding(req);
         });
       } catch (const BadFraming& bad) {
         // Where this request ends is unknown, so nothing after it can be read as a request.

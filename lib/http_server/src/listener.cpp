@@ -32,11 +32,19 @@ void raise_open_file_limit() {
   }
 }
 
+// SIGINT, SIGTERM and SIGHUP (the terminal that started the server closed): each stops it as
+// SIGTERM does, answering what it holds. A server started ignoring SIGHUP (nohup) goes on
+// ignoring it: blocked for sigwait, an ignored signal would be kept pending and end the server.
 sigset_t shutdown_signals() {
+  static const bool hangup_ignored = [] {
+    struct sigaction current {};
+    return ::sigaction(SIGHUP, nullptr, &current) == 0 && current.sa_handler == SIG_IGN;
+  }();
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  if (!hangup_ignored) sigaddset(&set, SIGHUP);
   return set;
 }
 

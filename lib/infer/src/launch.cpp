@@ -135,7 +135,7 @@ void ensure_open_files_for(int world_size) {
   }
 }
 
-int run_local_workers(int nproc, const std::vector<std::string>& args) {
+WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args) {
   MS_CHECK(nproc >= 1 && nproc <= kMaxWorkers, ErrorCode::kUsage,
            "--nproc must be between 1 and {}, got {}", kMaxWorkers, nproc);
   MS_CHECK(std::getenv("WORLD_SIZE") == nullptr, ErrorCode::kUsage,
@@ -228,6 +228,7 @@ int run_local_workers(int nproc, const std::vector<std::string>& args) {
   // A worker's stderr ends when it exits, unless a child of its own still holds it: this long
   // at most is waited for the rest of it.
   constexpr double kStreamEnd = 5;
+  WorkersOutcome outcome;
   std::optional<int> first_code, rank0_code;
   bool terminated = false;
   int running = nproc;
@@ -257,13 +258,14 @@ int run_local_workers(int nproc, const std::vector<std::string>& args) {
     --running;
     const int rank = rank_of[pid];
     g_workers[rank] = 0;
+    if (rank == 0) outcome.rank0_reported = WIFEXITED(status);
     if (status == 0) continue;
     if (!first_code) {
       first_code = exit_code_of(status);
       // Its own account of the failure first (what it wrote before exiting).
       worker_stderr.wait_closed(static_cast<std::size_t>(rank), kStreamEnd);
-      std::fprintf(stderr, "ms train: worker %d of %d %s; stopping the others\n", rank, nproc,
-                   describe(status).c_str());
+      outcome.failure = fmt::format("worker {} of {} {}", rank, nproc, describe(status));
+      std::fprintf(stderr, "ms train: %s; stopping the others\n", outcome.failure.c_str());
       term_at = std::chrono::steady_clock::now() + kOwnExit;
     }
     // Rank 0's own failure (not one the launcher's SIGTERM caused) says most: a failure that
@@ -274,10 +276,9 @@ int run_local_workers(int nproc, const std::vector<std::string>& args) {
   if (const std::size_t repeated = worker_stderr.finish(kStreamEnd); repeated > 0)
     std::fprintf(stderr, "ms train: %zu more worker(s) failed with an error printed above\n",
                  repeated);
-  int exit_code = 0;
   // Exit 5 is what a worker reports when a peer failed: it names no cause of its own.
-  if (first_code) exit_code = rank0_code && *rank0_code != 5 ? *rank0_code : *first_code;
-  return exit_code;
+  if (first_code) outcome.exit_code = rank0_code && *rank0_code != 5 ? *rank0_code : *first_code;
+  return outcome;
 }
 
 }  // namespace ms::infer

@@ -1,6 +1,7 @@
 #include "ms/infer/model_dir.h"
 
 #include <algorithm>
+#include <map>
 
 #include "ms/core/error.h"
 #include "ms/core/settings.h"
@@ -63,11 +64,21 @@ std::string canonical_task(const std::string& task) {
   std::string t = task;
   std::replace(t.begin(), t.end(), '_', '-');
   std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
+  // ModelScope's names for uses of a task ms runs alike: natural language inference classifies
+  // a sentence pair (as sentence-similarity: a second text is required), sentiment
+  // classification a text.
+  static const std::map<std::string, std::string> kAliases = {
+      {"nli", "sentence-similarity"}, {"sentiment-classification", "text-classification"}};
+  if (const auto alias = kAliases.find(t); alias != kAliases.end()) return alias->second;
   const auto& tasks = known_tasks();
   if (std::find(tasks.begin(), tasks.end(), t) != tasks.end()) return t;
-  std::string hint = did_you_mean(t, tasks);
+  std::vector<std::string> names = tasks;
+  for (const auto& [alias, _] : kAliases) names.push_back(alias);
+  std::string hint = did_you_mean(t, names);
   throw Error(ErrorCode::kUsage, fmt::format("unknown task '{}'", task),
-              (hint.empty() ? std::string() : hint + "; ") + "known tasks: " + join(tasks, ", "));
+              (hint.empty() ? std::string() : hint + "; ") + "known tasks: " + join(tasks, ", ") +
+                  ", and nli (as sentence-similarity), sentiment-classification (as "
+                  "text-classification)");
 }
 
 ModelInfo open_model(const std::string& model, const std::optional<std::string>& task,

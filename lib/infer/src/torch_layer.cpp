@@ -80,6 +80,12 @@ const TorchLayer& load_torch_layer(const TorchOptions& options) {
   const std::filesystem::path path = torch_layer_path();
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) {
+    if (env_var("MS_TORCH_LAYER")) {
+      missing(fmt::format("MS_TORCH_LAYER names the torch layer {}, which does not exist",
+                          path.string()),
+              "point MS_TORCH_LAYER at a libms_torch.so, or unset it to use the one installed "
+              "beside libms.so");
+    }
     missing(fmt::format("the torch layer is not installed: {} does not exist (this ms was built "
                         "without LibTorch)",
                         path.string()),
@@ -116,8 +122,8 @@ const TorchLayer& load_torch_layer(const TorchOptions& options) {
     throw Error(ErrorCode::kUsage,
                 fmt::format("{} asks for {} threads; ms runs at most {}", count.asked_by, threads,
                             kMaxThreads),
-                fmt::format("this process may use {} core(s): give --threads at most that",
-                            usable_cores()));
+                fmt::format("this process may use {} core(s): {} at most that", usable_cores(),
+                            options.threads ? "give --threads" : "set OMP_NUM_THREADS to"));
   }
   // More threads than cores take turns on them, and every parallel region waits for the slowest
   // (a 2-core machine ran a one-layer MiniLM 8x slower at 16 threads than at 2).

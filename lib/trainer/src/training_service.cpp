@@ -30,8 +30,8 @@ namespace ms::trainer {
 namespace {
 
 bool text_task(const std::string& task) {
-  static const std::set<std::string> kTasks = {"text-classification", "sentence-similarity", "nli",
-                                               "sentiment-classification"};
+  // nli and sentiment-classification arrive as these (ms::infer::canonical_task).
+  static const std::set<std::string> kTasks = {"text-classification", "sentence-similarity"};
   return kTasks.count(task) != 0;
 }
 

@@ -74,11 +74,12 @@ class Listener {
   bool started_ = false;
 };
 
-/// Blocks SIGINT and SIGTERM in the calling thread (and threads it starts later). Call on the main
-/// thread before any other starts, so that only wait_for_shutdown_signal() receives them.
+/// Blocks SIGINT, SIGTERM and SIGHUP (unless ignored, as under nohup) in the calling thread (and
+/// threads it starts later). Call on the main thread before any other starts, so that only
+/// wait_for_shutdown_signal() receives them.
 void block_shutdown_signals();
 
-/// Blocks until SIGINT or SIGTERM arrives and returns the signal's number.
+/// Blocks until SIGINT, SIGTERM or SIGHUP arrives and returns the signal's number.
 int wait_for_shutdown_signal();
 
 }  // namespace ms::http_server

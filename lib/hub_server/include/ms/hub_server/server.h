@@ -59,8 +59,8 @@ class MS_API Server {
   int port() const;
   /// "http://127.0.0.1:PORT" (or https://...).
   std::string endpoint() const;
-  /// Blocks until SIGINT or SIGTERM arrives. Call block_shutdown_signals() first, on the main
-  /// thread before start(), so that worker threads do not receive them.
+  /// Blocks until SIGINT, SIGTERM or SIGHUP arrives. Call block_shutdown_signals() first, on the
+  /// main thread before start(), so that worker threads do not receive them.
   void wait_for_shutdown_signal();
   /// Stops accepting, finishes in-flight requests and joins the threads. Idempotent.
   void stop();
@@ -70,7 +70,8 @@ class MS_API Server {
   std::unique_ptr<Impl> impl_;
 };
 
-/// Blocks SIGINT and SIGTERM in the calling thread (and threads it starts later).
+/// Blocks SIGINT, SIGTERM and SIGHUP (unless ignored, as under nohup) in the calling thread (and
+/// threads it starts later).
 MS_API void block_shutdown_signals();
 
 /// Mints an access token for `user` in the store under `root` (creating the user).

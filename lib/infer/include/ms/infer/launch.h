@@ -15,10 +15,19 @@ namespace ms::infer {
 /// cores this process may use, shared out) unless the user set threads. SIGINT / SIGTERM / SIGHUP
 /// are passed on. The workers' stderr comes through WorkerStderr (an error several report alike
 /// prints once). When a worker fails, the others get 10 s to fail on their own, then SIGTERM (and
-/// SIGCONT), then SIGKILL 30 s later. Returns the exit code: 0, else rank 0's own failure code
-/// unless it is 5 (a peer failed), else the first failed worker's (128 + the signal that killed
-/// one).
-MS_API int run_local_workers(int nproc, const std::vector<std::string>& args);
+/// SIGCONT), then SIGKILL 30 s later.
+struct WorkersOutcome {
+  /// 0, else rank 0's own failure code unless it is 5 (a peer failed), else the first failed
+  /// worker's (128 + the signal that killed one).
+  int exit_code = 0;
+  /// The first failure as the launcher printed it ("worker 1 of 2 was killed by signal 9
+  /// (Killed)"); empty when none failed.
+  std::string failure;
+  /// Whether rank 0 exited by itself, and so reported for the run (its --json document too); false
+  /// when a signal ended it.
+  bool rank0_reported = false;
+};
+MS_API WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args);
 
 /// Makes sure this process may open the files a data-parallel run of `world_size` workers needs
 /// (rank 0: a connection per rank to its store and to Gloo), raising the soft limit towards the

@@ -37,7 +37,8 @@ struct ModelInfo {
 /// Tasks `ms infer` knows, in canonical (dash) spelling.
 MS_API const std::vector<std::string>& known_tasks();
 
-/// Canonical spelling of a task ("sentence_similarity" -> "sentence-similarity"); throws
+/// Canonical spelling of a task ("sentence_similarity" -> "sentence-similarity"; ModelScope's
+/// "nli" -> "sentence-similarity", "sentiment-classification" -> "text-classification"); throws
 /// ms::Error(kUsage) listing close matches for an unknown task.
 MS_API std::string canonical_task(const std::string& task);
 

@@ -76,11 +76,13 @@ class MS_API Server {
   std::unique_ptr<Impl> impl_;
 };
 
-/// Blocks SIGINT and SIGTERM in the calling thread (and threads it starts later). Call on the main
-/// thread before any other starts (the model's loading starts LibTorch's).
+/// Blocks SIGINT, SIGTERM and SIGHUP (unless ignored, as under nohup) in the calling thread (and
+/// threads it starts later). Call on the main thread before any other starts (the model's loading
+/// starts LibTorch's).
 MS_API void block_shutdown_signals();
 
-/// Blocks until SIGINT or SIGTERM arrives (after block_shutdown_signals()); returns its number.
+/// Blocks until SIGINT, SIGTERM or SIGHUP arrives (after block_shutdown_signals()); returns its
+/// number.
 MS_API int wait_for_shutdown_signal();
 
 /// Whether this build includes `ms serve` (it needs the HTTP front, MS_WITH_HUB_SERVER).
