@@ -8,6 +8,7 @@
 #include "ms/config/json_file.h"
 #include "ms/core/file.h"
 #include "ms/core/text.h"
+#include "ms/core/utf8.h"
 
 namespace ms {
 namespace fs = std::filesystem;
@@ -193,7 +194,10 @@ const Json* Config::find(std::string_view key, std::string* canonical) const {
   return node;
 }
 
-void Config::mark_read(const std::string& canonical) const { read_.insert(canonical); }
+void Config::mark_read(const std::string& canonical) const {
+  std::lock_guard<std::mutex> lock(read_.mutex);
+  read_.keys.insert(canonical);
+}
 
 bool Config::has(std::string_view key) const {
   std::string canonical;
@@ -276,6 +280,12 @@ void Config::apply_override(std::string_view assignment) {
     throw Error(ErrorCode::kUsage, fmt::format("--set '{}': expected KEY=VALUE", assignment),
                 "for example --set train.max_epochs=3");
   }
+  // A configuration is JSON text: bytes that are not UTF-8 could not be written out again.
+  if (!is_valid_utf8(assignment)) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("--set '{}': not UTF-8 text", escape_invalid_utf8(assignment)),
+                "give the key and value as UTF-8 (\\xHH marks the bytes that are not)");
+  }
   const std::string_view key = assignment.substr(0, eq);
   const std::string_view text = assignment.substr(eq + 1);
   Json value;
@@ -285,11 +295,14 @@ void Config::apply_override(std::string_view assignment) {
     // not parse is a mistake worth reporting rather than silently storing as a string.
     const char first = text.empty() ? '\0' : text.front();
     if (first == '[' || first == '{' || first == '"' || e.over_limit) {
-      throw Error(
-          ErrorCode::kUsage,
-          fmt::format("--set '{}': value is not valid JSON: column {}: {}", assignment, e.column,
-                      e.reason),
-          "quote the whole argument for the shell, e.g. --set 'evaluation.metrics=[\"accuracy\"]'");
+      throw Error(ErrorCode::kUsage,
+                  fmt::format("--set '{}': value is not valid JSON: column {}: {}", assignment,
+                              e.column, e.reason),
+                  e.over_limit
+                      ? "give a value within the limits (numbers a 64-bit float holds, nesting "
+                        "up to 1000 levels)"
+                      : "quote the whole argument for the shell, e.g. --set "
+                        "'evaluation.metrics=[\"accuracy\"]'");
     }
     value = std::string(text);
   }
@@ -304,10 +317,11 @@ void Config::merge(const Json& other) { merge_json(root_, other); }
 
 std::vector<std::string> Config::unread_keys() const {
   std::vector<std::string> out;
-  auto covered = [this](const std::string& path) {
+  const std::set<std::string> read = read_.copy();
+  auto covered = [&read](const std::string& path) {
     std::string prefix = path;
     while (true) {
-      if (read_.count(prefix) != 0) return true;
+      if (read.count(prefix) != 0) return true;
       std::size_t dot = prefix.rfind('.');
       if (dot == std::string::npos) return false;
       prefix.resize(dot);

@@ -4,8 +4,10 @@
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
+#include <initializer_list>
 #include <limits>
 #include <string_view>
+#include <vector>
 
 #include "formats.h"
 #include "ms/config/json_file.h"
@@ -14,8 +16,10 @@
 namespace ms::detail {
 namespace {
 
-// The YAML 1.2 core schema's number forms, matched by hand: libstdc++'s std::regex recurses once
-// per character and overflows the stack on a long scalar.
+// Plain scalars are typed as PyYAML (ModelScope's reader, YAML 1.1) types them where the two
+// schemas differ in ways configurations meet: yes/no/on/off are booleans, and digits may be
+// grouped with '_' (1_000). Number forms are matched by hand: libstdc++'s std::regex recurses
+// once per character and overflows the stack on a long scalar.
 bool all_digits(std::string_view s, bool hex) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [hex](unsigned char c) {
     return hex ? std::isxdigit(c) != 0 : std::isdigit(c) != 0;
@@ -41,20 +45,46 @@ bool is_float(std::string_view s) {
   return all_digits(whole, false) && (fraction.empty() || all_digits(fraction, false));
 }
 
-// YAML 1.2 core schema resolution of an untagged plain scalar.
+bool one_of(const std::string& s, std::initializer_list<const char*> words) {
+  return std::any_of(words.begin(), words.end(), [&s](const char* w) { return s == w; });
+}
+
+// "1_000" -> "1000" where the underscores only group digits (PyYAML's int and float forms).
+std::string without_digit_groups(const std::string& s) {
+  if (s.find('_') == std::string::npos) return s;
+  const std::string_view digits = unsigned_part(s);
+  if (digits.empty() || !std::isdigit(static_cast<unsigned char>(digits.front())) ||
+      digits.back() == '_' || digits.find("__") != std::string_view::npos) {
+    return s;
+  }
+  std::string out;
+  for (char c : s)
+    if (c != '_') out += c;
+  return out;
+}
+
+// Resolution of an untagged plain scalar.
 Json plain_scalar(const std::string& s) {
   if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
-  if (s == "true" || s == "True" || s == "TRUE") return true;
-  if (s == "false" || s == "False" || s == "FALSE") return false;
+  if (one_of(s, {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"})) return true;
+  if (one_of(s, {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"})) return false;
+  const std::string number = without_digit_groups(s);
   // strtod, not stod: as Python's float(), a value beyond a double is infinite (1e999) and one
   // below the smallest is 0 (1e-999), instead of an exception.
   try {
-    if (is_int(s)) return std::stoll(s);
+    if (is_int(number)) {
+      try {
+        return std::stoll(number);
+      } catch (const std::out_of_range&) {
+        if (number.front() == '-') throw;
+        return std::stoull(number);  // 2^63 .. 2^64 - 1, as the JSON reader keeps them
+      }
+    }
     if (is_hex(s)) return std::stoll(s, nullptr, 16);
-    if (is_float(s)) return std::strtod(s.c_str(), nullptr);
+    if (is_float(number)) return std::strtod(number.c_str(), nullptr);
   } catch (const std::out_of_range&) {
-    // Integers beyond 64 bits become doubles, as in Python's yaml.
-    return std::strtod(s.c_str(), nullptr);
+    // Integers beyond 64 bits become doubles, as the JSON reader makes them.
+    return std::strtod(number.c_str(), nullptr);
   }
   if (s == ".inf" || s == ".Inf" || s == ".INF" || s == "+.inf")
     return std::numeric_limits<double>::infinity();
@@ -100,7 +130,19 @@ Json to_json(const YAML::Node& node, Budget& budget, std::size_t depth) {
       }
       // A quoted scalar carries the tag "!"; only plain scalars are typed.
       if (node.Tag() == "!") return node.Scalar();
-      return plain_scalar(node.Scalar());
+      if (Json value = plain_scalar(node.Scalar());
+          !value.is_number_float() || std::isfinite(value.get<double>())) {
+        return value;
+      }
+      // PyYAML reads .nan, .inf and 1e999 as floats; a configuration is JSON, which has none
+      // (written out, they would turn into null without a word).
+      throw Error(ErrorCode::kConfig,
+                  fmt::format("{}:{}:{}: {} is not a finite number, which a configuration cannot "
+                              "hold",
+                              source, node.Mark().line + 1, node.Mark().column + 1,
+                              node.Scalar().size() <= 40 ? node.Scalar()
+                                                         : node.Scalar().substr(0, 40) + "..."),
+                  "give a finite value, or quote it to make it a string");
     case YAML::NodeType::Sequence: {
       Json out = Json::array();
       for (const auto& item : node) out.push_back(to_json(item, budget, depth + 1));
@@ -108,8 +150,33 @@ Json to_json(const YAML::Node& node, Budget& budget, std::size_t depth) {
     }
     case YAML::NodeType::Map: {
       Json out = Json::object();
+      // The merge key (`<<: *base`, or `<<: [*a, *b]`), as PyYAML reads it: the merged maps'
+      // entries come first (an earlier map's over a later one's), the node's own keys override
+      // them.
+      std::vector<std::string> own_keys;
       for (const auto& entry : node) {
         const YAML::Node& key = entry.first;
+        if (!key.IsScalar() || key.Tag() == "!" || key.Scalar() != "<<") continue;
+        const YAML::Node& merged = entry.second;
+        std::vector<YAML::Node> maps;
+        if (merged.IsMap()) maps.push_back(merged);
+        if (merged.IsSequence())
+          for (const auto& item : merged) maps.push_back(item);
+        if (maps.empty() ||
+            std::any_of(maps.begin(), maps.end(), [](const YAML::Node& m) { return !m.IsMap(); })) {
+          throw Error(ErrorCode::kConfig,
+                      fmt::format("{}:{}:{}: invalid YAML: a merge key (<<) takes a mapping or a "
+                                  "list of mappings",
+                                  source, key.Mark().line + 1, key.Mark().column + 1));
+        }
+        for (auto m = maps.rbegin(); m != maps.rend(); ++m) {
+          const Json part = to_json(*m, budget, depth + 1);
+          for (auto it = part.begin(); it != part.end(); ++it) out[it.key()] = it.value();
+        }
+      }
+      for (const auto& entry : node) {
+        const YAML::Node& key = entry.first;
+        if (key.IsScalar() && key.Tag() != "!" && key.Scalar() == "<<") continue;
         if (!key.IsScalar()) {
           throw Error(ErrorCode::kConfig,
                       fmt::format("{}:{}:{}: mapping keys must be plain strings", source,
@@ -121,11 +188,12 @@ Json to_json(const YAML::Node& node, Budget& budget, std::size_t depth) {
                       fmt::format("{}:{}:{}: invalid YAML: the key is not UTF-8 text", source,
                                   key.Mark().line + 1, key.Mark().column + 1));
         }
-        if (out.contains(name)) {
+        if (std::find(own_keys.begin(), own_keys.end(), name) != own_keys.end()) {
           throw Error(ErrorCode::kConfig,
                       fmt::format("{}:{}:{}: duplicate key '{}'", source, key.Mark().line + 1,
                                   key.Mark().column + 1, name));
         }
+        own_keys.push_back(name);
         out[name] = to_json(entry.second, budget, depth + 1);
       }
       return out;
@@ -163,6 +231,8 @@ void emit(YAML::Emitter& out, const Json& value) {
     out << YAML::Null;
   } else if (value.is_boolean()) {
     out << value.get<bool>();
+  } else if (value.is_number_unsigned()) {
+    out << value.get<unsigned long long>();  // as long long, 2^64 - 1 would print as -1
   } else if (value.is_number_integer()) {
     out << value.get<long long>();
   } else {
@@ -187,7 +257,17 @@ Json parse_yaml_config(std::string_view text, const std::string& source) {
   }
   YAML::Node root;
   try {
-    root = YAML::Load(std::string(text));
+    std::vector<YAML::Node> documents = YAML::LoadAll(std::string(text));
+    // Python's yaml.load (ModelScope's) refuses a stream of several documents too; reading the
+    // first alone would drop the rest without a word.
+    if (documents.size() > 1) {
+      throw Error(ErrorCode::kConfig,
+                  fmt::format("{}:{}:{}: invalid YAML: a second document (---); a configuration "
+                              "is one",
+                              source, documents[1].Mark().line + 1, documents[1].Mark().column + 1),
+                  "keep one document, or split the file in two");
+    }
+    if (!documents.empty()) root = documents.front();
   } catch (const YAML::Exception& e) {
     throw Error(ErrorCode::kConfig,
                 fmt::format("{}:{}:{}: invalid YAML: {}", source, e.mark.line + 1,

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -23,6 +24,9 @@ using Json = nlohmann::ordered_json;
 ///
 /// Key paths are dot-separated. Inside a list a segment is either an index ("hooks.0") or, for a
 /// list of objects carrying "type", that type ("train.hooks.CheckpointHook"), as in ModelScope.
+///
+/// Const members may run on several threads at once; set(), apply_override() and merge() change
+/// the tree and must not run beside any other call.
 class MS_API Config {
  public:
   /// An empty object, with a source name used in messages.
@@ -94,9 +98,30 @@ class MS_API Config {
   const Json* find(std::string_view key, std::string* canonical) const;
   void mark_read(const std::string& canonical) const;
 
+  // The keys read so far. Reads are const and may come from several threads at once (pipelines
+  // sharing a model's configuration), so the set has a lock of its own; a copy starts unlocked.
+  struct ReadKeys {
+    std::set<std::string> keys;
+    mutable std::mutex mutex;
+    ReadKeys() = default;
+    ReadKeys(const ReadKeys& other) : keys(other.copy()) {}
+    ReadKeys& operator=(const ReadKeys& other) {
+      if (this != &other) {
+        std::set<std::string> copied = other.copy();
+        std::lock_guard<std::mutex> lock(mutex);
+        keys = std::move(copied);
+      }
+      return *this;
+    }
+    std::set<std::string> copy() const {
+      std::lock_guard<std::mutex> lock(mutex);
+      return keys;
+    }
+  };
+
   Json root_;
   std::string source_;
-  mutable std::set<std::string> read_;
+  mutable ReadKeys read_;
 };
 
 /// Splits a dotted key into segments; throws kUsage for an empty key or an empty segment.
@@ -105,9 +130,27 @@ MS_API std::vector<std::string> split_key(std::string_view key);
 /// ModelScope's merge rule, on raw JSON (see Config::merge).
 MS_API void merge_json(Json& base, const Json& other);
 
+namespace detail {
+template <typename T>
+struct IsVector : std::false_type {};
+template <typename T, typename A>
+struct IsVector<std::vector<T, A>> : std::true_type {};
+}  // namespace detail
+
 template <typename T>
 T Config::convert(const Json& value, std::string_view key) const {
-  if constexpr (std::is_same_v<T, bool>) {
+  if constexpr (detail::IsVector<T>::value) {
+    // Element by element, so that each gets the checks of its type ([1, 1e300] as ints was
+    // [1, INT_MIN]); an element is named by its index.
+    if (!value.is_array()) type_error(key, "a list", value);
+    T out;
+    out.reserve(value.size());
+    for (std::size_t i = 0; i < value.size(); ++i) {
+      out.push_back(
+          convert<typename T::value_type>(value[i], std::string(key) + "." + std::to_string(i)));
+    }
+    return out;
+  } else if constexpr (std::is_same_v<T, bool>) {
     if (!value.is_boolean()) type_error(key, "a boolean", value);
   } else if constexpr (std::is_integral_v<T>) {
     if (!value.is_number_integer()) type_error(key, "an integer", value);
