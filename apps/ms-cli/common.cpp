@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cstdio>
+#include <limits>
 
 #include "cli.h"
 #include "ms/hub/repo_id.h"
@@ -30,6 +31,10 @@ CLI::Validator whole_number_at_least(long long bound, const std::string& what) {
         long long n = 0;
         const char* end = value.data() + value.size();
         const auto [stop, error] = std::from_chars(value.data(), end, n);
+        if (error == std::errc::result_out_of_range && value.front() != '-') {
+          return "is too large: at most " + std::to_string(std::numeric_limits<long long>::max()) +
+                 ", got '" + value + "'";
+        }
         if (value.empty() || error != std::errc() || stop != end || n < bound) {
           return "must be " + what + ", got '" + value + "'";
         }

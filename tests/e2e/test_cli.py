@@ -32,6 +32,19 @@ class CliTest(MsTestCase):
         r = run_ms("env", env={"OMP_NUM_THREADS": "99999999999"})
         self.assertExit(r, 2)
         self.assertOneLineError(r, "OMP_NUM_THREADS=99999999999")
+        r = run_ms("env", env={"OMP_NUM_THREADS": "2000"})
+        self.assertExit(r, 2)
+        self.assertIn("hint: this process may use", r.stderr)
+        self.assertIn("set OMP_NUM_THREADS to at most that", r.stderr)
+        # Read whole, not by its first digits (1e3 was 1 thread without a word); a list's first
+        # value is the outer level's.
+        for value, threads in (("1e3", None), ("2.5", None), ("4abc", None), ("1,1", 1)):
+            r = run_ms("env", "--json", env={"OMP_NUM_THREADS": value})
+            self.assertExit(r, 0)
+            if threads is None:
+                self.assertIn(f"ignoring OMP_NUM_THREADS='{value}'", r.stderr)
+            else:
+                self.assertEqual(self.json_out(r)["libtorch"]["threads"], threads, r.stdout)
 
     def test_env_json_names_libtorch(self):
         r = run_ms("env", "--json")

@@ -83,6 +83,22 @@ class DatasetTest(MsTestCase):
             self.assertEqual(row["label_name"], truth[row["image"]])
             self.assertEqual(row["label"], d["labels"].index(truth[row["image"]]))
 
+    def test_links_that_lead_nowhere_are_skipped(self):
+        # A symlink loop (or a dangling link) beside the data is no file, as a folder is not: it
+        # failed the whole dataset as an I/O error (exit 74).
+        images = self.path("images")
+        shutil.copytree(os.path.join(FIXTURES, "fmnist"), images)
+        tables = self.path("tables")
+        os.makedirs(tables)
+        with open(os.path.join(tables, "train.csv"), "w") as f:
+            f.write("text,label\na,1\nb,0\n")
+        for folder in (images, os.path.join(images, "train"), tables):
+            os.symlink("loop", os.path.join(folder, "loop"))
+            os.symlink("nowhere", os.path.join(folder, "dangling.csv"))
+        self.assertEqual([(s["name"], s["rows"]) for s in self.info(images)["splits"]],
+                         [("train", 120), ("test", 40)])
+        self.assertEqual([(s["name"], s["rows"]) for s in self.info(tables)["splits"]], [("train", 2)])
+
     def test_text_output_and_slices(self):
         r = self.ms("dataset", "info", os.path.join(FIXTURES, "fmnist"), "--split", "train[:10%]")
         self.assertExit(r, 0)

@@ -9,6 +9,7 @@ test_train_interop.py.
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import unittest
 
@@ -99,6 +100,17 @@ class SafetensorsExport(TorchTestCase):
         for a, b in zip(want.stdout.splitlines(), got.stdout.splitlines()):
             ea, eb = json.loads(a)["text_embedding"], json.loads(b)["text_embedding"]
             self.assertLess(max(abs(x - y) for x, y in zip(ea, eb)), 1e-6)
+
+    def test_links_that_lead_nowhere_in_the_model_folder_are_skipped(self):
+        # A symlink loop beside the model's files failed the export (exit 74, "check the free
+        # space"); ms infer runs such a folder.
+        model = self.path("linked")
+        shutil.copytree(os.path.join(TINY, "cls"), model)
+        os.symlink("loop", os.path.join(model, "loop"))
+        os.symlink("nowhere", os.path.join(model, "dangling.txt"))
+        r = run_ms("export", "-m", model, "--format", "safetensors", "-o", self.path("out"))
+        self.assertExit(r, 0)
+        self.assertNotIn("loop", os.listdir(self.path("out")))
 
     def test_bad_options_leave_nothing(self):
         model = os.path.join(TINY, "cls")

@@ -13,7 +13,7 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import MsTestCase, run_ms  # noqa: E402
+from harness import MS_BIN, MsTestCase, run_ms  # noqa: E402
 from hubserver import HubServer  # noqa: E402
 
 
@@ -980,7 +980,30 @@ class FaultInjectionTest(MsTestCase):
 
 
 class ServeCliTest(MsTestCase):
-    def test_port_in_use_and_bad_tls(self):
+    def test_a_read_only_root_is_refused_at_start(self):
+        # A hub stopped by SIGKILL leaves SQLite's WAL files; on a read-only mount SQLite then
+        # opened the database read-only without a word, and every upload was a 500.
+        mounted = self.path("ro")
+        root = os.path.join(mounted, "hub")
+        os.makedirs(mounted)
+        server = HubServer(root).start()
+        server.proc.kill()
+        server.proc.wait(30)
+        server._close()
+        self.assertTrue(os.path.exists(os.path.join(root, "meta.sqlite3-wal")), os.listdir(root))
+        # A read-only bind mount in a namespace of this test's own (no root needed).
+        script = (f"mount --bind {mounted} {mounted} && mount -o remount,bind,ro {mounted} && "
+                  f"exec {MS_BIN} hub serve --root {root} --port 0")
+        try:
+            r = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+                               capture_output=True, text=True, timeout=60)
+        except FileNotFoundError:
+            self.skipTest("no unshare")
+        if "mount:" in r.stderr:
+            self.skipTest("this machine allows no mount namespace: " + r.stderr)
+        self.assertExit(r, 74)
+        self.assertOneLineError(r, "not writable")
+
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             s.listen(1)

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <set>
 
 #include "catch.h"
@@ -345,6 +346,18 @@ TEST_CASE("Loader: batching, drop_last, shards, workers give the same batches", 
   }
   o.drop_last = true;
   CHECK(DataLoader(split, o).num_batches() == 10);
+  // A batch size near SIZE_MAX is one batch of everything (the count wrapped to no batches).
+  LoaderOptions huge;
+  huge.batch_size = std::numeric_limits<std::size_t>::max();
+  {
+    DataLoader l(split, huge);
+    CHECK(l.num_batches() == 1);
+    const auto b = l.next();
+    REQUIRE(b);
+    CHECK(b->size() == 103);
+  }
+  huge.drop_last = true;
+  CHECK(DataLoader(split, huge).num_batches() == 0);
 
   o.drop_last = false;
   o.shuffle = true;

@@ -211,7 +211,14 @@ TEST_CASE("cache layout follows modelscope", "[hub][cache]") {
   auto local = cache_layout(RepoType::kModel, id, std::nullopt, fs::path("/d"));
   CHECK(local.repo_dir == fs::path("/d"));
   CHECK(local.temp_dir == fs::path("/d/._____temp"));
+  // Empty folders are none (they put the repo in the current folder).
+  CHECK(cache_layout(RepoType::kModel, id, fs::path(), fs::path()).repo_dir ==
+        fs::path("/mc/models/owner/my___model"));
   unsetenv("MODELSCOPE_CACHE");
+  // A RepoId made by hand is checked as parse_repo_id() checks one.
+  CHECK_THROWS_AS(
+      cache_layout(RepoType::kModel, RepoId{"..", "../../etc"}, fs::path("/c"), std::nullopt),
+      ms::Error);
 }
 
 TEST_CASE("cache layout: snapshots of modelscope 1.38+ are read where they are", "[hub][cache]") {

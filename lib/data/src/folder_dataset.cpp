@@ -28,7 +28,7 @@ std::optional<fs::path> find_dataset_config(const fs::path& dir, const std::stri
     return dir / (name + ".json");
   std::vector<fs::path> jsons;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.is_regular_file() && entry.path().extension() == ".json" &&
+    if (entry.is_regular_file(ec) && entry.path().extension() == ".json" &&
         entry.path().filename() != "dataset_infos.json" &&
         entry.path().filename() != "configuration.json") {
       jsons.push_back(entry.path());

@@ -55,7 +55,8 @@ fs::path revision_folder(const hub::DownloadResult& result) {
        !ec && !foreign && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     const std::string name = it->path().filename().string();
     if (!name.empty() && name[0] == '.') {  // the cache's bookkeeping (.msc, .mv, temp folders)
-      if (it->is_directory()) it.disable_recursion_pending();
+      std::error_code status_ec;
+      if (it->is_directory(status_ec)) it.disable_recursion_pending();
       continue;
     }
     std::error_code entry;

@@ -34,10 +34,13 @@ void collect_images(const fs::path& dir, const std::string& label, RawSplit& out
        end;
        !ec && it != end; it.increment(ec)) {
     if (is_hidden(it->path())) {
-      if (it->is_directory()) it.disable_recursion_pending();
+      std::error_code status_ec;
+      if (it->is_directory(status_ec)) it.disable_recursion_pending();
       continue;
     }
-    if (it->is_regular_file()) entries.push_back(it->path());
+    // A link that leads nowhere (dangling, or a loop) is skipped as a folder is, not an error.
+    std::error_code entry_ec;
+    if (it->is_regular_file(entry_ec)) entries.push_back(it->path());
   }
   if (ec)
     throw Error(ErrorCode::kIo, fmt::format("cannot list '{}': {}", dir.string(), ec.message()));
@@ -64,9 +67,10 @@ RawSplit scan_split_dir(const fs::path& dir, const std::string& name) {
   std::vector<fs::path> loose;
   for (const auto& entry : fs::directory_iterator(dir)) {
     if (is_hidden(entry.path())) continue;
-    if (entry.is_directory())
+    std::error_code ec;  // a link that leads nowhere (dangling, or a loop) is neither
+    if (entry.is_directory(ec))
       class_dirs.push_back(entry.path());
-    else if (entry.is_regular_file())
+    else if (entry.is_regular_file(ec))
       loose.push_back(entry.path());
   }
   std::sort(class_dirs.begin(), class_dirs.end());
@@ -93,7 +97,8 @@ void load_imagefolder(const fs::path& root, Dataset& ds) {
   std::map<std::string, fs::path> split_dirs;
   std::vector<std::string> others;
   for (const auto& entry : fs::directory_iterator(root)) {
-    if (!entry.is_directory() || is_hidden(entry.path())) continue;
+    std::error_code ec;
+    if (!entry.is_directory(ec) || is_hidden(entry.path())) continue;
     const std::string name = entry.path().filename().string();
     const std::string split = split_name_of(name);
     if (!split.empty()) {

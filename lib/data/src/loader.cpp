@@ -225,7 +225,8 @@ void DataLoader::start(std::uint64_t epoch) {
   s.halt();
   s.order = order(epoch);
   const std::size_t bs = s.options.batch_size;
-  s.num_batches = s.options.drop_last ? s.order.size() / bs : (s.order.size() + bs - 1) / bs;
+  // Not (size + bs - 1) / bs, which wraps for a batch size near SIZE_MAX (no batches at all).
+  s.num_batches = s.order.size() / bs + (!s.options.drop_last && s.order.size() % bs != 0 ? 1 : 0);
   s.next_claim = 0;
   s.next_deliver = 0;
   s.stop = false;

@@ -140,7 +140,8 @@ bool load_table_folder(const fs::path& dir, Dataset& ds) {
     std::error_code ec;
     if (!fs::is_directory(candidate, ec)) continue;
     for (const auto& e : fs::directory_iterator(candidate)) {
-      if (e.is_regular_file() && !is_hidden(e.path()) && is_table_file(e.path()))
+      // A link that leads nowhere (dangling, or a loop) is skipped, as a folder is.
+      if (e.is_regular_file(ec) && !is_hidden(e.path()) && is_table_file(e.path()))
         found.push_back(e.path());
     }
     if (!found.empty()) {

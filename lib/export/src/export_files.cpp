@@ -51,7 +51,10 @@ std::vector<std::string> copy_side_files(const fs::path& model_dir, const fs::pa
   std::vector<std::string> copied;
   for (const auto& entry : fs::directory_iterator(model_dir)) {
     const std::string name = entry.path().filename().string();
-    if (!entry.is_regular_file() || name.empty() || name[0] == '.' || weight_file(name)) continue;
+    // A link that leads nowhere (dangling, or a loop) is no file to copy, as a folder is not:
+    // its status error would have failed the export as an I/O error.
+    std::error_code ec;
+    if (!entry.is_regular_file(ec) || name.empty() || name[0] == '.' || weight_file(name)) continue;
     copy_into(entry.path(), out / name);
     copied.push_back(name);
   }

@@ -164,7 +164,7 @@ Listener::Listener(const ListenerOptions& options) : options_(options) {
 Listener::~Listener() { stop(); }
 
 void Listener::start(const std::string& who) {
-  MS_ASSERT(!started_);
+  MS_CHECK(!started_, ErrorCode::kUsage, "{}: start() called on a server already started", who);
   raise_open_file_limit();
   httplib::Server& http = *http_;
   const ListenerOptions& o = options_;

@@ -81,8 +81,18 @@ std::optional<CacheKind> forced_cache_kind() {
 }  // namespace
 
 CacheLayout cache_layout(RepoType type, const RepoId& repo,
-                         const std::optional<fs::path>& cache_dir,
-                         const std::optional<fs::path>& local_dir, const std::string& revision) {
+                         const std::optional<fs::path>& given_cache_dir,
+                         const std::optional<fs::path>& given_local_dir,
+                         const std::string& revision) {
+  // A RepoId built by hand, not by parse_repo_id(), gets its checks here: an owner ".." would
+  // place the repo outside the cache.
+  (void)parse_repo_id(repo.str());
+  // An empty folder is no folder (as the CLI's --cache-dir ''): the current one was used.
+  const auto unless_empty = [](const std::optional<fs::path>& dir) {
+    return dir && !dir->empty() ? dir : std::nullopt;
+  };
+  const std::optional<fs::path> cache_dir = unless_empty(given_cache_dir);
+  const std::optional<fs::path> local_dir = unless_empty(given_local_dir);
   CacheLayout layout;
   const fs::path system_cache = cache_dir ? *cache_dir : ms::cache_dir();
   layout.lock_file = system_cache / ".lock" / (repo.owner + "___" + repo.name);

@@ -63,6 +63,15 @@ Database::Database(const std::filesystem::path& path) : path_(path) {
     throw Error(ErrorCode::kIo, "hub store: cannot open database " + path.string() + ": " + message,
                 "check that --root is a writable folder");
   }
+  // SQLite opens a file it cannot write read-only without a word (and with a WAL file left by an
+  // unclean stop, the journal pragma below succeeds too): every write would then be a 500.
+  if (sqlite3_db_readonly(db_, "main") == 1) {
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw Error(ErrorCode::kIo, "hub store: database " + path.string() + " cannot be written",
+                "check that --root is a writable folder (not on a read-only mount) and the "
+                "database files in it are writable");
+  }
   sqlite3_busy_timeout(db_, 10000);
   exec("PRAGMA journal_mode=WAL");
   exec("PRAGMA synchronous=NORMAL");

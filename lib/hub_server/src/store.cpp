@@ -428,9 +428,16 @@ Store::Store(const fs::path& root) : impl_(std::make_unique<Impl>()) {
     throw Error(ErrorCode::kIo, fmt::format("hub root {} is not a folder", root.string()),
                 "pass --root a folder (it is created when missing), not a file");
   }
-  make_dirs(root / "blobs");
-  make_dirs(root / "trees");
-  make_dirs(root / "tmp");
+  for (const char* dir : {"blobs", "trees", "tmp"}) {
+    make_dirs(root / dir);
+    // Found now rather than as a 500 on every upload (a read-only mount: EROFS).
+    if (::access((root / dir).c_str(), W_OK) != 0) {
+      throw Error(ErrorCode::kIo,
+                  fmt::format("hub root folder {} is not writable: {}", (root / dir).string(),
+                              std::strerror(errno)),
+                  "pass --root a writable folder (not on a read-only mount)");
+    }
+  }
   impl_->db = std::make_unique<Database>(root / kDatabaseFile);
   impl_->db->exec(kSchema);
   std::int64_t version = 0;

@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <charconv>
 #include <mutex>
 #include <stdexcept>
 
@@ -10,6 +11,7 @@
 #include "ms/core/error.h"
 #include "ms/core/log.h"
 #include "ms/core/settings.h"
+#include "ms/core/text.h"
 #include "ms/infer/pipeline.h"
 
 namespace ms::infer {
@@ -41,20 +43,20 @@ struct ThreadCount {
 // $OMP_NUM_THREADS, else the usable cores.
 ThreadCount default_threads() {
   if (auto omp = env_var("OMP_NUM_THREADS")) {
-    try {
-      int n = std::stoi(*omp);
-      if (n > 0) return {n, "OMP_NUM_THREADS"};
-    } catch (const std::out_of_range&) {
-      if (omp->find('-') != std::string::npos) {
-        log::warn("ignoring OMP_NUM_THREADS='{}': not a positive integer", *omp);
-        return {static_cast<int>(usable_cores()), nullptr};
+    // The whole value: "4abc", "2.5" or "1e3" are no count (stoi read their first digits). A
+    // list ("4,2": the threads of nested levels, in OpenMP) gives the outer level's.
+    const std::string_view text = trim(std::string_view(*omp).substr(0, omp->find(',')));
+    if (is_decimal(text)) {
+      int n = 0;
+      const auto [stop, error] = std::from_chars(text.data(), text.data() + text.size(), n);
+      if (error == std::errc::result_out_of_range) {
+        throw Error(
+            ErrorCode::kUsage,
+            fmt::format("OMP_NUM_THREADS={} asks for more threads than ms runs (at most {})", *omp,
+                        kMaxThreads),
+            fmt::format("this process may use {} core(s): set it to at most that", usable_cores()));
       }
-      throw Error(
-          ErrorCode::kUsage,
-          fmt::format("OMP_NUM_THREADS={} asks for more threads than ms runs (at most {})", *omp,
-                      kMaxThreads),
-          fmt::format("this process may use {} core(s): set it to at most that", usable_cores()));
-    } catch (const std::exception&) {
+      if (n > 0) return {n, "OMP_NUM_THREADS"};
     }
     log::warn("ignoring OMP_NUM_THREADS='{}': not a positive integer", *omp);
   }

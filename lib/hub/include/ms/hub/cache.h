@@ -47,7 +47,8 @@ struct CacheLayout {
 /// repo as snapshots only when the cache holds snapshot folders and no indexed ones (the user's
 /// Python writes that layout), else indexed (which every version reads).
 /// Temp: `<root>/._____temp/<owner>/<name>` (`<local_dir>/._____temp`; snapshots:
-/// `<root>/<owner>--<name>/._____temp/<revision>`).
+/// `<root>/<owner>--<name>/._____temp/<revision>`). An empty cache_dir or local_dir counts as
+/// none; `repo` gets parse_repo_id()'s checks (ms::Error(kUsage)).
 MS_API CacheLayout cache_layout(RepoType type, const RepoId& repo,
                                 const std::optional<std::filesystem::path>& cache_dir,
                                 const std::optional<std::filesystem::path>& local_dir,
