@@ -163,7 +163,10 @@ void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
                   "Checkpoints, logs and output/ (default: train.work_dir, else ./work_dir)");
   cmd->add_option("--set,--cfg-options", opts->request.overrides,
                   "Override a configuration key: KEY=VALUE (e.g. train.optimizer.lr=1e-4)");
-  cmd->add_option("--max-epochs", opts->request.max_epochs, "Epochs (train.max_epochs)");
+  // Checked here, so that the error names the option rather than the configuration files.
+  cmd->add_option("--max-epochs", opts->request.max_epochs, "Epochs (train.max_epochs)")
+      ->check(positive_whole_number())
+      ->check(CLI::Range(std::int64_t{1}, infer::kMaxTrainEpochs));
   cmd->add_option("--device,-d", opts->device, "cpu, gpu, gpu:N, cuda:N or auto");
   // At most 2^63 - 1: the trainer state stores it as a signed 64-bit integer (as torch does), and
   // CLI11 would wrap -1 to 2^64 - 1.

@@ -594,6 +594,24 @@ class TrainTextTest(TorchTestCase):
         self.assertOneLineError(r, "no complete checkpoint")
 
     @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
+    def test_a_kill_after_new_weights_leaves_no_older_eval_result_beside_them(self):
+        # eval_result.txt describes the weights beside it in output/: epoch 1's stayed beside
+        # epoch 2's weights when a kill came between the two writes.
+        self.write("recipe.json", json.dumps(recipe(max_epochs=2, hooks=[
+            {"type": "CheckpointHook", "interval": 1}, {"type": "EvaluationHook", "interval": 1}])))
+        killed = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
+                        "--dataset", "csv:" + self.path("train.csv"), "--eval-dataset",
+                        "csv:" + self.path("test.csv"), "--work-dir", self.path("cut"),
+                        env={"MS_TEST_KILL_AFTER_OUTPUT_SAVE": "2"}, timeout=600)
+        self.assertEqual(killed.returncode, -9, killed.stderr)
+        output = os.listdir(self.path("cut", "output"))
+        self.assertIn("model.safetensors", output)
+        self.assertNotIn("eval_result.txt", output)
+        resumed = self.train("--resume", "auto", work="cut")
+        self.assertExit(resumed, 0)
+        self.assertIn("eval_result.txt", os.listdir(self.path("cut", "output")))
+
+    @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
     def test_a_kill_between_the_checkpoint_and_the_best_checkpoint_resumes_whole(self):
         config = recipe(max_epochs=4, optimizer={"type": "AdamW", "lr": 0.01}, hooks=[
             {"type": "CheckpointHook", "interval": 1},
@@ -661,6 +679,11 @@ class TrainTextTest(TorchTestCase):
         r = with_recipe(recipe(), "--set", "task=nope")
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertOneLineError(r, "unknown task 'nope'")
+        # An option's bound is named by the option (it was blamed on the configuration files).
+        for epochs in ("2000000000", "99999999999999999999", "0"):
+            r = with_recipe(recipe(), "--max-epochs", epochs)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertOneLineError(r, "--max-epochs")
         # ModelScope's sentiment-classification trains as text-classification.
         r = with_recipe(recipe(), "--set", "task=sentiment-classification", "--json")
         self.assertEqual(r.returncode, 0, r.stderr)

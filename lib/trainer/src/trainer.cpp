@@ -27,6 +27,7 @@
 #include "ms/core/log.h"
 #include "ms/core/text.h"
 #include "ms/core/version.h"
+#include "ms/infer/train.h"
 #include "ms/trainer/mixed_precision.h"
 
 namespace ms::trainer {
@@ -165,9 +166,16 @@ void test_kill_after_save_action() {
   static std::int64_t done = 0;
   if (at != nullptr && std::to_string(++done) == at) ::kill(::getpid(), SIGKILL);
 }
+// MS_TEST_KILL_AFTER_OUTPUT_SAVE=N: SIGKILL once the N-th save of output/'s weights is done.
+void test_kill_after_output_save() {
+  static const char* at = std::getenv("MS_TEST_KILL_AFTER_OUTPUT_SAVE");
+  static std::int64_t done = 0;
+  if (at != nullptr && std::to_string(++done) == at) ::kill(::getpid(), SIGKILL);
+}
 #else
 void test_kill_point(std::int64_t) {}
 void test_kill_after_save_action() {}
+void test_kill_after_output_save() {}
 #endif
 
 }  // namespace
@@ -179,11 +187,9 @@ Trainer::Trainer(TrainerSetup setup) : setup_(std::move(setup)), timestamp_(now_
            "{}: train.max_epochs is missing (set it, or pass --max-epochs)",
            setup_.config.source());
   max_epochs_ = setup_.config.get_or<std::int64_t>("train.max_epochs", 1);
-  // The bound keeps epochs x iterations (the ETA, max_iters) far from int64's limit.
-  constexpr std::int64_t kMaxEpochs = 1000000000;
-  MS_CHECK(max_epochs_ > 0 && max_epochs_ <= kMaxEpochs, ErrorCode::kConfig,
-           "{}: train.max_epochs must be from 1 to {}, got {}", setup_.config.source(), kMaxEpochs,
-           max_epochs_);
+  MS_CHECK(max_epochs_ > 0 && max_epochs_ <= infer::kMaxTrainEpochs, ErrorCode::kConfig,
+           "{}: train.max_epochs must be from 1 to {}, got {}", setup_.config.source(),
+           infer::kMaxTrainEpochs, max_epochs_);
   if (setup_.train_data) {
     iters_per_epoch_ = static_cast<std::int64_t>(setup_.train_data->num_batches());
     if (setup_.config.has("train.train_iters_per_epoch") &&
@@ -835,7 +841,9 @@ void Trainer::load_model_state(const models::TensorMap& state, const std::string
 }
 
 void Trainer::save_output(const std::filesystem::path& dir) const {
-  if (setup_.save_output) setup_.save_output(dir, model_state(), metric_values_);
+  if (!setup_.save_output) return;
+  setup_.save_output(dir, model_state(), metric_values_);
+  test_kill_after_output_save();
 }
 
 // ---- checkpoint files ---------------------------------------------------------------------------

@@ -58,6 +58,16 @@ void write_eval_result(const Trainer& t, const std::filesystem::path& output_dir
   write_file_atomic(output_dir / "eval_result.txt", t.metric_values().dump());
 }
 
+// Saves new weights into output/. The older weights' eval_result.txt goes first, so that a kill
+// part way never leaves it beside weights it does not describe; it is written anew after the
+// weights when an evaluation has seen these.
+void replace_output(Trainer& t, const std::filesystem::path& output_dir, bool evaluated) {
+  std::error_code ignored;
+  std::filesystem::remove(output_dir / "eval_result.txt", ignored);
+  t.save_output(output_dir);
+  if (evaluated) write_eval_result(t, output_dir);
+}
+
 // push_to_hub is refused (`ms upload` pushes output/ after training); the other hub keys only
 // matter with it.
 void refuse_push(ComponentOptions& o, const char* hook) {
@@ -141,14 +151,8 @@ class CheckpointHook final : public Hook {
     t.at_stage_end([this, &t, name] {
       if (t.is_main()) log::info("saving checkpoint {}", name);
       if (!save_checkpoint_files(t, place_.save_dir / name, save_trainer_state_)) return;
-      t.save_output(place_.output_dir);
+      replace_output(t, place_.output_dir, weights_evaluated_);
       output_has_weights_ = true;
-      if (weights_evaluated_) {
-        write_eval_result(t, place_.output_dir);
-      } else {
-        std::error_code ignored;
-        std::filesystem::remove(place_.output_dir / "eval_result.txt", ignored);
-      }
     });
     t.after_stage_saves([this, &t, name, obsolete] {
       if (!t.is_main()) return;
@@ -276,8 +280,8 @@ class BestCkptSaverHook final : public Hook {
     t.at_stage_end([this, &t, name, value] {
       if (t.is_main()) log::info("best {} so far ({}): saving {}", metric_key_, value, name);
       if (!save_checkpoint_files(t, place_.save_dir / name, save_trainer_state_)) return;
-      t.save_output(place_.output_dir);
-      write_eval_result(t, place_.output_dir);  // saved right after the evaluation of these weights
+      // Saved right after the evaluation of these weights.
+      replace_output(t, place_.output_dir, true);
     });
     // The best checkpoints it displaces go only once --resume would no longer restore a state
     // that still names them.

@@ -1,8 +1,10 @@
 // Logging hooks (modelscope/trainers/hooks/logger/, iter_timer_hook.py): IterTimerHook measures,
 // the loggers average the log buffer over their interval and write it: TextLoggerHook as console
 // lines and <work_dir>/<timestamp>.log.json, TensorboardHook as TensorBoard event files.
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 
 #include "builtin_hooks.h"
@@ -224,10 +226,13 @@ class TextLoggerHook final : public LoggerHook {
       }
       members.push_back(Json(key).dump() + ": " + text);
     }
+    errno = 0;
     std::ofstream out(json_path_, std::ios::app);
     out << "{" << join(members, ", ") << "}\n";
     out.flush();
-    MS_CHECK(out.good(), ErrorCode::kIo, "cannot append to {}", json_path_.string());
+    // The stream keeps no reason; the failed call's errno says it (a full disk: ENOSPC).
+    MS_CHECK(out.good(), ErrorCode::kIo, "cannot append to {}: {}", json_path_.string(),
+             errno != 0 ? std::strerror(errno) : "write failed");
   }
 
   std::filesystem::path out_dir_, json_path_;

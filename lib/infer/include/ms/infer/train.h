@@ -17,6 +17,10 @@
 
 namespace ms::infer {
 
+/// The most epochs a run may ask for (train.max_epochs, --max-epochs): keeps epochs x iterations
+/// (the ETA, max_iters) far from int64's limit.
+inline constexpr std::int64_t kMaxTrainEpochs = 1000000000;
+
 /// `ms train`.
 struct TrainRequest {
   std::string model;  ///< a model folder (weights or only a configuration) or a hub id
@@ -33,7 +37,7 @@ struct TrainRequest {
   std::optional<std::string> eval_split;
   std::optional<std::filesystem::path> work_dir;  ///< default: train.work_dir, else ./work_dir
   std::vector<std::string> overrides;             ///< --set KEY=VALUE (cfg_options)
-  std::optional<std::int64_t> max_epochs;
+  std::optional<std::int64_t> max_epochs;         ///< --max-epochs: 1..kMaxTrainEpochs
   DeviceSpec device{DeviceSpec::Kind::kCpu, -1};
   std::uint64_t seed = 42;
   /// --resume: "" for the work dir's latest checkpoint, else a checkpoint prefix or file.
