@@ -740,6 +740,28 @@ class HubServerTest(MsTestCase):
                                               b"\xff\xfe", self.alice)
         self.assertEqual(status, 400, body)
 
+    def test_a_failure_of_the_hub_itself_is_a_500_without_its_details(self):
+        # The hub's own failures (a full disk, an unwritable store) showed clients its paths and
+        # SQL; they get the request id, and the log has the cause under it.
+        repo = self.make_repo()
+        tmp = os.path.join(self.root, "tmp")
+        shutil.rmtree(tmp)
+        with open(tmp, "w") as f:  # every upload's temporary file now fails
+            f.write("not a folder")
+        data = b"blob bytes" * 100
+        sha = hashlib.sha256(data).hexdigest()
+        status, env = self.server.api("POST", f"/api/v1/repos/models/{repo}/info/lfs/objects/batch",
+                                      {"operation": "upload", "objects": [{"oid": sha, "size": len(data)}]},
+                                      self.alice)
+        href = urllib.parse.urlparse(env["Data"]["objects"][0]["actions"]["upload"]["href"])
+        status, _, body = self.server.request("PUT", href.path + "?" + href.query, data, self.alice)
+        self.assertEqual(status, 500, body)
+        env = json.loads(body)
+        self.assertNotIn(self.root, env["Message"])
+        self.assertIn(env["RequestId"], env["Message"])
+        self.assertIn(f"(request {env['RequestId']}): ", self.server.log())
+        self.assertIn(tmp, self.server.log())
+
     def test_body_limits(self):
         # Chunked bodies on JSON routes are refused; so are declared sizes over the limit.
         conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=10)

@@ -145,9 +145,7 @@ void Server::start() {
       });
   http.set_exception_handler(
       [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
-        const std::string what = http_server::exception_text(ep);
-        log::error("hub serve: {} {}: {}", req.method, req.path, what);
-        send_envelope(req, res, 500, nullptr, "internal error: " + what);
+        send_server_error(req, res, http_server::exception_text(ep));
       });
   http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (res.body.empty()) {

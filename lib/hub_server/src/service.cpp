@@ -94,6 +94,17 @@ void send_envelope(const httplib::Request& req, httplib::Response& res, int stat
   res.set_content(response_text(out), "application/json");
 }
 
+void send_server_error(const httplib::Request& req, httplib::Response& res,
+                       const std::string& cause) {
+  const std::string id = request_id(req);
+  log::error("hub serve: {} {} (request {}): {}", req.method, req.path, id, cause);
+  send_envelope(req, res, 500, nullptr,
+                fmt::format("internal error: the hub could not complete the request; its log "
+                            "has the cause under request {}",
+                            id),
+                {{"RequestId", id}});
+}
+
 void guarded(const httplib::Request& req, httplib::Response& res,
              const std::function<void()>& body) {
   try {
@@ -102,14 +113,16 @@ void guarded(const httplib::Request& req, httplib::Response& res,
     send_envelope(req, res, e.status, nullptr, e.message);
   } catch (const Error& e) {
     const int status = status_for(e.code());
-    if (status >= 500) log::error("hub serve: {} {}: {}", req.method, req.path, e.what());
-    send_envelope(req, res, status, nullptr, e.what());
+    if (status >= 500) {
+      send_server_error(req, res, e.what());
+    } else {
+      send_envelope(req, res, status, nullptr, e.what());
+    }
   } catch (const nlohmann::json::exception& e) {
     // A field of the wrong JSON type in the request.
     send_envelope(req, res, 400, nullptr, std::string("bad request body: ") + e.what());
   } catch (const std::exception& e) {
-    log::error("hub serve: {} {}: {}", req.method, req.path, e.what());
-    send_envelope(req, res, 500, nullptr, std::string("internal error: ") + e.what());
+    send_server_error(req, res, e.what());
   }
 }
 

@@ -64,6 +64,11 @@ inline void send_ok(const httplib::Request& req, httplib::Response& res, nlohman
 }
 
 /// Runs `body`, turning HttpError, ms::Error and other exceptions into envelope responses.
+/// A 500 for a failure of the hub itself (a full disk, an unwritable store, a bug): the client
+/// gets the request id and no details (server paths, SQL); the log gets the cause under that id.
+void send_server_error(const httplib::Request& req, httplib::Response& res,
+                       const std::string& cause);
+
 void guarded(const httplib::Request& req, httplib::Response& res,
              const std::function<void()>& body);
 
