@@ -5,10 +5,12 @@
 #include "cli.h"
 #include "ms/core/device.h"
 #include "ms/core/error.h"
+#include "ms/core/log.h"
 #include "ms/core/settings.h"
 #include "ms/core/version.h"
 #include "ms/data/archive.h"
 #include "ms/data/image.h"
+#include "ms/hub/client.h"
 #include "ms/hub_server/server.h"
 #include "ms/infer/export.h"
 #include "ms/infer/torch_layer.h"
@@ -32,7 +34,24 @@ void run_env(const EnvOptions& options) {
   out["ms_version"] = ms::version();
   out["cache_dir"] = cache_dir().string();
   out["hub_endpoint"] = hub_endpoint();
-  auto token = token_source();
+  // Checked as every hub command checks it, so that the report does not show as usable an
+  // endpoint they all refuse; a warning, as the rest of the report still holds.
+  std::optional<std::string> endpoint_problem;
+  try {
+    check_endpoint(hub_endpoint(), hub_endpoint_source());
+  } catch (const Error& e) {
+    endpoint_problem = e.what();
+    out["hub_endpoint_error"] = e.what();
+    log::warn("{}", e.what());
+  }
+  // The token the hub commands would send, by their rule (a corrupt jar is none; Python's
+  // legacy file is one).
+  std::optional<std::string> token;
+  if (api_token_env()) {
+    token = "MODELSCOPE_API_TOKEN";
+  } else if (hub::stored_token()) {
+    token = active_credentials_dir()->string();
+  }
   out["token_configured"] = token.has_value();
   if (token) out["token_source"] = *token;
   out["cpu_cores"] = usable_cores();  // those this process may run on (taskset, cpusets)
@@ -105,7 +124,8 @@ void run_env(const EnvOptions& options) {
                            (missing.empty() ? "" : "; not built:" + missing));
     line("cpu cores", std::to_string(usable_cores()));
     line("cache dir", cache_dir().string());
-    line("hub endpoint", hub_endpoint());
+    line("hub endpoint", endpoint_problem ? hub_endpoint() + " (refused: " + *endpoint_problem + ")"
+                                          : hub_endpoint());
     line("token", token ? "configured (" + *token + ")" : std::string("not configured"));
   }
   std::fflush(stdout);

@@ -68,6 +68,25 @@ class CliTest(MsTestCase):
         env = self.json_out(r)
         self.assertEqual(env["hub_endpoint"], "http://127.0.0.1:9")
         self.assertFalse(env["token_configured"])
+        # The token state by the hub commands' own rule: a corrupt jar is no login (it was
+        # reported configured), the legacy ms_session_id file is one (it was reported missing).
+        creds = self.path("creds")
+        os.makedirs(creds)
+        for files, configured in (({"cookies": b"\x80\x04garbage"}, False),
+                                  ({"ms_session_id": b"tok\n"}, True)):
+            for name in os.listdir(creds):
+                os.remove(os.path.join(creds, name))
+            for name, data in files.items():
+                with open(os.path.join(creds, name), "wb") as f:
+                    f.write(data)
+            r = run_ms("env", "--json", env={"MODELSCOPE_API_TOKEN": "",
+                                             "MODELSCOPE_CREDENTIALS_PATH": creds})
+            self.assertEqual(self.json_out(r)["token_configured"], configured, (files, r.stderr))
+        # An endpoint every hub command refuses is reported so, not shown as usable.
+        r = run_ms("env", "--json", env={"MODELSCOPE_ENDPOINT": "ftp://x"})
+        self.assertExit(r, 0)
+        self.assertIn("ftp", self.json_out(r)["hub_endpoint_error"])
+        self.assertIn("warning:", r.stderr)
 
     def test_env_text_report(self):
         r = run_ms("env")

@@ -171,18 +171,4 @@ int download_parts() {
   return parts ? std::max(1, std::atoi(parts->c_str())) : 0;
 }
 
-std::optional<std::string> token_source() {
-  if (api_token_env()) return std::string("MODELSCOPE_API_TOKEN");
-  std::error_code ec;
-  const auto dir = active_credentials_dir();
-  if (!dir) return std::nullopt;
-  for (const char* name : {"cookies", "git_token"}) {
-    const auto path = *dir / name;
-    if (std::filesystem::is_regular_file(path, ec) && std::filesystem::file_size(path, ec) > 0) {
-      return path.string();
-    }
-  }
-  return std::nullopt;
-}
-
 }  // namespace ms

@@ -66,7 +66,4 @@ MS_API bool offline_mode();
 /// unset (the downloader picks).
 MS_API int download_parts();
 
-/// Where a token would come from, if any: "MODELSCOPE_API_TOKEN" or the credentials file path.
-MS_API std::optional<std::string> token_source();
-
 }  // namespace ms
