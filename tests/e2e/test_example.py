@@ -48,9 +48,35 @@ class ExampleTest(TorchTestCase):
                     "include/ms/core/export.h", "include/ms/core/version.h",
                     "include/ms/infer/pipeline.h", "include/ms/hub/client.h"):
             self.assertTrue(os.path.exists(os.path.join(prefix, rel)), f"not installed: {rel}")
-        # Only the torch-free modules' headers: a program never compiles against LibTorch.
-        self.assertFalse(os.path.exists(os.path.join(prefix, "include", "ms", "models")))
+        # Only the torch-free modules' headers: a program never compiles against LibTorch. The
+        # servers' HTTP front and the libcurl layer are internal (their headers needed httplib's
+        # OpenSSL define, and nothing in them is exported).
+        for internal in ("models", "http_server", os.path.join("io", "curl.h")):
+            self.assertFalse(os.path.exists(os.path.join(prefix, "include", "ms", internal)), internal)
         return prefix, lib
+
+    def test_every_installed_header_compiles_through_the_package(self):
+        # One translation unit including them all, built with what ms::ms carries (its include
+        # folder, C++17, fmt and nlohmann/json) and nothing else.
+        prefix, _ = self.install()
+        include = os.path.join(prefix, "include")
+        headers = sorted(os.path.relpath(os.path.join(d, f), include)
+                         for d, _, files in os.walk(include) for f in files if f.endswith(".h"))
+        self.assertGreater(len(headers), 20, headers)
+        project = self.path("all-headers")
+        os.makedirs(project)
+        with open(os.path.join(project, "all.cpp"), "w") as f:
+            f.write("".join(f'#include "{h}"\n' for h in headers))
+        with open(os.path.join(project, "CMakeLists.txt"), "w") as f:
+            f.write("cmake_minimum_required(VERSION 3.16)\nproject(all_headers CXX)\n"
+                    "find_package(ms REQUIRED)\nadd_library(all_headers OBJECT all.cpp)\n"
+                    "target_link_libraries(all_headers PRIVATE ms::ms)\n")
+        build = self.path("all-headers-build")
+        configure = [CMAKE, "-S", project, "-B", build, f"-DCMAKE_PREFIX_PATH={prefix}"]
+        if os.environ.get("MS_CXX_COMPILER"):
+            configure.append(f"-DCMAKE_CXX_COMPILER={os.environ['MS_CXX_COMPILER']}")
+        self.tool(*configure)
+        self.tool(CMAKE, "--build", build)
 
     def build_example(self, prefix):
         build = self.path("example-build")
