@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
@@ -39,8 +40,10 @@ void run_download(const DownloadCliOptions& o) {
   options.files = o.files;
   options.include = split_patterns(o.include);
   options.exclude = split_patterns(o.exclude);
-  if (!o.local_dir.empty()) options.local_dir = o.local_dir;
-  if (!o.cache_dir.empty()) options.cache_dir = o.cache_dir;
+  // Absolute, so that the path printed (local_path) is one a script can use from anywhere, as
+  // the default cache's is.
+  if (!o.local_dir.empty()) options.local_dir = std::filesystem::absolute(o.local_dir);
+  if (!o.cache_dir.empty()) options.cache_dir = std::filesystem::absolute(o.cache_dir);
   options.max_workers = o.max_workers;
   options.offline = o.offline;
   options.dry_run = o.dry_run;

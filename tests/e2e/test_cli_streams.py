@@ -103,6 +103,9 @@ class StandardOutputTest(TorchTestCase):
         self.assertTrue(first.startswith(b'{"id":0'), first)
         self.assertEqual(proc.returncode, 74, err)  # not -13 (SIGPIPE)
         self.assertIn("Broken pipe", err)
+        # Its hint is about the reader (it was "check the free space").
+        self.assertIn("stopped early", err)
+        self.assertNotIn("free space", err)
 
 
 class OutputPathsTest(TorchTestCase):

@@ -591,7 +591,9 @@ class TrainTextTest(TorchTestCase):
         self.write(os.path.join("cut", "latest_checkpoint.json"), '{"prefix": "iter_999"}')
         r = self.train("--resume", "auto", work="cut")
         self.assertExit(r, 4)
-        self.assertOneLineError(r, "no complete checkpoint")
+        # Named as what it is (it said the work dir had no checkpoint, and that the pointer would
+        # name one once saved).
+        self.assertOneLineError(r, "latest_checkpoint.json names iter_999, which", "does not hold whole")
 
     @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
     def test_a_kill_after_new_weights_leaves_no_older_eval_result_beside_them(self):

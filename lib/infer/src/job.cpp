@@ -112,10 +112,15 @@ class Sink {
       if (n <= 0) {
         // A reader that went away (`| head`), a full disk or a closed descriptor: the lines are
         // lost, so the run stops here rather than computing results no one receives.
-        const char* reason = n < 0 ? std::strerror(errno) : "write failed";
-        if (fd_ < 0)
+        const int err = n < 0 ? errno : 0;
+        const char* reason = err != 0 ? std::strerror(err) : "write failed";
+        if (fd_ < 0) {
           throw Error(ErrorCode::kIo,
-                      fmt::format("cannot write the results to standard output: {}", reason));
+                      fmt::format("cannot write the results to standard output: {}", reason),
+                      err == EPIPE ? "the program reading them stopped early (`| head`), so "
+                                     "the rest were not computed"
+                                   : "");
+        }
         throw Error(ErrorCode::kIo, fmt::format("cannot write {}: {}", path_.string(), reason));
       }
       // Skip what was written; a short write leaves the rest of a line for the next call.

@@ -443,6 +443,21 @@ std::optional<std::filesystem::path> resume_point(const std::optional<std::strin
   const std::string& asked = *resume;
   auto latest_of = [](const std::filesystem::path& dir) {
     const auto latest = latest_checkpoint(dir);
+    const std::filesystem::path pointer = dir / kLatestCheckpointFile;
+    if (!latest && std::filesystem::exists(pointer)) {
+      // The pointer is there, the checkpoint it names is not (deleted, or cut short).
+      std::string named = "its checkpoint";
+      try {
+        if (const auto json = read_json_file(pointer); json && json->is_object())
+          named = json->value("prefix", named);
+      } catch (const Error&) {
+      }
+      throw Error(ErrorCode::kNotFound,
+                  fmt::format("--resume: {} names {}, which {} does not hold whole",
+                              pointer.string(), named, dir.string()),
+                  "pass a checkpoint file that is there (epoch_N.pth, iter_N.pth), or start "
+                  "over with --overwrite");
+    }
     if (!latest) {
       throw Error(
           ErrorCode::kNotFound,
