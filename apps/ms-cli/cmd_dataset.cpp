@@ -21,7 +21,7 @@ struct DatasetOptions {
   bool verify = false;
   bool skip_bad = false;
   bool json = false;
-  std::string delimiter;
+  std::optional<std::string> delimiter;  // given empty is an error, not the default
   bool no_header = false;
   std::size_t rows = 5;
   // iter
@@ -45,8 +45,8 @@ data::LoadOptions load_options(const DatasetOptions& o) {
   l.verify_images = o.verify;
   l.skip_bad = o.skip_bad;
   l.header = !o.no_header;
-  if (!o.delimiter.empty()) {
-    const std::string& d = o.delimiter;
+  if (o.delimiter) {
+    const std::string& d = *o.delimiter;
     if (d == "\\t" || d == "tab" || d == "\t") {
       l.delimiter = '\t';
     } else {
@@ -192,7 +192,8 @@ void add_common(CLI::App* c, DatasetOptions& o) {
   c->add_option("--subset", o.subset, "Subset (dataset config name)");
   c->add_option("--split", o.split,
                 "One split, optionally sliced: train, train[:10%], test[100:200]");
-  c->add_option("--version", o.version, "Hub revision (branch, tag or commit)");
+  // --version is ModelScope's name (MsDataset.load(version=...)); --revision every other command's.
+  c->add_option("--version,--revision", o.version, "Hub revision (branch, tag or commit)");
   c->add_flag("--verify", o.verify, "Decode every image now (a bad one is an error naming it)");
   c->add_flag("--skip-bad", o.skip_bad, "Skip and count images that fail to decode");
   c->add_option("--delimiter", o.delimiter,

@@ -113,7 +113,8 @@ void add_hub_command(CLI::App& app, const GlobalOptions&) {
       ->add_option("--threads", serve_options->threads,
                    "Worker threads kept ready; more start while all are busy (one per open "
                    "connection, up to 4096)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
   serve
       ->add_option("--header-timeout", serve_options->header_timeout,
                    "Seconds a client has to send a request's line and headers")

@@ -96,8 +96,8 @@ void add_tokenize_command(CLI::App& app, const GlobalOptions& /*global*/) {
       "Examples:\n"
       "  ms tokenize -m ~/.cache/ms/models/all-MiniLM-L6-v2 -i 'Hello, world!' --tokens\n"
       "  ms tokenize -m MODEL_DIR --input-file in.jsonl --max-length 128\n"
-      "Prints one JSON line per input: its input_ids and token_type_ids (and tokens with\n"
-      "--tokens), as the model's Hugging Face tokenizer gives them.\n" +
+      "Prints one JSON line per input: its input_ids and token_type_ids (BERT family; GPT-2's\n"
+      "have none), and tokens with --tokens, as the model's Hugging Face tokenizer gives them.\n" +
       std::string(kExitCodesHelp));
   cmd->add_option("--model,-m", opts->model,
                   "Model folder with vocab.txt (WordPiece) or vocab.json + merges.txt (GPT-2 "

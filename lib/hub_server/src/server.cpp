@@ -70,7 +70,7 @@ Server::Server(ServerOptions options) {
   listen.tls_cert = options.tls_cert;
   listen.tls_key = options.tls_key;
   MS_CHECK(options.threads >= 1 && options.threads <= 1024, ErrorCode::kUsage,
-           "threads must be 1..1024, got {}", options.threads);
+           "--threads must be 1..1024, got {}", options.threads);
   listen.warm_threads = static_cast<std::size_t>(options.threads);
   listen.header_timeout_s = options.header_timeout_s;
   listen.max_client_connections =
