@@ -161,6 +161,30 @@ TEST_CASE("CSV: nan is a missing float, inf stays text rather than a null", "[da
   CHECK(std::get<std::string>(t.rows[1][1]) == "-inf");
 }
 
+TEST_CASE("CSV: integers no int64 holds keep every digit as text; among floats they are floats",
+          "[data]") {
+  // As floats, 9223372036854775808 and its neighbours lost digits without a word.
+  const Table t = parse_csv(
+      "big,mixed,neg\n9223372036854775807,0.5,-9223372036854775809\n"
+      "9223372036854775808,18446744073709551615,1\n",
+      "b.csv");
+  CHECK(t.columns[0].type == ColumnType::kString);
+  CHECK(std::get<std::string>(t.rows[0][0]) == "9223372036854775807");
+  CHECK(std::get<std::string>(t.rows[1][0]) == "9223372036854775808");
+  CHECK(t.columns[1].type == ColumnType::kFloat);
+  CHECK(std::get<double>(t.rows[1][1]) == Approx(18446744073709551615.0));
+  CHECK(t.columns[2].type == ColumnType::kString);
+  // The same rule for one column of cells (infer_and_convert).
+  std::vector<ms::data::Value> cells = {std::string("1"), std::string("99999999999999999999")};
+  std::vector<ms::data::Value*> pointers = {&cells[0], &cells[1]};
+  CHECK(ms::data::infer_and_convert(pointers) == ColumnType::kString);
+  cells = {std::string("1"), std::string("NA"), std::string("2")};
+  CHECK(ms::data::infer_and_convert(pointers = {&cells[0], &cells[1], &cells[2]}) ==
+        ColumnType::kInt);
+  CHECK(std::holds_alternative<std::monostate>(cells[1]));
+  CHECK(std::get<std::int64_t>(cells[2]) == 2);
+}
+
 TEST_CASE("CSV: pandas' missing-value markers are nulls among numbers, text among text", "[data]") {
   // As ModelScope's pandas-read CSVs: NA, N/A, NULL, None... in a column of numbers or booleans
   // are missing values (the column was read as text); in a text column they stay as written.
@@ -253,13 +277,20 @@ TEST_CASE("JSON lines: nesting and number limits name file, line and column", "[
             parse_jsonl("[{\"x\": " + number + "}]", "big.json");
           }).find("big.json:1:8: number") == 0);
   }
-  // Integers beyond int64 are floats (nlohmann keeps [2^63, 2^64) unsigned: that was read back
-  // through int64 as -1); NaN and Infinity are not JSON, as for HF's json loader.
+  // Integers in [2^63, 2^64) among integers make JSON text that keeps every digit (nlohmann
+  // keeps them unsigned: read back through int64 that was -1, and as floats the column lost
+  // digits); among floats they are floats. Beyond 2^64 nlohmann reads a float. NaN and Infinity
+  // are not JSON, as for HF's json loader.
   const Table big = parse_jsonl(
-      "{\"u\":1,\"v\":1}\n{\"u\":18446744073709551615,\"v\":100000000000000000000}\n", "i.jsonl");
-  CHECK(big.columns[0].type == ColumnType::kFloat);
-  CHECK(std::get<double>(big.rows[1][0]) == Approx(18446744073709551615.0));
+      "{\"u\":9007199254740993,\"v\":1,\"w\":0.5}\n"
+      "{\"u\":18446744073709551615,\"v\":100000000000000000000,\"w\":18446744073709551615}\n",
+      "i.jsonl");
+  CHECK(big.columns[0].type == ColumnType::kJson);
+  CHECK(std::get<std::string>(big.rows[0][0]) == "9007199254740993");
+  CHECK(std::get<std::string>(big.rows[1][0]) == "18446744073709551615");
   CHECK(std::get<double>(big.rows[1][1]) == Approx(1e20));
+  CHECK(big.columns[2].type == ColumnType::kFloat);
+  CHECK(std::get<double>(big.rows[1][2]) == Approx(18446744073709551615.0));
   for (const char* token : {"NaN", "Infinity", "-Infinity"}) {
     auto run = [&] { parse_jsonl(std::string("{\"x\": ") + token + "}", "n.jsonl"); };
     CHECK(code_of(run) == ms::ErrorCode::kIntegrity);

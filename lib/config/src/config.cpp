@@ -311,6 +311,12 @@ void Config::apply_override(std::string_view assignment) {
   } catch (Error& e) {
     throw Error(ErrorCode::kUsage, fmt::format("--set '{}': {}", assignment, e.what()), e.hint());
   }
+  // Errors about the tree now name the command line too: the value at fault may be this one.
+  constexpr std::string_view kOverridden = " + --set";
+  if (source_.size() < kOverridden.size() ||
+      source_.compare(source_.size() - kOverridden.size(), kOverridden.size(), kOverridden) != 0) {
+    source_ += kOverridden;
+  }
 }
 
 void Config::merge(const Json& other) { merge_json(root_, other); }

@@ -40,8 +40,7 @@ namespace {
                          "fix the file: it must be JSON lines or one array of objects");
 }
 
-// nlohmann keeps integers in [2^63, 2^64) as unsigned; a column holding one is a float column,
-// as larger integers already are.
+// nlohmann keeps integers in [2^63, 2^64) as unsigned: no int64 holds them.
 bool too_big_for_int64(const Json& v) {
   return v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX);
 }
@@ -240,15 +239,16 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
   if (std::size_t bad = first_invalid_utf8_line(text)) bad_line(source, bad, "invalid UTF-8");
   Table table;
   std::unordered_map<std::string, std::size_t> index;
-  // Per column, which JSON kinds occur: 0 int, 1 float, 2 bool, 3 string, 4 array/object.
-  std::vector<std::array<bool, 5>> seen;
+  // Per column, which JSON kinds occur: 0 int, 1 float, 2 bool, 3 string, 4 array/object, 5 an
+  // integer no int64 holds.
+  std::vector<std::array<bool, 6>> seen;
   std::vector<Json> objects;
   auto add = [&](Json obj) {
     for (auto it = obj.begin(); it != obj.end(); ++it) {
       auto [slot, inserted] = index.emplace(it.key(), table.columns.size());
       if (inserted) {
         table.columns.push_back({it.key(), ColumnType::kNull});
-        seen.push_back({false, false, false, false, false});
+        seen.push_back({false, false, false, false, false, false});
       }
       auto& s = seen[slot->second];
       const Json& v = it.value();
@@ -256,6 +256,8 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
         s[2] = true;
       else if (v.is_number_integer() && !too_big_for_int64(v))
         s[0] = true;
+      else if (too_big_for_int64(v))
+        s[5] = true;
       else if (v.is_number())
         s[1] = true;
       else if (v.is_string())
@@ -289,9 +291,17 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
       add(std::move(line.value));
     }
   }
-  // One type per column: ints widen to float; any other mix becomes JSON text.
+  // One type per column: ints widen to float; any other mix becomes JSON text. Integers that no
+  // int64 holds, among integers only, make JSON text too, which keeps every digit (as floats
+  // they lost digits without a word, their neighbours' too); among floats they are floats.
   for (std::size_t c = 0; c < table.columns.size(); ++c) {
-    const auto& s = seen[c];
+    auto s = seen[c];
+    if (s[5]) {
+      if (s[1] || s[2] || s[3] || s[4])
+        s[1] = true;
+      else
+        s[4] = true;
+    }
     const int kinds = s[0] + s[1] + s[2] + s[3] + s[4];
     ColumnType type = ColumnType::kNull;
     if (kinds == 0)

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -115,141 +116,123 @@ bool parse_bool(const std::string& s, bool& out) {
 
 }  // namespace
 
-ColumnType infer_and_convert(std::vector<Value*>& cells) {
-  // One parsing pass that keeps the parsed numbers, then one assignment pass.
-  bool all_int = true, all_float = true, all_bool = true, any = false;
-  std::vector<std::int64_t> ints;
-  std::vector<double> floats;
-  std::vector<char> bools;
-  ints.reserve(cells.size());
-  std::size_t markers = 0;
-  for (Value* cell : cells) {
-    auto* s = std::get_if<std::string>(cell);
-    if (!s) continue;
-    if (is_missing_marker(*s)) {
-      ++markers;
-      continue;
+namespace {
+
+// An integer written in digits that no int64 holds (a 20-digit id). A column of such integers is
+// read as text: as floats they would lose digits without a word, its neighbours' too.
+bool is_huge_int(const std::string& s) {
+  const std::size_t first = !s.empty() && (s[0] == '+' || s[0] == '-') ? 1 : 0;
+  return s.size() > first + 18 &&
+         std::all_of(s.begin() + static_cast<std::ptrdiff_t>(first), s.end(),
+                     [](unsigned char c) { return std::isdigit(c) != 0; });
+}
+
+// What the text cells of one column can all be read as.
+struct ColumnScan {
+  bool all_int = true, all_float = true, all_bool = true, any = false, markers = false;
+  bool huge_int = false;
+
+  void add(const std::string& s) {
+    if (is_missing_marker(s)) {
+      markers = true;
+      return;
     }
     any = true;
     std::int64_t i = 0;
     double f = 0;
     bool b = false;
-    if (all_int) {
-      if (parse_int(*s, i)) {
-        ints.push_back(i);
-      } else {
+    if (all_int && !parse_int(s, i)) {
+      if (is_huge_int(s))
+        huge_int = true;  // still a column of integers; parse_float reads it if floats follow
+      else
         all_int = false;
-        // Earlier integers are exact in double up to 2^53; re-read them as floats.
-        floats.reserve(cells.size());
-        for (std::int64_t v : ints) floats.push_back(static_cast<double>(v));
-        ints.clear();
-      }
     }
-    if (!all_int && all_float) {
-      if (parse_float(*s, f))
-        floats.push_back(f);
-      else
-        all_float = false;
-    }
-    if (all_bool) {
-      if (parse_bool(*s, b))
-        bools.push_back(b);
-      else
-        all_bool = false;
-    }
-    if (!all_int && !all_float && !all_bool) return ColumnType::kString;
+    // Integers are numbers too: a column of integers and floats is a float column.
+    if (all_float && !parse_float(s, f)) all_float = false;
+    if (all_bool && !parse_bool(s, b)) all_bool = false;
   }
-  if (!any) {
-    // Nothing but markers (a column of nan, NA...): missing values, as pandas reads it.
-    if (markers > 0)
+
+  ColumnType type() const {
+    if (!any) return ColumnType::kNull;  // nothing but markers (nan, NA...): missing, as pandas
+    if (all_int) return huge_int ? ColumnType::kString : ColumnType::kInt;
+    if (all_float) return ColumnType::kFloat;
+    return all_bool ? ColumnType::kBool : ColumnType::kString;
+  }
+};
+
+// One text cell as a value of the column's type (text stays text, markers included).
+void convert_cell(Value& cell, ColumnType type) {
+  const auto* s = std::get_if<std::string>(&cell);
+  if (s == nullptr || type == ColumnType::kString) return;
+  if (is_missing_marker(*s)) {
+    cell = std::monostate{};
+    return;
+  }
+  switch (type) {
+    case ColumnType::kInt: {
+      std::int64_t i = 0;
+      parse_int(*s, i);
+      cell = i;
+      break;
+    }
+    case ColumnType::kFloat: {
+      double f = 0;
+      parse_float(*s, f);
+      cell = f;
+      break;
+    }
+    case ColumnType::kBool: {
+      bool b = false;
+      parse_bool(*s, b);
+      cell = b;
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+}  // namespace
+
+ColumnType infer_and_convert(std::vector<Value*>& cells) {
+  ColumnScan scan;
+  for (Value* cell : cells)
+    if (const auto* s = std::get_if<std::string>(cell)) scan.add(*s);
+  const ColumnType type = scan.type();
+  if (type == ColumnType::kNull) {
+    if (scan.markers)
       for (Value* cell : cells) *cell = std::monostate{};
-    return ColumnType::kNull;
+    return type;
   }
-  std::size_t k = 0;
-  for (Value* cell : cells) {
-    const auto* s = std::get_if<std::string>(cell);
-    if (s == nullptr) continue;
-    if (is_missing_marker(*s)) {
-      *cell = std::monostate{};
-      continue;
-    }
-    if (all_int)
-      *cell = ints[k];
-    else if (all_float)
-      *cell = floats[k];
-    else
-      *cell = bools[k] != 0;
-    ++k;
-  }
-  return all_int ? ColumnType::kInt : all_float ? ColumnType::kFloat : ColumnType::kBool;
+  for (Value* cell : cells) convert_cell(*cell, type);
+  return type;
 }
 
 void infer_table_types(Table& table) {
   // Row-major passes: rows are separate allocations, so walking one column at a time over a
   // large table would miss the cache on every cell.
   const std::size_t width = table.columns.size();
-  std::vector<char> all_int(width, 1), all_float(width, 1), all_bool(width, 1), any(width, 0),
-      markers(width, 0);
+  std::vector<ColumnScan> scans(width);
   for (const auto& row : table.rows) {
-    for (std::size_t c = 0; c < width; ++c) {
-      const auto* s = std::get_if<std::string>(&row[c]);
-      if (!s) continue;
-      if (is_missing_marker(*s)) {
-        markers[c] = 1;
-        continue;
-      }
-      any[c] = 1;
-      std::int64_t i;
-      double f;
-      bool b;
-      if (all_int[c] && !parse_int(*s, i)) all_int[c] = 0;
-      if (!all_int[c] && all_float[c] && !parse_float(*s, f)) all_float[c] = 0;
-      if (all_bool[c] && !parse_bool(*s, b)) all_bool[c] = 0;
-    }
+    for (std::size_t c = 0; c < width; ++c)
+      if (const auto* s = std::get_if<std::string>(&row[c])) scans[c].add(*s);
   }
   std::vector<ColumnType> types(width);
   bool convert = false;
   for (std::size_t c = 0; c < width; ++c) {
-    // A column of nothing but markers (nan, NA...) is missing values, as pandas reads it.
-    types[c] = !any[c]        ? ColumnType::kNull
-               : all_int[c]   ? ColumnType::kInt
-               : all_float[c] ? ColumnType::kFloat
-               : all_bool[c]  ? ColumnType::kBool
-                              : ColumnType::kString;
+    types[c] = scans[c].type();
     table.columns[c].type = types[c];
-    convert = convert || types[c] == ColumnType::kInt || types[c] == ColumnType::kFloat ||
-              types[c] == ColumnType::kBool || markers[c];
+    convert = convert || (types[c] != ColumnType::kString && scans[c].markers) ||
+              types[c] == ColumnType::kInt || types[c] == ColumnType::kFloat ||
+              types[c] == ColumnType::kBool;
   }
   if (!convert) return;
   for (auto& row : table.rows) {
     for (std::size_t c = 0; c < width; ++c) {
-      auto* s = std::get_if<std::string>(&row[c]);
-      if (!s) continue;
-      if (types[c] != ColumnType::kString && is_missing_marker(*s)) {
-        row[c] = std::monostate{};
-        continue;
-      }
-      switch (types[c]) {
-        case ColumnType::kInt: {
-          std::int64_t i = 0;
-          parse_int(*s, i);
-          row[c] = i;
-          break;
-        }
-        case ColumnType::kFloat: {
-          double f = 0;
-          parse_float(*s, f);
-          row[c] = f;
-          break;
-        }
-        case ColumnType::kBool: {
-          bool b = false;
-          parse_bool(*s, b);
-          row[c] = b;
-          break;
-        }
-        default:
-          break;
+      if (types[c] == ColumnType::kNull) {
+        if (std::holds_alternative<std::string>(row[c])) row[c] = std::monostate{};
+      } else {
+        convert_cell(row[c], types[c]);
       }
     }
   }
