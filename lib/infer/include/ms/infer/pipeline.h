@@ -30,7 +30,9 @@ struct PipelineInput {
   /// File tasks: the file's bytes, already in memory (`ms serve`'s base64 images); when set, it is
   /// used instead of reading `path`, which then only names the input in errors.
   std::string content;
-  std::string invalid;  ///< set when the input could not be read: an error item
+  /// Set when the input could not be read: the job layer (run_job, ms serve) reports it as an
+  /// error item and never passes it to Pipeline::run(), which does not look at it.
+  std::string invalid;
 };
 
 /// A float array output member (an embedding), kept as floats: JSON output formats it once
@@ -97,7 +99,8 @@ class MS_API Pipeline {
   /// Drops what cost() kept for an input that will not be run (`ms serve`: a request that timed
   /// out), so that a long-running server does not accumulate it.
   virtual void forget(const PipelineInput& input) const { (void)input; }
-  /// Runs a batch. A bad item gives an error result of its own; the others are unaffected.
+  /// Runs a batch (of non-null inputs). A bad item gives an error result of its own; the others
+  /// are unaffected.
   virtual std::vector<PipelineResult> run(const std::vector<const PipelineInput*>& batch) = 0;
   /// Whether run() may be called from several threads at once (each after prepare_worker()).
   virtual bool concurrent() const { return false; }
