@@ -333,6 +333,52 @@ print(json.dumps([float(np.abs(batch[i] - np.array(ref[str(i + 1)])).max()) for 
         for orientation, difference in enumerate(json.loads(r.stdout), 1):
             self.assertLess(difference, 1e-6, f"orientation {orientation}")
 
+    def test_cmyk_jpegs_and_grey_decode_to_pils_pixels(self):
+        # CMYK JPEGs (ImageNet holds some) were refused as corrupt; PIL reads them with Adobe's
+        # inverted samples and converts to RGB, or on to grey, by its own formulas. Grey from a
+        # colour JPEG is its RGB pixels' luma (libjpeg's Y was a level off here and there).
+        if not component_available("jpeg"):
+            self.skipTest("this ms is built without JPEG")
+        py = torch_python(("PIL", "numpy"))
+        if py is None:
+            self.skipTest("no Python with PIL and numpy (apt-get install python3-pil python3-numpy)")
+        script = r"""
+import json, os, sys
+import numpy as np
+from PIL import Image
+folder = sys.argv[1]
+cmyk = Image.fromarray(np.random.default_rng(7).integers(0, 256, (6, 10, 4), dtype=np.uint8), "CMYK")
+path = os.path.join(folder, "cmyk.jpg")
+cmyk.save(path, quality=95)
+assert Image.open(path).mode == "CMYK"
+rgb = Image.fromarray(np.random.default_rng(8).integers(0, 256, (6, 10, 3), dtype=np.uint8))
+rgb.save(os.path.join(folder, "rgb.jpg"), quality=90)
+ref = {mode: [(np.asarray(Image.open(os.path.join(folder, name)).convert(mode), dtype=np.float32)
+               / 255).reshape(6, 10, -1).transpose(2, 0, 1).tolist()
+              for name in ("cmyk.jpg", "rgb.jpg")] for mode in ("RGB", "L")}
+print(json.dumps(ref))
+"""
+        folder = self.path("cmyk", "a")
+        os.makedirs(folder)
+        r = subprocess.run([py, "-c", script, folder], capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ref = json.loads(r.stdout)
+        check = r"""
+import json, sys
+import numpy as np
+batch, want = np.load(sys.argv[1]), json.loads(sys.stdin.read())
+print(float(np.abs(batch - np.array(want)).max()))
+"""
+        for mode in ("RGB", "L"):
+            batch = self.path(f"cmyk-{mode}.npy")
+            r = run_ms("dataset", "iter", "imagefolder:" + self.path("cmyk"), "--batch-size", "2",
+                       "--transform", json.dumps({"mode": mode}), "--save-batch", batch)
+            self.assertExit(r, 0)
+            r = subprocess.run([py, "-c", check, batch], input=json.dumps(ref[mode]),
+                               capture_output=True, text=True, timeout=300)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertLess(float(r.stdout), 1e-6, mode)
+
     def test_text_input_to_an_image_model(self):
         # Its error line is written, and with not one result the job fails as a whole.
         r = run_ms("infer", "-m", os.path.join(VISION, "small-cnn"), "--input", "not an image")

@@ -45,6 +45,11 @@ void check_size(const std::string& source, long long width, long long height) {
             fmt::format("{}x{} pixels is more than the limit of {}", width, height, kMaxPixels));
   }
 }
+
+// PIL's RGB to grey ("L"): ITU-R 601's 299/587/114 in 16-bit fixed point.
+std::uint8_t pil_luma(int r, int g, int b) {
+  return static_cast<std::uint8_t>((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16);
+}
 #endif
 
 #if MS_WITH_JPEG
@@ -139,6 +144,28 @@ Image upright(Image in, int orientation) {
   return out;
 }
 
+// A CMYK (or YCCK) JPEG's pixels as PIL gives them: it reads the samples as Adobe stores them,
+// inverted ("CMYK;I", whatever the file says), and convert("RGB") takes each channel as
+// (255 - K) - C * (255 - K) / 255, rounded as its MULDIV255.
+void cmyk_to_rgb(const std::vector<std::uint8_t>& cmyk, Image& image) {
+  auto muldiv255 = [](int a, int b) {
+    const int t = a * b + 128;
+    return ((t >> 8) + t) >> 8;
+  };
+  std::uint8_t* out = image.pixels.data();
+  for (std::size_t i = 0; i + 3 < cmyk.size(); i += 4) {
+    const int k = 255 - cmyk[i + 3];
+    const int nk = 255 - k;
+    int rgb[3];
+    for (int c = 0; c < 3; ++c) rgb[c] = std::clamp(nk - muldiv255(255 - cmyk[i + c], nk), 0, 255);
+    if (image.channels == 1) {
+      *out++ = pil_luma(rgb[0], rgb[1], rgb[2]);
+    } else {
+      for (int c = 0; c < 3; ++c) *out++ = static_cast<std::uint8_t>(rgb[c]);
+    }
+  }
+}
+
 Image decode_jpeg(std::string_view bytes, const std::string& source, int channels) {
   struct Closer {
     void operator()(void* h) const { tjDestroy(h); }
@@ -157,12 +184,27 @@ Image decode_jpeg(std::string_view bytes, const std::string& source, int channel
   image.height = height;
   image.channels = channels;
   image.pixels.resize(static_cast<std::size_t>(width) * height * channels);
-  const int format = channels == 1 ? TJPF_GRAY : TJPF_RGB;
+  // As PIL: libjpeg converts CMYK to no RGB, so the samples are decoded as they are and converted
+  // here; grey from a colour JPEG is its RGB pixels' luma (libjpeg's own Y channel is up to one
+  // level off), from a grey JPEG its samples.
+  const bool cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
+  const bool rgb_to_grey = !cmyk && channels == 1 && colorspace != TJCS_GRAY;
+  std::vector<std::uint8_t> decoded;
+  if (cmyk || rgb_to_grey)
+    decoded.resize(static_cast<std::size_t>(width) * height * (cmyk ? 4 : 3));
+  const int format = cmyk ? TJPF_CMYK : channels == 1 && !rgb_to_grey ? TJPF_GRAY : TJPF_RGB;
   // Warnings (a truncated file: "premature end of data") are errors too: the pixels are partly
   // grey fill, and silently training on them is worse than stopping.
-  if (tjDecompress2(handle.get(), data, bytes.size(), image.pixels.data(), width, 0, height, format,
-                    0) != 0) {
+  if (tjDecompress2(handle.get(), data, bytes.size(),
+                    decoded.empty() ? image.pixels.data() : decoded.data(), width, 0, height,
+                    format, 0) != 0) {
     corrupt(source, tjGetErrorStr2(handle.get()));
+  }
+  if (cmyk) {
+    cmyk_to_rgb(decoded, image);
+  } else if (rgb_to_grey) {
+    for (std::size_t i = 0, o = 0; i + 2 < decoded.size(); i += 3, ++o)
+      image.pixels[o] = pil_luma(decoded[i], decoded[i + 1], decoded[i + 2]);
   }
   return image;
 }
@@ -258,9 +300,7 @@ Image decode_png(std::string_view bytes, const std::string& source, int channels
       } else if (channels == 3) {
         for (int c = 0; c < 3; ++c) *out++ = static_cast<std::uint8_t>(sample(pixel, c));
       } else {
-        *out++ = static_cast<std::uint8_t>((sample(pixel, 0) * 19595 + sample(pixel, 1) * 38470 +
-                                            sample(pixel, 2) * 7471 + 0x8000) >>
-                                           16);
+        *out++ = pil_luma(sample(pixel, 0), sample(pixel, 1), sample(pixel, 2));
       }
     }
   }
