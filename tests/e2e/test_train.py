@@ -647,6 +647,82 @@ class TrainTextTest(TorchTestCase):
                     open(self.path("cut", folder, "model.safetensors"), "rb") as b:
                 self.assertTrue(a.read() == b.read(), folder)
 
+    def test_keys_read_as_modelscopes_trainer_reads_them(self):
+        # From an audit against ModelScope 1.40's trainer: each of these ran otherwise, silently.
+        def run(name, config, *extra):
+            self.write(name + ".json", json.dumps(config))
+            return run_ms("train", "--model", os.path.join(TINY, "cls"), "--config",
+                          self.path(name + ".json"), "--dataset", "csv:" + self.path("train.csv"),
+                          "--eval-dataset", "csv:" + self.path("test.csv"), "--work-dir",
+                          self.path(name), "--json", *extra, timeout=600)
+
+        def logged(name):
+            log = glob.glob(os.path.join(self.path(name), "*.log.json"))[0]
+            with open(log) as f:
+                return [e for e in map(json.loads, f) if e["mode"] == "train"]
+
+        # A typed train.lr_scheduler_hook replaces train.lr_scheduler.options, warmup included
+        # (StepLR's first steps keep the base rate).
+        c = recipe(max_epochs=1, hooks=[{"type": "TextLoggerHook", "interval": 1}])
+        c["train"]["lr_scheduler"]["options"]["warmup"] = {"type": "LinearWarmup", "warmup_iters": 4}
+        c["train"]["lr_scheduler_hook"] = {"type": "LrSchedulerHook", "by_epoch": False}
+        self.assertExit(run("hooked", c), 0)
+        self.assertEqual([e["lr"] for e in logged("hooked")][:4], [0.003] * 4)
+        # A TorchAMPOptimizerHook in train.optimizer_hook keeps train.optimizer.options
+        # (grad_clip: the clipped norm is logged).
+        c = recipe(max_epochs=1, optimizer_hook={"type": "TorchAMPOptimizerHook", "dtype": "bf16"})
+        self.assertExit(run("amp", c), 0)
+        self.assertTrue(all("grad_norm" in e for e in logged("amp")), logged("amp")[0])
+        # --work-dir takes the place of the key chains' save_dir and out_dir.
+        c = recipe(max_epochs=1, checkpoint={"period": {"save_dir": self.path("elsewhere")}},
+                   logging={"out_dir": self.path("elsewhere")})
+        self.assertExit(run("placed", c), 0)
+        self.assertFalse(os.path.exists(self.path("elsewhere")))
+        self.assertTrue(os.path.exists(self.path("placed", "latest_checkpoint.json")))
+        # save_file_name "best_model.pth" names best_model.pth (it made best_model.pth.pth).
+        c = recipe(max_epochs=1, hooks=[{"type": "EvaluationHook", "interval": 1},
+                                        {"type": "BestCkptSaverHook", "metric_key": "accuracy",
+                                         "save_file_name": "best_model.pth"}])
+        self.assertExit(run("named", c), 0)
+        files = os.listdir(self.path("named"))
+        self.assertIn("best_model.pth", files)
+        self.assertIn("best_model_trainer_state.pth", files)
+        # evaluation.val_iters_per_epoch: the first N evaluation batches (8 rows here) only.
+        c = recipe(max_epochs=1)
+        c["evaluation"]["val_iters_per_epoch"] = 1
+        trained = run("valiters", c)
+        self.assertExit(trained, 0)
+        rows = [(t, "positive") for t in POSITIVE] + [(t, "negative") for t in NEGATIVE]
+        write_csv(self.path("first8.csv"), rows[:8])
+        first = run_ms("eval", "--model", self.path("valiters", "output"), "--dataset",
+                       "csv:" + self.path("first8.csv"), "--json")
+        self.assertExit(first, 0)
+        self.assertEqual(json.loads(trained.stdout)["metrics"], json.loads(first.stdout))
+        # The NLP trainer's dataset.train.labels give the class ids in list order, and a
+        # model.label2id is kept consistent with the id2label written beside it.
+        c = recipe(max_epochs=1)
+        c["dataset"] = {"train": {"labels": ["positive", "negative"]}}
+        self.assertExit(run("listed", c), 0)
+        with open(self.path("listed", "output", "config.json")) as f:
+            self.assertEqual(json.load(f)["id2label"], {"0": "positive", "1": "negative"})
+        c = recipe(max_epochs=1)
+        c["model"] = {"label2id": {"positive": 0, "negative": 1}}
+        self.assertExit(run("mapped", c), 0)
+        with open(self.path("mapped", "output", "configuration.json")) as f:
+            model = json.load(f)["model"]
+        self.assertEqual(model["id2label"], {"0": "positive", "1": "negative"})
+        self.assertEqual(model["label2id"], {"positive": 0, "negative": 1})
+
+    def test_sequence_length_is_max_lengths_other_name(self):
+        text = "the movie is very good and the actors are very good"
+        def scores(*extra):
+            r = run_ms("infer", "-m", os.path.join(TINY, "cls"), "-i", text, *extra)
+            self.assertExit(r, 0)
+            return json.loads(r.stdout)["scores"]
+        cut = scores("--set", "preprocessor.max_length=5")
+        self.assertNotEqual(cut, scores())
+        self.assertEqual(scores("--set", "preprocessor.sequence_length=5"), cut)
+
     def test_bad_configs_and_data(self):
         def with_recipe(config, *extra, dataset=None):
             self.write("bad.json", json.dumps(config))

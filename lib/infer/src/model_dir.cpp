@@ -81,6 +81,16 @@ std::string canonical_task(const std::string& task) {
                   "text-classification)");
 }
 
+std::optional<std::size_t> preprocessor_max_length(const Config& config, const std::string& task) {
+  const bool generation = task == "text-generation";
+  for (const char* key :
+       {generation ? "preprocessor.sequence_length" : "preprocessor.max_length",
+        generation ? "preprocessor.max_length" : "preprocessor.sequence_length"}) {
+    if (config.has(key) && !config.at(key).is_null()) return config.get<std::size_t>(key);
+  }
+  return std::nullopt;
+}
+
 ModelInfo open_model(const std::string& model, const std::optional<std::string>& task,
                      const std::vector<std::string>& overrides, const HubModelOptions& hub) {
   MS_CHECK(!model.empty(), ErrorCode::kUsage, "--model is empty");

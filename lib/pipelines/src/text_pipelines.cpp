@@ -72,8 +72,8 @@ class BertTextPipeline : public infer::Pipeline {
         max_len = (*st)["max_seq_length"].get<std::size_t>();
       }
     }
-    if (model.config.has("preprocessor.max_length")) {
-      max_length_ = model.config.get<std::size_t>("preprocessor.max_length");
+    if (const auto asked = infer::preprocessor_max_length(model.config, model.task)) {
+      max_length_ = *asked;
       MS_CHECK(max_length_ > 3, ErrorCode::kConfig,
                "{} (or --set): preprocessor.max_length {} is too small for [CLS] text [SEP]",
                model.config.source(), max_length_);

@@ -237,12 +237,18 @@ std::string type_of(const nlohmann::json& entry) {
 // `asked_by` gets the key that asked for mixed precision, for errors.
 nlohmann::json optimizer_hook_options(const Config& c, std::vector<nlohmann::json>& hooks,
                                       std::string& asked_by) {
-  nlohmann::json o;
+  // As ModelScope's trainer: a train.optimizer_hook of its own type replaces
+  // train.optimizer.options; a TorchAMPOptimizerHook there is laid over them (grad_clip and
+  // cumulative_iters still apply with autocast).
+  nlohmann::json o = options_at(c, "train.optimizer.options");
+  o["type"] = "OptimizerHook";
   if (c.has("train.optimizer_hook")) {
-    o = options_at(c, "train.optimizer_hook");
-  } else {
-    o = options_at(c, "train.optimizer.options");
-    o["type"] = "OptimizerHook";
+    const nlohmann::json hook = options_at(c, "train.optimizer_hook");
+    if (type_of(hook) == "TorchAMPOptimizerHook") {
+      for (const auto& [key, value] : hook.items()) o[key] = value;
+    } else {
+      o = hook;
+    }
   }
   std::optional<nlohmann::json> amp;
   auto take_amp = [&amp](nlohmann::json& entry) {
@@ -343,8 +349,16 @@ void Trainer::register_hooks_from_config() {
     }
     return o;
   };
+  // As ModelScope's trainer: a train.lr_scheduler_hook replaces train.lr_scheduler.options (their
+  // warmup too, see lr_scheduler()), except a PlateauLrSchedulerHook, laid over them.
   if (c.has("train.lr_scheduler_hook")) {
-    add(with_listed(options_at(c, "train.lr_scheduler_hook")), "train.lr_scheduler_hook");
+    nlohmann::json o = options_at(c, "train.lr_scheduler_hook");
+    if (type_of(o) == "PlateauLrSchedulerHook") {
+      nlohmann::json merged = options_at(c, "train.lr_scheduler.options");
+      for (const auto& [key, value] : o.items()) merged[key] = value;
+      o = merged;
+    }
+    add(with_listed(o), "train.lr_scheduler_hook");
   } else if (c.has("train.lr_scheduler")) {
     nlohmann::json o = options_at(c, "train.lr_scheduler.options");
     const bool plateau =
@@ -414,13 +428,13 @@ Optimizer& Trainer::optimizer() {
 LrScheduler* Trainer::lr_scheduler() {
   if (!lr_scheduler_ && setup_.config.has("train.lr_scheduler")) {
     const nlohmann::json config = plain(setup_.config.at("train.lr_scheduler"));
-    // The warmup is the LR hook's option: train.lr_scheduler_hook.warmup, else
-    // train.lr_scheduler.options.warmup.
+    // The warmup is the LR hook's option: train.lr_scheduler_hook.warmup, else (without such a
+    // hook, which replaces them) train.lr_scheduler.options.warmup.
     nlohmann::json warmup;
     if (setup_.config.has("train.lr_scheduler_hook.warmup")) {
       warmup = plain(setup_.config.at("train.lr_scheduler_hook.warmup"));
-    } else if (config.contains("options") && config["options"].is_object() &&
-               config["options"].contains("warmup")) {
+    } else if (!setup_.config.has("train.lr_scheduler_hook") && config.contains("options") &&
+               config["options"].is_object() && config["options"].contains("warmup")) {
       warmup = config["options"]["warmup"];
     }
     try {
@@ -651,12 +665,23 @@ Json Trainer::evaluate() {
     hooks_.call(Stage::kAfterVal, *this);
     return metric_values_;
   }
+  // ModelScope's evaluation.val_iters_per_epoch: the first N batches only.
+  std::optional<std::int64_t> batches_left;
+  if (setup_.config.has("evaluation.val_iters_per_epoch") &&
+      !setup_.config.at("evaluation.val_iters_per_epoch").is_null()) {
+    batches_left = setup_.config.get<std::int64_t>("evaluation.val_iters_per_epoch");
+    MS_CHECK(*batches_left > 0, ErrorCode::kConfig,
+             "{}: evaluation.val_iters_per_epoch must be positive, got {}", setup_.config.source(),
+             *batches_left);
+  }
   const bool was_training = model().is_training();
   model().eval();
   {
     c10::InferenceMode guard;
     setup_.eval_data->start(0, 0);
-    while (std::optional<models::TensorMap> batch = setup_.eval_data->next()) {
+    while (!batches_left || (*batches_left)-- > 0) {
+      std::optional<models::TensorMap> batch = setup_.eval_data->next();
+      if (!batch) break;
       models::TensorMap inputs = std::move(*batch);
       move_to_device(inputs);
       models::TensorMap outputs = models::checked_forward(model(), inputs, setup_.device);

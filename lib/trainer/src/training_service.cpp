@@ -73,7 +73,7 @@ std::string model_type_of(const infer::ModelInfo& m) {
   return text_task(m.task) || token_task(m.task) ? "bert" : "";
 }
 
-// Class names the model folder gives: model.id2label in configuration.json, else config.json's.
+// Class names the configuration gives (in id order); empty when it names none.
 std::vector<std::string> configured_labels(const infer::ModelInfo& m, const Config& config) {
   Json id2label;
   if (config.has("model.labels") && config.at("model.labels").is_array()) {
@@ -82,8 +82,22 @@ std::vector<std::string> configured_labels(const infer::ModelInfo& m, const Conf
       if (name.is_string()) out.push_back(name.get<std::string>());
     return out;
   }
-  if (config.has("model.id2label")) {
+  // As ModelScope: model.label2id (which its label readers take first) or model.id2label, else
+  // the NLP trainer's dataset.train.labels (class ids in list order), else config.json's.
+  if (config.has("model.label2id") && config.at("model.label2id").is_object()) {
+    for (const auto& [name, id] : config.at("model.label2id").items()) {
+      if (!id.is_number_integer()) return {};
+      id2label[std::to_string(id.get<std::int64_t>())] = name;
+    }
+  } else if (config.has("model.id2label")) {
     id2label = config.at("model.id2label");
+  } else if (config.has("dataset.train.labels") && config.at("dataset.train.labels").is_array()) {
+    std::vector<std::string> out;
+    for (const auto& name : config.at("dataset.train.labels")) {
+      if (!name.is_string()) return {};
+      out.push_back(name.get<std::string>());
+    }
+    return out;
   } else if (auto hf = read_json_file(m.dir / "config.json")) {
     if (hf->contains("id2label")) id2label = (*hf)["id2label"];
   }
@@ -134,7 +148,7 @@ Batching read_batching(const Config& config, const char* section, bool shuffle_d
 // them (configurations carry keys for other tools). One a typo away from a key it reads
 // ("train.max_epoch") is named, with the key meant; in a dataloader section, where ModelScope
 // passes other keys to torch's DataLoader, every key ms does not read is named.
-void warn_unread_keys(const Config& config) {
+void warn_unread_keys(const Config& config, const std::string& task) {
   const std::vector<std::string> loader = {"batch_size_per_gpu", "workers_per_gpu", "shuffle",
                                            "drop_last"};
   const std::vector<std::pair<std::string, std::vector<std::string>>> sections = {
@@ -143,7 +157,7 @@ void warn_unread_keys(const Config& config) {
         "optimizer_hook", "lr_scheduler_hook", "checkpoint", "logging", "train_iters_per_epoch",
         "use_fp16"}},
       {"train.dataloader", loader},
-      {"evaluation", {"dataloader", "metrics", "period"}},
+      {"evaluation", {"dataloader", "metrics", "period", "val_iters_per_epoch"}},
       {"evaluation.dataloader", loader}};
   for (const auto& [section, known] : sections) {
     if (!config.has(section) || !config.at(section).is_object()) continue;
@@ -160,6 +174,20 @@ void warn_unread_keys(const Config& config) {
       } else if (loader_section) {
         log::warn("{}: {}.{} is not read (ms reads {})", config.source(), section, key,
                   join(known, ", "));
+      }
+    }
+  }
+  // ModelScope reads preprocessor.train (training) and preprocessor.val (evaluation) when the
+  // preprocessor section has no type of its own; ms's text and token tasks read preprocessor.*.
+  if ((text_task(task) || token_task(task) || generation_task(task)) &&
+      config.has("preprocessor") && config.at("preprocessor").is_object() &&
+      !config.at("preprocessor").contains("type")) {
+    for (const char* sub : {"train", "val"}) {
+      if (config.at("preprocessor").contains(sub) && config.at("preprocessor")[sub].is_object()) {
+        log::warn(
+            "{}: preprocessor.{} is not read by ms train for this task (it reads the keys "
+            "of preprocessor itself: move first_sequence, label, max_length... up)",
+            config.source(), sub);
       }
     }
   }
@@ -208,8 +236,8 @@ void prepare_causal(Prepared& p, const infer::ModelInfo& m, const Config& config
   p.causal = std::make_unique<text::CausalTokenizer>(text::CausalTokenizer::from_dir(m.dir));
   p.hf_config = read_json_file(m.dir / "config.json").value_or(Json::object());
   p.document_column = find_document_column(split, config, ds.spec);
-  p.max_length = config.get_or<std::size_t>("preprocessor.max_length",
-                                            std::numeric_limits<std::size_t>::max());
+  p.max_length = infer::preprocessor_max_length(config, m.task)
+                     .value_or(std::numeric_limits<std::size_t>::max());
 }
 
 // Builds the model for training: the folder's weights with a head sized to the labels.
@@ -230,7 +258,7 @@ Prepared prepare_for_training(const infer::ModelInfo& m, Config& config, const d
   } else if (text_task(m.task) || token_task(m.task)) {
     p.tokenizer = std::make_unique<text::BertTokenizer>(text::BertTokenizer::from_dir(m.dir));
     p.hf_config = read_json_file(m.dir / "config.json").value_or(Json::object());
-    p.max_length = config.get_or<std::size_t>("preprocessor.max_length", 128);
+    p.max_length = infer::preprocessor_max_length(config, m.task).value_or(128);
     p.per_token = token_task(m.task);
     if (p.per_token) {
       p.columns = find_token_columns(split, config, ds.spec);
@@ -311,7 +339,7 @@ Prepared prepare_for_eval(const infer::ModelInfo& m, const Config& config,
     cap_to_positions(p);
   } else if (text_task(m.task) || token_task(m.task)) {
     p.tokenizer = std::make_unique<text::BertTokenizer>(text::BertTokenizer::from_dir(m.dir));
-    p.max_length = config.get_or<std::size_t>("preprocessor.max_length", 128);
+    p.max_length = infer::preprocessor_max_length(config, m.task).value_or(128);
     cap_to_positions(p);
     p.per_token = token_task(m.task);
     p.columns = p.per_token ? find_token_columns(split, config, ds.spec)
@@ -398,6 +426,8 @@ void write_output(const std::filesystem::path& dir, const infer::ModelInfo& m, c
   ms["framework"] = "pytorch";
   ms["model"]["type"] = p.type;
   ms["model"]["id2label"] = id2label;
+  // ModelScope's readers take label2id first: a stale one would name other classes.
+  if (ms["model"].contains("label2id")) ms["model"]["label2id"] = label2id;
   if (!p.tokenizer) {
     ms["model"]["num_classes"] = p.labels.size();
     ms["model"]["labels"] = p.labels.names();
@@ -603,9 +633,20 @@ class TrainingService final : public infer::TrainerService {
     check_task(m.task);
     Config config = m.config;
     if (r.max_epochs) config.set("train.max_epochs", *r.max_epochs);
-    if (!r.distributed || r.distributed->rank == 0) warn_unread_keys(config);
+    if (!r.distributed || r.distributed->rank == 0) warn_unread_keys(config, m.task);
     const std::filesystem::path work_dir =
         r.work_dir.value_or(config.get_or<std::string>("train.work_dir", "./work_dir"));
+    if (r.work_dir) {
+      // As ModelScope's trainer given a work_dir: the key chains' own folders give way to it, so
+      // that what the run writes lands there (and --resume finds it).
+      config.set("train.work_dir", work_dir.string());
+      for (const char* chain : {"train.checkpoint.period", "train.checkpoint.best"}) {
+        if (config.has(chain) && config.at(chain).is_object())
+          config.set(std::string(chain) + ".save_dir", work_dir.string());
+      }
+      if (config.has("train.logging") && config.at("train.logging").is_object())
+        config.set("train.logging.out_dir", work_dir.string());
+    }
     const std::string device = r.distributed
                                    ? rank_device(r.device, *r.distributed)
                                    : infer::load_torch_layer().runtime->resolve_device(r.device);

@@ -10,6 +10,7 @@
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/core/log.h"
+#include "ms/core/text.h"
 
 namespace ms::trainer {
 namespace {
@@ -196,6 +197,9 @@ class BestCkptSaverHook final : public Hook {
     MS_CHECK(rule_ == "max" || rule_ == "min", ErrorCode::kConfig,
              "BestCkptSaverHook: rule must be \"max\" or \"min\", got \"{}\"", rule_);
     save_file_name_ = o.text("save_file_name", "");
+    // "best_model.pth" names the files best_model.pth and best_model_trainer_state.pth, as in
+    // ModelScope (the prefix here is what goes before ".pth": it made best_model.pth.pth).
+    if (ends_with(save_file_name_, ".pth")) save_file_name_.resize(save_file_name_.size() - 4);
     restore_best_ = o.flag("restore_best", false);
     max_checkpoints_ = std::max<std::int64_t>(1, o.integer("max_checkpoint_num", 1));
     save_trainer_state_ = o.flag("save_trainer_state", true);

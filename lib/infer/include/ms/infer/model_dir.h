@@ -42,6 +42,12 @@ MS_API const std::vector<std::string>& known_tasks();
 /// ms::Error(kUsage) listing close matches for an unknown task.
 MS_API std::string canonical_task(const std::string& task);
 
+/// The text length a configuration asks for, as ModelScope's text preprocessors read it:
+/// preprocessor.max_length, or its other name preprocessor.sequence_length (which text generation
+/// takes first, the other tasks second); nullopt when neither is set.
+MS_API std::optional<std::size_t> preprocessor_max_length(const Config& config,
+                                                          const std::string& task);
+
 /// Opens `model`: a folder, or a hub id (OWNER/NAME) that is not a local path, downloaded through
 /// the hub client into the modelscope cache (a cached copy is used offline). `task` overrides the
 /// configured one and is required for a HF layout whose task cannot be inferred. `overrides` are
