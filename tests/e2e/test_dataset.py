@@ -481,6 +481,12 @@ class DatasetTest(MsTestCase):
                 rows = self.head(spec)
                 want = "v1-row" if spec.endswith("@v1") else "v2-row"
                 self.assertIn(want, json.dumps(rows))
+        # Offline there is no listing: v1 is read from the folder an online read of it made (the
+        # cache folder, last filled at v1, also held master's validation split).
+        self.env["MODELSCOPE_OFFLINE"] = "1"
+        d = self.info("hub:alice/dsv@v1")
+        self.assertEqual({s["name"]: s["rows"] for s in d["splits"]}, {"train": 1})
+        self.assertIn("v1-row", json.dumps(self.head("hub:alice/dsv@v1")))
 
     @needs("ZIP", "HUB_SERVER")
     def test_dataset_served_by_ms_hub_serve(self):

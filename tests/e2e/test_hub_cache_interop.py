@@ -402,6 +402,26 @@ class SnapshotCacheInteropTest(CacheFixture):
         self.assertEqual([f["path"] for f in again["files"] if not f["cached"]], ["keep.bin"])
         self.assertEqual(read_tree(master)["keep.bin"], read_tree(v1)["keep.bin"])
 
+    def test_ms_finishes_what_a_killed_python_download_left(self):
+        # Python 1.38+ writes a file as <path>.incomplete beside where it goes; killed, it leaves
+        # them. ms fetched the files but left the .incomplete ones for good (Python's later
+        # offline reads listed them).
+        big = os.urandom(200000)
+        self.upload("alice/cut", {"big.bin": big, "small.txt": b"small"}, "--create")
+        master = self.snapshot("alice/cut")
+        self.assertEqual(self.py("snapshot", model_id="alice/cut"), {"path": master})
+        os.remove(os.path.join(master, "big.bin"))
+        os.remove(os.path.join(master, "small.txt"))
+        with open(os.path.join(master, "big.bin.incomplete"), "wb") as f:
+            f.write(big[:50000])
+        with open(os.path.join(master, "small.txt.incomplete"), "wb") as f:
+            f.write(b"sm")
+        got = self.ms_download("alice/cut")
+        self.assertEqual(got["local_path"], master)
+        tree = read_tree(master)
+        self.assertEqual((tree["big.bin"], tree["small.txt"]), (big, b"small"))
+        self.assertEqual([n for n in tree if n.endswith(".incomplete")], [])
+
     def test_dataset_snapshots_are_read_too(self):
         self.upload("alice/data-snap", {"train.csv": b"a,b\n1,2\n"}, "--create", "--dataset")
         folder = os.path.join(self.path("cache"), "datasets", "alice--data-snap", "snapshots", "master")

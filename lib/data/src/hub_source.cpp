@@ -9,8 +9,10 @@
 
 #include "dataset_formats.h"
 #include "ms/core/error.h"
+#include "ms/core/file.h"
 #include "ms/core/log.h"
 #include "ms/core/settings.h"
+#include "ms/core/text.h"
 #include "ms/hub/download.h"
 #include "ms/hub/sha256.h"
 
@@ -30,6 +32,47 @@ bool holds_listing(const fs::path& dir, const std::vector<hub::DownloadedFile>& 
   for (const hub::DownloadedFile& f : files)
     if (fs::file_size(dir / f.path, ec) != f.size || ec) return false;
   return true;
+}
+
+// Each revision folder names its revision in this file, for offline reads (no listing then).
+constexpr const char* kRevisionMark = ".ms-revision";
+
+// Offline, the folder to read `revision` from: the newest revision folder an online read made for
+// it, unless the repo folder was filled at that revision after it (then the repo folder, as a
+// branch that moved on may have left no revision folder). Without such a folder, the repo folder
+// (snapshot_download has warned when another revision filled it last).
+fs::path offline_revision_folder(const fs::path& dir, const std::string& revision) {
+  std::error_code ec;
+  std::optional<fs::path> newest;
+  fs::file_time_type newest_time{};
+  const std::string prefix = dir.filename().string() + "-";
+  for (const auto& entry : fs::directory_iterator(dir.parent_path() / ".ms-revisions", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0 || name.find(".tmp-") != std::string::npos ||
+        name.find(".stale-") != std::string::npos) {
+      continue;
+    }
+    const fs::path mark = entry.path() / kRevisionMark;
+    std::string named;
+    try {
+      named = std::string(trim(read_file(mark)));
+    } catch (const Error&) {
+      continue;
+    }
+    std::error_code time_ec;
+    const auto time = fs::last_write_time(mark, time_ec);
+    if (named == revision && !time_ec && (!newest || time > newest_time)) {
+      newest = entry.path();
+      newest_time = time;
+    }
+  }
+  if (!newest) return dir;
+  std::error_code mv_ec;
+  const auto filled = fs::last_write_time(dir / ".mv", mv_ec);
+  if (!mv_ec && hub::cached_revision(dir) == revision && filled > newest_time) return dir;
+  log::debug("{}: offline, revision '{}' is read from {}", dir.string(), revision,
+             newest->string());
+  return *newest;
 }
 
 // The folder holding exactly the files of a download's listing. An indexed cache folder (the
@@ -67,7 +110,15 @@ fs::path revision_folder(const hub::DownloadResult& result) {
   const fs::path view =
       dir.parent_path() / ".ms-revisions" /
       (dir.filename().string() + "-" + hub::sha256_hex(digest_input).substr(0, 16));
-  if (holds_listing(view, result.files)) return view;
+  if (holds_listing(view, result.files)) {
+    // Read online again: the newest folder of its revision for offline reads (see
+    // offline_revision_folder), made before the mark existed or not.
+    try {
+      write_file_atomic(view / kRevisionMark, result.revision + "\n");
+    } catch (const Error&) {
+    }
+    return view;
+  }
   // Built under the repo folder's lock, which downloads into it hold: none changes a file while
   // it is linked. One may have changed a file between the download above and this lock, so each
   // linked file is checked against the listing's digest.
@@ -94,6 +145,11 @@ fs::path revision_folder(const hub::DownloadResult& result) {
       fail_building(fmt::format("{} changed in the cache while it was read", f.path),
                     "another download of this dataset ran at the same time: run again");
     }
+  }
+  try {
+    write_file_atomic(building / kRevisionMark, result.revision + "\n");
+  } catch (const Error& e) {
+    fail_building(e.what(), "check the cache folder's permissions and free space");
   }
   // A complete view another load published meanwhile stays: it may be read already. An
   // incomplete one (a file deleted by hand) goes, moved aside first so that the name is free.
@@ -125,8 +181,13 @@ fs::path download_with_hub_client(const hub::RepoId& repo, const std::string& re
   options.type = hub::RepoType::kDataset;
   options.repo = repo;
   options.revision = revision;
-  return revision_folder(
-      hub::snapshot_download(options, hub::resolve_hub_options(std::nullopt, std::nullopt)));
+  const hub::DownloadResult result =
+      hub::snapshot_download(options, hub::resolve_hub_options(std::nullopt, std::nullopt));
+  // Offline there is no listing to tell the revision's files by: a revision folder an online read
+  // made holds them.
+  if (offline_mode() && !revision.empty())
+    return offline_revision_folder(result.local_path, revision);
+  return revision_folder(result);
 }
 
 SnapshotProvider& provider() {

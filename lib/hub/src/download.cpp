@@ -662,24 +662,6 @@ std::string quoted_list(const std::vector<std::string>& names) {
   return out;
 }
 
-// The revision `.mv` records (`Revision:<rev>,CreatedAt:<t>` for models, the bare revision for
-// datasets), or "" when there is none.
-std::string cached_revision(const fs::path& repo_dir) {
-  std::error_code ec;
-  if (!fs::is_regular_file(repo_dir / ".mv", ec)) return "";
-  std::string text;
-  try {
-    text = read_file(repo_dir / ".mv");
-  } catch (const Error&) {
-    return "";
-  }
-  const auto first = text.find_first_not_of(" \t\r\n");
-  if (first == std::string::npos) return "";
-  text = text.substr(first, text.find_last_not_of(" \t\r\n") - first + 1);
-  if (text.rfind("Revision:", 0) == 0) text = text.substr(9, text.find(',') - 9);
-  return text;
-}
-
 // Whether the file at `file` is the one the hub lists: the same size and, when the hub gives
 // one, the same sha256 (what modelscope 1.38+ checks before it fetches a file again).
 // Without a sha256 from the hub, the size alone decides only where `size_will_do`.
@@ -870,6 +852,21 @@ void discard_partials(const fs::path& temp_dir, const std::vector<DownloadedFile
   }
 }
 
+// Removes what Python modelscope 1.38+ leaves of a file whose download it did not finish
+// (`<path>.incomplete`, `<path>.parallel_tmp`, beside where the file goes) once the file is whole:
+// a killed Python download finished by ms left them for good, and Python's later offline reads
+// listed them as files.
+void discard_python_partials(const fs::path& repo_dir, const std::vector<DownloadedFile>& files) {
+  std::error_code ec;
+  for (const DownloadedFile& f : files) {
+    const fs::path base = repo_dir / f.path;
+    for (const char* suffix : {".incomplete", ".parallel_tmp"}) {
+      const fs::path p(base.string() + suffix);
+      if (fs::is_regular_file(fs::symlink_status(p, ec))) fs::remove(p, ec);
+    }
+  }
+}
+
 // Removes the empty folders the temp area keeps after its files moved into the cache.
 void remove_empty_dirs(const fs::path& dir) {
   std::error_code ec;
@@ -886,6 +883,24 @@ void remove_empty_dirs(const fs::path& dir) {
 }
 
 }  // namespace
+
+// See ms/hub/download.h. The revision `.mv` records (`Revision:<rev>,CreatedAt:<t>` for models, the
+// bare revision for datasets), or "" when there is none.
+std::string cached_revision(const fs::path& repo_dir) {
+  std::error_code ec;
+  if (!fs::is_regular_file(repo_dir / ".mv", ec)) return "";
+  std::string text;
+  try {
+    text = read_file(repo_dir / ".mv");
+  } catch (const Error&) {
+    return "";
+  }
+  const auto first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) return "";
+  text = text.substr(first, text.find_last_not_of(" \t\r\n") - first + 1);
+  if (text.rfind("Revision:", 0) == 0) text = text.substr(9, text.find(',') - 9);
+  return text;
+}
 
 ExclusiveLock::ExclusiveLock(const fs::path& path, Target target) {
   const fs::path folder = target == Target::kFolder ? path : path.parent_path();
@@ -1130,6 +1145,7 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   }
 
   discard_partials(layout.temp_dir, result.files);
+  discard_python_partials(layout.repo_dir, result.files);
   remove_empty_dirs(layout.temp_dir);
   if (!indexed) {
     // A snapshot repo's temp area is its own (`<repo>/._____temp/<revision>`): leave no empty

@@ -56,6 +56,9 @@ struct DownloadResult {
   std::uint64_t requests = 0;  ///< HTTP requests sent
 };
 
+/// The revision an indexed cache folder was last filled at (its `.mv`), or "" when it records none.
+MS_API std::string cached_revision(const std::filesystem::path& repo_dir);
+
 /// Python's fnmatch.fnmatch on a repo path (case-sensitive, '*' crosses '/').
 MS_API bool path_matches(const std::string& path, const std::string& pattern);
 
