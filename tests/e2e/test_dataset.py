@@ -83,6 +83,35 @@ class DatasetTest(MsTestCase):
             self.assertEqual(row["label_name"], truth[row["image"]])
             self.assertEqual(row["label"], d["labels"].index(truth[row["image"]]))
 
+    def test_readme_configs_declare_subsets_and_splits(self):
+        # A Hugging Face dataset card's `configs` (which ModelScope 1.40's MsDataset.load reads):
+        # the folder had "no images, tables or dataset config".
+        ds = self.path("carded")
+        self.write("carded/en/train.csv", "text,label\nhi,1\n")
+        self.write("carded/en/test.csv", "text,label\nt,0\n")
+        self.write("carded/zh/train.jsonl", '{"text": "x", "label": 1}\n')
+        self.write("carded/sh/train-0.csv", "text,label\na,1\n")
+        self.write("carded/sh/train-1.csv", "text,label\nb,2.5\n")
+        self.write("carded/README.md", "---\nlicense: mit\nconfigs:\n"
+                   "- config_name: en\n  data_files:\n"
+                   "  - {split: train, path: en/train.csv}\n  - {split: test, path: en/test.csv}\n"
+                   "- config_name: zh\n  data_files: zh/train.jsonl\n"
+                   "- config_name: sh\n  default: true\n  data_files:\n    train: 'sh/train-*.csv'\n"
+                   "---\n# The card\n")
+        d = self.info(ds)
+        self.assertEqual((d["subset"], d["subsets"]), ("sh", ["en", "zh", "sh"]))
+        self.assertEqual([(s["name"], s["rows"]) for s in d["splits"]], [("train", 2)])
+        self.assertEqual(self.head(ds, "--subset", "en", "--split", "test"), [{"text": "t", "label": 0}])
+        self.assertEqual(self.head(ds, "--subset", "zh"), [{"text": "x", "label": 1}])
+        r = self.ms("dataset", "info", ds, "--subset", "fr")
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "subset 'fr'", "en, zh, sh")
+        # A path the card names that is not there is an error naming it.
+        self.write("carded/README.md", "---\nconfigs:\n- config_name: x\n  data_files: gone/*.csv\n---\n")
+        r = self.ms("dataset", "info", ds)
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "gone/*.csv")
+
     def test_links_that_lead_nowhere_are_skipped(self):
         # A symlink loop (or a dangling link) beside the data is no file, as a folder is not: it
         # failed the whole dataset as an I/O error (exit 74).

@@ -216,6 +216,16 @@ class InteropScenarios:
         r = run_ms("upload", "alice/csvdata", self.path("csvdata"), "--dataset", "--create", "--token", token,
                    env=env)
         self.assertExit(r, 0)
+        self.write("carded/en/train.csv", "text,label\nhi,1\nho,0\n")
+        self.write("carded/en/test.csv", "text,label\nt,0\n")
+        self.write("carded/zh/train.jsonl", '{"text": "x", "label": 1}\n')
+        self.write("carded/README.md", "---\nconfigs:\n- config_name: en\n  data_files:\n"
+                   "  - {split: train, path: en/train.csv}\n  - {split: test, path: en/test.csv}\n"
+                   "- config_name: zh\n  data_files:\n  - {split: train, path: zh/train.jsonl}\n"
+                   "---\n# A card\n")
+        r = run_ms("upload", "alice/carded", self.path("carded"), "--dataset", "--create", "--token", token,
+                   env=env)
+        self.assertExit(r, 0)
         r = subprocess.run([self.python, CLIENT, "msdataset", token, work], capture_output=True, text=True,
                            env=self.client_env(server, cert, work, "msdataset"), timeout=600)
         self.assertEqual(r.returncode, 0, r.stderr[-4000:])
@@ -230,6 +240,12 @@ class InteropScenarios:
                 rows.append([label, member[len("zip://"):], digest])
             self.assertEqual(sorted(rows), want)
         self.assertEqual(got["csv"], [{"text": "bon", "label": 1}, {"text": "a, b", "label": 0}])
+        # The card's subsets, read by ms as MsDataset reads them.
+        for subset_split in ("en/train", "en/test", "zh/train"):
+            r = run_ms("dataset", "head", f"hub:alice/carded:{subset_split}", "--json", env=env)
+            self.assertExit(r, 0)
+            self.assertEqual([json.loads(line) for line in r.stdout.splitlines()],
+                             got[f"carded {subset_split}"], subset_split)
         # ms reads the dataset config of the same repo: CSV rows with paths into its extraction.
         r = run_ms("dataset", "head", "hub:alice/zipdata", "--split", "test", "-n", "5", env=env)
         self.assertExit(r, 0)

@@ -37,6 +37,10 @@ bool is_table_file(const std::filesystem::path& path);
 /// A CSV (with `delimiter`; .tsv files use tabs) or JSON lines (.jsonl, .json, .ndjson) file.
 Table read_table(const std::filesystem::path& path, char delimiter);
 
+/// The tables of one split read from several files (train-00000-of-00002.csv, ...): same columns
+/// in the same order; CSV types are inferred over all of them together.
+Table read_tables(const std::vector<std::filesystem::path>& files);
+
 /// ModelScope's convention: a column named "x:FILE" holds paths relative to `base`; they are
 /// checked, made absolute, and the column becomes kImage (all images) or kFile.
 void resolve_file_columns(Table& table, const std::filesystem::path& base,
@@ -56,6 +60,10 @@ bool load_table_folder(const std::filesystem::path& dir, Dataset& ds);
 void load_imagefolder(const std::filesystem::path& root, Dataset& ds);
 
 // ---- folders: ModelScope dataset config, else tables, else imagefolder (folder_dataset.cpp) -----
+
+/// Whether `dir` holds a README.md whose YAML front matter declares `configs` (a Hugging Face
+/// dataset card: subsets and their split files).
+bool has_readme_configs(const std::filesystem::path& dir);
 
 /// Loads a local folder: a ModelScope dataset config (<name>.json: subset -> split -> {meta,
 /// file}), else table files, else an imagefolder. `name_hint` names the config file for hub

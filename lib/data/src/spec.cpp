@@ -84,8 +84,10 @@ DatasetSpec infer_from_path(const std::string& location) {
         "give a path, or a spec such as csv:PATH, imagefolder:DIR, zip:URL, hub:OWNER/NAME");
   }
   if (fs::is_directory(path, ec)) {
-    spec.kind = has_dataset_config(path) || has_table_files(path) ? SourceKind::kFolder
-                                                                  : SourceKind::kImageFolder;
+    spec.kind =
+        has_dataset_config(path) || detail::has_readme_configs(path) || has_table_files(path)
+            ? SourceKind::kFolder
+            : SourceKind::kImageFolder;
     return spec;
   }
   const std::string ext = lower_extension(path);

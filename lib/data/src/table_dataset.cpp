@@ -14,15 +14,15 @@
 namespace fs = std::filesystem;
 
 namespace ms::data::detail {
-namespace {
 
-// Tables of one split read from several files (train-00000-of-00002.csv, ...): same columns in
-// the same order; CSV types are inferred over all of them together.
 Table read_tables(const std::vector<fs::path>& files) {
   if (files.size() == 1) return read_table(files[0], ',');
   Table all;
   bool csv = true;
-  for (const auto& f : files) csv = csv && f.extension() != ".jsonl" && f.extension() != ".ndjson";
+  for (const auto& f : files) {
+    const std::string ext = lower_extension(f);
+    csv = csv && ext != ".jsonl" && ext != ".ndjson" && ext != ".json";
+  }
   for (const auto& f : files) {
     Table t;
     if (csv) {
@@ -54,8 +54,6 @@ Table read_tables(const std::vector<fs::path>& files) {
   if (csv) infer_table_types(all);
   return all;
 }
-
-}  // namespace
 
 Table read_table(const fs::path& path, char delimiter) {
   const std::string ext = lower_extension(path);

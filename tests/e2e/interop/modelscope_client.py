@@ -195,8 +195,9 @@ def apis(token, work):
 def msdataset(work):
     """MsDataset.load of the zip dataset alice/zipdata, each split: [label, path, sha256 of the
     bytes] per image, as `datasets` gives it (decode=False keeps the path: a member of the
-    downloaded archive, `zip://MEMBER::ARCHIVE`, read through fsspec); and the rows of the CSV
-    dataset alice/csvdata ("csv")."""
+    downloaded archive, `zip://MEMBER::ARCHIVE`, read through fsspec); the rows of the CSV
+    dataset alice/csvdata ("csv"); and those of alice/carded's card-declared subsets ("carded
+    SUBSET/SPLIT")."""
     import fsspec
     from datasets import Image
     from modelscope.msdatasets import MsDataset
@@ -220,6 +221,12 @@ def msdataset(work):
     ds = MsDataset.load("alice/csvdata", split="train", cache_dir=os.path.join(work, "ds-cache"))
     hf = ds.to_hf_dataset() if hasattr(ds, "to_hf_dataset") else ds
     out["csv"] = [dict(row) for row in hf]
+    # Subsets declared by the dataset card's `configs` (README.md front matter).
+    for subset, split in (("en", "train"), ("en", "test"), ("zh", "train")):
+        ds = MsDataset.load("alice/carded", subset_name=subset, split=split,
+                            cache_dir=os.path.join(work, "ds-cache"))
+        hf = ds.to_hf_dataset() if hasattr(ds, "to_hf_dataset") else ds
+        out[f"carded {subset}/{split}"] = [dict(row) for row in hf]
     return out
 
 
