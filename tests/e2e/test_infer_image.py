@@ -25,6 +25,16 @@ def lines(text):
 
 
 class ImageTest(TorchTestCase):
+    def pil_python(self, jpeg=False):
+        """A Python with PIL and numpy, for the reference pixels; the test is skipped without one
+        (or, with `jpeg`, in a build without JPEG)."""
+        if jpeg and not component_available("jpeg"):
+            self.skipTest("this ms is built without JPEG")
+        py = torch_python(("PIL", "numpy"))
+        if py is None:
+            self.skipTest("no Python with PIL and numpy (apt-get install python3-pil python3-numpy)")
+        return py
+
     def check(self, model_dir, labels=None):
         with open(os.path.join(model_dir, "expected.json")) as f:
             ref = json.load(f)
@@ -220,9 +230,7 @@ json.dump(ref, open(out + "/ref.json", "w"))
         # ModelScope's LoadImage is PIL's Image.open(...).convert("RGB"): 16-bit samples keep
         # their high byte (grey: clipped at 255), gamma chunks are ignored, alpha is dropped.
         # libpng's simplified reader gamma-encoded 16-bit samples and applied gAMA (0.28 off).
-        py = torch_python(("PIL", "numpy"))
-        if py is None:
-            self.skipTest("no Python with PIL and numpy (apt-get install python3-pil python3-numpy)")
+        py = self.pil_python()
         script = r"""
 import json, os, struct, sys, zlib
 import numpy as np
@@ -291,11 +299,7 @@ print(json.dumps({name: float(np.abs(batch[i] - np.array(want)).max())
         # ModelScope's LoadImage calls PIL's ImageOps.exif_transpose: a camera's photo stored
         # sideways with Orientation 6 is classified upright. Each of the 8 orientations, resized
         # to one size so that they make one batch, equals PIL's pixels.
-        if not component_available("jpeg"):
-            self.skipTest("this ms is built without JPEG")
-        py = torch_python(("PIL", "numpy"))
-        if py is None:
-            self.skipTest("no Python with PIL and numpy (apt-get install python3-pil python3-numpy)")
+        py = self.pil_python(jpeg=True)
         script = r"""
 import json, os, sys
 import numpy as np
@@ -337,11 +341,7 @@ print(json.dumps([float(np.abs(batch[i] - np.array(ref[str(i + 1)])).max()) for 
         # CMYK JPEGs (ImageNet holds some) were refused as corrupt; PIL reads them with Adobe's
         # inverted samples and converts to RGB, or on to grey, by its own formulas. Grey from a
         # colour JPEG is its RGB pixels' luma (libjpeg's Y was a level off here and there).
-        if not component_available("jpeg"):
-            self.skipTest("this ms is built without JPEG")
-        py = torch_python(("PIL", "numpy"))
-        if py is None:
-            self.skipTest("no Python with PIL and numpy (apt-get install python3-pil python3-numpy)")
+        py = self.pil_python(jpeg=True)
         script = r"""
 import json, os, sys
 import numpy as np
