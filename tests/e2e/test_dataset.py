@@ -106,6 +106,11 @@ class DatasetTest(MsTestCase):
         r = self.ms("dataset", "info", ds, "--subset", "fr")
         self.assertExit(r, 4)
         self.assertOneLineError(r, "subset 'fr'", "en, zh, sh")
+        # YAML makes `config_name: 2020` a number: still a name (it was exit 70).
+        self.write("carded/README.md", "---\nconfigs:\n- config_name: 2020\n  data_files:\n"
+                   "  - {split: 1, path: en/train.csv}\n---\n")
+        d = self.info(ds)
+        self.assertEqual((d["subset"], [s["name"] for s in d["splits"]]), ("2020", ["1"]))
         # A path the card names that is not there is an error naming it.
         self.write("carded/README.md", "---\nconfigs:\n- config_name: x\n  data_files: gone/*.csv\n---\n")
         r = self.ms("dataset", "info", ds)

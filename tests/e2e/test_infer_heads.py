@@ -581,13 +581,18 @@ class HeadsTest(TorchTestCase):
         got = self.infer("cls", "--dataset", "jsonl:" + self.path("float.jsonl"))
         self.assertEqual([g["id"] for g in got], [1.5, 2.5])
         for name, table, fragment in (("empty.csv", "id,text\n1,a\n,b\n", "row 2: the id is empty"),
-                                      ("big.csv", "id,text\n10000000000000000001,a\n2,b\n",
-                                       "row 1: id 1e+19 is an integer too large")):
+                                      ("big.jsonl", '{"id": 100000000000000000001, "text": "a"}\n',
+                                       "row 1: id 1e+20 is an integer too large")):
             with self.subTest(table=name):
                 with open(self.path(name), "w") as f:
                     f.write(table)
-                r = self.infer("cls", "--dataset", "csv:" + self.path(name), code=2)
+                r = self.infer("cls", "--dataset", self.path(name), code=2)
                 self.assertOneLineError(r, fragment)
+        # Integers past int64 in a CSV make a text column: the ids keep every digit.
+        with open(self.path("big.csv"), "w") as f:
+            f.write("id,text\n10000000000000000001,a\n2,b\n")
+        got = self.infer("cls", "--dataset", "csv:" + self.path("big.csv"))
+        self.assertEqual([g["id"] for g in got], ["10000000000000000001", "2"])
 
     def test_missing_folder_and_task(self):
         r = run_ms("infer", "--model", self.path("nope"), "--input", "x")

@@ -49,14 +49,12 @@ bool one_of(const std::string& s, std::initializer_list<const char*> words) {
   return std::any_of(words.begin(), words.end(), [&s](const char* w) { return s == w; });
 }
 
-// "1_000" -> "1000" where the underscores only group digits (PyYAML's int and float forms).
+// "1_000" -> "1000": PyYAML's int and float forms take underscores anywhere after the first
+// digit ("1__0" and "1_000_" too), its hex form after "0x".
 std::string without_digit_groups(const std::string& s) {
   if (s.find('_') == std::string::npos) return s;
   const std::string_view digits = unsigned_part(s);
-  if (digits.empty() || !std::isdigit(static_cast<unsigned char>(digits.front())) ||
-      digits.back() == '_' || digits.find("__") != std::string_view::npos) {
-    return s;
-  }
+  if (digits.empty() || !std::isdigit(static_cast<unsigned char>(digits.front()))) return s;
   std::string out;
   for (char c : s)
     if (c != '_') out += c;
@@ -80,7 +78,7 @@ Json plain_scalar(const std::string& s) {
         return std::stoull(number);  // 2^63 .. 2^64 - 1, as the JSON reader keeps them
       }
     }
-    if (is_hex(s)) return std::stoll(s, nullptr, 16);
+    if (is_hex(number)) return std::stoll(number, nullptr, 16);
     if (is_float(number)) return std::strtod(number.c_str(), nullptr);
   } catch (const std::out_of_range&) {
     // Integers beyond 64 bits become doubles, as the JSON reader makes them.

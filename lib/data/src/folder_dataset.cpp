@@ -161,7 +161,7 @@ void load_config_folder(const fs::path& dir, const fs::path& config_path, Datase
 // The `configs` of README.md's YAML front matter (a Hugging Face dataset card, which ModelScope
 // 1.40's MsDataset.load reads too), or nullopt when there are none. A card whose front matter is
 // not YAML is prose, not a config: it is passed over with a warning.
-std::optional<Json> readme_configs(const fs::path& dir) {
+std::optional<Json> readme_configs(const fs::path& dir, bool warn) {
   const fs::path readme = dir / "README.md";
   std::error_code ec;
   if (!fs::is_regular_file(readme, ec) || fs::file_size(readme, ec) > (4u << 20))
@@ -170,19 +170,29 @@ std::optional<Json> readme_configs(const fs::path& dir) {
   if (text.rfind("---\n", 0) != 0 && text.rfind("---\r\n", 0) != 0) return std::nullopt;
   const std::size_t start = text.find('\n') + 1;
   std::size_t end = start;
-  while (end < text.size() && text.compare(end, 3, "---") != 0) {
+  while (text.compare(end, 3, "---") != 0) {
     end = text.find('\n', end);
-    if (end == std::string::npos) return std::nullopt;  // no closing line: not front matter
+    // No closing line: not front matter.
+    if (end == std::string::npos || end + 1 >= text.size()) return std::nullopt;
     ++end;
   }
   try {
+    // A newline for the opening line, so that YAML errors give the file's line numbers.
     const Config card =
-        Config::parse(std::string_view(text).substr(start, end - start), "yaml", readme.string());
+        Config::parse("\n" + text.substr(start, end - start), "yaml", readme.string());
     if (card.has("configs") && card.at("configs").is_array()) return card.at("configs");
   } catch (const Error& e) {
-    log::warn("{}: its front matter is not read ({})", readme.string(), e.what());
+    if (warn) log::warn("{}: its front matter is not read ({})", readme.string(), e.what());
   }
   return std::nullopt;
+}
+
+// A scalar of the card as text: YAML makes `config_name: 2020` a number, `split: 1` too.
+std::string card_text(const Json& value, const std::string& key, const std::string& where) {
+  if (value.is_string()) return value.get<std::string>();
+  MS_CHECK(value.is_number() || value.is_boolean(), ErrorCode::kConfig,
+           "{}: {} must be a name, got {}", where, key, Config::type_name(value));
+  return value.dump();
 }
 
 // A config's data_files as split -> path patterns: a path or list of paths (the train split), a
@@ -205,7 +215,9 @@ std::vector<std::pair<std::string, std::vector<std::string>>> data_files_of(
     for (const Json& entry : files) {
       MS_CHECK(entry.is_object() && entry.contains("path"), ErrorCode::kConfig,
                "{}: each data_files entry needs a path (and a split)", where);
-      out.emplace_back(entry.value("split", "train"), paths(entry["path"]));
+      out.emplace_back(
+          entry.contains("split") ? card_text(entry["split"], "split", where) : "train",
+          paths(entry["path"]));
     }
   } else if (files.is_object()) {
     for (auto it = files.begin(); it != files.end(); ++it)
@@ -254,10 +266,11 @@ void load_readme_configs(const fs::path& dir, const Json& configs, Dataset& ds,
   const Json* marked_default = nullptr;
   for (const Json& c : configs) {
     MS_CHECK(c.is_object(), ErrorCode::kConfig, "{}: each config must be a mapping", source);
-    const std::string name = c.value("config_name", "default");
+    const std::string name =
+        c.contains("config_name") ? card_text(c["config_name"], "config_name", source) : "default";
     ds.subsets.push_back(name);
     if (subset_choice && name == *subset_choice) chosen = &c;
-    if (c.value("default", false)) marked_default = &c;
+    if (c.contains("default") && c["default"] == Json(true)) marked_default = &c;
   }
   if (subset_choice && !chosen) unknown_choice("subset", *subset_choice, source, ds.subsets);
   if (!chosen) chosen = marked_default;
@@ -268,7 +281,7 @@ void load_readme_configs(const fs::path& dir, const Json& configs, Dataset& ds,
                             join(ds.subsets, ", ")),
                 "pass --subset NAME (or hub:OWNER/NAME:SUBSET)");
   }
-  ds.subset = chosen->value("config_name", "default");
+  ds.subset = ds.subsets[static_cast<std::size_t>(chosen - &configs[0])];
   const std::string where = fmt::format("{} '{}'", source, ds.subset);
   MS_CHECK(chosen->contains("data_files"), ErrorCode::kConfig, "{}: no data_files", where);
   const auto splits = data_files_of((*chosen)["data_files"], where);
@@ -299,7 +312,7 @@ void load_readme_configs(const fs::path& dir, const Json& configs, Dataset& ds,
 
 }  // namespace
 
-bool has_readme_configs(const fs::path& dir) { return readme_configs(dir).has_value(); }
+bool has_readme_configs(const fs::path& dir) { return readme_configs(dir, false).has_value(); }
 
 void load_folder(const fs::path& dir, Dataset& ds, const LoadOptions& options,
                  const std::optional<std::string>& subset_choice,
@@ -312,7 +325,7 @@ void load_folder(const fs::path& dir, Dataset& ds, const LoadOptions& options,
     load_config_folder(dir, *config, ds, options, subset_choice, wanted_split);
     return;
   }
-  if (auto configs = readme_configs(dir)) {
+  if (auto configs = readme_configs(dir, true)) {
     ds.kind = SourceKind::kFolder;
     load_readme_configs(dir, *configs, ds, subset_choice, wanted_split);
     return;

@@ -4,6 +4,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <mutex>
 #include <set>
 
@@ -47,9 +49,11 @@ fs::path offline_revision_folder(const fs::path& dir, const std::string& revisio
   fs::file_time_type newest_time{};
   const std::string prefix = dir.filename().string() + "-";
   for (const auto& entry : fs::directory_iterator(dir.parent_path() / ".ms-revisions", ec)) {
+    // NAME-<16 hex digits> exactly: the folder is the owner's, shared with NAME-other datasets.
     const std::string name = entry.path().filename().string();
-    if (name.rfind(prefix, 0) != 0 || name.find(".tmp-") != std::string::npos ||
-        name.find(".stale-") != std::string::npos) {
+    if (name.size() != prefix.size() + 16 || name.rfind(prefix, 0) != 0 ||
+        !std::all_of(name.begin() + static_cast<std::ptrdiff_t>(prefix.size()), name.end(),
+                     [](unsigned char c) { return std::isxdigit(c) != 0; })) {
       continue;
     }
     const fs::path mark = entry.path() / kRevisionMark;

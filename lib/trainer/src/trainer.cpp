@@ -190,6 +190,14 @@ Trainer::Trainer(TrainerSetup setup) : setup_(std::move(setup)), timestamp_(now_
   MS_CHECK(max_epochs_ > 0 && max_epochs_ <= infer::kMaxTrainEpochs, ErrorCode::kConfig,
            "{}: train.max_epochs must be from 1 to {}, got {}", setup_.config.source(),
            infer::kMaxTrainEpochs, max_epochs_);
+  // Checked now, not at the first evaluation an epoch later.
+  if (setup_.config.has("evaluation.val_iters_per_epoch") &&
+      !setup_.config.at("evaluation.val_iters_per_epoch").is_null()) {
+    val_iters_ = setup_.config.get<std::int64_t>("evaluation.val_iters_per_epoch");
+    MS_CHECK(*val_iters_ > 0, ErrorCode::kConfig,
+             "{}: evaluation.val_iters_per_epoch must be positive, got {}", setup_.config.source(),
+             *val_iters_);
+  }
   if (setup_.train_data) {
     iters_per_epoch_ = static_cast<std::int64_t>(setup_.train_data->num_batches());
     if (setup_.config.has("train.train_iters_per_epoch") &&
@@ -350,15 +358,9 @@ void Trainer::register_hooks_from_config() {
     return o;
   };
   // As ModelScope's trainer: a train.lr_scheduler_hook replaces train.lr_scheduler.options (their
-  // warmup too, see lr_scheduler()), except a PlateauLrSchedulerHook, laid over them.
+  // warmup too, see lr_scheduler()).
   if (c.has("train.lr_scheduler_hook")) {
-    nlohmann::json o = options_at(c, "train.lr_scheduler_hook");
-    if (type_of(o) == "PlateauLrSchedulerHook") {
-      nlohmann::json merged = options_at(c, "train.lr_scheduler.options");
-      for (const auto& [key, value] : o.items()) merged[key] = value;
-      o = merged;
-    }
-    add(with_listed(o), "train.lr_scheduler_hook");
+    add(with_listed(options_at(c, "train.lr_scheduler_hook")), "train.lr_scheduler_hook");
   } else if (c.has("train.lr_scheduler")) {
     nlohmann::json o = options_at(c, "train.lr_scheduler.options");
     const bool plateau =
@@ -428,12 +430,17 @@ Optimizer& Trainer::optimizer() {
 LrScheduler* Trainer::lr_scheduler() {
   if (!lr_scheduler_ && setup_.config.has("train.lr_scheduler")) {
     const nlohmann::json config = plain(setup_.config.at("train.lr_scheduler"));
-    // The warmup is the LR hook's option: train.lr_scheduler_hook.warmup, else (without such a
-    // hook, which replaces them) train.lr_scheduler.options.warmup.
+    // The warmup is the LR hook's option: train.lr_scheduler_hook.warmup, else (unless an
+    // LrSchedulerHook given there replaces them) train.lr_scheduler.options.warmup; one over
+    // ReduceLROnPlateau is refused below.
     nlohmann::json warmup;
+    const bool hook_replaces_options =
+        setup_.config.has("train.lr_scheduler_hook") &&
+        setup_.config.get_or<std::string>("train.lr_scheduler_hook.type", "") !=
+            "PlateauLrSchedulerHook";
     if (setup_.config.has("train.lr_scheduler_hook.warmup")) {
       warmup = plain(setup_.config.at("train.lr_scheduler_hook.warmup"));
-    } else if (!setup_.config.has("train.lr_scheduler_hook") && config.contains("options") &&
+    } else if (!hook_replaces_options && config.contains("options") &&
                config["options"].is_object() && config["options"].contains("warmup")) {
       warmup = config["options"]["warmup"];
     }
@@ -666,14 +673,7 @@ Json Trainer::evaluate() {
     return metric_values_;
   }
   // ModelScope's evaluation.val_iters_per_epoch: the first N batches only.
-  std::optional<std::int64_t> batches_left;
-  if (setup_.config.has("evaluation.val_iters_per_epoch") &&
-      !setup_.config.at("evaluation.val_iters_per_epoch").is_null()) {
-    batches_left = setup_.config.get<std::int64_t>("evaluation.val_iters_per_epoch");
-    MS_CHECK(*batches_left > 0, ErrorCode::kConfig,
-             "{}: evaluation.val_iters_per_epoch must be positive, got {}", setup_.config.source(),
-             *batches_left);
-  }
+  std::optional<std::int64_t> batches_left = val_iters_;
   const bool was_training = model().is_training();
   model().eval();
   {

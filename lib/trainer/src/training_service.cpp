@@ -478,8 +478,9 @@ std::optional<std::filesystem::path> resume_point(const std::optional<std::strin
       // The pointer is there, the checkpoint it names is not (deleted, or cut short).
       std::string named = "its checkpoint";
       try {
-        if (const auto json = read_json_file(pointer); json && json->is_object())
-          named = json->value("prefix", named);
+        if (const auto json = read_json_file(pointer);
+            json && json->is_object() && json->contains("prefix") && (*json)["prefix"].is_string())
+          named = (*json)["prefix"].get<std::string>();
       } catch (const Error&) {
       }
       throw Error(ErrorCode::kNotFound,
