@@ -1,3 +1,4 @@
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -6,7 +7,11 @@
 #include <cstdlib>
 #include <initializer_list>
 #include <limits>
+#include <optional>
+#include <sstream>
 #include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "formats.h"
@@ -148,10 +153,22 @@ Json to_json(const YAML::Node& node, Budget& budget, std::size_t depth) {
     }
     case YAML::NodeType::Map: {
       Json out = Json::object();
+      // Keys are placed through an index: ordered_json finds a key by a linear search, which
+      // made a big map (or one merged in again and again through aliases) quadratic.
+      auto& fields = out.get_ref<Json::object_t&>();
+      std::unordered_map<std::string, std::size_t> index;
+      auto put = [&fields, &index](const std::string& key, Json value) {
+        const auto [at, added] = index.emplace(key, fields.size());
+        if (added) {
+          fields.emplace_back(key, std::move(value));
+        } else {
+          (fields.begin() + static_cast<std::ptrdiff_t>(at->second))->second = std::move(value);
+        }
+      };
       // The merge key (`<<: *base`, or `<<: [*a, *b]`), as PyYAML reads it: the merged maps'
       // entries come first (an earlier map's over a later one's), the node's own keys override
       // them.
-      std::vector<std::string> own_keys;
+      std::unordered_set<std::string> own_keys;
       for (const auto& entry : node) {
         const YAML::Node& key = entry.first;
         if (!key.IsScalar() || key.Tag() == "!" || key.Scalar() != "<<") continue;
@@ -168,8 +185,8 @@ Json to_json(const YAML::Node& node, Budget& budget, std::size_t depth) {
                                   source, key.Mark().line + 1, key.Mark().column + 1));
         }
         for (auto m = maps.rbegin(); m != maps.rend(); ++m) {
-          const Json part = to_json(*m, budget, depth + 1);
-          for (auto it = part.begin(); it != part.end(); ++it) out[it.key()] = it.value();
+          Json part = to_json(*m, budget, depth + 1);
+          for (auto& [key, value] : part.get_ref<Json::object_t&>()) put(key, std::move(value));
         }
       }
       for (const auto& entry : node) {
@@ -186,18 +203,45 @@ Json to_json(const YAML::Node& node, Budget& budget, std::size_t depth) {
                       fmt::format("{}:{}:{}: invalid YAML: the key is not UTF-8 text", source,
                                   key.Mark().line + 1, key.Mark().column + 1));
         }
-        if (std::find(own_keys.begin(), own_keys.end(), name) != own_keys.end()) {
+        if (!own_keys.insert(name).second) {
           throw Error(ErrorCode::kConfig,
                       fmt::format("{}:{}:{}: duplicate key '{}'", source, key.Mark().line + 1,
                                   key.Mark().column + 1, name));
         }
-        own_keys.push_back(name);
-        out[name] = to_json(entry.second, budget, depth + 1);
+        put(name, to_json(entry.second, budget, depth + 1));
       }
       return out;
     }
   }
   return nullptr;
+}
+
+// Where a second document of the stream starts, if there is one. Counted with two parser steps
+// at most: yaml-cpp's LoadAll never ends on some malformed streams (",!" gives document after
+// empty document, and ate memory until it ran out).
+std::optional<YAML::Mark> second_document(std::string_view text) {
+  struct DocumentStarts final : YAML::EventHandler {
+    std::optional<YAML::Mark> start;
+    void OnDocumentStart(const YAML::Mark& mark) override { start = mark; }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  const std::string&) override {}
+    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {}
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                    YAML::EmitterStyle::value) override {}
+    void OnMapEnd() override {}
+  };
+  std::istringstream stream{std::string(text)};
+  YAML::Parser parser(stream);
+  DocumentStarts starts;
+  if (!parser.HandleNextDocument(starts)) return std::nullopt;
+  starts.start.reset();
+  if (!parser.HandleNextDocument(starts)) return std::nullopt;
+  return starts.start.value_or(YAML::Mark());
 }
 
 void emit(YAML::Emitter& out, const Json& value) {
@@ -255,17 +299,16 @@ Json parse_yaml_config(std::string_view text, const std::string& source) {
   }
   YAML::Node root;
   try {
-    std::vector<YAML::Node> documents = YAML::LoadAll(std::string(text));
+    root = YAML::Load(std::string(text));
     // Python's yaml.load (ModelScope's) refuses a stream of several documents too; reading the
     // first alone would drop the rest without a word.
-    if (documents.size() > 1) {
+    if (const std::optional<YAML::Mark> second = second_document(text)) {
       throw Error(ErrorCode::kConfig,
                   fmt::format("{}:{}:{}: invalid YAML: a second document (---); a configuration "
                               "is one",
-                              source, documents[1].Mark().line + 1, documents[1].Mark().column + 1),
+                              source, second->line + 1, second->column + 1),
                   "keep one document, or split the file in two");
     }
-    if (!documents.empty()) root = documents.front();
   } catch (const YAML::Exception& e) {
     throw Error(ErrorCode::kConfig,
                 fmt::format("{}:{}:{}: invalid YAML: {}", source, e.mark.line + 1,
