@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "ms/core/text.h"
+
 namespace ms::data {
 
 const char* column_type_name(ColumnType type) {
@@ -122,9 +124,7 @@ namespace {
 // read as text: as floats they would lose digits without a word, its neighbours' too.
 bool is_huge_int(const std::string& s) {
   const std::size_t first = !s.empty() && (s[0] == '+' || s[0] == '-') ? 1 : 0;
-  return s.size() > first + 18 &&
-         std::all_of(s.begin() + static_cast<std::ptrdiff_t>(first), s.end(),
-                     [](unsigned char c) { return std::isdigit(c) != 0; });
+  return s.size() > first + 18 && is_decimal(std::string_view(s).substr(first));
 }
 
 // What the text cells of one column can all be read as.
