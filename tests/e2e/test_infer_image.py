@@ -110,6 +110,18 @@ class ImageTest(TorchTestCase):
             self.assertEqual(out.get("error", {}).get("code"), want.get("error", {}).get("code"))
             for a, b in zip(out.get("scores", []), want.get("scores", [])):
                 self.assertLess(abs(a - b), 1e-6)
+        # Linked class folders and files keep the names they have in the dataset (a class folder
+        # linked from outside gave row numbers as ids, a link inside gave one id twice, exit 2).
+        os.makedirs(self.path("store"))
+        shutil.copy(os.path.join(IMAGES, "a.png"), self.path("store", "x.png"))
+        os.symlink(self.path("store"), self.path("imgs", "test", "bird"))
+        os.symlink(os.path.join("..", "cat", "a.png"), self.path("imgs", "test", "dog", "alias.png"))
+        os.symlink("dog", self.path("imgs", "test", "hound"))
+        r = run_ms("infer", "-m", model, "--dataset", "imagefolder:" + self.path("imgs"), "--device", DEVICE)
+        self.assertExit(r, 0)
+        self.assertEqual(sorted(g["id"] for g in lines(r.stdout)),
+                         ["test/bird/x.png", "test/cat/a.png", "test/dog/alias.png", "test/dog/b.png",
+                          "test/dog/c.jpg", "test/hound/alias.png", "test/hound/b.png", "test/hound/c.jpg"])
 
     def test_file_names_that_are_not_utf8_and_an_output_inside_the_folder(self):
         # A name that is not UTF-8 gets an id with \\xHH escapes (it crashed the JSON writer, exit
@@ -169,17 +181,13 @@ class ImageTest(TorchTestCase):
     def test_resnet50(self):
         self.resnet(50)
 
-    def test_pixels_match_torchvision_on_pil_images(self):
-        # ModelScope runs the configuration.json transforms through torchvision on PIL images:
-        # Resize is PIL's antialiased bilinear filter on 8-bit pixels, CenterCrop rounds its
-        # offset as Python's round() does. An identity network (flatten, all values as scores)
-        # shows ms's pixels for noisy non-square PNGs shrunk, enlarged and cropped with an odd
-        # surplus (102x100 -> 73x72: 9 columns, offset 4 not 5).
+    def compare_with_torchvision(self, transforms, sizes, crop, name):
+        """Random PNGs of `sizes` ("WxH") through `transforms` (configuration.json's list, ending
+        in a crop x crop image) in ms and in torchvision on PIL images, as ModelScope runs them; an
+        identity network (flatten, all values as scores) shows ms's pixels."""
         py = torch_python(("torch", "torchvision", "PIL", "numpy"))
         if py is None:
             self.skipTest("no Python with torch + torchvision + PIL (apt-get install python3-torchvision python3-pil)")
-        resize, crop = 72, 64
-        sizes = ["131x77", "300x201", "45x67", "102x100", "100x102", "512x384"]
         script = f"""
 import json, sys
 import numpy as np, torch, torchvision.transforms as T
@@ -189,8 +197,11 @@ class Flat(torch.nn.Module):
     def forward(self, x):
         return x.flatten(1)
 torch.jit.trace(Flat(), torch.zeros(1, 3, {crop}, {crop})).save(out + "/model/model.pt")
-mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-tf = T.Compose([T.Resize({resize}), T.CenterCrop({crop}), T.ToTensor(), T.Normalize(mean, std)])
+steps = []
+for t in json.loads(sys.argv[2]):
+    kind = t.pop("type")
+    steps.append(getattr(T, kind)(**t))
+tf = T.Compose(steps)
 rng = np.random.default_rng(1)
 ref = {{}}
 for size in {sizes!r}:
@@ -199,32 +210,51 @@ for size in {sizes!r}:
     ref[size + ".png"] = tf(Image.open(f"{{out}}/imgs/{{size}}.png").convert("RGB")).flatten().tolist()
 json.dump(ref, open(out + "/ref.json", "w"))
 """
-        os.makedirs(self.path("model"))
-        os.makedirs(self.path("imgs"))
+        root = self.path(name)
+        os.makedirs(os.path.join(root, "model"))
+        os.makedirs(os.path.join(root, "imgs"))
         n = 3 * crop * crop
-        with open(self.path("model", "configuration.json"), "w") as f:
+        with open(os.path.join(root, "model", "configuration.json"), "w") as f:
             json.dump({"framework": "pytorch", "task": "image-classification",
                        "model": {"type": "torchscript", "file": "model.pt"},
                        "pipeline": {"top_k": n, "softmax": False},
-                       "preprocessor": {"val": [
-                           {"type": "Resize", "size": resize}, {"type": "CenterCrop", "size": crop},
-                           {"type": "ToTensor"},
-                           {"type": "Normalize", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}]}}, f)
-        r = subprocess.run([py, "-c", script, self.tmp], capture_output=True, text=True, timeout=300)
+                       "preprocessor": {"val": transforms}}, f)
+        r = subprocess.run([py, "-c", script, root, json.dumps(transforms)], capture_output=True,
+                           text=True, timeout=300)
         self.assertEqual(r.returncode, 0, r.stderr)
-        with open(self.path("ref.json")) as f:
+        with open(os.path.join(root, "ref.json")) as f:
             ref = json.load(f)
-        r = run_ms("infer", "-m", self.path("model"), "--input-dir", self.path("imgs"), "--device", DEVICE, timeout=300)
+        r = run_ms("infer", "-m", os.path.join(root, "model"), "--input-dir",
+                   os.path.join(root, "imgs"), "--device", DEVICE, timeout=300)
         self.assertExit(r, 0)
         got = {g["id"]: g for g in lines(r.stdout)}
         self.assertEqual(sorted(got), sorted(ref))
-        for name, want in ref.items():
+        for image, want in ref.items():
             have = [0.0] * n
-            for score, label in zip(got[name]["scores"], got[name]["labels"]):
+            for score, label in zip(got[image]["scores"], got[image]["labels"]):
                 have[int(label.split("_")[1])] = score
             # One grey level is 1/255/std > 0.017 here: 1e-4 allows float rounding only.
             worst = max(abs(a - b) for a, b in zip(have, want))
-            self.assertLess(worst, 1e-4, name)
+            self.assertLess(worst, 1e-4, (name, image))
+
+    def test_pixels_match_torchvision_on_pil_images(self):
+        # ModelScope runs the configuration.json transforms through torchvision on PIL images:
+        # Resize is PIL's antialiased bilinear filter on 8-bit pixels, CenterCrop rounds its
+        # offset as Python's round() does (102x100 -> 73x72: 9 columns, offset 4 not 5).
+        normalize = {"type": "Normalize", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+        self.compare_with_torchvision(
+            [{"type": "Resize", "size": 72}, {"type": "CenterCrop", "size": 64},
+             {"type": "ToTensor"}, normalize],
+            ["131x77", "300x201", "45x67", "102x100", "100x102", "512x384"], 64, "shrink")
+        # A crop larger than the image pads it with zeros (more of the surplus after), on the
+        # pixels or, after a Normalize, on the tensor; ms refused such images.
+        self.compare_with_torchvision(
+            [{"type": "CenterCrop", "size": 24}, {"type": "ToTensor"}, normalize],
+            ["15x11", "30x9", "23x24", "9x40"], 24, "pad-pixels")
+        self.compare_with_torchvision(
+            [{"type": "Resize", "size": 20}, {"type": "ToTensor"}, normalize,
+             {"type": "CenterCrop", "size": 25}],
+            ["30x23", "23x30"], 25, "pad-tensor")
 
     def test_png_pixels_are_pils_for_every_kind_of_png(self):
         # ModelScope's LoadImage is PIL's Image.open(...).convert("RGB"): 16-bit samples keep
@@ -267,6 +297,14 @@ for name, color_type, channels in (("rgb16", 2, 3), ("rgba16", 6, 4), ("la16", 4
     with open(os.path.join(folder, name + ".png"), "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0))
                 + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+# Adam7-interlaced (PIL reads these but does not write them): seven passes over sub-images.
+samples = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+raw = b"".join(b"\0" + samples[y, x0::dx].tobytes()
+               for x0, y0, dx, dy in passes if x0 < w for y in range(y0, h, dy))
+with open(os.path.join(folder, "rgb8_interlaced.png"), "wb") as f:
+    f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 1))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 ref = {name: (np.asarray(Image.open(os.path.join(folder, name)).convert("RGB"), dtype=np.float32)
               / 255).transpose(2, 0, 1).tolist() for name in sorted(os.listdir(folder))}
 print(json.dumps(ref))
@@ -291,7 +329,7 @@ print(json.dumps({name: float(np.abs(batch[i] - np.array(want)).max())
                            text=True, timeout=300)
         self.assertEqual(r.returncode, 0, r.stderr)
         worst = json.loads(r.stdout)
-        self.assertEqual(len(worst), 13)
+        self.assertEqual(len(worst), 14)
         for name, difference in worst.items():
             self.assertLess(difference, 1e-6, name)
 
@@ -336,6 +374,107 @@ print(json.dumps([float(np.abs(batch[i] - np.array(ref[str(i + 1)])).max()) for 
         self.assertEqual(r.returncode, 0, r.stderr)
         for orientation, difference in enumerate(json.loads(r.stdout), 1):
             self.assertLess(difference, 1e-6, f"orientation {orientation}")
+
+    def test_exif_orientation_in_other_layouts_and_in_pngs(self):
+        # Each is a sideways photo (Orientation 6) that PIL's exif_transpose turns upright: the tag
+        # stored as a LONG, fill bytes before the Exif segment, a PNG's eXIf chunk before the
+        # pixels and one after them. ms read only JPEG's SHORT tag with no fill bytes.
+        py = self.pil_python(jpeg=True)
+        script = r"""
+import io, json, os, struct, sys, zlib
+import numpy as np
+from PIL import Image, ImageOps
+folder = sys.argv[1]
+base = Image.fromarray(np.random.default_rng(6).integers(0, 256, (6, 10, 3), dtype=np.uint8))
+def encoded(fmt, **kw):
+    out = io.BytesIO()
+    base.save(out, fmt, **kw)
+    return out.getvalue()
+def tiff(kind, value):
+    entry = struct.pack("<HHI", 0x0112, kind, 1) + (struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value))
+    return b"II*\0" + struct.pack("<IH", 8, 1) + entry + struct.pack("<I", 0)
+def app1(data):
+    return b"\xff\xe1" + struct.pack(">H", 8 + len(data)) + b"Exif\0\0" + data
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+jpeg, png = encoded("JPEG", quality=95), encoded("PNG")
+files = {"fill6.jpg": jpeg[:2] + b"\xff\xff" + app1(tiff(3, 6)) + jpeg[2:],
+         "long6.jpg": jpeg[:2] + app1(tiff(4, 6)) + jpeg[2:],
+         "png6.png": png[:33] + chunk(b"eXIf", tiff(3, 6)) + png[33:],
+         "png6_after.png": png[:-12] + chunk(b"eXIf", tiff(3, 6)) + png[-12:]}
+ref = {}
+for name, data in files.items():
+    path = os.path.join(folder, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    upright = ImageOps.exif_transpose(Image.open(path))
+    assert upright.size == (6, 10), (name, upright.size)
+    ref[name] = (np.asarray(upright.convert("RGB").resize((8, 8), Image.BILINEAR), dtype=np.float32) / 255).transpose(2, 0, 1).tolist()
+print(json.dumps(ref))
+"""
+        folder = self.path("photos", "a")
+        os.makedirs(folder)
+        r = subprocess.run([py, "-c", script, folder], capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ref = r.stdout
+        batch = self.path("batch.npy")
+        r = run_ms("dataset", "iter", "imagefolder:" + self.path("photos"), "--batch-size", "4",
+                   "--transform", '{"resize": [8, 8]}', "--save-batch", batch)
+        self.assertExit(r, 0)
+        check = r"""
+import json, sys
+import numpy as np
+batch, ref = np.load(sys.argv[1]), json.loads(sys.stdin.read())
+print(json.dumps({name: float(np.abs(batch[i] - np.array(want)).max())
+                  for i, (name, want) in enumerate(sorted(ref.items()))}))
+"""
+        r = subprocess.run([py, "-c", check, batch], input=ref, capture_output=True, text=True,
+                           timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for name, difference in json.loads(r.stdout).items():
+            self.assertLess(difference, 1e-6, name)
+
+    def test_jpeg_warnings_are_pils_but_a_cut_file_is_corrupt(self):
+        # libjpeg warns about stray bytes before a marker and PIL keeps the pixels; ms refused
+        # such a file as corrupt (exit 7). A file cut before its end marker stays corrupt (PIL:
+        # "image file is truncated").
+        py = self.pil_python(jpeg=True)
+        script = r"""
+import json, os, sys
+import numpy as np
+from PIL import Image
+folder = sys.argv[1]
+path = os.path.join(folder, "a", "stray.jpg")
+Image.fromarray(np.random.default_rng(9).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path, quality=90)
+data = open(path, "rb").read()
+end = data.rindex(b"\xff\xd9")
+open(path, "wb").write(data[:end] + b"\0\1\2" + data[end:])
+open(os.path.join(folder, "..", "cut", "cut.jpg"), "wb").write(data[:len(data) * 2 // 3])
+print(json.dumps((np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255).transpose(2, 0, 1).tolist()))
+"""
+        os.makedirs(self.path("jpegs", "a"))
+        os.makedirs(self.path("cut"))
+        r = subprocess.run([py, "-c", script, self.path("jpegs")], capture_output=True, text=True,
+                           timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        want = r.stdout
+        batch = self.path("batch.npy")
+        r = run_ms("dataset", "iter", "imagefolder:" + self.path("jpegs"), "--batch-size", "1",
+                   "--save-batch", batch)
+        self.assertExit(r, 0)
+        check = r"""
+import json, sys
+import numpy as np
+print(float(np.abs(np.load(sys.argv[1])[0] - np.array(json.loads(sys.stdin.read()))).max()))
+"""
+        r = subprocess.run([py, "-c", check, batch], input=want, capture_output=True, text=True,
+                           timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertLess(float(r.stdout), 1e-6)
+        r = run_ms("infer", "-m", os.path.join(VISION, "small-cnn"), "--input-dir",
+                   self.path("cut"))
+        self.assertExit(r, 7)
+        self.assertIn("ends before the image's end marker", lines(r.stdout)[0]["error"]["message"])
 
     def test_cmyk_jpegs_and_grey_decode_to_pils_pixels(self):
         # CMYK JPEGs (ImageNet holds some) were refused as corrupt; PIL reads them with Adobe's
@@ -397,6 +536,34 @@ print(float(np.abs(batch - np.array(want)).max()))
                    "--set", 'preprocessor.val=[{"type": "Resise", "size": 20}]')
         self.assertExit(r, 3)
         self.assertOneLineError(r, "unknown type 'Resise'")
+        # Keys ms does not apply were ignored: a bicubic Resize ran bilinear, silently.
+        for transform, message in (({"interpolation": "bicubic"}, "interpolation \"bicubic\" is not supported"),
+                                   ({"interploation": "bilinear"}, "unknown key 'interploation'")):
+            r = run_ms("infer", "-m", os.path.join(VISION, "small-cnn"), "--input-dir", IMAGES,
+                       "--set", "preprocessor.val=" + json.dumps([{"type": "Resize", "size": 20, **transform}]))
+            self.assertExit(r, 3)
+            self.assertOneLineError(r, message)
+
+    def test_very_wide_pngs(self):
+        # libpng's default limit of 1,000,000 columns made such PNGs "corrupt" (PIL opens them);
+        # a Resize whose other side overflows int is refused (it wrapped and ran).
+        py = self.pil_python()
+        os.makedirs(self.path("wide", "a"))
+        script = r"""
+import sys
+from PIL import Image
+Image.new("RGB", (1000001, 1), (10, 20, 30)).save(sys.argv[1] + "/a/wide.png")
+Image.new("RGB", (999999, 1)).save(sys.argv[1] + "/long.png")
+"""
+        r = subprocess.run([py, "-c", script, self.path("wide")], capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run_ms("dataset", "iter", "imagefolder:" + self.path("wide"), "--transform", '{"resize": [2, 2]}')
+        self.assertExit(r, 0)
+        r = run_ms("infer", "-m", os.path.join(VISION, "small-cnn"), "--input-dir", self.path("wide"),
+                   "--set", 'preprocessor.val=[{"type": "Resize", "size": 4295}]')
+        self.assertExit(r, 2)
+        errors = {g["id"]: g["error"]["message"] for g in lines(r.stdout) if "error" in g}
+        self.assertIn("more than the limit of 178956970 pixels", errors["long.png"])
 
 
 if __name__ == "__main__":

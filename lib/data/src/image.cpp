@@ -20,10 +20,9 @@
 namespace ms::data {
 namespace {
 
-// Images larger than this are refused before decoding (decompression bombs: fuzzing found a
-// 337-byte JPEG declaring 18249x13364 pixels, 730 MB of RGB). The limit is Pillow's (PIL refuses
-// twice its MAX_IMAGE_PIXELS), so an image PIL opens for ModelScope opens here too.
-constexpr long long kMaxPixels = 178956970;
+// Images larger than kMaxImagePixels are refused before decoding (decompression bombs: fuzzing
+// found a 337-byte JPEG declaring 18249x13364 pixels, 730 MB of RGB).
+constexpr long long kMaxPixels = kMaxImagePixels;
 
 bool is_jpeg(std::string_view b) {
   return b.size() >= 3 && static_cast<unsigned char>(b[0]) == 0xFF &&
@@ -33,8 +32,10 @@ bool is_jpeg(std::string_view b) {
 bool is_png(std::string_view b) { return b.size() >= 8 && b.substr(0, 8) == "\x89PNG\r\n\x1a\n"; }
 
 [[noreturn]] void corrupt(const std::string& source, const std::string& what) {
-  throw Error(ErrorCode::kIntegrity, fmt::format("{}: corrupt image: {}", source, what),
-              "replace or remove the file (datasets can skip bad images with --skip-bad)");
+  throw Error(
+      ErrorCode::kIntegrity, fmt::format("{}: corrupt image: {}", source, what),
+      "replace or remove the file (`ms dataset info DATASET --verify` checks every image of "
+      "a dataset; `ms dataset iter` skips bad ones with --skip-bad)");
 }
 
 #if MS_WITH_JPEG || MS_WITH_PNG
@@ -52,51 +53,41 @@ std::uint8_t pil_luma(int r, int g, int b) {
 }
 #endif
 
-#if MS_WITH_JPEG
-// The EXIF orientation (1-8) of a JPEG: the Orientation tag (0x0112) of the first IFD in an
-// APP1 "Exif" segment; 1 (as stored) when there is none or it cannot be read. Cameras store
-// photos as the sensor saw them and say in this tag how to turn them upright.
-int jpeg_exif_orientation(std::string_view b) {
-  auto u16 = [](std::string_view d, std::size_t at, bool big) -> unsigned {
-    const auto hi = static_cast<unsigned char>(d[at + (big ? 0 : 1)]);
-    const auto lo = static_cast<unsigned char>(d[at + (big ? 1 : 0)]);
+#if MS_WITH_JPEG || MS_WITH_PNG
+// The EXIF orientation (1-8) in a TIFF structure (what an Exif block holds): the Orientation tag
+// (0x0112) of its first IFD, as a BYTE, SHORT or LONG as PIL reads any of them; 1 (as stored)
+// when there is none or it cannot be read. Cameras store photos as the sensor saw them and say in
+// this tag how to turn them upright.
+int tiff_orientation(std::string_view tiff) {
+  auto u16 = [&tiff](std::size_t at, bool big) -> unsigned {
+    const auto hi = static_cast<unsigned char>(tiff[at + (big ? 0 : 1)]);
+    const auto lo = static_cast<unsigned char>(tiff[at + (big ? 1 : 0)]);
     return (hi << 8) | lo;
   };
-  auto u32 = [&u16](std::string_view d, std::size_t at, bool big) -> std::uint32_t {
-    const std::uint32_t first = u16(d, at, big), second = u16(d, at + 2, big);
+  auto u32 = [&u16](std::size_t at, bool big) -> std::uint32_t {
+    const std::uint32_t first = u16(at, big), second = u16(at + 2, big);
     return big ? (first << 16) | second : (second << 16) | first;
   };
-  std::size_t at = 2;  // after SOI
-  while (at + 4 <= b.size() && static_cast<unsigned char>(b[at]) == 0xFF) {
-    const auto marker = static_cast<unsigned char>(b[at + 1]);
-    if (marker == 0xDA || marker == 0xD9) break;  // the scan (or the end): no EXIF before it
-    const std::size_t length = u16(b, at + 2, true);
-    if (length < 2 || at + 2 + length > b.size()) break;
-    const std::string_view segment = b.substr(at + 4, length - 2);
-    if (marker == 0xE1 && segment.size() >= 14 &&
-        segment.substr(0, 6) == std::string_view("Exif\0\0", 6)) {
-      const std::string_view tiff = segment.substr(6);
-      const bool big = tiff.substr(0, 2) == "MM";
-      if (!big && tiff.substr(0, 2) != "II") return 1;
-      if (u16(tiff, 2, big) != 42) return 1;
-      const std::uint32_t ifd = u32(tiff, 4, big);
-      if (ifd > tiff.size() || tiff.size() - ifd < 2) return 1;
-      const unsigned entries = u16(tiff, ifd, big);
-      for (unsigned i = 0; i < entries; ++i) {
-        const std::size_t entry = ifd + 2 + 12 * static_cast<std::size_t>(i);
-        if (entry + 12 > tiff.size()) return 1;
-        if (u16(tiff, entry, big) == 0x0112 && u16(tiff, entry + 2, big) == 3) {
-          const unsigned value = u16(tiff, entry + 8, big);
-          return value >= 1 && value <= 8 ? static_cast<int>(value) : 1;
-        }
-      }
-      return 1;
-    }
-    at += 2 + length;
+  if (tiff.size() < 8) return 1;
+  const bool big = tiff.substr(0, 2) == "MM";
+  if (!big && tiff.substr(0, 2) != "II") return 1;
+  if (u16(2, big) != 42) return 1;
+  const std::uint32_t ifd = u32(4, big);
+  if (ifd > tiff.size() || tiff.size() - ifd < 2) return 1;
+  const unsigned entries = u16(ifd, big);
+  for (unsigned i = 0; i < entries; ++i) {
+    const std::size_t entry = ifd + 2 + 12 * static_cast<std::size_t>(i);
+    if (entry + 12 > tiff.size()) return 1;
+    if (u16(entry, big) != 0x0112) continue;
+    const unsigned type = u16(entry + 2, big);
+    const std::uint32_t value = type == 1   ? static_cast<unsigned char>(tiff[entry + 8])
+                                : type == 3 ? u16(entry + 8, big)
+                                : type == 4 ? u32(entry + 8, big)
+                                            : 0;
+    return value >= 1 && value <= 8 ? static_cast<int>(value) : 1;
   }
   return 1;
 }
-
 // The image turned upright as its EXIF orientation says, as PIL's ImageOps.exif_transpose does
 // (ModelScope's LoadImage calls it): 2 mirror, 3 half turn, 4 flip, 5 transpose, 6 quarter turn
 // clockwise, 7 transverse, 8 quarter turn counter-clockwise.
@@ -144,6 +135,40 @@ Image upright(Image in, int orientation) {
   return out;
 }
 
+#endif
+
+#if MS_WITH_JPEG
+// The EXIF orientation of a JPEG: that of its first APP1 "Exif" segment before the scan.
+int jpeg_exif_orientation(std::string_view b) {
+  auto u16 = [&b](std::size_t at) -> std::size_t {
+    return (static_cast<unsigned char>(b[at]) << 8) | static_cast<unsigned char>(b[at + 1]);
+  };
+  std::size_t at = 2;  // after SOI
+  while (at + 4 <= b.size() && static_cast<unsigned char>(b[at]) == 0xFF) {
+    const auto marker = static_cast<unsigned char>(b[at + 1]);
+    if (marker == 0xFF) {  // a fill byte before the marker (allowed, and libjpeg skips them)
+      ++at;
+      continue;
+    }
+    if (marker == 0xDA || marker == 0xD9) break;  // the scan (or the end): no EXIF before it
+    const std::size_t length = u16(at + 2);
+    if (length < 2 || at + 2 + length > b.size()) break;
+    const std::string_view segment = b.substr(at + 4, length - 2);
+    if (marker == 0xE1 && segment.size() >= 14 &&
+        segment.substr(0, 6) == std::string_view("Exif\0\0", 6)) {
+      return tiff_orientation(segment.substr(6));
+    }
+    at += 2 + length;
+  }
+  return 1;
+}
+
+// Whether a JPEG's data ends before its end-of-image marker: an EOI (FF D9) after the first scan's
+// start (entropy-coded data never holds FF D9: an FF there is followed by 00 or a restart code).
+bool jpeg_truncated(std::string_view b) {
+  const std::size_t scan = b.find("\xFF\xDA");
+  return scan == std::string_view::npos || b.find("\xFF\xD9", scan) == std::string_view::npos;
+}
 // A CMYK (or YCCK) JPEG's pixels as PIL gives them: it reads the samples as Adobe stores them,
 // inverted ("CMYK;I", whatever the file says), and convert("RGB") takes each channel as
 // (255 - K) - C * (255 - K) / 255, rounded as its MULDIV255.
@@ -176,7 +201,16 @@ Image decode_jpeg(std::string_view bytes, const std::string& source, int channel
   auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
   if (tjDecompressHeader3(handle.get(), data, bytes.size(), &width, &height, &subsamp,
                           &colorspace) != 0) {
-    corrupt(source, tjGetErrorStr2(handle.get()));
+    const std::string what = tjGetErrorStr2(handle.get());
+    // TurboJPEG decodes the chroma layouts it has names for (4:4:4, 4:2:2, 4:2:0, 4:4:0, 4:1:1,
+    // grey); a valid file with other sampling factors is not corrupt, only not decoded here.
+    if (what.find("subsampling") != std::string::npos) {
+      throw Error(ErrorCode::kMissingComponent,
+                  fmt::format("{}: the JPEG's chroma sampling factors are not supported ({})",
+                              source, what),
+                  "re-encode the image (e.g. with 4:2:0 sampling)");
+    }
+    corrupt(source, what);
   }
   check_size(source, width, height);
   Image image;
@@ -193,12 +227,15 @@ Image decode_jpeg(std::string_view bytes, const std::string& source, int channel
   if (cmyk || rgb_to_grey)
     decoded.resize(static_cast<std::size_t>(width) * height * (cmyk ? 4 : 3));
   const int format = cmyk ? TJPF_CMYK : channels == 1 && !rgb_to_grey ? TJPF_GRAY : TJPF_RGB;
-  // Warnings (a truncated file: "premature end of data") are errors too: the pixels are partly
-  // grey fill, and silently training on them is worse than stopping.
+  // As PIL: libjpeg's warnings (extraneous bytes before a marker, a segment cut short by the next
+  // marker) are no reason to refuse the pixels, but a file that ends before its end-of-image
+  // marker is ("image file is truncated"): its missing rows would be grey fill.
   if (tjDecompress2(handle.get(), data, bytes.size(),
                     decoded.empty() ? image.pixels.data() : decoded.data(), width, 0, height,
                     format, 0) != 0) {
-    corrupt(source, tjGetErrorStr2(handle.get()));
+    const bool warning = tjGetErrorCode(handle.get()) == TJERR_WARNING;
+    if (!warning) corrupt(source, tjGetErrorStr2(handle.get()));
+    if (jpeg_truncated(bytes)) corrupt(source, "the file ends before the image's end marker");
   }
   if (cmyk) {
     cmyk_to_rgb(decoded, image);
@@ -242,6 +279,25 @@ void png_read_bytes(png_structp png, png_bytep out, png_size_t n) {
 
 void png_ignore_warning(png_structp, png_const_charp) {}
 
+// The EXIF orientation of a PNG: that of its eXIf chunk, which may come before or after the
+// pixels (PIL reads the whole file for it). Chunks are walked by their lengths; a malformed
+// walk ends with 1.
+int png_exif_orientation(std::string_view b) {
+  std::size_t at = 8;  // after the signature
+  while (at + 12 <= b.size()) {
+    const std::uint32_t length =
+        (static_cast<std::uint32_t>(static_cast<unsigned char>(b[at])) << 24) |
+        (static_cast<unsigned char>(b[at + 1]) << 16) |
+        (static_cast<unsigned char>(b[at + 2]) << 8) | static_cast<unsigned char>(b[at + 3]);
+    const std::string_view type = b.substr(at + 4, 4);
+    if (length > b.size() - at - 12) return 1;
+    if (type == "eXIf") return tiff_orientation(b.substr(at + 8, length));
+    if (type == "IEND") return 1;
+    at += 12 + static_cast<std::size_t>(length);
+  }
+  return 1;
+}
+
 Image decode_png(std::string_view bytes, const std::string& source, int channels) {
   // Everything libpng's longjmp may leave behind lives on the heap, reached through a pointer
   // that does not change after setjmp (a longjmp skips the destructors of objects made after
@@ -257,6 +313,9 @@ Image decode_png(std::string_view bytes, const std::string& source, int channels
   png_infop info = reader->info;
   if (setjmp(png_jmpbuf(png))) corrupt(source, reader->error);
   png_set_read_fn(png, reader.get(), png_read_bytes);
+  // libpng refuses widths and heights past 1,000,000 by default; PIL opens those, and the pixel
+  // count is checked below as for every image.
+  png_set_user_limits(png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
   png_read_info(png, info);
   const long long width = png_get_image_width(png, info);
   const long long height = png_get_image_height(png, info);
@@ -265,15 +324,20 @@ Image decode_png(std::string_view bytes, const std::string& source, int channels
   const int bit_depth = png_get_bit_depth(png, info);
   if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
   if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
-  png_set_interlace_handling(png);
+  const bool interlaced = png_set_interlace_handling(png) > 1;
   png_read_update_info(png, info);
   const int in_channels = png_get_channels(png, info);
   const int depth = png_get_bit_depth(png, info);  // 8 or 16 now (big-endian samples)
   const std::size_t row_bytes = png_get_rowbytes(png, info);
-  reader->samples.resize(row_bytes * static_cast<std::size_t>(height));
-  reader->rows.resize(static_cast<std::size_t>(height));
-  for (long long y = 0; y < height; ++y) reader->rows[y] = reader->samples.data() + row_bytes * y;
-  png_read_image(png, reader->rows.data());
+  // An interlaced image arrives in passes over the whole image, so its rows are all kept; any
+  // other is converted row by row (a header declaring a large image costs the output, not also
+  // 8 bytes a pixel of 16-bit samples, before its data is read).
+  reader->samples.resize(row_bytes * static_cast<std::size_t>(interlaced ? height : 1));
+  if (interlaced) {
+    reader->rows.resize(static_cast<std::size_t>(height));
+    for (long long y = 0; y < height; ++y) reader->rows[y] = reader->samples.data() + row_bytes * y;
+    png_read_image(png, reader->rows.data());
+  }
   // No png_read_end: what follows the pixels (a missing IEND, bytes after the last IDAT) is no
   // reason to refuse them, as PIL does not.
 
@@ -292,7 +356,13 @@ Image decode_png(std::string_view bytes, const std::string& source, int channels
   const std::size_t pixel_bytes = static_cast<std::size_t>(in_channels) * (depth / 8);
   std::uint8_t* out = image.pixels.data();
   for (long long y = 0; y < height; ++y) {
-    const std::uint8_t* pixel = reader->rows[y];
+    const std::uint8_t* pixel = nullptr;
+    if (interlaced) {
+      pixel = reader->rows[y];
+    } else {
+      png_read_row(png, reader->samples.data(), nullptr);
+      pixel = reader->samples.data();
+    }
     for (long long x = 0; x < width; ++x, pixel += pixel_bytes) {
       if (grey) {
         const auto v = static_cast<std::uint8_t>(sample(pixel, 0));
@@ -460,7 +530,7 @@ Image decode_image(std::string_view bytes, const std::string& source, int channe
   }
   if (is_png(bytes)) {
 #if MS_WITH_PNG
-    return decode_png(bytes, source, channels);
+    return upright(decode_png(bytes, source, channels), png_exif_orientation(bytes));
 #else
     throw Error(ErrorCode::kMissingComponent,
                 fmt::format("{}: PNG support is not built in", source),
@@ -482,7 +552,7 @@ Image decode_image(std::string_view bytes, const std::string& source, int channe
   if (format) {
     throw Error(ErrorCode::kMissingComponent,
                 fmt::format("{}: {} images are not supported (JPEG and PNG are)", source, format),
-                "convert the images to PNG or JPEG, or skip them with --skip-bad");
+                "convert the images to PNG or JPEG");
   }
   corrupt(source, "not a JPEG or PNG file (unknown signature)");
 }

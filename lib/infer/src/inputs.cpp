@@ -215,8 +215,12 @@ std::set<std::string> inputs_from_table(const data::Table& table, const std::str
     } else {
       in.path = cell_text(row[static_cast<std::size_t>(path_col)]);
       if (!paths_resolved && in.path.is_relative()) in.path = base / in.path;
+      // Lexically, as for --input-dir: relative() would resolve a linked file or class folder to
+      // its target (ids from outside the dataset, or two rows with one id).
       std::error_code ec;
-      const auto relative = std::filesystem::relative(in.path, base, ec);
+      const auto path = std::filesystem::absolute(in.path, ec).lexically_normal();
+      const auto folder = std::filesystem::absolute(base, ec).lexically_normal();
+      const auto relative = path.lexically_relative(folder);
       if (!ec && !relative.empty() && *relative.begin() != "..")
         in.id = escape_invalid_utf8(relative.generic_string());
     }

@@ -1,6 +1,7 @@
 // Image classification: decode -> transforms from configuration.json (Resize, CenterCrop,
 // Normalize) -> ResNet / small CNN -> softmax top-k scores and labels.
 #include <ATen/TensorOperators.h>
+#include <ATen/ops/constant_pad_nd.h>
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/stack.h>
 #include <ATen/ops/tensor.h>
@@ -34,6 +35,35 @@ std::pair<int64_t, int64_t> size_of(const Json& v, const std::string& where) {
        where, v.dump());
 }
 
+// A transform's keys are torchvision's that ms applies; any other (a misspelt one, a resampling
+// filter ms does not have) would otherwise change nothing, silently.
+void check_transform_keys(const Json& t, const std::string& type, const std::string& where) {
+  static const std::map<std::string, std::vector<std::string>> known_keys = {
+      {"Resize", {"type", "size", "interpolation", "antialias"}},
+      {"CenterCrop", {"type", "size"}},
+      {"Normalize", {"type", "mean", "std", "inplace"}},
+      {"ToTensor", {"type"}}};
+  const std::vector<std::string>& known = known_keys.at(type);
+  for (const auto& [key, value] : t.items()) {
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      throw Error(ErrorCode::kConfig, fmt::format("{} ({}): unknown key '{}'", where, type, key),
+                  choices_hint(key, known, "its keys"));
+    }
+  }
+  // PIL images are always resized with antialiasing (torchvision ignores `antialias` for them);
+  // the filter is bilinear, torchvision's default (2 is PIL's number for it).
+  if (t.contains("interpolation")) {
+    const Json& mode = t["interpolation"];
+    const bool bilinear =
+        (mode.is_string() && ascii_lower(mode.get<std::string>()) == "bilinear") ||
+        (mode.is_number_integer() && mode.get<int64_t>() == 2);
+    MS_CHECK(bilinear, ErrorCode::kConfig,
+             "{} (Resize): interpolation {} is not supported (ms resizes bilinear, as PIL with "
+             "torchvision's default)",
+             where, mode.dump());
+  }
+}
+
 }  // namespace
 
 std::vector<Transform> parse_transforms(const Config& config) {
@@ -64,6 +94,7 @@ std::vector<Transform> parse_transforms(const Config& config) {
       throw Error(ErrorCode::kConfig, fmt::format("{}: unknown type '{}'", where, tr.type),
                   choices_hint(tr.type, known, "known"));
     }
+    check_transform_keys(t, tr.type, where);
     if (tr.type == "ToTensor") continue;  // images are tensors in [0, 1] from the start
     if (tr.type == "Resize" || tr.type == "CenterCrop") {
       MS_CHECK(t.contains("size"), ErrorCode::kConfig, "{} ({}) needs 'size'", where, tr.type);
@@ -104,27 +135,44 @@ int64_t crop_offset(int64_t surplus) {
   return surplus % 2 != 0 && half % 2 != 0 ? half + 1 : half;
 }
 
-void check_crop(const Transform& t, int64_t h, int64_t w) {
-  MS_CHECK(h >= t.h && w >= t.w, ErrorCode::kUsage, "image of {}x{} is smaller than the {}x{} crop",
-           h, w, t.h, t.w);
+// torchvision's center_crop of an image smaller than the crop pads it first with zeros, the
+// larger half of the surplus after (right, bottom): the crop's offset on that axis is then
+// negative, -(surplus // 2).
+int64_t crop_or_pad_offset(int64_t size, int64_t crop) {
+  return crop > size ? -((crop - size) / 2) : crop_offset(size - crop);
 }
 
 data::Image center_crop(const data::Image& in, const Transform& t) {
-  check_crop(t, in.height, in.width);
-  const auto top = static_cast<std::size_t>(crop_offset(in.height - t.h));
-  const auto left = static_cast<std::size_t>(crop_offset(in.width - t.w));
+  const int64_t top = crop_or_pad_offset(in.height, t.h);
+  const int64_t left = crop_or_pad_offset(in.width, t.w);
   data::Image out;
   out.height = static_cast<int>(t.h);
   out.width = static_cast<int>(t.w);
   out.channels = in.channels;
-  const std::size_t row = static_cast<std::size_t>(out.width) * in.channels;
-  out.pixels.resize(row * out.height);
-  for (std::size_t y = 0; y < static_cast<std::size_t>(out.height); ++y) {
+  const std::size_t channels = static_cast<std::size_t>(in.channels);
+  out.pixels.assign(static_cast<std::size_t>(out.width) * out.height * channels, 0);
+  // The columns of the input a row of the output shows (the rest is padding).
+  const int64_t first = std::max<int64_t>(0, -left);
+  const int64_t last = std::min<int64_t>(out.width, in.width - left);
+  for (int64_t y = 0; y < out.height; ++y) {
+    const int64_t sy = top + y;
+    if (sy < 0 || sy >= in.height || first >= last) continue;
     const std::uint8_t* src =
-        &in.pixels[((top + y) * static_cast<std::size_t>(in.width) + left) * in.channels];
-    std::copy(src, src + row, &out.pixels[y * row]);
+        &in.pixels[(static_cast<std::size_t>(sy) * in.width + (left + first)) * channels];
+    std::copy(src, src + (last - first) * channels,
+              &out.pixels[(static_cast<std::size_t>(y) * out.width + first) * channels]);
   }
   return out;
+}
+
+// A Resize's output size, refused when it is more pixels than any image ms decodes may have (a
+// size from a configuration times a very wide image's aspect ratio can run past int).
+std::pair<int, int> checked_resize(const Transform& t, int64_t h, int64_t w) {
+  const auto [nh, nw] = resized_size(t, h, w);
+  MS_CHECK(nh > 0 && nw > 0 && nh <= data::kMaxImagePixels / nw, ErrorCode::kUsage,
+           "Resize of a {}x{} image to {}x{} is more than the limit of {} pixels", h, w, nh, nw,
+           data::kMaxImagePixels);
+  return {static_cast<int>(nh), static_cast<int>(nw)};
 }
 
 }  // namespace
@@ -137,8 +185,8 @@ at::Tensor apply_transforms(const std::vector<Transform>& transforms, const data
   for (; i < transforms.size() && transforms[i].type != "Normalize"; ++i) {
     const Transform& t = transforms[i];
     if (t.type == "Resize") {
-      const auto [nh, nw] = resized_size(t, current->height, current->width);
-      pixels = data::resize_bilinear(*current, static_cast<int>(nh), static_cast<int>(nw));
+      const auto [nh, nw] = checked_resize(t, current->height, current->width);
+      pixels = data::resize_bilinear(*current, nh, nw);
     } else {
       pixels = center_crop(*current, t);
     }
@@ -150,11 +198,17 @@ at::Tensor apply_transforms(const std::vector<Transform>& transforms, const data
     const Transform& t = transforms[i];
     const int64_t h = x.size(1), w = x.size(2);
     if (t.type == "Resize") {
-      const auto [nh, nw] = resized_size(t, h, w);
+      const auto [nh, nw] = checked_resize(t, h, w);
       x = at::upsample_bilinear2d(x.unsqueeze(0), {nh, nw}, false).squeeze(0);
     } else if (t.type == "CenterCrop") {
-      check_crop(t, h, w);
-      x = x.narrow(1, crop_offset(h - t.h), t.h).narrow(2, crop_offset(w - t.w), t.w);
+      const int64_t top = crop_or_pad_offset(h, t.h), left = crop_or_pad_offset(w, t.w);
+      // Padding is zeros of the tensor (after a Normalize, not the pixel 0), as torchvision's.
+      if (top < 0 || left < 0) {
+        const int64_t pad_top = std::max<int64_t>(0, -top), pad_left = std::max<int64_t>(0, -left);
+        x = at::constant_pad_nd(x, {pad_left, std::max<int64_t>(0, t.w - w - pad_left), pad_top,
+                                    std::max<int64_t>(0, t.h - h - pad_top)});
+      }
+      x = x.narrow(1, std::max<int64_t>(0, top), t.h).narrow(2, std::max<int64_t>(0, left), t.w);
     } else if (t.type == "Normalize") {
       const at::Tensor mean =
           at::tensor(std::vector<float>(t.mean.begin(), t.mean.end())).view({3, 1, 1});

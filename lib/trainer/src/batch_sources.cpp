@@ -270,7 +270,10 @@ class ImageBatches final : public OrderedBatches {
     std::vector<at::Tensor> images;
     std::vector<std::int64_t> labels;
     for (std::size_t r : rows) {
-      images.push_back(pipelines::apply_transforms(transforms_, data::read_image(paths_[r], 3)));
+      const data::Image image = data::read_image(paths_[r], 3);
+      images.push_back(
+          with_context(fmt::format("applying the preprocessor transforms to {}", paths_[r]),
+                       [&] { return pipelines::apply_transforms(transforms_, image); }));
       labels.push_back(labels_[r]);
     }
     const auto shape = images.front().sizes();

@@ -19,6 +19,10 @@ struct Image {
   std::vector<std::uint8_t> pixels;
 };
 
+/// The most pixels an image may have, decoded or resized: Pillow's (it refuses twice its
+/// MAX_IMAGE_PIXELS as a decompression bomb), so an image PIL opens for ModelScope opens here too.
+inline constexpr long long kMaxImagePixels = 178956970;
+
 /// Whether this build can decode JPEG / PNG (CMake options MS_WITH_JPEG / MS_WITH_PNG).
 MS_API bool jpeg_supported();
 MS_API bool png_supported();
@@ -27,8 +31,11 @@ MS_API bool png_supported();
 MS_API bool has_image_extension(std::string_view name);
 
 /// Decodes JPEG or PNG bytes (told apart by their signature) to `channels` (1 grey or 3 RGB).
-/// A corrupt or truncated image is ms::Error(kIntegrity) naming `source`; a recognised format that
-/// is not decoded (BMP, GIF, WebP, TIFF) or a decoder not built in is kMissingComponent.
+/// Turned upright as the EXIF orientation says (JPEG's Exif segment, PNG's eXIf chunk), as
+/// ModelScope's LoadImage does with PIL's exif_transpose. A corrupt or truncated image is
+/// ms::Error(kIntegrity) naming `source`; a recognised format that is not decoded (BMP, GIF,
+/// WebP, TIFF, JPEG sampling factors TurboJPEG has no name for) or a decoder not built in is
+/// kMissingComponent.
 MS_API Image decode_image(std::string_view bytes, const std::string& source, int channels = 3);
 
 /// Reads and decodes an image file.
