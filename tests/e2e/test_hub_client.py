@@ -271,6 +271,27 @@ class HubClientTest(SharedHubTestCase):
         self.assertOneLineError(r, "'.msc' cannot be stored")
         self.assertFalse(os.path.exists(self.path("named", "a.txt")))
 
+    def test_upload_leaves_out_git_cache_and_a_downloads_bookkeeping(self):
+        # A worktree's or submodule's .git is a file: it failed the whole upload ("unsafe repo
+        # path '.git'"). .cache files are left out too, as ModelScope's DEFAULT_IGNORE_PATTERNS
+        # leave them, and a folder a download filled (--local-dir) goes up without that
+        # download's .msc, .mv and .mdl (a nested one is the repo's own file).
+        self.server.create_model(self.token, "alice", "src")
+        self.server.commit(self.token, "alice/src", files={"a.txt": b"a", "sub/b.txt": b"b"})
+        r = self.ms("download", "alice/src", "--token", self.token, "--local-dir", self.path("work"))
+        self.assertExit(r, 0)
+        self.assertTrue(os.path.isfile(self.path("work", ".msc")))
+        for name, data in ((".git", b"gitdir: /elsewhere\n"), ("sub/.git", b"gitdir: /x\n"),
+                           (".cache", b"c"), ("sub/.cache", b"c"), ("sub/.msc", b"kept")):
+            with open(self.path("work", name), "wb") as f:
+                f.write(data)
+        r = self.ms("upload", "alice/copy", self.path("work"), "--create", "--token", self.token)
+        self.assertExit(r, 0)
+        _, envelope = self.server.files("alice/copy")
+        self.assertEqual(sorted(f["Path"] for f in envelope["Data"]["Files"]
+                                if f["Type"] == "blob" and f["Path"] != ".gitattributes"),
+                         ["a.txt", "sub/.msc", "sub/b.txt"])
+
     # --- auth ---------------------------------------------------------------------------------
     def test_private_repo_token_and_login(self):
         self.upload("alice/secret", make_tree(self.path("src"), {"w.bin": b"private bytes"}), "--create", "--private")

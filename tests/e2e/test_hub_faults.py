@@ -222,6 +222,21 @@ class HubFaultsTest(SharedHubTestCase):
         for name, data in files.items():
             self.assertEqual(listing[name]["Sha256"], hashlib.sha256(data).hexdigest(), name)
 
+    def test_a_file_cut_short_while_it_is_sent(self):
+        # curl waited for the bytes the file had promised until its stall timeout, and every
+        # retry again (4 minutes by default), then said "Operation too slow" (exit 5, network).
+        self.require_test_hooks()
+        src = make_tree(self.path("src"), {"big.bin": os.urandom(8 << 20)})
+        p = self.spawn("upload", "alice/cut", src, "--create", "--token", self.token,
+                       cache=self.path("cache"), MS_TEST_UPLOAD_STOP="blob-half",
+                       MS_HUB_STALL_TIMEOUT="5")
+        self.stopped_at(p, "blob-half")
+        os.truncate(os.path.join(src, "big.bin"), 1 << 20)
+        p.send_signal(signal.SIGCONT)
+        _out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 74, err)
+        self.assertIn("big.bin: changed while uploading", err)
+
     def test_server_killed_mid_upload_keeps_a_consistent_store(self):
         root = self.path("hub-root")
         server = HubServer(root)

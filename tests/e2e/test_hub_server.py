@@ -761,6 +761,18 @@ class HubServerTest(MsTestCase):
         self.assertIn(env["RequestId"], env["Message"])
         self.assertIn(f"(request {env['RequestId']}): ", self.server.log())
         self.assertIn(tmp, self.server.log())
+        # A damaged file of the store is the hub's failure too (it was a 400 naming the file).
+        os.remove(tmp)
+        os.mkdir(tmp)
+        self.assertEqual(self.server.commit(self.alice, repo, {"a.txt": b"a"})[0], 200)
+        for dirpath, _, names in os.walk(os.path.join(self.root, "trees")):
+            for name in names:
+                with open(os.path.join(dirpath, name), "r+") as f:
+                    f.truncate(5)
+        status, env = self.server.files(repo)
+        self.assertEqual(status, 500, env)
+        self.assertNotIn(self.root, env["Message"])
+        self.assertIn(f"(request {env['RequestId']}): hub store: tree file", self.server.log())
 
     def test_body_limits(self):
         # Chunked bodies on JSON routes are refused; so are declared sizes over the limit.
@@ -905,6 +917,31 @@ class HubServerTest(MsTestCase):
         self.assertEqual(again.commit(self.alice, repo, {"c.txt": b"c"})[0], 200)
         # SIGHUP (its terminal closed) stops it as cleanly (it was killed by the signal).
         self.assertEqual(again.stop(signo=signal.SIGHUP), 0)
+
+    def test_a_download_in_flight_finishes_after_sigterm(self):
+        # hub.md: requests in flight get a minute to finish. httplib's stop() ended a streamed
+        # file download midway (curl: exit 18, a partial file). A connection made meanwhile is
+        # answered 503 "shutting down" rather than refused or dropped.
+        repo = self.make_repo()
+        big = os.urandom(32 * 1024 * 1024)  # well past the socket buffers of both ends
+        self.assertEqual(self.server.commit(self.alice, repo, lfs={"big.bin": big})[0], 200)
+        conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=60)
+        self.addCleanup(conn.close)
+        conn.request("GET", f"/api/v1/models/{repo}/repo?Revision=master&FilePath=big.bin")
+        resp = conn.getresponse()
+        self.assertEqual(resp.status, 200)
+        first = resp.read(1024 * 1024)
+        self.server.proc.send_signal(signal.SIGTERM)
+        # The signal is handled on the server's own time: ask until the answer is the stop's.
+        for _ in range(3000):
+            status, env = self.server.api("GET", f"/api/v1/models/{repo}")
+            if status == 503:
+                break
+            self.assertEqual(status, 200)
+        self.assertEqual(status, 503)
+        self.assertIn("shutting down", env["Message"])
+        self.assertEqual(first + resp.read(), big)
+        self.assertEqual(self.server.stop(), 0)
 
     def test_corrupt_blob_is_served_as_stored(self):
         repo = self.make_repo()

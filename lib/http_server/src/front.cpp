@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -460,12 +461,22 @@ std::unique_ptr<httplib::TaskQueue> make_elastic_task_queue(std::size_t warm, st
   return std::make_unique<ElasticTaskQueue>(warm, max);
 }
 
+// An open connection, as drop_connections() needs to know it.
+struct OpenConnection {
+  bool busy = false;  // serving a request
+  bool fresh = true;  // no request read from it yet
+  bool late = false;  // accepted after begin_stop(): answered 503 and closed
+};
+
 struct Front::State {
   FrontLimits limits;
   SSL_CTX* tls = nullptr;  // owned; null: plain HTTP
   std::mutex mu;
+  std::condition_variable closed;  // a connection accepted before begin_stop() ended
   std::unordered_map<std::string, std::size_t> per_client;  // address -> open connections
-  std::unordered_map<socket_t, bool> open;                  // socket -> serving a request
+  std::unordered_map<socket_t, OpenConnection> open;
+  std::atomic<bool> stopping{false};  // begin_stop() was called
+  std::size_t early_open = 0;         // open connections accepted before begin_stop()
 };
 
 Front::Front(FrontLimits limits, SSL_CTX* tls) : state_(std::make_unique<State>()) {
@@ -477,19 +488,47 @@ Front::~Front() {
   if (state_->tls != nullptr) SSL_CTX_free(state_->tls);
 }
 
-void Front::drop_connections(bool all) {
+void Front::drop_connections(Drop which) {
   std::lock_guard<std::mutex> lock(state_->mu);
-  // Idle connections end now. One in the middle of a request finishes it, and one whose next
-  // request has already arrived gets it answered (a 503 from a draining server, say): its loop
-  // stops after that, as the listening socket is closed. `all` ends those too.
-  for (const auto& [sock, busy] : state_->open) {
-    if (all || (!busy && !wait_socket(sock, POLLIN, 0))) ::shutdown(sock, SHUT_RDWR);
+  // A connection in the middle of a request finishes it, and one whose next request has already
+  // arrived gets it answered (a 503 from a draining server, say): their loops stop after that.
+  // One just accepted is left a moment for its first request (closed unanswered, its client
+  // could not tell whether the request ran) unless `which` says otherwise.
+  for (const auto& [sock, connection] : state_->open) {
+    const bool serving = connection.busy || wait_socket(sock, POLLIN, 0);
+    const bool drop =
+        which == Drop::kAll || (!serving && (which == Drop::kNotServing || !connection.fresh));
+    if (drop) ::shutdown(sock, SHUT_RDWR);
   }
+}
+
+void Front::begin_stop() {
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->stopping = true;
+  }
+  drop_connections(Drop::kIdle);
+}
+
+bool Front::wait_for_early_connections(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock<std::mutex> lock(state_->mu);
+  return state_->closed.wait_until(lock, deadline, [this] { return state_->early_open == 0; });
 }
 
 void Front::widen_backlog() {
   // On Linux, listen() on a listening socket changes its backlog.
   if (svr_sock_ != INVALID_SOCKET) ::listen(svr_sock_, SOMAXCONN);
+}
+
+void Front::forget(socket_t sock, const std::string& ip) {
+  State& st = *state_;
+  std::lock_guard<std::mutex> lock(st.mu);
+  const auto it = st.open.find(sock);
+  if (it != st.open.end()) {
+    if (!it->second.late && --st.early_open == 0) st.closed.notify_all();
+    st.open.erase(it);
+  }
+  if (--st.per_client[ip] == 0) st.per_client.erase(ip);
 }
 
 bool Front::process_and_close_socket(socket_t sock) {
@@ -503,7 +542,10 @@ bool Front::process_and_close_socket(socket_t sock) {
     std::size_t& n = st.per_client[ip];
     if (n < st.limits.max_client_connections) {
       ++n;
-      st.open[sock] = false;
+      OpenConnection& connection = st.open[sock];
+      connection = OpenConnection{};
+      connection.late = st.stopping;
+      if (!connection.late) ++st.early_open;
       admitted = true;
     } else if (n == 0) {
       st.per_client.erase(ip);
@@ -525,9 +567,7 @@ bool Front::process_and_close_socket(socket_t sock) {
              (ssl = tls_handshake(st.tls, sock, st.limits.header_timeout_s)) == nullptr) {
     // No handshake within the header deadline (a client that connects and stays silent, or
     // trickles its hello), or a failed one: nothing to answer.
-    std::lock_guard<std::mutex> lock(st.mu);
-    st.open.erase(sock);
-    if (--st.per_client[ip] == 0) st.per_client.erase(ip);
+    forget(sock, ip);
   } else {
     ConnectionNote note;
     FrontStream strm(sock, ssl, to_ms(read_timeout_sec_, read_timeout_usec_),
@@ -535,13 +575,23 @@ bool Front::process_and_close_socket(socket_t sock) {
     t_note = &note;
     auto set_busy = [&](bool busy) {
       std::lock_guard<std::mutex> lock(st.mu);
-      st.open[sock] = busy;
+      OpenConnection& connection = st.open[sock];
+      connection.busy = busy;
+      connection.fresh = false;
     };
-    for (std::size_t count = keep_alive_max_count_; count > 0; --count) {
+    bool late = false;
+    {
+      std::lock_guard<std::mutex> lock(st.mu);
+      late = st.open[sock].late;
+    }
+    for (std::size_t count = keep_alive_max_count_; count > 0 && !late; --count) {
       // Once the server stops, a request already sent is still answered (and is the last);
-      // otherwise the client could not tell whether it ran.
-      const bool stopping = svr_sock_ == INVALID_SOCKET;
-      if (stopping ? !strm.request_pending()
+      // otherwise the client could not tell whether it ran. A connection accepted just before
+      // has a moment for its first request's bytes to arrive.
+      const bool stopping = st.stopping || svr_sock_ == INVALID_SOCKET;
+      const bool first = count == keep_alive_max_count_;
+      if (stopping ? !(first ? strm.wait_for_request(static_cast<int>(kFirstRequestGrace.count()))
+                             : strm.request_pending())
                    : !strm.wait_for_request(to_ms(keep_alive_timeout_sec_, 0))) {
         break;
       }
@@ -575,11 +625,16 @@ bool Front::process_and_close_socket(socket_t sock) {
         break;
       }
     }
+    if (late) {
+      // Accepted once the server was stopping: no new work starts, and the client is told so
+      // (a close without an answer would leave it unsure whether its request ran).
+      static const std::string kStopping = front_response(
+          503, "Service Unavailable", "the server is shutting down", "Retry-After: 1\r\n");
+      if (strm.write(kStopping.data(), kStopping.size()) > 0) linger_close(sock);
+    }
     t_note = nullptr;
     strm.close_tls();
-    std::lock_guard<std::mutex> lock(st.mu);
-    st.open.erase(sock);
-    if (--st.per_client[ip] == 0) st.per_client.erase(ip);
+    forget(sock, ip);
   }
   if (ssl != nullptr) SSL_free(ssl);
   ::shutdown(sock, SHUT_RDWR);

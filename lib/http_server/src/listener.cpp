@@ -200,11 +200,22 @@ std::string Listener::endpoint() const {
 
 void Listener::stop(std::chrono::seconds grace) {
   if (!started_) return;
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  // The front stops taking requests first and lets those in flight finish (idle and half-sent
+  // connections would otherwise hold the join until their clients time out); httplib's stop()
+  // closes the listening socket and ends streamed responses, so it comes once they are done or
+  // the grace is over.
+  front_->begin_stop();
+  if (!front_->wait_for_early_connections(
+          std::min(deadline, std::chrono::steady_clock::now() + kFirstRequestGrace))) {
+    // A connection whose first request has not come by now (a silent or trickling client) ends.
+    front_->drop_connections(Front::Drop::kNotServing);
+    front_->wait_for_early_connections(deadline);
+  }
   http_->stop();
-  // Idle and half-sent connections would otherwise hold the join until their clients time out.
-  front_->drop_connections();
-  if (listen_done_.wait_for(grace) == std::future_status::timeout) {
-    front_->drop_connections(/*all=*/true);
+  front_->drop_connections(Front::Drop::kNotServing);
+  if (listen_done_.wait_until(deadline) == std::future_status::timeout) {
+    front_->drop_connections(Front::Drop::kAll);
   }
   if (thread_.joinable()) thread_.join();
   started_ = false;

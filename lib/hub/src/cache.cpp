@@ -159,9 +159,13 @@ std::vector<std::string> cached_revisions(const CacheLayout& layout) {
   return revisions_in(layout.snapshots_dir);
 }
 
+bool is_cache_index_name(std::string_view name) {
+  return name == ".msc" || name == ".mdl" || name == ".mv" || name == ".msc.corrupted";
+}
+
 bool is_bookkeeping_path(const CacheLayout& layout, const std::string& path) {
   if (layout.kind == CacheKind::kSnapshots) return false;  // no index; the temp area is outside
-  if (path == ".msc" || path == ".mdl" || path == ".mv" || path == ".msc.corrupted") return true;
+  if (is_cache_index_name(path)) return true;
   const fs::path temp = layout.temp_dir.lexically_relative(layout.repo_dir);
   if (temp.empty() || *temp.begin() == "..") return false;  // the temp area is elsewhere
   const std::string prefix = temp.generic_string();

@@ -126,6 +126,12 @@ size_t on_read(char* buffer, size_t size, size_t count, void* user) {
   auto* state = static_cast<CallbackState*>(user);
   const ssize_t n = ::read(state->request->upload_fd, buffer, size * count);
   if (n < 0) return CURL_READFUNC_ABORT;
+  // A file cut short while it is sent (curl would wait for the promised bytes until its stall
+  // timeout, and each retry again): stopped here, and not retried.
+  if (n == 0 && state->uploaded < state->request->upload_size) {
+    state->response->upload_ended_early = true;
+    return CURL_READFUNC_ABORT;
+  }
   state->uploaded += static_cast<std::uint64_t>(n);
   if (state->request->upload_progress)
     state->request->upload_progress(static_cast<std::uint64_t>(n));
@@ -476,11 +482,20 @@ Response Transport::put_file(const std::string& url, const std::string& local_pa
       if (progress) progress(n);
     };
     Response r = perform(req);
+    if (r.upload_ended_early) {
+      fail(ErrorCode::kIo,
+           "{}: changed while uploading (it ended after {} of {} bytes); run the "
+           "upload again",
+           local_path, sent, size);
+    }
     const bool last = attempt + 1 >= options_.max_attempts;
     const bool failed = r.curl_code != CURLE_OK || is_retryable_status(r.status);
     if (failed && !last && (r.curl_code == CURLE_OK || is_retryable_curl(r.curl_code))) {
       if (progress && sent > 0)
         progress(static_cast<std::uint64_t>(-static_cast<std::int64_t>(sent)));
+      log::info("PUT {}: {}; retrying ({}/{})", url,
+                r.curl_code != CURLE_OK ? r.curl_error : fmt::format("HTTP {}", r.status),
+                attempt + 1, options_.max_attempts);
       backoff(attempt, r.retry_after_s);
       continue;
     }

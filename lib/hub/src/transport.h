@@ -43,6 +43,7 @@ struct Response {
   long retry_after_s = -1;
   std::int64_t content_length = -1;  // of the current response, when it says
   bool whole_size_mismatch = false;  // a whole-file answer whose length is not the listed size
+  bool upload_ended_early = false;   // the file being PUT ended before upload_size bytes
   std::string sha256_checkpoints;    // X-Ms-Sha256-Checkpoints of the current response
 };
 

@@ -20,6 +20,7 @@
 #include "ms/core/progress.h"
 #include "ms/core/settings.h"
 #include "ms/core/utf8.h"
+#include "ms/hub/cache.h"
 #include "ms/hub/download.h"
 #include "ms/hub/sha256.h"
 
@@ -204,13 +205,18 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
     const fs::path p = it->path();
     const std::string name = p.filename().string();
     const bool is_dir = it->is_directory(ec);
-    if (is_dir && (name == ".git" || name == ".cache" || name == "._____temp")) {
-      it.disable_recursion_pending();
+    // As ModelScope's DEFAULT_IGNORE_PATTERNS: .git and .cache anywhere, folders or files (a git
+    // worktree's or submodule's .git is a file naming the real one).
+    if (name == ".git" || name == ".cache" || (is_dir && name == "._____temp")) {
+      if (is_dir) it.disable_recursion_pending();
       continue;
     }
     const bool is_link = it->is_symlink(ec);
     if (is_dir && !is_link) continue;
     if (name == ".ms_upload_cache" || name == ".ms_upload_progress") continue;
+    // The bookkeeping a download leaves at the top of a --local-dir (the file list, revision and
+    // model id of ModelScope's cache) describes that download, not the repo being uploaded.
+    if (it.depth() == 0 && is_cache_index_name(name)) continue;
     const std::string rel = p.lexically_relative(root).generic_string();
     // Patterns first: an excluded file or link is never resolved, read or checked, which is what
     // the hints below offer.

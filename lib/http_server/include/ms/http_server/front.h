@@ -9,6 +9,7 @@
 
 #include <httplib.h>
 
+#include <chrono>
 #include <cstddef>
 #include <exception>
 #include <memory>
@@ -16,6 +17,10 @@
 #include <string>
 
 namespace ms::http_server {
+
+/// How long, once a server begins to stop, a connection it accepted just before may take to send
+/// its first request (its bytes are usually on their way; a silent client is not waited for).
+inline constexpr std::chrono::milliseconds kFirstRequestGrace{1000};
 
 /// Limits of the front; see ListenerOptions (ms/http_server/listener.h).
 struct FrontLimits {
@@ -42,10 +47,26 @@ class Front : public httplib::Server {
   explicit Front(FrontLimits limits, SSL_CTX* tls = nullptr);
   ~Front() override;
 
-  /// Shuts down (SHUT_RDWR) the idle connections so that their threads end now rather than when
-  /// their clients time out; a connection serving a request, or holding one not yet read, is
-  /// left to answer it. `all`: every connection. Called by Listener::stop() after httplib's stop().
-  void drop_connections(bool all = false);
+  /// Which connections drop_connections() ends.
+  enum class Drop {
+    kIdle,        ///< waiting for a next request that has not come (not one just accepted)
+    kNotServing,  ///< also connections just accepted whose first request has not come
+    kAll,         ///< every one, requests being served too
+  };
+  /// Shuts down (SHUT_RDWR) connections so that their threads end now rather than when their
+  /// clients time out; a connection serving a request, or holding one not yet read, is left to
+  /// answer it unless `which` is kAll. Called by Listener::stop().
+  void drop_connections(Drop which);
+
+  /// Starts a graceful stop while the listening socket still accepts: requests being served (a
+  /// download streaming a file included) go on, a connection's next request is not read (one
+  /// already sent, or the first of a connection just accepted, is answered), idle connections
+  /// end, and a connection accepted from now on gets a 503 "shutting down". httplib's own stop()
+  /// would end streamed responses midway, so it comes after wait_for_early_connections().
+  /// A connection just accepted has kFirstRequestGrace for its first request.
+  void begin_stop();
+  /// Waits until the connections accepted before begin_stop() have ended (true), or `deadline`.
+  bool wait_for_early_connections(std::chrono::steady_clock::time_point deadline);
 
   /// Listens again with the system's largest backlog: httplib's is 5, and a burst of connections
   /// beyond it has clients retrying their SYN after 1 s, 3 s, ... Call after binding.
@@ -53,6 +74,8 @@ class Front : public httplib::Server {
 
  private:
   bool process_and_close_socket(socket_t sock) override;
+  // Removes a connection that ended from the books.
+  void forget(socket_t sock, const std::string& ip);
 
   struct State;
   std::unique_ptr<State> state_;

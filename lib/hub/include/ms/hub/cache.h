@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -57,6 +58,10 @@ MS_API CacheLayout cache_layout(RepoType type, const RepoId& repo,
 /// The revision folders of a snapshot layout that hold something (`snapshots_dir`'s children),
 /// sorted; empty for an indexed layout.
 MS_API std::vector<std::string> cached_revisions(const CacheLayout& layout);
+
+/// Whether `name` is one of the files ModelScope's indexed cache keeps beside a repo's files
+/// (`.msc` the file index, `.mdl` the model id, `.mv` the revision, `.msc.corrupted`).
+MS_API bool is_cache_index_name(std::string_view name);
 
 /// Whether a repo file at `path` would land on the layout's own bookkeeping: the `.msc`, `.mdl`
 /// and `.mv` files beside the repo's files, or (with a --local-dir) the temp area inside it.
