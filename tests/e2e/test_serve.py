@@ -491,6 +491,24 @@ class TextServeTest(ServeTestCase):
         s.request("POST", "/_test/release")
         self.assertEqual(s.call({"input": "on time"})[0], 200)
 
+    def test_a_request_whose_client_left_is_dropped(self):
+        # A client that timed out (and perhaps retries) left its inputs queued: they were run
+        # and counted as answered, and every later request waited behind them.
+        self.require_test_hooks()
+        s = self.serve(os.path.join(TINY, "cls"), "--test-routes")
+        s.request("POST", "/_test/hold")
+        body = json.dumps({"input": ["left behind", "also left"]}).encode()
+        with s.connect() as conn:
+            conn.sendall(b"POST /call HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            self.wait_queue(s, 2)
+        # Held, nothing runs: only the client's leaving empties the queue.
+        self.wait_queue(s, 0)
+        self.assertTrue(self.wait_for(lambda: s.metric('ms_serve_requests_total{code="499"}') == 1),
+                        s.log())
+        s.request("POST", "/_test/release")
+        self.assertEqual(s.call({"input": "still served"})[0], 200)
+
     def test_sigterm_answers_queued_requests_then_exits_0(self):
         self.require_test_hooks()
         # SIGHUP (the terminal closed) drains as SIGTERM does; it ended the server at once.

@@ -28,6 +28,7 @@ using ms::serve::CallError;
 using ms::serve::CallRequest;
 using ms::serve::CallShape;
 using ms::serve::DynamicBatcher;
+using WaitResult = ms::serve::DynamicBatcher::WaitResult;
 using nlohmann::json;
 
 namespace {
@@ -160,7 +161,7 @@ TEST_CASE("batcher: a batch holds the oldest input and those nearest it in lengt
   }
   REQUIRE(batcher.queue_depth() == 6);
   batcher.hold(false);
-  for (auto& s : subs) REQUIRE(batcher.wait(*s, kForever));
+  for (auto& s : subs) REQUIRE(batcher.wait(*s, kForever) == WaitResult::kDone);
   const auto batches = pipeline.batches();
   // Each batch runs as forward passes of similar length, longest first: padding 1 to 21 would
   // more than double that pass's tokens.
@@ -179,8 +180,8 @@ TEST_CASE("batcher: a request's list of inputs is batched with other requests") 
   auto a = batcher.submit(texts({"x", "y", "z"}));
   auto b = batcher.submit(texts({"w"}));
   batcher.hold(false);
-  REQUIRE(batcher.wait(*a, kForever));
-  REQUIRE(batcher.wait(*b, kForever));
+  REQUIRE(batcher.wait(*a, kForever) == WaitResult::kDone);
+  REQUIRE(batcher.wait(*b, kForever) == WaitResult::kDone);
   REQUIRE(pipeline.batches().size() == 1);
   CHECK(a->results()[2].output["text"] == "z");
   CHECK(b->results()[0].output["batch"] == 4);
@@ -198,7 +199,7 @@ TEST_CASE("batcher: a full queue refuses a whole request; draining refuses new o
   // Draining runs what is queued even while held, and takes nothing new.
   batcher.drain();
   CHECK_FALSE(batcher.submit(texts({"v"})));
-  REQUIRE(batcher.wait(*a, kForever));
+  REQUIRE(batcher.wait(*a, kForever) == WaitResult::kDone);
   CHECK(a->results()[1].output["text"] == "y");
 }
 
@@ -210,9 +211,9 @@ TEST_CASE("batcher: one bad input fails alone") {
   auto bad = batcher.submit(texts({"boom"}));
   auto other = batcher.submit(texts({"also fine"}));
   batcher.hold(false);
-  REQUIRE(batcher.wait(*good, kForever));
-  REQUIRE(batcher.wait(*bad, kForever));
-  REQUIRE(batcher.wait(*other, kForever));
+  REQUIRE(batcher.wait(*good, kForever) == WaitResult::kDone);
+  REQUIRE(batcher.wait(*bad, kForever) == WaitResult::kDone);
+  REQUIRE(batcher.wait(*other, kForever) == WaitResult::kDone);
   CHECK_FALSE(good->results()[0].error);
   CHECK(good->results()[0].output["text"] == "fine");
   REQUIRE(bad->results()[0].error);
@@ -226,13 +227,30 @@ TEST_CASE("batcher: a request past its deadline leaves the queue") {
   batcher.hold(true);
   auto late = batcher.submit(texts({"late", "later"}));
   auto kept = batcher.submit(texts({"kept"}));
-  CHECK_FALSE(batcher.wait(*late, ms::serve::Clock::now()));
+  CHECK(batcher.wait(*late, ms::serve::Clock::now()) == WaitResult::kTimedOut);
   CHECK(batcher.queue_depth() == 1);
   // What the pipeline kept for them (cost()'s tokens) is dropped too.
   CHECK(pipeline.forgotten() == std::vector<std::string>{"late", "later"});
   batcher.hold(false);
-  REQUIRE(batcher.wait(*kept, kForever));
+  REQUIRE(batcher.wait(*kept, kForever) == WaitResult::kDone);
   REQUIRE(pipeline.batches().size() == 1);
+  CHECK(pipeline.batches()[0] == std::vector<std::string>{"kept"});
+}
+
+TEST_CASE("batcher: a request whose client left leaves the queue") {
+  FakePipeline pipeline;
+  DynamicBatcher batcher(pipeline, options(8));
+  batcher.hold(true);
+  auto left = batcher.submit(texts({"nobody waits"}));
+  auto kept = batcher.submit(texts({"kept"}));
+  int asked = 0;
+  // The client is there for the first two checks, then gone.
+  CHECK(batcher.wait(*left, kForever, [&] { return ++asked > 2; }) == WaitResult::kClientGone);
+  CHECK(asked == 3);
+  CHECK(batcher.queue_depth() == 1);
+  CHECK(pipeline.forgotten() == std::vector<std::string>{"nobody waits"});
+  batcher.hold(false);
+  REQUIRE(batcher.wait(*kept, kForever, [] { return false; }) == WaitResult::kDone);
   CHECK(pipeline.batches()[0] == std::vector<std::string>{"kept"});
 }
 
@@ -479,6 +497,6 @@ TEST_CASE("batcher: a request admitted before a drain is run, not dropped") {
   pipeline.release();
   client.join();
   REQUIRE(submission);
-  REQUIRE(batcher.wait(*submission, kForever));
+  REQUIRE(batcher.wait(*submission, kForever) == WaitResult::kDone);
   CHECK(submission->results()[0].output["text"] == "admitted");
 }

@@ -112,10 +112,11 @@ class ElasticTaskQueue : public httplib::TaskQueue {
 
 // What the connection loop learns from httplib's callbacks about the request it is serving.
 struct ConnectionNote {
-  bool headers_done = false;    // httplib parsed the request line and headers
-  bool close = false;           // the response said "Connection: close"
-  bool request_read = false;    // a route read the whole request (note_request_read())
-  bool body_timed_out = false;  // a body read failed at FrontLimits::body_timeout_s
+  socket_t sock = INVALID_SOCKET;  // the connection's socket
+  bool headers_done = false;       // httplib parsed the request line and headers
+  bool close = false;              // the response said "Connection: close"
+  bool request_read = false;       // a route read the whole request (note_request_read())
+  bool body_timed_out = false;     // a body read failed at FrontLimits::body_timeout_s
 };
 thread_local ConnectionNote* t_note = nullptr;
 
@@ -597,6 +598,7 @@ bool Front::process_and_close_socket(socket_t sock) {
       }
       strm.start_header_phase(st.limits.header_timeout_s);
       note = ConnectionNote{};
+      note.sock = sock;
       bool closed = false;
       try {
         ret = process_request(strm, count == 1 || stopping, closed, [&](httplib::Request& req) {
@@ -671,6 +673,12 @@ std::string exception_text(std::exception_ptr error) {
   } catch (...) {
   }
   return "unknown exception";
+}
+
+bool client_hung_up() {
+  if (t_note == nullptr || t_note->sock == INVALID_SOCKET) return false;
+  pollfd p{t_note->sock, POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 bool request_body_timed_out() { return t_note != nullptr && t_note->body_timed_out; }

@@ -72,10 +72,24 @@ std::shared_ptr<Submission> DynamicBatcher::submit(std::vector<infer::PipelineIn
   return submission;
 }
 
-bool DynamicBatcher::wait(Submission& submission, Clock::time_point deadline) {
+DynamicBatcher::WaitResult DynamicBatcher::wait(Submission& submission, Clock::time_point deadline,
+                                                const std::function<bool()>& client_gone) {
   std::unique_lock<std::mutex> lock(mu_);
-  if (submission.done_.wait_until(lock, deadline, [&] { return submission.remaining_ == 0; })) {
-    return true;
+  const auto done = [&] { return submission.remaining_ == 0; };
+  WaitResult result = WaitResult::kTimedOut;
+  for (;;) {
+    const auto until =
+        client_gone ? std::min(deadline, Clock::now() + kClientCheckInterval) : deadline;
+    if (submission.done_.wait_until(lock, until, done)) return WaitResult::kDone;
+    if (Clock::now() >= deadline) break;
+    lock.unlock();
+    const bool gone = client_gone();  // a poll() of its socket: not under the lock
+    lock.lock();
+    if (done()) return WaitResult::kDone;
+    if (gone) {
+      result = WaitResult::kClientGone;
+      break;
+    }
   }
   submission.abandoned_ = true;
   const auto dropped = std::stable_partition(queue_.begin(), queue_.end(), [&](const Pending& p) {
@@ -84,7 +98,7 @@ bool DynamicBatcher::wait(Submission& submission, Clock::time_point deadline) {
   for (auto it = dropped; it != queue_.end(); ++it)
     pipeline_.forget(submission.inputs()[it->index]);
   queue_.erase(dropped, queue_.end());
-  return false;
+  return result;
 }
 
 std::size_t DynamicBatcher::queue_depth() const {

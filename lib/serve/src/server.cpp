@@ -25,6 +25,8 @@ namespace ms::serve {
 namespace {
 
 constexpr const char* kJson = "application/json";
+// Not an HTTP status (nginx's): a request whose client left before its answer, in /metrics.
+constexpr int kClientClosedRequest = 499;
 
 void send_error(httplib::Response& res, int status, const std::string& field,
                 const std::string& message, const std::string& request_id) {
@@ -195,7 +197,13 @@ struct Server::Impl {
                    id);
         return;
       }
-      if (!batcher->wait(*submission, deadline)) {
+      const auto outcome = batcher->wait(*submission, deadline, http_server::client_hung_up);
+      if (outcome == DynamicBatcher::WaitResult::kClientGone) {
+        // Nobody reads an answer; 499 (nginx's "client closed request") counts it in /metrics.
+        res.status = kClientClosedRequest;
+        return;
+      }
+      if (outcome == DynamicBatcher::WaitResult::kTimedOut) {
         send_error(
             res, 504, "",
             fmt::format("not answered within --request-timeout {} s", options.request_timeout_s),

@@ -98,6 +98,11 @@ std::optional<std::string> bearer_token(const httplib::Request& req);
 /// exception_ptr), for the 500 answer and the log.
 std::string exception_text(std::exception_ptr error);
 
+/// For a route waiting on work: whether the client of the request being served on this thread
+/// has closed its connection (or half-closed it, as a client that gave up does; a client that
+/// sends its request and then shuts down its sending side counts as gone too).
+bool client_hung_up();
+
 /// Whether the body of the request being served stopped arriving because its deadline
 /// (FrontLimits::body_timeout_s) passed, for the route's answer (408) to a failed body read.
 bool request_body_timed_out();

@@ -68,9 +68,14 @@ class MS_API DynamicBatcher {
   /// Queues a request's inputs (all or none). nullptr when the queue cannot take them all or the
   /// batcher is draining: the caller answers 503.
   std::shared_ptr<Submission> submit(std::vector<infer::PipelineInput> inputs);
-  /// Waits until every input of `submission` has its result (true), or until `deadline` (false:
-  /// inputs not yet started are dropped from the queue and the submission is abandoned).
-  bool wait(Submission& submission, Clock::time_point deadline);
+  enum class WaitResult { kDone, kTimedOut, kClientGone };
+  /// Waits until every input of `submission` has its result (kDone), until `deadline`
+  /// (kTimedOut), or until `client_gone` (asked every kClientCheckInterval) says the requester
+  /// left (kClientGone). Unless done, inputs not yet started are dropped from the queue and the
+  /// submission is abandoned: a client that gave up (and perhaps retries) costs no more work.
+  WaitResult wait(Submission& submission, Clock::time_point deadline,
+                  const std::function<bool()>& client_gone = nullptr);
+  static constexpr std::chrono::milliseconds kClientCheckInterval{200};
 
   /// Inputs waiting (not yet in a batch).
   std::size_t queue_depth() const;
