@@ -17,6 +17,7 @@ struct InferOptions {
   std::optional<std::string> task;
   std::vector<std::string> inputs;
   std::optional<std::string> input_file;
+  std::string input_format;
   std::optional<std::string> input_dir;
   std::optional<std::string> dataset;
   std::optional<std::string> subset;
@@ -42,6 +43,7 @@ void run_infer(const InferOptions& o) {
   r.hub = o.hub;
   r.inputs.texts = o.inputs;
   if (o.input_file) r.inputs.file = *o.input_file;
+  r.inputs.file_format = o.input_format;
   if (o.input_dir) r.inputs.dir = *o.input_dir;
   r.inputs.dataset = o.dataset;
   r.inputs.subset = o.subset;
@@ -99,11 +101,15 @@ void add_infer_command(CLI::App& app, const GlobalOptions& /*global*/) {
       ->required();
   cmd->add_option("--task,-t", opts->task, "Task (default: the model's configuration.json)");
   cmd->add_option("--input,-i", opts->inputs, "Input text(s)");
-  cmd->add_option(
+  CLI::Option* input_file = cmd->add_option(
       "--input-file", opts->input_file,
       "Inputs: .txt (one per line), .jsonl or .json (JSON lines, or one array of records), "
-      ".csv; - "
-      "reads lines from standard input");
+      ".csv, .tsv; - reads standard input (text lines unless --input-format says otherwise)");
+  cmd->add_option("--input-format", opts->input_format,
+                  "How --input-file is read: txt, jsonl (or json), csv, tsv (default: by its "
+                  "extension; - and other names are txt)")
+      ->check(CLI::IsMember({"txt", "jsonl", "json", "csv", "tsv"}))
+      ->needs(input_file);
   cmd->add_option("--input-dir", opts->input_dir, "Inputs: every file in a folder");
   cmd->add_option("--dataset", opts->dataset,
                   "Inputs: the rows of a dataset (csv:F, jsonl:F, imagefolder:DIR, zip:F, "

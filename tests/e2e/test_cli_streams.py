@@ -170,6 +170,22 @@ class OutputPathsTest(TorchTestCase):
         r = run_ms("infer", "-m", CLS, "--input-file", self.tmp)
         self.assertExit(r, 2)
         self.assertOneLineError(r, "is a folder")
+        # JSON records piped in (`jq -c . in.jsonl | ms infer --input-file -`) were embedded as
+        # text, silently: --input-format reads them as records, and without it a warning says so.
+        records = '{"id": "r0", "text": "the cat"}\n{"id": "r1", "text": "a dog"}\n'
+        as_text = run_ms("infer", "-m", CLS, "--input-file", "-", input=records)
+        self.assertExit(as_text, 0)
+        self.assertIn("standard input: its lines look like JSON records", as_text.stderr)
+        for fmt, data in (("jsonl", records), ("csv", "id,text\nr0,the cat\nr1,a dog\n"),
+                          ("tsv", "id\ttext\nr0\tthe cat\nr1\ta dog\n")):
+            r = run_ms("infer", "-m", CLS, "--input-file", "-", "--input-format", fmt, input=data)
+            self.assertExit(r, 0)
+            got = lines(r.stdout)
+            self.assertEqual([g["id"] for g in got], ["r0", "r1"], fmt)
+            self.assertEqual([g["scores"] for g in got], [g["scores"] for g in lines(by_args.stdout)], fmt)
+        r = run_ms("infer", "-m", CLS, "-i", "x", "--input-format", "jsonl")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "--input-format requires --input-file")
 
     def test_ids_of_linked_inputs_are_the_links_names(self):
         folder = self.path("texts")

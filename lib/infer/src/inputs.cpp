@@ -23,6 +23,15 @@ std::string lower_ext(const std::filesystem::path& p) {
   return e;
 }
 
+// How an input file is read: `given` (--input-format), else by the extension.
+std::string input_file_format(const std::filesystem::path& file, const std::string& given) {
+  if (!given.empty()) return given;
+  const std::string ext = lower_ext(file);
+  if (ext == ".jsonl" || ext == ".ndjson" || ext == ".json") return "jsonl";
+  if (ext == ".csv" || ext == ".tsv") return ext.substr(1);
+  return "txt";
+}
+
 // The first of `keys` present as a string in `obj`; its key goes into `read`.
 const Json* pick(const Json& obj, std::initializer_list<const char*> keys,
                  std::set<std::string>& read) {
@@ -234,10 +243,10 @@ std::set<std::string> inputs_from_table(const data::Table& table, const std::str
   return read;
 }
 
-void read_csv(const std::filesystem::path& file, std::vector<PipelineInput>& out) {
+void read_csv(const std::filesystem::path& file, char delimiter, std::vector<PipelineInput>& out) {
   data::CsvOptions options;
   options.infer_types = false;  // ids and texts stay exactly as written
-  if (lower_ext(file) == ".tsv") options.delimiter = '\t';
+  options.delimiter = delimiter;
   const data::Table table = data::read_csv(file, options);
   const std::set<std::string> read =
       inputs_from_table(table, file.string(), file.parent_path(), out);
@@ -306,14 +315,22 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
       throw Error(ErrorCode::kUsage, fmt::format("input file {} is a folder", file.string()),
                   "give a folder of inputs with --input-dir");
     }
-    const std::string ext = lower_ext(file);
-    if (ext == ".jsonl" || ext == ".ndjson" || ext == ".json") {
+    const std::string format = input_file_format(file, spec.file_format);
+    if (format == "jsonl" || format == "json") {
       read_json_records(file, out);
-    } else if (ext == ".csv" || ext == ".tsv") {
-      read_csv(file, out);
+    } else if (format == "csv" || format == "tsv") {
+      read_csv(file, format == "tsv" ? '\t' : ',', out);
     } else {
       const std::string text = read_file(file);
       const std::vector<std::string_view> lines = split_lines(without_bom(text));
+      // JSON records piped in (`jq -c ... | ms infer --input-file -`) would be embedded as text.
+      if (spec.file_format.empty() && !lines.empty() && lines[0].size() >= 2 &&
+          lines[0].front() == '{' && lines[0].back() == '}') {
+        log::warn(
+            "{}: its lines look like JSON records but are read as text lines; "
+            "--input-format jsonl reads them as records",
+            *spec.file == "-" ? std::string("standard input") : spec.file->string());
+      }
       for (std::size_t i = 0; i < lines.size(); ++i) {
         PipelineInput in;
         in.id = i;

@@ -31,7 +31,10 @@ inline constexpr std::initializer_list<const char*> kPairFields = {"text_pair", 
 struct InputSpec {
   std::vector<std::string> texts;             ///< --input TEXT ... (ids 0, 1, ...)
   std::optional<std::filesystem::path> file;  ///< .txt (id = line number), .jsonl, .csv, .tsv
-  std::optional<std::filesystem::path> dir;   ///< every regular file, sorted (id = relative path)
+  /// How `file` is read: "txt", "jsonl" (or "json"), "csv", "tsv"; empty: by its extension (a
+  /// name without a known one, and "-", are text lines).
+  std::string file_format;
+  std::optional<std::filesystem::path> dir;  ///< every regular file, sorted (id = relative path)
   /// A dataset spec (ms::data: csv:, jsonl:, imagefolder:, zip:, hub:...): rows of one split,
   /// by their "id" column, else row number (image rows: path relative to the dataset root).
   std::optional<std::string> dataset;
