@@ -759,3 +759,28 @@ TEST_CASE("download settings from the environment apply to every snapshot_downlo
     CHECK(e.code() == ms::ErrorCode::kNetwork);
   }
 }
+
+TEST_CASE("tuning variables are whole numbers in range, or an error naming them", "[hub][env]") {
+  setenv("MS_HUB_RETRIES", " 3 ", 1);
+  setenv("MS_HUB_STALL_TIMEOUT", "45", 1);
+  ms::hub::HubOptions o = ms::hub::resolve_hub_options(std::string("http://127.0.0.1:1"), "t");
+  CHECK(o.max_attempts == 3);
+  CHECK(o.stall_timeout_s == 45);
+  // atoi() took "abc" for 0 (then 1 try), "1m" for 1 second.
+  for (const char* bad : {"abc", "1m", "0", "-2", "1e3", "99999999999999999999"}) {
+    setenv("MS_HUB_STALL_TIMEOUT", bad, 1);
+    try {
+      ms::hub::resolve_hub_options(std::string("http://127.0.0.1:1"), "t");
+      FAIL("accepted " << bad);
+    } catch (const ms::Error& e) {
+      CHECK(e.code() == ms::ErrorCode::kUsage);
+      CHECK(std::string(e.what()).find("MS_HUB_STALL_TIMEOUT") != std::string::npos);
+    }
+  }
+  unsetenv("MS_HUB_STALL_TIMEOUT");
+  unsetenv("MS_HUB_RETRIES");
+  setenv("MS_DOWNLOAD_PARTS", "x", 1);
+  CHECK_THROWS_AS(ms::download_parts(), ms::Error);
+  unsetenv("MS_DOWNLOAD_PARTS");
+  CHECK(ms::download_parts() == 0);
+}

@@ -1,10 +1,12 @@
 #include "ms/core/settings.h"
 
+#include <fmt/format.h>
 #include <pwd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cstdlib>
 
 #include "ms/core/error.h"
@@ -24,6 +26,21 @@ bool env_flag(const char* name) {
   std::string v = *value;
   std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
   return v == "1" || v == "true" || v == "yes" || v == "on";
+}
+
+std::optional<long long> env_whole_number(const char* name, long long min, long long max) {
+  const auto value = env_var(name);
+  if (!value) return std::nullopt;
+  const std::string_view text = trim(*value);
+  long long number = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || number < min ||
+      number > max) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("{}: '{}' is not a whole number from {} to {}", name, *value, min, max),
+                fmt::format("set {} to a number in that range, or unset it for the default", name));
+  }
+  return number;
 }
 
 std::filesystem::path home_dir() {
@@ -167,8 +184,7 @@ std::optional<std::string> api_token_env() { return env_var("MODELSCOPE_API_TOKE
 bool offline_mode() { return env_flag("MODELSCOPE_OFFLINE"); }
 
 int download_parts() {
-  const auto parts = env_var("MS_DOWNLOAD_PARTS");
-  return parts ? std::max(1, std::atoi(parts->c_str())) : 0;
+  return static_cast<int>(env_whole_number("MS_DOWNLOAD_PARTS", 1, 1024).value_or(0));
 }
 
 }  // namespace ms

@@ -29,9 +29,8 @@ HubOptions resolve_hub_options(const std::optional<std::string>& endpoint,
   } else {
     o.token = stored_token();
   }
-  if (auto v = env_var("MS_HUB_STALL_TIMEOUT"))
-    o.stall_timeout_s = std::max(1L, std::atol(v->c_str()));
-  if (auto v = env_var("MS_HUB_RETRIES")) o.max_attempts = std::max(1, std::atoi(v->c_str()));
+  if (auto v = env_whole_number("MS_HUB_STALL_TIMEOUT", 1, 86400)) o.stall_timeout_s = *v;
+  if (auto v = env_whole_number("MS_HUB_RETRIES", 1, 100)) o.max_attempts = static_cast<int>(*v);
   return o;
 }
 

@@ -182,10 +182,7 @@ std::string digest_after_broken_chain(const std::string& what, const Sha256Chain
 // the end (2 GiB in 8 parts on 2 cores: 3.2-3.8 s with 2 threads, 4.0-4.3 s in one chain).
 // MS_HASH_LANES=N (1-16) overrides, for tests.
 std::size_t hash_lanes(bool ranged_parts) {
-  if (auto v = env_var("MS_HASH_LANES")) {
-    const long n = std::atol(v->c_str());
-    if (n >= 1 && n <= 16) return static_cast<std::size_t>(n);
-  }
+  if (auto n = env_whole_number("MS_HASH_LANES", 1, 16)) return static_cast<std::size_t>(*n);
   const unsigned cores = std::thread::hardware_concurrency();
   const std::size_t spare = cores >= 4 ? std::min<std::size_t>(cores - 2, 4) : 1;
   return ranged_parts ? std::max<std::size_t>(spare, 2) : spare;

@@ -16,6 +16,11 @@ MS_API std::optional<std::string> env_var(const char* name);
 /// True for "1", "true", "yes", "on" (any case).
 MS_API bool env_flag(const char* name);
 
+/// A whole-number environment variable within [min, max], or nullopt when unset or empty. Any
+/// other value is ms::Error(kUsage) naming the variable and the range: a typo in a CI script's
+/// tuning must not silently become another setting.
+MS_API std::optional<long long> env_whole_number(const char* name, long long min, long long max);
+
 /// $HOME, falling back to the password database.
 MS_API std::filesystem::path home_dir();
 
