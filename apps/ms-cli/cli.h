@@ -53,8 +53,11 @@ std::optional<std::string> optional_string(const std::string& value);
 /// Called by a --json command before its work: it prints its JSON document only on success, so
 /// main() prints an error as {"error": {...}} on stdout too (a script then always gets JSON).
 /// `false` takes that back (a data-parallel worker other than rank 0: rank 0 reports).
-void report_errors_as_json(bool on = true);
+/// `one_line`: the error document is one line, as the command's own (serve, train, export, ...).
+void report_errors_as_json(bool on = true, bool one_line = false);
 bool errors_as_json();
+/// Whether the error document is one line, as the command's own document is (serve, train, ...).
+bool json_errors_one_line();
 
 /// The command line main() was given (a launcher re-runs it for its workers).
 void set_program_args(int argc, char** argv);

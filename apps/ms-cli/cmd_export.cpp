@@ -64,7 +64,7 @@ std::string tensors_line(const std::vector<infer::ExportTensor>& tensors) {
 }
 
 void run_export(ExportOptions& o) {
-  if (o.json) report_errors_as_json();
+  if (o.json) report_errors_as_json(true, /*one_line=*/true);
   infer::ExportRequest& r = o.request;
   MS_CHECK(!(o.dynamic_axes && o.static_shape), ErrorCode::kUsage,
            "--dynamic-axes and --static exclude each other");
@@ -116,7 +116,7 @@ void add_export_command(CLI::App& app, const GlobalOptions& /*global*/) {
       "  ms export -m sentence-transformers/all-MiniLM-L6-v2 -o minilm-onnx --opset 17 --check\n"
       "  ms export -m resnet-folder -o resnet-onnx --static 1,224,224\n"
       "  ms export -m runs/spam/output --format safetensors -o spam-repo && \\\n"
-      "    ms upload me/spam spam-repo --tag v1\n"
+      "    ms upload me/spam spam-repo --create --tag v1\n"
       "Writes OUTPUT/model.onnx (weights inside; in OUTPUT/model.onnx_data with\n"
       "--external-data or over 2 GiB) beside the model's configuration.json,\n"
       "config.json and tokenizer / preprocessor files. Text models take input_ids,\n"

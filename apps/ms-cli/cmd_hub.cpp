@@ -31,7 +31,7 @@ struct TokenOptions {
 };
 
 void run_serve(const ServeOptions& options) {
-  if (options.json) report_errors_as_json();
+  if (options.json) report_errors_as_json(true, /*one_line=*/true);
   hub_server::ServerOptions server_options;
   server_options.root = options.root;
   server_options.host = options.host;
@@ -59,7 +59,7 @@ void run_serve(const ServeOptions& options) {
 }
 
 void run_token_create(const TokenOptions& options) {
-  if (options.json) report_errors_as_json();
+  if (options.json) report_errors_as_json(true, /*one_line=*/true);
   // A mistyped --root would silently mint the token into a new, empty hub that no server uses.
   const bool new_hub = !hub_server::hub_exists(options.root);
   const std::string token = hub_server::create_token(options.root, options.user);

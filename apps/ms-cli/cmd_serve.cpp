@@ -56,7 +56,7 @@ struct ServeCommandOptions {
 };
 
 void run_serve(ServeCommandOptions& o) {
-  if (o.json) report_errors_as_json();
+  if (o.json) report_errors_as_json(true, /*one_line=*/true);
   o.serve.device = parse_device(o.device);
   o.serve.max_body_bytes = o.max_body_mb << 20;
   o.serve.tls_cert = o.tls_cert;

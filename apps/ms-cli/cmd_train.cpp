@@ -50,7 +50,7 @@ void run_train(TrainOptions& o) {
   if (o.nproc > 0) {
     // The launcher: this process only starts, watches and stops the workers. Rank 0 prints the
     // --json document (on the stdout it shares), unless a signal ended it: then the launcher does.
-    if (o.json) report_errors_as_json();
+    if (o.json) report_errors_as_json(true, /*one_line=*/true);
     const infer::WorkersOutcome outcome =
         infer::run_local_workers(o.nproc, infer::without_option(program_args(), "--nproc"));
     if (outcome.exit_code != 0)
@@ -58,7 +58,7 @@ void run_train(TrainOptions& o) {
     return;
   }
   infer::die_with_launcher();
-  if (o.json) report_errors_as_json();
+  if (o.json) report_errors_as_json(true, /*one_line=*/true);
   infer::TrainRequest& r = o.request;
   // Only rank 0 prints the --json document, its error as its summary: N ranks failing alike
   // (a bad config) would print N documents on one stdout.
@@ -83,7 +83,7 @@ void run_train(TrainOptions& o) {
 
 void run_eval(EvalOptions& o) {
   infer::die_with_launcher();
-  if (o.json) report_errors_as_json();
+  if (o.json) report_errors_as_json(true, /*one_line=*/true);
   // As for ms train: under torchrun only rank 0 prints the --json document.
   if (const auto d = infer::read_distributed_env(); d && !d->is_main())
     report_errors_as_json(false);

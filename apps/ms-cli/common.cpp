@@ -11,14 +11,19 @@ namespace ms::cli {
 
 namespace {
 bool json_errors = false;
+bool json_errors_on_one_line = false;
 std::vector<std::string> args;
 }  // namespace
 
 void set_program_args(int argc, char** argv) { args.assign(argv, argv + argc); }
 const std::vector<std::string>& program_args() { return args; }
 
-void report_errors_as_json(bool on) { json_errors = on; }
+void report_errors_as_json(bool on, bool one_line) {
+  json_errors = on;
+  json_errors_on_one_line = one_line;
+}
 bool errors_as_json() { return json_errors; }
+bool json_errors_one_line() { return json_errors_on_one_line; }
 
 namespace {
 // An argument no one types: a control character the parser does not treat as a list's start.
@@ -97,11 +102,12 @@ void report_failed_inputs(const char* command, std::size_t errors, std::size_t d
                           const std::optional<Error>& first, const Json& first_id) {
   if (errors == 0) return;
   if (errors == done && first) {
+    // "the one input (3) failed: ..." / "every one of the 2 inputs failed; the first, input 0: ..."
     const std::string which =
-        done == 1
-            ? fmt::format("the one input ({})", first_id.dump())
-            : fmt::format("every one of the {} inputs; the first, input {}", done, first_id.dump());
-    throw Error(first->code(), fmt::format("{} failed: {}", which, first->what()),
+        done == 1 ? fmt::format("the one input ({}) failed", first_id.dump())
+                  : fmt::format("every one of the {} inputs failed; the first, input {}", done,
+                                first_id.dump());
+    throw Error(first->code(), fmt::format("{}: {}", which, first->what()),
                 first->hint().empty() ? "each has an \"error\" line in the output" : first->hint());
   }
   std::fprintf(stderr, "%s: %zu of %zu inputs failed (see the \"error\" lines)\n", command, errors,

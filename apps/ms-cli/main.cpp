@@ -61,7 +61,9 @@ void print_json_error(const std::string& code, int exit_code, const std::string&
   detail["message"] = message;
   detail["hint"] = hint;
   detail["context"] = context;
-  std::printf("%s\n", ms::cli::json_text(nlohmann::ordered_json{{"error", detail}}, 2).c_str());
+  const int indent = ms::cli::json_errors_one_line() ? -1 : 2;
+  std::printf("%s\n",
+              ms::cli::json_text(nlohmann::ordered_json{{"error", detail}}, indent).c_str());
   std::fflush(stdout);
 }
 
@@ -171,11 +173,11 @@ int main(int argc, char** argv) {
       print_json_error("worker-failed", status.code, status.json_error, "", {});
     return check_stdout(status.code);
   } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
+    return check_stdout(app.exit(e));
   } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
+    return check_stdout(app.exit(e));
   } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
+    return check_stdout(app.exit(e));
   } catch (const CLI::ParseError& e) {
     // Same shape as every other error: one "ms: error:" line and a hint naming the help to read.
     // A script that asked for --json gets its error document even when the line did not parse.

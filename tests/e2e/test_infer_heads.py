@@ -529,8 +529,12 @@ class HeadsTest(TorchTestCase):
         r = run_ms("infer", "--model", "alice/tiny-cls", "--revision", "v9", "--input", "x", env=env)
         self.assertExit(r, 4)
         self.assertOneLineError(r, "v9")
-        # With the hub gone, --offline (or MODELSCOPE_OFFLINE=1) serves the cached copy.
+        # With the hub gone, --offline (or MODELSCOPE_OFFLINE=1) serves the cached copy; without
+        # it, the network error says so (it only retried, then exit 5).
         self.assertEqual(server.stop(), 0)
+        r = run_ms("infer", "--model", "alice/tiny-cls", "--input", "x", env={**env, "MS_HUB_RETRIES": "1"})
+        self.assertExit(r, 5)
+        self.assertIn("hint: the model is in the cache: --offline", r.stderr)
         r = run_ms("infer", "--model", "alice/tiny-cls", "--offline", "--input", ref["texts"][0], env=env)
         self.assertExit(r, 0)
         self.assertEqual(lines(r.stdout)[0]["labels"], local["labels"])

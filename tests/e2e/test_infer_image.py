@@ -526,7 +526,7 @@ print(float(np.abs(batch - np.array(want)).max()))
         self.assertOneLineError(r, "the one input (0) failed", "needs image files")
         r = run_ms("infer", "-m", os.path.join(VISION, "small-cnn"), "--input", "a", "b")
         self.assertExit(r, 2)
-        self.assertOneLineError(r, "every one of the 2 inputs; the first, input 0")
+        self.assertOneLineError(r, "every one of the 2 inputs failed; the first, input 0: ")
         r = run_ms("infer", "-m", os.path.join(VISION, "small-cnn"), "--input-dir", IMAGES, "--fail-fast")
         self.assertExit(r, 7)  # a corrupt image is an integrity error, as in `ms dataset`
         self.assertOneLineError(r, "broken.png")

@@ -48,7 +48,7 @@ std::vector<std::string> split_names(const std::vector<Split>& splits) {
                                  const std::vector<std::string>& available) {
   std::string hint = did_you_mean(name, available);
   hint += hint.empty() ? "" : " ";
-  hint += fmt::format("(pass one with --{})", what);
+  hint += fmt::format("(--{} takes one of those)", what);
   throw Error(ErrorCode::kNotFound,
               fmt::format("{} '{}' not found in {}; available: {}", what, name, where,
                           available.empty() ? std::string("none") : join(available, ", ")),

@@ -73,8 +73,13 @@ ExportSummary run_export(const ExportRequest& request) {
   if (std::filesystem::exists(status)) {
     MS_CHECK(std::filesystem::is_directory(status), ErrorCode::kUsage,
              "--output {} exists and is not a folder", request.output.string());
-    MS_CHECK(std::filesystem::is_empty(request.output, ec) && !ec, ErrorCode::kUsage,
-             "--output {} is not empty; ms export writes a new folder", request.output.string());
+    if (!std::filesystem::is_empty(request.output, ec) || ec) {
+      // No overwrite option: a half-replaced model folder is worse than a second name.
+      throw Error(ErrorCode::kUsage,
+                  fmt::format("--output {} is not empty; ms export writes a new folder",
+                              request.output.string()),
+                  "name a folder that does not exist yet (or remove this one first)");
+    }
   }
   for (int64_t d : request.static_shape)
     MS_CHECK(d > 0, ErrorCode::kUsage, "--static sizes must be positive, got {}", d);

@@ -110,10 +110,26 @@ ModelInfo open_model(const std::string& model, const std::optional<std::string>&
     download.repo = hub::parse_repo_id(model);
     download.revision = hub.revision;
     download.offline = hub.offline;  // snapshot_download() adds MODELSCOPE_OFFLINE=1
-    dir = with_context("fetching model " + model + " from the hub", [&] {
-      return hub::snapshot_download(download, hub::resolve_hub_options(hub.endpoint, hub.token))
-          .local_path;
-    });
+    const hub::HubOptions hub_options = hub::resolve_hub_options(hub.endpoint, hub.token);
+    try {
+      dir = with_context("fetching model " + model + " from the hub",
+                         [&] { return hub::snapshot_download(download, hub_options).local_path; });
+    } catch (Error& e) {
+      // The hub is down or unreachable, and a copy is in the cache: say how to use it (ms does
+      // not fall back by itself: the copy may be older than what the hub holds now).
+      if (e.code() == ErrorCode::kNetwork && !download.offline) {
+        hub::DownloadOptions cached = download;
+        cached.offline = true;
+        try {
+          hub::snapshot_download(cached, hub_options);
+          e.set_hint(
+              "the model is in the cache: --offline (or MODELSCOPE_OFFLINE=1) uses that "
+              "copy without asking the hub");
+        } catch (const Error&) {
+        }
+      }
+      throw;
+    }
   }
 
   ModelInfo info;

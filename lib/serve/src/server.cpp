@@ -77,6 +77,13 @@ struct Server::Impl {
     return fmt::format("{:x}-{}", static_cast<unsigned>(::getpid()), next_request++);
   }
 
+  // The response's request id (its X-Request-Id, given one now if it has none), for an error
+  // body that names it as the header does.
+  std::string request_id_of(httplib::Response& res) {
+    if (!res.has_header("X-Request-Id")) res.set_header("X-Request-Id", new_request_id());
+    return res.get_header_value("X-Request-Id");
+  }
+
   // POST /call. The body is read here rather than by httplib, which would cap a body sent as a
   // form (curl -d's default content type) at 8 KiB.
   void call(const httplib::Request& req, httplib::Response& res,
@@ -223,9 +230,9 @@ struct Server::Impl {
               [this](const httplib::Request& req, httplib::Response& res,
                      const httplib::ContentReader& read_body) { call(req, res, read_body); });
     // Other methods on /call are 405, not "no such API".
-    const auto only_post = [](const httplib::Request&, httplib::Response& res) {
+    const auto only_post = [this](const httplib::Request&, httplib::Response& res) {
       res.set_header("Allow", "POST");
-      send_error(res, 405, "", "/call takes POST", "");
+      send_error(res, 405, "", "/call takes POST", request_id_of(res));
     };
     http.Get("/call", only_post);
     http.Put("/call", only_post);
@@ -255,12 +262,13 @@ struct Server::Impl {
       });
     }
     http.set_exception_handler(
-        [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+        [this](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
           const std::string what = http_server::exception_text(ep);
-          log::error("serve: {} {}: {}", req.method, req.path, what);
-          send_error(res, 500, "", "internal error: " + what, "");
+          const std::string id = request_id_of(res);
+          log::error("serve: {} {} (request {}): {}", req.method, req.path, id, what);
+          send_error(res, 500, "", "internal error: " + what, id);
         });
-    http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (res.body.empty()) {
         std::string message = "HTTP error " + std::to_string(res.status);
         if (res.status == 404)
@@ -272,7 +280,7 @@ struct Server::Impl {
               "malformed request (its line or headers, or a method other than GET, POST, "
               "PUT, PATCH, DELETE, OPTIONS)";
         }
-        send_error(res, res.status, "", message, "");
+        send_error(res, res.status, "", message, request_id_of(res));
       }
       http_server::front_mark_close(req, res);
     });
