@@ -23,6 +23,7 @@ struct UploadCliOptions {
   bool create = false;
   bool is_private = false;
   std::string tag;
+  bool tag_given = false;
   std::string endpoint;
   std::string token;
   int max_workers = 4;
@@ -50,7 +51,10 @@ void run_upload(const UploadCliOptions& o) {
   options.is_private = o.is_private;
   MS_CHECK(!o.is_private || o.create, ErrorCode::kUsage,
            "--private needs --create (it sets a new repo's visibility)");
-  if (!o.tag.empty()) options.tag = o.tag;
+  if (o.tag_given) {
+    MS_CHECK(!o.tag.empty(), ErrorCode::kUsage, "--tag is empty");
+    options.tag = o.tag;
+  }
   options.max_workers = o.max_workers;
   const hub::HubOptions hub =
       hub::resolve_hub_options(optional_string(o.endpoint), optional_string(o.token));
@@ -102,7 +106,10 @@ void add_upload_command(CLI::App& app, const GlobalOptions& /*global*/) {
                 "upload)");
   c->add_flag("--create", o->create, "Create the repo first when it does not exist");
   c->add_flag("--private", o->is_private, "With --create: make the new repo private");
-  c->add_option("--tag", o->tag, "Tag the revision after the upload");
+  o->tag_given = false;
+  c->add_option("--tag", o->tag,
+                "Tag the revision after the upload (a tag that exists is refused first)")
+      ->each([o](const std::string&) { o->tag_given = true; });
   c->add_option("--max-workers", o->max_workers,
                 "Parallel hashing and blob uploads, 1-64 (default 4)")
       ->check(CLI::Range(1, 64));

@@ -192,6 +192,15 @@ class HubClientTest(SharedHubTestCase):
         moved = self.download("alice/revs", "--token", self.token)
         cached = {f["path"]: f["cached"] for f in moved["files"]}
         self.assertEqual(cached, {"a.txt": False, "config.json": True, "new.txt": False})
+        # A tag that exists is refused before anything goes up (the files were committed, then
+        # the command failed as a network error); an empty --tag was ignored.
+        make_tree(src, {"late.txt": b"never sent"})
+        r = self.upload("alice/revs", src, "--tag", "v2.0", expect=2)
+        self.assertOneLineError(r, "--tag v2.0: alice/revs has that tag already; nothing was uploaded")
+        r = self.upload("alice/revs", src, "--tag", "", expect=2)
+        self.assertOneLineError(r, "--tag is empty")
+        _, envelope = self.server.files("alice/revs")
+        self.assertNotIn("late.txt", [f["Path"] for f in envelope["Data"]["Files"]])
         r = self.download("alice/revs", "--token", self.token, "--revision", "v9.9", expect=4)
         self.assertOneLineError(r, "v9.9")
         r = self.download("alice/no-such-repo", "--token", self.token, expect=4)
@@ -295,6 +304,15 @@ class HubClientTest(SharedHubTestCase):
     # --- auth ---------------------------------------------------------------------------------
     def test_private_repo_token_and_login(self):
         self.upload("alice/secret", make_tree(self.path("src"), {"w.bin": b"private bytes"}), "--create", "--private")
+        # Again into the private repo: fine. Into a public one that exists: refused, nothing sent
+        # (its visibility stayed public and the "private" files went up silently).
+        self.upload("alice/secret", self.path("src"), "--create", "--private")
+        self.upload("alice/public", make_tree(self.path("pub"), {"a.txt": b"a"}), "--create")
+        r = self.upload("alice/public", make_tree(self.path("more"), {"key.txt": b"secret"}),
+                        "--create", "--private", expect=2)
+        self.assertOneLineError(r, "alice/public exists already and is not private")
+        _, envelope = self.server.files("alice/public")
+        self.assertNotIn("key.txt", [f["Path"] for f in envelope["Data"]["Files"]])
         r = self.download("alice/secret", expect=4)
         self.assertOneLineError(r, "alice/secret")
         r = self.download("alice/secret", "--token", self.other_token, expect=4)

@@ -263,6 +263,29 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
   return out;
 }
 
+namespace {
+
+// --create --private on a repo that exists already and is not private: its visibility stays,
+// and the files asked to be private would be public (Python's create_repo(exist_ok) is silent).
+void refuse_to_publish(HubClient& client, const UploadOptions& options) {
+  json info;
+  try {
+    info = json::parse(client.repo_info(options.type, options.repo));
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::kNotFound) return;  // it will be made, private
+    throw;
+  }
+  const json visibility = info.is_object() ? info.value("Visibility", json()) : json();
+  if (visibility.is_number_integer() && visibility.get<int>() == 1) return;  // private
+  throw Error(ErrorCode::kUsage,
+              fmt::format("--private: {} exists already and is not private (Visibility {}), so "
+                          "the files would not be private; nothing was uploaded",
+                          options.repo.str(), visibility.dump()),
+              "make the repo private on the hub first, or upload without --private");
+}
+
+}  // namespace
+
 UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
   MS_CHECK(is_valid_utf8(options.commit_message), ErrorCode::kUsage,
            "--commit-message is not UTF-8 text");
@@ -286,6 +309,7 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
   }
   HubClient client(hub);
   if (options.create) {
+    if (options.is_private) refuse_to_publish(client, options);
     client.create_repo(options.type, options.repo, options.is_private, true);
   } else {
     try {
@@ -294,6 +318,18 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
       if (e.code() == ErrorCode::kNotFound)
         e.set_hint("pass --create to create it (and --private to hide it)");
       throw;
+    }
+  }
+
+  // A tag that exists already would fail after the files are committed: asked first.
+  if (options.tag) {
+    for (const RevisionInfo& r : client.revisions(options.type, options.repo)) {
+      if (r.is_tag && r.name == *options.tag) {
+        throw Error(ErrorCode::kUsage,
+                    fmt::format("--tag {}: {} has that tag already; nothing was uploaded",
+                                *options.tag, options.repo.str()),
+                    "choose another tag name");
+      }
     }
   }
 
