@@ -729,8 +729,8 @@ TEST_CASE("download settings from the environment apply to every snapshot_downlo
           "[hub][settings]") {
   unsetenv("MS_DOWNLOAD_PARTS");
   CHECK(ms::download_parts() == 0);
-  setenv("MS_DOWNLOAD_PARTS", "0", 1);
-  CHECK(ms::download_parts() == 1);
+  setenv("MS_DOWNLOAD_PARTS", "0", 1);  // out of range (1-1024): said, not taken for 1
+  CHECK_THROWS_AS(ms::download_parts(), ms::Error);
   setenv("MS_DOWNLOAD_PARTS", "6", 1);
   CHECK(ms::download_parts() == 6);
   unsetenv("MS_DOWNLOAD_PARTS");
