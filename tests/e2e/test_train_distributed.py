@@ -320,6 +320,38 @@ class DistributedTrainTest(TorchTestCase):
         launcher.wait()
         wait_until(lambda: not any(map(alive, workers)), "the workers to stop")
 
+    @unittest.skipUnless(os.path.exists("/usr/bin/python3") and
+                         torch_python(("torch.distributed.run",)) is not None,
+                         "needs Python torch's torchrun (Debian's python3-torch)")
+    def test_a_stopped_worker_stops_when_torchruns_agent_is_killed(self):
+        # A worker stopped (SIGSTOP) runs no thread to notice its agent is gone: it stayed, held
+        # the work dir's lock, for good. The agent's death continues it, and it stops.
+        agent, workers = self.start_long_run(
+            [torch_python(("torch.distributed.run",)), TORCHRUN, "--nproc_per_node", "2",
+             "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "--no_python",
+             MS_BIN, *self.args("long.json", "stopped-agentless")], "stopped-agentless")
+        os.kill(workers[0], signal.SIGSTOP)
+        wait_until(lambda: state(workers[0]) == "T", "the worker to stop")
+        agent.kill()
+        agent.wait()
+        wait_until(lambda: not any(map(alive, workers)), "the workers to stop")
+
+    def test_a_launcher_started_ignoring_sighup_keeps_ignoring_it(self):
+        # Under nohup, one process ignores SIGHUP; `ms train --nproc` forwarded it to its workers
+        # and the run ended (exit 129).
+        self.write("short.json", json.dumps(recipe(4, epochs=2)))
+        launcher = subprocess.Popen([MS_BIN, *self.args("short.json", "nohup"), "--nproc", "2"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+        self.addCleanup(lambda: launcher.poll() is None and launcher.kill())
+        wait_until(lambda: len(children_of(launcher.pid)) == 2 or launcher.poll() is not None,
+                   "the launcher to start 2 workers")
+        for pid in [launcher.pid, *children_of(launcher.pid)]:
+            if alive(pid):
+                os.kill(pid, signal.SIGHUP)
+        _, err = launcher.communicate(timeout=600)
+        self.assertEqual(launcher.returncode, 0, err)
+
     @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
     def test_a_killed_rank_stops_the_other_with_a_clear_error(self):
         self.write("long.json", json.dumps(recipe(4, epochs=1000)))
@@ -445,6 +477,12 @@ class DistributedTrainTest(TorchTestCase):
         r = run_ms(*self.args("r4.json", "work"), "--nproc", "2", env={"GLOO_SOCKET_IFNAME": "nosuchif0"})
         self.assertExit(r, 2)
         self.assertOneLineError(r, "GLOO_SOCKET_IFNAME=nosuchif0")
+        # A list, as PyTorch takes it (the whole "lo,lo" was looked up as one name, exit 2).
+        r = run_ms(*self.args("r4.json", "listed"), "--nproc", "2", env={"GLOO_SOCKET_IFNAME": "lo,lo"})
+        self.assertExit(r, 0)
+        r = run_ms(*self.args("r4.json", "badlist"), "--nproc", "2", env={"GLOO_SOCKET_IFNAME": "lo,nosuchif0"})
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "interface 'nosuchif0'")
 
     def test_workers_of_different_jobs_are_refused(self):
         # Another model on one rank would send tensors of other sizes (Gloo aborts the process),

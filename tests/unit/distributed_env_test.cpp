@@ -118,4 +118,11 @@ TEST_CASE("malformed or inconsistent variables name the variable", "[infer][dist
   CHECK(usage_error({{"RANK", "1"}}).find("WORLD_SIZE is not") != std::string::npos);
   CHECK(usage_error(with("LOCAL_WORLD_SIZE", "5")).find("LOCAL_WORLD_SIZE=5 is more than") !=
         std::string::npos);
+  // Without LOCAL_RANK, RANK stands for it: the message says so (it named a LOCAL_RANK=3 no one
+  // had set).
+  Vars unset_local = kTorchrun;
+  unset_local.erase("LOCAL_RANK");
+  unset_local["RANK"] = "3";
+  CHECK(usage_error(unset_local).find("LOCAL_RANK is not set, so RANK=3 stands for it") !=
+        std::string::npos);
 }

@@ -75,8 +75,16 @@ std::optional<DistributedEnv> read_distributed_env(const EnvLookup& env) {
   d.local_world_size = local_world_text.empty()
                            ? d.world_size
                            : parse_int(local_world_name, local_world_text, 1, kMaxWorld);
-  MS_CHECK(d.local_rank < d.local_world_size, ErrorCode::kUsage, "{}={} is not below {}={}",
-           local_name, d.local_rank, local_world_name, d.local_world_size);
+  if (d.local_rank >= d.local_world_size) {
+    throw Error(
+        ErrorCode::kUsage,
+        local ? fmt::format("{}={} is not below {}={}", local_name, d.local_rank, local_world_name,
+                            d.local_world_size)
+              : fmt::format("{} is not set, so {}={} stands for it, and that is not below "
+                            "{}={}",
+                            local_name, rank_name, d.rank, local_world_name, d.local_world_size),
+        fmt::format("set {} (this worker's index on its machine)", local_name));
+  }
   MS_CHECK(d.local_world_size <= d.world_size, ErrorCode::kUsage, "{}={} is more than {}={}",
            local_world_name, d.local_world_size, world_name, d.world_size);
   // Both named, as PyTorch's env:// wants them: a default address or port would let workers

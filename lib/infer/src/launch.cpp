@@ -92,6 +92,10 @@ void die_with_launcher() {
   // so a thread watches for the process to be handed to another parent, and then stops it as
   // the agent would have (SIGTERM: the run ends as after Ctrl-C).
   const pid_t agent = getppid();
+  // A worker stopped (SIGSTOP) when the agent dies runs no thread to notice: the death signal
+  // continues it, and the watch below then stops it. (A spurious one, when the agent's thread
+  // that started this worker ends, continues a running process: nothing.)
+  prctl(PR_SET_PDEATHSIG, SIGCONT);
   std::thread([agent] {
     while (getppid() == agent) std::this_thread::sleep_for(std::chrono::milliseconds(500));
     std::fprintf(stderr, "ms: torchrun's agent (pid %d) is gone; stopping\n",
@@ -168,7 +172,13 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
   struct sigaction forward {};
   forward.sa_handler = forward_signal;
   sigemptyset(&forward.sa_mask);
-  for (int signo : {SIGINT, SIGTERM, SIGHUP}) sigaction(signo, &forward, nullptr);
+  // A signal the launcher was started ignoring (SIGHUP under nohup, SIGINT for a script's
+  // background job) stays ignored, as it does for one process: forwarding it would end the run.
+  for (int signo : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction inherited {};
+    if (sigaction(signo, nullptr, &inherited) == 0 && inherited.sa_handler == SIG_IGN) continue;
+    sigaction(signo, &forward, nullptr);
+  }
 
   std::vector<char*> argv;
   for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));

@@ -504,16 +504,19 @@ std::shared_ptr<Distributed> Distributed::join(const infer::DistributedEnv& env,
   const bool ifname_set = ifname != nullptr && *ifname != '\0';
   try {
     auto options = c10d::ProcessGroupGloo::Options::create(env.timeout);
-    // As PyTorch: GLOO_SOCKET_IFNAME picks the interface, else this host's name (loopback when
-    // it does not resolve).
+    // As PyTorch: GLOO_SOCKET_IFNAME picks the interface (a comma-separated list: a device on
+    // each, which Gloo uses in turn), else this host's name (loopback when it does not resolve).
     if (ifname_set) {
-      try {
-        options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
-      } catch (const std::exception& e) {
-        throw Error(ErrorCode::kUsage,
-                    fmt::format("GLOO_SOCKET_IFNAME={}: {}", ifname, first_line(e.what())),
-                    "name a network interface of this machine (`ip -brief address` lists them), "
-                    "or unset GLOO_SOCKET_IFNAME");
+      for (const std::string& name : split(ifname, ',')) {
+        try {
+          options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(name));
+        } catch (const std::exception& e) {
+          throw Error(ErrorCode::kUsage,
+                      fmt::format("GLOO_SOCKET_IFNAME={}: interface '{}': {}", ifname, name,
+                                  first_line(e.what())),
+                      "name network interfaces of this machine (`ip -brief address` lists "
+                      "them), separated by commas, or unset GLOO_SOCKET_IFNAME");
+        }
       }
     } else {
       options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
