@@ -236,11 +236,22 @@ struct Distributed::Impl {
     try {
       return run();
     } catch (const std::exception& e) {
-      throw Error(ErrorCode::kNetwork,
-                  fmt::format("rank {} of {}: {} failed: {}", env.rank, env.world_size, what,
-                              first_line(e.what())),
-                  "another worker stopped or became unreachable: see its output (rank 0 "
-                  "names the first failure); MS_DIST_TIMEOUT sets the wait in seconds");
+      const std::string cause = first_line(e.what());
+      // A wait that ran out may be a peer that is merely slow: rank 0 evaluating, or saving a
+      // checkpoint, alone while the others wait for its answer.
+      const bool timed_out = ascii_lower(cause).find("timed out") != std::string::npos;
+      throw Error(
+          ErrorCode::kNetwork,
+          fmt::format("rank {} of {}: {} failed: {}", env.rank, env.world_size, what, cause),
+          timed_out
+              ? fmt::format("no answer within MS_DIST_TIMEOUT ({} s): another worker stopped or "
+                            "hung (see its output), or took longer than that for work of its own "
+                            "(rank 0 evaluates and saves checkpoints alone); raise "
+                            "MS_DIST_TIMEOUT if so",
+                            std::chrono::duration_cast<std::chrono::seconds>(env.timeout).count())
+              : std::string("another worker stopped or became unreachable: see its output (rank "
+                            "0 names the first failure); MS_DIST_TIMEOUT sets the wait in "
+                            "seconds"));
     }
   }
 

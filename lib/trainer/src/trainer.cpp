@@ -209,9 +209,14 @@ Trainer::Trainer(TrainerSetup setup) : setup_(std::move(setup)), timestamp_(now_
       iters_per_epoch_ = std::min(iters_per_epoch_, limit);
     }
     MS_CHECK(iters_per_epoch_ > 0, ErrorCode::kUsage,
-             "the training data gives no batch (rows: {}); with drop_last, a split smaller than "
-             "the batch size gives none",
-             setup_.train_data->rows());
+             "the training data gives no batch (rows: {}{}); with drop_last, a split smaller "
+             "than the batch size gives none",
+             setup_.train_data->rows(),
+             setup_.distributed && setup_.distributed->world_size() > 1
+                 ? fmt::format(", about {} for each of the {} workers",
+                               setup_.train_data->rows() / setup_.distributed->world_size(),
+                               setup_.distributed->world_size())
+                 : std::string());
   }
   if (!setup_.console) setup_.console = [](const std::string& line) { std::cerr << line << '\n'; };
 }
