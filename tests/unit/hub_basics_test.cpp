@@ -33,13 +33,14 @@ TEST_CASE("repo paths reject traversal, absolute paths, backslashes and NUL", "[
   for (const std::string bad :
        {std::string(""), std::string("/etc/passwd"), std::string("../x"), std::string("a/../../x"),
         std::string("a\\b"), std::string("a//b"), std::string("./a"), std::string("a/."),
-        std::string("a\0b", 3), std::string("a\nb")}) {
+        std::string("a\0b", 3), std::string("a\nb"), "d/" + std::string(256, 'x')}) {
     INFO(bad);
     CHECK_FALSE(is_safe_repo_path(bad));
     CHECK_THROWS_AS(check_repo_path(bad), ms::Error);
   }
   // git's own folder in every spelling a file system maps to it, and characters that hide or
   // reorder a name; other .git* names are ordinary files.
+  CHECK(is_safe_repo_path(std::string(255, 'x') + "/" + std::string(255, 'y')));
   for (const char* good : {".gitignore", ".github/x", "my.git/a", "git", ".gitx/config"}) {
     INFO(good);
     CHECK(is_safe_repo_path(good));

@@ -96,6 +96,9 @@ std::string repo_path_problem(std::string_view path) {
     if (segment.empty() || segment == "." || segment == "..") {
       return "it has an empty, '.' or '..' segment";
     }
+    // A file or folder name no Linux or macOS file system stores: accepted by the hub, such a
+    // file could not be downloaded by anyone.
+    if (segment.size() > 255) return "a name in it is longer than 255 bytes";
     // Bytes that are not UTF-8 (zip entries in a legacy code page) pass as they are: JSON, the
     // hub's only way in, cannot carry them; the characters checked are the valid ones.
     std::u32string cps;
@@ -134,7 +137,8 @@ const std::string& check_repo_path(const std::string& path) {
     throw Error(ErrorCode::kUsage,
                 fmt::format("unsafe repo path '{}': {}", printable_path(path), problem),
                 "repo paths are relative UTF-8, use '/' and contain no '..', '.', empty "
-                "segments, '.git' folders, backslashes, control or bidirectional characters");
+                "segments, names over 255 bytes, '.git' folders, backslashes, control or "
+                "bidirectional characters");
   }
   return path;
 }
