@@ -63,7 +63,10 @@ void run_train(TrainOptions& o) {
   // Only rank 0 prints the --json document, its error as its summary: N ranks failing alike
   // (a bad config) would print N documents on one stdout.
   r.distributed = infer::read_distributed_env();
-  if (r.distributed && !r.distributed->is_main()) report_errors_as_json(false);
+  // An attempt torchrun will restart after a failure prints no error document either: the run's
+  // stdout gets one document, the last attempt's.
+  if (r.distributed && (!r.distributed->is_main() || r.distributed->restarts_left > 0))
+    report_errors_as_json(false);
   r.device = parse_device(o.device);
   if (o.work_dir) r.work_dir = *o.work_dir;
   if (o.config) r.config = *o.config;
@@ -85,7 +88,7 @@ void run_eval(EvalOptions& o) {
   infer::die_with_launcher();
   if (o.json) report_errors_as_json(true, /*one_line=*/true);
   // As for ms train: under torchrun only rank 0 prints the --json document.
-  if (const auto d = infer::read_distributed_env(); d && !d->is_main())
+  if (const auto d = infer::read_distributed_env(); d && (!d->is_main() || d->restarts_left > 0))
     report_errors_as_json(false);
   infer::EvalRequest& r = o.request;
   r.device = parse_device(o.device);

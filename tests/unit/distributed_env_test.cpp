@@ -72,6 +72,12 @@ TEST_CASE("torchrun's variables", "[infer][distributed]") {
   CHECK(a.agent_store);
   CHECK(a.restart_count == 2);
   CHECK(a.timeout == std::chrono::seconds(7));
+  CHECK(a.restarts_left == 0);
+  // Restarts left after this attempt: its failure is not the run's last word.
+  agent["TORCHELASTIC_MAX_RESTARTS"] = "3";
+  CHECK(read_distributed_env(lookup(agent))->restarts_left == 1);
+  agent["TORCHELASTIC_MAX_RESTARTS"] = "2";
+  CHECK(read_distributed_env(lookup(agent))->restarts_left == 0);
 }
 
 TEST_CASE("srun's step variables", "[infer][distributed]") {

@@ -1,6 +1,7 @@
 // torchrun's / Slurm's worker variables -> DistributedEnv.
 #include "ms/infer/distributed_env.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "ms/core/error.h"
@@ -104,9 +105,11 @@ std::optional<DistributedEnv> read_distributed_env(const EnvLookup& env) {
   d.master_addr = *addr;
   d.master_port = parse_int("MASTER_PORT", *port, 1, 65535);
   d.agent_store = env("TORCHELASTIC_USE_AGENT_STORE").value_or("") == "True";
-  if (d.agent_store)
-    d.restart_count = parse_int("TORCHELASTIC_RESTART_COUNT",
-                                env("TORCHELASTIC_RESTART_COUNT").value_or("0"), 0, kMaxWorld);
+  if (const auto count = env("TORCHELASTIC_RESTART_COUNT"))
+    d.restart_count = parse_int("TORCHELASTIC_RESTART_COUNT", *count, 0, kMaxWorld);
+  if (const auto most = env("TORCHELASTIC_MAX_RESTARTS"))
+    d.restarts_left =
+        std::max(0, parse_int("TORCHELASTIC_MAX_RESTARTS", *most, 0, kMaxWorld) - d.restart_count);
   if (const std::optional<std::string> timeout = env("MS_DIST_TIMEOUT"))
     d.timeout = std::chrono::seconds(parse_int("MS_DIST_TIMEOUT", *timeout, 1, 7 * 24 * 3600));
   return d;

@@ -31,6 +31,9 @@ struct DistributedEnv {
   /// (TORCHELASTIC_RESTART_COUNT), as PyTorch's env:// rendezvous does.
   bool agent_store = false;
   int restart_count = 0;
+  /// Restarts torchrun's agent has left after this attempt (TORCHELASTIC_MAX_RESTARTS less
+  /// TORCHELASTIC_RESTART_COUNT): a failing attempt with some left is not the run's last word.
+  int restarts_left = 0;
   bool is_main() const { return rank == 0; }
 };
 
