@@ -450,6 +450,10 @@ data = open(path, "rb").read()
 end = data.rindex(b"\xff\xd9")
 open(path, "wb").write(data[:end] + b"\0\1\2" + data[end:])
 open(os.path.join(folder, "..", "cut", "cut.jpg"), "wb").write(data[:len(data) * 2 // 3])
+# The same cut after an Exif segment holding a thumbnail's scan and end markers (a camera's).
+thumb = b"Exif\0\0" + b"\xff\xd8\xff\xda\0\2thumb\xff\xd9"
+app1 = b"\xff\xe1" + (len(thumb) + 2).to_bytes(2, "big") + thumb
+open(os.path.join(folder, "..", "cut", "cut_thumb.jpg"), "wb").write(data[:2] + app1 + data[2:len(data) * 2 // 3])
 print(json.dumps((np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255).transpose(2, 0, 1).tolist()))
 """
         os.makedirs(self.path("jpegs", "a"))
@@ -474,7 +478,9 @@ print(float(np.abs(np.load(sys.argv[1])[0] - np.array(json.loads(sys.stdin.read(
         r = run_ms("infer", "-m", os.path.join(VISION, "small-cnn"), "--input-dir",
                    self.path("cut"))
         self.assertExit(r, 7)
-        self.assertIn("ends before the image's end marker", lines(r.stdout)[0]["error"]["message"])
+        for line in lines(r.stdout):
+            self.assertIn("ends before the image's end marker", line["error"]["message"], line["id"])
+        self.assertEqual(sorted(l["id"] for l in lines(r.stdout)), ["cut.jpg", "cut_thumb.jpg"])
 
     def test_cmyk_jpegs_and_grey_decode_to_pils_pixels(self):
         # CMYK JPEGs (ImageNet holds some) were refused as corrupt; PIL reads them with Adobe's

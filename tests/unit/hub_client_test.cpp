@@ -761,13 +761,13 @@ TEST_CASE("download settings from the environment apply to every snapshot_downlo
 }
 
 TEST_CASE("tuning variables are whole numbers in range, or an error naming them", "[hub][env]") {
-  setenv("MS_HUB_RETRIES", " 3 ", 1);
+  setenv("MS_HUB_RETRIES", "3", 1);
   setenv("MS_HUB_STALL_TIMEOUT", "45", 1);
   ms::hub::HubOptions o = ms::hub::resolve_hub_options(std::string("http://127.0.0.1:1"), "t");
   CHECK(o.max_attempts == 3);
   CHECK(o.stall_timeout_s == 45);
   // atoi() took "abc" for 0 (then 1 try), "1m" for 1 second.
-  for (const char* bad : {"abc", "1m", "0", "-2", "1e3", "99999999999999999999"}) {
+  for (const char* bad : {"abc", "1m", "0", "-2", "1e3", " 3", "99999999999999999999"}) {
     setenv("MS_HUB_STALL_TIMEOUT", bad, 1);
     try {
       ms::hub::resolve_hub_options(std::string("http://127.0.0.1:1"), "t");

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <cstdlib>
 
 #include "ms/core/error.h"
@@ -31,11 +30,8 @@ bool env_flag(const char* name) {
 std::optional<long long> env_whole_number(const char* name, long long min, long long max) {
   const auto value = env_var(name);
   if (!value) return std::nullopt;
-  const std::string_view text = trim(*value);
-  long long number = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
-  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || number < min ||
-      number > max) {
+  const std::optional<long long> number = parse_whole_number(*value, min, max);
+  if (!number) {
     throw Error(ErrorCode::kUsage,
                 fmt::format("{}: '{}' is not a whole number from {} to {}", name, *value, min, max),
                 fmt::format("set {} to a number in that range, or unset it for the default", name));

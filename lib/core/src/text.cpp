@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 
 namespace ms {
 
@@ -69,6 +70,15 @@ std::string join(const std::vector<std::string>& items, std::string_view separat
 bool is_decimal(std::string_view text) {
   return !text.empty() &&
          std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+std::optional<long long> parse_whole_number(std::string_view text, long long min, long long max) {
+  long long value = 0;
+  if (!is_decimal(text)) return std::nullopt;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value < min || value > max)
+    return std::nullopt;
+  return value;
 }
 
 std::string_view without_bom(std::string_view text) {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <memory>
 
 #include "ms/core/error.h"
@@ -138,37 +139,53 @@ Image upright(Image in, int orientation) {
 #endif
 
 #if MS_WITH_JPEG
-// The EXIF orientation of a JPEG: that of its first APP1 "Exif" segment before the scan.
-int jpeg_exif_orientation(std::string_view b) {
-  auto u16 = [&b](std::size_t at) -> std::size_t {
-    return (static_cast<unsigned char>(b[at]) << 8) | static_cast<unsigned char>(b[at + 1]);
-  };
+// Walks a JPEG's marker segments from its start to its first scan (SOS), handing each segment's
+// marker and payload to `segment` (which returns false to stop the walk). Returns the offset of
+// the SOS marker, or npos when the walk stops before one (stopped, malformed or cut short).
+// Fill bytes (FF) before a marker are skipped, as libjpeg skips them.
+std::size_t jpeg_scan_start(
+    std::string_view b,
+    const std::function<bool(unsigned char, std::string_view)>& segment = nullptr) {
   std::size_t at = 2;  // after SOI
   while (at + 4 <= b.size() && static_cast<unsigned char>(b[at]) == 0xFF) {
     const auto marker = static_cast<unsigned char>(b[at + 1]);
-    if (marker == 0xFF) {  // a fill byte before the marker (allowed, and libjpeg skips them)
+    if (marker == 0xFF) {
       ++at;
       continue;
     }
-    if (marker == 0xDA || marker == 0xD9) break;  // the scan (or the end): no EXIF before it
-    const std::size_t length = u16(at + 2);
+    if (marker == 0xDA) return at;
+    if (marker == 0xD9) break;  // the end, before any scan
+    const std::size_t length =
+        (static_cast<unsigned char>(b[at + 2]) << 8) | static_cast<unsigned char>(b[at + 3]);
     if (length < 2 || at + 2 + length > b.size()) break;
-    const std::string_view segment = b.substr(at + 4, length - 2);
-    if (marker == 0xE1 && segment.size() >= 14 &&
-        segment.substr(0, 6) == std::string_view("Exif\0\0", 6)) {
-      return tiff_orientation(segment.substr(6));
-    }
+    if (segment && !segment(marker, b.substr(at + 4, length - 2))) break;
     at += 2 + length;
   }
-  return 1;
+  return std::string_view::npos;
 }
 
-// Whether a JPEG's data ends before its end-of-image marker: an EOI (FF D9) after the first scan's
-// start (entropy-coded data never holds FF D9: an FF there is followed by 00 or a restart code).
+// The EXIF orientation of a JPEG: that of its first APP1 "Exif" segment before the scan.
+int jpeg_exif_orientation(std::string_view b) {
+  int orientation = 1;
+  jpeg_scan_start(b, [&orientation](unsigned char marker, std::string_view payload) {
+    if (marker != 0xE1 || payload.size() < 14 ||
+        payload.substr(0, 6) != std::string_view("Exif\0\0", 6))
+      return true;
+    orientation = tiff_orientation(payload.substr(6));
+    return false;
+  });
+  return orientation;
+}
+
+// Whether a JPEG's data ends before its end-of-image marker: no EOI (FF D9) after its first
+// scan's start, found by walking the segments (an Exif thumbnail or an ICC profile before it may
+// hold both markers). Entropy-coded data never holds FF D9: an FF there is followed by 00 or a
+// restart code.
 bool jpeg_truncated(std::string_view b) {
-  const std::size_t scan = b.find("\xFF\xDA");
+  const std::size_t scan = jpeg_scan_start(b);
   return scan == std::string_view::npos || b.find("\xFF\xD9", scan) == std::string_view::npos;
 }
+
 // A CMYK (or YCCK) JPEG's pixels as PIL gives them: it reads the samples as Adobe stores them,
 // inverted ("CMYK;I", whatever the file says), and convert("RGB") takes each channel as
 // (255 - K) - C * (255 - K) / 255, rounded as its MULDIV255.
@@ -227,14 +244,26 @@ Image decode_jpeg(std::string_view bytes, const std::string& source, int channel
   if (cmyk || rgb_to_grey)
     decoded.resize(static_cast<std::size_t>(width) * height * (cmyk ? 4 : 3));
   const int format = cmyk ? TJPF_CMYK : channels == 1 && !rgb_to_grey ? TJPF_GRAY : TJPF_RGB;
+  unsigned char* out = decoded.empty() ? image.pixels.data() : decoded.data();
   // As PIL: libjpeg's warnings (extraneous bytes before a marker, a segment cut short by the next
-  // marker) are no reason to refuse the pixels, but a file that ends before its end-of-image
-  // marker is ("image file is truncated"): its missing rows would be grey fill.
-  if (tjDecompress2(handle.get(), data, bytes.size(),
-                    decoded.empty() ? image.pixels.data() : decoded.data(), width, 0, height,
-                    format, 0) != 0) {
-    const bool warning = tjGetErrorCode(handle.get()) == TJERR_WARNING;
-    if (!warning) corrupt(source, tjGetErrorStr2(handle.get()));
+  // marker) are no reason to refuse the pixels, but an error is, and so is a file that ends
+  // before its end-of-image marker ("image file is truncated": its missing rows would be grey
+  // fill). TurboJPEG calls the outcome a warning once any warning came, even when an error
+  // ended the decoding after it; but it keeps the text of the first warning and of an error
+  // only. So a first pass stops at the first warning, and a second, without stopping, that ends
+  // with another text ended with an error.
+  if (tjDecompress2(handle.get(), data, bytes.size(), out, width, 0, height, format,
+                    TJFLAG_STOPONWARNING) != 0) {
+    if (tjGetErrorCode(handle.get()) != TJERR_WARNING)
+      corrupt(source, tjGetErrorStr2(handle.get()));
+    const std::string first_warning = tjGetErrorStr2(handle.get());
+    const std::unique_ptr<void, Closer> again(tjInitDecompress());
+    MS_ASSERT(again);
+    if (tjDecompress2(again.get(), data, bytes.size(), out, width, 0, height, format, 0) != 0) {
+      const std::string last = tjGetErrorStr2(again.get());
+      if (tjGetErrorCode(again.get()) != TJERR_WARNING || last != first_warning)
+        corrupt(source, last);
+    }
     if (jpeg_truncated(bytes)) corrupt(source, "the file ends before the image's end marker");
   }
   if (cmyk) {
@@ -262,6 +291,7 @@ struct PngReader {
   png_infop info = nullptr;
   std::vector<std::uint8_t> samples;  // the decoded rows, back to back
   std::vector<png_bytep> rows;        // each row's start in samples
+  Image image;                        // the output, filled row by row
   ~PngReader() { png_destroy_read_struct(&png, info != nullptr ? &info : nullptr, nullptr); }
 };
 
@@ -348,7 +378,8 @@ Image decode_png(std::string_view bytes, const std::string& source, int channels
     const int value = (pixel[2 * c] << 8) | pixel[2 * c + 1];
     return clip_16 ? std::min(value, 255) : value >> 8;
   };
-  Image image;
+  // On the heap with the rest: png_read_row() may still longjmp out of the loop below.
+  Image& image = reader->image;
   image.width = static_cast<int>(width);
   image.height = static_cast<int>(height);
   image.channels = channels;
@@ -374,7 +405,7 @@ Image decode_png(std::string_view bytes, const std::string& source, int channels
       }
     }
   }
-  return image;
+  return std::move(reader->image);
 }
 #endif
 

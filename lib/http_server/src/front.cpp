@@ -406,6 +406,10 @@ std::string front_response(int status, const char* reason, const std::string& me
       status, reason, extra_headers, body.size(), body);
 }
 
+// A connection accepted once the server is stopping gets this long for its TLS handshake (its
+// answer is a 503; a silent client must not hold the stop for the header timeout).
+constexpr int kLateHandshakeSeconds = 1;
+
 int to_ms(time_t sec, time_t usec) {
   return static_cast<int>(std::min<long long>(sec * 1000LL + usec / 1000, 1LL << 30));
 }
@@ -496,11 +500,24 @@ void Front::drop_connections(Drop which) {
   // One just accepted is left a moment for its first request (closed unanswered, its client
   // could not tell whether the request ran) unless `which` says otherwise.
   for (const auto& [sock, connection] : state_->open) {
+    // One accepted in the stop is answering its 503 and closes by itself.
+    if (connection.late && which != Drop::kAll) continue;
     const bool serving = connection.busy || wait_socket(sock, POLLIN, 0);
     const bool drop =
         which == Drop::kAll || (!serving && (which == Drop::kNotServing || !connection.fresh));
     if (drop) ::shutdown(sock, SHUT_RDWR);
   }
+}
+
+bool Front::late_connection(socket_t sock) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  const auto it = state_->open.find(sock);
+  return it != state_->open.end() && it->second.late;
+}
+
+void Front::end_stop() {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->stopping = false;
 }
 
 void Front::begin_stop() {
@@ -565,7 +582,9 @@ bool Front::process_and_close_socket(socket_t sock) {
       linger_close(sock);
     }
   } else if (st.tls != nullptr &&
-             (ssl = tls_handshake(st.tls, sock, st.limits.header_timeout_s)) == nullptr) {
+             (ssl = tls_handshake(st.tls, sock,
+                                  late_connection(sock) ? kLateHandshakeSeconds
+                                                        : st.limits.header_timeout_s)) == nullptr) {
     // No handshake within the header deadline (a client that connects and stays silent, or
     // trickles its hello), or a failed one: nothing to answer.
     forget(sock, ip);
@@ -580,11 +599,7 @@ bool Front::process_and_close_socket(socket_t sock) {
       connection.busy = busy;
       connection.fresh = false;
     };
-    bool late = false;
-    {
-      std::lock_guard<std::mutex> lock(st.mu);
-      late = st.open[sock].late;
-    }
+    const bool late = late_connection(sock);
     for (std::size_t count = keep_alive_max_count_; count > 0 && !late; --count) {
       // Once the server stops, a request already sent is still answered (and is the last);
       // otherwise the client could not tell whether it ran. A connection accepted just before

@@ -175,6 +175,7 @@ void Listener::start(const std::string& who) {
   }
   if (port_ <= 0) throw listen_error(who, o.host, o.port);
   front_->widen_backlog();
+  front_->end_stop();
   std::promise<void> done;
   listen_done_ = done.get_future();
   thread_ = std::thread([&http, done = std::move(done)]() mutable {

@@ -1074,7 +1074,11 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
     std::stable_sort(order.begin(), order.end(),
                      [](const FileEntry& a, const FileEntry& b) { return a.size > b.size; });
     for (const FileEntry& e : order) {
-      if (max_parts > 1 && e.size >= options.part_threshold) {
+      // A name so long that the parts' files (NAME.ms-partial) could not be made on a file
+      // system of 255-byte names is fetched as one stream, under its own name.
+      const bool parts_fit =
+          fs::path(e.path).filename().string().size() + std::strlen(kPartialSuffix) <= 255;
+      if (max_parts > 1 && e.size >= options.part_threshold && parts_fit) {
         const std::uint64_t by_size =
             std::max<std::uint64_t>(1, e.size / std::max<std::uint64_t>(1, options.min_part_size));
         const int parts = static_cast<int>(std::min<std::uint64_t>(max_parts, by_size));

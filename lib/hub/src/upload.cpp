@@ -8,6 +8,7 @@
 #include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <thread>
 #include <unordered_map>
@@ -19,6 +20,7 @@
 #include "ms/core/log.h"
 #include "ms/core/progress.h"
 #include "ms/core/settings.h"
+#include "ms/core/text.h"
 #include "ms/core/utf8.h"
 #include "ms/hub/cache.h"
 #include "ms/hub/download.h"
@@ -276,7 +278,17 @@ void refuse_to_publish(HubClient& client, const UploadOptions& options) {
     throw;
   }
   const json visibility = info.is_object() ? info.value("Visibility", json()) : json();
-  if (visibility.is_number_integer() && visibility.get<int>() == 1) return;  // private
+  std::optional<long long> level;
+  if (visibility.is_number_integer()) level = visibility.get<long long>();
+  if (visibility.is_string() && is_decimal(visibility.get<std::string>()) &&
+      visibility.get<std::string>().size() < 4)
+    level = std::stoll(visibility.get<std::string>());
+  if (!level) {
+    log::warn("{}: the hub does not say whether it is private (Visibility {}); uploading as asked",
+              options.repo.str(), visibility.dump());
+    return;
+  }
+  if (*level == 1) return;  // private
   throw Error(ErrorCode::kUsage,
               fmt::format("--private: {} exists already and is not private (Visibility {}), so "
                           "the files would not be private; nothing was uploaded",

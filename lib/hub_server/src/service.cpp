@@ -111,6 +111,8 @@ void guarded(const httplib::Request& req, httplib::Response& res,
     body();
   } catch (const HttpError& e) {
     send_envelope(req, res, e.status, nullptr, e.message);
+  } catch (const StoreDamaged& e) {
+    send_server_error(req, res, e.what());
   } catch (const Error& e) {
     const int status = status_for(e.code());
     if (status >= 500) {

@@ -160,8 +160,8 @@ std::vector<TreeEntry> tree_from_json(const std::string& text, const fs::path& f
                                   item.at(4).get<std::string>(), item.at(5).get<std::int64_t>()});
     }
   } catch (const nlohmann::json::exception& e) {
-    // The store's own damage, not the request's: a 500 whose cause goes to the log only.
-    fail(ErrorCode::kIo, "hub store: tree file {} is corrupt: {}", file.string(), e.what());
+    throw StoreDamaged(ErrorCode::kIntegrity, fmt::format("hub store: tree file {} is corrupt: {}",
+                                                          file.string(), e.what()));
   }
   return entries;
 }

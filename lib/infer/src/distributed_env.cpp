@@ -13,11 +13,10 @@ namespace {
 // A whole decimal integer in [low, high] (digits only: no sign, no spaces), else kUsage naming
 // the variable.
 int parse_int(const std::string& name, const std::string& text, int low, int high) {
-  long long value = -1;
-  if (is_decimal(text) && text.size() <= 12) value = std::stoll(text);
-  MS_CHECK(value >= low && value <= high, ErrorCode::kUsage, "{}={} is not an integer in {}..{}",
-           name, text, low, high);
-  return static_cast<int>(value);
+  const std::optional<long long> value = parse_whole_number(text, low, high);
+  MS_CHECK(value.has_value(), ErrorCode::kUsage, "{}={} is not an integer in {}..{}", name, text,
+           low, high);
+  return static_cast<int>(*value);
 }
 
 }  // namespace

@@ -100,6 +100,12 @@ std::vector<Transform> parse_transforms(const Config& config) {
       MS_CHECK(t.contains("size"), ErrorCode::kConfig, "{} ({}) needs 'size'", where, tr.type);
       std::tie(tr.h, tr.w) = size_of(t["size"], where);
       if (tr.type == "CenterCrop" && tr.w == 0) tr.w = tr.h;
+      // An output no image may be (a crop pads what the image lacks: a size of 100000 would be
+      // 30 GB of zeros per image). A Resize of the shorter side is checked per image.
+      const int64_t area_w = tr.w == 0 ? 1 : tr.w;
+      MS_CHECK(tr.h <= data::kMaxImagePixels / area_w, ErrorCode::kConfig,
+               "{} ({}): size {} is more than the limit of {} pixels", where, tr.type,
+               t["size"].dump(), data::kMaxImagePixels);
     } else {
       for (const char* key : {"mean", "std"}) {
         MS_CHECK(t.contains(key) && t[key].is_array() && t[key].size() == 3, ErrorCode::kConfig,

@@ -206,8 +206,12 @@ struct Server::Impl {
       }
       const auto outcome = batcher->wait(*submission, deadline, http_server::client_hung_up);
       if (outcome == DynamicBatcher::WaitResult::kClientGone) {
-        // Nobody reads an answer; 499 (nginx's "client closed request") counts it in /metrics.
-        res.status = kClientClosedRequest;
+        // 499 (nginx's "client closed request") counts it in /metrics; a client that only shut
+        // its sending side reads it, and the connection closes.
+        send_error(res, kClientClosedRequest, "",
+                   "the client closed its connection before the answer; its inputs were dropped",
+                   id);
+        res.set_header("Connection", "close");
         return;
       }
       if (outcome == DynamicBatcher::WaitResult::kTimedOut) {

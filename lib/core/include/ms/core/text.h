@@ -2,6 +2,7 @@
 // splitting.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +25,10 @@ MS_API std::string join(const std::vector<std::string>& items, std::string_view 
 
 /// Whether `text` is one or more ASCII digits 0-9 (no sign, no spaces).
 MS_API bool is_decimal(std::string_view text);
+
+/// `text` as a whole number in [min, max]: decimal digits only (no sign, no spaces), else nullopt.
+MS_API std::optional<long long> parse_whole_number(std::string_view text, long long min,
+                                                   long long max);
 
 /// `text` without leading and trailing whitespace (a view into it).
 MS_API std::string_view trim(std::string_view text);

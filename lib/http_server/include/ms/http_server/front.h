@@ -67,6 +67,8 @@ class Front : public httplib::Server {
   void begin_stop();
   /// Waits until the connections accepted before begin_stop() have ended (true), or `deadline`.
   bool wait_for_early_connections(std::chrono::steady_clock::time_point deadline);
+  /// Takes requests again (a listener started anew after a stop).
+  void end_stop();
 
   /// Listens again with the system's largest backlog: httplib's is 5, and a burst of connections
   /// beyond it has clients retrying their SYN after 1 s, 3 s, ... Call after binding.
@@ -76,6 +78,8 @@ class Front : public httplib::Server {
   bool process_and_close_socket(socket_t sock) override;
   // Removes a connection that ended from the books.
   void forget(socket_t sock, const std::string& ip);
+  // Whether the connection was accepted once the server was stopping.
+  bool late_connection(socket_t sock);
 
   struct State;
   std::unique_ptr<State> state_;

@@ -58,9 +58,10 @@ class Listener {
   int port() const { return port_; }
   /// "http://127.0.0.1:PORT" (or https://...).
   std::string endpoint() const;
-  /// Stops accepting, lets requests being served (or already sent) finish, ends idle connections
-  /// and joins the threads. After `grace`, connections still open are cut (a client uploading a
-  /// body byte by byte must not hold a shutdown). Idempotent.
+  /// Stops taking requests (a connection made meanwhile is answered 503), lets requests being
+  /// served (or already sent) finish, ends idle connections, then closes the listening socket and
+  /// joins the threads. After `grace`, connections still open are cut (a client uploading a body
+  /// byte by byte must not hold a shutdown). Idempotent.
   void stop(std::chrono::seconds grace = std::chrono::hours(24));
 
  private:

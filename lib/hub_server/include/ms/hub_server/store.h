@@ -29,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ms/core/error.h"
 #include "ms/core/export.h"
 #include "ms/hub/repo_id.h"
 #include "ms/hub/sha256_checkpoints.h"
@@ -39,6 +40,13 @@ namespace ms::hub_server {
 enum Visibility : int { kPrivate = 1, kInternal = 3, kPublic = 5 };
 
 /// One model or dataset repository.
+/// The store's own files are damaged (a tree file that does not parse): kIntegrity, as the
+/// command's exit code says, but the hub's failure, not the request's: answered 500.
+class MS_API StoreDamaged : public Error {
+ public:
+  using Error::Error;
+};
+
 struct RepoRecord {
   std::int64_t id = 0;  ///< numeric hub id (datasets are addressed by it in the tree API)
   hub::RepoType type = hub::RepoType::kModel;
