@@ -547,6 +547,9 @@ class TrainTextTest(TorchTestCase):
         self.assertExit(again, 0)
         self.assertIn("nothing left to train", again.stderr)
         self.assertEqual(json.loads(again.stdout)["epochs"], 2, again.stdout)
+        # Its last evaluation too (it was null: a CI gate on a rerun's metrics failed).
+        self.assertEqual(json.loads(again.stdout)["metrics"], json.loads(r.stdout)["metrics"])
+        self.assertIsNotNone(json.loads(again.stdout)["metrics"])
         with open(self.path("early", "output", "model.safetensors"), "rb") as f:
             self.assertTrue(f.read() == before, "a finished run trained again")
 

@@ -775,6 +775,10 @@ CheckpointValue Trainer::trainer_state() const {
     CheckpointValue state = hook->state_dict();
     if (!state.is_none()) meta.set(key, std::move(state));
   }
+  // The last evaluation's values (ms's own key; ModelScope's loader leaves it alone): a resumed
+  // run acts on them until it evaluates again, as the run it continues did, and a finished run
+  // resumed reports them.
+  if (!metric_values_.is_null()) meta.set("ms_metric_values", metric_values_.dump());
   meta.set("modelscope", std::string("ms ") + version());
   meta.set("time", timestamp_);
   CheckpointValue out = CheckpointValue::dict();
@@ -797,6 +801,9 @@ void Trainer::load_trainer_state(const CheckpointValue& state) {
   // by-iteration interval after a resume (gradient accumulation's steps among them).
   if (resumed_epoch_done_) --iter_;
   if (const CheckpointValue* stop = meta.find("stop_training")) stop_ = stop->as_bool();
+  if (const CheckpointValue* values = meta.find("ms_metric_values"))
+    metric_values_ = Json::parse(values->as_string(), nullptr, /*allow_exceptions=*/false);
+  if (metric_values_.is_discarded()) metric_values_ = Json();
   // The batches of an epoch are dealt per rank: a checkpoint taken inside an epoch resumes only
   // on as many ranks as wrote it (at an epoch's end any count goes on from the next epoch).
   const CheckpointValue* world = meta.find("world_size");
