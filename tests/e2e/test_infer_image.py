@@ -333,11 +333,37 @@ print(json.dumps({name: float(np.abs(batch[i] - np.array(want)).max())
         for name, difference in worst.items():
             self.assertLess(difference, 1e-6, name)
 
+    def differences_from_pil(self, script):
+        """Runs `script` with PIL: it writes images into the folder it is given and prints
+        {file name: pixels} of each as PIL's exif_transpose turns it, resized to 8x8 ([C][H][W]
+        in [0, 1]). Reads the folder with ms (resize 8x8) and returns {file name: the largest
+        difference}."""
+        py = self.pil_python(jpeg=True)
+        folder = self.path("photos", "a")
+        os.makedirs(folder)
+        r = subprocess.run([py, "-c", script, folder], capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ref = r.stdout
+        batch = self.path("batch.npy")
+        r = run_ms("dataset", "iter", "imagefolder:" + self.path("photos"), "--batch-size", "100",
+                   "--transform", '{"resize": [8, 8]}', "--save-batch", batch)
+        self.assertExit(r, 0)
+        check = r"""
+import json, sys
+import numpy as np
+batch, ref = np.load(sys.argv[1]), json.loads(sys.stdin.read())
+print(json.dumps({name: float(np.abs(batch[i] - np.array(want)).max())
+                  for i, (name, want) in enumerate(sorted(ref.items()))}))
+"""
+        r = subprocess.run([py, "-c", check, batch], input=ref, capture_output=True, text=True,
+                           timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)
+
     def test_jpeg_photos_are_turned_upright_by_their_exif_orientation(self):
         # ModelScope's LoadImage calls PIL's ImageOps.exif_transpose: a camera's photo stored
         # sideways with Orientation 6 is classified upright. Each of the 8 orientations, resized
         # to one size so that they make one batch, equals PIL's pixels.
-        py = self.pil_python(jpeg=True)
         script = r"""
 import json, os, sys
 import numpy as np
@@ -351,35 +377,18 @@ for orientation in range(1, 9):
     path = os.path.join(folder, f"o{orientation}.jpg")
     base.save(path, exif=exif.tobytes(), quality=95)
     upright = ImageOps.exif_transpose(Image.open(path)).convert("RGB").resize((8, 8), Image.BILINEAR)
-    ref[orientation] = (np.asarray(upright, dtype=np.float32) / 255).transpose(2, 0, 1).tolist()
+    ref[f"o{orientation}.jpg"] = (np.asarray(upright, dtype=np.float32) / 255).transpose(2, 0, 1).tolist()
 print(json.dumps(ref))
 """
-        folder = self.path("photos", "a")
-        os.makedirs(folder)
-        r = subprocess.run([py, "-c", script, folder], capture_output=True, text=True, timeout=300)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        ref = r.stdout
-        batch = self.path("batch.npy")
-        r = run_ms("dataset", "iter", "imagefolder:" + self.path("photos"), "--batch-size", "8",
-                   "--transform", '{"resize": [8, 8]}', "--save-batch", batch)
-        self.assertExit(r, 0)
-        check = r"""
-import json, sys
-import numpy as np
-batch, ref = np.load(sys.argv[1]), json.loads(sys.stdin.read())
-print(json.dumps([float(np.abs(batch[i] - np.array(ref[str(i + 1)])).max()) for i in range(8)]))
-"""
-        r = subprocess.run([py, "-c", check, batch], input=ref, capture_output=True, text=True,
-                           timeout=300)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        for orientation, difference in enumerate(json.loads(r.stdout), 1):
-            self.assertLess(difference, 1e-6, f"orientation {orientation}")
+        differences = self.differences_from_pil(script)
+        self.assertEqual(len(differences), 8)
+        for name, difference in differences.items():
+            self.assertLess(difference, 1e-6, name)
 
     def test_exif_orientation_in_other_layouts_and_in_pngs(self):
         # Each is a sideways photo (Orientation 6) that PIL's exif_transpose turns upright: the tag
         # stored as a LONG, fill bytes before the Exif segment, a PNG's eXIf chunk before the
         # pixels and one after them. ms read only JPEG's SHORT tag with no fill bytes.
-        py = self.pil_python(jpeg=True)
         script = r"""
 import io, json, os, struct, sys, zlib
 import numpy as np
@@ -412,26 +421,9 @@ for name, data in files.items():
     ref[name] = (np.asarray(upright.convert("RGB").resize((8, 8), Image.BILINEAR), dtype=np.float32) / 255).transpose(2, 0, 1).tolist()
 print(json.dumps(ref))
 """
-        folder = self.path("photos", "a")
-        os.makedirs(folder)
-        r = subprocess.run([py, "-c", script, folder], capture_output=True, text=True, timeout=300)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        ref = r.stdout
-        batch = self.path("batch.npy")
-        r = run_ms("dataset", "iter", "imagefolder:" + self.path("photos"), "--batch-size", "4",
-                   "--transform", '{"resize": [8, 8]}', "--save-batch", batch)
-        self.assertExit(r, 0)
-        check = r"""
-import json, sys
-import numpy as np
-batch, ref = np.load(sys.argv[1]), json.loads(sys.stdin.read())
-print(json.dumps({name: float(np.abs(batch[i] - np.array(want)).max())
-                  for i, (name, want) in enumerate(sorted(ref.items()))}))
-"""
-        r = subprocess.run([py, "-c", check, batch], input=ref, capture_output=True, text=True,
-                           timeout=300)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        for name, difference in json.loads(r.stdout).items():
+        differences = self.differences_from_pil(script)
+        self.assertEqual(len(differences), 4)
+        for name, difference in differences.items():
             self.assertLess(difference, 1e-6, name)
 
     def test_jpeg_warnings_are_pils_but_a_cut_file_is_corrupt(self):
