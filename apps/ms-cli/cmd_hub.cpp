@@ -1,7 +1,10 @@
 // `ms hub serve` (the self-hosted hub server) and `ms hub token create` (access tokens for it).
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "cli.h"
 #include "ms/core/error.h"
@@ -54,7 +57,19 @@ void run_serve(const ServeOptions& options) {
     std::printf("ms hub serve: listening on %s\n", server.endpoint().c_str());
   }
   std::fflush(stdout);
-  server.wait_for_shutdown_signal();
+  const int sig = hub_server::Server::wait_for_shutdown_signal();
+  std::fprintf(stderr,
+               "ms hub serve: %s: stopping (requests in flight get up to a minute; a second "
+               "signal stops at once)\n",
+               strsignal(sig));
+  std::fflush(stderr);
+  // As ms serve: Ctrl-C twice does not wait for the drain.
+  std::thread([] {
+    const int again = hub_server::Server::wait_for_shutdown_signal();
+    std::fprintf(stderr, "ms hub serve: signal %d again: stopping at once\n", again);
+    std::fflush(stderr);
+    std::_Exit(128 + again);
+  }).detach();
   server.stop();
 }
 

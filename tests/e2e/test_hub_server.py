@@ -943,6 +943,24 @@ class HubServerTest(MsTestCase):
         self.assertEqual(first + resp.read(), big)
         self.assertEqual(self.server.stop(), 0)
 
+    def test_a_second_signal_stops_at_once(self):
+        # As ms serve: Ctrl-C twice does not wait out the minute a download in flight has (the
+        # second signal was ignored, and the first one said nothing without -v).
+        repo = self.make_repo()
+        big = os.urandom(32 * 1024 * 1024)
+        self.assertEqual(self.server.commit(self.alice, repo, lfs={"big.bin": big})[0], 200)
+        conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=60)
+        self.addCleanup(conn.close)
+        conn.request("GET", f"/api/v1/models/{repo}/repo?Revision=master&FilePath=big.bin")
+        self.assertEqual(conn.getresponse().status, 200)  # then left unread: the stop waits
+        self.server.proc.send_signal(signal.SIGINT)
+        self.assertTrue(self.wait_for(lambda: "stopping (requests in flight" in self.server.log()),
+                        self.server.log())
+        self.assertIn("ms hub serve: Interrupt: stopping", self.server.log())
+        self.server.proc.send_signal(signal.SIGINT)
+        self.assertEqual(self.server.proc.wait(30), 128 + signal.SIGINT)
+        self.assertIn("again: stopping at once", self.server.log())
+
     def test_corrupt_blob_is_served_as_stored(self):
         repo = self.make_repo()
         data = b"good bytes " * 100

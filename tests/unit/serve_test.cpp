@@ -48,6 +48,14 @@ class FakePipeline : public ms::infer::Pipeline {
     }
     for (const auto& t : texts) {
       if (t == "boom") throw ms::Error(ms::ErrorCode::kUsage, "cannot take boom");
+      // A text starting "gate" holds its forward pass until open_gate(), for tests that need
+      // one to be running.
+      if (t.rfind("gate", 0) == 0) {
+        std::unique_lock<std::mutex> lock(mu_);
+        gate_entered_ = true;
+        gate_cv_.notify_all();
+        gate_cv_.wait(lock, [&] { return gate_open_; });
+      }
     }
     std::vector<PipelineResult> out(batch.size());
     for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -67,12 +75,24 @@ class FakePipeline : public ms::infer::Pipeline {
     std::lock_guard<std::mutex> lock(mu_);
     return batches_;
   }
+  void wait_at_gate() {
+    std::unique_lock<std::mutex> lock(mu_);
+    gate_cv_.wait(lock, [&] { return gate_entered_; });
+  }
+  void open_gate() {
+    std::lock_guard<std::mutex> lock(mu_);
+    gate_open_ = true;
+    gate_cv_.notify_all();
+  }
 
  private:
   std::string task_ = "text-classification";
   mutable std::mutex mu_;
   std::vector<std::vector<std::string>> batches_;
   mutable std::vector<std::string> forgotten_;
+  std::condition_variable gate_cv_;
+  bool gate_entered_ = false;
+  bool gate_open_ = false;
 };
 
 std::vector<PipelineInput> texts(std::initializer_list<const char*> list) {
@@ -252,6 +272,26 @@ TEST_CASE("batcher: a request whose client left leaves the queue") {
   batcher.hold(false);
   REQUIRE(batcher.wait(*kept, kForever, [] { return false; }) == WaitResult::kDone);
   CHECK(pipeline.batches()[0] == std::vector<std::string>{"kept"});
+}
+
+TEST_CASE("batcher: a forward pass nobody waits for any more is not run") {
+  FakePipeline pipeline;
+  DynamicBatcher batcher(pipeline, options(8));
+  batcher.hold(true);
+  // One batch, two forward passes (lengths far apart): the long one first, held at the gate.
+  auto running = batcher.submit(texts({"gate: a much longer text than the other"}));
+  auto given_up = batcher.submit(texts({"b"}));
+  batcher.hold(false);
+  pipeline.wait_at_gate();
+  CHECK(batcher.wait(*given_up, ms::serve::Clock::now()) == WaitResult::kTimedOut);
+  pipeline.open_gate();
+  REQUIRE(batcher.wait(*running, kForever) == WaitResult::kDone);
+  batcher.drain();
+  while (batcher.running() > 0) std::this_thread::yield();
+  // "b"'s pass was skipped (and what the pipeline kept for it dropped).
+  CHECK(pipeline.batches() ==
+        std::vector<std::vector<std::string>>{{"gate: a much longer text than the other"}});
+  CHECK(pipeline.forgotten() == std::vector<std::string>{"b"});
 }
 
 TEST_CASE("batcher: options out of range are usage errors") {

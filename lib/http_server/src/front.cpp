@@ -184,6 +184,8 @@ class FrontStream : public httplib::Stream {
   }
   // Whether bytes of a request (or the client's EOF) are there now.
   bool request_pending() const { return buffered() || wait_socket(sock_, POLLIN, 0); }
+  // Whether bytes read from the socket wait here (a pipelined request, read but not parsed).
+  bool holds_bytes() const { return buffered(); }
 
   bool is_readable() const override {
     return buffered() || wait_socket(sock_, POLLIN, read_budget_ms());
@@ -407,8 +409,9 @@ std::string front_response(int status, const char* reason, const std::string& me
 }
 
 // A connection accepted once the server is stopping gets this long for its TLS handshake (its
-// answer is a 503; a silent client must not hold the stop for the header timeout).
-constexpr int kLateHandshakeSeconds = 1;
+// answer is a 503; a silent client must not hold the stop for the header timeout, and a burst
+// of handshakes on a loaded machine takes more than a second).
+constexpr int kLateHandshakeSeconds = 3;
 
 int to_ms(time_t sec, time_t usec) {
   return static_cast<int>(std::min<long long>(sec * 1000LL + usec / 1000, 1LL << 30));
@@ -611,6 +614,10 @@ bool Front::process_and_close_socket(socket_t sock) {
                    : !strm.wait_for_request(to_ms(keep_alive_timeout_sec_, 0))) {
         break;
       }
+      // Busy from its first byte: a request read into the stream's buffer but not yet parsed must
+      // not look idle to a stop (it was closed unanswered under load). A client trickling its
+      // headers is then bounded by the header deadline, not cut at the stop.
+      set_busy(true);
       strm.start_header_phase(st.limits.header_timeout_s);
       note = ConnectionNote{};
       note.sock = sock;
@@ -634,7 +641,7 @@ bool Front::process_and_close_socket(socket_t sock) {
         if (strm.write(answer.data(), answer.size()) > 0) linger_close(sock);
         break;
       }
-      set_busy(false);
+      set_busy(strm.holds_bytes());
       // Without headers the request was malformed (or cut off): what follows on the connection
       // is not a request either, so it ends here rather than after the keep-alive wait.
       if (!ret || closed || note.close || !note.headers_done || stopping) {

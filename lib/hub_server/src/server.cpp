@@ -179,10 +179,7 @@ std::string Server::endpoint() const { return impl_->listener->endpoint(); }
 
 void block_shutdown_signals() { http_server::block_shutdown_signals(); }
 
-void Server::wait_for_shutdown_signal() {
-  const int sig = http_server::wait_for_shutdown_signal();
-  log::info("hub serve: signal {} received, shutting down", sig);
-}
+int Server::wait_for_shutdown_signal() { return http_server::wait_for_shutdown_signal(); }
 
 void Server::stop() {
   // Requests in flight get a minute to finish (an upload of a few GB on a LAN; systemd's default

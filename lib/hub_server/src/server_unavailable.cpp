@@ -22,7 +22,7 @@ Server::~Server() = default;
 void Server::start() { unavailable(); }
 int Server::port() const { return 0; }
 std::string Server::endpoint() const { return {}; }
-void Server::wait_for_shutdown_signal() {}
+int Server::wait_for_shutdown_signal() { return 0; }
 void Server::stop() {}
 void block_shutdown_signals() {}
 std::string create_token(const std::filesystem::path&, const std::string&) { unavailable(); }

@@ -223,6 +223,19 @@ void DynamicBatcher::work() {
 
     std::vector<infer::PipelineResult> results(batch.size());
     for (const std::vector<std::size_t>& group : length_groups(batch)) {
+      // A forward pass whose requests were all given up (timed out, or their clients left) is
+      // not run: nobody waits for it, and a stop waits for the batch.
+      {
+        std::lock_guard<std::mutex> guard(mu_);
+        const bool wanted = std::any_of(group.begin(), group.end(), [&](std::size_t i) {
+          return !batch[i].submission->abandoned_;
+        });
+        if (!wanted) {
+          for (std::size_t i : group)
+            pipeline_.forget(batch[i].submission->inputs()[batch[i].index]);
+          continue;
+        }
+      }
       std::vector<const infer::PipelineInput*> inputs;
       inputs.reserve(group.size());
       for (std::size_t i : group) inputs.push_back(&batch[i].submission->inputs()[batch[i].index]);

@@ -59,10 +59,12 @@ class MS_API Server {
   int port() const;
   /// "http://127.0.0.1:PORT" (or https://...).
   std::string endpoint() const;
-  /// Blocks until SIGINT, SIGTERM or SIGHUP arrives. Call block_shutdown_signals() first, on the
-  /// main thread before start(), so that worker threads do not receive them.
-  void wait_for_shutdown_signal();
-  /// Stops accepting, finishes in-flight requests and joins the threads. Idempotent.
+  /// Blocks until SIGINT, SIGTERM or SIGHUP arrives and returns its number (again for a second
+  /// one). Call block_shutdown_signals() first, on the main thread before start(), so that worker
+  /// threads do not receive them.
+  static int wait_for_shutdown_signal();
+  /// Stops taking requests, lets those in flight finish (a minute at most) and joins the threads.
+  /// Idempotent.
   void stop();
 
  private:
