@@ -280,9 +280,7 @@ void refuse_to_publish(HubClient& client, const UploadOptions& options) {
   const json visibility = info.is_object() ? info.value("Visibility", json()) : json();
   std::optional<long long> level;
   if (visibility.is_number_integer()) level = visibility.get<long long>();
-  if (visibility.is_string() && is_decimal(visibility.get<std::string>()) &&
-      visibility.get<std::string>().size() < 4)
-    level = std::stoll(visibility.get<std::string>());
+  if (visibility.is_string()) level = parse_whole_number(visibility.get<std::string>(), 0, 999);
   if (!level) {
     log::warn("{}: the hub does not say whether it is private (Visibility {}); uploading as asked",
               options.repo.str(), visibility.dump());
