@@ -24,6 +24,9 @@ void run_login(const LoginCliOptions& o) {
   // From the environment too, so that CI jobs keep the token out of the command line (and ps).
   std::string token = o.token;
   if (token.empty()) token = api_token_env().value_or("");
+  // Surrounding spaces and line ends are a paste or `cat token.txt` artefact, never part of a
+  // token: dropped, as Python's HubApi.login strips them.
+  token = std::string(trim(token));
   if (token.empty()) {
     throw Error(ErrorCode::kUsage, "ms login needs an access token",
                 "pass --token TOKEN or set MODELSCOPE_API_TOKEN (the SDK token of your account "

@@ -321,7 +321,12 @@ class HubClientTest(SharedHubTestCase):
         r = self.ms("login", "--token", "not-a-token")
         self.assertNotEqual(r.returncode, 0)
         self.assertOneLineError(r, "login")
-        r = self.ms("login", "--token", self.token, "--json")
+        r = self.ms("login", "--token", "  \n")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "needs an access token")
+        # A token pasted with spaces or read from a file with its line end: stripped, as Python's
+        # HubApi.login does (the stored login below must work).
+        r = self.ms("login", "--token", f" {self.token}\n", "--json")
         self.assertExit(r, 0)
         self.assertEqual(self.json_out(r)["username"], "alice")
         cred = self.path("credentials")
