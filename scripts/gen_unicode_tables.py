@@ -31,7 +31,11 @@ def flags(cp):
     f = 0
     if cat.startswith("P") or 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
         f |= PUNCT
-    if cat.startswith("C"):
+    # Control, format, private use: what Hugging Face's tokenizers (Rust, the fast tokenizers
+    # transformers and sentence-transformers load) drop in clean_text. Not Cn: a code point this
+    # Unicode version has not assigned yet (a newer emoji) stays in the text and becomes [UNK], as
+    # there; dropping it changed embeddings silently.
+    if cat.startswith("C") and cat != "Cn":
         f |= CONTROL
     if cat == "Mn":
         f |= MARK_NONSPACING

@@ -64,6 +64,10 @@ TEST_CASE("normalisation: accents, CJK, control characters, special tokens", "[t
   CHECK(tokens(t, "\xC4\xB0stanbul") == std::vector<std::string>{"istanbul"});  // U+0130
   CHECK(tokens(t, "hello [MASK] world") == std::vector<std::string>{"hello", "[MASK]", "world"});
   CHECK(tokens(t, "hello[MASK]") == std::vector<std::string>{"hello", "[MASK]"});
+  // A code point this Unicode version has not assigned (U+1FA77, an emoji of Unicode 15; U+0378)
+  // is kept, as Hugging Face's fast tokenizers keep it: [UNK], not dropped.
+  CHECK(tokens(t, "hello \xF0\x9F\xA9\xB7") == std::vector<std::string>{"hello", "[UNK]"});
+  CHECK(tokens(t, "hello\xCD\xB8world") == std::vector<std::string>{"[UNK]"});
   const BertTokenizer cased = tiny(false);
   CHECK(tokens(cased, "Hello") == std::vector<std::string>{"Hello"});
 }
@@ -83,6 +87,17 @@ TEST_CASE("encode adds specials, segment ids, offsets and truncates longest firs
   CHECK(cut.ids.size() == 7);
   CHECK(cut.ids == std::vector<std::int64_t>{2, 8, 9, 3, 5, 5, 3});
   CHECK_THROWS_AS(t.encode("x", std::nullopt, 2), ms::Error);
+}
+
+TEST_CASE("special tokens written many times in a text are found in linear time", "[text]") {
+  // 200,000 of them: quadratic search (every other special token looked for to the end after
+  // each match) made this take minutes; linear, it is a fraction of a second.
+  std::string text;
+  for (int i = 0; i < 200000; ++i) text += "[MASK]";
+  const auto ids = tiny().token_ids(text);
+  REQUIRE(ids.size() == 200000);
+  CHECK(ids.front() == 4);
+  CHECK(ids.back() == 4);
 }
 
 TEST_CASE("invalid UTF-8 is a usage error naming the offset", "[text]") {
@@ -109,6 +124,11 @@ TEST_CASE("Unicode classes", "[text]") {
   CHECK(is_control(U'\u200b'));
   CHECK_FALSE(is_control(U'\t'));
   CHECK(is_cjk(U'\u4e2d'));
+  CHECK_FALSE(is_control(U'\U0001FA77'));  // unassigned in Unicode 14: not control
+  CHECK(is_control(U'\uE000'));            // private use: dropped, as Hugging Face does
+  // Hugging Face's (Rust) ranges leave out U+2B820-2B91F of CJK Extension E.
+  CHECK_FALSE(is_cjk(U'\U0002B820'));
+  CHECK(is_cjk(U'\U0002B920'));
   CHECK_FALSE(is_cjk(U'\u3042'));  // hiragana is not split
   std::u32string out;
   append_nfd(out, U'\uac00');  // Hangul syllable GA -> two jamo

@@ -98,18 +98,30 @@ std::string escape_invalid_utf8(std::string_view text) {
   return out;
 }
 
+namespace {
+
+[[noreturn]] void throw_invalid_utf8(std::string_view text, std::size_t at) {
+  throw Error(ErrorCode::kUsage,
+              fmt::format("input text is not valid UTF-8 (bad byte 0x{:02X} at offset {})",
+                          static_cast<unsigned char>(text[at]), at),
+              "convert the input to UTF-8 first, e.g. with iconv -t UTF-8");
+}
+
+}  // namespace
+
+void require_valid_utf8(std::string_view text) {
+  if (const std::size_t at = first_invalid_utf8(text); at != std::string_view::npos) {
+    throw_invalid_utf8(text, at);
+  }
+}
+
 std::u32string decode_utf8(std::string_view text) {
   std::u32string out;
   out.reserve(text.size());
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());
   for (std::size_t i = 0; i < text.size();) {
     const std::size_t len = utf8_sequence_length(text, i);
-    if (len == 0) {
-      throw Error(
-          ErrorCode::kUsage,
-          fmt::format("input text is not valid UTF-8 (bad byte 0x{:02X} at offset {})", s[i], i),
-          "convert the input to UTF-8 first, e.g. with iconv -t UTF-8");
-    }
+    if (len == 0) throw_invalid_utf8(text, i);
     char32_t cp = len == 1 ? s[i] : (s[i] & (0xFF >> (len + 1)));
     for (std::size_t k = 1; k < len; ++k) cp = (cp << 6) | (s[i + k] & 0x3F);
     out.push_back(cp);

@@ -175,8 +175,8 @@ class BertTextPipeline : public infer::Pipeline {
   text::Encoding encode_text(std::string_view text, std::optional<std::string_view> pair,
                              const char* what = "text") const {
     auto blank = [](std::string_view t) { return t.find_first_not_of(" \t\r\n") == t.npos; };
-    MS_CHECK(!blank(text), ErrorCode::kUsage, "input {} is empty", what);
-    MS_CHECK(!pair || !blank(*pair), ErrorCode::kUsage, "input text_pair is empty");
+    MS_CHECK(!blank(text), ErrorCode::kUsage, "input {} is empty or only spaces", what);
+    MS_CHECK(!pair || !blank(*pair), ErrorCode::kUsage, "input text_pair is empty or only spaces");
     return tokenizer_->encode(text, pair, max_length_);
   }
 

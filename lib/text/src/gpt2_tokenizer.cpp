@@ -456,8 +456,7 @@ void Gpt2Tokenizer::bpe(const std::string& piece, std::vector<std::int64_t>& ids
 
 void Gpt2Tokenizer::encode_into(std::string_view text, std::vector<std::int64_t>& ids,
                                 std::vector<std::string>* tokens) const {
-  MS_CHECK(is_valid_utf8(text), ErrorCode::kUsage, "the text is not valid UTF-8 (at byte {})",
-           first_invalid_utf8(text));
+  require_valid_utf8(text);
   State& st = *state_;
   std::string prefixed;
   auto plain = [&](std::string_view segment) {

@@ -77,10 +77,14 @@ bool is_letter(char32_t cp) { return (flags_of(cp) & kLetter) != 0; }
 
 bool is_number(char32_t cp) { return (flags_of(cp) & kNumber) != 0; }
 
+// The ranges of Hugging Face's tokenizers (Rust), which the fast BERT tokenizers of transformers
+// and sentence-transformers use: CJK Extension E's first 256 code points (U+2B820-2B91F) are left
+// out there (the original BERT's Python list has them), so they are left out here too, for equal
+// ids.
 bool is_cjk(char32_t cp) {
   return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) ||
          (cp >= 0x20000 && cp <= 0x2A6DF) || (cp >= 0x2A700 && cp <= 0x2B73F) ||
-         (cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B820 && cp <= 0x2CEAF) ||
+         (cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B920 && cp <= 0x2CEAF) ||
          (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
 }
 

@@ -21,6 +21,10 @@ MS_API std::size_t first_invalid_utf8(std::string_view text);
 /// Whether `text` is valid UTF-8.
 MS_API bool is_valid_utf8(std::string_view text);
 
+/// Throws ms::Error(kUsage) naming the first invalid byte and its offset, with a hint to convert
+/// the input, when `text` is not valid UTF-8: the one wording every tokenizer gives.
+MS_API void require_valid_utf8(std::string_view text);
+
 /// `text` with each byte of an invalid UTF-8 sequence written as the four characters \xHH (as
 /// Python's "backslashreplace" does): a file name that is not UTF-8 becomes a JSON-safe id that
 /// still tells it from its neighbours.
