@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ms/core/error.h"
+#include "ms/core/text.h"
 #include "ms/infer/model_dir.h"
 
 namespace ms::cli {
@@ -76,7 +77,9 @@ struct ExitStatus {
 /// report must never turn into an abort.
 template <typename J>
 std::string json_text(const J& json, int indent = -1) {
-  return json.dump(indent, ' ', false, J::error_handler_t::replace);
+  std::string text = json.dump(indent, ' ', false, J::error_handler_t::replace);
+  escape_unicode_line_breaks(text);
+  return text;
 }
 
 /// Whole-number checks for counts (--batch-size, --workers, ...) whose message names the value

@@ -147,6 +147,17 @@ class TextGeneration(TorchTestCase):
         greedy = self.sample(prompts=prompts, batch="4")
         self.assertNotEqual(first, greedy)
 
+    def test_line_separators_in_the_text_are_escaped(self):
+        # JSON allows U+2028/2029 and U+0085 raw, but Python's splitlines() (and older
+        # JavaScript) break lines there: a sampled continuation holding one cut its line in two.
+        prompt = "the cat\u2028sat\u2029on\u0085the"
+        r = run_ms("infer", "--model", MODEL, "--device", DEVICE, "--input", prompt,
+                   "--set", "max_new_tokens=2")
+        self.assertExit(r, 0)
+        self.assertEqual(len(r.stdout.splitlines()), 1, r.stdout)
+        self.assertIn("\\u2028", r.stdout)
+        self.assertTrue(json.loads(r.stdout)["text"].startswith(prompt))
+
     def test_sampling_without_a_seed_draws_anew_for_every_input(self):
         # A seed drawn once made every copy of a prompt (and every request of a server) the same
         # text. Temperature 5 flattens the draw: eight copies of 12 tokens alike by chance is

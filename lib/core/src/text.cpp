@@ -87,6 +87,29 @@ std::string_view without_bom(std::string_view text) {
   return text;
 }
 
+void escape_unicode_line_breaks(std::string& json_text) {
+  // U+0085 is C2 85, U+2028/2029 are E2 80 A8/A9 in UTF-8.
+  if (json_text.find("\xC2\x85") == std::string::npos &&
+      json_text.find("\xE2\x80") == std::string::npos)
+    return;
+  std::string out;
+  out.reserve(json_text.size() + 16);
+  for (std::size_t i = 0; i < json_text.size(); ++i) {
+    const char c = json_text[i];
+    if (c == '\xC2' && i + 1 < json_text.size() && json_text[i + 1] == '\x85') {
+      out += "\\u0085";
+      i += 1;
+    } else if (c == '\xE2' && i + 2 < json_text.size() && json_text[i + 1] == '\x80' &&
+               (json_text[i + 2] == '\xA8' || json_text[i + 2] == '\xA9')) {
+      out += json_text[i + 2] == '\xA8' ? "\\u2028" : "\\u2029";
+      i += 2;
+    } else {
+      out.push_back(c);
+    }
+  }
+  json_text.swap(out);
+}
+
 std::string_view trim(std::string_view text) {
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) {
     text.remove_prefix(1);

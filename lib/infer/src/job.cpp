@@ -240,6 +240,7 @@ std::string format_line(const PipelineInput& input, const PipelineResult& result
     }
     text = result_object_text(line, result.float_arrays);
   }
+  escape_unicode_line_breaks(text);
   text.push_back('\n');
   return text;
 }

@@ -33,6 +33,11 @@ MS_API std::optional<long long> parse_whole_number(std::string_view text, long l
 /// `text` without leading and trailing whitespace (a view into it).
 MS_API std::string_view trim(std::string_view text);
 
+/// Writes U+0085, U+2028 and U+2029 in JSON text as \u escapes. JSON allows them raw, but
+/// Python's str.splitlines() and JavaScript (before ES2019) break lines there, so a JSON-lines
+/// reader that splits with them would cut a record in two. They only occur inside strings.
+MS_API void escape_unicode_line_breaks(std::string& json_text);
+
 /// `text` without a leading UTF-8 byte-order mark (Windows editors write one; a view into it).
 MS_API std::string_view without_bom(std::string_view text);
 
