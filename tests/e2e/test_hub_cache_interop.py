@@ -9,6 +9,7 @@ from MODELSCOPE_DOMAIN). Needs the modelscope venv (scripts/setup_python_interop
 without it.
 """
 import fcntl
+import hashlib
 import json
 import os
 import pickle
@@ -421,6 +422,56 @@ class SnapshotCacheInteropTest(CacheFixture):
         tree = read_tree(master)
         self.assertEqual((tree["big.bin"], tree["small.txt"]), (big, b"small"))
         self.assertEqual([n for n in tree if n.endswith(".incomplete")], [])
+
+    def test_python_revisions_written_into_an_indexed_folder(self):
+        # Python 1.38+ reuses an indexed folder and writes another revision's files into it
+        # without touching .msc: same names and sizes, other bytes. ms served them as cached.
+        self.upload("alice/revs", {"a.txt": b"AAAA-version-1", "w.bin": b"1" * 3000}, "--create",
+                    "--tag", "v1")
+        self.upload("alice/revs", {"a.txt": b"AAAA-version-2", "w.bin": b"2" * 3000,
+                                   "w.bin.incomplete": b"a repo file, not a partial"})
+        env = self.env(MODELSCOPE_CACHE=self.path("rev-cache"))
+        folder = self.ms_download("alice/revs", env=env)["local_path"]
+        self.assertEqual(self.py("snapshot", env=env, model_id="alice/revs", revision="v1"),
+                         {"path": folder})
+        self.assertEqual(read_tree(folder)["a.txt"], b"AAAA-version-1")
+        got = self.ms_download("alice/revs", env=env)
+        # (Python's own partial of w.bin overwrote the repo's w.bin.incomplete, so that one is
+        # fetched again too.)
+        fetched = [f["path"] for f in got["files"] if not f["cached"]]
+        self.assertTrue({"a.txt", "w.bin"} <= set(fetched), fetched)
+        tree = read_tree(folder)
+        self.assertEqual((tree["a.txt"], tree["w.bin"]), (b"AAAA-version-2", b"2" * 3000))
+        # A repo file named like Python's partial of another stays (ms removed it as a partial).
+        self.assertEqual(tree["w.bin.incomplete"], b"a repo file, not a partial")
+        # What Python put there without indexing it is served offline when named.
+        env = self.env(MODELSCOPE_CACHE=self.path("part-cache"))
+        folder = self.ms_download("alice/revs", "--include", "*.txt", env=env)["local_path"]
+        self.py("snapshot", env=env, model_id="alice/revs")
+        offline = self.ms_download("alice/revs", "--offline", "w.bin", env=env)
+        self.assertEqual([f["path"] for f in offline["files"]], ["w.bin"])
+
+    def test_a_running_python_downloads_partial_is_left_alone(self):
+        # ms removes the <path>.incomplete a killed Python download leaves, once the file is
+        # whole; one a running Python is writing (it holds its per-file lock) it removed too,
+        # and Python failed and started that file again.
+        self.upload("alice/busy", {"a.txt": b"whole"}, "--create")
+        env = self.env(MODELSCOPE_CACHE=self.path("busy-cache"))
+        master = self.snapshot("alice/busy", cache=self.path("busy-cache"))
+        self.assertEqual(self.py("snapshot", env=env, model_id="alice/busy"), {"path": master})
+        key = "\0".join(("modelscope-hub-download-lock-v2", "file", "model", "alice/busy", "a.txt"))
+        lock = self.path("busy-cache", ".lock", f"file_{hashlib.sha256(key.encode()).hexdigest()}.lock")
+        self.assertTrue(os.path.isfile(lock), "Python's per-file lock is elsewhere: " +
+                        repr(os.listdir(self.path("busy-cache", ".lock"))))
+        partial = os.path.join(master, "a.txt.incomplete")
+        with open(partial, "wb") as f:
+            f.write(b"who")
+        with open(lock, "rb") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            self.ms_download("alice/busy", env=env)
+            self.assertTrue(os.path.exists(partial), "a partial being written was removed")
+        self.ms_download("alice/busy", env=env)
+        self.assertFalse(os.path.exists(partial), "a dead download's partial was left")
 
     def test_dataset_snapshots_are_read_too(self):
         self.upload("alice/data-snap", {"train.csv": b"a,b\n1,2\n"}, "--create", "--dataset")

@@ -576,6 +576,77 @@ class HubClientTest(SharedHubTestCase):
             paths = [e["Path"] for e in pickle.load(f)]
         self.assertEqual(sorted(paths), sorted(files))
 
+    def test_shared_cache_modes_and_a_user_who_cannot_write_it(self):
+        files = {"w.bin": os.urandom(5000), "sub/c.json": b"{}"}
+        self.upload("alice/shared", make_tree(self.path("src"), files), "--create")
+        self.upload("alice/other", make_tree(self.path("src2"), {"x.txt": b"x"}), "--create")
+        env = {**os.environ, **self.env()}
+        # Under umask 0 (a cache a group shares) files and the lock are made 0666, as open(2) and
+        # Python make them: they were 0644 at most, and another user's run failed on the lock.
+        r = subprocess.run([MS_BIN, "download", "alice/shared"], env=env, capture_output=True,
+                           text=True, timeout=120, preexec_fn=lambda: os.umask(0))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        repo_dir = self.path("cache", "models", "alice", "shared")
+        for made in (os.path.join(repo_dir, "w.bin"), os.path.join(repo_dir, "sub", "c.json"),
+                     os.path.join(repo_dir, ".msc"), self.path("cache", ".lock", "alice___shared")):
+            self.assertEqual(stat.S_IMODE(os.stat(made).st_mode), 0o666, made)
+        # A user who may read the cache but not write it (another user's cache, read-only
+        # media): everything in place is a success, as in Python; anything to fetch is exit 74.
+        os.chmod(self.tmp, 0o755)
+        for folder, dirs, names in os.walk(self.path("cache")):
+            os.chmod(folder, 0o755)
+            for name in names:
+                os.chmod(os.path.join(folder, name), 0o644)
+        os.remove(self.path("cache", ".lock", "alice___shared"))  # made again by nobody: cannot
+        if os.geteuid() == 0:
+            reader = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        else:
+            reader = []
+            for folder, _dirs, _names in os.walk(self.path("cache")):
+                os.chmod(folder, 0o555)
+            self.addCleanup(lambda: [os.chmod(f, 0o755) for f, _d, _n in os.walk(self.path("cache"))])
+        r = subprocess.run(reader + [MS_BIN, "download", "alice/shared", "--json"], env=env,
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(all(f["cached"] for f in json.loads(r.stdout)["files"]))
+        r = subprocess.run(reader + [MS_BIN, "download", "alice/other"], env=env,
+                           capture_output=True, text=True, timeout=120)
+        self.assertExit(r, 74)
+        self.assertOneLineError(r, "Permission denied")
+        self.assertIn("1 of 1 file(s) of alice/other are not in the cache", r.stderr)
+
+    def test_empty_repo_is_found_offline_once_downloaded(self):
+        # A repo holding nothing but the hub's .gitattributes (which ms leaves out): downloaded,
+        # it got no index, so --offline said it was not in the cache (Python returns the folder).
+        status, envelope = self.server.create_model(self.token, "alice", "void")
+        self.assertEqual(status, 200, envelope)
+        online = self.download("alice/void")
+        self.assertEqual(online["files"], [])
+        offline = self.download("alice/void", "--offline")
+        self.assertEqual(offline["local_path"], online["local_path"])
+        self.assertEqual(offline["files"], [])
+
+    def test_an_indexed_file_rewritten_after_the_index_is_checked_again(self):
+        # modelscope 1.38+ writes another revision's files into an indexed folder without
+        # updating .msc: same names, same sizes, other bytes. ms took the index's word for them.
+        self.upload("alice/rewritten", make_tree(self.path("src"), {"a.txt": b"AAAA-version-2"}),
+                    "--create")
+        repo_dir = self.download("alice/rewritten")["local_path"]
+        index_time = os.stat(os.path.join(repo_dir, ".msc")).st_mtime
+        with open(os.path.join(repo_dir, "a.txt"), "wb") as f:
+            f.write(b"AAAA-version-1")
+        os.utime(os.path.join(repo_dir, "a.txt"), (index_time + 2, index_time + 2))
+        again = self.download("alice/rewritten")
+        self.assertEqual([f["path"] for f in again["files"] if not f["cached"]], ["a.txt"])
+        self.assertEqual(read_tree(repo_dir), {"a.txt": b"AAAA-version-2"})
+        # A file the index names at another size is not taken either.
+        with open(os.path.join(repo_dir, "a.txt"), "wb") as f:
+            f.write(b"x")
+        os.utime(os.path.join(repo_dir, "a.txt"), (index_time, index_time))
+        again = self.download("alice/rewritten")
+        self.assertEqual([f["path"] for f in again["files"] if not f["cached"]], ["a.txt"])
+        self.assertEqual(read_tree(repo_dir), {"a.txt": b"AAAA-version-2"})
+
     # --- path safety --------------------------------------------------------------------------
     def test_traversal_paths_rejected(self):
         src = make_tree(self.path("src"), {"a.txt": b"a"})

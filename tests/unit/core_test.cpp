@@ -1,8 +1,10 @@
 // Unit tests of the core module: errors and exit codes, device specs, text helpers, atomic files.
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 
@@ -131,6 +133,24 @@ TEST_CASE("lines split at LF, drop a CR before it, and a trailing newline adds n
   CHECK(ms::ascii_lower("Emb.NPY-É") == "emb.npy-É");
 }
 
+TEST_CASE("JSON text gets U+0085, U+2028 and U+2029 escaped, other text as it was",
+          "[core][text]") {
+  std::string json =
+      "{\"t\":\"a\xE2\x80\xA8"
+      "b\xE2\x80\xA9"
+      "c\xC2\x85"
+      "d\xE2\x80\x94"
+      "e\"}";
+  ms::escape_unicode_line_breaks(json);
+  // The em dash (E2 80 94) shares the line separators' first two bytes and stays.
+  CHECK(json ==
+        "{\"t\":\"a\\u2028b\\u2029c\\u0085d\xE2\x80\x94"
+        "e\"}");
+  std::string plain = "{\"t\":\"\xC3\xA9\"}";
+  ms::escape_unicode_line_breaks(plain);
+  CHECK(plain == "{\"t\":\"\xC3\xA9\"}");
+}
+
 TEST_CASE("log sink is replaceable and filters by level", "[core][log]") {
   std::vector<std::string> seen;
   auto previous =
@@ -156,7 +176,7 @@ TEST_CASE("atomic writes replace files whole and leave no temp files", "[core][f
   CHECK(ms::read_file(target) == "second version");
   CHECK((fs::status(target).permissions() & fs::perms::all) ==
         (fs::perms::owner_read | fs::perms::owner_write));
-  // The default 0644 never opens up a file the user made private, and honours the umask.
+  // The default 0666 never opens up a file the user made private, and honours the umask.
   ms::write_file_atomic(target, "third");
   CHECK((fs::status(target).permissions() & fs::perms::all) ==
         (fs::perms::owner_read | fs::perms::owner_write));
@@ -167,6 +187,15 @@ TEST_CASE("atomic writes replace files whole and leave no temp files", "[core][f
   ::umask(saved_umask);
   CHECK((fs::status(fresh).permissions() & fs::perms::all) ==
         (fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read));
+  fs::remove(fresh);
+  // Under umask 0 (a cache shared by several users) a new file is writable by all, as open(2)
+  // and Python make it.
+  ::umask(0);
+  ms::write_file_atomic(fresh, "x");
+  ::umask(saved_umask);
+  CHECK((fs::status(fresh).permissions() & fs::perms::all) ==
+        (fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+         fs::perms::group_write | fs::perms::others_read | fs::perms::others_write));
   fs::remove(fresh);
   int entries = 0;
   for (const auto& e : fs::directory_iterator(dir / "sub")) {
@@ -225,6 +254,29 @@ TEST_CASE("atomic writes replace files whole and leave no temp files", "[core][f
     CHECK(e.code() == ErrorCode::kNotFound);
     CHECK(std::string(e.what()).find("missing.txt") != std::string::npos);
   }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("append_whole appends all or nothing", "[core][file]") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("ms-append-test-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const fs::path log = dir / "run.log.json";
+  ms::append_whole(log, "line 1\n");
+  ms::append_whole(log, "line 2\n");
+  CHECK(ms::read_file(log) == "line 1\nline 2\n");
+  // A write that fails part-way (the file size limit here; a full disk alike) leaves the old end,
+  // not half a line.
+  rlimit saved{};
+  REQUIRE(::getrlimit(RLIMIT_FSIZE, &saved) == 0);
+  const auto saved_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = saved;
+  small.rlim_cur = 20;
+  REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
+  CHECK_THROWS_AS(ms::append_whole(log, std::string(100, 'x') + "\n"), ms::Error);
+  ::setrlimit(RLIMIT_FSIZE, &saved);
+  std::signal(SIGXFSZ, saved_handler);
+  CHECK(ms::read_file(log) == "line 1\nline 2\n");
   fs::remove_all(dir);
 }
 

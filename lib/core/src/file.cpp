@@ -55,6 +55,27 @@ void write_all_at(int fd, const char* data, std::size_t n, std::uint64_t offset,
   }
 }
 
+void append_whole(const fs::path& path, std::string_view data) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    throw Error(ErrorCode::kIo,
+                fmt::format("{}: cannot open to append: {}", path.string(), std::strerror(errno)));
+  }
+  struct stat st {};
+  try {
+    MS_CHECK(::fstat(fd, &st) == 0, ErrorCode::kIo, "{}: cannot stat: {}", path.string(),
+             std::strerror(errno));
+    write_all_at(fd, data.data(), data.size(), static_cast<std::uint64_t>(st.st_size), path);
+  } catch (...) {
+    // Back to the old end: what did get written is a torn record.
+    (void)::ftruncate(fd, st.st_size);
+    ::close(fd);
+    throw;
+  }
+  MS_CHECK(::close(fd) == 0, ErrorCode::kIo, "{}: close failed after appending: {}", path.string(),
+           std::strerror(errno));
+}
+
 void make_directories(const fs::path& dir, const std::string& what) {
   std::error_code ec;
   fs::create_directories(dir, ec);

@@ -96,6 +96,7 @@ CacheLayout cache_layout(RepoType type, const RepoId& repo,
   CacheLayout layout;
   const fs::path system_cache = cache_dir ? *cache_dir : ms::cache_dir();
   layout.lock_file = system_cache / ".lock" / (repo.owner + "___" + repo.name);
+  layout.python_lock_dir = (cache_dir ? *cache_dir : snapshot_cache_root()) / ".lock";
   if (local_dir) {
     layout.repo_dir = *local_dir;
     layout.temp_dir = *local_dir / "._____temp";
@@ -217,9 +218,18 @@ std::vector<CacheIndexEntry> read_index(const fs::path& dir) {
   }
 }
 
+// The index's modification time, or nullopt when there is none.
+std::optional<fs::file_time_type> index_time(const fs::path& dir) {
+  std::error_code ec;
+  const fs::file_time_type t = fs::last_write_time(dir / ".msc", ec);
+  if (ec) return std::nullopt;
+  return t;
+}
+
 }  // namespace
 
 void RepoCache::reload() {
+  index_time_ = indexed_ ? index_time(dir_) : std::nullopt;
   entries_ = indexed_ ? read_index(dir_) : std::vector<CacheIndexEntry>{};
   changed_.clear();
   reindex();
@@ -230,14 +240,23 @@ void RepoCache::reindex() {
   for (std::size_t i = 0; i < entries_.size(); ++i) by_path_.emplace(entries_[i].path, i);
 }
 
-bool RepoCache::has(const std::string& path, const std::string& revision) const {
+bool RepoCache::written_after(const std::string& path,
+                              const std::optional<fs::file_time_type>& index_time) const {
+  std::error_code ec;
+  const fs::file_time_type written = fs::last_write_time(dir_ / path, ec);
+  return !ec && (!index_time || written > *index_time);
+}
+
+bool RepoCache::has(const std::string& path, const std::string& revision,
+                    std::uint64_t size) const {
   const auto [begin, end] = by_path_.equal_range(path);
   for (auto it = begin; it != end; ++it) {
     const CacheIndexEntry& e = entries_[it->second];
     const bool match = revision.rfind(e.revision, 0) == 0 || e.revision.rfind(revision, 0) == 0;
     if (!match) continue;
     std::error_code ec;
-    return fs::is_regular_file(dir_ / path, ec);
+    return fs::is_regular_file(dir_ / path, ec) && fs::file_size(dir_ / path, ec) == size && !ec &&
+           !written_after(path, index_time_);
   }
   return false;
 }
@@ -345,9 +364,15 @@ void RepoCache::save() {
   if (!indexed_) return;
   // What another process wrote since the load wins for every path this object did not change;
   // this object's puts and removals win for the paths it did.
+  // An entry whose file was written after the index on disk (by a modelscope 1.38+ that leaves
+  // the index alone) no longer vouches for it: saving would make the file look older than the
+  // index, so it is dropped, and the file is checked against the listing next time.
   std::vector<CacheIndexEntry> merged;
+  const std::optional<fs::file_time_type> on_disk = index_time(dir_);
   for (CacheIndexEntry& e : read_index(dir_)) {
-    if (changed_.count(e.path) == 0) merged.push_back(std::move(e));
+    if (changed_.count(e.path) == 0 && !written_after(e.path, on_disk)) {
+      merged.push_back(std::move(e));
+    }
   }
   for (const CacheIndexEntry& e : entries_) {
     if (changed_.count(e.path) != 0) merged.push_back(e);
@@ -355,6 +380,7 @@ void RepoCache::save() {
   entries_ = std::move(merged);
   reindex();
   write_file_atomic(dir_ / ".msc", pickle_cache_index(entries_));
+  index_time_ = index_time(dir_);
 }
 
 void RepoCache::write_model_meta(const std::string& repo_id) const {

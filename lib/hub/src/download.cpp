@@ -21,6 +21,7 @@
 #include <optional>
 #include <system_error>
 #include <thread>
+#include <unordered_set>
 
 #include "download_writers.h"
 #include "ms/core/error.h"
@@ -203,7 +204,7 @@ void fetch_whole(Run& run, const FileEntry& entry, bool use_checkpoints = true) 
   // Once an interval failed its checkpoint, later tries hash in one chain: checkpoints that are
   // wrong while the data is right then cost one more transfer, not the download.
   for (int attempt = 0; attempt < kHashAttempts; ++attempt) {
-    Fd fd(::open(temp.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    Fd fd(::open(temp.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666));
     if (fd.fd < 0) fail(ErrorCode::kIo, "{}: cannot open: {}", temp.string(), std::strerror(errno));
     struct stat st {};
     ::fstat(fd.fd, &st);
@@ -329,7 +330,7 @@ class PartedFile {
     std::error_code ec;
     clear_temp_path(run_.layout.temp_dir, entry_.path);
     fs::create_directories(data_path_.parent_path(), ec);
-    state_fd_ = ::open(state_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    state_fd_ = ::open(state_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     if (state_fd_ < 0)
       fail(ErrorCode::kIo, "{}: cannot open: {}", state_path_.string(), std::strerror(errno));
     const std::string header =
@@ -340,7 +341,7 @@ class PartedFile {
     bool resumed = n == static_cast<ssize_t>(existing.size()) &&
                    existing.compare(0, header.size(), header) == 0;
     const std::uint64_t adopted = resumed ? 0 : adopt_single_stream_partial();
-    data_fd_ = ::open(data_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    data_fd_ = ::open(data_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     if (data_fd_ < 0)
       fail(ErrorCode::kIo, "{}: cannot open: {}", data_path_.string(), std::strerror(errno));
     struct stat st {};
@@ -746,7 +747,10 @@ DownloadResult offline_result(const DownloadOptions& options, CacheLayout layout
       listed = files_in_folder(layout, layout.repo_dir,
                                options.revision.empty() ? kDefaultRevision : options.revision);
     }
-    if (cache.entries().empty() && listed.empty()) {
+    // An index with no entries is a repo downloaded with no files (only .gitattributes).
+    std::error_code index_ec;
+    const bool indexed_once = fs::is_regular_file(layout.repo_dir / ".msc", index_ec);
+    if (cache.entries().empty() && listed.empty() && !indexed_once) {
       throw Error(ErrorCode::kNotFound,
                   fmt::format("{} is not in the cache ({} has no .msc index)", options.repo.str(),
                               layout.repo_dir.string()),
@@ -775,6 +779,21 @@ DownloadResult offline_result(const DownloadOptions& options, CacheLayout layout
         found = selected_by_patterns(e.path, options.include, options.exclude);
         if (found) break;
       }
+    }
+    // A file named outright that is in the folder though nothing lists it: modelscope 1.38+
+    // writes into an indexed folder without indexing, and a repo file may be named like a
+    // partial (`notes.incomplete`). Python's local_files_only serves it; so does ms.
+    std::error_code file_ec;
+    if (!found && wanted.find_first_of("*?[") == std::string::npos && is_safe_repo_path(wanted) &&
+        !is_bookkeeping_path(layout, wanted) &&
+        fs::is_regular_file(layout.repo_dir / wanted, file_ec) &&
+        selected_by_patterns(wanted, options.include, options.exclude)) {
+      FileEntry f;
+      f.path = wanted;
+      f.revision = options.revision.empty() ? kDefaultRevision : options.revision;
+      f.size = fs::file_size(layout.repo_dir / wanted, file_ec);
+      listed.push_back(f);
+      found = true;
     }
     if (!found) absent.push_back(wanted);
   }
@@ -849,17 +868,56 @@ void discard_partials(const fs::path& temp_dir, const std::vector<DownloadedFile
   }
 }
 
+// Whether this user cannot write where the repo lock goes (EACCES, EROFS): a shared cache that
+// another user owns, or read-only media. Then the lock's failure is no reason to stop a run
+// that finds everything in place.
+bool cannot_write_cache(const CacheLayout& layout) {
+  fs::path p = layout.lock_file;
+  std::error_code ec;
+  while (!fs::exists(p, ec) && p.has_relative_path()) p = p.parent_path();
+  if (::access(p.c_str(), W_OK) == 0) return false;  // writable: the lock failed otherwise
+  return errno == EACCES || errno == EROFS || errno == EPERM;
+}
+
+// Whether a modelscope 1.38+ process is downloading `path` of the repo now: it holds its
+// per-file lock (filelock's flock on `<cache root>/.lock/file_<sha256 of the key>.lock`).
+bool python_is_downloading(const CacheLayout& layout, RepoType type, const RepoId& repo,
+                           const std::string& path) {
+  std::string key = "modelscope-hub-download-lock-v2";
+  for (const std::string& part :
+       {std::string("file"), std::string(type == RepoType::kModel ? "model" : "dataset"),
+        repo.str(), path}) {
+    key.push_back('\0');
+    key += part;
+  }
+  const fs::path lock = layout.python_lock_dir / ("file_" + sha256_hex(key) + ".lock");
+  const int fd = ::open(lock.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;  // never locked (or not ours to read): no download in progress
+  const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);  // releases the shared lock, if it was taken
+  return held;
+}
+
 // Removes what Python modelscope 1.38+ leaves of a file whose download it did not finish
 // (`<path>.incomplete`, `<path>.parallel_tmp`, beside where the file goes) once the file is whole:
 // a killed Python download finished by ms left them for good, and Python's later offline reads
-// listed them as files.
-void discard_python_partials(const fs::path& repo_dir, const std::vector<DownloadedFile>& files) {
+// listed them as files. Not a repo file of that name (`listed`: the revision's whole listing),
+// and not while a Python process downloading that file holds its lock (it would lose its
+// partial mid-write and start again).
+void discard_python_partials(const CacheLayout& layout, RepoType type, const RepoId& repo,
+                             const std::vector<DownloadedFile>& files,
+                             const std::vector<FileEntry>& listed) {
+  std::unordered_set<std::string> repo_files;
+  for (const FileEntry& e : listed) repo_files.insert(e.path);
   std::error_code ec;
   for (const DownloadedFile& f : files) {
-    const fs::path base = repo_dir / f.path;
+    const fs::path base = layout.repo_dir / f.path;
     for (const char* suffix : {".incomplete", ".parallel_tmp"}) {
       const fs::path p(base.string() + suffix);
-      if (fs::is_regular_file(fs::symlink_status(p, ec))) fs::remove(p, ec);
+      if (repo_files.count(f.path + suffix) != 0) continue;
+      if (!fs::is_regular_file(fs::symlink_status(p, ec))) continue;
+      if (python_is_downloading(layout, type, repo, f.path)) continue;
+      fs::remove(p, ec);
     }
   }
 }
@@ -904,8 +962,11 @@ ExclusiveLock::ExclusiveLock(const fs::path& path, Target target) {
   std::error_code ec;
   fs::create_directories(folder, ec);
   if (ec) cannot_create_folder(folder, ec);
+  // Read-only is enough for flock, so a lock file another user of a shared cache made (0644
+  // under umask 022) locks for everyone; a new one is made as Python makes its locks, 0666 less
+  // the umask.
   fd_ = target == Target::kFolder ? ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-                                  : ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+                                  : ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0666);
   if (fd_ < 0)
     fail(ErrorCode::kIo, "{}: cannot open for locking: {}", path.string(), std::strerror(errno));
   if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
@@ -941,9 +1002,18 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   const std::string revision = options.revision.empty() ? kDefaultRevision : options.revision;
   // The repo's lock, where Python's client takes it too ...
   std::optional<ExclusiveLock> repo_lock;
+  // A cache this user may read but not write (a shared one, or read-only media) cannot be locked;
+  // a run that finds every file in place has nothing to write, so it goes on without the lock,
+  // as Python checks for cache hits before locking. Anything to fetch is then this error.
+  std::optional<Error> cannot_lock;
   if (!options.dry_run) {
-    repo_lock.emplace(layout.lock_file, ExclusiveLock::Target::kLockFile);
-    adopt_legacy_folder(layout);
+    try {
+      repo_lock.emplace(layout.lock_file, ExclusiveLock::Target::kLockFile);
+    } catch (const Error& e) {
+      if (!cannot_write_cache(layout)) throw;
+      cannot_lock = e;
+    }
+    if (!cannot_lock) adopt_legacy_folder(layout);
   }
 
   std::vector<FileEntry> listed;
@@ -1005,7 +1075,8 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   // ... and the destination folder's, taken once the repo is known to exist: runs with different
   // cache roots (so different repo locks) can share a --local-dir, and each rewrites its .msc.
   std::optional<ExclusiveLock> folder_lock;
-  if (!options.dry_run) folder_lock.emplace(layout.repo_dir, ExclusiveLock::Target::kFolder);
+  if (!options.dry_run && !cannot_lock)
+    folder_lock.emplace(layout.repo_dir, ExclusiveLock::Target::kFolder);
   // A dry run moves nothing, so it reads a legacy folder where a real run would move it from.
   std::error_code legacy_ec;
   const bool legacy_only = options.dry_run && !layout.legacy_dir.empty() &&
@@ -1019,7 +1090,7 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   std::vector<FileEntry> to_fetch;
   bool recorded = false;  // index entries added for files found in place
   for (const FileEntry& e : selected) {
-    bool hit = indexed && cache.has(e.path, e.revision);
+    bool hit = indexed && cache.has(e.path, e.revision, e.size);
     // A file the index does not vouch for may still be the right one: modelscope 1.38+ keeps no
     // index (snapshot folders, and a --local-dir or legacy folder it downloads into), so a file
     // with the listed size and sha256 counts as cached, and an indexed folder records it.
@@ -1038,7 +1109,19 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
       to_fetch.push_back(e);
     }
   }
-  if (options.dry_run) {
+  if (cannot_lock) {
+    if (!to_fetch.empty()) {
+      throw Error(ErrorCode::kIo, cannot_lock->what(),
+                  fmt::format("{} of {} file(s) of {} are not in the cache, and this user cannot "
+                              "write to it: ask its owner to download them, or use a cache of "
+                              "your own (MODELSCOPE_CACHE or --cache-dir)",
+                              to_fetch.size(), selected.size(), options.repo.str()));
+    }
+    // Files found in place but not indexed stay unindexed: the index cannot be written.
+    log::info("{}: every file is in the cache, which this user cannot write to; nothing to do",
+              options.repo.str());
+  }
+  if (options.dry_run || cannot_lock) {
     result.requests = client.request_count();
     return result;
   }
@@ -1146,7 +1229,7 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   }
 
   discard_partials(layout.temp_dir, result.files);
-  discard_python_partials(layout.repo_dir, result.files);
+  discard_python_partials(layout, options.type, options.repo, result.files, listed);
   remove_empty_dirs(layout.temp_dir);
   if (!indexed) {
     // A snapshot repo's temp area is its own (`<repo>/._____temp/<revision>`): leave no empty
@@ -1158,6 +1241,8 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   }
   // A --local-dir gets .msc and .mv but no .mdl, as Python's client leaves it: .mdl only names
   // the repo of a cache folder (for `modelscope scan-cache`), which a chosen folder is not.
+  // An index even when the repo has no files to list, so that --offline finds it downloaded.
+  if (indexed && !fs::exists(layout.repo_dir / ".msc", ec)) cache.save();
   if (!options.local_dir) cache.write_model_meta(options.repo.str());
   if (!indexed) {
     // A snapshot folder has no .mv or .mdl: its name is the revision.

@@ -48,9 +48,10 @@ MS_API mode_t current_umask();
 
 /// Writes `data` to `path` atomically: readers see the old file or the new one, never a part.
 /// Creates missing parent folders. A new file gets `mode` (e.g. 0600 for credentials) less the
-/// umask; a replaced file keeps its permissions, less any `mode` lacks.
+/// umask, as open(2) and Python make files (a cache shared by a group under umask 002 stays
+/// writable by it); a replaced file keeps its permissions, less any `mode` lacks.
 MS_API void write_file_atomic(const std::filesystem::path& path, std::string_view data,
-                              unsigned mode = 0644);
+                              unsigned mode = 0666);
 
 /// Appends bytes to the file that write_file_atomic's streaming form writes.
 using FileSink = std::function<void(const void* data, std::size_t n)>;
@@ -60,7 +61,7 @@ using FileSink = std::function<void(const void* data, std::size_t n)>;
 /// removes the temp file, leaves `path` as it was, and propagates.
 MS_API void write_file_atomic(const std::filesystem::path& path,
                               const std::function<void(const FileSink& sink)>& produce,
-                              unsigned mode = 0644);
+                              unsigned mode = 0666);
 
 /// Writes all `n` bytes at `offset` of `fd` (pwrite, retried on EINTR and short writes); throws
 /// ms::Error (kIo) naming `path`. Big writes go out in pieces of kWritePiece bytes: Linux 6.16+
@@ -73,5 +74,10 @@ MS_API void write_file_atomic(const std::filesystem::path& path,
 MS_API void write_all_at(int fd, const char* data, std::size_t n, std::uint64_t offset,
                          const std::filesystem::path& path);
 inline constexpr std::size_t kWritePiece = 32u << 10;
+
+/// Appends `data` to `path` (created as open(2) would, 0666 less the umask) all or nothing: when a
+/// write fails part-way (a full disk) the file is cut back to its old end, so a log of lines never
+/// ends in half a line. Throws ms::Error (kIo) naming `path`.
+MS_API void append_whole(const std::filesystem::path& path, std::string_view data);
 
 }  // namespace ms

@@ -27,9 +27,12 @@ enum class CacheKind {
 /// Where one repo lives on disk.
 struct CacheLayout {
   CacheKind kind = CacheKind::kIndexed;
-  std::filesystem::path repo_dir;     ///< files (plus .msc/.mdl/.mv when indexed)
-  std::filesystem::path temp_dir;     ///< partial downloads (kept across runs: that is the resume)
-  std::filesystem::path lock_file;    ///< per-repo flock file
+  std::filesystem::path repo_dir;   ///< files (plus .msc/.mdl/.mv when indexed)
+  std::filesystem::path temp_dir;   ///< partial downloads (kept across runs: that is the resume)
+  std::filesystem::path lock_file;  ///< per-repo flock file
+  /// Where modelscope 1.38+ (modelscope_hub) keeps its per-file download locks
+  /// (`<cache root>/.lock`, the root being $MODELSCOPE_CACHE or the cache_dir given).
+  std::filesystem::path python_lock_dir;
   std::filesystem::path dotted_link;  ///< symlink with the unmasked name, when the name has '.'
   /// Where modelscope before the models/ split kept this model (`<hub>/<owner>/<name___>`);
   /// empty for datasets, --cache-dir, --local-dir and snapshots, which never moved.
@@ -85,8 +88,11 @@ class MS_API RepoCache {
   const std::vector<CacheIndexEntry>& entries() const { return entries_; }
 
   /// An entry for `path` whose revision is a prefix of `revision` or vice versa, with the file
-  /// present on disk (Python's ModelFileSystemCache.exists).
-  bool has(const std::string& path, const std::string& revision) const;
+  /// present on disk at `size` bytes (Python's ModelFileSystemCache.exists, plus the size) and not
+  /// changed since `.msc` was written: modelscope 1.38+ writes into an indexed folder without
+  /// updating its index (another revision's bytes under the same names), so a file newer than the
+  /// index is for the caller to check against the listing's sha256.
+  bool has(const std::string& path, const std::string& revision, std::uint64_t size) const;
 
   /// Moves `temp_file` to `<dir>/<path>` and records {path, revision}; rewrites `.msc` atomically
   /// unless `save_index` is false (then call save() later: a file moved in but not yet indexed
@@ -120,8 +126,14 @@ class MS_API RepoCache {
   /// left alone and reported (kIo).
   void make_room(const std::string& path);
 
+  /// Whether the file at `path` exists and was written after the index (at `index_time`; none:
+  /// always), by a client that leaves the index alone.
+  bool written_after(const std::string& path,
+                     const std::optional<std::filesystem::file_time_type>& index_time) const;
+
   std::filesystem::path dir_;
   bool indexed_ = true;
+  std::optional<std::filesystem::file_time_type> index_time_;  // .msc's mtime when loaded
   std::vector<CacheIndexEntry> entries_;
   std::unordered_multimap<std::string, std::size_t> by_path_;  // path -> index in entries_
   std::unordered_set<std::string> changed_;  // paths put or dropped since the last (re)load
