@@ -182,6 +182,12 @@ int main(int argc, char** argv) {
     // Same shape as every other error: one "ms: error:" line and a hint naming the help to read.
     // A script that asked for --json gets its error document even when the line did not parse.
     if (std::find(argv + 1, argv + argc, std::string("--json")) != argv + argc) {
+      // In the shape the command's own documents have: one line for the long-running commands
+      // whose progress is JSON lines (as their callbacks set it).
+      const CLI::App* command = app.get_subcommands().empty() ? nullptr : app.get_subcommands()[0];
+      const std::string name = command ? command->get_name() : "";
+      ms::cli::report_errors_as_json(true, name == "train" || name == "eval" || name == "serve" ||
+                                               name == "hub" || name == "export");
       print_json_error(
           ms::Error(ms::ErrorCode::kUsage, e.what(), "see '" + command_path(app) + " --help'"));
     }

@@ -68,6 +68,12 @@ class ArgumentsTest(TorchTestCase):
         self.assertExit(r, 2)
         doc = self.json_out(r)
         self.assertEqual(doc["error"]["exit_code"], 2)
+        # In the shape of the command's own documents: one line for train, eval, serve, hub and
+        # export (it was indented over several lines when the command line did not parse).
+        r = run_ms("train", "-m", CLS, "--dataset", "csv:x.csv", "--max-epochs", "0", "--json")
+        self.assertExit(r, 2)
+        self.assertEqual(len(r.stdout.splitlines()), 1, r.stdout)
+        self.assertEqual(self.json_out(r)["error"]["exit_code"], 2)
 
 
 class StandardOutputTest(TorchTestCase):

@@ -153,6 +153,16 @@ class TrainTextTest(TorchTestCase):
 
     def check_tensorboard(self, log_dir, summary):
         """TensorBoard's own reader (the tensorboard package) sees the logged scalars by step."""
+        scalars = self.tensorboard_scalars(log_dir)
+        self.assertEqual([s for s, _ in scalars["loss"]], list(range(2, 65, 2)))
+        self.assertNotIn("iter_time", scalars)  # skip_keys
+        accuracy = scalars["evaluation/accuracy"]
+        # Epoch-end values are logged at iter + 1 after the epoch (ModelScope's get_iter): 9, 17, ...
+        self.assertEqual([s for s, _ in accuracy], list(range(9, 66, 8)))
+        self.assertAlmostEqual(accuracy[-1][1], summary["metrics"]["accuracy"], places=6)
+
+    def tensorboard_scalars(self, log_dir):
+        """{tag: [[step, value], ...]} as TensorBoard's EventAccumulator reads the folder."""
         python = tensorboard_python()
         if python is None:
             self.skipTest("build/venv-tensorboard is absent: run scripts/setup_python_interop.sh")
@@ -165,13 +175,7 @@ class TrainTextTest(TorchTestCase):
         r = subprocess.run([python, "-c", script, log_dir], capture_output=True, text=True,
                            timeout=300)
         self.assertEqual(r.returncode, 0, r.stderr)
-        scalars = json.loads(r.stdout)
-        self.assertEqual([s for s, _ in scalars["loss"]], list(range(2, 65, 2)))
-        self.assertNotIn("iter_time", scalars)  # skip_keys
-        accuracy = scalars["evaluation/accuracy"]
-        # Epoch-end values are logged at iter + 1 after the epoch (ModelScope's get_iter): 9, 17, ...
-        self.assertEqual([s for s, _ in accuracy], list(range(9, 66, 8)))
-        self.assertAlmostEqual(accuracy[-1][1], summary["metrics"]["accuracy"], places=6)
+        return json.loads(r.stdout)
 
     def test_eval_takes_sliced_splits_checks_metric_names_and_reads_mixed_labels(self):
         cls = os.path.join(TINY, "cls")
@@ -295,9 +299,12 @@ class TrainTextTest(TorchTestCase):
         r = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
                    "--dataset", "csv:" + self.path("train.csv"), "--split", "train[:75%]",
                    "--eval-split", "train[75%:]", "--work-dir", self.path("work"),
-                   "--max-epochs", "1", "--json", timeout=300)
+                   "--max-epochs", "1", "--set", "train.dataloader.batch_size_per_gpu=5",
+                   "--json", timeout=300)
         self.assertExit(r, 0)
         summary = json.loads(r.stdout)
+        # 24 rows in batches of 5: the rate counts 24 rows, not 5 full batches' 25.
+        self.assertAlmostEqual(summary["samples_per_second"] * summary["seconds"], 24, delta=0.1)
         self.assertEqual((summary["train_rows"], summary["eval_rows"]), (24, 8))
         self.assertIn("accuracy", summary["metrics"])
 
@@ -321,6 +328,14 @@ class TrainTextTest(TorchTestCase):
                 open(self.path("cut", "output", "model.safetensors"), "rb") as b:
             self.assertTrue(a.read() == b.read(), "resumed weights differ from the whole run's")
         self.assertEqual(json.loads(resumed.stdout)["metrics"], json.loads(whole.stdout)["metrics"])
+        # TensorBoard shows each step once: the killed run's steps after iter_30 are superseded by
+        # the resumed run's (its file opens with a SessionLog START); they were shown twice.
+        if tensorboard_python():
+            cut = self.tensorboard_scalars(self.path("cut", "tensorboard_output"))
+            full = self.tensorboard_scalars(self.path("whole", "tensorboard_output"))
+            self.assertEqual([s for s, _ in cut["loss"]], [s for s, _ in full["loss"]])
+            self.assertEqual([s for s, _ in cut["evaluation/accuracy"]],
+                             [s for s, _ in full["evaluation/accuracy"]])
 
     @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
     def test_mixed_precision_bf16_trains_and_resumes_exactly(self):

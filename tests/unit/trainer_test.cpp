@@ -133,6 +133,19 @@ TEST_CASE("priorities from configs: names and numbers", "[trainer][hooks]") {
   }
   CHECK_THROWS_AS(ms::trainer::build_hook({{"type", "CheckpointHook"}, {"intervall", 2}}),
                   ms::Error);
+  // by_epoch is a documented option even when save_strategy "no" leaves it nothing to time
+  // (it was "unknown option 'by_epoch'").
+  CHECK_NOTHROW(ms::trainer::build_hook(
+      {{"type", "CheckpointHook"}, {"save_strategy", "no"}, {"by_epoch", false}}));
+  // Negative rounding digits (Python's round takes them) are refused when the hook is built,
+  // not at the first log line mid-run (an internal error there).
+  try {
+    ms::trainer::build_hook({{"type", "TextLoggerHook"}, {"rounding_digits", -2}});
+    FAIL("negative rounding_digits were accepted");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ms::ErrorCode::kConfig);
+    CHECK(std::string(e.what()).find("rounding_digits") != std::string::npos);
+  }
 }
 
 TEST_CASE("a run calls the stages in ModelScope's order; a user's hook joins by type",

@@ -86,6 +86,10 @@ data::Value label_cell(const data::Split& split, std::size_t row, int column) {
     return value;
   const Json parsed = Json::parse(*text, nullptr, false);
   if (parsed.is_string()) return parsed.get<std::string>();
+  // An integer no int64 holds (2^63 and up) stays its text, named as written in the error.
+  if (parsed.is_number_unsigned() &&
+      parsed.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))
+    return value;
   if (parsed.is_number_integer()) return parsed.get<std::int64_t>();
   if (parsed.is_number()) return parsed.get<double>();
   return value;

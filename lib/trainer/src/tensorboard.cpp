@@ -116,6 +116,20 @@ std::string file_version_event(double wall_time) {
   return event;
 }
 
+std::string session_start_event(std::int64_t step, double wall_time) {
+  std::string session_log;  // SessionLog.status (1) = START (1)
+  put_key(session_log, 1, kVarint);
+  put_varint(session_log, 1);
+  std::string event;
+  put_wall_time(event, wall_time);
+  if (step != 0) {
+    put_key(event, 2, kVarint);
+    put_varint(event, static_cast<std::uint64_t>(step));
+  }
+  put_bytes_field(event, 7, session_log);  // Event.session_log
+  return event;
+}
+
 std::string scalar_event(std::string_view tag, float value, std::int64_t step, double wall_time) {
   std::string summary_value;  // Summary.Value
   if (!tag.empty()) put_bytes_field(summary_value, 1, tag);
@@ -186,6 +200,10 @@ void TensorboardWriter::add_scalar(std::string_view tag, double value, std::int6
 void TensorboardWriter::add_scalar(std::string_view tag, double value, std::int64_t step,
                                    double wall_time) {
   pending_ += tfrecord(scalar_event(tag, to_float32(value), step, wall_time));
+}
+
+void TensorboardWriter::add_session_start(std::int64_t step) {
+  pending_ += tfrecord(session_start_event(step, wall_time_now()));
 }
 
 void TensorboardWriter::flush() {

@@ -479,6 +479,9 @@ void Trainer::move_to_device(models::TensorMap& batch) const {
 }
 
 void Trainer::train_step(models::TensorMap batch) {
+  // Every input of a batch is batch-first: any one gives its rows.
+  if (!batch.empty() && batch.begin()->second.dim() > 0)
+    rows_trained_ += batch.begin()->second.size(0);
   move_to_device(batch);
   // An evaluation leaves the mode at kEval (the loggers report it so); training takes it back here,
   // as ModelScope's train_step does.

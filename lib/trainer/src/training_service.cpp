@@ -739,11 +739,10 @@ class TrainingService final : public infer::TrainerService {
                 (work_dir / "output").string());
     }
     const int world = dist ? dist->world_size() : 1;
-    // The iterations this run made (a resumed run's start is the checkpoint's).
+    // The rows this run trained on (a resumed run's start is the checkpoint's; a ragged last
+    // batch counts its rows, not the batch size), on every rank alike (the sampler pads).
     s.samples_per_second =
-        seconds > 0 ? static_cast<double>(trainer.iter() - trainer.first_iter()) *
-                          static_cast<double>(train_batching.batch_size) * world / seconds
-                    : 0;
+        seconds > 0 ? static_cast<double>(trainer.rows_trained()) * world / seconds : 0;
     s.rank = dist ? dist->rank() : 0;
     s.world_size = world;
     s.epochs = trainer.epoch();

@@ -91,7 +91,11 @@ class CheckpointHook final : public Hook {
              "CheckpointHook: interval must be 0 (only the last) or positive, got {}", interval_);
     const nlohmann::json strategy = o.value("save_strategy");
     no_save_ = strategy.is_string() && strategy == "no";
-    by_epoch_ = no_save_ ? true : read_by_epoch(o, "save_strategy");
+    if (no_save_) {
+      (void)o.value("by_epoch");  // no periodic saves: by_epoch (documented) has nothing to time
+    } else {
+      by_epoch_ = read_by_epoch(o, "save_strategy");
+    }
     place_ = read_place(o, "output");
     save_last_ = o.flag("save_last", true);
     const nlohmann::json max = o.value("max_checkpoint_num");

@@ -138,7 +138,12 @@ class TextLoggerHook final : public LoggerHook {
     read_common(o, 10, "TextLoggerHook");
     out_dir_ = o.text("out_dir", "");
     ignore_rounding_ = read_names(o, "ignore_rounding_keys", {"lr"}, "TextLoggerHook");
-    rounding_digits_ = static_cast<int>(o.integer("rounding_digits", 5));
+    const std::int64_t digits = o.integer("rounding_digits", 5);
+    // Python's round() takes negative digits too (to tens, hundreds), which no log of losses
+    // and rates wants; refused here rather than failing at the first line mid-run.
+    MS_CHECK(digits >= 0 && digits <= 17, ErrorCode::kConfig,
+             "TextLoggerHook.rounding_digits is {}: give 0 to 17 digits after the point", digits);
+    rounding_digits_ = static_cast<int>(digits);
     o.check_all_read();
   }
   std::string type() const override { return "TextLoggerHook"; }
@@ -226,13 +231,8 @@ class TextLoggerHook final : public LoggerHook {
       }
       members.push_back(Json(key).dump() + ": " + text);
     }
-    errno = 0;
-    std::ofstream out(json_path_, std::ios::app);
-    out << "{" << join(members, ", ") << "}\n";
-    out.flush();
-    // The stream keeps no reason; the failed call's errno says it (a full disk: ENOSPC).
-    MS_CHECK(out.good(), ErrorCode::kIo, "cannot append to {}: {}", json_path_.string(),
-             errno != 0 ? std::strerror(errno) : "write failed");
+    // Whole lines only: a line cut by a full disk would make the log unreadable as JSON lines.
+    append_whole(json_path_, "{" + join(members, ", ") + "}\n");
   }
 
   std::filesystem::path out_dir_, json_path_;
@@ -259,6 +259,10 @@ class TensorboardHook final : public LoggerHook {
     if (!t.is_main()) return;
     make_directories(out_dir_, "TensorboardHook.out_dir");
     writer_ = std::make_unique<TensorboardWriter>(out_dir_);
+    // The first step this run logs; what older files in the folder hold from there on (a killed
+    // run resumed, or a run started over with --overwrite) is superseded.
+    writer_->add_session_start(log_iter(t, false));
+    writer_->flush();
   }
   void after_run(Trainer&) override {
     if (writer_) writer_->flush();

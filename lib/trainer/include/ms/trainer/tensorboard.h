@@ -30,6 +30,9 @@ std::string file_version_event(double wall_time);
 /// are written as they are.
 std::string scalar_event(std::string_view tag, float value, std::int64_t step, double wall_time);
 
+/// The serialized Event `Event(wall_time, step, session_log=SessionLog(status=START))`.
+std::string session_start_event(std::int64_t step, double wall_time);
+
 /// The float32 that protobuf stores for a double assigned to a float field (round to nearest,
 /// beyond the float range to infinity), as Python's `Summary.Value(simple_value=x)` does.
 float to_float32(double value);
@@ -54,6 +57,11 @@ class TensorboardWriter {
   void add_scalar(std::string_view tag, double value, std::int64_t step);
   /// Adds one scalar with the given wall time (seconds since the Unix epoch).
   void add_scalar(std::string_view tag, double value, std::int64_t step, double wall_time);
+  /// Adds SessionLog START at `step` (what torch's SummaryWriter(purge_step=step) writes):
+  /// TensorBoard's readers then drop the events of earlier files at `step` and after, so a
+  /// resumed run (or one started over in the same folder) does not show a killed run's steps
+  /// beside its own.
+  void add_session_start(std::int64_t step);
   /// Appends the pending records to the file.
   void flush();
   /// The event file's path.

@@ -109,6 +109,8 @@ class Trainer {
   std::int64_t iter() const { return iter_; }
   /// The iteration this run started at: 0, or a resumed checkpoint's (set once it is loaded).
   std::int64_t first_iter() const { return first_iter_; }
+  /// The rows this process trained on since it started (a ragged last batch counts its rows).
+  std::int64_t rows_trained() const { return rows_trained_; }
   std::int64_t inner_iter() const { return inner_iter_; }
   std::int64_t max_epochs() const { return max_epochs_; }
   std::int64_t iters_per_epoch() const { return iters_per_epoch_; }
@@ -196,6 +198,7 @@ class Trainer {
   std::int64_t epoch_ = 0, iter_ = 0, inner_iter_ = 0, max_epochs_ = 1, iters_per_epoch_ = 0;
   std::optional<std::int64_t> val_iters_;  ///< evaluation.val_iters_per_epoch: batches evaluated
   std::int64_t first_iter_ = 0;
+  std::int64_t rows_trained_ = 0;
   std::string timestamp_;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<LrScheduler> lr_scheduler_;
