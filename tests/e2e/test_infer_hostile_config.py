@@ -4,6 +4,7 @@ backtrace reaches the user; NaN or infinite outputs become per-input "integrity"
 exit 7, never JSON nulls. Runs on the tiny models in tests/data/infer/tiny.
 """
 import json
+import math
 import os
 import shutil
 import struct
@@ -33,8 +34,8 @@ def poison_safetensors(path, tensor, row, value=float("nan")):
 
 
 class HostileConfigTest(TorchTestCase):
-    def copy_model(self, name):
-        d = self.path(name)
+    def copy_model(self, name, as_name=None):
+        d = self.path(as_name or name)
         shutil.copytree(os.path.join(TINY, name), d)
         return d
 
@@ -190,6 +191,125 @@ class HostileConfigTest(TorchTestCase):
         r = run_ms("infer", "--model", b, "--task", "text-classification", "--input", "x")
         self.assertExit(r, 3)
         self.assertOneLineError(r, "num_labels must be a positive integer", "-1")
+
+    def outputs(self, model, *args):
+        r = self.infer(model, *args)
+        self.assertExit(r, 0)
+        return [{k: v for k, v in line.items() if k != "id"} for line in lines(r.stdout)]
+
+    def test_config_json_read_as_transformers_reads_it(self):
+        # A probe against transformers 5.25 found these read otherwise, silently.
+        d = self.copy_model("cls")
+        config = os.path.join(d, "config.json")
+        plain = self.outputs(d)
+        # id2label keys are numbers, "01" being class 1 (int(key)): they became LABEL_n.
+        self.edit_json(config, id2label={"00": "negative", "01": "neutral", "02": "positive"})
+        self.assertEqual(self.outputs(d), plain)
+        # A checkpoint head of 3 classes under a config of 4: refused as transformers refuses it
+        # (ms ran the checkpoint's 3 and named them with the wrong map).
+        self.edit_json(config, id2label={str(i): f"c{i}" for i in range(4)}, num_labels=4)
+        self.assertConfigError(d, "config.json", "3 classes", "say 4")
+        # A BERT decoder (causal attention) is not run as an encoder.
+        e = self.copy_model("cls", "decoder")
+        self.edit_json(os.path.join(e, "config.json"), is_decoder=True)
+        self.assertConfigError(e, "config.json", "is_decoder")
+        # RoBERTa's pad_token_id defaults to 1 (BERT's to 0): positions count from it.
+        r = self.copy_model("roberta")
+        self.edit_json(os.path.join(r, "config.json"), pad_token_id=1)
+        one = self.outputs(r)
+        with open(os.path.join(r, "config.json"), encoding="utf-8") as f:
+            data = json.load(f)
+        del data["pad_token_id"]
+        with open(os.path.join(r, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        self.assertEqual(self.outputs(r), one)
+        # ... and configuration.json's model type decides when config.json names none.
+        del data["model_type"]
+        with open(os.path.join(r, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        self.assertEqual(self.outputs(r), one)
+        # GPT2Config's alias names (its attribute_map) mean its own: n_head was taken as 12.
+        g = self.copy_model("gpt2")
+        greedy = self.outputs(g, "--set", "max_new_tokens=6")
+        with open(os.path.join(g, "config.json"), encoding="utf-8") as f:
+            data = json.load(f)
+        for own, alias in (("n_head", "num_attention_heads"), ("n_layer", "num_hidden_layers"),
+                           ("n_embd", "hidden_size"), ("n_positions", "max_position_embeddings")):
+            data[alias] = data.pop(own)
+        with open(os.path.join(g, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        self.assertEqual(self.outputs(g, "--set", "max_new_tokens=6"), greedy)
+
+    def test_sentence_transformers_do_lower_case_lowers_the_text(self):
+        # sentence-transformers lower-cases the text itself when sentence_bert_config.json says
+        # so, whatever the tokenizer does; ms ignored it (a cased tokenizer saw "The").
+        d = self.copy_model("st_dense")
+        self.edit_json(os.path.join(d, "tokenizer_config.json"), do_lower_case=False)
+        lower = run_ms("infer", "--model", d, "--input", "the cat sat")
+        mixed = run_ms("infer", "--model", d, "--input", "The CAT Sat")
+        self.assertExit(lower, 0)
+        self.assertExit(mixed, 0)
+        self.assertNotEqual(lines(lower.stdout), lines(mixed.stdout))
+        self.edit_json(os.path.join(d, "sentence_bert_config.json"), do_lower_case=True)
+        mixed = run_ms("infer", "--model", d, "--input", "The CAT Sat")
+        self.assertExit(mixed, 0)
+        self.assertEqual(lines(mixed.stdout), lines(lower.stdout))
+
+    def test_generation_settings_ms_does_not_do_are_refused(self):
+        g = self.copy_model("gpt2")
+        settings = os.path.join(g, "generation_config.json")
+        for key, value in (("num_beams", 4), ("no_repeat_ngram_size", 2),
+                           ("bad_words_ids", [[5]]), ("forced_eos_token_id", 272)):
+            with open(os.path.join(TINY, "gpt2", "generation_config.json"), encoding="utf-8") as f:
+                data = json.load(f)
+            data[key] = value
+            with open(settings, "w", encoding="utf-8") as f:
+                json.dump(data, f)
+            r = self.infer(g)
+            self.assertExit(r, 6)
+            self.assertOneLineError(r, "generation_config.json", key)
+        # Neutral values change nothing and pass; max_length is named as not used.
+        data.pop("forced_eos_token_id")
+        data.update(num_beams=1, no_repeat_ngram_size=0, bad_words_ids=None, max_length=20)
+        with open(settings, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        r = self.infer(g)
+        self.assertExit(r, 0)
+        self.assertIn("max_length 20", r.stderr)
+
+    def test_one_output_and_regression_heads_are_scored_as_transformers_scores_them(self):
+        # A head of one output under softmax always scored 1.0: the value was lost.
+        d = self.copy_model("cls")
+        path = os.path.join(d, "model.safetensors")
+        with open(path, "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            header = json.loads(f.read(n))
+            data = f.read()
+        tensors, offset, out = {}, 0, b""
+        for name, info in sorted(header.items()):
+            if name == "__metadata__":
+                continue
+            start, end = info["data_offsets"]
+            raw = data[start:end]
+            if name == "classifier.weight":
+                raw, info["shape"] = raw[: info["shape"][1] * 4], [1, info["shape"][1]]
+            elif name == "classifier.bias":
+                raw, info["shape"] = raw[:4], [1]
+            info["data_offsets"] = [offset, offset + len(raw)]
+            offset += len(raw)
+            out += raw
+            tensors[name] = info
+        head = json.dumps(tensors).encode()
+        with open(path, "wb") as f:
+            f.write(struct.pack("<Q", len(head)) + head + out)
+        config = os.path.join(d, "config.json")
+        self.edit_json(config, id2label={"0": "score"}, label2id={"score": 0}, num_labels=1,
+                       problem_type="regression")
+        raw = self.outputs(d)[0]["scores"][0]
+        self.edit_json(config, problem_type=None)
+        squashed = self.outputs(d)[0]["scores"][0]
+        self.assertAlmostEqual(squashed, 1 / (1 + math.exp(-raw)), places=6)
+        self.assertNotEqual(squashed, 1.0)
 
     def test_half_a_bpe_tokenizer_is_named(self):
         g = self.copy_model("gpt2")

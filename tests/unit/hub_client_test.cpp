@@ -381,6 +381,14 @@ TEST_CASE("RepoCache: put, revision prefixes, reload, corrupt index", "[hub][cac
     CHECK(other.has("sub/b.txt", "ffff", 1));
     CHECK_FALSE(other.has("sub/a.txt", "ffff", 2));
     CHECK(unpickle_cache_index(ms::read_file(dir.path / ".msc")).size() == 1);
+    // A file recorded with an mtime ahead of the clock: the index takes that time, so the file
+    // is not checked again on every run.
+    touch(dir.path / "sub/c.txt", "c");
+    fs::last_write_time(dir.path / "sub/c.txt",
+                        fs::file_time_type::clock::now() + std::chrono::hours(1));
+    other.record("sub/c.txt", "ffff");
+    CHECK(other.has("sub/c.txt", "ffff", 1));
+    CHECK(RepoCache(dir.path).has("sub/c.txt", "ffff", 1));
   }
   fs::remove(dir.path / "sub/a.txt");
   CHECK_FALSE(again.has("sub/a.txt", "ffff", 2));  // indexed but gone from disk

@@ -274,9 +274,22 @@ TEST_CASE("text models take max_tokens tokens: RoBERTa's positions start after t
       {{"model_type", "roberta"}, {"max_position_embeddings", 514}, {"pad_token_id", 1}},
       "config.json");
   CHECK(roberta_base.max_tokens() == 512);
+  // Without model_type in config.json, configuration.json's type decides (pad_token_id 1).
+  CHECK(ms::models::BertConfig::from_json({{"max_position_embeddings", 514}}, "config.json",
+                                          "roberta")
+            .max_tokens() == 512);
+  // A decoder (causal attention) is refused, not run as an encoder; a RoBERTa without a pad id
+  // has no positions.
+  CHECK_THROWS_AS(ms::models::BertConfig::from_json({{"is_decoder", true}}, "config.json"),
+                  ms::Error);
+  CHECK_THROWS_AS(ms::models::BertConfig::from_json(
+                      {{"model_type", "roberta"}, {"pad_token_id", nullptr}}, "config.json"),
+                  ms::Error);
   for (const std::string type : {"bert", "roberta"}) {
-    TinyBertDir dir(type);  // 40 positions, pad_token_id 0
-    const int64_t limit = type == "roberta" ? 39 : 40;
+    // 40 positions, no pad_token_id: transformers' defaults, 0 for BERT and 1 for RoBERTa (so
+    // 40 - 2 positions there).
+    TinyBertDir dir(type);
+    const int64_t limit = type == "roberta" ? 38 : 40;
     for (const char* task : {"text-classification", "fill-mask", "sentence-embedding"}) {
       INFO(type << " " << task);
       auto model = ms::models::build_model(spec_for(task, type, dir.path));

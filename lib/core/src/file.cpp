@@ -62,9 +62,13 @@ void append_whole(const fs::path& path, std::string_view data) {
                 fmt::format("{}: cannot open to append: {}", path.string(), std::strerror(errno)));
   }
   struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int error = errno;
+    ::close(fd);
+    throw Error(ErrorCode::kIo,
+                fmt::format("{}: cannot stat: {}", path.string(), std::strerror(error)));
+  }
   try {
-    MS_CHECK(::fstat(fd, &st) == 0, ErrorCode::kIo, "{}: cannot stat: {}", path.string(),
-             std::strerror(errno));
     write_all_at(fd, data.data(), data.size(), static_cast<std::uint64_t>(st.st_size), path);
   } catch (...) {
     // Back to the old end: what did get written is a torn record.

@@ -380,7 +380,21 @@ void RepoCache::save() {
   entries_ = std::move(merged);
   reindex();
   write_file_atomic(dir_ / ".msc", pickle_cache_index(entries_));
+  // A file this object vouched for whose mtime lies ahead of the clock (copied with its times
+  // from a machine whose clock ran ahead) would stay newer than the index and be checked again
+  // on every run: the index takes the newest such time.
+  std::optional<fs::file_time_type> newest;
+  for (const std::string& path : changed_) {
+    std::error_code ec;
+    const fs::file_time_type t = fs::last_write_time(dir_ / path, ec);
+    if (!ec && (!newest || t > *newest)) newest = t;
+  }
   index_time_ = index_time(dir_);
+  if (newest && index_time_ && *newest > *index_time_) {
+    std::error_code ec;
+    fs::last_write_time(dir_ / ".msc", *newest, ec);
+    index_time_ = index_time(dir_);
+  }
 }
 
 void RepoCache::write_model_meta(const std::string& repo_id) const {

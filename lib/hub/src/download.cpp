@@ -868,15 +868,16 @@ void discard_partials(const fs::path& temp_dir, const std::vector<DownloadedFile
   }
 }
 
-// Whether this user cannot write where the repo lock goes (EACCES, EROFS): a shared cache that
-// another user owns, or read-only media. Then the lock's failure is no reason to stop a run
-// that finds everything in place.
-bool cannot_write_cache(const CacheLayout& layout) {
-  fs::path p = layout.lock_file;
+// Why this user cannot write to `dir` (the repo's cache folder, or the nearest folder above it
+// that exists): a shared cache another user owns, or read-only media (EACCES, EROFS). Empty when
+// it can.
+std::string why_unwritable(const fs::path& dir) {
+  fs::path p = dir;
   std::error_code ec;
   while (!fs::exists(p, ec) && p.has_relative_path()) p = p.parent_path();
-  if (::access(p.c_str(), W_OK) == 0) return false;  // writable: the lock failed otherwise
-  return errno == EACCES || errno == EROFS || errno == EPERM;
+  if (::access(p.c_str(), W_OK) == 0) return {};
+  if (errno != EACCES && errno != EROFS && errno != EPERM) return {};
+  return fmt::format("{}: cannot write to the cache folder: {}", p.string(), std::strerror(errno));
 }
 
 // Whether a modelscope 1.38+ process is downloading `path` of the repo now: it holds its
@@ -962,11 +963,16 @@ ExclusiveLock::ExclusiveLock(const fs::path& path, Target target) {
   std::error_code ec;
   fs::create_directories(folder, ec);
   if (ec) cannot_create_folder(folder, ec);
-  // Read-only is enough for flock, so a lock file another user of a shared cache made (0644
-  // under umask 022) locks for everyone; a new one is made as Python makes its locks, 0666 less
-  // the umask.
-  fd_ = target == Target::kFolder ? ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-                                  : ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0666);
+  if (target == Target::kFolder) {
+    fd_ = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  } else {
+    // Open for writing (NFSv4 takes an exclusive flock only on such a descriptor); a lock file
+    // another user of a shared cache made (0644 under umask 022) is opened read-only, which
+    // flock takes elsewhere.
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd_ < 0 && (errno == EACCES || errno == EROFS))
+      fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  }
   if (fd_ < 0)
     fail(ErrorCode::kIo, "{}: cannot open for locking: {}", path.string(), std::strerror(errno));
   if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
@@ -1002,18 +1008,14 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   const std::string revision = options.revision.empty() ? kDefaultRevision : options.revision;
   // The repo's lock, where Python's client takes it too ...
   std::optional<ExclusiveLock> repo_lock;
-  // A cache this user may read but not write (a shared one, or read-only media) cannot be locked;
-  // a run that finds every file in place has nothing to write, so it goes on without the lock,
-  // as Python checks for cache hits before locking. Anything to fetch is then this error.
-  std::optional<Error> cannot_lock;
-  if (!options.dry_run) {
-    try {
-      repo_lock.emplace(layout.lock_file, ExclusiveLock::Target::kLockFile);
-    } catch (const Error& e) {
-      if (!cannot_write_cache(layout)) throw;
-      cannot_lock = e;
-    }
-    if (!cannot_lock) adopt_legacy_folder(layout);
+  // A cache folder this user may read but not write (another user's cache, read-only media): a
+  // run that finds every file in place has nothing to write, so it takes no lock and writes
+  // nothing (no index, no .mv), as Python checks for cache hits before it locks. Anything to
+  // fetch is exit 74.
+  const std::string read_only = options.dry_run ? "" : why_unwritable(layout.repo_dir);
+  if (!options.dry_run && read_only.empty()) {
+    repo_lock.emplace(layout.lock_file, ExclusiveLock::Target::kLockFile);
+    adopt_legacy_folder(layout);
   }
 
   std::vector<FileEntry> listed;
@@ -1075,11 +1077,12 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   // ... and the destination folder's, taken once the repo is known to exist: runs with different
   // cache roots (so different repo locks) can share a --local-dir, and each rewrites its .msc.
   std::optional<ExclusiveLock> folder_lock;
-  if (!options.dry_run && !cannot_lock)
+  if (!options.dry_run && read_only.empty())
     folder_lock.emplace(layout.repo_dir, ExclusiveLock::Target::kFolder);
-  // A dry run moves nothing, so it reads a legacy folder where a real run would move it from.
+  // A dry run (or a run that cannot write) moves nothing, so it reads a legacy folder where a
+  // real run would move it from.
   std::error_code legacy_ec;
-  const bool legacy_only = options.dry_run && !layout.legacy_dir.empty() &&
+  const bool legacy_only = (options.dry_run || !read_only.empty()) && !layout.legacy_dir.empty() &&
                            !fs::exists(layout.repo_dir, legacy_ec) &&
                            fs::is_directory(layout.legacy_dir, legacy_ec);
   const bool indexed = layout.kind == CacheKind::kIndexed;
@@ -1109,9 +1112,9 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
       to_fetch.push_back(e);
     }
   }
-  if (cannot_lock) {
+  if (!read_only.empty()) {
     if (!to_fetch.empty()) {
-      throw Error(ErrorCode::kIo, cannot_lock->what(),
+      throw Error(ErrorCode::kIo, read_only,
                   fmt::format("{} of {} file(s) of {} are not in the cache, and this user cannot "
                               "write to it: ask its owner to download them, or use a cache of "
                               "your own (MODELSCOPE_CACHE or --cache-dir)",
@@ -1121,7 +1124,7 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
     log::info("{}: every file is in the cache, which this user cannot write to; nothing to do",
               options.repo.str());
   }
-  if (options.dry_run || cannot_lock) {
+  if (options.dry_run || !read_only.empty()) {
     result.requests = client.request_count();
     return result;
   }
@@ -1202,7 +1205,9 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
       });
     }
     for (std::thread& t : threads) t.join();
-    if (run.unsaved) {
+    // Saved once more after the last file is closed even when the last commit saved it: on NFS
+    // and FUSE a file's mtime can move at close, after the index that vouches for it.
+    if (run.unsaved || indexed) {
       try {
         cache.save();
       } catch (Error& e) {

@@ -331,9 +331,14 @@ double parameter_count(const BertConfig& c) {
 
 }  // namespace
 
-BertConfig BertConfig::from_json(const Json& j, const std::string& source) {
+BertConfig BertConfig::from_json(const Json& j, const std::string& source,
+                                 const std::string& type_if_unsaid) {
   MS_CHECK(j.is_object(), ErrorCode::kConfig, "{} is not a JSON object", source);
   BertConfig c;
+  const auto& types = bert_family_types();
+  if (!type_if_unsaid.empty() &&
+      std::find(types.begin(), types.end(), normalize_model_type(type_if_unsaid)) != types.end())
+    c.model_type = normalize_model_type(type_if_unsaid);
   if (auto it = j.find("model_type"); it != j.end() && !it->is_null()) {
     MS_CHECK(it->is_string(), ErrorCode::kConfig, "{}: key 'model_type' must be a string, got {}",
              source, it->dump());
@@ -353,8 +358,28 @@ BertConfig BertConfig::from_json(const Json& j, const std::string& source) {
   c.max_position_embeddings =
       int_field(j, "max_position_embeddings", c.max_position_embeddings, source);
   c.type_vocab_size = int_field(j, "type_vocab_size", c.type_vocab_size, source);
-  if (j.contains("pad_token_id") && j["pad_token_id"].is_number_integer())
-    c.pad_token_id = j["pad_token_id"].get<int64_t>();
+  // transformers' RoBERTa-family configs default pad_token_id to 1 (BERT's to 0), and their
+  // positions count from it: a config.json that leaves it out means 1 there.
+  if (roberta_family(c.model_type)) c.pad_token_id = 1;
+  if (auto it = j.find("pad_token_id"); it != j.end()) {
+    MS_CHECK(it->is_number_integer() || (it->is_null() && !roberta_family(c.model_type)),
+             ErrorCode::kConfig, "{}: pad_token_id must be a token id{}, got {}", source,
+             roberta_family(c.model_type) ? " (" + c.model_type + " numbers positions from it)"
+                                          : std::string(),
+             it->dump());
+    if (it->is_number_integer()) c.pad_token_id = it->get<int64_t>();
+  }
+  // A decoder attends only to earlier tokens (transformers' causal mask); ms runs every
+  // BERT-family model as an encoder, so such a checkpoint would give other numbers silently.
+  for (const char* key : {"is_decoder", "add_cross_attention"}) {
+    if (auto it = j.find(key); it != j.end() && it->is_boolean() && it->get<bool>()) {
+      throw Error(ErrorCode::kConfig,
+                  fmt::format("{}: {} is true: BERT-family decoders (causal attention) are not "
+                              "supported, only encoders",
+                              source, key),
+                  "for text generation use a GPT-2 model");
+    }
+  }
   MS_CHECK(c.pad_token_id >= 0 && c.pad_token_id < c.vocab_size, ErrorCode::kConfig,
            "{}: pad_token_id {} is not a token id (0 to vocab_size - 1 = {})", source,
            c.pad_token_id, c.vocab_size - 1);
@@ -423,12 +448,13 @@ const std::vector<std::string>& bert_family_types() {
   return types;
 }
 
-BertConfig BertConfig::from_model_dir(const std::filesystem::path& dir) {
+BertConfig BertConfig::from_model_dir(const std::filesystem::path& dir,
+                                      const std::string& type_if_unsaid) {
   const std::filesystem::path path = dir / "config.json";
   const auto json = read_json_file(path);
   MS_CHECK(json.has_value(), ErrorCode::kNotFound,
            "{} does not exist: a BERT-family model needs its config.json", path.string());
-  return from_json(*json, path.string());
+  return from_json(*json, path.string(), type_if_unsaid);
 }
 
 bool roberta_family(const std::string& model_type) {
@@ -520,8 +546,11 @@ at::Tensor BertEncoder::forward(const at::Tensor& input_ids, const at::Tensor& t
   mask.fast = !mask.training && !mask.traced && !c10::GradMode::is_enabled();
   mask.hidden_dropout = c.hidden_dropout_prob;
   mask.attention_dropout = c.attention_probs_dropout_prob;
+  // A model with one token type (RoBERTa, XLM-R) takes a text pair's second segment as type 0,
+  // as their tokenizers give it: type 1 indexed past the table (an internal error).
   at::Tensor x = emb.word_embeddings(input_ids) + emb.position_embeddings(positions) +
-                 emb.token_type_embeddings(token_type_ids);
+                 emb.token_type_embeddings(c.type_vocab_size == 1 ? at::zeros_like(token_type_ids)
+                                                                  : token_type_ids);
   x = at::dropout(emb.norm(x), mask.hidden_dropout, mask.training);
   // Additive mask: 0 where attended, the lowest float where padded (as Hugging Face does). A
   // traced graph takes the hidden states' dtype from the tensor (type_as), not as a constant, so

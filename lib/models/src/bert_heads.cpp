@@ -42,25 +42,33 @@ int64_t head_size(const ModelSpec& spec, const std::vector<std::string>& head_we
              spec.config.source());
     return *spec.num_labels;
   }
-  if (spec.checkpoint != nullptr) {
-    for (const std::string& name : head_weights) {
-      auto it = spec.checkpoint->find(name);
-      if (it != spec.checkpoint->end() && it->second.dim() == 2) return it->second.size(0);
-    }
-  }
+  std::optional<int64_t> configured;  // config.json's num_labels, then id2label's size
   if (const auto hf = read_json_file(spec.dir / "config.json")) {
     if (hf->contains("num_labels") && !(*hf)["num_labels"].is_null()) {
       const Json& n = (*hf)["num_labels"];
       MS_CHECK(n.is_number_integer() && n.get<int64_t>() > 0 && n.get<int64_t>() <= 1000000,
                ErrorCode::kConfig, "{}: num_labels must be a positive integer, got {}",
                (spec.dir / "config.json").string(), n.dump());
-      return n.get<int64_t>();
-    }
-    if (hf->contains("id2label") && (*hf)["id2label"].is_object() && !(*hf)["id2label"].empty()) {
-      return static_cast<int64_t>((*hf)["id2label"].size());
+      configured = n.get<int64_t>();
+    } else if (hf->contains("id2label") && (*hf)["id2label"].is_object() &&
+               !(*hf)["id2label"].empty()) {
+      configured = static_cast<int64_t>((*hf)["id2label"].size());
     }
   }
-  return 2;
+  if (spec.checkpoint != nullptr) {
+    for (const std::string& name : head_weights) {
+      auto it = spec.checkpoint->find(name);
+      if (it == spec.checkpoint->end() || it->second.dim() != 2) continue;
+      const int64_t rows = it->second.size(0);
+      // As transformers refuses it (a size mismatch): the labels would name the wrong classes,
+      // or classes the head does not have.
+      MS_CHECK(!configured || *configured == rows, ErrorCode::kConfig,
+               "{}: the checkpoint's {} has {} classes, but num_labels / id2label say {}",
+               (spec.dir / "config.json").string(), name, rows, *configured);
+      return rows;
+    }
+  }
+  return configured.value_or(2);
 }
 
 // Hugging Face's losses for a classification head: cross entropy over the last dimension with
@@ -93,7 +101,7 @@ class BertTaskModel : public torch::nn::Module, public Model {
   BertTaskModel(const ModelSpec& spec, bool with_pooler)
       : task_(spec.task),
         encoder_name_(roberta_family(spec.type) ? "roberta" : "bert"),
-        config_(BertConfig::from_model_dir(spec.dir)) {
+        config_(BertConfig::from_model_dir(spec.dir, spec.type)) {
     encoder_ = register_module(encoder_name_, std::make_shared<BertEncoder>(config_, with_pooler));
   }
 

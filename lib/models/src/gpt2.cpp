@@ -104,10 +104,16 @@ Gpt2Config Gpt2Config::from_model_dir(const std::filesystem::path& dir) {
   }
   Gpt2Config c;
   c.vocab_size = int_field(j, "vocab_size", c.vocab_size, source);
-  c.n_positions = int_field(j, "n_positions", c.n_positions, source);
-  c.n_embd = int_field(j, "n_embd", c.n_embd, source);
-  c.n_layer = int_field(j, "n_layer", c.n_layer, source);
-  c.n_head = int_field(j, "n_head", c.n_head, source);
+  // GPT2Config's own names, or the common names its attribute_map takes for them (a config
+  // written by hand or by another tool).
+  auto named = [&j](const char* own, const char* alias) {
+    return j.contains(own) || !j.contains(alias) ? own : alias;
+  };
+  c.n_positions =
+      int_field(j, named("n_positions", "max_position_embeddings"), c.n_positions, source);
+  c.n_embd = int_field(j, named("n_embd", "hidden_size"), c.n_embd, source);
+  c.n_layer = int_field(j, named("n_layer", "num_hidden_layers"), c.n_layer, source);
+  c.n_head = int_field(j, named("n_head", "num_attention_heads"), c.n_head, source);
   c.n_inner = int_field(j, "n_inner", 4 * c.n_embd, source);
   c.resid_pdrop = probability_field(j, "resid_pdrop", source).value_or(c.resid_pdrop);
   c.embd_pdrop = probability_field(j, "embd_pdrop", source).value_or(c.embd_pdrop);

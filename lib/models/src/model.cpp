@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <map>
 
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
@@ -187,14 +188,16 @@ std::vector<std::string> label_names(const std::filesystem::path& model_dir, int
                id, name.dump());
     }
   }
+  // By the keys' numbers, as transformers reads them (int(key)): "01" is class 1.
+  std::map<int64_t, std::string> by_id;
+  if (id2label != nullptr) {
+    for (const auto& [id, name] : id2label->items())
+      by_id[std::stoll(id)] = name.get<std::string>();
+  }
   std::vector<std::string> out;
   for (int64_t i = 0; i < count; ++i) {
-    std::string name = fmt::format("LABEL_{}", i);
-    if (id2label != nullptr) {
-      auto it = id2label->find(std::to_string(i));
-      if (it != id2label->end() && it->is_string()) name = it->get<std::string>();
-    }
-    out.push_back(std::move(name));
+    const auto it = by_id.find(i);
+    out.push_back(it != by_id.end() ? it->second : fmt::format("LABEL_{}", i));
   }
   return out;
 }

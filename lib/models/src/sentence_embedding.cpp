@@ -200,7 +200,7 @@ struct Step {
 class SentenceEmbedding final : public BertEncoder, public Model {
  public:
   explicit SentenceEmbedding(const ModelSpec& spec)
-      : BertEncoder(BertConfig::from_model_dir(spec.dir),
+      : BertEncoder(BertConfig::from_model_dir(spec.dir, spec.type),
                     checkpoint_has_pooler(spec.checkpoint, spec.dir.string())),
         task_(spec.task) {
     const std::filesystem::path modules_path = spec.dir / "modules.json";

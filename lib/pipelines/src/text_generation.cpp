@@ -107,11 +107,66 @@ std::vector<int64_t> eos_token_ids(const Json& config) {
   return ids;
 }
 
+// generation_config.json settings transformers' generate() applies and ms does not (beam search,
+// n-gram bans, forced or suppressed tokens, other samplers): a file that sets one to anything but
+// its neutral value would make other text than generate() does, so it is refused by name. Each
+// key with the values that leave generation as it is.
+void reject_unsupported_defaults(const Json& defaults, const std::filesystem::path& file) {
+  static const std::vector<std::pair<const char*, std::vector<Json>>> neutral = {
+      {"num_beams", {1}},
+      {"num_beam_groups", {1}},
+      {"num_return_sequences", {1}},
+      {"no_repeat_ngram_size", {0}},
+      {"encoder_no_repeat_ngram_size", {0}},
+      {"min_length", {0}},
+      {"bad_words_ids", {}},
+      {"suppress_tokens", {Json::array()}},
+      {"begin_suppress_tokens", {Json::array()}},
+      {"forced_bos_token_id", {}},
+      {"forced_eos_token_id", {}},
+      {"sequence_bias", {Json::object()}},
+      {"penalty_alpha", {}},
+      {"typical_p", {1, 1.0}},
+      {"min_p", {}},
+      {"epsilon_cutoff", {0, 0.0}},
+      {"eta_cutoff", {0, 0.0}},
+      {"diversity_penalty", {0, 0.0}},
+      {"encoder_repetition_penalty", {1, 1.0}},
+      {"exponential_decay_length_penalty", {}},
+      {"guidance_scale", {1, 1.0}},
+      {"renormalize_logits", {false}},
+      {"max_time", {}},
+  };
+  for (const auto& [key, values] : neutral) {
+    const auto it = defaults.find(key);
+    if (it == defaults.end() || it->is_null()) continue;
+    if (std::find(values.begin(), values.end(), *it) != values.end()) continue;
+    throw Error(ErrorCode::kMissingComponent,
+                fmt::format("{}: {} is {}: ms's text generation does not do this (greedy or "
+                            "sampled decoding with temperature, top_k, top_p, repetition_penalty "
+                            "and stop strings)",
+                            file.string(), key, it->dump()),
+                "remove the key from generation_config.json (the text then differs from "
+                "transformers' generate() with it)");
+  }
+}
+
 GenerationOptions read_options(const infer::ModelInfo& model) {
   reject_unknown_options(model);
   const Config& c = model.config;
   const std::filesystem::path defaults_file = model.dir / "generation_config.json";
   const Json defaults = read_json_file(defaults_file).value_or(Json::object());
+  reject_unsupported_defaults(defaults, defaults_file);
+  // max_length counts the (padded) prompt too, so the new tokens it leaves would depend on the
+  // batch; ms counts new tokens only.
+  if (const auto it = defaults.find("max_length");
+      it != defaults.end() && it->is_number_integer() && !c.has("max_new_tokens") &&
+      !defaults.contains("max_new_tokens")) {
+    log::warn(
+        "{}: max_length {} (prompt and new tokens together) is not used: ms generates up "
+        "to max_new_tokens ({} unless set) new tokens per input",
+        defaults_file.string(), it->dump(), kDefaultMaxNewTokens);
+  }
   GenerationOptions o;
   const std::string& where = c.source();
   // Where a setting came from, for its error: the configuration (with --set), else the model's
@@ -281,8 +336,9 @@ class TextGenerationPipeline final : public infer::Pipeline {
         std::make_unique<text::CausalTokenizer>(text::CausalTokenizer::from_dir(model.dir));
     check_token_ids(tokenizer_->vocab_size(), model_->vocab_size(), model.dir);
     // config.json has been checked by the model: n_positions, if present, is a positive integer.
-    positions_ = hf->value("n_positions", int64_t{1024});
-    layers_ = hf->value("n_layer", int64_t{12});
+    // (Or the alias names GPT2Config's attribute_map takes, as the model reads them.)
+    positions_ = hf->value("n_positions", hf->value("max_position_embeddings", int64_t{1024}));
+    layers_ = hf->value("n_layer", hf->value("num_hidden_layers", int64_t{12}));
     // The end-of-text ids, as transformers' generate() takes them: generation_config.json's
     // (read with the options), else config.json's, else the tokenizer's.
     eos_ids_ = options_.eos_ids.empty() ? eos_token_ids(*hf) : options_.eos_ids;

@@ -2,6 +2,7 @@
 // pipelines hold no weights: the model (ms/models/model.h) owns them.
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/nonzero.h>
+#include <ATen/ops/sigmoid.h>
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/topk.h>
 #include <c10/core/InferenceMode.h>
@@ -71,6 +72,9 @@ class BertTextPipeline : public infer::Pipeline {
       if (st->contains("max_seq_length") && (*st)["max_seq_length"].is_number_unsigned()) {
         max_len = (*st)["max_seq_length"].get<std::size_t>();
       }
+      // sentence-transformers lower-cases the text itself before the tokenizer sees it.
+      if (st->contains("do_lower_case") && (*st)["do_lower_case"].is_boolean())
+        lower_case_input_ = (*st)["do_lower_case"].get<bool>();
     }
     if (const auto asked = infer::preprocessor_max_length(model.config, model.task)) {
       max_length_ = *asked;
@@ -177,6 +181,14 @@ class BertTextPipeline : public infer::Pipeline {
     auto blank = [](std::string_view t) { return t.find_first_not_of(" \t\r\n") == t.npos; };
     MS_CHECK(!blank(text), ErrorCode::kUsage, "input {} is empty or only spaces", what);
     MS_CHECK(!pair || !blank(*pair), ErrorCode::kUsage, "input text_pair is empty or only spaces");
+    if (lower_case_input_) {
+      const std::string lowered = text::lower_utf8(text);
+      const std::optional<std::string> lowered_pair =
+          pair ? std::optional<std::string>(text::lower_utf8(*pair)) : std::nullopt;
+      return tokenizer_->encode(
+          lowered, lowered_pair ? std::optional<std::string_view>(*lowered_pair) : std::nullopt,
+          max_length_);
+    }
     return tokenizer_->encode(text, pair, max_length_);
   }
 
@@ -217,6 +229,7 @@ class BertTextPipeline : public infer::Pipeline {
   std::unique_ptr<GraphedForward> graphs_;  // tasks with one output row per input; see run_model
   std::unique_ptr<text::BertTokenizer> tokenizer_;
   std::size_t max_length_ = 512;
+  bool lower_case_input_ = false;    // sentence_bert_config.json's do_lower_case
   std::vector<std::string> labels_;  // classification heads: config.json's id2label
   struct Cached {
     std::string text;
@@ -302,7 +315,11 @@ class SequenceClassificationPipeline final : public BertTextPipeline {
  public:
   SequenceClassificationPipeline(const infer::ModelInfo& model, const std::string& device,
                                  std::string task)
-      : BertTextPipeline(model, device, std::move(task), {"logits"}) {}
+      : BertTextPipeline(model, device, std::move(task), {"logits"}) {
+    const auto hf = read_json_file(model.dir / "config.json");
+    if (hf && hf->contains("problem_type") && (*hf)["problem_type"].is_string())
+      problem_type_ = (*hf)["problem_type"].get<std::string>();
+  }
 
   std::vector<infer::PipelineResult> run(
       const std::vector<const infer::PipelineInput*>& batch) override {
@@ -316,7 +333,16 @@ class SequenceClassificationPipeline final : public BertTextPipeline {
     if (ok.empty()) return results;
     c10::InferenceMode guard;
     const at::Tensor logits = run_model(encs).at("logits");
-    const at::Tensor probs = to_host(at::softmax(logits.to(at::kFloat), -1));
+    // As transformers' text-classification pipeline scores them: a regression head's raw values,
+    // a multi-label (or one-output) head's sigmoids, else the softmax (a softmax over one output
+    // is always 1: the value was lost).
+    const at::Tensor as_float = logits.to(at::kFloat);
+    const at::Tensor probs =
+        to_host(problem_type_ == "regression"
+                    ? as_float
+                    : (problem_type_ == "multi_label_classification" || as_float.size(-1) == 1
+                           ? at::sigmoid(as_float)
+                           : at::softmax(as_float, -1)));
     const int64_t n = probs.size(1);
     const float* p = probs.data_ptr<float>();
     for (std::size_t k = 0; k < ok.size(); ++k) {
@@ -337,6 +363,8 @@ class SequenceClassificationPipeline final : public BertTextPipeline {
   }
 
  private:
+  std::string problem_type_;  // config.json's: regression, multi_label_classification, ...
+
   // Every item of a pair task without its pair fails alone; the rest still run.
   std::vector<infer::PipelineResult> run_pairs_only(
       const std::vector<const infer::PipelineInput*>& batch) {

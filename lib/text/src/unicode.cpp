@@ -100,6 +100,15 @@ void append_lower(std::u32string& out, char32_t cp) {
   }
 }
 
+std::string lower_utf8(std::string_view text) {
+  std::u32string lowered;
+  for (const char32_t cp : decode_utf8(text)) append_lower(lowered, cp);
+  std::string out;
+  out.reserve(text.size());
+  for (const char32_t cp : lowered) append_utf8(out, cp);
+  return out;
+}
+
 const char* unicode_version() { return kUnicodeVersion; }
 
 }  // namespace ms::text

@@ -86,9 +86,13 @@ data::Value label_cell(const data::Split& split, std::size_t row, int column) {
     return value;
   const Json parsed = Json::parse(*text, nullptr, false);
   if (parsed.is_string()) return parsed.get<std::string>();
-  // An integer no int64 holds (2^63 and up) stays its text, named as written in the error.
-  if (parsed.is_number_unsigned() &&
-      parsed.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))
+  // An integer no int64 holds (2^63 and up, and past 2^64, which nlohmann reads as a float)
+  // stays its text, named as written in the error.
+  const bool whole_digits =
+      !text->empty() && text->find_first_not_of("-0123456789") == std::string::npos;
+  if ((parsed.is_number_unsigned() &&
+       parsed.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) ||
+      (parsed.is_number_float() && whole_digits))
     return value;
   if (parsed.is_number_integer()) return parsed.get<std::int64_t>();
   if (parsed.is_number()) return parsed.get<double>();

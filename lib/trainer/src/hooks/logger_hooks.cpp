@@ -141,8 +141,8 @@ class TextLoggerHook final : public LoggerHook {
     const std::int64_t digits = o.integer("rounding_digits", 5);
     // Python's round() takes negative digits too (to tens, hundreds), which no log of losses
     // and rates wants; refused here rather than failing at the first line mid-run.
-    MS_CHECK(digits >= 0 && digits <= 17, ErrorCode::kConfig,
-             "TextLoggerHook.rounding_digits is {}: give 0 to 17 digits after the point", digits);
+    MS_CHECK(digits >= 0 && digits <= 400, ErrorCode::kConfig,
+             "TextLoggerHook.rounding_digits is {}: give 0 or more digits after the point", digits);
     rounding_digits_ = static_cast<int>(digits);
     o.check_all_read();
   }
@@ -259,10 +259,6 @@ class TensorboardHook final : public LoggerHook {
     if (!t.is_main()) return;
     make_directories(out_dir_, "TensorboardHook.out_dir");
     writer_ = std::make_unique<TensorboardWriter>(out_dir_);
-    // The first step this run logs; what older files in the folder hold from there on (a killed
-    // run resumed, or a run started over with --overwrite) is superseded.
-    writer_->add_session_start(log_iter(t, false));
-    writer_->flush();
   }
   void after_run(Trainer&) override {
     if (writer_) writer_->flush();
@@ -270,6 +266,14 @@ class TensorboardHook final : public LoggerHook {
 
  private:
   void log(Trainer& t) override {
+    if (!started_) {
+      // From this run's first step on, what older files in the folder hold (a killed run now
+      // resumed, or a run started over with --overwrite) is superseded. Written with the first
+      // scalars, when the run's start is known whatever the hooks' order (a resumed checkpoint
+      // is loaded in before_run).
+      writer_->add_session_start(t.first_iter() + 1);
+      started_ = true;
+    }
     for (const auto& [key, value] : t.log_buffer().output().items()) {
       if (std::find(skip_keys_.begin(), skip_keys_.end(), key) != skip_keys_.end()) continue;
       if (value.is_number()) writer_->add_scalar(key, value.get<double>(), log_iter(t, false));
@@ -280,6 +284,7 @@ class TensorboardHook final : public LoggerHook {
   std::filesystem::path out_dir_;
   std::vector<std::string> skip_keys_;
   std::unique_ptr<TensorboardWriter> writer_;
+  bool started_ = false;  // the SessionLog START is written
 };
 
 }  // namespace

@@ -45,9 +45,13 @@ struct BertConfig {
 
   /// Reads config.json's content; throws ms::Error(kConfig) naming `source` and the key for a
   /// missing or wrongly typed field, or an unsupported hidden_act / position_embedding_type.
-  static BertConfig from_json(const Json& json, const std::string& source);
+  /// `type_if_unsaid` is the model type when config.json has no model_type (configuration.json's
+  /// model.type, normalised): it decides RoBERTa's positions and pad_token_id default (1).
+  static BertConfig from_json(const Json& json, const std::string& source,
+                              const std::string& type_if_unsaid = "");
   /// Reads `dir`/config.json; throws ms::Error(kNotFound) when it does not exist.
-  static BertConfig from_model_dir(const std::filesystem::path& dir);
+  static BertConfig from_model_dir(const std::filesystem::path& dir,
+                                   const std::string& type_if_unsaid = "");
 };
 
 /// The encoder's part of Model::structure(): {"family": "bert", "encoder": `prefix` (its

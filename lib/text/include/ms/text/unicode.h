@@ -38,6 +38,11 @@ using ms::append_nfd;
 /// Appends the lower-case form of one code point (may be several code points, e.g. U+0130).
 MS_API void append_lower(std::u32string& out, char32_t cp);
 
+/// UTF-8 `text` lower-cased character by character, as Python's str.lower() (without its
+/// final-sigma rule: a word-final capital sigma becomes σ, where Python writes ς). Throws like
+/// decode_utf8() on invalid UTF-8.
+MS_API std::string lower_utf8(std::string_view text);
+
 /// Version of the Unicode data the tables were generated from.
 MS_API const char* unicode_version();
 
