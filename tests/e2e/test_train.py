@@ -295,6 +295,34 @@ class TrainTextTest(TorchTestCase):
         self.assertExit(e, 0)
         self.assertEqual(json.loads(e.stdout), json.loads(r.stdout)["metrics"])
 
+    def test_output_config_describes_the_trained_head(self):
+        # The base's num_labels and problem_type were copied into output/config.json: a 3-label
+        # base trained on 2 classes gave an output ms (and transformers) refused to load, and a
+        # multi-label problem_type scored a softmax-trained head with sigmoids.
+        base = self.path("base")
+        shutil.copytree(os.path.join(TINY, "cls"), base)
+        with open(os.path.join(base, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+        # No label map: the classes come from the data (2), the base says 3.
+        config.pop("id2label")
+        config.pop("label2id")
+        config.update(num_labels=3, problem_type="multi_label_classification")
+        with open(os.path.join(base, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(config, f)
+        r = run_ms("train", "--model", base, "--config", self.config, "--dataset",
+                   "csv:" + self.path("train.csv"), "--eval-dataset", "csv:" + self.path("test.csv"),
+                   "--work-dir", self.path("work"), "--max-epochs", "1", "--json", timeout=300)
+        self.assertExit(r, 0)
+        output = os.path.join(self.path("work"), "output")
+        with open(os.path.join(output, "config.json"), encoding="utf-8") as f:
+            written = json.load(f)
+        self.assertEqual((written["num_labels"], written["problem_type"]),
+                         (2, "single_label_classification"))
+        r = run_ms("infer", "--model", output, "--input", "a fine film")
+        self.assertExit(r, 0)
+        scores = json.loads(r.stdout)["scores"]
+        self.assertAlmostEqual(sum(scores), 1.0, places=5)
+
     def test_sliced_splits_hold_out_part_of_one_file(self):
         r = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
                    "--dataset", "csv:" + self.path("train.csv"), "--split", "train[:75%]",

@@ -46,8 +46,12 @@ Encoder build_encoder(GraphBuilder& g, const Json& s) {
   }
   const std::string pos =
       g.node("Gather", {g.weight(p + "embeddings.position_embeddings.weight"), positions});
+  // One token type (RoBERTa): every id reads row 0, as BertEncoder::forward takes them.
+  const std::string type_ids = s.value("type_vocab_size", int64_t{2}) == 1
+                                   ? g.node("Mul", {"token_type_ids", g.constant_ints({0}, true)})
+                                   : std::string("token_type_ids");
   const std::string types =
-      g.node("Gather", {g.weight(p + "embeddings.token_type_embeddings.weight"), "token_type_ids"});
+      g.node("Gather", {g.weight(p + "embeddings.token_type_embeddings.weight"), type_ids});
   std::string x = g.node("Add", {g.node("Add", {words, pos}), types});
   x = g.layer_norm(x, p + "embeddings.LayerNorm.", eps);
 

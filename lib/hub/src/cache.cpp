@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "ms/core/error.h"
 #include "ms/core/file.h"
@@ -390,6 +391,10 @@ void RepoCache::save() {
     if (!ec && (!newest || t > *newest)) newest = t;
   }
   index_time_ = index_time(dir_);
+  // At most a day ahead: a file dated years ahead (a tar with bad times) would otherwise keep
+  // every rewrite of the folder (modelscope 1.38+'s) from being noticed for that long.
+  const auto limit = fs::file_time_type::clock::now() + std::chrono::hours(24);
+  if (newest && *newest > limit) newest = limit;
   if (newest && index_time_ && *newest > *index_time_) {
     std::error_code ec;
     fs::last_write_time(dir_ / ".msc", *newest, ec);

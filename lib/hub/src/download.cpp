@@ -970,8 +970,10 @@ ExclusiveLock::ExclusiveLock(const fs::path& path, Target target) {
     // another user of a shared cache made (0644 under umask 022) is opened read-only, which
     // flock takes elsewhere.
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    if (fd_ < 0 && (errno == EACCES || errno == EROFS))
+    const int first_error = errno;
+    if (fd_ < 0 && (first_error == EACCES || first_error == EROFS))
       fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    errno = first_error;  // the reason to report: the read-only try's ENOENT would hide it
   }
   if (fd_ < 0)
     fail(ErrorCode::kIo, "{}: cannot open for locking: {}", path.string(), std::strerror(errno));
@@ -1012,7 +1014,11 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   // run that finds every file in place has nothing to write, so it takes no lock and writes
   // nothing (no index, no .mv), as Python checks for cache hits before it locks. Anything to
   // fetch is exit 74.
-  const std::string read_only = options.dry_run ? "" : why_unwritable(layout.repo_dir);
+  std::string read_only;
+  if (!options.dry_run) {
+    read_only = why_unwritable(layout.repo_dir);
+    if (read_only.empty()) read_only = why_unwritable(layout.lock_file.parent_path());
+  }
   if (!options.dry_run && read_only.empty()) {
     repo_lock.emplace(layout.lock_file, ExclusiveLock::Target::kLockFile);
     adopt_legacy_folder(layout);

@@ -438,6 +438,7 @@ Json bert_encoder_structure(const BertConfig& c, const std::string& prefix, bool
   s["hidden_act"] = c.hidden_act;
   s["roberta_positions"] = c.roberta_positions;
   s["pad_token_id"] = c.pad_token_id;
+  s["type_vocab_size"] = c.type_vocab_size;
   s["pooler"] = pooler;
   return s;
 }

@@ -110,9 +110,11 @@ std::vector<int64_t> eos_token_ids(const Json& config) {
 // generation_config.json settings transformers' generate() applies and ms does not (beam search,
 // n-gram bans, forced or suppressed tokens, other samplers): a file that sets one to anything but
 // its neutral value would make other text than generate() does, so it is refused by name. Each
-// key with the values that leave generation as it is.
-void reject_unsupported_defaults(const Json& defaults, const std::filesystem::path& file) {
-  static const std::vector<std::pair<const char*, std::vector<Json>>> neutral = {
+// key with the values that leave generation as it is; the samplers' only count when sampling.
+void reject_unsupported_defaults(const Json& defaults, const std::filesystem::path& file,
+                                 bool sampling) {
+  using Neutral = std::vector<std::pair<const char*, std::vector<Json>>>;
+  static const Neutral always = {
       {"num_beams", {1}},
       {"num_beam_groups", {1}},
       {"num_return_sequences", {1}},
@@ -125,29 +127,34 @@ void reject_unsupported_defaults(const Json& defaults, const std::filesystem::pa
       {"forced_bos_token_id", {}},
       {"forced_eos_token_id", {}},
       {"sequence_bias", {Json::object()}},
-      {"penalty_alpha", {}},
-      {"typical_p", {1, 1.0}},
-      {"min_p", {}},
-      {"epsilon_cutoff", {0, 0.0}},
-      {"eta_cutoff", {0, 0.0}},
+      {"penalty_alpha", {0, 0.0}},
       {"diversity_penalty", {0, 0.0}},
       {"encoder_repetition_penalty", {1, 1.0}},
       {"exponential_decay_length_penalty", {}},
       {"guidance_scale", {1, 1.0}},
-      {"renormalize_logits", {false}},
       {"max_time", {}},
+      {"dola_layers", {}},
+      {"token_healing", {false}},
+      {"watermarking_config", {}},
   };
-  for (const auto& [key, values] : neutral) {
-    const auto it = defaults.find(key);
-    if (it == defaults.end() || it->is_null()) continue;
-    if (std::find(values.begin(), values.end(), *it) != values.end()) continue;
-    throw Error(ErrorCode::kMissingComponent,
-                fmt::format("{}: {} is {}: ms's text generation does not do this (greedy or "
-                            "sampled decoding with temperature, top_k, top_p, repetition_penalty "
-                            "and stop strings)",
-                            file.string(), key, it->dump()),
-                "remove the key from generation_config.json (the text then differs from "
-                "transformers' generate() with it)");
+  static const Neutral samplers = {
+      {"typical_p", {1, 1.0}},  {"min_p", {0, 0.0}}, {"epsilon_cutoff", {0, 0.0}},
+      {"eta_cutoff", {0, 0.0}}, {"top_h", {}},
+  };
+  for (const Neutral* table : {&always, &samplers}) {
+    if (table == &samplers && !sampling) continue;
+    for (const auto& [key, values] : *table) {
+      const auto it = defaults.find(key);
+      if (it == defaults.end() || it->is_null()) continue;
+      if (std::find(values.begin(), values.end(), *it) != values.end()) continue;
+      throw Error(ErrorCode::kMissingComponent,
+                  fmt::format("{}: {} is {}: ms's text generation does not do this (greedy or "
+                              "sampled decoding with temperature, top_k, top_p, "
+                              "repetition_penalty and stop strings)",
+                              file.string(), key, it->dump()),
+                  "remove the key from generation_config.json (the text then differs from "
+                  "transformers' generate() with it)");
+    }
   }
 }
 
@@ -156,7 +163,6 @@ GenerationOptions read_options(const infer::ModelInfo& model) {
   const Config& c = model.config;
   const std::filesystem::path defaults_file = model.dir / "generation_config.json";
   const Json defaults = read_json_file(defaults_file).value_or(Json::object());
-  reject_unsupported_defaults(defaults, defaults_file);
   // max_length counts the (padded) prompt too, so the new tokens it leaves would depend on the
   // batch; ms counts new tokens only.
   if (const auto it = defaults.find("max_length");
@@ -201,6 +207,7 @@ GenerationOptions read_options(const infer::ModelInfo& model) {
   MS_CHECK(o.do_sample || !sampling_setting, ErrorCode::kConfig,
            "{}: do_sample is false, so temperature, top_k and top_p would be ignored",
            from("do_sample"));
+  reject_unsupported_defaults(defaults, defaults_file, o.do_sample);
   if (c.has("seed")) {
     const int64_t seed = c.get<int64_t>("seed");
     MS_CHECK(seed >= 0, ErrorCode::kConfig, "{}: seed must be a non-negative integer, got {}",
@@ -208,8 +215,11 @@ GenerationOptions read_options(const infer::ModelInfo& model) {
     o.seed = static_cast<uint64_t>(seed);
   }
   o.eos_ids = eos_token_ids(defaults);
-  if (c.has("stop")) {
-    const Json stop = c.get<Json>("stop");
+  // generation_config.json's stop_strings (transformers' name) when no stop is set.
+  const bool stop_from_defaults =
+      !c.has("stop") && defaults.contains("stop_strings") && !defaults["stop_strings"].is_null();
+  if (c.has("stop") || stop_from_defaults) {
+    const Json stop = stop_from_defaults ? defaults["stop_strings"] : c.get<Json>("stop");
     if (stop.is_string()) {
       o.stop.push_back(stop.get<std::string>());
     } else if (stop.is_array()) {
@@ -337,8 +347,9 @@ class TextGenerationPipeline final : public infer::Pipeline {
     check_token_ids(tokenizer_->vocab_size(), model_->vocab_size(), model.dir);
     // config.json has been checked by the model: n_positions, if present, is a positive integer.
     // (Or the alias names GPT2Config's attribute_map takes, as the model reads them.)
-    positions_ = hf->value("n_positions", hf->value("max_position_embeddings", int64_t{1024}));
-    layers_ = hf->value("n_layer", hf->value("num_hidden_layers", int64_t{12}));
+    positions_ = hf->value(hf->contains("n_positions") ? "n_positions" : "max_position_embeddings",
+                           int64_t{1024});
+    layers_ = hf->value(hf->contains("n_layer") ? "n_layer" : "num_hidden_layers", int64_t{12});
     // The end-of-text ids, as transformers' generate() takes them: generation_config.json's
     // (read with the options), else config.json's, else the tokenizer's.
     eos_ids_ = options_.eos_ids.empty() ? eos_token_ids(*hf) : options_.eos_ids;

@@ -420,6 +420,12 @@ void write_output(const std::filesystem::path& dir, const infer::ModelInfo& m, c
   }
   hf["id2label"] = id2label;
   hf["label2id"] = label2id;
+  // The base's num_labels and problem_type describe its head, not the one trained here: a stale
+  // num_labels makes transformers (and ms) refuse the output, a stale problem_type scores it with
+  // a sigmoid or raw where ms trained a softmax (cross entropy).
+  hf.erase("_num_labels");
+  if (hf.contains("num_labels")) hf["num_labels"] = p.labels.size();
+  if (hf.contains("problem_type")) hf["problem_type"] = "single_label_classification";
   write_file_atomic(dir / "config.json", hf.dump(2) + "\n");
   Json ms = config.root();
   ms["task"] = m.task;

@@ -5,7 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <fstream>
+#include <stdexcept>
 
 #include "builtin_hooks.h"
 #include "ms/core/error.h"
@@ -118,8 +118,13 @@ std::string python_float(double v) {
 
 // round(v, digits) as Python rounds: the correctly rounded decimal, read back.
 double python_round(double v, int digits) {
-  if (!std::isfinite(v)) return v;
-  return std::stod(fmt::format("{:.{}f}", v, digits));
+  // Past 330 digits no double changes (the smallest is 4.9e-324).
+  if (!std::isfinite(v) || digits > 330) return v;
+  try {
+    return std::stod(fmt::format("{:.{}f}", v, digits));
+  } catch (const std::out_of_range&) {  // a subnormal result: stod reports it, Python keeps it
+    return v;
+  }
 }
 
 // datetime.timedelta(seconds=s) as str() writes it: "H:MM:SS", "N day(s), H:MM:SS".
