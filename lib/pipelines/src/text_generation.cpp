@@ -345,11 +345,12 @@ class TextGenerationPipeline final : public infer::Pipeline {
     tokenizer_ =
         std::make_unique<text::CausalTokenizer>(text::CausalTokenizer::from_dir(model.dir));
     check_token_ids(tokenizer_->vocab_size(), model_->vocab_size(), model.dir);
-    // config.json has been checked by the model: n_positions, if present, is a positive integer.
-    // (Or the alias names GPT2Config's attribute_map takes, as the model reads them.)
-    positions_ = hf->value(hf->contains("n_positions") ? "n_positions" : "max_position_embeddings",
-                           int64_t{1024});
-    layers_ = hf->value(hf->contains("n_layer") ? "n_layer" : "num_hidden_layers", int64_t{12});
+    // As the model read config.json (its checks, GPT2Config's alias names): one reading, not a
+    // second one here that could differ from it.
+    positions_ = model_->max_tokens().value_or(positions_);
+    const Json structure = model_->structure();
+    if (structure.is_object() && structure.contains("n_layer"))
+      layers_ = structure["n_layer"].get<int64_t>();
     // The end-of-text ids, as transformers' generate() takes them: generation_config.json's
     // (read with the options), else config.json's, else the tokenizer's.
     eos_ids_ = options_.eos_ids.empty() ? eos_token_ids(*hf) : options_.eos_ids;
