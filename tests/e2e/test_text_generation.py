@@ -165,6 +165,24 @@ class TextGeneration(TorchTestCase):
         texts = self.sample("temperature=5", prompts=("the cat sat on",) * 8, batch="4")
         self.assertGreater(len(set(texts)), 1, texts)
 
+    def test_sampling_keeps_the_50_likeliest_tokens_unless_top_k_says(self):
+        # transformers' GenerationConfig samples from the top 50 (top_k 0 or null: all). At
+        # temperature 1e6 the draw is uniform over the candidates, so 300 one-token draws from
+        # one prompt can show at most 50 distinct first tokens under the default, and (this
+        # vocabulary has 273) far more without the limit.
+        def distinct(*settings, model=MODEL):
+            got = self.generate("--input", *(["the cat sat on"] * 300), "-b", "100", "--set",
+                                "max_new_tokens=1", "--set", "temperature=1000000",
+                                *[x for s in settings for x in ("--set", s)], model=model)
+            return len({g["text"] for g in got})
+        self.assertLessEqual(distinct(), 50)
+        self.assertGreater(distinct("top_k=0"), 50)
+        d = self.path("topk-null")
+        shutil.copytree(MODEL, d)
+        with open(os.path.join(d, "generation_config.json"), "w") as f:
+            json.dump({"eos_token_id": 272, "top_k": None}, f)
+        self.assertGreater(distinct(model=d), 50)
+
     def test_narrowest_sampling_is_greedy(self):
         greedy = self.sample(prompts=self.ref["prompts"], batch="4")
         for setting in ("top_k=1", "top_p=0.000001", "temperature=0.0001"):

@@ -108,6 +108,19 @@ class TrainTextTest(TorchTestCase):
             self.assertIn(key, train[0])
         self.assertIn("evaluation/accuracy", evals[-1])
         self.assertEqual(evals[-1]["evaluation/accuracy"], round(summary["metrics"]["accuracy"], 5))
+        # ModelScope's text log beside it, <timestamp>.log: the console lines and what the run
+        # said at INFO, with time and level, though the console showed warnings only.
+        (text_log,) = glob.glob(os.path.join(work, "*.log"))
+        self.assertEqual(text_log + ".json", logs[0])
+        with open(text_log, encoding="utf-8") as f:
+            text_lines = f.read().splitlines()
+        self.assertRegex(text_lines[0], r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - ms - INFO - ")
+        self.assertTrue(any(l.endswith("saving checkpoint iter_10") for l in text_lines), text_lines)
+        self.assertNotIn("saving checkpoint", r.stderr)
+        console = [l for l in r.stderr.splitlines() if l.startswith("epoch")]
+        self.assertEqual(len(console), len(entries))
+        self.assertEqual([l.split(" - INFO - ", 1)[1] for l in text_lines
+                          if " - INFO - epoch" in l], console)
         # The step schedule takes 5 % off every 5 iterations: iteration 10's line shows the rate
         # after its step, computed as PyTorch computes it (the JSON keeps lr unrounded).
         by_iter = {(e["epoch"], e["iter"]): e for e in train}

@@ -185,6 +185,7 @@ class DistributedTrainTest(TorchTestCase):
             self.assertAlmostEqual(a, b, delta=1e-5)
         # Rank 0 alone wrote the logs and the event file.
         self.assertEqual(len(glob.glob(self.path("two", "*.log.json"))), 1)
+        self.assertEqual(len(glob.glob(self.path("two", "*.log"))), 1)
         self.assertEqual(len(glob.glob(self.path("two", "tensorboard_output", "events.*"))), 1)
 
     @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")

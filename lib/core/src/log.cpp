@@ -83,6 +83,14 @@ Sink set_sink(Sink sink) {
   return previous;
 }
 
+Sink wrap_sink(const std::function<Sink(Sink current)>& make) {
+  std::lock_guard<std::mutex> lock(sink_mutex());
+  Sink previous = sink_ref();
+  Sink wrapped = make(previous);
+  sink_ref() = wrapped ? std::move(wrapped) : Sink(stderr_sink);
+  return previous;
+}
+
 void write(Level level, std::string_view message) {
   if (level < level_ref().load() || level == Level::kOff) return;
   std::lock_guard<std::mutex> lock(sink_mutex());

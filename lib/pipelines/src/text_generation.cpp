@@ -36,6 +36,9 @@ namespace ms::pipelines {
 namespace {
 
 constexpr int64_t kDefaultMaxNewTokens = 50;
+// transformers' GenerationConfig samples from the 50 likeliest tokens unless top_k says otherwise
+// (null or 0: all of them); ModelScope's pipeline generates with it.
+constexpr int64_t kDefaultTopK = 50;
 
 // What a generation does, read from the configuration (with --set applied) over
 // generation_config.json. The names are those of Hugging Face's GenerationConfig.
@@ -44,7 +47,7 @@ struct GenerationOptions {
   int64_t min_new_tokens = 0;  // the end-of-text token is barred until this many are generated
   bool do_sample = false;
   double temperature = 1.0;
-  int64_t top_k = 0;  // 0: no limit
+  int64_t top_k = kDefaultTopK;  // 0: no limit
   double top_p = 1.0;
   double repetition_penalty = 1.0;
   std::optional<uint64_t> seed;
@@ -189,7 +192,9 @@ GenerationOptions read_options(const infer::ModelInfo& model) {
   o.temperature = option<double>(c, defaults, "temperature", 1.0);
   MS_CHECK(std::isfinite(o.temperature) && o.temperature > 0, ErrorCode::kConfig,
            "{}: temperature must be a positive number, got {}", from("temperature"), o.temperature);
-  o.top_k = option<int64_t>(c, defaults, "top_k", 0);
+  const bool top_k_null =
+      !c.has("top_k") && defaults.contains("top_k") && defaults["top_k"].is_null();
+  o.top_k = top_k_null ? 0 : option<int64_t>(c, defaults, "top_k", kDefaultTopK);
   MS_CHECK(o.top_k >= 0, ErrorCode::kConfig,
            "{}: top_k must be 0 (no limit) or a positive integer, got {}", from("top_k"), o.top_k);
   o.top_p = option<double>(c, defaults, "top_p", 1.0);

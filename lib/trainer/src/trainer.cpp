@@ -29,6 +29,7 @@
 #include "ms/core/version.h"
 #include "ms/infer/train.h"
 #include "ms/trainer/mixed_precision.h"
+#include "run_log.h"
 
 namespace ms::trainer {
 
@@ -70,15 +71,6 @@ void LogBuffer::clear_output() {
 // ---- Trainer ----------------------------------------------------------------------------------
 
 namespace {
-
-std::string now_timestamp() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&t, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y%m%d_%H%M%S", &tm);
-  return text;
-}
 
 // nlohmann::ordered_json (Config) -> nlohmann::json (the component builders' options).
 nlohmann::json plain(const Json& value) { return nlohmann::json::parse(value.dump()); }
@@ -180,7 +172,9 @@ void test_kill_after_output_save() {}
 
 }  // namespace
 
-Trainer::Trainer(TrainerSetup setup) : setup_(std::move(setup)), timestamp_(now_timestamp()) {
+Trainer::Trainer(TrainerSetup setup)
+    : setup_(std::move(setup)),
+      timestamp_(setup_.timestamp.empty() ? run_timestamp() : setup_.timestamp) {
   MS_ASSERT(setup_.model != nullptr);
   // ModelScope requires max_epochs; a misspelt key must not silently train one epoch.
   MS_CHECK(!setup_.train_data || setup_.config.has("train.max_epochs"), ErrorCode::kConfig,

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <iostream>
 #include <limits>
 #include <set>
 
@@ -25,6 +26,7 @@
 #include "ms/infer/torch_layer.h"
 #include "ms/metrics/metric.h"
 #include "ms/tensor/weights.h"
+#include "run_log.h"
 
 namespace ms::trainer {
 namespace {
@@ -663,6 +665,10 @@ class TrainingService final : public infer::TrainerService {
     if (r.distributed) dist = Distributed::join(*r.distributed, device);
     std::optional<WorkDirLock> lock;
     if (!dist || dist->is_main()) lock.emplace(work_dir);
+    // From here on what the run says is kept in <work_dir>/<timestamp>.log too (rank 0's).
+    const std::string timestamp = run_timestamp();
+    std::optional<RunLog> run_log;
+    if (lock) run_log.emplace(work_dir / (timestamp + ".log"));
     // A resumed run: every rank loads the checkpoint rank 0 names (it wrote it).
     const std::optional<std::filesystem::path> resume =
         dist ? resume_point_of_main(*dist, r.resume, r.overwrite, work_dir)
@@ -725,6 +731,11 @@ class TrainingService final : public infer::TrainerService {
     setup.work_dir = work_dir;
     setup.device = device;
     setup.seed = r.seed;
+    setup.timestamp = timestamp;
+    setup.console = [&run_log](const std::string& line) {
+      std::cerr << line << '\n';
+      if (run_log) run_log->write(log::Level::kInfo, line);
+    };
     setup.save_output = [&](const std::filesystem::path& dir, const models::TensorMap& state,
                             const Json&) { write_output(dir, m, config, p, state); };
     Trainer trainer(std::move(setup));

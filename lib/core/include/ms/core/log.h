@@ -27,6 +27,11 @@ MS_API Level parse_level(std::string_view name);
 /// Replaces the sink; passing nullptr restores the default stderr sink. Returns the previous one.
 MS_API Sink set_sink(Sink sink);
 
+/// Replaces the sink by `make(current sink)` in one step, so that no message from another thread
+/// falls between reading the current sink and installing the one that forwards to it. Returns
+/// the sink replaced (to restore with set_sink).
+MS_API Sink wrap_sink(const std::function<Sink(Sink current)>& make);
+
 MS_API void write(Level level, std::string_view message);
 
 template <typename... Args>

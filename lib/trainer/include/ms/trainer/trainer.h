@@ -77,6 +77,9 @@ struct TrainerSetup {
       save_output;
   /// Lines of text the TextLoggerHook writes (console); default: stderr.
   std::function<void(const std::string& line)> console;
+  /// Names the run's logs, <timestamp>.log and <timestamp>.log.json ("20261205_213005");
+  /// empty: the local time when the trainer is made.
+  std::string timestamp;
   /// The data-parallel group this worker belongs to; null in a single process. train_data is
   /// then this rank's shard; eval_data is the whole split, evaluated by rank 0 alone.
   std::shared_ptr<Distributed> distributed;
