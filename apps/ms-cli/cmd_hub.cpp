@@ -1,4 +1,6 @@
 // `ms hub serve` (the self-hosted hub server) and `ms hub token create` (access tokens for it).
+#include <malloc.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -47,6 +49,10 @@ void run_serve(const ServeOptions& options) {
   server_options.threads = options.threads;
   server_options.header_timeout_s = options.header_timeout;
   server_options.max_client_connections = options.max_client_connections;
+  // Large blocks (a listing of a big repo is megabytes of text) are mapped and unmapped, not
+  // left in the heaps of the server's many threads: glibc raises this threshold as such blocks
+  // are freed, after which a server that had answered a few dozen listings at once kept gigabytes.
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   // Before any thread starts, so that only wait_for_shutdown_signal() receives the stop signals.
   hub_server::block_shutdown_signals();
   hub_server::Server server(server_options);

@@ -289,9 +289,15 @@ class DatasetTest(MsTestCase):
                          [{"column_0": "a", "column_1": "b"}, {"column_0": "1", "column_1": "x,y"}])
         r = self.ms("dataset", "info", semi, "--delimiter", ";;")
         self.assertExit(r, 2)
-        r = self.ms("dataset", "info", self.write("r.csv", "a,b\n1,2\n\"x\ny\",3\n4\n"))
+        r = self.ms("dataset", "info", self.write("r.csv", "a,b\n1,2\n\"x\ny\",3\n4,5,6\n"))
         self.assertExit(r, 7)
-        self.assertOneLineError(r, "r.csv:5", "ragged row")
+        self.assertOneLineError(r, "r.csv:5", "ragged row: 3 fields, expected 2")
+        # Fewer fields: the missing ones are missing values, as pandas reads them; numbers with
+        # spaces around them are numbers, as there.
+        self.assertEqual(self.head(self.write("short.csv", "a,b,c\n1,2\n7,8,9\n")),
+                         [{"a": 1, "b": 2, "c": None}, {"a": 7, "b": 8, "c": 9}])
+        self.assertEqual(self.head(self.write("sp.csv", "a, b\n 7 ,1\n8, 2.5\n")),
+                         [{"a": 7, " b": 1.0}, {"a": 8, " b": 2.5}])
         r = self.ms("dataset", "info", self.write("u.csv", b"a,b\n1,2\n3,\xff\xfe\n", "wb"))
         self.assertExit(r, 7)
         self.assertOneLineError(r, "u.csv:3", "invalid UTF-8")
@@ -523,6 +529,39 @@ class DatasetTest(MsTestCase):
         self.assertIn("v1-row", json.dumps(self.head("hub:alice/dsv@v1")))
 
     @needs("ZIP", "HUB_SERVER")
+    def test_hub_datasets_read_as_msdataset_reads_them(self):
+        from hubserver import HubServer
+        server = HubServer(self.path("hubroot"))
+        tokens = {user: server.token(user) for user in ("damo", "modelscope", "alice")}
+        server.start()
+        self.addCleanup(server.stop)
+        self.env.update({"MODELSCOPE_ENDPOINT": server.endpoint,
+                         "MODELSCOPE_CREDENTIALS_PATH": self.path("credentials")})
+
+        def upload(owner, name, files):
+            for rel, text in files.items():
+                self.write(f"{owner}-{name}/{rel}", text)
+            env = dict(self.env, MODELSCOPE_API_TOKEN=tokens[owner])
+            self.assertExit(run_ms("upload", f"{owner}/{name}", self.path(f"{owner}-{name}"),
+                                   "--dataset", "--create", env=env), 0)
+
+        # A bare name is MsDataset.load's namespace "modelscope" (models' is "damo").
+        upload("damo", "nsd", {"train.csv": "who\ndamo\n"})
+        upload("modelscope", "nsd", {"train.csv": "who\nmodelscope\n"})
+        self.assertEqual(self.head("hub:nsd"), [{"who": "modelscope"}])
+        # Splits from folders named by a keyword at any depth; those found, a keyword in a file
+        # name no longer counts (Hugging Face's order).
+        upload("alice", "deep", {"train/a/x.jsonl": '{"x": 1}\n', "train/b/y.jsonl": '{"x": 2}\n',
+                                 "data/test/z.jsonl": '{"x": 3}\n',
+                                 "data/dataset-dev.jsonl": '{"x": 4}\n'})
+        d = self.info("hub:alice/deep")
+        self.assertEqual({s["name"]: s["rows"] for s in d["splits"]}, {"train": 2, "test": 1})
+        # A repo whose loading script makes the data is not read around the script.
+        upload("alice", "scripted", {"scripted.py": "import datasets\n", "data.csv": "x\n1\n"})
+        r = self.ms("dataset", "info", "hub:alice/scripted")
+        self.assertExit(r, 6)
+        self.assertOneLineError(r, "scripted.py", "does not run")
+
     def test_dataset_served_by_ms_hub_serve(self):
         """The ModelScope layout uploaded to a real `ms hub serve`: the files fetched back the way
         a snapshot download does (tree listing, then each file) load as a dataset folder, and a

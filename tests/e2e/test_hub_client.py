@@ -394,6 +394,17 @@ class HubClientTest(SharedHubTestCase):
                         env=self.env(MODELSCOPE_ENDPOINT=dead, MODELSCOPE_OFFLINE="1"))
             self.assertExit(r, 4)
             self.assertOneLineError(r, "alice/not-cached")
+            # A partial file left by an interrupted download: offline there is no listing to
+            # say the copy is short of it, so ms says so (once online it would be finished).
+            partial = self.path("cache", "models", "._____temp", "alice", "offline", "b", "d.bin")
+            os.makedirs(os.path.dirname(partial))
+            with open(partial, "wb") as f:
+                f.write(b"half")
+            r = self.ms("download", "alice/offline", "--offline", "--json",
+                        env=self.env(MODELSCOPE_ENDPOINT=dead))
+            self.assertExit(r, 0)
+            self.assertIn("interrupted download left 1 partial file(s)", r.stderr)
+            self.assertIn("b/d.bin", r.stderr)
             with self.assertRaises(BlockingIOError):
                 listener.accept()
 

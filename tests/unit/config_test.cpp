@@ -91,6 +91,17 @@ TEST_CASE("integers out of the requested type's range are errors, not wrapped va
   CHECK(c.get<std::uint64_t>("huge") == 18446744073709551615ull);
 }
 
+TEST_CASE("a number past a float's range is an error, not infinity; a format is the caller's",
+          "[config]") {
+  Config c = Config::parse(R"({"far": 1e300, "near": 3.5})", "json", "c.json");
+  expect_error([&] { c.get<float>("far"); }, ErrorCode::kConfig,
+               {"key 'far' must be a number in range"});
+  CHECK(c.get<double>("far") == 1e300);
+  CHECK(c.get<float>("near") == 3.5f);
+  expect_error([&] { Config::parse("{}", "xml", "c.xml"); }, ErrorCode::kUsage,
+               {"unknown configuration format 'xml'", "json"});
+}
+
 TEST_CASE("malformed JSON reports line and column", "[config]") {
   const char* bad = "{\n  \"a\": 1,\n  \"b\": [1, 2,,]\n}\n";
   expect_error([&] { Config::parse(bad, "json", "bad.json"); }, ErrorCode::kConfig,

@@ -166,6 +166,31 @@ TEST_CASE("log sink is replaceable and filters by level", "[core][log]") {
   CHECK_THROWS_AS(ms::log::parse_level("loud"), ms::Error);
 }
 
+TEST_CASE("a log sink that logs, throws or replaces itself does not hang or end the caller",
+          "[core][log]") {
+  std::vector<std::string> seen;
+  auto previous = ms::log::set_sink([&](ms::log::Level, std::string_view m) {
+    seen.emplace_back(m);
+    if (m == "reenter") ms::log::warn("from inside the sink");  // to stderr, not a deadlock
+    if (m == "throw") throw std::runtime_error("sink failed");
+    if (m == "replace") ms::log::set_sink(nullptr);  // kUsage, caught like any throw
+  });
+  ms::log::warn("reenter");
+  ms::log::warn("throw");
+  ms::log::warn("replace");
+  ms::log::warn("still here");
+  // wrap_sink builds the new sink from the one in place, in one step.
+  const auto replaced = ms::log::wrap_sink([&](ms::log::Sink inner) -> ms::log::Sink {
+    return [inner](ms::log::Level l, std::string_view m) {
+      inner(l, std::string("w:") + std::string(m));
+    };
+  });
+  ms::log::warn("x");
+  CHECK(static_cast<bool>(replaced));
+  ms::log::set_sink(previous);
+  CHECK(seen == std::vector<std::string>{"reenter", "throw", "replace", "still here", "w:x"});
+}
+
 TEST_CASE("atomic writes replace files whole and leave no temp files", "[core][file]") {
   namespace fs = std::filesystem;
   const fs::path dir = fs::temp_directory_path() / ("ms-core-test-" + std::to_string(::getpid()));

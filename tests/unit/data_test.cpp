@@ -131,7 +131,12 @@ TEST_CASE("CSV: repeated header names follow pandas' read_csv, in linear time", 
 }
 
 TEST_CASE("CSV errors name the file and line", "[data]") {
-  CHECK(message_of([] { parse_csv("a,b\n1,2\n3\n", "r.csv"); }).find("r.csv:3: ragged row") == 0);
+  // A short row's missing fields are missing values (pandas); a long one is an error.
+  const Table short_row = parse_csv("a,b\n1,2\n3\n", "r.csv");
+  REQUIRE(short_row.rows.size() == 2);
+  CHECK(std::holds_alternative<std::monostate>(short_row.rows[1][1]));
+  CHECK(message_of([] { parse_csv("a,b\n1,2\n3,4,5\n", "r.csv"); }).find("r.csv:3: ragged row") ==
+        0);
   CHECK(message_of([] { parse_csv("a,b\n1,2\n4,5,6\n", "r.csv"); }).find("r.csv:3") == 0);
   CHECK(message_of([] {
           parse_csv("a,b\n\"x\ny\",2\n1,\xC3\x28\n", "u.csv");
@@ -555,37 +560,97 @@ TEST_CASE("Image decoding: real JPEG, garbage and truncation name the file", "[d
   CHECK(msg.find("cut.jpg: corrupt image") == 0);
 }
 
-TEST_CASE("Split names of data files", "[data]") {
-  CHECK(split_of_file("train") == "train");
-  CHECK(split_of_file("train-00000-of-00002") == "train");
-  CHECK(split_of_file("dev") == "validation");
-  CHECK(split_of_file("Validation_2") == "validation");
-  CHECK(split_of_file("test.part1") == "test");
-  CHECK(split_of_file("my_train") == "");
-  CHECK(split_of_file("trainer") == "");
-  CHECK(split_of_file("2020-train") == "");
-}
-
 TEST_CASE("Table folders: split files, shards concatenated, data/ sub-folder", "[data]") {
   const fs::path dir = fs::temp_directory_path() / ("ms-data-tables-" + std::to_string(::getpid()));
   fs::remove_all(dir);
   ms::write_file_atomic(dir / "data" / "train-00000-of-00002.csv", "a,b\n1,x\n2,y\n");
   ms::write_file_atomic(dir / "data" / "train-00001-of-00002.csv", "a,b\n3.5,z\n");
-  ms::write_file_atomic(dir / "data" / "test.csv", "a,b\n4,w\n");
+  ms::write_file_atomic(dir / "data" / "valid.csv", "a,b\n4,w\n");
   ms::write_file_atomic(dir / "README.md", "# x\n");
-  const Dataset ds = load_dataset("folder:" + dir.string());
-  REQUIRE(ds.splits.size() == 2);
+  Dataset ds = load_dataset("folder:" + dir.string());
+  // Shards in data/ decide the splits: the unsharded file is not read (as in HF).
+  REQUIRE(ds.splits.size() == 1);
   CHECK(ds.splits[0].name == "train");
   CHECK(ds.splits[0].table.rows.size() == 3);
   CHECK(ds.splits[0].table.columns[0].type == ColumnType::kFloat);
-  CHECK(ds.splits[1].name == "test");
-  ms::write_file_atomic(dir / "data" / "test-2.csv", "a,c\n4,w\n");
+  fs::remove(dir / "data" / "train-00001-of-00002.csv");
+  fs::rename(dir / "data" / "train-00000-of-00002.csv", dir / "data" / "train.csv");
+  ds = load_dataset("folder:" + dir.string());
+  REQUIRE(ds.splits.size() == 2);
+  CHECK(ds.splits[1].name == "validation");
+  ms::write_file_atomic(dir / "data" / "valid-2.csv", "a,c\n4,w\n");
   CHECK(message_of([&] { load_dataset("folder:" + dir.string()); }).find("other columns") !=
         std::string::npos);
   fs::remove_all(dir);
   fs::create_directories(dir / "empty");
   CHECK(code_of([&] { load_dataset(dir.string()); }) == ms::ErrorCode::kNotFound);
   fs::remove_all(dir);
+}
+
+// Expectations checked against Hugging Face datasets 4.8.4's load_dataset(DIR) on the same
+// layouts (the row values give the order).
+TEST_CASE("Table folders: splits as Hugging Face's datasets finds them", "[data]") {
+  const fs::path root = fs::temp_directory_path() / ("ms-data-hf-" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  const auto splits_of = [&](const std::map<std::string, std::string>& files) {
+    fs::remove_all(root);
+    for (const auto& [rel, text] : files) ms::write_file_atomic(root / rel, text);
+    std::map<std::string, std::vector<std::int64_t>> out;
+    for (const Split& s : load_dataset(root.string()).splits)
+      for (const auto& row : s.table.rows) out[s.name].push_back(std::get<std::int64_t>(row[0]));
+    return out;
+  };
+  using Splits = std::map<std::string, std::vector<std::int64_t>>;
+  // No keyword: one training split of every file.
+  CHECK(splits_of({{"a.csv", "x\n1\n"}, {"b.csv", "x\n2\n"}}) == Splits{{"train", {1, 2}}});
+  // A keyword anywhere in the name, bounded by -._ space or a digit; the case as written.
+  CHECK(splits_of({{"dataset-train.csv", "x\n1\n"}, {"dataset-test.csv", "x\n2\n"}}) ==
+        Splits{{"train", {1}}, {"test", {2}}});
+  CHECK(splits_of({{"2020-train.csv", "x\n1\n"}, {"trainer.csv", "x\n2\n"}}) ==
+        Splits{{"train", {1}}});
+  CHECK(splits_of({{"Train.csv", "x\n1\n"}, {"test.csv", "x\n2\n"}}) == Splits{{"test", {2}}});
+  CHECK(splits_of({{"train.csv", "x\n1\n"}, {"notes.csv", "x\n2\n"}}) == Splits{{"train", {1}}});
+  // Any depth; folders named by a keyword first; hidden and __special__ folders skipped.
+  CHECK(splits_of({{"train.csv", "x\n1\n"}, {"data/test.csv", "x\n2\n"}}) ==
+        Splits{{"train", {1}}, {"test", {2}}});
+  CHECK(splits_of({{"train/a/x.jsonl", "{\"x\":1}\n"},
+                   {"train/b/y.jsonl", "{\"x\":2}\n"},
+                   {"test/z.jsonl", "{\"x\":3}\n"},
+                   {".git/test.jsonl", "{\"x\":4}\n"},
+                   {"__pycache__/test.jsonl", "{\"x\":5}\n"}}) ==
+        Splits{{"train", {1, 2}}, {"test", {3}}});
+  // Pattern after pattern: my_dev/ (keyword dev) before val-2/ (val); a file two patterns take
+  // is read twice.
+  CHECK(splits_of({{"val-2/a.csv", "x\n1\n"}, {"my_dev/b.csv", "x\n2\n"}, {"c.csv", "x\n3\n"}}) ==
+        Splits{{"validation", {2, 1}}});
+  CHECK(splits_of({{"train/a-train/x.csv", "x\n1\n"}, {"train/dev/y.csv", "x\n2\n"}}) ==
+        Splits{{"train", {1, 2, 1}}, {"validation", {2}}});
+  // .json files are tables; the most common format wins, the others are not read.
+  CHECK(splits_of({{"train.json", "[{\"x\":1},{\"x\":2}]"}, {"test.json", "[{\"x\":3}]"}}) ==
+        Splits{{"train", {1, 2}}, {"test", {3}}});
+  CHECK(splits_of({{"train.csv", "x\n1\n"}, {"train_notes.txt", "hello\n"}}) ==
+        Splits{{"train", {1}}});
+  CHECK(code_of([&] {
+          splits_of({{"train.csv", "x\n1\n"}, {"test.jsonl", "{\"x\":2}\n"}});
+        }) == ms::ErrorCode::kIntegrity);
+  // Formats ms does not read are named, not "nothing found".
+  CHECK(message_of([&] {
+          splits_of({{"train.parquet", "PAR1"}});
+        }).find("parquet data") != std::string::npos);
+  CHECK(message_of([&] {
+          splits_of({{"train.csv.gz", "x"}});
+        }).find("compressed") != std::string::npos);
+  // Images outnumbering an HF metadata.csv: an image folder, not a table of the metadata.
+  fs::remove_all(root);
+  ms::write_file_atomic(root / "metadata.csv", "file_name,x\na.png,1\n");
+  ms::write_file_atomic(root / "a.png", "x");
+  CHECK(load_dataset(root.string()).kind == SourceKind::kImageFolder);
+  // A loading script named after the dataset is not bypassed.
+  fs::remove_all(root);
+  ms::write_file_atomic(root / "train.csv", "x\n1\n");
+  ms::write_file_atomic(root / (root.filename().string() + ".py"), "import datasets\n");
+  CHECK(code_of([&] { load_dataset(root.string()); }) == ms::ErrorCode::kMissingComponent);
+  fs::remove_all(root);
 }
 
 TEST_CASE("imagefolder: sorted class ids shared by splits, non-images counted", "[data]") {

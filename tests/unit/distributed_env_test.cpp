@@ -2,11 +2,17 @@
 // store): ms::infer::read_distributed_env over a map of variables.
 #include "ms/infer/distributed_env.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
 #include <map>
 #include <string>
 
 #include "catch.h"
 #include "ms/core/error.h"
+#include "ms/infer/launch.h"
 
 using ms::infer::DistributedEnv;
 using ms::infer::read_distributed_env;
@@ -131,4 +137,27 @@ TEST_CASE("malformed or inconsistent variables name the variable", "[infer][dist
   unset_local["RANK"] = "3";
   CHECK(usage_error(unset_local).find("LOCAL_RANK is not set, so RANK=3 stands for it") !=
         std::string::npos);
+}
+
+// Started as a worker by the next test (hidden: it runs only when named).
+TEST_CASE("launch test worker", "[.launch-worker]") { std::_Exit(3); }
+
+TEST_CASE("run_local_workers waits for its own workers and gives the signal handlers back",
+          "[infer][launch]") {
+  // A child of the caller's own that exits first: waitpid(-1) took it for a worker before.
+  const pid_t other = ::fork();
+  REQUIRE(other >= 0);
+  if (other == 0) ::_exit(7);
+  struct sigaction before {};
+  ::sigaction(SIGTERM, nullptr, &before);
+  const ms::infer::WorkersOutcome outcome =
+      ms::infer::run_local_workers(1, {"ms_unit_tests", "[.launch-worker]"});
+  CHECK(outcome.exit_code == 3);
+  CHECK(outcome.rank0_reported);
+  int status = 0;
+  CHECK(::waitpid(other, &status, 0) == other);
+  CHECK(WEXITSTATUS(status) == 7);
+  struct sigaction after {};
+  ::sigaction(SIGTERM, nullptr, &after);
+  CHECK(after.sa_handler == before.sa_handler);
 }

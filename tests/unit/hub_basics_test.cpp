@@ -79,6 +79,17 @@ TEST_CASE("sha256 matches known digests", "[hub]") {
   CHECK(h.hex_digest() == sha256_hex("abc"));
 }
 
+TEST_CASE("a moved-from or finished hasher is a usage error, not a crash", "[hub]") {
+  Sha256 h;
+  h.update("abc");
+  Sha256 moved(std::move(h));
+  CHECK_THROWS_AS(h.update("x"), ms::Error);  // NOLINT(bugprone-use-after-move): the point
+  CHECK_THROWS_AS(h.hex_digest(), ms::Error);
+  CHECK(moved.hex_digest() == sha256_hex("abc"));
+  CHECK_THROWS_AS(moved.update("more"), ms::Error);
+  CHECK_THROWS_AS(moved.hex_digest(), ms::Error);
+}
+
 TEST_CASE("a SHA-256 chain resumes from its state at a block boundary", "[hub]") {
   std::string data(3 * 64 * 1000 + 17, '\0');
   for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 131 + 7);

@@ -363,6 +363,10 @@ TEST_CASE("RepoCache: put, revision prefixes, reload, corrupt index", "[hub][cac
     cache.put("sub/a.txt", "ffff", dir.path / "tmpfile");
     CHECK(cache.entries().size() == 1);
     CHECK(ms::read_file(dir.path / "sub/a.txt") == "v2");
+    // The index names files below the folder only, by either way in.
+    CHECK_THROWS_AS(cache.record("/etc/passwd", "ffff"), ms::Error);
+    CHECK_THROWS_AS(cache.record("../escape.txt", "ffff"), ms::Error);
+    CHECK(cache.entries().size() == 1);
   }
   RepoCache again(dir.path);
   REQUIRE(again.entries().size() == 1);

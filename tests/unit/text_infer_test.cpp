@@ -100,6 +100,40 @@ TEST_CASE("special tokens written many times in a text are found in linear time"
   CHECK(ids.back() == 4);
 }
 
+TEST_CASE("a long text is read in segments: the same pieces, offsets and cuts", "[text]") {
+  // Words of every kind (pieces, accents, CJK, punctuation, an unknown word, a special token),
+  // past several 64 KiB segments; a segment is cut only after white space.
+  const std::vector<std::string> words = {"unaffable", "Café,", "北京!",    "hello", "zzz",
+                                          "[MASK]",    "world", "İstanbul", "\t"};
+  std::string text;
+  std::vector<std::string> expected;
+  const BertTokenizer t = tiny();
+  for (int i = 0; i < 60000; ++i) {
+    const std::string& w = words[static_cast<std::size_t>(i * 7) % words.size()];
+    text += w + (i % 3 == 0 ? "  " : " ");
+    for (const std::string& piece : tokens(t, w)) expected.push_back(piece);
+  }
+  REQUIRE(text.size() > 4 * 65536);
+  CHECK(tokens(t, text) == expected);
+  // Truncation keeps the first pieces, with their offsets into the whole text; a pair is cut by
+  // the sides' whole lengths (the longer, the text, gives up one token more).
+  const auto e = t.encode(text, std::string_view(text.substr(0, text.size() - 2)), 9);
+  REQUIRE(e.ids.size() == 9);
+  CHECK(e.ids[1] == 5);  // "un" of unaffable
+  CHECK(e.type_ids == std::vector<std::int64_t>{0, 0, 0, 0, 0, 1, 1, 1, 1});
+  const auto full = t.encode(text, std::nullopt, 1000000);
+  REQUIRE(full.ids.size() == expected.size() + 2);
+  CHECK(std::vector<std::int64_t>(full.ids.begin() + 1, full.ids.end() - 1) == t.token_ids(text));
+  // Offsets past the first segment are counted in code points from the text's start: the last
+  // "hello" points at "hello".
+  const std::u32string code_points = ms::text::decode_utf8(text);
+  std::size_t k = full.ids.size() - 2;
+  while (full.ids[k] != 8) --k;
+  REQUIRE(full.offsets[k].first > 4 * 65536 / 2);
+  CHECK(code_points.substr(full.offsets[k].first, full.offsets[k].second - full.offsets[k].first) ==
+        U"hello");
+}
+
 TEST_CASE("invalid UTF-8 is a usage error naming the offset", "[text]") {
   const BertTokenizer t = tiny();
   try {
@@ -191,8 +225,9 @@ TEST_CASE("inputs: txt, jsonl, csv; duplicate ids rejected", "[infer]") {
   CHECK(in[0].text == "a, \"quoted\"");
   CHECK(in[0].id == "7");
   CHECK(in[1].text == "plain");
-  // A ragged row is a malformed file (later rows cannot be trusted): an error naming file and line.
-  ms::write_file_atomic(dir.path / "r.csv", "text,id\na,1\nshort\n");
+  // A row longer than the header is a malformed file (later rows cannot be trusted): an error
+  // naming file and line.
+  ms::write_file_atomic(dir.path / "r.csv", "text,id\na,1\nlong,2,3\n");
   spec.file = dir.path / "r.csv";
   try {
     ms::infer::read_inputs(spec);

@@ -138,6 +138,11 @@ Config Config::from_file(const fs::path& given) {
 }
 
 Config Config::parse(std::string_view text, std::string_view format, std::string source) {
+  // The format is the caller's choice, not something looked up in the world: kUsage, not
+  // kNotFound.
+  MS_CHECK(config_formats().contains(format), ErrorCode::kUsage,
+           "{}: unknown configuration format '{}' (known: {})", source, format,
+           join(config_formats().types(), ", "));
   const ConfigParser& parser = config_formats().get(format);
   Json root = parser(text, source);
   if (root.is_null()) root = Json::object();  // an empty YAML file is an empty configuration

@@ -42,6 +42,11 @@ Level initial_level() {
   try {
     return parse_level(env);
   } catch (const Error&) {
+    // A misspelt level must not silently hide or show messages other than asked: said once.
+    std::fprintf(stderr,
+                 "ms: warning: MS_LOG_LEVEL=%s is not a log level (debug, info, warning, error, "
+                 "off): warnings and errors are shown\n",
+                 env);
     return Level::kWarning;
   }
 }
@@ -61,6 +66,15 @@ Sink& sink_ref() {
   return sink;
 }
 
+// Whether this thread is inside the sink: a message the sink logs itself would wait for the lock
+// it holds, so it goes to stderr instead.
+thread_local bool t_in_sink = false;
+
+void check_not_in_sink() {
+  MS_CHECK(!t_in_sink, ErrorCode::kUsage,
+           "ms::log: the sink cannot be replaced from inside a sink");
+}
+
 }  // namespace
 
 void set_level(Level level) { level_ref().store(level); }
@@ -77,6 +91,7 @@ Level parse_level(std::string_view name) {
 }
 
 Sink set_sink(Sink sink) {
+  check_not_in_sink();
   std::lock_guard<std::mutex> lock(sink_mutex());
   Sink previous = sink_ref();
   sink_ref() = sink ? std::move(sink) : Sink(stderr_sink);
@@ -84,6 +99,7 @@ Sink set_sink(Sink sink) {
 }
 
 Sink wrap_sink(const std::function<Sink(Sink current)>& make) {
+  check_not_in_sink();
   std::lock_guard<std::mutex> lock(sink_mutex());
   Sink previous = sink_ref();
   Sink wrapped = make(previous);
@@ -93,8 +109,20 @@ Sink wrap_sink(const std::function<Sink(Sink current)>& make) {
 
 void write(Level level, std::string_view message) {
   if (level < level_ref().load() || level == Level::kOff) return;
+  if (t_in_sink) {
+    stderr_sink(level, message);
+    return;
+  }
   std::lock_guard<std::mutex> lock(sink_mutex());
-  sink_ref()(level, message);
+  t_in_sink = true;
+  try {
+    sink_ref()(level, message);
+  } catch (...) {
+    // A sink that throws must not end the work that logged (a server thread would terminate
+    // the process): the message goes to stderr.
+    stderr_sink(level, message);
+  }
+  t_in_sink = false;
 }
 
 }  // namespace ms::log

@@ -156,6 +156,9 @@ Table parse_csv(std::string_view text, const std::string& source, const CsvOptio
         for (std::size_t k = 0; k < width; ++k)
           table.columns.push_back({"column_" + std::to_string(k), ColumnType::kString});
       }
+      // Fewer fields than the header: the missing ones are missing values, as pandas (so
+      // ModelScope and Hugging Face) reads them; more is an error there too.
+      if (record.size() < width) record.resize(width);
       if (record.size() != width) {
         bad_line(source, record_line,
                  fmt::format("ragged row: {} fields, expected {} (as in the header)", record.size(),

@@ -27,14 +27,6 @@ std::string split_name_of(std::string_view name) {
   return "";
 }
 
-std::string split_of_file(std::string_view stem) {
-  std::string whole = split_name_of(stem);
-  if (!whole.empty()) return whole;
-  const auto end = stem.find_first_of("-._ 0123456789");
-  if (end == std::string_view::npos || end == 0) return "";
-  return split_name_of(stem.substr(0, end));
-}
-
 namespace detail {
 
 std::vector<std::string> split_names(const std::vector<Split>& splits) {

@@ -49,8 +49,22 @@ void resolve_file_columns(Table& table, const std::filesystem::path& base,
 /// A csv:, tsv:, jsonl: or text: spec: one local file, split "train".
 void load_table_file(const DatasetSpec& spec, const LoadOptions& options, Dataset& ds);
 
-/// Table files named by split keywords at the top of `dir` or in its data/ folder; false when
-/// there are none.
+/// A folder's data files by split, as Hugging Face's load_dataset(DIR) finds them (data_files.cpp).
+struct DataFiles {
+  /// Hugging Face's format of the files: "csv" (.csv, .tsv), "json" (.json, .jsonl, .ndjson),
+  /// "imagefolder", or another it reads and ms does not ("parquet", "text", ...).
+  std::string format;
+  /// Split name -> the files of that format, relative to the folder with '/', in reading order;
+  /// train, validation, test first.
+  std::vector<std::pair<std::string, std::vector<std::string>>> splits;
+};
+
+/// nullopt when the folder holds no file of a format Hugging Face knows. kIntegrity when the
+/// splits' formats differ.
+std::optional<DataFiles> find_data_files(const std::filesystem::path& dir);
+
+/// The folder's CSV / JSON tables by split (find_data_files); false when its data are images or
+/// there are none; kMissingComponent for data ms does not read (parquet, compressed files, ...).
 bool load_table_folder(const std::filesystem::path& dir, Dataset& ds);
 
 // ---- imagefolder (imagefolder_dataset.cpp) -----------------------------------------------------

@@ -333,6 +333,15 @@ void load_folder(const fs::path& dir, Dataset& ds, const LoadOptions& options,
   if (subset_choice && *subset_choice != "default") {
     unknown_choice("subset", *subset_choice, dir.string(), {"default"});
   }
+  // A loading script named after the dataset (<name>.py, at the top) decides what its files
+  // mean, and ms runs no Python: reading the files as plain data would give other rows than the
+  // script (MsDataset.load refuses it too unless trusted).
+  const std::string name =
+      !name_hint.empty() ? name_hint : fs::absolute(dir, ec).lexically_normal().filename().string();
+  MS_CHECK(name.empty() || !fs::is_regular_file(dir / (name + ".py"), ec),
+           ErrorCode::kMissingComponent,
+           "{}: the dataset is made by its loading script {}.py, which ms does not run",
+           dir.string(), name);
   if (load_table_folder(dir, ds)) return;
   ds.kind = SourceKind::kImageFolder;
   load_imagefolder(dir, ds);

@@ -228,7 +228,10 @@ namespace detail {
 void load_hub(const DatasetSpec& spec, const LoadOptions& options,
               const std::optional<std::string>& subset,
               const std::optional<std::string>& wanted_split, Dataset& ds) {
-  const hub::RepoId repo = hub::parse_repo_id(spec.location);
+  // A bare name is MsDataset.load's default namespace's (DEFAULT_DATASET_NAMESPACE, "modelscope"),
+  // not the models' "damo".
+  const hub::RepoId repo = hub::parse_repo_id(
+      spec.location.find('/') == std::string::npos ? "modelscope/" + spec.location : spec.location);
   const std::string revision = options.revision ? *options.revision : spec.revision;
   // ModelScope names a dataset's config file after the repository: <name>.json.
   load_folder(dataset_snapshot(repo, revision), ds, options, subset, wanted_split, repo.name);

@@ -40,33 +40,6 @@ namespace {
 
 using detail::lower_extension;
 
-// A folder is a "folder" dataset when it holds a dataset config: <dirname>.json, or exactly one
-// .json file at the top whose content looks like subset -> split -> {meta, file}. The check on
-// content is done at load time; here the file name is enough.
-bool has_dataset_config(const fs::path& dir) {
-  std::error_code ec;
-  const std::string name = fs::absolute(dir, ec).lexically_normal().filename().string();
-  if (!name.empty() && fs::is_regular_file(dir / (name + ".json"), ec)) return true;
-  int json_files = 0;
-  int zips = 0;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    const std::string ext = lower_extension(entry.path());
-    if (entry.is_regular_file(ec) && ext == ".json") ++json_files;
-    if (entry.is_regular_file(ec) && ext == ".zip") ++zips;
-  }
-  return json_files == 1 && zips > 0;
-}
-
-// Table files (.csv, .tsv, .jsonl, .ndjson) directly in `dir`: then it is a folder of tables, one
-// per split, rather than an imagefolder.
-bool has_table_files(const fs::path& dir) {
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.is_regular_file(ec) && detail::is_table_file(entry.path())) return true;
-  }
-  return false;
-}
-
 DatasetSpec infer_from_path(const std::string& location) {
   DatasetSpec spec;
   spec.location = location;
@@ -84,10 +57,9 @@ DatasetSpec infer_from_path(const std::string& location) {
         "give a path, or a spec such as csv:PATH, imagefolder:DIR, zip:URL, hub:OWNER/NAME");
   }
   if (fs::is_directory(path, ec)) {
-    spec.kind =
-        has_dataset_config(path) || detail::has_readme_configs(path) || has_table_files(path)
-            ? SourceKind::kFolder
-            : SourceKind::kImageFolder;
+    // A folder is read as its dataset config, card or data files say (an image folder among
+    // them).
+    spec.kind = SourceKind::kFolder;
     return spec;
   }
   const std::string ext = lower_extension(path);

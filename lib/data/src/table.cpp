@@ -73,9 +73,20 @@ std::uint64_t Table::content_hash() const {
 
 namespace {
 
+// pandas' number parsing skips white space around the digits (" 7 " is 7: `a, b` CSV headers
+// come with such cells), so these do too; a cell of nothing but spaces is no number.
+void trim_number_spaces(const char*& begin, const char*& end) {
+  const auto space = [](char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+  };
+  while (begin != end && space(*begin)) ++begin;
+  while (begin != end && space(end[-1])) --end;
+}
+
 bool parse_int(const std::string& s, std::int64_t& out) {
   const char* begin = s.data();
   const char* end = s.data() + s.size();
+  trim_number_spaces(begin, end);
   if (begin != end && *begin == '+') ++begin;
   auto [ptr, ec] = std::from_chars(begin, end, out);
   return ec == std::errc() && ptr == end;
@@ -87,6 +98,7 @@ bool parse_int(const std::string& s, std::int64_t& out) {
 bool parse_float(const std::string& s, double& out) {
   const char* begin = s.data();
   const char* end = s.data() + s.size();
+  trim_number_spaces(begin, end);
   if (begin != end && *begin == '+') ++begin;
   auto [ptr, ec] = std::from_chars(begin, end, out);
   return ec == std::errc() && ptr == end && !std::isinf(out);

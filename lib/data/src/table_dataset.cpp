@@ -128,49 +128,36 @@ void load_table_file(const DatasetSpec& spec, const LoadOptions& options, Datase
   ds.root = path;
 }
 
-// Table files named by split keywords (train.csv, test.jsonl, train-00000-of-00002.csv), at the
-// top of the folder or, HF style, in its data/ sub-folder. Files without a keyword form one
-// split each (named by the file), or "train" when there is only one.
 bool load_table_folder(const fs::path& dir, Dataset& ds) {
-  fs::path where = dir;
-  std::vector<fs::path> found;
-  for (const fs::path& candidate : {dir, dir / "data"}) {
-    std::error_code ec;
-    if (!fs::is_directory(candidate, ec)) continue;
-    for (const auto& e : fs::directory_iterator(candidate)) {
-      // A link that leads nowhere (dangling, or a loop) is skipped, as a folder is.
-      if (e.is_regular_file(ec) && !is_hidden(e.path()) && is_table_file(e.path()))
-        found.push_back(e.path());
-    }
-    if (!found.empty()) {
-      where = candidate;
-      break;
-    }
+  const std::optional<DataFiles> found = find_data_files(dir);
+  if (!found || found->format == "imagefolder") return false;
+  if (found->format != "csv" && found->format != "json") {
+    throw Error(ErrorCode::kMissingComponent,
+                fmt::format("{}: its data files are {} data (e.g. {}), which ms does not read",
+                            dir.string(), found->format, found->splits.front().second.front()),
+                "ms reads CSV, TSV, JSON and JSON lines tables and image folders: convert the "
+                "files, or name the readable ones in a dataset card's configs (README.md)");
   }
-  if (found.empty()) return false;
-  std::sort(found.begin(), found.end());
-  std::map<std::string, std::vector<fs::path>> files;
-  for (const auto& f : found) {
-    std::string split = split_of_file(f.stem().string());
-    if (split.empty()) split = found.size() == 1 ? "train" : f.stem().string();
-    files[split].push_back(f);
-  }
-  for (auto& [name, paths] : files) {
+  for (const auto& [name, relative] : found->splits) {
+    std::vector<fs::path> paths;
+    for (const std::string& f : relative) {
+      const fs::path path = dir / f;
+      MS_CHECK(is_table_file(path) || lower_extension(path) == ".json",
+               ErrorCode::kMissingComponent,
+               "{}: compressed data files are not read (Hugging Face's datasets decompresses "
+               "them)",
+               path.string());
+      paths.push_back(path);
+    }
     Split split;
-    split.name = name;
-    split.selection = name;
+    split.name = split.selection = name;
     split.table = read_tables(paths);
-    resolve_file_columns(split.table, where, paths[0].string());
+    // File columns name files beside the table, as for a csv: spec.
+    resolve_file_columns(split.table, paths[0].parent_path(), paths[0].string());
     ds.splits.push_back(std::move(split));
   }
-  // train, validation, test first, in that order; other splits after them by name.
-  auto rank = [](const std::string& n) {
-    return n == "train" ? 0 : n == "validation" ? 1 : n == "test" ? 2 : 3;
-  };
-  std::stable_sort(ds.splits.begin(), ds.splits.end(),
-                   [&](const Split& a, const Split& b) { return rank(a.name) < rank(b.name); });
   ds.kind = SourceKind::kCsv;
-  ds.root = where;
+  ds.root = dir;
   return true;
 }
 

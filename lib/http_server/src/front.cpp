@@ -42,6 +42,9 @@ using Clock = std::chrono::steady_clock;
 // Threads beyond the warm count end after this long without work.
 constexpr auto kIdleRetire = std::chrono::seconds(10);
 
+// When the job running on this thread was queued (for a connection: when it was accepted).
+thread_local std::chrono::steady_clock::time_point t_job_queued_at{};
+
 class ElasticTaskQueue : public httplib::TaskQueue {
  public:
   ElasticTaskQueue(std::size_t warm, std::size_t max)
@@ -54,7 +57,7 @@ class ElasticTaskQueue : public httplib::TaskQueue {
 
   void enqueue(std::function<void()> fn) override {
     std::lock_guard<std::mutex> lock(mu_);
-    jobs_.push_back(std::move(fn));
+    jobs_.emplace_back(std::move(fn), std::chrono::steady_clock::now());
     // A connection is a job that may last minutes; one waiting behind busy threads is the
     // starvation this queue exists to prevent.
     if (idle_ < jobs_.size() && threads_ < max_) start_thread_locked();
@@ -90,7 +93,8 @@ class ElasticTaskQueue : public httplib::TaskQueue {
         if (shutdown_ || (!woken && threads_ > warm_)) break;
         continue;
       }
-      std::function<void()> job = std::move(jobs_.front());
+      std::function<void()> job = std::move(jobs_.front().first);
+      t_job_queued_at = jobs_.front().second;
       jobs_.pop_front();
       lock.unlock();
       job();
@@ -104,7 +108,7 @@ class ElasticTaskQueue : public httplib::TaskQueue {
   std::mutex mu_;
   std::condition_variable work_;
   std::condition_variable done_;
-  std::deque<std::function<void()>> jobs_;
+  std::deque<std::pair<std::function<void()>, std::chrono::steady_clock::time_point>> jobs_;
   std::size_t threads_ = 0;
   std::size_t idle_ = 0;
   bool shutdown_ = false;
@@ -166,8 +170,8 @@ class FrontStream : public httplib::Stream {
         write_timeout_ms_(write_timeout_ms),
         body_timed_out_(body_timed_out) {}
 
-  void start_header_phase(int seconds) {
-    header_deadline_ = Clock::now() + std::chrono::seconds(seconds);
+  void start_header_phase(Clock::time_point deadline) {
+    header_deadline_ = deadline;
     in_headers_ = true;
     in_body_ = false;
   }
@@ -194,8 +198,10 @@ class FrontStream : public httplib::Stream {
 
   ssize_t read(char* ptr, size_t size) override {
     if (pos_ == end_) {
+      // Past the deadline, bytes already there are still read (a client whose connection
+      // waited for a thread may have sent its whole request long ago); none there ends it.
       const int budget = read_budget_ms();
-      if (budget <= 0 || (!tls_buffered() && !wait_socket(sock_, POLLIN, budget))) {
+      if (!tls_buffered() && !wait_socket(sock_, POLLIN, std::max(budget, 0))) {
         // The body's deadline, not the pause between two bytes, ended it.
         if (in_body_ && budget < read_timeout_ms_) body_timed_out_ = true;
         return -1;
@@ -417,6 +423,12 @@ int to_ms(time_t sec, time_t usec) {
   return static_cast<int>(std::min<long long>(sec * 1000LL + usec / 1000, 1LL << 30));
 }
 
+// Milliseconds from now until `t` (0 when it has passed).
+int ms_until(Clock::time_point t) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(t - Clock::now());
+  return static_cast<int>(std::clamp<long long>(left.count(), 0, 1LL << 30));
+}
+
 // A TLS server handshake on `sock` (made non-blocking for good: FrontStream waits with poll),
 // done within `seconds`; the connection's SSL, or null when it failed or the client was too slow.
 SSL* tls_handshake(SSL_CTX* ctx, socket_t sock, int seconds) {
@@ -554,6 +566,14 @@ void Front::forget(socket_t sock, const std::string& ip) {
 
 bool Front::process_and_close_socket(socket_t sock) {
   State& st = *state_;
+  // The first request's headers are due a header timeout after the connection was accepted, not
+  // after a thread took it up: when every thread is held (thousands of slow clients), the
+  // connections waiting behind them that have not sent their headers by then are closed as soon
+  // as a thread reaches them, instead of each holding it for a full timeout again.
+  const Clock::time_point accepted =
+      t_job_queued_at == Clock::time_point{} ? Clock::now() : t_job_queued_at;
+  const Clock::time_point first_headers_due =
+      accepted + std::chrono::seconds(st.limits.header_timeout_s);
   std::string ip;
   int port = 0;
   address_of(sock, true, ip, port);
@@ -586,8 +606,11 @@ bool Front::process_and_close_socket(socket_t sock) {
     }
   } else if (st.tls != nullptr &&
              (ssl = tls_handshake(st.tls, sock,
-                                  late_connection(sock) ? kLateHandshakeSeconds
-                                                        : st.limits.header_timeout_s)) == nullptr) {
+                                  late_connection(sock)
+                                      ? kLateHandshakeSeconds
+                                      : std::max(kLateHandshakeSeconds,
+                                                 (ms_until(first_headers_due) + 999) / 1000))) ==
+                 nullptr) {
     // No handshake within the header deadline (a client that connects and stays silent, or
     // trickles its hello), or a failed one: nothing to answer.
     forget(sock, ip);
@@ -611,14 +634,18 @@ bool Front::process_and_close_socket(socket_t sock) {
       const bool first = count == keep_alive_max_count_;
       if (stopping ? !(first ? strm.wait_for_request(static_cast<int>(kFirstRequestGrace.count()))
                              : strm.request_pending())
-                   : !strm.wait_for_request(to_ms(keep_alive_timeout_sec_, 0))) {
+                   : !strm.wait_for_request(first ? std::min(to_ms(keep_alive_timeout_sec_, 0),
+                                                             ms_until(first_headers_due))
+                                                  : to_ms(keep_alive_timeout_sec_, 0))) {
         break;
       }
       // Busy from its first byte: a request read into the stream's buffer but not yet parsed must
       // not look idle to a stop (it was closed unanswered under load). A client trickling its
       // headers is then bounded by the header deadline, not cut at the stop.
       set_busy(true);
-      strm.start_header_phase(st.limits.header_timeout_s);
+      strm.start_header_phase(first ? first_headers_due
+                                    : Clock::now() +
+                                          std::chrono::seconds(st.limits.header_timeout_s));
       note = ConnectionNote{};
       note.sock = sock;
       bool closed = false;

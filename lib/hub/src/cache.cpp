@@ -338,6 +338,8 @@ void RepoCache::put(const std::string& path, const std::string& revision, const 
 }
 
 void RepoCache::record(const std::string& path, const std::string& revision, bool save_index) {
+  // The index names files below the folder only, whoever calls (put() checked it already).
+  check_repo_path(path);
   changed_.insert(path);
   // As Python's put_file: one entry per path, the newest revision.
   const std::size_t count = by_path_.count(path);

@@ -73,9 +73,14 @@ struct Fd {
 // Names the folder and the options that choose it: the usual cause is a --local-dir,
 // --cache-dir or MODELSCOPE_CACHE this user cannot write.
 [[noreturn]] void cannot_create_folder(const fs::path& folder, const std::error_code& ec) {
+  const bool too_long = ec == std::errc::filename_too_long;
   throw Error(ErrorCode::kIo,
               fmt::format("{}: cannot create folder: {}", folder.string(), ec.message()),
-              "choose a --local-dir / --cache-dir / MODELSCOPE_CACHE that this user can write");
+              too_long ? "the repo's folders nest deeper than this file system takes (PATH_MAX "
+                         "4096 bytes, 255 per name): a shorter --local-dir may do, or fetch "
+                         "other files with --include"
+                       : "choose a --local-dir / --cache-dir / MODELSCOPE_CACHE that this user "
+                         "can write");
 }
 
 struct Failure {
@@ -829,6 +834,27 @@ DownloadResult offline_result(const DownloadOptions& options, CacheLayout layout
         "{}: {} was last downloaded at revision '{}', not '{}'; offline, its files are "
         "used as they are",
         options.repo.str(), layout.repo_dir.string(), cached, options.revision);
+  }
+  // Partial files of an interrupted download (ms's or Python's, in the temp area they share):
+  // the folder may lack those files, which offline there is no listing to tell.
+  std::vector<std::string> partial;
+  std::error_code temp_ec;
+  for (fs::recursive_directory_iterator it(layout.temp_dir, temp_ec), end;
+       !temp_ec && it != end && partial.size() < 1000; it.increment(temp_ec)) {
+    std::error_code type_ec;
+    const std::string name = it->path().filename().string();
+    if (!name.empty() && name[0] == '.') {  // bookkeeping (a lock folder), not a partial
+      if (it->is_directory(type_ec)) it.disable_recursion_pending();
+      continue;
+    }
+    if (it->is_regular_file(type_ec))
+      partial.push_back(it->path().lexically_relative(layout.temp_dir).generic_string());
+  }
+  if (!partial.empty()) {
+    log::warn(
+        "{}: an interrupted download left {} partial file(s) in {} ({}): offline, the cached "
+        "copy may lack those files; run without --offline to finish it",
+        options.repo.str(), partial.size(), layout.temp_dir.string(), quoted_list(partial));
   }
   DownloadResult result;
   result.local_path = layout.repo_dir;

@@ -49,10 +49,10 @@ RepoId parse_repo_id(std::string_view text) {
   } else if (parts.size() == 2) {
     id = {parts[0], parts[1]};
   } else {
-    fail(ErrorCode::kUsage, "invalid repo id '{}': expected OWNER/NAME", text);
+    fail(ErrorCode::kUsage, "invalid repo id '{}': expected OWNER/NAME", printable_path(text));
   }
   if (!valid_part(id.owner) || !valid_part(id.name)) {
-    throw Error(ErrorCode::kUsage, fmt::format("invalid repo id '{}'", text),
+    throw Error(ErrorCode::kUsage, fmt::format("invalid repo id '{}'", printable_path(text)),
                 "owner and name use letters, digits, '_', '-' and '.', e.g. damo/nlp_bert_base");
   }
   return id;
@@ -131,7 +131,7 @@ std::string repo_path_problem(std::string_view path) {
 
 bool is_safe_repo_path(std::string_view path) { return repo_path_problem(path).empty(); }
 
-const std::string& check_repo_path(const std::string& path) {
+void check_repo_path(std::string_view path) {
   const std::string problem = repo_path_problem(path);
   if (!problem.empty()) {
     throw Error(ErrorCode::kUsage,
@@ -140,7 +140,6 @@ const std::string& check_repo_path(const std::string& path) {
                 "segments, names over 255 bytes, '.git' folders, backslashes, control or "
                 "bidirectional characters");
   }
-  return path;
 }
 
 std::string printable_path(std::string_view path) {

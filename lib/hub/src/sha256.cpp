@@ -19,7 +19,19 @@ namespace ms::hub {
 
 struct Sha256::State {
   SHA256_CTX ctx;
+  bool finished = false;  // hex_digest() was called: OpenSSL's context is spent
 };
+
+namespace {
+
+// A moved-from hasher has no state, and a finished one a spent context: using either is a
+// caller's mistake, reported rather than a crash or a digest of nothing.
+void check_usable(const void* state, bool finished) {
+  MS_CHECK(state != nullptr, ErrorCode::kUsage, "a moved-from Sha256 was used");
+  MS_CHECK(!finished, ErrorCode::kUsage, "a Sha256 was used after hex_digest()");
+}
+
+}  // namespace
 
 Sha256::Sha256() : state_(std::make_unique<State>()) {
   if (SHA256_Init(&state_->ctx) != 1)
@@ -44,12 +56,15 @@ Sha256::Sha256(Sha256&&) noexcept = default;
 Sha256& Sha256::operator=(Sha256&&) noexcept = default;
 
 void Sha256::update(const void* data, std::size_t size) {
+  check_usable(state_.get(), state_ && state_->finished);
   if (size == 0) return;
   if (SHA256_Update(&state_->ctx, data, size) != 1)
     fail(ErrorCode::kInternal, "OpenSSL: SHA-256 update failed");
 }
 
 std::string Sha256::hex_digest() {
+  check_usable(state_.get(), state_ && state_->finished);
+  state_->finished = true;
   unsigned char digest[SHA256_DIGEST_LENGTH];
   if (SHA256_Final(digest, &state_->ctx) != 1)
     fail(ErrorCode::kInternal, "OpenSSL: SHA-256 final failed");
@@ -57,11 +72,13 @@ std::string Sha256::hex_digest() {
 }
 
 std::uint64_t Sha256::bytes_hashed() const {
+  check_usable(state_.get(), false);
   const SHA256_CTX& c = state_->ctx;
   return ((static_cast<std::uint64_t>(c.Nh) << 32) | c.Nl) / 8;
 }
 
 Sha256State Sha256::chaining_state() const {
+  check_usable(state_.get(), state_ && state_->finished);
   const SHA256_CTX& c = state_->ctx;
   MS_CHECK(c.num == 0, ErrorCode::kInternal,
            "SHA-256 chaining state asked for in the middle of a block (at byte {})",

@@ -94,6 +94,20 @@ void send_envelope(const httplib::Request& req, httplib::Response& res, int stat
   res.set_content(response_text(out), "application/json");
 }
 
+void send_ok_text(const httplib::Request& req, httplib::Response& res, std::string data_json) {
+  // The envelope of send_envelope, in its order, around the text.
+  std::string body = "{\"Code\":200,\"Data\":";
+  body.reserve(body.size() + data_json.size() + 128);
+  body += data_json;
+  data_json = std::string();  // freed before the tail is added
+  body += ",\"Message\":\"success\",\"RequestId\":";
+  body += response_text(nlohmann::json(request_id(req)));
+  body += ",\"Success\":true}";
+  res.status = 200;
+  res.body = std::move(body);
+  res.set_header("Content-Type", "application/json");
+}
+
 void send_server_error(const httplib::Request& req, httplib::Response& res,
                        const std::string& cause) {
   const std::string id = request_id(req);

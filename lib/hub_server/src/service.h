@@ -63,6 +63,10 @@ inline void send_ok(const httplib::Request& req, httplib::Response& res, nlohman
   send_envelope(req, res, 200, std::move(data), "success");
 }
 
+/// send_ok with Data given as JSON text (written by the caller piece by piece, for a large
+/// listing: no second copy of it as a document).
+void send_ok_text(const httplib::Request& req, httplib::Response& res, std::string data_json);
+
 /// Runs `body`, turning HttpError, ms::Error and other exceptions into envelope responses.
 /// A 500 for a failure of the hub itself (a full disk, an unwritable store, a bug): the client
 /// gets the request id and no details (server paths, SQL); the log gets the cause under that id.

@@ -169,21 +169,32 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
   }
   log::info("starting {} workers (MASTER_ADDR=127.0.0.1 MASTER_PORT={})", nproc, port);
 
-  struct sigaction forward {};
-  forward.sa_handler = forward_signal;
-  sigemptyset(&forward.sa_mask);
-  // A signal the launcher was started ignoring (SIGHUP under nohup, SIGINT for a script's
-  // background job) stays ignored, as it does for one process: forwarding it would end the run.
-  for (int signo : {SIGINT, SIGTERM, SIGHUP}) {
-    struct sigaction inherited {};
-    if (sigaction(signo, nullptr, &inherited) == 0 && inherited.sa_handler == SIG_IGN) continue;
-    sigaction(signo, &forward, nullptr);
-  }
+  // Signals go to the workers while they run; the caller's own handling is back on return (a
+  // program calling this as a library keeps its handlers).
+  struct Forwarding {
+    std::vector<std::pair<int, struct sigaction>> replaced;
+    Forwarding() {
+      struct sigaction forward {};
+      forward.sa_handler = forward_signal;
+      sigemptyset(&forward.sa_mask);
+      // A signal the launcher was started ignoring (SIGHUP under nohup, SIGINT for a script's
+      // background job) stays ignored, as it does for one process: forwarding it would end the
+      // run.
+      for (int signo : {SIGINT, SIGTERM, SIGHUP}) {
+        struct sigaction inherited {};
+        if (sigaction(signo, nullptr, &inherited) != 0 || inherited.sa_handler == SIG_IGN) continue;
+        if (sigaction(signo, &forward, nullptr) == 0) replaced.emplace_back(signo, inherited);
+      }
+    }
+    ~Forwarding() {
+      for (const auto& [signo, previous] : replaced) sigaction(signo, &previous, nullptr);
+      g_worker_count = 0;
+    }
+  } forwarding;
 
   std::vector<char*> argv;
   for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
-  std::map<pid_t, int> rank_of;
   // Each worker's stderr goes through a pipe to WorkerStderr, which prints an error that several
   // workers report alike only once.
   std::vector<int> read_fds;
@@ -225,7 +236,6 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
     }
     g_workers[rank] = pid;
     g_worker_count = rank + 1;
-    rank_of[pid] = rank;
   }
 
   WorkerStderr worker_stderr(std::exchange(read_fds, {}));
@@ -242,31 +252,43 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
   std::optional<int> first_code, rank0_code;
   bool terminated = false;
   int running = nproc;
-  std::optional<std::chrono::steady_clock::time_point> term_at, kill_at;
+  // After a failure: when the others get SIGTERM, then SIGKILL (time_point::max(): not yet due).
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point term_at = Clock::time_point::max(), kill_at = Clock::time_point::max();
+  // Each worker is waited for by its pid, never waitpid(-1): a program that calls this has
+  // children of its own, whose exits are its business.
+  const auto next_exit = [&](int& status) -> int {
+    while (true) {
+      for (int rank = 0; rank < nproc; ++rank) {
+        const pid_t pid = g_workers[rank];
+        if (pid <= 0) continue;
+        const pid_t got = waitpid(pid, &status, WNOHANG);
+        if (got == pid) return rank;
+        if (got < 0 && errno == ECHILD) {  // reaped by someone else: its status is lost
+          status = 1 << 8;                 // as an exit with 1
+          return rank;
+        }
+      }
+      if (first_code) {  // a worker failed: the others wind down, or are made to
+        const auto now = Clock::now();
+        if (!terminated && now >= term_at) {
+          forward_signal(SIGTERM);
+          // A stopped worker (SIGSTOP, a debugger) acts on SIGTERM only once it runs again.
+          forward_signal(SIGCONT);
+          terminated = true;
+          kill_at = now + kTermGrace;
+        } else if (now >= kill_at) {
+          forward_signal(SIGKILL);
+          kill_at = Clock::time_point::max();
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  };
   while (running > 0) {
     int status = 0;
-    const pid_t pid = waitpid(-1, &status, term_at ? WNOHANG : 0);
-    if (pid < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    if (pid == 0) {  // a worker failed: poll while the others wind down
-      const auto now = std::chrono::steady_clock::now();
-      if (!terminated && now >= *term_at) {
-        forward_signal(SIGTERM);
-        // A stopped worker (SIGSTOP, a debugger) acts on SIGTERM only once it runs again.
-        forward_signal(SIGCONT);
-        terminated = true;
-        kill_at = now + kTermGrace;
-      } else if (kill_at && now >= *kill_at) {
-        forward_signal(SIGKILL);
-        kill_at.reset();
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      continue;
-    }
+    const int rank = next_exit(status);
     --running;
-    const int rank = rank_of[pid];
     g_workers[rank] = 0;
     if (rank == 0) outcome.rank0_reported = WIFEXITED(status);
     if (status == 0) continue;
@@ -276,7 +298,7 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
       worker_stderr.wait_closed(static_cast<std::size_t>(rank), kStreamEnd);
       outcome.failure = fmt::format("worker {} of {} {}", rank, nproc, describe(status));
       std::fprintf(stderr, "ms train: %s; stopping the others\n", outcome.failure.c_str());
-      term_at = std::chrono::steady_clock::now() + kOwnExit;
+      term_at = Clock::now() + kOwnExit;
     }
     // Rank 0's own failure (not one the launcher's SIGTERM caused) says most: a failure that
     // only rank 0 can have (its evaluation, a checkpoint write) makes the others fail with 5,

@@ -76,6 +76,11 @@ std::filesystem::path torch_layer_path() {
 }
 
 const TorchLayer& load_torch_layer(const TorchOptions& options) {
+  // Checked on every call: a bad count must not pass because an earlier call loaded the layer.
+  if (options.threads) {
+    MS_CHECK(*options.threads > 0, ErrorCode::kUsage,
+             "--threads must be a positive integer, got {}", *options.threads);
+  }
   std::lock_guard<std::mutex> lock(g_mutex);
   if (g_layer != nullptr) return *g_layer;
 
@@ -88,10 +93,17 @@ const TorchLayer& load_torch_layer(const TorchOptions& options) {
               "point MS_TORCH_LAYER at a libms_torch.so, or unset it to use the one installed "
               "beside libms.so");
     }
+#ifdef MS_BUILT_WITH_TORCH
+    missing(fmt::format("the torch layer {} is missing: this ms was built with LibTorch, but the "
+                        "file is not beside libms.so",
+                        path.string()),
+            "reinstall ms (cmake --install), which puts libms_torch.so beside libms.so");
+#else
     missing(fmt::format("the torch layer is not installed: {} does not exist (this ms was built "
                         "without LibTorch)",
                         path.string()),
             kInstallHint);
+#endif
   }
   void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {

@@ -259,7 +259,7 @@ void BertTokenizer::wordpiece(const Word& w, std::size_t base, std::int64_t word
   }
 }
 
-BertTokenizer::Pieces BertTokenizer::pieces(std::string_view text) const {
+BertTokenizer::Pieces BertTokenizer::pieces(std::string_view text, std::size_t keep) const {
   // Special tokens written in the text (e.g. "[MASK]") are kept whole, as added tokens are.
   Pieces out;
   std::size_t pos = 0, base = 0;
@@ -288,13 +288,40 @@ BertTokenizer::Pieces BertTokenizer::pieces(std::string_view text) const {
     }
     const std::string_view chunk =
         text.substr(pos, best == std::string_view::npos ? std::string_view::npos : best - pos);
-    for (const Word& word : split_words(chunk)) wordpiece(word, base, word_id++, out);
+    // A long chunk is read in segments cut after white space (which ends a word anyway), so
+    // that the working copies of split_words (about 60 bytes per byte of text) stay small
+    // however long the text; past `keep` pieces only their number is kept. A 50 MB line took
+    // 3.5 GB before. (A chunk without white space is read whole.)
+    constexpr std::size_t kSegment = 1 << 16;
+    std::size_t segment_base = base;
+    for (std::string_view rest = chunk; !rest.empty();) {
+      std::size_t cut = rest.size();
+      if (rest.size() > kSegment) {
+        cut = rest.find_first_of(" \t\n\r", kSegment);
+        cut = cut == std::string_view::npos ? rest.size() : cut + 1;
+      }
+      const std::string_view segment = rest.substr(0, cut);
+      for (const Word& word : split_words(segment)) wordpiece(word, segment_base, word_id++, out);
+      if (out.ids.size() > keep) {
+        out.dropped += out.ids.size() - keep;
+        out.ids.resize(keep);
+        out.offsets.resize(keep);
+        out.word_ids.resize(keep);
+      }
+      segment_base += code_points(segment);
+      rest.remove_prefix(cut);
+    }
     if (which == nullptr) break;
     base += code_points(chunk);
     const std::size_t len = code_points(*which);
-    out.ids.push_back(index_.at(*which));
-    out.offsets.emplace_back(base, base + len);
-    out.word_ids.push_back(word_id++);
+    if (out.ids.size() < keep) {
+      out.ids.push_back(index_.at(*which));
+      out.offsets.emplace_back(base, base + len);
+      out.word_ids.push_back(word_id);
+    } else {
+      ++out.dropped;
+    }
+    ++word_id;
     base += len;
     pos = best + which->size();
   }
@@ -314,15 +341,16 @@ std::vector<std::string> BertTokenizer::tokenize(std::string_view text) const {
 Encoding BertTokenizer::encode(std::string_view text, std::optional<std::string_view> pair,
                                std::size_t max_length) const {
   if (max_length == 0) max_length = options_.model_max_length;
-  Pieces a = pieces(text);
-  Pieces b;
-  if (pair) b = pieces(*pair);
   const std::size_t specials = pair ? 3 : 2;
   MS_CHECK(max_length > specials, ErrorCode::kUsage,
            "max_length {} leaves no room for text next to the {} special tokens", max_length,
            specials);
   const std::size_t budget = max_length - specials;
-  std::size_t n1 = a.ids.size(), n2 = b.ids.size();
+  // No side keeps more than the budget; the counts (which decide the cut) are whole.
+  Pieces a = pieces(text, budget);
+  Pieces b;
+  if (pair) b = pieces(*pair, budget);
+  std::size_t n1 = a.count(), n2 = b.count();
   if (n1 + n2 > budget) {
     if (!pair) {
       n1 = budget;

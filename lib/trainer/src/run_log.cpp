@@ -71,8 +71,8 @@ void RunLog::write(log::Level level, std::string_view message) {
   if (failed_) return;
   try {
     // Whole lines only, as the JSON log: a full disk must not leave half a line.
-    append_whole(file_, fmt::format("{} - ms - {} - {}\n", asctime_now(), level_name(level),
-                                    message));
+    append_whole(file_,
+                 fmt::format("{} - ms - {} - {}\n", asctime_now(), level_name(level), message));
   } catch (const Error& e) {
     // Losing the text log must not end the run (the checkpoints matter more); said once.
     failed_ = true;

@@ -1,6 +1,7 @@
 // Config: one configuration tree read from JSON or YAML, with dotted-key access and overrides.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <limits>
@@ -168,6 +169,10 @@ T Config::convert(const Json& value, std::string_view key) const {
     }
   } else if constexpr (std::is_floating_point_v<T>) {
     if (!value.is_number()) type_error(key, "a number", value);
+    // A double past a float's range would become infinity without a word.
+    if (value.is_number_float() &&
+        std::abs(value.get<double>()) > static_cast<double>(std::numeric_limits<T>::max()))
+      type_error(key, "a number in range", value);
   } else if constexpr (std::is_same_v<T, std::string>) {
     if (!value.is_string()) type_error(key, "a string", value);
   } else if constexpr (std::is_same_v<T, Json>) {

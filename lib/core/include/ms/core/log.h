@@ -13,7 +13,10 @@ namespace ms::log {
 
 enum class Level { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3, kOff = 4 };
 
-/// Receives each message that passes the level filter.
+/// Receives each message that passes the level filter, one at a time (calls are serialised by a
+/// lock). A message the sink itself logs goes to stderr, and so does one whose sink throws (the
+/// exception is swallowed: logging never fails the caller's work); replacing the sink from inside
+/// it is kUsage.
 using Sink = std::function<void(Level, std::string_view)>;
 
 /// Messages below `level` are dropped. Default: kWarning, or $MS_LOG_LEVEL

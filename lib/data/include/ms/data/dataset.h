@@ -68,9 +68,4 @@ MS_API Dataset load_dataset(std::string_view spec, const LoadOptions& options = 
 /// validation/valid/val/dev -> "validation", test/testing/eval/evaluation -> "test"; else "".
 MS_API std::string split_name_of(std::string_view name);
 
-/// The split a data file belongs to by its name: the whole stem or its first token (tokens are
-/// separated by "-._ " and digits) mapped by split_name_of(): "train-00000-of-00002.csv" ->
-/// "train", "dev.jsonl" -> "validation"; "" when no keyword leads the name.
-MS_API std::string split_of_file(std::string_view stem);
-
 }  // namespace ms::data

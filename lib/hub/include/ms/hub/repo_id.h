@@ -44,8 +44,8 @@ MS_API RepoId parse_repo_id(std::string_view text);
 MS_API std::string repo_path_problem(std::string_view path);
 
 /// Checks a repo-relative file path with repo_path_problem(); an unsafe one is
-/// ms::Error(kUsage) naming the path and the reason. Returns the path unchanged when it is safe.
-MS_API const std::string& check_repo_path(const std::string& path);
+/// ms::Error(kUsage) naming the path and the reason.
+MS_API void check_repo_path(std::string_view path);
 
 /// Whether check_repo_path() would accept `path`.
 MS_API bool is_safe_repo_path(std::string_view path);

@@ -16,7 +16,8 @@ namespace ms::hub {
 /// SHA-256's chaining state: the eight 32-bit words after a whole number of 64-byte blocks.
 using Sha256State = std::array<std::uint32_t, 8>;
 
-/// Incremental SHA-256: update() with chunks, then hex_digest().
+/// Incremental SHA-256: update() with chunks, then hex_digest(). Using a moved-from hasher, or
+/// updating one after hex_digest(), is ms::Error(kUsage).
 class MS_API Sha256 {
  public:
   Sha256();
@@ -30,7 +31,7 @@ class MS_API Sha256 {
   void update(std::string_view data) { update(data.data(), data.size()); }
   /// Hashes bytes [0, length) of the open file `fd` (`path` names it in errors).
   void update_from_file(int fd, std::uint64_t length, const std::filesystem::path& path);
-  /// Lower-case hex of the digest. The hasher must not be updated afterwards.
+  /// Lower-case hex of the digest; once only (kUsage after that).
   std::string hex_digest();
   /// Bytes hashed so far, including those a resumed state stands for.
   std::uint64_t bytes_hashed() const;

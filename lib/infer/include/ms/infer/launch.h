@@ -15,7 +15,9 @@ namespace ms::infer {
 /// cores this process may use, shared out) unless the user set threads. SIGINT / SIGTERM / SIGHUP
 /// are passed on. The workers' stderr comes through WorkerStderr (an error several report alike
 /// prints once). When a worker fails, the others get 10 s to fail on their own, then SIGTERM (and
-/// SIGCONT), then SIGKILL 30 s later.
+/// SIGCONT), then SIGKILL 30 s later. Only the workers are waited for (the caller's other
+/// children are left to it), and the signal handlers in place before the call are back when it
+/// returns. One call at a time per process (the signal handler reaches one launch's workers).
 struct WorkersOutcome {
   /// 0, else rank 0's own failure code unless it is 5 (a peer failed), else the first failed
   /// worker's (128 + the signal that killed one).

@@ -140,9 +140,10 @@ MS_API std::string json_float_array(const std::vector<float>& values);
 MS_API std::string result_object_text(const Json& output,
                                       const std::vector<FloatArray>& float_arrays);
 
-/// Loads the torch layer (with `threads`) and returns its pipeline factory (TorchLayer::pipelines).
-/// Throws
-/// ms::Error(kMissingComponent) when LibTorch is not installed.
+/// Loads the torch layer (with `threads`, which only the first load applies: the layer and its
+/// thread count stay for the process) and returns its pipeline factory (TorchLayer::pipelines).
+/// Throws ms::Error(kMissingComponent) when LibTorch is not installed, kUsage for a `threads`
+/// below 1.
 MS_API PipelineFactory& pipeline_factory(std::optional<int> threads = std::nullopt);
 
 }  // namespace ms::infer

@@ -78,9 +78,12 @@ class MS_API BertTokenizer {
     std::vector<std::int64_t> ids;
     std::vector<std::pair<std::size_t, std::size_t>> offsets;
     std::vector<std::int64_t> word_ids;
+    std::size_t dropped = 0;  // pieces past the number kept, counted only
+    std::size_t count() const { return ids.size() + dropped; }
   };
   void wordpiece(const Word& word, std::size_t base, std::int64_t word_id, Pieces& out) const;
-  Pieces pieces(std::string_view text) const;
+  /// The text's pieces, the first `keep` of them stored (all are counted).
+  Pieces pieces(std::string_view text, std::size_t keep = static_cast<std::size_t>(-1)) const;
   std::vector<Word> split_words(std::string_view text) const;
 
   std::vector<std::string> vocab_;
