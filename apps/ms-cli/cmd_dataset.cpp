@@ -67,7 +67,9 @@ void print_info(const data::Dataset& ds) {
     for (const auto& c : s.table.columns) {
       std::printf("  %-24s %s\n", c.name.c_str(), data::column_type_name(c.type));
     }
-    if (s.skipped_non_image) std::printf("  skipped %zu non-image files\n", s.skipped_non_image);
+    if (s.skipped_non_image)
+      std::printf("  skipped %zu file(s): not images, or images outside the class folders\n",
+                  s.skipped_non_image);
     if (s.skipped_bad) std::printf("  skipped %zu bad images\n", s.skipped_bad);
   }
   if (!ds.labels.empty()) {

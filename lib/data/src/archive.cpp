@@ -21,6 +21,7 @@
 
 #if MS_WITH_ZIP
 #include <zip.h>
+#include <zlib.h>
 #endif
 
 namespace fs = std::filesystem;
@@ -48,6 +49,86 @@ ExtractLimits ExtractLimits::from_env() {
 }
 
 bool zip_supported() { return MS_WITH_ZIP != 0; }
+
+std::string data_file_extension(const fs::path& path) {
+  fs::path p = path;
+  std::string ext = p.extension().string();
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (ext == ".gz") {
+    p = p.stem();
+    ext = p.extension().string();
+    for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return ext;
+}
+
+std::string read_data_file(const fs::path& path, const ExtractLimits& limits) {
+  std::string ext = path.extension().string();
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (ext != ".gz") return read_file(path);
+#if MS_WITH_ZIP
+  const std::string packed = read_file(path);
+  z_stream zs{};
+  MS_CHECK(inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK, ErrorCode::kInternal,
+           "zlib: cannot start inflating {}", path.string());
+  struct End {
+    z_stream& zs;
+    ~End() { inflateEnd(&zs); }
+  } end{zs};
+  auto corrupt = [&](const std::string& what) {
+    throw Error(ErrorCode::kIntegrity, fmt::format("{}: {}", path.string(), what),
+                "the file is not whole gzip data: download it again, or decompress it (gunzip) "
+                "to see what is wrong");
+  };
+  auto too_big = [&](const std::string& what) {
+    throw Error(ErrorCode::kIntegrity, fmt::format("{}: {}", path.string(), what),
+                "a decompression bomb, or a genuine file past the limit: raise the variable "
+                "named if the file is to be trusted");
+  };
+  std::string out;
+  std::uint64_t offset = 0;
+  // gzip members one after another (`cat a.gz b.gz`) are one stream, as gunzip reads them.
+  while (offset < packed.size()) {
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(packed.data() + offset));
+    zs.avail_in = static_cast<uInt>(std::min<std::uint64_t>(packed.size() - offset, 1u << 30));
+    int rc = Z_OK;
+    while (rc != Z_STREAM_END) {
+      if (out.size() + (1u << 20) > out.capacity())
+        out.reserve(std::max<std::size_t>(out.capacity() * 2, 1u << 20));
+      const std::size_t before = out.size();
+      out.resize(out.capacity());
+      zs.next_out = reinterpret_cast<Bytef*>(out.data() + before);
+      zs.avail_out = static_cast<uInt>(std::min<std::size_t>(out.size() - before, 1u << 30));
+      rc = inflate(&zs, Z_NO_FLUSH);
+      out.resize(out.size() - zs.avail_out);
+      if (rc == Z_BUF_ERROR && zs.avail_in == 0) corrupt("the gzip data ends early");
+      if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR)
+        corrupt(fmt::format("corrupt gzip data ({})", zs.msg != nullptr ? zs.msg : "zlib error"));
+      if (out.size() > limits.max_bytes)
+        too_big(fmt::format("decompresses to more than {} bytes (MS_DATASET_MAX_EXTRACT_BYTES)",
+                            limits.max_bytes));
+      if (limits.max_ratio != 0 && out.size() > limits.ratio_floor &&
+          out.size() / std::max<std::uint64_t>(packed.size(), 1) > limits.max_ratio)
+        too_big(
+            fmt::format("decompresses to more than {} bytes per compressed byte "
+                        "(MS_DATASET_MAX_EXTRACT_RATIO)",
+                        limits.max_ratio));
+    }
+    offset = packed.size() - zs.avail_in;
+    // Zero padding after the last member (tar-style blocks) ends the stream.
+    if (packed.find_first_not_of('\0', offset) == std::string::npos) break;
+    MS_CHECK(inflateReset(&zs) == Z_OK, ErrorCode::kInternal, "zlib: cannot reset");
+  }
+  return out;
+#else
+  (void)limits;
+  throw Error(ErrorCode::kMissingComponent,
+              fmt::format("{}: gzip-compressed data cannot be read: this ms was built without "
+                          "MS_WITH_ZIP",
+                          path.string()),
+              "decompress it first (gunzip), or rebuild with -DMS_WITH_ZIP=ON");
+#endif
+}
 
 #if MS_WITH_ZIP
 namespace {

@@ -13,6 +13,7 @@
 #include "ms/core/file.h"
 #include "ms/core/text.h"
 #include "ms/core/utf8.h"
+#include "ms/data/archive.h"
 
 namespace ms::data {
 
@@ -228,7 +229,7 @@ Table parse_csv(std::string_view text, const std::string& source, const CsvOptio
 }
 
 Table read_csv(const std::filesystem::path& path, const CsvOptions& options) {
-  return parse_csv(read_file(path), path.string(), options);
+  return parse_csv(read_data_file(path), path.string(), options);
 }
 
 bool holds_json_array(std::string_view text) {
@@ -362,7 +363,7 @@ Table parse_text_lines(std::string_view text, const std::string& source) {
 }
 
 Table read_jsonl(const std::filesystem::path& path) {
-  return parse_jsonl(read_file(path), path.string());
+  return parse_jsonl(read_data_file(path), path.string());
 }
 
 }  // namespace ms::data

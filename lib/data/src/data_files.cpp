@@ -13,10 +13,10 @@
 //    ties: .parquet, .jsonl, .json, .csv, then by name), and only files of that format are read.
 #include <algorithm>
 #include <cctype>
-#include <tuple>
 #include <map>
 #include <set>
 #include <system_error>
+#include <tuple>
 
 #include "dataset_formats.h"
 #include "ms/core/error.h"
@@ -86,7 +86,8 @@ std::string shard_split(const std::string& relative) {
     const std::string_view rest = std::string_view(name).substr(dash);
     if (rest.size() < 15 || rest.substr(6, 4) != "-of-") continue;
     bool digits = true;
-    for (std::size_t i : {1, 2, 3, 4, 5, 10, 11, 12, 13, 14}) digits = digits && std::isdigit(static_cast<unsigned char>(rest[i]));
+    for (std::size_t i : {1, 2, 3, 4, 5, 10, 11, 12, 13, 14})
+      digits = digits && std::isdigit(static_cast<unsigned char>(rest[i]));
     if (digits && rest.find('.', 15) != std::string_view::npos) return name.substr(0, dash);
   }
   return "";
@@ -101,16 +102,35 @@ std::vector<std::string> suffixes(const std::string& file_name) {
 
 // Hugging Face's format of a suffix ("" when it has none).
 std::string format_of(const std::string& suffix) {
-  static const std::map<std::string, std::string> known = {
-      {".csv", "csv"},         {".tsv", "csv"},      {".json", "json"},   {".jsonl", "json"},
-      {".ndjson", "json"},     {".parquet", "parquet"}, {".geoparquet", "parquet"},
-      {".gpq", "parquet"},     {".arrow", "arrow"},  {".txt", "text"},    {".tar", "webdataset"},
-      {".xml", "xml"},         {".h5", "hdf5"},      {".hdf5", "hdf5"},   {".lance", "lance"},
-      {".eval", "eval"},       {".wav", "audiofolder"}, {".mp3", "audiofolder"},
-      {".flac", "audiofolder"}, {".ogg", "audiofolder"}, {".opus", "audiofolder"},
-      {".mp4", "videofolder"}, {".avi", "videofolder"}, {".mkv", "videofolder"},
-      {".mov", "videofolder"}, {".webm", "videofolder"}, {".pdf", "pdffolder"},
-      {".nii", "niftifolder"}, {".zip", "zip"}};
+  static const std::map<std::string, std::string> known = {{".csv", "csv"},
+                                                           {".tsv", "csv"},
+                                                           {".json", "json"},
+                                                           {".jsonl", "json"},
+                                                           {".ndjson", "json"},
+                                                           {".parquet", "parquet"},
+                                                           {".geoparquet", "parquet"},
+                                                           {".gpq", "parquet"},
+                                                           {".arrow", "arrow"},
+                                                           {".txt", "text"},
+                                                           {".tar", "webdataset"},
+                                                           {".xml", "xml"},
+                                                           {".h5", "hdf5"},
+                                                           {".hdf5", "hdf5"},
+                                                           {".lance", "lance"},
+                                                           {".eval", "eval"},
+                                                           {".wav", "audiofolder"},
+                                                           {".mp3", "audiofolder"},
+                                                           {".flac", "audiofolder"},
+                                                           {".ogg", "audiofolder"},
+                                                           {".opus", "audiofolder"},
+                                                           {".mp4", "videofolder"},
+                                                           {".avi", "videofolder"},
+                                                           {".mkv", "videofolder"},
+                                                           {".mov", "videofolder"},
+                                                           {".webm", "videofolder"},
+                                                           {".pdf", "pdffolder"},
+                                                           {".nii", "niftifolder"},
+                                                           {".zip", "zip"}};
   if (const auto it = known.find(suffix); it != known.end()) return it->second;
   if (has_image_extension("x" + suffix)) return "imagefolder";
   return "";
@@ -183,7 +203,8 @@ std::optional<DataFiles> find_data_files(const fs::path& dir) {
     if (std::string s = shard_split(f); !s.empty()) shards[s].push_back(f);
   if (!shards.empty()) {
     for (const auto& [name, files] : split_keywords())
-      if (auto it = shards.find(name); it != shards.end()) found.splits.emplace_back(name, it->second);
+      if (auto it = shards.find(name); it != shards.end())
+        found.splits.emplace_back(name, it->second);
     for (const auto& [name, files] : shards)
       if (name != "train" && name != "validation" && name != "test")
         found.splits.emplace_back(name, files);
@@ -223,13 +244,13 @@ std::optional<DataFiles> find_data_files(const fs::path& dir) {
     if (found.format.empty()) {
       found.format = format;
     } else if (format != found.format) {
-      throw Error(ErrorCode::kIntegrity,
-                  fmt::format("{}: the splits hold data of different formats ({} of split '{}', "
-                              "{} of split '{}'), as Hugging Face's datasets refuses too",
-                              dir.string(), found.format, found.splits.front().first, format,
-                              split_name),
-                  "describe the files in a dataset card's configs (README.md) or a dataset "
-                  "config <name>.json");
+      throw Error(
+          ErrorCode::kIntegrity,
+          fmt::format("{}: the splits hold data of different formats ({} of split '{}', "
+                      "{} of split '{}'), as Hugging Face's datasets refuses too",
+                      dir.string(), found.format, found.splits.front().first, format, split_name),
+          "describe the files in a dataset card's configs (README.md) or a dataset "
+          "config <name>.json");
     }
     std::vector<std::string> kept;
     for (const std::string& f : files)

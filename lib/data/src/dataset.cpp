@@ -11,6 +11,7 @@
 #include "ms/core/log.h"
 #include "ms/core/settings.h"
 #include "ms/core/text.h"
+#include "ms/data/archive.h"
 #include "ms/data/image.h"
 #include "ms/io/resource.h"
 
@@ -59,7 +60,7 @@ std::string lower_extension(const fs::path& path) {
 }
 
 bool is_table_file(const fs::path& path) {
-  const std::string ext = lower_extension(path);
+  const std::string ext = data_file_extension(path);
   return ext == ".csv" || ext == ".tsv" || ext == ".jsonl" || ext == ".ndjson";
 }
 

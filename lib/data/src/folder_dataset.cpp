@@ -9,6 +9,7 @@
 #include "ms/core/file.h"
 #include "ms/core/log.h"
 #include "ms/core/text.h"
+#include "ms/data/archive.h"
 #include "ms/hub/download.h"
 #include "ms/hub/repo_id.h"
 #include "ms/hub/sha256.h"
@@ -295,7 +296,7 @@ void load_readme_configs(const fs::path& dir, const Json& configs, Dataset& ds,
     std::vector<fs::path> files;
     for (const std::string& pattern : patterns) {
       for (fs::path& f : files_matching(dir, pattern, where)) {
-        MS_CHECK(is_table_file(f) || lower_extension(f) == ".json", ErrorCode::kConfig,
+        MS_CHECK(is_table_file(f) || data_file_extension(f) == ".json", ErrorCode::kConfig,
                  "{}: split '{}' file '{}' is not a table ms reads (.csv, .tsv, .json, .jsonl)",
                  where, name, f.string());
         files.push_back(std::move(f));

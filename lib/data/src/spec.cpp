@@ -10,6 +10,7 @@
 #include "dataset_formats.h"
 #include "ms/core/error.h"
 #include "ms/core/text.h"
+#include "ms/data/archive.h"
 #include "ms/io/resource.h"
 
 namespace fs = std::filesystem;
@@ -62,7 +63,7 @@ DatasetSpec infer_from_path(const std::string& location) {
     spec.kind = SourceKind::kFolder;
     return spec;
   }
-  const std::string ext = lower_extension(path);
+  const std::string ext = data_file_extension(path);
   if (ext == ".csv") {
     spec.kind = SourceKind::kCsv;
   } else if (ext == ".tsv") {

@@ -7,6 +7,7 @@
 #include "dataset_formats.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
+#include "ms/data/archive.h"
 #include "ms/data/image.h"
 #include "ms/hub/repo_id.h"
 #include "ms/io/resource.h"
@@ -20,14 +21,14 @@ Table read_tables(const std::vector<fs::path>& files) {
   Table all;
   bool csv = true;
   for (const auto& f : files) {
-    const std::string ext = lower_extension(f);
+    const std::string ext = data_file_extension(f);
     csv = csv && ext != ".jsonl" && ext != ".ndjson" && ext != ".json";
   }
   for (const auto& f : files) {
     Table t;
     if (csv) {
       CsvOptions o;
-      o.delimiter = f.extension() == ".tsv" ? '\t' : ',';
+      o.delimiter = data_file_extension(f) == ".tsv" ? '\t' : ',';
       o.infer_types = false;
       t = read_csv(f, o);
     } else {
@@ -56,7 +57,7 @@ Table read_tables(const std::vector<fs::path>& files) {
 }
 
 Table read_table(const fs::path& path, char delimiter) {
-  const std::string ext = lower_extension(path);
+  const std::string ext = data_file_extension(path);
   if (ext == ".jsonl" || ext == ".json" || ext == ".ndjson") return read_jsonl(path);
   CsvOptions options;
   options.delimiter = ext == ".tsv" ? '\t' : delimiter;
@@ -113,7 +114,7 @@ void load_table_file(const DatasetSpec& spec, const LoadOptions& options, Datase
   Split split;
   split.name = split.selection = "train";
   if (spec.kind == SourceKind::kText) {
-    split.table = parse_text_lines(read_file(path), path.string());
+    split.table = parse_text_lines(read_data_file(path), path.string());
   } else if (spec.kind == SourceKind::kJsonl) {
     split.table = read_jsonl(path);
     resolve_file_columns(split.table, path.parent_path(), path.string());
@@ -142,10 +143,10 @@ bool load_table_folder(const fs::path& dir, Dataset& ds) {
     std::vector<fs::path> paths;
     for (const std::string& f : relative) {
       const fs::path path = dir / f;
-      MS_CHECK(is_table_file(path) || lower_extension(path) == ".json",
+      MS_CHECK(is_table_file(path) || data_file_extension(path) == ".json",
                ErrorCode::kMissingComponent,
-               "{}: compressed data files are not read (Hugging Face's datasets decompresses "
-               "them)",
+               "{}: data compressed other than with gzip (.gz) is not read (Hugging Face's "
+               "datasets decompresses it)",
                path.string());
       paths.push_back(path);
     }

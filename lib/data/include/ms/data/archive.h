@@ -24,8 +24,19 @@ struct MS_API ExtractLimits {
   static ExtractLimits from_env();
 };
 
-/// Whether this build can read zip files.
+/// Whether this build can read zip files (and gzip-compressed data files).
 MS_API bool zip_supported();
+
+/// The bytes of a data file; one whose name ends in ".gz" is decompressed (gzip, of one member or
+/// several), within `limits`' bytes and ratio, as Hugging Face's datasets reads `train.csv.gz`.
+/// ms::Error: kIntegrity for a corrupt or over-limit file, kMissingComponent without zlib (a
+/// build with MS_WITH_ZIP off), kIo when it cannot be read.
+MS_API std::string read_data_file(const std::filesystem::path& path,
+                                  const ExtractLimits& limits = ExtractLimits::from_env());
+
+/// The extension that says a data file's format, lower case: ".csv" for "train.CSV" and for
+/// "train.csv.gz".
+MS_API std::string data_file_extension(const std::filesystem::path& path);
 
 /// Extracts `zip_path` into `dest`, which must not exist: entries go into a temporary sibling
 /// folder that is renamed to `dest` at the end, so `dest` is complete or absent. Rejects, as
