@@ -634,6 +634,32 @@ TEST_CASE("Table folders: splits as Hugging Face's datasets finds them", "[data]
   CHECK(code_of([&] {
           splits_of({{"train.csv", "x\n1\n"}, {"test.jsonl", "{\"x\":2}\n"}});
         }) == ms::ErrorCode::kIntegrity);
+  // Extensions as written (".CSV" is no data file), any tail after the format's suffix, CSV and
+  // TSV one family read with the majority's separator but different formats across splits.
+  CHECK(splits_of({{"a.csv", "x\n1\n"},
+                   {"b.CSV", "x\n2\n"},
+                   {"c.csv.bak", "x\n3\n"},
+                   {"d.csv.1.2", "x\n4\n"}}) == Splits{{"train", {1, 3, 4}}});
+  CHECK(splits_of({{"a.tsv", "x\n1\n"}, {"b.tsv", "x\n2\n"}, {"c.csv", "x\n3\n"}}) ==
+        Splits{{"train", {1, 2, 3}}});
+  CHECK(code_of([&] {
+          splits_of({{"train.tsv", "x\n1\n"}, {"test.csv", "x\n2\n"}});
+        }) == ms::ErrorCode::kIntegrity);
+  // A split found by a file that is no data ("test.md") cannot be read, as in HF.
+  CHECK(code_of([&] {
+          splits_of({{"train.csv", "x\n1\n"}, {"test.md", "x"}});
+        }) == ms::ErrorCode::kIntegrity);
+  // Evaluation logs come first and are not read; nor is a zip among the files.
+  CHECK(code_of([&] {
+          splits_of({{"train.csv", "x\n1\n"}, {"run.eval", "x"}});
+        }) == ms::ErrorCode::kMissingComponent);
+  CHECK(code_of([&] {
+          splits_of({{"train.csv", "x\n1\n"}, {"train2.csv", "x\n2\n"}, {"train3.zip", "PK"}});
+        }) == ms::ErrorCode::kMissingComponent);
+  // Shard names as HF reads them: the longest name before a shard number, word characters only.
+  CHECK(code_of([&] {
+          splits_of({{"data/my-split-00000-of-00001.csv", "x\n1\n"}});
+        }) == ms::ErrorCode::kIntegrity);
   // Formats ms does not read are named, not "nothing found".
   CHECK(message_of([&] {
           splits_of({{"train.parquet", "PAR1"}});

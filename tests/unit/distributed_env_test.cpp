@@ -160,4 +160,17 @@ TEST_CASE("run_local_workers waits for its own workers and gives the signal hand
   struct sigaction after {};
   ::sigaction(SIGTERM, nullptr, &after);
   CHECK(after.sa_handler == before.sa_handler);
+  // SIGCHLD inherited as ignored (the kernel would reap the workers itself, losing their
+  // statuses): still the worker's own code, and the caller's setting back afterwards.
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  struct sigaction child_before {};
+  ::sigaction(SIGCHLD, &ignore, &child_before);
+  const ms::infer::WorkersOutcome ignored =
+      ms::infer::run_local_workers(1, {"ms_unit_tests", "[.launch-worker]"});
+  struct sigaction child_after {};
+  ::sigaction(SIGCHLD, &child_before, &child_after);
+  CHECK(ignored.exit_code == 3);
+  CHECK(child_after.sa_handler == SIG_IGN);
 }

@@ -225,9 +225,9 @@ TEST_CASE("inputs: txt, jsonl, csv; duplicate ids rejected", "[infer]") {
   CHECK(in[0].text == "a, \"quoted\"");
   CHECK(in[0].id == "7");
   CHECK(in[1].text == "plain");
-  // A row longer than the header is a malformed file (later rows cannot be trusted): an error
-  // naming file and line.
-  ms::write_file_atomic(dir.path / "r.csv", "text,id\na,1\nlong,2,3\n");
+  // A ragged row is a malformed file (later rows cannot be trusted), short ones too (unlike a
+  // dataset's, which pandas fills): an error naming file and line.
+  ms::write_file_atomic(dir.path / "r.csv", "text,id\na,1\nshort\n");
   spec.file = dir.path / "r.csv";
   try {
     ms::infer::read_inputs(spec);

@@ -102,7 +102,16 @@ Sink wrap_sink(const std::function<Sink(Sink current)>& make) {
   check_not_in_sink();
   std::lock_guard<std::mutex> lock(sink_mutex());
   Sink previous = sink_ref();
-  Sink wrapped = make(previous);
+  // A message `make` logs goes to stderr (the lock is held here), as one from inside a sink.
+  t_in_sink = true;
+  Sink wrapped;
+  try {
+    wrapped = make(previous);
+  } catch (...) {
+    t_in_sink = false;
+    throw;
+  }
+  t_in_sink = false;
   sink_ref() = wrapped ? std::move(wrapped) : Sink(stderr_sink);
   return previous;
 }

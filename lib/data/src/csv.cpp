@@ -159,7 +159,7 @@ Table parse_csv(std::string_view text, const std::string& source, const CsvOptio
       }
       // Fewer fields than the header: the missing ones are missing values, as pandas (so
       // ModelScope and Hugging Face) reads them; more is an error there too.
-      if (record.size() < width) record.resize(width);
+      if (record.size() < width && options.fill_short_rows) record.resize(width);
       if (record.size() != width) {
         bad_line(source, record_line,
                  fmt::format("ragged row: {} fields, expected {} (as in the header)", record.size(),

@@ -40,6 +40,8 @@ Table read_table(const std::filesystem::path& path, char delimiter);
 /// The tables of one split read from several files (train-00000-of-00002.csv, ...): same columns
 /// in the same order; CSV types are inferred over all of them together.
 Table read_tables(const std::vector<std::filesystem::path>& files);
+/// The files of one split, all read as JSON (lines or an array) or as CSV with `delimiter`.
+Table read_tables_as(const std::vector<std::filesystem::path>& files, bool json, char delimiter);
 
 /// ModelScope's convention: a column named "x:FILE" holds paths relative to `base`; they are
 /// checked, made absolute, and the column becomes kImage (all images) or kFile.
@@ -51,8 +53,9 @@ void load_table_file(const DatasetSpec& spec, const LoadOptions& options, Datase
 
 /// A folder's data files by split, as Hugging Face's load_dataset(DIR) finds them (data_files.cpp).
 struct DataFiles {
-  /// Hugging Face's format of the files: "csv" (.csv, .tsv), "json" (.json, .jsonl, .ndjson),
-  /// "imagefolder", or another it reads and ms does not ("parquet", "text", ...).
+  /// Hugging Face's format of the files: "csv", "tsv" (its csv module with tabs), "json"
+  /// (.json, .jsonl, .ndjson), "imagefolder", "zip", or another it reads and ms does not
+  /// ("parquet", "text", "eval", ...).
   std::string format;
   /// Split name -> the files of that format, relative to the folder with '/', in reading order;
   /// train, validation, test first.

@@ -20,13 +20,21 @@ namespace fs = std::filesystem;
 namespace ms::data::detail {
 namespace {
 
+// The folder's own name, also for "ds/" and "./ds/." (whose last component is empty or ".").
+std::string folder_name(const fs::path& dir) {
+  std::error_code ec;
+  fs::path normal = fs::absolute(dir, ec).lexically_normal();
+  if (normal.filename().empty()) normal = normal.parent_path();
+  return normal.filename().string();
+}
+
 std::optional<fs::path> find_dataset_config(const fs::path& dir, const std::string& name_hint) {
   std::error_code ec;
   // ModelScope names the structure file after the dataset: <name>.json.
   if (!name_hint.empty() && fs::is_regular_file(dir / (name_hint + ".json"), ec)) {
     return dir / (name_hint + ".json");
   }
-  const std::string name = fs::absolute(dir, ec).lexically_normal().filename().string();
+  const std::string name = folder_name(dir);
   if (!name.empty() && fs::is_regular_file(dir / (name + ".json"), ec))
     return dir / (name + ".json");
   std::vector<fs::path> jsons;
@@ -337,8 +345,7 @@ void load_folder(const fs::path& dir, Dataset& ds, const LoadOptions& options,
   // A loading script named after the dataset (<name>.py, at the top) decides what its files
   // mean, and ms runs no Python: reading the files as plain data would give other rows than the
   // script (MsDataset.load refuses it too unless trusted).
-  const std::string name =
-      !name_hint.empty() ? name_hint : fs::absolute(dir, ec).lexically_normal().filename().string();
+  const std::string name = !name_hint.empty() ? name_hint : folder_name(dir);
   MS_CHECK(name.empty() || !fs::is_regular_file(dir / (name + ".py"), ec),
            ErrorCode::kMissingComponent,
            "{}: the dataset is made by its loading script {}.py, which ms does not run",

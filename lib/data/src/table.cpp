@@ -134,9 +134,14 @@ namespace {
 
 // An integer written in digits that no int64 holds (a 20-digit id). A column of such integers is
 // read as text: as floats they would lose digits without a word, its neighbours' too.
-bool is_huge_int(const std::string& s) {
+bool is_huge_int(const std::string& text) {
+  // With the spaces around it that parse_int skips too (" 12345678901234567891").
+  const char* begin = text.data();
+  const char* end = text.data() + text.size();
+  trim_number_spaces(begin, end);
+  const std::string_view s(begin, static_cast<std::size_t>(end - begin));
   const std::size_t first = !s.empty() && (s[0] == '+' || s[0] == '-') ? 1 : 0;
-  return s.size() > first + 18 && is_decimal(std::string_view(s).substr(first));
+  return s.size() > first + 18 && is_decimal(s.substr(first));
 }
 
 // What the text cells of one column can all be read as.

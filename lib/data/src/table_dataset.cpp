@@ -1,12 +1,14 @@
 // Table datasets: one CSV / TSV / JSON lines / text file (csv:, tsv:, jsonl:, text: specs), and
 // folders of table files named by split (train.csv, test.jsonl, train-00000-of-00002.csv).
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <system_error>
 
 #include "dataset_formats.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
+#include "ms/core/text.h"
 #include "ms/data/archive.h"
 #include "ms/data/image.h"
 #include "ms/hub/repo_id.h"
@@ -16,24 +18,15 @@ namespace fs = std::filesystem;
 
 namespace ms::data::detail {
 
-Table read_tables(const std::vector<fs::path>& files) {
-  if (files.size() == 1) return read_table(files[0], ',');
+namespace {
+
+// One split's files read by `read_one` and concatenated; they must share their columns (and,
+// but for CSV, whose types are inferred over them all afterwards, the columns' types).
+Table concatenate(const std::vector<fs::path>& files, bool csv,
+                  const std::function<Table(const fs::path&)>& read_one) {
   Table all;
-  bool csv = true;
   for (const auto& f : files) {
-    const std::string ext = data_file_extension(f);
-    csv = csv && ext != ".jsonl" && ext != ".ndjson" && ext != ".json";
-  }
-  for (const auto& f : files) {
-    Table t;
-    if (csv) {
-      CsvOptions o;
-      o.delimiter = data_file_extension(f) == ".tsv" ? '\t' : ',';
-      o.infer_types = false;
-      t = read_csv(f, o);
-    } else {
-      t = read_table(f, ',');
-    }
+    Table t = read_one(f);
     if (all.columns.empty() && all.rows.empty()) {
       all = std::move(t);
       continue;
@@ -54,6 +47,34 @@ Table read_tables(const std::vector<fs::path>& files) {
   }
   if (csv) infer_table_types(all);
   return all;
+}
+
+Table read_csv_untyped(const fs::path& f, char delimiter) {
+  CsvOptions o;
+  o.delimiter = delimiter;
+  o.infer_types = false;
+  return read_csv(f, o);
+}
+
+}  // namespace
+
+Table read_tables(const std::vector<fs::path>& files) {
+  if (files.size() == 1) return read_table(files[0], ',');
+  bool csv = true;
+  for (const auto& f : files) {
+    const std::string ext = data_file_extension(f);
+    csv = csv && ext != ".jsonl" && ext != ".ndjson" && ext != ".json";
+  }
+  return concatenate(files, csv, [csv](const fs::path& f) {
+    return csv ? read_csv_untyped(f, data_file_extension(f) == ".tsv" ? '\t' : ',')
+               : read_table(f, ',');
+  });
+}
+
+Table read_tables_as(const std::vector<fs::path>& files, bool json, char delimiter) {
+  return concatenate(files, !json, [&](const fs::path& f) {
+    return json ? read_jsonl(f) : read_csv_untyped(f, delimiter);
+  });
 }
 
 Table read_table(const fs::path& path, char delimiter) {
@@ -132,18 +153,32 @@ void load_table_file(const DatasetSpec& spec, const LoadOptions& options, Datase
 bool load_table_folder(const fs::path& dir, Dataset& ds) {
   const std::optional<DataFiles> found = find_data_files(dir);
   if (!found || found->format == "imagefolder") return false;
-  if (found->format != "csv" && found->format != "json") {
+  const std::string& format = found->format;
+  const std::string example = found->splits.front().second.empty()
+                                  ? std::string()
+                                  : " (e.g. " + found->splits.front().second.front() + ")";
+  if (format != "csv" && format != "tsv" && format != "json") {
     throw Error(ErrorCode::kMissingComponent,
-                fmt::format("{}: its data files are {} data (e.g. {}), which ms does not read",
-                            dir.string(), found->format, found->splits.front().second.front()),
-                "ms reads CSV, TSV, JSON and JSON lines tables and image folders: convert the "
-                "files, or name the readable ones in a dataset card's configs (README.md)");
+                fmt::format("{}: its data files are {} data{}, which ms does not read",
+                            dir.string(), format == "zip" ? "zip archives of" : format, example),
+                "ms reads CSV, TSV, JSON and JSON lines tables (gzip-compressed too) and image "
+                "folders: convert the files, or name the readable ones in a dataset card's "
+                "configs (README.md)");
   }
   for (const auto& [name, relative] : found->splits) {
+    MS_CHECK(!relative.empty(), ErrorCode::kIntegrity, "{}: split '{}' has no {} files",
+             dir.string(), name, format);
     std::vector<fs::path> paths;
     for (const std::string& f : relative) {
       const fs::path path = dir / f;
-      MS_CHECK(is_table_file(path) || data_file_extension(path) == ".json",
+      // HF decompresses by the last suffix; ms reads gzip, and a tail that names no
+      // compression ("train.csv.bak") is the file as it is.
+      const std::string last = ascii_lower(path.extension().string());
+      MS_CHECK(last != ".zip", ErrorCode::kMissingComponent,
+               "{}: a zip archive among the data files is not read (Hugging Face's datasets "
+               "reads the files inside)",
+               path.string());
+      MS_CHECK(last != ".bz2" && last != ".xz" && last != ".zst" && last != ".lz4",
                ErrorCode::kMissingComponent,
                "{}: data compressed other than with gzip (.gz) is not read (Hugging Face's "
                "datasets decompresses it)",
@@ -152,7 +187,9 @@ bool load_table_folder(const fs::path& dir, Dataset& ds) {
     }
     Split split;
     split.name = split.selection = name;
-    split.table = read_tables(paths);
+    // One format for the split, as HF reads it: a majority of .tsv reads its .csv files with
+    // tabs too.
+    split.table = read_tables_as(paths, format == "json", format == "tsv" ? '\t' : ',');
     // File columns name files beside the table, as for a csv: spec.
     resolve_file_columns(split.table, paths[0].parent_path(), paths[0].string());
     ds.splits.push_back(std::move(split));

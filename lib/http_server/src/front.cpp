@@ -198,10 +198,12 @@ class FrontStream : public httplib::Stream {
 
   ssize_t read(char* ptr, size_t size) override {
     if (pos_ == end_) {
-      // Past the deadline, bytes already there are still read (a client whose connection
-      // waited for a thread may have sent its whole request long ago); none there ends it.
+      // Past the headers' deadline, bytes already there are still read (a client whose
+      // connection waited for a thread may have sent its whole request long ago); none there
+      // ends it. A body's deadline is strict.
       const int budget = read_budget_ms();
-      if (!tls_buffered() && !wait_socket(sock_, POLLIN, std::max(budget, 0))) {
+      if ((budget <= 0 && !in_headers_) ||
+          (!tls_buffered() && !wait_socket(sock_, POLLIN, std::max(budget, 0)))) {
         // The body's deadline, not the pause between two bytes, ended it.
         if (in_body_ && budget < read_timeout_ms_) body_timed_out_ = true;
         return -1;
@@ -572,8 +574,7 @@ bool Front::process_and_close_socket(socket_t sock) {
   // as a thread reaches them, instead of each holding it for a full timeout again.
   const Clock::time_point accepted =
       t_job_queued_at == Clock::time_point{} ? Clock::now() : t_job_queued_at;
-  const Clock::time_point first_headers_due =
-      accepted + std::chrono::seconds(st.limits.header_timeout_s);
+  Clock::time_point first_headers_due = accepted + std::chrono::seconds(st.limits.header_timeout_s);
   std::string ip;
   int port = 0;
   address_of(sock, true, ip, port);
@@ -615,6 +616,12 @@ bool Front::process_and_close_socket(socket_t sock) {
     // trickles its hello), or a failed one: nothing to answer.
     forget(sock, ip);
   } else {
+    // A TLS client can send its request only once the handshake is done: one that waited for a
+    // thread gets a few seconds more from there (not a whole header timeout).
+    if (ssl != nullptr) {
+      first_headers_due =
+          std::max(first_headers_due, Clock::now() + std::chrono::seconds(kLateHandshakeSeconds));
+    }
     ConnectionNote note;
     FrontStream strm(sock, ssl, to_ms(read_timeout_sec_, read_timeout_usec_),
                      to_ms(write_timeout_sec_, write_timeout_usec_), note.body_timed_out);

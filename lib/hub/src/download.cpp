@@ -847,6 +847,8 @@ DownloadResult offline_result(const DownloadOptions& options, CacheLayout layout
       if (it->is_directory(type_ec)) it.disable_recursion_pending();
       continue;
     }
+    // A ranged download's record of its parts goes with its partial file: one file, not two.
+    if (name.size() > 9 && name.compare(name.size() - 9, 9, kPartsSuffix) == 0) continue;
     if (it->is_regular_file(type_ec))
       partial.push_back(it->path().lexically_relative(layout.temp_dir).generic_string());
   }

@@ -246,6 +246,8 @@ std::set<std::string> inputs_from_table(const data::Table& table, const std::str
 void read_csv(const std::filesystem::path& file, char delimiter, std::vector<PipelineInput>& out) {
   data::CsvOptions options;
   options.infer_types = false;  // ids and texts stay exactly as written
+  // A row short of its text or path would run as an empty input: an error naming the line.
+  options.fill_short_rows = false;
   options.delimiter = delimiter;
   const data::Table table = data::read_csv(file, options);
   const std::set<std::string> read =

@@ -174,6 +174,14 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
   struct Forwarding {
     std::vector<std::pair<int, struct sigaction>> replaced;
     Forwarding() {
+      // A SIGCHLD inherited as ignored (a parent's signal(SIGCHLD, SIG_IGN) survives exec) makes
+      // the kernel reap the workers itself, and their exit statuses would be lost.
+      struct sigaction child {};
+      child.sa_handler = SIG_DFL;
+      sigemptyset(&child.sa_mask);
+      struct sigaction previous_child {};
+      if (sigaction(SIGCHLD, &child, &previous_child) == 0)
+        replaced.emplace_back(SIGCHLD, previous_child);
       struct sigaction forward {};
       forward.sa_handler = forward_signal;
       sigemptyset(&forward.sa_mask);

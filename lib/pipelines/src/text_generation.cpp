@@ -192,8 +192,9 @@ GenerationOptions read_options(const infer::ModelInfo& model) {
   o.temperature = option<double>(c, defaults, "temperature", 1.0);
   MS_CHECK(std::isfinite(o.temperature) && o.temperature > 0, ErrorCode::kConfig,
            "{}: temperature must be a positive number, got {}", from("temperature"), o.temperature);
-  const bool top_k_null =
-      !c.has("top_k") && defaults.contains("top_k") && defaults["top_k"].is_null();
+  const bool top_k_null = c.has("top_k")
+                              ? c.at("top_k").is_null()
+                              : defaults.contains("top_k") && defaults["top_k"].is_null();
   o.top_k = top_k_null ? 0 : option<int64_t>(c, defaults, "top_k", kDefaultTopK);
   MS_CHECK(o.top_k >= 0, ErrorCode::kConfig,
            "{}: top_k must be 0 (no limit) or a positive integer, got {}", from("top_k"), o.top_k);

@@ -32,7 +32,8 @@ MS_API Sink set_sink(Sink sink);
 
 /// Replaces the sink by `make(current sink)` in one step, so that no message from another thread
 /// falls between reading the current sink and installing the one that forwards to it. Returns
-/// the sink replaced (to restore with set_sink).
+/// the sink replaced (to restore with set_sink). `make` runs under the lock (what it logs goes to
+/// stderr). Sinks wrapped so are unwrapped in the reverse order.
 MS_API Sink wrap_sink(const std::function<Sink(Sink current)>& make);
 
 MS_API void write(Level level, std::string_view message);

@@ -46,6 +46,8 @@ MS_API bool ends_with(std::string_view text, std::string_view suffix);
 
 /// `text` with ASCII letters in lower case (other bytes as they are).
 MS_API std::string ascii_lower(std::string_view text);
+/// ASCII letters upper-cased; other bytes unchanged.
+MS_API std::string ascii_upper(std::string_view text);
 
 /// Splits on a single character; empty pieces are kept.
 MS_API std::vector<std::string> split(std::string_view text, char separator);

@@ -17,12 +17,16 @@ struct CsvOptions {
   char delimiter = ',';     ///< ',' for CSV, '\t' for TSV
   bool header = true;       ///< the first record names the columns (else column_0, column_1, ...)
   bool infer_types = true;  ///< false: every non-empty cell stays text (typed later by the caller)
+  /// A row with fewer fields than the header gets missing values for the rest, as pandas reads
+  /// it; false: it is an error, as a row with more fields always is.
+  bool fill_short_rows = true;
 };
 
 /// Parses CSV text per RFC 4180: quoted fields with embedded delimiters, newlines and doubled
 /// quotes; LF or CRLF records; a UTF-8 BOM is dropped; blank lines are skipped. Column types are
 /// inferred (see infer_and_convert). Errors are ms::Error(kIntegrity) naming `source` and the line:
-/// invalid UTF-8, a ragged row, an unterminated quote, text after a closing quote.
+/// invalid UTF-8, a row longer than the header (or shorter, without fill_short_rows), an
+/// unterminated quote, text after a closing quote.
 MS_API Table parse_csv(std::string_view text, const std::string& source,
                        const CsvOptions& options = {});
 
