@@ -654,9 +654,18 @@ TEST_CASE("Table folders: splits as Hugging Face's datasets finds them", "[data]
           splits_of({{"train.csv", "x\n1\n"}, {"run.eval", "x"}});
         }) == ms::ErrorCode::kMissingComponent);
   CHECK(code_of([&] {
-          splits_of({{"train.csv", "x\n1\n"}, {"train2.csv", "x\n2\n"}, {"train3.zip", "PK"}});
+          splits_of({{"train.csv", "x\n1\n"},
+                     {"train2.csv", "x\n2\n"},
+                     {"train3.zip", std::string("PK\x03\x04zz", 6)}});
         }) == ms::ErrorCode::kMissingComponent);
+  // Shards come before evaluation logs.
+  CHECK(splits_of({{"data/train-00000-of-00001.csv", "x\n1\n"}, {"run.eval", "x"}}) ==
+        Splits{{"train", {1}}});
   // Shard names as HF reads them: the longest name before a shard number, word characters only.
+  CHECK(code_of([&] {
+          splits_of({{"data/train-00000-of-00001.csv", "x\n1\n"},
+                     {"data/train-00000-of-00001.x-00000-of-00002", "x\n2\n"}});
+        }) == ms::ErrorCode::kIntegrity);
   CHECK(code_of([&] {
           splits_of({{"data/my-split-00000-of-00001.csv", "x\n1\n"}});
         }) == ms::ErrorCode::kIntegrity);
@@ -664,9 +673,10 @@ TEST_CASE("Table folders: splits as Hugging Face's datasets finds them", "[data]
   CHECK(message_of([&] {
           splits_of({{"train.parquet", "PAR1"}});
         }).find("parquet data") != std::string::npos);
+  // Compression by the first bytes, whatever the name: bzip2 named, not read as text.
   CHECK(message_of([&] {
-          splits_of({{"train.csv.bz2", "x"}});
-        }).find("other than with gzip") != std::string::npos);
+          splits_of({{"train.csv.bz2", "BZh91AY&SY"}});
+        }).find("bzip2 data") != std::string::npos);
   // Images outnumbering an HF metadata.csv: an image folder, not a table of the metadata.
   fs::remove_all(root);
   ms::write_file_atomic(root / "metadata.csv", "file_name,x\na.png,1\n");
@@ -707,6 +717,10 @@ TEST_CASE("gzip-compressed data files are read as Hugging Face's datasets reads 
   CHECK(ds.splits[1].name == "test");
   // A single file by its inner extension; cut short, or past the ratio limit: exit 7.
   ms::write_file_atomic(dir / "one.jsonl.gz", gz("{\"x\": 7}\n"));
+  // gzip data under another name is gzip all the same (HF tells it by the first bytes).
+  ms::write_file_atomic(dir / "renamed.csv", gz("x\n8\n"));
+  CHECK(std::get<std::int64_t>(
+            load_dataset((dir / "renamed.csv").string()).splits[0].table.rows[0][0]) == 8);
   CHECK(load_dataset((dir / "one.jsonl.gz").string()).splits[0].table.rows.size() == 1);
   std::string digits = "x\n";  // barely compressible: half of it is within the ratio
   for (std::uint32_t i = 0, v = 1; i < (1u << 20); ++i, v = v * 1103515245u + 12345u)

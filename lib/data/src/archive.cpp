@@ -63,11 +63,32 @@ std::string data_file_extension(const fs::path& path) {
 }
 
 std::string read_data_file(const fs::path& path, const ExtractLimits& limits) {
-  std::string ext = path.extension().string();
-  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (ext != ".gz") return read_file(path);
+  std::string packed = read_file(path);
+  // By the first bytes, as Hugging Face's datasets tells compression ("train.csv.bak" may be
+  // gzip, "train.csv.gz" may be plain): no text file starts with these.
+  const auto starts = [&packed](std::string_view magic) {
+    return packed.size() >= magic.size() && packed.compare(0, magic.size(), magic) == 0;
+  };
+  for (const auto& [magic, kind] : {std::pair<std::string_view, const char*>{"BZh", "bzip2"},
+                                    {std::string_view("\xFD"
+                                                      "7zXZ\0",
+                                                      6),
+                                     "xz"},
+                                    {"\x28\xB5\x2F\xFD", "zstd"},
+                                    {"\x04\x22\x4D\x18", "lz4"},
+                                    {"PK\x03\x04", "zip"}}) {
+    // "BZh" then a block size digit: bzip2 (a CSV could start with "BZh" as text otherwise).
+    if (starts(magic) && (std::string_view(kind) != "bzip2" ||
+                          (packed.size() > 3 && packed[3] >= '1' && packed[3] <= '9'))) {
+      throw Error(ErrorCode::kMissingComponent,
+                  fmt::format("{}: {} data is not read (Hugging Face's datasets decompresses "
+                              "it; ms reads gzip)",
+                              path.string(), kind),
+                  "decompress it first, or recompress it with gzip");
+    }
+  }
+  if (!starts("\x1F\x8B")) return packed;
 #if MS_WITH_ZIP
-  const std::string packed = read_file(path);
   z_stream zs{};
   MS_CHECK(inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK, ErrorCode::kInternal,
            "zlib: cannot start inflating {}", path.string());

@@ -5,8 +5,8 @@
 //    names (starting with '.', but for names of dots only) and folders starting with "__" are
 //    skipped, and so are README.md, config.json, dataset_info(s).json, dataset_dict.json,
 //    dummy_data.zip; symlinked folders are not followed;
-//  - splits, first rule that finds files wins: `*.eval` files (a "logs" split); shards
-//    `data/<split>-NNNNN-of-NNNNN*.*`; a split keyword naming a folder on the path (`train/`,
+//  - splits, first rule that finds files wins: shards `data/<split>-NNNNN-of-NNNNN*.*`;
+//    `*.eval` files (a "logs" split); a split keyword naming a folder on the path (`train/`,
 //    `train-2/`, `my_train/`); a keyword in the file name (`train.csv`, `dataset-test.jsonl`);
 //    else every file is "train". Keywords: train, training / validation, valid, dev, val / test,
 //    testing, eval, evaluation, bounded by one of "-._ " or a digit, case as written. A split's
@@ -150,18 +150,25 @@ bool is_digits(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-// For `data/<split>-NNNNN-of-NNNNN*.*`: the split, as HF reads it (the longest name before such
-// a shard number, its regex being greedy), or "" when the path is not a shard.
+// For `data/<split>-NNNNN-of-NNNNN*.*` (the glob that makes a file a shard): the split, as HF
+// reads it with the regex `(.+)-\d{5}-of-\d{4}` (greedy: the longest name before such a
+// number, which may then be refused), or "" when the path is not a shard.
 std::string shard_split(const DataFile& f) {
   if (f.folders.size() != 1 || f.folders[0] != "data") return "";
   const std::string& n = f.name;
+  const auto shard_number_at = [&n](std::size_t dash, std::size_t last_digits) {
+    const std::string_view rest = std::string_view(n).substr(dash);
+    return rest.size() >= 10 + last_digits && is_digits(rest.substr(1, 5)) &&
+           rest.substr(6, 4) == "-of-" && is_digits(rest.substr(10, last_digits));
+  };
+  bool shard = false;  // the glob: 5 digits after "-of-", then a '.' somewhere after
+  for (std::size_t dash = n.find('-'); dash != std::string::npos && !shard;
+       dash = n.find('-', dash + 1))
+    shard = dash > 0 && shard_number_at(dash, 5) && n.find('.', dash + 15) != std::string::npos;
+  if (!shard) return "";
   for (std::size_t dash = n.rfind('-'); dash != std::string::npos && dash > 0;
        dash = n.rfind('-', dash - 1)) {
-    const std::string_view rest = std::string_view(n).substr(dash);
-    if (rest.size() >= 16 && is_digits(rest.substr(1, 5)) && rest.substr(6, 4) == "-of-" &&
-        is_digits(rest.substr(10, 5)) && rest.find('.', 15) != std::string_view::npos)
-      return n.substr(0, dash);
-    if (dash == 0) break;
+    if (shard_number_at(dash, 4)) return n.substr(0, dash);
   }
   return "";
 }
@@ -247,27 +254,27 @@ std::optional<DataFiles> find_data_files(const fs::path& dir) {
             [](const DataFile& a, const DataFile& b) { return a.path < b.path; });
 
   std::vector<std::pair<std::string, std::vector<const DataFile*>>> splits;
-  // 1. Evaluation logs (`**/*.eval`): a split of their own, alone.
-  std::vector<const DataFile*> logs;
+  // 1. Shards in data/.
+  std::map<std::string, std::vector<const DataFile*>> shards;
   for (const DataFile& f : all)
-    if (f.name.size() > 5 && f.name.compare(f.name.size() - 5, 5, ".eval") == 0) logs.push_back(&f);
-  if (!logs.empty()) splits.emplace_back("logs", logs);
-  // 2. Shards in data/.
+    if (std::string s = shard_split(f); !s.empty()) shards[s].push_back(&f);
+  for (const auto& [name, files] : shards) {
+    MS_CHECK(valid_split_name(name), ErrorCode::kIntegrity,
+             "{}: data/{}: the split name '{}' of a shard is not letters, digits and '_' "
+             "(with dots between), which Hugging Face's datasets refuses too",
+             dir.string(), files.front()->name, name);
+  }
+  for (const auto& [name, files] : split_keywords())
+    if (auto it = shards.find(name); it != shards.end()) splits.emplace_back(name, it->second);
+  for (const auto& [name, files] : shards)
+    if (name != "train" && name != "validation" && name != "test") splits.emplace_back(name, files);
+  // 2. Evaluation logs (`**/*.eval`): a split of their own, alone.
   if (splits.empty()) {
-    std::map<std::string, std::vector<const DataFile*>> shards;
+    std::vector<const DataFile*> logs;
     for (const DataFile& f : all)
-      if (std::string s = shard_split(f); !s.empty()) shards[s].push_back(&f);
-    for (const auto& [name, files] : shards) {
-      MS_CHECK(valid_split_name(name), ErrorCode::kIntegrity,
-               "{}: data/{}: the split name '{}' of a shard is not letters, digits and '_' "
-               "(with dots between), which Hugging Face's datasets refuses too",
-               dir.string(), files.front()->name, name);
-    }
-    for (const auto& [name, files] : split_keywords())
-      if (auto it = shards.find(name); it != shards.end()) splits.emplace_back(name, it->second);
-    for (const auto& [name, files] : shards)
-      if (name != "train" && name != "validation" && name != "test")
-        splits.emplace_back(name, files);
+      if (f.name.size() > 5 && f.name.compare(f.name.size() - 5, 5, ".eval") == 0)
+        logs.push_back(&f);
+    if (!logs.empty()) splits.emplace_back("logs", logs);
   }
   // 3. A keyword naming a folder on the path, then 4. one in the file name: for each split its
   // keywords in order, each keyword's patterns in order, each pattern's files in path order.

@@ -171,18 +171,7 @@ bool load_table_folder(const fs::path& dir, Dataset& ds) {
     std::vector<fs::path> paths;
     for (const std::string& f : relative) {
       const fs::path path = dir / f;
-      // HF decompresses by the last suffix; ms reads gzip, and a tail that names no
-      // compression ("train.csv.bak") is the file as it is.
-      const std::string last = ascii_lower(path.extension().string());
-      MS_CHECK(last != ".zip", ErrorCode::kMissingComponent,
-               "{}: a zip archive among the data files is not read (Hugging Face's datasets "
-               "reads the files inside)",
-               path.string());
-      MS_CHECK(last != ".bz2" && last != ".xz" && last != ".zst" && last != ".lz4",
-               ErrorCode::kMissingComponent,
-               "{}: data compressed other than with gzip (.gz) is not read (Hugging Face's "
-               "datasets decompresses it)",
-               path.string());
+      // Compression is told by the first bytes (read_data_file): gzip is read, others named.
       paths.push_back(path);
     }
     Split split;

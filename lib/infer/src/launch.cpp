@@ -176,12 +176,16 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
     Forwarding() {
       // A SIGCHLD inherited as ignored (a parent's signal(SIGCHLD, SIG_IGN) survives exec) makes
       // the kernel reap the workers itself, and their exit statuses would be lost.
-      struct sigaction child {};
-      child.sa_handler = SIG_DFL;
-      sigemptyset(&child.sa_mask);
+      // Only such a setting is replaced: a handler of the caller's keeps hearing of its children.
       struct sigaction previous_child {};
-      if (sigaction(SIGCHLD, &child, &previous_child) == 0)
-        replaced.emplace_back(SIGCHLD, previous_child);
+      if (sigaction(SIGCHLD, nullptr, &previous_child) == 0 &&
+          (previous_child.sa_handler == SIG_IGN || (previous_child.sa_flags & SA_NOCLDWAIT) != 0)) {
+        struct sigaction child {};
+        child.sa_handler = SIG_DFL;
+        sigemptyset(&child.sa_mask);
+        if (sigaction(SIGCHLD, &child, nullptr) == 0)
+          replaced.emplace_back(SIGCHLD, previous_child);
+      }
       struct sigaction forward {};
       forward.sa_handler = forward_signal;
       sigemptyset(&forward.sa_mask);
