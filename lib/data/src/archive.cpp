@@ -12,6 +12,7 @@
 #include <system_error>
 #include <vector>
 
+#include "dataset_formats.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/core/log.h"
@@ -51,15 +52,8 @@ ExtractLimits ExtractLimits::from_env() {
 bool zip_supported() { return MS_WITH_ZIP != 0; }
 
 std::string data_file_extension(const fs::path& path) {
-  fs::path p = path;
-  std::string ext = p.extension().string();
-  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (ext == ".gz") {
-    p = p.stem();
-    ext = p.extension().string();
-    for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  }
-  return ext;
+  const std::string ext = detail::lower_extension(path);
+  return ext == ".gz" ? detail::lower_extension(path.stem()) : ext;
 }
 
 std::string read_data_file(const fs::path& path, const ExtractLimits& limits) {

@@ -74,19 +74,11 @@ std::uint64_t Table::content_hash() const {
 namespace {
 
 // pandas' number parsing skips white space around the digits (" 7 " is 7: `a, b` CSV headers
-// come with such cells), so these do too; a cell of nothing but spaces is no number.
-void trim_number_spaces(const char*& begin, const char*& end) {
-  const auto space = [](char c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
-  };
-  while (begin != end && space(*begin)) ++begin;
-  while (begin != end && space(end[-1])) --end;
-}
-
+// come with such cells), so these do too (ms::trim); a cell of nothing but spaces is no number.
 bool parse_int(const std::string& s, std::int64_t& out) {
-  const char* begin = s.data();
-  const char* end = s.data() + s.size();
-  trim_number_spaces(begin, end);
+  const std::string_view t = trim(s);
+  const char* begin = t.data();
+  const char* end = t.data() + t.size();
   if (begin != end && *begin == '+') ++begin;
   auto [ptr, ec] = std::from_chars(begin, end, out);
   return ec == std::errc() && ptr == end;
@@ -96,9 +88,9 @@ bool parse_int(const std::string& s, std::int64_t& out) {
 // "-inf" do not, so that a column holding them keeps them as text rather than as nulls that
 // would lose their sign and look missing.
 bool parse_float(const std::string& s, double& out) {
-  const char* begin = s.data();
-  const char* end = s.data() + s.size();
-  trim_number_spaces(begin, end);
+  const std::string_view t = trim(s);
+  const char* begin = t.data();
+  const char* end = t.data() + t.size();
   if (begin != end && *begin == '+') ++begin;
   auto [ptr, ec] = std::from_chars(begin, end, out);
   return ec == std::errc() && ptr == end && !std::isinf(out);
@@ -136,10 +128,7 @@ namespace {
 // read as text: as floats they would lose digits without a word, its neighbours' too.
 bool is_huge_int(const std::string& text) {
   // With the spaces around it that parse_int skips too (" 12345678901234567891").
-  const char* begin = text.data();
-  const char* end = text.data() + text.size();
-  trim_number_spaces(begin, end);
-  const std::string_view s(begin, static_cast<std::size_t>(end - begin));
+  const std::string_view s = trim(text);
   const std::size_t first = !s.empty() && (s[0] == '+' || s[0] == '-') ? 1 : 0;
   return s.size() > first + 18 && is_decimal(s.substr(first));
 }
