@@ -49,10 +49,10 @@ RepoId parse_repo_id(std::string_view text) {
   } else if (parts.size() == 2) {
     id = {parts[0], parts[1]};
   } else {
-    fail(ErrorCode::kUsage, "invalid repo id '{}': expected OWNER/NAME", printable_path(text));
+    fail(ErrorCode::kUsage, "invalid repo id '{}': expected OWNER/NAME", text);
   }
   if (!valid_part(id.owner) || !valid_part(id.name)) {
-    throw Error(ErrorCode::kUsage, fmt::format("invalid repo id '{}'", printable_path(text)),
+    throw Error(ErrorCode::kUsage, fmt::format("invalid repo id '{}'", text),
                 "owner and name use letters, digits, '_', '-' and '.', e.g. damo/nlp_bert_base");
   }
   return id;
