@@ -146,10 +146,6 @@ const std::vector<ComponentTest>& file_patterns() {
   return p;
 }
 
-bool is_digits(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
 // For `data/<split>-NNNNN-of-NNNNN*.*` (the glob that makes a file a shard): the split, as HF
 // reads it with the regex `(.+)-\d{5}-of-\d{4}` (greedy: the longest name before such a
 // number, which may then be refused), or "" when the path is not a shard.
@@ -158,8 +154,8 @@ std::string shard_split(const DataFile& f) {
   const std::string& n = f.name;
   const auto shard_number_at = [&n](std::size_t dash, std::size_t last_digits) {
     const std::string_view rest = std::string_view(n).substr(dash);
-    return rest.size() >= 10 + last_digits && is_digits(rest.substr(1, 5)) &&
-           rest.substr(6, 4) == "-of-" && is_digits(rest.substr(10, last_digits));
+    return rest.size() >= 10 + last_digits && is_decimal(rest.substr(1, 5)) &&
+           rest.substr(6, 4) == "-of-" && is_decimal(rest.substr(10, last_digits));
   };
   bool shard = false;  // the glob: 5 digits after "-of-", then a '.' somewhere after
   for (std::size_t dash = n.find('-'); dash != std::string::npos && !shard;
