@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,22 @@ def run_ms(*args, env=None, timeout=120, input=None, cwd=None):
         full_env.update(env)
     return subprocess.run([MS_BIN, *map(str, args)], capture_output=True, text=True, env=full_env,
                           timeout=timeout, input=input, cwd=cwd)
+
+
+def overwrite_tensor_rows(folder, suffix, first_row, rows, value):
+    """Sets `rows` rows from `first_row` of the float32 matrix whose name ends with `suffix` in
+    FOLDER/model.safetensors to `value` (a broken or degenerate model, standard library only)."""
+    weights = os.path.join(folder, "model.safetensors")
+    with open(weights, "rb") as f:
+        data = bytearray(f.read())
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    entry = header[next(k for k in header if k.endswith(suffix))]
+    width = entry["shape"][1]
+    start = 8 + n + entry["data_offsets"][0] + first_row * width * 4
+    data[start:start + rows * width * 4] = struct.pack(f"<{rows * width}f", *[value] * (rows * width))
+    with open(weights, "wb") as f:
+        f.write(data)
 
 
 def free_port():

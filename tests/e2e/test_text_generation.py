@@ -9,7 +9,7 @@ import os
 import shutil
 import unittest
 
-from harness import SOURCE_DIR, TorchTestCase, run_ms
+from harness import SOURCE_DIR, TorchTestCase, overwrite_tensor_rows, run_ms
 
 MODEL = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny", "gpt2")
 # scripts/gpu-check.sh runs these tests again with MS_INFER_DEVICE=gpu:0.
@@ -65,15 +65,30 @@ class TextGeneration(TorchTestCase):
         prompt = self.ref["prompts"][0]
         greedy = self.generate("--input", prompt, "--set", "max_new_tokens=6", model=d)[0]["text"]
         self.assertNotEqual(greedy, prompt)
+        one_token = self.generate("--input", prompt, "--set", "max_new_tokens=1", model=d)[0]["text"]
         r = run_ms("tokenize", "-m", d, "-i", prompt, greedy)
         prompt_ids, greedy_ids = [json.loads(l)["input_ids"] for l in r.stdout.splitlines()]
         first = greedy_ids[len(prompt_ids)]
         # transformers' generate() stops at generation_config.json's eos_token_id, an id or a
-        # list of them: the first greedy token as an end leaves the prompt alone.
+        # list of them: the first greedy token as an end is the last one. It is not a special
+        # token, so the text keeps it (the pipeline's decode leaves out special tokens only).
         with open(os.path.join(d, "generation_config.json"), "w") as f:
             json.dump({"eos_token_id": [first + 1, first]}, f)
         got = self.generate("--input", prompt, "--set", "max_new_tokens=6", model=d)
-        self.assertEqual(got[0]["text"], prompt)
+        self.assertEqual(got[0]["text"], one_token)
+        # A generation_config.json without eos_token_id ends no text early (transformers does
+        # not fall back to config.json's then); without the file config.json's counts.
+        with open(os.path.join(d, "config.json")) as f:
+            config = json.load(f)
+        config["eos_token_id"] = first
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(config, f)
+        with open(os.path.join(d, "generation_config.json"), "w") as f:
+            json.dump({"max_new_tokens": 6}, f)
+        self.assertEqual(self.generate("--input", prompt, model=d)[0]["text"], greedy)
+        os.remove(os.path.join(d, "generation_config.json"))
+        got = self.generate("--input", prompt, "--set", "max_new_tokens=6", model=d)
+        self.assertEqual(got[0]["text"], one_token)
         # Its do_sample false with a sampling setting asked for: an error naming that file, not a
         # silently greedy run.
         with open(os.path.join(d, "generation_config.json"), "w") as f:
@@ -83,10 +98,12 @@ class TextGeneration(TorchTestCase):
 
     def test_bad_prompts_are_error_items(self):
         # Empty, and longer than the 24-position context: errors of their own; the rest runs.
-        got = self.generate("--input", " ", "x" * 30, "hello", "--set", "max_new_tokens=2")
+        # White space is a prompt (generate() continues it).
+        got = self.generate("--input", "", "x" * 30, "hello", " ", "--set", "max_new_tokens=2")
         self.assertIn("empty", got[0]["error"]["message"])
         self.assertIn("context", got[1]["error"]["message"])
         self.assertTrue(got[2]["text"].startswith("hello"))
+        self.assertTrue(got[3]["text"].startswith(" ") and len(got[3]["text"]) > 1, got[3])
         # The text starts with the prompt as given, a written "<|endoftext|>" included (as
         # transformers' pipeline returns it).
         got = self.generate("--input", "hello<|endoftext|>", "--set", "max_new_tokens=2")
@@ -97,6 +114,32 @@ class TextGeneration(TorchTestCase):
             f.write(json.dumps({"text": "hello", "text_pair": "world"}) + "\n")
         r = self.generate("--input-file", pair, "--set", "max_new_tokens=2", code=2)
         self.assertIn("not a text pair", r.stdout)
+
+    def test_the_context_end_leaves_one_token_more_than_its_positions(self):
+        # The last new token is never fed back: a prompt of 20 of the 24 positions gets 5 new
+        # tokens, one that fills all 24 still gets one, as generate() gives them.
+        r = run_ms("tokenize", "-m", MODEL, "-i", "x" * 20, "x" * 24)
+        lengths = [len(json.loads(l)["input_ids"]) for l in r.stdout.splitlines()]
+        self.assertEqual(lengths, [20, 24])  # "x" is one token of the tiny vocabulary
+        five, four = [self.generate("--input", "x" * 20, "--set", f"max_new_tokens={n}")[0]["text"]
+                      for n in (5, 4)]
+        self.assertNotEqual(five, four)
+        self.assertEqual(self.generate("--input", "x" * 20, "--set", "max_new_tokens=9")[0]["text"],
+                         five)
+        full = self.generate("--input", "x" * 24, "--set", "max_new_tokens=3")[0]
+        self.assertTrue(full["text"].startswith("x" * 24) and len(full["text"]) > 24, full)
+
+    def test_non_finite_logits_are_an_integrity_error_of_that_input(self):
+        # NaN in position 3's embedding: a prompt that reaches it fails (exit 7 once every line
+        # is written), one that ends before it gets its text.
+        d = self.path("nan")
+        shutil.copytree(MODEL, d)
+        overwrite_tensor_rows(d, "wpe.weight", 3, 1, float("nan"))
+        r = self.generate("--input", "xxxx", "x", "--set", "max_new_tokens=1", model=d, code=7)
+        got = lines(r.stdout)
+        self.assertEqual(got[0]["error"]["code"], "integrity")
+        self.assertIn("NaN", got[0]["error"]["message"])
+        self.assertTrue(got[1]["text"].startswith("x") and len(got[1]["text"]) > 1, got[1])
 
     def test_bad_max_new_tokens(self):
         for value in ("0", "-3"):
@@ -183,6 +226,19 @@ class TextGeneration(TorchTestCase):
             json.dump({"eos_token_id": 272, "top_k": None}, f)
         self.assertGreater(distinct(model=d), 50)
 
+    def test_top_k_keeps_the_tokens_tied_with_the_kth(self):
+        # A zero embedding table (tied to the output layer) makes every logit 0: transformers'
+        # top-k keeps every token not below the k-th largest, so top_k=1 still draws among all
+        # of them (not always the lowest id).
+        d = self.path("ties")
+        shutil.copytree(MODEL, d)
+        with open(os.path.join(d, "config.json")) as f:
+            vocab_size = json.load(f)["vocab_size"]
+        overwrite_tensor_rows(d, "wte.weight", 0, vocab_size, 0.0)
+        texts = {self.generate("--input", "hello", "--set", "max_new_tokens=3", "--set", "top_k=1",
+                               "--set", f"seed={seed}", model=d)[0]["text"] for seed in range(6)}
+        self.assertGreater(len(texts), 1, texts)
+
     def test_narrowest_sampling_is_greedy(self):
         greedy = self.sample(prompts=self.ref["prompts"], batch="4")
         for setting in ("top_k=1", "top_p=0.000001", "temperature=0.0001"):
@@ -212,6 +268,75 @@ class TextGeneration(TorchTestCase):
         r = self.generate("--input", "hello", "--set", "do_sample=false", "--set", "top_k=4",
                           code=3)
         self.assertOneLineError(r, "do_sample")
+
+    def test_generation_config_stop_strings_keep_the_stop_string(self):
+        # generate() stops at the token that completes a stop string and returns it whole; ms's
+        # own `stop` ends the text before the string.
+        prompt = self.ref["prompts"][1]
+        full = self.ref["texts"][1][len(prompt):]  # "hello" -> " b b b ..."
+        d = self.path("stop-strings")
+        shutil.copytree(MODEL, d)
+        with open(os.path.join(d, "generation_config.json"), "w", encoding="utf-8") as f:
+            json.dump({"eos_token_id": 272, "stop_strings": ["b"]}, f)
+        got = self.generate("--input", prompt, "--set", "max_new_tokens=8", model=d)
+        self.assertEqual(got[0]["text"], prompt + full[:full.index("b") + 1])
+        got = self.generate("--input", prompt, "--set", "max_new_tokens=8", "--set", "stop=b",
+                            model=d)
+        self.assertEqual(got[0]["text"], prompt + full[:full.index("b")])
+        # A stop string that begins in the prompt and ends in the new text stops it too.
+        straddling = prompt[-2:] + full[:full.index("b") + 1]
+        with open(os.path.join(d, "generation_config.json"), "w", encoding="utf-8") as f:
+            json.dump({"eos_token_id": 272, "stop_strings": [straddling]}, f)
+        got = self.generate("--input", prompt, "--set", "max_new_tokens=8", model=d)
+        self.assertEqual(got[0]["text"], prompt + full[:full.index("b") + 1])
+
+    def test_a_pad_token_added_without_resizing_the_model(self):
+        # tokenizer.add_special_tokens({"pad_token": "[PAD]"}) without resize_token_embeddings:
+        # id 273 lies past the 273 rows. Padding is never attended, so a batch pads with a row
+        # the table has (the end-of-text id) and runs whole, as one prompt at a time does; a
+        # prompt that holds the token is an error of its own.
+        d = self.path("added-pad")
+        shutil.copytree(MODEL, d)
+        with open(os.path.join(d, "tokenizer_config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+        config["pad_token"] = "[PAD]"
+        config.setdefault("added_tokens_decoder", {})["273"] = {"content": "[PAD]", "special": True}
+        with open(os.path.join(d, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+            json.dump(config, f)
+        prompts = ["hello", "the cat sat on the mat"]
+        want = [g["text"] for g in self.generate("--input", *prompts, "-b", "1", "--set", "max_new_tokens=4")]
+        r = run_ms("infer", "--model", d, "--device", DEVICE, "--input", *prompts, "-b", "2",
+                   "--set", "max_new_tokens=4", env={"MS_LOG_LEVEL": "debug"})
+        self.assertExit(r, 0)
+        self.assertEqual([g["text"] for g in lines(r.stdout)], want)
+        self.assertIn("past the model's embedding table", r.stderr)
+        self.assertNotIn("running them one at a time", r.stderr)  # the batch ran whole
+        got = self.generate("--input", "a[PAD]", "hello", "--set", "max_new_tokens=2", model=d)
+        self.assertIn("token id 273", got[0]["error"]["message"])
+        self.assertEqual(got[1]["text"], self.generate("--input", "hello", "--set", "max_new_tokens=2")[0]["text"])
+
+    def test_generation_config_values_as_transformers_reads_them(self):
+        d = self.path("genconf-values")
+        shutil.copytree(MODEL, d)
+        def with_config(config, *args, code=0):
+            with open(os.path.join(d, "generation_config.json"), "w", encoding="utf-8") as f:
+                json.dump(config, f)
+            return self.generate("--input", "hello", *args, model=d, code=code)
+        # Sampling values are unused when decoding greedily (generate() warns and ignores them).
+        greedy = self.generate("--input", "hello", "--set", "max_new_tokens=3")
+        self.assertEqual(with_config({"temperature": 0.0, "top_p": 0, "top_k": -1},
+                                     "--set", "max_new_tokens=3"), greedy)
+        # Settings that change the text, which ms does not do, are refused by name.
+        for key, value in (("force_words_ids", [[99]]), ("constraints", [{"token_ids": [99]}])):
+            r = with_config({key: value}, code=6)
+            self.assertOneLineError(r, key)
+        # A count that is not a whole number, an end token that is no id: the file's error.
+        r = with_config({"max_new_tokens": 2.5}, code=3)
+        self.assertOneLineError(r, "generation_config.json", "max_new_tokens")
+        r = with_config({"eos_token_id": "x"}, code=3)
+        self.assertOneLineError(r, "generation_config.json", "eos_token_id")
+        r = with_config({"stop_strings": 5}, code=3)
+        self.assertOneLineError(r, "generation_config.json", "stop_strings")
 
     def test_generation_config_gives_defaults(self):
         d = self.path("with-generation-config")

@@ -86,6 +86,17 @@ std::optional<ms::ErrorCode> error_code(Body&& body) {
   return std::nullopt;
 }
 
+// The start of a vocab.json: the 256 byte tokens as ids 0-255, without the closing brace.
+std::string byte_vocab_json() {
+  std::string vocab = "{";
+  for (int b = 0; b < 256; ++b) {
+    std::string token = byte_token(b);
+    if (token == "\"" || token == "\\") token = "\\" + token;
+    vocab += (b == 0 ? "\"" : ", \"") + token + "\": " + std::to_string(b);
+  }
+  return vocab;
+}
+
 struct TempDir {
   TempDir() : path(fs::temp_directory_path() / ("ms-gpt2-tok-test-" + std::to_string(::getpid()))) {
     fs::create_directories(path);
@@ -172,13 +183,7 @@ TEST_CASE("GPT-2 tokenizer files: Hugging Face, OpenAI and tokenizer.json layout
   TempDir dir;
   CHECK_FALSE(Gpt2Tokenizer::in_dir(dir.path));
   CHECK(error_code([&] { (void)Gpt2Tokenizer::from_dir(dir.path); }) == ms::ErrorCode::kNotFound);
-  std::string vocab = "{";
-  for (int b = 0; b < 256; ++b) {
-    std::string token = byte_token(b);
-    if (token == "\"" || token == "\\") token = "\\" + token;
-    vocab += "\"" + token + "\": " + std::to_string(b) + ", ";
-  }
-  vocab += "\"he\": 256, \"<|endoftext|>\": 257}";
+  std::string vocab = byte_vocab_json() + ", \"he\": 256, \"<|endoftext|>\": 257}";
   dir.write("vocab.json", vocab);
   dir.write("merges.txt", "#version: 0.2\nh e\n");
   REQUIRE(Gpt2Tokenizer::in_dir(dir.path));
@@ -220,6 +225,54 @@ TEST_CASE("GPT-2 tokenizer files: Hugging Face, OpenAI and tokenizer.json layout
   CHECK(from_json.eos_id() == 300);
   dir.write("vocab.txt", "[PAD]\n");  // a WordPiece folder's tokenizer.json is not GPT-2's
   CHECK_FALSE(Gpt2Tokenizer::in_dir(dir.path));
+}
+
+TEST_CASE("added tokens, special or not, from every file Hugging Face keeps them in",
+          "[text][gpt2]") {
+  TempDir dir;
+  const std::string vocab = byte_vocab_json() + ", \"<|endoftext|>\": 256}";
+  dir.write("vocab.json", vocab);
+  dir.write("merges.txt", "#version: 0.2\n");
+  // transformers 4: tokenizer_config.json's added_tokens_decoder; a token added with add_tokens()
+  // is not special: matched whole, and kept by a decode that skips the special ones.
+  dir.write("tokenizer_config.json",
+            R"({"added_tokens_decoder": {"257": {"content": "<tok1>", "special": false},
+                "258": {"content": "<pad>", "special": true}}})");
+  {
+    const Gpt2Tokenizer t = Gpt2Tokenizer::from_dir(dir.path);
+    CHECK(t.encode("a<tok1>b") == Ids{97, 257, 98});
+    CHECK(t.encode("<pad><tok1>") == Ids{258, 257});
+    CHECK(t.decode({97, 257, 258, 256, 98}, /*skip_special_tokens=*/true) == "a<tok1>b");
+    CHECK(t.decode({97, 257, 258, 256, 98}) == "a<tok1><pad><|endoftext|>b");
+  }
+  // transformers 5: vocab.json beside a tokenizer.json that alone lists the added tokens.
+  fs::remove(dir.path / "tokenizer_config.json");
+  dir.write("tokenizer.json",
+            "{\"model\": {\"type\": \"BPE\", \"vocab\": " + vocab +
+                ", \"merges\": []}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}, "
+                "\"added_tokens\": [{\"id\": 257, \"content\": \"<|pad|>\", \"special\": true}, "
+                "{\"id\": 258, \"content\": \"Ġx y\", \"special\": false}]}");
+  dir.write("special_tokens_map.json", R"({"pad_token": "<|pad|>"})");
+  {
+    const Gpt2Tokenizer t = Gpt2Tokenizer::from_dir(dir.path);
+    CHECK(t.pad_id() == 257);
+    CHECK(t.encode("a<|pad|>Ġx y") == Ids{97, 257, 258});
+    // An added token decodes as written, not through the byte alphabet.
+    CHECK(t.decode({258}) == "Ġx y");
+  }
+  // Older releases: added_tokens.json, not special; additional_special_tokens are special.
+  fs::remove(dir.path / "tokenizer.json");
+  dir.write("added_tokens.json", R"({"xyzzy": 257})");
+  dir.write("special_tokens_map.json", R"({"additional_special_tokens": ["<|sep|>"]})");
+  dir.write("tokenizer_config.json",
+            R"({"added_tokens_decoder": {"258": {"content": "<|sep|>"}}})");
+  {
+    const Gpt2Tokenizer t = Gpt2Tokenizer::from_dir(dir.path);
+    CHECK(t.encode("a xyzzyb<|sep|>") == Ids{97, 32, 257, 98, 258});
+    CHECK(t.decode({257, 258}, /*skip_special_tokens=*/true) == "xyzzy");
+  }
+  dir.write("added_tokens.json", R"({"xyzzy": "257"})");
+  CHECK(error_code([&] { (void)Gpt2Tokenizer::from_dir(dir.path); }) == ms::ErrorCode::kConfig);
 }
 
 // --- the causal tokenizer over a BERT-style vocab.txt (Chinese GPT models) -----------------------

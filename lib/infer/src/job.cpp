@@ -200,8 +200,12 @@ std::vector<PipelineResult> run_batch_isolated(Pipeline& pipeline,
       r.error = e;
       return {r};
     }
+    log::debug("a batch of {} inputs failed ({}): running them one at a time", batch.size(),
+               e.what());
   } catch (const std::exception& e) {
     if (batch.size() == 1) return {error_result(ErrorCode::kInternal, e.what())};
+    log::debug("a batch of {} inputs failed ({}): running them one at a time", batch.size(),
+               e.what());
   }
   std::vector<PipelineResult> results;
   for (const PipelineInput* in : batch) {

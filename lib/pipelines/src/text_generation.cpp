@@ -51,9 +51,15 @@ struct GenerationOptions {
   double top_p = 1.0;
   double repetition_penalty = 1.0;
   std::optional<uint64_t> seed;
-  std::vector<std::string> stop;  // the continuation ends before the first of these strings
-  /// generation_config.json's eos_token_id (an id or a list); empty: config.json's, else the
-  /// tokenizer's (the pipeline fills it in).
+  std::vector<std::string> stop;  // generation ends at the first token completing one of these
+  /// Whether the text keeps the stop string and the rest of the token that completed it
+  /// (generation_config.json's stop_strings, as generate() returns them), or ends just before it
+  /// (ms's `stop`, as ModelScope's and OpenAI-style APIs cut).
+  bool keep_stop = false;
+  /// Whether the model folder has a generation_config.json: then its eos_token_id alone says
+  /// where a text ends (none: nowhere), as transformers reads it; else config.json's, else the
+  /// tokenizer's (the pipeline fills them in).
+  bool has_generation_config = false;
   std::vector<int64_t> eos_ids;
 
   // Whether a step can take the argmax on the device, without the host's logits processing.
@@ -87,6 +93,11 @@ T option(const Config& config, const Json& defaults, const char* key, T fallback
   if (config.has(key)) return config.get<T>(key);
   auto it = defaults.find(key);
   if (it != defaults.end() && !it->is_null()) {
+    // nlohmann would truncate 2.5 to 2: a count that is not a whole number is a mistake.
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      MS_CHECK(it->is_number_integer(), ErrorCode::kConfig,
+               "generation_config.json: key '{}' must be a whole number, got {}", key, it->dump());
+    }
     try {
       return it->get<T>();
     } catch (const std::exception&) {
@@ -98,15 +109,19 @@ T option(const Config& config, const Json& defaults, const char* key, T fallback
   return fallback;
 }
 
-// eos_token_id of a generation_config.json or config.json: an id or a list of ids (none: empty).
-std::vector<int64_t> eos_token_ids(const Json& config) {
+// eos_token_id of a generation_config.json or config.json (`file`): an id or a list of ids
+// (absent or null: empty). Anything else is kConfig: ignoring it would run past the end.
+std::vector<int64_t> eos_token_ids(const Json& config, const std::filesystem::path& file) {
   std::vector<int64_t> ids;
   const auto it = config.find("eos_token_id");
-  if (it == config.end()) return ids;
-  if (it->is_number_integer()) ids.push_back(it->get<int64_t>());
-  if (it->is_array())
-    for (const Json& id : *it)
-      if (id.is_number_integer()) ids.push_back(id.get<int64_t>());
+  if (it == config.end() || it->is_null()) return ids;
+  const Json list = it->is_array() ? *it : Json::array({*it});
+  for (const Json& id : list) {
+    MS_CHECK(id.is_number_integer() && id.get<int64_t>() >= 0, ErrorCode::kConfig,
+             "{}: eos_token_id must be a token id or a list of them, got {}", file.string(),
+             it->dump());
+    ids.push_back(id.get<int64_t>());
+  }
   return ids;
 }
 
@@ -139,6 +154,8 @@ void reject_unsupported_defaults(const Json& defaults, const std::filesystem::pa
       {"dola_layers", {}},
       {"token_healing", {false}},
       {"watermarking_config", {}},
+      {"force_words_ids", {}},
+      {"constraints", {}},
   };
   static const Neutral samplers = {
       {"typical_p", {1, 1.0}},  {"min_p", {0, 0.0}}, {"epsilon_cutoff", {0, 0.0}},
@@ -165,7 +182,8 @@ GenerationOptions read_options(const infer::ModelInfo& model) {
   reject_unknown_options(model);
   const Config& c = model.config;
   const std::filesystem::path defaults_file = model.dir / "generation_config.json";
-  const Json defaults = read_json_file(defaults_file).value_or(Json::object());
+  const std::optional<Json> defaults_read = read_json_file(defaults_file);
+  const Json defaults = defaults_read.value_or(Json::object());
   // max_length counts the (padded) prompt too, so the new tokens it leaves would depend on the
   // batch; ms counts new tokens only.
   if (const auto it = defaults.find("max_length");
@@ -189,18 +207,6 @@ GenerationOptions read_options(const infer::ModelInfo& model) {
   MS_CHECK(o.min_new_tokens >= 0 && o.min_new_tokens <= o.max_new_tokens, ErrorCode::kConfig,
            "{}: min_new_tokens must be between 0 and max_new_tokens ({}), got {}",
            from("min_new_tokens"), o.max_new_tokens, o.min_new_tokens);
-  o.temperature = option<double>(c, defaults, "temperature", 1.0);
-  MS_CHECK(std::isfinite(o.temperature) && o.temperature > 0, ErrorCode::kConfig,
-           "{}: temperature must be a positive number, got {}", from("temperature"), o.temperature);
-  const bool top_k_null = c.has("top_k")
-                              ? c.at("top_k").is_null()
-                              : defaults.contains("top_k") && defaults["top_k"].is_null();
-  o.top_k = top_k_null ? 0 : option<int64_t>(c, defaults, "top_k", kDefaultTopK);
-  MS_CHECK(o.top_k >= 0, ErrorCode::kConfig,
-           "{}: top_k must be 0 (no limit) or a positive integer, got {}", from("top_k"), o.top_k);
-  o.top_p = option<double>(c, defaults, "top_p", 1.0);
-  MS_CHECK(o.top_p > 0 && o.top_p <= 1, ErrorCode::kConfig, "{}: top_p must be in (0, 1], got {}",
-           from("top_p"), o.top_p);
   o.repetition_penalty = option<double>(c, defaults, "repetition_penalty", 1.0);
   MS_CHECK(std::isfinite(o.repetition_penalty) && o.repetition_penalty > 0, ErrorCode::kConfig,
            "{}: repetition_penalty must be a positive number (1: none), got {}",
@@ -213,6 +219,30 @@ GenerationOptions read_options(const infer::ModelInfo& model) {
   MS_CHECK(o.do_sample || !sampling_setting, ErrorCode::kConfig,
            "{}: do_sample is false, so temperature, top_k and top_p would be ignored",
            from("do_sample"));
+  // generation_config.json's sampling values count only when sampling: greedy decoding ignores
+  // them, as generate() does (with a warning).
+  if (o.do_sample) {
+    o.temperature = option<double>(c, defaults, "temperature", 1.0);
+    MS_CHECK(std::isfinite(o.temperature) && o.temperature > 0, ErrorCode::kConfig,
+             "{}: temperature must be a positive number, got {}", from("temperature"),
+             o.temperature);
+    const bool top_k_null = c.has("top_k")
+                                ? c.at("top_k").is_null()
+                                : defaults.contains("top_k") && defaults["top_k"].is_null();
+    o.top_k = top_k_null ? 0 : option<int64_t>(c, defaults, "top_k", kDefaultTopK);
+    MS_CHECK(o.top_k >= 0, ErrorCode::kConfig,
+             "{}: top_k must be 0 (no limit) or a positive integer, got {}", from("top_k"),
+             o.top_k);
+    o.top_p = option<double>(c, defaults, "top_p", 1.0);
+    MS_CHECK(o.top_p > 0 && o.top_p <= 1, ErrorCode::kConfig, "{}: top_p must be in (0, 1], got {}",
+             from("top_p"), o.top_p);
+  } else {
+    for (const char* key : {"temperature", "top_k", "top_p"}) {
+      if (defaults.contains(key) && !defaults[key].is_null())
+        log::debug("{}: {} is not used: do_sample is false (greedy decoding)",
+                   defaults_file.string(), key);
+    }
+  }
   reject_unsupported_defaults(defaults, defaults_file, o.do_sample);
   if (c.has("seed")) {
     const int64_t seed = c.get<int64_t>("seed");
@@ -220,31 +250,37 @@ GenerationOptions read_options(const infer::ModelInfo& model) {
              where, seed);
     o.seed = static_cast<uint64_t>(seed);
   }
-  o.eos_ids = eos_token_ids(defaults);
-  // generation_config.json's stop_strings (transformers' name) when no stop is set.
+  o.has_generation_config = defaults_read.has_value();
+  o.eos_ids = eos_token_ids(defaults, defaults_file);
+  // generation_config.json's stop_strings (transformers' name) when no stop is set; its text
+  // keeps the stop string, as generate() returns it.
   const bool stop_from_defaults =
       !c.has("stop") && defaults.contains("stop_strings") && !defaults["stop_strings"].is_null();
+  o.keep_stop = stop_from_defaults;
   if (c.has("stop") || stop_from_defaults) {
+    const std::string stop_where = stop_from_defaults ? defaults_file.string() : where;
+    const char* stop_key = stop_from_defaults ? "stop_strings" : "stop";
     const Json stop = stop_from_defaults ? defaults["stop_strings"] : c.get<Json>("stop");
-    if (stop.is_string()) {
-      o.stop.push_back(stop.get<std::string>());
-    } else if (stop.is_array()) {
-      for (const Json& s : stop) {
-        MS_CHECK(s.is_string(), ErrorCode::kConfig,
-                 "{}: stop must be a string or a list of "
-                 "strings, got {}",
-                 where, stop.dump());
-        o.stop.push_back(s.get<std::string>());
-      }
-    } else {
-      throw Error(ErrorCode::kConfig, fmt::format("{}: stop must be a string or a list of "
-                                                  "strings, got {}",
-                                                  where, stop.dump()));
+    const Json list = stop.is_array() ? stop : Json::array({stop});
+    for (const Json& one : list) {
+      MS_CHECK(one.is_string(), ErrorCode::kConfig,
+               "{}: {} must be a string or a list of strings, got {}", stop_where, stop_key,
+               stop.dump());
+      MS_CHECK(!one.get<std::string>().empty(), ErrorCode::kConfig, "{}: a {} string is empty",
+               stop_where, stop_key);
+      o.stop.push_back(one.get<std::string>());
     }
-    for (const std::string& s : o.stop)
-      MS_CHECK(!s.empty(), ErrorCode::kConfig, "{}: a stop string is empty", where);
   }
   return o;
+}
+
+// A row's logits hold NaN or infinity: the model's outputs are broken, as ms infer reports a
+// non-finite output of any task (integrity, exit 7 once every line is written).
+Error non_finite_logits() {
+  return Error(ErrorCode::kIntegrity,
+               "the model's logits for this input hold NaN or infinity: its weights are damaged "
+               "or overflow",
+               "check the model's weights (a finetune that diverged, a file of another dtype)");
 }
 
 // 64 random bits from the system (std::random_device gives 32 at a time).
@@ -270,9 +306,6 @@ int64_t choose_token(std::vector<float>& logits, const std::vector<int64_t>& see
                      const std::vector<int64_t>& eos_ids, const GenerationOptions& o,
                      RowRandom& random) {
   const auto vocab = static_cast<int64_t>(logits.size());
-  for (const float l : logits)
-    MS_CHECK(std::isfinite(l), ErrorCode::kInternal,
-             "the model's logits hold NaN or infinity: its weights are damaged or overflow");
   if (o.repetition_penalty != 1.0) {
     const auto penalty = static_cast<float>(o.repetition_penalty);
     for (const int64_t id : std::set<int64_t>(seen.begin(), seen.end())) {
@@ -300,6 +333,14 @@ int64_t choose_token(std::vector<float>& logits, const std::vector<int64_t>& see
     keep = static_cast<std::size_t>(o.top_k);
     std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(keep), order.end(),
                       higher);
+    // Tokens tied with the k-th stay candidates, as transformers' top-k keeps every logit not
+    // below the k-th largest (in id order, after the k).
+    const float kth = logits[static_cast<std::size_t>(order[keep - 1])];
+    const auto tied = std::stable_partition(
+        order.begin() + static_cast<std::ptrdiff_t>(keep), order.end(),
+        [&](int64_t id) { return logits[static_cast<std::size_t>(id)] == kth; });
+    std::sort(order.begin() + static_cast<std::ptrdiff_t>(keep), tied);
+    keep = static_cast<std::size_t>(tied - order.begin());
   } else {
     std::sort(order.begin(), order.end(), higher);
   }
@@ -350,18 +391,35 @@ class TextGenerationPipeline final : public infer::Pipeline {
     model_ = load_text_model(model, task_, type.empty() ? "gpt2" : type, device_);
     tokenizer_ =
         std::make_unique<text::CausalTokenizer>(text::CausalTokenizer::from_dir(model.dir));
-    check_token_ids(tokenizer_->vocab_size(), model_->vocab_size(), model.dir);
+    // Tokens added to the tokenizer without resizing the model's embeddings (tokenizer.add_tokens
+    // and no resize_token_embeddings) run as they do with transformers until a prompt holds one:
+    // that prompt fails (transformers raises an IndexError), the others run.
+    // The tokenizer's own vocabulary past the embedding table is a folder of mismatched files.
+    check_token_ids(tokenizer_->base_vocab_size(), model_->vocab_size(), model.dir);
+    model_vocab_ = model_->vocab_size().value_or(static_cast<int64_t>(tokenizer_->vocab_size()));
+    if (static_cast<int64_t>(tokenizer_->vocab_size()) > model_vocab_) {
+      log::warn(
+          "{}: the tokenizer gives token ids up to {}, past the model's embedding table "
+          "(config.json's vocab_size {}): a prompt holding one fails (were tokens added "
+          "without resizing the model?)",
+          model.dir.string(), tokenizer_->vocab_size() - 1, model_vocab_);
+    }
     // As the model read config.json (its checks, GPT2Config's alias names): one reading, not a
     // second one here that could differ from it.
     positions_ = model_->max_tokens().value_or(positions_);
     const Json structure = model_->structure();
     if (structure.is_object() && structure.contains("n_layer"))
       layers_ = structure["n_layer"].get<int64_t>();
-    // The end-of-text ids, as transformers' generate() takes them: generation_config.json's
-    // (read with the options), else config.json's, else the tokenizer's.
-    eos_ids_ = options_.eos_ids.empty() ? eos_token_ids(*hf) : options_.eos_ids;
-    if (eos_ids_.empty()) eos_ids_.push_back(tokenizer_->eos_id());
-    pad_id_ = tokenizer_->pad_id();
+    // The end-of-text ids, as transformers' generate() takes them: a generation_config.json's
+    // alone (one without eos_token_id ends no text early), else config.json's, else the
+    // tokenizer's (GPT2Config's default is its <|endoftext|>).
+    if (options_.has_generation_config) {
+      eos_ids_ = options_.eos_ids;
+    } else {
+      eos_ids_ = eos_token_ids(*hf, config_path);
+      if (eos_ids_.empty() && tokenizer_->eos_id() >= 0) eos_ids_.push_back(tokenizer_->eos_id());
+    }
+    pad_id_ = tokenizer_->padding_id(model_vocab_);
     if (options_.do_sample && !options_.seed) {
       log::info(
           "text-generation samples without a seed: every input draws anew (--set seed=N "
@@ -383,16 +441,23 @@ class TextGenerationPipeline final : public infer::Pipeline {
       try {
         const infer::PipelineInput& in = *batch[i];
         const std::string text = in.text.empty() && !in.path.empty() ? read_file(in.path) : in.text;
-        MS_CHECK(text.find_first_not_of(" \t\r\n") != std::string::npos, ErrorCode::kUsage,
+        // White space is a prompt like any other (generate() continues " " from its token).
+        MS_CHECK(!text.empty(), ErrorCode::kUsage,
                  "input text is empty: text-generation needs a prompt");
         // A second text would be dropped without a word: the prompt is one text.
         MS_CHECK(!in.text_pair, ErrorCode::kUsage,
                  "text-generation takes one prompt per input, not a text pair");
         std::vector<int64_t> ids = tokenizer_->prompt_ids(text);
-        MS_CHECK(static_cast<int64_t>(ids.size()) < positions_, ErrorCode::kUsage,
-                 "the prompt is {} tokens long; the model's context holds {} with the tokens it "
-                 "generates",
-                 ids.size(), positions_);
+        for (const int64_t id : ids) {
+          MS_CHECK(id < model_vocab_, ErrorCode::kUsage,
+                   "the prompt holds token id {}, past the model's embedding table "
+                   "(config.json's vocab_size {})",
+                   id, model_vocab_);
+        }
+        // A prompt that fills the context still gets one token: the last one is never fed back.
+        MS_CHECK(static_cast<int64_t>(ids.size()) <= positions_, ErrorCode::kUsage,
+                 "the prompt is {} tokens long; the model's context holds {}", ids.size(),
+                 positions_);
         prompts.push_back(std::move(ids));
         given.push_back(text);
         ok.push_back(i);
@@ -404,11 +469,17 @@ class TextGenerationPipeline final : public infer::Pipeline {
     // Each prompt's text, decoded once: the stop-string check compares against it every step.
     std::vector<std::string> prompt_texts;
     for (const auto& p : prompts) prompt_texts.push_back(tokenizer_->decode(p));
-    const std::vector<std::vector<int64_t>> generated = generate(prompts, prompt_texts);
+    std::vector<std::optional<Error>> failed(prompts.size());
+    const std::vector<std::vector<int64_t>> generated = generate(prompts, prompt_texts, failed);
     for (std::size_t k = 0; k < ok.size(); ++k) {
+      if (failed[k]) {
+        results[ok[k]].error = *failed[k];
+        results[ok[k]].nonfinite_output = true;  // the job then ends with exit 7
+        continue;
+      }
       const std::string& prompt = prompt_texts[k];
       std::string continuation = decoded_continuation(prompts[k], generated[k], prompt);
-      cut_at_stop(continuation);
+      if (!options_.keep_stop) cut_at_stop(continuation);
       // The prompt as given, as transformers' pipeline returns it: its decoded ids would drop
       // what decoding skips (a "<|endoftext|>" written in it).
       results[ok[k]].output = {{"text", given[k] + continuation}};
@@ -431,7 +502,8 @@ class TextGenerationPipeline final : public infer::Pipeline {
     return tokenizer_->decode(generated);
   }
 
-  // Cuts `continuation` before the first stop string; returns whether there was one.
+  // Cuts `continuation` before the first stop string; returns whether there was one. (The
+  // decoded text leaves special tokens out, as the pipeline of transformers decodes.)
   bool cut_at_stop(std::string& continuation) const {
     std::size_t first = std::string::npos;
     for (const std::string& s : options_.stop) first = std::min(first, continuation.find(s));
@@ -441,10 +513,13 @@ class TextGenerationPipeline final : public infer::Pipeline {
   }
 
   // Generates for every prompt at once: left padding, then one token per step through the cache,
-  // until each row has produced the end-of-text token, a stop string or max_new_tokens, or the
-  // context is full. Returns each row's new tokens (without the end-of-text token).
+  // until each row has produced an end-of-text token, a stop string or max_new_tokens, or the
+  // context is full. Returns each row's new tokens (an end-of-text token included, as generate()
+  // returns it: decoding leaves it out when it is special). A row whose logits are not numbers
+  // gets its error in `failed` and stops; the others go on.
   std::vector<std::vector<int64_t>> generate(const std::vector<std::vector<int64_t>>& prompts,
-                                             const std::vector<std::string>& prompt_texts) {
+                                             const std::vector<std::string>& prompt_texts,
+                                             std::vector<std::optional<Error>>& failed) {
     const int64_t rows = static_cast<int64_t>(prompts.size());
     std::size_t longest = 0;
     for (const auto& p : prompts) longest = std::max(longest, p.size());
@@ -464,12 +539,14 @@ class TextGenerationPipeline final : public infer::Pipeline {
     at::Tensor input = at::tensor(ids, long_opts).view({rows, width}).to(device_);
     at::Tensor attention = at::tensor(mask, long_opts).view({rows, width}).to(device_);
     // Each row may fill the model's positions with its own tokens; the batch's left padding
-    // takes none, so a row's length does not depend on the prompts beside it.
+    // takes none, so a row's length does not depend on the prompts beside it. The last new token
+    // is never fed back, so a row ends with one token more than the positions left, as
+    // generate()'s do.
     std::vector<int64_t> room(prompts.size());
     int64_t steps = 0;
     for (std::size_t r = 0; r < prompts.size(); ++r) {
       room[r] = std::min<int64_t>(options_.max_new_tokens,
-                                  positions_ - static_cast<int64_t>(prompts[r].size()));
+                                  positions_ - static_cast<int64_t>(prompts[r].size()) + 1);
       steps = std::max(steps, room[r]);
     }
     std::vector<std::vector<int64_t>> out(prompts.size());
@@ -487,15 +564,20 @@ class TextGenerationPipeline final : public infer::Pipeline {
       const models::TensorMap result = models::checked_forward(*model_, inputs, device_);
       at::Tensor last = result.at("logits").select(1, -1);
       if (last.size(-1) > choosable) last = last.narrow(-1, 0, choosable);
-      const std::vector<int64_t> picked = next_tokens(last, prompts, out, done, random, step);
+      const std::vector<int64_t> picked =
+          next_tokens(last, prompts, out, done, random, step, failed);
       bool all_done = true;
       for (std::size_t r = 0; r < out.size(); ++r) {
         if (done[r]) continue;
-        if (std::find(eos_ids_.begin(), eos_ids_.end(), picked[r]) != eos_ids_.end()) {
+        if (failed[r]) {
           done[r] = true;
           continue;
         }
         out[r].push_back(picked[r]);
+        if (std::find(eos_ids_.begin(), eos_ids_.end(), picked[r]) != eos_ids_.end()) {
+          done[r] = true;
+          continue;
+        }
         if (static_cast<int64_t>(out[r].size()) == room[r] ||
             (!options_.stop.empty() && reached_stop(prompts[r], out[r], prompt_texts[r]))) {
           done[r] = true;
@@ -530,21 +612,23 @@ class TextGenerationPipeline final : public infer::Pipeline {
     return out;
   }
 
-  // Each row's next token from the last position's logits [rows, vocab].
+  // Each row's next token from the last position's logits [rows, vocab]. A row whose logits
+  // hold NaN or infinity (argmax would pick an arbitrary token: the model is broken) gets its
+  // error in `failed`.
   std::vector<int64_t> next_tokens(const at::Tensor& logits,
                                    const std::vector<std::vector<int64_t>>& prompts,
                                    const std::vector<std::vector<int64_t>>& generated,
                                    const std::vector<bool>& done, std::vector<RowRandom>& random,
-                                   int64_t step) const {
+                                   int64_t step, std::vector<std::optional<Error>>& failed) const {
     const std::size_t rows = generated.size();
     std::vector<int64_t> picked(rows, pad_id_);
     const bool bar_eos = step < options_.min_new_tokens;
     if (options_.plain_greedy() && !bar_eos) {
-      // NaN or infinite logits would make argmax pick an arbitrary token: the model is broken.
-      MS_CHECK(logits.isfinite().all().item<bool>(), ErrorCode::kInternal,
-               "the model's logits hold NaN or infinity: its weights are damaged or overflow");
+      const at::Tensor finite = logits.isfinite().all(-1).cpu().contiguous();
       const at::Tensor next = at::argmax(logits, -1).cpu().contiguous();
       std::copy_n(next.data_ptr<int64_t>(), rows, picked.begin());
+      for (std::size_t r = 0; r < rows; ++r)
+        if (!done[r] && !finite.data_ptr<bool>()[r]) failed[r] = non_finite_logits();
       return picked;
     }
     const at::Tensor host = logits.to(at::kCPU, at::kFloat).contiguous();
@@ -555,6 +639,10 @@ class TextGenerationPipeline final : public infer::Pipeline {
     for (std::size_t r = 0; r < rows; ++r) {
       if (done[r]) continue;
       std::copy_n(data + r * vocab, vocab, row.begin());
+      if (!std::all_of(row.begin(), row.end(), [](float l) { return std::isfinite(l); })) {
+        failed[r] = non_finite_logits();
+        continue;
+      }
       seen = prompts[r];
       seen.insert(seen.end(), generated[r].begin(), generated[r].end());
       picked[r] = choose_token(row, seen, bar_eos, eos_ids_, options_, random[r]);
@@ -562,11 +650,20 @@ class TextGenerationPipeline final : public infer::Pipeline {
     return picked;
   }
 
-  // Whether the row's continuation so far holds a stop string.
+  // Whether the row's continuation so far holds a stop string. generation_config.json's
+  // stop_strings also match one that begins in the prompt and ends in the new text, as
+  // transformers' criterion scans the whole sequence.
   bool reached_stop(const std::vector<int64_t>& prompt, const std::vector<int64_t>& generated,
                     const std::string& prompt_text) const {
     std::string continuation = decoded_continuation(prompt, generated, prompt_text);
-    return cut_at_stop(continuation);
+    if (!options_.keep_stop) return cut_at_stop(continuation);
+    for (const std::string& s : options_.stop) {
+      const std::size_t reach = std::min(prompt_text.size(), s.size() - 1);
+      if ((prompt_text.substr(prompt_text.size() - reach) + continuation).find(s) !=
+          std::string::npos)
+        return true;
+    }
+    return false;
   }
 
   std::string task_, device_;
@@ -574,6 +671,7 @@ class TextGenerationPipeline final : public infer::Pipeline {
   std::shared_ptr<models::Model> model_;
   std::unique_ptr<text::CausalTokenizer> tokenizer_;
   int64_t positions_ = 1024, layers_ = 12;
+  int64_t model_vocab_ = 0;  // the model's embedding rows: a prompt's ids must be below
   std::vector<int64_t> eos_ids_;
   int64_t pad_id_ = 0;
 };

@@ -81,6 +81,16 @@ std::size_t CausalTokenizer::vocab_size() const {
   return bpe_ ? bpe_->vocab_size() : vocab_->vocab_size();
 }
 
+std::int64_t CausalTokenizer::padding_id(std::int64_t table_rows) const {
+  if (pad_id_ >= 0 && pad_id_ < table_rows) return pad_id_;
+  if (eos_id_ >= 0 && eos_id_ < table_rows) return eos_id_;
+  return 0;
+}
+
+std::size_t CausalTokenizer::base_vocab_size() const {
+  return bpe_ ? bpe_->base_vocab_size() : vocab_->vocab_size();
+}
+
 std::string CausalTokenizer::decode(const std::vector<std::int64_t>& ids) const {
   if (bpe_) return bpe_->decode(ids, /*skip_special_tokens=*/true);
   const BertTokenizerOptions& o = vocab_->options();

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <queue>
+#include <set>
 
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
@@ -176,13 +177,14 @@ struct Gpt2Tokenizer::State {
   std::vector<bool> special;                   // by id: skipped by skip_special_tokens
   std::unordered_map<std::string, int> ranks;  // "left right" -> merge rank
   std::vector<std::string> added;              // matched whole in raw text, longest first
+  std::size_t base_size = 0;                   // the highest id of a token not added, + 1
   std::mutex cache_mutex;
   std::unordered_map<std::string, std::vector<std::int64_t>> cache;  // piece -> ids
 };
 
 Gpt2Tokenizer::Gpt2Tokenizer(std::unordered_map<std::string, std::int64_t> vocab,
                              std::vector<std::pair<std::string, std::string>> merges,
-                             Gpt2TokenizerOptions options, std::vector<std::string> added_tokens)
+                             Gpt2TokenizerOptions options, std::vector<Gpt2AddedToken> added_tokens)
     : state_(std::make_unique<State>()), options_(std::move(options)) {
   State& st = *state_;
   MS_CHECK(!vocab.empty(), ErrorCode::kConfig, "the vocabulary is empty");
@@ -228,17 +230,28 @@ Gpt2Tokenizer::Gpt2Tokenizer(std::unordered_map<std::string, std::int64_t> vocab
              *options_.pad_token);
   }
   for (const std::string* t : {&options_.unk_token, &options_.bos_token, &options_.eos_token}) {
-    added_tokens.push_back(*t);
+    added_tokens.push_back({*t, true});
   }
-  if (options_.pad_token) added_tokens.push_back(*options_.pad_token);
-  for (const std::string& t : added_tokens) {
-    const std::int64_t id = token_to_id(t);
-    if (t.empty() || id < 0) continue;
-    st.special[static_cast<std::size_t>(id)] = true;
-    if (std::find(st.added.begin(), st.added.end(), t) == st.added.end()) st.added.push_back(t);
+  if (options_.pad_token) added_tokens.push_back({*options_.pad_token, true});
+  for (const Gpt2AddedToken& t : added_tokens) {
+    const std::int64_t id = token_to_id(t.content);
+    if (t.content.empty() || id < 0) continue;
+    const auto slot = static_cast<std::size_t>(id);
+    // A token named special anywhere is special (a special token map may name one that
+    // tokenizer.json lists as not).
+    if (t.special) st.special[slot] = true;
+    // Decoded as written, as Hugging Face decodes an added token (not through the byte
+    // alphabet: an added "Ġx" is those characters, not " x").
+    st.token_bytes[slot] = t.content;
+    if (std::find(st.added.begin(), st.added.end(), t.content) == st.added.end())
+      st.added.push_back(t.content);
   }
   std::sort(st.added.begin(), st.added.end(),
             [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  const std::set<std::string> added_set(st.added.begin(), st.added.end());
+  for (const auto& [token, id] : st.vocab)
+    if (added_set.count(token) == 0)
+      st.base_size = std::max(st.base_size, static_cast<std::size_t>(id) + 1);
 }
 
 Gpt2Tokenizer::Gpt2Tokenizer(Gpt2Tokenizer&&) noexcept = default;
@@ -262,11 +275,25 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
   return with_context("reading the tokenizer in " + dir.string(), [&] {
     std::unordered_map<std::string, std::int64_t> vocab;
     std::vector<std::pair<std::string, std::string>> merges;
-    std::vector<std::string> added;
+    std::vector<Gpt2AddedToken> added;
     Gpt2TokenizerOptions options;
+    // tokenizer.json's added tokens: {"id", "content", "special", ...} entries, whichever files
+    // hold the vocabulary (transformers 5 writes vocab.json and merges.txt beside it and keeps
+    // the tokens it added only there).
+    auto read_added_tokens = [&](const nlohmann::json& j) {
+      if (!j.is_object() || !j.contains("added_tokens") || !j["added_tokens"].is_array()) return;
+      for (const auto& t : j["added_tokens"]) {
+        if (!t.is_object() || !t.contains("content") || !t["content"].is_string() ||
+            !t.contains("id") || !t["id"].is_number_integer())
+          continue;
+        vocab.emplace(t["content"].get<std::string>(), t["id"].get<std::int64_t>());
+        added.push_back({t["content"].get<std::string>(), t.value("special", false)});
+      }
+    };
     if (is_file(dir / "vocab.json") && is_file(dir / "merges.txt")) {
       vocab = vocab_from_json(read_big_json(dir / "vocab.json"), (dir / "vocab.json").string());
       merges = merges_from_text(dir / "merges.txt");
+      if (is_file(dir / "tokenizer.json")) read_added_tokens(read_big_json(dir / "tokenizer.json"));
     } else if (is_file(dir / "encoder.json") && is_file(dir / "vocab.bpe")) {
       vocab = vocab_from_json(read_big_json(dir / "encoder.json"), (dir / "encoder.json").string());
       merges = merges_from_text(dir / "vocab.bpe");
@@ -302,15 +329,7 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
           merges.emplace_back(pair[0].get<std::string>(), pair[1].get<std::string>());
         }
       }
-      if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
-        for (const auto& t : j["added_tokens"]) {
-          if (!t.is_object() || !t.contains("content") || !t["content"].is_string() ||
-              !t.contains("id") || !t["id"].is_number_integer())
-            continue;
-          vocab.emplace(t["content"].get<std::string>(), t["id"].get<std::int64_t>());
-          if (t.value("special", false)) added.push_back(t["content"].get<std::string>());
-        }
-      }
+      read_added_tokens(j);
     } else {
       throw Error(ErrorCode::kNotFound,
                   fmt::format("no byte-level BPE tokenizer in {}", dir.string()),
@@ -318,6 +337,16 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
                   "tokenizer.json) next to its weights");
     }
     MS_CHECK(!vocab.empty(), ErrorCode::kConfig, "the vocabulary in {} is empty", dir.string());
+    // Older releases' tokenizer.add_tokens(...): {"token": id}, not special.
+    if (const auto j = read_json_file(dir / "added_tokens.json"); j && j->is_object()) {
+      for (const auto& [token, id] : j->items()) {
+        MS_CHECK(id.is_number_integer() && id.get<std::int64_t>() >= 0, ErrorCode::kConfig,
+                 "{}: the id of '{}' must be a non-negative integer, got {}",
+                 (dir / "added_tokens.json").string(), token, id.dump());
+        vocab.emplace(token, id.get<std::int64_t>());
+        added.push_back({token, false});
+      }
+    }
 
     // A key that is present must have its type, as for the WordPiece tokenizer's configs.
     for (const char* name : {"special_tokens_map.json", "tokenizer_config.json"}) {
@@ -355,8 +384,15 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
                    ErrorCode::kConfig, "{}: key 'added_tokens_decoder.{}' is not a token id",
                    source, id);
           vocab.emplace(content, value);
-          if (t.contains("special") && t["special"].is_boolean() && t["special"].get<bool>())
-            added.push_back(content);
+          added.push_back({content, t.contains("special") && t["special"].is_boolean() &&
+                                        t["special"].get<bool>()});
+        }
+      }
+      if (auto it = j->find("additional_special_tokens"); it != j->end() && it->is_array()) {
+        for (const auto& t : *it) {
+          if (t.is_string()) added.push_back({t.get<std::string>(), true});
+          if (t.is_object() && t.contains("content") && t["content"].is_string())
+            added.push_back({t["content"].get<std::string>(), true});
         }
       }
     }
@@ -559,6 +595,8 @@ const std::string& Gpt2Tokenizer::id_to_token(std::int64_t id) const {
 }
 
 std::size_t Gpt2Tokenizer::vocab_size() const { return state_->tokens.size(); }
+
+std::size_t Gpt2Tokenizer::base_vocab_size() const { return state_->base_size; }
 
 std::string utf8_replace_invalid(std::string_view bytes) {
   static const std::string kReplacement = "\xEF\xBF\xBD";  // U+FFFD

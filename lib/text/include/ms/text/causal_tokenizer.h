@@ -45,7 +45,14 @@ class MS_API CausalTokenizer {
 
   std::int64_t eos_id() const { return eos_id_; }  ///< -1 when the vocabulary has none
   std::int64_t pad_id() const { return pad_id_; }  ///< padding, never attended (an id that exists)
+  /// The id to pad a model's input with when its embedding table has `table_rows` rows: pad_id()
+  /// when the table holds it, else the end-of-text id, else 0. Padding is never attended, so any
+  /// row will do; a pad token added without resizing the model lies past the table.
+  std::int64_t padding_id(std::int64_t table_rows) const;
   std::size_t vocab_size() const;
+  /// vocab_size() without the added tokens of a byte-level BPE vocabulary (see
+  /// Gpt2Tokenizer::base_vocab_size).
+  std::size_t base_vocab_size() const;
   bool byte_level() const { return bpe_ != nullptr; }
 
  private:

@@ -30,18 +30,27 @@ struct Gpt2TokenizerOptions {
   std::size_t model_max_length = 1024;
 };
 
+/// A token added to the vocabulary (Hugging Face's AddedToken): matched whole in raw text before
+/// pre-tokenisation, and decoded as its content. A special one is left out by a decode that
+/// skips special tokens; another (`tokenizer.add_tokens(...)`) is kept.
+struct Gpt2AddedToken {
+  std::string content;
+  bool special = true;
+};
+
 /// Text -> byte-level BPE tokens and ids, ids -> bytes and text. Thread-safe after construction
 /// (the merge cache is locked).
 class MS_API Gpt2Tokenizer {
  public:
   /// `vocab`: token (in GPT-2's byte-to-unicode alphabet) -> id; `merges`: pairs in rank order;
-  /// `added_tokens`: tokens matched whole in raw text before pre-tokenisation (the special tokens
-  /// of `options` are added when the vocabulary has them). A BPE token the vocabulary lacks
-  /// becomes unk_token's id; without one, encode() throws ms::Error(kConfig). Throws kConfig for
-  /// an empty vocabulary, a negative or repeated id, or a pad_token the vocabulary lacks.
+  /// `added_tokens`: tokens of the vocabulary matched whole in raw text before pre-tokenisation
+  /// (the special tokens of `options` are added, special, when the vocabulary has them). A BPE
+  /// token the vocabulary lacks becomes unk_token's id; without one, encode() throws
+  /// ms::Error(kConfig). Throws kConfig for an empty vocabulary, a negative or repeated id, or a
+  /// pad_token the vocabulary lacks.
   Gpt2Tokenizer(std::unordered_map<std::string, std::int64_t> vocab,
                 std::vector<std::pair<std::string, std::string>> merges,
-                Gpt2TokenizerOptions options, std::vector<std::string> added_tokens = {});
+                Gpt2TokenizerOptions options, std::vector<Gpt2AddedToken> added_tokens = {});
   Gpt2Tokenizer(Gpt2Tokenizer&&) noexcept;
   Gpt2Tokenizer& operator=(Gpt2Tokenizer&&) noexcept;
   ~Gpt2Tokenizer();
@@ -52,8 +61,11 @@ class MS_API Gpt2Tokenizer {
   static bool in_dir(const std::filesystem::path& dir);
 
   /// Reads the first of those file sets in `dir`, and tokenizer_config.json /
-  /// special_tokens_map.json when present. Throws ms::Error(kNotFound) when there is none,
-  /// kConfig when a file is malformed.
+  /// special_tokens_map.json when present. The added tokens come from all of tokenizer.json's
+  /// `added_tokens` (transformers 5 keeps them only there, beside vocab.json), added_tokens.json
+  /// (older releases' tokens, not special), tokenizer_config.json's `added_tokens_decoder` and
+  /// the special tokens maps' `additional_special_tokens`. Throws ms::Error(kNotFound) when there
+  /// is none, kConfig when a file is malformed.
   static Gpt2Tokenizer from_dir(const std::filesystem::path& dir);
 
   /// GPT-2's pre-tokenisation: the pieces its regular expression
@@ -80,6 +92,9 @@ class MS_API Gpt2Tokenizer {
   /// The highest token id + 1: ids run from 0 to vocab_size() - 1 (a sparse vocabulary leaves
   /// some unused).
   std::size_t vocab_size() const;
+  /// The highest id of a token that is not an added token, + 1: what the model's embedding table
+  /// must hold at least (tokens added without resizing it lie past it).
+  std::size_t base_vocab_size() const;
   std::int64_t bos_id() const { return bos_id_; }  ///< -1 when the vocabulary lacks it
   std::int64_t eos_id() const { return eos_id_; }  ///< -1 when the vocabulary lacks it
   std::int64_t pad_id() const { return pad_id_; }  ///< -1 when none is configured
