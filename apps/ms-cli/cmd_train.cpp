@@ -27,8 +27,20 @@ struct EvalOptions {
   std::string device = "cpu";
   std::optional<std::string> checkpoint;
   std::vector<std::string> metrics;
+  int nproc = 0;
   bool json = false;
 };
+
+// --nproc N: this process only starts, watches and stops N workers of the same command (less
+// --nproc), with torchrun's variables. Rank 0 prints the --json document (on the stdout it
+// shares), unless a signal ended it: then the launcher does.
+void launch_local_workers(int nproc, bool json) {
+  if (json) report_errors_as_json(true, /*one_line=*/true);
+  const infer::WorkersOutcome outcome =
+      infer::run_local_workers(nproc, infer::without_option(program_args(), "--nproc"));
+  if (outcome.exit_code != 0)
+    throw ExitStatus{outcome.exit_code, outcome.rank0_reported ? "" : outcome.failure};
+}
 
 Json summary_json(const infer::TrainSummary& s) {
   Json out = Json::object();
@@ -47,16 +59,7 @@ Json summary_json(const infer::TrainSummary& s) {
 }
 
 void run_train(TrainOptions& o) {
-  if (o.nproc > 0) {
-    // The launcher: this process only starts, watches and stops the workers. Rank 0 prints the
-    // --json document (on the stdout it shares), unless a signal ended it: then the launcher does.
-    if (o.json) report_errors_as_json(true, /*one_line=*/true);
-    const infer::WorkersOutcome outcome =
-        infer::run_local_workers(o.nproc, infer::without_option(program_args(), "--nproc"));
-    if (outcome.exit_code != 0)
-      throw ExitStatus{outcome.exit_code, outcome.rank0_reported ? "" : outcome.failure};
-    return;
-  }
+  if (o.nproc > 0) return launch_local_workers(o.nproc, o.json);
   infer::die_with_launcher();
   if (o.json) report_errors_as_json(true, /*one_line=*/true);
   infer::TrainRequest& r = o.request;
@@ -85,6 +88,7 @@ void run_train(TrainOptions& o) {
 }
 
 void run_eval(EvalOptions& o) {
+  if (o.nproc > 0) return launch_local_workers(o.nproc, o.json);
   infer::die_with_launcher();
   if (o.json) report_errors_as_json(true, /*one_line=*/true);
   // As for ms train: under torchrun only rank 0 prints the --json document.
@@ -98,7 +102,6 @@ void run_eval(EvalOptions& o) {
   MS_CHECK(o.metrics.empty() || !r.metrics.empty(), ErrorCode::kUsage,
            "--metrics names no metric (see ms list metrics)");
   const Json values = infer::run_eval(r);
-  if (values.is_null()) return;  // a torchrun worker other than rank 0
   // JSON has no NaN or infinity (it would print null): a figure that is not a number is the
   // evaluation's failure, never a result.
   for (const auto& [key, value] : values.items()) {
@@ -110,6 +113,8 @@ void run_eval(EvalOptions& o) {
           "loss is above 709): check the weights with --metrics loss-metric");
     }
   }
+  // Every worker checked the figure above (each exits with its error); rank 0 prints it.
+  if (const auto d = infer::read_distributed_env(); d && !d->is_main()) return;
   if (o.json) {
     std::cout << json_text(values) << std::endl;
     return;
@@ -201,7 +206,11 @@ void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
   eval->footer(
       "Examples:\n"
       "  ms eval --model runs/spam/output --dataset csv:test.csv --json\n"
-      "  ms eval --model runs/spam/output --dataset csv:test.csv --checkpoint runs/spam/epoch_2\n" +
+      "  ms eval --model runs/spam/output --dataset csv:test.csv --checkpoint runs/spam/epoch_2\n"
+      "  ms eval ... --nproc 4            # 4 workers on this machine, each a quarter of the "
+      "split\n"
+      "  torchrun --nproc_per_node 4 --no_python ms eval ...   # the same under torchrun\n"
+      "Several workers give the figure one process gives (rank 0 prints it).\n" +
       std::string(kExitCodesHelp));
   eval->add_option("--model,-m", eopts->request.model, "Model folder or hub id")->required();
   eval->add_option("--task,-t", eopts->request.task, "Task (default: the configuration's)");
@@ -222,6 +231,11 @@ void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
   eval->add_option("--batch-size,-b", eopts->request.batch_size, "Rows per forward pass")
       ->check(positive_whole_number());
   eval->add_option("--device,-d", eopts->device, "cpu, gpu, gpu:N, cuda:N or auto");
+  eval->add_option("--nproc", eopts->nproc,
+                   "Data-parallel: start N workers of this command on this machine (torchrun's "
+                   "variables); each evaluates a share of the batches, rank 0 merges them. "
+                   "MS_DIST_TIMEOUT: seconds a worker waits for the others")
+      ->check(CLI::Range(1, 1024));
   add_hub_options(*eval, eopts->request.hub);
   add_threads_option(*eval, eopts->request.threads);
   eval->add_flag("--json", eopts->json, "Print one JSON object of metric values on stdout");

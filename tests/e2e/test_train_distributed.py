@@ -35,12 +35,14 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 import unittest
 
-from harness import (MS_BIN, SOURCE_DIR, TEST_HOOKS, TorchTestCase, free_port, python_torch_version,
-                     require_newest_torch, run_ms, torch_python, torch_pythons)
+from harness import (MS_BIN, SOURCE_DIR, TEST_HOOKS, TorchTestCase, free_port, overwrite_tensor_rows,
+                     python_torch_version, require_newest_torch, run_ms, torch_python,
+                     torch_pythons)
 
 # torchrun itself (tools/torchrun.py mends Debian's 1.13 parser for Python 3.11).
 TORCHRUN = os.path.join(SOURCE_DIR, "tests", "e2e", "tools", "torchrun.py")
@@ -506,6 +508,8 @@ class DistributedTrainTest(TorchTestCase):
             f.write("text,label\ngood,positive\nbad,negative\n")
         other_data = self.args("r4.json", "work1")
         other_data[other_data.index("csv:" + self.path("train.csv"))] = "csv:" + self.path("short.csv")
+        other_eval = self.args("r4.json", "work1")
+        other_eval[other_eval.index("csv:" + self.path("test.csv"))] = "csv:" + self.path("short.csv")
         other_hooks = recipe(4)
         other_hooks["train"]["hooks"][1]["interval"] = 2
         self.write("hooks.json", json.dumps(other_hooks))
@@ -515,7 +519,10 @@ class DistributedTrainTest(TorchTestCase):
                   labels + "[positive, neutral, negative] on rank 1"),
                  ("data", other_data, "iterations per epoch = 4 on rank 0, iterations per epoch = 1 on rank 1"),
                  ("hooks", self.args("hooks.json", "work1"),
-                  "train.hooks[1].interval = 1 on rank 0, train.hooks[1].interval = 2 on rank 1"))
+                  "train.hooks[1].interval = 1 on rank 0, train.hooks[1].interval = 2 on rank 1"),
+                 # Each rank evaluates a share of the evaluation split: it must be one split.
+                 ("evaluation data", other_eval,
+                  "evaluation rows = 16 on rank 0, evaluation rows = 2 on rank 1"))
         for name, args1, difference in cases:
             with self.subTest(differs=name):
                 port = free_port()
@@ -539,6 +546,119 @@ class DistributedTrainTest(TorchTestCase):
         for p in pair:
             _, err = p.communicate(timeout=600)
             self.assertEqual(p.returncode, 0, err)
+
+    def eval_args(self, model, dataset, *extra):
+        return ["eval", "--model", model, "--dataset", "csv:" + dataset, "--batch-size", "3",
+                "--metrics", "seq-cls-metric,loss-metric", "--threads", "1", "--json", *extra]
+
+    def test_ms_eval_shares_the_batches_out_and_gives_one_process_figure(self):
+        trained = run_ms(*self.args("r8.json", "one"), "--max-epochs", "1")
+        self.assertExit(trained, 0)
+        model = self.path("one", "output")
+        # 16 rows in batches of 3: 6 batches, the last of one row.
+        alone = run_ms(*self.eval_args(model, self.path("test.csv")))
+        self.assertExit(alone, 0)
+        figure = json.loads(alone.stdout)
+        self.assertEqual(list(figure), ["accuracy", "f1", "macro-f1", "micro-f1", "loss"])
+        for nproc in (2, 3, 7):  # 7: a rank without a batch
+            with self.subTest(nproc=nproc):
+                shared = run_ms(*self.eval_args(model, self.path("test.csv"), "--nproc", str(nproc)),
+                                env={"MS_LOG_LEVEL": "debug"})
+                self.assertExit(shared, 0)
+                # The same figure to the last bit, the keys in the same order, printed once.
+                self.assertEqual(shared.stdout, alone.stdout)
+                shares = sorted(tuple(map(int, m)) for m in re.findall(
+                    r"rank (\d+) evaluates batches (\d+) to (\d+) of 6", shared.stderr))
+                self.assertEqual([s[0] for s in shares], list(range(nproc)), shared.stderr[-3000:])
+                # Contiguous shares in rank order, together every batch once.
+                self.assertEqual([s[1] for s in shares[1:]], [s[2] for s in shares[:-1]])
+                self.assertEqual((shares[0][1], shares[-1][2]), (0, 6))
+                self.assertLessEqual(max(s[2] - s[1] for s in shares), -(-6 // nproc))
+
+    def test_batchnorm_statistics_of_the_evaluation_are_rank_0s(self):
+        # Each rank updates its own BatchNorm running statistics while training; the evaluation
+        # (every rank a share) must use rank 0's, the model it saves, as DDP's broadcast_buffers
+        # keeps them: the logged figure is then what ms eval gives on output/.
+        if not os.path.exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"):
+            self.skipTest("Debian dataset-fashion-mnist is not installed")
+        subprocess.run([sys.executable, os.path.join(SOURCE_DIR, "scripts", "make_dataset_fixtures.py"),
+                        self.path("img"), "--per-class", "10", "--test-per-class", "5"],
+                       check=True, capture_output=True)
+        data = "imagefolder:" + self.path("img", "fmnist")
+        trained = run_ms("train", "--model", os.path.join(SOURCE_DIR, "configs", "image-classification-small-cnn"),
+                         "--dataset", data, "--work-dir", self.path("cnn"), "--max-epochs", "1",
+                         "--threads", "1", "--json", "--nproc", "2",
+                         "--set", 'evaluation.metrics=["accuracy","loss-metric"]',
+                         "--set", "train.dataloader.batch_size_per_gpu=16",
+                         "--set", "evaluation.dataloader.batch_size_per_gpu=10")
+        self.assertExit(trained, 0)
+        logged = json.loads(trained.stdout)["metrics"]
+        evaluated = run_ms("eval", "--model", self.path("cnn", "output"), "--dataset", data,
+                           "--split", "test", "--metrics", "accuracy,loss-metric",
+                           "--batch-size", "10", "--threads", "1", "--json")
+        self.assertExit(evaluated, 0)
+        self.assertEqual(json.loads(evaluated.stdout), logged)
+
+    def test_an_evaluation_error_on_one_rank_is_every_ranks(self):
+        # A word the vocabulary lacks reads as [UNK], whose embedding is made NaN here: only the
+        # last row, in rank 1's share, gives NaN logits. Every rank then stops with rank 1's
+        # error (exit 7), not rank 0 with exit 5 for a peer that left.
+        shutil.copytree(self.path("nodrop"), self.path("nan"))
+        with open(self.path("nan", "vocab.txt")) as f:
+            unk = f.read().splitlines().index("[UNK]")
+        overwrite_tensor_rows(self.path("nan"), "word_embeddings.weight", unk, 1, float("nan"))
+        with open(self.path("test.csv")) as f:
+            rows = f.read()
+        self.write("unk.csv", rows + "qqzzx movie,positive\n")
+        alone = run_ms(*self.eval_args(self.path("nan"), self.path("unk.csv")))
+        self.assertExit(alone, 7)
+        shared = run_ms(*self.eval_args(self.path("nan"), self.path("unk.csv"), "--nproc", "2"))
+        self.assertExit(shared, 7)
+        error = json.loads(shared.stdout)["error"]  # one document, rank 0's
+        self.assertEqual(error["exit_code"], 7)
+        self.assertIn("nan", error["message"])
+        self.assertIn("rank 1's share of the evaluation", error["message"])
+        plain = run_ms(*[a for a in self.eval_args(self.path("nan"), self.path("unk.csv"), "--nproc", "2")
+                         if a != "--json"])
+        self.assertExit(plain, 7)
+        self.assertEqual(plain.stderr.count("ms: error:"), 1, plain.stderr)
+        self.assertIn("ms eval: 1 more worker(s) failed with an error printed above", plain.stderr)
+
+    def test_ms_eval_workers_with_other_data_are_refused(self):
+        with open(self.path("short.csv"), "w") as f:
+            f.write("text,label\ngood,positive\nbad,negative\n")
+        port = free_port()
+        workers = [self.start_worker(r, port, self.eval_args(TINY_CLS, self.path(data)),
+                                     MS_DIST_TIMEOUT="60")
+                   for r, data in ((0, "test.csv"), (1, "short.csv"))]
+        difference = ("the workers do not run the same job: evaluation rows = 16 on rank 0, "
+                      "evaluation rows = 2 on rank 1")
+        self.check_refused(workers, difference)
+        # Another batch size (6 batches of 3, 4 of 4) or tokenisation of the same rows: shares
+        # of other batches would merge into a figure of neither.
+        for extra, difference in ((("--batch-size", "4"), "evaluation batch size = 3 on rank 0, "
+                                   "evaluation batch size = 4 on rank 1"),
+                                  (("--set", "preprocessor.max_length=4"),
+                                   "preprocessor.max_length")):
+            with self.subTest(differs=extra[0]):
+                port = free_port()
+                args1 = self.eval_args(TINY_CLS, self.path("test.csv"))
+                args1[args1.index("--batch-size"):args1.index("--batch-size") + 2] = []
+                args1 += ["--batch-size", "3"] if extra[0] != "--batch-size" else []
+                workers = [self.start_worker(0, port, self.eval_args(TINY_CLS, self.path("test.csv")),
+                                             MS_DIST_TIMEOUT="60"),
+                           self.start_worker(1, port, [*args1, *extra], MS_DIST_TIMEOUT="60")]
+                self.check_refused(workers, difference)
+
+    def check_refused(self, workers, difference):
+        for rank, p in enumerate(workers):
+            out, err = p.communicate(timeout=600)
+            self.assertEqual(p.returncode, 3, err)
+            if rank == 0:  # --json: rank 0's document is the run's
+                self.assertIn(difference, json.loads(out)["error"]["message"])
+            else:
+                self.assertEqual(out, "")
+                self.assertIn(difference, err)
 
     def test_a_second_worker_with_one_rank_is_refused(self):
         # Rank 0 and rank 1 train; a second rank 1 that comes while they do is exit 2 at once
@@ -608,6 +728,17 @@ class DistributedTrainTest(TorchTestCase):
         diff = max_abs_diff(safetensors(self.path("one", "output", "model.safetensors")),
                             safetensors(self.path("two", "output", "model.safetensors")))
         self.assertLess(diff, 1e-5)
+        # ms eval shared out over two cards: each card's batches give what one card's do.
+        model = self.path("one", "output")
+        alone = run_ms(*self.eval_args(model, self.path("test.csv"), "--device", "gpu"))
+        shared = run_ms(*self.eval_args(model, self.path("test.csv"), "--device", "gpu",
+                                        "--nproc", "2"))
+        self.assertExit(alone, 0)
+        self.assertExit(shared, 0)
+        a, b = json.loads(alone.stdout), json.loads(shared.stdout)
+        self.assertEqual(list(a), list(b))
+        for key in a:
+            self.assertAlmostEqual(a[key], b[key], delta=1e-6)
 
     @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
     def test_a_group_of_one_equals_one_process(self):
@@ -632,6 +763,16 @@ class DistributedTrainTest(TorchTestCase):
         diff = max_abs_diff(safetensors(self.path("plain", "output", "model.safetensors")),
                             safetensors(self.path("group", "output", "model.safetensors")))
         self.assertLess(diff, 1e-6)
+        # ms eval in a group of one: its share is the whole split, its state goes through the
+        # exchange and rank 0's weights through the broadcast (NCCL on a GPU): the same figure.
+        model = self.path("plain", "output")
+        alone = run_ms(*self.eval_args(model, self.path("test.csv"), "--device", device))
+        self.assertExit(alone, 0)
+        env["MASTER_PORT"] = str(free_port())
+        grouped = run_ms(*self.eval_args(model, self.path("test.csv"), "--device", device), env=env)
+        self.assertExit(grouped, 0)
+        self.assertIn("rank 0 of 1 joined", grouped.stderr)
+        self.assertEqual(grouped.stdout, alone.stdout)
 
     def test_too_few_open_files_is_a_clear_error(self):
         # Rank 0 needs a connection per rank; LibTorch's store thread aborts when it runs out.

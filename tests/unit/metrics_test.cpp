@@ -126,7 +126,7 @@ TEST_CASE("metrics refuse bad configs and bad outputs clearly", "[metrics]") {
           seq->add({{"logits", Array{{2, 2}, {0, 1, 1, 0}}}}, {{"labels", Array{{1}, {1}}}});
         }) == ErrorCode::kConfig);
   CHECK(code_of([&] { seq->merge(*ms::metrics::build_metric("accuracy")); }) ==
-        ErrorCode::kInternal);
+        ErrorCode::kIntegrity);
 
   auto tokens = ms::metrics::build_metric(
       json{{"type", "token-cls-metric"}, {"id2label", {{"0", "O"}, {"1", "B-X"}}}});
@@ -169,4 +169,98 @@ TEST_CASE("ppl equals exp of torch's cross entropy, batches weighted by rows", "
   const Fields ignored{{"labels", Array{{1}, {-100}}}};
   CHECK(code_of([&] { ms::metrics::build_metric("ppl")->add(logits, ignored); }) ==
         ms::ErrorCode::kUsage);
+}
+
+// Data-parallel evaluation: each rank adds a contiguous share of the batches, sends state() as
+// CBOR, and rank 0 merges the shares in rank order; the figure must be the one loop's, exactly
+// (not within a tolerance: `ms eval --nproc N` promises the single-process figure).
+TEST_CASE("shares merged in rank order through CBOR give one loop's figure bit for bit",
+          "[metrics]") {
+  std::vector<std::pair<json, std::vector<std::pair<Fields, Fields>>>> cases;
+  for (const json& c : reference()["cases"]) {
+    json spec = c["options"];
+    spec["type"] = c["metric"];
+    std::vector<std::pair<Fields, Fields>> batches;
+    for (const json& b : c["batches"])
+      batches.emplace_back(fields(b["outputs"]), fields(b["inputs"]));
+    cases.emplace_back(spec, batches);
+  }
+  {
+    std::ifstream in(std::string(MS_TEST_DATA_DIR) + "/metrics/ppl.json");
+    std::stringstream text;
+    text << in.rdbuf();
+    const json ppl = json::parse(text.str());
+    std::vector<std::pair<Fields, Fields>> batches;
+    for (const json& b : ppl["batches"]) {
+      batches.push_back({{{"logits", Array{b["shape"].get<std::vector<std::int64_t>>(),
+                                           b["logits"].get<std::vector<double>>()}}},
+                         {{"labels", Array{b["label_shape"].get<std::vector<std::int64_t>>(),
+                                           b["labels"].get<std::vector<double>>()}}}});
+    }
+    REQUIRE(batches.size() == 3);
+    cases.emplace_back(json("ppl"), batches);
+  }
+  std::vector<std::pair<Fields, Fields>> losses;
+  for (double l : {0.25, 1.0 / 3.0, 2.5, 0.1, 7.0})
+    losses.push_back({{{"loss", Array{{}, {l}}}}, {}});
+  cases.emplace_back(json("loss-metric"), losses);
+
+  for (const auto& [spec, batches] : cases) {
+    INFO(spec.dump());
+    auto whole = ms::metrics::build_metric(spec);
+    for (const auto& [outputs, inputs] : batches) whole->add(outputs, inputs);
+    for (std::size_t ranks :
+         {std::size_t{2}, std::size_t{3}, batches.size() + 1}) {  // the last leaves a rank no batch
+      std::vector<json> states;
+      for (std::size_t r = 0; r < ranks; ++r) {
+        auto share = ms::metrics::build_metric(spec);
+        for (std::size_t b = batches.size() * r / ranks; b < batches.size() * (r + 1) / ranks; ++b)
+          share->add(batches[b].first, batches[b].second);
+        states.push_back(json::from_cbor(json::to_cbor(share->state())));
+      }
+      auto merged = ms::metrics::build_metric(spec);
+      for (const json& state : states) merged->merge_state(state);
+      CHECK(merged->evaluate() == whole->evaluate());
+    }
+  }
+}
+
+TEST_CASE("a state that does not fit is refused and changes nothing", "[metrics]") {
+  using ms::ErrorCode;
+  auto seq = ms::metrics::build_metric("seq-cls-metric");
+  seq->add({{"logits", Array{{2, 2}, {0, 1, 1, 0}}}}, {{"labels", Array{{2}, {1, 1}}}});
+  const auto before = seq->evaluate();
+  json good = seq->state();
+  std::string what;
+  CHECK(code_of([&] { seq->merge_state(ms::metrics::build_metric("accuracy")->state()); }, &what) ==
+        ErrorCode::kIntegrity);
+  CHECK(what.find("accuracy") != std::string::npos);
+  for (const char* broken :
+       {R"(3)", R"({"type": "seq-cls-metric"})",
+        R"({"type": "seq-cls-metric", "collected": {"classes": 2, "preds": [1], "labels": []}})",
+        R"({"type": "seq-cls-metric", "collected": {"classes": 3, "preds": [1], "labels": [1]}})",
+        R"({"type": "seq-cls-metric", "collected": {"classes": 2, "preds": ["x"], "labels": [1]}})",
+        R"({"type": "seq-cls-metric", "collected": {"preds": [1], "labels": [1]}})"}) {
+    INFO(broken);
+    CHECK(code_of([&] { seq->merge_state(json::parse(broken)); }) == ErrorCode::kIntegrity);
+  }
+  CHECK(seq->evaluate() == before);
+  seq->merge_state(good);
+  CHECK(seq->evaluate().at("accuracy") == 0.5);
+
+  auto ppl = ms::metrics::build_metric("ppl");
+  CHECK(code_of([&] {
+          ppl->merge_state(json::parse(R"({"type": "ppl", "collected": {"batches": [[1.0, 0]]}})"));
+        }) == ErrorCode::kIntegrity);
+  auto loss = ms::metrics::build_metric("loss-metric");
+  json nan_loss = {{"type", "loss-metric"}, {"collected", {{"losses", {NAN}}}}};
+  CHECK(code_of([&] { loss->merge_state(json::from_cbor(json::to_cbor(nan_loss))); }) ==
+        ErrorCode::kIntegrity);
+  auto tokens = ms::metrics::build_metric(
+      json{{"type", "token-cls-metric"}, {"id2label", {{"0", "O"}, {"1", "B-X"}}}});
+  CHECK(
+      code_of([&] {
+        tokens->merge_state(json::parse(
+            R"({"type": "token-cls-metric", "collected": {"labelled": [["O"]], "predicted": [[]]}})"));
+      }) == ErrorCode::kIntegrity);
 }

@@ -53,6 +53,7 @@ class SyntheticImages : public ms::trainer::BatchSource {
   SyntheticImages(std::size_t rows, std::size_t batch) : rows_(rows), batch_(batch) {}
   std::size_t rows() const override { return rows_; }
   std::size_t num_batches() const override { return (rows_ + batch_ - 1) / batch_; }
+  std::size_t batch_size() const override { return batch_; }
   void start(std::uint64_t, std::size_t skip) override { next_ = skip; }
   std::optional<ms::models::TensorMap> next() override {
     if (next_ >= num_batches()) return std::nullopt;

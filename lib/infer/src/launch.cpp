@@ -68,6 +68,13 @@ int exit_code_of(int status) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+// What the launcher's own lines start with: "ms train" or "ms eval", the command it runs.
+std::string command_name(const std::vector<std::string>& args) {
+  for (const std::string& a : args)
+    if (a == "train" || a == "eval") return "ms " + a;
+  return "ms";
+}
+
 }  // namespace
 
 void die_with_launcher() {
@@ -80,7 +87,7 @@ void die_with_launcher() {
     // (SIGSTOP) would hold a SIGTERM, and the work dir's lock, until someone continued it.
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (std::to_string(getppid()) != launcher) {
-      std::fprintf(stderr, "ms train: the launcher (pid %s) is gone; stopping\n", launcher.c_str());
+      std::fprintf(stderr, "ms: the launcher (pid %s) is gone; stopping\n", launcher.c_str());
       std::exit(128 + SIGTERM);
     }
     return;
@@ -260,6 +267,7 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
   // A worker's stderr ends when it exits, unless a child of its own still holds it: this long
   // at most is waited for the rest of it.
   constexpr double kStreamEnd = 5;
+  const std::string command = command_name(args);
   WorkersOutcome outcome;
   std::optional<int> first_code, rank0_code;
   bool terminated = false;
@@ -309,7 +317,8 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
       // Its own account of the failure first (what it wrote before exiting).
       worker_stderr.wait_closed(static_cast<std::size_t>(rank), kStreamEnd);
       outcome.failure = fmt::format("worker {} of {} {}", rank, nproc, describe(status));
-      std::fprintf(stderr, "ms train: %s; stopping the others\n", outcome.failure.c_str());
+      std::fprintf(stderr, "%s: %s; stopping the others\n", command.c_str(),
+                   outcome.failure.c_str());
       term_at = Clock::now() + kOwnExit;
     }
     // Rank 0's own failure (not one the launcher's SIGTERM caused) says most: a failure that
@@ -318,8 +327,8 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
     if (rank == 0 && !terminated) rank0_code = exit_code_of(status);
   }
   if (const std::size_t repeated = worker_stderr.finish(kStreamEnd); repeated > 0)
-    std::fprintf(stderr, "ms train: %zu more worker(s) failed with an error printed above\n",
-                 repeated);
+    std::fprintf(stderr, "%s: %zu more worker(s) failed with an error printed above\n",
+                 command.c_str(), repeated);
   // Exit 5 is what a worker reports when a peer failed: it names no cause of its own.
   if (first_code) outcome.exit_code = rank0_code && *rank0_code != 5 ? *rank0_code : *first_code;
   return outcome;

@@ -62,15 +62,13 @@ TrainSummary run_train(const TrainRequest& request) {
 
 Json run_eval(const EvalRequest& request) {
   MS_CHECK(!request.dataset.empty(), ErrorCode::kUsage, "--dataset is required");
-  // Under torchrun, rank 0 evaluates the whole split (the single-process figure) and prints it;
-  // the other workers have nothing to add.
-  if (const std::optional<DistributedEnv> d = read_distributed_env(); d && !d->is_main()) {
-    log::info("rank {} of {}: rank 0 evaluates", d->rank, d->world_size);
-    return Json();
-  }
-  const ModelInfo model =
-      open_for_training(request.model, request.task, std::nullopt, request.overrides, request.hub);
-  return trainer_service(request.threads).evaluate(request, model);
+  // Under torchrun (or --nproc) the workers each evaluate a share of the split, and every one
+  // returns the merged figure.
+  EvalRequest r = request;
+  if (!r.distributed) r.distributed = read_distributed_env();
+  if (r.distributed) ensure_open_files_for(r.distributed->world_size);
+  const ModelInfo model = open_for_training(r.model, r.task, std::nullopt, r.overrides, r.hub);
+  return trainer_service(r.threads).evaluate(r, model);
 }
 
 }  // namespace ms::infer

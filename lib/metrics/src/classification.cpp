@@ -44,13 +44,20 @@ class ClassificationMetric : public Metric {
     labels_.insert(labels_.end(), truth.begin(), truth.end());
   }
 
-  void merge(const Metric& other) override {
-    const auto* same = dynamic_cast<const ClassificationMetric*>(&other);
-    if (same == nullptr || same->type_ != type_)
-      fail(ErrorCode::kInternal, "{}: cannot merge a {}", type_, other.type());
-    if (classes_ == 0) classes_ = same->classes_;
-    preds_.insert(preds_.end(), same->preds_.begin(), same->preds_.end());
-    labels_.insert(labels_.end(), same->labels_.begin(), same->labels_.end());
+  nlohmann::json collected() const override {
+    return {{"classes", classes_}, {"preds", preds_}, {"labels", labels_}};
+  }
+
+  void take_in(const nlohmann::json& collected) override {
+    // Read whole before anything changes: a state that does not fit leaves this metric as it was.
+    const auto classes = collected.at("classes").get<std::int64_t>();
+    auto preds = collected.at("preds").get<std::vector<std::int64_t>>();
+    auto labels = collected.at("labels").get<std::vector<std::int64_t>>();
+    if (preds.size() != labels.size() || (classes != 0 && classes_ != 0 && classes != classes_))
+      fail(ErrorCode::kIntegrity, "{}: a state to take in does not fit this metric's", type_);
+    if (classes_ == 0) classes_ = classes;
+    preds_.insert(preds_.end(), preds.begin(), preds.end());
+    labels_.insert(labels_.end(), labels.begin(), labels.end());
   }
 
  protected:

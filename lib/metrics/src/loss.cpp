@@ -35,10 +35,13 @@ class LossMetric : public Metric {
     for (double l : losses_) sum += l;
     return {{"loss", sum / double(losses_.size())}};
   }
-  void merge(const Metric& other) override {
-    const auto* same = dynamic_cast<const LossMetric*>(&other);
-    if (same == nullptr) fail(ErrorCode::kInternal, "loss-metric: cannot merge a {}", other.type());
-    losses_.insert(losses_.end(), same->losses_.begin(), same->losses_.end());
+  nlohmann::json collected() const override { return {{"losses", losses_}}; }
+  void take_in(const nlohmann::json& collected) override {
+    const auto losses = collected.at("losses").get<std::vector<double>>();
+    for (double l : losses)
+      if (!std::isfinite(l))
+        fail(ErrorCode::kIntegrity, "loss-metric: a state to take in holds the loss {}", l);
+    losses_.insert(losses_.end(), losses.begin(), losses.end());
   }
 
  private:
@@ -87,25 +90,36 @@ class PplMetric : public Metric {
     }
     if (counted == 0)
       fail(ErrorCode::kUsage, "ppl: every label of the batch is -100 (ignored): nothing to score");
-    const double rows = static_cast<double>(labels.shape[0]);
-    avg_loss_ = (avg_loss_ * rows_ + sum / static_cast<double>(counted) * rows) / (rows_ + rows);
-    rows_ += rows;
+    batches_.push_back({sum / static_cast<double>(counted), static_cast<double>(labels.shape[0])});
   }
   MetricValues evaluate() const override {
-    if (rows_ == 0) nothing_added(type());
-    return {{"ppl", std::exp(avg_loss_)}};
+    if (batches_.empty()) nothing_added(type());
+    // ModelScope's running mean weighted by rows, replayed in batch order: shares merged from
+    // other ranks then give the one-loop figure exactly.
+    double avg_loss = 0, rows = 0;
+    for (const auto& [loss, batch_rows] : batches_) {
+      avg_loss = (avg_loss * rows + loss * batch_rows) / (rows + batch_rows);
+      rows += batch_rows;
+    }
+    return {{"ppl", std::exp(avg_loss)}};
   }
-  void merge(const Metric& other) override {
-    const auto* same = dynamic_cast<const PplMetric*>(&other);
-    if (same == nullptr) fail(ErrorCode::kInternal, "ppl: cannot merge a {}", other.type());
-    if (same->rows_ == 0) return;
-    avg_loss_ = (avg_loss_ * rows_ + same->avg_loss_ * same->rows_) / (rows_ + same->rows_);
-    rows_ += same->rows_;
+  nlohmann::json collected() const override {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& [loss, rows] : batches_) out.push_back({loss, rows});
+    return {{"batches", out}};
+  }
+  void take_in(const nlohmann::json& collected) override {
+    const auto batches = collected.at("batches").get<std::vector<std::pair<double, double>>>();
+    for (const auto& [loss, rows] : batches)
+      if (!std::isfinite(loss) || !(rows > 0))
+        fail(ErrorCode::kIntegrity, "ppl: a state to take in holds a batch of loss {} over {} rows",
+             loss, rows);
+    batches_.insert(batches_.end(), batches.begin(), batches.end());
   }
 
  private:
   std::string label_name_, logit_name_;
-  double avg_loss_ = 0, rows_ = 0;
+  std::vector<std::pair<double, double>> batches_;  // each batch's mean loss and its rows
 };
 
 }  // namespace

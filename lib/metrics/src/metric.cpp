@@ -65,6 +65,29 @@ std::string task_default_metric(const std::string& task) {
 
 void register_metric_components(Registries& registries) { registries.add(metric_registry()); }
 
+// --- states --------------------------------------------------------------------------------------
+
+nlohmann::json Metric::state() const { return {{"type", type()}, {"collected", collected()}}; }
+
+void Metric::merge_state(const nlohmann::json& state) {
+  const std::string name = type();
+  // A state comes from another process (a rank of the same job): one that does not fit is a
+  // broken exchange, not the user's configuration.
+  if (!state.is_object() || !state.contains("type") || state["type"] != name ||
+      !state.contains("collected")) {
+    fail(ErrorCode::kIntegrity, "{}: cannot take in the state of {}", name,
+         state.is_object() && state.contains("type") ? state["type"].dump()
+                                                     : std::string("something else"));
+  }
+  try {
+    take_in(state["collected"]);
+  } catch (const nlohmann::json::exception& e) {
+    fail(ErrorCode::kIntegrity, "{}: a state to take in does not fit ({})", name, e.what());
+  }
+}
+
+void Metric::merge(const Metric& other) { merge_state(other.state()); }
+
 // --- shared checks -------------------------------------------------------------------------------
 
 const Array& field(const Fields& fields, const std::string& name, const char* side,

@@ -144,12 +144,21 @@ class TokenClassificationMetric : public Metric {
             {"accuracy", double(right) / double(tokens)}};
   }
 
-  void merge(const Metric& other) override {
-    const auto* same = dynamic_cast<const TokenClassificationMetric*>(&other);
-    if (same == nullptr)
-      fail(ErrorCode::kInternal, "token-cls-metric: cannot merge a {}", other.type());
-    labelled_.insert(labelled_.end(), same->labelled_.begin(), same->labelled_.end());
-    predicted_.insert(predicted_.end(), same->predicted_.begin(), same->predicted_.end());
+  nlohmann::json collected() const override {
+    return {{"labelled", labelled_}, {"predicted", predicted_}};
+  }
+
+  void take_in(const nlohmann::json& collected) override {
+    auto labelled = collected.at("labelled").get<std::vector<std::vector<std::string>>>();
+    auto predicted = collected.at("predicted").get<std::vector<std::vector<std::string>>>();
+    bool fits = labelled.size() == predicted.size();
+    for (std::size_t s = 0; fits && s < labelled.size(); ++s)
+      fits = labelled[s].size() == predicted[s].size();
+    if (!fits)
+      fail(ErrorCode::kIntegrity,
+           "token-cls-metric: a state to take in does not fit this metric's");
+    labelled_.insert(labelled_.end(), labelled.begin(), labelled.end());
+    predicted_.insert(predicted_.end(), predicted.begin(), predicted.end());
   }
 
  private:

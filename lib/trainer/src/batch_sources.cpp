@@ -118,6 +118,7 @@ class OrderedBatches : public BatchSource {
     shard_rows_ = (rows_ + world - 1) / world;
   }
   std::size_t rows() const override { return rows_; }
+  std::size_t batch_size() const override { return batching_.batch_size; }
   std::size_t num_batches() const override {
     return batching_.drop_last ? shard_rows_ / batching_.batch_size
                                : (shard_rows_ + batching_.batch_size - 1) / batching_.batch_size;
@@ -235,6 +236,7 @@ class PrefetchedBatches final : public BatchSource {
   ~PrefetchedBatches() override { wait(); }
   std::size_t rows() const override { return inner_->rows(); }
   std::size_t num_batches() const override { return inner_->num_batches(); }
+  std::size_t batch_size() const override { return inner_->batch_size(); }
   void start(std::uint64_t epoch, std::size_t skip) override {
     wait();
     inner_->start(epoch, skip);
@@ -448,7 +450,8 @@ class CausalLmBatches final : public OrderedBatches {
 
 std::unique_ptr<BatchSource> make_causal_lm_batches(
     const data::Split& split, const std::string& column, const text::CausalTokenizer& tokenizer,
-    std::size_t max_length, const Batching& batching, const std::string& dataset) {
+    std::int64_t embedding_rows, std::size_t max_length, const Batching& batching,
+    const std::string& dataset) {
   MS_CHECK(max_length >= 2, ErrorCode::kConfig,
            "preprocessor.max_length must be at least 2 to predict a next token, got {}",
            max_length);
@@ -463,13 +466,20 @@ std::unique_ptr<BatchSource> make_causal_lm_batches(
     try {
       std::vector<std::int64_t> row = tokenizer.document_ids(text);
       if (row.size() > max_length) row.resize(max_length);
+      for (const std::int64_t id : row) {
+        MS_CHECK(id < embedding_rows, ErrorCode::kConfig,
+                 "the text holds token id {}, past the model's embedding table (vocab_size {}): "
+                 "tokens were added to the tokenizer without resizing the model",
+                 id, embedding_rows);
+      }
       ids.push_back(std::move(row));
     } catch (Error& e) {
       e.add_context(where);
       throw;
     }
   }
-  return std::make_unique<CausalLmBatches>(std::move(ids), tokenizer.pad_id(), batching);
+  return std::make_unique<CausalLmBatches>(std::move(ids), tokenizer.padding_id(embedding_rows),
+                                           batching);
 }
 
 std::unique_ptr<BatchSource> make_text_batches(const data::Split& split, const TextColumns& columns,

@@ -95,9 +95,12 @@ std::string find_document_column(const data::Split& split, const Config& config,
 /// shifts them (position i predicts token i + 1, as Hugging Face's GPT2LMHeadModel does).
 /// `next_token_labels` are those targets already shifted, for metrics that score the logits
 /// position by position (ppl).
+/// `embedding_rows`: the model's token embedding rows; a text holding an id past them (a token
+/// added to the tokenizer without resizing the model) is kConfig naming its row.
 std::unique_ptr<BatchSource> make_causal_lm_batches(
     const data::Split& split, const std::string& column, const text::CausalTokenizer& tokenizer,
-    std::size_t max_length, const Batching& batching, const std::string& dataset);
+    std::int64_t embedding_rows, std::size_t max_length, const Batching& batching,
+    const std::string& dataset);
 
 /// An image split (imagefolder: an image column and integer labels) with the model's transforms.
 /// `dataset_classes` (an imagefolder's class names by its own ids) are mapped to the model's

@@ -244,11 +244,12 @@ struct Distributed::Impl {
           ErrorCode::kNetwork,
           fmt::format("rank {} of {}: {} failed: {}", env.rank, env.world_size, what, cause),
           timed_out
-              ? fmt::format("no answer within MS_DIST_TIMEOUT ({} s): another worker stopped or "
-                            "hung (see its output), or took longer than that for work of its own "
-                            "(rank 0 evaluates and saves checkpoints alone); raise "
-                            "MS_DIST_TIMEOUT if so",
-                            std::chrono::duration_cast<std::chrono::seconds>(env.timeout).count())
+              ? fmt::format(
+                    "no answer within MS_DIST_TIMEOUT ({} s): another worker stopped or "
+                    "hung (see its output), or took longer than that for work of its own "
+                    "(rank 0 saves checkpoints alone; every rank evaluates its share); raise "
+                    "MS_DIST_TIMEOUT if so",
+                    std::chrono::duration_cast<std::chrono::seconds>(env.timeout).count())
               : std::string("another worker stopped or became unreachable: see its output (rank "
                             "0 names the first failure); MS_DIST_TIMEOUT sets the wait in "
                             "seconds"));
@@ -624,11 +625,21 @@ void Distributed::average(std::vector<at::Tensor>& tensors, const std::vector<at
 }
 
 void Distributed::broadcast_module(torch::nn::Module& module) {
-  torch::NoGradGuard no_grad;
   std::vector<at::Tensor> tensors;
   for (const at::Tensor& p : module.parameters()) tensors.push_back(p);
   for (const at::Tensor& b : module.buffers()) tensors.push_back(b);
-  impl_->collective("broadcasting rank 0's weights", [&] {
+  broadcast_tensors(tensors, "broadcasting rank 0's weights");
+}
+
+void Distributed::broadcast_buffers(torch::nn::Module& module) {
+  std::vector<at::Tensor> tensors;
+  for (const at::Tensor& b : module.buffers()) tensors.push_back(b);
+  if (!tensors.empty()) broadcast_tensors(tensors, "broadcasting rank 0's buffers");
+}
+
+void Distributed::broadcast_tensors(std::vector<at::Tensor>& tensors, const char* what) {
+  torch::NoGradGuard no_grad;
+  impl_->collective(what, [&] {
     for (at::Tensor& t : tensors) {
       at::Tensor data = t.contiguous();
       std::vector<at::Tensor> v{data};

@@ -536,17 +536,31 @@ void add_config_facts(const std::string& key, const Json& value, std::vector<std
 }  // namespace
 
 std::vector<std::string> Trainer::run_facts() const {
-  // Where the run starts (a resumed run: the checkpoint's epoch), its data order and labels.
+  // Where the run starts (a resumed run: the checkpoint's epoch), its data order.
   std::vector<std::string> facts{
       fmt::format("iterations per epoch = {}", iters_per_epoch_),
       fmt::format("train.max_epochs = {}", max_epochs_),
       fmt::format("start at epoch {}, iteration {}", epoch_ + 1, inner_iter_),
       fmt::format("--seed = {}", setup_.seed),
-      fmt::format("labels = [{}]", fmt::join(setup_.label_names, ", ")),
       fmt::format("training data hash = {:016x}", setup_.train_data_hash)};
   // The schedule of every hook, the optimizer, the loader: ranks that differ there call their
   // collectives at other times, and wait for each other until the timeout.
-  for (const char* section : {"train", "evaluation"}) {
+  if (setup_.config.has("train")) add_config_facts("train", setup_.config.at("train"), facts);
+  for (std::string& fact : evaluation_facts()) facts.push_back(std::move(fact));
+  return facts;
+}
+
+std::vector<std::string> Trainer::evaluation_facts() const {
+  std::vector<std::string> facts{fmt::format("labels = [{}]", fmt::join(setup_.label_names, ", "))};
+  // Each rank evaluates a share of the batches: other rows would merge into a figure of no split.
+  if (setup_.eval_data) {
+    facts.push_back(fmt::format("evaluation rows = {}", setup_.eval_data->rows()));
+    facts.push_back(fmt::format("evaluation batch size = {}", setup_.eval_data->batch_size()));
+    facts.push_back(fmt::format("evaluation batches = {}", setup_.eval_data->num_batches()));
+    facts.push_back(fmt::format("evaluation data hash = {:016x}", setup_.eval_data_hash));
+  }
+  // The preprocessing too: another max_length tokenises the same rows into other batches.
+  for (const char* section : {"preprocessor", "evaluation"}) {
     if (setup_.config.has(section)) add_config_facts(section, setup_.config.at(section), facts);
   }
   auto add = [&facts](const char* kind, const std::string& name, const at::Tensor& t) {
@@ -626,6 +640,18 @@ void Trainer::train(const std::optional<std::filesystem::path>& resume_from) {
   hooks_.call(Stage::kAfterRun, *this);
 }
 
+namespace {
+
+// The metrics' values, metric by metric in their configured order.
+Json values_of(const std::vector<std::unique_ptr<metrics::Metric>>& metrics) {
+  Json values = Json::object();
+  for (const auto& m : metrics)
+    for (const auto& [key, value] : m->evaluate()) values[key] = value;
+  return values;
+}
+
+}  // namespace
+
 Json Trainer::evaluate() {
   MS_CHECK(setup_.eval_data != nullptr, ErrorCode::kUsage,
            "there is no evaluation data: give --eval-dataset, or a dataset with a validation or "
@@ -664,43 +690,130 @@ Json Trainer::evaluate() {
   }
   mode_ = Mode::kEval;
   hooks_.call(Stage::kBeforeVal, *this);
-  if (!is_main()) {
-    // Rank 0 evaluates the whole split (the figure one process gives); the others take its
-    // values, which hooks such as BestCkptSaverHook and EarlyStopHook act on alike everywhere.
-    // CBOR, not JSON text: a NaN or infinite metric stays a number (JSON text would make it
-    // null) for the hooks that compare it.
-    const std::string cbor = setup_.distributed->from_main("", "sharing rank 0's evaluation");
-    metric_values_ = Json::from_cbor(cbor.begin(), cbor.end());
-    hooks_.call(Stage::kAfterVal, *this);
-    return metric_values_;
-  }
   // ModelScope's evaluation.val_iters_per_epoch: the first N batches only.
-  std::optional<std::int64_t> batches_left = val_iters_;
+  std::size_t batches = setup_.eval_data->num_batches();
+  if (val_iters_) batches = std::min(batches, static_cast<std::size_t>(*val_iters_));
+  Json values;
+  if (!setup_.distributed) {
+    evaluate_batches(0, batches, metric_list);
+    values = values_of(metric_list);
+  } else {
+    // Each rank evaluates a contiguous share of the batches one process would make (the same
+    // rows, the same padding, so each batch gives what it gives there), and rank 0 merges the
+    // shares in rank order: the single-process figure, exactly, in 1/N of the time. (ModelScope
+    // deals rows instead, padding the split with repeated rows, which shifts the figure.)
+    const auto rank = static_cast<std::size_t>(setup_.distributed->rank());
+    const auto world = static_cast<std::size_t>(setup_.distributed->world_size());
+    const std::size_t first = batches * rank / world, end = batches * (rank + 1) / world;
+    log::debug("rank {} evaluates batches {} to {} of {}", rank, first, end, batches);
+    // Rank 0's BatchNorm statistics on every rank, as DDP's broadcast_buffers keeps them: each
+    // rank updated its own copy while training, and the figure is that of rank 0's model (the
+    // one it saves). Parameters are equal on every rank already.
+    setup_.distributed->broadcast_buffers(model().module());
+    std::optional<Error> failure;
+    try {
+      evaluate_batches(first, end, metric_list);
+    } catch (const Error& e) {
+      failure = e;  // every rank must still take part in the exchange, or the others wait
+    } catch (const std::exception& e) {  // LibTorch's (a device out of memory), the allocator's
+      failure = Error(ErrorCode::kInternal, e.what());
+    }
+    values = combine_shares(metric_list, failure);
+  }
+  metric_values_ = values;
+  hooks_.call(Stage::kAfterVal, *this);
+  return values;
+}
+
+void Trainer::evaluate_batches(std::size_t first, std::size_t end,
+                               std::vector<std::unique_ptr<metrics::Metric>>& metrics) {
   const bool was_training = model().is_training();
   model().eval();
   {
     c10::InferenceMode guard;
-    setup_.eval_data->start(0, 0);
-    while (!batches_left || (*batches_left)-- > 0) {
+    setup_.eval_data->start(0, first);
+    for (std::size_t b = first; b < end; ++b) {
       std::optional<models::TensorMap> batch = setup_.eval_data->next();
       if (!batch) break;
       models::TensorMap inputs = std::move(*batch);
       move_to_device(inputs);
       models::TensorMap outputs = models::checked_forward(model(), inputs, setup_.device);
-      for (auto& m : metric_list) m->add(fields_of(outputs), fields_of(inputs));
+      for (auto& m : metrics) m->add(fields_of(outputs), fields_of(inputs));
     }
   }
   model().train(was_training);
-  Json values = Json::object();
-  for (auto& m : metric_list)
-    for (const auto& [key, value] : m->evaluate()) values[key] = value;
-  metric_values_ = values;
-  if (setup_.distributed) {
-    const std::vector<std::uint8_t> cbor = Json::to_cbor(values);
-    setup_.distributed->from_main(std::string(cbor.begin(), cbor.end()),
-                                  "sharing rank 0's evaluation");
+}
+
+Json Trainer::combine_shares(std::vector<std::unique_ptr<metrics::Metric>>& metrics,
+                             std::optional<Error> failure) {
+  Distributed& dist = *setup_.distributed;
+  // An error as every rank rethrows it; `rank` names the share it came from (none: the merge).
+  auto error_document = [](const Error& e, std::optional<int> rank) {
+    return nlohmann::json{
+        {"code", static_cast<int>(e.code())},
+        {"message", rank ? fmt::format("{} (rank {}'s share of the evaluation)", e.what(), *rank)
+                         : std::string(e.what())},
+        {"hint", e.hint()},
+        {"context", e.context()}};
+  };
+  // CBOR, not JSON text: the states' doubles stay exact, and a NaN or infinite metric stays a
+  // number (JSON text would make it null) for the hooks that compare it.
+  nlohmann::json share = nlohmann::json::object();
+  if (!failure) {
+    try {
+      share["states"] = nlohmann::json::array();
+      for (const auto& m : metrics) share["states"].push_back(m->state());
+    } catch (const std::exception& e) {
+      failure = Error(ErrorCode::kInternal, e.what());
+    }
   }
-  hooks_.call(Stage::kAfterVal, *this);
+  if (failure) share = {{"error", error_document(*failure, dist.rank())}};
+  const std::vector<std::uint8_t> mine = nlohmann::json::to_cbor(share);
+  const std::vector<std::string> shares =
+      dist.gather_to_main(std::string(mine.begin(), mine.end()));
+  nlohmann::json verdict = nlohmann::json::object();
+  if (dist.is_main()) {
+    try {
+      // Rank 0's own share is in `metrics` already; the others follow in rank order.
+      for (std::size_t r = 0; r < shares.size() && !verdict.contains("error"); ++r) {
+        const nlohmann::json other = nlohmann::json::from_cbor(shares[r]);
+        if (other.contains("error")) {
+          verdict["error"] = other["error"];
+        } else if (r > 0) {
+          for (std::size_t i = 0; i < metrics.size(); ++i)
+            metrics[i]->merge_state(other.at("states").at(i));
+        }
+      }
+      // As [key, value] pairs: the keys keep the order one process reports them in.
+      if (!verdict.contains("error")) {
+        verdict["values"] = nlohmann::json::array();
+        const Json values = values_of(metrics);
+        for (const auto& [key, value] : values.items())
+          verdict["values"].push_back({key, value.get<double>()});
+      }
+    } catch (const Error& e) {
+      verdict["error"] = error_document(e, std::nullopt);
+    } catch (const nlohmann::json::exception& e) {
+      verdict["error"] =
+          error_document(Error(ErrorCode::kIntegrity,
+                               fmt::format("a rank's evaluation arrived broken: {}", e.what())),
+                         std::nullopt);
+    }
+  }
+  const std::vector<std::uint8_t> out = nlohmann::json::to_cbor(verdict);
+  const std::string shared =
+      dist.from_main(std::string(out.begin(), out.end()), "sharing the evaluation's result");
+  const nlohmann::json result = nlohmann::json::from_cbor(shared.begin(), shared.end());
+  if (result.contains("error")) {
+    const nlohmann::json& e = result["error"];
+    Error error(static_cast<ErrorCode>(e.at("code").get<int>()), e.at("message").get<std::string>(),
+                e.at("hint").get<std::string>());
+    for (const auto& frame : e.at("context")) error.add_context(frame.get<std::string>());
+    throw error;
+  }
+  Json values = Json::object();
+  for (const nlohmann::json& pair : result.at("values"))
+    values[pair.at(0).get<std::string>()] = pair.at(1).get<double>();
   return values;
 }
 

@@ -367,7 +367,9 @@ std::unique_ptr<BatchSource> batches(const Prepared& p, const data::Dataset& ds,
     const std::string column = split.table.column_index(p.document_column) >= 0
                                    ? p.document_column
                                    : find_document_column(split, Config(), ds.spec);
-    return make_causal_lm_batches(split, column, *p.causal, p.max_length, b, ds.spec);
+    const auto rows =
+        p.model->vocab_size().value_or(static_cast<std::int64_t>(p.causal->vocab_size()));
+    return make_causal_lm_batches(split, column, *p.causal, rows, p.max_length, b, ds.spec);
   }
   if (p.per_token)
     return make_token_batches(split, p.columns, p.labels, *p.tokenizer, p.max_length, b, ds.spec);
@@ -723,6 +725,7 @@ class TrainingService final : public infer::TrainerService {
     if (eval_split) {
       setup.eval_data =
           batches(p, eval_source, *eval_split, read_batching(config, "evaluation", false, r.seed));
+      setup.eval_data_hash = eval_split->table.content_hash();
       MS_CHECK(setup.eval_data->num_batches() > 0, ErrorCode::kConfig,
                "{}: evaluation.dataloader gives no batch of the {} evaluation rows (drop_last "
                "with fewer rows than the batch size)",
@@ -787,7 +790,12 @@ class TrainingService final : public infer::TrainerService {
       }
       config.set("evaluation.metrics", list);
     }
-    const std::string device = infer::load_torch_layer().runtime->resolve_device(r.device);
+    const std::string device = r.distributed
+                                   ? rank_device(r.device, *r.distributed)
+                                   : infer::load_torch_layer().runtime->resolve_device(r.device);
+    // Data-parallel workers meet first, as ms train's: a bad address is the first error.
+    std::shared_ptr<Distributed> dist;
+    if (r.distributed) dist = Distributed::join(*r.distributed, device);
     // --split as ms train's --split: a name or a slice ("test[:50%]"), loaded alone.
     data::LoadOptions options;
     options.subset = r.subset;
@@ -804,8 +812,20 @@ class TrainingService final : public infer::TrainerService {
     setup.label_names = p.labels.names();
     setup.eval_data =
         batches(p, ds, *split, read_batching(config, "evaluation", false, 0, r.batch_size));
+    MS_CHECK(setup.eval_data->num_batches() > 0, ErrorCode::kConfig,
+             "{}: evaluation.dataloader gives no batch of the {} rows (drop_last with fewer rows "
+             "than the batch size)",
+             config.source(), setup.eval_data->rows());
+    setup.eval_data_hash = split->table.content_hash();
     setup.device = device;
+    setup.distributed = dist;
     Trainer trainer(std::move(setup));
+    if (dist) {
+      // Shares of other data or another model would merge into a figure of neither; rank 0's
+      // weights are everyone's (as training's broadcast makes them).
+      dist->check_alike(trainer.evaluation_facts());
+      dist->broadcast_module(p.model->module());
+    }
     return trainer.evaluate();
   }
 };

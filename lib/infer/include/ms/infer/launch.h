@@ -1,5 +1,6 @@
-// `ms train --nproc N`: a local launcher with torchrun's contract, for one machine. Torch-free:
-// it starts, watches and stops copies of this program; the workers join through the trainer.
+// `ms train --nproc N` and `ms eval --nproc N`: a local launcher with torchrun's contract, for one
+// machine. Torch-free: it starts, watches and stops copies of this program; the workers join
+// through the trainer.
 #pragma once
 
 #include <string>

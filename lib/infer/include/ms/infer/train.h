@@ -83,6 +83,9 @@ struct EvalRequest {
   std::size_t batch_size = 0;  ///< 0: evaluation.dataloader.batch_size_per_gpu, else 32
   std::optional<int> threads;
   HubModelOptions hub;
+  /// The torchrun variables of this worker (read from the environment when absent): the workers
+  /// each evaluate a share of the split, and rank 0's result is everyone's.
+  std::optional<DistributedEnv> distributed;
 };
 
 /// Implemented by the torch layer (TorchLayer::trainer).
@@ -90,7 +93,7 @@ class MS_API TrainerService {
  public:
   virtual ~TrainerService() = default;
   virtual TrainSummary train(const TrainRequest& request, const ModelInfo& model) = 0;
-  /// The metric values, as one JSON object.
+  /// The metric values, as one JSON object (on every data-parallel worker alike).
   virtual Json evaluate(const EvalRequest& request, const ModelInfo& model) = 0;
 };
 

@@ -40,8 +40,23 @@ class MS_API Metric {
   virtual void add(const Fields& outputs, const Fields& inputs) = 0;
   /// The values over everything added (and merged); kUsage when nothing was.
   virtual MetricValues evaluate() const = 0;
-  /// Takes in what `other`, a metric of the same type and options, collected.
-  virtual void merge(const Metric& other) = 0;
+
+  /// What this metric collected, as plain data ({"type": ..., "collected": ...}): the share of a
+  /// data-parallel evaluation that a rank sends to rank 0. Exact (CBOR keeps every double).
+  nlohmann::json state() const;
+  /// Takes in a state() of a metric of the same type, as if its batches had been added after
+  /// this metric's own: merging the ranks' shares in rank order gives the figure of one loop
+  /// over all the batches, bit for bit. A state of another type or shape is kIntegrity.
+  void merge_state(const nlohmann::json& state);
+  /// merge_state(other.state()).
+  void merge(const Metric& other);
+
+ protected:
+  /// What add() collected, for state().
+  virtual nlohmann::json collected() const = 0;
+  /// Appends what another metric's collected() holds; may throw nlohmann::json's errors on a
+  /// value of another shape (merge_state() reports them).
+  virtual void take_in(const nlohmann::json& collected) = 0;
 };
 
 /// Builds a metric from its options (the `{type, ...}` object of `evaluation.metrics`, without

@@ -44,6 +44,8 @@ class Distributed {
   void average(std::vector<at::Tensor>& tensors, const std::vector<at::Tensor>* like = nullptr);
   /// Copies rank 0's parameters and buffers to every rank (DDP does so when it wraps a model).
   void broadcast_module(torch::nn::Module& module);
+  /// Copies rank 0's buffers alone (BatchNorm's running statistics) to every rank.
+  void broadcast_buffers(torch::nn::Module& module);
   /// The mean of a scalar over the ranks (a NaN anywhere makes it NaN everywhere).
   double mean(double value);
   /// Rank 0's `value` on every rank (the others' `value` is ignored). `what` names the exchange
@@ -59,6 +61,8 @@ class Distributed {
   void check_alike(const std::vector<std::string>& facts);
 
  private:
+  /// Copies rank 0's `tensors` in place on every rank; `what` names the exchange.
+  void broadcast_tensors(std::vector<at::Tensor>& tensors, const char* what);
   struct Impl;
   class GradientAverager;
   explicit Distributed(std::unique_ptr<Impl> impl);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ms/config/config.h"
+#include "ms/core/error.h"
 #include "ms/metrics/metric.h"
 #include "ms/models/model.h"
 #include "ms/trainer/distributed.h"
@@ -30,6 +31,8 @@ class BatchSource {
   virtual ~BatchSource() = default;
   virtual std::size_t rows() const = 0;
   virtual std::size_t num_batches() const = 0;
+  /// Rows per batch (the last may hold fewer).
+  virtual std::size_t batch_size() const = 0;
   /// Starts epoch `epoch`, skipping its first `skip` batches (a resumed epoch).
   virtual void start(std::uint64_t epoch, std::size_t skip) = 0;
   /// The next batch, or nullopt at the end of the epoch.
@@ -71,6 +74,9 @@ struct TrainerSetup {
   /// data::Table::content_hash() of the training split (0: unknown): saved in the trainer state,
   /// and a resume inside an epoch must read the same data.
   std::uint64_t train_data_hash = 0;
+  /// The same of the evaluation split (0: unknown): data-parallel ranks each evaluate a share of
+  /// it, so they must hold the same rows.
+  std::uint64_t eval_data_hash = 0;
   /// Writes the inference-ready model folder (output/ and output_best/) from the model's state.
   std::function<void(const std::filesystem::path& dir, const models::TensorMap& state,
                      const Json& metric_values)>
@@ -81,7 +87,7 @@ struct TrainerSetup {
   /// empty: the local time when the trainer is made.
   std::string timestamp;
   /// The data-parallel group this worker belongs to; null in a single process. train_data is
-  /// then this rank's shard; eval_data is the whole split, evaluated by rank 0 alone.
+  /// then this rank's shard; eval_data is the whole split, of which each rank evaluates a share.
   std::shared_ptr<Distributed> distributed;
 };
 
@@ -103,8 +109,14 @@ class Trainer {
   /// schedule, counters, hook states, RNG) from it, and the loop goes on from there.
   void train(const std::optional<std::filesystem::path>& resume_from = std::nullopt);
   /// Runs the metrics over the eval data (before_val and after_val around it); also sets
-  /// metric_values().
+  /// metric_values(). Under data parallelism every rank evaluates a contiguous share of the
+  /// batches and rank 0 merges the shares in rank order, so every rank gets the figure one
+  /// process gives; an error on any rank is every rank's (named after that rank).
   Json evaluate();
+  /// What data-parallel ranks must agree on to evaluate together (Distributed::check_alike): the
+  /// labels, the evaluation data and its batches, the evaluation.* configuration, and the model's
+  /// tensors by name, shape and type. Part of what a training run checks too.
+  std::vector<std::string> evaluation_facts() const;
 
   // State the hooks read and change.
   Mode mode() const { return mode_; }
@@ -190,9 +202,17 @@ class Trainer {
   void call_stage(Stage stage);
   void move_to_device(models::TensorMap& batch) const;
   /// What data-parallel ranks must agree on (Distributed::check_alike): where the run starts, its
-  /// iterations, seed and labels, the train.* and evaluation.* configuration (but for this
-  /// machine's folders and loader threads), and the model's tensors by name, shape and type.
+  /// iterations, seed and training data, the train.* configuration (but for this machine's
+  /// folders and loader threads), and evaluation_facts().
   std::vector<std::string> run_facts() const;
+  /// Adds this rank's batches [first, end) of the eval data to `metrics`.
+  void evaluate_batches(std::size_t first, std::size_t end,
+                        std::vector<std::unique_ptr<metrics::Metric>>& metrics);
+  /// Data parallelism: sends this rank's share (its metrics' states, or the error it met) to
+  /// rank 0, which merges the shares in rank order; returns the values every rank then gets, or
+  /// throws the first rank's error on every rank.
+  Json combine_shares(std::vector<std::unique_ptr<metrics::Metric>>& metrics,
+                      std::optional<Error> failure);
 
   TrainerSetup setup_;
   HookList hooks_;
