@@ -16,6 +16,7 @@ from sklearn.metrics import accuracy_score, f1_score
 if len(sys.argv) > 1:
     sys.path.insert(0, sys.argv[1])
 from seqeval.metrics import accuracy_score as seq_accuracy  # noqa: E402
+from seqeval.metrics import classification_report  # noqa: E402
 from seqeval.metrics import f1_score as seq_f1, precision_score, recall_score  # noqa: E402
 
 rng = np.random.default_rng(13)
@@ -65,6 +66,19 @@ cases.append({"metric": "token-cls-metric", "options": {"label2id": {t: i for i,
                            "recall": recall_score(truth_tags, pred_tags),
                            "f1": seq_f1(truth_tags, pred_tags),
                            "accuracy": seq_accuracy(truth_tags, pred_tags)}})
+
+# The same batches with return_entity_level_metrics: ModelScope's TokenClassificationMetric
+# flattens seqeval's per-type report to TYPE_precision, TYPE_recall, TYPE_f1, TYPE_number.
+entity_level = dict(cases[-1]["expected"])
+report = classification_report(truth_tags, pred_tags, output_dict=True, zero_division=0)
+for name, score in report.items():
+    if name not in ("micro avg", "macro avg", "weighted avg"):
+        entity_level.update({f"{name}_precision": score["precision"], f"{name}_recall": score["recall"],
+                             f"{name}_f1": score["f1-score"], f"{name}_number": score["support"]})
+cases.append({"metric": "token-cls-metric",
+              "options": dict(cases[-1]["options"], return_entity_level_metrics=True),
+              "batches": cases[-1]["batches"],
+              "expected": {k: float(v) for k, v in entity_level.items()}})
 
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "metrics", "reference.json")
 os.makedirs(os.path.dirname(out), exist_ok=True)

@@ -375,6 +375,65 @@ class HeadsTest(TorchTestCase):
                 self.assertEqual(want["text"][ent["start"]:ent["end"]], ent["span"])
                 self.assertIn(ent["type"], ("PER", "LOC"))
 
+    def test_labels_without_a_prefix_are_entity_types(self):
+        # A label map with no B-/I- prefixes: each label is its own type and consecutive words of
+        # it make one entity, as transformers groups them (ms gave one entity per word, of type "").
+        d = self.copy_model("ner")
+        config = os.path.join(d, "config.json")
+        with open(config, encoding="utf-8") as f:
+            data = json.load(f)
+        bare = {"O": "O", "B-PER": "PER", "I-PER": "PER", "B-LOC": "LOC", "I-LOC": "LOC"}
+        data["id2label"] = {k: bare[v] for k, v in data["id2label"].items()}
+        data.pop("label2id", None)
+        with open(config, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        ref = expected("ner")
+        got = self.infer(d, "--input", *[it["text"] for it in ref["items"]])
+        for want, out in zip(ref["items"], got):
+            words, last = [], None  # [type, start, end] per word, from its first token
+            for tag, (a, b), wid in zip(want["labels"], want["offsets"], want["word_ids"]):
+                if wid != last:
+                    words.append([bare[tag], a, b])
+                    last = wid
+                else:
+                    words[-1][2] = b
+            entities = []
+            for i, (kind, a, b) in enumerate(words):
+                if kind == "O":
+                    continue
+                if i > 0 and words[i - 1][0] == kind:
+                    entities[-1]["end"] = b
+                else:
+                    entities.append({"type": kind, "start": a, "end": b})
+            for e in entities:
+                e["span"] = want["text"][e["start"]:e["end"]]
+            self.assertEqual(out["output"], entities, want["text"])
+        self.assertTrue(any(len(o["output"]) > 1 for o in got))
+
+    def test_token_tasks_read_one_text(self):
+        # A second text gave spans cut from the first text at the second's offsets.
+        src = self.jsonl("pairs.jsonl", [{"text": "the cat sat", "text_pair": "on the mat"},
+                                         {"text": "the cat sat"}])
+        for model in ("ner", "ws"):
+            got = self.infer(model, "--input-file", src)
+            self.assertEqual(got[0]["error"]["code"], "usage", got[0])
+            self.assertIn("text_pair", got[0]["error"]["message"])
+            self.assertNotIn("error", got[1])
+            self.assertEqual(got[1], self.infer(model, "--input", "the cat sat")[0] | {"id": 1})
+
+    def test_id2label_with_a_gap_is_a_config_error(self):
+        # Class 3 unnamed: ms showed a made-up LABEL_3 and never the name given to id 7.
+        d = self.copy_model("ner")
+        config = os.path.join(d, "config.json")
+        with open(config, encoding="utf-8") as f:
+            data = json.load(f)
+        data["id2label"] = {"0": "O", "1": "B-PER", "2": "I-PER", "4": "I-LOC", "7": "B-LOC"}
+        data.pop("label2id", None)
+        with open(config, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        r = self.infer(d, "--input", "the cat", code=3)
+        self.assertOneLineError(r, "config.json", "id2label names no class 3", "0, 1, 2, 4, 7")
+
     def test_word_segmentation_bies(self):
         ref = expected("ws")
         got = self.infer("ws", "--input", *[it["text"] for it in ref["items"]])

@@ -908,6 +908,34 @@ class TrainTokensTest(TorchTestCase):
                    "--json")
         self.assertExit(e, 0)
         self.assertEqual(json.loads(e.stdout), metrics)
+        # Tags as class ids written in text (a JSON string, a CSV cell) are ids as in a JSON list
+        # (they were refused as unknown names), and a CSV column of one-word rows typed as
+        # integers is read too (it was "must be a list").
+        with open(os.path.join(out, "config.json"), encoding="utf-8") as f:
+            label2id = {v: int(k) for k, v in json.load(f)["id2label"].items()}
+        with open(self.path("ids.jsonl"), "w") as f, open(self.path("ids.csv"), "w") as g:
+            g.write("tokens,ner_tags\n")
+            for words, tags in sentences:
+                ids = " ".join(str(label2id[t]) for t in tags)
+                f.write(json.dumps({"tokens": words, "ner_tags": ids}) + "\n")
+                g.write(f"{' '.join(words)},{ids}\n")
+        for spec in ("jsonl:" + self.path("ids.jsonl"), "csv:" + self.path("ids.csv")):
+            e = run_ms("eval", "--model", out, "--dataset", spec, "--json")
+            self.assertExit(e, 0)
+            self.assertEqual(json.loads(e.stdout), metrics, spec)
+        with open(self.path("numbers.csv"), "w") as f:
+            f.write(f"tokens,ner_tags\n1999,{label2id['O']}\n2024,{label2id['O']}\n")
+        e = run_ms("eval", "--model", out, "--dataset", "csv:" + self.path("numbers.csv"), "--json")
+        self.assertExit(e, 0)
+        # ModelScope's return_entity_level_metrics: seqeval's report per type, flattened.
+        e = run_ms("eval", "--model", out, "--dataset", "jsonl:" + self.path("train.jsonl"), "--json",
+                   "--set", 'evaluation.metrics=[{"type": "token-cls-metric", '
+                   '"return_entity_level_metrics": true}]')
+        self.assertExit(e, 0)
+        by_type = json.loads(e.stdout)
+        self.assertEqual(set(by_type), set(metrics) | {f"{t}_{k}" for t in ("PER", "LOC")
+                                                      for k in ("precision", "recall", "f1", "number")})
+        self.assertEqual((by_type["PER_number"], by_type["LOC_number"]), (24, 48))
         # A word that gives no token loses its tag (as in transformers): said, with where.
         with open(self.path("blank.jsonl"), "w") as f:
             f.write(json.dumps({"tokens": ["john", "", "london"], "ner_tags": ["B-PER", "B-LOC", "B-LOC"]}) + "\n")

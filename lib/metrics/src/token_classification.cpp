@@ -72,6 +72,7 @@ class TokenClassificationMetric : public Metric {
     ComponentOptions o(options, type());
     label_name_ = o.text("label_name", "labels");
     logit_name_ = o.text("logit_name", "logits");
+    entity_level_ = o.flag("return_entity_level_metrics", false);
     // The label map: {"B-PER": 1, ...} (label2id) or {"1": "B-PER", ...} (id2label).
     const nlohmann::json label2id = o.value("label2id"), id2label = o.value("id2label");
     o.check_all_read();
@@ -133,15 +134,25 @@ class TokenClassificationMetric : public Metric {
     }
     if (tokens == 0) nothing_added(type());
     const std::set<Entity> truth = entities(labelled_), guess = entities(predicted_);
-    std::size_t correct = 0;
-    for (const Entity& e : guess) correct += truth.count(e);
-    const double precision = guess.empty() ? 0.0 : double(correct) / double(guess.size());
-    const double recall = truth.empty() ? 0.0 : double(correct) / double(truth.size());
-    const double f1 = precision + recall == 0 ? 0.0 : 2 * precision * recall / (precision + recall);
-    return {{"precision", precision},
-            {"recall", recall},
-            {"f1", f1},
-            {"accuracy", double(right) / double(tokens)}};
+    MetricValues out = scores(truth, guess, "");
+    out["accuracy"] = double(right) / double(tokens);
+    if (entity_level_) {
+      // ModelScope's return_entity_level_metrics: seqeval's report per entity type (those of
+      // the labels and of the predictions), flattened to TYPE_precision, ..., TYPE_number.
+      std::set<std::string> types;
+      for (const auto* set : {&truth, &guess})
+        for (const Entity& e : *set) types.insert(std::get<0>(e));
+      for (const std::string& type : types) {
+        std::set<Entity> truth_of_type, guess_of_type;
+        for (const Entity& e : truth)
+          if (std::get<0>(e) == type) truth_of_type.insert(e);
+        for (const Entity& e : guess)
+          if (std::get<0>(e) == type) guess_of_type.insert(e);
+        out.merge(scores(truth_of_type, guess_of_type, type + "_"));
+        out[type + "_number"] = static_cast<double>(truth_of_type.size());
+      }
+    }
+    return out;
   }
 
   nlohmann::json collected() const override {
@@ -170,8 +181,21 @@ class TokenClassificationMetric : public Metric {
     return it->second;
   }
 
+  // Precision, recall and F1 of predicted entities against labelled ones, 0 where a share has
+  // nothing to divide by (seqeval's zero_division), under keys that start with `prefix`.
+  static MetricValues scores(const std::set<Entity>& truth, const std::set<Entity>& guess,
+                             const std::string& prefix) {
+    std::size_t correct = 0;
+    for (const Entity& e : guess) correct += truth.count(e);
+    const double precision = guess.empty() ? 0.0 : double(correct) / double(guess.size());
+    const double recall = truth.empty() ? 0.0 : double(correct) / double(truth.size());
+    const double f1 = precision + recall == 0 ? 0.0 : 2 * precision * recall / (precision + recall);
+    return {{prefix + "precision", precision}, {prefix + "recall", recall}, {prefix + "f1", f1}};
+  }
+
   std::string label_name_;
   std::string logit_name_;
+  bool entity_level_ = false;
   std::map<std::int64_t, std::string> id2label_;
   std::vector<std::vector<std::string>> labelled_;   // per sentence, -100 positions left out
   std::vector<std::vector<std::string>> predicted_;  // the same positions' predicted tags

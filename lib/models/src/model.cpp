@@ -194,6 +194,20 @@ std::vector<std::string> label_names(const std::filesystem::path& model_dir, int
     for (const auto& [id, name] : id2label->items())
       by_id[std::stoll(id)] = name.get<std::string>();
   }
+  // A map that names some classes names them all: a gap would show a made-up LABEL_n for one
+  // class (transformers' pipeline fails on it with a KeyError) and the name given to another id
+  // would never show.
+  for (int64_t i = 0; i < count && !by_id.empty(); ++i) {
+    if (by_id.count(i) != 0) continue;
+    std::vector<std::string> ids;
+    for (const auto& [id, name] : by_id) ids.push_back(std::to_string(id));
+    throw Error(
+        ErrorCode::kConfig,
+        fmt::format("{}: id2label names no class {}, and the model scores {} classes "
+                    "(ids 0 to {}); the ids it names: {}",
+                    (model_dir / "config.json").string(), i, count, count - 1, join(ids, ", ")),
+        fmt::format("number the classes 0 to {} in id2label", count - 1));
+  }
   std::vector<std::string> out;
   for (int64_t i = 0; i < count; ++i) {
     const auto it = by_id.find(i);

@@ -395,7 +395,10 @@ struct Span {
   std::size_t start, end;
 };
 
-// BIO / BIES / BIOES tags over words -> spans. "O" is outside; a tag without "-TYPE" has type "".
+// BIO / BIES / BIOES tags over words -> spans. "O" is outside; a scheme letter without "-TYPE"
+// ("B", "E": word segmentation) has type "". A tag of no scheme ("PER", a label map without
+// prefixes) is its own type, continuing a span of that type as I- would, as transformers groups
+// such tags (rather than one span per word of type "").
 std::vector<Span> decode_spans(const std::vector<std::string>& tags,
                                const std::vector<std::pair<std::size_t, std::size_t>>& words) {
   std::vector<Span> spans;
@@ -411,8 +414,18 @@ std::vector<Span> decode_spans(const std::vector<std::string>& tags,
       continue;
     }
     const auto dash = tag.find('-');
-    const std::string prefix = dash == std::string::npos ? tag : tag.substr(0, dash);
-    const std::string type = dash == std::string::npos ? "" : tag.substr(dash + 1);
+    const bool scheme_letter =
+        tag.size() == 1 && std::string_view("BIMELSU").find(tag[0]) != std::string_view::npos;
+    std::string prefix, type;
+    if (dash != std::string::npos) {
+      prefix = tag.substr(0, dash);
+      type = tag.substr(dash + 1);
+    } else if (scheme_letter) {
+      prefix = tag;
+    } else {
+      prefix = "I";
+      type = tag;
+    }
     const bool continues = cur && cur->type == type;
     if (prefix == "B") {
       close();
@@ -462,7 +475,7 @@ class TokenClassificationPipeline final : public BertTextPipeline {
     const float* p = probs.data_ptr<float>();
     for (std::size_t k = 0; k < ok.size(); ++k) {
       const text::Encoding& e = encs[k];
-      const std::u32string text = text::decode_utf8(text_of(*batch[ok[k]]));
+      const std::u32string text = text::decode_utf8(input_text(*batch[ok[k]]));
       Json token_labels = Json::array(), token_scores = Json::array();
       std::vector<std::string> word_tags;
       std::vector<std::pair<std::size_t, std::size_t>> word_spans;
@@ -508,9 +521,16 @@ class TokenClassificationPipeline final : public BertTextPipeline {
     return results;
   }
 
- private:
-  static std::string text_of(const infer::PipelineInput& in) {
-    return in.text.empty() && !in.path.empty() ? read_file(in.path) : in.text;
+ protected:
+  // Offsets and spans point into one text: a second one (which BERT would read as segment B)
+  // is an error for its input, not spans cut from the first text at the second's offsets.
+  text::Encoding encode_one(const infer::PipelineInput& in) const override {
+    if (in.text_pair) {
+      throw Error(ErrorCode::kUsage,
+                  fmt::format("{} reads one text, and this input has a second (text_pair)", task_),
+                  "give each text as an input of its own");
+    }
+    return encode_text(input_text(in), std::nullopt);
   }
 };
 

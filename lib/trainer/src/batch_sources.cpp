@@ -515,14 +515,25 @@ std::unique_ptr<BatchSource> make_text_batches(const data::Split& split, const T
 
 namespace {
 
-// A cell holding a list: a JSON list (the jsonl / json column), or text split at whitespace.
+enum class ListOf { kWords, kTags };
+
+// A cell holding a list: a JSON list (the jsonl / json column), or text split at whitespace. A
+// tag written as a number in text ("0 3 4", or a CSV column of one-word rows typed as integers)
+// is a class id, as it is in a JSON list; a word so typed is the word as written.
 std::vector<data::Value> list_cell(const data::Value& v, const std::string& where,
-                                   const std::string& column) {
+                                   const std::string& column, ListOf what) {
+  if (const auto* number = std::get_if<std::int64_t>(&v)) {
+    if (what == ListOf::kTags) return {*number};
+    return {std::to_string(*number)};
+  }
   const auto* text = std::get_if<std::string>(&v);
   MS_CHECK(text != nullptr, ErrorCode::kUsage, "{}: '{}' must be a list of words or tags", where,
            column);
   std::vector<data::Value> out;
   const std::string trimmed = std::string(*text).erase(0, text->find_first_not_of(" \t"));
+  // A JSON object in a JSON lines column (its cell holds the object's text).
+  MS_CHECK(what == ListOf::kWords || trimmed.empty() || trimmed.front() != '{', ErrorCode::kUsage,
+           "{}: '{}' must be a list of words or tags", where, column);
   if (!trimmed.empty() && trimmed.front() == '[') {
     nlohmann::json list;
     try {
@@ -543,8 +554,14 @@ std::vector<data::Value> list_cell(const data::Value& v, const std::string& wher
     }
     return out;
   }
-  for (const std::string& word : split(*text, ' '))
-    if (!word.empty()) out.emplace_back(word);
+  for (const std::string& word : split(*text, ' ')) {
+    if (word.empty()) continue;
+    if (what == ListOf::kTags && is_decimal(word) && word.size() < 19) {
+      out.emplace_back(std::stoll(word));
+    } else {
+      out.emplace_back(word);
+    }
+  }
   return out;
 }
 
@@ -568,7 +585,7 @@ LabelMap token_label_map(const data::Split& split, const std::string& column,
   std::int64_t max_id = -1;
   for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
     const std::string where = row_where(dataset, split, r);
-    for (const data::Value& tag : list_cell(cell(split, r, col), where, column)) {
+    for (const data::Value& tag : list_cell(cell(split, r, col), where, column, ListOf::kTags)) {
       if (const auto* s = std::get_if<std::string>(&tag)) names.insert(*s);
       if (const auto* i = std::get_if<std::int64_t>(&tag)) max_id = std::max(max_id, *i);
     }
@@ -601,8 +618,8 @@ std::unique_ptr<BatchSource> make_token_batches(const data::Split& split,
   std::string first_tokenless;
   for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
     const std::string where = row_where(dataset, split, r);
-    const auto words = list_cell(cell(split, r, words_col), where, columns.first);
-    const auto tags = list_cell(cell(split, r, tags_col), where, columns.label);
+    const auto words = list_cell(cell(split, r, words_col), where, columns.first, ListOf::kWords);
+    const auto tags = list_cell(cell(split, r, tags_col), where, columns.label, ListOf::kTags);
     MS_CHECK(!words.empty(), ErrorCode::kUsage, "{}: '{}' is empty", where, columns.first);
     MS_CHECK(words.size() == tags.size(), ErrorCode::kUsage,
              "{}: {} words but {} tags ('{}' and '{}' must be as long)", where, words.size(),
