@@ -101,6 +101,44 @@ class SafetensorsExport(TorchTestCase):
             ea, eb = json.loads(a)["text_embedding"], json.loads(b)["text_embedding"]
             self.assertLess(max(abs(x - y) for x, y in zip(ea, eb)), 1e-6)
 
+    def test_image_classifier_repository_claims_no_transformers_class(self):
+        # The small CNN's repository said architectures ["BertModel"], library_name transformers
+        # and showed BertModel.from_pretrained, which loads a random BERT from it.
+        model = os.path.join(SOURCE_DIR, "tests", "data", "infer", "vision", "small-cnn")
+        out = self.export(model, "cnn", "--dtype", "fp16")
+        self.assertFalse(os.path.exists(os.path.join(out, "config.json")))
+        with open(os.path.join(out, "README.md"), encoding="utf-8") as f:
+            card = f.read()
+        self.assertIn("- image-classification", card)
+        self.assertNotIn("transformers", card)
+        self.assertNotIn("Bert", card)
+        image = os.path.join(SOURCE_DIR, "tests", "data", "infer", "vision", "images")
+        want = run_ms("infer", "-m", model, "--input-dir", image)
+        got = run_ms("infer", "-m", out, "--input-dir", image)
+        self.assertExit(got, 0)
+        pairs = [(json.loads(a), json.loads(b))
+                 for a, b in zip(want.stdout.splitlines(), got.stdout.splitlines())]
+        self.assertTrue(any("labels" in a for a, _ in pairs))
+        for a, b in pairs:
+            self.assertEqual(a.get("labels", [None])[0], b.get("labels", [None])[0])
+
+    def test_precision_is_written_under_transformers_5s_key(self):
+        # transformers 5 reads "dtype": with only "torch_dtype" beside a source's "dtype", an fp16
+        # repository loaded as float32.
+        source = self.path("source")
+        shutil.copytree(os.path.join(TINY, "cls"), source)
+        with open(os.path.join(source, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+        config.pop("torch_dtype", None)
+        config["dtype"] = "float32"
+        with open(os.path.join(source, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(config, f)
+        with open(os.path.join(self.export(source, "half", "--dtype", "fp16"), "config.json"),
+                  encoding="utf-8") as f:
+            written = json.load(f)
+        self.assertEqual(written["dtype"], "float16")
+        self.assertNotIn("torch_dtype", written)
+
     def test_links_that_lead_nowhere_in_the_model_folder_are_skipped(self):
         # A symlink loop beside the model's files failed the export (exit 74, "check the free
         # space"); ms infer runs such a folder.

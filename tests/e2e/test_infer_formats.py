@@ -186,6 +186,39 @@ class FormatsTest(TorchTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         os.remove(src)
 
+    def test_untied_masked_lm_head_reads_the_decoder_bias(self):
+        # transformers 5 saves an untied BertForMaskedLM with the live output bias in
+        # cls.predictions.decoder.bias (cls.predictions.bias unused): ms read the unused one.
+        bias = struct.pack("<86f", *[((i * 37) % 11 - 5) * 0.3 for i in range(86)])
+        tied = self.copy_model("mlm", "tied")
+        weights = read_safetensors(os.path.join(tied, "model.safetensors"))
+        spec = weights["cls.predictions.bias"][0]
+        weights["cls.predictions.bias"] = (spec, bias)
+        write_safetensors(os.path.join(tied, "model.safetensors"), weights)
+        untied = self.copy_model("mlm", "untied")
+        weights = read_safetensors(os.path.join(untied, "model.safetensors"))
+        spec_w, raw = weights["bert.embeddings.word_embeddings.weight"]
+        values = struct.unpack(f"<{len(raw) // 4}f", raw)
+        # Its own decoder: the embeddings off in the last bits (the same scores within 1e-4).
+        weights["cls.predictions.decoder.weight"] = (spec_w, struct.pack(
+            f"<{len(values)}f", *[v * 1.000001 for v in values]))
+        weights["cls.predictions.decoder.bias"] = (spec, bias)
+        write_safetensors(os.path.join(untied, "model.safetensors"), weights)
+        texts = ["the cat sat on the [MASK].", "john [MASK] in london"]
+        want = [json.loads(l) for l in self.infer(tied, "--input", *texts).stdout.splitlines()]
+        got = [json.loads(l) for l in self.infer(untied, "--input", *texts).stdout.splitlines()]
+        for w, g in zip(want, got):
+            for wp, gp in zip(w["predictions"][0], g["predictions"][0]):
+                self.assertEqual(wp["token"], gp["token"])
+                self.assertLess(abs(wp["score"] - gp["score"]), 1e-4)
+        # The export writes the live bias under both names, for transformers 4 and 5.
+        r = run_ms("export", "--model", untied, "--format", "safetensors", "--output",
+                   self.path("repo"))
+        self.assertExit(r, 0)
+        exported = read_safetensors(self.path("repo", "model.safetensors"))
+        self.assertEqual(exported["cls.predictions.bias"][1], bias)
+        self.assertEqual(exported["cls.predictions.decoder.bias"][1], bias)
+
     # --- sharded checkpoints -------------------------------------------------------------------
 
     def test_sharded_safetensors_match_the_single_file(self):

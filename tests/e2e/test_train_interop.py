@@ -220,7 +220,8 @@ class TransformersLoadsTrainedModels(TorchTestCase):
         with open(os.path.join(repo, "config.json"), encoding="utf-8") as f:
             config = json.load(f)
         self.assertEqual(config["architectures"], ["BertForSequenceClassification"])
-        self.assertEqual(config["torch_dtype"], "float32")
+        self.assertEqual(config["dtype"], "float32")
+        self.assertEqual(config.get("torch_dtype", "float32"), "float32")
         for seen in self.read(repo):
             with self.subTest(transformers=seen["transformers"]):
                 self.assertEqual(seen["loading_info"]["missing_keys"], [])

@@ -51,10 +51,34 @@ std::vector<std::string> module_folders(const fs::path& dir) {
   return out;
 }
 
+// How Python loads the repository: transformers for the text families; torchvision for a
+// ResNet (whose weights carry torchvision's names); nothing for the small CNN, which only ms runs.
+std::string python_loading(const Json& structure, const tensor::TensorMap& weights,
+                           const std::string& architecture) {
+  const std::string family = structure.value("family", "");
+  if (family == "small-cnn") return "";
+  if (family == "resnet") {
+    int64_t blocks = 0;
+    for (const Json& n : structure.at("blocks")) blocks += n.get<int64_t>();
+    const int64_t depth = blocks * (structure.at("bottleneck").get<bool>() ? 3 : 2) + 2;
+    return fmt::format(
+        "```python\nimport torchvision\nfrom safetensors.torch import load_file\n"
+        "model = torchvision.models.resnet{}(num_classes={})\n"
+        "model.load_state_dict(load_file(\"PATH/model.safetensors\"))\n```\n\n",
+        depth, weights.at("fc.weight").size(0));
+  }
+  return fmt::format(
+      "```python\nfrom transformers import {0}, AutoTokenizer\n"
+      "model = {0}.from_pretrained(\"PATH\")\ntokenizer = AutoTokenizer.from_pretrained(\"PATH\")\n"
+      "```\n\n",
+      architecture);
+}
+
 std::string model_card(const infer::ExportRequest& request, const infer::ModelInfo& info,
-                       const std::string& type, const std::string& architecture,
+                       const std::string& type, const std::string& python,
                        const std::vector<std::string>& files) {
-  std::string card = "---\ntasks:\n- " + info.task + "\nlibrary_name: transformers\n";
+  std::string card = "---\ntasks:\n- " + info.task + "\n";
+  if (python.find("transformers") != std::string::npos) card += "library_name: transformers\n";
   card += "tags:\n- ms-export\n- " + type + "\n---\n\n";
   card += "# " + info.dir.filename().string() + "\n\n";
   card += fmt::format(
@@ -62,11 +86,7 @@ std::string model_card(const infer::ExportRequest& request, const infer::ModelIn
       "weights in {}.\n\n",
       info.task, type, MS_VERSION_STRING, request.model, request.dtype);
   card += "## Use\n\n```sh\nms infer --model OWNER/NAME --input \"...\"\n```\n\n";
-  card += fmt::format(
-      "```python\nfrom transformers import {0}, AutoTokenizer\n"
-      "model = {0}.from_pretrained(\"PATH\")\ntokenizer = AutoTokenizer.from_pretrained(\"PATH\")\n"
-      "```\n\n",
-      architecture);
+  card += python;
   card += "## Files\n\n";
   for (const std::string& f : files) card += "- `" + f + "`\n";
   return card;
@@ -84,7 +104,15 @@ infer::ExportSummary export_safetensors_repo(const infer::ExportRequest& request
   MS_CHECK(request.static_shape.empty() && !request.opset, ErrorCode::kUsage,
            "--static and --opset are ONNX options; --format safetensors writes weights only");
   const std::shared_ptr<models::Model> model = load_for_export(info, type);
+  const Json structure = model->structure();
+  const bool image_model =
+      structure.is_object() && structure.value("head", "") == "image-classification";
   tensor::TensorMap weights = model->state_dict();
+  // A masked-LM head's bias under both names: transformers 4 reads cls.predictions.bias (the
+  // decoder's is the same tensor), transformers 5 the decoder's own when the head is untied.
+  if (weights.count("cls.predictions.bias") != 0 &&
+      weights.count("cls.predictions.decoder.bias") == 0)
+    weights["cls.predictions.decoder.bias"] = weights.at("cls.predictions.bias");
   for (auto& [name, t] : weights) {
     if (!t.is_floating_point()) continue;
     // The other formats check the model's outputs; this one writes weights only, so it checks
@@ -131,24 +159,32 @@ infer::ExportSummary export_safetensors_repo(const infer::ExportRequest& request
     }
     tensor::save_safetensors(temp / "model.safetensors", weights);
     files.push_back("model.safetensors");
-    // config.json says which class loads the weights and in which precision.
-    Json hf = read_json_file(temp / "config.json").value_or(Json::object());
-    if (!hf.contains("model_type") && (type == "bert" || type == "roberta" || type == "gpt2"))
-      hf["model_type"] = type;
-    const Json& named = hf.contains("architectures") ? hf["architectures"] : Json();
-    if (!named.is_array() || named.empty() || !named[0].is_string())
-      hf["architectures"] = Json::array({architecture_for(type, info.task)});
-    hf["torch_dtype"] = request.dtype == "fp16" ? "float16" : "float32";
-    write_file_atomic(temp / "config.json", hf.dump(2) + "\n");
-    if (std::find(files.begin(), files.end(), "config.json") == files.end())
-      files.push_back("config.json");
+    // config.json says which transformers class loads the weights and in which precision
+    // ("dtype", transformers 5's key; "torch_dtype", the older one, kept in step where the source
+    // has it). An image model has no transformers class: its config stays the source's.
+    std::string architecture;
+    if (!image_model) {
+      Json hf = read_json_file(temp / "config.json").value_or(Json::object());
+      if (!hf.contains("model_type") && (type == "bert" || type == "roberta" || type == "gpt2"))
+        hf["model_type"] = type;
+      const Json& named = hf.contains("architectures") ? hf["architectures"] : Json();
+      if (!named.is_array() || named.empty() || !named[0].is_string())
+        hf["architectures"] = Json::array({architecture_for(type, info.task)});
+      architecture = hf["architectures"][0].get<std::string>();
+      const char* dtype = request.dtype == "fp16" ? "float16" : "float32";
+      hf["dtype"] = dtype;
+      if (hf.contains("torch_dtype")) hf["torch_dtype"] = dtype;
+      write_file_atomic(temp / "config.json", hf.dump(2) + "\n");
+      if (std::find(files.begin(), files.end(), "config.json") == files.end())
+        files.push_back("config.json");
+    }
     // The source's own model card stays; else one is written.
     if (std::find(files.begin(), files.end(), "README.md") == files.end()) {
       files.push_back("README.md");
       std::sort(files.begin(), files.end());
       write_file_atomic(
           temp / "README.md",
-          model_card(request, info, type, hf["architectures"][0].get<std::string>(), files));
+          model_card(request, info, type, python_loading(structure, weights, architecture), files));
     }
     return files;
   });

@@ -330,8 +330,23 @@ class MaskedLanguageModel final : public BertTaskModel {
              decoder->second.to(at::kFloat).equal(words.to(at::kFloat)));
   }
 
+  // transformers 5 gives the decoder a bias of its own, the live one when the head is untied
+  // (cls.predictions.bias then stays unused; tied, the decoder's bias is cls.predictions.bias);
+  // transformers 4 made the two one tensor. So an untied decoder's bias is read when the
+  // checkpoint has one that differs from cls.predictions.bias.
+  static bool own_decoder_bias(const ModelSpec& spec) {
+    if (!own_decoder(spec)) return false;
+    auto decoder = spec.checkpoint->find("cls.predictions.decoder.bias");
+    auto bias = spec.checkpoint->find("cls.predictions.bias");
+    return decoder != spec.checkpoint->end() &&
+           (bias == spec.checkpoint->end() ||
+            !(decoder->second.sizes() == bias->second.sizes() &&
+              decoder->second.to(at::kFloat).equal(bias->second.to(at::kFloat))));
+  }
+
   explicit MaskedLanguageModel(const ModelSpec& spec)
-      : BertTaskModel(spec, checkpoint_has_pooler(spec.checkpoint, spec.dir.string())) {
+      : BertTaskModel(spec, checkpoint_has_pooler(spec.checkpoint, spec.dir.string())),
+        decoder_bias_(own_decoder_bias(spec)) {
     cls_ = register_module("cls", std::make_shared<LmHead>(config_, own_decoder(spec)));
   }
 
@@ -365,6 +380,25 @@ class MaskedLanguageModel final : public BertTaskModel {
     return starts_with(name, "cls.predictions.");
   }
 
+  std::optional<std::string> checkpoint_name_to_parameter(const std::string& name) const override {
+    if (decoder_bias_ && name == "cls.predictions.decoder.bias") return "cls.predictions.bias";
+    if (decoder_bias_ && name == "cls.predictions.bias") return std::nullopt;  // unused there
+    return BertTaskModel::checkpoint_name_to_parameter(name);
+  }
+
+  void begin_load(const TensorMap& checkpoint, const std::string& source,
+                  bool allow_fresh_head) override {
+    BertTaskModel::begin_load(checkpoint, source, allow_fresh_head);
+    // RobertaForMaskedLM's head (lm_head.dense, lm_head.layer_norm, lm_head.decoder) is another
+    // module with another activation rule: named, rather than listed as BERT's missing keys.
+    MS_CHECK(checkpoint.count("lm_head.decoder.weight") == 0 &&
+                 checkpoint.count("lm_head.dense.weight") == 0,
+             ErrorCode::kConfig,
+             "{}: the weights hold RoBERTa's masked-LM head (lm_head.*), which ms does not run: "
+             "fill-mask runs BERT's head (cls.predictions.*)",
+             source);
+  }
+
   std::vector<std::string> ignorable_checkpoint_names() const override {
     std::vector<std::string> names = BertTaskModel::ignorable_checkpoint_names();
     // Hugging Face saves the decoder's bias (the same tensor as cls.predictions.bias) and, when
@@ -375,6 +409,7 @@ class MaskedLanguageModel final : public BertTaskModel {
   }
 
  private:
+  bool decoder_bias_;
   std::shared_ptr<LmHead> cls_;
 };
 
