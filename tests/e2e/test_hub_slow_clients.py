@@ -136,7 +136,7 @@ class SlowClientsTest(MsTestCase):
             (b"BREW /pot HTTP/1.1\r\nHost: hub\r\n\r\n", 400),
             (b"GET /\r\n\r\n", 400),  # HTTP/0.9
             (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: hub\r\n\r\n", 414),
-            (b"GET / HTTP/1.1\r\nHost: hub\r\nX-Big: " + b"b" * 100000 + b"\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: hub\r\nX-Big: " + b"b" * 100000 + b"\r\n\r\n", 431),
             (b"GET /a\x00b HTTP/1.1\r\nHost: hub\r\n\r\n", None),
             (b"GET / HTTP/1.1\r\nHost: hub\r\nX-Nul: a\x00b\r\n\x00\r\n\r\n", None),
         )

@@ -521,9 +521,13 @@ class TextServeTest(ServeTestCase):
                     queued = pool.submit(s.call, {"input": "queued before the signal"})
                     self.wait_queue(s, 1)
                     s.proc.send_signal(signo)
-                    status, _, got = queued.result()
+                    status, headers, got = queued.result()
                 self.assertEqual(status, 200, s.log())
                 self.assertClose(got, want)
+                # Said, so that a keep-alive client does not send its next request into a
+                # connection about to close (it was lost, unanswered).
+                self.assertEqual(headers.get("Connection"), "close", headers)
+                self.assertNotIn("Keep-Alive", headers)
                 self.assertEqual(s.proc.wait(30), 0, s.log())
                 self.assertIn("draining 1 queued", s.log())
                 self.assertIn(f"ms serve: {signal.strsignal(signo)}: stopping", s.log())
@@ -645,7 +649,10 @@ class HttpFramingTest(ServeTestCase):
                 (b"Content-Length: 17\r\nContent-Length: 5\r\n", "bad Content-Length"),
                 (b"Content-Length: 17, 5\r\n", "bad Content-Length"),
                 (b"Transfer-Encoding: gzip\r\n", "Transfer-Encoding"),
-                (b"Transfer-Encoding: chunked\r\nContent-Length: 17\r\n", "Transfer-Encoding")):
+                (b"Transfer-Encoding: chunked\r\nContent-Length: 17\r\n", "Transfer-Encoding"),
+                # An empty length was read as 0, the body then run as a next request.
+                (b"Content-Length: \r\n", "bad Content-Length"),
+                (b"Content-Length:\r\nContent-Length: 17\r\n", "bad Content-Length")):
             got = s.raw(b"POST /call HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n" + request)
             self.assertEqual([(st, b["Code"]) for st, _, b in got], [(400, 400)], (headers, got))
             self.assertIn(message, got[0][2]["Message"], headers)
@@ -654,6 +661,22 @@ class HttpFramingTest(ServeTestCase):
         got = s.raw(b"POST /call HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                     b"Content-Length: 17\r\nContent-Length: 17\r\n\r\n" + body)
         self.assertEqual([st for st, _, _ in got], [200], got)
+        self.assertEqual(s.call({"input": "still serving"})[0], 200)
+
+    def test_header_lines_past_64_kib_are_431(self):
+        # httplib kept every header line: a million short ones held over 100 MB per connection.
+        s = self.serve(os.path.join(TINY, "cls"))
+        body = b'{"input":"hello"}'
+        def post(header_lines):
+            return s.raw(b"POST /call HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + header_lines +
+                         b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        line = b"X-Padding: 0123456789\r\n"  # 23 bytes
+        got = post(line * (60 * 1024 // len(line)))
+        self.assertEqual([st for st, _, _ in got], [200], got)
+        got = post(line * (70 * 1024 // len(line)))
+        self.assertEqual([(st, b["Code"]) for st, _, b in got], [(431, 431)], got)
+        self.assertIn("64 KiB", got[0][2]["Message"])
+        self.assertIn(("Connection", "close"), got[0][1])
         self.assertEqual(s.call({"input": "still serving"})[0], 200)
 
     def test_content_encodings(self):

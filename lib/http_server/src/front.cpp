@@ -115,12 +115,18 @@ class ElasticTaskQueue : public httplib::TaskQueue {
 };
 
 // What the connection loop learns from httplib's callbacks about the request it is serving.
+// The most a request's header lines may hold together (Go's net/http allows 1 MiB; the hub's and
+// the service's clients send well under 8 KiB): past it, 431.
+constexpr std::size_t kMaxHeaderBytes = 64 * 1024;
+
 struct ConnectionNote {
   socket_t sock = INVALID_SOCKET;  // the connection's socket
   bool headers_done = false;       // httplib parsed the request line and headers
   bool close = false;              // the response said "Connection: close"
   bool request_read = false;       // a route read the whole request (note_request_read())
   bool body_timed_out = false;     // a body read failed at FrontLimits::body_timeout_s
+  bool headers_too_large = false;  // the header lines passed kMaxHeaderBytes
+  const std::atomic<bool>* stopping = nullptr;  // the server's begin_stop() flag
 };
 thread_local ConnectionNote* t_note = nullptr;
 
@@ -163,18 +169,25 @@ class FrontStream : public httplib::Stream {
   // With `ssl` (a TLS connection whose handshake is done, on a non-blocking socket) the bytes
   // are TLS records' contents.
   FrontStream(socket_t sock, SSL* ssl, int read_timeout_ms, int write_timeout_ms,
-              bool& body_timed_out)
+              bool& body_timed_out, bool& headers_too_large)
       : sock_(sock),
         ssl_(ssl),
         read_timeout_ms_(read_timeout_ms),
         write_timeout_ms_(write_timeout_ms),
-        body_timed_out_(body_timed_out) {}
+        body_timed_out_(body_timed_out),
+        headers_too_large_(headers_too_large) {}
 
   void start_header_phase(Clock::time_point deadline) {
     header_deadline_ = deadline;
     in_headers_ = true;
     in_body_ = false;
+    request_line_read_ = false;
+    header_bytes_ = 0;
+    header_lines_.clear();
   }
+  // The request's header lines as they came (after the request line), for checks of what
+  // httplib's parse leaves out.
+  std::string_view header_lines() const { return header_lines_; }
   // The headers are in; the body's reads share `deadline` (none: only the per-read timeout).
   void start_body_phase(std::optional<Clock::time_point> deadline) {
     in_headers_ = false;
@@ -197,6 +210,12 @@ class FrontStream : public httplib::Stream {
   bool is_writable() const override { return wait_socket(sock_, POLLOUT, write_timeout_ms_); }
 
   ssize_t read(char* ptr, size_t size) override {
+    // httplib keeps every header line it reads, with no limit on their count: a million short
+    // ones held over 100 MB per connection (and the heap kept it).
+    if (in_headers_ && header_bytes_ > kMaxHeaderBytes) {
+      headers_too_large_ = true;
+      return -1;
+    }
     if (pos_ == end_) {
       // Past the headers' deadline, bytes already there are still read (a client whose
       // connection waited for a thread may have sent its whole request long ago); none there
@@ -210,7 +229,11 @@ class FrontStream : public httplib::Stream {
       }
       // Large reads (blob bodies) go straight to the caller; small ones (httplib reads request
       // lines a byte at a time) come from the buffer.
-      if (size >= sizeof(buffer_)) return recv_some(ptr, size);
+      if (size >= sizeof(buffer_)) {
+        const ssize_t n = recv_some(ptr, size);
+        if (in_headers_ && n > 0) count_header_bytes(ptr, static_cast<std::size_t>(n));
+        return n;
+      }
       const ssize_t n = recv_some(buffer_, sizeof(buffer_));
       if (n <= 0) return n;
       pos_ = 0;
@@ -219,6 +242,7 @@ class FrontStream : public httplib::Stream {
     const std::size_t k = std::min(size, end_ - pos_);
     std::memcpy(ptr, buffer_ + pos_, k);
     pos_ += k;
+    if (in_headers_) count_header_bytes(ptr, k);
     return static_cast<ssize_t>(k);
   }
 
@@ -249,6 +273,21 @@ class FrontStream : public httplib::Stream {
   }
 
  private:
+  // Counts the header lines' bytes, those after the request line (httplib answers a request
+  // line over its limit with 414 once it has read the headers, which a cap here would cut).
+  void count_header_bytes(const char* data, std::size_t size) {
+    if (!request_line_read_) {
+      const char* newline = static_cast<const char*>(std::memchr(data, '\n', size));
+      if (newline == nullptr) return;
+      request_line_read_ = true;
+      const char* rest = newline + 1;
+      size -= static_cast<std::size_t>(rest - data);
+      data = rest;
+    }
+    header_bytes_ += size;
+    if (header_bytes_ <= kMaxHeaderBytes) header_lines_.append(data, size);
+  }
+
   int read_budget_ms() const {
     if (!in_headers_ && !in_body_) return read_timeout_ms_;
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -317,7 +356,11 @@ class FrontStream : public httplib::Stream {
   int read_timeout_ms_;
   int write_timeout_ms_;
   bool& body_timed_out_;
+  bool& headers_too_large_;
   bool in_headers_ = false;
+  bool request_line_read_ = false;
+  std::size_t header_bytes_ = 0;  // of the header lines, read so far
+  std::string header_lines_;      // the header lines read so far (at most kMaxHeaderBytes)
   bool in_body_ = false;
   Clock::time_point header_deadline_{};
   Clock::time_point body_deadline_{};
@@ -378,9 +421,31 @@ void lowercase_content_coding(httplib::Request& req) {
 // lengths, and reads a body with neither header (or with a transfer coding it does not know)
 // until the client closes: `curl -X POST` without -d hung for the read timeout. A request with
 // neither header has no body (RFC 9112 section 6.3), which the Content-Length: 0 added here says.
-const char* framing_error(httplib::Request& req) {
+// How many of the raw header lines are named `name` (in any case, spaces allowed before the
+// colon), whatever httplib made of them: it drops one whose value is empty.
+std::size_t raw_header_lines(std::string_view lines, std::string_view name) {
+  std::size_t count = 0;
+  for (std::size_t start = 0; start < lines.size();) {
+    std::size_t end = lines.find('\n', start);
+    if (end == std::string_view::npos) end = lines.size();
+    const std::string_view line = lines.substr(start, end - start);
+    if (line.size() > name.size() && strncasecmp(line.data(), name.data(), name.size()) == 0) {
+      const std::string_view rest = trim(line.substr(name.size()));
+      if (!rest.empty() && rest.front() == ':') ++count;
+    }
+    start = end + 1;
+  }
+  return count;
+}
+
+const char* framing_error(httplib::Request& req, std::string_view raw_header_block) {
   const std::size_t encodings = req.get_header_value_count("Transfer-Encoding");
   const std::size_t lengths = req.get_header_value_count("Content-Length");
+  // "Content-Length: " with no value was read as no header, so as no body: the body then ran as
+  // a next request.
+  if (raw_header_lines(raw_header_block, "Content-Length") != lengths) return "bad Content-Length";
+  if (raw_header_lines(raw_header_block, "Transfer-Encoding") != encodings)
+    return "unsupported Transfer-Encoding (only chunked); send the body with a Content-Length";
   if (encodings > 0) {
     // Exactly what httplib takes for chunked (its is_chunked_transfer_encoding).
     if (encodings > 1 ||
@@ -624,7 +689,8 @@ bool Front::process_and_close_socket(socket_t sock) {
     }
     ConnectionNote note;
     FrontStream strm(sock, ssl, to_ms(read_timeout_sec_, read_timeout_usec_),
-                     to_ms(write_timeout_sec_, write_timeout_usec_), note.body_timed_out);
+                     to_ms(write_timeout_sec_, write_timeout_usec_), note.body_timed_out,
+                     note.headers_too_large);
     t_note = &note;
     auto set_busy = [&](bool busy) {
       std::lock_guard<std::mutex> lock(st.mu);
@@ -655,6 +721,7 @@ bool Front::process_and_close_socket(socket_t sock) {
                                           std::chrono::seconds(st.limits.header_timeout_s));
       note = ConnectionNote{};
       note.sock = sock;
+      note.stopping = &st.stopping;
       bool closed = false;
       try {
         ret = process_request(strm, count == 1 || stopping, closed, [&](httplib::Request& req) {
@@ -665,7 +732,7 @@ bool Front::process_and_close_socket(socket_t sock) {
           }
           strm.start_body_phase(body_deadline);
           set_busy(true);
-          if (const char* error = framing_error(req)) throw BadFraming{error};
+          if (const char* error = framing_error(req, strm.header_lines())) throw BadFraming{error};
           lowercase_content_coding(req);
         });
       } catch (const BadFraming& bad) {
@@ -701,6 +768,14 @@ bool Front::process_and_close_socket(socket_t sock) {
 }
 
 void front_tidy_headers(httplib::Response& res) {
+  // A server that is stopping answers this request and no other on its connection: said, so
+  // that a client does not send its next request into a connection about to close (it was lost).
+  if (t_note != nullptr && t_note->stopping != nullptr && *t_note->stopping &&
+      res.get_header_value("Connection") != "close") {
+    res.headers.erase("Connection");
+    res.set_header("Connection", "close");
+    res.headers.erase("Keep-Alive");
+  }
   if (res.get_header_value_count("Connection") <= 1 &&
       !(res.has_header("Keep-Alive") && res.get_header_value("Connection") == "close"))
     return;
@@ -755,6 +830,12 @@ void front_mark_close(const httplib::Request& req, httplib::Response& res) {
       req.get_header_value("Connection") != "close") {
     res.set_header("Connection", "close");
   }
+}
+
+bool front_headers_too_large(httplib::Response& res) {
+  if (t_note == nullptr || !t_note->headers_too_large) return false;
+  res.status = 431;
+  return true;
 }
 
 void front_note_response(const httplib::Response& res) {

@@ -199,6 +199,10 @@ std::string Listener::endpoint() const {
   return fmt::format("{}://{}:{}", scheme(), shown, port_);
 }
 
+void Listener::begin_stop() {
+  if (started_) front_->begin_stop();
+}
+
 void Listener::stop(std::chrono::seconds grace) {
   if (!started_) return;
   const auto deadline = std::chrono::steady_clock::now() + grace;

@@ -149,9 +149,11 @@ void Server::start() {
       });
   http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (res.body.empty()) {
+      const bool headers_too_large = http_server::front_headers_too_large(res);
       send_envelope(req, res, res.status, nullptr,
-                    res.status == 404 ? "no such API: " + req.method + " " + req.path
-                                      : "HTTP error " + std::to_string(res.status));
+                    headers_too_large   ? "the request headers are over 64 KiB"
+                    : res.status == 404 ? "no such API: " + req.method + " " + req.path
+                                        : "HTTP error " + std::to_string(res.status));
     }
     // A malformed request is answered and its connection closed, not kept for the keep-alive
     // wait (clients reading to EOF saw every such error take 5 s).

@@ -275,6 +275,8 @@ struct Server::Impl {
     http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (res.body.empty()) {
         std::string message = "HTTP error " + std::to_string(res.status);
+        if (http_server::front_headers_too_large(res))
+          message = "the request headers are over 64 KiB";
         if (res.status == 404)
           message = "no such API: " + req.method + " " + req.path +
                     " (POST /call, GET /describe, /health, /metrics)";
@@ -378,7 +380,9 @@ void Server::stop() {
   log::info("serve: stopping; draining {} queued and {} running inputs",
             impl_->batcher->queue_depth(), impl_->batcher->running());
   // Queued inputs run (a held batcher is released) while the listener lets the requests that
-  // wait for them finish; only then do the workers end.
+  // wait for them finish; only then do the workers end. The listener's stop begins first, so
+  // that every answer to that work says "Connection: close".
+  impl_->listener->begin_stop();
   impl_->batcher->drain();
   // Every queued request is answered or timed out within --request-timeout; a connection still
   // open a few seconds after that is a client too slow to wait for.

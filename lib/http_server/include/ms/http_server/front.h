@@ -92,8 +92,12 @@ bool front_closes_after(const httplib::Response& res);
 /// once (httplib adds its own when the request said "Connection: close").
 void front_mark_close(const httplib::Request& req, httplib::Response& res);
 /// For a post-routing handler (after httplib added its own headers): one "Connection" header, and
-/// no "Keep-Alive" beside "Connection: close" (an error handler's close and httplib's made two).
+/// no "Keep-Alive" beside "Connection: close" (an error handler's close and httplib's made two);
+/// "Connection: close" on every answer once the server is stopping.
 void front_tidy_headers(httplib::Response& res);
+/// For an error handler, before it writes the body: whether the request headers ran past the
+/// front's 64 KiB (httplib's 400 for them then becomes 431).
+bool front_headers_too_large(httplib::Response& res);
 /// The token of an "Authorization: Bearer TOKEN" header (the scheme in any case, RFC 9110
 /// section 11.1; spaces around the token dropped); nullopt without one.
 std::optional<std::string> bearer_token(const httplib::Request& req);

@@ -63,6 +63,10 @@ class Listener {
   /// joins the threads. After `grace`, connections still open are cut (a client uploading a body
   /// byte by byte must not hold a shutdown). Idempotent.
   void stop(std::chrono::seconds grace = std::chrono::hours(24));
+  /// The first step of stop() alone, which returns at once: no new request is taken, and every
+  /// answer from now on says "Connection: close" (a server releasing queued work before stop()
+  /// calls this first, so that the answers to that work say it).
+  void begin_stop();
 
  private:
   ListenerOptions options_;
