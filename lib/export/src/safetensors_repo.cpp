@@ -74,11 +74,12 @@ std::string python_loading(const Json& structure, const tensor::TensorMap& weigh
       architecture);
 }
 
+// `transformers_class`: the class that loads the repository, empty for an image model.
 std::string model_card(const infer::ExportRequest& request, const infer::ModelInfo& info,
-                       const std::string& type, const std::string& python,
-                       const std::vector<std::string>& files) {
+                       const std::string& type, const std::string& transformers_class,
+                       const std::string& python, const std::vector<std::string>& files) {
   std::string card = "---\ntasks:\n- " + info.task + "\n";
-  if (python.find("transformers") != std::string::npos) card += "library_name: transformers\n";
+  if (!transformers_class.empty()) card += "library_name: transformers\n";
   card += "tags:\n- ms-export\n- " + type + "\n---\n\n";
   card += "# " + info.dir.filename().string() + "\n\n";
   card += fmt::format(
@@ -182,9 +183,9 @@ infer::ExportSummary export_safetensors_repo(const infer::ExportRequest& request
     if (std::find(files.begin(), files.end(), "README.md") == files.end()) {
       files.push_back("README.md");
       std::sort(files.begin(), files.end());
-      write_file_atomic(
-          temp / "README.md",
-          model_card(request, info, type, python_loading(structure, weights, architecture), files));
+      write_file_atomic(temp / "README.md",
+                        model_card(request, info, type, architecture,
+                                   python_loading(structure, weights, architecture), files));
     }
     return files;
   });
