@@ -17,10 +17,8 @@ ms="${MS_BIN:-$root/build/bin/ms}"
 slice="${SLICE:-32}"
 out="${OUT:-$root/bench/out/ddp}"
 data="$root/bench/out/fmnist/data/fmnist"
-if [ "$(find "$data" -name '*.png' 2>/dev/null | wc -l)" != 70000 ]; then
-  python3 "$root/scripts/make_dataset_fixtures.py" "$root/bench/out/fmnist/data" --per-class 6000 \
-    --test-per-class 1000 >/dev/null
-fi
+source "$root/bench/fmnist_pngs.sh"
+fmnist_pngs "$data"
 cfg="$root/configs/image-classification-small-cnn"
 half=$((slice / 2))
 # No evaluation: the checkpoint, the text log and the timer are the hooks that remain.

@@ -17,9 +17,8 @@ full="${FULL:-1}"
 py=/usr/bin/python3  # Debian's: torch 1.13 (what ms links), torchvision, PIL
 mkdir -p "$out"
 data="$out/data/fmnist"
-if [ "$(find "$data" -name '*.png' 2>/dev/null | wc -l)" != 70000 ]; then
-  python3 "$root/scripts/make_dataset_fixtures.py" "$out/data" --per-class 6000 --test-per-class 1000 >/dev/null
-fi
+source "$root/bench/fmnist_pngs.sh"
+fmnist_pngs "$data"
 cfg="$root/configs/image-classification-small-cnn"
 export OMP_NUM_THREADS="$threads"
 

@@ -19,10 +19,8 @@ threads="${THREADS:-2}"
 pairs="${PAIRS:-2}"
 out="${OUT:-$root/bench/out/train_overhead}"
 data="${FMNIST:-$root/bench/out/fmnist/data/fmnist}"
-if [ "$(find "$data" -name '*.png' 2>/dev/null | wc -l)" != 70000 ]; then
-  python3 "$root/scripts/make_dataset_fixtures.py" "$(dirname "$data")" --per-class 6000 \
-    --test-per-class 1000 >/dev/null
-fi
+source "$root/bench/fmnist_pngs.sh"
+fmnist_pngs "$data"
 cfg="$root/configs/image-classification-small-cnn"
 export OMP_NUM_THREADS="$threads"
 mkdir -p "$out"
