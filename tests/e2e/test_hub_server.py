@@ -811,6 +811,39 @@ class HubServerTest(MsTestCase):
         self.assertEqual(status, 200, env)
         self.assertEqual(self.server.download(repo, "big.txt")[2], big)
 
+    def test_expect_100_continue_hears_a_refusal_before_the_body(self):
+        # httplib answered "100 Continue" before any check, so a client (curl asks for large
+        # uploads) sent its whole body only to be refused. The refusal now comes instead.
+        repo = self.make_repo()
+
+        def ask(path, length, token=None, method="POST"):
+            """The status and lower-cased header lines of the first answer to headers alone."""
+            with socket.create_connection((self.server.host, self.server.port), timeout=30) as s:
+                s.sendall((f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
+                           + (f"Cookie: m_session_id={token}\r\n" if token else "")
+                           + f"Content-Length: {length}\r\n\r\n").encode())
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            lines = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+            return int(lines[0].split()[1]), [line.lower() for line in lines[1:]]
+
+        commit = f"/api/v1/repos/models/{repo}/commit/master"
+        status, headers = ask(commit, 200 << 20)
+        self.assertEqual(status, 401, headers)
+        self.assertIn("connection: close", headers)
+        status, headers = ask(commit, 1 << 40, token=self.alice)
+        self.assertEqual(status, 413, headers)
+        self.assertIn("connection: close", headers)
+        blob = f"/api/v1/repos/models/{repo}/info/lfs/objects/{'0' * 64}"
+        self.assertEqual(ask(blob, 1 << 50, token=self.alice, method="PUT")[0], 413)
+        # A request the server takes is told to go on.
+        self.assertEqual(ask(commit, 100, token=self.alice)[0], 100)
+        self.assertEqual(self.server.commit(self.alice, repo, {"a.txt": b"a"})[0], 200)
+
     # --- datasets -------------------------------------------------------------------------------
     def test_dataset_flow(self):
         boundary = "----msboundary"

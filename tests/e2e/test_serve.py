@@ -663,6 +663,74 @@ class HttpFramingTest(ServeTestCase):
         self.assertEqual([st for st, _, _ in got], [200], got)
         self.assertEqual(s.call({"input": "still serving"})[0], 200)
 
+    def test_chunked_bodies_are_read_strictly(self):
+        # httplib 0.11's own chunked decoder ended a body at a chunk whose data ran past its size
+        # (the rest then ran as a next request: a smuggled one), read "-5" as 2^64 - 5 bytes (the
+        # connection then waited for the read timeout), refused trailer fields and counted no
+        # chunk against --max-body-mb.
+        s = self.serve(os.path.join(TINY, "cls"), "--max-body-mb", "1")
+        want = s.call({"input": "hello"})[2]
+        body = b'{"input":"hello"}'
+        head = b"POST /call HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        well_formed = (head + b"3;part=1\r\n" + body[:3] + b"\r\n" + b"%X \t;x=\"a;b\"\r\n" % (len(body) - 3) +
+                       body[3:] + b"\r\n0\r\nDigest: sha-256=:abc:\r\nX-Note: ok\r\n\r\n")
+        # Two on one connection, sent together: where the first body ends is found exactly.
+        got = s.raw(well_formed + well_formed.replace(b"Host: x", b"Host: x\r\nConnection: close"))
+        self.assertEqual([st for st, _, _ in got], [200, 200], got)
+        self.assertEqual([b["labels"] for _, _, b in got], [want["labels"]] * 2)
+        smuggled = b"POST /call HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        for chunks, message in (
+                # Data longer than its chunk size, a smuggled request inside.
+                (b"5\r\n" + body + smuggled + b"\r\n0\r\n\r\n", "longer than its size"),
+                (b"-5\r\n" + body + b"\r\n0\r\n\r\n", "not a hexadecimal number"),
+                (b"5\nhello\r\n0\r\n\r\n", "more than a size"),
+                (b"0\r\nno colon\r\n\r\n", "not a field")):
+            # The write side stays open: a server waiting for more would wait for its timeout.
+            with s.connect() as conn:
+                conn.sendall(head + chunks)
+                got = read_responses(conn)
+            self.assertEqual([(st, b["Code"]) for st, _, b in got], [(400, 400)], (chunks, got))
+            self.assertIn("chunked request body: ", got[0][2]["Message"])
+            self.assertIn(message, got[0][2]["Message"])
+            self.assertIn(("Connection", "close"), got[0][1])
+        # A chunk announcing more than --max-body-mb is 413 before its data is sent.
+        with s.connect() as conn:
+            conn.sendall(head + b"%x\r\n" % (2 << 20))
+            got = read_responses(conn)
+        self.assertEqual([(st, b["Code"]) for st, _, b in got], [(413, 413)], got)
+        self.assertIn("--max-body-mb", got[0][2]["Message"])
+        self.assertEqual(s.call({"input": "still serving"})[0], 200)
+
+    def test_expect_100_continue_hears_a_refusal_before_the_body(self):
+        # httplib answered "100 Continue" before the token and the size were checked, so a client
+        # (curl asks for bodies over 1 MB) sent its whole body only to be refused.
+        s = self.serve(os.path.join(TINY, "cls"), "--token", "s3cret", "--max-body-mb", "1")
+        body = b'{"input":"hello"}'
+
+        def ask(length, token=None):
+            conn = s.connect()
+            conn.sendall(b"POST /call HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n" +
+                         (b"Authorization: Bearer %s\r\n" % token if token else b"") +
+                         b"Content-Length: %d\r\n\r\n" % length)
+            return conn, read_responses(conn, first_only=True)[0]
+
+        for length, token, status, message in ((len(body), None, 401, "Authorization: Bearer"),
+                                               (len(body), b"wrong", 401, "Authorization: Bearer"),
+                                               (2 << 20, b"s3cret", 413, "--max-body-mb")):
+            conn, (got_status, headers, got) = ask(length, token)
+            with conn:
+                self.assertEqual(got_status, status, (token, got))
+                self.assertEqual(got["Code"], status, got)
+                self.assertIn(message, got["Message"])
+                self.assertIn(("Connection", "close"), headers)
+        conn, (got_status, _, _) = ask(len(body), b"s3cret")
+        with conn:
+            self.assertEqual(got_status, 100)
+            conn.sendall(body)
+            (got_status, _, got), = read_responses(conn, first_only=True)
+        self.assertEqual(got_status, 200, got)
+        self.assertIn("labels", got)
+
     def test_header_lines_past_64_kib_are_431(self):
         # httplib kept every header line: a million short ones held over 100 MB per connection.
         s = self.serve(os.path.join(TINY, "cls"))

@@ -33,6 +33,7 @@
 
 #include "ms/core/log.h"
 #include "ms/core/text.h"
+#include "ms/http_server/chunked_body.h"
 
 namespace ms::http_server {
 namespace {
@@ -126,7 +127,8 @@ struct ConnectionNote {
   bool request_read = false;       // a route read the whole request (note_request_read())
   bool body_timed_out = false;     // a body read failed at FrontLimits::body_timeout_s
   bool headers_too_large = false;  // the header lines passed kMaxHeaderBytes
-  const std::atomic<bool>* stopping = nullptr;  // the server's begin_stop() flag
+  std::optional<ChunkedBodyError> chunked_error;  // the chunked body was refused
+  const std::atomic<bool>* stopping = nullptr;    // the server's begin_stop() flag
 };
 thread_local ConnectionNote* t_note = nullptr;
 
@@ -169,13 +171,12 @@ class FrontStream : public httplib::Stream {
   // With `ssl` (a TLS connection whose handshake is done, on a non-blocking socket) the bytes
   // are TLS records' contents.
   FrontStream(socket_t sock, SSL* ssl, int read_timeout_ms, int write_timeout_ms,
-              bool& body_timed_out, bool& headers_too_large)
+              ConnectionNote& note)
       : sock_(sock),
         ssl_(ssl),
         read_timeout_ms_(read_timeout_ms),
         write_timeout_ms_(write_timeout_ms),
-        body_timed_out_(body_timed_out),
-        headers_too_large_(headers_too_large) {}
+        note_(note) {}
 
   void start_header_phase(Clock::time_point deadline) {
     header_deadline_ = deadline;
@@ -184,6 +185,9 @@ class FrontStream : public httplib::Stream {
     request_line_read_ = false;
     header_bytes_ = 0;
     header_lines_.clear();
+    chunked_.reset();
+    chunked_out_.clear();
+    chunked_out_pos_ = 0;
   }
   // The request's header lines as they came (after the request line), for checks of what
   // httplib's parse leaves out.
@@ -194,6 +198,9 @@ class FrontStream : public httplib::Stream {
     in_body_ = deadline.has_value();
     if (deadline) body_deadline_ = *deadline;
   }
+  // The body is chunked: httplib reads it through a ChunkedBody (see chunked_body.h), its data
+  // limited to `max_bytes`.
+  void read_chunked_body(std::uint64_t max_bytes) { chunked_.emplace(max_bytes); }
 
   // Whether a next request starts within `timeout_ms` (bytes already buffered count).
   bool wait_for_request(int timeout_ms) const {
@@ -205,7 +212,8 @@ class FrontStream : public httplib::Stream {
   bool holds_bytes() const { return buffered(); }
 
   bool is_readable() const override {
-    return buffered() || wait_socket(sock_, POLLIN, read_budget_ms());
+    return chunked_out_pos_ < chunked_out_.size() || buffered() ||
+           wait_socket(sock_, POLLIN, read_budget_ms());
   }
   bool is_writable() const override { return wait_socket(sock_, POLLOUT, write_timeout_ms_); }
 
@@ -213,37 +221,54 @@ class FrontStream : public httplib::Stream {
     // httplib keeps every header line it reads, with no limit on their count: a million short
     // ones held over 100 MB per connection (and the heap kept it).
     if (in_headers_ && header_bytes_ > kMaxHeaderBytes) {
-      headers_too_large_ = true;
+      note_.headers_too_large = true;
       return -1;
     }
-    if (pos_ == end_) {
-      // Past the headers' deadline, bytes already there are still read (a client whose
-      // connection waited for a thread may have sent its whole request long ago); none there
-      // ends it. A body's deadline is strict.
-      const int budget = read_budget_ms();
-      if ((budget <= 0 && !in_headers_) ||
-          (!tls_buffered() && !wait_socket(sock_, POLLIN, std::max(budget, 0)))) {
-        // The body's deadline, not the pause between two bytes, ended it.
-        if (in_body_ && budget < read_timeout_ms_) body_timed_out_ = true;
-        return -1;
+    if (chunked_) return read_chunked(ptr, size);
+    const ssize_t n = read_bytes(ptr, size);
+    if (in_headers_ && n > 0) count_header_bytes(ptr, static_cast<std::size_t>(n));
+    return n;
+  }
+
+  // A read of a chunked body: the canonical framing chunked_ made (all of it, the last chunk's
+  // included, before anything after the body), or chunk data as it came.
+  ssize_t read_chunked(char* ptr, size_t size) {
+    for (;;) {
+      if (chunked_out_pos_ < chunked_out_.size()) {
+        const std::size_t k = std::min(size, chunked_out_.size() - chunked_out_pos_);
+        std::memcpy(ptr, chunked_out_.data() + chunked_out_pos_, k);
+        chunked_out_pos_ += k;
+        if (chunked_out_pos_ == chunked_out_.size()) {
+          chunked_out_.clear();
+          chunked_out_pos_ = 0;
+        }
+        return static_cast<ssize_t>(k);
       }
-      // Large reads (blob bodies) go straight to the caller; small ones (httplib reads request
-      // lines a byte at a time) come from the buffer.
-      if (size >= sizeof(buffer_)) {
-        const ssize_t n = recv_some(ptr, size);
-        if (in_headers_ && n > 0) count_header_bytes(ptr, static_cast<std::size_t>(n));
-        return n;
+      switch (chunked_->status()) {
+        case ChunkedBody::Status::kData: {
+          // The chunk's bytes only: those after it are framing again.
+          const std::size_t want =
+              static_cast<std::size_t>(std::min<std::uint64_t>(size, chunked_->data_left()));
+          const ssize_t n = read_bytes(ptr, want);
+          if (n > 0) chunked_->passed_data(static_cast<std::uint64_t>(n));
+          return n;
+        }
+        case ChunkedBody::Status::kFraming:
+          if (pos_ == end_) {
+            if (!await_bytes()) return -1;
+            if (const ssize_t n = fill_buffer(); n <= 0) return n;
+          }
+          pos_ += chunked_->parse_framing(buffer_ + pos_, end_ - pos_, chunked_out_);
+          break;
+        case ChunkedBody::Status::kDone:
+          return read_bytes(ptr, size);  // past the body (httplib reads no further)
+        case ChunkedBody::Status::kBad:
+        case ChunkedBody::Status::kTooLarge:
+          note_.chunked_error = ChunkedBodyError{
+              chunked_->status() == ChunkedBody::Status::kTooLarge, chunked_->error()};
+          return -1;
       }
-      const ssize_t n = recv_some(buffer_, sizeof(buffer_));
-      if (n <= 0) return n;
-      pos_ = 0;
-      end_ = static_cast<std::size_t>(n);
     }
-    const std::size_t k = std::min(size, end_ - pos_);
-    std::memcpy(ptr, buffer_ + pos_, k);
-    pos_ += k;
-    if (in_headers_) count_header_bytes(ptr, k);
-    return static_cast<ssize_t>(k);
   }
 
   ssize_t write(const char* ptr, size_t size) override {
@@ -304,6 +329,44 @@ class FrontStream : public httplib::Stream {
     return n;
   }
 
+  // Waits, within the phase's budget, for bytes to read. Past the headers' deadline, bytes already
+  // there are still read (a client whose connection waited for a thread may have sent its whole
+  // request long ago); none there ends it. A body's deadline is strict.
+  bool await_bytes() {
+    const int budget = read_budget_ms();
+    if ((budget <= 0 && !in_headers_) ||
+        (!tls_buffered() && !wait_socket(sock_, POLLIN, std::max(budget, 0)))) {
+      // The body's deadline, not the pause between two bytes, ended it.
+      if (in_body_ && budget < read_timeout_ms_) note_.body_timed_out = true;
+      return false;
+    }
+    return true;
+  }
+
+  // Reads what the connection has into the (empty) buffer: the count, 0 at EOF, -1 on an error.
+  ssize_t fill_buffer() {
+    const ssize_t n = recv_some(buffer_, sizeof(buffer_));
+    if (n <= 0) return n;
+    pos_ = 0;
+    end_ = static_cast<std::size_t>(n);
+    return n;
+  }
+
+  // Up to `size` bytes as they came: from the buffer, else from the connection. Large reads (blob
+  // bodies) go straight to the caller; small ones (httplib reads request lines a byte at a time)
+  // come through the buffer.
+  ssize_t read_bytes(char* ptr, std::size_t size) {
+    if (pos_ == end_) {
+      if (!await_bytes()) return -1;
+      if (size >= sizeof(buffer_)) return recv_some(ptr, size);
+      if (const ssize_t n = fill_buffer(); n <= 0) return n;
+    }
+    const std::size_t k = std::min(size, end_ - pos_);
+    std::memcpy(ptr, buffer_ + pos_, k);
+    pos_ += k;
+    return static_cast<ssize_t>(k);
+  }
+
   // Decrypted bytes (or a record's bytes) TLS holds already: the socket may have none left.
   bool tls_buffered() const { return ssl_ != nullptr && SSL_has_pending(ssl_) != 0; }
   bool buffered() const { return pos_ < end_ || tls_buffered(); }
@@ -355,8 +418,10 @@ class FrontStream : public httplib::Stream {
   bool tls_failed_ = false;  // SSL_shutdown() must not follow a fatal TLS error
   int read_timeout_ms_;
   int write_timeout_ms_;
-  bool& body_timed_out_;
-  bool& headers_too_large_;
+  ConnectionNote& note_;
+  std::optional<ChunkedBody> chunked_;  // the request's body is chunked
+  std::string chunked_out_;             // framing for httplib, from chunked_
+  std::size_t chunked_out_pos_ = 0;     // how much of it httplib has read
   bool in_headers_ = false;
   bool request_line_read_ = false;
   std::size_t header_bytes_ = 0;  // of the header lines, read so far
@@ -689,8 +754,7 @@ bool Front::process_and_close_socket(socket_t sock) {
     }
     ConnectionNote note;
     FrontStream strm(sock, ssl, to_ms(read_timeout_sec_, read_timeout_usec_),
-                     to_ms(write_timeout_sec_, write_timeout_usec_), note.body_timed_out,
-                     note.headers_too_large);
+                     to_ms(write_timeout_sec_, write_timeout_usec_), note);
     t_note = &note;
     auto set_busy = [&](bool busy) {
       std::lock_guard<std::mutex> lock(st.mu);
@@ -733,6 +797,8 @@ bool Front::process_and_close_socket(socket_t sock) {
           strm.start_body_phase(body_deadline);
           set_busy(true);
           if (const char* error = framing_error(req, strm.header_lines())) throw BadFraming{error};
+          // framing_error() let through "chunked" alone.
+          if (req.has_header("Transfer-Encoding")) strm.read_chunked_body(payload_max_length_);
           lowercase_content_coding(req);
         });
       } catch (const BadFraming& bad) {
@@ -813,6 +879,11 @@ bool client_hung_up() {
 }
 
 bool request_body_timed_out() { return t_note != nullptr && t_note->body_timed_out; }
+
+std::optional<ChunkedBodyError> chunked_body_error() {
+  if (t_note == nullptr) return std::nullopt;
+  return t_note->chunked_error;
+}
 
 void note_request_read() {
   if (t_note != nullptr) t_note->request_read = true;

@@ -91,57 +91,69 @@ void Server::start() {
   httplib::Server& http = impl_->listener->http();
   const std::uint64_t max_json = o.max_json_body;
   const std::uint64_t max_blob = o.max_blob_size;
-  http.set_pre_routing_handler(
-      [max_json, max_blob, &service](const httplib::Request& req, httplib::Response& res) {
-        // Range is handled by the content route itself; keep httplib from slicing bodies again.
-        // (The Request is a non-const local of httplib's connection loop.)
-        const_cast<httplib::Request&>(req).ranges.clear();
-        // httplib passes NUL and other control bytes in header fields through; RFC 9110 has a
-        // recipient reject them. The error handler closes the connection after this 400.
-        for (const auto& [key, value] : req.headers) {
-          for (const std::string* field : {&key, &value}) {
-            for (char c : *field) {
-              const auto u = static_cast<unsigned char>(c);
-              if ((u < 0x20 && c != '\t') || u == 0x7f) {
-                send_envelope(req, res, 400, nullptr, "control character in a header field");
-                return httplib::Server::HandlerResponse::Handled;
-              }
-            }
+  // Refuses a request before its body is read: bad header fields, a body over the limits, a large
+  // body without a token.
+  const auto screen = [max_json, max_blob, &service](const httplib::Request& req,
+                                                     httplib::Response& res) {
+    // Range is handled by the content route itself; keep httplib from slicing bodies again.
+    // (The Request is a non-const local of httplib's connection loop.)
+    const_cast<httplib::Request&>(req).ranges.clear();
+    // httplib passes NUL and other control bytes in header fields through; RFC 9110 has a
+    // recipient reject them. The error handler closes the connection after this 400.
+    for (const auto& [key, value] : req.headers) {
+      for (const std::string* field : {&key, &value}) {
+        for (char c : *field) {
+          const auto u = static_cast<unsigned char>(c);
+          if ((u < 0x20 && c != '\t') || u == 0x7f) {
+            send_envelope(req, res, 400, nullptr, "control character in a header field");
+            return httplib::Server::HandlerResponse::Handled;
           }
         }
-        const bool blob =
-            req.method == "PUT" && req.path.find("/info/lfs/objects/") != std::string::npos;
-        const std::uint64_t limit = blob ? max_blob : max_json;
-        if (req.has_header("Content-Length")) {
-          std::uint64_t length = 0;
-          try {
-            length = std::stoull(req.get_header_value("Content-Length"));
-          } catch (const std::exception&) {
-            send_envelope(req, res, 400, nullptr, "bad Content-Length");
-            return httplib::Server::HandlerResponse::Handled;
-          }
-          if (length > limit) {
-            send_envelope(
-                req, res, 413, nullptr,
-                fmt::format("request body of {} bytes exceeds the limit of {}", length, limit));
-            res.set_header("Connection", "close");
-            return httplib::Server::HandlerResponse::Handled;
-          }
-          // httplib reads a body into memory before the route sees it; without this check
-          // anyone could make the server hold max_json_body bytes per worker thread.
-          if (length > kAnonymousBodyLimit && !identify(service, req).user) {
-            send_envelope(req, res, 401, nullptr,
-                          fmt::format("request bodies over {} bytes need a valid access token",
-                                      kAnonymousBodyLimit));
-            res.set_header("Connection", "close");
-            return httplib::Server::HandlerResponse::Handled;
-          }
-        } else if (req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos) {
-          send_envelope(req, res, 411, nullptr, "request bodies need a Content-Length header");
-          res.set_header("Connection", "close");
-          return httplib::Server::HandlerResponse::Handled;
-        }
-        return httplib::Server::HandlerResponse::Unhandled;
+      }
+    }
+    const bool blob =
+        req.method == "PUT" && req.path.find("/info/lfs/objects/") != std::string::npos;
+    const std::uint64_t limit = blob ? max_blob : max_json;
+    if (req.has_header("Content-Length")) {
+      std::uint64_t length = 0;
+      try {
+        length = std::stoull(req.get_header_value("Content-Length"));
+      } catch (const std::exception&) {
+        send_envelope(req, res, 400, nullptr, "bad Content-Length");
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      if (length > limit) {
+        send_envelope(
+            req, res, 413, nullptr,
+            fmt::format("request body of {} bytes exceeds the limit of {}", length, limit));
+        res.set_header("Connection", "close");
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      // httplib reads a body into memory before the route sees it; without this check
+      // anyone could make the server hold max_json_body bytes per worker thread.
+      if (length > kAnonymousBodyLimit && !identify(service, req).user) {
+        send_envelope(req, res, 401, nullptr,
+                      fmt::format("request bodies over {} bytes need a valid access token",
+                                  kAnonymousBodyLimit));
+        res.set_header("Connection", "close");
+        return httplib::Server::HandlerResponse::Handled;
+      }
+    } else if (req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos) {
+      send_envelope(req, res, 411, nullptr, "request bodies need a Content-Length header");
+      res.set_header("Connection", "close");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  };
+  http.set_pre_routing_handler(screen);
+  // A client that asks before it sends its body (Expect: 100-continue, as curl does for uploads
+  // over 1 MB) hears a refusal now, rather than after sending the body. The connection then
+  // closes: a body sent anyway is not read.
+  http.set_expect_100_continue_handler(
+      [screen](const httplib::Request& req, httplib::Response& res) {
+        if (screen(req, res) == httplib::Server::HandlerResponse::Unhandled) return 100;
+        res.set_header("Connection", "close");
+        return res.status;
       });
   http.set_exception_handler(
       [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {

@@ -147,7 +147,10 @@ struct Server::Impl {
   void body_failed(const httplib::Request& req, httplib::Response& res, bool too_large,
                    const std::string& id) {
     const std::string encoding = req.get_header_value("Content-Encoding");
-    if (too_large || res.status == 413) {
+    const auto chunked_refused = http_server::chunked_body_error();
+    if (chunked_refused && !chunked_refused->too_large) {
+      send_error(res, 400, "body", "chunked request body: " + chunked_refused->message, id);
+    } else if (too_large || res.status == 413 || chunked_refused) {
       send_error(res, 413, "body",
                  fmt::format("request body over {} bytes (ms serve --max-body-mb)",
                              options.max_body_bytes),
@@ -228,8 +231,42 @@ struct Server::Impl {
     }
   }
 
+  // A client that asks before it sends its body (Expect: 100-continue, as curl does for bodies
+  // over 1 MB) hears now that it would be refused for its token or its declared size, rather
+  // than after sending the body. Its connection then closes: a body sent anyway is not read.
+  int answer_expect_continue(const httplib::Request& req, httplib::Response& res) {
+    if (req.method != "POST" || req.path != "/call") return 100;
+    const std::string id = new_request_id();
+    res.set_header("X-Request-Id", id);
+    bool too_large = false;
+    if (req.has_header("Content-Length")) {
+      try {
+        // The front has checked that it is decimal: only a length past 64 bits throws.
+        too_large = std::stoull(req.get_header_value("Content-Length")) > options.max_body_bytes;
+      } catch (const std::exception&) {
+        too_large = true;
+      }
+    }
+    if (!admit(req, res, id)) {
+    } else if (too_large) {
+      send_error(res, 413, "body",
+                 fmt::format("request body over {} bytes (ms serve --max-body-mb)",
+                             options.max_body_bytes),
+                 id);
+    } else {
+      return 100;
+    }
+    metrics.request(res.status, 0.0);
+    res.set_header("Connection", "close");
+    return res.status;
+  }
+
   void install_routes() {
     httplib::Server& http = listener->http();
+    http.set_expect_100_continue_handler(
+        [this](const httplib::Request& req, httplib::Response& res) {
+          return answer_expect_continue(req, res);
+        });
     http.Post("/call",
               [this](const httplib::Request& req, httplib::Response& res,
                      const httplib::ContentReader& read_body) { call(req, res, read_body); });
@@ -285,6 +322,10 @@ struct Server::Impl {
           message =
               "malformed request (its line or headers, or a method other than GET, POST, "
               "PUT, PATCH, DELETE, OPTIONS)";
+        }
+        if (const auto refused = http_server::chunked_body_error()) {
+          res.status = refused->too_large ? 413 : 400;
+          message = "chunked request body: " + refused->message;
         }
         send_error(res, res.status, "", message, request_id_of(res));
       }

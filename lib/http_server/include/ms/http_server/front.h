@@ -115,6 +115,14 @@ bool client_hung_up();
 /// (FrontLimits::body_timeout_s) passed, for the route's answer (408) to a failed body read.
 bool request_body_timed_out();
 
+/// Why the chunked body of the request being served was refused while it was read: its framing
+/// was wrong (400), or its chunks announced more than the server's body limit (413).
+struct ChunkedBodyError {
+  bool too_large = false;
+  std::string message;
+};
+std::optional<ChunkedBodyError> chunked_body_error();
+
 /// Called by a route that has read its whole request: its own 400 or 413 (a bad field in a
 /// well-formed request) then leaves the connection open, unlike httplib's protocol errors.
 void note_request_read();
