@@ -22,7 +22,8 @@ import subprocess
 import sys
 import unittest
 
-from harness import SOURCE_DIR, TEST_HOOKS, TorchTestCase, run_ms, torch_python
+from harness import (SOURCE_DIR, TEST_HOOKS, TorchTestCase, require_newest_torch, run_ms,
+                     torch_python, torch_pythons)
 from test_tensorboard import tensorboard_python
 
 TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
@@ -281,6 +282,85 @@ class TrainTextTest(TorchTestCase):
                             os.path.join(work, "iter_8_trainer_state.pth")],
                            capture_output=True, text=True, timeout=300)
         self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_python_modelscope_resumes_the_schedule_where_ms_left_it(self):
+        # Python ModelScope resumes by loading a checkpoint's lr_scheduler into the schedule it
+        # builds from the configuration (under a warmup, the one the warmup wraps); its warmup then
+        # goes on from that schedule's _step_count. ms wrote only its own layout: _step_count
+        # stayed 1 in Python and the warmup started over (5.4e-4 where ms went on at 1.44e-3).
+        pythons = torch_pythons()
+        if not pythons:
+            self.skipTest("no Python with torch (Debian python3-torch)")
+        require_newest_torch(self)
+        config = recipe(max_epochs=2, lr_scheduler={
+            "type": "LinearLR", "start_factor": 1.0, "end_factor": 0.0, "total_iters": 20,
+            "options": {"by_epoch": False,
+                        "warmup": {"type": "LinearWarmup", "warmup_iters": 8, "warmup_ratio": 0.2}}})
+        config["train"]["hooks"] = [{"type": "CheckpointHook", "by_epoch": False, "interval": 5},
+                                    {"type": "TextLoggerHook", "interval": 1}]
+        self.write("recipe.json", json.dumps(config))
+        self.assertExit(self.train(), 0)
+        # ModelScope's LinearWarmup over torch's LinearLR (modelscope/trainers/lrscheduler/warmup),
+        # stepped once per iteration: what its checkpoint after 5 iterations holds.
+        script = """
+import json, sys, torch
+class LinearWarmup(torch.optim.lr_scheduler._LRScheduler):
+    def __init__(self, base, warmup_iters, warmup_ratio):
+        self.base_scheduler, self.warmup_iters, self.warmup_ratio = base, warmup_iters, warmup_ratio
+        self._is_init_step = True
+        super().__init__(base.optimizer)
+    def get_lr(self):
+        return self.base_scheduler.get_lr()
+    def step(self, epoch=None):
+        if self.base_scheduler._step_count > self.warmup_iters:
+            return self.base_scheduler.step()
+        for group, lr in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = lr
+        if self._is_init_step:
+            self._is_init_step = False
+        else:
+            self.base_scheduler.step()
+        k = self.base_scheduler._step_count - 1
+        for group in self.optimizer.param_groups:
+            group["lr"] *= 1 - (1 - k / self.warmup_iters) * (1 - self.warmup_ratio)
+def schedule():
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.003)
+    return optimizer, torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, 0.0, 20)
+optimizer, base = schedule()
+warmup = LinearWarmup(base, 8, 0.2)
+for _ in range(5):
+    warmup.step()
+python = base.state_dict()
+uninterrupted = []
+for _ in range(4):
+    warmup.step()
+    uninterrupted.append(optimizer.param_groups[0]["lr"])
+saved = torch.load(sys.argv[1])["lr_scheduler"]
+for key in ("base_lrs", "last_epoch", "_step_count", "_last_lr"):
+    assert saved[key] == python[key], (key, saved[key], python[key])
+# Resumed as ModelScope resumes: the checkpoint into the schedule, then the warmup over it.
+optimizer, base = schedule()
+base.load_state_dict(saved)
+warmup = LinearWarmup(base, 8, 0.2)
+resumed = []
+for _ in range(4):
+    warmup.step()
+    resumed.append(optimizer.param_groups[0]["lr"])
+print(json.dumps([resumed, uninterrupted]))
+"""
+        checkpoint = self.path("work", "iter_5_trainer_state.pth")
+        with open(glob.glob(self.path("work", "*.log.json"))[0]) as f:
+            # One line per iteration (interval 1), in order; "iter" counts within the epoch.
+            logged = [e["lr"] for e in map(json.loads, f) if e["mode"] == "train"]
+        for python in pythons:
+            r = subprocess.run([python, "-c", script, checkpoint], capture_output=True, text=True,
+                               timeout=300)
+            self.assertEqual(r.returncode, 0, (python, r.stderr))
+            resumed, uninterrupted = json.loads(r.stdout)
+            # Past iteration 5 the warmup goes on where it was, in Python as in ms.
+            self.assertEqual(resumed, uninterrupted, python)
+            self.assertEqual([round(lr, 9) for lr in resumed],
+                             [round(lr, 9) for lr in logged[5:9]], (python, logged))
 
     def test_fresh_head_over_a_bare_encoder(self):
         r = self.train("--max-epochs", "1", model=os.path.join(TINY, "st_dense"))

@@ -50,6 +50,14 @@ nlohmann::json LrScheduler::state() const {
   return {{"type", type()}, {"last_epoch", last_epoch_}, {"lrs", lrs_}, {"base_lrs", base_lrs_}};
 }
 
+nlohmann::json LrScheduler::torch_state() const {
+  // torch's constructor takes the initial step (its _step_count 1, last_epoch 0), as start() does.
+  return {{"base_lrs", base_lrs_},
+          {"last_epoch", last_epoch_},
+          {"_step_count", last_epoch_ + 1},
+          {"_last_lr", lrs_}};
+}
+
 void LrScheduler::set_lrs(std::vector<double> lrs) {
   if (lrs.size() != lrs_.size())
     fail(ErrorCode::kInternal, "{}: {} rates for {} parameter groups", type(), lrs.size(),
@@ -466,6 +474,15 @@ class ReduceLROnPlateau : public LrScheduler {
     out["cooldown_counter"] = cooldown_counter_;
     return out;
   }
+  nlohmann::json torch_state() const override {
+    // torch's ReduceLROnPlateau keeps no _step_count or base_lrs; its `best` starts infinite
+    // (a float the checkpoint holds as it is).
+    return {{"last_epoch", last_epoch()},
+            {"_last_lr", lrs()},
+            {"best", best_},
+            {"num_bad_epochs", bad_},
+            {"cooldown_counter", cooldown_counter_}};
+  }
   void load_state(const nlohmann::json& state) override {
     LrScheduler::load_state(state);
     try {
@@ -557,6 +574,14 @@ class Warmup : public LrScheduler {
     nlohmann::json out = LrScheduler::state();
     out["base"] = base_->state();
     out["init_step"] = init_step_;
+    out["base_last_lrs"] = base_last_lrs_;
+    return out;
+  }
+  nlohmann::json torch_state() const override {
+    nlohmann::json out = base_->torch_state();
+    // The base's rates before this warmup scaled them, as torch's _last_lr keeps them (the base's
+    // own lrs() are the scaled ones the optimizer holds).
+    if (!base_last_lrs_.empty()) out["_last_lr"] = base_last_lrs_;
     return out;
   }
   void load_state(const nlohmann::json& state) override {
@@ -564,6 +589,8 @@ class Warmup : public LrScheduler {
     try {
       base_->load_state(state.at("base"));
       init_step_ = state.at("init_step").get<bool>();
+      // Absent from checkpoints written before torch_state() was.
+      base_last_lrs_ = state.value("base_last_lrs", std::vector<double>{});
     } catch (const nlohmann::json::exception& e) {
       fail(ErrorCode::kIntegrity, "cannot restore the {} schedule from the checkpoint: {}", type_,
            e.what());
@@ -575,13 +602,17 @@ class Warmup : public LrScheduler {
     // PyTorch's _step_count of the base: its steps, the initial one included.
     if (base_->last_epoch() + 1 > warmup_iters_) {
       base_->step();
+      base_last_lrs_.clear();
       return base_->lrs();
     }
-    base_->set_lrs(base_lrs_);
     if (init_step_) {
       init_step_ = false;  // the base made its step 0 when it was built
+      base_last_lrs_ = base_->lrs();
+      base_->set_lrs(base_lrs_);
     } else {
+      base_->set_lrs(base_lrs_);
       base_->step();
+      base_last_lrs_ = base_->lrs();
     }
     const double scale = scale_at(base_->last_epoch());
     std::vector<double> out = base_->lrs();
@@ -603,6 +634,7 @@ class Warmup : public LrScheduler {
   std::int64_t warmup_iters_ = 1;
   double ratio_ = 0.1;
   bool init_step_ = true;
+  std::vector<double> base_last_lrs_;  // while warming up: the base's rates before scaling
 };
 
 template <typename T>

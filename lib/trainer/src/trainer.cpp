@@ -75,6 +75,9 @@ namespace {
 // nlohmann::ordered_json (Config) -> nlohmann::json (the component builders' options).
 nlohmann::json plain(const Json& value) { return nlohmann::json::parse(value.dump()); }
 
+// The key of ms's own schedule state in a checkpoint's "lr_scheduler" (beside torch's fields).
+constexpr const char* kMsSchedulerState = "ms_state";
+
 // A JSON value as a checkpoint value (hook and schedule states), and back.
 CheckpointValue to_checkpoint(const nlohmann::json& v) {
   if (v.is_null()) return {};
@@ -894,7 +897,13 @@ CheckpointValue Trainer::trainer_state() const {
   CheckpointValue out = CheckpointValue::dict();
   out.set("meta", std::move(meta));
   if (optimizer_) out.set("optimizer", optimizer_->state_dict());
-  if (lr_scheduler_) out.set("lr_scheduler", to_checkpoint(lr_scheduler_->state()));
+  if (lr_scheduler_) {
+    // torch's layout, which Python ModelScope loads into its schedule when it resumes, and ms's
+    // own whole state (a warmup's included), which ms resumes from.
+    nlohmann::json saved = lr_scheduler_->torch_state();
+    saved[kMsSchedulerState] = lr_scheduler_->state();
+    out.set("lr_scheduler", to_checkpoint(saved));
+  }
   return out;
 }
 
@@ -978,7 +987,10 @@ void Trainer::load_trainer_state(const CheckpointValue& state) {
   if (const CheckpointValue* saved = state.find("lr_scheduler"); saved && !saved->is_none()) {
     MS_CHECK(lr_scheduler() != nullptr, ErrorCode::kIntegrity,
              "the checkpoint has an LR schedule but train.lr_scheduler is not set");
-    lr_scheduler()->load_state(from_checkpoint(*saved));
+    const nlohmann::json state = from_checkpoint(*saved);
+    // Older checkpoints of ms hold ms's state alone, not beside torch's fields.
+    const auto own = state.find(kMsSchedulerState);
+    lr_scheduler()->load_state(own != state.end() ? *own : state);
     optimizer().set_lrs(lr_scheduler()->lrs());
   }
 }

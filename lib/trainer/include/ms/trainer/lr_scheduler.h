@@ -40,6 +40,13 @@ class LrScheduler {
   /// another type or group count is kIntegrity.
   virtual nlohmann::json state() const;
   virtual void load_state(const nlohmann::json& state);
+  /// The fields of torch.optim.lr_scheduler's state_dict() that change as a schedule steps
+  /// (`base_lrs`, `last_epoch`, `_step_count`, `_last_lr`; ReduceLROnPlateau's `last_epoch`,
+  /// `_last_lr`, `best`, `num_bad_epochs`, `cooldown_counter`), of the schedule Python
+  /// ModelScope's trainer saves and resumes (under a warmup, the one it wraps: ModelScope's warmup
+  /// goes on from that schedule's `_step_count`). Python's load_state_dict() takes them over the
+  /// values of a schedule built from the same configuration.
+  virtual nlohmann::json torch_state() const;
   /// Sets the groups' current rates, as another hand on the same optimizer does (a warmup
   /// resetting them under the schedule it wraps): the next step goes on from these.
   void set_lrs(std::vector<double> lrs);
