@@ -23,8 +23,8 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import (MS_BIN, SOURCE_DIR, TorchTestCase, component_available, require_newest_torch,
-                     run_ms, transformers_pythons)
+from harness import (MS_BIN, SOURCE_DIR, TorchTestCase, component_available, newest_torch_python,
+                     require_newest_torch, run_ms, transformers_pythons)
 from hub_fixture import HubServer
 
 TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
@@ -156,6 +156,36 @@ class TransformersLoadsTrainedModels(TorchTestCase):
     def test_finetuned_classifier(self):
         # The tiny classifier keeps its 3-label head (negative, neutral, positive).
         self.check_model("cls", ["negative", "neutral", "positive"], 3, 0.01)
+
+    def test_bert_tokenizer_saved_by_transformers_5(self):
+        # transformers 5 saves a BERT tokenizer as tokenizer.json and tokenizer_config.json alone,
+        # without vocab.txt: ms refused such a folder (exit 4, "no WordPiece vocabulary").
+        newest = newest_torch_python()
+        if newest is None:
+            self.skipTest("build/venv-torch-newest is absent")
+        model = self.path("saved-by-5")
+        shutil.copytree(os.path.join(TINY, "cls"), model)
+        saved = self.path("tokenizer-5")
+        script = ("import sys, transformers\n"
+                  "t = transformers.AutoTokenizer.from_pretrained(sys.argv[1])\n"
+                  "t.save_pretrained(sys.argv[2])\n"
+                  "print(transformers.__version__)\n")
+        r = subprocess.run([newest, "-c", script, model, saved], capture_output=True, text=True,
+                           timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        if int(r.stdout.split(".")[0]) < 5:
+            self.skipTest("transformers " + r.stdout.strip() + " still writes vocab.txt")
+        self.assertNotIn("vocab.txt", os.listdir(saved))
+        os.remove(os.path.join(model, "vocab.txt"))
+        for name in os.listdir(saved):
+            shutil.copy(os.path.join(saved, name), model)
+        # The same ids, so the same scores as the folder with vocab.txt.
+        self.assertEqual(self.ms_scores(model), self.ms_scores(os.path.join(TINY, "cls")))
+        r = run_ms("train", "--model", model, "--config", self.write("recipe.json", json.dumps(recipe(1, 0.01))),
+                   "--dataset", "csv:" + self.path("train.csv"), "--work-dir", self.path("work"),
+                   timeout=600)
+        self.assertExit(r, 0)
+        self.assertIn("tokenizer.json", os.listdir(self.path("work", "output")))
 
     def test_fresh_head_over_a_bare_encoder(self):
         # The head is made for the dataset's 2 classes; the encoder had no classifier (and its

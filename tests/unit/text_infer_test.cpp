@@ -7,6 +7,7 @@
 #include <mutex>
 #include <set>
 #include <stdexcept>
+#include <tuple>
 
 #include "catch.h"
 #include "ms/core/error.h"
@@ -182,6 +183,64 @@ TEST_CASE("vocabulary files: missing vocab.txt and special tokens", "[text]") {
   }
   ms::write_file_atomic(dir.path / "tokenizer_config.json", R"({"unk_token": "hello"})");
   CHECK(BertTokenizer::from_dir(dir.path).tokenize("xyz") == std::vector<std::string>{"hello"});
+}
+
+TEST_CASE("a WordPiece tokenizer.json without vocab.txt, as transformers 5 saves BERT's",
+          "[text]") {
+  TempDir dir;
+  // tokenizer.json's layout as tokenizers 0.23 writes it (ids in any order in model.vocab).
+  const std::string model =
+      R"("model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+         "max_input_chars_per_word": 100,
+         "vocab": {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "un": 5, "[MASK]": 4,
+                   "##aff": 6, "##able": 7, "cafe": 8, "Cafe": 9}})";
+  const std::string bert_normalizer =
+      R"("normalizer": {"type": "BertNormalizer", "clean_text": true,
+         "handle_chinese_chars": true, "strip_accents": null, "lowercase": true})";
+  const std::string bert_pre = R"("pre_tokenizer": {"type": "BertPreTokenizer"})";
+  auto write = [&](const std::string& normalizer, const std::string& pre,
+                   const std::string& body = "") {
+    ms::write_file_atomic(dir.path / "tokenizer.json",
+                          "{" + (body.empty() ? model : body) + "," + normalizer + "," + pre + "}");
+  };
+  write(bert_normalizer, bert_pre);
+  CHECK(BertTokenizer::in_dir(dir.path));
+  BertTokenizer t = BertTokenizer::from_dir(dir.path);
+  CHECK(t.vocab_size() == 10);
+  CHECK(t.encode("Unaffable CAFÉ").ids == std::vector<std::int64_t>{2, 5, 6, 7, 8, 3});
+  // Its normalizer says how text is normalised: cased here.
+  write(R"("normalizer": {"type": "BertNormalizer", "lowercase": false, "strip_accents": false})",
+        bert_pre);
+  CHECK(BertTokenizer::from_dir(dir.path).tokenize("Cafe") == std::vector<std::string>{"Cafe"});
+  // tokenizer_config.json's do_lower_case overrides it, as BertTokenizerFast lets it.
+  ms::write_file_atomic(dir.path / "tokenizer_config.json", R"({"do_lower_case": true})");
+  CHECK(BertTokenizer::from_dir(dir.path).tokenize("Cafe") == std::vector<std::string>{"cafe"});
+  fs::remove(dir.path / "tokenizer_config.json");
+  // Anything BERT's WordPiece would not do is refused by name, not tokenised differently.
+  for (const auto& [normalizer, pre, body, fragment] :
+       std::vector<std::tuple<std::string, std::string, std::string, std::string>>{
+           {R"("normalizer": {"type": "Sequence", "normalizers": []})", bert_pre, "",
+            "the normalizer Sequence is not BERT's"},
+           {bert_normalizer, R"("pre_tokenizer": {"type": "Whitespace"})", "",
+            "the pre-tokenizer Whitespace is not BERT's"},
+           {bert_normalizer, R"("pre_tokenizer": null)", "", "the pre-tokenizer null"},
+           {bert_normalizer, bert_pre,
+            R"("model": {"type": "WordPiece", "vocab": {"[PAD]": 0, "[UNK]": 2}})",
+            "its ids must be 0 to 1, each once"},
+           {bert_normalizer, bert_pre, R"("model": {"type": "BPE", "vocab": {}, "merges": []})",
+            "holds a BPE model, not WordPiece"},
+       }) {
+    write(normalizer, pre, body);
+    CAPTURE(fragment);
+    try {
+      BertTokenizer::from_dir(dir.path);
+      FAIL("expected an error");
+    } catch (const ms::Error& e) {
+      CHECK(std::string(e.what()).find(fragment) != std::string::npos);
+      CHECK(std::string(e.what()).find("tokenizer.json") != std::string::npos);
+    }
+  }
+  CHECK_FALSE(BertTokenizer::in_dir(dir.path));  // the BPE one
 }
 
 TEST_CASE("a token listed twice takes its last line's id, as Hugging Face's loaders do", "[text]") {

@@ -8,9 +8,89 @@
 #include "ms/core/file.h"
 #include "ms/core/text.h"
 #include "ms/text/unicode.h"
+#include "tokenizer_files.h"
 
 namespace ms::text {
 namespace {
+
+// Whether tokenizer.json holds a WordPiece model (transformers 5 saves a BERT tokenizer as
+// tokenizer.json and tokenizer_config.json alone, without vocab.txt).
+bool holds_wordpiece(const nlohmann::json& j) {
+  return j.is_object() && j.contains("model") && j["model"].is_object() &&
+         j["model"].value("type", "") == "WordPiece";
+}
+
+// The type of one of tokenizer.json's components ("BertNormalizer"), or its JSON when it has none.
+std::string component_type(const nlohmann::json& component) {
+  if (component.is_object() && component.contains("type") && component["type"].is_string())
+    return component["type"].get<std::string>();
+  return component.dump();
+}
+
+// tokenizer.json's WordPiece vocabulary in id order, and the options its normalizer and model
+// give (tokenizer_config.json may still override them, as Hugging Face's BertTokenizerFast lets
+// it). A normalizer or pre-tokenizer other than BERT's is refused: ms tokenises as BERT does.
+std::vector<std::string> read_wordpiece_json(const nlohmann::json& j, const std::string& source,
+                                             BertTokenizerOptions& options) {
+  const nlohmann::json& model = j["model"];
+  const auto ids =
+      vocab_from_json(model.value("vocab", nlohmann::json()), source + " (model.vocab)");
+  std::vector<std::string> vocab(ids.size());
+  std::vector<bool> taken(ids.size(), false);
+  for (const auto& [token, id] : ids) {
+    const auto slot = static_cast<std::size_t>(id);
+    MS_CHECK(id >= 0 && slot < vocab.size() && !taken[slot], ErrorCode::kConfig,
+             "{}: model.vocab gives '{}' the id {}, but its ids must be 0 to {}, each once", source,
+             token, id, static_cast<std::int64_t>(vocab.size()) - 1);
+    vocab[slot] = token;
+    taken[slot] = true;
+  }
+  auto text = [&](const char* key, std::string& out) {
+    if (model.contains(key) && !model[key].is_null()) {
+      MS_CHECK(model[key].is_string(), ErrorCode::kConfig, "{}: model.{} must be a string, got {}",
+               source, key, model[key].dump());
+      out = model[key].get<std::string>();
+    }
+  };
+  text("unk_token", options.unk_token);
+  text("continuing_subword_prefix", options.continuing_prefix);
+  if (model.contains("max_input_chars_per_word")) {
+    const nlohmann::json& v = model["max_input_chars_per_word"];
+    MS_CHECK(v.is_number_integer() && v.get<std::int64_t>() > 0, ErrorCode::kConfig,
+             "{}: model.max_input_chars_per_word must be a positive integer, got {}", source,
+             v.dump());
+    options.max_input_chars_per_word = v.get<std::size_t>();
+  }
+  const nlohmann::json normalizer = j.value("normalizer", nlohmann::json());
+  if (normalizer.is_null()) {
+    // No normalizer: the text is split as it is.
+    options.lowercase = options.tokenize_chinese_chars = options.clean_text = false;
+    options.strip_accents = false;
+  } else {
+    MS_CHECK(component_type(normalizer) == "BertNormalizer", ErrorCode::kConfig,
+             "{}: the normalizer {} is not BERT's (BertNormalizer), which ms's WordPiece "
+             "tokenizer applies",
+             source, component_type(normalizer));
+    auto flag = [&](const char* key, bool fallback) {
+      const nlohmann::json v = normalizer.value(key, nlohmann::json());
+      if (v.is_null()) return fallback;
+      MS_CHECK(v.is_boolean(), ErrorCode::kConfig,
+               "{}: normalizer.{} must be true or false, got {}", source, key, v.dump());
+      return v.get<bool>();
+    };
+    options.clean_text = flag("clean_text", true);
+    options.tokenize_chinese_chars = flag("handle_chinese_chars", true);
+    options.lowercase = flag("lowercase", true);
+    const nlohmann::json strip = normalizer.value("strip_accents", nlohmann::json());
+    if (!strip.is_null()) options.strip_accents = flag("strip_accents", false);
+  }
+  const nlohmann::json pre = j.value("pre_tokenizer", nlohmann::json());
+  MS_CHECK(component_type(pre) == "BertPreTokenizer", ErrorCode::kConfig,
+           "{}: the pre-tokenizer {} is not BERT's (BertPreTokenizer), which ms's WordPiece "
+           "tokenizer applies",
+           source, component_type(pre));
+  return vocab;
+}
 
 // Special tokens may be written as plain strings or as {"content": "..."} objects.
 std::optional<std::string> token_value(const Json& j, const char* key) {
@@ -50,10 +130,35 @@ BertTokenizer::BertTokenizer(std::vector<std::string> vocab, BertTokenizerOption
             [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
 }
 
-BertTokenizer BertTokenizer::from_dir(const std::filesystem::path& dir) {
-  const std::filesystem::path vocab_path = dir / "vocab.txt";
+bool BertTokenizer::in_dir(const std::filesystem::path& dir) {
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(vocab_path, ec)) {
+  if (std::filesystem::is_regular_file(dir / "vocab.txt", ec)) return true;
+  if (!std::filesystem::is_regular_file(dir / "tokenizer.json", ec)) return false;
+  try {
+    return holds_wordpiece(read_big_json(dir / "tokenizer.json"));
+  } catch (const Error&) {
+    return false;  // from_dir() reports what is wrong with it
+  }
+}
+
+BertTokenizer BertTokenizer::from_dir(const std::filesystem::path& dir) {
+  std::filesystem::path vocab_path = dir / "vocab.txt";
+  std::error_code ec;
+  BertTokenizerOptions options;
+  std::vector<std::string> vocab;
+  if (std::filesystem::is_regular_file(vocab_path, ec)) {
+    const std::string text = read_file(vocab_path);
+    for (std::string_view token : split_lines(text)) vocab.emplace_back(token);
+  } else if (const std::filesystem::path json_path = dir / "tokenizer.json";
+             std::filesystem::is_regular_file(json_path, ec)) {
+    const nlohmann::json j = read_big_json(json_path);
+    MS_CHECK(holds_wordpiece(j), ErrorCode::kNotFound,
+             "no WordPiece vocabulary: {} does not exist, and {} holds a {} model, not WordPiece",
+             vocab_path.string(), json_path.string(),
+             component_type(j.is_object() ? j.value("model", nlohmann::json()) : j));
+    vocab = read_wordpiece_json(j, json_path.string(), options);
+    vocab_path = json_path;
+  } else {
     // Half of a byte-level BPE tokenizer: say what is missing of it, not that BERT's is.
     for (const auto& [have, need] :
          {std::pair<const char*, const char*>{"vocab.json", "merges.txt"},
@@ -68,14 +173,11 @@ BertTokenizer BertTokenizer::from_dir(const std::filesystem::path& dir) {
     }
     throw Error(ErrorCode::kNotFound,
                 fmt::format("no WordPiece vocabulary: {} does not exist", vocab_path.string()),
-                "a BERT-family model folder needs vocab.txt next to its weights");
+                "a BERT-family model folder needs vocab.txt (or a WordPiece tokenizer.json) next "
+                "to its weights");
   }
-  const std::string text = read_file(vocab_path);
-  std::vector<std::string> vocab;
-  for (std::string_view token : split_lines(text)) vocab.emplace_back(token);
   MS_CHECK(!vocab.empty(), ErrorCode::kConfig, "{} is empty", vocab_path.string());
 
-  BertTokenizerOptions options;
   // A key that is present must have its type: a misspelt value ("do_lower_case": "banana") would
   // otherwise silently tokenise differently from the model's training. null means "not set".
   auto apply = [&options](const Json& j, const std::filesystem::path& file) {
@@ -113,7 +215,7 @@ BertTokenizer BertTokenizer::from_dir(const std::filesystem::path& dir) {
     // The checks of the vocabulary itself (its special tokens): name the file they read.
     throw Error(e.code(), fmt::format("{}: {}", vocab_path.string(), e.what()),
                 e.hint().empty() ? "tokenizer_config.json and special_tokens_map.json name the "
-                                   "special tokens; vocab.txt must list each of them"
+                                   "special tokens; the vocabulary must list each of them"
                                  : e.hint());
   }
 }

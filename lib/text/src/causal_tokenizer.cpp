@@ -50,12 +50,12 @@ CausalTokenizer& CausalTokenizer::operator=(CausalTokenizer&&) noexcept = defaul
 CausalTokenizer::~CausalTokenizer() = default;
 
 bool CausalTokenizer::in_dir(const std::filesystem::path& dir) {
-  return Gpt2Tokenizer::in_dir(dir) || std::filesystem::is_regular_file(dir / "vocab.txt");
+  return Gpt2Tokenizer::in_dir(dir) || BertTokenizer::in_dir(dir);
 }
 
 CausalTokenizer CausalTokenizer::from_dir(const std::filesystem::path& dir) {
   if (Gpt2Tokenizer::in_dir(dir)) return CausalTokenizer(Gpt2Tokenizer::from_dir(dir));
-  MS_CHECK(std::filesystem::is_regular_file(dir / "vocab.txt"), ErrorCode::kNotFound,
+  MS_CHECK(BertTokenizer::in_dir(dir), ErrorCode::kNotFound,
            "{} has no tokenizer for text generation: byte-level BPE (vocab.json + merges.txt, or "
            "tokenizer.json) or a BERT-style vocab.txt",
            dir.string());

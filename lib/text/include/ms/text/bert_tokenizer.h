@@ -45,10 +45,15 @@ class MS_API BertTokenizer {
  public:
   BertTokenizer(std::vector<std::string> vocab, BertTokenizerOptions options);
 
-  /// Reads vocab.txt and, when present, tokenizer_config.json and special_tokens_map.json from a
-  /// model folder. Throws ms::Error(kNotFound) when vocab.txt is missing, kConfig when a config
-  /// file is malformed or names special tokens the vocabulary lacks.
+  /// Reads vocab.txt (or, without it, a tokenizer.json holding a WordPiece model, as transformers
+  /// 5 saves BERT's: its vocabulary, normalizer and model options) and, when present,
+  /// tokenizer_config.json and special_tokens_map.json from a model folder. Throws
+  /// ms::Error(kNotFound) when neither vocabulary is there, kConfig when a file is malformed,
+  /// tokenizer.json normalises or pre-tokenises otherwise than BERT, or the special tokens named
+  /// are not in the vocabulary.
   static BertTokenizer from_dir(const std::filesystem::path& dir);
+  /// Whether `dir` holds such a vocabulary (vocab.txt, or a WordPiece tokenizer.json).
+  static bool in_dir(const std::filesystem::path& dir);
 
   /// Words after clean-up, lower-casing, accent stripping and punctuation/CJK splitting.
   std::vector<std::string> basic_tokenize(std::string_view text) const;
