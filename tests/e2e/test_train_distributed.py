@@ -412,6 +412,17 @@ class DistributedTrainTest(TorchTestCase):
         self.assertExit(nested, 2)
         self.assertIn("WORLD_SIZE", nested.stderr)
 
+    def test_rank_0_on_a_port_in_use_is_one_clear_line(self):
+        # LibTorch's own log lines (four of them, from glog) came before ms's error.
+        with socket.socket() as taken:
+            taken.bind(("", 0))
+            taken.listen(1)
+            port = taken.getsockname()[1]
+            r = run_ms(*self.args("r4.json", "work"), env=self.worker_env(0, port, MS_DIST_TIMEOUT="2"))
+        self.assertExit(r, 5)
+        self.assertOneLineError(r, f"MASTER_PORT {port} is in use on this machine")
+        self.assertNotIn("socket.cpp", r.stderr)
+
     def libtorch_major(self):
         return int(json.loads(run_ms("env", "--json").stdout)["libtorch"]["version"].split(".")[0])
 

@@ -317,8 +317,8 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
       // Its own account of the failure first (what it wrote before exiting).
       worker_stderr.wait_closed(static_cast<std::size_t>(rank), kStreamEnd);
       outcome.failure = fmt::format("worker {} of {} {}", rank, nproc, describe(status));
-      std::fprintf(stderr, "%s: %s; stopping the others\n", command.c_str(),
-                   outcome.failure.c_str());
+      std::fprintf(stderr, "%s: %s%s\n", command.c_str(), outcome.failure.c_str(),
+                   nproc > 1 ? "; stopping the others" : "");
       term_at = Clock::now() + kOwnExit;
     }
     // Rank 0's own failure (not one the launcher's SIGTERM caused) says most: a failure that

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
 #include <mutex>
 #include <stdexcept>
 
@@ -104,6 +105,14 @@ const TorchLayer& load_torch_layer(const TorchOptions& options) {
                         path.string()),
             kInstallHint);
 #endif
+  }
+  // LibTorch logs through glog (Debian's build, which reads GLOG_minloglevel as it loads) or c10's
+  // own logger (PyPI's: TORCH_CPP_LOG_LEVEL). A rendezvous on a port in use printed four raw
+  // lines of c10d's before ms's one-line error, which says the same; ms reports what fails
+  // itself. They are shown at ms's debug level, or with the user's own setting.
+  if (log::level() > log::Level::kDebug) {
+    ::setenv("GLOG_minloglevel", "3", /*overwrite=*/0);
+    ::setenv("TORCH_CPP_LOG_LEVEL", "FATAL", /*overwrite=*/0);
   }
   void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {

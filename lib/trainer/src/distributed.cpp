@@ -23,6 +23,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -481,15 +483,31 @@ std::shared_ptr<Distributed> Distributed::join(const infer::DistributedEnv& env,
       impl->store = c10::make_intrusive<c10d::PrefixStore>(
           fmt::format("/worker/attempt_{}", env.restart_count), tcp);
   } catch (const std::exception& e) {
-    throw Error(
-        ErrorCode::kNetwork,
-        fmt::format("rank {} of {}: the rendezvous at {} failed: {}", env.rank, env.world_size,
-                    where, first_line(e.what())),
+    std::string hint =
         env.is_main()
             ? "rank 0 hosts the store on MASTER_PORT: pick a free port; every worker must "
               "start within MS_DIST_TIMEOUT seconds"
             : "check MASTER_ADDR / MASTER_PORT (rank 0's host and a port it can bind) and that "
-              "rank 0 runs; MS_DIST_TIMEOUT sets the wait in seconds");
+              "rank 0 runs; MS_DIST_TIMEOUT sets the wait in seconds";
+    // Rank 0 serves the store here and then connects to it at MASTER_ADDR: another host's
+    // address there met whatever listens on that host's port (LibTorch's error then speaks of
+    // its protocol).
+    if (options.isServer && !names_this_machine(env.master_addr)) {
+      hint = fmt::format(
+          "MASTER_ADDR {} is not an address of this machine, but rank 0 hosts the store there: "
+          "set MASTER_ADDR to rank 0's own host (its name or address) on every worker",
+          env.master_addr);
+    }
+    // LibTorch's account of a port in use lists each address it tried.
+    const bool port_in_use = options.isServer && std::string_view(e.what()).find(
+                                                     "Address already in use") != std::string::npos;
+    throw Error(ErrorCode::kNetwork,
+                port_in_use ? fmt::format("rank {} of {}: MASTER_PORT {} is in use on this "
+                                          "machine: the rendezvous store cannot listen there",
+                                          env.rank, env.world_size, env.master_port)
+                            : fmt::format("rank {} of {}: the rendezvous at {} failed: {}",
+                                          env.rank, env.world_size, where, first_line(e.what())),
+                hint);
   }
 #if TORCH_VERSION_MAJOR < 2
   // LibTorch 1.x's rank 0 stops waiting for the others quietly at the timeout (2.x throws), and

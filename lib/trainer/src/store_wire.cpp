@@ -125,6 +125,25 @@ void check_host_resolves(const std::string& host, int port) {
   resolve(host, port, &error);
 }
 
+bool names_this_machine(const std::string& host) {
+  std::string error;
+  Addresses addresses(nullptr, &::freeaddrinfo);
+  try {
+    addresses = resolve(host, 0, &error);
+  } catch (const Error&) {
+    return true;  // unknown: only a name that resolves elsewhere is known not to be here
+  }
+  if (!addresses) return true;
+  for (const addrinfo* a = addresses.get(); a != nullptr; a = a->ai_next) {
+    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    const bool bound = ::bind(fd, a->ai_addr, a->ai_addrlen) == 0;  // port 0: any free one
+    ::close(fd);
+    if (bound) return true;
+  }
+  return false;
+}
+
 StoreWire::StoreWire(const std::string& host, int port, Clock::time_point deadline,
                      StoreProtocol protocol)
     : where_(fmt::format("{}:{}", host, port)), deadline_(deadline), protocol_(protocol) {

@@ -104,6 +104,11 @@ StoreProtocol agent_store_protocol(const std::string& host, int port,
 /// that asks to try again is not an answer: that is left to the connection's retries).
 void check_host_resolves(const std::string& host, int port);
 
+/// Whether `host` resolves to an address of this machine (one a socket here can bind); true
+/// when it cannot tell (the name server failed). Rank 0 hosts the store on MASTER_ADDR, so its
+/// MASTER_ADDR must name its own host.
+bool names_this_machine(const std::string& host);
+
 /// "the rendezvous at HOST:PORT accepted the connection but did not answer as a store": the check
 /// every client rank makes before LibTorch's client connects. kNetwork after `deadline`.
 void check_store_answers(const std::string& host, int port,
