@@ -783,6 +783,13 @@ class HubServerTest(MsTestCase):
         conn.send(b"2\r\n{}\r\n0\r\n\r\n")
         self.assertEqual(conn.getresponse().status, 411)
         conn.close()
+        # In any case: "Chunked" went past the check, and an anonymous body of any size into
+        # memory. The answer comes before any of it is sent.
+        for coding in ("Chunked", "CHUNKED"):
+            with socket.create_connection((self.server.host, self.server.port), timeout=30) as s:
+                s.sendall(f"POST /api/v1/models HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {coding}\r\n"
+                          f"\r\n".encode())
+                self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 411 "), coding)
         conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=10)
         conn.putrequest("POST", "/api/v1/models")
         conn.putheader("Content-Length", str(1 << 40))
@@ -840,6 +847,20 @@ class HubServerTest(MsTestCase):
         self.assertIn("connection: close", headers)
         blob = f"/api/v1/repos/models/{repo}/info/lfs/objects/{'0' * 64}"
         self.assertEqual(ask(blob, 1 << 50, token=self.alice, method="PUT")[0], 413)
+        # A refused blob upload left unread closes its connection: its bytes were run as a next
+        # request (a smuggled one).
+        smuggled = f"GET /api/v1/models/{repo} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        with socket.create_connection((self.server.host, self.server.port), timeout=30) as s:
+            s.sendall(f"PUT {blob} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(smuggled)}\r\n\r\n"
+                      .encode() + smuggled)
+            answers = b""
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                answers += data
+        self.assertEqual(answers.count(b"HTTP/1.1 "), 1, answers)
+        self.assertIn(b"Connection: close", answers)
         # A request the server takes is told to go on.
         self.assertEqual(ask(commit, 100, token=self.alice)[0], 100)
         self.assertEqual(self.server.commit(self.alice, repo, {"a.txt": b"a"})[0], 200)

@@ -683,7 +683,7 @@ class HttpFramingTest(ServeTestCase):
                 # Data longer than its chunk size, a smuggled request inside.
                 (b"5\r\n" + body + smuggled + b"\r\n0\r\n\r\n", "longer than its size"),
                 (b"-5\r\n" + body + b"\r\n0\r\n\r\n", "not a hexadecimal number"),
-                (b"5\nhello\r\n0\r\n\r\n", "more than a size"),
+                (b"5\nhello\r\n0\r\n\r\n", "does not end in CRLF"),
                 (b"0\r\nno colon\r\n\r\n", "not a field")):
             # The write side stays open: a server waiting for more would wait for its timeout.
             with s.connect() as conn:
@@ -730,6 +730,52 @@ class HttpFramingTest(ServeTestCase):
             (got_status, _, got), = read_responses(conn, first_only=True)
         self.assertEqual(got_status, 200, got)
         self.assertIn("labels", got)
+
+    def test_a_body_left_unread_closes_the_connection(self):
+        # A request answered without reading its body (a 401, a GET with a body) kept its
+        # connection, and the body's bytes then ran as the next request: a request smuggled inside
+        # a body the server refused.
+        s = self.serve(os.path.join(TINY, "cls"), "--token", "s3cret", "--max-body-mb", "1")
+        inner = b'{"input":"hello"}'
+        smuggled = (b"POST /call HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(inner) + inner)
+        for head in (b"POST /call HTTP/1.1\r\nHost: x\r\n",
+                     b"POST /call HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\n",
+                     b"GET /health HTTP/1.1\r\nHost: x\r\n"):
+            with s.connect() as conn:
+                conn.sendall(head + b"Content-Length: %d\r\n\r\n" % len(smuggled) + smuggled)
+                got = read_responses(conn)
+            self.assertEqual(len(got), 1, (head, got))
+            self.assertIn(("Connection", "close"), got[0][1], head)
+        # "Expect: 100-Continue" in another case is the same expectation (RFC 9110).
+        with s.connect() as conn:
+            conn.sendall(b"POST /call HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\n"
+                         b"Content-Length: 2000\r\n\r\n")
+            (status, headers, _), = read_responses(conn, first_only=True)
+        self.assertEqual(status, 401)
+        self.assertIn(("Connection", "close"), headers)
+        # HTTP/1.0 has no transfer codings, and its clients get no 100 (RFC 9110 section 10.1.1).
+        got = s.raw(b"POST /call HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % len(inner) + inner + b"\r\n0\r\n\r\n")
+        self.assertEqual([st for st, _, _ in got], [400], got)
+        self.assertIn("HTTP/1.0", got[0][2]["Message"])
+        got = s.raw(b"POST /call HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n"
+                    b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(inner) + inner)
+        self.assertEqual([st for st, _, _ in got], [200], got)
+
+    def test_an_upload_past_the_limit_hears_its_413(self):
+        # The server stopped reading 1 MiB after its answer and closed: the client, still
+        # sending, got a reset instead of the 413.
+        s = self.serve(os.path.join(TINY, "cls"), "--max-body-mb", "1")
+        chunk = b"x" * 65536
+        with s.connect() as conn:
+            conn.sendall(b"POST /call HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for _ in range(256):  # 16 MiB
+                conn.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+            conn.sendall(b"0\r\n\r\n")
+            got = read_responses(conn)
+        self.assertEqual([(st, b["Code"]) for st, _, b in got], [(413, 413)], got)
+        self.assertIn("--max-body-mb", got[0][2]["Message"])
 
     def test_header_lines_past_64_kib_are_431(self):
         # httplib kept every header line: a million short ones held over 100 MB per connection.

@@ -82,7 +82,8 @@ TEST_CASE("a chunked body with wrong framing is refused where the fault is") {
            Case{"\r\nhello\r\n0\r\n\r\n", "not a hexadecimal number"},
            Case{"0x5\r\nhello\r\n0\r\n\r\n", "more than a size"},
            Case{"5 5\r\nhello\r\n0\r\n\r\n", "more than a size"},
-           Case{"5\nhello\r\n0\r\n\r\n", "more than a size"},
+           Case{"5\nhello\r\n0\r\n\r\n", "does not end in CRLF"},
+           Case{"5;ext\nhello\r\n0\r\n\r\n", "does not end in CRLF"},
            Case{"5\r hello\r\n0\r\n\r\n", "does not end in CRLF"},
            Case{"5;a\x01\r\nhello\r\n0\r\n\r\n", "more than a size"},
            // Data longer than its size: httplib ended the body there and ran the rest as a

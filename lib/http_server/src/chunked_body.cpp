@@ -79,6 +79,8 @@ std::size_t ChunkedBody::parse_framing(const char* data, std::size_t size, std::
       case Step::kSizeRest:
         if (c == '\r') {
           step_ = Step::kSizeLf;
+        } else if (c == '\n') {
+          return fail(Status::kBad, "a chunk size line does not end in CRLF", i);
         } else if (!in_extension_ && (c == ' ' || c == '\t')) {
           // Whitespace before a chunk extension's ";" (RFC 9112's BWS).
         } else if (!in_extension_ && c == ';') {

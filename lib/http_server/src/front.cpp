@@ -23,6 +23,7 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -128,7 +129,11 @@ struct ConnectionNote {
   bool body_timed_out = false;     // a body read failed at FrontLimits::body_timeout_s
   bool headers_too_large = false;  // the header lines passed kMaxHeaderBytes
   std::optional<ChunkedBodyError> chunked_error;  // the chunked body was refused
-  const std::atomic<bool>* stopping = nullptr;    // the server's begin_stop() flag
+  std::uint64_t body_length = 0;                  // the body's Content-Length (0: none, or chunked)
+  std::uint64_t body_read = 0;     // bytes of the body read so far (a chunked one's framing too)
+  bool body_chunked = false;       // the body is chunked
+  bool body_chunked_done = false;  // ... and its last chunk and trailers were read
+  const std::atomic<bool>* stopping = nullptr;  // the server's begin_stop() flag
 };
 thread_local ConnectionNote* t_note = nullptr;
 
@@ -224,9 +229,16 @@ class FrontStream : public httplib::Stream {
       note_.headers_too_large = true;
       return -1;
     }
-    if (chunked_) return read_chunked(ptr, size);
-    const ssize_t n = read_bytes(ptr, size);
-    if (in_headers_ && n > 0) count_header_bytes(ptr, static_cast<std::size_t>(n));
+    const ssize_t n = chunked_ ? read_chunked(ptr, size) : read_bytes(ptr, size);
+    if (n > 0) {
+      if (in_headers_) {
+        count_header_bytes(ptr, static_cast<std::size_t>(n));
+      } else {
+        note_.body_read += static_cast<std::uint64_t>(n);
+      }
+    }
+    if (chunked_ && chunked_->status() == ChunkedBody::Status::kDone)
+      note_.body_chunked_done = true;
     return n;
   }
 
@@ -443,20 +455,23 @@ bool is_protocol_error(int status) {
 
 // Closes a connection the server gives up on while its client may still be sending (a header
 // too long, a body not read): the response goes out with a FIN, and what the client still sends
-// is read and dropped for a moment. A plain close() with unread bytes sends a reset, which can
-// destroy the response before the client has read it.
+// is read and dropped until it closes, pauses for kLingerIdle or kLingerTotal has passed (as
+// nginx's lingering close). A plain close() with unread bytes sends a reset, which can destroy
+// the response before the client has read it: a client streaming an upload past the limit lost
+// its 413 when the server stopped reading after 1 MiB.
+constexpr auto kLingerIdle = std::chrono::seconds(5);
+constexpr auto kLingerTotal = std::chrono::seconds(30);
+
 void linger_close(socket_t sock) {
   ::shutdown(sock, SHUT_WR);
-  const auto deadline = Clock::now() + std::chrono::seconds(2);
-  char sink[16384];
-  std::size_t drained = 0;
-  while (drained < (1u << 20)) {
+  const auto deadline = Clock::now() + kLingerTotal;
+  char sink[65536];
+  for (;;) {
     const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0 || !wait_socket(sock, POLLIN, static_cast<int>(left))) break;
-    const ssize_t n = ::recv(sock, sink, sizeof(sink), 0);
-    if (n <= 0) break;
-    drained += static_cast<std::size_t>(n);
+        std::min(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(kLingerIdle));
+    if (left.count() <= 0 || !wait_socket(sock, POLLIN, static_cast<int>(left.count()))) break;
+    if (::recv(sock, sink, sizeof(sink), 0) <= 0) break;
   }
 }
 
@@ -478,6 +493,37 @@ void lowercase_content_coding(httplib::Request& req) {
   if (req.get_header_value_count("Content-Encoding") != 1) return;
   const auto header = req.headers.find("Content-Encoding");
   header->second = ascii_lower(trim(header->second));
+}
+
+// An expectation's value is case-insensitive (RFC 9110 section 10.1.1), but httplib answers only
+// "100-continue" as written so: "100-Continue" skipped the servers' checks of the token and size.
+// An HTTP/1.0 client's expectation is ignored (RFC 9110 section 10.1.1: it may not understand a
+// 100 response).
+void normalize_expect(httplib::Request& req) {
+  if (!req.has_header("Expect")) return;
+  const auto header = req.headers.find("Expect");
+  if (req.version == "HTTP/1.0") {
+    req.headers.erase(header);
+  } else if (ascii_lower(trim(header->second)) == "100-continue") {
+    header->second = "100-continue";
+  }
+}
+
+// The Content-Length framing_error() accepted (the first of a list of equal ones); 0 without one.
+std::uint64_t declared_length(const httplib::Request& req) {
+  if (!req.has_header("Content-Length")) return 0;
+  try {
+    return std::stoull(req.get_header_value("Content-Length"));
+  } catch (const std::exception&) {
+    return std::numeric_limits<std::uint64_t>::max();  // past 64 bits: never read whole
+  }
+}
+
+// Whether the body of the request being answered was left (partly) unread: its bytes would be
+// read as the next request on the connection (a request smuggled inside a body the server
+// refused unread), so the connection must close after the answer.
+bool body_left_unread(const ConnectionNote& note) {
+  return note.body_chunked ? !note.body_chunked_done : note.body_read < note.body_length;
 }
 
 // Checks how a request's body is delimited (RFC 9112 section 6) before httplib reads it, and
@@ -519,6 +565,8 @@ const char* framing_error(httplib::Request& req, std::string_view raw_header_blo
     }
     // Either header could be the one a proxy in front used: a request-smuggling shape.
     if (lengths > 0) return "both Transfer-Encoding and Content-Length";
+    // HTTP/1.0 has no transfer codings: such framing is faulty (RFC 9112 section 6.1).
+    if (req.version == "HTTP/1.0") return "Transfer-Encoding in an HTTP/1.0 request";
     return nullptr;
   }
   std::string length;
@@ -798,8 +846,14 @@ bool Front::process_and_close_socket(socket_t sock) {
           set_busy(true);
           if (const char* error = framing_error(req, strm.header_lines())) throw BadFraming{error};
           // framing_error() let through "chunked" alone.
-          if (req.has_header("Transfer-Encoding")) strm.read_chunked_body(payload_max_length_);
+          if (req.has_header("Transfer-Encoding")) {
+            strm.read_chunked_body(payload_max_length_);
+            note.body_chunked = true;
+          } else {
+            note.body_length = declared_length(req);
+          }
           lowercase_content_coding(req);
+          normalize_expect(req);
         });
       } catch (const BadFraming& bad) {
         // Where this request ends is unknown, so nothing after it can be read as a request.
@@ -836,8 +890,11 @@ bool Front::process_and_close_socket(socket_t sock) {
 void front_tidy_headers(httplib::Response& res) {
   // A server that is stopping answers this request and no other on its connection: said, so
   // that a client does not send its next request into a connection about to close (it was lost).
-  if (t_note != nullptr && t_note->stopping != nullptr && *t_note->stopping &&
-      res.get_header_value("Connection") != "close") {
+  // So does an answer that left the request's body unread (a 401 to an upload): the connection
+  // closes after it rather than read the body as a next request.
+  const bool last = t_note != nullptr && ((t_note->stopping != nullptr && *t_note->stopping) ||
+                                          body_left_unread(*t_note));
+  if (last && res.get_header_value("Connection") != "close") {
     res.headers.erase("Connection");
     res.set_header("Connection", "close");
     res.headers.erase("Keep-Alive");

@@ -138,7 +138,9 @@ void Server::start() {
         res.set_header("Connection", "close");
         return httplib::Server::HandlerResponse::Handled;
       }
-    } else if (req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos) {
+    } else if (req.has_header("Transfer-Encoding")) {
+      // The front let through "chunked" alone, in any case ("Chunked" went past a case-sensitive
+      // test here, and its body, with no limit but --max-blob-size, into memory).
       send_envelope(req, res, 411, nullptr, "request bodies need a Content-Length header");
       res.set_header("Connection", "close");
       return httplib::Server::HandlerResponse::Handled;
