@@ -435,6 +435,36 @@ class FormatsTest(TorchTestCase):
         r = self.infer(d, "--input", "x", code=3)
         self.assertOneLineError(r, "modules.json", "sentence_transformers.models.LSTM")
 
+    def test_sentence_transformers_5_7_layout(self):
+        # sentence-transformers 5.7 and later (6.3 is the newest) name the modules by their own
+        # module paths and write Pooling's config as embedding_dimension and a pooling_mode list
+        # (what its _convert_legacy_pooling_kwargs makes of the old flags): ms refused such a
+        # folder as "not supported". The same model must give the same embeddings.
+        old = os.path.join(TINY, "st_concat")
+        d = self.copy_model("st_concat")
+        new_types = {
+            "sentence_transformers.models.Transformer": "sentence_transformers.base.modules.transformer.Transformer",
+            "sentence_transformers.models.Pooling": "sentence_transformers.sentence_transformer.modules.pooling.Pooling",
+            "sentence_transformers.models.Dense": "sentence_transformers.base.modules.dense.Dense",
+            "sentence_transformers.models.Normalize": "sentence_transformers.base.modules.normalize.Normalize"}
+        self.edit_json(os.path.join(d, "modules.json"),
+                       lambda m: [x | {"type": new_types[x["type"]]} for x in m])
+        flags = ("cls_token", "max_tokens", "mean_tokens", "mean_sqrt_len_tokens", "weightedmean_tokens",
+                 "lasttoken")
+        modes = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
+
+        def new_pooling(c):
+            return {"embedding_dimension": c["word_embedding_dimension"],
+                    "pooling_mode": [m for f, m in zip(flags, modes) if c.get("pooling_mode_" + f)],
+                    "include_prompt": True}
+        self.edit_json(os.path.join(d, "1_Pooling", "config.json"), new_pooling)
+        self.assertEqual(lines(self.infer(d, "--input", *TEXTS).stdout),
+                         lines(self.infer(old, "--input", *TEXTS).stdout))
+        # A residual Dense (new in 5.7) is refused, not run without its residual.
+        self.edit_json(os.path.join(d, "2_Dense", "config.json"), lambda c: c | {"use_residual": True})
+        r = self.infer(d, "--input", "x", code=3)
+        self.assertOneLineError(r, "use_residual")
+
     def test_unknown_activation(self):
         d = self.copy_model("st_dense")
         self.edit_json(os.path.join(d, "2_Dense", "config.json"),

@@ -38,6 +38,25 @@ const std::vector<std::string> kModuleTypes = {
     "sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
     "sentence_transformers.models.Dense", "sentence_transformers.models.Normalize"};
 
+// The module a modules.json type names ("Transformer", "Pooling", "Dense", "Normalize"), or ""
+// for another: sentence-transformers before 5.7 writes sentence_transformers.models.X, 5.7 and
+// later the class's own module path.
+std::string module_kind(const std::string& type) {
+  static const std::map<std::string, std::string> kModulePaths = {
+      {"sentence_transformers.base.modules.transformer.Transformer", "Transformer"},
+      {"sentence_transformers.sentence_transformer.modules.pooling.Pooling", "Pooling"},
+      {"sentence_transformers.base.modules.dense.Dense", "Dense"},
+      {"sentence_transformers.base.modules.normalize.Normalize", "Normalize"}};
+  if (type.rfind(kStPrefix, 0) == 0) {
+    const std::string name = type.substr(kStPrefix.size());
+    const bool known = std::any_of(kModuleTypes.begin(), kModuleTypes.end(),
+                                   [&](const std::string& t) { return t == type; });
+    return known ? name : "";
+  }
+  const auto it = kModulePaths.find(type);
+  return it == kModulePaths.end() ? "" : it->second;
+}
+
 // sentence-transformers saves an activation as its class's full name (util.fullname).
 const std::vector<std::string> kActivations = {
     "torch.nn.modules.linear.Identity", "torch.nn.modules.activation.Tanh",
@@ -95,15 +114,26 @@ std::vector<Pool> parse_pooling_name(const std::string& name, const std::string&
 
 std::vector<Pool> read_pooling(const std::filesystem::path& config_path, int64_t hidden_size) {
   const Config c = read_module_config(config_path, "Pooling");
-  // sentence-transformers sizes its output from this; a mismatch means another model's folder.
-  if (c.has("word_embedding_dimension")) {
-    const auto dim = c.get<int64_t>("word_embedding_dimension");
+  // sentence-transformers sizes its output from this (5.7 and later call it
+  // embedding_dimension); a mismatch means another model's folder.
+  for (const char* key : {"word_embedding_dimension", "embedding_dimension"}) {
+    if (!c.has(key)) continue;
+    const auto dim = c.get<int64_t>(key);
     MS_CHECK(dim == hidden_size, ErrorCode::kConfig,
-             "{}: word_embedding_dimension is {}, but the encoder's hidden_size is {}", c.source(),
-             dim, hidden_size);
+             "{}: {} is {}, but the encoder's hidden_size is {}", c.source(), key, dim,
+             hidden_size);
   }
   if (c.has("pooling_mode")) {
-    return parse_pooling_name(c.get<std::string>("pooling_mode"), c.source() + ": pooling_mode");
+    const std::string where = c.source() + ": pooling_mode";
+    if (c.at("pooling_mode").is_string())
+      return parse_pooling_name(c.get<std::string>("pooling_mode"), where);
+    // 5.7 and later: a list of modes, concatenated in its order.
+    std::vector<Pool> pooling;
+    for (const std::string& mode : c.get<std::vector<std::string>>("pooling_mode")) {
+      for (Pool p : parse_pooling_name(mode, where)) pooling.push_back(p);
+    }
+    MS_CHECK(!pooling.empty(), ErrorCode::kConfig, "{} is an empty list", where);
+    return pooling;
   }
   // The flags and their defaults as sentence-transformers' Pooling takes them (mean is on
   // unless the file turns it off), in its concatenation order.
@@ -144,6 +174,11 @@ DenseSpec read_dense(const std::filesystem::path& folder, int64_t in_dim) {
   check_model_fits(static_cast<double>(d.in) * static_cast<double>(d.out), c.source(),
                    fmt::format("in_features {}, out_features {}", d.in, d.out));
   d.bias = c.get_or<bool>("bias", true);
+  // sentence-transformers 5.7's residual connection (x + linear(x), projected when the sizes
+  // differ) is not built: refused rather than computed without it.
+  MS_CHECK(!c.get_or<bool>("use_residual", false), ErrorCode::kConfig,
+           "{}: use_residual (a Dense module with a residual connection) is not supported",
+           c.source());
   const std::string act =
       c.get_or<std::string>("activation_function", "torch.nn.modules.activation.Tanh");
   // Full names as saved, or the short torch.nn.X spelling of the same classes.
@@ -221,7 +256,7 @@ class SentenceEmbedding final : public BertEncoder, public Model {
                  ErrorCode::kConfig, "{}: module {} needs a string 'type' (and 'path')", source, i);
         const std::string type = m["type"].get<std::string>();
         const std::string rel = m.value("path", "");
-        const std::string name = type.rfind(kStPrefix, 0) == 0 ? type.substr(kStPrefix.size()) : "";
+        const std::string name = module_kind(type);
         const std::string where = fmt::format("{}: module {} ({})", source, i, type);
         MS_CHECK(safe_relative(rel), ErrorCode::kConfig, "{}: path '{}' leaves the model folder",
                  where, rel);
