@@ -187,6 +187,31 @@ class TransformersLoadsTrainedModels(TorchTestCase):
         self.assertExit(r, 0)
         self.assertIn("tokenizer.json", os.listdir(self.path("work", "output")))
 
+    def test_added_tokens_are_matched_as_transformers_matches_them(self):
+        # Tokens added to the vocabulary (a special one, normalised ones, one the vocabulary has)
+        # were ignored: "[E1]" was split into "[", "e", "##1", "]" without a word.
+        script = r"""
+import json, os, sys, transformers
+t = transformers.AutoTokenizer.from_pretrained(sys.argv[1])
+t.add_special_tokens({"additional_special_tokens": ["[E1]"]})
+t.add_tokens(["newword", "Movie"])
+t.save_pretrained(sys.argv[2])
+t = transformers.AutoTokenizer.from_pretrained(sys.argv[2])
+print(json.dumps({"files": sorted(os.listdir(sys.argv[2])),
+                  "ids": [t(text)["input_ids"] for text in json.loads(sys.argv[3])]}))
+"""
+        texts = ["x [E1] newword", "NewWord and movies [e1]", "Movie MOVIE", "[CLS] a [MASK] b"]
+        for i, python in enumerate(self.pythons):
+            saved = self.path(f"added-{i}")
+            r = subprocess.run([python, "-c", script, os.path.join(TINY, "cls"), saved, json.dumps(texts)],
+                               capture_output=True, text=True, timeout=300)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            want = json.loads(r.stdout)
+            for text, ids in zip(texts, want["ids"]):
+                got = run_ms("tokenize", "-m", saved, "-i", text)
+                self.assertExit(got, 0)
+                self.assertEqual(json.loads(got.stdout)["input_ids"], ids, (python, want["files"], text))
+
     def test_fresh_head_over_a_bare_encoder(self):
         # The head is made for the dataset's 2 classes; the encoder had no classifier (and its
         # config named BertModel).

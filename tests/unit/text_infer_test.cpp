@@ -194,43 +194,68 @@ TEST_CASE("a WordPiece tokenizer.json without vocab.txt, as transformers 5 saves
          "max_input_chars_per_word": 100,
          "vocab": {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "un": 5, "[MASK]": 4,
                    "##aff": 6, "##able": 7, "cafe": 8, "Cafe": 9}})";
-  const std::string bert_normalizer =
+  const std::string cased =
       R"("normalizer": {"type": "BertNormalizer", "clean_text": true,
-         "handle_chinese_chars": true, "strip_accents": null, "lowercase": true})";
+         "handle_chinese_chars": true, "strip_accents": false, "lowercase": false})";
   const std::string bert_pre = R"("pre_tokenizer": {"type": "BertPreTokenizer"})";
-  auto write = [&](const std::string& normalizer, const std::string& pre,
+  const std::string bert_post =
+      R"("post_processor": {"type": "TemplateProcessing",
+         "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}},
+                    {"Sequence": {"id": "A", "type_id": 0}},
+                    {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
+         "pair": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}},
+                  {"Sequence": {"id": "A", "type_id": 0}},
+                  {"SpecialToken": {"id": "[SEP]", "type_id": 0}},
+                  {"Sequence": {"id": "B", "type_id": 1}},
+                  {"SpecialToken": {"id": "[SEP]", "type_id": 1}}]})";
+  auto write = [&](const std::string& normalizer, const std::string& pre, const std::string& post,
                    const std::string& body = "") {
-    ms::write_file_atomic(dir.path / "tokenizer.json",
-                          "{" + (body.empty() ? model : body) + "," + normalizer + "," + pre + "}");
+    ms::write_file_atomic(
+        dir.path / "tokenizer.json",
+        "{" + (body.empty() ? model : body) + "," + normalizer + "," + pre + "," + post + "}");
   };
-  write(bert_normalizer, bert_pre);
+  auto tokenizer_class = [&](const std::string& name, const std::string& more = "") {
+    ms::write_file_atomic(dir.path / "tokenizer_config.json",
+                          R"({"tokenizer_class": ")" + name + "\"" + more + "}");
+  };
+  // transformers 5's BertTokenizer (or no tokenizer_config.json) takes the vocabulary alone and
+  // normalises as tokenizer_config.json says (lower-casing by default), whatever tokenizer.json's
+  // normalizer says.
+  write(cased, bert_pre, bert_post);
   CHECK(BertTokenizer::in_dir(dir.path));
-  BertTokenizer t = BertTokenizer::from_dir(dir.path);
-  CHECK(t.vocab_size() == 10);
-  CHECK(t.encode("Unaffable CAFÉ").ids == std::vector<std::int64_t>{2, 5, 6, 7, 8, 3});
-  // Its normalizer says how text is normalised: cased here.
-  write(R"("normalizer": {"type": "BertNormalizer", "lowercase": false, "strip_accents": false})",
-        bert_pre);
+  CHECK(BertTokenizer::from_dir(dir.path).vocab_size() == 10);
+  CHECK(BertTokenizer::from_dir(dir.path).encode("Unaffable CAFÉ").ids ==
+        std::vector<std::int64_t>{2, 5, 6, 7, 8, 3});
+  tokenizer_class("BertTokenizer", R"(, "do_lower_case": false)");
   CHECK(BertTokenizer::from_dir(dir.path).tokenize("Cafe") == std::vector<std::string>{"Cafe"});
-  // tokenizer_config.json's do_lower_case overrides it, as BertTokenizerFast lets it.
-  ms::write_file_atomic(dir.path / "tokenizer_config.json", R"({"do_lower_case": true})");
-  CHECK(BertTokenizer::from_dir(dir.path).tokenize("Cafe") == std::vector<std::string>{"cafe"});
-  fs::remove(dir.path / "tokenizer_config.json");
-  // Anything BERT's WordPiece would not do is refused by name, not tokenised differently.
-  for (const auto& [normalizer, pre, body, fragment] :
-       std::vector<std::tuple<std::string, std::string, std::string, std::string>>{
-           {R"("normalizer": {"type": "Sequence", "normalizers": []})", bert_pre, "",
+  // So a normalizer of another kind does not matter there.
+  write(R"("normalizer": {"type": "Sequence", "normalizers": []})", R"("pre_tokenizer": null)",
+        R"("post_processor": null)");
+  CHECK(BertTokenizer::from_dir(dir.path).tokenize("Cafe") == std::vector<std::string>{"Cafe"});
+  // TokenizersBackend (or PreTrainedTokenizerFast) runs tokenizer.json as it stands: its
+  // normalizer rules, and tokenizer_config.json's do_lower_case is ignored.
+  write(cased, bert_pre, bert_post);
+  tokenizer_class("TokenizersBackend", R"(, "do_lower_case": true)");
+  CHECK(BertTokenizer::from_dir(dir.path).tokenize("Cafe") == std::vector<std::string>{"Cafe"});
+  // Anything BERT's WordPiece would not do is refused by name there, not tokenised differently.
+  const std::string lone_sequence =
+      R"("post_processor": {"type": "TemplateProcessing",
+         "single": [{"Sequence": {"id": "A", "type_id": 0}}], "pair": []})";
+  for (const auto& [normalizer, pre, post, body, fragment] :
+       std::vector<std::tuple<std::string, std::string, std::string, std::string, std::string>>{
+           {R"("normalizer": {"type": "Sequence", "normalizers": []})", bert_pre, bert_post, "",
             "the normalizer Sequence is not BERT's"},
-           {bert_normalizer, R"("pre_tokenizer": {"type": "Whitespace"})", "",
+           {cased, R"("pre_tokenizer": {"type": "Whitespace"})", bert_post, "",
             "the pre-tokenizer Whitespace is not BERT's"},
-           {bert_normalizer, R"("pre_tokenizer": null)", "", "the pre-tokenizer null"},
-           {bert_normalizer, bert_pre,
+           {cased, bert_pre, R"("post_processor": null)", "", "the post-processor null does not"},
+           {cased, bert_pre, lone_sequence, "", "does not put a text between"},
+           {cased, bert_pre, bert_post,
             R"("model": {"type": "WordPiece", "vocab": {"[PAD]": 0, "[UNK]": 2}})",
             "its ids must be 0 to 1, each once"},
-           {bert_normalizer, bert_pre, R"("model": {"type": "BPE", "vocab": {}, "merges": []})",
+           {cased, bert_pre, bert_post, R"("model": {"type": "BPE", "vocab": {}, "merges": []})",
             "holds a BPE model, not WordPiece"},
        }) {
-    write(normalizer, pre, body);
+    write(normalizer, pre, post, body);
     CAPTURE(fragment);
     try {
       BertTokenizer::from_dir(dir.path);
@@ -241,6 +266,33 @@ TEST_CASE("a WordPiece tokenizer.json without vocab.txt, as transformers 5 saves
     }
   }
   CHECK_FALSE(BertTokenizer::in_dir(dir.path));  // the BPE one
+}
+
+TEST_CASE("added tokens are matched whole, normalised ones in the lower-cased text", "[text]") {
+  TempDir dir;
+  ms::write_file_atomic(dir.path / "vocab.txt",
+                        "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nx\nnew\n##word\n");
+  // transformers 4.34+: tokenizer_config.json's added_tokens_decoder (ids past vocab.txt).
+  ms::write_file_atomic(dir.path / "tokenizer_config.json", R"({"added_tokens_decoder": {
+      "8": {"content": "[E1]", "special": true, "normalized": false},
+      "9": {"content": "NewWord", "special": false, "normalized": true}}})");
+  BertTokenizer t = BertTokenizer::from_dir(dir.path);
+  CHECK(t.vocab_size() == 10);
+  CHECK(t.encode("x [E1] newword [e1]").ids ==
+        std::vector<std::int64_t>{2, 5, 8, 9, 1, 1, 1, 3});  // "[e1]" is "[", "e1", "]": unknown
+  // Older folders: added_tokens.json, matched as written.
+  fs::remove(dir.path / "tokenizer_config.json");
+  ms::write_file_atomic(dir.path / "added_tokens.json", R"({"[E1]": 8})");
+  CHECK(BertTokenizer::from_dir(dir.path).encode("[E1]x").ids ==
+        std::vector<std::int64_t>{2, 8, 5, 3});
+  // An id that leaves a gap after the vocabulary is refused, naming the token.
+  ms::write_file_atomic(dir.path / "added_tokens.json", R"({"[E1]": 12})");
+  try {
+    BertTokenizer::from_dir(dir.path);
+    FAIL("expected an error");
+  } catch (const ms::Error& e) {
+    CHECK(std::string(e.what()).find("'[E1]' has the id 12") != std::string::npos);
+  }
 }
 
 TEST_CASE("a token listed twice takes its last line's id, as Hugging Face's loaders do", "[text]") {

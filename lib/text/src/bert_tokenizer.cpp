@@ -1,6 +1,7 @@
 #include "ms/text/bert_tokenizer.h"
 
 #include <algorithm>
+#include <charconv>
 #include <nlohmann/json.hpp>
 
 #include "ms/config/json_file.h"
@@ -27,14 +28,10 @@ std::string component_type(const nlohmann::json& component) {
   return component.dump();
 }
 
-// tokenizer.json's WordPiece vocabulary in id order, and the options its normalizer and model
-// give (tokenizer_config.json may still override them, as Hugging Face's BertTokenizerFast lets
-// it). A normalizer or pre-tokenizer other than BERT's is refused: ms tokenises as BERT does.
-std::vector<std::string> read_wordpiece_json(const nlohmann::json& j, const std::string& source,
-                                             BertTokenizerOptions& options) {
-  const nlohmann::json& model = j["model"];
+// tokenizer.json's WordPiece vocabulary (model.vocab) in id order.
+std::vector<std::string> wordpiece_vocab(const nlohmann::json& j, const std::string& source) {
   const auto ids =
-      vocab_from_json(model.value("vocab", nlohmann::json()), source + " (model.vocab)");
+      vocab_from_json(j["model"].value("vocab", nlohmann::json()), source + " (model.vocab)");
   std::vector<std::string> vocab(ids.size());
   std::vector<bool> taken(ids.size(), false);
   for (const auto& [token, id] : ids) {
@@ -45,6 +42,92 @@ std::vector<std::string> read_wordpiece_json(const nlohmann::json& j, const std:
     vocab[slot] = token;
     taken[slot] = true;
   }
+  return vocab;
+}
+
+// One added token as tokenizers writes it ({"id", "content", "special", "normalized", ...}; a
+// token's `normalized` defaults to not `special`, as tokenizers' AddedToken does).
+AddedToken added_token(const nlohmann::json& entry, std::int64_t id, const std::string& source) {
+  MS_CHECK(entry.is_object() && entry.contains("content") && entry["content"].is_string(),
+           ErrorCode::kConfig, "{}: an added token needs a string 'content', got {}", source,
+           entry.dump().substr(0, 200));
+  AddedToken token;
+  token.content = entry["content"].get<std::string>();
+  token.id = id;
+  const bool special = entry.value("special", false);
+  const nlohmann::json normalized = entry.value("normalized", nlohmann::json());
+  token.normalized = normalized.is_boolean() ? normalized.get<bool>() : !special;
+  return token;
+}
+
+// The tokens added to a folder's vocabulary, from the first place that lists them:
+// tokenizer.json's added_tokens (the fast tokenizer's), tokenizer_config.json's
+// added_tokens_decoder (transformers 4.34 and later), added_tokens.json (older; matched as
+// written).
+std::vector<AddedToken> read_added_tokens(const std::filesystem::path& dir,
+                                          const nlohmann::json* tokenizer_json) {
+  std::vector<AddedToken> out;
+  const std::string json_source = (dir / "tokenizer.json").string();
+  if (tokenizer_json != nullptr && tokenizer_json->contains("added_tokens")) {
+    const nlohmann::json& list = (*tokenizer_json)["added_tokens"];
+    MS_CHECK(list.is_array(), ErrorCode::kConfig, "{}: added_tokens must be a list", json_source);
+    for (const nlohmann::json& entry : list) {
+      MS_CHECK(entry.is_object() && entry.contains("id") && entry["id"].is_number_integer(),
+               ErrorCode::kConfig, "{}: an added token needs an integer 'id', got {}", json_source,
+               entry.dump().substr(0, 200));
+      out.push_back(added_token(entry, entry["id"].get<std::int64_t>(), json_source));
+    }
+    return out;
+  }
+  const std::filesystem::path config_path = dir / "tokenizer_config.json";
+  if (const auto config = read_json_file(config_path);
+      config && config->is_object() && config->contains("added_tokens_decoder")) {
+    const nlohmann::json decoder = nlohmann::json::parse((*config)["added_tokens_decoder"].dump());
+    MS_CHECK(decoder.is_object(), ErrorCode::kConfig,
+             "{}: added_tokens_decoder must be an object of id -> token", config_path.string());
+    for (const auto& [key, entry] : decoder.items()) {
+      std::int64_t id = -1;
+      const auto [end, error] = std::from_chars(key.data(), key.data() + key.size(), id);
+      MS_CHECK(error == std::errc() && end == key.data() + key.size(), ErrorCode::kConfig,
+               "{}: added_tokens_decoder's key '{}' is not an id", config_path.string(), key);
+      out.push_back(added_token(entry, id, config_path.string()));
+    }
+    return out;
+  }
+  const std::filesystem::path legacy = dir / "added_tokens.json";
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(legacy, ec)) {
+    for (const auto& [content, id] : vocab_from_json(read_big_json(legacy), legacy.string()))
+      out.push_back(AddedToken{content, id, false});
+  }
+  return out;
+}
+
+// The special token of a TemplateProcessing piece ({"SpecialToken": {"id": "[CLS]", ...}}), or
+// nullopt for another piece.
+std::optional<std::string> template_special(const nlohmann::json& piece) {
+  if (!piece.is_object() || !piece.contains("SpecialToken")) return std::nullopt;
+  const nlohmann::json& special = piece["SpecialToken"];
+  if (!special.is_object() || !special.contains("id") || !special["id"].is_string())
+    return std::nullopt;
+  return special["id"].get<std::string>();
+}
+
+// Whether a TemplateProcessing piece is sequence `name` ("A", "B") with segment id `type_id`.
+bool template_sequence(const nlohmann::json& piece, const char* name, int type_id) {
+  if (!piece.is_object() || !piece.contains("Sequence")) return false;
+  const nlohmann::json& sequence = piece["Sequence"];
+  return sequence.is_object() && sequence.value("id", "") == name &&
+         sequence.value("type_id", -1) == type_id;
+}
+
+// The options of a tokenizer.json that stands as it is (transformers' TokenizersBackend /
+// PreTrainedTokenizerFast, which read no do_lower_case): its normalizer, WordPiece model and
+// post-processor. One that normalises, pre-tokenises or adds special tokens otherwise than BERT
+// is refused by name, not tokenised differently.
+void read_wordpiece_options(const nlohmann::json& j, const std::string& source,
+                            BertTokenizerOptions& options) {
+  const nlohmann::json& model = j["model"];
   auto text = [&](const char* key, std::string& out) {
     if (model.contains(key) && !model[key].is_null()) {
       MS_CHECK(model[key].is_string(), ErrorCode::kConfig, "{}: model.{} must be a string, got {}",
@@ -56,9 +139,8 @@ std::vector<std::string> read_wordpiece_json(const nlohmann::json& j, const std:
   text("continuing_subword_prefix", options.continuing_prefix);
   if (model.contains("max_input_chars_per_word")) {
     const nlohmann::json& v = model["max_input_chars_per_word"];
-    MS_CHECK(v.is_number_integer() && v.get<std::int64_t>() > 0, ErrorCode::kConfig,
-             "{}: model.max_input_chars_per_word must be a positive integer, got {}", source,
-             v.dump());
+    MS_CHECK(v.is_number_integer() && v.get<std::int64_t>() >= 0, ErrorCode::kConfig,
+             "{}: model.max_input_chars_per_word must be a whole number, got {}", source, v.dump());
     options.max_input_chars_per_word = v.get<std::size_t>();
   }
   const nlohmann::json normalizer = j.value("normalizer", nlohmann::json());
@@ -89,7 +171,38 @@ std::vector<std::string> read_wordpiece_json(const nlohmann::json& j, const std:
            "{}: the pre-tokenizer {} is not BERT's (BertPreTokenizer), which ms's WordPiece "
            "tokenizer applies",
            source, component_type(pre));
-  return vocab;
+  // The special tokens around a text: [CLS] A [SEP] and [CLS] A [SEP] B [SEP], B's segment 1.
+  const nlohmann::json post = j.value("post_processor", nlohmann::json());
+  bool bert_like = false;
+  if (component_type(post) == "TemplateProcessing") {
+    const nlohmann::json single = post.value("single", nlohmann::json());
+    const nlohmann::json pair = post.value("pair", nlohmann::json());
+    if (single.is_array() && single.size() == 3 && pair.is_array() && pair.size() == 5) {
+      const auto cls = template_special(single[0]), sep = template_special(single[2]);
+      bert_like = cls && sep && template_sequence(single[1], "A", 0) &&
+                  template_special(pair[0]) == cls && template_sequence(pair[1], "A", 0) &&
+                  template_special(pair[2]) == sep && template_sequence(pair[3], "B", 1) &&
+                  template_special(pair[4]) == sep;
+      if (bert_like) {
+        options.cls_token = *cls;
+        options.sep_token = *sep;
+      }
+    }
+  } else if (component_type(post) == "BertProcessing") {
+    const nlohmann::json cls = post.value("cls", nlohmann::json());
+    const nlohmann::json sep = post.value("sep", nlohmann::json());
+    bert_like = cls.is_array() && !cls.empty() && cls[0].is_string() && sep.is_array() &&
+                !sep.empty() && sep[0].is_string();
+    if (bert_like) {
+      options.cls_token = cls[0].get<std::string>();
+      options.sep_token = sep[0].get<std::string>();
+    }
+  }
+  MS_CHECK(bert_like, ErrorCode::kConfig,
+           "{}: the post-processor {} does not put a text between a classifier and a separator "
+           "token as BERT's does ([CLS] A [SEP], [CLS] A [SEP] B [SEP]), which ms's WordPiece "
+           "tokenizer does",
+           source, post.is_null() ? "null" : post.dump().substr(0, 200));
 }
 
 // Special tokens may be written as plain strings or as {"content": "..."} objects.
@@ -112,6 +225,18 @@ BertTokenizer::BertTokenizer(std::vector<std::string> vocab, BertTokenizerOption
     // A token listed twice takes its last line's id, as Hugging Face's loaders do.
     index_[vocab_[i]] = static_cast<std::int64_t>(i);
   }
+  std::vector<AddedToken> added = options_.added_tokens;
+  std::stable_sort(added.begin(), added.end(),
+                   [](const AddedToken& a, const AddedToken& b) { return a.id < b.id; });
+  for (const AddedToken& token : added) {
+    MS_CHECK(token.id >= 0 && static_cast<std::size_t>(token.id) <= vocab_.size(),
+             ErrorCode::kConfig,
+             "the added token '{}' has the id {}, past the vocabulary's {} tokens and those added "
+             "before it",
+             token.content, token.id, vocab_.size());
+    if (static_cast<std::size_t>(token.id) == vocab_.size()) vocab_.push_back(token.content);
+    index_[token.content] = token.id;
+  }
   auto need = [this](const std::string& token, const char* what) {
     const std::int64_t id = token_to_id(token);
     MS_CHECK(id >= 0, ErrorCode::kConfig, "the vocabulary has no {} token '{}'", what, token);
@@ -124,10 +249,15 @@ BertTokenizer::BertTokenizer(std::vector<std::string> vocab, BertTokenizerOption
   mask_id_ = token_to_id(options_.mask_token);
   for (const std::string* t : {&options_.unk_token, &options_.cls_token, &options_.sep_token,
                                &options_.pad_token, &options_.mask_token}) {
-    if (!t->empty() && token_to_id(*t) >= 0) specials_.push_back(*t);
+    if (!t->empty() && token_to_id(*t) >= 0) specials_.push_back({*t, token_to_id(*t), false});
   }
-  std::sort(specials_.begin(), specials_.end(),
-            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  for (const AddedToken& token : added) {
+    if (token.content.empty()) continue;
+    const bool lowered = token.normalized && options_.lowercase;
+    specials_.push_back({lowered ? ascii_lower(token.content) : token.content, token.id, lowered});
+  }
+  std::stable_sort(specials_.begin(), specials_.end(),
+                   [](const Whole& a, const Whole& b) { return a.text.size() > b.text.size(); });
 }
 
 bool BertTokenizer::in_dir(const std::filesystem::path& dir) {
@@ -146,17 +276,40 @@ BertTokenizer BertTokenizer::from_dir(const std::filesystem::path& dir) {
   std::error_code ec;
   BertTokenizerOptions options;
   std::vector<std::string> vocab;
+  bool json_stands = false;  // tokenizer.json's options rule (see below)
+  const std::filesystem::path json_path = dir / "tokenizer.json";
+  // The fast tokenizer's file, when it is a WordPiece one: its added tokens count beside vocab.txt
+  // too.
+  std::optional<nlohmann::json> tokenizer_json;
+  if (std::filesystem::is_regular_file(json_path, ec)) {
+    tokenizer_json = read_big_json(json_path);
+    if (!holds_wordpiece(*tokenizer_json) && std::filesystem::is_regular_file(vocab_path, ec))
+      tokenizer_json.reset();
+  }
   if (std::filesystem::is_regular_file(vocab_path, ec)) {
     const std::string text = read_file(vocab_path);
     for (std::string_view token : split_lines(text)) vocab.emplace_back(token);
-  } else if (const std::filesystem::path json_path = dir / "tokenizer.json";
-             std::filesystem::is_regular_file(json_path, ec)) {
-    const nlohmann::json j = read_big_json(json_path);
+  } else if (tokenizer_json) {
+    const nlohmann::json& j = *tokenizer_json;
     MS_CHECK(holds_wordpiece(j), ErrorCode::kNotFound,
              "no WordPiece vocabulary: {} does not exist, and {} holds a {} model, not WordPiece",
              vocab_path.string(), json_path.string(),
              component_type(j.is_object() ? j.value("model", nlohmann::json()) : j));
-    vocab = read_wordpiece_json(j, json_path.string(), options);
+    vocab = wordpiece_vocab(j, json_path.string());
+    // transformers 5 reads such a folder as its tokenizer_config.json's tokenizer_class says: a
+    // BertTokenizer (or no class) takes only the vocabulary from tokenizer.json and builds BERT's
+    // normalizer from tokenizer_config.json (as for vocab.txt); any other class
+    // (TokenizersBackend, PreTrainedTokenizerFast) runs tokenizer.json as it stands, and ignores
+    // tokenizer_config.json's do_lower_case and the like.
+    std::string tokenizer_class;
+    if (const auto config = read_json_file(dir / "tokenizer_config.json");
+        config && config->is_object() && config->contains("tokenizer_class") &&
+        (*config)["tokenizer_class"].is_string()) {
+      tokenizer_class = (*config)["tokenizer_class"].get<std::string>();
+    }
+    json_stands = !tokenizer_class.empty() && tokenizer_class != "BertTokenizer" &&
+                  tokenizer_class != "BertTokenizerFast";
+    if (json_stands) read_wordpiece_options(j, json_path.string(), options);
     vocab_path = json_path;
   } else {
     // Half of a byte-level BPE tokenizer: say what is missing of it, not that BERT's is.
@@ -180,7 +333,7 @@ BertTokenizer BertTokenizer::from_dir(const std::filesystem::path& dir) {
 
   // A key that is present must have its type: a misspelt value ("do_lower_case": "banana") would
   // otherwise silently tokenise differently from the model's training. null means "not set".
-  auto apply = [&options](const Json& j, const std::filesystem::path& file) {
+  auto apply = [&options, json_stands](const Json& j, const std::filesystem::path& file) {
     if (!j.is_object()) return;
     auto flag = [&](const char* key) -> std::optional<bool> {
       auto it = j.find(key);
@@ -189,9 +342,11 @@ BertTokenizer BertTokenizer::from_dir(const std::filesystem::path& dir) {
                file.string(), key, it->dump());
       return it->get<bool>();
     };
-    if (auto v = flag("do_lower_case")) options.lowercase = *v;
-    if (auto v = flag("strip_accents")) options.strip_accents = *v;
-    if (auto v = flag("tokenize_chinese_chars")) options.tokenize_chinese_chars = *v;
+    if (!json_stands) {
+      if (auto v = flag("do_lower_case")) options.lowercase = *v;
+      if (auto v = flag("strip_accents")) options.strip_accents = *v;
+      if (auto v = flag("tokenize_chinese_chars")) options.tokenize_chinese_chars = *v;
+    }
     if (auto it = j.find("model_max_length"); it != j.end() && !it->is_null()) {
       MS_CHECK(it->is_number() && it->get<double>() >= 1, ErrorCode::kConfig,
                "{}: key 'model_max_length' must be a positive integer, got {}", file.string(),
@@ -200,15 +355,17 @@ BertTokenizer BertTokenizer::from_dir(const std::filesystem::path& dir) {
       if (it->is_number_integer() && it->get<double>() < 1000000)
         options.model_max_length = it->get<std::size_t>();
     }
-    if (auto v = token_value(j, "unk_token")) options.unk_token = *v;
-    if (auto v = token_value(j, "cls_token")) options.cls_token = *v;
-    if (auto v = token_value(j, "sep_token")) options.sep_token = *v;
+    if (auto v = token_value(j, "unk_token"); v && !json_stands) options.unk_token = *v;
+    // tokenizer.json's model and post-processor name these when it rules.
+    if (auto v = token_value(j, "cls_token"); v && !json_stands) options.cls_token = *v;
+    if (auto v = token_value(j, "sep_token"); v && !json_stands) options.sep_token = *v;
     if (auto v = token_value(j, "pad_token")) options.pad_token = *v;
     if (auto v = token_value(j, "mask_token")) options.mask_token = *v;
   };
   for (const char* name : {"special_tokens_map.json", "tokenizer_config.json"}) {
     if (auto j = read_json_file(dir / name)) apply(*j, dir / name);
   }
+  options.added_tokens = read_added_tokens(dir, tokenizer_json ? &*tokenizer_json : nullptr);
   try {
     return BertTokenizer(std::move(vocab), std::move(options));
   } catch (const Error& e) {
@@ -374,14 +531,20 @@ BertTokenizer::Pieces BertTokenizer::pieces(std::string_view text, std::size_t k
   // Where each special token next occurs at or after `pos`, found again only once `pos` has
   // passed it: searching every token anew after each match made a text full of one token
   // quadratic (the others' searches ran to the end every time; 40,000 "[MASK]" took 18 s).
+  // Normalised added tokens are found in a lower-cased copy (ASCII letters only: the bytes keep
+  // their places).
+  std::string lowered;
+  if (std::any_of(specials_.begin(), specials_.end(), [](const Whole& w) { return w.lowered; }))
+    lowered = ascii_lower(text);
+  auto haystack = [&](const Whole& w) { return w.lowered ? std::string_view(lowered) : text; };
   std::vector<std::size_t> next;
-  for (const std::string& s : specials_) next.push_back(text.find(s));
+  for (const Whole& w : specials_) next.push_back(haystack(w).find(w.text));
   while (pos <= text.size()) {
     std::size_t best = std::string_view::npos;
-    const std::string* which = nullptr;
+    const Whole* which = nullptr;
     for (std::size_t i = 0; i < specials_.size(); ++i) {
       if (next[i] != std::string_view::npos && next[i] < pos)
-        next[i] = text.find(specials_[i], pos);
+        next[i] = haystack(specials_[i]).find(specials_[i].text, pos);
       const std::size_t at = next[i];
       if (at != std::string_view::npos && (best == std::string_view::npos || at < best)) {
         best = at;
@@ -415,9 +578,9 @@ BertTokenizer::Pieces BertTokenizer::pieces(std::string_view text, std::size_t k
     }
     if (which == nullptr) break;
     base += code_points(chunk);
-    const std::size_t len = code_points(*which);
+    const std::size_t len = code_points(which->text);
     if (out.ids.size() < keep) {
-      out.ids.push_back(index_.at(*which));
+      out.ids.push_back(which->id);
       out.offsets.emplace_back(base, base + len);
       out.word_ids.push_back(word_id);
     } else {
@@ -425,7 +588,7 @@ BertTokenizer::Pieces BertTokenizer::pieces(std::string_view text, std::size_t k
     }
     ++word_id;
     base += len;
-    pos = best + which->size();
+    pos = best + which->text.size();
   }
   return out;
 }

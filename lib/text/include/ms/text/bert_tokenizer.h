@@ -13,6 +13,17 @@
 
 namespace ms::text {
 
+/// A token added to the vocabulary (Hugging Face's added tokens: tokenizer.json's added_tokens,
+/// tokenizer_config.json's added_tokens_decoder, added_tokens.json), matched whole in a text
+/// before it is split into words.
+struct AddedToken {
+  std::string content;
+  std::int64_t id = -1;
+  /// Matched in the normalised text (lower-cased, when the tokenizer lower-cases: ASCII letters
+  /// only) rather than as written; special tokens are not.
+  bool normalized = false;
+};
+
 /// Normalisation and special-token settings, as in tokenizer_config.json.
 struct BertTokenizerOptions {
   bool lowercase = true;              ///< do_lower_case
@@ -27,6 +38,9 @@ struct BertTokenizerOptions {
   std::string continuing_prefix = "##";
   std::size_t max_input_chars_per_word = 100;
   std::size_t model_max_length = 512;  ///< longest encoding, special tokens included
+  /// Ids past the vocabulary extend it, in order; one within it that names another token maps
+  /// the added one there too.
+  std::vector<AddedToken> added_tokens;
 };
 
 /// One encoded input: [CLS] A [SEP] (B [SEP]), with segment ids 0 for A and 1 for B.
@@ -94,7 +108,12 @@ class MS_API BertTokenizer {
   std::vector<std::string> vocab_;
   std::unordered_map<std::string, std::int64_t> index_;
   BertTokenizerOptions options_;
-  std::vector<std::string> specials_;  // matched whole in raw text, longest first
+  struct Whole {  // a token matched whole in the text
+    std::string text;
+    std::int64_t id;
+    bool lowered;  // matched in the ASCII-lower-cased text
+  };
+  std::vector<Whole> specials_;  // longest first
   std::int64_t unk_id_ = -1, cls_id_ = -1, sep_id_ = -1, pad_id_ = -1, mask_id_ = -1;
 };
 
