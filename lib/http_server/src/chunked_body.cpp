@@ -12,6 +12,9 @@ namespace {
 
 // A chunk's size line, extensions included (nginx and Go allow 4 KiB and less).
 constexpr std::size_t kMaxSizeLineBytes = 4096;
+// What a chunk whose data is not followed by CRLF is taken for.
+constexpr const char* kDataOverrun =
+    "a chunk's data is longer than its size (no CRLF where its size ends)";
 // All trailer lines together, as the front allows the header lines (front.cpp).
 constexpr std::size_t kMaxTrailerBytes = 64 * 1024;
 
@@ -103,17 +106,11 @@ std::size_t ChunkedBody::parse_framing(const char* data, std::size_t size, std::
         }
         break;
       case Step::kDataCr:
-        if (c != '\r') {
-          return fail(Status::kBad,
-                      "a chunk's data is longer than its size (no CRLF where its size ends)", i);
-        }
+        if (c != '\r') return fail(Status::kBad, kDataOverrun, i);
         step_ = Step::kDataLf;
         break;
       case Step::kDataLf:
-        if (c != '\n') {
-          return fail(Status::kBad,
-                      "a chunk's data is longer than its size (no CRLF where its size ends)", i);
-        }
+        if (c != '\n') return fail(Status::kBad, kDataOverrun, i);
         out += "\r\n";
         step_ = Step::kSizeDigits;
         size_ = 0;

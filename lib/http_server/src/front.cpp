@@ -509,16 +509,6 @@ void normalize_expect(httplib::Request& req) {
   }
 }
 
-// The Content-Length framing_error() accepted (the first of a list of equal ones); 0 without one.
-std::uint64_t declared_length(const httplib::Request& req) {
-  if (!req.has_header("Content-Length")) return 0;
-  try {
-    return std::stoull(req.get_header_value("Content-Length"));
-  } catch (const std::exception&) {
-    return std::numeric_limits<std::uint64_t>::max();  // past 64 bits: never read whole
-  }
-}
-
 // Whether the body of the request being answered was left (partly) unread: its bytes would be
 // read as the next request on the connection (a request smuggled inside a body the server
 // refused unread), so the connection must close after the answer.
@@ -850,7 +840,7 @@ bool Front::process_and_close_socket(socket_t sock) {
             strm.read_chunked_body(payload_max_length_);
             note.body_chunked = true;
           } else {
-            note.body_length = declared_length(req);
+            note.body_length = declared_body_length(req);
           }
           lowercase_content_coding(req);
           normalize_expect(req);
@@ -936,6 +926,16 @@ bool client_hung_up() {
 }
 
 bool request_body_timed_out() { return t_note != nullptr && t_note->body_timed_out; }
+
+std::uint64_t declared_body_length(const httplib::Request& req) {
+  if (!req.has_header("Content-Length")) return 0;
+  try {
+    // framing_error() has checked it is decimal (or a list of equal decimals).
+    return std::stoull(req.get_header_value("Content-Length"));
+  } catch (const std::exception&) {
+    return std::numeric_limits<std::uint64_t>::max();  // past 64 bits: never read whole
+  }
+}
 
 std::optional<ChunkedBodyError> chunked_body_error() {
   if (t_note == nullptr) return std::nullopt;

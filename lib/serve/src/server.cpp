@@ -238,15 +238,7 @@ struct Server::Impl {
     if (req.method != "POST" || req.path != "/call") return 100;
     const std::string id = new_request_id();
     res.set_header("X-Request-Id", id);
-    bool too_large = false;
-    if (req.has_header("Content-Length")) {
-      try {
-        // The front has checked that it is decimal: only a length past 64 bits throws.
-        too_large = std::stoull(req.get_header_value("Content-Length")) > options.max_body_bytes;
-      } catch (const std::exception&) {
-        too_large = true;
-      }
-    }
+    const bool too_large = http_server::declared_body_length(req) > options.max_body_bytes;
     if (!admit(req, res, id)) {
     } else if (too_large) {
       send_error(res, 413, "body",

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -114,6 +115,10 @@ bool client_hung_up();
 /// Whether the body of the request being served stopped arriving because its deadline
 /// (FrontLimits::body_timeout_s) passed, for the route's answer (408) to a failed body read.
 bool request_body_timed_out();
+
+/// The request's Content-Length as the front accepted it (a list of equal values read as one);
+/// 0 without one, the largest value for one past 64 bits.
+std::uint64_t declared_body_length(const httplib::Request& req);
 
 /// Why the chunked body of the request being served was refused while it was read: its framing
 /// was wrong (400), or its chunks announced more than the server's body limit (413).
