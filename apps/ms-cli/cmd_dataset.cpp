@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "ms/core/error.h"
 #include "ms/core/text.h"
+#include "ms/core/utf8.h"
 #include "ms/data/dataset.h"
 #include "ms/data/loader.h"
 
@@ -97,6 +98,10 @@ Json cell_json(const data::Value& v, data::ColumnType type) {
   if (auto* b = std::get_if<bool>(&v)) return *b;
   const std::string& s = std::get<std::string>(v);
   if (type == data::ColumnType::kJson) return Json::parse(s, nullptr, false);
+  // A file name that is not UTF-8 (an imagefolder's) is shown as `ms infer` names it, \xHH for
+  // each byte that is not, rather than the U+FFFD JSON writing would put there.
+  if (type == data::ColumnType::kImage || type == data::ColumnType::kFile)
+    return escape_invalid_utf8(s);
   return s;
 }
 

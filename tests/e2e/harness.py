@@ -2,6 +2,7 @@
 
 Standard library only, so the tests run on any Python 3.9+ without installing anything.
 """
+import functools
 import json
 import os
 import shutil
@@ -183,14 +184,22 @@ def torch_pythons(modules=("torch",)):
     if os.environ.get("MS_TORCH_PYTHON"):
         return [first] if first else []
     newest = newest_torch_python()
-    check = "import " + ", ".join(modules)
-    if newest and subprocess.run([newest, "-c", check], capture_output=True).returncode != 0:
+    if newest and not python_imports(newest, tuple(modules)):
         newest = None
     return [p for p in (first, newest) if p]
 
 
+@functools.lru_cache(maxsize=None)
+def python_imports(python, modules):
+    """Whether `python` imports every module of the tuple `modules`. Asked once per test process:
+    each answer starts an interpreter that imports torch (2-3 s)."""
+    check = "import " + ", ".join(modules)
+    return subprocess.run([python, "-c", check], capture_output=True).returncode == 0
+
+
+@functools.lru_cache(maxsize=None)
 def python_torch_version(python):
-    """`torch.__version__` of a Python (for subTest labels)."""
+    """`torch.__version__` of a Python (for subTest labels), asked once per test process."""
     r = subprocess.run([python, "-c", "import torch; print(torch.__version__)"],
                        capture_output=True, text=True)
     return r.stdout.strip() or python
@@ -218,11 +227,9 @@ def torch_python(modules=("torch",)):
     """A Python that imports `modules` (fixture generators, references): $MS_TORCH_PYTHON, else
     Debian's /usr/bin/python3 (python3-torch, python3-torchvision and python3-pil, which
     scripts/setup.sh installs), else this Python; None if none can."""
-    check = "import " + ", ".join(modules)
     for exe in (os.environ.get("MS_TORCH_PYTHON"), "/usr/bin/python3", sys.executable):
-        if exe and os.path.exists(exe):
-            if subprocess.run([exe, "-c", check], capture_output=True).returncode == 0:
-                return exe
+        if exe and os.path.exists(exe) and python_imports(exe, tuple(modules)):
+            return exe
     return None
 
 

@@ -12,7 +12,8 @@ import os
 import subprocess
 import unittest
 
-from harness import SOURCE_DIR, TorchTestCase, component_available, run_ms, torch_python
+from harness import (STRICT, SOURCE_DIR, TorchTestCase, component_available, newest_torch_python,
+                     python_imports, run_ms, torch_python)
 
 VISION = os.path.join(SOURCE_DIR, "tests", "data", "infer", "vision")
 IMAGES = os.path.join(VISION, "images")
@@ -34,6 +35,18 @@ class ImageTest(TorchTestCase):
         if py is None:
             self.skipTest("no Python with PIL and numpy (apt-get install python3-pil python3-numpy)")
         return py
+
+    def newest_pil_python(self):
+        """build/venv-torch-newest's Python, with the newest Pillow (13), which users run: ms
+        turns and resizes images as it does (Pillow 12 and older resize some images in the other
+        order, one grey level apart). Debian's PIL 9.4 stands in outside CI."""
+        py = newest_torch_python()
+        if py and python_imports(py, ("PIL", "numpy")):
+            return py
+        if STRICT:
+            self.fail("MS_TESTS_STRICT=1: build/venv-torch-newest with Pillow is absent (run "
+                      "scripts/setup_python_interop.sh)")
+        return self.pil_python()
 
     def check(self, model_dir, labels=None):
         with open(os.path.join(model_dir, "expected.json")) as f:
@@ -147,6 +160,11 @@ class ImageTest(TorchTestCase):
                    "--device", DEVICE)
         self.assertExit(r, 0)
         self.assertEqual(sorted(g["id"] for g in lines(r.stdout)), ["cat/a.png", "cat/b\\xff.png"])
+        # `ms dataset head` names the file the same way (it wrote U+FFFD, a name no file has).
+        r = run_ms("dataset", "head", "imagefolder:" + self.path("imgs"), "--json")
+        self.assertExit(r, 0)
+        self.assertEqual(sorted(os.path.basename(g["image"]) for g in lines(r.stdout)),
+                         ["a.png", "b\\xff.png"])
 
     def test_torchscript_pipeline(self):
         self.check(os.path.join(VISION, "torchscript"), ["cat", "dog", "bird"])
@@ -256,6 +274,27 @@ json.dump(ref, open(out + "/ref.json", "w"))
              {"type": "CenterCrop", "size": 25}],
             ["30x23", "23x30"], 25, "pad-tensor")
 
+    def test_normalize_and_sizes_as_torchvision_reads_them(self):
+        # Normalize's values are taken as given on pixels in [0, 1]: ms divided means and stds by
+        # 255 when the first was above 1 (an ImageNet mean in 0-255 units came out as the usual
+        # ImageNet normalisation, torchvision's is about -2.1 everywhere). A number or a list of
+        # one broadcasts over the channels, and a size of [N] is N; ms refused both.
+        self.compare_with_torchvision(
+            [{"type": "Resize", "size": 20}, {"type": "CenterCrop", "size": 16}, {"type": "ToTensor"},
+             {"type": "Normalize", "mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]}],
+            ["31x24", "24x40"], 16, "stats-255")
+        self.compare_with_torchvision(
+            [{"type": "Resize", "size": [20]}, {"type": "CenterCrop", "size": [16]}, {"type": "ToTensor"},
+             {"type": "Normalize", "mean": 0.5, "std": [2.0]}],
+            ["31x24", "24x40"], 16, "broadcast")
+        # A Resize of the tensor (after ToTensor) is antialiased or not as it says (unsaid: as
+        # torchvision 0.17 and later, antialiased; older ones did not).
+        for antialias in (True, False):
+            self.compare_with_torchvision(
+                [{"type": "CenterCrop", "size": 30}, {"type": "ToTensor"},
+                 {"type": "Resize", "size": 13, "antialias": antialias}],
+                ["31x34"], 13, f"tensor-resize-{antialias}")
+
     def test_png_pixels_are_pils_for_every_kind_of_png(self):
         # ModelScope's LoadImage is PIL's Image.open(...).convert("RGB"): 16-bit samples keep
         # their high byte (grey: clipped at 255), gamma chunks are ignored, alpha is dropped.
@@ -333,12 +372,13 @@ print(json.dumps({name: float(np.abs(batch[i] - np.array(want)).max())
         for name, difference in worst.items():
             self.assertLess(difference, 1e-6, name)
 
-    def differences_from_pil(self, script):
-        """Runs `script` with PIL: it writes images into the folder it is given and prints
-        {file name: pixels} of each as PIL's exif_transpose turns it, resized to 8x8 ([C][H][W]
-        in [0, 1]). Reads the folder with ms (resize 8x8) and returns {file name: the largest
-        difference}."""
-        py = self.pil_python(jpeg=True)
+    def differences_from_pil(self, script, size=(8, 8)):
+        """Runs `script` with the newest Pillow: it writes images into the folder it is given and
+        prints {file name: pixels} of each as PIL's exif_transpose turns it, resized to `size`
+        ([C][H][W] in [0, 1]). Reads the folder with ms (resize to `size`) and returns {file
+        name: the largest difference}."""
+        self.pil_python(jpeg=True)
+        py = self.newest_pil_python()
         folder = self.path("photos", "a")
         os.makedirs(folder)
         r = subprocess.run([py, "-c", script, folder], capture_output=True, text=True, timeout=300)
@@ -346,7 +386,7 @@ print(json.dumps({name: float(np.abs(batch[i] - np.array(want)).max())
         ref = r.stdout
         batch = self.path("batch.npy")
         r = run_ms("dataset", "iter", "imagefolder:" + self.path("photos"), "--batch-size", "100",
-                   "--transform", '{"resize": [8, 8]}', "--save-batch", batch)
+                   "--transform", json.dumps({"resize": list(size)}), "--save-batch", batch)
         self.assertExit(r, 0)
         check = r"""
 import json, sys
@@ -425,6 +465,128 @@ print(json.dumps(ref))
         self.assertEqual(len(differences), 4)
         for name, difference in differences.items():
             self.assertLess(difference, 1e-6, name)
+
+    def test_orientation_from_xmp_raw_profiles_and_prefixed_exif(self):
+        # Pillow's exif_transpose reads the orientation from more than a JPEG's Exif segment and a
+        # PNG's bare eXIf chunk: XMP's tiff:Orientation (attribute or element; only where the EXIF
+        # has no Orientation tag), ImageMagick's "Raw profile type exif" PNG text (tEXt or zTXt),
+        # an eXIf chunk or a tEXt "exif" holding "Exif\0\0" and the TIFF data. ms left these
+        # images as stored.
+        script = r"""
+import io, json, os, struct, sys, zlib
+import numpy as np
+from PIL import Image, ImageOps
+folder = sys.argv[1]
+base = Image.fromarray(np.random.default_rng(8).integers(0, 256, (6, 10, 3), dtype=np.uint8))
+def encoded(fmt, **kw):
+    out = io.BytesIO()
+    base.save(out, fmt, **kw)
+    return out.getvalue()
+def tiff(value, tag=0x0112):
+    return b"II*\0" + struct.pack("<IH", 8, 1) + struct.pack("<HHIHH", tag, 3, 1, value, 0) + struct.pack("<I", 0)
+def segment(marker, data):
+    return marker + struct.pack(">H", 2 + len(data)) + data
+def xmp(form, value):
+    prop = (f'tiff:Orientation="{value}"/>' if form == "attr" else
+            f'><tiff:Orientation>{value}</tiff:Orientation></rdf:Description>')
+    return ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            '<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" ' + prop + '</rdf:RDF></x:xmpmeta>').encode()
+def jpeg_with(*segments):
+    data = encoded("JPEG", quality=95)
+    return data[:2] + b"".join(segments) + data[2:]
+XMP = b"http://ns.adobe.com/xap/1.0/\0"
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+def png_with(*chunks, after=False):
+    data = encoded("PNG")
+    return data[:-12] + b"".join(chunks) + data[-12:] if after else data[:33] + b"".join(chunks) + data[33:]
+def raw_profile(value):
+    hexed = (b"Exif\0\0" + tiff(value)).hex()
+    return ("\nexif\n" + str(len(hexed) // 2).rjust(8) + "\n" +
+            "\n".join(hexed[i:i + 72] for i in range(0, len(hexed), 72)) + "\n").encode("latin-1")
+def itxt(key, text, compressed):
+    body = zlib.compress(text) if compressed else text
+    return chunk(b"iTXt", key + b"\0" + bytes([int(compressed), 0]) + b"\0\0" + body)
+files = {
+    "jpeg_xmp_attr6.jpg": jpeg_with(segment(b"\xff\xe1", XMP + xmp("attr", 6))),
+    "jpeg_xmp_element8.jpg": jpeg_with(segment(b"\xff\xe1", XMP + xmp("element", 8))),
+    # EXIF without an Orientation tag: XMP's counts; EXIF saying 1: XMP's does not.
+    "jpeg_exif_untagged_xmp3.jpg": jpeg_with(segment(b"\xff\xe1", b"Exif\0\0" + tiff(1, tag=0x010F)),
+                                             segment(b"\xff\xe1", XMP + xmp("attr", 3))),
+    "jpeg_exif1_xmp6.jpg": jpeg_with(segment(b"\xff\xe1", b"Exif\0\0" + tiff(1)),
+                                     segment(b"\xff\xe1", XMP + xmp("attr", 6))),
+    "png_itxt_xmp3.png": png_with(itxt(b"XML:com.adobe.xmp", xmp("attr", 3), False)),
+    "png_itxt_zipped_xmp6.png": png_with(itxt(b"XML:com.adobe.xmp", xmp("element", 6), True), after=True),
+    "png_raw_profile_text6.png": png_with(chunk(b"tEXt", b"Raw profile type exif\0" + raw_profile(6))),
+    "png_raw_profile_ztxt8.png": png_with(chunk(b"zTXt", b"Raw profile type exif\0\0" + zlib.compress(raw_profile(8))), after=True),
+    "png_exif_prefixed5.png": png_with(chunk(b"eXIf", b"Exif\0\0" + tiff(5))),
+    "png_text_exif7.png": png_with(chunk(b"tEXt", b"exif\0" + b"Exif\0\0" + tiff(7))),
+}
+ref = {}
+for name, data in files.items():
+    path = os.path.join(folder, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    upright = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+    ref[name] = (np.asarray(upright.resize((8, 8), Image.BILINEAR), dtype=np.float32) / 255).transpose(2, 0, 1).tolist()
+print(json.dumps(ref))
+"""
+        differences = self.differences_from_pil(script)
+        self.assertEqual(len(differences), 10)
+        for name, difference in differences.items():
+            self.assertLess(difference, 1e-6, name)
+
+    def test_a_resize_that_shrinks_the_height_most_is_pillow_13s(self):
+        # Pillow 13 resizes vertically first when the height shrinks by more than twice what the
+        # width does (PIL 12 and older: always horizontally first); the passes round to 8 bits
+        # in between, so the orders differ by a grey level on some pixels. ms followed the old
+        # order. The script checks that the orders do differ on these images.
+        script = r"""
+import json, os, sys
+import numpy as np
+from PIL import Image
+folder = sys.argv[1]
+rng = np.random.default_rng(11)
+ref, differ = {}, 0
+for w, h in ((20, 60), (30, 50), (12, 40), (40, 30)):
+    image = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    image.save(os.path.join(folder, f"{w}x{h}.png"))
+    resized = image.resize((16, 10), Image.BILINEAR)
+    horizontal_first = image.resize((16, h), Image.BILINEAR).resize((16, 10), Image.BILINEAR)
+    differ += (h - 10) > 2 * (w - 16) and not np.array_equal(np.asarray(resized), np.asarray(horizontal_first))
+    ref[f"{w}x{h}.png"] = (np.asarray(resized, dtype=np.float32) / 255).transpose(2, 0, 1).tolist()
+assert differ >= 2, differ
+print(json.dumps(ref))
+"""
+        differences = self.differences_from_pil(script, size=(10, 16))
+        self.assertEqual(len(differences), 4)
+        for name, difference in differences.items():
+            self.assertLess(difference, 1e-6, name)
+
+    def test_an_image_path_that_is_a_device_a_fifo_or_too_big_fails_alone(self):
+        # A JSON line naming /dev/zero was read without end (24 GB, then killed by the OOM
+        # killer, no result for any item); a FIFO waited for a writer for ever; a sparse 3 GiB
+        # file was read whole. Each is now that item's error, and the others get their results.
+        fifo = self.path("pipe.png")
+        os.mkfifo(fifo)
+        sparse = self.path("sparse.png")
+        with open(os.path.join(IMAGES, "a.png"), "rb") as src, open(sparse, "wb") as f:
+            f.write(src.read())
+            f.truncate(3 << 30)
+        inputs = self.path("inputs.jsonl")
+        with open(inputs, "w") as f:
+            for image in ("/dev/zero", fifo, sparse, os.path.join(IMAGES, "a.png")):
+                f.write(json.dumps({"image": image}) + "\n")
+        r = run_ms("infer", "-m", os.path.join(VISION, "small-cnn"), "--input-file", inputs,
+                   "--device", DEVICE, timeout=120)
+        self.assertExit(r, 0)
+        got = lines(r.stdout)
+        self.assertEqual(len(got), 4, r.stdout)
+        self.assertIn("is a character device, expected a regular file", got[0]["error"]["message"])
+        self.assertIn("is a FIFO (named pipe), expected a regular file", got[1]["error"]["message"])
+        self.assertIn("3221225472 bytes is more than", got[2]["error"]["message"])
+        self.assertEqual([g["error"]["code"] for g in got[:3]], ["usage"] * 3)
+        self.assertIn("scores", got[3])
 
     def test_jpeg_warnings_are_pils_but_a_cut_file_is_corrupt(self):
         # libjpeg warns about stray bytes before a marker and PIL keeps the pixels; ms refused
@@ -541,6 +703,25 @@ print(float(np.abs(batch - np.array(want)).max()))
                        "--set", "preprocessor.val=" + json.dumps([{"type": "Resize", "size": 20, **transform}]))
             self.assertExit(r, 3)
             self.assertOneLineError(r, message)
+        # Lists torchvision's Compose cannot run (ModelScope fails on them) ran: a Normalize
+        # before ToTensor as if after it, two ToTensors, none; a std of 0 gave every item a NaN
+        # error (exit 7); a mean of two numbers is no broadcast over three channels.
+        crop = {"type": "CenterCrop", "size": 16}
+        normalize = {"type": "Normalize", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+        for transforms, message in (
+                ([crop, normalize, {"type": "ToTensor"}], "Normalize before ToTensor"),
+                ([crop, {"type": "ToTensor"}, {"type": "ToTensor"}, normalize], "a second ToTensor"),
+                ([crop, normalize], "Normalize before ToTensor"),
+                ([crop], "has no ToTensor"),
+                ([crop, {"type": "ToTensor"}, dict(normalize, std=[0.2, 0, 0.2])], "'std' is zero"),
+                ([crop, {"type": "ToTensor"}, dict(normalize, std=1e-50)], "'std' is zero"),
+                ([crop, {"type": "ToTensor"}, dict(normalize, mean=[0.5, 0.5])], "a list of 1 or 3 numbers"),
+                ([{"type": "Resize", "size": 20, "antialias": "yes"}, {"type": "ToTensor"}], "'antialias' must be")):
+            with self.subTest(transforms=transforms):
+                r = run_ms("infer", "-m", os.path.join(VISION, "small-cnn"), "--input-dir", IMAGES,
+                           "--set", "preprocessor.val=" + json.dumps(transforms))
+                self.assertExit(r, 3)
+                self.assertOneLineError(r, message)
 
     def test_very_wide_pngs(self):
         # libpng's default limit of 1,000,000 columns made such PNGs "corrupt" (PIL opens them);
@@ -558,7 +739,7 @@ Image.new("RGB", (999999, 1)).save(sys.argv[1] + "/long.png")
         r = run_ms("dataset", "iter", "imagefolder:" + self.path("wide"), "--transform", '{"resize": [2, 2]}')
         self.assertExit(r, 0)
         r = run_ms("infer", "-m", os.path.join(VISION, "small-cnn"), "--input-dir", self.path("wide"),
-                   "--set", 'preprocessor.val=[{"type": "Resize", "size": 4295}]')
+                   "--set", 'preprocessor.val=[{"type": "Resize", "size": 4295}, {"type": "ToTensor"}]')
         self.assertExit(r, 2)
         errors = {g["id"]: g["error"]["message"] for g in lines(r.stdout) if "error" in g}
         self.assertIn("more than the limit of 178956970 pixels", errors["long.png"])

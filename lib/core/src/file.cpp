@@ -40,6 +40,39 @@ std::string read_file(const fs::path& path) {
   return buffer.str();
 }
 
+std::string read_regular_file(const fs::path& path, std::uintmax_t max_bytes) {
+  // Opened without blocking (a FIFO's open waits for a writer otherwise), then asked what it is.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT)
+      throw Error(ErrorCode::kNotFound, fmt::format("{}: no such file", path.string()));
+    throw Error(ErrorCode::kIo,
+                fmt::format("{}: cannot open: {}", path.string(), std::strerror(err)));
+  }
+  struct stat st {};
+  const int stat_rc = ::fstat(fd, &st);
+  ::close(fd);
+  if (stat_rc != 0) {
+    throw Error(ErrorCode::kIo,
+                fmt::format("{}: cannot stat: {}", path.string(), std::strerror(errno)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    const char* kind = S_ISDIR(st.st_mode)    ? "a directory"
+                       : S_ISCHR(st.st_mode)  ? "a character device"
+                       : S_ISBLK(st.st_mode)  ? "a block device"
+                       : S_ISFIFO(st.st_mode) ? "a FIFO (named pipe)"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                                              : "not a regular file";
+    throw Error(ErrorCode::kUsage,
+                fmt::format("{}: is {}, expected a regular file", path.string(), kind));
+  }
+  MS_CHECK(static_cast<std::uintmax_t>(st.st_size) <= max_bytes, ErrorCode::kUsage,
+           "{}: {} bytes is more than the {} bytes such a file may have", path.string(),
+           static_cast<std::uintmax_t>(st.st_size), max_bytes);
+  return read_file(path);
+}
+
 void write_all_at(int fd, const char* data, std::size_t n, std::uint64_t offset,
                   const fs::path& path) {
   while (n > 0) {

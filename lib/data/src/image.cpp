@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 
+#include "image_metadata.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/core/text.h"
@@ -53,40 +54,6 @@ std::uint8_t pil_luma(int r, int g, int b) {
 #endif
 
 #if MS_WITH_JPEG || MS_WITH_PNG
-// The EXIF orientation (1-8) in a TIFF structure (what an Exif block holds): the Orientation tag
-// (0x0112) of its first IFD, as a BYTE, SHORT or LONG as PIL reads any of them; 1 (as stored)
-// when there is none or it cannot be read. Cameras store photos as the sensor saw them and say in
-// this tag how to turn them upright.
-int tiff_orientation(std::string_view tiff) {
-  auto u16 = [&tiff](std::size_t at, bool big) -> unsigned {
-    const auto hi = static_cast<unsigned char>(tiff[at + (big ? 0 : 1)]);
-    const auto lo = static_cast<unsigned char>(tiff[at + (big ? 1 : 0)]);
-    return (hi << 8) | lo;
-  };
-  auto u32 = [&u16](std::size_t at, bool big) -> std::uint32_t {
-    const std::uint32_t first = u16(at, big), second = u16(at + 2, big);
-    return big ? (first << 16) | second : (second << 16) | first;
-  };
-  if (tiff.size() < 8) return 1;
-  const bool big = tiff.substr(0, 2) == "MM";
-  if (!big && tiff.substr(0, 2) != "II") return 1;
-  if (u16(2, big) != 42) return 1;
-  const std::uint32_t ifd = u32(4, big);
-  if (ifd > tiff.size() || tiff.size() - ifd < 2) return 1;
-  const unsigned entries = u16(ifd, big);
-  for (unsigned i = 0; i < entries; ++i) {
-    const std::size_t entry = ifd + 2 + 12 * static_cast<std::size_t>(i);
-    if (entry + 12 > tiff.size()) return 1;
-    if (u16(entry, big) != 0x0112) continue;
-    const unsigned type = u16(entry + 2, big);
-    const std::uint32_t value = type == 1   ? static_cast<unsigned char>(tiff[entry + 8])
-                                : type == 3 ? u16(entry + 8, big)
-                                : type == 4 ? u32(entry + 8, big)
-                                            : 0;
-    return value >= 1 && value <= 8 ? static_cast<int>(value) : 1;
-  }
-  return 1;
-}
 // The image turned upright as its EXIF orientation says, as PIL's ImageOps.exif_transpose does
 // (ModelScope's LoadImage calls it): 2 mirror, 3 half turn, 4 flip, 5 transpose, 6 quarter turn
 // clockwise, 7 transverse, 8 quarter turn counter-clockwise.
@@ -137,44 +104,6 @@ Image upright(Image in, int orientation) {
 #endif
 
 #if MS_WITH_JPEG
-// Walks a JPEG's marker segments from its start to its first scan (SOS), handing each segment's
-// marker and payload to `segment` (which returns false to stop the walk). Returns the offset of
-// the SOS marker, or npos when the walk stops before one (stopped, malformed or cut short).
-// Fill bytes (FF) before a marker are skipped, as libjpeg skips them.
-std::size_t jpeg_scan_start(
-    std::string_view b,
-    const std::function<bool(unsigned char, std::string_view)>& segment = nullptr) {
-  std::size_t at = 2;  // after SOI
-  while (at + 4 <= b.size() && static_cast<unsigned char>(b[at]) == 0xFF) {
-    const auto marker = static_cast<unsigned char>(b[at + 1]);
-    if (marker == 0xFF) {
-      ++at;
-      continue;
-    }
-    if (marker == 0xDA) return at;
-    if (marker == 0xD9) break;  // the end, before any scan
-    const std::size_t length =
-        (static_cast<unsigned char>(b[at + 2]) << 8) | static_cast<unsigned char>(b[at + 3]);
-    if (length < 2 || at + 2 + length > b.size()) break;
-    if (segment && !segment(marker, b.substr(at + 4, length - 2))) break;
-    at += 2 + length;
-  }
-  return std::string_view::npos;
-}
-
-// The EXIF orientation of a JPEG: that of its first APP1 "Exif" segment before the scan.
-int jpeg_exif_orientation(std::string_view b) {
-  int orientation = 1;
-  jpeg_scan_start(b, [&orientation](unsigned char marker, std::string_view payload) {
-    if (marker != 0xE1 || payload.size() < 14 ||
-        payload.substr(0, 6) != std::string_view("Exif\0\0", 6))
-      return true;
-    orientation = tiff_orientation(payload.substr(6));
-    return false;
-  });
-  return orientation;
-}
-
 // Whether a JPEG's data ends before its end-of-image marker: no EOI (FF D9) after its first
 // scan's start, found by walking the segments (an Exif thumbnail or an ICC profile before it may
 // hold both markers). Entropy-coded data never holds FF D9: an FF there is followed by 00 or a
@@ -306,25 +235,6 @@ void png_read_bytes(png_structp png, png_bytep out, png_size_t n) {
 }
 
 void png_ignore_warning(png_structp, png_const_charp) {}
-
-// The EXIF orientation of a PNG: that of its eXIf chunk, which may come before or after the
-// pixels (PIL reads the whole file for it). Chunks are walked by their lengths; a malformed
-// walk ends with 1.
-int png_exif_orientation(std::string_view b) {
-  std::size_t at = 8;  // after the signature
-  while (at + 12 <= b.size()) {
-    const std::uint32_t length =
-        (static_cast<std::uint32_t>(static_cast<unsigned char>(b[at])) << 24) |
-        (static_cast<unsigned char>(b[at + 1]) << 16) |
-        (static_cast<unsigned char>(b[at + 2]) << 8) | static_cast<unsigned char>(b[at + 3]);
-    const std::string_view type = b.substr(at + 4, 4);
-    if (length > b.size() - at - 12) return 1;
-    if (type == "eXIf") return tiff_orientation(b.substr(at + 8, length));
-    if (type == "IEND") return 1;
-    at += 12 + static_cast<std::size_t>(length);
-  }
-  return 1;
-}
 
 Image decode_png(std::string_view bytes, const std::string& source, int channels) {
   // Everything libpng's longjmp may leave behind lives on the heap, reached through a pointer
@@ -550,7 +460,7 @@ Image decode_image(std::string_view bytes, const std::string& source, int channe
            "image channels must be 1 or 3, got {}", channels);
   if (is_jpeg(bytes)) {
 #if MS_WITH_JPEG
-    return upright(decode_jpeg(bytes, source, channels), jpeg_exif_orientation(bytes));
+    return upright(decode_jpeg(bytes, source, channels), jpeg_orientation(bytes));
 #else
     throw Error(ErrorCode::kMissingComponent,
                 fmt::format("{}: JPEG support is not built in", source),
@@ -559,7 +469,7 @@ Image decode_image(std::string_view bytes, const std::string& source, int channe
   }
   if (is_png(bytes)) {
 #if MS_WITH_PNG
-    return upright(decode_png(bytes, source, channels), png_exif_orientation(bytes));
+    return upright(decode_png(bytes, source, channels), png_orientation(bytes));
 #else
     throw Error(ErrorCode::kMissingComponent,
                 fmt::format("{}: PNG support is not built in", source),
@@ -587,15 +497,26 @@ Image decode_image(std::string_view bytes, const std::string& source, int channe
 }
 
 Image read_image(const std::string& path, int channels) {
-  return decode_image(read_file(path), path, channels);
+  // No JPEG or PNG of kMaxImagePixels takes 2 GiB (16-bit RGBA stored raw is 1.4 GB): a larger
+  // file (a sparse one, a disk image named .png) is refused before it is read into memory.
+  static constexpr std::uintmax_t kMaxImageFileBytes = std::uintmax_t{2} << 30;
+  return decode_image(read_regular_file(path, kMaxImageFileBytes), path, channels);
 }
 
 Image resize_bilinear(const Image& image, int height, int width) {
   MS_CHECK(height > 0 && width > 0, ErrorCode::kUsage, "resize to {}x{}: sizes must be positive",
            height, width);
   MS_CHECK(image.height > 0 && image.width > 0, ErrorCode::kUsage, "cannot resize an empty image");
-  // Horizontal first, then vertical, each only when that size changes (as PIL does).
+  // Each pass only when that size changes, horizontal first, as PIL does; but vertical first when
+  // the height shrinks by more than twice what the width does, as Pillow 13 does (the passes round
+  // to 8 bits in between: Pillow 12 and older, always horizontal first, are then one grey level
+  // apart on some pixels).
   if (width != image.width && height != image.height) {
+    const int64_t height_cut = static_cast<int64_t>(image.height) - height;
+    const int64_t width_cut = static_cast<int64_t>(image.width) - width;
+    if (height_cut > 0 && height_cut > width_cut * 2) {
+      return resize_horizontal(resize_vertical(image, height), width);
+    }
     return resize_vertical(resize_horizontal(image, width), height);
   }
   if (width != image.width) return resize_horizontal(image, width);

@@ -1,6 +1,7 @@
 // Image classification: decode -> transforms from configuration.json (Resize, CenterCrop,
 // Normalize) -> ResNet / small CNN -> softmax top-k scores and labels.
 #include <ATen/TensorOperators.h>
+#include <ATen/ops/_upsample_bilinear2d_aa.h>
 #include <ATen/ops/constant_pad_nd.h>
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/stack.h>
@@ -25,14 +26,46 @@
 namespace ms::pipelines {
 namespace {
 
+// A Resize or CenterCrop size as torchvision takes it: N, [N] (the same) or [height, width].
 std::pair<int64_t, int64_t> size_of(const Json& v, const std::string& where) {
-  if (v.is_number_integer() && v.get<int64_t>() > 0) return {v.get<int64_t>(), 0};
-  if (v.is_array() && v.size() == 2 && v[0].is_number_integer() && v[1].is_number_integer() &&
-      v[0].get<int64_t>() > 0 && v[1].get<int64_t>() > 0) {
+  auto positive = [](const Json& n) { return n.is_number_integer() && n.get<int64_t>() > 0; };
+  if (positive(v)) return {v.get<int64_t>(), 0};
+  if (v.is_array() && v.size() == 1 && positive(v[0])) return {v[0].get<int64_t>(), 0};
+  if (v.is_array() && v.size() == 2 && positive(v[0]) && positive(v[1])) {
     return {v[0].get<int64_t>(), v[1].get<int64_t>()};
   }
-  fail(ErrorCode::kConfig, "{}: 'size' must be a positive integer or [height, width], got {}",
+  fail(ErrorCode::kConfig, "{}: 'size' must be a positive integer, [N] or [height, width], got {}",
        where, v.dump());
+}
+
+// A Normalize's mean or std as torchvision's normalize broadcasts it over the 3 channels: a number,
+// or a list of 1 or 3 numbers. Each is a float32 there: a std that is 0 as a float32 is refused,
+// as torchvision refuses it ("std evaluated to zero"), rather than giving every pixel NaN or inf.
+std::vector<double> channel_values(const Json& t, const char* key, const std::string& where) {
+  MS_CHECK(t.contains(key), ErrorCode::kConfig, "{} (Normalize) needs '{}'", where, key);
+  const Json& v = t[key];
+  std::vector<double> values;
+  if (v.is_number()) {
+    values.assign(3, v.get<double>());
+  } else if (v.is_array() && (v.size() == 1 || v.size() == 3) &&
+             std::all_of(v.begin(), v.end(), [](const Json& n) { return n.is_number(); })) {
+    for (const Json& n : v) values.push_back(n.get<double>());
+    if (values.size() == 1) values.assign(3, values[0]);
+  } else {
+    fail(ErrorCode::kConfig,
+         "{} (Normalize): '{}' must be a number or a list of 1 or 3 numbers (one per channel), "
+         "got {}",
+         where, key, v.dump());
+  }
+  for (double x : values) {
+    const auto as_float = static_cast<float>(x);
+    MS_CHECK(std::isfinite(as_float), ErrorCode::kConfig,
+             "{} (Normalize): '{}' value {} is not a finite float32", where, key, x);
+    MS_CHECK(std::string_view(key) != "std" || as_float != 0.0f, ErrorCode::kConfig,
+             "{} (Normalize): 'std' is zero in {}: every pixel would be divided by zero", where,
+             v.dump());
+  }
+  return values;
 }
 
 // A transform's keys are torchvision's that ms applies; any other (a misspelt one, a resampling
@@ -52,6 +85,11 @@ void check_transform_keys(const Json& t, const std::string& type, const std::str
   }
   // PIL images are always resized with antialiasing (torchvision ignores `antialias` for them);
   // the filter is bilinear, torchvision's default (2 is PIL's number for it).
+  if (t.contains("antialias")) {
+    MS_CHECK(t["antialias"].is_boolean() || t["antialias"].is_null(), ErrorCode::kConfig,
+             "{} (Resize): 'antialias' must be true, false or null, got {}", where,
+             t["antialias"].dump());
+  }
   if (t.contains("interpolation")) {
     const Json& mode = t["interpolation"];
     const bool bilinear =
@@ -68,21 +106,28 @@ void check_transform_keys(const Json& t, const std::string& type, const std::str
 
 std::vector<Transform> parse_transforms(const Config& config) {
   const Json* list = nullptr;
+  std::string list_key;
   for (const char* key : {"preprocessor.val", "preprocessor.transforms", "preprocessor"}) {
     if (config.has(key) && config.at(key).is_array()) {
       list = &config.at(key);
+      list_key = key;
       break;
     }
   }
   std::vector<Transform> out;
   if (list == nullptr) {
     // torchvision's ImageNet evaluation recipe.
-    out.push_back({"Resize", 256, 0, {}, {}});
-    out.push_back({"CenterCrop", 224, 224, {}, {}});
-    out.push_back({"Normalize", 0, 0, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}});
+    out.push_back({"Resize", 256, 0, {}, {}, true});
+    out.push_back({"CenterCrop", 224, 224, {}, {}, true});
+    out.push_back({"ToTensor", 0, 0, {}, {}, true});
+    out.push_back({"Normalize", 0, 0, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}, true});
     return out;
   }
+  // torchvision's Compose hands each transform what the one before it returned: ToTensor turns
+  // the PIL image into a tensor once, and Normalize needs that tensor. A list in another order
+  // fails in ModelScope (a TypeError in torchvision, or a PIL image given to the model).
   static const std::vector<std::string> known = {"Resize", "CenterCrop", "Normalize", "ToTensor"};
+  bool tensor = false;  // whether a ToTensor came before
   for (std::size_t i = 0; i < list->size(); ++i) {
     const Json& t = (*list)[i];
     const std::string where = fmt::format("{}: preprocessor transform {}", config.source(), i);
@@ -95,8 +140,13 @@ std::vector<Transform> parse_transforms(const Config& config) {
                   choices_hint(tr.type, known, "known"));
     }
     check_transform_keys(t, tr.type, where);
-    if (tr.type == "ToTensor") continue;  // images are tensors in [0, 1] from the start
-    if (tr.type == "Resize" || tr.type == "CenterCrop") {
+    if (tr.type == "ToTensor") {
+      MS_CHECK(!tensor, ErrorCode::kConfig,
+               "{}: a second ToTensor (torchvision's ToTensor takes a PIL image; the first one "
+               "made a tensor)",
+               where);
+      tensor = true;
+    } else if (tr.type == "Resize" || tr.type == "CenterCrop") {
       MS_CHECK(t.contains("size"), ErrorCode::kConfig, "{} ({}) needs 'size'", where, tr.type);
       std::tie(tr.h, tr.w) = size_of(t["size"], where);
       if (tr.type == "CenterCrop" && tr.w == 0) tr.w = tr.h;
@@ -106,20 +156,30 @@ std::vector<Transform> parse_transforms(const Config& config) {
       MS_CHECK(tr.h <= data::kMaxImagePixels / area_w, ErrorCode::kConfig,
                "{} ({}): size {} is more than the limit of {} pixels", where, tr.type,
                t["size"].dump(), data::kMaxImagePixels);
+      // On a tensor (after ToTensor) torchvision 0.17 and later antialias unless told not to (a
+      // null was the older default: none on tensors); PIL images are always antialiased.
+      if (t.contains("antialias"))
+        tr.antialias = t["antialias"].is_boolean() && t["antialias"].get<bool>();
     } else {
-      for (const char* key : {"mean", "std"}) {
-        MS_CHECK(t.contains(key) && t[key].is_array() && t[key].size() == 3, ErrorCode::kConfig,
-                 "{} (Normalize) needs '{}' with 3 numbers", where, key);
+      if (!tensor) {
+        throw Error(ErrorCode::kConfig,
+                    fmt::format("{}: Normalize before ToTensor (torchvision's Normalize takes a "
+                                "tensor, not the PIL image)",
+                                where),
+                    "put {\"type\": \"ToTensor\"} before the Normalize in " + list_key);
       }
-      tr.mean = t["mean"].get<std::vector<double>>();
-      tr.std = t["std"].get<std::vector<double>>();
-      // mmcv-style configs give 0-255 statistics; images here are in [0, 1].
-      if (tr.mean[0] > 1.0 || tr.std[0] > 1.0) {
-        for (auto& v : tr.mean) v /= 255.0;
-        for (auto& v : tr.std) v /= 255.0;
-      }
+      // The values as given, on pixels in [0, 1] as torchvision computes: no guess at 0-255
+      // statistics (mmcv's Normalize, which takes them, has other keys and is not read here).
+      tr.mean = channel_values(t, "mean", where);
+      tr.std = channel_values(t, "std", where);
     }
     out.push_back(std::move(tr));
+  }
+  if (!tensor) {
+    throw Error(ErrorCode::kConfig,
+                fmt::format("{}: {} has no ToTensor: torchvision would give the model a PIL image",
+                            config.source(), list_key),
+                "add {\"type\": \"ToTensor\"} (before any Normalize) to " + list_key);
   }
   return out;
 }
@@ -184,11 +244,11 @@ std::pair<int, int> checked_resize(const Transform& t, int64_t h, int64_t w) {
 }  // namespace
 
 at::Tensor apply_transforms(const std::vector<Transform>& transforms, const data::Image& image) {
-  // Up to the first Normalize the image is what torchvision gets from PIL: 8-bit pixels.
+  // Up to ToTensor the image is what torchvision gets from PIL: 8-bit pixels.
   std::size_t i = 0;
   data::Image pixels;
   const data::Image* current = &image;
-  for (; i < transforms.size() && transforms[i].type != "Normalize"; ++i) {
+  for (; i < transforms.size() && transforms[i].type != "ToTensor"; ++i) {
     const Transform& t = transforms[i];
     if (t.type == "Resize") {
       const auto [nh, nw] = checked_resize(t, current->height, current->width);
@@ -200,12 +260,14 @@ at::Tensor apply_transforms(const std::vector<Transform>& transforms, const data
   }
   at::Tensor x =
       tensor::image_to_tensor(current->pixels.data(), current->height, current->width, 3);
-  for (; i < transforms.size(); ++i) {
+  for (++i; i < transforms.size(); ++i) {
     const Transform& t = transforms[i];
     const int64_t h = x.size(1), w = x.size(2);
     if (t.type == "Resize") {
       const auto [nh, nw] = checked_resize(t, h, w);
-      x = at::upsample_bilinear2d(x.unsqueeze(0), {nh, nw}, false).squeeze(0);
+      x = t.antialias ? at::_upsample_bilinear2d_aa(x.unsqueeze(0), {nh, nw}, false)
+                      : at::upsample_bilinear2d(x.unsqueeze(0), {nh, nw}, false);
+      x = x.squeeze(0);
     } else if (t.type == "CenterCrop") {
       const int64_t top = crop_or_pad_offset(h, t.h), left = crop_or_pad_offset(w, t.w);
       // Padding is zeros of the tensor (after a Normalize, not the pixel 0), as torchvision's.

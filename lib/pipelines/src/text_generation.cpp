@@ -440,7 +440,8 @@ class TextGenerationPipeline final : public infer::Pipeline {
     for (std::size_t i = 0; i < batch.size(); ++i) {
       try {
         const infer::PipelineInput& in = *batch[i];
-        const std::string text = in.text.empty() && !in.path.empty() ? read_file(in.path) : in.text;
+        const std::string text =
+            in.text.empty() && !in.path.empty() ? read_regular_file(in.path) : in.text;
         // White space is a prompt like any other (generate() continues " " from its token).
         MS_CHECK(!text.empty(), ErrorCode::kUsage,
                  "input text is empty: text-generation needs a prompt");

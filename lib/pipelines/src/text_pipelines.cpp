@@ -172,7 +172,7 @@ class BertTextPipeline : public infer::Pipeline {
   }
 
   static std::string input_text(const infer::PipelineInput& in) {
-    return in.text.empty() && !in.path.empty() ? read_file(in.path) : in.text;
+    return in.text.empty() && !in.path.empty() ? read_regular_file(in.path) : in.text;
   }
 
   // `what` names the text in the error for a blank one ("text", "text_pair").

@@ -282,7 +282,9 @@ BertTokenizer BertTokenizer::from_dir(const std::filesystem::path& dir) {
   // too.
   std::optional<nlohmann::json> tokenizer_json;
   if (std::filesystem::is_regular_file(json_path, ec)) {
-    tokenizer_json = read_big_json(json_path);
+    tokenizer_json = std::filesystem::is_regular_file(vocab_path, ec)
+                         ? read_tokenizer_json_without_vocab(json_path)
+                         : read_big_json(json_path);
     if (!holds_wordpiece(*tokenizer_json) && std::filesystem::is_regular_file(vocab_path, ec))
       tokenizer_json.reset();
   }

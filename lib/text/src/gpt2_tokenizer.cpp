@@ -267,7 +267,8 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
     if (is_file(dir / "vocab.json") && is_file(dir / "merges.txt")) {
       vocab = vocab_from_json(read_big_json(dir / "vocab.json"), (dir / "vocab.json").string());
       merges = merges_from_text(dir / "merges.txt");
-      if (is_file(dir / "tokenizer.json")) read_added_tokens(read_big_json(dir / "tokenizer.json"));
+      if (is_file(dir / "tokenizer.json"))
+        read_added_tokens(read_tokenizer_json_without_vocab(dir / "tokenizer.json"));
     } else if (is_file(dir / "encoder.json") && is_file(dir / "vocab.bpe")) {
       vocab = vocab_from_json(read_big_json(dir / "encoder.json"), (dir / "encoder.json").string());
       merges = merges_from_text(dir / "vocab.bpe");

@@ -20,6 +20,25 @@ nlohmann::json read_big_json(const std::filesystem::path& path) {
   return out;
 }
 
+nlohmann::json read_tokenizer_json_without_vocab(const std::filesystem::path& path) {
+  const std::string text = read_file(path);
+  bool too_deep = false;
+  std::string top_key;  // the key of the root object's member being parsed
+  auto keep = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    if (depth > static_cast<int>(kMaxJsonDepth)) {
+      too_deep = true;
+      return false;
+    }
+    if (event != nlohmann::json::parse_event_t::key) return true;
+    if (depth == 1) top_key = parsed.get<std::string>();
+    return !(depth == 2 && top_key == "model" && (parsed == "vocab" || parsed == "merges"));
+  };
+  nlohmann::json out = nlohmann::json::parse(text, keep, /*allow_exceptions=*/false);
+  // Invalid JSON, or JSON beyond ms's limits: read_big_json says where and why.
+  if (out.is_discarded() || too_deep) return read_big_json(path);
+  return out;
+}
+
 std::unordered_map<std::string, std::int64_t> vocab_from_json(const nlohmann::json& j,
                                                               const std::string& source) {
   MS_CHECK(j.is_object(), ErrorCode::kConfig,

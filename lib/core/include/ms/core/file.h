@@ -17,6 +17,14 @@ namespace ms {
 /// Reads a whole file; throws ms::Error (kNotFound / kIo) naming the path.
 MS_API std::string read_file(const std::filesystem::path& path);
 
+/// Reads a whole regular file (through symbolic links) of at most `max_bytes`, for a path that
+/// names one item of data (an image of a JSON line, a text file to embed): a device, FIFO or
+/// socket there is ms::Error(kUsage) naming it and what it is, before any read (/dev/zero would
+/// never end, a FIFO would wait for a writer), and a larger file is kUsage too. Otherwise as
+/// read_file.
+MS_API std::string read_regular_file(const std::filesystem::path& path,
+                                     std::uintmax_t max_bytes = UINTMAX_MAX);
+
 /// Creates folder `dir` and its missing parents; throws ms::Error (kIo) naming it and why (a file
 /// in the way, a read-only file system, no permission). `what` says what the folder is for
 /// ("--work-dir", "CheckpointHook.save_dir").
