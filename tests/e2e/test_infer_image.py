@@ -287,6 +287,11 @@ json.dump(ref, open(out + "/ref.json", "w"))
             [{"type": "Resize", "size": [20]}, {"type": "CenterCrop", "size": [16]}, {"type": "ToTensor"},
              {"type": "Normalize", "mean": 0.5, "std": [2.0]}],
             ["31x24", "24x40"], 16, "broadcast")
+        # max_size caps the longer side of a shorter-side Resize (ms refused the key).
+        self.compare_with_torchvision(
+            [{"type": "Resize", "size": 10, "max_size": 14}, {"type": "CenterCrop", "size": 8},
+             {"type": "ToTensor"}],
+            ["40x16", "30x50", "20x18"], 8, "max-size")
         # A Resize of the tensor (after ToTensor) is antialiased or not as it says (unsaid: as
         # torchvision 0.17 and later, antialiased; older ones did not).
         for antialias in (True, False):
@@ -716,7 +721,9 @@ print(float(np.abs(batch - np.array(want)).max()))
                 ([crop, {"type": "ToTensor"}, dict(normalize, std=[0.2, 0, 0.2])], "'std' is zero"),
                 ([crop, {"type": "ToTensor"}, dict(normalize, std=1e-50)], "'std' is zero"),
                 ([crop, {"type": "ToTensor"}, dict(normalize, mean=[0.5, 0.5])], "a list of 1 or 3 numbers"),
-                ([{"type": "Resize", "size": 20, "antialias": "yes"}, {"type": "ToTensor"}], "'antialias' must be")):
+                ([{"type": "Resize", "size": 20, "antialias": "yes"}, {"type": "ToTensor"}], "'antialias' must be"),
+                ([{"type": "Resize", "size": [20, 30], "max_size": 40}, {"type": "ToTensor"}], "'max_size' only goes"),
+                ([{"type": "Resize", "size": 20, "max_size": 20}, {"type": "ToTensor"}], "'max_size' must be an integer above")):
             with self.subTest(transforms=transforms):
                 r = run_ms("infer", "-m", os.path.join(VISION, "small-cnn"), "--input-dir", IMAGES,
                            "--set", "preprocessor.val=" + json.dumps(transforms))

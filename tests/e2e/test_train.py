@@ -1063,5 +1063,67 @@ class TrainImageTest(TorchTestCase):
         self.assertTrue(os.path.exists(self.path("work", "output_best", "model.safetensors")))
 
 
+    @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
+    def test_training_augmentations_are_seeded_and_resume_exactly(self):
+        # preprocessor.train (RandomResizedCrop, RandomHorizontalFlip) was not read: the model
+        # trained on preprocessor.val's transforms. Each image's draws come from (seed, epoch,
+        # row): two runs give the same weights, and so does a run killed mid-epoch and resumed;
+        # evaluation applies preprocessor.val.
+        if not os.path.exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"):
+            self.skipTest("Debian dataset-fashion-mnist is not installed")
+        subprocess.run([sys.executable, os.path.join(SOURCE_DIR, "scripts", "make_dataset_fixtures.py"),
+                        self.path("data"), "--per-class", "3", "--test-per-class", "1"],
+                       check=True, capture_output=True)
+        with open(os.path.join(SOURCE_DIR, "configs", "image-classification-small-cnn",
+                               "configuration.json")) as f:
+            config = json.load(f)
+        normalize = config["preprocessor"]["val"][-1]
+        config["preprocessor"]["train"] = [
+            {"type": "RandomResizedCrop", "size": 28, "scale": [0.5, 1.0]},
+            {"type": "RandomHorizontalFlip"}, {"type": "ToTensor"}, normalize]
+        config["train"]["hooks"] = [{"type": "CheckpointHook", "by_epoch": False, "interval": 3},
+                                    {"type": "EvaluationHook", "interval": 1}]
+        os.makedirs(self.path("model"))
+        with open(self.path("model", "configuration.json"), "w") as f:
+            json.dump(config, f)
+
+        def train(work, *extra, env=None):
+            return run_ms("train", "--model", self.path("model"), "--dataset",
+                          "imagefolder:" + self.path("data", "fmnist"), "--work-dir", self.path(work),
+                          "--max-epochs", "2", "--threads", "1", "--set",
+                          "train.dataloader.batch_size_per_gpu=8", "--json", *extra, env=env,
+                          timeout=600)
+
+        def weights(work):
+            with open(self.path(work, "output", "model.safetensors"), "rb") as f:
+                return f.read()
+
+        for work in ("a", "b"):
+            self.assertExit(train(work), 0)
+        self.assertTrue(weights("a") == weights("b"), "two runs with one seed trained differently")
+        # 30 rows, batches of 8: 4 iterations an epoch. Killed after iteration 7, resumed from
+        # iter_6 (epoch 2, its third batch).
+        killed = train("cut", "--resume", "auto", env={"MS_TEST_KILL_AFTER_ITER": "7"})
+        self.assertEqual(killed.returncode, -9, killed.stderr)
+        resumed = train("cut", "--resume", "auto")
+        self.assertExit(resumed, 0)
+        self.assertEqual(json.loads(resumed.stdout)["resumed_from"], self.path("cut", "iter_6"))
+        self.assertTrue(weights("cut") == weights("a"), "the resumed run trained differently")
+        # The augmentations are applied: without them (preprocessor.train as preprocessor.val)
+        # the weights differ; another seed draws other crops.
+        plain = train("plain", "--set", "preprocessor.train=" + json.dumps(config["preprocessor"]["val"]))
+        self.assertExit(plain, 0)
+        self.assertFalse(weights("plain") == weights("a"))
+        reseeded = train("reseeded", "--seed", "7")
+        self.assertExit(reseeded, 0)
+        self.assertFalse(weights("reseeded") == weights("a"))
+        # Evaluation (ms eval, ms infer) never draws: a random transform in preprocessor.val is
+        # a config error naming where it belongs.
+        r = run_ms("eval", "--model", self.path("a", "output"), "--dataset",
+                   "imagefolder:" + self.path("data", "fmnist"), "--split", "test", "--set",
+                   "preprocessor.val=" + json.dumps(config["preprocessor"]["train"]))
+        self.assertExit(r, 3)
+        self.assertOneLineError(r, "RandomResizedCrop is a random augmentation")
+
 if __name__ == "__main__":
     unittest.main()

@@ -144,8 +144,8 @@ std::optional<std::string> raw_profile_bytes(std::string_view text) {
 
 }  // namespace
 
-std::size_t jpeg_scan_start(
-    std::string_view b, const std::function<bool(unsigned char, std::string_view)>& segment) {
+std::size_t jpeg_scan_start(std::string_view b,
+                            const std::function<bool(unsigned char, std::string_view)>& segment) {
   std::size_t at = 2;  // after SOI
   while (at + 4 <= b.size() && static_cast<unsigned char>(b[at]) == 0xFF) {
     const auto marker = static_cast<unsigned char>(b[at + 1]);
@@ -180,7 +180,7 @@ int jpeg_orientation(std::string_view b) {
 int png_orientation(std::string_view b) {
 #if MS_WITH_PNG
   std::optional<std::string> exif, raw_profile, xmp;  // the last of each, as PIL's info dict
-  std::size_t at = 8;                                  // after the signature
+  std::size_t at = 8;                                 // after the signature
   while (at + 12 <= b.size()) {
     const std::uint32_t length = big_endian_u32(b, at);
     const std::string_view type = b.substr(at + 4, 4);

@@ -124,6 +124,7 @@ class OrderedBatches : public BatchSource {
                                : (shard_rows_ + batching_.batch_size - 1) / batching_.batch_size;
   }
   void start(std::uint64_t epoch, std::size_t skip) override {
+    epoch_ = epoch;
     if (batching_.shuffle) {
       order_ = data::shuffled_indices(rows_, batching_.seed + epoch);
     } else {
@@ -152,6 +153,8 @@ class OrderedBatches : public BatchSource {
 
  protected:
   virtual models::TensorMap make(const std::vector<std::size_t>& rows) const = 0;
+  std::uint64_t epoch() const { return epoch_; }
+  const Batching& batching() const { return batching_; }
 
  private:
   std::size_t rows_;
@@ -159,6 +162,7 @@ class OrderedBatches : public BatchSource {
   Batching batching_;
   std::vector<std::size_t> order_;
   std::size_t batch_ = 0;
+  std::uint64_t epoch_ = 0;
 };
 
 class TextBatches final : public OrderedBatches {
@@ -281,9 +285,14 @@ class ImageBatches final : public OrderedBatches {
     std::vector<std::int64_t> labels;
     for (std::size_t r : rows) {
       const data::Image image = data::read_image(paths_[r], 3);
+      // The random augmentations of an image draw from a generator of its own, seeded by the
+      // run's seed, the epoch and its row: the same crops whatever the batch, the rank or the
+      // point a run resumed from.
+      pipelines::TransformRandom random(batching().seed ^ (0x9E3779B97F4A7C15ull * (epoch() + 1)) ^
+                                        (0xD1B54A32D192ED03ull * (r + 1)));
       images.push_back(
           with_context(fmt::format("applying the preprocessor transforms to {}", paths_[r]),
-                       [&] { return pipelines::apply_transforms(transforms_, image); }));
+                       [&] { return pipelines::apply_transforms(transforms_, image, &random); }));
       labels.push_back(labels_[r]);
     }
     const auto shape = images.front().sizes();

@@ -220,7 +220,8 @@ struct Prepared {
   bool per_token = false;                         // token classification: a tag per word
   std::size_t max_length = 128;
   TextColumns columns;
-  std::vector<pipelines::Transform> transforms;
+  std::vector<pipelines::Transform> transforms;        // images: evaluation's
+  std::vector<pipelines::Transform> train_transforms;  // images: training's (augmentations)
   Json hf_config;  // config.json of the source folder (text models)
 };
 
@@ -271,6 +272,7 @@ Prepared prepare_for_training(const infer::ModelInfo& m, Config& config, const d
     }
   } else {
     p.transforms = pipelines::parse_transforms(config);
+    p.train_transforms = pipelines::parse_transforms(config, pipelines::TransformStage::kTrain);
     std::vector<std::string> names = ds.labels;
     if (names.empty()) names = configured_labels(m, config);
     MS_CHECK(!names.empty(), ErrorCode::kUsage,
@@ -361,7 +363,8 @@ Prepared prepare_for_eval(const infer::ModelInfo& m, const Config& config,
 }
 
 std::unique_ptr<BatchSource> batches(const Prepared& p, const data::Dataset& ds,
-                                     const data::Split& split, const Batching& b) {
+                                     const data::Split& split, const Batching& b,
+                                     bool training = false) {
   if (p.causal) {
     // An evaluation split may name its text column differently from the training split.
     const std::string column = split.table.column_index(p.document_column) >= 0
@@ -375,7 +378,8 @@ std::unique_ptr<BatchSource> batches(const Prepared& p, const data::Dataset& ds,
     return make_token_batches(split, p.columns, p.labels, *p.tokenizer, p.max_length, b, ds.spec);
   if (p.tokenizer)
     return make_text_batches(split, p.columns, p.labels, *p.tokenizer, p.max_length, b, ds.spec);
-  return make_image_batches(split, p.transforms, p.labels, ds.labels, b, ds.spec);
+  return make_image_batches(split, training ? p.train_transforms : p.transforms, p.labels,
+                            ds.labels, b, ds.spec);
 }
 
 // The rest of a causal language model's output folder: its config.json as it came, the task in
@@ -720,7 +724,7 @@ class TrainingService final : public infer::TrainerService {
       train_batching.rank = dist->rank();
       train_batching.world_size = dist->world_size();
     }
-    setup.train_data = batches(p, ds, train_split, train_batching);
+    setup.train_data = batches(p, ds, train_split, train_batching, /*training=*/true);
     setup.distributed = dist;
     if (eval_split) {
       setup.eval_data =
