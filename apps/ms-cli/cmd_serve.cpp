@@ -157,6 +157,11 @@ void add_serve_command(CLI::App& app, const GlobalOptions& /*global*/) {
                   "Seconds a request may wait for its answer before it gets 504")
       ->capture_default_str()
       ->check(CLI::Range(1, 86400));
+  cmd->add_option("--header-timeout", s.header_timeout_s,
+                  "Seconds a client has to send a request's line and headers (and its TLS "
+                  "handshake); a stop waits for half-sent requests this long at most")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
   cmd->add_option("--max-body-mb", opts->max_body_mb,
                   "Largest request body in MiB (base64 images count 4/3 of their size); more: 413")
       ->capture_default_str()

@@ -58,9 +58,8 @@ TEST_CASE("RandomResizedCrop of the whole image at its own ratio is a Resize", "
       transforms(R"([{"type": "RandomResizedCrop", "size": [8, 12], "scale": [1, 1],
                      "ratio": [1.5, 1.5]}, {"type": "ToTensor"}])"),
       image, &random);
-  const at::Tensor resized =
-      apply_transforms(transforms(R"([{"type": "Resize", "size": [8, 12]}, {"type": "ToTensor"}])"),
-                       image);
+  const at::Tensor resized = apply_transforms(
+      transforms(R"([{"type": "Resize", "size": [8, 12]}, {"type": "ToTensor"}])"), image);
   CHECK(cropped.sizes() == at::IntArrayRef({3, 8, 12}));
   CHECK(at::equal(cropped, resized));
 }
@@ -73,7 +72,8 @@ TEST_CASE("RandomHorizontalFlip mirrors with probability p, on pixels and on ten
   for (const char* list : {R"([{"type": "RandomHorizontalFlip", "p": 1}, {"type": "ToTensor"}])",
                            R"([{"type": "ToTensor"}, {"type": "RandomHorizontalFlip", "p": 1}])"})
     CHECK(at::equal(apply_transforms(transforms(list), image, &random), plain.flip({2})));
-  const auto never = transforms(R"([{"type": "RandomHorizontalFlip", "p": 0}, {"type": "ToTensor"}])");
+  const auto never =
+      transforms(R"([{"type": "RandomHorizontalFlip", "p": 0}, {"type": "ToTensor"}])");
   CHECK(at::equal(apply_transforms(never, image, &random), plain));
   // p = 0.5 flips about half of the draws.
   const auto half = transforms(R"([{"type": "RandomHorizontalFlip"}, {"type": "ToTensor"}])");
@@ -116,10 +116,11 @@ TEST_CASE("training reads preprocessor.train; evaluation refuses random transfor
       {"type": "RandomHorizontalFlip"}, {"type": "ToTensor"}]}})";
   CHECK(code_of(random_val, TransformStage::kEvaluate) == ErrorCode::kConfig);
   CHECK_FALSE(code_of(random_val, TransformStage::kTrain).has_value());
-  for (const char* bad :
-       {R"({"preprocessor": {"train": [{"type": "RandomHorizontalFlip", "p": 2}, {"type": "ToTensor"}]}})",
-        R"({"preprocessor": {"train": [{"type": "RandomResizedCrop", "size": 8, "scale": [1, 0.5]}, {"type": "ToTensor"}]}})",
-        R"({"preprocessor": {"train": [{"type": "RandomResizedCrop", "size": 8, "ratio": [0, 1]}, {"type": "ToTensor"}]}})",
-        R"({"preprocessor": {"train": [{"type": "RandomResizedCrop"}, {"type": "ToTensor"}]}})"})
+  for (
+      const char* bad :
+      {R"({"preprocessor": {"train": [{"type": "RandomHorizontalFlip", "p": 2}, {"type": "ToTensor"}]}})",
+       R"({"preprocessor": {"train": [{"type": "RandomResizedCrop", "size": 8, "scale": [1, 0.5]}, {"type": "ToTensor"}]}})",
+       R"({"preprocessor": {"train": [{"type": "RandomResizedCrop", "size": 8, "ratio": [0, 1]}, {"type": "ToTensor"}]}})",
+       R"({"preprocessor": {"train": [{"type": "RandomResizedCrop"}, {"type": "ToTensor"}]}})"})
     CHECK(code_of(bad, TransformStage::kTrain) == ErrorCode::kConfig);
 }

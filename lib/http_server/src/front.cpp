@@ -187,6 +187,7 @@ class FrontStream : public httplib::Stream {
     header_deadline_ = deadline;
     in_headers_ = true;
     in_body_ = false;
+    body_refused_ = false;
     request_line_read_ = false;
     header_bytes_ = 0;
     header_lines_.clear();
@@ -203,6 +204,9 @@ class FrontStream : public httplib::Stream {
     in_body_ = deadline.has_value();
     if (deadline) body_deadline_ = *deadline;
   }
+  // The body declared is over the limit: httplib's reads of it end at once (it would read and
+  // drop all of it before answering 413), and the connection closes after the answer.
+  void refuse_body() { body_refused_ = true; }
   // The body is chunked: httplib reads it through a ChunkedBody (see chunked_body.h), its data
   // limited to `max_bytes`.
   void read_chunked_body(std::uint64_t max_bytes) { chunked_.emplace(max_bytes); }
@@ -229,6 +233,7 @@ class FrontStream : public httplib::Stream {
       note_.headers_too_large = true;
       return -1;
     }
+    if (body_refused_ && !in_headers_) return 0;
     const ssize_t n = chunked_ ? read_chunked(ptr, size) : read_bytes(ptr, size);
     if (n > 0) {
       if (in_headers_) {
@@ -439,6 +444,7 @@ class FrontStream : public httplib::Stream {
   std::size_t header_bytes_ = 0;  // of the header lines, read so far
   std::string header_lines_;      // the header lines read so far (at most kMaxHeaderBytes)
   bool in_body_ = false;
+  bool body_refused_ = false;  // refuse_body()
   Clock::time_point header_deadline_{};
   Clock::time_point body_deadline_{};
   char buffer_[16384];
@@ -841,6 +847,9 @@ bool Front::process_and_close_socket(socket_t sock) {
             note.body_chunked = true;
           } else {
             note.body_length = declared_body_length(req);
+            // Refused (413) without waiting for the body: a client that sent its headers and
+            // waited heard its 413 only when the body's read timeout (60 s) ran out.
+            if (note.body_length > payload_max_length_) strm.refuse_body();
           }
           lowercase_content_coding(req);
           normalize_expect(req);

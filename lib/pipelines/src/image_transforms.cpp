@@ -64,14 +64,15 @@ std::vector<double> channel_values(const Json& t, const char* key, const std::st
 
 // RandomResizedCrop's `scale` or `ratio`: [min, max] of positive numbers, min <= max (torchvision
 // samples nothing sensible from a reversed range), else `fallback`.
-std::pair<double, double> range_of(const Json& t, const char* key, std::pair<double, double> fallback,
-                                   const std::string& where) {
+std::pair<double, double> range_of(const Json& t, const char* key,
+                                   std::pair<double, double> fallback, const std::string& where) {
   if (!t.contains(key)) return fallback;
   const Json& v = t[key];
   MS_CHECK(v.is_array() && v.size() == 2 && v[0].is_number() && v[1].is_number() &&
                v[0].get<double>() > 0 && v[0].get<double>() <= v[1].get<double>(),
-           ErrorCode::kConfig, "{} (RandomResizedCrop): '{}' must be [min, max] with 0 < min <= max, got {}",
-           where, key, v.dump());
+           ErrorCode::kConfig,
+           "{} (RandomResizedCrop): '{}' must be [min, max] with 0 < min <= max, got {}", where,
+           key, v.dump());
   return {v[0].get<double>(), v[1].get<double>()};
 }
 
@@ -143,8 +144,8 @@ std::vector<Transform> parse_transforms(const Config& config, TransformStage sta
   // torchvision's Compose hands each transform what the one before it returned: ToTensor turns
   // the PIL image into a tensor once, and Normalize needs that tensor. A list in another order
   // fails in ModelScope (a TypeError in torchvision, or a PIL image given to the model).
-  static const std::vector<std::string> known = {"Resize",   "CenterCrop",        "Normalize",
-                                                 "ToTensor", "RandomResizedCrop", "RandomHorizontalFlip"};
+  static const std::vector<std::string> known = {
+      "Resize", "CenterCrop", "Normalize", "ToTensor", "RandomResizedCrop", "RandomHorizontalFlip"};
   bool tensor = false;  // whether a ToTensor came before
   for (std::size_t i = 0; i < list->size(); ++i) {
     const Json& t = (*list)[i];
@@ -175,8 +176,9 @@ std::vector<Transform> parse_transforms(const Config& config, TransformStage sta
     } else if (tr.type == "RandomHorizontalFlip") {
       if (t.contains("p")) {
         MS_CHECK(t["p"].is_number() && t["p"].get<double>() >= 0 && t["p"].get<double>() <= 1,
-                 ErrorCode::kConfig, "{} (RandomHorizontalFlip): 'p' must be a number in [0, 1], got {}",
-                 where, t["p"].dump());
+                 ErrorCode::kConfig,
+                 "{} (RandomHorizontalFlip): 'p' must be a number in [0, 1], got {}", where,
+                 t["p"].dump());
         tr.p = t["p"].get<double>();
       }
     } else if (tr.type == "Resize" || tr.type == "CenterCrop" || tr.type == "RandomResizedCrop") {
@@ -350,8 +352,9 @@ data::Image mirror_pixels(const data::Image& in) {
   const auto channels = static_cast<std::size_t>(in.channels);
   for (int y = 0; y < in.height; ++y)
     for (int x = 0; x < in.width; ++x)
-      std::copy_n(&in.pixels[(static_cast<std::size_t>(y) * in.width + x) * channels], channels,
-                  &out.pixels[(static_cast<std::size_t>(y) * in.width + (in.width - 1 - x)) * channels]);
+      std::copy_n(
+          &in.pixels[(static_cast<std::size_t>(y) * in.width + x) * channels], channels,
+          &out.pixels[(static_cast<std::size_t>(y) * in.width + (in.width - 1 - x)) * channels]);
   return out;
 }
 

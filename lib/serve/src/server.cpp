@@ -377,6 +377,7 @@ Server::Server(ServeOptions options) : impl_(std::make_unique<Impl>()) {
   // A body trickled a byte at a time would otherwise hold its connection (and its client's
   // share of --max-client-connections) as long as every byte comes within the read timeout.
   listen.body_timeout_s = o.request_timeout_s;
+  listen.header_timeout_s = o.header_timeout_s;
   // Checked (port, TLS files) before the model loads, which takes seconds.
   s.listener = std::make_unique<http_server::Listener>(listen);
 

@@ -37,6 +37,9 @@ struct ServeOptions {
   std::size_t max_queue = 1024;            ///< waiting inputs; more are answered 503
   std::size_t max_body_bytes = 32u << 20;  ///< larger request bodies are answered 413
   int request_timeout_s = 60;              ///< a request not answered by then gets 504
+  /// Seconds a client has to send a request's line and headers (a TLS client its handshake
+  /// too); a stop waits this long at most for a request whose headers are still coming.
+  int header_timeout_s = 30;
   /// Open connections per client address; more are answered 503 at once. Every local client
   /// (and a reverse proxy on the same host) shares 127.0.0.1.
   std::size_t max_client_connections = 256;
