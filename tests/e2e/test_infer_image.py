@@ -405,6 +405,13 @@ print(json.dumps({name: float(np.abs(batch[i] - np.array(want)).max())
         self.assertEqual(r.returncode, 0, r.stderr)
         return json.loads(r.stdout)
 
+    def assert_pixels_are_pils(self, script, count, size=(8, 8)):
+        """differences_from_pil(script, size) for `count` images, each within float rounding."""
+        differences = self.differences_from_pil(script, size=size)
+        self.assertEqual(len(differences), count)
+        for name, difference in differences.items():
+            self.assertLess(difference, 1e-6, name)
+
     def test_jpeg_photos_are_turned_upright_by_their_exif_orientation(self):
         # ModelScope's LoadImage calls PIL's ImageOps.exif_transpose: a camera's photo stored
         # sideways with Orientation 6 is classified upright. Each of the 8 orientations, resized
@@ -425,10 +432,7 @@ for orientation in range(1, 9):
     ref[f"o{orientation}.jpg"] = (np.asarray(upright, dtype=np.float32) / 255).transpose(2, 0, 1).tolist()
 print(json.dumps(ref))
 """
-        differences = self.differences_from_pil(script)
-        self.assertEqual(len(differences), 8)
-        for name, difference in differences.items():
-            self.assertLess(difference, 1e-6, name)
+        self.assert_pixels_are_pils(script, 8)
 
     def test_exif_orientation_in_other_layouts_and_in_pngs(self):
         # Each is a sideways photo (Orientation 6) that PIL's exif_transpose turns upright: the tag
@@ -466,10 +470,7 @@ for name, data in files.items():
     ref[name] = (np.asarray(upright.convert("RGB").resize((8, 8), Image.BILINEAR), dtype=np.float32) / 255).transpose(2, 0, 1).tolist()
 print(json.dumps(ref))
 """
-        differences = self.differences_from_pil(script)
-        self.assertEqual(len(differences), 4)
-        for name, difference in differences.items():
-            self.assertLess(difference, 1e-6, name)
+        self.assert_pixels_are_pils(script, 4)
 
     def test_orientation_from_xmp_raw_profiles_and_prefixed_exif(self):
         # Pillow's exif_transpose reads the orientation from more than a JPEG's Exif segment and a
@@ -536,10 +537,7 @@ for name, data in files.items():
     ref[name] = (np.asarray(upright.resize((8, 8), Image.BILINEAR), dtype=np.float32) / 255).transpose(2, 0, 1).tolist()
 print(json.dumps(ref))
 """
-        differences = self.differences_from_pil(script)
-        self.assertEqual(len(differences), 10)
-        for name, difference in differences.items():
-            self.assertLess(difference, 1e-6, name)
+        self.assert_pixels_are_pils(script, 10)
 
     def test_a_resize_that_shrinks_the_height_most_is_pillow_13s(self):
         # Pillow 13 resizes vertically first when the height shrinks by more than twice what the
@@ -563,10 +561,7 @@ for w, h in ((20, 60), (30, 50), (12, 40), (40, 30)):
 assert differ >= 2, differ
 print(json.dumps(ref))
 """
-        differences = self.differences_from_pil(script, size=(10, 16))
-        self.assertEqual(len(differences), 4)
-        for name, difference in differences.items():
-            self.assertLess(difference, 1e-6, name)
+        self.assert_pixels_are_pils(script, 4, size=(10, 16))
 
     def test_an_image_path_that_is_a_device_a_fifo_or_too_big_fails_alone(self):
         # A JSON line naming /dev/zero was read without end (24 GB, then killed by the OOM
