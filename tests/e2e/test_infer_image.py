@@ -725,6 +725,16 @@ print(float(np.abs(batch - np.array(want)).max()))
                 self.assertExit(r, 3)
                 self.assertOneLineError(r, message)
 
+    def test_a_training_list_alone_warns_that_evaluation_takes_the_imagenet_recipe(self):
+        # Evaluation and inference read preprocessor.val; with only preprocessor.train they took
+        # the ImageNet recipe silently (ModelScope logs "No preprocessor key val found").
+        r = run_ms("infer", "-m", os.path.join(VISION, "small-cnn"), "--input-dir", IMAGES,
+                   "--set", "preprocessor.val=null", "--set",
+                   'preprocessor.train=[{"type": "RandomHorizontalFlip"}, {"type": "ToTensor"}]')
+        self.assertExit(r, 0)
+        self.assertEqual(r.stderr.count("preprocessor.train but no preprocessor.val"), 1, r.stderr)
+        self.assertIn("ImageNet recipe", r.stderr)
+
     def test_very_wide_pngs(self):
         # libpng's default limit of 1,000,000 columns made such PNGs "corrupt" (PIL opens them);
         # a Resize whose other side overflows int is refused (it wrapped and ran).

@@ -6,6 +6,7 @@
 #include <ATen/ops/equal.h>
 
 #include <optional>
+#include <set>
 #include <string>
 
 #include "catch.h"
@@ -123,4 +124,42 @@ TEST_CASE("training reads preprocessor.train; evaluation refuses random transfor
        R"({"preprocessor": {"train": [{"type": "RandomResizedCrop", "size": 8, "ratio": [0, 1]}, {"type": "ToTensor"}]}})",
        R"({"preprocessor": {"train": [{"type": "RandomResizedCrop"}, {"type": "ToTensor"}]}})"})
     CHECK(code_of(bad, TransformStage::kTrain) == ErrorCode::kConfig);
+}
+
+TEST_CASE("errors name the list and say what is wrong with a Resize", "[transforms]") {
+  try {
+    transforms(R"([{"type": "CenterCrop", "size": 8, "foo": 1}, {"type": "ToTensor"}])");
+    FAIL("no error");
+  } catch (const ms::Error& e) {
+    CHECK(std::string(e.what()).find("preprocessor.train transform 0 (CenterCrop): unknown key "
+                                     "'foo'") != std::string::npos);
+  }
+  // max_size 30 over a 300 x 9 image: the shorter side comes out 0 (torchvision fails too).
+  try {
+    apply_transforms(
+        transforms(R"([{"type": "Resize", "size": [24], "max_size": 30}, {"type": "ToTensor"}])"),
+        test_image(300, 9));
+    FAIL("no error");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ErrorCode::kUsage);
+    CHECK(std::string(e.what()).find("a side of 0 pixels") != std::string::npos);
+  }
+}
+
+TEST_CASE("each item's generator is its own stream", "[transforms]") {
+  // No item's first draws are another's shifted by a few: the parts of a seed are mixed, not
+  // added (the state advances by a constant each draw).
+  std::set<std::uint64_t> seen;
+  std::size_t repeated = 0;
+  for (int epoch = 0; epoch < 20; ++epoch) {
+    for (int row = 0; row < 200; ++row) {
+      TransformRandom random = TransformRandom::for_item(42, epoch, row);
+      for (int draw = 0; draw < 32; ++draw)
+        repeated +=
+            seen.insert(static_cast<std::uint64_t>(random.uniform() * 0x1.0p53)).second ? 0 : 1;
+    }
+  }
+  CHECK(repeated == 0);
+  TransformRandom a = TransformRandom::for_item(42, 3, 7), b = TransformRandom::for_item(42, 3, 7);
+  for (int draw = 0; draw < 8; ++draw) CHECK(a.uniform() == b.uniform());
 }

@@ -14,6 +14,7 @@
 #include <map>
 
 #include "ms/core/error.h"
+#include "ms/core/log.h"
 #include "ms/core/text.h"
 #include "ms/tensor/collate.h"
 
@@ -134,7 +135,15 @@ std::vector<Transform> parse_transforms(const Config& config, TransformStage sta
   }
   std::vector<Transform> out;
   if (list == nullptr) {
-    // torchvision's ImageNet evaluation recipe.
+    // torchvision's ImageNet evaluation recipe. A configuration with only a training list says
+    // nothing of evaluation (ModelScope logs "No preprocessor key val found" there).
+    if (stage == TransformStage::kEvaluate && config.has("preprocessor.train")) {
+      log::warn(
+          "{}: preprocessor.train but no preprocessor.val: evaluation and inference apply the "
+          "ImageNet recipe (Resize 256, CenterCrop 224, ToTensor, ImageNet Normalize); add "
+          "preprocessor.val to say otherwise",
+          config.source());
+    }
     out.push_back({"Resize", 256, 0, {}, {}, true});
     out.push_back({"CenterCrop", 224, 224, {}, {}, true});
     out.push_back({"ToTensor", 0, 0, {}, {}, true});
@@ -149,7 +158,7 @@ std::vector<Transform> parse_transforms(const Config& config, TransformStage sta
   bool tensor = false;  // whether a ToTensor came before
   for (std::size_t i = 0; i < list->size(); ++i) {
     const Json& t = (*list)[i];
-    const std::string where = fmt::format("{}: preprocessor transform {}", config.source(), i);
+    const std::string where = fmt::format("{}: {} transform {}", config.source(), list_key, i);
     MS_CHECK(t.is_object() && t.contains("type") && t["type"].is_string(), ErrorCode::kConfig,
              "{} must be an object with a 'type'", where);
     Transform tr;
@@ -292,7 +301,12 @@ data::Image center_crop(const data::Image& in, const Transform& t) {
 // size from a configuration times a very wide image's aspect ratio can run past int).
 std::pair<int, int> checked_resize(const Transform& t, int64_t h, int64_t w) {
   const auto [nh, nw] = resized_size(t, h, w);
-  MS_CHECK(nh > 0 && nw > 0 && nh <= data::kMaxImagePixels / nw, ErrorCode::kUsage,
+  // max_size over so long an image leaves its shorter side 0 (torchvision fails there too).
+  MS_CHECK(nh > 0 && nw > 0, ErrorCode::kUsage,
+           "Resize of a {}x{} image to {}x{}: a side of 0 pixels (max_size {} caps the longer "
+           "side of so long an image)",
+           h, w, nh, nw, t.max_size);
+  MS_CHECK(nh <= data::kMaxImagePixels / nw, ErrorCode::kUsage,
            "Resize of a {}x{} image to {}x{} is more than the limit of {} pixels", h, w, nh, nw,
            data::kMaxImagePixels);
   return {static_cast<int>(nh), static_cast<int>(nw)};
@@ -368,14 +382,30 @@ at::Tensor resize_tensor(const at::Tensor& x, int64_t height, int64_t width, boo
 
 }  // namespace
 
-TransformRandom::TransformRandom(std::uint64_t seed) : state_(seed) {}
+namespace {
 
-std::uint64_t TransformRandom::next() {
-  // splitmix64: the same stream on every platform and standard library.
-  std::uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+// splitmix64's output function: a bijection of 64-bit values that spreads every input bit.
+std::uint64_t mix64(std::uint64_t z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
+}
+
+}  // namespace
+
+TransformRandom::TransformRandom(std::uint64_t seed) : state_(seed) {}
+
+TransformRandom TransformRandom::for_item(std::uint64_t seed, std::uint64_t epoch,
+                                          std::uint64_t row) {
+  // Each part through the mixer before the next joins: a plain sum or xor of the parts would give
+  // some (epoch, row) pairs streams that are shifts of each other's (the state advances by a
+  // constant each draw).
+  return TransformRandom(mix64(mix64(mix64(seed) ^ epoch) ^ row));
+}
+
+std::uint64_t TransformRandom::next() {
+  // splitmix64: the same stream on every platform and standard library.
+  return mix64(state_ += 0x9E3779B97F4A7C15ull);
 }
 
 double TransformRandom::uniform(double low, double high) {

@@ -288,8 +288,8 @@ class ImageBatches final : public OrderedBatches {
       // The random augmentations of an image draw from a generator of its own, seeded by the
       // run's seed, the epoch and its row: the same crops whatever the batch, the rank or the
       // point a run resumed from.
-      pipelines::TransformRandom random(batching().seed ^ (0x9E3779B97F4A7C15ull * (epoch() + 1)) ^
-                                        (0xD1B54A32D192ED03ull * (r + 1)));
+      pipelines::TransformRandom random =
+          pipelines::TransformRandom::for_item(batching().seed, epoch(), r);
       images.push_back(
           with_context(fmt::format("applying the preprocessor transforms to {}", paths_[r]),
                        [&] { return pipelines::apply_transforms(transforms_, image, &random); }));
@@ -298,8 +298,9 @@ class ImageBatches final : public OrderedBatches {
     const auto shape = images.front().sizes();
     for (std::size_t i = 1; i < images.size(); ++i)
       MS_CHECK(images[i].sizes() == shape, ErrorCode::kConfig,
-               "{} and {} have different sizes after the preprocessor transforms: add a Resize "
-               "and CenterCrop to preprocessor",
+               "{} and {} have different sizes after the preprocessor transforms: end the list "
+               "with a Resize to [height, width], a CenterCrop or a RandomResizedCrop "
+               "(preprocessor.train for training, preprocessor.val for evaluation)",
                paths_[rows[0]], paths_[rows[i]]);
     return {{"pixel_values", at::stack(images)}, {"labels", at::tensor(labels, at::kLong)}};
   }

@@ -38,6 +38,8 @@ enum class TransformStage { kEvaluate, kTrain };
 class TransformRandom {
  public:
   explicit TransformRandom(std::uint64_t seed);
+  /// The generator of one item (a row of a dataset) in one epoch of a run seeded `seed`.
+  static TransformRandom for_item(std::uint64_t seed, std::uint64_t epoch, std::uint64_t row);
   /// Uniform in [low, high).
   double uniform(double low = 0.0, double high = 1.0);
   /// Uniform in [low, high], both included.
