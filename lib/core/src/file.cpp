@@ -52,10 +52,11 @@ std::string read_regular_file(const fs::path& path, std::uintmax_t max_bytes) {
   }
   struct stat st {};
   const int stat_rc = ::fstat(fd, &st);
+  const int stat_errno = errno;  // before close() may change it
   ::close(fd);
   if (stat_rc != 0) {
     throw Error(ErrorCode::kIo,
-                fmt::format("{}: cannot stat: {}", path.string(), std::strerror(errno)));
+                fmt::format("{}: cannot stat: {}", path.string(), std::strerror(stat_errno)));
   }
   if (!S_ISREG(st.st_mode)) {
     const char* kind = S_ISDIR(st.st_mode)    ? "a directory"
