@@ -41,7 +41,8 @@ std::string read_file(const fs::path& path) {
 }
 
 std::string read_regular_file(const fs::path& path, std::uintmax_t max_bytes) {
-  // Opened without blocking (a FIFO's open waits for a writer otherwise), then asked what it is.
+  // Opened without blocking (a FIFO's open waits for a writer otherwise), asked what it is, and
+  // read through the same descriptor (the file checked is the file read).
   const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
@@ -50,13 +51,14 @@ std::string read_regular_file(const fs::path& path, std::uintmax_t max_bytes) {
     throw Error(ErrorCode::kIo,
                 fmt::format("{}: cannot open: {}", path.string(), std::strerror(err)));
   }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
   struct stat st {};
-  const int stat_rc = ::fstat(fd, &st);
-  const int stat_errno = errno;  // before close() may change it
-  ::close(fd);
-  if (stat_rc != 0) {
+  if (::fstat(fd, &st) != 0) {
     throw Error(ErrorCode::kIo,
-                fmt::format("{}: cannot stat: {}", path.string(), std::strerror(stat_errno)));
+                fmt::format("{}: cannot stat: {}", path.string(), std::strerror(errno)));
   }
   if (!S_ISREG(st.st_mode)) {
     const char* kind = S_ISDIR(st.st_mode)    ? "a directory"
@@ -71,7 +73,22 @@ std::string read_regular_file(const fs::path& path, std::uintmax_t max_bytes) {
   MS_CHECK(static_cast<std::uintmax_t>(st.st_size) <= max_bytes, ErrorCode::kUsage,
            "{}: {} bytes is more than the {} bytes such a file may have", path.string(),
            static_cast<std::uintmax_t>(st.st_size), max_bytes);
-  return read_file(path);
+  std::string out;
+  out.reserve(static_cast<std::size_t>(st.st_size));
+  char buffer[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      throw Error(ErrorCode::kIo,
+                  fmt::format("{}: read failed: {}", path.string(), std::strerror(errno)));
+    }
+    if (n == 0) return out;
+    out.append(buffer, static_cast<std::size_t>(n));
+    // A file that grows while it is read is not read past its limit.
+    MS_CHECK(out.size() <= max_bytes, ErrorCode::kUsage,
+             "{}: more than the {} bytes such a file may have", path.string(), max_bytes);
+  }
 }
 
 void write_all_at(int fd, const char* data, std::size_t n, std::uint64_t offset,
