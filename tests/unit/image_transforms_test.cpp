@@ -163,3 +163,48 @@ TEST_CASE("each item's generator is its own stream", "[transforms]") {
   TransformRandom a = TransformRandom::for_item(42, 3, 7), b = TransformRandom::for_item(42, 3, 7);
   for (int draw = 0; draw < 8; ++draw) CHECK(a.uniform() == b.uniform());
 }
+
+TEST_CASE("sizes written as whole floats and a scale from 0 are taken as torchvision takes them",
+          "[transforms]") {
+  const auto image = test_image(40, 30);
+  // 8.0 is 8 (Python's json writes a numpy float so); 8.5 is refused, not truncated.
+  CHECK(at::equal(
+      apply_transforms(
+          transforms(R"([{"type": "CenterCrop", "size": [8.0, 6.0]}, {"type": "ToTensor"}])"),
+          image),
+      apply_transforms(
+          transforms(R"([{"type": "CenterCrop", "size": [8, 6]}, {"type": "ToTensor"}])"), image)));
+  CHECK(code_of(
+            R"({"preprocessor": {"val": [{"type": "Resize", "size": 8.5}, {"type": "ToTensor"}]}})",
+            TransformStage::kEvaluate) == ErrorCode::kConfig);
+  // scale [0, 1]: a draw whose crop rounds to 0 pixels is one of the 10 tries, then the fallback.
+  const auto list = transforms(
+      R"([{"type": "RandomResizedCrop", "size": 6, "scale": [0, 1]}, {"type": "ToTensor"}])");
+  for (std::uint64_t seed = 0; seed < 50; ++seed) {
+    TransformRandom random(seed);
+    CHECK(apply_transforms(list, image, &random).sizes() == at::IntArrayRef({3, 6, 6}));
+  }
+  // scale [0, 0]: every try is 0 pixels, so the central crop.
+  TransformRandom random(1);
+  CHECK(at::equal(
+      apply_transforms(
+          transforms(
+              R"([{"type": "RandomResizedCrop", "size": 6, "scale": [0, 0]}, {"type": "ToTensor"}])"),
+          image, &random),
+      apply_transforms(
+          transforms(
+              R"([{"type": "CenterCrop", "size": [30, 40]}, {"type": "Resize", "size": [6, 6]}, {"type": "ToTensor"}])"),
+          image)));
+}
+
+TEST_CASE("an OpenMMLab pipeline step is named as one", "[transforms]") {
+  try {
+    transforms(R"([{"type": "LoadImageFromFile"}, {"type": "Collect", "keys": ["img"]}])");
+    FAIL("no error");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ErrorCode::kConfig);
+    CHECK(std::string(e.what()).find("'LoadImageFromFile' is a step of an OpenMMLab") !=
+          std::string::npos);
+    CHECK(e.hint().find("leave them out") != std::string::npos);
+  }
+}

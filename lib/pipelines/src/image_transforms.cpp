@@ -21,13 +21,23 @@
 namespace ms::pipelines {
 namespace {
 
-// A Resize or CenterCrop size as torchvision takes it: N, [N] (the same) or [height, width].
+// A Resize or CenterCrop size as torchvision takes it: N, [N] (the same) or [height, width]. A
+// whole number written as a float (224.0, as Python's json writes a numpy float) is that number:
+// torchvision's crops take int(size); a fraction is refused rather than truncated.
 std::pair<int64_t, int64_t> size_of(const Json& v, const std::string& where) {
-  auto positive = [](const Json& n) { return n.is_number_integer() && n.get<int64_t>() > 0; };
-  if (positive(v)) return {v.get<int64_t>(), 0};
-  if (v.is_array() && v.size() == 1 && positive(v[0])) return {v[0].get<int64_t>(), 0};
+  auto positive = [](const Json& n) {
+    if (n.is_number_integer()) return n.get<int64_t>() > 0;
+    if (!n.is_number_float()) return false;
+    const double d = n.get<double>();
+    return d >= 1 && d <= 1e9 && d == std::floor(d);
+  };
+  auto side = [](const Json& n) {
+    return n.is_number_integer() ? n.get<int64_t>() : static_cast<int64_t>(n.get<double>());
+  };
+  if (positive(v)) return {side(v), 0};
+  if (v.is_array() && v.size() == 1 && positive(v[0])) return {side(v[0]), 0};
   if (v.is_array() && v.size() == 2 && positive(v[0]) && positive(v[1])) {
-    return {v[0].get<int64_t>(), v[1].get<int64_t>()};
+    return {side(v[0]), side(v[1])};
   }
   fail(ErrorCode::kConfig, "{}: 'size' must be a positive integer, [N] or [height, width], got {}",
        where, v.dump());
@@ -63,18 +73,34 @@ std::vector<double> channel_values(const Json& t, const char* key, const std::st
   return values;
 }
 
-// RandomResizedCrop's `scale` or `ratio`: [min, max] of positive numbers, min <= max (torchvision
-// samples nothing sensible from a reversed range), else `fallback`.
+// RandomResizedCrop's `scale` (fractions of the area: 0 <= min, as torchvision takes [0, 1]) or
+// `ratio` (aspect ratios, sampled log-uniform: 0 < min): [min, max] with min <= max (torchvision
+// only warns about a reversed range and samples nothing sensible from it), else `fallback`.
 std::pair<double, double> range_of(const Json& t, const char* key,
                                    std::pair<double, double> fallback, const std::string& where) {
   if (!t.contains(key)) return fallback;
   const Json& v = t[key];
-  MS_CHECK(v.is_array() && v.size() == 2 && v[0].is_number() && v[1].is_number() &&
-               v[0].get<double>() > 0 && v[0].get<double>() <= v[1].get<double>(),
-           ErrorCode::kConfig,
-           "{} (RandomResizedCrop): '{}' must be [min, max] with 0 < min <= max, got {}", where,
-           key, v.dump());
+  const bool zero_allowed = std::string_view(key) == "scale";
+  const bool ok = v.is_array() && v.size() == 2 && v[0].is_number() && v[1].is_number() &&
+                  std::isfinite(v[0].get<double>()) && std::isfinite(v[1].get<double>()) &&
+                  (zero_allowed ? v[0].get<double>() >= 0 : v[0].get<double>() > 0) &&
+                  v[0].get<double>() <= v[1].get<double>();
+  MS_CHECK(ok, ErrorCode::kConfig,
+           "{} (RandomResizedCrop): '{}' must be [min, max] with {} min <= max, got {}", where, key,
+           zero_allowed ? "0 <=" : "0 <", v.dump());
   return {v[0].get<double>(), v[1].get<double>()};
+}
+
+// Steps of OpenMMLab's data pipelines (mmcv, mmdet, mmcls), which ModelScope's detection and
+// segmentation configurations use: told apart from a misspelt torchvision name so the error can
+// say what they are.
+bool is_openmmlab_step(const std::string& type) {
+  static const std::vector<std::string> steps = {
+      "LoadImageFromFile", "LoadAnnotations", "Collect",           "DefaultFormatBundle",
+      "ImageToTensor",     "RandomFlip",      "MultiScaleFlipAug", "PhotoMetricDistortion",
+      "ToDataContainer",   "Transpose",       "PackInputs",        "PackDetInputs",
+      "PackClsInputs"};
+  return std::find(steps.begin(), steps.end(), type) != steps.end();
 }
 
 bool is_random(const std::string& type) {
@@ -164,6 +190,16 @@ std::vector<Transform> parse_transforms(const Config& config, TransformStage sta
     Transform tr;
     tr.type = t["type"].get<std::string>();
     if (std::find(known.begin(), known.end(), tr.type) == known.end()) {
+      if (is_openmmlab_step(tr.type)) {
+        throw Error(ErrorCode::kConfig,
+                    fmt::format("{}: '{}' is a step of an OpenMMLab (mmcv / mmdet) data "
+                                "pipeline, which ms does not run",
+                                where, tr.type),
+                    fmt::format("ms applies torchvision-style lists of {}; write the preprocessing "
+                                "as one (Collect, LoadImageFromFile and formatting steps have no "
+                                "counterpart: leave them out)",
+                                join(known, ", ")));
+      }
       throw Error(ErrorCode::kConfig, fmt::format("{}: unknown type '{}'", where, tr.type),
                   choices_hint(tr.type, known, "known"));
     }
