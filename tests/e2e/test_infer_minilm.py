@@ -202,6 +202,19 @@ class MiniLmTest(TorchTestCase):
         for g, want in zip(got, alone):
             self.assertGreater(cosine(g["text_embedding"], want["text_embedding"]), 0.99999)
 
+    def test_a_dataset_column_mixing_kinds_gives_each_row_its_text(self):
+        # One number among the texts (and one text among the ids) types those JSON lines columns
+        # json: each row is still its own text and id, not its quoted JSON.
+        data = self.write_jsonl("mixed.jsonl", [{"id": "a", "text": "a cat sat"},
+                                                {"id": 2, "text": 5}])
+        r = run_ms("infer", "-m", model_dir(), "--dataset", "jsonl:" + data)
+        self.assertExit(r, 0)
+        got = lines(r.stdout)
+        self.assertEqual([g["id"] for g in got], ["a", 2])
+        alone = lines(run_ms("infer", "-m", model_dir(), "-i", "a cat sat", "5").stdout)
+        for g, want in zip(got, alone):
+            self.assertGreater(cosine(g["text_embedding"], want["text_embedding"]), 0.99999)
+
     def test_an_output_another_job_writes_is_refused(self):
         src = self.path("in.txt")
         with open(src, "w") as f:

@@ -78,6 +78,10 @@ TEST_CASE("CSV: RFC 4180 quoting, embedded newlines, BOM, CRLF and typed columns
   CHECK(std::get<double>(t.rows[2][2]) == -300.0);
   CHECK(std::get<double>(t.rows[1][2]) == 2.0);
   CHECK(std::get<bool>(t.rows[1][3]) == false);
+  // A quoted empty field is missing as an unquoted one (pandas: NaN); a line of it is a row.
+  const Table quoted = parse_csv("a,b\n1,\n3,\"\"\n", "q.csv");
+  CHECK(std::holds_alternative<std::monostate>(quoted.rows[1][1]));
+  CHECK(parse_csv("a\n\"\"\n1\n", "q.csv").rows.size() == 2);
 }
 
 TEST_CASE("CSV: TSV delimiter, no header, trailing empty field", "[data]") {
@@ -167,6 +171,30 @@ TEST_CASE("CSV: nan is a missing float, inf stays text rather than a null", "[da
   CHECK(std::get<std::string>(t.rows[1][1]) == "-inf");
 }
 
+TEST_CASE("CSV: numbers are spelt as pandas reads them", "[data]") {
+  // "+-1" is text to pandas (from_chars took the '-' after a skipped '+' as the sign); NaN
+  // spelt other than pandas' markers is text; below the smallest double is 0, as pandas reads it.
+  const Table t =
+      parse_csv("a,b,c,d,e,f\n+-1,Nan,1e-400,+3, -7 ,-0\n2,1.5,-1e-400,4,8,1\n", "n.csv");
+  REQUIRE(t.columns.size() == 6);
+  CHECK(t.columns[0].type == ColumnType::kString);
+  CHECK(std::get<std::string>(t.rows[0][0]) == "+-1");
+  CHECK(t.columns[1].type == ColumnType::kString);
+  CHECK(t.columns[2].type == ColumnType::kFloat);
+  CHECK(std::get<double>(t.rows[0][2]) == 0.0);
+  CHECK(std::signbit(std::get<double>(t.rows[1][2])));
+  CHECK(t.columns[3].type == ColumnType::kInt);
+  CHECK(std::get<std::int64_t>(t.rows[0][3]) == 3);
+  CHECK(std::get<std::int64_t>(t.rows[0][4]) == -7);
+  CHECK(std::get<std::int64_t>(t.rows[0][5]) == 0);
+  for (const char* text : {"x\nnan(12)\n1\n", "x\nNAN\n1\n", "x\n+nan\n1\n", "x\n++1\n1\n",
+                           "x\n-+1\n1\n", "x\n-\n1\n", "x\n+.\n1\n"})
+    CHECK(parse_csv(text, "n.csv").columns[0].type == ColumnType::kString);
+  const Table min = parse_csv("x\n-9223372036854775808\n", "m.csv");
+  CHECK(std::get<std::int64_t>(min.rows[0][0]) == INT64_MIN);
+  CHECK(parse_csv("x\n1e400\n1\n", "o.csv").columns[0].type == ColumnType::kString);
+}
+
 TEST_CASE("CSV: integers no int64 holds keep every digit as text; among floats they are floats",
           "[data]") {
   // As floats, 9223372036854775808 and its neighbours lost digits without a word.
@@ -234,6 +262,43 @@ TEST_CASE("JSON lines: union of keys, widening, nested values, bad lines", "[dat
   CHECK(arr.columns[0].name == "z");
   CHECK(arr.columns[1].type == ColumnType::kBool);
   CHECK(message_of([] { parse_jsonl("[{\"a\":1}, 3]", "a.json"); }).find("a.json: element 1") == 0);
+}
+
+TEST_CASE("JSON lines: a column mixing kinds reads back each row's value", "[data]") {
+  // One number among texts types the column json; each cell is still its row's text or number,
+  // not the quoted JSON (which `ms infer` embedded, and ids came out as "\"a\"").
+  const Table t = parse_jsonl(
+      "{\"id\":\"a\",\"text\":\"hello world\"}\n{\"id\":1,\"text\":5}\n"
+      "{\"id\":true,\"text\":[1]}\n{\"id\":18446744073709551615,\"text\":2.5}\n",
+      "m.jsonl");
+  REQUIRE(t.columns.size() == 2);
+  CHECK(t.columns[0].type == ColumnType::kJson);
+  CHECK(t.columns[1].type == ColumnType::kJson);
+  using ms::data::cell_text;
+  using ms::data::cell_value;
+  CHECK(cell_text(t.rows[0][1], ColumnType::kJson) == "hello world");
+  CHECK(cell_text(t.rows[1][1], ColumnType::kJson) == "5");
+  CHECK(cell_text(t.rows[2][1], ColumnType::kJson) == "[1]");
+  CHECK(cell_text(t.rows[3][1], ColumnType::kJson) == "2.5");
+  CHECK(std::get<std::string>(cell_value(t.rows[0][0], ColumnType::kJson)) == "a");
+  CHECK(std::get<std::int64_t>(cell_value(t.rows[1][0], ColumnType::kJson)) == 1);
+  CHECK(std::get<bool>(cell_value(t.rows[2][0], ColumnType::kJson)) == true);
+  // Past int64: the digits as written, not a rounded float.
+  CHECK(std::get<std::string>(cell_value(t.rows[3][0], ColumnType::kJson)) ==
+        "18446744073709551615");
+  // A text column's cell is its text, whatever it looks like.
+  CHECK(cell_text(ms::data::Value(std::string("\"q\"")), ColumnType::kString) == "\"q\"");
+}
+
+TEST_CASE("JSON: one object over several lines is one row, as Hugging Face reads it", "[data]") {
+  const Table t =
+      parse_jsonl("{\n  \"version\": 1,\n  \"data\": [\n    {\"a\": 1}\n  ]\n}\n", "squad.json");
+  REQUIRE(t.rows.size() == 1);
+  CHECK(std::get<std::int64_t>(t.rows[0][0]) == 1);
+  CHECK(t.columns[1].type == ColumnType::kJson);
+  // A bad first line that is not the start of one object is still reported at its line.
+  CHECK(message_of([] { parse_jsonl("{\"a\": \n{\"a\": 2}\n", "b.jsonl"); }).find("b.jsonl:1:") ==
+        0);
 }
 
 TEST_CASE("JSON lines reader: line numbers, blank lines, CRLF, BOM; bad lines are reported",
@@ -688,6 +753,38 @@ TEST_CASE("Table folders: splits as Hugging Face's datasets finds them", "[data]
   ms::write_file_atomic(root / (root.filename().string() + ".py"), "import datasets\n");
   CHECK(code_of([&] { load_dataset(root.string()); }) == ms::ErrorCode::kMissingComponent);
   fs::remove_all(root);
+}
+
+TEST_CASE("data files: UTF-16 and devices are said as such, split files name their columns",
+          "[data]") {
+  using ms::ErrorCode;
+  const fs::path dir = fs::temp_directory_path() / ("ms-data-kinds-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "shards");
+  ms::write_file_atomic(dir / "u16.csv", std::string("\xFF\xFE"
+                                                     "a\0,\0b\0\n\0",
+                                                     10));
+  const auto error_of = [](const std::string& spec) -> std::pair<ErrorCode, std::string> {
+    try {
+      load_dataset(spec);
+    } catch (const ms::Error& e) {
+      return {e.code(), e.what()};
+    }
+    return {ErrorCode::kInternal, "no error"};
+  };
+  auto [code, message] = error_of("csv:" + (dir / "u16.csv").string());
+  CHECK(code == ErrorCode::kIntegrity);
+  CHECK(message.find("is UTF-16 text") != std::string::npos);
+  // /dev/zero never ends: refused before reading, not read until memory runs out.
+  std::tie(code, message) = error_of("csv:/dev/zero");
+  CHECK(code == ErrorCode::kUsage);
+  CHECK(message.find("/dev/zero is a device") != std::string::npos);
+  ms::write_file_atomic(dir / "shards" / "train-00000-of-00002.jsonl", "{\"a\": 1}\n");
+  ms::write_file_atomic(dir / "shards" / "train-00001-of-00002.jsonl", "{\"b\": \"x\"}\n");
+  std::tie(code, message) = error_of((dir / "shards").string());
+  CHECK(code == ErrorCode::kIntegrity);
+  CHECK(message.find("b (string) against a (int)") != std::string::npos);
+  fs::remove_all(dir);
 }
 
 TEST_CASE("gzip-compressed data files are read as Hugging Face's datasets reads them", "[data]") {

@@ -56,7 +56,38 @@ std::string data_file_extension(const fs::path& path) {
   return ext == ".gz" ? detail::lower_extension(path.stem()) : ext;
 }
 
+namespace {
+
+// A text file saved as UTF-16 (Excel's "Unicode text", Windows Notepad) starts with its
+// byte-order mark; said as such rather than as "invalid UTF-8" at line 1.
+void refuse_utf16(std::string_view text, const fs::path& path) {
+  if (text.size() < 2) return;
+  const auto b0 = static_cast<unsigned char>(text[0]), b1 = static_cast<unsigned char>(text[1]);
+  if ((b0 == 0xFF && b1 == 0xFE) || (b0 == 0xFE && b1 == 0xFF)) {
+    throw Error(
+        ErrorCode::kIntegrity,
+        fmt::format("{} is UTF-16 text (it starts with a UTF-16 byte-order mark); data "
+                    "files are read as UTF-8",
+                    path.string()),
+        fmt::format("convert it: iconv -f UTF-16 -t UTF-8 '{}' > converted.csv", path.string()));
+  }
+}
+
+}  // namespace
+
 std::string read_data_file(const fs::path& path, const ExtractLimits& limits) {
+  // A device never ends (/dev/zero grew to 7 GB before the kernel killed ms). A FIFO is read as a
+  // pipe is, to its writer's end: `csv:/dev/stdin` after a `|` is a shell user's way in.
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  if (!ec &&
+      (fs::is_character_file(status) || fs::is_block_file(status) || fs::is_socket(status))) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("{} is a {}, not a data file", path.string(),
+                            fs::is_socket(status) ? "socket" : "device"),
+                "name a CSV, TSV or JSON lines file (a pipe is read to its end: `... | ms dataset "
+                "head csv:/dev/stdin`)");
+  }
   std::string packed = read_file(path);
   // By the first bytes, as Hugging Face's datasets tells compression ("train.csv.bak" may be
   // gzip, "train.csv.gz" may be plain): no text file starts with these.
@@ -81,7 +112,10 @@ std::string read_data_file(const fs::path& path, const ExtractLimits& limits) {
                   "decompress it first, or recompress it with gzip");
     }
   }
-  if (!starts("\x1F\x8B")) return packed;
+  if (!starts("\x1F\x8B")) {
+    refuse_utf16(packed, path);
+    return packed;
+  }
 #if MS_WITH_ZIP
   z_stream zs{};
   MS_CHECK(inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK, ErrorCode::kInternal,
@@ -134,6 +168,7 @@ std::string read_data_file(const fs::path& path, const ExtractLimits& limits) {
     if (packed.find_first_not_of('\0', offset) == std::string::npos) break;
     MS_CHECK(inflateReset(&zs) == Z_OK, ErrorCode::kInternal, "zlib: cannot reset");
   }
+  refuse_utf16(out, path);
   return out;
 #else
   (void)limits;

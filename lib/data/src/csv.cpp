@@ -165,6 +165,11 @@ Table parse_csv(std::string_view text, const std::string& source, const CsvOptio
                  fmt::format("ragged row: {} fields, expected {} (as in the header)", record.size(),
                              width));
       }
+      // A quoted empty field ("") is a missing value as an unquoted one is: pandas reads both
+      // as NaN (so ModelScope and Hugging Face give None), not as empty text.
+      for (Value& cell : record)
+        if (const auto* s = std::get_if<std::string>(&cell); s && s->empty())
+          cell = std::monostate{};
       table.rows.push_back(std::move(record));
     }
     record.clear();
@@ -285,7 +290,20 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
       add(std::move(doc[k]));
     }
   } else {
-    for (JsonLine& line : parse_json_lines(text)) {
+    std::vector<JsonLine> lines = parse_json_lines(text);
+    // One object written over several lines (a pretty-printed record, SQuAD's {"version": ...,
+    // "data": [...]}): Hugging Face's json builder reads the whole file as one row, so ms does.
+    // A first line that does not parse otherwise is reported as it was.
+    if (!lines.empty() && !lines.front().error.empty() &&
+        text[text.find_first_not_of(" \t\r\n")] == '{') {
+      Json doc;
+      JsonParseError e;
+      if (try_parse_json(text, doc, e) && doc.is_object()) {
+        add(std::move(doc));
+        lines.clear();
+      }
+    }
+    for (JsonLine& line : lines) {
       if (!line.error.empty())
         bad_json(source, line.line, line.column, line.error, line.over_limit);
       if (!line.value.is_object()) {

@@ -4,10 +4,15 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <nlohmann/json.hpp>
 
+#include "ms/core/error.h"
 #include "ms/core/text.h"
 
 namespace ms::data {
@@ -73,27 +78,49 @@ std::uint64_t Table::content_hash() const {
 
 namespace {
 
-// pandas' number parsing skips white space around the digits (" 7 " is 7: `a, b` CSV headers
-// come with such cells), so these do too (ms::trim); a cell of nothing but spaces is no number.
-bool parse_int(const std::string& s, std::int64_t& out) {
-  const std::string_view t = trim(s);
-  const char* begin = t.data();
-  const char* end = t.data() + t.size();
-  if (begin != end && *begin == '+') ++begin;
-  auto [ptr, ec] = std::from_chars(begin, end, out);
-  return ec == std::errc() && ptr == end;
+// The digits of a number cell, after an optional sign, as pandas reads numbers: white space
+// around them is skipped (" 7 " is 7: `a, b` CSV headers come with such cells; ms::trim), and a
+// cell of nothing but spaces is no number. Empty when what follows the sign is not a digit or a
+// decimal point: from_chars would take a '-' after a '+' ("+-1", text to pandas) as the sign,
+// and read "nan", "NAN" or "nan(12)" as NaN (pandas' missing values are the exact markers below,
+// and other spellings are text to it).
+std::string_view number_text(const std::string& s, bool& negative) {
+  std::string_view t = trim(s);
+  negative = !t.empty() && t.front() == '-';
+  if (!t.empty() && (t.front() == '+' || t.front() == '-')) t.remove_prefix(1);
+  if (t.empty() || !(std::isdigit(static_cast<unsigned char>(t.front())) || t.front() == '.'))
+    return {};
+  return t;
 }
 
-// "nan" reads as a float (NaN, shown as null: a missing value, as pandas reads it); "inf" and
-// "-inf" do not, so that a column holding them keeps them as text rather than as nulls that
-// would lose their sign and look missing.
+bool parse_int(const std::string& s, std::int64_t& out) {
+  bool negative = false;
+  const std::string_view t = number_text(s, negative);
+  if (t.empty()) return false;
+  // The sign is read back with the digits: -9223372036854775808 has no positive counterpart.
+  const std::string digits = negative ? "-" + std::string(t) : std::string(t);
+  auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), out);
+  return ec == std::errc() && ptr == digits.data() + digits.size();
+}
+
+// "inf" and "-inf" are no floats here, so that a column holding them keeps them as text rather
+// than as nulls that would lose their sign and look missing (JSON has no infinity); a number
+// below the smallest double (1e-400) is 0 with its sign, as pandas reads it, and one beyond the
+// largest (1e400) is text as infinities are.
 bool parse_float(const std::string& s, double& out) {
-  const std::string_view t = trim(s);
-  const char* begin = t.data();
-  const char* end = t.data() + t.size();
-  if (begin != end && *begin == '+') ++begin;
-  auto [ptr, ec] = std::from_chars(begin, end, out);
-  return ec == std::errc() && ptr == end && !std::isinf(out);
+  bool negative = false;
+  const std::string_view t = number_text(s, negative);
+  if (t.empty()) return false;
+  auto [ptr, ec] = std::from_chars(t.data(), t.data() + t.size(), out);
+  if (ec == std::errc::result_out_of_range && ptr == t.data() + t.size()) {
+    const std::string copy(t);  // strtod needs the terminating NUL
+    errno = 0;
+    out = std::strtod(copy.c_str(), nullptr);
+    if (!std::isfinite(out)) return false;
+    ec = std::errc();
+  }
+  if (negative) out = -out;
+  return ec == std::errc() && ptr == t.data() + t.size() && std::isfinite(out);
 }
 
 // pandas' default missing-value markers (read_csv's na_values), which ModelScope's CSV loading
@@ -242,6 +269,34 @@ void infer_table_types(Table& table) {
       }
     }
   }
+}
+
+Value cell_value(const Value& cell, ColumnType type) {
+  const auto* text = std::get_if<std::string>(&cell);
+  if (text == nullptr || type != ColumnType::kJson) return cell;
+  const nlohmann::json parsed = nlohmann::json::parse(*text, nullptr, false);
+  if (parsed.is_string()) return parsed.get<std::string>();
+  if (parsed.is_boolean()) return parsed.get<bool>();
+  // nlohmann reads an integer past 2^64 as a float and one in [2^63, 2^64) as unsigned: both
+  // stay their text rather than become a rounded float or wrap.
+  const bool whole_digits =
+      !text->empty() && text->find_first_not_of("-0123456789") == std::string::npos;
+  if ((parsed.is_number_unsigned() &&
+       parsed.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) ||
+      (parsed.is_number_float() && whole_digits))
+    return cell;
+  if (parsed.is_number_integer()) return parsed.get<std::int64_t>();
+  if (parsed.is_number()) return parsed.get<double>();
+  return cell;
+}
+
+std::string cell_text(const Value& cell, ColumnType type) {
+  const Value value = cell_value(cell, type);
+  if (const auto* s = std::get_if<std::string>(&value)) return *s;
+  if (const auto* i = std::get_if<std::int64_t>(&value)) return std::to_string(*i);
+  if (const auto* d = std::get_if<double>(&value)) return fmt::format("{}", *d);
+  if (const auto* b = std::get_if<bool>(&value)) return *b ? "true" : "false";
+  return {};
 }
 
 }  // namespace ms::data

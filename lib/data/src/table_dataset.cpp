@@ -20,6 +20,14 @@ namespace ms::data::detail {
 
 namespace {
 
+// "a (int), b (string)" (CSV files are typed together afterwards: their names only).
+std::string describe_columns(const Table& table, bool names_only) {
+  std::vector<std::string> parts;
+  for (const Column& c : table.columns)
+    parts.push_back(names_only ? c.name : fmt::format("{} ({})", c.name, column_type_name(c.type)));
+  return parts.empty() ? "no columns" : join(parts, ", ");
+}
+
 // One split's files read by `read_one` and concatenated; they must share their columns (and,
 // but for CSV, whose types are inferred over them all afterwards, the columns' types).
 Table concatenate(const std::vector<fs::path>& files, bool csv,
@@ -37,10 +45,11 @@ Table concatenate(const std::vector<fs::path>& files, bool csv,
              (csv || t.columns[c].type == all.columns[c].type);
     }
     if (!same) {
-      throw Error(ErrorCode::kIntegrity,
-                  fmt::format("'{}' has other columns (or column types) than '{}'", f.string(),
-                              files[0].string()),
-                  "files of one split must share their columns");
+      throw Error(
+          ErrorCode::kIntegrity,
+          fmt::format("'{}' has other columns than '{}': {} against {}", f.string(),
+                      files[0].string(), describe_columns(t, csv), describe_columns(all, csv)),
+          "files of one split must share their columns, in the same order");
     }
     all.rows.insert(all.rows.end(), std::make_move_iterator(t.rows.begin()),
                     std::make_move_iterator(t.rows.end()));

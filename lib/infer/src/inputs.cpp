@@ -146,15 +146,6 @@ void read_json_records(const std::filesystem::path& file, std::vector<PipelineIn
   warn_unread(file, unread, "fields");
 }
 
-// Text of a table cell: CSV cells read untyped are strings; dataset columns may be typed.
-std::string cell_text(const data::Value& v) {
-  if (const auto* s = std::get_if<std::string>(&v)) return *s;
-  if (const auto* i = std::get_if<std::int64_t>(&v)) return std::to_string(*i);
-  if (const auto* d = std::get_if<double>(&v)) return fmt::format("{}", *d);
-  if (const auto* b = std::get_if<bool>(&v)) return *b ? "true" : "false";
-  return {};
-}
-
 // An "id" cell as the input's id, exactly: a string or a number. A cell that is none (empty, a
 // boolean), or a number a double cannot hold exactly (an integer past 2^53 that a type-inferring
 // reader turned into a float), is an error naming the row: replacing it by the row number, as
@@ -214,15 +205,21 @@ std::set<std::string> inputs_from_table(const data::Table& table, const std::str
                 "name the text column 'text' (and the second sentence 'text_pair' for pairs), "
                 "or the file column 'path' or 'image'");
   }
+  // A cell as text: a JSON string of a JSON lines column whose values mix kinds is its text, not
+  // its quoted JSON (data::cell_text).
+  auto text_of = [&table](const std::vector<data::Value>& row, int column) {
+    const auto c = static_cast<std::size_t>(column);
+    return data::cell_text(row[c], table.columns[c].type);
+  };
   for (std::size_t r = 0; r < table.rows.size(); ++r) {
     const auto& row = table.rows[r];
     PipelineInput in;
     in.id = r;
     if (text_col >= 0) {
-      in.text = cell_text(row[static_cast<std::size_t>(text_col)]);
-      if (pair_col >= 0) in.text_pair = cell_text(row[static_cast<std::size_t>(pair_col)]);
+      in.text = text_of(row, text_col);
+      if (pair_col >= 0) in.text_pair = text_of(row, pair_col);
     } else {
-      in.path = cell_text(row[static_cast<std::size_t>(path_col)]);
+      in.path = text_of(row, path_col);
       if (!paths_resolved && in.path.is_relative()) in.path = base / in.path;
       // Lexically, as for --input-dir: relative() would resolve a linked file or class folder to
       // its target (ids from outside the dataset, or two rows with one id).
@@ -233,7 +230,10 @@ std::set<std::string> inputs_from_table(const data::Table& table, const std::str
       if (!ec && !relative.empty() && *relative.begin() != "..")
         in.id = escape_invalid_utf8(relative.generic_string());
     }
-    if (id_col >= 0) in.id = cell_id(row[static_cast<std::size_t>(id_col)], r, source);
+    if (id_col >= 0) {
+      const auto c = static_cast<std::size_t>(id_col);
+      in.id = cell_id(data::cell_value(row[c], table.columns[c].type), r, source);
+    }
     out.push_back(std::move(in));
   }
   std::set<std::string> read;

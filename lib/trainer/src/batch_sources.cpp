@@ -80,31 +80,13 @@ data::Value label_cell(const data::Split& split, std::size_t row, int column) {
   if (const auto* d = std::get_if<double>(&value);
       d && std::isfinite(*d) && *d == std::floor(*d) && std::fabs(*d) < 9.0e15)
     return static_cast<std::int64_t>(*d);
-  const auto* text = std::get_if<std::string>(&value);
-  if (text == nullptr ||
-      split.table.columns[static_cast<std::size_t>(column)].type != data::ColumnType::kJson)
-    return value;
-  const Json parsed = Json::parse(*text, nullptr, false);
-  if (parsed.is_string()) return parsed.get<std::string>();
-  // An integer no int64 holds (2^63 and up, and past 2^64, which nlohmann reads as a float)
-  // stays its text, named as written in the error.
-  const bool whole_digits =
-      !text->empty() && text->find_first_not_of("-0123456789") == std::string::npos;
-  if ((parsed.is_number_unsigned() &&
-       parsed.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) ||
-      (parsed.is_number_float() && whole_digits))
-    return value;
-  if (parsed.is_number_integer()) return parsed.get<std::int64_t>();
-  if (parsed.is_number()) return parsed.get<double>();
-  return value;
+  return data::cell_value(value, split.table.columns[static_cast<std::size_t>(column)].type);
 }
 
-std::string text_of(const data::Value& v) {
-  if (const auto* s = std::get_if<std::string>(&v)) return *s;
-  if (const auto* i = std::get_if<std::int64_t>(&v)) return std::to_string(*i);
-  if (const auto* d = std::get_if<double>(&v)) return fmt::format("{}", *d);
-  if (const auto* b = std::get_if<bool>(&v)) return *b ? "true" : "false";
-  return {};
+// A cell as text (a JSON string of a mixed JSON lines column unquoted: data::cell_text).
+std::string text_of(const data::Split& split, std::size_t row, int column) {
+  return data::cell_text(cell(split, row, column),
+                         split.table.columns[static_cast<std::size_t>(column)].type);
 }
 
 // Batches of rows in each epoch's order; the subclass turns rows into tensors.
@@ -470,7 +452,7 @@ std::unique_ptr<BatchSource> make_causal_lm_batches(
   ids.reserve(split.table.rows.size());
   for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
     const std::string where = row_where(dataset, split, r);
-    const std::string text = text_of(cell(split, r, col));
+    const std::string text = text_of(split, r, col);
     MS_CHECK(text.find_first_not_of(" \t\r\n") != std::string::npos, ErrorCode::kUsage,
              "{}: the text ('{}') is empty", where, column);
     try {
@@ -505,11 +487,11 @@ std::unique_ptr<BatchSource> make_text_batches(const data::Split& split, const T
   encodings.reserve(split.table.rows.size());
   for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
     const std::string where = row_where(dataset, split, r);
-    const std::string text = text_of(cell(split, r, first));
+    const std::string text = text_of(split, r, first);
     MS_CHECK(text.find_first_not_of(" \t\r\n") != std::string::npos, ErrorCode::kUsage,
              "{}: the text ('{}') is empty", where, columns.first);
     std::optional<std::string> pair;
-    if (second >= 0) pair = text_of(cell(split, r, second));
+    if (second >= 0) pair = text_of(split, r, second);
     try {
       encodings.push_back(tokenizer.encode(
           text, pair ? std::optional<std::string_view>(*pair) : std::nullopt, max_length));
@@ -639,7 +621,7 @@ std::unique_ptr<BatchSource> make_token_batches(const data::Split& split,
       const std::int64_t tag = labels.id_of(tags[w], fmt::format("{}, word {}", where, w + 1));
       std::vector<std::int64_t> pieces;
       try {
-        pieces = tokenizer.token_ids(text_of(words[w]));
+        pieces = tokenizer.token_ids(data::cell_text(words[w], data::ColumnType::kString));
       } catch (Error& e) {
         e.add_context(where);
         throw;
@@ -692,7 +674,7 @@ std::unique_ptr<BatchSource> make_image_batches(const data::Split& split,
   std::vector<std::int64_t> labels;
   for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
     const std::string where = row_where(dataset, split, r);
-    paths.push_back(text_of(cell(split, r, image)));
+    paths.push_back(text_of(split, r, image));
     const auto* id = std::get_if<std::int64_t>(&cell(split, r, label));
     MS_CHECK(id != nullptr, ErrorCode::kUsage, "{}: the label is not an integer class id", where);
     if (!dataset_classes.empty() && *id >= 0 &&

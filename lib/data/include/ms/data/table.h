@@ -50,4 +50,15 @@ MS_API ColumnType infer_and_convert(std::vector<Value*>& cells);
 /// infer_and_convert() for every column of a table whose cells are still text or null.
 MS_API void infer_table_types(Table& table);
 
+/// A cell as the value its row wrote. A JSON lines column whose values mix kinds (text and
+/// numbers, say) is typed kJson, each cell holding its value's JSON text ("\"hello\"", "5"): a
+/// JSON string, integer, float or boolean there is read back as one. Objects, arrays and
+/// integers no int64 holds stay their JSON text (the last keep every digit so); cells of other
+/// columns are returned as they are.
+MS_API Value cell_value(const Value& cell, ColumnType type);
+
+/// A cell as text, what a text input or a path reads: text as it is (a JSON string of a kJson
+/// column unquoted, by cell_value), numbers as written, booleans "true" / "false", null "".
+MS_API std::string cell_text(const Value& cell, ColumnType type);
+
 }  // namespace ms::data
