@@ -1,12 +1,13 @@
 // Unit tests of the Parquet reader: the Thrift compact protocol reader, the RLE / bit-packed
 // hybrid and DELTA_BINARY_PACKED decoders, a small file pyarrow wrote, and hostile bytes (every
 // truncation and every flipped byte of that file is an ms::Error or a table, never a crash).
+#include "ms/data/parquet.h"
+
 #include <string>
 #include <vector>
 
 #include "catch.h"
 #include "ms/core/error.h"
-#include "ms/data/parquet.h"
 #include "ms/data/parquet_format.h"
 
 using namespace ms::data;
@@ -46,32 +47,43 @@ ms::ErrorCode code_of(const std::function<void()>& body) {
 //   pq.write_table(t, buf, compression="NONE", store_schema=False, write_statistics=False)
 // Dictionary-encoded data pages v1, optional columns, a list column.
 const std::string kSmallFile = from_hex(
-    "504152311504152015204c15041500120000010000000000000003000000000000001500151215122c15061510150615"
-    "061c0000000200000003050103021504151e151e4c1504150012000001000000610600000068c3a96c6c6f1500151215"
-    "122c15061510150615061c0000000200000003030103021504152015204c150415001200000100000000000000020000"
-    "00000000001500152015202c15081510150615061c00000002000000030203000000034f000103021500150e150e2c15"
-    "061500150615061c000000020000000601051504197c35001806736368656d61150800150425021802696400150c2502"
-    "18047465787425004c1c0000003502180474616773150215064c3c000000350418046c69737415020015042502180765"
-    "6c656d656e74001500250218026f6b001606191c194c26001c1504193500061019180269641500160616741674264426"
-    "08292c15041500150200150015101502003c29061926020400000026001c150c19350006101918047465787415001606"
-    "1672167226b601267c292c15041500150200150015101502003c160e19061926020400000026001c1504193500061019"
-    "380474616773046c69737407656c656d656e741500160816820116820126aa0226ee01292c1504150015020015001510"
-    "1502003c2926060219460202000400000026001c1500192506001918026f6b150016061634163426f002491c15001500"
-    "1502003c290619260006000000169c0316062608169c03002820706172717565742d6370702d6172726f772076657273"
+    "504152311504152015204c15041500120000010000000000000003000000000000001500151215122c150615101506"
+    "15"
+    "061c0000000200000003050103021504151e151e4c1504150012000001000000610600000068c3a96c6c6f15001512"
+    "15"
+    "122c15061510150615061c0000000200000003030103021504152015204c1504150012000001000000000000000200"
+    "00"
+    "00000000001500152015202c15081510150615061c00000002000000030203000000034f000103021500150e150e2c"
+    "15"
+    "061500150615061c000000020000000601051504197c35001806736368656d61150800150425021802696400150c25"
+    "02"
+    "18047465787425004c1c0000003502180474616773150215064c3c000000350418046c697374150200150425021807"
+    "65"
+    "6c656d656e74001500250218026f6b001606191c194c26001c15041935000610191802696415001606167416742644"
+    "26"
+    "08292c15041500150200150015101502003c29061926020400000026001c150c193500061019180474657874150016"
+    "06"
+    "1672167226b601267c292c15041500150200150015101502003c160e19061926020400000026001c15041935000610"
+    "19"
+    "380474616773046c69737407656c656d656e741500160816820116820126aa0226ee01292c15041500150200150015"
+    "10"
+    "1502003c2926060219460202000400000026001c1500192506001918026f6b150016061634163426f002491c150015"
+    "00"
+    "1502003c290619260006000000169c0316062608169c03002820706172717565742d6370702d6172726f7720766572"
+    "73"
     "696f6e2032362e302e31194c1c00001c00001c00001c0000008701000050415231");
 
 }  // namespace
 
 TEST_CASE("thrift compact reader: fields, deltas, lists, bools, unknown fields skipped") {
-  const std::string b = bytes({
-      0x15, 0x05,                    // field 1 (delta 1), i32: zigzag 5 = -3
-      0x18, 0x02, 'a', 'b',          // field 2, binary "ab"
-      0x39, 0x25, 0x02, 0x04,        // field 5 (delta 3), list of 2 i32: 1, 2
-      0x01, 0x28,                    // field 20 (long form: zigzag 40), bool true
-      0x1C, 0x16, 0x02,              // field 21, struct {1: i64 1,
-      0x19, 0x1C, 0x12, 0x00,        //   2: list of 1 struct {1: bool false}
-      0x00,                          // } (the inner struct's stop)
-      0x00});                        // stop
+  const std::string b = bytes({0x15, 0x05,              // field 1 (delta 1), i32: zigzag 5 = -3
+                               0x18, 0x02, 'a',  'b',   // field 2, binary "ab"
+                               0x39, 0x25, 0x02, 0x04,  // field 5 (delta 3), list of 2 i32: 1, 2
+                               0x01, 0x28,        // field 20 (long form: zigzag 40), bool true
+                               0x1C, 0x16, 0x02,  // field 21, struct {1: i64 1,
+                               0x19, 0x1C, 0x12, 0x00,  //   2: list of 1 struct {1: bool false}
+                               0x00,                    // } (the inner struct's stop)
+                               0x00});                  // stop
   ThriftCompactReader r(b, "test");
   std::int16_t id = 0;
   ThriftType type{};
@@ -108,8 +120,9 @@ TEST_CASE("thrift compact reader: truncated and malformed bytes are kIntegrity")
   CHECK(code_of([&] {
           read_all(bytes({0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01}));
         }) == ms::ErrorCode::kIntegrity);  // an 11-byte varint
-  CHECK(code_of([&] { read_all(bytes({0x19, 0xF5, 0xFF, 0xFF, 0xFF, 0x0F})); }) ==
-        ms::ErrorCode::kIntegrity);  // a list of 4 billion elements in no bytes
+  CHECK(code_of([&] {
+          read_all(bytes({0x19, 0xF5, 0xFF, 0xFF, 0xFF, 0x0F}));
+        }) == ms::ErrorCode::kIntegrity);  // a list of 4 billion elements in no bytes
   CHECK(code_of([&] { read_all(bytes({0x1D})); }) == ms::ErrorCode::kIntegrity);  // type 13
   // Structs nested far deeper than any footer: an error, not a stack overflow.
   CHECK(code_of([&] { read_all(std::string(100000, '\x1C')); }) == ms::ErrorCode::kIntegrity);
@@ -130,17 +143,18 @@ TEST_CASE("RLE / bit-packed hybrid: runs, bit-packed groups, bounds") {
   // Width 0: every value is 0, the runs' lengths only.
   CHECK(parquet::decode_rle_hybrid(bytes({0x08}), 0, 4, "t") ==
         std::vector<std::uint32_t>{0, 0, 0, 0});
-  CHECK(code_of([&] { parquet::decode_rle_hybrid(rle, 33, 5, "t"); }) ==
-        ms::ErrorCode::kIntegrity);
+  CHECK(code_of([&] { parquet::decode_rle_hybrid(rle, 33, 5, "t"); }) == ms::ErrorCode::kIntegrity);
   CHECK(code_of([&] { parquet::decode_rle_hybrid(rle, 2, 6, "t"); }) ==
         ms::ErrorCode::kIntegrity);  // runs end early
-  CHECK(code_of([&] { parquet::decode_rle_hybrid(bytes({0x03, 0x88}), 3, 8, "t"); }) ==
-        ms::ErrorCode::kIntegrity);  // a group longer than the data
-  CHECK(code_of([&] { parquet::decode_rle_hybrid(bytes({0x0A, 0x07}), 2, 5, "t"); }) ==
-        ms::ErrorCode::kIntegrity);  // a run value wider than its bit width
+  CHECK(code_of([&] {
+          parquet::decode_rle_hybrid(bytes({0x03, 0x88}), 3, 8, "t");
+        }) == ms::ErrorCode::kIntegrity);  // a group longer than the data
+  CHECK(code_of([&] {
+          parquet::decode_rle_hybrid(bytes({0x0A, 0x07}), 2, 5, "t");
+        }) == ms::ErrorCode::kIntegrity);  // a run value wider than its bit width
   // A bit-packed run of 2^62 groups at width 0 must not overflow the count.
-  CHECK(parquet::decode_rle_hybrid(bytes({0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F}),
-                                   0, 3, "t")
+  CHECK(parquet::decode_rle_hybrid(bytes({0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F}), 0,
+                                   3, "t")
             .size() == 3);
 }
 
