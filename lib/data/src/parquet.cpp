@@ -76,11 +76,11 @@ std::string describe(const SchemaNode& n) {
   if (n.is_group()) {
     if (is_list_group(e) && n.children.size() == 1) {
       const SchemaNode& rep = n.children[0];
-      const SchemaNode& item =
-          rep.is_group() && rep.children.size() == 1 ? rep.children[0] : rep;
+      const SchemaNode& item = rep.is_group() && rep.children.size() == 1 ? rep.children[0] : rep;
       return "list<" + describe(item) + ">";
     }
-    if (e.logical.kind == 2 || (e.converted && (*e.converted == kMap || *e.converted == kMapKeyValue)))
+    if (e.logical.kind == 2 ||
+        (e.converted && (*e.converted == kMap || *e.converted == kMapKeyValue)))
       return "map";
     std::string s = "struct<";
     for (std::size_t i = 0; i < n.children.size(); ++i)
@@ -159,9 +159,8 @@ LeafKind leaf_kind(const SchemaNode& node, const std::string& what, const std::s
       if (lk == 6 || conv == kDate) return *e.type == kInt32 ? LeafKind::kDate : refuse("");
       if (lk == 8 || conv == kTimestampMillis || conv == kTimestampMicros)
         return *e.type == kInt64 ? LeafKind::kTimestamp : refuse("");
-      const bool is_unsigned = (lk == 10 && !e.logical.is_signed) ||
-                               conv == kUint8 || conv == kUint16 || conv == kUint32 ||
-                               conv == kUint64;
+      const bool is_unsigned = (lk == 10 && !e.logical.is_signed) || conv == kUint8 ||
+                               conv == kUint16 || conv == kUint32 || conv == kUint64;
       if (!is_unsigned) return LeafKind::kInt;
       return *e.type == kInt32 ? LeafKind::kUint32 : LeafKind::kUint64;
     }
@@ -170,8 +169,9 @@ LeafKind leaf_kind(const SchemaNode& node, const std::string& what, const std::s
       if (lk == 1 || lk == 4 || lk == 12 || conv == kUtf8 || conv == kEnum || conv == kJson)
         return LeafKind::kString;
       if (lk == 5 || conv == kDecimal) return refuse(" (decimals: cast to float64 or string)");
-      return refuse(" (binary data: ms reads text columns; images as HF's Image feature are "
-                    "struct columns, not read either)");
+      return refuse(
+          " (binary data: ms reads text columns; images as HF's Image feature are "
+          "struct columns, not read either)");
     default:
       return refuse("");
   }
@@ -247,19 +247,20 @@ std::uint32_t le32(const char* p) {
 // A page's decoded, non-null values (physical: int64 for INT32 / INT64, double, bool, bytes).
 using Values = std::vector<Value>;
 
-void decode_plain(std::string_view data, const SchemaElement& leaf, std::size_t count,
-                  Values& out, const std::string& what) {
+void decode_plain(std::string_view data, const SchemaElement& leaf, std::size_t count, Values& out,
+                  const std::string& what) {
   const int type = *leaf.type;
   const auto need = [&](std::uint64_t per_value) {
     if (per_value != 0 && count > data.size() / per_value)
-      corrupt(what, fmt::format("{} PLAIN values do not fit the page's {} bytes", count,
-                                data.size()));
+      corrupt(what,
+              fmt::format("{} PLAIN values do not fit the page's {} bytes", count, data.size()));
   };
   std::size_t pos = 0;
   switch (type) {
     case kBoolean:
       if (count > data.size() * 8)
-        corrupt(what, fmt::format("{} booleans do not fit the page's {} bytes", count, data.size()));
+        corrupt(what,
+                fmt::format("{} booleans do not fit the page's {} bytes", count, data.size()));
       for (std::size_t i = 0; i < count; ++i)
         out.emplace_back(((static_cast<std::uint8_t>(data[i / 8]) >> (i % 8)) & 1) != 0);
       return;
@@ -368,8 +369,8 @@ void decode_values(std::string_view data, int encoding, const SchemaElement& lea
       const auto indices = decode_rle_hybrid(data.substr(1), width, count, what + ": indices");
       for (const std::uint32_t i : indices) {
         if (i >= dictionary->size())
-          corrupt(what, fmt::format("dictionary index {} of a dictionary of {}", i,
-                                    dictionary->size()));
+          corrupt(what,
+                  fmt::format("dictionary index {} of a dictionary of {}", i, dictionary->size()));
         out.push_back((*dictionary)[i]);
       }
       return;
@@ -523,9 +524,10 @@ struct ChunkData {
 std::vector<std::uint32_t> decode_levels_v1(std::string_view& data, int max_level, int encoding,
                                             std::size_t count, const std::string& what) {
   if (encoding != kRle)
-    unsupported(what, fmt::format("its levels are {}-encoded, which ms does not read",
-                                  encoding_name(encoding)),
-                "rewrite the file with pyarrow");
+    unsupported(
+        what,
+        fmt::format("its levels are {}-encoded, which ms does not read", encoding_name(encoding)),
+        "rewrite the file with pyarrow");
   if (data.size() < 4) corrupt(what, "a page ends before its levels");
   const std::uint32_t n = le32(data.data());
   if (n > data.size() - 4) corrupt(what, "levels longer than their page");
@@ -551,14 +553,16 @@ ChunkData read_chunk(std::string_view file, std::size_t data_end, const ColumnMe
   if (meta.dictionary_page_offset && *meta.dictionary_page_offset > 0 &&
       *meta.dictionary_page_offset < start)
     start = *meta.dictionary_page_offset;
-  if (start < 4 || static_cast<std::uint64_t>(start) >= data_end || meta.total_compressed_size < 0 ||
-      static_cast<std::uint64_t>(meta.total_compressed_size) > data_end - static_cast<std::uint64_t>(start))
+  if (start < 4 || static_cast<std::uint64_t>(start) >= data_end ||
+      meta.total_compressed_size < 0 ||
+      static_cast<std::uint64_t>(meta.total_compressed_size) >
+          data_end - static_cast<std::uint64_t>(start))
     corrupt(what, fmt::format("a column chunk at bytes {}..+{} outside the file's data", start,
                               meta.total_compressed_size));
   if (meta.num_values < 0) corrupt(what, "a negative value count");
   budget.take(static_cast<std::uint64_t>(meta.num_values), what);
-  const std::string_view chunk =
-      file.substr(static_cast<std::size_t>(start), static_cast<std::size_t>(meta.total_compressed_size));
+  const std::string_view chunk = file.substr(static_cast<std::size_t>(start),
+                                             static_cast<std::size_t>(meta.total_compressed_size));
   ChunkData out;
   const auto levels_wanted = static_cast<std::size_t>(meta.num_values);
   if (plan.max_def > 0) out.def.reserve(levels_wanted);
@@ -568,8 +572,8 @@ ChunkData read_chunk(std::string_view file, std::size_t data_end, const ColumnMe
   std::size_t pos = 0;
   while (out.level_count < levels_wanted) {
     if (pos >= chunk.size())
-      corrupt(what, fmt::format("the pages end after {} of {} values", out.level_count,
-                                levels_wanted));
+      corrupt(what,
+              fmt::format("the pages end after {} of {} values", out.level_count, levels_wanted));
     std::size_t header_size = 0;
     const PageHeader h = parse_page_header(chunk.substr(pos), what, header_size);
     pos += header_size;
@@ -579,14 +583,14 @@ ChunkData read_chunk(std::string_view file, std::size_t data_end, const ColumnMe
     if (h.uncompressed_size < 0 ||
         static_cast<std::uint64_t>(h.uncompressed_size) >
             std::max(kMinPageLimit, static_cast<std::uint64_t>(h.compressed_size) * kMaxPageRatio))
-      corrupt(what, fmt::format("a page of {} bytes that claims {} uncompressed",
-                                h.compressed_size, h.uncompressed_size));
+      corrupt(what, fmt::format("a page of {} bytes that claims {} uncompressed", h.compressed_size,
+                                h.uncompressed_size));
     const std::string_view body = chunk.substr(pos, static_cast<std::size_t>(h.compressed_size));
     pos += static_cast<std::size_t>(h.compressed_size);
     const auto size = static_cast<std::size_t>(h.uncompressed_size);
     if (h.type == kIndexPage) continue;
-    if (!h.has_page_header && (h.type == kDataPage || h.type == kDataPageV2 ||
-                               h.type == kDictionaryPage))
+    if (!h.has_page_header &&
+        (h.type == kDataPage || h.type == kDataPageV2 || h.type == kDictionaryPage))
       corrupt(what, "a page without its page header");
     if (h.num_values < 0) corrupt(what, "a page of a negative value count");
     if (h.type == kDictionaryPage) {
@@ -618,8 +622,9 @@ ChunkData read_chunk(std::string_view file, std::size_t data_end, const ColumnMe
       values_data = rest;
     } else {
       const std::int32_t rl = h.repetition_levels_length, dl = h.definition_levels_length;
-      if (rl < 0 || dl < 0 || static_cast<std::uint64_t>(rl) + static_cast<std::uint64_t>(dl) >
-                                  std::min<std::uint64_t>(body.size(), size))
+      if (rl < 0 || dl < 0 ||
+          static_cast<std::uint64_t>(rl) + static_cast<std::uint64_t>(dl) >
+              std::min<std::uint64_t>(body.size(), size))
         corrupt(what, "page levels longer than their page");
       const auto width = [](int max_level) {
         return max_level == 0 ? 0 : 32 - __builtin_clz(static_cast<unsigned>(max_level));
@@ -646,9 +651,10 @@ ChunkData read_chunk(std::string_view file, std::size_t data_end, const ColumnMe
           std::count(def.begin(), def.end(), static_cast<std::uint32_t>(plan.max_def)));
     if (h.type == kDataPageV2 && plan.max_def > 0 &&
         static_cast<std::size_t>(h.num_nulls) != n - present && plan.max_rep == 0)
-      corrupt(what, fmt::format("a page of {} nulls whose levels say {}", h.num_nulls, n - present));
-    decode_values(values_data, h.encoding, *plan.leaf, present,
-                  dictionary ? &*dictionary : nullptr, page_values, what);
+      corrupt(what,
+              fmt::format("a page of {} nulls whose levels say {}", h.num_nulls, n - present));
+    decode_values(values_data, h.encoding, *plan.leaf, present, dictionary ? &*dictionary : nullptr,
+                  page_values, what);
     if (page_values.size() != present)
       corrupt(what, fmt::format("a page of {} values where its levels say {}", page_values.size(),
                                 present));
@@ -745,8 +751,7 @@ Table parse_parquet(std::string_view file, const std::string& source) {
     corrupt(source, fmt::format("its metadata length {} is beyond the file's {} bytes",
                                 footer_length, file.size()));
   const std::size_t data_end = file.size() - 8 - footer_length;
-  const FileMetaData meta =
-      parse_file_metadata(file.substr(data_end, footer_length), source);
+  const FileMetaData meta = parse_file_metadata(file.substr(data_end, footer_length), source);
   if (meta.schema.empty()) corrupt(source, "an empty schema");
   std::size_t next = 0;
   const SchemaNode root = build_tree(meta.schema, next, 0, source);
@@ -758,18 +763,19 @@ Table parse_parquet(std::string_view file, const std::string& source) {
   Table table;
   for (const SchemaNode& field : root.children) {
     plans.push_back(plan_column(field, source));
-    table.columns.push_back(
-        {plans.back().name,
-         plans.back().is_list ? ColumnType::kJson : column_type_of(plans.back().kind)});
+    table.columns.push_back({plans.back().name, plans.back().is_list
+                                                    ? ColumnType::kJson
+                                                    : column_type_of(plans.back().kind)});
   }
-  Budget budget{std::max(kMinValueBudget, static_cast<std::uint64_t>(file.size()) * kValuesPerByte)};
+  Budget budget{
+      std::max(kMinValueBudget, static_cast<std::uint64_t>(file.size()) * kValuesPerByte)};
   std::uint64_t total_rows = 0;
   for (std::size_t g = 0; g < meta.row_groups.size(); ++g) {
     const RowGroup& group = meta.row_groups[g];
     const std::string where = fmt::format("{}: row group {}", source, g);
     if (group.columns.size() != plans.size())
-      corrupt(where, fmt::format("{} column chunks for {} columns", group.columns.size(),
-                                 plans.size()));
+      corrupt(where,
+              fmt::format("{} column chunks for {} columns", group.columns.size(), plans.size()));
     if (group.num_rows < 0) corrupt(where, "a negative row count");
     const auto rows = static_cast<std::uint64_t>(group.num_rows);
     // Every column's chunk first: the rows are made only once each column has held as many.

@@ -11,9 +11,7 @@
 #include <zstd.h>
 #endif
 
-namespace ms::data::parquet {
-
-}  // namespace ms::data::parquet
+namespace ms::data::parquet {}  // namespace ms::data::parquet
 
 namespace ms::data {
 bool parquet_codecs_supported() { return MS_WITH_PARQUET_CODECS != 0; }
@@ -47,10 +45,10 @@ const char* codec_name(int codec) {
 namespace {
 
 [[noreturn]] void corrupt(int codec, const std::string& what, const std::string& why) {
-  throw Error(ErrorCode::kIntegrity,
-              fmt::format("{}: a {} page that does not decompress: {}", what, codec_name(codec),
-                          why),
-              "the file is not a whole Parquet file: download or write it again");
+  throw Error(
+      ErrorCode::kIntegrity,
+      fmt::format("{}: a {} page that does not decompress: {}", what, codec_name(codec), why),
+      "the file is not a whole Parquet file: download or write it again");
 }
 
 #if MS_WITH_PARQUET_CODECS
@@ -89,8 +87,7 @@ std::string decompress(int codec, std::string_view in, std::size_t size, const s
     if (snappy_uncompressed_length(in.data(), in.size(), &length) != SNAPPY_OK || length != size)
       corrupt(codec, what, "its length is not the page header's");
     std::string out(size, '\0');
-    if (snappy_uncompress(in.data(), in.size(), out.data(), &length) != SNAPPY_OK ||
-        length != size)
+    if (snappy_uncompress(in.data(), in.size(), out.data(), &length) != SNAPPY_OK || length != size)
       corrupt(codec, what, "corrupt snappy data");
     return out;
   }
@@ -115,8 +112,8 @@ std::string decompress(int codec, std::string_view in, std::size_t size, const s
   }
 #endif
   throw Error(ErrorCode::kMissingComponent,
-              fmt::format("{}: its pages are {}-compressed, which ms does not read",
-                          what, codec_name(codec)),
+              fmt::format("{}: its pages are {}-compressed, which ms does not read", what,
+                          codec_name(codec)),
               "ms reads UNCOMPRESSED, SNAPPY, GZIP and ZSTD Parquet files: rewrite it with one "
               "of them (pyarrow: pq.write_table(t, path, compression='snappy'))");
 }

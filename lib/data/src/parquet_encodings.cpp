@@ -107,8 +107,8 @@ std::size_t decode_delta_binary_packed(std::string_view data, std::size_t count,
     bad(what, fmt::format("a DELTA_BINARY_PACKED block of {} values in {} miniblocks", block_size,
                           miniblocks));
   if (total != count)
-    bad(what, fmt::format("DELTA_BINARY_PACKED data of {} values where the page has {}", total,
-                          count));
+    bad(what,
+        fmt::format("DELTA_BINARY_PACKED data of {} values where the page has {}", total, count));
   const std::uint64_t per_miniblock = block_size / miniblocks;
   out.clear();
   out.reserve(count);

@@ -1,9 +1,10 @@
 // Parquet's FileMetaData and PageHeader structs from the Thrift compact protocol: the fields the
 // reader uses are decoded by their ids in parquet.thrift, every other field is skipped, so files
 // from newer writers (with fields added since) read the same.
+#include "parquet_metadata.h"
+
 #include "ms/core/error.h"
 #include "ms/data/parquet_format.h"
-#include "parquet_metadata.h"
 
 namespace ms::data::parquet {
 
@@ -138,8 +139,7 @@ ColumnMetaData read_column_metadata(Reader& r) {
         return true;
       case 3:
         if (t != ThriftType::kList) return false;
-        return read_list(r, ThriftType::kBinary,
-                         [&] { m.path.emplace_back(r.read_binary()); });
+        return read_list(r, ThriftType::kBinary, [&] { m.path.emplace_back(r.read_binary()); });
       case 4:
         if (!is_int(t)) return false;
         m.codec = r.read_i32();
@@ -203,8 +203,7 @@ FileMetaData parse_file_metadata(std::string_view bytes, const std::string& sour
   FileMetaData m;
   read_struct(r, [&](std::int16_t id, ThriftType t) {
     if (id == 2 && t == ThriftType::kList)
-      return read_list(r, ThriftType::kStruct,
-                       [&] { m.schema.push_back(read_schema_element(r)); });
+      return read_list(r, ThriftType::kStruct, [&] { m.schema.push_back(read_schema_element(r)); });
     if (id == 3 && (t == ThriftType::kI64 || is_int(t))) {
       m.num_rows = r.read_i64();
       return true;

@@ -75,9 +75,9 @@ enum Converted : int {
 /// The LogicalType union, flattened: which member is set (its field id; 0 for none) and the
 /// members' fields this reader uses.
 struct LogicalType {
-  int kind = 0;  ///< 1 STRING, 2 MAP, 3 LIST, 4 ENUM, 5 DECIMAL, 6 DATE, 7 TIME, 8 TIMESTAMP,
-                 ///< 10 INTEGER, 11 UNKNOWN (null), 12 JSON, 13 BSON, 14 UUID, 15 FLOAT16, ...
-  int bit_width = 0;      ///< INTEGER
+  int kind = 0;       ///< 1 STRING, 2 MAP, 3 LIST, 4 ENUM, 5 DECIMAL, 6 DATE, 7 TIME, 8 TIMESTAMP,
+                      ///< 10 INTEGER, 11 UNKNOWN (null), 12 JSON, 13 BSON, 14 UUID, 15 FLOAT16, ...
+  int bit_width = 0;  ///< INTEGER
   bool is_signed = true;  ///< INTEGER
   int time_unit = 0;      ///< TIME / TIMESTAMP: 1 millis, 2 micros, 3 nanos
   bool adjusted_to_utc = false;

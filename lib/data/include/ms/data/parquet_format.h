@@ -45,9 +45,9 @@ class MS_API ThriftCompactReader {
   void begin_struct();
   void end_struct();
 
-  std::int32_t read_i32();  ///< an i8 / i16 / i32 (zigzag varint; a byte for i8)
-  std::int64_t read_i64();  ///< zigzag varint
-  double read_double();     ///< 8 bytes, little-endian
+  std::int32_t read_i32();         ///< an i8 / i16 / i32 (zigzag varint; a byte for i8)
+  std::int64_t read_i64();         ///< zigzag varint
+  double read_double();            ///< 8 bytes, little-endian
   std::string_view read_binary();  ///< varint length, then the bytes (checked to lie inside)
   /// A bool field's value: carried by its type (kTrue / kFalse); an element of a list is a byte.
   bool read_bool(ThriftType field_type);
