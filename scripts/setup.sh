@@ -18,6 +18,8 @@ packages=(
   libcurl4-openssl-dev libssl-dev libsqlite3-dev zlib1g-dev
   libcpp-httplib-dev libzip-dev libturbojpeg0-dev libpng-dev
   libtorch-dev libopenblas0-openmp
+  # Parquet datasets' compressed pages (MS_WITH_PARQUET_CODECS): snappy (pyarrow's default), zstd.
+  libsnappy-dev libzstd-dev
   # Gloo headers for data-parallel training (c10d ProcessGroupGloo.hpp includes them).
   libgloo-dev
   # `ms export --format onnx` (MS_WITH_ONNX): ONNX's protobuf classes and checker.

@@ -10,6 +10,7 @@
 #include "ms/core/version.h"
 #include "ms/data/archive.h"
 #include "ms/data/image.h"
+#include "ms/data/parquet.h"
 #include "ms/hub/client.h"
 #include "ms/hub_server/server.h"
 #include "ms/infer/export.h"
@@ -63,6 +64,7 @@ void run_env(const EnvOptions& options) {
   components["zip"] = data::zip_supported();
   components["jpeg"] = data::jpeg_supported();
   components["png"] = data::png_supported();
+  components["parquet_codecs"] = data::parquet_codecs_supported();
   components["onnx_export"] = infer::onnx_export_available();
   out["components"] = components;
 

@@ -749,5 +749,181 @@ class DatasetTest(MsTestCase):
         self.assertExit(r, 4)
 
 
+
+# --- parquet ---------------------------------------------------------------------------------------
+
+# Writes the Parquet fixtures with pyarrow and records what Hugging Face's datasets reads from each
+# (the peer's rows as JSON values: NaN as null, as ms shows a missing float) into expected.json.
+PARQUET_WRITER = r'''
+import json, math, os, sys
+import pyarrow as pa, pyarrow.parquet as pq
+import datasets
+datasets.disable_progress_bars()
+root = sys.argv[1]
+n = 45
+def column(values, t):
+    return pa.array(values, t)
+table = pa.table({
+    "i8": column([None if i % 7 == 3 else (i * 37) % 256 - 128 for i in range(n)], pa.int8()),
+    "i16": column([i * 1000 - 20000 for i in range(n)], pa.int16()),
+    "i32": column([i * 100000 for i in range(n)], pa.int32()),
+    "i64": column([None if i % 5 == 0 else i * 10 ** 12 for i in range(n)], pa.int64()),
+    "u8": column([i % 256 for i in range(n)], pa.uint8()),
+    "u16": column([65535 - i for i in range(n)], pa.uint16()),
+    "u32": column([4294967295 - i for i in range(n)], pa.uint32()),
+    "f32": column([i / 4 for i in range(n)], pa.float32()),
+    "f64": column([None if i == 4 else (float("nan") if i == 6 else i / 3) for i in range(n)],
+                  pa.float64()),
+    "flag": column([None if i == 2 else i % 3 == 0 for i in range(n)], pa.bool_()),
+    "text": column([None if i % 4 == 1 else f"row {i} héllo 日本 {'x' * (i % 9)}" for i in range(n)],
+                   pa.string()),
+    "label": column([i % 3 for i in range(n)], pa.int64()),
+    "tokens": column([None if i % 6 == 5 else [f"t{j}é" for j in range(i % 4)] for i in range(n)],
+                     pa.list_(pa.string())),
+    "ner_tags": column([[j if j != 1 else None for j in range(i % 5)] for i in range(n)],
+                       pa.list_(pa.int64())),
+})
+variants = {}
+for codec in ["snappy", "gzip", "zstd", "none"]:
+    for dictionary in [True, False]:
+        for version in ["1.0", "2.0"]:
+            name = f"{codec}-{'dict' if dictionary else 'plain'}-v{version[0]}.parquet"
+            pq.write_table(table, os.path.join(root, name), compression=codec,
+                           use_dictionary=dictionary, data_page_version=version,
+                           row_group_size=10, data_page_size=64, write_batch_size=4)
+            variants[name] = None
+pq.write_table(table, os.path.join(root, "delta.parquet"), use_dictionary=False,
+               column_encoding={"i32": "DELTA_BINARY_PACKED", "i64": "DELTA_BINARY_PACKED",
+                                "text": "DELTA_BYTE_ARRAY", "label": "DELTA_BINARY_PACKED"})
+variants["delta.parquet"] = None
+pq.write_table(table.select(["text", "label"]), os.path.join(root, "len.parquet"),
+               use_dictionary=False, column_encoding={"text": "DELTA_LENGTH_BYTE_ARRAY"})
+variants["len.parquet"] = None
+def clean(v):
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, list):
+        return [clean(x) for x in v]
+    return v
+expected = {}
+for name in variants:
+    ds = datasets.load_dataset("parquet", data_files=os.path.join(root, name), split="train")
+    expected[name] = [{k: clean(v) for k, v in row.items()} for row in ds]
+# A Hugging Face layout: two train shards and a test shard.
+os.makedirs(os.path.join(root, "hf", "data"))
+pq.write_table(table.slice(0, 20), os.path.join(root, "hf/data/train-00000-of-00002.parquet"))
+pq.write_table(table.slice(20, 15), os.path.join(root, "hf/data/train-00001-of-00002.parquet"))
+pq.write_table(table.slice(35), os.path.join(root, "hf/data/test-00000-of-00001.parquet"))
+hf = datasets.load_dataset(os.path.join(root, "hf"))
+expected["hf"] = {s: [{k: clean(v) for k, v in row.items()} for row in hf[s]] for s in hf}
+# What ms refuses: a struct column (Hugging Face's Image feature), LZ4 pages.
+pq.write_table(pa.table({"image": pa.array([{"bytes": b"\x89PNG", "path": "a.png"}]),
+                         "label": [1]}), os.path.join(root, "struct.parquet"))
+pq.write_table(table, os.path.join(root, "lz4.parquet"), compression="lz4")
+with open(os.path.join(root, "expected.json"), "w") as f:
+    json.dump(expected, f, ensure_ascii=False)
+'''
+
+
+def python_with_pyarrow():
+    """The Python of scripts/setup_python_interop.sh's venv (pyarrow and datasets are in it), or None."""
+    from hub_fixture import modelscope_pythons
+    for python in reversed(list(modelscope_pythons().values())):
+        r = subprocess.run([python, "-c", "import pyarrow, datasets"], capture_output=True, timeout=120)
+        if r.returncode == 0:
+            return python
+    return None
+
+
+class ParquetTest(MsTestCase):
+    """Parquet files as pyarrow writes them, read by ms as Hugging Face's datasets reads them."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.root = None
+        python = python_with_pyarrow()
+        if python is None:
+            return
+        cls.root = tempfile.mkdtemp(prefix="ms-parquet-")
+        r = subprocess.run([python, "-c", PARQUET_WRITER, cls.root], capture_output=True, text=True,
+                           timeout=300, env={**os.environ, "HF_DATASETS_CACHE": os.path.join(cls.root, ".hf"),
+                                             "HF_HUB_OFFLINE": "1"})
+        if r.returncode != 0:
+            raise RuntimeError(f"writing the parquet fixtures failed:\n{r.stderr}")
+        with open(os.path.join(cls.root, "expected.json")) as f:
+            cls.expected = json.load(f)
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.root:
+            shutil.rmtree(cls.root, True)
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        if self.root is None:
+            self.skipTest("needs the venv of scripts/setup_python_interop.sh (pyarrow, datasets)")
+        self.env = {"MODELSCOPE_CACHE": self.path("cache")}
+
+    def head(self, spec):
+        r = run_ms("dataset", "head", spec, "--json", "-n", "1000", env=self.env)
+        self.assertExit(r, 0)
+        return [json.loads(line) for line in r.stdout.splitlines()]
+
+    def test_rows_match_datasets_for_every_codec_encoding_and_page_version(self):
+        names = [n for n in self.expected if n.endswith(".parquet")]
+        self.assertEqual(len(names), 18)
+        for name in names:
+            with self.subTest(name):
+                rows = self.head(os.path.join(self.root, name))
+                self.assertEqual(rows, self.expected[name])
+                # The parquet: prefix reads the same.
+                self.assertEqual(self.head("parquet:" + os.path.join(self.root, name)), rows)
+
+    def test_info_rows_and_types(self):
+        r = run_ms("dataset", "info", os.path.join(self.root, "snappy-dict-v1.parquet"), "--json", env=self.env)
+        self.assertExit(r, 0)
+        d = self.json_out(r)
+        self.assertEqual([(s["name"], s["rows"]) for s in d["splits"]], [("train", 45)])
+        types = {c["name"]: c["type"] for c in d["splits"][0]["columns"]}
+        self.assertEqual(types, {"i8": "int", "i16": "int", "i32": "int", "i64": "int", "u8": "int",
+                                 "u16": "int", "u32": "int", "f32": "float", "f64": "float",
+                                 "flag": "bool", "text": "string", "label": "int", "tokens": "json",
+                                 "ner_tags": "json"})
+
+    def test_hugging_face_shards_are_splits(self):
+        hf = os.path.join(self.root, "hf")
+        r = run_ms("dataset", "info", hf, "--json", env=self.env)
+        self.assertExit(r, 0)
+        d = self.json_out(r)
+        self.assertEqual([(s["name"], s["rows"]) for s in d["splits"]], [("train", 35), ("test", 10)])
+        rows = self.head(hf)
+        for split in ("train", "test"):
+            got = [{k: v for k, v in row.items() if k != "_split"} for row in rows if row["_split"] == split]
+            self.assertEqual(got, self.expected["hf"][split], split)
+
+    def test_struct_column_and_lz4_are_refused_by_name(self):
+        r = run_ms("dataset", "info", os.path.join(self.root, "struct.parquet"), env=self.env)
+        self.assertExit(r, 6)
+        self.assertIn("'image'", r.stderr)
+        self.assertIn("struct<bytes: binary, path: string>", r.stderr)
+        r = run_ms("dataset", "info", os.path.join(self.root, "lz4.parquet"), env=self.env)
+        self.assertExit(r, 6)
+        self.assertIn("LZ4", r.stderr)
+
+    def test_corrupt_and_truncated_files_name_the_file(self):
+        with open(os.path.join(self.root, "snappy-dict-v1.parquet"), "rb") as f:
+            data = f.read()
+        bad = self.path("bad.parquet")
+        # A page's bytes changed: snappy or the page header then fails; then a cut-off file.
+        for body in (data[:200] + bytes(b ^ 0x5A for b in data[200:260]) + data[260:], data[:len(data) // 2]):
+            with open(bad, "wb") as f:
+                f.write(body)
+            r = run_ms("dataset", "info", bad, env=self.env)
+            self.assertExit(r, 7)
+            self.assertIn("bad.parquet", r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()

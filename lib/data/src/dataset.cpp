@@ -132,6 +132,7 @@ Dataset load_dataset_impl(const DatasetSpec& spec, const LoadOptions& options_in
     case SourceKind::kCsv:
     case SourceKind::kText:
     case SourceKind::kJsonl:
+    case SourceKind::kParquet:
       local_only_subset(io::local_path_of(spec.location));
       detail::load_table_file(spec, options, ds);
       break;

@@ -66,8 +66,9 @@ struct DataFiles {
 /// splits' formats differ.
 std::optional<DataFiles> find_data_files(const std::filesystem::path& dir);
 
-/// The folder's CSV / JSON tables by split (find_data_files); false when its data are images or
-/// there are none; kMissingComponent for data ms does not read (parquet, compressed files, ...).
+/// The folder's CSV / JSON / Parquet tables by split (find_data_files); false when its data are
+/// images or there are none; kMissingComponent for data ms does not read (arrow, text, zip
+/// archives among the files, ...).
 bool load_table_folder(const std::filesystem::path& dir, Dataset& ds);
 
 // ---- imagefolder (imagefolder_dataset.cpp) -----------------------------------------------------

@@ -25,6 +25,8 @@ const char* source_kind_name(SourceKind kind) {
       return "jsonl";
     case SourceKind::kText:
       return "text";
+    case SourceKind::kParquet:
+      return "parquet";
     case SourceKind::kImageFolder:
       return "imagefolder";
     case SourceKind::kFolder:
@@ -73,11 +75,13 @@ DatasetSpec infer_from_path(const std::string& location) {
     spec.kind = SourceKind::kJsonl;
   } else if (ext == ".txt") {
     spec.kind = SourceKind::kText;
+  } else if (ext == ".parquet") {
+    spec.kind = SourceKind::kParquet;
   } else if (ext == ".zip") {
     spec.kind = SourceKind::kZip;
   } else {
     throw Error(ErrorCode::kUsage, fmt::format("cannot tell the dataset kind of '{}'", location),
-                "use a prefix: csv:, tsv:, jsonl:, imagefolder:, folder:, zip:");
+                "use a prefix: csv:, tsv:, jsonl:, parquet:, imagefolder:, folder:, zip:");
   }
   return spec;
 }
@@ -128,7 +132,7 @@ namespace {
 DatasetSpec parse_dataset_spec_impl(std::string_view text) {
   MS_CHECK(!text.empty(), ErrorCode::kUsage, "empty dataset spec");
   static const std::vector<std::string> kPrefixes = {
-      "csv", "tsv", "jsonl", "json", "text", "imagefolder", "folder", "zip", "hub"};
+      "csv", "tsv", "jsonl", "json", "text", "parquet", "imagefolder", "folder", "zip", "hub"};
   const auto colon = text.find(':');
   if (colon != std::string_view::npos && colon > 1) {
     const std::string prefix(text.substr(0, colon));
@@ -148,6 +152,8 @@ DatasetSpec parse_dataset_spec_impl(std::string_view text) {
         spec.kind = SourceKind::kJsonl;
       } else if (prefix == "text") {
         spec.kind = SourceKind::kText;
+      } else if (prefix == "parquet") {
+        spec.kind = SourceKind::kParquet;
       } else if (prefix == "imagefolder") {
         spec.kind = SourceKind::kImageFolder;
       } else if (prefix == "folder") {

@@ -1,5 +1,6 @@
-// Table datasets: one CSV / TSV / JSON lines / text file (csv:, tsv:, jsonl:, text: specs), and
-// folders of table files named by split (train.csv, test.jsonl, train-00000-of-00002.csv).
+// Table datasets: one CSV / TSV / JSON lines / text / Parquet file (csv:, tsv:, jsonl:, text:,
+// parquet: specs), and folders of table files named by split (train.csv, test.jsonl,
+// data/train-00000-of-00002.parquet).
 #include <algorithm>
 #include <functional>
 #include <map>
@@ -11,6 +12,7 @@
 #include "ms/core/text.h"
 #include "ms/data/archive.h"
 #include "ms/data/image.h"
+#include "ms/data/parquet.h"
 #include "ms/hub/repo_id.h"
 #include "ms/io/resource.h"
 
@@ -145,6 +147,8 @@ void load_table_file(const DatasetSpec& spec, const LoadOptions& options, Datase
   split.name = split.selection = "train";
   if (spec.kind == SourceKind::kText) {
     split.table = parse_text_lines(read_data_file(path), path.string());
+  } else if (spec.kind == SourceKind::kParquet) {
+    split.table = read_parquet(path);
   } else if (spec.kind == SourceKind::kJsonl) {
     split.table = read_jsonl(path);
     resolve_file_columns(split.table, path.parent_path(), path.string());
@@ -166,13 +170,14 @@ bool load_table_folder(const fs::path& dir, Dataset& ds) {
   const std::string example = found->splits.front().second.empty()
                                   ? std::string()
                                   : " (e.g. " + found->splits.front().second.front() + ")";
-  if (format != "csv" && format != "tsv" && format != "json") {
-    throw Error(ErrorCode::kMissingComponent,
-                fmt::format("{}: its data files are {} data{}, which ms does not read",
-                            dir.string(), format == "zip" ? "zip archives of" : format, example),
-                "ms reads CSV, TSV, JSON and JSON lines tables (gzip-compressed too) and image "
-                "folders: convert the files, or name the readable ones in a dataset card's "
-                "configs (README.md)");
+  if (format != "csv" && format != "tsv" && format != "json" && format != "parquet") {
+    throw Error(
+        ErrorCode::kMissingComponent,
+        fmt::format("{}: its data files are {} data{}, which ms does not read", dir.string(),
+                    format == "zip" ? "zip archives of" : format, example),
+        "ms reads CSV, TSV, JSON and JSON lines tables (gzip-compressed too), Parquet files "
+        "and image folders: convert the files, or name the readable ones in a dataset card's "
+        "configs (README.md)");
   }
   for (const auto& [name, relative] : found->splits) {
     MS_CHECK(!relative.empty(), ErrorCode::kIntegrity, "{}: split '{}' has no {} files",
@@ -187,7 +192,12 @@ bool load_table_folder(const fs::path& dir, Dataset& ds) {
     split.name = split.selection = name;
     // One format for the split, as HF reads it: a majority of .tsv reads its .csv files with
     // tabs too.
-    split.table = read_tables_as(paths, format == "json", format == "tsv" ? '\t' : ',');
+    if (format == "parquet") {
+      // Typed files: each keeps its types, and the shards of a split must agree on them.
+      split.table = concatenate(paths, false, [](const fs::path& f) { return read_parquet(f); });
+    } else {
+      split.table = read_tables_as(paths, format == "json", format == "tsv" ? '\t' : ',');
+    }
     // File columns name files beside the table, as for a csv: spec.
     resolve_file_columns(split.table, paths[0].parent_path(), paths[0].string());
     ds.splits.push_back(std::move(split));

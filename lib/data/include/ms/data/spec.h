@@ -15,13 +15,14 @@ enum class SourceKind {
   kCsv,          ///< one CSV/TSV file -> split "train"
   kJsonl,        ///< one JSON lines file -> split "train"
   kText,         ///< one text file, a row per line -> split "train"
+  kParquet,      ///< one Parquet file -> split "train"
   kImageFolder,  ///< class folders, optionally under train/ validation/ test/
   kFolder,       ///< a folder holding a dataset config <name>.json (ModelScope layout)
   kZip,          ///< a zip file or URL, extracted into the cache, then loaded as a folder
   kHub,          ///< OWNER/NAME on the hub, through the registered snapshot provider
 };
 
-/// "csv", "jsonl", "text", "imagefolder", "folder", "zip", "hub".
+/// "csv", "jsonl", "text", "parquet", "imagefolder", "folder", "zip", "hub".
 MS_API const char* source_kind_name(SourceKind kind);
 
 /// A parsed dataset spec.
@@ -35,12 +36,12 @@ struct DatasetSpec {
   std::optional<std::string> split;  ///< may carry a slice: "train[:10%]"
 };
 
-/// Parses a spec: `csv:PATH`, `tsv:PATH`, `jsonl:PATH` (or `json:`), `text:PATH`,
+/// Parses a spec: `csv:PATH`, `tsv:PATH`, `jsonl:PATH` (or `json:`), `text:PATH`, `parquet:PATH`,
 /// `imagefolder:DIR`, `folder:DIR`, `zip:PATH_OR_URL`, `hub:OWNER/NAME[@REV][:SUBSET[/SPLIT]]`, or
-/// a bare path whose kind is inferred from its extension (.csv .tsv .jsonl .json .txt .zip) or, for
-/// a folder, its layout (a dataset config json or top-level .csv/.tsv/.jsonl tables -> folder, else
-/// imagefolder). Throws kUsage for an
-/// unknown prefix or an empty location and kNotFound for a bare path that does not exist.
+/// a bare path whose kind is inferred from its extension (.csv .tsv .jsonl .json .txt .parquet
+/// .zip) or, for a folder, its layout (a dataset config json or top-level .csv/.tsv/.jsonl tables
+/// -> folder, else imagefolder). Throws kUsage for an unknown prefix or an empty location and
+/// kNotFound for a bare path that does not exist.
 MS_API DatasetSpec parse_dataset_spec(std::string_view text);
 
 /// A split name with an optional slice, as in HF datasets: "train", "train[:10%]",
