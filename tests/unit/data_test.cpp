@@ -736,8 +736,10 @@ TEST_CASE("Table folders: splits as Hugging Face's datasets finds them", "[data]
         }) == ms::ErrorCode::kIntegrity);
   // Formats ms does not read are named, not "nothing found".
   CHECK(message_of([&] {
-          splits_of({{"train.parquet", "PAR1"}});
-        }).find("parquet data") != std::string::npos);
+          splits_of({{"train.txt", "a line\n"}});
+        }).find("text data") != std::string::npos);
+  // Parquet shards are read (parquet.cpp): a 4-byte one is named as no whole Parquet file.
+  CHECK(code_of([&] { splits_of({{"train.parquet", "PAR1"}}); }) == ms::ErrorCode::kIntegrity);
   // Compression by the first bytes, whatever the name: bzip2 named, not read as text.
   CHECK(message_of([&] {
           splits_of({{"train.csv.bz2", "BZh91AY&SY"}});

@@ -67,7 +67,7 @@ SchemaNode build_tree(const std::vector<SchemaElement>& flat, std::size_t& next,
 }
 
 bool is_list_group(const SchemaElement& e) {
-  return e.logical.kind == 3 || (e.converted && *e.converted == kList);
+  return e.logical.kind == kLogicalList || (e.converted && *e.converted == kList);
 }
 
 // The type as pyarrow names it, for messages ("struct<bytes: binary, path: string>").
@@ -79,7 +79,7 @@ std::string describe(const SchemaNode& n) {
       const SchemaNode& item = rep.is_group() && rep.children.size() == 1 ? rep.children[0] : rep;
       return "list<" + describe(item) + ">";
     }
-    if (e.logical.kind == 2 ||
+    if (e.logical.kind == kLogicalMap ||
         (e.converted && (*e.converted == kMap || *e.converted == kMapKeyValue)))
       return "map";
     std::string s = "struct<";
@@ -89,16 +89,16 @@ std::string describe(const SchemaNode& n) {
   }
   const int lk = e.logical.kind;
   const int conv = e.converted.value_or(-1);
-  if (lk == 1 || conv == kUtf8) return "string";
-  if (lk == 4 || conv == kEnum) return "enum";
-  if (lk == 12 || conv == kJson) return "json";
-  if (lk == 5 || conv == kDecimal) return "decimal";
-  if (lk == 6 || conv == kDate) return "date32";
-  if (lk == 7 || conv == kTimeMillis || conv == kTimeMicros) return "time";
-  if (lk == 8 || conv == kTimestampMillis || conv == kTimestampMicros) return "timestamp";
-  if (lk == 10) return fmt::format("{}int{}", e.logical.is_signed ? "" : "u", e.logical.bit_width);
-  if (lk == 15) return "float16";
-  if (lk == 14) return "uuid";
+  if (lk == kLogicalString || conv == kUtf8) return "string";
+  if (lk == kLogicalEnum || conv == kEnum) return "enum";
+  if (lk == kLogicalJson || conv == kJson) return "json";
+  if (lk == kLogicalDecimal || conv == kDecimal) return "decimal";
+  if (lk == kLogicalDate || conv == kDate) return "date32";
+  if (lk == kLogicalTime || conv == kTimeMillis || conv == kTimeMicros) return "time";
+  if (lk == kLogicalTimestamp || conv == kTimestampMillis || conv == kTimestampMicros) return "timestamp";
+  if (lk == kLogicalInteger) return fmt::format("{}int{}", e.logical.is_signed ? "" : "u", e.logical.bit_width);
+  if (lk == kLogicalFloat16) return "float16";
+  if (lk == kLogicalUuid) return "uuid";
   switch (*e.type) {
     case kBoolean:
       return "bool";
@@ -150,25 +150,25 @@ LeafKind leaf_kind(const SchemaNode& node, const std::string& what, const std::s
       return LeafKind::kBool;
     case kFloat:
     case kDouble:
-      if (lk == 15) return refuse("");
+      if (lk == kLogicalFloat16) return refuse("");
       return LeafKind::kFloat;
     case kInt32:
     case kInt64: {
-      if (lk == 5 || conv == kDecimal) return refuse(" (decimals: cast to float64 or string)");
-      if (lk == 7 || conv == kTimeMillis || conv == kTimeMicros) return refuse("");
-      if (lk == 6 || conv == kDate) return *e.type == kInt32 ? LeafKind::kDate : refuse("");
-      if (lk == 8 || conv == kTimestampMillis || conv == kTimestampMicros)
+      if (lk == kLogicalDecimal || conv == kDecimal) return refuse(" (decimals: cast to float64 or string)");
+      if (lk == kLogicalTime || conv == kTimeMillis || conv == kTimeMicros) return refuse("");
+      if (lk == kLogicalDate || conv == kDate) return *e.type == kInt32 ? LeafKind::kDate : refuse("");
+      if (lk == kLogicalTimestamp || conv == kTimestampMillis || conv == kTimestampMicros)
         return *e.type == kInt64 ? LeafKind::kTimestamp : refuse("");
-      const bool is_unsigned = (lk == 10 && !e.logical.is_signed) || conv == kUint8 ||
+      const bool is_unsigned = (lk == kLogicalInteger && !e.logical.is_signed) || conv == kUint8 ||
                                conv == kUint16 || conv == kUint32 || conv == kUint64;
       if (!is_unsigned) return LeafKind::kInt;
       return *e.type == kInt32 ? LeafKind::kUint32 : LeafKind::kUint64;
     }
     case kByteArray:
     case kFixedLenByteArray:
-      if (lk == 1 || lk == 4 || lk == 12 || conv == kUtf8 || conv == kEnum || conv == kJson)
+      if (lk == kLogicalString || lk == kLogicalEnum || lk == kLogicalJson || conv == kUtf8 || conv == kEnum || conv == kJson)
         return LeafKind::kString;
-      if (lk == 5 || conv == kDecimal) return refuse(" (decimals: cast to float64 or string)");
+      if (lk == kLogicalDecimal || conv == kDecimal) return refuse(" (decimals: cast to float64 or string)");
       return refuse(
           " (binary data: ms reads text columns; images as HF's Image feature are "
           "struct columns, not read either)");
@@ -489,7 +489,7 @@ void convert(Value& v, const ColumnPlan& plan, const std::string& where) {
       const SchemaElement& e = *plan.leaf;
       int unit = e.logical.time_unit;
       bool utc = e.logical.adjusted_to_utc;
-      if (e.logical.kind != 8) {  // ConvertedType only: UTC-adjusted by definition
+      if (e.logical.kind != kLogicalTimestamp) {  // ConvertedType only: UTC-adjusted by definition
         unit = e.converted == kTimestampMillis ? 1 : 2;
         utc = true;
       }

@@ -49,26 +49,26 @@ LogicalType read_logical_type(Reader& r) {
     if (t != ThriftType::kStruct) return false;
     lt.kind = id;
     read_struct(r, [&](std::int16_t f, ThriftType ft) {
-      if (id == 5 && is_int(ft)) {  // DecimalType {1: scale, 2: precision}
+      if (id == kLogicalDecimal && is_int(ft)) {  // DecimalType {1: scale, 2: precision}
         (f == 1 ? lt.scale : lt.precision) = r.read_i32();
         return f == 1 || f == 2;
       }
-      if ((id == 7 || id == 8) && f == 1 && (ft == ThriftType::kTrue || ft == ThriftType::kFalse)) {
+      if ((id == kLogicalTime || id == kLogicalTimestamp) && f == 1 && (ft == ThriftType::kTrue || ft == ThriftType::kFalse)) {
         lt.adjusted_to_utc = r.read_bool(ft);
         return true;
       }
-      if ((id == 7 || id == 8) && f == 2 && ft == ThriftType::kStruct) {  // TimeUnit union
+      if ((id == kLogicalTime || id == kLogicalTimestamp) && f == 2 && ft == ThriftType::kStruct) {  // TimeUnit union
         read_struct(r, [&](std::int16_t u, ThriftType ut) {
           if (ut == ThriftType::kStruct) lt.time_unit = u;
           return false;  // the member is an empty struct: skip it
         });
         return true;
       }
-      if (id == 10 && f == 1 && is_int(ft)) {  // IntType {1: bitWidth i8, 2: isSigned}
+      if (id == kLogicalInteger && f == 1 && is_int(ft)) {  // IntType {1: bitWidth i8, 2: isSigned}
         lt.bit_width = r.read_i32();
         return true;
       }
-      if (id == 10 && f == 2 && (ft == ThriftType::kTrue || ft == ThriftType::kFalse)) {
+      if (id == kLogicalInteger && f == 2 && (ft == ThriftType::kTrue || ft == ThriftType::kFalse)) {
         lt.is_signed = r.read_bool(ft);
         return true;
       }

@@ -72,11 +72,29 @@ enum Converted : int {
   kInterval = 21
 };
 
-/// The LogicalType union, flattened: which member is set (its field id; 0 for none) and the
-/// members' fields this reader uses.
+/// Which member of the LogicalType union is set: its field id in parquet.thrift (0 for none).
+enum LogicalKind : int {
+  kNoLogicalType = 0,
+  kLogicalString = 1,
+  kLogicalMap = 2,
+  kLogicalList = 3,
+  kLogicalEnum = 4,
+  kLogicalDecimal = 5,
+  kLogicalDate = 6,
+  kLogicalTime = 7,
+  kLogicalTimestamp = 8,
+  kLogicalInteger = 10,
+  kLogicalNull = 11,
+  kLogicalJson = 12,
+  kLogicalBson = 13,
+  kLogicalUuid = 14,
+  kLogicalFloat16 = 15
+};
+
+/// The LogicalType union, flattened: which member is set and the members' fields this reader
+/// uses.
 struct LogicalType {
-  int kind = 0;       ///< 1 STRING, 2 MAP, 3 LIST, 4 ENUM, 5 DECIMAL, 6 DATE, 7 TIME, 8 TIMESTAMP,
-                      ///< 10 INTEGER, 11 UNKNOWN (null), 12 JSON, 13 BSON, 14 UUID, 15 FLOAT16, ...
+  int kind = kNoLogicalType;  ///< a LogicalKind (or a newer member's field id)
   int bit_width = 0;  ///< INTEGER
   bool is_signed = true;  ///< INTEGER
   int time_unit = 0;      ///< TIME / TIMESTAMP: 1 millis, 2 micros, 3 nanos
