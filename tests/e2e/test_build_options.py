@@ -43,6 +43,8 @@ class BuildOptionsTest(MsTestCase):
             ("MS_WITH_ZIP", "libzip-dev", ["-DMS_WITH_HUB_SERVER=OFF"], NO_PKG_CONFIG),
             ("MS_WITH_JPEG", "libturbojpeg0-dev", ["-DMS_WITH_HUB_SERVER=OFF", "-DMS_WITH_ZIP=OFF"],
              NO_PKG_CONFIG),
+            ("MS_WITH_PARQUET_CODECS", "libsnappy-dev",
+             ["-DMS_WITH_HUB_SERVER=OFF", "-DMS_WITH_ZIP=OFF", "-DMS_WITH_JPEG=OFF"], NO_PKG_CONFIG),
             ("MS_WITH_TORCH", "libtorch-dev", ["-DMS_WITH_TORCH=ON", "-DCMAKE_DISABLE_FIND_PACKAGE_Torch=ON"],
              None),
             ("MS_WITH_ONNX", "libonnx-dev", ["-DMS_WITH_TORCH=ON", "-DCMAKE_DISABLE_FIND_PACKAGE_ONNX=ON"],
@@ -58,7 +60,7 @@ class BuildOptionsTest(MsTestCase):
     def test_turning_the_options_off_configures_without_the_libraries(self):
         r = self.configure("-DCMAKE_DISABLE_FIND_PACKAGE_PNG=ON", "-DCMAKE_DISABLE_FIND_PACKAGE_SQLite3=ON",
                            "-DMS_WITH_PNG=OFF", "-DMS_WITH_HUB_SERVER=OFF", "-DMS_WITH_ZIP=OFF",
-                           "-DMS_WITH_JPEG=OFF", env=NO_PKG_CONFIG)
+                           "-DMS_WITH_JPEG=OFF", "-DMS_WITH_PARQUET_CODECS=OFF", env=NO_PKG_CONFIG)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 

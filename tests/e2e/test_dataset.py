@@ -62,6 +62,28 @@ class DatasetTest(MsTestCase):
         self.assertExit(r, 0)
         return [json.loads(line) for line in r.stdout.splitlines()]
 
+    def test_head_parses_only_the_rows_it_shows(self):
+        # Row 3 is ragged and row 4 not JSON: head -n 2 never reaches them (a look at the top of
+        # a large table does not build the whole of it), info and a slice read everything.
+        csv = self.write("big.csv", "id,text\n1,a\n2,b\n3,c,extra\n")
+        self.assertEqual(self.head(csv, "-n", "2"), [{"id": 1, "text": "a"}, {"id": 2, "text": "b"}])
+        self.assertExit(self.ms("dataset", "info", csv), 7)
+        self.assertExit(self.ms("dataset", "head", csv, "-n", "2", "--split", "train[:2]"), 7)
+        jsonl = self.write("big.jsonl", '{"a": 1}\n{"a": 2}\n{oops}\n')
+        self.assertEqual(self.head(jsonl, "-n", "2"), [{"a": 1}, {"a": 2}])
+        self.assertExit(self.ms("dataset", "info", jsonl), 7)
+        # -n 0 still names the columns (info-like use), printing no row.
+        self.assertEqual(self.head(csv, "-n", "0"), [])
+        # A folder's split of two files: the second is not read once the first has the rows.
+        folder = self.path("shards")
+        os.makedirs(folder)
+        with open(os.path.join(folder, "train-00000-of-00002.csv"), "w") as f:
+            f.write("x\n1\n2\n")
+        with open(os.path.join(folder, "train-00001-of-00002.csv"), "w") as f:
+            f.write("y\nnot the same columns\n")
+        self.assertEqual(self.head(folder, "-n", "2"), [{"x": 1}, {"x": 2}])
+        self.assertExit(self.ms("dataset", "info", folder), 7)
+
     # --- imagefolder --------------------------------------------------------------------------
 
     def test_imagefolder_splits_labels_and_ids(self):
@@ -820,6 +842,30 @@ expected["hf"] = {s: [{k: clean(v) for k, v in row.items()} for row in hf[s]] fo
 pq.write_table(pa.table({"image": pa.array([{"bytes": b"\x89PNG", "path": "a.png"}]),
                          "label": [1]}), os.path.join(root, "struct.parquet"))
 pq.write_table(table, os.path.join(root, "lz4.parquet"), compression="lz4")
+# The hub's layout of the same shards: a README whose configs name them.
+import shutil
+shutil.copytree(os.path.join(root, "hf"), os.path.join(root, "hf-card"))
+with open(os.path.join(root, "hf-card", "README.md"), "w") as f:
+    f.write("---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n"
+            "    path: data/train-*\n  - split: test\n    path: data/test-*\n---\n# card\n")
+# Edge cases: infinities (text, as a CSV column of them), a null-typed column, a 0-row file,
+# two columns of one name, nanosecond timestamps, an infinity inside a list.
+pq.write_table(pa.table({"x": pa.array([float("inf"), float("-inf"), 1.0, float("nan"), 2.5e20]),
+                         "nothing": pa.nulls(5)}), os.path.join(root, "inf.parquet"))
+pq.write_table(pa.table({"a": pa.array([], pa.int64())}), os.path.join(root, "empty.parquet"))
+pq.write_table(pa.table([pa.array([1]), pa.array([2])], names=["a", "a"]),
+               os.path.join(root, "twice.parquet"))
+pq.write_table(pa.table({"v": pa.array([[float("inf")]], pa.list_(pa.float64()))}),
+               os.path.join(root, "inf-list.parquet"))
+stamps = pa.array([250000000, 1500, None], pa.timestamp("ns"))
+pq.write_table(pa.table({"t": stamps, "u": pa.array([250000, 1, None], pa.timestamp("us"))}),
+               os.path.join(root, "ts.parquet"))
+ts = datasets.load_dataset("parquet", data_files=os.path.join(root, "ts.parquet"), split="train")
+expected["ts"] = [{k: None if v is None else str(v) for k, v in row.items()} for row in ts]
+# A dictionary bomb: 4,000 rows naming one 1 MB string (4 GB as rows) in a file of a few KB.
+import numpy as np
+bomb = pa.DictionaryArray.from_arrays(pa.array(np.zeros(4000, np.int32)), pa.array(["x" * 1000000]))
+pq.write_table(pa.table({"s": bomb}), os.path.join(root, "bomb.parquet"), compression="zstd")
 with open(os.path.join(root, "expected.json"), "w") as f:
     json.dump(expected, f, ensure_ascii=False)
 '''
@@ -897,6 +943,7 @@ class ParquetTest(MsTestCase):
         r = run_ms("dataset", "info", hf, "--json", env=self.env)
         self.assertExit(r, 0)
         d = self.json_out(r)
+        self.assertEqual(d["kind"], "parquet")
         self.assertEqual([(s["name"], s["rows"]) for s in d["splits"]], [("train", 35), ("test", 10)])
         rows = self.head(hf)
         for split in ("train", "test"):
@@ -911,6 +958,40 @@ class ParquetTest(MsTestCase):
         r = run_ms("dataset", "info", os.path.join(self.root, "lz4.parquet"), env=self.env)
         self.assertExit(r, 6)
         self.assertIn("LZ4", r.stderr)
+
+    def test_the_hub_layout_with_a_dataset_card_naming_the_shards(self):
+        r = run_ms("dataset", "info", os.path.join(self.root, "hf-card"), "--json", env=self.env)
+        self.assertExit(r, 0)
+        d = self.json_out(r)
+        self.assertEqual([(s["name"], s["rows"]) for s in d["splits"]], [("train", 35), ("test", 10)])
+        rows = self.head(os.path.join(self.root, "hf-card"))
+        self.assertEqual([{k: v for k, v in row.items() if k != "_split"} for row in rows
+                          if row["_split"] == "test"], self.expected["hf"]["test"])
+
+    def test_edge_values_and_shapes(self):
+        # Infinities have no JSON form: the column is text, as a CSV column of them (NaN: null).
+        r = run_ms("dataset", "info", os.path.join(self.root, "inf.parquet"), "--json", env=self.env)
+        self.assertExit(r, 0)
+        types = {c["name"]: c["type"] for c in self.json_out(r)["splits"][0]["columns"]}
+        self.assertEqual(types, {"x": "string", "nothing": "null"})
+        self.assertEqual([row["x"] for row in self.head(os.path.join(self.root, "inf.parquet"))],
+                         ["inf", "-inf", "1.0", None, "2.5e+20"])
+        self.assertEqual(self.head(os.path.join(self.root, "empty.parquet")), [])
+        r = run_ms("dataset", "info", os.path.join(self.root, "twice.parquet"), env=self.env)
+        self.assertExit(r, 7)
+        self.assertIn("two columns are named 'a'", r.stderr)
+        r = run_ms("dataset", "info", os.path.join(self.root, "inf-list.parquet"), env=self.env)
+        self.assertExit(r, 6)
+        self.assertIn("infinity", r.stderr)
+        # Timestamps as Python prints what datasets gives (microseconds unless there are nanos).
+        self.assertEqual(self.head(os.path.join(self.root, "ts.parquet")), self.expected["ts"])
+
+    def test_a_dictionary_bomb_is_refused_before_it_is_built(self):
+        # 4,000 rows that each copy one 1 MB dictionary string: refused by the memory limit for
+        # a file of its size (checked before the copies), not decoded into 4 GB.
+        r = run_ms("dataset", "info", os.path.join(self.root, "bomb.parquet"), env=self.env)
+        self.assertExit(r, 7)
+        self.assertIn("MS_DATASET_MAX_EXTRACT_RATIO", r.stderr)
 
     def test_corrupt_and_truncated_files_name_the_file(self):
         with open(os.path.join(self.root, "snappy-dict-v1.parquet"), "rb") as f:

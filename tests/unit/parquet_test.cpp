@@ -110,6 +110,21 @@ TEST_CASE("thrift compact reader: fields, deltas, lists, bools, unknown fields s
   CHECK(r.position() == b.size());
 }
 
+TEST_CASE("thrift compact reader: an empty list without an element type, as fastparquet writes") {
+  const std::string b = bytes({0x19, 0x00, 0x00});  // field 1, list: the byte 0 (0 elements)
+  ThriftCompactReader r(b, "test");
+  std::int16_t id = 0;
+  ThriftType type{};
+  REQUIRE(r.next_field(id, type));
+  ThriftType element{};
+  CHECK(r.read_list_header(element) == 0);
+  CHECK_FALSE(r.next_field(id, type));
+  // With elements, a list still needs a type.
+  ThriftCompactReader r2(bytes({0x19, 0x10}), "test");
+  REQUIRE(r2.next_field(id, type));
+  CHECK(code_of([&] { r2.read_list_header(element); }) == ms::ErrorCode::kIntegrity);
+}
+
 TEST_CASE("thrift compact reader: truncated and malformed bytes are kIntegrity") {
   const auto read_all = [](const std::string& b) {
     ThriftCompactReader r(b, "test");

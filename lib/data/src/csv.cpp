@@ -103,16 +103,23 @@ std::vector<Column> header_columns(const std::vector<Value>& record) {
 
 }  // namespace
 
-std::vector<JsonLine> parse_json_lines(std::string_view text) {
+std::vector<JsonLine> parse_json_lines(std::string_view text, std::size_t max_lines) {
   text = without_bom(text);
   std::vector<JsonLine> out;
-  const std::vector<std::string_view> lines = split_lines(text);
-  for (std::size_t i = 0; i < lines.size(); ++i) {
-    if (lines[i].find_first_not_of(" \t\r") == std::string_view::npos) continue;
+  // Line by line rather than through split_lines: a look at the first lines of a large file
+  // (max_lines) stops there.
+  std::size_t number = 0;
+  for (std::size_t pos = 0; pos < text.size() && out.size() < max_lines;) {
+    std::size_t eol = text.find('\n', pos);
+    if (eol == std::string_view::npos) eol = text.size();
+    const std::string_view text_line = text.substr(pos, eol - pos);
+    pos = eol + 1;
+    ++number;
+    if (text_line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
     JsonLine& line = out.emplace_back();
-    line.line = i + 1;
+    line.line = number;
     JsonParseError e;
-    if (!try_parse_json(lines[i], line.value, e)) {
+    if (!try_parse_json(text_line, line.value, e)) {
       line.value = nullptr;
       line.column = e.column;
       line.error = std::move(e.reason);
@@ -176,7 +183,8 @@ Table parse_csv(std::string_view text, const std::string& source, const CsvOptio
     record.reserve(width);
   };
 
-  while (i < n) {
+  // The header is read whatever max_rows is (0 rows still name the columns).
+  while (i < n && !(have_header && table.rows.size() >= options.max_rows)) {
     record_line = line;
     // One record.
     while (true) {
@@ -243,7 +251,7 @@ bool holds_json_array(std::string_view text) {
   return first != std::string_view::npos && text[first] == '[';
 }
 
-Table parse_jsonl(std::string_view text, const std::string& source) {
+Table parse_jsonl(std::string_view text, const std::string& source, std::size_t max_rows) {
   text = without_bom(text);
   if (std::size_t bad = first_invalid_utf8_line(text)) bad_line(source, bad, "invalid UTF-8");
   Table table;
@@ -281,7 +289,7 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
     Json doc;
     JsonParseError e;
     if (!try_parse_json(text, doc, e)) bad_json(source, e.line, e.column, e.reason, e.over_limit);
-    for (std::size_t k = 0; k < doc.size(); ++k) {
+    for (std::size_t k = 0; k < doc.size() && k < max_rows; ++k) {
       if (!doc[k].is_object()) {
         throw Error(ErrorCode::kIntegrity,
                     fmt::format("{}: element {} of the top-level array is {}, expected an object",
@@ -290,7 +298,7 @@ Table parse_jsonl(std::string_view text, const std::string& source) {
       add(std::move(doc[k]));
     }
   } else {
-    std::vector<JsonLine> lines = parse_json_lines(text);
+    std::vector<JsonLine> lines = parse_json_lines(text, max_rows);
     // One object written over several lines (a pretty-printed record, SQuAD's {"version": ...,
     // "data": [...]}): Hugging Face's json builder reads the whole file as one row, so ms does.
     // A first line that does not parse otherwise is reported as it was.
@@ -380,8 +388,8 @@ Table parse_text_lines(std::string_view text, const std::string& source) {
   return table;
 }
 
-Table read_jsonl(const std::filesystem::path& path) {
-  return parse_jsonl(read_data_file(path), path.string());
+Table read_jsonl(const std::filesystem::path& path, std::size_t max_rows) {
+  return parse_jsonl(read_data_file(path), path.string(), max_rows);
 }
 
 }  // namespace ms::data

@@ -123,7 +123,12 @@ Dataset load_dataset_impl(const DatasetSpec& spec, const LoadOptions& options_in
   const std::optional<std::string> subset = options.subset ? options.subset : spec.subset;
   const std::optional<std::string> split = options.split ? options.split : spec.split;
   std::optional<std::string> split_name;
-  if (split) split_name = parse_split(*split).name;
+  if (split) {
+    const SplitSelector selector = parse_split(*split);
+    split_name = selector.name;
+    // A slice's bounds count the split's rows: all of them are read.
+    if (selector.sliced) options.max_rows = SIZE_MAX;
+  }
 
   auto local_only_subset = [&](const std::string& where) {
     if (subset && *subset != "default") unknown_choice("subset", *subset, where, {"default"});

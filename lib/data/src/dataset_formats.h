@@ -35,13 +35,16 @@ bool is_table_file(const std::filesystem::path& path);
 // ---- table files: csv, tsv, jsonl, text (table_dataset.cpp) ------------------------------------
 
 /// A CSV (with `delimiter`; .tsv files use tabs) or JSON lines (.jsonl, .json, .ndjson) file.
-Table read_table(const std::filesystem::path& path, char delimiter);
+/// `max_rows` (here and below): stop after that many rows (LoadOptions::max_rows).
+Table read_table(const std::filesystem::path& path, char delimiter,
+                 std::size_t max_rows = SIZE_MAX);
 
 /// The tables of one split read from several files (train-00000-of-00002.csv, ...): same columns
 /// in the same order; CSV types are inferred over all of them together.
-Table read_tables(const std::vector<std::filesystem::path>& files);
+Table read_tables(const std::vector<std::filesystem::path>& files, std::size_t max_rows = SIZE_MAX);
 /// The files of one split, all read as JSON (lines or an array) or as CSV with `delimiter`.
-Table read_tables_as(const std::vector<std::filesystem::path>& files, bool json, char delimiter);
+Table read_tables_as(const std::vector<std::filesystem::path>& files, bool json, char delimiter,
+                     std::size_t max_rows = SIZE_MAX);
 
 /// ModelScope's convention: a column named "x:FILE" holds paths relative to `base`; they are
 /// checked, made absolute, and the column becomes kImage (all images) or kFile.
@@ -69,7 +72,8 @@ std::optional<DataFiles> find_data_files(const std::filesystem::path& dir);
 /// The folder's CSV / JSON / Parquet tables by split (find_data_files); false when its data are
 /// images or there are none; kMissingComponent for data ms does not read (arrow, text, zip
 /// archives among the files, ...).
-bool load_table_folder(const std::filesystem::path& dir, Dataset& ds);
+bool load_table_folder(const std::filesystem::path& dir, Dataset& ds,
+                       std::size_t max_rows = SIZE_MAX);
 
 // ---- imagefolder (imagefolder_dataset.cpp) -----------------------------------------------------
 

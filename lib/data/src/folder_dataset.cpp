@@ -268,7 +268,7 @@ std::vector<fs::path> files_matching(const fs::path& dir, const std::string& pat
 
 void load_readme_configs(const fs::path& dir, const Json& configs, Dataset& ds,
                          const std::optional<std::string>& subset_choice,
-                         const std::optional<std::string>& wanted_split) {
+                         const std::optional<std::string>& wanted_split, std::size_t max_rows) {
   const std::string source = (dir / "README.md").string() + ": configs";
   ds.subsets.clear();
   const Json* chosen = nullptr;
@@ -304,15 +304,22 @@ void load_readme_configs(const fs::path& dir, const Json& configs, Dataset& ds,
     std::vector<fs::path> files;
     for (const std::string& pattern : patterns) {
       for (fs::path& f : files_matching(dir, pattern, where)) {
-        MS_CHECK(is_table_file(f) || data_file_extension(f) == ".json", ErrorCode::kConfig,
-                 "{}: split '{}' file '{}' is not a table ms reads (.csv, .tsv, .json, .jsonl)",
+        const std::string ext = data_file_extension(f);
+        MS_CHECK(is_table_file(f) || ext == ".json" || ext == ".parquet", ErrorCode::kConfig,
+                 "{}: split '{}' file '{}' is not a table ms reads (.csv, .tsv, .json, .jsonl, "
+                 ".parquet)",
                  where, name, f.string());
+        // One format per split, as Hugging Face reads a split's files with one builder.
+        MS_CHECK(files.empty() ||
+                     (ext == ".parquet") == (data_file_extension(files.front()) == ".parquet"),
+                 ErrorCode::kConfig, "{}: split '{}' mixes Parquet and other files ('{}', '{}')",
+                 where, name, files.front().string(), f.string());
         files.push_back(std::move(f));
       }
     }
     Split split;
     split.name = split.selection = name;
-    split.table = read_tables(files);
+    split.table = read_tables(files, max_rows);
     resolve_file_columns(split.table, dir, files.front().string());
     ds.splits.push_back(std::move(split));
   }
@@ -336,7 +343,7 @@ void load_folder(const fs::path& dir, Dataset& ds, const LoadOptions& options,
   }
   if (auto configs = readme_configs(dir, true)) {
     ds.kind = SourceKind::kFolder;
-    load_readme_configs(dir, *configs, ds, subset_choice, wanted_split);
+    load_readme_configs(dir, *configs, ds, subset_choice, wanted_split, options.max_rows);
     return;
   }
   if (subset_choice && *subset_choice != "default") {
@@ -350,7 +357,7 @@ void load_folder(const fs::path& dir, Dataset& ds, const LoadOptions& options,
            ErrorCode::kMissingComponent,
            "{}: the dataset is made by its loading script {}.py, which ms does not run",
            dir.string(), name);
-  if (load_table_folder(dir, ds)) return;
+  if (load_table_folder(dir, ds, options.max_rows)) return;
   ds.kind = SourceKind::kImageFolder;
   load_imagefolder(dir, ds);
 }

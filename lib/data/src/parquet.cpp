@@ -14,6 +14,7 @@
 #include "ms/config/config.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
+#include "ms/data/archive.h"
 #include "ms/data/csv.h"
 #include "ms/data/parquet_format.h"
 #include "parquet_metadata.h"
@@ -25,11 +26,15 @@ using namespace parquet;
 namespace {
 
 constexpr std::string_view kMagic = "PAR1";
-// Levels and values a file may claim per byte of it, and at least: RLE runs make a million nulls
-// out of a few bytes, so counts are bounded by the file's size rather than by what its pages
-// hold. Real files stay far below (a constant column of a million rows is a few KB).
-constexpr std::uint64_t kValuesPerByte = 4096;
-constexpr std::uint64_t kMinValueBudget = 1ULL << 20;
+// The memory a file's table may take, per byte of the file: RLE runs make millions of nulls out
+// of a few bytes, and a dictionary page repeats one long string for every row that names it (a
+// 500-byte file asked for 20 GB), so what a file decodes to is bounded by its size. The limit is
+// this many times MS_DATASET_MAX_EXTRACT_RATIO (the one knob against decompression bombs; 0
+// turns it off), and at least kMinTableBudget: a cell costs about kCellBytes in ms's table, so
+// real files (a few bytes a cell on disk) stay far below.
+constexpr std::uint64_t kTableBytesPerRatio = 5;
+constexpr std::uint64_t kMinTableBudget = 1ULL << 30;
+constexpr std::uint64_t kCellBytes = sizeof(Value) + 8;
 // A page's uncompressed size may be this many times its compressed size, or this much, whichever
 // is more (gzip reaches ~1000:1, zstd more on constant data; pyarrow's pages are ~1 MiB).
 constexpr std::uint64_t kMaxPageRatio = 1100;
@@ -95,8 +100,10 @@ std::string describe(const SchemaNode& n) {
   if (lk == kLogicalDecimal || conv == kDecimal) return "decimal";
   if (lk == kLogicalDate || conv == kDate) return "date32";
   if (lk == kLogicalTime || conv == kTimeMillis || conv == kTimeMicros) return "time";
-  if (lk == kLogicalTimestamp || conv == kTimestampMillis || conv == kTimestampMicros) return "timestamp";
-  if (lk == kLogicalInteger) return fmt::format("{}int{}", e.logical.is_signed ? "" : "u", e.logical.bit_width);
+  if (lk == kLogicalTimestamp || conv == kTimestampMillis || conv == kTimestampMicros)
+    return "timestamp";
+  if (lk == kLogicalInteger)
+    return fmt::format("{}int{}", e.logical.is_signed ? "" : "u", e.logical.bit_width);
   if (lk == kLogicalFloat16) return "float16";
   if (lk == kLogicalUuid) return "uuid";
   switch (*e.type) {
@@ -154,9 +161,11 @@ LeafKind leaf_kind(const SchemaNode& node, const std::string& what, const std::s
       return LeafKind::kFloat;
     case kInt32:
     case kInt64: {
-      if (lk == kLogicalDecimal || conv == kDecimal) return refuse(" (decimals: cast to float64 or string)");
+      if (lk == kLogicalDecimal || conv == kDecimal)
+        return refuse(" (decimals: cast to float64 or string)");
       if (lk == kLogicalTime || conv == kTimeMillis || conv == kTimeMicros) return refuse("");
-      if (lk == kLogicalDate || conv == kDate) return *e.type == kInt32 ? LeafKind::kDate : refuse("");
+      if (lk == kLogicalDate || conv == kDate)
+        return *e.type == kInt32 ? LeafKind::kDate : refuse("");
       if (lk == kLogicalTimestamp || conv == kTimestampMillis || conv == kTimestampMicros)
         return *e.type == kInt64 ? LeafKind::kTimestamp : refuse("");
       const bool is_unsigned = (lk == kLogicalInteger && !e.logical.is_signed) || conv == kUint8 ||
@@ -166,9 +175,12 @@ LeafKind leaf_kind(const SchemaNode& node, const std::string& what, const std::s
     }
     case kByteArray:
     case kFixedLenByteArray:
-      if (lk == kLogicalString || lk == kLogicalEnum || lk == kLogicalJson || conv == kUtf8 || conv == kEnum || conv == kJson)
+      if (lk == kLogicalFloat16 || lk == kLogicalUuid) return refuse("");
+      if (lk == kLogicalString || lk == kLogicalEnum || lk == kLogicalJson || conv == kUtf8 ||
+          conv == kEnum || conv == kJson)
         return LeafKind::kString;
-      if (lk == kLogicalDecimal || conv == kDecimal) return refuse(" (decimals: cast to float64 or string)");
+      if (lk == kLogicalDecimal || conv == kDecimal)
+        return refuse(" (decimals: cast to float64 or string)");
       return refuse(
           " (binary data: ms reads text columns; images as HF's Image feature are "
           "struct columns, not read either)");
@@ -242,6 +254,45 @@ std::uint32_t le32(const char* p) {
   std::uint32_t v = 0;
   std::memcpy(&v, p, 4);  // little-endian hosts only, as the rest of ms
   return v;
+}
+
+// What decoding may still allocate (see kTableBytesPerRatio): cells and string bytes.
+struct Budget {
+  std::uint64_t bytes_left;
+  std::uint64_t limit;
+
+  static Budget for_file(std::uint64_t file_size) {
+    const std::uint64_t ratio = ExtractLimits::from_env().max_ratio;
+    if (ratio == 0) return {UINT64_MAX, UINT64_MAX};
+    const std::uint64_t per_byte = ratio * kTableBytesPerRatio;
+    const std::uint64_t limit = file_size > (UINT64_MAX / per_byte)
+                                    ? UINT64_MAX
+                                    : std::max(kMinTableBudget, file_size * per_byte);
+    return {limit, limit};
+  }
+  void take_bytes(std::uint64_t n, const std::string& what) {
+    if (n <= bytes_left) {
+      bytes_left -= n;
+      return;
+    }
+    throw Error(
+        ErrorCode::kIntegrity,
+        fmt::format("{}: it decodes to more than {} bytes, the limit for a file of its size "
+                    "(a decompression bomb, or a genuine file past the limit)",
+                    what, limit),
+        "if the file is to be trusted, raise MS_DATASET_MAX_EXTRACT_RATIO (a Parquet "
+        "file may take 5 times that per byte of it, at least 1 GiB; 0 turns the check "
+        "off)");
+  }
+  void take_cells(std::uint64_t n, const std::string& what) {
+    take_bytes(n > UINT64_MAX / kCellBytes ? UINT64_MAX : n * kCellBytes, what);
+  }
+};
+
+// The bytes of a string value (what the budget counts beyond its cell).
+std::uint64_t string_bytes(const Value& v) {
+  const auto* s = std::get_if<std::string>(&v);
+  return s ? s->size() : 0;
 }
 
 // A page's decoded, non-null values (physical: int64 for INT32 / INT64, double, bool, bytes).
@@ -349,8 +400,10 @@ const char* encoding_name(int e) {
               "pyarrow's defaults");
 }
 
+// Strings made from a dictionary or from the value before (DELTA_BYTE_ARRAY's prefixes) can be
+// far more bytes than the page: each is counted in `budget` before it is made.
 void decode_values(std::string_view data, int encoding, const SchemaElement& leaf,
-                   std::size_t count, const Values* dictionary, Values& out,
+                   std::size_t count, const Values* dictionary, Values& out, Budget& budget,
                    const std::string& what) {
   out.clear();
   out.reserve(std::min<std::size_t>(count, data.size() * 8 + 8));
@@ -367,12 +420,17 @@ void decode_values(std::string_view data, int encoding, const SchemaElement& lea
       }
       const auto width = static_cast<std::uint8_t>(data[0]);
       const auto indices = decode_rle_hybrid(data.substr(1), width, count, what + ": indices");
+      // Every index checked and the copies' bytes counted before any is made: a page of a few
+      // bytes may name a long entry millions of times.
+      std::uint64_t copied_bytes = 0;
       for (const std::uint32_t i : indices) {
         if (i >= dictionary->size())
           corrupt(what,
                   fmt::format("dictionary index {} of a dictionary of {}", i, dictionary->size()));
-        out.push_back((*dictionary)[i]);
+        copied_bytes += string_bytes((*dictionary)[i]);
       }
+      budget.take_bytes(copied_bytes, what);
+      for (const std::uint32_t i : indices) out.push_back((*dictionary)[i]);
       return;
     }
     case kRle: {
@@ -413,6 +471,7 @@ void decode_values(std::string_view data, int encoding, const SchemaElement& lea
           const std::int64_t p = prefixes[i];
           if (p < 0 || static_cast<std::uint64_t>(p) > previous.size())
             corrupt(what, "a DELTA_BYTE_ARRAY prefix longer than the value before");
+          budget.take_bytes(static_cast<std::uint64_t>(p), what);
           value.assign(previous, 0, static_cast<std::size_t>(p));
         }
         value.append(data.substr(pos, static_cast<std::size_t>(n)));
@@ -458,9 +517,15 @@ std::string format_timestamp(std::int64_t v, int unit, bool utc) {
   const std::int64_t in_day = seconds - days * 86400;
   std::string s = fmt::format("{} {:02}:{:02}:{:02}", format_date(days), in_day / 3600,
                               in_day / 60 % 60, in_day % 60);
+  // Microseconds as Python's datetime prints them; nanoseconds (9 digits, as pandas' Timestamp)
+  // only where there are some below the microsecond.
   if (fraction != 0) {
-    s += unit == 3 ? fmt::format(".{:09}", fraction)
-                   : fmt::format(".{:06}", unit == 1 ? fraction * 1000 : fraction);
+    if (unit == 3 && fraction % 1000 != 0)
+      s += fmt::format(".{:09}", fraction);
+    else
+      s += fmt::format(".{:06}", unit == 1   ? fraction * 1000
+                                 : unit == 3 ? fraction / 1000
+                                             : fraction);
   }
   if (utc) s += "+00:00";
   return s;
@@ -468,7 +533,9 @@ std::string format_timestamp(std::int64_t v, int unit, bool utc) {
 
 // Physical value -> ms value for the leaf's kind (strings' UTF-8 is checked per row, where the
 // row is known: fill_column).
-void convert(Value& v, const ColumnPlan& plan, const std::string& where) {
+// `index`: the dictionary entry or the value (1-based) in the chunk, for the message (formatted
+// only when there is one: this runs for every value).
+void convert(Value& v, const ColumnPlan& plan, bool dictionary_entry, std::size_t index) {
   switch (plan.kind) {
     case LeafKind::kUint32:
       v = static_cast<std::int64_t>(static_cast<std::uint32_t>(std::get<std::int64_t>(v)));
@@ -476,7 +543,8 @@ void convert(Value& v, const ColumnPlan& plan, const std::string& where) {
     case LeafKind::kUint64: {
       const auto u = static_cast<std::uint64_t>(std::get<std::int64_t>(v));
       if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-        unsupported(plan.what + where,
+        unsupported(fmt::format("{} ({} {})", plan.what,
+                                dictionary_entry ? "dictionary entry" : "value", index),
                     fmt::format("the uint64 value {} is beyond the int64 values ms holds", u),
                     "cast the column to float64 or string (pyarrow: table.cast(...))");
       }
@@ -502,17 +570,6 @@ void convert(Value& v, const ColumnPlan& plan, const std::string& where) {
 }
 
 // ---- column chunks -----------------------------------------------------------------------------
-
-struct Budget {
-  std::uint64_t values_left;
-  void take(std::uint64_t n, const std::string& what) {
-    if (n > values_left)
-      corrupt(what, fmt::format("it claims more values than {} per byte of the file, the limit "
-                                "against decompression bombs",
-                                kValuesPerByte));
-    values_left -= n;
-  }
-};
 
 // One column chunk's levels and values, page by page.
 struct ChunkData {
@@ -549,6 +606,8 @@ ChunkData read_chunk(std::string_view file, std::size_t data_end, const ColumnMe
   const std::string& what = plan.what;
   if (meta.type != *plan.leaf->type)
     corrupt(what, "a column chunk of another type than the schema's");
+  // An empty chunk (a 0-row file: pyarrow writes offset 0 for it) has no pages to find.
+  if (meta.num_values == 0) return {};
   std::int64_t start = meta.data_page_offset;
   if (meta.dictionary_page_offset && *meta.dictionary_page_offset > 0 &&
       *meta.dictionary_page_offset < start)
@@ -560,7 +619,7 @@ ChunkData read_chunk(std::string_view file, std::size_t data_end, const ColumnMe
     corrupt(what, fmt::format("a column chunk at bytes {}..+{} outside the file's data", start,
                               meta.total_compressed_size));
   if (meta.num_values < 0) corrupt(what, "a negative value count");
-  budget.take(static_cast<std::uint64_t>(meta.num_values), what);
+  budget.take_cells(static_cast<std::uint64_t>(meta.num_values), what);
   const std::string_view chunk = file.substr(static_cast<std::size_t>(start),
                                              static_cast<std::size_t>(meta.total_compressed_size));
   ChunkData out;
@@ -598,11 +657,13 @@ ChunkData read_chunk(std::string_view file, std::size_t data_end, const ColumnMe
       if (h.encoding != kPlain && h.encoding != kPlainDictionary)
         unsupported_encoding(what, h.encoding);
       const std::string raw = decompress(meta.codec, body, size, what);
-      budget.take(static_cast<std::uint64_t>(h.num_values), what);
+      budget.take_cells(static_cast<std::uint64_t>(h.num_values), what);
       dictionary.emplace();
       decode_plain(raw, *plan.leaf, static_cast<std::size_t>(h.num_values), *dictionary, what);
-      for (std::size_t i = 0; i < dictionary->size(); ++i)
-        convert((*dictionary)[i], plan, fmt::format(" (dictionary entry {})", i));
+      for (std::size_t i = 0; i < dictionary->size(); ++i) {
+        budget.take_bytes(string_bytes((*dictionary)[i]), what);
+        convert((*dictionary)[i], plan, true, i);
+      }
       continue;
     }
     if (h.type != kDataPage && h.type != kDataPageV2) continue;  // unknown page types: skipped
@@ -654,14 +715,18 @@ ChunkData read_chunk(std::string_view file, std::size_t data_end, const ColumnMe
       corrupt(what,
               fmt::format("a page of {} nulls whose levels say {}", h.num_nulls, n - present));
     decode_values(values_data, h.encoding, *plan.leaf, present, dictionary ? &*dictionary : nullptr,
-                  page_values, what);
+                  page_values, budget, what);
     if (page_values.size() != present)
       corrupt(what, fmt::format("a page of {} values where its levels say {}", page_values.size(),
                                 present));
     const bool dictionary_encoded = h.encoding == kPlainDictionary || h.encoding == kRleDictionary;
     for (std::size_t i = 0; i < page_values.size(); ++i) {
-      if (!dictionary_encoded)
-        convert(page_values[i], plan, fmt::format(" (value {})", out.values.size() + 1));
+      // Dictionary values were converted and counted once, in the dictionary (decode_values
+      // counts each copy).
+      if (!dictionary_encoded) {
+        budget.take_bytes(string_bytes(page_values[i]), what);
+        convert(page_values[i], plan, false, out.values.size() + 1);
+      }
       out.values.push_back(std::move(page_values[i]));
     }
     out.def.insert(out.def.end(), def.begin(), def.end());
@@ -671,9 +736,17 @@ ChunkData read_chunk(std::string_view file, std::size_t data_end, const ColumnMe
   return out;
 }
 
-Json json_of(const Value& v) {
+// A list element as JSON. NaN is a missing value (null), as in a float column; an infinity has
+// no JSON form and no missing-value reading, so it is refused rather than made null.
+Json json_of(const Value& v, const ColumnPlan& plan) {
   if (const auto* i = std::get_if<std::int64_t>(&v)) return *i;
-  if (const auto* d = std::get_if<double>(&v)) return std::isfinite(*d) ? Json(*d) : Json();
+  if (const auto* d = std::get_if<double>(&v)) {
+    if (std::isinf(*d))
+      unsupported(plan.what, "a list holds an infinity, which ms's JSON rows cannot carry",
+                  "replace infinities in the lists (pyarrow.compute.if_else), or keep them in a "
+                  "float column of their own (read as text)");
+    return std::isnan(*d) ? Json() : Json(*d);
+  }
   if (const auto* b = std::get_if<bool>(&v)) return *b;
   if (const auto* s = std::get_if<std::string>(&v)) return *s;
   return nullptr;
@@ -688,6 +761,33 @@ void check_utf8(const Value& v, const ColumnPlan& plan, std::size_t row) {
 std::size_t rows_in(const ChunkData& chunk, const ColumnPlan& plan) {
   if (!plan.is_list) return chunk.level_count;
   return static_cast<std::size_t>(std::count(chunk.rep.begin(), chunk.rep.end(), 0u));
+}
+
+// A float as Python's str() writes it ("2.0", "0.1", "1e+20", "inf"): the text of a float column
+// that holds infinities.
+std::string python_float_text(double d) {
+  if (std::isinf(d)) return d > 0 ? "inf" : "-inf";
+  std::string s = fmt::format("{}", d);
+  if (s.find_first_not_of("-0123456789") == std::string::npos) s += ".0";
+  return s;
+}
+
+// A float column holding an infinity becomes text, as a CSV column of them does: JSON has no
+// infinity, and a null would lose the value and its sign (NaN stays a missing value).
+void infinities_as_text(Table& table) {
+  for (std::size_t c = 0; c < table.columns.size(); ++c) {
+    if (table.columns[c].type != ColumnType::kFloat) continue;
+    const bool any_inf = std::any_of(table.rows.begin(), table.rows.end(), [c](const auto& row) {
+      const auto* d = std::get_if<double>(&row[c]);
+      return d != nullptr && std::isinf(*d);
+    });
+    if (!any_inf) continue;
+    table.columns[c].type = ColumnType::kString;
+    for (auto& row : table.rows) {
+      if (const auto* d = std::get_if<double>(&row[c]))
+        row[c] = std::isnan(*d) ? Value() : Value(python_float_text(*d));
+    }
+  }
 }
 
 // The chunk's rows into table cells rows[first + r][column].
@@ -730,7 +830,7 @@ void fill_column(ChunkData& chunk, const ColumnPlan& plan, Table& table, std::si
       list.push_back(Json());
     } else if (d == plan.max_def) {
       check_utf8(chunk.values[next_value], plan, first + row);
-      list.push_back(json_of(chunk.values[next_value++]));
+      list.push_back(json_of(chunk.values[next_value++], plan));
     }
   }
   close();
@@ -739,7 +839,7 @@ void fill_column(ChunkData& chunk, const ColumnPlan& plan, Table& table, std::si
 
 }  // namespace
 
-Table parse_parquet(std::string_view file, const std::string& source) {
+Table parse_parquet(std::string_view file, const std::string& source, std::size_t max_rows) {
   if (file.size() < 12 || file.substr(0, 4) != kMagic || file.substr(file.size() - 4) != kMagic) {
     throw Error(ErrorCode::kIntegrity,
                 fmt::format("{}: not a Parquet file (it does not begin and end with PAR1{})",
@@ -763,14 +863,24 @@ Table parse_parquet(std::string_view file, const std::string& source) {
   Table table;
   for (const SchemaNode& field : root.children) {
     plans.push_back(plan_column(field, source));
-    table.columns.push_back({plans.back().name, plans.back().is_list
-                                                    ? ColumnType::kJson
-                                                    : column_type_of(plans.back().kind)});
+    // pyarrow's dataset reader and Hugging Face refuse two columns of one name too (rows as JSON
+    // objects would keep one of them).
+    if (table.column_index(plans.back().name) >= 0)
+      corrupt(source, fmt::format("two columns are named '{}'", plans.back().name));
+    // pyarrow's null type (every value missing) is a null column, as for CSV and JSON lines.
+    const bool null_type = !plans.back().is_list && plans.back().leaf->logical.kind == kLogicalNull;
+    table.columns.push_back({plans.back().name, plans.back().is_list ? ColumnType::kJson
+                                                : null_type          ? ColumnType::kNull
+                                                            : column_type_of(plans.back().kind)});
   }
-  Budget budget{
-      std::max(kMinValueBudget, static_cast<std::uint64_t>(file.size()) * kValuesPerByte)};
+  Budget budget = Budget::for_file(file.size());
   std::uint64_t total_rows = 0;
+  bool all_groups = true;
   for (std::size_t g = 0; g < meta.row_groups.size(); ++g) {
+    if (table.rows.size() >= max_rows) {
+      all_groups = false;
+      break;
+    }
     const RowGroup& group = meta.row_groups[g];
     const std::string where = fmt::format("{}: row group {}", source, g);
     if (group.columns.size() != plans.size())
@@ -796,21 +906,23 @@ Table parse_parquet(std::string_view file, const std::string& source) {
         corrupt(plans[c].what,
                 fmt::format("row group {} of {} rows where the column holds {}", g, rows, held));
     }
-    budget.take(rows * std::max<std::size_t>(plans.size(), 1), where);
+    budget.take_cells(rows * std::max<std::size_t>(plans.size(), 1), where);
     const std::size_t first = table.rows.size();
     table.rows.resize(first + rows, std::vector<Value>(plans.size()));
     for (std::size_t c = 0; c < plans.size(); ++c)
       fill_column(chunks[c], plans[c], table, first, static_cast<std::size_t>(rows), c);
     total_rows += rows;
   }
-  if (meta.num_rows >= 0 && total_rows != static_cast<std::uint64_t>(meta.num_rows))
+  if (table.rows.size() > max_rows) table.rows.resize(max_rows);
+  infinities_as_text(table);
+  if (all_groups && meta.num_rows >= 0 && total_rows != static_cast<std::uint64_t>(meta.num_rows))
     corrupt(source, fmt::format("its row groups hold {} rows where its metadata says {}",
                                 total_rows, meta.num_rows));
   return table;
 }
 
-Table read_parquet(const std::filesystem::path& path) {
-  return parse_parquet(read_file(path), path.string());
+Table read_parquet(const std::filesystem::path& path, std::size_t max_rows) {
+  return parse_parquet(read_file(path), path.string(), max_rows);
 }
 
 }  // namespace ms::data

@@ -11,8 +11,6 @@
 #include <zstd.h>
 #endif
 
-namespace ms::data::parquet {}  // namespace ms::data::parquet
-
 namespace ms::data {
 bool parquet_codecs_supported() { return MS_WITH_PARQUET_CODECS != 0; }
 }  // namespace ms::data

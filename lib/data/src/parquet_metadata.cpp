@@ -53,11 +53,13 @@ LogicalType read_logical_type(Reader& r) {
         (f == 1 ? lt.scale : lt.precision) = r.read_i32();
         return f == 1 || f == 2;
       }
-      if ((id == kLogicalTime || id == kLogicalTimestamp) && f == 1 && (ft == ThriftType::kTrue || ft == ThriftType::kFalse)) {
+      if ((id == kLogicalTime || id == kLogicalTimestamp) && f == 1 &&
+          (ft == ThriftType::kTrue || ft == ThriftType::kFalse)) {
         lt.adjusted_to_utc = r.read_bool(ft);
         return true;
       }
-      if ((id == kLogicalTime || id == kLogicalTimestamp) && f == 2 && ft == ThriftType::kStruct) {  // TimeUnit union
+      if ((id == kLogicalTime || id == kLogicalTimestamp) && f == 2 &&
+          ft == ThriftType::kStruct) {  // TimeUnit union
         read_struct(r, [&](std::int16_t u, ThriftType ut) {
           if (ut == ThriftType::kStruct) lt.time_unit = u;
           return false;  // the member is an empty struct: skip it
@@ -68,7 +70,8 @@ LogicalType read_logical_type(Reader& r) {
         lt.bit_width = r.read_i32();
         return true;
       }
-      if (id == kLogicalInteger && f == 2 && (ft == ThriftType::kTrue || ft == ThriftType::kFalse)) {
+      if (id == kLogicalInteger && f == 2 &&
+          (ft == ThriftType::kTrue || ft == ThriftType::kFalse)) {
         lt.is_signed = r.read_bool(ft);
         return true;
       }

@@ -95,9 +95,9 @@ enum LogicalKind : int {
 /// uses.
 struct LogicalType {
   int kind = kNoLogicalType;  ///< a LogicalKind (or a newer member's field id)
-  int bit_width = 0;  ///< INTEGER
-  bool is_signed = true;  ///< INTEGER
-  int time_unit = 0;      ///< TIME / TIMESTAMP: 1 millis, 2 micros, 3 nanos
+  int bit_width = 0;          ///< INTEGER
+  bool is_signed = true;      ///< INTEGER
+  int time_unit = 0;          ///< TIME / TIMESTAMP: 1 millis, 2 micros, 3 nanos
   bool adjusted_to_utc = false;
   int scale = 0, precision = 0;  ///< DECIMAL
 };

@@ -109,11 +109,16 @@ void ThriftCompactReader::end_struct() {
 std::uint32_t ThriftCompactReader::read_list_header(ThriftType& element_type) {
   const std::uint8_t header = read_byte();
   const int t = header & 0x0F;
+  std::uint64_t n = header >> 4;
+  if (n == 15) n = read_varint();
+  // fastparquet writes an empty list as the byte 0 (no element type): nothing to read.
+  if (n == 0 && t == 0) {
+    element_type = ThriftType::kStruct;
+    return 0;
+  }
   if (t == 0 || t > static_cast<int>(ThriftType::kStruct))
     corrupt(fmt::format("a list of unknown element type {}", t));
   element_type = static_cast<ThriftType>(t);
-  std::uint64_t n = header >> 4;
-  if (n == 15) n = read_varint();
   // Each element takes a byte or more: a count beyond the bytes left is a lie, and checking it
   // here keeps a caller's reserve() honest.
   if (n > bytes_.size() - pos_)

@@ -31,11 +31,14 @@ std::string describe_columns(const Table& table, bool names_only) {
 }
 
 // One split's files read by `read_one` and concatenated; they must share their columns (and,
-// but for CSV, whose types are inferred over them all afterwards, the columns' types).
+// but for CSV, whose types are inferred over them all afterwards, the columns' types). With
+// `max_rows`, the files after the one that reaches it are not read.
 Table concatenate(const std::vector<fs::path>& files, bool csv,
-                  const std::function<Table(const fs::path&)>& read_one) {
+                  const std::function<Table(const fs::path&)>& read_one,
+                  std::size_t max_rows = SIZE_MAX) {
   Table all;
   for (const auto& f : files) {
+    if (all.rows.size() >= max_rows && !(all.columns.empty() && all.rows.empty())) break;
     Table t = read_one(f);
     if (all.columns.empty() && all.rows.empty()) {
       all = std::move(t);
@@ -56,43 +59,60 @@ Table concatenate(const std::vector<fs::path>& files, bool csv,
     all.rows.insert(all.rows.end(), std::make_move_iterator(t.rows.begin()),
                     std::make_move_iterator(t.rows.end()));
   }
+  if (all.rows.size() > max_rows) all.rows.resize(max_rows);
   if (csv) infer_table_types(all);
   return all;
 }
 
-Table read_csv_untyped(const fs::path& f, char delimiter) {
+Table read_csv_untyped(const fs::path& f, char delimiter, std::size_t max_rows) {
   CsvOptions o;
   o.delimiter = delimiter;
   o.infer_types = false;
+  o.max_rows = max_rows;
   return read_csv(f, o);
 }
 
 }  // namespace
 
-Table read_tables(const std::vector<fs::path>& files) {
-  if (files.size() == 1) return read_table(files[0], ',');
+Table read_tables(const std::vector<fs::path>& files, std::size_t max_rows) {
+  // Parquet files are typed: each keeps its types, and the files must agree on them.
+  if (std::all_of(files.begin(), files.end(),
+                  [](const fs::path& f) { return data_file_extension(f) == ".parquet"; })) {
+    return concatenate(
+        files, false, [max_rows](const fs::path& f) { return read_parquet(f, max_rows); },
+        max_rows);
+  }
+  if (files.size() == 1) return read_table(files[0], ',', max_rows);
   bool csv = true;
   for (const auto& f : files) {
     const std::string ext = data_file_extension(f);
     csv = csv && ext != ".jsonl" && ext != ".ndjson" && ext != ".json";
   }
-  return concatenate(files, csv, [csv](const fs::path& f) {
-    return csv ? read_csv_untyped(f, data_file_extension(f) == ".tsv" ? '\t' : ',')
-               : read_table(f, ',');
-  });
+  return concatenate(
+      files, csv,
+      [csv, max_rows](const fs::path& f) {
+        return csv ? read_csv_untyped(f, data_file_extension(f) == ".tsv" ? '\t' : ',', max_rows)
+                   : read_table(f, ',', max_rows);
+      },
+      max_rows);
 }
 
-Table read_tables_as(const std::vector<fs::path>& files, bool json, char delimiter) {
-  return concatenate(files, !json, [&](const fs::path& f) {
-    return json ? read_jsonl(f) : read_csv_untyped(f, delimiter);
-  });
+Table read_tables_as(const std::vector<fs::path>& files, bool json, char delimiter,
+                     std::size_t max_rows) {
+  return concatenate(
+      files, !json,
+      [&](const fs::path& f) {
+        return json ? read_jsonl(f, max_rows) : read_csv_untyped(f, delimiter, max_rows);
+      },
+      max_rows);
 }
 
-Table read_table(const fs::path& path, char delimiter) {
+Table read_table(const fs::path& path, char delimiter, std::size_t max_rows) {
   const std::string ext = data_file_extension(path);
-  if (ext == ".jsonl" || ext == ".json" || ext == ".ndjson") return read_jsonl(path);
+  if (ext == ".jsonl" || ext == ".json" || ext == ".ndjson") return read_jsonl(path, max_rows);
   CsvOptions options;
   options.delimiter = ext == ".tsv" ? '\t' : delimiter;
+  options.max_rows = max_rows;
   return read_csv(path, options);
 }
 
@@ -148,14 +168,15 @@ void load_table_file(const DatasetSpec& spec, const LoadOptions& options, Datase
   if (spec.kind == SourceKind::kText) {
     split.table = parse_text_lines(read_data_file(path), path.string());
   } else if (spec.kind == SourceKind::kParquet) {
-    split.table = read_parquet(path);
+    split.table = read_parquet(path, options.max_rows);
   } else if (spec.kind == SourceKind::kJsonl) {
-    split.table = read_jsonl(path);
+    split.table = read_jsonl(path, options.max_rows);
     resolve_file_columns(split.table, path.parent_path(), path.string());
   } else {
     CsvOptions csv;
     csv.delimiter = options.delimiter ? *options.delimiter : spec.delimiter;
     csv.header = options.header;
+    csv.max_rows = options.max_rows;
     split.table = read_csv(path, csv);
     resolve_file_columns(split.table, path.parent_path(), path.string());
   }
@@ -163,7 +184,7 @@ void load_table_file(const DatasetSpec& spec, const LoadOptions& options, Datase
   ds.root = path;
 }
 
-bool load_table_folder(const fs::path& dir, Dataset& ds) {
+bool load_table_folder(const fs::path& dir, Dataset& ds, std::size_t max_rows) {
   const std::optional<DataFiles> found = find_data_files(dir);
   if (!found || found->format == "imagefolder") return false;
   const std::string& format = found->format;
@@ -194,15 +215,17 @@ bool load_table_folder(const fs::path& dir, Dataset& ds) {
     // tabs too.
     if (format == "parquet") {
       // Typed files: each keeps its types, and the shards of a split must agree on them.
-      split.table = concatenate(paths, false, [](const fs::path& f) { return read_parquet(f); });
+      split.table = concatenate(
+          paths, false, [max_rows](const fs::path& f) { return read_parquet(f, max_rows); },
+          max_rows);
     } else {
-      split.table = read_tables_as(paths, format == "json", format == "tsv" ? '\t' : ',');
+      split.table = read_tables_as(paths, format == "json", format == "tsv" ? '\t' : ',', max_rows);
     }
     // File columns name files beside the table, as for a csv: spec.
     resolve_file_columns(split.table, paths[0].parent_path(), paths[0].string());
     ds.splits.push_back(std::move(split));
   }
-  ds.kind = SourceKind::kCsv;
+  ds.kind = format == "parquet" ? SourceKind::kParquet : SourceKind::kCsv;
   ds.root = dir;
   return true;
 }

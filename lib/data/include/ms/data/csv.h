@@ -1,6 +1,7 @@
 // CSV (RFC 4180) and JSON lines readers producing typed tables.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -20,6 +21,8 @@ struct CsvOptions {
   /// A row with fewer fields than the header gets missing values for the rest, as pandas reads
   /// it; false: it is an error, as a row with more fields always is.
   bool fill_short_rows = true;
+  /// Stop after this many rows (a look at the first rows): the columns are typed from those.
+  std::size_t max_rows = SIZE_MAX;
 };
 
 /// Parses CSV text per RFC 4180: quoted fields with embedded delimiters, newlines and doubled
@@ -47,7 +50,9 @@ struct JsonLine {
 /// in its `error` rather than thrown, so that each caller decides what a bad line means:
 /// parse_jsonl() fails naming the file, line and column, `ms infer` writes an error line for that
 /// input, --resume refuses an output file it cannot trust.
-MS_API std::vector<JsonLine> parse_json_lines(std::string_view text);
+/// `max_lines`: stop after that many non-blank lines (the rest is not parsed).
+MS_API std::vector<JsonLine> parse_json_lines(std::string_view text,
+                                              std::size_t max_lines = SIZE_MAX);
 
 /// Whether JSON text holds one array (its first character after a UTF-8 BOM and blanks is '[')
 /// rather than JSON lines: the rule every reader of .json / .jsonl files follows, whatever the
@@ -59,10 +64,13 @@ MS_API bool holds_json_array(std::string_view text);
 /// first appearance; a missing key is null; nested arrays and objects become kJson columns;
 /// integers beyond int64 are floats. A bad line is ms::Error(kIntegrity) naming `source`, the line
 /// and the column; JSON beyond ms's limits (nesting, a number beyond a double) is kConfig.
-MS_API Table parse_jsonl(std::string_view text, const std::string& source);
+/// `max_rows`: stop after that many rows (JSON lines after them are not parsed), the columns
+/// typed from those.
+MS_API Table parse_jsonl(std::string_view text, const std::string& source,
+                         std::size_t max_rows = SIZE_MAX);
 
-/// Reads and parses a JSON lines file.
-MS_API Table read_jsonl(const std::filesystem::path& path);
+/// Reads and parses a JSON lines file (`max_rows` as parse_jsonl's).
+MS_API Table read_jsonl(const std::filesystem::path& path, std::size_t max_rows = SIZE_MAX);
 
 /// Plain text: one row per line in a "text" column (HF's text builder); a trailing newline does
 /// not add an empty row, CRLF endings are trimmed. Invalid UTF-8 is an error naming the line.

@@ -56,6 +56,10 @@ struct LoadOptions {
   std::filesystem::path cache_root;     ///< default: ms::cache_dir() / "datasets"
   std::optional<char> delimiter;        ///< CSV files named by the spec: overrides ',' / tsv's tab
   bool header = true;                   ///< CSV files named by the spec: first row names columns
+  /// A look at the first rows (`ms dataset head`): CSV, TSV and JSON lines files stop being
+  /// parsed after this many rows of a split (later files of the split are not read), so their
+  /// columns are typed from those rows. Not with a slice in the split (its bounds need them all).
+  std::size_t max_rows = SIZE_MAX;
 };
 
 /// Loads a dataset. Errors: kNotFound for missing files and unknown subsets or splits (listing the

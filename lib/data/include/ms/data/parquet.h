@@ -2,6 +2,7 @@
 // typed tables.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -22,15 +23,18 @@ namespace ms::data {
 /// ms::Error naming `source` (and the column): kMissingComponent for what ms does not read
 /// (structs, maps, nested lists, binary without a string type, DECIMAL, TIME, INT96, FLOAT16,
 /// LZ4 / BROTLI / LZO pages, BYTE_STREAM_SPLIT, a uint64 beyond int64), kIntegrity for a
-/// malformed or truncated file, invalid UTF-8 in a string column (naming the row) and a file that
-/// claims more values than 4096 per byte of it (at least 1M), a decompression bomb's signature.
-MS_API Table parse_parquet(std::string_view bytes, const std::string& source);
+/// malformed or truncated file, two columns of one name, invalid UTF-8 in a string column (naming
+/// the row) and a file that decodes to more memory than MS_DATASET_MAX_EXTRACT_RATIO allows (5
+/// times that per byte of the file, at least 1 GiB), a decompression bomb's signature.
+/// `max_rows`: row groups after the one that reaches it are not read (a look at the first rows).
+MS_API Table parse_parquet(std::string_view bytes, const std::string& source,
+                           std::size_t max_rows = SIZE_MAX);
 
 /// Whether this build reads SNAPPY, GZIP and ZSTD pages (CMake option MS_WITH_PARQUET_CODECS);
 /// without them only UNCOMPRESSED files are read.
 MS_API bool parquet_codecs_supported();
 
 /// Reads and parses a Parquet file (kNotFound when it does not exist).
-MS_API Table read_parquet(const std::filesystem::path& path);
+MS_API Table read_parquet(const std::filesystem::path& path, std::size_t max_rows = SIZE_MAX);
 
 }  // namespace ms::data
