@@ -56,10 +56,19 @@ def run_pyarrow():
     assert pq.read_table(path).num_rows == rows
 
 import datasets
+datasets.disable_progress_bars()
 def run_datasets():
     with tempfile.TemporaryDirectory() as cache:
         ds = datasets.load_dataset("parquet", data_files=path, split="train", cache_dir=cache)
         assert ds.num_rows == rows
+
+def run_ms_head():
+    out = subprocess.run([ms, "dataset", "head", "parquet:" + path, "-n", "5"], check=True,
+                         capture_output=True)
+    assert len(out.stdout.splitlines()) == 5
+
+def run_pyarrow_head():
+    assert len(pq.ParquetFile(path).read_row_group(0).slice(0, 5)) == 5
 
 for name, fn in [("ms dataset info (whole process)", run_ms),
                  (f"pyarrow {pyarrow.__version__} read_table (in process)", run_pyarrow),
@@ -67,4 +76,7 @@ for name, fn in [("ms dataset info (whole process)", run_ms),
                   run_datasets)]:
     t = best(fn)
     print(f"{name:58s} {t:6.2f} s  {rows / t / 1e6:5.2f} M rows/s")
+for name, fn in [("ms dataset head -n 5 (whole process)", run_ms_head),
+                 ("pyarrow first row group, 5 rows (in process)", run_pyarrow_head)]:
+    print(f"{name:58s} {best(fn):6.3f} s")
 PY
