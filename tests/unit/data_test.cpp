@@ -9,6 +9,7 @@
 #include <set>
 
 #include "catch.h"
+#include "error_capture.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/data/archive.h"
@@ -26,16 +27,6 @@ using Catch::Approx;
 #endif
 
 namespace {
-
-ms::ErrorCode code_of(const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const ms::Error& e) {
-    return e.code();
-  }
-  FAIL("expected an ms::Error");
-  return ms::ErrorCode::kInternal;
-}
 
 std::string message_of(const std::function<void()>& body) {
   try {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "error_capture.h"
 #include "ms/core/error.h"
 #include "ms/data/parquet_format.h"
 
@@ -27,16 +28,6 @@ std::string bytes(std::initializer_list<int> b) {
   std::string s;
   for (const int x : b) s.push_back(static_cast<char>(x));
   return s;
-}
-
-ms::ErrorCode code_of(const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const ms::Error& e) {
-    return e.code();
-  }
-  FAIL("expected an ms::Error");
-  return ms::ErrorCode::kInternal;
 }
 
 // Generated once with pyarrow 26.0.1 (not at test time):
