@@ -15,22 +15,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-# Packages first (the venvs need python3-venv and python3-torch), then the Python venvs made while
-# the build compiles: they are mostly downloads, and would otherwise add minutes after it.
-MS_SETUP_SKIP_BUILD=1 bash scripts/setup.sh
-# In its own process group, so that a failed build or a Ctrl-C stops its pips too, not leaving them
-# writing into build/ for the next run to trip on.
-venv_log="$(mktemp)"
-venv_pid=""
-trap '[ -z "$venv_pid" ] || kill -- "-$venv_pid" 2>/dev/null; rm -f "$venv_log"' EXIT
-setsid bash scripts/setup_python_interop.sh >"$venv_log" 2>&1 &
-venv_pid=$!
 MS_CMAKE_ARGS="-DMS_TEST_HOOKS=ON ${MS_CMAKE_ARGS:-}" bash scripts/setup.sh
-venv_status=0
-wait "$venv_pid" || venv_status=$?
-venv_pid=""
-cat "$venv_log"
-[ "$venv_status" = 0 ] || exit "$venv_status"
+bash scripts/setup_python_interop.sh
 # Fetched with a venv's pip (the newest modelscope's): Debian's python3 has none without python3-pip.
 export MS_MINILM_DIR="${MS_MINILM_DIR:-$root/build/models/all-MiniLM-L6-v2}"
 venv="$(ls -d "$root"/build/venv-modelscope-*/ | sort -V | tail -n 1)"
