@@ -27,8 +27,8 @@ export MS_GPT2_VOCAB_DIR="${MS_GPT2_VOCAB_DIR:-$root/build/models/gpt2-vocab}"
 python3 scripts/fetch_gpt2_vocab.py "$MS_GPT2_VOCAB_DIR" >/dev/null
 scripts/check_layering.sh
 MS_TESTS_STRICT=1 ctest --test-dir build --output-on-failure --timeout 900 -j "${MS_TEST_JOBS:-2}"
-# The fuzz targets: a second build with clang (-DMS_FUZZ=ON instruments every library with
-# libFuzzer's coverage, ASan and UBSan), then the bounded runs (CTest label "fuzz").
+# The fuzz targets: a second build with clang (-DMS_FUZZ=ON instruments the torch-free libraries
+# they read with libFuzzer's coverage, ASan and UBSan), then the bounded runs (CTest label "fuzz").
 # shellcheck disable=SC2086
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang-14 \
   -DCMAKE_CXX_COMPILER=clang++-14 -DMS_WITH_TORCH=OFF -DMS_BUILD_TESTS=OFF -DMS_FUZZ=ON \
