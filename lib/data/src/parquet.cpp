@@ -298,6 +298,16 @@ std::uint64_t string_bytes(const Value& v) {
 // A page's decoded, non-null values (physical: int64 for INT32 / INT64, double, bool, bytes).
 using Values = std::vector<Value>;
 
+// `count` little-endian values of type Stored (the caller checked they fit), as Held cells.
+template <typename Stored, typename Held>
+void read_fixed_width(std::string_view data, std::size_t count, Values& out) {
+  for (std::size_t i = 0; i < count; ++i) {
+    Stored v{};
+    std::memcpy(&v, &data[sizeof(Stored) * i], sizeof(Stored));
+    out.emplace_back(static_cast<Held>(v));
+  }
+}
+
 void decode_plain(std::string_view data, const SchemaElement& leaf, std::size_t count, Values& out,
                   const std::string& what) {
   const int type = *leaf.type;
@@ -322,28 +332,13 @@ void decode_plain(std::string_view data, const SchemaElement& leaf, std::size_t 
       return;
     case kInt64:
       need(8);
-      for (std::size_t i = 0; i < count; ++i) {
-        std::int64_t v = 0;
-        std::memcpy(&v, &data[8 * i], 8);
-        out.emplace_back(v);
-      }
-      return;
+      return read_fixed_width<std::int64_t, std::int64_t>(data, count, out);
     case kFloat:
       need(4);
-      for (std::size_t i = 0; i < count; ++i) {
-        float f = 0;
-        std::memcpy(&f, &data[4 * i], 4);
-        out.emplace_back(static_cast<double>(f));
-      }
-      return;
+      return read_fixed_width<float, double>(data, count, out);
     case kDouble:
       need(8);
-      for (std::size_t i = 0; i < count; ++i) {
-        double d = 0;
-        std::memcpy(&d, &data[8 * i], 8);
-        out.emplace_back(d);
-      }
-      return;
+      return read_fixed_width<double, double>(data, count, out);
     case kByteArray:
       need(4);
       for (std::size_t i = 0; i < count; ++i) {
@@ -578,6 +573,11 @@ struct ChunkData {
   std::size_t level_count = 0;
 };
 
+// The bits a level takes in the RLE / bit-packed hybrid: enough for the column's highest level.
+int level_bit_width(int max_level) {
+  return max_level == 0 ? 0 : 32 - __builtin_clz(static_cast<unsigned>(max_level));
+}
+
 std::vector<std::uint32_t> decode_levels_v1(std::string_view& data, int max_level, int encoding,
                                             std::size_t count, const std::string& what) {
   if (encoding != kRle)
@@ -588,7 +588,7 @@ std::vector<std::uint32_t> decode_levels_v1(std::string_view& data, int max_leve
   if (data.size() < 4) corrupt(what, "a page ends before its levels");
   const std::uint32_t n = le32(data.data());
   if (n > data.size() - 4) corrupt(what, "levels longer than their page");
-  const int width = max_level == 0 ? 0 : 32 - __builtin_clz(static_cast<unsigned>(max_level));
+  const int width = level_bit_width(max_level);
   auto levels = decode_rle_hybrid(data.substr(4, n), width, count, what + ": levels");
   data.remove_prefix(4 + n);
   return levels;
@@ -687,13 +687,12 @@ ChunkData read_chunk(std::string_view file, std::size_t data_end, const ColumnMe
           static_cast<std::uint64_t>(rl) + static_cast<std::uint64_t>(dl) >
               std::min<std::uint64_t>(body.size(), size))
         corrupt(what, "page levels longer than their page");
-      const auto width = [](int max_level) {
-        return max_level == 0 ? 0 : 32 - __builtin_clz(static_cast<unsigned>(max_level));
-      };
       if (plan.max_rep > 0)
-        rep = decode_rle_hybrid(body.substr(0, rl), width(plan.max_rep), n, what + ": levels");
+        rep = decode_rle_hybrid(body.substr(0, rl), level_bit_width(plan.max_rep), n,
+                                what + ": levels");
       if (plan.max_def > 0)
-        def = decode_rle_hybrid(body.substr(rl, dl), width(plan.max_def), n, what + ": levels");
+        def = decode_rle_hybrid(body.substr(rl, dl), level_bit_width(plan.max_def), n,
+                                what + ": levels");
       const std::string_view packed = body.substr(static_cast<std::size_t>(rl) + dl);
       const std::size_t values_size = size - static_cast<std::size_t>(rl) - dl;
       if (h.is_compressed) {
