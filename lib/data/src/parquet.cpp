@@ -13,7 +13,6 @@
 
 #include "ms/config/config.h"
 #include "ms/core/error.h"
-#include "ms/core/file.h"
 #include "ms/data/archive.h"
 #include "ms/data/csv.h"
 #include "ms/data/parquet_format.h"
@@ -921,7 +920,8 @@ Table parse_parquet(std::string_view file, const std::string& source, std::size_
 }
 
 Table read_parquet(const std::filesystem::path& path, std::size_t max_rows) {
-  return parse_parquet(read_file(path), path.string(), max_rows);
+  // Through the one reader of data files: a device named as one is refused before any read.
+  return parse_parquet(read_data_file(path), path.string(), max_rows);
 }
 
 }  // namespace ms::data
