@@ -133,6 +133,18 @@ class OutputPathsTest(TorchTestCase):
                 self.assertOneLineError(r, "input file itself")
                 with open(table) as f:
                     self.assertEqual(f.read(), "text\nhello\nworld\n")
+        # Inside a dataset folder: over one of its shards (replaced by the results, exit 0), or
+        # a new file there (read as data the next time the folder is).
+        os.makedirs(self.path("folder", "data"))
+        shard = self.write(os.path.join("folder", "data", "test-00000-of-00001.csv"), "text\nhello\n")
+        for out in (shard, self.path("folder", "results.jsonl")):
+            with self.subTest(output=out):
+                r = run_ms("infer", "-m", CLS, "--dataset", self.path("folder"), "-o", out)
+                self.assertExit(r, 2)
+                self.assertOneLineError(r, "is inside the dataset folder")
+        with open(shard) as f:
+            self.assertEqual(f.read(), "text\nhello\n")
+        self.assertFalse(os.path.exists(self.path("folder", "results.jsonl")))
 
     def test_output_dash_is_standard_output(self):
         r = run_ms("infer", "-m", CLS, "-i", "the cat", "-o", "-", cwd=self.tmp)

@@ -260,6 +260,49 @@ class TrainTextTest(TorchTestCase):
         self.assertExit(r, 2)
         self.assertOneLineError(r, "label 0 is not a class of the model", "named by numbers")
 
+    def test_each_split_finds_its_own_columns(self):
+        rows = [(t, "positive") for t in POSITIVE] + [(t, "negative") for t in NEGATIVE]
+        # An evaluation split naming its text column `sentence` (a default name) where training
+        # read `text`: each split's own column (it read out of bounds: a segfault).
+        with open(self.path("sentence.csv"), "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["sentence", "label"])
+            w.writerows(rows)
+        r = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
+                   "--dataset", "csv:" + self.path("train.csv"), "--eval-dataset",
+                   "csv:" + self.path("sentence.csv"), "--work-dir", self.path("work"),
+                   "--max-epochs", "1", "--json")
+        self.assertExit(r, 0)
+        self.assertIn("accuracy", json.loads(r.stdout)["metrics"])
+        # A folder whose test split has no labels (a hub dataset's usual layout): refused by
+        # name, as `ms eval` refuses it.
+        os.makedirs(self.path("hub"))
+        write_csv(self.path("hub", "train.csv"), rows)
+        with open(self.path("hub", "test.csv"), "w", newline="") as f:
+            csv.writer(f).writerows([["text"]] + [[t] for t, _ in rows])
+        r = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
+                   "--dataset", self.path("hub"), "--work-dir", self.path("hub_work"),
+                   "--max-epochs", "1")
+        self.assertExit(r, 2)
+        self.assertIn("(split test) has none of the columns label, labels", r.stderr)
+        # A text column holding lists: refused naming the row, in training and in inference
+        # (its JSON text, brackets and quotes, was learnt and classified as the text).
+        with open(self.path("lists.jsonl"), "w") as f:
+            for t, label in rows:
+                f.write(json.dumps({"text": t.split(), "label": label}) + "\n")
+        r = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
+                   "--dataset", "jsonl:" + self.path("lists.jsonl"), "--work-dir",
+                   self.path("lists_work"), "--max-epochs", "1")
+        self.assertExit(r, 2)
+        self.assertIn("row 1: 'text' is a list, not a text", r.stderr)
+        r = run_ms("infer", "-m", os.path.join(TINY, "cls"), "--dataset",
+                   "jsonl:" + self.path("lists.jsonl"))
+        self.assertNotEqual(r.returncode, 0)
+        lines = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual(len(lines), len(rows))
+        self.assertTrue(all("field 'text' is list, not a string" in line["error"]["message"]
+                            for line in lines), lines[:2])
+
     def test_checkpoints_load_in_python_torch(self):
         python = torch_python()
         if python is None:

@@ -811,7 +811,13 @@ void fill_column(ChunkData& chunk, const ColumnPlan& plan, Table& table, std::si
   const auto close = [&]() {
     if (!open) return;
     if (row >= rows) wrong_rows(row + 1);
-    table.rows[first + row][column] = list.is_null() ? std::string("null") : list.dump();
+    // A null list is a null cell, as a JSON lines `null` is (not the text "null", which a
+    // token or text column would read as the word).
+    if (list.is_null()) {
+      table.rows[first + row][column] = std::monostate{};
+    } else {
+      table.rows[first + row][column] = list.dump();
+    }
     ++row;
     open = false;
   };

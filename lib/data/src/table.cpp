@@ -290,6 +290,17 @@ Value cell_value(const Value& cell, ColumnType type) {
   return cell;
 }
 
+std::string cell_structure(const Value& cell, ColumnType type) {
+  const auto* text = std::get_if<std::string>(&cell);
+  if (text == nullptr || type != ColumnType::kJson) return {};
+  const auto first = text->find_first_not_of(" \t\r\n");
+  if (first == std::string::npos || ((*text)[first] != '[' && (*text)[first] != '{')) return {};
+  const nlohmann::json parsed = nlohmann::json::parse(*text, nullptr, false);
+  if (parsed.is_array()) return "list";
+  if (parsed.is_object()) return "object";
+  return {};
+}
+
 std::string cell_text(const Value& cell, ColumnType type) {
   const Value value = cell_value(cell, type);
   if (const auto* s = std::get_if<std::string>(&value)) return *s;

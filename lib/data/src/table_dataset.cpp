@@ -169,6 +169,7 @@ void load_table_file(const DatasetSpec& spec, const LoadOptions& options, Datase
     split.table = parse_text_lines(read_data_file(path), path.string());
   } else if (spec.kind == SourceKind::kParquet) {
     split.table = read_parquet(path, options.max_rows);
+    resolve_file_columns(split.table, path.parent_path(), path.string());
   } else if (spec.kind == SourceKind::kJsonl) {
     split.table = read_jsonl(path, options.max_rows);
     resolve_file_columns(split.table, path.parent_path(), path.string());

@@ -211,11 +211,24 @@ std::set<std::string> inputs_from_table(const data::Table& table, const std::str
     const auto c = static_cast<std::size_t>(column);
     return data::cell_text(row[c], table.columns[c].type);
   };
+  // A list or object where a text belongs (a Parquet list<string> column named text) fails its
+  // row, as such a field of a JSON lines input does, rather than run its JSON as the text.
+  auto structure_of = [&table](const std::vector<data::Value>& row, int column) {
+    if (column < 0) return std::string();
+    const auto c = static_cast<std::size_t>(column);
+    return data::cell_structure(row[c], table.columns[c].type);
+  };
   for (std::size_t r = 0; r < table.rows.size(); ++r) {
     const auto& row = table.rows[r];
     PipelineInput in;
     in.id = r;
     if (text_col >= 0) {
+      for (const int c : {text_col, pair_col}) {
+        if (const std::string kind = structure_of(row, c); !kind.empty() && in.invalid.empty()) {
+          in.invalid = fmt::format("{}: row {}: field '{}' is {}, not a string", source, r + 1,
+                                   table.columns[static_cast<std::size_t>(c)].name, kind);
+        }
+      }
       in.text = text_of(row, text_col);
       if (pair_col >= 0) in.text_pair = text_of(row, pair_col);
     } else {
@@ -277,6 +290,21 @@ void read_dataset(const InputSpec& spec, std::vector<PipelineInput>& out) {
   options.split = spec.split;
   const data::Dataset ds = data::load_dataset(*spec.dataset, options);
   check_output_is_not(ds.root, output);
+  // Inside a dataset folder the output would be one of its data files (a shard overwritten with
+  // results) or become one the next time the folder is read.
+  std::error_code ec;
+  if (output && std::filesystem::is_directory(ds.root, ec)) {
+    const auto folder = std::filesystem::weakly_canonical(ds.root, ec);
+    const auto file = std::filesystem::weakly_canonical(*output, ec);
+    const auto inside = file.lexically_relative(folder);
+    if (!ec && !inside.empty() && *inside.begin() != "..") {
+      throw Error(ErrorCode::kUsage,
+                  fmt::format("--output {} is inside the dataset folder {}", output->string(),
+                              ds.root.string()),
+                  "write the results outside the dataset's folder: a file there is one of its "
+                  "data files, or becomes one the next time the folder is read");
+    }
+  }
   const data::Split& split = ds.only_split();
   const std::filesystem::path base =
       std::filesystem::is_directory(ds.root) ? ds.root : ds.root.parent_path();

@@ -54,7 +54,9 @@ std::int64_t LabelMap::id_of(const data::Value& cell, const std::string& where) 
                 fmt::format("{}: label '{}' is not a class of the model", where, *s),
                 choices_hint(*s, names_, "classes"));
   }
-  if (std::holds_alternative<std::monostate>(cell))
+  // NaN is a missing value (pandas' and Parquet's null float), as an empty cell is.
+  const auto* number = std::get_if<double>(&cell);
+  if (std::holds_alternative<std::monostate>(cell) || (number && std::isnan(*number)))
     fail(ErrorCode::kUsage, "{}: the label is empty", where);
   fail(ErrorCode::kUsage, "{}: a label is a class name or an integer id", where);
 }
@@ -83,10 +85,16 @@ data::Value label_cell(const data::Split& split, std::size_t row, int column) {
   return data::cell_value(value, split.table.columns[static_cast<std::size_t>(column)].type);
 }
 
-// A cell as text (a JSON string of a mixed JSON lines column unquoted: data::cell_text).
-std::string text_of(const data::Split& split, std::size_t row, int column) {
-  return data::cell_text(cell(split, row, column),
-                         split.table.columns[static_cast<std::size_t>(column)].type);
+// A cell as text (a JSON string of a mixed JSON lines column unquoted: data::cell_text). A list
+// or an object (a Parquet list<string> column where a text belongs) is refused: its JSON would
+// be learnt as the text, brackets and quotes included.
+std::string text_of(const std::string& dataset, const data::Split& split, std::size_t row,
+                    int column) {
+  const data::Column& c = split.table.columns[static_cast<std::size_t>(column)];
+  const std::string kind = data::cell_structure(cell(split, row, column), c.type);
+  MS_CHECK(kind.empty(), ErrorCode::kUsage, "{}: '{}' is {}, not a text",
+           row_where(dataset, split, row), c.name, kind == "list" ? "a list" : "an object");
+  return data::cell_text(cell(split, row, column), c.type);
 }
 
 // Batches of rows in each epoch's order; the subclass turns rows into tensors.
@@ -452,7 +460,7 @@ std::unique_ptr<BatchSource> make_causal_lm_batches(
   ids.reserve(split.table.rows.size());
   for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
     const std::string where = row_where(dataset, split, r);
-    const std::string text = text_of(split, r, col);
+    const std::string text = text_of(dataset, split, r, col);
     MS_CHECK(text.find_first_not_of(" \t\r\n") != std::string::npos, ErrorCode::kUsage,
              "{}: the text ('{}') is empty", where, column);
     try {
@@ -482,16 +490,20 @@ std::unique_ptr<BatchSource> make_text_batches(const data::Split& split, const T
   const int first = split.table.column_index(columns.first);
   const int second = columns.second.empty() ? -1 : split.table.column_index(columns.second);
   const int label = split.table.column_index(columns.label);
+  // The callers find the columns in this split (find_text_columns); a missing one is a bug here.
+  MS_CHECK(first >= 0 && label >= 0 && (columns.second.empty() || second >= 0),
+           ErrorCode::kInternal, "{} (split {}) lacks the columns {}, {}", dataset, split.name,
+           columns.first, columns.label);
   std::vector<text::Encoding> encodings;
   std::vector<std::int64_t> ids;
   encodings.reserve(split.table.rows.size());
   for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
     const std::string where = row_where(dataset, split, r);
-    const std::string text = text_of(split, r, first);
+    const std::string text = text_of(dataset, split, r, first);
     MS_CHECK(text.find_first_not_of(" \t\r\n") != std::string::npos, ErrorCode::kUsage,
              "{}: the text ('{}') is empty", where, columns.first);
     std::optional<std::string> pair;
-    if (second >= 0) pair = text_of(split, r, second);
+    if (second >= 0) pair = text_of(dataset, split, r, second);
     try {
       encodings.push_back(tokenizer.encode(
           text, pair ? std::optional<std::string_view>(*pair) : std::nullopt, max_length));
@@ -599,6 +611,9 @@ std::unique_ptr<BatchSource> make_token_batches(const data::Split& split,
                                                 const std::string& dataset) {
   const int words_col = split.table.column_index(columns.first);
   const int tags_col = split.table.column_index(columns.label);
+  MS_CHECK(words_col >= 0 && tags_col >= 0, ErrorCode::kInternal,
+           "{} (split {}) lacks the columns {}, {}", dataset, split.name, columns.first,
+           columns.label);
   const std::int64_t cls = tokenizer.token_to_id(tokenizer.options().cls_token);
   const std::int64_t sep = tokenizer.token_to_id(tokenizer.options().sep_token);
   MS_CHECK(cls >= 0 && sep >= 0, ErrorCode::kConfig, "the tokenizer's vocabulary lacks {} or {}",
@@ -674,7 +689,7 @@ std::unique_ptr<BatchSource> make_image_batches(const data::Split& split,
   std::vector<std::int64_t> labels;
   for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
     const std::string where = row_where(dataset, split, r);
-    paths.push_back(text_of(split, r, image));
+    paths.push_back(text_of(dataset, split, r, image));
     const auto* id = std::get_if<std::int64_t>(&cell(split, r, label));
     MS_CHECK(id != nullptr, ErrorCode::kUsage, "{}: the label is not an integer class id", where);
     if (!dataset_classes.empty() && *id >= 0 &&

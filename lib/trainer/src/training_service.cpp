@@ -219,7 +219,6 @@ struct Prepared {
   std::string document_column;                    // text-generation: the texts to learn
   bool per_token = false;                         // token classification: a tag per word
   std::size_t max_length = 128;
-  TextColumns columns;
   std::vector<pipelines::Transform> transforms;        // images: evaluation's
   std::vector<pipelines::Transform> train_transforms;  // images: training's (augmentations)
   Json hf_config;  // config.json of the source folder (text models)
@@ -264,11 +263,11 @@ Prepared prepare_for_training(const infer::ModelInfo& m, Config& config, const d
     p.max_length = infer::preprocessor_max_length(config, m.task).value_or(128);
     p.per_token = token_task(m.task);
     if (p.per_token) {
-      p.columns = find_token_columns(split, config, ds.spec);
-      p.labels = token_label_map(split, p.columns.label, configured_labels(m, config), ds.spec);
+      const TextColumns columns = find_token_columns(split, config, ds.spec);
+      p.labels = token_label_map(split, columns.label, configured_labels(m, config), ds.spec);
     } else {
-      p.columns = find_text_columns(split, config, ds.spec);
-      p.labels = text_label_map(split, p.columns.label, configured_labels(m, config), ds.spec);
+      const TextColumns columns = find_text_columns(split, config, ds.spec);
+      p.labels = text_label_map(split, columns.label, configured_labels(m, config), ds.spec);
     }
   } else {
     p.transforms = pipelines::parse_transforms(config);
@@ -346,8 +345,6 @@ Prepared prepare_for_eval(const infer::ModelInfo& m, const Config& config,
     p.max_length = infer::preprocessor_max_length(config, m.task).value_or(128);
     cap_to_positions(p);
     p.per_token = token_task(m.task);
-    p.columns = p.per_token ? find_token_columns(split, config, ds.spec)
-                            : find_text_columns(split, config, ds.spec);
     std::vector<std::string> names = configured_labels(m, config);
     if (names.size() != static_cast<std::size_t>(classes))
       names = models::label_names(m.dir, classes);
@@ -362,9 +359,9 @@ Prepared prepare_for_eval(const infer::ModelInfo& m, const Config& config,
   return p;
 }
 
-std::unique_ptr<BatchSource> batches(const Prepared& p, const data::Dataset& ds,
-                                     const data::Split& split, const Batching& b,
-                                     bool training = false) {
+std::unique_ptr<BatchSource> batches(const Prepared& p, const Config& config,
+                                     const data::Dataset& ds, const data::Split& split,
+                                     const Batching& b, bool training = false) {
   if (p.causal) {
     // An evaluation split may name its text column differently from the training split.
     const std::string column = split.table.column_index(p.document_column) >= 0
@@ -374,10 +371,17 @@ std::unique_ptr<BatchSource> batches(const Prepared& p, const data::Dataset& ds,
         p.model->vocab_size().value_or(static_cast<std::int64_t>(p.causal->vocab_size()));
     return make_causal_lm_batches(split, column, *p.causal, rows, p.max_length, b, ds.spec);
   }
-  if (p.per_token)
-    return make_token_batches(split, p.columns, p.labels, *p.tokenizer, p.max_length, b, ds.spec);
-  if (p.tokenizer)
-    return make_text_batches(split, p.columns, p.labels, *p.tokenizer, p.max_length, b, ds.spec);
+  // The columns of this split: an evaluation split may lack the training split's (a hub
+  // dataset's unlabelled test split) or name them differently (`sentence` where training read
+  // `text`), and each split's own are found, or refused by name, as the training split's were.
+  if (p.per_token) {
+    const TextColumns columns = find_token_columns(split, config, ds.spec);
+    return make_token_batches(split, columns, p.labels, *p.tokenizer, p.max_length, b, ds.spec);
+  }
+  if (p.tokenizer) {
+    const TextColumns columns = find_text_columns(split, config, ds.spec);
+    return make_text_batches(split, columns, p.labels, *p.tokenizer, p.max_length, b, ds.spec);
+  }
   return make_image_batches(split, training ? p.train_transforms : p.transforms, p.labels,
                             ds.labels, b, ds.spec);
 }
@@ -724,11 +728,11 @@ class TrainingService final : public infer::TrainerService {
       train_batching.rank = dist->rank();
       train_batching.world_size = dist->world_size();
     }
-    setup.train_data = batches(p, ds, train_split, train_batching, /*training=*/true);
+    setup.train_data = batches(p, config, ds, train_split, train_batching, /*training=*/true);
     setup.distributed = dist;
     if (eval_split) {
-      setup.eval_data =
-          batches(p, eval_source, *eval_split, read_batching(config, "evaluation", false, r.seed));
+      setup.eval_data = batches(p, config, eval_source, *eval_split,
+                                read_batching(config, "evaluation", false, r.seed));
       setup.eval_data_hash = eval_split->table.content_hash();
       MS_CHECK(setup.eval_data->num_batches() > 0, ErrorCode::kConfig,
                "{}: evaluation.dataloader gives no batch of the {} evaluation rows (drop_last "
@@ -815,7 +819,7 @@ class TrainingService final : public infer::TrainerService {
     setup.model = p.model;
     setup.label_names = p.labels.names();
     setup.eval_data =
-        batches(p, ds, *split, read_batching(config, "evaluation", false, 0, r.batch_size));
+        batches(p, config, ds, *split, read_batching(config, "evaluation", false, 0, r.batch_size));
     MS_CHECK(setup.eval_data->num_batches() > 0, ErrorCode::kConfig,
              "{}: evaluation.dataloader gives no batch of the {} rows (drop_last with fewer rows "
              "than the batch size)",

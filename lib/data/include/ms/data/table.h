@@ -61,4 +61,9 @@ MS_API Value cell_value(const Value& cell, ColumnType type);
 /// column unquoted, by cell_value), numbers as written, booleans "true" / "false", null "".
 MS_API std::string cell_text(const Value& cell, ColumnType type);
 
+/// The JSON kind of a cell that holds a list or an object ("list", "object"), else "": a Parquet
+/// list column, a JSON lines value written as [...] or {...}. Such a cell is data, not a text:
+/// a text input that read its JSON would tokenize the brackets and quotes.
+MS_API std::string cell_structure(const Value& cell, ColumnType type);
+
 }  // namespace ms::data
