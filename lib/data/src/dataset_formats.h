@@ -81,11 +81,19 @@ bool load_table_folder(const std::filesystem::path& dir, Dataset& ds,
 /// file).
 void load_imagefolder(const std::filesystem::path& root, Dataset& ds);
 
-// ---- folders: ModelScope dataset config, else tables, else imagefolder (folder_dataset.cpp) -----
+// ---- Hugging Face dataset cards (dataset_card.cpp) ----------------------------------------------
 
 /// Whether `dir` holds a README.md whose YAML front matter declares `configs` (a Hugging Face
 /// dataset card: subsets and their split files).
 bool has_readme_configs(const std::filesystem::path& dir);
+
+/// Loads the subset `subset_choice` (else the card's default) of the card's configs into `ds`;
+/// false when `dir` has no card with configs.
+bool load_dataset_card(const std::filesystem::path& dir, Dataset& ds,
+                       const std::optional<std::string>& subset_choice,
+                       const std::optional<std::string>& wanted_split, std::size_t max_rows);
+
+// ---- folders: ModelScope dataset config, else tables, else imagefolder (folder_dataset.cpp) -----
 
 /// Loads a local folder: a ModelScope dataset config (<name>.json: subset -> split -> {meta,
 /// file}), else table files, else an imagefolder. `name_hint` names the config file for hub
