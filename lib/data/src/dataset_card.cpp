@@ -11,7 +11,6 @@
 #include "ms/core/log.h"
 #include "ms/core/text.h"
 #include "ms/data/archive.h"
-#include "ms/hub/download.h"
 #include "ms/hub/repo_id.h"
 
 namespace fs = std::filesystem;
@@ -90,8 +89,9 @@ std::vector<std::pair<std::string, std::vector<std::string>>> data_files_of(
   return out;
 }
 
-// The files of `dir` a data_files pattern names (a path, or an fnmatch pattern: *, ?, [...]),
-// sorted; none is an error naming the pattern.
+// The files of `dir` a data_files pattern names (a path, or a glob: *, ?, [...] within a
+// folder, ** for any folders; data_files_pattern_matches), sorted; none is an error naming the
+// pattern.
 std::vector<fs::path> files_matching(const fs::path& dir, const std::string& pattern,
                                      const std::string& where) {
   MS_CHECK(hub::is_safe_repo_path(pattern), ErrorCode::kConfig,
@@ -108,7 +108,8 @@ std::vector<fs::path> files_matching(const fs::path& dir, const std::string& pat
         continue;
       }
       if (it->is_regular_file(status_ec) &&
-          hub::path_matches(it->path().lexically_relative(dir).generic_string(), pattern))
+          data_files_pattern_matches(it->path().lexically_relative(dir).generic_string(),
+                                     pattern))
         out.push_back(it->path());
     }
     std::sort(out.begin(), out.end());

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ms/data/csv.h"
@@ -64,6 +65,13 @@ struct DataFiles {
   /// train, validation, test first.
   std::vector<std::pair<std::string, std::vector<std::string>>> splits;
 };
+
+/// Whether `path` (relative, with '/') matches a dataset card's data_files `pattern` as
+/// Hugging Face's datasets resolves it (fsspec's glob): `*`, `?` and `[...]` match within one
+/// path component, never across '/'; a component `**` matches zero or more folders
+/// ("data/**/*.csv" takes data/a.csv too). Not fnmatch's rules, which hub allow/ignore patterns
+/// keep (hub::path_matches, as ModelScope's snapshot_download): there `*` crosses '/'.
+bool data_files_pattern_matches(std::string_view path, std::string_view pattern);
 
 /// nullopt when the folder holds no file of a format Hugging Face knows. kIntegrity when the
 /// splits' formats differ.
