@@ -2,6 +2,7 @@
 // whose splits are data_files patterns (as `datasets`' load_dataset and ModelScope 1.40's
 // MsDataset.load read them).
 #include <algorithm>
+#include <set>
 #include <system_error>
 
 #include "dataset_formats.h"
@@ -119,24 +120,69 @@ std::vector<fs::path> files_matching(const fs::path& dir, const std::string& pat
   return out;
 }
 
+// The config `load_dataset(DIR)` reads without a name, as datasets picks it: the one marked
+// `default: true`, else the one named "default", else the only one; nullptr when there is none.
+const Json* default_config(const Json& configs, const std::vector<std::string>& names) {
+  for (const Json& c : configs)
+    if (c.contains("default") && c["default"] == Json(true)) return &c;
+  for (std::size_t i = 0; i < names.size(); ++i)
+    if (names[i] == "default") return &configs[i];
+  return configs.size() == 1 ? &configs[0] : nullptr;
+}
+
+// The CSV separator of a config: pandas' read_csv `sep` or its alias `delimiter`, which datasets
+// passes on; nullopt for neither.
+std::optional<char> config_separator(const Json& config, const std::string& where) {
+  std::optional<char> out;
+  for (const char* key : {"sep", "delimiter"}) {
+    if (!config.contains(key) || config[key].is_null()) continue;
+    MS_CHECK(!out, ErrorCode::kConfig,
+             "{}: both sep and delimiter are given (pandas' read_csv refuses them together)",
+             where);
+    const Json& v = config[key];
+    if (!v.is_string() || v.get<std::string>().size() != 1 || v.get<std::string>() == "\"" ||
+        v.get<std::string>() == "\n" || v.get<std::string>() == "\r") {
+      throw Error(ErrorCode::kConfig,
+                  fmt::format("{}: key '{}' must be one character other than a quote or a line "
+                              "break, got {}",
+                              where, key, v.dump()),
+                  "ms reads no regular-expression or multi-character separators; use \"\\t\" "
+                  "for tabs");
+    }
+    out = v.get<std::string>()[0];
+  }
+  return out;
+}
+
+// A config's keys that ms does not read (pandas / pyarrow options, features, drop_labels, ...)
+// may change the rows datasets reads; a card that carries one is still read, with a warning
+// naming each, since many real cards carry keys that change nothing for their files.
+void warn_unread_keys(const Json& config, const std::string& where) {
+  static const std::set<std::string> read = {"config_name", "data_files", "data_dir", "default",
+                                             "sep", "delimiter"};
+  for (auto it = config.begin(); it != config.end(); ++it) {
+    if (read.count(it.key()) == 0)
+      log::warn("{}: key '{}' is not read by ms (the files are read as without it); its rows may "
+                "differ from those of Hugging Face's datasets",
+                where, it.key());
+  }
+}
+
 void load_readme_configs(const fs::path& dir, const Json& configs, Dataset& ds,
                          const std::optional<std::string>& subset_choice,
                          const std::optional<std::string>& wanted_split, std::size_t max_rows) {
   const std::string source = (dir / "README.md").string() + ": configs";
   ds.subsets.clear();
   const Json* chosen = nullptr;
-  const Json* marked_default = nullptr;
   for (const Json& c : configs) {
     MS_CHECK(c.is_object(), ErrorCode::kConfig, "{}: each config must be a mapping", source);
     const std::string name =
         c.contains("config_name") ? card_text(c["config_name"], "config_name", source) : "default";
     ds.subsets.push_back(name);
     if (subset_choice && name == *subset_choice) chosen = &c;
-    if (c.contains("default") && c["default"] == Json(true)) marked_default = &c;
   }
   if (subset_choice && !chosen) unknown_choice("subset", *subset_choice, source, ds.subsets);
-  if (!chosen) chosen = marked_default;
-  if (!chosen && configs.size() == 1) chosen = &configs[0];
+  if (!chosen) chosen = default_config(configs, ds.subsets);
   if (!chosen) {
     throw Error(ErrorCode::kUsage,
                 fmt::format("{} has {} subsets: {}; choose one", source, ds.subsets.size(),
@@ -145,7 +191,34 @@ void load_readme_configs(const fs::path& dir, const Json& configs, Dataset& ds,
   }
   ds.subset = ds.subsets[static_cast<std::size_t>(chosen - &configs[0])];
   const std::string where = fmt::format("{} '{}'", source, ds.subset);
-  MS_CHECK(chosen->contains("data_files"), ErrorCode::kConfig, "{}: no data_files", where);
+  warn_unread_keys(*chosen, where);
+  const std::optional<char> separator = config_separator(*chosen, where);
+  // data_dir: the folder the config's files are in (data_files patterns are relative to it).
+  fs::path base = dir;
+  if (chosen->contains("data_dir") && !(*chosen)["data_dir"].is_null()) {
+    const std::string data_dir = card_text((*chosen)["data_dir"], "data_dir", where);
+    MS_CHECK(hub::is_safe_repo_path(data_dir), ErrorCode::kConfig,
+             "{}: data_dir '{}' must be a relative path inside the dataset", where, data_dir);
+    base = dir / data_dir;
+    std::error_code ec;
+    MS_CHECK(fs::is_directory(base, ec), ErrorCode::kNotFound,
+             "{}: data_dir '{}' is not a folder of the dataset", where, data_dir);
+  }
+  if (!chosen->contains("data_files")) {
+    // No data_files: the folder's files by split as load_dataset(DIR) finds them.
+    Dataset inner;
+    if (!load_table_folder(base, inner, max_rows, separator)) load_imagefolder(base, inner);
+    if (wanted_split) {
+      const std::vector<std::string> available = split_names(inner.splits);
+      if (std::find(available.begin(), available.end(), *wanted_split) == available.end())
+        unknown_choice("split", *wanted_split, where, available);
+    }
+    for (Split& split : inner.splits)
+      if (!wanted_split || split.name == *wanted_split) ds.splits.push_back(std::move(split));
+    ds.labels = std::move(inner.labels);
+    ds.root = dir;
+    return;
+  }
   const auto splits = data_files_of((*chosen)["data_files"], where);
   std::vector<std::string> available;
   for (const auto& [name, _] : splits) available.push_back(name);
@@ -156,7 +229,7 @@ void load_readme_configs(const fs::path& dir, const Json& configs, Dataset& ds,
     if (wanted_split && name != *wanted_split) continue;
     std::vector<fs::path> files;
     for (const std::string& pattern : patterns) {
-      for (fs::path& f : files_matching(dir, pattern, where)) {
+      for (fs::path& f : files_matching(base, pattern, where)) {
         const std::string ext = data_file_extension(f);
         MS_CHECK(is_table_file(f) || ext == ".json" || ext == ".parquet", ErrorCode::kConfig,
                  "{}: split '{}' file '{}' is not a table ms reads (.csv, .tsv, .json, .jsonl, "
@@ -172,7 +245,7 @@ void load_readme_configs(const fs::path& dir, const Json& configs, Dataset& ds,
     }
     Split split;
     split.name = split.selection = name;
-    split.table = read_tables(files, max_rows);
+    split.table = read_tables(files, max_rows, separator);
     resolve_file_columns(split.table, dir, files.front().string());
     ds.splits.push_back(std::move(split));
   }

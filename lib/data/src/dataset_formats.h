@@ -41,8 +41,10 @@ Table read_table(const std::filesystem::path& path, char delimiter,
                  std::size_t max_rows = SIZE_MAX);
 
 /// The tables of one split read from several files (train-00000-of-00002.csv, ...): same columns
-/// in the same order; CSV types are inferred over all of them together.
-Table read_tables(const std::vector<std::filesystem::path>& files, std::size_t max_rows = SIZE_MAX);
+/// in the same order; CSV types are inferred over all of them together. `delimiter`: the
+/// separator of every CSV / TSV file (a dataset card's `sep`), else ',' (tabs for .tsv).
+Table read_tables(const std::vector<std::filesystem::path>& files, std::size_t max_rows = SIZE_MAX,
+                  std::optional<char> delimiter = std::nullopt);
 /// The files of one split, all read as JSON (lines or an array) or as CSV with `delimiter`.
 Table read_tables_as(const std::vector<std::filesystem::path>& files, bool json, char delimiter,
                      std::size_t max_rows = SIZE_MAX);
@@ -79,9 +81,11 @@ std::optional<DataFiles> find_data_files(const std::filesystem::path& dir);
 
 /// The folder's CSV / JSON / Parquet tables by split (find_data_files); false when its data are
 /// images or there are none; kMissingComponent for data ms does not read (arrow, text, zip
-/// archives among the files, ...).
+/// archives among the files, ...). `delimiter`: the separator of its CSV / TSV files, else
+/// ',' (tabs for a majority of .tsv).
 bool load_table_folder(const std::filesystem::path& dir, Dataset& ds,
-                       std::size_t max_rows = SIZE_MAX);
+                       std::size_t max_rows = SIZE_MAX,
+                       std::optional<char> delimiter = std::nullopt);
 
 // ---- imagefolder (imagefolder_dataset.cpp) -----------------------------------------------------
 
