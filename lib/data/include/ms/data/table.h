@@ -25,6 +25,9 @@ using Value = std::variant<std::monostate, std::int64_t, double, bool, std::stri
 struct Column {
   std::string name;
   ColumnType type = ColumnType::kNull;
+  /// Class names by id of a column of Hugging Face's ClassLabel feature (or of a list of them),
+  /// as a Parquet file's "huggingface" metadata names them; the cells stay the integer ids.
+  std::vector<std::string> class_names = {};
 };
 
 /// Rows of equal width; row i, column j is rows[i][j].
