@@ -959,6 +959,53 @@ TEST_CASE("imagefolder with HF metadata.csv, and text files", "[data]") {
   fs::remove_all(dir);
 }
 
+TEST_CASE("imagefolder with HF metadata.parquet; two metadata files are refused", "[data]") {
+  const fs::path dir = fs::temp_directory_path() / ("ms-data-pqmeta-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  ms::write_file_atomic(dir / "train" / "a" / "1.png", "x");
+  ms::write_file_atomic(dir / "train" / "b" / "2.png", "x");
+  fs::copy_file(fs::path(MS_TEST_DATA_DIR) / "parquet" / "imagefolder_metadata.parquet",
+                dir / "train" / "metadata.parquet");
+  const Dataset ds = load_dataset(dir.string());
+  CHECK(ds.kind == SourceKind::kImageFolder);
+  CHECK(ds.labels.empty());
+  const Table& t = ds.splits.at(0).table;
+  REQUIRE(t.columns.size() == 3);
+  CHECK(t.columns[0].name == "image");
+  CHECK(t.columns[0].type == ColumnType::kImage);
+  CHECK(t.columns[1].name == "caption");
+  CHECK(t.columns[2].type == ColumnType::kInt);  // Parquet's types, not CSV's inference
+  REQUIRE(t.rows.size() == 2);
+  CHECK(std::get<std::string>(t.rows[1][0]) == (dir / "train" / "b" / "2.png").string());
+  CHECK(std::get<std::string>(t.rows[1][1]) == "a dog");
+  CHECK(std::holds_alternative<std::monostate>(t.rows[1][2]));
+  ms::write_file_atomic(dir / "train" / "metadata.csv", "file_name,caption\na/1.png,x\n");
+  const std::string message = message_of([&] { load_dataset("imagefolder:" + dir.string()); });
+  CHECK(message.find("two metadata files, metadata.csv and metadata.parquet") != std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("a folder's kind is its tables' format; an empty one's hint names what is read",
+          "[data]") {
+  const fs::path dir = fs::temp_directory_path() / ("ms-data-kind-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  ms::write_file_atomic(dir / "train.jsonl", "{\"a\": 1}\n");
+  CHECK(load_dataset(dir.string()).kind == SourceKind::kJsonl);  // was kCsv
+  fs::remove_all(dir);
+  ms::write_file_atomic(dir / "train.csv", "a\n1\n");
+  CHECK(load_dataset(dir.string()).kind == SourceKind::kCsv);
+  fs::remove_all(dir);
+  fs::create_directories(dir / "empty");
+  try {
+    load_dataset("imagefolder:" + dir.string());
+    FAIL("an empty imagefolder loaded");
+  } catch (const ms::Error& e) {
+    CHECK(e.hint().find(".parquet") != std::string::npos);
+    CHECK(e.hint().find("not supported") == std::string::npos);
+  }
+  fs::remove_all(dir);
+}
+
 TEST_CASE("a table's content hash tells other rows, order, kinds and splits apart", "[data]") {
   auto table = [](std::vector<std::vector<ms::data::Value>> rows) {
     ms::data::Table t;

@@ -229,7 +229,9 @@ bool load_table_folder(const fs::path& dir, Dataset& ds, std::size_t max_rows,
     resolve_file_columns(split.table, paths[0].parent_path(), paths[0].string());
     ds.splits.push_back(std::move(split));
   }
-  ds.kind = format == "parquet" ? SourceKind::kParquet : SourceKind::kCsv;
+  ds.kind = format == "parquet" ? SourceKind::kParquet
+            : format == "json"  ? SourceKind::kJsonl
+                                : SourceKind::kCsv;
   ds.root = dir;
   return true;
 }
