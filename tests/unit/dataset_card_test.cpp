@@ -54,13 +54,15 @@ std::string card(const std::string& configs) { return "---\nconfigs:\n" + config
 TEST_CASE("card data_files: * stays in its folder, ** is any folders, as fsspec's glob", "[data]") {
   using Rows = std::map<std::string, std::vector<std::int64_t>>;
   Folder f("glob");
-  f.write({{"data/top.csv", "a\n1\n"}, {"data/sub/y.csv", "a\n2\n"}, {"data/sub/deep/z.csv", "a\n3\n"}});
+  f.write({{"data/top.csv", "a\n1\n"},
+           {"data/sub/y.csv", "a\n2\n"},
+           {"data/sub/deep/z.csv", "a\n3\n"}});
   const auto rows_for = [&](const std::string& pattern) {
     f.write({{"README.md", card("- config_name: default\n  data_files: \"" + pattern + "\"\n")}});
     return first_column(load_dataset(f.dir.string()));
   };
-  CHECK(rows_for("data/*.csv") == Rows{{"train", {1}}});              // fnmatch took data/sub too
-  CHECK(rows_for("data/**/*.csv") == Rows{{"train", {3, 2, 1}}});     // and missed data/top.csv
+  CHECK(rows_for("data/*.csv") == Rows{{"train", {1}}});           // fnmatch took data/sub too
+  CHECK(rows_for("data/**/*.csv") == Rows{{"train", {3, 2, 1}}});  // and missed data/top.csv
   CHECK(rows_for("data/*/*.csv") == Rows{{"train", {2}}});
   CHECK(rows_for("data/**") == Rows{{"train", {3, 2, 1}}});
   CHECK(rows_for("data/**/deep/?.csv") == Rows{{"train", {3}}});
@@ -84,8 +86,9 @@ TEST_CASE("card configs: the config named default is read when none is marked de
   CHECK(first_column(ds) == Rows{{"train", {2}}});
   CHECK(first_column(load_dataset(f.dir.string(), choosing("other"))) == Rows{{"train", {1}}});
   // One marked `default: true` comes first; without either, the subset must be named.
-  f.write({{"README.md", card("- config_name: default\n  data_files: default.csv\n"
-                              "- config_name: third\n  data_files: third.csv\n  default: true\n")}});
+  f.write(
+      {{"README.md", card("- config_name: default\n  data_files: default.csv\n"
+                          "- config_name: third\n  data_files: third.csv\n  default: true\n")}});
   CHECK(first_column(load_dataset(f.dir.string())) == Rows{{"train", {3}}});
   f.write({{"README.md", card("- config_name: other\n  data_files: other.csv\n"
                               "- config_name: third\n  data_files: third.csv\n")}});
@@ -102,7 +105,8 @@ TEST_CASE("card configs: data_dir is the folder the files are found or named in"
   };
   // Without data_files: the splits of sub/ as load_dataset("sub") finds them.
   CHECK(rows_for("  data_dir: sub\n") == Rows{{"train", {1}}, {"test", {2}}});
-  CHECK(first_column(load_dataset(f.dir.string(), choosing(std::nullopt, "test"))) == Rows{{"test", {2}}});
+  CHECK(first_column(load_dataset(f.dir.string(), choosing(std::nullopt, "test"))) ==
+        Rows{{"test", {2}}});
   CHECK(code_of([&] { load_dataset(f.dir.string(), choosing(std::nullopt, "dev")); }) ==
         ms::ErrorCode::kNotFound);
   // With data_files: patterns relative to it.
@@ -118,9 +122,9 @@ TEST_CASE("card configs: sep and delimiter are the CSV separator, as pandas read
     f.write({{"README.md", card("- config_name: default\n" + config)}});
     return load_dataset(f.dir.string()).splits.at(0).table;
   };
-  for (const std::string config : {"  data_files: a.csv\n  sep: ';'\n",
-                                   "  data_files: a.csv\n  delimiter: ';'\n",
-                                   "  data_files: t.csv\n  sep: \"\\t\"\n"}) {
+  for (const std::string config :
+       {"  data_files: a.csv\n  sep: ';'\n", "  data_files: a.csv\n  delimiter: ';'\n",
+        "  data_files: t.csv\n  sep: \"\\t\"\n"}) {
     const Table t = table_for(config);
     REQUIRE(t.columns.size() == 2);
     CHECK(t.columns[1].name == "b");

@@ -221,8 +221,9 @@ TEST_CASE("parquet: datasets' Json columns hold JSON values, ClassLabel columns 
   CHECK(std::get<std::string>(t.rows[0][3]) == "[0,1]");
 }
 
-TEST_CASE("parquet: malformed datasets metadata is passed over with a warning, a bad Json cell "
-          "named") {
+TEST_CASE(
+    "parquet: malformed datasets metadata is passed over with a warning, a bad Json cell "
+    "named") {
   const std::filesystem::path dir = std::filesystem::path(MS_TEST_DATA_DIR) / "parquet";
   std::vector<std::string> warnings;
   auto previous = ms::log::set_sink([&](ms::log::Level level, std::string_view m) {

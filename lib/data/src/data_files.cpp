@@ -229,8 +229,7 @@ bool segments_match(const std::vector<std::string>& path, std::size_t p,
   } else {
     // Inside one segment: fnmatch's `*`, `?`, `[...]` (a backslash is a character, as in
     // Python's glob).
-    match = p < path.size() &&
-            ::fnmatch(pattern[q].c_str(), path[p].c_str(), FNM_NOESCAPE) == 0 &&
+    match = p < path.size() && ::fnmatch(pattern[q].c_str(), path[p].c_str(), FNM_NOESCAPE) == 0 &&
             segments_match(path, p + 1, pattern, q + 1, memo);
   }
   known = match ? 2 : 1;

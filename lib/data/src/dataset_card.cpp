@@ -109,8 +109,7 @@ std::vector<fs::path> files_matching(const fs::path& dir, const std::string& pat
         continue;
       }
       if (it->is_regular_file(status_ec) &&
-          data_files_pattern_matches(it->path().lexically_relative(dir).generic_string(),
-                                     pattern))
+          data_files_pattern_matches(it->path().lexically_relative(dir).generic_string(), pattern))
         out.push_back(it->path());
     }
     std::sort(out.begin(), out.end());
@@ -158,13 +157,14 @@ std::optional<char> config_separator(const Json& config, const std::string& wher
 // may change the rows datasets reads; a card that carries one is still read, with a warning
 // naming each, since many real cards carry keys that change nothing for their files.
 void warn_unread_keys(const Json& config, const std::string& where) {
-  static const std::set<std::string> read = {"config_name", "data_files", "data_dir", "default",
-                                             "sep", "delimiter"};
+  static const std::set<std::string> read = {"config_name", "data_files", "data_dir",
+                                             "default",     "sep",        "delimiter"};
   for (auto it = config.begin(); it != config.end(); ++it) {
     if (read.count(it.key()) == 0)
-      log::warn("{}: key '{}' is not read by ms (the files are read as without it); its rows may "
-                "differ from those of Hugging Face's datasets",
-                where, it.key());
+      log::warn(
+          "{}: key '{}' is not read by ms (the files are read as without it); its rows may "
+          "differ from those of Hugging Face's datasets",
+          where, it.key());
   }
 }
 

@@ -68,10 +68,11 @@ void apply_hf_features(Table& table, std::string_view metadata, const std::strin
       root["info"].contains("features"))
     features = &root["info"]["features"];
   if (features == nullptr || !features->is_object()) {
-    log::warn("{}: its \"huggingface\" metadata is not datasets' {{\"info\": {{\"features\": "
-              "...}}}}{}; its columns are read as their Parquet types (Json and ClassLabel "
-              "features are not applied)",
-              source, parsed ? "" : fmt::format(" (not JSON: {})", e.reason));
+    log::warn(
+        "{}: its \"huggingface\" metadata is not datasets' {{\"info\": {{\"features\": "
+        "...}}}}{}; its columns are read as their Parquet types (Json and ClassLabel "
+        "features are not applied)",
+        source, parsed ? "" : fmt::format(" (not JSON: {})", e.reason));
     return;
   }
   for (std::size_t c = 0; c < table.columns.size(); ++c) {

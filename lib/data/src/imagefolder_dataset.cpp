@@ -161,7 +161,7 @@ void load_imagefolder(const fs::path& root, Dataset& ds) {
       // the image column and the other columns come along.
       split.skipped_non_image = r.non_image > 0 ? r.non_image - 1 : 0;
       split.table = data_file_extension(*r.metadata) == ".parquet" ? read_parquet(*r.metadata)
-                                                                    : read_table(*r.metadata, ',');
+                                                                   : read_table(*r.metadata, ',');
       const int col = split.table.column_index("file_name");
       MS_CHECK(col >= 0, ErrorCode::kIntegrity, "{}: metadata needs a 'file_name' column",
                r.metadata->string());

@@ -11,12 +11,12 @@
 #include <limits>
 #include <optional>
 
+#include "hf_features.h"
 #include "ms/config/config.h"
 #include "ms/core/error.h"
 #include "ms/data/archive.h"
 #include "ms/data/csv.h"
 #include "ms/data/parquet_format.h"
-#include "hf_features.h"
 #include "parquet_metadata.h"
 
 namespace ms::data {

@@ -46,9 +46,9 @@ struct MS_API Table {
 /// Infers one column type from raw text fields and converts them, as pandas' read_csv (so
 /// ModelScope and Hugging Face's datasets) types a CSV column: all integers -> kInt (kFloat when
 /// a field is missing: pandas has no missing integer), all numbers -> kFloat, all true/false (any
-/// case) -> kBool, else kString. Empty fields are nulls; a column of only empty fields is kNull. pandas' missing-value markers (NA, N/A,
-/// NULL, None, NaN, ...) are nulls in an int, float or bool column (and a column of nothing else
-/// is kNull), and stay text in a text one.
+/// case) -> kBool, else kString. Empty fields are nulls; a column of only empty fields is kNull.
+/// pandas' missing-value markers (NA, N/A, NULL, None, NaN, ...) are nulls in an int, float or bool
+/// column (and a column of nothing else is kNull), and stay text in a text one.
 MS_API ColumnType infer_and_convert(std::vector<Value*>& cells);
 
 /// infer_and_convert() for every column of a table whose cells are still text or null.
