@@ -36,6 +36,11 @@
 # tests/e2e/test_export_onnx.py: onnxruntime runs the models of `ms export --format onnx` and must
 # give `ms infer`'s outputs.
 #
+# And build/venv-datasets with Hugging Face `datasets` 5.2.0, the newest release (pinned by version
+# and sha256 in scripts/requirements-datasets.txt, with pyarrow and pillow): tests/e2e/
+# test_dataset.py records what it reads from its fixtures, as it does with the 4.8.4 of the newest
+# modelscope venv, and ms must read the same under both. Its wheels install in seconds.
+#
 # And build/venv-torch-newest with the newest torch and transformers (pinned by version and sha256
 # in scripts/requirements-torch-newest.txt; about 5 GB with torch's CUDA libraries, which PyPI's
 # torch needs to import): the interop tests load ms's files in it as in build/venv-transformers,
@@ -120,6 +125,11 @@ torch_newest_ready() {  # torch_newest_ready VENV (transformers' BERT imports it
     "import torch, transformers; from transformers import BertForSequenceClassification"
 }
 
+datasets_requirements="$root/scripts/requirements-datasets.txt"
+datasets_ready() {  # datasets_ready VENV
+  requirements_ready "$1" "$datasets_requirements" "import datasets, pyarrow"
+}
+
 transformers_venv="$root/build/venv-transformers"
 # Checked before any venv is started, so that a missing prerequisite stops nothing half made. Debian
 # ships ensurepip (which venv needs for pip) in python3.11-venv, torch in python3-torch.
@@ -175,6 +185,8 @@ start_hashed_venv() {  # start_hashed_venv NAME REQUIREMENTS: makes build/NAME i
 onnxruntime_venv="$root/build/venv-onnxruntime"
 onnxruntime_ready "$onnxruntime_venv" ||
   start_hashed_venv venv-onnxruntime "$onnxruntime_requirements"
+datasets_venv="$root/build/venv-datasets"
+datasets_ready "$datasets_venv" || start_hashed_venv venv-datasets "$datasets_requirements"
 torch_newest_venv="$root/build/venv-torch-newest"
 torch_newest_ready "$torch_newest_venv" ||
   start_hashed_venv venv-torch-newest "$torch_newest_requirements"
@@ -205,6 +217,9 @@ echo "$transformers_pins in $transformers_venv"
 onnxruntime_ready "$onnxruntime_venv" ||
   { echo "setup_python_interop.sh: $onnxruntime_venv lacks $onnxruntime_requirements's pins" >&2; exit 1; }
 echo "onnxruntime in $onnxruntime_venv"
+datasets_ready "$datasets_venv" ||
+  { echo "setup_python_interop.sh: $datasets_venv lacks $datasets_requirements's pins" >&2; exit 1; }
+echo "datasets (the newest) in $datasets_venv"
 torch_newest_ready "$torch_newest_venv" || {
   echo "setup_python_interop.sh: $torch_newest_venv lacks $torch_newest_requirements's pins, or its" \
     "torch does not import: $("$torch_newest_venv/bin/python" -c 'import torch' 2>&1 | tail -n 1)" >&2

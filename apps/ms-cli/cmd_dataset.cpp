@@ -66,7 +66,11 @@ void print_info(const data::Dataset& ds) {
   for (const auto& s : ds.splits) {
     std::printf("split    %s: %zu rows\n", s.selection.c_str(), s.table.rows.size());
     for (const auto& c : s.table.columns) {
-      std::printf("  %-24s %s\n", c.name.c_str(), data::column_type_name(c.type));
+      std::printf("  %-24s %s", c.name.c_str(), data::column_type_name(c.type));
+      // A ClassLabel column's names by id, as the labels line below shows an imagefolder's.
+      for (std::size_t i = 0; i < c.class_names.size(); ++i)
+        std::printf("%s%zu=%s", i ? ", " : "  classes: ", i, c.class_names[i].c_str());
+      std::printf("\n");
     }
     if (s.skipped_non_image)
       std::printf("  skipped %zu file(s): not images, or images outside the class folders\n",

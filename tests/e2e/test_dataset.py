@@ -866,13 +866,27 @@ expected["ts"] = [{k: None if v is None else str(v) for k, v in row.items()} for
 import numpy as np
 bomb = pa.DictionaryArray.from_arrays(pa.array(np.zeros(4000, np.int32)), pa.array(["x" * 1000000]))
 pq.write_table(pa.table({"s": bomb}), os.path.join(root, "bomb.parquet"), compression="zstd")
+# Hugging Face features in the "huggingface" metadata: a Json column of mixed values (a JSON lines
+# column of texts and numbers saved to Parquet) and ClassLabel columns, as to_parquet writes them.
+features = datasets.Features({"a": datasets.Value("int64"), "m": datasets.Json(),
+                              "label": datasets.ClassLabel(names=["neg", "neu", "pos"]),
+                              "tags": datasets.List(datasets.ClassLabel(names=["O", "B"]))})
+datasets.Dataset.from_dict({"a": [1, 2, 3, 4], "m": ["text", 5, [1, 2], {"k": 1, "b": None}],
+                            "label": [0, 1, 2, 1], "tags": [[0, 1], [], [1], [0]]},
+                           features=features).to_parquet(os.path.join(root, "features.parquet"))
+feat = datasets.load_dataset("parquet", data_files=os.path.join(root, "features.parquet"),
+                             split="train")
+expected["features"] = {"rows": [dict(row) for row in feat],
+                        "names": {k: (f.names if hasattr(f, "names") else f.feature.names)
+                                  for k, f in feat.features.items() if k in ("label", "tags")}}
 with open(os.path.join(root, "expected.json"), "w") as f:
     json.dump(expected, f, ensure_ascii=False)
 '''
 
 
 def python_with_pyarrow():
-    """The Python of scripts/setup_python_interop.sh's venv (pyarrow and datasets are in it), or None."""
+    """The Python of the newest modelscope venv of scripts/setup_python_interop.sh (pyarrow and
+    datasets 4.8.4 are in it), or None."""
     from hub_fixture import modelscope_pythons
     for python in reversed(list(modelscope_pythons().values())):
         r = subprocess.run([python, "-c", "import pyarrow, datasets"], capture_output=True, timeout=120)
@@ -881,24 +895,49 @@ def python_with_pyarrow():
     return None
 
 
+def python_with_newest_datasets():
+    """The Python of build/venv-datasets (scripts/setup_python_interop.sh: datasets 5.2.0, the
+    newest release, pinned in scripts/requirements-datasets.txt), or None."""
+    builds = [os.path.join(SOURCE_DIR, "build")]
+    if MS_BIN:
+        builds.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(MS_BIN))))
+    for build in builds:
+        python = os.path.join(build, "venv-datasets", "bin", "python")
+        if os.path.exists(python) and subprocess.run(
+                [python, "-c", "import pyarrow, datasets"], capture_output=True, timeout=120).returncode == 0:
+            return python
+    return None
+
+
+def run_peer(python, script, root):
+    """Runs a fixture script under a peer's Python (offline, its cache in `root`); returns its
+    expected.json."""
+    r = subprocess.run([python, "-c", script, root], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "HF_DATASETS_CACHE": os.path.join(root, ".hf"),
+                            "HF_HUB_OFFLINE": "1"})
+    if r.returncode != 0:
+        raise RuntimeError(f"the fixture script failed under {python}:\n{r.stderr}")
+    with open(os.path.join(root, "expected.json")) as f:
+        return json.load(f)
+
+
 class ParquetTest(MsTestCase):
-    """Parquet files as pyarrow writes them, read by ms as Hugging Face's datasets reads them."""
+    """Parquet files as pyarrow writes them, read by ms as Hugging Face's datasets reads them: the
+    datasets 4.8.4 of the newest modelscope venv here, 5.2.0 in ParquetTestNewestDatasets."""
+
+    @staticmethod
+    def peer_python():
+        return python_with_pyarrow()
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         cls.root = None
-        python = python_with_pyarrow()
+        python = cls.peer_python()
         if python is None:
             return
         cls.root = tempfile.mkdtemp(prefix="ms-parquet-")
-        r = subprocess.run([python, "-c", PARQUET_WRITER, cls.root], capture_output=True, text=True,
-                           timeout=300, env={**os.environ, "HF_DATASETS_CACHE": os.path.join(cls.root, ".hf"),
-                                             "HF_HUB_OFFLINE": "1"})
-        if r.returncode != 0:
-            raise RuntimeError(f"writing the parquet fixtures failed:\n{r.stderr}")
-        with open(os.path.join(cls.root, "expected.json")) as f:
-            cls.expected = json.load(f)
+        cls.expected = run_peer(python, PARQUET_WRITER, cls.root)
 
     @classmethod
     def tearDownClass(cls):
@@ -909,7 +948,8 @@ class ParquetTest(MsTestCase):
     def setUp(self):
         super().setUp()
         if self.root is None:
-            self.skipTest("needs the venv of scripts/setup_python_interop.sh (pyarrow, datasets)")
+            self.skipTest("needs the venvs of scripts/setup_python_interop.sh (datasets 4.8.4 in "
+                          "the newest modelscope venv, 5.2.0 in build/venv-datasets)")
         self.env = {"MODELSCOPE_CACHE": self.path("cache")}
 
     def head(self, spec):
@@ -986,6 +1026,21 @@ class ParquetTest(MsTestCase):
         # Timestamps as Python prints what datasets gives (microseconds unless there are nanos).
         self.assertEqual(self.head(os.path.join(self.root, "ts.parquet")), self.expected["ts"])
 
+    def test_json_and_class_label_features_as_datasets_reads_them(self):
+        # The Json column was text of JSON ("\"text\"", "5"); the values are datasets' own.
+        path = os.path.join(self.root, "features.parquet")
+        self.assertEqual(json.dumps(self.head(path)), json.dumps(self.expected["features"]["rows"]))
+        r = run_ms("dataset", "info", path, "--json", env=self.env)
+        self.assertExit(r, 0)
+        columns = {c["name"]: c for c in self.json_out(r)["splits"][0]["columns"]}
+        self.assertEqual(columns["m"]["type"], "json")
+        self.assertEqual({k: columns[k]["names"] for k in ("label", "tags")},
+                         self.expected["features"]["names"])
+        self.assertNotIn("names", columns["a"])
+        r = run_ms("dataset", "info", path, env=self.env)
+        self.assertExit(r, 0)
+        self.assertRegex(r.stdout, r"label +int +classes: 0=neg, 1=neu, 2=pos")
+
     def test_a_dictionary_bomb_is_refused_before_it_is_built(self):
         # 4,000 rows that each copy one 1 MB dictionary string: refused by the memory limit for
         # a file of its size (checked before the copies), not decoded into 4 GB.
@@ -1004,6 +1059,160 @@ class ParquetTest(MsTestCase):
             r = run_ms("dataset", "info", bad, env=self.env)
             self.assertExit(r, 7)
             self.assertIn("bad.parquet", r.stderr)
+
+
+class ParquetTestNewestDatasets(ParquetTest):
+    """ParquetTest's checks with the fixtures written and read by datasets 5.2.0 (build/venv-datasets)."""
+
+    @staticmethod
+    def peer_python():
+        return python_with_newest_datasets()
+
+
+# --- dataset cards, CSV types, imagefolder metadata, against datasets ------------------------------
+
+# Writes folders whose reading ms used to get wrong and records what Hugging Face's datasets'
+# load_dataset(FOLDER) gives for each: split -> rows (an image as its file's name) into
+# expected.json.
+PEER_CASES = r'''
+import json, math, os, sys
+import datasets
+datasets.disable_progress_bars()
+root = sys.argv[1]
+def write(rel, text, mode="w"):
+    path = os.path.join(root, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, mode) as f:
+        f.write(text)
+def card(configs):
+    return "---\nconfigs:\n" + configs + "---\n# card\n"
+# data_files globs: * stays within a folder, ** is zero or more folders.
+for case, pattern in [("glob", "data/*.csv"), ("dstar", "data/**/*.csv")]:
+    write(f"{case}/data/top.csv", "a\n1\n")
+    write(f"{case}/data/sub/y.csv", "a\n2\n")
+    write(f"{case}/README.md", card(f"- config_name: default\n  data_files: \"{pattern}\"\n"))
+write("named_default/other.csv", "a\n1\n")
+write("named_default/default.csv", "a\n2\n")
+write("named_default/README.md", card("- config_name: other\n  data_files: other.csv\n"
+                                      "- config_name: default\n  data_files: default.csv\n"))
+write("datadir/sub/train.csv", "a,src\n1,sub/train.csv\n")
+write("datadir/sub/test.csv", "a,src\n1,sub/test.csv\n")
+write("datadir/README.md", card("- config_name: default\n  data_dir: sub\n"))
+write("sep/a.csv", "a;b\n1;x\n2;y\n")
+write("sep/README.md", card("- config_name: default\n  data_files: a.csv\n  sep: ';'\n"))
+write("csv_blank/train.csv", "n,m,s\n1,1,a\n,2,b\n3,3,\n")
+write("tsv_blank/train.tsv", "n\tm\n1\t1\n\t2\n")
+write("jsonl_null/train.jsonl", '{"n": 1}\n{"n": null}\n{"n": 3}\n')
+# An imagefolder whose metadata is a Parquet file.
+import pyarrow as pa, pyarrow.parquet as pq
+from PIL import Image
+os.makedirs(os.path.join(root, "if_parquet"))
+for i in range(2):
+    Image.new("RGB", (4, 3), (i, 0, 0)).save(os.path.join(root, "if_parquet", f"{i}.png"))
+pq.write_table(pa.table({"file_name": ["0.png", "1.png"], "cap": ["a", "b"], "n": [1, None]}),
+               os.path.join(root, "if_parquet", "metadata.parquet"))
+def clean(v):
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if hasattr(v, "filename") and hasattr(v, "size"):
+        return os.path.basename(v.filename)
+    return v
+expected = {}
+for case in ["glob", "dstar", "named_default", "datadir", "sep", "csv_blank", "tsv_blank",
+             "jsonl_null", "if_parquet"]:
+    ds = datasets.load_dataset(os.path.join(root, case))
+    expected[case] = {s: [{k: clean(v) for k, v in row.items()} for row in ds[s]] for s in ds}
+with open(os.path.join(root, "expected.json"), "w") as f:
+    json.dump(expected, f, ensure_ascii=False)
+'''
+
+
+class DatasetsPeerTest(MsTestCase):
+    """Folders read by ms as Hugging Face's datasets reads them (PEER_CASES): the 4.8.4 of the
+    newest modelscope venv here, 5.2.0 in DatasetsPeerTestNewestDatasets."""
+
+    @staticmethod
+    def peer_python():
+        return python_with_pyarrow()
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.root = None
+        python = cls.peer_python()
+        if python is None:
+            return
+        cls.root = tempfile.mkdtemp(prefix="ms-peer-")
+        cls.expected = run_peer(python, PEER_CASES, cls.root)
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.root:
+            shutil.rmtree(cls.root, True)
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        if self.root is None:
+            self.skipTest("needs the venvs of scripts/setup_python_interop.sh (datasets 4.8.4 in "
+                          "the newest modelscope venv, 5.2.0 in build/venv-datasets)")
+        self.env = {"MODELSCOPE_CACHE": self.path("cache")}
+
+    def rows(self, case):
+        """split -> rows of `ms dataset head` on the case's folder (an image as its file's name)."""
+        r = run_ms("dataset", "head", os.path.join(self.root, case), "--json", "-n", "1000", env=self.env)
+        self.assertExit(r, 0)
+        out = {}
+        for line in r.stdout.splitlines():
+            row = json.loads(line)
+            split = row.pop("_split", "train")
+            if "image" in row:
+                row["image"] = os.path.basename(row["image"])
+            out.setdefault(split, []).append(row)
+        return out
+
+    def assertReadsAsDatasets(self, case):
+        # As JSON text: 1.0 and 1 are equal in Python, not in what ms gives.
+        self.assertEqual(json.dumps(self.rows(case)), json.dumps(self.expected[case]), case)
+
+    def test_card_globs_stay_within_a_folder_and_double_star_is_any_folders(self):
+        self.assertReadsAsDatasets("glob")   # ms took data/sub/y.csv too
+        self.assertReadsAsDatasets("dstar")  # ms missed data/top.csv
+
+    def test_card_config_named_default_is_the_default(self):
+        self.assertReadsAsDatasets("named_default")  # ms exited 2
+
+    def test_card_data_dir_without_data_files(self):
+        self.assertReadsAsDatasets("datadir")  # ms exited 3
+
+    def test_card_sep(self):
+        self.assertReadsAsDatasets("sep")  # ms read 'a;b' as one column
+
+    def test_csv_integers_with_a_blank_are_floats_json_lines_keep_ints(self):
+        for case in ("csv_blank", "tsv_blank", "jsonl_null"):
+            self.assertReadsAsDatasets(case)
+
+    def test_imagefolder_metadata_parquet(self):
+        self.assertReadsAsDatasets("if_parquet")  # ms dropped its columns
+
+    def test_card_keys_ms_does_not_read_are_named(self):
+        folder = os.path.join(self.tmp, "keys")
+        os.makedirs(folder)
+        with open(os.path.join(folder, "a.csv"), "w") as f:
+            f.write("a\n1\n")
+        with open(os.path.join(folder, "README.md"), "w") as f:
+            f.write("---\nconfigs:\n- config_name: default\n  data_files: a.csv\n  header: 0\n---\n")
+        r = run_ms("dataset", "info", folder, "--json", env=self.env)
+        self.assertExit(r, 0)
+        self.assertIn("key 'header' is not read by ms", r.stderr)
+
+
+class DatasetsPeerTestNewestDatasets(DatasetsPeerTest):
+    """DatasetsPeerTest's checks against datasets 5.2.0 (build/venv-datasets)."""
+
+    @staticmethod
+    def peer_python():
+        return python_with_newest_datasets()
 
 
 if __name__ == "__main__":

@@ -203,11 +203,15 @@ TEST_CASE("CSV: integers no int64 holds keep every digit as text; among floats t
   std::vector<ms::data::Value> cells = {std::string("1"), std::string("99999999999999999999")};
   std::vector<ms::data::Value*> pointers = {&cells[0], &cells[1]};
   CHECK(ms::data::infer_and_convert(pointers) == ColumnType::kString);
+  // A missing value makes integers floats, as pandas (which has no missing integer) reads them.
   cells = {std::string("1"), std::string("NA"), std::string("2")};
   CHECK(ms::data::infer_and_convert(pointers = {&cells[0], &cells[1], &cells[2]}) ==
-        ColumnType::kInt);
+        ColumnType::kFloat);
   CHECK(std::holds_alternative<std::monostate>(cells[1]));
-  CHECK(std::get<std::int64_t>(cells[2]) == 2);
+  CHECK(std::get<double>(cells[2]) == 2.0);
+  cells = {std::string("1"), std::monostate{}, std::string("2")};
+  CHECK(ms::data::infer_and_convert(pointers = {&cells[0], &cells[1], &cells[2]}) ==
+        ColumnType::kFloat);
 }
 
 TEST_CASE("CSV: pandas' missing-value markers are nulls among numbers, text among text", "[data]") {
@@ -218,7 +222,7 @@ TEST_CASE("CSV: pandas' missing-value markers are nulls among numbers, text amon
       "f.csv");
   REQUIRE(t.columns.size() == 5);
   CHECK(t.columns[0].type == ColumnType::kFloat);
-  CHECK(t.columns[1].type == ColumnType::kInt);
+  CHECK(t.columns[1].type == ColumnType::kFloat);  // integers with missing values, as pandas
   CHECK(t.columns[2].type == ColumnType::kString);
   CHECK(t.columns[3].type == ColumnType::kBool);
   CHECK(t.columns[4].type == ColumnType::kNull);  // nothing but markers: missing, as pandas
@@ -229,6 +233,24 @@ TEST_CASE("CSV: pandas' missing-value markers are nulls among numbers, text amon
   CHECK(std::get<std::string>(t.rows[2][2]) == "None");
   CHECK(std::holds_alternative<std::monostate>(t.rows[1][3]));
   CHECK(std::holds_alternative<std::monostate>(t.rows[1][4]));
+}
+
+TEST_CASE("CSV: integers with a blank are floats, as pandas reads them; JSON lines keep ints",
+          "[data]") {
+  // pandas (so ModelScope and Hugging Face's datasets) gives 1.0, None, 3.0; pyarrow's JSON
+  // reader keeps int64 with a null.
+  const Table t = parse_csv("n,m,s\n1,1,a\n,2,\n3,3,c\n", "blank.csv");
+  CHECK(t.columns[0].type == ColumnType::kFloat);
+  CHECK(std::get<double>(t.rows[0][0]) == 1.0);
+  CHECK(std::holds_alternative<std::monostate>(t.rows[1][0]));
+  CHECK(t.columns[1].type == ColumnType::kInt);
+  CHECK(t.columns[2].type == ColumnType::kString);
+  CsvOptions tsv;
+  tsv.delimiter = '\t';
+  CHECK(parse_csv("n\tm\n1\t\n\t2\n", "blank.tsv", tsv).columns[0].type == ColumnType::kFloat);
+  const Table j = parse_jsonl("{\"n\": 1}\n{\"n\": null}\n{}\n", "blank.jsonl");
+  CHECK(j.columns[0].type == ColumnType::kInt);
+  CHECK(std::get<std::int64_t>(j.rows[0][0]) == 1);
 }
 
 TEST_CASE("JSON lines: union of keys, widening, nested values, bad lines", "[data]") {
@@ -934,6 +956,53 @@ TEST_CASE("imagefolder with HF metadata.csv, and text files", "[data]") {
   REQUIRE(text.splits[0].table.rows.size() == 3);
   CHECK(std::get<std::string>(text.splits[0].table.rows[0][0]) == "one");
   CHECK(std::get<std::string>(text.splits[0].table.rows[1][0]).empty());
+  fs::remove_all(dir);
+}
+
+TEST_CASE("imagefolder with HF metadata.parquet; two metadata files are refused", "[data]") {
+  const fs::path dir = fs::temp_directory_path() / ("ms-data-pqmeta-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  ms::write_file_atomic(dir / "train" / "a" / "1.png", "x");
+  ms::write_file_atomic(dir / "train" / "b" / "2.png", "x");
+  fs::copy_file(fs::path(MS_TEST_DATA_DIR) / "parquet" / "imagefolder_metadata.parquet",
+                dir / "train" / "metadata.parquet");
+  const Dataset ds = load_dataset(dir.string());
+  CHECK(ds.kind == SourceKind::kImageFolder);
+  CHECK(ds.labels.empty());
+  const Table& t = ds.splits.at(0).table;
+  REQUIRE(t.columns.size() == 3);
+  CHECK(t.columns[0].name == "image");
+  CHECK(t.columns[0].type == ColumnType::kImage);
+  CHECK(t.columns[1].name == "caption");
+  CHECK(t.columns[2].type == ColumnType::kInt);  // Parquet's types, not CSV's inference
+  REQUIRE(t.rows.size() == 2);
+  CHECK(std::get<std::string>(t.rows[1][0]) == (dir / "train" / "b" / "2.png").string());
+  CHECK(std::get<std::string>(t.rows[1][1]) == "a dog");
+  CHECK(std::holds_alternative<std::monostate>(t.rows[1][2]));
+  ms::write_file_atomic(dir / "train" / "metadata.csv", "file_name,caption\na/1.png,x\n");
+  const std::string message = message_of([&] { load_dataset("imagefolder:" + dir.string()); });
+  CHECK(message.find("two metadata files, metadata.csv and metadata.parquet") != std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("a folder's kind is its tables' format; an empty one's hint names what is read",
+          "[data]") {
+  const fs::path dir = fs::temp_directory_path() / ("ms-data-kind-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  ms::write_file_atomic(dir / "train.jsonl", "{\"a\": 1}\n");
+  CHECK(load_dataset(dir.string()).kind == SourceKind::kJsonl);  // was kCsv
+  fs::remove_all(dir);
+  ms::write_file_atomic(dir / "train.csv", "a\n1\n");
+  CHECK(load_dataset(dir.string()).kind == SourceKind::kCsv);
+  fs::remove_all(dir);
+  fs::create_directories(dir / "empty");
+  try {
+    load_dataset("imagefolder:" + dir.string());
+    FAIL("an empty imagefolder loaded");
+  } catch (const ms::Error& e) {
+    CHECK(e.hint().find(".parquet") != std::string::npos);
+    CHECK(e.hint().find("not supported") == std::string::npos);
+  }
   fs::remove_all(dir);
 }
 

@@ -13,6 +13,7 @@
 #include "catch.h"
 #include "error_capture.h"
 #include "ms/core/error.h"
+#include "ms/core/log.h"
 #include "ms/data/dataset.h"
 #include "ms/data/parquet_format.h"
 
@@ -231,6 +232,63 @@ TEST_CASE("parquet: a single file's x:FILE column holds paths beside it, as a CS
   std::filesystem::remove(dir / "a.png");
   CHECK(code_of([&] { load_dataset((dir / "t.parquet").string()); }) == ms::ErrorCode::kNotFound);
   std::filesystem::remove_all(dir);
+}
+
+// tests/data/parquet/README.md says how the files were written and what datasets reads.
+TEST_CASE("parquet: datasets' Json columns hold JSON values, ClassLabel columns their names") {
+  const std::filesystem::path dir = std::filesystem::path(MS_TEST_DATA_DIR) / "parquet";
+  const Table t = read_parquet(dir / "hf_features.parquet");
+  REQUIRE(t.columns.size() == 4);
+  CHECK(t.columns[0].type == ColumnType::kInt);
+  CHECK(t.columns[0].class_names.empty());
+  // The Json feature: pyarrow's extension<arrow.json>, stored as JSON text. Before, "m" was a
+  // string column of the texts ("\"text\"", "5").
+  CHECK(t.columns[1].type == ColumnType::kJson);
+  REQUIRE(t.rows.size() == 3);
+  CHECK(cell_value(t.rows[0][1], t.columns[1].type) == Value(std::string("text")));
+  CHECK(cell_value(t.rows[1][1], t.columns[1].type) == Value(std::int64_t{5}));
+  CHECK(std::get<std::string>(t.rows[2][1]) == R"({"k":[1,null],"b":2})");  // keys in order
+  CHECK(t.columns[2].type == ColumnType::kInt);
+  CHECK(t.columns[2].class_names == std::vector<std::string>{"neg", "pos"});
+  CHECK(std::get<std::int64_t>(t.rows[0][2]) == 1);
+  CHECK(t.columns[3].type == ColumnType::kJson);
+  CHECK(t.columns[3].class_names == std::vector<std::string>{"O", "B"});
+  CHECK(std::get<std::string>(t.rows[0][3]) == "[0,1]");
+}
+
+TEST_CASE(
+    "parquet: malformed datasets metadata is passed over with a warning, a bad Json cell "
+    "named") {
+  const std::filesystem::path dir = std::filesystem::path(MS_TEST_DATA_DIR) / "parquet";
+  std::vector<std::string> warnings;
+  auto previous = ms::log::set_sink([&](ms::log::Level level, std::string_view m) {
+    if (level == ms::log::Level::kWarning) warnings.emplace_back(m);
+  });
+  Table t;
+  try {
+    t = read_parquet(dir / "hf_features_bad_metadata.parquet");
+  } catch (...) {
+    ms::log::set_sink(previous);
+    throw;
+  }
+  ms::log::set_sink(previous);
+  REQUIRE(warnings.size() == 1);
+  CHECK(warnings[0].find("hf_features_bad_metadata.parquet") != std::string::npos);
+  CHECK(warnings[0].find("\"huggingface\" metadata") != std::string::npos);
+  REQUIRE(t.columns.size() == 4);
+  CHECK(t.columns[1].type == ColumnType::kString);  // as its Parquet type says
+  CHECK(t.columns[2].class_names.empty());
+  const std::string message = [&] {
+    try {
+      read_parquet(dir / "hf_json_bad_cell.parquet");
+    } catch (const ms::Error& e) {
+      CHECK(e.code() == ms::ErrorCode::kIntegrity);
+      return std::string(e.what());
+    }
+    return std::string();
+  }();
+  CHECK(message.find("hf_json_bad_cell.parquet: column 'm'") != std::string::npos);
+  CHECK(message.find("row 2") != std::string::npos);
 }
 
 TEST_CASE("parquet: bad magic and a metadata length beyond the file are kIntegrity") {

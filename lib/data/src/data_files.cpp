@@ -16,6 +16,8 @@
 //    files with a suffix of that format's family (or .zip), followed by nothing or by '.' and
 //    anything, are read, all with the format's options (a majority of .tsv reads .csv files
 //    with tabs too).
+#include <fnmatch.h>
+
 #include <algorithm>
 #include <cctype>
 #include <map>
@@ -211,7 +213,37 @@ std::string infer_format(const std::vector<const DataFile*>& files) {
   return "";
 }
 
+// Whether path[p..] matches pattern[q..], segment by segment; `memo` (one entry per (p, q),
+// 0 unknown, 1 no, 2 yes) keeps patterns of many `**` linear in what they are tried against.
+bool segments_match(const std::vector<std::string>& path, std::size_t p,
+                    const std::vector<std::string>& pattern, std::size_t q,
+                    std::vector<char>& memo) {
+  char& known = memo[p * (pattern.size() + 1) + q];
+  if (known != 0) return known == 2;
+  bool match = false;
+  if (q == pattern.size()) {
+    match = p == path.size();
+  } else if (pattern[q] == "**") {
+    for (std::size_t k = p; k <= path.size() && !match; ++k)
+      match = segments_match(path, k, pattern, q + 1, memo);
+  } else {
+    // Inside one segment: fnmatch's `*`, `?`, `[...]` (a backslash is a character, as in
+    // Python's glob).
+    match = p < path.size() && ::fnmatch(pattern[q].c_str(), path[p].c_str(), FNM_NOESCAPE) == 0 &&
+            segments_match(path, p + 1, pattern, q + 1, memo);
+  }
+  known = match ? 2 : 1;
+  return match;
+}
+
 }  // namespace
+
+bool data_files_pattern_matches(std::string_view path, std::string_view pattern) {
+  const std::vector<std::string> path_parts = split(std::string(path), '/');
+  const std::vector<std::string> pattern_parts = split(std::string(pattern), '/');
+  std::vector<char> memo((path_parts.size() + 1) * (pattern_parts.size() + 1), 0);
+  return segments_match(path_parts, 0, pattern_parts, 0, memo);
+}
 
 std::optional<DataFiles> find_data_files(const fs::path& dir) {
   static const std::set<std::string> ignored = {"README.md",         "config.json",

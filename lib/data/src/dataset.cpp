@@ -197,8 +197,11 @@ Json Dataset::info() const {
     if (s.selection != s.name) sj["selection"] = s.selection;
     sj["rows"] = s.table.rows.size();
     Json cols = Json::array();
-    for (const auto& c : s.table.columns)
-      cols.push_back({{"name", c.name}, {"type", column_type_name(c.type)}});
+    for (const auto& c : s.table.columns) {
+      Json col = {{"name", c.name}, {"type", column_type_name(c.type)}};
+      if (!c.class_names.empty()) col["names"] = c.class_names;  // a ClassLabel's, by id
+      cols.push_back(std::move(col));
+    }
     sj["columns"] = cols;
     if (s.skipped_non_image) sj["skipped_non_image"] = s.skipped_non_image;
     if (s.skipped_bad) {

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ms/data/csv.h"
@@ -40,8 +41,10 @@ Table read_table(const std::filesystem::path& path, char delimiter,
                  std::size_t max_rows = SIZE_MAX);
 
 /// The tables of one split read from several files (train-00000-of-00002.csv, ...): same columns
-/// in the same order; CSV types are inferred over all of them together.
-Table read_tables(const std::vector<std::filesystem::path>& files, std::size_t max_rows = SIZE_MAX);
+/// in the same order; CSV types are inferred over all of them together. `delimiter`: the
+/// separator of every CSV / TSV file (a dataset card's `sep`), else ',' (tabs for .tsv).
+Table read_tables(const std::vector<std::filesystem::path>& files, std::size_t max_rows = SIZE_MAX,
+                  std::optional<char> delimiter = std::nullopt);
 /// The files of one split, all read as JSON (lines or an array) or as CSV with `delimiter`.
 Table read_tables_as(const std::vector<std::filesystem::path>& files, bool json, char delimiter,
                      std::size_t max_rows = SIZE_MAX);
@@ -65,15 +68,24 @@ struct DataFiles {
   std::vector<std::pair<std::string, std::vector<std::string>>> splits;
 };
 
+/// Whether `path` (relative, with '/') matches a dataset card's data_files `pattern` as
+/// Hugging Face's datasets resolves it (fsspec's glob): `*`, `?` and `[...]` match within one
+/// path component, never across '/'; a component `**` matches zero or more folders
+/// ("data/**/*.csv" takes data/a.csv too). Not fnmatch's rules, which hub allow/ignore patterns
+/// keep (hub::path_matches, as ModelScope's snapshot_download): there `*` crosses '/'.
+bool data_files_pattern_matches(std::string_view path, std::string_view pattern);
+
 /// nullopt when the folder holds no file of a format Hugging Face knows. kIntegrity when the
 /// splits' formats differ.
 std::optional<DataFiles> find_data_files(const std::filesystem::path& dir);
 
 /// The folder's CSV / JSON / Parquet tables by split (find_data_files); false when its data are
 /// images or there are none; kMissingComponent for data ms does not read (arrow, text, zip
-/// archives among the files, ...).
+/// archives among the files, ...). `delimiter`: the separator of its CSV / TSV files, else
+/// ',' (tabs for a majority of .tsv).
 bool load_table_folder(const std::filesystem::path& dir, Dataset& ds,
-                       std::size_t max_rows = SIZE_MAX);
+                       std::size_t max_rows = SIZE_MAX,
+                       std::optional<char> delimiter = std::nullopt);
 
 // ---- imagefolder (imagefolder_dataset.cpp) -----------------------------------------------------
 
@@ -81,11 +93,19 @@ bool load_table_folder(const std::filesystem::path& dir, Dataset& ds,
 /// file).
 void load_imagefolder(const std::filesystem::path& root, Dataset& ds);
 
-// ---- folders: ModelScope dataset config, else tables, else imagefolder (folder_dataset.cpp) -----
+// ---- Hugging Face dataset cards (dataset_card.cpp) ----------------------------------------------
 
 /// Whether `dir` holds a README.md whose YAML front matter declares `configs` (a Hugging Face
 /// dataset card: subsets and their split files).
 bool has_readme_configs(const std::filesystem::path& dir);
+
+/// Loads the subset `subset_choice` (else the card's default) of the card's configs into `ds`;
+/// false when `dir` has no card with configs.
+bool load_dataset_card(const std::filesystem::path& dir, Dataset& ds,
+                       const std::optional<std::string>& subset_choice,
+                       const std::optional<std::string>& wanted_split, std::size_t max_rows);
+
+// ---- folders: ModelScope dataset config, else tables, else imagefolder (folder_dataset.cpp) -----
 
 /// Loads a local folder: a ModelScope dataset config (<name>.json: subset -> split -> {meta,
 /// file}), else table files, else an imagefolder. `name_hint` names the config file for hub

@@ -1,5 +1,5 @@
 // imagefolder datasets: <class>/<image> folders, optionally under train/ validation/ test/, or
-// HF's metadata.csv / metadata.jsonl naming the images.
+// HF's metadata.csv / metadata.jsonl / metadata.parquet naming the images.
 #include <algorithm>
 #include <map>
 #include <set>
@@ -9,7 +9,9 @@
 #include "ms/core/error.h"
 #include "ms/core/log.h"
 #include "ms/core/text.h"
+#include "ms/data/archive.h"
 #include "ms/data/image.h"
+#include "ms/data/parquet.h"
 #include "ms/hub/repo_id.h"
 
 namespace fs = std::filesystem;
@@ -20,7 +22,7 @@ namespace {
 struct RawSplit {
   std::string name;
   fs::path dir;
-  std::optional<fs::path> metadata;  // HF's metadata.csv / metadata.jsonl with a file_name column
+  std::optional<fs::path> metadata;  // HF's metadata.csv / .jsonl / .parquet: a file_name column
   std::vector<std::pair<std::string, std::string>> files;  // path, class ("" = none)
   std::size_t non_image = 0;
 };
@@ -59,9 +61,15 @@ RawSplit scan_split_dir(const fs::path& dir, const std::string& name) {
   RawSplit split;
   split.name = name;
   split.dir = dir;
-  for (const char* meta : {"metadata.csv", "metadata.jsonl"}) {
+  for (const char* meta : {"metadata.csv", "metadata.jsonl", "metadata.parquet"}) {
     std::error_code ec;
-    if (fs::is_regular_file(dir / meta, ec)) split.metadata = dir / meta;
+    if (!fs::is_regular_file(dir / meta, ec)) continue;
+    // HF's imagefolder refuses metadata files of different formats ("Found metadata files with
+    // different extensions"); taking one of them would drop the other's rows without a word.
+    MS_CHECK(!split.metadata, ErrorCode::kIntegrity,
+             "{}: holds two metadata files, {} and {}, which Hugging Face's datasets refuses too",
+             dir.string(), split.metadata->filename().string(), meta);
+    split.metadata = dir / meta;
   }
   std::vector<fs::path> class_dirs;
   std::vector<fs::path> loose;
@@ -128,7 +136,7 @@ void load_imagefolder(const fs::path& root, Dataset& ds) {
     throw Error(ErrorCode::kNotFound,
                 fmt::format("no images, tables or dataset config found in '{}'", root.string()),
                 "an imagefolder holds <class>/<image> (optionally under train/ validation/ test/); "
-                "tables are .csv, .tsv, .jsonl files; parquet is not supported");
+                "tables are .csv, .tsv, .json, .jsonl and .parquet files");
   }
   // Label ids: sorted class names over all splits, so train and test share one map.
   std::set<std::string> classes;
@@ -152,7 +160,8 @@ void load_imagefolder(const fs::path& root, Dataset& ds) {
       // Rows come from the metadata file; its file_name column (relative to the folder) becomes
       // the image column and the other columns come along.
       split.skipped_non_image = r.non_image > 0 ? r.non_image - 1 : 0;
-      split.table = read_table(*r.metadata, ',');
+      split.table = data_file_extension(*r.metadata) == ".parquet" ? read_parquet(*r.metadata)
+                                                                   : read_table(*r.metadata, ',');
       const int col = split.table.column_index("file_name");
       MS_CHECK(col >= 0, ErrorCode::kIntegrity, "{}: metadata needs a 'file_name' column",
                r.metadata->string());

@@ -11,6 +11,7 @@
 #include <limits>
 #include <optional>
 
+#include "hf_features.h"
 #include "ms/config/config.h"
 #include "ms/core/error.h"
 #include "ms/data/archive.h"
@@ -919,6 +920,9 @@ Table parse_parquet(std::string_view file, const std::string& source, std::size_
   }
   if (table.rows.size() > max_rows) table.rows.resize(max_rows);
   infinities_as_text(table);
+  // What datasets' features say of the columns (Json values, ClassLabel names).
+  for (const auto& [key, value] : meta.key_value)
+    if (key == "huggingface") detail::apply_hf_features(table, value, source);
   if (all_groups && meta.num_rows >= 0 && total_rows != static_cast<std::uint64_t>(meta.num_rows))
     corrupt(source, fmt::format("its row groups hold {} rows where its metadata says {}",
                                 total_rows, meta.num_rows));

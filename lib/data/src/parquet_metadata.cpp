@@ -213,6 +213,17 @@ FileMetaData parse_file_metadata(std::string_view bytes, const std::string& sour
     }
     if (id == 4 && t == ThriftType::kList)
       return read_list(r, ThriftType::kStruct, [&] { m.row_groups.push_back(read_row_group(r)); });
+    if (id == 5 && t == ThriftType::kList) {  // list<KeyValue {1: key, 2: optional value}>
+      return read_list(r, ThriftType::kStruct, [&] {
+        std::pair<std::string, std::string> kv;
+        read_struct(r, [&](std::int16_t f, ThriftType ft) {
+          if ((f != 1 && f != 2) || ft != ThriftType::kBinary) return false;
+          (f == 1 ? kv.first : kv.second) = r.read_binary();
+          return true;
+        });
+        m.key_value.push_back(std::move(kv));
+      });
+    }
     return false;
   });
   return m;

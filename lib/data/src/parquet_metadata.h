@@ -137,6 +137,8 @@ struct FileMetaData {
   std::vector<SchemaElement> schema;
   std::int64_t num_rows = 0;
   std::vector<RowGroup> row_groups;
+  /// key_value_metadata: what writers store beside the schema ("ARROW:schema", "huggingface").
+  std::vector<std::pair<std::string, std::string>> key_value;
 };
 
 struct PageHeader {

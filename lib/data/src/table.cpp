@@ -164,10 +164,13 @@ bool is_huge_int(const std::string& text) {
 struct ColumnScan {
   bool all_int = true, all_float = true, all_bool = true, any = false, markers = false;
   bool huge_int = false;
+  bool missing = false;  // an empty field or a missing-value marker
+
+  void add_missing() { missing = true; }
 
   void add(const std::string& s) {
     if (is_missing_marker(s)) {
-      markers = true;
+      markers = missing = true;
       return;
     }
     any = true;
@@ -187,6 +190,9 @@ struct ColumnScan {
 
   ColumnType type() const {
     if (!any) return ColumnType::kNull;  // nothing but markers (nan, NA...): missing, as pandas
+    // pandas has no missing integer: a column of integers with a missing value is float64
+    // (1.0, NaN, 3.0), which Hugging Face's datasets then gives as 1.0, None, 3.0.
+    if (all_int && missing && !huge_int) return ColumnType::kFloat;
     if (all_int) return huge_int ? ColumnType::kString : ColumnType::kInt;
     if (all_float) return ColumnType::kFloat;
     return all_bool ? ColumnType::kBool : ColumnType::kString;
@@ -229,8 +235,12 @@ void convert_cell(Value& cell, ColumnType type) {
 
 ColumnType infer_and_convert(std::vector<Value*>& cells) {
   ColumnScan scan;
-  for (Value* cell : cells)
-    if (const auto* s = std::get_if<std::string>(cell)) scan.add(*s);
+  for (Value* cell : cells) {
+    if (const auto* s = std::get_if<std::string>(cell))
+      scan.add(*s);
+    else if (std::holds_alternative<std::monostate>(*cell))
+      scan.add_missing();
+  }
   const ColumnType type = scan.type();
   if (type == ColumnType::kNull) {
     if (scan.markers)
@@ -247,8 +257,12 @@ void infer_table_types(Table& table) {
   const std::size_t width = table.columns.size();
   std::vector<ColumnScan> scans(width);
   for (const auto& row : table.rows) {
-    for (std::size_t c = 0; c < width; ++c)
-      if (const auto* s = std::get_if<std::string>(&row[c])) scans[c].add(*s);
+    for (std::size_t c = 0; c < width; ++c) {
+      if (const auto* s = std::get_if<std::string>(&row[c]))
+        scans[c].add(*s);
+      else if (std::holds_alternative<std::monostate>(row[c]))
+        scans[c].add_missing();
+    }
   }
   std::vector<ColumnType> types(width);
   bool convert = false;

@@ -74,7 +74,8 @@ Table read_csv_untyped(const fs::path& f, char delimiter, std::size_t max_rows) 
 
 }  // namespace
 
-Table read_tables(const std::vector<fs::path>& files, std::size_t max_rows) {
+Table read_tables(const std::vector<fs::path>& files, std::size_t max_rows,
+                  std::optional<char> delimiter) {
   // Parquet files are typed: each keeps its types, and the files must agree on them.
   if (std::all_of(files.begin(), files.end(),
                   [](const fs::path& f) { return data_file_extension(f) == ".parquet"; })) {
@@ -82,12 +83,13 @@ Table read_tables(const std::vector<fs::path>& files, std::size_t max_rows) {
         files, false, [max_rows](const fs::path& f) { return read_parquet(f, max_rows); },
         max_rows);
   }
-  if (files.size() == 1) return read_table(files[0], ',', max_rows);
   bool csv = true;
   for (const auto& f : files) {
     const std::string ext = data_file_extension(f);
     csv = csv && ext != ".jsonl" && ext != ".ndjson" && ext != ".json";
   }
+  if (csv && delimiter) return read_tables_as(files, false, *delimiter, max_rows);
+  if (files.size() == 1) return read_table(files[0], ',', max_rows);
   return concatenate(
       files, csv,
       [csv, max_rows](const fs::path& f) {
@@ -185,7 +187,8 @@ void load_table_file(const DatasetSpec& spec, const LoadOptions& options, Datase
   ds.root = path;
 }
 
-bool load_table_folder(const fs::path& dir, Dataset& ds, std::size_t max_rows) {
+bool load_table_folder(const fs::path& dir, Dataset& ds, std::size_t max_rows,
+                       std::optional<char> delimiter) {
   const std::optional<DataFiles> found = find_data_files(dir);
   if (!found || found->format == "imagefolder") return false;
   const std::string& format = found->format;
@@ -220,13 +223,16 @@ bool load_table_folder(const fs::path& dir, Dataset& ds, std::size_t max_rows) {
           paths, false, [max_rows](const fs::path& f) { return read_parquet(f, max_rows); },
           max_rows);
     } else {
-      split.table = read_tables_as(paths, format == "json", format == "tsv" ? '\t' : ',', max_rows);
+      split.table = read_tables_as(paths, format == "json",
+                                   delimiter.value_or(format == "tsv" ? '\t' : ','), max_rows);
     }
     // File columns name files beside the table, as for a csv: spec.
     resolve_file_columns(split.table, paths[0].parent_path(), paths[0].string());
     ds.splits.push_back(std::move(split));
   }
-  ds.kind = format == "parquet" ? SourceKind::kParquet : SourceKind::kCsv;
+  ds.kind = format == "parquet" ? SourceKind::kParquet
+            : format == "json"  ? SourceKind::kJsonl
+                                : SourceKind::kCsv;
   ds.root = dir;
   return true;
 }

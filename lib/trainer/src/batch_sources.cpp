@@ -690,7 +690,12 @@ std::unique_ptr<BatchSource> make_image_batches(const data::Split& split,
   for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
     const std::string where = row_where(dataset, split, r);
     paths.push_back(text_of(dataset, split, r, image));
-    const auto* id = std::get_if<std::int64_t>(&cell(split, r, label));
+    // label_cell: a float column's whole numbers are ids (a CSV label column with a blank is
+    // float, as pandas reads it), so that only a row that holds no id is refused.
+    const data::Value value = label_cell(split, r, label);
+    const auto* id = std::get_if<std::int64_t>(&value);
+    MS_CHECK(!std::holds_alternative<std::monostate>(value), ErrorCode::kUsage,
+             "{}: the label is empty", where);
     MS_CHECK(id != nullptr, ErrorCode::kUsage, "{}: the label is not an integer class id", where);
     if (!dataset_classes.empty() && *id >= 0 &&
         static_cast<std::size_t>(*id) < dataset_classes.size()) {

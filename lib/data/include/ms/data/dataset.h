@@ -42,7 +42,8 @@ struct MS_API Dataset {
   /// ms::Error(kUsage) listing the splits when there are several, kNotFound when there are none.
   const Split& only_split() const;
 
-  /// Summary: kind, subset(s), per split its rows and columns with types, labels, skip counts.
+  /// Summary: kind, subset(s), per split its rows and columns with types (and a ClassLabel
+  /// column's class names), labels, skip counts.
   Json info() const;
 };
 

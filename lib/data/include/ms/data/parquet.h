@@ -19,7 +19,10 @@ namespace ms::data {
 /// (u)int8..64 -> kInt, float / double -> kFloat (NaN stays NaN: a missing value, shown as null),
 /// bool -> kBool, strings (STRING / UTF8, ENUM, JSON) -> kString, DATE -> kString "YYYY-MM-DD",
 /// TIMESTAMP -> kString "YYYY-MM-DD HH:MM:SS[.ffffff]" ("+00:00" when UTC-adjusted), and one
-/// level of lists (`list<T>` of the types above) -> kJson cells holding the JSON array.
+/// level of lists (`list<T>` of the types above) -> kJson cells holding the JSON array. The
+/// file's "huggingface" metadata (Hugging Face's datasets' features) is applied as datasets reads
+/// it: a Json feature column's JSON text -> kJson values, ClassLabel names -> Column::class_names;
+/// metadata that is not JSON of that shape is passed over with a warning.
 /// ms::Error naming `source` (and the column): kMissingComponent for what ms does not read
 /// (structs, maps, nested lists, binary without a string type, DECIMAL, TIME, INT96, FLOAT16,
 /// LZ4 / BROTLI / LZO pages, BYTE_STREAM_SPLIT, a uint64 beyond int64), kIntegrity for a

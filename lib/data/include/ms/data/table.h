@@ -25,6 +25,9 @@ using Value = std::variant<std::monostate, std::int64_t, double, bool, std::stri
 struct Column {
   std::string name;
   ColumnType type = ColumnType::kNull;
+  /// Class names by id of a column of Hugging Face's ClassLabel feature (or of a list of them),
+  /// as a Parquet file's "huggingface" metadata names them; the cells stay the integer ids.
+  std::vector<std::string> class_names = {};
 };
 
 /// Rows of equal width; row i, column j is rows[i][j].
@@ -40,11 +43,12 @@ struct MS_API Table {
   std::uint64_t content_hash() const;
 };
 
-/// Infers one column type from raw text fields and converts them: all integers -> kInt, all numbers
-/// -> kFloat, all true/false (any case) -> kBool, else kString. Empty fields are nulls and do not
-/// take part; a column of only empty fields is kNull. pandas' missing-value markers (NA, N/A,
-/// NULL, None, NaN, ...) are nulls in an int, float or bool column (and a column of nothing else
-/// is kNull), and stay text in a text one.
+/// Infers one column type from raw text fields and converts them, as pandas' read_csv (so
+/// ModelScope and Hugging Face's datasets) types a CSV column: all integers -> kInt (kFloat when
+/// a field is missing: pandas has no missing integer), all numbers -> kFloat, all true/false (any
+/// case) -> kBool, else kString. Empty fields are nulls; a column of only empty fields is kNull.
+/// pandas' missing-value markers (NA, N/A, NULL, None, NaN, ...) are nulls in an int, float or bool
+/// column (and a column of nothing else is kNull), and stay text in a text one.
 MS_API ColumnType infer_and_convert(std::vector<Value*>& cells);
 
 /// infer_and_convert() for every column of a table whose cells are still text or null.
