@@ -303,6 +303,46 @@ class TrainTextTest(TorchTestCase):
         self.assertTrue(all("field 'text' is list, not a string" in line["error"]["message"]
                             for line in lines), lines[:2])
 
+    def test_class_label_ids_go_by_their_names(self):
+        """Hugging Face's ClassLabel ids are positions in the file's own list of names: a model
+        whose classes are named reads them by name (they were taken as its ids: a perfect model
+        scored 0, silently)."""
+        from hub_fixture import modelscope_pythons
+        python = next(iter(reversed(list(modelscope_pythons().values()))), None)
+        if python is None:
+            self.fail("needs the venv of scripts/setup_python_interop.sh (datasets, pyarrow)")
+        r = self.train()
+        self.assertExit(r, 0)
+        out = self.path("work", "output")
+        rows = [(t, "positive") for t in POSITIVE] + [(t, "negative") for t in NEGATIVE]
+        # The same rows with the names in another order than the model's (negative, neutral,
+        # positive), as datasets writes them (the names in the file's "huggingface" metadata).
+        script = (
+            "import sys, json, datasets\n"
+            "rows = json.loads(sys.argv[2])\n"
+            "f = datasets.Features({'text': datasets.Value('string'),"
+            " 'label': datasets.ClassLabel(names=['positive', 'neutral', 'negative'])})\n"
+            "datasets.Dataset.from_dict({'text': [t for t, _ in rows], 'label': [l for _, l in rows]},"
+            " features=f).to_parquet(sys.argv[1])\n")
+        subprocess.run([python, "-c", script, self.path("labels.parquet"), json.dumps(rows)],
+                       check=True, capture_output=True, timeout=300,
+                       env={**os.environ, "HF_DATASETS_CACHE": self.path("hf")})
+        by_name = run_ms("eval", "--model", out, "--dataset", "csv:" + self.path("test.csv"), "--json")
+        by_class_label = run_ms("eval", "--model", out, "--dataset", self.path("labels.parquet"),
+                                "--json")
+        self.assertExit(by_name, 0)
+        self.assertExit(by_class_label, 0)
+        self.assertEqual(json.loads(by_class_label.stdout), json.loads(by_name.stdout))
+        self.assertGreaterEqual(json.loads(by_name.stdout)["accuracy"], 0.9)
+        # A fresh head takes the ClassLabel's names in their order, as transformers' run_glue.
+        r = run_ms("train", "--model", os.path.join(TINY, "st_dense"), "--config", self.config,
+                   "--dataset", self.path("labels.parquet"), "--work-dir", self.path("fresh"),
+                   "--max-epochs", "1")
+        self.assertExit(r, 0)
+        with open(self.path("fresh", "output", "config.json")) as f:
+            self.assertEqual(json.load(f)["id2label"],
+                             {"0": "positive", "1": "neutral", "2": "negative"})
+
     def test_checkpoints_load_in_python_torch(self):
         python = torch_python()
         if python is None:

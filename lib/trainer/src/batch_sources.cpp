@@ -85,6 +85,28 @@ data::Value label_cell(const data::Split& split, std::size_t row, int column) {
   return data::cell_value(value, split.table.columns[static_cast<std::size_t>(column)].type);
 }
 
+// A label of a Hugging Face ClassLabel column (its names from a Parquet file's metadata) as its
+// class name: the ids are positions in that column's own list of names, which a model's head
+// orders its own way, so an id taken as the model's id would score a perfect model 0 and name
+// tags wrongly. Other cells, and labels of other columns, are returned as they are.
+data::Value class_named(const data::Value& label, const data::Column& column,
+                        const std::string& where) {
+  const auto* id = std::get_if<std::int64_t>(&label);
+  if (id == nullptr || column.class_names.empty()) return label;
+  if (*id < 0 || static_cast<std::size_t>(*id) >= column.class_names.size()) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("{}: label {} is not one of the {} classes of the ClassLabel column "
+                            "'{}' ({})",
+                            where, *id, column.class_names.size(), column.name,
+                            join(column.class_names, ", ")),
+                *id == -1 ? "-1 is how Hugging Face's datasets mark an unlabelled row (a test "
+                            "split's): evaluate on a labelled split (--eval-split)"
+                          : "the file's \"huggingface\" metadata names fewer classes than its "
+                            "labels use: rewrite the file with its features");
+  }
+  return column.class_names[static_cast<std::size_t>(*id)];
+}
+
 // A cell as text (a JSON string of a mixed JSON lines column unquoted: data::cell_text). A list
 // or an object (a Parquet list<string> column where a text belongs) is refused: its JSON would
 // be learnt as the text, brackets and quotes included.
@@ -379,6 +401,10 @@ LabelMap text_label_map(const data::Split& split, const std::string& column,
                         const std::vector<std::string>& model_labels, const std::string& dataset) {
   if (names_classes(model_labels)) return LabelMap(model_labels);
   const int col = split.table.column_index(column);
+  // A ClassLabel column's names, in its order, are the classes (as transformers' run_glue takes
+  // them), those no row of this split uses included.
+  const auto& class_names = split.table.columns[static_cast<std::size_t>(col)].class_names;
+  if (!class_names.empty()) return LabelMap(class_names);
   std::set<std::string> names;
   std::int64_t max_id = -1;
   for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
@@ -494,6 +520,9 @@ std::unique_ptr<BatchSource> make_text_batches(const data::Split& split, const T
   MS_CHECK(first >= 0 && label >= 0 && (columns.second.empty() || second >= 0),
            ErrorCode::kInternal, "{} (split {}) lacks the columns {}, {}", dataset, split.name,
            columns.first, columns.label);
+  // ClassLabel ids go by their names where the model names its classes (a head with
+  // placeholders, LABEL_0.., has only positions to go by).
+  const bool by_name = names_classes(labels.names());
   std::vector<text::Encoding> encodings;
   std::vector<std::int64_t> ids;
   encodings.reserve(split.table.rows.size());
@@ -511,7 +540,11 @@ std::unique_ptr<BatchSource> make_text_batches(const data::Split& split, const T
       e.add_context(where);
       throw;
     }
-    ids.push_back(labels.id_of(label_cell(split, r, label), where));
+    const data::Value value = label_cell(split, r, label);
+    ids.push_back(labels.id_of(
+        by_name ? class_named(value, split.table.columns[static_cast<std::size_t>(label)], where)
+                : value,
+        where));
   }
   return std::make_unique<TextBatches>(std::move(encodings), std::move(ids), tokenizer.pad_id(),
                                        batching);
@@ -585,6 +618,9 @@ LabelMap token_label_map(const data::Split& split, const std::string& column,
                          const std::vector<std::string>& model_labels, const std::string& dataset) {
   if (names_classes(model_labels)) return LabelMap(model_labels);
   const int col = split.table.column_index(column);
+  // A Sequence(ClassLabel) column's names, in its order ("O", "B-PER", ...), are the tags.
+  const auto& class_names = split.table.columns[static_cast<std::size_t>(col)].class_names;
+  if (!class_names.empty()) return LabelMap(class_names);
   std::set<std::string> names;
   std::int64_t max_id = -1;
   for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
@@ -618,6 +654,7 @@ std::unique_ptr<BatchSource> make_token_batches(const data::Split& split,
   const std::int64_t sep = tokenizer.token_to_id(tokenizer.options().sep_token);
   MS_CHECK(cls >= 0 && sep >= 0, ErrorCode::kConfig, "the tokenizer's vocabulary lacks {} or {}",
            tokenizer.options().cls_token, tokenizer.options().sep_token);
+  const bool by_name = names_classes(labels.names());  // as make_text_batches
   std::vector<std::vector<std::int64_t>> all_ids, all_labels;
   // Words that give no token (empty, spaces, control characters) lose their tag, as in
   // transformers' word_ids(); said once, as it makes a metric count fewer entities.
@@ -633,7 +670,12 @@ std::unique_ptr<BatchSource> make_token_batches(const data::Split& split,
              tags.size(), columns.first, columns.label);
     std::vector<std::int64_t> ids{cls}, ls{-100};
     for (std::size_t w = 0; w < words.size(); ++w) {
-      const std::int64_t tag = labels.id_of(tags[w], fmt::format("{}, word {}", where, w + 1));
+      const std::string word_where = fmt::format("{}, word {}", where, w + 1);
+      const std::int64_t tag = labels.id_of(
+          by_name ? class_named(tags[w], split.table.columns[static_cast<std::size_t>(tags_col)],
+                                word_where)
+                  : tags[w],
+          word_where);
       std::vector<std::int64_t> pieces;
       try {
         pieces = tokenizer.token_ids(data::cell_text(words[w], data::ColumnType::kString));
