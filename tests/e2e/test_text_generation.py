@@ -2,7 +2,8 @@
 scripts/make_tiny_gpt2.py with transformers): greedy continuations equal transformers' generate()
 (expected.json), batched with left padding and one prompt at a time; max_new_tokens through --set;
 bad prompts and settings give clear errors; CTRL's repetition penalty equals transformers'; seeded
-sampling repeats and does not depend on the batch; `ms train` learns a causal LM on a jsonl file.
+sampling repeats and does not depend on the batch; `ms train` learns a causal LM on a jsonl file;
+`ms eval --metrics text-gen-metric` scores greedy continuations of prompts against targets.
 """
 import json
 import os
@@ -381,6 +382,65 @@ class CausalLmTraining(TorchTestCase):
         got = lines(run_ms("infer", "--model", out, "--input", "the cat", "--set",
                            "max_new_tokens=4").stdout)
         self.assertTrue(got[0]["text"].startswith("the cat sat on"), got)
+
+
+class TextGenMetric(TorchTestCase):
+    """`ms eval --metrics text-gen-metric`: the model continues each row's src_txt greedily and
+    ROUGE/BLEU compare the continuations with tgt_txt (the metric's values against rouge and nltk
+    are tests/unit/metrics_test.cpp's)."""
+
+    @classmethod
+    def setUpClass(cls):
+        with open(os.path.join(MODEL, "expected.json"), encoding="utf-8") as f:
+            cls.ref = json.load(f)
+
+    def pairs(self, name, rows):
+        data = self.path(name)
+        with open(data, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+        return f"jsonl:{data}"
+
+    def evaluate(self, dataset, *args, metrics="text-gen-metric", code=0):
+        r = run_ms("eval", "--model", MODEL, "--device", DEVICE, "--dataset", dataset,
+                   "--metrics", metrics, "--set",
+                   f"max_new_tokens={self.ref['max_new_tokens']}", "--json", *args)
+        self.assertExit(r, code)
+        return json.loads(r.stdout) if code == 0 else r
+
+    def test_targets_equal_to_the_greedy_continuations_score_one(self):
+        # transformers' greedy continuations as targets: the new text alone is scored (not the
+        # prompt), so every pair matches exactly, whatever the batch (left padding) is.
+        rows = [{"src_txt": p, "tgt_txt": t[len(p):]}
+                for p, t in zip(self.ref["prompts"], self.ref["texts"])]
+        for batch in ("2", "1"):
+            got = self.evaluate(self.pairs("same.jsonl", rows), "-b", batch)
+            self.assertEqual(sorted(got), ["bleu-1", "bleu-4", "rouge-1", "rouge-l"], got)
+            # rouge's F of identical texts: 2 / (2 + 1e-8).
+            self.assertAlmostEqual(got["rouge-1"], 2 / (2 + 1e-8), delta=1e-12)
+            self.assertAlmostEqual(got["rouge-l"], 2 / (2 + 1e-8), delta=1e-12)
+            self.assertEqual(got["bleu-1"], 1.0)
+            self.assertTrue(0 < got["bleu-4"] <= 1, got)
+
+    def test_other_targets_and_ppl_beside_it(self):
+        # Columns named by ModelScope's preprocessor keys; ppl scores the prompts (no text column).
+        rows = [{"question": p, "answer": a} for p, a in
+                (("the cat sat on", "the mat"), ("hello", "world"), ("落木旧山寺", "萧萧下"))]
+        got = self.evaluate(self.pairs("other.jsonl", rows), "--set",
+                            "preprocessor.src_txt=question", "--set", "preprocessor.tgt_txt=answer",
+                            metrics="text-gen-metric,ppl")
+        for key in ("rouge-1", "rouge-l", "bleu-1", "bleu-4"):
+            self.assertTrue(0 <= got[key] < 0.5, got)
+        self.assertGreater(got["ppl"], 1)
+
+    def test_a_dataset_without_targets_is_a_usage_error(self):
+        r = self.evaluate(self.pairs("no_target.jsonl", [{"src_txt": "hello", "text": "hi"}]),
+                          code=2)
+        self.assertIn("tgt_txt", r.stderr)
+        self.assertIn("preprocessor.tgt_txt", r.stderr)
+        r = self.evaluate(self.pairs("empty_prompt.jsonl", [{"src_txt": "", "tgt_txt": "hi"}]),
+                          code=2)
+        self.assertIn("row 1", r.stderr)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ std::unique_ptr<Metric> make_seq_cls(const nlohmann::json& options);
 std::unique_ptr<Metric> make_token_cls(const nlohmann::json& options);
 std::unique_ptr<Metric> make_loss(const nlohmann::json& options);
 std::unique_ptr<Metric> make_ppl(const nlohmann::json& options);
+std::unique_ptr<Metric> make_text_generation(const nlohmann::json& options);
 
 const Registry<MetricFactory>& metric_registry() {
   static const Registry<MetricFactory> registry = [] {
@@ -27,6 +28,8 @@ const Registry<MetricFactory>& metric_registry() {
     r.add("loss-metric", make_loss, "the mean of each batch's loss (loss)");
     r.add("ppl", make_ppl,
           "perplexity: exp of the mean cross entropy of logits against labels (-100 ignored)");
+    r.add("text-gen-metric", make_text_generation,
+          "ROUGE-1/ROUGE-L F and BLEU-1/BLEU-4 of generated texts against target texts");
     return r;
   }();
   return registry;

@@ -378,7 +378,10 @@ int64_t choose_token(std::vector<float>& logits, const std::vector<int64_t>& see
 
 class TextGenerationPipeline final : public infer::Pipeline {
  public:
-  TextGenerationPipeline(const infer::ModelInfo& model, const std::string& device)
+  // `built`: a model already on `device` (a trainer's, evaluated at its current weights); null
+  // loads the folder's.
+  TextGenerationPipeline(const infer::ModelInfo& model, const std::string& device,
+                         std::shared_ptr<models::Model> built = nullptr)
       : task_("text-generation"), device_(device), options_(read_options(model)) {
     const std::filesystem::path config_path = model.dir / "config.json";
     const auto hf = read_json_file(config_path);
@@ -388,7 +391,8 @@ class TextGenerationPipeline final : public infer::Pipeline {
     std::string type = model.model_type;
     if (type.empty() && hf->contains("model_type") && (*hf)["model_type"].is_string())
       type = (*hf)["model_type"].get<std::string>();
-    model_ = load_text_model(model, task_, type.empty() ? "gpt2" : type, device_);
+    model_ = built ? std::move(built)
+                   : load_text_model(model, task_, type.empty() ? "gpt2" : type, device_);
     tokenizer_ =
         std::make_unique<text::CausalTokenizer>(text::CausalTokenizer::from_dir(model.dir));
     // Tokens added to the tokenizer without resizing the model's embeddings (tokenizer.add_tokens
@@ -678,6 +682,12 @@ class TextGenerationPipeline final : public infer::Pipeline {
 };
 
 }  // namespace
+
+std::unique_ptr<infer::Pipeline> make_text_generation_pipeline(const infer::ModelInfo& info,
+                                                               std::shared_ptr<models::Model> model,
+                                                               const std::string& device) {
+  return std::make_unique<TextGenerationPipeline>(info, device, std::move(model));
+}
 
 void register_generation_pipelines(Registry<PipelineBuilder>& registry) {
   registry.add(

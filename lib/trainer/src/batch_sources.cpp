@@ -159,9 +159,11 @@ class OrderedBatches : public BatchSource {
     const std::size_t begin = batch_ * batching_.batch_size;
     const std::size_t end = std::min(begin + batching_.batch_size, order_.size());
     ++batch_;
-    return make(std::vector<std::size_t>(order_.begin() + static_cast<std::ptrdiff_t>(begin),
-                                         order_.begin() + static_cast<std::ptrdiff_t>(end)));
+    last_rows_.assign(order_.begin() + static_cast<std::ptrdiff_t>(begin),
+                      order_.begin() + static_cast<std::ptrdiff_t>(end));
+    return make(last_rows_);
   }
+  std::vector<std::size_t> last_rows() const override { return last_rows_; }
 
  protected:
   virtual models::TensorMap make(const std::vector<std::size_t>& rows) const = 0;
@@ -173,6 +175,7 @@ class OrderedBatches : public BatchSource {
   std::size_t shard_rows_;  // this rank's rows an epoch (all of them in one process)
   Batching batching_;
   std::vector<std::size_t> order_;
+  std::vector<std::size_t> last_rows_;
   std::size_t batch_ = 0;
   std::uint64_t epoch_ = 0;
 };
@@ -428,9 +431,29 @@ LabelMap text_label_map(const data::Split& split, const std::string& column,
 }
 
 std::string find_document_column(const data::Split& split, const Config& config,
-                                 const std::string& dataset) {
+                                 const std::string& dataset, bool required) {
   return pick_column(split, config, "preprocessor.first_sequence", {"text", "content", "sentence"},
-                     true, dataset);
+                     required, dataset);
+}
+
+PromptsAndTargets read_prompts_and_targets(const data::Split& split, const Config& config,
+                                           const std::string& dataset) {
+  PromptsAndTargets out;
+  out.prompt_column =
+      pick_column(split, config, "preprocessor.src_txt", {"src_txt"}, true, dataset);
+  const std::string target_column =
+      pick_column(split, config, "preprocessor.tgt_txt", {"tgt_txt"}, true, dataset);
+  const int prompt = split.table.column_index(out.prompt_column);
+  const int target = split.table.column_index(target_column);
+  for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
+    out.prompts.push_back(text_of(split, r, prompt));
+    // The generation pipeline refuses an empty prompt; here the row can be named.
+    MS_CHECK(!out.prompts.back().empty(), ErrorCode::kUsage,
+             "{}: the prompt ('{}') is empty: text-gen-metric generates from it",
+             row_where(dataset, split, r), out.prompt_column);
+    out.targets.push_back(text_of(split, r, target));
+  }
+  return out;
 }
 
 namespace {

@@ -86,9 +86,23 @@ std::unique_ptr<BatchSource> make_token_batches(const data::Split& split,
                                                 const std::string& dataset);
 
 /// The text column of a causal language modelling split: preprocessor.first_sequence, else
-/// "text" / "content" / "sentence".
+/// "text" / "content" / "sentence"; a split without one is kUsage, or "" when not `required`.
 std::string find_document_column(const data::Split& split, const Config& config,
-                                 const std::string& dataset);
+                                 const std::string& dataset, bool required = true);
+
+/// What text-gen-metric compares (text-generation): each row's prompt, which the model continues,
+/// and its target text.
+struct PromptsAndTargets {
+  std::string prompt_column;
+  std::vector<std::string> prompts, targets;
+};
+
+/// The prompts and targets of a split, from the columns ModelScope's text-generation
+/// preprocessor reads: preprocessor.src_txt and preprocessor.tgt_txt, else "src_txt" and
+/// "tgt_txt" (its defaults). A missing column or an empty prompt is kUsage naming it; an empty
+/// target is kept (the metric leaves such pairs out of ROUGE, as ModelScope's does).
+PromptsAndTargets read_prompts_and_targets(const data::Split& split, const Config& config,
+                                           const std::string& dataset);
 
 /// Causal language modelling (text-generation): each row's text as the tokenizer's document ids
 /// (cut to `max_length`), right-padded. `labels` are the ids with -100 on the padding; the model

@@ -129,6 +129,9 @@ nlohmann::json from_checkpoint(const CheckpointValue& v) {
   fail(ErrorCode::kIntegrity, "a tensor where the trainer state holds plain values");
 }
 
+// The metric whose texts the trainer generates (ModelScope's Metrics.text_gen_metric).
+constexpr const char* kTextGenMetric = "text-gen-metric";
+
 // A batch's tensors as the metrics take them (plain doubles, row-major).
 metrics::Fields fields_of(const models::TensorMap& tensors) {
   metrics::Fields out;
@@ -691,6 +694,12 @@ Json Trainer::evaluate() {
       throw;
     }
   }
+  for (const auto& m : metric_list) {
+    MS_CHECK(m->type() != kTextGenMetric || setup_.generation, ErrorCode::kConfig,
+             "{}: evaluation.metrics: text-gen-metric scores generated text, which only a "
+             "text-generation model writes (this one's task is {})",
+             setup_.config.source(), model().task());
+  }
   mode_ = Mode::kEval;
   hooks_.call(Stage::kBeforeVal, *this);
   // ModelScope's evaluation.val_iters_per_epoch: the first N batches only.
@@ -730,6 +739,10 @@ Json Trainer::evaluate() {
 
 void Trainer::evaluate_batches(std::size_t first, std::size_t end,
                                std::vector<std::unique_ptr<metrics::Metric>>& metrics) {
+  // As ModelScope's TextGenerationTrainer: text-gen-metric's texts are generated, and the forward
+  // pass runs only for the metrics that read its outputs (ppl, loss-metric, ...).
+  bool forward = false, generate = false;
+  for (const auto& m : metrics) (m->type() == kTextGenMetric ? generate : forward) = true;
   const bool was_training = model().is_training();
   model().eval();
   {
@@ -738,13 +751,37 @@ void Trainer::evaluate_batches(std::size_t first, std::size_t end,
     for (std::size_t b = first; b < end; ++b) {
       std::optional<models::TensorMap> batch = setup_.eval_data->next();
       if (!batch) break;
-      models::TensorMap inputs = std::move(*batch);
-      move_to_device(inputs);
-      models::TensorMap outputs = models::checked_forward(model(), inputs, setup_.device);
-      for (auto& m : metrics) m->add(fields_of(outputs), fields_of(inputs));
+      metrics::Fields outputs, inputs;
+      if (forward) {
+        models::TensorMap batch_inputs = std::move(*batch);
+        move_to_device(batch_inputs);
+        outputs = fields_of(models::checked_forward(model(), batch_inputs, setup_.device));
+        inputs = fields_of(batch_inputs);
+      }
+      if (generate) add_generated_texts(outputs, inputs);
+      for (auto& m : metrics) m->add(outputs, inputs);
     }
   }
   model().train(was_training);
+}
+
+void Trainer::add_generated_texts(metrics::Fields& outputs, metrics::Fields& inputs) const {
+  const GenerationEval& g = *setup_.generation;
+  const std::vector<std::size_t> rows = setup_.eval_data->last_rows();
+  MS_ASSERT(!rows.empty());  // a source that does not name its rows (prefetched images)
+  std::vector<std::string> prompts;
+  metrics::Array targets;
+  for (const std::size_t r : rows) {
+    MS_ASSERT(r < g.prompts.size() && r < g.targets.size());
+    prompts.push_back(g.prompts[r]);
+    targets.texts.push_back(g.targets[r]);
+  }
+  metrics::Array generated;
+  generated.texts = g.continue_texts(prompts);
+  generated.shape = targets.shape = {static_cast<std::int64_t>(rows.size())};
+  // ModelScope's trainer names them so; the metric's pred_text / target_text options pick them.
+  outputs["preds"] = std::move(generated);
+  inputs["tgts"] = std::move(targets);
 }
 
 Json Trainer::combine_shares(std::vector<std::unique_ptr<metrics::Metric>>& metrics,

@@ -25,6 +25,7 @@
 #include "ms/core/text.h"
 #include "ms/infer/torch_layer.h"
 #include "ms/metrics/metric.h"
+#include "ms/pipelines/registry.h"
 #include "ms/tensor/weights.h"
 #include "run_log.h"
 
@@ -209,6 +210,17 @@ const data::Split& train_split_of(const data::Dataset& d) {
   return d.only_split();
 }
 
+// Whether evaluation.metrics names text-gen-metric (as a name or a {"type": ...} entry).
+bool wants_generated_text(const Config& config) {
+  const Json metrics = config.get_or<Json>("evaluation.metrics", Json());
+  for (const Json& m : metrics.is_array() ? metrics : Json::array({metrics})) {
+    if ((m.is_string() && m == "text-gen-metric") ||
+        (m.is_object() && m.value("type", Json()) == "text-gen-metric"))
+      return true;
+  }
+  return false;
+}
+
 // A model ready to train or evaluate, with its label map and what its batches need.
 struct Prepared {
   std::shared_ptr<models::Model> model;
@@ -217,7 +229,9 @@ struct Prepared {
   std::unique_ptr<text::BertTokenizer> tokenizer;
   std::unique_ptr<text::CausalTokenizer> causal;  // text-generation
   std::string document_column;                    // text-generation: the texts to learn
-  bool per_token = false;                         // token classification: a tag per word
+  // text-generation evaluated by text-gen-metric: the evaluation split's prompts and targets
+  std::optional<PromptsAndTargets> generation;
+  bool per_token = false;  // token classification: a tag per word
   std::size_t max_length = 128;
   std::vector<pipelines::Transform> transforms;        // images: evaluation's
   std::vector<pipelines::Transform> train_transforms;  // images: training's (augmentations)
@@ -231,13 +245,74 @@ void cap_to_positions(Prepared& p) {
     p.max_length = std::min(p.max_length, static_cast<std::size_t>(*most));
 }
 
+// The texts a causal language model's batches hold: the split's document column; an evaluation
+// split of prompts and targets alone (text-gen-metric) has its batches made of the prompts, which
+// carry the rows (text-gen-metric runs no forward pass; a ppl beside it scores the prompts).
+std::string document_column(const Prepared& p, const data::Split& split, const Config& config,
+                            const data::Dataset& ds) {
+  if (p.generation) {
+    std::string column = find_document_column(split, config, ds.spec, /*required=*/false);
+    return column.empty() ? p.generation->prompt_column : column;
+  }
+  return find_document_column(split, config, ds.spec);
+}
+
+// text-gen-metric's prompts and targets of an evaluation split of a text-generation model, when
+// evaluation.metrics names the metric.
+std::optional<PromptsAndTargets> generation_rows(const infer::ModelInfo& m, const Config& config,
+                                                 const data::Split& split,
+                                                 const data::Dataset& ds) {
+  if (!generation_task(m.task) || !wants_generated_text(config)) return std::nullopt;
+  try {
+    return read_prompts_and_targets(split, config, ds.spec);
+  } catch (const Error& e) {
+    throw Error(e.code(), fmt::format("text-gen-metric: {}", e.what()), e.hint());
+  }
+}
+
+// text-gen-metric's side of the evaluation: the rows' prompts and targets, and the model
+// continuing prompts through the text-generation pipeline, so with `ms infer`'s decoding and
+// options (greedy unless the configuration or generation_config.json says otherwise; at most
+// max_new_tokens new tokens, 50 unless set).
+std::optional<GenerationEval> generation_eval(const infer::ModelInfo& m, const Config& config,
+                                              const Prepared& p, const std::string& device) {
+  if (!p.generation) return std::nullopt;
+  infer::ModelInfo info = m;
+  info.config = config;
+  std::shared_ptr<infer::Pipeline> pipeline =
+      pipelines::make_text_generation_pipeline(info, p.model, device);
+  GenerationEval g;
+  g.prompts = p.generation->prompts;
+  g.targets = p.generation->targets;
+  g.continue_texts = [pipeline](const std::vector<std::string>& prompts) {
+    std::vector<infer::PipelineInput> inputs(prompts.size());
+    std::vector<const infer::PipelineInput*> batch;
+    for (std::size_t i = 0; i < prompts.size(); ++i) {
+      inputs[i].text = prompts[i];
+      batch.push_back(&inputs[i]);
+    }
+    std::vector<infer::PipelineResult> results = pipeline->run(batch);
+    std::vector<std::string> continuations;
+    for (std::size_t i = 0; i < results.size(); ++i) {
+      if (results[i].error) throw *results[i].error;
+      // The pipeline answers with the prompt and its continuation (as transformers' does); the
+      // target is what should follow the prompt, so the new text alone is scored.
+      const std::string text = results[i].output.at("text").get<std::string>();
+      MS_ASSERT(text.compare(0, prompts[i].size(), prompts[i]) == 0);
+      continuations.push_back(text.substr(prompts[i].size()));
+    }
+    return continuations;
+  };
+  return g;
+}
+
 // A causal language model's tokenizer, text column and text length (preprocessor.max_length,
 // else the model's positions).
 void prepare_causal(Prepared& p, const infer::ModelInfo& m, const Config& config,
                     const data::Split& split, const data::Dataset& ds) {
   p.causal = std::make_unique<text::CausalTokenizer>(text::CausalTokenizer::from_dir(m.dir));
   p.hf_config = read_json_file(m.dir / "config.json").value_or(Json::object());
-  p.document_column = find_document_column(split, config, ds.spec);
+  p.document_column = document_column(p, split, config, ds);
   p.max_length = infer::preprocessor_max_length(config, m.task)
                      .value_or(std::numeric_limits<std::size_t>::max());
 }
@@ -338,6 +413,7 @@ Prepared prepare_for_eval(const infer::ModelInfo& m, const Config& config,
   p.model->eval();
   const std::int64_t classes = p.model->num_labels().value_or(0);
   if (generation_task(m.task)) {
+    p.generation = generation_rows(m, config, split, ds);
     prepare_causal(p, m, config, split, ds);
     cap_to_positions(p);
   } else if (text_task(m.task) || token_task(m.task)) {
@@ -366,7 +442,7 @@ std::unique_ptr<BatchSource> batches(const Prepared& p, const Config& config,
     // An evaluation split may name its text column differently from the training split.
     const std::string column = split.table.column_index(p.document_column) >= 0
                                    ? p.document_column
-                                   : find_document_column(split, Config(), ds.spec);
+                                   : document_column(p, split, Config(), ds);
     const auto rows =
         p.model->vocab_size().value_or(static_cast<std::int64_t>(p.causal->vocab_size()));
     return make_causal_lm_batches(split, column, *p.causal, rows, p.max_length, b, ds.spec);
@@ -731,6 +807,8 @@ class TrainingService final : public infer::TrainerService {
     setup.train_data = batches(p, config, ds, train_split, train_batching, /*training=*/true);
     setup.distributed = dist;
     if (eval_split) {
+      p.generation = generation_rows(m, config, *eval_split, eval_source);
+      setup.generation = generation_eval(m, config, p, device);
       setup.eval_data = batches(p, config, eval_source, *eval_split,
                                 read_batching(config, "evaluation", false, r.seed));
       setup.eval_data_hash = eval_split->table.content_hash();
@@ -818,6 +896,7 @@ class TrainingService final : public infer::TrainerService {
     setup.config = config;
     setup.model = p.model;
     setup.label_names = p.labels.names();
+    setup.generation = generation_eval(m, config, p, device);
     setup.eval_data =
         batches(p, config, ds, *split, read_batching(config, "evaluation", false, 0, r.batch_size));
     MS_CHECK(setup.eval_data->num_batches() > 0, ErrorCode::kConfig,

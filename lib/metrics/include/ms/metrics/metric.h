@@ -17,10 +17,13 @@
 namespace ms::metrics {
 
 /// One named array of a batch (logits, labels, loss, ...), row-major, as plain numbers: the
-/// torch layer copies its tensors into these, so metrics stay torch-free.
+/// torch layer copies its tensors into these, so metrics stay torch-free. A field of texts (one
+/// per row: text-gen-metric's generated and target texts, as ModelScope passes lists of strings)
+/// holds them in `texts`, with shape [rows] and no values.
 struct Array {
   std::vector<std::int64_t> shape;
   std::vector<double> values;
+  std::vector<std::string> texts;
 };
 
 /// The named arrays of a batch: a model's outputs or the inputs it was given.
@@ -63,7 +66,8 @@ class MS_API Metric {
 /// `type`); unknown options are kConfig.
 using MetricFactory = std::function<std::unique_ptr<Metric>(const nlohmann::json& options)>;
 
-/// The metrics by name: accuracy, seq-cls-metric, token-cls-metric, loss-metric.
+/// The metrics by name: accuracy, seq-cls-metric, token-cls-metric, loss-metric, ppl,
+/// text-gen-metric.
 MS_API const Registry<MetricFactory>& metric_registry();
 
 /// A metric from an `evaluation.metrics` entry: a name, or an object with `type` and options.

@@ -23,6 +23,13 @@ void register_text_pipelines(Registry<PipelineBuilder>& registry);
 
 /// Adds text-generation (GPT-2-family causal decoders).
 void register_generation_pipelines(Registry<PipelineBuilder>& registry);
+/// The text-generation pipeline over `model`, a model already built on `device` (the one a trainer
+/// evaluates, at its current weights), with the tokenizer and generation options of `info` (its
+/// configuration, --set applied, over generation_config.json): what text-gen-metric's evaluation
+/// generates with, exactly as `ms infer` would.
+std::unique_ptr<infer::Pipeline> make_text_generation_pipeline(const infer::ModelInfo& info,
+                                                               std::shared_ptr<models::Model> model,
+                                                               const std::string& device);
 
 /// Adds image-classification (ResNet family, small CNN).
 void register_image_pipelines(Registry<PipelineBuilder>& registry);

@@ -37,6 +37,19 @@ class BatchSource {
   virtual void start(std::uint64_t epoch, std::size_t skip) = 0;
   /// The next batch, or nullopt at the end of the epoch.
   virtual std::optional<models::TensorMap> next() = 0;
+  /// The split's rows the last next() batch holds, in its order (text-gen-metric looks up their
+  /// prompts and targets); empty where a source does not say.
+  virtual std::vector<std::size_t> last_rows() const { return {}; }
+};
+
+/// text-gen-metric's side of an evaluation (text-generation), as ModelScope's
+/// TextGenerationTrainer does it: the model continues each row's prompt, and the metric compares
+/// the continuations ("preds") with the rows' target texts ("tgts").
+struct GenerationEval {
+  /// By row of the evaluation split.
+  std::vector<std::string> prompts, targets;
+  /// The model's continuations of `prompts` (the new text only), one per prompt.
+  std::function<std::vector<std::string>(const std::vector<std::string>& prompts)> continue_texts;
 };
 
 /// Scalars logged by the hooks, averaged over the logging interval (ModelScope's LogBuffer).
@@ -69,6 +82,9 @@ struct TrainerSetup {
   std::filesystem::path work_dir;
   std::string device = "cpu";
   std::uint64_t seed = 42;
+  /// Set when text-gen-metric evaluates a text-generation model; text-gen-metric is refused
+  /// without it.
+  std::optional<GenerationEval> generation;
   /// Class names by id: given to metrics that need them (token-cls-metric's id2label).
   std::vector<std::string> label_names;
   /// data::Table::content_hash() of the training split (0: unknown): saved in the trainer state,
@@ -208,6 +224,9 @@ class Trainer {
   /// Adds this rank's batches [first, end) of the eval data to `metrics`.
   void evaluate_batches(std::size_t first, std::size_t end,
                         std::vector<std::unique_ptr<metrics::Metric>>& metrics);
+  /// text-gen-metric's fields of the batch next() gave last: the model's continuations of its
+  /// rows' prompts (outputs "preds") and the rows' target texts (inputs "tgts").
+  void add_generated_texts(metrics::Fields& outputs, metrics::Fields& inputs) const;
   /// Data parallelism: sends this rank's share (its metrics' states, or the error it met) to
   /// rank 0, which merges the shares in rank order; returns the values every rank then gets, or
   /// throws the first rank's error on every rank.
