@@ -446,12 +446,12 @@ PromptsAndTargets read_prompts_and_targets(const data::Split& split, const Confi
   const int prompt = split.table.column_index(out.prompt_column);
   const int target = split.table.column_index(target_column);
   for (std::size_t r = 0; r < split.table.rows.size(); ++r) {
-    out.prompts.push_back(text_of(split, r, prompt));
+    out.prompts.push_back(text_of(dataset, split, r, prompt));
     // The generation pipeline refuses an empty prompt; here the row can be named.
     MS_CHECK(!out.prompts.back().empty(), ErrorCode::kUsage,
              "{}: the prompt ('{}') is empty: text-gen-metric generates from it",
              row_where(dataset, split, r), out.prompt_column);
-    out.targets.push_back(text_of(split, r, target));
+    out.targets.push_back(text_of(dataset, split, r, target));
   }
   return out;
 }
