@@ -39,7 +39,7 @@
 # And build/venv-datasets with Hugging Face `datasets` 5.2.0, the newest release (pinned by version
 # and sha256 in scripts/requirements-datasets.txt, with pyarrow and pillow): tests/e2e/
 # test_dataset.py records what it reads from its fixtures, as it does with the 4.8.4 of the newest
-# modelscope venv, and ms must read the same under both. Its wheels install in seconds.
+# modelscope venv, and ms must read the same under both. Its wheels install in about 20 s.
 #
 # And build/venv-torch-newest with the newest torch and transformers (pinned by version and sha256
 # in scripts/requirements-torch-newest.txt; about 5 GB with torch's CUDA libraries, which PyPI's
@@ -174,19 +174,25 @@ if ! transformers_ready "$transformers_venv"; then
   ) >"$transformers_venv.log" 2>&1 &
   pids+=("$!:venv-transformers")
 fi
-start_hashed_venv() {  # start_hashed_venv NAME REQUIREMENTS: makes build/NAME in the background
+start_hashed_venv() {  # start_hashed_venv NAME REQUIREMENTS [PIP_OPTION...]: makes build/NAME
+  local name="$1" requirements="$2"
+  shift 2
   mkdir -p "$root/build"
   (
-    "$python" -m venv --clear "$root/build/$1"
-    "$root/build/$1/bin/pip" install --quiet --disable-pip-version-check --require-hashes -r "$2"
-  ) >"$root/build/$1.log" 2>&1 &
-  pids+=("$!:$1")
+    "$python" -m venv --clear "$root/build/$name"
+    "$root/build/$name/bin/pip" install --quiet --disable-pip-version-check --require-hashes \
+      "$@" -r "$requirements"
+  ) >"$root/build/$name.log" 2>&1 &
+  pids+=("$!:$name")
 }
 onnxruntime_venv="$root/build/venv-onnxruntime"
 onnxruntime_ready "$onnxruntime_venv" ||
   start_hashed_venv venv-onnxruntime "$onnxruntime_requirements"
 datasets_venv="$root/build/venv-datasets"
-datasets_ready "$datasets_venv" || start_hashed_venv venv-datasets "$datasets_requirements"
+# --no-compile: byte-compiling pandas, pyarrow and numpy at install was half of its time (42 s
+# against 21 s on 2 busy cores); the tests import a few of their modules, compiled on first use.
+datasets_ready "$datasets_venv" ||
+  start_hashed_venv venv-datasets "$datasets_requirements" --no-compile
 torch_newest_venv="$root/build/venv-torch-newest"
 torch_newest_ready "$torch_newest_venv" ||
   start_hashed_venv venv-torch-newest "$torch_newest_requirements"
