@@ -1140,6 +1140,26 @@ class TrainImageTest(TorchTestCase):
                    "--split", "test", "--json")
         self.assertExit(e, 0)
         self.assertEqual(json.loads(e.stdout)["accuracy"], summary["metrics"]["accuracy"])
+        # The test split again, labelled by an HF metadata.csv whose ids are written as floats, as
+        # pandas gives a label column with a blank: whole numbers are the ids (they were refused,
+        # "not an integer class id"), and a blank label is named as such.
+        classes = sorted(os.listdir(self.path("data", "fmnist", "test")))
+        rows = [(f"{c}/{name}", i) for i, c in enumerate(classes)
+                for name in sorted(os.listdir(self.path("data", "fmnist", "test", c)))]
+        meta = self.path("data", "fmnist", "test", "metadata.csv")
+        with open(meta, "w") as f:
+            f.write("file_name,label\n" + "".join(f"{n},{i}.0\n" for n, i in rows))
+        m = run_ms("eval", "--model", out, "--dataset", "imagefolder:" + self.path("data", "fmnist"),
+                   "--split", "test", "--json")
+        self.assertExit(m, 0)
+        self.assertEqual(json.loads(m.stdout)["accuracy"], summary["metrics"]["accuracy"])
+        with open(meta, "w") as f:
+            f.write("file_name,label\n" + "".join(f"{n},{'' if k == 3 else i}\n"
+                                                  for k, (n, i) in enumerate(rows)))
+        m = run_ms("eval", "--model", out, "--dataset", "imagefolder:" + self.path("data", "fmnist"),
+                   "--split", "test")
+        self.assertExit(m, 2)
+        self.assertOneLineError(m, "row 4", "the label is empty")
         best = [p for p in glob.glob(self.path("work", "best_epoch*_accuracy*.pth"))
                 if not p.endswith("_trainer_state.pth")]
         self.assertEqual(len(best), 1, best)
