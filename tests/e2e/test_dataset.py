@@ -921,9 +921,11 @@ def run_peer(python, script, root):
         return json.load(f)
 
 
-class ParquetTest(MsTestCase):
-    """Parquet files as pyarrow writes them, read by ms as Hugging Face's datasets reads them: the
-    datasets 4.8.4 of the newest modelscope venv here, 5.2.0 in ParquetTestNewestDatasets."""
+class PeerFixtureCase(MsTestCase):
+    """Fixtures a peer writes and reads (SCRIPT, run by run_peer under peer_python(): the
+    datasets 4.8.4 of the newest modelscope venv, or 5.2.0 where a subclass says so) into
+    self.root, with what the peer read in self.expected, for ms to be compared with."""
+    SCRIPT = None
 
     @staticmethod
     def peer_python():
@@ -936,8 +938,8 @@ class ParquetTest(MsTestCase):
         python = cls.peer_python()
         if python is None:
             return
-        cls.root = tempfile.mkdtemp(prefix="ms-parquet-")
-        cls.expected = run_peer(python, PARQUET_WRITER, cls.root)
+        cls.root = tempfile.mkdtemp(prefix="ms-peer-")
+        cls.expected = run_peer(python, cls.SCRIPT, cls.root)
 
     @classmethod
     def tearDownClass(cls):
@@ -951,6 +953,13 @@ class ParquetTest(MsTestCase):
             self.skipTest("needs the venvs of scripts/setup_python_interop.sh (datasets 4.8.4 in "
                           "the newest modelscope venv, 5.2.0 in build/venv-datasets)")
         self.env = {"MODELSCOPE_CACHE": self.path("cache")}
+
+
+class ParquetTest(PeerFixtureCase):
+    """Parquet files as pyarrow writes them, read by ms as Hugging Face's datasets reads them: the
+    datasets 4.8.4 of the newest modelscope venv here, 5.2.0 in ParquetTestNewestDatasets."""
+
+    SCRIPT = PARQUET_WRITER
 
     def head(self, spec):
         r = run_ms("dataset", "head", spec, "--json", "-n", "1000", env=self.env)
@@ -1127,36 +1136,11 @@ with open(os.path.join(root, "expected.json"), "w") as f:
 '''
 
 
-class DatasetsPeerTest(MsTestCase):
+class DatasetsPeerTest(PeerFixtureCase):
     """Folders read by ms as Hugging Face's datasets reads them (PEER_CASES): the 4.8.4 of the
     newest modelscope venv here, 5.2.0 in DatasetsPeerTestNewestDatasets."""
 
-    @staticmethod
-    def peer_python():
-        return python_with_pyarrow()
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.root = None
-        python = cls.peer_python()
-        if python is None:
-            return
-        cls.root = tempfile.mkdtemp(prefix="ms-peer-")
-        cls.expected = run_peer(python, PEER_CASES, cls.root)
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.root:
-            shutil.rmtree(cls.root, True)
-        super().tearDownClass()
-
-    def setUp(self):
-        super().setUp()
-        if self.root is None:
-            self.skipTest("needs the venvs of scripts/setup_python_interop.sh (datasets 4.8.4 in "
-                          "the newest modelscope venv, 5.2.0 in build/venv-datasets)")
-        self.env = {"MODELSCOPE_CACHE": self.path("cache")}
+    SCRIPT = PEER_CASES
 
     def rows(self, case):
         """split -> rows of `ms dataset head` on the case's folder (an image as its file's name)."""

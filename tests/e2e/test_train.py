@@ -336,7 +336,8 @@ class TrainTextTest(TorchTestCase):
         self.assertGreaterEqual(json.loads(by_name.stdout)["accuracy"], 0.9)
         # A fresh head takes the ClassLabel's names in their order, as transformers' run_glue.
         r = run_ms("train", "--model", os.path.join(TINY, "st_dense"), "--config", self.config,
-                   "--dataset", self.path("labels.parquet"), "--work-dir", self.path("fresh"),
+                   "--dataset", self.path("labels.parquet"), "--eval-dataset",
+                   self.path("labels.parquet"), "--work-dir", self.path("fresh"),
                    "--max-epochs", "1")
         self.assertExit(r, 0)
         with open(self.path("fresh", "output", "config.json")) as f:
