@@ -18,11 +18,10 @@
 #include <c10/core/InferenceMode.h>
 #include <c10/util/Exception.h>
 #include <c10/util/Half.h>
-#include <fmt/format.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 #include <torch/version.h>
-
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>

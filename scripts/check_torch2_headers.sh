@@ -86,11 +86,7 @@ for c in json.load(open("build/compile_commands.json")):
             skip = False
         elif a in ("-o", "-MT", "-MF") or (a == "-isystem" and args[i + 1].startswith("/usr/include/torch")):
             skip = True
-        elif a == "-include" and args[i + 1].endswith("cmake_pch.hxx"):
-            # The precompiled header holds Debian's LibTorch 1.13 declarations, and GCC takes a
-            # .gch without looking at the headers it came from: each file is checked without it.
-            skip = True
-        elif a not in ("-c", "-MD", "-Winvalid-pch", f):
+        elif a not in ("-c", "-MD", f):
             out.append(a)
     cmd = [out[0], "-isystem", f"{inc}/torch/csrc/api/include", "-isystem", inc, *out[1:], "-fsyntax-only", f]
     r = subprocess.run(cmd, capture_output=True, text=True)
