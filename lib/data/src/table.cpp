@@ -305,13 +305,12 @@ Value cell_value(const Value& cell, ColumnType type) {
 }
 
 std::string cell_structure(const Value& cell, ColumnType type) {
+  // A kJson cell holds its value's JSON text as a reader dumped it (a string quoted): its first
+  // character tells the kind, without parsing the cell again.
   const auto* text = std::get_if<std::string>(&cell);
-  if (text == nullptr || type != ColumnType::kJson) return {};
-  const auto first = text->find_first_not_of(" \t\r\n");
-  if (first == std::string::npos || ((*text)[first] != '[' && (*text)[first] != '{')) return {};
-  const nlohmann::json parsed = nlohmann::json::parse(*text, nullptr, false);
-  if (parsed.is_array()) return "list";
-  if (parsed.is_object()) return "object";
+  if (text == nullptr || type != ColumnType::kJson || text->empty()) return {};
+  if (text->front() == '[') return "list";
+  if (text->front() == '{') return "object";
   return {};
 }
 

@@ -28,7 +28,7 @@ const Registry<MetricFactory>& metric_registry() {
     r.add("loss-metric", make_loss, "the mean of each batch's loss (loss)");
     r.add("ppl", make_ppl,
           "perplexity: exp of the mean cross entropy of logits against labels (-100 ignored)");
-    r.add("text-gen-metric", make_text_generation,
+    r.add(kTextGenMetric, make_text_generation,
           "ROUGE-1/ROUGE-L F and BLEU-1/BLEU-4 of generated texts against target texts");
     return r;
   }();

@@ -291,7 +291,7 @@ class TextGenerationMetric : public Metric {
     pred_text_ = o.text("pred_text", "preds");
     o.check_all_read();
   }
-  std::string type() const override { return "text-gen-metric"; }
+  std::string type() const override { return kTextGenMetric; }
 
   void add(const Fields& outputs, const Fields& inputs) override {
     const auto& generated = texts_of(outputs, pred_text_, "outputs", "pred_text");

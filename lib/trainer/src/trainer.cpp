@@ -129,9 +129,6 @@ nlohmann::json from_checkpoint(const CheckpointValue& v) {
   fail(ErrorCode::kIntegrity, "a tensor where the trainer state holds plain values");
 }
 
-// The metric whose texts the trainer generates (ModelScope's Metrics.text_gen_metric).
-constexpr const char* kTextGenMetric = "text-gen-metric";
-
 // A batch's tensors as the metrics take them (plain doubles, row-major).
 metrics::Fields fields_of(const models::TensorMap& tensors) {
   metrics::Fields out;
@@ -695,7 +692,7 @@ Json Trainer::evaluate() {
     }
   }
   for (const auto& m : metric_list) {
-    MS_CHECK(m->type() != kTextGenMetric || setup_.generation, ErrorCode::kConfig,
+    MS_CHECK(m->type() != metrics::kTextGenMetric || setup_.generation, ErrorCode::kConfig,
              "{}: evaluation.metrics: text-gen-metric scores generated text, which only a "
              "text-generation model writes (this one's task is {})",
              setup_.config.source(), model().task());
@@ -742,7 +739,7 @@ void Trainer::evaluate_batches(std::size_t first, std::size_t end,
   // As ModelScope's TextGenerationTrainer: text-gen-metric's texts are generated, and the forward
   // pass runs only for the metrics that read its outputs (ppl, loss-metric, ...).
   bool forward = false, generate = false;
-  for (const auto& m : metrics) (m->type() == kTextGenMetric ? generate : forward) = true;
+  for (const auto& m : metrics) (m->type() == metrics::kTextGenMetric ? generate : forward) = true;
   const bool was_training = model().is_training();
   model().eval();
   {

@@ -214,8 +214,8 @@ const data::Split& train_split_of(const data::Dataset& d) {
 bool wants_generated_text(const Config& config) {
   const Json metrics = config.get_or<Json>("evaluation.metrics", Json());
   for (const Json& m : metrics.is_array() ? metrics : Json::array({metrics})) {
-    if ((m.is_string() && m == "text-gen-metric") ||
-        (m.is_object() && m.value("type", Json()) == "text-gen-metric"))
+    if ((m.is_string() && m == metrics::kTextGenMetric) ||
+        (m.is_object() && m.value("type", Json()) == metrics::kTextGenMetric))
       return true;
   }
   return false;

@@ -79,6 +79,10 @@ MS_API std::unique_ptr<Metric> build_metric(const nlohmann::json& spec);
 /// classification and NER; accuracy for image classification. Empty for other tasks.
 MS_API std::string task_default_metric(const std::string& task);
 
+/// The metric of generated text (ModelScope's Metrics.text_gen_metric): the trainer generates its
+/// texts instead of running the forward pass, so it looks for this name.
+inline constexpr const char* kTextGenMetric = "text-gen-metric";
+
 /// Adds metric_registry() to `registries` (for `ms list`).
 MS_API void register_metric_components(Registries& registries);
 
