@@ -651,6 +651,22 @@ class HeadsTest(TorchTestCase):
                     f.write(table)
                 r = self.infer("cls", "--dataset", self.path(name), code=2)
                 self.assertOneLineError(r, fragment)
+        # The model's preprocessor.first_sequence names the text column, as ms train and ms eval
+        # read it: a dataset with a `text` column beside it gives the named one (the default name
+        # was read before, silently).
+        with open(self.path("review.csv"), "w", encoding="utf-8") as f:
+            f.write("text,review\n" + "".join(f'unrelated words,"{t}"\n' for t in ref["texts"]))
+        review = ("--set", "preprocessor.first_sequence=review")
+        got = self.infer("cls", "--dataset", "csv:" + self.path("review.csv"), *review)
+        self.assertEqual([g["labels"] for g in got], [w["labels"] for w in want])
+        self.assertEqual([g["scores"] for g in got], [w["scores"] for w in want])
+        # A JSON lines file without the named field reads the default one, with a warning.
+        src = self.jsonl("plain.jsonl", [{"text": t} for t in ref["texts"]])
+        r = run_ms("infer", "--model", os.path.join(TINY, "cls"), "--device", DEVICE,
+                   "--input-file", src, *review)
+        self.assertExit(r, 0)
+        self.assertEqual([g["labels"] for g in lines(r.stdout)], [w["labels"] for w in want])
+        self.assertIn("no field 'review' (preprocessor.first_sequence", r.stderr)
         # Integers past int64 in a CSV make a text column: the ids keep every digit.
         with open(self.path("big.csv"), "w") as f:
             f.write("id,text\n10000000000000000001,a\n2,b\n")

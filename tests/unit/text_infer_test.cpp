@@ -367,6 +367,55 @@ TEST_CASE("inputs: txt, jsonl, csv; duplicate ids rejected", "[infer]") {
   CHECK_THROWS_AS(ms::infer::read_inputs(none), ms::Error);
 }
 
+TEST_CASE("inputs: the model's named fields are read before the default names", "[infer]") {
+  TempDir dir;
+  ms::infer::InputSpec spec;
+  spec.text_field = "review";
+  spec.pair_field = "answer";
+  spec.fields_source = "configuration.json";
+  // A table with both the model's column and a default one reads the model's.
+  ms::write_file_atomic(dir.path / "both.csv",
+                        "text,review,text_pair,answer\nwrong,right,wrong2,right2\n");
+  spec.file = dir.path / "both.csv";
+  auto in = ms::infer::read_inputs(spec);
+  REQUIRE(in.size() == 1);
+  CHECK(in[0].text == "right");
+  CHECK(in[0].text_pair.value_or("") == "right2");
+  ms::infer::InputSpec ds = spec;
+  ds.file.reset();
+  ds.dataset = "csv:" + (dir.path / "both.csv").string();
+  in = ms::infer::read_inputs(ds);
+  REQUIRE(in.size() == 1);
+  CHECK(in[0].text == "right");
+  CHECK(in[0].text_pair.value_or("") == "right2");
+  // A column only the model names (no default name) is found.
+  ms::write_file_atomic(dir.path / "only.csv", "review\nfine\n");
+  spec.file = dir.path / "only.csv";
+  in = ms::infer::read_inputs(spec);
+  REQUIRE(in.size() == 1);
+  CHECK(in[0].text == "fine");
+  // JSON records: the named field wins; a record without it falls back to the default names.
+  ms::write_file_atomic(dir.path / "r.jsonl",
+                        "{\"text\":\"wrong\",\"review\":\"right\"}\n{\"text\":\"plain\"}\n"
+                        "{\"other\":1}\n");
+  spec.file = dir.path / "r.jsonl";
+  in = ms::infer::read_inputs(spec);
+  REQUIRE(in.size() == 3);
+  CHECK(in[0].text == "right");
+  CHECK(in[1].text == "plain");
+  // The error for a record with no text field lists the model's name first.
+  CHECK(in[2].invalid.find("expected one of review, text") != std::string::npos);
+  // A table with neither: the hint names the model's key and where it is set.
+  ms::write_file_atomic(dir.path / "none.csv", "body\nx\n");
+  spec.file = dir.path / "none.csv";
+  try {
+    ms::infer::read_inputs(spec);
+    FAIL("expected an error");
+  } catch (const ms::Error& e) {
+    CHECK(e.hint().find("preprocessor.first_sequence in configuration.json") != std::string::npos);
+  }
+}
+
 TEST_CASE("shards and task names", "[infer]") {
   CHECK(ms::data::parse_shard("1/4") == std::pair<std::size_t, std::size_t>{1, 4});
   for (const char* bad : {"4/4", "-1/2", "1/0", "a/b", "1", "1/2/3", "1/"}) {

@@ -32,10 +32,37 @@ std::string input_file_format(const std::filesystem::path& file, const std::stri
   return "txt";
 }
 
+// The fields (JSON keys, table columns) an input's text and second sentence are read from, the
+// first present winning: the model's own names (InputSpec::text_field, pair_field) before the
+// default names. A model that names its text column `review` reads it from a dataset with a
+// `text` column too, as ms train and ms eval do on the same configuration.
+struct FieldNames {
+  std::vector<std::string> text, pair;
+  std::string named_text, named_pair, source;
+
+  explicit FieldNames(const InputSpec& spec)
+      : named_text(spec.text_field), named_pair(spec.pair_field), source(spec.fields_source) {
+    if (!named_text.empty()) text.push_back(named_text);
+    for (const char* k : kTextFields)
+      if (k != named_text) text.emplace_back(k);
+    if (!named_pair.empty()) pair.push_back(named_pair);
+    for (const char* k : kPairFields)
+      if (k != named_pair) pair.emplace_back(k);
+  }
+
+  // Says once that the model's name for a field is not in `input`, which is read from `used`
+  // instead: the default names are a guess, which the user may want to correct.
+  void warn_named_missing(const std::string& input, const std::string& named, const char* key,
+                          const std::string& used) const {
+    log::warn("{}: no field '{}' ({} in {}); reading '{}' instead", input, named, key, source,
+              used);
+  }
+};
+
 // The first of `keys` present as a string in `obj`; its key goes into `read`.
-const Json* pick(const Json& obj, std::initializer_list<const char*> keys,
+const Json* pick(const Json& obj, const std::vector<std::string>& keys,
                  std::set<std::string>& read) {
-  for (const char* k : keys) {
+  for (const std::string& k : keys) {
     auto it = obj.find(k);
     if (it != obj.end() && it->is_string()) {
       read.insert(k);
@@ -49,7 +76,8 @@ const Json* pick(const Json& obj, std::initializer_list<const char*> keys,
 // path) field, an optional "id" and a second-sentence field. `where` names it in errors ("F line
 // 3"); `index` is its id when it has none. The object's keys an input is made from go into `read`.
 PipelineInput input_from_json(const Json& j, std::size_t index, const std::string& where,
-                              const std::filesystem::path& file, std::set<std::string>& read) {
+                              const std::filesystem::path& file, const FieldNames& fields,
+                              std::set<std::string>& read) {
   PipelineInput in;
   in.id = index;
   if (j.is_string()) {
@@ -59,25 +87,23 @@ PipelineInput input_from_json(const Json& j, std::size_t index, const std::strin
       in.id = j["id"];
       read.insert("id");
     }
-    if (const Json* t = pick(j, kTextFields, read)) {
+    if (const Json* t = pick(j, fields.text, read)) {
       in.text = t->get<std::string>();
     } else if (const Json* p = pick(j, {"path", "image", "file"}, read)) {
       in.path = p->get<std::string>();
       if (in.path.is_relative()) in.path = file.parent_path() / in.path;
-    } else if (const auto named =
-                   std::find_if(kTextFields.begin(), kTextFields.end(),
-                                [&j](const char* k) { return j.contains(k) && !j[k].is_null(); });
-               named != kTextFields.end()) {
+    } else if (const auto named = std::find_if(
+                   fields.text.begin(), fields.text.end(),
+                   [&j](const std::string& k) { return j.contains(k) && !j[k].is_null(); });
+               named != fields.text.end()) {
       in.invalid = fmt::format("{}: field '{}' is {}, not a string", where, *named,
                                Config::type_name(j[*named]));
       read.insert(*named);  // named here; the warning about unread fields need not repeat it
     } else {
-      in.invalid = fmt::format(
-          "{}: no text field (expected one of text, sentence, sentence1, text_a, "
-          "source_sentence, input, or path/image)",
-          where);
+      in.invalid = fmt::format("{}: no text field (expected one of {}, or path/image)", where,
+                               join(fields.text, ", "));
     }
-    if (const Json* p = pick(j, kPairFields, read)) in.text_pair = p->get<std::string>();
+    if (const Json* p = pick(j, fields.pair, read)) in.text_pair = p->get<std::string>();
   } else {
     in.invalid =
         fmt::format("{}: expected a JSON object or string, got {}", where, Config::type_name(j));
@@ -89,27 +115,50 @@ PipelineInput input_from_json(const Json& j, std::size_t index, const std::strin
 // second-sentence field ("txet_pair") would otherwise turn every pair into a single sentence
 // without a word, and of two text fields ("text" and "sentence") only the first is read.
 void warn_unread(const std::filesystem::path& file, const std::set<std::string>& unread,
-                 const char* what) {
+                 const char* what, const FieldNames& fields) {
   if (unread.empty()) return;
   log::warn(
       "{}: {} not read: {} (text: the first of {}; second sentence: the first of {}; files: "
       "path, image, file; and id)",
       file.string(), what, join(std::vector<std::string>(unread.begin(), unread.end()), ", "),
-      join(std::vector<std::string>(kTextFields.begin(), kTextFields.end()), ", "),
-      join(std::vector<std::string>(kPairFields.begin(), kPairFields.end()), ", "));
+      join(fields.text, ", "), join(fields.pair, ", "));
 }
 
 // JSON lines (.jsonl, .ndjson, .json), one JSON array of records, or one (pretty-printed) JSON
 // object: the file's first character decides between lines and an array
 // (data::holds_json_array), as for `--dataset jsonl:F`, not its name; a file whose lines are not
 // JSON but whose whole text is one object is that one record.
-void read_json_records(const std::filesystem::path& file, std::vector<PipelineInput>& out) {
+void read_json_records(const std::filesystem::path& file, const FieldNames& fields,
+                       std::vector<PipelineInput>& out) {
   const std::string text = read_file(file);
   std::set<std::string> unread;
+  bool warned_text = false, warned_pair = false;
+  // Says once per file that a record lacks a field the model names and another name was read.
+  auto warn_if_named_missing = [&](const Json& record, const std::string& where,
+                                   const std::set<std::string>& read) {
+    auto read_instead = [&read](const std::vector<std::string>& names) {
+      for (std::size_t k = 1; k < names.size(); ++k)
+        if (read.count(names[k]) != 0) return names[k];
+      return std::string();
+    };
+    if (!fields.named_text.empty() && !warned_text && !record.contains(fields.named_text)) {
+      if (const std::string used = read_instead(fields.text); !used.empty()) {
+        fields.warn_named_missing(where, fields.named_text, "preprocessor.first_sequence", used);
+        warned_text = true;
+      }
+    }
+    if (!fields.named_pair.empty() && !warned_pair && !record.contains(fields.named_pair)) {
+      if (const std::string used = read_instead(fields.pair); !used.empty()) {
+        fields.warn_named_missing(where, fields.named_pair, "preprocessor.second_sequence", used);
+        warned_pair = true;
+      }
+    }
+  };
   auto add = [&](const Json& record, std::size_t index, const std::string& where) {
     std::set<std::string> read;
-    out.push_back(input_from_json(record, index, where, file, read));
+    out.push_back(input_from_json(record, index, where, file, fields, read));
     if (record.is_object()) {
+      warn_if_named_missing(record, where, read);
       // A null is no value left unread (pandas writes "text_pair": null for a single sentence).
       for (auto it = record.begin(); it != record.end(); ++it)
         if (read.count(it.key()) == 0 && !it->is_null()) unread.insert(it.key());
@@ -119,7 +168,7 @@ void read_json_records(const std::filesystem::path& file, std::vector<PipelineIn
     const Json doc = parse_json(text, file.string(), ErrorCode::kIntegrity);
     for (std::size_t k = 0; k < doc.size(); ++k)
       add(doc[k], k, fmt::format("{} element {}", file.string(), k));
-    warn_unread(file, unread, "fields");
+    warn_unread(file, unread, "fields", fields);
     return;
   }
   std::vector<data::JsonLine> lines = data::parse_json_lines(text);
@@ -129,7 +178,7 @@ void read_json_records(const std::filesystem::path& file, std::vector<PipelineIn
   JsonParseError ignored;
   if (some_line_invalid && try_parse_json(text, whole, ignored) && whole.is_object()) {
     add(whole, 0, file.string());
-    warn_unread(file, unread, "fields");
+    warn_unread(file, unread, "fields", fields);
     return;
   }
   for (data::JsonLine& line : lines) {
@@ -143,7 +192,7 @@ void read_json_records(const std::filesystem::path& file, std::vector<PipelineIn
     in.invalid = fmt::format("{} column {}: not valid JSON ({})", where, line.column, line.error);
     out.push_back(std::move(in));
   }
-  warn_unread(file, unread, "fields");
+  warn_unread(file, unread, "fields", fields);
 }
 
 // An "id" cell as the input's id, exactly: a string or a number. A cell that is none (empty, a
@@ -175,17 +224,24 @@ Json cell_id(const data::Value& v, std::size_t row, const std::string& source) {
 // image or file column holds paths the dataset loader resolved already (relative to the working
 // folder when the dataset's was). Returns the names of the columns read.
 std::set<std::string> inputs_from_table(const data::Table& table, const std::string& source,
-                                        const std::filesystem::path& base,
+                                        const std::filesystem::path& base, const FieldNames& fields,
                                         std::vector<PipelineInput>& out) {
-  auto column = [&table](std::initializer_list<const char*> names) -> int {
-    for (const char* n : names) {
+  auto column = [&table](const std::vector<std::string>& names) -> int {
+    for (const std::string& n : names) {
       if (int i = table.column_index(n); i >= 0) return i;
     }
     return -1;
   };
-  const int text_col = column(kTextFields);
-  const int pair_col = column(kPairFields);
+  const int text_col = column(fields.text);
+  const int pair_col = column(fields.pair);
   const int id_col = column({"id"});
+  auto name_of = [&table](int c) { return table.columns[static_cast<std::size_t>(c)].name; };
+  if (!fields.named_text.empty() && text_col >= 0 && name_of(text_col) != fields.named_text)
+    fields.warn_named_missing(source, fields.named_text, "preprocessor.first_sequence",
+                              name_of(text_col));
+  if (!fields.named_pair.empty() && pair_col >= 0 && name_of(pair_col) != fields.named_pair)
+    fields.warn_named_missing(source, fields.named_pair, "preprocessor.second_sequence",
+                              name_of(pair_col));
   int path_col = column({"path", "image", "file"});
   for (std::size_t c = 0; path_col < 0 && c < table.columns.size(); ++c) {
     const data::ColumnType t = table.columns[c].type;
@@ -202,8 +258,13 @@ std::set<std::string> inputs_from_table(const data::Table& table, const std::str
     throw Error(ErrorCode::kUsage,
                 fmt::format("{}: the header has no text column (columns: {})", source,
                             fmt::join(names, ", ")),
-                "name the text column 'text' (and the second sentence 'text_pair' for pairs), "
-                "or the file column 'path' or 'image'");
+                fields.named_text.empty()
+                    ? std::string("name the text column 'text' (and the second sentence "
+                                  "'text_pair' for pairs), or the file column 'path' or 'image'; "
+                                  "or name it with --set preprocessor.first_sequence=COLUMN")
+                    : fmt::format("the model reads '{}' (preprocessor.first_sequence in {}); "
+                                  "name another with --set preprocessor.first_sequence=COLUMN",
+                                  fields.named_text, fields.source));
   }
   // A cell as text: a JSON string of a JSON lines column whose values mix kinds is its text, not
   // its quoted JSON (data::cell_text).
@@ -256,7 +317,8 @@ std::set<std::string> inputs_from_table(const data::Table& table, const std::str
   return read;
 }
 
-void read_csv(const std::filesystem::path& file, char delimiter, std::vector<PipelineInput>& out) {
+void read_csv(const std::filesystem::path& file, char delimiter, const FieldNames& fields,
+              std::vector<PipelineInput>& out) {
   data::CsvOptions options;
   options.infer_types = false;  // ids and texts stay exactly as written
   // A row short of its text or path would run as an empty input: an error naming the line.
@@ -264,11 +326,11 @@ void read_csv(const std::filesystem::path& file, char delimiter, std::vector<Pip
   options.delimiter = delimiter;
   const data::Table table = data::read_csv(file, options);
   const std::set<std::string> read =
-      inputs_from_table(table, file.string(), file.parent_path(), out);
+      inputs_from_table(table, file.string(), file.parent_path(), fields, out);
   std::set<std::string> unread;
   for (const data::Column& column : table.columns)
     if (read.count(column.name) == 0) unread.insert(column.name);
-  warn_unread(file, unread, "columns");
+  warn_unread(file, unread, "columns", fields);
 }
 
 // Refuses an output that is the input file `input` itself (a link to it or another name of it
@@ -283,7 +345,8 @@ void check_output_is_not(const std::filesystem::path& input,
   }
 }
 
-void read_dataset(const InputSpec& spec, std::vector<PipelineInput>& out) {
+void read_dataset(const InputSpec& spec, const FieldNames& fields,
+                  std::vector<PipelineInput>& out) {
   const std::optional<std::filesystem::path>& output = spec.output;
   data::LoadOptions options;
   options.subset = spec.subset;
@@ -308,7 +371,8 @@ void read_dataset(const InputSpec& spec, std::vector<PipelineInput>& out) {
   const data::Split& split = ds.only_split();
   const std::filesystem::path base =
       std::filesystem::is_directory(ds.root) ? ds.root : ds.root.parent_path();
-  inputs_from_table(split.table, fmt::format("{} ({})", *spec.dataset, split.selection), base, out);
+  inputs_from_table(split.table, fmt::format("{} ({})", *spec.dataset, split.selection), base,
+                    fields, out);
 }
 
 }  // namespace
@@ -321,6 +385,7 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
            "or --dataset SPEC");
   MS_CHECK(!spec.split || spec.dataset, ErrorCode::kUsage, "--split goes with --dataset");
   MS_CHECK(!spec.subset || spec.dataset, ErrorCode::kUsage, "--subset goes with --dataset");
+  const FieldNames fields(spec);
   std::vector<PipelineInput> out;
   if (!spec.texts.empty()) {
     for (std::size_t i = 0; i < spec.texts.size(); ++i) {
@@ -332,7 +397,7 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
     return out;
   }
   if (spec.dataset) {
-    read_dataset(spec, out);
+    read_dataset(spec, fields, out);
     MS_CHECK(!out.empty(), ErrorCode::kUsage, "dataset {} holds no rows", *spec.dataset);
   } else if (spec.file) {
     // "-" is standard input (`... | ms infer --input-file -`); pipes and devices read as files.
@@ -347,9 +412,9 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
     }
     const std::string format = input_file_format(file, spec.file_format);
     if (format == "jsonl" || format == "json") {
-      read_json_records(file, out);
+      read_json_records(file, fields, out);
     } else if (format == "csv" || format == "tsv") {
-      read_csv(file, format == "tsv" ? '\t' : ',', out);
+      read_csv(file, format == "tsv" ? '\t' : ',', fields, out);
     } else {
       const std::string text = read_file(file);
       const std::vector<std::string_view> lines = split_lines(without_bom(text));

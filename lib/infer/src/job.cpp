@@ -732,15 +732,27 @@ void log_inside_the_batches(const JobStats& stats, const RunPhases& phases) {
                         stats.startup_seconds));
 }
 
+// The field name a configuration sets at `key`; "" when absent or null (ModelScope's configurations
+// write null for "none").
+std::string named_field(const Config& config, const char* key) {
+  if (!config.has(key) || config.at(key).is_null()) return {};
+  return config.get<std::string>(key);
+}
+
 }  // namespace
 
 JobStats run_infer(const InferRequest& request) {
   // Everything that can be checked without LibTorch is checked before it loads.
   check_job_options(request.job);
+  // The model's configuration first: it may name the inputs' text fields, as ModelScope's
+  // preprocessors read a dict input (a dataset whose text column is `review`).
+  const ModelInfo model = open_model(request.model, request.task, request.overrides, request.hub);
   InputSpec input_spec = request.inputs;
   input_spec.output = request.job.output;
+  input_spec.text_field = named_field(model.config, "preprocessor.first_sequence");
+  input_spec.pair_field = named_field(model.config, "preprocessor.second_sequence");
+  input_spec.fields_source = model.config.source();
   const std::vector<PipelineInput> inputs = read_inputs(input_spec);
-  const ModelInfo model = open_model(request.model, request.task, request.overrides, request.hub);
 
   PipelineOptions popts;
   popts.device = request.device;

@@ -44,6 +44,12 @@ struct InputSpec {
   /// file is refused (the results would overwrite the inputs), and a folder's listing leaves it
   /// out (a rerun would take the last run's results for inputs).
   std::optional<std::filesystem::path> output;
+  /// The model's own names of the text and second-sentence fields of JSON records and table
+  /// columns (its configuration's preprocessor.first_sequence / second_sequence, the keys
+  /// ModelScope's preprocessors read a dict input by): read before kTextFields / kPairFields.
+  /// Empty: the model names none. `fields_source` says where they were named, for messages.
+  std::string text_field, pair_field;
+  std::string fields_source;
 };
 
 /// Reads the inputs. Text lines keep their content as written (a bad one becomes an error line
@@ -139,9 +145,9 @@ struct InferRequest {
   JobOptions job;  ///< its `workers` is replaced by the choice above
 };
 
-/// Runs a request: checks everything that needs no LibTorch first (job options, inputs, the model
-/// folder), then loads the torch layer, builds the model's pipeline, picks the workers and runs
-/// the job. Logs the model, task, device and workers, and a summary at the end.
+/// Runs a request: checks everything that needs no LibTorch first (job options, the model
+/// folder, then the inputs, whose text fields the model's configuration may name), then loads
+/// the torch layer, builds the model's pipeline, picks the workers and runs the job. Logs the model, task, device and workers, and a summary at the end.
 MS_API JobStats run_infer(const InferRequest& request);
 
 /// One output line for an input: {"id": ..., <result keys>} or {"id": ..., "error": {...}}.
