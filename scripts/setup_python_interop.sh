@@ -141,10 +141,6 @@ if ! transformers_ready "$transformers_venv" &&
   exit 1
 fi
 
-# Every venv is installed with --no-compile: byte-compiling every module of torch, transformers,
-# pandas, pyarrow... at install was a third to a half of the venvs' time (torch-newest's 87 s of
-# CPU against 58 s; datasets' 42 s against 21 s), and the tests import a few of them, compiled
-# on first use.
 pids=()
 for version in "${versions[@]}"; do
   venv="$root/build/venv-modelscope-$version"
@@ -155,7 +151,7 @@ for version in "${versions[@]}"; do
   (
     "$python" -m venv --clear "$venv"
     # shellcheck disable=SC2046
-    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-compile $(pins "$version")
+    "$venv/bin/pip" install --quiet --disable-pip-version-check $(pins "$version")
   ) >"$venv.log" 2>&1 &
   pids+=("$!:venv-modelscope-$version")
 done
@@ -165,7 +161,7 @@ if ! tensorboard_ready "$tensorboard_venv"; then
   (
     "$python" -m venv --clear "$tensorboard_venv"
     # shellcheck disable=SC2086
-    "$tensorboard_venv/bin/pip" install --quiet --disable-pip-version-check --no-compile $tensorboard_pins
+    "$tensorboard_venv/bin/pip" install --quiet --disable-pip-version-check $tensorboard_pins
   ) >"$tensorboard_venv.log" 2>&1 &
   pids+=("$!:venv-tensorboard")
 fi
@@ -174,7 +170,7 @@ if ! transformers_ready "$transformers_venv"; then
   (
     "$transformers_python" -m venv --clear --system-site-packages "$transformers_venv"
     # shellcheck disable=SC2086
-    "$transformers_venv/bin/pip" install --quiet --disable-pip-version-check --no-compile $transformers_pins
+    "$transformers_venv/bin/pip" install --quiet --disable-pip-version-check $transformers_pins
   ) >"$transformers_venv.log" 2>&1 &
   pids+=("$!:venv-transformers")
 fi
@@ -184,7 +180,7 @@ start_hashed_venv() {  # start_hashed_venv NAME REQUIREMENTS [PIP_OPTION...]: ma
   mkdir -p "$root/build"
   (
     "$python" -m venv --clear "$root/build/$name"
-    "$root/build/$name/bin/pip" install --quiet --disable-pip-version-check --no-compile --require-hashes \
+    "$root/build/$name/bin/pip" install --quiet --disable-pip-version-check --require-hashes \
       "$@" -r "$requirements"
   ) >"$root/build/$name.log" 2>&1 &
   pids+=("$!:$name")
@@ -193,8 +189,13 @@ onnxruntime_venv="$root/build/venv-onnxruntime"
 onnxruntime_ready "$onnxruntime_venv" ||
   start_hashed_venv venv-onnxruntime "$onnxruntime_requirements"
 datasets_venv="$root/build/venv-datasets"
+# --no-compile: byte-compiling pandas, pyarrow and numpy at install was half of its time (42 s
+# against 21 s on 2 busy cores); the tests import a few of their modules. Not for the venvs whose
+# torch and transformers the tests import in many processes: without .pyc files, each import
+# compiles them again where PYTHONDONTWRITEBYTECODE is set (test_train_interop took 195 s
+# instead of 101 s).
 datasets_ready "$datasets_venv" ||
-  start_hashed_venv venv-datasets "$datasets_requirements"
+  start_hashed_venv venv-datasets "$datasets_requirements" --no-compile
 torch_newest_venv="$root/build/venv-torch-newest"
 torch_newest_ready "$torch_newest_venv" ||
   start_hashed_venv venv-torch-newest "$torch_newest_requirements"

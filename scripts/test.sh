@@ -16,6 +16,31 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
+# Work that waits on the network or fills the cores the foreground leaves idle runs beside it:
+# start_beside LOG COMMAND... starts COMMAND (a function too) at a lower priority, in a process
+# group of its own (set -m) that an early exit of test.sh stops whole (pip, the compilers);
+# finish_beside LOG WHAT waits for it and shows its output, or stops the tests when it failed.
+start_beside() {
+  local log="$1"
+  shift
+  set -m
+  (
+    renice -n 10 -p "$BASHPID" >/dev/null
+    "$@"
+  ) >"$log" 2>&1 &
+  beside_pid=$!
+  set +m
+  trap 'kill -- "-$beside_pid" 2>/dev/null || true' EXIT
+}
+finish_beside() {
+  if ! wait "$beside_pid"; then
+    cat "$1" >&2
+    echo "test.sh: $2 failed (above)" >&2
+    exit 1
+  fi
+  trap - EXIT
+}
+
 MS_SETUP_SKIP_BUILD=1 bash scripts/setup.sh
 export MS_MINILM_DIR="${MS_MINILM_DIR:-$root/build/models/all-MiniLM-L6-v2}"
 export MS_GPT2_VOCAB_DIR="${MS_GPT2_VOCAB_DIR:-$root/build/models/gpt2-vocab}"
@@ -34,28 +59,22 @@ fetches() {
   python3 scripts/fetch_gpt2_vocab.py "$MS_GPT2_VOCAB_DIR" >/dev/null
 }
 mkdir -p build
-fetches_log="$root/build/fetches.log"
-(
-  renice -n 10 -p "$BASHPID" >/dev/null
-  fetches
-) >"$fetches_log" 2>&1 &
-fetches_pid=$!
-trap 'kill "$fetches_pid" 2>/dev/null || true' EXIT
+start_beside build/fetches.log fetches
 MS_CMAKE_ARGS="-DMS_TEST_HOOKS=ON ${MS_CMAKE_ARGS:-}" bash scripts/setup.sh
-if ! wait "$fetches_pid"; then
-  cat "$fetches_log" >&2
-  echo "test.sh: making the Python venvs or fetching the test models failed (above)" >&2
-  exit 1
-fi
-trap - EXIT
-cat "$fetches_log"
+finish_beside build/fetches.log "making the Python venvs or fetching the test models"
+cat build/fetches.log
 scripts/check_layering.sh
-MS_TESTS_STRICT=1 ctest --test-dir build --output-on-failure --timeout 900 -j "${MS_TEST_JOBS:-2}"
 # The fuzz targets: a second build with clang (-DMS_FUZZ=ON instruments the torch-free libraries
 # they read with libFuzzer's coverage, ASan and UBSan), then the bounded runs (CTest label "fuzz").
+# The build runs beside the tests at a lower priority: they leave cores idle while they wait on
+# processes (servers, timeouts, killed workers), about a fifth of their time on 2 cores.
 # shellcheck disable=SC2086
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang-14 \
   -DCMAKE_CXX_COMPILER=clang++-14 -DMS_WITH_TORCH=OFF -DMS_BUILD_TESTS=OFF -DMS_FUZZ=ON \
   ${MS_FUZZ_CMAKE_ARGS:-} >/dev/null
-ninja -C build-fuzz -j "${MS_BUILD_JOBS:-$(nproc)}" ms_fuzz_targets
+start_beside build-fuzz/build.log ninja -C build-fuzz -j "${MS_BUILD_JOBS:-$(nproc)}" \
+  ms_fuzz_targets
+MS_TESTS_STRICT=1 ctest --test-dir build --output-on-failure --timeout 900 -j "${MS_TEST_JOBS:-2}"
+finish_beside build-fuzz/build.log "building the fuzz targets"
+tail -n 1 build-fuzz/build.log
 ctest --test-dir build-fuzz -L fuzz --output-on-failure --timeout 600 -j "${MS_TEST_JOBS:-2}"

@@ -5,6 +5,7 @@ Standard library only, so the tests run on any Python 3.9+ without installing an
 import functools
 import json
 import os
+import select
 import shutil
 import socket
 import struct
@@ -203,6 +204,54 @@ def python_torch_version(python):
     r = subprocess.run([python, "-c", "import torch; print(torch.__version__)"],
                        capture_output=True, text=True)
     return r.stdout.strip() or python
+
+
+class JsonLinesWorker:
+    """A long-lived peer process that answers each JSON line written to its stdin with one JSON
+    line on its stdout: a transformers or torch peer imports its libraries once for a test class
+    instead of once per check (3-4 s of CPU each). Its stderr goes to a file, quoted when it fails."""
+
+    def __init__(self, argv):
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=self._stderr, text=True)
+
+    def _stderr_tail(self):
+        self._stderr.seek(0)
+        return self._stderr.read()[-3000:]
+
+    def ask(self, request, timeout=300):
+        """The answer to `request` (a JSON value); AssertionError naming the worker's stderr when
+        it exits or says nothing within `timeout` seconds."""
+        try:
+            self._proc.stdin.write(json.dumps(request) + "\n")
+            self._proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # it exited: readline() below says so
+        ready, _, _ = select.select([self._proc.stdout], [], [], timeout)
+        if not ready:
+            self._proc.kill()
+            raise AssertionError(f"{self._proc.args[:2]}: no answer in {timeout} s; stderr:\n"
+                                 f"{self._stderr_tail()}")
+        line = self._proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"{self._proc.args[:2]} exited ({self._proc.wait()}); stderr:\n"
+                                 f"{self._stderr_tail()}")
+        return json.loads(line)
+
+    def close(self):
+        """Ends the worker (end of its input), killed if it does not exit within a minute."""
+        try:
+            self._proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        try:
+            self._proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc.stdout.close()
+        self._stderr.close()
 
 
 def ms_env():

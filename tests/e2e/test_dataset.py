@@ -838,9 +838,17 @@ pq.write_table(table.slice(20, 15), os.path.join(root, "hf/data/train-00001-of-0
 pq.write_table(table.slice(35), os.path.join(root, "hf/data/test-00000-of-00001.parquet"))
 hf = datasets.load_dataset(os.path.join(root, "hf"))
 expected["hf"] = {s: [{k: clean(v) for k, v in row.items()} for row in hf[s]] for s in hf}
-# What ms refuses: a struct column (Hugging Face's Image feature), LZ4 pages.
-pq.write_table(pa.table({"image": pa.array([{"bytes": b"\x89PNG", "path": "a.png"}]),
-                         "label": [1]}), os.path.join(root, "struct.parquet"))
+# Columns ms leaves out (a struct: Hugging Face's Image feature; binary data), and LZ4 pages,
+# which it refuses. The shards of struct-shards/ each hold the struct column.
+struct_table = pa.table({"image": pa.array([{"bytes": b"\x89PNG", "path": "a.png"},
+                                            {"bytes": b"\xff\xd8", "path": "b.jpg"}]),
+                         "blob": pa.array([b"\x00\x01", b""], pa.binary()),
+                         "label": [1, 0], "text": ["first", "second"]})
+pq.write_table(struct_table, os.path.join(root, "struct.parquet"))
+os.makedirs(os.path.join(root, "struct-shards"))
+for i in range(2):
+    pq.write_table(struct_table.slice(i, 1),
+                   os.path.join(root, "struct-shards", f"train-0000{i}-of-00002.parquet"))
 pq.write_table(table, os.path.join(root, "lz4.parquet"), compression="lz4")
 # The hub's layout of the same shards: a README whose configs name them.
 import shutil
@@ -999,11 +1007,27 @@ class ParquetTest(PeerFixtureCase):
             got = [{k: v for k, v in row.items() if k != "_split"} for row in rows if row["_split"] == split]
             self.assertEqual(got, self.expected["hf"][split], split)
 
-    def test_struct_column_and_lz4_are_refused_by_name(self):
-        r = run_ms("dataset", "info", os.path.join(self.root, "struct.parquet"), env=self.env)
-        self.assertExit(r, 6)
-        self.assertIn("'image'", r.stderr)
-        self.assertIn("struct<bytes: binary, path: string>", r.stderr)
+    def test_unread_column_types_are_left_out_by_name_and_lz4_refused(self):
+        # A struct (datasets' Image feature) or binary column is left out with a warning naming
+        # it and its type; the other columns read (a text job on them works). It failed the whole
+        # dataset before.
+        r = run_ms("dataset", "info", os.path.join(self.root, "struct.parquet"), "--json",
+                   env=self.env)
+        self.assertExit(r, 0)
+        types = {c["name"]: c["type"] for c in self.json_out(r)["splits"][0]["columns"]}
+        self.assertEqual(types, {"label": "int", "text": "string"})
+        self.assertIn("column 'image': its type is struct<bytes: binary, path: string>", r.stderr)
+        self.assertIn("column 'blob': its type is binary", r.stderr)
+        self.assertIn("left out", r.stderr)
+        self.assertEqual(self.head(os.path.join(self.root, "struct.parquet")),
+                         [{"label": 1, "text": "first"}, {"label": 0, "text": "second"}])
+        # Said once for a dataset of many shards, not once per shard.
+        r = run_ms("dataset", "head", os.path.join(self.root, "struct-shards"), "--json",
+                   env=self.env)
+        self.assertExit(r, 0)
+        self.assertEqual([json.loads(line)["text"] for line in r.stdout.splitlines()],
+                         ["first", "second"])
+        self.assertEqual(r.stderr.count("column 'image'"), 1, r.stderr)
         r = run_ms("dataset", "info", os.path.join(self.root, "lz4.parquet"), env=self.env)
         self.assertExit(r, 6)
         self.assertIn("LZ4", r.stderr)

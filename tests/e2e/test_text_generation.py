@@ -383,6 +383,46 @@ class CausalLmTraining(TorchTestCase):
                            "max_new_tokens=4").stdout)
         self.assertTrue(got[0]["text"].startswith("the cat sat on"), got)
 
+    def test_train_evaluates_with_text_gen_metric_as_ms_eval_does(self):
+        # Trained on documents (text), evaluated by the trainer's EvaluationHook on prompt/target
+        # pairs: its continuations score as ms eval's of the saved model, exactly.
+        data = self.path("texts.jsonl")
+        with open(data, "w", encoding="utf-8") as f:
+            for i in range(24):
+                f.write(json.dumps({"text": "the cat sat on the mat " * (1 + i % 3)}) + "\n")
+        pairs = self.path("pairs.jsonl")
+        with open(pairs, "w", encoding="utf-8") as f:
+            for prompt, target in (("the cat sat", " on the mat"), ("the cat", " sat on the"),
+                                   ("on the mat", " the cat sat")):
+                f.write(json.dumps({"src_txt": prompt, "tgt_txt": target}) + "\n")
+        work = self.path("work")
+        # The poetry recipe, evaluated by text-gen-metric; its best checkpoint by ROUGE-L.
+        with open(os.path.join(SOURCE_DIR, "configs", "text-generation-poetry",
+                               "configuration.json"), encoding="utf-8") as f:
+            recipe = json.load(f)
+        recipe["evaluation"]["metrics"] = ["text-gen-metric"]
+        for hook in recipe["train"]["hooks"]:
+            if hook["type"] == "BestCkptSaverHook":
+                hook.update(metric_key="rouge-l", rule="max")
+        config = self.write("recipe.json", json.dumps(recipe))
+        r = run_ms("train", "--model", MODEL, "--config", config, "--dataset", f"jsonl:{data}",
+                   "--eval-dataset", f"jsonl:{pairs}", "--work-dir", work, "--max-epochs", "10",
+                   "--seed", "1", "--set", "train.optimizer.lr=0.01", "--set",
+                   "train.lr_scheduler.T_max=10", "--set", "train.dataloader.batch_size_per_gpu=8",
+                   "--set", "max_new_tokens=3", "--json", timeout=600)
+        self.assertExit(r, 0)
+        self.assertTrue(any("rouge-l" in name for name in os.listdir(work)), os.listdir(work))
+        trained = json.loads(r.stdout.strip().splitlines()[-1])["metrics"]
+        self.assertEqual(sorted(trained), ["bleu-1", "bleu-4", "rouge-1", "rouge-l"], trained)
+        # The repeated sentence was learnt: its continuations are mostly the targets' words.
+        self.assertGreater(trained["rouge-1"], 0.5, trained)
+        r = run_ms("eval", "--model", os.path.join(work, "output"), "--dataset", f"jsonl:{pairs}",
+                   "--metrics", "text-gen-metric", "--set", "max_new_tokens=3", "--json")
+        self.assertExit(r, 0)
+        evaluated = json.loads(r.stdout)
+        for key, value in trained.items():
+            self.assertAlmostEqual(evaluated[key], value, delta=1e-12, msg=key)
+
 
 class TextGenMetric(TorchTestCase):
     """`ms eval --metrics text-gen-metric`: the model continues each row's src_txt greedily and

@@ -507,11 +507,36 @@ print(json.dumps([resumed, uninterrupted]))
                    "--max-epochs", "1", "--set", "train.dataloader.batch_size_per_gpu=5",
                    "--json", timeout=300)
         self.assertExit(r, 0)
+        sliced_stderr = r.stderr  # held-out rows: no warning about evaluating on trained ones
         summary = json.loads(r.stdout)
         # 24 rows in batches of 5: the rate counts 24 rows, not 5 full batches' 25.
         self.assertAlmostEqual(summary["samples_per_second"] * summary["seconds"], 24, delta=0.1)
         self.assertEqual((summary["train_rows"], summary["eval_rows"]), (24, 8))
         self.assertIn("accuracy", summary["metrics"])
+        # An evaluation dataset of several splits, none of them validation or test: the error
+        # names the option that picks one (it said --split, which picks the training split).
+        os.makedirs(self.path("two"))
+        for split in ("first", "second"):
+            shutil.copy(self.path("train.csv"), self.path("two", split + ".csv"))
+        with open(self.path("two", "two.json"), "w") as f:
+            json.dump({"default": {"first": {"meta": "first.csv"},
+                                   "second": {"meta": "second.csv"}}}, f)
+        r = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
+                   "--dataset", "csv:" + self.path("train.csv"), "--eval-dataset",
+                   "folder:" + self.path("two"), "--work-dir", self.path("work-two"))
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "choose one with --eval-split")
+        self.assertIn("pass --eval-split NAME", r.stderr)
+        # A dataset whose only split is validation trains and evaluates on the same rows: said.
+        os.makedirs(self.path("only-validation"))
+        shutil.copy(self.path("train.csv"), self.path("only-validation", "validation.csv"))
+        r = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
+                   "--dataset", self.path("only-validation"), "--work-dir", self.path("work-val"),
+                   "--max-epochs", "1", "--json", timeout=300)
+        self.assertExit(r, 0)
+        self.assertIn("training and evaluating on the same rows (split 'validation'", r.stderr)
+        self.assertGreater(json.loads(r.stdout)["eval_rows"], 0)
+        self.assertNotIn("same rows", sliced_stderr)
 
     @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
     def test_resume_after_kill_is_bitwise_exact(self):

@@ -23,8 +23,8 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import (MS_BIN, SOURCE_DIR, TorchTestCase, component_available, newest_torch_python,
-                     require_newest_torch, run_ms, transformers_pythons)
+from harness import (MS_BIN, SOURCE_DIR, JsonLinesWorker, TorchTestCase, component_available,
+                     newest_torch_python, require_newest_torch, run_ms, transformers_pythons)
 from hub_fixture import HubServer
 
 TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
@@ -91,15 +91,27 @@ class TransformersLoadsTrainedModels(TorchTestCase):
         self.assertEqual([l["id"] for l in lines], list(range(len(TEXTS))), r.stdout)
         return [dict(zip(l["labels"], l["scores"])) for l in lines]
 
+    # One reader per Python for the whole class (JsonLinesWorker): importing transformers and
+    # torch is 3-4 s of CPU, and the class reads 8 models.
+    readers = {}
+
+    @classmethod
+    def tearDownClass(cls):
+        for reader in cls.readers.values():
+            reader.close()
+        cls.readers.clear()
+        super().tearDownClass()
+
     def read(self, model_dir, checkpoints=()):
         """What each transformers (the oldest supported, the newest) saw in model_dir."""
         seen_by_each = []
         for python in self.pythons:
-            r = subprocess.run([python, READER, model_dir],
-                               input=json.dumps({"texts": TEXTS, "checkpoints": list(checkpoints)}),
-                               capture_output=True, text=True, timeout=300)
-            self.assertEqual(r.returncode, 0, r.stderr)
-            seen_by_each.append(json.loads(r.stdout))
+            if python not in self.readers:
+                self.readers[python] = JsonLinesWorker([python, READER, "--serve"])
+            seen = self.readers[python].ask(
+                {"model_dir": model_dir, "texts": TEXTS, "checkpoints": list(checkpoints)})
+            self.assertNotIn("error", seen, seen.get("error"))
+            seen_by_each.append(seen)
         return seen_by_each
 
     def assertScores(self, probs, id2label, expected, what):

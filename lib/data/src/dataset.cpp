@@ -172,13 +172,13 @@ const Split& Dataset::split(const std::string& name) const {
   unknown_choice("split", name, spec, split_names(splits));
 }
 
-const Split& Dataset::only_split() const {
+const Split& Dataset::only_split(const char* option) const {
   MS_CHECK(!splits.empty(), ErrorCode::kNotFound, "dataset {} has no splits", spec);
   if (splits.size() > 1) {
     throw Error(ErrorCode::kUsage,
-                fmt::format("{} has {} splits ({}): choose one with --split", spec, splits.size(),
-                            join(split_names(splits), ", ")),
-                "pass --split NAME (a slice such as test[:100] works too)");
+                fmt::format("{} has {} splits ({}): choose one with {}", spec, splits.size(),
+                            join(split_names(splits), ", "), option),
+                fmt::format("pass {} NAME (a slice such as test[:100] works too)", option));
   }
   return splits.front();
 }

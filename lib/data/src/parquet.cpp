@@ -9,11 +9,14 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <optional>
+#include <set>
 
 #include "hf_features.h"
 #include "ms/config/config.h"
 #include "ms/core/error.h"
+#include "ms/core/log.h"
 #include "ms/data/archive.h"
 #include "ms/data/csv.h"
 #include "ms/data/parquet_format.h"
@@ -246,6 +249,30 @@ ColumnPlan plan_column(const SchemaNode& field, const std::string& source) {
   plan.max_rep = 1;
   plan.kind = leaf_kind(*item, plan.what, type_text);
   return plan;
+}
+
+// The leaf columns under a schema node: a row group holds one column chunk per leaf.
+std::size_t leaf_count(const SchemaNode& node) {
+  if (!node.is_group()) return 1;
+  std::size_t n = 0;
+  for (const SchemaNode& child : node.children) n += leaf_count(child);
+  return n;
+}
+
+// Warns that a column is left out of the table, once per column name and reason in a process: a
+// dataset of many shards would say it for each.
+void warn_left_out(const std::string& column, const Error& e) {
+  static std::mutex mutex;
+  static std::set<std::string> said;
+  const std::string what = e.what();
+  // The reason without the file it was found in ("F: column 'x': its type is ...").
+  const std::string key =
+      column + "\n" + what.substr(std::min(what.find(": column '"), what.size()));
+  {
+    const std::lock_guard<std::mutex> lock(mutex);
+    if (!said.insert(key).second) return;
+  }
+  log::warn("{}; the column is left out ({})", what, e.hint());
 }
 
 // ---- values ------------------------------------------------------------------------------------
@@ -865,9 +892,23 @@ Table parse_parquet(std::string_view file, const std::string& source, std::size_
   if (!root.is_group()) corrupt(source, "a schema whose root is not a group");
 
   std::vector<ColumnPlan> plans;
+  std::vector<std::size_t> first_chunk;  // of each plan, in a row group's column chunks (leaves)
+  std::size_t leaves = 0;
   Table table;
   for (const SchemaNode& field : root.children) {
-    plans.push_back(plan_column(field, source));
+    const std::size_t field_leaves = leaf_count(field);
+    leaves += field_leaves;
+    try {
+      plans.push_back(plan_column(field, source));
+    } catch (const Error& e) {
+      // A column of a type ms does not read (a struct such as datasets' Image feature, binary
+      // data, decimals) is left out with a warning, rather than failing jobs that never read it:
+      // one that does says the column is missing, after the warning that says why.
+      if (e.code() != ErrorCode::kMissingComponent) throw;
+      warn_left_out(field.element->name, e);
+      continue;
+    }
+    first_chunk.push_back(leaves - field_leaves);
     // pyarrow's dataset reader and Hugging Face refuse two columns of one name too (rows as JSON
     // objects would keep one of them).
     if (table.column_index(plans.back().name) >= 0)
@@ -888,15 +929,15 @@ Table parse_parquet(std::string_view file, const std::string& source, std::size_
     }
     const RowGroup& group = meta.row_groups[g];
     const std::string where = fmt::format("{}: row group {}", source, g);
-    if (group.columns.size() != plans.size())
+    if (group.columns.size() != leaves)
       corrupt(where,
-              fmt::format("{} column chunks for {} columns", group.columns.size(), plans.size()));
+              fmt::format("{} column chunks for {} leaf columns", group.columns.size(), leaves));
     if (group.num_rows < 0) corrupt(where, "a negative row count");
     const auto rows = static_cast<std::uint64_t>(group.num_rows);
     // Every column's chunk first: the rows are made only once each column has held as many.
     std::vector<ChunkData> chunks;
     for (std::size_t c = 0; c < plans.size(); ++c) {
-      const ColumnChunk& chunk = group.columns[c];
+      const ColumnChunk& chunk = group.columns[first_chunk[c]];
       if (chunk.has_file_path)
         unsupported(plans[c].what, "its data are in another file, which ms does not read",
                     "write the table as one file");

@@ -251,7 +251,14 @@ void cap_to_positions(Prepared& p) {
 std::string document_column(const Prepared& p, const data::Split& split, const Config& config,
                             const data::Dataset& ds) {
   if (p.generation) {
-    std::string column = find_document_column(split, config, ds.spec, /*required=*/false);
+    // The document column the configuration names (that of the training data, which a trained
+    // model's configuration.json keeps) only where this split has it: a split of prompts and
+    // targets alone is not refused for lacking it.
+    constexpr const char* kKey = "preprocessor.first_sequence";
+    const bool named_elsewhere =
+        config.has(kKey) && split.table.column_index(config.get<std::string>(kKey)) < 0;
+    std::string column =
+        named_elsewhere ? std::string() : find_document_column(split, config, ds.spec, false);
     return column.empty() ? p.generation->prompt_column : column;
   }
   return find_document_column(split, config, ds.spec);
@@ -783,8 +790,17 @@ class TrainingService final : public infer::TrainerService {
     }
     const data::Dataset& eval_source = eval_ds ? *eval_ds : ds;
     const data::Split* eval_split = r.split && !eval_ds ? nullptr : eval_split_of(eval_source);
-    if (eval_ds && eval_split == nullptr) eval_split = &eval_ds->only_split();
+    if (eval_ds && eval_split == nullptr) eval_split = &eval_ds->only_split("--eval-split");
 
+    // A dataset whose only split is validation (or test) trains on it and would evaluate on the
+    // very rows it trained on: the metrics would say how well the model fits them.
+    if (eval_split == &train_split) {
+      log::warn(
+          "{}: training and evaluating on the same rows (split '{}', the dataset's only one): "
+          "the metrics say how well the model fits them, not how it does on others; hold rows "
+          "out with slices (--split '{}[:80%]' --eval-split '{}[80%:]') or give --eval-dataset",
+          ds.spec, train_split.selection, train_split.name, train_split.name);
+    }
     MS_CHECK(!train_split.table.rows.empty(), ErrorCode::kUsage,
              "{}: the training split '{}' has no rows", ds.spec, train_split.selection);
     MS_CHECK(eval_split == nullptr || !eval_split->table.rows.empty(), ErrorCode::kUsage,

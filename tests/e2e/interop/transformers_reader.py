@@ -4,8 +4,10 @@ Run by tests/e2e/test_train_interop.py in build/venv-transformers (scripts/setup
 transformers' own Auto classes, as a user would call them, on ms's output/ and checkpoints.
 
     python transformers_reader.py MODEL_DIR < {"texts": [...], "checkpoints": [PATH, ...]}
+    python transformers_reader.py --serve    # one request per line, with "model_dir"
 
-Prints one JSON object: the loading info of from_pretrained (missing, unexpected and mismatched
+Prints one JSON object (with --serve: one line per request line, {"error": TRACEBACK} when it
+failed; the libraries are imported once for every model): the loading info of from_pretrained (missing, unexpected and mismatched
 weights), every warning transformers logged while loading, config.id2label, the tokenizer's class,
 and the softmax of the logits of the texts, each alone and all in one padded batch; then, per
 checkpoint (a torch.save'd state dict loaded with load_state_dict(strict=True)), the padded batch's
@@ -14,6 +16,7 @@ softmax again.
 import json
 import logging
 import sys
+import traceback
 import warnings
 
 import torch
@@ -30,20 +33,22 @@ class Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def main():
-    model_dir = sys.argv[1]
-    request = json.load(sys.stdin)
+def read(model_dir, request):
     texts = request["texts"]
 
     # transformers logs "Some weights of ... were not initialized / not used" as warnings of its
     # own logger (which does not propagate to the root logger), so collect them there.
     collect = Collect()
-    transformers.logging.get_logger("transformers").addHandler(collect)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, output_loading_info=True)
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    logger = transformers.logging.get_logger("transformers")
+    logger.addHandler(collect)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                model_dir, output_loading_info=True)
+            tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    finally:
+        logger.removeHandler(collect)
     model.eval()
 
     def probs(batch):
@@ -71,7 +76,25 @@ def main():
         result["checkpoints"].append({"path": path, "missing": list(keys.missing_keys),
                                       "unexpected": list(keys.unexpected_keys),
                                       "batch": probs(texts)})
-    json.dump(result, sys.stdout)
+    return result
+
+
+def serve():
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            answer = read(request["model_dir"], request)
+        except Exception:  # the test shows it; the next request still gets its answer
+            answer = {"error": traceback.format_exc()}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+def main():
+    if sys.argv[1] == "--serve":
+        serve()
+    else:
+        json.dump(read(sys.argv[1], json.load(sys.stdin)), sys.stdout)
 
 
 if __name__ == "__main__":

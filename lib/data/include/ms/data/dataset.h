@@ -40,7 +40,8 @@ struct MS_API Dataset {
 
   /// The one split of a dataset loaded for a single split (`--split`, or a source with only one);
   /// ms::Error(kUsage) listing the splits when there are several, kNotFound when there are none.
-  const Split& only_split() const;
+  /// `option` is the command-line option that picks a split, for the message ("--eval-split").
+  const Split& only_split(const char* option = "--split") const;
 
   /// Summary: kind, subset(s), per split its rows and columns with types (and a ClassLabel
   /// column's class names), labels, skip counts.

@@ -147,7 +147,8 @@ struct InferRequest {
 
 /// Runs a request: checks everything that needs no LibTorch first (job options, the model
 /// folder, then the inputs, whose text fields the model's configuration may name), then loads
-/// the torch layer, builds the model's pipeline, picks the workers and runs the job. Logs the model, task, device and workers, and a summary at the end.
+/// the torch layer, builds the model's pipeline, picks the workers and runs the job. Logs the
+/// model, task, device and workers, and a summary at the end.
 MS_API JobStats run_infer(const InferRequest& request);
 
 /// One output line for an input: {"id": ..., <result keys>} or {"id": ..., "error": {...}}.
