@@ -355,11 +355,16 @@ class TextGeneration(TorchTestCase):
 
 
 class CausalLmTraining(TorchTestCase):
-    def test_train_and_generate_with_byte_level_bpe(self):
+    def documents(self):
+        """24 documents repeating one sentence 1 to 3 times, as JSON lines; their path."""
         data = self.path("texts.jsonl")
         with open(data, "w", encoding="utf-8") as f:
             for i in range(24):
                 f.write(json.dumps({"text": "the cat sat on the mat " * (1 + i % 3)}) + "\n")
+        return data
+
+    def test_train_and_generate_with_byte_level_bpe(self):
+        data = self.documents()
         work = self.path("work")
         recipe = os.path.join(SOURCE_DIR, "configs", "text-generation-poetry")
         r = run_ms("train", "--model", MODEL, "--config", recipe, "--dataset", f"jsonl:{data}",
@@ -386,10 +391,7 @@ class CausalLmTraining(TorchTestCase):
     def test_train_evaluates_with_text_gen_metric_as_ms_eval_does(self):
         # Trained on documents (text), evaluated by the trainer's EvaluationHook on prompt/target
         # pairs: its continuations score as ms eval's of the saved model, exactly.
-        data = self.path("texts.jsonl")
-        with open(data, "w", encoding="utf-8") as f:
-            for i in range(24):
-                f.write(json.dumps({"text": "the cat sat on the mat " * (1 + i % 3)}) + "\n")
+        data = self.documents()
         pairs = self.path("pairs.jsonl")
         with open(pairs, "w", encoding="utf-8") as f:
             for prompt, target in (("the cat sat", " on the mat"), ("the cat", " sat on the"),
