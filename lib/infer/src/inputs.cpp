@@ -133,26 +133,22 @@ void read_json_records(const std::filesystem::path& file, const FieldNames& fiel
   const std::string text = read_file(file);
   std::set<std::string> unread;
   bool warned_text = false, warned_pair = false;
-  // Says once per file that a record lacks a field the model names and another name was read.
+  // Says once per file that a record lacks a field the model names (names[0]) and another of
+  // `names` was read.
   auto warn_if_named_missing = [&](const Json& record, const std::string& where,
                                    const std::set<std::string>& read) {
-    auto read_instead = [&read](const std::vector<std::string>& names) {
-      for (std::size_t k = 1; k < names.size(); ++k)
-        if (read.count(names[k]) != 0) return names[k];
-      return std::string();
+    auto check = [&](const std::string& named, const std::vector<std::string>& names,
+                     const char* key, bool& warned) {
+      if (named.empty() || warned || record.contains(named)) return;
+      for (std::size_t k = 1; k < names.size() && !warned; ++k) {
+        if (read.count(names[k]) != 0) {
+          fields.warn_named_missing(where, named, key, names[k]);
+          warned = true;
+        }
+      }
     };
-    if (!fields.named_text.empty() && !warned_text && !record.contains(fields.named_text)) {
-      if (const std::string used = read_instead(fields.text); !used.empty()) {
-        fields.warn_named_missing(where, fields.named_text, "preprocessor.first_sequence", used);
-        warned_text = true;
-      }
-    }
-    if (!fields.named_pair.empty() && !warned_pair && !record.contains(fields.named_pair)) {
-      if (const std::string used = read_instead(fields.pair); !used.empty()) {
-        fields.warn_named_missing(where, fields.named_pair, "preprocessor.second_sequence", used);
-        warned_pair = true;
-      }
-    }
+    check(fields.named_text, fields.text, "preprocessor.first_sequence", warned_text);
+    check(fields.named_pair, fields.pair, "preprocessor.second_sequence", warned_pair);
   };
   auto add = [&](const Json& record, std::size_t index, const std::string& where) {
     std::set<std::string> read;
