@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <new>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -205,6 +206,14 @@ int main(int argc, char** argv) {
     if (ms::cli::errors_as_json()) print_json_error(io);
     print_error(io, global.verbose);
     return check_stdout(ms::exit_code(io.code()));
+  } catch (const std::bad_alloc&) {
+    // Not a bug (70): a resource this machine ran out of, as a full disk is.
+    const ms::Error memory(ms::ErrorCode::kIo, "out of memory",
+                           "the job needs more memory than this machine (or `ulimit -v`) gives: "
+                           "give it less at once (a smaller file, batch or model)");
+    if (ms::cli::errors_as_json()) print_json_error(memory);
+    print_error(memory, global.verbose);
+    return check_stdout(ms::exit_code(memory.code()));
   } catch (const std::exception& e) {
     if (ms::cli::errors_as_json()) print_json_error(ms::Error(ms::ErrorCode::kInternal, e.what()));
     // LibTorch's messages carry a C++ backtrace after the first line: only --verbose shows it.

@@ -84,6 +84,26 @@ class DatasetTest(MsTestCase):
         self.assertEqual(self.head(folder, "-n", "2"), [{"x": 1}, {"x": 2}])
         self.assertExit(self.ms("dataset", "info", folder), 7)
 
+    def test_head_of_a_huge_file_reads_its_start_and_memory_running_out_is_said(self):
+        # A sparse terabyte after a few rows: head reads a start of it; the rows' error comes from
+        # there too. Reading it whole is out of memory: exit 74 naming it, not a crash's 70.
+        import resource
+        csv = self.write("huge.csv", "id,text\n1,a\n2,b\n")
+        os.truncate(csv, 1 << 40)
+        self.assertEqual(self.head(csv, "-n", "2"), [{"id": 1, "text": "a"}, {"id": 2, "text": "b"}])
+        bad = self.write("huge-bad.csv", "id,text\n1,a\n2,b,extra\n")
+        os.truncate(bad, 1 << 40)
+        r = self.ms("dataset", "head", bad, "-n", "5")
+        self.assertExit(r, 7)
+        self.assertIn("huge-bad.csv:3: ragged row", r.stderr)
+
+        def limit_memory():
+            resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+        r = subprocess.run([MS_BIN, "dataset", "info", csv], capture_output=True, text=True,
+                           preexec_fn=limit_memory, timeout=120)
+        self.assertExit(r, 74)
+        self.assertIn("ms: error: out of memory", r.stderr)
+
     # --- imagefolder --------------------------------------------------------------------------
 
     def test_imagefolder_splits_labels_and_ids(self):
@@ -1136,6 +1156,12 @@ write("sep/README.md", card("- config_name: default\n  data_files: a.csv\n  sep:
 write("csv_blank/train.csv", "n,m,s\n1,1,a\n,2,b\n3,3,\n")
 write("tsv_blank/train.tsv", "n\tm\n1\t1\n\t2\n")
 write("jsonl_null/train.jsonl", '{"n": 1}\n{"n": null}\n{"n": 3}\n')
+# Lines of only blanks (ms read them as rows of missing values, typing ints as text).
+write("csv_spaces/train.csv", " \nid,text,label\n1,good movie,1\n \t\n2,bad movie,0\n \n")
+# Records as `jq .` prints them, one after another (ms refused the file).
+write("jq_json/train.json", '{\n  "a": 1,\n  "t": "x"\n}\n{\n  "a": 2,\n  "t": "y }"\n}\n')
+# A key twice in one object: datasets refuses the file (ms kept the last value).
+write("json_twice/train.jsonl", '{"id": 1, "text": "a"}\n{"id": 2, "text": "b", "text": "c"}\n')
 # An imagefolder whose metadata is a Parquet file.
 import pyarrow as pa, pyarrow.parquet as pq
 from PIL import Image
@@ -1152,8 +1178,12 @@ def clean(v):
     return v
 expected = {}
 for case in ["glob", "dstar", "named_default", "datadir", "sep", "csv_blank", "tsv_blank",
-             "jsonl_null", "if_parquet"]:
-    ds = datasets.load_dataset(os.path.join(root, case))
+             "jsonl_null", "if_parquet", "csv_spaces", "jq_json", "json_twice"]:
+    try:
+        ds = datasets.load_dataset(os.path.join(root, case))
+    except Exception as e:  # what ms must refuse too
+        expected[case] = {"refused": type(e).__name__}
+        continue
     expected[case] = {s: [{k: clean(v) for k, v in row.items()} for row in ds[s]] for s in ds}
 with open(os.path.join(root, "expected.json"), "w") as f:
     json.dump(expected, f, ensure_ascii=False)
@@ -1202,6 +1232,16 @@ class DatasetsPeerTest(PeerFixtureCase):
 
     def test_imagefolder_metadata_parquet(self):
         self.assertReadsAsDatasets("if_parquet")  # ms dropped its columns
+
+    def test_blank_lines_records_over_lines_and_keys_given_twice(self):
+        self.assertReadsAsDatasets("csv_spaces")  # ms: a row of " ", ids typed text
+        self.assertReadsAsDatasets("jq_json")     # ms: exit 7
+        # datasets refuses a key given twice; ms kept the last value without a word.
+        self.assertIn("refused", self.expected["json_twice"])
+        r = run_ms("dataset", "head", os.path.join(self.root, "json_twice"), env=self.env)
+        self.assertExit(r, 7)
+        self.assertIn('train.jsonl:2:', r.stderr)
+        self.assertIn('key "text" appears twice', r.stderr)
 
     def test_card_keys_ms_does_not_read_are_named(self):
         folder = os.path.join(self.tmp, "keys")

@@ -115,6 +115,33 @@ TEST_CASE("malformed JSON reports line and column", "[config]") {
                ErrorCode::kConfig, {"big.json:2:7", "11e999", "beyond the range"});
 }
 
+TEST_CASE("the JSON parser tells text that ends inside a value, and may refuse repeated keys",
+          "[config]") {
+  const auto parse = [](std::string_view text, bool refuse_repeated = false) {
+    ms::Json out;
+    ms::JsonParseError e;
+    CHECK_FALSE(ms::try_parse_json(text, out, e, refuse_repeated));
+    return e;
+  };
+  // Ends inside: a longer text might complete it (a look at a file's start reads on).
+  CHECK(parse("[{").ends_early);
+  CHECK(parse("{\"a\": 1,\n \"b\": \"te").ends_early);
+  CHECK(parse("").ends_early);
+  // Wrong where it stops: no longer text mends it.
+  CHECK_FALSE(parse("[}").ends_early);
+  CHECK_FALSE(parse("{\"a\": 1}}").ends_early);
+  CHECK_FALSE(parse("{\"a\": x").ends_early);
+  // A repeated key: the last value wins unless refused (then an error naming it).
+  ms::Json out;
+  ms::JsonParseError e;
+  REQUIRE(ms::try_parse_json("{\"a\": 1, \"a\": 2}", out, e));
+  CHECK(out["a"] == 2);
+  const ms::JsonParseError twice = parse("\n {\"a\": 1, \"a\": 2}", true);
+  CHECK(twice.reason == "key \"a\" appears twice in one object");
+  CHECK(twice.line == 2);
+  CHECK_FALSE(twice.ends_early);
+}
+
 TEST_CASE("JSON beyond the nesting and number limits is a config error with a location",
           "[config]") {
   // A SIGSEGV at 70,000 levels before (recursive dump / copy of the parsed tree).

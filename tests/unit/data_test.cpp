@@ -89,6 +89,23 @@ TEST_CASE("CSV: TSV delimiter, no header, trailing empty field", "[data]") {
   CHECK(h.columns[1].name == "column_1");
 }
 
+TEST_CASE("CSV: lines of only blanks are skipped as pandas skips them, quoted blanks are text",
+          "[data]") {
+  // As a row, " " was a row of missing values that turned the int columns into text and floats.
+  const Table t = parse_csv(" \nid,text,label\n1,good movie,1\n \t \n2,bad movie,0\n \n", "b.csv");
+  REQUIRE(t.columns.size() == 3);
+  CHECK(t.columns[0].name == "id");
+  CHECK(t.rows.size() == 2);
+  CHECK(t.columns[0].type == ColumnType::kInt);
+  CHECK(t.columns[2].type == ColumnType::kInt);
+  // One column: a quoted blank is a value; a blank field beside others is text as before.
+  const Table one = parse_csv("t\n\"  \"\n  \nx\n", "one.csv");
+  REQUIRE(one.rows.size() == 2);
+  CHECK(std::get<std::string>(one.rows[0][0]) == "  ");
+  const Table two = parse_csv("a,b\n ,1\n", "two.csv");
+  REQUIRE(two.rows.size() == 1);
+}
+
 TEST_CASE("CSV: repeated header names are numbered, an empty file is an error", "[data]") {
   const Table t = parse_csv("a,b,a,a\n1,2,3,4\n", "d.csv");
   REQUIRE(t.columns.size() == 4);
@@ -314,6 +331,48 @@ TEST_CASE("JSON: one object over several lines is one row, as Hugging Face reads
         0);
 }
 
+TEST_CASE("JSON: objects over several lines one after another are rows, as Hugging Face reads them",
+          "[data]") {
+  // As `jq .` writes records (Hugging Face's datasets 5.2 reads two rows from this).
+  const std::string pretty =
+      "{\n  \"a\": 1,\n  \"t\": \"x }\"\n}\n\n{\n  \"a\": 2,\n  \"t\": \"{y\"\n}\n";
+  const Table t = parse_jsonl(pretty, "jq.json");
+  REQUIRE(t.rows.size() == 2);
+  CHECK(std::get<std::int64_t>(t.rows[1][0]) == 2);
+  CHECK(std::get<std::string>(t.rows[1][1]) == "{y");
+  CHECK(parse_jsonl(pretty, "jq.json", 1).rows.size() == 1);
+  // Cut inside the second: the first line's error, as before.
+  CHECK(message_of([&] {
+          parse_jsonl(pretty.substr(0, pretty.size() - 4), "cut.json");
+        }).find("cut.json:1:") == 0);
+  // Something else after an object: the first line's error too.
+  CHECK(message_of([] { parse_jsonl("{\n\"a\": 1\n}\n[1]\n", "b.json"); }).find("b.json:1:") == 0);
+}
+
+TEST_CASE("JSON data: a key given twice in one object is refused, as Hugging Face refuses it",
+          "[data]") {
+  // Keeping one value would drop the other without a word (`ms infer` embedded the second text).
+  CHECK_THAT(message_of([] {
+               parse_jsonl(
+                   "{\"id\": 1, \"text\": \"a\"}\n{\"id\": 2, \"text\": \"b\", \"text\": \"c\"}\n",
+                   "twice.jsonl");
+             }),
+             Catch::StartsWith("twice.jsonl:2:") && Catch::Contains("key \"text\" appears twice"));
+  CHECK_THAT(message_of([] { parse_jsonl("[{\"a\": 1, \"a\": 2}]", "twice.json"); }),
+             Catch::Contains("key \"a\" appears twice"));
+  // Nested objects too; the same key in two objects is fine.
+  CHECK_THAT(message_of([] { parse_jsonl("{\"m\": {\"k\": 1, \"k\": 1}}\n", "n.jsonl"); }),
+             Catch::Contains("key \"k\" appears twice"));
+  CHECK(parse_jsonl("{\"a\": {\"k\": 1}, \"b\": {\"k\": 2}}\n", "ok.jsonl").rows.size() == 1);
+  // A large object (keys indexed past 32) as well.
+  std::string wide = "{";
+  for (int k = 0; k < 40; ++k)
+    wide += "\"k" + std::to_string(k) + "\": " + std::to_string(k) + ", ";
+  wide += "\"k39\": 0}\n";
+  CHECK_THAT(message_of([&] { parse_jsonl(wide, "wide.jsonl"); }),
+             Catch::Contains("key \"k39\" appears twice"));
+}
+
 TEST_CASE("JSON lines reader: line numbers, blank lines, CRLF, BOM; bad lines are reported",
           "[data]") {
   const auto lines = parse_json_lines("\xEF\xBB\xBF{\"a\":1}\r\n\n  \t\r\n\"s\"\n{oops}\n[2]");
@@ -388,11 +447,13 @@ TEST_CASE("JSON lines: nesting and number limits name file, line and column", "[
 TEST_CASE("JSON lines: a line with 100,000 keys is read in linear time", "[data]") {
   std::string line = "{";
   for (int k = 0; k < 100000; ++k) line += (k ? ",\"k" : "\"k") + std::to_string(k) + "\":1";
-  line += ",\"k5\":2}";  // a repeated key: the last value wins
-  const Table t = parse_jsonl(line, "wide.jsonl");
-  REQUIRE(t.columns.size() == 100000);
+  const Table t = parse_jsonl(line + ",\"last\":2}", "wide.jsonl");
+  REQUIRE(t.columns.size() == 100001);
   CHECK(t.columns[99999].name == "k99999");
-  CHECK(std::get<std::int64_t>(t.rows[0][5]) == 2);
+  CHECK(std::get<std::int64_t>(t.rows[0][100000]) == 2);
+  // A repeated key is found through the same index (and refused, as Hugging Face refuses it).
+  CHECK_THAT(message_of([&] { parse_jsonl(line + ",\"k5\":2}", "wide.jsonl"); }),
+             Catch::Contains("key \"k5\" appears twice"));
 }
 
 TEST_CASE("Dataset specs", "[data]") {
@@ -799,6 +860,84 @@ TEST_CASE("data files: UTF-16 and devices are said as such, split files name the
   std::tie(code, message) = error_of((dir / "shards").string());
   CHECK(code == ErrorCode::kIntegrity);
   CHECK(message.find("b (string) against a (int)") != std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("a look at the first rows reads a start of the file, and gives what the whole gives",
+          "[data]") {
+  const fs::path dir = fs::temp_directory_path() / ("ms-data-head-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const auto same = [](const Table& a, const Table& b) {
+    REQUIRE(a.columns.size() == b.columns.size());
+    for (std::size_t i = 0; i < a.columns.size(); ++i)
+      CHECK((a.columns[i].name == b.columns[i].name && a.columns[i].type == b.columns[i].type));
+    CHECK(a.rows.size() == b.rows.size());
+    CHECK(a.content_hash() == b.content_hash());
+  };
+  // ~1 KB rows, 3,000 of them (~3 MB), then what no reader takes: invalid UTF-8 and a quote that
+  // never ends. Row 1,100 sits past the first MiB, and a quoted field with a line break in it
+  // straddles the MiB boundary (a start cut there ends inside the quotes). A column holds ints in
+  // the first 1,200 rows and text later: typed from the rows read, as the whole file's parse.
+  std::string csv = "id,text,kind\n", jsonl;
+  for (int i = 0; i < 3000; ++i) {
+    const std::string kind = i < 1200 ? std::to_string(i % 7) : "k" + std::to_string(i);
+    csv += std::to_string(i) + ",\"" + std::string(1000, 'a' + i % 26) +
+           (i % 50 == 0 ? "\nsecond line\"" : "\"") + "," + kind + "\n";
+    jsonl += "{\"id\": " + std::to_string(i) + ", \"text\": \"" + std::string(1000, 'x') +
+             "\", \"kind\": " + (i < 1200 ? std::to_string(i) : "\"k\"") + "}\n";
+  }
+  const std::size_t boundary = std::size_t(1) << 20;
+  REQUIRE(csv.size() > 2 * boundary);
+  const std::string garbage = "\xFF\xFE not text\n\"never closed\n";
+  ms::write_file_atomic(dir / "big.csv", csv + garbage);
+  ms::write_file_atomic(dir / "big.jsonl", jsonl + garbage);
+  for (const std::size_t rows : {std::size_t(3), std::size_t(1100), std::size_t(1500)}) {
+    INFO(rows << " rows");
+    CsvOptions options;
+    options.max_rows = rows;
+    const Table head = read_csv(dir / "big.csv", options);
+    same(head, parse_csv(csv, "big.csv", options));
+    CHECK(head.columns[2].type == (rows <= 1200 ? ColumnType::kInt : ColumnType::kString));
+    same(read_jsonl(dir / "big.jsonl", rows), parse_jsonl(jsonl, "big.jsonl", rows));
+    LoadOptions look;
+    look.max_rows = rows;
+    same(load_dataset((dir / "big.csv").string(), look).splits.at(0).table, head);
+  }
+  // The whole file is what it was: refused for its bad bytes.
+  CHECK(code_of([&] { read_csv(dir / "big.csv"); }) == ms::ErrorCode::kIntegrity);
+  CHECK(code_of([&] { read_jsonl(dir / "big.jsonl"); }) == ms::ErrorCode::kIntegrity);
+  // Rows past the file's valid part, or a bad row among those asked for: the whole file's error.
+  CsvOptions all_rows;
+  all_rows.max_rows = 5000;
+  CHECK(code_of([&] { read_csv(dir / "big.csv", all_rows); }) == ms::ErrorCode::kIntegrity);
+  ms::write_file_atomic(dir / "bad-early.jsonl", "{\"a\": 1}\n{oops\n" + jsonl);
+  CHECK_THAT(message_of([&] { read_jsonl(dir / "bad-early.jsonl", 3); }),
+             Catch::Contains("bad-early.jsonl:2:"));
+  // An error among the rows asked for is reported from the start read, not after reading the
+  // whole file: here a sparse terabyte, which no memory holds.
+  ms::write_file_atomic(dir / "sparse.csv", "id,text\n1,a\n2,b,extra\n");
+  fs::resize_file(dir / "sparse.csv", std::uintmax_t(1) << 40);
+  CsvOptions five;
+  five.max_rows = 5;
+  CHECK_THAT(message_of([&] { read_csv(dir / "sparse.csv", five); }),
+             Catch::Contains("sparse.csv:3: ragged row"));
+  // A bad byte after the rows asked for is not among them.
+  ms::write_file_atomic(dir / "late.csv", "a\n1\n2\n\xFF\n");
+  CsvOptions two;
+  two.max_rows = 2;
+  CHECK(parse_csv("a\n1\n2\n\xFF\n", "late.csv", two).rows.size() == 2);
+  CHECK(read_csv(dir / "late.csv", two).rows.size() == 2);
+  CHECK(parse_jsonl("{\"a\": 1}\n\xFF\n", "late.jsonl", 1).rows.size() == 1);
+  CHECK(parse_text_lines("a\nb\n\xFF\n", "late.txt", 2).rows.size() == 2);
+  CHECK(code_of([] { parse_text_lines("a\nb\n\xFF\n", "late.txt"); }) == ms::ErrorCode::kIntegrity);
+  CHECK(read_text_lines(dir / "big.csv", 1100).rows.size() == 1100);
+  // One line longer than the first start: read on until it ends.
+  ms::write_file_atomic(dir / "long.jsonl",
+                        "{\"t\": \"" + std::string(3 * boundary, 'y') + "\"}\n" + jsonl + garbage);
+  const Table long_head = read_jsonl(dir / "long.jsonl", 2);
+  REQUIRE(long_head.rows.size() == 2);
+  CHECK(std::get<std::string>(long_head.rows[0][0]).size() == 3 * boundary);
   fs::remove_all(dir);
 }
 

@@ -43,12 +43,14 @@ void locate(std::string_view text, std::size_t offset, JsonParseError& error) {
   error.column = offset - (newline == std::string_view::npos ? 0 : newline + 1) + 1;
 }
 
-// The offset of the bracket that opens level kMaxJsonDepth + 1 (only called once the parser has
-// stopped there, so the text up to it is valid JSON and strings are well formed).
-std::size_t too_deep_offset(std::string_view text) {
+// Walks the brackets of JSON text from `begin`, strings and their escapes skipped: after each
+// bracket, `stop(depth)` says whether to stop there. Returns that bracket's offset, or the text's
+// size when it ends first.
+template <class Stop>
+std::size_t walk_brackets(std::string_view text, std::size_t begin, const Stop& stop) {
   std::size_t depth = 0;
   bool in_string = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
+  for (std::size_t i = begin; i < text.size(); ++i) {
     const char c = text[i];
     if (in_string) {
       if (c == '\\')
@@ -58,12 +60,18 @@ std::size_t too_deep_offset(std::string_view text) {
     } else if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {
-      if (++depth > kMaxJsonDepth) return i;
-    } else if (c == ']' || c == '}') {
-      --depth;
+      if (stop(++depth)) return i;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      if (stop(--depth)) return i;
     }
   }
   return text.size();
+}
+
+// The offset of the bracket that opens level kMaxJsonDepth + 1 (only called once the parser has
+// stopped there, so the text up to it is valid JSON and strings are well formed).
+std::size_t too_deep_offset(std::string_view text) {
+  return walk_brackets(text, 0, [](std::size_t depth) { return depth > kMaxJsonDepth; });
 }
 
 // Builds the DOM as nlohmann's own SAX DOM parser does (that one is in its detail namespace),
@@ -76,8 +84,9 @@ class CheckedBuilder {
   using string_t = Json::string_t;
   using binary_t = Json::binary_t;
 
-  CheckedBuilder(std::string_view text, Json& root, JsonParseError& error)
-      : text_(text), root_(root), error_(error) {}
+  CheckedBuilder(std::string_view text, Json& root, JsonParseError& error,
+                 bool refuse_repeated_keys)
+      : text_(text), root_(root), error_(error), refuse_repeated_keys_(refuse_repeated_keys) {}
 
   bool null() { return add(nullptr); }
   bool boolean(bool v) { return add(v); }
@@ -96,6 +105,7 @@ class CheckedBuilder {
     // ordered_json finds keys by a linear search: fine for small objects, quadratic for one with
     // 100,000 keys, so larger objects get a hash index of their keys.
     if (!frame.keys && object.size() < kIndexFrom) {
+      if (refuse_repeated_keys_ && object.count(k) != 0) return repeated(k);
       slot_ = &object[k];
       return true;
     }
@@ -105,6 +115,7 @@ class CheckedBuilder {
         frame.keys->emplace(object.begin()[i].first, i);
     }
     const auto [at, inserted] = frame.keys->emplace(k, object.size());
+    if (!inserted && refuse_repeated_keys_) return repeated(k);
     if (inserted) {
       object.emplace_back(std::move(k), nullptr);
       slot_ = &object.back().second;
@@ -123,9 +134,10 @@ class CheckedBuilder {
       error_.reason = "number " + shorten(token, 40) + " is beyond the range of a 64-bit float";
       error_.over_limit = true;
     } else {
-      // `position` is one past the offending character.
+      // `position` is one past the offending character; past the last one, the end of the text.
       locate(text_, position == 0 ? 0 : position - 1, error_);
       error_.reason = reason_of(e.what());
+      error_.ends_early = position > text_.size();
     }
     return false;
   }
@@ -133,6 +145,13 @@ class CheckedBuilder {
   bool too_deep() const { return too_deep_; }
 
  private:
+  // The SAX interface gives no position for a key: the error points at the value's start.
+  bool repeated(const std::string& key) {
+    locate(text_, text_.find_first_not_of(" \t\r\n"), error_);
+    error_.reason = fmt::format("key \"{}\" appears twice in one object", shorten(key, 40));
+    return false;
+  }
+
   template <typename Value>
   bool add(Value&& v) {
     place(Json(std::forward<Value>(v)));
@@ -184,13 +203,21 @@ class CheckedBuilder {
   std::vector<Frame> stack_;
   Json* slot_ = nullptr;
   bool too_deep_ = false;
+  bool refuse_repeated_keys_ = false;
 };
 
 }  // namespace
 
-bool try_parse_json(std::string_view text, Json& out, JsonParseError& error) {
+std::size_t json_container_end(std::string_view text, std::size_t begin) {
+  const std::size_t closing =
+      walk_brackets(text, begin, [](std::size_t depth) { return depth == 0; });
+  return closing == text.size() ? closing : closing + 1;
+}
+
+bool try_parse_json(std::string_view text, Json& out, JsonParseError& error,
+                    bool refuse_repeated_keys) {
   error = JsonParseError();
-  CheckedBuilder builder(text, out, error);
+  CheckedBuilder builder(text, out, error, refuse_repeated_keys);
   bool ok = false;
   try {
     ok = Json::sax_parse(text.begin(), text.end(), &builder);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <system_error>
 #include <vector>
@@ -73,7 +74,53 @@ void refuse_utf16(std::string_view text, const fs::path& path) {
   }
 }
 
+// The compression a data file's first bytes name ("gzip", "bzip2", "xz", "zstd", "lz4", "zip"),
+// or null for plain text. By the bytes, as Hugging Face's datasets tells compression
+// ("train.csv.bak" may be gzip, "train.csv.gz" may be plain): no text file starts with these.
+const char* compression_of(std::string_view bytes) {
+  const auto starts = [bytes](std::string_view magic) {
+    return bytes.size() >= magic.size() && bytes.compare(0, magic.size(), magic) == 0;
+  };
+  for (const auto& [magic, kind] : {std::pair<std::string_view, const char*>{"\x1F\x8B", "gzip"},
+                                    {"BZh", "bzip2"},
+                                    {std::string_view("\xFD"
+                                                      "7zXZ\0",
+                                                      6),
+                                     "xz"},
+                                    {"\x28\xB5\x2F\xFD", "zstd"},
+                                    {"\x04\x22\x4D\x18", "lz4"},
+                                    {"PK\x03\x04", "zip"}}) {
+    // "BZh" then a block size digit: bzip2 (a CSV could start with "BZh" as text otherwise).
+    if (starts(magic) && (std::string_view(kind) != "bzip2" ||
+                          (bytes.size() > 3 && bytes[3] >= '1' && bytes[3] <= '9')))
+      return kind;
+  }
+  return nullptr;
+}
+
 }  // namespace
+
+DataFileStart read_data_file_start(const fs::path& path, std::size_t max_bytes,
+                                   const ExtractLimits& limits) {
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  if (!ec && fs::is_regular_file(status)) {
+    const std::uintmax_t size = fs::file_size(path, ec);
+    if (!ec && size > max_bytes) {
+      std::ifstream in(path, std::ios::binary);
+      std::string start(max_bytes, '\0');
+      in.read(start.data(), static_cast<std::streamsize>(max_bytes));
+      MS_CHECK(in.good(), ErrorCode::kIo, "{}: read failed: {}", path.string(),
+               std::strerror(errno));
+      if (compression_of(start) == nullptr) {
+        refuse_utf16(start, path);
+        return {std::move(start), false};
+      }
+    }
+  }
+  // Compressed (a start of the packed bytes says nothing of the rows), a pipe, or short.
+  return {read_data_file(path, limits), true};
+}
 
 std::string read_data_file(const fs::path& path, const ExtractLimits& limits) {
   // A device never ends (/dev/zero grew to 7 GB before the kernel killed ms). A FIFO is read as a
@@ -89,30 +136,15 @@ std::string read_data_file(const fs::path& path, const ExtractLimits& limits) {
                 "head csv:/dev/stdin`)");
   }
   std::string packed = read_file(path);
-  // By the first bytes, as Hugging Face's datasets tells compression ("train.csv.bak" may be
-  // gzip, "train.csv.gz" may be plain): no text file starts with these.
-  const auto starts = [&packed](std::string_view magic) {
-    return packed.size() >= magic.size() && packed.compare(0, magic.size(), magic) == 0;
-  };
-  for (const auto& [magic, kind] : {std::pair<std::string_view, const char*>{"BZh", "bzip2"},
-                                    {std::string_view("\xFD"
-                                                      "7zXZ\0",
-                                                      6),
-                                     "xz"},
-                                    {"\x28\xB5\x2F\xFD", "zstd"},
-                                    {"\x04\x22\x4D\x18", "lz4"},
-                                    {"PK\x03\x04", "zip"}}) {
-    // "BZh" then a block size digit: bzip2 (a CSV could start with "BZh" as text otherwise).
-    if (starts(magic) && (std::string_view(kind) != "bzip2" ||
-                          (packed.size() > 3 && packed[3] >= '1' && packed[3] <= '9'))) {
-      throw Error(ErrorCode::kMissingComponent,
-                  fmt::format("{}: {} data is not read (Hugging Face's datasets decompresses "
-                              "it; ms reads gzip)",
-                              path.string(), kind),
-                  "decompress it first, or recompress it with gzip");
-    }
+  const char* compression = compression_of(packed);
+  if (compression != nullptr && std::string_view(compression) != "gzip") {
+    throw Error(ErrorCode::kMissingComponent,
+                fmt::format("{}: {} data is not read (Hugging Face's datasets decompresses "
+                            "it; ms reads gzip)",
+                            path.string(), compression),
+                "decompress it first, or recompress it with gzip");
   }
-  if (!starts("\x1F\x8B")) {
+  if (compression == nullptr) {
     refuse_utf16(packed, path);
     return packed;
   }

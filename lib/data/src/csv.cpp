@@ -25,20 +25,58 @@ std::size_t first_invalid_utf8_line(std::string_view text) {
 
 namespace {
 
-[[noreturn]] void bad_line(const std::string& source, std::size_t line, const std::string& what) {
-  throw Error(ErrorCode::kIntegrity, fmt::format("{}:{}: {}", source, line, what),
-              "fix the file or choose the right format and delimiter");
+Error line_error(const std::string& source, std::size_t line, const std::string& what) {
+  return Error(ErrorCode::kIntegrity, fmt::format("{}:{}: {}", source, line, what),
+               "fix the file or choose the right format and delimiter");
 }
 
-[[noreturn]] void bad_json(const std::string& source, std::size_t line, std::size_t column,
-                           const std::string& reason, bool over_limit) {
-  JsonParseError e;
-  e.line = line;
-  e.column = column;
-  e.reason = reason;
-  e.over_limit = over_limit;
-  throw json_parse_error(source, e, ErrorCode::kIntegrity, "bad JSON",
-                         "fix the file: it must be JSON lines or one array of objects");
+[[noreturn]] void bad_line(const std::string& source, std::size_t line, const std::string& what) {
+  throw line_error(source, line, what);
+}
+
+// An error that is one only because the text ends where it does (inside a quoted CSV field, a
+// JSON value left open): a longer start of the file may not have it (parse_first_rows).
+class EndsEarly : public Error {
+ public:
+  explicit EndsEarly(const Error& e) : Error(e) {}
+};
+
+Error json_error(const std::string& source, const JsonParseError& e) {
+  return json_parse_error(source, e, ErrorCode::kIntegrity, "bad JSON",
+                          "fix the file: it must be JSON lines, one array of objects, or "
+                          "objects one after another");
+}
+
+void bad_json(const std::string& source, const JsonParseError& e) {
+  if (e.ends_early) throw EndsEarly(json_error(source, e));
+  throw json_error(source, e);
+}
+
+// One past the end of the JSON value that starts at `begin` (an object or array: its closing
+// bracket; anything else: the next blank), or the text's end.
+std::size_t end_of_value(std::string_view text, std::size_t begin) {
+  if (text[begin] == '{' || text[begin] == '[') return json_container_end(text, begin);
+  const std::size_t blank = text.find_first_of(" \t\r\n", begin);
+  return blank == std::string_view::npos ? text.size() : blank;
+}
+
+// JSON objects one after another, each over any number of lines (`jq .` writes them so; SQuAD's
+// file is one), blanks between them: the first `max_rows`. False at the first that does not parse
+// or is not an object, `error` saying why (ends_early: the text ends inside it).
+bool parse_concatenated_objects(std::string_view text, std::size_t max_rows, std::vector<Json>& out,
+                                JsonParseError& error) {
+  for (std::size_t pos = text.find_first_not_of(" \t\r\n");
+       pos != std::string_view::npos && out.size() < max_rows;
+       pos = text.find_first_not_of(" \t\r\n", pos)) {
+    const std::size_t end = end_of_value(text, pos);
+    Json value;
+    if (!try_parse_json(text.substr(pos, end - pos), value, error, /*refuse_repeated_keys=*/true))
+      return false;
+    if (!value.is_object()) return false;
+    out.push_back(std::move(value));
+    pos = end;
+  }
+  return true;
 }
 
 // nlohmann keeps integers in [2^63, 2^64) as unsigned: no int64 holds them.
@@ -118,8 +156,9 @@ std::vector<JsonLine> parse_json_lines(std::string_view text, std::size_t max_li
     if (text_line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
     JsonLine& line = out.emplace_back();
     line.line = number;
+    line.end = std::min(pos, text.size());
     JsonParseError e;
-    if (!try_parse_json(text_line, line.value, e)) {
+    if (!try_parse_json(text_line, line.value, e, /*refuse_repeated_keys=*/true)) {
       line.value = nullptr;
       line.column = e.column;
       line.error = std::move(e.reason);
@@ -131,7 +170,6 @@ std::vector<JsonLine> parse_json_lines(std::string_view text, std::size_t max_li
 
 Table parse_csv(std::string_view text, const std::string& source, const CsvOptions& options) {
   text = without_bom(text);
-  if (std::size_t bad = first_invalid_utf8_line(text)) bad_line(source, bad, "invalid UTF-8");
   const char delim = options.delimiter;
   MS_CHECK(delim != '"' && delim != '\n' && delim != '\r', ErrorCode::kUsage,
            "CSV delimiter {:?} is not allowed", delim);
@@ -147,13 +185,20 @@ Table parse_csv(std::string_view text, const std::string& source, const CsvOptio
   std::size_t i = 0;
   bool stop[256] = {};
   stop[static_cast<unsigned char>(delim)] = stop['\n'] = stop['\r'] = true;
+  bool quoted_in_record = false;
 
   auto end_record = [&]() {
-    // A blank line is one empty unquoted field: skip it, as pandas does.
-    if (record.size() == 1 && std::holds_alternative<std::monostate>(record[0])) {
-      record.clear();
-      return;
+    // A blank line (one unquoted field, empty or only spaces and tabs) is skipped, as pandas
+    // and Hugging Face's datasets skip it: as a row it would be a row of missing values whose
+    // " " turned its int columns into text.
+    if (record.size() == 1 && !quoted_in_record) {
+      const auto* text_field = std::get_if<std::string>(&record[0]);
+      if (text_field == nullptr || text_field->find_first_not_of(" \t") == std::string::npos) {
+        record.clear();
+        return;
+      }
     }
+    quoted_in_record = false;
     if (!have_header) {
       table.columns = header_columns(record);
       width = record.size();
@@ -191,9 +236,10 @@ Table parse_csv(std::string_view text, const std::string& source, const CsvOptio
       field.clear();
       if (i < n && text[i] == '"') {
         const std::size_t quote_line = line;
+        quoted_in_record = true;
         ++i;
         while (true) {
-          if (i >= n) bad_line(source, quote_line, "unterminated quoted field");
+          if (i >= n) throw EndsEarly(line_error(source, quote_line, "unterminated quoted field"));
           const char c = text[i];
           if (c == '"') {
             if (i + 1 < n && text[i + 1] == '"') {
@@ -236,13 +282,51 @@ Table parse_csv(std::string_view text, const std::string& source, const CsvOptio
     }
     end_record();
   }
+  // Over the rows read (a look at the first rows does not fail for a byte after them); after
+  // them, since where they end is known only then. A bad byte is never a delimiter or a quote.
+  if (std::size_t bad = first_invalid_utf8_line(text.substr(0, i))) {
+    bad_line(source, bad, "invalid UTF-8");
+  }
   if (options.header && table.columns.empty()) bad_line(source, 1, "empty file: no header row");
   if (!table.columns.empty() && options.infer_types) infer_table_types(table);
   return table;
 }
 
+namespace {
+
+// A look at a file's first `max_rows` rows (`ms dataset head` of a 10 GB CSV) reads a start of
+// it, doubled until those rows are in it, not the whole file. The start is cut after its last
+// line break: a row cut short or a UTF-8 character cut in two are never parsed. A CSV record with
+// a quoted line break, or a JSON object written over several lines, may still be cut: the parser
+// then meets the end of the text inside it (EndsEarly, before max_rows rows, or it would have
+// stopped), which a longer start resolves. So the rows and their inferred types are those the
+// whole file gives, and so are its errors among those rows. (A JSON array is read whole.)
+template <class Parse>
+Table parse_first_rows(const std::filesystem::path& path, std::size_t max_rows,
+                       const Parse& parse) {
+  if (max_rows == SIZE_MAX) return parse(read_data_file(path));
+  for (std::size_t bytes = std::size_t(1) << 20;; bytes *= 2) {
+    const DataFileStart start = read_data_file_start(path, bytes);
+    if (start.complete) return parse(start.bytes);
+    const std::string_view text =
+        std::string_view(start.bytes)
+            .substr(0, start.bytes.rfind('\n') + 1);  // npos + 1: no line break, nothing
+    try {
+      Table table = parse(text);
+      if (table.rows.size() >= max_rows) return table;
+    } catch (const EndsEarly&) {
+      // The cut splits a quoted field or a JSON value: read further. (Any other error is in
+      // whole records before the cut, and so the whole file's too.)
+    }
+  }
+}
+
+}  // namespace
+
 Table read_csv(const std::filesystem::path& path, const CsvOptions& options) {
-  return parse_csv(read_data_file(path), path.string(), options);
+  return parse_first_rows(path, options.max_rows, [&](std::string_view text) {
+    return parse_csv(text, path.string(), options);
+  });
 }
 
 bool holds_json_array(std::string_view text) {
@@ -253,7 +337,11 @@ bool holds_json_array(std::string_view text) {
 
 Table parse_jsonl(std::string_view text, const std::string& source, std::size_t max_rows) {
   text = without_bom(text);
-  if (std::size_t bad = first_invalid_utf8_line(text)) bad_line(source, bad, "invalid UTF-8");
+  // A look at the first rows checks the lines it reads (below); the JSON parser refuses invalid
+  // UTF-8 in the values it reads in any case, this names the line.
+  if (max_rows == SIZE_MAX) {
+    if (std::size_t bad = first_invalid_utf8_line(text)) bad_line(source, bad, "invalid UTF-8");
+  }
   Table table;
   std::unordered_map<std::string, std::size_t> index;
   // Per column, which JSON kinds occur: 0 int, 1 float, 2 bool, 3 string, 4 array/object, 5 an
@@ -288,7 +376,7 @@ Table parse_jsonl(std::string_view text, const std::string& source, std::size_t 
     // A .json file holding one array of objects (HF's json builder reads these too).
     Json doc;
     JsonParseError e;
-    if (!try_parse_json(text, doc, e)) bad_json(source, e.line, e.column, e.reason, e.over_limit);
+    if (!try_parse_json(text, doc, e, /*refuse_repeated_keys=*/true)) bad_json(source, e);
     for (std::size_t k = 0; k < doc.size() && k < max_rows; ++k) {
       if (!doc[k].is_object()) {
         throw Error(ErrorCode::kIntegrity,
@@ -299,21 +387,35 @@ Table parse_jsonl(std::string_view text, const std::string& source, std::size_t 
     }
   } else {
     std::vector<JsonLine> lines = parse_json_lines(text, max_rows);
-    // One object written over several lines (a pretty-printed record, SQuAD's {"version": ...,
-    // "data": [...]}): Hugging Face's json builder reads the whole file as one row, so ms does.
-    // A first line that does not parse otherwise is reported as it was.
+    if (max_rows != SIZE_MAX && !lines.empty()) {
+      const std::size_t bad = first_invalid_utf8_line(text.substr(0, lines.back().end));
+      if (bad != 0) bad_line(source, bad, "invalid UTF-8");
+    }
+    // Objects written over several lines (pretty-printed records one after another, as `jq .`
+    // writes them; SQuAD's one {"version": ..., "data": [...]}): Hugging Face's json builder
+    // reads each object as a row, so ms does. A first line that does not parse otherwise is
+    // reported as it was (as one the text cut short, when the objects' text ends inside one).
+    bool first_line_ends_early = false;
     if (!lines.empty() && !lines.front().error.empty() &&
         text[text.find_first_not_of(" \t\r\n")] == '{') {
-      Json doc;
+      std::vector<Json> several;
       JsonParseError e;
-      if (try_parse_json(text, doc, e) && doc.is_object()) {
-        add(std::move(doc));
+      if (parse_concatenated_objects(text, max_rows, several, e)) {
+        for (Json& object : several) add(std::move(object));
         lines.clear();
       }
+      first_line_ends_early = e.ends_early;
     }
     for (JsonLine& line : lines) {
-      if (!line.error.empty())
-        bad_json(source, line.line, line.column, line.error, line.over_limit);
+      if (!line.error.empty()) {
+        JsonParseError e;
+        e.line = line.line;
+        e.column = line.column;
+        e.reason = line.error;
+        e.over_limit = line.over_limit;
+        e.ends_early = first_line_ends_early && &line == &lines.front();
+        bad_json(source, e);
+      }
       if (!line.value.is_object()) {
         bad_line(source, line.line,
                  "expected a JSON object, got " + std::string(line.value.type_name()));
@@ -379,17 +481,32 @@ Table parse_jsonl(std::string_view text, const std::string& source, std::size_t 
   return table;
 }
 
-Table parse_text_lines(std::string_view text, const std::string& source) {
+Table parse_text_lines(std::string_view text, const std::string& source, std::size_t max_rows) {
   text = without_bom(text);
-  if (std::size_t bad = first_invalid_utf8_line(text)) bad_line(source, bad, "invalid UTF-8");
   Table table;
   table.columns.push_back({"text", ColumnType::kString});
-  for (std::string_view line : split_lines(text)) table.rows.push_back({Value(std::string(line))});
+  std::size_t checked = 0;  // the bytes of the lines read
+  for (std::string_view line : split_lines(text)) {
+    if (table.rows.size() >= max_rows) break;
+    table.rows.push_back({Value(std::string(line))});
+    checked = static_cast<std::size_t>(line.data() + line.size() - text.data());
+  }
+  if (max_rows == SIZE_MAX) checked = text.size();
+  if (std::size_t bad = first_invalid_utf8_line(text.substr(0, checked)))
+    bad_line(source, bad, "invalid UTF-8");
   return table;
 }
 
+Table read_text_lines(const std::filesystem::path& path, std::size_t max_rows) {
+  return parse_first_rows(path, max_rows, [&](std::string_view text) {
+    return parse_text_lines(text, path.string(), max_rows);
+  });
+}
+
 Table read_jsonl(const std::filesystem::path& path, std::size_t max_rows) {
-  return parse_jsonl(read_data_file(path), path.string(), max_rows);
+  return parse_first_rows(path, max_rows, [&](std::string_view text) {
+    return parse_jsonl(text, path.string(), max_rows);
+  });
 }
 
 }  // namespace ms::data

@@ -168,7 +168,7 @@ void load_table_file(const DatasetSpec& spec, const LoadOptions& options, Datase
   Split split;
   split.name = split.selection = "train";
   if (spec.kind == SourceKind::kText) {
-    split.table = parse_text_lines(read_data_file(path), path.string());
+    split.table = read_text_lines(path, options.max_rows);
   } else if (spec.kind == SourceKind::kParquet) {
     split.table = read_parquet(path, options.max_rows);
     resolve_file_columns(split.table, path.parent_path(), path.string());

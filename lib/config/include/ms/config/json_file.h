@@ -26,12 +26,21 @@ struct JsonParseError {
   std::string reason;       ///< what is wrong, without the location
   bool over_limit = false;  ///< valid JSON beyond ms's limits (kMaxJsonDepth, a number beyond
                             ///< the range of a 64-bit float), rather than text that is not JSON
+  bool ends_early = false;  ///< the text ends inside the value: more text might complete it
 };
 
 /// Parses `text` as one JSON value into `out`, within ms's limits: nesting at most kMaxJsonDepth
 /// deep and finite numbers (integers beyond 64 bits become floats; 1e999 is an error). Returns
 /// false and fills `error` when it does not parse; throws nothing but std::bad_alloc.
-MS_API bool try_parse_json(std::string_view text, Json& out, JsonParseError& error);
+/// `refuse_repeated_keys`: an object naming a key twice is an error too, as data readers (Hugging
+/// Face's, through pyarrow) refuse it; otherwise the last value wins, as in Python's json.
+MS_API bool try_parse_json(std::string_view text, Json& out, JsonParseError& error,
+                           bool refuse_repeated_keys = false);
+
+/// One past the bracket that closes the object or array opening at `begin` (strings and their
+/// escapes skipped), or text.size() when the text ends first: where to cut JSON values written
+/// one after another. It only finds the cut: whether the value is JSON is try_parse_json()'s.
+MS_API std::size_t json_container_end(std::string_view text, std::size_t begin);
 
 /// try_parse_json() for code that works with nlohmann::json (the hub's wire format): the same
 /// limits, the value converted once it is known to be at most kMaxJsonDepth deep.

@@ -34,6 +34,18 @@ MS_API bool zip_supported();
 MS_API std::string read_data_file(const std::filesystem::path& path,
                                   const ExtractLimits& limits = ExtractLimits::from_env());
 
+/// The start of a data file, for a look at its first rows.
+struct DataFileStart {
+  std::string bytes;
+  bool complete = false;  ///< `bytes` is the whole file's content
+};
+
+/// At most `max_bytes` of a regular file holding plain text, cut anywhere (mid-line, mid-UTF-8
+/// character); a file that fits, a compressed file or a pipe is read_data_file()'s whole
+/// content, `complete`.
+MS_API DataFileStart read_data_file_start(const std::filesystem::path& path, std::size_t max_bytes,
+                                          const ExtractLimits& limits = ExtractLimits::from_env());
+
 /// The extension that says a data file's format, lower case: ".csv" for "train.CSV" and for
 /// "train.csv.gz".
 MS_API std::string data_file_extension(const std::filesystem::path& path);

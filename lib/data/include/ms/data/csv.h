@@ -39,6 +39,7 @@ MS_API Table read_csv(const std::filesystem::path& path, const CsvOptions& optio
 /// One non-blank line of JSON lines text.
 struct JsonLine {
   std::size_t line = 0;     ///< 1-based line number in the text
+  std::size_t end = 0;      ///< offset in the text (after a BOM) just past the line's break
   std::size_t column = 0;   ///< 1-based column of the problem when `error` is set
   Json value;               ///< the parsed value (null when `error` is set)
   std::string error;        ///< why the line is not valid JSON (without the location)
@@ -46,11 +47,12 @@ struct JsonLine {
 };
 
 /// The one JSON lines reader: parses every non-blank line of `text` (a UTF-8 BOM is dropped) with
-/// try_parse_json(), so the nesting and number limits apply. A line that is not JSON is reported
-/// in its `error` rather than thrown, so that each caller decides what a bad line means:
-/// parse_jsonl() fails naming the file, line and column, `ms infer` writes an error line for that
-/// input, --resume refuses an output file it cannot trust.
-/// `max_lines`: stop after that many non-blank lines (the rest is not parsed).
+/// try_parse_json(), so the nesting and number limits apply, and a key given twice in one object
+/// is an error (Hugging Face's datasets refuse it; keeping one value would drop the other). A line
+/// that is not JSON is reported in its `error` rather than thrown, so that each caller decides what
+/// a bad line means: parse_jsonl() fails naming the file, line and column, `ms infer` writes an
+/// error line for that input, --resume refuses an output file it cannot trust. `max_lines`: stop
+/// after that many non-blank lines (the rest is not parsed).
 MS_API std::vector<JsonLine> parse_json_lines(std::string_view text,
                                               std::size_t max_lines = SIZE_MAX);
 
@@ -60,7 +62,8 @@ MS_API std::vector<JsonLine> parse_json_lines(std::string_view text,
 MS_API bool holds_json_array(std::string_view text);
 
 /// Parses JSON lines: one JSON object per non-blank line (or, when holds_json_array(), one JSON
-/// array of objects). Columns are the union of keys in order of
+/// array of objects; or objects written over several lines one after another, as `jq .` writes
+/// them, a file of one such object being one row). Columns are the union of keys in order of
 /// first appearance; a missing key is null; nested arrays and objects become kJson columns;
 /// integers beyond int64 are floats. A bad line is ms::Error(kIntegrity) naming `source`, the line
 /// and the column; JSON beyond ms's limits (nesting, a number beyond a double) is kConfig.
@@ -74,7 +77,12 @@ MS_API Table read_jsonl(const std::filesystem::path& path, std::size_t max_rows 
 
 /// Plain text: one row per line in a "text" column (HF's text builder); a trailing newline does
 /// not add an empty row, CRLF endings are trimmed. Invalid UTF-8 is an error naming the line.
-MS_API Table parse_text_lines(std::string_view text, const std::string& source);
+/// `max_rows`: the first lines only (those are checked).
+MS_API Table parse_text_lines(std::string_view text, const std::string& source,
+                              std::size_t max_rows = SIZE_MAX);
+
+/// Reads and parses a plain text file (`max_rows` as parse_text_lines').
+MS_API Table read_text_lines(const std::filesystem::path& path, std::size_t max_rows = SIZE_MAX);
 
 /// The line (1-based) of the first invalid UTF-8 byte in `text`, or 0 when it is all valid.
 MS_API std::size_t first_invalid_utf8_line(std::string_view text);

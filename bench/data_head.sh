@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# A look at the first rows of a big CSV: `ms dataset head csv:FILE -n 5` (reads a start of the
+# file) against the same through a pipe (`cat FILE | ms dataset head csv:/dev/stdin`: a pipe is
+# read to its end, which is what head did with every file before), pandas.read_csv(nrows=5)
+# (Debian's /usr/bin/python3) and Hugging Face datasets' streaming reader (build/venv-datasets,
+# made by scripts/setup_python_interop.sh), each its wall time and peak memory (best of 3).
+#
+#   bash bench/data_head.sh [ROWS]     (default 10,000,000 rows, ~1 GB)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ms="${MS_BIN:-$root/build/bin/ms}"
+rows="${1:-10000000}"
+file="${MS_BENCH_DIR:-/tmp/ms-bench-data}/head-$rows.csv"
+mkdir -p "$(dirname "$file")"
+
+if [ ! -f "$file" ]; then
+  /usr/bin/python3 - "$file" "$rows" <<'PY'
+import csv, random, sys, os
+path, n = sys.argv[1], int(sys.argv[2])
+rng = random.Random(0)
+with open(path + ".tmp", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["id", "text", "score", "label"])
+    for i in range(n):
+        w.writerow([i, "row %d: " % i + "lorem ipsum dolor sit amet " * 3, f"{rng.random():.6f}",
+                    rng.randrange(5)])
+os.rename(path + ".tmp", path)
+PY
+fi
+echo "== $(du -m "$file" | cut -f1) MB, $rows rows; cores: $(nproc)"
+
+# best of 3: "<seconds> <peak KiB>" of the fastest run
+best() {
+  local out best_line="" t
+  for _ in 1 2 3; do
+    out="$( { /usr/bin/time -f '%e %M' bash -c "$1" >/dev/null; } 2>&1 | tail -n 1)"
+    t="${out%% *}"
+    if [ -z "$best_line" ] || awk "BEGIN{exit !($t < ${best_line%% *})}"; then best_line="$out"; fi
+  done
+  awk -v what="$2" '{printf "%-44s %8.2f s %9.0f MB\n", what, $1, $2 / 1024}' <<<"$best_line"
+}
+best "'$ms' dataset head 'csv:$file' -n 5" "ms dataset head (a start of the file)"
+best "cat '$file' | '$ms' dataset head csv:/dev/stdin -n 5" "ms dataset head of a pipe (whole file)"
+best "/usr/bin/python3 -c 'import pandas, sys; pandas.read_csv(sys.argv[1], nrows=5)' '$file'" \
+  "pandas.read_csv(nrows=5)"
+venv="$root/build/venv-datasets/bin/python"
+if [ -x "$venv" ]; then
+  best "HF_HOME=/tmp/ms-bench-data/hf '$venv' -c 'import datasets, itertools, sys; \
+list(itertools.islice(datasets.load_dataset(\"csv\", data_files=sys.argv[1], split=\"train\", \
+streaming=True), 5))' '$file'" "datasets streaming, first 5 rows"
+else
+  echo "datasets: no build/venv-datasets (bash scripts/setup_python_interop.sh)"
+fi
