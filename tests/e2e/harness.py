@@ -55,7 +55,9 @@ def run_ms(*args, env=None, timeout=120, input=None, cwd=None):
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
-    return subprocess.run([MS_BIN, *map(str, args)], capture_output=True, text=True, env=full_env,
+    # bytes stay bytes: a path that is not UTF-8.
+    argv = [a if isinstance(a, bytes) else str(a) for a in args]
+    return subprocess.run([MS_BIN, *argv], capture_output=True, text=True, env=full_env,
                           timeout=timeout, input=input, cwd=cwd)
 
 

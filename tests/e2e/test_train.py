@@ -862,6 +862,61 @@ print(json.dumps([resumed, uninterrupted]))
         self.assertIn("eval_result.txt", os.listdir(self.path("cut", "output")))
 
     @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
+    def test_a_kill_after_an_epochs_last_checkpoint_before_its_evaluation_keeps_eval_result(self):
+        # A by-iteration checkpoint at the epoch's last step is named (latest_checkpoint.json)
+        # before the epoch's evaluation writes output/eval_result.txt: a kill between the two
+        # left output/ without it for good (the resumed run evaluated, and wrote it nowhere).
+        iters = math.ceil(len(POSITIVE + NEGATIVE) * 2 / 4)
+        self.write("recipe.json", json.dumps(recipe(max_epochs=1, hooks=[
+            {"type": "CheckpointHook", "by_epoch": False, "interval": iters},
+            {"type": "EvaluationHook", "interval": 1}])))
+        whole = self.train(work="whole")
+        self.assertExit(whole, 0)
+        killed = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
+                        "--dataset", "csv:" + self.path("train.csv"), "--eval-dataset",
+                        "csv:" + self.path("test.csv"), "--work-dir", self.path("cut"),
+                        env={"MS_TEST_KILL_AFTER_ITER": str(iters)}, timeout=600)
+        self.assertEqual(killed.returncode, -9, killed.stderr)
+        self.assertNotIn("eval_result.txt", os.listdir(self.path("cut", "output")))
+        resumed = self.train("--resume", "auto", work="cut")
+        self.assertExit(resumed, 0)
+        with open(self.path("whole", "output", "eval_result.txt")) as a, \
+                open(self.path("cut", "output", "eval_result.txt")) as b:
+            self.assertEqual(a.read(), b.read())
+
+    def test_output_places_are_names_in_the_work_dir_and_reported_where_written(self):
+        # output_sub_dir "final": the model went there, yet the run warned that nothing was
+        # saved and its JSON said "output_dir": null.
+        config = recipe(max_epochs=1, hooks=[
+            {"type": "CheckpointHook", "by_epoch": True, "output_sub_dir": "final"},
+            {"type": "EvaluationHook", "interval": 1}])
+        self.write("recipe.json", json.dumps(config))
+        r = self.train(work="sub")
+        self.assertExit(r, 0)
+        self.assertEqual(self.json_out(r)["output_dir"], self.path("sub", "final"))
+        self.assertNotIn("no checkpoint was saved", r.stderr)
+        self.assertTrue(os.path.exists(self.path("sub", "final", "model.safetensors")))
+        # A configuration (a hub model's is merged in) wrote beside the work dir, or anywhere.
+        for hook in ({"type": "CheckpointHook", "output_sub_dir": "../escaped"},
+                     {"type": "CheckpointHook", "output_sub_dir": "/tmp/escaped"},
+                     {"type": "BestCkptSaverHook", "metric_key": "accuracy",
+                      "save_file_name": "../escaped_best.pth"}):
+            self.write("recipe.json", json.dumps(recipe(max_epochs=1, hooks=[
+                hook, {"type": "EvaluationHook", "interval": 1}])))
+            r = self.train(work="climb")
+            self.assertExit(r, 3)
+            self.assertOneLineError(r, "is not a name inside the work dir")
+            self.assertFalse(os.path.exists(self.path("escaped_best.pth")))
+            self.assertFalse(os.path.exists(self.path("escaped")))
+        # A work dir whose path is not UTF-8: refused at the start (the first checkpoint's JSON
+        # failed with an internal error, the run half saved).
+        r = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
+                   "--dataset", "csv:" + self.path("train.csv"), "--work-dir",
+                   os.fsencode(self.path("w")) + b"\xff", timeout=300)
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "is not UTF-8 text")
+
+    @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
     def test_a_kill_between_the_checkpoint_and_the_best_checkpoint_resumes_whole(self):
         config = recipe(max_epochs=4, optimizer={"type": "AdamW", "lr": 0.01}, hooks=[
             {"type": "CheckpointHook", "interval": 1},
@@ -992,6 +1047,10 @@ print(json.dumps([resumed, uninterrupted]))
         r = with_recipe(recipe(optimizer={"type": "SGD", "lr": 0.1, "momentun": 0.9}))
         self.assertEqual(r.returncode, 3)
         self.assertIn("momentun", r.stderr)
+        # A dataloader section that is not one: it trained with the default batch of 32.
+        r = with_recipe(recipe(), "--set", "train.dataloader=5")
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertOneLineError(r, "train.dataloader is 5, not an object of dataloader options")
         # Keys ms does not read are ModelScope's to ignore, but a typo of one it reads is named
         # (the run trains as configured otherwise), as is a dataloader key it does not read.
         r = with_recipe(recipe(), "--set", "train.max_epoch=3", "--set",

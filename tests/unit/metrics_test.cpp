@@ -1,5 +1,6 @@
 // Metrics against scikit-learn and seqeval (tests/data/metrics/reference.json, written by
 // scripts/make_metric_reference.py), merging, and the errors for bad configs and bad outputs.
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -43,6 +44,16 @@ ms::ErrorCode code_of(const std::function<void()>& f, std::string* what = nullpt
   return ms::ErrorCode::kInternal;
 }
 
+// What a metric declares before any batch covers what it reports (a hook's metric_key is checked
+// against the declaration when a run starts).
+void check_declared(const ms::metrics::Metric& metric) {
+  const std::vector<std::string> keys = metric.keys();
+  for (const auto& [key, value] : metric.evaluate()) {
+    INFO(metric.type() << " reports " << key);
+    CHECK(std::find(keys.begin(), keys.end(), key) != keys.end());
+  }
+}
+
 }  // namespace
 
 TEST_CASE("metrics equal scikit-learn's and seqeval's on fixed batches", "[metrics]") {
@@ -64,6 +75,7 @@ TEST_CASE("metrics equal scikit-learn's and seqeval's on fixed batches", "[metri
       const auto got = metric->evaluate();
       INFO(c["metric"].get<std::string>() << " " << c["expected"].dump());
       REQUIRE(got.size() == c["expected"].size());
+      check_declared(*metric);
       for (const auto& [key, want] : c["expected"].items()) {
         REQUIRE(got.count(key) == 1);
         CHECK(std::fabs(got.at(key) - want.get<double>()) < 1e-12);
@@ -82,6 +94,8 @@ TEST_CASE("accuracy, loss-metric, task defaults and the registry", "[metrics]") 
   loss->add({{"l", Array{{}, {2.0}}}}, {});
   loss->add({{"l", Array{{}, {1.0}}}}, {});
   CHECK(loss->evaluate().at("loss") == 1.5);
+  check_declared(*accuracy);
+  check_declared(*loss);
   CHECK(ms::metrics::task_default_metric("text-classification") == "seq-cls-metric");
   CHECK(ms::metrics::task_default_metric("token-classification") == "token-cls-metric");
   CHECK(ms::metrics::task_default_metric("image-classification") == "accuracy");
@@ -164,6 +178,7 @@ TEST_CASE("ppl equals exp of torch's cross entropy, batches weighted by rows", "
   CHECK(std::abs(whole->evaluate().at("ppl") - want) <= 1e-12 * want);
   first->merge(*rest);
   CHECK(std::abs(first->evaluate().at("ppl") - want) <= 1e-12 * want);
+  check_declared(*whole);
   // Every label ignored: nothing to score.
   const Fields logits{{"logits", Array{{1, 2}, {0.5, 0.5}}}};
   const Fields ignored{{"labels", Array{{1}, {-100}}}};
@@ -309,6 +324,7 @@ TEST_CASE("text-gen-metric equals ModelScope's ROUGE and BLEU on fixed texts", "
       const auto got = metric->evaluate();
       INFO(c["name"].get<std::string>() << " " << c["expected"].dump());
       REQUIRE(got.size() == 4);
+      check_declared(*metric);
       for (const auto& [key, want] : c["expected"].items()) {
         REQUIRE(got.count(key) == 1);
         CHECK(std::fabs(got.at(key) - want.get<double>()) < 1e-12);

@@ -6,6 +6,7 @@
 #include <ATen/ops/randn.h>
 #include <ATen/ops/tensor.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "catch.h"
@@ -178,6 +179,72 @@ TEST_CASE("a run calls the stages in ModelScope's order; a user's hook joins by 
   CHECK(std::filesystem::exists(work / "epoch_2_trainer_state.pth"));
   REQUIRE(ms::trainer::latest_checkpoint(work).has_value());
   CHECK(*ms::trainer::latest_checkpoint(work) == work / "epoch_2");
+  std::filesystem::remove_all(work);
+}
+
+TEST_CASE("a hook's metric_key no metric reports is refused before the first iteration",
+          "[trainer][hooks]") {
+  const auto work = temp_dir("metric-key");
+  const Json hooks[] = {
+      {{"type", "BestCkptSaverHook"}, {"metric_key", "acuracy"}},
+      {{"type", "EarlyStopHook"}, {"metric_key", "acuracy"}},
+  };
+  for (const Json& hook : hooks) {
+    INFO(hook.dump());
+    std::vector<std::string> log;
+    Json train = {{"max_epochs", 1},
+                  {"optimizer", {{"type", "SGD"}, {"lr", 0.1}}},
+                  {"hooks", {hook, {{"type", "EvaluationHook"}}}}};
+    Trainer trainer(setup(train, work));
+    trainer.register_hook(
+        std::make_shared<Recorder>("probe", ms::trainer::priority::kLowest, &log));
+    try {
+      trainer.train();
+      FAIL("a run with metric_key 'acuracy' started");
+    } catch (const ms::Error& e) {
+      CHECK(e.code() == ms::ErrorCode::kConfig);
+      CHECK_THAT(e.what(), Catch::Contains(hook["type"].get<std::string>()) &&
+                               Catch::Contains("'acuracy'") && Catch::Contains("accuracy)"));
+      CHECK_THAT(e.hint(), Catch::StartsWith("did you mean 'accuracy'?"));
+    }
+    CHECK(trainer.iter() == 0);
+    CHECK(std::find(log.begin(), log.end(), "probe:before_train_epoch0") == log.end());
+  }
+  // EarlyStopHook without evaluations would never check anything: refused as BestCkptSaverHook.
+  {
+    Json train = {{"max_epochs", 1},
+                  {"optimizer", {{"type", "SGD"}, {"lr", 0.1}}},
+                  {"hooks", {{{"type", "EarlyStopHook"}, {"metric_key", "accuracy"}}}}};
+    Trainer trainer(setup(train, work));
+    CHECK_THROWS_WITH(trainer.train(), Catch::Contains("no EvaluationHook is configured"));
+  }
+  // A metric no registry holds is found as early.
+  {
+    Json train = {{"max_epochs", 1},
+                  {"optimizer", {{"type", "SGD"}, {"lr", 0.1}}},
+                  {"hooks", {{{"type", "EvaluationHook"}}}}};
+    auto s = setup(train, work);
+    Json root = s.config.root();
+    root["evaluation"]["metrics"] = {"acuracy"};
+    s.config = ms::Config(root, "test.json");
+    Trainer trainer(std::move(s));
+    CHECK_THROWS_WITH(trainer.train(), Catch::Contains("acuracy"));
+    CHECK(trainer.iter() == 0);
+  }
+  // ReduceLROnPlateau's hook too; a key the metrics report runs.
+  Json plateau = {{"max_epochs", 1},
+                  {"optimizer", {{"type", "SGD"}, {"lr", 0.1}}},
+                  {"lr_scheduler", {{"type", "ReduceLROnPlateau"}}},
+                  {"lr_scheduler_hook", {{"type", "PlateauLrSchedulerHook"}, {"metric_key", "f1"}}},
+                  {"hooks", {{{"type", "EvaluationHook"}}}}};
+  {
+    Trainer trainer(setup(plateau, work));
+    CHECK_THROWS_WITH(trainer.train(), Catch::Contains("PlateauLrSchedulerHook: metric_key 'f1'"));
+  }
+  plateau["lr_scheduler_hook"]["metric_key"] = "accuracy";
+  Trainer trainer(setup(plateau, work));
+  trainer.train();
+  CHECK(trainer.iter() == 2);
   std::filesystem::remove_all(work);
 }
 

@@ -103,6 +103,7 @@ class AccuracyMetric : public ClassificationMetric {
   explicit AccuracyMetric(const nlohmann::json& options)
       : ClassificationMetric(options, "accuracy") {}
   MetricValues evaluate() const override { return {{"accuracy", accuracy()}}; }
+  std::vector<std::string> keys() const override { return {"accuracy"}; }
 };
 
 class SequenceClassificationMetric : public ClassificationMetric {
@@ -118,6 +119,9 @@ class SequenceClassificationMetric : public ClassificationMetric {
       return {{"accuracy", acc}, {"micro-f1", acc}, {"macro-f1", macro_f1()}, {"f1", acc}};
     const double binary = f1_of(1);
     return {{"accuracy", acc}, {"binary-f1", binary}, {"f1", binary}};
+  }
+  std::vector<std::string> keys() const override {
+    return {"accuracy", "f1", "binary-f1", "micro-f1", "macro-f1"};
   }
 };
 

@@ -35,6 +35,7 @@ class LossMetric : public Metric {
     for (double l : losses_) sum += l;
     return {{"loss", sum / double(losses_.size())}};
   }
+  std::vector<std::string> keys() const override { return {"loss"}; }
   nlohmann::json collected() const override { return {{"losses", losses_}}; }
   void take_in(const nlohmann::json& collected) override {
     const auto losses = collected.at("losses").get<std::vector<double>>();
@@ -103,6 +104,7 @@ class PplMetric : public Metric {
     }
     return {{"ppl", std::exp(avg_loss)}};
   }
+  std::vector<std::string> keys() const override { return {"ppl"}; }
   nlohmann::json collected() const override {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& [loss, rows] : batches_) out.push_back({loss, rows});

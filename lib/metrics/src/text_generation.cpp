@@ -329,6 +329,9 @@ class TextGenerationMetric : public Metric {
             {"bleu-1", corpus_bleu(generated, targets, {1, 0, 0, 0})},
             {"bleu-4", corpus_bleu(generated, targets, {0.25, 0.25, 0.25, 0.25})}};
   }
+  std::vector<std::string> keys() const override {
+    return {"rouge-1", "rouge-l", "bleu-1", "bleu-4"};
+  }
 
   // The rebuilt texts, as ModelScope pickles the metric (its preds and tgts).
   nlohmann::json collected() const override { return {{"preds", preds_}, {"tgts", tgts_}}; }

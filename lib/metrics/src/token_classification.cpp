@@ -155,6 +155,22 @@ class TokenClassificationMetric : public Metric {
     return out;
   }
 
+  // With return_entity_level_metrics, the keys of every entity type the label map's tags name
+  // (a superset of those the data gives: types neither labelled nor predicted are left out).
+  std::vector<std::string> keys() const override {
+    std::vector<std::string> out{"precision", "recall", "f1", "accuracy"};
+    if (!entity_level_) return out;
+    std::set<std::string> types;
+    for (const auto& [id, tag] : id2label_) {
+      const Tag t = split_tag(tag);
+      if (t.prefix != 'O' && t.prefix != '.') types.insert(t.type);
+    }
+    for (const std::string& type : types)
+      for (const char* score : {"_precision", "_recall", "_f1", "_number"})
+        out.push_back(type + score);
+    return out;
+  }
+
   nlohmann::json collected() const override {
     return {{"labelled", labelled_}, {"predicted", predicted_}};
   }

@@ -13,6 +13,7 @@
 #include <torch/nn/module.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <cstring>
@@ -592,6 +593,8 @@ void Trainer::train(const std::optional<std::filesystem::path>& resume_from) {
            "{}: an EvaluationHook is configured but there is no evaluation data: give "
            "--eval-dataset or --eval-split, or a dataset with a validation or test split",
            setup_.config.source());
+  // So are the metrics, so that a misnamed one or a bad option is found now, not after an epoch.
+  if (!hooks_.of_type("EvaluationHook").empty()) build_metrics();
   hooks_.call(Stage::kBeforeRun, *this);  // a LoadCheckpointHook restores the counters here
   first_iter_ = iter_;
   // Every rank starts from rank 0's weights, as DDP makes them when it wraps a model (a resumed
@@ -604,6 +607,7 @@ void Trainer::train(const std::optional<std::filesystem::path>& resume_from) {
   // epoch's last iteration but before its end (a by-iteration checkpoint) still runs that
   // epoch's after_train_epoch hooks (its LR step, evaluation, ...), with no batch left to do.
   bool stopped_before_resume = false;
+  const bool resumed_after_epoch_end = resumed_epoch_done_;
   if (resumed_epoch_done_) {
     ++epoch_;
     inner_iter_ = 0;
@@ -611,9 +615,16 @@ void Trainer::train(const std::optional<std::filesystem::path>& resume_from) {
     // That epoch's hooks had stopped training (EarlyStopHook): the run was over there.
     stopped_before_resume = stop_;
   }
-  if (stopped_before_resume || epoch_ >= max_epochs_) {
-    log::warn("nothing left to train: the run {} at epoch {} (train.max_epochs is {})",
-              stopped_before_resume ? "stopped early" : "resumes", epoch_, max_epochs_);
+  if (stopped_before_resume) {
+    log::warn("nothing left to train: the run stopped early in epoch {} (iteration {})", epoch_,
+              iter_);
+  } else if (epoch_ >= max_epochs_) {
+    // Numbered from 1 as the logs number epochs: epoch_ is the next one's index after an
+    // epoch's end, the checkpoint's own index before it.
+    log::warn(
+        "nothing left to train: the checkpoint was taken in epoch {} (iteration {}), and "
+        "train.max_epochs is {}",
+        resumed_after_epoch_end ? epoch_ : epoch_ + 1, iter_, max_epochs_);
   }
   for (; epoch_ < max_epochs_ && !stopped_before_resume; ++epoch_) {
     hooks_.call(Stage::kBeforeTrainEpoch, *this);
@@ -655,10 +666,7 @@ Json values_of(const std::vector<std::unique_ptr<metrics::Metric>>& metrics) {
 
 }  // namespace
 
-Json Trainer::evaluate() {
-  MS_CHECK(setup_.eval_data != nullptr, ErrorCode::kUsage,
-           "there is no evaluation data: give --eval-dataset, or a dataset with a validation or "
-           "test split");
+std::vector<std::unique_ptr<metrics::Metric>> Trainer::build_metrics() {
   Json metrics_config = setup_.config.get_or<Json>("evaluation.metrics", Json());
   if (metrics_config.is_null()) {
     const std::string metric = metrics::task_default_metric(model().task());
@@ -697,6 +705,39 @@ Json Trainer::evaluate() {
              "text-generation model writes (this one's task is {})",
              setup_.config.source(), model().task());
   }
+  return metric_list;
+}
+
+void Trainer::check_metric_key(const std::string& key, const std::string& hook) {
+  // Without evaluation data the first evaluation says so itself.
+  if (setup_.eval_data == nullptr) return;
+  std::vector<std::string> keys, metric_names;
+  for (const auto& m : build_metrics()) {
+    const std::vector<std::string> of_metric = m->keys();
+    if (std::find(of_metric.begin(), of_metric.end(), key) != of_metric.end()) return;
+    keys.insert(keys.end(), of_metric.begin(), of_metric.end());
+    metric_names.push_back(m->type());
+  }
+  if (metric_names.empty()) {
+    throw Error(ErrorCode::kConfig,
+                fmt::format("{}: {}: metric_key '{}' has no metric to come from: "
+                            "evaluation.metrics is empty",
+                            setup_.config.source(), hook, key),
+                "list the metric that reports it in evaluation.metrics");
+  }
+  throw Error(ErrorCode::kConfig,
+              fmt::format("{}: {}: metric_key '{}' is not a value the evaluation's metrics ({}) "
+                          "report",
+                          setup_.config.source(), hook, key, join(metric_names, ", ")),
+              choices_hint(key, keys, "their values") +
+                  "; or add a metric that reports it to evaluation.metrics");
+}
+
+Json Trainer::evaluate() {
+  MS_CHECK(setup_.eval_data != nullptr, ErrorCode::kUsage,
+           "there is no evaluation data: give --eval-dataset, or a dataset with a validation or "
+           "test split");
+  std::vector<std::unique_ptr<metrics::Metric>> metric_list = build_metrics();
   mode_ = Mode::kEval;
   hooks_.call(Stage::kBeforeVal, *this);
   // ModelScope's evaluation.val_iters_per_epoch: the first N batches only.

@@ -23,6 +23,7 @@
 #include "ms/core/file.h"
 #include "ms/core/log.h"
 #include "ms/core/text.h"
+#include "ms/core/utf8.h"
 #include "ms/infer/torch_layer.h"
 #include "ms/metrics/metric.h"
 #include "ms/pipelines/registry.h"
@@ -137,6 +138,14 @@ Batching read_batching(const Config& config, const char* section, bool shuffle_d
                        std::uint64_t seed, std::size_t batch_override = 0) {
   Batching b;
   const std::string key = std::string(section) + ".dataloader";
+  // `train.dataloader=5` trained with the default batch of 32 without a word.
+  if (config.has(key) && !config.at(key).is_object() && !config.at(key).is_null()) {
+    throw Error(ErrorCode::kConfig,
+                fmt::format("{}: {} is {}, not an object of dataloader options",
+                            config.source(), key, config.at(key).dump()),
+                fmt::format("set its keys: {0}.batch_size_per_gpu, {0}.shuffle, {0}.drop_last",
+                            key));
+  }
   b.batch_size = batch_override > 0 ? batch_override
                                     : config.get_or<std::size_t>(key + ".batch_size_per_gpu", 32);
   MS_CHECK(b.batch_size > 0, ErrorCode::kConfig, "{}: {}.batch_size_per_gpu must be positive",
@@ -749,6 +758,14 @@ class TrainingService final : public infer::TrainerService {
       if (config.has("train.logging") && config.at("train.logging").is_object())
         config.set("train.logging.out_dir", work_dir.string());
     }
+    // The work dir is written into the run's JSON files (logs, latest_checkpoint.json), which
+    // hold UTF-8 only: refused now rather than at the first checkpoint, with a run half saved.
+    if (!is_valid_utf8(work_dir.string())) {
+      throw Error(
+          ErrorCode::kUsage,
+          fmt::format("the work dir {} is not UTF-8 text", escape_invalid_utf8(work_dir.string())),
+          "name a work dir whose path is UTF-8 (--work-dir)");
+    }
     const std::string device = r.distributed
                                    ? rank_device(r.device, *r.distributed)
                                    : infer::load_torch_layer().runtime->resolve_device(r.device);
@@ -807,6 +824,15 @@ class TrainingService final : public infer::TrainerService {
              "{}: the evaluation split '{}' has no rows", eval_source.spec,
              eval_split ? eval_split->selection : "");
     Prepared p = prepare_for_training(m, config, ds, train_split, device);
+    // Class names go into the saved config.json (id2label), which is UTF-8 JSON.
+    for (const std::string& name : p.labels.names()) {
+      if (!is_valid_utf8(name)) {
+        throw Error(ErrorCode::kUsage,
+                    fmt::format("{}: the class name {} is not UTF-8 text", ds.spec,
+                                escape_invalid_utf8(name)),
+                    "rename it (an imagefolder's class is its folder's name) to UTF-8");
+      }
+    }
     log::info("training {} ({}) on {} rows of {} with {} classes, on {}", m.dir.string(), p.type,
               train_split.table.rows.size(), ds.spec, p.labels.size(), device);
 
@@ -853,12 +879,15 @@ class TrainingService final : public infer::TrainerService {
 
     infer::TrainSummary s;
     s.work_dir = work_dir;
-    // output/ is written with each checkpoint; a run that saved none has none.
-    if (std::filesystem::exists(work_dir / "output" / "model.safetensors")) {
-      s.output_dir = work_dir / "output";
+    // output/ (or the CheckpointHook's output_sub_dir / output_dir) is written with each
+    // checkpoint; a run that saved none has none.
+    const std::filesystem::path output =
+        trainer.output_dir().empty() ? work_dir / "output" : trainer.output_dir();
+    if (std::filesystem::exists(output / "model.safetensors")) {
+      s.output_dir = output;
     } else if (!dist || dist->is_main()) {
       log::warn("no checkpoint was saved, so {} was not written (CheckpointHook save_last)",
-                (work_dir / "output").string());
+                output.string());
     }
     const int world = dist ? dist->world_size() : 1;
     // The rows this run trained on (a resumed run's start is the checkpoint's; a ragged last

@@ -41,11 +41,30 @@ struct OutputPlace {
   std::string output_sub_dir;
 };
 
-OutputPlace read_place(ComponentOptions& o, const std::string& default_sub_dir) {
+// A name a hook puts in its folder (output_sub_dir, save_file_name) is a name there: a path that
+// climbs out or starts at the root would write wherever a configuration says (a hub model's
+// configuration.json is merged into the run's).
+std::string plain_name(ComponentOptions& o, const char* hook, const char* key,
+                       const std::string& fallback) {
+  const std::string name = o.text(key, fallback);
+  const std::filesystem::path path(name);
+  bool climbs = false;
+  for (const auto& part : path) climbs = climbs || part == "..";
+  if (path.is_absolute() || climbs || (name.empty() && !fallback.empty()) || name == ".") {
+    throw Error(ErrorCode::kConfig,
+                fmt::format("{}: {} '{}' is not a name inside the work dir", hook, key, name),
+                fmt::format("give a folder or file name such as '{}' (output_dir / save_dir "
+                            "name other folders)",
+                            fallback.empty() ? "best_model.pth" : fallback));
+  }
+  return name;
+}
+
+OutputPlace read_place(ComponentOptions& o, const char* hook, const std::string& default_sub_dir) {
   OutputPlace p;
   p.save_dir = o.text("save_dir", "");
   p.output_dir = o.text("output_dir", "");
-  p.output_sub_dir = o.text("output_sub_dir", default_sub_dir);
+  p.output_sub_dir = plain_name(o, hook, "output_sub_dir", default_sub_dir);
   return p;
 }
 
@@ -96,7 +115,7 @@ class CheckpointHook final : public Hook {
     } else {
       by_epoch_ = read_by_epoch(o, "save_strategy");
     }
-    place_ = read_place(o, "output");
+    place_ = read_place(o, "CheckpointHook", "output");
     save_last_ = o.flag("save_last", true);
     const nlohmann::json max = o.value("max_checkpoint_num");
     if (!max.is_null())
@@ -110,6 +129,12 @@ class CheckpointHook final : public Hook {
 
   void before_run(Trainer& t) override {
     resolve_place(place_, t);
+    t.set_output_dir(place_.output_dir);
+    // A run resumed from a by-iteration checkpoint taken at an epoch's last step evaluates that
+    // epoch first: output/ holds those weights (written before the checkpoint was named), and a
+    // kill before their eval_result.txt was written leaves it to this evaluation to write.
+    output_has_weights_ =
+        t.iter() > 0 && std::filesystem::exists(place_.output_dir / "model.safetensors");
     if (!t.is_main()) return;
     make_directories(place_.save_dir, "CheckpointHook.save_dir");
     log::info("checkpoints will be saved to {}", place_.save_dir.string());
@@ -200,14 +225,14 @@ class BestCkptSaverHook final : public Hook {
     rule_ = o.text("rule", "max");
     MS_CHECK(rule_ == "max" || rule_ == "min", ErrorCode::kConfig,
              "BestCkptSaverHook: rule must be \"max\" or \"min\", got \"{}\"", rule_);
-    save_file_name_ = o.text("save_file_name", "");
+    save_file_name_ = plain_name(o, "BestCkptSaverHook", "save_file_name", "");
     // "best_model.pth" names the files best_model.pth and best_model_trainer_state.pth, as in
     // ModelScope (the prefix here is what goes before ".pth": it made best_model.pth.pth).
     if (ends_with(save_file_name_, ".pth")) save_file_name_.resize(save_file_name_.size() - 4);
     restore_best_ = o.flag("restore_best", false);
     max_checkpoints_ = std::max<std::int64_t>(1, o.integer("max_checkpoint_num", 1));
     save_trainer_state_ = o.flag("save_trainer_state", true);
-    place_ = read_place(o, "output_best");
+    place_ = read_place(o, "BestCkptSaverHook", "output_best");
     // Saving follows the evaluation: these are accepted and ignored, as ModelScope does.
     (void)o.value("interval"), (void)o.value("save_strategy"), (void)o.value("by_epoch");
     refuse_push(o, "BestCkptSaverHook");
@@ -222,6 +247,7 @@ class BestCkptSaverHook final : public Hook {
              "{}: BestCkptSaverHook saves after evaluations, but no EvaluationHook is configured "
              "(add evaluation.period or an EvaluationHook to train.hooks)",
              t.config().source());
+    t.check_metric_key(metric_key_, type());
   }
   void after_train_epoch(Trainer& t) override {
     if (t.last_eval_tag() == std::pair<std::string, std::int64_t>{"epoch", t.epoch()})

@@ -74,6 +74,14 @@ class EarlyStopHook final : public Hook {
   std::string type() const override { return "EarlyStopHook"; }
   int default_priority() const override { return priority::kVeryLow; }
 
+  void before_run(Trainer& t) override {
+    // As BestCkptSaverHook: without evaluations it would train on and never check anything.
+    MS_CHECK(!t.hooks().of_type("EvaluationHook").empty(), ErrorCode::kConfig,
+             "{}: EarlyStopHook stops on evaluations, but no EvaluationHook is configured (add "
+             "evaluation.period or an EvaluationHook to train.hooks)",
+             t.config().source());
+    t.check_metric_key(metric_key_, type());
+  }
   void after_train_epoch(Trainer& t) override {
     if (by_epoch_ && every_n_epochs(t, interval_) && should_stop(t)) stop(t);
   }

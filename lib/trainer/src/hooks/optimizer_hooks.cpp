@@ -266,6 +266,7 @@ class PlateauLrSchedulerHook final : public Hook {
     MS_CHECK(t.lr_scheduler() != nullptr, ErrorCode::kConfig,
              "{}: PlateauLrSchedulerHook needs train.lr_scheduler (ReduceLROnPlateau)",
              t.config().source());
+    t.check_metric_key(metric_key_, type());
   }
   void before_train_epoch(Trainer& t) override { log_lr(t); }
   void after_train_iter(Trainer& t) override { log_lr(t); }

@@ -43,6 +43,10 @@ class MS_API Metric {
   virtual void add(const Fields& outputs, const Fields& inputs) = 0;
   /// The values over everything added (and merged); kUsage when nothing was.
   virtual MetricValues evaluate() const = 0;
+  /// Every key evaluate() may report, known before any batch (the trainer checks a hook's
+  /// metric_key against them when the run starts, not after the first epoch). Some come only
+  /// with some data: seq-cls-metric's binary-f1 with two classes, macro-f1 with more.
+  virtual std::vector<std::string> keys() const = 0;
 
   /// What this metric collected, as plain data ({"type": ..., "collected": ...}): the share of a
   /// data-parallel evaluation that a rank sends to rank 0. Exact (CBOR keeps every double).

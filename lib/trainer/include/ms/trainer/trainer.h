@@ -133,6 +133,10 @@ class Trainer {
   /// labels, the evaluation data and its batches, the evaluation.* configuration, and the model's
   /// tensors by name, shape and type. Part of what a training run checks too.
   std::vector<std::string> evaluation_facts() const;
+  /// kConfig unless one of the evaluation's metrics (evaluation.metrics, or the task's default)
+  /// may report `key`: a hook's metric_key checked when the run starts, naming `hook` and the
+  /// close matches. Nothing to check without evaluation data.
+  void check_metric_key(const std::string& key, const std::string& hook);
 
   // State the hooks read and change.
   Mode mode() const { return mode_; }
@@ -207,6 +211,9 @@ class Trainer {
   void load_model_state(const models::TensorMap& state, const std::string& source);
   /// Writes an inference-ready model folder (setup.save_output).
   void save_output(const std::filesystem::path& dir) const;
+  /// The folder the CheckpointHook writes the model to (work_dir/output unless configured).
+  const std::filesystem::path& output_dir() const { return output_dir_; }
+  void set_output_dir(std::filesystem::path dir) { output_dir_ = std::move(dir); }
   /// A line for the console (TextLoggerHook).
   void console(const std::string& line) const;
 
@@ -221,6 +228,8 @@ class Trainer {
   /// iterations, seed and training data, the train.* configuration (but for this machine's
   /// folders and loader threads), and evaluation_facts().
   std::vector<std::string> run_facts() const;
+  /// The metrics of evaluation.metrics (or the task's default), empty of batches.
+  std::vector<std::unique_ptr<metrics::Metric>> build_metrics();
   /// Adds this rank's batches [first, end) of the eval data to `metrics`.
   void evaluate_batches(std::size_t first, std::size_t end,
                         std::vector<std::unique_ptr<metrics::Metric>>& metrics);
@@ -246,6 +255,7 @@ class Trainer {
   std::unique_ptr<LrScheduler> lr_scheduler_;
   models::TensorMap train_outputs_;
   Json metric_values_;
+  std::filesystem::path output_dir_;
   bool stop_ = false;
   bool epoch_end_ = false;           // inside after_train_epoch (and its end actions)
   bool resumed_epoch_done_ = false;  // the restored checkpoint was taken after its epoch ended
