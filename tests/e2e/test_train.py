@@ -884,6 +884,33 @@ print(json.dumps([resumed, uninterrupted]))
                 open(self.path("cut", "output", "eval_result.txt")) as b:
             self.assertEqual(a.read(), b.read())
 
+    @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
+    def test_a_kill_between_naming_a_checkpoint_and_deleting_the_old_ones_deletes_them_later(self):
+        # max_checkpoint_num 2: the third checkpoint is named in latest_checkpoint.json, then the
+        # first is deleted. Killed between the two, the first stayed for good (its name was gone
+        # from the history the resumed state holds).
+        self.write("recipe.json", json.dumps(recipe(max_epochs=1, hooks=[
+            {"type": "CheckpointHook", "by_epoch": False, "interval": 1, "max_checkpoint_num": 2},
+            {"type": "EvaluationHook", "interval": 1}])))
+        whole = self.train(work="whole")
+        self.assertExit(whole, 0)
+        # Two after-saves actions per checkpoint (name it, delete what it replaces): the fifth
+        # names iter_3.
+        killed = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
+                        "--dataset", "csv:" + self.path("train.csv"), "--eval-dataset",
+                        "csv:" + self.path("test.csv"), "--work-dir", self.path("cut"),
+                        env={"MS_TEST_KILL_AFTER_COMMIT": "5"}, timeout=600)
+        self.assertEqual(killed.returncode, -9, killed.stderr)
+        with open(self.path("cut", "latest_checkpoint.json")) as f:
+            self.assertEqual(json.load(f)["prefix"], "iter_3")
+        self.assertTrue(os.path.exists(self.path("cut", "iter_1.pth")))
+        resumed = self.train("--resume", "auto", work="cut")
+        self.assertExit(resumed, 0)
+        def checkpoints(work):
+            return sorted(f for f in os.listdir(self.path(work)) if f.startswith("iter_"))
+        self.assertEqual(checkpoints("cut"), checkpoints("whole"))
+        self.assertEqual(len(checkpoints("whole")), 4, checkpoints("whole"))  # 2 x (weights, state)
+
     def test_output_places_are_names_in_the_work_dir_and_reported_where_written(self):
         # output_sub_dir "final": the model went there, yet the run warned that nothing was
         # saved and its JSON said "output_dir": null.

@@ -47,7 +47,7 @@ Error json_error(const std::string& source, const JsonParseError& e) {
                           "objects one after another");
 }
 
-void bad_json(const std::string& source, const JsonParseError& e) {
+[[noreturn]] void bad_json(const std::string& source, const JsonParseError& e) {
   if (e.ends_early) throw EndsEarly(json_error(source, e));
   throw json_error(source, e);
 }

@@ -162,6 +162,13 @@ void test_kill_after_save_action() {
   static std::int64_t done = 0;
   if (at != nullptr && std::to_string(++done) == at) ::kill(::getpid(), SIGKILL);
 }
+// MS_TEST_KILL_AFTER_COMMIT=N: SIGKILL once the run's N-th after-saves action (a checkpoint named
+// in latest_checkpoint.json, then the checkpoints it replaces deleted: two actions) is done.
+void test_kill_after_commit() {
+  static const char* at = std::getenv("MS_TEST_KILL_AFTER_COMMIT");
+  static std::int64_t done = 0;
+  if (at != nullptr && std::to_string(++done) == at) ::kill(::getpid(), SIGKILL);
+}
 // MS_TEST_KILL_AFTER_OUTPUT_SAVE=N: SIGKILL once the N-th save of output/'s weights is done.
 void test_kill_after_output_save() {
   static const char* at = std::getenv("MS_TEST_KILL_AFTER_OUTPUT_SAVE");
@@ -171,6 +178,7 @@ void test_kill_after_output_save() {
 #else
 void test_kill_point(std::int64_t) {}
 void test_kill_after_save_action() {}
+void test_kill_after_commit() {}
 void test_kill_after_output_save() {}
 #endif
 
@@ -511,7 +519,10 @@ void Trainer::call_stage(Stage stage) {
     action();
     test_kill_after_save_action();
   }
-  for (auto& commit : commits) commit();
+  for (auto& commit : commits) {
+    commit();
+    test_kill_after_commit();
+  }
 }
 
 namespace {

@@ -140,11 +140,11 @@ Batching read_batching(const Config& config, const char* section, bool shuffle_d
   const std::string key = std::string(section) + ".dataloader";
   // `train.dataloader=5` trained with the default batch of 32 without a word.
   if (config.has(key) && !config.at(key).is_object() && !config.at(key).is_null()) {
-    throw Error(ErrorCode::kConfig,
-                fmt::format("{}: {} is {}, not an object of dataloader options",
-                            config.source(), key, config.at(key).dump()),
-                fmt::format("set its keys: {0}.batch_size_per_gpu, {0}.shuffle, {0}.drop_last",
-                            key));
+    throw Error(
+        ErrorCode::kConfig,
+        fmt::format("{}: {} is {}, not an object of dataloader options", config.source(), key,
+                    config.at(key).dump()),
+        fmt::format("set its keys: {0}.batch_size_per_gpu, {0}.shuffle, {0}.drop_last", key));
   }
   b.batch_size = batch_override > 0 ? batch_override
                                     : config.get_or<std::size_t>(key + ".batch_size_per_gpu", 32);

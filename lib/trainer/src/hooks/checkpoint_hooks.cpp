@@ -3,6 +3,7 @@
 // restores one before the run. Files: <prefix>.pth (the model's state dict) and
 // <prefix>_trainer_state.pth, each written atomically, then latest_checkpoint.json naming them; the
 // inference-ready folder output/ (output_best/) is rewritten with each save.
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -135,6 +136,7 @@ class CheckpointHook final : public Hook {
     // kill before their eval_result.txt was written leaves it to this evaluation to write.
     output_has_weights_ =
         t.iter() > 0 && std::filesystem::exists(place_.output_dir / "model.safetensors");
+    if (drop_obsolete_on_start_) drop_checkpoints(obsolete(), t.is_main());
     if (!t.is_main()) return;
     make_directories(place_.save_dir, "CheckpointHook.save_dir");
     log::info("checkpoints will be saved to {}", place_.save_dir.string());
@@ -166,25 +168,43 @@ class CheckpointHook final : public Hook {
     history_.clear();
     if (const CheckpointValue* h = state.find("history_checkpoints"))
       for (const auto& item : h->items()) history_.push_back(item.as_string());
+    // The checkpoints this one replaced are in its history until they are deleted (after it is
+    // named): a run killed before that deletes them now, or none would.
+    drop_obsolete_on_start_ = true;
   }
 
  private:
   // Records the checkpoint now (so that the trainer state it holds lists it), and writes the
   // files when every hook of the stage has run.
+  // The oldest checkpoints past max_checkpoint_num.
+  std::vector<std::string> obsolete() const {
+    const auto keep = static_cast<std::size_t>(max_checkpoints_);
+    if (max_checkpoints_ <= 0 || history_.size() <= keep) return {};
+    return {history_.begin(), history_.end() - static_cast<std::ptrdiff_t>(keep)};
+  }
+  // Deletes checkpoints' files (rank 0, which wrote them), then forgets them; a kill part way
+  // leaves them in the history the checkpoint's trainer state holds, so a resume finishes it.
+  void drop_checkpoints(const std::vector<std::string>& names, bool main) {
+    for (const std::string& old : names) {
+      if (main) {
+        log::info("deleting checkpoint {}", old);
+        remove_checkpoint_files(place_.save_dir / old);
+      }
+      history_.erase(std::find(history_.begin(), history_.end(), old));
+    }
+  }
+
+  // Records the checkpoint now (so that the trainer state it holds lists it, with those it
+  // replaces until they are deleted), and writes the files when every hook of the stage has run.
   void save(Trainer& t, const std::string& name) {
     history_.push_back(name);
-    std::vector<std::string> obsolete;
-    while (max_checkpoints_ > 0 && static_cast<std::int64_t>(history_.size()) > max_checkpoints_) {
-      obsolete.push_back(history_.front());
-      history_.erase(history_.begin());
-    }
     t.at_stage_end([this, &t, name] {
       if (t.is_main()) log::info("saving checkpoint {}", name);
       if (!save_checkpoint_files(t, place_.save_dir / name, save_trainer_state_)) return;
       replace_output(t, place_.output_dir, weights_evaluated_);
       output_has_weights_ = true;
     });
-    t.after_stage_saves([this, &t, name, obsolete] {
+    t.after_stage_saves([this, &t, name] {
       if (!t.is_main()) return;
       // Only now, with this stage's files all whole (the best checkpoint's too), does the work
       // dir point at them (what --resume reads); the checkpoints it no longer needs go after.
@@ -192,17 +212,15 @@ class CheckpointHook final : public Hook {
         const Json pointer = {{"prefix", name}, {"epoch", t.epoch() + 1}, {"iter", t.iter() + 1}};
         write_file_atomic(t.work_dir() / kLatestCheckpointFile, pointer.dump() + "\n");
       }
-      for (const std::string& old : obsolete) {
-        log::info("deleting checkpoint {}", old);
-        remove_checkpoint_files(place_.save_dir / old);
-      }
     });
+    t.after_stage_saves([this, &t] { drop_checkpoints(obsolete(), t.is_main()); });
   }
 
   std::int64_t interval_ = 1, max_checkpoints_ = 0;
   bool by_epoch_ = true, no_save_ = false, save_last_ = true, save_trainer_state_ = true;
   // Since the last optimizer step: whether an evaluation ran, and whether output/ was written.
   bool weights_evaluated_ = false, output_has_weights_ = false;
+  bool drop_obsolete_on_start_ = false;  // resumed: the history may hold undeleted ones
   OutputPlace place_;
   std::vector<std::string> history_;
 };
