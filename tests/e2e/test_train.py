@@ -82,6 +82,12 @@ class TrainTextTest(TorchTestCase):
                       "--eval-dataset", "csv:" + self.path("test.csv"), "--work-dir",
                       self.path(work), "--json", *extra, timeout=timeout, env=env)
 
+    def train_killed(self, kill, *extra, work="cut"):
+        """self.train's job with a test build's kill point (kill: {"MS_TEST_KILL_...": "N"}),
+        which must end it with SIGKILL."""
+        r = self.train(*extra, work=work, env=kill)
+        self.assertEqual(r.returncode, -9, r.stderr)
+
     def test_train_writes_modelscope_layout_and_eval_agrees(self):
         r = self.train()
         self.assertExit(r, 0)
@@ -545,11 +551,7 @@ print(json.dumps([resumed, uninterrupted]))
         # Killed after iteration 33 (the last checkpoint is iter_30, in the middle of epoch 4).
         # Both runs say --resume auto: the first finds no checkpoint and starts, the second
         # goes on from iter_30 (one command line for a job and its reruns).
-        killed = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
-                        "--dataset", "csv:" + self.path("train.csv"), "--eval-dataset",
-                        "csv:" + self.path("test.csv"), "--work-dir", self.path("cut"),
-                        "--resume", "auto", env={"MS_TEST_KILL_AFTER_ITER": "33"}, timeout=600)
-        self.assertEqual(killed.returncode, -9, killed.stderr)
+        self.train_killed({"MS_TEST_KILL_AFTER_ITER": "33"}, "--resume", "auto")
         resumed = self.train("--resume", "auto", work="cut")
         self.assertExit(resumed, 0)
         self.assertEqual(json.loads(resumed.stdout)["resumed_from"],
@@ -619,11 +621,7 @@ print(json.dumps([resumed, uninterrupted]))
         self.write("recipe.json", json.dumps(config))
         whole = self.train(work="whole")
         self.assertExit(whole, 0)
-        killed = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
-                        "--dataset", "csv:" + self.path("train.csv"), "--eval-dataset",
-                        "csv:" + self.path("test.csv"), "--work-dir", self.path("cut"),
-                        env={"MS_TEST_KILL_AFTER_ITER": "41"}, timeout=600)
-        self.assertEqual(killed.returncode, -9, killed.stderr)
+        self.train_killed({"MS_TEST_KILL_AFTER_ITER": "41"})
         resumed = self.train("--resume", "iter_40", work="cut")
         self.assertExit(resumed, 0)
         with open(self.path("whole", "output", "model.safetensors"), "rb") as a, \
@@ -801,11 +799,7 @@ print(json.dumps([resumed, uninterrupted]))
     @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
     def test_resumes_that_would_not_continue_the_run_are_refused(self):
         # Killed after iteration 13: the last checkpoint is iter_10, inside epoch 2 (8 batches).
-        killed = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
-                        "--dataset", "csv:" + self.path("train.csv"), "--eval-dataset",
-                        "csv:" + self.path("test.csv"), "--work-dir", self.path("cut"),
-                        env={"MS_TEST_KILL_AFTER_ITER": "13"}, timeout=600)
-        self.assertEqual(killed.returncode, -9, killed.stderr)
+        self.train_killed({"MS_TEST_KILL_AFTER_ITER": "13"})
         # What a kill in the middle of a checkpoint write leaves behind.
         leftover = self.write(os.path.join("cut", ".iter_20.pth.tmp.Ab12Cd"), "half")
         # Batch 2 makes epochs of 16 batches: the rest of epoch 2 would be other batches.
@@ -849,11 +843,7 @@ print(json.dumps([resumed, uninterrupted]))
         # epoch 2's weights when a kill came between the two writes.
         self.write("recipe.json", json.dumps(recipe(max_epochs=2, hooks=[
             {"type": "CheckpointHook", "interval": 1}, {"type": "EvaluationHook", "interval": 1}])))
-        killed = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
-                        "--dataset", "csv:" + self.path("train.csv"), "--eval-dataset",
-                        "csv:" + self.path("test.csv"), "--work-dir", self.path("cut"),
-                        env={"MS_TEST_KILL_AFTER_OUTPUT_SAVE": "2"}, timeout=600)
-        self.assertEqual(killed.returncode, -9, killed.stderr)
+        self.train_killed({"MS_TEST_KILL_AFTER_OUTPUT_SAVE": "2"})
         output = os.listdir(self.path("cut", "output"))
         self.assertIn("model.safetensors", output)
         self.assertNotIn("eval_result.txt", output)
@@ -872,11 +862,7 @@ print(json.dumps([resumed, uninterrupted]))
             {"type": "EvaluationHook", "interval": 1}])))
         whole = self.train(work="whole")
         self.assertExit(whole, 0)
-        killed = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
-                        "--dataset", "csv:" + self.path("train.csv"), "--eval-dataset",
-                        "csv:" + self.path("test.csv"), "--work-dir", self.path("cut"),
-                        env={"MS_TEST_KILL_AFTER_ITER": str(iters)}, timeout=600)
-        self.assertEqual(killed.returncode, -9, killed.stderr)
+        self.train_killed({"MS_TEST_KILL_AFTER_ITER": str(iters)})
         self.assertNotIn("eval_result.txt", os.listdir(self.path("cut", "output")))
         resumed = self.train("--resume", "auto", work="cut")
         self.assertExit(resumed, 0)
@@ -896,11 +882,7 @@ print(json.dumps([resumed, uninterrupted]))
         self.assertExit(whole, 0)
         # Two after-saves actions per checkpoint (name it, delete what it replaces): the fifth
         # names iter_3.
-        killed = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
-                        "--dataset", "csv:" + self.path("train.csv"), "--eval-dataset",
-                        "csv:" + self.path("test.csv"), "--work-dir", self.path("cut"),
-                        env={"MS_TEST_KILL_AFTER_COMMIT": "5"}, timeout=600)
-        self.assertEqual(killed.returncode, -9, killed.stderr)
+        self.train_killed({"MS_TEST_KILL_AFTER_COMMIT": "5"})
         with open(self.path("cut", "latest_checkpoint.json")) as f:
             self.assertEqual(json.load(f)["prefix"], "iter_3")
         self.assertTrue(os.path.exists(self.path("cut", "iter_1.pth")))
@@ -958,11 +940,7 @@ print(json.dumps([resumed, uninterrupted]))
         best = [f for f in os.listdir(self.path("whole")) if f.startswith("best_epoch3_")]
         self.assertTrue(best, os.listdir(self.path("whole")))
         # Killed once epoch 3's checkpoint is written, before its best checkpoint is.
-        killed = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
-                        "--dataset", "csv:" + self.path("train.csv"), "--eval-dataset",
-                        "csv:" + self.path("test.csv"), "--work-dir", self.path("cut"),
-                        env={"MS_TEST_KILL_AFTER_SAVE_ACTION": "4"}, timeout=600)
-        self.assertEqual(killed.returncode, -9, killed.stderr)
+        self.train_killed({"MS_TEST_KILL_AFTER_SAVE_ACTION": "4"})
         self.assertTrue(os.path.exists(self.path("cut", "epoch_3.pth")))
         self.assertFalse(os.path.exists(self.path("cut", best[0])))
         resumed = self.train("--resume", work="cut")
