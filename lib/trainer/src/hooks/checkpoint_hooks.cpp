@@ -174,8 +174,6 @@ class CheckpointHook final : public Hook {
   }
 
  private:
-  // Records the checkpoint now (so that the trainer state it holds lists it), and writes the
-  // files when every hook of the stage has run.
   // The oldest checkpoints past max_checkpoint_num.
   std::vector<std::string> obsolete() const {
     const auto keep = static_cast<std::size_t>(max_checkpoints_);
