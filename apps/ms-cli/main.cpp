@@ -167,6 +167,13 @@ int main(int argc, char** argv) {
   // Parse first: argument errors exit 2, --help and --version exit 0.
   ms::cli::set_program_args(argc, argv);
   std::vector<std::string> arguments = ms::cli::protect_bracketed_arguments(argc, argv);
+  // An error as the user gets it: a JSON document under --json, the message and hint on stderr,
+  // its code's exit status.
+  const auto report = [&global](const ms::Error& e) {
+    if (ms::cli::errors_as_json()) print_json_error(e);
+    print_error(e, global.verbose);
+    return check_stdout(ms::exit_code(e.code()));
+  };
   try {
     app.parse(arguments);
   } catch (const ms::cli::ExitStatus& status) {
@@ -197,23 +204,15 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const ms::Error& e) {
     // Subcommand callbacks run inside parse(); their errors land here.
-    if (ms::cli::errors_as_json()) print_json_error(e);
-    print_error(e, global.verbose);
-    return check_stdout(ms::exit_code(e.code()));
+    return report(e);
   } catch (const std::filesystem::filesystem_error& e) {
     // A file-system call the library did not wrap: an I/O error (74), not a bug's 70.
-    const ms::Error io(ms::ErrorCode::kIo, e.what());
-    if (ms::cli::errors_as_json()) print_json_error(io);
-    print_error(io, global.verbose);
-    return check_stdout(ms::exit_code(io.code()));
+    return report(ms::Error(ms::ErrorCode::kIo, e.what()));
   } catch (const std::bad_alloc&) {
     // Not a bug (70): a resource this machine ran out of, as a full disk is.
-    const ms::Error memory(ms::ErrorCode::kIo, "out of memory",
-                           "the job needs more memory than this machine (or `ulimit -v`) gives: "
-                           "give it less at once (a smaller file, batch or model)");
-    if (ms::cli::errors_as_json()) print_json_error(memory);
-    print_error(memory, global.verbose);
-    return check_stdout(ms::exit_code(memory.code()));
+    return report(ms::Error(ms::ErrorCode::kIo, "out of memory",
+                            "the job needs more memory than this machine (or `ulimit -v`) gives: "
+                            "give it less at once (a smaller file, batch or model)"));
   } catch (const std::exception& e) {
     if (ms::cli::errors_as_json()) print_json_error(ms::Error(ms::ErrorCode::kInternal, e.what()));
     // LibTorch's messages carry a C++ backtrace after the first line: only --verbose shows it.
