@@ -51,3 +51,29 @@ streaming=True), 5))' '$file'" "datasets streaming, first 5 rows"
 else
   echo "datasets: no build/venv-datasets (bash scripts/setup_python_interop.sh)"
 fi
+
+# The same rows as one JSON array on one line (json.dump's way), a fifth of them: `head` finds its
+# first elements by their brackets; the pipe, Python's json.load and datasets' streaming reader
+# (whose json builder loads an array whole) read all of it.
+array="${file%.csv}.json"
+if [ ! -f "$array" ]; then
+  /usr/bin/python3 - "$file" "$array" "$((rows / 5))" <<'PY'
+import csv, itertools, json, os, sys
+src, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with open(src, newline="") as f:
+    rows = [dict(r) for r in itertools.islice(csv.DictReader(f), n)]
+with open(path + ".tmp", "w") as f:
+    json.dump(rows, f)
+os.rename(path + ".tmp", path)
+PY
+fi
+echo "== $(du -m "$array" | cut -f1) MB JSON array, $((rows / 5)) rows"
+best "'$ms' dataset head 'json:$array' -n 5" "ms dataset head (its first elements)"
+best "cat '$array' | '$ms' dataset head json:/dev/stdin -n 5" "ms dataset head of a pipe (whole)"
+best "/usr/bin/python3 -c 'import json, sys; json.load(open(sys.argv[1]))[:5]' '$array'" \
+  "python json.load, first 5"
+if [ -x "$venv" ]; then
+  best "HF_HOME=/tmp/ms-bench-data/hf '$venv' -c 'import datasets, itertools, sys; \
+list(itertools.islice(datasets.load_dataset(\"json\", data_files=sys.argv[1], split=\"train\", \
+streaming=True), 5))' '$array'" "datasets streaming, first 5 rows"
+fi

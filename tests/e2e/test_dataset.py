@@ -91,6 +91,11 @@ class DatasetTest(MsTestCase):
         csv = self.write("huge.csv", "id,text\n1,a\n2,b\n")
         os.truncate(csv, 1 << 40)
         self.assertEqual(self.head(csv, "-n", "2"), [{"id": 1, "text": "a"}, {"id": 2, "text": "b"}])
+        # A JSON array, on one line as json.dump writes it: its first elements, found by their
+        # brackets (it was read whole: 1 GB for a 110 MB array).
+        array = self.write("huge.json", '[{"id": 1, "text": "a"}, {"id": 2, "text": "b"}, ')
+        os.truncate(array, 1 << 40)
+        self.assertEqual(self.head(array, "-n", "2"), [{"id": 1, "text": "a"}, {"id": 2, "text": "b"}])
         bad = self.write("huge-bad.csv", "id,text\n1,a\n2,b,extra\n")
         os.truncate(bad, 1 << 40)
         r = self.ms("dataset", "head", bad, "-n", "5")

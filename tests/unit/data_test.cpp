@@ -938,6 +938,42 @@ TEST_CASE("a look at the first rows reads a start of the file, and gives what th
   const Table long_head = read_jsonl(dir / "long.jsonl", 2);
   REQUIRE(long_head.rows.size() == 2);
   CHECK(std::get<std::string>(long_head.rows[0][0]).size() == 3 * boundary);
+  // A JSON array on one line (json.dump's way; it was read whole): its first elements, found by
+  // their brackets, with the first start's end splitting a two-byte character ("\u00e9").
+  std::vector<std::string> elements;
+  for (int i = 0; i < 3000; ++i) {
+    std::string text;
+    for (int k = 0; k < 500; ++k) text += "\xC3\xA9";
+    elements.push_back("{\"id\": " + std::to_string(i) + ", \"text\": \"" + text + "\"}");
+  }
+  // The array of the first n elements, as the whole-file parse reads it.
+  const auto array_of = [&](std::size_t n, const std::string& lead) {
+    std::string array = "[" + lead;
+    for (std::size_t i = 0; i < n; ++i) array += (i > 0 ? ", " : "") + elements[i];
+    return array + "]";
+  };
+  const std::string lead = array_of(elements.size(), "")[boundary - 1] == '\xC3' ? "" : " ";
+  const std::string array = array_of(elements.size(), lead);
+  REQUIRE(array[boundary - 1] == '\xC3');
+  ms::write_file_atomic(dir / "big.json", array + garbage);
+  for (const std::size_t rows : {std::size_t(3), std::size_t(1100), std::size_t(1500)}) {
+    INFO(rows << " rows of an array");
+    same(read_jsonl(dir / "big.json", rows), parse_jsonl(array_of(rows, lead), "big.json"));
+  }
+  CHECK(code_of([&] { read_jsonl(dir / "big.json"); }) == ms::ErrorCode::kIntegrity);
+  CHECK(parse_jsonl("[{\"a\": 1}, {\"a\": 2}, {\"a\": \"\xC3", "cut.json", 2).rows.size() == 2);
+  CHECK(code_of([] { parse_jsonl("[{\"a\": 1}, {\"a\": 2}, {\"a\": \"\xC3", "cut.json", 3); }) ==
+        ms::ErrorCode::kIntegrity);
+  // An element that is not an object among the rows asked for is the whole array's error, said
+  // once the element is read (not after reading on to the end of a sparse terabyte).
+  CHECK(parse_jsonl("[{\"a\": 1}, 3]", "a.json", 1).rows.size() == 1);
+  CHECK_THAT(message_of([] { parse_jsonl("[{\"a\": 1}, 3]", "a.json", 2); }),
+             Catch::Contains("a.json: element 1"));
+  ms::write_file_atomic(dir / "sparse.json", "[{\"a\": 1}, \"text\", {\"a\": 3}, ");
+  fs::resize_file(dir / "sparse.json", std::uintmax_t(1) << 40);
+  CHECK_THAT(message_of([&] { read_jsonl(dir / "sparse.json", 2); }),
+             Catch::Contains("element 1 of the top-level array is string"));
+  CHECK(read_jsonl(dir / "sparse.json", 0).rows.empty());
   fs::remove_all(dir);
 }
 

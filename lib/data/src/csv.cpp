@@ -60,6 +60,58 @@ std::size_t end_of_value(std::string_view text, std::size_t begin) {
   return blank == std::string_view::npos ? text.size() : blank;
 }
 
+[[noreturn]] void not_an_object(const std::string& source, std::size_t k, const Json& element) {
+  throw Error(ErrorCode::kIntegrity,
+              fmt::format("{}: element {} of the top-level array is {}, expected an object", source,
+                          k, element.type_name()));
+}
+
+// One past the end of the array element that starts at `begin`, or npos when the text ends first.
+std::size_t end_of_element(std::string_view text, std::size_t begin) {
+  if (text[begin] == '{' || text[begin] == '[') {
+    const std::size_t end = json_container_end(text, begin);
+    return end == text.size() ? std::string_view::npos : end;
+  }
+  if (text[begin] == '"') {
+    for (std::size_t i = begin + 1; i < text.size(); ++i) {
+      if (text[i] == '\\')
+        ++i;
+      else if (text[i] == '"')
+        return i + 1;
+    }
+    return std::string_view::npos;
+  }
+  return text.find_first_of(",] \t\r\n", begin);  // a number, true, false or null
+}
+
+// The first `max_rows` elements of the array `text` opens, each an object that parses: a look at
+// the first rows of a 1 GB array reads them only. An element among them that parses and is not
+// an object is the whole array's error. False for anything else (fewer elements before the text
+// ends, one that does not parse): the whole text's parse then finds the rows, or says where the
+// error is, or that the text ends early.
+bool first_array_objects(std::string_view text, const std::string& source, std::size_t max_rows,
+                         std::vector<Json>& out) {
+  std::size_t pos = text.find('[') + 1;
+  while (out.size() < max_rows) {
+    pos = text.find_first_not_of(" \t\r\n", pos);
+    if (pos == std::string_view::npos) return false;
+    const std::size_t end = end_of_element(text, pos);
+    if (end == std::string_view::npos) return false;
+    // Parsed inside brackets, as in the array: its depth counts against the limit as there.
+    const std::string element = "[" + std::string(text.substr(pos, end - pos)) + "]";
+    Json value;
+    JsonParseError ignored;
+    if (!try_parse_json(element, value, ignored, /*refuse_repeated_keys=*/true)) return false;
+    if (!value[0].is_object()) not_an_object(source, out.size(), value[0]);
+    out.push_back(std::move(value[0]));
+    if (out.size() >= max_rows) break;
+    pos = text.find_first_not_of(" \t\r\n", end);
+    if (pos == std::string_view::npos || text[pos] != ',') return false;
+    ++pos;
+  }
+  return true;
+}
+
 // JSON objects one after another, each over any number of lines (`jq .` writes them so; SQuAD's
 // file is one), blanks between them: the first `max_rows`. False at the first that does not parse
 // or is not an object, `error` saying why (ends_early: the text ends inside it).
@@ -292,7 +344,24 @@ Table parse_csv(std::string_view text, const std::string& source, const CsvOptio
   return table;
 }
 
+bool holds_json_array(std::string_view text) {
+  text = without_bom(text);
+  const std::size_t first = text.find_first_not_of(" \t\r\n");
+  return first != std::string_view::npos && text[first] == '[';
+}
+
 namespace {
+
+// `text` less a UTF-8 character its end splits (the first bytes of one, at the very end).
+std::string_view without_split_character(std::string_view text) {
+  for (std::size_t back = 1; back <= 4 && back <= text.size(); ++back) {
+    const auto byte = static_cast<unsigned char>(text[text.size() - back]);
+    if ((byte & 0xC0) == 0x80) continue;  // a continuation byte: the lead is further back
+    const std::size_t length = byte < 0x80 ? 1 : byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : 2;
+    return length > back ? text.substr(0, text.size() - back) : text;
+  }
+  return text;
+}
 
 // A look at a file's first `max_rows` rows (`ms dataset head` of a 10 GB CSV) reads a start of
 // it, doubled until those rows are in it, not the whole file. The start is cut after its last
@@ -300,17 +369,22 @@ namespace {
 // a quoted line break, or a JSON object written over several lines, may still be cut: the parser
 // then meets the end of the text inside it (EndsEarly, before max_rows rows, or it would have
 // stopped), which a longer start resolves. So the rows and their inferred types are those the
-// whole file gives, and so are its errors among those rows. (A JSON array is read whole.)
+// whole file gives, and so are its errors among those rows. A JSON array (often one line) is cut
+// only where a UTF-8 character would be split: its elements are found by their brackets
+// (parse_jsonl).
+// `json`: the file may hold a JSON array.
 template <class Parse>
-Table parse_first_rows(const std::filesystem::path& path, std::size_t max_rows,
-                       const Parse& parse) {
+Table parse_first_rows(const std::filesystem::path& path, std::size_t max_rows, const Parse& parse,
+                       bool json = false) {
   if (max_rows == SIZE_MAX) return parse(read_data_file(path));
   for (std::size_t bytes = std::size_t(1) << 20;; bytes *= 2) {
     const DataFileStart start = read_data_file_start(path, bytes);
     if (start.complete) return parse(start.bytes);
     const std::string_view text =
-        std::string_view(start.bytes)
-            .substr(0, start.bytes.rfind('\n') + 1);  // npos + 1: no line break, nothing
+        json && holds_json_array(start.bytes)
+            ? without_split_character(start.bytes)
+            : std::string_view(start.bytes)
+                  .substr(0, start.bytes.rfind('\n') + 1);  // npos + 1: no line break, nothing
     try {
       Table table = parse(text);
       if (table.rows.size() >= max_rows) return table;
@@ -327,12 +401,6 @@ Table read_csv(const std::filesystem::path& path, const CsvOptions& options) {
   return parse_first_rows(path, options.max_rows, [&](std::string_view text) {
     return parse_csv(text, path.string(), options);
   });
-}
-
-bool holds_json_array(std::string_view text) {
-  text = without_bom(text);
-  const std::size_t first = text.find_first_not_of(" \t\r\n");
-  return first != std::string_view::npos && text[first] == '[';
 }
 
 Table parse_jsonl(std::string_view text, const std::string& source, std::size_t max_rows) {
@@ -372,17 +440,18 @@ Table parse_jsonl(std::string_view text, const std::string& source, std::size_t 
     }
     objects.push_back(std::move(obj));
   };
-  if (holds_json_array(text)) {
+  std::vector<Json> first;
+  if (holds_json_array(text) && max_rows != SIZE_MAX &&
+      first_array_objects(text, source, max_rows, first)) {
+    // The first rows of an array: its first max_rows objects, the rest not read.
+    for (Json& object : first) add(std::move(object));
+  } else if (holds_json_array(text)) {
     // A .json file holding one array of objects (HF's json builder reads these too).
     Json doc;
     JsonParseError e;
     if (!try_parse_json(text, doc, e, /*refuse_repeated_keys=*/true)) bad_json(source, e);
     for (std::size_t k = 0; k < doc.size() && k < max_rows; ++k) {
-      if (!doc[k].is_object()) {
-        throw Error(ErrorCode::kIntegrity,
-                    fmt::format("{}: element {} of the top-level array is {}, expected an object",
-                                source, k, doc[k].type_name()));
-      }
+      if (!doc[k].is_object()) not_an_object(source, k, doc[k]);
       add(std::move(doc[k]));
     }
   } else {
@@ -504,9 +573,10 @@ Table read_text_lines(const std::filesystem::path& path, std::size_t max_rows) {
 }
 
 Table read_jsonl(const std::filesystem::path& path, std::size_t max_rows) {
-  return parse_first_rows(path, max_rows, [&](std::string_view text) {
-    return parse_jsonl(text, path.string(), max_rows);
-  });
+  return parse_first_rows(
+      path, max_rows,
+      [&](std::string_view text) { return parse_jsonl(text, path.string(), max_rows); },
+      /*json=*/true);
 }
 
 }  // namespace ms::data
