@@ -2,6 +2,7 @@
 // build_trainer(...).train()), and evaluate a model folder on a dataset (trainer.evaluate()).
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "cli.h"
@@ -32,14 +33,16 @@ struct EvalOptions {
 };
 
 // --nproc N: this process only starts, watches and stops N workers of the same command (less
-// --nproc), with torchrun's variables. Rank 0 prints the --json document (on the stdout it
-// shares), unless a signal ended it: then the launcher does.
+// --nproc), with torchrun's variables. It prints the --json document: rank 0's (which rank 0
+// writes to a file of the launcher's) when that is the run's outcome, else one naming the
+// failure that is (a signal ended rank 0, or another worker failed first).
 void launch_local_workers(int nproc, bool json) {
   if (json) report_errors_as_json(true, /*one_line=*/true);
   const infer::WorkersOutcome outcome =
       infer::run_local_workers(nproc, infer::without_option(program_args(), "--nproc"));
+  if (!outcome.document.empty()) print_json_document(outcome.document);
   if (outcome.exit_code != 0)
-    throw ExitStatus{outcome.exit_code, outcome.rank0_reported ? "" : outcome.failure};
+    throw ExitStatus{outcome.exit_code, outcome.document.empty() ? outcome.failure : ""};
 }
 
 Json summary_json(const infer::TrainSummary& s) {
@@ -58,8 +61,18 @@ Json summary_json(const infer::TrainSummary& s) {
   return out;
 }
 
+// A run in one process (or under torchrun) that a signal ends still prints its --json document.
+// A worker of --nproc leaves that to its launcher, whose document names the signal. Before any
+// thread starts (die_with_launcher's, LibTorch's): they inherit the blocked signals.
+void report_signals(bool json, const char* hint) {
+  if (json && std::getenv("MS_LAUNCHER_PID") == nullptr) report_signals_as_json(hint);
+}
+
 void run_train(TrainOptions& o) {
   if (o.nproc > 0) return launch_local_workers(o.nproc, o.json);
+  report_signals(o.json,
+                 "checkpoints are whole files: `ms train ... --resume` goes on from the "
+                 "last one");
   infer::die_with_launcher();
   if (o.json) report_errors_as_json(true, /*one_line=*/true);
   infer::TrainRequest& r = o.request;
@@ -76,7 +89,7 @@ void run_train(TrainOptions& o) {
   const infer::TrainSummary s = infer::run_train(r);
   if (s.rank != 0) return;  // rank 0 reports for the whole data-parallel run
   if (o.json) {
-    std::cout << json_text(summary_json(s)) << std::endl;
+    print_json_document(json_text(summary_json(s)));
     return;
   }
   std::fprintf(stderr, "ms train: %lld epochs, %lld iterations in %.1f s (%.1f samples/s)%s%s\n",
@@ -89,6 +102,7 @@ void run_train(TrainOptions& o) {
 
 void run_eval(EvalOptions& o) {
   if (o.nproc > 0) return launch_local_workers(o.nproc, o.json);
+  report_signals(o.json, "the evaluation stopped before its figures: run it again");
   infer::die_with_launcher();
   if (o.json) report_errors_as_json(true, /*one_line=*/true);
   // As for ms train: under torchrun only rank 0 prints the --json document.
@@ -116,7 +130,7 @@ void run_eval(EvalOptions& o) {
   // Every worker checked the figure above (each exits with its error); rank 0 prints it.
   if (const auto d = infer::read_distributed_env(); d && !d->is_main()) return;
   if (o.json) {
-    std::cout << json_text(values) << std::endl;
+    print_json_document(json_text(values));
     return;
   }
   for (const auto& [key, value] : values.items())
@@ -198,7 +212,9 @@ void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
       ->check(CLI::Range(1, 1024));
   add_hub_options(*cmd, opts->request.hub);
   add_threads_option(*cmd, opts->request.threads);
-  cmd->add_flag("--json", opts->json, "Print a JSON summary on stdout");
+  cmd->add_flag("--json", opts->json,
+                "Print a JSON summary on stdout; a failure, or a stop by SIGINT/SIGTERM/SIGHUP "
+                "(then exit_code 128 + the signal), prints {\"error\": {...}} instead");
   cmd->callback([opts] { run_train(*opts); });
 
   auto eopts = std::make_shared<EvalOptions>();
@@ -238,7 +254,9 @@ void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
       ->check(CLI::Range(1, 1024));
   add_hub_options(*eval, eopts->request.hub);
   add_threads_option(*eval, eopts->request.threads);
-  eval->add_flag("--json", eopts->json, "Print one JSON object of metric values on stdout");
+  eval->add_flag("--json", eopts->json,
+                 "Print one JSON object of metric values on stdout ({\"error\": {...}} for a "
+                 "failure or a stop by a signal)");
   eval->callback([eopts] { run_eval(*eopts); });
 }
 

@@ -1,18 +1,34 @@
 #include <fmt/format.h>
+#include <pthread.h>
+#include <signal.h>
 
+#include <atomic>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <system_error>
+#include <thread>
 
 #include "cli.h"
+#include "ms/core/file.h"
 #include "ms/hub/repo_id.h"
+#include "ms/infer/launch.h"
 
 namespace ms::cli {
 
 namespace {
-bool json_errors = false;
-bool json_errors_on_one_line = false;
+// Atomic: report_signals_as_json's thread reads them.
+std::atomic<bool> json_errors{false};
+std::atomic<bool> json_errors_on_one_line{false};
 std::vector<std::string> args;
+// Held while the stdout document is printed; set once it is.
+std::timed_mutex document_mutex;
+bool document_printed = false;
 }  // namespace
 
 void set_program_args(int argc, char** argv) { args.assign(argv, argv + argc); }
@@ -24,6 +40,92 @@ void report_errors_as_json(bool on, bool one_line) {
 }
 bool errors_as_json() { return json_errors; }
 bool json_errors_one_line() { return json_errors_on_one_line; }
+
+namespace {
+// Prints `text` as the command's stdout document unless one is printed, having waited for
+// `patience` at most for another thread printing one.
+void print_document_within(const std::string& text, std::chrono::seconds patience) {
+  std::unique_lock<std::timed_mutex> lock(document_mutex, std::defer_lock);
+  if (!lock.try_lock_for(patience) || document_printed) return;
+  document_printed = true;
+  // Rank 0 of `--nproc`: to its launcher, which prints the run's document.
+  if (const char* file = std::getenv(infer::kDocumentFileVariable)) {
+    try {
+      write_file_atomic(file, text + "\n");
+      return;
+    } catch (const Error&) {
+      // Where the launcher cannot read it: on the stdout it shares, as the document it is.
+    }
+  }
+  std::fputs(text.c_str(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+}
+
+nlohmann::ordered_json error_document(const std::string& code, int exit_code,
+                                      const std::string& message, const std::string& hint,
+                                      const std::vector<std::string>& context) {
+  nlohmann::ordered_json detail;
+  detail["code"] = code;
+  detail["exit_code"] = exit_code;
+  detail["message"] = message;
+  detail["hint"] = hint;
+  detail["context"] = context;
+  return nlohmann::ordered_json{{"error", detail}};
+}
+}  // namespace
+
+void print_json_document(const std::string& text) {
+  print_document_within(text, std::chrono::hours(24 * 365));
+}
+
+void print_json_error(const std::string& code, int exit_code, const std::string& message,
+                      const std::string& hint, const std::vector<std::string>& context) {
+  print_json_document(json_text(error_document(code, exit_code, message, hint, context),
+                                json_errors_on_one_line ? -1 : 2));
+}
+
+void report_signals_as_json(std::string hint) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int signo : {SIGINT, SIGTERM, SIGHUP}) {
+    // One started ignored (SIGHUP under nohup, SIGINT in a script's background job) stays so.
+    struct sigaction inherited {};
+    if (sigaction(signo, nullptr, &inherited) == 0 && inherited.sa_handler != SIG_IGN)
+      sigaddset(&signals, signo);
+  }
+  if (pthread_sigmask(SIG_BLOCK, &signals, nullptr) != 0) return;
+  const auto watch = [signals, hint = std::move(hint)] {
+    int signo = 0;
+    while (sigwait(&signals, &signo) != 0) {
+    }
+    if (json_errors) {
+      // A document being printed (the result) is waited for a moment, not for ever: a stdout
+      // that takes no more (a stopped reader) must not keep the signal from ending the run.
+      print_document_within(json_text(error_document("interrupted", 128 + signo,
+                                                     fmt::format("interrupted by signal {} ({})",
+                                                                 signo, strsignal(signo)),
+                                                     hint, {}),
+                                      json_errors_on_one_line ? -1 : 2),
+                            std::chrono::seconds(2));
+    }
+    // Ends as the signal would have ended it (a parent's wait sees the signal): its default
+    // action, delivered to this thread, the one that does not block it.
+    ::signal(signo, SIG_DFL);
+    sigset_t just_this;
+    sigemptyset(&just_this);
+    sigaddset(&just_this, signo);
+    pthread_sigmask(SIG_UNBLOCK, &just_this, nullptr);
+    ::raise(signo);
+    std::_Exit(128 + signo);  // a signal whose default is not to end the process: none of these
+  };
+  try {
+    std::thread(watch).detach();
+  } catch (const std::system_error&) {
+    // No thread, no watch: the signals act as they did.
+    pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);
+  }
+}
 
 namespace {
 // An argument no one types: a control character the parser does not treat as a list's start.

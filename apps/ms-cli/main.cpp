@@ -54,23 +54,9 @@ std::string command_path(const CLI::App& app) {
 }
 
 // For commands that promised a JSON document on stdout (ms::cli::report_errors_as_json()).
-void print_json_error(const std::string& code, int exit_code, const std::string& message,
-                      const std::string& hint, const std::vector<std::string>& context) {
-  nlohmann::ordered_json detail;
-  detail["code"] = code;
-  detail["exit_code"] = exit_code;
-  detail["message"] = message;
-  detail["hint"] = hint;
-  detail["context"] = context;
-  const int indent = ms::cli::json_errors_one_line() ? -1 : 2;
-  std::printf("%s\n",
-              ms::cli::json_text(nlohmann::ordered_json{{"error", detail}}, indent).c_str());
-  std::fflush(stdout);
-}
-
 void print_json_error(const ms::Error& error) {
-  print_json_error(ms::error_code_name(error.code()), ms::exit_code(error.code()), error.what(),
-                   hint_of(error), error.context());
+  ms::cli::print_json_error(ms::error_code_name(error.code()), ms::exit_code(error.code()),
+                            error.what(), hint_of(error), error.context());
 }
 
 // A program started with descriptor 0, 1 or 2 closed (`ms infer ... >&-`) would hand that
@@ -178,7 +164,7 @@ int main(int argc, char** argv) {
     app.parse(arguments);
   } catch (const ms::cli::ExitStatus& status) {
     if (ms::cli::errors_as_json() && !status.json_error.empty())
-      print_json_error("worker-failed", status.code, status.json_error, "", {});
+      ms::cli::print_json_error("worker-failed", status.code, status.json_error, "", {});
     return check_stdout(status.code);
   } catch (const CLI::CallForHelp& e) {
     return check_stdout(app.exit(e));

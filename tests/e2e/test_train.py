@@ -18,11 +18,12 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import unittest
 
-from harness import (SOURCE_DIR, TEST_HOOKS, TorchTestCase, require_newest_torch, run_ms,
+from harness import (MS_BIN, SOURCE_DIR, TEST_HOOKS, TorchTestCase, require_newest_torch, run_ms,
                      torch_python, torch_pythons)
 from test_tensorboard import tensorboard_python
 
@@ -569,6 +570,37 @@ print(json.dumps([resumed, uninterrupted]))
             self.assertEqual([s for s, _ in cut["evaluation/accuracy"]],
                              [s for s, _ in full["evaluation/accuracy"]])
 
+    def test_a_signal_ends_a_json_run_with_its_error_document(self):
+        # `timeout 1h ms train --json > summary.json`: SIGTERM left stdout empty. Now the run
+        # prints an error document naming the signal, and still ends by it (exit 143 in a shell).
+        self.write("recipe.json", json.dumps(recipe(max_epochs=1000)))
+        argv = [MS_BIN, "train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
+                "--dataset", "csv:" + self.path("train.csv"), "--eval-dataset",
+                "csv:" + self.path("test.csv"), "--work-dir", self.path("long"), "--json"]
+        for signo in (signal.SIGTERM, signal.SIGINT):
+            with self.subTest(signal=signo.name):
+                shutil.rmtree(self.path("long"), ignore_errors=True)
+                # A signal inherited as ignored stays ignored (a background job's SIGINT): the
+                # runner of these tests may be one.
+                # stderr to a file: a pipe nobody reads while waiting could fill and stall it.
+                err_file = open(self.path("long.err"), "w+")
+                self.addCleanup(err_file.close)
+                run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err_file, text=True,
+                                       preexec_fn=lambda: signal.signal(signo, signal.SIG_DFL))
+                # Once it has a checkpoint it is training (the signals are watched from the start).
+                self.assertTrue(self.wait_for(
+                    lambda: os.path.exists(self.path("long", "latest_checkpoint.json"))
+                    or run.poll() is not None, timeout=600))
+                run.send_signal(signo)
+                out, _ = run.communicate(timeout=600)
+                err_file.seek(0)
+                self.assertEqual(run.returncode, -signo, err_file.read())
+                error = json.loads(out)["error"]
+                self.assertEqual((error["code"], error["exit_code"]),
+                                 ("interrupted", 128 + signo), error)
+                self.assertIn("--resume", error["hint"])
+                self.assertEqual(out.count("\n"), 1, out)
+
     @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
     def test_mixed_precision_bf16_trains_and_resumes_exactly(self):
         # TorchAMPOptimizerHook with dtype bf16 autocasts on the CPU (float16 needs a GPU): the
@@ -639,6 +671,15 @@ print(json.dumps([resumed, uninterrupted]))
         other = self.train("--resume", "--seed", "7", work="cut")
         self.assertEqual(other.returncode, 2)
         self.assertIn("--seed 42", other.stdout + other.stderr)
+        # iter_40's gradients are a third of a step's sum (40 = 3 * 13 + 1): another
+        # cumulative_iters would have stepped with them as another share. Refused; from iter_30,
+        # a step of both counts, it is a change of the recipe like any other.
+        changed = "train.optimizer.options.cumulative_iters=2"
+        cut = self.train("--resume", "iter_40", "--set", changed, work="cut")
+        self.assertExit(cut, 3)
+        self.assertOneLineError(cut, "after 40 iterations with cumulative_iters 3",
+                                "not a multiple of both")
+        self.assertExit(self.train("--resume", "iter_30", "--set", changed, work="cut"), 0)
 
     @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
     def test_resume_from_an_epoch_checkpoint_keeps_the_iteration_count(self):
@@ -917,6 +958,31 @@ print(json.dumps([resumed, uninterrupted]))
             self.assertOneLineError(r, "is not a name inside the work dir")
             self.assertFalse(os.path.exists(self.path("escaped_best.pth")))
             self.assertFalse(os.path.exists(self.path("escaped")))
+        # Two hooks writing one output folder (each replaced the other's model there; a
+        # CheckpointHook is there by default), or two best-checkpoint hooks naming their
+        # checkpoints alike (each deleted the other's): refused before training.
+        best = {"type": "BestCkptSaverHook", "metric_key": "accuracy"}
+        for hooks, named in (
+                ([best, dict(best, metric_key="f1")], "output_best"),
+                ([dict(best, output_sub_dir="output/")], "output"),
+                ([dict(best, save_file_name="best.pth"),
+                  dict(best, metric_key="f1", output_sub_dir="output_f1",
+                       save_file_name="best.pth")], "the checkpoints best in"),
+                ([best, dict(best, rule="min", output_sub_dir="output_worst")],
+                 "the checkpoints best_*_accuracy* in")):
+            self.write("recipe.json", json.dumps(recipe(max_epochs=1, hooks=[
+                *hooks, {"type": "EvaluationHook", "interval": 1}])))
+            r = self.train(work="shared")
+            self.assertExit(r, 3)
+            self.assertOneLineError(r, "would both write", named)
+            self.assertFalse(os.path.exists(self.path("shared", "latest_checkpoint.json")))
+        self.write("recipe.json", json.dumps(recipe(max_epochs=1, hooks=[
+            best, dict(best, metric_key="f1", output_sub_dir="output_f1"),
+            {"type": "EvaluationHook", "interval": 1}])))
+        r = self.train(work="apart")
+        self.assertExit(r, 0)
+        for folder in ("output_best", "output_f1"):
+            self.assertTrue(os.path.exists(self.path("apart", folder, "model.safetensors")))
         # A work dir whose path is not UTF-8: refused at the start (the first checkpoint's JSON
         # failed with an internal error, the run half saved).
         r = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
@@ -954,6 +1020,18 @@ print(json.dumps([resumed, uninterrupted]))
             with open(self.path("whole", folder, "model.safetensors"), "rb") as a, \
                     open(self.path("cut", folder, "model.safetensors"), "rb") as b:
                 self.assertTrue(a.read() == b.read(), folder)
+        # Killed after epoch 3's checkpoint is named, before the best checkpoint it displaced
+        # (epoch 1's) is deleted. After-saves actions: per epoch the checkpoint's two (name it,
+        # delete what it replaces), then the best checkpoint's one when it saved (epochs 1 and
+        # 3): the seventh is epoch 3's second. The resumed state no longer had epoch 1's best
+        # among the best, so its files stayed for good.
+        self.train_killed({"MS_TEST_KILL_AFTER_COMMIT": "7"}, work="cut2")
+        with open(self.path("cut2", "latest_checkpoint.json")) as f:
+            self.assertEqual(json.load(f)["prefix"], "epoch_3")
+        self.assertTrue([f for f in files("cut2") if f.startswith("best_epoch1_")], files("cut2"))
+        resumed = self.train("--resume", work="cut2")
+        self.assertExit(resumed, 0)
+        self.assertEqual(files("cut2"), files("whole"))
 
     def test_keys_read_as_modelscopes_trainer_reads_them(self):
         # From an audit against ModelScope 1.40's trainer: each of these ran otherwise, silently.

@@ -380,8 +380,11 @@ class DistributedTrainTest(TorchTestCase):
                           env={"MS_TEST_KILL_AFTER_ITER": "6", "MS_TEST_KILL_RANK": "1"})
         self.assertEqual(launched.returncode, 128 + 9, launched.stderr)
         self.assertIn("worker 1 of 2 was killed by signal 9", launched.stderr)
-        # --json (in self.args): one document, rank 0's own (a peer failed: 5).
-        self.assertEqual(json.loads(launched.stdout)["error"]["exit_code"], 5, launched.stdout)
+        # --json (in self.args): one document, the launcher's, naming the failure that is the
+        # run's (rank 0's said "another worker stopped" with exit_code 5, the run exited 137).
+        error = json.loads(launched.stdout)["error"]
+        self.assertEqual((error["code"], error["exit_code"]), ("worker-failed", 128 + 9), error)
+        self.assertIn("worker 1 of 2 was killed by signal 9", error["message"])
         # Rank 0 killed (it prints the document, and printed none): the launcher's document names
         # the failure (stdout was empty).
         launched = run_ms(*self.args("long.json", "launched0"), "--nproc", "2",

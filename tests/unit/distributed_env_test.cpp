@@ -12,6 +12,7 @@
 
 #include "catch.h"
 #include "ms/core/error.h"
+#include "ms/core/file.h"
 #include "ms/infer/launch.h"
 
 using ms::infer::DistributedEnv;
@@ -153,7 +154,7 @@ TEST_CASE("run_local_workers waits for its own workers and gives the signal hand
   const ms::infer::WorkersOutcome outcome =
       ms::infer::run_local_workers(1, {"ms_unit_tests", "[.launch-worker]"});
   CHECK(outcome.exit_code == 3);
-  CHECK(outcome.rank0_reported);
+  CHECK(outcome.document.empty());  // it wrote none
   int status = 0;
   CHECK(::waitpid(other, &status, 0) == other);
   CHECK(WEXITSTATUS(status) == 7);
@@ -173,4 +174,60 @@ TEST_CASE("run_local_workers waits for its own workers and gives the signal hand
   ::sigaction(SIGCHLD, &child_before, &child_after);
   CHECK(ignored.exit_code == 3);
   CHECK(child_after.sa_handler == SIG_IGN);
+}
+
+namespace {
+// What rank 0 of a launch test writes where --json documents go under the launcher.
+void write_rank0_document(const std::string& text) {
+  const char* rank = std::getenv("RANK");
+  const char* file = std::getenv(ms::infer::kDocumentFileVariable);
+  if (rank != nullptr && std::string(rank) == "0" && file != nullptr)
+    ms::write_file_atomic(file, text + "\n");
+}
+bool is_rank0() {
+  const char* rank = std::getenv("RANK");
+  return rank != nullptr && std::string(rank) == "0";
+}
+}  // namespace
+
+// Started as the workers of the next test: rank 1 is killed, rank 0 fails as a worker whose peer
+// went does (exit 5, its document saying so), in whichever order they happen to end.
+TEST_CASE("launch test worker whose peer is killed", "[.launch-peer-killed]") {
+  if (is_rank0()) {
+    write_rank0_document(R"({"error": {"code": "network", "exit_code": 5}})");
+    std::_Exit(5);
+  }
+  std::raise(SIGKILL);
+}
+// Rank 0 fails on its own (exit 7, its document saying so); rank 1 then fails as its peer went.
+TEST_CASE("launch test worker that fails on its own", "[.launch-own-failure]") {
+  if (is_rank0()) {
+    write_rank0_document(R"({"error": {"code": "integrity", "exit_code": 7}})");
+    std::_Exit(7);
+  }
+  std::_Exit(5);
+}
+// Both succeed; rank 0 writes its summary.
+TEST_CASE("launch test worker that succeeds", "[.launch-success]") {
+  write_rank0_document(R"({"iters": 8})");
+  std::_Exit(0);
+}
+
+TEST_CASE("run_local_workers reports the failure a worker had on its own, not its peers' 5",
+          "[infer][launch]") {
+  const ms::infer::WorkersOutcome killed =
+      ms::infer::run_local_workers(2, {"ms_unit_tests", "[.launch-peer-killed]"});
+  CHECK(killed.exit_code == 128 + SIGKILL);
+  CHECK(killed.failure.find("worker 1 of 2 was killed by signal 9") != std::string::npos);
+  // Rank 0's document is not the run's: the caller reports `failure`.
+  CHECK(killed.document.empty());
+  const ms::infer::WorkersOutcome own =
+      ms::infer::run_local_workers(2, {"ms_unit_tests", "[.launch-own-failure]"});
+  CHECK(own.exit_code == 7);
+  CHECK(own.failure.find("worker 0 of 2 exited with code 7") != std::string::npos);
+  CHECK(own.document == R"({"error": {"code": "integrity", "exit_code": 7}})");
+  const ms::infer::WorkersOutcome success =
+      ms::infer::run_local_workers(2, {"ms_unit_tests", "[.launch-success]"});
+  CHECK(success.exit_code == 0);
+  CHECK(success.document == R"({"iters": 8})");
 }

@@ -22,8 +22,10 @@
 #include <thread>
 #include <utility>
 
+#include "ms/config/json_file.h"
 #include "ms/core/device.h"
 #include "ms/core/error.h"
+#include "ms/core/file.h"
 #include "ms/core/log.h"
 #include "ms/infer/worker_output.h"
 
@@ -66,6 +68,27 @@ std::string describe(int status) {
 
 int exit_code_of(int status) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Exit 5 is what a worker reports when a peer failed (its collective or the store broke): it
+// names no cause of its own.
+bool peer_failure(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == 5; }
+
+// Rank 0's --json document (at `path`, when it wrote one) if it is the run's: a result when the
+// run succeeded, an error whose exit_code is the run's when it failed; else empty.
+std::string run_document(const std::filesystem::path& path, int exit_code) {
+  std::error_code missing;
+  if (!std::filesystem::exists(path, missing)) return {};
+  std::string text = read_file(path);
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  Json document;
+  JsonParseError ignored;
+  if (!try_parse_json(text, document, ignored) || !document.is_object()) return {};
+  const auto error = document.find("error");
+  const bool failed = error != document.end();
+  if (failed != (exit_code != 0)) return {};
+  if (failed && (!error->is_object() || error->value("exit_code", -1) != exit_code)) return {};
+  return text;
 }
 
 // What the launcher's own lines start with: "ms train" or "ms eval", the command it runs.
@@ -166,6 +189,26 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
   base["MASTER_ADDR"] = "127.0.0.1";
   base["MASTER_PORT"] = std::to_string(port);
   base["MS_LAUNCHER_PID"] = std::to_string(getpid());
+  // Rank 0's --json document goes to a file, not to the stdout the workers share: the launcher
+  // prints it when it is the run's outcome, and a document of its own when another worker's
+  // failure is (rank 0 then only saw its peer go).
+  struct DocumentFolder {
+    std::filesystem::path path;
+    ~DocumentFolder() {
+      std::error_code ignored;
+      if (!path.empty()) std::filesystem::remove_all(path, ignored);
+    }
+  } documents;
+  {
+    std::string pattern = (std::filesystem::temp_directory_path() / "ms-launch-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) {
+      throw Error(ErrorCode::kIo, fmt::format("cannot make a folder in {}: {}",
+                                              std::filesystem::temp_directory_path().string(),
+                                              std::strerror(errno)));
+    }
+    documents.path = pattern;
+  }
+  const std::filesystem::path rank0_document = documents.path / "rank0.json";
   bool threads_given = base.count("OMP_NUM_THREADS") > 0;
   for (const std::string& a : args)
     if (a == "--threads" || a.rfind("--threads=", 0) == 0) threads_given = true;
@@ -229,6 +272,7 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
     std::map<std::string, std::string> env = base;
     env["RANK"] = std::to_string(rank);
     env["LOCAL_RANK"] = std::to_string(rank);
+    if (rank == 0) env[kDocumentFileVariable] = rank0_document.string();
     std::vector<std::string> entries;
     for (const auto& [k, v] : env) entries.push_back(k + "=" + v);
     std::vector<char*> envp;
@@ -270,6 +314,9 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
   const std::string command = command_name(args);
   WorkersOutcome outcome;
   std::optional<int> first_code, rank0_code;
+  // The first failure of a worker's own (not a peer's: exit 5), and how it reads.
+  std::optional<int> own_code;
+  std::string own_failure, rank0_failure;
   bool terminated = false;
   int running = nproc;
   // After a failure: when the others get SIGTERM, then SIGKILL (time_point::max(): not yet due).
@@ -277,18 +324,27 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
   Clock::time_point term_at = Clock::time_point::max(), kill_at = Clock::time_point::max();
   // Each worker is waited for by its pid, never waitpid(-1): a program that calls this has
   // children of its own, whose exits are its business.
+  // Of the workers that have exited, one that failed on its own comes first: a worker killed
+  // makes its peers fail with 5 a moment later, and all of them are often there at one look.
   const auto next_exit = [&](int& status) -> int {
     while (true) {
+      int ready = -1;
       for (int rank = 0; rank < nproc; ++rank) {
         const pid_t pid = g_workers[rank];
         if (pid <= 0) continue;
-        const pid_t got = waitpid(pid, &status, WNOHANG);
-        if (got == pid) return rank;
-        if (got < 0 && errno == ECHILD) {  // reaped by someone else: its status is lost
+        siginfo_t info{};
+        // WNOWAIT: only looks; the one taken is reaped below.
+        const int rc = waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
+        if (rc != 0 && errno == ECHILD) {  // reaped by someone else: its status is lost
           status = 1 << 8;                 // as an exit with 1
           return rank;
         }
+        if (rc != 0 || info.si_pid != pid) continue;
+        const bool peer = info.si_code == CLD_EXITED && info.si_status == 5;
+        if (ready < 0 || !peer) ready = rank;
+        if (!peer) break;
       }
+      if (ready >= 0 && waitpid(g_workers[ready], &status, 0) == g_workers[ready]) return ready;
       if (first_code) {  // a worker failed: the others wind down, or are made to
         const auto now = Clock::now();
         if (!terminated && now >= term_at) {
@@ -310,27 +366,43 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
     const int rank = next_exit(status);
     --running;
     g_workers[rank] = 0;
-    if (rank == 0) outcome.rank0_reported = WIFEXITED(status);
     if (status == 0) continue;
+    const std::string failure = fmt::format("worker {} of {} {}", rank, nproc, describe(status));
+    // (A worker the launcher's SIGTERM ended did not fail on its own.)
+    if (!own_code && !peer_failure(status) && !terminated) {
+      own_code = exit_code_of(status);
+      own_failure = failure;
+    }
     if (!first_code) {
       first_code = exit_code_of(status);
       // Its own account of the failure first (what it wrote before exiting).
       worker_stderr.wait_closed(static_cast<std::size_t>(rank), kStreamEnd);
-      outcome.failure = fmt::format("worker {} of {} {}", rank, nproc, describe(status));
-      std::fprintf(stderr, "%s: %s%s\n", command.c_str(), outcome.failure.c_str(),
+      outcome.failure = failure;
+      std::fprintf(stderr, "%s: %s%s\n", command.c_str(), failure.c_str(),
                    nproc > 1 ? "; stopping the others" : "");
       term_at = Clock::now() + kOwnExit;
     }
     // Rank 0's own failure (not one the launcher's SIGTERM caused) says most: a failure that
     // only rank 0 can have (its evaluation, a checkpoint write) makes the others fail with 5,
     // and the first of those may be reaped before rank 0.
-    if (rank == 0 && !terminated) rank0_code = exit_code_of(status);
+    if (rank == 0 && !terminated) {
+      rank0_code = exit_code_of(status);
+      rank0_failure = failure;
+    }
   }
   if (const std::size_t repeated = worker_stderr.finish(kStreamEnd); repeated > 0)
     std::fprintf(stderr, "%s: %zu more worker(s) failed with an error printed above\n",
                  command.c_str(), repeated);
-  // Exit 5 is what a worker reports when a peer failed: it names no cause of its own.
-  if (first_code) outcome.exit_code = rank0_code && *rank0_code != 5 ? *rank0_code : *first_code;
+  if (rank0_code && *rank0_code != 5) {
+    outcome.exit_code = *rank0_code;
+    outcome.failure = rank0_failure;
+  } else if (own_code) {
+    outcome.exit_code = *own_code;
+    outcome.failure = own_failure;
+  } else if (first_code) {
+    outcome.exit_code = *first_code;
+  }
+  outcome.document = run_document(rank0_document, outcome.exit_code);
   return outcome;
 }
 

@@ -74,6 +74,52 @@ void resolve_place(OutputPlace& p, const Trainer& t) {
   if (p.output_dir.empty()) p.output_dir = p.save_dir / p.output_sub_dir;
 }
 
+// A hook that writes checkpoints and rewrites an output folder (CheckpointHook,
+// BestCkptSaverHook). Two of them writing one output folder would each replace the other's model
+// there, and two best-checkpoint hooks naming their checkpoints alike (one save_file_name, or one
+// metric_key) each other's checkpoints, and delete them: refused when the run starts.
+class SavingHook : public Hook {
+ protected:
+  // Whether the hook writes anything (CheckpointHook with save_strategy "no" does not).
+  virtual bool writes() const { return true; }
+  // What its checkpoints' names are made of: hooks with equal ones in one folder write the same
+  // files (BestCkptSaverHook's save_file_name, else its metric_key); empty: names of their own.
+  virtual std::string checkpoint_names() const { return {}; }
+
+  void resolve_and_check_place(Trainer& t) {
+    resolve_place(place_, t);
+    if (!writes()) return;
+    // The folder itself, whichever way it is written (relative, through a link, "out/").
+    const auto folder = [](const std::filesystem::path& p) {
+      std::filesystem::path f = std::filesystem::weakly_canonical(std::filesystem::absolute(p));
+      return f.has_filename() ? f : f.parent_path();
+    };
+    for (const auto& hook : t.hooks().hooks()) {
+      const auto* other = dynamic_cast<const SavingHook*>(hook.get());
+      if (other == nullptr || other == this || !other->writes()) continue;
+      OutputPlace theirs = other->place_;
+      resolve_place(theirs, t);
+      const bool shared_output = folder(theirs.output_dir) == folder(place_.output_dir);
+      const std::string names = checkpoint_names();
+      const bool shared_names = !names.empty() && names == other->checkpoint_names() &&
+                                folder(theirs.save_dir) == folder(place_.save_dir);
+      if (!shared_output && !shared_names) continue;
+      throw Error(
+          ErrorCode::kConfig,
+          fmt::format(
+              "{}: {} and {} would both write {}", t.config().source(), type(), other->type(),
+              shared_output
+                  ? place_.output_dir.string()
+                  : fmt::format("the checkpoints {} in {}", names, place_.save_dir.string())),
+          shared_output ? "give one of them another output_sub_dir (e.g. \"output_accuracy\"; a "
+                          "CheckpointHook is there by default, writing output/)"
+                        : "give one of them a save_file_name of its own");
+    }
+  }
+
+  OutputPlace place_;
+};
+
 void write_eval_result(const Trainer& t, const std::filesystem::path& output_dir) {
   if (t.metric_values().is_null()) return;
   write_file_atomic(output_dir / "eval_result.txt", t.metric_values().dump());
@@ -101,7 +147,7 @@ void refuse_push(ComponentOptions& o, const char* hook) {
     (void)o.value(key);
 }
 
-class CheckpointHook final : public Hook {
+class CheckpointHook final : public SavingHook {
  public:
   explicit CheckpointHook(const nlohmann::json& options) {
     ComponentOptions o(options, "CheckpointHook");
@@ -127,9 +173,10 @@ class CheckpointHook final : public Hook {
   }
   std::string type() const override { return "CheckpointHook"; }
   int default_priority() const override { return priority::kLow; }
+  bool writes() const override { return !no_save_; }
 
   void before_run(Trainer& t) override {
-    resolve_place(place_, t);
+    resolve_and_check_place(t);
     t.set_output_dir(place_.output_dir);
     // A run resumed from a by-iteration checkpoint taken at an epoch's last step evaluates that
     // epoch first: output/ holds those weights (written before the checkpoint was named), and a
@@ -219,7 +266,6 @@ class CheckpointHook final : public Hook {
   // Since the last optimizer step: whether an evaluation ran, and whether output/ was written.
   bool weights_evaluated_ = false, output_has_weights_ = false;
   bool drop_obsolete_on_start_ = false;  // resumed: the history may hold undeleted ones
-  OutputPlace place_;
   std::vector<std::string> history_;
 };
 
@@ -230,7 +276,7 @@ std::string metric_text(double v) {
   return s;
 }
 
-class BestCkptSaverHook final : public Hook {
+class BestCkptSaverHook final : public SavingHook {
  public:
   explicit BestCkptSaverHook(const nlohmann::json& options) {
     ComponentOptions o(options, "BestCkptSaverHook");
@@ -258,12 +304,14 @@ class BestCkptSaverHook final : public Hook {
   int default_priority() const override { return priority::kLow; }
 
   void before_run(Trainer& t) override {
-    resolve_place(place_, t);
+    resolve_and_check_place(t);
     MS_CHECK(!t.hooks().of_type("EvaluationHook").empty(), ErrorCode::kConfig,
              "{}: BestCkptSaverHook saves after evaluations, but no EvaluationHook is configured "
              "(add evaluation.period or an EvaluationHook to train.hooks)",
              t.config().source());
     t.check_metric_key(metric_key_, type());
+    // Resumed: best checkpoints displaced just before the kill may still be on disk.
+    delete_displaced(t.is_main());
   }
   void after_train_epoch(Trainer& t) override {
     if (t.last_eval_tag() == std::pair<std::string, std::int64_t>{"epoch", t.epoch()})
@@ -290,6 +338,9 @@ class BestCkptSaverHook final : public Hook {
     for (const auto& [value, name] : history_)
       history.push_back(CheckpointValue::tuple({value, name}));
     out.set("history", std::move(history));
+    CheckpointValue displaced = CheckpointValue::list();
+    for (const std::string& name : displaced_) displaced.push_back(name);
+    out.set("displaced", std::move(displaced));
     return out;
   }
   void load_state_dict(const CheckpointValue& state) override {
@@ -300,6 +351,9 @@ class BestCkptSaverHook final : public Hook {
     if (const CheckpointValue* h = state.find("history"))
       for (const auto& item : h->items())
         history_.emplace_back(item.items().at(0).as_float(), item.items().at(1).as_string());
+    displaced_.clear();
+    if (const CheckpointValue* d = state.find("displaced"))
+      for (const auto& item : d->items()) displaced_.push_back(item.as_string());
   }
 
  private:
@@ -322,9 +376,8 @@ class BestCkptSaverHook final : public Hook {
     std::stable_sort(history_.begin(), history_.end(), [&](const auto& a, const auto& b) {
       return rule_ == "max" ? a.first > b.first : a.first < b.first;
     });
-    std::vector<std::string> obsolete;
     while (static_cast<std::int64_t>(history_.size()) > max_checkpoints_) {
-      if (history_.back().second != name) obsolete.push_back(history_.back().second);
+      if (history_.back().second != name) displaced_.push_back(history_.back().second);
       history_.pop_back();
     }
     t.at_stage_end([this, &t, name, value] {
@@ -334,11 +387,23 @@ class BestCkptSaverHook final : public Hook {
       replace_output(t, place_.output_dir, true);
     });
     // The best checkpoints it displaces go only once --resume would no longer restore a state
-    // that still names them.
-    t.after_stage_saves([this, &t, obsolete] {
-      if (!t.is_main()) return;
-      for (const std::string& old : obsolete) remove_checkpoint_files(place_.save_dir / old);
-    });
+    // that still has them among the best; the state saved now lists them as displaced, so that a
+    // run killed before they are deleted deletes them when resumed (or they would stay for good).
+    t.after_stage_saves([this, &t] { delete_displaced(t.is_main()); });
+  }
+
+  // Deletes the displaced best checkpoints' files (rank 0, which wrote them), then forgets them.
+  void delete_displaced(bool main) {
+    if (main) {
+      for (const std::string& old : displaced_) {
+        log::info("deleting checkpoint {}", old);
+        remove_checkpoint_files(place_.save_dir / old);
+      }
+    }
+    displaced_.clear();
+  }
+  std::string checkpoint_names() const override {
+    return save_file_name_.empty() ? "best_*_" + metric_key_ + "*" : save_file_name_;
   }
 
   std::string metric_key_, rule_, save_file_name_, best_prefix_;
@@ -346,7 +411,8 @@ class BestCkptSaverHook final : public Hook {
   std::int64_t max_checkpoints_ = 1;
   std::optional<double> best_;
   std::vector<std::pair<double, std::string>> history_;
-  OutputPlace place_;
+  // Best checkpoints displaced from history_ whose files are not deleted yet.
+  std::vector<std::string> displaced_;
 };
 
 class LoadCheckpointHook final : public Hook {

@@ -65,6 +65,7 @@ class OptimizerHook final : public Hook {
     }
     t.optimizer().zero_grad();
     t.set_cumulative_iters(cumulative_iters_);
+    check_accumulation_resumes(t.iter());
     // Gradients a checkpoint kept from an accumulation in progress (restored before this runs).
     if (!pending_grads_.empty()) {
       std::size_t k = 0;
@@ -96,6 +97,8 @@ class OptimizerHook final : public Hook {
       for (const at::Tensor& g : sums)
         grads.push_back(g.defined() ? tensor::CheckpointValue(g.cpu()) : tensor::CheckpointValue());
       state = tensor::CheckpointValue::dict({{"grads", std::move(grads)}});
+      // What the sum is part of: a run resumed with another count would divide by another.
+      state.set("cumulative_iters", cumulative_iters_);
     }
     if (mixed_precision_) {
       if (state.is_none()) state = tensor::CheckpointValue::dict();
@@ -109,6 +112,9 @@ class OptimizerHook final : public Hook {
       for (const auto& g : grads->items())
         pending_grads_.push_back(g.is_none() ? at::Tensor() : g.as_tensor());
     }
+    saved_cumulative_iters_.reset();
+    if (const auto* saved = state.find("cumulative_iters"))
+      saved_cumulative_iters_ = saved->as_int();
     if (const auto* scaler = state.find("loss_scaler")) pending_scaler_ = *scaler;
   }
 
@@ -178,7 +184,28 @@ class OptimizerHook final : public Hook {
   }
 
  private:
+  // A step sums the gradients of the cumulative_iters batches before it (each loss divided by
+  // it), counted from the run's first iteration. A run resumed after `done` iterations with
+  // another count would step with a sum the checkpoint's count never meant (its accumulation cut
+  // part way), or with fewer batches than its own count (its first step falling elsewhere).
+  void check_accumulation_resumes(std::int64_t done) {
+    if (!saved_cumulative_iters_ || *saved_cumulative_iters_ == cumulative_iters_) return;
+    const std::int64_t saved = *saved_cumulative_iters_;
+    if (done % saved == 0 && done % cumulative_iters_ == 0) return;
+    throw Error(
+        ErrorCode::kConfig,
+        fmt::format("the checkpoint was taken after {} iterations with cumulative_iters {}; "
+                    "this run has cumulative_iters {}, and {} is not a multiple of both: its first "
+                    "step would sum the gradients of another number of batches",
+                    done, saved, cumulative_iters_, done),
+        fmt::format("resume with cumulative_iters {} (train.optimizer.options), or from a "
+                    "checkpoint taken after a multiple of both counts",
+                    saved));
+  }
+
   std::int64_t cumulative_iters_ = 1;
+  // The count the resumed checkpoint was taken with (recorded when it was above 1).
+  std::optional<std::int64_t> saved_cumulative_iters_;
   std::optional<double> max_norm_;
   double norm_type_ = 2;
   std::vector<std::string> loss_keys_{"loss"};

@@ -21,15 +21,20 @@ namespace ms::infer {
 /// returns. One call at a time per process (the signal handler reaches one launch's workers).
 struct WorkersOutcome {
   /// 0, else rank 0's own failure code unless it is 5 (a peer failed), else the first failed
-  /// worker's (128 + the signal that killed one).
+  /// worker's that is not 5 (128 + the signal that killed one), else 5.
   int exit_code = 0;
-  /// The first failure as the launcher printed it ("worker 1 of 2 was killed by signal 9
-  /// (Killed)"); empty when none failed.
+  /// The failure that exit_code is, as the launcher printed it ("worker 1 of 2 was killed by
+  /// signal 9 (Killed)"); empty when none failed.
   std::string failure;
-  /// Whether rank 0 exited by itself, and so reported for the run (its --json document too); false
-  /// when a signal ended it.
-  bool rank0_reported = false;
+  /// The run's --json document when rank 0 wrote one (to the file named by MS_DOCUMENT_FILE in
+  /// its environment, which this sets for it) and that document is the run's outcome: its result,
+  /// or its failure when that is the one exit_code is. Empty otherwise (a signal ended rank 0,
+  /// another worker failed on its own while rank 0 reported its peer's failure, no --json): the
+  /// caller then reports `failure`.
+  std::string document;
 };
+/// The variable naming the file where rank 0 of run_local_workers writes its --json document.
+inline constexpr const char* kDocumentFileVariable = "MS_DOCUMENT_FILE";
 MS_API WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args);
 
 /// Makes sure this process may open the files a data-parallel run of `world_size` workers needs
