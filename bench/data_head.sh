@@ -3,7 +3,8 @@
 # file) against the same through a pipe (`cat FILE | ms dataset head csv:/dev/stdin`: a pipe is
 # read to its end, which is what head did with every file before), pandas.read_csv(nrows=5)
 # (Debian's /usr/bin/python3) and Hugging Face datasets' streaming reader (build/venv-datasets,
-# made by scripts/setup_python_interop.sh), each its wall time and peak memory (best of 3).
+# made by scripts/setup_python_interop.sh), each its wall time and peak memory (best of 3); then
+# the same rows as a JSON array and as Parquet.
 #
 #   bash bench/data_head.sh [ROWS]     (default 10,000,000 rows, ~1 GB)
 set -euo pipefail
@@ -76,4 +77,26 @@ if [ -x "$venv" ]; then
   best "HF_HOME=/tmp/ms-bench-data/hf '$venv' -c 'import datasets, itertools, sys; \
 list(itertools.islice(datasets.load_dataset(\"json\", data_files=sys.argv[1], split=\"train\", \
 streaming=True), 5))' '$array'" "datasets streaming, first 5 rows"
+fi
+
+# The same CSV as Parquet (pyarrow, row groups of 100,000 rows, snappy): `head` reads the footer
+# and the first row group; pyarrow's iter_batches and datasets' streaming reader read by row
+# group too. Needs pyarrow: build/venv-datasets.
+if [ -x "$venv" ]; then
+  parquet="${file%.csv}.parquet"
+  if [ ! -f "$parquet" ]; then
+    "$venv" -c 'import sys, pyarrow.csv as c, pyarrow.parquet as p
+p.write_table(c.read_csv(sys.argv[1]), sys.argv[2] + ".tmp", row_group_size=100000)' \
+      "$file" "$parquet" && mv "$parquet.tmp" "$parquet"
+  fi
+  echo "== $(du -m "$parquet" | cut -f1) MB Parquet, $rows rows"
+  best "'$ms' dataset head '$parquet' -n 5" "ms dataset head (footer, first row group)"
+  best "cat '$parquet' | '$ms' dataset head parquet:/dev/stdin -n 5" \
+    "ms dataset head of a pipe (whole file)"
+  best "'$venv' -c 'import sys, pyarrow.parquet as p; \
+next(p.ParquetFile(sys.argv[1]).iter_batches(batch_size=5))' '$parquet'" \
+    "pyarrow iter_batches, first 5 rows"
+  best "HF_HOME=/tmp/ms-bench-data/hf '$venv' -c 'import datasets, itertools, sys; \
+list(itertools.islice(datasets.load_dataset(\"parquet\", data_files=sys.argv[1], \
+split=\"train\", streaming=True), 5))' '$parquet'" "datasets streaming, first 5 rows"
 fi

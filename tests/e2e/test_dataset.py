@@ -875,6 +875,7 @@ for i in range(2):
     pq.write_table(struct_table.slice(i, 1),
                    os.path.join(root, "struct-shards", f"train-0000{i}-of-00002.parquet"))
 pq.write_table(table, os.path.join(root, "lz4.parquet"), compression="lz4")
+pq.write_table(table, os.path.join(root, "groups.parquet"), row_group_size=20)
 # The hub's layout of the same shards: a README whose configs name them.
 import shutil
 shutil.copytree(os.path.join(root, "hf"), os.path.join(root, "hf-card"))
@@ -1105,6 +1106,26 @@ class ParquetTest(PeerFixtureCase):
         r = run_ms("dataset", "info", os.path.join(self.root, "bomb.parquet"), env=self.env)
         self.assertExit(r, 7)
         self.assertIn("MS_DATASET_MAX_EXTRACT_RATIO", r.stderr)
+
+    def test_head_reads_the_footer_and_the_row_groups_it_shows(self):
+        # A terabyte hole between the row groups and the footer (the first group's offsets still
+        # hold; the later ones' point into the hole): head -n 5 reads the footer and the first
+        # group only. It read the whole file first, and ran out of memory.
+        with open(os.path.join(self.root, "groups.parquet"), "rb") as f:
+            data = f.read()
+        footer_start = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+        holed = self.path("holed.parquet")
+        with open(holed, "wb") as f:
+            f.write(data[:footer_start])
+            f.seek(1 << 40, os.SEEK_CUR)
+            f.write(data[footer_start:])
+        first = run_ms("dataset", "head", holed, "--json", "-n", "5", env=self.env)
+        self.assertExit(first, 0)
+        whole = run_ms("dataset", "head", os.path.join(self.root, "groups.parquet"), "--json", "-n",
+                       "5", env=self.env)
+        self.assertExit(whole, 0)
+        self.assertEqual(first.stdout, whole.stdout)
+        self.assertEqual(len(first.stdout.splitlines()), 5)
 
     def test_corrupt_and_truncated_files_name_the_file(self):
         with open(os.path.join(self.root, "snappy-dict-v1.parquet"), "rb") as f:

@@ -94,7 +94,8 @@ bool first_array_objects(std::string_view text, const std::string& source, std::
   std::size_t pos = text.find('[') + 1;
   while (out.size() < max_rows) {
     pos = text.find_first_not_of(" \t\r\n", pos);
-    if (pos == std::string_view::npos) return false;
+    // The text's end, the array's (no element: "[]"), or a comma where an element belongs.
+    if (pos == std::string_view::npos || text[pos] == ']' || text[pos] == ',') return false;
     const std::size_t end = end_of_element(text, pos);
     if (end == std::string_view::npos) return false;
     // Parsed inside brackets, as in the array: its depth counts against the limit as there.

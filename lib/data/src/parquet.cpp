@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <mutex>
 #include <optional>
@@ -628,7 +629,54 @@ void check_levels(const std::vector<std::uint32_t>& levels, int max_level,
       corrupt(what, fmt::format("a level of {} where the most is {}", l, max_level));
 }
 
-ChunkData read_chunk(std::string_view file, std::size_t data_end, const ColumnMetaData& meta,
+// Where the reader takes a Parquet file's bytes from: the file in memory, or ranges of it read
+// when needed (a look at the first rows of a 2 GB file reads its footer and the column chunks of
+// the row groups that hold them).
+class ParquetBytes {
+ public:
+  virtual ~ParquetBytes() = default;
+  virtual std::uint64_t size() const = 0;
+  // Bytes [offset, offset + length), within size(); valid until the next read.
+  virtual std::string_view read(std::uint64_t offset, std::uint64_t length) = 0;
+};
+
+class BytesInMemory final : public ParquetBytes {
+ public:
+  explicit BytesInMemory(std::string_view bytes) : bytes_(bytes) {}
+  std::uint64_t size() const override { return bytes_.size(); }
+  std::string_view read(std::uint64_t offset, std::uint64_t length) override {
+    return bytes_.substr(static_cast<std::size_t>(offset), static_cast<std::size_t>(length));
+  }
+
+ private:
+  std::string_view bytes_;
+};
+
+class BytesOfFile final : public ParquetBytes {
+ public:
+  BytesOfFile(const std::filesystem::path& path, std::uint64_t size)
+      : path_(path), in_(path, std::ios::binary), size_(size) {
+    MS_CHECK(in_.is_open(), ErrorCode::kIo, "{}: cannot open: {}", path.string(),
+             std::strerror(errno));
+  }
+  std::uint64_t size() const override { return size_; }
+  std::string_view read(std::uint64_t offset, std::uint64_t length) override {
+    buffer_.resize(static_cast<std::size_t>(length));
+    in_.seekg(static_cast<std::streamoff>(offset));
+    in_.read(buffer_.data(), static_cast<std::streamsize>(length));
+    MS_CHECK(in_.good(), ErrorCode::kIo, "{}: read failed at byte {}: {}", path_.string(), offset,
+             std::strerror(errno));
+    return buffer_;
+  }
+
+ private:
+  std::filesystem::path path_;
+  std::ifstream in_;
+  std::uint64_t size_;
+  std::string buffer_;
+};
+
+ChunkData read_chunk(ParquetBytes& file, std::uint64_t data_end, const ColumnMetaData& meta,
                      const ColumnPlan& plan, Budget& budget) {
   const std::string& what = plan.what;
   if (meta.type != *plan.leaf->type)
@@ -647,8 +695,8 @@ ChunkData read_chunk(std::string_view file, std::size_t data_end, const ColumnMe
                               meta.total_compressed_size));
   if (meta.num_values < 0) corrupt(what, "a negative value count");
   budget.take_cells(static_cast<std::uint64_t>(meta.num_values), what);
-  const std::string_view chunk = file.substr(static_cast<std::size_t>(start),
-                                             static_cast<std::size_t>(meta.total_compressed_size));
+  const std::string_view chunk = file.read(static_cast<std::uint64_t>(start),
+                                           static_cast<std::uint64_t>(meta.total_compressed_size));
   ChunkData out;
   const auto levels_wanted = static_cast<std::size_t>(meta.num_values);
   if (plan.max_def > 0) out.def.reserve(levels_wanted);
@@ -869,21 +917,19 @@ void fill_column(ChunkData& chunk, const ColumnPlan& plan, Table& table, std::si
   if (row != rows) wrong_rows(row);
 }
 
-}  // namespace
-
-Table parse_parquet(std::string_view file, const std::string& source, std::size_t max_rows) {
-  if (file.size() < 12 || file.substr(0, 4) != kMagic || file.substr(file.size() - 4) != kMagic) {
+Table parse_parquet_bytes(ParquetBytes& file, const std::string& source, std::size_t max_rows) {
+  if (file.size() < 12 || file.read(0, 4) != kMagic || file.read(file.size() - 4, 4) != kMagic) {
     throw Error(ErrorCode::kIntegrity,
                 fmt::format("{}: not a Parquet file (it does not begin and end with PAR1{})",
                             source, file.size() < 12 ? ", and is too short" : ""),
                 "the file is truncated or of another format: download or write it again");
   }
-  const std::uint32_t footer_length = le32(file.data() + file.size() - 8);
+  const std::uint32_t footer_length = le32(file.read(file.size() - 8, 4).data());
   if (footer_length > file.size() - 12)
     corrupt(source, fmt::format("its metadata length {} is beyond the file's {} bytes",
                                 footer_length, file.size()));
-  const std::size_t data_end = file.size() - 8 - footer_length;
-  const FileMetaData meta = parse_file_metadata(file.substr(data_end, footer_length), source);
+  const std::uint64_t data_end = file.size() - 8 - footer_length;
+  const FileMetaData meta = parse_file_metadata(file.read(data_end, footer_length), source);
   if (meta.schema.empty()) corrupt(source, "an empty schema");
   std::size_t next = 0;
   const SchemaNode root = build_tree(meta.schema, next, 0, source);
@@ -970,7 +1016,25 @@ Table parse_parquet(std::string_view file, const std::string& source, std::size_
   return table;
 }
 
+}  // namespace
+
+Table parse_parquet(std::string_view file, const std::string& source, std::size_t max_rows) {
+  BytesInMemory bytes(file);
+  return parse_parquet_bytes(bytes, source, max_rows);
+}
+
 Table read_parquet(const std::filesystem::path& path, std::size_t max_rows) {
+  // A look at the first rows of a plain file: its footer and the row groups that hold them.
+  if (max_rows != SIZE_MAX) {
+    std::error_code ec;
+    const std::filesystem::file_status status = std::filesystem::status(path, ec);
+    const std::uintmax_t size = ec ? 0 : std::filesystem::file_size(path, ec);
+    if (!ec && std::filesystem::is_regular_file(status) && size >= 12) {
+      BytesOfFile bytes(path, size);
+      // Else compressed as a whole (gzip), or not Parquet: read_data_file's way says which.
+      if (bytes.read(0, 4) == kMagic) return parse_parquet_bytes(bytes, path.string(), max_rows);
+    }
+  }
   // Through the one reader of data files: a device named as one is refused before any read.
   return parse_parquet(read_data_file(path), path.string(), max_rows);
 }
