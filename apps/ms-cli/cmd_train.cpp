@@ -1,8 +1,10 @@
 // `ms train` and `ms eval`: finetune a model from its configuration (ModelScope's
 // build_trainer(...).train()), and evaluate a model folder on a dataset (trainer.evaluate()).
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 
 #include "cli.h"
@@ -32,14 +34,32 @@ struct EvalOptions {
   bool json = false;
 };
 
+// What the --json document of a command a signal stopped says to do.
+constexpr const char* kTrainInterruptedHint =
+    "checkpoints are whole files: `ms train ... --resume auto` goes on from the last one (or "
+    "starts over where there is none)";
+constexpr const char* kEvalInterruptedHint =
+    "the evaluation stopped before its figures: run it again";
+
 // --nproc N: this process only starts, watches and stops N workers of the same command (less
-// --nproc), with torchrun's variables. It prints the --json document: rank 0's (which rank 0
-// writes to a file of the launcher's) when that is the run's outcome, else one naming the
-// failure that is (a signal ended rank 0, or another worker failed first).
-void launch_local_workers(int nproc, bool json) {
+// --nproc), with torchrun's variables. It prints the --json document: the one of the worker
+// whose failure is the run's, or rank 0's result (each writes its own to a file of the
+// launcher's), else one naming the failure. Stopped by a signal (passed on to the workers), it
+// reports and ends as one process does (report_signals).
+void launch_local_workers(int nproc, bool json, const char* interrupted_hint) {
   if (json) report_errors_as_json(true, /*one_line=*/true);
   const infer::WorkersOutcome outcome =
       infer::run_local_workers(nproc, infer::without_option(program_args(), "--nproc"));
+  if (const int signo = outcome.interrupted_by;
+      signo != 0 && outcome.exit_code != 0 && outcome.document.empty()) {
+    if (json) {
+      print_json_error("interrupted", 128 + signo,
+                       fmt::format("interrupted by signal {} ({})", signo, strsignal(signo)),
+                       interrupted_hint, {});
+    }
+    std::signal(signo, SIG_DFL);
+    std::raise(signo);
+  }
   if (!outcome.document.empty()) print_json_document(outcome.document);
   if (outcome.exit_code != 0)
     throw ExitStatus{outcome.exit_code, outcome.document.empty() ? outcome.failure : ""};
@@ -68,11 +88,13 @@ void report_signals(bool json, const char* hint) {
   if (json && std::getenv("MS_LAUNCHER_PID") == nullptr) report_signals_as_json(hint);
 }
 
+// A worker of --nproc: its --json document goes to its launcher (whichever rank it is), which
+// prints the one that is the run's.
+bool documents_to_launcher() { return std::getenv(infer::kDocumentFileVariable) != nullptr; }
+
 void run_train(TrainOptions& o) {
-  if (o.nproc > 0) return launch_local_workers(o.nproc, o.json);
-  report_signals(o.json,
-                 "checkpoints are whole files: `ms train ... --resume` goes on from the "
-                 "last one");
+  if (o.nproc > 0) return launch_local_workers(o.nproc, o.json, kTrainInterruptedHint);
+  report_signals(o.json, kTrainInterruptedHint);
   infer::die_with_launcher();
   if (o.json) report_errors_as_json(true, /*one_line=*/true);
   infer::TrainRequest& r = o.request;
@@ -81,7 +103,8 @@ void run_train(TrainOptions& o) {
   r.distributed = infer::read_distributed_env();
   // An attempt torchrun will restart after a failure prints no error document either: the run's
   // stdout gets one document, the last attempt's.
-  if (r.distributed && (!r.distributed->is_main() || r.distributed->restarts_left > 0))
+  if (r.distributed && (!r.distributed->is_main() || r.distributed->restarts_left > 0) &&
+      !documents_to_launcher())
     report_errors_as_json(false);
   r.device = parse_device(o.device);
   if (o.work_dir) r.work_dir = *o.work_dir;
@@ -101,12 +124,13 @@ void run_train(TrainOptions& o) {
 }
 
 void run_eval(EvalOptions& o) {
-  if (o.nproc > 0) return launch_local_workers(o.nproc, o.json);
-  report_signals(o.json, "the evaluation stopped before its figures: run it again");
+  if (o.nproc > 0) return launch_local_workers(o.nproc, o.json, kEvalInterruptedHint);
+  report_signals(o.json, kEvalInterruptedHint);
   infer::die_with_launcher();
   if (o.json) report_errors_as_json(true, /*one_line=*/true);
   // As for ms train: under torchrun only rank 0 prints the --json document.
-  if (const auto d = infer::read_distributed_env(); d && (!d->is_main() || d->restarts_left > 0))
+  if (const auto d = infer::read_distributed_env();
+      d && (!d->is_main() || d->restarts_left > 0) && !documents_to_launcher())
     report_errors_as_json(false);
   infer::EvalRequest& r = o.request;
   r.device = parse_device(o.device);

@@ -561,6 +561,12 @@ print(json.dumps([resumed, uninterrupted]))
                 open(self.path("cut", "output", "model.safetensors"), "rb") as b:
             self.assertTrue(a.read() == b.read(), "resumed weights differ from the whole run's")
         self.assertEqual(json.loads(resumed.stdout)["metrics"], json.loads(whole.stdout)["metrics"])
+        # Another cumulative_iters from iter_30 of a run without accumulation: the first step
+        # would sum 2 batches where the count says 4. Refused.
+        other = self.train("--resume", "iter_30", "--set",
+                           "train.optimizer.options.cumulative_iters=4", work="cut")
+        self.assertExit(other, 3)
+        self.assertOneLineError(other, "after 30 iterations with cumulative_iters 1")
         # TensorBoard shows each step once: the killed run's steps after iter_30 are superseded by
         # the resumed run's (its file opens with a SessionLog START); they were shown twice.
         if tensorboard_python():
@@ -577,15 +583,19 @@ print(json.dumps([resumed, uninterrupted]))
         argv = [MS_BIN, "train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
                 "--dataset", "csv:" + self.path("train.csv"), "--eval-dataset",
                 "csv:" + self.path("test.csv"), "--work-dir", self.path("long"), "--json"]
-        for signo in (signal.SIGTERM, signal.SIGINT):
-            with self.subTest(signal=signo.name):
+        # The same for the launcher of --nproc 2 (its workers stop as it passes the signal on; it
+        # said "worker 0 of 2 was killed by signal 15" with exit 143).
+        for signo, extra in ((signal.SIGTERM, []), (signal.SIGINT, []),
+                             (signal.SIGTERM, ["--nproc", "2"])):
+            with self.subTest(signal=signo.name, extra=extra):
                 shutil.rmtree(self.path("long"), ignore_errors=True)
                 # A signal inherited as ignored stays ignored (a background job's SIGINT): the
                 # runner of these tests may be one.
                 # stderr to a file: a pipe nobody reads while waiting could fill and stall it.
                 err_file = open(self.path("long.err"), "w+")
                 self.addCleanup(err_file.close)
-                run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err_file, text=True,
+                run = subprocess.Popen(argv + extra, stdout=subprocess.PIPE, stderr=err_file,
+                                       text=True,
                                        preexec_fn=lambda: signal.signal(signo, signal.SIG_DFL))
                 # Once it has a checkpoint it is training (the signals are watched from the start).
                 self.assertTrue(self.wait_for(
@@ -598,7 +608,7 @@ print(json.dumps([resumed, uninterrupted]))
                 error = json.loads(out)["error"]
                 self.assertEqual((error["code"], error["exit_code"]),
                                  ("interrupted", 128 + signo), error)
-                self.assertIn("--resume", error["hint"])
+                self.assertIn("--resume auto", error["hint"])
                 self.assertEqual(out.count("\n"), 1, out)
 
     @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
@@ -969,13 +979,28 @@ print(json.dumps([resumed, uninterrupted]))
                   dict(best, metric_key="f1", output_sub_dir="output_f1",
                        save_file_name="best.pth")], "the checkpoints best in"),
                 ([best, dict(best, rule="min", output_sub_dir="output_worst")],
-                 "the checkpoints best_*_accuracy* in")):
+                 "the checkpoints best_epoch<E>_accuracy<value> in"),
+                # A fixed name that another hook's names take.
+                ([{"type": "CheckpointHook"}, dict(best, save_file_name="epoch_1")],
+                 "the checkpoints epoch_1 in"),
+                ([best, dict(best, metric_key="f1", output_sub_dir="output_f1",
+                             save_file_name="best_epoch1_accuracy0.5")],
+                 "the checkpoints best_epoch1_accuracy0.5 in")):
             self.write("recipe.json", json.dumps(recipe(max_epochs=1, hooks=[
                 *hooks, {"type": "EvaluationHook", "interval": 1}])))
             r = self.train(work="shared")
             self.assertExit(r, 3)
             self.assertOneLineError(r, "would both write", named)
             self.assertFalse(os.path.exists(self.path("shared", "latest_checkpoint.json")))
+        # Through a link to the folder, before the folder is made.
+        os.makedirs(self.path("shared"), exist_ok=True)
+        os.symlink("output_best", self.path("shared", "alias"))
+        self.write("recipe.json", json.dumps(recipe(max_epochs=1, hooks=[
+            best, dict(best, metric_key="f1", output_sub_dir="alias"),
+            {"type": "EvaluationHook", "interval": 1}])))
+        r = self.train(work="shared")
+        self.assertExit(r, 3)
+        self.assertOneLineError(r, "would both write")
         self.write("recipe.json", json.dumps(recipe(max_epochs=1, hooks=[
             best, dict(best, metric_key="f1", output_sub_dir="output_f1"),
             {"type": "EvaluationHook", "interval": 1}])))

@@ -177,12 +177,10 @@ TEST_CASE("run_local_workers waits for its own workers and gives the signal hand
 }
 
 namespace {
-// What rank 0 of a launch test writes where --json documents go under the launcher.
-void write_rank0_document(const std::string& text) {
-  const char* rank = std::getenv("RANK");
+// What a worker of a launch test writes where --json documents go under the launcher.
+void write_document(const std::string& text) {
   const char* file = std::getenv(ms::infer::kDocumentFileVariable);
-  if (rank != nullptr && std::string(rank) == "0" && file != nullptr)
-    ms::write_file_atomic(file, text + "\n");
+  if (file != nullptr) ms::write_file_atomic(file, text + "\n");
 }
 bool is_rank0() {
   const char* rank = std::getenv("RANK");
@@ -194,22 +192,32 @@ bool is_rank0() {
 // went does (exit 5, its document saying so), in whichever order they happen to end.
 TEST_CASE("launch test worker whose peer is killed", "[.launch-peer-killed]") {
   if (is_rank0()) {
-    write_rank0_document(R"({"error": {"code": "network", "exit_code": 5}})");
+    write_document(R"({"error": {"code": "network", "exit_code": 5}})");
     std::_Exit(5);
   }
   std::raise(SIGKILL);
 }
+// Rank 1 fails on its own (exit 3, its document saying why); rank 0 then as its peer went.
+TEST_CASE("launch test worker whose peer fails on its own", "[.launch-peer-fails]") {
+  if (is_rank0()) {
+    write_document(R"({"error": {"code": "network", "exit_code": 5}})");
+    std::_Exit(5);
+  }
+  write_document(R"({"error": {"code": "config", "exit_code": 3}})");
+  std::_Exit(3);
+}
 // Rank 0 fails on its own (exit 7, its document saying so); rank 1 then fails as its peer went.
 TEST_CASE("launch test worker that fails on its own", "[.launch-own-failure]") {
   if (is_rank0()) {
-    write_rank0_document(R"({"error": {"code": "integrity", "exit_code": 7}})");
+    write_document(R"({"error": {"code": "integrity", "exit_code": 7}})");
     std::_Exit(7);
   }
+  write_document(R"({"error": {"code": "network", "exit_code": 5}})");
   std::_Exit(5);
 }
 // Both succeed; rank 0 writes its summary.
 TEST_CASE("launch test worker that succeeds", "[.launch-success]") {
-  write_rank0_document(R"({"iters": 8})");
+  if (is_rank0()) write_document(R"({"iters": 8})");
   std::_Exit(0);
 }
 
@@ -221,6 +229,10 @@ TEST_CASE("run_local_workers reports the failure a worker had on its own, not it
   CHECK(killed.failure.find("worker 1 of 2 was killed by signal 9") != std::string::npos);
   // Rank 0's document is not the run's: the caller reports `failure`.
   CHECK(killed.document.empty());
+  const ms::infer::WorkersOutcome peer =
+      ms::infer::run_local_workers(2, {"ms_unit_tests", "[.launch-peer-fails]"});
+  CHECK(peer.exit_code == 3);
+  CHECK(peer.document == R"({"error": {"code": "config", "exit_code": 3}})");
   const ms::infer::WorkersOutcome own =
       ms::infer::run_local_workers(2, {"ms_unit_tests", "[.launch-own-failure]"});
   CHECK(own.exit_code == 7);

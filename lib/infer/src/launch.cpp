@@ -39,6 +39,9 @@ constexpr int kMaxWorkers = 1024;
 volatile pid_t g_workers[kMaxWorkers];
 volatile int g_worker_count = 0;
 
+// The first SIGINT / SIGTERM / SIGHUP the launcher received (and passed on), or 0.
+volatile sig_atomic_t g_received_signal = 0;
+
 void forward_signal(int signo) {
   for (int i = 0; i < g_worker_count; ++i)
     if (g_workers[i] > 0) kill(g_workers[i], signo);
@@ -208,7 +211,9 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
     }
     documents.path = pattern;
   }
-  const std::filesystem::path rank0_document = documents.path / "rank0.json";
+  const auto document_of = [&documents](int rank) {
+    return documents.path / fmt::format("rank{}.json", rank);
+  };
   bool threads_given = base.count("OMP_NUM_THREADS") > 0;
   for (const std::string& a : args)
     if (a == "--threads" || a.rfind("--threads=", 0) == 0) threads_given = true;
@@ -237,7 +242,10 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
           replaced.emplace_back(SIGCHLD, previous_child);
       }
       struct sigaction forward {};
-      forward.sa_handler = forward_signal;
+      forward.sa_handler = [](int signo) {
+        if (g_received_signal == 0) g_received_signal = signo;
+        forward_signal(signo);
+      };
       sigemptyset(&forward.sa_mask);
       // A signal the launcher was started ignoring (SIGHUP under nohup, SIGINT for a script's
       // background job) stays ignored, as it does for one process: forwarding it would end the
@@ -272,7 +280,7 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
     std::map<std::string, std::string> env = base;
     env["RANK"] = std::to_string(rank);
     env["LOCAL_RANK"] = std::to_string(rank);
-    if (rank == 0) env[kDocumentFileVariable] = rank0_document.string();
+    env[kDocumentFileVariable] = document_of(rank).string();
     std::vector<std::string> entries;
     for (const auto& [k, v] : env) entries.push_back(k + "=" + v);
     std::vector<char*> envp;
@@ -317,6 +325,7 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
   // The first failure of a worker's own (not a peer's: exit 5), and how it reads.
   std::optional<int> own_code;
   std::string own_failure, rank0_failure;
+  int own_rank = 0, first_rank = 0;
   bool terminated = false;
   int running = nproc;
   // After a failure: when the others get SIGTERM, then SIGKILL (time_point::max(): not yet due).
@@ -372,9 +381,11 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
     if (!own_code && !peer_failure(status) && !terminated) {
       own_code = exit_code_of(status);
       own_failure = failure;
+      own_rank = rank;
     }
     if (!first_code) {
       first_code = exit_code_of(status);
+      first_rank = rank;
       // Its own account of the failure first (what it wrote before exiting).
       worker_stderr.wait_closed(static_cast<std::size_t>(rank), kStreamEnd);
       outcome.failure = failure;
@@ -393,16 +404,21 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
   if (const std::size_t repeated = worker_stderr.finish(kStreamEnd); repeated > 0)
     std::fprintf(stderr, "%s: %zu more worker(s) failed with an error printed above\n",
                  command.c_str(), repeated);
+  int reported_rank = 0;  // whose document is the run's
   if (rank0_code && *rank0_code != 5) {
     outcome.exit_code = *rank0_code;
     outcome.failure = rank0_failure;
   } else if (own_code) {
     outcome.exit_code = *own_code;
     outcome.failure = own_failure;
+    reported_rank = own_rank;
   } else if (first_code) {
     outcome.exit_code = *first_code;
+    reported_rank = first_rank;
   }
-  outcome.document = run_document(rank0_document, outcome.exit_code);
+  outcome.document = run_document(document_of(reported_rank), outcome.exit_code);
+  outcome.interrupted_by = g_received_signal;
+  g_received_signal = 0;
   return outcome;
 }
 

@@ -4,8 +4,10 @@
 // <prefix>_trainer_state.pth, each written atomically, then latest_checkpoint.json naming them; the
 // inference-ready folder output/ (output_best/) is rewritten with each save.
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
+#include <optional>
 
 #include "builtin_hooks.h"
 #include "ms/core/error.h"
@@ -82,42 +84,70 @@ class SavingHook : public Hook {
  protected:
   // Whether the hook writes anything (CheckpointHook with save_strategy "no" does not).
   virtual bool writes() const { return true; }
-  // What its checkpoints' names are made of: hooks with equal ones in one folder write the same
-  // files (BestCkptSaverHook's save_file_name, else its metric_key); empty: names of their own.
-  virtual std::string checkpoint_names() const { return {}; }
+  // The one name its checkpoints take (BestCkptSaverHook's save_file_name), if one.
+  virtual std::optional<std::string> fixed_name() const { return std::nullopt; }
+  // Whether one of its checkpoints may be named `name` (the prefix before ".pth").
+  virtual bool may_name(const std::string& name) const = 0;
+  // Its names for an error: "epoch_N / iter_N".
+  virtual std::string names() const = 0;
+  // Whether its names and `other`'s are one pattern (two best-checkpoint hooks of one metric).
+  virtual bool same_names(const SavingHook& other) const {
+    (void)other;
+    return false;
+  }
 
   void resolve_and_check_place(Trainer& t) {
     resolve_place(place_, t);
     if (!writes()) return;
-    // The folder itself, whichever way it is written (relative, through a link, "out/").
-    const auto folder = [](const std::filesystem::path& p) {
-      std::filesystem::path f = std::filesystem::weakly_canonical(std::filesystem::absolute(p));
-      return f.has_filename() ? f : f.parent_path();
-    };
     for (const auto& hook : t.hooks().hooks()) {
       const auto* other = dynamic_cast<const SavingHook*>(hook.get());
       if (other == nullptr || other == this || !other->writes()) continue;
       OutputPlace theirs = other->place_;
       resolve_place(theirs, t);
-      const bool shared_output = folder(theirs.output_dir) == folder(place_.output_dir);
-      const std::string names = checkpoint_names();
-      const bool shared_names = !names.empty() && names == other->checkpoint_names() &&
-                                folder(theirs.save_dir) == folder(place_.save_dir);
+      const bool shared_output = same_folder(theirs.output_dir, place_.output_dir);
+      const auto mine = fixed_name(), their = other->fixed_name();
+      const bool shared_names =
+          same_folder(theirs.save_dir, place_.save_dir) &&
+          ((mine && other->may_name(*mine)) || (their && may_name(*their)) || same_names(*other));
       if (!shared_output && !shared_names) continue;
-      throw Error(
-          ErrorCode::kConfig,
-          fmt::format(
-              "{}: {} and {} would both write {}", t.config().source(), type(), other->type(),
-              shared_output
-                  ? place_.output_dir.string()
-                  : fmt::format("the checkpoints {} in {}", names, place_.save_dir.string())),
-          shared_output ? "give one of them another output_sub_dir (e.g. \"output_accuracy\"; a "
-                          "CheckpointHook is there by default, writing output/)"
-                        : "give one of them a save_file_name of its own");
+      throw Error(ErrorCode::kConfig,
+                  fmt::format("{}: {} and {} would both write {}", t.config().source(), type(),
+                              other->type(),
+                              shared_output ? place_.output_dir.string()
+                                            : fmt::format("the checkpoints {} in {}",
+                                                          mine    ? *mine
+                                                          : their ? *their
+                                                                  : names(),
+                                                          place_.save_dir.string())),
+                  shared_output
+                      ? "give one of them another output_sub_dir (e.g. \"output_accuracy\"; a "
+                        "CheckpointHook is there by default, writing output/)"
+                      : fmt::format("give one of them a save_file_name of its own (the other "
+                                    "names its checkpoints {})",
+                                    mine ? other->names() : names()));
     }
   }
 
   OutputPlace place_;
+
+ private:
+  // Whether two paths name one folder, whichever way each is written (relative, "out/", through
+  // a link, a link to a folder not made yet).
+  static bool same_folder(const std::filesystem::path& a, const std::filesystem::path& b) {
+    const auto folder = [](std::filesystem::path p) {
+      p = std::filesystem::absolute(p);
+      if (!p.has_filename()) p = p.parent_path();
+      std::error_code ec;
+      for (int links = 0; links < 40 && std::filesystem::is_symlink(p, ec); ++links) {
+        const std::filesystem::path target = std::filesystem::read_symlink(p, ec);
+        if (ec) break;
+        p = target.is_absolute() ? target : p.parent_path() / target;
+      }
+      p = std::filesystem::weakly_canonical(p, ec);
+      return p.has_filename() ? p : p.parent_path();
+    };
+    return folder(a) == folder(b);
+  }
 };
 
 void write_eval_result(const Trainer& t, const std::filesystem::path& output_dir) {
@@ -174,6 +204,15 @@ class CheckpointHook final : public SavingHook {
   std::string type() const override { return "CheckpointHook"; }
   int default_priority() const override { return priority::kLow; }
   bool writes() const override { return !no_save_; }
+  bool may_name(const std::string& name) const override {
+    for (const std::string stem : {"epoch_", "iter_"}) {
+      if (name.rfind(stem, 0) == 0 && name.size() > stem.size() &&
+          name.find_first_not_of("0123456789", stem.size()) == std::string::npos)
+        return true;
+    }
+    return false;
+  }
+  std::string names() const override { return "epoch_<N> / iter_<N>"; }
 
   void before_run(Trainer& t) override {
     resolve_and_check_place(t);
@@ -402,8 +441,30 @@ class BestCkptSaverHook final : public SavingHook {
     }
     displaced_.clear();
   }
-  std::string checkpoint_names() const override {
-    return save_file_name_.empty() ? "best_*_" + metric_key_ + "*" : save_file_name_;
+  std::optional<std::string> fixed_name() const override {
+    return save_file_name_.empty() ? std::nullopt : std::optional<std::string>(save_file_name_);
+  }
+  bool may_name(const std::string& name) const override {
+    if (!save_file_name_.empty()) return name == save_file_name_;
+    // best_epoch{E}_{key}{value} / best_iter{I}_{key}{value}
+    for (const std::string stem : {"best_epoch", "best_iter"}) {
+      if (name.rfind(stem, 0) != 0) continue;
+      std::size_t i = stem.size();
+      const std::size_t digits = i;
+      while (i < name.size() && std::isdigit(static_cast<unsigned char>(name[i]))) ++i;
+      const std::string key = "_" + metric_key_;
+      if (i > digits && name.compare(i, key.size(), key) == 0) return true;
+    }
+    return false;
+  }
+  std::string names() const override {
+    return save_file_name_.empty() ? fmt::format("best_epoch<E>_{}<value>", metric_key_)
+                                   : save_file_name_;
+  }
+  bool same_names(const SavingHook& other) const override {
+    const auto* best = dynamic_cast<const BestCkptSaverHook*>(&other);
+    return best != nullptr && save_file_name_.empty() && best->save_file_name_.empty() &&
+           best->metric_key_ == metric_key_;
   }
 
   std::string metric_key_, rule_, save_file_name_, best_prefix_;

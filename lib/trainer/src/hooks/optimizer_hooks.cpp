@@ -84,7 +84,10 @@ class OptimizerHook final : public Hook {
   // gradients summed so far ("grads"), so that a resumed run steps with the same sum. Mixed
   // precision adds the loss scale ("loss_scaler", GradScaler's state).
   tensor::CheckpointValue state_dict() const override {
-    tensor::CheckpointValue state;
+    // The count the sums below are made with, and the steps counted: a resumed run with another
+    // is checked against it (check_accumulation_resumes).
+    tensor::CheckpointValue state = tensor::CheckpointValue::dict();
+    state.set("cumulative_iters", cumulative_iters_);
     if (cumulative_iters_ > 1 && trainer_ != nullptr) {
       std::vector<at::Tensor> sums;
       for (const auto& group : trainer_->optimizer().groups())
@@ -96,14 +99,9 @@ class OptimizerHook final : public Hook {
       tensor::CheckpointValue grads = tensor::CheckpointValue::list();
       for (const at::Tensor& g : sums)
         grads.push_back(g.defined() ? tensor::CheckpointValue(g.cpu()) : tensor::CheckpointValue());
-      state = tensor::CheckpointValue::dict({{"grads", std::move(grads)}});
-      // What the sum is part of: a run resumed with another count would divide by another.
-      state.set("cumulative_iters", cumulative_iters_);
+      state.set("grads", std::move(grads));
     }
-    if (mixed_precision_) {
-      if (state.is_none()) state = tensor::CheckpointValue::dict();
-      state.set("loss_scaler", mixed_precision_->state_dict());
-    }
+    if (mixed_precision_) state.set("loss_scaler", mixed_precision_->state_dict());
     return state;
   }
   void load_state_dict(const tensor::CheckpointValue& state) override {
@@ -204,7 +202,7 @@ class OptimizerHook final : public Hook {
   }
 
   std::int64_t cumulative_iters_ = 1;
-  // The count the resumed checkpoint was taken with (recorded when it was above 1).
+  // The count the resumed checkpoint was taken with (unknown for checkpoints of older ms).
   std::optional<std::int64_t> saved_cumulative_iters_;
   std::optional<double> max_norm_;
   double norm_type_ = 2;

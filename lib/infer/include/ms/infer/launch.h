@@ -26,14 +26,16 @@ struct WorkersOutcome {
   /// The failure that exit_code is, as the launcher printed it ("worker 1 of 2 was killed by
   /// signal 9 (Killed)"); empty when none failed.
   std::string failure;
-  /// The run's --json document when rank 0 wrote one (to the file named by MS_DOCUMENT_FILE in
-  /// its environment, which this sets for it) and that document is the run's outcome: its result,
-  /// or its failure when that is the one exit_code is. Empty otherwise (a signal ended rank 0,
-  /// another worker failed on its own while rank 0 reported its peer's failure, no --json): the
-  /// caller then reports `failure`.
+  /// The run's --json document: the one the worker whose failure `exit_code` is wrote (each
+  /// writes its own to the file MS_DOCUMENT_FILE names in its environment, which this sets), or
+  /// rank 0's result when the run succeeded. Empty when that worker wrote none (a signal ended
+  /// it, no --json) or its document says another code: the caller then reports `failure`.
   std::string document;
+  /// The first SIGINT / SIGTERM / SIGHUP this process received while the workers ran (and passed
+  /// on to them), or 0.
+  int interrupted_by = 0;
 };
-/// The variable naming the file where rank 0 of run_local_workers writes its --json document.
+/// The variable naming the file where a worker of run_local_workers writes its --json document.
 inline constexpr const char* kDocumentFileVariable = "MS_DOCUMENT_FILE";
 MS_API WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args);
 
