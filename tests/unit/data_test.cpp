@@ -974,6 +974,14 @@ TEST_CASE("a look at the first rows reads a start of the file, and gives what th
   CHECK_THAT(message_of([&] { read_jsonl(dir / "sparse.json", 2); }),
              Catch::Contains("element 1 of the top-level array is string"));
   CHECK(read_jsonl(dir / "sparse.json", 0).rows.empty());
+  // No element, or a comma where one belongs: the whole array's answer (no rows; bad JSON), not
+  // "element 0 is null".
+  CHECK(parse_jsonl("[]", "e.json", 5).rows.empty());
+  CHECK(parse_jsonl("\xEF\xBB\xBF[ \n]", "e.json", 5).rows.empty());
+  for (const char* text : {"[{\"a\": 1},, {\"a\": 2}]", "[{\"a\": 1}, {\"a\": 2},]"}) {
+    INFO(text);
+    CHECK_THAT(message_of([&] { parse_jsonl(text, "c.json", 3); }), Catch::Contains("bad JSON"));
+  }
   fs::remove_all(dir);
 }
 
