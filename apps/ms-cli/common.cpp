@@ -54,7 +54,10 @@ void print_document_within(const std::string& text, std::chrono::seconds patienc
       write_file_atomic(file, text + "\n");
       return;
     } catch (const Error&) {
-      // Where the launcher cannot read it: on the stdout it shares, as the document it is.
+      // Where the launcher cannot read it: rank 0's on the stdout the workers share (the one
+      // document that goes there); the others' are on stderr already, as errors.
+      const char* rank = std::getenv("RANK");
+      if (rank == nullptr || std::string_view(rank) != "0") return;
     }
   }
   std::fputs(text.c_str(), stdout);

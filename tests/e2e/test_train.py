@@ -983,6 +983,9 @@ print(json.dumps([resumed, uninterrupted]))
                 # A fixed name that another hook's names take.
                 ([{"type": "CheckpointHook"}, dict(best, save_file_name="epoch_1")],
                  "the checkpoints epoch_1 in"),
+                ([{"type": "CheckpointHook"},
+                  dict(best, save_file_name="epoch_1_trainer_state")],
+                 "the checkpoints epoch_1_trainer_state in"),
                 ([best, dict(best, metric_key="f1", output_sub_dir="output_f1",
                              save_file_name="best_epoch1_accuracy0.5")],
                  "the checkpoints best_epoch1_accuracy0.5 in")):

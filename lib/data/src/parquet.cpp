@@ -664,8 +664,17 @@ class BytesOfFile final : public ParquetBytes {
     buffer_.resize(static_cast<std::size_t>(length));
     in_.seekg(static_cast<std::streamoff>(offset));
     in_.read(buffer_.data(), static_cast<std::streamsize>(length));
-    MS_CHECK(in_.good(), ErrorCode::kIo, "{}: read failed at byte {}: {}", path_.string(), offset,
+    MS_CHECK(!in_.bad(), ErrorCode::kIo, "{}: read failed at byte {}: {}", path_.string(), offset,
              std::strerror(errno));
+    // Shorter than it was when its size was taken: what the whole file's read would find cut.
+    if (static_cast<std::uint64_t>(in_.gcount()) != length) {
+      throw Error(
+          ErrorCode::kIntegrity,
+          fmt::format("{}: the file ends at byte {}, before the {} bytes it had when "
+                      "its reading began",
+                      path_.string(), offset + static_cast<std::uint64_t>(in_.gcount()), size_),
+          "it changed while read: read it again once it is written whole");
+    }
     return buffer_;
   }
 

@@ -179,6 +179,7 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
            "--nproc starts workers itself, but WORLD_SIZE is set (this is already a torchrun "
            "worker)",
            "drop --nproc under torchrun, or unset WORLD_SIZE");
+  g_received_signal = 0;  // (a call that ended in an exception left its own)
   const int port = free_port();
   // Every worker's variables: the parent's environment with torchrun's names set.
   std::map<std::string, std::string> base;
@@ -243,8 +244,10 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
       }
       struct sigaction forward {};
       forward.sa_handler = [](int signo) {
+        const int saved_errno = errno;  // the code it interrupts may be about to read it
         if (g_received_signal == 0) g_received_signal = signo;
         forward_signal(signo);
+        errno = saved_errno;
       };
       sigemptyset(&forward.sa_mask);
       // A signal the launcher was started ignoring (SIGHUP under nohup, SIGINT for a script's

@@ -108,7 +108,7 @@ class SavingHook : public Hook {
       const auto mine = fixed_name(), their = other->fixed_name();
       const bool shared_names =
           same_folder(theirs.save_dir, place_.save_dir) &&
-          ((mine && other->may_name(*mine)) || (their && may_name(*their)) || same_names(*other));
+          ((mine && other->may_write(*mine)) || (their && may_write(*their)) || same_names(*other));
       if (!shared_output && !shared_names) continue;
       throw Error(ErrorCode::kConfig,
                   fmt::format("{}: {} and {} would both write {}", t.config().source(), type(),
@@ -131,6 +131,14 @@ class SavingHook : public Hook {
   OutputPlace place_;
 
  private:
+  // Whether a file of `name` (a prefix: <name>.pth) may be one of this hook's: its weights, or
+  // the trainer state beside them (<prefix>_trainer_state.pth).
+  bool may_write(const std::string& name) const {
+    constexpr std::string_view kState = "_trainer_state";
+    return may_name(name) ||
+           (ends_with(name, kState) && may_name(name.substr(0, name.size() - kState.size())));
+  }
+
   // Whether two paths name one folder, whichever way each is written (relative, "out/", through
   // a link, a link to a folder not made yet).
   static bool same_folder(const std::filesystem::path& a, const std::filesystem::path& b) {
@@ -143,8 +151,10 @@ class SavingHook : public Hook {
         if (ec) break;
         p = target.is_absolute() ? target : p.parent_path() / target;
       }
-      p = std::filesystem::weakly_canonical(p, ec);
-      return p.has_filename() ? p : p.parent_path();
+      // (A folder it cannot look into: as written, never "" for both.)
+      std::filesystem::path canonical = std::filesystem::weakly_canonical(p, ec);
+      if (ec) canonical = p.lexically_normal();
+      return canonical.has_filename() ? canonical : canonical.parent_path();
     };
     return folder(a) == folder(b);
   }
@@ -441,6 +451,7 @@ class BestCkptSaverHook final : public SavingHook {
     }
     displaced_.clear();
   }
+  bool writes() const override { return save_best_; }
   std::optional<std::string> fixed_name() const override {
     return save_file_name_.empty() ? std::nullopt : std::optional<std::string>(save_file_name_);
   }
