@@ -66,6 +66,8 @@ bool json_errors_one_line();
 void print_json_document(const std::string& text);
 void print_json_error(const std::string& code, int exit_code, const std::string& message,
                       const std::string& hint, const std::vector<std::string>& context);
+/// The error document of a command a signal stopped: code "interrupted", exit_code 128 + signo.
+void print_interrupted_json(int signo, const std::string& hint);
 /// For a long --json command in one process (ms train, ms eval): SIGINT, SIGTERM and SIGHUP (those
 /// not inherited as ignored) print the error document {"code": "interrupted", "exit_code": 128 +
 /// the signal's number, "hint": hint} when errors_as_json() holds, and the process then ends by

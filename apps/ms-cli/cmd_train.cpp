@@ -4,7 +4,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <iostream>
 
 #include "cli.h"
@@ -52,11 +51,7 @@ void launch_local_workers(int nproc, bool json, const char* interrupted_hint) {
       infer::run_local_workers(nproc, infer::without_option(program_args(), "--nproc"));
   if (const int signo = outcome.interrupted_by;
       signo != 0 && outcome.exit_code != 0 && outcome.document.empty()) {
-    if (json) {
-      print_json_error("interrupted", 128 + signo,
-                       fmt::format("interrupted by signal {} ({})", signo, strsignal(signo)),
-                       interrupted_hint, {});
-    }
+    if (json) print_interrupted_json(signo, interrupted_hint);
     std::signal(signo, SIG_DFL);
     std::raise(signo);
   }

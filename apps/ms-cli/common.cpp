@@ -48,7 +48,7 @@ void print_document_within(const std::string& text, std::chrono::seconds patienc
   std::unique_lock<std::timed_mutex> lock(document_mutex, std::defer_lock);
   if (!lock.try_lock_for(patience) || document_printed) return;
   document_printed = true;
-  // Rank 0 of `--nproc`: to its launcher, which prints the run's document.
+  // A worker of `--nproc`: to its launcher, which prints the one that is the run's.
   if (const char* file = std::getenv(infer::kDocumentFileVariable)) {
     try {
       write_file_atomic(file, text + "\n");
@@ -76,6 +76,14 @@ nlohmann::ordered_json error_document(const std::string& code, int exit_code,
   detail["context"] = context;
   return nlohmann::ordered_json{{"error", detail}};
 }
+
+std::string interrupted_document(int signo, const std::string& hint) {
+  return json_text(
+      error_document("interrupted", 128 + signo,
+                     fmt::format("interrupted by signal {} ({})", signo, strsignal(signo)), hint,
+                     {}),
+      json_errors_on_one_line ? -1 : 2);
+}
 }  // namespace
 
 void print_json_document(const std::string& text) {
@@ -86,6 +94,10 @@ void print_json_error(const std::string& code, int exit_code, const std::string&
                       const std::string& hint, const std::vector<std::string>& context) {
   print_json_document(json_text(error_document(code, exit_code, message, hint, context),
                                 json_errors_on_one_line ? -1 : 2));
+}
+
+void print_interrupted_json(int signo, const std::string& hint) {
+  print_json_document(interrupted_document(signo, hint));
 }
 
 void report_signals_as_json(std::string hint) {
@@ -105,12 +117,7 @@ void report_signals_as_json(std::string hint) {
     if (json_errors) {
       // A document being printed (the result) is waited for a moment, not for ever: a stdout
       // that takes no more (a stopped reader) must not keep the signal from ending the run.
-      print_document_within(json_text(error_document("interrupted", 128 + signo,
-                                                     fmt::format("interrupted by signal {} ({})",
-                                                                 signo, strsignal(signo)),
-                                                     hint, {}),
-                                      json_errors_on_one_line ? -1 : 2),
-                            std::chrono::seconds(2));
+      print_document_within(interrupted_document(signo, hint), std::chrono::seconds(2));
     }
     // Ends as the signal would have ended it (a parent's wait sees the signal): its default
     // action, delivered to this thread, the one that does not block it.
