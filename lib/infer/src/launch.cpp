@@ -77,8 +77,8 @@ int exit_code_of(int status) {
 // names no cause of its own.
 bool peer_failure(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == 5; }
 
-// Rank 0's --json document (at `path`, when it wrote one) if it is the run's: a result when the
-// run succeeded, an error whose exit_code is the run's when it failed; else empty.
+// A worker's --json document (at `path`, when it wrote one) if it is the run's: a result when
+// the run succeeded, an error whose exit_code is the run's when it failed; else empty.
 std::string run_document(const std::filesystem::path& path, int exit_code) {
   std::error_code missing;
   if (!std::filesystem::exists(path, missing)) return {};
@@ -193,9 +193,9 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
   base["MASTER_ADDR"] = "127.0.0.1";
   base["MASTER_PORT"] = std::to_string(port);
   base["MS_LAUNCHER_PID"] = std::to_string(getpid());
-  // Rank 0's --json document goes to a file, not to the stdout the workers share: the launcher
-  // prints it when it is the run's outcome, and a document of its own when another worker's
-  // failure is (rank 0 then only saw its peer go).
+  // Each worker's --json document goes to a file, not to the stdout they share: the launcher
+  // prints the one that is the run's outcome (rank 0's result, the failing worker's error), else
+  // one of its own naming the failure (rank 0 only saw its peer go, or a signal killed one).
   struct DocumentFolder {
     std::filesystem::path path;
     ~DocumentFolder() {
@@ -324,11 +324,14 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
   constexpr double kStreamEnd = 5;
   const std::string command = command_name(args);
   WorkersOutcome outcome;
-  std::optional<int> first_code, rank0_code;
-  // The first failure of a worker's own (not a peer's: exit 5), and how it reads.
-  std::optional<int> own_code;
-  std::string own_failure, rank0_failure;
-  int own_rank = 0, first_rank = 0;
+  // A worker's failure: its exit code (128 + a signal), who, and how the launcher says it.
+  struct Failure {
+    int code;
+    int rank;
+    std::string text;
+  };
+  // The first failure; the first of a worker's own (not a peer's: exit 5); rank 0's.
+  std::optional<Failure> first, own, rank0;
   bool terminated = false;
   int running = nproc;
   // After a failure: when the others get SIGTERM, then SIGKILL (time_point::max(): not yet due).
@@ -357,7 +360,7 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
         if (!peer) break;
       }
       if (ready >= 0 && waitpid(g_workers[ready], &status, 0) == g_workers[ready]) return ready;
-      if (first_code) {  // a worker failed: the others wind down, or are made to
+      if (first) {  // a worker failed: the others wind down, or are made to
         const auto now = Clock::now();
         if (!terminated && now >= term_at) {
           forward_signal(SIGTERM);
@@ -379,47 +382,34 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
     --running;
     g_workers[rank] = 0;
     if (status == 0) continue;
-    const std::string failure = fmt::format("worker {} of {} {}", rank, nproc, describe(status));
+    const Failure failure{exit_code_of(status), rank,
+                          fmt::format("worker {} of {} {}", rank, nproc, describe(status))};
     // (A worker the launcher's SIGTERM ended did not fail on its own.)
-    if (!own_code && !peer_failure(status) && !terminated) {
-      own_code = exit_code_of(status);
-      own_failure = failure;
-      own_rank = rank;
-    }
-    if (!first_code) {
-      first_code = exit_code_of(status);
-      first_rank = rank;
+    if (!own && !peer_failure(status) && !terminated) own = failure;
+    if (!first) {
+      first = failure;
       // Its own account of the failure first (what it wrote before exiting).
       worker_stderr.wait_closed(static_cast<std::size_t>(rank), kStreamEnd);
-      outcome.failure = failure;
-      std::fprintf(stderr, "%s: %s%s\n", command.c_str(), failure.c_str(),
+      std::fprintf(stderr, "%s: %s%s\n", command.c_str(), failure.text.c_str(),
                    nproc > 1 ? "; stopping the others" : "");
       term_at = Clock::now() + kOwnExit;
     }
     // Rank 0's own failure (not one the launcher's SIGTERM caused) says most: a failure that
     // only rank 0 can have (its evaluation, a checkpoint write) makes the others fail with 5,
     // and the first of those may be reaped before rank 0.
-    if (rank == 0 && !terminated) {
-      rank0_code = exit_code_of(status);
-      rank0_failure = failure;
-    }
+    if (rank == 0 && !terminated) rank0 = failure;
   }
   if (const std::size_t repeated = worker_stderr.finish(kStreamEnd); repeated > 0)
     std::fprintf(stderr, "%s: %zu more worker(s) failed with an error printed above\n",
                  command.c_str(), repeated);
-  int reported_rank = 0;  // whose document is the run's
-  if (rank0_code && *rank0_code != 5) {
-    outcome.exit_code = *rank0_code;
-    outcome.failure = rank0_failure;
-  } else if (own_code) {
-    outcome.exit_code = *own_code;
-    outcome.failure = own_failure;
-    reported_rank = own_rank;
-  } else if (first_code) {
-    outcome.exit_code = *first_code;
-    reported_rank = first_rank;
+  // The run's failure: rank 0's own, else the first of a worker's own, else the first.
+  const std::optional<Failure>& reported = rank0 && rank0->code != 5 ? rank0 : own ? own : first;
+  if (reported) {
+    outcome.exit_code = reported->code;
+    outcome.failure = reported->text;
   }
-  outcome.document = run_document(document_of(reported_rank), outcome.exit_code);
+  // Whose document is the run's: the failing worker's, or rank 0's result.
+  outcome.document = run_document(document_of(reported ? reported->rank : 0), outcome.exit_code);
   outcome.interrupted_by = g_received_signal;
   g_received_signal = 0;
   return outcome;
