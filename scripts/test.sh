@@ -17,31 +17,43 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 # Work that waits on the network or fills the cores the foreground leaves idle runs beside it:
-# start_beside LOG COMMAND... starts COMMAND (a function too) under the idle scheduling class
-# (SCHED_IDLE: it runs only on a core nothing else wants, and gives it up at once; nice 10 still
-# took enough of the cores to stall LibTorch's OpenMP regions: e2e.poetry 79 s -> 169 s), in a
-# process group of its own (set -m) that an early exit of test.sh stops whole (pip, the
-# compilers); finish_beside LOG WHAT waits for it and shows its output, or stops the tests when
-# it failed.
+# start_beside PRIORITY LOG COMMAND... starts COMMAND (a function too) in a process group of its
+# own (set -m) that an early exit of test.sh stops whole (pip, the compilers), and sets beside_pid;
+# finish_beside PID LOG WHAT waits for it and shows its output, or stops the tests when it failed.
+# PRIORITY is "low" (nice 19: about 1.5% of a core a foreground process wants, the whole of an
+# idle one) or "idle" (the idle scheduling class: a fifth of that share, and a sixth of a core
+# "low" work wants; nice 10 still took enough of the cores to stall the tests' LibTorch OpenMP
+# regions: e2e.poetry 79 s -> 169 s).
+beside_pids=()
+trap 'for pid in ${beside_pids[@]+"${beside_pids[@]}"}; do kill -- "-$pid" 2>/dev/null || true; done' EXIT
 start_beside() {
-  local log="$1"
-  shift
+  local priority="$1" log="$2"
+  shift 2
   set -m
   (
-    chrt --idle --pid 0 "$BASHPID" 2>/dev/null || renice -n 19 -p "$BASHPID" >/dev/null
+    if [ "$priority" = idle ]; then
+      chrt --idle --pid 0 "$BASHPID" 2>/dev/null || renice -n 19 -p "$BASHPID" >/dev/null
+    else
+      renice -n 19 -p "$BASHPID" >/dev/null
+    fi
     "$@"
   ) >"$log" 2>&1 &
   beside_pid=$!
   set +m
-  trap 'kill -- "-$beside_pid" 2>/dev/null || true' EXIT
+  beside_pids+=("$beside_pid")
 }
 finish_beside() {
-  if ! wait "$beside_pid"; then
-    cat "$1" >&2
-    echo "test.sh: $2 failed (above)" >&2
+  local pid="$1" log="$2" what="$3"
+  if ! wait "$pid"; then
+    cat "$log" >&2
+    echo "test.sh: $what failed (above)" >&2
     exit 1
   fi
-  trap - EXIT
+  local left=() other
+  for other in "${beside_pids[@]}"; do
+    [ "$other" = "$pid" ] || left+=("$other")
+  done
+  beside_pids=(${left[@]+"${left[@]}"})
 }
 
 MS_SETUP_SKIP_BUILD=1 bash scripts/setup.sh
@@ -62,22 +74,26 @@ fetches() {
   python3 scripts/fetch_gpt2_vocab.py "$MS_GPT2_VOCAB_DIR" >/dev/null
 }
 mkdir -p build
-start_beside build/fetches.log fetches
-MS_CMAKE_ARGS="-DMS_TEST_HOOKS=ON ${MS_CMAKE_ARGS:-}" bash scripts/setup.sh
-finish_beside build/fetches.log "making the Python venvs or fetching the test models"
-cat build/fetches.log
-scripts/check_layering.sh
+start_beside low build/fetches.log fetches
+fetches_pid=$beside_pid
 # The fuzz targets: a second build with clang (-DMS_FUZZ=ON instruments the torch-free libraries
 # they read with libFuzzer's coverage, ASan and UBSan), then the bounded runs (CTest label "fuzz").
-# The build runs beside the tests at a lower priority: they leave cores idle while they wait on
-# processes (servers, timeouts, killed workers), about a fifth of their time on 2 cores.
+# The build starts now in the idle class, so that it takes every core the rest leaves: the one pip
+# leaves while it installs the last venv after the C++ build, and those the tests leave idle while
+# they wait on processes (servers, timeouts, killed workers), about a fifth of their time on 2
+# cores. Started after the tests began, it was still building 195 s after they ended.
 # shellcheck disable=SC2086
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang-14 \
   -DCMAKE_CXX_COMPILER=clang++-14 -DMS_WITH_TORCH=OFF -DMS_BUILD_TESTS=OFF -DMS_FUZZ=ON \
   ${MS_FUZZ_CMAKE_ARGS:-} >/dev/null
-start_beside build-fuzz/build.log ninja -C build-fuzz -j "${MS_BUILD_JOBS:-$(nproc)}" \
+start_beside idle build-fuzz/build.log ninja -C build-fuzz -j "${MS_BUILD_JOBS:-$(nproc)}" \
   ms_fuzz_targets
+fuzz_build_pid=$beside_pid
+MS_CMAKE_ARGS="-DMS_TEST_HOOKS=ON ${MS_CMAKE_ARGS:-}" bash scripts/setup.sh
+finish_beside "$fetches_pid" build/fetches.log "making the Python venvs or fetching the test models"
+cat build/fetches.log
+scripts/check_layering.sh
 MS_TESTS_STRICT=1 ctest --test-dir build --output-on-failure --timeout 900 -j "${MS_TEST_JOBS:-2}"
-finish_beside build-fuzz/build.log "building the fuzz targets"
+finish_beside "$fuzz_build_pid" build-fuzz/build.log "building the fuzz targets"
 tail -n 1 build-fuzz/build.log
 ctest --test-dir build-fuzz -L fuzz --output-on-failure --timeout 600 -j "${MS_TEST_JOBS:-2}"

@@ -22,9 +22,11 @@ from harness import MsTestCase, python_torch_version, require_newest_torch, torc
 
 TOOL = os.environ.get("MS_CHECKPOINT_TOOL")
 
-# Run by torch_python(). `expected FLOATS` prints the tree checkpoint_tool writes, built in
-# Python; `load FILE WEIGHTS_ONLY` what torch.load reads from FILE; `resave FILE OUT` saves that
-# again with torch.save; `save FILE LEGACY` saves an optimizer's and a model's state and prints it. All in one JSON encoding: floats by their bits,
+# Run by each Python torch, on a JSON list of commands (one interpreter for them all: importing
+# torch costs seconds); prints the list of their results. ["expected", FLOATS] gives the tree
+# checkpoint_tool writes, built in Python; ["load", FILE, WEIGHTS_ONLY] what torch.load reads from
+# FILE; ["resave", FILE, OUT] saves that again with torch.save; ["save", FILE, LEGACY] saves an
+# optimizer's and a model's state and gives it. All in one JSON encoding: floats by their bits,
 # tensors by dtype, shape and bytes, dicts as entry lists with their class.
 TORCH_SIDE = r"""
 import collections, json, struct, sys, torch
@@ -93,21 +95,20 @@ def saved():
             "views": [base[1], base[2:, 1:3], base.t()], "param": torch.nn.Parameter(torch.ones(2)),
             "half": torch.randn(3).half(), "big": 2**62, "nested": {"a": [(), [[]], {}]}}
 
-mode = sys.argv[1]
-if mode == "expected":
-    out = enc(expected(sys.argv[2] == "1"))
-elif mode == "load":
-    out = enc(torch.load(sys.argv[2], weights_only=sys.argv[3] == "1"))
-elif mode == "resave":
-    torch.save(torch.load(sys.argv[2]), sys.argv[3])
-    out = None
-else:
+def run(mode, *args):
+    if mode == "expected":
+        return enc(expected(args[0] == "1"))
+    if mode == "load":
+        return enc(torch.load(args[0], weights_only=args[1] == "1"))
+    if mode == "resave":
+        torch.save(torch.load(args[0]), args[1])
+        return None
     obj = saved()
-    torch.save(obj, sys.argv[2], _use_new_zipfile_serialization=sys.argv[3] == "0")
+    torch.save(obj, args[0], _use_new_zipfile_serialization=args[1] == "0")
     # What a load gives (views stay views of one storage there; ms copies them apart).
-    out = enc(obj)
-print(json.dumps(out))
-print(torch.__version__, file=sys.stderr)
+    return enc(obj)
+
+print(json.dumps([run(*command) for command in json.loads(sys.argv[1])]))
 """
 
 
@@ -128,11 +129,15 @@ class CheckpointInteropTest(MsTestCase):
             with self.subTest(torch=python_torch_version(self.py)):
                 check()
 
-    def torch_side(self, *args):
-        r = subprocess.run([self.py, "-c", TORCH_SIDE, *map(str, args)], capture_output=True,
-                           text=True, timeout=300)
+    def torch_side(self, *commands):
+        """The results of TORCH_SIDE's commands (tuples) in self.py's torch."""
+        r = subprocess.run([self.py, "-c", TORCH_SIDE,
+                            json.dumps([[str(a) for a in c] for c in commands])],
+                           capture_output=True, text=True, timeout=300)
         self.assertEqual(r.returncode, 0, r.stderr)
-        return json.loads(r.stdout), r.stderr.strip().splitlines()[-1]
+        results = json.loads(r.stdout)
+        self.assertEqual(len(results), len(commands))
+        return results
 
     def tool(self, *args):
         r = subprocess.run([TOOL, *map(str, args)], capture_output=True, text=True, timeout=120)
@@ -143,20 +148,31 @@ class CheckpointInteropTest(MsTestCase):
         self.for_each_torch(self.check_ms_writes_what_torch_load_reads)
 
     def check_ms_writes_what_torch_load_reads(self):
+        version = python_torch_version(self.py)
+        commands, checks = [], []
         for floats in (True, False):
-            with self.subTest(floats=floats):
-                f = self.path(f"ms_{int(floats)}.pth")
-                self.tool("write" if floats else "write-no-floats", f)
-                expected, version = self.torch_side("expected", int(floats))
-                loaded, _ = self.torch_side("load", f, 0)
-                self.assertEqual(loaded, expected)
-                # ms reads back what it wrote.
-                self.assertEqual(json.loads(self.tool("read", f)), expected)
-                # torch 1.13's weights_only reader has no BINFLOAT (torch 2.0 added it): there
-                # only the tree without floats is read with it, as torch.save's own files are.
-                if not floats or int(version.split(".")[0]) >= 2:
-                    safe, _ = self.torch_side("load", f, 1)
-                    self.assertEqual(safe, expected)
+            f = self.path(f"ms_{int(floats)}.pth")
+            self.tool("write" if floats else "write-no-floats", f)
+            # ms reads back what it wrote.
+            checks.append((floats, "ms", json.loads(self.tool("read", f))))
+            commands += [("expected", int(floats)), ("load", f, 0)]
+            # torch 1.13's weights_only reader has no BINFLOAT (torch 2.0 added it): there only
+            # the tree without floats is read with it, as torch.save's own files are.
+            if not floats or int(version.split(".")[0]) >= 2:
+                commands.append(("load", f, 1))
+        results = iter(self.torch_side(*commands))
+        for command in commands:
+            result = next(results)
+            if command[0] == "expected":
+                floats = command[1] == 1
+                expected = result
+                for of, reader, read in checks:
+                    if of == floats:
+                        with self.subTest(floats=floats, reader=reader):
+                            self.assertEqual(read, expected)
+            else:
+                with self.subTest(floats=floats, weights_only=command[2]):
+                    self.assertEqual(result, expected)
 
     def test_zip_layout_is_torch_s(self):
         self.for_each_torch(self.check_zip_layout_is_torch_s)
@@ -185,8 +201,8 @@ class CheckpointInteropTest(MsTestCase):
         # torch 1.13's torch.save of what it loaded writes the very same pickle (its storage keys
         # count up from 0 in the order met, as ms's do; torch 2.x may differ in memo details).
         again = self.path("again.pth")
-        _, version = self.torch_side("resave", f, again)
-        if version.startswith("1."):
+        self.torch_side(("resave", f, again))
+        if python_torch_version(self.py).startswith("1."):
             with zipfile.ZipFile(again) as z:
                 self.assertEqual(z.read("again/data.pkl"), pickled)
 
@@ -194,10 +210,10 @@ class CheckpointInteropTest(MsTestCase):
         self.for_each_torch(self.check_ms_reads_what_torch_save_writes)
 
     def check_ms_reads_what_torch_save_writes(self):
-        for legacy in (False, True):
+        files = {legacy: self.path(f"torch_{int(legacy)}.pth") for legacy in (False, True)}
+        saved = self.torch_side(*(("save", f, int(legacy)) for legacy, f in files.items()))
+        for (legacy, f), expected in zip(files.items(), saved):
             with self.subTest(legacy=legacy):
-                f = self.path(f"torch_{int(legacy)}.pth")
-                expected, _ = self.torch_side("save", f, int(legacy))
                 self.assertEqual(json.loads(self.tool("read", f)), expected)
 
 

@@ -44,25 +44,30 @@ print(json.dumps(out))
 """
 
 
-# Runs a text archive in Python on `ms tokenize` output, padded into batches of the given sizes;
-# prints each row's output.
+# Runs text archives in Python on `ms tokenize` output, padded into batches of the given sizes;
+# prints, for each archive (argv: sizes, then archive and ids file pairs), each row's output and
+# the inlined graph. One interpreter for every archive (importing torch costs seconds).
 TEXT_RUNNER = r"""
 import json, sys, torch
-m = torch.jit.load(sys.argv[1]); m.eval()
-rows = [json.loads(l) for l in open(sys.argv[2])]
-out = []
-for size in json.loads(sys.argv[3]):
-    for start in range(0, len(rows), size):
-        batch = rows[start:start + size]
-        t = max(len(r["input_ids"]) for r in batch)
-        pad = lambda xs: xs + [0] * (t - len(xs))
-        ids = torch.tensor([pad(r["input_ids"]) for r in batch])
-        mask = torch.tensor([pad([1] * len(r["input_ids"])) for r in batch])
-        types = torch.tensor([pad(r["token_type_ids"]) for r in batch])
-        with torch.no_grad():
-            y = m(ids, mask, types)
-        out.append({"size": size, "rows": y.tolist()})
-print(json.dumps(out))
+sizes = json.loads(sys.argv[1])
+results = {}
+for archive, ids_file in zip(sys.argv[2::2], sys.argv[3::2]):
+    m = torch.jit.load(archive); m.eval()
+    rows = [json.loads(l) for l in open(ids_file)]
+    out = []
+    for size in sizes:
+        for start in range(0, len(rows), size):
+            batch = rows[start:start + size]
+            t = max(len(r["input_ids"]) for r in batch)
+            pad = lambda xs: xs + [0] * (t - len(xs))
+            ids = torch.tensor([pad(r["input_ids"]) for r in batch])
+            mask = torch.tensor([pad([1] * len(r["input_ids"])) for r in batch])
+            types = torch.tensor([pad(r["token_type_ids"]) for r in batch])
+            with torch.no_grad():
+                y = m(ids, mask, types)
+            out.append({"size": size, "rows": y.tolist()})
+    results[archive] = {"runs": out, "graph": str(m.inlined_graph)}
+print(json.dumps(results))
 """
 
 # Runs a GPT-2 archive in Python on transformers' reference batches (full, left- and right-padded);
@@ -88,12 +93,16 @@ for case in ("full", "left", "right"):
 print(json.dumps(out))
 """
 
-# Prints the dtypes of an archive's tensor constants (a traced model's weights).
+# Prints the dtypes of each archive's tensor constants (a traced model's weights), by path: one
+# interpreter for every archive (importing torch costs seconds).
 CONSTANT_DTYPES = r"""
 import json, sys, torch
-m = torch.jit.load(sys.argv[1])
-values = [n.output().toIValue() for n in m.forward.graph.nodes() if n.kind() == "prim::Constant"]
-print(json.dumps(sorted({str(v.dtype) for v in values if isinstance(v, torch.Tensor)})))
+dtypes = {}
+for path in sys.argv[1:]:
+    m = torch.jit.load(path)
+    values = [n.output().toIValue() for n in m.forward.graph.nodes() if n.kind() == "prim::Constant"]
+    dtypes[path] = sorted({str(v.dtype) for v in values if isinstance(v, torch.Tensor)})
+print(json.dumps(dtypes))
 """
 
 TEXTS = ["hello world", "a b c d e f g h i j k", "short", "the quick brown fox jumps over it",
@@ -187,28 +196,31 @@ class TorchScriptExport(TorchTestCase):
 
     def test_text_model_in_python(self):
         pythons = self.python_torches()
+        models = {}  # archive -> (name, source model)
+        inputs = []  # archive and ids file pairs, TEXT_RUNNER's arguments
         for name in ("bin", "cls"):
             model = os.path.join(TINY, name)
             out, _ = self.export(model, "py-" + name)
             r = run_ms("tokenize", "--model", model, "--input", *TEXTS)
             self.assertExit(r, 0)
-            ids = self.write(name + "-ids.jsonl", r.stdout)
-            for py in pythons:
+            archive = os.path.join(out, "model.pt")
+            models[archive] = (name, model)
+            inputs += [archive, self.write(name + "-ids.jsonl", r.stdout)]
+        for py in pythons:
+            r = subprocess.run([py, "-c", TEXT_RUNNER, "[1, 7]", *inputs],
+                               capture_output=True, text=True, timeout=300)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            results = json.loads(r.stdout)
+            self.assertEqual(sorted(results), sorted(models))
+            for archive, (name, model) in models.items():
                 with self.subTest(model=name, torch=python_torch_version(py)):
-                    self.check_text_model_in_python(py, name, model, out, ids)
+                    self.check_text_model_in_python(name, model, results[archive])
 
-    def check_text_model_in_python(self, py, name, model, out, ids):
-        r = subprocess.run([py, "-c", TEXT_RUNNER, os.path.join(out, "model.pt"), ids, "[1, 7]"],
-                           capture_output=True, text=True, timeout=300)
-        self.assertEqual(r.returncode, 0, r.stderr)
+    def check_text_model_in_python(self, name, model, result):
         # A device recorded while tracing on the CPU would build tensors there wherever
         # the graph runs (on a GPU: "index is on cpu" in the embedding lookup).
-        r2 = subprocess.run([py, "-c", "import sys, torch; print(torch.jit.load(sys.argv[1])"
-                             ".inlined_graph)", os.path.join(out, "model.pt")],
-                            capture_output=True, text=True, timeout=300)
-        self.assertEqual(r2.returncode, 0, r2.stderr)
-        self.assertNotIn('value="cpu"', r2.stdout)
-        runs = json.loads(r.stdout)
+        self.assertNotIn('value="cpu"', result["graph"])
+        runs = result["runs"]
         one = [row for run in runs if run["size"] == 1 for row in run["rows"]]
         seven = [row for run in runs if run["size"] == 7 for row in run["rows"]]
         self.assertEqual(len(one), len(TEXTS))
@@ -250,21 +262,17 @@ class TorchScriptExport(TorchTestCase):
 
     def test_fp16(self):
         pythons = self.python_torches()
+        archives = []
         for name, model in (("cnn", os.path.join(VISION, "small-cnn")),
                             ("cls", os.path.join(TINY, "cls")),
                             ("st_concat", os.path.join(TINY, "st_concat")),
                             ("gpt2", os.path.join(TINY, "gpt2"))):
             with self.subTest(model=name):
                 out, summary = self.export(model, "fp16-" + name, "--dtype", "fp16")
+                archives.append(os.path.join(out, "model.pt"))
                 self.assertTrue(all(t["dtype"] == "float32" for t in summary["outputs"]), summary)
                 with open(os.path.join(out, "configuration.json")) as f:
                     self.assertEqual(json.load(f)["model"]["dtype"], "fp16")
-                for py in pythons:
-                    r = subprocess.run([py, "-c", CONSTANT_DTYPES, os.path.join(out, "model.pt")],
-                                       capture_output=True, text=True, timeout=300)
-                    self.assertEqual(r.returncode, 0, r.stderr)
-                    self.assertIn("torch.float16", json.loads(r.stdout))
-                    self.assertNotIn("torch.float32", json.loads(r.stdout))
                 # `ms infer` runs it in float32 from the fp16 weights: within their rounding.
                 if name == "cnn":
                     want, got = self.scores(model), self.scores(out)
@@ -287,6 +295,18 @@ class TorchScriptExport(TorchTestCase):
                         else:
                             self.assertTrue(close(dict(zip(w["labels"], w["scores"])),
                                                   dict(zip(g["labels"], g["scores"])), 5e-3), (w, g))
+        # Python's torch.jit.load reads float16 weights, and no float32 ones, in every archive.
+        self.assertEqual(len(archives), 4)
+        for py in pythons:
+            with self.subTest(torch=python_torch_version(py)):
+                r = subprocess.run([py, "-c", CONSTANT_DTYPES, *archives],
+                                   capture_output=True, text=True, timeout=300)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                dtypes = json.loads(r.stdout)
+                self.assertEqual(sorted(dtypes), sorted(archives))
+                for archive, found in dtypes.items():
+                    self.assertIn("torch.float16", found, archive)
+                    self.assertNotIn("torch.float32", found, archive)
 
     def test_torchscript_input_passes_through(self):
         model = os.path.join(VISION, "torchscript")

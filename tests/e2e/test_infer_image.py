@@ -12,8 +12,8 @@ import os
 import subprocess
 import unittest
 
-from harness import (STRICT, SOURCE_DIR, TorchTestCase, component_available, newest_torch_python,
-                     python_imports, run_ms, torch_python)
+from harness import (STRICT, SOURCE_DIR, JsonLinesWorker, TorchTestCase, component_available,
+                     newest_torch_python, python_imports, run_ms, torch_python)
 
 VISION = os.path.join(SOURCE_DIR, "tests", "data", "infer", "vision")
 IMAGES = os.path.join(VISION, "images")
@@ -22,6 +22,40 @@ DEVICE = os.environ.get("MS_INFER_DEVICE", "cpu")
 
 def lines(text):
     return [json.loads(l) for l in text.splitlines() if l.strip()]
+
+
+# The torchvision side of compare_with_torchvision, one process for the test class (importing
+# torch and torchvision costs seconds): each request (a JSON line: a folder, configuration.json's
+# transforms, image sizes "WxH", the crop) writes an identity network (flatten, all values as
+# scores) as model/model.pt and random PNGs of the sizes into imgs/, and answers with what the
+# transforms make of each image, from PIL images, as ModelScope runs them.
+TORCHVISION_PEER = r"""
+import json, sys
+import numpy as np, torch, torchvision.transforms as T
+from PIL import Image
+
+class Flat(torch.nn.Module):
+    def forward(self, x):
+        return x.flatten(1)
+
+for line in sys.stdin:
+    request = json.loads(line)
+    out, crop = request["folder"], request["crop"]
+    torch.jit.trace(Flat(), torch.zeros(1, 3, crop, crop)).save(out + "/model/model.pt")
+    steps = []
+    for t in request["transforms"]:
+        kind = t.pop("type")
+        steps.append(getattr(T, kind)(**t))
+    tf = T.Compose(steps)
+    rng = np.random.default_rng(1)
+    ref = {}
+    for size in request["sizes"]:
+        w, h = map(int, size.split("x"))
+        path = f"{out}/imgs/{size}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        ref[size + ".png"] = tf(Image.open(path).convert("RGB")).flatten().tolist()
+    print(json.dumps(ref), flush=True)
+"""
 
 
 
@@ -199,35 +233,23 @@ class ImageTest(TorchTestCase):
     def test_resnet50(self):
         self.resnet(50)
 
+    def torchvision_peer(self):
+        """The class's TORCHVISION_PEER, started on first use; the test is skipped without a
+        Python that has torch, torchvision and PIL."""
+        py = torch_python(("torch", "torchvision", "PIL", "numpy"))
+        if py is None:
+            self.skipTest("no Python with torch + torchvision + PIL (apt-get install python3-torchvision python3-pil)")
+        cls = type(self)
+        if getattr(cls, "_torchvision_peer", None) is None:
+            cls._torchvision_peer = JsonLinesWorker([py, "-c", TORCHVISION_PEER])
+            cls.addClassCleanup(cls._torchvision_peer.close)
+        return cls._torchvision_peer
+
     def compare_with_torchvision(self, transforms, sizes, crop, name):
         """Random PNGs of `sizes` ("WxH") through `transforms` (configuration.json's list, ending
         in a crop x crop image) in ms and in torchvision on PIL images, as ModelScope runs them; an
         identity network (flatten, all values as scores) shows ms's pixels."""
-        py = torch_python(("torch", "torchvision", "PIL", "numpy"))
-        if py is None:
-            self.skipTest("no Python with torch + torchvision + PIL (apt-get install python3-torchvision python3-pil)")
-        script = f"""
-import json, sys
-import numpy as np, torch, torchvision.transforms as T
-from PIL import Image
-out = sys.argv[1]
-class Flat(torch.nn.Module):
-    def forward(self, x):
-        return x.flatten(1)
-torch.jit.trace(Flat(), torch.zeros(1, 3, {crop}, {crop})).save(out + "/model/model.pt")
-steps = []
-for t in json.loads(sys.argv[2]):
-    kind = t.pop("type")
-    steps.append(getattr(T, kind)(**t))
-tf = T.Compose(steps)
-rng = np.random.default_rng(1)
-ref = {{}}
-for size in {sizes!r}:
-    w, h = map(int, size.split("x"))
-    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(f"{{out}}/imgs/{{size}}.png")
-    ref[size + ".png"] = tf(Image.open(f"{{out}}/imgs/{{size}}.png").convert("RGB")).flatten().tolist()
-json.dump(ref, open(out + "/ref.json", "w"))
-"""
+        peer = self.torchvision_peer()
         root = self.path(name)
         os.makedirs(os.path.join(root, "model"))
         os.makedirs(os.path.join(root, "imgs"))
@@ -237,11 +259,8 @@ json.dump(ref, open(out + "/ref.json", "w"))
                        "model": {"type": "torchscript", "file": "model.pt"},
                        "pipeline": {"top_k": n, "softmax": False},
                        "preprocessor": {"val": transforms}}, f)
-        r = subprocess.run([py, "-c", script, root, json.dumps(transforms)], capture_output=True,
-                           text=True, timeout=300)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        with open(os.path.join(root, "ref.json")) as f:
-            ref = json.load(f)
+        ref = peer.ask({"folder": root, "transforms": transforms, "sizes": list(sizes),
+                        "crop": crop})
         r = run_ms("infer", "-m", os.path.join(root, "model"), "--input-dir",
                    os.path.join(root, "imgs"), "--device", DEVICE, timeout=300)
         self.assertExit(r, 0)
