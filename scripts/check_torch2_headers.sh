@@ -86,7 +86,12 @@ for c in json.load(open("build/compile_commands.json")):
             skip = False
         elif a in ("-o", "-MT", "-MF") or (a == "-isystem" and args[i + 1].startswith("/usr/include/torch")):
             skip = True
-        elif a not in ("-c", "-MD", f):
+        elif a == "-include" and args[i + 1].endswith("cmake_pch.hxx"):
+            # The precompiled header (MS_PRECOMPILED_HEADERS) holds the build's LibTorch 1.13
+            # headers, which GCC would take in place of the 2.x ones: each source is checked as
+            # it includes them.
+            skip = True
+        elif a not in ("-c", "-MD", "-Winvalid-pch", f):
             out.append(a)
     cmd = [out[0], "-isystem", f"{inc}/torch/csrc/api/include", "-isystem", inc, *out[1:], "-fsyntax-only", f]
     r = subprocess.run(cmd, capture_output=True, text=True)

@@ -241,6 +241,10 @@ class JsonLinesWorker:
                                  f"{self._stderr_tail()}")
         return json.loads(line)
 
+    def exited(self):
+        """Whether the worker process has ended."""
+        return self._proc.poll() is not None
+
     def close(self):
         """Ends the worker (end of its input), killed if it does not exit within a minute."""
         try:

@@ -207,14 +207,15 @@ class TorchScriptExport(TorchTestCase):
             models[archive] = (name, model)
             inputs += [archive, self.write(name + "-ids.jsonl", r.stdout)]
         for py in pythons:
-            r = subprocess.run([py, "-c", TEXT_RUNNER, "[1, 7]", *inputs],
-                               capture_output=True, text=True, timeout=300)
-            self.assertEqual(r.returncode, 0, r.stderr)
-            results = json.loads(r.stdout)
-            self.assertEqual(sorted(results), sorted(models))
-            for archive, (name, model) in models.items():
-                with self.subTest(model=name, torch=python_torch_version(py)):
-                    self.check_text_model_in_python(name, model, results[archive])
+            with self.subTest(torch=python_torch_version(py)):
+                r = subprocess.run([py, "-c", TEXT_RUNNER, "[1, 7]", *inputs],
+                                   capture_output=True, text=True, timeout=300)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                results = json.loads(r.stdout)
+                self.assertEqual(sorted(results), sorted(models))
+                for archive, (name, model) in models.items():
+                    with self.subTest(model=name):
+                        self.check_text_model_in_python(name, model, results[archive])
 
     def check_text_model_in_python(self, name, model, result):
         # A device recorded while tracing on the CPU would build tensors there wherever

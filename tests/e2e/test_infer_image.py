@@ -28,9 +28,10 @@ def lines(text):
 # torch and torchvision costs seconds): each request (a JSON line: a folder, configuration.json's
 # transforms, image sizes "WxH", the crop) writes an identity network (flatten, all values as
 # scores) as model/model.pt and random PNGs of the sizes into imgs/, and answers with what the
-# transforms make of each image, from PIL images, as ModelScope runs them.
+# transforms make of each image, from PIL images, as ModelScope runs them ({"images": ...}), or
+# with {"error": traceback}: a request torchvision refuses fails that comparison only.
 TORCHVISION_PEER = r"""
-import json, sys
+import json, sys, traceback
 import numpy as np, torch, torchvision.transforms as T
 from PIL import Image
 
@@ -38,8 +39,7 @@ class Flat(torch.nn.Module):
     def forward(self, x):
         return x.flatten(1)
 
-for line in sys.stdin:
-    request = json.loads(line)
+def answer(request):
     out, crop = request["folder"], request["crop"]
     torch.jit.trace(Flat(), torch.zeros(1, 3, crop, crop)).save(out + "/model/model.pt")
     steps = []
@@ -54,7 +54,14 @@ for line in sys.stdin:
         path = f"{out}/imgs/{size}.png"
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
         ref[size + ".png"] = tf(Image.open(path).convert("RGB")).flatten().tolist()
-    print(json.dumps(ref), flush=True)
+    return {"images": ref}
+
+for line in sys.stdin:
+    try:
+        reply = answer(json.loads(line))
+    except Exception:
+        reply = {"error": traceback.format_exc()}
+    print(json.dumps(reply), flush=True)
 """
 
 
@@ -240,10 +247,13 @@ class ImageTest(TorchTestCase):
         if py is None:
             self.skipTest("no Python with torch + torchvision + PIL (apt-get install python3-torchvision python3-pil)")
         cls = type(self)
-        if getattr(cls, "_torchvision_peer", None) is None:
-            cls._torchvision_peer = JsonLinesWorker([py, "-c", TORCHVISION_PEER])
-            cls.addClassCleanup(cls._torchvision_peer.close)
-        return cls._torchvision_peer
+        peer = getattr(cls, "_torchvision_peer", None)
+        if peer is None or peer.exited():
+            # A peer that died (or was killed after a timeout) fails its own comparison; the next
+            # one gets a new peer.
+            peer = cls._torchvision_peer = JsonLinesWorker([py, "-c", TORCHVISION_PEER])
+            cls.addClassCleanup(peer.close)
+        return peer
 
     def compare_with_torchvision(self, transforms, sizes, crop, name):
         """Random PNGs of `sizes` ("WxH") through `transforms` (configuration.json's list, ending
@@ -259,8 +269,10 @@ class ImageTest(TorchTestCase):
                        "model": {"type": "torchscript", "file": "model.pt"},
                        "pipeline": {"top_k": n, "softmax": False},
                        "preprocessor": {"val": transforms}}, f)
-        ref = peer.ask({"folder": root, "transforms": transforms, "sizes": list(sizes),
-                        "crop": crop})
+        reply = peer.ask({"folder": root, "transforms": transforms, "sizes": list(sizes),
+                          "crop": crop})
+        self.assertNotIn("error", reply, reply.get("error"))
+        ref = reply["images"]
         r = run_ms("infer", "-m", os.path.join(root, "model"), "--input-dir",
                    os.path.join(root, "imgs"), "--device", DEVICE, timeout=300)
         self.assertExit(r, 0)
