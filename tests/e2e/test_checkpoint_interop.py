@@ -149,30 +149,26 @@ class CheckpointInteropTest(MsTestCase):
 
     def check_ms_writes_what_torch_load_reads(self):
         version = python_torch_version(self.py)
-        commands, checks = [], []
+        commands, cases = [], {}  # cases: floats -> (ms's read of its file, its commands' span)
         for floats in (True, False):
             f = self.path(f"ms_{int(floats)}.pth")
             self.tool("write" if floats else "write-no-floats", f)
-            # ms reads back what it wrote.
-            checks.append((floats, "ms", json.loads(self.tool("read", f))))
+            first = len(commands)
             commands += [("expected", int(floats)), ("load", f, 0)]
             # torch 1.13's weights_only reader has no BINFLOAT (torch 2.0 added it): there only
             # the tree without floats is read with it, as torch.save's own files are.
             if not floats or int(version.split(".")[0]) >= 2:
                 commands.append(("load", f, 1))
-        results = iter(self.torch_side(*commands))
-        for command in commands:
-            result = next(results)
-            if command[0] == "expected":
-                floats = command[1] == 1
-                expected = result
-                for of, reader, read in checks:
-                    if of == floats:
-                        with self.subTest(floats=floats, reader=reader):
-                            self.assertEqual(read, expected)
-            else:
-                with self.subTest(floats=floats, weights_only=command[2]):
-                    self.assertEqual(result, expected)
+            cases[floats] = (json.loads(self.tool("read", f)), first, len(commands))
+        results = self.torch_side(*commands)
+        for floats, (read, first, end) in cases.items():
+            expected, *loads = results[first:end]
+            with self.subTest(floats=floats):
+                # ms reads back what it wrote.
+                self.assertEqual(read, expected)
+                for command, loaded in zip(commands[first + 1:end], loads):
+                    with self.subTest(weights_only=command[2]):
+                        self.assertEqual(loaded, expected)
 
     def test_zip_layout_is_torch_s(self):
         self.for_each_torch(self.check_zip_layout_is_torch_s)
