@@ -71,7 +71,16 @@ def unexported(obj):
         return []
     return subprocess.run(["c++filt"], input="\n".join(missing), capture_output=True,
                           text=True).stdout.splitlines()
-for c in json.load(open("build/compile_commands.json")):
+def sources_of(entry):
+    """The sources a compile command compiles: a unity build's batch file (MS_UNITY_BUILD) only
+    includes them, and each is checked on its own, with the batch's flags."""
+    if "/Unity/unity_" not in entry["file"]:
+        return [entry["file"]]
+    return re.findall(r'^#include "([^"]+)"', open(entry["file"], encoding="utf-8").read(), re.M)
+
+commands = [({**c, "file": f}, c["file"]) for c in json.load(open("build/compile_commands.json"))
+            for f in sources_of(c)]
+for c, compiled in commands:
     f = c["file"]
     if not any(f"/lib/{m}/" in f for m in ("torch_layer", "tensor", "models", "pipelines", "trainer", "export")):
         continue
@@ -91,7 +100,7 @@ for c in json.load(open("build/compile_commands.json")):
             # headers, which GCC would take in place of the 2.x ones: each source is checked as
             # it includes them.
             skip = True
-        elif a not in ("-c", "-MD", "-Winvalid-pch", f):
+        elif a not in ("-c", "-MD", "-Winvalid-pch", compiled):
             out.append(a)
     cmd = [out[0], "-isystem", f"{inc}/torch/csrc/api/include", "-isystem", inc, *out[1:], "-fsyntax-only", f]
     r = subprocess.run(cmd, capture_output=True, text=True)

@@ -17,24 +17,13 @@
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/core/pickle.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using ms::ErrorCode;
 using ms::tensor::CheckpointValue;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string templ = (fs::temp_directory_path() / "ms-ckpt-XXXXXX").string();
-    path = mkdtemp(templ.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 // Runs `f`, which must throw ms::Error of `code` whose message contains every fragment.
 template <typename F>

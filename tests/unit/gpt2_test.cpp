@@ -27,12 +27,12 @@ const fs::path kTiny = fs::path(MS_TEST_DATA_DIR) / "infer" / "tiny";
 constexpr double kTolerance = 1e-4;
 constexpr int kLayers = 2;
 
-const TensorMap& reference() {
+const TensorMap& gpt2_reference() {
   static const TensorMap ref = ms::tensor::load_safetensors(kTiny / "gpt2_reference.safetensors");
   return ref;
 }
 
-const at::Tensor& ref(const std::string& name) { return reference().at(name); }
+const at::Tensor& ref(const std::string& name) { return gpt2_reference().at(name); }
 
 ModelSpec tiny_spec() {
   ModelSpec spec;

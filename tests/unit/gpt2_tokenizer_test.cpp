@@ -15,6 +15,7 @@
 #include "ms/core/error.h"
 #include "ms/text/bert_tokenizer.h"
 #include "ms/text/causal_tokenizer.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using ms::text::Gpt2Tokenizer;
@@ -22,7 +23,7 @@ using Ids = std::vector<std::int64_t>;
 
 namespace {
 
-const ms::Json& reference() {
+const ms::Json& tokenizer_reference() {
   static const ms::Json j =
       *ms::read_json_file(fs::path(MS_TEST_DATA_DIR) / "text" / "gpt2_tokenizer.json");
   return j;
@@ -51,7 +52,7 @@ std::string byte_token(int b) {
   return {};
 }
 
-Gpt2Tokenizer tiny(std::vector<std::string> merges = kMerges, bool add_prefix_space = false) {
+Gpt2Tokenizer tiny_gpt2(std::vector<std::string> merges = kMerges, bool add_prefix_space = false) {
   std::unordered_map<std::string, std::int64_t> vocab;
   for (int b = 0; b < 256; ++b) vocab[byte_token(b)] = b;
   std::vector<std::pair<std::string, std::string>> pairs;
@@ -97,21 +98,10 @@ std::string byte_vocab_json() {
   return vocab;
 }
 
-struct TempDir {
-  TempDir() : path(fs::temp_directory_path() / ("ms-gpt2-tok-test-" + std::to_string(::getpid()))) {
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  void write(const std::string& name, const std::string& text) const {
-    std::ofstream(path / name, std::ios::binary) << text;
-  }
-  fs::path path;
-};
-
 }  // namespace
 
 TEST_CASE("GPT-2 pre-tokenisation equals the reference regex", "[text][gpt2]") {
-  const ms::Json& corpus = reference()["corpus"];
+  const ms::Json& corpus = tokenizer_reference()["corpus"];
   REQUIRE(corpus.size() >= 20);
   for (const auto& row : corpus) {
     const std::string text = row["text"].get<std::string>();
@@ -123,7 +113,7 @@ TEST_CASE("GPT-2 pre-tokenisation equals the reference regex", "[text][gpt2]") {
 }
 
 TEST_CASE("invalid UTF-8 becomes U+FFFD as Python's errors='replace' makes it", "[text][gpt2]") {
-  for (const auto& row : reference()["utf8_replace"]) {
+  for (const auto& row : tokenizer_reference()["utf8_replace"]) {
     INFO(row["hex"].get<std::string>());
     CHECK(ms::text::utf8_replace_invalid(hex_bytes(row["hex"].get<std::string>())) ==
           row["text"].get<std::string>());
@@ -132,24 +122,25 @@ TEST_CASE("invalid UTF-8 becomes U+FFFD as Python's errors='replace' makes it", 
 }
 
 TEST_CASE("BPE merges follow their ranks", "[text][gpt2]") {
-  const Gpt2Tokenizer t = tiny();
+  const Gpt2Tokenizer t = tiny_gpt2();
   // hello: ll (rank 0), then he (1) before ell (2), then hell, hello; " the": he, Ġt, Ġthe.
   CHECK(t.encode("hello the world") == Ids{260, 262, 32, 119, 111, 114, 108, 100});
   CHECK(t.tokenize("hello the") == std::vector<std::string>{"hello", "Ġthe"});
   // With "e ll" ranked before "h e", hello stops at h + ell + o.
-  const Gpt2Tokenizer swapped = tiny({"l l", "e ll", "h e", "he ll", "hell o", "Ġ t", "Ġt he"});
+  const Gpt2Tokenizer swapped =
+      tiny_gpt2({"l l", "e ll", "h e", "he ll", "hell o", "Ġ t", "Ġt he"});
   CHECK(swapped.encode("hello") == Ids{104, 258, 111});
   // Repeated pieces come from the cache and must agree with the first time.
   CHECK(t.encode("hello hello hello") == Ids{260, 32, 260, 32, 260});
   // add_prefix_space: a space before each stretch between added tokens that lacks one.
-  const Gpt2Tokenizer prefixed = tiny(kMerges, /*add_prefix_space=*/true);
+  const Gpt2Tokenizer prefixed = tiny_gpt2(kMerges, /*add_prefix_space=*/true);
   CHECK(prefixed.encode("hello") == Ids{32, 260});
   CHECK(prefixed.encode(" hello") == Ids{32, 260});
   CHECK(prefixed.encode("hello<|endoftext|>hello") == Ids{32, 260, 263, 32, 260});
 }
 
 TEST_CASE("added tokens stay whole and can be skipped when decoding", "[text][gpt2]") {
-  const Gpt2Tokenizer t = tiny();
+  const Gpt2Tokenizer t = tiny_gpt2();
   CHECK(t.encode("a<|endoftext|>b") == Ids{97, 263, 98});
   CHECK(t.encode("<|endoftext|><|endoftext|>") == Ids{263, 263});
   CHECK(t.eos_id() == 263);
@@ -160,8 +151,8 @@ TEST_CASE("added tokens stay whole and can be skipped when decoding", "[text][gp
 }
 
 TEST_CASE("decoding round-trips bytes; cut characters become U+FFFD", "[text][gpt2]") {
-  const Gpt2Tokenizer t = tiny();
-  for (const auto& row : reference()["corpus"]) {
+  const Gpt2Tokenizer t = tiny_gpt2();
+  for (const auto& row : tokenizer_reference()["corpus"]) {
     const std::string text = row["text"].get<std::string>();
     INFO(text);
     CHECK(t.decode_bytes(t.encode(text)) == text);

@@ -19,6 +19,7 @@
 #include "ms/hub/download.h"
 #include "ms/hub/pickle.h"
 #include "ms/hub/upload.h"
+#include "temp_dir.h"
 
 using namespace ms::hub;
 namespace fs = std::filesystem;
@@ -58,19 +59,6 @@ const char* kPythonProtocol2 =
 std::vector<CacheIndexEntry> python_entries() {
   return {{"config.json", "abc123"}, {"名字/x.bin", "abc123"}, {std::string(300, 'a'), "def"}};
 }
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "ms-hub-test-XXXXXX").string();
-    REQUIRE(mkdtemp(t.data()) != nullptr);
-    path = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 void touch(const fs::path& p, const std::string& content) {
   fs::create_directories(p.parent_path());

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "error_capture.h"
 #include "ms/core/error.h"
 #include "ms/hub/sha256.h"
 #include "ms/hub_server/server.h"
@@ -34,16 +35,6 @@ struct TempRoot {
     return n;
   }
 };
-
-ErrorCode code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ms::Error& e) {
-    return e.code();
-  }
-  FAIL("expected an ms::Error");
-  return ErrorCode::kInternal;
-}
 
 RepoRecord make_repo(Store& store, const std::string& name = "m") {
   RepoRecord repo;

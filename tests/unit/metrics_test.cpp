@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "catch.h"
+#include "error_capture.h"
 #include "ms/core/error.h"
 #include "ms/metrics/metric.h"
 
@@ -16,7 +17,7 @@ using nlohmann::json;
 
 namespace {
 
-json reference() {
+json metrics_reference() {
   std::ifstream in(std::string(MS_TEST_DATA_DIR) + "/metrics/reference.json");
   REQUIRE(in.good());
   std::stringstream text;
@@ -33,17 +34,6 @@ Fields fields(const json& j) {
   return out;
 }
 
-ms::ErrorCode code_of(const std::function<void()>& f, std::string* what = nullptr) {
-  try {
-    f();
-  } catch (const ms::Error& e) {
-    if (what != nullptr) *what = std::string(e.what()) + " | " + e.hint();
-    return e.code();
-  }
-  FAIL("no error");
-  return ms::ErrorCode::kInternal;
-}
-
 // What a metric declares before any batch covers what it reports (a hook's metric_key is checked
 // against the declaration when a run starts).
 void check_declared(const ms::metrics::Metric& metric) {
@@ -57,7 +47,7 @@ void check_declared(const ms::metrics::Metric& metric) {
 }  // namespace
 
 TEST_CASE("metrics equal scikit-learn's and seqeval's on fixed batches", "[metrics]") {
-  const json ref = reference();
+  const json ref = metrics_reference();
   REQUIRE(ref["cases"].size() == 5);
   for (const json& c : ref["cases"]) {
     json spec = c["options"];
@@ -192,7 +182,7 @@ TEST_CASE("ppl equals exp of torch's cross entropy, batches weighted by rows", "
 TEST_CASE("shares merged in rank order through CBOR give one loop's figure bit for bit",
           "[metrics]") {
   std::vector<std::pair<json, std::vector<std::pair<Fields, Fields>>>> cases;
-  for (const json& c : reference()["cases"]) {
+  for (const json& c : metrics_reference()["cases"]) {
     json spec = c["options"];
     spec["type"] = c["metric"];
     std::vector<std::pair<Fields, Fields>> batches;

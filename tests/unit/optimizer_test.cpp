@@ -27,7 +27,7 @@ using nlohmann::json;
 
 namespace {
 
-json reference() {
+json optimizer_reference() {
 #if TORCH_VERSION_MAJOR >= 2
   std::ifstream in(std::string(MS_TEST_DATA_DIR) + "/trainer/optimizers-torch2.json");
 #else
@@ -116,7 +116,7 @@ void check_weights(const Run& run, const json& expected) {
 }  // namespace
 
 TEST_CASE("optimizers step as torch.optim does, bit for bit", "[trainer]") {
-  const json ref = reference();
+  const json ref = optimizer_reference();
   REQUIRE(ref["cases"].size() == 10);
   for (const json& c : ref["cases"]) {
     INFO(c["config"].dump());
@@ -132,7 +132,7 @@ TEST_CASE("optimizers step as torch.optim does, bit for bit", "[trainer]") {
 }
 
 TEST_CASE("an optimizer restored from its state_dict goes on identically", "[trainer]") {
-  const json ref = reference();
+  const json ref = optimizer_reference();
   for (const json& c : ref["cases"]) {
     INFO(c["config"].dump());
     Run run = start(ref, c["config"]);

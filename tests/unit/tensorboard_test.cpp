@@ -17,6 +17,7 @@
 #include "catch.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using ms::trainer::crc32c;
@@ -37,18 +38,6 @@ std::uint32_t float_bits(float value) {
 }
 
 // A fresh folder, removed with what the test left in it.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "ms-tensorboard-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(t.data()) != nullptr);
-    path = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 // The records of a TFRecord file, each checked against its two CRCs.
 std::vector<std::string> read_records(const fs::path& file) {

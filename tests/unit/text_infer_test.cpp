@@ -18,13 +18,14 @@
 #include "ms/infer/model_dir.h"
 #include "ms/text/bert_tokenizer.h"
 #include "ms/text/unicode.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using ms::text::BertTokenizer;
 
 namespace {
 
-BertTokenizer tiny(bool lowercase = true) {
+BertTokenizer tiny_bert(bool lowercase = true) {
   std::vector<std::string> vocab = {"[PAD]", "[UNK]",  "[CLS]", "[SEP]", "[MASK]",   "un",
                                     "##aff", "##able", "hello", "world", ",",        "!",
                                     "cafe",  "北",     "京",    "i",     "istanbul", "Hello"};
@@ -37,25 +38,17 @@ std::vector<std::string> tokens(const BertTokenizer& t, const std::string& text)
   return t.tokenize(text);
 }
 
-struct TempDir {
-  TempDir() : path(fs::temp_directory_path() / ("ms-infer-test-" + std::to_string(::getpid()))) {
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  fs::path path;
-};
-
 }  // namespace
 
 TEST_CASE("WordPiece splits greedily, longest match first", "[text]") {
-  const BertTokenizer t = tiny();
+  const BertTokenizer t = tiny_bert();
   CHECK(tokens(t, "unaffable") == std::vector<std::string>{"un", "##aff", "##able"});
   CHECK(tokens(t, "unaffablex") == std::vector<std::string>{"[UNK]"});
   CHECK(tokens(t, "Hello, WORLD!") == std::vector<std::string>{"hello", ",", "world", "!"});
 }
 
 TEST_CASE("normalisation: accents, CJK, control characters, special tokens", "[text]") {
-  const BertTokenizer t = tiny();
+  const BertTokenizer t = tiny_bert();
   CHECK(tokens(t, "Café") == std::vector<std::string>{"cafe"});
   CHECK(tokens(t, "Cafe\xCC\x81") == std::vector<std::string>{"cafe"});  // combining acute
   CHECK(tokens(t, "北京") == std::vector<std::string>{"北", "京"});
@@ -69,12 +62,12 @@ TEST_CASE("normalisation: accents, CJK, control characters, special tokens", "[t
   // is kept, as Hugging Face's fast tokenizers keep it: [UNK], not dropped.
   CHECK(tokens(t, "hello \xF0\x9F\xA9\xB7") == std::vector<std::string>{"hello", "[UNK]"});
   CHECK(tokens(t, "hello\xCD\xB8world") == std::vector<std::string>{"[UNK]"});
-  const BertTokenizer cased = tiny(false);
+  const BertTokenizer cased = tiny_bert(false);
   CHECK(tokens(cased, "Hello") == std::vector<std::string>{"Hello"});
 }
 
 TEST_CASE("encode adds specials, segment ids, offsets and truncates longest first", "[text]") {
-  const BertTokenizer t = tiny();
+  const BertTokenizer t = tiny_bert();
   const auto e = t.encode("hello world", std::string_view("un"));
   CHECK(e.ids == std::vector<std::int64_t>{2, 8, 9, 3, 5, 3});
   CHECK(e.type_ids == std::vector<std::int64_t>{0, 0, 0, 0, 1, 1});
@@ -95,7 +88,7 @@ TEST_CASE("special tokens written many times in a text are found in linear time"
   // each match) made this take minutes; linear, it is a fraction of a second.
   std::string text;
   for (int i = 0; i < 200000; ++i) text += "[MASK]";
-  const auto ids = tiny().token_ids(text);
+  const auto ids = tiny_bert().token_ids(text);
   REQUIRE(ids.size() == 200000);
   CHECK(ids.front() == 4);
   CHECK(ids.back() == 4);
@@ -108,7 +101,7 @@ TEST_CASE("a long text is read in segments: the same pieces, offsets and cuts", 
                                           "[MASK]",    "world", "İstanbul", "\t"};
   std::string text;
   std::vector<std::string> expected;
-  const BertTokenizer t = tiny();
+  const BertTokenizer t = tiny_bert();
   for (int i = 0; i < 60000; ++i) {
     const std::string& w = words[static_cast<std::size_t>(i * 7) % words.size()];
     text += w + (i % 3 == 0 ? "  " : " ");
@@ -136,7 +129,7 @@ TEST_CASE("a long text is read in segments: the same pieces, offsets and cuts", 
 }
 
 TEST_CASE("invalid UTF-8 is a usage error naming the offset", "[text]") {
-  const BertTokenizer t = tiny();
+  const BertTokenizer t = tiny_bert();
   try {
     t.encode("ok \xFF bad");
     FAIL("expected an error");

@@ -237,7 +237,7 @@ Table parse_csv(std::string_view text, const std::string& source, const CsvOptio
   const std::size_t n = text.size();
   std::size_t i = 0;
   bool stop[256] = {};
-  stop[static_cast<unsigned char>(delim)] = stop['\n'] = stop['\r'] = true;
+  for (char c : {delim, '\n', '\r'}) stop[static_cast<unsigned char>(c)] = true;
   bool quoted_in_record = false;
 
   auto end_record = [&]() {

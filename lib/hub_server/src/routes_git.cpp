@@ -109,7 +109,8 @@ void handle_object(Service& service, const httplib::Request& req, httplib::Respo
 
 // git-lfs batch API (https://github.com/git-lfs/git-lfs/blob/main/docs/api/batch.md):
 // downloads point at handle_lfs_object, with the caller's Authorization header passed on.
-void handle_lfs_batch(Service& service, const httplib::Request& req, httplib::Response& res) {
+void handle_lfs_download_batch(Service& service, const httplib::Request& req,
+                               httplib::Response& res) {
   const RepoRecord repo = git_repo(service, req, res);
   const nlohmann::json body = json_body(req);
   if (body.value("operation", std::string()) != "download") {
@@ -168,7 +169,7 @@ void add_git_routes(httplib::Server& server, Service& service) {
           {Method::kGet, repo_re + "/info/refs", handle_info_refs},
           {Method::kGet, repo_re + "/HEAD", handle_head},
           {Method::kGet, repo_re + R"(/objects/([0-9a-f]{2})/([0-9a-f]{38}))", handle_object},
-          {Method::kPost, repo_re + "/info/lfs/objects/batch", handle_lfs_batch},
+          {Method::kPost, repo_re + "/info/lfs/objects/batch", handle_lfs_download_batch},
           {Method::kGet, repo_re + "/info/lfs/objects/([0-9a-f]{64})", handle_lfs_object},
           {Method::kPost, repo_re + "/git-receive-pack", handle_receive_pack},
       });

@@ -22,7 +22,8 @@ std::string checked_path(const json& action) {
 }
 
 // LFS batch check: for each {oid, size}, an upload href unless the hub has the blob already.
-void handle_lfs_batch(Service& service, const httplib::Request& req, httplib::Response& res) {
+void handle_lfs_upload_batch(Service& service, const httplib::Request& req,
+                             httplib::Response& res) {
   const Caller caller = identify(service, req);
   RepoRecord repo =
       repo_for_write(service, caller, parse_type(req.matches[1]), req.matches[2], req.matches[3]);
@@ -185,7 +186,7 @@ void add_upload_routes(httplib::Server& server, Service& service) {
   const std::string repos_re = R"(/api/v1/repos/(models|datasets)/([^/]+)/([^/]+))";
   const std::string repo_re = R"(/api/v1/(models|datasets)/([^/]+)/([^/]+))";
   add_routes(server, service,
-             {{Method::kPost, repos_re + "/info/lfs/objects/batch", handle_lfs_batch}});
+             {{Method::kPost, repos_re + "/info/lfs/objects/batch", handle_lfs_upload_batch}});
   server.Put(repos_re + "/info/lfs/objects/([0-9a-f]{64})",
              [&service](const httplib::Request& req, httplib::Response& res,
                         const httplib::ContentReader& reader) {

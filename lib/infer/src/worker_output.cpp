@@ -9,15 +9,13 @@
 #include <cstdio>
 #include <utility>
 
+#include "ms/core/text.h"
+
 namespace ms::infer {
 namespace {
 
 constexpr std::string_view kErrorStart = "ms: error: ";
 constexpr std::string_view kWarningStart = "ms: warning: ";
-
-bool starts_with(std::string_view text, std::string_view prefix) {
-  return text.substr(0, prefix.size()) == prefix;
-}
 
 }  // namespace
 

@@ -491,11 +491,21 @@ bool is_encoder_key(const std::string& key) {
   return top == "embeddings" || top == "encoder" || top == "pooler";
 }
 
+// Parts holds the file-local modules above. GCC warns when a type with linkage holds file-local
+// ones in a file that another includes (-Wsubobject-linkage), as a unity build's batch includes
+// this one (MS_UNITY_BUILD); Parts is defined here only, so no other definition can differ.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wsubobject-linkage"
+#endif
 struct BertEncoder::Parts {
   std::shared_ptr<Embeddings> embeddings;
   std::shared_ptr<Encoder> encoder;
   std::vector<std::shared_ptr<Layer>> layers;
 };
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 BertEncoder::BertEncoder(const BertConfig& config, bool with_pooler)
     : config_(config), parts_(std::make_unique<Parts>()), kernels_(kernels_from_environment()) {

@@ -28,10 +28,6 @@
 namespace ms::models {
 namespace {
 
-bool starts_with(const std::string& s, const std::string& prefix) {
-  return s.compare(0, prefix.size(), prefix) == 0;
-}
-
 // Label count of a classification head: the one asked for (a new head), else the checkpoint's
 // head, else config.json (num_labels, then id2label), else 2 (Hugging Face's default). A
 // checkpoint head of another size then fails to load, or is replaced by a fresh one when the

@@ -52,10 +52,6 @@ using torch::nn::Embedding;
 using torch::nn::LayerNorm;
 using torch::nn::LayerNormOptions;
 
-bool starts_with(const std::string& s, const std::string& prefix) {
-  return s.compare(0, prefix.size(), prefix) == 0;
-}
-
 // The config.json fields of GPT2Config that the decoder uses.
 struct Gpt2Config {
   int64_t vocab_size = 50257;
@@ -190,8 +186,8 @@ struct Batch {
   bool traced = false;  // ms export: no cache, bias [b, 1, t, t], shapes from the tensors
 };
 
-struct Attention : torch::nn::Module {
-  Attention(const Gpt2Config& c, int64_t layer_index)
+struct Gpt2Attention : torch::nn::Module {
+  Gpt2Attention(const Gpt2Config& c, int64_t layer_index)
       : c_attn(register_module(
             "c_attn", std::make_shared<Conv1D>(c.n_embd, 3 * c.n_embd, c.draw_initial_weights))),
         c_proj(register_module(
@@ -264,16 +260,16 @@ struct Mlp : torch::nn::Module {
 };
 
 // A pre-LayerNorm block: x + attn(ln_1(x)), then + mlp(ln_2(.)).
-struct Block : torch::nn::Module {
-  Block(const Gpt2Config& c, int64_t index)
+struct Gpt2Block : torch::nn::Module {
+  Gpt2Block(const Gpt2Config& c, int64_t index)
       : ln_1(register_module("ln_1",
                              LayerNorm(LayerNormOptions({c.n_embd}).eps(c.layer_norm_epsilon)))),
-        attn(register_module("attn", std::make_shared<Attention>(c, index))),
+        attn(register_module("attn", std::make_shared<Gpt2Attention>(c, index))),
         ln_2(register_module("ln_2",
                              LayerNorm(LayerNormOptions({c.n_embd}).eps(c.layer_norm_epsilon)))),
         mlp(register_module("mlp", std::make_shared<Mlp>(c))) {}
   LayerNorm ln_1;
-  std::shared_ptr<Attention> attn;
+  std::shared_ptr<Gpt2Attention> attn;
   LayerNorm ln_2;
   std::shared_ptr<Mlp> mlp;
 };
@@ -292,7 +288,7 @@ struct Transformer : torch::nn::Module {
       torch::nn::init::normal_(wpe->weight, 0.0, 0.02);
     }
     for (int64_t i = 0; i < c.n_layer; ++i) {
-      auto block = std::make_shared<Block>(c, i);
+      auto block = std::make_shared<Gpt2Block>(c, i);
       h->push_back(block);
       blocks.push_back(block);
     }
@@ -300,13 +296,13 @@ struct Transformer : torch::nn::Module {
   Embedding wte, wpe;
   torch::nn::ModuleList h;
   LayerNorm ln_f;
-  std::vector<std::shared_ptr<Block>> blocks;
+  std::vector<std::shared_ptr<Gpt2Block>> blocks;
 };
 
 // The LM head when it is not tied to the token embeddings (tie_word_embeddings false, or a
 // checkpoint whose lm_head differs from wte).
-struct LmHead : torch::nn::Module {
-  LmHead(int64_t n_embd, int64_t vocab, bool draw) {
+struct Gpt2LmHead : torch::nn::Module {
+  Gpt2LmHead(int64_t n_embd, int64_t vocab, bool draw) {
     weight = register_parameter("weight", at::zeros({vocab, n_embd}));
     if (draw) torch::nn::init::normal_(weight, 0.0, 0.02);
   }
@@ -321,8 +317,8 @@ class Gpt2LMHeadModel final : public torch::nn::Module, public Model {
     config_.draw_initial_weights = spec.checkpoint == nullptr;
     transformer_ = register_module("transformer", std::make_shared<Transformer>(config_));
     if (own_lm_head(spec)) {
-      lm_head_ =
-          register_module("lm_head", std::make_shared<LmHead>(config_.n_embd, config_.vocab_size,
+      lm_head_ = register_module("lm_head",
+                                 std::make_shared<Gpt2LmHead>(config_.n_embd, config_.vocab_size,
                                                               config_.draw_initial_weights));
     }
   }
@@ -451,7 +447,7 @@ class Gpt2LMHeadModel final : public torch::nn::Module, public Model {
 
     TensorMap out;
     for (std::size_t i = 0; i < layers; ++i) {
-      Block& block = *transformer_->blocks[i];
+      Gpt2Block& block = *transformer_->blocks[i];
       auto [a, key, value] =
           block.attn->forward(block.ln_1(x), past_keys[i], past_values[i], batch);
       x = x + a;
@@ -570,7 +566,7 @@ class Gpt2LMHeadModel final : public torch::nn::Module, public Model {
   std::string task_;
   Gpt2Config config_;
   std::shared_ptr<Transformer> transformer_;
-  std::shared_ptr<LmHead> lm_head_;
+  std::shared_ptr<Gpt2LmHead> lm_head_;
   bool bare_ = false;
 };
 

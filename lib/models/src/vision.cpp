@@ -30,8 +30,9 @@ Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t pad) {
 }
 
 // torchvision BasicBlock (expansion 1) and Bottleneck (expansion 4), same parameter names.
-struct Block : torch::nn::Module {
-  Block(int64_t in, int64_t planes, int64_t stride, bool bottleneck) : bottleneck_(bottleneck) {
+struct ResNetBlock : torch::nn::Module {
+  ResNetBlock(int64_t in, int64_t planes, int64_t stride, bool bottleneck)
+      : bottleneck_(bottleneck) {
     const int64_t out = planes * (bottleneck ? 4 : 1);
     if (bottleneck) {
       conv1 = register_module("conv1", conv(in, planes, 1, 1, 0));
@@ -93,7 +94,8 @@ struct ResNet : torch::nn::Module {
     for (int l = 0; l < 4; ++l) {
       torch::nn::Sequential layer;
       for (int b = 0; b < blocks[l]; ++b) {
-        auto block = std::make_shared<Block>(in, planes[l], (b == 0 && l > 0) ? 2 : 1, bottleneck);
+        auto block =
+            std::make_shared<ResNetBlock>(in, planes[l], (b == 0 && l > 0) ? 2 : 1, bottleneck);
         layer->push_back(block);
         in = planes[l] * (bottleneck ? 4 : 1);
       }

@@ -41,6 +41,9 @@ MS_API void escape_unicode_line_breaks(std::string& json_text);
 /// `text` without a leading UTF-8 byte-order mark (Windows editors write one; a view into it).
 MS_API std::string_view without_bom(std::string_view text);
 
+/// Whether `text` starts with `prefix` (std::string_view::starts_with is C++20).
+MS_API bool starts_with(std::string_view text, std::string_view prefix);
+
 /// Whether `text` ends with `suffix`.
 MS_API bool ends_with(std::string_view text, std::string_view suffix);
 
