@@ -47,6 +47,8 @@ endfunction()
 # 4 s). Measured one source at a time (-j1, 2-core VM): 11 s less for most model and hook sources,
 # 26-31 s to make the header, so only targets with many heavy sources gain: the models (42 s
 # less in all) and the trainer (55 s); the tensor, pipeline and export modules lost time.
+# Those figures are of a build with MS_UNITY_BUILD=OFF, the only one SKIP applies to: a unity build
+# compiles the SKIP sources in their batch, which starts from the header.
 # One header per target, not one shared (REUSE_FROM): GCC passes over a header made with other
 # command-line macros ("not used because ... not defined"), and the targets' differ.
 function(ms_precompile_torch_headers target)

@@ -12,8 +12,7 @@
 
 struct TempDir {
   explicit TempDir(const std::string& prefix = "ms-unit-test") {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
+    std::string pattern = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
     if (::mkdtemp(pattern.data()) == nullptr)
       throw std::runtime_error("cannot make a temporary folder " + pattern);
     path = pattern;

@@ -205,17 +205,6 @@ void read_wordpiece_options(const nlohmann::json& j, const std::string& source,
            source, post.is_null() ? "null" : post.dump().substr(0, 200));
 }
 
-// Special tokens may be written as plain strings or as {"content": "..."} objects.
-std::optional<std::string> token_value(const Json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return std::nullopt;
-  if (it->is_string()) return it->get<std::string>();
-  if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) {
-    return (*it)["content"].get<std::string>();
-  }
-  return std::nullopt;
-}
-
 }  // namespace
 
 BertTokenizer::BertTokenizer(std::vector<std::string> vocab, BertTokenizerOptions options)

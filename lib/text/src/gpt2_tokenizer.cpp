@@ -89,18 +89,6 @@ std::size_t piece_end(const std::u32string& s, std::size_t i) {
   return j - i >= 2 ? j - 1 : i + 1;
 }
 
-// Special tokens may be written as plain strings or as {"content": "..."} objects.
-template <typename J>
-std::optional<std::string> token_value(const J& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return std::nullopt;
-  if (it->is_string()) return it->template get<std::string>();
-  if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) {
-    return (*it)["content"].template get<std::string>();
-  }
-  return std::nullopt;
-}
-
 // merges.txt / vocab.bpe: an optional "#version" line, then one "left right" pair a line.
 std::vector<std::pair<std::string, std::string>> merges_from_text(
     const std::filesystem::path& path) {

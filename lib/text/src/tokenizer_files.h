@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -23,5 +24,19 @@ nlohmann::json read_tokenizer_json_without_vocab(const std::filesystem::path& pa
 /// kConfig naming `source` and the token.
 std::unordered_map<std::string, std::int64_t> vocab_from_json(const nlohmann::json& j,
                                                               const std::string& source);
+
+/// A special token of a tokenizer_config.json / special_tokens_map.json (`key`: "unk_token",
+/// "pad_token", ...), written as a plain string or as a {"content": "..."} object; nullopt when
+/// absent, null or neither. J: nlohmann::json or ms::Json (ordered).
+template <typename J>
+std::optional<std::string> token_value(const J& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  if (it->is_string()) return it->template get<std::string>();
+  if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) {
+    return (*it)["content"].template get<std::string>();
+  }
+  return std::nullopt;
+}
 
 }  // namespace ms::text
