@@ -4,10 +4,7 @@
 // ids are checked end to end (tests/e2e/test_gpt2_tokenizer.py).
 #include "ms/text/gpt2_tokenizer.h"
 
-#include <unistd.h>
-
 #include <filesystem>
-#include <fstream>
 #include <optional>
 
 #include "catch.h"

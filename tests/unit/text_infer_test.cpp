@@ -1,6 +1,5 @@
 // Unit tests of the WordPiece tokenizer (small hand-made vocabulary), Unicode helpers, and the
 // torch-free inference front: inputs, shards, resume bookkeeping.
-#include <unistd.h>
 
 #include <condition_variable>
 #include <filesystem>
