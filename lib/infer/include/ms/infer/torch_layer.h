@@ -68,8 +68,8 @@ constexpr std::array<const char*, 5> kTorchLayerRegistries = {"models", "pipelin
 
 /// Options applied when the torch layer is first loaded.
 struct TorchOptions {
-  /// Intra-op threads. Unset: $OMP_NUM_THREADS if the user set it, else every core of the machine
-  /// (LibTorch on its own uses only half of them).
+  /// Intra-op threads. Unset: $OMP_NUM_THREADS if the user set it, else every core this process may
+  /// use, its affinity mask (LibTorch on its own uses only half of the machine's).
   std::optional<int> threads;
 };
 
