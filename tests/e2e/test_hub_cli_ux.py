@@ -3,6 +3,7 @@ that documents options, env vars and exit codes; one-line errors with documented
 --json on stdout for success and failure; progress only on a terminal."""
 import json
 import os
+import pickle
 import shlex
 import shutil
 import socket
@@ -148,12 +149,65 @@ class HubCliErrorsTest(SharedHubTestCase):
         # A branch inside an existing one, and one around it: git cannot hold both.
         for name in ("dev/x", "master/y"):
             r = self.ms("upload", "alice/refs", src, "--revision", name, "--token", self.token)
-            self.assertExit(r, 5)
+            self.assertExit(r, 2)
             self.assertIn("cannot sit beside", r.stderr)
         # A branch named like a commit would hide that commit from downloads by id.
         r = self.ms("upload", "alice/refs", src, "--revision", "0" * 40, "--token", self.token)
-        self.assertExit(r, 5)
+        self.assertExit(r, 2)
         self.assertIn("40 hex digits", r.stderr)
+
+    def test_repo_ids_that_would_share_a_cache_folder(self):
+        # "a/x.y" and "a/x___y" are both cached in models/a/x___y, and "a/b--c" and "a--b/c" in
+        # models/a--b--c: a download of one served the other's files. The hub refuses to make
+        # the second kind of id; the client refuses a cache folder whose .mdl names another repo.
+        src = make_tree(self.path("src"), {"f.txt": b"mine"})
+        for repo in ("alice/x___y", "alice/x_.y", "alice/x._y"):
+            r = self.ms("upload", repo, src, "--create", "--token", self.token)
+            self.assertExit(r, 2)
+            self.assertOneLineError(r, "could share its cache folder")
+        self.assertExit(self.ms("upload", "alice/x.y", src, "--create", "--token", self.token), 0)
+        out = json.loads(self.ms("download", "alice/x.y", "--token", self.token, "--json").stdout)
+        folder = out["local_path"]
+        self.assertEqual(os.path.basename(folder), "x___y")
+        # ms's .mdl records the id as given ("alice/x.y"), so a download of "alice/x___y" (from
+        # a hub that lets such a repo be) is refused here, online or not, before any request.
+        for offline in ([], ["--offline"]):
+            r = self.ms("download", "alice/x___y", *offline, "--token", self.token)
+            self.assertExit(r, 7)
+            self.assertOneLineError(r, "holds the repo alice/x.y")
+            self.assertIn("--local-dir", r.stderr)
+        with open(os.path.join(folder, "f.txt"), "rb") as f:
+            self.assertEqual(f.read(), b"mine")
+        # Python's modelscope records the folder's form, which either id could have written.
+        with open(os.path.join(folder, ".mdl"), "wb") as f:
+            pickle.dump({"id": "alice/x___y"}, f, protocol=4)
+        self.assertExit(self.ms("download", "alice/x.y", "--offline"), 0)
+
+    def test_what_the_hub_refuses_is_a_usage_error_naming_the_reason(self):
+        # A refusal (HTTP 400) is not a network fault: trying again cannot help, so it is exit 2
+        # with the hub's reason (it was exit 5, "network", as if worth a retry).
+        src = make_tree(self.path("src"), {"a.txt": b"one", "dir/f.txt": b"f"})
+        self.assertExit(self.ms("upload", "alice/refuse", src, "--create", "--tag", "v1",
+                                "--token", self.token), 0)
+        one = self.write("one.txt", "x")
+        cases = [
+            # a file under a path that is a file in the repo
+            (["upload", "alice/refuse", one, "a.txt/inner"], "'a.txt' is a file"),
+            # a file where the repo has a folder: the message names the folder's file
+            (["upload", "alice/refuse", one, "dir"], "'dir' is a folder in the repo"),
+            # commits go to branches, not tags
+            (["upload", "alice/refuse", one, "--revision", "v1"], "is a tag"),
+            (["upload", "alice/refuse", one, "--revision", "a..b"], "a..b"),
+        ]
+        for args, reason in cases:
+            with self.subTest(args=args):
+                r = self.ms(*args, "--token", self.token, "--json")
+                self.assertExit(r, 2)
+                error = json.loads(r.stdout)["error"]
+                self.assertEqual((error["code"], error["exit_code"]), ("usage", 2), error)
+                self.assertIn("the hub refused it", error["message"])
+                self.assertIn(reason, error["message"])
+                self.assertIn("change that and run again", error["hint"])
 
     def test_errors_name_the_thing_and_the_fix(self):
         r = self.ms("download", "alice/ux", "nofile.txt", "--token", self.token)

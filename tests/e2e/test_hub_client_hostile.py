@@ -240,13 +240,16 @@ class HostileHubTest(MsTestCase):
             self.assertEqual(f.read(), CONTENT)
 
     def test_mismatch_says_whether_the_file_changed_on_the_hub_or_is_corrupt(self):
-        # The listing promised other bytes than every try delivered. A second listing that now
-        # names the delivered bytes means a new commit came in during the download; the same
-        # promise again means the hub serves corrupt data. Exit 7 and nothing cached either way.
+        # The listing promised other bytes than every try delivered. The same promise in a second
+        # listing means the hub serves corrupt data: exit 7 after the tries, nothing cached.
+        # A listing that names other bytes means a commit came in during the download: the
+        # download lists again and fetches that commit's version; only a hub whose listing
+        # keeps changing, pass after pass, is exit 7 again.
         old_sha = hashlib.sha256(b"the version listed first").hexdigest()
         new_sha = hashlib.sha256(CONTENT).hexdigest()
-        for listed, expected in (([old_sha, new_sha], "changed on the hub during the download"),
-                                 ([old_sha], "corrupt data")):
+        moving = [hashlib.sha256(b"version %d" % n).hexdigest() for n in range(20)]
+        for listed, expected in (([old_sha], "corrupt data"),
+                                 (moving, "changed on the hub during the download")):
             with self.subTest(listed=len(listed)):
                 self.hub.listings = 0
                 self.hub.listed_shas = listed
@@ -256,6 +259,14 @@ class HostileHubTest(MsTestCase):
                 self.assertOneLineError(r, "w.bin")
                 self.assertIn(expected, r.stderr)
                 self.assertFalse(os.path.exists(self.path("cache", "models", "o", "n", "w.bin")))
+        self.hub.listings = 0
+        self.hub.listed_shas = [old_sha, new_sha]
+        shutil.rmtree(self.path("cache"), True)
+        r = self.download()
+        self.assertExit(r, 0)
+        self.assertIn("changed during the download (a new commit)", r.stderr)
+        with open(self.cached(), "rb") as f:
+            self.assertEqual(f.read(), CONTENT)
 
     def test_cut_connection_resumes_with_range(self):
         self.hub.mode = "cut_then_ok"

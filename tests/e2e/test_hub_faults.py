@@ -237,6 +237,32 @@ class HubFaultsTest(SharedHubTestCase):
         self.assertEqual(p.returncode, 74, err)
         self.assertIn("big.bin: changed while uploading", err)
 
+    def test_a_commit_during_a_download_gives_the_new_commits_files(self):
+        # Files are fetched by branch name, so a commit that lands after the listing serves some
+        # of them at the new commit. That failed with exit 7 ("changed on the hub during the
+        # download"); now the run lists the branch again and fetches what changed.
+        self.require_test_hooks()
+        v1 = {"same.txt": b"unchanged", "resized.bin": b"a" * 5000, "rewritten.txt": b"one 1"}
+        self.assertExit(self.upload("alice/moving", make_tree(self.path("v1"), v1)), 0)
+        local = self.path("local")
+        p = self.spawn("download", "alice/moving", "--local-dir", local, "--token", self.token,
+                       "--json", cache=self.path("cache"), MS_TEST_DOWNLOAD_STOP="listed")
+        self.stopped_at(p, "listed")
+        # The commit lands between the listing and the first file: the same size with other
+        # bytes, another size, and a file the first listing did not have.
+        v2 = dict(v1, **{"resized.bin": b"b" * 7000, "rewritten.txt": b"two 2", "added.txt": b"new"})
+        self.assertExit(self.upload("alice/moving", make_tree(self.path("v2"), v2)), 0)
+        p.send_signal(signal.SIGCONT)
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn("changed during the download (a new commit)", err)
+        self.assertIn("listing it again (2/3)", err)
+        for name, data in v2.items():
+            with open(os.path.join(local, name), "rb") as f:
+                self.assertEqual(f.read(), data, name)
+        self.assertEqual(sorted(f["path"] for f in json.loads(out)["files"]),
+                         sorted(v2))
+
     def test_server_killed_mid_upload_keeps_a_consistent_store(self):
         root = self.path("hub-root")
         server = HubServer(root)

@@ -292,6 +292,37 @@ class HubServerTest(MsTestCase):
             self.assertEqual(status, 416, (rng, body[:200]))
         status, headers, body = self.server.download(repo, "f.bin")
         self.assertEqual((status, body, headers.get("accept-ranges")), (200, data, "bytes"))
+        # If-Range: the range only for the version the client has (its ETag); another version, a
+        # weak validator or a date gets the whole file (RFC 9110 section 13.1.5). A range past a
+        # version that changed would have joined two versions' bytes.
+        etag = headers["etag"]
+        status, headers, body = self.server.download(repo, "f.bin",
+                                                     headers={"Range": "bytes=10-19", "If-Range": etag})
+        self.assertEqual((status, body), (206, data[10:20]))
+        for validator in ('"not-the-etag"', "W/" + etag, "Tue, 01 Dec 2026 10:00:00 GMT"):
+            status, headers, body = self.server.download(repo, "f.bin",
+                                                         headers={"Range": "bytes=10-19", "If-Range": validator})
+            self.assertEqual((status, body), (200, data), validator)
+            self.assertNotIn("content-range", headers, validator)
+
+    def test_header_fields_rfc_9112_has_a_server_refuse(self):
+        # White space before a field's colon ("Host : x" came through as a field "Host ", which a
+        # proxy in front may read otherwise), and an HTTP/1.1 request without exactly one Host.
+        def status_of(request):
+            with socket.create_connection((self.server.host, self.server.port), timeout=30) as s:
+                s.sendall(request)
+                return int(s.recv(4096).split(b" ", 2)[1])
+        path = b"/api/v1/models/nobody/nothing"
+        for request in (b"GET %s HTTP/1.1\r\nHost : x\r\n\r\n",
+                        b"GET %s HTTP/1.1\r\nHost: x\r\nX-Odd\t: y\r\n\r\n",
+                        b"GET %s HTTP/1.1\r\n\r\n",
+                        b"GET %s HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n"):
+            self.assertEqual(status_of(request % path), 400, request)
+        # HTTP/1.0 needs no Host, and an empty one is allowed; a well-formed request gets the
+        # route's own answer.
+        for request in (b"GET %s HTTP/1.0\r\n\r\n", b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n",
+                        b"GET %s HTTP/1.1\r\nHost:\r\n\r\n"):
+            self.assertEqual(status_of(request % path), 404, request)
 
     # --- security -------------------------------------------------------------------------------
     def test_private_repo_visibility(self):

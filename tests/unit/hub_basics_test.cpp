@@ -1,5 +1,6 @@
 // Unit tests of the hub module's repo ids, path safety checks and SHA-256.
 #include <algorithm>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,50 @@ TEST_CASE("repo ids parse OWNER/NAME and mask dots for the cache", "[hub]") {
     INFO(bad);
     CHECK_THROWS_AS(parse_repo_id(bad), ms::Error);
   }
+}
+
+TEST_CASE("repo ids that pass the cache-folder check never share a cache folder", "[hub]") {
+  // Every id over a small alphabet, owner and name up to 4 characters: among those the check
+  // lets through, each indexed folder (OWNER/NAME___) and each snapshot folder (OWNER--NAME) is
+  // one id's.
+  const std::string alphabet = "a-_.";
+  std::vector<std::string> parts{""};
+  for (std::size_t length = 1; length <= 4; ++length) {
+    const std::size_t before = parts.size();
+    for (std::size_t i = 0; i < before; ++i)
+      if (parts[i].size() + 1 == length)
+        for (char c : alphabet) parts.push_back(parts[i] + c);
+  }
+  std::map<std::string, std::string> indexed, snapshots;  // folder -> the id that has it
+  std::size_t passed = 0, refused = 0;
+  std::vector<std::string> clashes;
+  for (const std::string& owner : parts) {
+    for (const std::string& name : parts) {
+      RepoId id;
+      try {
+        id = parse_repo_id(owner + "/" + name);
+      } catch (const ms::Error&) {
+        continue;
+      }
+      if (!cache_folder_ambiguity(id).empty()) {
+        ++refused;
+        continue;
+      }
+      ++passed;
+      const auto [a, fresh_indexed] = indexed.emplace(id.owner + "/" + id.cache_name(), id.str());
+      if (!fresh_indexed) clashes.push_back(id.str() + " and " + a->second);
+      const auto [b, fresh_snapshot] = snapshots.emplace(id.owner + "--" + id.name, id.str());
+      if (!fresh_snapshot) clashes.push_back(id.str() + " and " + b->second);
+    }
+  }
+  CHECK(clashes == std::vector<std::string>{});
+  CHECK(passed > 1000);
+  CHECK(refused > 1000);
+  // The pairs that met in one folder.
+  for (const char* ambiguous : {"a/x___y", "a/x_.y", "a/x._y", "a--b/c", "a-/b"})
+    CHECK_FALSE(cache_folder_ambiguity(parse_repo_id(ambiguous)).empty());
+  for (const char* fine : {"a/x.y", "a/b--c", "AI-ModelScope/all-MiniLM-L6-v2.1", "a/x__y"})
+    CHECK(cache_folder_ambiguity(parse_repo_id(fine)).empty());
 }
 
 TEST_CASE("repo paths reject traversal, absolute paths, backslashes and NUL", "[hub]") {

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -578,6 +579,31 @@ const char* framing_error(httplib::Request& req, std::string_view raw_header_blo
   return nullptr;
 }
 
+// Whether `c` may be part of a header field name (RFC 9110 section 5.1: a token).
+bool is_token_char(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  return std::isalnum(u) || (c != '\0' && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr);
+}
+
+// Checks the header fields httplib parsed for what RFC 9112 has a server refuse with a 400 and
+// httplib lets through: a name that is not a token (white space before the colon, section 5.1:
+// "Host : x" came through as a field "Host " that proxies may read otherwise, a request-
+// smuggling shape), and an HTTP/1.1 request without exactly one Host field (section 3.2).
+const char* header_error(const httplib::Request& req, std::string_view raw_header_block) {
+  for (const auto& field : req.headers) {
+    const std::string& name = field.first;
+    if (name.empty() || !std::all_of(name.begin(), name.end(), is_token_char))
+      return "bad header field name (white space before the colon, or a character that is not "
+             "allowed in a name)";
+  }
+  // Counted in the lines as sent: httplib drops a field with an empty value, which RFC 9112
+  // allows for Host ("Host:" alone, a request for no particular host).
+  const std::size_t hosts = raw_header_lines(raw_header_block, "Host");
+  if (hosts > 1) return "more than one Host header";
+  if (hosts == 0 && req.version == "HTTP/1.1") return "an HTTP/1.1 request needs a Host header";
+  return nullptr;
+}
+
 // A whole response written by the front itself (not through httplib), in the servers' JSON
 // envelope; it closes the connection. `message` needs no JSON escaping.
 std::string front_response(int status, const char* reason, const std::string& message,
@@ -840,6 +866,7 @@ bool Front::process_and_close_socket(socket_t sock) {
           }
           strm.start_body_phase(body_deadline);
           set_busy(true);
+          if (const char* error = header_error(req, strm.header_lines())) throw BadFraming{error};
           if (const char* error = framing_error(req, strm.header_lines())) throw BadFraming{error};
           // framing_error() let through "chunked" alone.
           if (req.has_header("Transfer-Encoding")) {

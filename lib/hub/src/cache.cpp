@@ -161,6 +161,31 @@ std::vector<std::string> cached_revisions(const CacheLayout& layout) {
   return revisions_in(layout.snapshots_dir);
 }
 
+void check_cache_folder_holds(const CacheLayout& layout, const RepoId& repo) {
+  if (layout.kind != CacheKind::kIndexed) return;
+  const fs::path mdl = layout.repo_dir / ".mdl";
+  std::error_code ec;
+  if (!fs::is_regular_file(mdl, ec)) return;
+  std::string recorded;
+  try {
+    recorded = unpickle_str_dict(read_file(mdl))["id"];
+  } catch (const Error&) {
+    return;  // unreadable: write_model_meta() rewrites it
+  }
+  // ms records the id as given ("a/x.y"), Python's modelscope as the folder names it
+  // ("a/x___y"), which either id could have written.
+  const std::string id = ascii_lower(recorded);
+  if (recorded.empty() || id == ascii_lower(repo.str()) ||
+      id == ascii_lower(repo.owner + "/" + repo.cache_name()))
+    return;
+  throw Error(ErrorCode::kIntegrity,
+              fmt::format("{}: the cache folder {} holds the repo {} (its .mdl), whose id names "
+                          "the same folder",
+                          repo.str(), layout.repo_dir.string(), recorded),
+              "download it into a folder of its own with --local-dir DIR, or use another cache "
+              "(MODELSCOPE_CACHE or --cache-dir)");
+}
+
 bool is_cache_index_name(std::string_view name) {
   return name == ".msc" || name == ".mdl" || name == ".mv" || name == ".msc.corrupted";
 }

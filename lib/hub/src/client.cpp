@@ -40,6 +40,11 @@ struct HubClient::Impl {
       const long code = j["Code"].get<long>();
       std::string message = j.value("Message", std::string());
       if (code == 404) fail(ErrorCode::kNotFound, "{} {}: {}", method, url, message);
+      if (detail::is_refusal_status(code)) {
+        throw Error(ErrorCode::kUsage,
+                    fmt::format("{} {}: the hub refused it ({}): {}", method, url, code, message),
+                    "the hub's message says what it refused; change that and run again");
+      }
       fail(ErrorCode::kNetwork, "{} {}: hub error {}: {}", method, url, code, message);
     }
     if (j.is_object() && j.contains("Data")) return j["Data"];

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -21,6 +22,7 @@
 #include <optional>
 #include <system_error>
 #include <thread>
+#include <tuple>
 #include <unordered_set>
 
 #include "download_writers.h"
@@ -127,25 +129,36 @@ struct Run {
   }
 };
 
-// After every try gave other bytes than the listing promised: either the file changed on the hub
-// since the listing (a new commit to the branch), or the hub serves corrupt data. A fresh listing
-// tells them apart, so the hint says the right thing.
-[[noreturn]] void integrity_failure(Run& run, const FileEntry& entry, const std::string& got) {
-  std::string listed_now;
+// The file's sha256 in a fresh listing of the revision: "" when the listing fails or no longer
+// has the file.
+std::string sha256_listed_now(Run& run, const FileEntry& entry) {
   try {
     for (const FileEntry& e :
          run.client.list_files(run.options.type, run.options.repo, run.revision)) {
-      if (e.path == entry.path) listed_now = e.sha256;
+      if (e.path == entry.path) return e.sha256;
     }
   } catch (const Error& e) {
     log::info("{}: could not list the repo again to check for a change: {}", entry.path, e.what());
   }
-  if (!listed_now.empty() && listed_now != entry.sha256) {
-    throw Error(ErrorCode::kIntegrity,
-                fmt::format("{}: changed on the hub during the download (listed sha256 {}, now {})",
-                            entry.path, entry.sha256, listed_now),
-                "run the command again to fetch the new version; nothing was stored in the cache");
-  }
+  return "";
+}
+
+// Other bytes than the listing promised, and a fresh listing names another version: a commit
+// to the branch landed since the listing. snapshot_download() then lists again and goes on.
+[[noreturn]] void changed_on_hub(const FileEntry& entry, const std::string& listed_now) {
+  throw Error(ErrorCode::kIntegrity,
+              fmt::format("{}: changed on the hub during the download (listed sha256 {}, now {})",
+                          entry.path, entry.sha256, listed_now),
+              "run the command again to fetch the new version (--revision with a tag is not "
+              "changed by commits); nothing was stored in the cache");
+}
+
+// After every try gave other bytes than the listing promised: either the file changed on the hub
+// since the listing, or the hub serves corrupt data. A fresh listing tells them apart, so the
+// hint says the right thing.
+[[noreturn]] void integrity_failure(Run& run, const FileEntry& entry, const std::string& got) {
+  const std::string listed_now = sha256_listed_now(run, entry);
+  if (!listed_now.empty() && listed_now != entry.sha256) changed_on_hub(entry, listed_now);
   throw Error(ErrorCode::kIntegrity,
               fmt::format("{}: sha256 mismatch after {} tries (expected {}, got {})", entry.path,
                           kHashAttempts, entry.sha256, got),
@@ -283,11 +296,17 @@ void fetch_whole(Run& run, const FileEntry& entry, bool use_checkpoints = true) 
       return;
     }
     last_digest = digest;
+    ::unlink(temp.c_str());
+    // A new version on the hub comes again on every try: fetching it twice more would only
+    // waste the transfers.
+    if (!entry.sha256.empty()) {
+      const std::string listed_now = sha256_listed_now(run, entry);
+      if (!listed_now.empty() && listed_now != entry.sha256) changed_on_hub(entry, listed_now);
+    }
     log::warn(
         "{}: {} (try {}/{}); fetching it again", entry.path,
         size_ok ? "sha256 mismatch" : fmt::format("got {} bytes, expected {}", total, entry.size),
         attempt + 1, kHashAttempts);
-    ::unlink(temp.c_str());
   }
   integrity_failure(run, entry, last_digest);
 }
@@ -1023,12 +1042,52 @@ ExclusiveLock::~ExclusiveLock() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-DownloadResult snapshot_download(const DownloadOptions& options, const HubOptions& hub) {
+namespace {
+
+// How many listings one download may go through when commits land on the branch during it.
+constexpr int kListingPasses = 3;
+
+// MS_TEST_DOWNLOAD_STOP=listed, in a -DMS_TEST_HOOKS=ON build only: the download stops itself
+// (SIGSTOP) after its first listing, so that a test commits to the repo at that very point.
+void test_stop_after_listing() {
+#ifdef MS_TEST_HOOKS
+  static std::atomic<bool> stopped{false};
+  if (env_var("MS_TEST_DOWNLOAD_STOP").value_or("") == "listed" && !stopped.exchange(true))
+    std::raise(SIGSTOP);
+#endif
+}
+
+// Whether a fresh listing of the revision differs from `listed` in its paths, sizes or sha256s:
+// a commit landed since (false when the listing fails: the failure at hand is then reported).
+bool listing_changed(HubClient& client, const DownloadOptions& options, const std::string& revision,
+                     const std::vector<FileEntry>& listed) {
+  std::vector<FileEntry> now;
+  try {
+    now = client.list_files(options.type, options.repo, revision);
+  } catch (const Error& e) {
+    log::info("{}: could not list the repo again to check for a change: {}", options.repo.str(),
+              e.what());
+    return false;
+  }
+  auto key = [](const FileEntry& e) { return std::tie(e.path, e.sha256, e.size); };
+  auto by_key = [&](const FileEntry& a, const FileEntry& b) { return key(a) < key(b); };
+  std::vector<FileEntry> before = listed;
+  std::sort(before.begin(), before.end(), by_key);
+  std::sort(now.begin(), now.end(), by_key);
+  return !std::equal(before.begin(), before.end(), now.begin(), now.end(),
+                     [&](const FileEntry& a, const FileEntry& b) { return key(a) == key(b); });
+}
+
+// One pass: list the revision, fetch what the cache lacks. `listing_changed_out` is set when the
+// pass failed and the listing is no longer the one it worked from.
+DownloadResult download_pass(const DownloadOptions& options, const HubOptions& hub,
+                             bool& listing_changed_out) {
   for (const std::string& f : options.files) {
     if (f.find_first_of("*?[") == std::string::npos) check_repo_path(f);
   }
   const CacheLayout layout = cache_layout(options.type, options.repo, options.cache_dir,
                                           options.local_dir, options.revision);
+  if (!options.local_dir) check_cache_folder_holds(layout, options.repo);
   if (options.offline || offline_mode()) {
     adopt_legacy_folder(layout);
     return offline_result(options, layout);
@@ -1067,6 +1126,7 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
                             revision, join(names, ", ")),
                 did_you_mean(revision, names));
   }
+  test_stop_after_listing();
   {
     std::vector<std::string> paths;
     for (const FileEntry& e : listed) paths.push_back(e.path);
@@ -1263,6 +1323,9 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
         e.add_context(fmt::format("downloading {}: {} of {} files failed", options.repo.str(),
                                   run.failures.size(), to_fetch.size()));
       }
+      // Files that failed because a commit changed them (other bytes, another size) are fetched
+      // again from a new listing; those that arrived are in the cache already.
+      listing_changed_out = listing_changed(client, options, revision, listed);
       throw e;
     }
   }
@@ -1311,6 +1374,27 @@ DownloadResult snapshot_download(const DownloadOptions& options, const HubOption
   }
   result.requests = client.request_count();
   return result;
+}
+
+}  // namespace
+
+DownloadResult snapshot_download(const DownloadOptions& options, const HubOptions& hub) {
+  // A branch's files are fetched by its name, so a commit during the download serves some of them
+  // at the new commit: their bytes do not match the listing. The files that did are kept, and a
+  // new listing fetches the rest, so the result is one commit's files (it failed with exit 7).
+  for (int pass = 1;; ++pass) {
+    bool changed = false;
+    try {
+      return download_pass(options, hub, changed);
+    } catch (const Error& e) {
+      if (!changed || pass >= kListingPasses) throw;
+      log::warn(
+          "{}: the hub's '{}' changed during the download (a new commit): {}; listing it "
+          "again ({}/{})",
+          options.repo.str(), options.revision.empty() ? kDefaultRevision : options.revision,
+          e.what(), pass + 1, kListingPasses);
+    }
+  }
 }
 
 }  // namespace ms::hub

@@ -1,5 +1,7 @@
 #include "ms/hub/repo_id.h"
 
+#include <fmt/format.h>
+
 #include <cctype>
 #include <cstdint>
 #include <unordered_map>
@@ -25,6 +27,19 @@ std::string RepoId::cache_name() const {
     }
   }
   return out;
+}
+
+std::string cache_folder_ambiguity(const RepoId& repo) {
+  // OWNER--NAME splits at its first "--" only when the owner has none and does not end in '-'.
+  if (repo.owner.find("--") != std::string::npos || ends_with(repo.owner, "-"))
+    return fmt::format("the owner '{}' holds \"--\" or ends in '-'", repo.owner);
+  // NAME___ reads back only when every run of underscores is all the name's own (at most two) or
+  // all written for dots (three per dot).
+  for (const char* part : {"___", "_.", "._"}) {
+    if (repo.name.find(part) != std::string::npos)
+      return fmt::format("the name '{}' holds \"{}\"", repo.name, part);
+  }
+  return "";
 }
 
 namespace {

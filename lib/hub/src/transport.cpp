@@ -13,6 +13,7 @@
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
 #include "ms/core/log.h"
+#include "ms/core/text.h"
 #include "ms/core/version.h"
 #include "ms/hub/sha256_checkpoints.h"
 
@@ -203,6 +204,9 @@ std::string session_cookie_line(const std::string& endpoint, const std::string& 
 // Answers worth another try: the hub failed (5xx) or asked the client to slow down (429, which
 // urllib3 retries for Python's client too, after the Retry-After it names).
 bool is_retryable_status(long status) { return status >= 500 || status == 429; }
+bool is_refusal_status(long status) {
+  return status == 400 || status == 409 || status == 413 || status == 422;
+}
 
 Transport::Transport(HubOptions options) : options_(std::move(options)) {
   user_agent_ = fmt::format("ms/{}; session_id/{}; platform/linux; env/custom; user/unknown",
@@ -299,21 +303,24 @@ void Transport::backoff(int attempt, long retry_after_s) const {
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
 }
 
-void Transport::http_error(const Request& req, const Response& r, const std::string& what) const {
-  std::string message;
+namespace {
+
+// ": MESSAGE" from an error answer's JSON (`Message`, `message` or `error`), or "" when it has
+// none (an answer that is not JSON simply has no message).
+std::string hub_message(const Response& r) {
   json j;
-  JsonParseError ignored;  // an answer that is not JSON simply has no message
-  if (try_parse_json(r.body, j, ignored)) {
-    if (j.is_object()) {
-      for (const char* key : {"Message", "message", "error"}) {
-        if (j.contains(key) && j[key].is_string()) {
-          message = j[key].get<std::string>();
-          break;
-        }
-      }
-    }
+  JsonParseError ignored;
+  if (!try_parse_json(r.body, j, ignored) || !j.is_object()) return "";
+  for (const char* key : {"Message", "message", "error"}) {
+    if (j.contains(key) && j[key].is_string()) return ": " + j[key].get<std::string>();
   }
-  const std::string detail = message.empty() ? "" : ": " + message;
+  return "";
+}
+
+}  // namespace
+
+void Transport::http_error(const Request& req, const Response& r, const std::string& what) const {
+  const std::string detail = hub_message(r);
   if (r.status == 404) {
     throw Error(ErrorCode::kNotFound,
                 fmt::format("{}: not found on {} (HTTP 404{})", what, options_.endpoint, detail),
@@ -326,6 +333,17 @@ void Transport::http_error(const Request& req, const Response& r, const std::str
         options_.token
             ? "the token is invalid or lacks access; run 'ms login --token T' with a valid one"
             : "pass --token, set MODELSCOPE_API_TOKEN or run 'ms login --token T'");
+  }
+  if (is_refusal_status(r.status)) {
+    // The hub understood the request and refused what it asked for (a path, a branch name, a
+    // commit to a tag): trying again cannot help, so this is not a network error.
+    throw Error(
+        ErrorCode::kUsage,
+        fmt::format("{} {}: the hub refused it (HTTP {}){}", req.method, req.url, r.status, detail),
+        detail.empty() ? "the request was refused as it stands (its paths, names or "
+                         "sizes); change it and run again"
+                       : "the hub's message says what it refused; change that and run "
+                         "again");
   }
   throw Error(ErrorCode::kNetwork,
               fmt::format("{} {}: HTTP {}{}", req.method, req.url, r.status, detail),
@@ -500,6 +518,20 @@ Response Transport::put_file(const std::string& url, const std::string& local_pa
       continue;
     }
     if (r.curl_code != CURLE_OK) fail(ErrorCode::kNetwork, "PUT {}: {}", url, r.curl_error);
+    const bool hub_url = starts_with(url, options_.endpoint + "/");
+    if (r.status == 400 && hub_url) {
+      // The hub checks a blob's size and sha256 against those declared: the bytes it got are
+      // not the ones hashed (the file changed while it was read, or they were damaged). A blob
+      // store the LFS batch sent the upload to has 400s of its own (S3's RequestTimeout).
+      throw Error(ErrorCode::kIntegrity,
+                  fmt::format("upload of {}: the hub refused the bytes sent (HTTP 400){}",
+                              local_path, hub_message(r)),
+                  "if the file is being written to, wait until it is done; then run the upload "
+                  "again");
+    }
+    if (r.status >= 400 && !hub_url) {
+      fail(ErrorCode::kNetwork, "PUT {}: HTTP {}{}", url, r.status, hub_message(r));
+    }
     if (r.status >= 400) http_error(req, r, "upload of " + local_path);
     return r;
   }

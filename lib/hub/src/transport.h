@@ -27,6 +27,9 @@ std::string session_cookie_line(const std::string& url, const std::string& token
 
 /// Answers worth another try: 5xx and 429.
 bool is_retryable_status(long status);
+/// Whether an HTTP status says the hub refused what the request asked for (400, 409, 413, 422):
+/// not a fault of the network or the hub, so an error of usage.
+bool is_refusal_status(long status);
 
 // One HTTP exchange as curl saw it.
 struct Response {
@@ -95,7 +98,7 @@ class Transport {
                     const std::function<void(std::uint64_t)>& progress);
 
   /// Throws the error for an error answer: kNotFound for 404, kNetwork with a login hint for
-  /// 401/403, kNetwork naming the URL otherwise.
+  /// 401/403, kUsage for a refusal (is_refusal_status), kNetwork naming the URL otherwise.
   [[noreturn]] void http_error(const Request& req, const Response& r,
                                const std::string& what) const;
 

@@ -169,7 +169,13 @@ void stream_blob(Service& service, const httplib::Request& req, httplib::Respons
   // The size on disk is what gets served (a corrupted blob is served as stored).
   const off_t disk_size = ::lseek(file->fd, 0, SEEK_END);
   const std::uint64_t size = disk_size < 0 ? 0 : static_cast<std::uint64_t>(disk_size);
-  const ByteRange range = parse_range(req.get_header_value("Range"), size);
+  // If-Range (RFC 9110 section 13.1.5): the range only if the client's copy is this version, by
+  // its ETag (the quoted sha256, compared strongly); else the whole file. Without this a client
+  // resuming a branch's file after a commit would join the new version's tail to the old head.
+  // A date never matches: the hub sends no Last-Modified.
+  const bool same_version =
+      !req.has_header("If-Range") || req.get_header_value("If-Range") == "\"" + sha256 + "\"";
+  const ByteRange range = parse_range(same_version ? req.get_header_value("Range") : "", size);
   res.set_header("Accept-Ranges", "bytes");
   if (!range.satisfiable) {
     res.set_header("Content-Range", fmt::format("bytes */{}", size));

@@ -99,6 +99,14 @@ void create_repo(Service& service, const httplib::Request& req, httplib::Respons
     throw HttpError{403,
                     fmt::format("user {} may not create repos under {}", *caller.user, repo.owner)};
   }
+  // Two repos whose ids name one cache folder: a client that downloads both serves one's files
+  // as the other's.
+  if (const std::string why = hub::cache_folder_ambiguity({repo.owner, repo.name}); !why.empty()) {
+    throw HttpError{400, fmt::format("repo id '{}/{}' could share its cache folder with another "
+                                     "repo's ({}): ModelScope's caches name folders OWNER--NAME "
+                                     "and write each '.' of a name as '___'",
+                                     repo.owner, repo.name, why)};
+  }
   repo.type = type;
   const std::string exists =
       fmt::format("{} {}/{} already exists", hub::repo_type_name(type), repo.owner, repo.name);

@@ -737,12 +737,23 @@ CommitRecord Store::commit(std::int64_t repo_id, const std::string& branch,
     if (it != files.end() && it->second.sha256 == r.sha256 && it->second.lfs == a.lfs) continue;
     files[a.path] = TreeEntry{a.path, r.sha256, r.size, a.lfs, id, now};
   }
-  // A path cannot be both a file and a folder.
+  // A path cannot be both a file and a folder. The error names the side this commit brings:
+  // a new file where the repo has a folder, or a new path under a file the repo has.
   for (const auto& [path, entry] : files) {
     for (std::size_t slash = path.find('/'); slash != std::string::npos;
          slash = path.find('/', slash + 1)) {
-      MS_CHECK(files.count(path.substr(0, slash)) == 0, ErrorCode::kUsage,
-               "'{}' is a file, so '{}' cannot be created under it", path.substr(0, slash), path);
+      const auto file = files.find(path.substr(0, slash));
+      if (file == files.end()) continue;
+      if (file->second.commit_id == id && entry.commit_id != id) {
+        throw Error(ErrorCode::kUsage,
+                    fmt::format("'{}' is a folder in the repo (it holds '{}'), so a file cannot "
+                                "be created under that name",
+                                file->first, path),
+                    "upload the file into the folder (a path under it), or delete the folder "
+                    "first");
+      }
+      fail(ErrorCode::kUsage, "'{}' is a file, so '{}' cannot be created under it", file->first,
+           path);
     }
   }
   // Two names that differ only by Unicode normalisation ("e\u0301" and "\u00e9") are one file on

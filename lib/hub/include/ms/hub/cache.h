@@ -71,6 +71,14 @@ MS_API bool is_cache_index_name(std::string_view name);
 /// Such a file cannot be stored without corrupting the index, or being taken for a partial.
 MS_API bool is_bookkeeping_path(const CacheLayout& layout, const std::string& path);
 
+/// Refuses (ms::Error kIntegrity) an indexed cache folder whose `.mdl` names another repo than
+/// `repo` (compared without case): ids such as "a/x.y" and "a/x___y" name one folder (see
+/// cache_folder_ambiguity), so its files are another repo's. Only ms's `.mdl` tells them apart:
+/// it records the id as given, where Python's modelscope records the folder's form ("a/x___y"),
+/// which passes for either id. A folder without a readable `.mdl` (a snapshot folder, a
+/// --local-dir) passes.
+MS_API void check_cache_folder_holds(const CacheLayout& layout, const RepoId& repo);
+
 /// Moves the model's folder from its legacy place into `repo_dir` when only the legacy one
 /// exists, as Python's move_legacy_cache_to_standard_dir does on every call (offline included),
 /// so both clients keep finding a model cached by an older modelscope. Returns whether it moved.

@@ -32,6 +32,13 @@ struct MS_API RepoId {
   std::string cache_name() const;
 };
 
+/// Why other repo ids could map to the cache folders of `repo`, or "" when none can: ModelScope's
+/// caches name a repo's folder `OWNER/NAME___` (each '.' as "___") or `OWNER--NAME`, so that
+/// "a/x.y" and "a/x___y", or "a/b--c" and "a--b/c", share one folder and one repo's download
+/// would serve the other's files. None can when the owner holds no "--" and does not end in '-',
+/// and the name holds no "___", "_." or "._". The hub refuses to create such repos.
+MS_API std::string cache_folder_ambiguity(const RepoId& repo);
+
 /// Parses "owner/name". A bare name gets the owner "damo" (ModelScope's default). Owner and name
 /// are [A-Za-z0-9_.-]+, not "." or ".."; anything else is ms::Error(kUsage) naming the input.
 MS_API RepoId parse_repo_id(std::string_view text);
