@@ -51,8 +51,11 @@ data::LoadOptions load_options(const DatasetOptions& o) {
     if (d == "\\t" || d == "tab" || d == "\t") {
       l.delimiter = '\t';
     } else {
-      MS_CHECK(d.size() == 1 && d != "\"" && d != "\n" && d != "\r", ErrorCode::kUsage,
+      MS_CHECK(d.size() == 1, ErrorCode::kUsage,
                "--delimiter must be one character (or 'tab'), got '{}'", d);
+      // The quote encloses fields and a line break ends records: neither can separate fields.
+      MS_CHECK(d != "\"" && d != "\n" && d != "\r", ErrorCode::kUsage,
+               "--delimiter cannot be {:?}: CSV uses it to quote fields or end records", d[0]);
       l.delimiter = d[0];
     }
   }

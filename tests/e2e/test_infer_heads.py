@@ -318,6 +318,13 @@ class HeadsTest(TorchTestCase):
             self.assertEqual(out["labels"], [l for _, l in want])
             for (p, _), s in zip(want, out["scores"]):
                 self.assertLess(abs(p - s), TOL)
+        # pipeline.top_k keeps the k best (ModelScope's postprocess topk); it was not read.
+        top = self.infer("cls", "--input", *ref["texts"], "--set", "pipeline.top_k=2")
+        self.assertEqual([(t["labels"], t["scores"]) for t in top],
+                         [(g["labels"][:2], g["scores"][:2]) for g in got])
+        for bad in ("0", "abc"):
+            r = self.infer("cls", "--input", "x", "--set", f"pipeline.top_k={bad}", code=3)
+            self.assertOneLineError(r, "pipeline.top_k")
 
     def test_sentence_similarity_pairs(self):
         ref = expected("cls")
@@ -729,7 +736,9 @@ class HeadsTest(TorchTestCase):
         with open(src, "w") as f:
             f.write('{"text": "the cat"}\n{broken\n{"id": 5, "text": "the dog"}\n{"text": 5}\n')
         got = self.infer("cls", "--input-file", src)
-        self.assertEqual([g["id"] for g in got], [0, 1, 5, 3])
+        # The line that is not JSON has no id of its own; as records here name theirs, its
+        # stand-in is "line 2", which no record's id can be mistaken for.
+        self.assertEqual([g["id"] for g in got], [0, "line 2", 5, 3])
         self.assertIn("not valid JSON", got[1]["error"]["message"])
         self.assertIn("line 4: field 'text' is integer, not a string", got[3]["error"]["message"])
         dup = self.path("dup.jsonl")
@@ -737,6 +746,52 @@ class HeadsTest(TorchTestCase):
             f.write('{"id": 1, "text": "a"}\n{"id": 1, "text": "b"}\n')
         r = self.infer("cls", "--input-file", dup, code=2)
         self.assertOneLineError(r, "duplicate input id 1")
+
+    def test_records_the_file_cannot_vouch_for_are_error_items(self):
+        src = self.path("odd.jsonl")
+        with open(src, "wb") as f:
+            f.write(b'{"id": 1, "text": "first"}\n'
+                    b'{"id": 2, "text": "caf\xe9"}\n'           # not UTF-8: was id 1, a clash
+                    b'{"id": 3, "text": "a", "text": "b"}\n'      # a key twice: the last one won
+                    b'{"id": 4, "text": "good", "text_pair": 5}\n'  # a pair dropped unsaid
+                    b'{"id": 5, "text": "last"}\n')
+        got = self.infer("cls", "--input-file", src)
+        self.assertEqual([g["id"] for g in got], [1, "line 2", 3, 4, 5])
+        self.assertNotIn("error", got[0])
+        self.assertNotIn("error", got[4])
+        self.assertIn("not valid JSON", got[1]["error"]["message"])
+        self.assertIn('key "text" appears twice', got[2]["error"]["message"])
+        self.assertIn("field 'text_pair' is integer, not a string", got[3]["error"]["message"])
+        # A line that is JSON but for a repeated key counts as a record with an id.
+        mixed = self.path("mixed.jsonl")
+        with open(mixed, "w") as f:
+            f.write('{"id": 1, "text": "a", "text": "b"}\n{broken\n')
+        got = self.infer("cls", "--input-file", mixed, code=2)
+        self.assertIn("every one of the 2 inputs failed", got.stderr)
+        r = run_ms("infer", "--model", os.path.join(TINY, "cls"), "--device", DEVICE,
+                   "--input-file", mixed)
+        self.assertEqual([json.loads(l)["id"] for l in r.stdout.splitlines()], [1, "line 2"])
+        # The same rules for a JSON array and for one record over several lines.
+        for name, text in (("arr.json", '[{"id": 1, "text": "a", "text": "b"}]'),
+                           ("one.json", '{"id": 1,\n "text": "a",\n "text": "b"}')):
+            with open(self.path(name), "w") as f:
+                f.write(text)
+            r = self.infer("cls", "--input-file", self.path(name), code=7 if name == "arr.json" else 2)
+            self.assertOneLineError(r, 'key "text" appears twice')
+        # An integer id past 64 bits was rewritten as a float (1.2345678901234568e+29).
+        big = self.path("big.jsonl")
+        with open(big, "w") as f:
+            f.write('{"id": 123456789012345678901234567890, "text": "y"}\n')
+        r = self.infer("cls", "--input-file", big, code=2)
+        self.assertOneLineError(r, "too large to keep exactly")
+        # Devices that never end are refused before a read (/dev/zero ran until memory did).
+        r = self.infer("cls", "--input-file", "/dev/zero", code=2)
+        self.assertOneLineError(r, "/dev/zero is a character device")
+        r = self.infer("cls", "--input-dir", src, code=2)
+        self.assertOneLineError(r, "is not a folder")
+        r = self.infer("cls", "-i", "x", "-o", self.path("new.jsonl") + "/", code=2)
+        self.assertOneLineError(r, "ends in '/'")
+        self.assertFalse(os.path.exists(self.path("new.jsonl")))
 
 
 if __name__ == "__main__":

@@ -256,10 +256,11 @@ Error json_parse_error(const std::string& source, const JsonParseError& error,
   return Error(syntax_code, fmt::format("{}: {}: {}", where, what, error.reason), hint);
 }
 
-Json parse_json(std::string_view text, const std::string& source, ErrorCode syntax_code) {
+Json parse_json(std::string_view text, const std::string& source, ErrorCode syntax_code,
+                bool refuse_repeated_keys) {
   Json out;
   JsonParseError e;
-  if (try_parse_json(text, out, e)) return out;
+  if (try_parse_json(text, out, e, refuse_repeated_keys)) return out;
   throw json_parse_error(
       source, e, syntax_code, "invalid JSON",
       "fix the syntax at that line (a missing comma, quote or bracket is the usual cause)");

@@ -1,7 +1,10 @@
 #include <fmt/ranges.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <set>
 
 #include "ms/config/json_file.h"
@@ -72,6 +75,25 @@ const Json* pick(const Json& obj, const std::vector<std::string>& keys,
   return nullptr;
 }
 
+// Whether `d` is a whole number a double need not hold exactly: past 2^53 an integer read as a
+// float (a JSON integer beyond 64 bits, a type-inferring reader's column) may have been another.
+bool inexact_integer(double d) {
+  constexpr double kExactLimit = 9007199254740992.0;  // 2^53
+  return std::isfinite(d) && std::fabs(d) >= kExactLimit && std::trunc(d) == d;
+}
+
+// A record's "id" as the input's id: a float that cannot be the integer written (a JSON integer
+// beyond 64 bits is read as a float) is an error, as for a dataset's id column; it came out
+// rewritten ("1.2345678901234568e+29"), and two such ids could become one.
+Json record_id(const Json& id, const std::string& where) {
+  if (id.is_number_float() && inexact_integer(id.get<double>())) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("{}: id {} is an integer too large to keep exactly", where, id.dump()),
+                "write such ids as text (quoted JSON strings)");
+  }
+  return id;
+}
+
 // One record of JSON lines or of a JSON array: a string (the text), or an object with a text (or
 // path) field, an optional "id" and a second-sentence field. `where` names it in errors ("F line
 // 3"); `index` is its id when it has none. The object's keys an input is made from go into `read`.
@@ -84,7 +106,7 @@ PipelineInput input_from_json(const Json& j, std::size_t index, const std::strin
     in.text = j.get<std::string>();
   } else if (j.is_object()) {
     if (j.contains("id") && !j["id"].is_null()) {
-      in.id = j["id"];
+      in.id = record_id(j["id"], where);
       read.insert("id");
     }
     if (const Json* t = pick(j, fields.text, read)) {
@@ -103,7 +125,19 @@ PipelineInput input_from_json(const Json& j, std::size_t index, const std::strin
       in.invalid = fmt::format("{}: no text field (expected one of {}, or path/image)", where,
                                join(fields.text, ", "));
     }
-    if (const Json* p = pick(j, fields.pair, read)) in.text_pair = p->get<std::string>();
+    if (const Json* p = pick(j, fields.pair, read)) {
+      in.text_pair = p->get<std::string>();
+    } else if (const auto named = std::find_if(
+                   fields.pair.begin(), fields.pair.end(),
+                   [&j](const std::string& k) { return j.contains(k) && !j[k].is_null(); });
+               named != fields.pair.end()) {
+      // Dropped, the pair was scored as one sentence with only a warning about an unread field.
+      if (in.invalid.empty()) {
+        in.invalid = fmt::format("{}: field '{}' is {}, not a string", where, *named,
+                                 Config::type_name(j[*named]));
+      }
+      read.insert(*named);
+    }
   } else {
     in.invalid =
         fmt::format("{}: expected a JSON object or string, got {}", where, Config::type_name(j));
@@ -161,7 +195,8 @@ void read_json_records(const std::filesystem::path& file, const FieldNames& fiel
     }
   };
   if (data::holds_json_array(text)) {
-    const Json doc = parse_json(text, file.string(), ErrorCode::kIntegrity);
+    const Json doc = parse_json(text, file.string(), ErrorCode::kIntegrity,
+                                /*refuse_repeated_keys=*/true);
     for (std::size_t k = 0; k < doc.size(); ++k)
       add(doc[k], k, fmt::format("{} element {}", file.string(), k));
     warn_unread(file, unread, "fields", fields);
@@ -170,21 +205,60 @@ void read_json_records(const std::filesystem::path& file, const FieldNames& fiel
   std::vector<data::JsonLine> lines = data::parse_json_lines(text);
   const bool some_line_invalid = std::any_of(
       lines.begin(), lines.end(), [](const data::JsonLine& l) { return !l.error.empty(); });
-  Json whole;
-  JsonParseError ignored;
-  if (some_line_invalid && try_parse_json(text, whole, ignored) && whole.is_object()) {
-    add(whole, 0, file.string());
-    warn_unread(file, unread, "fields", fields);
-    return;
+  if (some_line_invalid) {
+    Json whole;
+    JsonParseError repeated;
+    if (try_parse_json(text, whole, repeated, /*refuse_repeated_keys=*/true) && whole.is_object()) {
+      add(whole, 0, file.string());
+      warn_unread(file, unread, "fields", fields);
+      return;
+    }
+    // One record over several lines that names a key twice is that one record's error, not an
+    // error for each of its lines.
+    JsonParseError ignored;
+    if (try_parse_json(text, whole, ignored) && whole.is_object()) {
+      PipelineInput in;
+      in.id = 0;
+      if (whole.contains("id") && !whole["id"].is_null())
+        in.id = record_id(whole["id"], file.string());
+      in.invalid = fmt::format("{}: {}", file.string(), repeated.reason);
+      out.push_back(std::move(in));
+      return;
+    }
   }
-  for (data::JsonLine& line : lines) {
+  // A line that is not valid JSON still gets an error line of its own: a line that is JSON but
+  // for a repeated key under its own id (read leniently); another under its line number where
+  // records have no ids (as a record without an id gets), else under "line N" (a number stood
+  // for it, and line 2's stand-in 1 clashed with a record's own id 1, stopping the whole job as
+  // a "duplicate input id").
+  const std::string_view body = without_bom(text);
+  std::vector<std::optional<Json>> own_ids(lines.size());
+  for (std::size_t k = 0, start = 0; k < lines.size(); start = lines[k].end, ++k) {
+    Json lenient;
+    JsonParseError ignored_error;
+    if (!lines[k].error.empty() &&
+        try_parse_json(body.substr(start, lines[k].end - start), lenient, ignored_error) &&
+        lenient.is_object() && lenient.contains("id") && !lenient["id"].is_null()) {
+      own_ids[k] = lenient["id"];
+    }
+  }
+  bool records_have_ids = std::any_of(own_ids.begin(), own_ids.end(),
+                                      [](const std::optional<Json>& id) { return id.has_value(); });
+  for (const data::JsonLine& l : lines)
+    records_have_ids |= l.error.empty() && l.value.is_object() && l.value.contains("id");
+  for (std::size_t k = 0; k < lines.size(); ++k) {
+    const data::JsonLine& line = lines[k];
     const std::string where = fmt::format("{} line {}", file.string(), line.line);
     if (line.error.empty()) {
       add(line.value, line.line - 1, where);
       continue;
     }
     PipelineInput in;
-    in.id = line.line - 1;
+    if (own_ids[k]) {
+      in.id = record_id(*own_ids[k], where);
+    } else {
+      in.id = records_have_ids ? Json(fmt::format("line {}", line.line)) : Json(line.line - 1);
+    }
     in.invalid = fmt::format("{} column {}: not valid JSON ({})", where, line.column, line.error);
     out.push_back(std::move(in));
   }
@@ -198,9 +272,8 @@ void read_json_records(const std::filesystem::path& file, const FieldNames& fiel
 Json cell_id(const data::Value& v, std::size_t row, const std::string& source) {
   if (const auto* i = std::get_if<std::int64_t>(&v)) return *i;
   if (const auto* s = std::get_if<std::string>(&v)) return *s;
-  constexpr double kExactLimit = 9007199254740992.0;  // 2^53
   if (const auto* d = std::get_if<double>(&v); d != nullptr && std::isfinite(*d)) {
-    if (std::fabs(*d) < kExactLimit || std::trunc(*d) != *d) return *d;
+    if (!inexact_integer(*d)) return *d;
     throw Error(ErrorCode::kUsage,
                 fmt::format("{}: row {}: id {} is an integer too large to keep exactly", source,
                             row + 1, *d),
@@ -341,6 +414,20 @@ void check_output_is_not(const std::filesystem::path& input,
   }
 }
 
+// Refuses an input file that is a device: /dev/zero or /dev/urandom never end, and were read
+// until memory ran out (the process killed at 23 GB). Standard input (`--input-file -`) may be a
+// terminal, typed into; pipes are read. (Checked by stat alone: opening a device can act, as a
+// tape rewinds.) --dataset and image paths refuse devices alike.
+void refuse_device(const std::filesystem::path& file, bool standard_input) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0 || !(S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) return;
+  if (standard_input && ::isatty(STDIN_FILENO) == 1) return;
+  throw Error(ErrorCode::kUsage,
+              fmt::format("input file {} is a {} device, not a file of inputs", file.string(),
+                          S_ISCHR(st.st_mode) ? "character" : "block"),
+              "give a file (JSON lines, CSV, TSV or text lines), or '-' with the inputs piped in");
+}
+
 void read_dataset(const InputSpec& spec, const FieldNames& fields,
                   std::vector<PipelineInput>& out) {
   const std::optional<std::filesystem::path>& output = spec.output;
@@ -396,7 +483,7 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
     read_dataset(spec, fields, out);
     MS_CHECK(!out.empty(), ErrorCode::kUsage, "dataset {} holds no rows", *spec.dataset);
   } else if (spec.file) {
-    // "-" is standard input (`... | ms infer --input-file -`); pipes and devices read as files.
+    // "-" is standard input (`... | ms infer --input-file -`); pipes read as files.
     const std::filesystem::path file = *spec.file == "-" ? "/dev/stdin" : *spec.file;
     std::error_code ec;
     MS_CHECK(std::filesystem::exists(file, ec), ErrorCode::kNotFound,
@@ -406,6 +493,7 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
       throw Error(ErrorCode::kUsage, fmt::format("input file {} is a folder", file.string()),
                   "give a folder of inputs with --input-dir");
     }
+    refuse_device(file, *spec.file == "-");
     const std::string format = input_file_format(file, spec.file_format);
     if (format == "jsonl" || format == "json") {
       read_json_records(file, fields, out);
@@ -433,8 +521,12 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
   } else {
     const std::filesystem::path& dir = *spec.dir;
     std::error_code ec;
-    MS_CHECK(std::filesystem::is_directory(dir, ec), ErrorCode::kNotFound,
+    MS_CHECK(std::filesystem::exists(dir, ec), ErrorCode::kNotFound,
              "input folder {} does not exist", dir.string());
+    if (!std::filesystem::is_directory(dir, ec)) {
+      throw Error(ErrorCode::kUsage, fmt::format("--input-dir {} is not a folder", dir.string()),
+                  "give one file of inputs with --input-file");
+    }
     std::vector<std::filesystem::path> files;
     for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
          !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {

@@ -169,6 +169,14 @@ void check_job_options(const JobOptions& options) {
     throw Error(ErrorCode::kUsage, fmt::format("--output {} is a folder", options.output->string()),
                 "give the path of a file to write, such as out.jsonl in that folder");
   }
+  // "out.jsonl/" names a folder that does not exist yet: it was made, and the write into it then
+  // failed as if the disk were full (exit 74), leaving the empty folder behind.
+  if (options.output && !options.output->has_filename()) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("--output {} ends in '/': it names a folder, not a file",
+                            options.output->string()),
+                "give the path of a file to write, such as out.jsonl");
+  }
   if (options.resume && writes_npy(options)) {
     throw Error(ErrorCode::kUsage,
                 fmt::format("--resume cannot continue {}: a .npy file holds no input ids to check "

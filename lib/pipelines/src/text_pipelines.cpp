@@ -319,6 +319,12 @@ class SequenceClassificationPipeline final : public BertTextPipeline {
     const auto hf = read_json_file(model.dir / "config.json");
     if (hf && hf->contains("problem_type") && (*hf)["problem_type"].is_string())
       problem_type_ = (*hf)["problem_type"].get<std::string>();
+    // ModelScope's postprocess(topk=): the k best classes; every class unless set.
+    if (model.config.has("pipeline.top_k")) {
+      top_k_ = model.config.get_or<int64_t>("pipeline.top_k", 0);
+      MS_CHECK(top_k_ > 0, ErrorCode::kConfig, "{}: pipeline.top_k must be positive, got {}",
+               model.config.source(), top_k_);
+    }
   }
 
   std::vector<infer::PipelineResult> run(
@@ -351,6 +357,8 @@ class SequenceClassificationPipeline final : public BertTextPipeline {
       const float* row = p + k * n;
       std::stable_sort(order.begin(), order.end(),
                        [row](int64_t a, int64_t c) { return row[a] > row[c]; });
+      if (top_k_ > 0 && static_cast<std::size_t>(top_k_) < order.size())
+        order.resize(static_cast<std::size_t>(top_k_));
       Json scores = Json::array(), names = Json::array();
       for (int64_t i : order) {
         scores.push_back(static_cast<double>(row[i]));
@@ -364,6 +372,7 @@ class SequenceClassificationPipeline final : public BertTextPipeline {
 
  private:
   std::string problem_type_;  // config.json's: regression, multi_label_classification, ...
+  int64_t top_k_ = 0;         // pipeline.top_k; 0: every class
 
   // Every item of a pair task without its pair fails alone; the rest still run.
   std::vector<infer::PipelineResult> run_pairs_only(

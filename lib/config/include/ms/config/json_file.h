@@ -54,9 +54,11 @@ MS_API Error json_parse_error(const std::string& source, const JsonParseError& e
                               const std::string& hint);
 
 /// try_parse_json() that throws ms::Error "<source>:<line>:<column>: invalid JSON: <reason>" with
-/// `syntax_code` for text that is not JSON, and kConfig for JSON beyond ms's limits.
+/// `syntax_code` for text that is not JSON (an object naming a key twice too, with
+/// `refuse_repeated_keys`), and kConfig for JSON beyond ms's limits.
 MS_API Json parse_json(std::string_view text, const std::string& source,
-                       ErrorCode syntax_code = ErrorCode::kConfig);
+                       ErrorCode syntax_code = ErrorCode::kConfig,
+                       bool refuse_repeated_keys = false);
 
 /// The parsed content of `path`, or nullopt when it is not a regular file. Throws
 /// ms::Error(kConfig) naming the file, line and column for text that is not valid JSON.
