@@ -1175,6 +1175,40 @@ print(json.dumps([resumed, uninterrupted]))
         r = with_recipe(recipe(), "--set", "task=nope")
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertOneLineError(r, "unknown task 'nope'")
+        # A label map that is malformed was ignored: the classes came from the data, and the
+        # model's trained head was dropped for a new one. Each is now refused, naming the key.
+        for setting, reason in (
+                ('model.id2label={"0":"negative","1":"neutral","2":"positive","5":"x"}',
+                 "model.id2label names no class 3"),
+                ('model.id2label={"a":"negative","b":"positive"}', 'model.id2label: entry "a"'),
+                ('model.id2label="foo"', "model.id2label must be an object"),
+                ('model.label2id={"negative":0.5,"positive":1}', 'model.label2id: entry "negative"'),
+                ('model.label2id={"negative":0,"positive":0}',
+                 "model.label2id gives class id 0 to both 'negative' and 'positive'"),
+                ('dataset.train.labels=["positive",3]', "dataset.train.labels must be a list")):
+            r = with_recipe(recipe(), "--set", setting)
+            self.assertEqual(r.returncode, 3, (setting, r.stderr))
+            self.assertOneLineError(r, reason)
+        # Two classes of one name are a model's to have (ImageNet's "crane"): said, not refused.
+        r = with_recipe(recipe(), "--set", 'model.id2label={"0":"negative","1":"negative","2":"positive"}',
+                        "--max-epochs", "1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("model.id2label names classes 0 and 1 both 'negative': rows labelled "
+                      "'negative' train class 0 only", r.stderr)
+        shutil.rmtree(self.path("bad"))
+        # A strategy that is neither by_epoch nor by_step was let through beside by_epoch; a
+        # contradiction is said (by_epoch decides, as in ModelScope).
+        for hook, key in (("CheckpointHook", "save_strategy"), ("EvaluationHook", "eval_strategy")):
+            bad = recipe()
+            bad["train"]["hooks"] = [{"type": hook, "by_epoch": False, key: "sometimes"}]
+            r = with_recipe(bad)
+            self.assertEqual(r.returncode, 3, r.stderr)
+            self.assertOneLineError(r, f'{key} must be "by_epoch" or "by_step", got "sometimes"')
+        bad = recipe()
+        bad["train"]["lr_scheduler"]["options"] = {"by_epoch": False, "lr_strategy": "bogus"}
+        r = with_recipe(bad)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertOneLineError(r, 'lr_strategy must be "by_epoch" or "by_step", got "bogus"')
         # An option's bound is named by the option (it was blamed on the configuration files).
         for epochs in ("2000000000", "99999999999999999999", "0"):
             r = with_recipe(recipe(), "--max-epochs", epochs)

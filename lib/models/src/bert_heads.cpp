@@ -52,6 +52,10 @@ int64_t head_size(const ModelSpec& spec, const std::vector<std::string>& head_we
     }
   }
   if (spec.checkpoint != nullptr) {
+    // The family first: another family's head (a small CNN's classifier.weight) was blamed on
+    // config.json's class count.
+    (void)find_encoder_prefix(*spec.checkpoint,
+                              fmt::format("the checkpoint loaded into {}", spec.dir.string()));
     for (const std::string& name : head_weights) {
       auto it = spec.checkpoint->find(name);
       if (it == spec.checkpoint->end() || it->second.dim() != 2) continue;

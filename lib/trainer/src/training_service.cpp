@@ -15,6 +15,7 @@
 #include <chrono>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <set>
 
 #include "batch_sources.h"
@@ -77,42 +78,101 @@ std::string model_type_of(const infer::ModelInfo& m) {
   return text_task(m.task) || token_task(m.task) ? "bert" : "";
 }
 
-// Class names the configuration gives (in id order); empty when it names none.
-std::vector<std::string> configured_labels(const infer::ModelInfo& m, const Config& config) {
-  Json id2label;
-  if (config.has("model.labels") && config.at("model.labels").is_array()) {
-    std::vector<std::string> out;
-    for (const auto& name : config.at("model.labels"))
-      if (name.is_string()) out.push_back(name.get<std::string>());
-    return out;
-  }
-  // As ModelScope: model.label2id (which its label readers take first) or model.id2label, else
-  // the NLP trainer's dataset.train.labels (class ids in list order), else config.json's.
-  if (config.has("model.label2id") && config.at("model.label2id").is_object()) {
-    for (const auto& [name, id] : config.at("model.label2id").items()) {
-      if (!id.is_number_integer()) return {};
-      id2label[std::to_string(id.get<std::int64_t>())] = name;
-    }
-  } else if (config.has("model.id2label")) {
-    id2label = config.at("model.id2label");
-  } else if (config.has("dataset.train.labels") && config.at("dataset.train.labels").is_array()) {
-    std::vector<std::string> out;
-    for (const auto& name : config.at("dataset.train.labels")) {
-      if (!name.is_string()) return {};
-      out.push_back(name.get<std::string>());
-    }
-    return out;
-  } else if (auto hf = read_json_file(m.dir / "config.json")) {
-    if (hf->contains("id2label")) id2label = (*hf)["id2label"];
+// The class names of an id -> name map in id order. The ids run 0 to n-1, each once: a map with
+// a gap or a repeated id was ignored (the classes then came from the data, and the model's head
+// was made anew for them).
+// `key` names the map in errors ("model.label2id", "config.json's id2label").
+std::vector<std::string> names_in_id_order(const std::map<std::int64_t, std::string>& by_id,
+                                           std::size_t entries, const std::string& key) {
+  const std::string hint = "number the classes 0, 1, ... with one name each";
+  if (by_id.size() != entries) {
+    throw Error(ErrorCode::kConfig,
+                fmt::format("{} gives {} entries but only {} distinct class ids", key, entries,
+                            by_id.size()),
+                hint);
   }
   std::vector<std::string> out;
-  if (!id2label.is_object()) return out;
-  for (std::size_t i = 0; i < id2label.size(); ++i) {
-    auto it = id2label.find(std::to_string(i));
-    if (it == id2label.end() || !it->is_string()) return {};
-    out.push_back(it->get<std::string>());
+  std::map<std::string, std::int64_t> id_of_name;
+  for (const auto& [id, name] : by_id) {
+    if (id != static_cast<std::int64_t>(out.size())) {
+      throw Error(ErrorCode::kConfig,
+                  fmt::format("{} names no class {}, though it names {} classes (ids must run "
+                              "0 to {})",
+                              key, out.size(), entries, entries - 1),
+                  hint);
+    }
+    // Two classes of one name (ImageNet's "crane", ids 134 and 517) are a model's to have: rows
+    // labelled by that name can only train the first, which is said rather than refused.
+    const auto [other, fresh] = id_of_name.emplace(name, id);
+    if (!fresh) {
+      log::warn("{} names classes {} and {} both '{}': rows labelled '{}' train class {} only", key,
+                other->second, id, name, name, other->second);
+    }
+    out.push_back(name);
   }
   return out;
+}
+
+// An id -> name object (`model.id2label`, config.json's `id2label`) as names in id order.
+std::vector<std::string> id2label_names(const Json& id2label, const std::string& key) {
+  MS_CHECK(id2label.is_object(), ErrorCode::kConfig,
+           "{} must be an object of \"id\": \"name\" pairs, got {}", key, id2label.dump());
+  std::map<std::int64_t, std::string> by_id;
+  for (const auto& [id, name] : id2label.items()) {
+    MS_CHECK(is_decimal(id) && id.size() < 10 && name.is_string(), ErrorCode::kConfig,
+             "{}: entry \"{}\": {} must map a class id (0, 1, ...) to a name", key, id,
+             name.dump());
+    by_id[std::stoll(id)] = name.get<std::string>();
+  }
+  return names_in_id_order(by_id, id2label.size(), key);
+}
+
+// Class names the configuration gives (in id order); empty when it names none. A map given but
+// malformed is an error naming its key.
+std::vector<std::string> configured_labels(const infer::ModelInfo& m, const Config& config) {
+  auto names_list = [&](const char* key) {
+    const Json& list = config.at(key);
+    MS_CHECK(list.is_array(), ErrorCode::kConfig, "{} must be a list of class names, got {}", key,
+             list.dump());
+    std::map<std::int64_t, std::string> by_id;
+    for (const auto& name : list) {
+      MS_CHECK(name.is_string(), ErrorCode::kConfig,
+               "{} must be a list of class names; {} is no name", key, name.dump());
+      by_id[static_cast<std::int64_t>(by_id.size())] = name.get<std::string>();
+    }
+    return names_in_id_order(by_id, list.size(), key);
+  };
+  if (config.has("model.labels") && !config.at("model.labels").is_null())
+    return names_list("model.labels");
+  // As ModelScope: model.label2id (which its label readers take first) or model.id2label, else
+  // the NLP trainer's dataset.train.labels (class ids in list order), else config.json's.
+  if (config.has("model.label2id") && !config.at("model.label2id").is_null()) {
+    const Json& label2id = config.at("model.label2id");
+    MS_CHECK(label2id.is_object(), ErrorCode::kConfig,
+             "model.label2id must be an object of \"name\": id pairs, got {}", label2id.dump());
+    std::map<std::int64_t, std::string> by_id;
+    for (const auto& [name, id] : label2id.items()) {
+      MS_CHECK(id.is_number_integer() && id.get<std::int64_t>() >= 0, ErrorCode::kConfig,
+               "model.label2id: entry \"{}\": {} is no class id (0, 1, ...)", name, id.dump());
+      const auto [other, fresh] = by_id.emplace(id.get<std::int64_t>(), name);
+      if (!fresh) {
+        throw Error(ErrorCode::kConfig,
+                    fmt::format("model.label2id gives class id {} to both '{}' and '{}'",
+                                id.get<std::int64_t>(), other->second, name),
+                    "give each class its own id, 0 to N-1");
+      }
+    }
+    return names_in_id_order(by_id, label2id.size(), "model.label2id");
+  }
+  if (config.has("model.id2label") && !config.at("model.id2label").is_null())
+    return id2label_names(config.at("model.id2label"), "model.id2label");
+  if (config.has("dataset.train.labels") && !config.at("dataset.train.labels").is_null())
+    return names_list("dataset.train.labels");
+  if (auto hf = read_json_file(m.dir / "config.json")) {
+    if (hf->contains("id2label") && !(*hf)["id2label"].is_null())
+      return id2label_names((*hf)["id2label"], (m.dir / "config.json").string() + ": id2label");
+  }
+  return {};
 }
 
 // Hugging Face's _init_weights for BERT-family models: Linear and Embedding weights from

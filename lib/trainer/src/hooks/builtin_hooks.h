@@ -2,7 +2,11 @@
 // ModelScope's Hook class gives every hook.
 #pragma once
 
+#include <optional>
+#include <string>
+
 #include "ms/config/options.h"
+#include "ms/core/log.h"
 #include "ms/trainer/hook.h"
 #include "ms/trainer/trainer.h"
 
@@ -32,18 +36,33 @@ inline bool is_last_iter(const Trainer& t) { return t.iter() + 1 == t.max_iters(
 
 /// ModelScope's two spellings of "by epoch or by step": `by_epoch` (bool) or `<strategy_key>`
 /// ("by_epoch" | "by_step"; CheckpointHook's save_strategy also "no").
+/// Given both, `by_epoch` decides, as in ModelScope (where it is the deprecated spelling that
+/// overrides the strategy); the strategy is still checked (ModelScope's "no" too, which it
+/// overrides), and a contradiction is warned about.
 inline bool read_by_epoch(ComponentOptions& o, const char* strategy_key, bool fallback = true) {
   const nlohmann::json by_epoch = o.value("by_epoch");
   const nlohmann::json strategy = o.value(strategy_key);
-  if (!by_epoch.is_null()) {
-    if (!by_epoch.is_boolean()) (void)o.flag("by_epoch", true);  // the typed error
-    return by_epoch.get<bool>();
+  std::optional<bool> strategy_by_epoch;
+  if (!strategy.is_null()) {
+    const std::string s = o.text(strategy_key, "");
+    if (s == "by_epoch") {
+      strategy_by_epoch = true;
+    } else if (s == "by_step") {
+      strategy_by_epoch = false;
+    } else if (s == "no" && !by_epoch.is_null()) {
+      strategy_by_epoch = !by_epoch.is_boolean() || !by_epoch.get<bool>();  // always disagrees
+    } else {
+      fail(ErrorCode::kConfig, "{} must be \"by_epoch\" or \"by_step\", got \"{}\"", strategy_key,
+           s);
+    }
   }
-  if (strategy.is_null()) return fallback;
-  const std::string s = o.text(strategy_key, "");
-  if (s == "by_epoch") return true;
-  if (s == "by_step") return false;
-  fail(ErrorCode::kConfig, "{} must be \"by_epoch\" or \"by_step\", got \"{}\"", strategy_key, s);
+  if (by_epoch.is_null()) return strategy_by_epoch.value_or(fallback);
+  if (!by_epoch.is_boolean()) (void)o.flag("by_epoch", true);  // the typed error
+  if (strategy_by_epoch && *strategy_by_epoch != by_epoch.get<bool>()) {
+    log::warn("{}: by_epoch {} and {} \"{}\" disagree; by_epoch decides, as in ModelScope",
+              o.component(), by_epoch.dump(), strategy_key, strategy.get<std::string>());
+  }
+  return by_epoch.get<bool>();
 }
 
 /// A positive integer option.

@@ -32,6 +32,8 @@ class MS_API ComponentOptions {
   nlohmann::json value(const char* key);
   /// kConfig for the first key no accessor asked for, with the close matches among those read.
   void check_all_read() const;
+  /// The component's name as errors give it ("CheckpointHook").
+  const std::string& component() const { return component_; }
 
  private:
   const nlohmann::json* find(const char* key);
