@@ -226,6 +226,11 @@ BertTokenizer::BertTokenizer(std::vector<std::string> vocab, BertTokenizerOption
     if (static_cast<std::size_t>(token.id) == vocab_.size()) vocab_.push_back(token.content);
     index_[token.content] = token.id;
   }
+  for (const auto& entry : index_) {
+    std::size_t chars = 0;
+    for (unsigned char c : entry.first) chars += (c & 0xC0) != 0x80;
+    longest_token_chars_ = std::max(longest_token_chars_, chars);
+  }
   auto need = [this](const std::string& token, const char* what) {
     const std::int64_t id = token_to_id(token);
     MS_CHECK(id >= 0, ErrorCode::kConfig, "the vocabulary has no {} token '{}'", what, token);
@@ -476,15 +481,26 @@ void BertTokenizer::wordpiece(const Word& w, std::size_t base, std::int64_t word
     return;
   }
   const std::size_t mark = out.ids.size();
+  // The word as UTF-8 once, with where each code point starts: a piece is then one append. (It
+  // was built code point by code point for every length tried: a 99-letter word that matches
+  // only letter by letter cost ~160,000 appends, and 1 MiB of them 4.9 s in `ms serve`.)
+  std::string utf8;
+  std::vector<std::size_t> starts;
+  starts.reserve(word.size() + 1);
+  for (char32_t c : word) {
+    starts.push_back(utf8.size());
+    append_utf8(utf8, c);
+  }
+  starts.push_back(utf8.size());
   std::string piece;
   std::size_t start = 0;
   while (start < word.size()) {
-    std::size_t end = word.size();
+    std::size_t end = std::min(word.size(), start + longest_token_chars_);
     std::int64_t found = -1;
     while (start < end) {
       piece.clear();
       if (start > 0) piece = options_.continuing_prefix;
-      for (std::size_t k = start; k < end; ++k) append_utf8(piece, word[k]);
+      piece.append(utf8, starts[start], starts[end] - starts[start]);
       auto it = index_.find(piece);
       if (it != index_.end()) {
         found = it->second;

@@ -107,6 +107,9 @@ class MS_API BertTokenizer {
 
   std::vector<std::string> vocab_;
   std::unordered_map<std::string, std::int64_t> index_;
+  /// The longest token's length in code points: no longer piece can match, so WordPiece's search
+  /// for the longest match starts there rather than at the word's end.
+  std::size_t longest_token_chars_ = 0;
   BertTokenizerOptions options_;
   struct Whole {  // a token matched whole in the text
     std::string text;
