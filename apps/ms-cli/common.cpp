@@ -206,7 +206,8 @@ void add_hub_options(CLI::App& cmd, infer::HubModelOptions& hub) {
 void add_threads_option(CLI::App& command, std::optional<int>& threads) {
   command
       .add_option("--threads", threads,
-                  "LibTorch intra-op threads (default: $OMP_NUM_THREADS, else the cores this process may use)")
+                  "LibTorch intra-op threads (default: $OMP_NUM_THREADS, else the cores this "
+                  "process may use)")
       ->check(positive_whole_number());
 }
 
