@@ -1,11 +1,13 @@
 // `ms dataset info|head|iter SPEC`: what a dataset holds, its first rows, and a timed pass of the
 // batch loader (decode + resize + normalise) for throughput checks.
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <tuple>
 
 #include "cli.h"
 #include "ms/core/error.h"
+#include "ms/core/log.h"
 #include "ms/core/text.h"
 #include "ms/core/utf8.h"
 #include "ms/data/dataset.h"
@@ -112,35 +114,50 @@ Json cell_json(const data::Value& v, data::ColumnType type) {
   return s;
 }
 
+// `key`, with '_' put before it until no split's column has the name (one key for every split);
+// said when it moves.
+std::string key_beside(const data::Dataset& ds, std::string key) {
+  const std::string wanted = key;
+  auto taken = [&ds](const std::string& name) {
+    return std::any_of(ds.splits.begin(), ds.splits.end(),
+                       [&](const data::Split& s) { return s.table.column_index(name) >= 0; });
+  };
+  while (taken(key)) key.insert(0, "_");
+  if (key != wanted) {
+    log::warn("the data has a column '{}', so the {} ms adds goes under '{}'", wanted,
+              wanted == "_split" ? "split's name" : "class name", key);
+  }
+  return key;
+}
+
 void run_head(const DatasetOptions& o) {
   // Only the rows shown are parsed: a look at the top of a 5 GB table reads it, but does not
   // build millions of rows (types come from the rows shown; `ms dataset info` types them all).
   data::LoadOptions options = load_options(o);
   options.max_rows = o.rows;
   const data::Dataset ds = data::load_dataset(o.spec, options);
+  const bool with_split = o.json && ds.splits.size() > 1;
+  // The keys ms adds beside the columns; a column of that name keeps it, and the added value
+  // takes the name with one more leading '_' (a column "_split" replaced the split's name).
+  const std::string split_key = with_split ? key_beside(ds, "_split") : "";
+  const std::string label_name_key = ds.labels.empty() ? "" : key_beside(ds, "label_name");
   for (const auto& s : ds.splits) {
     if (!o.json && ds.splits.size() > 1) std::printf("# split %s\n", s.name.c_str());
     const int label_col = s.table.column_index("label");
     for (std::size_t r = 0; r < s.table.rows.size() && r < o.rows; ++r) {
       Json row = Json::object();
-      const bool with_split = o.json && ds.splits.size() > 1;
-      if (with_split) row["_split"] = s.name;
-      // Column names are unique, so they are appended without ordered_json's linear key search
-      // (quadratic for a table of 100,000 columns); only a column named like the split key
-      // replaces it, as it always has.
+      if (with_split) row[split_key] = s.name;
+      // Column names are unique, and differ from the keys added, so they are appended without
+      // ordered_json's linear key search (quadratic for a table of 100,000 columns).
       auto& fields = row.get_ref<Json::object_t&>();
       for (std::size_t c = 0; c < s.table.columns.size(); ++c) {
-        const std::string& name = s.table.columns[c].name;
-        Json cell = cell_json(s.table.rows[r][c], s.table.columns[c].type);
-        if (with_split && name == "_split")
-          row[name] = std::move(cell);
-        else
-          fields.emplace_back(name, std::move(cell));
+        fields.emplace_back(s.table.columns[c].name,
+                            cell_json(s.table.rows[r][c], s.table.columns[c].type));
       }
-      if (label_col >= 0 && !ds.labels.empty()) {
+      if (label_col >= 0 && !label_name_key.empty()) {
         if (auto* id = std::get_if<std::int64_t>(&s.table.rows[r][label_col])) {
           if (*id >= 0 && static_cast<std::size_t>(*id) < ds.labels.size())
-            row["label_name"] = ds.labels[*id];
+            row[label_name_key] = ds.labels[*id];
         }
       }
       std::printf("%s\n", json_text(row).c_str());

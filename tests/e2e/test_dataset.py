@@ -192,6 +192,18 @@ class DatasetTest(MsTestCase):
             self.assertExit(r, 2, bad)
             self.assertOneLineError(r, bad)
 
+    def test_a_column_named_like_a_key_head_adds_keeps_its_values(self):
+        # A column "_split" replaced the split's name in `head --json` over several splits.
+        self.write("sp/train.csv", "_split,a\nfoo,1\n")
+        self.write("sp/test.csv", "_split,a\nbar,2\n")
+        r = self.ms("dataset", "head", "folder:" + self.path("sp"), "--json")
+        self.assertExit(r, 0)
+        rows = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual(sorted((row["__split"], row["_split"], row["a"]) for row in rows),
+                         [("test", "bar", 2), ("train", "foo", 1)])
+        self.assertIn("the data has a column '_split', so the split's name ms adds goes under "
+                      "'__split'", r.stderr)
+
     def test_unknown_split_lists_available(self):
         r = self.ms("dataset", "info", os.path.join(FIXTURES, "fmnist"), "--split", "tset")
         self.assertExit(r, 4)

@@ -481,6 +481,14 @@ TEST_CASE("Split slices resolve like HF datasets and reject bad input", "[data]"
   CHECK(parse_split("test[100:200]").resolve(150) == std::pair<std::size_t, std::size_t>{100, 150});
   CHECK(parse_split("train[-10:]").resolve(100) == std::pair<std::size_t, std::size_t>{90, 100});
   CHECK(parse_split("train[10%:-10%]").resolve(10) == std::pair<std::size_t, std::size_t>{1, 9});
+  // Bounds on a half round to the even number, as Python's round() in Hugging Face's reader
+  // (datasets 5.2.0 gives these rows of 25).
+  using Rows = std::pair<std::size_t, std::size_t>;
+  CHECK(parse_split("train[:10%]").resolve(25) == Rows{0, 2});
+  CHECK(parse_split("train[10%:30%]").resolve(25) == Rows{2, 8});
+  CHECK(parse_split("train[-10%:]").resolve(25) == Rows{23, 25});
+  CHECK(parse_split("train[:-10%]").resolve(25) == Rows{0, 23});
+  CHECK(parse_split("train[:50%]").resolve(7) == Rows{0, 4});
   CHECK(parse_split("train[:10%]").str() == "train[:10%]");
   for (const char* bad : {"train[", "train[1]", "train[a:b]", "train[1:2%]", "train[:200%]",
                           "[1:2]", "train[1:2:3]", "train]"}) {

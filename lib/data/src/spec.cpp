@@ -245,7 +245,9 @@ std::pair<std::size_t, std::size_t> SplitSelector::resolve(std::size_t rows) con
   auto absolute = [&](std::optional<long long> bound, long long fallback) {
     if (!bound) return fallback;
     long long v = *bound;
-    if (percent) v = static_cast<long long>(std::llround(static_cast<double>(v) * n / 100.0));
+    // As Hugging Face's round(pct * rows / 100): a half goes to the even number (Python's
+    // round; nearbyint in the default rounding mode), so 10% of 25 rows is 2, not 3.
+    if (percent) v = static_cast<long long>(std::nearbyint(static_cast<double>(v) * n / 100.0));
     if (v < 0) v += n;
     return std::clamp(v, 0LL, n);
   };
