@@ -11,7 +11,6 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
-#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -35,6 +34,7 @@
 #include "ms/hub/cache.h"
 #include "ms/hub/sha256.h"
 #include "ms/hub/sha256_checkpoints.h"
+#include "test_stops.h"
 
 namespace ms::hub {
 namespace fs = std::filesystem;
@@ -1047,16 +1047,6 @@ namespace {
 // How many listings one download may go through when commits land on the branch during it.
 constexpr int kListingPasses = 3;
 
-// MS_TEST_DOWNLOAD_STOP=listed, in a -DMS_TEST_HOOKS=ON build only: the download stops itself
-// (SIGSTOP) after its first listing, so that a test commits to the repo at that very point.
-void test_stop_after_listing() {
-#ifdef MS_TEST_HOOKS
-  static std::atomic<bool> stopped{false};
-  if (env_var("MS_TEST_DOWNLOAD_STOP").value_or("") == "listed" && !stopped.exchange(true))
-    std::raise(SIGSTOP);
-#endif
-}
-
 // Whether a fresh listing of the revision differs from `listed` in its paths, sizes or sha256s:
 // a commit landed since (false when the listing fails: the failure at hand is then reported).
 bool listing_changed(HubClient& client, const DownloadOptions& options, const std::string& revision,
@@ -1126,7 +1116,9 @@ DownloadResult download_pass(const DownloadOptions& options, const HubOptions& h
                             revision, join(names, ", ")),
                 did_you_mean(revision, names));
   }
-  test_stop_after_listing();
+  // MS_TEST_DOWNLOAD_STOP=listed (test builds): stops after the first listing, for a test to
+  // commit to the repo there.
+  detail::stop_here_for_tests("MS_TEST_DOWNLOAD_STOP", "listed");
   {
     std::vector<std::string> paths;
     for (const FileEntry& e : listed) paths.push_back(e.path);

@@ -518,22 +518,20 @@ Response Transport::put_file(const std::string& url, const std::string& local_pa
       continue;
     }
     if (r.curl_code != CURLE_OK) fail(ErrorCode::kNetwork, "PUT {}: {}", url, r.curl_error);
-    const bool hub_url = starts_with(url, options_.endpoint + "/");
-    if (r.status == 400 && hub_url) {
+    if (r.status < 400) return r;
+    // A blob store the LFS batch sent the upload to has 400s of its own (S3's RequestTimeout).
+    if (!starts_with(url, options_.endpoint + "/"))
+      fail(ErrorCode::kNetwork, "PUT {}: HTTP {}{}", url, r.status, hub_message(r));
+    if (r.status == 400) {
       // The hub checks a blob's size and sha256 against those declared: the bytes it got are
-      // not the ones hashed (the file changed while it was read, or they were damaged). A blob
-      // store the LFS batch sent the upload to has 400s of its own (S3's RequestTimeout).
+      // not the ones hashed (the file changed while it was read, or they were damaged).
       throw Error(ErrorCode::kIntegrity,
                   fmt::format("upload of {}: the hub refused the bytes sent (HTTP 400){}",
                               local_path, hub_message(r)),
                   "if the file is being written to, wait until it is done; then run the upload "
                   "again");
     }
-    if (r.status >= 400 && !hub_url) {
-      fail(ErrorCode::kNetwork, "PUT {}: HTTP {}{}", url, r.status, hub_message(r));
-    }
-    if (r.status >= 400) http_error(req, r, "upload of " + local_path);
-    return r;
+    http_error(req, r, "upload of " + local_path);
   }
 }
 

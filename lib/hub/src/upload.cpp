@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <csignal>
 #include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -25,6 +24,7 @@
 #include "ms/hub/cache.h"
 #include "ms/hub/download.h"
 #include "ms/hub/sha256.h"
+#include "test_stops.h"
 
 namespace ms::hub {
 namespace fs = std::filesystem;
@@ -32,17 +32,10 @@ using json = nlohmann::json;
 
 namespace {
 
-// MS_TEST_UPLOAD_STOP=STAGE, in a -DMS_TEST_HOOKS=ON build only: the process stops itself
-// (SIGSTOP) when the upload reaches STAGE, so that a test kills it, or the hub, at that very
-// point: `hashed` (the hashes are in the upload state), `blob-half` (half of the first blob
-// sent), `blobs` (every blob sent, nothing committed), `commit` (the first commit applied, the
-// state not yet saved).
-void test_stop_at([[maybe_unused]] const char* stage) {
-#ifdef MS_TEST_HOOKS
-  static const std::string wanted = env_var("MS_TEST_UPLOAD_STOP").value_or("");
-  if (wanted == stage) std::raise(SIGSTOP);
-#endif
-}
+// MS_TEST_UPLOAD_STOP=STAGE (test builds): the upload stops itself at STAGE: `hashed` (the
+// hashes are in the upload state), `blob-half` (half of the first blob sent), `blobs` (every blob
+// sent, nothing committed), `commit` (the first commit applied, the state not yet saved).
+void test_stop_at(const char* stage) { detail::stop_here_for_tests("MS_TEST_UPLOAD_STOP", stage); }
 
 constexpr std::uint64_t kLfsThreshold = 1ull << 20;
 constexpr std::uint64_t kInlineBatchLimit = 400ull << 20;

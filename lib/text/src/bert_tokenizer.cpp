@@ -14,6 +14,13 @@
 namespace ms::text {
 namespace {
 
+// Code points in UTF-8 text: its bytes that start one (valid text assumed).
+std::size_t code_points(std::string_view utf8) {
+  std::size_t n = 0;
+  for (unsigned char c : utf8) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
 // Whether tokenizer.json holds a WordPiece model (transformers 5 saves a BERT tokenizer as
 // tokenizer.json and tokenizer_config.json alone, without vocab.txt).
 bool holds_wordpiece(const nlohmann::json& j) {
@@ -226,11 +233,8 @@ BertTokenizer::BertTokenizer(std::vector<std::string> vocab, BertTokenizerOption
     if (static_cast<std::size_t>(token.id) == vocab_.size()) vocab_.push_back(token.content);
     index_[token.content] = token.id;
   }
-  for (const auto& entry : index_) {
-    std::size_t chars = 0;
-    for (unsigned char c : entry.first) chars += (c & 0xC0) != 0x80;
-    longest_token_chars_ = std::max(longest_token_chars_, chars);
-  }
+  for (const auto& entry : index_)
+    longest_token_chars_ = std::max(longest_token_chars_, code_points(entry.first));
   auto need = [this](const std::string& token, const char* what) {
     const std::int64_t id = token_to_id(token);
     MS_CHECK(id >= 0, ErrorCode::kConfig, "the vocabulary has no {} token '{}'", what, token);
@@ -530,11 +534,6 @@ BertTokenizer::Pieces BertTokenizer::pieces(std::string_view text, std::size_t k
   Pieces out;
   std::size_t pos = 0, base = 0;
   std::int64_t word_id = 0;
-  auto code_points = [](std::string_view s) {
-    std::size_t n = 0;
-    for (unsigned char c : s) n += (c & 0xC0) != 0x80;
-    return n;
-  };
   // Where each special token next occurs at or after `pos`, found again only once `pos` has
   // passed it: searching every token anew after each match made a text full of one token
   // quadratic (the others' searches ran to the end every time; 40,000 "[MASK]" took 18 s).
