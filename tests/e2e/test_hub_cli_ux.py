@@ -156,6 +156,26 @@ class HubCliErrorsTest(SharedHubTestCase):
         self.assertExit(r, 2)
         self.assertIn("40 hex digits", r.stderr)
 
+    def test_a_tag_the_hub_would_refuse_stops_the_upload_before_its_commit(self):
+        # The tag is made after the commit: a name the hub refuses left the files committed to
+        # master behind an exit 2 that says nothing changed.
+        src = make_tree(self.path("src"), {"a.txt": b"one"})
+        self.assertExit(self.ms("upload", "alice/tags", src, "--create", "--tag", "v1", "--token", self.token), 0)
+        self.assertExit(self.ms("upload", "alice/tags", src, "--revision", "dev", "--token", self.token), 0)
+        changed = make_tree(self.path("changed"), {"a.txt": b"two"})
+        cases = [("v1", "has that tag already"), ("dev", "has a branch of that name"),
+                 ("dev/x", "the branch 'dev'"), ("v1/rc", "the tag 'v1'"), ("bad..tag", "git's ref rules"),
+                 ("x.lock", "git's ref rules"), ("a" * 40, "40 hex digits")]
+        for tag, reason in cases:
+            with self.subTest(tag=tag):
+                r = self.ms("upload", "alice/tags", changed, "--tag", tag, "--token", self.token)
+                self.assertExit(r, 2)
+                self.assertOneLineError(r, reason, "nothing was uploaded")
+        r = self.ms("download", "alice/tags", "a.txt", "--local-dir", self.path("out"), "--token", self.token)
+        self.assertExit(r, 0)
+        with open(self.path("out", "a.txt"), "rb") as f:
+            self.assertEqual(f.read(), b"one")
+
     def test_repo_ids_that_would_share_a_cache_folder(self):
         # "a/x.y" and "a/x___y" are both cached in models/a/x___y, and "a/b--c" and "a--b/c" in
         # models/a--b--c: a download of one served the other's files. The hub refuses to make

@@ -405,6 +405,14 @@ class HubClientTest(SharedHubTestCase):
             self.assertExit(r, 0)
             self.assertIn("interrupted download left 1 partial file(s)", r.stderr)
             self.assertIn("b/d.bin", r.stderr)
+            # A partial of a file the folder has (another client finished it) is no gap.
+            os.remove(partial)
+            stale = self.path("cache", "models", "._____temp", "alice", "offline", "b", "c.txt")
+            with open(stale, "wb") as f:
+                f.write(b"ha")
+            r = self.ms("download", "alice/offline", "--offline", env=self.env(MODELSCOPE_ENDPOINT=dead))
+            self.assertExit(r, 0)
+            self.assertNotIn("partial", r.stderr)
             with self.assertRaises(BlockingIOError):
                 listener.accept()
 

@@ -6,6 +6,8 @@ import http.server
 import json
 import os
 import shutil
+import socket
+import struct
 import threading
 import urllib.parse
 
@@ -31,12 +33,22 @@ class MockHub(http.server.ThreadingHTTPServer):
         self.entry_changes = None  # a list of dicts: the listing holds w.bin once per dict, changed by it
         self.listed_shas = None  # the Sha256 of w.bin in the 1st, 2nd, ... listing (the last one repeats)
         self.commits = 0
+        self.resets = 0  # blob PUTs cut part way ("put_reset")
+        self.put_bodies = []
+        self.sockets_to_reset = []
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def endpoint(self):
         return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def shutdown_request(self, request):
+        if request in self.sockets_to_reset:
+            # Closed with no FIN first and a zero linger: the peer gets a TCP reset.
+            request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return self.close_request(request)
+        super().shutdown_request(request)
 
     def handle_error(self, request, client_address):
         pass  # the client hanging up on a refused transfer is expected here
@@ -176,7 +188,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             self.wfile.write(body)
             return
-        if url.path == "/api/v1/models/o/n" and hub.mode == "lfs_elsewhere":
+        if url.path == "/api/v1/models/o/n" and hub.mode in ("lfs_elsewhere", "put_reset"):
             return self.send_json({"Id": 1, "Name": "n"})
         if url.path == "/api/v1/models/o/n" and hub.mode == "create_race":
             if not hub.repo_created:
@@ -195,7 +207,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_PUT(self):
         hub = self.server
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if hub.mode == "put_reset" and hub.resets == 0:
+            # The hub dies before answering the first blob PUT, on a connection the client
+            # reused: a reset and no answer, which curl meets by sending the request again.
+            hub.resets += 1
+            hub.sockets_to_reset.append(self.connection)
+            self.close_connection = True
+            return
+        hub.put_bodies.append(body)
         hub.puts.append(self.headers.get("Host"))
         hub.put_cookies.append(self.headers.get("Cookie"))
         self.send_json(None)
@@ -209,7 +229,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send_status(409, "model o/n already exists")
         if self.path.endswith("/info/lfs/objects/batch"):
             # The upload goes to another host the hub names (as ModelScope's object store).
-            href = f"http://localhost:{hub.server_address[1]}/upload/blob"
+            host = "localhost" if hub.mode == "lfs_elsewhere" else "127.0.0.1"
+            href = f"http://{host}:{hub.server_address[1]}/upload/blob"
             return self.send_json({"objects": [{"oid": o["oid"], "size": o["size"], "actions": {"upload": {"href": href}}}
                                                for o in json.loads(body)["objects"]]})
         if self.path.startswith("/api/v1/repos/models/o/n/commit/"):
@@ -440,6 +461,24 @@ class HostileHubTest(MsTestCase):
         self.assertExit(r, 0)
         self.assertEqual(self.hub.puts, [f"localhost:{self.hub.server_address[1]}"])
         self.assertEqual(self.hub.put_cookies, ["m_session_id=SECRET-TOKEN"])
+
+    def test_blob_put_cut_on_a_reused_connection_is_sent_again(self):
+        # curl sends a request again when a reused connection turns out dead; a streamed body
+        # must then start over, which failed the upload (exit 5, "necessary data rewind wasn't
+        # possible") where a retry would have worked.
+        self.hub.mode = "put_reset"
+        src = self.path("src")
+        os.makedirs(src)
+        content = os.urandom(4 << 20)
+        with open(os.path.join(src, "w.bin"), "wb") as f:
+            f.write(content)
+        env = {"MODELSCOPE_CACHE": self.path("cache"), "MODELSCOPE_CREDENTIALS_PATH": self.path("cred"),
+               "MODELSCOPE_API_TOKEN": "", "MS_HUB_RETRIES": "2"}
+        r = run_ms("upload", "o/n", src, "--endpoint", self.hub.endpoint, "--token", "T", env=env, timeout=60)
+        self.assertExit(r, 0)
+        self.assertEqual(self.hub.resets, 1)
+        self.assertEqual(self.hub.put_bodies, [content])  # the whole file, from its first byte
+        self.assertEqual(self.hub.commits, 1)
 
     def test_oversized_body_is_refused(self):
         # As a 206 for the range asked, and as a whole-file 200 longer than the listed size.

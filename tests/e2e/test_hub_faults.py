@@ -48,6 +48,17 @@ class HubFaultsTest(SharedHubTestCase):
         self.assertEqual(sorted(self.listing("alice/fifo-folder")), [".gitattributes", "a.txt"])
         self.assertIn("pipe: skipped, not a regular file", r.stderr)
 
+    def test_what_a_killed_write_or_export_left_is_not_published(self):
+        # A killed `ms export -o repo/onnx` leaves repo/.onnx.ms-export-XXXXXX with a partial
+        # model; a killed download or save leaves .NAME.tmp.XXXXXX: uploading repo sent them.
+        src = make_tree(self.path("src"), {"a.txt": b"a", "..msc.tmp.Q1w2E3": b"half",
+                                           ".onnx.ms-export-cTqk5J/.model.onnx.tmp.tVEfzM": b"part",
+                                           ".onnx.ms-export-cTqk5J/config.json": b"{}"})
+        r = self.upload("alice/leftovers", src, timeout=20)
+        self.assertExit(r, 0)
+        self.assertEqual(sorted(self.listing("alice/leftovers")), [".gitattributes", "a.txt"])
+        self.assertEqual(r.stderr.count("unfinished write"), 2, r.stderr)
+
     def test_names_and_messages_that_are_not_utf8_are_usage_errors(self):
         # The hub takes both in JSON, which carries UTF-8 only: they failed in the commit (exit 70).
         src = make_tree(self.path("src"), {"a.txt": b"a"})

@@ -251,6 +251,12 @@ TEST_CASE("atomic writes replace files whole and leave no temp files", "[core][f
   CHECK(fs::exists(dir / "sub" / ".lock"));
   CHECK_FALSE(fs::exists(dir / "sub" / ".big.pth.tmp.000000"));
   CHECK(ms::remove_unfinished_writes(dir / "missing") == 0);
+  // The names uploads skip: ms's temp files and export folders, not a user's look-alikes.
+  for (const char* name : {".a.txt.tmp.Ab3xYz", "..msc.tmp.Q1w2E3", ".onnx.ms-export-cTqk5J"})
+    CHECK(ms::is_temp_write_name(name));
+  for (const char* name : {".keep.tmp.short", "a.txt.tmp.Ab3xYz", ".tmp.Ab3xYz",
+                           ".ms-export-cTqk5J", "notes.tmp.txt", ".x.ms-export-toolong"})
+    CHECK_FALSE(ms::is_temp_write_name(name));
   // remove_abandoned_writes: only a dead writer's temp files of that one path. A live write holds
   // its temp file's lock, so it survives a sweep made while it runs.
   const fs::path out = dir / "sub" / "emb.npy";

@@ -172,11 +172,14 @@ std::string temp_pattern(const fs::path& path) {
   return (folder_of(path) / (temp_prefix(path) + std::string(kTempSuffixSize, 'X'))).string();
 }
 
-bool is_unfinished_write(const std::string& name) {
-  const std::size_t at = name.rfind(kTempInfix);
-  return name.size() > 1 && name[0] == '.' && at != std::string::npos && at > 1 &&
-         name.size() == at + std::strlen(kTempInfix) + kTempSuffixSize;
+// ".NAME" + `infix` + six characters, NAME not empty.
+bool has_temp_shape(std::string_view name, std::string_view infix) {
+  const std::size_t at = name.rfind(infix);
+  return name.size() > 1 && name[0] == '.' && at != std::string_view::npos && at > 1 &&
+         name.size() == at + infix.size() + kTempSuffixSize;
 }
+
+bool is_unfinished_write(std::string_view name) { return has_temp_shape(name, kTempInfix); }
 
 // Locks a temp file just made, for as long as it is written (see remove_abandoned_writes).
 // False when another process's sweep removed it before the lock was taken: it has no name left,
@@ -189,6 +192,10 @@ bool lock_new_temp_file(int fd) {
   return rc != 0 || ::fstat(fd, &st) != 0 || st.st_nlink > 0;
 }
 }  // namespace
+
+bool is_temp_write_name(std::string_view name) {
+  return is_unfinished_write(name) || has_temp_shape(name, kExportTempInfix);
+}
 
 std::size_t remove_unfinished_writes(const fs::path& dir) {
   std::error_code ec;

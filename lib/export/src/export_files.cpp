@@ -77,7 +77,7 @@ std::vector<std::string> copy_side_files(const fs::path& model_dir, const fs::pa
 namespace {
 
 // An export is written in ".NAME" + kTempInfix + "XXXXXX" beside its output, then renamed.
-const std::string kTempInfix(infer::kExportTempInfix);
+const std::string kTempInfix(ms::kExportTempInfix);
 
 // The export's temp folder, and the descriptor holding its lock (lock_folder) until it has its
 // final name, so that no other export's sweep takes it for a dead one.

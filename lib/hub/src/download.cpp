@@ -871,11 +871,26 @@ DownloadResult offline_result(const DownloadOptions& options, CacheLayout layout
     if (it->is_regular_file(type_ec))
       partial.push_back(it->path().lexically_relative(layout.temp_dir).generic_string());
   }
-  if (!partial.empty()) {
+  // A partial of a file the folder holds (another download finished it: Python's, or ms's into
+  // the same cache) is stale, not a gap: only the others are worth a warning.
+  std::vector<std::string> stale;
+  std::vector<std::string> lacking;
+  for (const std::string& p : partial) {
+    const bool held =
+        std::any_of(listed.begin(), listed.end(), [&](const FileEntry& e) { return e.path == p; });
+    (held ? stale : lacking).push_back(p);
+  }
+  if (!lacking.empty()) {
     log::warn(
         "{}: an interrupted download left {} partial file(s) in {} ({}): offline, the cached "
         "copy may lack those files; run without --offline to finish it",
-        options.repo.str(), partial.size(), layout.temp_dir.string(), quoted_list(partial));
+        options.repo.str(), lacking.size(), layout.temp_dir.string(), quoted_list(lacking));
+  }
+  if (!stale.empty()) {
+    log::info(
+        "{}: {} holds partial file(s) of files the cache has ({}): the cached copies are used; "
+        "the next download without --offline removes the partials",
+        options.repo.str(), layout.temp_dir.string(), quoted_list(stale));
   }
   DownloadResult result;
   result.local_path = layout.repo_dir;

@@ -2,8 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdint>
+#include <cstring>
 #include <unordered_map>
 
 #include "ms/core/error.h"
@@ -27,6 +29,29 @@ std::string RepoId::cache_name() const {
     }
   }
   return out;
+}
+
+bool is_valid_ref_name(std::string_view name) {
+  if (name.empty() || name.size() > 255 || name == "@" || name.back() == '.') return false;
+  // Listed in JSON, which carries UTF-8 only.
+  if (!is_valid_utf8(name)) return false;
+  if (name.find("..") != std::string_view::npos || name.find("@{") != std::string_view::npos)
+    return false;
+  for (char c : name) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f || std::strchr("~^:?*[\\", c) != nullptr) return false;
+  }
+  for (const std::string& part : split(name, '/')) {
+    if (part.empty() || part.front() == '.') return false;
+    if (ends_with(part, ".lock")) return false;
+  }
+  return true;
+}
+
+bool is_commit_id_shaped(std::string_view text) {
+  return text.size() == 40 && std::all_of(text.begin(), text.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
 }
 
 std::string cache_folder_ambiguity(const RepoId& repo) {

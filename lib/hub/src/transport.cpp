@@ -139,6 +139,22 @@ size_t on_read(char* buffer, size_t size, size_t count, void* user) {
   return static_cast<size_t>(n);
 }
 
+// libcurl sends a request again on a fresh connection when a reused one turns out dead (the hub
+// restarted, a proxy closed it) before any answer: the body must then start over. Without this
+// callback curl gives up with "necessary data rewind wasn't possible", and the upload failed
+// where a retry would have worked.
+int on_seek(void* user, curl_off_t offset, int origin) {
+  auto* state = static_cast<CallbackState*>(user);
+  if (origin != SEEK_SET || offset < 0) return CURL_SEEKFUNC_CANTSEEK;
+  if (::lseek(state->request->upload_fd, static_cast<off_t>(offset), SEEK_SET) < 0)
+    return CURL_SEEKFUNC_FAIL;
+  // Progress goes back by the bytes to be sent again (modular: the counters are unsigned).
+  const auto to = static_cast<std::uint64_t>(offset);
+  if (state->request->upload_progress) state->request->upload_progress(to - state->uploaded);
+  state->uploaded = to;
+  return CURL_SEEKFUNC_OK;
+}
+
 // The endpoint's host name as curl matches cookie domains: lower case, no port, no brackets.
 std::string endpoint_host(const std::string& endpoint) {
   CURLU* url = curl_url();
@@ -168,6 +184,7 @@ bool is_retryable_curl(CURLcode code) {
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM:
     case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SEND_FAIL_REWIND:  // each try sends the whole request again from the start
       return true;
     default:
       return false;
@@ -251,6 +268,8 @@ Response Transport::perform(const Request& req) {
     curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
     curl_easy_setopt(c, CURLOPT_READDATA, &state);
+    curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, on_seek);
+    curl_easy_setopt(c, CURLOPT_SEEKDATA, &state);
     curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.upload_size));
     headers = curl_slist_append(headers, "Expect:");
   } else if (!req.form.empty()) {

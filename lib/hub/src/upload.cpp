@@ -206,6 +206,14 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
       if (is_dir) it.disable_recursion_pending();
       continue;
     }
+    // ms's own temp files and folders (a write or an export killed part way) hold partial
+    // bytes: never published, but said, since they mean a job did not finish.
+    if (is_temp_write_name(name)) {
+      log::warn("{}: skipped, an unfinished write of ms (a killed export or save); remove it",
+                p.string());
+      if (is_dir) it.disable_recursion_pending();
+      continue;
+    }
     const bool is_link = it->is_symlink(ec);
     if (is_dir && !is_link) continue;
     if (name == ".ms_upload_cache" || name == ".ms_upload_progress") continue;
@@ -294,6 +302,19 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
            "--commit-message is not UTF-8 text");
   MS_CHECK(is_valid_utf8(options.revision) && (!options.tag || is_valid_utf8(*options.tag)),
            ErrorCode::kUsage, "branch and tag names are UTF-8 text (--revision, --tag)");
+  // The tag is made after the files are committed: a name the hub would refuse must stop the
+  // upload before it commits anything (exit 2 says nothing changed).
+  if (options.tag && !options.tag->empty()) {
+    MS_CHECK(is_valid_ref_name(*options.tag), ErrorCode::kUsage,
+             "--tag '{}' is not a valid tag name: tags follow git's ref rules (no spaces, '~', "
+             "'^', ':', '?', '*', '[', '\\', '..' or '@{{', no part starting with '.' or "
+             "ending in '.lock'); nothing was uploaded",
+             *options.tag);
+    MS_CHECK(!is_commit_id_shaped(*options.tag), ErrorCode::kUsage,
+             "--tag {}: 40 hex digits name a commit, and the tag would hide it; nothing was "
+             "uploaded",
+             *options.tag);
+  }
   const auto listed = collect_upload_files(options);
   if (listed.empty()) {
     throw Error(ErrorCode::kUsage,
@@ -324,13 +345,24 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
     }
   }
 
-  // A tag that exists already would fail after the files are committed: asked first.
+  // A tag whose name a branch or tag has already, or one beside it as "a" is beside "a/b" (git
+  // refs cannot be both a name and a folder), would fail after the files are committed.
   if (options.tag) {
+    const std::string& tag = *options.tag;
     for (const RevisionInfo& r : client.revisions(options.type, options.repo)) {
-      if (r.is_tag && r.name == *options.tag) {
+      const char* kind = r.is_tag ? "tag" : "branch";
+      if (r.name == tag) {
+        throw Error(
+            ErrorCode::kUsage,
+            fmt::format("--tag {}: {} has {} already; nothing was uploaded", tag,
+                        options.repo.str(), r.is_tag ? "that tag" : "a branch of that name"),
+            "choose another tag name");
+      }
+      if (starts_with(r.name, tag + "/") || starts_with(tag, r.name + "/")) {
         throw Error(ErrorCode::kUsage,
-                    fmt::format("--tag {}: {} has that tag already; nothing was uploaded",
-                                *options.tag, options.repo.str()),
+                    fmt::format("--tag {}: {} has the {} '{}', and git refs cannot be both a name "
+                                "and a folder; nothing was uploaded",
+                                tag, options.repo.str(), kind, r.name),
                     "choose another tag name");
       }
     }

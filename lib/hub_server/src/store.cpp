@@ -48,25 +48,6 @@ constexpr const char* kDefaultGitattributes =
     "*.tar filter=lfs diff=lfs merge=lfs -text\n"
     "*.zip filter=lfs diff=lfs merge=lfs -text\n";
 
-// Branch and tag names follow git's check-ref-format: the store is also served as a git
-// repository, where a space ends the name in the ref advertisement (a tag 'v1 rc' reached git
-// clients as 'v1'), and '~', '^', ':', '..' or '@{' make a name that git reads as an expression.
-bool is_valid_ref_name(const std::string& name) {
-  if (name.empty() || name.size() > 255 || name == "@" || name.back() == '.') return false;
-  // Listed in JSON, which carries UTF-8 only.
-  if (!is_valid_utf8(name)) return false;
-  if (name.find("..") != std::string::npos || name.find("@{") != std::string::npos) return false;
-  for (char c : name) {
-    const unsigned char u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u == 0x7f || std::strchr("~^:?*[\\", c) != nullptr) return false;
-  }
-  for (const std::string& part : split(name, '/')) {
-    if (part.empty() || part.front() == '.') return false;
-    if (part.size() >= 5 && part.compare(part.size() - 5, 5, ".lock") == 0) return false;
-  }
-  return true;
-}
-
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS users(name TEXT PRIMARY KEY, email TEXT NOT NULL DEFAULT '',
                                  created_at INTEGER NOT NULL);
@@ -386,7 +367,7 @@ struct Store::Impl {
   // (a file and a folder of one name: `git clone` refuses the pair, and caches that lay
   // revisions out as folders mix them up). Called under the lock, inside the transaction.
   void check_new_ref(std::int64_t repo_id, const std::string& name, const char* kind) {
-    MS_CHECK(!is_lower_hex(name, 40), ErrorCode::kUsage,
+    MS_CHECK(!hub::is_commit_id_shaped(name), ErrorCode::kUsage,
              "invalid {} name '{}': 40 hex digits name a commit, and the {} would hide it", kind,
              name, kind);
     Statement s(db->handle(), "SELECT name FROM refs WHERE repo_id=?");
@@ -608,7 +589,7 @@ std::optional<CommitRecord> Store::resolve(std::int64_t repo_id, const std::stri
 RefRecord Store::create_tag(std::int64_t repo_id, const std::string& tag, const std::string& ref) {
   MS_CHECK(tag != "main" && tag != hub::kDefaultRevision, ErrorCode::kUsage,
            "'{}' cannot be a tag name: it is reserved for the default branch", tag);
-  MS_CHECK(tag.size() <= 128 && is_valid_ref_name(tag), ErrorCode::kUsage,
+  MS_CHECK(tag.size() <= 128 && hub::is_valid_ref_name(tag), ErrorCode::kUsage,
            "invalid tag name '{}': tags follow git's ref rules (no spaces, '~', '^', ':', '?', "
            "'*', '[', '..' or '@{{')",
            tag);
@@ -666,7 +647,7 @@ std::shared_ptr<const std::vector<TreeEntry>> Store::tree(const CommitRecord& co
 CommitRecord Store::commit(std::int64_t repo_id, const std::string& branch,
                            const std::vector<CommitAction>& actions, const std::string& message,
                            const std::string& author) {
-  MS_CHECK(is_valid_ref_name(branch), ErrorCode::kUsage,
+  MS_CHECK(hub::is_valid_ref_name(branch), ErrorCode::kUsage,
            "invalid branch name '{}': branches follow git's ref rules (no spaces, '~', '^', ':', "
            "'?', '*', '[', '..' or '@{{')",
            branch);

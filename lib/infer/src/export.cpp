@@ -6,6 +6,7 @@
 #include <system_error>
 
 #include "ms/core/error.h"
+#include "ms/core/file.h"
 #include "ms/core/text.h"
 #include "ms/infer/torch_layer.h"
 

@@ -30,6 +30,15 @@ MS_API std::string read_regular_file(const std::filesystem::path& path,
 /// ("--work-dir", "CheckpointHook.save_dir").
 MS_API void make_directories(const std::filesystem::path& dir, const std::string& what);
 
+/// Folders written whole and then renamed into place (`ms export`'s output) are first written as
+/// ".NAME" + this + six random characters beside their final name NAME.
+inline constexpr std::string_view kExportTempInfix = ".ms-export-";
+
+/// Whether `name` (one path component) is one of ms's own temporary names: a file that
+/// write_file_atomic writes, or left when killed (".NAME.tmp.XXXXXX"), or a folder written as
+/// kExportTempInfix says. Never a user's file: uploads skip them.
+MS_API bool is_temp_write_name(std::string_view name);
+
 /// Removes the temporary files that write_file_atomic leaves in folder `dir` when its process is
 /// killed mid-write (".NAME.tmp.XXXXXX"). Only for a folder no other process writes to now (held
 /// by a lock); a missing folder is fine. Returns how many it removed.

@@ -39,6 +39,15 @@ struct MS_API RepoId {
 /// and the name holds no "___", "_." or "._". The hub refuses to create such repos.
 MS_API std::string cache_folder_ambiguity(const RepoId& repo);
 
+/// Whether `name` may name a branch or tag: git's check-ref-format rules (a hub's repos are
+/// also git repositories, where a space ends a name in the ref advertisement and '~', '^', ':',
+/// '..' or '@{' make a name git reads as an expression), UTF-8, at most 255 bytes.
+MS_API bool is_valid_ref_name(std::string_view name);
+
+/// Whether `text` is shaped as a commit id (40 lower-case hex digits): a branch or tag of such a
+/// name would hide the commit, since revisions resolve refs first.
+MS_API bool is_commit_id_shaped(std::string_view text);
+
 /// Parses "owner/name". A bare name gets the owner "damo" (ModelScope's default). Owner and name
 /// are [A-Za-z0-9_.-]+, not "." or ".."; anything else is ms::Error(kUsage) naming the input.
 MS_API RepoId parse_repo_id(std::string_view text);

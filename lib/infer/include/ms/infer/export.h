@@ -45,10 +45,6 @@ struct ExportRequest {
 /// ModelScope's exporter writes opset 13; 14 is what `optimum-cli export onnx` writes for BERT.
 inline constexpr int kDefaultOnnxOpset = 14;
 
-/// An export is written as ".NAME" + this + six random characters beside its output folder NAME,
-/// then renamed to NAME (run_export checks the name leaves room for it).
-inline constexpr std::string_view kExportTempInfix = ".ms-export-";
-
 /// One graph input or output: its name, element type and dims (a name for a dynamic axis).
 struct ExportTensor {
   std::string name;
