@@ -24,7 +24,8 @@ namespace {
 // The error's own hint; an I/O error without one gets the checks that fit every such error.
 std::string hint_of(const ms::Error& error) {
   if (!error.hint().empty() || error.code() != ms::ErrorCode::kIo) return error.hint();
-  return "check the free space and the permissions where the path named above lives";
+  return "check the free space, the file size limit (ulimit -f) and the permissions where the "
+         "path named above lives";
 }
 
 void print_error(const ms::Error& error, bool verbose) {
@@ -94,6 +95,9 @@ int main(int argc, char** argv) {
   // A reader that stops early (`ms infer ... | head`) makes writes fail with EPIPE, which the
   // commands report, instead of killing ms with SIGPIPE halfway through a write.
   std::signal(SIGPIPE, SIG_IGN);
+  // Past a file size limit (`ulimit -f`) a write fails with EFBIG, reported as an I/O error
+  // (exit 74, previous files intact), instead of SIGXFSZ killing ms in the middle of a write.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{
       "ms: download, serve, run and train ModelScope models from the shell.\n"
       "Run 'ms COMMAND --help' for the options of a command.",

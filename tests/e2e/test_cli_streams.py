@@ -5,6 +5,7 @@ error and an exit code from the table; results are never lost with exit 0.
 """
 import json
 import os
+import resource
 import subprocess
 import unittest
 
@@ -83,6 +84,20 @@ class StandardOutputTest(TorchTestCase):
                 r = subprocess.run([MS_BIN, *args], stdout=full, stderr=subprocess.PIPE, text=True)
             self.assertEqual(r.returncode, 74, r.stderr)
             self.assertIn("standard output", r.stderr)
+
+    def test_a_file_size_limit_is_an_io_error_not_a_signal(self):
+        # Under `ulimit -f` the kernel sent SIGXFSZ, which killed ms mid-write (exit 153, no
+        # message); Python ignores it and gets EFBIG.
+        def limit():
+            resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        path = self.write("many.txt", "".join(f"text {i}\n" for i in range(500)))
+        out = self.path("out.jsonl")
+        r = subprocess.run([MS_BIN, "infer", "-m", CLS, "--input-file", path, "-o", out],
+                           capture_output=True, text=True, preexec_fn=limit, timeout=120)
+        self.assertEqual(r.returncode, 74, r.stderr)
+        self.assertIn("File too large", r.stderr)
+        self.assertIn("ulimit -f", r.stderr)
 
     def test_a_closed_stdout_is_an_io_error_and_takes_no_file_descriptor(self):
         # With descriptor 1 closed, the output file would be opened as descriptor 1: the results

@@ -219,6 +219,11 @@ class TrainTextTest(TorchTestCase):
         self.assertExit(r, 2)
         self.assertOneLineError(r, "--metrics: 'accuracyy' is not a metric")
         self.assertIn("did you mean 'accuracy'? metrics:", r.stderr)
+        # So is one that does not fit the model's task (it blamed configuration.json).
+        r = run_ms("eval", "--model", cls, "--dataset", data, "--metrics", "text-gen-metric")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "--metrics: text-gen-metric scores generated text", "text-classification")
+        self.assertNotIn("configuration.json", r.stderr)
         # JSON lines whose labels mix class names and ids: each row means what it says.
         mixed = self.path("mixed.jsonl")
         with open(mixed, "w") as f:
@@ -848,6 +853,22 @@ print(json.dumps([resumed, uninterrupted]))
             self.assertTrue(f.read() == before, "a finished run trained again")
 
     @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
+    def test_an_evaluation_between_log_lines_shows_only_its_figures(self):
+        # 11 iterations logged every 5: the epoch's evaluation comes after iteration 11, which
+        # no train line shows. Its line showed the rate unrounded ("lr: 0.00031381059609000004"),
+        # where ModelScope's logger leaves out the keys train lines head with.
+        self.write("recipe.json", json.dumps(recipe(max_epochs=1, hooks=[
+            {"type": "EvaluationHook"}, {"type": "TextLoggerHook", "interval": 5}])))
+        write_csv(self.path("train.csv"), [("good movie", "positive"), ("bad movie", "negative")] * 22)
+        r = self.train()
+        self.assertExit(r, 0)
+        console = [l for l in r.stderr.splitlines() if l.startswith("epoch")]
+        self.assertEqual([l.split("\t")[0] for l in console],
+                         ["epoch [1][5/11]", "epoch [1][10/11]", "epoch(eval) [1][11]"])
+        self.assertRegex(console[-1], r"^epoch\(eval\) \[1\]\[11\]\tevaluation/accuracy: \d\.\d{4}, ")
+        for key in ("lr:", "iter_time", "data_load_time"):
+            self.assertNotIn(key, console[-1])
+
     def test_resumes_that_would_not_continue_the_run_are_refused(self):
         # Killed after iteration 13: the last checkpoint is iter_10, inside epoch 2 (8 batches).
         self.train_killed({"MS_TEST_KILL_AFTER_ITER": "13"})
@@ -858,6 +879,11 @@ print(json.dumps([resumed, uninterrupted]))
         self.assertExit(r, 2)
         self.assertOneLineError(r, "inside an epoch of 8 batches", "have 16")
         self.assertFalse(os.path.exists(leftover), "the killed run's temp file is still there")
+        # The same 8 batches in order are other rows than the shuffled ones (and batches of 13
+        # and of 14 make 8 of 100 rows alike): the batching itself is compared.
+        r = self.train("--resume", "--set", "train.dataloader.shuffle=false", work="cut")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "an epoch of batches of 4, shuffled", "batches of 4, in order")
         r = self.train("--resume", self.path("train.csv"), work="cut")
         self.assertExit(r, 2)
         self.assertOneLineError(r, "train.csv", "not a checkpoint")

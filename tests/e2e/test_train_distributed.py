@@ -339,6 +339,17 @@ class DistributedTrainTest(TorchTestCase):
         agent.wait()
         wait_until(lambda: not any(map(alive, workers)), "the workers to stop")
 
+    def test_a_launcher_stopped_by_a_signal_says_so(self):
+        # SIGTERM to `ms train --nproc` is passed on to the workers, which end by it: the
+        # launcher said "worker 0 of 2 was killed by signal 15", as if a worker had failed.
+        launcher, _ = self.start_long_run([MS_BIN, *self.args("long.json", "termed"), "--nproc", "2"],
+                                          "termed")
+        launcher.terminate()
+        _, err = launcher.communicate(timeout=600)
+        self.assertEqual(launcher.returncode, -signal.SIGTERM, err)
+        self.assertIn("ms train: stopped by signal 15 (Terminated), passed on to the workers", err.decode())
+        self.assertNotIn("was killed by signal", err.decode())
+
     def test_a_launcher_started_ignoring_sighup_keeps_ignoring_it(self):
         # Under nohup, one process ignores SIGHUP; `ms train --nproc` forwarded it to its workers
         # and the run ended (exit 129).

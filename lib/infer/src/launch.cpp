@@ -390,8 +390,15 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
       first = failure;
       // Its own account of the failure first (what it wrote before exiting).
       worker_stderr.wait_closed(static_cast<std::size_t>(rank), kStreamEnd);
-      std::fprintf(stderr, "%s: %s%s\n", command.c_str(), failure.text.c_str(),
-                   nproc > 1 ? "; stopping the others" : "");
+      if (const int signo = g_received_signal; signo != 0) {
+        // The launcher was stopped and passed the signal on: the workers did not fail on
+        // their own, which "worker 0 ... was killed by signal 15" would say.
+        std::fprintf(stderr, "%s: stopped by signal %d (%s), passed on to the workers\n",
+                     command.c_str(), signo, strsignal(signo));
+      } else {
+        std::fprintf(stderr, "%s: %s%s\n", command.c_str(), failure.text.c_str(),
+                     nproc > 1 ? "; stopping the others" : "");
+      }
       term_at = Clock::now() + kOwnExit;
     }
     // Rank 0's own failure (not one the launcher's SIGTERM caused) says most: a failure that

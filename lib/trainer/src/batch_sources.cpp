@@ -131,6 +131,7 @@ class OrderedBatches : public BatchSource {
   }
   std::size_t rows() const override { return rows_; }
   std::size_t batch_size() const override { return batching_.batch_size; }
+  bool shuffled() const override { return batching_.shuffle; }
   std::size_t num_batches() const override {
     return batching_.drop_last ? shard_rows_ / batching_.batch_size
                                : (shard_rows_ + batching_.batch_size - 1) / batching_.batch_size;
@@ -256,6 +257,7 @@ class PrefetchedBatches final : public BatchSource {
   std::size_t rows() const override { return inner_->rows(); }
   std::size_t num_batches() const override { return inner_->num_batches(); }
   std::size_t batch_size() const override { return inner_->batch_size(); }
+  bool shuffled() const override { return inner_->shuffled(); }
   void start(std::uint64_t epoch, std::size_t skip) override {
     wait();
     inner_->start(epoch, skip);

@@ -943,6 +943,10 @@ CheckpointValue Trainer::trainer_state() const {
   meta.set("epoch_done", epoch_end_);
   meta.set("stop_training", stop_);
   meta.set("iters_per_epoch", iters_per_epoch_);
+  if (setup_.train_data) {
+    meta.set("batch_size", static_cast<std::int64_t>(setup_.train_data->batch_size()));
+    meta.set("shuffle", setup_.train_data->shuffled());
+  }
   meta.set("seed", static_cast<std::int64_t>(setup_.seed));
   if (optimizer_) meta.set("optimizer_type", optimizer_->type());
   if (setup_.train_data_hash != 0)
@@ -1028,6 +1032,25 @@ void Trainer::load_trainer_state(const CheckpointValue& state) {
                             batches->as_int(), iters_per_epoch_),
                 "resume with the data and batch size it was trained with, or from an epoch's "
                 "checkpoint");
+  }
+  // The same number of batches is not the same batches: 100 rows make 8 batches of 13 or of 14,
+  // and a shuffled epoch's rest is other rows than an ordered one's.
+  const CheckpointValue* saved_batch = meta.find("batch_size");
+  const CheckpointValue* saved_shuffle = meta.find("shuffle");
+  if (!resumed_epoch_done_ && saved_batch && saved_shuffle &&
+      (saved_batch->as_int() != static_cast<std::int64_t>(setup_.train_data->batch_size()) ||
+       saved_shuffle->as_bool() != setup_.train_data->shuffled())) {
+    auto batching = [](std::int64_t size, bool shuffled) {
+      return fmt::format("batches of {}, {}", size, shuffled ? "shuffled" : "in order");
+    };
+    throw Error(ErrorCode::kUsage,
+                fmt::format("the checkpoint was taken inside an epoch of {}; this run has {}, so "
+                            "the rest of the epoch would be other rows",
+                            batching(saved_batch->as_int(), saved_shuffle->as_bool()),
+                            batching(static_cast<std::int64_t>(setup_.train_data->batch_size()),
+                                     setup_.train_data->shuffled())),
+                "resume with train.dataloader's batch_size_per_gpu and shuffle it was trained "
+                "with, or from an epoch's checkpoint");
   }
   // The same row count is not the same data: other rows (or the same ones shuffled, or
   // relabelled) would make the rest of the epoch other batches.

@@ -977,6 +977,13 @@ class TrainingService final : public infer::TrainerService {
           throw Error(ErrorCode::kUsage, fmt::format("--metrics: '{}' is not a metric", name),
                       choices_hint(name, metrics::metric_registry().types(), "metrics"));
         }
+        if (name == metrics::kTextGenMetric && m.task != "text-generation") {
+          throw Error(ErrorCode::kUsage,
+                      fmt::format("--metrics: text-gen-metric scores generated text, which only a "
+                                  "text-generation model writes (this model's task is {})",
+                                  m.task),
+                      "pick a metric for the task: 'ms list metrics'");
+        }
         list.push_back(name);
       }
       config.set("evaluation.metrics", list);

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <set>
 #include <stdexcept>
 
 #include "builtin_hooks.h"
@@ -180,9 +181,12 @@ class TextLoggerHook final : public LoggerHook {
     dump(entry);
   }
 
+  // As ModelScope's TextLoggerHook: the keys a train line has shown in its head (lr and the
+  // times) stay out of every later line's list, eval lines included; floats there get 4 digits
+  // (ignore_rounding_keys is the JSON log's).
   void console_line(Trainer& t, const Json& entry) {
     std::string line;
-    std::vector<std::string> shown = {"mode", "epoch", "iter"};
+    std::set<std::string>& shown = logged_keys_;
     if (entry["mode"] == "train") {
       line = by_epoch_
                  ? fmt::format("epoch [{}][{}/{}]\t", entry["epoch"].get<std::int64_t>(),
@@ -190,7 +194,7 @@ class TextLoggerHook final : public LoggerHook {
                  : fmt::format("iter [{}/{}]\t", entry["iter"].get<std::int64_t>(), t.max_iters());
       if (entry.contains("lr")) {
         line += fmt::format("lr: {:.3e}, ", entry["lr"].get<double>());
-        shown.push_back("lr");
+        shown.insert("lr");
       }
       if (entry.contains("iter_time") && entry.contains("data_load_time")) {
         time_sec_tot_ += entry["iter_time"].get<double>() * static_cast<double>(interval_);
@@ -200,8 +204,8 @@ class TextLoggerHook final : public LoggerHook {
             fmt::format("eta: {}, iter_time: {:.3f}, data_load_time: {:.3f}, ",
                         timedelta(static_cast<std::int64_t>(eta)), entry["iter_time"].get<double>(),
                         entry["data_load_time"].get<double>());
-        shown.push_back("iter_time");
-        shown.push_back("data_load_time");
+        shown.insert("iter_time");
+        shown.insert("data_load_time");
       }
     } else {
       line = by_epoch_ ? fmt::format("epoch(eval) [{}][{}]\t", entry["epoch"].get<std::int64_t>(),
@@ -210,11 +214,9 @@ class TextLoggerHook final : public LoggerHook {
     }
     std::vector<std::string> items;
     for (const auto& [key, value] : entry.items()) {
-      if (std::find(shown.begin(), shown.end(), key) != shown.end()) continue;
-      if (value.is_number_float() && rounded(key)) {
+      if (shown.count(key) > 0) continue;
+      if (value.is_number_float()) {
         items.push_back(fmt::format("{}: {:.4f}", key, value.get<double>()));
-      } else if (value.is_number_float()) {
-        items.push_back(fmt::format("{}: {}", key, python_float(value.get<double>())));
       } else {
         items.push_back(fmt::format("{}: {}", key,
                                     value.is_string() ? value.get<std::string>() : value.dump()));
@@ -242,6 +244,7 @@ class TextLoggerHook final : public LoggerHook {
 
   std::filesystem::path out_dir_, json_path_;
   std::vector<std::string> ignore_rounding_;
+  std::set<std::string> logged_keys_ = {"mode", "epoch", "iter"};
   int rounding_digits_ = 5;
   double time_sec_tot_ = 0;
   std::int64_t start_iter_ = 0;

@@ -33,6 +33,8 @@ class BatchSource {
   virtual std::size_t num_batches() const = 0;
   /// Rows per batch (the last may hold fewer).
   virtual std::size_t batch_size() const = 0;
+  /// Whether each epoch's order is shuffled (by the seed and the epoch).
+  virtual bool shuffled() const { return false; }
   /// Starts epoch `epoch`, skipping its first `skip` batches (a resumed epoch).
   virtual void start(std::uint64_t epoch, std::size_t skip) = 0;
   /// The next batch, or nullopt at the end of the epoch.
