@@ -150,12 +150,38 @@ class SafetensorsExport(TorchTestCase):
         self.assertExit(r, 0)
         self.assertNotIn("loop", os.listdir(self.path("out")))
 
+    def test_set_overrides_are_the_exported_configuration(self):
+        # --set changed the model exported but not the configuration.json copied beside it, so
+        # `ms infer` of the repository built the folder's model, not the one asked for.
+        model = os.path.join(TINY, "cls")
+        repo = self.export(model, "short", "--set", "preprocessor.max_length=4")
+        with open(os.path.join(repo, "configuration.json")) as f:
+            self.assertEqual(json.load(f)["preprocessor"]["max_length"], 4)
+        text = "a very good movie that is good"
+        want = run_ms("infer", "--model", model, "--set", "preprocessor.max_length=4", "--input", text)
+        got = run_ms("infer", "--model", repo, "--input", text)
+        self.assertExit(want, 0)
+        self.assertExit(got, 0)
+        self.assertEqual(json.loads(want.stdout)["scores"], json.loads(got.stdout)["scores"])
+        # The card is titled by the repository's folder, not the source's.
+        with open(os.path.join(repo, "README.md")) as f:
+            self.assertIn("\n# short\n", f.read())
+
     def test_bad_options_leave_nothing(self):
         model = os.path.join(TINY, "cls")
         r = self.export(model, "a", "--opset", "13", code=2)
         self.assertOneLineError(r, "ONNX options")
         r = self.export(model, "b", "--static", "1,8", code=2)
         self.assertOneLineError(r, "ONNX options")
+        r = self.export(model, "check", "--check", code=2)  # it was ignored
+        self.assertOneLineError(r, "--check", "ONNX option")
+        # Another task than the folder's: the repository's files would describe one model and
+        # hold another (the weights without the classifier, config.json's class with it).
+        r = self.export(model, "task", "--task", "sentence-embedding", code=2)
+        self.assertOneLineError(r, "--task sentence-embedding", "holds a text-classification model")
+        # sentence-transformers reads the pooling from 1_Pooling/config.json, not --set.
+        r = self.export(os.path.join(TINY, "st_dense"), "pool", "--set", "model.pooling=cls", code=2)
+        self.assertOneLineError(r, "--set model.pooling", "1_Pooling/config.json")
         r = self.export(model, "c", "--dtype", "bf16", code=2)
         self.assertOneLineError(r, "bf16")
         r = self.export(os.path.join(SOURCE_DIR, "tests", "data", "infer", "vision", "torchscript"), "d", code=2)

@@ -47,7 +47,8 @@ void copy_into(const fs::path& from, const fs::path& to) { write_file_atomic(to,
 
 }  // namespace
 
-std::vector<std::string> copy_side_files(const fs::path& model_dir, const fs::path& out) {
+std::vector<std::string> copy_side_files(const infer::ModelInfo& info, const fs::path& out) {
+  const fs::path& model_dir = info.dir;
   std::vector<std::string> copied;
   for (const auto& entry : fs::directory_iterator(model_dir)) {
     const std::string name = entry.path().filename().string();
@@ -71,7 +72,45 @@ std::vector<std::string> copy_side_files(const fs::path& model_dir, const fs::pa
       copied.push_back((fs::path(rel) / "config.json").string());
     }
   }
+  // The exported model is the one --set made (another pooling is baked into an ONNX graph):
+  // the folder's configuration.json would describe another, and `ms infer` of a safetensors
+  // repository would build that other one.
+  if (!info.override_keys.empty()) {
+    write_file_atomic(out / "configuration.json", info.config.root().dump(2) + "\n");
+    if (std::find(copied.begin(), copied.end(), "configuration.json") == copied.end())
+      copied.push_back("configuration.json");
+  }
   return copied;
+}
+
+void check_export_overrides(const infer::ExportRequest& request, const infer::ModelInfo& info) {
+  std::string own_task;
+  if (info.config.has("task") && info.config.at("task").is_string()) {
+    try {
+      own_task = infer::canonical_task(info.config.get<std::string>("task"));
+    } catch (const Error&) {  // a task ms does not know: --task is what names it
+    }
+  }
+  if (!own_task.empty() && own_task != info.task) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("--task {}: {} holds a {} model; an export writes the model as it "
+                            "is, and its files would describe one task and hold another",
+                            info.task, info.dir.string(), own_task),
+                "export without --task");
+  }
+  std::error_code ec;
+  if (request.format != "safetensors" || !fs::is_regular_file(info.dir / "modules.json", ec))
+    return;
+  for (const std::string& key : info.override_keys) {
+    if (key.rfind("model.", 0) != 0) continue;
+    throw Error(ErrorCode::kUsage,
+                fmt::format("--set {}: a safetensors repository of a sentence-transformers "
+                            "folder is loaded by sentence-transformers from modules.json and its "
+                            "module folders (1_Pooling/config.json), which --set does not change",
+                            key),
+                "edit those files in a copy of the folder and export the copy, or export "
+                "--format onnx or torchscript (they hold the model --set makes)");
+  }
 }
 
 namespace {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "ms/infer/export.h"
 #include "ms/infer/model_dir.h"
 #include "ms/models/model.h"
 
@@ -24,9 +25,16 @@ std::shared_ptr<models::Model> load_for_export(const infer::ModelInfo& info,
 
 /// Copies configuration.json, config.json, tokenizer and preprocessor files (every file at the
 /// top of the folder but weights), and the config.json of each sentence-transformers module
-/// folder that modules.json names. Returns the copied paths, relative to `out`.
-std::vector<std::string> copy_side_files(const std::filesystem::path& model_dir,
+/// folder that modules.json names. Where --set changed the configuration, configuration.json is
+/// the configuration the model was exported with. Returns the written paths, relative to `out`.
+std::vector<std::string> copy_side_files(const infer::ModelInfo& info,
                                          const std::filesystem::path& out);
+
+/// Refuses (kUsage) what an export cannot carry: a --task other than the folder's own (the
+/// exported files would describe one model and hold another), and for a safetensors repository
+/// of a sentence-transformers folder, --set model.* (sentence-transformers reads modules.json and
+/// 1_Pooling/config.json, not configuration.json).
+void check_export_overrides(const infer::ExportRequest& request, const infer::ModelInfo& info);
 
 /// Writes an export folder whole or not at all: `write` fills a new folder next to `output` (the
 /// final rename stays within one file system) and returns the paths it wrote, which are sorted

@@ -2,6 +2,7 @@
 // MS_WITH_ONNX (libonnx-dev); TorchScript and safetensors need LibTorch only.
 #include "ms/export/export_service.h"
 
+#include "export_files.h"
 #include "ms/core/error.h"
 #include "safetensors_repo.h"
 #include "torchscript_export.h"
@@ -17,6 +18,7 @@ class Exporters final : public infer::ExporterService {
  public:
   infer::ExportSummary export_model(const infer::ExportRequest& request,
                                     const infer::ModelInfo& info) override {
+    check_export_overrides(request, info);
     if (request.format == "safetensors") return export_safetensors_repo(request, info);
     if (request.format == "torchscript") return export_torchscript(request, info);
 #if MS_WITH_ONNX

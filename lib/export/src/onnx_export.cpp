@@ -110,6 +110,7 @@ class OnnxExporter final : public infer::ExporterService {
     } else {
       build_vision_graph(builder, structure, request.static_shape);
     }
+    remove_unused_initializers(graph);
     check(proto, request.check);
     // Protobuf cannot write a message of 2 GiB or more: such a model keeps its weights outside.
     const bool external =
@@ -126,7 +127,7 @@ class OnnxExporter final : public infer::ExporterService {
     summary.checked = request.check;
 
     summary.files = write_export_folder(request.output, [&](const fs::path& temp) {
-      std::vector<std::string> files = copy_side_files(info.dir, temp);
+      std::vector<std::string> files = copy_side_files(info, temp);
       if (external) {
         move_weights_out(graph, temp / kExternalDataFile);
         files.push_back(kExternalDataFile);

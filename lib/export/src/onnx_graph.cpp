@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <unordered_set>
 
 #include "ms/core/error.h"
 #include "onnx/defs/schema.h"
@@ -43,6 +44,17 @@ onnx::AttributeProto attr_float(const std::string& name, float value) {
   a.set_type(onnx::AttributeProto::FLOAT);
   a.set_f(value);
   return a;
+}
+
+void remove_unused_initializers(onnx::GraphProto& graph) {
+  std::unordered_set<std::string> read;
+  for (const onnx::NodeProto& node : graph.node())
+    for (const std::string& input : node.input()) read.insert(input);
+  for (const onnx::ValueInfoProto& output : graph.output()) read.insert(output.name());
+  auto* initializers = graph.mutable_initializer();
+  for (int i = initializers->size() - 1; i >= 0; --i) {
+    if (read.count(initializers->Get(i).name()) == 0) initializers->DeleteSubrange(i, 1);
+  }
 }
 
 GraphBuilder::GraphBuilder(onnx::GraphProto& graph, int opset, const tensor::TensorMap& weights,

@@ -92,6 +92,10 @@ onnx::AttributeProto attr_int(const std::string& name, int64_t value);
 onnx::AttributeProto attr_ints(const std::string& name, const std::vector<int64_t>& values);
 onnx::AttributeProto attr_float(const std::string& name, float value);
 
+/// Removes the initializers no node reads (a constant made for a branch the model's options
+/// left out): onnxruntime warns of each one at every session start.
+void remove_unused_initializers(onnx::GraphProto& graph);
+
 /// Fills `graph` for a BERT-family model (Model::structure() family "bert"). `static_shape`:
 /// {batch, sequence} or empty for dynamic axes.
 void build_bert_graph(GraphBuilder& g, const Json& structure,

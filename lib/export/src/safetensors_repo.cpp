@@ -81,7 +81,9 @@ std::string model_card(const infer::ExportRequest& request, const infer::ModelIn
   std::string card = "---\ntasks:\n- " + info.task + "\n";
   if (!transformers_class.empty()) card += "library_name: transformers\n";
   card += "tags:\n- ms-export\n- " + type + "\n---\n\n";
-  card += "# " + info.dir.filename().string() + "\n\n";
+  // Titled by the repository's folder (as `ms upload` names the repo after it, mostly), not the
+  // source's: an `ms train` result is always "output", and "model/" has no last component.
+  card += "# " + request.output.filename().string() + "\n\n";
   card += fmt::format(
       "A {} model (type `{}`) exported by `ms export --format safetensors` (ms {}) from `{}`, "
       "weights in {}.\n\n",
@@ -139,7 +141,7 @@ infer::ExportSummary export_safetensors_repo(const infer::ExportRequest& request
   summary.family = type;
   summary.head = info.task;
   summary.files = write_export_folder(request.output, [&](const fs::path& temp) {
-    std::vector<std::string> files = copy_side_files(info.dir, temp);
+    std::vector<std::string> files = copy_side_files(info, temp);
     // A sentence-transformers module's weights (2_Dense.linear.weight) go to its own folder
     // (2_Dense/model.safetensors), where sentence-transformers and `ms infer` look for them.
     for (const std::string& module : module_folders(info.dir)) {

@@ -348,7 +348,7 @@ infer::ExportSummary export_torchscript(const infer::ExportRequest& request,
   }
   summary.files = write_export_folder(request.output, [&](const fs::path& temp) {
     write_file_atomic(temp / "model.pt", archive);
-    std::vector<std::string> files = copy_side_files(info.dir, temp);
+    std::vector<std::string> files = copy_side_files(info, temp);
     // `ms infer` runs the folder through its TorchScript pipeline, with the same preprocessing
     // and class names as the source model.
     Json ms = info.config.root();

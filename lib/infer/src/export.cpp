@@ -61,20 +61,26 @@ ExportSummary run_export(const ExportRequest& request) {
   MS_CHECK(!request.external_data || request.format == "onnx", ErrorCode::kUsage,
            "--external-data is an ONNX option; --format {} writes its weights its own way",
            request.format);
+  MS_CHECK(!request.check || request.format == "onnx", ErrorCode::kUsage,
+           "--check runs ONNX's shape inference, an ONNX option; --format {} has no graph to "
+           "check",
+           request.format);
   // The folder appears whole at the end (a temp folder renamed), so it must not hold anything
   // that the rename would have to merge with.
   std::error_code ec;
   // A link would be replaced by the rename, or fail it once the export is done: refused first.
-  MS_CHECK(!std::filesystem::is_symlink(std::filesystem::symlink_status(request.output, ec)),
+  // Checked by `folder`, the name renamed into place: "link/" and "file/" would be followed or
+  // fail with ENOTDIR, passing the checks to fail after the whole export.
+  MS_CHECK(!std::filesystem::is_symlink(std::filesystem::symlink_status(folder, ec)),
            ErrorCode::kUsage,
            "--output {} is a symbolic link; give the path of the folder to write (the export is "
            "renamed into place, which does not go through a link)",
            request.output.string());
-  const auto status = std::filesystem::status(request.output, ec);
+  const auto status = std::filesystem::status(folder, ec);
   if (std::filesystem::exists(status)) {
     MS_CHECK(std::filesystem::is_directory(status), ErrorCode::kUsage,
-             "--output {} exists and is not a folder", request.output.string());
-    if (!std::filesystem::is_empty(request.output, ec) || ec) {
+             "--output {} exists and is not a folder", folder.string());
+    if (!std::filesystem::is_empty(folder, ec) || ec) {
       // No overwrite option: a half-replaced model folder is worse than a second name.
       throw Error(ErrorCode::kUsage,
                   fmt::format("--output {} is not empty; ms export writes a new folder",

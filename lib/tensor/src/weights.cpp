@@ -85,14 +85,16 @@ WeightMap load_model_weights(const std::filesystem::path& dir) {
   }
   // An ONNX export (ms export's own output) is a model, but one for onnxruntime.
   const bool onnx = exists("model.onnx");
-  throw Error(ErrorCode::kNotFound,
-              fmt::format("no weights in {}: none of model.safetensors, "
-                          "model.safetensors.index.json, pytorch_model.bin, "
-                          "pytorch_model.bin.index.json exists{}",
-                          dir.string(), onnx ? " (it holds an ONNX model, model.onnx)" : ""),
-              onnx ? "ms runs safetensors and PyTorch weights: run model.onnx with onnxruntime, "
-                     "or give the folder it was exported from (or export --format safetensors)"
-                   : "copy the model's weight files into the folder");
+  throw Error(
+      ErrorCode::kNotFound,
+      fmt::format("no weights in {}: none of model.safetensors, "
+                  "model.safetensors.index.json, pytorch_model.bin, "
+                  "pytorch_model.bin.index.json exists{}",
+                  dir.string(), onnx ? " (it holds an ONNX model, model.onnx)" : ""),
+      onnx ? "ms runs safetensors and PyTorch weights: run model.onnx with onnxruntime, "
+             "or give the folder it was exported from (ms export --format safetensors of that "
+             "folder writes one ms runs)"
+           : "copy the model's weight files into the folder");
 }
 
 void copy_weights(const WeightMap& weights, const std::map<std::string, at::Tensor>& params,
