@@ -17,6 +17,8 @@ packages=(
   libfmt-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev catch2
   libcurl4-openssl-dev libssl-dev libsqlite3-dev zlib1g-dev
   libcpp-httplib-dev libzip-dev libturbojpeg0-dev libpng-dev
+  # The servers' front checks compressed request bodies with brotli's decoder (and zlib).
+  libbrotli-dev
   libtorch-dev libopenblas0-openmp
   # Parquet datasets' compressed pages (MS_WITH_PARQUET_CODECS): snappy (pyarrow's default), zstd.
   libsnappy-dev libzstd-dev

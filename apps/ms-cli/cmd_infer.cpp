@@ -145,7 +145,8 @@ void add_infer_command(CLI::App& app, const GlobalOptions& /*global*/) {
                   "Override a configuration key: KEY=VALUE");
   cmd->add_option(
          "--workers", opts->workers,
-         "Batches run at once, one thread each (default: --threads on the CPU, 4 on a GPU)")
+         "Batches run at once, one thread each (default: --threads on the CPU, 4 on a GPU; "
+         "text-generation runs one at a time)")
       ->check(positive_whole_number());
   cmd->add_flag("--fail-fast", opts->fail_fast,
                 "Stop at the first bad input instead of writing an error line");

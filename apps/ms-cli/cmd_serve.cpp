@@ -139,7 +139,7 @@ void add_serve_command(CLI::App& app, const GlobalOptions& /*global*/) {
   cmd->get_option("--threads")->check(CLI::Range(1, serve::kMaxWorkers));
   cmd->add_option("--workers", s.workers,
                   "Batches run at once, one thread each (default: --threads on the CPU, 4 on a "
-                  "GPU)")
+                  "GPU; text-generation runs one at a time)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{serve::kMaxWorkers}));
   cmd->add_option("--max-batch", s.max_batch, "Inputs per forward pass, at most")
       ->capture_default_str()

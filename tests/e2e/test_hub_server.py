@@ -324,6 +324,22 @@ class HubServerTest(MsTestCase):
                         b"GET %s HTTP/1.1\r\nHost:\r\n\r\n"):
             self.assertEqual(status_of(request % path), 404, request)
 
+    def test_http_1_0_answers_say_connection_close(self):
+        # An HTTP/1.0 request not asking for Keep-Alive has its connection closed after the
+        # answer, which said "Keep-Alive: timeout=5, max=10000" and no Connection header.
+        with socket.create_connection((self.server.host, self.server.port), timeout=30) as s:
+            s.sendall(b"GET /api/v1/models/nobody/nothing HTTP/1.0\r\n\r\n")
+            data = b""
+            while True:  # to the server's close
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower().split("\r\n")
+        self.assertTrue(head[0].startswith("http/1.1 404 "), head)
+        self.assertIn("connection: close", head)
+        self.assertFalse([line for line in head if line.startswith("keep-alive:")], head)
+
     # --- security -------------------------------------------------------------------------------
     def test_private_repo_visibility(self):
         repo = self.make_repo("secret", visibility=1)

@@ -20,6 +20,7 @@ import ssl
 import subprocess
 import threading
 import unittest
+import zlib
 
 from harness import MS_BIN, SOURCE_DIR, TorchTestCase, component_available, run_ms
 
@@ -288,6 +289,8 @@ class TextServeTest(ServeTestCase):
     def test_text_generation_is_servable(self):
         model = os.path.join(TINY, "gpt2")
         s = self.serve(model, "--set", "max_new_tokens=5")
+        self.assertEqual(s.ready["workers"], 1)
+        self.assertNotIn("--workers", s.log())
         want = self.infer(model, "--input", "hello world", "--set", "max_new_tokens=5")[0]["text"]
         status, _, got = s.call({"input": {"text": "hello world"}})
         self.assertEqual((status, got), (200, {"text": want}))
@@ -305,6 +308,16 @@ class TextServeTest(ServeTestCase):
         s = self.serve(model, "--set", "max_new_tokens=12", "--set", "temperature=5")
         texts = {s.call({"input": "hello"})[2]["text"] for _ in range(6)}
         self.assertGreater(len(texts), 1, texts)
+
+    def test_workers_for_a_pipeline_that_runs_one_batch_at_a_time(self):
+        # Text generation cannot run batches side by side: --workers 4 ran one worker without a
+        # word. The warning comes before the ready line.
+        s = self.serve(os.path.join(TINY, "gpt2"), "--set", "max_new_tokens=2", "--threads", "1",
+                       "--workers", "4")
+        self.assertEqual(s.ready["workers"], 1)
+        self.assertIn("warning: --workers 4: the text-generation pipeline cannot run batches side by "
+                      "side, so they run one at a time", s.log())
+        self.assertEqual(s.call({"input": "hello"})[0], 200)
 
     def test_other_text_pipelines_answer_as_ms_infer(self):
         # Token classification (NER, word segmentation) and fill-mask, through the same pipelines.
@@ -420,8 +433,14 @@ class TextServeTest(ServeTestCase):
         self.assertIn("Authorization", got["Message"])
         status, _, _ = s.call({"input": "a"}, headers={"Authorization": "Bearer wrong!"})
         self.assertEqual(status, 401)
-        status, _, _ = s.request("GET", "/describe")
-        self.assertEqual(status, 401)
+        # Each 401's body names the request id its header gives (/describe's and /metrics' said "").
+        for path in ("/describe", "/metrics"):
+            status, headers, got = s.request("GET", path)
+            self.assertEqual(status, 401, path)
+            self.assertTrue(headers.get("X-Request-Id"), (path, headers))
+            self.assertEqual(got["RequestId"], headers["X-Request-Id"], path)
+        status, headers, got = s.call({"input": "a"})
+        self.assertEqual(got["RequestId"], headers["X-Request-Id"])
         status, _, _ = s.request("GET", "/health")
         self.assertEqual(status, 200)
         status, _, _ = s.call({"input": "a"}, headers={"Authorization": "Bearer s3cret"})
@@ -612,6 +631,14 @@ class TextServeTest(ServeTestCase):
                    "--tls-key", self.path("none.key"))
         self.assertExit(r, 4)
         self.assertOneLineError(r, "none.pem")
+        # A folder is a wrong argument, not a missing file.
+        folder = self.path("certs")
+        os.makedirs(folder)
+        key = self.write("key.pem", "")
+        r = run_ms("serve", "-m", os.path.join(TINY, "cls"), "--port", "0", "--tls-cert", folder,
+                   "--tls-key", key)
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "--tls-cert", "is a folder, not a file")
         s = self.serve(os.path.join(TINY, "cls"))
         r = run_ms("serve", "-m", os.path.join(TINY, "cls"), "--port", str(s.port))
         self.assertExit(r, 74)
@@ -725,13 +752,22 @@ class HttpFramingTest(ServeTestCase):
                 self.assertEqual(got["Code"], status, got)
                 self.assertIn(message, got["Message"])
                 self.assertIn(("Connection", "close"), headers)
-        conn, (got_status, _, _) = ask(len(body), b"s3cret")
-        with conn:
-            self.assertEqual(got_status, 100)
-            conn.sendall(body)
-            (got_status, _, got), = read_responses(conn, first_only=True)
-        self.assertEqual(got_status, 200, got)
-        self.assertIn("labels", got)
+        # One request, one id: the final answer gave a second X-Request-Id beside the one given
+        # when the expectation was checked. The interim 100 carries none.
+        for sent, status in ((body, 200), (b'{"input":42}', 400)):
+            conn, (got_status, interim_headers, _) = ask(len(sent), b"s3cret")
+            with conn:
+                self.assertEqual(got_status, 100)
+                conn.sendall(sent)
+                (got_status, headers, got), = read_responses(conn, first_only=True)
+            self.assertEqual(got_status, status, got)
+            self.assertNotIn("x-request-id", [name.lower() for name, _ in interim_headers])
+            ids = [value for name, value in headers if name.lower() == "x-request-id"]
+            self.assertEqual(len(ids), 1, headers)
+            if status == 200:
+                self.assertIn("labels", got)
+            else:
+                self.assertEqual(got["RequestId"], ids[0], got)
 
     def test_a_body_left_unread_closes_the_connection(self):
         # A request answered without reading its body (a 401, a GET with a body) kept its
@@ -810,6 +846,47 @@ class HttpFramingTest(ServeTestCase):
         status, _, got = s.call(body, headers={"Content-Encoding": "gzip"})
         self.assertEqual((status, got["Data"]["field"]), (400, "body"), got)
         self.assertIn("not valid gzip", got["Message"])
+        # br: {"input":"hello"} by brotli's encoder (quality 11); Python has no brotli module.
+        brotli_body = bytes.fromhex("1b1000f8a54574f6faa624936c523424d358420e")
+        status, _, got = s.call(brotli_body, headers={"Content-Encoding": "br"})
+        self.assertEqual(status, 200, got)
+        self.assertEqual(got["labels"], want["labels"])
+        # A stream cut short is refused as a corrupt one is: httplib's decoders stopped at the last
+        # byte given without asking whether the stream had ended, so a gzip body without the
+        # 8 bytes of its trailer (CRC-32 and length) and one byte more, and a zlib stream without
+        # its Adler-32, decoded to the whole JSON and were answered 200.
+        gzipped, zlibbed = gzip.compress(body, mtime=0), zlib.compress(body)
+        for coding, coded in (("gzip", gzipped[:-9]), ("gzip", gzipped[:-4]), ("gzip", gzipped[:-1]),
+                              ("deflate", zlibbed[:-4]), ("deflate", zlibbed[:-1]),
+                              ("br", brotli_body[:-1]),
+                              # Bytes after the end of the stream.
+                              ("gzip", gzipped + b"xx"), ("deflate", zlibbed + b"x")):
+            status, _, got = s.call(coded, headers={"Content-Encoding": coding})
+            self.assertEqual(status, 400, (coding, coded, got))
+            self.assertEqual(got["Data"]["field"], "body", got)
+            self.assertIn(f"not valid {coding} data, or was cut short", got["Message"])
+        status, _, got = s.call(zlibbed, headers={"Content-Encoding": "deflate"})
+        self.assertEqual(status, 200, got)
+        # Chunked: the stream must end with the body's last chunk too.
+        for coded, want_status in ((gzipped, 200), (gzipped[:-9], 400)):
+            got = s.raw(b"POST /call HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Encoding: gzip\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % len(coded) + coded + b"\r\n0\r\n\r\n")
+            self.assertEqual([st for st, _, _ in got], [want_status], got)
+        self.assertIn("not valid gzip data, or was cut short", got[0][2]["Message"])
+        # Repeated Content-Encoding lines are one list (RFC 9110 section 5.3), refused as the same
+        # list on one line is: httplib read the first line alone, so "gzip" then "br" was decoded
+        # as gzip (200), and a body coded twice under two "gzip" lines was decoded once (400 for
+        # its JSON).
+        twice = gzip.compress(gzipped, mtime=0)
+        for lines, coded in ((b"Content-Encoding: gzip\r\nContent-Encoding: br\r\n", gzipped),
+                             (b"Content-Encoding: gzip, br\r\n", gzipped),
+                             (b"Content-Encoding: gzip\r\nContent-Encoding: GZIP\r\n", twice),
+                             (b"Content-Encoding: gzip, gzip\r\n", twice)):
+            got = s.raw(b"POST /call HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + lines +
+                        b"Content-Length: %d\r\n\r\n" % len(coded) + coded)
+            self.assertEqual([(st, b["Data"]["field"]) for st, _, b in got], [(415, "body")], (lines, got))
+            self.assertIn("Content-Encoding gzip, " + ("br" if coded is gzipped else "gzip") + " is not supported",
+                          got[0][2]["Message"])
         # Each error response says "Connection: close" once. A declared body over the limit is
         # refused without waiting for it: the socket's 30 s bound is for a wait, the server
         # answered only when its 60 s read timeout for the body ran out.
@@ -831,6 +908,38 @@ class HttpFramingTest(ServeTestCase):
         self.assertEqual((status, got["Data"]["field"]), (408, "body"), got)
         self.assertIn("--request-timeout 1 s", got["Message"])
         self.assertIn(("Connection", "close"), headers)
+
+    def test_headers_past_the_header_timeout_get_408(self):
+        # A client too slow with its request line or headers was answered 400 "malformed
+        # request" (its headers), or not at all (its request line).
+        s = self.serve(os.path.join(TINY, "cls"), "--header-timeout", "1")
+        for start in (b"GET /health HTTP/1.1\r\nHost: x\r\n", b"GET /hea"):
+            with s.connect() as conn:
+                conn.sendall(start)
+                got = read_responses(conn, first_only=True)
+            self.assertEqual([(st, b["Code"]) for st, _, b in got], [(408, 408)], (start, got))
+            self.assertIn("did not arrive within --header-timeout 1 s", got[0][2]["Message"])
+            self.assertIn(("Connection", "close"), got[0][1])
+        self.assertEqual(s.request("GET", "/health")[0], 200)
+
+    def test_http_1_0_answers_say_whether_the_connection_closes(self):
+        # HTTP/1.0 closes after each answer unless the request asks for Keep-Alive: the answer
+        # said "Keep-Alive: timeout=5, max=10000", with no Connection header, and the connection
+        # closed.
+        s = self.serve(os.path.join(TINY, "cls"))
+        got = s.raw(b"GET /health HTTP/1.0\r\n\r\nGET /health HTTP/1.0\r\n\r\n")
+        self.assertEqual([st for st, _, _ in got], [200], got)  # closed after the first
+        self.assertIn(("Connection", "close"), got[0][1])
+        self.assertNotIn("keep-alive", [name.lower() for name, _ in got[0][1]])
+        # Kept alive when asked: the next request on the connection is answered, and it says
+        # "close" in its turn.
+        got = s.raw(b"GET /health HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"
+                    b"POST /call HTTP/1.0\r\nContent-Length: 17\r\n\r\n{\"input\":\"hello\"}")
+        self.assertEqual([st for st, _, _ in got], [200, 200], got)
+        self.assertNotIn("connection", [name.lower() for name, _ in got[0][1]])
+        self.assertIn("Keep-Alive", [name for name, _ in got[0][1]])
+        self.assertIn(("Connection", "close"), got[1][1])
+        self.assertIn("labels", got[1][2])
 
     def test_connections_per_address_are_configurable(self):
         s = self.serve(os.path.join(TINY, "cls"), "--max-client-connections", "2")

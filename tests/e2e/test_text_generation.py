@@ -191,6 +191,22 @@ class TextGeneration(TorchTestCase):
         greedy = self.sample(prompts=prompts, batch="4")
         self.assertNotEqual(first, greedy)
 
+    def test_workers_past_one_are_said_to_run_one_batch_at_a_time(self):
+        # The pipeline cannot run batches side by side: --workers 3 ran one worker without a word
+        # (and the log line said 3).
+        n = str(self.ref["max_new_tokens"])
+        r = run_ms("-v", "infer", "--model", MODEL, "--device", DEVICE, "--workers", "3", "-b", "1",
+                   "--set", f"max_new_tokens={n}", "--input", *self.ref["prompts"])
+        self.assertExit(r, 0)
+        self.assertEqual([g["text"] for g in lines(r.stdout)], self.ref["texts"])
+        self.assertIn("warning: --workers 3: the text-generation pipeline cannot run batches side by "
+                      "side, so they run one at a time", r.stderr)
+        self.assertIn("1 worker(s)", r.stderr)
+        r = run_ms("infer", "--model", MODEL, "--device", DEVICE, "--workers", "1", "--set",
+                   "max_new_tokens=1", "--input", "hello")
+        self.assertExit(r, 0)
+        self.assertNotIn("--workers", r.stderr)
+
     def test_line_separators_in_the_text_are_escaped(self):
         # JSON allows U+2028/2029 and U+0085 raw, but Python's splitlines() (and older
         # JavaScript) break lines there: a sampled continuation holding one cut its line in two.

@@ -33,6 +33,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "coding_end_check.h"
 #include "ms/core/log.h"
 #include "ms/core/text.h"
 #include "ms/http_server/chunked_body.h"
@@ -128,6 +129,8 @@ struct ConnectionNote {
   bool close = false;              // the response said "Connection: close"
   bool request_read = false;       // a route read the whole request (note_request_read())
   bool body_timed_out = false;     // a body read failed at FrontLimits::body_timeout_s
+  bool headers_timed_out = false;  // a read of the request line or headers failed at their deadline
+  int header_timeout_s = 0;        // FrontLimits::header_timeout_s, for the 408's message
   bool headers_too_large = false;  // the header lines passed kMaxHeaderBytes
   std::optional<ChunkedBodyError> chunked_error;  // the chunked body was refused
   std::uint64_t body_length = 0;                  // the body's Content-Length (0: none, or chunked)
@@ -189,6 +192,9 @@ class FrontStream : public httplib::Stream {
     in_headers_ = true;
     in_body_ = false;
     body_refused_ = false;
+    coding_check_.reset();
+    coding_cut_ = false;
+    wrote_ = false;
     request_line_read_ = false;
     header_bytes_ = 0;
     header_lines_.clear();
@@ -211,6 +217,11 @@ class FrontStream : public httplib::Stream {
   // The body is chunked: httplib reads it through a ChunkedBody (see chunked_body.h), its data
   // limited to `max_bytes`.
   void read_chunked_body(std::uint64_t max_bytes) { chunked_.emplace(max_bytes); }
+  // The body is coded as `check` follows (see coding_end_check.h): the read that ends the body
+  // fails when the coded stream has not ended there.
+  void check_coding_end(std::unique_ptr<CodingEndCheck> check) { coding_check_ = std::move(check); }
+  // Whether any byte of an answer to this request was written.
+  bool wrote() const { return wrote_; }
 
   // Whether a next request starts within `timeout_ms` (bytes already buffered count).
   bool wait_for_request(int timeout_ms) const {
@@ -235,16 +246,26 @@ class FrontStream : public httplib::Stream {
       return -1;
     }
     if (body_refused_ && !in_headers_) return 0;
+    if (coding_cut_ && !in_headers_) return -1;
     const ssize_t n = chunked_ ? read_chunked(ptr, size) : read_bytes(ptr, size);
     if (n > 0) {
       if (in_headers_) {
         count_header_bytes(ptr, static_cast<std::size_t>(n));
       } else {
         note_.body_read += static_cast<std::uint64_t>(n);
+        // A chunked body's data is fed as read_chunked() passes it (the rest is framing).
+        if (coding_check_ && !chunked_) coding_check_->feed(ptr, static_cast<std::size_t>(n));
       }
     }
     if (chunked_ && chunked_->status() == ChunkedBody::Status::kDone)
       note_.body_chunked_done = true;
+    // The body's last bytes (a chunked body's last chunk) are withheld from httplib when its coded
+    // stream has not ended with them: its decoder would take the stream as whole.
+    if (coding_check_ && !in_headers_ && !coding_check_->ended() &&
+        (chunked_ ? note_.body_chunked_done : n > 0 && note_.body_read >= note_.body_length)) {
+      coding_cut_ = true;
+      return -1;
+    }
     return n;
   }
 
@@ -268,7 +289,10 @@ class FrontStream : public httplib::Stream {
           const std::size_t want =
               static_cast<std::size_t>(std::min<std::uint64_t>(size, chunked_->data_left()));
           const ssize_t n = read_bytes(ptr, want);
-          if (n > 0) chunked_->passed_data(static_cast<std::uint64_t>(n));
+          if (n > 0) {
+            chunked_->passed_data(static_cast<std::uint64_t>(n));
+            if (coding_check_) coding_check_->feed(ptr, static_cast<std::size_t>(n));
+          }
           return n;
         }
         case ChunkedBody::Status::kFraming:
@@ -290,6 +314,7 @@ class FrontStream : public httplib::Stream {
   }
 
   ssize_t write(const char* ptr, size_t size) override {
+    wrote_ = true;
     if (ssl_ != nullptr) return tls_write(ptr, size);
     if (!wait_socket(sock_, POLLOUT, write_timeout_ms_)) return -1;
     ssize_t n;
@@ -354,11 +379,18 @@ class FrontStream : public httplib::Stream {
     const int budget = read_budget_ms();
     if ((budget <= 0 && !in_headers_) ||
         (!tls_buffered() && !wait_socket(sock_, POLLIN, std::max(budget, 0)))) {
-      // The body's deadline, not the pause between two bytes, ended it.
-      if (in_body_ && budget < read_timeout_ms_) note_.body_timed_out = true;
+      note_wait_ran_out(budget);
       return false;
     }
     return true;
+  }
+
+  // A wait of `budget_ms` for bytes to read ran out. When the phase's deadline, not the pause
+  // allowed between two bytes, bounded it, the request was too slow: its answer is 408.
+  void note_wait_ran_out(int budget_ms) {
+    if (budget_ms >= read_timeout_ms_) return;
+    if (in_headers_) note_.headers_timed_out = true;
+    if (in_body_) note_.body_timed_out = true;
   }
 
   // Reads what the connection has into the (empty) buffer: the count, 0 at EOF, -1 on an error.
@@ -392,9 +424,9 @@ class FrontStream : public httplib::Stream {
   // Runs `call` (an SSL_read or SSL_write) until it moves bytes, waiting while TLS needs the
   // socket readable (within `read_ms()`) or writable (within the write timeout). Its positive
   // result; 0 at the client's close (close_notify, or EOF without one); -1 on an error or when
-  // the wait runs out.
+  // the wait runs out. `reading`: the call is a read, whose wait may end at the request's deadline.
   template <class Call, class ReadMs>
-  ssize_t tls_call(Call call, ReadMs read_ms) {
+  ssize_t tls_call(Call call, ReadMs read_ms, bool reading) {
     for (;;) {
       // SSL_get_error() reads this thread's error queue, which other OpenSSL users on it (a
       // route's libcurl fetch) may have left filled: an ordinary WANT_READ would read as fatal.
@@ -406,6 +438,7 @@ class FrontStream : public httplib::Stream {
       if (error == SSL_ERROR_WANT_READ) {
         const int ms = read_ms();
         if (ms > 0 && wait_socket(sock_, POLLIN, ms)) continue;
+        if (reading) note_wait_ran_out(ms);
       }
       if (error == SSL_ERROR_WANT_WRITE && wait_socket(sock_, POLLOUT, write_timeout_ms_)) continue;
       if (error == SSL_ERROR_ZERO_RETURN || (error == SSL_ERROR_SYSCALL && n == 0)) return 0;
@@ -416,14 +449,15 @@ class FrontStream : public httplib::Stream {
   // One SSL_read within the read budget (a key update may make it write too).
   ssize_t tls_read(char* ptr, std::size_t size) {
     const int n = static_cast<int>(std::min<std::size_t>(size, 1 << 30));
-    return tls_call([&] { return SSL_read(ssl_, ptr, n); }, [this] { return read_budget_ms(); });
+    return tls_call([&] { return SSL_read(ssl_, ptr, n); }, [this] { return read_budget_ms(); },
+                    true);
   }
 
   // One SSL_write within the write timeout (a renegotiation may make it read too).
   ssize_t tls_write(const char* ptr, std::size_t size) {
     const int n = static_cast<int>(std::min<std::size_t>(size, 1 << 30));
-    const ssize_t written =
-        tls_call([&] { return SSL_write(ssl_, ptr, n); }, [this] { return write_timeout_ms_; });
+    const ssize_t written = tls_call([&] { return SSL_write(ssl_, ptr, n); },
+                                     [this] { return write_timeout_ms_; }, false);
     return written > 0 ? written : -1;
   }
 
@@ -445,7 +479,10 @@ class FrontStream : public httplib::Stream {
   std::size_t header_bytes_ = 0;  // of the header lines, read so far
   std::string header_lines_;      // the header lines read so far (at most kMaxHeaderBytes)
   bool in_body_ = false;
-  bool body_refused_ = false;  // refuse_body()
+  bool body_refused_ = false;                     // refuse_body()
+  std::unique_ptr<CodingEndCheck> coding_check_;  // check_coding_end()
+  bool coding_cut_ = false;  // the body ended before its coded stream: its reads fail
+  bool wrote_ = false;       // write() was called for this request
   Clock::time_point header_deadline_{};
   Clock::time_point body_deadline_{};
   char buffer_[16384];
@@ -494,12 +531,29 @@ bool reads_body(const std::string& method) {
 }
 
 // Content codings are case-insensitive (RFC 9110 section 8.4.1), but httplib decodes only the
-// lowercase names: "GZIP" was refused as an unknown coding. A single coding is lowercased here;
-// a list ("gzip, br") is left for the server to refuse.
-void lowercase_content_coding(httplib::Request& req) {
-  if (req.get_header_value_count("Content-Encoding") != 1) return;
-  const auto header = req.headers.find("Content-Encoding");
-  header->second = ascii_lower(trim(header->second));
+// lowercase names: "GZIP" was refused as an unknown coding. Repeated lines mean what one line
+// holding their values does (RFC 9110 section 5.3), but httplib reads the first alone: "gzip"
+// then "br" was decoded as gzip, and a body coded twice by two "gzip" lines decoded once. They
+// become one lowercase line ("gzip, br"), which the servers refuse as the list it is, as when
+// it came so.
+void normalize_content_coding(httplib::Request& req) {
+  const std::size_t lines = req.get_header_value_count("Content-Encoding");
+  if (lines == 0) return;
+  std::string codings;
+  for (std::size_t i = 0; i < lines; ++i) {
+    const std::string_view value = trim(req.get_header_value("Content-Encoding", i));
+    if (value.empty()) continue;
+    if (!codings.empty()) codings += ", ";
+    codings += ascii_lower(value);
+  }
+  req.headers.erase("Content-Encoding");
+  if (!codings.empty()) req.set_header("Content-Encoding", codings);
+}
+
+// The answer to a request whose line or headers did not arrive within the header timeout.
+std::string header_timeout_message(int header_timeout_s) {
+  return fmt::format("the request line and headers did not arrive within --header-timeout {} s",
+                     header_timeout_s);
 }
 
 // An expectation's value is case-insensitive (RFC 9110 section 10.1.1), but httplib answers only
@@ -856,6 +910,7 @@ bool Front::process_and_close_socket(socket_t sock) {
       note = ConnectionNote{};
       note.sock = sock;
       note.stopping = &st.stopping;
+      note.header_timeout_s = st.limits.header_timeout_s;
       bool closed = false;
       try {
         ret = process_request(strm, count == 1 || stopping, closed, [&](httplib::Request& req) {
@@ -878,7 +933,11 @@ bool Front::process_and_close_socket(socket_t sock) {
             // waited heard its 413 only when the body's read timeout (60 s) ran out.
             if (note.body_length > payload_max_length_) strm.refuse_body();
           }
-          lowercase_content_coding(req);
+          normalize_content_coding(req);
+          if (note.body_chunked || note.body_length > 0) {
+            strm.check_coding_end(
+                CodingEndCheck::for_coding(req.get_header_value("Content-Encoding")));
+          }
           normalize_expect(req);
         });
       } catch (const BadFraming& bad) {
@@ -889,6 +948,14 @@ bool Front::process_and_close_socket(socket_t sock) {
         break;
       }
       set_busy(strm.holds_bytes());
+      if (!ret && note.headers_timed_out && !strm.wrote()) {
+        // httplib answers nothing when the request line does not come whole (it answers headers
+        // that do not with the error handler's 408): a client too slow with it hears why.
+        const std::string answer =
+            front_response(408, "Request Timeout", header_timeout_message(note.header_timeout_s));
+        if (strm.write(answer.data(), answer.size()) > 0) linger_close(sock);
+        break;
+      }
       // Without headers the request was malformed (or cut off): what follows on the connection
       // is not a request either, so it ends here rather than after the keep-alive wait.
       if (!ret || closed || note.close || !note.headers_done || stopping) {
@@ -913,13 +980,18 @@ bool Front::process_and_close_socket(socket_t sock) {
   return ret;
 }
 
-void front_tidy_headers(httplib::Response& res) {
+void front_tidy_headers(const httplib::Request& req, httplib::Response& res) {
   // A server that is stopping answers this request and no other on its connection: said, so
   // that a client does not send its next request into a connection about to close (it was lost).
   // So does an answer that left the request's body unread (a 401 to an upload): the connection
-  // closes after it rather than read the body as a next request.
-  const bool last = t_note != nullptr && ((t_note->stopping != nullptr && *t_note->stopping) ||
-                                          body_left_unread(*t_note));
+  // closes after it rather than read the body as a next request. And one to an HTTP/1.0 request
+  // that did not ask to be kept alive, after which httplib closes (by its own test, which is
+  // case-sensitive): it said "Keep-Alive: timeout=5, max=10000" there.
+  const bool http10_close =
+      req.version == "HTTP/1.0" && req.get_header_value("Connection") != "Keep-Alive";
+  const bool last =
+      http10_close || (t_note != nullptr && ((t_note->stopping != nullptr && *t_note->stopping) ||
+                                             body_left_unread(*t_note)));
   if (last && res.get_header_value("Connection") != "close") {
     res.headers.erase("Connection");
     res.set_header("Connection", "close");
@@ -1000,6 +1072,12 @@ bool front_headers_too_large(httplib::Response& res) {
   if (t_note == nullptr || !t_note->headers_too_large) return false;
   res.status = 431;
   return true;
+}
+
+std::optional<std::string> front_headers_timed_out(httplib::Response& res) {
+  if (t_note == nullptr || !t_note->headers_timed_out || t_note->headers_done) return std::nullopt;
+  res.status = 408;
+  return header_timeout_message(t_note->header_timeout_s);
 }
 
 void front_note_response(const httplib::Response& res) {

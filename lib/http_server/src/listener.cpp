@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <system_error>
+#include <utility>
 
 #include "ms/core/error.h"
 #include "ms/http_server/front.h"
@@ -116,9 +118,22 @@ Listener::Listener(const ListenerOptions& options) : options_(options) {
            o.port);
   SSL_CTX* tls = nullptr;
   if (!o.tls_cert.empty()) {
-    for (const auto& f : {o.tls_cert, o.tls_key}) {
-      if (!std::filesystem::is_regular_file(f)) {
-        throw Error(ErrorCode::kNotFound, fmt::format("TLS file {} does not exist", f.string()),
+    const std::pair<const char*, std::filesystem::path> files[] = {{"--tls-cert", o.tls_cert},
+                                                                   {"--tls-key", o.tls_key}};
+    for (const auto& [option, f] : files) {
+      std::error_code ec;
+      const std::filesystem::file_status status = std::filesystem::status(f, ec);
+      if (!std::filesystem::exists(status)) {
+        throw Error(ErrorCode::kNotFound,
+                    fmt::format("{}: TLS file {} does not exist", option, f.string()),
+                    "pass --tls-cert and --tls-key the paths of PEM files");
+      }
+      // A folder (or a device, a pipe) is a wrong argument, not a missing file.
+      if (!std::filesystem::is_regular_file(status)) {
+        throw Error(ErrorCode::kUsage,
+                    std::filesystem::is_directory(status)
+                        ? fmt::format("{}: {} is a folder, not a file", option, f.string())
+                        : fmt::format("{}: {} is not a regular file", option, f.string()),
                     "pass --tls-cert and --tls-key the paths of PEM files");
       }
     }

@@ -164,8 +164,10 @@ void Server::start() {
   http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (res.body.empty()) {
       const bool headers_too_large = http_server::front_headers_too_large(res);
+      const auto headers_timed_out = http_server::front_headers_timed_out(res);
       send_envelope(req, res, res.status, nullptr,
                     headers_too_large   ? "the request headers are over 64 KiB"
+                    : headers_timed_out ? *headers_timed_out
                     : res.status == 404 ? "no such API: " + req.method + " " + req.path
                                         : "HTTP error " + std::to_string(res.status));
     }
@@ -173,8 +175,8 @@ void Server::start() {
     // wait (clients reading to EOF saw every such error take 5 s).
     http_server::front_mark_close(req, res);
   });
-  http.set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
-    http_server::front_tidy_headers(res);
+  http.set_post_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    http_server::front_tidy_headers(req, res);
   });
   http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
     http_server::front_note_response(res);

@@ -234,6 +234,20 @@ std::size_t default_workers(const Pipeline& pipeline) {
   return static_cast<std::size_t>(std::max(1, load_torch_layer().runtime->info().num_threads));
 }
 
+std::size_t worker_count(const Pipeline& pipeline, std::optional<std::size_t> requested) {
+  if (!requested) return default_workers(pipeline);
+  if (*requested > 1 && !pipeline.concurrent()) {
+    // Said, rather than a silent 1: the user asked for side-by-side batches and would measure
+    // (or provision for) them.
+    log::warn(
+        "--workers {}: the {} pipeline cannot run batches side by side, so they run one at a time "
+        "(1 worker, each batch over every --threads thread)",
+        *requested, pipeline.task());
+    return 1;
+  }
+  return *requested;
+}
+
 std::string format_line(const PipelineInput& input, const PipelineResult& result) {
   Json line = Json::object();
   line["id"] = input.id;
@@ -774,7 +788,7 @@ JobStats run_infer(const InferRequest& request) {
                 "write JSON lines: -o FILE.jsonl");
   }
   JobOptions job = request.job;
-  job.workers = request.workers ? *request.workers : default_workers(*pipeline);
+  job.workers = worker_count(*pipeline, request.workers);
   log::info("{}: task {} on {}, {} worker(s)", model.dir.string(), pipeline->task(),
             pipeline->device(), job.workers);
   const JobStats stats = run_job(*pipeline, inputs, job);

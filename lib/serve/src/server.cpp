@@ -89,8 +89,9 @@ struct Server::Impl {
   void call(const httplib::Request& req, httplib::Response& res,
             const httplib::ContentReader& read_body) {
     const auto t0 = Clock::now();
-    const std::string id = new_request_id();
-    res.set_header("X-Request-Id", id);
+    // The id answer_expect_continue() gave the request, if it asked before sending its body: one
+    // request, one id (a second X-Request-Id header went out beside the first).
+    const std::string id = request_id_of(res);
     // Every answer counts in the metrics, an exception's 500 too.
     struct Count {
       Impl& s;
@@ -277,10 +278,10 @@ struct Server::Impl {
                       kJson);
     });
     http.Get("/describe", [this](const httplib::Request& req, httplib::Response& res) {
-      if (admit(req, res, "")) res.set_content(describe(model.task), kJson);
+      if (admit(req, res, request_id_of(res))) res.set_content(describe(model.task), kJson);
     });
     http.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
-      if (!admit(req, res, "")) return;
+      if (!admit(req, res, request_id_of(res))) return;
       res.set_content(metrics.render(batcher->queue_depth(), batcher->running()),
                       "text/plain; version=0.0.4");
     });
@@ -306,6 +307,7 @@ struct Server::Impl {
         std::string message = "HTTP error " + std::to_string(res.status);
         if (http_server::front_headers_too_large(res))
           message = "the request headers are over 64 KiB";
+        if (const auto timed_out = http_server::front_headers_timed_out(res)) message = *timed_out;
         if (res.status == 404)
           message = "no such API: " + req.method + " " + req.path +
                     " (POST /call, GET /describe, /health, /metrics)";
@@ -324,9 +326,9 @@ struct Server::Impl {
       http_server::front_mark_close(req, res);
     });
     // Last before the headers go out, for every response httplib writes (a 404's too).
-    http.set_post_routing_handler([this](const httplib::Request&, httplib::Response& res) {
+    http.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (!res.has_header("X-Request-Id")) res.set_header("X-Request-Id", new_request_id());
-      http_server::front_tidy_headers(res);
+      http_server::front_tidy_headers(req, res);
     });
     http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
       http_server::front_note_response(res);
@@ -390,7 +392,7 @@ Server::Server(ServeOptions options) : impl_(std::make_unique<Impl>()) {
   batching.max_batch = o.max_batch;
   batching.max_wait = std::chrono::milliseconds(o.max_wait_ms);
   batching.max_queue = o.max_queue;
-  batching.workers = o.workers ? *o.workers : infer::default_workers(*s.pipeline);
+  batching.workers = infer::worker_count(*s.pipeline, o.workers);
   batching.threads = infer::load_torch_layer().runtime->info().num_threads;
   batching.on_batch = [&s](std::size_t inputs, double seconds) {
     s.metrics.batch(inputs, seconds);

@@ -2,9 +2,10 @@
 // past --threads instead of queueing connections, and a connection loop (plain HTTP, or TLS
 // through OpenSSL, with the same rules) with a deadline for the TLS handshake and request headers
 // (and optionally bodies), a cap of connections per client address, checked request framing
-// (Content-Length, Transfer-Encoding) and connections closed after protocol errors. Without
-// these, 33 clients trickling header bytes held all 32 workers of the hub and every other request
-// waited (and over TLS, before it was this front's, one client held 4096 threads).
+// (Content-Length, Transfer-Encoding), compressed bodies checked to their coding's end, and
+// connections closed after protocol errors. Without these, 33 clients trickling header bytes held
+// all 32 workers of the hub and every other request waited (and over TLS, before it was this
+// front's, one client held 4096 threads).
 #pragma once
 
 #include <httplib.h>
@@ -94,11 +95,16 @@ bool front_closes_after(const httplib::Response& res);
 void front_mark_close(const httplib::Request& req, httplib::Response& res);
 /// For a post-routing handler (after httplib added its own headers): one "Connection" header, and
 /// no "Keep-Alive" beside "Connection: close" (an error handler's close and httplib's made two);
-/// "Connection: close" on every answer once the server is stopping.
-void front_tidy_headers(httplib::Response& res);
+/// "Connection: close" on every answer after which the connection closes (the server is
+/// stopping, the request's body was left unread, an HTTP/1.0 request not kept alive).
+void front_tidy_headers(const httplib::Request& req, httplib::Response& res);
 /// For an error handler, before it writes the body: whether the request headers ran past the
 /// front's 64 KiB (httplib's 400 for them then becomes 431).
 bool front_headers_too_large(httplib::Response& res);
+/// For an error handler, before it writes the body: when the request's line and headers did not
+/// arrive within the header timeout, makes httplib's 400 for them a 408 and returns its message
+/// (naming --header-timeout); nullopt otherwise.
+std::optional<std::string> front_headers_timed_out(httplib::Response& res);
 /// The token of an "Authorization: Bearer TOKEN" header (the scheme in any case, RFC 9110
 /// section 11.1; spaces around the token dropped); nullopt without one.
 std::optional<std::string> bearer_token(const httplib::Request& req);

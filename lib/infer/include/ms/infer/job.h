@@ -108,6 +108,11 @@ MS_API std::vector<PipelineResult> run_batch_isolated(
 /// thread (when the pipeline is concurrent()), on a GPU four host threads feeding the card.
 MS_API std::size_t default_workers(const Pipeline& pipeline);
 
+/// Batches a pipeline runs at once (`ms infer` and `ms serve`): `requested` (--workers), else
+/// default_workers(); 1 for a pipeline that is not concurrent(), with a warning when --workers
+/// asked for more.
+MS_API std::size_t worker_count(const Pipeline& pipeline, std::optional<std::size_t> requested);
+
 /// Whether the job writes a .npy file: row i = the embedding of the shard's input i, written
 /// atomically when every input has succeeded (any failed input stops the job; no --resume).
 MS_API bool writes_npy(const JobOptions& options);
