@@ -98,6 +98,10 @@ std::string json_text(const J& json, int indent = -1) {
   return text;
 }
 
+/// Refuses an empty or blank value (`--token ""`, `--opset ""`: a shell variable that was not
+/// set), naming what to give; an optional number would otherwise take "" as its default.
+CLI::Validator non_empty(const std::string& what);
+
 /// Whole-number checks for counts (--batch-size, --workers, ...) whose message names the value
 /// and the bound, where CLI11's PositiveNumber prints a range up to DBL_MAX.
 const CLI::Validator& positive_whole_number();

@@ -151,7 +151,8 @@ void add_export_command(CLI::App& app, const GlobalOptions& /*global*/) {
   cmd->add_option("--task,-t", opts->request.task, "Task (default: the model's configuration)");
   cmd->add_option("--opset", opts->request.opset,
                   "ONNX opset (default 14; this build writes 13 to the newest its ONNX library "
-                  "defines)");
+                  "defines)")
+      ->check(non_empty("an opset number, or leave out --opset for the default"));
   cmd->add_flag("--dynamic-axes", opts->dynamic_axes,
                 "Dynamic batch and sequence (images: height, width) axes (the default)");
   cmd->add_option("--static", opts->static_shape,

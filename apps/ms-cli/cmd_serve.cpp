@@ -17,17 +17,6 @@
 namespace ms::cli {
 namespace {
 
-// Refuses an empty or blank value (`--token ""`, a shell variable that was not set; a token of
-// spaces no client can send, as HTTP trims header values), naming what to give.
-CLI::Validator non_empty(const std::string& what) {
-  return CLI::Validator(
-      [what](std::string& value) {
-        return value.find_first_not_of(" \t\r\n") == std::string::npos ? "empty; give " + what
-                                                                       : std::string();
-      },
-      "");
-}
-
 // A token must be sendable as written: HTTP trims a header value's surrounding spaces and no
 // client sends control characters, so such a token would refuse every request.
 CLI::Validator sendable_token() {

@@ -161,6 +161,16 @@ CLI::Validator whole_number_at_least(long long bound, const std::string& what) {
 }
 }  // namespace
 
+// Blank too: a token of spaces no client can send (HTTP trims header values).
+CLI::Validator non_empty(const std::string& what) {
+  return CLI::Validator(
+      [what](std::string& value) {
+        return value.find_first_not_of(" \t\r\n") == std::string::npos ? "empty; give " + what
+                                                                       : std::string();
+      },
+      "");
+}
+
 const CLI::Validator& positive_whole_number() {
   static const CLI::Validator v = whole_number_at_least(1, "a whole number of at least 1");
   return v;

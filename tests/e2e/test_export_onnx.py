@@ -514,6 +514,9 @@ class ExportOnnxTest(TorchTestCase):
         for opset in ("12", "99"):
             r = self.export(os.path.join(TINY, "cls"), "opset-onnx", "--opset", opset, code=2)
             self.assertOneLineError(r, f"opset {opset}", "13 to 17")
+        # An empty value (a shell variable not set) was the default opset, exit 0.
+        r = self.export(os.path.join(TINY, "cls"), "opset-onnx", "--opset", "", code=2)
+        self.assertOneLineError(r, "--opset", "empty")
         self.assertNothingWritten(self.tmp, before)
 
     def test_unwritable_and_non_empty_output_folders(self):

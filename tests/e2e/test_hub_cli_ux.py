@@ -165,12 +165,18 @@ class HubCliErrorsTest(SharedHubTestCase):
         changed = make_tree(self.path("changed"), {"a.txt": b"two"})
         cases = [("v1", "has that tag already"), ("dev", "has a branch of that name"),
                  ("dev/x", "the branch 'dev'"), ("v1/rc", "the tag 'v1'"), ("bad..tag", "git's ref rules"),
-                 ("x.lock", "git's ref rules"), ("a" * 40, "40 hex digits")]
+                 ("x.lock", "git's ref rules"), ("a" * 40, "40 hex digits"), ("main", "reserved"),
+                 ("t" * 129, "at most 128 bytes")]
         for tag, reason in cases:
             with self.subTest(tag=tag):
                 r = self.ms("upload", "alice/tags", changed, "--tag", tag, "--token", self.token)
                 self.assertExit(r, 2)
                 self.assertOneLineError(r, reason, "nothing was uploaded")
+        # A branch the upload itself would make is beside the tag too.
+        for revision, tag in (("v2", "v2"), ("rel", "rel/1")):
+            r = self.ms("upload", "alice/tags", changed, "--revision", revision, "--tag", tag, "--token", self.token)
+            self.assertExit(r, 2)
+            self.assertOneLineError(r, f"commits to the branch '{revision}'", "nothing was uploaded")
         r = self.ms("download", "alice/tags", "a.txt", "--local-dir", self.path("out"), "--token", self.token)
         self.assertExit(r, 0)
         with open(self.path("out", "a.txt"), "rb") as f:

@@ -58,6 +58,10 @@ class HubFaultsTest(SharedHubTestCase):
         self.assertExit(r, 0)
         self.assertEqual(sorted(self.listing("alice/leftovers")), [".gitattributes", "a.txt"])
         self.assertEqual(r.stderr.count("unfinished write"), 2, r.stderr)
+        # A user's own file of such a name goes when --include names it.
+        r = self.upload("alice/leftovers", src, "--include", "a.txt", "..msc.tmp.*", timeout=20)
+        self.assertExit(r, 0)
+        self.assertIn("..msc.tmp.Q1w2E3", self.listing("alice/leftovers"))
 
     def test_names_and_messages_that_are_not_utf8_are_usage_errors(self):
         # The hub takes both in JSON, which carries UTF-8 only: they failed in the commit (exit 70).

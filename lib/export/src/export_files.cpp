@@ -75,7 +75,8 @@ std::vector<std::string> copy_side_files(const infer::ModelInfo& info, const fs:
   // The exported model is the one --set made (another pooling is baked into an ONNX graph):
   // the folder's configuration.json would describe another, and `ms infer` of a safetensors
   // repository would build that other one.
-  if (!info.override_keys.empty()) {
+  // (A Hugging Face folder has none: its made-up configuration is not written.)
+  if (!info.override_keys.empty() && !info.hf_layout) {
     write_file_atomic(out / "configuration.json", info.config.root().dump(2) + "\n");
     if (std::find(copied.begin(), copied.end(), "configuration.json") == copied.end())
       copied.push_back("configuration.json");
@@ -84,8 +85,10 @@ std::vector<std::string> copy_side_files(const infer::ModelInfo& info, const fs:
 }
 
 void check_export_overrides(const infer::ExportRequest& request, const infer::ModelInfo& info) {
+  // A Hugging Face folder declares no task (ms guesses one from config.json's architectures):
+  // --task is what names it.
   std::string own_task;
-  if (info.config.has("task") && info.config.at("task").is_string()) {
+  if (!info.hf_layout && info.config.has("task") && info.config.at("task").is_string()) {
     try {
       own_task = infer::canonical_task(info.config.get<std::string>("task"));
     } catch (const Error&) {  // a task ms does not know: --task is what names it
@@ -102,11 +105,12 @@ void check_export_overrides(const infer::ExportRequest& request, const infer::Mo
   if (request.format != "safetensors" || !fs::is_regular_file(info.dir / "modules.json", ec))
     return;
   for (const std::string& key : info.override_keys) {
-    if (key.rfind("model.", 0) != 0) continue;
+    if (key.rfind("model.", 0) != 0 && key.rfind("preprocessor.", 0) != 0) continue;
     throw Error(ErrorCode::kUsage,
                 fmt::format("--set {}: a safetensors repository of a sentence-transformers "
-                            "folder is loaded by sentence-transformers from modules.json and its "
-                            "module folders (1_Pooling/config.json), which --set does not change",
+                            "folder is loaded by sentence-transformers from modules.json, "
+                            "sentence_bert_config.json and its module folders "
+                            "(1_Pooling/config.json), which --set does not change",
                             key),
                 "edit those files in a copy of the folder and export the copy, or export "
                 "--format onnx or torchscript (they hold the model --set makes)");

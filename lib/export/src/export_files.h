@@ -32,8 +32,9 @@ std::vector<std::string> copy_side_files(const infer::ModelInfo& info,
 
 /// Refuses (kUsage) what an export cannot carry: a --task other than the folder's own (the
 /// exported files would describe one model and hold another), and for a safetensors repository
-/// of a sentence-transformers folder, --set model.* (sentence-transformers reads modules.json and
-/// 1_Pooling/config.json, not configuration.json).
+/// of a sentence-transformers folder, --set model.* and preprocessor.* (sentence-transformers
+/// reads modules.json, sentence_bert_config.json and 1_Pooling/config.json, not
+/// configuration.json). A Hugging Face folder's --task is not refused: it names the task.
 void check_export_overrides(const infer::ExportRequest& request, const infer::ModelInfo& info);
 
 /// Writes an export folder whole or not at all: `write` fills a new folder next to `output` (the

@@ -100,8 +100,11 @@ class OnnxExporter final : public infer::ExporterService {
     const std::string family = structure.at("family").get<std::string>();
     const std::string head = structure.at("head").get<std::string>();
     graph.set_name(fmt::format("{}_{}", family, head));
-    graph.set_doc_string(fmt::format("{} ({}, {}) exported by ms {}", info.dir.filename().string(),
-                                     info.task, type, MS_VERSION_STRING));
+    // "model/" has no last component: its folder's name is the parent's of the empty one.
+    const std::filesystem::path dir = info.dir.lexically_normal();
+    const std::string name = (dir.has_filename() ? dir : dir.parent_path()).filename().string();
+    graph.set_doc_string(
+        fmt::format("{} ({}, {}) exported by ms {}", name, info.task, type, MS_VERSION_STRING));
     GraphBuilder builder(graph, opset, weights, request.dtype == "fp16");
     if (family == "bert") {
       build_bert_graph(builder, structure, request.static_shape);

@@ -7,18 +7,20 @@
 
 namespace ms::http_server {
 
-std::unique_ptr<CodingEndCheck> CodingEndCheck::for_coding(const std::string& content_encoding) {
+std::unique_ptr<CodingEndCheck> CodingEndCheck::for_coding(const std::string& content_encoding,
+                                                           std::uint64_t max_decoded) {
   // httplib's prepare_content_receiver(): these two names exactly, else any value holding "br".
   if (content_encoding == "gzip" || content_encoding == "deflate") {
-    return std::unique_ptr<CodingEndCheck>(new CodingEndCheck(Kind::kZlib));
+    return std::unique_ptr<CodingEndCheck>(new CodingEndCheck(Kind::kZlib, max_decoded));
   }
   if (content_encoding.find("br") != std::string::npos) {
-    return std::unique_ptr<CodingEndCheck>(new CodingEndCheck(Kind::kBrotli));
+    return std::unique_ptr<CodingEndCheck>(new CodingEndCheck(Kind::kBrotli, max_decoded));
   }
   return nullptr;
 }
 
-CodingEndCheck::CodingEndCheck(Kind kind) : kind_(kind) {
+CodingEndCheck::CodingEndCheck(Kind kind, std::uint64_t max_decoded)
+    : kind_(kind), max_decoded_(max_decoded) {
   bool ready = false;
   if (kind_ == Kind::kZlib) {
     // As httplib's gzip_decompressor: a gzip or a zlib header, told by the first bytes.
@@ -38,8 +40,15 @@ CodingEndCheck::~CodingEndCheck() {
   }
 }
 
+bool CodingEndCheck::count_decoded(std::size_t n) {
+  decoded_ += n;
+  if (decoded_ <= max_decoded_) return true;
+  state_ = State::kOverLimit;
+  return false;
+}
+
 void CodingEndCheck::feed(const char* data, std::size_t size) {
-  if (size == 0) return;
+  if (size == 0 || state_ == State::kOverLimit) return;
   if (state_ != State::kRunning) {
     // Bytes after the end of the stream: httplib's decoder refuses them too.
     state_ = State::kBad;
@@ -62,6 +71,7 @@ void CodingEndCheck::feed_zlib(const char* data, std::size_t size) {
       zlib_.next_out = scratch_.data();
       zlib_.avail_out = static_cast<uInt>(scratch_.size());
       const int rc = inflate(&zlib_, Z_NO_FLUSH);
+      if (!count_decoded(scratch_.size() - zlib_.avail_out)) return;
       if (rc == Z_STREAM_END) {
         // Z_STREAM_END comes only once the trailer (gzip's CRC-32 and length, zlib's Adler-32)
         // has been read and matched.
@@ -88,6 +98,7 @@ void CodingEndCheck::feed_brotli(const char* data, std::size_t size) {
     std::uint8_t* next_out = scratch_.data();
     const BrotliDecoderResult result =
         BrotliDecoderDecompressStream(brotli_, &avail_in, &next_in, &avail_out, &next_out, nullptr);
+    if (!count_decoded(scratch_.size() - avail_out)) return;
     switch (result) {
       case BROTLI_DECODER_RESULT_SUCCESS:
         state_ = avail_in == 0 ? State::kEnded : State::kBad;

@@ -13,6 +13,7 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -22,7 +23,11 @@ class CodingEndCheck {
  public:
   /// The check for a Content-Encoding value as httplib reads it (the same names it decodes, by
   /// the same tests), or null for a value it passes through undecoded.
-  static std::unique_ptr<CodingEndCheck> for_coding(const std::string& content_encoding);
+  /// `max_decoded`: the body limit. Past it the check stops decoding and gives way (ended() is
+  /// true): the server's own size check refuses the body (413), and a bomb (a few KiB that
+  /// decode to gigabytes) costs this check no more than the limit.
+  static std::unique_ptr<CodingEndCheck> for_coding(const std::string& content_encoding,
+                                                    std::uint64_t max_decoded);
   ~CodingEndCheck();
   CodingEndCheck(const CodingEndCheck&) = delete;
   CodingEndCheck& operator=(const CodingEndCheck&) = delete;
@@ -31,16 +36,20 @@ class CodingEndCheck {
   void feed(const char* data, std::size_t size);
   /// Whether the bytes fed so far are one whole stream: its end reached (for gzip, its trailer
   /// checked), no error in it, and nothing after it.
-  bool ended() const { return state_ == State::kEnded; }
+  bool ended() const { return state_ == State::kEnded || state_ == State::kOverLimit; }
 
  private:
   enum class Kind { kZlib, kBrotli };
-  enum class State { kRunning, kEnded, kBad };
-  explicit CodingEndCheck(Kind kind);
+  enum class State { kRunning, kEnded, kBad, kOverLimit };
+  CodingEndCheck(Kind kind, std::uint64_t max_decoded);
+  /// Counts `n` decoded bytes; false (and kOverLimit) once past the limit.
+  bool count_decoded(std::size_t n);
   void feed_zlib(const char* data, std::size_t size);
   void feed_brotli(const char* data, std::size_t size);
 
   Kind kind_;
+  std::uint64_t max_decoded_;
+  std::uint64_t decoded_ = 0;
   State state_ = State::kRunning;
   z_stream zlib_{};
   BrotliDecoderState* brotli_ = nullptr;

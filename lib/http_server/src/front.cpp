@@ -127,6 +127,7 @@ struct ConnectionNote {
   socket_t sock = INVALID_SOCKET;  // the connection's socket
   bool headers_done = false;       // httplib parsed the request line and headers
   bool close = false;              // the response said "Connection: close"
+  bool http10_close = false;       // ... as every HTTP/1.0 answer not asked to keep alive does
   bool request_read = false;       // a route read the whole request (note_request_read())
   bool body_timed_out = false;     // a body read failed at FrontLimits::body_timeout_s
   bool headers_timed_out = false;  // a read of the request line or headers failed at their deadline
@@ -541,7 +542,9 @@ void normalize_content_coding(httplib::Request& req) {
   if (lines == 0) return;
   std::string codings;
   for (std::size_t i = 0; i < lines; ++i) {
-    const std::string_view value = trim(req.get_header_value("Content-Encoding", i));
+    // Held by name: get_header_value returns a copy, and trim's view must not outlive it.
+    const std::string line = req.get_header_value("Content-Encoding", i);
+    const std::string_view value = trim(line);
     if (value.empty()) continue;
     if (!codings.empty()) codings += ", ";
     codings += ascii_lower(value);
@@ -935,8 +938,8 @@ bool Front::process_and_close_socket(socket_t sock) {
           }
           normalize_content_coding(req);
           if (note.body_chunked || note.body_length > 0) {
-            strm.check_coding_end(
-                CodingEndCheck::for_coding(req.get_header_value("Content-Encoding")));
+            strm.check_coding_end(CodingEndCheck::for_coding(
+                req.get_header_value("Content-Encoding"), payload_max_length_));
           }
           normalize_expect(req);
         });
@@ -959,7 +962,11 @@ bool Front::process_and_close_socket(socket_t sock) {
       // Without headers the request was malformed (or cut off): what follows on the connection
       // is not a request either, so it ends here rather than after the keep-alive wait.
       if (!ret || closed || note.close || !note.headers_done || stopping) {
-        if (ret && (note.close || !note.headers_done)) linger_close(sock);
+        // A lingering close keeps unread bytes from turning the close into a reset; an HTTP/1.0
+        // request read whole leaves none, and its client may hold the socket open (a thread
+        // held 5 s per request).
+        const bool orderly = note.http10_close && !body_left_unread(note);
+        if (ret && ((note.close && !orderly) || !note.headers_done)) linger_close(sock);
         break;
       }
     }
@@ -992,11 +999,16 @@ void front_tidy_headers(const httplib::Request& req, httplib::Response& res) {
   const bool last =
       http10_close || (t_note != nullptr && ((t_note->stopping != nullptr && *t_note->stopping) ||
                                              body_left_unread(*t_note)));
+  if (http10_close && t_note != nullptr) t_note->http10_close = true;
   if (last && res.get_header_value("Connection") != "close") {
     res.headers.erase("Connection");
     res.set_header("Connection", "close");
     res.headers.erase("Keep-Alive");
   }
+  // An HTTP/1.0 client keeps the connection only on an answer saying "Connection: keep-alive"
+  // (RFC 9112 appendix C.2.2); a Keep-Alive header alone means nothing to it.
+  if (!last && req.version == "HTTP/1.0" && !res.has_header("Connection"))
+    res.set_header("Connection", "keep-alive");
   if (res.get_header_value_count("Connection") <= 1 &&
       !(res.has_header("Keep-Alive") && res.get_header_value("Connection") == "close"))
     return;
@@ -1007,6 +1019,16 @@ void front_tidy_headers(const httplib::Request& req, httplib::Response& res) {
   res.headers.erase("Connection");
   res.set_header("Connection", kept);
   if (close) res.headers.erase("Keep-Alive");
+}
+
+std::string unsupported_content_coding(const httplib::Request& req) {
+  const std::string coding = req.get_header_value("Content-Encoding");
+  if (coding.empty() || coding == "gzip" || coding == "deflate" || coding == "br" ||
+      coding == "identity")
+    return "";
+  return fmt::format(
+      "Content-Encoding {} is not supported: send the body uncompressed, or as gzip, deflate or br",
+      coding);
 }
 
 std::optional<std::string> bearer_token(const httplib::Request& req) {

@@ -123,6 +123,11 @@ Listener::Listener(const ListenerOptions& options) : options_(options) {
     for (const auto& [option, f] : files) {
       std::error_code ec;
       const std::filesystem::file_status status = std::filesystem::status(f, ec);
+      // (A folder on the way that cannot be searched is not a missing file.)
+      if (ec && ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory) {
+        throw Error(ErrorCode::kIo, fmt::format("{}: {}: {}", option, f.string(), ec.message()),
+                    "check the permissions of the TLS files and the folders above them");
+      }
       if (!std::filesystem::exists(status)) {
         throw Error(ErrorCode::kNotFound,
                     fmt::format("{}: TLS file {} does not exist", option, f.string()),

@@ -876,8 +876,11 @@ DownloadResult offline_result(const DownloadOptions& options, CacheLayout layout
   std::vector<std::string> stale;
   std::vector<std::string> lacking;
   for (const std::string& p : partial) {
-    const bool held =
-        std::any_of(listed.begin(), listed.end(), [&](const FileEntry& e) { return e.path == p; });
+    // A ranged download's partial is PATH.ms-partial; a single stream's (and Python's) is PATH.
+    const std::string path =
+        ends_with(p, kPartialSuffix) ? p.substr(0, p.size() - std::strlen(kPartialSuffix)) : p;
+    const bool held = std::any_of(listed.begin(), listed.end(),
+                                  [&](const FileEntry& e) { return e.path == path; });
     (held ? stale : lacking).push_back(p);
   }
   if (!lacking.empty()) {

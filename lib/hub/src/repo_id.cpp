@@ -48,6 +48,11 @@ bool is_valid_ref_name(std::string_view name) {
   return true;
 }
 
+bool is_valid_tag_name(std::string_view name) {
+  return name.size() <= 128 && name != "main" && name != kDefaultRevision &&
+         is_valid_ref_name(name);
+}
+
 bool is_commit_id_shaped(std::string_view text) {
   return text.size() == 40 && std::all_of(text.begin(), text.end(), [](char c) {
            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');

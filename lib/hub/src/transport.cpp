@@ -123,6 +123,19 @@ size_t on_body(char* ptr, size_t size, size_t count, void* user) {
   return n;
 }
 
+// Hands upload progress on; false when the callback threw (exceptions must not cross curl's C
+// frames: kept, and rethrown once curl returns).
+bool report_upload_progress(CallbackState* state, std::uint64_t n) {
+  if (!state->request->upload_progress) return true;
+  try {
+    state->request->upload_progress(n);
+    return true;
+  } catch (...) {
+    state->response->sink_error = std::current_exception();
+    return false;
+  }
+}
+
 size_t on_read(char* buffer, size_t size, size_t count, void* user) {
   auto* state = static_cast<CallbackState*>(user);
   const ssize_t n = ::read(state->request->upload_fd, buffer, size * count);
@@ -134,8 +147,7 @@ size_t on_read(char* buffer, size_t size, size_t count, void* user) {
     return CURL_READFUNC_ABORT;
   }
   state->uploaded += static_cast<std::uint64_t>(n);
-  if (state->request->upload_progress)
-    state->request->upload_progress(static_cast<std::uint64_t>(n));
+  if (!report_upload_progress(state, static_cast<std::uint64_t>(n))) return CURL_READFUNC_ABORT;
   return static_cast<size_t>(n);
 }
 
@@ -150,9 +162,9 @@ int on_seek(void* user, curl_off_t offset, int origin) {
     return CURL_SEEKFUNC_FAIL;
   // Progress goes back by the bytes to be sent again (modular: the counters are unsigned).
   const auto to = static_cast<std::uint64_t>(offset);
-  if (state->request->upload_progress) state->request->upload_progress(to - state->uploaded);
+  const std::uint64_t back = to - state->uploaded;
   state->uploaded = to;
-  return CURL_SEEKFUNC_OK;
+  return report_upload_progress(state, back) ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL;
 }
 
 // The endpoint's host name as curl matches cookie domains: lower case, no port, no brackets.
@@ -519,6 +531,7 @@ Response Transport::put_file(const std::string& url, const std::string& local_pa
       if (progress) progress(n);
     };
     Response r = perform(req);
+    if (r.sink_error) std::rethrow_exception(r.sink_error);  // the progress display's own error
     if (r.upload_ended_early) {
       fail(ErrorCode::kIo,
            "{}: changed while uploading (it ended after {} of {} bytes); run the "

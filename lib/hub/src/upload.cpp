@@ -208,9 +208,15 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
     }
     // ms's own temp files and folders (a write or an export killed part way) hold partial
     // bytes: never published, but said, since they mean a job did not finish.
-    if (is_temp_write_name(name)) {
-      log::warn("{}: skipped, an unfinished write of ms (a killed export or save); remove it",
-                p.string());
+    // A user's own file of such a name is uploaded when --include names it.
+    if (is_temp_write_name(name) &&
+        (is_dir || options.include.empty() ||
+         !selected_by_patterns(p.lexically_relative(root).generic_string(), options.include,
+                               options.exclude))) {
+      log::warn(
+          "{}: skipped, named as an unfinished write of ms (a killed export or save): remove "
+          "it, or pass --include with its name to upload it",
+          p.string());
       if (is_dir) it.disable_recursion_pending();
       continue;
     }
@@ -305,15 +311,25 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
   // The tag is made after the files are committed: a name the hub would refuse must stop the
   // upload before it commits anything (exit 2 says nothing changed).
   if (options.tag && !options.tag->empty()) {
-    MS_CHECK(is_valid_ref_name(*options.tag), ErrorCode::kUsage,
-             "--tag '{}' is not a valid tag name: tags follow git's ref rules (no spaces, '~', "
-             "'^', ':', '?', '*', '[', '\\', '..' or '@{{', no part starting with '.' or "
-             "ending in '.lock'); nothing was uploaded",
-             *options.tag);
-    MS_CHECK(!is_commit_id_shaped(*options.tag), ErrorCode::kUsage,
+    const std::string& tag = *options.tag;
+    MS_CHECK(tag != "main" && tag != kDefaultRevision, ErrorCode::kUsage,
+             "--tag {}: the name is reserved for the default branch; nothing was uploaded", tag);
+    MS_CHECK(is_valid_tag_name(tag), ErrorCode::kUsage,
+             "--tag '{}' is not a valid tag name: at most 128 bytes, following git's ref rules "
+             "(no spaces, '~', '^', ':', '?', '*', '[', '\\', '..' or '@{{', no part starting "
+             "with '.' or ending in '.lock'); nothing was uploaded",
+             tag);
+    MS_CHECK(!is_commit_id_shaped(tag), ErrorCode::kUsage,
              "--tag {}: 40 hex digits name a commit, and the tag would hide it; nothing was "
              "uploaded",
-             *options.tag);
+             tag);
+    // The branch the upload commits to (made by it, maybe) is a ref beside the tag too.
+    MS_CHECK(tag != options.revision && !starts_with(tag, options.revision + "/") &&
+                 !starts_with(options.revision, tag + "/"),
+             ErrorCode::kUsage,
+             "--tag {}: the upload commits to the branch '{}', and a tag cannot share its name "
+             "(or be a name and a folder beside it); nothing was uploaded",
+             tag, options.revision);
   }
   const auto listed = collect_upload_files(options);
   if (listed.empty()) {

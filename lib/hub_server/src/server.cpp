@@ -111,6 +111,13 @@ void Server::start() {
         }
       }
     }
+    // httplib decodes gzip, deflate and br; another coding (or a list of them) it passes through
+    // as it came, or (a list holding "br") decodes as brotli alone.
+    if (const std::string why = http_server::unsupported_content_coding(req); !why.empty()) {
+      send_envelope(req, res, 415, nullptr, why);
+      res.set_header("Connection", "close");
+      return httplib::Server::HandlerResponse::Handled;
+    }
     const bool blob =
         req.method == "PUT" && req.path.find("/info/lfs/objects/") != std::string::npos;
     const std::uint64_t limit = blob ? max_blob : max_json;

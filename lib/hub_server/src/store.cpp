@@ -589,7 +589,7 @@ std::optional<CommitRecord> Store::resolve(std::int64_t repo_id, const std::stri
 RefRecord Store::create_tag(std::int64_t repo_id, const std::string& tag, const std::string& ref) {
   MS_CHECK(tag != "main" && tag != hub::kDefaultRevision, ErrorCode::kUsage,
            "'{}' cannot be a tag name: it is reserved for the default branch", tag);
-  MS_CHECK(tag.size() <= 128 && hub::is_valid_ref_name(tag), ErrorCode::kUsage,
+  MS_CHECK(hub::is_valid_tag_name(tag), ErrorCode::kUsage,
            "invalid tag name '{}': tags follow git's ref rules (no spaces, '~', '^', ':', '?', "
            "'*', '[', '..' or '@{{')",
            tag);

@@ -34,12 +34,6 @@ void send_error(httplib::Response& res, int status, const std::string& field,
   res.set_content(error_body(status, field, message, request_id), kJson);
 }
 
-std::string unsupported_encoding(const std::string& encoding) {
-  return fmt::format(
-      "Content-Encoding {} is not supported: send the body uncompressed, or as gzip, deflate or br",
-      encoding);
-}
-
 // Compares in constant time, so that the answer's timing does not reveal the token's prefix.
 bool same_token(const std::string& given, const std::string& expected) {
   return given.size() == expected.size() &&
@@ -110,11 +104,9 @@ struct Server::Impl {
     }
     // httplib decodes these (its build links zlib and brotli) and passes any other coding through
     // undecoded, which would then fail as JSON with a misleading message.
-    const std::string encoding = req.get_header_value("Content-Encoding");
-    if (!encoding.empty() && encoding != "gzip" && encoding != "deflate" && encoding != "br" &&
-        encoding != "identity") {
+    if (const std::string why = http_server::unsupported_content_coding(req); !why.empty()) {
       res.set_header("Connection", "close");
-      send_error(res, 415, "body", unsupported_encoding(encoding), id);
+      send_error(res, 415, "body", why, id);
       return;
     }
     std::string body;
@@ -157,7 +149,9 @@ struct Server::Impl {
                              options.max_body_bytes),
                  id);
     } else if (res.status == 415) {
-      send_error(res, 415, "body", unsupported_encoding(encoding), id);
+      const std::string why = http_server::unsupported_content_coding(req);
+      send_error(res, 415, "body",
+                 why.empty() ? "Content-Encoding " + encoding + " is not supported" : why, id);
     } else if (http_server::request_body_timed_out()) {
       send_error(res, 408, "body",
                  fmt::format("the request body did not arrive within --request-timeout {} s",

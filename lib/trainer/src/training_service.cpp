@@ -977,7 +977,7 @@ class TrainingService final : public infer::TrainerService {
           throw Error(ErrorCode::kUsage, fmt::format("--metrics: '{}' is not a metric", name),
                       choices_hint(name, metrics::metric_registry().types(), "metrics"));
         }
-        if (name == metrics::kTextGenMetric && m.task != "text-generation") {
+        if (name == metrics::kTextGenMetric && !generation_task(m.task)) {
           throw Error(ErrorCode::kUsage,
                       fmt::format("--metrics: text-gen-metric scores generated text, which only a "
                                   "text-generation model writes (this model's task is {})",

@@ -36,7 +36,7 @@ inline constexpr std::string_view kExportTempInfix = ".ms-export-";
 
 /// Whether `name` (one path component) is one of ms's own temporary names: a file that
 /// write_file_atomic writes, or left when killed (".NAME.tmp.XXXXXX"), or a folder written as
-/// kExportTempInfix says. Never a user's file: uploads skip them.
+/// kExportTempInfix says. Uploads skip them (a file unless --include names it).
 MS_API bool is_temp_write_name(std::string_view name);
 
 /// Removes the temporary files that write_file_atomic leaves in folder `dir` when its process is

@@ -105,6 +105,11 @@ bool front_headers_too_large(httplib::Response& res);
 /// arrive within the header timeout, makes httplib's 400 for them a 408 and returns its message
 /// (naming --header-timeout); nullopt otherwise.
 std::optional<std::string> front_headers_timed_out(httplib::Response& res);
+/// Why the request's Content-Encoding (repeated lines joined into one list by the front) cannot
+/// be decoded, for a 415; "" when it is none, identity, or one coding httplib decodes (gzip,
+/// deflate, br). httplib passes any other value through undecoded, and reads a list holding "br"
+/// as brotli alone.
+std::string unsupported_content_coding(const httplib::Request& req);
 /// The token of an "Authorization: Bearer TOKEN" header (the scheme in any case, RFC 9110
 /// section 11.1; spaces around the token dropped); nullopt without one.
 std::optional<std::string> bearer_token(const httplib::Request& req);

@@ -44,6 +44,10 @@ MS_API std::string cache_folder_ambiguity(const RepoId& repo);
 /// '..' or '@{' make a name git reads as an expression), UTF-8, at most 255 bytes.
 MS_API bool is_valid_ref_name(std::string_view name);
 
+/// Whether `name` may name a new tag: a valid ref name of at most 128 bytes that is not "main"
+/// or "master" (the default branch's names).
+MS_API bool is_valid_tag_name(std::string_view name);
+
 /// Whether `text` is shaped as a commit id (40 lower-case hex digits): a branch or tag of such a
 /// name would hide the commit, since revisions resolve refs first.
 MS_API bool is_commit_id_shaped(std::string_view text);
