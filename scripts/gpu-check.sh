@@ -51,7 +51,11 @@ if [ "${MS_GPU_SKIP_BUILD:-0}" != 1 ]; then
   # has no cpp-httplib, and may lack ONNX, libzip, libjpeg-turbo or libpng); each is reported.
   optional=()
   off() { optional+=("-D$1=OFF"); echo "  no $2 here: -D$1=OFF"; }
-  pkg-config --exists cpp-httplib 2>/dev/null || off MS_WITH_HUB_SERVER cpp-httplib
+  if ! pkg-config --exists cpp-httplib 2>/dev/null; then
+    off MS_WITH_HUB_SERVER cpp-httplib
+  elif ! pkg-config --exists libbrotlidec 2>/dev/null; then
+    off MS_WITH_HUB_SERVER "brotli's decoder (libbrotlidec)"
+  fi
   ls /usr/lib/*/cmake/ONNX/ONNXConfig.cmake /usr/local/lib*/cmake/ONNX/ONNXConfig.cmake \
     >/dev/null 2>&1 || off MS_WITH_ONNX "the ONNX library"
   pkg-config --exists libzip 2>/dev/null || off MS_WITH_ZIP libzip
