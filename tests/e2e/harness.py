@@ -77,6 +77,16 @@ def overwrite_tensor_rows(folder, suffix, first_row, rows, value):
         f.write(data)
 
 
+def read_to_eof(sock):
+    """Everything the peer sends on `sock` until it closes the connection."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -14,18 +14,8 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import MS_BIN, MsTestCase, run_ms  # noqa: E402
+from harness import MS_BIN, MsTestCase, read_to_eof, run_ms  # noqa: E402
 from hubserver import HubServer  # noqa: E402
-
-
-def read_to_close(sock):
-    """Everything the server sends on `sock` until it closes the connection."""
-    data = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
 
 
 class HubServerTest(MsTestCase):
@@ -340,7 +330,7 @@ class HubServerTest(MsTestCase):
         # answer, which said "Keep-Alive: timeout=5, max=10000" and no Connection header.
         with socket.create_connection((self.server.host, self.server.port), timeout=30) as s:
             s.sendall(b"GET /api/v1/models/nobody/nothing HTTP/1.0\r\n\r\n")
-            data = read_to_close(s)
+            data = read_to_eof(s)
         head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower().split("\r\n")
         self.assertTrue(head[0].startswith("http/1.1 404 "), head)
         self.assertIn("connection: close", head)
@@ -357,7 +347,7 @@ class HubServerTest(MsTestCase):
                     lines = "".join(f"{k}: {v}\r\n" for k, v in headers)
                     s.sendall(f"POST /api/v1/models HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
                               f"{lines}\r\n".encode() + body)
-                    data = read_to_close(s)
+                    data = read_to_eof(s)
                 self.assertTrue(data.startswith(b"HTTP/1.1 415 "), data[:200])
                 self.assertIn(b"is not supported", data)
 

@@ -11,7 +11,7 @@ import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import MsTestCase, run_ms  # noqa: E402
+from harness import MsTestCase, read_to_eof, run_ms  # noqa: E402
 from hubserver import HubServer  # noqa: E402
 
 CONTENT = os.urandom(2 << 20)
@@ -41,15 +41,6 @@ class Trickler:
     def stop(self):
         self.stopped.set()
         self.thread.join()
-
-
-def read_to_eof(s):
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
 
 
 def read_response(s):
