@@ -48,6 +48,13 @@ bool is_valid_ref_name(std::string_view name) {
   return true;
 }
 
+bool ref_names_nest(std::string_view a, std::string_view b) {
+  const std::string_view& shorter = a.size() < b.size() ? a : b;
+  const std::string_view& longer = a.size() < b.size() ? b : a;
+  return longer.size() > shorter.size() && longer.compare(0, shorter.size(), shorter) == 0 &&
+         longer[shorter.size()] == '/';
+}
+
 bool is_valid_tag_name(std::string_view name) {
   return name.size() <= 128 && name != "main" && name != kDefaultRevision &&
          is_valid_ref_name(name);

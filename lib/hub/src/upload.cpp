@@ -324,9 +324,7 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
              "uploaded",
              tag);
     // The branch the upload commits to (made by it, maybe) is a ref beside the tag too.
-    MS_CHECK(tag != options.revision && !starts_with(tag, options.revision + "/") &&
-                 !starts_with(options.revision, tag + "/"),
-             ErrorCode::kUsage,
+    MS_CHECK(tag != options.revision && !ref_names_nest(tag, options.revision), ErrorCode::kUsage,
              "--tag {}: the upload commits to the branch '{}', and a tag cannot share its name "
              "(or be a name and a folder beside it); nothing was uploaded",
              tag, options.revision);
@@ -374,7 +372,7 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
                         options.repo.str(), r.is_tag ? "that tag" : "a branch of that name"),
             "choose another tag name");
       }
-      if (starts_with(r.name, tag + "/") || starts_with(tag, r.name + "/")) {
+      if (ref_names_nest(r.name, tag)) {
         throw Error(ErrorCode::kUsage,
                     fmt::format("--tag {}: {} has the {} '{}', and git refs cannot be both a name "
                                 "and a folder; nothing was uploaded",

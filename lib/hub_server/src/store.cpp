@@ -374,10 +374,7 @@ struct Store::Impl {
     s.bind(1, repo_id);
     while (s.step()) {
       const std::string other = s.text(0);
-      const bool nested = other.size() > name.size()
-                              ? other.compare(0, name.size() + 1, name + "/") == 0
-                              : name.compare(0, other.size() + 1, other + "/") == 0;
-      MS_CHECK(!nested, ErrorCode::kUsage,
+      MS_CHECK(!hub::ref_names_nest(name, other), ErrorCode::kUsage,
                "{} '{}' cannot sit beside the ref '{}': git refs cannot be both a name and a "
                "folder of names",
                kind, name, other);

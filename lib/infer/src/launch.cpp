@@ -392,9 +392,7 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
       worker_stderr.wait_closed(static_cast<std::size_t>(rank), kStreamEnd);
       // (Only when the worker ended by that signal: one that failed on its own just before
       // keeps its account.)
-      if (const int signo = g_received_signal;
-          signo != 0 && ((WIFSIGNALED(status) && WTERMSIG(status) == signo) ||
-                         (WIFEXITED(status) && WEXITSTATUS(status) == 128 + signo))) {
+      if (const int signo = g_received_signal; signo != 0 && failure.code == 128 + signo) {
         // The launcher was stopped and passed the signal on: the workers did not fail on
         // their own, which "worker 0 ... was killed by signal 15" would say.
         std::fprintf(stderr, "%s: stopped by signal %d (%s), passed on to the workers\n",

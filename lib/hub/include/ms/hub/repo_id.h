@@ -44,6 +44,10 @@ MS_API std::string cache_folder_ambiguity(const RepoId& repo);
 /// '..' or '@{' make a name git reads as an expression), UTF-8, at most 255 bytes.
 MS_API bool is_valid_ref_name(std::string_view name);
 
+/// Whether one ref name is a folder of the other ("a" and "a/b"): git cannot hold both, since a
+/// ref is a file and would also have to be a folder.
+MS_API bool ref_names_nest(std::string_view a, std::string_view b);
+
 /// Whether `name` may name a new tag: a valid ref name of at most 128 bytes that is not "main"
 /// or "master" (the default branch's names).
 MS_API bool is_valid_tag_name(std::string_view name);
