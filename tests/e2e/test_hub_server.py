@@ -351,6 +351,24 @@ class HubServerTest(MsTestCase):
                 self.assertTrue(data.startswith(b"HTTP/1.1 415 "), data[:200])
                 self.assertIn(b"is not supported", data)
 
+    def test_compressed_bodies_are_limited_as_decoded(self):
+        # The body limits were checked on the coded length, and httplib decodes the body of a JSON
+        # route into memory with no limit of its own: 2 KiB of gzip sent without a token became
+        # 2 MiB there (a few MiB of it, gigabytes). The same limits now hold for the decoded body.
+        padded = b" " * (2 << 20) + json.dumps({"Path": "alice", "Name": "gz", "Visibility": 5}).encode()
+        body = gzip.compress(padded)
+        self.assertLess(len(body), 8 << 10)
+        status, headers, data = self.server.request(
+            "POST", "/api/v1/models", body, headers={"Content-Encoding": "gzip"})
+        self.assertEqual(status, 413, data)
+        self.assertIn(b"decodes to over 1048576 bytes", data)
+        self.assertEqual(headers.get("connection"), "close")
+        # With a token the JSON limit (1 GiB) holds, and the same body is read and acted on.
+        status, _, data = self.server.request(
+            "POST", "/api/v1/models", body, token=self.alice, headers={"Content-Encoding": "gzip"})
+        self.assertEqual(status, 200, data)
+        self.assertEqual(self.server.api("GET", "/api/v1/models/alice/gz")[0], 200)
+
     # --- security -------------------------------------------------------------------------------
     def test_private_repo_visibility(self):
         repo = self.make_repo("secret", visibility=1)

@@ -47,6 +47,12 @@ bool CodingEndCheck::count_decoded(std::size_t n) {
   return false;
 }
 
+void CodingEndCheck::refuse_past(std::uint64_t max_decoded) {
+  max_decoded_ = std::min(max_decoded_, max_decoded);
+  refuse_past_limit_ = true;
+  if (decoded_ > max_decoded_) state_ = State::kOverLimit;
+}
+
 void CodingEndCheck::feed(const char* data, std::size_t size) {
   if (size == 0 || state_ == State::kOverLimit) return;
   if (state_ != State::kRunning) {

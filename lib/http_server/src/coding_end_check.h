@@ -36,7 +36,15 @@ class CodingEndCheck {
   void feed(const char* data, std::size_t size);
   /// Whether the bytes fed so far are one whole stream: its end reached (for gzip, its trailer
   /// checked), no error in it, and nothing after it.
-  bool ended() const { return state_ == State::kEnded || state_ == State::kOverLimit; }
+  bool ended() const {
+    return state_ == State::kEnded || (state_ == State::kOverLimit && !refuse_past_limit_);
+  }
+  /// Makes `max_decoded` (if lower) the limit, and passing it a refusal rather than giving way:
+  /// too_large() is then true. For a route that reads its body whole, which httplib decodes into
+  /// memory with no limit of its own.
+  void refuse_past(std::uint64_t max_decoded);
+  /// Whether the body decoded past the limit refuse_past() set.
+  bool too_large() const { return refuse_past_limit_ && state_ == State::kOverLimit; }
 
  private:
   enum class Kind { kZlib, kBrotli };
@@ -50,6 +58,7 @@ class CodingEndCheck {
   Kind kind_;
   std::uint64_t max_decoded_;
   std::uint64_t decoded_ = 0;
+  bool refuse_past_limit_ = false;
   State state_ = State::kRunning;
   z_stream zlib_{};
   BrotliDecoderState* brotli_ = nullptr;

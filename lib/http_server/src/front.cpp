@@ -138,6 +138,9 @@ struct ConnectionNote {
   std::uint64_t body_read = 0;     // bytes of the body read so far (a chunked one's framing too)
   bool body_chunked = false;       // the body is chunked
   bool body_chunked_done = false;  // ... and its last chunk and trailers were read
+  CodingEndCheck* coding_check = nullptr;       // the body's, when it has a coding httplib decodes
+  std::uint64_t decoded_body_limit = 0;         // limit_decoded_body() (0: none)
+  bool decoded_body_too_large = false;          // ... and the body decoded past it
   const std::atomic<bool>* stopping = nullptr;  // the server's begin_stop() flag
 };
 thread_local ConnectionNote* t_note = nullptr;
@@ -220,7 +223,10 @@ class FrontStream : public httplib::Stream {
   void read_chunked_body(std::uint64_t max_bytes) { chunked_.emplace(max_bytes); }
   // The body is coded as `check` follows (see coding_end_check.h): the read that ends the body
   // fails when the coded stream has not ended there.
-  void check_coding_end(std::unique_ptr<CodingEndCheck> check) { coding_check_ = std::move(check); }
+  void check_coding_end(std::unique_ptr<CodingEndCheck> check) {
+    coding_check_ = std::move(check);
+    note_.coding_check = coding_check_.get();
+  }
   // Whether any byte of an answer to this request was written.
   bool wrote() const { return wrote_; }
 
@@ -260,6 +266,13 @@ class FrontStream : public httplib::Stream {
     }
     if (chunked_ && chunked_->status() == ChunkedBody::Status::kDone)
       note_.body_chunked_done = true;
+    // Bytes that decode past the route's limit are withheld from httplib, which would decode
+    // them into memory (see limit_decoded_body()).
+    if (coding_check_ && coding_check_->too_large()) {
+      note_.decoded_body_too_large = true;
+      coding_cut_ = true;
+      return -1;
+    }
     // The body's last bytes (a chunked body's last chunk) are withheld from httplib when its coded
     // stream has not ended with them: its decoder would take the stream as whole.
     if (coding_check_ && !in_headers_ && !coding_check_->ended() &&
@@ -1056,6 +1069,17 @@ bool client_hung_up() {
 }
 
 bool request_body_timed_out() { return t_note != nullptr && t_note->body_timed_out; }
+
+void limit_decoded_body(std::uint64_t max_bytes) {
+  if (t_note == nullptr || t_note->coding_check == nullptr) return;
+  t_note->coding_check->refuse_past(max_bytes);
+  t_note->decoded_body_limit = max_bytes;
+}
+
+std::optional<std::uint64_t> decoded_body_too_large() {
+  if (t_note == nullptr || !t_note->decoded_body_too_large) return std::nullopt;
+  return t_note->decoded_body_limit;
+}
 
 std::uint64_t declared_body_length(const httplib::Request& req) {
   if (!req.has_header("Content-Length")) return 0;

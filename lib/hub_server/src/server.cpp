@@ -145,6 +145,12 @@ void Server::start() {
         res.set_header("Connection", "close");
         return httplib::Server::HandlerResponse::Handled;
       }
+      // The same limits hold for what a compressed body decodes to, which the routes other than
+      // blob uploads (whose store checks the size) get whole in memory: 1 MiB of gzip sent
+      // without a token made 1 GiB there.
+      if (!blob && req.has_header("Content-Encoding")) {
+        http_server::limit_decoded_body(identify(service, req).user ? limit : kAnonymousBodyLimit);
+      }
     } else if (req.has_header("Transfer-Encoding")) {
       // The front let through "chunked" alone, in any case ("Chunked" went past a case-sensitive
       // test here, and its body, with no limit but --max-blob-size, into memory).
@@ -172,9 +178,13 @@ void Server::start() {
     if (res.body.empty()) {
       const bool headers_too_large = http_server::front_headers_too_large(res);
       const auto headers_timed_out = http_server::front_headers_timed_out(res);
+      const auto decoded_limit = http_server::decoded_body_too_large();
+      if (decoded_limit) res.status = 413;
       send_envelope(req, res, res.status, nullptr,
                     headers_too_large   ? "the request headers are over 64 KiB"
                     : headers_timed_out ? *headers_timed_out
+                    : decoded_limit
+                        ? fmt::format("the request body decodes to over {} bytes", *decoded_limit)
                     : res.status == 404 ? "no such API: " + req.method + " " + req.path
                                         : "HTTP error " + std::to_string(res.status));
     }

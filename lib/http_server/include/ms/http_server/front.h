@@ -127,6 +127,15 @@ bool client_hung_up();
 /// (FrontLimits::body_timeout_s) passed, for the route's answer (408) to a failed body read.
 bool request_body_timed_out();
 
+/// For a pre-routing handler of a route that reads its body whole: the body, decoded from its
+/// Content-Encoding, may not pass `max_bytes`; past it the body's read fails (httplib then calls
+/// the error handler with 400), and decoded_body_too_large() says so, for a 413. httplib decodes
+/// such a body into memory with no limit of its own, and the limits checked before it is read are
+/// on its coded length: 1 MiB of gzip decodes to 1 GiB, of brotli to far more.
+void limit_decoded_body(std::uint64_t max_bytes);
+/// The limit limit_decoded_body() set, when the body of the request being served passed it.
+std::optional<std::uint64_t> decoded_body_too_large();
+
 /// The request's Content-Length as the front accepted it (a list of equal values read as one);
 /// 0 without one, the largest value for one past 64 bits.
 std::uint64_t declared_body_length(const httplib::Request& req);
