@@ -325,6 +325,19 @@ class HubServerTest(MsTestCase):
                         b"GET %s HTTP/1.1\r\nHost:\r\n\r\n"):
             self.assertEqual(status_of(request % path), 404, request)
 
+    def test_absolute_form_targets_name_their_path(self):
+        # A client configured to use the server as a proxy sends the whole URL as the target
+        # (RFC 9112 section 3.2.2: a server must accept it); every such request was 404.
+        repo = self.make_repo("absolute")
+        for target in (f"http://{self.server.host}:{self.server.port}/api/v1/models/{repo}",
+                       f"HTTP://elsewhere/api/v1/models/{repo}?Revision=master"):
+            with self.subTest(target=target):
+                with socket.create_connection((self.server.host, self.server.port), timeout=30) as s:
+                    s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+                    data = read_to_eof(s)
+                self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data[:300])
+                self.assertIn(b'"Name":"absolute"', data.replace(b" ", b""))
+
     def test_http_1_0_answers_say_connection_close(self):
         # An HTTP/1.0 request not asking for Keep-Alive has its connection closed after the
         # answer, which said "Keep-Alive: timeout=5, max=10000" and no Connection header.

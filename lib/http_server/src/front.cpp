@@ -566,6 +566,20 @@ void normalize_content_coding(httplib::Request& req) {
   if (!codings.empty()) req.set_header("Content-Encoding", codings);
 }
 
+// A request target in absolute form ("POST http://host:8000/call HTTP/1.1", what a client sends
+// to a server it is configured to use as a proxy) names the same resource as its path, and a
+// server must accept it (RFC 9112 section 3.2.2); httplib matched its routes on the whole URL,
+// so every such request was 404. The path becomes the URL's path (the query is parsed already).
+void normalize_absolute_target(httplib::Request& req) {
+  const std::string_view path = req.path;
+  const std::size_t scheme_end = path.find("://");
+  if (scheme_end == std::string_view::npos) return;
+  const std::string scheme = ascii_lower(path.substr(0, scheme_end));
+  if (scheme != "http" && scheme != "https") return;
+  const std::size_t slash = path.find('/', scheme_end + 3);
+  req.path = slash == std::string_view::npos ? "/" : std::string(path.substr(slash));
+}
+
 // The answer to a request whose line or headers did not arrive within the header timeout.
 std::string header_timeout_message(int header_timeout_s) {
   return fmt::format("the request line and headers did not arrive within --header-timeout {} s",
@@ -950,6 +964,7 @@ bool Front::process_and_close_socket(socket_t sock) {
             if (note.body_length > payload_max_length_) strm.refuse_body();
           }
           normalize_content_coding(req);
+          normalize_absolute_target(req);
           if (note.body_chunked || note.body_length > 0) {
             strm.check_coding_end(CodingEndCheck::for_coding(
                 req.get_header_value("Content-Encoding"), payload_max_length_));
