@@ -59,20 +59,22 @@ void run_infer(const InferOptions& o) {
   r.job.fail_fast = o.fail_fast;
   if (o.shard) std::tie(r.job.shard_index, r.job.shard_count) = data::parse_shard(*o.shard);
   const infer::JobStats stats = infer::run_infer(r);
-  // A resumed run's results may all be in the lines it kept; outputs that are not numbers are
-  // the model's failure, reported below.
-  if (stats.skipped == 0 && stats.nonfinite_outputs == 0) {
-    report_failed_inputs("ms infer", stats.errors, stats.done, stats.first_error,
-                         stats.first_error_id);
-  } else if (stats.errors > 0) {
-    std::fprintf(stderr, "ms infer: %zu of %zu inputs failed (see the \"error\" lines)\n",
-                 stats.errors, stats.done);
+  // The job is judged on its whole output: a resumed run counts the lines it kept (a failed job
+  // resumed after a kill exited 0). Outputs that are not numbers are the model's failure,
+  // reported below.
+  const std::size_t errors = stats.errors + stats.kept_errors;
+  const std::size_t done = stats.done + stats.skipped;
+  const std::size_t nonfinite = stats.nonfinite_outputs + stats.kept_nonfinite_outputs;
+  if (nonfinite == 0) {
+    report_failed_inputs("ms infer", errors, done, stats.first_error, stats.first_error_id);
+  } else if (errors > 0) {
+    std::fprintf(stderr, "ms infer: %zu of %zu inputs failed (see the \"error\" lines)\n", errors,
+                 done);
   }
-  if (stats.nonfinite_outputs > 0) {
+  if (nonfinite > 0) {
     // Bad inputs are the inputs' problem; outputs that are not numbers mean the model is broken.
     throw Error(ErrorCode::kIntegrity,
-                fmt::format("the model gave NaN or infinity for {} of {} inputs",
-                            stats.nonfinite_outputs, stats.done),
+                fmt::format("the model gave NaN or infinity for {} of {} inputs", nonfinite, done),
                 "every line was written; the failed inputs have \"error\" lines (code "
                 "\"integrity\"); check the model's config.json and weights");
   }

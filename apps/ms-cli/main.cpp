@@ -1,6 +1,8 @@
 // ms: the command-line front end. Parses arguments with CLI11 and hands each subcommand to the
 // library; every error becomes one line on stderr, a hint, and an exit code from one table.
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +14,7 @@
 #include <new>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "cli.h"
 #include "ms/core/error.h"
@@ -24,6 +27,15 @@ namespace {
 // The error's own hint; an I/O error without one gets the checks that fit every such error.
 std::string hint_of(const ms::Error& error) {
   if (!error.hint().empty() || error.code() != ms::ErrorCode::kIo) return error.hint();
+  // Out of descriptors (EMFILE, ENFILE), where free space and `ulimit -f` are no help.
+  const std::string_view message = error.what();
+  if (message.find(std::strerror(EMFILE)) != std::string_view::npos ||
+      message.find(std::strerror(ENFILE)) != std::string_view::npos) {
+    rlimit files{};
+    const bool known = ::getrlimit(RLIMIT_NOFILE, &files) == 0;
+    return fmt::format("ms ran out of file descriptors{}: raise the limit (ulimit -n)",
+                       known ? fmt::format(" (the limit is {})", files.rlim_cur) : "");
+  }
   return "check the free space, the file size limit (ulimit -f) and the permissions where the "
          "path named above lives";
 }
@@ -62,11 +74,14 @@ void print_json_error(const ms::Error& error) {
 
 // A program started with descriptor 0, 1 or 2 closed (`ms infer ... >&-`) would hand that
 // number to the next file it opens, and its results would land in, say, a checkpoint. Each closed
-// one is held by /dev/null opened read-only, so a write to it fails (and is reported) instead.
+// one is held instead: standard input by /dev/null (it reads as empty), the outputs by a path-only
+// descriptor of "/", which fails every write as a closed one does (reported) and which no name of
+// it reopens for writing: held by /dev/null, `-o /dev/stdout` opened /dev/null and threw every
+// result away with exit 0.
 void hold_closed_standard_descriptors() {
   for (int fd = 0; fd <= 2; ++fd) {
     if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
-    const int held = ::open("/dev/null", O_RDONLY);
+    const int held = fd == 0 ? ::open("/dev/null", O_RDONLY) : ::open("/", O_PATH | O_DIRECTORY);
     if (held >= 0 && held != fd) {
       ::dup2(held, fd);
       ::close(held);

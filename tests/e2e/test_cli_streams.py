@@ -111,6 +111,13 @@ class StandardOutputTest(TorchTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         with open(out) as f:
             self.assertEqual(len(lines(f.read())), 1)
+        # Nor can the closed stream be opened again by a name of it: `-o /dev/stdout` wrote into
+        # /dev/null (what held the closed descriptor) with exit 0.
+        for name in ("/dev/stdout", "/proc/self/fd/1"):
+            r = subprocess.run(f'"{MS_BIN}" infer -m "{CLS}" -i "the cat" -o {name} >&-', shell=True,
+                               stderr=subprocess.PIPE, text=True)
+            self.assertEqual(r.returncode, 74, r.stderr)
+            self.assertIn("is standard output, which is closed", r.stderr)
 
     def test_a_reader_that_stops_early_ends_the_run_without_a_signal(self):
         path = self.write("many.txt", "".join(f"text {i}\n" for i in range(3000)))
@@ -173,6 +180,72 @@ class OutputPathsTest(TorchTestCase):
         r = run_ms("infer", "-m", CLS, "--input-file", inputs, "-o", out, "--resume")
         self.assertExit(r, 2)
         self.assertOneLineError(r, "not among this job's inputs", '"zz"')
+
+    def test_output_inside_the_model_folder_is_refused(self):
+        # `-o model/model.safetensors` replaced the weights with JSON lines (exit 0).
+        import shutil
+        model = self.path("model")
+        shutil.copytree(CLS, model)
+        weights = [n for n in os.listdir(model) if n.endswith((".safetensors", ".bin"))][0]
+        with open(os.path.join(model, weights), "rb") as f:
+            before = f.read()
+        for out in (os.path.join(model, weights), os.path.join(model, "sub", "preds.jsonl")):
+            with self.subTest(out=out):
+                r = run_ms("infer", "-m", model, "-i", "the cat", "-o", out)
+                self.assertExit(r, 2)
+                self.assertOneLineError(r, "inside the model folder")
+        with open(os.path.join(model, weights), "rb") as f:
+            self.assertEqual(f.read(), before)
+
+    def test_a_resumed_job_is_judged_on_its_whole_output(self):
+        # A job whose every input failed exits with the first error's code; resumed (after a kill,
+        # as the docs advise), it skipped the ids it had written and exited 0.
+        inputs = self.write("in.jsonl", '{"id": "a", "text": ""}\n{"id": "b", "text": ""}\n')
+        out = self.path("out.jsonl")
+        first = run_ms("infer", "-m", CLS, "--input-file", inputs, "-o", out)
+        self.assertNotEqual(first.returncode, 0)
+        self.assertIn("every one of the 2 inputs failed", first.stderr)
+        again = run_ms("infer", "-m", CLS, "--input-file", inputs, "-o", out, "--resume")
+        self.assertExit(again, first.returncode)
+        self.assertOneLineError(again, "every one of the 2 inputs failed", 'input "a"')
+        # One result among them: a success, and the kept error line is counted.
+        inputs = self.write("in2.jsonl", '{"id": "a", "text": ""}\n{"id": "b", "text": "the cat"}\n')
+        out = self.write("out2.jsonl",
+                         run_ms("infer", "-m", CLS, "--input-file", inputs).stdout.splitlines()[0] + "\n")
+        r = run_ms("infer", "-m", CLS, "--input-file", inputs, "-o", out, "--resume")
+        self.assertExit(r, 0)
+        self.assertIn("1 of 2 inputs failed", r.stderr)
+
+    def test_input_files_are_read_as_data_files(self):
+        # A .txt or .jsonl input is read as --dataset and .csv inputs read a data file: a UTF-16
+        # file is refused (it became made-up inputs: NULs dropped, one embedding of "world", exit
+        # 0), gzip is decompressed (its bytes were read as lines of text), and a lone CR ends a
+        # line as in Python's text mode and Hugging Face's text datasets.
+        utf16 = self.path("in16.txt")
+        with open(utf16, "wb") as f:
+            f.write("hello\nworld\n".encode("utf-16"))
+        r = run_ms("infer", "-m", CLS, "--input-file", utf16)
+        self.assertExit(r, 7)
+        self.assertOneLineError(r, "is UTF-16 text")
+        self.assertIn("iconv -f UTF-16", r.stderr)
+        self.assertEqual(r.stdout, "")
+        plain = run_ms("infer", "-m", CLS, "--input-file", self.write("in.txt", "hello\nworld\n"))
+        self.assertExit(plain, 0)
+        import gzip
+        for name, content in (("gz.txt", b"hello\nworld\n"),
+                              ("gz.jsonl", b'{"text": "hello"}\n{"text": "world"}\n'),
+                              ("cr.txt", b"hello\rworld\r")):
+            with self.subTest(name=name):
+                path = self.path(name)
+                with open(path, "wb") as f:
+                    f.write(content if name.startswith("cr") else gzip.compress(content))
+                r = run_ms("infer", "-m", CLS, "--input-file", path)
+                self.assertExit(r, 0)
+                self.assertEqual(lines(r.stdout), lines(plain.stdout))
+        r = run_ms("dataset", "head", "text:" + self.path("cr.txt"), "--json")
+        self.assertExit(r, 0)
+        self.assertIn("world", r.stdout)
+        self.assertNotIn("\\r", r.stdout)
 
     def test_output_to_a_device_writes_through(self):
         r = run_ms("infer", "-m", CLS, "-i", "the cat", "-o", "/dev/null")

@@ -424,6 +424,25 @@ class DatasetTest(MsTestCase):
     # --- zip datasets with a dataset config ---------------------------------------------------
 
     @needs("ZIP", "PNG")
+    def test_an_image_file_column_holds_images_whatever_their_names(self):
+        # One ".jfif" row made the meta file's "image:FILE" column plain files: `dataset iter`
+        # then decoded no image at all, with exit 0 and a rate.
+        folder = self.path("odd")
+        os.makedirs(folder)
+        with open(os.path.join(SOURCE_DIR, "tests", "data", "infer", "vision", "images", "a.png"), "rb") as f:
+            png = f.read()
+        with zipfile.ZipFile(os.path.join(folder, "train.zip"), "w") as z:
+            z.writestr("imgs/a.png", png)
+            z.writestr("imgs/b.jfif", png)
+        self.write("odd/train.csv", "image:FILE,category\nimgs/a.png,x\nimgs/b.jfif,y\n")
+        self.write("odd/ds.json", json.dumps({"default": {"train": {"meta": "train.csv", "file": "train.zip"}}}))
+        d = self.info("folder:" + folder)
+        self.assertEqual(d["splits"][0]["columns"][0], {"name": "image:FILE", "type": "image"})
+        r = self.ms("dataset", "iter", "folder:" + folder, "--transform", '{"resize": [4, 4]}')
+        self.assertExit(r, 0)
+        self.assertIn("images 2x3x4x4", r.stdout + r.stderr)
+
+    @needs("ZIP", "PNG")
     def test_dataset_config_folder(self):
         folder = os.path.join(FIXTURES, "fmnist_zip")
         r = self.ms("dataset", "info", folder)
@@ -513,6 +532,14 @@ class DatasetTest(MsTestCase):
                 super().__init__(*a, directory=directory, **kw)
 
             def do_GET(self):
+                if self.path == "/login.zip":
+                    # A whole body that is no archive: a page a site serves with status 200.
+                    page = b"<html>please log in</html>"
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(page)))
+                    self.end_headers()
+                    self.wfile.write(page)
+                    return
                 if self.path != "/flaky.zip":
                     return super().do_GET()
                 # Half the archive, no Content-Length, then the connection closes: the client
@@ -540,6 +567,11 @@ class DatasetTest(MsTestCase):
         r = self.ms("dataset", "info", f"zip:{url}/flaky.zip")
         self.assertExit(r, 5)
         self.assertOneLineError(r, "no complete zip archive")
+        # What the URL serves whole is no archive: no retry mends that (it said "try again").
+        r = self.ms("dataset", "info", f"zip:{url}/login.zip")
+        self.assertExit(r, 7)
+        self.assertOneLineError(r, "serves no zip archive", "<html>")
+        self.assertNotIn("try again", r.stderr)
         cut["on"] = False
         d = self.info(f"zip:{url}/flaky.zip", "--split", "test")
         self.assertEqual(d["splits"][0]["rows"], 40)

@@ -133,6 +133,27 @@ TEST_CASE("lines split at LF, drop a CR before it, and a trailing newline adds n
   CHECK(ms::ascii_lower("Emb.NPY-É") == "emb.npy-É");
 }
 
+TEST_CASE("universal lines end at LF, CRLF or a lone CR, as Python's text mode reads them",
+          "[core][text]") {
+  const auto lines = ms::split_universal_lines("a\rb\r\nc\n\rd\r");
+  REQUIRE(lines.size() == 5);
+  CHECK(lines[0] == "a");
+  CHECK(lines[1] == "b");
+  CHECK(lines[2] == "c");
+  CHECK(lines[3].empty());
+  CHECK(lines[4] == "d");
+  CHECK(ms::split_universal_lines("").empty());
+  CHECK(ms::split_universal_lines("x\r\n").size() == 1);
+}
+
+TEST_CASE("error code names read back to their codes", "[core][error]") {
+  for (const ms::ErrorCode code : {ms::ErrorCode::kUsage, ms::ErrorCode::kNotFound,
+                                   ms::ErrorCode::kIntegrity, ms::ErrorCode::kInternal}) {
+    CHECK(ms::error_code_named(ms::error_code_name(code)) == code);
+  }
+  CHECK_FALSE(ms::error_code_named("nonsense").has_value());
+}
+
 TEST_CASE("JSON text gets U+0085, U+2028 and U+2029 escaped, other text as it was",
           "[core][text]") {
   std::string json =

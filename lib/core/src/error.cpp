@@ -46,6 +46,15 @@ const char* error_code_name(ErrorCode code) {
   return "internal";
 }
 
+std::optional<ErrorCode> error_code_named(std::string_view name) {
+  for (const ErrorCode code : {ErrorCode::kUsage, ErrorCode::kConfig, ErrorCode::kNotFound,
+                               ErrorCode::kNetwork, ErrorCode::kMissingComponent,
+                               ErrorCode::kIntegrity, ErrorCode::kIo, ErrorCode::kInternal}) {
+    if (name == error_code_name(code)) return code;
+  }
+  return std::nullopt;
+}
+
 Error::Error(ErrorCode code, std::string message, std::string hint)
     : std::runtime_error(std::move(message)), code_(code), hint_(std::move(hint)) {}
 

@@ -144,14 +144,39 @@ void append_whole(const fs::path& path, std::string_view data) {
            std::strerror(errno));
 }
 
+bool is_inside_folder(const std::filesystem::path& path, const std::filesystem::path& folder) {
+  std::error_code ec;
+  const auto resolved_folder = std::filesystem::weakly_canonical(folder, ec);
+  if (ec) return false;
+  const auto resolved_path = std::filesystem::weakly_canonical(path, ec);
+  if (ec) return false;
+  const auto inside = resolved_path.lexically_relative(resolved_folder);
+  return !inside.empty() && *inside.begin() != ".." && inside != ".";
+}
+
+std::string folder_creation_failure(const fs::path& dir, const std::error_code& ec) {
+  if (ec == std::errc::file_exists || ec == std::errc::no_such_file_or_directory) {
+    fs::path prefix;
+    for (const fs::path& part : dir) {
+      prefix /= part;
+      std::error_code ignored;
+      if (fs::is_symlink(prefix, ignored) && !fs::exists(prefix, ignored)) {
+        return fmt::format("{} is a link to {}, which does not exist", prefix.string(),
+                           fs::read_symlink(prefix, ignored).string());
+      }
+    }
+  }
+  return ec.message();
+}
+
 void make_directories(const fs::path& dir, const std::string& what) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) {
-    throw Error(
-        ErrorCode::kIo,
-        fmt::format("{} {}: cannot create the folder: {}", what, dir.string(), ec.message()),
-        "check that no file stands in its path and that the file system is writable");
+    throw Error(ErrorCode::kIo,
+                fmt::format("{} {}: cannot create the folder: {}", what, dir.string(),
+                            folder_creation_failure(dir, ec)),
+                "check that no file stands in its path and that the file system is writable");
   }
 }
 
@@ -303,8 +328,8 @@ void write_file_atomic(const fs::path& path, const std::function<void(const File
   }
   fs::create_directories(parent, ec);
   if (ec)
-    throw Error(ErrorCode::kIo,
-                fmt::format("{}: cannot create folder: {}", parent.string(), ec.message()));
+    throw Error(ErrorCode::kIo, fmt::format("{}: cannot create folder: {}", parent.string(),
+                                            folder_creation_failure(parent, ec)));
 
   std::string temp;
   int fd = -1;

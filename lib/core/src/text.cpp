@@ -147,6 +147,18 @@ std::vector<std::string_view> split_lines(std::string_view text) {
   return lines;
 }
 
+std::vector<std::string_view> split_universal_lines(std::string_view text) {
+  std::vector<std::string_view> lines;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t eol = text.find_first_of("\r\n", pos);
+    if (eol == std::string_view::npos) eol = text.size();
+    lines.push_back(text.substr(pos, eol - pos));
+    pos = eol + (text.compare(eol, 2, "\r\n") == 0 ? 2 : 1);
+  }
+  return lines;
+}
+
 std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates) {
   std::vector<std::string> matches = close_matches(word, candidates);
   if (matches.empty()) return {};

@@ -65,12 +65,12 @@ void refuse_utf16(std::string_view text, const fs::path& path) {
   if (text.size() < 2) return;
   const auto b0 = static_cast<unsigned char>(text[0]), b1 = static_cast<unsigned char>(text[1]);
   if ((b0 == 0xFF && b1 == 0xFE) || (b0 == 0xFE && b1 == 0xFF)) {
-    throw Error(
-        ErrorCode::kIntegrity,
-        fmt::format("{} is UTF-16 text (it starts with a UTF-16 byte-order mark); data "
-                    "files are read as UTF-8",
-                    path.string()),
-        fmt::format("convert it: iconv -f UTF-16 -t UTF-8 '{}' > converted.csv", path.string()));
+    throw Error(ErrorCode::kIntegrity,
+                fmt::format("{} is UTF-16 text (it starts with a UTF-16 byte-order mark); data "
+                            "files are read as UTF-8",
+                            path.string()),
+                fmt::format("convert it: iconv -f UTF-16 -t UTF-8 '{}' > 'converted{}'",
+                            path.string(), data_file_extension(path)));
   }
 }
 

@@ -556,7 +556,7 @@ Table parse_text_lines(std::string_view text, const std::string& source, std::si
   Table table;
   table.columns.push_back({"text", ColumnType::kString});
   std::size_t checked = 0;  // the bytes of the lines read
-  for (std::string_view line : split_lines(text)) {
+  for (std::string_view line : split_universal_lines(text)) {
     if (table.rows.size() >= max_rows) break;
     table.rows.push_back({Value(std::string(line))});
     checked = static_cast<std::size_t>(line.data() + line.size() - text.data());

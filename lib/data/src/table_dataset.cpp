@@ -155,8 +155,12 @@ void resolve_file_columns(Table& table, const fs::path& base, const std::string&
       all_images = all_images && has_image_extension(rel);
       v = full.string();
     }
+    // A column the meta file names "image:FILE" holds images whatever their names end in (one
+    // ".jfif" row made the whole column plain files, and `ms dataset iter` decoded none); a row
+    // that is no image then fails as that row.
+    const bool named_image = ascii_lower(name.substr(0, name.size() - 5)) == "image";
     table.columns[c].type =
-        all_images && !table.rows.empty() ? ColumnType::kImage : ColumnType::kFile;
+        (named_image || all_images) && !table.rows.empty() ? ColumnType::kImage : ColumnType::kFile;
   }
 }
 

@@ -66,13 +66,22 @@ fs::path fetch_to_cache(const std::string& location, const fs::path& cache_root)
   const std::string bytes = io::read_resource(location);
   if (!ends_like_a_zip(std::string_view(bytes).substr(
           bytes.size() > kZipTailBytes ? bytes.size() - kZipTailBytes : 0))) {
-    throw Error(
-        ErrorCode::kNetwork,
-        fmt::format("the download of {} ({} bytes) is no complete zip archive: it has "
-                    "no end record: the server closed the connection early, or the URL serves "
-                    "something else",
-                    location, bytes.size()),
-        "try again; nothing was cached");
+    // A body cut short is refused by the download itself where the server said its length; one
+    // that starts as a zip and lacks its end was still cut (a server that said none), and may
+    // come whole next time. Anything else is what the URL serves (a login page): no retry
+    // mends that.
+    if (bytes.compare(0, 4, "PK\x03\x04") == 0) {
+      throw Error(ErrorCode::kNetwork,
+                  fmt::format("the download of {} ({} bytes) is no complete zip archive: it has "
+                              "no end record, so the server closed the connection early",
+                              location, bytes.size()),
+                  "try again; nothing was cached");
+    }
+    throw Error(ErrorCode::kIntegrity,
+                fmt::format("{} serves no zip archive: its {} bytes start with {:?}", location,
+                            bytes.size(), bytes.substr(0, 16)),
+                "check the URL (a page asking to log in, or an error page, is served with "
+                "status 200 by some sites); nothing was cached");
   }
   write_file_atomic(target, bytes);
   return target;

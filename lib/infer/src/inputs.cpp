@@ -13,6 +13,7 @@
 #include "ms/core/log.h"
 #include "ms/core/text.h"
 #include "ms/core/utf8.h"
+#include "ms/data/archive.h"
 #include "ms/data/csv.h"
 #include "ms/data/dataset.h"
 #include "ms/infer/job.h"
@@ -24,6 +25,15 @@ std::string lower_ext(const std::filesystem::path& p) {
   std::string e = p.extension().string();
   std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return std::tolower(c); });
   return e;
+}
+
+// An input file's text, read as a data file is (data::read_data_file): gzip decompressed and
+// UTF-16 refused by the first bytes, whatever the name, as --dataset and .csv inputs read them (a
+// UTF-16 .txt became made-up inputs with exit 0). Text typed on a terminal as it comes.
+std::string read_input_text(const std::filesystem::path& file) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) == 0 && S_ISCHR(st.st_mode)) return read_file(file);
+  return data::read_data_file(file);
 }
 
 // How an input file is read: `given` (--input-format), else by the extension.
@@ -164,7 +174,7 @@ void warn_unread(const std::filesystem::path& file, const std::set<std::string>&
 // JSON but whose whole text is one object is that one record.
 void read_json_records(const std::filesystem::path& file, const FieldNames& fields,
                        std::vector<PipelineInput>& out) {
-  const std::string text = read_file(file);
+  const std::string text = read_input_text(file);
   std::set<std::string> unread;
   bool warned_text = false, warned_pair = false;
   // Says once per file that a record lacks a field the model names (names[0]) and another of
@@ -440,10 +450,7 @@ void read_dataset(const InputSpec& spec, const FieldNames& fields,
   // results) or become one the next time the folder is read.
   std::error_code ec;
   if (output && std::filesystem::is_directory(ds.root, ec)) {
-    const auto folder = std::filesystem::weakly_canonical(ds.root, ec);
-    const auto file = std::filesystem::weakly_canonical(*output, ec);
-    const auto inside = file.lexically_relative(folder);
-    if (!ec && !inside.empty() && *inside.begin() != "..") {
+    if (is_inside_folder(*output, ds.root)) {
       throw Error(ErrorCode::kUsage,
                   fmt::format("--output {} is inside the dataset folder {}", output->string(),
                               ds.root.string()),
@@ -500,8 +507,8 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
     } else if (format == "csv" || format == "tsv") {
       read_csv(file, format == "tsv" ? '\t' : ',', fields, out);
     } else {
-      const std::string text = read_file(file);
-      const std::vector<std::string_view> lines = split_lines(without_bom(text));
+      const std::string text = read_input_text(file);
+      const std::vector<std::string_view> lines = split_universal_lines(without_bom(text));
       // JSON records piped in (`jq -c ... | ms infer --input-file -`) would be embedded as text.
       if (spec.file_format.empty() && !lines.empty() && lines[0].size() >= 2 &&
           lines[0].front() == '{' && lines[0].back() == '}') {

@@ -150,6 +150,17 @@ class Sink {
   bool durable_ = false;
 };
 
+// Whether `path` (/dev/stdout, /proc/self/fd/1) opens standard output and ms was started with it
+// closed: main() holds a closed one with a path-only descriptor, which no write goes through.
+bool names_closed_standard_output(const std::filesystem::path& path) {
+  struct stat named {
+  }, held{};
+  const int flags = ::fcntl(STDOUT_FILENO, F_GETFL);
+  return flags != -1 && (flags & O_PATH) != 0 && ::stat(path.c_str(), &named) == 0 &&
+         ::fstat(STDOUT_FILENO, &held) == 0 && named.st_dev == held.st_dev &&
+         named.st_ino == held.st_ino;
+}
+
 void check_job_options(const JobOptions& options) {
   MS_CHECK(options.batch_size > 0, ErrorCode::kUsage, "--batch-size must be positive");
   MS_CHECK(!options.resume || options.output, ErrorCode::kUsage, "--resume needs --output FILE");
@@ -164,6 +175,12 @@ void check_job_options(const JobOptions& options) {
                             "pipe or socket)",
                             options.output->string()),
                 "resume into a file (-o FILE.jsonl), or leave out --resume");
+  }
+  if (options.output && names_closed_standard_output(*options.output)) {
+    throw Error(
+        ErrorCode::kIo,
+        fmt::format("--output {} is standard output, which is closed", options.output->string()),
+        "give ms a standard output to write to, or name a file");
   }
   if (options.output && std::filesystem::is_directory(*options.output, ec)) {
     throw Error(ErrorCode::kUsage, fmt::format("--output {} is a folder", options.output->string()),
@@ -308,6 +325,20 @@ DoneIds read_done_ids(const std::filesystem::path& output) {
                   "write to a new --output file, or remove the repeated lines");
     }
     done.ids.push_back(line.value["id"]);
+    const Json& error = line.value.contains("error") ? line.value["error"] : Json();
+    if (error.is_object()) {
+      const std::string message = error.value("message", std::string());
+      const std::string code = error.value("code", std::string());
+      if (++done.error_lines == 1) {
+        done.first_error = Error(error_code_named(code).value_or(ErrorCode::kInternal), message,
+                                 error.value("hint", std::string()));
+        done.first_error_id = line.value["id"];
+      }
+      if (code == error_code_name(ErrorCode::kIntegrity) &&
+          message.find(kNonfiniteOutputWords) != std::string::npos) {
+        ++done.nonfinite_lines;
+      }
+    }
   }
   return done;
 }
@@ -505,7 +536,7 @@ class JsonLinesOutput final : public JobOutput {
         e.add_context("--fail-fast stops at the first bad input");
         throw e;
       }
-      if (result.error && ++stats.errors == 1) {
+      if (result.error && ++stats.errors == 1 && !stats.first_error) {
         stats.first_error = *result.error;
         stats.first_error_id = pending[win.begin + k]->id;
       }
@@ -706,7 +737,15 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
               found.torn_bytes);
     lines_sink->cut_to(found.complete_bytes);
   }
-  if (options.resume) log::info("resume: {} of {} inputs already done", stats.skipped, stats.total);
+  if (options.resume) {
+    log::info("resume: {} of {} inputs already done{}", stats.skipped, stats.total,
+              found.error_lines > 0 ? fmt::format(" ({} with error lines)", found.error_lines)
+                                    : std::string());
+    stats.kept_errors = found.error_lines;
+    stats.kept_nonfinite_outputs = found.nonfinite_lines;
+    stats.first_error = found.first_error;
+    stats.first_error_id = found.first_error_id;
+  }
 
   const std::size_t workers = pipeline.concurrent() ? std::max<std::size_t>(1, options.workers) : 1;
   if (writes_npy(options)) {
@@ -769,6 +808,15 @@ JobStats run_infer(const InferRequest& request) {
   // The model's configuration first: it may name the inputs' text fields, as ModelScope's
   // preprocessors read a dict input (a dataset whose text column is `review`).
   const ModelInfo model = open_model(request.model, request.task, request.overrides, request.hub);
+  // Inside the model folder the output would overwrite one of its files (-o model.safetensors
+  // destroyed the weights) or be published with the model by the next upload.
+  if (request.job.output && is_inside_folder(*request.job.output, model.dir)) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("--output {} is inside the model folder {}",
+                            request.job.output->string(), model.dir.string()),
+                "write the results outside the model's folder: a file there is one of the "
+                "model's, or is uploaded with it");
+  }
   InputSpec input_spec = request.inputs;
   input_spec.output = request.job.output;
   input_spec.text_field = named_field(model.config, "preprocessor.first_sequence");

@@ -86,7 +86,22 @@ std::optional<std::size_t> preprocessor_max_length(const Config& config, const s
   for (const char* key :
        {generation ? "preprocessor.sequence_length" : "preprocessor.max_length",
         generation ? "preprocessor.max_length" : "preprocessor.sequence_length"}) {
-    if (config.has(key) && !config.at(key).is_null()) return config.get<std::size_t>(key);
+    if (config.has(key) && !config.at(key).is_null()) {
+      const auto length = config.get<std::size_t>(key);
+      // 0 was "the tokenizer's own limit" to ms train and too small to ms infer, which then
+      // refused the model folder the training wrote.
+      const std::size_t least = generation ? 2 : 4;
+      if (length < least) {
+        throw Error(
+            ErrorCode::kConfig,
+            fmt::format("{} (or --set): {} {} is too small for {}", config.source(), key, length,
+                        generation ? "a prompt token and the next" : "[CLS] text [SEP]"),
+            fmt::format("set it to at least {} (the texts' longest, in tokens; 128 is "
+                        "the usual)",
+                        least));
+      }
+      return length;
+    }
   }
   return std::nullopt;
 }

@@ -19,11 +19,11 @@ void reject_nonfinite_rows(const at::Tensor& output, const std::vector<std::size
     result.output = Json();
     result.float_arrays.clear();
     result.nonfinite_output = true;
-    result.error =
-        Error(ErrorCode::kIntegrity,
-              fmt::format("the model's {} for this input holds NaN or infinity", output_name),
-              "the model is broken: check config.json (e.g. layer_norm_eps must be "
-              "positive) and the weight files");
+    result.error = Error(ErrorCode::kIntegrity,
+                         fmt::format("the model's {} for this input holds {}", output_name,
+                                     infer::kNonfiniteOutputWords),
+                         "the model is broken: check config.json (e.g. layer_norm_eps must be "
+                         "positive) and the weight files");
   }
 }
 

@@ -278,8 +278,9 @@ GenerationOptions read_options(const infer::ModelInfo& model) {
 // non-finite output of any task (integrity, exit 7 once every line is written).
 Error non_finite_logits() {
   return Error(ErrorCode::kIntegrity,
-               "the model's logits for this input hold NaN or infinity: its weights are damaged "
-               "or overflow",
+               fmt::format("the model's logits for this input hold {}: its weights are damaged "
+                           "or overflow",
+                           infer::kNonfiniteOutputWords),
                "check the model's weights (a finetune that diverged, a file of another dtype)");
 }
 

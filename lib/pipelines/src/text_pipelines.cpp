@@ -78,11 +78,6 @@ class BertTextPipeline : public infer::Pipeline {
     }
     if (const auto asked = infer::preprocessor_max_length(model.config, model.task)) {
       max_length_ = *asked;
-      MS_CHECK(
-          max_length_ > 3, ErrorCode::kConfig,
-          "{} (or --set): preprocessor.max_length (or sequence_length) {} is too small for [CLS] "
-          "text [SEP]",
-          model.config.source(), max_length_);
     } else {
       max_length_ = max_len;
       MS_CHECK(max_length_ > 3, ErrorCode::kConfig,

@@ -4,8 +4,10 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -31,6 +33,8 @@ MS_API int exit_code(ErrorCode code);
 
 /// Short lower-case name of a code ("config", "not-found", ...), used in --json error output.
 MS_API const char* error_code_name(ErrorCode code);
+/// The code of such a name, as read back from an output ms wrote; nullopt for another name.
+MS_API std::optional<ErrorCode> error_code_named(std::string_view name);
 
 /// The project's exception. `what()` is the one-line message; `hint()` tells the user how to fix
 /// it; `context()` lists what was being done, innermost first ("while reading configs/a.json").

@@ -30,6 +30,16 @@ MS_API std::string read_regular_file(const std::filesystem::path& path,
 /// ("--work-dir", "CheckpointHook.save_dir").
 MS_API void make_directories(const std::filesystem::path& dir, const std::string& what);
 
+/// Why create_directories(dir) failed with `ec`, for a message: the system's reason, or, where
+/// a link on the way leads nowhere (MODELSCOPE_CACHE a dangling link: "File exists"), that.
+MS_API std::string folder_creation_failure(const std::filesystem::path& dir,
+                                           const std::error_code& ec);
+
+/// Whether `path` (which need not exist) lies inside the folder `folder`, both with links
+/// resolved as far as they exist: an output named through a link to the folder is inside it.
+MS_API bool is_inside_folder(const std::filesystem::path& path,
+                             const std::filesystem::path& folder);
+
 /// Folders written whole and then renamed into place (`ms export`'s output) are first written as
 /// ".NAME" + this + six random characters beside their final name NAME.
 inline constexpr std::string_view kExportTempInfix = ".ms-export-";

@@ -58,6 +58,10 @@ MS_API std::vector<std::string> split(std::string_view text, char separator);
 /// The lines of `text` (views into it): split at LF, a CR before it dropped; a trailing newline
 /// does not add an empty line. The one line splitter for text, JSON lines and vocabulary files.
 MS_API std::vector<std::string_view> split_lines(std::string_view text);
+/// The lines of a text file as Python reads them (universal newlines: LF, CRLF or a lone CR end a
+/// line), as Hugging Face's text datasets split it: a file saved with classic Mac line ends is
+/// several lines, not one. For text whose lines are data; formats that say LF use split_lines().
+MS_API std::vector<std::string_view> split_universal_lines(std::string_view text);
 
 /// The first line of `text` that is not blank, or `text` when there is none: an error message's
 /// gist (LibTorch's go on with a stack trace; TorchScript's compiler starts with a line break).

@@ -76,6 +76,10 @@ struct JobStats {
   std::size_t skipped = 0;  ///< already done (resume)
   std::size_t done = 0;     ///< written in this run
   std::size_t errors = 0;   ///< error lines written in this run
+  /// --resume: error lines the output kept from the runs before (among the skipped), and of
+  /// those, outputs that were not numbers. The job is judged on them too: a failed job resumed
+  /// is no success.
+  std::size_t kept_errors = 0, kept_nonfinite_outputs = 0;
   /// Of those, outputs the model could not produce as data (NaN or infinity): the model is broken,
   /// so `ms infer` exits 7 after writing every line.
   std::size_t nonfinite_outputs = 0;
@@ -94,7 +98,8 @@ struct JobStats {
   double pipeline_seconds = 0, format_seconds = 0, startup_seconds = 0, worker_seconds = 0;
   std::size_t threads = 1;  ///< the most worker threads a window ran
 
-  /// The first input (in input order) whose result is an error line, and its error.
+  /// The first input (in input order; with --resume, a kept line's first) whose result is an
+  /// error line, and its error.
   std::optional<Error> first_error;
   Json first_error_id;
 };
@@ -122,6 +127,11 @@ MS_API bool writes_npy(const JobOptions& options);
 /// accepted the file).
 struct DoneIds {
   std::vector<Json> ids;
+  /// Error lines among them; the first's error (as written: code, message, hint) and id; how
+  /// many are of outputs that held NaN or infinity.
+  std::size_t error_lines = 0, nonfinite_lines = 0;
+  std::optional<Error> first_error;
+  Json first_error_id;
   std::uintmax_t complete_bytes = 0;
   std::uintmax_t torn_bytes = 0;
 };

@@ -44,7 +44,9 @@ MS_API std::string canonical_task(const std::string& task);
 
 /// The text length a configuration asks for, as ModelScope's text preprocessors read it:
 /// preprocessor.max_length, or its other name preprocessor.sequence_length (which text generation
-/// takes first, the other tasks second); nullopt when neither is set.
+/// takes first, the other tasks second); nullopt when neither is set. One rule for ms infer,
+/// train and eval: ms::Error(kConfig) for a length that cannot hold [CLS] text [SEP] (under 4),
+/// or, for text generation, a prompt token and the next (under 2).
 MS_API std::optional<std::size_t> preprocessor_max_length(const Config& config,
                                                           const std::string& task);
 

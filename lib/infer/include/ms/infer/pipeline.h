@@ -52,6 +52,10 @@ struct PipelineResult {
   bool nonfinite_output = false;
 };
 
+/// Words in the message of every error for an output that held NaN or infinity (see
+/// PipelineResult::nonfinite_output): --resume tells such error lines of an earlier run by them.
+inline constexpr const char* kNonfiniteOutputWords = "NaN or infinity";
+
 /// Where a pipeline's run() calls spent their time, summed over every call of every worker
 /// (worker-seconds). `ms infer -v` reports it inside the batches stage; the rest of run() is
 /// building the results.
