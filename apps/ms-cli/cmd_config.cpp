@@ -15,6 +15,9 @@ struct ConfigShowOptions {
 };
 
 void run_config_show(const ConfigShowOptions& options) {
+  // Every error of a --json run is a JSON document on stdout too, not only those of the
+  // command line's parse (a script cannot tell in advance which it will meet).
+  if (options.json) report_errors_as_json();
   Config config = Config::from_file(options.path);
   for (const std::string& assignment : options.overrides) config.apply_override(assignment);
   if (!options.key.empty()) {

@@ -92,6 +92,9 @@ void print_info(const data::Dataset& ds) {
 }
 
 void run_info(const DatasetOptions& o) {
+  // Every error of a --json run is a JSON document on stdout too, not only those of the
+  // command line's parse (a script cannot tell in advance which it will meet).
+  if (o.json) report_errors_as_json();
   const data::Dataset ds = data::load_dataset(o.spec, load_options(o));
   if (o.json) {
     std::printf("%s\n", json_text(ds.info(), 2).c_str());
@@ -131,6 +134,7 @@ std::string key_beside(const data::Dataset& ds, std::string key) {
 }
 
 void run_head(const DatasetOptions& o) {
+  if (o.json) report_errors_as_json();
   // Only the rows shown are parsed: a look at the top of a 5 GB table reads it, but does not
   // build millions of rows (types come from the rows shown; `ms dataset info` types them all).
   data::LoadOptions options = load_options(o);
@@ -166,6 +170,7 @@ void run_head(const DatasetOptions& o) {
 }
 
 void run_iter(const DatasetOptions& o) {
+  if (o.json) report_errors_as_json();
   const data::Dataset ds = data::load_dataset(o.spec, load_options(o));
   const data::Split& split = ds.only_split();
   data::LoaderOptions lo;

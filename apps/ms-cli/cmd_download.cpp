@@ -123,11 +123,13 @@ void add_download_command(CLI::App& app, const GlobalOptions& /*global*/) {
       ->expected(1, -1);
   auto* local = c->add_option("--local-dir", o->local_dir,
                               "Put the files in this folder (as laid out in the repo) instead "
-                              "of the cache; excludes --cache-dir");
+                              "of the cache; excludes --cache-dir")
+                    ->check(non_empty("a folder (leave out --local-dir for the cache)"));
   auto* cache =
       c->add_option("--cache-dir", o->cache_dir,
                     "Cache root instead of $MODELSCOPE_CACHE/models (files go to DIR/OWNER/NAME, "
-                    "or DIR/models/OWNER--NAME/snapshots/REV in the snapshot layout)");
+                    "or DIR/models/OWNER--NAME/snapshots/REV in the snapshot layout)")
+          ->check(non_empty("a folder (leave out --cache-dir for $MODELSCOPE_CACHE)"));
   local->excludes(cache);
   c->add_option("--max-workers", o->max_workers, "Parallel connections, 1-64 (default 8)")
       ->check(CLI::Range(1, 64));

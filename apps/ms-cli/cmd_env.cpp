@@ -27,6 +27,9 @@ struct EnvOptions {
 };
 
 void run_env(const EnvOptions& options) {
+  // Every error of a --json run is a JSON document on stdout too, not only those of the
+  // command line's parse (a script cannot tell in advance which it will meet).
+  if (options.json) report_errors_as_json();
   // Parse --device before anything else so that a typo fails fast with a usage error.
   std::optional<DeviceSpec> device;
   if (options.device) device = parse_device(*options.device);
@@ -47,14 +50,23 @@ void run_env(const EnvOptions& options) {
   }
   // The token the hub commands would send, by their rule (a corrupt jar is none; Python's
   // legacy file is one).
+  // A token they would refuse (a ';' in it) is said to be none, with why.
   std::optional<std::string> token;
-  if (api_token_env()) {
+  std::optional<std::string> token_value;
+  if (const auto from_env = api_token_env()) {
     token = "MODELSCOPE_API_TOKEN";
-  } else if (hub::stored_token()) {
+    token_value = *from_env;
+  } else if (const auto stored = hub::stored_token()) {
     token = active_credentials_dir()->string();
+    token_value = *stored;
   }
-  out["token_configured"] = token.has_value();
+  const std::string problem = token_value ? hub::token_problem(*token_value) : std::string();
+  out["token_configured"] = token.has_value() && problem.empty();
   if (token) out["token_source"] = *token;
+  if (!problem.empty()) {
+    out["token_error"] = fmt::format("{} ({})", problem, *token);
+    log::warn("{} ({}): the hub commands refuse it", problem, *token);
+  }
   out["cpu_cores"] = usable_cores();  // those this process may run on (taskset, cpusets)
   out["torch_layer"] = infer::torch_layer_path().string();
   // Optional parts that a build may lack (their options were turned off at configure time).
@@ -128,10 +140,14 @@ void run_env(const EnvOptions& options) {
     line("cache dir", cache_dir().string());
     line("hub endpoint", endpoint_problem ? hub_endpoint() + " (refused: " + *endpoint_problem + ")"
                                           : hub_endpoint());
-    line("token", token ? "configured (" + *token + ")" : std::string("not configured"));
+    line("token", !token            ? std::string("not configured")
+                  : problem.empty() ? "configured (" + *token + ")"
+                                    : "refused: " + problem + " (" + *token + ")");
   }
   std::fflush(stdout);
   // The report is printed either way; a missing LibTorch still fails the command so scripts notice.
+  // The report is the --json document and holds these errors: no second document after it.
+  report_errors_as_json(false);
   if (torch_error) throw *torch_error;
   if (device_error) throw *device_error;
 }

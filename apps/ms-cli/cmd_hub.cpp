@@ -117,9 +117,13 @@ void add_hub_command(CLI::App& app, const GlobalOptions&) {
   serve
       ->add_option("--root", serve_options->root,
                    "Storage folder (created when missing; must not be a file)")
-      ->required();
+      ->required()
+      ->check(non_empty("the hub's storage folder"));
+  // An empty address bound [::1] alone and was announced as "http://:PORT", which no client
+  // takes.
   serve->add_option("--host", serve_options->host, "Address to bind (0.0.0.0 for every interface)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(non_empty("an address: 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"));
   serve->add_option("--port", serve_options->port, "Port (0 picks a free one)")
       ->capture_default_str()
       ->check(CLI::Range(0, 65535));
@@ -177,8 +181,10 @@ void add_hub_command(CLI::App& app, const GlobalOptions&) {
   CLI::App* create = token->add_subcommand(
       "create", "Mint an access token for USER (created if new) of the hub stored in --root");
   create->add_option("USER", token_options->user, "User name")->required();
+  // An empty one made a new hub in the current folder.
   create->add_option("--root", token_options->root, "Storage folder of the hub (its --root)")
-      ->required();
+      ->required()
+      ->check(non_empty("the hub's storage folder (the --root of `ms hub serve`)"));
   create->add_flag("--json", token_options->json,
                    "Print {\"user\", \"token\"} on stdout (errors: {\"error\": {...}})");
   create->footer(

@@ -14,6 +14,9 @@ struct ListOptions {
 };
 
 void run_list(const ListOptions& options) {
+  // Every error of a --json run is a JSON document on stdout too, not only those of the
+  // command line's parse (a script cannot tell in advance which it will meet).
+  if (options.json) report_errors_as_json();
   const Registries registries = infer::default_registries();
   if (options.registry.empty()) {
     if (options.json) {

@@ -201,7 +201,8 @@ void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
                   "The evaluation split of --eval-dataset, else of --dataset, optionally sliced: "
                   "train[90%:]");
   cmd->add_option("--work-dir,-w", opts->work_dir,
-                  "Checkpoints, logs and output/ (default: train.work_dir, else ./work_dir)");
+                  "Checkpoints, logs and output/ (default: train.work_dir, else ./work_dir)")
+      ->check(non_empty("a folder for the run (leave out --work-dir for train.work_dir)"));
   cmd->add_option("--set,--cfg-options", opts->request.overrides,
                   "Override a configuration key: KEY=VALUE (e.g. train.optimizer.lr=1e-4)");
   // Checked here, so that the error names the option rather than the configuration files.

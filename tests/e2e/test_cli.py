@@ -1,4 +1,5 @@
 """End-to-end: the ms command line itself: version, help, exit codes, env, list, devices."""
+import json
 import os
 import unittest
 
@@ -46,6 +47,43 @@ class CliTest(MsTestCase):
             else:
                 self.assertEqual(self.json_out(r)["libtorch"]["threads"], threads, r.stdout)
 
+    def test_empty_folders_and_addresses_are_usage_errors(self):
+        # An empty --root made a hub in the current folder (token create) or none (serve, after a
+        # start); an empty --host bound [::1] and announced "http://:PORT"; an empty --work-dir
+        # was an I/O error (74) blaming the file system.
+        for args in (("hub", "token", "create", "alice", "--root", ""),
+                     ("hub", "serve", "--root", "", "--port", "0"),
+                     ("hub", "serve", "--root", self.path("hub"), "--host", "", "--port", "0"),
+                     ("train", "-m", self.path("none"), "--dataset", "csv:x.csv", "-w", ""),
+                     ("download", "a/b", "--local-dir", ""),
+                     ("download", "a/b", "--cache-dir", " ")):
+            with self.subTest(args=args):
+                r = run_ms(*args, cwd=self.tmp, timeout=60)
+                self.assertExit(r, 2)
+                self.assertOneLineError(r, "empty; give")
+        self.assertEqual(os.listdir(self.tmp), [])
+
+    def test_a_cache_that_is_a_dangling_link_is_named_so(self):
+        # It said "cannot create folder: File exists".
+        os.symlink(self.path("gone", "cache"), self.path("cache"))
+        r = run_ms("download", "a/b", env={"MODELSCOPE_CACHE": self.path("cache"),
+                                           "MODELSCOPE_ENDPOINT": "http://127.0.0.1:9"})
+        self.assertExit(r, 74)
+        self.assertOneLineError(r, "is a link to", "which does not exist")
+
+    def test_every_json_failure_is_a_json_document(self):
+        # An error found once the command line parsed left stdout empty, where one the parse found
+        # gave the error document: a script cannot tell in advance which it meets.
+        for args in (("env", "--json", "--device", "bogus"), ("list", "bogus", "--json"),
+                     ("config", "show", self.path("missing.json"), "--json"),
+                     ("dataset", "info", "csv:" + self.path("missing.csv"), "--json"),
+                     ("dataset", "head", "csv:" + self.path("missing.csv"), "--json")):
+            with self.subTest(args=args):
+                r = run_ms(*args)
+                self.assertNotEqual(r.returncode, 0)
+                document = json.loads(r.stdout)
+                self.assertEqual(document["error"]["exit_code"], r.returncode, r.stdout)
+
     def test_env_json_names_libtorch(self):
         r = run_ms("env", "--json")
         self.assertExit(r, 0)
@@ -82,6 +120,13 @@ class CliTest(MsTestCase):
             r = run_ms("env", "--json", env={"MODELSCOPE_API_TOKEN": "",
                                              "MODELSCOPE_CREDENTIALS_PATH": creds})
             self.assertEqual(self.json_out(r)["token_configured"], configured, (files, r.stderr))
+        # So is a token every hub command refuses (it was reported configured).
+        r = run_ms("env", "--json", env={"MODELSCOPE_API_TOKEN": "tok;en"})
+        self.assertExit(r, 0)
+        env = self.json_out(r)
+        self.assertFalse(env["token_configured"])
+        self.assertIn("';'", env["token_error"])
+        self.assertIn("warning:", r.stderr)
         # An endpoint every hub command refuses is reported so, not shown as usable.
         r = run_ms("env", "--json", env={"MODELSCOPE_ENDPOINT": "ftp://x"})
         self.assertExit(r, 0)

@@ -64,7 +64,7 @@ class ConfigShowTest(MsTestCase):
         cases = [
             ("train.max_epochs", "expected KEY=VALUE"),
             ("train..lr=1", "empty segment"),
-            ("task.name=1", "'task' is a string, not an object"),
+            ("task.name=1", "'task' is \"text-classification\", not an object"),
             ("metrics=[1, 2", "not valid JSON"),
             ("train.hooks.LoggerHook.interval=1", "has no element 'LoggerHook'"),
         ]
@@ -92,10 +92,45 @@ class ConfigShowTest(MsTestCase):
         r = run_ms("config", "show", p)
         self.assertExit(r, 3)
         self.assertOneLineError(r, f"{p}:", "invalid YAML")
+        # A key given twice is read as PyYAML (ModelScope's reader) reads it: the last value wins,
+        # with a warning (it was refused, exit 3).
         p = self.write("dup.yaml", "task: a\ntask: b\n")
-        r = run_ms("config", "show", p)
-        self.assertExit(r, 3)
-        self.assertOneLineError(r, f"{p}:2:1", "duplicate key 'task'")
+        r = run_ms("config", "show", p, "--json")
+        self.assertExit(r, 0)
+        self.assertEqual(json.loads(r.stdout)["task"], "b")
+        self.assertIn(f"{p}:2:1: the key 'task' is given again", r.stderr)
+
+    def test_yaml_output_reads_back_to_the_same_tree(self):
+        # Strings were quoted only where ms's own reader needed it: PyYAML (ModelScope's reader,
+        # YAML 1.1) read keys "no"/"yes" as booleans, "0" as a number, "1:30" as 90 and
+        # "2024-01-01" as a date, refused a raw DEL, and ms itself could not read back a key "<<"
+        # (a merge) or "--- a" (a document marker).
+        doc = {"label2id": {"no": 0, "yes": 1, "On": 2}, "id2label": {"0": "no", "1": "yes"},
+               "warmup": "1:30", "date": "2024-01-01", "sep": "a\x7fb", "merge": {"<<": "x"},
+               "--- a": 1, "... b": 2, "line": "x\u2028y", "zh": "中文", "name": "bert-base",
+               "octal": "010", "hex": "0x1f", "inf": ".inf", "tilde": "~", "empty": ""}
+        src = self.write("doc.json", json.dumps(doc))
+        r = run_ms("config", "show", src)
+        self.assertExit(r, 0)
+        self.assertIn('"no": 0', r.stdout)
+        self.assertIn("name: bert-base", r.stdout)  # plain names stay plain
+        self.assertIn("zh: 中文", r.stdout)
+        out = self.write("doc.yaml", r.stdout)
+        back = run_ms("config", "show", out, "--json")
+        self.assertExit(back, 0)
+        self.assertEqual(json.loads(back.stdout), doc)
+        try:
+            import yaml
+        except ImportError:
+            return
+        self.assertEqual(yaml.safe_load(r.stdout), doc)
+
+    def test_a_loop_of_links_is_no_missing_file(self):
+        os.symlink(self.path("l2"), self.path("l1"))
+        os.symlink(self.path("l1"), self.path("l2"))
+        r = run_ms("config", "show", self.path("l1"))
+        self.assertExit(r, 74)
+        self.assertOneLineError(r, "cannot read", "symbolic links")
 
     def test_non_object_top_level(self):
         p = self.write("list.json", "[1, 2, 3]")

@@ -82,6 +82,15 @@ class HubFaultsTest(SharedHubTestCase):
         r = upload()
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn(b"'f\\xfe.txt' is not UTF-8", r.stderr)
+        # One file of such a name, or such a PATH_IN_REPO: exit 70 after --create made the repo.
+        bad_file = os.path.join(os.fsencode(src), b"f\xfe.txt")
+        ok_file = os.path.join(src, "a.txt")
+        for args in ([bad_file], [ok_file, b"sub/g\xfe.txt"], [ok_file, b"d\xfe/"]):
+            r = subprocess.run([MS_BIN, "upload", "alice/utf8single", *args, "--token", self.token,
+                                "--create"], capture_output=True, env=self.env(), timeout=60)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(b"is not UTF-8", r.stderr)
+        self.assertEqual(self.server.api("GET", "/api/v1/models/alice/utf8single", token=self.token)[0], 404)
         self.assertEqual(upload("--exclude", "f*").returncode, 0)
 
     def test_excluded_files_need_not_be_valid_repo_paths(self):

@@ -869,6 +869,66 @@ print(json.dumps([resumed, uninterrupted]))
         for key in ("lr:", "iter_time", "data_load_time"):
             self.assertNotIn(key, console[-1])
 
+    def test_an_evaluation_before_any_train_line_shows_the_rate_whole(self):
+        # ModelScope's logger rounds floats to 4 digits but for ignore_rounding_keys ("lr"): an
+        # evaluation logged before any train line showed "lr: 0.0030".
+        self.write("recipe.json", json.dumps(recipe(max_epochs=1, hooks=[
+            {"type": "EvaluationHook", "by_epoch": False, "interval": 1},
+            {"type": "TextLoggerHook", "interval": 1}])))
+        write_csv(self.path("train.csv"), [("good movie", "positive"), ("bad movie", "negative")] * 2)
+        r = self.train()
+        self.assertExit(r, 0)
+        console = [l for l in r.stderr.splitlines() if l.startswith("epoch")]
+        self.assertTrue(console[0].startswith("epoch(eval) "), console)
+        self.assertIn("\tlr: 0.003, ", console[0])
+
+    def test_one_rule_for_the_text_length_in_train_eval_and_infer(self):
+        # ms train and ms eval took preprocessor.max_length 0 (as the tokenizer's own limit) and 3,
+        # and wrote an output/ that ms infer refused for it (exit 3).
+        for length in ("0", "3"):
+            with self.subTest(length=length):
+                r = self.train("--set", "preprocessor.max_length=" + length, work="len" + length)
+                self.assertExit(r, 3)
+                self.assertIn("too small for [CLS] text [SEP]", r.stderr)
+                self.assertFalse(os.path.exists(self.path("len" + length, "output")))
+                r = run_ms("eval", "--model", os.path.join(TINY, "cls"), "--dataset",
+                           "csv:" + self.path("test.csv"), "--set", "preprocessor.max_length=" + length)
+                self.assertExit(r, 3)
+        r = self.train("--set", "preprocessor.max_length=4", "--max-epochs", "1", work="len4")
+        self.assertExit(r, 0)
+        r = run_ms("infer", "-m", self.path("len4", "output"), "-i", "a good movie")
+        self.assertExit(r, 0)
+
+    def test_a_train_section_that_is_no_object_is_named_as_the_users_key(self):
+        # It said "cannot set 'train.work_dir': 'train' has no element 'work_dir'" (ms's own key)
+        # with the hint "use the list is empty".
+        for value in ("[]", "5"):
+            with self.subTest(value=value):
+                r = self.train("--set", "train=" + value)
+                self.assertExit(r, 3)
+                self.assertOneLineError(r, f"train is {value}, not an object of training options")
+
+    def test_listed_hooks_folders_give_way_to_the_work_dir(self):
+        # As ModelScope's trainer moves these hooks of train.hooks into their key chains before a
+        # work_dir replaces their folders: a CheckpointHook with its own save_dir wrote there, with
+        # no latest_checkpoint.json (--resume found nothing) and nothing to stop a rerun
+        # overwriting its checkpoints.
+        self.write("recipe.json", json.dumps(recipe(max_epochs=1, hooks=[
+            {"type": "CheckpointHook", "interval": 1, "save_dir": self.path("ckpts")},
+            {"type": "BestCkptSaverHook", "metric_key": "accuracy", "save_dir": self.path("best")},
+            {"type": "EvaluationHook"},
+            {"type": "TextLoggerHook", "interval": 1, "out_dir": self.path("logs")}])))
+        r = self.train()
+        self.assertExit(r, 0)
+        for elsewhere in ("ckpts", "best", "logs"):
+            self.assertFalse(os.path.exists(self.path(elsewhere)), elsewhere)
+        self.assertTrue(os.path.isfile(self.path("work", "latest_checkpoint.json")))
+        self.assertTrue(glob.glob(self.path("work", "*.log.json")))
+        self.assertTrue(glob.glob(self.path("work", "best_*")))
+        again = self.train()
+        self.assertExit(again, 2)
+        self.assertIn("--resume", again.stderr)
+
     def test_resumes_that_would_not_continue_the_run_are_refused(self):
         # Killed after iteration 13: the last checkpoint is iter_10, inside epoch 2 (8 batches).
         self.train_killed({"MS_TEST_KILL_AFTER_ITER": "13"})

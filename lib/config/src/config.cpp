@@ -117,7 +117,11 @@ Config Config::from_file(const fs::path& given) {
                   "pass a .json/.yaml file, or a model folder in ModelScope layout");
     }
   }
-  // A path that is not there is a missing file (exit 4) whatever its name says.
+  // A path that is not there is a missing file (exit 4) whatever its name says; one that cannot
+  // be looked at (a loop of links, a folder without search permission) says why.
+  if (!fs::exists(path, ec) && ec && ec != std::errc::no_such_file_or_directory) {
+    throw Error(ErrorCode::kIo, fmt::format("{}: cannot read: {}", path.string(), ec.message()));
+  }
   if (!fs::exists(path, ec)) {
     throw Error(ErrorCode::kNotFound, fmt::format("{}: no such file or folder", path.string()),
                 "pass a .json/.yaml file, or a model folder in ModelScope layout");
@@ -231,6 +235,18 @@ const Json& Config::at(std::string_view key) const {
       std::vector<std::string> keys;
       for (auto it = scope->begin(); it != scope->end(); ++it) keys.push_back(it.key());
       const std::string& missing = segments[parent.empty() ? 0 : split_key(parent).size()];
+      // A key whose own name holds the dots ("a.b": 5) is there, but a dotted path reads it as
+      // nested keys: the close match offered was that very name.
+      std::string rest;
+      for (std::size_t i = parent.empty() ? 0 : split_key(parent).size(); i < segments.size(); ++i)
+        rest += rest.empty() ? segments[i] : "." + segments[i];
+      if (scope->count(rest) != 0) {
+        throw Error(ErrorCode::kConfig,
+                    fmt::format("{}: missing key '{}': there is a key named '{}' (with the dots "
+                                "in its name), which a dotted path cannot name",
+                                source_, key, rest),
+                    "rename the key in the file, or read the whole object it is in");
+      }
       hint = did_you_mean(missing, keys);
       if (hint.empty() && !keys.empty()) {
         hint =
@@ -264,15 +280,16 @@ void Config::set(std::string_view key, Json value) {
       std::size_t at = list_position(*node, segment);
       if (at >= node->size()) {
         throw Error(ErrorCode::kConfig,
-                    fmt::format("{}: cannot set '{}': '{}' has no element '{}'", source_, key,
-                                walked, segment),
-                    "use " + list_choices(*node));
+                    node->empty() ? fmt::format("{}: cannot set '{}': '{}' is an empty list",
+                                                source_, key, walked)
+                                  : fmt::format("{}: cannot set '{}': '{}' has no element '{}'",
+                                                source_, key, walked, segment),
+                    node->empty() ? std::string() : "use " + list_choices(*node));
       }
       node = &(*node)[at];
     } else {
-      throw Error(ErrorCode::kConfig,
-                  fmt::format("{}: cannot set '{}': '{}' is a {}, not an object", source_, key,
-                              walked, type_name(*node)));
+      throw Error(ErrorCode::kConfig, fmt::format("{}: cannot set '{}': '{}' is {}, not an object",
+                                                  source_, key, walked, describe(*node)));
     }
     walked += walked.empty() ? segment : "." + segment;
     if (last) *node = std::move(value);
@@ -312,6 +329,15 @@ void Config::apply_override(std::string_view assignment) {
     value = std::string(text);
   }
   try {
+    // A list of objects carrying "type" merges into the list there by type, as ModelScope's
+    // merge_from_dict does with its cfg_options: `--set 'train.hooks=[{"type":
+    // "CheckpointHook", ...}]'` replaced every other hook of the recipe.
+    const Json* there = find(key, nullptr);  // not has()/at(): a look is no read of the key
+    if (there != nullptr && all_typed_objects(*there) && all_typed_objects(value)) {
+      Json merged = *there;
+      merge_json(merged, value);
+      value = std::move(merged);
+    }
     set(key, std::move(value));
   } catch (Error& e) {
     throw Error(ErrorCode::kUsage, fmt::format("--set '{}': {}", assignment, e.what()), e.hint());

@@ -1,9 +1,11 @@
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <initializer_list>
 #include <limits>
@@ -16,6 +18,7 @@
 
 #include "formats.h"
 #include "ms/config/json_file.h"
+#include "ms/core/log.h"
 #include "ms/core/utf8.h"
 
 namespace ms::detail {
@@ -203,10 +206,11 @@ Json to_json(const YAML::Node& node, Budget& budget, std::size_t depth) {
                       fmt::format("{}:{}:{}: invalid YAML: the key is not UTF-8 text", source,
                                   key.Mark().line + 1, key.Mark().column + 1));
         }
+        // The last one wins, as PyYAML (ModelScope's reader) and the JSON reader have it; said,
+        // since the first is then dropped.
         if (!own_keys.insert(name).second) {
-          throw Error(ErrorCode::kConfig,
-                      fmt::format("{}:{}:{}: duplicate key '{}'", source, key.Mark().line + 1,
-                                  key.Mark().column + 1, name));
+          log::warn("{}:{}:{}: the key '{}' is given again; this later value wins", source,
+                    key.Mark().line + 1, key.Mark().column + 1, name);
         }
         put(name, to_json(entry.second, budget, depth + 1));
       }
@@ -244,11 +248,54 @@ std::optional<YAML::Mark> second_document(std::string_view text) {
   return starts.start.value_or(YAML::Mark());
 }
 
+// Whether a string may be written as a plain (unquoted) scalar: only when every reader reads it
+// back as this same string. yaml-cpp quotes what its own reader needs; PyYAML (ModelScope's)
+// reads YAML 1.1, where "no", "on", "1:30" (sexagesimal 90), "2024-01-01" (a date) and digit
+// keys are other types, and refuses a raw DEL; "<<" is a merge key, "--- a" at a line's start a
+// document marker. So plain only for a name of letters, digits and "_./-" that starts with a
+// letter, "_" or "/" and is no YAML 1.1 boolean or null; everything else is quoted (harmless
+// where it was not needed). Letters beyond ASCII count as letters (label names in Chinese stay
+// readable), but not the line and paragraph separators or the byte-order mark.
+bool plain_safe(const std::string& s) {
+  static const std::unordered_set<std::string_view> kYaml11Words = {
+      "y",  "Y",    "yes",  "Yes",  "YES",   "n",     "N",     "no", "No",
+      "NO", "true", "True", "TRUE", "false", "False", "FALSE", "on", "On",
+      "ON", "off",  "Off",  "OFF",  "null",  "Null",  "NULL"};
+  if (s.empty() || kYaml11Words.count(s) != 0) return false;
+  const auto first = static_cast<unsigned char>(s[0]);
+  if (!(std::isalpha(first) || first == '_' || first == '/' || first >= 0x80)) return false;
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      if (!(std::isalnum(c) || c == '_' || c == '.' || c == '/' || c == '-')) return false;
+      ++i;
+      continue;
+    }
+    const std::size_t length = utf8_sequence_length(s, i);
+    if (length == 0) return false;
+    const char32_t cp = decode_utf8(std::string_view(s).substr(i, length))[0];
+    if (cp < 0xA0 || cp == 0x2028 || cp == 0x2029 || cp == 0xFEFF || cp == 0xFFFE || cp == 0xFFFF)
+      return false;
+    i += length;
+  }
+  return plain_scalar(s).is_string();
+}
+
+void emit_string(YAML::Emitter& out, const std::string& s) {
+  if (plain_safe(s)) {
+    out << s;
+  } else {
+    out << YAML::DoubleQuoted << s;
+  }
+}
+
 void emit(YAML::Emitter& out, const Json& value) {
   if (value.is_object()) {
     out << YAML::BeginMap;
     for (auto it = value.begin(); it != value.end(); ++it) {
-      out << YAML::Key << it.key() << YAML::Value;
+      out << YAML::Key;
+      emit_string(out, it.key());
+      out << YAML::Value;
       emit(out, it.value());
     }
     out << YAML::EndMap;
@@ -261,14 +308,7 @@ void emit(YAML::Emitter& out, const Json& value) {
     for (const auto& item : value) emit(out, item);
     out << YAML::EndSeq;
   } else if (value.is_string()) {
-    const std::string& s = value.get_ref<const std::string&>();
-    // Quote strings that would otherwise read back as another type (numbers, booleans, null).
-    Json reread = plain_scalar(s);
-    if (!reread.is_string()) {
-      out << YAML::DoubleQuoted << s;
-    } else {
-      out << s;
-    }
+    emit_string(out, value.get_ref<const std::string&>());
   } else if (value.is_null()) {
     out << YAML::Null;
   } else if (value.is_boolean()) {
@@ -309,6 +349,14 @@ Json parse_yaml_config(std::string_view text, const std::string& source) {
                               source, second->line + 1, second->column + 1),
                   "keep one document, or split the file in two");
     }
+  } catch (const YAML::DeepRecursion& e) {
+    // yaml-cpp's parser stops at 2000 levels of its own recursion (about 500 of nested flow
+    // collections), before the 1000-level limit below, and says "bad file".
+    throw Error(ErrorCode::kConfig,
+                fmt::format("{}:{}:{}: invalid YAML: nested deeper than the YAML reader goes "
+                            "(about 500 levels of [ ] or {{ }})",
+                            source, e.mark.line + 1, e.mark.column + 1),
+                "flatten the nesting");
   } catch (const YAML::Exception& e) {
     throw Error(ErrorCode::kConfig,
                 fmt::format("{}:{}:{}: invalid YAML: {}", source, e.mark.line + 1,
@@ -322,7 +370,26 @@ Json parse_yaml_config(std::string_view text, const std::string& source) {
 std::string dump_yaml(const Json& value) {
   YAML::Emitter out;
   emit(out, value);
-  return std::string(out.c_str()) + "\n";
+  // yaml-cpp writes these raw inside double quotes, where PyYAML refuses DEL ("special
+  // characters are not allowed") and reads U+2028/U+2029 as line breaks, folded away. (It writes
+  // the noncharacters U+FFFE/U+FFFF as U+FFFD, which no config holds.)
+  // Only quoted scalars hold them (plain_safe() lets none through), and there they are escapes.
+  std::string text;
+  const std::string raw = out.c_str();
+  text.reserve(raw.size() + 1);
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    const std::string_view rest = std::string_view(raw).substr(i);
+    if (raw[i] == '\x7f') {
+      text += "\\x7f";
+    } else if (rest.substr(0, 3) == "\xE2\x80\xA8" || rest.substr(0, 3) == "\xE2\x80\xA9") {
+      text +=
+          fmt::format("\\u{:04X}", static_cast<std::uint32_t>(decode_utf8(rest.substr(0, 3))[0]));
+      i += 2;
+    } else {
+      text += raw[i];
+    }
+  }
+  return text + "\n";
 }
 
 }  // namespace ms::detail

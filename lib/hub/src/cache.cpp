@@ -356,7 +356,7 @@ void RepoCache::put(const std::string& path, const std::string& revision, const 
   fs::create_directories(target.parent_path(), ec);
   if (ec)
     fail(ErrorCode::kIo, "{}: cannot create folder: {}", target.parent_path().string(),
-         ec.message());
+         folder_creation_failure(target.parent_path(), ec));
   fs::rename(temp_file, target, ec);
   if (ec) fail(ErrorCode::kIo, "{}: cannot move into the cache: {}", target.string(), ec.message());
   record(path, revision, save_index);

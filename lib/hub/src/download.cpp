@@ -77,7 +77,8 @@ struct Fd {
 [[noreturn]] void cannot_create_folder(const fs::path& folder, const std::error_code& ec) {
   const bool too_long = ec == std::errc::filename_too_long;
   throw Error(ErrorCode::kIo,
-              fmt::format("{}: cannot create folder: {}", folder.string(), ec.message()),
+              fmt::format("{}: cannot create folder: {}", folder.string(),
+                          folder_creation_failure(folder, ec)),
               too_long ? "the repo's folders nest deeper than this file system takes (PATH_MAX "
                          "4096 bytes, 255 per name): a shorter --local-dir may do, or fetch "
                          "other files with --include"

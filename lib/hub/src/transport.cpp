@@ -17,6 +17,16 @@
 #include "ms/core/version.h"
 #include "ms/hub/sha256_checkpoints.h"
 
+namespace ms::hub {
+
+std::string token_problem(std::string_view token) {
+  return token.find_first_of("\t\r\n;") != std::string_view::npos
+             ? "the access token contains a tab, newline or ';'"
+             : "";
+}
+
+}  // namespace ms::hub
+
 namespace ms::hub::detail {
 namespace {
 
@@ -217,8 +227,8 @@ std::string random_hex(std::size_t n) {
 // that curl's cookie engine sends it to the hub but not to a host the hub redirects to (a CDN,
 // or anyone a hostile hub names). CURLOPT_COOKIE would go to every host of a redirect chain.
 std::string session_cookie_line(const std::string& endpoint, const std::string& token) {
-  if (token.find_first_of("\t\r\n;") != std::string::npos) {
-    throw Error(ErrorCode::kUsage, "the access token contains a tab, newline or ';'",
+  if (const std::string problem = token_problem(token); !problem.empty()) {
+    throw Error(ErrorCode::kUsage, problem,
                 "pass the token exactly as the hub issued it (--token, MODELSCOPE_API_TOKEN)");
   }
   const std::string host = endpoint_host(endpoint);

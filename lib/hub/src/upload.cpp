@@ -175,7 +175,14 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
   while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
   while (prefix.rfind("./", 0) == 0) prefix.erase(0, 2);
   if (prefix == ".") prefix.clear();
-  if (!prefix.empty()) check_repo_path(prefix);
+  // The hub takes file names in JSON, which carries UTF-8 only (a name in a legacy code page
+  // failed deep in the commit as an internal error, after --create had made the repo).
+  const auto check_upload_path = [](const std::string& path, const char* what) {
+    check_repo_path(path);
+    MS_CHECK(is_valid_utf8(path), ErrorCode::kUsage, "{} '{}' is not UTF-8", what,
+             printable_path(path));
+  };
+  if (!prefix.empty()) check_upload_path(prefix, "PATH_IN_REPO");
   std::vector<std::pair<fs::path, std::string>> out;
   if (!fs::is_directory(local, ec)) {
     // Reading a FIFO, a device or a socket would block or never end.
@@ -187,7 +194,12 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
     }
     std::string name = local.filename().string();
     if (!prefix.empty()) name = into_folder ? prefix + "/" + name : prefix;
-    check_repo_path(name);
+    try {
+      check_upload_path(name, "file name");
+    } catch (Error& e) {
+      e.set_hint("rename it, or give its name in the repo as PATH_IN_REPO");
+      throw;
+    }
     out.emplace_back(local, name);
     return out;
   }
@@ -254,11 +266,7 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
       continue;
     }
     try {
-      check_repo_path(rel);
-      // The hub takes file names in JSON, which carries UTF-8 only (a name in a legacy code
-      // page would otherwise fail deep in the commit).
-      MS_CHECK(is_valid_utf8(rel), ErrorCode::kUsage, "file name '{}' is not UTF-8",
-               printable_path(rel));
+      check_upload_path(rel, "file name");
     } catch (Error& e) {
       e.set_hint("rename it, or exclude it with --exclude");
       throw;

@@ -95,7 +95,8 @@ void make_dirs(const fs::path& dir) {
   fs::create_directories(dir, ec);
   if (ec)
     throw Error(ErrorCode::kIo,
-                fmt::format("hub store: cannot create folder {}: {}", dir.string(), ec.message()),
+                fmt::format("hub store: cannot create folder {}: {}", dir.string(),
+                            folder_creation_failure(dir, ec)),
                 "pass --root a folder this user can create and write");
 }
 

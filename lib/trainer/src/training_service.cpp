@@ -803,6 +803,13 @@ class TrainingService final : public infer::TrainerService {
   infer::TrainSummary train(const infer::TrainRequest& r, const infer::ModelInfo& m) override {
     check_task(m.task);
     Config config = m.config;
+    // Said as the user's key: the sets below (ms's own) would fail naming train.work_dir.
+    if (config.has("train") && !config.at("train").is_object() && !config.at("train").is_null()) {
+      throw Error(ErrorCode::kConfig,
+                  fmt::format("{}: train is {}, not an object of training options", config.source(),
+                              config.at("train").dump()),
+                  "set its keys: train.max_epochs, train.optimizer, train.dataloader, ...");
+    }
     if (r.max_epochs) config.set("train.max_epochs", *r.max_epochs);
     if (!r.distributed || r.distributed->rank == 0) warn_unread_keys(config, m.task);
     const std::filesystem::path work_dir =
@@ -817,6 +824,23 @@ class TrainingService final : public infer::TrainerService {
       }
       if (config.has("train.logging") && config.at("train.logging").is_object())
         config.set("train.logging.out_dir", work_dir.string());
+      // ModelScope first moves these hooks of train.hooks into those key chains (update_cfg), so
+      // their folders give way too: a CheckpointHook with its own save_dir wrote elsewhere, with
+      // no latest_checkpoint.json for --resume, and a rerun overwrote its checkpoints.
+      if (config.has("train.hooks") && config.at("train.hooks").is_array()) {
+        Json hooks = config.at("train.hooks");
+        for (Json& hook : hooks) {
+          if (!hook.is_object() || !hook.contains("type")) continue;
+          const Json& type = hook["type"];
+          const char* folder_key = type == "CheckpointHook" || type == "BestCkptSaverHook"
+                                       ? "save_dir"
+                                   : type == "TextLoggerHook" ? "out_dir"
+                                                              : nullptr;
+          if (folder_key != nullptr && hook.contains(folder_key))
+            hook[folder_key] = work_dir.string();
+        }
+        config.set("train.hooks", std::move(hooks));
+      }
     }
     // The work dir is written into the run's JSON files (logs, latest_checkpoint.json), which
     // hold UTF-8 only: refused now rather than at the first checkpoint, with a run half saved.

@@ -182,8 +182,8 @@ class TextLoggerHook final : public LoggerHook {
   }
 
   // As ModelScope's TextLoggerHook: the keys a train line has shown in its head (lr and the
-  // times) stay out of every later line's list, eval lines included; floats there get 4 digits
-  // (ignore_rounding_keys is the JSON log's).
+  // times) stay out of every later line's list, eval lines included; floats there get 4 digits,
+  // but for ignore_rounding_keys (lr: an evaluation before any train line shows the rate whole).
   void console_line(Trainer& t, const Json& entry) {
     std::string line;
     std::set<std::string>& shown = logged_keys_;
@@ -216,7 +216,9 @@ class TextLoggerHook final : public LoggerHook {
     for (const auto& [key, value] : entry.items()) {
       if (shown.count(key) > 0) continue;
       if (value.is_number_float()) {
-        items.push_back(fmt::format("{}: {:.4f}", key, value.get<double>()));
+        const double v = value.get<double>();
+        items.push_back(rounded(key) ? fmt::format("{}: {:.4f}", key, v)
+                                     : fmt::format("{}: {}", key, python_float(v)));
       } else {
         items.push_back(fmt::format("{}: {}", key,
                                     value.is_string() ? value.get<std::string>() : value.dump()));

@@ -137,6 +137,10 @@ class MS_API HubClient {
 /// A corrupt jar is warned about.
 MS_API std::optional<std::string> stored_token();
 
+/// Why the hub commands refuse `token` as given, or "" when they send it: a tab, newline or ';'
+/// would break the cookie it travels in. (`ms env` reports a token by the same rule.)
+MS_API std::string token_problem(std::string_view token);
+
 /// Runs the login and stores the credentials in every folder a modelscope version reads them from
 /// (credentials_dirs()), in its formats: git_token, user
 /// (name:email), session (32 hex, when absent) and cookies (a pickled RequestsCookieJar holding
