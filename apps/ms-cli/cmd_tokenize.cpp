@@ -51,6 +51,7 @@ void run_tokenize(const TokenizeOptions& o) {
   infer::InputSpec spec;
   spec.texts = o.inputs;
   if (o.input_file) spec.file = *o.input_file;
+  infer::require_model_folder(o.model, /*hub_ids=*/false);
   const auto inputs = infer::read_inputs(spec);
   // A folder with a WordPiece vocab.txt is BERT's; otherwise GPT-2's files decide.
   std::error_code ec;

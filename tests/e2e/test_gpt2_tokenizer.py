@@ -92,6 +92,18 @@ class Gpt2Tokenizer(MsTestCase):
         self.assertEqual(line["input_ids"], [15496, 995, 11, 340])
         self.assertEqual(line["tokens"], ["Hello", "Ġworld", ",", "Ġit"])
 
+    def test_model_folder_must_exist(self):
+        # The errors of `ms infer -m`: no folder is exit 4, a file is exit 2.
+        r = run_ms("tokenize", "--model", self.path("nope"), "--input", "a")
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "model folder", "does not exist")
+        self.assertNotIn("vocab.txt", r.stderr)
+        with open(self.path("file"), "w", encoding="utf-8") as f:
+            f.write("x")
+        r = run_ms("tokenize", "--model", self.path("file"), "--input", "a")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "is a file, not a model folder")
+
 
 if __name__ == "__main__":
     unittest.main()
