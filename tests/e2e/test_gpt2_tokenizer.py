@@ -92,6 +92,38 @@ class Gpt2Tokenizer(MsTestCase):
         self.assertEqual(line["input_ids"], [15496, 995, 11, 340])
         self.assertEqual(line["tokens"], ["Hello", "Ġworld", ",", "Ġit"])
 
+    def test_added_token_options(self):
+        # AddedToken("<ent>", lstrip=True, rstrip=True) and AddedToken("zq", single_word=True), as
+        # transformers 4 saves them beside vocab.json; ids are transformers 5.25's.
+        d = self.path("added")
+        os.makedirs(d)
+        for name in ("vocab.json", "merges.txt"):
+            shutil.copy(os.path.join(vocab_dir(), name), d)
+        decoder = {"50257": {"content": "<ent>", "lstrip": True, "rstrip": True, "single_word": False,
+                             "normalized": True, "special": False},
+                   "50258": {"content": "zq", "lstrip": False, "rstrip": False, "single_word": True,
+                             "normalized": True, "special": False}}
+        with open(os.path.join(d, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+            json.dump({"added_tokens_decoder": decoder}, f)
+        r = run_ms("tokenize", "--model", d, "--input", "x <ent> y", "azqb", "a zq b")
+        self.assertExit(r, 0)
+        ids = [json.loads(line)["input_ids"] for line in r.stdout.splitlines()]
+        self.assertEqual(ids, [[87, 50257, 88], [1031, 80, 65], [64, 220, 50258, 275]])
+
+    def test_tokenizer_json_normalizer_is_refused(self):
+        # A normalizer ms does not apply is a configuration error naming it, not other ids.
+        d = self.path("nfc")
+        os.makedirs(d)
+        with open(os.path.join(vocab_dir(), "vocab.json"), encoding="utf-8") as f:
+            vocab = json.load(f)
+        spec = {"normalizer": {"type": "NFC"}, "pre_tokenizer": {"type": "ByteLevel"},
+                "model": {"type": "BPE", "vocab": vocab, "merges": []}}
+        with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
+            json.dump(spec, f)
+        r = run_ms("tokenize", "--model", d, "--input", "Cafe\u0301")
+        self.assertExit(r, 3)
+        self.assertOneLineError(r, "tokenizer.json", "key 'normalizer'", "NFC")
+
     def test_model_folder_must_exist(self):
         # The errors of `ms infer -m`: no folder is exit 4, a file is exit 2.
         r = run_ms("tokenize", "--model", self.path("nope"), "--input", "a")
