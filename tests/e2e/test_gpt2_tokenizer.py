@@ -110,6 +110,32 @@ class Gpt2Tokenizer(MsTestCase):
         ids = [json.loads(line)["input_ids"] for line in r.stdout.splitlines()]
         self.assertEqual(ids, [[87, 50257, 88], [1031, 80, 65], [64, 220, 50258, 275]])
 
+    def test_added_token_options_beside_added_tokens_json(self):
+        # transformers 4's usual layout lists the tokens in added_tokens.json too (without
+        # options), and special ones in special_tokens_map.json: added_tokens_decoder's options
+        # still rule; "<sp>" is matched as added_tokens.json says (no options), as transformers
+        # does. Ids are transformers 5.25's (4.49's are the same).
+        d = self.path("added4")
+        os.makedirs(d)
+        for name in ("vocab.json", "merges.txt"):
+            shutil.copy(os.path.join(vocab_dir(), name), d)
+        with open(os.path.join(d, "added_tokens.json"), "w", encoding="utf-8") as f:
+            json.dump({"<ent>": 50257, "zq": 50258, "<sp>": 50259}, f)
+        with open(os.path.join(d, "special_tokens_map.json"), "w", encoding="utf-8") as f:
+            json.dump({"additional_special_tokens": [{"content": "<sp>", "lstrip": True, "rstrip": True,
+                                                      "normalized": False, "single_word": False}]}, f)
+        decoder = {"50257": {"content": "<ent>", "lstrip": True, "rstrip": True, "single_word": False,
+                             "normalized": True, "special": False},
+                   "50258": {"content": "zq", "lstrip": False, "rstrip": False, "single_word": True,
+                             "normalized": True, "special": False}}
+        with open(os.path.join(d, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+            json.dump({"added_tokens_decoder": decoder, "tokenizer_class": "GPT2Tokenizer",
+                       "additional_special_tokens": ["<sp>"]}, f)
+        r = run_ms("tokenize", "--model", d, "--input", "x <ent> y", "azqb", "a zq b", "a <sp> b")
+        self.assertExit(r, 0)
+        ids = [json.loads(line)["input_ids"] for line in r.stdout.splitlines()]
+        self.assertEqual(ids, [[87, 50257, 88], [1031, 80, 65], [64, 220, 50258, 275], [64, 220, 50259, 275]])
+
     def test_tokenizer_json_normalizer_is_refused(self):
         # A normalizer ms does not apply is a configuration error naming it, not other ids.
         d = self.path("nfc")

@@ -329,7 +329,9 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
   return with_context("reading the tokenizer in " + dir.string(), [&] {
     std::unordered_map<std::string, std::int64_t> vocab;
     std::vector<std::pair<std::string, std::string>> merges;
-    std::vector<Gpt2AddedToken> added;
+    // Added tokens by where they are listed: tokenizer.json's (`added`), tokenizer_config.json's
+    // added_tokens_decoder, added_tokens.json, additional_special_tokens.
+    std::vector<Gpt2AddedToken> added, decoder_added, legacy_added, special_added;
     Gpt2TokenizerOptions options;
     // tokenizer.json's added tokens: {"id", "content", "special", ...} entries, whichever files
     // hold the vocabulary (transformers 5 writes vocab.json and merges.txt beside it and keeps
@@ -395,17 +397,6 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
                   "tokenizer.json) next to its weights");
     }
     MS_CHECK(!vocab.empty(), ErrorCode::kConfig, "the vocabulary in {} is empty", dir.string());
-    // Older releases' tokenizer.add_tokens(...): {"token": id}, not special.
-    if (const auto j = read_json_file(dir / "added_tokens.json"); j && j->is_object()) {
-      for (const auto& [token, id] : j->items()) {
-        MS_CHECK(id.is_number_integer() && id.get<std::int64_t>() >= 0, ErrorCode::kConfig,
-                 "{}: the id of '{}' must be a non-negative integer, got {}",
-                 (dir / "added_tokens.json").string(), token, id.dump());
-        vocab.emplace(token, id.get<std::int64_t>());
-        added.push_back({token, false});
-      }
-    }
-
     // A key that is present must have its type, as for the WordPiece tokenizer's configs.
     for (const char* name : {"special_tokens_map.json", "tokenizer_config.json"}) {
       const auto j = read_json_file(dir / name);
@@ -442,17 +433,36 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
                    ErrorCode::kConfig, "{}: key 'added_tokens_decoder.{}' is not a token id",
                    source, id);
           vocab.emplace(content, value);
-          added.push_back(added_token(t, source));
+          decoder_added.push_back(added_token(t, source));
         }
       }
       if (auto it = j->find("additional_special_tokens"); it != j->end() && it->is_array()) {
         for (const auto& t : *it) {
-          if (t.is_string()) added.push_back({t.get<std::string>(), true});
-          if (t.is_object() && t.contains("content") && t["content"].is_string())
-            added.push_back({t["content"].get<std::string>(), true});
+          if (t.is_string()) special_added.push_back({t.get<std::string>(), true});
+          if (t.is_object() && t.contains("content") && t["content"].is_string()) {
+            // {"content", "lstrip", ...}: a special token with those options.
+            nlohmann::json entry = t;
+            entry["special"] = true;
+            special_added.push_back(added_token(entry, source));
+          }
         }
       }
     }
+    // Older releases' tokenizer.add_tokens(...): {"token": id}, not special.
+    if (const auto j = read_json_file(dir / "added_tokens.json"); j && j->is_object()) {
+      for (const auto& [token, id] : j->items()) {
+        MS_CHECK(id.is_number_integer() && id.get<std::int64_t>() >= 0, ErrorCode::kConfig,
+                 "{}: the id of '{}' must be a non-negative integer, got {}",
+                 (dir / "added_tokens.json").string(), token, id.dump());
+        vocab.emplace(token, id.get<std::int64_t>());
+        legacy_added.push_back({token, false});
+      }
+    }
+    // The constructor matches a token as its first entry says: the most complete source first
+    // (transformers writes a token's options to tokenizer.json and added_tokens_decoder, but not
+    // to added_tokens.json, nor always to special_tokens_map.json).
+    for (auto* more : {&decoder_added, &legacy_added, &special_added})
+      added.insert(added.end(), more->begin(), more->end());
     try {
       return Gpt2Tokenizer(std::move(vocab), std::move(merges), std::move(options),
                            std::move(added));
