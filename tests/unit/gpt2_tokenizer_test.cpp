@@ -183,6 +183,11 @@ TEST_CASE("GPT-2 tokenizer files: Hugging Face, OpenAI and tokenizer.json layout
   CHECK(prefixed.pad_id() == 257);
   dir.write("tokenizer_config.json", "{\"add_bos_token\": true}");
   CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("he") == Ids{257, 256});
+  // Without tokenizer.json transformers 5 builds "bos $A eos" from both.
+  dir.write("tokenizer_config.json", "{\"add_bos_token\": true, \"add_eos_token\": true}");
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("he") == Ids{257, 256, 257});
+  dir.write("tokenizer_config.json", "{\"add_eos_token\": true}");
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("he") == Ids{256, 257});
   dir.write("tokenizer_config.json", "{\"add_prefix_space\": \"yes\"}");
   CHECK(error_code([&] { (void)Gpt2Tokenizer::from_dir(dir.path); }) == ms::ErrorCode::kConfig);
   fs::remove(dir.path / "tokenizer_config.json");
@@ -318,6 +323,18 @@ TEST_CASE("tokenizer.json's normalizer and post-processor: applied, or refused b
       {"type": "TemplateProcessing", "single": [{"Sequence": {"id": "A", "type_id": 0}}],
        "special_tokens": {}}]})");
   CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("ab") == Ids{'a', 'b'});
+  // With a tokenizer.json, tokenizer_config.json's add_bos_token / add_eos_token are dropped
+  // (transformers 4.49 and 5.25): the post-processor alone decides.
+  dir.write("tokenizer_config.json", R"({"add_bos_token": true, "add_eos_token": true})");
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("ab") == Ids{'a', 'b'});
+  write(R"(, "post_processor": {"type": "TemplateProcessing",
+      "single": [{"Sequence": {"id": "A", "type_id": 0}},
+                 {"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}],
+      "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [256]}}})");
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("ab") == Ids{'a', 'b', 256});
+  write("");
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("ab") == Ids{'a', 'b'});
+  fs::remove(dir.path / "tokenizer_config.json");
   for (const auto& [extra, fragment] : std::vector<std::pair<std::string, std::string>>{
            {R"(, "normalizer": {"type": "NFC"})", R"(key 'normalizer' is {"type":"NFC"})"},
            {R"(, "normalizer": {"type": "Lowercase"})", "Lowercase"},

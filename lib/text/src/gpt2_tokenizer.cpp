@@ -404,7 +404,8 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
       const std::string source = (dir / name).string();
       for (auto [key, flag] :
            {std::pair<const char*, bool*>{"add_prefix_space", &options.add_prefix_space},
-            {"add_bos_token", &options.add_bos_token}}) {
+            {"add_bos_token", &options.add_bos_token},
+            {"add_eos_token", &options.add_eos_token}}) {
         auto it = j->find(key);
         if (it == j->end() || it->is_null()) continue;
         MS_CHECK(it->is_boolean(), ErrorCode::kConfig, "{}: key '{}' must be true or false, got {}",
@@ -463,6 +464,12 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
     // to added_tokens.json, nor always to special_tokens_map.json).
     for (auto* more : {&decoder_added, &legacy_added, &special_added})
       added.insert(added.end(), more->begin(), more->end());
+    // transformers 5 drops add_bos_token and add_eos_token when there is a tokenizer.json
+    // (its post-processor alone decides; transformers 4.49's fast tokenizer does the same);
+    // without one it builds "bos $A eos" from them. (4.49's GPT2TokenizerFast, converted from
+    // the slow GPT2Tokenizer then, reads add_bos_token but not add_eos_token: the newer
+    // release is followed.)
+    if (is_file(dir / "tokenizer.json")) options.add_bos_token = options.add_eos_token = false;
     try {
       return Gpt2Tokenizer(std::move(vocab), std::move(merges), std::move(options),
                            std::move(added));
@@ -619,13 +626,29 @@ std::vector<std::string> Gpt2Tokenizer::tokenize(std::string_view text) const {
 }
 
 std::vector<std::int64_t> Gpt2Tokenizer::encode(std::string_view text) const {
-  std::vector<std::int64_t> ids;
-  // add_bos_token (tokenizer_config.json) where tokenizer.json's template puts nothing first:
-  // transformers 5 writes it as that template, and adds no second BOS.
-  if (options_.add_bos_token && bos_id_ >= 0 && options_.prefix_ids.empty()) ids.push_back(bos_id_);
-  ids.insert(ids.end(), options_.prefix_ids.begin(), options_.prefix_ids.end());
+  std::vector<std::int64_t> ids = prefix_ids();
   encode_into(text, ids, nullptr);
-  ids.insert(ids.end(), options_.suffix_ids.begin(), options_.suffix_ids.end());
+  const std::vector<std::int64_t> suffix = suffix_ids();
+  ids.insert(ids.end(), suffix.begin(), suffix.end());
+  return ids;
+}
+
+std::vector<std::int64_t> Gpt2Tokenizer::encode_text(std::string_view text) const {
+  std::vector<std::int64_t> ids;
+  encode_into(text, ids, nullptr);
+  return ids;
+}
+
+std::vector<std::int64_t> Gpt2Tokenizer::prefix_ids() const {
+  std::vector<std::int64_t> ids;
+  if (options_.add_bos_token && bos_id_ >= 0) ids.push_back(bos_id_);
+  ids.insert(ids.end(), options_.prefix_ids.begin(), options_.prefix_ids.end());
+  return ids;
+}
+
+std::vector<std::int64_t> Gpt2Tokenizer::suffix_ids() const {
+  std::vector<std::int64_t> ids = options_.suffix_ids;
+  if (options_.add_eos_token && eos_id_ >= 0) ids.push_back(eos_id_);
   return ids;
 }
 

@@ -22,7 +22,11 @@ struct Gpt2TokenizerOptions {
   /// that its first word is tokenised like the others (GPT2TokenizerFast's rule, which is what
   /// AutoTokenizer gives; the slow GPT2Tokenizer prepends one to the whole text, always).
   bool add_prefix_space = false;
-  bool add_bos_token = false;  ///< encode() starts with bos_token (when the vocabulary has it)
+  /// encode() starts with bos_token / ends with eos_token (when the vocabulary has it).
+  /// from_dir() reads them from tokenizer_config.json only for a folder without tokenizer.json,
+  /// as transformers 5 does (with one, its post-processor alone decides).
+  bool add_bos_token = false;
+  bool add_eos_token = false;
   std::string unk_token = "<|endoftext|>";
   std::string bos_token = "<|endoftext|>";
   std::string eos_token = "<|endoftext|>";
@@ -87,10 +91,17 @@ class MS_API Gpt2Tokenizer {
 
   /// Byte-level BPE tokens of `text`; added tokens in the text stay whole.
   std::vector<std::string> tokenize(std::string_view text) const;
-  /// Ids of `text`'s tokens, after bos_token's when add_bos_token is set (GPT2Tokenizer adds
-  /// none by default, and never an EOS), between prefix_ids and suffix_ids. Throws
-  /// ms::Error(kUsage) on invalid UTF-8.
+  /// Ids of `text`'s tokens between prefix_ids() and suffix_ids(). Throws ms::Error(kUsage) on
+  /// invalid UTF-8.
   std::vector<std::int64_t> encode(std::string_view text) const;
+  /// Ids of `text`'s tokens alone (no special tokens around them).
+  std::vector<std::int64_t> encode_text(std::string_view text) const;
+  /// The ids encode() puts before a text: bos_token's when add_bos_token is set, then the
+  /// template's (options().prefix_ids).
+  std::vector<std::int64_t> prefix_ids() const;
+  /// The ids encode() puts after a text: the template's (options().suffix_ids), then
+  /// eos_token's when add_eos_token is set.
+  std::vector<std::int64_t> suffix_ids() const;
 
   /// The bytes the tokens stand for, concatenated: decode_bytes(encode(t)) == t for any text
   /// (without add_prefix_space). Throws ms::Error(kUsage) for an id outside the vocabulary.
