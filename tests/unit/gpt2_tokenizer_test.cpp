@@ -429,3 +429,31 @@ TEST_CASE("causal tokenizer: byte-level BPE is preferred and round-trips") {
   CHECK(doc.back() == t.eos_id());
   CHECK(t.decode(doc) == "the cat");  // end of text is a special token
 }
+
+TEST_CASE("causal tokenizer: a document ends with one end-of-text token, kept when cut") {
+  TempDir dir;
+  const std::string vocab = byte_vocab_json() + ", \"<|endoftext|>\": 256}";
+  auto write = [&](const std::string& single) {
+    dir.write("tokenizer.json",
+              "{\"model\": {\"type\": \"BPE\", \"vocab\": " + vocab +
+                  ", \"merges\": []}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}, "
+                  "\"added_tokens\": [{\"id\": 256, \"content\": \"<|endoftext|>\", \"special\": "
+                  "true}], \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": " +
+                  single +
+                  ", \"special_tokens\": {\"<|endoftext|>\": {\"id\": \"<|endoftext|>\", "
+                  "\"ids\": [256]}}}}");
+  };
+  const std::string eos = R"({"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}})";
+  const std::string text = R"({"Sequence": {"id": "A", "type_id": 0}})";
+  // "$A <|endoftext|>": the template's EOS is the document's end, not followed by another.
+  write("[" + text + ", " + eos + "]");
+  auto t = ms::text::CausalTokenizer::from_dir(dir.path);
+  CHECK(t.prompt_ids("abc") == Ids{'a', 'b', 'c', 256});
+  CHECK(t.document_ids("abc") == Ids{'a', 'b', 'c', 256});
+  CHECK(t.document_ids("abcdef", 3) == Ids{'a', 'b', 256});  // the text is cut, not the EOS
+  // "<|endoftext|> $A": the template's BOS, then the document's EOS; a cut keeps the BOS.
+  write("[" + eos + ", " + text + "]");
+  t = ms::text::CausalTokenizer::from_dir(dir.path);
+  CHECK(t.document_ids("abc") == Ids{256, 'a', 'b', 'c', 256});
+  CHECK(t.document_ids("abcdef", 3) == Ids{256, 'a', 'b'});
+}
