@@ -295,6 +295,13 @@ TEST_CASE("added tokens' lstrip, rstrip and single_word, as tokenizers applies t
   CHECK(t.encode("zq_") == Ids{'z', 'q', '_'});
   CHECK(t.encode("2zq") == Ids{'2', 'z', 'q'});
   CHECK(t.encode("<ent>zq<ent>") == Ids{256, 257, 256});  // the text it is found in ends there
+  // A token that starts in the white space an rstrip token took is still found (tokenizers
+  // searches on from <ent>'s own end; transformers: x, <ent>, " spaced").
+  vocab[" spaced"] = 259;
+  const Gpt2Tokenizer t2(vocab, {}, {}, {ent, zq, right, {" spaced", false}});
+  CHECK(t2.encode("x<ent> spaced") == Ids{'x', 256, 259});
+  CHECK(t2.encode("x<ent>  spaced") == Ids{'x', 256, 259});
+  CHECK(t2.encode("x <ent> y") == Ids{'x', 256, 'y'});
 }
 
 TEST_CASE("tokenizer.json's normalizer and post-processor: applied, or refused by name",

@@ -122,10 +122,11 @@ std::vector<typename AddedTokenMatcher<CharT>::Split> AddedTokenMatcher<CharT>::
       while (begin > done && is_whitespace(char_before(text, begin)))
         begin -= length_before(text, begin);
     }
-    if (found->flags.rstrip) {
+    // The white space rstrip takes is searched again, as tokenizers does (its Aho-Corasick
+    // search goes on at the token's own end): a token found there is kept, overlapping this
+    // one's match ("x<ent> spaced" with an added " spaced": x, <ent>, " spaced").
+    if (found->flags.rstrip)
       while (end < text.size() && is_whitespace(char_at(text, end))) end += length_at(text, end);
-      i = end;  // (tokenizers searches that white space again: a token there would overlap)
-    }
     if (begin > done) out.push_back({done, begin, -1});
     out.push_back({begin, end, found->id});
     done = end;

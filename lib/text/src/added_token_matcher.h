@@ -36,7 +36,8 @@ class AddedTokenMatcher {
   using View = std::basic_string_view<CharT>;
 
   /// A part of a text: an added token (its match, stripped white space included) or the text
-  /// between two (id -1). [begin, end) in CharT units.
+  /// between two (id -1). [begin, end) in CharT units. A token found in the white space that an
+  /// rstrip token before it took overlaps that one's split, as in tokenizers.
   struct Split {
     std::size_t begin, end;
     std::int64_t id;
