@@ -464,3 +464,25 @@ TEST_CASE("causal tokenizer: a document ends with one end-of-text token, kept wh
   CHECK(t.document_ids("abc") == Ids{256, 'a', 'b', 'c', 256});
   CHECK(t.document_ids("abcdef", 3) == Ids{256, 'a', 'b'});
 }
+
+TEST_CASE("tokenizer.json's normalizer is ignored where transformers 5 builds GPT-2's own",
+          "[text][gpt2]") {
+  TempDir dir;
+  const std::string vocab = byte_vocab_json() + ", \"<|endoftext|>\": 256}";
+  dir.write("tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": " + vocab +
+                                  ", \"merges\": []}, \"pre_tokenizer\": {\"type\": "
+                                  "\"ByteLevel\"}, \"normalizer\": {\"type\": \"NFC\"}}");
+  const std::string cafe = "e\xCC\x81";  // e + U+0301, which NFC would make one character
+  const Ids raw{'e', 0xCC, 0x81};
+  // No class: tokenizer.json stands, and its normalizer is refused.
+  CHECK(error_code([&] { (void)Gpt2Tokenizer::from_dir(dir.path); }) == ms::ErrorCode::kConfig);
+  // GPT2Tokenizer (by name, or by config.json's model_type): transformers 5.25 gives the
+  // unnormalised text's ids.
+  dir.write("tokenizer_config.json", R"({"tokenizer_class": "GPT2Tokenizer"})");
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode(cafe) == raw);
+  dir.write("tokenizer_config.json", R"({"tokenizer_class": "PreTrainedTokenizerFast"})");
+  CHECK(error_code([&] { (void)Gpt2Tokenizer::from_dir(dir.path); }) == ms::ErrorCode::kConfig);
+  dir.write("tokenizer_config.json", "{}");
+  dir.write("config.json", R"({"model_type": "gpt2"})");
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode(cafe) == raw);
+}

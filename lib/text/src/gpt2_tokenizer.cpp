@@ -185,9 +185,9 @@ bool template_ids(const nlohmann::json& post, Gpt2TokenizerOptions& options) {
 // (ByteLevel) or puts special tokens around the text (TemplateProcessing's single form, read
 // into `options`). Any other is refused by name rather than tokenised differently.
 void check_processing(const nlohmann::json& j, const std::string& source,
-                      Gpt2TokenizerOptions& options) {
+                      Gpt2TokenizerOptions& options, bool normalizer_ignored) {
   const nlohmann::json normalizer = j.value("normalizer", nlohmann::json());
-  if (!normalizer.is_null()) {
+  if (!normalizer.is_null() && !normalizer_ignored) {
     throw Error(ErrorCode::kConfig,
                 fmt::format("{}: key 'normalizer' is {}, which ms's byte-level BPE tokenizer does "
                             "not apply",
@@ -219,6 +219,33 @@ void check_processing(const nlohmann::json& j, const std::string& source,
                 "special tokens around one text (\"single\": [..., {\"Sequence\": {\"id\": "
                 "\"A\"}}, ...])");
   }
+}
+
+// Whether transformers 5 builds the folder's tokenizer itself and ignores tokenizer.json's
+// normalizer: GPT2Tokenizer and CodeGenTokenizer (named by tokenizer_config.json's
+// tokenizer_class, or by config.json's model_type without one) make GPT-2's byte-level BPE from
+// tokenizer.json's vocabulary and merges, with no normalizer, and keep its post-processor. A
+// tokenizer.json that stands as it is (TokenizersBackend, PreTrainedTokenizerFast, the other
+// classes) is run with its normalizer, which ms does not apply (transformers 4.49's fast
+// tokenizers apply it for every class; the newer release is followed).
+bool normalizer_ignored(const std::filesystem::path& dir) {
+  std::string name;
+  if (const auto config = read_json_file(dir / "tokenizer_config.json");
+      config && config->is_object() && config->contains("tokenizer_class") &&
+      (*config)["tokenizer_class"].is_string()) {
+    name = (*config)["tokenizer_class"].get<std::string>();
+  }
+  if (name.empty()) {
+    if (const auto config = read_json_file(dir / "config.json");
+        config && config->is_object() && config->contains("model_type") &&
+        (*config)["model_type"].is_string()) {
+      const std::string type = (*config)["model_type"].get<std::string>();
+      return type == "gpt2" || type == "codegen";
+    }
+    return false;
+  }
+  return name == "GPT2Tokenizer" || name == "GPT2TokenizerFast" || name == "CodeGenTokenizer" ||
+         name == "CodeGenTokenizerFast";
 }
 
 }  // namespace
@@ -339,7 +366,7 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
     auto read_tokenizer_json = [&](const nlohmann::json& j) {
       const std::string source = (dir / "tokenizer.json").string();
       if (!j.is_object()) return;
-      check_processing(j, source, options);
+      check_processing(j, source, options, normalizer_ignored(dir));
       if (!j.contains("added_tokens") || !j["added_tokens"].is_array()) return;
       for (const auto& t : j["added_tokens"]) {
         if (!t.is_object() || !t.contains("content") || !t["content"].is_string() ||

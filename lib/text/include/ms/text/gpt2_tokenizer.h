@@ -80,8 +80,9 @@ class MS_API Gpt2Tokenizer {
   /// (older releases' tokens, not special), tokenizer_config.json's `added_tokens_decoder` and
   /// the special tokens maps' `additional_special_tokens`. Throws ms::Error(kNotFound) when there
   /// is none, kConfig when a file is malformed or tokenizer.json asks for what ms does not do:
-  /// a normalizer, or a post-processor other than ByteLevel (offsets only) and a
-  /// TemplateProcessing of special tokens around the text.
+  /// a normalizer (unless the folder's tokenizer class is GPT2Tokenizer or CodeGenTokenizer,
+  /// which transformers 5 builds without one), or a post-processor other than ByteLevel
+  /// (offsets only) and a TemplateProcessing of special tokens around the text.
   static Gpt2Tokenizer from_dir(const std::filesystem::path& dir);
 
   /// GPT-2's pre-tokenisation: the pieces its regular expression
