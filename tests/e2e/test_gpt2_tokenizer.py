@@ -92,6 +92,28 @@ class Gpt2Tokenizer(MsTestCase):
         self.assertEqual(line["input_ids"], [15496, 995, 11, 340])
         self.assertEqual(line["tokens"], ["Hello", "Ġworld", ",", "Ġit"])
 
+    def test_truncation_keeps_the_template(self):
+        # tokenizer.json's template "$A <|endoftext|>": --max-length cuts the text's tokens and
+        # keeps the EOS, as transformers' truncation does (5.25: [64, 275, 50256]).
+        d = self.path("eos-template")
+        os.makedirs(d)
+        for name in ("vocab.json", "merges.txt"):
+            shutil.copy(os.path.join(vocab_dir(), name), d)
+        eos = {"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}
+        spec = {"added_tokens": [{"id": 50256, "content": "<|endoftext|>", "special": True}],
+                "pre_tokenizer": {"type": "ByteLevel"}, "model": {"type": "BPE"},
+                "post_processor": {"type": "TemplateProcessing",
+                                   "single": [{"Sequence": {"id": "A", "type_id": 0}}, eos],
+                                   "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [50256]}}}}
+        with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
+            json.dump(spec, f)
+        r = run_ms("tokenize", "--model", d, "--input", "a b c d e", "--max-length", "3")
+        self.assertExit(r, 0)
+        self.assertEqual(json.loads(r.stdout)["input_ids"], [64, 275, 50256])
+        r = run_ms("tokenize", "--model", d, "--input", "a b c d e", "--max-length", "1")
+        self.assertExit(r, 0)
+        self.assertEqual(json.loads(r.stdout)["input_ids"], [50256])
+
     def test_added_token_options(self):
         # AddedToken("<ent>", lstrip=True, rstrip=True) and AddedToken("zq", single_word=True), as
         # transformers 4 saves them beside vocab.json; ids are transformers 5.25's.
