@@ -342,6 +342,16 @@ TEST_CASE("tokenizer.json's normalizer and post-processor: applied, or refused b
   write("");
   CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("ab") == Ids{'a', 'b'});
   fs::remove(dir.path / "tokenizer_config.json");
+  // A template's ids must be its token's: not negative, not past the vocabulary, not another's.
+  for (const char* id : {"-1", "999", "97"}) {
+    write(std::string(R"(, "post_processor": {"type": "TemplateProcessing",
+        "single": [{"Sequence": {"id": "A", "type_id": 0}},
+                   {"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}],
+        "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [)") +
+          id + "]}}})");
+    CAPTURE(id);
+    CHECK(error_code([&] { (void)Gpt2Tokenizer::from_dir(dir.path); }) == ms::ErrorCode::kConfig);
+  }
   for (const auto& [extra, fragment] : std::vector<std::pair<std::string, std::string>>{
            {R"(, "normalizer": {"type": "NFC"})", R"(key 'normalizer' is {"type":"NFC"})"},
            {R"(, "normalizer": {"type": "Lowercase"})", "Lowercase"},

@@ -151,7 +151,12 @@ Gpt2AddedToken added_token(const nlohmann::json& entry, const std::string& sourc
 // A TemplateProcessing post-processor's single-sequence template ("single": [{"SpecialToken":
 // {"id": "<|endoftext|>"}}, {"Sequence": {"id": "A"}}]) as the ids before and after the text;
 // false when it is not special tokens around one "A" (whose ids are in its special_tokens).
-bool template_ids(const nlohmann::json& post, Gpt2TokenizerOptions& options) {
+// The special tokens a template names, with their ids, for from_dir() to check against the
+// vocabulary.
+using TemplateTokens = std::vector<std::pair<std::string, std::vector<std::int64_t>>>;
+
+bool template_ids(const nlohmann::json& post, Gpt2TokenizerOptions& options,
+                  TemplateTokens& named) {
   const nlohmann::json single = post.value("single", nlohmann::json());
   const nlohmann::json specials = post.value("special_tokens", nlohmann::json::object());
   if (!single.is_array() || !specials.is_object()) return false;
@@ -169,9 +174,11 @@ bool template_ids(const nlohmann::json& post, Gpt2TokenizerOptions& options) {
     if (!name.is_string() || !specials.contains(name.get<std::string>())) return false;
     const nlohmann::json ids = specials[name.get<std::string>()].value("ids", nlohmann::json());
     if (!ids.is_array()) return false;
+    named.emplace_back(name.get<std::string>(), std::vector<std::int64_t>());
     for (const nlohmann::json& id : ids) {
       if (!id.is_number_integer()) return false;
       (seen_text ? suffix : prefix).push_back(id.get<std::int64_t>());
+      named.back().second.push_back(id.get<std::int64_t>());
     }
   }
   if (!seen_text) return false;
@@ -185,7 +192,8 @@ bool template_ids(const nlohmann::json& post, Gpt2TokenizerOptions& options) {
 // (ByteLevel) or puts special tokens around the text (TemplateProcessing's single form, read
 // into `options`). Any other is refused by name rather than tokenised differently.
 void check_processing(const nlohmann::json& j, const std::string& source,
-                      Gpt2TokenizerOptions& options, bool normalizer_ignored) {
+                      Gpt2TokenizerOptions& options, bool normalizer_ignored,
+                      TemplateTokens& named) {
   const nlohmann::json normalizer = j.value("normalizer", nlohmann::json());
   if (!normalizer.is_null() && !normalizer_ignored) {
     throw Error(ErrorCode::kConfig,
@@ -207,7 +215,7 @@ void check_processing(const nlohmann::json& j, const std::string& source,
   for (const nlohmann::json& part : parts) {
     const std::string type = component_type(part);
     if (type == "ByteLevel") continue;  // trims the offsets of tokens, not their ids
-    if (type == "TemplateProcessing" && !templated && template_ids(part, options)) {
+    if (type == "TemplateProcessing" && !templated && template_ids(part, options, named)) {
       templated = true;
       continue;
     }
@@ -360,13 +368,14 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
     // added_tokens_decoder, added_tokens.json, additional_special_tokens.
     std::vector<Gpt2AddedToken> added, decoder_added, legacy_added, special_added;
     Gpt2TokenizerOptions options;
+    TemplateTokens template_tokens;  // tokenizer.json's template's special tokens
     // tokenizer.json's added tokens: {"id", "content", "special", ...} entries, whichever files
     // hold the vocabulary (transformers 5 writes vocab.json and merges.txt beside it and keeps
     // the tokens it added only there).
     auto read_tokenizer_json = [&](const nlohmann::json& j) {
       const std::string source = (dir / "tokenizer.json").string();
       if (!j.is_object()) return;
-      check_processing(j, source, options, normalizer_ignored(dir));
+      check_processing(j, source, options, normalizer_ignored(dir), template_tokens);
       if (!j.contains("added_tokens") || !j["added_tokens"].is_array()) return;
       for (const auto& t : j["added_tokens"]) {
         if (!t.is_object() || !t.contains("content") || !t["content"].is_string() ||
@@ -497,6 +506,24 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
     // the slow GPT2Tokenizer then, reads add_bos_token but not add_eos_token: the newer
     // release is followed.)
     if (is_file(dir / "tokenizer.json")) options.add_bos_token = options.add_eos_token = false;
+    // The template's ids must be its tokens' ids in the vocabulary (a token of one id), or at
+    // least ids the vocabulary has.
+    std::int64_t vocab_end = 0;
+    for (const auto& [token, id] : vocab) vocab_end = std::max(vocab_end, id + 1);
+    for (const auto& [name, ids] : template_tokens) {
+      const auto it = vocab.find(name);
+      for (const std::int64_t id : ids) {
+        const bool ok = id >= 0 && id < vocab_end &&
+                        (ids.size() != 1 || (it != vocab.end() && it->second == id));
+        MS_CHECK(ok, ErrorCode::kConfig,
+                 "{}: key 'post_processor.special_tokens.{}.ids' holds {}, which is not {}",
+                 (dir / "tokenizer.json").string(), name, id,
+                 it != vocab.end() && ids.size() == 1
+                     ? fmt::format("the token's id in the vocabulary ({})", it->second)
+                     : fmt::format("the id of a token '{}' in the vocabulary (0 to {})", name,
+                                   vocab_end - 1));
+      }
+    }
     try {
       return Gpt2Tokenizer(std::move(vocab), std::move(merges), std::move(options),
                            std::move(added));
