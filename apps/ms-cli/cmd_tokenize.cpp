@@ -51,6 +51,7 @@ void run_tokenize(const TokenizeOptions& o) {
   infer::InputSpec spec;
   spec.texts = o.inputs;
   if (o.input_file) spec.file = *o.input_file;
+  infer::require_model_folder(o.model, /*hub_ids=*/false);
   const auto inputs = infer::read_inputs(spec);
   // A folder with a WordPiece vocab.txt is BERT's; otherwise GPT-2's files decide.
   std::error_code ec;
@@ -61,7 +62,16 @@ void run_tokenize(const TokenizeOptions& o) {
     tokenize_each(inputs, [&](const infer::PipelineInput& in, Json& output) {
       MS_CHECK(!in.text_pair, ErrorCode::kUsage,
                "a GPT-2 tokenizer takes one text per input, not a text pair");
-      std::vector<std::int64_t> ids = tokenizer.encode(in.text);
+      // Cut as transformers' truncation does: the text's tokens, so that the special tokens
+      // around them (tokenizer.json's template, add_bos_token / add_eos_token) stay.
+      std::vector<std::int64_t> ids = tokenizer.prefix_ids();
+      std::vector<std::int64_t> body = tokenizer.encode_text(in.text);
+      const std::vector<std::int64_t> suffix = tokenizer.suffix_ids();
+      const std::size_t around = ids.size() + suffix.size();
+      if (o.max_length > 0 && body.size() + around > o.max_length)
+        body.resize(o.max_length > around ? o.max_length - around : 0);
+      ids.insert(ids.end(), body.begin(), body.end());
+      ids.insert(ids.end(), suffix.begin(), suffix.end());
       if (o.max_length > 0 && ids.size() > o.max_length) ids.resize(o.max_length);
       output["input_ids"] = ids;
       if (o.tokens) {

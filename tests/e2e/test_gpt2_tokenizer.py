@@ -92,6 +92,98 @@ class Gpt2Tokenizer(MsTestCase):
         self.assertEqual(line["input_ids"], [15496, 995, 11, 340])
         self.assertEqual(line["tokens"], ["Hello", "Ġworld", ",", "Ġit"])
 
+    def test_truncation_keeps_the_template(self):
+        # tokenizer.json's template "$A <|endoftext|>": --max-length cuts the text's tokens and
+        # keeps the EOS, as transformers' truncation does (5.25: [64, 275, 50256]).
+        d = self.path("eos-template")
+        os.makedirs(d)
+        for name in ("vocab.json", "merges.txt"):
+            shutil.copy(os.path.join(vocab_dir(), name), d)
+        eos = {"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}
+        spec = {"added_tokens": [{"id": 50256, "content": "<|endoftext|>", "special": True}],
+                "pre_tokenizer": {"type": "ByteLevel"}, "model": {"type": "BPE"},
+                "post_processor": {"type": "TemplateProcessing",
+                                   "single": [{"Sequence": {"id": "A", "type_id": 0}}, eos],
+                                   "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [50256]}}}}
+        with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
+            json.dump(spec, f)
+        r = run_ms("tokenize", "--model", d, "--input", "a b c d e", "--max-length", "3")
+        self.assertExit(r, 0)
+        self.assertEqual(json.loads(r.stdout)["input_ids"], [64, 275, 50256])
+        r = run_ms("tokenize", "--model", d, "--input", "a b c d e", "--max-length", "1")
+        self.assertExit(r, 0)
+        self.assertEqual(json.loads(r.stdout)["input_ids"], [50256])
+
+    def test_added_token_options(self):
+        # AddedToken("<ent>", lstrip=True, rstrip=True) and AddedToken("zq", single_word=True), as
+        # transformers 4 saves them beside vocab.json; ids are transformers 5.25's.
+        d = self.path("added")
+        os.makedirs(d)
+        for name in ("vocab.json", "merges.txt"):
+            shutil.copy(os.path.join(vocab_dir(), name), d)
+        decoder = {"50257": {"content": "<ent>", "lstrip": True, "rstrip": True, "single_word": False,
+                             "normalized": True, "special": False},
+                   "50258": {"content": "zq", "lstrip": False, "rstrip": False, "single_word": True,
+                             "normalized": True, "special": False}}
+        with open(os.path.join(d, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+            json.dump({"added_tokens_decoder": decoder}, f)
+        r = run_ms("tokenize", "--model", d, "--input", "x <ent> y", "azqb", "a zq b")
+        self.assertExit(r, 0)
+        ids = [json.loads(line)["input_ids"] for line in r.stdout.splitlines()]
+        self.assertEqual(ids, [[87, 50257, 88], [1031, 80, 65], [64, 220, 50258, 275]])
+
+    def test_added_token_options_beside_added_tokens_json(self):
+        # transformers 4's usual layout lists the tokens in added_tokens.json too (without
+        # options), and special ones in special_tokens_map.json: added_tokens_decoder's options
+        # still rule; "<sp>" is matched as added_tokens.json says (no options), as transformers
+        # does. Ids are transformers 5.25's (4.49's are the same).
+        d = self.path("added4")
+        os.makedirs(d)
+        for name in ("vocab.json", "merges.txt"):
+            shutil.copy(os.path.join(vocab_dir(), name), d)
+        with open(os.path.join(d, "added_tokens.json"), "w", encoding="utf-8") as f:
+            json.dump({"<ent>": 50257, "zq": 50258, "<sp>": 50259}, f)
+        with open(os.path.join(d, "special_tokens_map.json"), "w", encoding="utf-8") as f:
+            json.dump({"additional_special_tokens": [{"content": "<sp>", "lstrip": True, "rstrip": True,
+                                                      "normalized": False, "single_word": False}]}, f)
+        decoder = {"50257": {"content": "<ent>", "lstrip": True, "rstrip": True, "single_word": False,
+                             "normalized": True, "special": False},
+                   "50258": {"content": "zq", "lstrip": False, "rstrip": False, "single_word": True,
+                             "normalized": True, "special": False}}
+        with open(os.path.join(d, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+            json.dump({"added_tokens_decoder": decoder, "tokenizer_class": "GPT2Tokenizer",
+                       "additional_special_tokens": ["<sp>"]}, f)
+        r = run_ms("tokenize", "--model", d, "--input", "x <ent> y", "azqb", "a zq b", "a <sp> b")
+        self.assertExit(r, 0)
+        ids = [json.loads(line)["input_ids"] for line in r.stdout.splitlines()]
+        self.assertEqual(ids, [[87, 50257, 88], [1031, 80, 65], [64, 220, 50258, 275], [64, 220, 50259, 275]])
+
+    def test_tokenizer_json_normalizer_is_refused(self):
+        # A normalizer ms does not apply is a configuration error naming it, not other ids.
+        d = self.path("nfc")
+        os.makedirs(d)
+        with open(os.path.join(vocab_dir(), "vocab.json"), encoding="utf-8") as f:
+            vocab = json.load(f)
+        spec = {"normalizer": {"type": "NFC"}, "pre_tokenizer": {"type": "ByteLevel"},
+                "model": {"type": "BPE", "vocab": vocab, "merges": []}}
+        with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
+            json.dump(spec, f)
+        r = run_ms("tokenize", "--model", d, "--input", "Cafe\u0301")
+        self.assertExit(r, 3)
+        self.assertOneLineError(r, "tokenizer.json", "key 'normalizer'", "NFC")
+
+    def test_model_folder_must_exist(self):
+        # The errors of `ms infer -m`: no folder is exit 4, a file is exit 2.
+        r = run_ms("tokenize", "--model", self.path("nope"), "--input", "a")
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "model folder", "does not exist")
+        self.assertNotIn("vocab.txt", r.stderr)
+        with open(self.path("file"), "w", encoding="utf-8") as f:
+            f.write("x")
+        r = run_ms("tokenize", "--model", self.path("file"), "--input", "a")
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "is a file, not a model folder")
+
 
 if __name__ == "__main__":
     unittest.main()

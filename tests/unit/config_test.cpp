@@ -77,6 +77,20 @@ TEST_CASE("missing keys and wrong types name the file and the full key path", "[
                {"missing key 'train.hooks.LoggerHook'"});
 }
 
+TEST_CASE("a null where a typed value is due is named once ('got null')", "[config]") {
+  Config c = Config::parse(kModelConfig, "json", "model/configuration.json");
+  c.set("max_new_tokens", Json());  // --set max_new_tokens=null
+  try {
+    c.get<int>("max_new_tokens");
+    FAIL("no error");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ErrorCode::kConfig);
+    const std::string what = e.what();
+    CHECK(what.find("key 'max_new_tokens' must be an integer, got null") != std::string::npos);
+    CHECK(what.find("null null") == std::string::npos);
+  }
+}
+
 TEST_CASE("integers out of the requested type's range are errors, not wrapped values", "[config]") {
   Config c = Config::parse(R"({"neg": -5, "big": 5000000000, "huge": 18446744073709551615})",
                            "json", "c.json");

@@ -183,6 +183,11 @@ TEST_CASE("GPT-2 tokenizer files: Hugging Face, OpenAI and tokenizer.json layout
   CHECK(prefixed.pad_id() == 257);
   dir.write("tokenizer_config.json", "{\"add_bos_token\": true}");
   CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("he") == Ids{257, 256});
+  // Without tokenizer.json transformers 5 builds "bos $A eos" from both.
+  dir.write("tokenizer_config.json", "{\"add_bos_token\": true, \"add_eos_token\": true}");
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("he") == Ids{257, 256, 257});
+  dir.write("tokenizer_config.json", "{\"add_eos_token\": true}");
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("he") == Ids{256, 257});
   dir.write("tokenizer_config.json", "{\"add_prefix_space\": \"yes\"}");
   CHECK(error_code([&] { (void)Gpt2Tokenizer::from_dir(dir.path); }) == ms::ErrorCode::kConfig);
   fs::remove(dir.path / "tokenizer_config.json");
@@ -263,6 +268,140 @@ TEST_CASE("added tokens, special or not, from every file Hugging Face keeps them
   CHECK(error_code([&] { (void)Gpt2Tokenizer::from_dir(dir.path); }) == ms::ErrorCode::kConfig);
 }
 
+TEST_CASE("added tokens' lstrip, rstrip and single_word, as tokenizers applies them",
+          "[text][gpt2]") {
+  std::unordered_map<std::string, std::int64_t> vocab;
+  for (int b = 0; b < 256; ++b) vocab[byte_token(b)] = b;
+  vocab["<ent>"] = 256;
+  vocab["zq"] = 257;
+  vocab["[R]"] = 258;
+  ms::text::Gpt2AddedToken ent{"<ent>", false};
+  ent.lstrip = ent.rstrip = true;
+  ms::text::Gpt2AddedToken zq{"zq", false};
+  zq.single_word = true;
+  ms::text::Gpt2AddedToken right{"[R]", false};
+  right.rstrip = true;
+  const Gpt2Tokenizer t(vocab, {}, {}, {ent, zq, right});
+  // The white space on either side of <ent> is its own (transformers: [87, 50257, 88]).
+  CHECK(t.encode("x <ent> y") == Ids{'x', 256, 'y'});
+  CHECK(t.encode("x\t <ent>\n\ny") == Ids{'x', 256, 'y'});
+  CHECK(t.encode("x\xE2\x80\x80<ent>") == Ids{'x', 256});  // U+2000 is white space too
+  CHECK(t.encode("<ent> <ent>") == Ids{256, 256});
+  CHECK(t.encode("a [R]  b") == Ids{'a', ' ', 258, 'b'});  // rstrip only: the space before stays
+  // zq only as a word of its own: not inside "azqb", nor next to a digit or '_'.
+  CHECK(t.encode("azqb") == Ids{'a', 'z', 'q', 'b'});
+  CHECK(t.encode("zq") == Ids{257});
+  CHECK(t.encode("a zq, b") == Ids{'a', ' ', 257, ',', ' ', 'b'});
+  CHECK(t.encode("zq_") == Ids{'z', 'q', '_'});
+  CHECK(t.encode("2zq") == Ids{'2', 'z', 'q'});
+  CHECK(t.encode("<ent>zq<ent>") == Ids{256, 257, 256});  // the text it is found in ends there
+  // A token that starts in the white space an rstrip token took is still found (tokenizers
+  // searches on from <ent>'s own end; transformers: x, <ent>, " spaced").
+  vocab[" spaced"] = 259;
+  const Gpt2Tokenizer t2(vocab, {}, {}, {ent, zq, right, {" spaced", false}});
+  CHECK(t2.encode("x<ent> spaced") == Ids{'x', 256, 259});
+  CHECK(t2.encode("x<ent>  spaced") == Ids{'x', 256, 259});
+  CHECK(t2.encode("x <ent> y") == Ids{'x', 256, 'y'});
+}
+
+TEST_CASE("tokenizer.json's normalizer and post-processor: applied, or refused by name",
+          "[text][gpt2]") {
+  TempDir dir;
+  const std::string vocab = byte_vocab_json() + ", \"<|endoftext|>\": 256}";
+  auto write = [&](const std::string& extra) {
+    dir.write("tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": " + vocab +
+                                    ", \"merges\": []}, \"pre_tokenizer\": {\"type\": "
+                                    "\"ByteLevel\"}, \"added_tokens\": [{\"id\": 256, "
+                                    "\"content\": \"<|endoftext|>\", \"special\": true}]" +
+                                    extra + "}");
+  };
+  // GPT-2's own: no normalizer, a ByteLevel post-processor (offsets only).
+  write(R"(, "normalizer": null, "post_processor": {"type": "ByteLevel", "trim_offsets": true})");
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("ab") == Ids{'a', 'b'});
+  // transformers 5 saves add_bos_token=True as a template with BOS first.
+  write(R"(, "post_processor": {"type": "TemplateProcessing",
+      "single": [{"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}},
+                 {"Sequence": {"id": "A", "type_id": 0}},
+                 {"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}],
+      "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [256]}}})");
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("ab") == Ids{256, 'a', 'b', 256});
+  // ... and one of the text alone (transformers 5's default), in a Sequence with ByteLevel.
+  write(R"(, "post_processor": {"type": "Sequence", "processors": [{"type": "ByteLevel"},
+      {"type": "TemplateProcessing", "single": [{"Sequence": {"id": "A", "type_id": 0}}],
+       "special_tokens": {}}]})");
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("ab") == Ids{'a', 'b'});
+  // With a tokenizer.json, tokenizer_config.json's add_bos_token / add_eos_token are dropped
+  // (transformers 4.49 and 5.25): the post-processor alone decides.
+  dir.write("tokenizer_config.json", R"({"add_bos_token": true, "add_eos_token": true})");
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("ab") == Ids{'a', 'b'});
+  write(R"(, "post_processor": {"type": "TemplateProcessing",
+      "single": [{"Sequence": {"id": "A", "type_id": 0}},
+                 {"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}],
+      "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [256]}}})");
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("ab") == Ids{'a', 'b', 256});
+  write("");
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("ab") == Ids{'a', 'b'});
+  fs::remove(dir.path / "tokenizer_config.json");
+  // A template's ids must be its token's: not negative, not past the vocabulary, not another's.
+  for (const char* id : {"-1", "999", "97"}) {
+    write(std::string(R"(, "post_processor": {"type": "TemplateProcessing",
+        "single": [{"Sequence": {"id": "A", "type_id": 0}},
+                   {"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}],
+        "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [)") +
+          id + "]}}})");
+    CAPTURE(id);
+    CHECK(error_code([&] { (void)Gpt2Tokenizer::from_dir(dir.path); }) == ms::ErrorCode::kConfig);
+  }
+  for (const auto& [extra, fragment] : std::vector<std::pair<std::string, std::string>>{
+           {R"(, "normalizer": {"type": "NFC"})", R"(key 'normalizer' is {"type":"NFC"})"},
+           {R"(, "normalizer": {"type": "Lowercase"})", "Lowercase"},
+           {R"(, "post_processor": {"type": "RobertaProcessing", "sep": ["</s>", 2]})",
+            "key 'post_processor' is {\"sep\""},
+           {R"(, "post_processor": {"type": "TemplateProcessing", "single":
+               [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A"}}],
+               "special_tokens": {}})",
+            "TemplateProcessing"},
+       }) {
+    write(extra);
+    CAPTURE(extra);
+    try {
+      Gpt2Tokenizer::from_dir(dir.path);
+      FAIL("expected an error");
+    } catch (const ms::Error& e) {
+      CHECK(e.code() == ms::ErrorCode::kConfig);
+      CHECK(std::string(e.what()).find(fragment) != std::string::npos);
+      CHECK(std::string(e.what()).find("tokenizer.json") != std::string::npos);
+      CHECK_FALSE(e.hint().empty());
+    }
+  }
+}
+
+TEST_CASE("added tokens' options are read from tokenizer.json and tokenizer_config.json",
+          "[text][gpt2]") {
+  TempDir dir;
+  const std::string vocab = byte_vocab_json() + ", \"<|endoftext|>\": 256}";
+  dir.write("vocab.json", vocab);
+  dir.write("merges.txt", "#version: 0.2\n");
+  dir.write("tokenizer_config.json", R"({"added_tokens_decoder": {
+      "257": {"content": "<ent>", "special": false, "lstrip": true, "rstrip": true},
+      "258": {"content": "zq", "special": false, "single_word": true}}})");
+  {
+    const Gpt2Tokenizer t = Gpt2Tokenizer::from_dir(dir.path);
+    CHECK(t.encode("x <ent> y") == Ids{'x', 257, 'y'});
+    CHECK(t.encode("azqb") == Ids{'a', 'z', 'q', 'b'});
+  }
+  // tokenizer.json's entry is the one that counts.
+  dir.write("tokenizer.json",
+            "{\"model\": {\"type\": \"BPE\", \"vocab\": " + vocab +
+                ", \"merges\": []}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}, "
+                "\"added_tokens\": [{\"id\": 257, \"content\": \"<ent>\", \"special\": false, "
+                "\"lstrip\": false, \"rstrip\": true}]}");
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode("x <ent> y") == Ids{'x', ' ', 257, 'y'});
+  dir.write("tokenizer_config.json", R"({"added_tokens_decoder": {
+      "257": {"content": "<ent>", "lstrip": "yes"}}})");
+  CHECK(error_code([&] { (void)Gpt2Tokenizer::from_dir(dir.path); }) == ms::ErrorCode::kConfig);
+}
+
 // --- the causal tokenizer over a BERT-style vocab.txt (Chinese GPT models) -----------------------
 
 namespace {
@@ -306,4 +445,54 @@ TEST_CASE("causal tokenizer: byte-level BPE is preferred and round-trips") {
   const Ids doc = t.document_ids("the cat");
   CHECK(doc.back() == t.eos_id());
   CHECK(t.decode(doc) == "the cat");  // end of text is a special token
+}
+
+TEST_CASE("causal tokenizer: a document ends with one end-of-text token, kept when cut") {
+  TempDir dir;
+  const std::string vocab = byte_vocab_json() + ", \"<|endoftext|>\": 256}";
+  auto write = [&](const std::string& single) {
+    dir.write("tokenizer.json",
+              "{\"model\": {\"type\": \"BPE\", \"vocab\": " + vocab +
+                  ", \"merges\": []}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}, "
+                  "\"added_tokens\": [{\"id\": 256, \"content\": \"<|endoftext|>\", \"special\": "
+                  "true}], \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": " +
+                  single +
+                  ", \"special_tokens\": {\"<|endoftext|>\": {\"id\": \"<|endoftext|>\", "
+                  "\"ids\": [256]}}}}");
+  };
+  const std::string eos = R"({"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}})";
+  const std::string text = R"({"Sequence": {"id": "A", "type_id": 0}})";
+  // "$A <|endoftext|>": the template's EOS is the document's end, not followed by another.
+  write("[" + text + ", " + eos + "]");
+  auto t = ms::text::CausalTokenizer::from_dir(dir.path);
+  CHECK(t.prompt_ids("abc") == Ids{'a', 'b', 'c', 256});
+  CHECK(t.document_ids("abc") == Ids{'a', 'b', 'c', 256});
+  CHECK(t.document_ids("abcdef", 3) == Ids{'a', 'b', 256});  // the text is cut, not the EOS
+  // "<|endoftext|> $A": the template's BOS, then the document's EOS; a cut keeps the BOS.
+  write("[" + eos + ", " + text + "]");
+  t = ms::text::CausalTokenizer::from_dir(dir.path);
+  CHECK(t.document_ids("abc") == Ids{256, 'a', 'b', 'c', 256});
+  CHECK(t.document_ids("abcdef", 3) == Ids{256, 'a', 'b'});
+}
+
+TEST_CASE("tokenizer.json's normalizer is ignored where transformers 5 builds GPT-2's own",
+          "[text][gpt2]") {
+  TempDir dir;
+  const std::string vocab = byte_vocab_json() + ", \"<|endoftext|>\": 256}";
+  dir.write("tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": " + vocab +
+                                  ", \"merges\": []}, \"pre_tokenizer\": {\"type\": "
+                                  "\"ByteLevel\"}, \"normalizer\": {\"type\": \"NFC\"}}");
+  const std::string cafe = "e\xCC\x81";  // e + U+0301, which NFC would make one character
+  const Ids raw{'e', 0xCC, 0x81};
+  // No class: tokenizer.json stands, and its normalizer is refused.
+  CHECK(error_code([&] { (void)Gpt2Tokenizer::from_dir(dir.path); }) == ms::ErrorCode::kConfig);
+  // GPT2Tokenizer (by name, or by config.json's model_type): transformers 5.25 gives the
+  // unnormalised text's ids.
+  dir.write("tokenizer_config.json", R"({"tokenizer_class": "GPT2Tokenizer"})");
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode(cafe) == raw);
+  dir.write("tokenizer_config.json", R"({"tokenizer_class": "PreTrainedTokenizerFast"})");
+  CHECK(error_code([&] { (void)Gpt2Tokenizer::from_dir(dir.path); }) == ms::ErrorCode::kConfig);
+  dir.write("tokenizer_config.json", "{}");
+  dir.write("config.json", R"({"model_type": "gpt2"})");
+  CHECK(Gpt2Tokenizer::from_dir(dir.path).encode(cafe) == raw);
 }

@@ -287,6 +287,38 @@ TEST_CASE("added tokens are matched whole, normalised ones in the lower-cased te
   }
 }
 
+TEST_CASE("normalised added tokens are found normalised as the text is; options as tokenizers'",
+          "[text]") {
+  TempDir dir;
+  ms::write_file_atomic(dir.path / "vocab.txt",
+                        "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\nb\nx\ny\n##q\nz\n");
+  ms::write_file_atomic(dir.path / "tokenizer_config.json", R"({"added_tokens_decoder": {
+      "11": {"content": "Café", "special": false},
+      "12": {"content": "x y", "special": false},
+      "13": {"content": "zq", "special": false, "single_word": true},
+      "14": {"content": "<ent>", "special": false, "lstrip": true, "rstrip": true},
+      "15": {"content": "Ünï", "special": false, "normalized": false}}})");
+  const BertTokenizer t = BertTokenizer::from_dir(dir.path);
+  using Ids = std::vector<std::int64_t>;
+  // Lower-cased and accent-stripped as the text is: "CAFÉ" and "café" are "cafe" (transformers:
+  // the added token's id); a no-break space is a space after the clean-up.
+  CHECK(t.encode("CAFÉ").ids == Ids{2, 11, 3});
+  CHECK(t.encode("a café").ids == Ids{2, 5, 11, 3});
+  CHECK(t.encode("x\xC2\xA0y").ids == Ids{2, 12, 3});
+  // Matched as written where not normalised.
+  CHECK(t.encode("Ünï").ids == Ids{2, 15, 3});
+  CHECK(t.encode("ünï").ids == Ids{2, 1, 3});
+  // single_word: "zq" not inside a word ("azqb" is one unknown word), but alone it is.
+  CHECK(t.encode("azqb").ids == Ids{2, 1, 3});
+  CHECK(t.encode("a zq b").ids == Ids{2, 5, 13, 6, 3});
+  CHECK(t.encode("zq").ids == Ids{2, 13, 3});
+  CHECK(t.encode("zqq").ids == Ids{2, 10, 9, 9, 3});  // an added token is no WordPiece piece
+  // lstrip / rstrip: the white space is the token's (its offsets include it).
+  const ms::text::Encoding e = t.encode("a <ent> b");
+  CHECK(e.ids == Ids{2, 5, 14, 6, 3});
+  CHECK(e.offsets[2] == std::pair<std::size_t, std::size_t>{1, 8});
+}
+
 TEST_CASE("a token listed twice takes its last line's id, as Hugging Face's loaders do", "[text]") {
   TempDir dir;
   // The error names the file it read.

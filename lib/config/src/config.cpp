@@ -262,8 +262,12 @@ const Json& Config::at(std::string_view key) const {
 }
 
 void Config::type_error(std::string_view key, std::string_view expected, const Json& value) const {
-  throw Error(ErrorCode::kConfig, fmt::format("{}: key '{}' must be {}, got {} {}", source_, key,
-                                              expected, type_name(value), describe(value)));
+  // The type, then the value, unless it says no more than the type ("got null", not "got null
+  // null").
+  const std::string got =
+      value.is_null() ? type_name(value) : type_name(value) + " " + describe(value);
+  throw Error(ErrorCode::kConfig,
+              fmt::format("{}: key '{}' must be {}, got {}", source_, key, expected, got));
 }
 
 void Config::set(std::string_view key, Json value) {

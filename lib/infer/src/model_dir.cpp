@@ -106,21 +106,27 @@ std::optional<std::size_t> preprocessor_max_length(const Config& config, const s
   return std::nullopt;
 }
 
+void require_model_folder(const std::string& model, bool hub_ids) {
+  MS_CHECK(!model.empty(), ErrorCode::kUsage, "--model is empty");
+  std::error_code ec;
+  if (std::filesystem::is_directory(model, ec)) return;
+  if (std::filesystem::exists(model, ec)) {
+    throw Error(ErrorCode::kUsage, fmt::format("--model '{}' is a file, not a model folder", model),
+                "pass the folder that holds the model's configuration and tokenizer files");
+  }
+  throw Error(ErrorCode::kNotFound, fmt::format("model folder '{}' does not exist", model),
+              hub_ids ? "pass a local model folder, or a hub id such as owner/name"
+                      : "pass a local model folder");
+}
+
 ModelInfo open_model(const std::string& model, const std::optional<std::string>& task,
                      const std::vector<std::string>& overrides, const HubModelOptions& hub) {
   MS_CHECK(!model.empty(), ErrorCode::kUsage, "--model is empty");
   std::filesystem::path dir = model;
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) {
-    if (std::filesystem::exists(dir, ec)) {
-      throw Error(ErrorCode::kUsage,
-                  fmt::format("--model '{}' is a file, not a model folder", model),
-                  "pass the folder that holds configuration.json or config.json");
-    }
-    if (!looks_like_hub_id(model)) {
-      throw Error(ErrorCode::kNotFound, fmt::format("model folder '{}' does not exist", model),
-                  "pass a local model folder, or a hub id such as owner/name");
-    }
+    if (std::filesystem::exists(dir, ec) || !looks_like_hub_id(model))
+      require_model_folder(model, /*hub_ids=*/true);
     hub::DownloadOptions download;
     download.repo = hub::parse_repo_id(model);
     download.revision = hub.revision;

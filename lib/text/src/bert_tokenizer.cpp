@@ -4,6 +4,7 @@
 #include <charconv>
 #include <nlohmann/json.hpp>
 
+#include "added_token_matcher.h"
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
@@ -26,13 +27,6 @@ std::size_t code_points(std::string_view utf8) {
 bool holds_wordpiece(const nlohmann::json& j) {
   return j.is_object() && j.contains("model") && j["model"].is_object() &&
          j["model"].value("type", "") == "WordPiece";
-}
-
-// The type of one of tokenizer.json's components ("BertNormalizer"), or its JSON when it has none.
-std::string component_type(const nlohmann::json& component) {
-  if (component.is_object() && component.contains("type") && component["type"].is_string())
-    return component["type"].get<std::string>();
-  return component.dump();
 }
 
 // tokenizer.json's WordPiece vocabulary (model.vocab) in id order.
@@ -64,6 +58,10 @@ AddedToken added_token(const nlohmann::json& entry, std::int64_t id, const std::
   const bool special = entry.value("special", false);
   const nlohmann::json normalized = entry.value("normalized", nlohmann::json());
   token.normalized = normalized.is_boolean() ? normalized.get<bool>() : !special;
+  const AddedTokenFlags flags = added_token_flags(entry, source);
+  token.single_word = flags.single_word;
+  token.lstrip = flags.lstrip;
+  token.rstrip = flags.rstrip;
   return token;
 }
 
@@ -105,7 +103,7 @@ std::vector<AddedToken> read_added_tokens(const std::filesystem::path& dir,
   std::error_code ec;
   if (std::filesystem::is_regular_file(legacy, ec)) {
     for (const auto& [content, id] : vocab_from_json(read_big_json(legacy), legacy.string()))
-      out.push_back(AddedToken{content, id, false});
+      out.push_back(AddedToken{content, id});
   }
   return out;
 }
@@ -214,6 +212,11 @@ void read_wordpiece_options(const nlohmann::json& j, const std::string& source,
 
 }  // namespace
 
+struct BertTokenizer::Matchers {
+  AddedTokenMatcher<char> raw;             // in the text as written (UTF-8)
+  AddedTokenMatcher<char32_t> normalized;  // normalised, in the normalised text
+};
+
 BertTokenizer::BertTokenizer(std::vector<std::string> vocab, BertTokenizerOptions options)
     : vocab_(std::move(vocab)), options_(std::move(options)) {
   index_.reserve(vocab_.size() * 2);
@@ -221,6 +224,7 @@ BertTokenizer::BertTokenizer(std::vector<std::string> vocab, BertTokenizerOption
     // A token listed twice takes its last line's id, as Hugging Face's loaders do.
     index_[vocab_[i]] = static_cast<std::int64_t>(i);
   }
+  model_vocab_size_ = vocab_.size();
   std::vector<AddedToken> added = options_.added_tokens;
   std::stable_sort(added.begin(), added.end(),
                    [](const AddedToken& a, const AddedToken& b) { return a.id < b.id; });
@@ -245,17 +249,20 @@ BertTokenizer::BertTokenizer(std::vector<std::string> vocab, BertTokenizerOption
   sep_id_ = need(options_.sep_token, "separator (sep_token)");
   pad_id_ = need(options_.pad_token, "padding (pad_token)");
   mask_id_ = token_to_id(options_.mask_token);
+  auto matchers = std::make_shared<Matchers>();
+  // The added tokens' own entries first: the first entry of a text says how it is matched.
+  for (const AddedToken& token : options_.added_tokens) {
+    const AddedTokenFlags flags{token.single_word, token.lstrip, token.rstrip};
+    if (token.normalized)
+      matchers->normalized.add(normalize(token.content).text, token.id, flags);
+    else
+      matchers->raw.add(token.content, token.id, flags);
+  }
   for (const std::string* t : {&options_.unk_token, &options_.cls_token, &options_.sep_token,
                                &options_.pad_token, &options_.mask_token}) {
-    if (!t->empty() && token_to_id(*t) >= 0) specials_.push_back({*t, token_to_id(*t), false});
+    if (token_to_id(*t) >= 0) matchers->raw.add(*t, token_to_id(*t), {});
   }
-  for (const AddedToken& token : added) {
-    if (token.content.empty()) continue;
-    const bool lowered = token.normalized && options_.lowercase;
-    specials_.push_back({lowered ? ascii_lower(token.content) : token.content, token.id, lowered});
-  }
-  std::stable_sort(specials_.begin(), specials_.end(),
-                   [](const Whole& a, const Whole& b) { return a.text.size() > b.text.size(); });
+  matchers_ = std::move(matchers);
 }
 
 bool BertTokenizer::in_dir(const std::filesystem::path& dir) {
@@ -388,7 +395,7 @@ const std::string& BertTokenizer::id_to_token(std::int64_t id) const {
   return vocab_[static_cast<std::size_t>(id)];
 }
 
-std::vector<BertTokenizer::Word> BertTokenizer::split_words(std::string_view text) const {
+BertTokenizer::Normalized BertTokenizer::normalize(std::string_view text) const {
   const std::u32string input = decode_utf8(text);
   // Normaliser: clean-up, CJK spacing, accent stripping, lower-casing (in Hugging Face's order).
   // Each character keeps the index of the input character it came from, for offsets.
@@ -444,6 +451,12 @@ std::vector<BertTokenizer::Word> BertTokenizer::split_words(std::string_view tex
     cleaned.swap(scratch);
     src.swap(scratch_src);
   }
+  return {std::move(cleaned), std::move(src)};
+}
+
+std::vector<BertTokenizer::Word> BertTokenizer::split_words(const Normalized& text,
+                                                            std::size_t begin,
+                                                            std::size_t end) const {
   // Pre-tokeniser: split on whitespace, and every punctuation character is a word of its own.
   std::vector<Word> words;
   Word current;
@@ -451,16 +464,16 @@ std::vector<BertTokenizer::Word> BertTokenizer::split_words(std::string_view tex
     if (!current.text.empty()) words.push_back(std::move(current));
     current = Word{};
   };
-  for (std::size_t k = 0; k < cleaned.size(); ++k) {
-    const char32_t cp = cleaned[k];
+  for (std::size_t k = begin; k < end; ++k) {
+    const char32_t cp = text.text[k];
     if (is_whitespace(cp)) {
       flush();
     } else if (is_punctuation(cp)) {
       flush();
-      words.push_back(Word{std::u32string(1, cp), {src[k]}});
+      words.push_back(Word{std::u32string(1, cp), {text.source[k]}});
     } else {
       current.text.push_back(cp);
-      current.source.push_back(src[k]);
+      current.source.push_back(text.source[k]);
     }
   }
   flush();
@@ -469,7 +482,9 @@ std::vector<BertTokenizer::Word> BertTokenizer::split_words(std::string_view tex
 
 std::vector<std::string> BertTokenizer::basic_tokenize(std::string_view text) const {
   std::vector<std::string> out;
-  for (const Word& w : split_words(text)) out.push_back(encode_utf8(w.text));
+  const Normalized normalized = normalize(text);
+  for (const Word& w : split_words(normalized, 0, normalized.text.size()))
+    out.push_back(encode_utf8(w.text));
   return out;
 }
 
@@ -505,8 +520,11 @@ void BertTokenizer::wordpiece(const Word& w, std::size_t base, std::int64_t word
       piece.clear();
       if (start > 0) piece = options_.continuing_prefix;
       piece.append(utf8, starts[start], starts[end] - starts[start]);
+      // A piece of the model's vocabulary: an added token is no WordPiece piece (tokenizers
+      // keeps them apart), so "zqzq" is not "zq" "##z" "##q" where "zq" is added single_word.
       auto it = index_.find(piece);
-      if (it != index_.end()) {
+      if (it != index_.end() && static_cast<std::size_t>(it->second) < model_vocab_size_ &&
+          vocab_[static_cast<std::size_t>(it->second)] == piece) {
         found = it->second;
         break;
       }
@@ -529,72 +547,66 @@ void BertTokenizer::wordpiece(const Word& w, std::size_t base, std::int64_t word
   }
 }
 
+void BertTokenizer::plain_pieces(std::string_view text, std::size_t base, std::int64_t& word_id,
+                                 Pieces& out, std::size_t keep) const {
+  // A long text is read in segments cut after white space (which ends a word anyway), so that
+  // the working copies of normalize() (about 60 bytes per byte of text) stay small however long
+  // the text; past `keep` pieces only their number is kept. A 50 MB line took 3.5 GB before. (A
+  // text without white space is read whole; a normalized added token with white space inside is
+  // not found across a cut.)
+  constexpr std::size_t kSegment = 1 << 16;
+  for (std::string_view rest = text; !rest.empty();) {
+    std::size_t cut = rest.size();
+    if (rest.size() > kSegment) {
+      cut = rest.find_first_of(" \t\n\r", kSegment);
+      cut = cut == std::string_view::npos ? rest.size() : cut + 1;
+    }
+    const std::string_view segment = rest.substr(0, cut);
+    const Normalized normalized = normalize(segment);
+    // The normalized added tokens, in the normalised text.
+    for (const auto& split : matchers_->normalized.split(normalized.text)) {
+      if (split.id < 0) {
+        for (const Word& word : split_words(normalized, split.begin, split.end))
+          wordpiece(word, base, word_id++, out);
+      } else {
+        out.ids.push_back(split.id);
+        out.offsets.emplace_back(base + normalized.source[split.begin],
+                                 base + normalized.source[split.end - 1] + 1);
+        out.word_ids.push_back(word_id++);
+      }
+    }
+    if (out.ids.size() > keep) {
+      out.dropped += out.ids.size() - keep;
+      out.ids.resize(keep);
+      out.offsets.resize(keep);
+      out.word_ids.resize(keep);
+    }
+    base += code_points(segment);
+    rest.remove_prefix(cut);
+  }
+}
+
 BertTokenizer::Pieces BertTokenizer::pieces(std::string_view text, std::size_t keep) const {
-  // Special tokens written in the text (e.g. "[MASK]") are kept whole, as added tokens are.
+  // Special tokens and added tokens that are not normalized, written in the text (e.g.
+  // "[MASK]"), are kept whole; the text between them is normalised, and normalized added tokens
+  // are found in it.
   Pieces out;
-  std::size_t pos = 0, base = 0;
+  std::size_t base = 0;  // code points before the current split
   std::int64_t word_id = 0;
-  // Where each special token next occurs at or after `pos`, found again only once `pos` has
-  // passed it: searching every token anew after each match made a text full of one token
-  // quadratic (the others' searches ran to the end every time; 40,000 "[MASK]" took 18 s).
-  // Normalised added tokens are found in a lower-cased copy (ASCII letters only: the bytes keep
-  // their places).
-  std::string lowered;
-  if (std::any_of(specials_.begin(), specials_.end(), [](const Whole& w) { return w.lowered; }))
-    lowered = ascii_lower(text);
-  auto haystack = [&](const Whole& w) { return w.lowered ? std::string_view(lowered) : text; };
-  std::vector<std::size_t> next;
-  for (const Whole& w : specials_) next.push_back(haystack(w).find(w.text));
-  while (pos <= text.size()) {
-    std::size_t best = std::string_view::npos;
-    const Whole* which = nullptr;
-    for (std::size_t i = 0; i < specials_.size(); ++i) {
-      if (next[i] != std::string_view::npos && next[i] < pos)
-        next[i] = haystack(specials_[i]).find(specials_[i].text, pos);
-      const std::size_t at = next[i];
-      if (at != std::string_view::npos && (best == std::string_view::npos || at < best)) {
-        best = at;
-        which = &specials_[i];
-      }
-    }
-    const std::string_view chunk =
-        text.substr(pos, best == std::string_view::npos ? std::string_view::npos : best - pos);
-    // A long chunk is read in segments cut after white space (which ends a word anyway), so
-    // that the working copies of split_words (about 60 bytes per byte of text) stay small
-    // however long the text; past `keep` pieces only their number is kept. A 50 MB line took
-    // 3.5 GB before. (A chunk without white space is read whole.)
-    constexpr std::size_t kSegment = 1 << 16;
-    std::size_t segment_base = base;
-    for (std::string_view rest = chunk; !rest.empty();) {
-      std::size_t cut = rest.size();
-      if (rest.size() > kSegment) {
-        cut = rest.find_first_of(" \t\n\r", kSegment);
-        cut = cut == std::string_view::npos ? rest.size() : cut + 1;
-      }
-      const std::string_view segment = rest.substr(0, cut);
-      for (const Word& word : split_words(segment)) wordpiece(word, segment_base, word_id++, out);
-      if (out.ids.size() > keep) {
-        out.dropped += out.ids.size() - keep;
-        out.ids.resize(keep);
-        out.offsets.resize(keep);
-        out.word_ids.resize(keep);
-      }
-      segment_base += code_points(segment);
-      rest.remove_prefix(cut);
-    }
-    if (which == nullptr) break;
-    base += code_points(chunk);
-    const std::size_t len = code_points(which->text);
-    if (out.ids.size() < keep) {
-      out.ids.push_back(which->id);
-      out.offsets.emplace_back(base, base + len);
-      out.word_ids.push_back(word_id);
+  for (const auto& split : matchers_->raw.split(text)) {
+    const std::string_view part = text.substr(split.begin, split.end - split.begin);
+    const std::size_t length = code_points(part);
+    if (split.id < 0) {
+      plain_pieces(part, base, word_id, out, keep);
+    } else if (out.ids.size() < keep) {
+      out.ids.push_back(split.id);
+      out.offsets.emplace_back(base, base + length);
+      out.word_ids.push_back(word_id++);
     } else {
       ++out.dropped;
+      ++word_id;
     }
-    ++word_id;
-    base += len;
-    pos = best + which->text.size();
+    base += length;
   }
   return out;
 }

@@ -71,9 +71,27 @@ std::vector<std::int64_t> CausalTokenizer::prompt_ids(std::string_view text) con
   return ids;
 }
 
-std::vector<std::int64_t> CausalTokenizer::document_ids(std::string_view text) const {
-  std::vector<std::int64_t> ids = prompt_ids(text);
-  if (eos_id_ >= 0) ids.push_back(eos_id_);
+std::vector<std::int64_t> CausalTokenizer::document_ids(std::string_view text,
+                                                        std::size_t max_length) const {
+  std::vector<std::int64_t> prefix, body, suffix;
+  if (bpe_) {
+    prefix = bpe_->prefix_ids();
+    body = bpe_->encode_text(text);
+    suffix = bpe_->suffix_ids();
+  } else {
+    if (bos_id_ >= 0) prefix.push_back(bos_id_);
+    body = vocab_->token_ids(text);
+  }
+  // The text's tokens are cut, not the special tokens around them (as a tokenizer's truncation
+  // does); a template that already ends with the end-of-text token gets no second one.
+  if (max_length > 0 && prefix.size() + suffix.size() < max_length &&
+      body.size() > max_length - prefix.size() - suffix.size())
+    body.resize(max_length - prefix.size() - suffix.size());
+  std::vector<std::int64_t> ids = std::move(prefix);
+  ids.insert(ids.end(), body.begin(), body.end());
+  ids.insert(ids.end(), suffix.begin(), suffix.end());
+  if (eos_id_ >= 0 && (suffix.empty() || suffix.back() != eos_id_)) ids.push_back(eos_id_);
+  if (max_length > 0 && ids.size() > max_length) ids.resize(max_length);
   return ids;
 }
 

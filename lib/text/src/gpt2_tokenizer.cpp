@@ -10,6 +10,7 @@
 #include <queue>
 #include <set>
 
+#include "added_token_matcher.h"
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
 #include "ms/core/file.h"
@@ -130,6 +131,131 @@ bool byte_level(const nlohmann::json& pre, bool& add_prefix_space) {
   return false;
 }
 
+// One entry of tokenizer.json's added_tokens or tokenizer_config.json's added_tokens_decoder
+// ({"content", "special", "normalized", "single_word", "lstrip", "rstrip"}); `normalized`
+// defaults to not `special`, as in tokenizers.
+Gpt2AddedToken added_token(const nlohmann::json& entry, const std::string& source) {
+  Gpt2AddedToken t;
+  t.content = entry["content"].get<std::string>();
+  t.special =
+      entry.contains("special") && entry["special"].is_boolean() && entry["special"].get<bool>();
+  const nlohmann::json normalized = entry.value("normalized", nlohmann::json());
+  t.normalized = normalized.is_boolean() ? normalized.get<bool>() : !t.special;
+  const AddedTokenFlags flags = added_token_flags(entry, source);
+  t.single_word = flags.single_word;
+  t.lstrip = flags.lstrip;
+  t.rstrip = flags.rstrip;
+  return t;
+}
+
+// A TemplateProcessing post-processor's single-sequence template ("single": [{"SpecialToken":
+// {"id": "<|endoftext|>"}}, {"Sequence": {"id": "A"}}]) as the ids before and after the text;
+// false when it is not special tokens around one "A" (whose ids are in its special_tokens).
+// The special tokens a template names, with their ids, for from_dir() to check against the
+// vocabulary.
+using TemplateTokens = std::vector<std::pair<std::string, std::vector<std::int64_t>>>;
+
+bool template_ids(const nlohmann::json& post, Gpt2TokenizerOptions& options,
+                  TemplateTokens& named) {
+  const nlohmann::json single = post.value("single", nlohmann::json());
+  const nlohmann::json specials = post.value("special_tokens", nlohmann::json::object());
+  if (!single.is_array() || !specials.is_object()) return false;
+  std::vector<std::int64_t> prefix, suffix;
+  bool seen_text = false;
+  for (const nlohmann::json& piece : single) {
+    if (!piece.is_object() || piece.size() != 1) return false;
+    if (piece.contains("Sequence")) {
+      if (seen_text || piece["Sequence"].value("id", "") != "A") return false;
+      seen_text = true;
+      continue;
+    }
+    if (!piece.contains("SpecialToken") || !piece["SpecialToken"].is_object()) return false;
+    const nlohmann::json name = piece["SpecialToken"].value("id", nlohmann::json());
+    if (!name.is_string() || !specials.contains(name.get<std::string>())) return false;
+    const nlohmann::json ids = specials[name.get<std::string>()].value("ids", nlohmann::json());
+    if (!ids.is_array()) return false;
+    named.emplace_back(name.get<std::string>(), std::vector<std::int64_t>());
+    for (const nlohmann::json& id : ids) {
+      if (!id.is_number_integer()) return false;
+      (seen_text ? suffix : prefix).push_back(id.get<std::int64_t>());
+      named.back().second.push_back(id.get<std::int64_t>());
+    }
+  }
+  if (!seen_text) return false;
+  options.prefix_ids = std::move(prefix);
+  options.suffix_ids = std::move(suffix);
+  return true;
+}
+
+// tokenizer.json's normalizer and post-processor, which change the ids tokenizers gives: ms
+// tokenises without a normalizer, and applies a post-processor that only trims offsets
+// (ByteLevel) or puts special tokens around the text (TemplateProcessing's single form, read
+// into `options`). Any other is refused by name rather than tokenised differently.
+void check_processing(const nlohmann::json& j, const std::string& source,
+                      Gpt2TokenizerOptions& options, bool normalizer_ignored,
+                      TemplateTokens& named) {
+  const nlohmann::json normalizer = j.value("normalizer", nlohmann::json());
+  if (!normalizer.is_null() && !normalizer_ignored) {
+    throw Error(ErrorCode::kConfig,
+                fmt::format("{}: key 'normalizer' is {}, which ms's byte-level BPE tokenizer does "
+                            "not apply",
+                            source, normalizer.dump().substr(0, 200)),
+                "ms reads byte-level BPE tokenizers whose tokenizer.json has \"normalizer\": "
+                "null, as GPT-2's has");
+  }
+  const nlohmann::json post = j.value("post_processor", nlohmann::json());
+  std::vector<nlohmann::json> parts;
+  if (component_type(post) == "Sequence" && post.contains("processors") &&
+      post["processors"].is_array()) {
+    for (const nlohmann::json& p : post["processors"]) parts.push_back(p);
+  } else if (!post.is_null()) {
+    parts.push_back(post);
+  }
+  bool templated = false;
+  for (const nlohmann::json& part : parts) {
+    const std::string type = component_type(part);
+    if (type == "ByteLevel") continue;  // trims the offsets of tokens, not their ids
+    if (type == "TemplateProcessing" && !templated && template_ids(part, options, named)) {
+      templated = true;
+      continue;
+    }
+    throw Error(ErrorCode::kConfig,
+                fmt::format("{}: key 'post_processor' is {}, which ms's byte-level BPE tokenizer "
+                            "does not apply",
+                            source, part.dump().substr(0, 200)),
+                "ms applies a ByteLevel post-processor, and a TemplateProcessing that puts "
+                "special tokens around one text (\"single\": [..., {\"Sequence\": {\"id\": "
+                "\"A\"}}, ...])");
+  }
+}
+
+// Whether transformers 5 builds the folder's tokenizer itself and ignores tokenizer.json's
+// normalizer: GPT2Tokenizer and CodeGenTokenizer (named by tokenizer_config.json's
+// tokenizer_class, or by config.json's model_type without one) make GPT-2's byte-level BPE from
+// tokenizer.json's vocabulary and merges, with no normalizer, and keep its post-processor. A
+// tokenizer.json that stands as it is (TokenizersBackend, PreTrainedTokenizerFast, the other
+// classes) is run with its normalizer, which ms does not apply (transformers 4.49's fast
+// tokenizers apply it for every class; the newer release is followed).
+bool normalizer_ignored(const std::filesystem::path& dir) {
+  std::string name;
+  if (const auto config = read_json_file(dir / "tokenizer_config.json");
+      config && config->is_object() && config->contains("tokenizer_class") &&
+      (*config)["tokenizer_class"].is_string()) {
+    name = (*config)["tokenizer_class"].get<std::string>();
+  }
+  if (name.empty()) {
+    if (const auto config = read_json_file(dir / "config.json");
+        config && config->is_object() && config->contains("model_type") &&
+        (*config)["model_type"].is_string()) {
+      const std::string type = (*config)["model_type"].get<std::string>();
+      return type == "gpt2" || type == "codegen";
+    }
+    return false;
+  }
+  return name == "GPT2Tokenizer" || name == "GPT2TokenizerFast" || name == "CodeGenTokenizer" ||
+         name == "CodeGenTokenizerFast";
+}
+
 }  // namespace
 
 struct Gpt2Tokenizer::State {
@@ -138,8 +264,9 @@ struct Gpt2Tokenizer::State {
   std::vector<std::string> token_bytes;        // by id: the bytes the token stands for
   std::vector<bool> special;                   // by id: skipped by skip_special_tokens
   std::unordered_map<std::string, int> ranks;  // "left right" -> merge rank
-  std::vector<std::string> added;              // matched whole in raw text, longest first
-  std::size_t base_size = 0;                   // the highest id of a token not added, + 1
+  // Added tokens, found in the text first, then (normalized ones) in the text between those.
+  AddedTokenMatcher<char> raw_added, normalized_added;
+  std::size_t base_size = 0;  // the highest id of a token not added, + 1
   std::mutex cache_mutex;
   std::unordered_map<std::string, std::vector<std::int64_t>> cache;  // piece -> ids
 };
@@ -195,6 +322,7 @@ Gpt2Tokenizer::Gpt2Tokenizer(std::unordered_map<std::string, std::int64_t> vocab
     added_tokens.push_back({*t, true});
   }
   if (options_.pad_token) added_tokens.push_back({*options_.pad_token, true});
+  std::set<std::string> added_set;
   for (const Gpt2AddedToken& t : added_tokens) {
     const std::int64_t id = token_to_id(t.content);
     if (t.content.empty() || id < 0) continue;
@@ -205,12 +333,11 @@ Gpt2Tokenizer::Gpt2Tokenizer(std::unordered_map<std::string, std::int64_t> vocab
     // Decoded as written, as Hugging Face decodes an added token (not through the byte
     // alphabet: an added "Ġx" is those characters, not " x").
     st.token_bytes[slot] = t.content;
-    if (std::find(st.added.begin(), st.added.end(), t.content) == st.added.end())
-      st.added.push_back(t.content);
+    // The first entry of a token (tokenizer.json's, when it has one) says how it is matched.
+    if (!added_set.insert(t.content).second) continue;
+    (t.normalized ? st.normalized_added : st.raw_added)
+        .add(t.content, id, {t.single_word, t.lstrip, t.rstrip});
   }
-  std::sort(st.added.begin(), st.added.end(),
-            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
-  const std::set<std::string> added_set(st.added.begin(), st.added.end());
   for (const auto& [token, id] : st.vocab)
     if (added_set.count(token) == 0)
       st.base_size = std::max(st.base_size, static_cast<std::size_t>(id) + 1);
@@ -237,26 +364,32 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
   return with_context("reading the tokenizer in " + dir.string(), [&] {
     std::unordered_map<std::string, std::int64_t> vocab;
     std::vector<std::pair<std::string, std::string>> merges;
-    std::vector<Gpt2AddedToken> added;
+    // Added tokens by where they are listed: tokenizer.json's (`added`), tokenizer_config.json's
+    // added_tokens_decoder, added_tokens.json, additional_special_tokens.
+    std::vector<Gpt2AddedToken> added, decoder_added, legacy_added, special_added;
     Gpt2TokenizerOptions options;
+    TemplateTokens template_tokens;  // tokenizer.json's template's special tokens
     // tokenizer.json's added tokens: {"id", "content", "special", ...} entries, whichever files
     // hold the vocabulary (transformers 5 writes vocab.json and merges.txt beside it and keeps
     // the tokens it added only there).
-    auto read_added_tokens = [&](const nlohmann::json& j) {
-      if (!j.is_object() || !j.contains("added_tokens") || !j["added_tokens"].is_array()) return;
+    auto read_tokenizer_json = [&](const nlohmann::json& j) {
+      const std::string source = (dir / "tokenizer.json").string();
+      if (!j.is_object()) return;
+      check_processing(j, source, options, normalizer_ignored(dir), template_tokens);
+      if (!j.contains("added_tokens") || !j["added_tokens"].is_array()) return;
       for (const auto& t : j["added_tokens"]) {
         if (!t.is_object() || !t.contains("content") || !t["content"].is_string() ||
             !t.contains("id") || !t["id"].is_number_integer())
           continue;
         vocab.emplace(t["content"].get<std::string>(), t["id"].get<std::int64_t>());
-        added.push_back({t["content"].get<std::string>(), t.value("special", false)});
+        added.push_back(added_token(t, source));
       }
     };
     if (is_file(dir / "vocab.json") && is_file(dir / "merges.txt")) {
       vocab = vocab_from_json(read_big_json(dir / "vocab.json"), (dir / "vocab.json").string());
       merges = merges_from_text(dir / "merges.txt");
       if (is_file(dir / "tokenizer.json"))
-        read_added_tokens(read_tokenizer_json_without_vocab(dir / "tokenizer.json"));
+        read_tokenizer_json(read_tokenizer_json_without_vocab(dir / "tokenizer.json"));
     } else if (is_file(dir / "encoder.json") && is_file(dir / "vocab.bpe")) {
       vocab = vocab_from_json(read_big_json(dir / "encoder.json"), (dir / "encoder.json").string());
       merges = merges_from_text(dir / "vocab.bpe");
@@ -292,7 +425,7 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
           merges.emplace_back(pair[0].get<std::string>(), pair[1].get<std::string>());
         }
       }
-      read_added_tokens(j);
+      read_tokenizer_json(j);
     } else {
       throw Error(ErrorCode::kNotFound,
                   fmt::format("no byte-level BPE tokenizer in {}", dir.string()),
@@ -300,17 +433,6 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
                   "tokenizer.json) next to its weights");
     }
     MS_CHECK(!vocab.empty(), ErrorCode::kConfig, "the vocabulary in {} is empty", dir.string());
-    // Older releases' tokenizer.add_tokens(...): {"token": id}, not special.
-    if (const auto j = read_json_file(dir / "added_tokens.json"); j && j->is_object()) {
-      for (const auto& [token, id] : j->items()) {
-        MS_CHECK(id.is_number_integer() && id.get<std::int64_t>() >= 0, ErrorCode::kConfig,
-                 "{}: the id of '{}' must be a non-negative integer, got {}",
-                 (dir / "added_tokens.json").string(), token, id.dump());
-        vocab.emplace(token, id.get<std::int64_t>());
-        added.push_back({token, false});
-      }
-    }
-
     // A key that is present must have its type, as for the WordPiece tokenizer's configs.
     for (const char* name : {"special_tokens_map.json", "tokenizer_config.json"}) {
       const auto j = read_json_file(dir / name);
@@ -318,7 +440,8 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
       const std::string source = (dir / name).string();
       for (auto [key, flag] :
            {std::pair<const char*, bool*>{"add_prefix_space", &options.add_prefix_space},
-            {"add_bos_token", &options.add_bos_token}}) {
+            {"add_bos_token", &options.add_bos_token},
+            {"add_eos_token", &options.add_eos_token}}) {
         auto it = j->find(key);
         if (it == j->end() || it->is_null()) continue;
         MS_CHECK(it->is_boolean(), ErrorCode::kConfig, "{}: key '{}' must be true or false, got {}",
@@ -347,16 +470,58 @@ Gpt2Tokenizer Gpt2Tokenizer::from_dir(const std::filesystem::path& dir) {
                    ErrorCode::kConfig, "{}: key 'added_tokens_decoder.{}' is not a token id",
                    source, id);
           vocab.emplace(content, value);
-          added.push_back({content, t.contains("special") && t["special"].is_boolean() &&
-                                        t["special"].get<bool>()});
+          decoder_added.push_back(added_token(t, source));
         }
       }
       if (auto it = j->find("additional_special_tokens"); it != j->end() && it->is_array()) {
         for (const auto& t : *it) {
-          if (t.is_string()) added.push_back({t.get<std::string>(), true});
-          if (t.is_object() && t.contains("content") && t["content"].is_string())
-            added.push_back({t["content"].get<std::string>(), true});
+          if (t.is_string()) special_added.push_back({t.get<std::string>(), true});
+          if (t.is_object() && t.contains("content") && t["content"].is_string()) {
+            // {"content", "lstrip", ...}: a special token with those options.
+            nlohmann::json entry = t;
+            entry["special"] = true;
+            special_added.push_back(added_token(entry, source));
+          }
         }
+      }
+    }
+    // Older releases' tokenizer.add_tokens(...): {"token": id}, not special.
+    if (const auto j = read_json_file(dir / "added_tokens.json"); j && j->is_object()) {
+      for (const auto& [token, id] : j->items()) {
+        MS_CHECK(id.is_number_integer() && id.get<std::int64_t>() >= 0, ErrorCode::kConfig,
+                 "{}: the id of '{}' must be a non-negative integer, got {}",
+                 (dir / "added_tokens.json").string(), token, id.dump());
+        vocab.emplace(token, id.get<std::int64_t>());
+        legacy_added.push_back({token, false});
+      }
+    }
+    // The constructor matches a token as its first entry says: the most complete source first
+    // (transformers writes a token's options to tokenizer.json and added_tokens_decoder, but not
+    // to added_tokens.json, nor always to special_tokens_map.json).
+    for (auto* more : {&decoder_added, &legacy_added, &special_added})
+      added.insert(added.end(), more->begin(), more->end());
+    // transformers 5 drops add_bos_token and add_eos_token when there is a tokenizer.json
+    // (its post-processor alone decides; transformers 4.49's fast tokenizer does the same);
+    // without one it builds "bos $A eos" from them. (4.49's GPT2TokenizerFast, converted from
+    // the slow GPT2Tokenizer then, reads add_bos_token but not add_eos_token: the newer
+    // release is followed.)
+    if (is_file(dir / "tokenizer.json")) options.add_bos_token = options.add_eos_token = false;
+    // The template's ids must be its tokens' ids in the vocabulary (a token of one id), or at
+    // least ids the vocabulary has.
+    std::int64_t vocab_end = 0;
+    for (const auto& [token, id] : vocab) vocab_end = std::max(vocab_end, id + 1);
+    for (const auto& [name, ids] : template_tokens) {
+      const auto it = vocab.find(name);
+      for (const std::int64_t id : ids) {
+        const bool ok = id >= 0 && id < vocab_end &&
+                        (ids.size() != 1 || (it != vocab.end() && it->second == id));
+        MS_CHECK(ok, ErrorCode::kConfig,
+                 "{}: key 'post_processor.special_tokens.{}.ids' holds {}, which is not {}",
+                 (dir / "tokenizer.json").string(), name, id,
+                 it != vocab.end() && ids.size() == 1
+                     ? fmt::format("the token's id in the vocabulary ({})", it->second)
+                     : fmt::format("the id of a token '{}' in the vocabulary (0 to {})", name,
+                                   vocab_end - 1));
       }
     }
     try {
@@ -485,28 +650,26 @@ void Gpt2Tokenizer::encode_into(std::string_view text, std::vector<std::int64_t>
       st.cache.emplace(piece, std::move(piece_ids));
     }
   };
-  // Added tokens split the text first (the leftmost, longest one at each point), as Hugging Face
-  // does; the text between them is pre-tokenised and merged.
-  std::size_t start = 0;
-  for (std::size_t i = 0; i < text.size();) {
-    const std::string* found = nullptr;
-    for (const std::string& t : st.added) {
-      if (text.compare(i, t.size(), t) == 0) {
-        found = &t;
-        break;
-      }
-    }
-    if (found == nullptr) {
-      ++i;
+  // Added tokens split the text first, as Hugging Face does: those not normalized in the text,
+  // then the normalized ones in the text between them; the text left is pre-tokenised and
+  // merged.
+  auto token = [&](std::int64_t id) {
+    ids.push_back(id);
+    if (tokens != nullptr) tokens->push_back(st.tokens[static_cast<std::size_t>(id)]);
+  };
+  for (const auto& outer : st.raw_added.split(text)) {
+    if (outer.id >= 0) {
+      token(outer.id);
       continue;
     }
-    if (i > start) plain(text.substr(start, i - start));
-    ids.push_back(token_to_id(*found));
-    if (tokens != nullptr) tokens->push_back(*found);
-    i += found->size();
-    start = i;
+    const std::string_view between = text.substr(outer.begin, outer.end - outer.begin);
+    for (const auto& inner : st.normalized_added.split(between)) {
+      if (inner.id >= 0)
+        token(inner.id);
+      else
+        plain(between.substr(inner.begin, inner.end - inner.begin));
+    }
   }
-  if (start < text.size()) plain(text.substr(start));
 }
 
 std::vector<std::string> Gpt2Tokenizer::tokenize(std::string_view text) const {
@@ -517,9 +680,29 @@ std::vector<std::string> Gpt2Tokenizer::tokenize(std::string_view text) const {
 }
 
 std::vector<std::int64_t> Gpt2Tokenizer::encode(std::string_view text) const {
+  std::vector<std::int64_t> ids = prefix_ids();
+  encode_into(text, ids, nullptr);
+  const std::vector<std::int64_t> suffix = suffix_ids();
+  ids.insert(ids.end(), suffix.begin(), suffix.end());
+  return ids;
+}
+
+std::vector<std::int64_t> Gpt2Tokenizer::encode_text(std::string_view text) const {
+  std::vector<std::int64_t> ids;
+  encode_into(text, ids, nullptr);
+  return ids;
+}
+
+std::vector<std::int64_t> Gpt2Tokenizer::prefix_ids() const {
   std::vector<std::int64_t> ids;
   if (options_.add_bos_token && bos_id_ >= 0) ids.push_back(bos_id_);
-  encode_into(text, ids, nullptr);
+  ids.insert(ids.end(), options_.prefix_ids.begin(), options_.prefix_ids.end());
+  return ids;
+}
+
+std::vector<std::int64_t> Gpt2Tokenizer::suffix_ids() const {
+  std::vector<std::int64_t> ids = options_.suffix_ids;
+  if (options_.add_eos_token && eos_id_ >= 0) ids.push_back(eos_id_);
   return ids;
 }
 

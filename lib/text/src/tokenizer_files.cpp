@@ -53,4 +53,10 @@ std::unordered_map<std::string, std::int64_t> vocab_from_json(const nlohmann::js
   return vocab;
 }
 
+std::string component_type(const nlohmann::json& component) {
+  if (component.is_object() && component.contains("type") && component["type"].is_string())
+    return component["type"].get<std::string>();
+  return component.dump().substr(0, 200);
+}
+
 }  // namespace ms::text

@@ -25,6 +25,10 @@ nlohmann::json read_tokenizer_json_without_vocab(const std::filesystem::path& pa
 std::unordered_map<std::string, std::int64_t> vocab_from_json(const nlohmann::json& j,
                                                               const std::string& source);
 
+/// The type of one of tokenizer.json's components ("BertNormalizer", "ByteLevel"), or its JSON
+/// (its first 200 characters) when it has none.
+std::string component_type(const nlohmann::json& component);
+
 /// A special token of a tokenizer_config.json / special_tokens_map.json (`key`: "unk_token",
 /// "pad_token", ...), written as a plain string or as a {"content": "..."} object; nullopt when
 /// absent, null or neither. J: nlohmann::json or ms::Json (ordered).

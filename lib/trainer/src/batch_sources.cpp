@@ -515,8 +515,7 @@ std::unique_ptr<BatchSource> make_causal_lm_batches(
     MS_CHECK(text.find_first_not_of(" \t\r\n") != std::string::npos, ErrorCode::kUsage,
              "{}: the text ('{}') is empty", where, column);
     try {
-      std::vector<std::int64_t> row = tokenizer.document_ids(text);
-      if (row.size() > max_length) row.resize(max_length);
+      std::vector<std::int64_t> row = tokenizer.document_ids(text, max_length);
       for (const std::int64_t id : row) {
         MS_CHECK(id < embedding_rows, ErrorCode::kConfig,
                  "the text holds token id {}, past the model's embedding table (vocab_size {}): "

@@ -50,6 +50,11 @@ MS_API std::string canonical_task(const std::string& task);
 MS_API std::optional<std::size_t> preprocessor_max_length(const Config& config,
                                                           const std::string& task);
 
+/// Checks that `model` names a local model folder: ms::Error(kUsage) when it is a file,
+/// kNotFound when nothing is there (the errors of `ms infer -m`, and of the commands that take
+/// only a folder: `hub_ids`, whether the command takes a hub id too, which the hint then names).
+MS_API void require_model_folder(const std::string& model, bool hub_ids);
+
 /// Opens `model`: a folder, or a hub id (OWNER/NAME) that is not a local path, downloaded through
 /// the hub client into the modelscope cache (a cached copy is used offline). `task` overrides the
 /// configured one and is required for a HF layout whose task cannot be inferred. `overrides` are

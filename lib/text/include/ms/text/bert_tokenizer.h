@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,9 +20,12 @@ namespace ms::text {
 struct AddedToken {
   std::string content;
   std::int64_t id = -1;
-  /// Matched in the normalised text (lower-cased, when the tokenizer lower-cases: ASCII letters
-  /// only) rather than as written; special tokens are not.
+  /// Matched, normalised as the text is (lower-cased, accents stripped, ...), in the normalised
+  /// text between the tokens that are not, rather than as written; special tokens are not.
   bool normalized = false;
+  bool single_word = false;  ///< found only where no letter, digit or '_' is next to it
+  bool lstrip = false;       ///< takes the white space before it (its offsets include it)
+  bool rstrip = false;       ///< takes the white space after it
 };
 
 /// Normalisation and special-token settings, as in tokenizer_config.json.
@@ -93,6 +97,11 @@ class MS_API BertTokenizer {
     std::u32string text;
     std::vector<std::size_t> source;  // code point index in the input of each character
   };
+  /// A text after the normaliser, each character with the index of the input's it came from.
+  struct Normalized {
+    std::u32string text;
+    std::vector<std::size_t> source;
+  };
   struct Pieces {
     std::vector<std::int64_t> ids;
     std::vector<std::pair<std::size_t, std::size_t>> offsets;
@@ -103,20 +112,24 @@ class MS_API BertTokenizer {
   void wordpiece(const Word& word, std::size_t base, std::int64_t word_id, Pieces& out) const;
   /// The text's pieces, the first `keep` of them stored (all are counted).
   Pieces pieces(std::string_view text, std::size_t keep = static_cast<std::size_t>(-1)) const;
-  std::vector<Word> split_words(std::string_view text) const;
+  Normalized normalize(std::string_view text) const;
+  /// The pre-tokeniser's words of normalised text [begin, end).
+  std::vector<Word> split_words(const Normalized& text, std::size_t begin, std::size_t end) const;
+  /// Appends the pieces of text between added tokens; `base`: its first code point's index.
+  void plain_pieces(std::string_view text, std::size_t base, std::int64_t& word_id, Pieces& out,
+                    std::size_t keep) const;
 
   std::vector<std::string> vocab_;
   std::unordered_map<std::string, std::int64_t> index_;
+  std::size_t model_vocab_size_ = 0;  ///< vocab_'s tokens before the added ones
   /// The longest token's length in code points: no longer piece can match, so WordPiece's search
   /// for the longest match starts there rather than at the word's end.
   std::size_t longest_token_chars_ = 0;
   BertTokenizerOptions options_;
-  struct Whole {  // a token matched whole in the text
-    std::string text;
-    std::int64_t id;
-    bool lowered;  // matched in the ASCII-lower-cased text
-  };
-  std::vector<Whole> specials_;  // longest first
+  /// The special and added tokens, found in the text (raw) and, normalised, in the normalised
+  /// text between those (see added_token_matcher.h); shared by copies.
+  struct Matchers;
+  std::shared_ptr<const Matchers> matchers_;
   std::int64_t unk_id_ = -1, cls_id_ = -1, sep_id_ = -1, pad_id_ = -1, mask_id_ = -1;
 };
 

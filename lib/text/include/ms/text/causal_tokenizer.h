@@ -36,8 +36,11 @@ class MS_API CausalTokenizer {
   /// see every text start with it).
   std::vector<std::int64_t> prompt_ids(std::string_view text) const;
   /// A training text's ids: prompt_ids() then the end-of-text token (<|endoftext|> or [SEP]),
-  /// so that the model learns where a text ends.
-  std::vector<std::int64_t> document_ids(std::string_view text) const;
+  /// so that the model learns where a text ends; not a second one when prompt_ids() ends with
+  /// it already (a tokenizer.json template "$A <|endoftext|>"). With `max_length` (0: none),
+  /// at most that many: the text's tokens are cut so that the template's tokens around them
+  /// stay; the end-of-text token added after a template without one is cut like text.
+  std::vector<std::int64_t> document_ids(std::string_view text, std::size_t max_length = 0) const;
   /// Text of `ids`, special tokens left out. A vocab.txt tokenizer joins "##" pieces to their
   /// word and puts no space next to a CJK character or full-width punctuation (Chinese text
   /// comes back as written), nor before closing ASCII punctuation.

@@ -22,12 +22,19 @@ struct Gpt2TokenizerOptions {
   /// that its first word is tokenised like the others (GPT2TokenizerFast's rule, which is what
   /// AutoTokenizer gives; the slow GPT2Tokenizer prepends one to the whole text, always).
   bool add_prefix_space = false;
-  bool add_bos_token = false;  ///< encode() starts with bos_token (when the vocabulary has it)
+  /// encode() starts with bos_token / ends with eos_token (when the vocabulary has it).
+  /// from_dir() reads them from tokenizer_config.json only for a folder without tokenizer.json,
+  /// as transformers 5 does (with one, its post-processor alone decides).
+  bool add_bos_token = false;
+  bool add_eos_token = false;
   std::string unk_token = "<|endoftext|>";
   std::string bos_token = "<|endoftext|>";
   std::string eos_token = "<|endoftext|>";
   std::optional<std::string> pad_token;  ///< GPT-2 has none
   std::size_t model_max_length = 1024;
+  /// The ids encode() puts before and after a text's tokens: tokenizer.json's TemplateProcessing
+  /// post-processor (transformers 5 saves add_bos_token=True as one with BOS first).
+  std::vector<std::int64_t> prefix_ids, suffix_ids;
 };
 
 /// A token added to the vocabulary (Hugging Face's AddedToken): matched whole in raw text before
@@ -36,6 +43,13 @@ struct Gpt2TokenizerOptions {
 struct Gpt2AddedToken {
   std::string content;
   bool special = true;
+  /// Found only in the text between the tokens that are not (tokenizers matches these in the
+  /// normalised text, after the others; byte-level BPE has no normaliser, so only the order
+  /// differs).
+  bool normalized = false;
+  bool single_word = false;  ///< found only where no letter, digit or '_' is next to it
+  bool lstrip = false;       ///< takes the white space before it (which then makes no token)
+  bool rstrip = false;       ///< takes the white space after it
 };
 
 /// Text -> byte-level BPE tokens and ids, ids -> bytes and text. Thread-safe after construction
@@ -65,7 +79,10 @@ class MS_API Gpt2Tokenizer {
   /// `added_tokens` (transformers 5 keeps them only there, beside vocab.json), added_tokens.json
   /// (older releases' tokens, not special), tokenizer_config.json's `added_tokens_decoder` and
   /// the special tokens maps' `additional_special_tokens`. Throws ms::Error(kNotFound) when there
-  /// is none, kConfig when a file is malformed.
+  /// is none, kConfig when a file is malformed or tokenizer.json asks for what ms does not do:
+  /// a normalizer (unless the folder's tokenizer class is GPT2Tokenizer or CodeGenTokenizer,
+  /// which transformers 5 builds without one), or a post-processor other than ByteLevel
+  /// (offsets only) and a TemplateProcessing of special tokens around the text.
   static Gpt2Tokenizer from_dir(const std::filesystem::path& dir);
 
   /// GPT-2's pre-tokenisation: the pieces its regular expression
@@ -75,9 +92,17 @@ class MS_API Gpt2Tokenizer {
 
   /// Byte-level BPE tokens of `text`; added tokens in the text stay whole.
   std::vector<std::string> tokenize(std::string_view text) const;
-  /// Ids of `text`'s tokens, after bos_token's when add_bos_token is set (GPT2Tokenizer adds
-  /// none by default, and never an EOS). Throws ms::Error(kUsage) on invalid UTF-8.
+  /// Ids of `text`'s tokens between prefix_ids() and suffix_ids(). Throws ms::Error(kUsage) on
+  /// invalid UTF-8.
   std::vector<std::int64_t> encode(std::string_view text) const;
+  /// Ids of `text`'s tokens alone (no special tokens around them).
+  std::vector<std::int64_t> encode_text(std::string_view text) const;
+  /// The ids encode() puts before a text: bos_token's when add_bos_token is set, then the
+  /// template's (options().prefix_ids).
+  std::vector<std::int64_t> prefix_ids() const;
+  /// The ids encode() puts after a text: the template's (options().suffix_ids), then
+  /// eos_token's when add_eos_token is set.
+  std::vector<std::int64_t> suffix_ids() const;
 
   /// The bytes the tokens stand for, concatenated: decode_bytes(encode(t)) == t for any text
   /// (without add_prefix_space). Throws ms::Error(kUsage) for an id outside the vocabulary.
