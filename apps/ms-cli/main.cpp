@@ -27,14 +27,17 @@ namespace {
 // The error's own hint; an I/O error without one gets the checks that fit every such error.
 std::string hint_of(const ms::Error& error) {
   if (!error.hint().empty() || error.code() != ms::ErrorCode::kIo) return error.hint();
-  // Out of descriptors (EMFILE, ENFILE), where free space and `ulimit -f` are no help.
+  // Out of descriptors, where free space and `ulimit -f` are no help.
   const std::string_view message = error.what();
-  if (message.find(std::strerror(EMFILE)) != std::string_view::npos ||
-      message.find(std::strerror(ENFILE)) != std::string_view::npos) {
+  if (message.find(std::strerror(EMFILE)) != std::string_view::npos) {
     rlimit files{};
-    const bool known = ::getrlimit(RLIMIT_NOFILE, &files) == 0;
+    const bool known = ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY;
     return fmt::format("ms ran out of file descriptors{}: raise the limit (ulimit -n)",
                        known ? fmt::format(" (the limit is {})", files.rlim_cur) : "");
+  }
+  if (message.find(std::strerror(ENFILE)) != std::string_view::npos) {
+    return "the system's table of open files is full: close other programs' files, or raise "
+           "fs.file-max";
   }
   return "check the free space, the file size limit (ulimit -f) and the permissions where the "
          "path named above lives";

@@ -196,6 +196,15 @@ class OutputPathsTest(TorchTestCase):
                 self.assertOneLineError(r, "inside the model folder")
         with open(os.path.join(model, weights), "rb") as f:
             self.assertEqual(f.read(), before)
+        # Weights linked to a file outside (a Hugging Face cache snapshot's blobs) are the
+        # model's too: the write went through the link.
+        blob = self.path("blob")
+        os.rename(os.path.join(model, weights), blob)
+        os.symlink(blob, os.path.join(model, weights))
+        r = run_ms("infer", "-m", model, "-i", "the cat", "-o", os.path.join(model, weights))
+        self.assertExit(r, 2)
+        with open(blob, "rb") as f:
+            self.assertEqual(f.read(), before)
 
     def test_a_resumed_job_is_judged_on_its_whole_output(self):
         # A job whose every input failed exits with the first error's code; resumed (after a kill,

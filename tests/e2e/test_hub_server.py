@@ -337,6 +337,14 @@ class HubServerTest(MsTestCase):
                     data = read_to_eof(s)
                 self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data[:300])
                 self.assertIn(b'"Name":"absolute"', data.replace(b" ", b""))
+        # The routes that read the raw target too (a file by its resolve URL).
+        self.assertEqual(self.server.commit(self.alice, repo, {"c.json": b"{}"})[0], 200)
+        with socket.create_connection((self.server.host, self.server.port), timeout=30) as s:
+            s.sendall(f"GET http://{self.server.host}:{self.server.port}/models/{repo}/resolve/master/c.json "
+                      "HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            data = read_to_eof(s)
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data[:300])
+        self.assertTrue(data.endswith(b"\r\n\r\n{}"), data[-100:])
 
     def test_http_1_0_answers_say_connection_close(self):
         # An HTTP/1.0 request not asking for Keep-Alive has its connection closed after the

@@ -148,10 +148,18 @@ bool is_inside_folder(const std::filesystem::path& path, const std::filesystem::
   std::error_code ec;
   const auto resolved_folder = std::filesystem::weakly_canonical(folder, ec);
   if (ec) return false;
-  const auto resolved_path = std::filesystem::weakly_canonical(path, ec);
+  const auto within = [&](const fs::path& resolved) {
+    const auto inside = resolved.lexically_relative(resolved_folder);
+    return !inside.empty() && *inside.begin() != ".." && inside != ".";
+  };
+  // The name itself is inside where its folder is, even when it is a link leading out (a
+  // model's weights linked to a blob store): writing it would write through the link.
+  const fs::path absolute = fs::absolute(path, ec);
   if (ec) return false;
-  const auto inside = resolved_path.lexically_relative(resolved_folder);
-  return !inside.empty() && *inside.begin() != ".." && inside != ".";
+  const fs::path parent = fs::weakly_canonical(absolute.parent_path(), ec);
+  if (!ec && within(parent / absolute.filename())) return true;
+  const fs::path resolved = fs::weakly_canonical(absolute, ec);
+  return !ec && within(resolved);
 }
 
 std::string folder_creation_failure(const fs::path& dir, const std::error_code& ec) {

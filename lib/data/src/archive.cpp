@@ -135,7 +135,11 @@ std::string read_data_file(const fs::path& path, const ExtractLimits& limits) {
                 "name a CSV, TSV or JSON lines file (a pipe is read to its end: `... | ms dataset "
                 "head csv:/dev/stdin`)");
   }
-  std::string packed = read_file(path);
+  return decode_data_file(read_file(path), path, limits);
+}
+
+std::string decode_data_file(std::string packed, const fs::path& path,
+                             const ExtractLimits& limits) {
   const char* compression = compression_of(packed);
   if (compression != nullptr && std::string_view(compression) != "gzip") {
     throw Error(ErrorCode::kMissingComponent,

@@ -70,7 +70,7 @@ fs::path fetch_to_cache(const std::string& location, const fs::path& cache_root)
     // that starts as a zip and lacks its end was still cut (a server that said none), and may
     // come whole next time. Anything else is what the URL serves (a login page): no retry
     // mends that.
-    if (bytes.compare(0, 4, "PK\x03\x04") == 0) {
+    if (bytes.size() < 4 || bytes.compare(0, 4, "PK\x03\x04") == 0) {
       throw Error(ErrorCode::kNetwork,
                   fmt::format("the download of {} ({} bytes) is no complete zip archive: it has "
                               "no end record, so the server closed the connection early",

@@ -569,15 +569,29 @@ void normalize_content_coding(httplib::Request& req) {
 // A request target in absolute form ("POST http://host:8000/call HTTP/1.1", what a client sends
 // to a server it is configured to use as a proxy) names the same resource as its path, and a
 // server must accept it (RFC 9112 section 3.2.2); httplib matched its routes on the whole URL,
-// so every such request was 404. The path becomes the URL's path (the query is parsed already).
+// so every such request was 404. The path and target become the URL's path (and query: the
+// parameters are parsed already), and Host its authority, which the server is to use instead.
 void normalize_absolute_target(httplib::Request& req) {
-  const std::string_view path = req.path;
-  const std::size_t scheme_end = path.find("://");
-  if (scheme_end == std::string_view::npos) return;
-  const std::string scheme = ascii_lower(path.substr(0, scheme_end));
+  const std::size_t scheme_end = req.target.find("://");
+  if (scheme_end == std::string::npos || req.target.find('/') < scheme_end) return;
+  const std::string scheme = ascii_lower(std::string_view(req.target).substr(0, scheme_end));
   if (scheme != "http" && scheme != "https") return;
-  const std::size_t slash = path.find('/', scheme_end + 3);
-  req.path = slash == std::string_view::npos ? "/" : std::string(path.substr(slash));
+  const std::size_t authority = scheme_end + 3;
+  const std::size_t end =
+      std::min(req.target.find('/', authority), req.target.find('?', authority));
+  const std::string host = req.target.substr(authority, end - authority);
+  std::string rest = end == std::string::npos ? std::string() : req.target.substr(end);
+  if (rest.empty() || rest.front() == '?') rest.insert(0, "/");
+  req.target = rest;
+  const std::size_t path_scheme_end = req.path.find("://");
+  if (path_scheme_end != std::string::npos) {
+    const std::size_t slash = req.path.find('/', path_scheme_end + 3);
+    req.path = slash == std::string::npos ? "/" : req.path.substr(slash);
+  }
+  if (!host.empty()) {
+    req.headers.erase("Host");
+    req.headers.emplace("Host", host);
+  }
 }
 
 // The answer to a request whose line or headers did not arrive within the header timeout.

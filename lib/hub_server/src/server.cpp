@@ -184,7 +184,10 @@ void Server::start() {
                     headers_too_large   ? "the request headers are over 64 KiB"
                     : headers_timed_out ? *headers_timed_out
                     : decoded_limit
-                        ? fmt::format("the request body decodes to over {} bytes", *decoded_limit)
+                        ? fmt::format("the request body decodes to over {} bytes{}", *decoded_limit,
+                                      *decoded_limit == kAnonymousBodyLimit
+                                          ? " (larger ones need a valid access token)"
+                                          : "")
                     : res.status == 404 ? "no such API: " + req.method + " " + req.path
                                         : "HTTP error " + std::to_string(res.status));
     }

@@ -27,13 +27,12 @@ std::string lower_ext(const std::filesystem::path& p) {
   return e;
 }
 
-// An input file's text, read as a data file is (data::read_data_file): gzip decompressed and
+// An input file's text, decoded as a data file is (data::decode_data_file): gzip decompressed and
 // UTF-16 refused by the first bytes, whatever the name, as --dataset and .csv inputs read them (a
-// UTF-16 .txt became made-up inputs with exit 0). Text typed on a terminal as it comes.
+// UTF-16 .txt became made-up inputs with exit 0). Whatever standard input is (a terminal, a pipe,
+// a socket of inetd or systemd) is read to its end first (refuse_device() kept out the others).
 std::string read_input_text(const std::filesystem::path& file) {
-  struct stat st {};
-  if (::stat(file.c_str(), &st) == 0 && S_ISCHR(st.st_mode)) return read_file(file);
-  return data::read_data_file(file);
+  return data::decode_data_file(read_file(file), file);
 }
 
 // How an input file is read: `given` (--input-format), else by the extension.

@@ -327,11 +327,16 @@ DoneIds read_done_ids(const std::filesystem::path& output) {
     done.ids.push_back(line.value["id"]);
     const Json& error = line.value.contains("error") ? line.value["error"] : Json();
     if (error.is_object()) {
-      const std::string message = error.value("message", std::string());
-      const std::string code = error.value("code", std::string());
+      // Fields of another type (a hand-edited line) are read as none: the line still counts.
+      const auto text_of = [&error](const char* key) {
+        const auto it = error.find(key);
+        return it != error.end() && it->is_string() ? it->get<std::string>() : std::string();
+      };
+      const std::string message = text_of("message");
+      const std::string code = text_of("code");
       if (++done.error_lines == 1) {
-        done.first_error = Error(error_code_named(code).value_or(ErrorCode::kInternal), message,
-                                 error.value("hint", std::string()));
+        done.first_error =
+            Error(error_code_named(code).value_or(ErrorCode::kInternal), message, text_of("hint"));
         done.first_error_id = line.value["id"];
       }
       if (code == error_code_name(ErrorCode::kIntegrity) &&

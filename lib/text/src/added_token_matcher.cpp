@@ -80,25 +80,33 @@ AddedTokenFlags added_token_flags(const nlohmann::json& entry, const std::string
 
 template <typename CharT>
 void AddedTokenMatcher<CharT>::add(String text, std::int64_t id, AddedTokenFlags flags) {
-  if (text.empty()) return;
-  for (const Token& t : tokens_)
-    if (t.text == text) return;
+  // Linear in the bucket, not in every token added before (a vocabulary with tens of thousands of
+  // added words was quadratic to load).
+  if (text.empty() || !texts_.insert(text).second) return;
+  const String first(text.substr(0, length_at(View(text), 0)));
   tokens_.push_back({std::move(text), id, flags});
-  std::vector<std::size_t>& bucket = by_first_[tokens_.back().text.front()];
-  bucket.push_back(tokens_.size() - 1);
-  std::stable_sort(bucket.begin(), bucket.end(), [this](std::size_t a, std::size_t b) {
-    return tokens_[a].text.size() > tokens_[b].text.size();
-  });
+  std::vector<std::size_t>& bucket = by_first_[first];
+  const std::size_t size = tokens_.back().text.size();
+  // After every token at least as long: longest first, and among equals the first added first.
+  const auto at = std::partition_point(
+      bucket.begin(), bucket.end(), [&](std::size_t k) { return tokens_[k].text.size() >= size; });
+  bucket.insert(at, tokens_.size() - 1);
 }
 
 template <typename CharT>
 std::vector<typename AddedTokenMatcher<CharT>::Split> AddedTokenMatcher<CharT>::split(
     View text) const {
   std::vector<Split> out;
+  if (tokens_.empty()) {
+    if (!text.empty()) out.push_back({0, text.size(), -1});
+    return out;
+  }
   std::size_t done = 0;  // the end of the last split
+  String first;
   for (std::size_t i = 0; i < text.size();) {
     const Token* found = nullptr;
-    if (const auto bucket = by_first_.find(text[i]); bucket != by_first_.end()) {
+    first.assign(text.substr(i, length_at(text, i)));
+    if (const auto bucket = by_first_.find(first); bucket != by_first_.end()) {
       for (std::size_t k : bucket->second) {
         if (text.compare(i, tokens_[k].text.size(), tokens_[k].text) == 0) {
           found = &tokens_[k];

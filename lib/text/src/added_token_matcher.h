@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace ms::text {
@@ -56,8 +57,10 @@ class AddedTokenMatcher {
     AddedTokenFlags flags;
   };
   std::vector<Token> tokens_;
-  /// Tokens by their first CharT, longest first: the candidates at a point of the text.
-  std::unordered_map<CharT, std::vector<std::size_t>> by_first_;
+  std::unordered_set<String> texts_;  // those of tokens_, so that adding one is not a scan of all
+  /// Tokens by their first character (a whole UTF-8 sequence for char, so that CJK tokens do not
+  /// share a few lead-byte buckets), longest first: the candidates at a point of the text.
+  std::unordered_map<String, std::vector<std::size_t>> by_first_;
 };
 
 extern template class AddedTokenMatcher<char>;

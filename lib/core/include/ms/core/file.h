@@ -36,7 +36,8 @@ MS_API std::string folder_creation_failure(const std::filesystem::path& dir,
                                            const std::error_code& ec);
 
 /// Whether `path` (which need not exist) lies inside the folder `folder`, both with links
-/// resolved as far as they exist: an output named through a link to the folder is inside it.
+/// resolved as far as they exist: an output named through a link to the folder is inside it, and
+/// so is a name in the folder that is a link leading out of it.
 MS_API bool is_inside_folder(const std::filesystem::path& path,
                              const std::filesystem::path& folder);
 

@@ -34,6 +34,11 @@ MS_API bool zip_supported();
 MS_API std::string read_data_file(const std::filesystem::path& path,
                                   const ExtractLimits& limits = ExtractLimits::from_env());
 
+/// A data file's bytes, read already (`path` names them in errors), as read_data_file() makes
+/// them: gzip decompressed, other compression and UTF-16 refused, by the first bytes.
+MS_API std::string decode_data_file(std::string packed, const std::filesystem::path& path,
+                                    const ExtractLimits& limits = ExtractLimits::from_env());
+
 /// The start of a data file, for a look at its first rows.
 struct DataFileStart {
   std::string bytes;
