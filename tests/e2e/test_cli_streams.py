@@ -224,6 +224,12 @@ class OutputPathsTest(TorchTestCase):
         r = run_ms("infer", "-m", CLS, "--input-file", inputs, "-o", out, "--resume")
         self.assertExit(r, 0)
         self.assertIn("1 of 2 inputs failed", r.stderr)
+        # A kept error line with fields of another type (edited by hand) still counts: it was
+        # an internal error (exit 70).
+        out = self.write("out3.jsonl", '{"id": "a", "error": {"code": 7, "message": null}}\n')
+        r = run_ms("infer", "-m", CLS, "--input-file", inputs, "-o", out, "--resume")
+        self.assertExit(r, 0)
+        self.assertIn("1 of 2 inputs failed", r.stderr)
 
     def test_input_files_are_read_as_data_files(self):
         # A .txt or .jsonl input is read as --dataset and .csv inputs read a data file: a UTF-16
