@@ -795,10 +795,14 @@ print(json.dumps([resumed, uninterrupted]))
             self.assertExit(r, 74)
             self.assertOneLineError(r, "--work-dir", "cannot create the folder")
             self.assertEqual(self.json_out(r)["error"]["exit_code"], 74)
-        logged = recipe()
+        # A hook's own folder (kept where the work dir is the configuration's: --work-dir would
+        # replace it, as ModelScope's does).
+        logged = recipe(work_dir=self.path("logged"))
         logged["train"]["hooks"][2]["out_dir"] = self.path("afile", "logs")
         self.write("recipe.json", json.dumps(logged))
-        r = self.train(work="logged")
+        r = run_ms("train", "--model", os.path.join(TINY, "cls"), "--config", self.config,
+                   "--dataset", "csv:" + self.path("train.csv"), "--eval-dataset",
+                   "csv:" + self.path("test.csv"), "--json")
         self.assertExit(r, 74)
         self.assertOneLineError(r, "TextLoggerHook.out_dir")
 

@@ -391,7 +391,10 @@ TEST_CASE("an override with a list of typed objects merges into the list by type
   CHECK(c.get<int>("train.hooks.CheckpointHook.interval") == 7);
   CHECK(c.has("train.hooks.EvaluationHook"));
   CHECK(c.has("train.hooks.TensorboardHook"));
-  // Other lists are replaced, as before.
+  // Other lists are replaced, typed ones too (transforms are an order a merge would not keep).
+  c.apply_override(R"(preprocessor.val=[{"type": "Resize"}, {"type": "ToTensor"}])");
+  c.apply_override(R"(preprocessor.val=[{"type": "ToTensor"}])");
+  CHECK(c.at("preprocessor.val").size() == 1);
   c.apply_override(R"(evaluation.metrics=["accuracy"])");
   c.apply_override(R"(evaluation.metrics=["f1"])");
   CHECK(c.at("evaluation.metrics") == Json::array({"f1"}));

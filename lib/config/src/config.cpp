@@ -333,11 +333,15 @@ void Config::apply_override(std::string_view assignment) {
     value = std::string(text);
   }
   try {
-    // A list of objects carrying "type" merges into the list there by type, as ModelScope's
-    // merge_from_dict does with its cfg_options: `--set 'train.hooks=[{"type":
-    // "CheckpointHook", ...}]'` replaced every other hook of the recipe.
+    // A list of hooks merges into the list there by type, as ModelScope's merge_from_dict does
+    // with its cfg_options: `--set 'train.hooks=[{"type": "CheckpointHook", ...}]'` replaced
+    // every other hook of the recipe. Only hooks: merge_from_dict merges every typed list so,
+    // "not guaranteeing the order", which for a list of transforms is its meaning (a Normalize
+    // set before ToTensor would be merged into the valid order and run).
     const Json* there = find(key, nullptr);  // not has()/at(): a look is no read of the key
-    if (there != nullptr && all_typed_objects(*there) && all_typed_objects(value)) {
+    const std::vector<std::string> segments = split_key(key);
+    if (there != nullptr && !segments.empty() && segments.back() == "hooks" &&
+        all_typed_objects(*there) && all_typed_objects(value)) {
       Json merged = *there;
       merge_json(merged, value);
       value = std::move(merged);
