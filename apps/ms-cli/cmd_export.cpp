@@ -137,7 +137,7 @@ void add_export_command(CLI::App& app, const GlobalOptions& /*global*/) {
       "weights and arithmetic are float16 (for CUDA; outputs stay float32, and `ms infer` runs it\n"
       "in float32 on the CPU). A TorchScript folder passes through as it is.\n"
       "--format safetensors writes OUTPUT/model.safetensors (the weights under their Hugging\n"
-      "Face names; --dtype fp16 halves them), config.json (with architectures and torch_dtype),\n"
+      "Face names; --dtype fp16 halves them), config.json (with architectures and dtype),\n"
       "configuration.json, the tokenizer files and a README.md model card: a repository\n"
       "transformers' from_pretrained and `ms infer` load, ready for `ms upload`.\n" +
       std::string(kExitCodesHelp));

@@ -118,7 +118,10 @@ void add_tokenize_command(CLI::App& app, const GlobalOptions& /*global*/) {
       "--input-file", opts->input_file,
       "Inputs: .txt, .jsonl (text / text_pair), .json (also an array of records) or .csv");
   cmd->add_option("--max-length", opts->max_length,
-                  "Truncate to this many tokens (default, or 0: the model's)")
+                  "Truncate to this many tokens (default, or 0: the tokenizer's "
+                  "model_max_length; ms infer also cuts to the model's positions and "
+                  "sentence_bert_config.json's max_seq_length, so give the length it uses "
+                  "when feeding an exported graph)")
       ->check(non_negative_whole_number());
   cmd->add_flag("--tokens", opts->tokens, "Also print the tokens");
   cmd->callback([opts] { run_tokenize(*opts); });

@@ -110,6 +110,9 @@ class SafetensorsExport(TorchTestCase):
         with open(os.path.join(out, "README.md"), encoding="utf-8") as f:
             card = f.read()
         self.assertIn("- image-classification", card)
+        # Its usage line runs: an image classifier reads image files (it showed --input "...",
+        # which ms infer refuses for images).
+        self.assertIn("ms infer --model OWNER/NAME --input-dir IMAGES/", card)
         self.assertNotIn("transformers", card)
         self.assertNotIn("Bert", card)
         image = os.path.join(SOURCE_DIR, "tests", "data", "infer", "vision", "images")
@@ -166,6 +169,38 @@ class SafetensorsExport(TorchTestCase):
         # The card is titled by the repository's folder, not the source's.
         with open(os.path.join(repo, "README.md")) as f:
             self.assertIn("\n# short\n", f.read())
+
+    def test_a_hugging_face_folders_task_and_set_are_the_exported_configuration(self):
+        # A Hugging Face folder has no configuration.json: exported with --task (or --set), the
+        # repository had none either, so `ms infer` of it guessed the task again from config.json
+        # (a word segmenter ran as NER) and the --set was lost.
+        source = self.path("hfws")
+        shutil.copytree(os.path.join(TINY, "ws"), source)
+        for name in ("configuration.json", "expected.json"):
+            os.remove(os.path.join(source, name))
+        text = "北京是中国"
+        want = run_ms("infer", "-m", source, "--task", "word-segmentation", "--input", text)
+        self.assertExit(want, 0)
+        repo = self.export(source, "ws-repo", "--task", "word-segmentation")
+        got = run_ms("infer", "-m", repo, "--input", text)
+        self.assertExit(got, 0)
+        self.assertEqual(json.loads(got.stdout)["output"], json.loads(want.stdout)["output"])
+        onnx = self.path("ws-onnx")
+        self.assertExit(run_ms("export", "-m", source, "--task", "word-segmentation", "-o", onnx), 0)
+        with open(os.path.join(onnx, "configuration.json")) as f:
+            self.assertEqual(json.load(f)["task"], "word-segmentation")
+
+    def test_a_card_an_earlier_export_wrote_is_written_anew(self):
+        # Re-exporting an exported repository copied its card: the old title, format and dtype.
+        half = self.export(os.path.join(TINY, "cls"), "cls-half", "--dtype", "fp16")
+        full = self.export(half, "cls-full")
+        with open(os.path.join(full, "README.md")) as f:
+            card = f.read()
+        self.assertIn("\n# cls-full\n", card)
+        self.assertIn("weights in fp32", card)
+        onnx = self.path("cls-onnx")
+        self.assertExit(run_ms("export", "-m", half, "-o", onnx), 0)
+        self.assertNotIn("README.md", os.listdir(onnx))
 
     def test_bad_options_leave_nothing(self):
         model = os.path.join(TINY, "cls")

@@ -194,6 +194,27 @@ class TorchScriptExport(TorchTestCase):
                 self.assertFalse(any("error" in w for w in want), want)
                 self.assertTrue(close(want, got), (want, got))
 
+    def test_a_set_pooling_is_what_the_copied_pooling_config_says(self):
+        # The archive pooled as --set model.pooling said, but 1_Pooling/config.json was copied
+        # unchanged (CLS), so readers pooling the hidden states by that file got other vectors;
+        # and a source without pipeline.type gave "pipeline": {"type": ""}.
+        model = os.path.join(TINY, "st_dense")
+        with open(os.path.join(model, "1_Pooling", "config.json")) as f:
+            self.assertTrue(json.load(f)["pooling_mode_cls_token"])
+        out, _ = self.export(model, "ts-mean", "--set", "model.pooling=mean")
+        with open(os.path.join(out, "1_Pooling", "config.json")) as f:
+            pooling = json.load(f)
+        self.assertTrue(pooling["pooling_mode_mean_tokens"])
+        self.assertFalse(any(v for k, v in pooling.items()
+                             if k.startswith("pooling_mode_") and k != "pooling_mode_mean_tokens"))
+        with open(os.path.join(out, "configuration.json")) as f:
+            configuration = json.load(f)
+        self.assertNotEqual(configuration.get("pipeline", {}).get("type"), "")
+        r = run_ms("infer", "--model", model, "--set", "model.pooling=mean", "--input", *TEXTS)
+        self.assertExit(r, 0)
+        self.assertTrue(close([json.loads(l) for l in r.stdout.splitlines()],
+                              self.infer_lines(out, TEXTS)))
+
     def test_text_model_in_python(self):
         pythons = self.python_torches()
         models = {}  # archive -> (name, source model)

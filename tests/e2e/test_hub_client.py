@@ -220,6 +220,60 @@ class HubClientTest(SharedHubTestCase):
         got = read_tree(self.path("data"))
         for rel, data in files.items():
             self.assertEqual(got.get(rel), data, rel)
+        # Named exactly, one is fetched (Python's `modelscope download REPO FILE` fetches it); a
+        # glob that matches only them says why it selects nothing (it said "no file matching",
+        # and counted the repo's files without them).
+        out = self.download("alice/gitfiles", "sub/.gitignore", "--token", self.token,
+                            "--local-dir", self.path("named"))
+        self.assertEqual([f["path"] for f in out["files"]], ["sub/.gitignore"])
+        self.assertEqual(read_tree(self.path("named")), {"sub/.gitignore": b"*.tmp\n"})
+        r = self.download("alice/gitfiles", "sub/.git*", "--token", self.token, "--dry-run", expect=4)
+        self.assertOneLineError(r, "'sub/.git*' matches only git's own files", "leave out")
+
+    def test_a_repeated_upload_of_git_files_commits_nothing(self):
+        # The upload's check for files the hub holds listed the repo without .gitignore and
+        # .gitattributes, so every rerun committed them again (and --tag tagged that commit).
+        src = make_tree(self.path("src"), {"a.txt": b"a", ".gitattributes": b"*.x -text\n",
+                                           "sub/.gitignore": b"tmp\n"})
+        first = self.upload("alice/git-rerun", src, "--create")
+        self.assertEqual(first["files_committed"], 3, first)
+        again = self.upload("alice/git-rerun", src, "--tag", "v1")
+        self.assertEqual((again["files_committed"], again["files_skipped"]), (0, 3), again)
+
+    def test_a_named_file_is_that_path_and_filters_that_drop_it_say_so(self):
+        src = make_tree(self.path("src"), {"[a].txt": b"1", "a.txt": b"2", "b.json": b"{}"})
+        self.upload("alice/names-vs-globs", src, "--create")
+        # A path the repo lists is that file, though it reads as a glob too.
+        out = self.download("alice/names-vs-globs", "[a].txt", "--token", self.token, "--dry-run")
+        self.assertEqual([f["path"] for f in out["files"]], ["[a].txt"])
+        out = self.download("alice/names-vs-globs", "[ab].txt", "--token", self.token, "--dry-run")
+        self.assertEqual([f["path"] for f in out["files"]], ["a.txt"])
+        # A named file that --exclude/--include leaves out is there: it said "no file matching
+        # 'a.txt'", with the hint "did you mean 'a.txt'?".
+        r = self.download("alice/names-vs-globs", "a.txt", "--exclude", "a.txt", "--token",
+                          self.token, "--dry-run", expect=4)
+        self.assertOneLineError(r, "every file matching 'a.txt'", "left out by --include/--exclude")
+        self.assertNotIn("did you mean", r.stderr)
+        r = self.download("alice/names-vs-globs", "a.txt", "--include", "*.json", "--token",
+                          self.token, "--dry-run", expect=4)
+        self.assertOneLineError(r, "left out by --include/--exclude")
+
+    def test_a_404_with_a_token_the_hub_refuses_says_so(self):
+        # A hub reads a token it does not accept as none, so a private repo is a 404: that was
+        # "not found" (and, for an upload, "pass --create"), which following only made a 401.
+        src = make_tree(self.path("src"), {"s.txt": b"s"})
+        self.upload("alice/token-check", src, "--create", "--private")
+        bad = "ms-" + "0" * 40
+        r = self.download("alice/token-check", "--token", bad, expect=5)
+        self.assertOneLineError(r, "alice/token-check", "does not accept the access token")
+        self.assertIn("ms login", r.stderr)
+        r = self.upload("alice/token-check", src, token=bad, expect=5)
+        self.assertOneLineError(r, "does not accept the access token")
+        self.assertNotIn("--create", r.stderr)
+        # A good token of a user who may not see it: still a 404, naming whose the token is.
+        r = self.download("alice/token-check", "--token", self.other_token, expect=4)
+        self.assertOneLineError(r, "alice/token-check")
+        self.assertIn("this token is bob's", r.stderr)
 
     def test_include_exclude_files_and_dry_run(self):
         files = {"config.json": b"{}", "a.bin": b"1" * 1000, "sub/b.bin": b"2" * 2000, "sub/c.json": b"[]"}

@@ -45,6 +45,36 @@ bool weight_file(const std::string& name) {
 
 void copy_into(const fs::path& from, const fs::path& to) { write_file_atomic(to, read_file(from)); }
 
+// A sentence-transformers Pooling module's config.json saying `mode` (a --set model.pooling the
+// exported graph or archive holds): its flag set alone, and `pooling_mode` (sentence-transformers
+// 5.7) where the file has it. Readers that pool the last hidden state themselves go by this file.
+std::string pooling_config_for(const std::string& copied, const std::string& mode,
+                               const fs::path& source) {
+  static const std::pair<const char*, const char*> kFlags[] = {
+      {"cls", "pooling_mode_cls_token"},
+      {"max", "pooling_mode_max_tokens"},
+      {"mean", "pooling_mode_mean_tokens"},
+      {"mean_sqrt_len_tokens", "pooling_mode_mean_sqrt_len_tokens"},
+      {"weightedmean", "pooling_mode_weightedmean_tokens"},
+      {"lasttoken", "pooling_mode_lasttoken"}};
+  std::string name = mode;
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (name == "mean_sqrt_len") name = "mean_sqrt_len_tokens";
+  Json config = parse_json(copied, source.string());
+  MS_CHECK(config.is_object(), ErrorCode::kConfig, "{} must be a JSON object", source.string());
+  bool known = false;
+  for (const auto& [flag_name, key] : kFlags) {
+    config[key] = name == flag_name;
+    known = known || name == flag_name;
+  }
+  // The model was built with this mode, so its name has been checked already.
+  MS_CHECK(known, ErrorCode::kInternal, "pooling mode '{}' has no sentence-transformers flag",
+           mode);
+  if (config.contains("pooling_mode")) config["pooling_mode"] = name;
+  return config.dump(2) + "\n";
+}
+
 }  // namespace
 
 std::vector<std::string> copy_side_files(const infer::ModelInfo& info, const fs::path& out) {
@@ -56,9 +86,18 @@ std::vector<std::string> copy_side_files(const infer::ModelInfo& info, const fs:
     // its status error would have failed the export as an I/O error.
     std::error_code ec;
     if (!entry.is_regular_file(ec) || name.empty() || name[0] == '.' || weight_file(name)) continue;
-    copy_into(entry.path(), out / name);
+    std::string content = read_file(entry.path());
+    // A card `ms export` wrote describes that export (its title, format and dtype), not this one.
+    if (name == "README.md" && content.rfind("---\n", 0) == 0 &&
+        content.find("\n- ms-export\n") < content.find("\n---\n", 3))
+      continue;
+    write_file_atomic(out / name, content);
     copied.push_back(name);
   }
+  const bool pooling_set = std::find(info.override_keys.begin(), info.override_keys.end(),
+                                     "model.pooling") != info.override_keys.end() &&
+                           info.config.has("model.pooling") &&
+                           info.config.at("model.pooling").is_string();
   if (const auto modules = read_json_file(model_dir / "modules.json");
       modules && modules->is_array()) {
     for (const Json& m : *modules) {
@@ -68,16 +107,31 @@ std::vector<std::string> copy_side_files(const infer::ModelInfo& info, const fs:
       const fs::path config = model_dir / rel / "config.json";
       std::error_code ec;
       if (!fs::is_regular_file(config, ec)) continue;
-      copy_into(config, out / rel / "config.json");
+      const std::string type = m.value("type", "");
+      const bool pooling = type.size() >= 7 && type.compare(type.size() - 7, 7, "Pooling") == 0;
+      if (pooling && pooling_set) {
+        write_file_atomic(
+            out / rel / "config.json",
+            pooling_config_for(read_file(config), info.config.get<std::string>("model.pooling"),
+                               config));
+      } else {
+        copy_into(config, out / rel / "config.json");
+      }
       copied.push_back((fs::path(rel) / "config.json").string());
     }
   }
   // The exported model is the one --set made (another pooling is baked into an ONNX graph):
   // the folder's configuration.json would describe another, and `ms infer` of a safetensors
-  // repository would build that other one.
-  // (A Hugging Face folder has none: its made-up configuration is not written.)
-  if (!info.override_keys.empty() && !info.hf_layout) {
-    write_file_atomic(out / "configuration.json", info.config.root().dump(2) + "\n");
+  // repository would build that other one. A Hugging Face folder has none, and ms guesses its
+  // task from config.json's architectures: with --task or --set, the configuration they made is
+  // written, or the export would run as the guessed task (a word segmenter as NER).
+  const bool task_named =
+      info.hf_layout && (!info.config.has("task") || !info.config.at("task").is_string() ||
+                         info.config.get<std::string>("task") != info.task);
+  if (!info.override_keys.empty() || task_named) {
+    Json configuration = info.config.root();
+    configuration["task"] = info.task;
+    write_file_atomic(out / "configuration.json", configuration.dump(2) + "\n");
     if (std::find(copied.begin(), copied.end(), "configuration.json") == copied.end())
       copied.push_back("configuration.json");
   }

@@ -84,11 +84,16 @@ std::string model_card(const infer::ExportRequest& request, const infer::ModelIn
   // Titled by the repository's folder (as `ms upload` names the repo after it, mostly), not the
   // source's: an `ms train` result is always "output", and "model/" has no last component.
   card += "# " + request.output.filename().string() + "\n\n";
+  const bool vowel =
+      !info.task.empty() && std::string("aeiou").find(info.task[0]) != std::string::npos;
   card += fmt::format(
-      "A {} model (type `{}`) exported by `ms export --format safetensors` (ms {}) from `{}`, "
+      "{} {} model (type `{}`) exported by `ms export --format safetensors` (ms {}) from `{}`, "
       "weights in {}.\n\n",
-      info.task, type, MS_VERSION_STRING, request.model, request.dtype);
-  card += "## Use\n\n```sh\nms infer --model OWNER/NAME --input \"...\"\n```\n\n";
+      vowel ? "An" : "A", info.task, type, MS_VERSION_STRING, request.model, request.dtype);
+  // An image classifier reads image files (a folder of them, or a dataset's path column).
+  card += transformers_class.empty()
+              ? "## Use\n\n```sh\nms infer --model OWNER/NAME --input-dir IMAGES/\n```\n\n"
+              : "## Use\n\n```sh\nms infer --model OWNER/NAME --input \"...\"\n```\n\n";
   card += python;
   card += "## Files\n\n";
   for (const std::string& f : files) card += "- `" + f + "`\n";
@@ -181,7 +186,8 @@ infer::ExportSummary export_safetensors_repo(const infer::ExportRequest& request
       if (std::find(files.begin(), files.end(), "config.json") == files.end())
         files.push_back("config.json");
     }
-    // The source's own model card stays; else one is written.
+    // The source's own model card stays (copy_side_files leaves out one an earlier export
+    // wrote); else one is written.
     if (std::find(files.begin(), files.end(), "README.md") == files.end()) {
       files.push_back("README.md");
       std::sort(files.begin(), files.end());

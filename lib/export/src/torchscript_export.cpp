@@ -360,7 +360,9 @@ infer::ExportSummary export_torchscript(const infer::ExportRequest& request,
       ms["model"]["outputs"] = {sig.output};
       if (auto n = model->num_labels()) ms["model"]["num_labels"] = *n;
       if (auto n = model->max_tokens()) ms["model"]["max_tokens"] = *n;
-      ms["pipeline"] = {{"type", info.pipeline_type}};
+      // The source's pipeline, where it names one; otherwise the task's own pipeline runs it
+      // (an empty type would be no pipeline name to ModelScope's readers).
+      if (!info.pipeline_type.empty()) ms["pipeline"] = {{"type", info.pipeline_type}};
     } else {
       ms["model"]["labels"] = class_names(info, *model->num_labels());
     }

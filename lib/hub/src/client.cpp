@@ -54,17 +54,66 @@ struct HubClient::Impl {
     return envelope(r, req.method, req.url);
   }
 
+  // `probe`: a 404 is an expected answer the caller acts on (does the repo exist yet?), not an
+  // error for the user, so the token is not checked for it.
   json api(const char* method, const std::string& path, const std::string& what,
-           const std::string& body = {}, bool retryable = true) {
+           const std::string& body = {}, bool retryable = true, bool probe = false) {
     Request req;
     req.method = method;
     req.url = transport.options().endpoint + path;
     req.body = body;
-    Response r = transport.send(req, what, retryable);
-    return envelope(r, req);
+    try {
+      Response r = transport.send(req, what, retryable);
+      return envelope(r, req);
+    } catch (Error& e) {
+      if (e.code() == ErrorCode::kNotFound && !probe) explain_not_found(e);
+      throw;
+    }
+  }
+
+  // A 404 to a request that sent a token: a hub answers 404, not 401, for a private repo the
+  // token's user may not see, and (reading an invalid or expired token as none) for every
+  // private repo, so the 404 alone cannot tell "no such repo" from "a token gone bad". The hub's
+  // users/me says which (once per client; any other answer leaves the 404 as it is).
+  void explain_not_found(Error& e) {
+    const auto& token = transport.options().token;
+    if (!token || token->empty()) return;
+    if (!token_checked) check_token(e.what());
+    if (token_user) {
+      e.set_hint(
+          fmt::format("check the id and revision; a private repo is found only with a "
+                      "token of a user who may read it (this token is {}'s)",
+                      *token_user));
+    }
+  }
+
+  // GET users/me with the token: throws for a token the hub refuses; sets token_user when the
+  // hub names its user.
+  void check_token(const std::string& not_found) {
+    token_checked = true;
+    Request req;
+    req.method = "GET";
+    req.url = transport.options().endpoint + "/openapi/v1/users/me";
+    const Response r = transport.perform(req);
+    if (r.curl_code != CURLE_OK) return;
+    if (r.status == 401 || r.status == 403) {
+      throw Error(ErrorCode::kNetwork,
+                  fmt::format("{}; and the hub does not accept the access token (HTTP {} from "
+                              "/openapi/v1/users/me): it is invalid or has expired",
+                              not_found, r.status),
+                  "run 'ms login --token T' with a valid token (or pass --token T)");
+    }
+    json j;
+    JsonParseError ignored;
+    if (r.status != 200 || !try_parse_json(r.body, j, ignored) || !j.is_object()) return;
+    const json& data = j.contains("data") ? j["data"] : j.contains("Data") ? j["Data"] : j;
+    if (!data.is_object() || !data.contains("username") || !data["username"].is_string()) return;
+    token_user = data["username"].get<std::string>();
   }
 
   detail::Transport transport;
+  bool token_checked = false;
+  std::optional<std::string> token_user;  // whose the token is, as users/me said
 };
 
 HubClient::HubClient(HubOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
@@ -131,31 +180,25 @@ FileEntry to_entry(const json& f) {
   return e;
 }
 
-// Folders are not files. Model listings also drop git's .gitignore and .gitattributes, in any
-// folder, as Python's HubApi.get_model_files does (by the file's base name); dataset listings
-// keep them, as Python's dataset downloads do.
-bool keep_listed(const json& f, RepoType type) {
+// Folders are not files. Everything else is listed, git's own files included: which of them a
+// download leaves out is the download's choice (select() in download.cpp), and an upload must
+// see them to skip the ones the hub holds already.
+bool keep_listed(const json& f) {
   if (!f.is_object()) return false;
   const auto kind = f.find("Type");
-  if (kind != f.end() && kind->is_string() && kind->get<std::string>() == "tree") return false;
-  if (type != RepoType::kModel) return true;
-  const auto path = f.find("Path");
-  if (path == f.end() || !path->is_string()) return true;  // to_entry() names the bad entry
-  const std::string& p = path->get_ref<const std::string&>();
-  const std::string base = p.substr(p.rfind('/') + 1);  // npos + 1 == 0: the whole path
-  return base != ".gitignore" && base != ".gitattributes";
+  return kind == f.end() || !kind->is_string() || kind->get<std::string>() != "tree";
 }
 
 // Appends the listed files; a path listed twice (a paged listing read while the repo changed)
 // is kept once, as first listed. Returns how many listed paths, folders included, were new: a
 // page of a recursive listing may hold folders only, and that is not the end of the listing.
 std::size_t add_listed(std::vector<FileEntry>& out, std::unordered_set<std::string>& seen,
-                       const json& files, RepoType type) {
+                       const json& files) {
   std::size_t added = 0;
   std::size_t repeated = 0;
   std::string first_repeated;
   for (const json& f : files) {
-    if (!keep_listed(f, type)) {
+    if (!keep_listed(f)) {
       // Still progress through the listing; remembered under a NUL prefix no file path has.
       if (f.is_object() && f.contains("Path") && f["Path"].is_string() &&
           seen.insert(std::string(1, '\0') + f["Path"].get<std::string>()).second)
@@ -213,7 +256,7 @@ std::vector<FileEntry> HubClient::list_files(RepoType type, const RepoId& repo,
                        "&Recursive=True",
                    what);
     if (data.is_object() && data.contains("Files") && data["Files"].is_array()) {
-      add_listed(out, seen, data["Files"], type);
+      add_listed(out, seen, data["Files"]);
     }
     return out;
   }
@@ -232,7 +275,7 @@ std::vector<FileEntry> HubClient::list_files(RepoType type, const RepoId& repo,
     std::size_t added = 0;
     if (data.is_object() && data.contains("Files") && data["Files"].is_array()) {
       n = data["Files"].size();
-      added = add_listed(out, seen, data["Files"], type);
+      added = add_listed(out, seen, data["Files"]);
     }
     // A short page is the last; a full page of nothing new means the hub ignores PageNumber
     // (asking on would repeat the same page up to the cap).
@@ -290,7 +333,7 @@ LoginResult HubClient::login(const std::string& access_token) {
 void HubClient::create_repo(RepoType type, const RepoId& repo, bool is_private, bool exist_ok) {
   if (exist_ok) {
     try {
-      repo_info(type, repo);
+      impl_->api("GET", repo_path(type, repo), describe(type, repo), {}, true, /*probe=*/true);
       return;
     } catch (const Error& e) {
       if (e.code() != ErrorCode::kNotFound) throw;

@@ -628,34 +628,83 @@ std::string listing_hint(const std::vector<FileEntry>& listed) {
                      examples.empty() ? "" : ", e.g. ", join(examples, ", "));
 }
 
-std::vector<FileEntry> select(const std::vector<FileEntry>& listed,
-                              const DownloadOptions& options) {
+// Git's own files in a model repo (.gitattributes, which the hub adds to every repo, and
+// .gitignore, in any folder): a model download leaves them out, as Python's get_model_files
+// does (modelscope up to 1.37; 1.38+ fetches them). Named exactly as a FILE, one is fetched.
+bool is_git_file_of_model(const std::string& path, RepoType type) {
+  if (type != RepoType::kModel) return false;
+  const std::string base = path.substr(path.rfind('/') + 1);  // npos + 1 == 0: the whole path
+  return base == ".gitignore" || base == ".gitattributes";
+}
+
+// What a listing is: the hub's (whose git files a model download leaves out) or the files a
+// cache folder holds (what an offline run serves: the folder is what it holds).
+enum class Listing { kHub, kFolder };
+
+std::vector<FileEntry> select(const std::vector<FileEntry>& listed, const DownloadOptions& options,
+                              Listing listing) {
+  // A FILE that is a listed path names that file only, even where it reads as a glob too
+  // ("[a].txt"), as Python's `modelscope download REPO FILE` fetches the path named.
+  std::vector<bool> names_a_path(options.files.size(), false);
+  for (std::size_t i = 0; i < options.files.size(); ++i) {
+    for (const FileEntry& e : listed)
+      names_a_path[i] = names_a_path[i] || e.path == options.files[i];
+  }
   std::vector<FileEntry> out;
   std::vector<bool> file_used(options.files.size(), false);
+  // Matched, then left out: by --include/--exclude, or as git's own file of a model.
+  std::vector<bool> left_out_by_patterns(options.files.size(), false);
+  std::vector<bool> left_out_as_git_file(options.files.size(), false);
   for (const FileEntry& e : listed) {
-    if (!selected_by_patterns(e.path, options.include, options.exclude)) continue;
-    if (!options.files.empty()) {
-      bool any = false;
-      for (std::size_t i = 0; i < options.files.size(); ++i) {
-        if (e.path == options.files[i] || path_matches(e.path, options.files[i])) {
-          file_used[i] = true;
-          any = true;
-        }
-      }
-      if (!any) continue;
+    bool named_exactly = false;
+    std::vector<std::size_t> matching;
+    for (std::size_t i = 0; i < options.files.size(); ++i) {
+      const bool match =
+          names_a_path[i] ? e.path == options.files[i] : path_matches(e.path, options.files[i]);
+      if (!match) continue;
+      matching.push_back(i);
+      named_exactly = named_exactly || names_a_path[i];
     }
-    out.push_back(e);
+    if (!options.files.empty() && matching.empty()) continue;
+    const bool by_patterns = !selected_by_patterns(e.path, options.include, options.exclude);
+    const bool as_git_file =
+        listing == Listing::kHub && !named_exactly && is_git_file_of_model(e.path, options.type);
+    for (std::size_t i : matching) {
+      if (by_patterns)
+        left_out_by_patterns[i] = true;
+      else if (as_git_file)
+        left_out_as_git_file[i] = true;
+      else
+        file_used[i] = true;
+    }
+    if (!by_patterns && !as_git_file) out.push_back(e);
   }
   for (std::size_t i = 0; i < options.files.size(); ++i) {
     if (file_used[i]) continue;
+    const std::string revision = options.revision.empty() ? kDefaultRevision : options.revision;
+    // The file is there: saying "no such file" (with "did you mean" the same name) would send
+    // the user looking in the repo for what the command itself left out.
+    if (left_out_by_patterns[i]) {
+      throw Error(ErrorCode::kNotFound,
+                  fmt::format("{}: every file matching '{}' at revision '{}' is left out by "
+                              "--include/--exclude",
+                              options.repo.str(), options.files[i], revision),
+                  "drop the --include/--exclude pattern that leaves it out");
+    }
+    if (left_out_as_git_file[i]) {
+      throw Error(ErrorCode::kNotFound,
+                  fmt::format("{}: '{}' matches only git's own files at revision '{}' "
+                              "(.gitattributes, .gitignore), which model downloads leave out",
+                              options.repo.str(), options.files[i], revision),
+                  "name the file's path exactly to fetch it");
+    }
     std::vector<std::string> names;
     for (const FileEntry& e : listed) names.push_back(e.path);
     std::string hint = did_you_mean(options.files[i], names);
     if (hint.empty()) hint = listing_hint(listed);
     throw Error(ErrorCode::kNotFound,
                 fmt::format("{} has no file matching '{}' at revision '{}'", options.repo.str(),
-                            options.files[i],
-                            options.revision.empty() ? kDefaultRevision : options.revision),
+                            options.files[i], revision),
                 hint);
   }
   // Patterns that select nothing are most likely a typo; a script would otherwise go on with an
@@ -901,7 +950,7 @@ DownloadResult offline_result(const DownloadOptions& options, CacheLayout layout
   result.revision = options.revision.empty() ? kDefaultRevision : options.revision;
   if (layout.kind == CacheKind::kSnapshots && options.revision.empty())
     result.revision = listed.front().revision;  // the revision folder picked
-  for (const FileEntry& e : select(listed, options)) {
+  for (const FileEntry& e : select(listed, options, Listing::kFolder)) {
     result.files.push_back({e.path, e.size, true, e.revision, e.sha256});
     result.bytes_cached += e.size;
   }
@@ -1151,7 +1200,7 @@ DownloadResult download_pass(const DownloadOptions& options, const HubOptions& h
                   "ask the repo's owner to delete one of them");
     }
   }
-  std::vector<FileEntry> selected = select(listed, options);
+  std::vector<FileEntry> selected = select(listed, options, Listing::kHub);
   // Repo files named like the folder's own bookkeeping would overwrite the index (or sit in the
   // temp area and be cleared as partials), and then be reported cached with the wrong bytes.
   std::vector<std::string> unstorable;

@@ -105,7 +105,9 @@ std::vector<typename AddedTokenMatcher<CharT>::Split> AddedTokenMatcher<CharT>::
   String first;
   for (std::size_t i = 0; i < text.size();) {
     const Token* found = nullptr;
-    first.assign(text.substr(i, length_at(text, i)));
+    // A fresh string, not assign(): GCC 12 warns (-Wrestrict, a false positive) on assigning a
+    // view into a string it cannot prove apart.
+    first = String(text.substr(i, length_at(text, i)));
     if (const auto bucket = by_first_.find(first); bucket != by_first_.end()) {
       for (std::size_t k : bucket->second) {
         if (text.compare(i, tokens_[k].text.size(), tokens_[k].text) == 0) {

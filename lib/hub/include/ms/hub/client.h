@@ -82,7 +82,8 @@ class MS_API HubClient {
   /// Branches and tags (GET /api/v1/models/{id}/revisions).
   std::vector<RevisionInfo> revisions(RepoType type, const RepoId& repo);
 
-  /// Recursive blob listing at `revision` (models: one call; datasets: pages of 100).
+  /// Recursive blob listing at `revision` (models: one call; datasets: pages of 100), every
+  /// file the hub lists (git's .gitattributes and .gitignore included).
   std::vector<FileEntry> list_files(RepoType type, const RepoId& repo, const std::string& revision);
 
   /// URL of a file's content at `revision`.
