@@ -128,4 +128,10 @@ void add_threads_option(CLI::App& command, std::optional<int>& threads);
 void report_failed_inputs(const char* command, std::size_t errors, std::size_t done,
                           const std::optional<Error>& first, const Json& first_id);
 
+/// For a server, after it printed its ready line: when standard output did not take it (a full
+/// disk, /dev/full, a pipe whose reader left), says so on stderr as a warning, and drops the
+/// line, so that the server's exit after a clean stop is not the failed-write exit (74): a server
+/// has no results on stdout to lose. `who` names the command ("ms serve").
+void warn_if_ready_line_lost(const char* who);
+
 }  // namespace ms::cli

@@ -62,7 +62,7 @@ void run_serve(const ServeOptions& options) {
   } else {
     std::printf("ms hub serve: listening on %s\n", server.endpoint().c_str());
   }
-  std::fflush(stdout);
+  warn_if_ready_line_lost("ms hub serve");
   const int sig = hub_server::Server::wait_for_shutdown_signal();
   std::fprintf(stderr,
                "ms hub serve: %s: stopping (requests in flight get up to a minute; a second "

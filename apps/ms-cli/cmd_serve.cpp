@@ -94,7 +94,7 @@ void run_serve(ServeCommandOptions& o) {
         server.endpoint().c_str(), server.task().c_str(), server.model_dir().string().c_str(),
         server.device().c_str(), server.workers());
   }
-  std::fflush(stdout);
+  warn_if_ready_line_lost("ms serve");
   stop_requested.wait();
   server.stop();
 }

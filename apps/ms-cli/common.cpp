@@ -1,8 +1,10 @@
 #include <fmt/format.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio_ext.h>
 
 #include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -219,6 +221,20 @@ void add_threads_option(CLI::App& command, std::optional<int>& threads) {
                   "LibTorch intra-op threads (default: $OMP_NUM_THREADS, else the cores this "
                   "process may use)")
       ->check(positive_whole_number());
+}
+
+void warn_if_ready_line_lost(const char* who) {
+  errno = 0;
+  if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return;
+  const int err = errno;
+  std::fprintf(stderr,
+               "%s: warning: its ready line could not be written to standard output%s%s; "
+               "serving anyway\n",
+               who, err != 0 ? ": " : "", err != 0 ? std::strerror(err) : "");
+  std::fflush(stderr);
+  // Dropped, or the exit's flush would try (and fail) again.
+  __fpurge(stdout);
+  std::clearerr(stdout);
 }
 
 void report_failed_inputs(const char* command, std::size_t errors, std::size_t done,

@@ -325,6 +325,46 @@ class HubServerTest(MsTestCase):
                         b"GET %s HTTP/1.1\r\nHost:\r\n\r\n"):
             self.assertEqual(status_of(request % path), 404, request)
 
+    def test_the_shared_front_reads_requests_as_rfc_9110_and_9112_say(self):
+        # The HTTP front ms serve shares (see test_serve.py for each case's story): a NUL, bare CR
+        # or bare LF in a header field is 400 and closes (Content-Length: 0<NUL>... smuggled its
+        # "body" as a second request); Connection options are case-insensitive tokens of a list;
+        # empty lines before a request line are ignored; a long request line's 414 names the limit.
+        def exchange(data):
+            with socket.create_connection((self.server.host, self.server.port), timeout=30) as s:
+                s.sendall(data)
+                return read_to_eof(s)
+        path = b"/api/v1/models/nobody/nothing"
+        second = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path
+        for headers in (b"Content-Length: 0\x00%d\r\n" % len(second), b"X-Note: a\rb\r\n",
+                        b"X-Note: a\nContent-Length: %d\r\n" % len(second)):
+            data = exchange(b"POST %s HTTP/1.1\r\nHost: x\r\n" % path + headers + b"\r\n" + second)
+            self.assertTrue(data.startswith(b"HTTP/1.1 400 "), (headers, data[:300]))
+            self.assertEqual(data.count(b"HTTP/1.1 "), 1, (headers, data))
+            self.assertIn(b"NUL, or a CR or LF", data)
+        for value in (b"Close", b"keep-alive, CLOSE"):
+            data = exchange(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: %s\r\n\r\n" % (path, value) + second)
+            self.assertEqual(data.count(b"HTTP/1.1 404 "), 1, (value, data))
+            self.assertIn(b"\r\nConnection: close\r\n", data)
+        data = exchange(b"GET %s HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET %s HTTP/1.0\r\n\r\n"
+                        % (path, path))
+        self.assertEqual(data.count(b"HTTP/1.1 404 "), 2, data)
+        data = exchange(b"\r\n\r\nGET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path)
+        self.assertTrue(data.startswith(b"HTTP/1.1 404 "), data[:300])
+        data = exchange(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 414 "), data[:300])
+        self.assertIn(b"8192 bytes", data)
+
+    def test_a_nul_byte_in_a_json_body_is_400(self):
+        # The JSON parser read a NUL as the end of the text: the body was taken for its JSON
+        # before the NUL, whatever followed.
+        body = json.dumps({"Path": "alice", "Name": "nul", "Visibility": 5}).encode() + b"\x00xyz{{{"
+        status, _, data = self.server.request("POST", "/api/v1/models", body, self.alice,
+                                              headers={"Content-Type": "application/json"})
+        self.assertEqual(status, 400, data)
+        self.assertIn(b"NUL", data)
+        self.assertEqual(self.server.api("GET", "/api/v1/models/alice/nul")[0], 404)
+
     def test_absolute_form_targets_name_their_path(self):
         # A client configured to use the server as a proxy sends the whole URL as the target
         # (RFC 9112 section 3.2.2: a server must accept it); every such request was 404.
@@ -1257,6 +1297,45 @@ class ServeCliTest(MsTestCase):
         r = run_ms("hub", "token", "create", "../evil", "--root", self.path("r"))
         self.assertExit(r, 2)
         self.assertOneLineError(r, "../evil")
+
+    def test_a_ready_line_stdout_cannot_take_is_a_warning_not_a_failed_exit(self):
+        # `ms hub serve > /dev/full` exited 74 after a clean stop, as if results were lost.
+        from harness import free_port
+        port = free_port()
+        stderr = self.path("full.stderr")
+        with open("/dev/full", "w") as full, open(stderr, "w") as err:
+            p = subprocess.Popen([MS_BIN, "hub", "serve", "--root", self.path("r"), "--port", str(port)],
+                                 stdout=full, stderr=err)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+
+        def written():
+            with open(stderr) as f:
+                return f.read()
+        self.assertTrue(self.wait_for(lambda: "warning" in written() or p.poll() is not None))
+        p.send_signal(signal.SIGTERM)
+        code = p.wait(30)
+        log = written()
+        self.assertEqual(code, 0, log)
+        self.assertIn("ms hub serve: warning: its ready line could not be written", log)
+
+    def test_host_takes_the_bracketed_ipv6_form(self):
+        try:
+            with socket.socket(socket.AF_INET6) as probe:
+                probe.bind(("::1", 0))
+        except OSError:
+            self.skipTest("no ::1 on this machine")
+        p = subprocess.Popen([MS_BIN, "hub", "serve", "--root", self.path("r6"), "--host", "[::1]", "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            line = p.stdout.readline()
+            self.assertTrue(line, p.stderr.read() if p.poll() is not None else "")
+            self.assertTrue(json.loads(line)["endpoint"].startswith("http://[::1]:"), line)
+        finally:
+            p.terminate()
+            code = p.wait(15)
+            p.stdout.close()
+            p.stderr.close()
+        self.assertEqual(code, 0)
 
     def test_json_ready_line(self):
         import subprocess

@@ -22,7 +22,7 @@ import threading
 import unittest
 import zlib
 
-from harness import MS_BIN, SOURCE_DIR, TorchTestCase, component_available, run_ms
+from harness import MS_BIN, SOURCE_DIR, TorchTestCase, component_available, free_port, run_ms
 
 TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
 VISION = os.path.join(SOURCE_DIR, "tests", "data", "infer", "vision")
@@ -399,6 +399,16 @@ class TextServeTest(ServeTestCase):
         # answers.
         self.assertEqual(s.metric("ms_serve_errors_total"), len(cases) + 5)
 
+    def test_a_nul_byte_in_the_json_body_is_400(self):
+        # The JSON parser read a NUL as the end of the text: {"input":"a"}<NUL>xyz{{{ was answered
+        # for "a", while {"input":"a"}xyz was 400.
+        s = self.serve(os.path.join(TINY, "cls"))
+        for body in (b'{"input":"a"}\x00xyz{{{', b'{"input":"a"}\x00', b'{"input":"a\x00b"}'):
+            status, _, got = s.call(body, headers={"Content-Type": "application/json"})
+            self.assertEqual((status, got["Data"]["field"]), (400, "body"), (body, got))
+            self.assertIn("NUL", got["Message"], body)
+        self.assertEqual(s.call({"input": "a"})[0], 200)
+
     def test_curl_style_form_content_type_takes_large_bodies(self):
         # `curl -d` sends application/x-www-form-urlencoded; the body is still JSON, and may be
         # far larger than the 8 KiB httplib allows a form.
@@ -550,6 +560,73 @@ class TextServeTest(ServeTestCase):
                 self.assertEqual(s.proc.wait(30), 0, s.log())
                 self.assertIn("draining 1 queued", s.log())
                 self.assertIn(f"ms serve: {signal.strsignal(signo)}: stopping", s.log())
+
+    def test_a_request_during_the_stop_hears_the_server_is_shutting_down(self):
+        # A request on a connection open before the stop was told "the server is busy (0 inputs
+        # queued, --max-queue 1024) or shutting down", where a new connection hears plainly that
+        # the server is shutting down.
+        self.require_test_hooks()
+        s = self.serve(os.path.join(TINY, "cls"), "--test-routes")
+        s.request("POST", "/_test/hold")
+        body = json.dumps({"input": "sent during the stop"}).encode()
+        with s.connect() as conn, concurrent.futures.ThreadPoolExecutor(1) as pool:
+            queued = pool.submit(s.call, {"input": "queued before the signal"})
+            self.wait_queue(s, 1)
+            # Its body's start keeps the connection in a request across the signal.
+            conn.sendall(b"POST /call HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+                         + body[:5])
+            s.proc.send_signal(signal.SIGTERM)
+            # Answered by the drain: the batcher takes no more work from here on.
+            self.assertEqual(queued.result()[0], 200, s.log())
+            conn.sendall(body[5:])
+            (status, headers, got), = read_responses(conn, first_only=True)
+        self.assertEqual(status, 503, got)
+        self.assertEqual(got["Message"], "the server is shutting down")
+        self.assertEqual(dict(headers).get("Retry-After"), "1")
+        self.assertEqual(s.proc.wait(30), 0, s.log())
+
+    def test_a_ready_line_stdout_cannot_take_is_a_warning_not_a_failed_exit(self):
+        # `ms serve > /dev/full` served, then after its clean stop exited 74 ("standard output
+        # could not be written: the results on it are incomplete"): a server has no results there.
+        port = free_port()
+        stderr = self.path("full.stderr")
+        with open("/dev/full", "w") as full, open(stderr, "w") as err:
+            proc = subprocess.Popen([MS_BIN, "serve", "-m", os.path.join(TINY, "cls"), "--port", str(port),
+                                     "--device", DEVICE], stdout=full, stderr=err)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        written = lambda: read_bytes(stderr).decode()
+
+        def answers():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+                    conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    return read_responses(conn)[0][0] == 200
+            except OSError:
+                return proc.poll() is not None  # stop waiting: it exited
+        self.assertTrue(self.wait_for(answers), stderr)
+        self.assertTrue(self.wait_for(lambda: "warning" in written()))
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+        log = written()
+        self.assertEqual(code, 0, log)
+        self.assertIn("ms serve: warning: its ready line could not be written", log)
+        self.assertNotIn("error", log)
+
+    def test_host_takes_the_bracketed_ipv6_form(self):
+        # `--host ::1` printed http://[::1]:PORT, but `--host '[::1]'` was "not an address".
+        if not socket.has_ipv6:
+            self.skipTest("no IPv6")
+        try:
+            with socket.socket(socket.AF_INET6) as probe:
+                probe.bind(("::1", 0))
+        except OSError:
+            self.skipTest("no ::1 on this machine")
+        s = Served(os.path.join(TINY, "cls"), "--host", "[::1]", log_dir=self.tmp).start()
+        self.addCleanup(s.stop)
+        self.assertTrue(s.ready["endpoint"].startswith("http://[::1]:"), s.ready)
+        with socket.create_connection(("::1", s.port), timeout=30) as conn:
+            conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            self.assertEqual(read_responses(conn)[0][0], 200)
 
     def test_sighup_stays_ignored_under_nohup(self):
         s = self.serve(os.path.join(TINY, "cls"), ignore_hangup=True)
@@ -940,6 +1017,76 @@ class HttpFramingTest(ServeTestCase):
         self.assertIn(("Connection", "keep-alive"), got[0][1])
         self.assertIn(("Connection", "close"), got[1][1])
         self.assertIn("labels", got[1][2])
+
+    def test_nul_cr_or_lf_in_a_header_field_is_400_and_closes(self):
+        # httplib read a value up to its first NUL: "Content-Length: 0<NUL>88" was a body of 0
+        # bytes, and the 88 after the headers ran as a second request (a smuggled one); "17<NUL>abc"
+        # was 17, "chunked<NUL>" chunked. A lone CR stayed in the value, and a line ended by a bare
+        # LF was dropped while the next was read.
+        s = self.serve(os.path.join(TINY, "cls"))
+        body = b'{"input":"hello"}'
+        smuggled = b"POST /call HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        for headers, rest in (
+                (b"Content-Length: 0\x00%d\r\n" % len(smuggled), smuggled),
+                (b"Content-Length: 17\x00abc\r\n", body),
+                (b"Transfer-Encoding: chunked\x00\r\n", b"11\r\n" + body + b"\r\n0\r\n\r\n"),
+                (b"X-Note: a\rb\r\nContent-Length: 17\r\n", body),
+                (b"X-Note: a\nContent-Length: 17\r\n", body)):
+            got = s.raw(b"POST /call HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n" + rest)
+            self.assertEqual([(st, b["Code"]) for st, _, b in got], [(400, 400)], (headers, got))
+            self.assertIn("NUL, or a CR or LF", got[0][2]["Message"], headers)
+            self.assertIn(("Connection", "close"), got[0][1])
+        self.assertEqual(s.call({"input": "still serving"})[0], 200)
+
+    def test_connection_options_are_case_insensitive_tokens_of_a_list(self):
+        # "Connection: Close" (or a list holding close) kept the connection open, and an HTTP/1.0
+        # "keep-alive" in lower case closed it: httplib matched the whole value as written.
+        s = self.serve(os.path.join(TINY, "cls"))
+        health = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+        for value in (b"Close", b"CLOSE", b"keep-alive, close", b"TE, close", b"te,CLOSE "):
+            got = s.raw(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: " + value + b"\r\n\r\n" + health)
+            self.assertEqual([st for st, _, _ in got], [200], (value, got))  # the second is not read
+            self.assertIn(("Connection", "close"), got[0][1], value)
+        for value in (b"keep-alive", b"KEEP-ALIVE", b"foo, Keep-Alive"):
+            got = s.raw(b"GET /health HTTP/1.0\r\nConnection: " + value + b"\r\n\r\n"
+                        b"GET /health HTTP/1.0\r\n\r\n")
+            self.assertEqual([st for st, _, _ in got], [200, 200], (value, got))
+            self.assertIn(("Connection", "keep-alive"), got[0][1], value)
+            self.assertIn(("Connection", "close"), got[1][1], value)
+        got = s.raw(b"GET /health HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"
+                    b"GET /health HTTP/1.0\r\n\r\n")
+        self.assertEqual([st for st, _, _ in got], [200], got)
+
+    def test_empty_lines_before_a_request_line_are_ignored(self):
+        # RFC 9112 section 2.2: a server should ignore at least one empty line before a request
+        # line (a client that ends its body with a CRLF it does not count sends one); it was 400.
+        s = self.serve(os.path.join(TINY, "cls"))
+        body = b'{"input":"hello"}'
+        got = s.raw(b"\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertEqual([st for st, _, _ in got], [200], got)
+        got = s.raw(b"POST /call HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n\r\n" + body +
+                    b"\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertEqual([st for st, _, _ in got], [200, 200], got)
+        self.assertIn("labels", got[0][2])
+        # A few, not any number.
+        got = s.raw(b"\r\n" * 100 + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual([st for st, _, _ in got], [400], got)
+
+    def test_a_request_line_past_the_limit_is_414_naming_it(self):
+        s = self.serve(os.path.join(TINY, "cls"))
+        got = s.raw(b"GET /health?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual([(st, b["Code"]) for st, _, b in got], [(414, 414)], got)
+        self.assertIn("request line", got[0][2]["Message"])
+        self.assertIn("8192 bytes", got[0][2]["Message"])
+
+    def test_a_client_that_closes_mid_body_counts_as_499(self):
+        # It was counted as a bad request (400), though no one was there to read the answer.
+        s = self.serve(os.path.join(TINY, "cls"))
+        with s.connect() as conn:
+            conn.sendall(b"POST /call HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"input\":")
+        counted = lambda code: s.metric(f'ms_serve_requests_total{{code="{code}"}}')
+        self.assertTrue(self.wait_for(lambda: counted(400) or counted(499)), s.log())
+        self.assertEqual((counted(499), counted(400)), (1, None), s.log())
 
     def test_connections_per_address_are_configurable(self):
         s = self.serve(os.path.join(TINY, "cls"), "--max-client-connections", "2")

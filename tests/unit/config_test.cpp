@@ -156,6 +156,22 @@ TEST_CASE("the JSON parser tells text that ends inside a value, and may refuse r
   CHECK_FALSE(twice.ends_early);
 }
 
+TEST_CASE("the JSON parser refuses a NUL byte, which nlohmann read as the end of the text",
+          "[config]") {
+  // {"a": 1}<NUL>xyz{{{ parsed as {"a": 1}: the hub's JSON routes took such a body for its start.
+  for (const std::string_view text :
+       {std::string_view("{\"a\": 1}\0xyz{{{", 15), std::string_view("{\"a\": 1}\0", 9),
+        std::string_view("{\"a\": \"b\0c\"}", 12)}) {
+    ms::Json out;
+    ms::JsonParseError e;
+    CHECK_FALSE(ms::try_parse_json(text, out, e));
+    CHECK(e.reason.find("NUL") != std::string::npos);
+    CHECK(e.line == 1);
+    CHECK(e.column == text.find('\0') + 1);
+    CHECK_FALSE(e.ends_early);
+  }
+}
+
 TEST_CASE("JSON beyond the nesting and number limits is a config error with a location",
           "[config]") {
   // A SIGSEGV at 70,000 levels before (recursive dump / copy of the parsed tree).

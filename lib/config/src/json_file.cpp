@@ -217,6 +217,13 @@ std::size_t json_container_end(std::string_view text, std::size_t begin) {
 bool try_parse_json(std::string_view text, Json& out, JsonParseError& error,
                     bool refuse_repeated_keys) {
   error = JsonParseError();
+  // nlohmann's lexer reads a NUL byte as the end of the text: "{}<NUL>anything" parsed as {}.
+  // JSON holds none (inside a string one is written \u0000).
+  if (const std::size_t nul = text.find('\0'); nul != std::string_view::npos) {
+    locate(text, nul, error);
+    error.reason = "a NUL byte (JSON text holds none; in a string it is written \\u0000)";
+    return false;
+  }
   CheckedBuilder builder(text, out, error, refuse_repeated_keys);
   bool ok = false;
   try {

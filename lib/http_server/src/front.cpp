@@ -122,6 +122,9 @@ class ElasticTaskQueue : public httplib::TaskQueue {
 // The most a request's header lines may hold together (Go's net/http allows 1 MiB; the hub's and
 // the service's clients send well under 8 KiB): past it, 431.
 constexpr std::size_t kMaxHeaderBytes = 64 * 1024;
+// Empty lines skipped before a request line (RFC 9112 section 2.2 asks for at least one); more
+// are a client sending something other than HTTP, refused as a bad request line.
+constexpr std::size_t kMaxEmptyLines = 8;
 
 struct ConnectionNote {
   socket_t sock = INVALID_SOCKET;  // the connection's socket
@@ -200,6 +203,7 @@ class FrontStream : public httplib::Stream {
     coding_cut_ = false;
     wrote_ = false;
     request_line_read_ = false;
+    request_line_started_ = false;
     header_bytes_ = 0;
     header_lines_.clear();
     chunked_.reset();
@@ -254,6 +258,10 @@ class FrontStream : public httplib::Stream {
     }
     if (body_refused_ && !in_headers_) return 0;
     if (coding_cut_ && !in_headers_) return -1;
+    if (in_headers_ && !request_line_started_) {
+      request_line_started_ = true;
+      if (const ssize_t status = skip_empty_lines(); status <= 0) return status;
+    }
     const ssize_t n = chunked_ ? read_chunked(ptr, size) : read_bytes(ptr, size);
     if (n > 0) {
       if (in_headers_) {
@@ -368,6 +376,39 @@ class FrontStream : public httplib::Stream {
     }
     header_bytes_ += size;
     if (header_bytes_ <= kMaxHeaderBytes) header_lines_.append(data, size);
+  }
+
+  // Drops up to kMaxEmptyLines empty lines (CRLF) before a request line, as RFC 9112 section 2.2
+  // has a server do: a client that ends a body with a CRLF it does not count sends its next
+  // request after one, and that request was refused with 400. 1 when the request line may be
+  // read, 0 at the client's close, -1 on an error or when the headers' deadline passed.
+  ssize_t skip_empty_lines() {
+    for (std::size_t skipped = 0; skipped < kMaxEmptyLines; ++skipped) {
+      if (pos_ == end_) {
+        if (!await_bytes()) {
+          // A client idle after a CRLF it sent at the end of its last request is an idle
+          // keep-alive connection, not one too slow with its request line.
+          if (skipped > 0) note_.headers_timed_out = false;
+          return -1;
+        }
+        if (const ssize_t n = fill_buffer(); n <= 0) return n;
+      }
+      if (buffer_[pos_] != '\r') return 1;
+      if (pos_ + 1 == end_) {
+        // The CR's LF has not come yet: the CR waits at the buffer's start while it is read.
+        buffer_[0] = '\r';
+        pos_ = 0;
+        end_ = 1;
+        if (!await_bytes()) return -1;
+        const ssize_t n = recv_some(buffer_ + 1, sizeof(buffer_) - 1);
+        if (n < 0) return -1;
+        if (n == 0) return 1;  // httplib reads the lone CR, and refuses it
+        end_ += static_cast<std::size_t>(n);
+      }
+      if (buffer_[pos_ + 1] != '\n') return 1;
+      pos_ += 2;
+    }
+    return 1;
   }
 
   int read_budget_ms() const {
@@ -490,8 +531,9 @@ class FrontStream : public httplib::Stream {
   std::size_t chunked_out_pos_ = 0;     // how much of it httplib has read
   bool in_headers_ = false;
   bool request_line_read_ = false;
-  std::size_t header_bytes_ = 0;  // of the header lines, read so far
-  std::string header_lines_;      // the header lines read so far (at most kMaxHeaderBytes)
+  bool request_line_started_ = false;  // the empty lines before the request line were skipped
+  std::size_t header_bytes_ = 0;       // of the header lines, read so far
+  std::string header_lines_;           // the header lines read so far (at most kMaxHeaderBytes)
   bool in_body_ = false;
   bool body_refused_ = false;                     // refuse_body()
   std::unique_ptr<CodingEndCheck> coding_check_;  // check_coding_end()
@@ -677,10 +719,65 @@ const char* framing_error(httplib::Request& req, std::string_view raw_header_blo
   return nullptr;
 }
 
+// The options of the request's Connection header (every line of it): whether one is "close" and
+// whether one is "keep-alive", as RFC 9110 section 7.6.1 has them: case-insensitive tokens in a
+// comma-separated list. httplib matched the whole value, case and all: "Connection: Close" (or
+// "keep-alive, close") kept the connection open, and an HTTP/1.0 "keep-alive" closed it.
+struct ConnectionOptions {
+  bool close = false;
+  bool keep_alive = false;
+};
+ConnectionOptions connection_options(const httplib::Request& req) {
+  ConnectionOptions options;
+  for (std::size_t i = 0; i < req.get_header_value_count("Connection"); ++i) {
+    for (const std::string& part : split(req.get_header_value("Connection", i), ',')) {
+      const std::string option = ascii_lower(trim(part));
+      options.close = options.close || option == "close";
+      options.keep_alive = options.keep_alive || option == "keep-alive";
+    }
+  }
+  return options;
+}
+
+// Makes the request's Connection header one that httplib's exact matches read as RFC 9110 does:
+// "close" when an option is close, "Keep-Alive" for an HTTP/1.0 request that asks for it; and
+// `closed` (httplib's note that the connection ends after this request) agree.
+void normalize_connection(httplib::Request& req, bool& closed) {
+  const ConnectionOptions options = connection_options(req);
+  const bool http10 = req.version == "HTTP/1.0";
+  if (options.close || (http10 && options.keep_alive)) {
+    req.headers.erase("Connection");
+    req.set_header("Connection", options.close ? "close" : "Keep-Alive");
+  }
+  closed = options.close || (http10 && !options.keep_alive);
+}
+
 // Whether `c` may be part of a header field name (RFC 9110 section 5.1: a token).
 bool is_token_char(char c) {
   const auto u = static_cast<unsigned char>(c);
   return std::isalnum(u) || (c != '\0' && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr);
+}
+
+// A NUL, or a CR or LF that does not end a line, in the header lines as they came, or in a value
+// httplib made of them: RFC 9110 section 5.5 has a recipient refuse such a value (or replace
+// the characters), and httplib reads a value up to its first NUL: "Content-Length: 0<NUL>88"
+// was a body of 0 bytes (the 88 bytes after the headers then ran as a second request, a
+// smuggled one), and "Transfer-Encoding: chunked<NUL>" was chunked.
+const char* field_value_error(const httplib::Request& req, std::string_view raw_header_block) {
+  constexpr const char* kError =
+      "a header field holds a NUL, or a CR or LF that does not end its line";
+  for (std::size_t i = 0; i < raw_header_block.size(); ++i) {
+    const char c = raw_header_block[i];
+    if (c == '\0') return kError;
+    if (c == '\r' && (i + 1 == raw_header_block.size() || raw_header_block[i + 1] != '\n'))
+      return kError;
+    if (c == '\n' && (i == 0 || raw_header_block[i - 1] != '\r')) return kError;
+  }
+  for (const auto& field : req.headers) {
+    if (field.second.find_first_of(std::string_view("\0\r\n", 3)) != std::string::npos)
+      return kError;
+  }
+  return nullptr;
 }
 
 // Checks the header fields httplib parsed for what RFC 9112 has a server refuse with a 400 and
@@ -694,6 +791,7 @@ const char* header_error(const httplib::Request& req, std::string_view raw_heade
       return "bad header field name (white space before the colon, or a character that is not "
              "allowed in a name)";
   }
+  if (const char* error = field_value_error(req, raw_header_block)) return error;
   // Counted in the lines as sent: httplib drops a field with an empty value, which RFC 9112
   // allows for Host ("Host:" alone, a request for no particular host).
   const std::size_t hosts = raw_header_lines(raw_header_block, "Host");
@@ -977,6 +1075,7 @@ bool Front::process_and_close_socket(socket_t sock) {
             // waited heard its 413 only when the body's read timeout (60 s) ran out.
             if (note.body_length > payload_max_length_) strm.refuse_body();
           }
+          normalize_connection(req, closed);
           normalize_content_coding(req);
           normalize_absolute_target(req);
           if (note.body_chunked || note.body_length > 0) {
@@ -1147,6 +1246,13 @@ bool front_headers_too_large(httplib::Response& res) {
   if (t_note == nullptr || !t_note->headers_too_large) return false;
   res.status = 431;
   return true;
+}
+
+std::string request_line_too_long_message() {
+  return fmt::format(
+      "the request line (method, target and version) is over {} bytes; send long values in the "
+      "request body",
+      kMaxRequestLineBytes);
 }
 
 std::optional<std::string> front_headers_timed_out(httplib::Response& res) {

@@ -103,6 +103,13 @@ Error listen_error(const std::string& who, const std::string& host, int port) {
 }  // namespace
 
 Listener::Listener(const ListenerOptions& options) : options_(options) {
+  // An IPv6 address as URLs write it, and as endpoint() shows it ("[::1]"), is the address
+  // inside the brackets: getaddrinfo() knows only the bare form.
+  std::string& host = options_.host;
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']' &&
+      host.find(':') != std::string::npos) {
+    host = host.substr(1, host.size() - 2);
+  }
   const ListenerOptions& o = options_;
   MS_CHECK(o.tls_cert.empty() == o.tls_key.empty(), ErrorCode::kUsage,
            "--tls-cert and --tls-key go together");

@@ -189,6 +189,7 @@ void Server::start() {
                                           ? " (larger ones need a valid access token)"
                                           : "")
                     : res.status == 404 ? "no such API: " + req.method + " " + req.path
+                    : res.status == 414 ? http_server::request_line_too_long_message()
                                         : "HTTP error " + std::to_string(res.status));
     }
     // A malformed request is answered and its connection closed, not kept for the keep-alive

@@ -213,7 +213,10 @@ RepoRecord repo_for_write(Service& service, const Caller& caller, hub::RepoType 
 std::string base_url(Service& service, const httplib::Request& req) {
   std::string host = req.get_header_value("Host");
   if (host.empty() || host.find_first_of("/ \r\n") != std::string::npos) {
-    host = service.options.host + ":" + std::to_string(req.local_port);
+    // An IPv6 address is bracketed in a URL (--host may give it either way).
+    const std::string& own = service.options.host;
+    const bool bare_ipv6 = own.find(':') != std::string::npos && own.front() != '[';
+    host = (bare_ipv6 ? "[" + own + "]" : own) + ":" + std::to_string(req.local_port);
   }
   return service.scheme + "://" + host;
 }

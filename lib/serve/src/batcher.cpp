@@ -101,6 +101,11 @@ DynamicBatcher::WaitResult DynamicBatcher::wait(Submission& submission, Clock::t
   return result;
 }
 
+bool DynamicBatcher::draining() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return draining_;
+}
+
 std::size_t DynamicBatcher::queue_depth() const {
   std::lock_guard<std::mutex> lock(mu_);
   return queue_.size();

@@ -293,6 +293,13 @@ CallRequest parse_call(const std::string& task, std::string_view body, const Url
     std::vector<std::string> keys;  // an object's keys so far (at most kMaxMembers)
   };
   std::vector<Open> open;  // the containers being parsed, innermost last
+  // nlohmann's lexer reads a NUL byte as the end of the text: {"input":"a"}<NUL>xyz was answered
+  // for "a". JSON holds none (inside a string one is written \u0000).
+  if (const std::size_t nul = body.find('\0'); nul != std::string_view::npos) {
+    bad("body", fmt::format("not valid JSON: a NUL byte at offset {} (JSON text holds none; in a "
+                            "string it is written \\u0000)",
+                            nul));
+  }
   Json doc;
   try {
     doc = Json::parse(body, [&](int depth, Json::parse_event_t event, Json& parsed) {

@@ -157,6 +157,11 @@ struct Server::Impl {
                  fmt::format("the request body did not arrive within --request-timeout {} s",
                              options.request_timeout_s),
                  id);
+    } else if (http_server::client_hung_up()) {
+      // The body stopped because its client closed the connection: no one reads this answer,
+      // and /metrics counts it as a client that left (499), not as a bad request.
+      send_error(res, kClientClosedRequest, "body",
+                 "the client closed its connection before sending the whole body", id);
     } else if (!encoding.empty()) {
       send_error(res, 400, "body",
                  fmt::format("the request body is not valid {} data, or was cut short", encoding),
@@ -195,10 +200,13 @@ struct Server::Impl {
       std::shared_ptr<Submission> submission = batcher->submit(std::move(request.inputs));
       if (!submission) {
         res.set_header("Retry-After", "1");
+        // The same words as the front's answer to a connection made during the stop.
         send_error(res, 503, "",
-                   fmt::format("the server is busy ({} inputs queued, --max-queue {}) or "
-                               "shutting down; retry later",
-                               batcher->queue_depth(), options.max_queue),
+                   batcher->draining()
+                       ? std::string("the server is shutting down")
+                       : fmt::format("the server is busy ({} inputs queued, --max-queue {}); "
+                                     "retry later",
+                                     batcher->queue_depth(), options.max_queue),
                    id);
         return;
       }
@@ -306,6 +314,7 @@ struct Server::Impl {
           message = "no such API: " + req.method + " " + req.path +
                     " (POST /call, GET /describe, /health, /metrics)";
         if (res.status == 413) message = "request body too large (see ms serve --max-body-mb)";
+        if (res.status == 414) message = http_server::request_line_too_long_message();
         if (res.status == 400) {
           message =
               "malformed request (its line or headers, or a method other than GET, POST, "

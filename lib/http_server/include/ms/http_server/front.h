@@ -101,6 +101,11 @@ void front_tidy_headers(const httplib::Request& req, httplib::Response& res);
 /// For an error handler, before it writes the body: whether the request headers ran past the
 /// front's 64 KiB (httplib's 400 for them then becomes 431).
 bool front_headers_too_large(httplib::Response& res);
+/// The most bytes a request line (method, target, version and its CRLF) may hold: httplib's
+/// limit, past which it answers 414.
+inline constexpr std::size_t kMaxRequestLineBytes = CPPHTTPLIB_REQUEST_URI_MAX_LENGTH;
+/// The message of a 414 answer, naming kMaxRequestLineBytes.
+std::string request_line_too_long_message();
 /// For an error handler, before it writes the body: when the request's line and headers did not
 /// arrive within the header timeout, makes httplib's 400 for them a 408 and returns its message
 /// (naming --header-timeout); nullopt otherwise.

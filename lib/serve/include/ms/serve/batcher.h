@@ -89,6 +89,8 @@ class MS_API DynamicBatcher {
   void hold(bool held);
   /// Refuses new submissions and runs what is queued, even when held; returns at once.
   void drain();
+  /// Whether drain() was called (submit() refuses everything).
+  bool draining() const;
 
  private:
   struct Pending {
