@@ -239,7 +239,7 @@ class HubCliErrorsTest(SharedHubTestCase):
         r = self.ms("download", "alice/ux", "nofile.txt", "--token", self.token)
         self.assertExit(r, 4)
         self.assertOneLineError(r, "nofile.txt")
-        self.assertIn("hint: the repo has 3 file(s), e.g. .gitattributes", r.stderr)
+        self.assertIn("hint: the repo has 2 file(s)", r.stderr)
 
         a_file = self.write("a-file", "x")
         r = self.ms("download", "alice/ux", "--token", self.token, "--local-dir", a_file + "/sub")

@@ -46,8 +46,10 @@ bool weight_file(const std::string& name) {
 void copy_into(const fs::path& from, const fs::path& to) { write_file_atomic(to, read_file(from)); }
 
 // A sentence-transformers Pooling module's config.json saying `mode` (a --set model.pooling the
-// exported graph or archive holds): its flag set alone, and `pooling_mode` (sentence-transformers
-// 5.7) where the file has it. Readers that pool the last hidden state themselves go by this file.
+// exported graph or archive holds), in the file's own form, since older sentence-transformers
+// refuse keys they do not know: `pooling_mode` (5.7; a list stays a list) where the file has it;
+// else the mode's flag true and the other flags it has false, mean's too, since an absent mean
+// flag reads as true. Readers that pool the last hidden state themselves go by this file.
 std::string pooling_config_for(const std::string& copied, const std::string& mode,
                                const fs::path& source) {
   static const std::pair<const char*, const char*> kFlags[] = {
@@ -63,16 +65,33 @@ std::string pooling_config_for(const std::string& copied, const std::string& mod
   if (name == "mean_sqrt_len") name = "mean_sqrt_len_tokens";
   Json config = parse_json(copied, source.string());
   MS_CHECK(config.is_object(), ErrorCode::kConfig, "{} must be a JSON object", source.string());
+  if (config.contains("pooling_mode")) {
+    config["pooling_mode"] = config["pooling_mode"].is_array() ? Json::array({name}) : Json(name);
+    return config.dump(2) + "\n";
+  }
   bool known = false;
   for (const auto& [flag_name, key] : kFlags) {
-    config[key] = name == flag_name;
-    known = known || name == flag_name;
+    const bool chosen = name == flag_name;
+    known = known || chosen;
+    if (chosen || config.contains(key) || std::string(flag_name) == "mean") config[key] = chosen;
   }
   // The model was built with this mode, so its name has been checked already.
   MS_CHECK(known, ErrorCode::kInternal, "pooling mode '{}' has no sentence-transformers flag",
            mode);
-  if (config.contains("pooling_mode")) config["pooling_mode"] = name;
   return config.dump(2) + "\n";
+}
+
+// Whether `readme` is a model card an earlier `ms export` wrote (front matter tagged ms-export,
+// and its sentence): it describes that export, not this one. A card its owner has rewritten
+// keeps the tag only if they kept the front matter; it is left out then too, with a note.
+bool written_by_an_export(const std::string& readme) {
+  if (readme.rfind("---\n", 0) != 0) return false;
+  const std::size_t end = readme.find("\n---\n", 3);
+  if (end == std::string::npos) return false;
+  const std::string front = readme.substr(0, end + 1);
+  const std::size_t tags = front.find("\ntags:\n");
+  return tags != std::string::npos && front.find("\n- ms-export\n", tags) != std::string::npos &&
+         readme.find("exported by `ms export", end) != std::string::npos;
 }
 
 }  // namespace
@@ -88,9 +107,10 @@ std::vector<std::string> copy_side_files(const infer::ModelInfo& info, const fs:
     if (!entry.is_regular_file(ec) || name.empty() || name[0] == '.' || weight_file(name)) continue;
     std::string content = read_file(entry.path());
     // A card `ms export` wrote describes that export (its title, format and dtype), not this one.
-    if (name == "README.md" && content.rfind("---\n", 0) == 0 &&
-        content.find("\n- ms-export\n") < content.find("\n---\n", 3))
+    if (name == "README.md" && written_by_an_export(content)) {
+      log::info("{}: not copied: it is the card of an earlier export", entry.path().string());
       continue;
+    }
     write_file_atomic(out / name, content);
     copied.push_back(name);
   }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
@@ -78,6 +79,9 @@ struct HubClient::Impl {
   void explain_not_found(Error& e) {
     const auto& token = transport.options().token;
     if (!token || token->empty()) return;
+    // Download workers list the repo again after a checksum mismatch, so 404s may come from
+    // several threads at once.
+    std::lock_guard<std::mutex> lock(token_mutex);
     if (!token_checked) check_token(e.what());
     if (token_user) {
       e.set_hint(
@@ -94,13 +98,17 @@ struct HubClient::Impl {
     Request req;
     req.method = "GET";
     req.url = transport.options().endpoint + "/openapi/v1/users/me";
+    // The OpenAPI routes take the token as a Bearer header (modelscope 1.40 sends it so); the
+    // session cookie goes along as on every request.
+    req.headers.push_back("Authorization: Bearer " + *transport.options().token);
     const Response r = transport.perform(req);
     if (r.curl_code != CURLE_OK) return;
-    if (r.status == 401 || r.status == 403) {
+    // Only 401 says the token is not one: a 403 is a token known but not allowed there.
+    if (r.status == 401) {
       throw Error(ErrorCode::kNetwork,
-                  fmt::format("{}; and the hub does not accept the access token (HTTP {} from "
+                  fmt::format("{}; and the hub does not accept the access token (HTTP 401 from "
                               "/openapi/v1/users/me): it is invalid or has expired",
-                              not_found, r.status),
+                              not_found),
                   "run 'ms login --token T' with a valid token (or pass --token T)");
     }
     json j;
@@ -112,6 +120,7 @@ struct HubClient::Impl {
   }
 
   detail::Transport transport;
+  std::mutex token_mutex;  // guards token_checked and token_user
   bool token_checked = false;
   std::optional<std::string> token_user;  // whose the token is, as users/me said
 };
@@ -221,8 +230,11 @@ std::size_t add_listed(std::vector<FileEntry>& out, std::unordered_set<std::stri
 }
 }  // namespace
 
-std::string HubClient::repo_info(RepoType type, const RepoId& repo) {
-  return impl_->api("GET", repo_path(type, repo), describe(type, repo)).dump();
+std::string HubClient::repo_info(RepoType type, const RepoId& repo, Missing missing) {
+  return impl_
+      ->api("GET", repo_path(type, repo), describe(type, repo), {}, true,
+            missing == Missing::kExpected)
+      .dump();
 }
 
 std::vector<RevisionInfo> HubClient::revisions(RepoType type, const RepoId& repo) {
@@ -245,7 +257,8 @@ std::vector<RevisionInfo> HubClient::revisions(RepoType type, const RepoId& repo
 }
 
 std::vector<FileEntry> HubClient::list_files(RepoType type, const RepoId& repo,
-                                             const std::string& revision) {
+                                             const std::string& revision, Missing missing) {
+  const bool probe = missing == Missing::kExpected;
   std::vector<FileEntry> out;
   std::unordered_set<std::string> seen;
   const std::string what = fmt::format("{} at revision '{}'", describe(type, repo), revision);
@@ -254,13 +267,13 @@ std::vector<FileEntry> HubClient::list_files(RepoType type, const RepoId& repo,
         impl_->api("GET",
                    repo_path(type, repo) + "/repo/files?Revision=" + io::url_escape(revision) +
                        "&Recursive=True",
-                   what);
+                   what, {}, true, probe);
     if (data.is_object() && data.contains("Files") && data["Files"].is_array()) {
       add_listed(out, seen, data["Files"]);
     }
     return out;
   }
-  json info = impl_->api("GET", repo_path(type, repo), describe(type, repo));
+  json info = impl_->api("GET", repo_path(type, repo), describe(type, repo), {}, true, probe);
   std::string id = repo_path(type, repo).substr(std::string("/api/v1/datasets/").size());
   if (info.is_object() && info.contains("Id")) {
     id = info["Id"].is_string() ? info["Id"].get<std::string>() : info["Id"].dump();
@@ -270,7 +283,7 @@ std::vector<FileEntry> HubClient::list_files(RepoType type, const RepoId& repo,
                            fmt::format("/api/v1/datasets/{}/repo/tree?Revision={}&Root=/"
                                        "&Recursive=True&PageNumber={}&PageSize=100",
                                        id, io::url_escape(revision), page),
-                           what);
+                           what, {}, true, probe);
     std::size_t n = 0;
     std::size_t added = 0;
     if (data.is_object() && data.contains("Files") && data["Files"].is_array()) {
@@ -333,7 +346,7 @@ LoginResult HubClient::login(const std::string& access_token) {
 void HubClient::create_repo(RepoType type, const RepoId& repo, bool is_private, bool exist_ok) {
   if (exist_ok) {
     try {
-      impl_->api("GET", repo_path(type, repo), describe(type, repo), {}, true, /*probe=*/true);
+      repo_info(type, repo, Missing::kExpected);
       return;
     } catch (const Error& e) {
       if (e.code() != ErrorCode::kNotFound) throw;

@@ -134,8 +134,8 @@ struct Run {
 // has the file.
 std::string sha256_listed_now(Run& run, const FileEntry& entry) {
   try {
-    for (const FileEntry& e :
-         run.client.list_files(run.options.type, run.options.repo, run.revision)) {
+    for (const FileEntry& e : run.client.list_files(run.options.type, run.options.repo,
+                                                    run.revision, HubClient::Missing::kExpected)) {
       if (e.path == entry.path) return e.sha256;
     }
   } catch (const Error& e) {
@@ -650,6 +650,12 @@ std::vector<FileEntry> select(const std::vector<FileEntry>& listed, const Downlo
     for (const FileEntry& e : listed)
       names_a_path[i] = names_a_path[i] || e.path == options.files[i];
   }
+  // What the hints count and name: the files a download of the whole repo would fetch.
+  std::vector<FileEntry> visible;
+  for (const FileEntry& e : listed) {
+    if (listing == Listing::kFolder || !is_git_file_of_model(e.path, options.type))
+      visible.push_back(e);
+  }
   std::vector<FileEntry> out;
   std::vector<bool> file_used(options.files.size(), false);
   // Matched, then left out: by --include/--exclude, or as git's own file of a model.
@@ -687,8 +693,12 @@ std::vector<FileEntry> select(const std::vector<FileEntry>& listed, const Downlo
     if (left_out_by_patterns[i]) {
       throw Error(ErrorCode::kNotFound,
                   fmt::format("{}: every file matching '{}' at revision '{}' is left out by "
-                              "--include/--exclude",
-                              options.repo.str(), options.files[i], revision),
+                              "--include/--exclude{}",
+                              options.repo.str(), options.files[i], revision,
+                              left_out_as_git_file[i] ? " or as git's own files (.gitattributes, "
+                                                        ".gitignore), which model downloads "
+                                                        "leave out"
+                                                      : ""),
                   "drop the --include/--exclude pattern that leaves it out");
     }
     if (left_out_as_git_file[i]) {
@@ -699,9 +709,9 @@ std::vector<FileEntry> select(const std::vector<FileEntry>& listed, const Downlo
                   "name the file's path exactly to fetch it");
     }
     std::vector<std::string> names;
-    for (const FileEntry& e : listed) names.push_back(e.path);
+    for (const FileEntry& e : visible) names.push_back(e.path);
     std::string hint = did_you_mean(options.files[i], names);
-    if (hint.empty()) hint = listing_hint(listed);
+    if (hint.empty()) hint = listing_hint(visible);
     throw Error(ErrorCode::kNotFound,
                 fmt::format("{} has no file matching '{}' at revision '{}'", options.repo.str(),
                             options.files[i], revision),
@@ -709,7 +719,7 @@ std::vector<FileEntry> select(const std::vector<FileEntry>& listed, const Downlo
   }
   // Patterns that select nothing are most likely a typo; a script would otherwise go on with an
   // empty folder and fail later, far from the cause.
-  if (out.empty() && !listed.empty() && (!options.include.empty() || !options.exclude.empty())) {
+  if (out.empty() && !visible.empty() && (!options.include.empty() || !options.exclude.empty())) {
     std::vector<std::string> filters;
     if (!options.include.empty())
       filters.push_back(fmt::format("--include '{}'", join(options.include, ",")));
@@ -718,7 +728,7 @@ std::vector<FileEntry> select(const std::vector<FileEntry>& listed, const Downlo
     throw Error(
         ErrorCode::kNotFound,
         fmt::format("no file of {} is selected by {}", options.repo.str(), join(filters, " and ")),
-        listing_hint(listed));
+        listing_hint(visible));
   }
   return out;
 }
@@ -1121,7 +1131,7 @@ bool listing_changed(HubClient& client, const DownloadOptions& options, const st
                      const std::vector<FileEntry>& listed) {
   std::vector<FileEntry> now;
   try {
-    now = client.list_files(options.type, options.repo, revision);
+    now = client.list_files(options.type, options.repo, revision, HubClient::Missing::kExpected);
   } catch (const Error& e) {
     log::info("{}: could not list the repo again to check for a change: {}", options.repo.str(),
               e.what());

@@ -287,7 +287,7 @@ namespace {
 void refuse_to_publish(HubClient& client, const UploadOptions& options) {
   json info;
   try {
-    info = json::parse(client.repo_info(options.type, options.repo));
+    info = json::parse(client.repo_info(options.type, options.repo, HubClient::Missing::kExpected));
   } catch (const Error& e) {
     if (e.code() == ErrorCode::kNotFound) return;  // it will be made, private
     throw;
@@ -428,7 +428,9 @@ UploadResult upload(const UploadOptions& options, const HubOptions& hub) {
   {
     std::unordered_map<std::string, std::string> remote;  // path -> sha256
     try {
-      for (const FileEntry& e : client.list_files(options.type, options.repo, options.revision))
+      // A 404 is a branch this upload creates: an answer, not an error.
+      for (const FileEntry& e : client.list_files(options.type, options.repo, options.revision,
+                                                  HubClient::Missing::kExpected))
         remote.emplace(e.path, e.sha256);
     } catch (const Error& e) {
       // A branch this upload creates has no files yet (and must be created even if its files

@@ -143,9 +143,11 @@ ModelInfo open_model(const std::string& model, const std::optional<std::string>&
         cached.offline = true;
         try {
           hub::snapshot_download(cached, hub_options);
-          e.set_hint(
-              "the model is in the cache: --offline (or MODELSCOPE_OFFLINE=1) uses that "
-              "copy without asking the hub");
+          // Before the hint the error has (a token the hub refuses: log in again).
+          const std::string offline =
+              "the model is in the cache: --offline (or MODELSCOPE_OFFLINE=1) uses that copy "
+              "without asking the hub";
+          e.set_hint(e.hint().empty() ? offline : offline + "; or " + e.hint());
         } catch (const Error&) {
         }
       }

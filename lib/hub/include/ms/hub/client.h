@@ -77,14 +77,20 @@ class MS_API HubClient {
 
   /// Whether the repo exists and is visible with the current token (GET /api/v1/{type}s/{id}).
   /// Returns the Data object as JSON text.
-  std::string repo_info(RepoType type, const RepoId& repo);
+  /// Whether a 404 is an error to report (kError: with a token, the hub is asked whether it
+  /// accepts the token, which a hub's 404 for a private repo cannot tell) or an answer the caller
+  /// acts on (kExpected: does the repo or branch exist yet?).
+  enum class Missing { kError, kExpected };
+
+  std::string repo_info(RepoType type, const RepoId& repo, Missing missing = Missing::kError);
 
   /// Branches and tags (GET /api/v1/models/{id}/revisions).
   std::vector<RevisionInfo> revisions(RepoType type, const RepoId& repo);
 
   /// Recursive blob listing at `revision` (models: one call; datasets: pages of 100), every
   /// file the hub lists (git's .gitattributes and .gitignore included).
-  std::vector<FileEntry> list_files(RepoType type, const RepoId& repo, const std::string& revision);
+  std::vector<FileEntry> list_files(RepoType type, const RepoId& repo, const std::string& revision,
+                                    Missing missing = Missing::kError);
 
   /// URL of a file's content at `revision`.
   std::string file_url(RepoType type, const RepoId& repo, const std::string& revision,
