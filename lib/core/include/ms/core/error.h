@@ -136,7 +136,8 @@ char (&count_tag(const Args&...))[sizeof...(Args)];
 
 /// User-facing check: throws ms::Error(code, formatted message) when `cond` is false. The format
 /// is a string literal whose fields take every argument after it, checked when compiling (a hint
-/// is no format argument: throw ms::Error(code, message, hint) for one).
+/// is no format argument: throw ms::Error(code, message, hint) for one). The arguments are
+/// counted in an unevaluated context, where C++17 takes no lambda: compute such a value first.
 #define MS_CHECK(cond, code, ...)                                                               \
   do {                                                                                          \
     static_assert(::ms::detail::format_arguments(MS_DETAIL_FIRST(__VA_ARGS__)) + 1 ==           \
