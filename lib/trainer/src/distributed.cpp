@@ -116,6 +116,11 @@ void check_launch_agrees(c10d::Store& store, const infer::DistributedEnv& env) {
                  "another worker stopped or became unreachable; MS_DIST_TIMEOUT sets the wait");
   };
   const bool host = env.is_main() && !env.agent_store;
+  // The first verdict stands. Written with set(): LibTorch 1.x's store wakes no waiting client on
+  // a compareSet().
+  auto give_verdict = [&](const std::string& verdict) {
+    if (store.add("ms/verdicts", 1) == 1) store.set(kVerdict, bytes(verdict));
+  };
   try {
     // The host's value is the run's; under torchrun's agent store, the first worker's.
     std::vector<std::uint8_t> agreed;
@@ -130,15 +135,12 @@ void check_launch_agrees(c10d::Store& store, const infer::DistributedEnv& env) {
     }
     world.assign(agreed.begin(), agreed.end());
     if (world != mine) {
-      // The others stop now, naming the mismatch (the first verdict stands).
-      store.compareSet(kVerdict, {},
-                       bytes(fmt::format("rank {} came with WORLD_SIZE={}, and the run has "
-                                         "WORLD_SIZE={}",
-                                         env.rank, mine, world)));
+      // The others stop now, naming the mismatch.
+      give_verdict(fmt::format("rank {} came with WORLD_SIZE={}, and the run has WORLD_SIZE={}",
+                               env.rank, mine, world));
     } else {
       claims = store.add(fmt::format("ms/rank_claims/{}", env.rank), 1);
-      if (claims == 1 && store.add("ms/arrived", 1) == env.world_size)
-        store.compareSet(kVerdict, {}, bytes(kReady));
+      if (claims == 1 && store.add("ms/arrived", 1) == env.world_size) give_verdict(kReady);
     }
   } catch (const std::exception& e) {
     throw store_failed(e);
@@ -202,19 +204,30 @@ void check_launch_agrees(c10d::Store& store, const infer::DistributedEnv& env) {
                 "start every worker with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE, "
                 "each with its own RANK (0 to WORLD_SIZE - 1)");
   }
-  if (verdict != kReady) {
-    throw Error(
-        ErrorCode::kNetwork,
-        fmt::format("rank {} of {}: the run cannot start: {}", env.rank, env.world_size, verdict),
-        "start every worker with the same WORLD_SIZE (the number of workers)");
+  if (verdict == kReady) {
+    // The host keeps its store up until every worker has read the verdict: one that failed at
+    // once after it (a bad GLOO_SOCKET_IFNAME) would otherwise take the store away from a worker
+    // about to read it, which would then report the store gone instead of its own error.
+    try {
+      if (store.add("ms/read", 1) == env.world_size) store.set("ms/all_read", bytes(kReady));
+      if (host) store.wait({"ms/all_read"}, env.timeout);
+    } catch (const std::exception& e) {
+      throw store_failed(e);
+    }
+    return;
   }
+  throw Error(
+      ErrorCode::kNetwork,
+      fmt::format("rank {} of {}: the run cannot start: {}", env.rank, env.world_size, verdict),
+      "start every worker with the same WORLD_SIZE (the number of workers)");
 }
 
 // Stops the process when the rendezvous outlives every bound its steps have: LibTorch 1.x's
 // store client reads without a deadline once connected, so a rank 0 that freezes between this
 // worker's checks and Gloo's connection (a host that hangs, a stopped process) would hold the
-// worker forever. Each step (the store check, the store, the claims: two, Gloo, NCCL) waits at
-// most the timeout; past kSteps of them the worker gives up with exit 5 (ms::Error's kNetwork).
+// worker forever. Each step (the store check, the store, rank 0's WORLD_SIZE, the verdict: two,
+// Gloo, NCCL; rank 0: the store, the verdict, its reading, Gloo, NCCL) waits at most the timeout;
+// past kSteps of them the worker gives up with exit 5 (ms::Error's kNetwork).
 class RendezvousWatchdog {
  public:
   static constexpr int kSteps = 7;
