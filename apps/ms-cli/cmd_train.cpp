@@ -229,6 +229,7 @@ void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
                   "Data-parallel: start N workers of this command on this machine (torchrun's "
                   "variables; each trains batch_size_per_gpu rows a step, gradients averaged; "
                   "rank 0 writes). MS_DIST_TIMEOUT: seconds a worker waits for the others")
+      ->check(positive_whole_number())
       ->check(CLI::Range(1, 1024));
   add_hub_options(*cmd, opts->request.hub);
   add_threads_option(*cmd, opts->request.threads);
@@ -271,6 +272,7 @@ void add_train_command(CLI::App& app, const GlobalOptions& /*global*/) {
                    "Data-parallel: start N workers of this command on this machine (torchrun's "
                    "variables); each evaluates a share of the batches, rank 0 merges them. "
                    "MS_DIST_TIMEOUT: seconds a worker waits for the others")
+      ->check(positive_whole_number())
       ->check(CLI::Range(1, 1024));
   add_hub_options(*eval, eopts->request.hub);
   add_threads_option(*eval, eopts->request.threads);

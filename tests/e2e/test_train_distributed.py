@@ -685,6 +685,112 @@ class DistributedTrainTest(TorchTestCase):
                 self.assertEqual(out, "")
                 self.assertIn(difference, err)
 
+    def test_copies_of_the_model_with_other_tokenizer_files_are_refused(self):
+        # The weights, names and shapes are alike, but rank 1's vocab.txt has two words swapped
+        # (another revision on another machine): the same rows become other token ids. ms eval
+        # printed a wrong figure with exit 0, ms train trained on contradicting inputs.
+        shutil.copytree(self.path("nodrop"), self.path("swapped"))
+        with open(self.path("swapped", "vocab.txt")) as f:
+            vocab = f.read().split("\n")
+        i, j = vocab.index("good"), vocab.index("bad")
+        vocab[i], vocab[j] = vocab[j], vocab[i]
+        with open(self.path("swapped", "vocab.txt"), "w") as f:
+            f.write("\n".join(vocab))
+        port = free_port()
+        workers = [self.start_worker(r, port, self.eval_args(self.path(model), self.path("test.csv")),
+                                     MS_DIST_TIMEOUT="60")
+                   for r, model in ((0, "nodrop"), (1, "swapped"))]
+        self.check_refused(workers, "the workers do not run the same job: the tokenizer file "
+                                    "vocab.txt (content hash ")
+        # ms train, with another tokenizer file differing: a special_tokens_map.json on rank 1.
+        shutil.copytree(self.path("nodrop"), self.path("special"))
+        self.write("special/special_tokens_map.json", json.dumps({"unk_token": "[PAD]"}))
+        port = free_port()
+        pair = [self.start_worker(r, port, self.args("r4.json", f"work{r}", model=self.path(model)),
+                                  MS_DIST_TIMEOUT="60")
+                for r, model in ((0, "nodrop"), (1, "special"))]
+        errors = [p.communicate(timeout=600)[1] for p in pair]
+        for proc, err in zip(pair, errors):
+            self.assertEqual(proc.returncode, 3, err)
+            self.assertIn("the workers do not run the same job: no tokenizer file "
+                          "special_tokens_map.json on rank 0, the tokenizer file "
+                          "special_tokens_map.json (content hash ", err)
+
+    def test_workers_with_other_world_sizes_are_refused_at_once(self):
+        # Whichever has the larger WORLD_SIZE, the worker that comes second is refused as it
+        # arrives (exit 2 naming both values) and the other stops at once naming them (exit 5).
+        # Rank 0 with the larger one waited for a third worker until MS_DIST_TIMEOUT and never
+        # named the mismatch (exit 5 on both).
+        for sizes in (("3", "2"), ("2", "3")):
+            with self.subTest(world_sizes=sizes):
+                port = free_port()
+                pair = [self.start_worker(r, port, self.args("r4.json", f"work{r}"), WORLD_SIZE=size,
+                                          LOCAL_WORLD_SIZE="1", LOCAL_RANK="0", MS_DIST_TIMEOUT="60")
+                        for r, size in enumerate(sizes)]
+                errors = [p.communicate(timeout=600)[1] for p in pair]
+                codes = [p.returncode for p in pair]
+                self.assertEqual(sorted(codes), [2, 5], errors)
+                refused = errors[codes.index(2)]
+                self.assertIn("and another worker of the run has WORLD_SIZE=", refused)
+                for err in errors:
+                    self.assertIn("WORLD_SIZE=2", err)
+                    self.assertIn("WORLD_SIZE=3", err)
+                    self.assertNotIn("reached the rendezvous", err)
+
+    def test_nproc_inside_a_worker_is_refused_with_its_hint(self):
+        # Under srun each task would start a job of its own; the hint under torchrun was lost
+        # (passed to MS_CHECK as a format argument: "hint": "").
+        master = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+        for env, hint in (({"WORLD_SIZE": "2", "RANK": "1", **master}, "drop --nproc under torchrun"),
+                          ({"SLURM_PROCID": "1", "SLURM_LOCALID": "1", "SLURM_STEP_NUM_TASKS": "2",
+                            **master}, "drop --nproc under srun")):
+            with self.subTest(env=env):
+                r = run_ms(*self.args("r4.json", "work"), "--nproc", "2", env=env)
+                self.assertExit(r, 2)
+                self.assertIn(hint, json.loads(r.stdout)["error"]["hint"])
+
+    def test_slurm_tasks_per_node_give_the_local_world_size(self):
+        # srun -N 2 -n 2 (one task on each node, no --ntasks-per-node): SLURM_NTASKS_PER_NODE is
+        # unset, and the per-node lists say one task here, so one numbered GPU is not shared
+        # (the world size was taken for the local one).
+        slurm = {"SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_STEP_NUM_TASKS": "2",
+                 "SLURM_NTASKS": "2", "SLURM_NNODES": "2", "SLURM_NODEID": "0",
+                 "SLURM_TASKS_PER_NODE": "1(x2)", "SLURM_STEP_TASKS_PER_NODE": "1(x2)",
+                 "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "MS_DIST_TIMEOUT": "2"}
+        r = run_ms(*self.args("r4.json", "work"), "--device", "gpu:0", env=slurm)
+        self.assertNotIn("would share one GPU", r.stderr)
+        self.assertNotEqual(r.returncode, 0, r.stderr)  # alone: no GPU here, or no rank 1
+        # Two tasks on this node (and one on the next) do share it.
+        r = run_ms(*self.args("r4.json", "work"), "--device", "gpu:0",
+                   env={**slurm, "SLURM_STEP_NUM_TASKS": "3", "SLURM_STEP_TASKS_PER_NODE": "2,1"})
+        self.assertExit(r, 2)
+        self.assertOneLineError(r, "all 2 workers of this machine would share one GPU")
+
+    def test_a_tmpdir_that_does_not_exist_is_passed_over(self):
+        # As Python's tempfile (and so torchrun): the next candidate folder. It was exit 74,
+        # "temp_directory_path: No such file or directory".
+        r = run_ms(*self.args("r4.json", "work"), "--max-epochs", "1", "--nproc", "2",
+                   env={"TMPDIR": self.path("no-such-folder")})
+        self.assertExit(r, 0)
+        self.assertEqual(json.loads(r.stdout)["world_size"], 2)
+
+    def test_nproc_messages(self):
+        # Two rows for three workers: the sampler pads, so each gets one (it said "about 0").
+        self.write("two.csv", "text,label\ngood movie,positive\nbad movie,negative\n")
+        args = ["train", "--model", self.path("nodrop"), "--dataset", "csv:" + self.path("two.csv"),
+                "--work-dir", self.path("w"), "--threads", "1", "--max-epochs", "1", "--nproc", "3",
+                "--set", "train.dataloader.batch_size_per_gpu=2", "--set", "train.dataloader.drop_last=true"]
+        r = run_ms(*args)
+        self.assertExit(r, 2)
+        self.assertIn("rows: 2, 1 for each of the 3 workers", r.stderr)
+        for value in ("abc", "2.0"):
+            for command in ("train", "eval"):
+                with self.subTest(command=command, nproc=value):
+                    r = run_ms(command, "--model", self.path("nodrop"), "--dataset",
+                               "csv:" + self.path("two.csv"), "--nproc", value)
+                    self.assertExit(r, 2)
+                    self.assertIn(f"must be a whole number of at least 1, got '{value}'", r.stderr)
+
     def test_a_second_worker_with_one_rank_is_refused(self):
         # Rank 0 and rank 1 train; a second rank 1 that comes while they do is exit 2 at once
         # (it would otherwise wait in Gloo's connection mesh), and the run goes on.

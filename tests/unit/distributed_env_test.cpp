@@ -92,7 +92,8 @@ TEST_CASE("srun's step variables", "[infer][distributed]") {
                                                          {"SLURM_STEP_NUM_TASKS", "6"},
                                                          {"SLURM_NTASKS", "6"},
                                                          {"SLURM_LOCALID", "2"},
-                                                         {"SLURM_NTASKS_PER_NODE", "3(x2)"},
+                                                         {"SLURM_NODEID", "1"},
+                                                         {"SLURM_STEP_TASKS_PER_NODE", "3(x2)"},
                                                          {"MASTER_ADDR", "n1"},
                                                          {"MASTER_PORT", "1234"}}));
   CHECK(d.rank == 5);
@@ -100,6 +101,28 @@ TEST_CASE("srun's step variables", "[infer][distributed]") {
   CHECK(d.local_rank == 2);
   CHECK(d.local_world_size == 3);
   CHECK(d.master_addr == "n1");
+  // srun -N 2 -n 2 without --ntasks-per-node: SLURM_NTASKS_PER_NODE is unset, and the per-node
+  // lists say one task a node (the world size was taken for the local one: "all 2 workers of
+  // this machine would share one GPU").
+  const Vars across = {{"SLURM_PROCID", "0"},
+                       {"SLURM_LOCALID", "0"},
+                       {"SLURM_STEP_NUM_TASKS", "2"},
+                       {"SLURM_NODEID", "0"},
+                       {"SLURM_TASKS_PER_NODE", "1(x2)"},
+                       {"MASTER_ADDR", "n1"},
+                       {"MASTER_PORT", "1234"}};
+  CHECK(read_distributed_env(lookup(across))->local_world_size == 1);
+  Vars step = across;
+  step["SLURM_STEP_TASKS_PER_NODE"] = "2";  // the step's list comes first
+  step["SLURM_STEP_NUM_TASKS"] = "3";
+  CHECK(read_distributed_env(lookup(step))->local_world_size == 2);
+  // --ntasks-per-node's number where srun's lists are absent.
+  Vars per_node = across;
+  per_node.erase("SLURM_TASKS_PER_NODE");
+  per_node["SLURM_NTASKS_PER_NODE"] = "1";
+  CHECK(read_distributed_env(lookup(per_node))->local_world_size == 1);
+  per_node.erase("SLURM_NTASKS_PER_NODE");
+  CHECK(read_distributed_env(lookup(per_node))->local_world_size == 2);
   CHECK(usage_error({{"SLURM_PROCID", "0"}, {"SLURM_STEP_NUM_TASKS", "2"}}).find("MASTER_ADDR") !=
         std::string::npos);
 }
@@ -242,4 +265,40 @@ TEST_CASE("run_local_workers reports the failure a worker had on its own, not it
       ms::infer::run_local_workers(2, {"ms_unit_tests", "[.launch-success]"});
   CHECK(success.exit_code == 0);
   CHECK(success.document == R"({"iters": 8})");
+}
+
+TEST_CASE("Slurm's per-node task lists", "[infer][distributed]") {
+  using ms::infer::slurm_tasks_on_node;
+  const std::string list = "2(x3),1";
+  CHECK(slurm_tasks_on_node("L", list, "0") == 2);
+  CHECK(slurm_tasks_on_node("L", list, "2") == 2);
+  CHECK(slurm_tasks_on_node("L", list, "3") == 1);
+  CHECK(slurm_tasks_on_node("L", "4", "0") == 4);
+  CHECK(slurm_tasks_on_node("L", "3(x2)", std::nullopt) == 3);  // every node alike
+  auto error = [](const std::string& list, std::optional<std::string> node) {
+    try {
+      slurm_tasks_on_node("SLURM_TASKS_PER_NODE", list, node);
+    } catch (const ms::Error& e) {
+      CHECK(e.code() == ms::ErrorCode::kUsage);
+      return std::string(e.what());
+    }
+    FAIL("no error for " << list);
+    return std::string();
+  };
+  CHECK(error(list, "4").find("SLURM_NODEID=4 has no entry") != std::string::npos);
+  CHECK(error(list, std::nullopt).find("SLURM_NODEID") != std::string::npos);
+  for (const char* bad : {"", "2(3)", "2(x)", "x", "2(x3", "2,,1", "-1", "2(x0)"})
+    CHECK(error(bad, "0").find("SLURM_TASKS_PER_NODE=") != std::string::npos);
+}
+
+TEST_CASE("which launcher's workers", "[infer][distributed]") {
+  using ms::infer::worker_launcher;
+  using ms::infer::WorkerLauncher;
+  CHECK(worker_launcher(lookup({})) == WorkerLauncher::kNone);
+  CHECK(worker_launcher(lookup(kTorchrun)) == WorkerLauncher::kTorchrun);
+  CHECK(worker_launcher(lookup({{"SLURM_PROCID", "1"}, {"SLURM_STEP_NUM_TASKS", "2"}})) ==
+        WorkerLauncher::kSlurm);
+  // An sbatch script: not a step's task.
+  CHECK(worker_launcher(lookup({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}})) ==
+        WorkerLauncher::kNone);
 }

@@ -238,13 +238,13 @@ infer::ExportSummary export_torchscript(const infer::ExportRequest& request,
                                         const infer::ModelInfo& info) {
   const auto start = std::chrono::steady_clock::now();
   const bool text = info.task != "image-classification";
-  MS_CHECK(!text || text_outputs().count(info.task) != 0, ErrorCode::kUsage,
-           "{}: no TorchScript exporter for task '{}' (it exports image-classification, {})",
-           info.dir.string(), info.task, [] {
-             std::vector<std::string> tasks;
-             for (const auto& [task, output] : text_outputs()) tasks.push_back(task);
-             return join(tasks, ", ");
-           }());
+  if (text && text_outputs().count(info.task) == 0) {
+    std::vector<std::string> tasks;
+    for (const auto& [task, output] : text_outputs()) tasks.push_back(task);
+    fail(ErrorCode::kUsage,
+         "{}: no TorchScript exporter for task '{}' (it exports image-classification, {})",
+         info.dir.string(), info.task, join(tasks, ", "));
+  }
   const std::string type = models::normalize_model_type(model_type_of(info));
   MS_CHECK(!request.opset, ErrorCode::kUsage,
            "--opset is an ONNX option; --format torchscript writes a TorchScript archive");

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <functional>
+#include <vector>
 
 #include "ms/core/error.h"
 #include "ms/core/text.h"
@@ -21,6 +23,57 @@ int parse_int(const std::string& name, const std::string& text, int low, int hig
 
 }  // namespace
 
+int slurm_tasks_on_node(const std::string& name, const std::string& list,
+                        const std::optional<std::string>& node_id, int most) {
+  // "2(x3),1": three nodes of 2 tasks, then one of 1, in node order.
+  std::vector<int> counts;
+  for (const std::string& item : split(list, ',')) {
+    const std::size_t open = item.find('(');
+    int count = 0, repeat = 1;
+    const bool ok = [&] {
+      const auto c = parse_whole_number(item.substr(0, open), 0, most);
+      if (!c) return false;
+      count = static_cast<int>(*c);
+      if (open == std::string::npos) return true;
+      if (item.size() < open + 4 || item.compare(open, 2, "(x") != 0 || item.back() != ')')
+        return false;
+      const auto r = parse_whole_number(item.substr(open + 2, item.size() - open - 3), 1, most);
+      if (!r) return false;
+      repeat = static_cast<int>(*r);
+      return true;
+    }();
+    MS_CHECK(
+        ok && counts.size() + static_cast<std::size_t>(repeat) <= static_cast<std::size_t>(most),
+        ErrorCode::kUsage, "{}={} is not a list of task counts such as 2(x3),1", name, list);
+    counts.insert(counts.end(), static_cast<std::size_t>(repeat), count);
+  }
+  MS_CHECK(!counts.empty(), ErrorCode::kUsage, "{}={} is not a list of task counts such as 2(x3),1",
+           name, list);
+  std::size_t node = 0;
+  if (node_id) {
+    node = static_cast<std::size_t>(parse_int("SLURM_NODEID", *node_id, 0, most));
+    MS_CHECK(node < counts.size(), ErrorCode::kUsage, "SLURM_NODEID={} has no entry in {}={}",
+             *node_id, name, list);
+  } else if (std::adjacent_find(counts.begin(), counts.end(), std::not_equal_to<>()) !=
+             counts.end()) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("{}={} gives the nodes other task counts, and SLURM_NODEID (this "
+                            "node's index) is not set",
+                            name, list),
+                "run the workers under srun, which sets SLURM_NODEID");
+  }
+  MS_CHECK(counts[node] > 0, ErrorCode::kUsage, "{}={} gives node {} no task", name, list, node);
+  return counts[node];
+}
+
+WorkerLauncher worker_launcher(const EnvLookup& env) {
+  if (env("WORLD_SIZE")) return WorkerLauncher::kTorchrun;
+  // srun's step variables: an sbatch script itself has SLURM_NTASKS and SLURM_PROCID too, but
+  // is not one of the step's workers.
+  if (env("SLURM_STEP_NUM_TASKS") && env("SLURM_PROCID")) return WorkerLauncher::kSlurm;
+  return WorkerLauncher::kNone;
+}
+
 EnvLookup process_env() {
   return [](const std::string& name) -> std::optional<std::string> {
     const char* value = std::getenv(name.c_str());
@@ -30,18 +83,15 @@ EnvLookup process_env() {
 
 std::optional<DistributedEnv> read_distributed_env(const EnvLookup& env) {
   // torchrun's names first; Slurm's (srun) when torchrun's are absent.
-  const bool torchrun = env("WORLD_SIZE").has_value();
+  const WorkerLauncher launcher = worker_launcher(env);
+  const bool torchrun = launcher == WorkerLauncher::kTorchrun;
   // A rank without a world is a launch gone wrong (PyTorch's env:// refuses it too), not a
   // single process.
   if (const auto rank = env("RANK"); rank && !torchrun) {
     throw Error(ErrorCode::kUsage, fmt::format("RANK={} is set but WORLD_SIZE is not", *rank),
                 "set WORLD_SIZE (the number of workers), or unset RANK to run one process");
   }
-  // srun's step variables: an sbatch script itself has SLURM_NTASKS and SLURM_PROCID too, but
-  // is not one of the step's workers.
-  const bool slurm =
-      !torchrun && env("SLURM_STEP_NUM_TASKS").has_value() && env("SLURM_PROCID").has_value();
-  if (!torchrun && !slurm) return std::nullopt;
+  if (launcher == WorkerLauncher::kNone) return std::nullopt;
   auto get = [&](const char* torchrun_name, const char* slurm_name) {
     const std::string name = torchrun ? torchrun_name : slurm_name;
     return std::make_pair(name, env(name));
@@ -68,13 +118,31 @@ std::optional<DistributedEnv> read_distributed_env(const EnvLookup& env) {
   d.rank = parse_int(rank_name, *rank, 0, d.world_size - 1);
   auto [local_name, local] = get("LOCAL_RANK", "SLURM_LOCALID");
   d.local_rank = local ? parse_int(local_name, *local, 0, kMaxWorld) : d.rank;
-  auto [local_world_name, local_world] = get("LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE");
-  // Slurm writes e.g. "2(x3)" for heterogeneous nodes: the count before "(" is this node's.
-  std::string local_world_text = local_world.value_or("");
-  if (!torchrun) local_world_text = local_world_text.substr(0, local_world_text.find('('));
-  d.local_world_size = local_world_text.empty()
-                           ? d.world_size
-                           : parse_int(local_world_name, local_world_text, 1, kMaxWorld);
+  std::string local_world_name = "LOCAL_WORLD_SIZE";
+  if (torchrun) {
+    const std::optional<std::string> local_world = env(local_world_name);
+    d.local_world_size =
+        local_world ? parse_int(local_world_name, *local_world, 1, kMaxWorld) : d.world_size;
+  } else {
+    local_world_name = "SLURM_STEP_TASKS_PER_NODE";
+    // This node's task count: srun's per-node list of the step (else of the job), else
+    // --ntasks-per-node's number (set by that option only), else all tasks on one node.
+    std::optional<int> count;
+    for (const char* name : {"SLURM_STEP_TASKS_PER_NODE", "SLURM_TASKS_PER_NODE"}) {
+      if (const std::optional<std::string> list = env(name)) {
+        local_world_name = name;
+        count = slurm_tasks_on_node(name, *list, env("SLURM_NODEID"), kMaxWorld);
+        break;
+      }
+    }
+    if (!count) {
+      if (const std::optional<std::string> per_node = env("SLURM_NTASKS_PER_NODE")) {
+        local_world_name = "SLURM_NTASKS_PER_NODE";
+        count = parse_int(local_world_name, *per_node, 1, kMaxWorld);
+      }
+    }
+    d.local_world_size = count.value_or(d.world_size);
+  }
   if (d.local_rank >= d.local_world_size) {
     throw Error(
         ErrorCode::kUsage,

@@ -27,6 +27,7 @@
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/core/log.h"
+#include "ms/infer/distributed_env.h"
 #include "ms/infer/worker_output.h"
 
 extern char** environ;
@@ -92,6 +93,26 @@ std::string run_document(const std::filesystem::path& path, int exit_code) {
   if (failed != (exit_code != 0)) return {};
   if (failed && (!error->is_object() || error->value("exit_code", -1) != exit_code)) return {};
   return text;
+}
+
+// The folder for the launcher's files, as Python's tempfile.gettempdir() (and so torchrun) picks
+// it: the first of $TMPDIR, $TEMP, $TMP, /tmp, /var/tmp, /usr/tmp and the current folder that is a
+// folder this process may write to (std::filesystem::temp_directory_path() fails on a TMPDIR that
+// does not exist).
+std::filesystem::path temp_directory() {
+  std::vector<std::string> candidates;
+  for (const char* name : {"TMPDIR", "TEMP", "TMP"})
+    if (const char* value = std::getenv(name); value != nullptr && *value != '\0')
+      candidates.emplace_back(value);
+  for (const char* dir : {"/tmp", "/var/tmp", "/usr/tmp"}) candidates.emplace_back(dir);
+  for (const std::string& dir : candidates) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(dir, ec) && ::access(dir.c_str(), W_OK | X_OK) == 0)
+      return dir;
+  }
+  std::error_code ec;
+  const std::filesystem::path here = std::filesystem::current_path(ec);
+  return ec ? std::filesystem::path(".") : here;
 }
 
 // What the launcher's own lines start with: "ms train" or "ms eval", the command it runs.
@@ -175,10 +196,22 @@ void ensure_open_files_for(int world_size) {
 WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args) {
   MS_CHECK(nproc >= 1 && nproc <= kMaxWorkers, ErrorCode::kUsage,
            "--nproc must be between 1 and {}, got {}", kMaxWorkers, nproc);
-  MS_CHECK(std::getenv("WORLD_SIZE") == nullptr, ErrorCode::kUsage,
-           "--nproc starts workers itself, but WORLD_SIZE is set (this is already a torchrun "
-           "worker)",
-           "drop --nproc under torchrun, or unset WORLD_SIZE");
+  switch (worker_launcher()) {
+    case WorkerLauncher::kTorchrun:
+      throw Error(ErrorCode::kUsage,
+                  "--nproc starts workers itself, but WORLD_SIZE is set (this is already a "
+                  "torchrun worker)",
+                  "drop --nproc under torchrun, or unset WORLD_SIZE");
+    case WorkerLauncher::kSlurm:
+      // Every task of the step would start a job of its own.
+      throw Error(ErrorCode::kUsage,
+                  "--nproc starts workers itself, but SLURM_PROCID and SLURM_STEP_NUM_TASKS are "
+                  "set (this is already a task of an srun step, which is a worker)",
+                  "drop --nproc under srun (srun -n N starts the N workers), or run ms with "
+                  "--nproc outside srun");
+    case WorkerLauncher::kNone:
+      break;
+  }
   g_received_signal = 0;  // (a call that ended in an exception left its own)
   const int port = free_port();
   // Every worker's variables: the parent's environment with torchrun's names set.
@@ -204,11 +237,13 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
     }
   } documents;
   {
-    std::string pattern = (std::filesystem::temp_directory_path() / "ms-launch-XXXXXX").string();
+    const std::filesystem::path temp = temp_directory();
+    std::string pattern = (temp / "ms-launch-XXXXXX").string();
     if (::mkdtemp(pattern.data()) == nullptr) {
-      throw Error(ErrorCode::kIo, fmt::format("cannot make a folder in {}: {}",
-                                              std::filesystem::temp_directory_path().string(),
-                                              std::strerror(errno)));
+      throw Error(
+          ErrorCode::kIo,
+          fmt::format("cannot make a folder in {}: {}", temp.string(), std::strerror(errno)),
+          "set TMPDIR to a folder this user may write to");
     }
     documents.path = pattern;
   }

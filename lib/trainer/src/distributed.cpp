@@ -93,75 +93,141 @@ using CollectiveGroup = c10d::ProcessGroup;
 // Two workers given one RANK, or workers given different WORLD_SIZEs, would wait in Gloo's
 // connection mesh until the timeout or fail there with a message about addresses: the store
 // tells at once. The keys are this run's (a fresh store, or the agent's attempt prefix).
+//
+// Rank 0's WORLD_SIZE stands (recorded as soon as its store listens; under torchrun's agent
+// store, the first worker's): a worker whose value differs is refused as it arrives (exit 2),
+// and it tells the others, which stop at once (exit 5) rather than wait out the timeout for a
+// worker that will not come. Every worker with the run's WORLD_SIZE and a RANK of its own counts
+// itself in; the last one in sets the run's verdict, which every worker waits for.
 void check_launch_agrees(c10d::Store& store, const infer::DistributedEnv& env) {
+  const std::string where = fmt::format("{}:{}", env.master_addr, env.master_port);
+  auto bytes = [](const std::string& text) {
+    return std::vector<std::uint8_t>(text.begin(), text.end());
+  };
+  const std::string mine = std::to_string(env.world_size);
+  constexpr const char* kVerdict = "ms/verdict";
+  constexpr const char* kReady = "ready";
   std::int64_t claims = 0;
   std::string world;
+  auto store_failed = [&](const std::exception& e) {
+    return Error(ErrorCode::kNetwork,
+                 fmt::format("rank {} of {}: the rendezvous store at {} failed: {}", env.rank,
+                             env.world_size, where, first_line(e.what())),
+                 "another worker stopped or became unreachable; MS_DIST_TIMEOUT sets the wait");
+  };
+  const bool host = env.is_main() && !env.agent_store;
+  // The first verdict stands. Written with set(): LibTorch 1.x's store wakes no waiting client on
+  // a compareSet().
+  auto give_verdict = [&](const std::string& verdict) {
+    if (store.add("ms/verdicts", 1) == 1) store.set(kVerdict, bytes(verdict));
+  };
   try {
-    claims = store.add(fmt::format("ms/rank_claims/{}", env.rank), 1);
-    const std::string mine = std::to_string(env.world_size);
-    const std::vector<std::uint8_t> agreed =
-        store.compareSet("ms/world_size", {}, std::vector<std::uint8_t>(mine.begin(), mine.end()));
+    // The host's value is the run's; under torchrun's agent store, the first worker's.
+    std::vector<std::uint8_t> agreed;
+    if (host) {
+      store.set("ms/world_size", bytes(mine));
+      agreed = bytes(mine);
+    } else if (!env.agent_store) {
+      store.wait({"ms/world_size"}, env.timeout);
+      agreed = store.get("ms/world_size");
+    } else {
+      agreed = store.compareSet("ms/world_size", {}, bytes(mine));
+    }
     world.assign(agreed.begin(), agreed.end());
-  } catch (const std::exception& e) {
-    throw Error(ErrorCode::kNetwork,
-                fmt::format("rank {} of {}: the rendezvous store at {}:{} failed: {}", env.rank,
-                            env.world_size, env.master_addr, env.master_port, first_line(e.what())),
-                "another worker stopped or became unreachable; MS_DIST_TIMEOUT sets the wait");
-  }
-  if (claims > 1) {
-    throw Error(ErrorCode::kUsage,
-                fmt::format("another worker of this run was started with RANK={} too", env.rank),
-                "give each worker its own RANK, 0 to WORLD_SIZE - 1");
-  }
-  // Every rank waits for every other's claim: a worker that never came is named here, rather
-  // than by Gloo's socket timeout (whose hint is the network interface). Counting claims, not
-  // connections, also sees a rank missing behind a duplicate of another.
-  std::vector<std::string> keys;
-  for (int r = 0; r < env.world_size; ++r) keys.push_back(fmt::format("ms/rank_claims/{}", r));
-  // Twice the timeout: a worker that comes just within the timeout claims a moment after it, and
-  // (LibTorch 1.x) rank 0 claims only once its store has stopped waiting for the workers.
-  try {
-    store.wait(keys, env.timeout * 2);
-  } catch (const std::exception& e) {
-    std::vector<int> missing;
-    try {
-      // Rank 0 hosts the store (but under torchrun's agent): it is there, waiting for the others.
-      for (int r = env.agent_store ? 0 : 1; r < env.world_size; ++r)
-        if (!store.check({keys[static_cast<std::size_t>(r)]})) missing.push_back(r);
-    } catch (const std::exception&) {
-      // The store itself is gone (rank 0 stopped): the wait's own error says so below.
+    if (world != mine) {
+      // The others stop now, naming the mismatch.
+      give_verdict(fmt::format("rank {} came with WORLD_SIZE={}, and the run has WORLD_SIZE={}",
+                               env.rank, mine, world));
+    } else {
+      claims = store.add(fmt::format("ms/rank_claims/{}", env.rank), 1);
+      if (claims == 1 && store.add("ms/arrived", 1) == env.world_size) give_verdict(kReady);
     }
-    if (missing.empty()) {
-      throw Error(ErrorCode::kNetwork,
-                  fmt::format("rank {} of {}: the rendezvous store at {}:{} stopped answering "
-                              "while this worker waited for the others ({})",
-                              env.rank, env.world_size, env.master_addr, env.master_port,
-                              first_line(e.what())),
-                  "rank 0 (or torchrun, whose store it is) stopped: its output says why");
-    }
-    throw Error(
-        ErrorCode::kNetwork,
-        fmt::format("rank(s) {} of {} never reached the rendezvous at {}:{} within twice "
-                    "MS_DIST_TIMEOUT ({} s)",
-                    fmt::join(missing, ", "), env.world_size, env.master_addr, env.master_port,
-                    std::chrono::duration_cast<std::chrono::seconds>(env.timeout * 2).count()),
-        "start every worker with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE, "
-        "each with its own RANK (0 to WORLD_SIZE - 1)");
+  } catch (const std::exception& e) {
+    throw store_failed(e);
   }
-  if (world != std::to_string(env.world_size)) {
+  if (world != mine) {
     throw Error(ErrorCode::kUsage,
                 fmt::format("this worker has WORLD_SIZE={}, and another worker of the run has "
                             "WORLD_SIZE={}",
                             env.world_size, world),
                 "start every worker with the same WORLD_SIZE (the number of workers)");
   }
+  if (claims > 1) {
+    throw Error(ErrorCode::kUsage,
+                fmt::format("another worker of this run was started with RANK={} too", env.rank),
+                "give each worker its own RANK, 0 to WORLD_SIZE - 1");
+  }
+  // The store's host waits the timeout, then says how many came; the others wait twice as long
+  // (one that comes just within the timeout counts itself in a moment after it), then name the
+  // ranks that never came, or see that the host has gone.
+  const auto limit = host ? env.timeout : env.timeout * 2;
+  std::string verdict;
+  try {
+    store.wait({kVerdict}, limit);
+    const std::vector<std::uint8_t> value = store.get(kVerdict);
+    verdict.assign(value.begin(), value.end());
+  } catch (const std::exception& e) {
+    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(limit).count();
+    if (host) {
+      std::int64_t arrived = -1;
+      try {
+        arrived = store.add("ms/arrived", 0);
+      } catch (const std::exception&) {
+        throw store_failed(e);
+      }
+      throw Error(ErrorCode::kNetwork,
+                  fmt::format("only {} of {} workers reached the rendezvous at {} within "
+                              "MS_DIST_TIMEOUT ({} s)",
+                              arrived, env.world_size, where, seconds),
+                  "start every worker with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE, "
+                  "each with its own RANK; MS_DIST_TIMEOUT sets the wait in seconds");
+    }
+    std::vector<int> missing;
+    try {
+      // Rank 0 hosts the store (but under torchrun's agent): it is there, waiting for the others.
+      for (int r = env.agent_store ? 0 : 1; r < env.world_size; ++r)
+        if (!store.check({fmt::format("ms/rank_claims/{}", r)})) missing.push_back(r);
+    } catch (const std::exception&) {
+      // The store itself is gone (rank 0 stopped): the wait's own error says so below.
+    }
+    if (missing.empty()) {
+      throw Error(ErrorCode::kNetwork,
+                  fmt::format("rank {} of {}: the rendezvous store at {} stopped answering "
+                              "while this worker waited for the others ({})",
+                              env.rank, env.world_size, where, first_line(e.what())),
+                  "rank 0 (or torchrun, whose store it is) stopped: its output says why");
+    }
+    throw Error(ErrorCode::kNetwork,
+                fmt::format("rank(s) {} of {} never reached the rendezvous at {} within twice "
+                            "MS_DIST_TIMEOUT ({} s)",
+                            fmt::join(missing, ", "), env.world_size, where, seconds),
+                "start every worker with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE, "
+                "each with its own RANK (0 to WORLD_SIZE - 1)");
+  }
+  if (verdict == kReady) {
+    // The host keeps its store up until every worker has read the verdict: one that failed at
+    // once after it (a bad GLOO_SOCKET_IFNAME) would otherwise take the store away from a worker
+    // about to read it, which would then report the store gone instead of its own error.
+    try {
+      if (store.add("ms/read", 1) == env.world_size) store.set("ms/all_read", bytes(kReady));
+      if (host) store.wait({"ms/all_read"}, env.timeout);
+    } catch (const std::exception& e) {
+      throw store_failed(e);
+    }
+    return;
+  }
+  throw Error(
+      ErrorCode::kNetwork,
+      fmt::format("rank {} of {}: the run cannot start: {}", env.rank, env.world_size, verdict),
+      "start every worker with the same WORLD_SIZE (the number of workers)");
 }
 
 // Stops the process when the rendezvous outlives every bound its steps have: LibTorch 1.x's
 // store client reads without a deadline once connected, so a rank 0 that freezes between this
 // worker's checks and Gloo's connection (a host that hangs, a stopped process) would hold the
-// worker forever. Each step (the store check, the store, the claims: two, Gloo, NCCL) waits at
-// most the timeout; past kSteps of them the worker gives up with exit 5 (ms::Error's kNetwork).
+// worker forever. Each step (the store check, the store, rank 0's WORLD_SIZE, the verdict: two,
+// Gloo, NCCL; rank 0: the store, the verdict, its reading, Gloo, NCCL) waits at most the timeout;
+// past kSteps of them the worker gives up with exit 5 (ms::Error's kNetwork).
 class RendezvousWatchdog {
  public:
   static constexpr int kSteps = 7;
@@ -451,7 +517,10 @@ std::shared_ptr<Distributed> Distributed::join(const infer::DistributedEnv& env,
   // Under torchrun's agent the store is the agent's; otherwise rank 0 hosts it.
   options.isServer = env.is_main() && !env.agent_store;
   options.numWorkers = static_cast<std::size_t>(env.world_size);
-  options.waitWorkers = !env.agent_store;
+  // The workers are counted in check_launch_agrees, not by the store's constructor: LibTorch
+  // 1.x's rank 0 would wait there for all of them (quietly, until the timeout) before it could
+  // tell a worker with another WORLD_SIZE that it does not belong.
+  options.waitWorkers = false;
   options.timeout = env.timeout;
   // A name that does not resolve would cost rank 0 a whole timeout of retries.
   check_host_resolves(env.master_addr, env.master_port);
@@ -509,26 +578,6 @@ std::shared_ptr<Distributed> Distributed::join(const infer::DistributedEnv& env,
                                           env.rank, env.world_size, where, first_line(e.what())),
                 hint);
   }
-#if TORCH_VERSION_MAJOR < 2
-  // LibTorch 1.x's rank 0 stops waiting for the others quietly at the timeout (2.x throws), and
-  // Gloo would then wait a second timeout and blame the network interface. The raw join counter
-  // tells how many came.
-  if (options.isServer && options.waitWorkers) {
-    const std::int64_t joined =
-        StoreWire(env.master_addr, env.master_port, StoreWire::Clock::now() + env.timeout)
-            .add("init/", 0);
-    if (joined < env.world_size) {
-      throw Error(
-          ErrorCode::kNetwork,
-          fmt::format("only {} of {} workers reached the rendezvous at {} within "
-                      "MS_DIST_TIMEOUT ({} s)",
-                      joined, env.world_size, where,
-                      std::chrono::duration_cast<std::chrono::seconds>(env.timeout).count()),
-          "start every worker with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE, "
-          "each with its own RANK; MS_DIST_TIMEOUT sets the wait in seconds");
-    }
-  }
-#endif
   check_launch_agrees(*impl->store, env);
   const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
   const bool ifname_set = ifname != nullptr && *ifname != '\0';

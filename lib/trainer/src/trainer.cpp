@@ -219,8 +219,11 @@ Trainer::Trainer(TrainerSetup setup)
              "than the batch size gives none",
              setup_.train_data->rows(),
              setup_.distributed && setup_.distributed->world_size() > 1
-                 ? fmt::format(", about {} for each of the {} workers",
-                               setup_.train_data->rows() / setup_.distributed->world_size(),
+                 // The sampler pads the split to a multiple of the workers: each gets the
+                 // rows' share rounded up.
+                 ? fmt::format(", {} for each of the {} workers",
+                               (setup_.train_data->rows() + setup_.distributed->world_size() - 1) /
+                                   setup_.distributed->world_size(),
                                setup_.distributed->world_size())
                  : std::string());
   }
@@ -578,6 +581,9 @@ std::vector<std::string> Trainer::evaluation_facts() const {
   for (const char* section : {"preprocessor", "evaluation"}) {
     if (setup_.config.has(section)) add_config_facts(section, setup_.config.at(section), facts);
   }
+  // And the files that tokenise them: copies of a model whose vocab.txt differs (another
+  // revision on another machine) read the same rows as other token ids.
+  facts.insert(facts.end(), setup_.model_file_facts.begin(), setup_.model_file_facts.end());
   auto add = [&facts](const char* kind, const std::string& name, const at::Tensor& t) {
     facts.push_back(fmt::format("{} {} of shape [{}] ({})", kind, name, fmt::join(t.sizes(), ", "),
                                 c10::toString(t.scalar_type())));

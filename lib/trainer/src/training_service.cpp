@@ -538,6 +538,20 @@ std::unique_ptr<BatchSource> batches(const Prepared& p, const Config& config,
                             ds.labels, b, ds.spec);
 }
 
+// The files of a model folder that decide how its tokenizer turns a text into ids: the
+// vocabularies and merges (WordPiece's, byte-level BPE's, in either layout), tokenizer.json,
+// and the added and special tokens and the tokenizer's options. (The preprocessor section of
+// configuration.json is compared with the rest of the configuration.)
+constexpr const char* kTokenizerFiles[] = {"vocab.txt",
+                                           "vocab.json",
+                                           "merges.txt",
+                                           "encoder.json",
+                                           "vocab.bpe",
+                                           "tokenizer.json",
+                                           "tokenizer_config.json",
+                                           "special_tokens_map.json",
+                                           "added_tokens.json"};
+
 // The rest of a causal language model's output folder: its config.json as it came, the task in
 // configuration.json, and the tokenizer and generation files.
 void write_causal_output(const std::filesystem::path& dir, const infer::ModelInfo& m,
@@ -551,12 +565,33 @@ void write_causal_output(const std::filesystem::path& dir, const infer::ModelInf
   ms["model"]["type"] = p.type;
   ms["pipeline"]["type"] = m.task;
   write_file_atomic(dir / "configuration.json", ms.dump(2) + "\n");
-  for (const char* name : {"vocab.txt", "vocab.json", "merges.txt", "encoder.json", "vocab.bpe",
-                           "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                           "added_tokens.json", "generation_config.json"}) {
+  std::vector<const char*> files(std::begin(kTokenizerFiles), std::end(kTokenizerFiles));
+  files.push_back("generation_config.json");
+  for (const char* name : files) {
     if (std::filesystem::exists(m.dir / name))
       write_file_atomic(dir / name, read_file(m.dir / name));
   }
+}
+
+// One line per tokenizer file of `dir`, with a hash of its bytes, for TrainerSetup's
+// model_file_facts: data-parallel ranks whose copies of the model differ there are refused.
+std::vector<std::string> tokenizer_file_facts(const std::filesystem::path& dir) {
+  std::vector<std::string> facts;
+  for (const char* name : kTokenizerFiles) {
+    std::error_code ec;
+    if (!std::filesystem::exists(dir / name, ec)) {
+      facts.push_back(fmt::format("no tokenizer file {}", name));
+      continue;
+    }
+    const std::string bytes = read_file(dir / name);
+    std::uint64_t hash = 14695981039346656037ULL;  // FNV-1a, as data::Table::content_hash()
+    for (const unsigned char c : bytes) {
+      hash ^= c;
+      hash *= 1099511628211ULL;
+    }
+    facts.push_back(fmt::format("the tokenizer file {} (content hash {:016x})", name, hash));
+  }
+  return facts;
 }
 
 // Writes the inference-ready folder: weights, config.json with the label map, configuration.json,
@@ -925,6 +960,7 @@ class TrainingService final : public infer::TrainerService {
     setup.model = p.model;
     setup.label_names = p.labels.names();
     setup.train_data_hash = train_split.table.content_hash();
+    if (dist) setup.model_file_facts = tokenizer_file_facts(m.dir);
     Batching train_batching = read_batching(config, "train", true, r.seed);
     if (dist) {
       train_batching.rank = dist->rank();
@@ -1040,6 +1076,7 @@ class TrainingService final : public infer::TrainerService {
              "than the batch size)",
              config.source(), setup.eval_data->rows());
     setup.eval_data_hash = split->table.content_hash();
+    if (dist) setup.model_file_facts = tokenizer_file_facts(m.dir);
     setup.device = device;
     setup.distributed = dist;
     Trainer trainer(std::move(setup));

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <cstddef>
 #include <filesystem>
 #include <optional>
 #include <stdexcept>
@@ -85,10 +86,64 @@ auto with_context(const std::string& frame, Body&& body) -> decltype(body()) {
 
 }  // namespace ms
 
-/// User-facing check: throws ms::Error(code, formatted message) when `cond` is false.
-#define MS_CHECK(cond, code, ...)                 \
-  do {                                            \
-    if (!(cond)) ::ms::fail((code), __VA_ARGS__); \
+namespace ms::detail {
+
+// How many arguments the replacement fields of a format string take ("{}", "{:>8}", "{0}", a
+// nested width "{:{}}"; "{{" is a brace), for MS_CHECK's compile-time count: fmt ignores
+// arguments a format does not use, so a hint passed as an extra argument vanished silently.
+constexpr std::size_t format_arguments(std::string_view f) {
+  std::size_t automatic = 0, manual = 0;
+  // One field's id at f[i] (digits, or none for the next automatic argument); i moves past it.
+  auto field = [&](std::size_t& i) {
+    if (i < f.size() && f[i] >= '0' && f[i] <= '9') {
+      std::size_t n = 0;
+      while (i < f.size() && f[i] >= '0' && f[i] <= '9') n = n * 10 + (f[i++] - '0');
+      manual = n + 1 > manual ? n + 1 : manual;
+    } else {
+      ++automatic;
+    }
+  };
+  for (std::size_t i = 0; i < f.size(); ++i) {
+    if (f[i] != '{') continue;
+    if (i + 1 < f.size() && f[i + 1] == '{') {
+      ++i;
+      continue;
+    }
+    ++i;
+    field(i);
+    // The format spec up to the field's '}', with its nested fields.
+    while (i < f.size() && f[i] != '}') {
+      if (f[i++] == '{') {
+        field(i);
+        while (i < f.size() && f[i] != '}') ++i;
+        ++i;
+      }
+    }
+  }
+  return automatic > manual ? automatic : manual;
+}
+
+// A reference to char[N] for N arguments (the format and those after it): sizeof(decltype(...))
+// counts them without evaluating any.
+template <typename... Args>
+char (&count_tag(const Args&...))[sizeof...(Args)];
+
+}  // namespace ms::detail
+
+// The first of a macro's arguments (the format of MS_CHECK's), whether or not others follow.
+#define MS_DETAIL_FIRST(...) MS_DETAIL_FIRST_(__VA_ARGS__, unused)
+#define MS_DETAIL_FIRST_(first, ...) first
+
+/// User-facing check: throws ms::Error(code, formatted message) when `cond` is false. The format
+/// is a string literal whose fields take every argument after it, checked when compiling (a hint
+/// is no format argument: throw ms::Error(code, message, hint) for one). The arguments are
+/// counted in an unevaluated context, where C++17 takes no lambda: compute such a value first.
+#define MS_CHECK(cond, code, ...)                                                               \
+  do {                                                                                          \
+    static_assert(::ms::detail::format_arguments(MS_DETAIL_FIRST(__VA_ARGS__)) + 1 ==           \
+                      sizeof(decltype(::ms::detail::count_tag(__VA_ARGS__))),                   \
+                  "MS_CHECK: the format's fields and the arguments after it differ in number"); \
+    if (!(cond)) ::ms::fail((code), __VA_ARGS__);                                               \
   } while (0)
 
 /// Internal invariant: a failure is a bug in ms, reported with file and line.

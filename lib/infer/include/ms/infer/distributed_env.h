@@ -1,6 +1,7 @@
 // The environment contract of data-parallel workers, as PyTorch's torchrun sets it (RANK,
 // WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), with the equivalents srun
-// sets for a step's tasks (SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_LOCALID,
+// sets for a step's tasks (SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_LOCALID, and this node's
+// task count from SLURM_STEP_TASKS_PER_NODE / SLURM_TASKS_PER_NODE with SLURM_NODEID, else
 // SLURM_NTASKS_PER_NODE) where torchrun's are absent,
 // and torchrun's agent store (TORCHELASTIC_USE_AGENT_STORE, TORCHELASTIC_RESTART_COUNT).
 // Torch-free: the CLI reads it to launch workers (`ms train --nproc`), the trainer to join them.
@@ -40,6 +41,17 @@ struct DistributedEnv {
 /// The variable lookup (std::getenv in use; a map in tests).
 using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
 MS_API EnvLookup process_env();
+
+/// Which launcher's worker variables this process has: torchrun's (WORLD_SIZE), srun's for a
+/// step's task (SLURM_STEP_NUM_TASKS and SLURM_PROCID), or neither. An sbatch script is neither.
+enum class WorkerLauncher { kNone, kTorchrun, kSlurm };
+MS_API WorkerLauncher worker_launcher(const EnvLookup& env = process_env());
+
+/// This node's entry of a Slurm task-count list (SLURM_STEP_TASKS_PER_NODE's "2(x3),1": three
+/// nodes of 2 tasks, then one of 1), `node_id` being SLURM_NODEID (needed only when the nodes'
+/// counts differ). kUsage naming `name` when the list is malformed or has no such node.
+MS_API int slurm_tasks_on_node(const std::string& name, const std::string& list,
+                               const std::optional<std::string>& node_id, int most = 1 << 20);
 
 /// The worker's DistributedEnv, or nullopt when the process is not one of several workers
 /// (no WORLD_SIZE / SLURM_STEP_NUM_TASKS, or a world of 1). A malformed or inconsistent value (a

@@ -95,6 +95,10 @@ struct TrainerSetup {
   /// The same of the evaluation split (0: unknown): data-parallel ranks each evaluate a share of
   /// it, so they must hold the same rows.
   std::uint64_t eval_data_hash = 0;
+  /// Facts of the model folder's files that decide the inputs (its tokenizer files, by content
+  /// hash), one line each: data-parallel ranks must agree on them (evaluation_facts), since
+  /// another vocabulary gives the same rows other token ids.
+  std::vector<std::string> model_file_facts;
   /// Writes the inference-ready model folder (output/ and output_best/) from the model's state.
   std::function<void(const std::filesystem::path& dir, const models::TensorMap& state,
                      const Json& metric_values)>
@@ -132,8 +136,9 @@ class Trainer {
   /// process gives; an error on any rank is every rank's (named after that rank).
   Json evaluate();
   /// What data-parallel ranks must agree on to evaluate together (Distributed::check_alike): the
-  /// labels, the evaluation data and its batches, the evaluation.* configuration, and the model's
-  /// tensors by name, shape and type. Part of what a training run checks too.
+  /// labels, the evaluation data and its batches, the preprocessor.* and evaluation.*
+  /// configuration, the model's tokenizer files (model_file_facts) and its tensors by name,
+  /// shape and type. Part of what a training run checks too.
   std::vector<std::string> evaluation_facts() const;
   /// kConfig unless one of the evaluation's metrics (evaluation.metrics, or the task's default)
   /// may report `key`: a hook's metric_key checked when the run starts, naming `hook` and the
