@@ -748,6 +748,13 @@ class DistributedTrainTest(TorchTestCase):
                 r = run_ms(*self.args("r4.json", "work"), "--nproc", "2", env=env)
                 self.assertExit(r, 2)
                 self.assertIn(hint, json.loads(r.stdout)["error"]["hint"])
+        # A step of one task (srun -n1, an interactive srun --pty shell) is no group of workers:
+        # its --nproc starts the node's workers, as srun -n1 torchrun does.
+        r = run_ms("eval", "--model", self.path("nodrop"), "--dataset", "csv:" + self.path("test.csv"),
+                   "--threads", "1", "--json", "--nproc", "2",
+                   env={"SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_STEP_NUM_TASKS": "1"})
+        self.assertExit(r, 0)
+        self.assertIn("accuracy", r.stdout)
 
     def test_slurm_tasks_per_node_give_the_local_world_size(self):
         # srun -N 2 -n 2 (one task on each node, no --ntasks-per-node): SLURM_NTASKS_PER_NODE is

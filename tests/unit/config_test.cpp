@@ -170,6 +170,11 @@ TEST_CASE("the JSON parser refuses a NUL byte, which nlohmann read as the end of
     CHECK(e.column == text.find('\0') + 1);
     CHECK_FALSE(e.ends_early);
   }
+  // An escaped NUL is a character of a string, as JSON has it.
+  ms::Json escaped;
+  ms::JsonParseError e;
+  REQUIRE(ms::try_parse_json(R"({"a": "b\u0000c"})", escaped, e));
+  CHECK(escaped["a"].get<std::string>() == std::string("b\0c", 3));
 }
 
 TEST_CASE("JSON beyond the nesting and number limits is a config error with a location",

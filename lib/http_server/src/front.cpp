@@ -136,6 +136,7 @@ struct ConnectionNote {
   bool headers_timed_out = false;  // a read of the request line or headers failed at their deadline
   int header_timeout_s = 0;        // FrontLimits::header_timeout_s, for the 408's message
   bool headers_too_large = false;  // the header lines passed kMaxHeaderBytes
+  bool request_line_too_long = false;  // the request line passed kMaxRequestLineBytes unended
   std::optional<ChunkedBodyError> chunked_error;  // the chunked body was refused
   std::uint64_t body_length = 0;                  // the body's Content-Length (0: none, or chunked)
   std::uint64_t body_read = 0;     // bytes of the body read so far (a chunked one's framing too)
@@ -256,6 +257,13 @@ class FrontStream : public httplib::Stream {
       note_.headers_too_large = true;
       return -1;
     }
+    // httplib grows its line buffer until the request line's LF comes: 200 MiB without one took
+    // 200 MiB of memory. Past the limit (which httplib answers with 414 once the line is whole),
+    // the line is not read on.
+    if (in_headers_ && !request_line_read_ && request_line_bytes_ > kMaxRequestLineBytes) {
+      note_.request_line_too_long = true;
+      return -1;
+    }
     if (body_refused_ && !in_headers_) return 0;
     if (coding_cut_ && !in_headers_) return -1;
     if (in_headers_ && !request_line_started_) {
@@ -368,7 +376,10 @@ class FrontStream : public httplib::Stream {
   void count_header_bytes(const char* data, std::size_t size) {
     if (!request_line_read_) {
       const char* newline = static_cast<const char*>(std::memchr(data, '\n', size));
-      if (newline == nullptr) return;
+      if (newline == nullptr) {
+        request_line_bytes_ += size;
+        return;
+      }
       request_line_read_ = true;
       const char* rest = newline + 1;
       size -= static_cast<std::size_t>(rest - data);
@@ -531,9 +542,10 @@ class FrontStream : public httplib::Stream {
   std::size_t chunked_out_pos_ = 0;     // how much of it httplib has read
   bool in_headers_ = false;
   bool request_line_read_ = false;
-  bool request_line_started_ = false;  // the empty lines before the request line were skipped
-  std::size_t header_bytes_ = 0;       // of the header lines, read so far
-  std::string header_lines_;           // the header lines read so far (at most kMaxHeaderBytes)
+  bool request_line_started_ = false;   // the empty lines before the request line were skipped
+  std::size_t header_bytes_ = 0;        // of the header lines, read so far
+  std::string header_lines_;            // the header lines read so far (at most kMaxHeaderBytes)
+  std::size_t request_line_bytes_ = 0;  // of the request line, while its LF has not come
   bool in_body_ = false;
   bool body_refused_ = false;                     // refuse_body()
   std::unique_ptr<CodingEndCheck> coding_check_;  // check_coding_end()
@@ -686,9 +698,30 @@ std::size_t raw_header_lines(std::string_view lines, std::string_view name) {
   return count;
 }
 
+// Whether a raw header line named `name` holds a '%': httplib percent-decodes values, so
+// "Content-Length: %31%37" was 17 and "Transfer-Encoding: %63hunked" chunked, which a proxy in
+// front reads otherwise (a request-smuggling shape). No valid value of these holds one.
+bool raw_value_holds_percent(std::string_view lines, std::string_view name) {
+  for (std::size_t start = 0; start < lines.size();) {
+    std::size_t end = lines.find('\n', start);
+    if (end == std::string_view::npos) end = lines.size();
+    const std::string_view line = lines.substr(start, end - start);
+    if (line.size() > name.size() && strncasecmp(line.data(), name.data(), name.size()) == 0) {
+      const std::string_view rest = trim(line.substr(name.size()));
+      if (!rest.empty() && rest.front() == ':' && rest.find('%') != std::string_view::npos)
+        return true;
+    }
+    start = end + 1;
+  }
+  return false;
+}
+
 const char* framing_error(httplib::Request& req, std::string_view raw_header_block) {
   const std::size_t encodings = req.get_header_value_count("Transfer-Encoding");
   const std::size_t lengths = req.get_header_value_count("Content-Length");
+  if (raw_value_holds_percent(raw_header_block, "Content-Length")) return "bad Content-Length";
+  if (raw_value_holds_percent(raw_header_block, "Transfer-Encoding"))
+    return "unsupported Transfer-Encoding (only chunked); send the body with a Content-Length";
   // "Content-Length: " with no value was read as no header, so as no body: the body then ran as
   // a next request.
   if (raw_header_lines(raw_header_block, "Content-Length") != lengths) return "bad Content-Length";
@@ -773,9 +806,15 @@ const char* field_value_error(const httplib::Request& req, std::string_view raw_
       return kError;
     if (c == '\n' && (i == 0 || raw_header_block[i - 1] != '\r')) return kError;
   }
-  for (const auto& field : req.headers) {
-    if (field.second.find_first_of(std::string_view("\0\r\n", 3)) != std::string::npos)
-      return kError;
+  // httplib percent-decodes every value: "%0A" in a cookie is no CR or LF on the wire, but in a
+  // header that frames or routes the request, a decoded NUL ends the value httplib reads.
+  for (const char* name : {"Content-Length", "Transfer-Encoding", "Connection", "Host", "Expect",
+                           "Content-Encoding", "Authorization"}) {
+    for (std::size_t i = 0; i < req.get_header_value_count(name); ++i) {
+      if (req.get_header_value(name, i).find_first_of(std::string_view("\0\r\n", 3)) !=
+          std::string::npos)
+        return kError;
+    }
   }
   return nullptr;
 }
@@ -1092,6 +1131,13 @@ bool Front::process_and_close_socket(socket_t sock) {
         break;
       }
       set_busy(strm.holds_bytes());
+      if (!ret && note.request_line_too_long && !strm.wrote()) {
+        // httplib answers nothing when the request line does not come whole.
+        const std::string answer =
+            front_response(414, "URI Too Long", request_line_too_long_message());
+        if (strm.write(answer.data(), answer.size()) > 0) linger_close(sock);
+        break;
+      }
       if (!ret && note.headers_timed_out && !strm.wrote()) {
         // httplib answers nothing when the request line does not come whole (it answers headers
         // that do not with the error handler's 408): a client too slow with it hears why.
@@ -1252,7 +1298,7 @@ std::string request_line_too_long_message() {
   return fmt::format(
       "the request line (method, target and version) is over {} bytes; send long values in the "
       "request body",
-      kMaxRequestLineBytes);
+      kMaxRequestLineBytes - 2);  // the limit counts the line's CRLF
 }
 
 std::optional<std::string> front_headers_timed_out(httplib::Response& res) {

@@ -203,6 +203,11 @@ WorkersOutcome run_local_workers(int nproc, const std::vector<std::string>& args
                   "torchrun worker)",
                   "drop --nproc under torchrun, or unset WORLD_SIZE");
     case WorkerLauncher::kSlurm:
+      // A step of one task (srun -n1, an interactive srun --pty shell) is no group of workers:
+      // its --nproc starts this node's workers, as `srun -n1 torchrun --nproc_per_node N` does.
+      if (const char* tasks = std::getenv("SLURM_STEP_NUM_TASKS");
+          tasks != nullptr && std::string(tasks) == "1")
+        break;
       // Every task of the step would start a job of its own.
       throw Error(ErrorCode::kUsage,
                   "--nproc starts workers itself, but SLURM_PROCID and SLURM_STEP_NUM_TASKS are "

@@ -583,7 +583,29 @@ std::vector<std::string> tokenizer_file_facts(const std::filesystem::path& dir) 
       facts.push_back(fmt::format("no tokenizer file {}", name));
       continue;
     }
-    const std::string bytes = read_file(dir / name);
+    std::string bytes = read_file(dir / name);
+    // save_pretrained writes where it saved from into the tokenizer's options (name_or_path,
+    // tokenizer_file, special_tokens_map_file): copies saved on two machines differ only there,
+    // which decides no id. They are left out, as the configuration's comparison leaves out paths.
+    if (std::string_view(name) == "tokenizer_config.json" ||
+        std::string_view(name) == "special_tokens_map.json") {
+      Json options;
+      JsonParseError ignored;
+      if (try_parse_json(bytes, options, ignored) && options.is_object()) {
+        for (auto it = options.begin(); it != options.end();) {
+          const std::string key = it.key();
+          const auto ends_with = [&](std::string_view end) {
+            return key.size() >= end.size() &&
+                   key.compare(key.size() - end.size(), end.size(), end.data(), end.size()) == 0;
+          };
+          if (key == "name_or_path" || ends_with("_file") || ends_with("_path") || ends_with("dir"))
+            it = options.erase(it);
+          else
+            ++it;
+        }
+        bytes = options.dump();
+      }
+    }
     std::uint64_t hash = 14695981039346656037ULL;  // FNV-1a, as data::Table::content_hash()
     for (const unsigned char c : bytes) {
       hash ^= c;
