@@ -675,47 +675,43 @@ bool body_left_unread(const ConnectionNote& note) {
   return note.body_chunked ? !note.body_chunked_done : note.body_read < note.body_length;
 }
 
-// Checks how a request's body is delimited (RFC 9112 section 6) before httplib reads it, and
-// returns why it cannot be trusted, or null. httplib 0.11 reads "Content-Length: abc" as 0 (the
-// body then parsed as the next request), "-5" as 2^64 - 5, takes the first of two different
-// lengths, and reads a body with neither header (or with a transfer coding it does not know)
-// until the client closes: `curl -X POST` without -d hung for the read timeout. A request with
-// neither header has no body (RFC 9112 section 6.3), which the Content-Length: 0 added here says.
-// How many of the raw header lines are named `name` (in any case, spaces allowed before the
-// colon), whatever httplib made of them: it drops one whose value is empty.
-std::size_t raw_header_lines(std::string_view lines, std::string_view name) {
-  std::size_t count = 0;
+// The values of the raw header lines named `name` (in any case, spaces allowed before the
+// colon), as they came, whatever httplib made of them: it drops a field whose value is empty, and
+// percent-decodes the others.
+std::vector<std::string_view> raw_header_values(std::string_view lines, std::string_view name) {
+  std::vector<std::string_view> values;
   for (std::size_t start = 0; start < lines.size();) {
     std::size_t end = lines.find('\n', start);
     if (end == std::string_view::npos) end = lines.size();
     const std::string_view line = lines.substr(start, end - start);
     if (line.size() > name.size() && strncasecmp(line.data(), name.data(), name.size()) == 0) {
       const std::string_view rest = trim(line.substr(name.size()));
-      if (!rest.empty() && rest.front() == ':') ++count;
+      if (!rest.empty() && rest.front() == ':') values.push_back(rest.substr(1));
     }
     start = end + 1;
   }
-  return count;
+  return values;
+}
+
+std::size_t raw_header_lines(std::string_view lines, std::string_view name) {
+  return raw_header_values(lines, name).size();
 }
 
 // Whether a raw header line named `name` holds a '%': httplib percent-decodes values, so
 // "Content-Length: %31%37" was 17 and "Transfer-Encoding: %63hunked" chunked, which a proxy in
 // front reads otherwise (a request-smuggling shape). No valid value of these holds one.
 bool raw_value_holds_percent(std::string_view lines, std::string_view name) {
-  for (std::size_t start = 0; start < lines.size();) {
-    std::size_t end = lines.find('\n', start);
-    if (end == std::string_view::npos) end = lines.size();
-    const std::string_view line = lines.substr(start, end - start);
-    if (line.size() > name.size() && strncasecmp(line.data(), name.data(), name.size()) == 0) {
-      const std::string_view rest = trim(line.substr(name.size()));
-      if (!rest.empty() && rest.front() == ':' && rest.find('%') != std::string_view::npos)
-        return true;
-    }
-    start = end + 1;
-  }
-  return false;
+  const std::vector<std::string_view> values = raw_header_values(lines, name);
+  return std::any_of(values.begin(), values.end(),
+                     [](std::string_view v) { return v.find('%') != std::string_view::npos; });
 }
 
+// Checks how a request's body is delimited (RFC 9112 section 6) before httplib reads it, and
+// returns why it cannot be trusted, or null. httplib 0.11 reads "Content-Length: abc" as 0 (the
+// body then parsed as the next request), "-5" as 2^64 - 5, takes the first of two different
+// lengths, and reads a body with neither header (or with a transfer coding it does not know)
+// until the client closes: `curl -X POST` without -d hung for the read timeout. A request with
+// neither header has no body (RFC 9112 section 6.3), which the Content-Length: 0 added here says.
 const char* framing_error(httplib::Request& req, std::string_view raw_header_block) {
   const std::size_t encodings = req.get_header_value_count("Transfer-Encoding");
   const std::size_t lengths = req.get_header_value_count("Content-Length");
