@@ -15,6 +15,7 @@
 #include "ms/core/file.h"
 #include "ms/core/log.h"
 #include "ms/infer/export.h"
+#include "ms/models/sentence_pooling.h"
 
 namespace ms::exporter {
 
@@ -52,13 +53,6 @@ void copy_into(const fs::path& from, const fs::path& to) { write_file_atomic(to,
 // flag reads as true. Readers that pool the last hidden state themselves go by this file.
 std::string pooling_config_for(const std::string& copied, const std::string& mode,
                                const fs::path& source) {
-  static const std::pair<const char*, const char*> kFlags[] = {
-      {"cls", "pooling_mode_cls_token"},
-      {"max", "pooling_mode_max_tokens"},
-      {"mean", "pooling_mode_mean_tokens"},
-      {"mean_sqrt_len_tokens", "pooling_mode_mean_sqrt_len_tokens"},
-      {"weightedmean", "pooling_mode_weightedmean_tokens"},
-      {"lasttoken", "pooling_mode_lasttoken"}};
   std::string name = mode;
   std::transform(name.begin(), name.end(), name.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -70,10 +64,11 @@ std::string pooling_config_for(const std::string& copied, const std::string& mod
     return config.dump(2) + "\n";
   }
   bool known = false;
-  for (const auto& [flag_name, key] : kFlags) {
-    const bool chosen = name == flag_name;
+  for (const models::PoolingFlag& flag : models::sentence_pooling_flags()) {
+    const bool chosen = name == flag.mode;
     known = known || chosen;
-    if (chosen || config.contains(key) || std::string(flag_name) == "mean") config[key] = chosen;
+    if (chosen || config.contains(flag.key) || std::string(flag.mode) == "mean")
+      config[flag.key] = chosen;
   }
   // The model was built with this mode, so its name has been checked already.
   MS_CHECK(known, ErrorCode::kInternal, "pooling mode '{}' has no sentence-transformers flag",

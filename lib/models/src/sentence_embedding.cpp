@@ -28,6 +28,7 @@
 #include "ms/core/error.h"
 #include "ms/core/text.h"
 #include "ms/models/bert.h"
+#include "ms/models/sentence_pooling.h"
 #include "ms/tensor/weights.h"
 
 namespace ms::models {
@@ -136,17 +137,12 @@ std::vector<Pool> read_pooling(const std::filesystem::path& config_path, int64_t
     return pooling;
   }
   // The flags and their defaults as sentence-transformers' Pooling takes them (mean is on
-  // unless the file turns it off), in its concatenation order.
-  static const std::pair<const char*, Pool> kFlags[] = {
-      {"pooling_mode_cls_token", Pool::kCls},
-      {"pooling_mode_max_tokens", Pool::kMax},
-      {"pooling_mode_mean_tokens", Pool::kMean},
-      {"pooling_mode_mean_sqrt_len_tokens", Pool::kMeanSqrtLen},
-      {"pooling_mode_weightedmean_tokens", Pool::kWeightedMean},
-      {"pooling_mode_lasttoken", Pool::kLastToken}};
+  // unless the file turns it off), in its concatenation order, which Pool's follows.
+  const std::vector<PoolingFlag>& flags = sentence_pooling_flags();
   std::vector<Pool> pooling;
-  for (const auto& [key, mode] : kFlags) {
-    if (c.get_or<bool>(key, mode == Pool::kMean)) pooling.push_back(mode);
+  for (std::size_t i = 0; i < flags.size(); ++i) {
+    const auto mode = static_cast<Pool>(i);
+    if (c.get_or<bool>(flags[i].key, mode == Pool::kMean)) pooling.push_back(mode);
   }
   MS_CHECK(!pooling.empty(), ErrorCode::kConfig, "{}: no pooling_mode_* is true", c.source());
   return pooling;
@@ -455,6 +451,18 @@ class SentenceEmbedding final : public BertEncoder, public Model {
 };
 
 }  // namespace
+
+const std::vector<PoolingFlag>& sentence_pooling_flags() {
+  // In Pool's order.
+  static const std::vector<PoolingFlag> kFlags = {
+      {"cls", "pooling_mode_cls_token"},
+      {"max", "pooling_mode_max_tokens"},
+      {"mean", "pooling_mode_mean_tokens"},
+      {"mean_sqrt_len_tokens", "pooling_mode_mean_sqrt_len_tokens"},
+      {"weightedmean", "pooling_mode_weightedmean_tokens"},
+      {"lasttoken", "pooling_mode_lasttoken"}};
+  return kFlags;
+}
 
 std::shared_ptr<Model> make_sentence_embedding(const ModelSpec& spec) {
   return std::make_shared<SentenceEmbedding>(spec);
