@@ -448,8 +448,9 @@ class DistributedTrainTest(TorchTestCase):
         if self.libtorch_major() >= 2:
             self.skipTest("the check is for LibTorch 1.x's store client")
         # The third answers the first query like a store (a count of 3), then falls silent, as a
-        # rank 0 whose host freezes would: LibTorch's client then waits without a deadline, and
-        # ms's watchdog ends the rendezvous after 7 times the timeout.
+        # rank 0 whose host freezes would: the worker gives up with exit 5 within the bounds of
+        # the timeout (LibTorch's client, where a step of it has no deadline, is ended by ms's
+        # watchdog after 7 times the timeout).
         for greeting in (b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n", None, struct.pack("<q", 3)):
             with self.subTest(greeting=greeting), socket.socket() as server:
                 server.bind(("127.0.0.1", 0))
@@ -463,7 +464,11 @@ class DistributedTrainTest(TorchTestCase):
                         except OSError:
                             return
                         accepted.append(conn)
-                        if greeting:
+                        # The first connection only: ms's own check asks it. LibTorch's client
+                        # connects again after it; a greeting there would be read as the reply
+                        # to its next request (exit 5 "Stop_waiting response is expected", when
+                        # its callback socket happened to take it), not the silence under test.
+                        if greeting and len(accepted) == 1:
                             conn.sendall(greeting)
 
                 threading.Thread(target=serve, daemon=True).start()
@@ -476,7 +481,10 @@ class DistributedTrainTest(TorchTestCase):
                 elif greeting.startswith(b"SSH"):
                     self.assertIn("not a rendezvous store", r.stderr)
                 else:
-                    self.assertIn("did not finish within 14 s (7 times MS_DIST_TIMEOUT)", r.stderr)
+                    # The store's own wait gives up after the timeout; a step of LibTorch's
+                    # client that has no deadline would be ended by ms's watchdog instead.
+                    self.assertRegex(r.stderr, r"failed: Socket Timeout|did not finish within 14 s "
+                                               r"\(7 times MS_DIST_TIMEOUT\)")
                 for conn in accepted:
                     conn.close()
 
@@ -484,6 +492,7 @@ class DistributedTrainTest(TorchTestCase):
         r = run_ms(*self.args("r4.json", "work"), env=self.worker_env(0, free_port(), MS_DIST_TIMEOUT="2"))
         self.assertExit(r, 5)
         self.assertOneLineError(r, "only 1 of 2 workers reached the rendezvous")
+        self.assertIn("rank(s) 1 never came", r.stderr)
         self.assertNotIn("GLOO_SOCKET_IFNAME", r.stderr)
         # Two of three: rank 0 says how many came, then rank 1 (whose own wait is long) sees the
         # store go.
@@ -493,6 +502,7 @@ class DistributedTrainTest(TorchTestCase):
         errors = [p.communicate(timeout=600)[1] for p in pair]
         self.assertEqual([p.returncode for p in pair], [5, 5], errors)
         self.assertIn("only 2 of 3 workers reached the rendezvous", errors[0])
+        self.assertIn("rank(s) 2 never came", errors[0])
         self.assertIn("the rendezvous store at 127.0.0.1", errors[1])  # rank 0 stopped first
         self.assertNotIn("GLOO_SOCKET_IFNAME", "".join(errors))
         # A master name that does not resolve is named too.

@@ -168,25 +168,33 @@ void check_launch_agrees(c10d::Store& store, const infer::DistributedEnv& env) {
     verdict.assign(value.begin(), value.end());
   } catch (const std::exception& e) {
     const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(limit).count();
+    // The ranks that never counted themselves in; empty when the store itself is gone.
+    auto missing_ranks = [&] {
+      std::vector<int> missing;
+      for (int r = 0; r < env.world_size; ++r)
+        if (!store.check({fmt::format("ms/rank_claims/{}", r)})) missing.push_back(r);
+      return missing;
+    };
     if (host) {
       std::int64_t arrived = -1;
+      std::vector<int> missing;
       try {
         arrived = store.add("ms/arrived", 0);
+        missing = missing_ranks();
       } catch (const std::exception&) {
         throw store_failed(e);
       }
       throw Error(ErrorCode::kNetwork,
                   fmt::format("only {} of {} workers reached the rendezvous at {} within "
-                              "MS_DIST_TIMEOUT ({} s)",
-                              arrived, env.world_size, where, seconds),
+                              "MS_DIST_TIMEOUT ({} s): rank(s) {} never came",
+                              arrived, env.world_size, where, seconds, fmt::join(missing, ", ")),
                   "start every worker with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE, "
-                  "each with its own RANK; MS_DIST_TIMEOUT sets the wait in seconds");
+                  "each with its own RANK (0 to WORLD_SIZE - 1); MS_DIST_TIMEOUT sets the wait "
+                  "in seconds");
     }
     std::vector<int> missing;
     try {
-      // Rank 0 hosts the store (but under torchrun's agent): it is there, waiting for the others.
-      for (int r = env.agent_store ? 0 : 1; r < env.world_size; ++r)
-        if (!store.check({fmt::format("ms/rank_claims/{}", r)})) missing.push_back(r);
+      missing = missing_ranks();
     } catch (const std::exception&) {
       // The store itself is gone (rank 0 stopped): the wait's own error says so below.
     }
