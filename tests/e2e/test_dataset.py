@@ -491,7 +491,7 @@ class DatasetTest(MsTestCase):
         self.assertEqual(d["splits"][0]["rows"], 150)
         self.assertEqual(sorted(e for e in os.listdir(extracted) if not e.startswith(".")), first)
         self.assertEqual({e: os.stat(os.path.join(extracted, e)).st_mtime_ns for e in first}, stamp)
-        self.assertFalse([e for e in first if ".tmp-" in e])
+        self.assertEqual([e for e in os.listdir(extracted) if ".ms-extract-" in e], [])
         # An imagefolder inside a zip, named by a bare .zip path.
         z2 = self.zip_folder(os.path.join(FIXTURES, "fmnist"), self.path("img.zip"))
         d = self.info(z2)
@@ -504,6 +504,34 @@ class DatasetTest(MsTestCase):
         d = self.info(z2)
         self.assertEqual(d["splits"][0]["rows"], 150)
         self.assertEqual(d["labels"], [])
+
+    @needs("ZIP")
+    def test_a_killed_extraction_is_removed_by_the_next_read(self):
+        # An extraction stopped by Ctrl-C or SIGKILL left its partial folder in the cache for good
+        # (12 MB each time in a report). The next read of the archive removes such a folder, and
+        # only a dead writer's: a running extraction holds its folder's lock (flock).
+        import fcntl
+        import hashlib
+        z = self.zip_folder(os.path.join(FIXTURES, "fmnist_zip"), self.path("k.zip"))
+        with open(z, "rb") as f:
+            name = hashlib.sha256(f.read()).hexdigest()[:16]
+        extracted = self.path("cache", "datasets", "extracted")
+        dead = os.path.join(extracted, f".{name}.ms-extract-Dead01")
+        live = os.path.join(extracted, f".{name}.ms-extract-Live01")
+        for folder in (dead, live):
+            os.makedirs(os.path.join(folder, "train"))
+            with open(os.path.join(folder, "train", "part.csv"), "w") as f:
+                f.write("half a file")
+        held = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            d = self.info("zip:" + z, "--subset", "iris")
+            self.assertEqual(d["splits"][0]["rows"], 150)
+            self.assertFalse(os.path.exists(dead))
+            self.assertTrue(os.path.exists(live))
+            self.assertTrue(os.path.isdir(os.path.join(extracted, name)))
+        finally:
+            os.close(held)
 
     @needs("ZIP")
     def test_concurrent_extraction(self):
@@ -612,6 +640,16 @@ class DatasetTest(MsTestCase):
                 rows = self.head(spec)
                 want = "v1-row" if spec.endswith("@v1") else "v2-row"
                 self.assertIn(want, json.dumps(rows))
+        # A load killed while it built v1's folder left its ".tmp-PID" folder for good: the next
+        # build (under the repo folder's lock, which every build holds) removes it.
+        revisions = [os.path.join(root, ".ms-revisions") for root, dirs, _ in os.walk(self.path("cache"))
+                     if ".ms-revisions" in dirs]
+        self.assertEqual(len(revisions), 1, revisions)
+        [view] = os.listdir(revisions[0])
+        shutil.rmtree(os.path.join(revisions[0], view))
+        self.write(os.path.join(revisions[0], view + ".tmp-99999999", "train.csv"), "half")
+        self.assertEqual({s["name"]: s["rows"] for s in self.info("hub:alice/dsv@v1")["splits"]}, {"train": 1})
+        self.assertEqual(os.listdir(revisions[0]), [view])
         # Offline there is no listing: v1 is read from the folder an online read of it made (the
         # cache folder, last filled at v1, also held master's validation split).
         self.env["MODELSCOPE_OFFLINE"] = "1"

@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <random>
 #include <system_error>
 #include <vector>
 
@@ -216,6 +215,13 @@ std::string decode_data_file(std::string packed, const fs::path& path,
 #endif
 }
 
+namespace {
+// An extraction is written in ".NAME" + this + six characters beside its folder NAME, held with
+// lock_folder() until renamed into place: a folder of that name whose lock can be taken is a
+// killed extraction's (Ctrl-C, SIGKILL), which the next read of the same archive removes.
+constexpr std::string_view kExtractTempInfix = ".ms-extract-";
+}  // namespace
+
 #if MS_WITH_ZIP
 namespace {
 
@@ -231,9 +237,40 @@ struct FileCloser {
   void operator()(zip_file_t* f) const { zip_fclose(f); }
 };
 
-std::string temp_sibling(const fs::path& dest) {
-  std::random_device rd;
-  return dest.string() + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(rd());
+
+// The temp folder, made and locked; the lock's descriptor is closed once the folder has its
+// final name (or is removed).
+struct ExtractTemp {
+  std::string path;
+  int lock = -1;
+};
+
+ExtractTemp make_extract_temp(const fs::path& dest) {
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    std::string pattern =
+        (dest.parent_path() / ("." + dest.filename().string() + std::string(kExtractTempInfix) +
+                               "XXXXXX"))
+            .string();
+    if (::mkdtemp(pattern.data()) == nullptr) {
+      throw Error(ErrorCode::kIo, fmt::format("cannot make a folder in '{}' to extract into: {}",
+                                              dest.parent_path().string(), std::strerror(errno)));
+    }
+    const int lock = lock_folder(pattern);
+    if (lock >= 0) {
+      // mkdtemp's folder is private (0700); the extracted one is an ordinary cache folder.
+      ::chmod(pattern.c_str(), 0777 & ~current_umask());
+      return {pattern, lock};
+    }
+    if (errno != ENOENT) {  // ENOENT: another read's sweep removed it first; make another
+      const int error = errno;
+      ::rmdir(pattern.c_str());
+      throw Error(ErrorCode::kIo,
+                  fmt::format("cannot lock '{}': {}", pattern, std::strerror(error)));
+    }
+  }
+  throw Error(ErrorCode::kIo, fmt::format("every folder made in '{}' to extract into was removed "
+                                          "at once by another process",
+                                          dest.parent_path().string()));
 }
 
 // What an archive has written so far, against its limits.
@@ -392,8 +429,9 @@ void extract_zip(const fs::path& zip_path, const fs::path& dest, const ExtractLi
     throw Error(ErrorCode::kIo,
                 fmt::format("cannot stat '{}': {}", zip_path.string(), size_error.message()));
   }
-  const std::string temp = temp_sibling(dest);
-  fs::create_directories(fs::path(temp));
+  if (!dest.parent_path().empty()) fs::create_directories(dest.parent_path());
+  const ExtractTemp made = make_extract_temp(dest);
+  const std::string& temp = made.path;
   try {
     std::vector<std::pair<std::string, std::string>> links;  // made last: name, target
     for (zip_int64_t i = 0; i < count; ++i) {
@@ -452,9 +490,11 @@ void extract_zip(const fs::path& zip_path, const fs::path& dest, const ExtractLi
                                                 dest.string(), ec.message()));
       }
     }
+    ::close(made.lock);
   } catch (...) {
     std::error_code ec;
     fs::remove_all(temp, ec);
+    ::close(made.lock);
     throw;
   }
 }
@@ -491,6 +531,10 @@ fs::path extract_zip_cached(const fs::path& zip_path, const fs::path& cache_root
     write_file_atomic(memo, digest);
   }
   const fs::path dest = cache_root / digest.substr(0, 16);
+  // What an extraction of this archive killed on its way left (it had not finished).
+  if (const std::size_t removed = remove_abandoned_folders(dest, kExtractTempInfix)) {
+    log::info("{}: removed {} unfinished extraction(s) of a stopped run", dest.string(), removed);
+  }
   if (fs::is_directory(dest, ec)) {
     log::info("reusing extracted {} at {}", zip_path.string(), dest.string());
     return dest;

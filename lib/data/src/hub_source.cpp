@@ -128,7 +128,17 @@ fs::path revision_folder(const hub::DownloadResult& result) {
   // linked file is checked against the listing's digest.
   const hub::ExclusiveLock lock(dir, hub::ExclusiveLock::Target::kFolder);
   const fs::path building = view.string() + fmt::format(".tmp-{}", ::getpid());
-  fs::remove_all(building, ec);
+  // Every build of this repo's views holds the lock: a building (or stale) folder of this view
+  // that is there now is a killed load's, and goes.
+  for (fs::directory_iterator it(view.parent_path(), ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    for (const std::string prefix : {view.filename().string() + ".tmp-",
+                                     view.filename().string() + ".stale-"}) {
+      std::error_code gone;
+      if (name.rfind(prefix, 0) == 0) fs::remove_all(it->path(), gone);
+    }
+  }
+  ec.clear();
   auto fail_building = [&](const std::string& why, const std::string& hint) {
     fs::remove_all(building, ec);
     throw Error(ErrorCode::kIo,
