@@ -580,6 +580,20 @@ class ExportOnnxTest(TorchTestCase):
         self.assertExit(r, 0)
         self.assertEqual(os.listdir(empty), ["out"])
         self.assertIn("model.safetensors", os.listdir(os.path.join(empty, "out")))
+        # An existing empty folder is filled, not replaced (a mount point, which no rename
+        # replaces, failed with EBUSY after the whole export; the user's folder lost its mode
+        # and setgid bit): the same folder (inode) afterwards, its mode kept. A killed fill's
+        # hidden temp folder inside it does not make it "not empty", and goes.
+        mine = os.path.join(empty, "mine")
+        os.makedirs(os.path.join(mine, ".export.ms-export-Dead01"))
+        os.chmod(mine, 0o2750)
+        before_fill = os.stat(mine)
+        r = run_ms("export", "-m", os.path.join(TINY, "cls"), "-o", mine, "--format", "safetensors")
+        self.assertExit(r, 0)
+        after_fill = os.stat(mine)
+        self.assertEqual((after_fill.st_ino, after_fill.st_mode), (before_fill.st_ino, before_fill.st_mode))
+        self.assertIn("model.safetensors", os.listdir(mine))
+        self.assertFalse([e for e in os.listdir(mine) if e.startswith(".")], os.listdir(mine))
         shutil.rmtree(empty)
         self.assertEqual(sorted(os.listdir(self.tmp)), ["file", "full"])
 

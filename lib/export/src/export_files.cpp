@@ -1,5 +1,7 @@
 #include "export_files.h"
 
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,6 +11,7 @@
 #include <cstring>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
@@ -239,7 +242,6 @@ TempFolder make_temp_folder(const fs::path& output) {
 }
 
 void move_into_place(const fs::path& temp, const fs::path& output) {
-  // rename(2) replaces an empty folder (run_export refused a non-empty one).
   std::error_code ec;
   fs::rename(temp, output, ec);
   if (ec) {
@@ -247,6 +249,34 @@ void move_into_place(const fs::path& temp, const fs::path& output) {
                 fmt::format("cannot move the export into {}: {}", output.string(), ec.message()),
                 "choose an --output that does not exist or is an empty folder");
   }
+}
+
+// Moves the entries of `temp` (a folder inside `output`) into `output`, none replacing anything
+// there (another export filling the same folder at once): all or, after a failure, none.
+void move_entries_into(const fs::path& temp, const fs::path& output) {
+  std::vector<std::string> moved;
+  std::error_code ec;
+  for (fs::directory_iterator it(temp, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (::renameat2(AT_FDCWD, it->path().c_str(), AT_FDCWD, (output / name).c_str(),
+                    RENAME_NOREPLACE) != 0) {
+      const int error = errno;
+      for (const std::string& back : moved)
+        ::rename((output / back).c_str(), (temp / back).c_str());
+      throw Error(ErrorCode::kIo,
+                  fmt::format("cannot move the export's {} into {}: {}", name, output.string(),
+                              std::strerror(error)),
+                  error == EEXIST ? "another export wrote into the same folder at the same time: "
+                                    "give each its own --output"
+                                  : "check the folder's permissions and free space");
+    }
+    moved.push_back(name);
+  }
+  if (ec) {
+    throw Error(ErrorCode::kIo,
+                fmt::format("cannot list the export in {}: {}", temp.string(), ec.message()));
+  }
+  ::rmdir(temp.c_str());
 }
 
 }  // namespace
@@ -263,16 +293,27 @@ std::shared_ptr<models::Model> load_for_export(const infer::ModelInfo& info,
 
 std::vector<std::string> write_export_folder(
     const fs::path& output, const std::function<std::vector<std::string>(const fs::path&)>& write) {
+  // An --output folder that exists (empty: run_export checked) is filled, not replaced: it may
+  // be a mount point (`docker run -v $PWD/out:/out`), which no rename replaces, so the export is
+  // written on its file system, inside it; and it keeps the owner, mode and setgid bit the user
+  // gave it. A new --output is written beside it and renamed into place whole.
+  std::error_code ec;
+  const bool fill = fs::is_directory(fs::symlink_status(output, ec));
+  const fs::path temp_name = fill ? output / "export" : output;
   // What an export killed on its way to the same output left (it had not finished).
-  if (const std::size_t removed = remove_abandoned_folders(output, kTempInfix)) {
+  if (const std::size_t removed = remove_abandoned_folders(temp_name, kTempInfix)) {
     log::info("{}: removed {} unfinished export folder(s) of a stopped run", output.string(),
               removed);
   }
-  const TempFolder temp = make_temp_folder(output);
+  const TempFolder temp = make_temp_folder(temp_name);
   try {
     std::vector<std::string> files = write(temp.path);
     std::sort(files.begin(), files.end());
-    move_into_place(temp.path, output);
+    if (fill) {
+      move_entries_into(temp.path, output);
+    } else {
+      move_into_place(temp.path, output);
+    }
     ::close(temp.lock);
     return files;
   } catch (...) {

@@ -80,7 +80,13 @@ ExportSummary run_export(const ExportRequest& request) {
   if (std::filesystem::exists(status)) {
     MS_CHECK(std::filesystem::is_directory(status), ErrorCode::kUsage,
              "--output {} exists and is not a folder", folder.string());
-    if (!std::filesystem::is_empty(folder, ec) || ec) {
+    // (An export killed while it filled this folder left its hidden temp folder, which the next
+    // export removes: that does not count.)
+    bool empty = true;
+    for (std::filesystem::directory_iterator it(folder, ec), end; !ec && it != end;
+         it.increment(ec))
+      empty = empty && is_temp_write_name(it->path().filename().string());
+    if (!empty || ec) {
       // No overwrite option: a half-replaced model folder is worse than a second name.
       throw Error(ErrorCode::kUsage,
                   fmt::format("--output {} is not empty; ms export writes a new folder",
