@@ -855,6 +855,17 @@ print(json.dumps([resumed, uninterrupted]))
         self.assertIsNotNone(json.loads(again.stdout)["metrics"])
         with open(self.path("early", "output", "model.safetensors"), "rb") as f:
             self.assertTrue(f.read() == before, "a finished run trained again")
+        # A by-iteration checkpoint taken at epoch 2's last iteration, resumed with fewer
+        # epochs: the summary said 1 (the checkpoint's epoch index, not the epochs it reached).
+        self.write("recipe.json", json.dumps(recipe(max_epochs=2, hooks=[
+            {"type": "CheckpointHook", "by_epoch": False, "interval": 1000}])))
+        r = self.train(work="steps")
+        self.assertExit(r, 0)
+        self.assertEqual(json.loads(r.stdout)["epochs"], 2)
+        again = self.train("--resume", "--max-epochs", "1", work="steps")
+        self.assertExit(again, 0)
+        self.assertIn("the checkpoint was taken in epoch 2", again.stderr)
+        self.assertEqual(json.loads(again.stdout)["epochs"], 2, again.stdout)
 
     @unittest.skipUnless(TEST_HOOKS, "needs an ms built with -DMS_TEST_HOOKS=ON")
     def test_an_evaluation_between_log_lines_shows_only_its_figures(self):
@@ -1275,7 +1286,9 @@ print(json.dumps([resumed, uninterrupted]))
                 ('model.label2id={"negative":0.5,"positive":1}', 'model.label2id: entry "negative"'),
                 ('model.label2id={"negative":0,"positive":0}',
                  "model.label2id gives class id 0 to both 'negative' and 'positive'"),
-                ('dataset.train.labels=["positive",3]', "dataset.train.labels must be a list")):
+                ('dataset.train.labels=["positive",3]', "dataset.train.labels must be a list"),
+                # -3 was "must be a non-negative integer", 0 "must be positive".
+                ("train.dataloader.batch_size_per_gpu=-3", "batch_size_per_gpu must be a positive integer, got -3")):
             r = with_recipe(recipe(), "--set", setting)
             self.assertEqual(r.returncode, 3, (setting, r.stderr))
             self.assertOneLineError(r, reason)

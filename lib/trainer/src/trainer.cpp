@@ -638,10 +638,11 @@ void Trainer::train(const std::optional<std::filesystem::path>& resume_from) {
   } else if (epoch_ >= max_epochs_) {
     // Numbered from 1 as the logs number epochs: epoch_ is the next one's index after an
     // epoch's end, the checkpoint's own index before it.
+    checkpoint_epochs_ = resumed_after_epoch_end ? epoch_ : epoch_ + 1;
     log::warn(
         "nothing left to train: the checkpoint was taken in epoch {} (iteration {}), and "
         "train.max_epochs is {}",
-        resumed_after_epoch_end ? epoch_ : epoch_ + 1, iter_, max_epochs_);
+        checkpoint_epochs_, iter_, max_epochs_);
   }
   for (; epoch_ < max_epochs_ && !stopped_before_resume; ++epoch_) {
     hooks_.call(Stage::kBeforeTrainEpoch, *this);

@@ -206,10 +206,14 @@ Batching read_batching(const Config& config, const char* section, bool shuffle_d
                     config.at(key).dump()),
         fmt::format("set its keys: {0}.batch_size_per_gpu, {0}.shuffle, {0}.drop_last", key));
   }
-  b.batch_size = batch_override > 0 ? batch_override
-                                    : config.get_or<std::size_t>(key + ".batch_size_per_gpu", 32);
-  MS_CHECK(b.batch_size > 0, ErrorCode::kConfig, "{}: {}.batch_size_per_gpu must be positive",
-           config.source(), key);
+  // Read signed, so that -3 and 0 get one message ("must be a positive integer").
+  const std::int64_t size =
+      batch_override > 0 ? static_cast<std::int64_t>(batch_override)
+                         : config.get_or<std::int64_t>(key + ".batch_size_per_gpu", 32);
+  MS_CHECK(size > 0, ErrorCode::kConfig,
+           "{}: {}.batch_size_per_gpu must be a positive integer, got {}", config.source(), key,
+           size);
+  b.batch_size = static_cast<std::size_t>(size);
   b.shuffle = config.get_or<bool>(key + ".shuffle", shuffle_default);
   b.drop_last = config.get_or<bool>(key + ".drop_last", false);
   b.seed = seed;
@@ -1038,7 +1042,7 @@ class TrainingService final : public infer::TrainerService {
         seconds > 0 ? static_cast<double>(trainer.rows_trained()) * world / seconds : 0;
     s.rank = dist ? dist->rank() : 0;
     s.world_size = world;
-    s.epochs = trainer.epoch();
+    s.epochs = trainer.epochs_reached();
     s.iters = trainer.iter();
     s.train_rows = static_cast<std::int64_t>(train_split.table.rows.size());
     s.eval_rows = eval_split ? static_cast<std::int64_t>(eval_split->table.rows.size()) : 0;

@@ -3,6 +3,8 @@
 // logs) done by hooks called at the stages of ms/trainer/hook.h.
 #pragma once
 
+#include <algorithm>
+
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -148,6 +150,10 @@ class Trainer {
   // State the hooks read and change.
   Mode mode() const { return mode_; }
   std::int64_t epoch() const { return epoch_; }
+  /// The epochs the run has reached, numbered from 1, for its summary: after a run, epoch() (the
+  /// next epoch's index), or, where a resumed checkpoint lies past train.max_epochs, the epoch
+  /// it was taken in (epoch() is its index then).
+  std::int64_t epochs_reached() const { return std::max(epoch_, checkpoint_epochs_); }
   std::int64_t iter() const { return iter_; }
   /// The iteration this run started at: 0, or a resumed checkpoint's (set once it is loaded).
   std::int64_t first_iter() const { return first_iter_; }
@@ -254,6 +260,7 @@ class Trainer {
   LogBuffer log_buffer_;
   Mode mode_ = Mode::kTrain;
   std::int64_t epoch_ = 0, iter_ = 0, inner_iter_ = 0, max_epochs_ = 1, iters_per_epoch_ = 0;
+  std::int64_t checkpoint_epochs_ = 0;  // see epochs_reached()
   std::optional<std::int64_t> val_iters_;  ///< evaluation.val_iters_per_epoch: batches evaluated
   std::int64_t first_iter_ = 0;
   std::int64_t rows_trained_ = 0;
