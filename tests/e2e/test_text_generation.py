@@ -354,6 +354,20 @@ class TextGeneration(TorchTestCase):
         self.assertOneLineError(r, "generation_config.json", "eos_token_id")
         r = with_config({"stop_strings": 5}, code=3)
         self.assertOneLineError(r, "generation_config.json", "stop_strings")
+        # A type error names the model's file, as the others do (it said "generation_config.json").
+        r = with_config({"do_sample": "yes"}, code=3)
+        self.assertOneLineError(r, os.path.join(d, "generation_config.json"), "do_sample")
+        # max_new_tokens null is unset (transformers reads it so): max_length is then said to be
+        # unused, as without the key (nothing was said, and 50 tokens came where transformers
+        # gives max_length's).
+        with open(os.path.join(d, "generation_config.json"), "w", encoding="utf-8") as f:
+            json.dump({"max_new_tokens": None, "max_length": 8}, f)
+        r = run_ms("infer", "--model", d, "--device", DEVICE, "--input", "hello", "--set", "max_new_tokens=2")
+        self.assertExit(r, 0)
+        self.assertNotIn("max_length", r.stderr)
+        r = run_ms("infer", "--model", d, "--device", DEVICE, "--input", "hello")
+        self.assertExit(r, 0)
+        self.assertIn("max_length 8 (prompt and new tokens together) is not used", r.stderr)
 
     def test_generation_config_gives_defaults(self):
         d = self.path("with-generation-config")

@@ -88,22 +88,25 @@ void reject_unknown_options(const infer::ModelInfo& model) {
   }
 }
 
+// A generation option: the configuration's (with --set), else `defaults_file`'s (the model's
+// generation_config.json, read into `defaults`; null there is unset), else `fallback`.
 template <typename T>
-T option(const Config& config, const Json& defaults, const char* key, T fallback) {
+T option(const Config& config, const Json& defaults, const std::filesystem::path& defaults_file,
+         const char* key, T fallback) {
   if (config.has(key)) return config.get<T>(key);
   auto it = defaults.find(key);
   if (it != defaults.end() && !it->is_null()) {
     // nlohmann would truncate 2.5 to 2: a count that is not a whole number is a mistake.
     if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
       MS_CHECK(it->is_number_integer(), ErrorCode::kConfig,
-               "generation_config.json: key '{}' must be a whole number, got {}", key, it->dump());
+               "{}: key '{}' must be a whole number, got {}", defaults_file.string(), key,
+               it->dump());
     }
     try {
       return it->get<T>();
     } catch (const std::exception&) {
-      throw Error(
-          ErrorCode::kConfig,
-          fmt::format("generation_config.json: key '{}' has the wrong type: {}", key, it->dump()));
+      throw Error(ErrorCode::kConfig, fmt::format("{}: key '{}' has the wrong type: {}",
+                                                  defaults_file.string(), key, it->dump()));
     }
   }
   return fallback;
@@ -188,7 +191,7 @@ GenerationOptions read_options(const infer::ModelInfo& model) {
   // batch; ms counts new tokens only.
   if (const auto it = defaults.find("max_length");
       it != defaults.end() && it->is_number_integer() && !c.has("max_new_tokens") &&
-      !defaults.contains("max_new_tokens")) {
+      (!defaults.contains("max_new_tokens") || defaults["max_new_tokens"].is_null())) {
     log::warn(
         "{}: max_length {} (prompt and new tokens together) is not used: ms generates up "
         "to max_new_tokens ({} unless set) new tokens per input",
@@ -199,15 +202,15 @@ GenerationOptions read_options(const infer::ModelInfo& model) {
   // Where a setting came from, for its error: the configuration (with --set), else the model's
   // generation_config.json.
   auto from = [&](const char* key) { return c.has(key) ? where : defaults_file.string(); };
-  o.max_new_tokens = option<int64_t>(c, defaults, "max_new_tokens", kDefaultMaxNewTokens);
+  o.max_new_tokens = option<int64_t>(c, defaults, defaults_file, "max_new_tokens", kDefaultMaxNewTokens);
   MS_CHECK(o.max_new_tokens > 0, ErrorCode::kConfig,
            "{}: max_new_tokens must be a positive integer, got {}", from("max_new_tokens"),
            o.max_new_tokens);
-  o.min_new_tokens = option<int64_t>(c, defaults, "min_new_tokens", 0);
+  o.min_new_tokens = option<int64_t>(c, defaults, defaults_file, "min_new_tokens", 0);
   MS_CHECK(o.min_new_tokens >= 0 && o.min_new_tokens <= o.max_new_tokens, ErrorCode::kConfig,
            "{}: min_new_tokens must be between 0 and max_new_tokens ({}), got {}",
            from("min_new_tokens"), o.max_new_tokens, o.min_new_tokens);
-  o.repetition_penalty = option<double>(c, defaults, "repetition_penalty", 1.0);
+  o.repetition_penalty = option<double>(c, defaults, defaults_file, "repetition_penalty", 1.0);
   MS_CHECK(std::isfinite(o.repetition_penalty) && o.repetition_penalty > 0, ErrorCode::kConfig,
            "{}: repetition_penalty must be a positive number (1: none), got {}",
            from("repetition_penalty"), o.repetition_penalty);
@@ -215,25 +218,25 @@ GenerationOptions read_options(const infer::ModelInfo& model) {
   // generation_config.json): then the setting would be ignored, which is worth an error rather
   // than a surprise.
   const bool sampling_setting = c.has("temperature") || c.has("top_k") || c.has("top_p");
-  o.do_sample = option<bool>(c, defaults, "do_sample", sampling_setting);
+  o.do_sample = option<bool>(c, defaults, defaults_file, "do_sample", sampling_setting);
   MS_CHECK(o.do_sample || !sampling_setting, ErrorCode::kConfig,
            "{}: do_sample is false, so temperature, top_k and top_p would be ignored",
            from("do_sample"));
   // generation_config.json's sampling values count only when sampling: greedy decoding ignores
   // them, as generate() does (with a warning).
   if (o.do_sample) {
-    o.temperature = option<double>(c, defaults, "temperature", 1.0);
+    o.temperature = option<double>(c, defaults, defaults_file, "temperature", 1.0);
     MS_CHECK(std::isfinite(o.temperature) && o.temperature > 0, ErrorCode::kConfig,
              "{}: temperature must be a positive number, got {}", from("temperature"),
              o.temperature);
     const bool top_k_null = c.has("top_k")
                                 ? c.at("top_k").is_null()
                                 : defaults.contains("top_k") && defaults["top_k"].is_null();
-    o.top_k = top_k_null ? 0 : option<int64_t>(c, defaults, "top_k", kDefaultTopK);
+    o.top_k = top_k_null ? 0 : option<int64_t>(c, defaults, defaults_file, "top_k", kDefaultTopK);
     MS_CHECK(o.top_k >= 0, ErrorCode::kConfig,
              "{}: top_k must be 0 (no limit) or a positive integer, got {}", from("top_k"),
              o.top_k);
-    o.top_p = option<double>(c, defaults, "top_p", 1.0);
+    o.top_p = option<double>(c, defaults, defaults_file, "top_p", 1.0);
     MS_CHECK(o.top_p > 0 && o.top_p <= 1, ErrorCode::kConfig, "{}: top_p must be in (0, 1], got {}",
              from("top_p"), o.top_p);
   } else {
