@@ -737,8 +737,9 @@ class HeadsTest(TorchTestCase):
             f.write('{"text": "the cat"}\n{broken\n{"id": 5, "text": "the dog"}\n{"text": 5}\n')
         got = self.infer("cls", "--input-file", src)
         # The line that is not JSON has no id of its own; as records here name theirs, its
-        # stand-in is "line 2", which no record's id can be mistaken for.
-        self.assertEqual([g["id"] for g in got], [0, "line 2", 5, 3])
+        # stand-in is "line 2", which no record's id can be mistaken for; so are the records
+        # without ids (they stood as 0 and 3: their line indexes, which a record's id may be).
+        self.assertEqual([g["id"] for g in got], ["line 1", "line 2", 5, "line 4"])
         self.assertIn("not valid JSON", got[1]["error"]["message"])
         self.assertIn("line 4: field 'text' is integer, not a string", got[3]["error"]["message"])
         dup = self.path("dup.jsonl")
@@ -746,6 +747,15 @@ class HeadsTest(TorchTestCase):
             f.write('{"id": 1, "text": "a"}\n{"id": 1, "text": "b"}\n')
         r = self.infer("cls", "--input-file", dup, code=2)
         self.assertOneLineError(r, "duplicate input id 1")
+        # "id": null is no id, and a bare string has none: they were "duplicate input id 0" and
+        # "1" beside records whose own ids are 0 and 1.
+        for text, ids in (('{"id": null, "text": "a"}\n{"id": 0, "text": "b"}\n', ["line 1", 0]),
+                          ('{"id": 1, "text": "a"}\n"plain string"\n', [1, "line 2"]),
+                          ('[{"id": 1, "text": "a"}, "plain string"]', [1, "element 1"]),
+                          ('"a"\n"b"\n', [0, 1])):
+            with open(dup, "w") as f:
+                f.write(text)
+            self.assertEqual([g["id"] for g in self.infer("cls", "--input-file", dup)], ids, text)
 
     def test_records_the_file_cannot_vouch_for_are_error_items(self):
         src = self.path("odd.jsonl")

@@ -203,11 +203,20 @@ void read_json_records(const std::filesystem::path& file, const FieldNames& fiel
         if (read.count(it.key()) == 0 && !it->is_null()) unread.insert(it.key());
     }
   };
+  // A record with an id of its own (null is none).
+  auto has_own_id = [](const Json& record) {
+    return record.is_object() && record.contains("id") && !record["id"].is_null();
+  };
   if (data::holds_json_array(text)) {
     const Json doc = parse_json(text, file.string(), ErrorCode::kIntegrity,
                                 /*refuse_repeated_keys=*/true);
-    for (std::size_t k = 0; k < doc.size(); ++k)
+    const bool elements_have_ids = std::any_of(doc.begin(), doc.end(), has_own_id);
+    for (std::size_t k = 0; k < doc.size(); ++k) {
       add(doc[k], k, fmt::format("{} element {}", file.string(), k));
+      // Where records have ids, one without stands as "element K": its index could be another
+      // record's own id (a false "duplicate input id").
+      if (elements_have_ids && !has_own_id(doc[k])) out.back().id = fmt::format("element {}", k);
+    }
     warn_unread(file, unread, "fields", fields);
     return;
   }
@@ -253,13 +262,16 @@ void read_json_records(const std::filesystem::path& file, const FieldNames& fiel
   }
   bool records_have_ids = std::any_of(own_ids.begin(), own_ids.end(),
                                       [](const std::optional<Json>& id) { return id.has_value(); });
-  for (const data::JsonLine& l : lines)
-    records_have_ids |= l.error.empty() && l.value.is_object() && l.value.contains("id");
+  for (const data::JsonLine& l : lines) records_have_ids |= l.error.empty() && has_own_id(l.value);
   for (std::size_t k = 0; k < lines.size(); ++k) {
     const data::JsonLine& line = lines[k];
     const std::string where = fmt::format("{} line {}", file.string(), line.line);
     if (line.error.empty()) {
       add(line.value, line.line - 1, where);
+      // A record without an id (a bare string, "id": null) among records with ids stands as
+      // "line N", as an unreadable line does: its line number could be another record's id.
+      if (records_have_ids && !has_own_id(line.value))
+        out.back().id = fmt::format("line {}", line.line);
       continue;
     }
     PipelineInput in;
