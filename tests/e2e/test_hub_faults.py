@@ -63,6 +63,19 @@ class HubFaultsTest(SharedHubTestCase):
         self.assertExit(r, 0)
         self.assertIn("..msc.tmp.Q1w2E3", self.listing("alice/leftovers"))
 
+    def test_upload_with_a_cache_it_cannot_write(self):
+        # The resume state (MODELSCOPE_CACHE/.upload/<hash>.json) could not be saved: exit 74,
+        # after --create had made the repo, which stayed empty. An upload needs no cache (Python's
+        # uploads with a read-only one): it goes on and says once that a rerun starts over.
+        blocker = self.write("a-file", "x")  # a cache below a file: unwritable, without mounts
+        src = make_tree(self.path("src"), {"a.txt": b"hello", "w.bin": os.urandom(5000)})
+        r = run_ms("upload", "alice/cacheless", src, "--create", "--token", self.token, "--json",
+                   env=self.env(MODELSCOPE_CACHE=os.path.join(blocker, "cache")), timeout=60)
+        self.assertExit(r, 0)
+        self.assertEqual(self.json_out(r)["files_committed"], 2)
+        self.assertEqual(r.stderr.count("cannot save the upload's resume state"), 1, r.stderr)
+        self.assertEqual(sorted(self.listing("alice/cacheless")), [".gitattributes", "a.txt", "w.bin"])
+
     def test_names_and_messages_that_are_not_utf8_are_usage_errors(self):
         # The hub takes both in JSON, which carries UTF-8 only: they failed in the commit (exit 70).
         src = make_tree(self.path("src"), {"a.txt": b"a"})
