@@ -25,8 +25,9 @@ inline constexpr const char* kTokenHelp =
     "Access token. Default: $MODELSCOPE_API_TOKEN, else the one `ms login` (or Python's "
     "modelscope login) stored in $MODELSCOPE_CREDENTIALS_PATH";
 inline constexpr const char* kExitCodesHelp =
-    "Exit codes: 0 ok, 2 usage (bad option, repo id or URL), 3 config, 4 not found (repo,\n"
-    "revision, file or path), 5 network (hub unreachable, timeout, HTTP error, token refused),\n"
+    "Exit codes: 0 ok, 2 usage (bad option, repo id or URL; a request the hub refuses, a\n"
+    "token's user lacking permission included), 3 config, 4 not found (repo, revision, file\n"
+    "or path), 5 network (hub unreachable, timeout, HTTP error, token not accepted),\n"
     "6 missing component, 7 integrity (sha256 mismatch), 74 I/O (unwritable folder, full disk),\n"
     "70 internal error. Errors are one line plus a hint on stderr; -v adds the details.";
 
