@@ -1265,8 +1265,12 @@ DownloadResult download_pass(const DownloadOptions& options, const HubOptions& h
   // ... and the destination folder's, taken once the repo is known to exist: runs with different
   // cache roots (so different repo locks) can share a --local-dir, and each rewrites its .msc.
   std::optional<ExclusiveLock> folder_lock;
-  if (!options.dry_run && read_only.empty())
+  if (!options.dry_run && read_only.empty()) {
     folder_lock.emplace(layout.repo_dir, ExclusiveLock::Target::kFolder);
+    // What a killed run left of the bookkeeping files' writes: a run that finds every file in
+    // place writes none of them again, so write_file_atomic would not clear them.
+    remove_abandoned_index_writes(layout.repo_dir);
+  }
   // A dry run (or a run that cannot write) moves nothing, so it reads a legacy folder where a
   // real run would move it from.
   std::error_code legacy_ec;
