@@ -7,6 +7,7 @@ import os
 import pickle
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import unittest
@@ -333,6 +334,55 @@ class HubFaultsTest(SharedHubTestCase):
         for name, data in files.items():
             with open(self.path("back", name), "rb") as f:
                 self.assertEqual(f.read(), data, name)
+
+    def test_a_killed_servers_partial_blob_goes_at_its_next_start(self):
+        # A hub killed mid-upload kept ROOT/tmp/<sha>.<random>.part for a day (another server may
+        # share the root, so a live one's part must stay). Parts now name their host and PID.
+        self.require_test_hooks()
+        root = self.path("hub-root")
+        server = HubServer(root)
+        self.addCleanup(server.stop)
+        token = server.token("alice")
+        src = make_tree(self.path("src"), {"big.bin": os.urandom(8 << 20)})
+        p = subprocess.Popen([MS_BIN, "upload", "alice/cut", src, "--create", "--token", token],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env={**os.environ, **self.env(MODELSCOPE_ENDPOINT=server.endpoint,
+                                                           MS_TEST_UPLOAD_STOP="blob-half")})
+        self.addCleanup(p.kill)
+        self.stopped_at(p, "blob-half")
+        tmp = os.path.join(root, "tmp")
+        self.assertTrue(self.wait_for(lambda: os.listdir(tmp)), "no part in the hub's tmp/")
+        [part] = os.listdir(tmp)
+        self.assertIn(f".{server.proc.pid}.", part)
+        server.proc.kill()
+        server.proc.wait(10)
+        server.stop()
+        server = HubServer(root)
+        self.addCleanup(server.stop)
+        self.assertEqual(os.listdir(tmp), [])
+
+    def test_only_dead_servers_parts_of_this_host_go_at_start(self):
+        root = self.path("hub-root")
+        tmp = os.path.join(root, "tmp")
+        os.makedirs(tmp)
+        sha = hashlib.sha256(b"x").hexdigest()
+        host = "".join(c if c.isascii() and (c.isalnum() or c in "-.") else "_"
+                       for c in socket.gethostname())
+        with open("/proc/sys/kernel/pid_max") as f:
+            dead_pid = int(f.read())  # PIDs stay below pid_max: never a live process
+        parts = {
+            "dead": f"{sha}.{host}.{dead_pid}.00112233445566aa.part",
+            "live": f"{sha}.{host}.{os.getpid()}.00112233445566bb.part",  # this test is alive
+            "other-host": f"{sha}.other-{host}.{dead_pid}.00112233445566cc.part",
+            "old-form": f"{sha}.00112233445566dd.part",
+        }
+        for name in parts.values():
+            with open(os.path.join(tmp, name), "wb") as f:
+                f.write(b"half a blob")
+        server = HubServer(root)
+        self.addCleanup(server.stop)
+        self.assertEqual(sorted(os.listdir(tmp)),
+                         sorted(parts[k] for k in ("live", "other-host", "old-form")))
 
     def assert_store_consistent(self, root):
         """SQLite intact, and every commit's tree names blobs that exist with their sizes."""
