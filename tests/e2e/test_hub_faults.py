@@ -260,6 +260,44 @@ class HubFaultsTest(SharedHubTestCase):
         for name, data in files.items():
             self.assertEqual(listing[name]["Sha256"], hashlib.sha256(data).hexdigest(), name)
 
+    def test_a_signal_still_gives_the_json_document_and_the_run_resumes(self):
+        # docs/hub.md: --json prints one document, on failure too. A download or upload that
+        # SIGINT or SIGTERM stopped printed none (stdout empty), where ms train prints an
+        # "interrupted" one. Each run stops itself at a point (MS_TEST_*_STOP), gets the signal
+        # there, and is let go on: it ends by that signal, as it would have without --json.
+        self.require_test_hooks()
+        files = {"big.bin": os.urandom(6 << 20), "small.txt": b"small"}
+        src = make_tree(self.path("src"), files)
+        def up(repo):
+            return ["upload", repo, src, "--create", "--token", self.token, "--json"]
+        down = ["download", "alice/stopped-2", "--local-dir", self.path("local"), "--token",
+                self.token, "--json"]
+        # Stops with work still to do after them (half a blob and the commit; every file), so
+        # the signal comes before the run could print its result.
+        for args, stop, signo in ((up("alice/stopped-1"), {"MS_TEST_UPLOAD_STOP": "blob-half"},
+                                   signal.SIGINT),
+                                  (up("alice/stopped-2"), {"MS_TEST_UPLOAD_STOP": "hashed"},
+                                   signal.SIGTERM),
+                                  (down, {"MS_TEST_DOWNLOAD_STOP": "listed"}, signal.SIGTERM)):
+            with self.subTest(command=args[0], stop=stop, signal=signo):
+                p = self.spawn(*args, cache=self.path("cache"), **stop)
+                self.stopped_at(p, next(iter(stop.values())))
+                p.send_signal(signo)
+                p.send_signal(signal.SIGCONT)
+                out, err = p.communicate(timeout=60)
+                self.assertEqual(p.returncode, -signo, err)
+                error = json.loads(out)["error"]
+                self.assertEqual((error["code"], error["exit_code"]), ("interrupted", 128 + signo),
+                                 error)
+                self.assertIn(f"signal {int(signo)}", error["message"])
+                self.assertIn("run the same command again", error["hint"])
+                # What the stopped run did stays resumable: the same command finishes the job.
+                again = self.json_out(self.ms(*args))
+                self.assertNotIn("error", again)
+        for name, data in files.items():
+            with open(self.path("local", name), "rb") as f:
+                self.assertEqual(f.read(), data, name)
+
     def test_a_file_cut_short_while_it_is_sent(self):
         # curl waited for the bytes the file had promised until its stall timeout, and every
         # retry again (4 minutes by default), then said "Operation too slow" (exit 5, network).
