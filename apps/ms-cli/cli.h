@@ -25,8 +25,9 @@ inline constexpr const char* kTokenHelp =
     "Access token. Default: $MODELSCOPE_API_TOKEN, else the one `ms login` (or Python's "
     "modelscope login) stored in $MODELSCOPE_CREDENTIALS_PATH";
 inline constexpr const char* kExitCodesHelp =
-    "Exit codes: 0 ok, 2 usage (bad option, repo id or URL), 3 config, 4 not found (repo,\n"
-    "revision, file or path), 5 network (hub unreachable, timeout, HTTP error, token refused),\n"
+    "Exit codes: 0 ok, 2 usage (bad option, repo id or URL; a request the hub refuses, a\n"
+    "token's user lacking permission included), 3 config, 4 not found (repo, revision, file\n"
+    "or path), 5 network (hub unreachable, timeout, HTTP error, token not accepted),\n"
     "6 missing component, 7 integrity (sha256 mismatch), 74 I/O (unwritable folder, full disk),\n"
     "70 internal error. Errors are one line plus a hint on stderr; -v adds the details.";
 
@@ -62,18 +63,19 @@ bool json_errors_one_line();
 
 /// Prints the command's one JSON document on stdout (its result, or {"error": {...}} with code,
 /// exit_code, message, hint and context), unless one is printed already: a signal's error
-/// document (report_signals_as_json) and the result can come at the same time.
+/// document (report_signals_as_json) and the result can come at the same time. Once a signal's
+/// thread has taken over, it does not return: that thread ends the process by the signal.
 void print_json_document(const std::string& text);
 void print_json_error(const std::string& code, int exit_code, const std::string& message,
                       const std::string& hint, const std::vector<std::string>& context);
 /// The error document of a command a signal stopped: code "interrupted", exit_code 128 + signo.
 void print_interrupted_json(int signo, const std::string& hint);
-/// For a long --json command in one process (ms train, ms eval): SIGINT, SIGTERM and SIGHUP (those
-/// not inherited as ignored) print the error document {"code": "interrupted", "exit_code": 128 +
-/// the signal's number, "hint": hint} when errors_as_json() holds, and the process then ends by
-/// the signal as it would have without this. Blocks those signals in the calling thread and every
-/// thread started after it, so it is called before any other thread starts; a thread of its own
-/// waits for them.
+/// For a long --json command in one process (ms train, ms eval, ms download, ms upload, ms
+/// login): SIGINT, SIGTERM and SIGHUP (those not inherited as ignored) print the error document
+/// {"code": "interrupted", "exit_code": 128 + the signal's number, "hint": hint} when
+/// errors_as_json() holds, and the process then ends by the signal as it would have without this.
+/// Blocks those signals in the calling thread and every thread started after it, so it is called
+/// before any other thread starts; a thread of its own waits for them.
 void report_signals_as_json(std::string hint);
 
 /// The command line main() was given (a launcher re-runs it for its workers).

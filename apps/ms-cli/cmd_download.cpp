@@ -31,8 +31,18 @@ struct DownloadCliOptions {
   bool json = false;
 };
 
+// The --json document of a run a signal (SIGINT, SIGTERM, SIGHUP) stopped says what to do.
+constexpr const char* kDownloadInterruptedHint =
+    "run the same command again: the download resumes where it stopped (files already whole are "
+    "kept, a partial file goes on from its last byte)";
+
 void run_download(const DownloadCliOptions& o) {
-  if (o.json) report_errors_as_json();
+  if (o.json) {
+    // Before any thread starts (the transfers' workers): they inherit the blocked signals. As
+    // ms train: a stop by a signal still prints the one --json document, code "interrupted".
+    report_signals_as_json(kDownloadInterruptedHint);
+    report_errors_as_json();
+  }
   hub::DownloadOptions options;
   options.type = o.dataset ? hub::RepoType::kDataset : hub::RepoType::kModel;
   options.repo = hub::parse_repo_id(o.repo);
@@ -67,7 +77,7 @@ void run_download(const DownloadCliOptions& o) {
       files.push_back({{"path", f.path}, {"size", f.size}, {"cached", f.cached}});
     }
     out["files"] = files;
-    std::printf("%s\n", json_text(out, 2).c_str());
+    print_json_document(json_text(out, 2));
     return;
   }
   if (o.dry_run) {

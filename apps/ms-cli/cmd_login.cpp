@@ -19,8 +19,17 @@ struct LoginCliOptions {
   bool json = false;
 };
 
+// The --json document of a run a signal (SIGINT, SIGTERM, SIGHUP) stopped says what to do.
+constexpr const char* kLoginInterruptedHint =
+    "run ms login again (a credentials file is replaced whole or not at all)";
+
 void run_login(const LoginCliOptions& o) {
-  if (o.json) report_errors_as_json();
+  if (o.json) {
+    // Before any thread starts (the transfers' workers): they inherit the blocked signals. As
+    // ms train: a stop by a signal still prints the one --json document, code "interrupted".
+    report_signals_as_json(kLoginInterruptedHint);
+    report_errors_as_json();
+  }
   // From the environment too, so that CI jobs keep the token out of the command line (and ps).
   std::string token = o.token;
   if (token.empty()) token = api_token_env().value_or("");
@@ -43,7 +52,7 @@ void run_login(const LoginCliOptions& o) {
     nlohmann::json dirs = nlohmann::json::array();
     for (const auto& dir : credentials_dirs()) dirs.push_back(dir.string());
     out["credentials_dirs"] = dirs;
-    std::printf("%s\n", json_text(out, 2).c_str());
+    print_json_document(json_text(out, 2));
     return;
   }
   std::vector<std::string> dirs;

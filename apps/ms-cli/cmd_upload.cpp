@@ -30,8 +30,17 @@ struct UploadCliOptions {
   bool json = false;
 };
 
+// The --json document of a run a signal (SIGINT, SIGTERM, SIGHUP) stopped says what to do.
+constexpr const char* kUploadInterruptedHint =
+    "run the same command again: the upload resumes, sending nothing that the hub already has";
+
 void run_upload(const UploadCliOptions& o) {
-  if (o.json) report_errors_as_json();
+  if (o.json) {
+    // Before any thread starts (the transfers' workers): they inherit the blocked signals. As
+    // ms train: a stop by a signal still prints the one --json document, code "interrupted".
+    report_signals_as_json(kUploadInterruptedHint);
+    report_errors_as_json();
+  }
   hub::UploadOptions options;
   options.type = o.dataset ? hub::RepoType::kDataset : hub::RepoType::kModel;
   options.repo = hub::parse_repo_id(o.repo);
@@ -71,7 +80,7 @@ void run_upload(const UploadCliOptions& o) {
     out["bytes_uploaded"] = r.bytes_uploaded;
     out["commits"] = r.commits;
     if (options.tag) out["tag"] = *options.tag;
-    std::printf("%s\n", json_text(out, 2).c_str());
+    print_json_document(json_text(out, 2));
     return;
   }
   std::printf(

@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio_ext.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -31,6 +32,9 @@ std::vector<std::string> args;
 // Held while the stdout document is printed; set once it is.
 std::timed_mutex document_mutex;
 bool document_printed = false;
+// Set by report_signals_as_json's thread when a signal ends the run: it prints the document and
+// ends the process by that signal.
+std::atomic<bool> ending_by_signal{false};
 }  // namespace
 
 void set_program_args(int argc, char** argv) { args.assign(argv, argv + argc); }
@@ -90,6 +94,12 @@ std::string interrupted_document(int signo, const std::string& hint) {
 
 void print_json_document(const std::string& text) {
   print_document_within(text, std::chrono::hours(24 * 365));
+  // The run's own document (its result, or its error) came after a signal's: the signal's thread
+  // is ending the process by that signal. Returning would let it exit 0 first, with an
+  // "interrupted" document on stdout.
+  if (ending_by_signal) {
+    for (;;) ::pause();
+  }
 }
 
 void print_json_error(const std::string& code, int exit_code, const std::string& message,
@@ -116,6 +126,7 @@ void report_signals_as_json(std::string hint) {
     int signo = 0;
     while (sigwait(&signals, &signo) != 0) {
     }
+    ending_by_signal = true;
     if (json_errors) {
       // A document being printed (the result) is waited for a moment, not for ever: a stdout
       // that takes no more (a stopped reader) must not keep the signal from ending the run.

@@ -255,6 +255,59 @@ class HubCliErrorsTest(SharedHubTestCase):
         self.assertOneLineError(r, https)
         self.assertIn("http://HOST:PORT", r.stderr)
 
+    def test_a_permission_refusal_says_the_token_is_valid(self):
+        # A 403 (the hub knows the token, its user may not do this) was exit 5, "network", with a
+        # hint calling the token invalid: logging in again cannot help, changing the repo can.
+        src = make_tree(self.path("src"), {"a.txt": b"a"})
+        r = self.ms("upload", "alice/not-bobs", src, "--create", "--token", self.other_token,
+                    "--json")
+        self.assertExit(r, 2)
+        error = self.json_out(r)["error"]
+        self.assertEqual((error["code"], error["exit_code"]), ("usage", 2), error)
+        self.assertIn("HTTP 403", error["message"])
+        self.assertIn("user bob may not create repos under alice", error["message"])
+        self.assertIn("the token is valid", error["hint"])
+        self.assertIn("alice/not-bobs", error["hint"])
+        self.assertNotIn("invalid", error["hint"])
+        self.assertOneLineError(r, "HTTP 403")
+
+    def test_a_cache_or_local_dir_that_is_a_file_is_named_as_such(self):
+        # It was "FILE/.lock: cannot create folder: Not a directory".
+        a_file = self.write("a-file", "x")
+        for args, env, named in (
+                (["--cache-dir", a_file], {}, "the cache folder"),
+                ([], {"MODELSCOPE_CACHE": a_file}, "the cache folder"),
+                (["--local-dir", a_file], {}, "the --local-dir folder")):
+            with self.subTest(args=args, env=env):
+                r = self.ms("download", "alice/ux", "--token", self.token, *args,
+                            env=self.env(**env))
+                self.assertExit(r, 74)
+                self.assertOneLineError(r, f"{named} {a_file} is a file, not a folder")
+                self.assertNotIn(".lock", r.stderr)
+
+    def test_a_read_only_local_dir_is_named_not_the_cache(self):
+        # It said "cannot write to the cache folder", and its hint offered another cache.
+        mounted = self.path("ro")
+        os.makedirs(os.path.join(mounted, "ld"))
+        cache = self.path("cache")
+        os.makedirs(cache)
+        env = {**os.environ, **self.env()}
+        # A read-only bind mount in a mount namespace of this test's own (no root needed).
+        script = (f"mount --bind {mounted} {mounted} && mount -o remount,bind,ro {mounted} && "
+                  f"exec {shlex.quote(MS_BIN)} download alice/ux --token {self.token} "
+                  f"--local-dir {mounted}/ld")
+        try:
+            r = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+                               capture_output=True, text=True, env=env, timeout=60)
+        except FileNotFoundError:
+            self.skipTest("no unshare")
+        if "mount:" in r.stderr or "unshare:" in r.stderr:
+            self.skipTest("this machine allows no mount namespace: " + r.stderr)
+        self.assertExit(r, 74)
+        self.assertOneLineError(r, f"{mounted}/ld: cannot write to the --local-dir folder")
+        self.assertIn("choose a --local-dir", r.stderr)
+        self.assertNotIn("cache", r.stderr)
+
     def test_login_reads_the_token_from_the_environment(self):
         r = self.ms("login", env=self.env(MODELSCOPE_API_TOKEN=""))
         self.assertExit(r, 2)

@@ -1,4 +1,5 @@
 """End-to-end tests of `ms download`, `ms upload` and `ms login` against a real `ms hub serve`."""
+import fcntl
 import hashlib
 import json
 import os
@@ -426,6 +427,51 @@ class HubClientTest(SharedHubTestCase):
         r = self.ms("login", "--token", self.token)
         self.assertNotEqual(r.returncode, 0)
         self.assertOneLineError(r, "cookies")
+
+    def plant_temp_files(self, folder, dead, live):
+        """Writes the temp files a killed atomic write leaves (`dead`: unlocked, as a dead
+        writer's are) and ones a live writer holds (`live`: flock'd until the test ends)."""
+        os.makedirs(folder, exist_ok=True)
+        for name in dead + live:
+            fd = os.open(os.path.join(folder, name), os.O_WRONLY | os.O_CREAT, 0o600)
+            os.write(fd, b"half a file: ms-secret-token")
+            if name in live:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self.addCleanup(os.close, fd)
+            else:
+                os.close(fd)
+
+    def test_what_killed_writes_left_in_a_cache_folder_goes(self):
+        # A download killed between writing .msc's temp copy and renaming it left
+        # ..msc.tmp.XXXXXX in the model's folder for good. The folder's next download removes
+        # those of dead writers (whose flock can be taken), not a live writer's, nor a repo file.
+        self.upload("alice/leftover-temps", make_tree(self.path("src"), {"a.txt": b"a"}), "--create")
+        repo_dir = self.download("alice/leftover-temps")["local_path"]
+        dead = ["..msc.tmp.Ab12Cd", "..mv.tmp.Zz99Yy", "..mdl.tmp.000000"]
+        live = ["..msc.tmp.LiveQ1"]
+        self.plant_temp_files(repo_dir, dead, live + [".other.tmp.Keep01"])
+        self.download("alice/leftover-temps")  # a warm run: it writes no .msc
+        left = sorted(n for n in os.listdir(repo_dir) if ".tmp." in n)
+        self.assertEqual(left, sorted(live + [".other.tmp.Keep01"]))
+        # The next write of .msc itself clears them too (a new file makes it write the index).
+        self.plant_temp_files(repo_dir, ["..msc.tmp.Dead77"], [])
+        self.upload("alice/leftover-temps", make_tree(self.path("src2"), {"b.txt": b"b"}))
+        self.download("alice/leftover-temps")
+        self.assertFalse(os.path.exists(os.path.join(repo_dir, "..msc.tmp.Dead77")))
+        self.assertTrue(os.path.exists(os.path.join(repo_dir, "..msc.tmp.LiveQ1")))
+
+    def test_what_a_killed_login_left_goes_at_the_next_login(self):
+        # A login killed mid-write left .git_token.tmp.XXXXXX (0600, the token in it) and
+        # .user.tmp.XXXXXX in the credentials folder for good.
+        cred = self.path("credentials")
+        self.assertExit(self.ms("login", "--token", self.token), 0)
+        # session is not written again when it exists: its leftovers go all the same.
+        dead = [".git_token.tmp.Ab12Cd", ".user.tmp.Qq11Ww", ".session.tmp.Ss22Tt",
+                ".cookies.tmp.Cc33Dd"]
+        live = [".user.tmp.LiveW2"]
+        self.plant_temp_files(cred, dead, live)
+        self.assertExit(self.ms("login", "--token", self.token), 0)
+        self.assertEqual(sorted(n for n in os.listdir(cred) if ".tmp." in n), live)
 
     # --- offline ------------------------------------------------------------------------------
     def test_offline_makes_no_network_calls(self):

@@ -7,6 +7,7 @@ import os
 import pickle
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import unittest
@@ -62,6 +63,19 @@ class HubFaultsTest(SharedHubTestCase):
         r = self.upload("alice/leftovers", src, "--include", "a.txt", "..msc.tmp.*", timeout=20)
         self.assertExit(r, 0)
         self.assertIn("..msc.tmp.Q1w2E3", self.listing("alice/leftovers"))
+
+    def test_upload_with_a_cache_it_cannot_write(self):
+        # The resume state (MODELSCOPE_CACHE/.upload/<hash>.json) could not be saved: exit 74,
+        # after --create had made the repo, which stayed empty. An upload needs no cache (Python's
+        # uploads with a read-only one): it goes on and says once that a rerun starts over.
+        blocker = self.write("a-file", "x")  # a cache below a file: unwritable, without mounts
+        src = make_tree(self.path("src"), {"a.txt": b"hello", "w.bin": os.urandom(5000)})
+        r = run_ms("upload", "alice/cacheless", src, "--create", "--token", self.token, "--json",
+                   env=self.env(MODELSCOPE_CACHE=os.path.join(blocker, "cache")), timeout=60)
+        self.assertExit(r, 0)
+        self.assertEqual(self.json_out(r)["files_committed"], 2)
+        self.assertEqual(r.stderr.count("cannot save the upload's resume state"), 1, r.stderr)
+        self.assertEqual(sorted(self.listing("alice/cacheless")), [".gitattributes", "a.txt", "w.bin"])
 
     def test_names_and_messages_that_are_not_utf8_are_usage_errors(self):
         # The hub takes both in JSON, which carries UTF-8 only: they failed in the commit (exit 70).
@@ -246,6 +260,44 @@ class HubFaultsTest(SharedHubTestCase):
         for name, data in files.items():
             self.assertEqual(listing[name]["Sha256"], hashlib.sha256(data).hexdigest(), name)
 
+    def test_a_signal_still_gives_the_json_document_and_the_run_resumes(self):
+        # docs/hub.md: --json prints one document, on failure too. A download or upload that
+        # SIGINT or SIGTERM stopped printed none (stdout empty), where ms train prints an
+        # "interrupted" one. Each run stops itself at a point (MS_TEST_*_STOP), gets the signal
+        # there, and is let go on: it ends by that signal, as it would have without --json.
+        self.require_test_hooks()
+        files = {"big.bin": os.urandom(6 << 20), "small.txt": b"small"}
+        src = make_tree(self.path("src"), files)
+        def up(repo):
+            return ["upload", repo, src, "--create", "--token", self.token, "--json"]
+        down = ["download", "alice/stopped-2", "--local-dir", self.path("local"), "--token",
+                self.token, "--json"]
+        # Stops with work still to do after them (half a blob and the commit; every file), so
+        # the signal comes before the run could print its result.
+        for args, stop, signo in ((up("alice/stopped-1"), {"MS_TEST_UPLOAD_STOP": "blob-half"},
+                                   signal.SIGINT),
+                                  (up("alice/stopped-2"), {"MS_TEST_UPLOAD_STOP": "hashed"},
+                                   signal.SIGTERM),
+                                  (down, {"MS_TEST_DOWNLOAD_STOP": "listed"}, signal.SIGTERM)):
+            with self.subTest(command=args[0], stop=stop, signal=signo):
+                p = self.spawn(*args, cache=self.path("cache"), **stop)
+                self.stopped_at(p, next(iter(stop.values())))
+                p.send_signal(signo)
+                p.send_signal(signal.SIGCONT)
+                out, err = p.communicate(timeout=60)
+                self.assertEqual(p.returncode, -signo, err)
+                error = json.loads(out)["error"]
+                self.assertEqual((error["code"], error["exit_code"]), ("interrupted", 128 + signo),
+                                 error)
+                self.assertIn(f"signal {int(signo)}", error["message"])
+                self.assertIn("run the same command again", error["hint"])
+                # What the stopped run did stays resumable: the same command finishes the job.
+                again = self.json_out(self.ms(*args))
+                self.assertNotIn("error", again)
+        for name, data in files.items():
+            with open(self.path("local", name), "rb") as f:
+                self.assertEqual(f.read(), data, name)
+
     def test_a_file_cut_short_while_it_is_sent(self):
         # curl waited for the bytes the file had promised until its stall timeout, and every
         # retry again (4 minutes by default), then said "Operation too slow" (exit 5, network).
@@ -320,6 +372,55 @@ class HubFaultsTest(SharedHubTestCase):
         for name, data in files.items():
             with open(self.path("back", name), "rb") as f:
                 self.assertEqual(f.read(), data, name)
+
+    def test_a_killed_servers_partial_blob_goes_at_its_next_start(self):
+        # A hub killed mid-upload kept ROOT/tmp/<sha>.<random>.part for a day (another server may
+        # share the root, so a live one's part must stay). Parts now name their host and PID.
+        self.require_test_hooks()
+        root = self.path("hub-root")
+        server = HubServer(root)
+        self.addCleanup(server.stop)
+        token = server.token("alice")
+        src = make_tree(self.path("src"), {"big.bin": os.urandom(8 << 20)})
+        p = subprocess.Popen([MS_BIN, "upload", "alice/cut", src, "--create", "--token", token],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env={**os.environ, **self.env(MODELSCOPE_ENDPOINT=server.endpoint,
+                                                           MS_TEST_UPLOAD_STOP="blob-half")})
+        self.addCleanup(p.kill)
+        self.stopped_at(p, "blob-half")
+        tmp = os.path.join(root, "tmp")
+        self.assertTrue(self.wait_for(lambda: os.listdir(tmp)), "no part in the hub's tmp/")
+        [part] = os.listdir(tmp)
+        self.assertIn(f".{server.proc.pid}.", part)
+        server.proc.kill()
+        server.proc.wait(10)
+        server.stop()
+        server = HubServer(root)
+        self.addCleanup(server.stop)
+        self.assertEqual(os.listdir(tmp), [])
+
+    def test_only_dead_servers_parts_of_this_host_go_at_start(self):
+        root = self.path("hub-root")
+        tmp = os.path.join(root, "tmp")
+        os.makedirs(tmp)
+        sha = hashlib.sha256(b"x").hexdigest()
+        host = "".join(c if c.isascii() and (c.isalnum() or c in "-.") else "_"
+                       for c in socket.gethostname())
+        with open("/proc/sys/kernel/pid_max") as f:
+            dead_pid = int(f.read())  # PIDs stay below pid_max: never a live process
+        parts = {
+            "dead": f"{sha}.{host}.{dead_pid}.00112233445566aa.part",
+            "live": f"{sha}.{host}.{os.getpid()}.00112233445566bb.part",  # this test is alive
+            "other-host": f"{sha}.other-{host}.{dead_pid}.00112233445566cc.part",
+            "old-form": f"{sha}.00112233445566dd.part",
+        }
+        for name in parts.values():
+            with open(os.path.join(tmp, name), "wb") as f:
+                f.write(b"half a blob")
+        server = HubServer(root)
+        self.addCleanup(server.stop)
+        self.assertEqual(sorted(os.listdir(tmp)),
+                         sorted(parts[k] for k in ("live", "other-host", "old-form")))
 
     def assert_store_consistent(self, root):
         """SQLite intact, and every commit's tree names blobs that exist with their sizes."""

@@ -338,6 +338,10 @@ void write_file_atomic(const fs::path& path, const std::function<void(const File
   if (ec)
     throw Error(ErrorCode::kIo, fmt::format("{}: cannot create folder: {}", parent.string(),
                                             folder_creation_failure(parent, ec)));
+  // What an earlier writer of this path left when it was killed between its write and its
+  // rename (a credentials file's copy among them, 0600 with the token in it) would stay for good
+  // otherwise: each write clears its own target's. A live writer's holds its lock and stays.
+  remove_abandoned_writes(path);
 
   std::string temp;
   int fd = -1;

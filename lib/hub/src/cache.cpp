@@ -190,6 +190,10 @@ bool is_cache_index_name(std::string_view name) {
   return name == ".msc" || name == ".mdl" || name == ".mv" || name == ".msc.corrupted";
 }
 
+void remove_abandoned_index_writes(const fs::path& repo_dir) {
+  for (const char* name : {".msc", ".mdl", ".mv"}) remove_abandoned_writes(repo_dir / name);
+}
+
 bool is_bookkeeping_path(const CacheLayout& layout, const std::string& path) {
   if (layout.kind == CacheKind::kSnapshots) return false;  // no index; the temp area is outside
   if (is_cache_index_name(path)) return true;

@@ -123,6 +123,10 @@ LoginResult login_and_store(HubClient& client, const std::string& access_token) 
       fail(ErrorCode::kIo, "{}: cannot create the credentials folder: {}", dir.string(),
            ec.message());
     ::chmod(dir.c_str(), 0700);
+    // A killed login's copies of files this one does not write again (git_token, session) would
+    // otherwise stay, token and all; write_file_atomic clears those of the files it writes.
+    for (const char* name : {"git_token", "user", "session", "cookies"})
+      remove_abandoned_writes(dir / name);
     if (!result.git_token.empty()) write_file_atomic(dir / "git_token", result.git_token, 0600);
     write_file_atomic(dir / "user", result.username + ":" + result.email, 0600);
     if (!std::filesystem::exists(dir / "session", ec))

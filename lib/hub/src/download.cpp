@@ -993,16 +993,30 @@ void discard_partials(const fs::path& temp_dir, const std::vector<DownloadedFile
   }
 }
 
-// Why this user cannot write to `dir` (the repo's cache folder, or the nearest folder above it
-// that exists): a shared cache another user owns, or read-only media (EACCES, EROFS). Empty when
-// it can.
-std::string why_unwritable(const fs::path& dir) {
+// Why this user cannot write to `dir` (the repo's cache folder or --local-dir, `what` names
+// which, or the nearest folder above it that exists): a shared cache another user owns, or
+// read-only media (EACCES, EROFS). Empty when it can.
+std::string why_unwritable(const fs::path& dir, const char* what) {
   fs::path p = dir;
   std::error_code ec;
   while (!fs::exists(p, ec) && p.has_relative_path()) p = p.parent_path();
   if (::access(p.c_str(), W_OK) == 0) return {};
-  if (errno != EACCES && errno != EROFS && errno != EPERM) return {};
-  return fmt::format("{}: cannot write to the cache folder: {}", p.string(), std::strerror(errno));
+  const int error = errno;
+  if (error != EACCES && error != EROFS && error != EPERM) return {};
+  if (p == dir)
+    return fmt::format("{}: cannot write to the {}: {}", dir.string(), what, std::strerror(error));
+  return fmt::format("{}: cannot create the {}: cannot write to {}: {}", dir.string(), what,
+                     p.string(), std::strerror(error));
+}
+
+// A cache root or --local-dir that is a file: said so, rather than as a failure to make the
+// lock folder or the repo's folder inside it ("FILE/.lock: cannot create folder").
+void refuse_file_as_folder(const fs::path& folder, const std::string& what,
+                           const std::string& how_to_choose) {
+  std::error_code ec;
+  if (!fs::exists(folder, ec) || fs::is_directory(folder, ec)) return;
+  throw Error(ErrorCode::kIo, fmt::format("{} {} is a file, not a folder", what, folder.string()),
+              fmt::format("{} a folder (it is created when missing)", how_to_choose));
 }
 
 // Whether a modelscope 1.38+ process is downloading `path` of the repo now: it holds its
@@ -1170,9 +1184,19 @@ DownloadResult download_pass(const DownloadOptions& options, const HubOptions& h
   // nothing (no index, no .mv), as Python checks for cache hits before it locks. Anything to
   // fetch is exit 74.
   std::string read_only;
+  bool local_dir_read_only = false;  // read_only is about --local-dir, not the cache
   if (!options.dry_run) {
-    read_only = why_unwritable(layout.repo_dir);
-    if (read_only.empty()) read_only = why_unwritable(layout.lock_file.parent_path());
+    // The lock lives in the cache even for a --local-dir download.
+    const bool given = options.cache_dir && !options.cache_dir->empty();
+    refuse_file_as_folder(given ? *options.cache_dir : ms::cache_dir(), "the cache folder",
+                          given ? "pass --cache-dir" : "set MODELSCOPE_CACHE (or --cache-dir) to");
+    if (options.local_dir)
+      refuse_file_as_folder(*options.local_dir, "the --local-dir folder", "pass --local-dir");
+    read_only =
+        why_unwritable(layout.repo_dir, options.local_dir ? "--local-dir folder" : "cache folder");
+    local_dir_read_only = !read_only.empty() && options.local_dir;
+    if (read_only.empty())
+      read_only = why_unwritable(layout.lock_file.parent_path(), "cache folder");
   }
   if (!options.dry_run && read_only.empty()) {
     repo_lock.emplace(layout.lock_file, ExclusiveLock::Target::kLockFile);
@@ -1241,8 +1265,12 @@ DownloadResult download_pass(const DownloadOptions& options, const HubOptions& h
   // ... and the destination folder's, taken once the repo is known to exist: runs with different
   // cache roots (so different repo locks) can share a --local-dir, and each rewrites its .msc.
   std::optional<ExclusiveLock> folder_lock;
-  if (!options.dry_run && read_only.empty())
+  if (!options.dry_run && read_only.empty()) {
     folder_lock.emplace(layout.repo_dir, ExclusiveLock::Target::kFolder);
+    // What a killed run left of the bookkeeping files' writes: a run that finds every file in
+    // place writes none of them again, so write_file_atomic would not clear them.
+    remove_abandoned_index_writes(layout.repo_dir);
+  }
   // A dry run (or a run that cannot write) moves nothing, so it reads a legacy folder where a
   // real run would move it from.
   std::error_code legacy_ec;
@@ -1277,6 +1305,12 @@ DownloadResult download_pass(const DownloadOptions& options, const HubOptions& h
     }
   }
   if (!read_only.empty()) {
+    if (!to_fetch.empty() && local_dir_read_only) {
+      throw Error(ErrorCode::kIo, read_only,
+                  fmt::format("{} of {} file(s) of {} are not in the --local-dir folder, and this "
+                              "user cannot write to it: choose a --local-dir this user can write",
+                              to_fetch.size(), selected.size(), options.repo.str()));
+    }
     if (!to_fetch.empty()) {
       throw Error(ErrorCode::kIo, read_only,
                   fmt::format("{} of {} file(s) of {} are not in the cache, and this user cannot "

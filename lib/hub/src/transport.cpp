@@ -368,11 +368,24 @@ void Transport::http_error(const Request& req, const Response& r, const std::str
                 options_.token ? "check the id and revision"
                                : "check the id; a private repo also needs --token or ms login");
   }
+  if (r.status == 403 && options_.token) {
+    // The hub knows the token (an unknown one is 401) and refuses its user this: a permission, not
+    // a fault worth a retry nor a token to replace by logging in again. Exit 2, as for the other
+    // refusals below: the request as it stands cannot succeed.
+    throw Error(
+        ErrorCode::kUsage,
+        fmt::format("{}: HTTP 403 (forbidden: the token's user lacks permission){}", what, detail),
+        fmt::format("the token is valid, but its user lacks permission on that owner "
+                    "or repo ({}): use a token of a user who has it, or a repo under "
+                    "the token user's own name",
+                    what));
+  }
   if (r.status == 401 || r.status == 403) {
     throw Error(
         ErrorCode::kNetwork, fmt::format("{}: HTTP {} (not authorised){}", what, r.status, detail),
         options_.token
-            ? "the token is invalid or lacks access; run 'ms login --token T' with a valid one"
+            ? "the hub does not accept the token (invalid or expired); run 'ms login --token T' "
+              "with a valid one"
             : "pass --token, set MODELSCOPE_API_TOKEN or run 'ms login --token T'");
   }
   if (is_refusal_status(r.status)) {

@@ -78,9 +78,13 @@ class UploadState {
     std::error_code ec;
     if (fs::is_regular_file(path_, ec)) {
       JsonParseError error;
-      if (!try_parse_json(read_file(path_), data_, error)) {
-        log::warn("{}: unreadable upload state (line {}: {}); starting over", path_.string(),
-                  error.line, error.reason);
+      try {
+        if (!try_parse_json(read_file(path_), data_, error)) {
+          log::warn("{}: unreadable upload state (line {}: {}); starting over", path_.string(),
+                    error.line, error.reason);
+        }
+      } catch (const Error& e) {  // as for save(): the state is never worth failing for
+        log::warn("{}; starting over", e.what());
       }
     }
     if (!data_.is_object()) data_ = json::object();
@@ -104,15 +108,28 @@ class UploadState {
     data_[f.repo_path] = {{"size", f.size},   {"mtime_ns", f.mtime_ns}, {"ctime_ns", f.ctime_ns},
                           {"inode", f.inode}, {"sha256", f.sha256},     {"committed", committed}};
   }
+  // The state only spares a rerun work: an upload never needs the cache, and failing here (a
+  // read-only cache, a full disk) came after --create had made the repo, leaving it empty. So
+  // the upload goes on with one warning, and stops trying to save.
   void save() {
     std::lock_guard<std::mutex> lock(mutex_);
-    write_file_atomic(path_, data_.dump());
+    if (unsavable_) return;
+    try {
+      write_file_atomic(path_, data_.dump());
+    } catch (const Error& e) {
+      unsavable_ = true;
+      log::warn(
+          "cannot save the upload's resume state ({}); uploading anyway, and a rerun starts "
+          "over",
+          e.what());
+    }
   }
 
  private:
   fs::path path_;
   json data_;
   std::mutex mutex_;
+  bool unsavable_ = false;
 };
 
 template <typename Fn>

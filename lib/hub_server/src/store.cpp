@@ -19,6 +19,7 @@
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/core/log.h"
+#include "ms/core/process.h"
 #include "ms/core/text.h"
 #include "ms/core/utf8.h"
 #include "ms/hub/sha256.h"
@@ -80,6 +81,47 @@ std::string random_hex(std::size_t bytes) {
     fail(ErrorCode::kInternal, "hub store: the OpenSSL random generator failed");
   }
   return hex_encode(raw);
+}
+
+// An upload's blob is written as tmp/<sha256>.<host>.<pid>.<random>.part until it is whole: the
+// host and PID tell, at start-up, a part whose server died (a SIGKILL mid-upload) from one that
+// another server sharing the root is writing now. The host name keeps only characters safe in a
+// file name.
+std::string part_owner_host() {
+  std::string host = host_name();
+  for (char& c : host) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+          c == '.'))
+      c = '_';
+  }
+  return host;
+}
+
+std::string part_name(const std::string& sha256) {
+  return fmt::format("{}.{}.{}.{}.part", sha256, part_owner_host(), ::getpid(), random_hex(8));
+}
+
+// Whether tmp/ entry `name` is a part this host's server wrote and whose process is gone. Parts of
+// other hosts, and of the old form (<sha256>.<random>.part, no owner), cannot be told: they are
+// left to the age rule.
+bool is_dead_servers_part(const std::string& name, const std::string& this_host) {
+  constexpr std::string_view kSuffix = ".part";
+  if (name.size() < 64 + kSuffix.size() ||
+      name.compare(name.size() - kSuffix.size(), kSuffix.size(), kSuffix) != 0)
+    return false;
+  // <sha256>. <host> . <pid> . <random>
+  const std::string middle = name.substr(65, name.size() - 65 - kSuffix.size());
+  if (name[64] != '.') return false;
+  const std::size_t random_at = middle.rfind('.');
+  if (random_at == std::string::npos || random_at == 0) return false;
+  const std::size_t pid_at = middle.rfind('.', random_at - 1);
+  if (pid_at == std::string::npos) return false;
+  const std::string host = middle.substr(0, pid_at);
+  const std::string pid = middle.substr(pid_at + 1, random_at - pid_at - 1);
+  if (host != this_host || pid.empty() || pid.size() > 10 ||
+      pid.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  return !process_alive(std::stol(pid));
 }
 
 void fsync_dir(const fs::path& dir) {
@@ -426,11 +468,19 @@ Store::Store(const fs::path& root) : impl_(std::make_unique<Impl>()) {
     if (s.step()) version = s.int64(0);
   }
   if (version < 1) impl_->backfill_repo_blobs();
-  // Leftovers of uploads interrupted by a crash.
+  // Leftovers of uploads interrupted by a crash: at once where the part names this host and a
+  // process that is gone. Another server may share the root, so any other part (another host's,
+  // or one without an owner in its name) may be in flight: it goes only after a day untouched.
   std::error_code ec;
+  const std::string this_host = part_owner_host();
   for (const auto& entry : fs::directory_iterator(root / "tmp", ec)) {
-    const auto age = fs::file_time_type::clock::now() - fs::last_write_time(entry.path(), ec);
-    if (!ec && age > std::chrono::hours(24)) fs::remove(entry.path(), ec);
+    std::error_code entry_ec;
+    if (is_dead_servers_part(entry.path().filename().string(), this_host)) {
+      fs::remove(entry.path(), entry_ec);
+      continue;
+    }
+    const auto age = fs::file_time_type::clock::now() - fs::last_write_time(entry.path(), entry_ec);
+    if (!entry_ec && age > std::chrono::hours(24)) fs::remove(entry.path(), entry_ec);
   }
 }
 
@@ -837,7 +887,7 @@ BlobWriter Store::begin_blob(const std::string& sha256, std::uint64_t size) {
   state->expected_size = size;
   state->hasher = std::make_unique<hub::CheckpointingSha256>(size);
   state->final_path = blob_path(sha256);
-  state->temp = impl_->root / "tmp" / (sha256 + "." + random_hex(8) + ".part");
+  state->temp = impl_->root / "tmp" / part_name(sha256);
   state->fd = ::open(state->temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (state->fd < 0) {
     fail(ErrorCode::kIo, "hub store: cannot create {}: {}", state->temp.string(),

@@ -56,8 +56,11 @@ MS_API bool is_temp_write_name(std::string_view name);
 MS_API std::size_t remove_unfinished_writes(const std::filesystem::path& dir);
 
 /// Removes the temporary files that write_file_atomic left next to `path` when its process died
-/// mid-write, and only those: a file still being written is locked (flock) by its writer. Safe
-/// while other processes write `path`. Returns how many it removed.
+/// mid-write, and only those: a file still being written is locked (flock) by its writer, so one
+/// whose lock can be taken is a dead writer's (the lock, not a PID in the name, says so: a PID
+/// can be reused, and means nothing to another host or PID namespace sharing the folder). Safe
+/// while other processes write `path`; write_file_atomic calls it for its own target. Returns
+/// how many it removed.
 MS_API std::size_t remove_abandoned_writes(const std::filesystem::path& path);
 
 /// The same for temporary folders next to `path` named ".NAME" + `infix` + six characters
@@ -75,7 +78,8 @@ MS_API int lock_folder(const std::filesystem::path& dir);
 MS_API mode_t current_umask();
 
 /// Writes `data` to `path` atomically: readers see the old file or the new one, never a part.
-/// Creates missing parent folders. A new file gets `mode` (e.g. 0600 for credentials) less the
+/// Creates missing parent folders, and first removes what killed writers of `path` left
+/// (remove_abandoned_writes). A new file gets `mode` (e.g. 0600 for credentials) less the
 /// umask, as open(2) and Python make files (a cache shared by a group under umask 002 stays
 /// writable by it); a replaced file keeps its permissions, less any `mode` lacks.
 MS_API void write_file_atomic(const std::filesystem::path& path, std::string_view data,

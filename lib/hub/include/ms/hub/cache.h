@@ -66,6 +66,10 @@ MS_API std::vector<std::string> cached_revisions(const CacheLayout& layout);
 /// (`.msc` the file index, `.mdl` the model id, `.mv` the revision, `.msc.corrupted`).
 MS_API bool is_cache_index_name(std::string_view name);
 
+/// Removes what killed writers of an indexed folder's `.msc`, `.mdl` and `.mv` left beside them
+/// (`..msc.tmp.XXXXXX`; see remove_abandoned_writes: a live writer's stays).
+MS_API void remove_abandoned_index_writes(const std::filesystem::path& repo_dir);
+
 /// Whether a repo file at `path` would land on the layout's own bookkeeping: the `.msc`, `.mdl`
 /// and `.mv` files beside the repo's files, or (with a --local-dir) the temp area inside it.
 /// Such a file cannot be stored without corrupting the index, or being taken for a partial.
