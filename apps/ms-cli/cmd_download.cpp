@@ -40,8 +40,9 @@ void run_download(const DownloadCliOptions& o) {
   if (o.json) {
     // Before any thread starts (the transfers' workers): they inherit the blocked signals. As
     // ms train: a stop by a signal still prints the one --json document, code "interrupted".
-    report_signals_as_json(kDownloadInterruptedHint);
+    // Errors as JSON first: a signal from here on finds the flag set and prints its document.
     report_errors_as_json();
+    report_signals_as_json(kDownloadInterruptedHint);
   }
   hub::DownloadOptions options;
   options.type = o.dataset ? hub::RepoType::kDataset : hub::RepoType::kModel;
@@ -153,7 +154,8 @@ void add_download_command(CLI::App& app, const GlobalOptions& /*global*/) {
   c->add_flag("--json", o->json,
               "Print one JSON object on stdout: local_path, repo, revision, files_to_fetch, "
               "bytes_to_fetch, bytes_cached, files [{path, size, cached}] (and dry_run: true); "
-              "on failure {\"error\": {code, exit_code, message, hint, context}}");
+              "on failure, or a stop by SIGINT/SIGTERM/SIGHUP (then exit_code 128 + the signal), "
+              "{\"error\": {code, exit_code, message, hint, context}}");
   c->footer(
       std::string(
           "Prints the local folder on stdout. Files already cached at this revision are not\n"

@@ -27,8 +27,9 @@ void run_login(const LoginCliOptions& o) {
   if (o.json) {
     // Before any thread starts (the transfers' workers): they inherit the blocked signals. As
     // ms train: a stop by a signal still prints the one --json document, code "interrupted".
-    report_signals_as_json(kLoginInterruptedHint);
+    // Errors as JSON first: a signal from here on finds the flag set and prints its document.
     report_errors_as_json();
+    report_signals_as_json(kLoginInterruptedHint);
   }
   // From the environment too, so that CI jobs keep the token out of the command line (and ps).
   std::string token = o.token;
@@ -72,7 +73,7 @@ void add_login_command(CLI::App& app, const GlobalOptions& /*global*/) {
   c->add_option("--endpoint", o->endpoint, kEndpointHelp);
   c->add_flag("--json", o->json,
               "Print {\"endpoint\", \"username\", \"credentials_dir\", \"credentials_dirs\"} on "
-              "stdout (errors: {\"error\": {...}})");
+              "stdout (errors, and a stop by a signal: {\"error\": {...}})");
   c->footer(
       std::string(
           "Checks the token with the hub and stores the credentials (cookies, git_token,\n"

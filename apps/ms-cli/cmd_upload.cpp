@@ -38,8 +38,9 @@ void run_upload(const UploadCliOptions& o) {
   if (o.json) {
     // Before any thread starts (the transfers' workers): they inherit the blocked signals. As
     // ms train: a stop by a signal still prints the one --json document, code "interrupted".
-    report_signals_as_json(kUploadInterruptedHint);
+    // Errors as JSON first: a signal from here on finds the flag set and prints its document.
     report_errors_as_json();
+    report_signals_as_json(kUploadInterruptedHint);
   }
   hub::UploadOptions options;
   options.type = o.dataset ? hub::RepoType::kDataset : hub::RepoType::kModel;
@@ -127,7 +128,8 @@ void add_upload_command(CLI::App& app, const GlobalOptions& /*global*/) {
   c->add_flag("--json", o->json,
               "Print one JSON object on stdout: repo, revision, files, files_committed, "
               "files_skipped, blobs_uploaded, blobs_present, bytes_uploaded, commits (and tag); "
-              "on failure {\"error\": {code, exit_code, message, hint, context}}");
+              "on failure, or a stop by SIGINT/SIGTERM/SIGHUP (then exit_code 128 + the signal), "
+              "{\"error\": {code, exit_code, message, hint, context}}");
   c->footer(
       std::string(
           "Hashes the files, sends only the blobs the hub lacks, commits them and prints a\n"

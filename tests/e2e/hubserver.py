@@ -26,8 +26,14 @@ class HubServer:
         env = {**os.environ, **(env or {})}
         # stderr goes to a file next to the root: a pipe nobody reads could fill up and block.
         self.stderr = open(self.root.rstrip("/") + ".stderr", "a")
+        # The stop signals as a terminal's job has them (tests stop it with SIGTERM and SIGHUP):
+        # a run under nohup, or in a script's background, would pass SIGHUP / SIGINT on ignored.
+        def default_signals():
+            for signo in (signal.SIGHUP, signal.SIGINT):
+                signal.signal(signo, signal.SIG_DFL)
         self.proc = subprocess.Popen([MS_BIN, "hub", "serve", "--root", self.root, "--port", "0", *self.extra],
-                                     stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=env)
+                                     stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=env,
+                                     preexec_fn=default_signals)
         line = [None]
 
         def read():

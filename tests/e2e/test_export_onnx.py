@@ -15,7 +15,7 @@ import stat
 import subprocess
 import unittest
 
-from harness import (SOURCE_DIR, TorchTestCase, component_available, require_newest_torch, run_ms,
+from harness import (MS_BIN, SOURCE_DIR, TorchTestCase, component_available, require_newest_torch, run_ms,
                      torch_python, transformers_pythons, venv_python)
 
 TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
@@ -580,20 +580,35 @@ class ExportOnnxTest(TorchTestCase):
         self.assertExit(r, 0)
         self.assertEqual(os.listdir(empty), ["out"])
         self.assertIn("model.safetensors", os.listdir(os.path.join(empty, "out")))
-        # An existing empty folder is filled, not replaced (a mount point, which no rename
-        # replaces, failed with EBUSY after the whole export; the user's folder lost its mode
-        # and setgid bit): the same folder (inode) afterwards, its mode kept. A killed fill's
-        # hidden temp folder inside it does not make it "not empty", and goes.
+        # An existing empty folder is replaced by the export, which takes its mode (setgid
+        # included) and group first (the user's folder lost them), so its files get the group of
+        # a setgid folder. A killed fill's hidden temp folder inside it does not make it "not
+        # empty", and goes. (A mount point, filled instead, needs mount rights: the
+        # tests check it only as root, below.)
         mine = os.path.join(empty, "mine")
         os.makedirs(os.path.join(mine, ".export.ms-export-Dead01"))
+        group = 12345 if os.geteuid() == 0 else (os.getgroups() or [os.getgid()])[-1]
+        os.chown(mine, -1, group)
         os.chmod(mine, 0o2750)
         before_fill = os.stat(mine)
         r = run_ms("export", "-m", os.path.join(TINY, "cls"), "-o", mine, "--format", "safetensors")
         self.assertExit(r, 0)
         after_fill = os.stat(mine)
-        self.assertEqual((after_fill.st_ino, after_fill.st_mode), (before_fill.st_ino, before_fill.st_mode))
+        self.assertEqual((after_fill.st_mode, after_fill.st_gid), (before_fill.st_mode, before_fill.st_gid))
         self.assertIn("model.safetensors", os.listdir(mine))
+        self.assertEqual(os.stat(os.path.join(mine, "model.safetensors")).st_gid, group)
         self.assertFalse([e for e in os.listdir(mine) if e.startswith(".")], os.listdir(mine))
+        # A mount point (as root, where a private mount namespace can be made): filled in place.
+        if os.geteuid() == 0 and shutil.which("unshare"):
+            point = os.path.join(empty, "point")
+            os.makedirs(point)
+            script = (f"mount -t tmpfs tmpfs {point} && {MS_BIN} export -m {os.path.join(TINY, 'cls')} "
+                      f"-o {point} --format safetensors >/dev/null && ls -A {point}")
+            r = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True,
+                               timeout=300)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("model.safetensors", r.stdout.split())
+            self.assertFalse([e for e in r.stdout.split() if e.startswith(".")], r.stdout)
         shutil.rmtree(empty)
         self.assertEqual(sorted(os.listdir(self.tmp)), ["file", "full"])
 

@@ -150,10 +150,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send_json({"Files": [dict(entry, **change) for change in hub.entry_changes or [{}]]})
         if url.path.endswith("/revisions"):
             return self.send_json({"RevisionMap": {"Branches": [{"Revision": "master", "CreatedAt": 1}], "Tags": []}})
-        if hub.mode == "redirect" and url.path.endswith("/repo") and self.headers.get("Host", "").startswith("127."):
+        if hub.mode in ("redirect", "redirect_forbidden") and url.path.endswith("/repo") and \
+                self.headers.get("Host", "").startswith("127."):
             # As the real hub sends downloads to a CDN: another host, which must not get the token.
             self.send_response(302)
             self.send_header("Location", f"http://localhost:{hub.server_address[1]}/cdn/w.bin")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if hub.mode == "redirect_forbidden" and url.path == "/cdn/w.bin":
+            # The storage host refuses the link (expired, or a proxy's rule).
+            self.send_response(403)
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
@@ -383,6 +390,15 @@ class HostileHubTest(MsTestCase):
         self.assertTrue(to_hub and all(c and "m_session_id=SECRET-TOKEN" in c for c in to_hub))
         self.assertTrue(elsewhere, "the download did not follow the redirect")
         self.assertTrue(all(c is None or "SECRET-TOKEN" not in c for c in elsewhere), elsewhere)
+
+    def test_a_403_from_the_host_a_download_redirects_to_is_not_the_hubs_word(self):
+        # It read as the hub refusing the token's user ("the token is valid, but its user lacks
+        # permission", exit 2), though that host never got the token.
+        self.hub.mode = "redirect_forbidden"
+        r = self.download("--token", "SECRET-TOKEN")
+        self.assertExit(r, 5)
+        self.assertIn("HTTP 403 from http://localhost:", r.stderr)
+        self.assertNotIn("lacks permission", r.stderr)
 
     def test_upload_create_loses_a_race_to_another_client(self):
         self.hub.mode = "create_race"

@@ -1,6 +1,7 @@
 """Faults around `ms upload` and `ms download` against a real `ms hub serve` on 127.0.0.1: odd
 upload sources (FIFOs, devices, unsafe names, broken symlinks), processes killed part way, and
 concurrent clients. Bounded: small files, every subprocess with a timeout."""
+import fcntl
 import hashlib
 import json
 import os
@@ -67,7 +68,7 @@ class HubFaultsTest(SharedHubTestCase):
     def test_upload_with_a_cache_it_cannot_write(self):
         # The resume state (MODELSCOPE_CACHE/.upload/<hash>.json) could not be saved: exit 74,
         # after --create had made the repo, which stayed empty. An upload needs no cache (Python's
-        # uploads with a read-only one): it goes on and says once that a rerun starts over.
+        # uploads with a read-only one): it goes on and says once that the state is not saved.
         blocker = self.write("a-file", "x")  # a cache below a file: unwritable, without mounts
         src = make_tree(self.path("src"), {"a.txt": b"hello", "w.bin": os.urandom(5000)})
         r = run_ms("upload", "alice/cacheless", src, "--create", "--token", self.token, "--json",
@@ -264,7 +265,8 @@ class HubFaultsTest(SharedHubTestCase):
         # docs/hub.md: --json prints one document, on failure too. A download or upload that
         # SIGINT or SIGTERM stopped printed none (stdout empty), where ms train prints an
         # "interrupted" one. Each run stops itself at a point (MS_TEST_*_STOP), gets the signal
-        # there, and is let go on: it ends by that signal, as it would have without --json.
+        # there, and is continued with its work held (MS_TEST_STOP_HOLD: it could otherwise finish
+        # first): it ends by that signal, as it would have without --json.
         self.require_test_hooks()
         files = {"big.bin": os.urandom(6 << 20), "small.txt": b"small"}
         src = make_tree(self.path("src"), files)
@@ -280,7 +282,7 @@ class HubFaultsTest(SharedHubTestCase):
                                    signal.SIGTERM),
                                   (down, {"MS_TEST_DOWNLOAD_STOP": "listed"}, signal.SIGTERM)):
             with self.subTest(command=args[0], stop=stop, signal=signo):
-                p = self.spawn(*args, cache=self.path("cache"), **stop)
+                p = self.spawn(*args, cache=self.path("cache"), MS_TEST_STOP_HOLD="1", **stop)
                 self.stopped_at(p, next(iter(stop.values())))
                 p.send_signal(signo)
                 p.send_signal(signal.SIGCONT)
@@ -406,17 +408,20 @@ class HubFaultsTest(SharedHubTestCase):
         sha = hashlib.sha256(b"x").hexdigest()
         host = "".join(c if c.isascii() and (c.isalnum() or c in "-.") else "_"
                        for c in socket.gethostname())
-        with open("/proc/sys/kernel/pid_max") as f:
-            dead_pid = int(f.read())  # PIDs stay below pid_max: never a live process
+        # A writer holds its part's lock (flock) all along: an unlocked part of this host is a
+        # dead server's, whatever PID its name has (a PID says nothing across PID namespaces).
         parts = {
-            "dead": f"{sha}.{host}.{dead_pid}.00112233445566aa.part",
-            "live": f"{sha}.{host}.{os.getpid()}.00112233445566bb.part",  # this test is alive
-            "other-host": f"{sha}.other-{host}.{dead_pid}.00112233445566cc.part",
+            "dead": f"{sha}.{host}.{os.getpid()}.00112233445566aa.part",  # a live PID, unlocked
+            "live": f"{sha}.{host}.1.00112233445566bb.part",  # locked below, as a writer's is
+            "other-host": f"{sha}.other-{host}.1.00112233445566cc.part",
             "old-form": f"{sha}.00112233445566dd.part",
         }
         for name in parts.values():
             with open(os.path.join(tmp, name), "wb") as f:
                 f.write(b"half a blob")
+        held = open(os.path.join(tmp, parts["live"]), "rb")
+        self.addCleanup(held.close)
+        fcntl.flock(held, fcntl.LOCK_EX)
         server = HubServer(root)
         self.addCleanup(server.stop)
         self.assertEqual(sorted(os.listdir(tmp)),
@@ -484,8 +489,11 @@ class HubFaultsTest(SharedHubTestCase):
     def spawn(self, *args, cache, **extra_env):
         env = dict(os.environ)
         env.update(self.env(MODELSCOPE_CACHE=cache, **extra_env))
+        # SIGINT as a terminal's job has it: a test run started in the background of a script
+        # (CI) passes it on ignored, which ms keeps ignored, as documented.
         return subprocess.Popen([MS_BIN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=env)
+                                text=True, env=env,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def test_two_uploads_creating_the_same_repo_both_succeed(self):
         trees = {side: make_tree(self.path(side), {f"{side}{i}.txt": side.encode() * i for i in range(10)})

@@ -77,8 +77,12 @@ class Served:
                      *map(str, extra)]
         self.tls = None  # an ssl.SSLContext trusting the server's certificate, for https
         self.stderr = open(os.path.join(log_dir, "serve.stderr"), "a+")
-        # As `nohup` starts it.
-        self.preexec = (lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if ignore_hangup else None
+        # As `nohup` starts it, else as a terminal's job (a test run in a script's background, or
+        # under nohup itself, would pass SIGHUP / SIGINT on ignored).
+        def signals_as_started():
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN if ignore_hangup else signal.SIG_DFL)
+        self.preexec = signals_as_started
 
     def start(self, timeout=60):
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.stderr, text=True,

@@ -302,6 +302,44 @@ int lock_folder(const fs::path& dir) {
   return fd;
 }
 
+LockedTempFolder make_locked_temp_folder(const fs::path& path, std::string_view infix,
+                                         const std::string& hint) {
+  const fs::path parent = folder_of(path);
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    std::string pattern = (parent / ("." + path.filename().string() + std::string(infix) +
+                                     std::string(kTempSuffixSize, 'X')))
+                              .string();
+    if (::mkdtemp(pattern.data()) == nullptr) {
+      throw Error(ErrorCode::kIo,
+                  fmt::format("cannot make a folder in {} (for {}): {}", parent.string(),
+                              path.string(), std::strerror(errno)),
+                  hint);
+    }
+    const int lock = lock_folder(pattern);
+    if (lock < 0 && errno == ENOENT) continue;  // another writer's sweep removed it first
+    if (lock < 0) {
+      const int error = errno;
+      ::rmdir(pattern.c_str());
+      throw Error(ErrorCode::kIo,
+                  fmt::format("cannot open the folder {} (for {}): {}", pattern, path.string(),
+                              std::strerror(error)),
+                  hint);
+    }
+    // mkdtemp makes the folder private (0700); the result is an ordinary folder. chmod(2) would
+    // clear the setgid bit it inherited from a group's folder (and with it the group of what is
+    // written inside), so the bit is given again.
+    struct stat st {};
+    const mode_t setgid = ::fstat(lock, &st) == 0 ? (st.st_mode & S_ISGID) : 0;
+    ::fchmod(lock, (0777 & ~current_umask()) | setgid);
+    return {pattern, lock};
+  }
+  throw Error(ErrorCode::kIo,
+              fmt::format("{}: every folder made in {} to write it was removed at once by "
+                          "another process",
+                          path.string(), parent.string()),
+              hint);
+}
+
 mode_t current_umask() {
   // Read from /proc: setting the umask to read it back would race with other threads creating
   // files.
@@ -338,10 +376,6 @@ void write_file_atomic(const fs::path& path, const std::function<void(const File
   if (ec)
     throw Error(ErrorCode::kIo, fmt::format("{}: cannot create folder: {}", parent.string(),
                                             folder_creation_failure(parent, ec)));
-  // What an earlier writer of this path left when it was killed between its write and its
-  // rename (a credentials file's copy among them, 0600 with the token in it) would stay for good
-  // otherwise: each write clears its own target's. A live writer's holds its lock and stays.
-  remove_abandoned_writes(path);
 
   std::string temp;
   int fd = -1;

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <system_error>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "ms/core/file.h"
 #include "ms/core/log.h"
 #include "ms/core/settings.h"
+#include "ms/core/text.h"
 #include "ms/hub/repo_id.h"
 #include "ms/hub/sha256.h"
 
@@ -237,42 +239,6 @@ struct FileCloser {
   void operator()(zip_file_t* f) const { zip_fclose(f); }
 };
 
-
-// The temp folder, made and locked; the lock's descriptor is closed once the folder has its
-// final name (or is removed).
-struct ExtractTemp {
-  std::string path;
-  int lock = -1;
-};
-
-ExtractTemp make_extract_temp(const fs::path& dest) {
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    std::string pattern =
-        (dest.parent_path() / ("." + dest.filename().string() + std::string(kExtractTempInfix) +
-                               "XXXXXX"))
-            .string();
-    if (::mkdtemp(pattern.data()) == nullptr) {
-      throw Error(ErrorCode::kIo, fmt::format("cannot make a folder in '{}' to extract into: {}",
-                                              dest.parent_path().string(), std::strerror(errno)));
-    }
-    const int lock = lock_folder(pattern);
-    if (lock >= 0) {
-      // mkdtemp's folder is private (0700); the extracted one is an ordinary cache folder.
-      ::chmod(pattern.c_str(), 0777 & ~current_umask());
-      return {pattern, lock};
-    }
-    if (errno != ENOENT) {  // ENOENT: another read's sweep removed it first; make another
-      const int error = errno;
-      ::rmdir(pattern.c_str());
-      throw Error(ErrorCode::kIo,
-                  fmt::format("cannot lock '{}': {}", pattern, std::strerror(error)));
-    }
-  }
-  throw Error(ErrorCode::kIo, fmt::format("every folder made in '{}' to extract into was removed "
-                                          "at once by another process",
-                                          dest.parent_path().string()));
-}
-
 // What an archive has written so far, against its limits.
 struct Budget {
   const ExtractLimits& limits;
@@ -430,8 +396,9 @@ void extract_zip(const fs::path& zip_path, const fs::path& dest, const ExtractLi
                 fmt::format("cannot stat '{}': {}", zip_path.string(), size_error.message()));
   }
   if (!dest.parent_path().empty()) fs::create_directories(dest.parent_path());
-  const ExtractTemp made = make_extract_temp(dest);
-  const std::string& temp = made.path;
+  const LockedTempFolder made = make_locked_temp_folder(
+      dest, kExtractTempInfix, "check that the cache folder is writable and has free space");
+  const std::string temp = made.path.string();
   try {
     std::vector<std::pair<std::string, std::string>> links;  // made last: name, target
     for (zip_int64_t i = 0; i < count; ++i) {
@@ -532,7 +499,8 @@ fs::path extract_zip_cached(const fs::path& zip_path, const fs::path& cache_root
   }
   const fs::path dest = cache_root / digest.substr(0, 16);
   // What an extraction of this archive killed on its way left (it had not finished).
-  if (const std::size_t removed = remove_abandoned_folders(dest, kExtractTempInfix)) {
+  const std::size_t removed = remove_abandoned_folders(dest, kExtractTempInfix);
+  if (removed > 0) {
     log::info("{}: removed {} unfinished extraction(s) of a stopped run", dest.string(), removed);
   }
   if (fs::is_directory(dest, ec)) {

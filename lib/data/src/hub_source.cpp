@@ -132,10 +132,13 @@ fs::path revision_folder(const hub::DownloadResult& result) {
   // that is there now is a killed load's, and goes.
   for (fs::directory_iterator it(view.parent_path(), ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    for (const std::string prefix : {view.filename().string() + ".tmp-",
-                                     view.filename().string() + ".stale-"}) {
+    for (const std::string prefix :
+         {view.filename().string() + ".tmp-", view.filename().string() + ".stale-"}) {
       std::error_code gone;
-      if (name.rfind(prefix, 0) == 0) fs::remove_all(it->path(), gone);
+      // The prefix and a PID: nothing else is this view's.
+      if (name.size() > prefix.size() && name.rfind(prefix, 0) == 0 &&
+          name.find_first_not_of("0123456789", prefix.size()) == std::string::npos)
+        fs::remove_all(it->path(), gone);
     }
   }
   ec.clear();

@@ -194,14 +194,8 @@ namespace {
 // An export is written in ".NAME" + kTempInfix + "XXXXXX" beside its output, then renamed.
 const std::string kTempInfix(ms::kExportTempInfix);
 
-// The export's temp folder, and the descriptor holding its lock (lock_folder) until it has its
-// final name, so that no other export's sweep takes it for a dead one.
-struct TempFolder {
-  fs::path path;
-  int lock = -1;
-};
-
-TempFolder make_temp_folder(const fs::path& output) {
+// The export's temp folder (see make_locked_temp_folder), the parent made first.
+LockedTempFolder make_temp_folder(const fs::path& output) {
   fs::path parent = output.parent_path();
   if (parent.empty()) parent = ".";
   std::error_code ec;
@@ -212,33 +206,8 @@ TempFolder make_temp_folder(const fs::path& output) {
         fmt::format("cannot create the folder {} for --output: {}", parent.string(), ec.message()),
         "choose an --output in a folder you can write");
   }
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    std::string pattern =
-        (parent / ("." + output.filename().string() + kTempInfix + "XXXXXX")).string();
-    if (::mkdtemp(pattern.data()) == nullptr) {
-      throw Error(ErrorCode::kIo,
-                  fmt::format("cannot write in {} (for --output {}): {}", parent.string(),
-                              output.string(), std::strerror(errno)),
-                  "choose an --output in a folder you can write");
-    }
-    const int lock = lock_folder(pattern);
-    if (lock < 0 && errno == ENOENT) continue;  // another export's sweep removed it first
-    if (lock < 0) {
-      const int error = errno;
-      ::rmdir(pattern.c_str());
-      throw Error(ErrorCode::kIo,
-                  fmt::format("cannot open the temp folder {} (for --output {}): {}", pattern,
-                              output.string(), std::strerror(error)));
-    }
-    // mkdtemp makes the folder private (0700); the export is an ordinary folder, with the
-    // permissions the user's umask gives new folders.
-    ::chmod(pattern.c_str(), 0777 & ~current_umask());
-    return {pattern, lock};
-  }
-  throw Error(ErrorCode::kIo,
-              fmt::format("{}: every temp folder made in {} was removed at once by another "
-                          "process",
-                          output.string(), parent.string()));
+  return make_locked_temp_folder(output, kTempInfix,
+                                 "choose an --output in a folder you can write");
 }
 
 void move_into_place(const fs::path& temp, const fs::path& output) {
@@ -251,32 +220,80 @@ void move_into_place(const fs::path& temp, const fs::path& output) {
   }
 }
 
-// Moves the entries of `temp` (a folder inside `output`) into `output`, none replacing anything
-// there (another export filling the same folder at once): all or, after a failure, none.
-void move_entries_into(const fs::path& temp, const fs::path& output) {
-  std::vector<std::string> moved;
+// Renames `from` to `to` where nothing is at `to`: RENAME_NOREPLACE, or where the file system
+// has no such flag (NFS, 9p, older FUSE: EINVAL), a check and a plain rename. 0 or an errno.
+int rename_unless_taken(const fs::path& from, const fs::path& to) {
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return 0;
+  if (errno != EINVAL && errno != ENOSYS) return errno;
+  struct stat st {};
+  if (::lstat(to.c_str(), &st) == 0) return EEXIST;
+  return ::rename(from.c_str(), to.c_str()) == 0 ? 0 : errno;
+}
+
+// Moves the export in `temp` (a folder inside `output`, a mount point that no rename replaces)
+// into `output`, entry by entry, replacing nothing (a file put there meanwhile, another export
+// filling it at once): all or, after a failure, none. The configuration files go last, so that
+// a run killed among the moves leaves no folder that `ms infer` would take for a model.
+void fill_folder(const fs::path& temp, const fs::path& output) {
+  std::vector<std::string> names;
   std::error_code ec;
-  for (fs::directory_iterator it(temp, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (::renameat2(AT_FDCWD, it->path().c_str(), AT_FDCWD, (output / name).c_str(),
-                    RENAME_NOREPLACE) != 0) {
-      const int error = errno;
-      for (const std::string& back : moved)
-        ::rename((output / back).c_str(), (temp / back).c_str());
-      throw Error(ErrorCode::kIo,
-                  fmt::format("cannot move the export's {} into {}: {}", name, output.string(),
-                              std::strerror(error)),
-                  error == EEXIST ? "another export wrote into the same folder at the same time: "
-                                    "give each its own --output"
-                                  : "check the folder's permissions and free space");
-    }
-    moved.push_back(name);
-  }
+  for (fs::directory_iterator it(temp, ec), end; !ec && it != end; it.increment(ec))
+    names.push_back(it->path().filename().string());
   if (ec) {
     throw Error(ErrorCode::kIo,
                 fmt::format("cannot list the export in {}: {}", temp.string(), ec.message()));
   }
-  ::rmdir(temp.c_str());
+  auto last = [](const std::string& name) {
+    return name == "configuration.json" || name == "config.json";
+  };
+  std::stable_partition(names.begin(), names.end(), [&](const std::string& n) { return !last(n); });
+  std::vector<std::string> moved;
+  for (const std::string& name : names) {
+    if (const int error = rename_unless_taken(temp / name, output / name)) {
+      for (const std::string& back : moved) {
+        if (::rename((output / back).c_str(), (temp / back).c_str()) != 0)
+          log::warn("{}: could not take back {} ({})", output.string(), back, std::strerror(errno));
+      }
+      throw Error(ErrorCode::kIo,
+                  fmt::format("cannot move the export's {} into {}: {}", name, output.string(),
+                              std::strerror(error)),
+                  error == EEXIST ? "something else wrote into the folder during the export "
+                                    "(another export?): give each export its own --output"
+                                  : "check the folder's permissions and free space");
+    }
+    moved.push_back(name);
+  }
+  if (::rmdir(temp.c_str()) != 0) {
+    throw Error(ErrorCode::kIo, fmt::format("{}: the export's temp folder {} was not emptied: {}",
+                                            output.string(), temp.string(), std::strerror(errno)));
+  }
+}
+
+// Whether `folder` is a mount point, which rename(2) cannot replace (EBUSY): the root of a
+// mount as statx says (a bind mount of a folder of the same file system too), or a folder whose
+// file system is not its parent's.
+bool is_mount_point(const fs::path& folder) {
+#ifdef STATX_ATTR_MOUNT_ROOT
+  struct statx sx {};
+  if (::statx(AT_FDCWD, folder.c_str(), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &sx) == 0 &&
+      (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) != 0)
+    return (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
+#endif
+  struct stat own {
+  }, parent{};
+  const fs::path above = fs::absolute(folder).lexically_normal().parent_path();
+  return ::stat(folder.c_str(), &own) == 0 && ::stat(above.c_str(), &parent) == 0 &&
+         own.st_dev != parent.st_dev;
+}
+
+// Gives the export's folder the owner, group and mode (setgid included) of the empty folder it
+// replaces, as far as this process may: the user made that folder so.
+void take_attributes_of(const fs::path& existing, int temp_fd) {
+  struct stat st {};
+  if (::stat(existing.c_str(), &st) != 0) return;
+  if (::fchown(temp_fd, st.st_uid, st.st_gid) != 0)
+    (void)::fchown(temp_fd, static_cast<uid_t>(-1), st.st_gid);  // not root: the group only
+  (void)::fchmod(temp_fd, st.st_mode & 07777);
 }
 
 }  // namespace
@@ -293,24 +310,30 @@ std::shared_ptr<models::Model> load_for_export(const infer::ModelInfo& info,
 
 std::vector<std::string> write_export_folder(
     const fs::path& output, const std::function<std::vector<std::string>(const fs::path&)>& write) {
-  // An --output folder that exists (empty: run_export checked) is filled, not replaced: it may
-  // be a mount point (`docker run -v $PWD/out:/out`), which no rename replaces, so the export is
-  // written on its file system, inside it; and it keeps the owner, mode and setgid bit the user
-  // gave it. A new --output is written beside it and renamed into place whole.
+  // A new --output, or an existing empty folder, is written beside it and renamed into place
+  // whole (the empty folder's owner, group and mode carried over). A mount point
+  // (`docker run -v $PWD/out:/out`), which no rename replaces, is filled: the export is written
+  // inside it, on its file system, and moved in at the end.
   std::error_code ec;
-  const bool fill = fs::is_directory(fs::symlink_status(output, ec));
+  const bool fill = fs::is_directory(fs::symlink_status(output, ec)) && is_mount_point(output);
   const fs::path temp_name = fill ? output / "export" : output;
   // What an export killed on its way to the same output left (it had not finished).
-  if (const std::size_t removed = remove_abandoned_folders(temp_name, kTempInfix)) {
+  std::size_t removed = remove_abandoned_folders(output, kTempInfix);
+  if (fs::is_directory(fs::symlink_status(output, ec)))
+    removed += remove_abandoned_folders(output / "export", kTempInfix);
+  if (removed > 0) {
     log::info("{}: removed {} unfinished export folder(s) of a stopped run", output.string(),
               removed);
   }
-  const TempFolder temp = make_temp_folder(temp_name);
+  const LockedTempFolder temp = make_temp_folder(temp_name);
   try {
+    // Before the writing, so that a setgid folder's group is its files' too.
+    if (!fill && fs::is_directory(fs::symlink_status(output, ec)))
+      take_attributes_of(output, temp.lock);
     std::vector<std::string> files = write(temp.path);
     std::sort(files.begin(), files.end());
     if (fill) {
-      move_entries_into(temp.path, output);
+      fill_folder(temp.path, output);
     } else {
       move_into_place(temp.path, output);
     }

@@ -334,6 +334,9 @@ Response Transport::perform(const Request& req) {
   long status = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   if (status != 0) response.status = status;
+  if (const char* answered = nullptr;
+      curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &answered) == CURLE_OK && answered != nullptr)
+    response.effective_url = answered;
   pool_.release(c);
   return response;
 }
@@ -368,7 +371,11 @@ void Transport::http_error(const Request& req, const Response& r, const std::str
                 options_.token ? "check the id and revision"
                                : "check the id; a private repo also needs --token or ms login");
   }
-  if (r.status == 403 && options_.token) {
+  // A 403 from elsewhere (a storage host a download was redirected to, a proxy) is not the
+  // hub's word on the token, which it was not sent.
+  const bool from_hub =
+      r.effective_url.empty() || starts_with(r.effective_url, options_.endpoint + "/");
+  if (r.status == 403 && options_.token && from_hub) {
     // The hub knows the token (an unknown one is 401) and refuses its user this: a permission, not
     // a fault worth a retry nor a token to replace by logging in again. Exit 2, as for the other
     // refusals below: the request as it stands cannot succeed.
@@ -379,6 +386,12 @@ void Transport::http_error(const Request& req, const Response& r, const std::str
                     "or repo ({}): use a token of a user who has it, or a repo under "
                     "the token user's own name",
                     what));
+  }
+  if (r.status == 403 && !from_hub) {
+    throw Error(ErrorCode::kNetwork,
+                fmt::format("{}: HTTP 403 from {} (forbidden){}", what, r.effective_url, detail),
+                "the hub sent the request on to that host, which refused it (an expired link): "
+                "run the command again");
   }
   if (r.status == 401 || r.status == 403) {
     throw Error(

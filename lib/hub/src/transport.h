@@ -48,6 +48,7 @@ struct Response {
   bool whole_size_mismatch = false;  // a whole-file answer whose length is not the listed size
   bool upload_ended_early = false;   // the file being PUT ended before upload_size bytes
   std::string sha256_checkpoints;    // X-Ms-Sha256-Checkpoints of the current response
+  std::string effective_url;         // the URL that answered (after redirects)
 };
 
 struct Request {

@@ -110,18 +110,20 @@ class UploadState {
   }
   // The state only spares a rerun work: an upload never needs the cache, and failing here (a
   // read-only cache, a full disk) came after --create had made the repo, leaving it empty. So
-  // the upload goes on with one warning, and stops trying to save.
+  // the upload goes on with one warning; later saves are still tried (a disk that was full for
+  // a moment may take the hashes).
   void save() {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (unsavable_) return;
     try {
-      write_file_atomic(path_, data_.dump());
+      write_file_atomic(path_, data_.dump(-1, ' ', false, json::error_handler_t::replace));
     } catch (const Error& e) {
-      unsavable_ = true;
-      log::warn(
-          "cannot save the upload's resume state ({}); uploading anyway, and a rerun starts "
-          "over",
-          e.what());
+      if (!warned_) {
+        log::warn(
+            "cannot save the upload's resume state ({}); uploading anyway, and a rerun hashes "
+            "the files again",
+            e.what());
+      }
+      warned_ = true;
     }
   }
 
@@ -129,7 +131,7 @@ class UploadState {
   fs::path path_;
   json data_;
   std::mutex mutex_;
-  bool unsavable_ = false;
+  bool warned_ = false;
 };
 
 template <typename Fn>

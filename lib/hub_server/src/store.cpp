@@ -3,6 +3,8 @@
 
 #include <fcntl.h>
 #include <openssl/rand.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -83,10 +85,12 @@ std::string random_hex(std::size_t bytes) {
   return hex_encode(raw);
 }
 
-// An upload's blob is written as tmp/<sha256>.<host>.<pid>.<random>.part until it is whole: the
-// host and PID tell, at start-up, a part whose server died (a SIGKILL mid-upload) from one that
-// another server sharing the root is writing now. The host name keeps only characters safe in a
-// file name.
+// An upload's blob is written as tmp/<sha256>.<host>.<pid>.<random>.part until it is whole,
+// locked (flock) by its writer all along: at start-up, a part of this host whose lock can be
+// taken is a dead server's (a SIGKILL mid-upload), one that another server sharing the root is
+// writing now is locked. The lock, not the PID, says so: a PID means nothing in another PID
+// namespace (a container on the same host), where flock still holds. The host name keeps only
+// characters safe in a file name.
 std::string part_owner_host() {
   std::string host = host_name();
   for (char& c : host) {
@@ -101,10 +105,10 @@ std::string part_name(const std::string& sha256) {
   return fmt::format("{}.{}.{}.{}.part", sha256, part_owner_host(), ::getpid(), random_hex(8));
 }
 
-// Whether tmp/ entry `name` is a part this host's server wrote and whose process is gone. Parts of
-// other hosts, and of the old form (<sha256>.<random>.part, no owner), cannot be told: they are
-// left to the age rule.
-bool is_dead_servers_part(const std::string& name, const std::string& this_host) {
+// Whether tmp/ entry `name` is a part a server of this host wrote, in the form that its writer
+// locks. Parts of other hosts (whose locks a network file system may not share), and of the old
+// form (<sha256>.<random>.part, unlocked), cannot be told: they are left to the age rule.
+bool is_this_hosts_part(const std::string& name, const std::string& this_host) {
   constexpr std::string_view kSuffix = ".part";
   if (name.size() < 64 + kSuffix.size() ||
       name.compare(name.size() - kSuffix.size(), kSuffix.size(), kSuffix) != 0)
@@ -118,10 +122,17 @@ bool is_dead_servers_part(const std::string& name, const std::string& this_host)
   if (pid_at == std::string::npos) return false;
   const std::string host = middle.substr(0, pid_at);
   const std::string pid = middle.substr(pid_at + 1, random_at - pid_at - 1);
-  if (host != this_host || pid.empty() || pid.size() > 10 ||
-      pid.find_first_not_of("0123456789") != std::string::npos)
-    return false;
-  return !process_alive(std::stol(pid));
+  return host == this_host && !pid.empty() && pid.size() <= 10 &&
+         pid.find_first_not_of("0123456789") == std::string::npos;
+}
+
+// Whether the part at `path` is unlocked: its writer is gone.
+bool is_abandoned_part(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) return false;
+  const bool unlocked = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+  ::close(fd);
+  return unlocked;
 }
 
 void fsync_dir(const fs::path& dir) {
@@ -468,15 +479,15 @@ Store::Store(const fs::path& root) : impl_(std::make_unique<Impl>()) {
     if (s.step()) version = s.int64(0);
   }
   if (version < 1) impl_->backfill_repo_blobs();
-  // Leftovers of uploads interrupted by a crash: at once where the part names this host and a
-  // process that is gone. Another server may share the root, so any other part (another host's,
-  // or one without an owner in its name) may be in flight: it goes only after a day untouched.
+  // Leftovers of uploads interrupted by a crash: at once where the part is this host's and no
+  // writer holds its lock. Another server may share the root, so any other part (another host's,
+  // or an unlocked old-form one) may be in flight: it goes only after a day untouched.
   std::error_code ec;
   const std::string this_host = part_owner_host();
   for (const auto& entry : fs::directory_iterator(root / "tmp", ec)) {
     std::error_code entry_ec;
-    if (is_dead_servers_part(entry.path().filename().string(), this_host)) {
-      fs::remove(entry.path(), entry_ec);
+    if (is_this_hosts_part(entry.path().filename().string(), this_host)) {
+      if (is_abandoned_part(entry.path())) fs::remove(entry.path(), entry_ec);
       continue;
     }
     const auto age = fs::file_time_type::clock::now() - fs::last_write_time(entry.path(), entry_ec);
@@ -887,13 +898,25 @@ BlobWriter Store::begin_blob(const std::string& sha256, std::uint64_t size) {
   state->expected_size = size;
   state->hasher = std::make_unique<hub::CheckpointingSha256>(size);
   state->final_path = blob_path(sha256);
-  state->temp = impl_->root / "tmp" / part_name(sha256);
-  state->fd = ::open(state->temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (state->fd < 0) {
-    fail(ErrorCode::kIo, "hub store: cannot create {}: {}", state->temp.string(),
-         std::strerror(errno));
+  // Locked as soon as it exists (see part_name); a starting server's sweep that took the lock
+  // first has removed it (no link left): made again under another name.
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    state->temp = impl_->root / "tmp" / part_name(sha256);
+    state->fd = ::open(state->temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (state->fd < 0) {
+      fail(ErrorCode::kIo, "hub store: cannot create {}: {}", state->temp.string(),
+           std::strerror(errno));
+    }
+    int rc;
+    do rc = ::flock(state->fd, LOCK_EX);
+    while (rc != 0 && errno == EINTR);
+    struct stat st {};
+    if (rc != 0 || ::fstat(state->fd, &st) != 0 || st.st_nlink > 0)
+      return BlobWriter(std::move(state));
+    ::close(state->fd);
   }
-  return BlobWriter(std::move(state));
+  fail(ErrorCode::kIo, "hub store: every part made in {} was removed at once by another server",
+       (impl_->root / "tmp").string());
 }
 
 std::string Store::put_blob(std::string_view data) {

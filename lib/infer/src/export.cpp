@@ -65,8 +65,8 @@ ExportSummary run_export(const ExportRequest& request) {
            "--check runs ONNX's shape inference, an ONNX option; --format {} has no graph to "
            "check",
            request.format);
-  // The folder appears whole at the end (a temp folder renamed), so it must not hold anything
-  // that the rename would have to merge with.
+  // The folder appears whole at the end (a temp folder renamed; a mount point is filled, entry by
+  // entry), so it must not hold anything that the export would have to merge with.
   std::error_code ec;
   // A link would be replaced by the rename, or fail it once the export is done: refused first.
   // Checked by `folder`, the name renamed into place: "link/" and "file/" would be followed or

@@ -202,7 +202,8 @@ GenerationOptions read_options(const infer::ModelInfo& model) {
   // Where a setting came from, for its error: the configuration (with --set), else the model's
   // generation_config.json.
   auto from = [&](const char* key) { return c.has(key) ? where : defaults_file.string(); };
-  o.max_new_tokens = option<int64_t>(c, defaults, defaults_file, "max_new_tokens", kDefaultMaxNewTokens);
+  o.max_new_tokens =
+      option<int64_t>(c, defaults, defaults_file, "max_new_tokens", kDefaultMaxNewTokens);
   MS_CHECK(o.max_new_tokens > 0, ErrorCode::kConfig,
            "{}: max_new_tokens must be a positive integer, got {}", from("max_new_tokens"),
            o.max_new_tokens);

@@ -186,8 +186,12 @@ void check_launch_agrees(c10d::Store& store, const infer::DistributedEnv& env) {
       }
       throw Error(ErrorCode::kNetwork,
                   fmt::format("only {} of {} workers reached the rendezvous at {} within "
-                              "MS_DIST_TIMEOUT ({} s): rank(s) {} never came",
-                              arrived, env.world_size, where, seconds, fmt::join(missing, ", ")),
+                              "MS_DIST_TIMEOUT ({} s){}",
+                              arrived, env.world_size, where, seconds,
+                              // (Empty where the last one counted itself in just then.)
+                              missing.empty() ? std::string()
+                                              : fmt::format(": rank(s) {} never came",
+                                                            fmt::join(missing, ", "))),
                   "start every worker with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE, "
                   "each with its own RANK (0 to WORLD_SIZE - 1); MS_DIST_TIMEOUT sets the wait "
                   "in seconds");

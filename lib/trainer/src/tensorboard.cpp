@@ -14,6 +14,7 @@
 #include "ms/core/error.h"
 #include "ms/core/file.h"
 #include "ms/core/log.h"
+#include "ms/core/process.h"
 
 namespace ms::trainer {
 namespace {
@@ -78,12 +79,6 @@ void put_wall_time(std::string& out, double wall_time) {
 // The number of event files this process opened: the last part of their names, as TensorBoard's
 // process-wide counter.
 std::atomic<std::uint64_t> files_opened{0};
-
-std::string host_name() {
-  std::array<char, 256> name{};
-  if (::gethostname(name.data(), name.size() - 1) != 0) return "localhost";
-  return name.data();
-}
 
 }  // namespace
 

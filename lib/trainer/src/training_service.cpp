@@ -207,9 +207,9 @@ Batching read_batching(const Config& config, const char* section, bool shuffle_d
         fmt::format("set its keys: {0}.batch_size_per_gpu, {0}.shuffle, {0}.drop_last", key));
   }
   // Read signed, so that -3 and 0 get one message ("must be a positive integer").
-  const std::int64_t size =
-      batch_override > 0 ? static_cast<std::int64_t>(batch_override)
-                         : config.get_or<std::int64_t>(key + ".batch_size_per_gpu", 32);
+  const std::int64_t size = batch_override > 0
+                                ? static_cast<std::int64_t>(batch_override)
+                                : config.get_or<std::int64_t>(key + ".batch_size_per_gpu", 32);
   MS_CHECK(size > 0, ErrorCode::kConfig,
            "{}: {}.batch_size_per_gpu must be a positive integer, got {}", config.source(), key,
            size);

@@ -59,7 +59,9 @@ MS_API std::size_t remove_unfinished_writes(const std::filesystem::path& dir);
 /// mid-write, and only those: a file still being written is locked (flock) by its writer, so one
 /// whose lock can be taken is a dead writer's (the lock, not a PID in the name, says so: a PID
 /// can be reused, and means nothing to another host or PID namespace sharing the folder). Safe
-/// while other processes write `path`; write_file_atomic calls it for its own target. Returns
+/// while other processes write `path`. write_file_atomic leaves it to the owner of the folder
+/// (a download its index files, ms login the credentials, ms infer its output, the trainer its
+/// work folder): a folder listing on every write would cost the hub server one per blob. Returns
 /// how many it removed.
 MS_API std::size_t remove_abandoned_writes(const std::filesystem::path& path);
 
@@ -74,12 +76,25 @@ MS_API std::size_t remove_abandoned_folders(const std::filesystem::path& path,
 /// remove_abandoned_folders took it before the lock was held: make another).
 MS_API int lock_folder(const std::filesystem::path& dir);
 
+/// A folder being written whole, to be renamed into place: its path and the descriptor holding
+/// its lock (lock_folder) until then. Close `lock` once it has its final name or is removed.
+struct LockedTempFolder {
+  std::filesystem::path path;
+  int lock = -1;
+};
+
+/// Makes and locks ".NAME" + `infix` + six random characters beside `path` (NAME its file name;
+/// remove_abandoned_folders(path, infix) sweeps a dead writer's), with the mode a new folder
+/// gets (the umask), and the setgid bit it inherits kept, so that a folder shared by a group
+/// stays the group's. kIo naming the folder, with `hint`, when it cannot be made.
+MS_API LockedTempFolder make_locked_temp_folder(const std::filesystem::path& path,
+                                                std::string_view infix, const std::string& hint);
+
 /// The process's file mode creation mask (022 where /proc does not say).
 MS_API mode_t current_umask();
 
 /// Writes `data` to `path` atomically: readers see the old file or the new one, never a part.
-/// Creates missing parent folders, and first removes what killed writers of `path` left
-/// (remove_abandoned_writes). A new file gets `mode` (e.g. 0600 for credentials) less the
+/// Creates missing parent folders. A new file gets `mode` (e.g. 0600 for credentials) less the
 /// umask, as open(2) and Python make files (a cache shared by a group under umask 002 stays
 /// writable by it); a replaced file keeps its permissions, less any `mode` lacks.
 MS_API void write_file_atomic(const std::filesystem::path& path, std::string_view data,

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <algorithm>
-
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -260,7 +259,7 @@ class Trainer {
   LogBuffer log_buffer_;
   Mode mode_ = Mode::kTrain;
   std::int64_t epoch_ = 0, iter_ = 0, inner_iter_ = 0, max_epochs_ = 1, iters_per_epoch_ = 0;
-  std::int64_t checkpoint_epochs_ = 0;  // see epochs_reached()
+  std::int64_t checkpoint_epochs_ = 0;     // see epochs_reached()
   std::optional<std::int64_t> val_iters_;  ///< evaluation.val_iters_per_epoch: batches evaluated
   std::int64_t first_iter_ = 0;
   std::int64_t rows_trained_ = 0;
