@@ -185,7 +185,9 @@ class MiniLmTest(TorchTestCase):
         r = run_ms("infer", "-m", model_dir(), "--input-file", records)
         self.assertExit(r, 0)
         got = lines(r.stdout)
-        self.assertEqual([g["id"] for g in got], ["a", 1, 2, 3])
+        # Records without ids among records with ids stand as "element K" (an index could be
+        # another record's own id).
+        self.assertEqual([g["id"] for g in got], ["a", "element 1", "element 2", "element 3"])
         alone = lines(run_ms("infer", "-m", model_dir(), "-i", "a cat sat", "a dog ran").stdout)
         for g, want in zip(got, alone):
             self.assertGreater(cosine(g["text_embedding"], want["text_embedding"]), 0.99999)
@@ -198,7 +200,7 @@ class MiniLmTest(TorchTestCase):
         r = run_ms("infer", "-m", model_dir(), "--input-file", records)
         self.assertExit(r, 0)
         got = lines(r.stdout)
-        self.assertEqual([g["id"] for g in got], ["a", 1])
+        self.assertEqual([g["id"] for g in got], ["a", "line 2"])
         for g, want in zip(got, alone):
             self.assertGreater(cosine(g["text_embedding"], want["text_embedding"]), 0.99999)
 
