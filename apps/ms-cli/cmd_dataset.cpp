@@ -71,7 +71,11 @@ void print_info(const data::Dataset& ds) {
   for (const auto& s : ds.splits) {
     std::printf("split    %s: %zu rows\n", s.selection.c_str(), s.table.rows.size());
     for (const auto& c : s.table.columns) {
-      std::printf("  %-24s %s", c.name.c_str(), data::column_type_name(c.type));
+      // Padded to 24 columns of the terminal, not 24 bytes (a name in Chinese is 3 bytes a
+      // character, 2 columns).
+      const std::size_t width = terminal_width(c.name);
+      std::printf("  %s%*s %s", c.name.c_str(), static_cast<int>(width < 24 ? 24 - width : 0), "",
+                  data::column_type_name(c.type));
       // A ClassLabel column's names by id, as the labels line below shows an imagefolder's.
       for (std::size_t i = 0; i < c.class_names.size(); ++i)
         std::printf("%s%zu=%s", i ? ", " : "  classes: ", i, c.class_names[i].c_str());

@@ -16,6 +16,7 @@
 #include "ms/core/log.h"
 #include "ms/core/settings.h"
 #include "ms/core/text.h"
+#include "ms/core/utf8.h"
 
 using ms::DeviceSpec;
 using ms::ErrorCode;
@@ -395,4 +396,14 @@ TEST_CASE("endpoints other than http(s) URLs with a host are usage errors", "[co
       CHECK(std::string(e.what()).find("--endpoint") != std::string::npos);
     }
   }
+}
+
+TEST_CASE("terminal width counts columns, not bytes", "[core][utf8]") {
+  CHECK(ms::terminal_width("label") == 5);
+  CHECK(ms::terminal_width("\xE4\xB8\xAD\xE6\x96\x87") == 4);  // two CJK characters
+  CHECK(ms::terminal_width("e\xCC\x81") == 1);                 // e + combining acute
+  CHECK(ms::terminal_width("\xC3\xBCn") == 2);                 // precomposed u-umlaut
+  CHECK(ms::terminal_width("\xF0\x9F\x98\x80") == 2);          // an emoji
+  CHECK(ms::terminal_width("a\xFF"
+                           "b") == 3);  // an invalid byte: one column
 }

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 #include <iterator>
+#include <utility>
 
 #include "ms/core/error.h"
 
@@ -113,6 +114,40 @@ void require_valid_utf8(std::string_view text) {
   if (const std::size_t at = first_invalid_utf8(text); at != std::string_view::npos) {
     throw_invalid_utf8(text, at);
   }
+}
+
+namespace {
+
+// East Asian Wide and Fullwidth blocks (Unicode's EastAsianWidth W/F, by block) and the emoji
+// planes terminals draw two columns wide.
+bool is_wide(char32_t cp) {
+  static constexpr std::pair<char32_t, char32_t> kWide[] = {
+      {0x1100, 0x115F},   {0x2E80, 0x303E},   {0x3041, 0x33FF},   {0x3400, 0x4DBF},
+      {0x4E00, 0x9FFF},   {0xA000, 0xA4CF},   {0xAC00, 0xD7A3},   {0xF900, 0xFAFF},
+      {0xFE30, 0xFE4F},   {0xFF00, 0xFF60},   {0xFFE0, 0xFFE6},   {0x1F300, 0x1F64F},
+      {0x1F900, 0x1F9FF}, {0x20000, 0x2FFFD}, {0x30000, 0x3FFFD},
+  };
+  for (const auto& [first, last] : kWide)
+    if (cp >= first && cp <= last) return true;
+  return false;
+}
+
+}  // namespace
+
+std::size_t terminal_width(std::string_view text) {
+  std::size_t width = 0;
+  for (std::size_t i = 0; i < text.size();) {
+    const std::size_t n = utf8_sequence_length(text, i);
+    if (n == 0) {  // an invalid byte: one column, as a replacement character shows
+      ++width;
+      ++i;
+      continue;
+    }
+    const char32_t cp = decode_utf8(text.substr(i, n))[0];
+    width += combining_class(cp) > 0 ? 0 : is_wide(cp) ? 2 : 1;
+    i += n;
+  }
+  return width;
 }
 
 std::u32string decode_utf8(std::string_view text) {

@@ -52,6 +52,10 @@ MS_API int combining_class(char32_t cp);
 /// Throws like decode_utf8() on invalid UTF-8.
 MS_API std::string to_nfd(std::string_view text);
 
+/// The columns `text` takes in a terminal, to pad it in a table: a wide East Asian character or
+/// emoji two, a combining mark none, any other character one (an invalid byte one).
+MS_API std::size_t terminal_width(std::string_view text);
+
 /// Version of the Unicode data behind append_nfd() and combining_class().
 MS_API const char* nfd_unicode_version();
 
