@@ -244,7 +244,7 @@ class HubCliErrorsTest(SharedHubTestCase):
         a_file = self.write("a-file", "x")
         r = self.ms("download", "alice/ux", "--token", self.token, "--local-dir", a_file + "/sub")
         self.assertExit(r, 74)
-        self.assertOneLineError(r, a_file, "cannot create folder")
+        self.assertOneLineError(r, a_file, "cannot be made", "is a file, not a folder")
         self.assertIn("--local-dir", r.stderr)
 
         # https:// to a plain-http hub: the hint says to use http://
@@ -284,6 +284,12 @@ class HubCliErrorsTest(SharedHubTestCase):
                 self.assertExit(r, 74)
                 self.assertOneLineError(r, f"{named} {a_file} is a file, not a folder")
                 self.assertNotIn(".lock", r.stderr)
+        # A folder below that file is named with the file in its way (it named FILE/cache/.lock).
+        below = os.path.join(a_file, "cache")
+        r = self.ms("download", "alice/ux", "--token", self.token, env=self.env(MODELSCOPE_CACHE=below))
+        self.assertExit(r, 74)
+        self.assertOneLineError(r, f"the cache folder {below} cannot be made: {a_file} is a file")
+        self.assertNotIn(".lock", r.stderr)
 
     def test_a_read_only_local_dir_is_named_not_the_cache(self):
         # It said "cannot write to the cache folder", and its hint offered another cache.

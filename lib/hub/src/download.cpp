@@ -1013,9 +1013,18 @@ std::string why_unwritable(const fs::path& dir, const char* what) {
 // lock folder or the repo's folder inside it ("FILE/.lock: cannot create folder").
 void refuse_file_as_folder(const fs::path& folder, const std::string& what,
                            const std::string& how_to_choose) {
+  // The folder, or the first of its parents that exists (a cache below a file cannot be made).
   std::error_code ec;
-  if (!fs::exists(folder, ec) || fs::is_directory(folder, ec)) return;
-  throw Error(ErrorCode::kIo, fmt::format("{} {} is a file, not a folder", what, folder.string()),
+  fs::path existing = folder;
+  while (!existing.empty() && !fs::exists(existing, ec) && existing.has_parent_path() &&
+         existing.parent_path() != existing)
+    existing = existing.parent_path();
+  if (existing.empty() || !fs::exists(existing, ec) || fs::is_directory(existing, ec)) return;
+  throw Error(ErrorCode::kIo,
+              existing == folder
+                  ? fmt::format("{} {} is a file, not a folder", what, folder.string())
+                  : fmt::format("{} {} cannot be made: {} is a file, not a folder", what,
+                                folder.string(), existing.string()),
               fmt::format("{} a folder (it is created when missing)", how_to_choose));
 }
 
