@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <optional>
 #include <system_error>
 #include <vector>
 
@@ -18,7 +17,6 @@
 #include "ms/core/file.h"
 #include "ms/core/log.h"
 #include "ms/core/settings.h"
-#include "ms/core/text.h"
 #include "ms/hub/repo_id.h"
 #include "ms/hub/sha256.h"
 

@@ -279,21 +279,22 @@ bool is_mount_point(const fs::path& folder) {
       (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) != 0)
     return (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
 #endif
-  struct stat own {
-  }, parent{};
+  struct stat own {};
+  struct stat parent {};
   const fs::path above = fs::absolute(folder).lexically_normal().parent_path();
   return ::stat(folder.c_str(), &own) == 0 && ::stat(above.c_str(), &parent) == 0 &&
          own.st_dev != parent.st_dev;
 }
 
 // Gives the export's folder the owner, group and mode (setgid included) of the empty folder it
-// replaces, as far as this process may: the user made that folder so.
+// replaces, as far as this process may: the user made that folder so. Its owner keeps the right
+// to write it (a folder made read-only would fail the export it was made for).
 void take_attributes_of(const fs::path& existing, int temp_fd) {
   struct stat st {};
   if (::stat(existing.c_str(), &st) != 0) return;
   if (::fchown(temp_fd, st.st_uid, st.st_gid) != 0)
     (void)::fchown(temp_fd, static_cast<uid_t>(-1), st.st_gid);  // not root: the group only
-  (void)::fchmod(temp_fd, st.st_mode & 07777);
+  (void)::fchmod(temp_fd, (st.st_mode & 07777) | S_IRWXU);
 }
 
 }  // namespace
