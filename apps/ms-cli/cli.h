@@ -78,6 +78,11 @@ void print_interrupted_json(int signo, const std::string& hint);
 /// before any other thread starts; a thread of its own waits for them.
 void report_signals_as_json(std::string hint);
 
+/// A --json command's set-up, before any thread starts: errors as JSON documents
+/// (report_errors_as_json), then signals (report_signals_as_json with `interrupted_hint`), in
+/// that order, so that a signal from the start finds the flag set and prints its document.
+void report_as_json(std::string interrupted_hint);
+
 /// The command line main() was given (a launcher re-runs it for its workers).
 void set_program_args(int argc, char** argv);
 const std::vector<std::string>& program_args();

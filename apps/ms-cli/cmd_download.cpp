@@ -37,13 +37,9 @@ constexpr const char* kDownloadInterruptedHint =
     "kept, a partial file goes on from its last byte)";
 
 void run_download(const DownloadCliOptions& o) {
-  if (o.json) {
-    // Before any thread starts (the transfers' workers): they inherit the blocked signals. As
-    // ms train: a stop by a signal still prints the one --json document, code "interrupted".
-    // Errors as JSON first: a signal from here on finds the flag set and prints its document.
-    report_errors_as_json();
-    report_signals_as_json(kDownloadInterruptedHint);
-  }
+  // Before any thread starts (the transfers' workers inherit the blocked signals): as ms
+  // train, a stop by a signal still prints the one --json document, code "interrupted".
+  if (o.json) report_as_json(kDownloadInterruptedHint);
   hub::DownloadOptions options;
   options.type = o.dataset ? hub::RepoType::kDataset : hub::RepoType::kModel;
   options.repo = hub::parse_repo_id(o.repo);

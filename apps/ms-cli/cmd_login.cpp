@@ -24,13 +24,8 @@ constexpr const char* kLoginInterruptedHint =
     "run ms login again (a credentials file is replaced whole or not at all)";
 
 void run_login(const LoginCliOptions& o) {
-  if (o.json) {
-    // Before any thread starts (the transfers' workers): they inherit the blocked signals. As
-    // ms train: a stop by a signal still prints the one --json document, code "interrupted".
-    // Errors as JSON first: a signal from here on finds the flag set and prints its document.
-    report_errors_as_json();
-    report_signals_as_json(kLoginInterruptedHint);
-  }
+  // As ms train: a stop by a signal still prints the one --json document, code "interrupted".
+  if (o.json) report_as_json(kLoginInterruptedHint);
   // From the environment too, so that CI jobs keep the token out of the command line (and ps).
   std::string token = o.token;
   if (token.empty()) token = api_token_env().value_or("");

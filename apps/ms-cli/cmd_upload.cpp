@@ -35,13 +35,9 @@ constexpr const char* kUploadInterruptedHint =
     "run the same command again: the upload resumes, sending nothing that the hub already has";
 
 void run_upload(const UploadCliOptions& o) {
-  if (o.json) {
-    // Before any thread starts (the transfers' workers): they inherit the blocked signals. As
-    // ms train: a stop by a signal still prints the one --json document, code "interrupted".
-    // Errors as JSON first: a signal from here on finds the flag set and prints its document.
-    report_errors_as_json();
-    report_signals_as_json(kUploadInterruptedHint);
-  }
+  // Before any thread starts (the transfers' workers inherit the blocked signals): as ms
+  // train, a stop by a signal still prints the one --json document, code "interrupted".
+  if (o.json) report_as_json(kUploadInterruptedHint);
   hub::UploadOptions options;
   options.type = o.dataset ? hub::RepoType::kDataset : hub::RepoType::kModel;
   options.repo = hub::parse_repo_id(o.repo);

@@ -112,6 +112,11 @@ void print_interrupted_json(int signo, const std::string& hint) {
   print_json_document(interrupted_document(signo, hint));
 }
 
+void report_as_json(std::string interrupted_hint) {
+  report_errors_as_json();
+  report_signals_as_json(std::move(interrupted_hint));
+}
+
 void report_signals_as_json(std::string hint) {
   sigset_t signals;
   sigemptyset(&signals);

@@ -123,8 +123,8 @@ LoginResult login_and_store(HubClient& client, const std::string& access_token) 
       fail(ErrorCode::kIo, "{}: cannot create the credentials folder: {}", dir.string(),
            ec.message());
     ::chmod(dir.c_str(), 0700);
-    // A killed login's copies of files this one does not write again (git_token, session) would
-    // otherwise stay, token and all; write_file_atomic clears those of the files it writes.
+    // A killed login's temp copies of these files would otherwise stay for good, token and all
+    // (write_file_atomic leaves sweeping to the folder's owner).
     for (const char* name : {"git_token", "user", "session", "cookies"})
       remove_abandoned_writes(dir / name);
     if (!result.git_token.empty()) write_file_atomic(dir / "git_token", result.git_token, 0600);
