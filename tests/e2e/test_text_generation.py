@@ -368,6 +368,17 @@ class TextGeneration(TorchTestCase):
         r = run_ms("infer", "--model", d, "--device", DEVICE, "--input", "hello")
         self.assertExit(r, 0)
         self.assertIn("max_length 8 (prompt and new tokens together) is not used", r.stderr)
+        # The model's min_new_tokens above a lowered max_new_tokens: transformers warns and
+        # generates to the maximum with the end token barred (ms refused it, exit 3).
+        with open(os.path.join(d, "generation_config.json"), "w", encoding="utf-8") as f:
+            json.dump({"min_new_tokens": 9, "eos_token_id": 272}, f)
+        r = run_ms("infer", "--model", d, "--device", DEVICE, "--input", "hello", "--set",
+                   "max_new_tokens=3")
+        self.assertExit(r, 0)
+        self.assertIn("min_new_tokens 9 is above max_new_tokens 3", r.stderr)
+        self.assertEqual(json.loads(r.stdout)["text"],
+                         self.generate("--input", "hello", "--set", "max_new_tokens=3", "--set",
+                                       "min_new_tokens=3", model=d)[0]["text"])
 
     def test_generation_config_gives_defaults(self):
         d = self.path("with-generation-config")
