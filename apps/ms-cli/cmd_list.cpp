@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "ms/infer/registries.h"
+#include "ms/infer/torch_layer.h"
 
 namespace ms::cli {
 namespace {
@@ -54,9 +55,11 @@ void add_list_command(CLI::App& app, const GlobalOptions& /*global*/) {
       "  ms list metrics         # what evaluation.metrics and --metrics take\n"
       "  ms list hooks --json\n" +
       std::string(kExitCodesHelp));
-  command->add_option(
-      "registry", options->registry,
-      "Registry name ('models' and 'pipelines' load LibTorch); omit to list the registries");
+  const std::vector<std::string> torch_registries(infer::kTorchLayerRegistries.begin(),
+                                                  infer::kTorchLayerRegistries.end());
+  command->add_option("registry", options->registry,
+                      "Registry name (" + join(torch_registries, ", ") +
+                          " load LibTorch); omit to list the registries");
   command->add_flag("--json", options->json, "Print JSON");
   command->callback([options] { run_list(*options); });
 }

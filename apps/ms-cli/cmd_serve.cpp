@@ -61,7 +61,7 @@ void run_serve(ServeCommandOptions& o) {
     std::promise<void> requested;
   };
   auto shutdown = std::make_shared<Shutdown>();
-  std::thread([shutdown] {
+  std::thread([shutdown, json = o.json] {
     int sig = serve::wait_for_shutdown_signal();
     if (shutdown->serving) {
       std::fprintf(stderr, "ms serve: %s: stopping after answering what it holds\n",
@@ -72,6 +72,9 @@ void run_serve(ServeCommandOptions& o) {
       std::fprintf(stderr, "ms serve: signal %d again: stopping without answering the rest\n", sig);
     } else {
       std::fprintf(stderr, "ms serve: interrupted (signal %d) before it was ready\n", sig);
+      // A script waiting for the ready document gets the other --json commands' "interrupted"
+      // one instead of an empty stdout.
+      if (json) print_interrupted_json(sig, "start `ms serve` again");
     }
     std::fflush(stderr);
     std::_Exit(128 + sig);

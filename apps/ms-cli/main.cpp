@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "cli.h"
+#include "help_format.h"
 #include "ms/core/error.h"
 #include "ms/core/log.h"
 #include "ms/core/text.h"
@@ -124,6 +125,8 @@ int main(int argc, char** argv) {
                        "Print the ms version and exit");
   app.require_subcommand(1);
   app.fallthrough();
+  // Before the commands are added: each takes its parent's formatter.
+  app.formatter(std::make_shared<ms::cli::HelpFormatter>());
 
   ms::cli::GlobalOptions global;
   app.add_flag("-v,--verbose", global.verbose, "Show info logs and the full context of errors");

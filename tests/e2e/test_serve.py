@@ -734,6 +734,29 @@ class TextServeTest(ServeTestCase):
         self.assertOneLineError(r, "not an address of this machine")
 
 
+    def test_json_stopped_before_ready_prints_the_interrupted_document(self):
+        # A hub that takes the model's request and never answers: the server is loading (not
+        # ready) when the signal comes, for as long as the test needs.
+        with socket.socket() as hub:
+            hub.bind(("127.0.0.1", 0))
+            hub.listen(4)
+            env = dict(os.environ, MODELSCOPE_ENDPOINT=f"http://127.0.0.1:{hub.getsockname()[1]}",
+                       MODELSCOPE_CACHE=self.path("cache"))
+            proc = subprocess.Popen([MS_BIN, "serve", "-m", "owner/model", "--port", "0", "--json"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env=env, preexec_fn=lambda: signal.signal(signal.SIGTERM,
+                                                                              signal.SIG_DFL))
+            conn, _ = hub.accept()  # the download began
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=60)
+            conn.close()
+        self.assertEqual(proc.returncode, 128 + signal.SIGTERM, err)
+        doc = json.loads(out)  # one document (stdout was empty)
+        self.assertEqual(doc["error"]["code"], "interrupted")
+        self.assertEqual(doc["error"]["exit_code"], 128 + signal.SIGTERM)
+        self.assertIn("before it was ready", err)
+
+
 class HttpFramingTest(ServeTestCase):
     """How a request's body is delimited, and how long a client may take to send it."""
 
@@ -1087,6 +1110,36 @@ class HttpFramingTest(ServeTestCase):
         self.assertEqual([(st, b["Code"]) for st, _, b in got], [(414, 414)], got)
         self.assertIn("request line", got[0][2]["Message"])
         self.assertIn("8190 bytes", got[0][2]["Message"])
+
+    def test_a_long_keep_alive_connection_is_never_refused_a_short_request_line(self):
+        # Each request's line was counted on from the previous ones': on one keep-alive
+        # connection, about the 400th short request heard 414 and the connection closed (a
+        # connection pool's client failed one request in a few hundred).
+        s = self.serve(os.path.join(TINY, "cls"))
+        requests = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" * 1000
+        got = s.raw(requests + b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertEqual(len(got), 1001)
+        self.assertEqual({st for st, _, _ in got}, {200})
+
+    def test_folded_or_colonless_header_lines_and_two_credentials_are_400(self):
+        # httplib dropped such lines without a word: a proxy that unfolds reads
+        # "Content-Length: 17 99" where ms read 17 (RFC 9112 section 5.2). Two Authorization
+        # headers: the first decided, where a proxy adding its own may check the other.
+        s = self.serve(os.path.join(TINY, "cls"), "--token", "s3cret")
+        body = b'{"input":"hello"}'
+        auth = b"Authorization: Bearer s3cret\r\n"
+        for headers, fragment in (
+                (auth + b"Content-Length: 17\r\n\t99\r\n", "starts with white space"),
+                (auth + b"Content-Length: 17\r\n 99\r\n", "starts with white space"),
+                (auth + b"JunkWithoutColon\r\nContent-Length: 17\r\n", "without a colon"),
+                (b"Authorization: Bearer wrong\r\n" + auth + b"Content-Length: 17\r\n",
+                 "more than one Authorization")):
+            got = s.raw(b"POST /call HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n" + body)
+            self.assertEqual([(st, b["Code"]) for st, _, b in got], [(400, 400)], (headers, got))
+            self.assertIn(fragment, got[0][2]["Message"], headers)
+        got = s.raw(b"POST /call HTTP/1.1\r\nHost: x\r\n" + auth +
+                    b"Connection: close\r\nContent-Length: 17\r\n\r\n" + body)
+        self.assertEqual([st for st, _, _ in got], [200], got)
 
     def test_a_client_that_closes_mid_body_counts_as_499(self):
         # It was counted as a bad request (400), though no one was there to read the answer.

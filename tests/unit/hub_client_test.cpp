@@ -796,6 +796,15 @@ TEST_CASE("tuning variables are whole numbers in range, or an error naming them"
   }
   unsetenv("MS_HUB_STALL_TIMEOUT");
   unsetenv("MS_HUB_RETRIES");
+  // MS_HASH_THREAD is 1 or 0: "yes" silently turned threaded hashing off.
+  for (const char* bad : {"yes", "true", "2"}) {
+    setenv("MS_HASH_THREAD", bad, 1);
+    CHECK_THROWS_AS(ms::hub::resolve_hub_options(std::string("http://127.0.0.1:1"), "t"),
+                    ms::Error);
+  }
+  setenv("MS_HASH_THREAD", "0", 1);
+  CHECK_NOTHROW(ms::hub::resolve_hub_options(std::string("http://127.0.0.1:1"), "t"));
+  unsetenv("MS_HASH_THREAD");
   setenv("MS_DOWNLOAD_PARTS", "x", 1);
   CHECK_THROWS_AS(ms::download_parts(), ms::Error);
   unsetenv("MS_DOWNLOAD_PARTS");

@@ -33,6 +33,7 @@ HubOptions resolve_hub_options(const std::optional<std::string>& endpoint,
   if (auto v = env_whole_number("MS_HUB_RETRIES", 1, 100)) o.max_attempts = static_cast<int>(*v);
   // Read later, inside a transfer: checked here, before any byte moves.
   env_whole_number("MS_HASH_LANES", 1, 16);
+  env_whole_number("MS_HASH_THREAD", 0, 1);
   download_parts();
   return o;
 }

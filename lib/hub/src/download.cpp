@@ -247,7 +247,7 @@ void fetch_whole(Run& run, const FileEntry& entry, bool use_checkpoints = true) 
       // hub this took a 2 GiB file from 2.36-2.71 s (hashed inline) to about 1.6 s (curl -o:
       // 1.34-1.71 s); one core has no second thread to give.
       bool threaded = entry.size - have >= (8u << 20) && std::thread::hardware_concurrency() >= 2;
-      if (auto force = env_var("MS_HASH_THREAD")) threaded = *force == "1";
+      if (auto force = env_whole_number("MS_HASH_THREAD", 0, 1)) threaded = *force == 1;
       std::string checkpoints_header;  // the response's, known once its first byte is here
       std::optional<HashingWriter> out;
       DataSink sink = [&](const char* data, std::size_t n) {

@@ -212,9 +212,10 @@ GenerationOptions read_options(const infer::ModelInfo& model) {
   // max_new_tokens allows: transformers warns and bars the end-of-text token to the maximum, so
   // ms does too. Asked for in the configuration or --set, the contradiction is the user's: error.
   if (!c.has("min_new_tokens") && o.min_new_tokens > o.max_new_tokens) {
-    log::warn("{}: min_new_tokens {} is above max_new_tokens {}: the end-of-text token is barred "
-              "for all {} new tokens",
-              defaults_file.string(), o.min_new_tokens, o.max_new_tokens, o.max_new_tokens);
+    log::warn(
+        "{}: min_new_tokens {} is above max_new_tokens {}: the end-of-text token is barred "
+        "for all {} new tokens",
+        defaults_file.string(), o.min_new_tokens, o.max_new_tokens, o.max_new_tokens);
     o.min_new_tokens = o.max_new_tokens;
   }
   MS_CHECK(o.min_new_tokens >= 0 && o.min_new_tokens <= o.max_new_tokens, ErrorCode::kConfig,
