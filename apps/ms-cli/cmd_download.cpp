@@ -14,6 +14,15 @@
 namespace ms::cli {
 namespace {
 
+// The folder the user named, absolute, without "." parts ("./bert" was printed as
+// "/work/./bert"); ".." stays, since a symlink before it makes its lexical removal wrong.
+std::filesystem::path absolute_path(const std::string& given) {
+  const std::filesystem::path path = std::filesystem::absolute(given);
+  for (const auto& part : path)
+    if (part == "..") return path;
+  return path.lexically_normal();
+}
+
 struct DownloadCliOptions {
   std::string repo;
   std::vector<std::string> files;
@@ -49,8 +58,8 @@ void run_download(const DownloadCliOptions& o) {
   options.exclude = split_patterns(o.exclude);
   // Absolute, so that the path printed (local_path) is one a script can use from anywhere, as
   // the default cache's is.
-  if (!o.local_dir.empty()) options.local_dir = std::filesystem::absolute(o.local_dir);
-  if (!o.cache_dir.empty()) options.cache_dir = std::filesystem::absolute(o.cache_dir);
+  if (!o.local_dir.empty()) options.local_dir = absolute_path(o.local_dir);
+  if (!o.cache_dir.empty()) options.cache_dir = absolute_path(o.cache_dir);
   options.max_workers = o.max_workers;
   options.offline = o.offline;
   options.dry_run = o.dry_run;

@@ -18,12 +18,23 @@ namespace fs = std::filesystem;
 
 namespace {
 constexpr const char* kTempInfix = ".tmp.";
+
+// "PATH: no such file", with where a relative path was looked for.
+Error no_such_file(const fs::path& path) {
+  std::error_code ec;
+  const fs::path cwd = fs::current_path(ec);
+  return Error(ErrorCode::kNotFound, fmt::format("{}: no such file", path.string()),
+               path.is_relative() && !ec
+                   ? fmt::format("a relative path is read from the working folder, {}",
+                                 cwd.string())
+                   : "check the path");
+}
 }  // namespace
 
 std::string read_file(const fs::path& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) {
-    throw Error(ErrorCode::kNotFound, fmt::format("{}: no such file", path.string()));
+    throw no_such_file(path);
   }
   if (fs::is_directory(path, ec)) {
     throw Error(ErrorCode::kUsage,
@@ -60,7 +71,7 @@ std::string read_regular_file(const fs::path& path, std::uintmax_t max_bytes) {
   if (fd < 0) {
     const int err = errno;
     if (err == ENOENT)
-      throw Error(ErrorCode::kNotFound, fmt::format("{}: no such file", path.string()));
+      throw no_such_file(path);
     throw Error(ErrorCode::kIo,
                 fmt::format("{}: cannot open: {}", path.string(), std::strerror(err)));
   }
