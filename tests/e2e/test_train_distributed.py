@@ -726,6 +726,59 @@ class DistributedTrainTest(TorchTestCase):
                           "special_tokens_map.json on rank 0, the tokenizer file "
                           "special_tokens_map.json (content hash ", err)
 
+    def test_copies_of_the_model_with_another_config_json_are_refused(self):
+        # Same tensors, another network: rank 1's config.json has 2 attention heads and ReLU.
+        # Both ranks trained with exit 0 and weights off by ~1e-3.
+        shutil.copytree(self.path("nodrop"), self.path("heads2"))
+        with open(self.path("heads2", "config.json")) as f:
+            config = json.load(f)
+        config.update(num_attention_heads=2, hidden_act="relu")
+        with open(self.path("heads2", "config.json"), "w") as f:
+            json.dump(config, f)
+        port = free_port()
+        workers = [self.start_worker(r, port, self.args("r4.json", f"work{r}", model=self.path(model)),
+                                     MS_DIST_TIMEOUT="60")
+                   for r, model in ((0, "nodrop"), (1, "heads2"))]
+        self.check_refused(workers, "the model's config.json (content hash ")
+        # What save_pretrained writes about where and with what it saved is no difference.
+        shutil.copytree(self.path("nodrop"), self.path("resaved"))
+        with open(self.path("nodrop", "config.json")) as f:
+            config = json.load(f)
+        config.update(_name_or_path="/elsewhere/model", transformers_version="9.9.9")
+        with open(self.path("resaved", "config.json"), "w") as f:
+            json.dump(config, f, indent=4)
+        port = free_port()
+        pair = [self.start_worker(r, port, self.args("r4.json", f"ok{r}", model=self.path(model)),
+                                  MS_DIST_TIMEOUT="60")
+                for r, model in ((0, "nodrop"), (1, "resaved"))]
+        for proc in pair:
+            _, err = proc.communicate(timeout=600)
+            self.assertEqual(proc.returncode, 0, err)
+
+    def test_a_checkpoint_after_an_epochs_last_batch_resumes_on_other_worker_counts(self):
+        # A by-iteration checkpoint taken at an epoch's last batch (interval 4, 4 batches an
+        # epoch on 2 workers) leaves no batch of the epoch: like an epoch's checkpoint, it goes
+        # on with any worker count. It was refused as "inside an epoch".
+        self.write("iter.json", json.dumps(recipe(4, hooks=[
+            {"type": "CheckpointHook", "by_epoch": False, "interval": 4},
+            {"type": "EvaluationHook", "interval": 1}])))
+        self.write("epoch.json", json.dumps(recipe(4, hooks=[
+            {"type": "CheckpointHook", "interval": 1}, {"type": "EvaluationHook", "interval": 1}])))
+        for config, work in (("iter.json", "by-iter"), ("epoch.json", "by-epoch")):
+            r = run_ms(*self.args(config, work), "--nproc", "2", "--max-epochs", "2")
+            self.assertExit(r, 0)
+        with open(self.path("by-iter", "latest_checkpoint.json")) as f:
+            self.assertIn("iter_8", f.read())
+        # Resumed by one process (8 batches an epoch): the third epoch, as from epoch_2.
+        for config, work in (("iter.json", "by-iter"), ("epoch.json", "by-epoch")):
+            r = run_ms(*self.args(config, work), "--resume")
+            self.assertExit(r, 0)
+            # 8 iterations on 2 workers, then 8 on one.
+            self.assertEqual(json.loads(r.stdout)["iters"], 8 + 8, r.stdout)
+        diff = max_abs_diff(safetensors(self.path("by-iter", "output", "model.safetensors")),
+                            safetensors(self.path("by-epoch", "output", "model.safetensors")))
+        self.assertLess(diff, 1e-6)
+
     def test_workers_with_other_world_sizes_are_refused_at_once(self):
         # Whichever has the larger WORLD_SIZE, the worker that comes second is refused as it
         # arrives (exit 2 naming both values) and the other stops at once naming them (exit 5).

@@ -330,9 +330,9 @@ struct Distributed::Impl {
                     "(rank 0 saves checkpoints alone; every rank evaluates its share); raise "
                     "MS_DIST_TIMEOUT if so",
                     std::chrono::duration_cast<std::chrono::seconds>(env.timeout).count())
-              : std::string("another worker stopped or became unreachable: see its output (rank "
-                            "0 names the first failure); MS_DIST_TIMEOUT sets the wait in "
-                            "seconds"));
+              : std::string("another worker stopped or became unreachable: see its output "
+                            "(`ms train --nproc` and torchrun name the worker that failed "
+                            "first); MS_DIST_TIMEOUT sets the wait in seconds"));
     }
   }
 

@@ -581,8 +581,9 @@ std::vector<std::string> Trainer::evaluation_facts() const {
   for (const char* section : {"preprocessor", "evaluation"}) {
     if (setup_.config.has(section)) add_config_facts(section, setup_.config.at(section), facts);
   }
-  // And the files that tokenise them: copies of a model whose vocab.txt differs (another
-  // revision on another machine) read the same rows as other token ids.
+  // And the model's files that tokenise them and shape its network: copies of a model whose
+  // vocab.txt differs (another revision on another machine) read the same rows as other token
+  // ids; another config.json (heads, activation) computes another function of the same tensors.
   facts.insert(facts.end(), setup_.model_file_facts.begin(), setup_.model_file_facts.end());
   auto add = [&facts](const char* kind, const std::string& name, const at::Tensor& t) {
     facts.push_back(fmt::format("{} {} of shape [{}] ({})", kind, name, fmt::join(t.sizes(), ", "),
@@ -1020,19 +1021,25 @@ void Trainer::load_trainer_state(const CheckpointValue& state) {
   if (const CheckpointValue* values = meta.find("ms_metric_values"))
     metric_values_ = Json::parse(values->as_string(), nullptr, /*allow_exceptions=*/false);
   if (metric_values_.is_discarded()) metric_values_ = Json();
+  // A by-iteration checkpoint taken after its epoch's last batch, before the epoch's end: no
+  // batch of that epoch is left, so, as at an epoch's end, the workers, batch size and data may
+  // change; the resume runs only the epoch's end (its hooks), none of this run's batches.
+  const CheckpointValue* batches = meta.find("iters_per_epoch");
+  const bool epoch_batches_done =
+      resumed_epoch_done_ || (batches != nullptr && inner_iter_ >= batches->as_int());
+  if (epoch_batches_done && !resumed_epoch_done_) inner_iter_ = iters_per_epoch_;
   // The batches of an epoch are dealt per rank: a checkpoint taken inside an epoch resumes only
   // on as many ranks as wrote it (at an epoch's end any count goes on from the next epoch).
   const CheckpointValue* world = meta.find("world_size");
   const std::int64_t saved_world = world ? world->as_int() : 1;
   const std::int64_t this_world = setup_.distributed ? setup_.distributed->world_size() : 1;
-  MS_CHECK(saved_world == this_world || resumed_epoch_done_, ErrorCode::kUsage,
+  MS_CHECK(saved_world == this_world || epoch_batches_done, ErrorCode::kUsage,
            "the checkpoint was taken inside an epoch on {} worker(s); this run has {}: resume it "
            "on {}, or from an epoch's checkpoint",
            saved_world, this_world, saved_world);
   // Inside an epoch the rest of it is the batches after inner_iter: with another batch size or
   // dataset they would be other batches, and the resume would not be the run it continues.
-  if (const CheckpointValue* batches = meta.find("iters_per_epoch");
-      batches && !resumed_epoch_done_ && batches->as_int() != iters_per_epoch_) {
+  if (batches && !epoch_batches_done && batches->as_int() != iters_per_epoch_) {
     throw Error(ErrorCode::kUsage,
                 fmt::format("the checkpoint was taken inside an epoch of {} batches; this run's "
                             "epochs have {} (another batch size or dataset)",
@@ -1044,7 +1051,7 @@ void Trainer::load_trainer_state(const CheckpointValue& state) {
   // and a shuffled epoch's rest is other rows than an ordered one's.
   const CheckpointValue* saved_batch = meta.find("batch_size");
   const CheckpointValue* saved_shuffle = meta.find("shuffle");
-  if (!resumed_epoch_done_ && saved_batch && saved_shuffle &&
+  if (!epoch_batches_done && saved_batch && saved_shuffle &&
       (saved_batch->as_int() != static_cast<std::int64_t>(setup_.train_data->batch_size()) ||
        saved_shuffle->as_bool() != setup_.train_data->shuffled())) {
     auto batching = [](std::int64_t size, bool shuffled) {
@@ -1062,7 +1069,7 @@ void Trainer::load_trainer_state(const CheckpointValue& state) {
   // The same row count is not the same data: other rows (or the same ones shuffled, or
   // relabelled) would make the rest of the epoch other batches.
   if (const CheckpointValue* data = meta.find("train_data_hash");
-      data && !resumed_epoch_done_ && setup_.train_data_hash != 0 &&
+      data && !epoch_batches_done && setup_.train_data_hash != 0 &&
       static_cast<std::uint64_t>(data->as_int()) != setup_.train_data_hash) {
     throw Error(ErrorCode::kUsage,
                 "the checkpoint was taken inside an epoch of other training data (the same "

@@ -577,45 +577,57 @@ void write_causal_output(const std::filesystem::path& dir, const infer::ModelInf
   }
 }
 
-// One line per tokenizer file of `dir`, with a hash of its bytes, for TrainerSetup's
-// model_file_facts: data-parallel ranks whose copies of the model differ there are refused.
-std::vector<std::string> tokenizer_file_facts(const std::filesystem::path& dir) {
+// A hash of a model file's bytes (FNV-1a, as data::Table::content_hash()); a JSON options file
+// (config.json, tokenizer_config.json, special_tokens_map.json) is hashed without what
+// save_pretrained writes about where and with what it saved (name_or_path, *_file, *_path,
+// *dir, transformers_version, _commit_hash): copies saved on two machines differ only there,
+// which decides nothing, as the configuration's comparison leaves out paths.
+std::uint64_t model_file_hash(const std::filesystem::path& file, bool json_options) {
+  std::string bytes = read_file(file);
+  Json options;
+  JsonParseError ignored;
+  if (json_options && try_parse_json(bytes, options, ignored) && options.is_object()) {
+    for (auto it = options.begin(); it != options.end();) {
+      const std::string key = it.key();
+      const auto ends_with = [&](std::string_view end) {
+        return key.size() >= end.size() &&
+               key.compare(key.size() - end.size(), end.size(), end.data(), end.size()) == 0;
+      };
+      if (key == "name_or_path" || key == "_name_or_path" || key == "transformers_version" ||
+          key == "_commit_hash" || ends_with("_file") || ends_with("_path") || ends_with("dir"))
+        it = options.erase(it);
+      else
+        ++it;
+    }
+    bytes = options.dump();
+  }
+  std::uint64_t hash = 14695981039346656037ULL;
+  for (const unsigned char c : bytes) {
+    hash ^= c;
+    hash *= 1099511628211ULL;
+  }
+  return hash;
+}
+
+// One line per file of `dir` that decides what the model computes from a row: its config.json
+// (the architecture: heads, activation, dropout; the tensors' shapes do not tell them apart) and
+// its tokenizer files, with a hash of each, for TrainerSetup's model_file_facts: data-parallel
+// ranks whose copies of the model differ there are refused.
+std::vector<std::string> model_file_facts(const std::filesystem::path& dir) {
   std::vector<std::string> facts;
+  std::error_code ec;
+  if (std::filesystem::exists(dir / "config.json", ec))
+    facts.push_back(fmt::format("the model's config.json (content hash {:016x})",
+                                model_file_hash(dir / "config.json", true)));
   for (const char* name : kTokenizerFiles) {
-    std::error_code ec;
     if (!std::filesystem::exists(dir / name, ec)) {
       facts.push_back(fmt::format("no tokenizer file {}", name));
       continue;
     }
-    std::string bytes = read_file(dir / name);
-    // save_pretrained writes where it saved from into the tokenizer's options (name_or_path,
-    // tokenizer_file, special_tokens_map_file): copies saved on two machines differ only there,
-    // which decides no id. They are left out, as the configuration's comparison leaves out paths.
-    if (std::string_view(name) == "tokenizer_config.json" ||
-        std::string_view(name) == "special_tokens_map.json") {
-      Json options;
-      JsonParseError ignored;
-      if (try_parse_json(bytes, options, ignored) && options.is_object()) {
-        for (auto it = options.begin(); it != options.end();) {
-          const std::string key = it.key();
-          const auto ends_with = [&](std::string_view end) {
-            return key.size() >= end.size() &&
-                   key.compare(key.size() - end.size(), end.size(), end.data(), end.size()) == 0;
-          };
-          if (key == "name_or_path" || ends_with("_file") || ends_with("_path") || ends_with("dir"))
-            it = options.erase(it);
-          else
-            ++it;
-        }
-        bytes = options.dump();
-      }
-    }
-    std::uint64_t hash = 14695981039346656037ULL;  // FNV-1a, as data::Table::content_hash()
-    for (const unsigned char c : bytes) {
-      hash ^= c;
-      hash *= 1099511628211ULL;
-    }
-    facts.push_back(fmt::format("the tokenizer file {} (content hash {:016x})", name, hash));
+    const bool json_options = std::string_view(name) == "tokenizer_config.json" ||
+                              std::string_view(name) == "special_tokens_map.json";
+    facts.push_back(fmt::format("the tokenizer file {} (content hash {:016x})", name,
+                                model_file_hash(dir / name, json_options)));
   }
   return facts;
 }
@@ -986,7 +998,7 @@ class TrainingService final : public infer::TrainerService {
     setup.model = p.model;
     setup.label_names = p.labels.names();
     setup.train_data_hash = train_split.table.content_hash();
-    if (dist) setup.model_file_facts = tokenizer_file_facts(m.dir);
+    if (dist) setup.model_file_facts = model_file_facts(m.dir);
     Batching train_batching = read_batching(config, "train", true, r.seed);
     if (dist) {
       train_batching.rank = dist->rank();
@@ -1102,7 +1114,7 @@ class TrainingService final : public infer::TrainerService {
              "than the batch size)",
              config.source(), setup.eval_data->rows());
     setup.eval_data_hash = split->table.content_hash();
-    if (dist) setup.model_file_facts = tokenizer_file_facts(m.dir);
+    if (dist) setup.model_file_facts = model_file_facts(m.dir);
     setup.device = device;
     setup.distributed = dist;
     Trainer trainer(std::move(setup));

@@ -96,9 +96,10 @@ struct TrainerSetup {
   /// The same of the evaluation split (0: unknown): data-parallel ranks each evaluate a share of
   /// it, so they must hold the same rows.
   std::uint64_t eval_data_hash = 0;
-  /// Facts of the model folder's files that decide the inputs (its tokenizer files, by content
-  /// hash), one line each: data-parallel ranks must agree on them (evaluation_facts), since
-  /// another vocabulary gives the same rows other token ids.
+  /// Facts of the model folder's files that decide what it computes from a row (config.json and
+  /// the tokenizer files, by content hash), one line each: data-parallel ranks must agree on
+  /// them (evaluation_facts), since another vocabulary gives the same rows other token ids, and
+  /// another config.json (heads, activation) another network of the same tensors.
   std::vector<std::string> model_file_facts;
   /// Writes the inference-ready model folder (output/ and output_best/) from the model's state.
   std::function<void(const std::filesystem::path& dir, const models::TensorMap& state,
@@ -138,7 +139,7 @@ class Trainer {
   Json evaluate();
   /// What data-parallel ranks must agree on to evaluate together (Distributed::check_alike): the
   /// labels, the evaluation data and its batches, the preprocessor.* and evaluation.*
-  /// configuration, the model's tokenizer files (model_file_facts) and its tensors by name,
+  /// configuration, the model's config.json and tokenizer files (model_file_facts) and its tensors by name,
   /// shape and type. Part of what a training run checks too.
   std::vector<std::string> evaluation_facts() const;
   /// kConfig unless one of the evaluation's metrics (evaluation.metrics, or the task's default)
