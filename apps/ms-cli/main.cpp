@@ -33,8 +33,11 @@ std::string hint_of(const ms::Error& error) {
   if (message.find(std::strerror(EMFILE)) != std::string_view::npos) {
     rlimit files{};
     const bool known = ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY;
-    return fmt::format("ms ran out of file descriptors{}: raise the limit (ulimit -n)",
-                       known ? fmt::format(" (the limit is {})", files.rlim_cur) : "");
+    // A download or upload holds a few per connection (8 by default).
+    return fmt::format(
+        "ms ran out of file descriptors{}: raise the limit (ulimit -n), or "
+        "open fewer at once (ms download/upload --max-workers 1)",
+        known ? fmt::format(" (the limit is {})", files.rlim_cur) : "");
   }
   if (message.find(std::strerror(ENFILE)) != std::string_view::npos) {
     return "the system's table of open files is full: close other programs' files, or raise "
@@ -216,15 +219,12 @@ int main(int argc, char** argv) {
   } catch (const ms::Error& e) {
     // Subcommand callbacks run inside parse(); their errors land here.
     return report(e);
-  } catch (const std::filesystem::filesystem_error& e) {
-    // A file-system call the library did not wrap: an I/O error (74), not a bug's 70.
-    return report(ms::Error(ms::ErrorCode::kIo, e.what()));
-  } catch (const std::bad_alloc&) {
-    // Not a bug (70): a resource this machine ran out of, as a full disk is.
-    return report(ms::Error(ms::ErrorCode::kIo, "out of memory",
-                            "the job needs more memory than this machine (or `ulimit -v`) gives: "
-                            "give it less at once (a smaller file, batch or model)"));
   } catch (const std::exception& e) {
+    // A file-system call the library did not wrap, memory this machine ran out of (LibTorch's
+    // allocators' errors among them): an I/O error (74), not a bug's 70.
+    if (const ms::Error mapped = ms::error_from_exception(e);
+        mapped.code() != ms::ErrorCode::kInternal)
+      return report(mapped);
     if (ms::cli::errors_as_json()) print_json_error(ms::Error(ms::ErrorCode::kInternal, e.what()));
     // LibTorch's messages carry a C++ backtrace after the first line: only --verbose shows it.
     const std::string what = e.what();

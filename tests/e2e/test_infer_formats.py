@@ -322,6 +322,22 @@ class FormatsTest(TorchTestCase):
             f.write(struct.pack("<Q", len(h)) + h + data[8 + n:])
         r = self.infer(d, "--input", "x", code=7)
         self.assertOneLineError(r, "model.safetensors", names[0], "twice")
+        # Bytes that belong to no tensor, past the last (a file grown by truncate, two joined)
+        # or between two: Python's safetensors refuses the file ("not fully covered"); ms read
+        # it without a word.
+        with open(st, "wb") as f:
+            f.write(data + b"\0" * 4096)
+        r = self.infer(d, "--input", "x", code=7)
+        self.assertOneLineError(r, "model.safetensors", "4096 data bytes after the last tensor")
+        last = max(header[k]["data_offsets"][1] for k in header if k != "__metadata__")
+        gapped = {k: (dict(v, data_offsets=[o + 8 for o in v["data_offsets"]])
+                      if k != "__metadata__" else v) for k, v in header.items()}
+        h = json.dumps(gapped).encode()
+        h += b" " * (-len(h) % 8)
+        with open(st, "wb") as f:
+            f.write(struct.pack("<Q", len(h)) + h + b"\0" * 8 + data[8 + n:8 + n + last])
+        r = self.infer(d, "--input", "x", code=7)
+        self.assertOneLineError(r, "model.safetensors", "data bytes [0, 8) belong to no tensor")
         # A pickle of lists nested a million deep: freeing it recursively overflowed the stack.
         os.remove(st)
         with open(os.path.join(d, "pytorch_model.bin"), "wb") as f:

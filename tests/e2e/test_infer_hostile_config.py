@@ -61,6 +61,33 @@ class HostileConfigTest(TorchTestCase):
         self.assertNotIn("frame #", r.stderr)
         return r
 
+    def test_a_configuration_file_there_but_unreadable_is_not_skipped(self):
+        # A folder, a FIFO, a link in a loop or to nowhere where configuration.json should be:
+        # ms ran the model with default settings (other scores) and exported it without its
+        # configuration, exit 0, where `ms config show` said what was wrong.
+        d = self.copy_model("cls", "unreadable")
+        config = os.path.join(d, "configuration.json")
+        os.remove(config)
+        for make, code, fragment in (
+                (lambda: os.mkdir(config), 3, "is a folder, not a file"),
+                (lambda: os.mkfifo(config), 3, "is not a regular file"),
+                (lambda: os.symlink("nowhere.json", config), 4, "is a link to 'nowhere.json'"),
+                (lambda: os.symlink("configuration.json", config), 74, "symbolic links")):
+            with self.subTest(fragment=fragment):
+                make()
+                r = self.infer(d)
+                self.assertExit(r, code)
+                self.assertOneLineError(r, "configuration.json", fragment)
+                r = run_ms("export", "--model", d, "--format", "safetensors", "-o",
+                           self.path("out-" + str(code)))
+                self.assertExit(r, code)
+                (os.rmdir if os.path.isdir(config) and not os.path.islink(config) else os.remove)(config)
+        # An input file in a link loop is not "missing" either.
+        os.symlink("loop", self.path("loop"))
+        r = run_ms("infer", "--model", d, "--input-file", self.path("loop"))
+        self.assertExit(r, 74)
+        self.assertOneLineError(r, "loop", "Too many levels of symbolic links")
+
     def test_wrongly_typed_values_name_file_and_key(self):
         cases = [
             ("config.json", {"layer_norm_eps": "x"}, "layer_norm_eps"),

@@ -205,6 +205,15 @@ TEST_CASE("JSON beyond the nesting and number limits is a config error with a lo
   expect_error([&] { c.apply_override("x=1e999"); }, ErrorCode::kUsage, {"not valid JSON"});
   expect_error([&] { c.apply_override("x=" + std::string(2000, '[')); }, ErrorCode::kUsage,
                {"not valid JSON", "nested deeper"});
+  // The key's levels count too: 1001 parts were written out as a configuration ms then
+  // refused to read (20000 crashed the YAML writer of `ms config show`).
+  std::string deep_key = "k";
+  for (int i = 0; i < 1000; ++i) deep_key += ".k";
+  expect_error([&] { c.apply_override(deep_key + "=1"); }, ErrorCode::kUsage,
+               {"1001 levels deep, over the limit of 1000"});
+  expect_error([&] { c.apply_override(deep_key.substr(4) + "=[[1]]"); }, ErrorCode::kUsage,
+               {"1001 levels deep"});
+  c.apply_override(deep_key.substr(2) + "=1");  // 1000 levels: within the limit
 }
 
 TEST_CASE("YAML aliases cannot make endless or huge trees; long scalars do not recurse",

@@ -17,6 +17,7 @@
 #include "ms/core/settings.h"
 #include "ms/core/text.h"
 #include "ms/core/utf8.h"
+#include "temp_dir.h"
 
 using ms::DeviceSpec;
 using ms::ErrorCode;
@@ -76,6 +77,66 @@ TEST_CASE("with_context builds the context chain, innermost first", "[core][erro
   } catch (const ms::Error& e) {
     CHECK(e.code() == ErrorCode::kInternal);
     CHECK(e.context().at(0) == "parsing");
+  }
+}
+
+TEST_CASE("running out of memory is an I/O error, not a bug", "[core][error]") {
+  // LibTorch's CPU allocator throws a c10::Error (a std::runtime_error), not std::bad_alloc:
+  // `ms train` under `ulimit -v` exited 70 with a backtrace in its JSON message.
+  const std::runtime_error cpu(
+      "[enforce fail at alloc_cpu.cpp:75] data. DefaultCPUAllocator: can't allocate memory: you "
+      "tried to allocate 805306368 bytes. Error code 12 (Cannot allocate memory)\nframe #0: ...");
+  const std::runtime_error cuda("CUDA out of memory. Tried to allocate 20.00 MiB\nframe #0");
+  for (const std::exception* e :
+       {static_cast<const std::exception*>(&cpu), static_cast<const std::exception*>(&cuda)}) {
+    const ms::Error mapped = ms::error_from_exception(*e);
+    CHECK(mapped.code() == ErrorCode::kIo);
+    CHECK(std::string(mapped.what()).rfind("out of memory: ", 0) == 0);
+    CHECK(std::string(mapped.what()).find("frame #0") == std::string::npos);  // first line only
+  }
+  CHECK(ms::error_from_exception(std::bad_alloc()).code() == ErrorCode::kIo);
+  CHECK(ms::error_from_exception(std::runtime_error("boom")).code() == ErrorCode::kInternal);
+  CHECK(ms::error_from_exception(ms::Error(ErrorCode::kConfig, "x")).code() == ErrorCode::kConfig);
+  try {
+    ms::with_context("training", [] { throw std::bad_alloc(); });
+    FAIL("no throw");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ErrorCode::kIo);
+    CHECK(e.context().at(0) == "training");
+  }
+}
+
+TEST_CASE("a file that is there but unreadable is not taken for an absent one", "[core][file]") {
+  namespace fs = std::filesystem;
+  TempDir dir;
+  dir.write("file.json", "{}");
+  fs::create_directory(dir.path / "folder.json");
+  fs::create_symlink("nowhere.json", dir.path / "dangling.json");
+  fs::create_symlink("loop.json", dir.path / "loop.json");
+  REQUIRE(::mkfifo((dir.path / "fifo.json").c_str(), 0600) == 0);
+  CHECK(ms::optional_regular_file(dir.path / "file.json"));
+  CHECK_FALSE(ms::optional_regular_file(dir.path / "absent.json"));
+  CHECK_FALSE(ms::optional_regular_file(dir.path / "file.json" / "below.json"));
+  auto code_of = [](const fs::path& p) {
+    try {
+      ms::optional_regular_file(p);
+    } catch (const ms::Error& e) {
+      CHECK(std::string(e.what()).find(p.filename().string()) != std::string::npos);
+      return e.code();
+    }
+    return ErrorCode::kInternal;  // not thrown
+  };
+  CHECK(code_of(dir.path / "folder.json") == ErrorCode::kConfig);
+  CHECK(code_of(dir.path / "fifo.json") == ErrorCode::kConfig);
+  CHECK(code_of(dir.path / "dangling.json") == ErrorCode::kNotFound);
+  CHECK(code_of(dir.path / "loop.json") == ErrorCode::kIo);
+  // read_file says the same of a loop (it said "no such file").
+  try {
+    ms::read_file(dir.path / "loop.json");
+    FAIL("no throw");
+  } catch (const ms::Error& e) {
+    CHECK(e.code() == ErrorCode::kIo);
+    CHECK(std::string(e.what()).find("symbolic links") != std::string::npos);
   }
 }
 

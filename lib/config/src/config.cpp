@@ -64,6 +64,13 @@ bool all_typed_objects(const Json& list) {
          });
 }
 
+// Levels of containers in `value` (a scalar: 0); parsed values are at most kMaxJsonDepth deep.
+std::size_t nesting(const Json& value) {
+  std::size_t deepest = 0;
+  if (value.is_structured())
+    for (const Json& child : value) deepest = std::max(deepest, nesting(child));
+  return value.is_structured() ? deepest + 1 : 0;
+}
 }  // namespace
 
 std::vector<std::string> split_key(std::string_view key) {
@@ -340,6 +347,14 @@ void Config::apply_override(std::string_view assignment) {
     // set before ToTensor would be merged into the valid order and run).
     const Json* there = find(key, nullptr);  // not has()/at(): a look is no read of the key
     const std::vector<std::string> segments = split_key(key);
+    // The key's levels count as the value's do: a key of 20000 parts was written as a
+    // configuration ms refuses to read (and crashed `ms config show`'s YAML writer).
+    if (segments.size() + nesting(value) > kMaxJsonDepth) {
+      throw Error(ErrorCode::kUsage,
+                  fmt::format("the key and value nest {} levels deep, over the limit of {}",
+                              segments.size() + nesting(value), kMaxJsonDepth),
+                  "give a shorter key (the dots in KEY each add a level)");
+    }
     if (there != nullptr && !segments.empty() && segments.back() == "hooks" &&
         all_typed_objects(*there) && all_typed_objects(value)) {
       Json merged = *there;

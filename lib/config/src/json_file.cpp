@@ -274,8 +274,7 @@ Json parse_json(std::string_view text, const std::string& source, ErrorCode synt
 }
 
 std::optional<Json> read_json_file(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) return std::nullopt;
+  if (!optional_regular_file(path)) return std::nullopt;
   Json out;
   JsonParseError e;
   if (try_parse_json(read_file(path), out, e)) return out;

@@ -1,5 +1,7 @@
 #include "ms/core/error.h"
 
+#include <new>
+
 namespace ms {
 
 int exit_code(ErrorCode code) {
@@ -66,6 +68,25 @@ Error& Error::add_context(std::string frame) {
 Error& Error::set_hint(std::string hint) {
   hint_ = std::move(hint);
   return *this;
+}
+
+Error error_from_exception(const std::exception& e) {
+  if (const auto* error = dynamic_cast<const Error*>(&e)) return *error;
+  if (dynamic_cast<const std::filesystem::filesystem_error*>(&e) != nullptr)
+    return Error(ErrorCode::kIo, e.what());
+  const std::string what = e.what();
+  const std::string first_line = what.substr(0, what.find('\n'));
+  if (dynamic_cast<const std::bad_alloc*>(&e) != nullptr ||
+      first_line.find("can't allocate memory") != std::string::npos ||
+      first_line.find("out of memory") != std::string::npos) {
+    return Error(ErrorCode::kIo,
+                 dynamic_cast<const std::bad_alloc*>(&e) != nullptr
+                     ? std::string("out of memory")
+                     : "out of memory: " + first_line,
+                 "the job needs more memory than this machine (or `ulimit -v`, or the GPU) "
+                 "gives: give it less at once (a smaller file, batch or model)");
+  }
+  return Error(ErrorCode::kInternal, what);
 }
 
 }  // namespace ms

@@ -23,17 +23,55 @@ constexpr const char* kTempInfix = ".tmp.";
 Error no_such_file(const fs::path& path) {
   std::error_code ec;
   const fs::path cwd = fs::current_path(ec);
-  return Error(ErrorCode::kNotFound, fmt::format("{}: no such file", path.string()),
-               path.is_relative() && !ec
-                   ? fmt::format("a relative path is read from the working folder, {}",
-                                 cwd.string())
-                   : "check the path");
+  return Error(
+      ErrorCode::kNotFound, fmt::format("{}: no such file", path.string()),
+      path.is_relative() && !ec
+          ? fmt::format("a relative path is read from the working folder, {}", cwd.string())
+          : "check the path");
 }
 }  // namespace
+
+void check_reachable(const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) return;
+  const int err = errno;
+  if (err == ENOENT) {
+    std::error_code ec;
+    if (fs::is_symlink(fs::symlink_status(path, ec))) {
+      const fs::path target = fs::read_symlink(path, ec);
+      throw Error(
+          ErrorCode::kNotFound,
+          fmt::format("{} is a link to '{}', which does not exist", path.string(), target.string()),
+          "make the link lead to the file, or replace it by the file");
+    }
+    return;
+  }
+  if (err == ENOTDIR) return;  // a file where a folder of the path should be: nothing there
+  throw Error(ErrorCode::kIo,
+              fmt::format("{}: cannot be reached: {}", path.string(), std::strerror(err)),
+              err == ELOOP          ? "a symbolic link on the path leads back to itself: fix it"
+              : err == ENAMETOOLONG ? "give a shorter path (relative to a nearer folder)"
+              : err == EACCES       ? "a folder on the path may not be searched: check its "
+                                      "permissions"
+                                    : "");
+}
+
+bool optional_regular_file(const fs::path& path, ErrorCode other_code) {
+  check_reachable(path);
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  if (!fs::exists(status)) return false;
+  if (fs::is_regular_file(status)) return true;
+  throw Error(other_code,
+              fmt::format("{} is {}, not a file", path.string(),
+                          fs::is_directory(status) ? "a folder" : "not a regular file"),
+              "replace it by the file, or remove it");
+}
 
 std::string read_file(const fs::path& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) {
+    check_reachable(path);
     throw no_such_file(path);
   }
   if (fs::is_directory(path, ec)) {
@@ -70,8 +108,10 @@ std::string read_regular_file(const fs::path& path, std::uintmax_t max_bytes) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
-    if (err == ENOENT)
+    if (err == ENOENT) {
+      check_reachable(path);
       throw no_such_file(path);
+    }
     throw Error(ErrorCode::kIo,
                 fmt::format("{}: cannot open: {}", path.string(), std::strerror(err)));
   }

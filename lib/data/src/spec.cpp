@@ -9,6 +9,7 @@
 
 #include "dataset_formats.h"
 #include "ms/core/error.h"
+#include "ms/core/file.h"
 #include "ms/core/text.h"
 #include "ms/data/archive.h"
 #include "ms/io/resource.h"
@@ -55,6 +56,7 @@ DatasetSpec infer_from_path(const std::string& location) {
   const fs::path path = io::local_path_of(location);
   std::error_code ec;
   if (!fs::exists(path, ec)) {
+    check_reachable(path);
     throw Error(
         ErrorCode::kNotFound, fmt::format("dataset path '{}' does not exist", location),
         "give a path, or a spec such as csv:PATH, imagefolder:DIR, zip:URL, hub:OWNER/NAME");

@@ -182,6 +182,7 @@ std::vector<std::pair<fs::path, std::string>> collect_upload_files(const UploadO
   std::error_code ec;
   const fs::path local = options.local_path;
   if (!fs::exists(local, ec)) {
+    check_reachable(local);
     throw Error(ErrorCode::kNotFound,
                 fmt::format("{}: no such file or folder to upload", local.string()),
                 fmt::format("check LOCAL_PATH (relative paths start at {})",

@@ -504,6 +504,7 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
     // "-" is standard input (`... | ms infer --input-file -`); pipes read as files.
     const std::filesystem::path file = *spec.file == "-" ? "/dev/stdin" : *spec.file;
     std::error_code ec;
+    check_reachable(file);
     MS_CHECK(std::filesystem::exists(file, ec), ErrorCode::kNotFound,
              "input file {} does not exist", file.string());
     check_output_is_not(file, spec.output);
@@ -539,6 +540,7 @@ std::vector<PipelineInput> read_inputs(const InputSpec& spec) {
   } else {
     const std::filesystem::path& dir = *spec.dir;
     std::error_code ec;
+    check_reachable(dir);
     MS_CHECK(std::filesystem::exists(dir, ec), ErrorCode::kNotFound,
              "input folder {} does not exist", dir.string());
     if (!std::filesystem::is_directory(dir, ec)) {

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "ms/core/error.h"
+#include "ms/core/file.h"
 #include "ms/core/settings.h"
 #include "ms/core/text.h"
 #include "ms/hub/download.h"
@@ -11,10 +12,10 @@
 namespace ms::infer {
 namespace {
 
-bool exists_file(const std::filesystem::path& p) {
-  std::error_code ec;
-  return std::filesystem::is_regular_file(p, ec);
-}
+// Present but unreadable (a folder, a FIFO, a link loop or a link to nowhere) is an error naming
+// it: taken for absent, a model ran with default settings, and an export dropped its
+// configuration.json, with exit 0.
+bool exists_file(const std::filesystem::path& p) { return optional_regular_file(p); }
 
 // A hub id is "owner/name" with no further slashes and not an existing path.
 bool looks_like_hub_id(const std::string& text) {

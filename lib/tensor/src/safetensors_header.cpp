@@ -119,6 +119,20 @@ SafetensorsHeader parse_safetensors_header(std::string_view file, const std::str
                               by_offset[i - 1]->end, by_offset[i]->begin, by_offset[i]->end));
     }
   }
+  // Every data byte belongs to a tensor, as Python's safetensors requires ("file not fully
+  // covered"): bytes past the last tensor (a file damaged, or two joined, or grown by truncate)
+  // or between two were read without a word, and the file then failed in transformers.
+  std::size_t covered = 0;
+  for (const SafetensorsEntry* e : by_offset) {
+    if (e->begin != covered)
+      bad(source, fmt::format("data bytes [{}, {}) belong to no tensor (before '{}')", covered,
+                              e->begin, e->name));
+    covered = e->end;
+  }
+  if (covered != data_size)
+    bad(source, fmt::format("{} data bytes after the last tensor's belong to no tensor (the file "
+                            "is longer than its header says)",
+                            data_size - covered));
   return out;
 }
 

@@ -331,6 +331,7 @@ BertTokenizer BertTokenizer::from_dir(const std::filesystem::path& dir) {
                     "copy the model's tokenizer files into the folder");
       }
     }
+    check_reachable(vocab_path);
     throw Error(ErrorCode::kNotFound,
                 fmt::format("no WordPiece vocabulary: {} does not exist", vocab_path.string()),
                 "a BERT-family model folder needs vocab.txt (or a WordPiece tokenizer.json) next "

@@ -323,16 +323,15 @@ struct Distributed::Impl {
       throw Error(
           ErrorCode::kNetwork,
           fmt::format("rank {} of {}: {} failed: {}", env.rank, env.world_size, what, cause),
-          timed_out
-              ? fmt::format(
-                    "no answer within MS_DIST_TIMEOUT ({} s): another worker stopped or "
-                    "hung (see its output), or took longer than that for work of its own "
-                    "(rank 0 saves checkpoints alone; every rank evaluates its share); raise "
-                    "MS_DIST_TIMEOUT if so",
-                    std::chrono::duration_cast<std::chrono::seconds>(env.timeout).count())
-              : std::string("another worker stopped or became unreachable: see its output "
-                            "(`ms train --nproc` and torchrun name the worker that failed "
-                            "first); MS_DIST_TIMEOUT sets the wait in seconds"));
+          timed_out ? fmt::format(
+                          "no answer within MS_DIST_TIMEOUT ({} s): another worker stopped or "
+                          "hung (see its output), or took longer than that for work of its own "
+                          "(rank 0 saves checkpoints alone; every rank evaluates its share); raise "
+                          "MS_DIST_TIMEOUT if so",
+                          std::chrono::duration_cast<std::chrono::seconds>(env.timeout).count())
+                    : std::string("another worker stopped or became unreachable: see its output "
+                                  "(`ms train --nproc` and torchrun name the worker that failed "
+                                  "first); MS_DIST_TIMEOUT sets the wait in seconds"));
     }
   }
 

@@ -785,7 +785,7 @@ Json Trainer::evaluate() {
     } catch (const Error& e) {
       failure = e;  // every rank must still take part in the exchange, or the others wait
     } catch (const std::exception& e) {  // LibTorch's (a device out of memory), the allocator's
-      failure = Error(ErrorCode::kInternal, e.what());
+      failure = error_from_exception(e);
     }
     values = combine_shares(metric_list, failure);
   }

@@ -60,8 +60,9 @@ MS_API Json parse_json(std::string_view text, const std::string& source,
                        ErrorCode syntax_code = ErrorCode::kConfig,
                        bool refuse_repeated_keys = false);
 
-/// The parsed content of `path`, or nullopt when it is not a regular file. Throws
-/// ms::Error(kConfig) naming the file, line and column for text that is not valid JSON.
+/// The parsed content of `path`, or nullopt when it is absent. Throws ms::Error naming the file:
+/// kConfig with line and column for text that is not valid JSON, or for a folder or FIFO there;
+/// for a link to nowhere or a path that cannot be reached, as check_reachable (ms/core/file.h).
 MS_API std::optional<Json> read_json_file(const std::filesystem::path& path);
 
 }  // namespace ms

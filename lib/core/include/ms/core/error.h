@@ -63,8 +63,15 @@ template <typename... Args>
   throw Error(code, fmt::format(format, std::forward<Args>(args)...));
 }
 
+/// An exception that is not an ms::Error as one: a resource the machine ran out of is no bug
+/// (std::bad_alloc, and LibTorch's allocators' c10::Error, "can't allocate memory" or "CUDA out
+/// of memory", told by its message since this layer does not know LibTorch's types: kIo "out of
+/// memory" with a hint), nor is a folder or file the system refused (filesystem_error: kIo);
+/// anything else is kInternal with its message. An ms::Error is returned as it is.
+MS_API Error error_from_exception(const std::exception& e);
+
 /// Runs `body`; an ms::Error escaping it gets `frame` added to its context chain, and any other
-/// std::exception is wrapped as an internal error with that frame.
+/// std::exception is made one (error_from_exception) with that frame.
 template <typename Body>
 auto with_context(const std::string& frame, Body&& body) -> decltype(body()) {
   try {
@@ -72,13 +79,8 @@ auto with_context(const std::string& frame, Body&& body) -> decltype(body()) {
   } catch (Error& e) {
     e.add_context(frame);
     throw;
-  } catch (const std::filesystem::filesystem_error& e) {
-    // A folder or file the system refused (full disk, read-only, a file in the way): I/O.
-    Error wrapped(ErrorCode::kIo, e.what());
-    wrapped.add_context(frame);
-    throw wrapped;
   } catch (const std::exception& e) {
-    Error wrapped(ErrorCode::kInternal, e.what());
+    Error wrapped = error_from_exception(e);
     wrapped.add_context(frame);
     throw wrapped;
   }

@@ -10,12 +10,28 @@
 #include <string>
 #include <string_view>
 
+#include "ms/core/error.h"
 #include "ms/core/export.h"
 
 namespace ms {
 
 /// Reads a whole file; throws ms::Error (kNotFound / kIo) naming the path.
 MS_API std::string read_file(const std::filesystem::path& path);
+
+/// Throws ms::Error naming `path` when something is there that cannot be reached: a symbolic
+/// link that leads nowhere (kNotFound, naming its target), or a path that cannot be looked at (a
+/// link loop, a name too long, a folder above it that may not be searched: kIo with why).
+/// Returns when the path is there, or plainly absent. For the checks that would otherwise call
+/// such a path "missing" (std::filesystem::exists() is false for all of them), so that the
+/// error says what is wrong, and an unreadable optional file is not taken for an absent one.
+MS_API void check_reachable(const std::filesystem::path& path);
+
+/// Whether `path` is a regular file (through links): false when it is absent, an ms::Error
+/// naming it when it cannot be reached (check_reachable) or is something else (a folder, a
+/// FIFO: `other_code`). For a folder's optional files (a model's configuration.json), which
+/// must not be skipped as absent when they are there but unreadable.
+MS_API bool optional_regular_file(const std::filesystem::path& path,
+                                  ErrorCode other_code = ErrorCode::kConfig);
 
 /// Reads a whole regular file (through symbolic links) of at most `max_bytes`, for a path that
 /// names one item of data (an image of a JSON line, a text file to embed): a device, FIFO or

@@ -139,8 +139,8 @@ class Trainer {
   Json evaluate();
   /// What data-parallel ranks must agree on to evaluate together (Distributed::check_alike): the
   /// labels, the evaluation data and its batches, the preprocessor.* and evaluation.*
-  /// configuration, the model's config.json and tokenizer files (model_file_facts) and its tensors by name,
-  /// shape and type. Part of what a training run checks too.
+  /// configuration, the model's config.json and tokenizer files (model_file_facts) and its tensors
+  /// by name, shape and type. Part of what a training run checks too.
   std::vector<std::string> evaluation_facts() const;
   /// kConfig unless one of the evaluation's metrics (evaluation.metrics, or the task's default)
   /// may report `key`: a hook's metric_key checked when the run starts, naming `hook` and the
