@@ -1,6 +1,8 @@
 """End-to-end: LibTorch is loaded only by commands that need it, and its absence is reported clearly."""
 import glob
 import os
+import resource
+import subprocess
 import unittest
 
 from harness import MS_BIN, MsTestCase, run_ms
@@ -68,6 +70,19 @@ class TorchLoadingTest(MsTestCase):
         r = run_ms("env", env={"MS_TORCH_LAYER": p})
         self.assertExit(r, 6)
         self.assertOneLineError(r, "cannot load the torch layer")
+
+    def test_an_address_space_too_small_for_libtorch_is_out_of_memory(self):
+        # Under `ulimit -v 300000` the loader cannot map LibTorch: it said "install LibTorch"
+        # (exit 6), though nothing was missing.
+        if not os.path.exists(os.path.join(os.path.dirname(os.path.dirname(MS_BIN)), "lib",
+                                           "libms_torch.so")):
+            self.skipTest("this ms has no torch layer")
+        limit = 300 * 1024 * 1024
+        r = subprocess.run([MS_BIN, "env"], capture_output=True, text=True,
+                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+        self.assertExit(r, 74)
+        self.assertOneLineError(r, "cannot load the torch layer", "out of memory")
+        self.assertIn("ulimit -v", r.stderr)
 
     def test_threads_default_to_all_cores_and_can_be_overridden(self):
         env = self.json_out(run_ms("env", "--json", env={"OMP_NUM_THREADS": ""}))

@@ -116,10 +116,18 @@ const TorchLayer& load_torch_layer(const TorchOptions& options) {
   }
   void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
-    const char* why = dlerror();
-    missing(fmt::format("cannot load the torch layer {}: {}", path.string(),
-                        why ? why : "unknown error"),
-            kInstallHint);
+    const char* error = dlerror();
+    const std::string why = error ? error : "unknown error";
+    // Mapping LibTorch's ~1 GB of code fails under a small `ulimit -v`: no component is
+    // missing then, and reinstalling is no help.
+    if (why.find("failed to map segment") != std::string::npos ||
+        why.find("Cannot allocate memory") != std::string::npos) {
+      throw Error(
+          ErrorCode::kIo,
+          fmt::format("cannot load the torch layer {}: out of memory ({})", path.string(), why),
+          "LibTorch needs more than 1 GB of address space: raise `ulimit -v`, or lift it");
+    }
+    missing(fmt::format("cannot load the torch layer {}: {}", path.string(), why), kInstallHint);
   }
   auto entry = reinterpret_cast<EntryPoint>(dlsym(handle, kTorchLayerEntryPoint));
   if (entry == nullptr) {
