@@ -17,7 +17,7 @@ import subprocess
 import sys
 import unittest
 
-from harness import SOURCE_DIR, TorchTestCase, run_ms, torch_python
+from harness import MS_BIN, SOURCE_DIR, TorchTestCase, run_ms, torch_python
 
 TINY = os.path.join(SOURCE_DIR, "tests", "data", "infer", "tiny")
 TOL = 1e-4
@@ -150,6 +150,15 @@ class FormatsTest(TorchTestCase):
         r = run_ms("infer", "--model", model, "--device", DEVICE, *args)
         self.assertExit(r, code)
         return r
+
+    def test_an_output_file_gets_the_umasks_mode(self):
+        # 0666 less the umask, as `> out.jsonl` and ms's other files: it was 0644 under umask 0.
+        out = self.path("out.jsonl")
+        r = subprocess.run([MS_BIN, "infer", "--model", os.path.join(TINY, "cls"),
+                            "--device", DEVICE, "--input", "x", "-o", out],
+                           capture_output=True, text=True, preexec_fn=lambda: os.umask(0))
+        self.assertExit(r, 0)
+        self.assertEqual(os.stat(out).st_mode & 0o777, 0o666)
 
     def reference_lines(self):
         """tiny/cls (text-classification, one model.safetensors) on TEXTS."""

@@ -50,7 +50,8 @@ class Sink {
       std::error_code ec;
       std::filesystem::create_directories(path_.parent_path(), ec);
     }
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_APPEND, 0644);
+    // 0666 less the umask, as every other file ms writes (and `> out.jsonl`) gets.
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_APPEND, 0666);
     MS_CHECK(fd_ >= 0, ErrorCode::kIo, "cannot open output {}: {}", path_.string(),
              std::strerror(errno));
     // A device or a pipe (`-o /dev/null`, a FIFO) has nothing to make durable, and fsync on it

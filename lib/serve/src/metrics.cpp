@@ -60,14 +60,16 @@ std::string Metrics::render(std::size_t queue_depth, std::size_t running) const 
     fmt::format_to(add, "ms_serve_requests_total{{code=\"{}\"}} {}\n", status, n);
     if (status >= 400) errors += n;
   }
-  fmt::format_to(add,
-                 "# HELP ms_serve_errors_total /call requests answered with a 4xx or 5xx status.\n"
-                 "# TYPE ms_serve_errors_total counter\nms_serve_errors_total {}\n"
-                 "# HELP ms_serve_queue_depth Inputs waiting for a batch.\n"
-                 "# TYPE ms_serve_queue_depth gauge\nms_serve_queue_depth {}\n"
-                 "# HELP ms_serve_inputs_running Inputs in batches being run.\n"
-                 "# TYPE ms_serve_inputs_running gauge\nms_serve_inputs_running {}\n",
-                 errors, queue_depth, running);
+  fmt::format_to(
+      add,
+      "# HELP ms_serve_errors_total /call requests that ended with a 4xx or 5xx status (499: "
+      "the client left before its answer).\n"
+      "# TYPE ms_serve_errors_total counter\nms_serve_errors_total {}\n"
+      "# HELP ms_serve_queue_depth Inputs waiting for a batch.\n"
+      "# TYPE ms_serve_queue_depth gauge\nms_serve_queue_depth {}\n"
+      "# HELP ms_serve_inputs_running Inputs in batches being run.\n"
+      "# TYPE ms_serve_inputs_running gauge\nms_serve_inputs_running {}\n",
+      errors, queue_depth, running);
   write_histogram(out, "ms_serve_request_duration_seconds",
                   "Seconds from a /call request's arrival to its answer.", kLatencyBounds,
                   latency_counts_, latency_sum_);
