@@ -20,7 +20,10 @@ std::filesystem::path absolute_path(const std::string& given) {
   const std::filesystem::path path = std::filesystem::absolute(given);
   for (const auto& part : path)
     if (part == "..") return path;
-  return path.lexically_normal();
+  std::filesystem::path normal = path.lexically_normal();
+  // "." and "dir/" leave a trailing separator ("/work/"), which Python's client does not print.
+  if (!normal.has_filename() && normal.has_relative_path()) normal = normal.parent_path();
+  return normal;
 }
 
 struct DownloadCliOptions {

@@ -89,7 +89,9 @@ void run_serve(ServeCommandOptions& o) {
                                   {"model", server.model_dir().string()},
                                   {"device", server.device()},
                                   {"workers", server.workers()}};
-    std::printf("%s\n", json_text(ready).c_str());
+    // Through the one printer of documents: a signal just as the server became ready prints
+    // its "interrupted" document or lets this one through, never both.
+    print_json_document(json_text(ready));
   } else {
     std::printf(
         "ms serve: %s (task %s, %s on %s, %zu worker(s)); POST /call, GET /describe, "

@@ -9,36 +9,32 @@
 namespace ms::cli {
 namespace {
 
-// CLI11's full type name: the type, then each validator's description, joined by ':'.
-std::vector<std::string> type_name_parts(const CLI::Option* option) {
-  std::vector<std::string> parts;
+// CLI11's full type name: the type, then each validator's description, joined by ':'. The type
+// (INT, TEXT, or a name ms sets) has no ':' of its own; a description may ({cuda:0,cpu}).
+std::string type_of(const CLI::Option* option) {
   const std::string full = option->get_type_name();
-  std::size_t start = 0;
-  for (std::size_t colon; (colon = full.find(':', start)) != std::string::npos; start = colon + 1)
-    parts.push_back(full.substr(start, colon - start));
-  parts.push_back(full.substr(start));
-  return parts;
+  return full.substr(0, full.find(':'));
 }
 
-// What the validators take, in words: CLI::Range's "INT in [1 - 65536]" is "1 to 65536", and
-// a whole number's lower bound is left to the range that follows it, if any.
+// What the validators take, in words: CLI::Range's "INT in [1 - 65536]" is "1 to 65536", a
+// whole number's lower bound ("a whole number of at least 1") "at least 1" unless a range says
+// more (at least 0 says nothing a UINT does not), CLI::IsMember's "{a,b}" as it is.
 std::string accepted_values(const CLI::Option* option) {
-  static const std::regex range(R"(^\w+ in \[(.*) - (.*)\]$)");
-  static const std::regex at_least(R"(^a whole number of (at least .*)$)");
-  const std::vector<std::string> parts = type_name_parts(option);
+  static const std::regex range(R"(\w+ in \[([^\]]*) - ([^\]]*)\])");
+  static const std::regex at_least(R"(a whole number of at least (\d+))");
+  static const std::regex members(R"(\{[^}]*\})");
+  const std::string full = option->get_type_name();
+  const std::size_t colon = full.find(':');
+  if (colon == std::string::npos) return "";
+  const std::string validators = full.substr(colon + 1);
   std::vector<std::string> words;
-  bool has_range = false;
-  for (std::size_t k = 1; k < parts.size(); ++k) has_range |= std::regex_match(parts[k], range);
-  for (std::size_t k = 1; k < parts.size(); ++k) {
-    std::smatch m;
-    if (std::regex_match(parts[k], m, range)) {
-      words.push_back(m[1].str() + " to " + m[2].str());
-    } else if (std::regex_match(parts[k], m, at_least)) {
-      if (!has_range) words.push_back(m[1].str());
-    } else if (!parts[k].empty()) {
-      words.push_back(parts[k]);
-    }
-  }
+  for (std::sregex_iterator it(validators.begin(), validators.end(), range), end; it != end; ++it)
+    words.push_back((*it)[1].str() + " to " + (*it)[2].str());
+  std::smatch m;
+  if (words.empty() && std::regex_search(validators, m, at_least) && m[1].str() != "0")
+    words.push_back("at least " + m[1].str());
+  for (std::sregex_iterator it(validators.begin(), validators.end(), members), end; it != end; ++it)
+    words.push_back(it->str());
   return join(words, "; ");
 }
 
@@ -48,7 +44,7 @@ std::string HelpFormatter::make_option_opts(const CLI::Option* option) const {
   if (!option->get_option_text().empty()) return " " + option->get_option_text();
   std::string out;
   if (option->get_type_size() != 0) {
-    const std::string type = type_name_parts(option).front();
+    const std::string type = type_of(option);
     if (!type.empty()) out += " " + get_label(type);
     if (!option->get_default_str().empty()) out += "=" + option->get_default_str();
     if (option->get_expected_max() == CLI::detail::expected_max_vector_size) {
@@ -74,9 +70,11 @@ std::string HelpFormatter::make_option_opts(const CLI::Option* option) const {
 std::string HelpFormatter::make_option_desc(const CLI::Option* option) const {
   const std::string description = option->get_description();
   if (option->get_type_size() == 0) return description;
+  // First, in brackets: after the description it read as a bound of whatever the last sentence
+  // named ("... MS_DIST_TIMEOUT: seconds a worker waits (1 to 1024)").
   const std::string values = accepted_values(option);
   if (values.empty()) return description;
-  return description.empty() ? "(" + values + ")" : description + " (" + values + ")";
+  return "[" + values + "]" + (description.empty() ? "" : " " + description);
 }
 
 }  // namespace ms::cli

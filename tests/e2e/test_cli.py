@@ -18,6 +18,30 @@ class CliTest(MsTestCase):
         for word in ("env", "config", "list", "Exit codes"):
             self.assertIn(word, r.stdout)
 
+    def test_option_help_shows_the_type_then_the_values_in_words(self):
+        # CLI11 wrote "--port INT:INT in [0 - 65535]=8000" and "--max-epochs INT:a whole number
+        # of at least 1:INT in [1 - 1000000000]".
+        serve = run_ms("serve", "--help")
+        self.assertExit(serve, 0)
+        self.assertRegex(serve.stdout, r"--port INT=8000 +\[0 to 65535\] Port")
+        self.assertRegex(serve.stdout, r"--dtype TEXT=fp32 +\[\{fp32,fp16,bf16\}\] ")
+        train = run_ms("train", "--help")
+        self.assertRegex(train.stdout, r"--max-epochs INT +\[1 to 1000000000\] Epochs")
+        self.assertRegex(train.stdout, r"--threads INT +\[at least 1\] ")
+        self.assertRegex(train.stdout, r"--seed UINT +Seed")  # at least 0: nothing to say
+        for r in (serve, train):
+            self.assertNotRegex(r.stdout, r"INT:|a whole number of")
+        # Every registry that needs LibTorch is named so (hooks, optimizers, lr_schedulers too).
+        r = run_ms("list", "--help")
+        self.assertIn("models, pipelines, hooks, optimizers, lr_schedulers load LibTorch", r.stdout)
+
+    def test_a_missing_relative_path_says_where_it_was_looked_for(self):
+        r = run_ms("dataset", "info", "csv:nope.csv", cwd=self.tmp)
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "nope.csv: no such file")
+        self.assertIn(f"hint: a relative path is read from the working folder, {self.tmp}",
+                      r.stderr)
+
     def test_no_command_is_a_usage_error(self):
         self.assertExit(run_ms(), 2)
 

@@ -130,7 +130,13 @@ class ConfigShowTest(MsTestCase):
         os.symlink(self.path("l1"), self.path("l2"))
         r = run_ms("config", "show", self.path("l1"))
         self.assertExit(r, 74)
-        self.assertOneLineError(r, "cannot read", "symbolic links")
+        self.assertOneLineError(r, "cannot be reached", "symbolic links")
+        self.assertIn("leads back to itself", r.stderr)
+        # A link to nowhere names its target (it said "no such file or folder").
+        os.symlink("nowhere.json", self.path("dangling.json"))
+        r = run_ms("config", "show", self.path("dangling.json"))
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "is a link to 'nowhere.json', which does not exist")
 
     def test_non_object_top_level(self):
         p = self.write("list.json", "[1, 2, 3]")

@@ -78,6 +78,79 @@ class ExampleTest(TorchTestCase):
         self.tool(*configure)
         self.tool(CMAKE, "--build", build)
 
+    def test_library_calls_out_of_order_are_errors_not_crashes(self):
+        # Found by a C++ caller: a server started again after stop() answered its first request
+        # with a stopped batcher (SIGSEGV), workers() after stop() crashed too; set_dtype("fp32")
+        # after "bf16" gave bf16-rounded results as fp32; run_job wrote duplicate ids its own
+        # resume then refused.
+        prefix, _ = self.install()
+        project = self.path("misuse")
+        os.makedirs(project)
+        with open(os.path.join(project, "misuse.cpp"), "w") as f:
+            f.write(r"""
+#include <cstdio>
+#include <string>
+#include <vector>
+#include "ms/core/error.h"
+#include "ms/infer/job.h"
+#include "ms/infer/model_dir.h"
+#include "ms/infer/pipeline.h"
+#include "ms/serve/server.h"
+
+// Runs `call`; prints "NAME: ok" or "NAME: <error kind>".
+template <typename F> void check(const char* name, F call) {
+  try {
+    call();
+    std::printf("%s: ok\n", name);
+  } catch (const ms::Error& e) {
+    std::printf("%s: %s\n", name, ms::error_code_name(e.code()));
+  }
+}
+
+int main(int, char** argv) {
+  ms::serve::ServeOptions o;
+  o.model = argv[1];
+  o.port = 0;
+  o.workers = 2;
+  ms::serve::Server server(o);
+  server.start();
+  server.stop();
+  std::printf("workers after stop: %zu\n", server.workers());
+  check("start after stop", [&] { server.start(); });
+
+  const ms::infer::ModelInfo model = ms::infer::open_model(argv[1], std::nullopt);
+  auto pipeline = ms::infer::pipeline_factory().create(model, ms::infer::PipelineOptions{});
+  check("bf16", [&] { pipeline->set_dtype("bf16"); });
+  check("bf16 again", [&] { pipeline->set_dtype("bf16"); });
+  check("fp32 after bf16", [&] { pipeline->set_dtype("fp32"); });
+
+  std::vector<ms::infer::PipelineInput> inputs(3);
+  for (int i = 0; i < 3; ++i) {
+    inputs[i].id = i == 2 ? 0 : i;
+    inputs[i].text = "a good movie";
+  }
+  ms::infer::JobOptions job;
+  job.output = argv[2];
+  check("duplicate ids", [&] { ms::infer::run_job(*pipeline, inputs, job); });
+}
+""")
+        with open(os.path.join(project, "CMakeLists.txt"), "w") as f:
+            f.write("cmake_minimum_required(VERSION 3.16)\nproject(misuse CXX)\n"
+                    "find_package(ms REQUIRED)\nadd_executable(misuse misuse.cpp)\n"
+                    "target_link_libraries(misuse PRIVATE ms::ms)\n")
+        build = self.path("misuse-build")
+        configure = [CMAKE, "-S", project, "-B", build, f"-DCMAKE_PREFIX_PATH={prefix}"]
+        if os.environ.get("MS_CXX_COMPILER"):
+            configure.append(f"-DCMAKE_CXX_COMPILER={os.environ['MS_CXX_COMPILER']}")
+        self.tool(*configure)
+        self.tool(CMAKE, "--build", build)
+        out = self.path("dup.jsonl")
+        r = self.tool(os.path.join(build, "misuse"), TINY_CLS, out)
+        self.assertEqual(r.stdout.splitlines(), [
+            "workers after stop: 2", "start after stop: usage", "bf16: ok", "bf16 again: ok",
+            "fp32 after bf16: usage", "duplicate ids: usage"])
+        self.assertFalse(os.path.exists(out) and os.path.getsize(out) > 0, "lines were written")
+
     def build_example(self, prefix):
         build = self.path("example-build")
         configure = [CMAKE, "-S", os.path.join(SOURCE_DIR, "examples"), "-B", build,

@@ -70,7 +70,7 @@ class HostileConfigTest(TorchTestCase):
         os.remove(config)
         for make, code, fragment in (
                 (lambda: os.mkdir(config), 3, "is a folder, not a file"),
-                (lambda: os.mkfifo(config), 3, "is not a regular file"),
+                (lambda: os.mkfifo(config), 3, "is a FIFO, not a file"),
                 (lambda: os.symlink("nowhere.json", config), 4, "is a link to 'nowhere.json'"),
                 (lambda: os.symlink("configuration.json", config), 74, "symbolic links")):
             with self.subTest(fragment=fragment):

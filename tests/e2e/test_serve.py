@@ -740,8 +740,10 @@ class TextServeTest(ServeTestCase):
         with socket.socket() as hub:
             hub.bind(("127.0.0.1", 0))
             hub.listen(4)
+            hub.settimeout(120)  # a bound for a run that never asks, not a timing assertion
             env = dict(os.environ, MODELSCOPE_ENDPOINT=f"http://127.0.0.1:{hub.getsockname()[1]}",
                        MODELSCOPE_CACHE=self.path("cache"))
+            env.pop("MODELSCOPE_OFFLINE", None)
             proc = subprocess.Popen([MS_BIN, "serve", "-m", "owner/model", "--port", "0", "--json"],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                     env=env, preexec_fn=lambda: signal.signal(signal.SIGTERM,

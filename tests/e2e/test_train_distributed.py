@@ -740,13 +740,15 @@ class DistributedTrainTest(TorchTestCase):
                                      MS_DIST_TIMEOUT="60")
                    for r, model in ((0, "nodrop"), (1, "heads2"))]
         self.check_refused(workers, "the model's config.json (content hash ")
-        # What save_pretrained writes about where and with what it saved is no difference.
+        # What save_pretrained or ms export write about where, with what and in which type they
+        # saved, and another key order (save_pretrained sorts them), are no difference.
         shutil.copytree(self.path("nodrop"), self.path("resaved"))
         with open(self.path("nodrop", "config.json")) as f:
             config = json.load(f)
-        config.update(_name_or_path="/elsewhere/model", transformers_version="9.9.9")
+        config.update(_name_or_path="/elsewhere/model", transformers_version="9.9.9",
+                      torch_dtype="float32", dtype="float32")
         with open(self.path("resaved", "config.json"), "w") as f:
-            json.dump(config, f, indent=4)
+            json.dump(dict(reversed(list(config.items()))), f, indent=4)
         port = free_port()
         pair = [self.start_worker(r, port, self.args("r4.json", f"ok{r}", model=self.path(model)),
                                   MS_DIST_TIMEOUT="60")
@@ -758,23 +760,34 @@ class DistributedTrainTest(TorchTestCase):
     def test_a_checkpoint_after_an_epochs_last_batch_resumes_on_other_worker_counts(self):
         # A by-iteration checkpoint taken at an epoch's last batch (interval 4, 4 batches an
         # epoch on 2 workers) leaves no batch of the epoch: like an epoch's checkpoint, it goes
-        # on with any worker count. It was refused as "inside an epoch".
-        self.write("iter.json", json.dumps(recipe(4, hooks=[
+        # on with any worker count and batch size. It was refused as "inside an epoch".
+        # StepLR by epoch halves the rate at each epoch's end: that end skipped or run twice
+        # would change the weights.
+        def with_schedule(hooks):
+            config = recipe(4, hooks=hooks)
+            config["train"]["lr_scheduler"] = {"type": "StepLR", "step_size": 1, "gamma": 0.5}
+            return json.dumps(config)
+        self.write("iter.json", with_schedule([
             {"type": "CheckpointHook", "by_epoch": False, "interval": 4},
-            {"type": "EvaluationHook", "interval": 1}])))
-        self.write("epoch.json", json.dumps(recipe(4, hooks=[
-            {"type": "CheckpointHook", "interval": 1}, {"type": "EvaluationHook", "interval": 1}])))
+            {"type": "EvaluationHook", "interval": 1}]))
+        self.write("epoch.json", with_schedule([
+            {"type": "CheckpointHook", "interval": 1}, {"type": "EvaluationHook", "interval": 1}]))
         for config, work in (("iter.json", "by-iter"), ("epoch.json", "by-epoch")):
             r = run_ms(*self.args(config, work), "--nproc", "2", "--max-epochs", "2")
             self.assertExit(r, 0)
         with open(self.path("by-iter", "latest_checkpoint.json")) as f:
             self.assertIn("iter_8", f.read())
-        # Resumed by one process (8 batches an epoch): the third epoch, as from epoch_2.
+        # Resumed by one process with batches of 5: 7 batches an epoch, the third epoch as from
+        # epoch_2. Its last iteration is 8 + 7 = 15, which the interval does not reach:
+        # CheckpointHook's save_last must save it (it waited for 3 x 7 = 21, and output/ held
+        # iteration 12's weights, exit 0).
         for config, work in (("iter.json", "by-iter"), ("epoch.json", "by-epoch")):
-            r = run_ms(*self.args(config, work), "--resume")
+            r = run_ms(*self.args(config, work), "--resume", "--set",
+                       "train.dataloader.batch_size_per_gpu=5")
             self.assertExit(r, 0)
-            # 8 iterations on 2 workers, then 8 on one.
-            self.assertEqual(json.loads(r.stdout)["iters"], 8 + 8, r.stdout)
+            self.assertEqual(json.loads(r.stdout)["iters"], 8 + 7, r.stdout)
+        with open(self.path("by-iter", "latest_checkpoint.json")) as f:
+            self.assertIn("iter_15", f.read())
         diff = max_abs_diff(safetensors(self.path("by-iter", "output", "model.safetensors")),
                             safetensors(self.path("by-epoch", "output", "model.safetensors")))
         self.assertLess(diff, 1e-6)

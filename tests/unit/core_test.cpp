@@ -95,6 +95,17 @@ TEST_CASE("running out of memory is an I/O error, not a bug", "[core][error]") {
     CHECK(std::string(mapped.what()).find("frame #0") == std::string::npos);  // first line only
   }
   CHECK(ms::error_from_exception(std::bad_alloc()).code() == ErrorCode::kIo);
+  CHECK(ms::error_from_exception(std::bad_array_new_length()).code() == ErrorCode::kInternal);
+  CHECK(ms::error_from_exception(
+            std::system_error(std::make_error_code(std::errc::not_enough_memory)))
+            .code() == ErrorCode::kIo);
+  CHECK(ms::error_from_exception(
+            std::filesystem::filesystem_error(
+                "cannot create", std::make_error_code(std::errc::read_only_file_system)))
+            .code() == ErrorCode::kIo);
+  // User text that says "out of memory" is no allocator's failure.
+  CHECK(ms::error_from_exception(std::runtime_error("label 'out of memory' unknown")).code() ==
+        ErrorCode::kInternal);
   CHECK(ms::error_from_exception(std::runtime_error("boom")).code() == ErrorCode::kInternal);
   CHECK(ms::error_from_exception(ms::Error(ErrorCode::kConfig, "x")).code() == ErrorCode::kConfig);
   try {

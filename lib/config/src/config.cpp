@@ -125,10 +125,9 @@ Config Config::from_file(const fs::path& given) {
     }
   }
   // A path that is not there is a missing file (exit 4) whatever its name says; one that cannot
-  // be looked at (a loop of links, a folder without search permission) says why.
-  if (!fs::exists(path, ec) && ec && ec != std::errc::no_such_file_or_directory) {
-    throw Error(ErrorCode::kIo, fmt::format("{}: cannot read: {}", path.string(), ec.message()));
-  }
+  // be looked at (a loop of links, a folder without search permission, a link to nowhere) says
+  // why.
+  check_reachable(path);
   if (!fs::exists(path, ec)) {
     throw Error(ErrorCode::kNotFound, fmt::format("{}: no such file or folder", path.string()),
                 "pass a .json/.yaml file, or a model folder in ModelScope layout");

@@ -1,6 +1,9 @@
 #include "ms/core/error.h"
 
+#include <algorithm>
+#include <iterator>
 #include <new>
+#include <system_error>
 
 namespace ms {
 
@@ -76,13 +79,21 @@ Error error_from_exception(const std::exception& e) {
     return Error(ErrorCode::kIo, e.what());
   const std::string what = e.what();
   const std::string first_line = what.substr(0, what.find('\n'));
-  if (dynamic_cast<const std::bad_alloc*>(&e) != nullptr ||
-      first_line.find("can't allocate memory") != std::string::npos ||
-      first_line.find("out of memory") != std::string::npos) {
+  // LibTorch's allocators' words (CPU: DefaultCPUAllocator, mimalloc; CUDA's caching allocator,
+  // cuBLAS's workspace), not any message that says "out of memory" (user text can).
+  static constexpr const char* kAllocatorPhrases[] = {
+      "can't allocate memory", "not enough memory", "CUDA out of memory",
+      "CUDA error: out of memory", "CUBLAS_STATUS_ALLOC_FAILED"};
+  const bool bad_alloc = dynamic_cast<const std::bad_alloc*>(&e) != nullptr &&
+                         dynamic_cast<const std::bad_array_new_length*>(&e) == nullptr;
+  const auto* system = dynamic_cast<const std::system_error*>(&e);
+  const bool allocator =
+      std::any_of(std::begin(kAllocatorPhrases), std::end(kAllocatorPhrases),
+                  [&](const char* phrase) { return first_line.find(phrase) != std::string::npos; });
+  if (bad_alloc || allocator ||
+      (system != nullptr && system->code() == std::errc::not_enough_memory)) {
     return Error(ErrorCode::kIo,
-                 dynamic_cast<const std::bad_alloc*>(&e) != nullptr
-                     ? std::string("out of memory")
-                     : "out of memory: " + first_line,
+                 bad_alloc ? std::string("out of memory") : "out of memory: " + first_line,
                  "the job needs more memory than this machine (or `ulimit -v`, or the GPU) "
                  "gives: give it less at once (a smaller file, batch or model)");
   }

@@ -62,9 +62,13 @@ bool optional_regular_file(const fs::path& path, ErrorCode other_code) {
   const fs::file_status status = fs::status(path, ec);
   if (!fs::exists(status)) return false;
   if (fs::is_regular_file(status)) return true;
-  throw Error(other_code,
-              fmt::format("{} is {}, not a file", path.string(),
-                          fs::is_directory(status) ? "a folder" : "not a regular file"),
+  const char* kind = fs::is_directory(status) ? "a folder"
+                     : fs::is_fifo(status)    ? "a FIFO"
+                     : fs::is_socket(status)  ? "a socket"
+                     : fs::is_character_file(status) || fs::is_block_file(status)
+                         ? "a device"
+                         : "something else";
+  throw Error(other_code, fmt::format("{} is {}, not a file", path.string(), kind),
               "replace it by the file, or remove it");
 }
 

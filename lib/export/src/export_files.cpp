@@ -124,7 +124,7 @@ std::vector<std::string> copy_side_files(const infer::ModelInfo& info, const fs:
       if (rel.empty() || rel == ".") continue;
       const fs::path config = model_dir / rel / "config.json";
       std::error_code ec;
-      if (!fs::is_regular_file(config, ec)) continue;
+      if (!optional_regular_file(config)) continue;
       const std::string type = m.value("type", "");
       const bool pooling = type.size() >= 7 && type.compare(type.size() - 7, 7, "Pooling") == 0;
       if (pooling && pooling_set) {
@@ -174,8 +174,7 @@ void check_export_overrides(const infer::ExportRequest& request, const infer::Mo
                 "export without --task");
   }
   std::error_code ec;
-  if (request.format != "safetensors" || !fs::is_regular_file(info.dir / "modules.json", ec))
-    return;
+  if (request.format != "safetensors" || !optional_regular_file(info.dir / "modules.json")) return;
   for (const std::string& key : info.override_keys) {
     if (key.rfind("model.", 0) != 0 && key.rfind("preprocessor.", 0) != 0) continue;
     throw Error(ErrorCode::kUsage,

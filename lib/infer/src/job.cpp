@@ -701,6 +701,17 @@ void run_windows(Pipeline& pipeline, const std::vector<const PipelineInput*>& pe
 JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
                  const JobOptions& options) {
   check_job_options(options);
+  // A file's lines are found again by id (--resume): a library caller's duplicate ids were
+  // written, and the resume then refused the file. read_inputs() says so first for the CLI.
+  if (options.output) {
+    std::unordered_set<std::string> ids;
+    for (const PipelineInput& in : inputs) {
+      MS_CHECK(ids.insert(in.id.dump()).second, ErrorCode::kUsage,
+               "duplicate input id {}: ids must be unique so that a resumed job can tell inputs "
+               "apart",
+               in.id.dump());
+    }
+  }
   JobStats stats;
   // JSON lines: the output is opened, and locked, before --resume reads it.
   std::optional<Sink> lines_sink;

@@ -26,6 +26,7 @@
 #include "family_helpers.h"
 #include "ms/config/json_file.h"
 #include "ms/core/error.h"
+#include "ms/core/file.h"
 #include "ms/core/text.h"
 #include "ms/models/bert.h"
 #include "ms/models/sentence_pooling.h"
@@ -64,10 +65,9 @@ const std::vector<std::string> kActivations = {
     "torch.nn.modules.activation.ReLU", "torch.nn.modules.activation.Sigmoid",
     "torch.nn.modules.activation.GELU"};
 
-bool is_file(const std::filesystem::path& p) {
-  std::error_code ec;
-  return std::filesystem::is_regular_file(p, ec);
-}
+// Present but unreadable (a folder, a link loop or to nowhere) is an error naming it, not absent:
+// a skipped tokenizer.json or modules.json changes the ids or the pooling without a word.
+bool is_file(const std::filesystem::path& p) { return optional_regular_file(p); }
 
 // A module folder must stay inside the model folder.
 bool safe_relative(const std::string& rel) {

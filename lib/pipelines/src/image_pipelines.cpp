@@ -62,6 +62,11 @@ class ImageClassificationPipeline final : public infer::Pipeline {
     const at::ScalarType type = compute_dtype(dtype, device_);
     MS_CHECK(!script_, ErrorCode::kUsage,
              "--dtype {}: a TorchScript classifier computes in the dtype it was saved in", dtype);
+    // Cast weights keep their rounding: casting them back would not give fp32's results.
+    MS_CHECK(type == dtype_ || dtype_ == at::kFloat, ErrorCode::kUsage,
+             "--dtype {}: the weights were cast to {} already, and casting them back would not "
+             "give {}'s results: open the model again",
+             dtype, c10::toString(dtype_), dtype);
     model_->cast(type);
     dtype_ = type;
   }

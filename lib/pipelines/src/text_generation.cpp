@@ -208,14 +208,18 @@ GenerationOptions read_options(const infer::ModelInfo& model) {
            "{}: max_new_tokens must be a positive integer, got {}", from("max_new_tokens"),
            o.max_new_tokens);
   o.min_new_tokens = option<int64_t>(c, defaults, defaults_file, "min_new_tokens", 0);
-  // The model's own generation_config.json may ask for more new tokens than a lowered
-  // max_new_tokens allows: transformers warns and bars the end-of-text token to the maximum, so
-  // ms does too. Asked for in the configuration or --set, the contradiction is the user's: error.
-  if (!c.has("min_new_tokens") && o.min_new_tokens > o.max_new_tokens) {
+  // The model's own files (generation_config.json, configuration.json) may ask for more new
+  // tokens than a lowered max_new_tokens allows: transformers warns and bars the end-of-text
+  // token to the maximum, so ms does too. Asked for with --set, the contradiction is the user's
+  // own: an error.
+  const bool min_from_command_line =
+      std::find(model.override_keys.begin(), model.override_keys.end(), "min_new_tokens") !=
+      model.override_keys.end();
+  if (!min_from_command_line && o.min_new_tokens > o.max_new_tokens) {
     log::warn(
         "{}: min_new_tokens {} is above max_new_tokens {}: the end-of-text token is barred "
         "for all {} new tokens",
-        defaults_file.string(), o.min_new_tokens, o.max_new_tokens, o.max_new_tokens);
+        from("min_new_tokens"), o.min_new_tokens, o.max_new_tokens, o.max_new_tokens);
     o.min_new_tokens = o.max_new_tokens;
   }
   MS_CHECK(o.min_new_tokens >= 0 && o.min_new_tokens <= o.max_new_tokens, ErrorCode::kConfig,

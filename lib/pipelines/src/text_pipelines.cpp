@@ -102,7 +102,13 @@ class BertTextPipeline : public infer::Pipeline {
              "--dtype {}: {} is a TorchScript archive, which computes in the dtype it was "
              "exported in",
              dtype, dir_.string());
+    // Cast weights keep their rounding: casting them back would not give fp32's results.
+    MS_CHECK(type == dtype_ || dtype_ == at::kFloat, ErrorCode::kUsage,
+             "--dtype {}: the weights were cast to {} already, and casting them back would not "
+             "give {}'s results: open the model again",
+             dtype, c10::toString(dtype_), dtype);
     model_->cast(type);
+    dtype_ = type;
   }
   // The exact token count, so that batches sorted by cost carry almost no padding (sorting by
   // characters, as sentence-transformers does, pads about 15 % more). The encoding is kept for
@@ -220,7 +226,8 @@ class BertTextPipeline : public infer::Pipeline {
   std::string task_, device_;
   std::filesystem::path dir_;
   std::shared_ptr<models::Model> model_;
-  bool traced_ = false;  // a TorchScript archive (ms export), not a model of ms's own
+  bool traced_ = false;                // a TorchScript archive (ms export), not a model of ms's own
+  at::ScalarType dtype_ = at::kFloat;  // what set_dtype() cast the weights to
   std::unique_ptr<GraphedForward> graphs_;  // tasks with one output row per input; see run_model
   std::unique_ptr<text::BertTokenizer> tokenizer_;
   std::size_t max_length_ = 512;

@@ -47,7 +47,8 @@ struct Server::Impl {
   infer::ModelInfo model;
   std::unique_ptr<infer::Pipeline> pipeline;
   Metrics metrics;
-  std::unique_ptr<DynamicBatcher> batcher;
+  std::unique_ptr<DynamicBatcher> batcher;  // null once stopped
+  std::size_t workers = 0;                  // the batcher's, still known once it is gone
   std::unique_ptr<http_server::Listener> listener;
   std::atomic<std::uint64_t> next_request{1};
 
@@ -401,17 +402,25 @@ Server::Server(ServeOptions options) : impl_(std::make_unique<Impl>()) {
     s.metrics.batch(inputs, seconds);
   };
   s.batcher = std::make_unique<DynamicBatcher>(*s.pipeline, std::move(batching));
+  s.workers = s.batcher->workers();
   s.install_routes();
 }
 
 Server::~Server() { stop(); }
 
-void Server::start() { impl_->listener->start("serve"); }
+void Server::start() {
+  // The batcher's workers end at the stop: a listener started again answered its first request
+  // with a null batcher (SIGSEGV).
+  MS_CHECK(impl_->batcher != nullptr, ErrorCode::kUsage,
+           "this server was stopped, and a stopped ms::serve::Server does not start again: make "
+           "a new one");
+  impl_->listener->start("serve");
+}
 int Server::port() const { return impl_->listener->port(); }
 std::string Server::endpoint() const { return impl_->listener->endpoint(); }
 const std::string& Server::task() const { return impl_->model.task; }
 std::string Server::device() const { return impl_->pipeline->device(); }
-std::size_t Server::workers() const { return impl_->batcher->workers(); }
+std::size_t Server::workers() const { return impl_->workers; }
 const std::filesystem::path& Server::model_dir() const { return impl_->model.dir; }
 
 void Server::stop() {

@@ -100,8 +100,7 @@ std::vector<AddedToken> read_added_tokens(const std::filesystem::path& dir,
     return out;
   }
   const std::filesystem::path legacy = dir / "added_tokens.json";
-  std::error_code ec;
-  if (std::filesystem::is_regular_file(legacy, ec)) {
+  if (optional_regular_file(legacy)) {
     for (const auto& [content, id] : vocab_from_json(read_big_json(legacy), legacy.string()))
       out.push_back(AddedToken{content, id});
   }
@@ -266,9 +265,8 @@ BertTokenizer::BertTokenizer(std::vector<std::string> vocab, BertTokenizerOption
 }
 
 bool BertTokenizer::in_dir(const std::filesystem::path& dir) {
-  std::error_code ec;
-  if (std::filesystem::is_regular_file(dir / "vocab.txt", ec)) return true;
-  if (!std::filesystem::is_regular_file(dir / "tokenizer.json", ec)) return false;
+  if (optional_regular_file(dir / "vocab.txt")) return true;
+  if (!optional_regular_file(dir / "tokenizer.json")) return false;
   try {
     return holds_wordpiece(read_big_json(dir / "tokenizer.json"));
   } catch (const Error&) {
@@ -278,7 +276,6 @@ bool BertTokenizer::in_dir(const std::filesystem::path& dir) {
 
 BertTokenizer BertTokenizer::from_dir(const std::filesystem::path& dir) {
   std::filesystem::path vocab_path = dir / "vocab.txt";
-  std::error_code ec;
   BertTokenizerOptions options;
   std::vector<std::string> vocab;
   bool json_stands = false;  // tokenizer.json's options rule (see below)
@@ -286,14 +283,14 @@ BertTokenizer BertTokenizer::from_dir(const std::filesystem::path& dir) {
   // The fast tokenizer's file, when it is a WordPiece one: its added tokens count beside vocab.txt
   // too.
   std::optional<nlohmann::json> tokenizer_json;
-  if (std::filesystem::is_regular_file(json_path, ec)) {
-    tokenizer_json = std::filesystem::is_regular_file(vocab_path, ec)
+  if (optional_regular_file(json_path)) {
+    tokenizer_json = optional_regular_file(vocab_path)
                          ? read_tokenizer_json_without_vocab(json_path)
                          : read_big_json(json_path);
-    if (!holds_wordpiece(*tokenizer_json) && std::filesystem::is_regular_file(vocab_path, ec))
+    if (!holds_wordpiece(*tokenizer_json) && optional_regular_file(vocab_path))
       tokenizer_json.reset();
   }
-  if (std::filesystem::is_regular_file(vocab_path, ec)) {
+  if (optional_regular_file(vocab_path)) {
     const std::string text = read_file(vocab_path);
     for (std::string_view token : split_lines(text)) vocab.emplace_back(token);
   } else if (tokenizer_json) {
@@ -323,7 +320,7 @@ BertTokenizer BertTokenizer::from_dir(const std::filesystem::path& dir) {
     for (const auto& [have, need] :
          {std::pair<const char*, const char*>{"vocab.json", "merges.txt"},
           {"encoder.json", "vocab.bpe"}}) {
-      if (std::filesystem::is_regular_file(dir / have, ec)) {
+      if (optional_regular_file(dir / have)) {
         throw Error(ErrorCode::kNotFound,
                     fmt::format("{} is missing: the tokenizer in {} has {} but not {}, and a "
                                 "GPT-2-style (byte-level BPE) tokenizer needs both",
@@ -331,7 +328,6 @@ BertTokenizer BertTokenizer::from_dir(const std::filesystem::path& dir) {
                     "copy the model's tokenizer files into the folder");
       }
     }
-    check_reachable(vocab_path);
     throw Error(ErrorCode::kNotFound,
                 fmt::format("no WordPiece vocabulary: {} does not exist", vocab_path.string()),
                 "a BERT-family model folder needs vocab.txt (or a WordPiece tokenizer.json) next "

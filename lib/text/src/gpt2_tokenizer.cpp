@@ -109,10 +109,9 @@ std::vector<std::pair<std::string, std::string>> merges_from_text(
   return merges;
 }
 
-bool is_file(const std::filesystem::path& p) {
-  std::error_code ec;
-  return std::filesystem::is_regular_file(p, ec);
-}
+// Present but unreadable (a folder, a link loop or to nowhere) is an error naming it, not absent:
+// a skipped tokenizer.json or modules.json changes the ids or the pooling without a word.
+bool is_file(const std::filesystem::path& p) { return optional_regular_file(p); }
 
 // Whether tokenizer.json's pre-tokeniser is GPT-2's ByteLevel (alone or in a Sequence); sets
 // add_prefix_space from it.

@@ -330,8 +330,8 @@ struct Distributed::Impl {
                           "MS_DIST_TIMEOUT if so",
                           std::chrono::duration_cast<std::chrono::seconds>(env.timeout).count())
                     : std::string("another worker stopped or became unreachable: see its output "
-                                  "(`ms train --nproc` and torchrun name the worker that failed "
-                                  "first); MS_DIST_TIMEOUT sets the wait in seconds"));
+                                  "(the launcher, `--nproc` or torchrun, names the worker that "
+                                  "failed first); MS_DIST_TIMEOUT sets the wait in seconds"));
     }
   }
 

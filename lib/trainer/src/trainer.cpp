@@ -1028,6 +1028,11 @@ void Trainer::load_trainer_state(const CheckpointValue& state) {
   const bool epoch_batches_done =
       resumed_epoch_done_ || (batches != nullptr && inner_iter_ >= batches->as_int());
   if (epoch_batches_done && !resumed_epoch_done_) inner_iter_ = iters_per_epoch_;
+  // The epochs before this one had the checkpoint's batch count, which may not be this run's:
+  // the last iteration (CheckpointHook's save_last by iteration, the log's ETA) counts from the
+  // iterations done. 0 when the counts agree.
+  iters_offset_ = resumed_epoch_done_ ? iter_ - (epoch_ + 1) * iters_per_epoch_
+                                      : iter_ - inner_iter_ - epoch_ * iters_per_epoch_;
   // The batches of an epoch are dealt per rank: a checkpoint taken inside an epoch resumes only
   // on as many ranks as wrote it (at an epoch's end any count goes on from the next epoch).
   const CheckpointValue* world = meta.find("world_size");

@@ -578,13 +578,15 @@ void write_causal_output(const std::filesystem::path& dir, const infer::ModelInf
 }
 
 // A hash of a model file's bytes (FNV-1a, as data::Table::content_hash()); a JSON options file
-// (config.json, tokenizer_config.json, special_tokens_map.json) is hashed without what
-// save_pretrained writes about where and with what it saved (name_or_path, *_file, *_path,
-// *dir, transformers_version, _commit_hash): copies saved on two machines differ only there,
-// which decides nothing, as the configuration's comparison leaves out paths.
+// (config.json, tokenizer_config.json, special_tokens_map.json) is hashed as its values, keys
+// sorted (save_pretrained sorts them, a hub's original may not), without what save_pretrained
+// or `ms export` write about where, with what and in which type they saved (name_or_path,
+// *_file, *_path, *dir, transformers_version, _commit_hash, dtype, torch_dtype, architectures:
+// the tensors' names and types are compared on their own): copies saved on two machines differ
+// only there, which decides nothing, as the configuration's comparison leaves out paths.
 std::uint64_t model_file_hash(const std::filesystem::path& file, bool json_options) {
   std::string bytes = read_file(file);
-  Json options;
+  nlohmann::json options;  // not ms::Json: its objects keep the file's key order
   JsonParseError ignored;
   if (json_options && try_parse_json(bytes, options, ignored) && options.is_object()) {
     for (auto it = options.begin(); it != options.end();) {
@@ -594,7 +596,8 @@ std::uint64_t model_file_hash(const std::filesystem::path& file, bool json_optio
                key.compare(key.size() - end.size(), end.size(), end.data(), end.size()) == 0;
       };
       if (key == "name_or_path" || key == "_name_or_path" || key == "transformers_version" ||
-          key == "_commit_hash" || ends_with("_file") || ends_with("_path") || ends_with("dir"))
+          key == "_commit_hash" || key == "dtype" || key == "torch_dtype" ||
+          key == "architectures" || ends_with("_file") || ends_with("_path") || ends_with("dir"))
         it = options.erase(it);
       else
         ++it;
@@ -616,9 +619,10 @@ std::uint64_t model_file_hash(const std::filesystem::path& file, bool json_optio
 std::vector<std::string> model_file_facts(const std::filesystem::path& dir) {
   std::vector<std::string> facts;
   std::error_code ec;
-  if (std::filesystem::exists(dir / "config.json", ec))
-    facts.push_back(fmt::format("the model's config.json (content hash {:016x})",
-                                model_file_hash(dir / "config.json", true)));
+  facts.push_back(std::filesystem::exists(dir / "config.json", ec)
+                      ? fmt::format("the model's config.json (content hash {:016x})",
+                                    model_file_hash(dir / "config.json", true))
+                      : std::string("no config.json in the model's folder"));
   for (const char* name : kTokenizerFiles) {
     if (!std::filesystem::exists(dir / name, ec)) {
       facts.push_back(fmt::format("no tokenizer file {}", name));

@@ -60,7 +60,8 @@ class MS_API Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  /// Binds (ms::Error kIo naming host:port when it cannot) and starts serving.
+  /// Binds (ms::Error kIo naming host:port when it cannot) and starts serving. Once stopped, a
+  /// server does not start again (ms::Error kUsage): make a new one.
   void start();
   int port() const;
   /// "http://127.0.0.1:PORT" (or https://...).

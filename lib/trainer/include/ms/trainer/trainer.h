@@ -162,7 +162,9 @@ class Trainer {
   std::int64_t inner_iter() const { return inner_iter_; }
   std::int64_t max_epochs() const { return max_epochs_; }
   std::int64_t iters_per_epoch() const { return iters_per_epoch_; }
-  std::int64_t max_iters() const { return max_epochs_ * iters_per_epoch_; }
+  /// The run's last iteration count: the epochs' batches, those done before a resume with
+  /// another batch count per epoch (other workers, batch size or data) counted as they were.
+  std::int64_t max_iters() const { return max_epochs_ * iters_per_epoch_ + iters_offset_; }
   /// Sets the counters (a restored checkpoint).
   void set_progress(std::int64_t epoch, std::int64_t iter, std::int64_t inner_iter);
 
@@ -260,7 +262,10 @@ class Trainer {
   LogBuffer log_buffer_;
   Mode mode_ = Mode::kTrain;
   std::int64_t epoch_ = 0, iter_ = 0, inner_iter_ = 0, max_epochs_ = 1, iters_per_epoch_ = 0;
-  std::int64_t checkpoint_epochs_ = 0;     // see epochs_reached()
+  std::int64_t checkpoint_epochs_ = 0;  // see epochs_reached()
+  // Iterations done before the resumed epoch less what this run's batch count gives them (0
+  // unless resumed with another count per epoch): max_iters() ends at the real last iteration.
+  std::int64_t iters_offset_ = 0;
   std::optional<std::int64_t> val_iters_;  ///< evaluation.val_iters_per_epoch: batches evaluated
   std::int64_t first_iter_ = 0;
   std::int64_t rows_trained_ = 0;
