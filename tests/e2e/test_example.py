@@ -63,20 +63,29 @@ class ExampleTest(TorchTestCase):
         headers = sorted(os.path.relpath(os.path.join(d, f), include)
                          for d, _, files in os.walk(include) for f in files if f.endswith(".h"))
         self.assertGreater(len(headers), 20, headers)
-        project = self.path("all-headers")
+        self.build_program(prefix, "all_headers", "add_library(all_headers OBJECT all.cpp)",
+                           {"all.cpp": "".join(f'#include "{h}"\n' for h in headers)})
+
+    def build_program(self, prefix, name, target, sources):
+        """Writes `sources` (file name -> text) and a CMakeLists.txt with `target` (an
+        add_executable or add_library line for NAME) linking ms::ms alone, configures it
+        against the package in `prefix` and builds it; returns the build folder."""
+        project = self.path(name)
         os.makedirs(project)
-        with open(os.path.join(project, "all.cpp"), "w") as f:
-            f.write("".join(f'#include "{h}"\n' for h in headers))
+        for file, text in sources.items():
+            with open(os.path.join(project, file), "w") as f:
+                f.write(text)
         with open(os.path.join(project, "CMakeLists.txt"), "w") as f:
-            f.write("cmake_minimum_required(VERSION 3.16)\nproject(all_headers CXX)\n"
-                    "find_package(ms REQUIRED)\nadd_library(all_headers OBJECT all.cpp)\n"
-                    "target_link_libraries(all_headers PRIVATE ms::ms)\n")
-        build = self.path("all-headers-build")
+            f.write(f"cmake_minimum_required(VERSION 3.16)\nproject({name} CXX)\n"
+                    f"find_package(ms REQUIRED)\n{target}\n"
+                    f"target_link_libraries({name} PRIVATE ms::ms)\n")
+        build = self.path(name + "-build")
         configure = [CMAKE, "-S", project, "-B", build, f"-DCMAKE_PREFIX_PATH={prefix}"]
         if os.environ.get("MS_CXX_COMPILER"):
             configure.append(f"-DCMAKE_CXX_COMPILER={os.environ['MS_CXX_COMPILER']}")
         self.tool(*configure)
         self.tool(CMAKE, "--build", build)
+        return build
 
     def test_library_calls_out_of_order_are_errors_not_crashes(self):
         # Found by a C++ caller: a server started again after stop() answered its first request
@@ -84,10 +93,7 @@ class ExampleTest(TorchTestCase):
         # after "bf16" gave bf16-rounded results as fp32; run_job wrote duplicate ids its own
         # resume then refused.
         prefix, _ = self.install()
-        project = self.path("misuse")
-        os.makedirs(project)
-        with open(os.path.join(project, "misuse.cpp"), "w") as f:
-            f.write(r"""
+        program = r"""
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -133,17 +139,9 @@ int main(int, char** argv) {
   job.output = argv[2];
   check("duplicate ids", [&] { ms::infer::run_job(*pipeline, inputs, job); });
 }
-""")
-        with open(os.path.join(project, "CMakeLists.txt"), "w") as f:
-            f.write("cmake_minimum_required(VERSION 3.16)\nproject(misuse CXX)\n"
-                    "find_package(ms REQUIRED)\nadd_executable(misuse misuse.cpp)\n"
-                    "target_link_libraries(misuse PRIVATE ms::ms)\n")
-        build = self.path("misuse-build")
-        configure = [CMAKE, "-S", project, "-B", build, f"-DCMAKE_PREFIX_PATH={prefix}"]
-        if os.environ.get("MS_CXX_COMPILER"):
-            configure.append(f"-DCMAKE_CXX_COMPILER={os.environ['MS_CXX_COMPILER']}")
-        self.tool(*configure)
-        self.tool(CMAKE, "--build", build)
+"""
+        build = self.build_program(prefix, "misuse", "add_executable(misuse misuse.cpp)",
+                                   {"misuse.cpp": program})
         out = self.path("dup.jsonl")
         r = self.tool(os.path.join(build, "misuse"), TINY_CLS, out)
         self.assertEqual(r.stdout.splitlines(), [
