@@ -35,6 +35,8 @@ std::string accepted_values(const CLI::Option* option) {
     words.push_back("at least " + m[1].str());
   for (std::sregex_iterator it(validators.begin(), validators.end(), members), end; it != end; ++it)
     words.push_back(it->str());
+  // A validator of another kind says it in its own words.
+  if (words.empty() && !std::regex_search(validators, at_least)) words.push_back(validators);
   return join(words, "; ");
 }
 

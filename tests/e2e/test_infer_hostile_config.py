@@ -82,6 +82,13 @@ class HostileConfigTest(TorchTestCase):
                            self.path("out-" + str(code)))
                 self.assertExit(r, code)
                 (os.rmdir if os.path.isdir(config) and not os.path.islink(config) else os.remove)(config)
+        # Nor a tokenizer file: a tokenizer.json linking nowhere beside vocab.txt was skipped,
+        # its added tokens lost.
+        shutil.copy(os.path.join(TINY, "cls", "configuration.json"), config)
+        os.symlink("nowhere.json", os.path.join(d, "tokenizer.json"))
+        r = self.infer(d)
+        self.assertExit(r, 4)
+        self.assertOneLineError(r, "tokenizer.json", "is a link to 'nowhere.json'")
         # An input file in a link loop is not "missing" either.
         os.symlink("loop", self.path("loop"))
         r = run_ms("infer", "--model", d, "--input-file", self.path("loop"))

@@ -81,9 +81,14 @@ Error error_from_exception(const std::exception& e) {
   const std::string first_line = what.substr(0, what.find('\n'));
   // LibTorch's allocators' words (CPU: DefaultCPUAllocator, mimalloc; CUDA's caching allocator,
   // cuBLAS's workspace), not any message that says "out of memory" (user text can).
-  static constexpr const char* kAllocatorPhrases[] = {
-      "can't allocate memory", "not enough memory", "CUDA out of memory",
-      "CUDA error: out of memory", "CUBLAS_STATUS_ALLOC_FAILED"};
+  static constexpr const char* kAllocatorPhrases[] = {"can't allocate memory",
+                                                      "not enough memory",
+                                                      "CUDA out of memory",
+                                                      "CUDA error: out of memory",
+                                                      "CUDA driver error: out of memory",
+                                                      "HIP out of memory",
+                                                      "CUBLAS_STATUS_ALLOC_FAILED",
+                                                      "CUDNN_STATUS_ALLOC_FAILED"};
   const bool bad_alloc = dynamic_cast<const std::bad_alloc*>(&e) != nullptr &&
                          dynamic_cast<const std::bad_array_new_length*>(&e) == nullptr;
   const auto* system = dynamic_cast<const std::system_error*>(&e);

@@ -123,7 +123,6 @@ std::vector<std::string> copy_side_files(const infer::ModelInfo& info, const fs:
       // The model built from modules.json has already refused paths outside the folder.
       if (rel.empty() || rel == ".") continue;
       const fs::path config = model_dir / rel / "config.json";
-      std::error_code ec;
       if (!optional_regular_file(config)) continue;
       const std::string type = m.value("type", "");
       const bool pooling = type.size() >= 7 && type.compare(type.size() - 7, 7, "Pooling") == 0;
@@ -173,7 +172,6 @@ void check_export_overrides(const infer::ExportRequest& request, const infer::Mo
                             info.task, info.dir.string(), own_task),
                 "export without --task");
   }
-  std::error_code ec;
   if (request.format != "safetensors" || !optional_regular_file(info.dir / "modules.json")) return;
   for (const std::string& key : info.override_keys) {
     if (key.rfind("model.", 0) != 0 && key.rfind("preprocessor.", 0) != 0) continue;

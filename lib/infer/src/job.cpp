@@ -703,7 +703,7 @@ JobStats run_job(Pipeline& pipeline, const std::vector<PipelineInput>& inputs,
   check_job_options(options);
   // A file's lines are found again by id (--resume): a library caller's duplicate ids were
   // written, and the resume then refused the file. read_inputs() says so first for the CLI.
-  if (options.output) {
+  if (options.output && !writes_npy(options)) {  // a .npy file holds no ids (and no resume)
     std::unordered_set<std::string> ids;
     for (const PipelineInput& in : inputs) {
       MS_CHECK(ids.insert(in.id.dump()).second, ErrorCode::kUsage,

@@ -1,6 +1,7 @@
 #include "ms/infer/torch_layer.h"
 
 #include <dlfcn.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <charconv>
@@ -30,6 +31,8 @@ std::mutex g_mutex;
 constexpr const char* kInstallHint =
     "install LibTorch (Debian/Ubuntu: run scripts/setup.sh, or apt-get install libtorch-dev "
     "libopenblas0-openmp) and build with -DMS_WITH_TORCH=ON";
+constexpr const char* kAddressSpaceHint =
+    "LibTorch needs more than 1 GiB of address space: raise `ulimit -v`, or lift it";
 
 // More threads than this is a typo or a misread variable (LibTorch would try to start them all).
 constexpr int kMaxThreads = 1024;
@@ -114,6 +117,17 @@ const TorchLayer& load_torch_layer(const TorchOptions& options) {
     ::setenv("GLOG_minloglevel", "3", /*overwrite=*/0);
     ::setenv("TORCH_CPP_LOG_LEVEL", "FATAL", /*overwrite=*/0);
   }
+  // Below about 1 GiB of address space LibTorch's BLAS (OpenBLAS) retries a failing allocation
+  // for ever as it loads: `ms env` under `ulimit -v 800000` spun without end. Said up front.
+  constexpr rlim_t kLeastAddressSpace = rlim_t{1} << 30;
+  if (rlimit space{}; ::getrlimit(RLIMIT_AS, &space) == 0 && space.rlim_cur != RLIM_INFINITY &&
+                      space.rlim_cur < kLeastAddressSpace) {
+    throw Error(ErrorCode::kIo,
+                fmt::format("cannot load the torch layer {}: out of memory (the address space "
+                            "is limited to {} MiB; LibTorch needs more than 1 GiB)",
+                            path.string(), space.rlim_cur >> 20),
+                kAddressSpaceHint);
+  }
   void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
     const char* error = dlerror();
@@ -125,7 +139,7 @@ const TorchLayer& load_torch_layer(const TorchOptions& options) {
       throw Error(
           ErrorCode::kIo,
           fmt::format("cannot load the torch layer {}: out of memory ({})", path.string(), why),
-          "LibTorch needs more than 1 GB of address space: raise `ulimit -v`, or lift it");
+          kAddressSpaceHint);
     }
     missing(fmt::format("cannot load the torch layer {}: {}", path.string(), why), kInstallHint);
   }
