@@ -161,18 +161,30 @@ void check_token_ids(std::size_t tokenizer_ids, std::optional<int64_t> model_voc
               "is wrong");
 }
 
-at::ScalarType compute_dtype(const std::string& dtype, const std::string& device) {
-  if (dtype == "fp32") return at::kFloat;
-  if (dtype == "bf16") return at::kBFloat16;
-  MS_CHECK(dtype == "fp16", ErrorCode::kUsage, "--dtype {}: expected fp32, fp16 or bf16", dtype);
-  // Debian's LibTorch 1.13 has no half-precision kernels for the CPU (matrix products among them).
-  if (!c10::Device(device).is_cuda()) {
-    throw Error(
-        ErrorCode::kUsage,
-        "--dtype fp16 needs a GPU (--device gpu): LibTorch has no half-precision CPU kernels",
-        "on the CPU use --dtype bf16, or leave out --dtype");
+at::ScalarType compute_dtype(const std::string& dtype, const std::string& device,
+                             at::ScalarType current) {
+  at::ScalarType type = at::kHalf;
+  if (dtype == "fp32") {
+    type = at::kFloat;
+  } else if (dtype == "bf16") {
+    type = at::kBFloat16;
+  } else {
+    MS_CHECK(dtype == "fp16", ErrorCode::kUsage, "--dtype {}: expected fp32, fp16 or bf16", dtype);
+    // Debian's LibTorch 1.13 has no half-precision kernels for the CPU (matrix products among
+    // them).
+    if (!c10::Device(device).is_cuda()) {
+      throw Error(
+          ErrorCode::kUsage,
+          "--dtype fp16 needs a GPU (--device gpu): LibTorch has no half-precision CPU kernels",
+          "on the CPU use --dtype bf16, or leave out --dtype");
+    }
   }
-  return at::kHalf;
+  // Cast weights keep their rounding: casting them back would not give fp32's results.
+  MS_CHECK(type == current || current == at::kFloat, ErrorCode::kUsage,
+           "--dtype {}: the weights were cast to {} already, and casting them back would not "
+           "give {}'s results: open the model again",
+           dtype, c10::toString(current), dtype);
+  return type;
 }
 
 bool per_thread_intra_op_threads() { return torch_omp_set_num_threads() != nullptr; }

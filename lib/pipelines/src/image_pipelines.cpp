@@ -59,14 +59,9 @@ class ImageClassificationPipeline final : public infer::Pipeline {
   bool concurrent() const override { return per_thread_intra_op_threads(); }
   void prepare_worker(int threads) override { prepare_worker_thread(threads, device_); }
   void set_dtype(const std::string& dtype) override {
-    const at::ScalarType type = compute_dtype(dtype, device_);
+    const at::ScalarType type = compute_dtype(dtype, device_, dtype_);
     MS_CHECK(!script_, ErrorCode::kUsage,
              "--dtype {}: a TorchScript classifier computes in the dtype it was saved in", dtype);
-    // Cast weights keep their rounding: casting them back would not give fp32's results.
-    MS_CHECK(type == dtype_ || dtype_ == at::kFloat, ErrorCode::kUsage,
-             "--dtype {}: the weights were cast to {} already, and casting them back would not "
-             "give {}'s results: open the model again",
-             dtype, c10::toString(dtype_), dtype);
     model_->cast(type);
     dtype_ = type;
   }

@@ -97,16 +97,11 @@ class BertTextPipeline : public infer::Pipeline {
   bool concurrent() const override { return per_thread_intra_op_threads(); }
   void prepare_worker(int threads) override { prepare_worker_thread(threads, device_); }
   void set_dtype(const std::string& dtype) override {
-    const at::ScalarType type = compute_dtype(dtype, device_);
+    const at::ScalarType type = compute_dtype(dtype, device_, dtype_);
     MS_CHECK(!traced_, ErrorCode::kUsage,
              "--dtype {}: {} is a TorchScript archive, which computes in the dtype it was "
              "exported in",
              dtype, dir_.string());
-    // Cast weights keep their rounding: casting them back would not give fp32's results.
-    MS_CHECK(type == dtype_ || dtype_ == at::kFloat, ErrorCode::kUsage,
-             "--dtype {}: the weights were cast to {} already, and casting them back would not "
-             "give {}'s results: open the model again",
-             dtype, c10::toString(dtype_), dtype);
     model_->cast(type);
     dtype_ = type;
   }

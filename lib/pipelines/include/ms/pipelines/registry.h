@@ -53,9 +53,11 @@ std::shared_ptr<models::Model> load_text_model(const infer::ModelInfo& model,
 void check_token_ids(std::size_t tokenizer_ids, std::optional<int64_t> model_vocab,
                      const std::filesystem::path& vocabulary);
 
-/// The compute type of `ms infer --dtype` ("fp32", "fp16", "bf16") on `device`; ms::Error(kUsage)
-/// for an unknown name, or fp16 off a GPU.
-at::ScalarType compute_dtype(const std::string& dtype, const std::string& device);
+/// The compute type of `ms infer --dtype` ("fp32", "fp16", "bf16") on `device`, for weights now
+/// of type `current`; ms::Error(kUsage) for an unknown name, fp16 off a GPU, or weights cast
+/// already to another type (casting them back would not give that type's results).
+at::ScalarType compute_dtype(const std::string& dtype, const std::string& device,
+                             at::ScalarType current);
 
 /// Sets the calling thread's intra-op thread count (OpenMP's per-thread setting) without touching
 /// other threads.
